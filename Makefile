@@ -1,0 +1,51 @@
+# greenprint: two commands on a fresh machine.
+#   make demo   set up .venv and run a small Green AI study on bundled data, with its report
+#   make test   set up .venv and run the whole suite (ruff, mypy, pytest)
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck pytest bench clean venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first, pinned, so that no later requirement can pull a multi-GB CUDA build.
+$(VENV)/.torch-installed: $(BIN)/python
+	$(PIP) install -q "$(TORCH_SPEC)"
+	@touch $@
+
+$(VENV)/.demo-installed: $(VENV)/.torch-installed pyproject.toml
+	$(PIP) install -q -e ".[torch,demo,report]"
+	@touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.torch-installed pyproject.toml
+	$(PIP) install -q -e ".[torch,demo,report,postgres,dev]"
+	@touch $@
+
+venv: $(VENV)/.dev-installed
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/greenprint demo
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy
+
+pytest: $(VENV)/.dev-installed
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

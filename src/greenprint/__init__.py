@@ -1,0 +1,102 @@
+"""greenprint: the price tag of every machine-learning result.
+
+Energy (kWh), carbon (kg CO2-eq), floating-point operations (FPO), wall time and parameters, for
+one run and for the whole study that led to it. Heavy modules load on first use, so
+``import greenprint`` stays fast and needs no torch.
+
+Example:
+    >>> import greenprint as gp
+    >>> with gp.track("baseline", study="demo", ledger="greenprint.db") as run:  # doctest: +SKIP
+    ...     run.log(accuracy=0.9)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import (
+    AnalysisError,
+    ConfigError,
+    FPOError,
+    FPOInputError,
+    GreenprintError,
+    IntensityCSVError,
+    InvalidIntensityError,
+    InvalidPUEError,
+    LedgerError,
+    LedgerPathError,
+    MeterError,
+    MissingDependencyError,
+    NotALedgerError,
+    ReportError,
+    SchemaVersionError,
+    UnknownOpError,
+    UnknownRegionError,
+    UnknownRunError,
+    UnknownStudyError,
+)
+from greenprint._records import MetricPoint, PowerSample, RunRecord
+from greenprint._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.fpo import FPOCounter, FPOResult, count_fpo, training_fpo
+    from greenprint.ledger import Ledger
+    from greenprint.tracking import Run, track
+
+# name -> module that defines it; imported on first attribute access (PEP 562).
+_LAZY = {
+    "track": "greenprint.tracking",
+    "Run": "greenprint.tracking",
+    "Ledger": "greenprint.ledger",
+    "count_fpo": "greenprint.fpo",
+    "training_fpo": "greenprint.fpo",
+    "FPOCounter": "greenprint.fpo",
+    "FPOResult": "greenprint.fpo",
+}
+
+__all__ = [
+    "AnalysisError",
+    "ConfigError",
+    "FPOCounter",
+    "FPOError",
+    "FPOInputError",
+    "FPOResult",
+    "GreenprintError",
+    "IntensityCSVError",
+    "InvalidIntensityError",
+    "InvalidPUEError",
+    "Ledger",
+    "LedgerError",
+    "LedgerPathError",
+    "MeterError",
+    "MetricPoint",
+    "MissingDependencyError",
+    "NotALedgerError",
+    "PowerSample",
+    "ReportError",
+    "Run",
+    "RunRecord",
+    "SchemaVersionError",
+    "UnknownOpError",
+    "UnknownRegionError",
+    "UnknownRunError",
+    "UnknownStudyError",
+    "__version__",
+    "count_fpo",
+    "track",
+    "training_fpo",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'greenprint' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,149 @@
+"""The exceptions greenprint raises.
+
+Every error greenprint raises on purpose derives from :class:`GreenprintError`, so a caller can
+catch one class. The CLI turns any ``GreenprintError`` into one line on stderr and exit status 2.
+
+The tree::
+
+    GreenprintError
+    ├── ConfigError (also ValueError)           bad option, argument or config value
+    │   ├── InvalidPUEError                     PUE <= 0, NaN, infinite or absurd
+    │   ├── InvalidIntensityError               intensity < 0, NaN, infinite or absurd
+    │   ├── UnknownRegionError                  region code not in the shipped tables
+    │   └── IntensityCSVError                   malformed hourly intensity CSV (names the line)
+    ├── LedgerError
+    │   ├── LedgerPathError                     a directory, unwritable, missing parent
+    │   ├── NotALedgerError                     a file or database that is not a greenprint ledger
+    │   ├── SchemaVersionError                  the ledger is newer than this code, or needs upgrade
+    │   ├── UnknownRunError (also KeyError)     no run with that id
+    │   └── UnknownStudyError (also KeyError)   no study with that name
+    ├── MeterError                              a meter could not be read (tracking catches it and
+    │                                           degrades to an estimate; it never reaches user code)
+    ├── FPOError
+    │   ├── UnknownOpError                      strict mode met an op with no rule
+    │   └── FPOInputError (also ValueError)     bad shape, dtype or factory for the counter
+    ├── AnalysisError (also ValueError)         e.g. a study with no metric to rank
+    ├── ReportError                             empty study, unwritable output, unknown format
+    └── MissingDependencyError (also ImportError)  an optional extra is not installed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AnalysisError",
+    "ConfigError",
+    "FPOError",
+    "FPOInputError",
+    "GreenprintError",
+    "IntensityCSVError",
+    "InvalidIntensityError",
+    "InvalidPUEError",
+    "LedgerError",
+    "LedgerPathError",
+    "MeterError",
+    "MissingDependencyError",
+    "NotALedgerError",
+    "ReportError",
+    "SchemaVersionError",
+    "UnknownOpError",
+    "UnknownRegionError",
+    "UnknownRunError",
+    "UnknownStudyError",
+]
+
+
+class GreenprintError(Exception):
+    """Root of every error greenprint raises on purpose."""
+
+    def __str__(self) -> str:
+        # KeyError subclasses would otherwise print with quotes around the message.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class ConfigError(GreenprintError, ValueError):
+    """A bad option, argument or configuration value."""
+
+
+class InvalidPUEError(ConfigError):
+    """A power usage effectiveness that is not a finite number in [1.0, 3.0]."""
+
+
+class InvalidIntensityError(ConfigError):
+    """A grid carbon intensity that is negative, NaN, infinite or absurd (g CO2-eq/kWh)."""
+
+
+class UnknownRegionError(ConfigError):
+    """A region code that no shipped table knows.
+
+    Attributes:
+        region: the code the user gave.
+        suggestions: the nearest known codes, best first.
+    """
+
+    def __init__(self, message: str, *, region: str = "", suggestions: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.region = region
+        self.suggestions = suggestions
+
+
+class IntensityCSVError(ConfigError):
+    """A malformed hourly intensity CSV; the message names the file and line."""
+
+
+class LedgerError(GreenprintError):
+    """Something went wrong with a ledger."""
+
+
+class LedgerPathError(LedgerError):
+    """The ledger path is a directory, cannot be written, or its parent does not exist."""
+
+
+class NotALedgerError(LedgerError):
+    """The file or database exists but is not a greenprint ledger; it is left untouched."""
+
+
+class SchemaVersionError(LedgerError):
+    """The ledger's schema is newer than this code (upgrade greenprint) or cannot be migrated."""
+
+
+class UnknownRunError(LedgerError, KeyError):
+    """No run with that id (or id prefix) in the ledger."""
+
+
+class UnknownStudyError(LedgerError, KeyError):
+    """No study with that name in the ledger."""
+
+
+class MeterError(GreenprintError):
+    """A meter could not be read. Tracking catches it and falls back to an estimate."""
+
+
+class FPOError(GreenprintError):
+    """An error from the FPO counter."""
+
+
+class UnknownOpError(FPOError):
+    """``strict=True`` and an op ran that has no FPO rule."""
+
+
+class FPOInputError(FPOError, ValueError):
+    """A bad input shape, dtype or model factory given to the FPO counter."""
+
+
+class AnalysisError(GreenprintError, ValueError):
+    """The analysis cannot be done on this input (for example no metric to rank runs by)."""
+
+
+class ReportError(GreenprintError):
+    """A report cannot be made: empty study, unwritable output directory, unknown format."""
+
+
+class MissingDependencyError(GreenprintError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, feature: str):
+        super().__init__(
+            f"{feature} needs {package}, which is not installed: pip install 'greenprint[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,161 @@
+"""The records a ledger holds: runs, their metric time series and their power samples.
+
+These frozen dataclasses are the one shape shared by the tracker (which writes them), the ledger
+(which stores them) and the analysis and reports (which read them). Units are in the names.
+
+Energy conventions:
+    * ``energy_cpu_kwh``, ``energy_gpu_kwh``, ``energy_ram_kwh``: IT energy of each component,
+      attributed to the tracked process tree (``scope="process"``) or to the whole machine
+      (``scope="machine"``); ``None`` means "not measured", never 0.
+    * ``energy_kwh``: their sum (IT energy, before PUE).
+    * ``emissions_kg``: ``energy_kwh * pue * intensity`` integrated over the run (sample by sample
+      when the intensity is an hourly series), in kg CO2-eq.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "RUN_STATUSES",
+    "MetricPoint",
+    "PowerSample",
+    "RunRecord",
+    "RunStatus",
+]
+
+RunStatus = Literal["running", "finished", "failed", "interrupted", "pruned", "lost"]
+RUN_STATUSES: tuple[str, ...] = ("running", "finished", "failed", "interrupted", "pruned", "lost")
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One logged value of one metric.
+
+    Attributes:
+        name: metric name, e.g. ``"accuracy"``.
+        value: the value (float; NaN allowed and kept).
+        step: the step (epoch, iteration) it belongs to, or ``None``.
+        time: when it was logged, seconds since the Unix epoch.
+    """
+
+    name: str
+    value: float
+    step: int | None = None
+    time: float = 0.0
+
+
+@dataclass(frozen=True)
+class PowerSample:
+    """Average power of each component over one sampling interval ``[t0, t1]``.
+
+    Attributes:
+        t0: interval start, seconds since the Unix epoch.
+        t1: interval end, seconds since the Unix epoch.
+        cpu_w: mean CPU power in W, ``None`` if not measured.
+        gpu_w: mean GPU power in W, ``None`` if not measured.
+        ram_w: mean RAM power in W, ``None`` if not measured.
+        intensity_g_per_kwh: grid intensity applied to this interval (g CO2-eq/kWh).
+    """
+
+    t0: float
+    t1: float
+    cpu_w: float | None = None
+    gpu_w: float | None = None
+    ram_w: float | None = None
+    intensity_g_per_kwh: float | None = None
+
+    @property
+    def power_w(self) -> float:
+        """Total mean power in W over the interval (unmeasured components count as 0)."""
+        return sum(p for p in (self.cpu_w, self.gpu_w, self.ram_w) if p is not None)
+
+    @property
+    def energy_kwh(self) -> float:
+        """IT energy of the interval in kWh."""
+        return self.power_w * max(self.t1 - self.t0, 0.0) / 3_600_000.0
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything a ledger knows about one run (a training job, a trial, a baseline...).
+
+    Times are seconds since the Unix epoch (UTC); durations in s; energy in kWh; emissions in kg
+    CO2-eq; intensity in g CO2-eq/kWh; FPO as an integer count of floating-point operations.
+    """
+
+    id: str
+    name: str
+    study: str = "default"
+    parent_id: str | None = None
+    status: str = "running"
+    started_at: float = 0.0
+    ended_at: float | None = None
+    heartbeat_at: float | None = None
+    flush_interval_s: float = 10.0
+    duration_s: float = 0.0
+    # where and what
+    host: str = ""
+    command: str = ""
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    python_version: str = ""
+    greenprint_version: str = ""
+    torch_version: str | None = None
+    hardware: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    # what was trained
+    params: dict[str, Any] = field(default_factory=dict)
+    dataset_size: int | None = None
+    fpo: int | None = None
+    param_count: int | None = None
+    # cost
+    scope: str = "process"
+    energy_cpu_kwh: float | None = None
+    energy_gpu_kwh: float | None = None
+    energy_ram_kwh: float | None = None
+    energy_kwh: float = 0.0
+    machine_energy_kwh: float | None = None
+    pue: float = 1.0
+    intensity_g_per_kwh: float | None = None
+    intensity_source: str = ""
+    emissions_kg: float = 0.0
+    provenance: dict[str, str] = field(default_factory=dict)
+    # results
+    metrics: tuple[MetricPoint, ...] = ()
+    error: str | None = None
+
+    @property
+    def energy_by_component(self) -> dict[str, float]:
+        """``{"cpu": kWh, "gpu": kWh, "ram": kWh}`` for the components that were measured."""
+        out = {}
+        for key, value in (
+            ("cpu", self.energy_cpu_kwh),
+            ("gpu", self.energy_gpu_kwh),
+            ("ram", self.energy_ram_kwh),
+        ):
+            if value is not None:
+                out[key] = value
+        return out
+
+    def metric(self, name: str, *, mode: Literal["last", "max", "min"] = "last") -> float | None:
+        """The run's value of a metric: the last logged, or the max/min over finite values.
+
+        Returns ``None`` when the metric was never logged (or has no finite value for max/min).
+        """
+        values = [p.value for p in self.metrics if p.name == name]
+        if not values:
+            return None
+        if mode == "last":
+            return values[-1]
+        finite = [v for v in values if math.isfinite(v)]
+        if not finite:
+            return None
+        return max(finite) if mode == "max" else min(finite)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Names of the metrics logged, in first-logged order."""
+        return list(dict.fromkeys(p.name for p in self.metrics))

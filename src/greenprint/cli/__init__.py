@@ -1,0 +1,87 @@
+"""The ``greenprint`` command line: a thin layer over the library.
+
+Subcommands live in their own private modules and are imported only when invoked, so that
+``greenprint --help`` stays fast. Errors: any :class:`~greenprint.GreenprintError` (bad input) is
+printed as one line on stderr with exit status 2; usage errors exit 2 too; ``greenprint run``
+passes the wrapped command's exit status through.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+import click
+
+from greenprint._exceptions import GreenprintError
+from greenprint._version import __version__
+
+__all__ = ["main"]
+
+# name -> (module defining `command`, one-line help shown by `greenprint --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("greenprint.cli._run", "Track a command's energy, CO2-eq and time into the ledger."),
+    "fpo": ("greenprint.cli._fpo", "Count the FPO of a PyTorch model (forward, backward)."),
+    "report": (
+        "greenprint.cli._report",
+        "Write a study's price-tag report (HTML/MD/LaTeX/JSON).",
+    ),
+    "ledger": ("greenprint.cli._ledger", "List, show and export runs in a ledger."),
+    "hardware": ("greenprint.cli._hardware", "Show this machine's hardware and usable meters."),
+    "intensity": ("greenprint.cli._intensity", "Show the grid carbon intensity of a region."),
+    "demo": ("greenprint.cli._demo", "Run a small Green AI study end to end and report it."),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        try:
+            module = importlib.import_module(entry[0])
+        except ModuleNotFoundError as e:
+            if e.name == entry[0]:  # the subcommand itself is not built (yet)
+                return None
+            raise
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="greenprint")
+def cli() -> None:
+    """greenprint: the price tag of every ML result (energy, CO2-eq, FPO, time)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return (and, as a script, exit with) the exit status."""
+    try:
+        rv = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except GreenprintError as e:
+        click.echo(f"greenprint: error: {e}", err=True)
+        return _exit(2, argv)
+    except click.exceptions.Exit as e:
+        return _exit(e.exit_code, argv)
+    except click.ClickException as e:
+        e.show()
+        return _exit(e.exit_code, argv)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return _exit(130, argv)
+    return _exit(rv if isinstance(rv, int) else 0, argv)
+
+
+def _exit(code: int, argv: Sequence[str] | None) -> int:
+    if argv is None:  # console-script entry point
+        sys.exit(code)
+    return code

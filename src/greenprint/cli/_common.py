@@ -1,0 +1,16 @@
+"""Options and helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["ledger_option", "study_option"]
+
+ledger_option = click.option(
+    "--ledger",
+    "ledger",
+    default=None,
+    metavar="PATH|URL",
+    help="Ledger file or database URL [default: GREENPRINT_LEDGER, config, ./greenprint.db].",
+)
+study_option = click.option("--study", default=None, help="Study name.")

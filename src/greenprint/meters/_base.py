@@ -1,0 +1,69 @@
+"""The contract every meter fulfils.
+
+A :class:`Meter` measures one component (``"cpu"``, ``"gpu"`` or ``"ram"``) and reports cumulative
+energy in joules since :meth:`Meter.start`. The tracker's sampler thread calls :meth:`Meter.read`
+about once a second from one thread; meters need not be thread-safe beyond that.
+
+Contract:
+    * ``read()`` returns energy since ``start()``, monotonically non-decreasing, in joules;
+      hardware counter wrap-around is handled inside the meter.
+    * ``machine_j`` is the energy of the whole measured domain (all sockets, all visible GPUs);
+      ``process_j`` is the share attributed to the tracked process tree, or ``None`` when the
+      meter cannot attribute.
+    * On failure ``read()`` raises :class:`~greenprint.MeterError` (never another exception);
+      :class:`MeterSet` then swaps in an estimate and records why in the provenance.
+    * ``provenance`` is a short string saying where figures come from, e.g. ``"rapl:package-0"``,
+      ``"nvml:counter"``, ``"estimate:tdp:Intel Xeon Gold 6148 (150 W)"``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+__all__ = ["Meter", "MeterReading"]
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """Cumulative energy since the meter started.
+
+    Attributes:
+        machine_j: energy of the whole measured domain, in joules.
+        process_j: energy attributed to the tracked process tree, in joules, or ``None``.
+    """
+
+    machine_j: float
+    process_j: float | None = None
+
+
+class Meter(ABC):
+    """One energy source for one component. See the module docstring for the contract."""
+
+    #: ``"cpu"``, ``"gpu"`` or ``"ram"``.
+    component: str = ""
+
+    @property
+    @abstractmethod
+    def provenance(self) -> str:
+        """Where this meter's figures come from (e.g. ``"rapl:package-0"``)."""
+
+    @property
+    def is_estimate(self) -> bool:
+        """True when the figures are modelled rather than read from a hardware counter."""
+        return self.provenance.startswith("estimate")
+
+    @abstractmethod
+    def start(self) -> None:
+        """Take the baseline reading; energy is counted from here."""
+
+    @abstractmethod
+    def read(self) -> MeterReading:
+        """Cumulative energy since :meth:`start`.
+
+        Raises:
+            MeterError: the source could not be read.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release handles (NVML, files). Default: nothing to release."""

@@ -1,0 +1,67 @@
+"""Shared fixtures: the network guard, CI strictness, and helpers for real components."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+GUARD_DIR = Path(__file__).parent / "_guard"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_guard_log = Path(tempfile.mkdtemp(prefix="gp-guard-")) / "violations.log"
+os.environ["GREENPRINT_NETWORK_GUARD"] = "1"
+os.environ["GREENPRINT_NETWORK_GUARD_LOG"] = str(_guard_log)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(GUARD_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+sys.path.insert(0, str(GUARD_DIR))
+import sitecustomize as _network_guard  # noqa: E402  (ours, from tests/_guard)
+
+_network_guard.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session if any process tried to reach a non-loopback address."""
+    if _guard_log.exists() and _guard_log.read_text().strip():
+        sys.stderr.write(
+            "\nNETWORK GUARD: connections outside loopback were attempted:\n"
+            + _guard_log.read_text()
+        )
+        session.exitstatus = 1
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip the calling test when a real component is missing; under ``CI=true`` fail instead."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required component missing under CI=true: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def require_component():
+    """The :func:`require` helper as a fixture."""
+    return require
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    """Path to a headless-capable Chromium, or skip (fail under CI)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    require(path is not None, "Debian's chromium is not installed (apt-get install chromium)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the user's GREENPRINT_* settings out of the tests."""
+    for key in list(os.environ):
+        if key.startswith("GREENPRINT_") and not key.startswith("GREENPRINT_NETWORK_GUARD"):
+            monkeypatch.delenv(key, raising=False)
