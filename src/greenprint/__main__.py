@@ -1,0 +1,5 @@
+"""``python -m greenprint``."""
+
+from greenprint.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""What a run records about where it ran: host, command, git state, versions, scheduler ids.
+
+Everything here is local: ``socket.gethostname()`` reads the kernel's host name (no lookup), git is
+asked about the working directory only, and torch's version is recorded only when torch is already
+imported (greenprint never imports it for this).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["SCHEDULER_VARIABLES", "RunEnvironment", "collect_environment", "git_state"]
+
+#: Environment variables recorded when present: batch schedulers, cluster and device selection.
+SCHEDULER_VARIABLES = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_PROCID",
+    "SLURM_NODEID",
+    "SLURM_JOB_NAME",
+    "SLURM_CLUSTER_NAME",
+    "PBS_JOBID",
+    "LSB_JOBID",
+    "JOB_ID",
+    "SGE_TASK_ID",
+    "FLUX_JOB_ID",
+    "KUBERNETES_SERVICE_HOST",
+    "CUDA_VISIBLE_DEVICES",
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+)
+
+
+@dataclass(frozen=True)
+class RunEnvironment:
+    """Where and how a run was started."""
+
+    host: str
+    command: str
+    git_commit: str | None
+    git_dirty: bool | None
+    python_version: str
+    torch_version: str | None
+    env: dict[str, str]
+
+
+def git_state(cwd: str | None = None, *, timeout_s: float = 2.0) -> tuple[str | None, bool | None]:
+    """The working directory's git commit and whether the tree has uncommitted changes.
+
+    Returns ``(None, None)`` outside a git checkout or when git is missing or slow.
+    """
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        if head.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+    return head.stdout.strip() or None, dirty
+
+
+def collect_environment(
+    *, command: str | None = None, environ: Mapping[str, str] | None = None
+) -> RunEnvironment:
+    """Collect the run's environment (cheap: two git calls at most, no network)."""
+    env = os.environ if environ is None else environ
+    torch = sys.modules.get("torch")
+    commit, dirty = git_state()
+    return RunEnvironment(
+        host=socket.gethostname(),
+        command=command if command is not None else shlex.join(sys.argv),
+        git_commit=commit,
+        git_dirty=dirty,
+        python_version=platform.python_version(),
+        torch_version=getattr(torch, "__version__", None) if torch is not None else None,
+        env={k: env[k] for k in SCHEDULER_VARIABLES if k in env},
+    )

@@ -1,0 +1,5 @@
+"""``python -m greenprint.cli``."""
+
+from greenprint.cli import main
+
+main()

@@ -1,0 +1,712 @@
+"""Measure a run while it goes: ``gp.track()`` and :class:`Run`.
+
+A run samples its meters on a background thread (every ``sample_interval_s``, 1 s by default),
+turns energy into CO2-eq interval by interval (so an hourly intensity series is integrated, not
+averaged), and flushes its cost so far, metrics and power samples to the ledger every
+``flush_interval_s`` (10 s by default) together with a heartbeat. A ``kill -9`` therefore loses at
+most one flush interval, and the ledger later reports the run as ``lost``.
+
+How a run ends:
+
+* the ``with`` block (or decorated function) returns: ``finished`` (or ``pruned`` after
+  :meth:`Run.prune`);
+* an exception: ``failed``, with the error recorded, and the exception is re-raised; an exception
+  class named ``TrialPruned`` (Optuna, Ray) gives ``pruned``;
+* ``KeyboardInterrupt`` (SIGINT) or SIGTERM: ``interrupted``, with the cost so far. On SIGTERM the
+  previous handler then runs (by default the process still terminates);
+* ``kill -9`` or power loss: the row stays ``running`` with a stale heartbeat and is reported as
+  ``lost``, with the cost of the last flush.
+
+Nesting: a run started inside another (same thread or task), or in a child process of one
+(through ``GREENPRINT_PARENT_RUN``), records it as its parent. A parent's measurement contains its
+children's, so totals must be summed over root runs only: :func:`greenprint.analysis.price_tag`
+does so.
+
+Measurement never raises into user code: a meter that fails is replaced by an estimate (the
+provenance says so) and a ledger that cannot be written is retried at the next flush; only bad
+configuration (an invalid PUE, an unknown region, a path that is not a ledger) raises, and it does
+so when the run is created, before any user code runs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import functools
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+from greenprint._config import load_config
+from greenprint._exceptions import ConfigError, GreenprintError
+from greenprint._records import MetricPoint, PowerSample, RunRecord
+from greenprint._units import JOULES_PER_KWH
+from greenprint._version import __version__
+
+__all__ = ["PARENT_ENV", "Run", "active_runs", "track"]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variables through which a child process inherits its parent run.
+PARENT_ENV = "GREENPRINT_PARENT_RUN"
+PARENT_LEDGER_ENV = "GREENPRINT_PARENT_LEDGER"
+PARENT_STUDY_ENV = "GREENPRINT_PARENT_STUDY"
+
+_PRUNED_EXCEPTION_NAMES = frozenset({"TrialPruned"})
+_COMPONENT_FIELDS = {"cpu": "energy_cpu_kwh", "gpu": "energy_gpu_kwh", "ram": "energy_ram_kwh"}
+_SETTABLE = frozenset({"params", "dataset_size", "fpo", "param_count"})
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_current: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar(
+    "greenprint_current_runs", default=()
+)
+
+
+def track(
+    name: str | None = None,
+    *,
+    study: str | None = None,
+    ledger: Any = None,
+    region: str | None = None,
+    intensity: float | str | os.PathLike[str] | None = None,
+    pue: float | str | None = None,
+    params: Mapping[str, Any] | None = None,
+    dataset_size: int | None = None,
+    parent: Run | str | None = None,
+    scope: Literal["process", "machine"] = "process",
+    pid: int | None = None,
+    command: str | None = None,
+    sample_interval_s: float = 1.0,
+    flush_interval_s: float = 10.0,
+    meters: Any = None,
+) -> Run:
+    """Track a run's energy, CO2-eq, time and metrics into a ledger.
+
+    Use it as a context manager (``with gp.track("name") as run:``) or a decorator
+    (``@gp.track("name")``: each call of the function is a new run).
+
+    Args:
+        name: the run's name (default: the decorated function's name, else the script's).
+        study: the study it belongs to (default: parent's, ``GREENPRINT_STUDY``, config,
+            ``"default"``).
+        ledger: a path, URL or :class:`~greenprint.Ledger`; ``None`` for the configured ledger
+            (``./greenprint.db`` by default); ``False`` to keep the run in memory only.
+        region: grid region code for the carbon intensity (e.g. ``"DE"``, ``"US-CA"``,
+            ``"aws:eu-west-1"``).
+        intensity: grid intensity in g CO2-eq/kWh, or a path to an hourly CSV
+            (``timestamp,g_per_kwh``); wins over ``region``.
+        pue: data-centre power usage effectiveness (number in [1, 3] or preset name).
+        params: hyper-parameters to record.
+        dataset_size: number of training examples.
+        parent: the parent run (or its id); default: the enclosing run, else
+            ``GREENPRINT_PARENT_RUN``.
+        scope: ``"process"`` attributes energy to this process tree; ``"machine"`` records the
+            whole machine's. Both are measured; the other is kept in ``machine_energy_kwh``.
+        pid: root of the process tree to attribute (default: this process).
+        command: command line to record (default: ``sys.argv``).
+        sample_interval_s: seconds between meter reads.
+        flush_interval_s: seconds between ledger writes (and heartbeats).
+        meters: a ready :class:`~greenprint.meters.MeterSet` (tests and fakes); default: detect.
+
+    Returns:
+        A :class:`Run`, not yet started.
+
+    Raises:
+        ConfigError: an invalid PUE, intensity, region, scope or interval.
+        LedgerError: the ledger path is not usable.
+    """
+    return Run(
+        name,
+        study=study,
+        ledger=ledger,
+        region=region,
+        intensity=intensity,
+        pue=pue,
+        params=params,
+        dataset_size=dataset_size,
+        parent=parent,
+        scope=scope,
+        pid=pid,
+        command=command,
+        sample_interval_s=sample_interval_s,
+        flush_interval_s=flush_interval_s,
+        meters=meters,
+    )
+
+
+class Run:
+    """One tracked run. Create it with :func:`track`; see the module docstring for its life.
+
+    Live figures (``energy_kwh``, ``emissions_kg``, ``duration_s``...) can be read while the run
+    goes and keep their final values after it ends. A run is started once.
+    """
+
+    def __init__(self, name: str | None = None, **options: Any) -> None:
+        self._options = dict(options)
+        scope = options.get("scope", "process")
+        if scope not in ("process", "machine"):
+            raise ConfigError(f"scope must be 'process' or 'machine', not {scope!r}")
+        sample_s = float(options.get("sample_interval_s", 1.0))
+        flush_s = float(options.get("flush_interval_s", 10.0))
+        if not (math.isfinite(sample_s) and sample_s > 0):
+            raise ConfigError(f"sample_interval_s must be a positive number of seconds: {sample_s}")
+        if not (math.isfinite(flush_s) and flush_s >= sample_s):
+            raise ConfigError(
+                f"flush_interval_s must be at least sample_interval_s ({sample_s} s): {flush_s}"
+            )
+        from greenprint.carbon import resolve_intensity, resolve_pue
+
+        config = load_config()
+        self._intensity = resolve_intensity(
+            intensity=options.get("intensity"), region=options.get("region"), config=config
+        )
+        self._pue = resolve_pue(options.get("pue"), config=config)
+        self._ledger = _open_ledger(options.get("ledger"), config.get("ledger"))
+        parent_env = os.environ.get(PARENT_ENV)
+        self._study = (
+            options.get("study")
+            or (os.environ.get(PARENT_STUDY_ENV) if parent_env else None)
+            or config.get("study")
+            or "default"
+        )
+        self._explicit_name = name
+        self.name = name or _default_name()
+        self._scope: str = scope
+        self._sample_s = sample_s
+        self._flush_s = flush_s
+        self._params: dict[str, Any] = dict(options.get("params") or {})
+        self._dataset_size: int | None = options.get("dataset_size")
+        self._fpo: int | None = None
+        self._param_count: int | None = None
+        self._lock = threading.RLock()
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state: Literal["new", "running", "stopped"] = "new"
+        self._status = "new"
+        self._prune_requested = False
+        self._error: str | None = None
+        self.id = ""
+        self.parent_id: str | None = None
+        self._meters: Any = None
+        self._joules: dict[str, float] = {}
+        self._machine_joules: dict[str, float] = {}
+        self._emissions_g = 0.0
+        self._started_at = 0.0
+        self._ended_at: float | None = None
+        self._last_sample_t = 0.0
+        self._metrics: list[MetricPoint] = []
+        self._pending_metrics: list[MetricPoint] = []
+        self._pending_samples: list[PowerSample] = []
+        self._pending_fields: dict[str, Any] = {}
+        self._provenance: dict[str, str] = {}
+        self._environment: Any = None
+        self._hardware: dict[str, Any] = {}
+        self._saved_env: dict[str, str | None] = {}
+        self._ctx_token: contextvars.Token[tuple[Run, ...]] | None = None
+
+    # ------------------------------------------------------------------ context manager / decorator
+    def __enter__(self) -> Run:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        status, error = _status_for(exc)
+        self.stop(status=status, error=error)
+        return False
+
+    def __call__(self, fn: F) -> F:
+        """Use the run as a decorator: every call of ``fn`` is tracked as a new run."""
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with Run(self._explicit_name or fn.__qualname__, **self._options):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ public API
+    def log(self, step: int | None = None, **metrics: float) -> None:
+        """Record metric values, e.g. ``run.log(accuracy=0.93, step=10)``.
+
+        Values are stored as floats (NaN and infinities are kept as such).
+
+        Raises:
+            ConfigError: a value is not a number.
+        """
+        now = time.time()
+        points = []
+        for metric, value in metrics.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"metric {metric!r} must be a number, not {value!r}") from e
+            points.append(MetricPoint(metric, number, step, now))
+        with self._lock:
+            self._metrics.extend(points)
+            self._pending_metrics.extend(points)
+
+    def set(self, **fields: Any) -> None:
+        """Record facts: ``params`` (merged), ``dataset_size``, ``fpo``, ``param_count``.
+
+        Raises:
+            ConfigError: an unknown field or a negative count.
+        """
+        unknown = set(fields) - _SETTABLE
+        if unknown:
+            raise ConfigError(
+                f"unknown run field(s) {sorted(unknown)}; settable: {sorted(_SETTABLE)}"
+            )
+        with self._lock:
+            if "params" in fields and fields["params"] is not None:
+                self._params.update(fields["params"])
+                self._pending_fields["params"] = dict(self._params)
+            for key in ("dataset_size", "fpo", "param_count"):
+                if key in fields:
+                    value = fields[key]
+                    if value is not None and (not isinstance(value, int) or value < 0):
+                        raise ConfigError(f"{key} must be a non-negative integer, not {value!r}")
+                    setattr(self, f"_{key}", value)
+                    self._pending_fields[key] = value
+
+    def add_fpo(self, fpo: int) -> None:
+        """Add floating-point operations done by this run (e.g. one training step's, per step)."""
+        if not isinstance(fpo, int) or fpo < 0:
+            raise ConfigError(f"fpo must be a non-negative integer, not {fpo!r}")
+        with self._lock:
+            self._fpo = (self._fpo or 0) + fpo
+            self._pending_fields["fpo"] = self._fpo
+
+    def prune(self) -> None:
+        """Mark the run as pruned (early-stopped); it ends ``pruned`` instead of ``finished``."""
+        self._prune_requested = True
+
+    def start(self) -> Run:
+        """Start measuring. Returns the run itself.
+
+        Raises:
+            GreenprintError: the run was already started.
+            LedgerError: the ledger refused the new run.
+        """
+        with self._lock:
+            if self._state != "new":
+                raise GreenprintError(
+                    "a Run can be started only once; call gp.track(...) again for a new run"
+                )
+            self._begin()
+        return self
+
+    def stop(self, status: str = "finished", error: str | None = None) -> None:
+        """Stop measuring and write the final record. Calling it again does nothing.
+
+        Args:
+            status: ``"finished"``, ``"failed"``, ``"interrupted"`` or ``"pruned"``.
+                ``"finished"`` becomes ``"pruned"`` after :meth:`prune`.
+            error: what went wrong, for failed and interrupted runs.
+        """
+        if status not in ("finished", "failed", "interrupted", "pruned"):
+            raise ConfigError(f"unknown final status {status!r}")
+        with self._lock:
+            if self._state != "running":
+                return
+            self._state = "stopped"
+        self._stop_event.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        if status == "finished" and self._prune_requested:
+            status = "pruned"
+        with self._lock:
+            self._sample()
+            self._ended_at = self._last_sample_t
+            self._status = status
+            self._error = error
+            self._pending_fields.update(status=status, ended_at=self._ended_at, error=error)
+        self._flush()
+        if self._meters is not None:
+            self._meters.close()
+        self._release()
+
+    # ------------------------------------------------------------------ live figures
+    @property
+    def status(self) -> str:
+        """``"new"`` before start, ``"running"``, then the final status."""
+        return self._status
+
+    @property
+    def study(self) -> str:
+        """The study this run belongs to."""
+        return self._study
+
+    @property
+    def duration_s(self) -> float:
+        """Wall time in seconds so far (final once stopped)."""
+        if not self._started_at:
+            return 0.0
+        end = self._ended_at if self._ended_at is not None else time.time()
+        return max(end - self._started_at, 0.0)
+
+    @property
+    def energy_by_component(self) -> dict[str, float]:
+        """IT energy in kWh per measured component (``"cpu"``, ``"gpu"``, ``"ram"``)."""
+        with self._lock:
+            return {c: j / JOULES_PER_KWH for c, j in self._joules.items()}
+
+    @property
+    def energy_kwh(self) -> float:
+        """IT energy in kWh (before PUE), attributed per ``scope``."""
+        with self._lock:
+            return sum(self._joules.values()) / JOULES_PER_KWH
+
+    @property
+    def emissions_kg(self) -> float:
+        """CO2-eq in kg: energy x PUE x grid intensity, integrated interval by interval."""
+        with self._lock:
+            return self._emissions_g / 1000.0
+
+    @property
+    def fpo(self) -> int | None:
+        """Floating-point operations recorded with :meth:`set` or :meth:`add_fpo`, or ``None``."""
+        return self._fpo
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Hyper-parameters recorded so far."""
+        return dict(self._params)
+
+    @property
+    def metrics(self) -> list[MetricPoint]:
+        """Every metric value logged so far."""
+        with self._lock:
+            return list(self._metrics)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Where each figure comes from: meters per component, intensity, PUE, scope."""
+        with self._lock:
+            return dict(self._provenance)
+
+    @property
+    def intensity_g_per_kwh(self) -> float:
+        """The grid intensity in g CO2-eq/kWh (representative value for a series)."""
+        return self._intensity.g_per_kwh
+
+    @property
+    def pue(self) -> float:
+        """The power usage effectiveness applied."""
+        return self._pue.value
+
+    @property
+    def ledger(self) -> Any:
+        """The :class:`~greenprint.Ledger` written to, or ``None`` for an in-memory run."""
+        return self._ledger
+
+    @property
+    def record(self) -> RunRecord:
+        """A snapshot of the run as the ledger stores it."""
+        with self._lock:
+            return replace(self._base_record(), **self._cost_fields(), metrics=tuple(self._metrics))
+
+    # ------------------------------------------------------------------ internals
+    def _begin(self) -> None:
+        from greenprint.hardware import detect_hardware
+
+        self.id = uuid.uuid4().hex
+        self.parent_id = self._resolve_parent()
+        self._meters = self._options.get("meters")
+        if self._meters is None:
+            from greenprint.meters import detect_meters
+
+            self._meters = detect_meters(pid=self._options.get("pid"))
+        self._hardware = detect_hardware().to_dict()
+        self._meters.start()
+        self._started_at = self._last_sample_t = time.time()
+        self._provenance = self._build_provenance()
+        self._status = "running"
+        self._state = "running"
+        if self._ledger is not None:
+            self._ledger.start_run(self._base_record())
+        self._ctx_token = _current.set((*_current.get(), self))
+        _registry.add(self)
+        self._export_env()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"greenprint-sampler-{self.id[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    def _resolve_parent(self) -> str | None:
+        parent = self._options.get("parent")
+        if isinstance(parent, Run):
+            return parent.id or None
+        if isinstance(parent, str) and parent:
+            return parent
+        stack = _current.get()
+        if stack:
+            return stack[-1].id
+        return os.environ.get(PARENT_ENV) or None
+
+    def _build_provenance(self) -> dict[str, str]:
+        provenance = {f"{c}": p for c, p in self._meters.provenance.items()}
+        provenance["intensity"] = self._intensity.source
+        provenance["pue"] = self._pue.source
+        provenance["scope"] = self._scope
+        return provenance
+
+    def _base_record(self) -> RunRecord:
+        env = self._environment
+        return RunRecord(
+            id=self.id,
+            name=self.name,
+            study=self._study,
+            parent_id=self.parent_id,
+            status=self._status,
+            started_at=self._started_at,
+            heartbeat_at=self._last_sample_t,
+            flush_interval_s=self._flush_s,
+            host=env.host if env else "",
+            command=env.command if env else (self._options.get("command") or ""),
+            git_commit=env.git_commit if env else None,
+            git_dirty=env.git_dirty if env else None,
+            python_version=env.python_version if env else sys.version.split()[0],
+            greenprint_version=__version__,
+            torch_version=env.torch_version if env else None,
+            hardware=self._hardware,
+            env=env.env if env else {},
+            params=dict(self._params),
+            dataset_size=self._dataset_size,
+            fpo=self._fpo,
+            param_count=self._param_count,
+            scope=self._scope,
+            pue=self._pue.value,
+            intensity_g_per_kwh=self._intensity.g_per_kwh,
+            intensity_source=self._intensity.source,
+            provenance=dict(self._provenance),
+            error=self._error,
+        )
+
+    def _cost_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {name: None for name in _COMPONENT_FIELDS.values()}
+        for component, joules in self._joules.items():
+            if component in _COMPONENT_FIELDS:
+                fields[_COMPONENT_FIELDS[component]] = joules / JOULES_PER_KWH
+        fields["energy_kwh"] = sum(self._joules.values()) / JOULES_PER_KWH
+        fields["machine_energy_kwh"] = sum(self._machine_joules.values()) / JOULES_PER_KWH
+        fields["emissions_kg"] = self._emissions_g / 1000.0
+        fields["duration_s"] = self.duration_s
+        fields["heartbeat_at"] = self._last_sample_t
+        fields["provenance"] = dict(self._provenance)
+        fields["status"] = self._status
+        return fields
+
+    def _loop(self) -> None:
+        next_flush = time.time() + self._flush_s
+        first = True
+        while not self._stop_event.wait(self._sample_s):
+            try:
+                if first:
+                    self._collect_environment()
+                    first = False
+                with self._lock:
+                    if self._state != "running":
+                        return
+                    self._sample()
+                if time.time() >= next_flush:
+                    self._flush()
+                    next_flush = time.time() + self._flush_s
+            except Exception:  # the sampler thread must never die silently: log, go on
+                logger.exception("greenprint: sampling run %s failed; will retry", self.id[:8])
+
+    def _collect_environment(self) -> None:
+        from greenprint._environment import collect_environment
+
+        environment = collect_environment(command=self._options.get("command"))
+        with self._lock:
+            self._environment = environment
+            self._pending_fields.update(
+                host=environment.host,
+                command=environment.command,
+                git_commit=environment.git_commit,
+                git_dirty=environment.git_dirty,
+                torch_version=environment.torch_version,
+                env=environment.env,
+            )
+
+    def _sample(self) -> None:
+        """Read the meters and account the interval since the last sample (caller holds lock)."""
+        now = time.time()
+        t0 = self._last_sample_t
+        readings = self._meters.read()
+        powers: dict[str, float] = {}
+        interval_j = 0.0
+        for component, reading in readings.items():
+            attributed = reading.process_j if self._scope == "process" else None
+            joules = attributed if attributed is not None else reading.machine_j
+            delta = max(joules - self._joules.get(component, 0.0), 0.0)
+            self._joules[component] = joules
+            self._machine_joules[component] = reading.machine_j
+            interval_j += delta
+            powers[component] = delta / (now - t0) if now > t0 else 0.0
+        for component, source in self._meters.provenance.items():
+            self._provenance[component] = source
+        if now > t0:
+            kwh = interval_j / JOULES_PER_KWH
+            self._emissions_g += self._intensity.emissions_g(t0, now, kwh * self._pue.value)
+            self._pending_samples.append(
+                PowerSample(
+                    t0=t0,
+                    t1=now,
+                    cpu_w=powers.get("cpu"),
+                    gpu_w=powers.get("gpu"),
+                    ram_w=powers.get("ram"),
+                    intensity_g_per_kwh=self._intensity.at((t0 + now) / 2),
+                )
+            )
+        self._last_sample_t = now
+
+    def _flush(self) -> None:
+        if self._ledger is None:
+            return
+        with self._lock:
+            fields = {**self._cost_fields(), **self._pending_fields}
+            metrics, self._pending_metrics = self._pending_metrics, []
+            samples, self._pending_samples = self._pending_samples, []
+            pending_fields, self._pending_fields = self._pending_fields, {}
+        try:
+            self._ledger.flush(self.id, fields=fields, metrics=metrics, samples=samples)
+        except Exception as e:  # a full disk or a locked database must not stop the user's code
+            logger.warning("greenprint: could not write run %s to the ledger: %s", self.id[:8], e)
+            with self._lock:
+                self._pending_metrics[:0] = metrics
+                self._pending_samples[:0] = samples
+                self._pending_fields = {**pending_fields, **self._pending_fields}
+
+    def _export_env(self) -> None:
+        exported = {PARENT_ENV: self.id, PARENT_STUDY_ENV: self._study}
+        if self._ledger is not None:
+            exported[PARENT_LEDGER_ENV] = getattr(self._ledger, "url_unmasked", self._ledger.url)
+        for key, value in exported.items():
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+
+    def _release(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
+        if self._ctx_token is not None:
+            try:
+                _current.reset(self._ctx_token)
+            except ValueError:  # stopped from another context (signal, atexit): drop by hand
+                _current.set(tuple(r for r in _current.get() if r is not self))
+            self._ctx_token = None
+        _registry.discard(self)
+
+
+def _status_for(exc: BaseException | None) -> tuple[str, str | None]:
+    if exc is None:
+        return "finished", None
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "KeyboardInterrupt"
+    if isinstance(exc, SystemExit) and exc.code in (0, None):
+        return "finished", None
+    if type(exc).__name__ in _PRUNED_EXCEPTION_NAMES:
+        return "pruned", None
+    message = f"{type(exc).__name__}: {exc}"
+    return "failed", message[:2000]
+
+
+def _default_name() -> str:
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return script if script and script not in ("-c", "-m") else "run"
+
+
+def _open_ledger(ledger: Any, configured: str | None) -> Any:
+    if ledger is False:
+        return None
+    from greenprint.ledger import get_ledger
+
+    if ledger is None:
+        inherited = os.environ.get(PARENT_LEDGER_ENV) if os.environ.get(PARENT_ENV) else None
+        ledger = inherited or configured
+    return get_ledger(ledger)
+
+
+class _Registry:
+    """The runs active in this process, for SIGTERM, uncaught exceptions and interpreter exit."""
+
+    def __init__(self) -> None:
+        self._runs: list[Run] = []
+        self._lock = threading.Lock()
+        self._installed = False
+        self._previous_sigterm: Any = None
+        self._previous_excepthook: Any = None
+
+    def add(self, run: Run) -> None:
+        with self._lock:
+            self._runs.append(run)
+            if not self._installed:
+                self._install()
+
+    def discard(self, run: Run) -> None:
+        with self._lock:
+            if run in self._runs:
+                self._runs.remove(run)
+
+    def active(self) -> list[Run]:
+        with self._lock:
+            return list(self._runs)
+
+    def stop_all(self, status: str, error: str | None) -> None:
+        for run in reversed(self.active()):
+            run.stop(status=status, error=error)
+
+    def _install(self) -> None:
+        self._installed = True
+        atexit.register(self.stop_all, "finished", None)
+        self._previous_excepthook = sys.excepthook
+        sys.excepthook = self._excepthook
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous_sigterm = signal.getsignal(signal.SIGTERM)
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+            except (ValueError, OSError):  # not allowed here (embedded interpreter)
+                self._previous_sigterm = None
+
+    def _excepthook(
+        self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        status, error = _status_for(exc)
+        self.stop_all(status, error)
+        self._previous_excepthook(exc_type, exc, tb)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.stop_all("interrupted", "SIGTERM")
+        previous = self._previous_sigterm
+        if callable(previous):
+            previous(signum, frame)
+        elif previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        # SIG_IGN: the process goes on, as it would have without greenprint
+
+
+_registry = _Registry()
+
+
+def active_runs() -> Iterator[Run]:
+    """The runs currently being measured in this process, outermost first."""
+    return iter(_registry.active())

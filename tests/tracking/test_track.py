@@ -1,0 +1,221 @@
+import math
+import time
+
+import pytest
+
+import greenprint as gp
+from greenprint.tracking import PARENT_ENV
+
+from ._meters import ConstantPowerMeters
+
+
+@pytest.fixture
+def ledger_path(tmp_path):
+    return str(tmp_path / "ledger.db")
+
+
+def fast(**kw):
+    return {"sample_interval_s": 0.05, "flush_interval_s": 0.1, **kw}
+
+
+def test_context_manager_records_a_finished_run_with_estimates(ledger_path):
+    with gp.track("baseline", study="s1", ledger=ledger_path, **fast()) as run:
+        run.log(accuracy=0.5, step=1)
+        run.set(params={"lr": 0.1}, dataset_size=1000)
+        x = 0
+        t_end = time.time() + 0.3
+        while time.time() < t_end:
+            x += 1
+        run.log(accuracy=0.9, step=2)
+    assert run.status == "finished"
+    assert run.energy_kwh > 0
+    assert run.duration_s >= 0.3
+    assert run.provenance["cpu"].startswith("estimate")
+    assert run.provenance["intensity"].startswith("default")
+    assert run.emissions_kg == pytest.approx(
+        run.energy_kwh * run.pue * run.intensity_g_per_kwh / 1000, rel=1e-9
+    )
+
+    rec = gp.Ledger(ledger_path).run(run.id)
+    assert rec.status == "finished"
+    assert rec.study == "s1" and rec.name == "baseline"
+    assert rec.params == {"lr": 0.1} and rec.dataset_size == 1000
+    assert rec.energy_kwh == pytest.approx(run.energy_kwh)
+    assert rec.emissions_kg == pytest.approx(run.emissions_kg)
+    assert rec.metric("accuracy") == 0.9
+    assert [p.step for p in rec.metrics] == [1, 2]
+    assert rec.provenance["cpu"].startswith("estimate")
+    assert rec.ended_at is not None and rec.ended_at >= rec.started_at
+    assert rec.hardware.get("cpu_model")
+    assert rec.greenprint_version == gp.__version__
+    assert rec.python_version
+
+
+def test_energy_and_emissions_accounting_is_exact_with_known_power(ledger_path):
+    meters = ConstantPowerMeters(cpu_w=100.0, ram_w=10.0, process_share=0.5)
+    with gp.track(
+        "exact", ledger=ledger_path, intensity=400, pue=1.5, meters=meters, **fast()
+    ) as run:
+        time.sleep(0.4)
+    assert meters.closed
+    # process scope: half of 110 W for the run's duration
+    expected_kwh = 55.0 * run.duration_s / 3.6e6
+    assert run.energy_kwh == pytest.approx(expected_kwh, rel=0.05)
+    assert run.energy_by_component["cpu"] == pytest.approx(run.energy_kwh * 100 / 110, rel=1e-6)
+    assert run.emissions_kg == pytest.approx(run.energy_kwh * 1.5 * 400 / 1000, rel=1e-9)
+    rec = gp.Ledger(ledger_path).run(run.id)
+    assert rec.machine_energy_kwh == pytest.approx(2 * rec.energy_kwh, rel=1e-6)
+    assert rec.pue == 1.5 and rec.intensity_g_per_kwh == 400
+    samples = gp.Ledger(ledger_path).samples(run.id)
+    assert len(samples) >= 3
+    assert sum(s.energy_kwh for s in samples) == pytest.approx(rec.energy_kwh, rel=1e-6)
+    assert all(s.cpu_w == pytest.approx(50.0, rel=0.05) for s in samples if s.t1 - s.t0 > 0.01)
+
+
+def test_machine_scope_records_the_whole_machine(ledger_path):
+    meters = ConstantPowerMeters(process_share=0.25)
+    with gp.track("m", ledger=ledger_path, scope="machine", meters=meters, **fast()) as run:
+        time.sleep(0.2)
+    rec = gp.Ledger(ledger_path).run(run.id)
+    assert rec.scope == "machine"
+    assert rec.energy_kwh == pytest.approx(rec.machine_energy_kwh)
+
+
+def test_hourly_intensity_is_integrated_sample_by_sample(tmp_path, ledger_path):
+    boundary = time.time() + 0.25
+    csv = tmp_path / "hourly.csv"
+    csv.write_text(f"timestamp,g_per_kwh\n{boundary - 3600:.3f},100\n{boundary:.3f},500\n")
+    meters = ConstantPowerMeters(cpu_w=3600.0, ram_w=0.0, process_share=1.0)
+    with gp.track("series", ledger=ledger_path, intensity=str(csv), meters=meters, **fast()) as run:
+        time.sleep(0.5)
+    samples = gp.Ledger(ledger_path).samples(run.id)
+    values = {s.intensity_g_per_kwh for s in samples}
+    assert values == {100.0, 500.0}
+    # energy before the boundary at 100 g/kWh, after it at 500 g/kWh
+    before = max(0.0, boundary - samples[0].t0)
+    after = max(0.0, samples[-1].t1 - boundary)
+    expected_g = (3600.0 * before / 3.6e6) * 100 + (3600.0 * after / 3.6e6) * 500
+    assert run.emissions_kg * 1000 == pytest.approx(expected_g, rel=0.02)
+    assert run.provenance["intensity"].startswith("csv:")
+
+
+def test_exception_marks_failed_and_is_reraised(ledger_path):
+    with pytest.raises(ZeroDivisionError):
+        with gp.track("boom", ledger=ledger_path, **fast()) as run:
+            time.sleep(0.15)
+            1 / 0  # noqa: B018
+    assert run.status == "failed"
+    rec = gp.Ledger(ledger_path).run(run.id)
+    assert rec.status == "failed"
+    assert "ZeroDivisionError" in (rec.error or "")
+    assert rec.energy_kwh > 0
+
+
+def test_keyboard_interrupt_marks_interrupted(ledger_path):
+    with pytest.raises(KeyboardInterrupt):
+        with gp.track("ctrl-c", ledger=ledger_path, **fast()) as run:
+            raise KeyboardInterrupt
+    assert gp.Ledger(ledger_path).run(run.id).status == "interrupted"
+
+
+def test_pruned_runs(ledger_path):
+    class TrialPruned(Exception):
+        pass
+
+    with pytest.raises(TrialPruned):
+        with gp.track("optuna-style", ledger=ledger_path, **fast()) as a:
+            raise TrialPruned
+    with gp.track("early-stopped", ledger=ledger_path, **fast()) as b:
+        b.prune()
+    led = gp.Ledger(ledger_path)
+    assert led.run(a.id).status == "pruned"
+    assert led.run(b.id).status == "pruned"
+
+
+def test_decorator_tracks_each_call_as_a_new_run(ledger_path):
+    @gp.track(study="deco", ledger=ledger_path, **fast())
+    def train(x):
+        return x * 2
+
+    assert train(2) == 4
+    assert train(3) == 6
+    runs = gp.Ledger(ledger_path).runs(study="deco")
+    assert len(runs) == 2
+    assert all(r.status == "finished" for r in runs)
+    assert all(r.name.endswith("train") for r in runs)
+
+
+def test_nested_runs_link_to_their_parent(ledger_path):
+    with gp.track("sweep", ledger=ledger_path, **fast()) as parent:
+        assert __import__("os").environ[PARENT_ENV] == parent.id
+        with gp.track("trial-0", ledger=ledger_path, **fast()) as child:
+            pass
+        with gp.track("trial-1", ledger=ledger_path, **fast()) as child2:
+            pass
+    assert PARENT_ENV not in __import__("os").environ
+    led = gp.Ledger(ledger_path)
+    assert led.run(child.id).parent_id == parent.id
+    assert led.run(child2.id).parent_id == parent.id
+    assert led.run(parent.id).parent_id is None
+    assert led.run(child.id).study == parent.study
+
+
+def test_a_run_starts_once(ledger_path):
+    run = gp.track("once", ledger=ledger_path, **fast())
+    with run:
+        pass
+    with pytest.raises(gp.GreenprintError):
+        run.start()
+
+
+def test_in_memory_run_needs_no_ledger():
+    with gp.track("mem", ledger=False, **fast()) as run:
+        run.log(loss=math.nan)
+    assert run.ledger is None
+    assert math.isnan(run.record.metric("loss"))
+    assert run.record.status == "finished"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"pue": -1}, gp.InvalidPUEError),
+        ({"pue": float("nan")}, gp.InvalidPUEError),
+        ({"intensity": 0}, gp.InvalidIntensityError),
+        ({"intensity": -5}, gp.InvalidIntensityError),
+        ({"region": "XX-NOWHERE"}, gp.UnknownRegionError),
+        ({"scope": "galaxy"}, gp.ConfigError),
+        ({"sample_interval_s": 0}, gp.ConfigError),
+    ],
+)
+def test_bad_configuration_raises_before_anything_runs(ledger_path, kwargs, error):
+    with pytest.raises(error):
+        gp.track("bad", ledger=ledger_path, **kwargs)
+
+
+def test_ledger_that_is_a_directory_is_refused(tmp_path):
+    with pytest.raises(gp.LedgerPathError):
+        gp.track("bad", ledger=str(tmp_path))
+
+
+def test_bad_log_and_set_values_raise(ledger_path):
+    with gp.track("x", ledger=ledger_path, **fast()) as run:
+        with pytest.raises(gp.ConfigError):
+            run.log(acc="high")
+        with pytest.raises(gp.ConfigError):
+            run.set(colour="green")
+        with pytest.raises(gp.ConfigError):
+            run.set(dataset_size=-3)
+        run.add_fpo(10)
+        run.add_fpo(5)
+    assert gp.Ledger(ledger_path).run(run.id).fpo == 15
+
+
+def test_region_and_pue_from_environment(ledger_path, monkeypatch):
+    monkeypatch.setenv("GREENPRINT_REGION", "FR")
+    monkeypatch.setenv("GREENPRINT_PUE", "1.2")
+    with gp.track("env", ledger=ledger_path, **fast()) as run:
+        pass
+    assert run.pue == 1.2
+    assert "FR" in run.provenance["intensity"] or "FRA" in run.provenance["intensity"]
+    assert run.provenance["pue"].startswith("env:")
