@@ -1,0 +1,19 @@
+"""The ledger: every run of every study, in SQLite or PostgreSQL, safe against crashes.
+
+``import greenprint.ledger`` is light: SQLAlchemy is imported when a :class:`Ledger` is opened,
+and psycopg only for a PostgreSQL URL.
+
+Example:
+    >>> import greenprint as gp
+    >>> led = gp.Ledger(":memory:")
+    >>> led.start_run(gp.RunRecord(id="5e1f0a7b", name="baseline", study="demo"))
+    >>> led.run("5e1f").name
+    'baseline'
+"""
+
+from __future__ import annotations
+
+from greenprint.ledger._base import STALE_GRACE_S, BaseLedger
+from greenprint.ledger._store import Ledger, get_ledger
+
+__all__ = ["STALE_GRACE_S", "BaseLedger", "Ledger", "get_ledger"]

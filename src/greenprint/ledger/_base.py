@@ -1,0 +1,179 @@
+"""The ledger contract: what every ledger backend promises, and the derived ``lost`` status."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from types import EllipsisType, TracebackType
+from typing import Any
+
+from greenprint._records import MetricPoint, PowerSample, RunRecord
+
+__all__ = ["STALE_GRACE_S", "BaseLedger", "derive_status", "is_stale"]
+
+STALE_GRACE_S: float = 5.0
+"""Seconds added to ``3 * flush_interval_s`` before a silent ``running`` run is called ``lost``."""
+
+
+def is_stale(record: RunRecord, *, now: float | None = None) -> bool:
+    """Whether a run stored as ``running`` has stopped sending heartbeats.
+
+    A run is stale when its last heartbeat (or its start, if it never sent one) is older than
+    ``3 * flush_interval_s + STALE_GRACE_S`` seconds.
+
+    Args:
+        record: the run as stored.
+        now: the current time in seconds since the Unix epoch (default: ``time.time()``).
+
+    Returns:
+        ``True`` for a stored ``running`` run that is stale; ``False`` for any other run.
+    """
+    if record.status != "running":
+        return False
+    now = time.time() if now is None else now
+    last = record.heartbeat_at if record.heartbeat_at is not None else record.started_at
+    interval_s = record.flush_interval_s if record.flush_interval_s > 0 else 0.0
+    return bool(last < now - (3.0 * interval_s + STALE_GRACE_S))
+
+
+def derive_status(record: RunRecord, *, now: float | None = None) -> RunRecord:
+    """The record as readers see it: a stale ``running`` run is returned with status ``lost``.
+
+    The stored row is never rewritten, so a run whose heartbeat comes back reads ``running``
+    again.
+
+    Args:
+        record: the run as stored.
+        now: the current time in seconds since the Unix epoch (default: ``time.time()``).
+
+    Returns:
+        ``record`` itself, or a copy with ``status="lost"``.
+    """
+    if is_stale(record, now=now):
+        return dataclasses.replace(record, status="lost")
+    return record
+
+
+class BaseLedger(abc.ABC):
+    """What a greenprint ledger promises, whatever stores it.
+
+    Thread safety:
+        Every method may be called from any thread; a tracker's sampler thread calls
+        :meth:`flush` while the main thread reads. Several processes may write to the same
+        ledger at once (a sweep's trials); each call is one transaction, so a reader sees all of
+        a flush or none of it.
+
+    Returned records:
+        :class:`~greenprint.RunRecord`, :class:`~greenprint.MetricPoint` and
+        :class:`~greenprint.PowerSample` are frozen dataclasses; callers must not mutate the
+        dictionaries inside them (``params``, ``hardware``...). Each call returns fresh objects.
+
+    Derived status:
+        A run stored as ``running`` whose heartbeat is older than
+        ``3 * flush_interval_s + STALE_GRACE_S`` is returned with status ``lost`` (see
+        :func:`derive_status`); the stored row keeps ``running``.
+    """
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """Where the ledger lives, as a URL with any password masked."""
+
+    @property
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """The ledger's schema version (after any migration done when it was opened)."""
+
+    @abc.abstractmethod
+    def start_run(self, record: RunRecord) -> None:
+        """Insert a new run, with any metrics already in ``record.metrics``.
+
+        Args:
+            record: the run; ``record.id`` must be new to the ledger.
+
+        Raises:
+            LedgerError: a run with this id already exists, or the ledger cannot be written.
+            ConfigError: a field has a value of the wrong type.
+        """
+
+    @abc.abstractmethod
+    def flush(
+        self,
+        run_id: str,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        metrics: Sequence[MetricPoint] = (),
+        samples: Sequence[PowerSample] = (),
+    ) -> None:
+        """Update a run's fields and append metrics and power samples, in one transaction.
+
+        Args:
+            run_id: the run's full id.
+            fields: :class:`~greenprint.RunRecord` field name -> new value (any field except
+                ``id`` and ``metrics``).
+            metrics: metric points to append.
+            samples: power samples to append.
+
+        Raises:
+            UnknownRunError: no run with this id.
+            ConfigError: an unknown field name or a value of the wrong type.
+            LedgerError: the ledger cannot be written.
+        """
+
+    @abc.abstractmethod
+    def run(self, run_id: str) -> RunRecord:
+        """One run, by full id or by a unique prefix of at least 4 characters.
+
+        Raises:
+            UnknownRunError: no run matches, or the prefix is too short or ambiguous.
+        """
+
+    @abc.abstractmethod
+    def runs(
+        self,
+        *,
+        study: str | None = None,
+        status: str | Sequence[str] | None = None,
+        parent_id: str | None | EllipsisType = ...,
+    ) -> list[RunRecord]:
+        """Runs with their metrics, ordered by ``started_at`` then ``id``.
+
+        Args:
+            study: only this study's runs (``None``: every study).
+            status: only runs with this (derived) status or one of these statuses.
+            parent_id: ``...`` (default): any parent; ``None``: top-level runs only; an id: the
+                children of that run.
+
+        Raises:
+            UnknownStudyError: ``study`` is not in the ledger (the message lists the known ones).
+            ConfigError: an unknown status.
+        """
+
+    @abc.abstractmethod
+    def studies(self) -> list[str]:
+        """The names of the studies in the ledger, sorted."""
+
+    @abc.abstractmethod
+    def samples(self, run_id: str) -> list[PowerSample]:
+        """A run's power samples, ordered by ``t0``.
+
+        Raises:
+            UnknownRunError: no run matches ``run_id`` (full id or unique prefix).
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. Later calls raise :class:`~greenprint.LedgerError`."""
+
+    def __enter__(self) -> BaseLedger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,223 @@
+"""How each :class:`~greenprint.RunRecord` field is checked, stored and read back.
+
+Pure Python (no SQLAlchemy), so the checks run before any database is touched. The stored form of
+a value is what the SQL layer binds: floats stay floats (NaN and infinities included; the SQL
+layer takes care of SQLite, which cannot store NaN as a REAL), dictionaries become JSON text, FPO
+becomes a decimal string (it outgrows 64-bit integers for large models).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from greenprint._exceptions import ConfigError
+from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecord
+
+__all__ = [
+    "FIELD_KINDS",
+    "UPDATABLE_FIELDS",
+    "check_metric",
+    "check_sample",
+    "decode_field",
+    "encode_field",
+    "encode_record",
+    "json_dumps",
+]
+
+logger = logging.getLogger(__name__)
+
+# field -> (kind, nullable). Kinds: "str", "status", "float", "int", "bigint", "bool", "json".
+FIELD_KINDS: dict[str, tuple[str, bool]] = {
+    "id": ("str", False),
+    "name": ("str", False),
+    "study": ("str", False),
+    "parent_id": ("str", True),
+    "status": ("status", False),
+    "started_at": ("float", False),
+    "ended_at": ("float", True),
+    "heartbeat_at": ("float", True),
+    "flush_interval_s": ("float", False),
+    "duration_s": ("float", False),
+    "host": ("str", False),
+    "command": ("str", False),
+    "git_commit": ("str", True),
+    "git_dirty": ("bool", True),
+    "python_version": ("str", False),
+    "greenprint_version": ("str", False),
+    "torch_version": ("str", True),
+    "hardware": ("json", False),
+    "env": ("json", False),
+    "params": ("json", False),
+    "dataset_size": ("int", True),
+    "fpo": ("bigint", True),
+    "param_count": ("int", True),
+    "scope": ("str", False),
+    "energy_cpu_kwh": ("float", True),
+    "energy_gpu_kwh": ("float", True),
+    "energy_ram_kwh": ("float", True),
+    "energy_kwh": ("float", False),
+    "machine_energy_kwh": ("float", True),
+    "pue": ("float", False),
+    "intensity_g_per_kwh": ("float", True),
+    "intensity_source": ("str", False),
+    "emissions_kg": ("float", False),
+    "provenance": ("json", False),
+    "error": ("str", True),
+}
+
+UPDATABLE_FIELDS: frozenset[str] = frozenset(FIELD_KINDS) - {"id"}
+
+_INT64_MAX = 2**63 - 1
+
+
+def _json_default(obj: Any) -> Any:
+    """Make numpy scalars/arrays, paths, sets and tuples JSON-able; anything else by ``str``."""
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays and scalars
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    logger.warning("greenprint: storing a %s as its string form in the ledger", type(obj).__name__)
+    return str(obj)
+
+
+def json_dumps(value: Any) -> str:
+    """JSON text of a value; NaN and infinities are written as ``NaN``/``Infinity``."""
+    return json.dumps(value, default=_json_default, allow_nan=True)
+
+
+def _bad(field: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(
+        f"ledger field {field!r} must be {expected}, got {type(value).__name__} {value!r:.80}"
+    )
+
+
+def encode_field(field: str, value: Any) -> Any:
+    """Check one RunRecord field's value and return its stored form.
+
+    Args:
+        field: the RunRecord field name.
+        value: the value to store.
+
+    Returns:
+        The value to bind in SQL.
+
+    Raises:
+        ConfigError: an unknown field (or ``metrics``), or a value of the wrong type.
+    """
+    spec = FIELD_KINDS.get(field)
+    if spec is None:
+        known = ", ".join(sorted(FIELD_KINDS))
+        raise ConfigError(f"unknown ledger field {field!r}; known fields: {known}")
+    kind, nullable = spec
+    if value is None:
+        if nullable:
+            return None
+        raise _bad(field, f"a {kind} (not None)", value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _bad(field, "a string", value)
+        return value
+    if kind == "status":
+        if value not in RUN_STATUSES:
+            raise ConfigError(
+                f"ledger field 'status' must be one of {', '.join(RUN_STATUSES)}, got {value!r}"
+            )
+        return str(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise _bad(field, "a number", value)
+        return float(value)
+    if kind in ("int", "bigint"):
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+            as_float = float(value)
+            if math.isfinite(as_float) and as_float.is_integer():
+                value = int(as_float)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise _bad(field, "an integer", value)
+        number = int(value)
+        if kind == "bigint":
+            return str(number)
+        if abs(number) > _INT64_MAX:
+            raise _bad(field, "an integer within 64 bits", value)
+        return number
+    if kind == "bool":
+        if not isinstance(value, (bool, numbers.Integral)):
+            raise _bad(field, "a bool", value)
+        return bool(value)
+    # json
+    if not isinstance(value, Mapping):
+        raise _bad(field, "a dict", value)
+    return json_dumps(dict(value))
+
+
+def decode_field(field: str, stored: Any) -> Any:
+    """The RunRecord value of a stored column value (inverse of :func:`encode_field`)."""
+    kind, _ = FIELD_KINDS[field]
+    if stored is None:
+        return {} if kind == "json" else None
+    if kind == "json":
+        decoded = json.loads(stored)
+        return decoded if isinstance(decoded, dict) else {}
+    if kind == "bigint":
+        return int(stored)
+    if kind == "bool":
+        return bool(stored)
+    if kind == "float":
+        return float(stored)
+    if kind == "int":
+        return int(stored)
+    return stored
+
+
+def encode_record(record: RunRecord) -> dict[str, Any]:
+    """Every stored column of a run (all RunRecord fields except ``metrics``), checked."""
+    if not isinstance(record, RunRecord):
+        raise ConfigError(f"expected a RunRecord, got {type(record).__name__}")
+    if not record.id:
+        raise ConfigError("a run's id must be a non-empty string")
+    return {name: encode_field(name, getattr(record, name)) for name in FIELD_KINDS}
+
+
+def check_metric(point: MetricPoint) -> MetricPoint:
+    """A metric point with plain Python types, or ConfigError if it cannot be stored."""
+    if not isinstance(point, MetricPoint):
+        raise ConfigError(f"expected a MetricPoint, got {type(point).__name__}")
+    if not isinstance(point.name, str) or not point.name:
+        raise ConfigError(f"a metric name must be a non-empty string, got {point.name!r}")
+    value = point.value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"metric {point.name!r} must have a numeric value, got {value!r:.80}")
+    step = point.step
+    if step is not None:
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise ConfigError(f"metric {point.name!r} step must be an integer, got {step!r}")
+        if abs(int(step)) > _INT64_MAX:
+            raise ConfigError(f"metric {point.name!r} step {step} does not fit in 64 bits")
+        step = int(step)
+    if isinstance(point.time, bool) or not isinstance(point.time, numbers.Real):
+        raise ConfigError(f"metric {point.name!r} time must be a number, got {point.time!r}")
+    return MetricPoint(name=point.name, value=float(value), step=step, time=float(point.time))
+
+
+def check_sample(sample: PowerSample) -> PowerSample:
+    """A power sample with plain float values, or ConfigError if it cannot be stored."""
+    if not isinstance(sample, PowerSample):
+        raise ConfigError(f"expected a PowerSample, got {type(sample).__name__}")
+    values: dict[str, float | None] = {}
+    for name in ("t0", "t1", "cpu_w", "gpu_w", "ram_w", "intensity_g_per_kwh"):
+        value = getattr(sample, name)
+        if value is None and name not in ("t0", "t1"):
+            values[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"power sample {name} must be a number, got {value!r:.80}")
+        values[name] = float(value)
+    return PowerSample(**values)  # type: ignore[arg-type]

@@ -1,0 +1,207 @@
+"""The ledger's tables (SQLAlchemy Core), its schema version and the migrations to reach it.
+
+Schema history:
+    * **1**: ``schema_version``, ``runs`` (no ``scope``, no ``machine_energy_kwh``), ``metrics``.
+    * **2**: ``runs.scope`` (``"process"`` for older runs), ``runs.machine_energy_kwh`` (unknown,
+      NULL, for older runs) and the ``samples`` table (power samples).
+
+A migration is a function of an open connection, run inside the transaction that also records the
+new version, so a failed migration leaves the ledger as it was. Migrations define the tables they
+create themselves (frozen at their version), never from the current schema.
+
+Imported only when a ledger is opened: this module imports SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+
+from greenprint._version import __version__
+from greenprint.ledger._fields import FIELD_KINDS
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "metadata",
+    "metrics",
+    "runs",
+    "samples",
+    "schema_version",
+]
+
+SCHEMA_VERSION = 2
+
+
+class NonFiniteFloat(sa.types.TypeDecorator[float]):
+    """A double that keeps NaN and +/-infinity on every backend.
+
+    PostgreSQL stores them natively. SQLite turns a bound NaN into NULL, so on SQLite NaN is
+    stored as the text ``'NaN'`` (a REAL column keeps text it cannot parse as a number) and read
+    back as ``float('nan')``; infinities are native REALs there too.
+    """
+
+    impl = sa.Double
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: Any) -> Any:  # the impl's own processor would turn "NaN" back
+            if value is None:
+                return None
+            value = float(value)
+            return "NaN" if math.isnan(value) else value
+
+        return process
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> float | None:
+        return None if value is None else float(value)
+
+
+class DecimalText(sa.types.TypeDecorator[str]):
+    """An integer of any size, stored as its decimal text (FPO can exceed 64 bits)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+
+def _id_type() -> sa.types.TypeEngine[int]:
+    # SQLite only autoincrements "INTEGER PRIMARY KEY"; PostgreSQL gets BIGSERIAL.
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+_KIND_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
+    "str": sa.Text,
+    "status": sa.Text,
+    "float": NonFiniteFloat,
+    "int": sa.BigInteger,
+    "bigint": DecimalText,
+    "bool": sa.Boolean,
+    "json": sa.Text,
+}
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("applied_at", sa.Double, nullable=False),
+    sa.Column("greenprint_version", sa.Text, nullable=False),
+)
+
+
+def _run_columns() -> list[sa.Column[Any]]:
+    columns: list[sa.Column[Any]] = []
+    for name, (kind, nullable) in FIELD_KINDS.items():
+        if name == "id":
+            columns.append(sa.Column("id", sa.Text, primary_key=True))
+        else:
+            columns.append(sa.Column(name, _KIND_TYPES[kind](), nullable=nullable))
+    return columns
+
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    *_run_columns(),
+    sa.Index("ix_runs_study", "study"),
+    sa.Index("ix_runs_parent_id", "parent_id"),
+    sa.Index("ix_runs_started_at", "started_at"),
+)
+
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("seq", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=True),
+    sa.Column("value", NonFiniteFloat, nullable=False),
+    sa.Column("time", sa.Double, nullable=False),
+    sa.Index("ix_metrics_run_id", "run_id"),
+)
+
+samples = sa.Table(
+    "samples",
+    metadata,
+    sa.Column("seq", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("t0", sa.Double, nullable=False),
+    sa.Column("t1", sa.Double, nullable=False),
+    sa.Column("cpu_w", NonFiniteFloat, nullable=True),
+    sa.Column("gpu_w", NonFiniteFloat, nullable=True),
+    sa.Column("ram_w", NonFiniteFloat, nullable=True),
+    sa.Column("intensity_g_per_kwh", NonFiniteFloat, nullable=True),
+    sa.Index("ix_samples_run_id", "run_id"),
+)
+
+
+def record_version(conn: Connection, version: int) -> None:
+    """Record that the ledger is now at ``version`` (inside the caller's transaction)."""
+    conn.execute(
+        schema_version.insert().values(
+            version=version, applied_at=time.time(), greenprint_version=__version__
+        )
+    )
+
+
+def create_current(conn: Connection) -> None:
+    """Create every table of the current schema and record its version."""
+    metadata.create_all(conn)
+    record_version(conn, SCHEMA_VERSION)
+
+
+# ---------------------------------------------------------------------------------- migrations
+
+
+def _v1_to_v2(conn: Connection) -> None:
+    """v2 adds ``runs.scope``, ``runs.machine_energy_kwh`` and the ``samples`` table."""
+    dialect = conn.dialect
+    text_type = sa.Text().compile(dialect=dialect)
+    double_type = sa.Double().compile(dialect=dialect)
+    conn.exec_driver_sql(
+        f"ALTER TABLE runs ADD COLUMN scope {text_type} NOT NULL DEFAULT 'process'"
+    )
+    conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN machine_energy_kwh {double_type}")
+    frozen = sa.MetaData()
+    sa.Table("runs", frozen, sa.Column("id", sa.Text, primary_key=True))
+    v2_samples = sa.Table(
+        "samples",
+        frozen,
+        sa.Column("seq", _id_type(), primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.Text, sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("t0", sa.Double, nullable=False),
+        sa.Column("t1", sa.Double, nullable=False),
+        sa.Column("cpu_w", sa.Double, nullable=True),
+        sa.Column("gpu_w", sa.Double, nullable=True),
+        sa.Column("ram_w", sa.Double, nullable=True),
+        sa.Column("intensity_g_per_kwh", sa.Double, nullable=True),
+        sa.Index("ix_samples_run_id", "run_id"),
+    )
+    v2_samples.create(conn)
+
+
+# MIGRATIONS[i] takes a ledger from version i + 1 to version i + 2.
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2]
+
+
+def migrate(conn: Connection, from_version: int) -> int:
+    """Apply the migrations from ``from_version`` up to :data:`SCHEMA_VERSION` on ``conn``.
+
+    Returns:
+        The version reached (always :data:`SCHEMA_VERSION`).
+    """
+    version = from_version
+    while version < SCHEMA_VERSION:
+        MIGRATIONS[version - 1](conn)
+        version += 1
+        record_version(conn, version)
+    return version

@@ -1,0 +1,444 @@
+"""The SQL side of a ledger: one SQLAlchemy Core code path for SQLite and PostgreSQL.
+
+SQLite: WAL journal, a busy timeout, write transactions opened with ``BEGIN IMMEDIATE`` (so two
+writers queue instead of dead-locking on a lock upgrade), DDL inside real transactions (pysqlite's
+own transaction handling is turned off), and retries with backoff when the file stays locked.
+PostgreSQL: psycopg 3; schema creation and migration serialised by an advisory lock; retries on
+serialisation failures and deadlocks.
+
+Imported only when a ledger is opened: this module imports SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from greenprint._exceptions import (
+    LedgerError,
+    LedgerPathError,
+    MissingDependencyError,
+    NotALedgerError,
+    SchemaVersionError,
+)
+from greenprint._records import MetricPoint, PowerSample
+from greenprint.ledger import _schema
+from greenprint.ledger._schema import metrics as metrics_t
+from greenprint.ledger._schema import runs as runs_t
+from greenprint.ledger._schema import samples as samples_t
+from greenprint.ledger._target import Target
+
+__all__ = ["SQLStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 30.0
+RETRY_DEADLINE_S = 120.0
+_ADVISORY_LOCK_KEY = 0x67726E70  # "grnp": serialises schema creation/migration on PostgreSQL
+_TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+_WRITE = "greenprint_write"
+
+
+def _create_engine(target: Target) -> Engine:
+    if target.backend == "postgresql":
+        if importlib.util.find_spec("psycopg") is None:
+            raise MissingDependencyError("psycopg", "postgres", "a PostgreSQL ledger")
+        try:
+            return sa.create_engine(target.url, pool_pre_ping=True)
+        except sa.exc.ArgumentError as e:
+            raise LedgerPathError(f"bad ledger URL {target.display}: {e}") from e
+    if target.memory:
+        engine = sa.create_engine(
+            "sqlite://",
+            poolclass=sa.pool.StaticPool,
+            connect_args={"check_same_thread": False},
+        )
+    else:
+        url = sa.engine.URL.create("sqlite", database=str(target.path))
+        engine = sa.create_engine(
+            url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (transactional DDL)
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = NORMAL")  # with WAL: safe against process crashes
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _is_transient(error: sa.exc.DBAPIError) -> bool:
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+        return True
+    message = str(orig).lower()
+    return isinstance(error, sa.exc.OperationalError) and (
+        "database is locked" in message
+        or "database table is locked" in message
+        or "busy" in message
+    )
+
+
+class SQLStore:
+    """Tables, transactions and queries of one ledger database. Thread-safe."""
+
+    def __init__(self, target: Target, *, create: bool) -> None:
+        self.target = target
+        self._engine = _create_engine(target)
+        self._writer = self._engine.execution_options(**{_WRITE: True})
+        # Writers of one process queue here rather than in SQLite's busy handler; an in-memory
+        # SQLite ledger has a single connection, so every access queues.
+        self._write_lock = threading.RLock()
+        self._read_lock: threading.RLock | contextlib.nullcontext[None] = (
+            self._write_lock if target.memory else contextlib.nullcontext()
+        )
+        self._pid = os.getpid()
+        try:
+            self.schema_version = self._open(create=create)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    # ------------------------------------------------------------------ transactions
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:  # a forked child must not share the parent's connections
+            self._engine.dispose(close=False)
+            self._pid = os.getpid()
+
+    def transaction(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+        """Run ``fn(conn)`` in one transaction, retrying it while the database is busy.
+
+        Raises:
+            LedgerPathError: the ledger cannot be written (read-only file, no permission).
+            LedgerError: any other database error (the message names the ledger).
+        """
+        self._check_fork()
+        deadline = time.monotonic() + RETRY_DEADLINE_S
+        delay_s = 0.005
+        engine = self._writer if write else self._engine
+        lock = self._write_lock if write else self._read_lock
+        while True:
+            try:
+                with lock, engine.begin() as conn:
+                    return fn(conn)
+            except sa.exc.DBAPIError as e:
+                if _is_transient(e) and time.monotonic() < deadline:
+                    logger.debug("ledger %s busy, retrying in %.3f s", self.target.display, delay_s)
+                    time.sleep(delay_s * random.uniform(0.5, 1.5))
+                    delay_s = min(delay_s * 2, 0.5)
+                    continue
+                raise self._translate(e) from e
+
+    def _translate(self, error: sa.exc.DBAPIError) -> LedgerError:
+        message = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        where = self.target.display
+        lowered = message.lower()
+        if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+            return LedgerPathError(f"cannot write ledger {where}: {message}")
+        if isinstance(error, sa.exc.OperationalError) and self.target.backend == "postgresql":
+            return LedgerPathError(f"cannot use ledger {where}: {message}")
+        return LedgerError(f"ledger {where}: {message}")
+
+    # ------------------------------------------------------------------ opening
+    def _inspect(self, conn: Connection) -> tuple[set[str], int | None]:
+        """Tables present and the recorded schema version (``None``: no valid version table)."""
+        inspector = sa.inspect(conn)
+        tables = set(inspector.get_table_names())
+        if "schema_version" not in tables:
+            return tables, None
+        columns = {c["name"] for c in inspector.get_columns("schema_version")}
+        if "version" not in columns:
+            return tables, None
+        version = conn.execute(sa.select(sa.func.max(_schema.schema_version.c.version))).scalar()
+        return tables, int(version) if version is not None else None
+
+    def _read_layout(self) -> tuple[set[str], int | None]:
+        try:
+            return self.transaction(self._inspect, write=False)
+        except LedgerError as e:
+            if self.target.backend == "sqlite" and "not a database" in str(e):
+                raise NotALedgerError(
+                    f"{self.target.display} is not a greenprint ledger (not a readable SQLite "
+                    "database); left untouched"
+                ) from e
+            raise
+
+    def _check_layout(self, tables: set[str], version: int | None) -> int:
+        where = self.target.display
+        if version is None or "runs" not in tables:
+            raise NotALedgerError(
+                f"{where} is not a greenprint ledger (it has tables but no greenprint schema: "
+                f"{', '.join(sorted(tables)[:5])}); left untouched"
+            )
+        if version > _schema.SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"ledger {where} has schema version {version}, newer than this greenprint "
+                f"(schema {_schema.SCHEMA_VERSION}); upgrade greenprint: "
+                "pip install --upgrade greenprint"
+            )
+        return version
+
+    def _open(self, *, create: bool) -> int:
+        tables, version = self._read_layout()
+        if not tables:
+            if not create:
+                raise LedgerPathError(f"no ledger at {self.target.display} (no tables)")
+            self._set_wal()
+            self.transaction(self._create_if_empty, write=True)
+            tables, version = self._read_layout()
+        version = self._check_layout(tables, version)
+        if self.target.path is not None:
+            self._set_wal()
+        if version < _schema.SCHEMA_VERSION:
+            version = self.transaction(self._migrate, write=True)
+        return version
+
+    def _set_wal(self) -> None:
+        if self.target.path is None:
+            return
+
+        def pragma() -> None:
+            raw = self._engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.close()
+            finally:
+                raw.close()
+
+        deadline = time.monotonic() + RETRY_DEADLINE_S
+        while True:
+            try:
+                pragma()
+                return
+            except sqlite3.Error as e:
+                if "locked" in str(e).lower() and time.monotonic() < deadline:
+                    time.sleep(random.uniform(0.005, 0.05))
+                    continue
+                raise LedgerError(f"cannot open ledger {self.target.display}: {e}") from e
+
+    def _lock_schema(self, conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADVISORY_LOCK_KEY)))
+
+    def _create_if_empty(self, conn: Connection) -> None:
+        self._lock_schema(conn)
+        tables, _ = self._inspect(conn)
+        if not tables:  # nobody created it while we waited for the lock
+            _schema.create_current(conn)
+
+    def _migrate(self, conn: Connection) -> int:
+        self._lock_schema(conn)
+        tables, version = self._inspect(conn)
+        version = self._check_layout(tables, version)
+        if version == _schema.SCHEMA_VERSION:
+            return version
+        logger.info(
+            "migrating ledger %s from schema %d to %d",
+            self.target.display,
+            version,
+            _schema.SCHEMA_VERSION,
+        )
+        try:
+            return _schema.migrate(conn, version)
+        except sa.exc.DBAPIError as e:
+            raise SchemaVersionError(
+                f"cannot migrate ledger {self.target.display} from schema {version} to "
+                f"{_schema.SCHEMA_VERSION}: {e.orig}; the ledger was left unchanged"
+            ) from e
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self._engine.dispose()
+
+    # ------------------------------------------------------------------ writes
+    def insert_run(self, values: Mapping[str, Any], points: Sequence[MetricPoint]) -> bool:
+        """Insert a run and its metrics; ``False`` if a run with this id already exists."""
+
+        def do(conn: Connection) -> bool:
+            exists = conn.execute(sa.select(runs_t.c.id).where(runs_t.c.id == values["id"])).first()
+            if exists is not None:
+                return False
+            conn.execute(runs_t.insert().values(**values))
+            self._insert_points(conn, values["id"], points, ())
+            return True
+
+        return self.transaction(do, write=True)
+
+    def update_run(
+        self,
+        run_id: str,
+        values: Mapping[str, Any],
+        points: Sequence[MetricPoint],
+        power: Sequence[PowerSample],
+    ) -> bool:
+        """Update fields and append metrics and samples; ``False`` if the run does not exist."""
+
+        def do(conn: Connection) -> bool:
+            if values:
+                result = conn.execute(runs_t.update().where(runs_t.c.id == run_id).values(**values))
+                if result.rowcount == 0:
+                    return False
+            else:
+                found = conn.execute(sa.select(runs_t.c.id).where(runs_t.c.id == run_id)).first()
+                if found is None:
+                    return False
+            self._insert_points(conn, run_id, points, power)
+            return True
+
+        return self.transaction(do, write=True)
+
+    @staticmethod
+    def _insert_points(
+        conn: Connection,
+        run_id: str,
+        points: Sequence[MetricPoint],
+        power: Sequence[PowerSample],
+    ) -> None:
+        if points:
+            conn.execute(
+                metrics_t.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "name": p.name,
+                        "step": p.step,
+                        "value": p.value,
+                        "time": p.time,
+                    }
+                    for p in points
+                ],
+            )
+        if power:
+            conn.execute(
+                samples_t.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "t0": s.t0,
+                        "t1": s.t1,
+                        "cpu_w": s.cpu_w,
+                        "gpu_w": s.gpu_w,
+                        "ram_w": s.ram_w,
+                        "intensity_g_per_kwh": s.intensity_g_per_kwh,
+                    }
+                    for s in power
+                ],
+            )
+
+    # ------------------------------------------------------------------ reads
+    def find_ids(self, prefix: str, *, limit: int) -> list[str]:
+        """The run id equal to ``prefix``, else up to ``limit`` ids starting with it."""
+
+        def do(conn: Connection) -> list[str]:
+            exact = conn.execute(sa.select(runs_t.c.id).where(runs_t.c.id == prefix)).first()
+            if exact is not None:
+                return [exact[0]]
+            starts = sa.func.substr(runs_t.c.id, 1, len(prefix)) == prefix
+            rows = conn.execute(
+                sa.select(runs_t.c.id).where(starts).order_by(runs_t.c.id).limit(limit)
+            )
+            return [row[0] for row in rows]
+
+        return self.transaction(do, write=False)
+
+    def select_runs(
+        self,
+        *,
+        run_id: str | None = None,
+        study: str | None = None,
+        statuses: Sequence[str] | None = None,
+        parent_id: str | None = None,
+        top_level: bool = False,
+    ) -> tuple[list[dict[str, Any]], dict[str, list[MetricPoint]]]:
+        """Stored rows of the matching runs, and their metrics by run id (in logged order)."""
+        conditions: list[Any] = []
+        if run_id is not None:
+            conditions.append(runs_t.c.id == run_id)
+        if study is not None:
+            conditions.append(runs_t.c.study == study)
+        if statuses is not None:
+            conditions.append(runs_t.c.status.in_(list(statuses)))
+        if top_level:
+            conditions.append(runs_t.c.parent_id.is_(None))
+        elif parent_id is not None:
+            conditions.append(runs_t.c.parent_id == parent_id)
+
+        def do(conn: Connection) -> tuple[list[dict[str, Any]], dict[str, list[MetricPoint]]]:
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(runs_t).where(*conditions))]
+            by_run: dict[str, list[MetricPoint]] = {}
+            if rows:
+                ids = sa.select(runs_t.c.id).where(*conditions)
+                query = (
+                    sa.select(metrics_t)
+                    .where(metrics_t.c.run_id.in_(ids))
+                    .order_by(metrics_t.c.seq)
+                )
+                for m in conn.execute(query):
+                    by_run.setdefault(m.run_id, []).append(
+                        MetricPoint(name=m.name, value=m.value, step=m.step, time=m.time)
+                    )
+            return rows, by_run
+
+        return self.transaction(do, write=False)
+
+    def select_studies(self) -> list[str]:
+        """Distinct study names."""
+
+        def do(conn: Connection) -> list[str]:
+            return [r[0] for r in conn.execute(sa.select(runs_t.c.study).distinct())]
+
+        return self.transaction(do, write=False)
+
+    def select_samples(self, run_id: str) -> list[PowerSample]:
+        """A run's power samples ordered by ``t0`` (then by insertion)."""
+
+        def do(conn: Connection) -> list[PowerSample]:
+            query = (
+                sa.select(samples_t)
+                .where(samples_t.c.run_id == run_id)
+                .order_by(samples_t.c.t0, samples_t.c.seq)
+            )
+            return [
+                PowerSample(
+                    t0=s.t0,
+                    t1=s.t1,
+                    cpu_w=s.cpu_w,
+                    gpu_w=s.gpu_w,
+                    ram_w=s.ram_w,
+                    intensity_g_per_kwh=s.intensity_g_per_kwh,
+                )
+                for s in conn.execute(query)
+            ]
+
+        return self.transaction(do, write=False)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A read connection (for tests and tools that inspect the raw tables)."""
+        with self._read_lock, self._engine.connect() as conn:
+            yield conn

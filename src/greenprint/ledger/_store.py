@@ -1,0 +1,310 @@
+"""``Ledger``: the runs of every study, in a SQLite file or a PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import EllipsisType
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import (
+    ConfigError,
+    LedgerError,
+    UnknownRunError,
+    UnknownStudyError,
+)
+from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecord
+from greenprint.ledger._base import BaseLedger, derive_status
+from greenprint.ledger._fields import (
+    FIELD_KINDS,
+    check_metric,
+    check_sample,
+    decode_field,
+    encode_field,
+    encode_record,
+)
+from greenprint.ledger._target import Target, mask_url, resolve_target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.ledger._sql import SQLStore
+
+__all__ = ["MIN_PREFIX_LEN", "Ledger", "get_ledger"]
+
+MIN_PREFIX_LEN = 4
+
+
+class Ledger(BaseLedger):
+    """The runs of every study: a SQLite file or a PostgreSQL database (SQLAlchemy Core).
+
+    Opening checks the location first and refuses, without modifying anything, a directory, a
+    path that cannot be created (:class:`~greenprint.LedgerPathError`), a file or database that
+    is not a greenprint ledger (:class:`~greenprint.NotALedgerError`) and a ledger written by a
+    newer greenprint (:class:`~greenprint.SchemaVersionError`). A ledger with an older schema is
+    migrated forward in one transaction.
+
+    See :class:`~greenprint.ledger.BaseLedger` for the contract (thread and process safety,
+    immutable records, the derived ``lost`` status).
+
+    Args:
+        url_or_path: a file path (SQLite), ``":memory:"``, ``"sqlite:///PATH"`` or
+            ``"postgresql+psycopg://USER:PASSWORD@HOST/DB"``; ``None`` for the configured ledger
+            (``GREENPRINT_LEDGER``, ``greenprint.toml``, else ``./greenprint.db``).
+        create: create the ledger if it does not exist. With ``False`` a missing (or empty)
+            ledger raises :class:`~greenprint.LedgerPathError` and no file is created.
+
+    Raises:
+        LedgerPathError: see above; also an unsupported URL or an unreachable server.
+        NotALedgerError: see above.
+        SchemaVersionError: see above, or a migration failed (the ledger is left as it was).
+        MissingDependencyError: a PostgreSQL URL without psycopg installed (extra ``postgres``).
+
+    Example:
+        >>> import greenprint as gp
+        >>> with gp.Ledger(":memory:") as led:
+        ...     led.start_run(gp.RunRecord(id="3f2a9c0d", name="baseline", study="demo"))
+        ...     [r.name for r in led.runs(study="demo")]
+        ['baseline']
+    """
+
+    def __init__(
+        self, url_or_path: str | os.PathLike[str] | None = None, *, create: bool = True
+    ) -> None:
+        if url_or_path is None:
+            from greenprint._config import load_config
+
+            url_or_path = load_config().ledger
+        target = resolve_target(url_or_path)
+        self._target: Target = target
+        self._closed = False
+        self._close_lock = threading.Lock()
+        created = target.prepare(create=create)
+        try:
+            from greenprint.ledger._sql import SQLStore
+
+            self._store: SQLStore = SQLStore(target, create=create)
+        except BaseException:
+            if created and target.path is not None:
+                _remove_if_empty(target.path)
+            raise
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def url(self) -> str:
+        """The ledger's URL (``sqlite:////abs/path.db`` or PostgreSQL), password masked."""
+        return mask_url(self._target.url)
+
+    @property
+    def url_unmasked(self) -> str:
+        """The URL with its password: for child processes that must open the same ledger."""
+        return self._target.url
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or ``None`` for PostgreSQL and in-memory ledgers."""
+        return self._target.path
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the ledger (current after opening)."""
+        return self._store.schema_version
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.url!r})"
+
+    # ------------------------------------------------------------------ writes
+    def start_run(self, record: RunRecord) -> None:
+        """Insert a new run and any metrics in ``record.metrics``.
+
+        Raises:
+            LedgerError: a run with this id exists already, or the ledger cannot be written.
+            ConfigError: a field of the record has a value of the wrong type.
+        """
+        values = encode_record(record)
+        points = [check_metric(p) for p in record.metrics]
+        if not self._live().insert_run(values, points):
+            raise LedgerError(f"a run with id {record.id!r} is already in ledger {self.url}")
+
+    def flush(
+        self,
+        run_id: str,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        metrics: Sequence[MetricPoint] = (),
+        samples: Sequence[PowerSample] = (),
+    ) -> None:
+        """Update fields and append metrics and power samples in one transaction.
+
+        Args:
+            run_id: the run's full id.
+            fields: RunRecord field -> new value (any field but ``id`` and ``metrics``).
+            metrics: metric points to append (``time`` in seconds since the epoch).
+            samples: power samples to append (power in W, times in seconds since the epoch).
+
+        Raises:
+            UnknownRunError: no run with id ``run_id``.
+            ConfigError: an unknown or read-only field, or a value of the wrong type.
+            LedgerError: the ledger cannot be written.
+        """
+        values: dict[str, Any] = {}
+        for name, value in (fields or {}).items():
+            if name == "id":
+                raise ConfigError("a run's id cannot be changed by flush")
+            if name == "metrics":
+                raise ConfigError(
+                    "metrics are appended with flush(metrics=...), not set as a field"
+                )
+            values[name] = encode_field(name, value)
+        points = [check_metric(p) for p in metrics]
+        power = [check_sample(s) for s in samples]
+        if not self._live().update_run(run_id, values, points, power):
+            raise UnknownRunError(f"no run with id {run_id!r} in ledger {self.url}")
+
+    # ------------------------------------------------------------------ reads
+    def resolve_id(self, run_id: str) -> str:
+        """The full id of the run that ``run_id`` names (full id or unique prefix >= 4 chars).
+
+        Raises:
+            UnknownRunError: no match, a prefix shorter than 4 characters, or several matches.
+        """
+        if not isinstance(run_id, str) or not run_id:
+            raise UnknownRunError(f"a run id must be a non-empty string, got {run_id!r}")
+        ids = self._live().find_ids(run_id, limit=6)
+        if len(ids) == 1 and (ids[0] == run_id or len(run_id) >= MIN_PREFIX_LEN):
+            return ids[0]
+        if not ids:
+            raise UnknownRunError(f"no run with id {run_id!r} in ledger {self.url}")
+        if len(run_id) < MIN_PREFIX_LEN:
+            raise UnknownRunError(
+                f"run id prefix {run_id!r} is too short: give at least {MIN_PREFIX_LEN} characters"
+            )
+        shown = ", ".join(i[:12] for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+        raise UnknownRunError(
+            f"run id prefix {run_id!r} is ambiguous: it matches {shown}; give more characters"
+        )
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run with its metrics, by full id or unique prefix (at least 4 characters).
+
+        Raises:
+            UnknownRunError: no run matches, the prefix is too short, or it is ambiguous.
+        """
+        full_id = self.resolve_id(run_id)
+        rows, by_run = self._live().select_runs(run_id=full_id)
+        if not rows:  # pragma: no cover - the run existed a moment ago; runs are never deleted
+            raise UnknownRunError(f"no run with id {run_id!r} in ledger {self.url}")
+        return self._record(rows[0], by_run, now=time.time())
+
+    def runs(
+        self,
+        *,
+        study: str | None = None,
+        status: str | Sequence[str] | None = None,
+        parent_id: str | None | EllipsisType = ...,
+    ) -> list[RunRecord]:
+        """Runs with their metrics, ordered by ``started_at`` then ``id``.
+
+        Args:
+            study: only this study's runs (``None``: all).
+            status: a status or statuses to keep, compared with the derived status (so
+                ``"lost"`` finds silent ``running`` runs and ``"running"`` excludes them).
+            parent_id: ``...``: any; ``None``: top-level runs only; an id: that run's children.
+
+        Raises:
+            UnknownStudyError: no run has this study (the message lists the known studies).
+            ConfigError: an unknown status.
+        """
+        wanted = _statuses(status)
+        stored: list[str] | None = None
+        if wanted is not None:
+            stored = sorted(wanted | ({"running"} if "lost" in wanted else set()))
+        store = self._live()
+        rows, by_run = store.select_runs(
+            study=study,
+            statuses=stored,
+            parent_id=parent_id if isinstance(parent_id, str) else None,
+            top_level=parent_id is None,
+        )
+        if study is not None and not rows and study not in store.select_studies():
+            known = self.studies()
+            listing = ", ".join(repr(s) for s in known) if known else "none (the ledger is empty)"
+            raise UnknownStudyError(f"no study {study!r} in ledger {self.url}; known: {listing}")
+        now = time.time()
+        records = [self._record(row, by_run, now=now) for row in rows]
+        if wanted is not None:
+            records = [r for r in records if r.status in wanted]
+        records.sort(key=lambda r: (r.started_at, r.id))
+        return records
+
+    def studies(self) -> list[str]:
+        """The names of the studies in the ledger, sorted."""
+        return sorted(self._live().select_studies())
+
+    def samples(self, run_id: str) -> list[PowerSample]:
+        """A run's power samples (W over ``[t0, t1]``), ordered by ``t0``.
+
+        Raises:
+            UnknownRunError: no run matches ``run_id`` (full id or unique prefix).
+        """
+        return self._live().select_samples(self.resolve_id(run_id))
+
+    def close(self) -> None:
+        """Release the ledger's connections; later calls raise LedgerError. Idempotent."""
+        with self._close_lock:
+            if not self._closed:
+                self._closed = True
+                self._store.close()
+
+    # ------------------------------------------------------------------ internals
+    def _live(self) -> SQLStore:
+        if self._closed:
+            raise LedgerError(f"ledger {self.url} is closed")
+        return self._store
+
+    @staticmethod
+    def _record(
+        row: Mapping[str, Any], by_run: Mapping[str, list[MetricPoint]], *, now: float
+    ) -> RunRecord:
+        values = {name: decode_field(name, row[name]) for name in FIELD_KINDS}
+        record = RunRecord(**values, metrics=tuple(by_run.get(row["id"], ())))
+        return derive_status(record, now=now)
+
+
+def _statuses(status: str | Sequence[str] | None) -> set[str] | None:
+    if status is None:
+        return None
+    wanted = {status} if isinstance(status, str) else set(status)
+    unknown = sorted(wanted - set(RUN_STATUSES))
+    if unknown:
+        raise ConfigError(
+            f"unknown run status {', '.join(map(repr, unknown))}; known: {', '.join(RUN_STATUSES)}"
+        )
+    return wanted
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except OSError:
+        pass
+
+
+def get_ledger(ledger: None | str | os.PathLike[str] | Ledger, *, create: bool = True) -> Ledger:
+    """A ledger from ``None`` (the configured one), a path or URL, or a ledger object.
+
+    Args:
+        ledger: ``None``, a path, a URL, or an open :class:`Ledger` (returned as it is).
+        create: create a missing ledger (ignored for an open ledger).
+
+    Returns:
+        The :class:`Ledger`.
+
+    Raises:
+        LedgerPathError, NotALedgerError, SchemaVersionError: as :class:`Ledger` does.
+    """
+    if isinstance(ledger, Ledger):
+        return ledger
+    return Ledger(ledger, create=create)

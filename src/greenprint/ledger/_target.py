@@ -1,0 +1,150 @@
+"""Where a ledger lives: a SQLite file (or memory) or a PostgreSQL URL; checked before opening.
+
+Nothing here imports SQLAlchemy. The checks refuse, without touching anything, a path that is a
+directory, whose parent is missing or not a directory, that cannot be created, or an existing
+file that is not a SQLite database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from greenprint._exceptions import LedgerPathError, NotALedgerError
+
+__all__ = ["SQLITE_HEADER", "Target", "mask_url", "resolve_target"]
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved ledger location.
+
+    Attributes:
+        backend: ``"sqlite"`` or ``"postgresql"``.
+        url: the SQLAlchemy URL (with its password, if any).
+        path: the SQLite file, absolute; ``None`` for PostgreSQL and in-memory SQLite.
+    """
+
+    backend: str
+    url: str
+    path: Path | None = None
+
+    @property
+    def memory(self) -> bool:
+        """Whether this is an in-memory SQLite ledger (lives as long as the Ledger object)."""
+        return self.backend == "sqlite" and self.path is None
+
+    @property
+    def display(self) -> str:
+        """A short name for messages: the file path, or the URL with the password masked."""
+        return str(self.path) if self.path is not None else mask_url(self.url)
+
+    def prepare(self, *, create: bool) -> bool:
+        """Check a SQLite path before opening it; create an empty file if allowed and missing.
+
+        Args:
+            create: whether a missing ledger may be created.
+
+        Returns:
+            ``True`` if this call created the (empty) file, so a failed open can remove it.
+
+        Raises:
+            LedgerPathError: a directory, a missing or non-directory parent, a path that cannot
+                be created, or (``create=False``) no ledger there.
+            NotALedgerError: an existing non-empty file that is not a SQLite database.
+        """
+        path = self.path
+        if path is None:
+            return False
+        if path.is_dir():
+            raise LedgerPathError(
+                f"ledger path {path} is a directory; give a file such as {path / 'greenprint.db'}"
+            )
+        if path.exists():
+            if not path.is_file():
+                raise LedgerPathError(f"ledger path {path} is not a regular file")
+            try:
+                with path.open("rb") as fh:
+                    header = fh.read(len(SQLITE_HEADER))
+            except OSError as e:
+                raise LedgerPathError(f"cannot read ledger {path}: {e.strerror or e}") from e
+            if not header:
+                if not create:
+                    raise LedgerPathError(f"no ledger at {path} (the file is empty)")
+                return False
+            if header != SQLITE_HEADER:
+                raise NotALedgerError(
+                    f"{path} is not a greenprint ledger (not a SQLite database); left untouched"
+                )
+            return False
+        if not create:
+            raise LedgerPathError(f"no ledger at {path}")
+        parent = path.parent
+        if not parent.exists():
+            raise LedgerPathError(f"cannot create ledger {path}: directory {parent} does not exist")
+        if not parent.is_dir():
+            raise LedgerPathError(f"cannot create ledger {path}: {parent} is not a directory")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:  # another process created it meanwhile
+            return False
+        except OSError as e:
+            raise LedgerPathError(f"cannot create ledger {path}: {e.strerror or e}") from e
+        os.close(fd)
+        return True
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/@:?#]*):[^/@?#]*@", r"\1:***@", url)
+
+
+def resolve_target(location: str | os.PathLike[str]) -> Target:
+    """Resolve a path or URL to a :class:`Target`.
+
+    Accepted: a file path (SQLite), ``":memory:"``, ``sqlite:///relative.db``,
+    ``sqlite:////absolute.db``, ``sqlite://`` (memory), ``postgresql+psycopg://...`` (also
+    ``postgresql://`` and ``postgres://``, which use psycopg 3).
+
+    Raises:
+        LedgerPathError: an empty location or an unsupported URL scheme.
+    """
+    if isinstance(location, os.PathLike):
+        location = os.fspath(location)
+    if not isinstance(location, str):
+        raise LedgerPathError(f"a ledger is a path or URL, not {type(location).__name__}")
+    text = location.strip()
+    if not text:
+        raise LedgerPathError("the ledger path is empty")
+    if text == ":memory:":
+        return Target("sqlite", "sqlite://")
+    match = _SCHEME.match(text)
+    if match is None:
+        return _sqlite_file(Path(text))
+    scheme = match.group(1).lower()
+    rest = text[match.end() :]
+    if scheme in ("sqlite", "sqlite+pysqlite"):
+        database = unquote(rest.split("?", 1)[0])
+        if database.startswith("/"):
+            database = database[1:]
+        if database in ("", ":memory:"):
+            return Target("sqlite", "sqlite://")
+        return _sqlite_file(Path(database))
+    if scheme in _POSTGRES_SCHEMES:
+        return Target("postgresql", "postgresql+psycopg://" + rest)
+    raise LedgerPathError(
+        f"unsupported ledger URL scheme {scheme!r}: use a file path, sqlite:///PATH or "
+        "postgresql+psycopg://USER:PASSWORD@HOST/DBNAME"
+    )
+
+
+def _sqlite_file(path: Path) -> Target:
+    absolute = Path(os.path.abspath(path.expanduser()))
+    return Target("sqlite", "sqlite:///" + str(absolute), absolute)
