@@ -1,0 +1,65 @@
+"""Turning runs into answers: the price tag of a study, expected max performance, Pareto fronts.
+
+Everything here is plain numpy over :class:`~greenprint.RunRecord` objects (or arrays), so it
+needs no tracker and no ledger; ``ledger.runs(study=...)`` gives the runs.
+
+* :func:`price_tag`: totals (kWh, kg CO2-eq, FPO, s, trials) by status without double counting
+  nested runs, the final run's share of the study, the E·D·H decomposition, provenance.
+* :func:`expected_max_performance` and :func:`evp_by_budget`: expected best score of n trials
+  (Dodge et al., 2019), with or without replacement, against trials, kWh, kg CO2-eq or FPO.
+* :func:`pareto_front`, :func:`hypervolume`, :func:`pareto_runs`: score against cost.
+* :func:`efficiency` and :func:`efficiencies`: score per GFLOP, per kWh, per kg CO2-eq.
+* :func:`learning_curve` and :func:`run_learning_curve`: score and cost against training-set size.
+"""
+
+from __future__ import annotations
+
+from greenprint.analysis._common import run_score
+from greenprint.analysis._curves import LearningCurve, learning_curve, run_learning_curve
+from greenprint.analysis._efficiency import (
+    FPO_PER_GFLOP,
+    Efficiency,
+    efficiencies,
+    efficiency,
+    score_per_cost,
+)
+from greenprint.analysis._evp import (
+    BUDGET_UNITS,
+    EVPCurve,
+    evp_by_budget,
+    expected_max_performance,
+)
+from greenprint.analysis._pareto import hypervolume, pareto_front, pareto_runs
+from greenprint.analysis._pricetag import (
+    EDH,
+    CostTotals,
+    FinalRun,
+    PriceTag,
+    ProvenanceSummary,
+    price_tag,
+)
+
+__all__ = [
+    "BUDGET_UNITS",
+    "CostTotals",
+    "EDH",
+    "EVPCurve",
+    "Efficiency",
+    "FPO_PER_GFLOP",
+    "FinalRun",
+    "LearningCurve",
+    "PriceTag",
+    "ProvenanceSummary",
+    "efficiencies",
+    "efficiency",
+    "evp_by_budget",
+    "expected_max_performance",
+    "hypervolume",
+    "learning_curve",
+    "pareto_front",
+    "pareto_runs",
+    "price_tag",
+    "run_learning_curve",
+    "run_score",
+    "score_per_cost",
+]

@@ -1,0 +1,212 @@
+"""Helpers shared by the analysis modules: option checks, run scores, the tree of nested runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from greenprint._exceptions import AnalysisError, ConfigError
+from greenprint._records import RunRecord
+
+__all__ = [
+    "Mode",
+    "Reduce",
+    "RunForest",
+    "check_choice",
+    "check_mode",
+    "finite_or_raise",
+    "frozen_array",
+    "json_float",
+    "run_score",
+]
+
+Mode = Literal["max", "min"]
+Reduce = Literal["last", "best"]
+
+
+def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise :class:`ConfigError`."""
+    options = tuple(choices)
+    if not isinstance(value, str) or value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, options))}, not {value!r}")
+    return value
+
+
+def check_mode(mode: object) -> Mode:
+    """Validate an optimisation mode: ``"max"`` (higher is better) or ``"min"``."""
+    return "max" if check_choice(mode, "mode", ("max", "min")) == "max" else "min"
+
+
+def run_score(run: RunRecord, metric: str, *, mode: Mode = "max", reduce: Reduce = "last") -> float:
+    """The score of one run: its last logged value of ``metric``, or its best one.
+
+    Args:
+        run: the run.
+        metric: metric name, e.g. ``"accuracy"``.
+        mode: ``"max"`` if higher is better, ``"min"`` if lower is better (used by
+            ``reduce="best"``).
+        reduce: ``"last"`` takes the last logged value (the model the run ended with);
+            ``"best"`` the best finite value over all steps (the best checkpoint).
+
+    Returns:
+        The score, or NaN when the run never logged a (finite, for ``"best"``) value of it.
+
+    Raises:
+        AnalysisError: the value is infinite.
+    """
+    check_choice(reduce, "reduce", ("last", "best"))
+    value = run.metric(metric, mode="last" if reduce == "last" else mode)
+    if value is None:
+        return math.nan
+    value = float(value)
+    if math.isinf(value):
+        raise AnalysisError(
+            f"run {run.id!r} ({run.name}) has an infinite {metric!r}; scores must be finite"
+        )
+    return value
+
+
+def json_float(value: float | None) -> float | None:
+    """A float for JSON: NaN and infinities become ``None``."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class RunForest:
+    """The runs of a set arranged by nesting (``parent_id``), within that set only.
+
+    A run whose parent is not in the set is a root. A run with no child in the set is a leaf: a
+    trial, the unit of work of a study (a parent that only wraps trials is a container).
+
+    Attributes:
+        runs: the runs, in the order given.
+        index: run id -> position in ``runs``.
+        children: position -> positions of its children.
+        roots: positions of the roots.
+        order: positions ordered children before parents (post-order).
+    """
+
+    runs: tuple[RunRecord, ...]
+    index: Mapping[str, int]
+    children: tuple[tuple[int, ...], ...]
+    roots: tuple[int, ...]
+    order: tuple[int, ...]
+
+    @classmethod
+    def build(cls, runs: Iterable[RunRecord]) -> RunForest:
+        """Arrange runs by nesting.
+
+        Raises:
+            AnalysisError: a run is not a RunRecord, two runs share an id, or parents form a cycle.
+        """
+        items = tuple(runs)
+        index: dict[str, int] = {}
+        for pos, run in enumerate(items):
+            if not isinstance(run, RunRecord):
+                raise AnalysisError(f"expected RunRecord objects, got {type(run).__name__}")
+            if run.id in index:
+                raise AnalysisError(f"run id {run.id!r} appears twice")
+            index[run.id] = pos
+        kids: list[list[int]] = [[] for _ in items]
+        roots = []
+        for pos, run in enumerate(items):
+            parent = index.get(run.parent_id) if run.parent_id is not None else None
+            if parent is None:
+                roots.append(pos)
+            else:
+                kids[parent].append(pos)
+        order: list[int] = []
+        for root in roots:  # iterative post-order
+            stack: list[tuple[int, bool]] = [(root, False)]
+            while stack:
+                pos, expanded = stack.pop()
+                if expanded:
+                    order.append(pos)
+                    continue
+                stack.append((pos, True))
+                stack.extend((child, False) for child in reversed(kids[pos]))
+        if len(order) != len(items):
+            seen = set(order)
+            stuck = next(items[p].id for p in range(len(items)) if p not in seen)
+            raise AnalysisError(f"the parents of run {stuck!r} form a cycle")
+        return cls(
+            runs=items,
+            index=index,
+            children=tuple(tuple(k) for k in kids),
+            roots=tuple(roots),
+            order=tuple(order),
+        )
+
+    def is_leaf(self, pos: int) -> bool:
+        """Whether the run at ``pos`` has no child in the set (it is a trial)."""
+        return not self.children[pos]
+
+    @property
+    def leaves(self) -> tuple[int, ...]:
+        """Positions of the trials (runs without children in the set), in the order given."""
+        return tuple(p for p in range(len(self.runs)) if not self.children[p])
+
+    def nested_sum(self, values: Sequence[float | int | None]) -> tuple[list[Any], list[Any]]:
+        """Inclusive and exclusive amounts of a cost, without double counting.
+
+        A parent's recorded cost contains its children's. The effective inclusive amount of a
+        run is ``max(own, sum of children's effective amounts)`` (so children that add up to more
+        than their parent recorded are never lost), and its exclusive amount is that minus the
+        children's: the parent's own remainder, never negative. An unknown (``None``) amount
+        counts as 0 of its own. Summing exclusive amounts over all runs equals summing inclusive
+        amounts over the roots; both equal the sum of the roots' recorded amounts when every
+        parent recorded at least the sum of its children. Python arithmetic is used, so integer
+        amounts (FPO) stay exact.
+
+        Args:
+            values: one amount per run (same order as ``runs``), ``None`` when unknown.
+
+        Returns:
+            ``(inclusive, exclusive)`` lists, one entry per run.
+        """
+        n = len(self.runs)
+        inclusive: list[Any] = [0] * n
+        exclusive: list[Any] = [0] * n
+        for pos in self.order:
+            below = sum(inclusive[c] for c in self.children[pos])
+            own = values[pos]
+            total = below if own is None else max(own, below)
+            inclusive[pos] = total
+            exclusive[pos] = total - below
+        return inclusive, exclusive
+
+    def covered(self, known: Sequence[bool]) -> list[bool]:
+        """For each run, whether some ancestor in the set has ``known[ancestor]`` true."""
+        out = [False] * len(self.runs)
+        for pos in reversed(self.order):  # parents before children
+            if out[pos] or known[pos]:
+                for child in self.children[pos]:
+                    out[child] = True
+        return out
+
+
+def finite_or_raise(values: Any, what: str) -> np.ndarray:
+    """``values`` as a 1-D float array with no infinity (NaN allowed); raise AnalysisError else."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise AnalysisError(f"{what} must be numbers: {e}") from e
+    if array.ndim != 1:
+        raise AnalysisError(f"{what} must be one-dimensional, got shape {array.shape}")
+    if np.isinf(array).any():
+        raise AnalysisError(f"{what} contain an infinite value; they must be finite (or NaN)")
+    return array
+
+
+def frozen_array(array: Any) -> np.ndarray:
+    """A contiguous, read-only copy-or-view of ``array`` (results must not be mutated)."""
+    out = np.ascontiguousarray(array)
+    out.setflags(write=False)
+    return out

@@ -1,0 +1,303 @@
+"""Learning curves: score and cost against training-set size.
+
+:func:`learning_curve` reads runs that carry ``dataset_size`` (repeats at one size are
+aggregated: mean and sample standard deviation); :func:`run_learning_curve` produces such runs by
+calling a user function over subsample fractions, each call tracked by
+:func:`greenprint.track`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from greenprint._exceptions import AnalysisError, ConfigError
+from greenprint._records import RunRecord
+from greenprint.analysis._common import (
+    Mode,
+    Reduce,
+    check_mode,
+    frozen_array,
+    json_float,
+    run_score,
+)
+
+__all__ = ["LearningCurve", "learning_curve", "run_learning_curve"]
+
+
+@dataclass(frozen=True, eq=False)
+class LearningCurve:
+    """Score and cost against training-set size, one entry per distinct size (ascending).
+
+    Standard deviations are sample ones (``ddof=1``) over the repeats at a size, NaN where there
+    is a single run. FPO figures are over the runs that know their FPO (NaN where none does).
+    Arrays are read-only.
+
+    Attributes:
+        metric: the score's metric name.
+        dataset_size: training-set sizes, examples (int array).
+        n_runs: runs at each size.
+        score_mean: mean score.
+        score_std: score standard deviation.
+        energy_kwh_mean: mean IT energy per run, kWh.
+        energy_kwh_std: its standard deviation, kWh.
+        emissions_kg_mean: mean emissions per run, kg CO2-eq.
+        emissions_kg_std: its standard deviation, kg CO2-eq.
+        fpo_mean: mean FPO per run.
+        fpo_std: its standard deviation, FPO.
+        duration_s_mean: mean run duration, s.
+        duration_s_std: its standard deviation, s.
+        n_skipped: runs left out (no ``dataset_size`` or no score of ``metric``).
+        notes: caveats.
+    """
+
+    metric: str
+    dataset_size: np.ndarray
+    n_runs: np.ndarray
+    score_mean: np.ndarray
+    score_std: np.ndarray
+    energy_kwh_mean: np.ndarray
+    energy_kwh_std: np.ndarray
+    emissions_kg_mean: np.ndarray
+    emissions_kg_std: np.ndarray
+    fpo_mean: np.ndarray
+    fpo_std: np.ndarray
+    duration_s_mean: np.ndarray
+    duration_s_std: np.ndarray
+    n_skipped: int = 0
+    notes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.dataset_size.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN becomes ``None``)."""
+        out: dict[str, Any] = {"metric": self.metric}
+        out["dataset_size"] = [int(x) for x in self.dataset_size]
+        out["n_runs"] = [int(x) for x in self.n_runs]
+        for name in (
+            "score_mean",
+            "score_std",
+            "energy_kwh_mean",
+            "energy_kwh_std",
+            "emissions_kg_mean",
+            "emissions_kg_std",
+            "fpo_mean",
+            "fpo_std",
+            "duration_s_mean",
+            "duration_s_std",
+        ):
+            out[name] = [json_float(x) for x in getattr(self, name)]
+        out["n_skipped"] = self.n_skipped
+        out["notes"] = list(self.notes)
+        return out
+
+
+def learning_curve(
+    runs: Iterable[RunRecord],
+    *,
+    metric: str,
+    mode: Mode = "max",
+    reduce: Reduce = "last",
+    statuses: Sequence[str] | None = ("finished",),
+) -> LearningCurve:
+    """Score and cost (kWh, kg CO2-eq, FPO, s) against training-set size.
+
+    Args:
+        runs: the runs; those with a status in ``statuses``, a ``dataset_size`` and a score of
+            ``metric`` are used (the others are counted in ``n_skipped`` when their status is
+            kept).
+        metric: the score's metric name.
+        mode: ``"max"`` or ``"min"`` (used by ``reduce="best"``).
+        reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
+        statuses: statuses to use (``None``: all).
+
+    Returns:
+        The :class:`LearningCurve`.
+
+    Raises:
+        AnalysisError: no run carries both a dataset size and a score, or a score is infinite.
+    """
+    mode = check_mode(mode)
+    keep = None if statuses is None else set(statuses)
+    groups: dict[int, list[tuple[RunRecord, float]]] = {}
+    skipped = 0
+    for run in runs:
+        if keep is not None and run.status not in keep:
+            continue
+        score = run_score(run, metric, mode=mode, reduce=reduce)
+        if run.dataset_size is None or run.dataset_size <= 0 or math.isnan(score):
+            skipped += 1
+            continue
+        groups.setdefault(int(run.dataset_size), []).append((run, score))
+    if not groups:
+        raise AnalysisError(
+            f"no run carries both a dataset_size and a value of metric {metric!r}: "
+            "set run.set(dataset_size=...) when tracking"
+        )
+    sizes = sorted(groups)
+    columns: dict[str, list[float]] = {}
+
+    def add(name: str, values: list[float]) -> None:
+        array = np.array(values, dtype=float)
+        known = array[~np.isnan(array)]
+        columns.setdefault(f"{name}_mean", []).append(
+            float(known.mean()) if known.size else math.nan
+        )
+        columns.setdefault(f"{name}_std", []).append(
+            float(known.std(ddof=1)) if known.size > 1 else math.nan
+        )
+
+    for size in sizes:
+        members = groups[size]
+        add("score", [s for _, s in members])
+        add("energy_kwh", [r.energy_kwh for r, _ in members])
+        add("emissions_kg", [r.emissions_kg for r, _ in members])
+        add("fpo", [math.nan if r.fpo is None else float(r.fpo) for r, _ in members])
+        add("duration_s", [r.duration_s for r, _ in members])
+    notes = []
+    if skipped:
+        notes.append(f"{skipped} runs without a dataset_size or a {metric!r} score were left out")
+    arrays = {k: frozen_array(np.array(v)) for k, v in columns.items()}
+    return LearningCurve(
+        metric=metric,
+        dataset_size=frozen_array(np.array(sizes, dtype=np.int64)),
+        n_runs=frozen_array(np.array([len(groups[s]) for s in sizes], dtype=np.int64)),
+        score_mean=arrays["score_mean"],
+        score_std=arrays["score_std"],
+        energy_kwh_mean=arrays["energy_kwh_mean"],
+        energy_kwh_std=arrays["energy_kwh_std"],
+        emissions_kg_mean=arrays["emissions_kg_mean"],
+        emissions_kg_std=arrays["emissions_kg_std"],
+        fpo_mean=arrays["fpo_mean"],
+        fpo_std=arrays["fpo_std"],
+        duration_s_mean=arrays["duration_s_mean"],
+        duration_s_std=arrays["duration_s_std"],
+        n_skipped=skipped,
+        notes=tuple(notes),
+    )
+
+
+def subsample_size(fraction: float, full_size: int) -> int:
+    """Training examples in a ``fraction`` of ``full_size`` (rounded, at least 1).
+
+    Raises:
+        ConfigError: ``fraction`` is not in (0, 1] or ``full_size`` is not a positive integer.
+    """
+    check_fraction(fraction)
+    if isinstance(full_size, bool) or not isinstance(full_size, (int, np.integer)):
+        raise ConfigError(f"full_size must be a positive integer, not {full_size!r}")
+    if full_size < 1:
+        raise ConfigError(f"full_size must be a positive integer, not {full_size!r}")
+    return max(1, round(fraction * int(full_size)))
+
+
+def check_fraction(fraction: float) -> float:
+    """Return ``fraction`` as a float if it is in (0, 1], else raise :class:`ConfigError`."""
+    try:
+        value = float(fraction)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"a fraction must be a number in (0, 1], not {fraction!r}") from e
+    if not (0.0 < value <= 1.0):
+        raise ConfigError(f"a fraction must be in (0, 1], not {fraction!r}")
+    return value
+
+
+def run_learning_curve(
+    fn: Callable[..., Any],
+    fractions: Sequence[float],
+    *,
+    study: str,
+    ledger: Any = None,
+    name: str = "learning-curve",
+    seed: int | None = None,
+    full_size: int | None = None,
+    metric: str = "score",
+    repeats: int = 1,
+    mode: Mode = "max",
+) -> LearningCurve:
+    """Train on growing subsamples, each run tracked, and return the learning curve.
+
+    For each fraction (and each repeat), opens ``greenprint.track(...)`` in ``study``, calls
+    ``fn(fraction)`` (or ``fn(fraction, seed=seed + repeat)`` when ``seed`` is given) and logs
+    the score it returns. ``fn`` returns the score, or ``(score, dataset_size)`` with the number
+    of training examples it used; a bare score needs ``full_size`` (the size of the whole
+    training set: the run records ``round(fraction * full_size)``). Each run records
+    ``params={"fraction": f}`` (plus ``"seed"``) and ``dataset_size``. An exception from ``fn``
+    marks that run failed (its cost is kept) and propagates.
+
+    Args:
+        fn: the training function.
+        fractions: subsample fractions, each in (0, 1].
+        study: the study the runs belong to.
+        ledger: where to record them (path, URL, Ledger; ``None``: the configured ledger;
+            ``False``: in memory only), as for :func:`greenprint.track`.
+        name: prefix of the run names (``"<name>-<fraction>"``, ``"-r<repeat>"`` with repeats).
+        seed: base seed passed to ``fn`` (``seed + repeat``); ``None`` calls ``fn(fraction)``.
+        full_size: the size of the full training set, examples.
+        metric: the name the score is logged under.
+        repeats: runs per fraction (>= 1).
+        mode: ``"max"`` or ``"min"``: whether a higher score is better.
+
+    Returns:
+        The :class:`LearningCurve` of the runs just made.
+
+    Raises:
+        ConfigError: an empty or invalid ``fractions``, ``repeats`` < 1, or a bad ``full_size``.
+        AnalysisError: ``fn`` returned something that is not a finite score (the run is marked
+            failed), or a bare score without ``full_size``.
+        MissingDependencyError: tracking is not available.
+    """
+    mode = check_mode(mode)
+    values = [check_fraction(f) for f in fractions]
+    if not values:
+        raise ConfigError("fractions is empty: give at least one subsample fraction in (0, 1]")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"repeats must be a positive integer, not {repeats!r}")
+    if full_size is not None:
+        subsample_size(1.0, full_size)  # validates it
+    from greenprint.tracking import track  # lazy: tracking pulls in meters and the ledger
+
+    records: list[RunRecord] = []
+    for fraction in values:
+        for repeat in range(repeats):
+            params: dict[str, Any] = {"fraction": fraction}
+            if seed is not None:
+                params["seed"] = seed + repeat
+            run_name = f"{name}-{fraction:g}" + (f"-r{repeat}" if repeats > 1 else "")
+            size = None if full_size is None else subsample_size(fraction, full_size)
+            with track(
+                run_name, study=study, ledger=ledger, params=params, dataset_size=size
+            ) as run:
+                result = fn(fraction) if seed is None else fn(fraction, seed=seed + repeat)
+                score, used = _unpack(result, size)
+                run.set(dataset_size=used)
+                logged: dict[str, Any] = {metric: score}
+                run.log(**logged)
+            records.append(run.record)
+    return learning_curve(records, metric=metric, mode=mode)
+
+
+def _unpack(result: Any, size: int | None) -> tuple[float, int]:
+    used: Any = size
+    if isinstance(result, tuple):
+        if len(result) != 2:
+            raise AnalysisError("fn must return a score or (score, dataset_size)")
+        result, used = result
+        if isinstance(used, bool) or not isinstance(used, (int, np.integer)) or used < 1:
+            raise AnalysisError(f"fn returned dataset_size {used!r}: a positive integer expected")
+    try:
+        score = float(result)
+    except (TypeError, ValueError) as e:
+        raise AnalysisError(f"fn must return a number (the score), not {result!r}") from e
+    if not math.isfinite(score):
+        raise AnalysisError(f"fn returned a score of {score}: scores must be finite")
+    if used is None:
+        raise AnalysisError(
+            "fn returned a bare score: give full_size= or return (score, dataset_size)"
+        )
+    return score, int(used)

@@ -1,0 +1,462 @@
+"""Expected maximum performance: the expected best score of n trials, for n = 1..N.
+
+Dodge et al., "Show your work: improved reporting of experimental results" (EMNLP 2019), report
+``E[max of n trials]`` as a function of n (or of the budget those n trials cost), so that a
+result that took 500 trials is not compared with one that took 5 as if they were equal.
+
+Two estimators from the N observed scores ``v_(1) <= ... <= v_(N)``:
+
+* **with replacement** (Dodge et al.): the n trials are n independent draws from the empirical
+  distribution, ``P(max <= v_(i)) = (i / N) ** n``;
+* **without replacement**: the n trials are a random n-subset of the N observed ones,
+  ``P(max <= v_(i)) = C(i, n) / C(N, n)``, so ``P(max = v_(i)) = C(i-1, n-1) / C(N, n)``
+  and the curve reaches the observed maximum exactly at n = N.
+
+Both use ``E[max] = v_(N) - sum_i (v_(i+1) - v_(i)) P(max <= v_(i))``, which handles ties
+exactly (tied scores add zero-width steps) and needs only the N-1 gaps. The probabilities are
+built by cumulative products from a log-space row (no ``C(N, n)`` is ever formed, so N = 10,000
+does not overflow), and terms below ``exp(-40)`` (under double precision relative to the score
+range) are skipped, which makes the whole curve for N = 10,000 cost a few million multiplications.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from greenprint._exceptions import AnalysisError
+from greenprint._records import RunRecord
+from greenprint.analysis._common import (
+    Mode,
+    Reduce,
+    RunForest,
+    check_choice,
+    check_mode,
+    finite_or_raise,
+    frozen_array,
+    json_float,
+    run_score,
+)
+
+__all__ = [
+    "BUDGET_UNITS",
+    "EVPCurve",
+    "NanPolicy",
+    "evp_by_budget",
+    "expected_max_performance",
+]
+
+NanPolicy = Literal["worst", "omit", "raise"]
+
+#: Cost names accepted by :func:`evp_by_budget` -> (RunRecord attribute, unit label).
+BUDGET_UNITS: dict[str, tuple[str | None, str]] = {
+    "trials": (None, "trials"),
+    "energy_kwh": ("energy_kwh", "kWh"),
+    "kwh": ("energy_kwh", "kWh"),
+    "emissions_kg": ("emissions_kg", "kg CO2-eq"),
+    "kg": ("emissions_kg", "kg CO2-eq"),
+    "fpo": ("fpo", "FPO"),
+    "duration_s": ("duration_s", "s"),
+    "s": ("duration_s", "s"),
+}
+
+# Terms with P(max <= v_(i)) < exp(-_CUTOFF) are dropped: their sum is below
+# exp(-40) * (score range) ~ 4e-18 * range, under double-precision rounding of the result.
+_CUTOFF = 40.0
+# Largest probability block materialised at once (float64 elements, 16 MiB).
+_BLOCK_ELEMENTS = 1 << 21
+
+
+@dataclass(frozen=True, eq=False)
+class EVPCurve:
+    """Expected maximum performance of n trials and its standard deviation, n = 1..N.
+
+    ``mean[k]`` and ``std[k]`` belong to ``n[k]`` trials; with the default ``budgets`` that is
+    ``n = k + 1``, so ``mean[n - 1]`` is the expected best score of n trials. Arrays are
+    read-only.
+
+    Attributes:
+        n: number of trials, ascending (int array).
+        mean: expected best score of ``n`` trials (the score's unit).
+        std: its standard deviation over the random choice of the ``n`` trials.
+        budget: the x-axis in ``budget_unit``: ``n`` itself for trials, else the expected cost of
+            ``n`` trials, ``n * mean cost per trial`` (kWh, kg CO2-eq, FPO or s).
+        budget_unit: ``"trials"``, ``"kWh"``, ``"kg CO2-eq"``, ``"FPO"``, ``"s"`` or the
+            caller's label.
+        replacement: which estimator: with replacement (Dodge et al.) or without.
+        mode: ``"max"`` (higher scores are better) or ``"min"`` (lower are better; ``mean`` is
+            then the expected *minimum*).
+        n_trials: N, the number of trials the curve is built from (after ``nan_policy``).
+        n_missing: trials whose score was NaN (failed, or no metric logged).
+        nan_policy: how those were handled: ``"worst"``, ``"omit"`` or ``"raise"``.
+        fill_value: the score a missing trial counted as under ``"worst"`` (else ``None``).
+        notes: caveats worth showing next to the curve.
+    """
+
+    n: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    budget: np.ndarray
+    budget_unit: str = "trials"
+    replacement: bool = True
+    mode: Mode = "max"
+    n_trials: int = 0
+    n_missing: int = 0
+    nan_policy: NanPolicy = "worst"
+    fill_value: float | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return int(self.n.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (lists of floats; NaN would become ``None``)."""
+        return {
+            "n": [int(k) for k in self.n],
+            "mean": [json_float(x) for x in self.mean],
+            "std": [json_float(x) for x in self.std],
+            "budget": [json_float(x) for x in self.budget],
+            "budget_unit": self.budget_unit,
+            "replacement": self.replacement,
+            "mode": self.mode,
+            "n_trials": self.n_trials,
+            "n_missing": self.n_missing,
+            "nan_policy": self.nan_policy,
+            "fill_value": json_float(self.fill_value),
+            "notes": list(self.notes),
+        }
+
+
+def expected_max_performance(
+    scores: ArrayLike,
+    *,
+    replacement: bool = True,
+    budgets: Sequence[int] | np.ndarray | None = None,
+    mode: Mode = "max",
+    nan_policy: NanPolicy = "worst",
+    fill_value: float | None = None,
+) -> EVPCurve:
+    """Expected best score of n trials, and its standard deviation, for n = 1..N.
+
+    NaN scores are trials that produced no result (failed, crashed, never logged the metric).
+    They still cost a trial, so by default (``nan_policy="worst"``) each counts as a trial that
+    returned the worst score: the lowest finite score observed (the highest with
+    ``mode="min"``), or ``fill_value`` when given (e.g. chance accuracy). ``"omit"`` drops them
+    (N shrinks; the curve then overstates what a budget buys) and ``"raise"`` refuses them.
+    Infinite scores are always an error.
+
+    Args:
+        scores: one score per trial, in any order.
+        replacement: ``True`` for Dodge et al.'s estimator (n independent draws from the observed
+            scores, defined for any n); ``False`` for exact sampling without replacement
+            (n <= N, reaches the observed best at n = N).
+        budgets: the trial counts n at which to evaluate, each in 1..N (any order, duplicates
+            dropped); default every n from 1 to N.
+        mode: ``"max"`` if higher scores are better, ``"min"`` if lower are better (the curve is
+            then the expected minimum).
+        nan_policy: ``"worst"`` (default), ``"omit"`` or ``"raise"``; see above.
+        fill_value: the score a NaN trial counts as under ``"worst"``; default the worst finite
+            score observed.
+
+    Returns:
+        The :class:`EVPCurve`, with ``budget`` equal to ``n`` (unit ``"trials"``).
+
+    Raises:
+        AnalysisError: no scores, an infinite score, a NaN under ``"raise"``, no finite score
+            under ``"worst"`` without ``fill_value``, or a budget outside 1..N.
+        ConfigError: an unknown ``mode`` or ``nan_policy``.
+
+    Example:
+        >>> evp = expected_max_performance([0.71, 0.80, 0.78, float("nan")])
+        >>> round(float(evp.mean[0]), 4), round(float(evp.mean[3]), 4)
+        (0.6975, 0.7766)
+    """
+    mode = check_mode(mode)
+    policy = check_choice(nan_policy, "nan_policy", ("worst", "omit", "raise"))
+    values = finite_or_raise(scores, "scores")
+    if values.size == 0:
+        raise AnalysisError("no scores: expected maximum performance needs at least one trial")
+    missing = np.isnan(values)
+    n_missing = int(missing.sum())
+    used_fill: float | None = None
+    if n_missing:
+        if policy == "raise":
+            raise AnalysisError(f"{n_missing} of {values.size} scores are NaN (nan_policy='raise')")
+        if policy == "omit":
+            values = values[~missing]
+            if values.size == 0:
+                raise AnalysisError("every score is NaN: nothing left after nan_policy='omit'")
+        else:
+            if fill_value is not None:
+                used_fill = float(fill_value)
+                if not math.isfinite(used_fill):
+                    raise AnalysisError(f"fill_value must be finite, not {fill_value!r}")
+            elif n_missing == values.size:
+                raise AnalysisError(
+                    "every score is NaN: give fill_value (the score of a failed trial)"
+                )
+            else:
+                finite = values[~missing]
+                used_fill = float(finite.min() if mode == "max" else finite.max())
+            values = np.where(missing, used_fill, values)
+    total = int(values.size)
+    ns = _budgets(budgets, total, replacement)
+    signed = values if mode == "max" else -values
+    mean, std = _evp_sorted(np.sort(signed), ns, replacement=replacement)
+    if mode == "min":
+        mean = -mean
+    notes: list[str] = []
+    if n_missing and policy == "worst":
+        notes.append(
+            f"{n_missing} of {total} trials had no score and count as the worst ({used_fill:g})"
+        )
+    elif n_missing:
+        notes.append(f"{n_missing} trials without a score were left out")
+    return EVPCurve(
+        n=frozen_array(ns),
+        mean=frozen_array(mean),
+        std=frozen_array(std),
+        budget=frozen_array(ns.astype(float)),
+        budget_unit="trials",
+        replacement=bool(replacement),
+        mode=mode,
+        n_trials=total,
+        n_missing=n_missing,
+        nan_policy="worst" if policy == "worst" else ("omit" if policy == "omit" else "raise"),
+        fill_value=used_fill,
+        notes=tuple(notes),
+    )
+
+
+def evp_by_budget(
+    runs_or_scores: Sequence[RunRecord] | ArrayLike,
+    costs: str | ArrayLike = "energy_kwh",
+    *,
+    metric: str | None = None,
+    unit: str | None = None,
+    mode: Mode = "max",
+    reduce: Reduce = "last",
+    replacement: bool = True,
+    budgets: Sequence[int] | np.ndarray | None = None,
+    nan_policy: NanPolicy = "worst",
+    fill_value: float | None = None,
+    scored_statuses: Sequence[str] = ("finished", "pruned"),
+) -> EVPCurve:
+    """Expected best score against the expected cost of the trials that bought it.
+
+    The x-axis (``budget``) is the expected cost of n random trials, ``n * mean cost per
+    trial`` (the same for both estimators), in trials, kWh, kg CO2-eq, FPO or seconds.
+
+    From runs: the trials are the runs without children in the set (a parent that wraps trials
+    is not one), except runs still ``running``. A trial's score is its ``metric`` (last logged,
+    or best with ``reduce="best"``) when its status is in ``scored_statuses``; failed,
+    interrupted and lost trials produced no usable model and count as NaN, handled by
+    ``nan_policy`` (by default as the worst score: they cost a trial). Every trial's cost counts.
+    Trials with an unknown FPO are given the mean FPO of the others (noted on the curve).
+
+    Args:
+        runs_or_scores: RunRecords, or one score per trial.
+        costs: with runs, which cost: ``"trials"``, ``"energy_kwh"`` (or ``"kwh"``),
+            ``"emissions_kg"`` (``"kg"``), ``"fpo"``, ``"duration_s"`` (``"s"``); or one cost
+            per trial (same order as the scores; required with scores).
+        metric: the metric to rank runs by (required with runs).
+        unit: label of the budget axis for explicit costs (default ``"cost"``).
+        mode: ``"max"`` if higher scores are better, else ``"min"``.
+        reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
+        replacement: the estimator (see :func:`expected_max_performance`).
+        budgets: trial counts n at which to evaluate (default 1..N).
+        nan_policy: ``"worst"``, ``"omit"`` (also drops those trials' cost) or ``"raise"``.
+        fill_value: score of a trial without one under ``"worst"``.
+        scored_statuses: statuses whose logged score counts.
+
+    Returns:
+        The :class:`EVPCurve` with ``budget`` and ``budget_unit`` set.
+
+    Raises:
+        AnalysisError: no trials, no trial with the metric, costs of the wrong length, negative
+            or non-finite costs, or no known FPO; plus the errors of
+            :func:`expected_max_performance`.
+        ConfigError: an unknown cost name or option.
+    """
+    notes: list[str] = []
+    given: Any = runs_or_scores
+    items = list(given) if not isinstance(given, np.ndarray) else None
+    if items and all(isinstance(r, RunRecord) for r in items):
+        if metric is None:
+            raise AnalysisError("evp_by_budget on runs needs metric= (the score to rank by)")
+        forest = RunForest.build(r for r in items if isinstance(r, RunRecord))
+        trials = [forest.runs[p] for p in forest.leaves if forest.runs[p].status != "running"]
+        if not trials:
+            raise AnalysisError("no finished or ended trial to build the curve from")
+        scored = set(scored_statuses)
+        scores = np.array(
+            [
+                run_score(r, metric, mode=mode, reduce=reduce) if r.status in scored else math.nan
+                for r in trials
+            ]
+        )
+        if np.isnan(scores).all():
+            raise AnalysisError(f"no trial has a value of metric {metric!r} to rank by")
+        if isinstance(costs, str):
+            key = check_choice(costs.lower(), "costs", BUDGET_UNITS)
+            attribute, label = BUDGET_UNITS[key]
+            raw = [1.0 if attribute is None else getattr(r, attribute) for r in trials]
+            cost = np.array([math.nan if c is None else float(c) for c in raw])
+            unknown = int(np.isnan(cost).sum())
+            if unknown == cost.size:
+                raise AnalysisError(f"no trial has a known {key}: cannot put it on the budget axis")
+            if unknown:
+                cost = np.where(np.isnan(cost), np.nanmean(cost), cost)
+                notes.append(f"{unknown} of {cost.size} trials had no {label}; given the mean")
+        else:
+            label = unit or "cost"
+            cost = finite_or_raise(costs, "costs")
+    else:
+        if isinstance(costs, str):
+            if costs.lower() != "trials":
+                raise AnalysisError("with plain scores, give costs as one number per trial")
+            label = "trials"
+            cost = np.ones(np.asarray(runs_or_scores).shape[0] if items is None else len(items))
+        else:
+            label = unit or "cost"
+            cost = finite_or_raise(costs, "costs")
+        scores = finite_or_raise(runs_or_scores, "scores")
+    if cost.shape != scores.shape:
+        raise AnalysisError(f"{cost.size} costs for {scores.size} scores: give one per trial")
+    if np.isnan(cost).any() or (cost < 0).any():
+        raise AnalysisError("costs must be finite and non-negative")
+    if nan_policy == "omit":
+        cost = cost[~np.isnan(scores)]
+    curve = expected_max_performance(
+        scores,
+        replacement=replacement,
+        budgets=budgets,
+        mode=mode,
+        nan_policy=nan_policy,
+        fill_value=fill_value,
+    )
+    per_trial = float(cost.mean()) if cost.size else 0.0
+    return EVPCurve(
+        n=curve.n,
+        mean=curve.mean,
+        std=curve.std,
+        budget=frozen_array(curve.n * per_trial),
+        budget_unit=label,
+        replacement=curve.replacement,
+        mode=curve.mode,
+        n_trials=curve.n_trials,
+        n_missing=curve.n_missing,
+        nan_policy=curve.nan_policy,
+        fill_value=curve.fill_value,
+        notes=curve.notes + tuple(notes),
+    )
+
+
+# ---------------------------------------------------------------------------------- internals
+def _budgets(budgets: Any, total: int, replacement: bool) -> np.ndarray:
+    if budgets is None:
+        return np.arange(1, total + 1, dtype=np.int64)
+    raw = np.asarray(budgets)
+    if raw.ndim != 1 or raw.size == 0:
+        raise AnalysisError("budgets must be a non-empty sequence of trial counts")
+    if not np.issubdtype(raw.dtype, np.integer):
+        if not np.issubdtype(raw.dtype, np.floating) or not np.all(raw == np.round(raw)):
+            raise AnalysisError("budgets must be whole numbers of trials")
+    ns = np.unique(raw.astype(np.int64))
+    upper = np.iinfo(np.int64).max if replacement else total
+    if ns[0] < 1 or ns[-1] > upper:
+        where = "1 or more" if replacement else f"in 1..{total} (sampling without replacement)"
+        raise AnalysisError(f"budgets must be {where}, got {int(ns[0])}..{int(ns[-1])}")
+    return ns
+
+
+def _evp_sorted(
+    values: np.ndarray, ns: np.ndarray, *, replacement: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the max of n trials from sorted ``values`` (ascending), for each n."""
+    total = values.shape[0]
+    top = values[-1]
+    gaps = np.diff(values)  # gaps[i-1] = v_(i+1) - v_(i), i = 1..N-1
+    keep = np.nonzero(gaps > 0)[0]
+    positions = keep + 1  # i: P(max <= v_(i)) multiplies the gap above v_(i)
+    shifted = values - top  # w <= 0, w_(N) = 0: keeps E[w^2] - E[w]^2 well conditioned
+    weights = np.empty((keep.size, 2))
+    weights[:, 0] = gaps[keep]  # E[w] = -sum gap * P
+    weights[:, 1] = shifted[keep] ** 2 - shifted[keep + 1] ** 2  # E[w^2] = sum (w_i^2-w_{i+1}^2) P
+    sums = np.zeros((ns.size, 2))
+    if keep.size:
+        log_fact = _log_factorials(total) if not replacement else None
+        start = 0
+        while start < ns.size:
+            first = int(ns[start])
+            # P(max <= v_(i)) <= (i/N)^n < exp(-cutoff) for i < N exp(-cutoff / n)
+            lowest = total * math.exp(-_CUTOFF / first)
+            lo = int(np.searchsorted(positions, lowest, side="left"))
+            width = positions.size - lo
+            if width == 0:
+                break  # every remaining n has P(max = v_(N)) = 1 to double precision
+            rows = max(1, min(math.ceil(first * 0.25), _BLOCK_ELEMENTS // width))
+            block = ns[start : start + rows]
+            block = block[block - first < max(rows, 1)]  # contiguous-enough n in this block
+            probs = _cdf_block(positions[lo:], block, total, log_fact)
+            sums[start : start + block.size] = probs @ weights[lo:]
+            start += block.size
+    mean = top - sums[:, 0]
+    var = sums[:, 1] - sums[:, 0] ** 2
+    return mean, np.sqrt(np.maximum(var, 0.0))
+
+
+def _cdf_block(
+    positions: np.ndarray, block: np.ndarray, total: int, log_fact: np.ndarray | None
+) -> np.ndarray:
+    """P(max of n trials <= v_(i)) for n in ``block`` (rows), i in ``positions`` (columns)."""
+    first = int(block[0])
+    i = positions.astype(float)
+    out = np.empty((block.size, positions.size))
+    if log_fact is None:  # with replacement: (i/N)^n
+        ratio = i / total
+        out[0] = np.exp(first * np.log(ratio))
+        if block.size > 1:
+            steps = np.diff(block)
+            if np.all(steps == 1):
+                out[1:] = ratio
+                np.cumprod(out, axis=0, out=out)
+            else:
+                out[1:] = np.exp(block[1:, None] * np.log(ratio)[None, :])
+        return out
+    # without replacement: C(i, n) / C(N, n), zero for i < n; in log space for the first row
+    valid = positions >= first
+    first_row = np.zeros(positions.size)
+    pos = positions[valid]
+    first_row[valid] = np.exp(
+        log_fact[pos] - log_fact[pos - first] - log_fact[total] + log_fact[total - first]
+    )
+    out[0] = first_row
+    if block.size > 1:
+        steps = np.diff(block)
+        if np.all(steps == 1):
+            # C(i, n+1) / C(N, n+1) = C(i, n) / C(N, n) * (i - n) / (N - n)
+            n_prev = block[:-1].astype(float)
+            np.subtract(i[None, :], n_prev[:, None], out=out[1:])
+            np.maximum(out[1:], 0.0, out=out[1:])
+            out[1:] *= (1.0 / (total - n_prev))[:, None]
+            np.cumprod(out, axis=0, out=out)
+        else:
+            for row, n in enumerate(block[1:], start=1):
+                valid = positions >= n
+                pos = positions[valid]
+                out[row] = 0.0
+                out[row, valid] = np.exp(
+                    log_fact[pos] - log_fact[pos - n] - log_fact[total] + log_fact[total - n]
+                )
+    return out
+
+
+def _log_factorials(total: int) -> np.ndarray:
+    """``log(k!)`` for k = 0..total, each to full double precision (``math.lgamma``)."""
+    return np.array([math.lgamma(k + 1.0) for k in range(total + 1)])

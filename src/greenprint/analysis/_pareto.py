@@ -1,0 +1,262 @@
+"""Pareto fronts and hypervolumes of score-against-cost points, for any number of objectives.
+
+Each objective is maximised or minimised (``directions``). Internally everything is turned into
+minimisation by negating the maximised objectives. Point ``a`` dominates ``b`` when ``a`` is at
+least as good in every objective and strictly better in one; so identical points never dominate
+each other, and duplicates on the front are all kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from greenprint._exceptions import AnalysisError, ConfigError
+from greenprint._records import RunRecord
+from greenprint.analysis._common import Mode, Reduce, check_mode, run_score
+
+__all__ = ["hypervolume", "pareto_front", "pareto_runs"]
+
+_DIRECTIONS = {"maximize": -1.0, "max": -1.0, "minimize": 1.0, "min": 1.0}
+# Above this many points (times objectives) the d-dimensional front is found point by point.
+_PAIRWISE_LIMIT = 4_000_000
+
+
+def pareto_front(
+    points: ArrayLike,
+    *,
+    directions: Sequence[str] = ("maximize", "minimize"),
+) -> np.ndarray:
+    """Indices of the non-dominated points (the Pareto front).
+
+    Two objectives take one sort, O(n log n); more use a sort and a sweep against the front found
+    so far, O(n * front size * d). Identical points do not dominate each other: duplicates on the
+    front are all returned.
+
+    Args:
+        points: an ``(n, d)`` array, one row per point (e.g. ``[[accuracy, energy_kwh], ...]``).
+        directions: for each of the d objectives, ``"maximize"`` or ``"minimize"`` (also
+            ``"max"``/``"min"``).
+
+    Returns:
+        The indices of the front points, ascending (int array; empty for no points).
+
+    Raises:
+        AnalysisError: points that are not an ``(n, d)`` array of finite numbers, or ``d`` not
+            matching ``directions``.
+        ConfigError: an unknown direction.
+
+    Example:
+        >>> pareto_front([[0.9, 2.0], [0.8, 1.0], [0.7, 1.5]]).tolist()
+        [0, 1]
+    """
+    minimised = _to_minimisation(points, directions)
+    if minimised.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(_front_min(minimised))
+
+
+def hypervolume(
+    points: ArrayLike,
+    reference: ArrayLike,
+    *,
+    directions: Sequence[str] = ("maximize", "minimize"),
+) -> float:
+    """Exact hypervolume dominated by the points and bounded by a reference point.
+
+    The volume of the region that is dominated by at least one point and dominates the
+    reference (its unit is the product of the objectives' units). Points that do not strictly
+    dominate the reference in every objective add nothing and are ignored; dominated and
+    duplicate points change nothing. One objective is a length; two are a sort and a sweep,
+    O(n log n); three or more use the WFG recursion (While et al., 2012): the exclusive volume
+    of each point, slicing along the last objective, with the fast 2-D sweep at the bottom. It is
+    exact for any dimension, and fast for fronts of up to a few hundred points in 3-4 objectives.
+
+    Args:
+        points: an ``(n, d)`` array of finite numbers.
+        reference: the d coordinates of the reference point (worse than the points that count:
+            lower for maximised objectives, higher for minimised ones).
+        directions: ``"maximize"`` or ``"minimize"`` for each objective.
+
+    Returns:
+        The hypervolume (0.0 when no point dominates the reference).
+
+    Raises:
+        AnalysisError: points or reference not finite or of mismatched dimension.
+        ConfigError: an unknown direction.
+
+    Example:
+        >>> hypervolume([[0.9, 2.0], [0.8, 1.0]], [0.0, 4.0])
+        2.6
+    """
+    minimised = _to_minimisation(points, directions)
+    d = minimised.shape[1]
+    ref = np.asarray(reference, dtype=float)
+    if ref.shape != (d,):
+        raise AnalysisError(f"reference must have {d} coordinates, got shape {ref.shape}")
+    if not np.isfinite(ref).all():
+        raise AnalysisError("reference must be finite")
+    ref = ref * np.array([_DIRECTIONS[x.lower()] for x in directions])
+    inside = minimised[(minimised < ref).all(axis=1)]
+    if inside.shape[0] == 0:
+        return 0.0
+    return float(_hv(inside, ref))
+
+
+def pareto_runs(
+    runs: Sequence[RunRecord],
+    *,
+    metric: str,
+    cost: str = "energy_kwh",
+    mode: Mode = "max",
+    reduce: Reduce = "last",
+) -> list[RunRecord]:
+    """The runs on the front of score against cost: none is better and cheaper at once.
+
+    Runs without a finite score or without a known cost (``None``) are left out.
+
+    Args:
+        runs: the runs (e.g. ``ledger.runs(study=...)``).
+        metric: the score's metric name.
+        cost: a RunRecord cost attribute: ``"energy_kwh"``, ``"emissions_kg"``, ``"fpo"`` or
+            ``"duration_s"`` (always minimised).
+        mode: ``"max"`` if higher scores are better, else ``"min"``.
+        reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
+
+    Returns:
+        The front's runs, best score first.
+
+    Raises:
+        ConfigError: an unknown cost or mode.
+    """
+    mode = check_mode(mode)
+    if cost not in ("energy_kwh", "emissions_kg", "fpo", "duration_s"):
+        raise ConfigError(
+            f"cost must be 'energy_kwh', 'emissions_kg', 'fpo' or 'duration_s', not {cost!r}"
+        )
+    kept: list[RunRecord] = []
+    rows: list[tuple[float, float]] = []
+    for run in runs:
+        score = run_score(run, metric, mode=mode, reduce=reduce)
+        value = getattr(run, cost)
+        if math.isnan(score) or value is None or not math.isfinite(float(value)):
+            continue
+        kept.append(run)
+        rows.append((score, float(value)))
+    if not kept:
+        return []
+    direction = "maximize" if mode == "max" else "minimize"
+    front = pareto_front(np.array(rows), directions=(direction, "minimize"))
+    sign = -1.0 if mode == "max" else 1.0
+    ranked = sorted(front.tolist(), key=lambda k: (sign * rows[k][0], rows[k][1]))
+    return [kept[k] for k in ranked]
+
+
+# ---------------------------------------------------------------------------------- internals
+def _to_minimisation(points: ArrayLike, directions: Sequence[str]) -> np.ndarray:
+    if isinstance(directions, str):
+        raise ConfigError("directions must be a sequence, e.g. ('maximize', 'minimize')")
+    signs = []
+    for direction in directions:
+        sign = _DIRECTIONS.get(direction.lower()) if isinstance(direction, str) else None
+        if sign is None:
+            raise ConfigError(f"each direction must be 'maximize' or 'minimize', not {direction!r}")
+        signs.append(sign)
+    try:
+        array = np.asarray(points, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise AnalysisError(f"points must be an (n, d) array of numbers: {e}") from e
+    d = len(signs)
+    if array.size == 0 and array.ndim <= 2:
+        return np.zeros((0, d))
+    if array.ndim != 2 or array.shape[1] != d:
+        raise AnalysisError(
+            f"points must have shape (n, {d}) for {d} directions, got shape {array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise AnalysisError("points must be finite (no NaN or infinity): drop runs without them")
+    return array * np.array(signs)
+
+
+def _front_min(pts: np.ndarray) -> np.ndarray:
+    """Indices (unsorted) of the non-dominated rows of ``pts`` (all objectives minimised)."""
+    n, d = pts.shape
+    if d == 1:
+        return np.nonzero(pts[:, 0] == pts[:, 0].min())[0]
+    order = np.lexsort(pts.T[::-1])  # lexicographic: first objective, then the next...
+    srt = pts[order]
+    if d == 2:
+        # Only an earlier point (lexicographically) can dominate a later one. Points identical to
+        # their predecessor share its fate; a group's first point is dominated iff some earlier
+        # point has a second objective <= its own.
+        same = np.zeros(n, dtype=bool)
+        same[1:] = (srt[1:] == srt[:-1]).all(axis=1)
+        prefix = np.empty(n)
+        prefix[0] = np.inf
+        np.minimum.accumulate(srt[:-1, 1], out=prefix[1:])
+        dominated = prefix <= srt[:, 1]
+        group = np.cumsum(~same) - 1
+        firsts = np.nonzero(~same)[0]
+        dominated = dominated[firsts][group]
+        return order[~dominated]
+    if n * n * d <= _PAIRWISE_LIMIT:
+        le = (srt[:, None, :] <= srt[None, :, :]).all(axis=2)
+        lt = (srt[:, None, :] < srt[None, :, :]).any(axis=2)
+        beaten = np.asarray((le & lt).any(axis=0))
+        return order[~beaten]
+    # Sweep: a point is dominated iff a front point found so far dominates it (transitivity).
+    front = np.empty((n, d))
+    size = 0
+    keep = np.zeros(n, dtype=bool)
+    for k in range(n):
+        p = srt[k]
+        f = front[:size]
+        if size and ((f <= p).all(axis=1) & (f < p).any(axis=1)).any():
+            continue
+        front[size] = p
+        size += 1
+        keep[k] = True
+    return order[keep]
+
+
+def _hv(pts: np.ndarray, ref: np.ndarray) -> float:
+    """Hypervolume of ``pts`` (minimised, every point strictly inside ``ref``)."""
+    d = pts.shape[1]
+    if pts.shape[0] == 0:
+        return 0.0
+    if d == 1:
+        return float(ref[0] - pts[:, 0].min())
+    if d == 2:
+        return _hv2d(pts, ref)
+    pts = np.unique(pts, axis=0)
+    pts = pts[_front_min(pts)]
+    if pts.shape[0] == 1:
+        return float(np.prod(ref - pts[0]))
+    # WFG with slicing: worst last objective first. The points after p are all at least as good
+    # as p in the last objective, so limiting them by p puts them all at p's last coordinate, and
+    # p's exclusive volume is (ref_d - p_d) * (its (d-1)-box - the (d-1)-volume of that set).
+    pts = pts[np.argsort(-pts[:, -1], kind="stable")]
+    total = 0.0
+    head = pts[:, :-1]
+    for k in range(pts.shape[0]):
+        p = head[k]
+        box = float(np.prod(ref[:-1] - p))
+        rest = head[k + 1 :]
+        if rest.shape[0]:
+            limited = np.maximum(rest, p)
+            limited = limited[(limited < ref[:-1]).all(axis=1)]
+            box -= _hv(limited, ref[:-1])
+        total += (ref[-1] - pts[k, -1]) * box
+    return total
+
+
+def _hv2d(pts: np.ndarray, ref: np.ndarray) -> float:
+    """2-D hypervolume by a sweep along the first objective (dominated points cost nothing)."""
+    order = np.lexsort((pts[:, 1], pts[:, 0]))
+    x = pts[order, 0]
+    best_y = np.minimum.accumulate(pts[order, 1])
+    widths = np.diff(np.append(x, ref[0]))
+    return float(np.dot(widths, ref[1] - best_y))

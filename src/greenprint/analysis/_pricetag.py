@@ -1,0 +1,569 @@
+"""The price tag of a study: what every run cost, and what the final result cost against it.
+
+Nesting and double counting. A run started inside another records it as its parent, and the
+parent's measurement contains the child's (same process tree, same time span). So:
+
+* totals sum the *roots* (runs whose parent is not in the set): each root's cost already contains
+  its descendants';
+* the by-status breakdown gives each run its *exclusive* cost: its own cost minus its children's
+  (clamped at 0), attributed to its own status. A failed child inside a finished parent counts
+  as failed, and the parent's remainder (its own overhead) as finished;
+* both agree: the by-status amounts add up to the totals. If children add up to more than their
+  parent recorded (inconsistent data), the children's sum wins and a note says so.
+
+Trials: the runs without children in the set (the units of work; a parent that only wraps
+trials is a container). ``runs`` counts every run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from greenprint._exceptions import AnalysisError
+from greenprint._records import RUN_STATUSES, RunRecord
+from greenprint.analysis._common import (
+    Mode,
+    Reduce,
+    RunForest,
+    check_mode,
+    json_float,
+    run_score,
+)
+
+__all__ = ["EDH", "CostTotals", "FinalRun", "PriceTag", "ProvenanceSummary", "price_tag"]
+
+logger = logging.getLogger(__name__)
+
+_COMPONENTS = ("cpu", "gpu", "ram")
+
+
+@dataclass(frozen=True)
+class CostTotals:
+    """Cost of a set of runs, without double counting nested runs.
+
+    Attributes:
+        runs: number of runs.
+        trials: number of trials (runs without children in the set).
+        energy_kwh: IT energy in kWh (before PUE, as recorded in ``RunRecord.energy_kwh``).
+        emissions_kg: emissions in kg CO2-eq (PUE and grid intensity applied).
+        fpo: floating-point operations summed over the runs that know theirs.
+        fpo_unknown: runs whose FPO is unknown and not contained in a known parent's FPO.
+        duration_s: sum of run durations in s (nested runs not counted twice).
+    """
+
+    runs: int = 0
+    trials: int = 0
+    energy_kwh: float = 0.0
+    emissions_kg: float = 0.0
+    fpo: int = 0
+    fpo_unknown: int = 0
+    duration_s: float = 0.0
+
+    @property
+    def gflop(self) -> float:
+        """Known FPO in GFLOP (1 GFLOP = 1e9 FPO)."""
+        return self.fpo / 1e9
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "runs": self.runs,
+            "trials": self.trials,
+            "energy_kwh": json_float(self.energy_kwh),
+            "emissions_kg": json_float(self.emissions_kg),
+            "fpo": self.fpo,
+            "fpo_unknown": self.fpo_unknown,
+            "duration_s": json_float(self.duration_s),
+        }
+
+
+@dataclass(frozen=True)
+class FinalRun:
+    """The run behind the reported result, and its share of the whole study's cost.
+
+    Shares are final / study (``None`` when the study's amount is 0 or the final's is unknown);
+    the final run's cost includes its children's.
+
+    Attributes:
+        run_id: the run's id.
+        name: its name.
+        status: its status.
+        chosen: ``True`` when the caller named it, ``False`` when it was the best by ``metric``.
+        metric: the metric it was ranked by (``None`` if chosen without one).
+        score: its value of ``metric`` (``None`` if none).
+        energy_kwh: its IT energy in kWh.
+        emissions_kg: its emissions in kg CO2-eq.
+        fpo: its FPO (``None`` if unknown).
+        duration_s: its duration in s.
+        energy_share: its energy / the study's.
+        emissions_share: its emissions / the study's.
+        fpo_share: its FPO / the study's known FPO.
+        duration_share: its duration / the study's summed durations.
+    """
+
+    run_id: str
+    name: str
+    status: str
+    chosen: bool
+    metric: str | None
+    score: float | None
+    energy_kwh: float
+    emissions_kg: float
+    fpo: int | None
+    duration_s: float
+    energy_share: float | None
+    emissions_share: float | None
+    fpo_share: float | None
+    duration_share: float | None
+
+    @property
+    def study_multiple(self) -> float | None:
+        """How many times the final run's energy the whole study cost (``1 / energy_share``)."""
+        share = self.energy_share
+        return 1.0 / share if share else None
+
+    def describe(self) -> str:
+        """One sentence, e.g. ``"the final model cost 1/37 of the study's energy (...)"``."""
+        for what, share, unit, own in (
+            ("energy", self.energy_share, "kWh", self.energy_kwh),
+            ("CO2-eq", self.emissions_share, "kg CO2-eq", self.emissions_kg),
+            ("time", self.duration_share, "s", self.duration_s),
+        ):
+            if share:
+                total = own / share
+                return f"the final model cost {_fraction_text(share)} of the study's {what} " + (
+                    f"({own:.3g} of {total:.3g} {unit})"
+                )
+        return "the study's cost is zero or unknown, so the final model's share is unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "run_id": self.run_id,
+            "name": self.name,
+            "status": self.status,
+            "chosen": self.chosen,
+            "metric": self.metric,
+            "score": json_float(self.score),
+            "energy_kwh": json_float(self.energy_kwh),
+            "emissions_kg": json_float(self.emissions_kg),
+            "fpo": self.fpo,
+            "duration_s": json_float(self.duration_s),
+            "energy_share": json_float(self.energy_share),
+            "emissions_share": json_float(self.emissions_share),
+            "fpo_share": json_float(self.fpo_share),
+            "duration_share": json_float(self.duration_share),
+            "study_multiple": json_float(self.study_multiple),
+            "text": self.describe(),
+        }
+
+
+@dataclass(frozen=True)
+class EDH:
+    """Green AI's decomposition Cost(R) = E * D * H over the trials that carry a dataset size.
+
+    ``E`` is the cost of processing one training example in one trial (all its epochs), ``D`` the
+    mean training-set size and ``H`` the number of trials, so ``E * D * H`` equals the covered
+    trials' energy exactly.
+
+    Attributes:
+        trials: H, the trials with a ``dataset_size``.
+        trials_total: every trial in the set (failed and pruned included).
+        dataset_size: D, mean training-set size of those trials (examples).
+        dataset_size_min: smallest training-set size.
+        dataset_size_max: largest training-set size.
+        energy_kwh_per_example: E in kWh per training example per trial.
+        emissions_kg_per_example: kg CO2-eq per training example per trial.
+        fpo_per_example: FPO per training example per trial, over the trials that know both
+            (``None`` if none).
+        energy_kwh_per_trial: mean energy of one trial in kWh.
+        energy_kwh: energy of the covered trials (= E * D * H) in kWh.
+        note: why some trials are left out, else ``None``.
+    """
+
+    trials: int
+    trials_total: int
+    dataset_size: float
+    dataset_size_min: int
+    dataset_size_max: int
+    energy_kwh_per_example: float
+    emissions_kg_per_example: float
+    fpo_per_example: float | None
+    energy_kwh_per_trial: float
+    energy_kwh: float
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "trials": self.trials,
+            "trials_total": self.trials_total,
+            "dataset_size": json_float(self.dataset_size),
+            "dataset_size_min": self.dataset_size_min,
+            "dataset_size_max": self.dataset_size_max,
+            "energy_kwh_per_example": json_float(self.energy_kwh_per_example),
+            "emissions_kg_per_example": json_float(self.emissions_kg_per_example),
+            "fpo_per_example": json_float(self.fpo_per_example),
+            "energy_kwh_per_trial": json_float(self.energy_kwh_per_trial),
+            "energy_kwh": json_float(self.energy_kwh),
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class ProvenanceSummary:
+    """Where the study's figures came from.
+
+    Energy is split by the provenance of each root run's components: *measured* by a hardware
+    counter (RAPL, NVML...), *estimated* (a provenance starting with ``"estimate"``, e.g. TDP x
+    utilisation), or *unknown* (no provenance, or energy not broken down by component).
+
+    Attributes:
+        measured_kwh: energy from hardware counters, kWh.
+        estimated_kwh: energy from estimates, kWh.
+        unknown_kwh: energy of unknown provenance, kWh.
+        sources: component (``"cpu"``, ``"gpu"``, ``"ram"``) -> the distinct provenance strings.
+        intensity_sources: distinct grid-intensity sources (e.g. ``"table:DE:2023"``).
+        pue_values: distinct PUE values applied.
+        pue_sources: distinct PUE provenance strings (e.g. ``"default"``).
+    """
+
+    measured_kwh: float = 0.0
+    estimated_kwh: float = 0.0
+    unknown_kwh: float = 0.0
+    sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    intensity_sources: tuple[str, ...] = ()
+    pue_values: tuple[float, ...] = ()
+    pue_sources: tuple[str, ...] = ()
+
+    @property
+    def measured_share(self) -> float | None:
+        """Share of the energy measured by hardware counters (``None`` if there is none)."""
+        return self._share(self.measured_kwh)
+
+    @property
+    def estimated_share(self) -> float | None:
+        """Share of the energy estimated (``None`` if there is none)."""
+        return self._share(self.estimated_kwh)
+
+    @property
+    def unknown_share(self) -> float | None:
+        """Share of the energy of unknown provenance (``None`` if there is none)."""
+        return self._share(self.unknown_kwh)
+
+    def _share(self, part: float) -> float | None:
+        total = self.measured_kwh + self.estimated_kwh + self.unknown_kwh
+        return part / total if total > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "measured_kwh": json_float(self.measured_kwh),
+            "estimated_kwh": json_float(self.estimated_kwh),
+            "unknown_kwh": json_float(self.unknown_kwh),
+            "measured_share": json_float(self.measured_share),
+            "estimated_share": json_float(self.estimated_share),
+            "unknown_share": json_float(self.unknown_share),
+            "sources": {k: list(v) for k, v in self.sources.items()},
+            "intensity_sources": list(self.intensity_sources),
+            "pue_values": [json_float(v) for v in self.pue_values],
+            "pue_sources": list(self.pue_sources),
+        }
+
+
+@dataclass(frozen=True)
+class PriceTag:
+    """What a study cost: totals, by status, the final run's share, E·D·H and provenance.
+
+    Attributes:
+        studies: the distinct study names of the runs.
+        total: the whole set's cost (sum over root runs).
+        by_status: status -> the exclusive cost of the runs with that status, in the order of
+            ``RUN_STATUSES``, only statuses present; the entries add up to ``total``.
+        elapsed_s: wall-clock span from the first run's start to the last run's end, s.
+        started_at: first start, seconds since the Unix epoch.
+        ended_at: last end (or last known time of a run still going), seconds since the epoch.
+        final: the final run and its share, or ``None`` without ``metric`` and ``final``.
+        edh: the E·D·H decomposition, or ``None`` when no trial has a dataset size.
+        provenance: where the energy figures came from.
+        metric: the metric used to pick the final run.
+        mode: ``"max"`` or ``"min"``.
+        notes: caveats to show with the figures.
+    """
+
+    studies: tuple[str, ...]
+    total: CostTotals
+    by_status: Mapping[str, CostTotals]
+    elapsed_s: float
+    started_at: float
+    ended_at: float
+    final: FinalRun | None
+    edh: EDH | None
+    provenance: ProvenanceSummary
+    metric: str | None = None
+    mode: Mode = "max"
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every figure (NaN and infinities become ``None``)."""
+        return {
+            "studies": list(self.studies),
+            "total": self.total.to_dict(),
+            "by_status": {k: v.to_dict() for k, v in self.by_status.items()},
+            "elapsed_s": json_float(self.elapsed_s),
+            "started_at": json_float(self.started_at),
+            "ended_at": json_float(self.ended_at),
+            "final": self.final.to_dict() if self.final else None,
+            "edh": self.edh.to_dict() if self.edh else None,
+            "provenance": self.provenance.to_dict(),
+            "metric": self.metric,
+            "mode": self.mode,
+            "notes": list(self.notes),
+        }
+
+    def summary(self) -> str:
+        """A few lines of plain text for a terminal or a log."""
+        t = self.total
+        statuses = ", ".join(f"{v.trials} {k}" for k, v in self.by_status.items() if v.trials)
+        fpo = f"{t.fpo:.3g} FPO" + (f" (+{t.fpo_unknown} runs unknown)" if t.fpo_unknown else "")
+        lines = [
+            f"{t.trials} trials ({statuses}) in {t.runs} runs",
+            f"{t.energy_kwh:.4g} kWh, {t.emissions_kg:.4g} kg CO2-eq, {fpo}, "
+            f"{t.duration_s:.4g} s of runs over {self.elapsed_s:.4g} s elapsed",
+        ]
+        if self.final is not None:
+            score = (
+                "" if self.final.score is None else f" ({self.final.metric}={self.final.score:g})"
+            )
+            lines.append(f"final run {self.final.name}{score}: {self.final.describe()}")
+        share = self.provenance.measured_share
+        if share is not None:
+            lines.append(f"energy measured by hardware counters: {share:.0%}")
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def price_tag(
+    runs: Iterable[RunRecord],
+    *,
+    metric: str | None = None,
+    mode: Mode = "max",
+    final: str | None = None,
+    reduce: Reduce = "last",
+) -> PriceTag:
+    """The price tag of a set of runs (a study): every trial counted, none twice.
+
+    Args:
+        runs: the runs, any status (e.g. ``ledger.runs(study="sweep")``).
+        metric: the metric that ranks runs; with it, the final run is the best *finished* run
+            (ties: the earliest started).
+        mode: ``"max"`` if higher ``metric`` is better, ``"min"`` if lower is.
+        final: the id of the final run, chosen by the caller (wins over ``metric``).
+        reduce: ``"last"`` (default) or ``"best"`` logged value of a run's metric.
+
+    Returns:
+        The :class:`PriceTag`.
+
+    Raises:
+        AnalysisError: no runs, duplicate ids, a parent cycle, ``final`` not among the runs, or
+            no finished run with a finite value of ``metric``.
+        ConfigError: an unknown ``mode`` or ``reduce``.
+    """
+    mode = check_mode(mode)
+    forest = RunForest.build(runs)
+    items = forest.runs
+    if not items:
+        raise AnalysisError("no runs: the price tag needs at least one run")
+    notes: list[str] = []
+    energy_in, energy_ex = forest.nested_sum([r.energy_kwh for r in items])
+    co2_in, co2_ex = forest.nested_sum([r.emissions_kg for r in items])
+    time_in, time_ex = forest.nested_sum([r.duration_s for r in items])
+    fpo_in, fpo_ex = forest.nested_sum([r.fpo for r in items])
+    fpo_covered = forest.covered([r.fpo is not None for r in items])
+    if any(
+        energy_in[p] > items[p].energy_kwh * (1 + 1e-9) + 1e-12
+        for p in range(len(items))
+        if forest.children[p]
+    ):
+        notes.append(
+            "some parent runs recorded less energy than their children: the children's sum is used"
+        )
+        logger.warning("price_tag: parent runs with less energy than their children")
+
+    def totals(positions: list[int]) -> CostTotals:
+        return CostTotals(
+            runs=len(positions),
+            trials=sum(1 for p in positions if forest.is_leaf(p)),
+            energy_kwh=float(sum(energy_ex[p] for p in positions)),
+            emissions_kg=float(sum(co2_ex[p] for p in positions)),
+            fpo=int(sum(fpo_ex[p] for p in positions)),
+            fpo_unknown=sum(1 for p in positions if items[p].fpo is None and not fpo_covered[p]),
+            duration_s=float(sum(time_ex[p] for p in positions)),
+        )
+
+    everything = list(range(len(items)))
+    total = totals(everything)
+    order = {s: k for k, s in enumerate(RUN_STATUSES)}
+    statuses = sorted({r.status for r in items}, key=lambda s: (order.get(s, len(order)), s))
+    by_status = {s: totals([p for p in everything if items[p].status == s]) for s in statuses}
+
+    started = min(r.started_at for r in items)
+    ended = max(_end_time(r) for r in items)
+
+    chosen = _final_position(forest, final=final, metric=metric, mode=mode, reduce=reduce)
+    final_run = None
+    if chosen is not None:
+        run = items[chosen]
+        final_fpo = int(fpo_in[chosen]) if run.fpo is not None or fpo_in[chosen] else None
+        score = run_score(run, metric, mode=mode, reduce=reduce) if metric else math.nan
+        final_run = FinalRun(
+            run_id=run.id,
+            name=run.name,
+            status=run.status,
+            chosen=final is not None,
+            metric=metric,
+            score=None if math.isnan(score) else score,
+            energy_kwh=float(energy_in[chosen]),
+            emissions_kg=float(co2_in[chosen]),
+            fpo=final_fpo,
+            duration_s=float(time_in[chosen]),
+            energy_share=_ratio(energy_in[chosen], total.energy_kwh),
+            emissions_share=_ratio(co2_in[chosen], total.emissions_kg),
+            fpo_share=None if final_fpo is None else _ratio(final_fpo, total.fpo),
+            duration_share=_ratio(time_in[chosen], total.duration_s),
+        )
+    elif metric is None:
+        notes.append("no metric given: the final run is not identified")
+
+    return PriceTag(
+        studies=tuple(sorted({r.study for r in items})),
+        total=total,
+        by_status=by_status,
+        elapsed_s=max(ended - started, 0.0),
+        started_at=started,
+        ended_at=ended,
+        final=final_run,
+        edh=_edh(forest),
+        provenance=_provenance(forest, energy_in),
+        metric=metric,
+        mode=mode,
+        notes=tuple(notes),
+    )
+
+
+# ---------------------------------------------------------------------------------- internals
+def _end_time(run: RunRecord) -> float:
+    if run.ended_at is not None:
+        return run.ended_at
+    return max(run.started_at + run.duration_s, run.heartbeat_at or run.started_at)
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return float(part) / float(whole) if whole > 0 else None
+
+
+def _fraction_text(share: float) -> str:
+    if share <= 0:
+        return "nothing"
+    if share < 0.5:
+        return f"1/{round(1.0 / share):d}"
+    return f"{share:.0%}"
+
+
+def _final_position(
+    forest: RunForest, *, final: str | None, metric: str | None, mode: Mode, reduce: Reduce
+) -> int | None:
+    if final is not None:
+        position = forest.index.get(final)
+        if position is None:
+            raise AnalysisError(f"final run {final!r} is not among the runs")
+        return position
+    if metric is None:
+        return None
+    best: tuple[float, float, int] | None = None
+    sign = -1.0 if mode == "max" else 1.0
+    for position, run in enumerate(forest.runs):
+        if run.status != "finished":
+            continue
+        score = run_score(run, metric, mode=mode, reduce=reduce)
+        if math.isnan(score):
+            continue
+        key = (sign * score, run.started_at, position)
+        if best is None or key < best:
+            best = key
+    if best is None:
+        raise AnalysisError(f"no finished run has a value of metric {metric!r} to rank by")
+    return best[2]
+
+
+def _edh(forest: RunForest) -> EDH | None:
+    trials = [forest.runs[p] for p in forest.leaves]
+    covered = [r for r in trials if r.dataset_size is not None and r.dataset_size > 0]
+    if not covered:
+        return None
+    sizes = [int(r.dataset_size or 0) for r in covered]
+    examples = float(sum(sizes))
+    energy = float(sum(r.energy_kwh for r in covered))
+    emissions = float(sum(r.emissions_kg for r in covered))
+    with_fpo = [r for r in covered if r.fpo is not None]
+    fpo_examples = float(sum(int(r.dataset_size or 0) for r in with_fpo))
+    missing = len(trials) - len(covered)
+    note = None
+    if missing:
+        note = f"{missing} of {len(trials)} trials have no dataset_size and are not in E*D*H"
+    return EDH(
+        trials=len(covered),
+        trials_total=len(trials),
+        dataset_size=examples / len(covered),
+        dataset_size_min=min(sizes),
+        dataset_size_max=max(sizes),
+        energy_kwh_per_example=energy / examples,
+        emissions_kg_per_example=emissions / examples,
+        fpo_per_example=(
+            sum(int(r.fpo or 0) for r in with_fpo) / fpo_examples if with_fpo else None
+        ),
+        energy_kwh_per_trial=energy / len(covered),
+        energy_kwh=energy,
+        note=note,
+    )
+
+
+def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
+    measured = estimated = unknown = 0.0
+    for position in forest.roots:
+        run = forest.runs[position]
+        parts = run.energy_by_component
+        for component, kwh in parts.items():
+            source = run.provenance.get(component)
+            if source is None:
+                unknown += kwh
+            elif source.startswith("estimate"):
+                estimated += kwh
+            else:
+                measured += kwh
+        unknown += max(float(energy_in[position]) - sum(parts.values()), 0.0)
+    sources: dict[str, set[str]] = {}
+    intensity: set[str] = set()
+    pue_sources: set[str] = set()
+    for run in forest.runs:
+        for component in _COMPONENTS:
+            if component in run.provenance:
+                sources.setdefault(component, set()).add(run.provenance[component])
+        source = run.provenance.get("intensity") or run.intensity_source
+        if source:
+            intensity.add(source)
+        if "pue" in run.provenance:
+            pue_sources.add(run.provenance["pue"])
+    return ProvenanceSummary(
+        measured_kwh=measured,
+        estimated_kwh=estimated,
+        unknown_kwh=unknown,
+        sources={k: tuple(sorted(v)) for k, v in sorted(sources.items())},
+        intensity_sources=tuple(sorted(intensity)),
+        pue_values=tuple(sorted({float(r.pue) for r in forest.runs})),
+        pue_sources=tuple(sorted(pue_sources)),
+    )
