@@ -27,12 +27,12 @@ from greenprint.carbon._regions import Region, regions
 from greenprint.carbon._resolve import lookup_region, resolve_intensity
 
 __all__ = [
+    "Intensity",
     "MAX_G_PER_KWH",
     "MAX_PUE",
     "MIN_PUE",
     "PUE",
     "PUE_PRESETS",
-    "Intensity",
     "Region",
     "load_intensity_csv",
     "lookup_region",

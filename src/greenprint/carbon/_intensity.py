@@ -31,19 +31,15 @@ def validate_intensity(value: object, *, what: str = "intensity") -> float:
     Raises:
         InvalidIntensityError: not a number, not finite, or outside ``0 < x <= 2000``.
     """
+    allowed = f"a finite number of g CO2-eq/kWh with 0 < x <= {MAX_G_PER_KWH:g}"
     if isinstance(value, bool):
-        raise InvalidIntensityError(f"{what} must be a number of g CO2-eq/kWh, got {value!r}")
+        raise InvalidIntensityError(f"{what} must be {allowed}, got {value!r}")
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise InvalidIntensityError(
-            f"{what} must be a number of g CO2-eq/kWh, got {value!r}"
-        ) from None
+        raise InvalidIntensityError(f"{what} must be {allowed}, got {value!r}") from None
     if not math.isfinite(number) or not 0.0 < number <= MAX_G_PER_KWH:
-        raise InvalidIntensityError(
-            f"{what} must be a finite number of g CO2-eq/kWh with 0 < x <= {MAX_G_PER_KWH:g}, "
-            f"got {value!r}"
-        )
+        raise InvalidIntensityError(f"{what} must be {allowed}, got {value!r}")
     return number
 
 

@@ -90,16 +90,15 @@ def validate_pue(value: object, *, what: str = "PUE") -> float:
     Raises:
         InvalidPUEError: not a number, not finite, or outside ``1.0 <= x <= 3.0``.
     """
+    allowed = f"a finite number with {MIN_PUE:g} <= x <= {MAX_PUE:g}"
     if isinstance(value, bool):
-        raise InvalidPUEError(f"{what} must be a number, got {value!r}")
+        raise InvalidPUEError(f"{what} must be {allowed}, got {value!r}")
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise InvalidPUEError(f"{what} must be a number or a preset name, got {value!r}") from None
+        raise InvalidPUEError(f"{what} must be {allowed} or a preset name, got {value!r}") from None
     if not math.isfinite(number) or not MIN_PUE <= number <= MAX_PUE:
-        raise InvalidPUEError(
-            f"{what} must be a finite number with {MIN_PUE:g} <= x <= {MAX_PUE:g}, got {value!r}"
-        )
+        raise InvalidPUEError(f"{what} must be {allowed}, got {value!r}")
     return number
 
 
