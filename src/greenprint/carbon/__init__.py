@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from greenprint.carbon._csv import load_intensity_csv
+from greenprint.carbon._hourly import load_intensity_csv
 from greenprint.carbon._intensity import MAX_G_PER_KWH, Intensity
 from greenprint.carbon._pue import MAX_PUE, MIN_PUE, PUE, PUE_PRESETS, resolve_pue
 from greenprint.carbon._regions import Region, regions

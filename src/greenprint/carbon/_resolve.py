@@ -8,7 +8,7 @@ from pathlib import Path
 from greenprint._config import Config, load_config
 from greenprint._exceptions import InvalidIntensityError, UnknownRegionError
 from greenprint.carbon import _regions
-from greenprint.carbon._csv import load_intensity_csv
+from greenprint.carbon._hourly import load_intensity_csv
 from greenprint.carbon._intensity import Intensity, validate_intensity
 
 __all__ = ["lookup_region", "resolve_intensity"]
