@@ -27,7 +27,6 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from importlib import resources
 from typing import Literal
 
 from greenprint._exceptions import UnknownRegionError
@@ -114,6 +113,8 @@ def normalize_name(text: str) -> str:
 
 
 def _read_csv(name: str) -> list[dict[str, str]]:
+    from importlib import resources  # only when the tables are first needed
+
     text = resources.files("greenprint.carbon").joinpath("data").joinpath(name).read_text("utf-8")
     return list(csv.DictReader(io.StringIO(text)))
 
