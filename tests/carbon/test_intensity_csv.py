@@ -90,7 +90,7 @@ def test_integration_of_a_csv_across_hour_boundaries(tmp_path):
         (
             "2024-03-01T01:00:00Z,100\n2024-03-01T00:00:00Z,100\n",
             3,
-            "unsorted timestamp '2024-03-01T00:00:00Z': must be later than line 2's",
+            "unsorted timestamp '2024-03-01T00:00:00Z': must be later than the one on line 2",
         ),
         (
             "2024-03-01T00:00:00Z,100\n2024-03-01T01:00:00+01:00,100\n",

@@ -122,7 +122,8 @@ def load_intensity_csv(path: str | os.PathLike[str], *, source: str | None = Non
         if series and t <= series[-1][0]:
             kind = "duplicate" if t == series[-1][0] else "unsorted"
             raise IntensityCSVError(
-                f"{where}: {kind} timestamp {raw_t!r}: must be later than line {previous_line}'s"
+                f"{where}: {kind} timestamp {raw_t!r}: must be later than the one on line "
+                f"{previous_line}"
             )
         series.append((t, value))
         previous_line = line_no
