@@ -144,7 +144,7 @@ interval_st = st.tuples(
     st.floats(min_value=T0 - 4 * H, max_value=T0 + 60 * H),
     st.floats(min_value=0.0, max_value=40 * H),
     st.floats(min_value=0.0, max_value=1.0),
-    st.floats(min_value=0.0, max_value=1e3),
+    st.one_of(st.just(0.0), st.floats(min_value=1e-6, max_value=1e3)),  # kWh
 )
 
 
