@@ -16,4 +16,4 @@ from __future__ import annotations
 from greenprint.ledger._base import STALE_GRACE_S, BaseLedger
 from greenprint.ledger._store import Ledger, get_ledger
 
-__all__ = ["STALE_GRACE_S", "BaseLedger", "Ledger", "get_ledger"]
+__all__ = ["BaseLedger", "Ledger", "STALE_GRACE_S", "get_ledger"]

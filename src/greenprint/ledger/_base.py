@@ -11,7 +11,7 @@ from typing import Any
 
 from greenprint._records import MetricPoint, PowerSample, RunRecord
 
-__all__ = ["STALE_GRACE_S", "BaseLedger", "derive_status", "is_stale"]
+__all__ = ["BaseLedger", "STALE_GRACE_S", "derive_status", "is_stale"]
 
 STALE_GRACE_S: float = 5.0
 """Seconds added to ``3 * flush_interval_s`` before a silent ``running`` run is called ``lost``."""

@@ -21,7 +21,6 @@ from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecor
 
 __all__ = [
     "FIELD_KINDS",
-    "UPDATABLE_FIELDS",
     "check_metric",
     "check_sample",
     "decode_field",
@@ -70,8 +69,6 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "provenance": ("json", False),
     "error": ("str", True),
 }
-
-UPDATABLE_FIELDS: frozenset[str] = frozenset(FIELD_KINDS) - {"id"}
 
 _INT64_MAX = 2**63 - 1
 

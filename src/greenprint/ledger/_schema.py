@@ -26,10 +26,15 @@ from greenprint._version import __version__
 from greenprint.ledger._fields import FIELD_KINDS
 
 __all__ = [
+    "DecimalText",
     "MIGRATIONS",
+    "NonFiniteFloat",
     "SCHEMA_VERSION",
+    "create_current",
     "metadata",
     "metrics",
+    "migrate",
+    "record_version",
     "runs",
     "samples",
     "schema_version",

@@ -31,7 +31,7 @@ from greenprint.ledger._target import Target, mask_url, resolve_target
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger._sql import SQLStore
 
-__all__ = ["MIN_PREFIX_LEN", "Ledger", "get_ledger"]
+__all__ = ["Ledger", "MIN_PREFIX_LEN", "get_ledger"]
 
 MIN_PREFIX_LEN = 4
 

@@ -1,0 +1,314 @@
+"""``greenprint ledger ls|show|export``: read a ledger (never creates or changes one)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from greenprint._exceptions import ConfigError
+from greenprint._records import RUN_STATUSES, RunRecord
+from greenprint.cli._common import ledger_option, study_option
+
+__all__ = ["command"]
+
+_JSON_FIELDS = ("hardware", "env", "params", "provenance")
+
+
+def _open(ledger: str | None) -> Any:
+    from greenprint.ledger import Ledger
+
+    return Ledger(ledger, create=False)
+
+
+# ---------------------------------------------------------------------------- formatting
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None or not math.isfinite(timestamp) or timestamp <= 0:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def _main_metric(record: RunRecord) -> tuple[str, float] | None:
+    names = record.metric_names
+    if not names:
+        return None
+    value = record.metric(names[0])
+    return (names[0], value) if value is not None else None
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON: NaN and infinities become the strings "NaN", "Infinity", "-Infinity"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(_json_safe(value), indent=2, allow_nan=False)
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    rows = [list(header), *(list(r) for r in rows)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _record_dict(record: RunRecord) -> dict[str, Any]:
+    out = dataclasses.asdict(record)
+    out["metrics"] = [dataclasses.asdict(p) for p in record.metrics]
+    return out
+
+
+# ---------------------------------------------------------------------------- commands
+@click.group(name="ledger")
+def command() -> None:
+    """List, show and export the runs in a ledger (read-only)."""
+
+
+@command.command(name="ls")
+@ledger_option
+@study_option
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(RUN_STATUSES),
+    help="Only runs with this status (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def ls_command(
+    ledger: str | None, study: str | None, statuses: tuple[str, ...], as_json: bool
+) -> None:
+    """List runs: id, study, name, status, start, duration, energy, CO2-eq, main metric."""
+    with _open(ledger) as led:
+        records = led.runs(study=study, status=list(statuses) or None)
+        url = led.url
+    if as_json:
+        items = []
+        for r in records:
+            main = _main_metric(r)
+            items.append(
+                {
+                    "id": r.id,
+                    "study": r.study,
+                    "name": r.name,
+                    "status": r.status,
+                    "parent_id": r.parent_id,
+                    "started_at": r.started_at,
+                    "duration_s": r.duration_s,
+                    "energy_kwh": r.energy_kwh,
+                    "emissions_kg": r.emissions_kg,
+                    "main_metric": {"name": main[0], "value": main[1]} if main else None,
+                }
+            )
+        click.echo(_dump(items))
+        return
+    if not records:
+        click.echo(f"no runs in {url}", err=True)
+        return
+    rows = []
+    for r in records:
+        main = _main_metric(r)
+        rows.append(
+            [
+                r.id[:8],
+                r.study,
+                r.name,
+                r.status,
+                _when(r.started_at),
+                _duration(r.duration_s),
+                _num(r.energy_kwh),
+                _num(r.emissions_kg),
+                f"{main[0]}={main[1]:.4g}" if main else "-",
+            ]
+        )
+    header = ["ID", "STUDY", "NAME", "STATUS", "START", "DURATION", "KWH", "KG CO2-EQ", "METRIC"]
+    click.echo(_table(header, rows))
+
+
+@command.command(name="show")
+@click.argument("run_id")
+@ledger_option
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
+    """Show everything about one run (RUN_ID: full id or a unique prefix of 4+ characters)."""
+    with _open(ledger) as led:
+        record = led.run(run_id)
+        power = led.samples(record.id)
+    if as_json:
+        out = _record_dict(record)
+        out["sample_count"] = len(power)
+        click.echo(_dump(out))
+        return
+    lines: list[str] = []
+
+    def put(label: str, value: Any) -> None:
+        lines.append(f"  {label:<22}{value}")
+
+    def section(title: str) -> None:
+        lines.append(title)
+
+    section(f"run {record.id}")
+    put("name", record.name)
+    put("study", record.study)
+    put("status", record.status + (f" ({record.error})" if record.error else ""))
+    put("parent", record.parent_id or "-")
+    put("started", _when(record.started_at))
+    put("ended", _when(record.ended_at))
+    put("heartbeat", _when(record.heartbeat_at))
+    put("duration", f"{_duration(record.duration_s)} ({record.duration_s:.3f} s)")
+    section("where")
+    put("host", record.host or "-")
+    put("command", record.command or "-")
+    dirty = "" if record.git_dirty is None else (" (dirty)" if record.git_dirty else " (clean)")
+    put("git", (record.git_commit or "-") + dirty)
+    put("python", record.python_version or "-")
+    put("greenprint", record.greenprint_version or "-")
+    put("torch", record.torch_version or "-")
+    for key, value in record.hardware.items():
+        put(f"hardware.{key}", value)
+    section("cost")
+    put("scope", record.scope)
+    for component in ("cpu", "gpu", "ram"):
+        put(f"energy {component} (kWh)", _num(getattr(record, f"energy_{component}_kwh")))
+    put("energy (kWh)", _num(record.energy_kwh))
+    put("machine energy (kWh)", _num(record.machine_energy_kwh))
+    put("PUE", _num(record.pue))
+    source = f" [{record.intensity_source}]" if record.intensity_source else ""
+    put("intensity (g/kWh)", _num(record.intensity_g_per_kwh) + source)
+    put("CO2-eq (kg)", _num(record.emissions_kg))
+    put("FPO", "-" if record.fpo is None else f"{record.fpo:.4g}")
+    put("parameters", "-" if record.param_count is None else f"{record.param_count:,}")
+    put("dataset size", "-" if record.dataset_size is None else f"{record.dataset_size:,}")
+    put("power samples", len(power))
+    if record.provenance:
+        section("provenance")
+        for key, value in record.provenance.items():
+            put(key, value)
+    if record.params:
+        section("params")
+        for key, value in record.params.items():
+            put(key, value)
+    if record.metrics:
+        section("metrics (points, last, min, max)")
+        for name in record.metric_names:
+            count = sum(1 for p in record.metrics if p.name == name)
+            values = [record.metric(name, mode=m) for m in ("last", "min", "max")]
+            put(name, f"{count}  " + "  ".join(_num(v) for v in values))
+    click.echo("\n".join(lines))
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}", inner, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = json.dumps(_json_safe(value))
+    else:
+        out[prefix] = value
+
+
+def _csv(records: Sequence[RunRecord]) -> str:
+    base = [
+        f.name for f in dataclasses.fields(RunRecord) if f.name not in ("metrics", *_JSON_FIELDS)
+    ]
+    rows: list[dict[str, Any]] = []
+    extra: dict[str, list[str]] = {name: [] for name in (*_JSON_FIELDS, "metric")}
+    for record in records:
+        row: dict[str, Any] = {name: getattr(record, name) for name in base}
+        for name in _JSON_FIELDS:
+            flat: dict[str, Any] = {}
+            _flatten(name, getattr(record, name), flat)
+            row.update(flat)
+            extra[name].extend(k for k in flat if k not in extra[name])
+        for metric in record.metric_names:
+            key = f"metric.{metric}"
+            row[key] = record.metric(metric)
+            if key not in extra["metric"]:
+                extra["metric"].append(key)
+        rows.append(row)
+    columns = base + [c for group in extra.values() for c in sorted(group)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+@command.command(name="export")
+@ledger_option
+@study_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="CSV: one row per run, flattened columns. JSON: runs with metrics and power samples.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+def export_command(ledger: str | None, study: str | None, fmt: str, out: Path | None) -> None:
+    """Export runs (all, or one study's) as CSV or JSON."""
+    with _open(ledger) as led:
+        if out is not None and led.path is not None and _same_file(out, led.path):
+            raise ConfigError(f"--out {out} is the ledger itself; choose another file")
+        records = led.runs(study=study)
+        if fmt == "json":
+            items = []
+            for record in records:
+                item = _record_dict(record)
+                item["samples"] = [dataclasses.asdict(s) for s in led.samples(record.id)]
+                items.append(item)
+            text = _dump({"ledger": led.url, "schema_version": led.schema_version, "runs": items})
+            text += "\n"
+        else:
+            text = _csv(records)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot write {out}: {e.strerror or e}") from e
+    click.echo(f"wrote {len(records)} runs to {out}", err=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
