@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import subprocess
 import tempfile
@@ -52,8 +53,11 @@ def pg_server() -> Iterator[PgServer]:
             import pgserver
     except ImportError:
         require(False, "pgserver is not installed (pip install -e '.[dev]')")
-    # A short path: the unix socket path must stay under ~100 characters.
-    pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-"))
+    # A short path: the unix socket path must stay under ~100 characters. As root, pgserver
+    # makes every parent of pgdata traversable by its user: use /tmp rather than a private
+    # TMPDIR so that it never has to change the permissions of a home directory.
+    parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
+    pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-", dir=parent))
     try:
         server = pgserver.get_server(pgdata, cleanup_mode="delete")
     except (OSError, subprocess.SubprocessError) as e:

@@ -127,6 +127,16 @@ def test_relative_paths_and_sqlite_urls(tmp_path, monkeypatch, location):
     assert (tmp_path / "ledger.db").exists()
 
 
+@pytest.mark.parametrize("name", ["with space.db", "what?.db", "100%#1.db", "ünï.db"])
+def test_the_url_of_a_file_ledger_opens_the_same_file(tmp_path, name):
+    """Child processes reopen a ledger from its URL (GREENPRINT_PARENT_LEDGER)."""
+    with Ledger(tmp_path / name) as led:
+        led.start_run(make_record("urlround"))
+        url = led.url_unmasked
+    with Ledger(url, create=False) as again:
+        assert again.path == tmp_path / name and again.run("urlround").id == "urlround"
+
+
 def test_an_absolute_sqlite_url(tmp_path):
     with Ledger(f"sqlite:///{tmp_path / 'abs.db'}") as led:
         assert led.path == tmp_path / "abs.db"

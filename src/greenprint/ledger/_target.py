@@ -131,7 +131,7 @@ def resolve_target(location: str | os.PathLike[str]) -> Target:
     scheme = match.group(1).lower()
     rest = text[match.end() :]
     if scheme in ("sqlite", "sqlite+pysqlite"):
-        database = unquote(rest.split("?", 1)[0])
+        database = unquote(rest.split("?", 1)[0].split("#", 1)[0])
         if database.startswith("/"):
             database = database[1:]
         if database in ("", ":memory:"):
@@ -147,4 +147,6 @@ def resolve_target(location: str | os.PathLike[str]) -> Target:
 
 def _sqlite_file(path: Path) -> Target:
     absolute = Path(os.path.abspath(path.expanduser()))
-    return Target("sqlite", "sqlite:///" + str(absolute), absolute)
+    # Escape what would end the path in a URL, so that the URL resolves back to this file.
+    escaped = str(absolute).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    return Target("sqlite", "sqlite:///" + escaped, absolute)
