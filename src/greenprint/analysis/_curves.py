@@ -9,7 +9,7 @@ calling a user function over subsample fractions, each call tracked by
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,6 +219,7 @@ def run_learning_curve(
     metric: str = "score",
     repeats: int = 1,
     mode: Mode = "max",
+    track_options: Mapping[str, Any] | None = None,
 ) -> LearningCurve:
     """Train on growing subsamples, each run tracked, and return the learning curve.
 
@@ -242,6 +243,8 @@ def run_learning_curve(
         metric: the name the score is logged under.
         repeats: runs per fraction (>= 1).
         mode: ``"max"`` or ``"min"``: whether a higher score is better.
+        track_options: more keyword arguments for :func:`greenprint.track` (``region``,
+            ``pue``, ``sample_interval_s``...).
 
     Returns:
         The :class:`LearningCurve` of the runs just made.
@@ -260,6 +263,10 @@ def run_learning_curve(
         raise ConfigError(f"repeats must be a positive integer, not {repeats!r}")
     if full_size is not None:
         subsample_size(1.0, full_size)  # validates it
+    options = dict(track_options or {})
+    clash = {"study", "ledger", "params", "dataset_size"} & set(options)
+    if clash:
+        raise ConfigError(f"track_options cannot set {', '.join(sorted(clash))}")
     from greenprint.tracking import track  # lazy: tracking pulls in meters and the ledger
 
     records: list[RunRecord] = []
@@ -271,7 +278,7 @@ def run_learning_curve(
             run_name = f"{name}-{fraction:g}" + (f"-r{repeat}" if repeats > 1 else "")
             size = None if full_size is None else subsample_size(fraction, full_size)
             with track(
-                run_name, study=study, ledger=ledger, params=params, dataset_size=size
+                run_name, study=study, ledger=ledger, params=params, dataset_size=size, **options
             ) as run:
                 result = fn(fraction) if seed is None else fn(fraction, seed=seed + repeat)
                 score, used = _unpack(result, size)

@@ -1,0 +1,346 @@
+"""The price tag: every trial counted, nested runs not counted twice, the final run's share."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from greenprint import AnalysisError, ConfigError, MetricPoint, RunRecord
+from greenprint.analysis import PriceTag, price_tag
+
+STATUSES = ("finished", "failed", "pruned", "interrupted", "lost", "running")
+
+
+@st.composite
+def studies(draw):
+    """A shuffled forest of runs whose parents record at least their children's cost."""
+    n = draw(st.integers(1, 14))
+    parents = [None]
+    for k in range(1, n):
+        parents.append(draw(st.one_of(st.none(), st.integers(0, k - 1), st.just(-1))))
+    own = draw(st.lists(st.floats(0, 5), min_size=n, max_size=n))
+    own_fpo = draw(st.lists(st.one_of(st.none(), st.integers(0, 10**18)), min_size=n, max_size=n))
+    statuses = draw(st.lists(st.sampled_from(STATUSES), min_size=n, max_size=n))
+    inclusive = list(own)
+    fpo = list(own_fpo)
+    for k in reversed(range(n)):  # children have larger indices than their parents
+        p = parents[k]
+        if p is not None and p >= 0:
+            inclusive[p] += inclusive[k]
+            if fpo[p] is not None and fpo[k] is not None:
+                fpo[p] += fpo[k]
+    runs = [
+        RunRecord(
+            id=f"run-{k}",
+            name=f"run {k}",
+            study="s",
+            parent_id=None
+            if parents[k] is None
+            else ("elsewhere" if parents[k] < 0 else f"run-{parents[k]}"),
+            status=statuses[k],
+            started_at=float(k),
+            ended_at=float(k) + 1.0 + inclusive[k],
+            energy_kwh=inclusive[k],
+            emissions_kg=inclusive[k] * 0.3,
+            duration_s=inclusive[k] * 100.0,
+            fpo=fpo[k],
+        )
+        for k in range(n)
+    ]
+    seed = draw(st.integers(0, 2**32 - 1))
+    random.Random(seed).shuffle(runs)
+    return runs
+
+
+def _roots(runs):
+    ids = {r.id for r in runs}
+    return [r for r in runs if r.parent_id not in ids]
+
+
+@settings(max_examples=200, deadline=None)
+@given(runs=studies())
+def test_totals_are_the_sum_of_roots_and_statuses_add_up(runs):
+    tag = price_tag(runs)
+    roots = _roots(runs)
+    total = tag.total
+    assert total.energy_kwh == pytest.approx(sum(r.energy_kwh for r in roots), abs=1e-9)
+    assert total.emissions_kg == pytest.approx(sum(r.emissions_kg for r in roots), abs=1e-9)
+    assert total.duration_s == pytest.approx(sum(r.duration_s for r in roots), abs=1e-7)
+    assert total.runs == len(runs)
+    parents = {r.parent_id for r in runs}
+    assert total.trials == sum(1 for r in runs if r.id not in parents)
+    parts = tag.by_status.values()
+    assert sum(p.energy_kwh for p in parts) == pytest.approx(total.energy_kwh, abs=1e-9)
+    assert sum(p.emissions_kg for p in parts) == pytest.approx(total.emissions_kg, abs=1e-9)
+    assert sum(p.duration_s for p in parts) == pytest.approx(total.duration_s, abs=1e-7)
+    assert sum(p.fpo for p in parts) == total.fpo
+    assert sum(p.fpo_unknown for p in parts) == total.fpo_unknown
+    assert sum(p.runs for p in parts) == total.runs
+    assert sum(p.trials for p in parts) == total.trials
+    assert set(tag.by_status) == {r.status for r in runs}
+    assert all(p.energy_kwh >= 0 and p.fpo >= 0 for p in parts)
+    assert not tag.notes or tag.notes == ("no metric given: the final run is not identified",)
+    json.dumps(tag.to_dict())
+
+
+@settings(max_examples=100, deadline=None)
+@given(runs=studies())
+def test_known_fpo_is_summed_exactly_over_roots_when_nothing_is_unknown(runs):
+    runs = [r if r.fpo is not None else _replace(r, fpo=0) for r in runs]
+    # a parent with fpo 0 under known children is inconsistent; rebuild consistent FPO instead
+    by_id = {r.id: r for r in runs}
+    children = {}
+    for r in runs:
+        children.setdefault(r.parent_id, []).append(r.id)
+
+    def inclusive(rid):
+        return by_id[rid].fpo + sum(inclusive(c) for c in children.get(rid, []))
+
+    fixed = [_replace(r, fpo=inclusive(r.id)) for r in runs]
+    tag = price_tag(fixed)
+    assert tag.total.fpo == sum(r.fpo for r in _roots(fixed))
+    assert tag.total.fpo_unknown == 0
+
+
+def _replace(run, **changes):
+    from dataclasses import replace
+
+    return replace(run, **changes)
+
+
+def _run(rid, status="finished", kwh=0.0, parent=None, acc=None, **kw):
+    metrics = (
+        () if acc is None else (MetricPoint("acc", acc - 0.1, step=0), MetricPoint("acc", acc))
+    )
+    kw.setdefault("duration_s", kwh * 1000)
+    return RunRecord(
+        id=rid,
+        name=rid,
+        study="sweep",
+        status=status,
+        parent_id=parent,
+        energy_kwh=kwh,
+        emissions_kg=kwh * 0.4,
+        metrics=metrics,
+        **kw,
+    )
+
+
+def sweep():
+    return [
+        _run("study", kwh=1.0, started_at=0.0, ended_at=1000.0),  # a container
+        _run(
+            "t1",
+            kwh=0.30,
+            parent="study",
+            acc=0.80,
+            dataset_size=1000,
+            fpo=3 * 10**12,
+            started_at=1.0,
+            ended_at=301.0,
+        ),
+        _run("t2", "failed", kwh=0.20, parent="study", dataset_size=1000, fpo=2 * 10**12),
+        _run("t3", "pruned", kwh=0.10, parent="study", acc=0.50, dataset_size=1000),
+        _run("t4", kwh=0.25, parent="study", acc=0.90, dataset_size=1000, fpo=2 * 10**12),
+        _run(
+            "final",
+            kwh=0.05,
+            acc=0.92,
+            dataset_size=1797,
+            fpo=10**12,
+            started_at=1000.0,
+            ended_at=1050.0,
+        ),
+    ]
+
+
+def test_nested_runs_by_status_and_final_share():
+    tag = price_tag(sweep(), metric="acc")
+    assert isinstance(tag, PriceTag)
+    assert tag.total.energy_kwh == pytest.approx(1.05)
+    assert tag.total.runs == 6 and tag.total.trials == 5  # the container is not a trial
+    assert list(tag.by_status) == ["finished", "failed", "pruned"]
+    finished = tag.by_status["finished"]
+    # t1 + t4 + final + the container's own remainder 1.0 - 0.85
+    assert finished.energy_kwh == pytest.approx(0.30 + 0.25 + 0.05 + 0.15)
+    assert tag.by_status["failed"].energy_kwh == pytest.approx(0.20)
+    assert tag.by_status["pruned"].energy_kwh == pytest.approx(0.10)
+    assert tag.by_status["pruned"].trials == 1 and finished.trials == 3 and finished.runs == 4
+    final = tag.final
+    assert final is not None and final.run_id == "final" and final.score == 0.92
+    assert not final.chosen
+    assert final.energy_share == pytest.approx(0.05 / 1.05)
+    assert final.study_multiple == pytest.approx(21.0)
+    assert final.describe().startswith("the final model cost 1/21 of the study's energy")
+    assert tag.elapsed_s == 1050.0 and tag.started_at == 0.0
+    assert tag.studies == ("sweep",)
+
+
+def test_fpo_totals_and_unknown_runs():
+    tag = price_tag(sweep(), metric="acc")
+    # the container's FPO is unknown (not covered by a parent), t3's too; known: t1, t2, t4, final
+    assert tag.total.fpo == 8 * 10**12 and tag.total.fpo_unknown == 2
+    assert tag.total.gflop == pytest.approx(8000.0)
+    assert tag.final is not None and tag.final.fpo_share == pytest.approx(1 / 8)
+
+
+def test_final_is_best_finished_run_and_can_be_chosen():
+    runs = sweep() + [_run("lucky", "failed", kwh=0.01, acc=0.99)]  # failed: not a candidate
+    assert price_tag(runs, metric="acc").final.run_id == "final"
+    assert price_tag(runs, metric="acc", mode="min").final.run_id == "t1"
+    chosen = price_tag(runs, metric="acc", final="t4").final
+    assert chosen.run_id == "t4" and chosen.chosen and chosen.score == 0.90
+    best = price_tag(runs, metric="acc", reduce="best", mode="min").final
+    assert best.run_id == "t1" and best.score == pytest.approx(0.70)  # min over its steps
+    container = price_tag(runs, final="study").final
+    assert container.energy_kwh == 1.0 and container.score is None
+
+
+def test_ties_go_to_the_earliest_started_run():
+    runs = [
+        _run("late", kwh=0.1, acc=0.9, started_at=50.0),
+        _run("early", kwh=0.2, acc=0.9, started_at=10.0),
+    ]
+    assert price_tag(runs, metric="acc").final.run_id == "early"
+
+
+def test_edh_decomposition():
+    tag = price_tag(sweep(), metric="acc")
+    edh = tag.edh
+    assert edh is not None
+    assert edh.trials == 5 and edh.trials_total == 5 and edh.note is None
+    examples = 4 * 1000 + 1797
+    assert edh.energy_kwh == pytest.approx(0.90)
+    assert edh.energy_kwh_per_example == pytest.approx(0.90 / examples)
+    assert edh.dataset_size == pytest.approx(examples / 5)
+    assert edh.energy_kwh_per_example * edh.dataset_size * edh.trials == pytest.approx(0.90)
+    assert (edh.dataset_size_min, edh.dataset_size_max) == (1000, 1797)
+    assert edh.fpo_per_example == pytest.approx(8 * 10**12 / (3000 + 1797))
+    assert edh.emissions_kg_per_example == pytest.approx(0.36 / examples)
+    partial = price_tag([_run("a", kwh=1.0, dataset_size=10), _run("b", kwh=1.0)]).edh
+    assert partial.trials == 1 and partial.trials_total == 2 and "1 of 2" in partial.note
+    assert price_tag([_run("a", kwh=1.0)]).edh is None
+
+
+def test_provenance_summary():
+    runs = [
+        _run(
+            "gpu",
+            kwh=0.6,
+            energy_cpu_kwh=0.1,
+            energy_gpu_kwh=0.5,
+            pue=1.2,
+            provenance={
+                "cpu": "estimate:tdp:65W",
+                "gpu": "nvml:counter:GPU-0",
+                "intensity": "table:DE:2023",
+                "pue": "preset:google",
+            },
+        ),
+        _run(
+            "cpu",
+            kwh=0.3,
+            energy_cpu_kwh=0.2,
+            energy_ram_kwh=0.1,
+            provenance={
+                "cpu": "rapl:package-0",
+                "ram": "estimate:ram:0.375W/GB",
+                "intensity": "table:FR:2023",
+                "pue": "default",
+            },
+        ),
+        _run("old", kwh=0.1, intensity_source="constant:400"),  # no breakdown: unknown
+        _run(
+            "child", kwh=5.0, parent="gpu", energy_cpu_kwh=5.0, provenance={"cpu": "rapl:package-0"}
+        ),  # inconsistent on purpose
+    ]
+    tag = price_tag(runs)
+    prov = tag.provenance
+    assert prov.measured_kwh == pytest.approx(0.5 + 0.2)
+    assert prov.estimated_kwh == pytest.approx(0.1 + 0.1)
+    # "old" (0.1) and the excess the child recorded beyond its parent (4.4)
+    assert prov.unknown_kwh == pytest.approx(0.1 + 4.4)
+    assert prov.measured_kwh + prov.estimated_kwh + prov.unknown_kwh == pytest.approx(
+        tag.total.energy_kwh
+    )
+    assert prov.sources == {
+        "cpu": ("estimate:tdp:65W", "rapl:package-0"),
+        "gpu": ("nvml:counter:GPU-0",),
+        "ram": ("estimate:ram:0.375W/GB",),
+    }
+    assert prov.intensity_sources == ("constant:400", "table:DE:2023", "table:FR:2023")
+    assert prov.pue_values == (1.0, 1.2) and prov.pue_sources == ("default", "preset:google")
+    assert any("less energy than their children" in note for note in tag.notes)
+    assert tag.total.energy_kwh == pytest.approx(5.0 + 0.3 + 0.1)
+
+
+def test_children_that_exceed_their_parent_are_not_lost():
+    runs = [
+        _run("p", kwh=1.0),
+        _run("c1", "failed", kwh=0.8, parent="p"),
+        _run("c2", kwh=0.7, parent="p"),
+    ]
+    tag = price_tag(runs)
+    assert tag.total.energy_kwh == pytest.approx(1.5)
+    assert tag.by_status["finished"].energy_kwh == pytest.approx(0.7)  # p's remainder is 0
+    assert tag.by_status["failed"].energy_kwh == pytest.approx(0.8)
+    assert tag.notes
+
+
+def test_running_run_uses_its_heartbeat_for_elapsed_time():
+    runs = [
+        _run("done", kwh=0.1, started_at=100.0, ended_at=110.0, duration_s=10.0),
+        _run("going", "running", kwh=0.1, started_at=105.0, heartbeat_at=200.0, duration_s=60.0),
+    ]
+    tag = price_tag(runs)
+    assert tag.ended_at == 200.0 and tag.elapsed_s == 100.0
+    assert tag.total.duration_s == 70.0
+
+
+def test_json_and_summary_are_complete():
+    tag = price_tag(sweep(), metric="acc")
+    data = json.loads(json.dumps(tag.to_dict()))
+    assert data["total"]["energy_kwh"] == pytest.approx(1.05)
+    assert set(data["by_status"]) == {"finished", "failed", "pruned"}
+    assert data["final"]["run_id"] == "final" and data["final"]["text"].startswith("the final")
+    assert data["edh"]["trials"] == 5 and data["provenance"]["measured_share"] == 0.0
+    assert data["provenance"]["unknown_share"] == 1.0
+    text = tag.summary()
+    assert "5 trials (3 finished, 1 failed, 1 pruned) in 6 runs" in text
+    assert "1/21" in text
+
+
+@pytest.mark.parametrize(
+    "runs, options, error, message",
+    [
+        ([], {}, AnalysisError, "no runs"),
+        ([_run("a"), _run("a")], {}, AnalysisError, "twice"),
+        ([_run("a", parent="b"), _run("b", parent="a")], {}, AnalysisError, "cycle"),
+        ([_run("a")], {"final": "zzz"}, AnalysisError, "not among"),
+        ([_run("a", acc=0.5, status="failed")], {"metric": "acc"}, AnalysisError, "no finished"),
+        ([_run("a")], {"metric": "loss"}, AnalysisError, "loss"),
+        ([_run("a")], {"mode": "best"}, ConfigError, "mode"),
+        ([_run("a", acc=0.5)], {"metric": "acc", "reduce": "mean"}, ConfigError, "reduce"),
+        (["not a run"], {}, AnalysisError, "RunRecord"),
+    ],
+)
+def test_bad_input(runs, options, error, message):
+    with pytest.raises(error, match=message):
+        price_tag(runs, **options)
+
+
+def test_infinite_score_is_an_error_and_nan_is_no_score():
+    runs = [
+        RunRecord(id="a", name="a", status="finished", metrics=(MetricPoint("acc", math.inf),)),
+    ]
+    with pytest.raises(AnalysisError, match="infinite"):
+        price_tag(runs, metric="acc")
+    nan_run = RunRecord(
+        id="b", name="b", status="finished", metrics=(MetricPoint("acc", math.nan),)
+    )
+    assert price_tag([nan_run, _run("c", acc=0.3)], metric="acc").final.run_id == "c"
