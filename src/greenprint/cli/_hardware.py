@@ -1,0 +1,78 @@
+"""``greenprint hardware [--json]``: this machine, and which meters work here (and how to fix)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+__all__ = ["command", "hardware_report"]
+
+
+def hardware_report() -> dict[str, Any]:
+    """The hardware as a dict, plus ``"in_use"``: component -> provenance of the chosen meter."""
+    from greenprint.hardware import detect_hardware  # noqa: PLC0415 - keep --help fast
+    from greenprint.meters import detect_meters  # noqa: PLC0415
+
+    hw = detect_hardware()
+    meters = detect_meters(hardware=hw)
+    try:
+        in_use = dict(meters.provenance)
+    finally:
+        meters.close()
+    report = hw.to_dict()
+    report["in_use"] = in_use
+    return report
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _text(report: dict[str, Any]) -> str:
+    lines = [
+        f"CPU       {report['cpu_model']}",
+        f"          {_plural(report['sockets'], 'socket')}, "
+        f"{_plural(report['physical_cores'], 'physical core')}, "
+        f"{_plural(report['logical_cores'], 'logical CPU')}",
+        f"RAM       {report['ram_gb']:.1f} GB",
+    ]
+    gpus = report["gpus"]
+    if not gpus:
+        lines.append("GPUs      none visible")
+    for i, gpu in enumerate(gpus):
+        counter = "energy counter" if gpu["has_energy_counter"] else "no energy counter"
+        lines.append(
+            f"{'GPUs' if i == 0 else '':<10}GPU-{gpu['index']} {gpu['name']}, "
+            f"{gpu['memory_gb']:.0f} GB, {counter} ({gpu['uuid']})"
+        )
+    if report["cpu_tdp_w"] is not None:
+        source = report["cpu_tdp_source"].removeprefix("table:")
+        lines.append(f"CPU TDP   {report['cpu_tdp_w']:g} W per socket (shipped table: {source})")
+    else:
+        lines.append("CPU TDP   not in the shipped table: per-core default (see estimate:cpu)")
+    lines += ["", "Meters"]
+    width = max(len(m["name"]) for m in report["meters"]) + 2
+    for m in report["meters"]:
+        lines.append(f"  {m['name']:<{width}}{'yes' if m['usable'] else 'no':<5}{m['reason']}")
+        if m["fix"]:
+            lines.append(f"  {'':<{width}}{'':<5}fix: {m['fix']}")
+    lines += ["", "In use"]
+    for component, provenance in report["in_use"].items():
+        lines.append(f"  {component:<5}{provenance}")
+    return "\n".join(lines)
+
+
+@click.command("hardware")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def command(as_json: bool) -> None:
+    """Show this machine's hardware and which energy meters work here.
+
+    For each meter: usable or not, why, and the exact fix (file permissions, driver, package).
+    """
+    report = hardware_report()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(_text(report))

@@ -1,0 +1,226 @@
+"""Estimates for when no hardware counter can be read (VMs, most clouds, laptops in VMs).
+
+CPU power model (whole machine, all sockets)::
+
+    power_w = idle_w + (tdp_w - idle_w) * utilisation,    idle_w = IDLE_FRACTION * tdp_w
+
+where ``tdp_w`` is the table TDP of the matched model times the number of sockets, or, when the
+model is not in the table, ``DEFAULT_W_PER_CORE`` times the number of logical CPUs, and
+``utilisation`` is the busy fraction of all CPUs (psutil). RAM::
+
+    power_w = RAM_W_PER_GB * installed GB
+
+The tracked process tree gets ``share * machine energy`` (CPU: its share of busy CPU time; RAM:
+its RSS over installed RAM), see :mod:`greenprint.meters._attribution`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from greenprint.meters._attribution import ProcessTree, UsageSample, fresh_usage
+from greenprint.meters._base import Meter, MeterReading
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.hardware import HardwareInfo
+
+__all__ = [
+    "DEFAULT_W_PER_CORE",
+    "IDLE_FRACTION",
+    "RAM_W_PER_GB",
+    "CpuEstimateMeter",
+    "GpuEstimateMeter",
+    "RamEstimateMeter",
+    "cpu_estimate_for",
+    "cpu_power_w",
+    "ram_estimate_for",
+]
+
+#: Idle floor as a fraction of TDP. The same 10 % floor codecarbon's CPU-load model uses
+#: (``max(tdp * load, 0.1 * tdp)``); measured idle power of servers is typically 10-30 % of TDP.
+IDLE_FRACTION = 0.10
+#: W per logical CPU when the model is not in the TDP table: codecarbon's
+#: ``DEFAULT_POWER_PER_CORE`` (4 W per thread), in line with server parts (EPYC 7763: 280 W / 128
+#: threads = 2.2 W; Xeon Gold 6148: 150 W / 40 = 3.75 W; Core i7-8700: 65 W / 12 = 5.4 W).
+DEFAULT_W_PER_CORE = 4.0
+#: DRAM power per GB: Green Algorithms' ``power_memory_perGB`` (Lannelongue, Grealey & Inouye,
+#: Adv. Sci. 2021, https://www.green-algorithms.org), 0.3725 W/GB.
+RAM_W_PER_GB = 0.3725
+
+
+def cpu_power_w(tdp_w: float, utilisation: float, *, idle_fraction: float = IDLE_FRACTION) -> float:
+    """Modelled CPU power in W: ``idle + (tdp - idle) * utilisation``, utilisation in [0, 1]."""
+    u = min(max(utilisation, 0.0), 1.0)
+    idle_w = idle_fraction * tdp_w
+    return idle_w + (tdp_w - idle_w) * u
+
+
+class _UsageMeter(Meter):
+    """Shared plumbing: integrate a power model over a process tree's cumulative usage."""
+
+    def __init__(self, tree: ProcessTree | None) -> None:
+        self.tree = tree if tree is not None else ProcessTree()
+        self._base: UsageSample | None = None
+        self._seen = -1
+
+    def start(self) -> None:
+        """Take the baseline usage sample."""
+        self._begin()
+
+    def _begin(self) -> UsageSample:
+        self._base = fresh_usage(self.tree, -1)
+        self._seen = self._base.seq
+        return self._base
+
+    def _usage(self) -> tuple[UsageSample, UsageSample]:
+        base = self._base if self._base is not None else self._begin()
+        usage = fresh_usage(self.tree, self._seen)
+        self._seen = usage.seq
+        return base, usage
+
+
+class CpuEstimateMeter(_UsageMeter):
+    """CPU energy from a TDP and the machine's utilisation.
+
+    Args:
+        tdp_w: power at full load of the whole machine (all sockets), in W.
+        provenance: e.g. ``"estimate:tdp:Intel Xeon Gold 6148 (150 W)"``.
+        tree: process tree for utilisation and attribution (default: this process).
+        idle_fraction: idle floor as a fraction of ``tdp_w``.
+    """
+
+    component = "cpu"
+
+    def __init__(
+        self,
+        *,
+        tdp_w: float,
+        provenance: str,
+        tree: ProcessTree | None = None,
+        idle_fraction: float = IDLE_FRACTION,
+    ) -> None:
+        super().__init__(tree)
+        self.tdp_w = float(tdp_w)
+        self.idle_w = idle_fraction * self.tdp_w
+        self._provenance = provenance
+
+    @property
+    def provenance(self) -> str:
+        """Where the TDP came from, e.g. ``"estimate:default-per-core (4 W/core x 2)"``."""
+        return self._provenance
+
+    def read(self) -> MeterReading:
+        """Cumulative modelled energy since :meth:`start`, in J (never raises)."""
+        base, u = self._usage()
+        dynamic_w = self.tdp_w - self.idle_w
+        machine = self.idle_w * (u.elapsed_s - base.elapsed_s) + dynamic_w * (
+            u.busy_s - base.busy_s
+        )
+        process = self.idle_w * (u.share_s - base.share_s) + dynamic_w * (
+            u.tree_busy_s - base.tree_busy_s
+        )
+        return MeterReading(max(machine, 0.0), max(process, 0.0))
+
+
+class RamEstimateMeter(_UsageMeter):
+    """RAM energy from installed memory: ``w_per_gb * ram_gb`` W, all the time.
+
+    Args:
+        ram_gb: installed memory, in GB (2**30 bytes).
+        tree: process tree for attribution by RSS share (default: this process).
+        w_per_gb: W per GB (default :data:`RAM_W_PER_GB`).
+    """
+
+    component = "ram"
+
+    def __init__(
+        self, *, ram_gb: float, tree: ProcessTree | None = None, w_per_gb: float = RAM_W_PER_GB
+    ) -> None:
+        super().__init__(tree)
+        self.ram_gb = float(ram_gb)
+        self.w_per_gb = float(w_per_gb)
+        self.power_w = self.ram_gb * self.w_per_gb
+
+    @property
+    def provenance(self) -> str:
+        """``"estimate:ram:0.3725W/GB x 16.0 GB"``."""
+        return f"estimate:ram:{self.w_per_gb:g}W/GB x {self.ram_gb:.1f} GB"
+
+    def read(self) -> MeterReading:
+        """Cumulative modelled energy since :meth:`start`, in J (never raises)."""
+        base, u = self._usage()
+        machine = self.power_w * (u.elapsed_s - base.elapsed_s)
+        process = self.power_w * (u.ram_share_s - base.ram_share_s)
+        return MeterReading(max(machine, 0.0), max(process, 0.0))
+
+
+class GpuEstimateMeter(Meter):
+    """GPU energy at a constant power: the stand-in when NVML fails mid-run.
+
+    Args:
+        power_w: assumed power of all visible GPUs together, in W (the mean measured so far).
+        share: fraction attributed to the tracked tree, or ``None`` when unknown.
+        clock: monotonic clock in s.
+        started_at: clock time energy is counted from (default: when :meth:`start` is called).
+    """
+
+    component = "gpu"
+
+    def __init__(
+        self,
+        *,
+        power_w: float,
+        share: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        started_at: float | None = None,
+    ) -> None:
+        self.power_w = max(float(power_w), 0.0)
+        self.share = share
+        self._clock = clock
+        self._t0: float | None = started_at
+
+    @property
+    def provenance(self) -> str:
+        """``"estimate:gpu:mean-power (250 W)"``."""
+        return f"estimate:gpu:mean-power ({self.power_w:.0f} W)"
+
+    def start(self) -> None:
+        """Start the clock (unless ``started_at`` was given)."""
+        if self._t0 is None:
+            self._t0 = self._clock()
+
+    def read(self) -> MeterReading:
+        """``power_w`` times the seconds since :meth:`start`, in J."""
+        t0 = self._t0
+        if t0 is None:
+            t0 = self._t0 = self._clock()
+        machine = self.power_w * max(self._clock() - t0, 0.0)
+        return MeterReading(machine, None if self.share is None else machine * self.share)
+
+
+def cpu_estimate_for(hardware: HardwareInfo, *, tree: ProcessTree | None = None) -> Meter:
+    """The CPU estimate for this hardware: table TDP x sockets, else the per-core default."""
+    if hardware.cpu_tdp_w is not None:
+        model = hardware.cpu_tdp_source.removeprefix("table:")
+        sockets = max(hardware.sockets, 1)
+        watts = (
+            f"{hardware.cpu_tdp_w:g} W" if sockets == 1 else f"{sockets} x {hardware.cpu_tdp_w:g} W"
+        )
+        return CpuEstimateMeter(
+            tdp_w=hardware.cpu_tdp_w * sockets,
+            provenance=f"estimate:tdp:{model} ({watts})",
+            tree=tree,
+        )
+    cores = max(hardware.logical_cores, 1)
+    return CpuEstimateMeter(
+        tdp_w=DEFAULT_W_PER_CORE * cores,
+        provenance=f"estimate:default-per-core ({DEFAULT_W_PER_CORE:g} W/core x {cores})",
+        tree=tree,
+    )
+
+
+def ram_estimate_for(hardware: HardwareInfo, *, tree: ProcessTree | None = None) -> Meter:
+    """The RAM estimate for this hardware: :data:`RAM_W_PER_GB` x installed GB."""
+    return RamEstimateMeter(ram_gb=hardware.ram_gb, tree=tree)

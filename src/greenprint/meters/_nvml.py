@@ -1,0 +1,451 @@
+"""NVIDIA GPU energy through NVML (the ``pynvml`` module of nvidia-ml-py, imported lazily).
+
+Per visible GPU:
+
+* **counter** (Volta and newer): ``nvmlDeviceGetTotalEnergyConsumption``, mJ since the driver
+  loaded, a 64-bit counter. A decrease is a wrap at 2**64 when the wrapped difference is
+  plausible (below 5 kW over the interval), otherwise a reset of the GPU, after which the counter
+  restarts near zero and its new value is the energy since the reset.
+* **power sampling** (older GPUs): ``nvmlDeviceGetPowerUsage`` (mW) at every read, integrated
+  with the trapezoid rule.
+
+``CUDA_VISIBLE_DEVICES`` is honoured as CUDA does: a comma list of indices or UUIDs (``GPU-...``,
+unique prefixes allowed), read up to the first invalid entry; an empty value hides every GPU.
+Indices are NVML's (PCI bus order); CUDA numbers by speed unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``,
+which on machines with mixed GPUs can differ. MIG instances (``MIG-...``) end the list: NVML has
+no energy counter per instance.
+
+Per-process share: ``nvmlDeviceGetComputeRunningProcesses`` lists the compute processes on each
+GPU with their memory; the tracked tree gets the fraction of that memory its processes hold (of
+the process count, where memory is not reported). When NVML cannot list processes, or lists none
+that exist in this PID namespace (a container), ``process_j`` is ``None``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from greenprint._exceptions import MeterError
+from greenprint.meters._attribution import ProcessTree, fresh_usage
+from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._status import GPUInfo, MeterStatus
+
+__all__ = ["NvmlMeter", "load_nvml", "parse_cuda_visible_devices", "probe_nvml"]
+
+logger = logging.getLogger(__name__)
+
+COUNTER_MODULUS = 2**64
+#: Above this, a decrease of the energy counter is a GPU reset rather than a wrap (W per GPU).
+MAX_PLAUSIBLE_GPU_W = 5000.0
+_DRIVER_FIX = (
+    "install the NVIDIA driver so that nvidia-smi works "
+    "(nothing to fix on a machine without an NVIDIA GPU)"
+)
+
+
+class NvmlUnavailable(Exception):
+    """Internal: NVML cannot be used; carries the status to report."""
+
+    def __init__(self, status: MeterStatus):
+        super().__init__(status.reason)
+        self.status = status
+
+
+def _status_for(nvml: Any, err: Exception) -> MeterStatus:
+    code = getattr(err, "value", None)
+    known = {
+        "NVML_ERROR_LIBRARY_NOT_FOUND": (
+            "pynvml could not load libnvidia-ml.so.1: no NVIDIA driver",
+            _DRIVER_FIX,
+        ),
+        "NVML_ERROR_DRIVER_NOT_LOADED": (
+            f"NVIDIA driver not loaded (NVML: {err})",
+            "load it: sudo modprobe nvidia (or reinstall the driver and reboot)",
+        ),
+        "NVML_ERROR_NO_PERMISSION": (
+            f"no permission to use the NVIDIA devices (NVML: {err})",
+            "give your user read/write access to /dev/nvidia* (often the 'video' group), "
+            "or start the container with the GPUs passed through (--gpus all)",
+        ),
+        "NVML_ERROR_LIB_RM_VERSION_MISMATCH": (
+            f"NVML library and kernel driver versions differ (NVML: {err})",
+            "reboot (the driver was updated without reloading its kernel module)",
+        ),
+        "NVML_ERROR_GPU_IS_LOST": (
+            f"a GPU has fallen off the bus (NVML: {err})",
+            "reset the GPU (sudo nvidia-smi -r) or reboot; dmesg shows the Xid error",
+        ),
+    }
+    for const, (reason, fix) in known.items():
+        if code is not None and code == getattr(nvml, const, object()):
+            return MeterStatus("nvml", False, reason, fix)
+    return MeterStatus("nvml", False, f"NVML error: {err}", None)
+
+
+def _driver_present() -> bool:
+    """Cheap check (no import) for an NVIDIA driver on Linux; True elsewhere (let NVML say)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
+
+
+def load_nvml(nvml: Any = None) -> Any:
+    """The NVML module to use: ``nvml`` if given, else ``pynvml`` imported now.
+
+    Raises:
+        NvmlUnavailable: no driver on this Linux machine (checked before importing pynvml, which
+            costs ~30 ms), or pynvml is not installed.
+    """
+    if nvml is not None:
+        return nvml
+    if not _driver_present():
+        raise NvmlUnavailable(
+            MeterStatus(
+                "nvml",
+                False,
+                "no NVIDIA driver (no /proc/driver/nvidia or /dev/nvidiactl)",
+                _DRIVER_FIX,
+            )
+        )
+    try:
+        import pynvml  # noqa: PLC0415 - heavy, optional at run time
+    except ImportError as e:
+        raise NvmlUnavailable(
+            MeterStatus(
+                "nvml", False, f"pynvml is not importable ({e})", "pip install nvidia-ml-py"
+            )
+        ) from e
+    return pynvml
+
+
+def parse_cuda_visible_devices(value: str | None, uuids: Sequence[str]) -> list[int]:
+    """The NVML indices ``CUDA_VISIBLE_DEVICES`` selects, in its order.
+
+    Args:
+        value: the variable's value, or ``None`` when unset (every GPU).
+        uuids: UUID of each GPU, by NVML index.
+
+    Returns:
+        Indices into ``uuids``. Parsing stops at the first entry that is out of range, unknown,
+        ambiguous or a MIG instance, as CUDA does; duplicates are dropped.
+
+    Example:
+        >>> parse_cuda_visible_devices("1,GPU-aa", ["GPU-aa11", "GPU-bb22"])
+        [1, 0]
+    """
+    if value is None:
+        return list(range(len(uuids)))
+    chosen: list[int] = []
+    for raw in value.split(","):
+        token = raw.strip()
+        if not token:
+            break
+        index: int | None = None
+        try:
+            index = int(token)
+        except ValueError:
+            matches = [i for i, u in enumerate(uuids) if u.lower().startswith(token.lower())]
+            if not token.upper().startswith("MIG-") and len(matches) == 1:
+                index = matches[0]
+            elif token.upper().startswith("MIG-"):
+                logger.warning(
+                    "CUDA_VISIBLE_DEVICES entry %s is a MIG instance: not metered", token
+                )
+        if index is None or not 0 <= index < len(uuids):
+            break
+        if index not in chosen:
+            chosen.append(index)
+    return chosen
+
+
+def _nvml_call(nvml: Any, name: str, *args: Any) -> Any:
+    return getattr(nvml, name)(*args)
+
+
+def _code(nvml: Any, err: Exception, *names: str) -> bool:
+    value = getattr(err, "value", None)
+    return any(value == getattr(nvml, n, object()) for n in names)
+
+
+@dataclass
+class _Gpu:
+    index: int
+    handle: Any
+    uuid: str
+    name: str
+    memory_gb: float
+    has_counter: bool
+    last_mj: int = 0
+    last_power_w: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"GPU-{self.index}"
+
+
+def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]:
+    """Enumerate the visible, measurable GPUs (NVML already initialised)."""
+    count = int(_nvml_call(nvml, "nvmlDeviceGetCount"))
+    handles = [_nvml_call(nvml, "nvmlDeviceGetHandleByIndex", i) for i in range(count)]
+    uuids = [str(_nvml_call(nvml, "nvmlDeviceGetUUID", h)) for h in handles]
+    visible = parse_cuda_visible_devices(environ.get("CUDA_VISIBLE_DEVICES"), uuids)
+    gpus: list[_Gpu] = []
+    skipped: list[str] = []
+    for i in visible:
+        handle = handles[i]
+        name = str(_nvml_call(nvml, "nvmlDeviceGetName", handle))
+        memory_gb = float(_nvml_call(nvml, "nvmlDeviceGetMemoryInfo", handle).total) / 2**30
+        try:
+            _nvml_call(nvml, "nvmlDeviceGetTotalEnergyConsumption", handle)
+            has_counter = True
+        except nvml.NVMLError as e:
+            if not _code(nvml, e, "NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND"):
+                raise
+            has_counter = False
+            try:
+                _nvml_call(nvml, "nvmlDeviceGetPowerUsage", handle)
+            except nvml.NVMLError as e2:
+                if not _code(nvml, e2, "NVML_ERROR_NOT_SUPPORTED"):
+                    raise
+                skipped.append(f"GPU-{i} ({name}) reports neither energy nor power: not counted")
+                continue
+        gpus.append(_Gpu(i, handle, uuids[i], name, memory_gb, has_counter))
+    return gpus, skipped
+
+
+def probe_nvml(
+    nvml: Any = None, *, environ: Mapping[str, str] | None = None
+) -> tuple[MeterStatus, tuple[GPUInfo, ...]]:
+    """Check NVML and list the visible GPUs. Never raises.
+
+    Args:
+        nvml: a pynvml-compatible module (default: ``pynvml``, imported lazily).
+        environ: environment for ``CUDA_VISIBLE_DEVICES`` (default: ``os.environ``).
+
+    Returns:
+        ``(status, gpus)``; ``gpus`` is empty when NVML is unusable.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        module = load_nvml(nvml)
+    except NvmlUnavailable as e:
+        return e.status, ()
+    try:
+        _nvml_call(module, "nvmlInit")
+    except module.NVMLError as e:
+        return _status_for(module, e), ()
+    try:
+        gpus, skipped = _open(module, env)
+    except module.NVMLError as e:
+        return _status_for(module, e), ()
+    finally:
+        try:
+            _nvml_call(module, "nvmlShutdown")
+        except module.NVMLError:
+            pass
+    infos = tuple(
+        GPUInfo(g.index, g.name, g.uuid, round(g.memory_gb, 2), g.has_counter) for g in gpus
+    )
+    if not gpus:
+        if env.get("CUDA_VISIBLE_DEVICES") is not None and not env["CUDA_VISIBLE_DEVICES"].strip():
+            reason = "CUDA_VISIBLE_DEVICES is empty: no GPU visible to this process"
+            return MeterStatus("nvml", False, reason, "unset CUDA_VISIBLE_DEVICES"), ()
+        reason = "; ".join(skipped) or "NVML found no visible NVIDIA GPU"
+        return MeterStatus("nvml", False, reason, None), ()
+    parts = [f"{g.label} {'energy counter' if g.has_counter else 'power sampling'}" for g in gpus]
+    return MeterStatus("nvml", True, "; ".join(parts + skipped), None), infos
+
+
+class NvmlMeter(Meter):
+    """Energy of the visible NVIDIA GPUs, summed.
+
+    Build it with :meth:`open`. ``process_j`` follows NVML's per-process memory (see the module
+    docstring); ``None`` when NVML cannot attribute or no tree is given.
+    """
+
+    component = "gpu"
+
+    def __init__(
+        self,
+        nvml: Any,
+        gpus: Sequence[_Gpu],
+        *,
+        tree: ProcessTree | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._nvml = nvml
+        self._gpus = list(gpus)
+        self._tree = tree
+        self._clock = clock
+        self._machine_j = 0.0
+        self._process_j: float | None = 0.0 if tree is not None else None
+        self._t_start = 0.0
+        self._t_last = 0.0
+        self._seq = -1
+        self._open = True
+        self.last_share: float | None = None
+
+    @classmethod
+    def open(
+        cls,
+        nvml: Any = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        tree: ProcessTree | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> NvmlMeter:
+        """Initialise NVML and meter every visible GPU.
+
+        Raises:
+            MeterError: NVML is unusable or no GPU is visible (the message says why).
+        """
+        env = os.environ if environ is None else environ
+        try:
+            module = load_nvml(nvml)
+        except NvmlUnavailable as e:
+            raise MeterError(e.status.reason) from e
+        try:
+            module.nvmlInit()
+        except module.NVMLError as e:
+            raise MeterError(_status_for(module, e).reason) from e
+        try:
+            gpus, _ = _open(module, env)
+        except module.NVMLError as e:
+            _shutdown(module)
+            raise MeterError(_status_for(module, e).reason) from e
+        if not gpus:
+            _shutdown(module)
+            raise MeterError("no visible NVIDIA GPU can be metered")
+        return cls(module, gpus, tree=tree, clock=clock)
+
+    @property
+    def gpus(self) -> tuple[GPUInfo, ...]:
+        """The GPUs metered."""
+        return tuple(
+            GPUInfo(g.index, g.name, g.uuid, round(g.memory_gb, 2), g.has_counter)
+            for g in self._gpus
+        )
+
+    @property
+    def provenance(self) -> str:
+        """``"nvml:counter:GPU-0+GPU-1"``, ``"nvml:power-sampling:GPU-0"``, or both joined."""
+        counter = [g.label for g in self._gpus if g.has_counter]
+        sampled = [g.label for g in self._gpus if not g.has_counter]
+        parts = []
+        if counter:
+            parts.append("nvml:counter:" + "+".join(counter))
+        if sampled:
+            parts.append("nvml:power-sampling:" + "+".join(sampled))
+        return "+".join(parts)
+
+    @property
+    def mean_power_w(self) -> float | None:
+        """Mean power of all metered GPUs since :meth:`start`, in W (``None`` before 1 ms)."""
+        elapsed = self._t_last - self._t_start
+        return self._machine_j / elapsed if elapsed > 1e-3 else None
+
+    def _call(self, gpu: _Gpu, name: str) -> Any:
+        try:
+            return _nvml_call(self._nvml, name, gpu.handle)
+        except self._nvml.NVMLError as e:
+            raise MeterError(f"{gpu.label}: {name} failed: {e}") from e
+
+    def start(self) -> None:
+        """Read the baseline counters and powers."""
+        now = self._clock()
+        for g in self._gpus:
+            if g.has_counter:
+                g.last_mj = int(self._call(g, "nvmlDeviceGetTotalEnergyConsumption"))
+            else:
+                g.last_power_w = float(self._call(g, "nvmlDeviceGetPowerUsage")) / 1000.0
+        if self._tree is not None:
+            self._seq = fresh_usage(self._tree, -1).seq
+        self._t_start = self._t_last = now
+        self._machine_j = 0.0
+        self._process_j = 0.0 if self._tree is not None else None
+
+    def read(self) -> MeterReading:
+        """Cumulative energy of the GPUs since :meth:`start`, in J.
+
+        Raises:
+            MeterError: an NVML call failed (GPU lost, driver gone...).
+        """
+        now = self._clock()
+        dt = max(now - self._t_last, 0.0)
+        pids: frozenset[int] | None = None
+        if self._tree is not None and self._process_j is not None:
+            usage = fresh_usage(self._tree, self._seq)
+            self._seq = usage.seq
+            pids = usage.pids
+        total_j = 0.0
+        shares: list[tuple[float, float | None]] = []
+        for g in self._gpus:
+            if g.has_counter:
+                mj = int(self._call(g, "nvmlDeviceGetTotalEnergyConsumption"))
+                delta = mj - g.last_mj
+                if delta < 0:
+                    wrapped = delta + COUNTER_MODULUS
+                    if wrapped <= MAX_PLAUSIBLE_GPU_W * (dt + 1.0) * 1000.0:
+                        delta = wrapped
+                    else:
+                        logger.info("%s energy counter reset (GPU reset?)", g.label)
+                        delta = mj
+                g.last_mj = mj
+                joules = delta / 1000.0
+            else:
+                power_w = float(self._call(g, "nvmlDeviceGetPowerUsage")) / 1000.0
+                joules = 0.5 * (power_w + g.last_power_w) * dt
+                g.last_power_w = power_w
+            total_j += joules
+            shares.append((joules, self._share(g, pids) if pids is not None else None))
+        self._t_last = now
+        self._machine_j += total_j
+        if self._process_j is not None:
+            if any(share is None for _, share in shares):
+                self._process_j = None
+                self.last_share = None
+            else:
+                self._process_j += sum(j * (s or 0.0) for j, s in shares)
+                if self._machine_j > 0:
+                    self.last_share = self._process_j / self._machine_j
+        return MeterReading(self._machine_j, self._process_j)
+
+    def _share(self, gpu: _Gpu, pids: frozenset[int]) -> float | None:
+        try:
+            procs = _nvml_call(self._nvml, "nvmlDeviceGetComputeRunningProcesses", gpu.handle)
+        except self._nvml.NVMLError as e:
+            logger.info("%s: no per-process attribution (%s)", gpu.label, e)
+            return None
+        if not procs:
+            return 0.0
+        if not any(p.pid in pids or psutil.pid_exists(p.pid) for p in procs):
+            logger.info("%s: NVML process ids are not in this PID namespace", gpu.label)
+            return None
+        memory = [getattr(p, "usedGpuMemory", None) for p in procs]
+        if any(m is None for m in memory) or not sum(m or 0 for m in memory):
+            weights = [1.0] * len(procs)
+        else:
+            weights = [float(m or 0) for m in memory]
+        mine = sum(w for p, w in zip(procs, weights, strict=True) if p.pid in pids)
+        return mine / sum(weights)
+
+    def close(self) -> None:
+        """Shut NVML down (once)."""
+        if self._open:
+            self._open = False
+            _shutdown(self._nvml)
+
+
+def _shutdown(nvml: Any) -> None:
+    try:
+        nvml.nvmlShutdown()
+    except nvml.NVMLError as e:
+        logger.debug("nvmlShutdown failed: %s", e)

@@ -1,0 +1,322 @@
+"""RAPL energy counters from Linux powercap (``/sys/class/powercap``), Intel and AMD.
+
+Layout read (flat, as the kernel links every zone into the class directory)::
+
+    intel-rapl:0/        name=package-0  energy_uj  max_energy_range_uj
+    intel-rapl:0:0/      name=core       (a subzone of package 0: inside it, never added)
+    intel-rapl:0:2/      name=dram       (DRAM of socket 0)
+    intel-rapl:1/        name=psys       (platform: contains the packages, never added)
+    intel-rapl-mmio:0/   name=package-0  (the same package through MMIO: a mirror, counted once)
+
+AMD Zen exposes the same interface (``intel-rapl:N``, sometimes ``amd-rapl:N``); any control
+type whose name contains ``rapl`` is read. Components: ``cpu`` = the package domains (one per
+socket), ``ram`` = the DRAM domains. ``energy_uj`` is a counter in µJ that wraps at
+``max_energy_range_uj``; one wrap between two reads is undone (at 1 s sampling a counter with
+a 262 kJ range would need 262 kW to wrap twice). Since Linux 5.10 ``energy_uj`` is readable by
+root only; the status then gives the ``chmod`` that fixes it.
+
+Unreadable files are reported through the ``opener`` used to read them (``open`` by default);
+tests inject one that raises :class:`PermissionError`, as root can read any file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from greenprint._exceptions import MeterError
+from greenprint.meters._attribution import ProcessTree, fresh_usage
+from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._status import MeterStatus
+
+__all__ = [
+    "DEFAULT_RAPL_ROOT",
+    "RAPL_ROOT_ENV",
+    "RaplDomain",
+    "RaplMeter",
+    "RaplProbe",
+    "probe_rapl",
+    "resolve_rapl_root",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RAPL_ROOT = "/sys/class/powercap"
+#: Environment variable overriding the powercap root (tests point it at a fake tree).
+RAPL_ROOT_ENV = "GREENPRINT_RAPL_ROOT"
+
+Opener = Callable[[str], IO[Any]]
+_ZONE = re.compile(r"^(?P<ctl>[a-z0-9_-]*rapl[a-z0-9_-]*):(?P<idx>\d+(?::\d+)*)$")
+_INDEXED = re.compile(r"^(?P<kind>[a-z_]+)-(?P<n>\d+)$")
+
+
+def resolve_rapl_root(rapl_root: str | os.PathLike[str] | None = None) -> Path:
+    """The powercap root: ``rapl_root``, else ``$GREENPRINT_RAPL_ROOT``, else the system one."""
+    if rapl_root is not None:
+        return Path(rapl_root)
+    return Path(os.environ.get(RAPL_ROOT_ENV) or DEFAULT_RAPL_ROOT)
+
+
+@dataclass(frozen=True)
+class RaplDomain:
+    """One RAPL energy counter.
+
+    Attributes:
+        name: ``"package-0"``, ``"dram-0"``, ``"core-0"``, ``"psys"``...
+        kind: ``"package"``, ``"dram"``, ``"core"``, ``"uncore"``, ``"psys"``...
+        socket: the package it belongs to, or ``None`` (psys).
+        zone: the zone directory, e.g. ``"intel-rapl:0:2"``.
+        path: the ``energy_uj`` file.
+        max_energy_range_uj: where the counter wraps, in µJ, or ``None`` if unknown.
+    """
+
+    name: str
+    kind: str
+    socket: int | None
+    zone: str
+    path: Path
+    max_energy_range_uj: int | None
+
+
+@dataclass(frozen=True)
+class RaplProbe:
+    """What :func:`probe_rapl` found.
+
+    Attributes:
+        root: the powercap directory probed.
+        package: readable package domains, one per socket (the ``cpu`` component).
+        dram: readable DRAM domains, one per socket (the ``ram`` component); may be empty.
+        domains: every RAPL domain found, mirrors, subzones and psys included.
+        status: usable or not, why, and the fix.
+    """
+
+    root: Path
+    package: tuple[RaplDomain, ...]
+    dram: tuple[RaplDomain, ...]
+    domains: tuple[RaplDomain, ...]
+    status: MeterStatus
+
+
+def _read_text(path: Path, opener: Opener) -> str:
+    with opener(str(path)) as fh:
+        data = fh.read()
+    return data.decode() if isinstance(data, bytes) else str(data)
+
+
+def read_energy_uj(path: Path, opener: Opener = open) -> int:
+    """Read one ``energy_uj`` counter, in µJ.
+
+    Raises:
+        MeterError: the file cannot be read (the message says why) or holds no integer.
+    """
+    try:
+        text = _read_text(path, opener)
+    except PermissionError as e:
+        raise MeterError(f"permission denied reading {path}") from e
+    except OSError as e:
+        raise MeterError(f"cannot read {path}: {e.strerror or e}") from e
+    try:
+        return int(text.strip())
+    except ValueError as e:
+        raise MeterError(f"unexpected content in {path}: {text.strip()[:40]!r}") from e
+
+
+def _zone_domain(root: Path, entry: str, names: dict[str, str], opener: Opener) -> RaplDomain:
+    match = _ZONE.match(entry)
+    if match is None:  # pragma: no cover - callers filter
+        raise ValueError(entry)
+    indices = [int(i) for i in match["idx"].split(":")]
+    raw = names[entry]
+    indexed = _INDEXED.match(raw)
+    kind = indexed["kind"] if indexed else raw
+    socket: int | None
+    if len(indices) > 1:  # subzone: belongs to its parent package
+        parent = names.get(f"{match['ctl']}:{indices[0]}", "")
+        parent_indexed = _INDEXED.match(parent)
+        socket = int(parent_indexed["n"]) if parent_indexed else indices[0]
+    elif indexed:
+        socket = int(indexed["n"])
+    else:
+        socket = None if kind == "psys" else indices[0]
+    name = kind if socket is None else f"{kind}-{socket}"
+    try:
+        max_range: int | None = int(_read_text(root / entry / "max_energy_range_uj", opener))
+    except (OSError, ValueError):
+        max_range = None
+    return RaplDomain(name, kind, socket, entry, root / entry / "energy_uj", max_range)
+
+
+def _fix_for(root: Path, zone: str) -> str:
+    ctl = zone.split(":", 1)[0]
+    return f"sudo chmod a+r {root}/{ctl}:*/energy_uj (or run as root)"
+
+
+def probe_rapl(
+    rapl_root: str | os.PathLike[str] | None = None, *, opener: Opener = open
+) -> RaplProbe:
+    """Find the RAPL domains under the powercap root and check they can be read.
+
+    Never raises: problems end up in ``status`` (``usable=False`` with the reason and fix).
+
+    Args:
+        rapl_root: powercap directory (default: :func:`resolve_rapl_root`).
+        opener: function that opens a file for reading (injectable for tests).
+
+    Returns:
+        The probe; ``status.usable`` is True when every package domain can be read.
+    """
+    root = resolve_rapl_root(rapl_root)
+    empty: tuple[RaplDomain, ...] = ()
+    if not root.is_dir():
+        reason = f"no {root} (not Linux, or a VM without RAPL passthrough)"
+        return RaplProbe(root, empty, empty, empty, MeterStatus("rapl", False, reason, None))
+    try:
+        entries = sorted(e for e in os.listdir(root) if _ZONE.match(e))
+    except OSError as e:
+        reason = f"cannot list {root}: {e.strerror or e}"
+        return RaplProbe(root, empty, empty, empty, MeterStatus("rapl", False, reason, None))
+    names: dict[str, str] = {}
+    for entry in entries:
+        try:
+            names[entry] = _read_text(root / entry / "name", opener).strip()
+        except OSError:
+            logger.debug("RAPL zone %s has no readable name; skipped", entry)
+    domains = tuple(_zone_domain(root, e, names, opener) for e in entries if e in names)
+    if not domains:
+        status = MeterStatus(
+            "rapl",
+            False,
+            f"no RAPL zones under {root} (the powercap RAPL driver is not loaded)",
+            "sudo modprobe intel_rapl_msr (Intel and AMD)",
+        )
+        return RaplProbe(root, empty, empty, domains, status)
+
+    def pick(kind: str) -> tuple[RaplDomain, ...]:
+        # mirrored domains (same kind, same socket, e.g. via intel-rapl-mmio) counted once,
+        # preferring the MSR interface
+        chosen: dict[int | None, RaplDomain] = {}
+        for d in sorted(domains, key=lambda d: ("mmio" in d.zone, d.zone)):
+            if d.kind == kind and d.socket not in chosen:
+                chosen[d.socket] = d
+        return tuple(chosen[s] for s in sorted(chosen, key=lambda s: -1 if s is None else s))
+
+    package, dram = pick("package"), pick("dram")
+    if not package:
+        status = MeterStatus(
+            "rapl",
+            False,
+            f"no package domain under {root} (found: " + ", ".join(d.name for d in domains) + ")",
+            None,
+        )
+        return RaplProbe(root, empty, empty, domains, status)
+    for d in package:
+        try:
+            read_energy_uj(d.path, opener)
+        except MeterError as e:
+            fix = _fix_for(root, d.zone) if "permission denied" in str(e) else None
+            return RaplProbe(root, empty, empty, domains, MeterStatus("rapl", False, str(e), fix))
+    readable_dram = []
+    dram_note = "no dram domain: RAM is estimated"
+    for d in dram:
+        try:
+            read_energy_uj(d.path, opener)
+            readable_dram.append(d)
+        except MeterError as e:
+            dram_note = f"dram unreadable ({e}): RAM is estimated"
+            readable_dram = []
+            break
+    parts = [f"cpu from {'+'.join(d.name for d in package)}"]
+    parts.append(
+        f"ram from {'+'.join(d.name for d in readable_dram)}" if readable_dram else dram_note
+    )
+    if any(d.kind == "psys" for d in domains):
+        parts.append("psys ignored (it contains the packages)")
+    mirrors = len([d for d in domains if d.kind in ("package", "dram")]) - len(package) - len(dram)
+    if mirrors > 0:
+        parts.append(f"{mirrors} mirrored domain(s) counted once")
+    status = MeterStatus("rapl", True, "; ".join(parts), None)
+    return RaplProbe(root, package, tuple(readable_dram), domains, status)
+
+
+class RaplMeter(Meter):
+    """Energy of one component (``cpu`` or ``ram``) from RAPL counters, summed over sockets.
+
+    Args:
+        component: ``"cpu"`` (package domains) or ``"ram"`` (DRAM domains).
+        domains: the domains to sum (from :func:`probe_rapl`).
+        tree: process tree for attribution (``process_j``); ``None`` leaves it unattributed.
+            The CPU share is the tree's share of busy CPU time; the RAM share its RSS share.
+        opener: function that opens a file for reading (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        component: str,
+        domains: Sequence[RaplDomain],
+        *,
+        tree: ProcessTree | None = None,
+        opener: Opener = open,
+    ) -> None:
+        if component not in ("cpu", "ram"):
+            raise ValueError(f"RAPL measures 'cpu' or 'ram', not {component!r}")
+        if not domains:
+            raise ValueError("RaplMeter needs at least one domain")
+        self.component = component
+        self.domains = tuple(domains)
+        self._tree = tree
+        self._opener = opener
+        self._last_uj: list[int] = []
+        self._machine_j = 0.0
+        self._process_j = 0.0
+        self._started = False
+        self._seq = 0
+
+    @property
+    def provenance(self) -> str:
+        """``"rapl:package-0+package-1"``, ``"rapl:dram-0"``..."""
+        return "rapl:" + "+".join(d.name for d in self.domains)
+
+    def start(self) -> None:
+        """Read the baseline counters."""
+        self._last_uj = [read_energy_uj(d.path, self._opener) for d in self.domains]
+        if self._tree is not None:
+            self._seq = fresh_usage(self._tree, -1).seq
+        self._machine_j = 0.0
+        self._process_j = 0.0
+        self._started = True
+
+    def read(self) -> MeterReading:
+        """Cumulative energy since :meth:`start`, in J.
+
+        Raises:
+            MeterError: a counter could not be read.
+        """
+        if not self._started:
+            self.start()
+        delta_uj = 0
+        for i, d in enumerate(self.domains):
+            now = read_energy_uj(d.path, self._opener)
+            delta = now - self._last_uj[i]
+            if delta < 0:
+                if d.max_energy_range_uj:
+                    delta += d.max_energy_range_uj  # one wrap-around
+                else:
+                    logger.info("RAPL %s went backwards with no known range: reset", d.name)
+                    delta = now
+                delta = max(delta, 0)
+            self._last_uj[i] = now
+            delta_uj += delta
+        delta_j = delta_uj / 1e6
+        self._machine_j += delta_j
+        if self._tree is None:
+            return MeterReading(self._machine_j, None)
+        usage = fresh_usage(self._tree, self._seq)
+        self._seq = usage.seq
+        share = usage.cpu_share if self.component == "cpu" else usage.ram_share
+        self._process_j += delta_j * share
+        return MeterReading(self._machine_j, self._process_j)

@@ -1,0 +1,46 @@
+"""Small result records shared by the meters and :mod:`greenprint.hardware`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["GPUInfo", "MeterStatus"]
+
+
+@dataclass(frozen=True)
+class GPUInfo:
+    """One GPU visible to this process.
+
+    Attributes:
+        index: NVML index (the order ``nvidia-smi`` shows).
+        name: model name, e.g. ``"NVIDIA A100-SXM4-40GB"``.
+        uuid: ``"GPU-..."`` UUID.
+        memory_gb: total memory in GB (2**30 bytes).
+        has_energy_counter: True when NVML exposes the total-energy counter (Volta and newer);
+            otherwise power is sampled and integrated.
+    """
+
+    index: int
+    name: str
+    uuid: str
+    memory_gb: float
+    has_energy_counter: bool
+
+
+@dataclass(frozen=True)
+class MeterStatus:
+    """Whether one energy source can be used here, and if not, why and how to fix it.
+
+    Attributes:
+        name: ``"rapl"``, ``"nvml"``, ``"estimate:cpu"``, ``"estimate:ram"``...
+        usable: True when the source can be read now.
+        reason: what was found, e.g. ``"permission denied reading
+            /sys/class/powercap/intel-rapl:0/energy_uj"``, or what will be used.
+        fix: the exact command or step that makes it usable, or ``None`` when there is nothing
+            to fix (the source is usable, or the hardware is simply absent).
+    """
+
+    name: str
+    usable: bool
+    reason: str
+    fix: str | None = None

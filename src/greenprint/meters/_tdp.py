@@ -1,0 +1,184 @@
+"""CPU thermal design power (TDP) from the shipped table, by fuzzy match of the model name.
+
+The table (``meters/data/cpu_tdp.csv``, ~4,900 Intel, AMD and Apple models, W per socket) is
+loaded on first use, never at import. See ``meters/data/SOURCES.md`` for its origin.
+
+Matching rule (documented in ``docs/hardware.md``; both the query and the table names go through
+:func:`normalise_cpu_model` first):
+
+1. **exact**: the normalised query equals a normalised table name.
+2. **tokens**: the query has a *model-number token* (at least three characters, one of them a
+   digit: ``6148``, ``i7-8700``, ``7b13``; ``i7``, ``v4`` or the ``7`` of ``Ryzen 7`` alone are
+   not enough), and some table names contain every query token. The name with the fewest extra
+   tokens wins (``intel xeon e5-2683`` -> ``Intel Xeon E5-2683 v3``). A query word that no table
+   name has (``Apple M1 Pro`` when only ``Apple M1`` is listed) means no match: a qualifier such
+   as ``Pro`` or ``Max`` changes the TDP, so it is never dropped.
+
+A tie between names with different TDPs is *no match* (never a guess); a tie between names with
+the same TDP takes the first alphabetically. A query without a model-number token (``AMD EPYC``,
+``Intel(R) Xeon(R) CPU @ 2.20GHz``, as many hypervisors report) names a whole family, whose TDPs
+span 65-400 W, so it does not match and the per-core default applies.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["TDPMatch", "light_key", "load_tdp_table", "match_cpu_tdp", "normalise_cpu_model"]
+
+#: The shipped table; a plain path next to this module (importlib.resources costs ~20 ms).
+TDP_TABLE_PATH = Path(__file__).with_name("data") / "cpu_tdp.csv"
+_MARKS = re.compile(r"\((?:r|tm|c)\)|[®™©]", re.IGNORECASE)
+_NOISE = (
+    re.compile(r"@.*$"),  # "CPU @ 2.40GHz", "@ 2.80GHz"
+    re.compile(r"\([^)]*\)"),  # parenthesised notes
+    re.compile(r"\b\d+(?:st|nd|rd|th)\s+gen(?:eration)?\b"),  # "11th Gen Intel..."
+    re.compile(r"\b(?:with|w/)\s+radeon\b.*$"),  # "with Radeon Graphics"
+    re.compile(r"\b[\w]+-cores?\b"),  # "64-Core", "Eight-Core", "64-Cores"
+    re.compile(r"\b\d+(?:\.\d+)?\s*[gm]hz\b"),  # stray frequencies
+    re.compile(r"\b(?:cpu|processor|genuine)\b"),
+)
+
+
+@dataclass(frozen=True)
+class TDPMatch:
+    """A table row matched to a CPU model string.
+
+    Attributes:
+        model: the table's model name, e.g. ``"Intel Xeon Gold 6148"``.
+        tdp_w: its TDP per socket, in W.
+        query: the normalised query that matched.
+        rule: which rule matched: ``"exact"`` or ``"tokens"``.
+    """
+
+    model: str
+    tdp_w: float
+    query: str
+    rule: str
+
+
+def normalise_cpu_model(raw: str) -> str:
+    """Strip vendor noise from a CPU model string and lower-case it.
+
+    Removes ``(R)``, ``(TM)``, ``®``, ``™``, everything from ``@`` on (``CPU @ 2.40GHz``),
+    parenthesised notes, ``Nth Gen``, ``with Radeon Graphics``, ``n-Core``, frequencies and the
+    words ``CPU``, ``Processor`` and ``Genuine``.
+
+    Example:
+        >>> normalise_cpu_model("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz")
+        'intel xeon gold 6148'
+        >>> normalise_cpu_model("AMD EPYC 7763 64-Core Processor")
+        'amd epyc 7763'
+    """
+    text = unicodedata.normalize("NFKC", raw).replace("\u200b", "").casefold()
+    text = _MARKS.sub(" ", text)
+    for pattern in _NOISE:
+        text = pattern.sub(" ", text)
+    text = text.replace(",", " ")
+    return " ".join(text.split())
+
+
+def light_key(name: str) -> str:
+    """Lower-case ``name``, commas to spaces, whitespace collapsed (enough for clean names)."""
+    return " ".join(name.casefold().replace(",", " ").split())
+
+
+_MODEL_TOKEN = re.compile(r"\S*\d\S*")
+
+
+@dataclass(frozen=True)
+class _Table:
+    names: tuple[str, ...]
+    tdps: tuple[float, ...]
+    keys: tuple[str, ...]
+    normalised: dict[str, int]
+
+
+def load_tdp_table() -> tuple[tuple[str, float], ...]:
+    """The shipped table as ``((model, tdp_w), ...)``, sorted by model name (loaded once)."""
+    table = _load()
+    return tuple(zip(table.names, table.tdps, strict=True))
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> _Table:
+    with TDP_TABLE_PATH.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))[1:]  # model, tdp_w, key
+    names = tuple(row[0] for row in rows)
+    keys = tuple(row[2] or light_key(row[0]) for row in rows)
+    normalised: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        normalised.setdefault(key, i)
+    return _Table(
+        names=names,
+        tdps=tuple(float(row[1]) for row in rows),
+        keys=keys,
+        normalised=normalised,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _model_token_index() -> dict[str, tuple[int, ...]]:
+    """Model-number token -> rows holding it; built only when an exact match fails."""
+    index: dict[str, list[int]] = {}
+    for i, key in enumerate(_load().keys):
+        for tok in _MODEL_TOKEN.findall(key):
+            index.setdefault(tok, []).append(i)
+    return {k: tuple(v) for k, v in index.items()}
+
+
+def _pick(table: _Table, ranked: list[tuple[int, int]]) -> int | None:
+    """The best-ranked row; on a tie, the first name if all tied rows share one TDP, else None."""
+    if not ranked:
+        return None
+    best_key = max(key for key, _ in ranked)
+    tied = sorted((i for key, i in ranked if key == best_key), key=lambda i: table.names[i])
+    if len({table.tdps[i] for i in tied}) == 1:
+        return tied[0]
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def match_cpu_tdp(model: str) -> TDPMatch | None:
+    """Find the TDP of a CPU model in the shipped table.
+
+    Args:
+        model: a model string as the OS reports it, e.g. ``/proc/cpuinfo``'s ``model name``
+            (``"Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz"``) or ``platform.processor()``.
+
+    Returns:
+        The match (TDP per socket in W), or ``None`` when the string names no model in the
+        table, names only a family (``"AMD EPYC"``), or is ambiguous. See the module docstring
+        for the rule.
+
+    Example:
+        >>> match_cpu_tdp("AMD EPYC 7763 64-Core Processor").tdp_w
+        280.0
+    """
+    query = normalise_cpu_model(model)
+    q_tokens = frozenset(query.split())
+    table = _load()
+    exact = table.normalised.get(query)
+    if exact is not None:
+        return TDPMatch(table.names[exact], table.tdps[exact], query, "exact")
+    model_tokens = _MODEL_TOKEN.findall(query)
+    if not any(len(t) >= 3 for t in model_tokens):
+        return None
+    index = _model_token_index()
+    candidates = set(index.get(model_tokens[0], ()))
+    for tok in model_tokens[1:]:
+        candidates.intersection_update(index.get(tok, ()))
+    ranked = []
+    for i in candidates:
+        row_tokens = frozenset(table.keys[i].split())
+        if q_tokens <= row_tokens:  # the row contains every query token
+            ranked.append((-len(row_tokens - q_tokens), i))
+    chosen = _pick(table, ranked)
+    if chosen is None:
+        return None
+    return TDPMatch(table.names[chosen], table.tdps[chosen], query, "tokens")

@@ -1,0 +1,32 @@
+"""Fakes for hardware greenprint cannot count on: a powercap (RAPL) tree and NVML.
+
+Use them to test code that meters energy on machines without RAPL or NVIDIA GPUs::
+
+    from greenprint.meters import detect_meters
+    from greenprint.testing import FakeGPU, FakeNVML, make_fake_rapl
+
+    rapl = make_fake_rapl(tmp_path / "powercap", packages=2, dram=True, psys=True)
+    nvml = FakeNVML([FakeGPU(energy_mj=0, power_w=250.0)])
+    meters = detect_meters(rapl_root=str(rapl.root), nvml=nvml)
+    meters.start()
+    rapl.advance(package_j=10.0, dram_j=2.0)   # 10 J per package, 2 J per DRAM domain
+    nvml.advance(1.0)                          # 1 s at 250 W
+    meters.read()["cpu"].machine_j             # 20.0
+
+A subprocess finds the fake RAPL tree through ``GREENPRINT_RAPL_ROOT``.
+"""
+
+from __future__ import annotations
+
+from greenprint.testing._nvml import FakeGPU, FakeGpuProcess, FakeNVML, NVMLError
+from greenprint.testing._rapl import DEFAULT_MAX_ENERGY_RANGE_UJ, FakeRapl, make_fake_rapl
+
+__all__ = [
+    "DEFAULT_MAX_ENERGY_RANGE_UJ",
+    "FakeGPU",
+    "FakeGpuProcess",
+    "FakeNVML",
+    "FakeRapl",
+    "NVMLError",
+    "make_fake_rapl",
+]

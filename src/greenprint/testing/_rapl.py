@@ -1,0 +1,195 @@
+"""A fake powercap (RAPL) tree on disk, laid out like ``/sys/class/powercap``.
+
+Unreadable counters, three ways (root can read any file, so ``chmod`` alone cannot simulate
+Linux >= 5.10's root-only ``energy_uj`` when the tests run as root):
+
+* ``"permission"``: the file is ``chmod 000`` *and* :meth:`FakeRapl.opener` raises
+  :class:`PermissionError` for it; pass ``fake.opener`` as the meter's ``opener``/``rapl_opener``.
+  This is the path that produces the real "permission denied" reason and ``chmod`` fix.
+* ``"missing"``: ``energy_uj`` becomes a dangling symlink (``FileNotFoundError`` for anyone,
+  also in a subprocess that only sees ``GREENPRINT_RAPL_ROOT``).
+* ``"directory"``: ``energy_uj`` becomes a directory (``IsADirectoryError`` for anyone).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["DEFAULT_MAX_ENERGY_RANGE_UJ", "FakeRapl", "make_fake_rapl"]
+
+#: A common real value (Intel server parts): about 262 kJ.
+DEFAULT_MAX_ENERGY_RANGE_UJ = 262_143_328_850
+
+
+class FakeRapl:
+    """Handle on a fake powercap tree made by :func:`make_fake_rapl`.
+
+    Domains are named like greenprint names them: ``"package-0"``, ``"dram-1"``, ``"core-0"``,
+    ``"psys"``, and ``"mmio:package-0"`` for the MMIO mirror.
+
+    Attributes:
+        root: the tree's root (pass it as ``rapl_root`` or ``GREENPRINT_RAPL_ROOT``).
+        zones: domain name -> zone directory.
+        max_energy_range_uj: where every counter wraps, in µJ.
+    """
+
+    def __init__(self, root: Path, max_energy_range_uj: int) -> None:
+        self.root = root
+        self.max_energy_range_uj = max_energy_range_uj
+        self.zones: dict[str, Path] = {}
+        self.denied: set[str] = set()
+        self._uj: dict[str, int] = {}
+
+    # -- counters -------------------------------------------------------------------------
+    def get_uj(self, domain: str) -> int:
+        """The counter of ``domain``, in µJ."""
+        return self._uj[domain]
+
+    def set_uj(self, domain: str, value_uj: int) -> None:
+        """Set the counter of ``domain`` (and of its MMIO mirror), wrapping at the range."""
+        value = int(value_uj) % self.max_energy_range_uj
+        for name in (domain, f"mmio:{domain}"):
+            if name in self.zones:
+                self._uj[name] = value
+                path = self.zones[name] / "energy_uj"
+                if path.is_file() and not path.is_symlink():
+                    os.chmod(path, 0o644)
+                    path.write_text(f"{value}\n")
+                    if name in self.denied:
+                        os.chmod(path, 0)
+
+    def add_j(self, domain: str, joules: float) -> None:
+        """Add ``joules`` to the counter of ``domain`` (wrapping as the hardware does)."""
+        self.set_uj(domain, self._uj[domain] + round(joules * 1e6))
+
+    def advance(
+        self,
+        *,
+        package_j: float | Sequence[float] = 0.0,
+        dram_j: float | Sequence[float] = 0.0,
+        platform_extra_j: float = 0.0,
+    ) -> None:
+        """Add energy to every socket's package and DRAM; psys gets their sum plus the extra.
+
+        Args:
+            package_j: J per package (one number for all sockets, or one per socket).
+            dram_j: J per DRAM domain (one number, or one per socket).
+            platform_extra_j: J that psys sees beyond packages and DRAM (chipset, ...).
+        """
+        sockets = sorted(int(n.split("-")[1]) for n in self.zones if n.startswith("package-"))
+        total = platform_extra_j
+        for s in sockets:
+            pj = package_j[s] if isinstance(package_j, Sequence) else package_j
+            self.add_j(f"package-{s}", pj)
+            total += pj
+            if f"core-{s}" in self.zones:
+                self.add_j(f"core-{s}", 0.6 * pj)
+            if f"dram-{s}" in self.zones:
+                dj = dram_j[s] if isinstance(dram_j, Sequence) else dram_j
+                self.add_j(f"dram-{s}", dj)
+                total += dj
+        if "psys" in self.zones:
+            self.add_j("psys", total)
+
+    # -- failures -------------------------------------------------------------------------
+    def make_unreadable(self, domain: str, how: str = "permission") -> None:
+        """Make ``domain``'s ``energy_uj`` unreadable.
+
+        Args:
+            domain: e.g. ``"package-0"``.
+            how: ``"permission"``, ``"missing"`` or ``"directory"`` (see the module docstring).
+        """
+        path = self.zones[domain] / "energy_uj"
+        if how == "permission":
+            self.denied.add(domain)
+            if path.is_file():
+                os.chmod(path, 0)
+        elif how == "missing":
+            _remove(path)
+            path.symlink_to(path.with_name("energy_uj.gone"))
+        elif how == "directory":
+            _remove(path)
+            path.mkdir()
+        else:
+            raise ValueError(f"how must be 'permission', 'missing' or 'directory', not {how!r}")
+
+    def opener(self, path: str, *args: Any, **kwargs: Any) -> IO[Any]:
+        """``open`` that raises :class:`PermissionError` for counters made unreadable."""
+        target = Path(path)
+        for domain in self.denied:
+            if target == self.zones[domain] / "energy_uj":
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return open(path, *args, **kwargs)  # noqa: SIM115 - the caller closes it
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _zone(fake: FakeRapl, dirname: str, name: str, domain: str, start_uj: int) -> None:
+    zone = fake.root / dirname
+    zone.mkdir(parents=True, exist_ok=True)
+    (zone / "name").write_text(f"{name}\n")
+    (zone / "max_energy_range_uj").write_text(f"{fake.max_energy_range_uj}\n")
+    (zone / "enabled").write_text("1\n")
+    (zone / "energy_uj").write_text(f"{start_uj % fake.max_energy_range_uj}\n")
+    fake.zones[domain] = zone
+    fake._uj[domain] = start_uj % fake.max_energy_range_uj
+
+
+def make_fake_rapl(
+    root: str | os.PathLike[str],
+    *,
+    packages: int = 1,
+    dram: bool = True,
+    psys: bool = False,
+    core: bool = False,
+    mmio_mirror: bool = False,
+    max_energy_range_uj: int = DEFAULT_MAX_ENERGY_RANGE_UJ,
+    start_uj: int = 0,
+    unreadable: Iterable[str] = (),
+    prefix: str = "intel-rapl",
+) -> FakeRapl:
+    """Build a fake powercap tree under ``root`` and return its handle.
+
+    Args:
+        root: directory to create the zones in (e.g. ``tmp_path / "powercap"``).
+        packages: sockets; each gets ``<prefix>:N`` named ``package-N``.
+        dram: add a ``dram`` subzone per package (``<prefix>:N:2``).
+        psys: add a top-level ``psys`` zone (``<prefix>:<packages>``), which counts packages
+            and DRAM again: it must never be added to them.
+        core: add a ``core`` subzone per package (``<prefix>:N:0``), inside the package.
+        mmio_mirror: add ``intel-rapl-mmio:0`` named ``package-0``: the same counter again.
+        max_energy_range_uj: wrap-around point of every counter, in µJ.
+        start_uj: initial value of every counter, in µJ (near the range to test wrap-around).
+        unreadable: domains to make unreadable at once with ``how="permission"``.
+        prefix: control type, ``"intel-rapl"`` or ``"amd-rapl"``.
+
+    Returns:
+        The :class:`FakeRapl` handle (advance counters with :meth:`FakeRapl.advance`).
+    """
+    base = Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    (base / prefix).mkdir(exist_ok=True)  # the control type directory itself
+    fake = FakeRapl(base, max_energy_range_uj)
+    for s in range(packages):
+        _zone(fake, f"{prefix}:{s}", f"package-{s}", f"package-{s}", start_uj)
+        if core:
+            _zone(fake, f"{prefix}:{s}:0", "core", f"core-{s}", start_uj)
+        if dram:
+            _zone(fake, f"{prefix}:{s}:2", "dram", f"dram-{s}", start_uj)
+    if psys:
+        _zone(fake, f"{prefix}:{packages}", "psys", "psys", start_uj)
+    if mmio_mirror:
+        _zone(fake, "intel-rapl-mmio:0", "package-0", "mmio:package-0", start_uj)
+    for domain in unreadable:
+        fake.make_unreadable(domain)
+    return fake
