@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from greenprint import LedgerError
 from greenprint.ledger import Ledger
+from greenprint.ledger._base import derive_status
 
 WRITER = Path(__file__).with_name("_writer.py")
 
@@ -82,3 +85,61 @@ def test_concurrent_writers_to_one_postgres_ledger_lose_nothing(pg_server, tmp_p
     url = pg_server.new_database()  # empty: the writers race to create the schema
     run_writers(url, 8, 25, tmp_path / "barrier")
     check_everything_is_there(url, 8, 25)
+
+
+KILLED_WRITER = """
+import sys, time
+from greenprint import MetricPoint, PowerSample, RunRecord
+from greenprint.ledger import Ledger
+led = Ledger(sys.argv[1])
+led.start_run(RunRecord(id="killed00", name="k", started_at=time.time(), flush_interval_s=0.5))
+i = 0
+while True:
+    i += 1
+    now = time.time()
+    led.flush(
+        "killed00",
+        fields={"energy_kwh": float(i), "heartbeat_at": now},
+        metrics=[MetricPoint("step", float(i), i, now)],
+        samples=[PowerSample(now - 0.01, now, cpu_w=float(i))],
+    )
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_kill_9_mid_flush_keeps_every_flush_whole(backend, tmp_path, request):
+    """Each flush is one transaction: after SIGKILL, fields, metrics and samples agree."""
+    if backend == "sqlite":
+        url = str(tmp_path / "killed.db")
+    else:
+        url = request.getfixturevalue("pg_server").new_database()
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, url], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the writer never flushed"
+            try:
+                with Ledger(url, create=False) as led:
+                    if len(led.run("killed00").metrics) >= 50:
+                        break
+            except LedgerError:  # not created yet
+                pass
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    with Ledger(url, create=False) as led:
+        run = led.run("killed00")
+        flushes = int(run.energy_kwh)
+        assert flushes >= 50
+        assert [p.step for p in run.metrics] == list(range(1, flushes + 1))
+        assert [s.cpu_w for s in led.samples("killed00")] == [
+            float(i) for i in range(1, flushes + 1)
+        ]
+        assert run.status == "running"  # heartbeat still fresh
+        later = dataclasses.replace(run, heartbeat_at=run.heartbeat_at - 60)
+        assert derive_status(later).status == "lost"

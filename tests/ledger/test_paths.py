@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,16 @@ def test_an_unreachable_postgres_server_is_one_clear_error(tmp_path):
     url = f"postgresql+psycopg://nobody@/nodb?host={tmp_path / 'no-socket-here'}"
     with pytest.raises(gp.LedgerPathError, match="cannot use ledger .*nodb"):
         Ledger(url)
+
+
+def test_postgres_without_psycopg_names_the_extra():
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "import greenprint as gp\n"
+        "try:\n"
+        "    gp.Ledger('postgresql+psycopg://u@/db?host=/nonexistent')\n"
+        "except gp.MissingDependencyError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'greenprint[postgres]'" in out.stdout

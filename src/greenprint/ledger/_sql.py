@@ -12,7 +12,6 @@ Imported only when a ledger is opened: this module imports SQLAlchemy.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import random
@@ -54,8 +53,10 @@ _WRITE = "greenprint_write"
 
 def _create_engine(target: Target) -> Engine:
     if target.backend == "postgresql":
-        if importlib.util.find_spec("psycopg") is None:
-            raise MissingDependencyError("psycopg", "postgres", "a PostgreSQL ledger")
+        try:
+            import psycopg  # noqa: F401  (SQLAlchemy's postgresql+psycopg driver)
+        except ImportError as e:
+            raise MissingDependencyError("psycopg", "postgres", "a PostgreSQL ledger") from e
         try:
             return sa.create_engine(target.url, pool_pre_ping=True)
         except sa.exc.ArgumentError as e:
