@@ -1,0 +1,115 @@
+"""Count the floating-point operations (FPO) of PyTorch code: every aten op, forward and backward.
+
+``count_fpo(model, *inputs)`` and ``FPOCounter`` run the code under a ``TorchDispatchMode`` and
+price every aten op with a shape-only rule from :mod:`greenprint.fpo.rules`, attributing it to
+the module that ran it, in the forward pass and in the backward pass. Ops with no rule are
+listed in ``unknown_ops`` with their call counts, never silently counted as zero. Meta and
+FakeTensor inputs work, so a 7B-parameter model is counted without allocating its weights.
+Needs the ``torch`` extra; importing this package does not import torch.
+
+Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al., Green AI):
+
+* A multiply-accumulate is 2 FPO. An ``(m x k) @ (k x n)`` product is ``2mkn``, a batched one
+  ``2bmkn``, exactly as ``torch.utils.flop_counter.FlopCounterMode`` counts them.
+* ``matmul_total`` is the sum over the ops FlopCounterMode counts (mm, bmm, the products of
+  addmm and baddbmm, convolutions and their backward, the fused scaled-dot-product attention
+  overloads), computed with its formulas: it equals FlopCounterMode's total on the same code.
+  Attention counts the full score matrix, causal mask or not, as FlopCounterMode does.
+* Everything else is added on top: bias adds and alpha/beta scalings of addmm/baddbmm (one FPO
+  per output element each), elementwise ops, activations, reductions, softmax, norms, losses,
+  pooling, interpolation, cumulative ops, optimizer updates run inside the counter, and fused
+  kernels FlopCounterMode misses (CPU flash attention, the fused CPU LSTM layer).
+* Elementwise: 1 FPO per output element for each arithmetic op, compare, min/max and elementary
+  function (exp, log, sqrt, rsqrt, tanh, sigmoid, erf, sin, ...); ``add`` with ``alpha != 1``
+  2; ``addcmul``/``addcdiv`` 3 (2 when value is 1); ``lerp`` 3; composite activations count the
+  elementary ops of their formula: relu 1, silu 2, leaky_relu 2, hardtanh 2, hardsigmoid 4,
+  hardswish 5, mish 5, softplus 5, gelu 5 (tanh approximation 9), elu 6; their backward: relu
+  1, sigmoid and tanh 3, silu 6, gelu 11 (tanh form 16).
+* Reductions: n FPO to reduce n elements (sum, prod, max, argmax, cumsum); mean adds one
+  division per output element; var 4 per element + 2 per output; logsumexp 4 per element.
+* Softmax 5 per element (max, subtract, exp, sum, divide); log-softmax 5 per element + 1 per
+  row; their backward 4 per element.
+* Norms: layer/group/batch norm (training) 5 per element + 4 per normalised slice, + 1 per
+  element each for weight and bias; batch norm in eval 2 per element (+ affine); RMS norm 3
+  per element + 3 per row + 1 for the weight; backward 9 per element (+1 with a weight) for
+  the input gradient, 2 for the weight, 1 for the bias.
+* Attention besides its two products: scaling Q and K (1 per element of each), the mask add (1
+  per score), softmax (5 per score), dropout (2 per score); backward: softmax backward (4 per
+  score) and the scalings. The fused GPU backward overloads also recompute the probabilities
+  (2 per score) and, as in FlopCounterMode, the score product.
+* Losses: mse 2 per element (+ the reduction); nll 1 per target (+1 with class weights);
+  cross-entropy is log-softmax + nll; binary cross-entropy 7 per element.
+* Pooling: max pooling one compare per window element per output; average pooling one add per
+  window element + one division per output; adaptive pooling uses the exact windows.
+* Interpolation per output element: nearest 0, linear 3, bilinear 9, trilinear 21, bicubic 35;
+  backward the same per gradient element (nearest: 1 add).
+* Dropout 2 per element (mask multiply and rescale); drawing random numbers is 0.
+* Optimizers: whatever ops ``torch.optim`` runs (``add_``, ``lerp_``, ``addcdiv_``, foreach
+  ops); fused Adam 13 per parameter element (+2 weight decay, +1 AMSGrad), fused SGD 2 (+3
+  momentum).
+* 0 by rule (registered explicitly, so "0 by rule" differs from "no rule"): views, reshapes,
+  copies, dtype casts, indexing and gather, masking (``where``, ``masked_fill``), embedding
+  lookup, cat/stack/split, padding, tensor creation, random number generation, boolean logic.
+* Integer and boolean arithmetic (index math, masks) is not floating point: an op whose tensors
+  are all integer or boolean counts 0 (the matmul family excepted, to match FlopCounterMode).
+
+Example:
+    >>> import torch
+    >>> import greenprint as gp
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU())
+    >>> c = gp.count_fpo(model, torch.randn(4, 8), backward=False)
+    >>> c.matmul_total, c.total  # 2*4*8*16 products; + 64 bias adds + 64 relu
+    (1024, 1152)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import MissingDependencyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.fpo._api import count_fpo, training_fpo
+    from greenprint.fpo._counter import FPOCounter
+    from greenprint.fpo._inputs import example_inputs
+    from greenprint.fpo._registry import register_rule
+    from greenprint.fpo._result import FPOResult
+
+__all__ = [
+    "FPOCounter",
+    "FPOResult",
+    "count_fpo",
+    "example_inputs",
+    "register_rule",
+    "training_fpo",
+]
+
+# name -> (module, needs torch)
+_LAZY = {
+    "count_fpo": ("greenprint.fpo._api", True),
+    "training_fpo": ("greenprint.fpo._api", True),
+    "FPOCounter": ("greenprint.fpo._counter", True),
+    "FPOResult": ("greenprint.fpo._result", False),
+    "example_inputs": ("greenprint.fpo._inputs", True),
+    "register_rule": ("greenprint.fpo.rules", False),
+}
+
+
+def __getattr__(name: str) -> Any:
+    entry = _LAZY.get(name)
+    if entry is None:
+        raise AttributeError(f"module 'greenprint.fpo' has no attribute {name!r}")
+    module, needs_torch = entry
+    if needs_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise MissingDependencyError("torch", "torch", "FPO counting") from e
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

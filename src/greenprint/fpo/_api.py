@@ -1,0 +1,198 @@
+"""count_fpo and training_fpo: the one-call ways to count a model."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from greenprint._exceptions import FPOInputError
+from greenprint.fpo._counter import FPOCounter
+from greenprint.fpo._result import FPOResult
+
+__all__ = ["count_fpo", "meta_copy", "training_fpo"]
+
+_OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]] = {
+    "sgd": lambda params: torch.optim.SGD(params, lr=1e-3),
+    "sgd-momentum": lambda params: torch.optim.SGD(params, lr=1e-3, momentum=0.9),
+    "adam": lambda params: torch.optim.Adam(params),
+    "adamw": lambda params: torch.optim.AdamW(params),
+}
+
+
+def count_fpo(
+    model: torch.nn.Module,
+    *inputs: Any,
+    backward: bool = True,
+    strict: bool = False,
+    rules: Mapping[Any, Any] | None = None,
+    **kwargs: Any,
+) -> FPOResult:
+    """Count the FPO of one forward (and backward) pass of a model.
+
+    Runs ``model(*inputs, **kwargs)`` inside an :class:`FPOCounter`; with ``backward=True`` it
+    then back-propagates from every floating output that requires grad, seeded with ones (so no
+    loss is counted). Works on real, meta and FakeTensor models and inputs; on meta nothing is
+    allocated. The model's ``.grad`` fields are left as they were.
+
+    Args:
+        model: the model (any ``torch.nn.Module``).
+        *inputs: its positional inputs (see :func:`greenprint.fpo.example_inputs`).
+        backward: count the backward pass too.
+        strict: raise :class:`greenprint.UnknownOpError` on an op with no rule.
+        rules: per-count rule overrides, op -> formula.
+        **kwargs: keyword inputs passed to the model.
+
+    Returns:
+        The counts (FPO), per op and per module.
+
+    Raises:
+        FPOInputError: ``backward=True`` but no output requires grad.
+        UnknownOpError: ``strict=True`` and an op has no rule.
+    """
+    counter = FPOCounter(model, strict=strict, rules=rules)
+    saved = _save_grads(model)
+    try:
+        with counter:
+            output = model(*inputs, **kwargs)
+            if backward:
+                _backward_from(output)
+    finally:
+        _restore_grads(saved)
+    return counter.result
+
+
+def training_fpo(
+    model: torch.nn.Module,
+    inputs: Any,
+    steps: int,
+    *,
+    target: Any = None,
+    loss_fn: Callable[..., torch.Tensor] | None = None,
+    optimizer: str | Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = "sgd",
+    on_meta: bool = True,
+    strict: bool = False,
+    rules: Mapping[Any, Any] | None = None,
+) -> FPOResult:
+    """The FPO of a training run: one step (forward, loss, backward, optimizer) times ``steps``.
+
+    One step is counted and multiplied: every step of a run with fixed shapes does the same
+    arithmetic. By default the step runs on a meta-device copy of the model (parameters are not
+    copied, nothing is allocated, the model is not trained).
+
+    Args:
+        model: the model.
+        inputs: one batch: a tensor, or a sequence of tensors passed positionally.
+        steps: number of optimizer steps in the run (>= 1).
+        target: passed to ``loss_fn`` after the output, when given.
+        loss_fn: ``loss_fn(output[, target]) -> scalar``; without it, backward starts from the
+            outputs seeded with ones (no loss counted).
+        optimizer: ``"sgd"``, ``"sgd-momentum"``, ``"adam"``, ``"adamw"``, a factory
+            ``params -> torch.optim.Optimizer`` (e.g. ``functools.partial(torch.optim.AdamW,
+            lr=3e-4)``), or None for no update.
+        on_meta: count on a meta copy; False runs the real step on the model itself (it then
+            trains the model by one step).
+        strict: raise :class:`greenprint.UnknownOpError` on an op with no rule.
+        rules: per-count rule overrides.
+
+    Returns:
+        The counts for the whole run; ``result.steps == steps`` and ``result.total // steps``
+        is one step.
+
+    Raises:
+        FPOInputError: bad steps, inputs or optimizer name.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise FPOInputError(f"steps must be a positive integer, got {steps!r}")
+    batch = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    if on_meta:
+        model = meta_copy(model)
+        batch = tuple(_to_meta(x) for x in batch)
+        target = _to_meta(target)
+    make_optimizer = _optimizer_factory(optimizer)
+    opt = (
+        make_optimizer(p for p in model.parameters() if p.requires_grad) if make_optimizer else None
+    )
+    counter = FPOCounter(model, strict=strict, rules=rules)
+    with counter:
+        output = model(*batch)
+        if loss_fn is not None:
+            loss = loss_fn(output, target) if target is not None else loss_fn(output)
+            loss.backward()
+        else:
+            _backward_from(output)
+        if opt is not None:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return counter.result.times(steps)
+
+
+def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose parameters and buffers live on the meta device.
+
+    The real tensors are not copied (the deep copy is seeded with meta stand-ins), so this costs
+    only the module objects, whatever the model's size.
+
+    Args:
+        model: the model.
+
+    Returns:
+        The meta copy; the original is untouched.
+    """
+    memo: dict[int, Any] = {}
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) in memo:
+            continue
+        meta = torch.empty_like(t, device="meta")
+        if isinstance(t, torch.nn.Parameter):
+            meta = torch.nn.Parameter(meta, requires_grad=t.requires_grad)
+        memo[id(t)] = meta
+    return copy.deepcopy(model, memo)
+
+
+def _to_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        meta = torch.empty_like(value, device="meta")
+        return meta.requires_grad_(value.requires_grad) if meta.is_floating_point() else meta
+    return value
+
+
+def _optimizer_factory(
+    optimizer: str | Callable[..., torch.optim.Optimizer] | None,
+) -> Callable[..., torch.optim.Optimizer] | None:
+    if optimizer is None or callable(optimizer):
+        return optimizer
+    factory = _OPTIMIZERS.get(str(optimizer).lower())
+    if factory is None:
+        raise FPOInputError(
+            f"unknown optimizer {optimizer!r}; use one of {sorted(_OPTIMIZERS)} or a factory"
+        )
+    return factory
+
+
+def _backward_from(output: Any) -> None:
+    """Back-propagate from every floating output that requires grad, seeded with ones."""
+    from torch.utils._pytree import tree_leaves
+
+    tensors = [
+        t
+        for t in tree_leaves(output)
+        if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point()
+    ]
+    if not tensors:
+        raise FPOInputError(
+            "backward=True but no output of the model requires grad (frozen parameters, "
+            "torch.no_grad() or inference mode?); pass backward=False"
+        )
+    torch.autograd.backward(tensors, grad_tensors=[torch.ones_like(t) for t in tensors])
+
+
+def _save_grads(model: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    return [(p, p.grad) for p in model.parameters()]
+
+
+def _restore_grads(saved: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+    for p, grad in saved:
+        p.grad = grad

@@ -1,0 +1,475 @@
+"""FPOCounter: a TorchDispatchMode that counts the FPO of every aten op, per op and per module.
+
+Every op that reaches the dispatcher below autograd passes through :class:`_CountingMode`:
+forward ops, the backward ops autograd runs, and optimizer updates. Ops are looked up in a copy
+of the rules registry; an op with a CompositeImplicitAutograd kernel is decomposed first, as
+FlopCounterMode does, so both see the same ops and ``matmul_total`` stays equal to its total.
+
+Module attribution, forward and backward: global module hooks keep a stack of the modules
+running forward and record, for each module call, the interval of autograd sequence numbers its
+forward created. In the backward pass the op's autograd node (``_current_autograd_node``) gives
+its sequence number, hence the module call that created it, hence the chain of enclosing module
+names. Parameter-gradient accumulation is attributed to the parameter's module.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from greenprint._exceptions import FPOError, UnknownOpError
+from greenprint.fpo._registry import Rule, merged_rules
+from greenprint.fpo.rules import RULES
+from greenprint.fpo._result import PHASES, FPOResult
+
+__all__ = ["FPOCounter"]
+
+logger = logging.getLogger(__name__)
+
+_aten = torch.ops.aten
+# Metadata queries FlopCounterMode lets fall through (NotImplemented); we do the same.
+_PASSTHROUGH = {
+    _aten.sym_is_contiguous.default,
+    _aten.is_contiguous.default,
+    _aten.is_contiguous.memory_format,
+    _aten.is_strides_like_format.default,
+    _aten.is_non_overlapping_and_dense.default,
+    _aten.size.default,
+    _aten.sym_size.default,
+    _aten.stride.default,
+    _aten.sym_stride.default,
+    _aten.storage_offset.default,
+    _aten.sym_storage_offset.default,
+    _aten.numel.default,
+    _aten.sym_numel.default,
+    _aten.dim.default,
+    torch.ops.prim.layout.default,
+}
+assert RULES, "the built-in rule families are loaded by importing greenprint.fpo.rules"
+_CIA = torch._C.DispatchKey.CompositeImplicitAutograd
+_NO_SEQ = 2**64 - 1  # AccumulateGrad nodes have no sequence number
+
+
+@dataclass(frozen=True)
+class _OpInfo:
+    name: str  # "aten.mm": the packet, the by_op key
+    rule: Rule | None
+    decompose: bool
+
+
+class _Interval:
+    """One module call: the sequence numbers [start, end) its forward created."""
+
+    __slots__ = ("chain", "end", "parent", "start")
+
+    def __init__(self, start: int, chain: tuple[str, ...], parent: int) -> None:
+        self.start = start
+        self.end = _NO_SEQ
+        self.chain = chain
+        self.parent = parent
+
+
+class FPOCounter:
+    """Count the FPO of everything that runs inside a ``with`` block (a context manager).
+
+    Works on real, meta and FakeTensor tensors. Not re-entrant; entering again starts a new
+    count. The counts are read from :attr:`result` (or the shortcut properties) after the block.
+
+    Args:
+        model: the model whose submodules name the ``by_module`` keys (``""`` is the model,
+            then ``"layer1.0.conv1"``) and whose parameters are counted in ``params``. Without
+            it, modules are named by class (``"Linear"``, ``"Sequential.0"``).
+        strict: raise :class:`greenprint.UnknownOpError` on the first op with no rule.
+        rules: per-instance overrides, op -> formula (``{"aten.mm": fn}``); merged into a copy
+            of the registry, which is never mutated.
+
+    Example:
+        >>> import torch, greenprint as gp  # doctest: +SKIP
+        >>> model = torch.nn.Linear(4, 3)
+        >>> with gp.FPOCounter(model) as c:
+        ...     model(torch.randn(2, 4)).sum().backward()
+        >>> c.total
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module | None = None,
+        *,
+        strict: bool = False,
+        rules: Mapping[Any, Any] | None = None,
+    ) -> None:
+        self._model = model
+        self.strict = strict
+        self._rules = merged_rules(dict(rules) if rules else None)
+        self._info: dict[Any, _OpInfo] = {}
+        self._mode: _CountingMode | None = None
+        self._handles: list[Any] = []
+        self._reset()
+
+    # -- results ------------------------------------------------------------------------------
+
+    @property
+    def result(self) -> FPOResult:
+        """The counts so far, as an :class:`FPOResult`."""
+        by_op_phase = {op: dict(zip(PHASES, v, strict=True)) for op, v in self._op.items()}
+        by_module_phase = {m: {"forward": v[0], "backward": v[1]} for m, v in self._module.items()}
+        phase_totals = [sum(v[i] for v in self._op.values()) for i in range(3)]
+        return FPOResult(
+            total=sum(phase_totals),
+            forward_total=phase_totals[0],
+            backward_total=phase_totals[1],
+            optimizer_total=phase_totals[2],
+            matmul_total=self._matmul,
+            params=self._params(),
+            by_op={op: sum(v) for op, v in self._op.items()},
+            by_module={m: sum(v) for m, v in self._module.items()},
+            unknown_ops=dict(self._unknown),
+            calls=dict(self._calls),
+            by_op_phase=by_op_phase,
+            by_module_phase=by_module_phase,
+        )
+
+    @property
+    def total(self) -> int:
+        """All FPO counted so far."""
+        return self.result.total
+
+    @property
+    def forward_total(self) -> int:
+        """FPO outside the backward pass and optimizer steps."""
+        return self.result.forward_total
+
+    @property
+    def backward_total(self) -> int:
+        """FPO inside the backward pass."""
+        return self.result.backward_total
+
+    @property
+    def matmul_total(self) -> int:
+        """The FlopCounterMode-compatible part."""
+        return self._matmul
+
+    @property
+    def by_op(self) -> dict[str, int]:
+        """Op -> FPO."""
+        return self.result.by_op
+
+    @property
+    def by_module(self) -> dict[str, int]:
+        """Dotted module name -> FPO (nested, forward and backward)."""
+        return self.result.by_module
+
+    @property
+    def unknown_ops(self) -> dict[str, int]:
+        """Op -> calls, for the ops with no rule (not counted)."""
+        return dict(self._unknown)
+
+    @property
+    def params(self) -> int:
+        """Parameter count of the model (or of the top-level modules that ran)."""
+        return self._params()
+
+    def table(self, *, by: str = "module", depth: int | None = None) -> str:
+        """The result as a readable table (see :meth:`FPOResult.table`)."""
+        return self.result.table(by=by, depth=depth)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict (see :meth:`FPOResult.to_dict`)."""
+        return self.result.to_dict()
+
+    # -- context manager ----------------------------------------------------------------------
+
+    def __enter__(self) -> FPOCounter:
+        if self._mode is not None:
+            raise FPOError("FPOCounter is already active (it is not re-entrant)")
+        self._reset()
+        from torch.nn.modules import module as nn_module
+        from torch.optim import optimizer as optim_module
+
+        self._handles = [
+            nn_module.register_module_forward_pre_hook(self._pre_hook),
+            nn_module.register_module_forward_hook(self._post_hook, always_call=True),
+            optim_module.register_optimizer_step_pre_hook(self._optimizer_pre_hook),
+            optim_module.register_optimizer_step_post_hook(self._optimizer_post_hook),
+        ]
+        self._mode = _CountingMode(self)
+        self._mode.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        mode, self._mode = self._mode, None
+        try:
+            if mode is not None:
+                mode.__exit__(exc_type, exc, tb)
+        finally:
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
+        if self._unknown and exc_type is None:
+            logger.warning(
+                "%d op(s) have no FPO rule and were not counted: %s",
+                len(self._unknown),
+                ", ".join(f"{op} x{n}" for op, n in sorted(self._unknown.items())),
+            )
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Count the ops of the block under phase ``name`` ("optimizer" for a hand-written update).
+
+        Args:
+            name: "forward", "backward" or "optimizer".
+
+        Yields:
+            Nothing; ops inside the block count towards the phase.
+
+        Raises:
+            FPOError: an unknown phase.
+        """
+        if name not in PHASES:
+            raise FPOError(f"unknown phase {name!r}; expected one of {PHASES}")
+        previous, self._forced_phase = self._forced_phase, PHASES.index(name)
+        try:
+            yield
+        finally:
+            self._forced_phase = previous
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._op: dict[str, list[int]] = {}
+        self._module: dict[str, list[int]] = {}
+        self._calls: dict[str, int] = {}
+        self._unknown: dict[str, int] = {}
+        self._matmul = 0
+        self._forced_phase: int | None = None
+        self._stack: list[int] = []  # indices into _intervals of the running forward calls
+        self._intervals: list[_Interval] = []
+        self._starts: list[int] = []
+        self._names: dict[torch.nn.Module, str] = {}
+        self._taken: set[str] = set()
+        self._param_chain: dict[int, tuple[str, ...]] = {}
+        self._top: dict[torch.nn.Module, None] = {}  # top-level modules that ran
+        self._last_seq = -1
+        self._last_chain: tuple[str, ...] = ()
+        if self._model is not None:
+            self._name_tree(self._model, "")
+
+    def _params(self) -> int:
+        roots = [self._model] if self._model is not None else list(self._top)
+        seen: dict[int, int] = {}
+        for root in roots:
+            for p in root.parameters():
+                seen[id(p)] = p.numel()
+        return sum(seen.values())
+
+    # -- module naming and tracking -----------------------------------------------------------
+
+    def _name_tree(self, root: torch.nn.Module, prefix: str) -> None:
+        for sub_name, module in root.named_modules():
+            if module in self._names:
+                continue
+            name = prefix if not sub_name else (f"{prefix}.{sub_name}" if prefix else sub_name)
+            self._names[module] = name
+            self._taken.add(name)
+            chain = _chain_of(name)
+            if prefix == "" and name:  # under the model, whose name is ""
+                chain = ("", *chain)
+            for p in module.parameters(recurse=False):
+                self._param_chain.setdefault(id(p), chain)
+
+    def _name_of(self, module: torch.nn.Module, parent: str | None) -> str:
+        name = self._names.get(module)
+        if name is not None:
+            return name
+        base = type(module).__name__ if not parent else f"{parent}.{type(module).__name__}"
+        name, i = base, 1
+        while name in self._taken:
+            i += 1
+            name = f"{base}#{i}"
+        self._name_tree(module, name)
+        return name
+
+    def _pre_hook(self, module: torch.nn.Module, args: Any) -> None:
+        parent = self._intervals[self._stack[-1]] if self._stack else None
+        if parent is None:
+            self._top.setdefault(module, None)
+        parent_name = parent.chain[-1] if parent is not None and parent.chain else None
+        name = self._name_of(module, parent_name)
+        if parent is None:
+            chain = _chain_of(name)
+        elif name in parent.chain:  # a module calling itself
+            chain = parent.chain
+        else:
+            # Containers whose forward never runs (ModuleList, ModuleDict) are in the name:
+            # add the prefixes of the static name that lie under the calling module.
+            under = "" if parent_name in ("", None) else f"{parent_name}."
+            between = tuple(
+                n for n in _chain_of(name)[:-1] if n.startswith(under) and n not in parent.chain
+            )
+            chain = (*parent.chain, *between, name)
+        start = torch._C._autograd._get_sequence_nr()
+        self._intervals.append(_Interval(start, chain, self._stack[-1] if self._stack else -1))
+        self._starts.append(start)
+        self._stack.append(len(self._intervals) - 1)
+
+    def _post_hook(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if self._stack:
+            self._intervals[self._stack.pop()].end = torch._C._autograd._get_sequence_nr()
+
+    def _optimizer_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._optimizer_depth = getattr(self, "_optimizer_depth", 0) + 1
+
+    def _optimizer_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._optimizer_depth = max(0, getattr(self, "_optimizer_depth", 0) - 1)
+
+    def _backward_chain(self) -> tuple[str, ...]:
+        """The module chain of the autograd node running now (empty when outside any module)."""
+        if self._stack:  # a forward recomputed inside backward (activation checkpointing)
+            return self._intervals[self._stack[-1]].chain
+        node = torch._C._current_autograd_node()
+        if node is None:
+            return ()
+        seq = node._sequence_nr()
+        if seq == self._last_seq:
+            return self._last_chain
+        if seq == _NO_SEQ:  # AccumulateGrad: attribute to the parameter's module
+            variable = getattr(node, "variable", None)
+            chain = self._param_chain.get(id(variable), ()) if variable is not None else ()
+        else:
+            chain = self._chain_at(seq)
+        self._last_seq, self._last_chain = seq, chain
+        return chain
+
+    def _chain_at(self, seq: int) -> tuple[str, ...]:
+        i = bisect.bisect_right(self._starts, seq) - 1
+        while i >= 0:
+            interval = self._intervals[i]
+            if interval.start <= seq < interval.end:
+                return interval.chain
+            i = interval.parent
+        return ()
+
+    # -- counting -----------------------------------------------------------------------------
+
+    def _op_info(self, func: Any) -> _OpInfo:
+        info = self._info.get(func)
+        if info is None:
+            packet = str(func._overloadpacket)
+            rule = self._rules.get(str(func)) or self._rules.get(packet)
+            decompose = func is not torch.ops.prim.device.default and (
+                _CIA in func.py_kernels
+                or torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), _CIA)
+            )
+            info = _OpInfo(packet, rule, decompose)
+            self._info[func] = info
+        return info
+
+    def _count(self, func: Any, info: _OpInfo, args: Any, kwargs: Any, out: Any) -> None:
+        name, rule = info.name, info.rule
+        if rule is None:
+            self._unknown[name] = self._unknown.get(name, 0) + 1
+            if self.strict:
+                raise UnknownOpError(
+                    f"no FPO rule for {func} (strict=True); register one with "
+                    "greenprint.fpo.register_rule"
+                )
+            return
+        self._calls[name] = self._calls.get(name, 0) + 1
+        entry = self._op.get(name)
+        if entry is None:
+            entry = self._op[name] = [0, 0, 0]
+        if rule.is_zero:
+            return
+        floating = [False]
+        s_args = _shapes(args, floating)
+        s_kwargs = {k: _shapes(v, floating) for k, v in kwargs.items()}
+        s_out = _shapes(out, floating)
+        try:
+            value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+            raise FPOError(f"the FPO rule for {func} failed: {type(e).__name__}: {e}") from e
+        if rule.matmul:
+            products, other = value
+            self._matmul += int(products)
+            fpo = int(products) + int(other)
+        else:
+            fpo = int(value) if floating[0] else 0
+        if not fpo:
+            return
+        if self._forced_phase is not None:
+            phase = self._forced_phase
+        elif getattr(self, "_optimizer_depth", 0):
+            phase = 2
+        elif torch._C._current_graph_task_id() != -1:
+            phase = 1
+        else:
+            phase = 0
+        entry[phase] += fpo
+        if phase == 0:
+            chain = self._intervals[self._stack[-1]].chain if self._stack else ()
+        elif phase == 1:
+            chain = self._backward_chain()
+        else:
+            return
+        column = 0 if phase == 0 else 1
+        modules = self._module
+        for module_name in chain:
+            row = modules.get(module_name)
+            if row is None:
+                row = modules[module_name] = [0, 0]
+            row[column] += fpo
+
+
+def _chain_of(name: str) -> tuple[str, ...]:
+    """``"a.b.c"`` -> ``("a", "a.b", "a.b.c")``; ``""`` (the model) -> ``("",)``."""
+    if name == "":
+        return ("",)
+    parts = name.split(".")
+    return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
+
+
+def _shapes(value: Any, floating: list[bool]) -> Any:
+    """Tensors -> shapes (tuples), lists/tuples -> lists; notes whether any tensor is floating."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() or value.is_complex():
+            floating[0] = True
+        return value.shape
+    if isinstance(value, (list, tuple)):
+        return [_shapes(v, floating) for v in value]
+    return value
+
+
+class _CountingMode(TorchDispatchMode):
+    def __init__(self, counter: FPOCounter) -> None:
+        super().__init__()
+        self.counter = counter
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _PASSTHROUGH:
+            return NotImplemented
+        if isinstance(func, torch._ops.HigherOrderOperator):
+            return NotImplemented
+        counter = self.counter
+        info = counter._op_info(func)
+        if info.decompose:
+            with self:
+                result = func.decompose(*args, **kwargs)
+            if result is not NotImplemented:
+                return result
+        out = func(*args, **kwargs)
+        counter._count(func, info, args, kwargs, out)
+        return out

@@ -1,0 +1,237 @@
+"""The result of an FPO count: totals, per op, per module, and the ops with no rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from greenprint._exceptions import FPOInputError
+
+__all__ = ["PHASES", "FPOResult", "format_fpo"]
+
+PHASES = ("forward", "backward", "optimizer")
+"""The phases an op can run in: outside autograd's backward, inside it, in an optimizer step."""
+
+_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def format_fpo(value: float) -> str:
+    """A count with an SI prefix, e.g. ``4.11 GFPO``.
+
+    Args:
+        value: floating-point operations (FPO).
+
+    Returns:
+        The formatted string.
+    """
+    for scale, prefix in _PREFIXES:
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}FPO"
+    return f"{value:.0f} FPO"
+
+
+@dataclass(frozen=True)
+class FPOResult:
+    """Floating-point operations (FPO) counted for a model or a block of code.
+
+    Every count is in FPO (each floating-point ADD and MUL, see :mod:`greenprint.fpo` for the
+    conventions). Treat the dicts as read-only.
+
+    Attributes:
+        total: all FPO, every phase, every step (``forward + backward + optimizer``).
+        forward_total: FPO outside autograd's backward pass (and outside optimizer steps).
+        backward_total: FPO inside the backward pass.
+        optimizer_total: FPO inside ``torch.optim`` optimizer steps.
+        matmul_total: the part FlopCounterMode counts (mm, bmm, addmm/baddbmm products,
+            convolutions, fused attention), with its formulas: equal to its total on the same
+            code.
+        params: parameter count of the model (shared parameters once).
+        by_op: op (``"aten.mm"``) -> FPO; ops counted 0 by rule are listed with 0.
+        by_module: dotted module name -> FPO of everything that ran inside it, forward and
+            backward, nested (a parent includes its children); ``""`` is the model itself.
+        unknown_ops: op -> number of calls, for ops with no rule; they are NOT in the totals.
+        calls: op -> number of calls, for every op with a rule.
+        by_op_phase: op -> {"forward": FPO, "backward": FPO, "optimizer": FPO}.
+        by_module_phase: module -> {"forward": FPO, "backward": FPO}.
+        steps: how many identical steps the counts cover (see :func:`training_fpo`).
+    """
+
+    total: int
+    forward_total: int
+    backward_total: int
+    matmul_total: int
+    params: int
+    by_op: dict[str, int]
+    by_module: dict[str, int]
+    unknown_ops: dict[str, int]
+    optimizer_total: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    by_op_phase: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_module_phase: dict[str, dict[str, int]] = field(default_factory=dict)
+    steps: int = 1
+
+    @property
+    def forward_by_module(self) -> dict[str, int]:
+        """Module -> forward FPO."""
+        return {m: p.get("forward", 0) for m, p in self.by_module_phase.items()}
+
+    @property
+    def backward_by_module(self) -> dict[str, int]:
+        """Module -> backward FPO."""
+        return {m: p.get("backward", 0) for m, p in self.by_module_phase.items()}
+
+    @property
+    def zero_ops(self) -> list[str]:
+        """The ops that ran and are 0 FPO by rule (views, copies, indexing, creation, ...)."""
+        return [op for op, fpo in self.by_op.items() if fpo == 0]
+
+    def times(self, steps: int) -> FPOResult:
+        """The counts of ``steps`` identical repetitions of what was counted.
+
+        Args:
+            steps: number of repetitions (>= 1).
+
+        Returns:
+            A new result with every count multiplied and ``steps`` set.
+
+        Raises:
+            FPOInputError: steps is not a positive integer.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise FPOInputError(f"steps must be a positive integer, got {steps!r}")
+
+        def mul(d: dict[str, int]) -> dict[str, int]:
+            return {k: v * steps for k, v in d.items()}
+
+        return replace(
+            self,
+            total=self.total * steps,
+            forward_total=self.forward_total * steps,
+            backward_total=self.backward_total * steps,
+            optimizer_total=self.optimizer_total * steps,
+            matmul_total=self.matmul_total * steps,
+            by_op=mul(self.by_op),
+            by_module=mul(self.by_module),
+            unknown_ops=mul(self.unknown_ops),
+            calls=mul(self.calls),
+            by_op_phase={k: mul(v) for k, v in self.by_op_phase.items()},
+            by_module_phase={k: mul(v) for k, v in self.by_module_phase.items()},
+            steps=self.steps * steps,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field (counts in FPO, exact integers)."""
+        return {
+            "unit": "FPO",
+            "total": self.total,
+            "forward_total": self.forward_total,
+            "backward_total": self.backward_total,
+            "optimizer_total": self.optimizer_total,
+            "matmul_total": self.matmul_total,
+            "params": self.params,
+            "steps": self.steps,
+            "by_op": dict(self.by_op),
+            "by_module": dict(self.by_module),
+            "unknown_ops": dict(self.unknown_ops),
+            "calls": dict(self.calls),
+            "by_op_phase": {k: dict(v) for k, v in self.by_op_phase.items()},
+            "by_module_phase": {k: dict(v) for k, v in self.by_module_phase.items()},
+        }
+
+    def table(self, *, by: str = "module", depth: int | None = None) -> str:
+        """A readable table, per module or per op, with a summary.
+
+        Args:
+            by: ``"module"`` (nested, indented) or ``"op"``.
+            depth: for ``by="module"``, the deepest nesting shown (0: the model only).
+
+        Returns:
+            The table as text.
+
+        Raises:
+            FPOInputError: ``by`` is not "module" or "op", or depth is negative.
+        """
+        if by not in ("module", "op"):
+            raise FPOInputError(f"by must be 'module' or 'op', got {by!r}")
+        if depth is not None and depth < 0:
+            raise FPOInputError(f"depth must be >= 0, got {depth}")
+        rows = self._module_rows(depth) if by == "module" else self._op_rows()
+        lines = _align(rows)
+        lines.append("")
+        lines.extend(self._summary())
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def _pct(self, value: int) -> str:
+        return f"{100 * value / self.total:.1f}%" if self.total else "-"
+
+    def _module_rows(self, depth: int | None) -> list[list[str]]:
+        rows = [["module", "forward", "backward", "total", "share"]]
+        for name, fpo in self.by_module.items():
+            level = 0 if name == "" else name.count(".") + 1
+            if depth is not None and level > depth:
+                continue
+            phase = self.by_module_phase.get(name, {})
+            label = "  " * level + (name.rsplit(".", 1)[-1] if name else "(model)")
+            rows.append(
+                [
+                    label,
+                    format_fpo(phase.get("forward", 0)),
+                    format_fpo(phase.get("backward", 0)),
+                    format_fpo(fpo),
+                    self._pct(fpo),
+                ]
+            )
+        return rows
+
+    def _op_rows(self) -> list[list[str]]:
+        rows = [["op", "calls", "forward", "backward", "optimizer", "total", "share"]]
+        for op, fpo in sorted(self.by_op.items(), key=lambda kv: -kv[1]):
+            if fpo == 0:
+                continue
+            phase = self.by_op_phase.get(op, {})
+            rows.append(
+                [
+                    op,
+                    str(self.calls.get(op, 0)),
+                    format_fpo(phase.get("forward", 0)),
+                    format_fpo(phase.get("backward", 0)),
+                    format_fpo(phase.get("optimizer", 0)),
+                    format_fpo(fpo),
+                    self._pct(fpo),
+                ]
+            )
+        return rows
+
+    def _summary(self) -> list[str]:
+        lines = [
+            f"total      {format_fpo(self.total)} ({self.total:,} FPO)",
+            f"forward    {format_fpo(self.forward_total)}",
+            f"backward   {format_fpo(self.backward_total)}",
+        ]
+        if self.optimizer_total:
+            lines.append(f"optimizer  {format_fpo(self.optimizer_total)}")
+        lines.append(
+            f"matmul     {format_fpo(self.matmul_total)} (the part FlopCounterMode counts)"
+        )
+        lines.append(f"params     {self.params:,}")
+        if self.steps != 1:
+            lines.append(f"steps      {self.steps:,}")
+        zero = self.zero_ops
+        if zero:
+            lines.append(f"0 by rule  {len(zero)} ops ({', '.join(sorted(zero)[:6])}, ...)")
+        if self.unknown_ops:
+            listed = ", ".join(f"{op} x{n}" for op, n in sorted(self.unknown_ops.items()))
+            lines.append(f"NO RULE    {listed} (not counted)")
+        return lines
+
+
+def _align(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        out.append("  ".join(cells).rstrip())
+    return out

@@ -1,0 +1,436 @@
+"""FPO rules for matrix products, convolutions, attention and fused recurrent layers.
+
+The ops FlopCounterMode counts are registered with ``matmul=True`` and return
+``(matmul_fpo, other_fpo)``: the first part uses FlopCounterMode's own formulas (``2mkn`` for an
+``(m x k) @ (k x n)`` product, the full score matrix for attention, causal or not), so that
+``matmul_total`` equals its total; the second part is what the op does on top (a bias add, an
+``alpha``/``beta`` scaling, the softmax inside attention). Products FlopCounterMode does not know
+(``mv``, ``dot``, CPU flash attention, fused LSTM kernels) return a plain int.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from greenprint.fpo._registry import first_shape, numel, register_rule
+
+__all__: list[str] = []
+
+
+# -- matrix products -------------------------------------------------------------------------
+
+
+def mm_fpo(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """``2mkn`` for an ``(m x k) @ (k x n)`` product."""
+    m, k = a
+    _, n = b
+    return 2 * m * k * n
+
+
+def bmm_fpo(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """``2bmkn`` for a batch of ``(m x k) @ (k x n)`` products."""
+    batch, m, k = a
+    return 2 * batch * m * k * b[-1]
+
+
+def _scalings(n: int, alpha: Any, beta: Any, has_input: bool) -> int:
+    """``beta * input + alpha * product``: the add, and each scaling that is not 1."""
+    if not has_input or beta == 0:
+        return n if alpha != 1 else 0
+    return n + (n if alpha != 1 else 0) + (n if beta != 1 else 0)
+
+
+@register_rule("aten.mm", matmul=True)
+def mm_rule(a: tuple[int, ...], b: tuple[int, ...], *args: Any, **kwargs: Any) -> tuple[int, int]:
+    """``2mkn``."""
+    return mm_fpo(a, b), 0
+
+
+@register_rule("aten.addmm", matmul=True)
+def addmm_rule(
+    self: Any,
+    a: tuple[int, ...],
+    b: tuple[int, ...],
+    *args: Any,
+    beta: Any = 1,
+    alpha: Any = 1,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """``2mkn``; on top: the bias add (``mn``) and each of alpha, beta that is not 1 (``mn``)."""
+    return mm_fpo(a, b), _scalings(a[0] * b[1], alpha, beta, True)
+
+
+@register_rule("aten.bmm", matmul=True)
+def bmm_rule(a: tuple[int, ...], b: tuple[int, ...], *args: Any, **kwargs: Any) -> tuple[int, int]:
+    """``2bmkn``."""
+    return bmm_fpo(a, b), 0
+
+
+@register_rule("aten.baddbmm", matmul=True)
+def baddbmm_rule(
+    self: Any,
+    a: tuple[int, ...],
+    b: tuple[int, ...],
+    *args: Any,
+    beta: Any = 1,
+    alpha: Any = 1,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """``2bmkn``; on top: the add (``bmn``) and each of alpha, beta that is not 1."""
+    return bmm_fpo(a, b), _scalings(a[0] * a[1] * b[2], alpha, beta, True)
+
+
+@register_rule("aten._scaled_mm", matmul=True)
+def scaled_mm_rule(
+    a: tuple[int, ...],
+    b: tuple[int, ...],
+    scale_a: Any,
+    scale_b: Any,
+    bias: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """``2mkn``; on top: the two scalings and the bias add (``mn`` each)."""
+    n = a[0] * b[1]
+    return mm_fpo(a, b), 2 * n + (n if bias is not None else 0)
+
+
+@register_rule("aten.addbmm")
+def addbmm_rule(
+    self: Any,
+    a: tuple[int, ...],
+    b: tuple[int, ...],
+    *args: Any,
+    beta: Any = 1,
+    alpha: Any = 1,
+    **kwargs: Any,
+) -> int:
+    """``2bmkn`` + ``bmn`` to sum the batch + the add and scalings (not counted by torch)."""
+    mn = a[1] * b[2]
+    return bmm_fpo(a, b) + a[0] * mn + _scalings(mn, alpha, beta, True)
+
+
+@register_rule(["aten.mv", "aten.addmv", "aten.addmv_"])
+def mv_rule(*args: Any, out_shape: Any = None, beta: Any = 1, alpha: Any = 1, **kw: Any) -> int:
+    """``2mn`` (+ the add and scalings for addmv); not counted by FlopCounterMode."""
+    shapes = [a for a in args if isinstance(a, tuple)]
+    mat = next(s for s in shapes if len(s) == 2)
+    product = 2 * mat[0] * mat[1]
+    return product + (_scalings(mat[0], alpha, beta, True) if len(shapes) == 3 else 0)
+
+
+@register_rule(["aten.dot", "aten.vdot"])
+def dot_rule(a: tuple[int, ...], b: tuple[int, ...], **kwargs: Any) -> int:
+    """``2n``; not counted by FlopCounterMode."""
+    return 2 * numel(a)
+
+
+@register_rule(["aten.addr", "aten.addr_"])
+def addr_rule(
+    self: Any, a: tuple[int, ...], b: tuple[int, ...], *, beta: Any = 1, alpha: Any = 1, **k: Any
+) -> int:
+    """Outer product ``mn`` + the add and scalings."""
+    n = numel(a) * numel(b)
+    return n + _scalings(n, alpha, beta, True)
+
+
+@register_rule("aten._addmm_activation")
+def addmm_activation_rule(
+    self: Any,
+    a: tuple[int, ...],
+    b: tuple[int, ...],
+    beta: Any = 1,
+    alpha: Any = 1,
+    use_gelu: bool = False,
+    **kwargs: Any,
+) -> int:
+    """Fused linear + ReLU/GELU (CUDA): ``2mkn`` + bias + activation (1 or 5 per element)."""
+    n = a[0] * b[1]
+    return mm_fpo(a, b) + _scalings(n, alpha, beta, True) + (5 if use_gelu else 1) * n
+
+
+# -- convolutions ----------------------------------------------------------------------------
+
+
+def conv_fpo(
+    x: tuple[int, ...], w: tuple[int, ...], out: tuple[int, ...], transposed: bool = False
+) -> int:
+    """FlopCounterMode's convolution count: ``2 * N * C_out * C_in/groups * K * spatial``.
+
+    ``spatial`` is the output's spatial size (the input's for a transposed convolution); the
+    weight's second dimension already divides by the groups, and stride, padding and dilation
+    act through the output shape.
+    """
+    spatial = (x if transposed else out)[2:]
+    c_out, c_in, *kernel = w
+    return 2 * x[0] * c_out * c_in * math.prod(kernel) * math.prod(spatial)
+
+
+@register_rule(
+    ["aten.convolution", "aten._convolution", "aten.convolution_overrideable"], matmul=True
+)
+def convolution_rule(
+    x: tuple[int, ...],
+    w: tuple[int, ...],
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    transposed: bool,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """The products; on top: the bias add, one per output element."""
+    out = first_shape(out_shape)
+    return conv_fpo(x, w, out, bool(transposed)), numel(out) if bias is not None else 0
+
+
+@register_rule("aten.cudnn_convolution", matmul=True)
+def cudnn_convolution_rule(
+    x: tuple[int, ...], w: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs: Any
+) -> tuple[int, int]:
+    """The products (cuDNN's convolution has no bias)."""
+    return conv_fpo(x, w, first_shape(out_shape), False), 0
+
+
+@register_rule("aten._slow_conv2d_forward", matmul=True)
+def slow_conv2d_rule(
+    x: tuple[int, ...],
+    w: tuple[int, ...],
+    kernel_size: Any,
+    bias: Any = None,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """The products; on top: the bias add."""
+    out = first_shape(out_shape)
+    return conv_fpo(x, w, out, False), numel(out) if bias is not None else 0
+
+
+@register_rule("aten.convolution_backward", matmul=True)
+def convolution_backward_rule(
+    grad_out: tuple[int, ...],
+    x: tuple[int, ...],
+    w: tuple[int, ...],
+    bias_sizes: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    transposed: bool,
+    output_padding: Any,
+    groups: int,
+    output_mask: Any,
+    *,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """grad_input and grad_weight are convolutions (FlopCounterMode's formula); on top:
+    grad_bias, one add per element of the output gradient."""
+
+    def t(shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (shape[1], shape[0], *shape[2:])
+
+    outs = out_shape if isinstance(out_shape, list) else [out_shape]
+    products = 0
+    if output_mask[0] and outs[0] is not None:
+        products += conv_fpo(grad_out, w, tuple(outs[0]), not transposed)
+    if output_mask[1] and len(outs) > 1 and outs[1] is not None:
+        gw = tuple(outs[1])
+        if transposed:
+            products += conv_fpo(t(grad_out), t(x), t(gw), False)
+        else:
+            products += conv_fpo(t(x), t(grad_out), t(gw), False)
+    other = numel(grad_out) if len(output_mask) > 2 and output_mask[2] else 0
+    return products, other
+
+
+# -- attention -------------------------------------------------------------------------------
+
+
+def sdpa_products(q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]) -> int:
+    """FlopCounterMode's attention count for ``(b, h, s, d)`` tensors: ``QK^T`` and ``PV``,
+    the full score matrix whether or not a causal mask hides part of it."""
+    b, h, sq, d = q
+    sk, dv = k[2], v[3]
+    return 2 * b * h * sq * d * sk + 2 * b * h * sq * sk * dv
+
+
+def sdpa_backward_products(
+    g: tuple[int, ...], q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]
+) -> int:
+    """FlopCounterMode's fused attention backward: five products, the score matrix recomputed."""
+    b, h, sq, d = q
+    sk, dv = k[2], v[3]
+    bh = b * h
+    return 2 * bh * (sq * d * sk + sq * dv * sk + sk * sq * dv + sq * sk * d + d * sq * sk)
+
+
+def _scores(q: tuple[int, ...], k: tuple[int, ...]) -> int:
+    """Elements of the score matrix for ``(b, h, s, d)`` tensors."""
+    return q[0] * q[1] * q[2] * k[2]
+
+
+def attention_extras(
+    q: tuple[int, ...], k: tuple[int, ...], *, masked: bool, dropout_p: Any = 0.0
+) -> int:
+    """What attention does besides its two products, as the math path writes it.
+
+    Scale Q and K by sqrt(scale) (one multiply per element of each), add the mask (one per
+    score, with a mask or ``is_causal``), softmax (5 per score), dropout (2 per score).
+    """
+    s = _scores(q, k)
+    k_elems = q[0] * q[1] * k[2] * k[3]  # K broadcast to the query's heads (GQA)
+    return numel(q) + k_elems + (s if masked else 0) + 5 * s + (2 * s if dropout_p else 0)
+
+
+def attention_backward_extras(
+    q: tuple[int, ...], k: tuple[int, ...], *, dropout_p: Any = 0.0
+) -> int:
+    """Softmax backward (4 per score), the two scalings' backward, dropout's backward."""
+    s = _scores(q, k)
+    k_elems = q[0] * q[1] * k[2] * k[3]
+    return 4 * s + numel(q) + k_elems + (2 * s if dropout_p else 0)
+
+
+@register_rule("aten._scaled_dot_product_flash_attention", matmul=True)
+def sdpa_flash_rule(
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    dropout_p: Any = 0.0,
+    is_causal: bool = False,
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """Products as FlopCounterMode; extras: scaling, causal mask, softmax, dropout."""
+    extras = attention_extras(q, k, masked=bool(is_causal), dropout_p=dropout_p)
+    return sdpa_products(q, k, v), extras
+
+
+@register_rule(
+    ["aten._scaled_dot_product_efficient_attention", "aten._scaled_dot_product_cudnn_attention"],
+    matmul=True,
+)
+def sdpa_efficient_rule(
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    attn_bias: Any = None,
+    compute_log_sumexp: Any = False,
+    dropout_p: Any = 0.0,
+    is_causal: bool = False,
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """Products as FlopCounterMode; extras: scaling, bias or causal mask, softmax, dropout."""
+    masked = attn_bias is not None or bool(is_causal)
+    return sdpa_products(q, k, v), attention_extras(q, k, masked=masked, dropout_p=dropout_p)
+
+
+@register_rule(
+    [
+        "aten._scaled_dot_product_flash_attention_backward",
+        "aten._scaled_dot_product_efficient_attention_backward",
+        "aten._scaled_dot_product_cudnn_attention_backward",
+    ],
+    matmul=True,
+)
+def sdpa_fused_backward_rule(
+    g: tuple[int, ...],
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """Five products (scores recomputed, as FlopCounterMode); extras: recomputing the
+    probabilities (subtract the log-sum-exp, exp: 2 per score) and the softmax backward."""
+    return sdpa_backward_products(g, q, k, v), 2 * _scores(q, k) + attention_backward_extras(q, k)
+
+
+@register_rule(
+    [
+        "aten._scaled_dot_product_flash_attention_for_cpu",
+        "aten._scaled_dot_product_fused_attention_overrideable",
+    ]
+)
+def sdpa_cpu_rule(
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    *args: Any,
+    is_causal: bool = False,
+    attn_mask: Any = None,
+    dropout_p: Any = 0.0,
+    **kwargs: Any,
+) -> int:
+    """CPU flash attention (FlopCounterMode counts 0): the math path's count, so that a CPU run
+    and a meta run agree: two products, scaling, mask, softmax."""
+    if args:  # positional (dropout_p, is_causal) or (attn_bias, dropout_p, is_causal, ...)
+        if isinstance(args[0], tuple) or args[0] is None:
+            attn_mask, rest = args[0], args[1:]
+        else:
+            rest = args
+        dropout_p = rest[0] if len(rest) > 0 else dropout_p
+        is_causal = bool(rest[1]) if len(rest) > 1 else is_causal
+    masked = attn_mask is not None or bool(is_causal)
+    return sdpa_products(q, k, v) + attention_extras(q, k, masked=masked, dropout_p=dropout_p)
+
+
+@register_rule("aten._scaled_dot_product_flash_attention_for_cpu_backward")
+def sdpa_cpu_backward_rule(
+    g: tuple[int, ...],
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    out: Any,
+    logsumexp: Any,
+    dropout_p: Any = 0.0,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """The math path's backward: four products (dS, dV, dQ, dK), softmax backward, scalings."""
+    b, h, sq, d = q
+    sk, dv = k[2], v[3]
+    products = 2 * b * h * sq * sk * (2 * dv + 2 * d)
+    return products + attention_backward_extras(q, k, dropout_p=dropout_p)
+
+
+def _bshd(t: tuple[int, ...]) -> tuple[int, ...]:
+    """``(b, s, h, d)`` (the inner flash/efficient kernels' layout) to ``(b, h, s, d)``."""
+    return (t[0], t[2], t[1], t[3]) if len(t) == 4 else t
+
+
+@register_rule(["aten._flash_attention_forward", "aten._efficient_attention_forward"], matmul=True)
+def flash_forward_rule(
+    q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...], *args: Any, **kwargs: Any
+) -> tuple[int, int]:
+    """Products as FlopCounterMode computes them from the raw shapes; extras: scaling, softmax.
+
+    Nested (jagged) inputs are counted at their maximum length, as FlopCounterMode does on fake
+    tensors.
+    """
+    return sdpa_products(q, k, v), attention_extras(_bshd(q), _bshd(k), masked=False)
+
+
+@register_rule(
+    ["aten._flash_attention_backward", "aten._efficient_attention_backward"], matmul=True
+)
+def flash_backward_rule(
+    g: tuple[int, ...],
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """Five products as FlopCounterMode; extras as for the fused backward overloads."""
+    qh, kh = _bshd(q), _bshd(k)
+    return sdpa_backward_products(g, q, k, v), 2 * _scores(qh, kh) + attention_backward_extras(
+        qh, kh
+    )

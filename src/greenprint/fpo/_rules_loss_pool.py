@@ -1,0 +1,265 @@
+"""FPO rules for losses, pooling and interpolation.
+
+Conventions as in :mod:`greenprint.fpo._rules_nn`: a reduction of n elements costs n FPO; each
+rule's docstring gives its formula, ``N`` being the number of input elements.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from greenprint.fpo._registry import first_shape, numel, register_rule, zero
+
+__all__: list[str] = []
+
+
+# -- losses ----------------------------------------------------------------------------------
+
+
+def _reduce(n: int, reduction: int) -> int:
+    """Cost of reducing n per-element losses: 0 (none), n (sum), n + 1 (mean)."""
+    return 0 if reduction == 0 else n + (1 if reduction == 1 else 0)
+
+
+@register_rule(["aten.nll_loss_forward", "aten.nll_loss2d_forward"])
+def nll_loss_rule(
+    self: tuple[int, ...],
+    target: tuple[int, ...],
+    weight: Any = None,
+    reduction: int = 1,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Per target: negate the picked log-probability (1), times its class weight (1); reduced."""
+    t = numel(target)
+    return t * (2 if weight is not None else 1) + _reduce(t, reduction)
+
+
+@register_rule(["aten.nll_loss_backward", "aten.nll_loss2d_backward"])
+def nll_loss_backward_rule(
+    grad_output: tuple[int, ...],
+    self: tuple[int, ...],
+    target: tuple[int, ...],
+    weight: Any = None,
+    reduction: int = 1,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Per target: ``-g * w / total_weight`` scattered into a zero gradient: 2 (3 with weights)."""
+    return numel(target) * (3 if weight is not None else 2)
+
+
+@register_rule("aten.mse_loss")
+def mse_loss_rule(self: tuple[int, ...], target: Any, reduction: int = 1, **kw: Any) -> int:
+    """2N (subtract, square), reduced."""
+    n = numel(self)
+    return 2 * n + _reduce(n, reduction)
+
+
+@register_rule("aten.mse_loss_backward")
+def mse_loss_backward_rule(
+    grad_output: Any, self: tuple[int, ...], target: Any, reduction: int = 1, **kw: Any
+) -> int:
+    """3N ``2 * (x - t) * g``, + N for the mean's division."""
+    n = numel(self)
+    return 3 * n + (n if reduction == 1 else 0)
+
+
+@register_rule(["aten.smooth_l1_loss", "aten.huber_loss", "aten.l1_loss"])
+def smooth_l1_rule(
+    self: tuple[int, ...], target: Any, reduction: int = 1, *a: Any, **k: Any
+) -> int:
+    """5N (subtract, abs, compare, square-and-scale or shift), reduced."""
+    n = numel(self)
+    return 5 * n + _reduce(n, reduction)
+
+
+@register_rule(["aten.smooth_l1_loss_backward", "aten.huber_loss_backward"])
+def smooth_l1_backward_rule(grad_output: Any, self: tuple[int, ...], *a: Any, **k: Any) -> int:
+    """4N."""
+    return 4 * numel(self)
+
+
+@register_rule(["aten.binary_cross_entropy", "aten.binary_cross_entropy_with_logits"])
+def bce_rule(
+    self: tuple[int, ...], target: Any, weight: Any = None, *args: Any, **kwargs: Any
+) -> int:
+    """7N (two logs, two products, 1 - t, add, negate), + N with weights, reduced (mean)."""
+    n = numel(self)
+    reduction = args[-1] if args and isinstance(args[-1], int) else kwargs.get("reduction", 1)
+    return 7 * n + (n if weight is not None else 0) + _reduce(n, reduction)
+
+
+@register_rule("aten.binary_cross_entropy_backward")
+def bce_backward_rule(grad_output: Any, self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """5N: ``g * (x - t) / (x * (1 - x))``."""
+    return 5 * numel(self)
+
+
+# -- pooling ---------------------------------------------------------------------------------
+
+
+def _window(kernel_size: Any, dims: int) -> int:
+    ks = list(kernel_size) if isinstance(kernel_size, (list, tuple)) else [kernel_size]
+    if len(ks) == 1:
+        ks = ks * dims
+    return numel(tuple(ks))
+
+
+@register_rule(["aten.max_pool2d_with_indices", "aten.max_pool2d", "aten.max_pool1d"])
+def max_pool2d_rule(
+    self: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **kw: Any
+) -> int:
+    """One compare per window element per output element."""
+    return numel(first_shape(out_shape)) * _window(kernel_size, 2)
+
+
+@register_rule(["aten.max_pool3d_with_indices", "aten.max_pool3d"])
+def max_pool3d_rule(
+    self: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **kw: Any
+) -> int:
+    """One compare per window element per output element."""
+    return numel(first_shape(out_shape)) * _window(kernel_size, 3)
+
+
+@register_rule(
+    [
+        "aten.max_pool2d_with_indices_backward",
+        "aten.max_pool3d_with_indices_backward",
+        "aten.adaptive_max_pool2d_backward",
+        "aten.adaptive_max_pool3d_backward",
+        "aten.max_unpool2d",
+        "aten.max_unpool3d",
+    ]
+)
+def max_pool_backward_rule(grad_output: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """One add per gradient element (scattered to the arg-max)."""
+    return numel(grad_output)
+
+
+@register_rule(["aten.avg_pool2d", "aten.avg_pool1d"])
+def avg_pool2d_rule(
+    self: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **kw: Any
+) -> int:
+    """Per output element: one add per window element and one division."""
+    return numel(first_shape(out_shape)) * (_window(kernel_size, 2) + 1)
+
+
+@register_rule("aten.avg_pool3d")
+def avg_pool3d_rule(
+    self: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **kw: Any
+) -> int:
+    """Per output element: one add per window element and one division."""
+    return numel(first_shape(out_shape)) * (_window(kernel_size, 3) + 1)
+
+
+@register_rule("aten.avg_pool2d_backward")
+def avg_pool2d_backward_rule(
+    grad_output: tuple[int, ...], self: Any, kernel_size: Any, *args: Any, **kwargs: Any
+) -> int:
+    """Per gradient element: one division and one add per window element."""
+    return numel(grad_output) * (_window(kernel_size, 2) + 1)
+
+
+@register_rule("aten.avg_pool3d_backward")
+def avg_pool3d_backward_rule(
+    grad_output: tuple[int, ...], self: Any, kernel_size: Any, *args: Any, **kwargs: Any
+) -> int:
+    """Per gradient element: one division and one add per window element."""
+    return numel(grad_output) * (_window(kernel_size, 3) + 1)
+
+
+def _adaptive_window_sum(in_size: int, out_size: int) -> int:
+    """Sum of the adaptive pooling window lengths along one dimension (exact, overlaps too)."""
+    return sum(
+        -((-(j + 1) * in_size) // out_size) - (j * in_size) // out_size for j in range(out_size)
+    )
+
+
+def _adaptive_reads(input: tuple[int, ...], output: tuple[int, ...], dims: int) -> int:
+    lead = numel(tuple(input[: len(input) - dims]))
+    reads = lead
+    for i, o in zip(input[-dims:], output[-dims:], strict=True):
+        reads *= _adaptive_window_sum(i, o)
+    return reads
+
+
+def _size_dims(output_size: Any) -> int:
+    return len(output_size) if isinstance(output_size, (list, tuple)) else 1
+
+
+@register_rule(["aten._adaptive_avg_pool2d", "aten._adaptive_avg_pool3d"])
+def adaptive_avg_pool_rule(
+    self: tuple[int, ...], output_size: Any, *, out_shape: Any = None, **kwargs: Any
+) -> int:
+    """One add per element of every window, one division per output element."""
+    out = first_shape(out_shape)
+    return _adaptive_reads(self, out, _size_dims(output_size)) + numel(out)
+
+
+@register_rule(["aten._adaptive_avg_pool2d_backward", "aten._adaptive_avg_pool3d_backward"])
+def adaptive_avg_pool_backward_rule(
+    grad_output: tuple[int, ...], self: tuple[int, ...], **k: Any
+) -> int:
+    """The forward's count: one division per gradient element, one add per window element."""
+    dims = len(self) - 2 if len(self) > 2 else 1
+    return _adaptive_reads(self, grad_output, dims) + numel(grad_output)
+
+
+@register_rule(["aten.adaptive_max_pool2d", "aten.adaptive_max_pool3d"])
+def adaptive_max_pool_rule(
+    self: tuple[int, ...], output_size: Any, *, out_shape: Any = None, **k: Any
+) -> int:
+    """One compare per element of every window."""
+    out = first_shape(out_shape)
+    return _adaptive_reads(self, out, _size_dims(output_size))
+
+
+# -- interpolation ---------------------------------------------------------------------------
+
+_UPSAMPLE_FORWARD = {
+    "upsample_linear1d": 3,
+    "upsample_bilinear2d": 9,
+    "_upsample_bilinear2d_aa": 9,
+    "upsample_trilinear3d": 21,
+    "upsample_bicubic2d": 35,
+    "_upsample_bicubic2d_aa": 35,
+}
+"""FPO per output element: a linear interpolation ``a + w * (b - a)`` is 3; bilinear is three
+of them (9), trilinear seven (21); bicubic is five 4-tap cubic interpolations of 7 each (35)."""
+
+
+def _upsample(cost: int) -> Any:
+    def rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return cost * numel(first_shape(out_shape))
+
+    rule.__doc__ = f"{cost} FPO per output element."
+    return rule
+
+
+def _upsample_backward(cost: int) -> Any:
+    def rule(grad_output: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+        return cost * numel(grad_output)
+
+    rule.__doc__ = f"{cost} FPO per gradient element (the forward's weights, transposed)."
+    return rule
+
+
+for _name, _cost in _UPSAMPLE_FORWARD.items():
+    register_rule(f"aten.{_name}")(_upsample(_cost))
+    register_rule(f"aten.{_name}_backward")(_upsample_backward(_cost))
+
+register_rule(
+    [
+        f"aten.{kind}{d}"
+        for kind in ("upsample_nearest", "_upsample_nearest_exact")
+        for d in ("1d", "2d", "3d")
+    ]
+)(zero)
+register_rule(
+    [
+        f"aten.{kind}{d}_backward"
+        for kind in ("upsample_nearest", "_upsample_nearest_exact")
+        for d in ("1d", "2d", "3d")
+    ]
+)(_upsample_backward(1))

@@ -1,0 +1,345 @@
+"""FPO rules for reductions, softmax and normalisation.
+
+Conventions: a reduction of n elements costs n FPO (n adds into an accumulator, the same
+convention as ``2mkn`` for a matrix product); a mean adds one division per output element.
+Each rule's docstring gives its formula; ``N`` is the number of input elements.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from greenprint.fpo._registry import first_shape, numel, register_rule
+
+__all__: list[str] = []
+
+
+def _rows(shape: tuple[int, ...], dim: int) -> int:
+    """Number of slices along ``dim`` (elements / size of dim)."""
+    if not shape:
+        return 1
+    size = shape[dim % len(shape)]
+    return numel(shape) // size if size else 0
+
+
+def _reduced_outputs(out_shape: Any) -> int:
+    return numel(first_shape(out_shape))
+
+
+# -- reductions ------------------------------------------------------------------------------
+
+
+@register_rule(["aten.sum", "aten.nansum", "aten.prod", "aten.cumsum", "aten.cumsum_"])
+def sum_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """N: one add (or multiply) per input element; cumulative sums likewise."""
+    return numel(self)
+
+
+@register_rule(["aten.cumprod", "aten.cumprod_", "aten.cummax", "aten.cummin"])
+def cumulative_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """N: one multiply or compare per element."""
+    return numel(self)
+
+
+@register_rule("aten.logcumsumexp")
+def logcumsumexp_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """4N: max, subtract, exp and add per element (log-add-exp)."""
+    return 4 * numel(self)
+
+
+@register_rule(["aten.mean", "aten.nanmean"])
+def mean_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """N + one division per output element."""
+    return numel(self) + _reduced_outputs(out_shape)
+
+
+@register_rule(["aten.var", "aten.var_mean"])
+def var_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """4N + 2 per output: mean (sum, divide), subtract, square, sum, divide."""
+    return 4 * numel(self) + 2 * _reduced_outputs(out_shape)
+
+
+@register_rule(["aten.std", "aten.std_mean"])
+def std_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """The variance's 4N + 2 per output, + 1 per output for the square root."""
+    return 4 * numel(self) + 3 * _reduced_outputs(out_shape)
+
+
+@register_rule(["aten.linalg_vector_norm", "aten.norm"])
+def norm_rule(
+    self: tuple[int, ...], ord: Any = 2, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
+    """p=2: 2N + 1 per output (square, sum, sqrt); p=1 or inf: 2N; other p: 3N + 1 per output."""
+    n, outs = numel(self), _reduced_outputs(out_shape)
+    if ord in (1, float("inf"), float("-inf")):
+        return 2 * n
+    if ord in (2, None, "fro"):
+        return 2 * n + outs
+    return 3 * n + outs
+
+
+@register_rule("aten.logsumexp")
+def logsumexp_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kw: Any) -> int:
+    """4N + 2 per output: max, subtract, exp, sum; then log and add the max back."""
+    return 4 * numel(self) + 2 * _reduced_outputs(out_shape)
+
+
+@register_rule(["aten.sort", "aten.argsort"])
+def sort_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """N * ceil(log2 n) compares, n being the length of the sorted dimension (last by default)."""
+    dim = args[1] if len(args) > 1 and isinstance(args[1], int) else kwargs.get("dim", -1)
+    n = self[dim % len(self)] if self else 1
+    return numel(self) * max(1, math.ceil(math.log2(max(n, 2))))
+
+
+@register_rule(["aten.topk"])
+def topk_rule(self: tuple[int, ...], k: int = 1, *args: Any, **kwargs: Any) -> int:
+    """N * max(1, ceil(log2 k)) compares (a heap of size k)."""
+    return numel(self) * max(1, math.ceil(math.log2(max(k, 1))))
+
+
+@register_rule(["aten.kthvalue", "aten.median", "aten.nanmedian", "aten.mode"])
+def select_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """N compares (selection)."""
+    return numel(self)
+
+
+# -- softmax ---------------------------------------------------------------------------------
+
+
+@register_rule(["aten._softmax", "aten._safe_softmax", "aten.softmax"])
+def softmax_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """5N: max, subtract, exp, sum, divide per element."""
+    return 5 * numel(self)
+
+
+@register_rule(["aten._log_softmax", "aten.log_softmax"])
+def log_softmax_rule(self: tuple[int, ...], dim: int = -1, *args: Any, **kwargs: Any) -> int:
+    """5N + 1 per row: max, subtract, exp, sum, subtract per element; one log per row."""
+    return 5 * numel(self) + _rows(self, dim)
+
+
+@register_rule(["aten._softmax_backward_data", "aten._log_softmax_backward_data"])
+def softmax_backward_rule(grad: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """4N: softmax ``y * (g - sum(g * y))``; log-softmax ``g - exp(y) * sum(g)``."""
+    return 4 * numel(grad)
+
+
+# -- normalisation ---------------------------------------------------------------------------
+
+
+def _affine(n: int, weight: Any, bias: Any) -> int:
+    return (n if weight is not None else 0) + (n if bias is not None else 0)
+
+
+def _stats(n: int, groups: int) -> int:
+    """Mean and variance over ``groups`` slices of ``n`` elements, then normalise.
+
+    Per element: sum, subtract the mean, square, sum, multiply by 1/std (5); per slice:
+    two divisions, add eps, rsqrt (4).
+    """
+    return 5 * n + 4 * groups
+
+
+@register_rule("aten.native_layer_norm")
+def layer_norm_rule(
+    input: tuple[int, ...],
+    normalized_shape: Any,
+    weight: Any = None,
+    bias: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """5N + 4 per row for the statistics and normalisation, + N for weight, + N for bias."""
+    n = numel(input)
+    rows = n // max(1, numel(tuple(normalized_shape)))
+    return _stats(n, rows) + _affine(n, weight, bias)
+
+
+@register_rule("aten._fused_rms_norm")
+def rms_norm_rule(
+    input: tuple[int, ...], normalized_shape: Any, weight: Any = None, *args: Any, **kw: Any
+) -> int:
+    """3N + 3 per row (square, sum, scale; mean, add eps, rsqrt), + N for the weight."""
+    n = numel(input)
+    rows = n // max(1, numel(tuple(normalized_shape)))
+    return 3 * n + 3 * rows + (n if weight is not None else 0)
+
+
+def _norm_backward(n: int, groups: int, weight: Any, mask: Any) -> int:
+    """Backward of a normalisation over ``groups`` slices of ``n`` elements.
+
+    grad_input: recompute x_hat (2), multiply by weight (1), two sums and a product for the
+    mean terms (3), combine (3): 9N (+N with a weight) + 2 per slice; grad_weight:
+    ``sum(g * x_hat)``, 2N; grad_bias: ``sum(g)``, N.
+    """
+    mask = list(mask) if mask is not None else [True, True, True]
+    total = 0
+    if mask[0]:
+        total += 9 * n + (n if weight is not None else 0) + 2 * groups
+    if len(mask) > 1 and mask[1] and weight is not None:
+        total += 2 * n
+    if len(mask) > 2 and mask[2] and weight is not None:
+        total += n
+    return total
+
+
+@register_rule("aten.native_layer_norm_backward")
+def layer_norm_backward_rule(
+    grad_out: tuple[int, ...],
+    input: tuple[int, ...],
+    normalized_shape: Any,
+    mean: Any,
+    rstd: Any,
+    weight: Any = None,
+    bias: Any = None,
+    output_mask: Any = None,
+    **kwargs: Any,
+) -> int:
+    """See :func:`_norm_backward` (weight and bias grads only when they exist)."""
+    n = numel(input)
+    rows = n // max(1, numel(tuple(normalized_shape)))
+    mask = list(output_mask) if output_mask is not None else [True, True, True]
+    if bias is None and len(mask) > 2:
+        mask[2] = False
+    return _norm_backward(n, rows, weight, mask)
+
+
+@register_rule("aten._fused_rms_norm_backward")
+def rms_norm_backward_rule(
+    grad_out: tuple[int, ...],
+    input: tuple[int, ...],
+    normalized_shape: Any,
+    rstd: Any,
+    weight: Any = None,
+    output_mask: Any = None,
+    **kwargs: Any,
+) -> int:
+    """7N (+N with a weight) + 2 per row for grad_input; 2N for grad_weight."""
+    n = numel(input)
+    rows = n // max(1, numel(tuple(normalized_shape)))
+    mask = list(output_mask) if output_mask is not None else [True, True]
+    total = 7 * n + (n if weight is not None else 0) + 2 * rows if mask[0] else 0
+    return total + (2 * n if len(mask) > 1 and mask[1] and weight is not None else 0)
+
+
+@register_rule("aten.native_group_norm")
+def group_norm_rule(
+    input: tuple[int, ...],
+    weight: Any,
+    bias: Any,
+    n: int,
+    c: int,
+    hxw: int,
+    group: int,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """5N + 4 per (sample, group) + N for weight + N for bias."""
+    total = numel(input)
+    return _stats(total, n * group) + _affine(total, weight, bias)
+
+
+@register_rule("aten.native_group_norm_backward")
+def group_norm_backward_rule(
+    grad_out: tuple[int, ...],
+    input: tuple[int, ...],
+    mean: Any,
+    rstd: Any,
+    weight: Any,
+    n: int,
+    c: int,
+    hxw: int,
+    group: int,
+    output_mask: Any = None,
+    **kwargs: Any,
+) -> int:
+    """See :func:`_norm_backward`."""
+    return _norm_backward(numel(input), n * group, weight, output_mask)
+
+
+def _batch_norm(
+    input: tuple[int, ...], weight: Any, bias: Any, running: bool, training: bool
+) -> int:
+    n = numel(input)
+    c = input[1] if len(input) > 1 else 1
+    if training:
+        update = 7 * c if running else 0  # (1 - m) * r + m * x for mean and unbiased var
+        return _stats(n, c) + update + _affine(n, weight, bias)
+    return 2 * n + 2 * c + _affine(n, weight, bias)  # (x - mean) * rstd; rstd per channel
+
+
+@register_rule(["aten.native_batch_norm", "aten._native_batch_norm_legit"])
+def batch_norm_rule(
+    input: tuple[int, ...],
+    weight: Any = None,
+    bias: Any = None,
+    running_mean: Any = None,
+    running_var: Any = None,
+    training: Any = True,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Training: 5N + 4C (+7C running statistics); eval: 2N + 2C; + N each for weight, bias."""
+    if isinstance(running_mean, bool):  # _native_batch_norm_legit.no_stats(input, w, b, training,
+        return _batch_norm(input, weight, bias, False, running_mean)  # momentum, eps)
+    return _batch_norm(input, weight, bias, running_mean is not None, bool(training))
+
+
+@register_rule(["aten._native_batch_norm_legit_no_training", "aten._batch_norm_no_update"])
+def batch_norm_eval_rule(
+    input: tuple[int, ...], weight: Any = None, bias: Any = None, *args: Any, **kwargs: Any
+) -> int:
+    """Eval mode: 2N + 2C, + N each for weight and bias."""
+    return _batch_norm(input, weight, bias, True, False)
+
+
+@register_rule(["aten._batch_norm_with_update", "aten.cudnn_batch_norm", "aten.miopen_batch_norm"])
+def batch_norm_update_rule(
+    input: tuple[int, ...],
+    weight: Any = None,
+    bias: Any = None,
+    running_mean: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Training with running statistics: 5N + 11C, + N each for weight and bias."""
+    return _batch_norm(input, weight, bias, running_mean is not None, True)
+
+
+@register_rule(["aten.native_batch_norm_backward", "aten.batch_norm_backward"])
+def batch_norm_backward_rule(
+    grad_out: tuple[int, ...],
+    input: tuple[int, ...],
+    weight: Any = None,
+    running_mean: Any = None,
+    running_var: Any = None,
+    save_mean: Any = None,
+    save_invstd: Any = None,
+    train: Any = True,
+    eps: Any = None,
+    output_mask: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Training: see :func:`_norm_backward`; eval: grad_input ``g * w * rstd`` is 2N."""
+    n = numel(input)
+    c = input[1] if len(input) > 1 else 1
+    if train:
+        return _norm_backward(n, c, weight, output_mask)
+    mask = list(output_mask) if output_mask is not None else [True, True, True]
+    total = 2 * n if mask[0] else 0
+    if len(mask) > 1 and mask[1] and weight is not None:
+        total += 2 * n
+    if len(mask) > 2 and mask[2] and weight is not None:
+        total += n
+    return total
+
+
+@register_rule(["aten.cudnn_batch_norm_backward", "aten.miopen_batch_norm_backward"])
+def cudnn_batch_norm_backward_rule(
+    input: tuple[int, ...], grad_out: tuple[int, ...], weight: Any = None, *args: Any, **kw: Any
+) -> int:
+    """Training backward: see :func:`_norm_backward` (all three grads)."""
+    return _norm_backward(numel(input), input[1] if len(input) > 1 else 1, weight, None)

@@ -1,0 +1,298 @@
+"""FPO rules for elementwise ops, activations, optimizer updates, and the "0 by rule" ops.
+
+Conventions (FPO per output element unless stated): one arithmetic op, compare, min/max, or
+elementary function (exp, log, sqrt, rsqrt, sin, tanh, erf, sigmoid, ...) is 1; composite
+activations count the elementary ops of their defining formula (see each rule's docstring).
+Random number generation, index arithmetic and pure data movement are 0, and are registered
+here explicitly so that "0 by rule" differs from "no rule".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from greenprint.fpo._registry import first_shape, numel, register_rule, shapes_in, zero
+
+__all__: list[str] = []
+
+
+def _ops(*names: str, inplace: bool = True) -> list[str]:
+    """``aten.<name>`` for each name, plus the in-place ``aten.<name>_`` variant."""
+    out = []
+    for name in names:
+        out.append(f"aten.{name}")
+        if inplace:
+            out.append(f"aten.{name}_")
+    return out
+
+
+def _per_element(cost: int, what: str = "") -> Callable[..., int]:
+    def rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return cost * numel(first_shape(out_shape))
+
+    rule.__doc__ = f"{cost} FPO per output element{': ' + what if what else ''}."
+    rule.__name__ = rule.__qualname__ = f"per_element_{cost}"
+    return rule
+
+
+def _first_arg_numel(args: tuple[Any, ...], out_shape: Any) -> int:
+    """The larger of the first tensor argument and the output (reductions and binary ops)."""
+    first = args[0] if args else None
+    n_in = numel(first) if isinstance(first, tuple) else 0
+    return max(n_in, numel(first_shape(out_shape)))
+
+
+# -- arithmetic and elementary functions: 1 FPO per output element ----------------------------
+
+_ONE = """
+    mul div neg reciprocal abs sign sgn exp exp2 expm1 log log2 log10 log1p sqrt rsqrt sin cos
+    tan asin acos atan sinh cosh tanh asinh acosh atanh atan2 erf erfc erfinv sigmoid pow floor
+    ceil round trunc frac fmod remainder maximum minimum fmax fmin relu threshold eq ne lt le gt
+    ge clamp_min clamp_max lgamma digamma copysign float_power true_divide floor_divide
+    nan_to_num
+"""
+
+register_rule(
+    _ops(*_ONE.split())
+    + _ops("isnan", "isinf", "isfinite", "isneginf", "isposinf", "signbit", inplace=False)
+)(_per_element(1, "one arithmetic op, compare or elementary function"))
+
+
+@register_rule(_ops("add", "sub", "rsub"))
+def add_rule(*args: Any, out_shape: Any = None, alpha: Any = 1, **kwargs: Any) -> int:
+    """``a + alpha * b``: 1 FPO per output element, 2 when ``alpha`` is not 1."""
+    return (1 if alpha == 1 else 2) * numel(first_shape(out_shape))
+
+
+@register_rule(["aten.max", "aten.min", "aten.amax", "aten.amin", "aten.argmax", "aten.argmin"])
+def minmax_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """One compare per input element (reductions) or per output element (``max.other``)."""
+    return _first_arg_numel(args, out_shape)
+
+
+@register_rule("aten.aminmax")
+def aminmax_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """Two compares per input element."""
+    return 2 * numel(self)
+
+
+@register_rule(_ops("clamp", "clip"))
+def clamp_rule(
+    self: tuple[int, ...], min: Any = None, max: Any = None, *, out_shape: Any = None, **kw: Any
+) -> int:
+    """One compare per bound given, per element."""
+    return ((min is not None) + (max is not None)) * numel(first_shape(out_shape))
+
+
+@register_rule(_ops("addcmul", "addcdiv"))
+def addcmul_rule(*args: Any, out_shape: Any = None, value: Any = 1, **kwargs: Any) -> int:
+    """``self + value * t1 (*|/) t2``: 3 FPO per element, 2 when ``value`` is 1."""
+    return (2 if value == 1 else 3) * numel(first_shape(out_shape))
+
+
+@register_rule(_ops("lerp"))
+def lerp_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """``a + w * (b - a)``: 3 FPO per element."""
+    return 3 * numel(first_shape(out_shape))
+
+
+register_rule(_ops("xlogy", "silu", "leaky_relu", "hardtanh", "_prelu_kernel"))(
+    _per_element(
+        2,
+        "xlogy (log, mul), silu (sigmoid, mul), leaky_relu and prelu (compare, mul),"
+        " hardtanh (two compares)",
+    )
+)
+register_rule(_ops("logit", "hypot"))(
+    _per_element(3, "logit (sub, div, log), hypot (two squares, add, sqrt counted as 3)")
+)
+register_rule(_ops("hardsigmoid"))(_per_element(4, "add 3, two compares, divide by 6"))
+register_rule(_ops("hardswish", "mish", "softplus"))(
+    _per_element(
+        5,
+        "hardswish (hardsigmoid, mul), mish (exp, log1p, tanh, mul, +1),"
+        " softplus (mul beta, compare, exp, log1p, div beta)",
+    )
+)
+register_rule(_ops("elu") + ["aten.log_sigmoid_forward"])(
+    _per_element(6, "elu (compare, scale, exp, sub, alpha, scale), log_sigmoid (stable form)")
+)
+
+
+@register_rule(_ops("gelu"))
+def gelu_rule(*args: Any, out_shape: Any = None, approximate: str = "none", **kw: Any) -> int:
+    """GELU: 5 FPO per element (x/sqrt2, erf, +1, *x, *0.5); 9 with ``approximate='tanh'``."""
+    return (9 if approximate == "tanh" else 5) * numel(first_shape(out_shape))
+
+
+@register_rule("aten.gelu_backward")
+def gelu_backward_rule(
+    *args: Any, out_shape: Any = None, approximate: str = "none", **kw: Any
+) -> int:
+    """d/dx GELU times the grad: 11 FPO per element (erf form), 16 for the tanh form."""
+    return (16 if approximate == "tanh" else 11) * numel(first_shape(out_shape))
+
+
+# activation backward: FPO per element of the gradient
+register_rule("aten.threshold_backward")(_per_element(1, "relu backward (compare, select)"))
+register_rule(["aten.hardtanh_backward", "aten.leaky_relu_backward"])(
+    _per_element(2, "two compares, or compare and mul")
+)
+register_rule(["aten.sigmoid_backward", "aten.tanh_backward", "aten.hardsigmoid_backward"])(
+    _per_element(3, "g * y * (1 - y), g * (1 - y * y)")
+)
+register_rule(["aten.elu_backward", "aten.logit_backward", "aten.softplus_backward"])(
+    _per_element(4, "the derivative's formula times the grad")
+)
+register_rule(["aten.log_sigmoid_backward"])(_per_element(5, "the derivative times the grad"))
+register_rule(["aten.silu_backward", "aten.hardswish_backward"])(
+    _per_element(6, "silu: g * s * (1 + x * (1 - s)) with s = sigmoid(x)")
+)
+register_rule(["aten.mish_backward"])(_per_element(10, "the derivative times the grad"))
+
+
+@register_rule("aten._prelu_kernel_backward")
+def prelu_backward_rule(grad: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """Grad of input (compare, mul) and of weight (mul, accumulate): 4 FPO per element."""
+    return 4 * numel(grad)
+
+
+# -- dropout ---------------------------------------------------------------------------------
+
+
+@register_rule(["aten.native_dropout", "aten._fused_dropout", "aten._masked_scale"])
+def dropout_rule(input: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``x * mask * 1/(1-p)``: 2 FPO per element (drawing the mask is not counted)."""
+    return 2 * numel(input)
+
+
+register_rule("aten.native_dropout_backward")(_per_element(2, "grad * mask * scale"))
+
+
+# -- optimizer updates ------------------------------------------------------------------------
+
+
+def _foreach(cost: int) -> Callable[..., int]:
+    def rule(tensors: Any, *args: Any, **kwargs: Any) -> int:
+        return cost * sum(numel(s) for s in shapes_in(tensors))
+
+    rule.__doc__ = f"{cost} FPO per element of every tensor in the first list."
+    rule.__name__ = rule.__qualname__ = f"foreach_{cost}"
+    return rule
+
+
+_FOREACH_ONE = """
+    add sub mul div sqrt neg reciprocal maximum minimum clamp_min clamp_max exp log abs sign pow
+    rsqrt sigmoid tanh
+"""
+
+register_rule(_ops(*(f"_foreach_{name}" for name in _FOREACH_ONE.split())))(_foreach(1))
+register_rule(["aten._foreach_norm"])(_foreach(2))
+register_rule(_ops("_foreach_addcmul", "_foreach_addcdiv", "_foreach_lerp"))(_foreach(3))
+register_rule(["aten._foreach_zero_", "aten._foreach_copy_"])(zero)
+
+
+@register_rule(["aten._fused_adam", "aten._fused_adam_", "aten._fused_adamw", "aten._fused_adamw_"])
+def fused_adam_rule(
+    params: Any, *args: Any, weight_decay: float = 0.0, amsgrad: bool = False, **kwargs: Any
+) -> int:
+    """Adam/AdamW step: 13 FPO per parameter element, more with weight decay or AMSGrad.
+
+    First moment 3, second moment 4, denominator 3, update 3; weight decay +2; AMSGrad +1.
+    """
+    per = 13 + (2 if weight_decay else 0) + (1 if amsgrad else 0)
+    return per * sum(numel(s) for s in shapes_in(params))
+
+
+@register_rule(["aten._fused_sgd", "aten._fused_sgd_"])
+def fused_sgd_rule(
+    params: Any,
+    *args: Any,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    **kwargs: Any,
+) -> int:
+    """SGD step: 2 FPO per element (``p -= lr * g``), more with momentum or weight decay.
+
+    Momentum +3, Nesterov +2, weight decay +2.
+    """
+    per = 2 + (3 if momentum else 0) + (2 if nesterov else 0) + (2 if weight_decay else 0)
+    return per * sum(numel(s) for s in shapes_in(params))
+
+
+# -- scatter/index ops that accumulate ----------------------------------------------------------
+
+
+@register_rule(
+    _ops("scatter_add", "index_add", "scatter_reduce", "index_reduce")
+    + [
+        "aten.scatter.reduce",
+        "aten.scatter.value_reduce",
+        "aten.scatter_.reduce",
+        "aten.scatter_.value_reduce",
+    ]
+)
+def scatter_add_rule(
+    self: tuple[int, ...], dim: int, index: Any, src: Any, *a: Any, **k: Any
+) -> int:
+    """One add (or reduce op) per source element."""
+    return numel(src) if isinstance(src, tuple) else numel(index)
+
+
+@register_rule(_ops("index_put", "_index_put_impl"))
+def index_put_rule(
+    self: tuple[int, ...],
+    indices: Any,
+    values: tuple[int, ...],
+    accumulate: bool = False,
+    *,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    """0 (a copy) unless ``accumulate=True``: then one add per value element."""
+    return numel(values) if accumulate else 0
+
+
+@register_rule("aten.embedding_dense_backward")
+def embedding_backward_rule(grad: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """Gradient rows are accumulated into the table: one add per gradient element."""
+    return numel(grad)
+
+
+# -- 0 by rule: views, copies, indexing, creation, random, metadata ----------------------------
+
+_ZERO = """
+    view _unsafe_view _reshape_alias reshape expand expand_copy permute permute_copy transpose
+    transpose_ t t_ squeeze squeeze_ unsqueeze unsqueeze_ slice select diagonal as_strided
+    as_strided_ unfold alias view_as_real view_as_complex view_copy unsqueeze_copy squeeze_copy
+    t_copy transpose_copy slice_copy select_copy detach detach_ lift_fresh lift_fresh_copy
+    _conj _neg_view resolve_conj resolve_neg
+    clone copy copy_ _to_copy _copy_from _copy_from_and_resize contiguous _pin_memory
+    record_stream slice_scatter select_scatter diagonal_scatter as_strided_scatter set_ resize_
+    resize_as_
+    index _unsafe_index index_select gather take masked_select masked_fill masked_fill_
+    masked_scatter masked_scatter_ where scatter scatter_ index_copy index_copy_ index_fill
+    index_fill_ embedding nonzero one_hot tril tril_ triu triu_
+    cat stack split split_with_sizes unsafe_split unsafe_split_with_sizes chunk unsafe_chunk
+    unbind narrow flip roll repeat repeat_interleave constant_pad_nd reflection_pad1d
+    reflection_pad2d reflection_pad3d replication_pad1d replication_pad2d replication_pad3d
+    im2col col2im pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle
+    empty empty_like empty_strided new_empty new_empty_strided zeros zeros_like new_zeros ones
+    ones_like new_ones full full_like new_full scalar_tensor arange linspace logspace eye fill
+    fill_ zero_
+    bernoulli bernoulli_ uniform uniform_ normal normal_ rand rand_like randn randn_like randint
+    randint_like randperm random_ multinomial exponential_ geometric_ cauchy_ log_normal_
+    logical_not logical_not_ logical_and logical_and_ logical_or logical_or_ logical_xor
+    logical_xor_ bitwise_not bitwise_and bitwise_or bitwise_xor bitwise_left_shift
+    bitwise_right_shift any all
+    _local_scalar_dense item is_same_size is_nonzero _assert_async _assert_scalar
+    _assert_tensor_metadata _functional_assert_async sym_constrain_range
+    sym_constrain_range_for_size
+"""
+"""The ops that do no floating-point arithmetic, by group: views and layout; copies and moves;
+gather-like indexing, masking and selection; joining, splitting, tiling and padding; creation
+and filling; random number generation; boolean and bit logic; metadata, scalars and checks."""
+
+register_rule([f"aten.{name}" for name in _ZERO.split()] + ["prim.device"])(zero)

@@ -1,0 +1,41 @@
+"""The FPO rules registry: one formula per aten op, registered with one decorator.
+
+``RULES`` maps an op name (``"aten.mm"``, or one overload such as ``"aten.add.Tensor"``) to a
+:class:`Rule`. Importing this module loads every built-in rule family; it needs no torch. A rule
+receives shapes, not tensors (see :func:`register_rule`), so it is plain arithmetic that can be
+unit-tested without running anything.
+
+Example:
+    >>> from greenprint.fpo.rules import RULES, register_rule
+    >>> RULES["aten.mm"].fn((2, 3), (3, 4), out_shape=(2, 4))
+    (48, 0)
+"""
+
+from __future__ import annotations
+
+from greenprint.fpo import _rules_linalg, _rules_loss_pool, _rules_nn, _rules_pointwise
+from greenprint.fpo._registry import (
+    RULES,
+    Rule,
+    RuleFn,
+    first_shape,
+    make_rule,
+    numel,
+    op_name,
+    register_rule,
+    zero,
+)
+
+__all__ = [
+    "RULES",
+    "Rule",
+    "RuleFn",
+    "first_shape",
+    "make_rule",
+    "numel",
+    "op_name",
+    "register_rule",
+    "zero",
+]
+
+_FAMILIES = (_rules_linalg, _rules_loss_pool, _rules_nn, _rules_pointwise)  # loaded for effect
