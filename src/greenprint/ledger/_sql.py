@@ -18,7 +18,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -109,12 +109,13 @@ class SQLStore:
         self.target = target
         self._engine = _create_engine(target)
         self._writer = self._engine.execution_options(**{_WRITE: True})
-        # Writers of one process queue here rather than in SQLite's busy handler; an in-memory
-        # SQLite ledger has a single connection, so every access queues.
-        self._write_lock = threading.RLock()
-        self._read_lock: threading.RLock | contextlib.nullcontext[None] = (
-            self._write_lock if target.memory else contextlib.nullcontext()
-        )
+        # SQLite: the writers of one process queue here rather than in SQLite's busy handler;
+        # an in-memory ledger has a single connection, so every access queues. PostgreSQL
+        # handles concurrent transactions itself.
+        lock = threading.RLock()
+        unlocked: contextlib.nullcontext[None] = contextlib.nullcontext()
+        self._write_lock = lock if target.backend == "sqlite" else unlocked
+        self._read_lock = lock if target.memory else unlocked
         self._pid = os.getpid()
         try:
             self.schema_version = self._open(create=create)
@@ -437,9 +438,3 @@ class SQLStore:
             ]
 
         return self.transaction(do, write=False)
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """A read connection (for tests and tools that inspect the raw tables)."""
-        with self._read_lock, self._engine.connect() as conn:
-            yield conn
