@@ -112,18 +112,22 @@ def command(
 
 def format_price_tag(run: Any) -> str:
     """A short, human price tag of a finished run: energy, CO2-eq, time, and their provenance."""
+    from greenprint._format import format_duration, format_emissions, format_energy
+
     prov = run.provenance
     parts = [
-        f"{component} {kwh:.6f} kWh [{prov.get(component, '?')}]"
+        f"{component} {format_energy(kwh)} [{prov.get(component, '?')}]"
         for component, kwh in sorted(run.energy_by_component.items())
     ]
     ledger = run.ledger.url if run.ledger is not None else "(not recorded)"
     lines = [
         f"greenprint: run {run.id[:8]} '{run.name}' (study {run.study}) {run.status} "
-        f"in {run.duration_s:.1f} s",
-        f"  energy  {run.energy_kwh:.6f} kWh  ({'; '.join(parts) or 'no meter'})",
-        f"  CO2-eq  {run.emissions_kg * 1000:.4f} g  (intensity {run.intensity_g_per_kwh:.0f} "
-        f"g/kWh [{prov.get('intensity', '?')}], PUE {run.pue:g} [{prov.get('pue', '?')}])",
+        f"in {format_duration(run.duration_s)}",
+        f"  energy  {format_energy(run.energy_kwh)}",
+        *(f"            {part}" for part in parts),
+        f"  CO2-eq  {format_emissions(run.emissions_kg)}",
+        f"            intensity {run.intensity_g_per_kwh:.0f} g/kWh [{prov.get('intensity', '?')}]",
+        f"            PUE {run.pue:g} [{prov.get('pue', '?')}]",
         f"  ledger  {ledger}",
     ]
     return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""Human formatting of quantities for terminal output: energy, CO2-eq, time, FPO."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["format_duration", "format_emissions", "format_energy", "format_fpo"]
+
+
+def _scaled(value: float, units: tuple[tuple[float, str], ...], digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    for factor, unit in units:
+        if abs(value) >= factor or factor == units[-1][0]:
+            return f"{value / factor:.{digits}g} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_energy(kwh: float) -> str:
+    """``0.0123`` kWh -> ``"12.3 Wh"``; picks MWh, kWh, Wh or mWh."""
+    return _scaled(kwh, ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh")))
+
+
+def format_emissions(kg: float) -> str:
+    """``0.0042`` kg CO2-eq -> ``"4.2 g CO2-eq"``; picks t, kg, g or mg."""
+    return _scaled(kg, ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))) + " CO2-eq"
+
+
+def format_fpo(fpo: float) -> str:
+    """``3.1e15`` -> ``"3.1 PFPO"`` (decimal prefixes)."""
+    return _scaled(
+        float(fpo),
+        (
+            (1e18, "EFPO"),
+            (1e15, "PFPO"),
+            (1e12, "TFPO"),
+            (1e9, "GFPO"),
+            (1e6, "MFPO"),
+            (1e3, "kFPO"),
+            (1.0, "FPO"),
+        ),
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """``3725`` -> ``"1h 2m 5s"``; short durations in seconds with one decimal."""
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
