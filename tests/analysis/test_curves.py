@@ -127,19 +127,6 @@ def test_run_learning_curve_validates_before_tracking():
         )
 
 
-@pytest.fixture
-def tracking(require_component):
-    """greenprint.track, once tracking and what it needs exist (skip until then)."""
-    module = pytest.importorskip("greenprint.tracking")
-    try:
-        with module.track("probe", study="probe", ledger=False, sample_interval_s=0.05):
-            pass
-    except ImportError as e:  # a part tracking needs is not built yet
-        require_component(not (e.name or "").startswith("greenprint"), f"tracking needs {e.name}")
-        raise
-    return module.track
-
-
 def test_run_learning_curve_tracks_each_fraction(tracking, tmp_path):
     calls = []
 
@@ -184,3 +171,36 @@ def test_run_learning_curve_sizes_from_fn_and_failures(tracking):
 
 def _boom(fraction):
     raise RuntimeError("boom")
+
+
+def test_tracked_study_through_a_real_ledger(tracking, tmp_path):
+    """A small nested study tracked into a SQLite ledger, read back and priced."""
+    ledger_mod = pytest.importorskip("greenprint.ledger")
+    from greenprint.analysis import evp_by_budget, price_tag
+
+    path = tmp_path / "gp.db"
+    run_learning_curve(
+        lambda f: 0.5 + 0.4 * f,
+        [0.5, 1.0],
+        study="lc",
+        ledger=str(path),
+        full_size=100,
+        track_options={"sample_interval_s": 0.05},
+    )
+    with tracking("sweep", study="lc", ledger=str(path), sample_interval_s=0.05) as parent:
+        for k in range(3):
+            with tracking(f"t{k}", study="lc", ledger=str(path), sample_interval_s=0.05) as t:
+                t.log(acc=0.6 + 0.1 * k)
+    runs = ledger_mod.Ledger(str(path)).runs(study="lc")
+    assert len(runs) == 6
+    assert sum(r.parent_id == parent.id for r in runs) == 3
+    curve = learning_curve(runs, metric="score")
+    assert curve.dataset_size.tolist() == [50, 100]
+    np.testing.assert_allclose(curve.score_mean, [0.7, 0.9])
+    tag = price_tag(runs, metric="acc")
+    assert tag.total.runs == 6 and tag.total.trials == 5
+    assert tag.final is not None and tag.final.name == "t2"
+    roots = [r for r in runs if r.parent_id is None]
+    assert tag.total.energy_kwh == pytest.approx(sum(r.energy_kwh for r in roots), rel=1e-6)
+    evp = evp_by_budget(runs, "trials", metric="acc")
+    assert evp.n_trials == 5 and evp.n_missing == 2  # the curve runs have no "acc"
