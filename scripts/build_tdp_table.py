@@ -14,7 +14,7 @@ Cleaning (each step is counted and printed):
   parenthesised note removed (``(OEM Only)``, ``(AF)``, ``(95W)``, ``(9M Cache, ...)``), a
   trailing ``includes ...`` clause, ``Microsoft Surface Edition`` and the word ``Processor``
   removed, whitespace collapsed;
-* TDP values that are not one plain number (``27.29.5``) are dropped;
+* TDP values that are not one positive number (``27.29.5``, ``0``) are dropped;
 * generic, non-identifying names (``ARMv8 ...``) are dropped;
 * names that become identical after cleaning keep the highest TDP (variants of the same part,
   e.g. a 95 W and a 125 W stepping of a Phenom II: the higher figure is the conservative one).
@@ -73,7 +73,7 @@ def build(text: str) -> tuple[list[tuple[str, float]], dict[str, int]]:
     for row in csv.DictReader(io.StringIO(text)):
         counts["read"] += 1
         tdp_text = (row.get("TDP") or "").strip()
-        if not _NUMBER.fullmatch(tdp_text):
+        if not _NUMBER.fullmatch(tdp_text) or float(tdp_text) <= 0:
             counts["bad_tdp"] += 1
             continue
         name = clean_name(row.get("Name") or "")
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, counts = build(read_source(args.source))
     write(rows, args.out)
     print(
-        f"read {counts['read']} rows; dropped {counts['bad_tdp']} with a malformed TDP and "
+        f"read {counts['read']} rows; dropped {counts['bad_tdp']} with a malformed or zero TDP and "
         f"{counts['generic']} generic names; merged {counts['merged']} duplicates "
         f"({counts['conflicts']} with differing TDPs, highest kept); wrote {len(rows)} rows "
         f"to {args.out}",

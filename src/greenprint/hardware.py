@@ -31,7 +31,14 @@ from greenprint.meters._rapl import Opener, probe_rapl, resolve_rapl_root
 from greenprint.meters._status import GPUInfo, MeterStatus
 from greenprint.meters._tdp import match_cpu_tdp
 
-__all__ = ["GPUInfo", "HardwareInfo", "MeterStatus", "cpu_model_name", "detect_hardware"]
+__all__ = [
+    "GPUInfo",
+    "HardwareInfo",
+    "MeterStatus",
+    "cpu_model_name",
+    "detect_hardware",
+    "parse_cpuinfo",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +80,12 @@ class HardwareInfo:
         return next((m for m in self.meters if m.name == name), None)
 
 
-def _read_cpuinfo() -> tuple[str | None, int]:
-    """``(model name, sockets)`` from /proc/cpuinfo (Linux); ``(None, 1)`` if unreadable."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
-    except OSError:
-        return None, 1
+def parse_cpuinfo(text: str) -> tuple[str | None, int]:
+    """``(model, sockets)`` from the text of ``/proc/cpuinfo``.
+
+    The model is the first ``model name`` (x86), else ``Hardware``/``cpu model``/``Processor``
+    (Arm, MIPS); sockets are the distinct ``physical id`` values (1 when absent).
+    """
     model: str | None = None
     fallback: str | None = None
     physical_ids: set[str] = set()
@@ -96,6 +102,14 @@ def _read_cpuinfo() -> tuple[str | None, int]:
         elif key == "physical id":
             physical_ids.add(value)
     return model or fallback, max(len(physical_ids), 1)
+
+
+def _read_cpuinfo() -> tuple[str | None, int]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            return parse_cpuinfo(fh.read())
+    except OSError:
+        return None, 1
 
 
 def _run_quiet(argv: list[str]) -> str | None:

@@ -75,7 +75,8 @@ def normalise_cpu_model(raw: str) -> str:
         >>> normalise_cpu_model("AMD EPYC 7763 64-Core Processor")
         'amd epyc 7763'
     """
-    text = unicodedata.normalize("NFKC", raw).replace("\u200b", "").casefold()
+    text = _MARKS.sub(" ", raw)  # before NFKC, which turns "™" into "TM"
+    text = unicodedata.normalize("NFKC", text).replace("\u200b", "").casefold()
     text = _MARKS.sub(" ", text)
     for pattern in _NOISE:
         text = pattern.sub(" ", text)

@@ -1,0 +1,119 @@
+"""greenprint.hardware and `greenprint hardware`: detection, statuses with fixes, text and JSON."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from greenprint.cli import main
+from greenprint.hardware import HardwareInfo, detect_hardware, parse_cpuinfo
+from greenprint.testing import FakeGPU, FakeNVML, make_fake_rapl
+from greenprint.testing import _nvml as fake_module
+
+GREENPRINT = str(Path(sys.executable).with_name("greenprint"))
+
+XEON_2S = "\n".join(
+    f"processor\t: {i}\nvendor_id\t: GenuineIntel\n"
+    f"model name\t: Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz\nphysical id\t: {i % 2}\n"
+    for i in range(4)
+)
+ARM = "processor\t: 0\nBogoMIPS\t: 48.00\nCPU implementer\t: 0x41\nHardware\t: BCM2835\n"
+
+
+def test_cpuinfo_parsing():
+    assert parse_cpuinfo(XEON_2S) == ("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz", 2)
+    assert parse_cpuinfo(ARM) == ("BCM2835", 1)
+    assert parse_cpuinfo("") == (None, 1)
+
+
+def test_detect_hardware_here_never_raises_and_is_cached():
+    hw = detect_hardware()
+    assert isinstance(hw, HardwareInfo)
+    assert detect_hardware() is hw
+    assert hw.logical_cores >= 1 and hw.physical_cores >= 1 and hw.sockets >= 1
+    assert hw.ram_gb > 0
+    assert [m.name for m in hw.meters] == ["rapl", "nvml", "estimate:cpu", "estimate:ram"]
+    for m in hw.meters:
+        assert m.reason
+    json.dumps(hw.to_dict())  # JSON-ready
+    if not Path("/sys/class/powercap").exists():  # this VM
+        rapl = hw.meter("rapl")
+        assert not rapl.usable
+        assert rapl.reason == "no /sys/class/powercap (not Linux, or a VM without RAPL passthrough)"
+    if hw.cpu_model == "AMD EPYC":  # what this VM reports: a family, not a model
+        assert hw.cpu_tdp_w is None and hw.cpu_tdp_source == "default-per-core"
+        assert "'AMD EPYC' is not in the TDP table" in hw.meter("estimate:cpu").reason
+
+
+def test_model_in_the_table_gives_its_tdp(tmp_path, monkeypatch):
+    import greenprint.hardware as hardware
+
+    monkeypatch.setattr(hardware, "cpu_model_name", lambda: ("AMD EPYC 7763 64-Core Processor", 2))
+    hardware._detect.cache_clear()
+    try:
+        hw = detect_hardware(rapl_root=str(tmp_path), nvml=FakeNVML())
+    finally:
+        hardware._detect.cache_clear()
+    assert (hw.cpu_tdp_w, hw.cpu_tdp_source, hw.sockets) == (280.0, "table:AMD EPYC 7763", 2)
+    assert hw.meter("estimate:cpu").reason.startswith("TDP 2 x 280 W (exact match of 'AMD EPYC")
+
+
+def test_permission_denied_gives_reason_and_exact_fix(tmp_path):
+    rapl = make_fake_rapl(tmp_path / "pc", unreadable=["package-0"])
+    hw = detect_hardware(rapl_root=str(rapl.root), nvml=FakeNVML(), rapl_opener=rapl.opener)
+    status = hw.meter("rapl")
+    assert not status.usable
+    assert status.reason == f"permission denied reading {rapl.root}/intel-rapl:0/energy_uj"
+    assert status.fix == f"sudo chmod a+r {rapl.root}/intel-rapl:*/energy_uj (or run as root)"
+
+
+def test_gpus_and_nvml_status(tmp_path):
+    nvml = FakeNVML(
+        [FakeGPU(name="NVIDIA H100 80GB HBM3", memory_gb=80.0), FakeGPU(energy_mj=None)]
+    )
+    hw = detect_hardware(rapl_root=str(tmp_path), nvml=nvml)
+    assert [g.name for g in hw.gpus] == ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB"]
+    assert [g.has_energy_counter for g in hw.gpus] == [True, False]
+    assert hw.meter("nvml").usable
+    broken = FakeNVML(init_error=fake_module.NVML_ERROR_DRIVER_NOT_LOADED)
+    status = detect_hardware(rapl_root=str(tmp_path), nvml=broken).meter("nvml")
+    assert not status.usable and "modprobe nvidia" in status.fix
+
+
+def test_cli_text(capsys):
+    assert main(["hardware"]) == 0
+    out = capsys.readouterr().out
+    for label in ("CPU ", "RAM ", "GPUs", "CPU TDP", "Meters", "rapl", "nvml", "In use"):
+        assert label in out
+    assert "estimate:cpu  yes" in out
+    hw = detect_hardware()
+    for m in hw.meters:
+        assert m.reason in out
+        if m.fix:
+            assert f"fix: {m.fix}" in out
+
+
+def test_cli_json(capsys):
+    assert main(["hardware", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cpu_model"] == detect_hardware().cpu_model
+    assert {m["name"] for m in report["meters"]} == {"rapl", "nvml", "estimate:cpu", "estimate:ram"}
+    assert set(report["in_use"]) >= {"cpu", "ram"}
+    assert all(isinstance(m["usable"], bool) for m in report["meters"])
+
+
+def test_cli_in_a_subprocess_with_a_fake_rapl_tree(tmp_path):
+    rapl = make_fake_rapl(tmp_path / "pc", packages=2, dram=True, psys=True)
+    env_run = dict(__import__("os").environ, GREENPRINT_RAPL_ROOT=str(rapl.root))
+    out = subprocess.run(
+        [GREENPRINT, "hardware", "--json"], capture_output=True, text=True, env=env_run, check=True
+    )
+    report = json.loads(out.stdout)
+    assert report["in_use"]["cpu"] == "rapl:package-0+package-1"
+    assert report["in_use"]["ram"] == "rapl:dram-0+dram-1"
+    rapl.make_unreadable("package-1", "missing")
+    out = subprocess.run(
+        [GREENPRINT, "hardware"], capture_output=True, text=True, env=env_run, check=True
+    )
+    assert f"rapl          no   cannot read {rapl.root}/intel-rapl:1/energy_uj" in out.stdout
+    assert "cpu  estimate:" in out.stdout
