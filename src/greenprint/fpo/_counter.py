@@ -27,8 +27,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from greenprint._exceptions import FPOError, UnknownOpError
 from greenprint.fpo._registry import Rule, merged_rules
-from greenprint.fpo.rules import RULES
 from greenprint.fpo._result import PHASES, FPOResult
+from greenprint.fpo.rules import RULES
 
 __all__ = ["FPOCounter"]
 

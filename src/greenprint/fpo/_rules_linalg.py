@@ -1,11 +1,11 @@
-"""FPO rules for matrix products, convolutions, attention and fused recurrent layers.
+"""FPO rules for matrix products, convolutions and attention.
 
 The ops FlopCounterMode counts are registered with ``matmul=True`` and return
 ``(matmul_fpo, other_fpo)``: the first part uses FlopCounterMode's own formulas (``2mkn`` for an
 ``(m x k) @ (k x n)`` product, the full score matrix for attention, causal or not), so that
 ``matmul_total`` equals its total; the second part is what the op does on top (a bias add, an
 ``alpha``/``beta`` scaling, the softmax inside attention). Products FlopCounterMode does not know
-(``mv``, ``dot``, CPU flash attention, fused LSTM kernels) return a plain int.
+(``mv``, ``dot``, CPU flash attention) return a plain int.
 """
 
 from __future__ import annotations
@@ -229,8 +229,10 @@ def convolution_backward_rule(
     out_shape: Any = None,
     **kwargs: Any,
 ) -> tuple[int, int]:
-    """grad_input and grad_weight are convolutions (FlopCounterMode's formula); on top:
-    grad_bias, one add per element of the output gradient."""
+    """Convolution backward: grad_input and grad_weight as FlopCounterMode; grad_bias on top.
+
+    grad_bias is one add per element of the output gradient.
+    """
 
     def t(shape: tuple[int, ...]) -> tuple[int, ...]:
         return (shape[1], shape[0], *shape[2:])
@@ -253,8 +255,10 @@ def convolution_backward_rule(
 
 
 def sdpa_products(q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]) -> int:
-    """FlopCounterMode's attention count for ``(b, h, s, d)`` tensors: ``QK^T`` and ``PV``,
-    the full score matrix whether or not a causal mask hides part of it."""
+    """FlopCounterMode's attention count for ``(b, h, s, d)`` tensors: ``QK^T`` and ``PV``.
+
+    The full score matrix is counted whether or not a causal mask hides part of it.
+    """
     b, h, sq, d = q
     sk, dv = k[2], v[3]
     return 2 * b * h * sq * d * sk + 2 * b * h * sq * sk * dv
@@ -348,37 +352,46 @@ def sdpa_fused_backward_rule(
     *args: Any,
     **kwargs: Any,
 ) -> tuple[int, int]:
-    """Five products (scores recomputed, as FlopCounterMode); extras: recomputing the
-    probabilities (subtract the log-sum-exp, exp: 2 per score) and the softmax backward."""
+    """Five products (scores recomputed, as FlopCounterMode), plus extras.
+
+    Extras: recomputing the probabilities (subtract the log-sum-exp, exp: 2 per score), the
+    softmax backward and the scalings.
+    """
     return sdpa_backward_products(g, q, k, v), 2 * _scores(q, k) + attention_backward_extras(q, k)
 
 
-@register_rule(
-    [
-        "aten._scaled_dot_product_flash_attention_for_cpu",
-        "aten._scaled_dot_product_fused_attention_overrideable",
-    ]
-)
+@register_rule("aten._scaled_dot_product_flash_attention_for_cpu")
 def sdpa_cpu_rule(
     q: tuple[int, ...],
     k: tuple[int, ...],
     v: tuple[int, ...],
-    *args: Any,
-    is_causal: bool = False,
-    attn_mask: Any = None,
     dropout_p: Any = 0.0,
+    is_causal: bool = False,
+    *,
+    attn_mask: Any = None,
     **kwargs: Any,
 ) -> int:
-    """CPU flash attention (FlopCounterMode counts 0): the math path's count, so that a CPU run
-    and a meta run agree: two products, scaling, mask, softmax."""
-    if args:  # positional (dropout_p, is_causal) or (attn_bias, dropout_p, is_causal, ...)
-        if isinstance(args[0], tuple) or args[0] is None:
-            attn_mask, rest = args[0], args[1:]
-        else:
-            rest = args
-        dropout_p = rest[0] if len(rest) > 0 else dropout_p
-        is_causal = bool(rest[1]) if len(rest) > 1 else is_causal
+    """CPU flash attention, which FlopCounterMode counts as 0: the math path's count.
+
+    Two products, scaling, mask, softmax: so that a CPU run and a meta run agree.
+    """
     masked = attn_mask is not None or bool(is_causal)
+    return sdpa_products(q, k, v) + attention_extras(q, k, masked=masked, dropout_p=dropout_p)
+
+
+@register_rule("aten._scaled_dot_product_fused_attention_overrideable")
+def sdpa_overrideable_rule(
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    attn_bias: Any = None,
+    dropout_p: Any = 0.0,
+    is_causal: bool = False,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Out-of-tree backends' fused attention (not counted by FlopCounterMode): as the CPU one."""
+    masked = attn_bias is not None or bool(is_causal)
     return sdpa_products(q, k, v) + attention_extras(q, k, masked=masked, dropout_p=dropout_p)
 
 
@@ -401,36 +414,107 @@ def sdpa_cpu_backward_rule(
     return products + attention_backward_extras(q, k, dropout_p=dropout_p)
 
 
-def _bshd(t: tuple[int, ...]) -> tuple[int, ...]:
-    """``(b, s, h, d)`` (the inner flash/efficient kernels' layout) to ``(b, h, s, d)``."""
-    return (t[0], t[2], t[1], t[3]) if len(t) == 4 else t
+def _inner_bhsd(t: tuple[int, ...], cu_seqlens: Any, max_len: Any) -> tuple[int, ...]:
+    """The inner flash/efficient kernels' ``(b, s, h, d)`` layout as ``(b, h, s, d)``.
 
-
-@register_rule(["aten._flash_attention_forward", "aten._efficient_attention_forward"], matmul=True)
-def flash_forward_rule(
-    q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...], *args: Any, **kwargs: Any
-) -> tuple[int, int]:
-    """Products as FlopCounterMode computes them from the raw shapes; extras: scaling, softmax.
-
-    Nested (jagged) inputs are counted at their maximum length, as FlopCounterMode does on fake
-    tensors.
+    Nested (jagged) inputs, ``(total, h, d)`` or ``(1, total, h, d)`` with cumulative sequence
+    lengths, are counted as a padded batch at the maximum length, as FlopCounterMode does on
+    fake tensors.
     """
-    return sdpa_products(q, k, v), attention_extras(_bshd(q), _bshd(k), masked=False)
+    if cu_seqlens is not None and isinstance(cu_seqlens, tuple) and isinstance(max_len, int):
+        return (max(1, cu_seqlens[0] - 1), t[-2], max_len, t[-1])
+    return (t[0], t[2], t[1], t[3])
 
 
-@register_rule(
-    ["aten._flash_attention_backward", "aten._efficient_attention_backward"], matmul=True
-)
+@register_rule("aten._flash_attention_forward", matmul=True)
+def flash_forward_rule(
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    cum_seq_q: Any = None,
+    cum_seq_k: Any = None,
+    max_q: Any = None,
+    max_k: Any = None,
+    dropout_p: Any = 0.0,
+    is_causal: bool = False,
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """Products of the attention (full score matrix); extras as the fused overloads.
+
+    FlopCounterMode reads these ``(b, s, h, d)`` shapes as ``(b, h, s, d)``; greenprint uses
+    the real layout, so the two differ on direct calls of this inner kernel.
+    """
+    qh, kh, vh = (
+        _inner_bhsd(t, cum_seq_q if t is q else cum_seq_k, max_q if t is q else max_k)
+        for t in (q, k, v)
+    )
+    extras = attention_extras(qh, kh, masked=bool(is_causal), dropout_p=dropout_p)
+    return sdpa_products(qh, kh, vh), extras
+
+
+@register_rule("aten._efficient_attention_forward", matmul=True)
+def efficient_forward_rule(
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    bias: Any = None,
+    cu_seqlens_q: Any = None,
+    cu_seqlens_k: Any = None,
+    max_seqlen_q: Any = None,
+    max_seqlen_k: Any = None,
+    dropout_p: Any = 0.0,
+    custom_mask_type: int = 0,
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """As :func:`flash_forward_rule`; masked with a bias or a causal mask type."""
+    qh = _inner_bhsd(q, cu_seqlens_q, max_seqlen_q)
+    kh = _inner_bhsd(k, cu_seqlens_k, max_seqlen_k)
+    vh = _inner_bhsd(v, cu_seqlens_k, max_seqlen_k)
+    masked = bias is not None or bool(custom_mask_type)
+    return sdpa_products(qh, kh, vh), attention_extras(qh, kh, masked=masked, dropout_p=dropout_p)
+
+
+@register_rule("aten._flash_attention_backward", matmul=True)
 def flash_backward_rule(
     g: tuple[int, ...],
     q: tuple[int, ...],
     k: tuple[int, ...],
     v: tuple[int, ...],
+    out: Any,
+    logsumexp: Any,
+    cum_seq_q: Any = None,
+    cum_seq_k: Any = None,
+    max_q: Any = None,
+    max_k: Any = None,
     *args: Any,
     **kwargs: Any,
 ) -> tuple[int, int]:
-    """Five products as FlopCounterMode; extras as for the fused backward overloads."""
-    qh, kh = _bshd(q), _bshd(k)
-    return sdpa_backward_products(g, q, k, v), 2 * _scores(qh, kh) + attention_backward_extras(
-        qh, kh
-    )
+    """Five products (scores recomputed); extras as the fused backward overloads."""
+    qh, gh = _inner_bhsd(q, cum_seq_q, max_q), _inner_bhsd(g, cum_seq_q, max_q)
+    kh, vh = _inner_bhsd(k, cum_seq_k, max_k), _inner_bhsd(v, cum_seq_k, max_k)
+    extras = 2 * _scores(qh, kh) + attention_backward_extras(qh, kh)
+    return sdpa_backward_products(gh, qh, kh, vh), extras
+
+
+@register_rule("aten._efficient_attention_backward", matmul=True)
+def efficient_backward_rule(
+    g: tuple[int, ...],
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    bias: Any,
+    out: Any,
+    cu_seqlens_q: Any = None,
+    cu_seqlens_k: Any = None,
+    max_seqlen_q: Any = None,
+    max_seqlen_k: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[int, int]:
+    """Five products (scores recomputed); extras as the fused backward overloads."""
+    qh, gh = _inner_bhsd(q, cu_seqlens_q, max_seqlen_q), _inner_bhsd(g, cu_seqlens_q, max_seqlen_q)
+    kh, vh = _inner_bhsd(k, cu_seqlens_k, max_seqlen_k), _inner_bhsd(v, cu_seqlens_k, max_seqlen_k)
+    extras = 2 * _scores(qh, kh) + attention_backward_extras(qh, kh)
+    return sdpa_backward_products(gh, qh, kh, vh), extras

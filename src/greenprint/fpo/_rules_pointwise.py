@@ -255,9 +255,15 @@ def index_put_rule(
     return numel(values) if accumulate else 0
 
 
-@register_rule("aten.embedding_dense_backward")
+@register_rule(
+    ["aten.embedding_dense_backward", "aten.col2im", "aten.unfold_backward"]
+    + [f"aten.{kind}_pad{d}d_backward" for kind in ("reflection", "replication") for d in (1, 2, 3)]
+)
 def embedding_backward_rule(grad: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-    """Gradient rows are accumulated into the table: one add per gradient element."""
+    """One add per gradient element: overlapping pieces are summed back.
+
+    Embedding rows, unfolded patches, padding borders.
+    """
     return numel(grad)
 
 
@@ -268,7 +274,7 @@ _ZERO = """
     transpose_ t t_ squeeze squeeze_ unsqueeze unsqueeze_ slice select diagonal as_strided
     as_strided_ unfold alias view_as_real view_as_complex view_copy unsqueeze_copy squeeze_copy
     t_copy transpose_copy slice_copy select_copy detach detach_ lift_fresh lift_fresh_copy
-    _conj _neg_view resolve_conj resolve_neg
+    _conj _neg_view resolve_conj resolve_neg select_backward slice_backward diagonal_backward
     clone copy copy_ _to_copy _copy_from _copy_from_and_resize contiguous _pin_memory
     record_stream slice_scatter select_scatter diagonal_scatter as_strided_scatter set_ resize_
     resize_as_
@@ -278,7 +284,7 @@ _ZERO = """
     cat stack split split_with_sizes unsafe_split unsafe_split_with_sizes chunk unsafe_chunk
     unbind narrow flip roll repeat repeat_interleave constant_pad_nd reflection_pad1d
     reflection_pad2d reflection_pad3d replication_pad1d replication_pad2d replication_pad3d
-    im2col col2im pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle
+    im2col pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle
     empty empty_like empty_strided new_empty new_empty_strided zeros zeros_like new_zeros ones
     ones_like new_ones full full_like new_full scalar_tensor arange linspace logspace eye fill
     fill_ zero_

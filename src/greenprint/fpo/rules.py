@@ -13,7 +13,13 @@ Example:
 
 from __future__ import annotations
 
-from greenprint.fpo import _rules_linalg, _rules_loss_pool, _rules_nn, _rules_pointwise
+from greenprint.fpo import (
+    _rules_linalg,
+    _rules_loss_pool,
+    _rules_nn,
+    _rules_pointwise,
+    _rules_rnn,
+)
 from greenprint.fpo._registry import (
     RULES,
     Rule,
@@ -38,4 +44,10 @@ __all__ = [
     "zero",
 ]
 
-_FAMILIES = (_rules_linalg, _rules_loss_pool, _rules_nn, _rules_pointwise)  # loaded for effect
+_FAMILIES = (
+    _rules_linalg,
+    _rules_loss_pool,
+    _rules_nn,
+    _rules_pointwise,
+    _rules_rnn,
+)  # loaded for effect

@@ -1,0 +1,250 @@
+"""FPO rules for fused recurrent layers (oneDNN's CPU LSTM layer, cuDNN's RNN).
+
+FlopCounterMode counts these fused kernels as 0. greenprint counts each one as the same
+recurrence written op by op, which is what runs on the meta device (and on CPU for GRU and
+plain RNNs), so a fused CPU run and a meta run of the same model give the same count. The
+formulas below are that op-by-op count under greenprint's conventions, for one layer and one
+direction, ``T`` steps, batch ``B``, input size ``I``, hidden size ``H`` and ``G`` gates
+(LSTM 4, GRU 3, RNN 1):
+
+* forward: ``T * (2G*B*I*H + 2G*B*H^2 + e_f*B*H)``, + ``2G*T*B*H`` for the two biases;
+* backward: ``4G*T*B*I*H + (4G*T - 2G)*B*H^2 + e_b*T*B*H - c*B*H + G*(T-1)*(H^2 + I*H)``,
+  + ``2G*T*B*H + 2G*(T-1)*H`` with biases, - ``B*H`` for each of the final hidden and cell
+  states that gets no gradient; it assumes, as in a language model, that the layer's input
+  requires grad and the initial state does not.
+
+``e_f``/``e_b``/``c`` are the gate nonlinearities and cell updates: LSTM 13/23/1, GRU 10/17/1,
+RNN-tanh 2/4/0, RNN-ReLU 2/2/0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from greenprint.fpo._registry import numel, register_rule
+
+__all__ = ["rnn_layer_backward_fpo", "rnn_layer_forward_fpo"]
+
+# gates -> (e_f, e_b, c); G = 1 is RNN-tanh unless the mode says ReLU
+_ELEMENTWISE = {4: (13, 23, 1), 3: (10, 17, 1), 1: (2, 4, 0)}
+_RELU = (2, 2, 0)
+_CUDNN_GATES = {0: 1, 1: 1, 2: 4, 3: 3}  # cuDNN modes: RNN_RELU, RNN_TANH, LSTM, GRU
+
+
+def _constants(gates: int, relu: bool) -> tuple[int, int, int]:
+    if relu and gates == 1:
+        return _RELU
+    return _ELEMENTWISE.get(gates, _ELEMENTWISE[4])
+
+
+def rnn_layer_forward_fpo(
+    steps: int, batch: int, inp: int, hidden: int, gates: int, *, bias: bool, relu: bool = False
+) -> int:
+    """Forward FPO of one recurrent layer, one direction (see the module docstring).
+
+    Args:
+        steps: sequence length T.
+        batch: batch size B.
+        inp: input features I.
+        hidden: hidden size H.
+        gates: 4 (LSTM), 3 (GRU) or 1 (RNN).
+        bias: the layer has biases.
+        relu: an RNN with ReLU instead of tanh.
+
+    Returns:
+        FPO.
+    """
+    e_f, _, _ = _constants(gates, relu)
+    t, b, i, h, g = steps, batch, inp, hidden, gates
+    total = t * (2 * g * b * i * h + 2 * g * b * h * h + e_f * b * h)
+    return total + (2 * g * t * b * h if bias else 0)
+
+
+def rnn_layer_backward_fpo(
+    steps: int,
+    batch: int,
+    inp: int,
+    hidden: int,
+    gates: int,
+    *,
+    bias: bool,
+    relu: bool = False,
+    grad_hy: bool = True,
+    grad_cy: bool = True,
+) -> int:
+    """Backward FPO of one recurrent layer, one direction (see the module docstring).
+
+    Args:
+        steps: sequence length T.
+        batch: batch size B.
+        inp: input features I.
+        hidden: hidden size H.
+        gates: 4 (LSTM), 3 (GRU) or 1 (RNN).
+        bias: the layer has biases.
+        relu: an RNN with ReLU instead of tanh.
+        grad_hy: the final hidden state receives a gradient (it is used after the layer).
+        grad_cy: the final cell state receives a gradient (LSTM only).
+
+    Returns:
+        FPO.
+    """
+    _, e_b, c = _constants(gates, relu)
+    unused = (not grad_hy) + (gates == 4 and not grad_cy)
+    t, b, i, h, g = steps, batch, inp, hidden, gates
+    total = (
+        4 * g * t * b * i * h
+        + (4 * g * t - 2 * g) * b * h * h
+        + e_b * t * b * h
+        - c * b * h
+        + g * (t - 1) * (h * h + i * h)
+        - unused * b * h
+    )
+    return total + (2 * g * t * b * h + 2 * g * (t - 1) * h if bias else 0)
+
+
+def _mkldnn_dims(
+    input: tuple[int, ...], w_ih: tuple[int, ...], hx: tuple[int, ...], hidden_size: int
+) -> tuple[int, int, int, int]:
+    batch = hx[0] if hx else 1
+    inp = w_ih[1]
+    steps = numel(input) // max(1, batch * inp)
+    return steps, batch, inp, w_ih[0] // max(1, hidden_size)
+
+
+@register_rule("aten.mkldnn_rnn_layer")
+def mkldnn_rnn_layer_rule(
+    input: tuple[int, ...],
+    w_ih: tuple[int, ...],
+    w_hh: Any,
+    b_ih: Any,
+    b_hh: Any,
+    hx: tuple[int, ...],
+    cx: Any,
+    reverse: bool,
+    batch_sizes: Any,
+    mode: int,
+    hidden_size: int,
+    num_layers: int,
+    has_biases: bool,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """The fused CPU LSTM layer (oneDNN): :func:`rnn_layer_forward_fpo`."""
+    t, b, i, g = _mkldnn_dims(input, w_ih, hx, hidden_size)
+    return rnn_layer_forward_fpo(t, b, i, hidden_size, g, bias=bool(has_biases))
+
+
+@register_rule("aten.mkldnn_rnn_layer_backward")
+def mkldnn_rnn_layer_backward_rule(
+    input: tuple[int, ...],
+    w_ih: tuple[int, ...],
+    w_hh: Any,
+    b_ih: Any,
+    b_hh: Any,
+    hx: tuple[int, ...],
+    cx: Any,
+    output: Any,
+    hy: Any,
+    cy: Any,
+    grad_output: Any,
+    grad_hy: Any,
+    grad_cy: Any,
+    reverse: bool,
+    mode: int,
+    hidden_size: int,
+    num_layers: int,
+    has_biases: bool,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Its backward: :func:`rnn_layer_backward_fpo`."""
+    t, b, i, g = _mkldnn_dims(input, w_ih, hx, hidden_size)
+    return rnn_layer_backward_fpo(
+        t,
+        b,
+        i,
+        hidden_size,
+        g,
+        bias=bool(has_biases),
+        grad_hy=grad_hy is not None,
+        grad_cy=grad_cy is not None,
+    )
+
+
+def _cudnn_layers(
+    input: tuple[int, ...],
+    weights: Any,
+    stride: int,
+    hx: tuple[int, ...],
+    mode: int,
+    hidden_size: int,
+) -> list[tuple[int, int, int, int, bool, bool]]:
+    """(T, B, I, gates, bias, relu) for every layer and direction of a cuDNN RNN call."""
+    gates = _CUDNN_GATES.get(mode, 4)
+    batch = hx[1] if len(hx) == 3 else 1
+    shapes = list(weights) if isinstance(weights, list) else []
+    stride = max(1, int(stride))
+    layers = []
+    for start in range(0, len(shapes), stride):
+        w_ih = shapes[start]
+        steps = numel(input) // max(1, batch * input[-1])
+        layers.append((steps, batch, w_ih[1], gates, stride >= 4, mode == 0))
+    return layers
+
+
+@register_rule("aten._cudnn_rnn")
+def cudnn_rnn_rule(
+    input: tuple[int, ...],
+    weight: Any,
+    weight_stride0: int,
+    weight_buf: Any,
+    hx: tuple[int, ...],
+    cx: Any,
+    mode: int,
+    hidden_size: int,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """The fused cuDNN RNN (all layers and directions): the sum of the per-layer forwards."""
+    return sum(
+        rnn_layer_forward_fpo(t, b, i, hidden_size, g, bias=bias, relu=relu)
+        for t, b, i, g, bias, relu in _cudnn_layers(
+            input, weight, weight_stride0, hx, mode, hidden_size
+        )
+    )
+
+
+@register_rule("aten._cudnn_rnn_backward")
+def cudnn_rnn_backward_rule(
+    input: tuple[int, ...],
+    weight: Any,
+    weight_stride0: int,
+    weight_buf: Any,
+    hx: tuple[int, ...],
+    cx: Any,
+    output: Any,
+    grad_output: Any,
+    grad_hy: Any,
+    grad_cy: Any,
+    mode: int,
+    hidden_size: int,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Its backward: the sum of the per-layer backwards."""
+    return sum(
+        rnn_layer_backward_fpo(
+            t,
+            b,
+            i,
+            hidden_size,
+            g,
+            bias=bias,
+            relu=relu,
+            grad_hy=grad_hy is not None,
+            grad_cy=grad_cy is not None,
+        )
+        for t, b, i, g, bias, relu in _cudnn_layers(
+            input, weight, weight_stride0, hx, mode, hidden_size
+        )
+    )
