@@ -16,8 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import platform
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -113,6 +111,8 @@ def _read_cpuinfo() -> tuple[str | None, int]:
 
 
 def _run_quiet(argv: list[str]) -> str | None:
+    import subprocess  # noqa: PLC0415 - macOS only; keeps the import light elsewhere
+
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=2, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -146,6 +146,8 @@ def cpu_model_name() -> tuple[str, int]:
             return str(winreg.QueryValueEx(key, "ProcessorNameString")[0]).strip(), 1
         except OSError:
             pass
+    import platform  # noqa: PLC0415 - the last resort only
+
     return (platform.processor() or platform.machine() or "unknown CPU"), 1
 
 

@@ -76,14 +76,27 @@ class UsageSample:
     ram_share_s: float = 0.0
 
 
-@dataclass
 class _Proc:
-    proc: psutil.Process
-    ppid: int
-    base_own: float
-    base_reaped: float
-    own: float
-    reaped: float
+    """One process of the tree: its CPU times at first sight (baseline) and now, in s."""
+
+    __slots__ = ("base_own", "base_reaped", "own", "ppid", "proc", "reaped")
+
+    def __init__(
+        self,
+        *,
+        proc: psutil.Process,
+        ppid: int,
+        base_own: float,
+        base_reaped: float,
+        own: float,
+        reaped: float,
+    ) -> None:
+        self.proc = proc
+        self.ppid = ppid
+        self.base_own = base_own
+        self.base_reaped = base_reaped
+        self.own = own
+        self.reaped = reaped
 
     @property
     def used(self) -> float:

@@ -28,7 +28,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -175,16 +174,31 @@ def _code(nvml: Any, err: Exception, *names: str) -> bool:
     return any(value == getattr(nvml, n, object()) for n in names)
 
 
-@dataclass
 class _Gpu:
-    index: int
-    handle: Any
-    uuid: str
-    name: str
-    memory_gb: float
-    has_counter: bool
-    last_mj: int = 0
-    last_power_w: float = 0.0
+    """One metered GPU and its last counter (mJ) or power (W) reading."""
+
+    __slots__ = (
+        "handle",
+        "has_counter",
+        "index",
+        "last_mj",
+        "last_power_w",
+        "memory_gb",
+        "name",
+        "uuid",
+    )
+
+    def __init__(
+        self, index: int, handle: Any, uuid: str, name: str, memory_gb: float, has_counter: bool
+    ) -> None:
+        self.index = index
+        self.handle = handle
+        self.uuid = uuid
+        self.name = name
+        self.memory_gb = memory_gb
+        self.has_counter = has_counter
+        self.last_mj = 0
+        self.last_power_w = 0.0
 
     @property
     def label(self) -> str:

@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -47,14 +46,18 @@ logger = logging.getLogger(__name__)
 _ORDER = ("cpu", "gpu", "ram")
 
 
-@dataclass
 class _Slot:
-    meter: Meter
-    shadow: Meter | None  # the estimate running alongside a hardware meter (cpu, ram)
-    last: MeterReading
-    last_shadow: MeterReading | None
-    last_t: float
-    failed: bool = False
+    """One component: its meter, the estimate in its shadow, and the last good readings."""
+
+    __slots__ = ("failed", "last", "last_shadow", "last_t", "meter", "shadow")
+
+    def __init__(self, meter: Meter, shadow: Meter | None) -> None:
+        self.meter = meter
+        self.shadow = shadow  # the estimate running alongside a hardware meter (cpu, ram)
+        self.last = MeterReading(0.0, 0.0)
+        self.last_shadow: MeterReading | None = None
+        self.last_t = 0.0
+        self.failed = False
 
 
 class _Continuation(Meter):
@@ -138,7 +141,7 @@ class MeterSet:
             shadow = estimates.get(comp)
             if shadow is meter or meter.is_estimate:
                 shadow = None
-            self._slots[comp] = _Slot(meter, shadow, MeterReading(0.0, 0.0), None, 0.0)
+            self._slots[comp] = _Slot(meter, shadow)
         self.provenance: dict[str, str] = {c: s.meter.provenance for c, s in self._slots.items()}
         self._started = False
         self._closed = False

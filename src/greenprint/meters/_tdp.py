@@ -92,12 +92,21 @@ def light_key(name: str) -> str:
 _MODEL_TOKEN = re.compile(r"\S*\d\S*")
 
 
-@dataclass(frozen=True)
 class _Table:
-    names: tuple[str, ...]
-    tdps: tuple[float, ...]
-    keys: tuple[str, ...]
-    normalised: dict[str, int]
+    __slots__ = ("keys", "names", "normalised", "tdps")
+
+    def __init__(
+        self,
+        *,
+        names: tuple[str, ...],
+        tdps: tuple[float, ...],
+        keys: tuple[str, ...],
+        normalised: dict[str, int],
+    ) -> None:
+        self.names = names
+        self.tdps = tdps
+        self.keys = keys
+        self.normalised = normalised
 
 
 def load_tdp_table() -> tuple[tuple[str, float], ...]:
