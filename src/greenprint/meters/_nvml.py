@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 COUNTER_MODULUS = 2**64
 #: Above this, a decrease of the energy counter is a GPU reset rather than a wrap (W per GPU).
 MAX_PLAUSIBLE_GPU_W = 5000.0
+_NVML_LIBRARY = "nvml.dll" if sys.platform == "win32" else "libnvidia-ml.so.1"
 _DRIVER_FIX = (
     "install the NVIDIA driver so that nvidia-smi works "
     "(nothing to fix on a machine without an NVIDIA GPU)"
@@ -62,7 +63,7 @@ def _status_for(nvml: Any, err: Exception) -> MeterStatus:
     code = getattr(err, "value", None)
     known = {
         "NVML_ERROR_LIBRARY_NOT_FOUND": (
-            "pynvml could not load libnvidia-ml.so.1: no NVIDIA driver",
+            f"pynvml could not load {_NVML_LIBRARY}: no NVIDIA driver",
             _DRIVER_FIX,
         ),
         "NVML_ERROR_DRIVER_NOT_LOADED": (
@@ -90,9 +91,11 @@ def _status_for(nvml: Any, err: Exception) -> MeterStatus:
 
 
 def _driver_present() -> bool:
-    """Cheap check (no import) for an NVIDIA driver on Linux; True elsewhere (let NVML say)."""
+    """Cheap check (no import) for an NVIDIA driver: Linux device files; never on macOS."""
+    if sys.platform == "darwin":
+        return False
     if not sys.platform.startswith("linux"):
-        return True
+        return True  # Windows: let NVML say
     return any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
 
 
@@ -110,8 +113,10 @@ def load_nvml(nvml: Any = None) -> Any:
             MeterStatus(
                 "nvml",
                 False,
-                "no NVIDIA driver (no /proc/driver/nvidia or /dev/nvidiactl)",
-                _DRIVER_FIX,
+                "no NVIDIA driver on macOS"
+                if sys.platform == "darwin"
+                else "no NVIDIA driver (no /proc/driver/nvidia or /dev/nvidiactl)",
+                None if sys.platform == "darwin" else _DRIVER_FIX,
             )
         )
     try:
