@@ -115,6 +115,8 @@ def training_fpo(
     opt = (
         make_optimizer(p for p in model.parameters() if p.requires_grad) if make_optimizer else None
     )
+    if opt is not None:
+        _warm_up(opt)
     counter = FPOCounter(model, strict=strict, rules=rules)
     with counter:
         output = model(*batch)
@@ -150,6 +152,19 @@ def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
             meta = torch.nn.Parameter(meta, requires_grad=t.requires_grad)
         memo[id(t)] = meta
     return copy.deepcopy(model, memo)
+
+
+def _warm_up(opt: torch.optim.Optimizer) -> None:
+    """One uncounted step with zero gradients, so the counted step is a steady-state one.
+
+    Some optimizers skip work on their first step (SGD with momentum copies the gradient into
+    the buffer); with zero gradients the parameters do not move (bar weight decay).
+    """
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
 
 
 def _to_meta(value: Any) -> Any:

@@ -411,7 +411,10 @@ def sdpa_cpu_backward_rule(
     b, h, sq, d = q
     sk, dv = k[2], v[3]
     products = 2 * b * h * sq * sk * (2 * dv + 2 * d)
-    return products + attention_backward_extras(q, k, dropout_p=dropout_p)
+    # grouped-query attention: the math path repeats K and V per query head, and its backward
+    # sums the repeated gradients back (one add per element of the repeated K and V)
+    regroup = b * h * sk * (d + dv) if k[1] != h else 0
+    return products + attention_backward_extras(q, k, dropout_p=dropout_p) + regroup
 
 
 def _inner_bhsd(t: tuple[int, ...], cu_seqlens: Any, max_len: Any) -> tuple[int, ...]:

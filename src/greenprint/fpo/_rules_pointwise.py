@@ -183,26 +183,57 @@ def _foreach(cost: int) -> Callable[..., int]:
 
 
 _FOREACH_ONE = """
-    add sub mul div sqrt neg reciprocal maximum minimum clamp_min clamp_max exp log abs sign pow
-    rsqrt sigmoid tanh
+    mul div sqrt neg reciprocal maximum minimum clamp_min clamp_max exp log abs sign pow rsqrt
+    sigmoid tanh
 """
 
 register_rule(_ops(*(f"_foreach_{name}" for name in _FOREACH_ONE.split())))(_foreach(1))
 register_rule(["aten._foreach_norm"])(_foreach(2))
-register_rule(_ops("_foreach_addcmul", "_foreach_addcdiv", "_foreach_lerp"))(_foreach(3))
+register_rule(_ops("_foreach_lerp"))(_foreach(3))
+
+
+def _elements(tensors: Any) -> int:
+    return sum(numel(s) for s in shapes_in(tensors))
+
+
+@register_rule(_ops("_foreach_add", "_foreach_sub"))
+def foreach_add_rule(tensors: Any, *args: Any, alpha: Any = 1, **kwargs: Any) -> int:
+    """As ``add`` for every tensor of the list: 1 FPO per element, 2 when ``alpha`` is not 1."""
+    return (1 if alpha == 1 else 2) * _elements(tensors)
+
+
+@register_rule(_ops("_foreach_addcmul", "_foreach_addcdiv"))
+def foreach_addcmul_rule(tensors: Any, t1: Any, t2: Any, value: Any = 1, **kwargs: Any) -> int:
+    """As ``addcmul``/``addcdiv`` for every tensor: 3 FPO per element, 2 when value is 1."""
+    return (2 if value == 1 else 3) * _elements(tensors)
+
+
 register_rule(["aten._foreach_zero_", "aten._foreach_copy_"])(zero)
 
 
-@register_rule(["aten._fused_adam", "aten._fused_adam_", "aten._fused_adamw", "aten._fused_adamw_"])
+def _adam(params: Any, weight_decay: float, amsgrad: bool, decay_cost: int) -> int:
+    per = 13 + (decay_cost if weight_decay else 0) + (1 if amsgrad else 0)
+    return per * sum(numel(s) for s in shapes_in(params))
+
+
+@register_rule(["aten._fused_adam", "aten._fused_adam_"])
 def fused_adam_rule(
     params: Any, *args: Any, weight_decay: float = 0.0, amsgrad: bool = False, **kwargs: Any
 ) -> int:
-    """Adam/AdamW step: 13 FPO per parameter element, more with weight decay or AMSGrad.
+    """Adam step, as the op-by-op implementation counts: 13 FPO per parameter element.
 
-    First moment 3, second moment 4, denominator 3, update 3; weight decay +2; AMSGrad +1.
+    First moment (lerp) 3, second moment (mul, addcmul) 4, denominator (sqrt, divide, add
+    eps) 3, update (addcdiv) 3; L2 weight decay ``g + wd * p`` +2; AMSGrad (maximum) +1.
     """
-    per = 13 + (2 if weight_decay else 0) + (1 if amsgrad else 0)
-    return per * sum(numel(s) for s in shapes_in(params))
+    return _adam(params, weight_decay, amsgrad, 2)
+
+
+@register_rule(["aten._fused_adamw", "aten._fused_adamw_"])
+def fused_adamw_rule(
+    params: Any, *args: Any, weight_decay: float = 0.0, amsgrad: bool = False, **kwargs: Any
+) -> int:
+    """AdamW step: Adam's 13 FPO per element; decoupled weight decay ``p *= 1 - lr*wd`` +1."""
+    return _adam(params, weight_decay, amsgrad, 1)
 
 
 @register_rule(["aten._fused_sgd", "aten._fused_sgd_"])
@@ -211,14 +242,19 @@ def fused_sgd_rule(
     *args: Any,
     weight_decay: float = 0.0,
     momentum: float = 0.0,
+    dampening: float = 0.0,
     nesterov: bool = False,
+    is_first_step: bool = False,
     **kwargs: Any,
 ) -> int:
-    """SGD step: 2 FPO per element (``p -= lr * g``), more with momentum or weight decay.
+    """SGD step, as the op-by-op implementation counts: ``p -= lr * g`` is 2 FPO per element.
 
-    Momentum +3, Nesterov +2, weight decay +2.
+    Momentum ``buf = m * buf + (1 - dampening) * g`` +2 (+1 with dampening; nothing on the
+    first step, which copies g), Nesterov +2, weight decay +2.
     """
-    per = 2 + (3 if momentum else 0) + (2 if nesterov else 0) + (2 if weight_decay else 0)
+    per = 2 + (2 if nesterov else 0) + (2 if weight_decay else 0)
+    if momentum and not is_first_step:
+        per += 2 + (1 if dampening else 0)
     return per * sum(numel(s) for s in shapes_in(params))
 
 
@@ -301,4 +337,10 @@ _ZERO = """
 gather-like indexing, masking and selection; joining, splitting, tiling and padding; creation
 and filling; random number generation; boolean and bit logic; metadata, scalars and checks."""
 
-register_rule([f"aten.{name}" for name in _ZERO.split()] + ["prim.device"])(zero)
+_PROFILER = [
+    "profiler._record_function_enter",
+    "profiler._record_function_enter_new",
+    "profiler._record_function_exit",
+]  # markers torch.optim emits
+
+register_rule([f"aten.{name}" for name in _ZERO.split()] + ["prim.device", *_PROFILER])(zero)
