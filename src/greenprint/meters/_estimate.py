@@ -27,11 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.hardware import HardwareInfo
 
 __all__ = [
+    "CpuEstimateMeter",
     "DEFAULT_W_PER_CORE",
+    "GpuEstimateMeter",
     "IDLE_FRACTION",
     "RAM_W_PER_GB",
-    "CpuEstimateMeter",
-    "GpuEstimateMeter",
     "RamEstimateMeter",
     "cpu_estimate_for",
     "cpu_power_w",
