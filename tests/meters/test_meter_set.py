@@ -216,3 +216,37 @@ def test_read_before_start_starts():
     meters = detect_meters(nvml=no_gpu())
     assert set(meters.read()) == set(meters.components)
     meters.close()
+
+
+def test_an_estimate_with_a_bug_continues_at_its_mean_power():
+    clock = Clock()
+    tree = ProcessTree(clock=clock)
+
+    class FlakyRam(Meter):
+        component = "ram"
+        calls = 0
+
+        @property
+        def provenance(self) -> str:
+            return "estimate:ram:flaky"
+
+        def start(self) -> None:
+            pass
+
+        def read(self) -> MeterReading:
+            self.calls += 1
+            if self.calls > 1:
+                raise ZeroDivisionError("oops")
+            return MeterReading(10.0 * (clock.t - 100.0), 1.0 * (clock.t - 100.0))
+
+    meters = MeterSet({"ram": FlakyRam()}, tree=tree, clock=clock)
+    meters.start()
+    clock.t += 2.0
+    assert meters.read()["ram"] == MeterReading(20.0, 2.0)
+    clock.t += 1.0
+    reading = meters.read()["ram"]
+    assert reading.machine_j == pytest.approx(30.0)  # 10 W held
+    assert reading.process_j == pytest.approx(3.0)
+    assert meters.provenance["ram"] == (
+        "estimate:ram:mean-power (10 W) (estimate failed: ZeroDivisionError: oops)"
+    )

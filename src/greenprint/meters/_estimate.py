@@ -157,16 +157,16 @@ class RamEstimateMeter(_UsageMeter):
 
 
 class GpuEstimateMeter(Meter):
-    """GPU energy at a constant power: the stand-in when NVML fails mid-run.
+    """Energy at a constant power: the stand-in when NVML fails mid-run.
 
     Args:
         power_w: assumed power of all visible GPUs together, in W (the mean measured so far).
         share: fraction attributed to the tracked tree, or ``None`` when unknown.
         clock: monotonic clock in s.
         started_at: clock time energy is counted from (default: when :meth:`start` is called).
+        component: the component it stands in for (``"gpu"``; any other whose meter failed with
+            no estimate to take over).
     """
-
-    component = "gpu"
 
     def __init__(
         self,
@@ -175,7 +175,9 @@ class GpuEstimateMeter(Meter):
         share: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         started_at: float | None = None,
+        component: str = "gpu",
     ) -> None:
+        self.component = component
         self.power_w = max(float(power_w), 0.0)
         self.share = share
         self._clock = clock
@@ -184,7 +186,7 @@ class GpuEstimateMeter(Meter):
     @property
     def provenance(self) -> str:
         """``"estimate:gpu:mean-power (250 W)"``."""
-        return f"estimate:gpu:mean-power ({self.power_w:.0f} W)"
+        return f"estimate:{self.component}:mean-power ({self.power_w:.0f} W)"
 
     def start(self) -> None:
         """Start the clock (unless ``started_at`` was given)."""

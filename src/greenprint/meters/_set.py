@@ -116,8 +116,8 @@ class MeterSet:
         meters: component -> primary meter.
         tree: the process tree the meters share (sampled once per :meth:`read`).
         estimates: component -> estimate to run in the shadow of a hardware meter, taking over
-            if it fails (``cpu`` and ``ram``; a failed ``gpu`` meter is continued at its mean
-            power so far).
+            if it fails (``cpu`` and ``ram``). A component without one (``gpu``) is continued at
+            the mean power it measured so far.
         clock: monotonic clock in s.
     """
 
@@ -145,6 +145,7 @@ class MeterSet:
         self.provenance: dict[str, str] = {c: s.meter.provenance for c, s in self._slots.items()}
         self._started = False
         self._closed = False
+        self._t_start = 0.0
 
     def meter(self, component: str) -> Meter:
         """The meter now in use for ``component``."""
@@ -153,7 +154,7 @@ class MeterSet:
     def start(self) -> None:
         """Take the baseline of every meter (a meter that cannot start falls back at once)."""
         self.tree.start()
-        now = self._clock()
+        now = self._t_start = self._clock()
         for comp, slot in self._slots.items():
             if slot.shadow is not None:
                 slot.shadow.start()
@@ -233,11 +234,21 @@ class MeterSet:
         if slot.shadow is not None:
             estimate = slot.shadow
             base = slot.last_shadow or MeterReading(0.0, 0.0)
-        else:  # gpu: keep the mean power measured so far, from the last good read on
-            power_w = getattr(old, "mean_power_w", None) or 0.0
-            share = getattr(old, "last_share", None)
+        else:  # gpu (or a failed estimate): the mean power so far, from the last good read on
+            elapsed = slot.last_t - self._t_start
+            if elapsed > 1e-3:
+                power_w = slot.last.machine_j / elapsed
+            else:
+                power_w = getattr(old, "mean_power_w", None) or 0.0
+            share = None
+            if slot.last.process_j is not None and slot.last.machine_j > 0:
+                share = slot.last.process_j / slot.last.machine_j
             estimate = GpuEstimateMeter(
-                power_w=power_w, share=share, clock=self._clock, started_at=slot.last_t
+                power_w=power_w,
+                share=share,
+                clock=self._clock,
+                started_at=slot.last_t,
+                component=comp,
             )
             base = MeterReading(0.0, 0.0)
         provenance = f"{estimate.provenance} ({source} failed: {why})"
