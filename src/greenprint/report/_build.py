@@ -1,0 +1,291 @@
+"""``build_report``: read a study from the ledger and turn it into a :class:`Report`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from greenprint._exceptions import AnalysisError, ConfigError, ReportError
+from greenprint._records import RunRecord
+from greenprint._version import __version__
+from greenprint.analysis import PriceTag, price_tag, score_per_cost
+from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode, run_score
+from greenprint.report._figures import (
+    FigureInputs,
+    evp_figures,
+    learning_curve_figure,
+    pareto_figure,
+    timeline_figure,
+)
+from greenprint.report._model import Figure, Report, RunRow
+from greenprint.report._text import (
+    compute_statement,
+    energy_provenance,
+    hardware_descriptions,
+    model_card_emissions,
+)
+
+__all__ = ["build_report"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_report(
+    ledger: Any,
+    study: str | None = None,
+    *,
+    metric: str | None = None,
+    mode: Mode = "max",
+    final: str | None = None,
+    reduce: Reduce = "last",
+    training_type: str = "pre-training",
+    max_sampled_runs: int = 300,
+) -> Report:
+    """Build the report of one study from a ledger.
+
+    The ledger is only read: a path that holds no ledger raises, nothing is created.
+
+    Args:
+        ledger: a :class:`~greenprint.Ledger`, a path or URL, or ``None`` for the configured
+            ledger (``GREENPRINT_LEDGER``, ``greenprint.toml``, ``./greenprint.db``).
+        study: the study's name; ``None`` when the ledger holds exactly one study.
+        metric: the metric that ranks runs (e.g. ``"accuracy"``); ``None`` takes the metric
+            logged by the most runs (a note says which).
+        mode: ``"max"`` if a higher ``metric`` is better, ``"min"`` if lower is.
+        final: the id (or unique prefix) of the run behind the reported result; default the
+            best finished run by ``metric``.
+        reduce: ``"last"`` (default) or ``"best"`` logged value of each run's metric.
+        training_type: the model card's ``training_type`` (``"pre-training"``,
+            ``"fine-tuning"``...).
+        max_sampled_runs: read per-sample power for the timeline when the study has at most
+            this many top-level runs; above, each run is drawn at its mean power.
+
+    Returns:
+        The :class:`~greenprint.report.Report`.
+
+    Raises:
+        LedgerPathError: the ledger does not exist (it is not created).
+        UnknownStudyError: no such study (the message lists the known ones).
+        ReportError: no study given and the ledger holds several (or none).
+        AnalysisError: no run logged a finite value of any metric (or of ``metric``), an
+            infinite score (see :func:`greenprint.analysis.run_score`), or ``final`` unknown.
+        ConfigError: a bad ``mode``, ``reduce`` or ``max_sampled_runs``.
+    """
+    from greenprint.ledger import Ledger, get_ledger
+
+    mode = check_mode(mode)
+    reduce = "last" if check_choice(reduce, "reduce", ("last", "best")) == "last" else "best"
+    if isinstance(max_sampled_runs, bool) or not isinstance(max_sampled_runs, int):
+        raise ConfigError(f"max_sampled_runs must be an integer, not {max_sampled_runs!r}")
+    opened = not isinstance(ledger, Ledger)
+    led = get_ledger(ledger, create=False)
+    try:
+        study = _pick_study(led, study)
+        runs = tuple(led.runs(study=study))
+        if not runs:  # pragma: no cover - a study exists only through its runs
+            raise ReportError(f"study {study!r} has no runs in ledger {led.url}")
+        if final is not None:
+            final = led.resolve_id(final)
+        return _assemble(
+            runs,
+            study=study,
+            ledger_url=led.url,
+            metric=metric,
+            mode=mode,
+            final=final,
+            reduce=reduce,
+            training_type=training_type,
+            samples_of=led.samples,
+            max_sampled_runs=max_sampled_runs,
+        )
+    finally:
+        if opened:
+            led.close()
+
+
+def _pick_study(led: Any, study: str | None) -> str:
+    if study is not None:
+        if not isinstance(study, str) or not study:
+            raise ReportError(f"a study name must be a non-empty string, not {study!r}")
+        return study
+    known = led.studies()
+    if len(known) == 1:
+        return str(known[0])
+    if not known:
+        raise ReportError(f"ledger {led.url} holds no runs: nothing to report")
+    raise ReportError(
+        f"ledger {led.url} holds {len(known)} studies; choose one: "
+        + ", ".join(repr(s) for s in known)
+    )
+
+
+def _pick_metric(
+    runs: Sequence[RunRecord], metric: str | None, study: str
+) -> tuple[str, str | None]:
+    """The metric to rank by, and a note when it was chosen automatically."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        for name in {p.name for p in run.metrics if not math.isnan(p.value)}:
+            counts[name] = counts.get(name, 0) + 1
+    if metric is not None:
+        if metric not in counts:
+            logged = ", ".join(repr(m) for m in counts) or "none"
+            raise AnalysisError(
+                f"no run of study {study!r} logged a value of metric {metric!r} to rank by; "
+                f"metrics logged: {logged}"
+            )
+        return metric, None
+    if not counts:
+        raise AnalysisError(
+            f"no run of study {study!r} logged a metric to rank by: log one with "
+            "run.log(accuracy=...) or give the runs a score"
+        )
+    chosen = max(counts, key=lambda m: counts[m])  # first logged wins ties (dict order)
+    note = None
+    if len(counts) > 1:
+        note = (
+            f"runs ranked by {chosen!r}, the metric logged by the most runs "
+            f"(also logged: {', '.join(m for m in counts if m != chosen)}); choose with metric="
+        )
+    return chosen, note
+
+
+def _assemble(
+    runs: tuple[RunRecord, ...],
+    *,
+    study: str,
+    ledger_url: str,
+    metric: str | None,
+    mode: Mode,
+    final: str | None,
+    reduce: Reduce,
+    training_type: str,
+    samples_of: Any,
+    max_sampled_runs: int,
+) -> Report:
+    metric, metric_note = _pick_metric(runs, metric, study)
+    # run_score raises AnalysisError on an infinite score: the documented behaviour.
+    scores = {r.id: run_score(r, metric, mode=mode, reduce=reduce) for r in runs}
+    notes = [metric_note] if metric_note else []
+    ranked = any(r.status == "finished" and not math.isnan(scores[r.id]) for r in runs)
+    tag: PriceTag
+    if final is not None or ranked:
+        tag = price_tag(runs, metric=metric, mode=mode, final=final, reduce=reduce)
+    else:
+        tag = price_tag(runs, mode=mode, reduce=reduce)
+        tag = dataclasses.replace(
+            tag,
+            metric=metric,
+            notes=tuple(n for n in tag.notes if not n.startswith("no metric given")),
+        )
+        notes.append(f"no finished run has a value of {metric!r}: the final run is not identified")
+    forest = RunForest.build(runs)
+    final_id = tag.final.run_id if tag.final is not None else None
+    energy_lines = energy_provenance(tag.provenance)
+    inputs = FigureInputs(
+        runs=runs,
+        forest=forest,
+        scores=scores,
+        metric=metric,
+        mode=mode,
+        reduce=reduce,
+        price_tag=tag,
+        final_id=final_id,
+        energy_provenance=energy_lines,
+    )
+    figures: list[Figure] = []
+    started = time.perf_counter()
+    evp, evp_notes = evp_figures(inputs)
+    figures.extend(evp)
+    notes.extend(evp_notes)
+    for builder in (pareto_figure, learning_curve_figure):
+        figure, why = builder(inputs)
+        if figure is not None:
+            figures.append(figure)
+        elif why:
+            notes.append(why)
+    figure, why = timeline_figure(inputs, samples_of, max_sampled_runs=max_sampled_runs)
+    if figure is not None:
+        figures.append(figure)
+    elif why:
+        notes.append(why)
+    logger.debug(
+        "report figures of %d runs built in %.3f s", len(runs), time.perf_counter() - started
+    )
+    hardware = hardware_descriptions(runs)
+    return Report(
+        study=study,
+        ledger=ledger_url,
+        generated_at=time.time(),
+        greenprint_version=__version__,
+        metric=metric,
+        mode=mode,
+        reduce=reduce,
+        price_tag=tag,
+        runs=_rows(forest, scores, final_id),
+        figures=tuple(figures),
+        hardware=hardware,
+        model_card=model_card_emissions(
+            tag, hardware=hardware, training_type=training_type, version=__version__
+        ),
+        compute_statement=compute_statement(
+            tag, runs, study=study, hardware=hardware, version=__version__
+        ),
+        notes=tuple(notes) + tag.notes,
+    )
+
+
+def _energy_source(run: RunRecord) -> str:
+    kinds = set()
+    for component in run.energy_by_component:
+        source = run.provenance.get(component)
+        if source is None:
+            kinds.add("unknown")
+        else:
+            kinds.add("estimated" if source.startswith("estimate") else "measured")
+    if not kinds:
+        return "unknown"
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def _rows(forest: RunForest, scores: dict[str, float], final_id: str | None) -> tuple[RunRow, ...]:
+    depth = [0] * len(forest.runs)
+    for position in reversed(forest.order):  # parents before children
+        for child in forest.children[position]:
+            depth[child] = depth[position] + 1
+    rows = []
+    for position, run in enumerate(forest.runs):
+        score = scores[run.id]
+        known = None if math.isnan(score) else score
+        rows.append(
+            RunRow(
+                id=run.id,
+                name=run.name,
+                parent_id=run.parent_id if run.parent_id in forest.index else None,
+                depth=depth[position],
+                is_trial=forest.is_leaf(position),
+                status=run.status,
+                score=known,
+                started_at=run.started_at,
+                duration_s=run.duration_s,
+                energy_kwh=run.energy_kwh,
+                emissions_kg=run.emissions_kg,
+                fpo=run.fpo,
+                dataset_size=run.dataset_size,
+                param_count=run.param_count,
+                params=dict(run.params),
+                energy_source=_energy_source(run),
+                pue=run.pue,
+                intensity_g_per_kwh=run.intensity_g_per_kwh,
+                intensity_source=run.provenance.get("intensity") or run.intensity_source,
+                score_per_kwh=score_per_cost(known, run.energy_kwh),
+                score_per_gflop=score_per_cost(known, None if run.fpo is None else run.fpo / 1e9),
+                error=run.error,
+                is_final=run.id == final_id,
+            )
+        )
+    return tuple(rows)

@@ -1,0 +1,481 @@
+"""The figures' data, computed from the runs with :mod:`greenprint.analysis`.
+
+Each builder returns a :class:`~greenprint.report._model.Figure` (numbers only; plotting is in
+``_plots.py``) or ``None`` with the reason, which the report shows instead of the figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from greenprint._exceptions import AnalysisError
+from greenprint._records import PowerSample, RunRecord
+from greenprint.analysis import (
+    EVPCurve,
+    LearningCurve,
+    PriceTag,
+    evp_by_budget,
+    learning_curve,
+    pareto_front,
+)
+from greenprint.analysis._common import Mode, Reduce, RunForest
+from greenprint.report._model import Figure, Panel, Series
+
+__all__ = [
+    "FigureInputs",
+    "energy_unit",
+    "evp_figures",
+    "learning_curve_figure",
+    "pareto_figure",
+    "timeline_figure",
+]
+
+_KWH_TO_J = 3_600_000.0
+# Above this many trials the EVP curve is evaluated on a log-spaced grid of n (exact at each n).
+_EVP_GRID_ABOVE = 1000
+_EVP_GRID_POINTS = 400
+_COMPONENTS = ("cpu", "gpu", "ram")
+
+
+@dataclass(frozen=True)
+class FigureInputs:
+    """What the figure builders share: the runs, their nesting and scores, the options."""
+
+    runs: tuple[RunRecord, ...]
+    forest: RunForest
+    scores: Mapping[str, float]  # run id -> score (NaN: none)
+    metric: str
+    mode: Mode
+    reduce: Reduce
+    price_tag: PriceTag
+    final_id: str | None
+    energy_provenance: tuple[str, ...]  # lines: measured/estimated, intensity, PUE
+
+
+def energy_unit(max_kwh: float) -> tuple[float, str]:
+    """Display unit for energies up to ``max_kwh``: (factor to multiply kWh by, unit)."""
+    if max_kwh >= 1.0:
+        return 1.0, "kWh"
+    if max_kwh >= 1e-3:
+        return 1e3, "Wh"
+    return 1e6, "mWh"
+
+
+def _time_unit(span_s: float) -> tuple[float, str]:
+    if span_s >= 3 * 3600:
+        return 1 / 3600, "h"
+    if span_s >= 300:
+        return 1 / 60, "min"
+    return 1.0, "s"
+
+
+def _tuple(values: Sequence[float] | np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.asarray(values, dtype=float).tolist())
+
+
+def _score_label(inputs: FigureInputs) -> str:
+    better = "higher" if inputs.mode == "max" else "lower"
+    return f"{inputs.metric} ({better} is better)"
+
+
+def _score_provenance(inputs: FigureInputs, curve: EVPCurve | None = None) -> str:
+    how = "last logged" if inputs.reduce == "last" else "best logged"
+    text = f"scores: {how} value of {inputs.metric!r} of each trial"
+    if curve is not None and curve.n_missing:
+        fill = "" if curve.fill_value is None else f" ({curve.fill_value:.4g})"
+        text += (
+            f"; {curve.n_missing} of {curve.n_trials} trials without a score (failed, "
+            f"interrupted, lost or never logged) count as the worst score{fill}"
+        )
+    return text
+
+
+# ------------------------------------------------------------------------------------- EVP
+def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
+    """Expected max performance against trials and against energy (Dodge et al., 2019).
+
+    Returns:
+        The figures (none if no trial has a score) and notes saying why any is missing.
+    """
+    trials = [
+        inputs.forest.runs[p]
+        for p in inputs.forest.leaves
+        if inputs.forest.runs[p].status != "running"
+    ]
+    if not trials:
+        return [], ["no expected-max-performance curve: no trial has ended"]
+    grid = None
+    if len(trials) > _EVP_GRID_ABOVE:
+        grid = np.unique(
+            np.concatenate(
+                [np.round(np.geomspace(1, len(trials), _EVP_GRID_POINTS)), [len(trials)]]
+            ).astype(np.int64)
+        )
+    curves: dict[bool, EVPCurve] = {}
+    for replacement in (True, False):
+        try:
+            curves[replacement] = evp_by_budget(
+                trials,
+                "energy_kwh",
+                metric=inputs.metric,
+                mode=inputs.mode,
+                reduce=inputs.reduce,
+                replacement=replacement,
+                budgets=grid,
+            )
+        except AnalysisError as e:
+            if "no trial has a value" in str(e):
+                return [], [f"no expected-max-performance curve: {e}"]
+            raise
+    dodge, exact = curves[True], curves[False]
+    n = _tuple(dodge.n)
+    scale: Literal["linear", "log"] = "log" if len(trials) > 50 else "linear"
+    factor, unit = energy_unit(float(np.max(dodge.budget)) if len(dodge) else 0.0)
+    notes = list(dodge.notes)
+    if grid is not None:
+        notes.append(f"evaluated at {len(grid)} log-spaced trial counts (exact at each)")
+    provenance = (_score_provenance(inputs, dodge),)
+
+    def series(x: tuple[float, ...]) -> tuple[Series, ...]:
+        mean = np.asarray(dodge.mean)
+        std = np.asarray(dodge.std)
+        return (
+            Series(
+                "±1 std (with replacement)",
+                "band",
+                x,
+                y_low=_tuple(mean - std),
+                y_high=_tuple(mean + std),
+                role="std",
+            ),
+            Series("with replacement (Dodge et al.)", "line", x, _tuple(mean), role="mean"),
+            Series("without replacement", "line", x, _tuple(exact.mean), role="exact"),
+        )
+
+    y_label = f"expected best {_score_label(inputs)}"
+    by_trials = Figure(
+        id="evp_trials",
+        title="Expected best score against trials",
+        caption=(
+            f"Expected best {inputs.metric} of n trials drawn from the {dodge.n_trials} trials "
+            "of the study, for n = 1..N: what a smaller search would likely have found."
+        ),
+        panels=(
+            Panel(
+                x_label="trials (n)",
+                y_label=y_label,
+                x_unit="trials",
+                y_unit=inputs.metric,
+                series=series(n),
+                x_scale=scale,
+            ),
+        ),
+        provenance=provenance,
+        notes=tuple(notes),
+    )
+    mean_kwh = float(dodge.budget[0] / dodge.n[0]) if len(dodge) else 0.0
+    by_energy = Figure(
+        id="evp_energy",
+        title="Expected best score against energy",
+        caption=(
+            f"The same curve against the expected energy of n trials (n x the mean trial's "
+            f"{mean_kwh * factor:.3g} {unit})."
+        ),
+        panels=(
+            Panel(
+                x_label=f"energy ({unit})",
+                y_label=y_label,
+                x_unit=unit,
+                y_unit=inputs.metric,
+                series=series(_tuple(np.asarray(dodge.budget) * factor)),
+                x_scale=scale,
+            ),
+        ),
+        provenance=provenance + inputs.energy_provenance,
+        notes=tuple(notes),
+    )
+    return [by_trials, by_energy], []
+
+
+# ----------------------------------------------------------------------------------- Pareto
+def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
+    """Score against energy of every scored trial, with the front of the finished ones."""
+    points: dict[str, list[tuple[float, float, str]]] = {"finished": [], "pruned": []}
+    for position in inputs.forest.leaves:
+        run = inputs.forest.runs[position]
+        score = inputs.scores.get(run.id, math.nan)
+        if run.status in points and math.isfinite(score) and math.isfinite(run.energy_kwh):
+            points[run.status].append((run.energy_kwh, score, run.id))
+    everything = points["finished"] + points["pruned"]
+    if not everything:
+        return None, "no Pareto plot: no finished or pruned trial has a score"
+    factor, unit = energy_unit(max(p[0] for p in everything))
+    finished = points["finished"]
+    front_series: list[Series] = []
+    if finished:
+        direction = "maximize" if inputs.mode == "max" else "minimize"
+        front = pareto_front(
+            np.array([(p[1], p[0]) for p in finished]), directions=(direction, "minimize")
+        )
+        on_front = sorted((finished[k] for k in front.tolist()), key=lambda p: (p[0], p[1]))
+        front_series.append(
+            Series(
+                "Pareto front (finished)",
+                "step",
+                _tuple([p[0] * factor for p in on_front]),
+                _tuple([p[1] for p in on_front]),
+                role="front",
+                run_ids=tuple(p[2] for p in on_front),
+            )
+        )
+    series: list[Series] = []
+    for status in ("finished", "pruned"):
+        group = points[status]
+        if group:
+            series.append(
+                Series(
+                    f"{status} ({len(group)})",
+                    "scatter",
+                    _tuple([p[0] * factor for p in group]),
+                    _tuple([p[1] for p in group]),
+                    role=status,
+                    run_ids=tuple(p[2] for p in group),
+                )
+            )
+    series.extend(front_series)
+    final = next((p for p in everything if p[2] == inputs.final_id), None)
+    if final is not None:
+        series.append(
+            Series(
+                "final run",
+                "scatter",
+                (final[0] * factor,),
+                (final[1],),
+                role="final",
+                run_ids=(final[2],),
+            )
+        )
+    energies = [p[0] for p in everything if p[0] > 0]
+    log_x = len(energies) == len(everything) and max(energies) > 30 * min(energies)
+    figure = Figure(
+        id="pareto",
+        title="Score against energy",
+        caption=(
+            "Each trial's score against the energy it used; the front joins the finished trials "
+            "that no other finished trial beats on both at once."
+        ),
+        panels=(
+            Panel(
+                x_label=f"energy per trial ({unit})",
+                y_label=_score_label(inputs),
+                x_unit=unit,
+                y_unit=inputs.metric,
+                series=tuple(series),
+                x_scale="log" if log_x else "linear",
+            ),
+        ),
+        provenance=(_score_provenance(inputs),) + inputs.energy_provenance,
+    )
+    return figure, None
+
+
+# --------------------------------------------------------------------------- learning curve
+def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
+    """Score and energy against training-set size.
+
+    Uses the runs made by :func:`greenprint.analysis.run_learning_curve` (a ``fraction``
+    parameter and a dataset size) when there are any, else every trial with a dataset size.
+    """
+    leaves = [inputs.forest.runs[p] for p in inputs.forest.leaves]
+    sized = [r for r in leaves if r.dataset_size]
+    chosen = [r for r in sized if "fraction" in r.params]
+    source = "runs with a 'fraction' parameter (run_learning_curve)"
+    if len({r.dataset_size for r in chosen}) < 2:
+        chosen, source = sized, "trials with a dataset_size"
+    if len({r.dataset_size for r in chosen}) < 2:
+        return None, "no learning curve: fewer than two training-set sizes among the runs"
+    try:
+        curve = learning_curve(chosen, metric=inputs.metric, mode=inputs.mode, reduce=inputs.reduce)
+    except AnalysisError as e:
+        if "no run carries" in str(e):
+            return None, f"no learning curve: {e}"
+        raise
+    if len(curve) < 2:
+        return None, "no learning curve: fewer than two training-set sizes with a score"
+    return _learning_figure(curve, inputs, source), None
+
+
+def _learning_figure(curve: LearningCurve, inputs: FigureInputs, source: str) -> Figure:
+    sizes = _tuple(curve.dataset_size)
+    score = np.asarray(curve.score_mean)
+    spread = np.nan_to_num(np.asarray(curve.score_std), nan=0.0)
+    factor, unit = energy_unit(float(np.nanmax(curve.energy_kwh_mean)))
+    score_series = [Series(f"mean {inputs.metric}", "line", sizes, _tuple(score), role="mean")]
+    if np.any(spread > 0):
+        score_series.insert(
+            0,
+            Series(
+                "±1 std over repeats",
+                "band",
+                sizes,
+                y_low=_tuple(score - spread),
+                y_high=_tuple(score + spread),
+                role="std",
+            ),
+        )
+    log_x = sizes[-1] > 20 * sizes[0]
+    return Figure(
+        id="learning_curve",
+        title="Learning curve: score and energy against training-set size",
+        caption=(
+            f"Mean {inputs.metric} (left) and energy per run (right) against the number of "
+            f"training examples, from {int(np.sum(curve.n_runs))} {source}."
+        ),
+        panels=(
+            Panel(
+                x_label="training examples",
+                y_label=_score_label(inputs),
+                x_unit="examples",
+                y_unit=inputs.metric,
+                series=tuple(score_series),
+                x_scale="log" if log_x else "linear",
+            ),
+            Panel(
+                x_label="training examples",
+                y_label=f"energy per run ({unit})",
+                x_unit="examples",
+                y_unit=unit,
+                series=(
+                    Series(
+                        "energy",
+                        "line",
+                        sizes,
+                        _tuple(np.asarray(curve.energy_kwh_mean) * factor),
+                        role="energy",
+                    ),
+                ),
+                x_scale="log" if log_x else "linear",
+            ),
+        ),
+        provenance=(_score_provenance(inputs),) + inputs.energy_provenance,
+        notes=curve.notes,
+    )
+
+
+# --------------------------------------------------------------------------------- timeline
+def timeline_figure(
+    inputs: FigureInputs,
+    samples_of: Callable[[str], list[PowerSample]],
+    *,
+    max_sampled_runs: int,
+) -> tuple[Figure | None, str | None]:
+    """Power (W) and cumulative energy over the study's wall-clock time.
+
+    Only top-level runs are drawn (a parent's samples contain its children's). Their power
+    samples are read from the ledger when there are at most ``max_sampled_runs`` of them; a run
+    without samples, or every run above that limit, is drawn at its mean power over its span
+    (its energy / its duration), which the figure's notes say.
+    """
+    roots = [inputs.forest.runs[p] for p in inputs.forest.roots]
+    use_samples = len(roots) <= max_sampled_runs
+    rows: list[tuple[float, float, float, float, float, float]] = []  # t0, t1, cpu, gpu, ram, other
+    averaged = 0
+    for run in roots:
+        found = samples_of(run.id) if use_samples else []
+        for s in found:
+            if s.t1 > s.t0:
+                rows.append((s.t0, s.t1, s.cpu_w or 0.0, s.gpu_w or 0.0, s.ram_w or 0.0, 0.0))
+        if found:
+            continue
+        end = run.started_at + run.duration_s
+        if run.duration_s <= 0 or run.energy_kwh <= 0:
+            continue
+        averaged += 1
+        watts = _KWH_TO_J / run.duration_s
+        parts = run.energy_by_component
+        other = max(run.energy_kwh - sum(parts.values()), 0.0)
+        rows.append(
+            (
+                run.started_at,
+                end,
+                parts.get("cpu", 0.0) * watts,
+                parts.get("gpu", 0.0) * watts,
+                parts.get("ram", 0.0) * watts,
+                other * watts,
+            )
+        )
+    if not rows:
+        return None, "no power timeline: no run recorded energy over a positive duration"
+    data = np.array(rows, dtype=float)
+    start = float(np.min(data[:, 0]))
+    times = np.unique(np.concatenate([data[:, 0], data[:, 1]]))
+    first = np.searchsorted(times, data[:, 0])
+    last = np.searchsorted(times, data[:, 1])
+
+    def level(values: np.ndarray) -> np.ndarray:
+        steps = np.zeros(times.size)
+        np.add.at(steps, first, values)
+        np.add.at(steps, last, -values)
+        return np.cumsum(steps)[:-1]
+
+    covered = level(np.ones(len(rows))) > 0.5
+    power = {name: level(data[:, k + 2]) for k, name in enumerate(("cpu", "gpu", "ram", "other"))}
+    total = power["cpu"] + power["gpu"] + power["ram"] + power["other"]
+    energy = np.concatenate([[0.0], np.cumsum(total * np.diff(times))]) / _KWH_TO_J
+    time_factor, time_unit = _time_unit(float(times[-1] - start))
+    x = _tuple((times - start) * time_factor)
+    factor, unit = energy_unit(float(energy[-1]))
+
+    def stepped(values: np.ndarray) -> tuple[float, ...]:
+        shown = np.where(covered, values, np.nan)
+        return _tuple(np.concatenate([shown, [np.nan]]))
+
+    power_series = [Series("total", "step", x, stepped(total), role="total")]
+    for name in ("cpu", "gpu", "ram", "other"):
+        if np.any(power[name] > 0):
+            label = name.upper() if name != "other" else "not by component"
+            power_series.append(Series(label, "step", x, stepped(power[name]), role=name))
+    notes = []
+    if averaged:
+        why = (
+            f"the study has more than {max_sampled_runs} top-level runs"
+            if not use_samples
+            else "they have no power samples in the ledger"
+        )
+        notes.append(f"{averaged} runs drawn at their mean power over their span, because {why}")
+    if not covered.all():
+        notes.append("gaps are times when no run of the study was being measured")
+    return (
+        Figure(
+            id="timeline",
+            title="Power and energy over time",
+            caption=(
+                "Power drawn by the study's runs (process share, before PUE) and the energy "
+                "used so far, against time since the first run started."
+            ),
+            panels=(
+                Panel(
+                    x_label=f"time since start ({time_unit})",
+                    y_label="power (W)",
+                    x_unit=time_unit,
+                    y_unit="W",
+                    series=tuple(power_series),
+                ),
+                Panel(
+                    x_label=f"time since start ({time_unit})",
+                    y_label=f"cumulative energy ({unit})",
+                    x_unit=time_unit,
+                    y_unit=unit,
+                    series=(Series("energy", "line", x, _tuple(energy * factor), role="energy"),),
+                ),
+            ),
+            provenance=inputs.energy_provenance,
+            notes=tuple(notes),
+        ),
+        None,
+    )

@@ -1,0 +1,173 @@
+"""The HTML report: one self-contained file (inline SVG plots, inline CSS, no script, no URL)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from greenprint.report._escape import html_text as esc
+from greenprint.report._model import Figure, Report
+from greenprint.report._plots import FigureRenderer
+from greenprint.report._tables import (
+    edh_sentence,
+    final_sentence,
+    headline,
+    price_tag_table,
+    runs_table,
+)
+from greenprint.report._text import energy_provenance
+
+__all__ = ["render_html"]
+
+_CSS = """
+:root { --fg: #1d232a; --muted: #5b6570; --line: #d9dee3; --accent: #1f6f43; --bg: #ffffff; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+       color: var(--fg); background: var(--bg); }
+main { max-width: 1100px; margin: 0 auto; padding: 24px 28px 60px; }
+h1 { font-size: 1.7em; margin: 0.2em 0; }
+h2 { font-size: 1.3em; margin-top: 2em; border-bottom: 2px solid var(--line); padding-bottom: 4px; }
+h3 { font-size: 1.08em; margin: 0 0 6px; }
+nav a { margin-right: 14px; color: var(--accent); }
+.sub, .muted, figcaption { color: var(--muted); }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 14px 0; }
+.card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; min-width: 150px; }
+.card .v { font-size: 1.35em; font-weight: 600; }
+.card .k { color: var(--muted); font-size: 0.85em; }
+table { border-collapse: collapse; font-size: 0.88em; width: 100%; }
+th, td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: left;
+         vertical-align: top; }
+th { background: #f3f5f7; position: sticky; top: 0; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.total td { font-weight: 600; border-top: 2px solid var(--fg); }
+tr.final td { background: #fff8e1; }
+.scroll { max-height: 560px; overflow: auto; border: 1px solid var(--line); }
+.status { display: inline-block; padding: 0 6px; border-radius: 4px; font-size: 0.85em; }
+.s-finished { background: #e3f4e8; } .s-pruned { background: #eceff1; }
+.s-failed { background: #fde2e1; } .s-interrupted { background: #fff1d6; }
+.s-lost { background: #f3e5f5; } .s-running { background: #e3f2fd; }
+figure { margin: 22px 0; padding: 14px; border: 1px solid var(--line); border-radius: 8px; }
+figure svg { max-width: 100%; height: auto; display: block; }
+.prov { font-size: 0.85em; margin: 6px 0 0; padding-left: 18px; }
+.noplot { padding: 18px; background: #f6f7f9; border-radius: 6px; }
+pre { background: #f6f7f9; padding: 12px; overflow: auto; font-size: 0.85em; }
+blockquote { margin: 0; padding: 10px 16px; border-left: 4px solid var(--accent);
+             background: #f6faf7; }
+footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; }
+"""
+
+_NUMERIC = {"runs", "trials", "energy", "CO2-eq", "FPO", "run time", "time", "examples"}
+
+
+def _table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, classes: Sequence[str] = ()
+) -> str:
+    numeric = [h in _NUMERIC for h in header]
+    numeric[2] = numeric[2] or header[:2] == ["run", "status"]  # the score column
+    head = "".join(
+        f"<th{' class=num' if numeric[k] else ''}>{esc(h)}</th>" for k, h in enumerate(header)
+    )
+    body = []
+    for k, row in enumerate(rows):
+        row_class = classes[k] if k < len(classes) and classes[k] else ""
+        cells = []
+        for j, cell in enumerate(row):
+            if header[j] == "status":
+                cells.append(f'<td><span class="status s-{esc(cell)}">{esc(cell)}</span></td>')
+            else:
+                cells.append(f"<td{' class=num' if numeric[j] else ''}>{esc(cell)}</td>")
+        attr = f' class="{row_class}"' if row_class else ""
+        body.append(f"<tr{attr}>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _lines(items: Sequence[str], css: str) -> str:
+    if not items:
+        return ""
+    return f'<ul class="{css}">' + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"
+
+
+def _figure(figure: Figure, plots: FigureRenderer) -> str:
+    if plots.available:
+        body = plots.svg(figure)
+    else:
+        body = f'<p class="noplot">{esc(plots.unavailable or "")}</p>'
+    provenance = _lines(list(figure.provenance), "prov")
+    notes = _lines(list(figure.notes), "prov")
+    return (
+        f'<figure id="fig-{esc(figure.id)}"><h3>{esc(figure.title)}</h3>{body}'
+        f"<figcaption><p>{esc(figure.caption)}</p>"
+        f"<strong>Provenance</strong>{provenance}"
+        + (f"<strong>Notes</strong>{notes}" if notes else "")
+        + "</figcaption></figure>"
+    )
+
+
+def render_html(report: Report, plots: FigureRenderer) -> str:
+    """The report as one HTML document (UTF-8), every user string escaped."""
+    tag = report.price_tag
+    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(report.generated_at))
+    cards = "".join(
+        f'<div class="card"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>'
+        for k, v in headline(report)
+    )
+    header, rows = price_tag_table(report)
+    status_table = _table(header, rows, classes=[""] * (len(rows) - 1) + ["total"])
+    edh = edh_sentence(report)
+    run_header, run_rows = runs_table(report)
+    run_classes = ["final" if r.is_final else "" for r in report.runs]
+    figures = "".join(_figure(f, plots) for f in report.figures)
+    better = "higher" if report.mode == "max" else "lower"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>greenprint report: {esc(report.study)}</title>",
+        f"<style>{_CSS}</style></head><body><main>",
+        f"<header><h1>What did &ldquo;{esc(report.study)}&rdquo; cost?</h1>",
+        f'<p class="sub">Study <strong>{esc(report.study)}</strong>: {tag.total.trials} trials, '
+        f"ranked by <strong>{esc(report.metric)}</strong> ({better} is better). "
+        f"Ledger {esc(report.ledger)}. Generated {esc(when)} by greenprint "
+        f"{esc(report.greenprint_version)}.</p>",
+        '<nav><a href="#price-tag">Price tag</a><a href="#figures">Figures</a>'
+        '<a href="#runs">Runs</a><a href="#model-card">Model card</a>'
+        '<a href="#compute">Compute statement</a></nav></header>',
+        '<section id="price-tag"><h2>Price tag</h2>',
+        f'<div class="cards">{cards}</div>',
+        f"<p>{esc(final_sentence(report))}</p>",
+        status_table,
+        f"<p>{esc(edh)}</p>" if edh else "",
+        "<p><strong>Provenance.</strong></p>",
+        _lines(list(_provenance_lines(report)), "prov"),
+        "</section>",
+        f'<section id="figures"><h2>Figures</h2>{figures or "<p>No figure could be drawn.</p>"}',
+        "</section>",
+        f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
+        '<p class="muted">Every run of the study in start order; ★ marks the final run. '
+        "A nested run's cost is part of its parent's.</p>",
+        f'<div class="scroll">{_table(run_header, run_rows, classes=run_classes)}</div>',
+        "</section>",
+        '<section id="model-card"><h2>Model card</h2>',
+        "<p>The Hugging Face <code>co2_eq_emissions</code> block (emissions in grams of "
+        "CO2-eq, for the whole study):</p>",
+        f"<pre>{esc(report.model_card.to_yaml())}</pre></section>",
+        '<section id="compute"><h2>Compute statement</h2>',
+        '<p class="muted">For a paper\'s compute-reporting checklist:</p>',
+        f"<blockquote>{esc(report.compute_statement)}</blockquote></section>",
+    ]
+    if report.notes:
+        parts.append(
+            f'<section id="notes"><h2>Notes</h2>{_lines(list(report.notes), "")}</section>'
+        )
+    parts.append(
+        "<footer>Every number on this page comes from the ledger; the JSON report holds them "
+        "all.</footer></main></body></html>"
+    )
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+def _provenance_lines(report: Report) -> list[str]:
+    return [
+        *energy_provenance(report.price_tag.provenance),
+        *(f"hardware: {h}" for h in report.hardware),
+    ]

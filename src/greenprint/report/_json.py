@@ -1,0 +1,21 @@
+"""The JSON report: every run and every figure's data, in a versioned layout.
+
+The layout is ``docs/report-schema.json`` (``"schema": "greenprint.report/1"``).
+
+Strict JSON: NaN and infinities are written as ``null`` (figures) or strings (parameters), never
+as the non-standard ``NaN`` token.
+"""
+
+from __future__ import annotations
+
+import json
+
+from greenprint.report._model import Report
+from greenprint.report._plots import FigureRenderer
+
+__all__ = ["render_json"]
+
+
+def render_json(report: Report, plots: FigureRenderer | None = None) -> str:
+    """The report as a JSON document (UTF-8 text; ``plots`` is not used)."""
+    return json.dumps(report.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"

@@ -1,0 +1,94 @@
+"""The Markdown report: CommonMark/GitHub tables, with the plots as PNG files beside it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from greenprint.report._escape import markdown_text as esc
+from greenprint.report._model import Report
+from greenprint.report._plots import FigureRenderer, figure_file_name
+from greenprint.report._tables import (
+    edh_sentence,
+    final_sentence,
+    headline,
+    price_tag_table,
+    runs_table,
+)
+from greenprint.report._text import energy_provenance
+
+__all__ = ["FIGURE_DIR", "render_markdown"]
+
+#: Folder, beside the report, that holds its figure files.
+FIGURE_DIR = "figures"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines.extend("| " + " | ".join(esc(c) for c in row) + " |" for row in rows)
+    return lines
+
+
+def render_markdown(report: Report, plots: FigureRenderer) -> str:
+    """The report as Markdown; figures are ``figures/<id>.png`` (written by write_report)."""
+    tag = report.price_tag
+    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(report.generated_at))
+    better = "higher" if report.mode == "max" else "lower"
+    ledger = report.ledger.replace("`", "")
+    out = [
+        f"# What did “{esc(report.study)}” cost?",
+        "",
+        f"Study **{esc(report.study)}**: {tag.total.trials} trials, ranked by "
+        f"**{esc(report.metric)}** ({better} is better). Ledger `{ledger}`. "
+        f"Generated {when} by greenprint {esc(report.greenprint_version)}.",
+        "",
+        "## Price tag",
+        "",
+    ]
+    out.extend(f"- **{esc(k)}**: {esc(v)}" for k, v in headline(report))
+    out += ["", esc(final_sentence(report)), ""]
+    header, rows = price_tag_table(report)
+    out += _table(header, rows)
+    edh = edh_sentence(report)
+    if edh:
+        out += ["", esc(edh)]
+    out += ["", "Provenance:", ""]
+    out += [f"- {esc(line)}" for line in energy_provenance(tag.provenance)]
+    out += [f"- hardware: {esc(h)}" for h in report.hardware]
+    out += ["", "## Figures", ""]
+    if not report.figures:
+        out += ["No figure could be drawn.", ""]
+    for figure in report.figures:
+        out += [f"### {esc(figure.title)}", ""]
+        if plots.available:
+            out.append(f"![{esc(figure.title)}]({FIGURE_DIR}/{figure_file_name(figure, 'png')})")
+        else:
+            out.append(f"*{esc(plots.unavailable or '')}*")
+        out += ["", esc(figure.caption), "", "Provenance:", ""]
+        out += [f"- {esc(line)}" for line in figure.provenance]
+        if figure.notes:
+            out += ["", "Notes:", ""] + [f"- {esc(n)}" for n in figure.notes]
+        out.append("")
+    out += [f"## Runs ({len(report.runs)})", "", "★ marks the final run.", ""]
+    run_header, run_rows = runs_table(report)
+    out += _table(run_header, run_rows)
+    out += [
+        "",
+        "## Model card",
+        "",
+        "The Hugging Face `co2_eq_emissions` block (grams of CO2-eq, whole study):",
+        "",
+        "```yaml",
+        report.model_card.to_yaml().rstrip("\n").replace("```", "'''"),
+        "```",
+        "",
+        "## Compute statement",
+        "",
+        "> " + esc(report.compute_statement),
+        "",
+    ]
+    if report.notes:
+        out += ["## Notes", ""] + [f"- {esc(n)}" for n in report.notes] + [""]
+    out.append("*Every number comes from the ledger; `report.json` holds them all.*")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,390 @@
+"""The report model: one frozen description of a study, rendered by every format.
+
+A :class:`Report` holds numbers and text only (no markup): the study's price tag, one
+:class:`RunRow` per run, the data of every :class:`Figure`, the model-card block and the
+compute statement. Renderers (HTML, Markdown, LaTeX, JSON) read it and never go back to the
+ledger, so every format shows the same figures. Units are in the field names; figure axes carry
+their unit in ``x_unit``/``y_unit``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from greenprint.analysis import PriceTag
+from greenprint.analysis._common import json_float
+
+__all__ = [
+    "SCHEMA",
+    "Figure",
+    "ModelCardEmissions",
+    "Panel",
+    "Report",
+    "RunRow",
+    "Series",
+]
+
+#: Identifier and version of the JSON layout (``docs/report-schema.json``). The number after
+#: the slash changes when a field is removed or changes meaning; new fields keep it.
+SCHEMA = "greenprint.report/1"
+
+SeriesKind = Literal["line", "step", "scatter", "band"]
+
+
+def _floats(values: tuple[float, ...]) -> list[float | None]:
+    return [json_float(v) for v in values]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One plotted series of a panel.
+
+    Attributes:
+        label: legend text (may come from the user: renderers escape it).
+        kind: ``"line"``, ``"step"`` (post-step, for power over time), ``"scatter"`` or
+            ``"band"`` (a shaded range between ``y_low`` and ``y_high``).
+        x: x values, in the panel's ``x_unit``.
+        y: y values, in the panel's ``y_unit`` (empty for a band).
+        y_low: lower edge of a band (same length as ``x``), else empty.
+        y_high: upper edge of a band, else empty.
+        role: what the series is, for styling and for readers of the JSON: e.g. ``"mean"``,
+            ``"std"``, ``"finished"``, ``"pruned"``, ``"front"``, ``"final"``, ``"cpu"``.
+        run_ids: for scatter series of runs, the id of each point's run (else empty).
+    """
+
+    label: str
+    kind: SeriesKind
+    x: tuple[float, ...]
+    y: tuple[float, ...] = ()
+    y_low: tuple[float, ...] = ()
+    y_high: tuple[float, ...] = ()
+    role: str = ""
+    run_ids: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN becomes ``None``)."""
+        out: dict[str, Any] = {
+            "label": self.label,
+            "kind": self.kind,
+            "role": self.role,
+            "x": _floats(self.x),
+            "y": _floats(self.y),
+        }
+        if self.kind == "band":
+            out["y_low"] = _floats(self.y_low)
+            out["y_high"] = _floats(self.y_high)
+        if self.run_ids:
+            out["run_ids"] = list(self.run_ids)
+        return out
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One set of axes of a figure.
+
+    Attributes:
+        x_label: x-axis label, with its unit.
+        y_label: y-axis label, with its unit.
+        x_unit: unit of the x values (``"trials"``, ``"Wh"``, ``"s"``, ``"examples"``...).
+        y_unit: unit of the y values (the metric's name for scores).
+        series: the series drawn, in drawing order.
+        x_scale: ``"linear"`` or ``"log"``.
+        y_scale: ``"linear"`` or ``"log"``.
+    """
+
+    x_label: str
+    y_label: str
+    x_unit: str
+    y_unit: str
+    series: tuple[Series, ...]
+    x_scale: Literal["linear", "log"] = "linear"
+    y_scale: Literal["linear", "log"] = "linear"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "x_label": self.x_label,
+            "y_label": self.y_label,
+            "x_unit": self.x_unit,
+            "y_unit": self.y_unit,
+            "x_scale": self.x_scale,
+            "y_scale": self.y_scale,
+            "series": [s.to_dict() for s in self.series],
+        }
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of the report: its data, caption and where its numbers came from.
+
+    Attributes:
+        id: stable identifier, also the figure's file name (``"evp_trials"``, ``"evp_energy"``,
+            ``"pareto"``, ``"learning_curve"``, ``"timeline"``).
+        title: the figure's title.
+        caption: one or two sentences saying what it shows.
+        panels: its axes, side by side.
+        provenance: where the numbers came from (measured or estimated energy, intensity table,
+            PUE, how scores were taken), one line each; shown next to the figure.
+        notes: caveats (missing data, approximations).
+    """
+
+    id: str
+    title: str
+    caption: str
+    panels: tuple[Panel, ...]
+    provenance: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "caption": self.caption,
+            "provenance": list(self.provenance),
+            "notes": list(self.notes),
+            "panels": [p.to_dict() for p in self.panels],
+        }
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run of the study as the report shows it.
+
+    Costs are the run's own recorded figures (a parent's include its children's; the price tag
+    counts each only once). ``depth`` is the nesting level (0 for a top-level run).
+
+    Attributes:
+        id: run id.
+        name: run name.
+        parent_id: the enclosing run's id, or ``None``.
+        depth: nesting depth within the study.
+        is_trial: whether it is a trial (no child in the study).
+        status: ``finished``, ``failed``, ``pruned``, ``interrupted``, ``lost`` or ``running``.
+        score: its score of the report's metric, ``None`` when it has none (NaN or not logged).
+        started_at: start, seconds since the Unix epoch.
+        duration_s: duration, s.
+        energy_kwh: IT energy, kWh.
+        emissions_kg: emissions, kg CO2-eq.
+        fpo: floating-point operations, ``None`` if unknown.
+        dataset_size: training examples, ``None`` if unknown.
+        param_count: model parameters, ``None`` if unknown.
+        params: hyper-parameters.
+        energy_source: ``"measured"``, ``"estimated"``, ``"mixed"`` or ``"unknown"``.
+        pue: PUE applied.
+        intensity_g_per_kwh: grid intensity applied, g CO2-eq/kWh (``None`` if unknown).
+        intensity_source: where the intensity came from.
+        score_per_kwh: score per kWh (``None`` without a score or energy).
+        score_per_gflop: score per GFLOP (``None`` without a score or FPO).
+        error: the recorded error of a failed or interrupted run.
+        is_final: whether it is the run behind the reported result.
+    """
+
+    id: str
+    name: str
+    parent_id: str | None
+    depth: int
+    is_trial: bool
+    status: str
+    score: float | None
+    started_at: float
+    duration_s: float
+    energy_kwh: float
+    emissions_kg: float
+    fpo: int | None
+    dataset_size: int | None
+    param_count: int | None
+    params: Mapping[str, Any]
+    energy_source: str
+    pue: float
+    intensity_g_per_kwh: float | None
+    intensity_source: str
+    score_per_kwh: float | None
+    score_per_gflop: float | None
+    error: str | None
+    is_final: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "parent_id": self.parent_id,
+            "depth": self.depth,
+            "is_trial": self.is_trial,
+            "is_final": self.is_final,
+            "status": self.status,
+            "score": json_float(self.score),
+            "started_at": json_float(self.started_at),
+            "duration_s": json_float(self.duration_s),
+            "energy_kwh": json_float(self.energy_kwh),
+            "emissions_kg": json_float(self.emissions_kg),
+            "fpo": self.fpo,
+            "dataset_size": self.dataset_size,
+            "param_count": self.param_count,
+            "params": _json_params(self.params),
+            "energy_source": self.energy_source,
+            "pue": json_float(self.pue),
+            "intensity_g_per_kwh": json_float(self.intensity_g_per_kwh),
+            "intensity_source": self.intensity_source,
+            "score_per_kwh": json_float(self.score_per_kwh),
+            "score_per_gflop": json_float(self.score_per_gflop),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class ModelCardEmissions:
+    """The Hugging Face model-card ``co2_eq_emissions`` block.
+
+    See https://huggingface.co/docs/hub/model-cards-co2 for the fields. ``emissions`` is in
+    grams of CO2-eq and, following Green AI, covers the whole study (every trial, failed and
+    pruned ones included), not only the final run; ``final_emissions_g`` gives the final run's
+    own share for reference.
+
+    Attributes:
+        emissions_g: the study's emissions, g CO2-eq.
+        source: how they were obtained (greenprint version, measured or estimated, intensity).
+        training_type: ``"pre-training"``, ``"fine-tuning"``... (the caller's choice).
+        geographical_location: the grid region of the intensity, or why it is unknown.
+        hardware_used: the hardware the runs used.
+        final_emissions_g: the final run's own emissions, g CO2-eq (``None`` if unknown).
+    """
+
+    emissions_g: float
+    source: str
+    training_type: str
+    geographical_location: str
+    hardware_used: str
+    final_emissions_g: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The block as the model card's YAML has it (plus ``final_emissions`` for reference)."""
+        return {
+            "emissions": json_float(self.emissions_g),
+            "source": self.source,
+            "training_type": self.training_type,
+            "geographical_location": self.geographical_location,
+            "hardware_used": self.hardware_used,
+            "final_emissions": json_float(self.final_emissions_g),
+        }
+
+    def to_yaml(self) -> str:
+        """The block as YAML to paste into a model card's front matter."""
+        lines = ["co2_eq_emissions:", f"  emissions: {_yaml_number(self.emissions_g)}"]
+        for key in ("source", "training_type", "geographical_location", "hardware_used"):
+            lines.append(f"  {key}: {_yaml_string(getattr(self, key))}")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a study's report shows, built by :func:`~greenprint.report.build_report`.
+
+    Attributes:
+        study: the study's name.
+        ledger: the ledger's URL (password masked).
+        generated_at: when the report was built, seconds since the Unix epoch.
+        greenprint_version: the version that built it.
+        metric: the metric runs are ranked by.
+        mode: ``"max"`` (higher is better) or ``"min"``.
+        reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
+        price_tag: the study's price tag (totals by status, final run's share, E·D·H,
+            provenance).
+        runs: every run of the study, in start order.
+        figures: the figures, in display order.
+        hardware: the distinct hardware descriptions of the runs.
+        model_card: the Hugging Face ``co2_eq_emissions`` block.
+        compute_statement: a paragraph for a paper's compute-reporting checklist.
+        notes: caveats about the whole report.
+        schema: the JSON layout identifier, :data:`SCHEMA`.
+    """
+
+    study: str
+    ledger: str
+    generated_at: float
+    greenprint_version: str
+    metric: str
+    mode: Literal["max", "min"]
+    reduce: Literal["last", "best"]
+    price_tag: PriceTag
+    runs: tuple[RunRow, ...]
+    figures: tuple[Figure, ...]
+    hardware: tuple[str, ...]
+    model_card: ModelCardEmissions
+    compute_statement: str
+    notes: tuple[str, ...] = field(default=())
+    schema: str = SCHEMA
+
+    @property
+    def final(self) -> RunRow | None:
+        """The row of the final run (the best finished run, or the one chosen), if any."""
+        return next((r for r in self.runs if r.is_final), None)
+
+    def figure(self, figure_id: str) -> Figure | None:
+        """The figure with this id, or ``None``."""
+        return next((f for f in self.figures if f.id == figure_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (see ``docs/report-schema.json``): every run and every figure."""
+        return {
+            "schema": self.schema,
+            "study": self.study,
+            "ledger": self.ledger,
+            "generated_at": json_float(self.generated_at),
+            "greenprint_version": self.greenprint_version,
+            "metric": self.metric,
+            "mode": self.mode,
+            "reduce": self.reduce,
+            "price_tag": self.price_tag.to_dict(),
+            "hardware": list(self.hardware),
+            "model_card": {"co2_eq_emissions": self.model_card.to_dict()},
+            "compute_statement": self.compute_statement,
+            "notes": list(self.notes),
+            "figures": [f.to_dict() for f in self.figures],
+            "runs": [r.to_dict() for r in self.runs],
+        }
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k): _json_value(v) for k, v in params.items()}
+
+
+def _json_value(value: Any) -> Any:
+    """Plain JSON: non-finite floats become strings, containers are walked, others ``repr``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return repr(value)
+
+
+def _yaml_number(value: float) -> str:
+    if not math.isfinite(value):
+        return "null"
+    return f"{value:.6g}"
+
+
+def _yaml_string(text: str) -> str:
+    """A double-quoted YAML scalar: backslashes, quotes and control characters escaped."""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

@@ -1,0 +1,150 @@
+"""Tables and sentences every format shows, as plain strings (each renderer escapes them)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+from greenprint.report._model import Report, RunRow
+
+__all__ = [
+    "edh_sentence",
+    "final_sentence",
+    "headline",
+    "params_text",
+    "price_tag_table",
+    "run_label",
+    "runs_table",
+    "score_text",
+    "top_runs",
+]
+
+
+def score_text(value: float | None) -> str:
+    """A score with 4 significant digits, ``"-"`` when there is none."""
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def _fpo(value: int | None) -> str:
+    return "unknown" if value is None else format_fpo(value)
+
+
+def params_text(params: Mapping[str, Any], *, limit: int = 80) -> str:
+    """``"lr=0.01, model=mlp"``, shortened to ``limit`` characters."""
+    parts = []
+    for key, value in params.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        parts.append(f"{key}={shown}")
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def run_label(row: RunRow) -> str:
+    """The run's name, indented by its nesting depth."""
+    return "  " * row.depth + ("↳ " if row.depth else "") + row.name
+
+
+def headline(report: Report) -> list[tuple[str, str]]:
+    """The study's key figures: (label, value) pairs."""
+    total = report.price_tag.total
+    out = [
+        ("energy (IT)", format_energy(total.energy_kwh)),
+        ("emissions", format_emissions(total.emissions_kg)),
+        ("trials", f"{total.trials} ({total.runs} runs)"),
+        ("run time", format_duration(total.duration_s)),
+        ("FPO", format_fpo(total.fpo) + (" + unknown" if total.fpo_unknown else "")),
+    ]
+    final = report.price_tag.final
+    if final is not None and final.study_multiple is not None:
+        out.append(("study / final model", f"{final.study_multiple:.3g}x the energy"))
+    return out
+
+
+def final_sentence(report: Report) -> str:
+    """What the final run scored and cost, against the whole study."""
+    final = report.price_tag.final
+    if final is None:
+        return "The final run is not identified (no finished run has a score)."
+    how = "chosen" if final.chosen else f"the best finished run by {final.metric}"
+    score = "" if final.score is None else f" scored {final.metric} = {final.score:.4g} and"
+    return (
+        f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)}, "
+        f"{format_emissions(final.emissions_kg)}, {_fpo(final.fpo)} and "
+        f"{format_duration(final.duration_s)}: {final.describe()}."
+    )
+
+
+def edh_sentence(report: Report) -> str | None:
+    """Green AI's Cost = E x D x H for the trials that carry a dataset size, if any."""
+    edh = report.price_tag.edh
+    if edh is None:
+        return None
+    fpo = "" if edh.fpo_per_example is None else f" ({format_fpo(edh.fpo_per_example)})"
+    text = (
+        f"E x D x H: {format_energy(edh.energy_kwh_per_example)} per example{fpo} x "
+        f"{edh.dataset_size:.4g} examples per trial x {edh.trials} trials = "
+        f"{format_energy(edh.energy_kwh)}."
+    )
+    if edh.note:
+        text += f" {edh.note}."
+    return text
+
+
+def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
+    """The price tag by status, then the total: header and rows."""
+    header = ["status", "runs", "trials", "energy", "CO2-eq", "FPO", "run time"]
+    rows = []
+    tag = report.price_tag
+    for status, cost in [*tag.by_status.items(), ("total", tag.total)]:
+        fpo = format_fpo(cost.fpo) + (f" (+{cost.fpo_unknown} unknown)" if cost.fpo_unknown else "")
+        rows.append(
+            [
+                status,
+                str(cost.runs),
+                str(cost.trials),
+                format_energy(cost.energy_kwh),
+                format_emissions(cost.emissions_kg),
+                fpo,
+                format_duration(cost.duration_s),
+            ]
+        )
+    return header, rows
+
+
+def runs_table(
+    report: Report, rows: Sequence[RunRow] | None = None, *, with_id: bool = True
+) -> tuple[list[str], list[list[str]]]:
+    """One line per run: header and rows (all runs by default, in start order)."""
+    header = ["run", "status", report.metric, "energy", "CO2-eq", "FPO", "time", "examples"]
+    header += ["params"] + (["id"] if with_id else [])
+    out = []
+    for row in report.runs if rows is None else rows:
+        cells = [
+            run_label(row) + (" ★" if row.is_final else ""),
+            row.status,
+            score_text(row.score),
+            format_energy(row.energy_kwh),
+            format_emissions(row.emissions_kg).replace(" CO2-eq", ""),
+            "-" if row.fpo is None else format_fpo(row.fpo),
+            format_duration(row.duration_s),
+            "-" if row.dataset_size is None else str(row.dataset_size),
+            params_text(row.params),
+        ]
+        if with_id:
+            cells.append(row.id[:8])
+        out.append(cells)
+    return header, out
+
+
+def top_runs(report: Report, count: int) -> list[RunRow]:
+    """The ``count`` best-scoring trials (the final run always included), best first."""
+    sign = -1.0 if report.mode == "max" else 1.0
+    scored = [r for r in report.runs if r.is_trial and r.score is not None]
+    scored.sort(key=lambda r: (sign * (r.score or 0.0), r.energy_kwh))
+    chosen = scored[:count]
+    final = report.final
+    if final is not None and final not in chosen:
+        chosen.append(final)
+    return chosen

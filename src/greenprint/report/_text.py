@@ -1,0 +1,218 @@
+"""The report's sentences: provenance lines, hardware, the model-card block, the compute paragraph.
+
+Plain text built from the ledger's figures only; the renderers escape it for their format.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+from greenprint._records import RunRecord
+from greenprint.analysis import PriceTag, ProvenanceSummary
+from greenprint.report._model import ModelCardEmissions
+
+__all__ = [
+    "compute_statement",
+    "energy_provenance",
+    "geographical_location",
+    "hardware_descriptions",
+    "model_card_emissions",
+    "short_source",
+]
+
+_TABLE_REGION = re.compile(r"table:(.+?):(\d{4})\b")
+
+
+def short_source(source: str) -> str:
+    """A provenance string without its parenthesised detail: ``"table:DE:2023"``."""
+    return source.split(" (", 1)[0].strip()
+
+
+def _share_text(summary: ProvenanceSummary) -> str:
+    measured, estimated = summary.measured_share, summary.estimated_share
+    if measured is None:
+        return "energy: none recorded"
+    parts = []
+    if measured:
+        parts.append(f"{measured:.0%} measured by hardware counters")
+    if estimated:
+        parts.append(f"{estimated:.0%} estimated")
+    unknown = summary.unknown_share
+    if unknown:
+        parts.append(f"{unknown:.0%} of unknown origin")
+    return "energy: " + ", ".join(parts)
+
+
+def energy_provenance(summary: ProvenanceSummary) -> tuple[str, ...]:
+    """Lines saying where the energy and CO2-eq figures came from.
+
+    Example lines: ``"energy: 100% estimated (cpu: estimate:tdp ...; ram: ...)"``,
+    ``"carbon intensity: table:DE:2023 (...)"``, ``"PUE: 1.2 (preset:...)"``.
+    """
+    sources = "; ".join(f"{k}: {', '.join(v)}" for k, v in summary.sources.items())
+    lines = [_share_text(summary) + (f" ({sources})" if sources else "")]
+    if summary.intensity_sources:
+        lines.append("carbon intensity: " + "; ".join(summary.intensity_sources))
+    else:
+        lines.append("carbon intensity: not recorded")
+    pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "not recorded"
+    detail = "; ".join(summary.pue_sources)
+    lines.append(f"PUE: {pue}" + (f" ({detail})" if detail else ""))
+    return tuple(lines)
+
+
+def _describe_hardware(hw: dict[str, Any]) -> str | None:
+    cpu = hw.get("cpu_model")
+    if not cpu:
+        return None
+    details = []
+    cores = hw.get("logical_cores")
+    if isinstance(cores, int) and cores > 0:
+        details.append(f"{cores} logical CPUs")
+    ram = hw.get("ram_gb")
+    if isinstance(ram, (int, float)) and ram > 0:
+        details.append(f"{ram:.0f} GB RAM")
+    text = f"{cpu}" + (f" ({', '.join(details)})" if details else "")
+    gpus = hw.get("gpus") or []
+    names = [str(g.get("name", "GPU")) if isinstance(g, dict) else str(g) for g in gpus]
+    if names:
+        counts: dict[str, int] = {}
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+        text += ", " + ", ".join(f"{n} x {name}" for name, n in counts.items())
+    else:
+        text += ", no GPU"
+    return text
+
+
+def hardware_descriptions(runs: Iterable[RunRecord]) -> tuple[str, ...]:
+    """The distinct hardware the runs recorded, most used first (``"unknown"`` if none)."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        text = _describe_hardware(run.hardware) if isinstance(run.hardware, dict) else None
+        if text:
+            counts[text] = counts.get(text, 0) + 1
+    if not counts:
+        return ("unknown (the runs recorded no hardware)",)
+    return tuple(sorted(counts, key=lambda t: -counts[t]))
+
+
+def geographical_location(summary: ProvenanceSummary) -> str:
+    """The grid region(s) behind the carbon intensity, or why the location is unknown."""
+    regions: list[str] = []
+    others: list[str] = []
+    for source in summary.intensity_sources:
+        found = _TABLE_REGION.search(source)
+        if found:
+            if found.group(1) not in regions:
+                regions.append(found.group(1))
+        elif source.startswith("default:"):
+            others.append("unknown (no region set: world-average grid intensity)")
+        elif "csv:" in source:
+            others.append("hourly intensity series (CSV)")
+        else:
+            others.append(f"unknown (intensity from {short_source(source)})")
+    parts = regions + [o for k, o in enumerate(others) if o not in others[:k]]
+    return ", ".join(parts) if parts else "unknown (no intensity recorded)"
+
+
+def _energy_clause(summary: ProvenanceSummary) -> str:
+    measured, estimated = summary.measured_share or 0.0, summary.estimated_share or 0.0
+    if measured >= 0.995:
+        how = "measured with hardware counters"
+    elif estimated >= 0.995:
+        how = "estimated from hardware specifications and utilisation"
+    elif measured or estimated:
+        how = f"{measured:.0%} measured with hardware counters, {estimated:.0%} estimated"
+    else:
+        how = "of unknown origin"
+    return how
+
+
+def model_card_emissions(
+    tag: PriceTag, *, hardware: Sequence[str], training_type: str, version: str
+) -> ModelCardEmissions:
+    """The Hugging Face ``co2_eq_emissions`` block for the study (grams CO2-eq)."""
+    summary = tag.provenance
+    intensity = ", ".join(short_source(s) for s in summary.intensity_sources) or "unrecorded"
+    pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "unrecorded"
+    source = (
+        f"greenprint {version}: {tag.total.trials} trials (failed and pruned included), "
+        f"energy {_energy_clause(summary)}, grid intensity {intensity}, PUE {pue}"
+    )
+    return ModelCardEmissions(
+        emissions_g=tag.total.emissions_kg * 1000.0,
+        source=source,
+        training_type=training_type,
+        geographical_location=geographical_location(summary),
+        hardware_used="; ".join(hardware),
+        final_emissions_g=None if tag.final is None else tag.final.emissions_kg * 1000.0,
+    )
+
+
+def _intensity_values(runs: Sequence[RunRecord]) -> str:
+    values = sorted(
+        {
+            round(r.intensity_g_per_kwh, 3)
+            for r in runs
+            if r.intensity_g_per_kwh is not None and math.isfinite(r.intensity_g_per_kwh)
+        }
+    )
+    if not values:
+        return "an unrecorded grid intensity"
+    if len(values) == 1:
+        return f"a grid intensity of {values[0]:.4g} g CO2-eq/kWh"
+    return f"grid intensities of {values[0]:.4g}-{values[-1]:.4g} g CO2-eq/kWh"
+
+
+def compute_statement(
+    tag: PriceTag,
+    runs: Sequence[RunRecord],
+    *,
+    study: str,
+    hardware: Sequence[str],
+    version: str,
+) -> str:
+    """A compute-reporting paragraph for a paper's checklist: every trial counted.
+
+    Hardware, hours of run time, energy, CO2-eq, FPO, the number of trials by status (failed
+    and pruned ones included) and the final model's own share, all from the ledger.
+    """
+    total = tag.total
+    statuses = ", ".join(f"{v.trials} {k}" for k, v in tag.by_status.items() if v.trials)
+    summary = tag.provenance
+    hours = total.duration_s / 3600.0
+    pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "unrecorded"
+    intensity = "; ".join(short_source(s) for s in summary.intensity_sources) or "unrecorded"
+    fpo = f"{format_fpo(total.fpo)} floating-point operations (FPO)"
+    if total.fpo_unknown:
+        fpo += f", not counting {total.fpo_unknown} runs whose FPO is unknown"
+    text = [
+        f'The study "{study}" comprised {total.trials} trials ({statuses}) in {total.runs} '
+        f"runs, all included in the figures below, on {'; '.join(hardware)}.",
+        f"They ran for {hours:.3g} hours in total ({format_duration(total.duration_s)} of run "
+        f"time over {format_duration(tag.elapsed_s)} of wall-clock time) and used "
+        f"{format_energy(total.energy_kwh)} of IT energy "
+        f"({_energy_clause(summary)}), or {format_emissions(total.emissions_kg)} "
+        f"with {_intensity_values(runs)} ({intensity}) and a PUE of {pue}; and {fpo}.",
+    ]
+    final = tag.final
+    if final is not None:
+        score = "" if final.score is None else f", {final.metric} = {final.score:.4g}"
+        share = (
+            f", {final.energy_share:.1%} of the study's energy"
+            if final.energy_share is not None
+            else ""
+        )
+        fpo_final = "" if final.fpo is None else f", {format_fpo(final.fpo)}"
+        text.append(
+            f'The final model (run "{final.name}"{score}) alone used '
+            f"{format_energy(final.energy_kwh)}, {format_emissions(final.emissions_kg)}"
+            f"{fpo_final} and {format_duration(final.duration_s)}{share}."
+        )
+    text.append(f"Energy and emissions were recorded with greenprint {version}.")
+    return " ".join(text)
