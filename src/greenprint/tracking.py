@@ -30,24 +30,23 @@ so when the run is created, before any user code runs.
 
 from __future__ import annotations
 
-import atexit
 import contextvars
 import functools
 import logging
 import math
 import os
-import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from greenprint._config import load_config
 from greenprint._exceptions import ConfigError, GreenprintError
+from greenprint._lifecycle import active_runs, registry, status_for
 from greenprint._records import MetricPoint, PowerSample, RunRecord
 from greenprint._units import JOULES_PER_KWH
 from greenprint._version import __version__
@@ -61,7 +60,6 @@ PARENT_ENV = "GREENPRINT_PARENT_RUN"
 PARENT_LEDGER_ENV = "GREENPRINT_PARENT_LEDGER"
 PARENT_STUDY_ENV = "GREENPRINT_PARENT_STUDY"
 
-_PRUNED_EXCEPTION_NAMES = frozenset({"TrialPruned"})
 _COMPONENT_FIELDS = {"cpu": "energy_cpu_kwh", "gpu": "energy_gpu_kwh", "ram": "energy_ram_kwh"}
 _SETTABLE = frozenset({"params", "dataset_size", "fpo", "param_count"})
 
@@ -224,7 +222,7 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        status, error = _status_for(exc)
+        status, error = status_for(exc)
         self.stop(status=status, error=error)
         return False
 
@@ -439,7 +437,7 @@ class Run:
         if self._ledger is not None:
             self._ledger.start_run(self._base_record())
         self._ctx_token = _current.set((*_current.get(), self))
-        _registry.add(self)
+        registry.add(self)
         self._export_env()
         self._thread = threading.Thread(
             target=self._loop, name=f"greenprint-sampler-{self.id[:8]}", daemon=True
@@ -613,20 +611,7 @@ class Run:
             except ValueError:  # stopped from another context (signal, atexit): drop by hand
                 _current.set(tuple(r for r in _current.get() if r is not self))
             self._ctx_token = None
-        _registry.discard(self)
-
-
-def _status_for(exc: BaseException | None) -> tuple[str, str | None]:
-    if exc is None:
-        return "finished", None
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", "KeyboardInterrupt"
-    if isinstance(exc, SystemExit) and exc.code in (0, None):
-        return "finished", None
-    if type(exc).__name__ in _PRUNED_EXCEPTION_NAMES:
-        return "pruned", None
-    message = f"{type(exc).__name__}: {exc}"
-    return "failed", message[:2000]
+        registry.discard(self)
 
 
 def _default_name() -> str:
@@ -643,70 +628,3 @@ def _open_ledger(ledger: Any, configured: str | None) -> Any:
         inherited = os.environ.get(PARENT_LEDGER_ENV) if os.environ.get(PARENT_ENV) else None
         ledger = inherited or configured
     return get_ledger(ledger)
-
-
-class _Registry:
-    """The runs active in this process, for SIGTERM, uncaught exceptions and interpreter exit."""
-
-    def __init__(self) -> None:
-        self._runs: list[Run] = []
-        self._lock = threading.Lock()
-        self._installed = False
-        self._previous_sigterm: Any = None
-        self._previous_excepthook: Any = None
-
-    def add(self, run: Run) -> None:
-        with self._lock:
-            self._runs.append(run)
-            if not self._installed:
-                self._install()
-
-    def discard(self, run: Run) -> None:
-        with self._lock:
-            if run in self._runs:
-                self._runs.remove(run)
-
-    def active(self) -> list[Run]:
-        with self._lock:
-            return list(self._runs)
-
-    def stop_all(self, status: str, error: str | None) -> None:
-        for run in reversed(self.active()):
-            run.stop(status=status, error=error)
-
-    def _install(self) -> None:
-        self._installed = True
-        atexit.register(self.stop_all, "finished", None)
-        self._previous_excepthook = sys.excepthook
-        sys.excepthook = self._excepthook
-        if threading.current_thread() is threading.main_thread():
-            try:
-                self._previous_sigterm = signal.getsignal(signal.SIGTERM)
-                signal.signal(signal.SIGTERM, self._on_sigterm)
-            except (ValueError, OSError):  # not allowed here (embedded interpreter)
-                self._previous_sigterm = None
-
-    def _excepthook(
-        self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-    ) -> None:
-        status, error = _status_for(exc)
-        self.stop_all(status, error)
-        self._previous_excepthook(exc_type, exc, tb)
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self.stop_all("interrupted", "SIGTERM")
-        previous = self._previous_sigterm
-        if callable(previous):
-            previous(signum, frame)
-        elif previous in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-        # SIG_IGN: the process goes on, as it would have without greenprint
-
-
-_registry = _Registry()
-
-
-def active_runs() -> Iterator[Run]:
-    """The runs currently being measured in this process, outermost first."""
-    return iter(_registry.active())

@@ -1,0 +1,107 @@
+"""Process-wide bookkeeping of active runs: SIGTERM, uncaught exceptions, interpreter exit.
+
+The tracker registers each run while it is measured. On SIGTERM every active run is stopped as
+``interrupted`` (cost so far written) before the previous handler runs (by default the process
+still terminates); an uncaught exception stops them as ``failed`` (or ``interrupted`` for
+``KeyboardInterrupt``) before the previous ``sys.excepthook``; interpreter exit stops the rest as
+``finished``. Handlers are installed on the first run, in the main thread only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.tracking import Run
+
+__all__ = ["active_runs", "registry", "status_for"]
+
+_PRUNED_EXCEPTION_NAMES = frozenset({"TrialPruned"})
+
+
+def status_for(exc: BaseException | None) -> tuple[str, str | None]:
+    """The final status and error text for a run ended by ``exc`` (``None``: normal end)."""
+    if exc is None:
+        return "finished", None
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "KeyboardInterrupt"
+    if isinstance(exc, SystemExit) and exc.code in (0, None):
+        return "finished", None
+    if type(exc).__name__ in _PRUNED_EXCEPTION_NAMES:
+        return "pruned", None
+    message = f"{type(exc).__name__}: {exc}"
+    return "failed", message[:2000]
+
+
+class _Registry:
+    """The runs active in this process, for SIGTERM, uncaught exceptions and interpreter exit."""
+
+    def __init__(self) -> None:
+        self._runs: list[Run] = []
+        self._lock = threading.Lock()
+        self._installed = False
+        self._previous_sigterm: Any = None
+        self._previous_excepthook: Any = None
+
+    def add(self, run: Run) -> None:
+        with self._lock:
+            self._runs.append(run)
+            if not self._installed:
+                self._install()
+
+    def discard(self, run: Run) -> None:
+        with self._lock:
+            if run in self._runs:
+                self._runs.remove(run)
+
+    def active(self) -> list[Run]:
+        with self._lock:
+            return list(self._runs)
+
+    def stop_all(self, status: str, error: str | None) -> None:
+        for run in reversed(self.active()):
+            run.stop(status=status, error=error)
+
+    def _install(self) -> None:
+        self._installed = True
+        atexit.register(self.stop_all, "finished", None)
+        self._previous_excepthook = sys.excepthook
+        sys.excepthook = self._excepthook
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous_sigterm = signal.getsignal(signal.SIGTERM)
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+            except (ValueError, OSError):  # not allowed here (embedded interpreter)
+                self._previous_sigterm = None
+
+    def _excepthook(
+        self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        status, error = status_for(exc)
+        self.stop_all(status, error)
+        self._previous_excepthook(exc_type, exc, tb)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.stop_all("interrupted", "SIGTERM")
+        previous = self._previous_sigterm
+        if callable(previous):
+            previous(signum, frame)
+        elif previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        # SIG_IGN: the process goes on, as it would have without greenprint
+
+
+registry = _Registry()
+
+
+def active_runs() -> Iterator[Run]:
+    """The runs currently being measured in this process, outermost first."""
+    return iter(registry.active())
