@@ -6,28 +6,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from greenprint._exceptions import FPOInputError
+from greenprint._format import format_fpo
 
-__all__ = ["PHASES", "FPOResult", "format_fpo"]
+__all__ = ["PHASES", "FPOResult"]
 
 PHASES = ("forward", "backward", "optimizer")
 """The phases an op can run in: outside autograd's backward, inside it, in an optimizer step."""
-
-_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
-
-
-def format_fpo(value: float) -> str:
-    """A count with an SI prefix, e.g. ``4.11 GFPO``.
-
-    Args:
-        value: floating-point operations (FPO).
-
-    Returns:
-        The formatted string.
-    """
-    for scale, prefix in _PREFIXES:
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}FPO"
-    return f"{value:.0f} FPO"
 
 
 @dataclass(frozen=True)
@@ -221,7 +205,8 @@ class FPOResult:
             lines.append(f"steps      {self.steps:,}")
         zero = self.zero_ops
         if zero:
-            lines.append(f"0 by rule  {len(zero)} ops ({', '.join(sorted(zero)[:6])}, ...)")
+            shown = ", ".join(sorted(zero)[:6]) + (", ..." if len(zero) > 6 else "")
+            lines.append(f"0 by rule  {len(zero)} ops ({shown})")
         if self.unknown_ops:
             listed = ", ".join(f"{op} x{n}" for op, n in sorted(self.unknown_ops.items()))
             lines.append(f"NO RULE    {listed} (not counted)")

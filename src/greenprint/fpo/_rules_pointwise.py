@@ -48,18 +48,17 @@ def _first_arg_numel(args: tuple[Any, ...], out_shape: Any) -> int:
 _ONE = """
     mul div neg reciprocal abs sign sgn exp exp2 expm1 log log2 log10 log1p sqrt rsqrt sin cos
     tan asin acos atan sinh cosh tanh asinh acosh atanh atan2 erf erfc erfinv sigmoid pow floor
-    ceil round trunc frac fmod remainder maximum minimum fmax fmin relu threshold eq ne lt le gt
-    ge clamp_min clamp_max lgamma digamma copysign float_power true_divide floor_divide
-    nan_to_num
+    ceil round trunc frac fmod remainder relu threshold eq ne lt le gt ge clamp_min clamp_max
+    lgamma digamma copysign float_power true_divide floor_divide nan_to_num
 """
+_ONE_NO_INPLACE = "maximum minimum fmax fmin isnan isinf isfinite isneginf isposinf signbit"
 
-register_rule(
-    _ops(*_ONE.split())
-    + _ops("isnan", "isinf", "isfinite", "isneginf", "isposinf", "signbit", inplace=False)
-)(_per_element(1, "one arithmetic op, compare or elementary function"))
+register_rule(_ops(*_ONE.split()) + _ops(*_ONE_NO_INPLACE.split(), inplace=False))(
+    _per_element(1, "one arithmetic op, compare or elementary function")
+)
 
 
-@register_rule(_ops("add", "sub", "rsub"))
+@register_rule([*_ops("add", "sub"), "aten.rsub"])
 def add_rule(*args: Any, out_shape: Any = None, alpha: Any = 1, **kwargs: Any) -> int:
     """``a + alpha * b``: 1 FPO per output element, 2 when ``alpha`` is not 1."""
     return (1 if alpha == 1 else 2) * numel(first_shape(out_shape))
@@ -97,7 +96,7 @@ def lerp_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     return 3 * numel(first_shape(out_shape))
 
 
-register_rule(_ops("xlogy", "silu", "leaky_relu", "hardtanh", "_prelu_kernel"))(
+register_rule([*_ops("xlogy", "silu", "leaky_relu", "hardtanh"), "aten._prelu_kernel"])(
     _per_element(
         2,
         "xlogy (log, mul), silu (sigmoid, mul), leaky_relu and prelu (compare, mul),"
@@ -108,7 +107,7 @@ register_rule(_ops("logit", "hypot"))(
     _per_element(3, "logit (sub, div, log), hypot (two squares, add, sqrt counted as 3)")
 )
 register_rule(_ops("hardsigmoid"))(_per_element(4, "add 3, two compares, divide by 6"))
-register_rule(_ops("hardswish", "mish", "softplus"))(
+register_rule([*_ops("hardswish", "mish"), "aten.softplus"])(
     _per_element(
         5,
         "hardswish (hardsigmoid, mul), mish (exp, log1p, tanh, mul, +1),"

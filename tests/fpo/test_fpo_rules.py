@@ -1,0 +1,380 @@
+"""Hand-computed FPO for each rule family, run through the real counter on small tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode, flop_registry  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+from greenprint.fpo import register_rule  # noqa: E402
+from greenprint.fpo._rules_rnn import rnn_layer_backward_fpo, rnn_layer_forward_fpo  # noqa: E402
+from greenprint.fpo.rules import RULES, op_name, zero  # noqa: E402
+
+
+def count(fn, *, device="cpu"):
+    """Run fn() inside a counter; return the result."""
+    with gp.FPOCounter() as c:
+        fn()
+    return c.result
+
+
+def t(*shape, grad=False, device="cpu"):
+    return torch.randn(*shape, device=device, requires_grad=grad)
+
+
+# -- matrix products ---------------------------------------------------------------------------
+
+
+def test_mm_is_2mkn_and_all_matmul():
+    a, b = t(2, 3), t(3, 4)
+    r = count(lambda: torch.mm(a, b))
+    assert r.total == r.matmul_total == 2 * 2 * 3 * 4
+    assert r.by_op == {"aten.mm": 48}
+
+
+def test_addmm_bias_add_and_alpha_beta_scalings_are_on_top_of_the_product():
+    a, b, bias = t(2, 3), t(3, 4), t(4)
+    plain = count(lambda: torch.addmm(bias, a, b))
+    assert (plain.matmul_total, plain.total) == (48, 48 + 8)  # + one add per output element
+    scaled = count(lambda: torch.addmm(bias, a, b, beta=0.5, alpha=2.0))
+    assert (scaled.matmul_total, scaled.total) == (48, 48 + 8 + 8 + 8)
+    no_input = count(lambda: torch.addmm(bias, a, b, beta=0.0))
+    assert no_input.total == 48
+
+
+def test_bmm_and_baddbmm():
+    assert count(lambda: torch.bmm(t(5, 2, 3), t(5, 3, 4))).total == 5 * 48
+    r = count(lambda: torch.baddbmm(t(5, 2, 4), t(5, 2, 3), t(5, 3, 4), alpha=3.0))
+    assert (r.matmul_total, r.total) == (240, 240 + 40 + 40)
+
+
+def test_products_flopcountermode_ignores_are_counted_outside_matmul_total():
+    r = count(lambda: torch.mv(t(4, 3), t(3)))
+    assert (r.matmul_total, r.total) == (0, 24)
+    assert count(lambda: torch.dot(t(7), t(7))).total == 14
+
+
+def test_linear_backward_counts_two_products_and_the_bias_reduction():
+    lin = torch.nn.Linear(3, 4)
+    x = t(2, 3, grad=True)
+    r = count(lambda: lin(x).sum().backward())
+    # forward: 2*2*3*4 + 8 bias adds; the seed sum: 8; backward: two mm (48 each), bias grad 8
+    assert r.forward_total == 48 + 8 + 8
+    assert r.backward_total == 48 + 48 + 8
+
+
+# -- convolutions ------------------------------------------------------------------------------
+
+
+def test_grouped_conv_with_bias_by_hand():
+    conv = torch.nn.Conv2d(4, 6, 3, groups=2)
+    r = count(lambda: conv(t(1, 4, 5, 5)))
+    out = 6 * 3 * 3
+    assert r.matmul_total == 2 * 1 * 6 * (4 // 2) * 9 * 9
+    assert r.total == r.matmul_total + out  # bias: one add per output element
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    groups=st.sampled_from([1, 2, 4]),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    padding=st.integers(0, 2),
+    kernel=st.integers(1, 3),
+    transposed=st.booleans(),
+    bias=st.booleans(),
+)
+def test_conv_matmul_total_equals_flopcountermode(
+    groups, stride, dilation, padding, kernel, transposed, bias
+):
+    cls = torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d
+    conv = cls(4, 8, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups,
+               bias=bias).to("meta")
+    x = torch.randn(2, 4, 9, 9, device="meta", requires_grad=True)
+    r = gp.count_fpo(conv, x)
+    with FlopCounterMode(display=False) as f:
+        out = conv(x)
+        out.backward(torch.ones_like(out))
+    assert r.matmul_total == f.get_total_flops() > 0
+    out_elems = math.prod(out.shape)
+    # bias: one add per output element forward, one per gradient element for grad_bias
+    assert r.total - r.matmul_total == (2 * out_elems if bias else 0)
+
+
+# -- elementwise and activations ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fn", "per_element"),
+    [
+        (torch.relu, 1),
+        (torch.exp, 1),
+        (torch.sigmoid, 1),
+        (F.silu, 2),
+        (F.gelu, 5),
+        (lambda x: F.gelu(x, approximate="tanh"), 9),
+        (F.leaky_relu, 2),
+        (F.hardswish, 5),
+        (lambda x: torch.clamp(x, -1, 1), 2),
+        (lambda x: torch.clamp(x, min=0), 1),
+        (lambda x: x * 2.0, 1),
+        (lambda x: torch.add(x, x, alpha=3), 2),
+        (lambda x: torch.addcmul(x, x, x, value=0.5), 3),
+        (lambda x: torch.lerp(x, x, 0.3), 3),
+    ],
+)
+def test_elementwise_fpo_per_element(fn, per_element):
+    x = t(3, 5)
+    assert count(lambda: fn(x)).total == per_element * 15
+
+
+def test_integer_arithmetic_is_not_floating_point():
+    ids = torch.arange(10)
+    r = count(lambda: (ids * 3 + 1) % 7)
+    assert r.total == 0
+    assert set(r.by_op) >= {"aten.mul", "aten.add"} and not r.unknown_ops
+
+
+def test_activation_backward():
+    x = t(4, 6, grad=True)
+    r = count(lambda: torch.tanh(x).backward(torch.ones(4, 6)))
+    assert (r.forward_total, r.backward_total) == (24, 3 * 24)  # g * (1 - y^2)
+    r = count(lambda: F.gelu(x).backward(torch.ones(4, 6)))
+    assert r.backward_total == 11 * 24 + 24  # + accumulating into the existing x.grad
+    assert r.by_op_phase["aten.add_"]["backward"] == 24
+
+
+# -- reductions, softmax, cumulative ------------------------------------------------------------
+
+
+def test_reductions():
+    x = t(4, 6)
+    assert count(lambda: x.sum()).total == 24
+    assert count(lambda: x.mean(dim=1)).total == 24 + 4  # + one division per output
+    assert count(lambda: x.amax(dim=0)).total == 24
+    assert count(lambda: x.var(dim=1)).total == 4 * 24 + 2 * 4
+    assert count(lambda: torch.cumsum(x, 1)).total == 24
+
+
+def test_softmax_and_log_softmax_with_backward():
+    x = t(3, 8, grad=True)
+    r = count(lambda: torch.softmax(x, -1).backward(torch.ones(3, 8)))
+    assert (r.forward_total, r.backward_total) == (5 * 24, 4 * 24)
+    x.grad = None
+    r = count(lambda: torch.log_softmax(x, -1).backward(torch.ones(3, 8)))
+    assert (r.forward_total, r.backward_total) == (5 * 24 + 3, 4 * 24)
+
+
+# -- normalisation ------------------------------------------------------------------------------
+
+
+def test_layer_norm_by_hand():
+    x = t(2, 3, 8)
+    n, rows = 48, 6
+    assert count(lambda: F.layer_norm(x, (8,))).total == 5 * n + 4 * rows
+    ln = torch.nn.LayerNorm(8)
+    assert count(lambda: ln(x)).total == 5 * n + 4 * rows + 2 * n
+
+
+def test_batch_norm_train_and_eval():
+    bn = torch.nn.BatchNorm2d(4)
+    x = t(2, 4, 3, 3)
+    n, c = 72, 4
+    assert count(lambda: bn(x)).total == 5 * n + 4 * c + 7 * c + 2 * n
+    bn.eval()
+    assert count(lambda: bn(x)).total == 2 * n + 2 * c + 2 * n
+
+
+def test_group_norm_and_its_backward():
+    gn = torch.nn.GroupNorm(2, 4)
+    x = t(2, 4, 3, 3, grad=True)
+    n = 72
+    r = count(lambda: gn(x).backward(torch.ones(2, 4, 3, 3)))
+    assert r.forward_total == 5 * n + 4 * (2 * 2) + 2 * n
+    # grad_input 9N + N (weight) + 2 per group, grad_weight 2N, grad_bias N
+    assert r.backward_total == 10 * n + 2 * 4 + 2 * n + n
+
+
+def test_rms_norm_counts_its_decomposition():
+    norm = torch.nn.RMSNorm(8)
+    x = t(3, 8)
+    n, rows = 24, 3
+    # x^2 (N), mean (N + rows), + eps (rows), rsqrt (rows), x * rstd (N), * weight (N)
+    assert count(lambda: norm(x)).total == 4 * n + 3 * rows
+
+
+# -- losses, pooling, interpolation -------------------------------------------------------------
+
+
+def test_losses():
+    x, y = t(4, 5), t(4, 5)
+    assert count(lambda: F.mse_loss(x, y)).total == 3 * 20 + 1
+    target = torch.tensor([0, 1, 2, 3])
+    # log-softmax 5N + rows, then nll: pick and negate (1 per target) + mean (4 + 1)
+    assert count(lambda: F.cross_entropy(x, target)).total == 5 * 20 + 4 + 4 + 5
+
+
+def test_pooling():
+    x = t(1, 1, 4, 4)
+    assert count(lambda: F.max_pool2d(x, 2)).total == 4 * 4  # 4 outputs, 4 compares each
+    assert count(lambda: F.avg_pool2d(x, 2)).total == 4 * (4 + 1)
+    y = t(1, 1, 5, 5)
+    # exact adaptive windows: 5 -> 2 gives [0, 3) and [2, 5), 3 + 3 per dimension
+    assert count(lambda: F.adaptive_avg_pool2d(y, 2)).total == 6 * 6 + 4
+
+
+def test_interpolation():
+    x = t(1, 2, 4, 4)
+    nearest = count(lambda: F.interpolate(x, scale_factor=2))
+    assert nearest.total < 8 * 8  # source-index arithmetic per axis only, no per-element FPO
+    x.requires_grad_(True)
+    r = count(lambda: F.interpolate(x, scale_factor=2).backward(torch.ones(1, 2, 8, 8)))
+    assert r.by_op["aten._unsafe_index"] == 0  # the forward gathers: 0 by rule
+    assert r.by_op["aten.upsample_nearest2d_backward"] == 2 * 8 * 8  # gradients summed back
+    x.requires_grad_(False)
+    r = count(lambda: F.interpolate(x, scale_factor=2, mode="bilinear"))
+    assert r.total == 9 * 2 * 8 * 8
+
+
+# -- attention ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"is_causal": True}, {"mask": "float"}, {"mask": "bool"}, {"gqa": True}]
+)
+def test_cpu_flash_attention_counts_the_same_as_the_meta_math_path(kwargs):
+    """CPU runs one fused op (FlopCounterMode: 0); meta runs the math path op by op."""
+
+    def run(device):
+        torch.manual_seed(0)
+        kv_heads = 2 if kwargs.get("gqa") else 4
+        q = torch.randn(2, 4, 6, 8, device=device, requires_grad=True)
+        k = torch.randn(2, kv_heads, 6, 8, device=device, requires_grad=True)
+        v = torch.randn(2, kv_heads, 6, 8, device=device, requires_grad=True)
+        extra = {"is_causal": kwargs.get("is_causal", False), "enable_gqa": kv_heads != 4}
+        if kwargs.get("mask") == "float":
+            extra["attn_mask"] = torch.randn(6, 6, device=device)
+        elif kwargs.get("mask") == "bool":
+            extra["attn_mask"] = torch.ones(6, 6, dtype=torch.bool, device=device)
+        return count(lambda: F.scaled_dot_product_attention(q, k, v, **extra).sum().backward())
+
+    cpu, meta = run("cpu"), run("meta")
+    assert (cpu.forward_total, cpu.backward_total) == (meta.forward_total, meta.backward_total)
+    assert "aten._scaled_dot_product_flash_attention_for_cpu" in cpu.by_op
+    assert cpu.matmul_total == 0 < meta.matmul_total  # FlopCounterMode misses the CPU kernel
+    if not kwargs:  # by hand: two products, scale Q and K, softmax, the output sum
+        scores = 2 * 4 * 6 * 6
+        assert cpu.forward_total == 2 * (2 * scores * 8) + 2 * 384 + 5 * scores + 384
+
+
+# -- recurrent layers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "gates"), [("GRU", 3), ("RNN", 1), ("LSTM", 4)])
+def test_fused_rnn_formulas_match_the_op_by_op_recurrence(kind, gates):
+    """The cuDNN/oneDNN layer formulas equal the decomposed recurrence meta runs."""
+    steps, batch, inp, hidden = 5, 3, 4, 6
+    layer = getattr(torch.nn, kind)(inp, hidden).to("meta")
+    x = torch.randn(steps, batch, inp, device="meta", requires_grad=True)
+    with gp.FPOCounter() as c:
+        out, h = layer(x)
+        torch.autograd.backward([out], [torch.ones_like(out)])  # no gradient into h_n / c_n
+    assert c.forward_total == rnn_layer_forward_fpo(steps, batch, inp, hidden, gates, bias=True)
+    assert c.backward_total == rnn_layer_backward_fpo(
+        steps, batch, inp, hidden, gates, bias=True, grad_hy=False, grad_cy=False
+    )
+
+
+# -- the registry -------------------------------------------------------------------------------
+
+
+def test_rules_are_shape_only_arithmetic():
+    assert RULES["aten.mm"].fn((2, 3), (3, 4), out_shape=(2, 4)) == (48, 0)
+    assert RULES["aten.gelu"].fn((10,), out_shape=(10,)) == 50
+    assert RULES["aten.view"].is_zero and RULES["aten.view"].fn((3,), [3]) == 0
+
+
+def test_zero_by_rule_is_listed_and_differs_from_no_rule():
+    emb = torch.nn.Embedding(10, 4)
+    ids = torch.tensor([[1, 2, 3]])
+    r = count(lambda: torch.cat([emb(ids).view(3, 4), emb(ids)[0]]).t().contiguous())
+    assert r.total == 0 and not r.unknown_ops
+    assert {"aten.embedding", "aten.cat", "aten.view", "aten.t"} <= set(r.zero_ops)
+    assert all(r.by_op[op] == 0 for op in r.zero_ops)
+
+
+def test_unknown_ops_are_listed_with_call_counts_never_silently_zero():
+    x = t(5)
+    r = count(lambda: (torch.special.bessel_j0(x), torch.special.bessel_j0(x), x * 2))
+    assert r.unknown_ops == {"aten.special_bessel_j0": 2}
+    assert "aten.special_bessel_j0" not in r.by_op and r.total == 5
+    assert "NO RULE" in r.table() and "aten.special_bessel_j0 x2" in r.table()
+
+
+def test_strict_raises_on_the_first_op_with_no_rule():
+    with pytest.raises(gp.UnknownOpError, match="special_bessel_j0"):
+        with gp.FPOCounter(strict=True):
+            torch.special.bessel_j0(t(3))
+
+
+def test_per_instance_overrides_do_not_touch_the_registry():
+    before = RULES["aten.mul"]
+    with gp.FPOCounter(rules={torch.ops.aten.mul: lambda *a, out_shape, **k: 1000}) as c:
+        t(3) * 2
+    assert c.total == 1000
+    assert RULES["aten.mul"] is before
+    assert count(lambda: t(3) * 2).total == 3
+    with gp.FPOCounter(rules={"aten.special_bessel_j0": lambda x, **k: 7 * math.prod(x)}) as c:
+        torch.special.bessel_j0(t(2, 2))
+    assert (c.total, c.unknown_ops) == (28, {})
+
+
+def test_register_rule_rejects_duplicates_and_returns_the_function():
+    with pytest.raises(gp.FPOError, match="duplicate"):
+        register_rule(torch.ops.aten.mm)(lambda *a, **k: 0)
+    name = "aten.special_bessel_y0"
+    try:
+        fn = register_rule(name)(zero)
+        assert fn is zero and RULES[name].is_zero
+        with pytest.raises(gp.FPOError):
+            register_rule([name])(zero)
+        register_rule(name, replace=True)(lambda x, **k: 1)
+    finally:
+        RULES.pop(name, None)
+
+
+def test_op_names_normalise():
+    assert op_name(torch.ops.aten.mm) == "aten.mm"
+    assert op_name(torch.ops.aten.add.Tensor) == "aten.add.Tensor"
+    assert op_name("aten::mm") == op_name("torch.ops.aten.mm") == "aten.mm"
+    with pytest.raises(gp.FPOError):
+        op_name("mm")
+    with pytest.raises(gp.FPOError):
+        op_name(42)
+
+
+def test_matmul_family_is_exactly_what_flopcountermode_counts():
+    fcm = {str(k) for k in flop_registry if isinstance(k, torch._ops.OpOverloadPacket)}
+    ours = {name for name, rule in RULES.items() if rule.matmul}
+    assert ours == fcm
+
+
+def test_every_registered_op_exists_in_this_torch():
+    missing = []
+    for name in RULES:
+        namespace, _, rest = name.partition(".")
+        packet, _, overload = rest.partition(".")
+        op = getattr(getattr(torch.ops, namespace), packet, None)
+        if op is None or (overload and not hasattr(op, overload)):
+            missing.append(name)
+    # ops of other builds or versions (CUDA-only, newer/older torch) are allowed to be absent
+    allowed = {"aten._batch_norm_no_update", "aten.batch_norm_backward", "aten.item"}
+    assert set(missing) <= allowed, sorted(set(missing) - allowed)
