@@ -87,6 +87,8 @@ def track(
     sample_interval_s: float = 1.0,
     flush_interval_s: float = 10.0,
     meters: Any = None,
+    budget_kwh: float | None = None,
+    budget_kg: float | None = None,
 ) -> Run:
     """Track a run's energy, CO2-eq, time and metrics into a ledger.
 
@@ -115,6 +117,9 @@ def track(
         sample_interval_s: seconds between meter reads.
         flush_interval_s: seconds between ledger writes (and heartbeats).
         meters: a ready :class:`~greenprint.meters.MeterSet` (tests and fakes); default: detect.
+        budget_kwh: an energy budget in kWh; crossing it logs one warning and sets
+            :attr:`Run.over_budget` (the run is never stopped for you).
+        budget_kg: a CO2-eq budget in kg, likewise.
 
     Returns:
         A :class:`Run`, not yet started.
@@ -139,6 +144,8 @@ def track(
         sample_interval_s=sample_interval_s,
         flush_interval_s=flush_interval_s,
         meters=meters,
+        budget_kwh=budget_kwh,
+        budget_kg=budget_kg,
     )
 
 
@@ -192,6 +199,11 @@ class Run:
         self._state: Literal["new", "running", "stopped"] = "new"
         self._status = "new"
         self._prune_requested = False
+        self._progress: float | None = None
+        self._budgets = {
+            key: _check_budget(key, options.get(key)) for key in ("budget_kwh", "budget_kg")
+        }
+        self._budget_warned = False
         self._error: str | None = None
         self.id = ""
         self.parent_id: str | None = None
@@ -291,6 +303,42 @@ class Run:
     def prune(self) -> None:
         """Mark the run as pruned (early-stopped); it ends ``pruned`` instead of ``finished``."""
         self._prune_requested = True
+
+    def progress(self, fraction: float) -> None:
+        """Tell the run how far it is (0 < fraction <= 1), e.g. ``epoch / epochs``.
+
+        This enables the ``predicted_*`` figures: linear extrapolation of the cost so far to the
+        whole run, as carbontracker does after the first epochs.
+
+        Raises:
+            ConfigError: fraction outside (0, 1].
+        """
+        if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+            raise ConfigError(f"progress must be a fraction in (0, 1], not {fraction!r}")
+        self._progress = float(fraction)
+
+    @property
+    def predicted_energy_kwh(self) -> float | None:
+        """Energy of the whole run in kWh, extrapolated from :meth:`progress`; else ``None``."""
+        return None if self._progress is None else self.energy_kwh / self._progress
+
+    @property
+    def predicted_emissions_kg(self) -> float | None:
+        """CO2-eq of the whole run in kg, extrapolated from :meth:`progress`; else ``None``."""
+        return None if self._progress is None else self.emissions_kg / self._progress
+
+    @property
+    def predicted_duration_s(self) -> float | None:
+        """Wall time of the whole run in s, extrapolated from :meth:`progress`; else ``None``."""
+        return None if self._progress is None else self.duration_s / self._progress
+
+    @property
+    def over_budget(self) -> bool:
+        """True once the energy or CO2-eq so far exceeds ``budget_kwh`` or ``budget_kg``."""
+        kwh, kg = self._budgets["budget_kwh"], self._budgets["budget_kg"]
+        return (kwh is not None and self.energy_kwh > kwh) or (
+            kg is not None and self.emissions_kg > kg
+        )
 
     def start(self) -> Run:
         """Start measuring. Returns the run itself.
@@ -520,11 +568,25 @@ class Run:
                     if self._state != "running":
                         return
                     self._sample()
+                self._check_budgets()
                 if time.time() >= next_flush:
                     self._flush()
                     next_flush = time.time() + self._flush_s
             except Exception:  # the sampler thread must never die silently: log, go on
                 logger.exception("greenprint: sampling run %s failed; will retry", self.id[:8])
+
+    def _check_budgets(self) -> None:
+        if self._budget_warned or not self.over_budget:
+            return
+        self._budget_warned = True
+        logger.warning(
+            "greenprint: run %s is over budget: %.6g kWh (budget %s), %.6g kg CO2-eq (budget %s)",
+            self.id[:8],
+            self.energy_kwh,
+            self._budgets["budget_kwh"],
+            self.emissions_kg,
+            self._budgets["budget_kg"],
+        )
 
     def _collect_environment(self) -> None:
         from greenprint._environment import collect_environment
@@ -612,6 +674,18 @@ class Run:
                 _current.set(tuple(r for r in _current.get() if r is not self))
             self._ctx_token = None
         registry.discard(self)
+
+
+def _check_budget(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name} must be a number, not {value!r}") from e
+    if not (math.isfinite(number) and number > 0):
+        raise ConfigError(f"{name} must be a positive finite number, not {value!r}")
+    return number
 
 
 def _default_name() -> str:

@@ -219,3 +219,23 @@ def test_region_and_pue_from_environment(ledger_path, monkeypatch):
     assert run.pue == 1.2
     assert "FR" in run.provenance["intensity"] or "FRA" in run.provenance["intensity"]
     assert run.provenance["pue"].startswith("env:")
+
+
+def test_progress_predicts_the_whole_run_and_budgets_warn(ledger_path, caplog):
+    meters = ConstantPowerMeters(cpu_w=3600.0, ram_w=0.0, process_share=1.0)
+    with gp.track("pred", ledger=ledger_path, meters=meters, budget_kwh=1e-4, **fast()) as run:
+        assert run.predicted_energy_kwh is None
+        time.sleep(0.3)
+        run.progress(0.25)
+        assert run.predicted_energy_kwh == pytest.approx(4 * run.energy_kwh, rel=0.05)
+        assert run.predicted_duration_s == pytest.approx(4 * run.duration_s, rel=0.05)
+        with pytest.raises(gp.ConfigError):
+            run.progress(1.5)
+    # 3600 W for 0.3 s = 3e-4 kWh > budget
+    assert run.over_budget
+    assert any("over budget" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_budget_is_refused(ledger_path):
+    with pytest.raises(gp.ConfigError):
+        gp.track("b", ledger=ledger_path, budget_kwh=-1)
