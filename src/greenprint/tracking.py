@@ -44,11 +44,11 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+from greenprint._accounting import CostAccount
 from greenprint._config import load_config
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._lifecycle import active_runs, registry, status_for
 from greenprint._records import MetricPoint, PowerSample, RunRecord
-from greenprint._units import JOULES_PER_KWH
 from greenprint._version import __version__
 
 __all__ = ["PARENT_ENV", "Run", "active_runs", "track"]
@@ -60,7 +60,6 @@ PARENT_ENV = "GREENPRINT_PARENT_RUN"
 PARENT_LEDGER_ENV = "GREENPRINT_PARENT_LEDGER"
 PARENT_STUDY_ENV = "GREENPRINT_PARENT_STUDY"
 
-_COMPONENT_FIELDS = {"cpu": "energy_cpu_kwh", "gpu": "energy_gpu_kwh", "ram": "energy_ram_kwh"}
 _SETTABLE = frozenset({"params", "dataset_size", "fpo", "param_count"})
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -208,12 +207,9 @@ class Run:
         self.id = ""
         self.parent_id: str | None = None
         self._meters: Any = None
-        self._joules: dict[str, float] = {}
-        self._machine_joules: dict[str, float] = {}
-        self._emissions_g = 0.0
+        self._account: CostAccount | None = None
         self._started_at = 0.0
         self._ended_at: float | None = None
-        self._last_sample_t = 0.0
         self._metrics: list[MetricPoint] = []
         self._pending_metrics: list[MetricPoint] = []
         self._pending_samples: list[PowerSample] = []
@@ -408,19 +404,19 @@ class Run:
     def energy_by_component(self) -> dict[str, float]:
         """IT energy in kWh per measured component (``"cpu"``, ``"gpu"``, ``"ram"``)."""
         with self._lock:
-            return {c: j / JOULES_PER_KWH for c, j in self._joules.items()}
+            return self._account.energy_by_component if self._account else {}
 
     @property
     def energy_kwh(self) -> float:
         """IT energy in kWh (before PUE), attributed per ``scope``."""
         with self._lock:
-            return sum(self._joules.values()) / JOULES_PER_KWH
+            return self._account.energy_kwh if self._account else 0.0
 
     @property
     def emissions_kg(self) -> float:
         """CO2-eq in kg: energy x PUE x grid intensity, integrated interval by interval."""
         with self._lock:
-            return self._emissions_g / 1000.0
+            return self._account.emissions_kg if self._account else 0.0
 
     @property
     def fpo(self) -> int | None:
@@ -466,6 +462,10 @@ class Run:
             return replace(self._base_record(), **self._cost_fields(), metrics=tuple(self._metrics))
 
     # ------------------------------------------------------------------ internals
+    @property
+    def _last_sample_t(self) -> float:
+        return self._account.last_t if self._account is not None else 0.0
+
     def _begin(self) -> None:
         from greenprint.hardware import detect_hardware
 
@@ -478,7 +478,10 @@ class Run:
             self._meters = detect_meters(pid=self._options.get("pid"))
         self._hardware = detect_hardware().to_dict()
         self._meters.start()
-        self._started_at = self._last_sample_t = time.time()
+        self._started_at = time.time()
+        self._account = CostAccount(
+            scope=self._scope, intensity=self._intensity, pue=self._pue.value, t0=self._started_at
+        )
         self._provenance = self._build_provenance()
         self._status = "running"
         self._state = "running"
@@ -543,13 +546,7 @@ class Run:
         )
 
     def _cost_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {name: None for name in _COMPONENT_FIELDS.values()}
-        for component, joules in self._joules.items():
-            if component in _COMPONENT_FIELDS:
-                fields[_COMPONENT_FIELDS[component]] = joules / JOULES_PER_KWH
-        fields["energy_kwh"] = sum(self._joules.values()) / JOULES_PER_KWH
-        fields["machine_energy_kwh"] = sum(self._machine_joules.values()) / JOULES_PER_KWH
-        fields["emissions_kg"] = self._emissions_g / 1000.0
+        fields = self._account.fields() if self._account is not None else {}
         fields["duration_s"] = self.duration_s
         fields["heartbeat_at"] = self._last_sample_t
         fields["provenance"] = dict(self._provenance)
@@ -605,35 +602,12 @@ class Run:
 
     def _sample(self) -> None:
         """Read the meters and account the interval since the last sample (caller holds lock)."""
-        now = time.time()
-        t0 = self._last_sample_t
-        readings = self._meters.read()
-        powers: dict[str, float] = {}
-        interval_j = 0.0
-        for component, reading in readings.items():
-            attributed = reading.process_j if self._scope == "process" else None
-            joules = attributed if attributed is not None else reading.machine_j
-            delta = max(joules - self._joules.get(component, 0.0), 0.0)
-            self._joules[component] = joules
-            self._machine_joules[component] = reading.machine_j
-            interval_j += delta
-            powers[component] = delta / (now - t0) if now > t0 else 0.0
-        for component, source in self._meters.provenance.items():
-            self._provenance[component] = source
-        if now > t0:
-            kwh = interval_j / JOULES_PER_KWH
-            self._emissions_g += self._intensity.emissions_g(t0, now, kwh * self._pue.value)
-            self._pending_samples.append(
-                PowerSample(
-                    t0=t0,
-                    t1=now,
-                    cpu_w=powers.get("cpu"),
-                    gpu_w=powers.get("gpu"),
-                    ram_w=powers.get("ram"),
-                    intensity_g_per_kwh=self._intensity.at((t0 + now) / 2),
-                )
-            )
-        self._last_sample_t = now
+        if self._account is None:  # pragma: no cover - only called while running
+            return
+        sample = self._account.add(time.time(), self._meters.read())
+        self._provenance.update(self._meters.provenance)
+        if sample is not None:
+            self._pending_samples.append(sample)
 
     def _flush(self) -> None:
         if self._ledger is None:

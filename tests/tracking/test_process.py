@@ -53,16 +53,17 @@ def test_kill_9_leaves_a_lost_run_with_its_cost_so_far(tmp_path):
     proc, run_id = _start_worker(ledger, flush_s)
     led = gp.Ledger(ledger)
     try:
-        _wait_for_flushes(led, run_id, 3, flush_s)
+        seen = _wait_for_flushes(led, run_id, 3, flush_s)
     finally:
         proc.kill()  # SIGKILL: nothing in the worker runs
         proc.wait()
     killed_at = time.time()
     rec = led.run(run_id)
     assert rec.status == "running"  # heartbeat still fresh
-    # at most one flush interval (plus one sample) lost
-    assert killed_at - rec.heartbeat_at <= flush_s + flush_s / 4 + 0.5
-    assert rec.energy_kwh > 0
+    # everything flushed before the kill is there...
+    assert rec.heartbeat_at >= seen.heartbeat_at and rec.energy_kwh >= seen.energy_kwh > 0
+    # ...and what is missing is about one flush interval (slack for a loaded CI machine)
+    assert killed_at - rec.heartbeat_at <= flush_s + flush_s / 4 + 2.0
     assert rec.duration_s > 2 * flush_s
     time.sleep(3 * flush_s + STALE_GRACE_S + 0.5)
     rec = led.run(run_id)

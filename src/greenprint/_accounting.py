@@ -1,0 +1,96 @@
+"""Turn cumulative meter readings into a run's cost: energy per component, CO2-eq, samples.
+
+Each reading interval ``[t0, t1]`` adds the energy the meters report for it; its CO2-eq is
+``energy x PUE x intensity`` integrated over the interval (an hourly series is split at its
+boundaries by :meth:`~greenprint.carbon.Intensity.emissions_g`), and it becomes one
+:class:`~greenprint.PowerSample`. Not thread-safe: the owning run holds its lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from greenprint._records import PowerSample
+from greenprint._units import JOULES_PER_KWH
+from greenprint.meters._base import MeterReading
+
+__all__ = ["COMPONENT_FIELDS", "CostAccount"]
+
+#: component -> RunRecord field holding its energy in kWh
+COMPONENT_FIELDS = {"cpu": "energy_cpu_kwh", "gpu": "energy_gpu_kwh", "ram": "energy_ram_kwh"}
+
+
+class CostAccount:
+    """The running cost of one run.
+
+    Args:
+        scope: ``"process"`` to count the process tree's attributed energy (the whole machine's
+            when a meter cannot attribute), ``"machine"`` for the whole machine's.
+        intensity: a :class:`~greenprint.carbon.Intensity` (g CO2-eq/kWh, possibly a series).
+        pue: the power usage effectiveness applied to IT energy.
+        t0: start time, seconds since the Unix epoch.
+    """
+
+    def __init__(self, *, scope: str, intensity: Any, pue: float, t0: float) -> None:
+        self.scope = scope
+        self.intensity = intensity
+        self.pue = pue
+        self.last_t = t0
+        self.joules: dict[str, float] = {}
+        self.machine_joules: dict[str, float] = {}
+        self.emissions_g = 0.0
+
+    def add(self, now: float, readings: Mapping[str, MeterReading]) -> PowerSample | None:
+        """Account cumulative ``readings`` taken at ``now``; return the interval's sample."""
+        t0 = self.last_t
+        dt = now - t0
+        powers: dict[str, float] = {}
+        interval_j = 0.0
+        for component, reading in readings.items():
+            attributed = reading.process_j if self.scope == "process" else None
+            joules = attributed if attributed is not None else reading.machine_j
+            delta = max(joules - self.joules.get(component, 0.0), 0.0)
+            self.joules[component] = joules
+            self.machine_joules[component] = reading.machine_j
+            interval_j += delta
+            powers[component] = delta / dt if dt > 0 else 0.0
+        self.last_t = max(now, t0)
+        if dt <= 0:
+            return None
+        kwh = interval_j / JOULES_PER_KWH
+        self.emissions_g += self.intensity.emissions_g(t0, now, kwh * self.pue)
+        return PowerSample(
+            t0=t0,
+            t1=now,
+            cpu_w=powers.get("cpu"),
+            gpu_w=powers.get("gpu"),
+            ram_w=powers.get("ram"),
+            intensity_g_per_kwh=self.intensity.at((t0 + now) / 2),
+        )
+
+    @property
+    def energy_kwh(self) -> float:
+        """IT energy so far in kWh (before PUE)."""
+        return sum(self.joules.values()) / JOULES_PER_KWH
+
+    @property
+    def energy_by_component(self) -> dict[str, float]:
+        """IT energy so far in kWh per measured component."""
+        return {c: j / JOULES_PER_KWH for c, j in self.joules.items()}
+
+    @property
+    def emissions_kg(self) -> float:
+        """CO2-eq so far in kg."""
+        return self.emissions_g / 1000.0
+
+    def fields(self) -> dict[str, Any]:
+        """The cost as :class:`~greenprint.RunRecord` fields; unmeasured components are ``None``."""
+        fields: dict[str, Any] = dict.fromkeys(COMPONENT_FIELDS.values())
+        for component, joules in self.joules.items():
+            if component in COMPONENT_FIELDS:
+                fields[COMPONENT_FIELDS[component]] = joules / JOULES_PER_KWH
+        fields["energy_kwh"] = self.energy_kwh
+        fields["machine_energy_kwh"] = sum(self.machine_joules.values()) / JOULES_PER_KWH
+        fields["emissions_kg"] = self.emissions_kg
+        return fields
