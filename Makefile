@@ -44,8 +44,13 @@ pytest: $(VENV)/.dev-installed
 
 test: lint typecheck pytest
 
-bench: $(VENV)/.dev-installed
-	$(BIN)/python benchmarks/run_all.py
+$(VENV)/.bench-installed: $(VENV)/.dev-installed
+	$(PIP) install -q -e ".[torch,demo,report,postgres,dev,bench]"
+	@touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python benchmarks/bench_tracking.py
+	$(BIN)/python benchmarks/bench_analysis.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
