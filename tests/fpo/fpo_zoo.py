@@ -103,8 +103,13 @@ class ViTBlock(nn.Module):
 
 class ViT(nn.Module):
     def __init__(
-        self, image: int = 224, patch: int = 16, dim: int = 768, depth: int = 12,
-        heads: int = 12, num_classes: int = 1000,
+        self,
+        image: int = 224,
+        patch: int = 16,
+        dim: int = 768,
+        depth: int = 12,
+        heads: int = 12,
+        num_classes: int = 1000,
     ) -> None:
         super().__init__()
         self.patch_embed = nn.Conv2d(3, dim, patch, stride=patch)

@@ -96,8 +96,9 @@ def test_conv_matmul_total_equals_flopcountermode(
     groups, stride, dilation, padding, kernel, transposed, bias
 ):
     cls = torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d
-    conv = cls(4, 8, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups,
-               bias=bias).to("meta")
+    conv = cls(
+        4, 8, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias
+    ).to("meta")
     x = torch.randn(2, 4, 9, 9, device="meta", requires_grad=True)
     r = gp.count_fpo(conv, x)
     with FlopCounterMode(display=False) as f:

@@ -72,9 +72,11 @@ def _load_file(path: Path) -> Any:
     if spec is None or spec.loader is None:
         raise FPOInputError(f"cannot import {str(path)!r} as a Python module")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up there
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # any error while importing user code is bad input here
+        sys.modules.pop(spec.name, None)
         logger.debug("importing %s failed", path, exc_info=True)
         raise FPOInputError(
             f"cannot import {str(path)!r}: {type(e).__name__}: {_first_line(e)}"

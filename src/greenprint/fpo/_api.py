@@ -35,7 +35,8 @@ def count_fpo(
     Runs ``model(*inputs, **kwargs)`` inside an :class:`FPOCounter`; with ``backward=True`` it
     then back-propagates from every floating output that requires grad, seeded with ones (so no
     loss is counted). Works on real, meta and FakeTensor models and inputs; on meta nothing is
-    allocated. The model's ``.grad`` fields are left as they were.
+    allocated. Existing ``.grad`` fields of the model and inputs are set aside during the count
+    (so old gradients add nothing) and restored after it.
 
     Args:
         model: the model (any ``torch.nn.Module``).
@@ -53,7 +54,7 @@ def count_fpo(
         UnknownOpError: ``strict=True`` and an op has no rule.
     """
     counter = FPOCounter(model, strict=strict, rules=rules)
-    saved = _save_grads(model)
+    saved = _save_grads(model, inputs, kwargs)
     try:
         with counter:
             output = model(*inputs, **kwargs)
@@ -204,8 +205,21 @@ def _backward_from(output: Any) -> None:
     torch.autograd.backward(tensors, grad_tensors=[torch.ones_like(t) for t in tensors])
 
 
-def _save_grads(model: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-    return [(p, p.grad) for p in model.parameters()]
+def _save_grads(
+    model: torch.nn.Module, inputs: Any, kwargs: Any
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Stash and clear the ``.grad`` of the parameters and of leaf inputs.
+
+    A fresh backward then does not accumulate into old gradients (which would count extra
+    adds), and the caller's gradients are restored afterwards.
+    """
+    from torch.utils._pytree import tree_leaves
+
+    leaves = [t for t in tree_leaves((inputs, kwargs)) if isinstance(t, torch.Tensor) and t.is_leaf]
+    saved = [(t, t.grad) for t in [*model.parameters(), *leaves] if t.requires_grad]
+    for t, _ in saved:
+        t.grad = None
+    return saved
 
 
 def _restore_grads(saved: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:

@@ -248,22 +248,40 @@ class FPOCounter:
 
     # -- state --------------------------------------------------------------------------------
 
+    _op: dict[str, list[int]]  # op -> FPO per phase
+    _module: dict[str, list[int]]  # module -> [forward, backward] FPO
+    _calls: dict[str, int]
+    _unknown: dict[str, int]
+    _matmul: int
+    _forced_phase: int | None
+    _optimizer_depth: int
+    _stack: list[int]  # indices into _intervals of the module calls running forward
+    _intervals: list[_Interval]
+    _starts: list[int]
+    _names: dict[torch.nn.Module, str]
+    _taken: set[str]
+    _param_chain: dict[int, tuple[str, ...]]
+    _top: dict[torch.nn.Module, None]  # top-level modules that ran (ordered set)
+    _last_seq: int
+    _last_chain: tuple[str, ...]
+
     def _reset(self) -> None:
-        self._op: dict[str, list[int]] = {}
-        self._module: dict[str, list[int]] = {}
-        self._calls: dict[str, int] = {}
-        self._unknown: dict[str, int] = {}
+        self._op = {}
+        self._module = {}
+        self._calls = {}
+        self._unknown = {}
         self._matmul = 0
-        self._forced_phase: int | None = None
-        self._stack: list[int] = []  # indices into _intervals of the running forward calls
-        self._intervals: list[_Interval] = []
-        self._starts: list[int] = []
-        self._names: dict[torch.nn.Module, str] = {}
-        self._taken: set[str] = set()
-        self._param_chain: dict[int, tuple[str, ...]] = {}
-        self._top: dict[torch.nn.Module, None] = {}  # top-level modules that ran
+        self._forced_phase = None
+        self._optimizer_depth = 0
+        self._stack = []
+        self._intervals = []
+        self._starts = []
+        self._names = {}
+        self._taken = set()
+        self._param_chain = {}
+        self._top = {}
         self._last_seq = -1
-        self._last_chain: tuple[str, ...] = ()
+        self._last_chain = ()
         if self._model is not None:
             self._name_tree(self._model, "")
 
@@ -330,10 +348,10 @@ class FPOCounter:
             self._intervals[self._stack.pop()].end = torch._C._autograd._get_sequence_nr()
 
     def _optimizer_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._optimizer_depth = getattr(self, "_optimizer_depth", 0) + 1
+        self._optimizer_depth += 1
 
     def _optimizer_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._optimizer_depth = max(0, getattr(self, "_optimizer_depth", 0) - 1)
+        self._optimizer_depth = max(0, self._optimizer_depth - 1)
 
     def _backward_chain(self) -> tuple[str, ...]:
         """The module chain of the autograd node running now (empty when outside any module)."""
@@ -411,7 +429,7 @@ class FPOCounter:
             return
         if self._forced_phase is not None:
             phase = self._forced_phase
-        elif getattr(self, "_optimizer_depth", 0):
+        elif self._optimizer_depth:
             phase = 2
         elif torch._C._current_graph_task_id() != -1:
             phase = 1

@@ -38,8 +38,10 @@ def parse_shape(shape: str | Sequence[int]) -> tuple[int, ...]:
         FPOInputError: empty, not integers, or a dimension < 1.
     """
     if isinstance(shape, str):
-        text = shape.strip().strip("()[]").replace("x", ",").replace(" ", "")
-        parts = [p for p in text.split(",") if p != ""]
+        text = shape.strip().strip("()[]").replace(" ", "")
+        parts = text.split("," if "," in text or "x" not in text else "x")
+        if text.endswith(","):  # "(3,)"
+            parts = parts[:-1]
         try:
             dims = tuple(int(p) for p in parts)
         except ValueError:
@@ -51,7 +53,7 @@ def parse_shape(shape: str | Sequence[int]) -> tuple[int, ...]:
             raise FPOInputError(f"bad shape {shape!r}: expected a sequence of integers")
         if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
             raise FPOInputError(f"bad shape {shape!r}: every dimension must be an integer")
-        dims = tuple(shape)
+        dims = tuple(int(d) for d in shape)
     if not dims:
         raise FPOInputError(f"bad shape {shape!r}: no dimensions")
     if any(d < 1 for d in dims):
