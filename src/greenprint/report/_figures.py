@@ -39,7 +39,9 @@ _KWH_TO_J = 3_600_000.0
 # Above this many trials the EVP curve is evaluated on a log-spaced grid of n (exact at each n).
 _EVP_GRID_ABOVE = 1000
 _EVP_GRID_POINTS = 400
-_COMPONENTS = ("cpu", "gpu", "ram")
+# Gaps in the power timeline up to max(this, share x span) are bridged in the drawing.
+_BRIDGE_GAP_S = 1.0
+_BRIDGE_GAP_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,19 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
         notes.append(f"evaluated at {len(grid)} log-spaced trial counts (exact at each)")
     provenance = (_score_provenance(inputs, dodge),)
 
+    # The band is mean ± std, clipped to the observed scores (the best of n trials can be
+    # neither better than the best observed nor worse than the worst).
+    observed = [float(np.min(dodge.mean)), float(np.max(dodge.mean))]
+    observed += [
+        inputs.scores[r.id]
+        for r in trials
+        if r.status in ("finished", "pruned") and math.isfinite(inputs.scores.get(r.id, math.nan))
+    ]
+    if dodge.fill_value is not None:
+        observed.append(dodge.fill_value)
+    low_bound, high_bound = min(observed), max(observed)
+    notes.append("the shaded band is ±1 standard deviation, clipped to the observed scores")
+
     def series(x: tuple[float, ...]) -> tuple[Series, ...]:
         mean = np.asarray(dodge.mean)
         std = np.asarray(dodge.std)
@@ -149,8 +164,8 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
                 "±1 std (with replacement)",
                 "band",
                 x,
-                y_low=_tuple(mean - std),
-                y_high=_tuple(mean + std),
+                y_low=_tuple(np.clip(mean - std, low_bound, high_bound)),
+                y_high=_tuple(np.clip(mean + std, low_bound, high_bound)),
                 role="std",
             ),
             Series("with replacement (Dodge et al.)", "line", x, _tuple(mean), role="mean"),
@@ -425,14 +440,23 @@ def timeline_figure(
 
     covered = level(np.ones(len(rows))) > 0.5
     power = {name: level(data[:, k + 2]) for k, name in enumerate(("cpu", "gpu", "ram", "other"))}
+    # Short gaps (between one run and the next) are drawn at the level before them, so that
+    # the power line is not cut into dashes; the energy curve counts them as 0 W.
+    bridge_s = max(_BRIDGE_GAP_S, _BRIDGE_GAP_SHARE * float(times[-1] - times[0]))
+    widths = np.diff(times)
+    short = ~covered & (widths <= bridge_s)
+    short[0] = False
+    bridged = int(short.sum())
     total = power["cpu"] + power["gpu"] + power["ram"] + power["other"]
-    energy = np.concatenate([[0.0], np.cumsum(total * np.diff(times))]) / _KWH_TO_J
+    energy = np.concatenate([[0.0], np.cumsum(total * widths)]) / _KWH_TO_J
     time_factor, time_unit = _time_unit(float(times[-1] - start))
     x = _tuple((times - start) * time_factor)
     factor, unit = energy_unit(float(energy[-1]))
 
     def stepped(values: np.ndarray) -> tuple[float, ...]:
         shown = np.where(covered, values, np.nan)
+        for k in np.flatnonzero(short):  # ascending: a run of short gaps carries the level on
+            shown[k] = shown[k - 1]
         return _tuple(np.concatenate([shown, [np.nan]]))
 
     power_series = [Series("total", "step", x, stepped(total), role="total")]
@@ -448,8 +472,13 @@ def timeline_figure(
             else "they have no power samples in the ledger"
         )
         notes.append(f"{averaged} runs drawn at their mean power over their span, because {why}")
-    if not covered.all():
-        notes.append("gaps are times when no run of the study was being measured")
+    if bridged:
+        notes.append(
+            f"{bridged} gaps of at most {bridge_s:.2g} s between runs are drawn at the power "
+            "before them (the energy curve counts them as 0 W)"
+        )
+    if not (covered | short).all():
+        notes.append("gaps in the power line are times when no run of the study was measured")
     return (
         Figure(
             id="timeline",

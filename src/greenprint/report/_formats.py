@@ -20,6 +20,7 @@ from greenprint.report._plots import FigureRenderer, figure_file_name
 __all__ = [
     "FORMATS",
     "ReportFormat",
+    "check_out_dir",
     "prepare_out_dir",
     "render",
     "resolve_formats",
@@ -151,6 +152,26 @@ def render(report: Report, fmt: str, *, plots: bool | FigureRenderer = True) -> 
         raise ReportError(f"render() takes one format, not {fmt!r}; write_report takes several")
     renderer = plots if isinstance(plots, FigureRenderer) else FigureRenderer(enabled=plots)
     return FORMATS[names[0]].render(report, renderer)
+
+
+def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Check, without creating anything, that ``out_dir`` could be created and written.
+
+    Raises:
+        ReportError: it (or its nearest existing parent) is not a writable directory.
+    """
+    path = Path(out_dir)
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "exists and is not a directory" if existing == path else f"is under file {existing}"
+        raise ReportError(f"output path {path} {what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ReportError(f"output directory {path} is not writable ({existing} is read-only)")
+    return path
 
 
 def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:

@@ -50,7 +50,10 @@ figure { margin: 22px 0; padding: 14px; border: 1px solid var(--line); border-ra
 figure svg { max-width: 100%; height: auto; display: block; }
 .prov { font-size: 0.85em; margin: 6px 0 0; padding-left: 18px; }
 .noplot { padding: 18px; background: #f6f7f9; border-radius: 6px; }
-pre { background: #f6f7f9; padding: 12px; overflow: auto; font-size: 0.85em; }
+pre { background: #f6f7f9; padding: 12px; overflow: auto; font-size: 0.85em;
+      white-space: pre-wrap; }
+td:first-child { white-space: nowrap; }
+td.params { font-size: 0.9em; color: var(--muted); }
 blockquote { margin: 0; padding: 10px 16px; border-left: 4px solid var(--accent);
              background: #f6faf7; }
 footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; }
@@ -72,7 +75,9 @@ def _table(
         row_class = classes[k] if k < len(classes) and classes[k] else ""
         cells = []
         for j, cell in enumerate(row):
-            if header[j] == "status":
+            if header[j] == "params":
+                cells.append(f'<td class="params">{esc(cell)}</td>')
+            elif header[j] == "status":
                 cells.append(f'<td><span class="status s-{esc(cell)}">{esc(cell)}</span></td>')
             else:
                 cells.append(f"<td{' class=num' if numeric[j] else ''}>{esc(cell)}</td>")
@@ -114,7 +119,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
     header, rows = price_tag_table(report)
     status_table = _table(header, rows, classes=[""] * (len(rows) - 1) + ["total"])
     edh = edh_sentence(report)
-    run_header, run_rows = runs_table(report)
+    run_header, run_rows = runs_table(report, params_limit=300)
     run_classes = ["final" if r.is_final else "" for r in report.runs]
     figures = "".join(_figure(f, plots) for f in report.figures)
     better = "higher" if report.mode == "max" else "lower"

@@ -31,14 +31,14 @@ def _fpo(value: int | None) -> str:
     return "unknown" if value is None else format_fpo(value)
 
 
-def params_text(params: Mapping[str, Any], *, limit: int = 80) -> str:
+def params_text(params: Mapping[str, Any], *, limit: int | None = 80) -> str:
     """``"lr=0.01, model=mlp"``, shortened to ``limit`` characters."""
     parts = []
     for key, value in params.items():
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         parts.append(f"{key}={shown}")
     text = ", ".join(parts)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run_label(row: RunRow) -> str:
@@ -52,7 +52,10 @@ def headline(report: Report) -> list[tuple[str, str]]:
     out = [
         ("energy (IT)", format_energy(total.energy_kwh)),
         ("emissions", format_emissions(total.emissions_kg)),
-        ("trials", f"{total.trials} ({total.runs} runs)"),
+        (
+            "trials" + (f" ({total.runs} runs)" if total.runs != total.trials else ""),
+            str(total.trials),
+        ),
         ("run time", format_duration(total.duration_s)),
         ("FPO", format_fpo(total.fpo) + (" + unknown" if total.fpo_unknown else "")),
     ]
@@ -69,11 +72,17 @@ def final_sentence(report: Report) -> str:
         return "The final run is not identified (no finished run has a score)."
     how = "chosen" if final.chosen else f"the best finished run by {final.metric}"
     score = "" if final.score is None else f" scored {final.metric} = {final.score:.4g} and"
-    return (
+    text = (
         f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)}, "
         f"{format_emissions(final.emissions_kg)}, {_fpo(final.fpo)} and "
-        f"{format_duration(final.duration_s)}: {final.describe()}."
+        f"{format_duration(final.duration_s)}"
     )
+    share = final.energy_share
+    if share:
+        whole = format_energy(report.price_tag.total.energy_kwh)
+        part = f"1/{round(1 / share):d}" if share < 0.5 else f"{share:.0%}"
+        text += f": {part} of the whole study's energy ({whole})"
+    return text + "."
 
 
 def edh_sentence(report: Report) -> str | None:
@@ -114,7 +123,11 @@ def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
 
 
 def runs_table(
-    report: Report, rows: Sequence[RunRow] | None = None, *, with_id: bool = True
+    report: Report,
+    rows: Sequence[RunRow] | None = None,
+    *,
+    with_id: bool = True,
+    params_limit: int | None = 80,
 ) -> tuple[list[str], list[list[str]]]:
     """One line per run: header and rows (all runs by default, in start order)."""
     header = ["run", "status", report.metric, "energy", "CO2-eq", "FPO", "time", "examples"]
@@ -130,7 +143,7 @@ def runs_table(
             "-" if row.fpo is None else format_fpo(row.fpo),
             format_duration(row.duration_s),
             "-" if row.dataset_size is None else str(row.dataset_size),
-            params_text(row.params),
+            params_text(row.params, limit=params_limit),
         ]
         if with_id:
             cells.append(row.id[:8])

@@ -37,14 +37,14 @@ def _share_text(summary: ProvenanceSummary) -> str:
     if measured is None:
         return "energy: none recorded"
     parts = []
-    if measured:
-        parts.append(f"{measured:.0%} measured by hardware counters")
-    if estimated:
-        parts.append(f"{estimated:.0%} estimated")
-    unknown = summary.unknown_share
-    if unknown:
-        parts.append(f"{unknown:.0%} of unknown origin")
-    return "energy: " + ", ".join(parts)
+    for share, what in (
+        (measured, "measured by hardware counters"),
+        (estimated, "estimated"),
+        (summary.unknown_share, "of unknown origin"),
+    ):
+        if share and share >= 0.0005:
+            parts.append(f"{share:.0%} {what}" if share >= 0.005 else f"<1% {what}")
+    return "energy: " + (", ".join(parts) or "none recorded")
 
 
 def energy_provenance(summary: ProvenanceSummary) -> tuple[str, ...]:

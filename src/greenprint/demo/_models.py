@@ -1,0 +1,217 @@
+"""The demo's models and training loop (PyTorch, CPU): softmax regression, an MLP, a small CNN.
+
+Imported only by :func:`greenprint.demo.run_demo`, after torch was found.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "Data",
+    "MedianPruner",
+    "TrialOutcome",
+    "build_model",
+    "fpo_per_epoch",
+    "train",
+]
+
+
+@dataclass(frozen=True)
+class Data:
+    """The digits split: 8x8 images scaled to [0, 1], as float tensors and int labels."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+    @property
+    def n_train(self) -> int:
+        """Training examples."""
+        return int(self.x_train.shape[0])
+
+    def subsample(self, fraction: float, *, seed: int) -> Data:
+        """A stratified ``fraction`` of the training set (the validation set is kept whole)."""
+        if fraction >= 1.0:
+            return self
+        rng = np.random.default_rng(seed)
+        labels = self.y_train.numpy()
+        keep: list[int] = []
+        for label in np.unique(labels):
+            members = np.flatnonzero(labels == label)
+            count = max(1, round(fraction * members.size))
+            keep.extend(rng.choice(members, size=count, replace=False).tolist())
+        index = torch.tensor(sorted(keep))
+        return Data(self.x_train[index], self.y_train[index], self.x_val, self.y_val)
+
+
+class _CNN(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Linear(2 * channels * 16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.view(-1, 1, 8, 8)).flatten(1))
+
+
+def build_model(params: Mapping[str, Any]) -> nn.Module:
+    """The model a trial's hyper-parameters describe (``params["model"]``)."""
+    kind = params["model"]
+    if kind == "logreg":
+        return nn.Linear(64, 10)
+    if kind == "mlp":
+        layers: list[nn.Module] = []
+        width_in = 64
+        for _ in range(int(params["layers"])):
+            layers += [nn.Linear(width_in, int(params["hidden"])), nn.ReLU()]
+            if params.get("dropout", 0.0):
+                layers.append(nn.Dropout(float(params["dropout"])))
+            width_in = int(params["hidden"])
+        return nn.Sequential(*layers, nn.Linear(width_in, 10))
+    if kind == "cnn":
+        return _CNN(int(params["channels"]))
+    raise ValueError(f"unknown demo model {kind!r}")
+
+
+def _optimizer(params: Mapping[str, Any]) -> Callable[..., torch.optim.Optimizer]:
+    return functools.partial(
+        torch.optim.Adam, lr=float(params["lr"]), weight_decay=float(params.get("wd", 0.0))
+    )
+
+
+def fpo_per_epoch(model: nn.Module, params: Mapping[str, Any], data: Data) -> int:
+    """FPO of one epoch: every training step and one validation pass.
+
+    Training steps (forward, loss, backward, Adam) are counted by greenprint's FPO counter on a
+    meta copy of the model (nothing is run); the validation pass on the model itself.
+    """
+    from greenprint.fpo import count_fpo, training_fpo
+
+    batch = int(params["batch"])
+    full, rest = divmod(data.n_train, batch)
+    loss = nn.functional.cross_entropy
+    total = 0
+    for size, steps in ((batch, full), (rest, 1 if rest else 0)):
+        if steps:
+            x, y = data.x_train[:size], data.y_train[:size]
+            result = training_fpo(
+                model, x, steps, target=y, loss_fn=loss, optimizer=_optimizer(params)
+            )
+            total += result.total
+    model.eval()
+    with torch.no_grad():
+        total += count_fpo(model, data.x_val, backward=False).total
+    model.train()
+    return int(total)
+
+
+@dataclass
+class MedianPruner:
+    """Stops a trial that scores below the median of the finished trials after the same epoch.
+
+    The rule of Optuna's MedianPruner.
+
+    Attributes:
+        startup_trials: finished trials needed before any trial is pruned.
+        warmup_epochs: epochs a trial always runs.
+        history: epoch -> finished trials' validation accuracy after it.
+    """
+
+    startup_trials: int = 4
+    warmup_epochs: int = 2
+    history: dict[int, list[float]] = field(default_factory=dict)
+
+    def should_prune(self, epoch: int, score: float) -> bool:
+        """Whether a trial scoring ``score`` after ``epoch`` (1-based) should stop."""
+        seen = self.history.get(epoch, [])
+        if epoch < self.warmup_epochs or len(seen) < self.startup_trials:
+            return False
+        return score < statistics.median(seen)
+
+    def record(self, scores: list[float]) -> None:
+        """Remember a finished trial's score after each epoch."""
+        for epoch, score in enumerate(scores, start=1):
+            self.history.setdefault(epoch, []).append(score)
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a training run ended."""
+
+    scores: list[float]
+    pruned: bool
+    epochs: int
+
+
+def _accuracy(model: nn.Module, data: Data) -> float:
+    model.eval()
+    with torch.no_grad():
+        predicted = model(data.x_val).argmax(dim=1)
+    model.train()
+    return float((predicted == data.y_val).float().mean())
+
+
+def train(
+    model: nn.Module,
+    params: Mapping[str, Any],
+    data: Data,
+    run: Any,
+    *,
+    seed: int,
+    pruner: MedianPruner | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrialOutcome:
+    """Train with Adam, logging ``val_accuracy`` and ``train_loss`` after every epoch.
+
+    FPO are added to the run as the epochs go (``run.add_fpo``), so a pruned trial records
+    exactly what it did. With a pruner, a trial below the median is marked pruned and stopped.
+
+    Raises:
+        FloatingPointError: the training loss became NaN or infinite (the run is then failed).
+    """
+    torch.manual_seed(seed)
+    per_epoch = fpo_per_epoch(model, params, data)
+    optimizer = _optimizer(params)(model.parameters())
+    batch = int(params["batch"])
+    generator = torch.Generator().manual_seed(seed)
+    scores: list[float] = []
+    for epoch in range(1, int(params["epochs"]) + 1):
+        order = torch.randperm(data.n_train, generator=generator)
+        total_loss = 0.0
+        for start in range(0, data.n_train, batch):
+            index = order[start : start + batch]
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(data.x_train[index]), data.y_train[index])
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * index.numel()
+        mean_loss = total_loss / data.n_train
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"training loss is {mean_loss} at epoch {epoch}")
+        score = _accuracy(model, data)
+        scores.append(score)
+        run.add_fpo(per_epoch)
+        run.log(step=epoch, val_accuracy=score, train_loss=mean_loss)
+        if on_epoch is not None:
+            on_epoch(epoch, score)
+        if pruner is not None and pruner.should_prune(epoch, score):
+            run.prune()
+            return TrialOutcome(scores, pruned=True, epochs=epoch)
+    return TrialOutcome(scores, pruned=False, epochs=len(scores))

@@ -1,0 +1,357 @@
+"""``run_demo``: a whole small Green AI study on scikit-learn's digits, tracked and reported."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from greenprint._exceptions import ConfigError, MissingDependencyError
+from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+from greenprint.demo._display import Display, make_display
+
+__all__ = ["DEFAULT_OUT", "DEFAULT_STUDY", "DemoResult", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OUT = "greenprint-report"
+DEFAULT_STUDY = "digits-demo"
+METRIC = "val_accuracy"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo did and where it put it.
+
+    Attributes:
+        out_dir: the report's directory.
+        files: format -> report file written.
+        ledger: path of the ledger the study was recorded in.
+        study: the study's name.
+        report: the report (price tag, runs, figures).
+        elapsed_s: wall-clock time of the whole demo, s.
+        summary: the closing note printed on the terminal.
+    """
+
+    out_dir: Path
+    files: Mapping[str, Path]
+    ledger: Path
+    study: str
+    report: Any
+    elapsed_s: float
+    summary: str
+
+
+def _require(module: str, package: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(package, extra, "greenprint demo")
+
+
+def _fresh_ledger_path(out_dir: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = out_dir / f"demo-ledger-{stamp}.db"
+    k = 2
+    while path.exists():
+        path = out_dir / f"demo-ledger-{stamp}-{k}.db"
+        k += 1
+    return path
+
+
+def _sample(rng: Any, kind: str, max_epochs: int) -> dict[str, Any]:
+    """One random-search configuration (log-uniform learning rates)."""
+    params: dict[str, Any] = {
+        "model": kind,
+        "lr": float(10 ** rng.uniform(-4.0, -1.5)),
+        "batch": int(rng.choice([32, 64, 128])),
+        "wd": float(10 ** rng.uniform(-6.0, -3.0)),
+        "epochs": max_epochs,
+    }
+    if kind == "mlp":
+        params.update(
+            hidden=int(rng.choice([32, 64, 128, 256])),
+            layers=int(rng.choice([1, 2])),
+            dropout=float(rng.choice([0.0, 0.2])),
+        )
+    else:
+        params.update(channels=int(rng.choice([8, 16, 32])))
+    return params
+
+
+def _load_digits(seed: int) -> Any:
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from greenprint.demo._models import Data
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, digits.target, test_size=0.25, stratify=digits.target, random_state=seed
+    )
+    return Data(
+        torch.from_numpy(x_train),
+        torch.from_numpy(y_train.astype(np.int64)),
+        torch.from_numpy(x_val),
+        torch.from_numpy(y_val.astype(np.int64)),
+    )
+
+
+def _line(run: Any, name: str, outcome: str = "") -> str:
+    score = run.record.metric(METRIC)
+    shown = "-" if score is None or not math.isfinite(score) else f"{score:.3f}"
+    fpo = "-" if run.fpo is None else format_fpo(run.fpo)
+    return (
+        f"{name:<22} {run.status:<9} {METRIC}={shown}  {format_energy(run.energy_kwh):>10}  "
+        f"{fpo:>10}  {format_duration(run.duration_s):>7}{outcome}"
+    )
+
+
+def run_demo(
+    out_dir: str | os.PathLike[str] = DEFAULT_OUT,
+    *,
+    ledger: str | os.PathLike[str] | None = None,
+    study: str = DEFAULT_STUDY,
+    quiet: bool = False,
+    trials: int = 24,
+    max_epochs: int = 15,
+    fractions: Sequence[float] = (0.1, 0.25, 0.5, 1.0),
+    seed: int = 0,
+    threads: int = 2,
+    display: Display | None = None,
+) -> DemoResult:
+    """Run a small Green AI study end to end and write its report.
+
+    On scikit-learn's bundled digits (no download), every run is tracked into a fresh ledger
+    under one study: two baselines (majority class; logistic regression), a random search over
+    an MLP and a small CNN (PyTorch, CPU) whose bad trials are stopped by a median rule and
+    recorded as ``pruned`` with their cost, FPO per trial from the FPO counter, a learning curve
+    of the best configuration over subsample fractions, then the report in every format.
+
+    Args:
+        out_dir: where the report goes (created if needed).
+        ledger: the ledger to record into; default a new file ``demo-ledger-<time>.db`` in
+            ``out_dir``. An existing ledger is used only if it has no study named ``study``.
+        study: the study's name.
+        quiet: plain log lines instead of the rich progress display.
+        trials: random-search trials (the full demo runs 24).
+        max_epochs: epochs of a trial that is not pruned.
+        fractions: training-set fractions of the learning curve.
+        seed: seed of the split, the search and the training.
+        threads: torch CPU threads.
+        display: a ready display (tests); default from ``quiet``.
+
+    Returns:
+        The :class:`DemoResult`.
+
+    Raises:
+        MissingDependencyError: torch or scikit-learn is missing (extras ``torch``, ``demo``).
+        ConfigError: bad options, or the ledger already holds ``study``.
+        ReportError: the output directory cannot be written.
+    """
+    started = time.monotonic()
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"trials must be a positive integer, not {trials!r}")
+    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
+        raise ConfigError(f"max_epochs must be a positive integer, not {max_epochs!r}")
+    _require("torch", "torch", "torch")
+    _require("sklearn", "scikit-learn", "demo")
+    from greenprint.ledger import Ledger
+    from greenprint.report import build_report, write_report
+    from greenprint.report._formats import prepare_out_dir
+
+    out = prepare_out_dir(out_dir)
+    ledger_path = Path(ledger) if ledger is not None else _fresh_ledger_path(out)
+    led = Ledger(ledger_path)
+    if study in led.studies():
+        led.close()
+        raise ConfigError(
+            f"ledger {ledger_path} already holds a study {study!r}; give a new --ledger or --study"
+        )
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
+    show = display or make_display(quiet=quiet)
+    try:
+        data = _load_digits(seed)
+        show.message(
+            f"greenprint demo: study {study!r} on scikit-learn's digits "
+            f"({data.n_train} training, {int(data.x_val.shape[0])} validation images), "
+            f"ledger {ledger_path}"
+        )
+        _study(
+            led,
+            study,
+            data,
+            show,
+            trials=trials,
+            max_epochs=max_epochs,
+            seed=seed,
+            fractions=fractions,
+        )
+        show.phase("report", 1)
+        show.status("building the report")
+        report = build_report(led, study, metric=METRIC, mode="max")
+        files = write_report(report, out)
+        show.done(f"report written to {out}")
+    finally:
+        show.close()
+        torch.set_num_threads(previous_threads)
+        led.close()
+    elapsed = time.monotonic() - started
+    summary = _summary(report, files, ledger_path, study, elapsed)
+    return DemoResult(
+        out_dir=out,
+        files=files,
+        ledger=ledger_path,
+        study=study,
+        report=report,
+        elapsed_s=elapsed,
+        summary=summary,
+    )
+
+
+def _study(
+    led: Any,
+    study: str,
+    data: Any,
+    show: Display,
+    *,
+    trials: int,
+    max_epochs: int,
+    seed: int,
+    fractions: Sequence[float],
+) -> None:
+    import numpy as np
+
+    import greenprint as gp
+    from greenprint.analysis import run_learning_curve
+    from greenprint.demo._models import MedianPruner, build_model, train
+    from greenprint.tracking import active_runs
+
+    show.phase("baselines", 2)
+    with gp.track("baseline-majority", study=study, ledger=led) as run:
+        majority = int(np.bincount(data.y_train.numpy()).argmax())
+        accuracy = float((data.y_val == majority).float().mean())
+        run.set(params={"model": "majority"}, dataset_size=data.n_train, fpo=0, param_count=0)
+        run.log(step=1, val_accuracy=accuracy)
+    show.done(_line(run, "baseline-majority"))
+    logreg = {"model": "logreg", "lr": 0.01, "batch": 64, "wd": 0.0, "epochs": max_epochs}
+    with gp.track("baseline-logreg", study=study, ledger=led, params=logreg) as run:
+        model = build_model(logreg)
+        run.set(dataset_size=data.n_train, param_count=sum(p.numel() for p in model.parameters()))
+        train(model, logreg, data, run, seed=seed)
+    show.done(_line(run, "baseline-logreg"))
+
+    rng = np.random.default_rng(seed)
+    pruner = MedianPruner(startup_trials=min(5, max(1, trials // 4)), warmup_epochs=3)
+    best: tuple[float, dict[str, Any]] | None = None
+    show.phase("random search", trials)
+    for k in range(trials):
+        kind = "mlp" if k % 2 == 0 else "cnn"
+        params = _sample(rng, kind, max_epochs)
+        name = f"trial-{k + 1:02d}-{kind}"
+        with gp.track(name, study=study, ledger=led, params=params) as run:
+            model = build_model(params)
+            run.set(
+                dataset_size=data.n_train, param_count=sum(p.numel() for p in model.parameters())
+            )
+            outcome = train(
+                model,
+                params,
+                data,
+                run,
+                seed=seed + k,
+                pruner=pruner,
+                on_epoch=functools.partial(_epoch_status, show, name),
+            )
+        if not outcome.pruned:
+            pruner.record(outcome.scores)
+            if best is None or outcome.scores[-1] > best[0]:
+                best = (outcome.scores[-1], params)
+        note = f"  (stopped after epoch {outcome.epochs})" if outcome.pruned else ""
+        show.done(_line(run, name, note))
+
+    if best is None or not fractions:
+        return
+    config = dict(best[1])
+    show.phase("learning curve", len(fractions))
+
+    def fit(fraction: float, seed: int) -> tuple[float, int]:
+        run = list(active_runs())[-1]
+        subset = data.subsample(fraction, seed=seed)
+        model = build_model(config)
+        run.set(params=config, param_count=sum(p.numel() for p in model.parameters()))
+        show.status(f"{len(subset.y_train)} examples")
+        outcome = train(model, config, subset, run, seed=seed)
+        return outcome.scores[-1], subset.n_train
+
+    for fraction in fractions:  # one call per fraction, so that the display advances
+        curve = run_learning_curve(
+            fit,
+            [fraction],
+            study=study,
+            ledger=led,
+            name="learning-curve",
+            seed=seed,
+            metric=METRIC,
+        )
+        run_record = led.runs(study=study)[-1]
+        show.done(
+            f"{'learning-curve-' + format(fraction, 'g'):<22} {run_record.status:<9} "
+            f"{METRIC}={curve.score_mean[0]:.3f}  {format_energy(run_record.energy_kwh):>10}  "
+            f"{int(curve.dataset_size[0])} examples"
+        )
+
+
+def _epoch_status(show: Display, name: str, epoch: int, score: float) -> None:
+    show.status(f"{name} epoch {epoch}: {METRIC}={score:.3f}")
+
+
+def _summary(
+    report: Any, files: Mapping[str, Path], ledger: Path, study: str, elapsed_s: float
+) -> str:
+    tag = report.price_tag
+    total = tag.total
+    final = tag.final
+    statuses = ", ".join(f"{v.trials} {k}" for k, v in tag.by_status.items() if v.trials)
+    lines = ["", "greenprint demo: done", ""]
+    if final is not None and final.score is not None:
+        lines.append(f"  best score     {final.metric} = {final.score:.4f} ({final.name})")
+    lines.append(
+        f"  whole study    {total.trials} trials ({statuses}): {format_energy(total.energy_kwh)}, "
+        f"{format_emissions(total.emissions_kg)}, {format_fpo(total.fpo)}, "
+        f"{format_duration(total.duration_s)} of runs"
+    )
+    if final is not None:
+        ratio = final.study_multiple
+        lines.append(
+            f"  final model    {format_energy(final.energy_kwh)}, "
+            f"{format_emissions(final.emissions_kg)}, "
+            f"{'unknown FPO' if final.fpo is None else format_fpo(final.fpo)}, "
+            f"{format_duration(final.duration_s)}"
+            + (f": the whole study cost {ratio:.3g}x its energy" if ratio else "")
+        )
+    summary = tag.provenance
+    energy = "measured" if (summary.measured_share or 0) >= 0.995 else "estimated"
+    if 0 < (summary.measured_share or 0) < 0.995:
+        energy = f"{summary.measured_share:.0%} measured, the rest estimated"
+    intensity = ", ".join(s.split(" (", 1)[0] for s in summary.intensity_sources) or "unrecorded"
+    pue = ", ".join(f"{v:g}" for v in summary.pue_values)
+    lines.append(f"  measured       energy {energy}; grid intensity {intensity}; PUE {pue}")
+    main = files.get("html") or next(iter(files.values()))
+    others = ", ".join(p.name for k, p in files.items() if p != main)
+    lines.append(f"  report         {main}" + (f" (also {others})" if others else ""))
+    lines.append(f"  ledger         {ledger} (study {study!r})")
+    lines.append(f"  took           {format_duration(elapsed_s)}")
+    return "\n".join(lines)
