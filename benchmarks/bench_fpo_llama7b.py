@@ -168,7 +168,7 @@ def main() -> None:
         )
     zero = sorted(result.zero_ops)
     print()
-    print(f"0 by rule ({len(zero)} ops): {', '.join(zero)}")
+    print(f"0 FPO (data movement by rule, or integer-only; {len(zero)} ops): {', '.join(zero)}")
 
 
 if __name__ == "__main__":

@@ -326,3 +326,24 @@ def test_example_inputs():
         example_inputs((2,), (3,), dtype=["float32"] * 3)
     with pytest.raises(gp.FPOInputError):
         example_inputs()
+
+
+def test_nested_counters_both_see_the_inner_block():
+    model = build(zoo.mlp, "cpu")
+    with gp.FPOCounter() as outer:
+        torch.randn(4, 4) @ torch.randn(4, 4)
+        with gp.FPOCounter(model) as inner:
+            model(torch.randn(2, 12)).sum().backward()
+    assert outer.total == inner.total + 2 * 4 * 4 * 4
+    assert inner.matmul_total == outer.matmul_total - 128
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import greenprint.fpo
+    import greenprint.fpo.rules
+
+    for module in (greenprint.fpo, greenprint.fpo.rules):
+        failures, tried = doctest.testmod(module, verbose=False)
+        assert tried > 0 and failures == 0, module.__name__

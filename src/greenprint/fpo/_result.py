@@ -30,7 +30,8 @@ class FPOResult:
             convolutions, fused attention), with its formulas: equal to its total on the same
             code.
         params: parameter count of the model (shared parameters once).
-        by_op: op (``"aten.mm"``) -> FPO; ops counted 0 by rule are listed with 0.
+        by_op: op (``"aten.mm"``) -> FPO; ops that ran and count 0 (data movement by rule,
+            integer-only arithmetic) are listed with 0.
         by_module: dotted module name -> FPO of everything that ran inside it, forward and
             backward, nested (a parent includes its children); ``""`` is the model itself.
         unknown_ops: op -> number of calls, for ops with no rule; they are NOT in the totals.
@@ -66,7 +67,12 @@ class FPOResult:
 
     @property
     def zero_ops(self) -> list[str]:
-        """The ops that ran and are 0 FPO by rule (views, copies, indexing, creation, ...)."""
+        """The ops that ran and count 0 FPO.
+
+        Data movement is 0 by rule (views, copies, indexing, embedding lookup, cat, creation),
+        and so is arithmetic on integer or boolean tensors only. Ops with no rule are not here
+        but in :attr:`unknown_ops`.
+        """
         return [op for op, fpo in self.by_op.items() if fpo == 0]
 
     def times(self, steps: int) -> FPOResult:
@@ -206,7 +212,7 @@ class FPOResult:
         zero = self.zero_ops
         if zero:
             shown = ", ".join(sorted(zero)[:6]) + (", ..." if len(zero) > 6 else "")
-            lines.append(f"0 by rule  {len(zero)} ops ({shown})")
+            lines.append(f"0 FPO      {len(zero)} ops ({shown})")
         if self.unknown_ops:
             listed = ", ".join(f"{op} x{n}" for op, n in sorted(self.unknown_ops.items()))
             lines.append(f"NO RULE    {listed} (not counted)")
