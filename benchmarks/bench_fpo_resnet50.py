@@ -2,7 +2,7 @@
 
 greenprint against FlopCounterMode, fvcore, ptflops and thop in one run: each tool's number as
 it reports it, its unit (MAC or FLOP), the number in FPO (a MAC is 2 FPO), counting time (median
-of 3 after a warm-up call; CPU tools run the real forward pass), and a
+of 5 after a warm-up call; CPU tools run the real forward pass), and a
 reconstruction of every peer's number from element counts taken with forward hooks, which shows
 exactly what each one counts and skips.
 
@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "fpo"))  # the model zoo shared with the tests
 
 
-def timed(fn, repeats: int = 3):
+def timed(fn, repeats: int = 5):
     """(value, median seconds) of ``repeats`` calls after one warm-up call."""
     value = fn()
     seconds = []
