@@ -157,3 +157,12 @@ def test_real_subprocess(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and bad.stderr.startswith("greenprint: error: bad shape")
+
+
+def test_a_device_torch_was_not_built_for_is_bad_input(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    rc, out, err = run(capsys, f"{ZOO_FILE}:mlp", "--input-shape", "4,12", "--device", "cuda")
+    assert rc == 2 and err.startswith("greenprint: error: cannot create inputs on 'cuda'")

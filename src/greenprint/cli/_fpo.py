@@ -163,7 +163,10 @@ def command(
         dev = torch.device(device)
     except RuntimeError as e:
         raise FPOInputError(f"unknown device {device!r}: {_first_line(e)}") from e
-    inputs = example_inputs(*shapes, dtype=list(dtypes) or "float32", device=dev)
+    try:
+        inputs = example_inputs(*shapes, dtype=list(dtypes) or "float32", device=dev)
+    except (RuntimeError, AssertionError) as e:  # torch asserts on a device it was not built for
+        raise FPOInputError(f"cannot create inputs on {device!r}: {_first_line(e)}") from e
     try:
         with dev:
             model = factory()

@@ -26,9 +26,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from greenprint._exceptions import FPOError, UnknownOpError
+from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
 from greenprint.fpo._registry import Rule, merged_rules
 from greenprint.fpo._result import PHASES, FPOResult
-from greenprint.fpo.rules import RULES
 
 __all__ = ["FPOCounter"]
 
@@ -53,7 +53,6 @@ _PASSTHROUGH = {
     _aten.dim.default,
     torch.ops.prim.layout.default,
 }
-assert RULES, "the built-in rule families are loaded by importing greenprint.fpo.rules"
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
 _NO_SEQ = 2**64 - 1  # AccumulateGrad nodes have no sequence number
 
@@ -91,12 +90,12 @@ class FPOCounter:
         rules: per-instance overrides, op -> formula (``{"aten.mm": fn}``); merged into a copy
             of the registry, which is never mutated.
 
-    Example:
-        >>> import torch, greenprint as gp  # doctest: +SKIP
-        >>> model = torch.nn.Linear(4, 3)
-        >>> with gp.FPOCounter(model) as c:
-        ...     model(torch.randn(2, 4)).sum().backward()
-        >>> c.total
+    Example::
+
+        model = torch.nn.Linear(4, 3)
+        with gp.FPOCounter(model) as c:
+            model(torch.randn(2, 4)).sum().backward()
+        c.total, c.by_module, c.result.table()
     """
 
     def __init__(
