@@ -118,13 +118,14 @@ def test_latex_has_booktabs_tables_and_pdf_figures(written):
 
 
 @pytest.mark.slow
-def test_latex_compiles_when_pdflatex_is_installed(written, tmp_path):
+@pytest.mark.parametrize("which", ["written", "hostile"])
+def test_latex_compiles_when_pdflatex_is_installed(which, request, tmp_path):
     pdflatex = shutil.which("pdflatex")
     if pdflatex is None:
         pytest.skip(
             "pdflatex is not installed (TeX is not a CI requirement); .tex structure is tested"
         )
-    _, files, out = written
+    _, files, out = request.getfixturevalue(which)
     work = tmp_path / "tex"
     shutil.copytree(out, work)
     done = subprocess.run(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import click
 
 from greenprint.cli._common import ledger_option
+from greenprint.report._formats import FORMATS  # the registry: no plotting library imported
 
 __all__ = ["command"]
 
-# The format names shown in --help; the registry (greenprint.report.FORMATS) is the truth and
-# is imported only when the command runs, so that `greenprint --help` stays fast.
-_FORMAT_HELP = "html, md, latex, json or all (repeat or separate with commas) [default: all]"
+_FORMAT_HELP = (
+    ", ".join(FORMATS)
+    + " or all (repeat, or separate with commas) [default: all]. "
+    + "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
+)
 
 
 @click.command("report")

@@ -100,13 +100,13 @@ class RichDisplay(Display):
 
     def done(self, line: str) -> None:
         """A step finished: print its one-line result and advance."""
-        self._progress.console.print(line, markup=False, highlight=False)
+        self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         if self._task is not None:
             self._progress.advance(self._task)
 
     def message(self, line: str) -> None:
         """Print a line."""
-        self._progress.console.print(line, markup=False, highlight=False)
+        self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         """Stop the display."""

@@ -126,7 +126,7 @@ def run_demo(
     max_epochs: int = 15,
     fractions: Sequence[float] = (0.1, 0.25, 0.5, 1.0),
     seed: int = 0,
-    threads: int = 2,
+    threads: int = 1,
     display: Display | None = None,
 ) -> DemoResult:
     """Run a small Green AI study end to end and write its report.
@@ -147,7 +147,8 @@ def run_demo(
         max_epochs: epochs of a trial that is not pruned.
         fractions: training-set fractions of the learning curve.
         seed: seed of the split, the search and the training.
-        threads: torch CPU threads.
+        threads: torch CPU threads (1: the models are tiny, and one thread keeps its speed
+            on a busy machine).
         display: a ready display (tests); default from ``quiet``.
 
     Returns:
