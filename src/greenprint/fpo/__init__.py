@@ -45,8 +45,8 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   backward the same per gradient element (nearest: 1 add).
 * Dropout 2 per element (mask multiply and rescale); drawing random numbers is 0.
 * Optimizers: whatever ops ``torch.optim`` runs (``add_``, ``lerp_``, ``addcdiv_``, foreach
-  ops); fused Adam 13 per parameter element (+2 weight decay, +1 AMSGrad), fused SGD 2 (+3
-  momentum).
+  ops); the fused kernels count as the op-by-op versions do: Adam 13 per parameter element
+  (+2 L2 weight decay, AdamW +1, +1 AMSGrad), SGD 2 (+2 momentum, +2 weight decay).
 * 0 by rule (registered explicitly, so "0 by rule" differs from "no rule"): views, reshapes,
   copies, dtype casts, indexing and gather, masking (``where``, ``masked_fill``), embedding
   lookup, cat/stack/split, padding, tensor creation, random number generation, boolean logic.
