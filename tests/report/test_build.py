@@ -239,3 +239,43 @@ def test_a_live_tracked_study_reports(tmp_path):
     assert report.final.name == "t1"
     assert report.figure("timeline") is not None
     assert report.price_tag.total.energy_kwh > 0
+
+
+def test_long_timelines_are_averaged_over_bins_keeping_the_energy():
+    from greenprint.analysis._common import RunForest
+    from greenprint.report._figures import FigureInputs, timeline_figure
+
+    runs = tuple(
+        gp.RunRecord(
+            id=f"{k:016x}",
+            name=f"t{k}",
+            study="s",
+            status="finished",
+            started_at=T0 + 12 * k,
+            duration_s=10.0,
+            energy_kwh=(k % 7 + 1) * 1e-3,
+            energy_cpu_kwh=(k % 7 + 1) * 1e-3,
+        )
+        for k in range(1500)
+    )
+    tag = price_tag(runs)
+    inputs = FigureInputs(
+        runs=runs,
+        forest=RunForest.build(runs),
+        scores={},
+        metric="m",
+        mode="max",
+        reduce="last",
+        price_tag=tag,
+        final_id=None,
+        energy_provenance=(),
+    )
+    figure, why = timeline_figure(inputs, lambda run_id: [], max_sampled_runs=10)
+    assert why is None
+    total, *_ = figure.panels[0].series
+    assert len(total.x) == 1001  # 1000 bins instead of 3000 segments
+    energy = figure.panels[1].series[0]
+    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6}[figure.panels[1].y_unit]
+    assert energy.y[-1] / factor == pytest.approx(sum(r.energy_kwh for r in runs), rel=1e-9)
+    assert any("mean over 1000 equal intervals" in n for n in figure.notes)
+    assert any("1500 runs drawn at their mean power" in n for n in figure.notes)

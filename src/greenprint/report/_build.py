@@ -241,7 +241,13 @@ def _assemble(
 
 def _energy_source(run: RunRecord) -> str:
     kinds = set()
-    for component in run.energy_by_component:
+    for component, kwh in (
+        ("cpu", run.energy_cpu_kwh),
+        ("gpu", run.energy_gpu_kwh),
+        ("ram", run.energy_ram_kwh),
+    ):
+        if kwh is None:
+            continue
         source = run.provenance.get(component)
         if source is None:
             kinds.add("unknown")
@@ -277,7 +283,7 @@ def _rows(forest: RunForest, scores: dict[str, float], final_id: str | None) -> 
                 fpo=run.fpo,
                 dataset_size=run.dataset_size,
                 param_count=run.param_count,
-                params=dict(run.params),
+                params=run.params,
                 energy_source=_energy_source(run),
                 pue=run.pue,
                 intensity_g_per_kwh=run.intensity_g_per_kwh,

@@ -39,9 +39,14 @@ _KWH_TO_J = 3_600_000.0
 # Above this many trials the EVP curve is evaluated on a log-spaced grid of n (exact at each n).
 _EVP_GRID_ABOVE = 1000
 _EVP_GRID_POINTS = 400
+# Statuses whose score counts in the EVP (as evp_by_budget's default scored_statuses).
+_SCORED = ("finished", "pruned")
 # Gaps in the power timeline up to max(this, share x span) are bridged in the drawing.
 _BRIDGE_GAP_S = 1.0
 _BRIDGE_GAP_SHARE = 0.01
+# Above this many time segments the power timeline is averaged over equal bins.
+_TIMELINE_MAX_SEGMENTS = 2000
+_TIMELINE_BINS = 1000
 
 
 @dataclass(frozen=True)
@@ -118,22 +123,28 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
                 [np.round(np.geomspace(1, len(trials), _EVP_GRID_POINTS)), [len(trials)]]
             ).astype(np.int64)
         )
-    curves: dict[bool, EVPCurve] = {}
-    for replacement in (True, False):
-        try:
-            curves[replacement] = evp_by_budget(
-                trials,
-                "energy_kwh",
-                metric=inputs.metric,
-                mode=inputs.mode,
-                reduce=inputs.reduce,
-                replacement=replacement,
-                budgets=grid,
-            )
-        except AnalysisError as e:
-            if "no trial has a value" in str(e):
-                return [], [f"no expected-max-performance curve: {e}"]
-            raise
+    # As evp_by_budget on runs: finished and pruned trials score, the others count as NaN
+    # (nan_policy "worst"); the scores were computed once, so arrays are passed.
+    scores = np.array(
+        [inputs.scores.get(r.id, math.nan) if r.status in _SCORED else math.nan for r in trials]
+    )
+    if np.isnan(scores).all():
+        return [], [
+            f"no expected-max-performance curve: no finished or pruned trial has a value of "
+            f"{inputs.metric!r}"
+        ]
+    costs = np.array([r.energy_kwh for r in trials], dtype=float)
+    curves: dict[bool, EVPCurve] = {
+        replacement: evp_by_budget(
+            scores,
+            costs,
+            unit="kWh",
+            mode=inputs.mode,
+            replacement=replacement,
+            budgets=grid,
+        )
+        for replacement in (True, False)
+    }
     dodge, exact = curves[True], curves[False]
     n = _tuple(dodge.n)
     scale: Literal["linear", "log"] = "log" if len(trials) > 50 else "linear"
@@ -146,11 +157,7 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     # The band is mean ± std, clipped to the observed scores (the best of n trials can be
     # neither better than the best observed nor worse than the worst).
     observed = [float(np.min(dodge.mean)), float(np.max(dodge.mean))]
-    observed += [
-        inputs.scores[r.id]
-        for r in trials
-        if r.status in ("finished", "pruned") and math.isfinite(inputs.scores.get(r.id, math.nan))
-    ]
+    observed += scores[~np.isnan(scores)].tolist()
     if dodge.fill_value is not None:
         observed.append(dodge.fill_value)
     low_bound, high_bound = min(observed), max(observed)
@@ -412,18 +419,13 @@ def timeline_figure(
             continue
         averaged += 1
         watts = _KWH_TO_J / run.duration_s
-        parts = run.energy_by_component
-        other = max(run.energy_kwh - sum(parts.values()), 0.0)
-        rows.append(
-            (
-                run.started_at,
-                end,
-                parts.get("cpu", 0.0) * watts,
-                parts.get("gpu", 0.0) * watts,
-                parts.get("ram", 0.0) * watts,
-                other * watts,
-            )
+        cpu, gpu, ram = (
+            run.energy_cpu_kwh or 0.0,
+            run.energy_gpu_kwh or 0.0,
+            run.energy_ram_kwh or 0.0,
         )
+        other = max(run.energy_kwh - cpu - gpu - ram, 0.0)
+        rows.append((run.started_at, end, cpu * watts, gpu * watts, ram * watts, other * watts))
     if not rows:
         return None, "no power timeline: no run recorded energy over a positive duration"
     data = np.array(rows, dtype=float)
@@ -440,12 +442,30 @@ def timeline_figure(
 
     covered = level(np.ones(len(rows))) > 0.5
     power = {name: level(data[:, k + 2]) for k, name in enumerate(("cpu", "gpu", "ram", "other"))}
+    binned_s = None
+    if times.size - 1 > _TIMELINE_MAX_SEGMENTS:
+        # Mean power over equal bins (energy-preserving: the cumulative energy at each bin edge
+        # is exact), so that a long study draws and serialises a readable number of steps.
+        offsets = times - times[0]  # small numbers: interpolation keeps full precision
+        edges = np.linspace(0.0, offsets[-1], _TIMELINE_BINS + 1)
+        binned_s = float(edges[1])
+        steps = np.diff(offsets)
+
+        def mean_over_bins(levels: np.ndarray) -> np.ndarray:
+            integral = np.concatenate([[0.0], np.cumsum(levels * steps)])
+            return np.diff(np.interp(edges, offsets, integral)) / binned_s
+
+        covered = mean_over_bins(covered.astype(float)) > 0
+        power = {name: mean_over_bins(values) for name, values in power.items()}
+        times = edges + times[0]
     # Short gaps (between one run and the next) are drawn at the level before them, so that
     # the power line is not cut into dashes; the energy curve counts them as 0 W.
     bridge_s = max(_BRIDGE_GAP_S, _BRIDGE_GAP_SHARE * float(times[-1] - times[0]))
-    widths = np.diff(times)
+    widths = np.diff(times - times[0])
     short = ~covered & (widths <= bridge_s)
     short[0] = False
+    if binned_s is not None:
+        short[:] = False
     bridged = int(short.sum())
     total = power["cpu"] + power["gpu"] + power["ram"] + power["other"]
     energy = np.concatenate([[0.0], np.cumsum(total * widths)]) / _KWH_TO_J
@@ -472,6 +492,11 @@ def timeline_figure(
             else "they have no power samples in the ledger"
         )
         notes.append(f"{averaged} runs drawn at their mean power over their span, because {why}")
+    if binned_s is not None:
+        notes.append(
+            f"power is the mean over {_TIMELINE_BINS} equal intervals of {binned_s:.3g} s "
+            "(idle time between runs included)"
+        )
     if bridged:
         notes.append(
             f"{bridged} gaps of at most {bridge_s:.2g} s between runs are drawn at the power "

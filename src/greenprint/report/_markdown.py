@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from greenprint.report._escape import markdown_text as esc
 from greenprint.report._model import Report
-from greenprint.report._plots import FigureRenderer, figure_file_name
+from greenprint.report._plots import PLOTS_HINT, FigureRenderer, figure_file_name
 from greenprint.report._tables import (
     edh_sentence,
     final_sentence,
@@ -28,6 +28,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines.append("|" + "|".join("---" for _ in header) + "|")
     lines.extend("| " + " | ".join(esc(c) for c in row) + " |" for row in rows)
     return lines
+
+
+def _no_plot(reason: str) -> str:
+    if reason == PLOTS_HINT:
+        return "*Plots need matplotlib:* `pip install 'greenprint[report]'`"
+    return f"*{esc(reason)}*"
 
 
 def render_markdown(report: Report, plots: FigureRenderer) -> str:
@@ -64,7 +70,7 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
         if plots.available:
             out.append(f"![{esc(figure.title)}]({FIGURE_DIR}/{figure_file_name(figure, 'png')})")
         else:
-            out.append(f"*{esc(plots.unavailable or '')}*")
+            out.append(_no_plot(plots.unavailable or ""))
         out += ["", esc(figure.caption), "", "Provenance:", ""]
         out += [f"- {esc(line)}" for line in figure.provenance]
         if figure.notes:

@@ -92,8 +92,14 @@ def _describe_hardware(hw: dict[str, Any]) -> str | None:
 def hardware_descriptions(runs: Iterable[RunRecord]) -> tuple[str, ...]:
     """The distinct hardware the runs recorded, most used first (``"unknown"`` if none)."""
     counts: dict[str, int] = {}
+    seen: dict[tuple[Any, ...], str | None] = {}
     for run in runs:
-        text = _describe_hardware(run.hardware) if isinstance(run.hardware, dict) else None
+        hw = run.hardware if isinstance(run.hardware, dict) else {}
+        gpus = hw.get("gpus") or []
+        key = (hw.get("cpu_model"), hw.get("logical_cores"), hw.get("ram_gb"), repr(gpus))
+        if key not in seen:
+            seen[key] = _describe_hardware(hw)
+        text = seen[key]
         if text:
             counts[text] = counts.get(text, 0) + 1
     if not counts:

@@ -1,0 +1,258 @@
+"""Benchmark ``greenprint report`` on a synthetic ledger of 10,000 trials, beside its peers.
+
+    .venv/bin/python benchmarks/bench_report.py [--trials 10000] [--repeat 3]
+
+Targets from issue 6: JSON report < 2 s, HTML report < 5 s, each timed end to end from the
+ledger file on disk (open read-only, read every run, analyse, render, write the file).
+
+Peers (there is no tool that writes a study's price-tag report; these are the floors a report
+is compared with): a raw JSON dump of the same runs (``Ledger.runs`` + ``json.dumps``, what
+``greenprint ledger export`` does), and pandas ``DataFrame.to_json`` / ``to_html`` of a table of
+the runs (a table only: no analysis, no plots). The breakdown shows where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import greenprint as gp
+from greenprint.report import build_report, render, write_report
+from greenprint.report._plots import FigureRenderer
+
+T0 = 1_700_000_000.0
+
+
+def make_ledger(path: Path, trials: int, *, seed: int = 0) -> None:
+    """A sweep of ``trials`` runs: 70% finished, 20% pruned, 8% failed, 2% interrupted; three
+    logged points each, FPO, dataset size, hyper-parameters, 5 power samples; plus a learning
+    curve of 12 runs over 4 fractions."""
+    rng = random.Random(seed)
+    led = gp.Ledger(path)
+    t = T0
+    for k in range(trials + 12):
+        curve = k >= trials
+        status = (
+            "finished"
+            if curve
+            else rng.choices(["finished", "pruned", "failed", "interrupted"], [70, 20, 8, 2])[0]
+        )
+        duration = rng.uniform(20, 600)
+        watts = rng.uniform(80, 350)
+        energy = watts * duration / 3.6e6
+        fraction = (0.125, 0.25, 0.5, 1.0)[(k - trials) % 4] if curve else 1.0
+        score = 0.6 + 0.35 * rng.random() ** 0.3 * (fraction**0.1)
+        steps = 1 if status == "failed" else 3
+        metrics = tuple(
+            gp.MetricPoint("accuracy", score * (0.7 + 0.1 * s), s, t + duration * s / 3)
+            for s in range(1, steps + 1)
+            if status != "failed"
+        )
+        params = {
+            "model": rng.choice(["mlp", "cnn", "vit"]),
+            "lr": 10 ** rng.uniform(-5, -1),
+            "batch": rng.choice([32, 64, 128]),
+            "layers": rng.randint(1, 8),
+        }
+        if curve:
+            params = {"fraction": fraction}
+        run_id = f"{k:08x}{rng.getrandbits(32):08x}"
+        led.start_run(
+            gp.RunRecord(
+                id=run_id,
+                name=f"learning-curve-{fraction:g}" if curve else f"trial-{k:05d}",
+                study="big-sweep",
+                status=status,
+                started_at=t,
+                ended_at=t + duration,
+                duration_s=duration,
+                energy_cpu_kwh=energy * 0.3,
+                energy_gpu_kwh=energy * 0.6,
+                energy_ram_kwh=energy * 0.1,
+                energy_kwh=energy,
+                emissions_kg=energy * 0.38,
+                pue=1.1,
+                intensity_g_per_kwh=345.0,
+                intensity_source="table:DE:2023 (Our World in Data / Ember)",
+                provenance={
+                    "cpu": "rapl",
+                    "gpu": "nvml:energy",
+                    "ram": "rapl:dram",
+                    "intensity": "table:DE:2023 (Our World in Data / Ember)",
+                    "pue": "argument",
+                },
+                hardware={
+                    "cpu_model": "Synthetic CPU",
+                    "logical_cores": 64,
+                    "ram_gb": 512.0,
+                    "gpus": [{"name": "Synthetic GPU"}],
+                },
+                params=params,
+                dataset_size=int(50_000 * fraction),
+                fpo=int(rng.uniform(1e14, 1e16) * fraction),
+                metrics=metrics,
+                error="CUDA out of memory" if status == "failed" else None,
+            )
+        )
+        step = duration / 5
+        led.flush(
+            run_id,
+            samples=[
+                gp.PowerSample(
+                    t0=t + j * step,
+                    t1=t + (j + 1) * step,
+                    cpu_w=watts * 0.3,
+                    gpu_w=watts * 0.6,
+                    ram_w=watts * 0.1,
+                    intensity_g_per_kwh=345.0,
+                )
+                for j in range(5)
+            ],
+        )
+        t += duration + rng.uniform(0, 5)
+    led.close()
+
+
+def timeit(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Median wall time in seconds over ``repeat`` calls (after one warm-up), and the result."""
+    result = fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="gp-bench-report-"))
+    ledger = work / "ledger.db"
+    start = time.perf_counter()
+    make_ledger(ledger, args.trials)
+    setup_s = time.perf_counter() - start
+    out = work / "out"
+
+    def json_report() -> Any:
+        return write_report(build_report(ledger, "big-sweep", metric="accuracy"), out, "json")
+
+    def html_report() -> Any:
+        return write_report(build_report(ledger, "big-sweep", metric="accuracy"), out, "html")
+
+    def all_formats() -> Any:
+        return write_report(build_report(ledger, "big-sweep", metric="accuracy"), out, "all")
+
+    def raw_dump() -> int:
+        with gp.Ledger(ledger, create=False) as led:
+            text = json.dumps([dataclasses.asdict(r) for r in led.runs(study="big-sweep")])
+        (work / "raw.json").write_text(text)
+        return len(text)
+
+    def read_only() -> int:
+        with gp.Ledger(ledger, create=False) as led:
+            return len(led.runs(study="big-sweep"))
+
+    json_s, _ = timeit(json_report, args.repeat)
+    html_s, _ = timeit(html_report, args.repeat)
+    all_s, files = timeit(all_formats, max(1, args.repeat - 2))
+    raw_s, _ = timeit(raw_dump, args.repeat)
+    read_s, runs = timeit(read_only, args.repeat)
+    report = build_report(ledger, "big-sweep", metric="accuracy")
+    build_s, _ = timeit(lambda: build_report(ledger, "big-sweep", metric="accuracy"), args.repeat)
+    render_json_s, _ = timeit(lambda: render(report, "json"), args.repeat)
+    plots_s, _ = timeit(lambda: [FigureRenderer().svg(f) for f in report.figures], args.repeat)
+    render_html_s, _ = timeit(lambda: render(report, "html"), args.repeat)
+
+    rows = [
+        ("JSON report, end to end (target < 2 s)", json_s, raw_s, "raw JSON dump of the runs"),
+        ("HTML report, end to end (target < 5 s)", html_s, None, ""),
+        ("all four formats + PNG/PDF figures", all_s, None, ""),
+    ]
+    try:
+        import pandas as pd
+
+        def frame() -> Any:
+            with gp.Ledger(ledger, create=False) as led:
+                return pd.DataFrame(
+                    [
+                        {
+                            "id": r.id,
+                            "name": r.name,
+                            "status": r.status,
+                            "accuracy": r.metric("accuracy"),
+                            "energy_kwh": r.energy_kwh,
+                            "emissions_kg": r.emissions_kg,
+                            "fpo": r.fpo,
+                            "duration_s": r.duration_s,
+                            "params": json.dumps(r.params),
+                        }
+                        for r in led.runs(study="big-sweep")
+                    ]
+                )
+
+        pd_json_s, _ = timeit(
+            lambda: frame().to_json(work / "pd.json", orient="records"), args.repeat
+        )
+        pd_html_s, _ = timeit(lambda: frame().to_html(work / "pd.html"), args.repeat)
+        rows[0:2] = [
+            rows[0],
+            (
+                "JSON report, end to end (target < 2 s)",
+                json_s,
+                pd_json_s,
+                f"pandas {pd.__version__} DataFrame.to_json (table only)",
+            ),
+            (
+                "HTML report, end to end (target < 5 s)",
+                html_s,
+                pd_html_s,
+                f"pandas {pd.__version__} DataFrame.to_html (table only, no plots)",
+            ),
+        ]
+    except ImportError:
+        print("pandas not installed: no pandas peer")
+
+    sizes = {name: path.stat().st_size for name, path in files.items()}
+    print(f"# {args.trials:,} trials + 12 learning-curve runs; ledger built in {setup_s:.1f} s")
+    print(f"# {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}")
+    print()
+    print("| case | greenprint (s) | peer (s) | greenprint / peer | peer |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for case, ours, peer, what in rows:
+        if peer is None:
+            print(f"| {case} | {ours:.2f} | n/a | n/a | no peer writes this report |")
+        else:
+            print(f"| {case} | {ours:.2f} | {peer:.2f} | {ours / peer:.1f}x | {what} |")
+    print()
+    print("Breakdown (median seconds):")
+    print(f"- read {runs:,} runs from the ledger (Ledger.runs): {read_s:.2f}")
+    print(
+        f"- build_report (read + price tag, EVP, Pareto, learning curve, timeline): {build_s:.2f}"
+    )
+    print(
+        f"- render JSON: {render_json_s:.2f}; draw the {len(report.figures)} SVG figures: "
+        f"{plots_s:.2f}; render HTML (with figures): {render_html_s:.2f}"
+    )
+    print("- file sizes: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
+    print(
+        f"- targets: JSON {'met' if json_s < 2 else 'MISSED'}, "
+        f"HTML {'met' if html_s < 5 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
