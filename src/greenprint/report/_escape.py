@@ -29,9 +29,26 @@ _LATEX = {
     "\r": " ",
     "\t": " ",
 }
+# Common typography beyond Latin-1, as LaTeX commands.
+_LATEX_UNICODE = {
+    "\u201c": "``",
+    "\u201d": "''",
+    "\u2018": "`",
+    "\u2019": "'",
+    "\u2013": "--",
+    "\u2014": "---",
+    "\u2026": r"\ldots{}",
+    "\u00d7": r"$\times$",
+    "\u00b1": r"$\pm$",
+    "\u00b7": r"$\cdot$",
+    "\u2192": r"$\rightarrow$",
+    "\u2605": r"$\star$",
+    "\u21b3": r"$\hookrightarrow$",
+}
 # Characters pdflatex with T1 and utf8 input typesets; others become "?" (no compile error).
 _LATEX_MAX_CODEPOINT = 0x17F
-_MARKDOWN_SPECIAL = set("\\`*_[]<>|~#&!$()")
+# Brackets are escaped, so parentheses and "!" can never form a link or an image.
+_MARKDOWN_SPECIAL = set("\\`*_[]<>|~#&$")
 
 
 def html_text(text: object) -> str:
@@ -42,13 +59,16 @@ def html_text(text: object) -> str:
 def latex_text(text: object) -> str:
     """Text for LaTeX body text: specials escaped, control and exotic characters replaced.
 
-    Characters beyond Latin Extended-A (which a default pdflatex may lack glyphs for) become
-    ``?`` so that the document always compiles.
+    Typographic quotes, dashes and a few symbols become LaTeX commands; other characters beyond
+    Latin Extended-A (which a default pdflatex may lack glyphs for) become ``?`` so that the
+    document always compiles.
     """
     out = []
     for ch in str(text):
         if ch in _LATEX:
             out.append(_LATEX[ch])
+        elif ch in _LATEX_UNICODE:
+            out.append(_LATEX_UNICODE[ch])
         elif ord(ch) < 0x20 or ord(ch) == 0x7F:
             out.append(" ")
         elif ord(ch) > _LATEX_MAX_CODEPOINT:

@@ -194,11 +194,11 @@ def compute_statement(
     hours = total.duration_s / 3600.0
     pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "unrecorded"
     intensity = "; ".join(short_source(s) for s in summary.intensity_sources) or "unrecorded"
-    fpo = f"{format_fpo(total.fpo)} floating-point operations (FPO)"
+    fpo = f"{format_fpo(total.fpo)} (floating-point operations)"
     if total.fpo_unknown:
         fpo += f", not counting {total.fpo_unknown} runs whose FPO is unknown"
     text = [
-        f'The study "{study}" comprised {total.trials} trials ({statuses}) in {total.runs} '
+        f"The study “{study}” comprised {total.trials} trials ({statuses}) in {total.runs} "
         f"runs, all included in the figures below, on {'; '.join(hardware)}.",
         f"They ran for {hours:.3g} hours in total ({format_duration(total.duration_s)} of run "
         f"time over {format_duration(tag.elapsed_s)} of wall-clock time) and used "
@@ -216,7 +216,7 @@ def compute_statement(
         )
         fpo_final = "" if final.fpo is None else f", {format_fpo(final.fpo)}"
         text.append(
-            f'The final model (run "{final.name}"{score}) alone used '
+            f"The final model (run “{final.name}”{score}) alone used "
             f"{format_energy(final.energy_kwh)}, {format_emissions(final.emissions_kg)}"
             f"{fpo_final} and {format_duration(final.duration_s)}{share}."
         )
