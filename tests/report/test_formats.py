@@ -143,6 +143,7 @@ def test_latex_compiles_with_pdflatex(which, request, require_component, tmp_pat
 
 def test_json_follows_the_documented_schema(written):
     import jsonschema
+
     report, files, _ = written
     data = json.loads(files["json"].read_text(encoding="utf-8"))
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
