@@ -1,15 +1,21 @@
 """Tracking overhead, start/stop latency and start-up cost: greenprint beside codecarbon.
 
-One run, same machine, same workload, interleaved repetitions:
+One run, same machine, same workload, same assumptions:
 
-* the workload bare, under ``gp.track`` and under codecarbon's ``OfflineEmissionsTracker`` with the
-  same assumptions (greenprint's matched CPU TDP and RAM power forced into codecarbon, the same
-  grid intensity, 1 s sampling in both, process tracking mode);
+* **sampling cost**: the CPU time each tracker's sampling thread takes while it tracks
+  ``time.sleep`` (1 s sampling in both), in ms of CPU per second tracked, and the CPU time of its
+  start and stop: the cost a tracker adds to any job, free of the workload's timing noise;
+* **workload overhead**: the same CPU-bound job bare, under ``gp.track`` and under codecarbon's
+  ``OfflineEmissionsTracker``, in rounds whose order rotates (bare/gp/cc, cc/bare/gp, ...); the
+  overhead is the median over rounds of (tracked - bare) / bare within the round, so that drift
+  of a shared VM cancels; start and stop are inside the timed region;
+* **energy**: both trackers' kWh for the same job, greenprint's CPU estimate and RAM power forced
+  into codecarbon (``force_cpu_power``, ``force_ram_power``), the same intensity, process mode;
 * start+stop latency of an empty run (median of 30, warm);
 * ``python -X importtime -c "import greenprint"`` (cumulative import time of greenprint) and the
   wall time of ``greenprint --help`` beside ``python -c pass``.
 
-Usage: ``.venv/bin/python benchmarks/bench_tracking.py [--seconds 8] [--reps 5] [--out FILE]``
+Usage: ``.venv/bin/python benchmarks/bench_tracking.py [--seconds 6] [--rounds 6] [--out FILE]``
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,22 +56,28 @@ def calibrate(seconds: float) -> int:
     return max(50, int(seconds / per_iter))
 
 
-def run_bare(iterations: int) -> tuple[float, float | None]:
+def run_bare(iterations: int) -> tuple[float, dict[str, float]]:
     t0 = time.perf_counter()
     workload(iterations)
-    return time.perf_counter() - t0, None
+    return time.perf_counter() - t0, {}
 
 
-def run_greenprint(iterations: int, ledger: str) -> tuple[float, float | None]:
+def run_greenprint(
+    iterations: int, ledger: str, body: float | None = None
+) -> tuple[float, dict[str, float]]:
+    """Track the workload (or ``time.sleep(body)``); elapsed s and kWh by component."""
     import greenprint as gp
 
     t0 = time.perf_counter()
     with gp.track("bench", study="bench", ledger=ledger, intensity=INTENSITY) as run:
-        workload(iterations)
-    return time.perf_counter() - t0, run.energy_kwh
+        extra = _body(iterations, body)
+    elapsed = time.perf_counter() - t0
+    return elapsed, {"total": run.energy_kwh, **run.energy_by_component, **extra}
 
 
-def run_codecarbon(iterations: int, cpu_w: float, ram_w: float, outdir: str) -> tuple[float, float]:
+def run_codecarbon(
+    iterations: int, cpu_w: float, ram_w: float, outdir: str, body: float | None = None
+) -> tuple[float, dict[str, float]]:
     from codecarbon import OfflineEmissionsTracker
 
     t0 = time.perf_counter()
@@ -81,10 +94,56 @@ def run_codecarbon(iterations: int, cpu_w: float, ram_w: float, outdir: str) -> 
         allow_multiple_runs=True,
     )
     tracker.start()
-    workload(iterations)
+    extra = _body(iterations, body)
     tracker.stop()
     elapsed = time.perf_counter() - t0
-    return elapsed, float(tracker.final_emissions_data.energy_consumed)
+    data = tracker.final_emissions_data
+    return elapsed, {
+        "total": float(data.energy_consumed),
+        "cpu": float(data.cpu_energy),
+        "ram": float(data.ram_energy),
+        **extra,
+    }
+
+
+def _body(iterations: int, sleep_s: float | None) -> dict[str, float]:
+    """Run the workload, or sleep and return the CPU ms per s the process used meanwhile."""
+    if sleep_s is None:
+        workload(iterations)
+        return {}
+    c0, w0 = time.process_time(), time.perf_counter()
+    time.sleep(sleep_s)
+    return {"cpu_ms_per_s": 1000.0 * (time.process_time() - c0) / (time.perf_counter() - w0)}
+
+
+def idle_cost(
+    track: Callable[[float], tuple[float, dict[str, float]]], seconds: float
+) -> tuple[float, float]:
+    """CPU cost of tracking ``time.sleep(seconds)``: sampling in ms per s, start+stop in ms."""
+    c0 = time.process_time()
+    elapsed, data = track(seconds)
+    total_ms = 1000.0 * (time.process_time() - c0)
+    sampling = data["cpu_ms_per_s"]
+    return sampling, total_ms - sampling * seconds
+
+
+def idle_probe(name: str, seconds: float, cpu_w: float, ram_w: float) -> tuple[float, float]:
+    """:func:`idle_cost` of one tracker, measured in a fresh interpreter.
+
+    BLAS is held to one thread there: idle OpenBLAS worker threads spin for CPU time on some
+    VMs (about 10 ms/s on this one), which would bury both trackers' own cost.
+    """
+    blas = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    out = subprocess.run(
+        [sys.executable, __file__, "--probe", name, "--idle", str(seconds)]
+        + ["--cpu-w", str(cpu_w), "--ram-w", str(ram_w)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **dict.fromkeys(blas, "1")},
+    ).stdout
+    sampling, start_stop = json.loads(out.strip().splitlines()[-1])
+    return float(sampling), float(start_stop)
 
 
 def start_stop_latency(ledger: str, n: int = 30) -> float:
@@ -127,55 +186,87 @@ def wall_ms(cmd: list[str], n: int = 10) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="workload length")
-    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions")
+    parser.add_argument("--seconds", type=float, default=6.0, help="workload length")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of bare/gp/cc (>= 1)")
+    parser.add_argument("--idle", type=float, default=10.0, help="idle tracking length (s)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    parser.add_argument("--probe", choices=["greenprint", "codecarbon"], help=argparse.SUPPRESS)
+    parser.add_argument("--cpu-w", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--ram-w", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
+    if args.probe:
+        tmp = tempfile.mkdtemp(prefix="gp-bench-")
+        probes: dict[str, Callable[[float], tuple[float, dict[str, float]]]] = {
+            "greenprint": lambda s: run_greenprint(0, os.path.join(tmp, "probe.db"), s),
+            "codecarbon": lambda s: run_codecarbon(0, args.cpu_w, args.ram_w, tmp, s),
+        }
+        probes[args.probe](0.5)  # warm: imports, ledger creation, tables
+        print(json.dumps(idle_cost(probes[args.probe], args.idle)))
+        return
 
     from greenprint.hardware import detect_hardware
+    from greenprint.meters._estimate import cpu_estimate_for, ram_estimate_for
 
     hw = detect_hardware()
     tmp = tempfile.mkdtemp(prefix="gp-bench-")
     ledger = os.path.join(tmp, "bench.db")
     iterations = calibrate(args.seconds)
     # greenprint's own assumptions, forced into codecarbon so that both model the same machine
-    with __import__("greenprint").track("probe", ledger=False, intensity=INTENSITY) as probe:
-        time.sleep(1.2)
-    cpu_w = float(hw.cpu_tdp_w or 0.0)
-    ram_prov = probe.provenance.get("ram", "")
-    ram_w = probe.energy_by_component.get("ram", 0.0) * 3.6e6 / max(probe.duration_s, 1e-9)
-    m = re.search(r"([\d.]+)\s*W/GB x ([\d.]+) GB", ram_prov)
-    if m:
-        ram_w = float(m.group(1)) * float(m.group(2))
+    cpu_meter = cpu_estimate_for(hw)
+    ram_meter = ram_estimate_for(hw)
+    cpu_w = float(getattr(cpu_meter, "tdp_w", 0.0))
+    ram_w = float(getattr(ram_meter, "power_w", 0.0))
 
-    times: dict[str, list[float]] = {"bare": [], "greenprint": [], "codecarbon": []}
-    energy: dict[str, list[float]] = {"greenprint": [], "codecarbon": []}
-    for _ in range(args.reps):
-        times["bare"].append(run_bare(iterations)[0])
-        t, e = run_greenprint(iterations, ledger)
-        times["greenprint"].append(t)
-        energy["greenprint"].append(e or 0.0)
-        t, e = run_codecarbon(iterations, cpu_w, ram_w, tmp)
-        times["codecarbon"].append(t)
-        energy["codecarbon"].append(e)
+    runners: dict[str, Callable[[], tuple[float, dict[str, float]]]] = {
+        "bare": lambda: run_bare(iterations),
+        "greenprint": lambda: run_greenprint(iterations, ledger),
+        "codecarbon": lambda: run_codecarbon(iterations, cpu_w, ram_w, tmp),
+    }
+    runners["greenprint"]()  # warm: imports, ledger creation, codecarbon's tables
+    runners["codecarbon"]()
+    # each tracker alone in a fresh interpreter, so that neither pays for the other's threads
+    idle = {n: idle_probe(n, args.idle, cpu_w, ram_w) for n in ("greenprint", "codecarbon")}
+    names = list(runners)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    energy: dict[str, list[dict[str, float]]] = {"greenprint": [], "codecarbon": []}
+    for r in range(args.rounds):
+        order = names[r % 3 :] + names[: r % 3]
+        for name in order:
+            elapsed, kwh = runners[name]()
+            times[name].append(elapsed)
+            if name in energy:
+                energy[name].append(kwh)
 
-    bare = statistics.median(times["bare"])
-    gp_t = statistics.median(times["greenprint"])
-    cc_t = statistics.median(times["codecarbon"])
-    gp_over = (gp_t - bare) / bare
-    cc_over = (cc_t - bare) / bare
+    def overhead(name: str) -> float:
+        return statistics.median(
+            (t - b) / b for t, b in zip(times[name], times["bare"], strict=True)
+        )
+
+    def kwh(name: str, part: str) -> float:
+        return statistics.median(e.get(part, 0.0) for e in energy[name])
+
+    gp_over, cc_over = overhead("greenprint"), overhead("codecarbon")
     figures = {
         "cpu_model": hw.cpu_model,
-        "cpu_tdp_w": cpu_w,
+        "cpu_w": cpu_w,
+        "cpu_w_source": cpu_meter.provenance,
         "ram_w": ram_w,
-        "workload_s": bare,
-        "reps": args.reps,
+        "workload_s": statistics.median(times["bare"]),
+        "rounds": args.rounds,
+        "sampling_cpu_ms_per_s_greenprint": idle["greenprint"][0],
+        "sampling_cpu_ms_per_s_codecarbon": idle["codecarbon"][0],
+        "start_stop_cpu_ms_greenprint": idle["greenprint"][1],
+        "start_stop_cpu_ms_codecarbon": idle["codecarbon"][1],
         "greenprint_overhead_pct": 100 * gp_over,
         "codecarbon_overhead_pct": 100 * cc_over,
-        "overhead_ratio_gp_over_cc": gp_over / cc_over if cc_over > 0 else None,
-        "greenprint_energy_kwh": statistics.median(energy["greenprint"]),
-        "codecarbon_energy_kwh": statistics.median(energy["codecarbon"]),
+        "bare_spread_pct": 100 * (max(times["bare"]) - min(times["bare"])) / min(times["bare"]),
+        "greenprint_energy_kwh": kwh("greenprint", "total"),
+        "greenprint_cpu_kwh": kwh("greenprint", "cpu"),
+        "greenprint_ram_kwh": kwh("greenprint", "ram"),
+        "codecarbon_energy_kwh": kwh("codecarbon", "total"),
+        "codecarbon_cpu_kwh": kwh("codecarbon", "cpu"),
+        "codecarbon_ram_kwh": kwh("codecarbon", "ram"),
         "start_stop_ms": 1000 * start_stop_latency(ledger),
         "import_greenprint_ms": import_time_ms(),
         "greenprint_help_ms": wall_ms([str(Path(sys.executable).parent / "greenprint"), "--help"]),

@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -83,6 +84,19 @@ def test_run_bad_pue_is_one_line_exit_2(tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr.startswith("greenprint: error:") and "Traceback" not in out.stderr
+
+
+def test_run_bad_configured_cpu_tdp_is_one_line_exit_2(tmp_path):
+    out = subprocess.run(
+        [*GP, "run", "--ledger", str(tmp_path / "l.db"), "--", "true"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GREENPRINT_CPU_TDP_W": "-5"},
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "greenprint: error: cpu_tdp_w must be in (0, 5600] W, got '-5' (env:GREENPRINT_CPU_TDP_W)"
+    )
 
 
 def test_run_forwards_sigterm_and_records_interrupted(tmp_path):

@@ -4,13 +4,15 @@ Resolution order for every setting (highest first):
 
 1. an explicit argument (``gp.track(region=...)``, ``--region``) -- handled by the caller;
 2. an environment variable: ``GREENPRINT_REGION``, ``GREENPRINT_INTENSITY``, ``GREENPRINT_PUE``,
-   ``GREENPRINT_LEDGER``, ``GREENPRINT_STUDY``;
+   ``GREENPRINT_LEDGER``, ``GREENPRINT_STUDY``, ``GREENPRINT_CPU_TDP_W``;
 3. the nearest ``greenprint.toml`` (top-level keys) or ``pyproject.toml`` (``[tool.greenprint]``)
    found from the working directory upwards;
 4. the built-in default (flagged as such where it matters, e.g. the world-average intensity).
 
 Keys: ``region`` (str), ``intensity`` (g CO2-eq/kWh as a number, or a path to an hourly CSV),
-``pue`` (number or preset name), ``ledger`` (path or URL), ``study`` (str).
+``pue`` (number or preset name), ``ledger`` (path or URL), ``study`` (str), ``cpu_tdp_w`` (W: the
+CPU power at full load the estimate uses when no RAPL counter can be read, for the CPUs this
+machine or VM sees; overrides the TDP table and the per-core default).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ else:  # pragma: no cover
 
 __all__ = ["KEYS", "Config", "load_config"]
 
-KEYS = ("region", "intensity", "pue", "ledger", "study")
+KEYS = ("region", "intensity", "pue", "ledger", "study", "cpu_tdp_w")
 DEFAULT_LEDGER = "greenprint.db"
 
 
@@ -71,12 +73,24 @@ def _find_file(start: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+#: Parsed config files by path, with the (mtime, size) they were parsed at: a run reads its
+#: settings several times, and a large ``pyproject.toml`` costs milliseconds to parse.
+_PARSED: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        cached = _PARSED.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            table = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"cannot read config file {path}: {e}") from e
+    _PARSED[path] = (stamp, table)
+    return table
 
 
 def load_config(

@@ -13,9 +13,12 @@ from greenprint.meters import CpuEstimateMeter, ProcessTree, RamEstimateMeter
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\n"
 
 
-def spawn(code: str) -> subprocess.Popen:
+def spawn(code: str, *, stdin: int | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -154,3 +157,33 @@ def test_a_tree_whose_root_does_not_exist_attributes_nothing():
     sample = tree.sample()
     assert sample.tree_cpu_s == 0 and sample.pids == frozenset()
     assert 0 <= sample.machine_util <= 1
+
+
+def test_a_child_started_after_quiet_samples_is_found_at_the_next_sample():
+    # the walk of the machine's process table is skipped while no process is created; a child
+    # forked after many such quiet samples must still join the tree at once
+    root = spawn(
+        """
+        import subprocess, sys
+        sys.stdin.readline()
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        print(child.pid, flush=True)
+        sys.stdin.readline()
+        """,
+        stdin=subprocess.PIPE,
+    )
+    tree = ProcessTree(root.pid)
+    tree.start()
+    try:
+        for _ in range(5):
+            assert tree.sample().pids == {root.pid}
+        assert root.stdin is not None
+        root.stdin.write("go\n")
+        root.stdin.flush()
+        child_pid = int(root.stdout.readline())
+        assert tree.sample().pids == {root.pid, child_pid}
+    finally:
+        for p in psutil.Process(root.pid).children(recursive=True):
+            p.kill()
+        root.kill()
+        root.wait()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from greenprint import MeterError
+from greenprint import ConfigError, MeterError
 from greenprint.hardware import HardwareInfo, detect_hardware
 from greenprint.meters import Meter, MeterReading, MeterSet, ProcessTree, detect_meters
 from greenprint.testing import FakeGPU, FakeNVML, make_fake_rapl
@@ -250,3 +250,37 @@ def test_an_estimate_with_a_bug_continues_at_its_mean_power():
     assert meters.provenance["ram"] == (
         "estimate:ram:mean-power (10 W) (estimate failed: ZeroDivisionError: oops)"
     )
+
+
+def test_a_configured_cpu_tdp_replaces_the_table_and_the_per_core_default(tmp_path, monkeypatch):
+    # a VM that sees 4 vCPUs of a 64-core part: the user knows its share better than any table
+    monkeypatch.setenv("GREENPRINT_CPU_TDP_W", "35")
+    meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=no_gpu())
+    assert meters.provenance["cpu"] == "estimate:configured-tdp (35 W, env:GREENPRINT_CPU_TDP_W)"
+    meters.close()
+    meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=no_gpu(), cpu_tdp_w=12.5)
+    assert meters.provenance["cpu"] == "estimate:configured-tdp (12.5 W, argument)"
+    meters.close()
+
+
+def test_a_configured_cpu_tdp_in_a_config_file(tmp_path, monkeypatch):
+    (tmp_path / "greenprint.toml").write_text("cpu_tdp_w = 65\n")
+    monkeypatch.chdir(tmp_path)
+    meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=no_gpu())
+    assert meters.provenance["cpu"].startswith("estimate:configured-tdp (65 W, file:")
+    meters.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "nan", "inf", "1e6", "eighty"])
+def test_a_bad_configured_cpu_tdp_is_a_config_error(value, tmp_path, monkeypatch):
+    monkeypatch.setenv("GREENPRINT_CPU_TDP_W", value)
+    with pytest.raises(ConfigError, match="cpu_tdp_w must be"):
+        detect_meters(rapl_root=str(tmp_path / "none"), nvml=no_gpu())
+
+
+def test_rapl_wins_over_a_configured_cpu_tdp(tmp_path, monkeypatch):
+    monkeypatch.setenv("GREENPRINT_CPU_TDP_W", "35")
+    rapl = make_fake_rapl(tmp_path / "powercap", dram=False)
+    meters = detect_meters(rapl_root=str(rapl.root), nvml=no_gpu())
+    assert meters.provenance["cpu"].startswith("rapl:")
+    meters.close()

@@ -18,8 +18,11 @@ CPU time of processes that exit between samples is kept:
 * the cumulative tree CPU time never decreases.
 
 Processes started before :meth:`ProcessTree.start` count from their CPU time at the start.
-Descendants are found through ``psutil.Process.children(recursive=True)``; a process once seen
-stays tracked after it is re-parented (daemonised), but its later children are not found.
+Descendants are found through ``psutil.Process.children(recursive=True)``, which reads the stat
+file of every process on the machine; on Linux that walk is skipped while the last process id
+the kernel handed out (``/proc/loadavg``) has not changed, since no new process can have joined
+the tree then. A process once seen stays tracked after it is re-parented (daemonised), but its
+later children are not found.
 """
 
 from __future__ import annotations
@@ -113,6 +116,15 @@ def _busy_and_total(times: object) -> tuple[float, float]:
     return total - idle, total
 
 
+def _last_pid() -> int | None:
+    """The last process id the kernel handed out (Linux ``/proc/loadavg``), else ``None``."""
+    try:
+        with open("/proc/loadavg", "rb") as fh:
+            return int(fh.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _clamp01(x: float) -> float:
     return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
 
@@ -137,6 +149,7 @@ class ProcessTree:
         self._start_wall = 0.0
         self._started = False
         self._root: psutil.Process | None = None
+        self._walked_at_pid: int | None = None
         self.total_ram_bytes = float(psutil.virtual_memory().total)
         self.last = UsageSample(0, clock(), 0.0, 0.0, 0.0, 0.0, 0.0)
 
@@ -154,6 +167,7 @@ class ProcessTree:
             logger.warning("process %d not found for attribution: %s", self.pid, e)
             self._root = None
         self._procs.clear()
+        self._walked_at_pid = None
         self._departed_s = 0.0
         self._tree_cpu_s = 0.0
         self._machine = _busy_and_total(psutil.cpu_times())
@@ -205,6 +219,14 @@ class ProcessTree:
     def _members(self) -> dict[int, psutil.Process]:
         members: dict[int, psutil.Process] = {}
         root = self._root
+        last_pid = _last_pid()
+        quiet = last_pid is not None and last_pid == self._walked_at_pid
+        if quiet:
+            # no process was created since the last walk: the tree can only have shrunk, and no
+            # pid can have been reused (a process that exited fails its read in _scan)
+            root = None
+        else:
+            self._walked_at_pid = last_pid  # read before the walk: a later fork walks again
         if root is not None:
             try:
                 if root.is_running():
@@ -216,6 +238,9 @@ class ProcessTree:
         # processes seen before but re-parented out of the tree (daemonised) stay tracked
         for pid, entry in self._procs.items():
             if pid not in members:
+                if quiet:
+                    members[pid] = entry.proc
+                    continue
                 try:
                     if entry.proc.is_running():
                         members[pid] = entry.proc

@@ -16,14 +16,17 @@ its RSS over installed RAM), see :mod:`greenprint.meters._attribution`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from greenprint._exceptions import ConfigError
 from greenprint.meters._attribution import ProcessTree, UsageSample, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
 
 if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._config import Config
     from greenprint.hardware import HardwareInfo
 
 __all__ = [
@@ -33,6 +36,8 @@ __all__ = [
     "IDLE_FRACTION",
     "RAM_W_PER_GB",
     "RamEstimateMeter",
+    "MAX_CONFIGURED_TDP_W",
+    "configured_cpu_tdp",
     "cpu_estimate_for",
     "cpu_power_w",
     "ram_estimate_for",
@@ -202,8 +207,60 @@ class GpuEstimateMeter(Meter):
         return MeterReading(machine, None if self.share is None else machine * self.share)
 
 
-def cpu_estimate_for(hardware: HardwareInfo, *, tree: ProcessTree | None = None) -> Meter:
-    """The CPU estimate for this hardware: table TDP x sockets, else the per-core default."""
+#: Largest accepted ``cpu_tdp_w`` setting, in W (a 16-socket machine of 350 W parts).
+MAX_CONFIGURED_TDP_W = 5600.0
+
+
+def configured_cpu_tdp(config: Config | None = None) -> tuple[float, str] | None:
+    """The ``cpu_tdp_w`` setting (``GREENPRINT_CPU_TDP_W`` or a config file), validated.
+
+    Args:
+        config: settings to consult; ``None`` reads them with ``load_config()``.
+
+    Returns:
+        ``(watts, source)``, e.g. ``(85.0, "env:GREENPRINT_CPU_TDP_W")``, or ``None`` when unset.
+
+    Raises:
+        ConfigError: the value is not a finite number in (0, 5600] W.
+    """
+    from greenprint._config import load_config  # noqa: PLC0415 - reads files
+
+    cfg = load_config() if config is None else config
+    raw = cfg.get("cpu_tdp_w")
+    if raw is None:
+        return None
+    source = cfg.sources.get("cpu_tdp_w", "config")
+    try:
+        watts = float(raw)
+    except ValueError:
+        raise ConfigError(f"cpu_tdp_w must be a number of W, got {raw!r} ({source})") from None
+    if not (math.isfinite(watts) and 0.0 < watts <= MAX_CONFIGURED_TDP_W):
+        raise ConfigError(
+            f"cpu_tdp_w must be in (0, {MAX_CONFIGURED_TDP_W:g}] W, got {raw!r} ({source})"
+        )
+    return watts, source
+
+
+def cpu_estimate_for(
+    hardware: HardwareInfo,
+    *,
+    tree: ProcessTree | None = None,
+    configured: tuple[float, str] | None = None,
+) -> Meter:
+    """The CPU estimate: a configured TDP, else table TDP x sockets, else the per-core default.
+
+    Args:
+        hardware: the detected hardware.
+        tree: the tracked process tree.
+        configured: ``(W, source)`` from :func:`configured_cpu_tdp`, which wins when given.
+    """
+    if configured is not None:
+        configured_w, source = configured
+        return CpuEstimateMeter(
+            tdp_w=configured_w,
+            provenance=f"estimate:configured-tdp ({configured_w:g} W, {source})",
+            tree=tree,
+        )
     if hardware.cpu_tdp_w is not None:
         model = hardware.cpu_tdp_source.removeprefix("table:")
         sockets = max(hardware.sockets, 1)

@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from greenprint._config import Config
 from greenprint._exceptions import MeterError
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._estimate import (
     GpuEstimateMeter,
+    configured_cpu_tdp,
     cpu_estimate_for,
     ram_estimate_for,
 )
@@ -288,6 +290,7 @@ def detect_meters(
     rapl_opener: Opener | None = None,
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    cpu_tdp_w: float | None = None,
 ) -> MeterSet:
     """Choose the best meter for each component on this machine.
 
@@ -300,10 +303,15 @@ def detect_meters(
         rapl_opener: function opening RAPL files (tests simulate permission errors with it).
         environ: environment for ``CUDA_VISIBLE_DEVICES`` (default: ``os.environ``).
         clock: monotonic clock in s.
+        cpu_tdp_w: CPU power at full load for the estimate, in W (default: the ``cpu_tdp_w``
+            setting, ``GREENPRINT_CPU_TDP_W``; else the TDP table or the per-core default).
 
     Returns:
-        A :class:`MeterSet`, not started. Detection never raises; whatever cannot be read is
-        estimated, and the provenance says so.
+        A :class:`MeterSet`, not started. Detection never raises on hardware; whatever cannot be
+        read is estimated, and the provenance says so.
+
+    Raises:
+        ConfigError: the ``cpu_tdp_w`` setting is not a number in (0, 5600] W.
     """
     from greenprint.hardware import detect_hardware  # noqa: PLC0415 - avoids an import cycle
 
@@ -315,7 +323,15 @@ def detect_meters(
     )
     env = os.environ if environ is None else environ
     tree = ProcessTree(pid, clock=clock)
-    estimates = {"cpu": cpu_estimate_for(hw, tree=tree), "ram": ram_estimate_for(hw, tree=tree)}
+    configured = (
+        configured_cpu_tdp()
+        if cpu_tdp_w is None
+        else configured_cpu_tdp(Config({"cpu_tdp_w": str(cpu_tdp_w)}, {"cpu_tdp_w": "argument"}))
+    )
+    estimates = {
+        "cpu": cpu_estimate_for(hw, tree=tree, configured=configured),
+        "ram": ram_estimate_for(hw, tree=tree),
+    }
     meters: dict[str, Meter] = dict(estimates)
     probe = probe_rapl(rapl_root, opener=opener)
     if probe.status.usable and probe.package:
