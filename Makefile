@@ -48,9 +48,13 @@ $(VENV)/.bench-installed: $(VENV)/.dev-installed
 	$(PIP) install -q -e ".[torch,demo,report,postgres,dev,bench]"
 	@touch $@
 
+# every benchmark, peers side by side; figures and their reading in BENCHMARKS.md
 bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/bench_tracking.py
+	$(BIN)/python benchmarks/bench_fpo_llama7b.py --repeats 5
+	$(BIN)/python benchmarks/bench_fpo_resnet50.py
 	$(BIN)/python benchmarks/bench_analysis.py
+	$(BIN)/python benchmarks/bench_report.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
