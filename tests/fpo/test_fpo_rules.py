@@ -379,3 +379,33 @@ def test_every_registered_op_exists_in_this_torch():
     # ops of other builds or versions (CUDA-only, newer/older torch) are allowed to be absent
     allowed = {"aten._batch_norm_no_update", "aten.batch_norm_backward", "aten.item"}
     assert set(missing) <= allowed, sorted(set(missing) - allowed)
+
+
+@pytest.mark.parametrize("op", ["_flash_attention_backward", "_efficient_attention_backward"])
+@pytest.mark.parametrize("dims", [(2, 16, 24, 4, 8), (2, 6, 6, 6, 8)])
+def test_cuda_only_fused_attention_backward_products(op, dims):
+    # These inner kernels run only on CUDA, called by the outer SDPA overloads (which is where a
+    # counter sees them); their rules are checked shape by shape. Their dense inputs are laid out
+    # (batch, seq, heads, dim). torch's formulas read them as (batch, heads, seq, dim), so the two
+    # agree when heads == seq; greenprint follows the kernels' real layout.
+    from torch.utils import flop_counter
+
+    from greenprint.fpo.rules import RULES
+
+    b, s_q, s_k, h, d = dims
+    q, g = torch.empty(b, s_q, h, d, device="meta"), torch.empty(b, s_q, h, d, device="meta")
+    k, v = torch.empty(b, s_k, h, d, device="meta"), torch.empty(b, s_k, h, d, device="meta")
+    out = torch.empty(b, s_q, h, d, device="meta")
+    if op == "_flash_attention_backward":
+        args = (g, q, k, v, out, None, None, None, s_q, s_k)
+        torch_formula = flop_counter._flash_attention_backward_flop
+    else:
+        args = (g, q, k, v, None, out, None, None, s_q, s_k)
+        torch_formula = flop_counter._efficient_attention_backward_flop
+    shaped = [tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args]
+    products, extras = RULES[f"aten.{op}"].fn(*shaped)
+    # five products: scores recomputed, grad of V, grad of the probabilities, grad of Q and K
+    assert products == 5 * 2 * b * h * s_q * s_k * d
+    assert extras > 0  # softmax backward and the scores' scaling come on top
+    if h == s_q == s_k:
+        assert products == torch_formula(*args)

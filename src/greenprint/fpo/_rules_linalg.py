@@ -495,10 +495,7 @@ def flash_backward_rule(
     **kwargs: Any,
 ) -> tuple[int, int]:
     """Five products (scores recomputed); extras as the fused backward overloads."""
-    qh, gh = _inner_bhsd(q, cum_seq_q, max_q), _inner_bhsd(g, cum_seq_q, max_q)
-    kh, vh = _inner_bhsd(k, cum_seq_k, max_k), _inner_bhsd(v, cum_seq_k, max_k)
-    extras = 2 * _scores(qh, kh) + attention_backward_extras(qh, kh)
-    return sdpa_backward_products(gh, qh, kh, vh), extras
+    return _varlen_backward(g, q, k, v, (cum_seq_q, max_q), (cum_seq_k, max_k))
 
 
 @register_rule("aten._efficient_attention_backward", matmul=True)
@@ -517,7 +514,22 @@ def efficient_backward_rule(
     **kwargs: Any,
 ) -> tuple[int, int]:
     """Five products (scores recomputed); extras as the fused backward overloads."""
-    qh, gh = _inner_bhsd(q, cu_seqlens_q, max_seqlen_q), _inner_bhsd(g, cu_seqlens_q, max_seqlen_q)
-    kh, vh = _inner_bhsd(k, cu_seqlens_k, max_seqlen_k), _inner_bhsd(v, cu_seqlens_k, max_seqlen_k)
+    return _varlen_backward(g, q, k, v, (cu_seqlens_q, max_seqlen_q), (cu_seqlens_k, max_seqlen_k))
+
+
+def _varlen_backward(
+    g: tuple[int, ...],
+    q: tuple[int, ...],
+    k: tuple[int, ...],
+    v: tuple[int, ...],
+    seq_q: tuple[Any, Any],
+    seq_k: tuple[Any, Any],
+) -> tuple[int, int]:
+    """Flash/efficient attention backward, padded or packed (variable-length) inputs.
+
+    ``seq_q``/``seq_k`` are (cumulative sequence lengths, max length), ``(None, None)`` when padded.
+    """
+    qh, gh = _inner_bhsd(q, *seq_q), _inner_bhsd(g, *seq_q)
+    kh, vh = _inner_bhsd(k, *seq_k), _inner_bhsd(v, *seq_k)
     extras = 2 * _scores(qh, kh) + attention_backward_extras(qh, kh)
     return sdpa_backward_products(gh, qh, kh, vh), extras
