@@ -53,6 +53,20 @@ def test_run_passes_exit_status_through_and_records_failed(tmp_path):
 def test_run_without_command_is_a_usage_error(tmp_path, capsys):
     assert main(["run", "--ledger", str(tmp_path / "l.db")]) == 2
     assert not (tmp_path / "l.db").exists()
+    assert capsys.readouterr().err == (
+        "greenprint: error: Missing argument 'CMD...' (see 'greenprint run --help')\n"
+    )
+
+
+def test_unknown_options_and_commands_are_one_line_exit_2(capsys):
+    assert main(["hardware", "--bogus"]) == 2
+    assert capsys.readouterr().err == (
+        "greenprint: error: No such option '--bogus' (see 'greenprint hardware --help')\n"
+    )
+    assert main(["nope"]) == 2
+    assert capsys.readouterr().err == (
+        "greenprint: error: No such command 'nope' (see 'greenprint --help')\n"
+    )
 
 
 def test_run_unknown_command_is_one_line_exit_2(tmp_path):

@@ -95,7 +95,9 @@ def test_unknown_region_is_one_line_and_exit_2(capsys, argv, fragment):
 )
 def test_usage_errors_exit_2(capsys, argv):
     assert main(argv) == 2
-    assert "Error" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("greenprint: error: ") and err.count("\n") == 1
+    assert err.rstrip().endswith("(see 'greenprint intensity --help')")
 
 
 def test_bad_configured_intensity_is_exit_2(capsys, tmp_path, monkeypatch):

@@ -66,11 +66,21 @@ def cli() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return (and, as a script, exit with) the exit status."""
     try:
-        rv = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        rv = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="greenprint",
+            standalone_mode=False,
+        )
     except GreenprintError as e:
         click.echo(f"greenprint: error: {e}", err=True)
         return _exit(2, argv)
     except click.exceptions.Exit as e:
+        return _exit(e.exit_code, argv)
+    except click.UsageError as e:
+        # one line, like every other bad input: what is wrong and where the help is
+        where = e.ctx.command_path if e.ctx is not None else "greenprint"
+        message = e.format_message().rstrip(".")
+        click.echo(f"greenprint: error: {message} (see '{where} --help')", err=True)
         return _exit(e.exit_code, argv)
     except click.ClickException as e:
         e.show()
