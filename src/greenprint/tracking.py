@@ -44,6 +44,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+from greenprint import _lineage
 from greenprint._accounting import CostAccount
 from greenprint._config import load_config
 from greenprint._exceptions import ConfigError, GreenprintError
@@ -55,18 +56,12 @@ __all__ = ["PARENT_ENV", "Run", "active_runs", "track"]
 
 logger = logging.getLogger(__name__)
 
-#: Environment variables through which a child process inherits its parent run.
-PARENT_ENV = "GREENPRINT_PARENT_RUN"
-PARENT_LEDGER_ENV = "GREENPRINT_PARENT_LEDGER"
-PARENT_STUDY_ENV = "GREENPRINT_PARENT_STUDY"
+#: Environment variable through which a child process inherits its parent run (see _lineage).
+PARENT_ENV = _lineage.PARENT_ENV
 
 _SETTABLE = frozenset({"params", "dataset_size", "fpo", "param_count"})
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_current: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar(
-    "greenprint_current_runs", default=()
-)
 
 
 def track(
@@ -176,12 +171,8 @@ class Run:
         )
         self._pue = resolve_pue(options.get("pue"), config=config)
         self._ledger = _open_ledger(options.get("ledger"), config.get("ledger"))
-        parent_env = os.environ.get(PARENT_ENV)
         self._study = (
-            options.get("study")
-            or (os.environ.get(PARENT_STUDY_ENV) if parent_env else None)
-            or config.get("study")
-            or "default"
+            options.get("study") or _lineage.inherited_study() or config.get("study") or "default"
         )
         self._explicit_name = name
         self.name = name or _default_name()
@@ -218,7 +209,7 @@ class Run:
         self._environment: Any = None
         self._hardware: dict[str, Any] = {}
         self._saved_env: dict[str, str | None] = {}
-        self._ctx_token: contextvars.Token[tuple[Run, ...]] | None = None
+        self._ctx_token: contextvars.Token[tuple[Any, ...]] | None = None
 
     # ------------------------------------------------------------------ context manager / decorator
     def __enter__(self) -> Run:
@@ -487,7 +478,7 @@ class Run:
         self._state = "running"
         if self._ledger is not None:
             self._ledger.start_run(self._base_record())
-        self._ctx_token = _current.set((*_current.get(), self))
+        self._ctx_token = _lineage.enter(self)
         registry.add(self)
         self._export_env()
         self._thread = threading.Thread(
@@ -501,10 +492,10 @@ class Run:
             return parent.id or None
         if isinstance(parent, str) and parent:
             return parent
-        stack = _current.get()
-        if stack:
-            return stack[-1].id
-        return os.environ.get(PARENT_ENV) or None
+        enclosing = _lineage.innermost()
+        if enclosing is not None:
+            return str(enclosing.id)
+        return _lineage.inherited_parent()
 
     def _build_provenance(self) -> dict[str, str]:
         provenance = {f"{c}": p for c, p in self._meters.provenance.items()}
@@ -627,25 +618,16 @@ class Run:
                 self._pending_fields = {**pending_fields, **self._pending_fields}
 
     def _export_env(self) -> None:
-        exported = {PARENT_ENV: self.id, PARENT_STUDY_ENV: self._study}
+        url = None
         if self._ledger is not None:
-            exported[PARENT_LEDGER_ENV] = getattr(self._ledger, "url_unmasked", self._ledger.url)
-        for key, value in exported.items():
-            self._saved_env[key] = os.environ.get(key)
-            os.environ[key] = value
+            url = getattr(self._ledger, "url_unmasked", self._ledger.url)
+        self._saved_env = _lineage.export_env(self.id, self._study, url)
 
     def _release(self) -> None:
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _lineage.restore_env(self._saved_env)
         self._saved_env = {}
         if self._ctx_token is not None:
-            try:
-                _current.reset(self._ctx_token)
-            except ValueError:  # stopped from another context (signal, atexit): drop by hand
-                _current.set(tuple(r for r in _current.get() if r is not self))
+            _lineage.leave(self, self._ctx_token)
             self._ctx_token = None
         registry.discard(self)
 
@@ -673,6 +655,5 @@ def _open_ledger(ledger: Any, configured: str | None) -> Any:
     from greenprint.ledger import get_ledger
 
     if ledger is None:
-        inherited = os.environ.get(PARENT_LEDGER_ENV) if os.environ.get(PARENT_ENV) else None
-        ledger = inherited or configured
+        ledger = _lineage.inherited_ledger() or configured
     return get_ledger(ledger)
