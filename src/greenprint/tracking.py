@@ -652,8 +652,11 @@ def _default_name() -> str:
 def _open_ledger(ledger: Any, configured: str | None) -> Any:
     if ledger is False:
         return None
-    from greenprint.ledger import get_ledger
+    from greenprint.ledger import Ledger
+    from greenprint.ledger._store import shared_ledger
 
     if ledger is None:
         ledger = _lineage.inherited_ledger() or configured
-    return get_ledger(ledger)
+    if isinstance(ledger, Ledger):
+        return ledger
+    return shared_ledger(ledger)

@@ -239,3 +239,29 @@ def test_progress_predicts_the_whole_run_and_budgets_warn(ledger_path, caplog):
 def test_bad_budget_is_refused(ledger_path):
     with pytest.raises(gp.ConfigError):
         gp.track("b", ledger=ledger_path, budget_kwh=-1)
+
+
+def test_runs_into_one_path_share_an_open_ledger_until_the_file_is_replaced(tmp_path):
+    path = tmp_path / "shared.db"
+    runs = []
+    for k in range(2):
+        with gp.track(f"t{k}", study="s", ledger=str(path), meters=ConstantPowerMeters()) as run:
+            pass
+        runs.append(run)
+    assert runs[0].ledger is runs[1].ledger  # one engine, its statements compiled once
+    # the file is deleted and a new ledger made at the same path: runs must go to the new file
+    path.unlink()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"shared.db{suffix}").unlink(missing_ok=True)
+    gp.Ledger(str(path)).close()
+    with gp.track("t2", study="s", ledger=str(path), meters=ConstantPowerMeters()) as later:
+        pass
+    assert later.ledger is not runs[0].ledger
+    with gp.Ledger(str(path), create=False) as led:
+        assert [r.name for r in led.runs(study="s")] == ["t2"]
+    # in-memory ledgers are never shared
+    with gp.track("m1", ledger=":memory:", meters=ConstantPowerMeters()) as m1:
+        pass
+    with gp.track("m2", ledger=":memory:", meters=ConstantPowerMeters()) as m2:
+        pass
+    assert m1.ledger is not m2.ledger

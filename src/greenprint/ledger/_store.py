@@ -31,7 +31,7 @@ from greenprint.ledger._target import Target, mask_url, resolve_target
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger._sql import SQLStore
 
-__all__ = ["Ledger", "MIN_PREFIX_LEN", "get_ledger"]
+__all__ = ["Ledger", "MIN_PREFIX_LEN", "get_ledger", "shared_ledger"]
 
 MIN_PREFIX_LEN = 4
 
@@ -308,3 +308,57 @@ def get_ledger(ledger: None | str | os.PathLike[str] | Ledger, *, create: bool =
     if isinstance(ledger, Ledger):
         return ledger
     return Ledger(ledger, create=create)
+
+
+# Ledgers opened by shared_ledger, by process and target URL, with the identity (device, inode)
+# of the file they were opened on (None for PostgreSQL) and a handle on that file: while it is
+# open the inode cannot be reused, so a replaced file is always told apart from the original.
+_SHARED: dict[tuple[int, str], tuple[tuple[int, int] | None, Any, Ledger]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _pin(path: Path | None) -> Any:
+    if path is None:
+        return None
+    try:
+        return path.open("rb")
+    except OSError:
+        return None
+
+
+def shared_ledger(location: str | os.PathLike[str]) -> Ledger:
+    """An open ledger for ``location``, shared by every caller in this process.
+
+    Runs tracked one after another into the same ledger reuse one connection pool and its
+    compiled statements instead of opening the database for each run. A file ledger is reopened
+    when the file at its path is no longer the one that was opened (deleted or replaced); an
+    in-memory ledger is never shared. Callers must not close the returned ledger.
+
+    Raises:
+        LedgerPathError, NotALedgerError, SchemaVersionError: as :class:`Ledger` does.
+    """
+    target = resolve_target(location)
+    if target.memory:
+        return Ledger(location)
+    key = (os.getpid(), target.url)
+    with _SHARED_LOCK:
+        cached = _SHARED.get(key)
+        if cached is not None:
+            identity, pin, ledger = cached
+            if not ledger._closed and _file_identity(target.path) == identity:
+                return ledger
+            if pin is not None:
+                pin.close()
+        ledger = Ledger(location)
+        _SHARED[key] = (_file_identity(target.path), _pin(target.path), ledger)
+        return ledger
