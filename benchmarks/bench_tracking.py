@@ -4,7 +4,8 @@ One run, same machine, same workload, same assumptions:
 
 * **sampling cost**: the CPU time each tracker's sampling thread takes while it tracks
   ``time.sleep`` (1 s sampling in both), in ms of CPU per second tracked, and the CPU time of its
-  start and stop: the cost a tracker adds to any job, free of the workload's timing noise;
+  start and stop: the cost a tracker adds to any job, free of the workload's timing noise
+  (median of three probes each, alternating, each in a fresh interpreter);
 * **workload overhead**: the same CPU-bound job (one BLAS thread) bare, under ``gp.track`` and
   under codecarbon's ``OfflineEmissionsTracker``, in rounds whose order rotates (bare/gp/cc,
   cc/bare/gp, ...); the overhead is the median over rounds of (tracked - bare) / bare within the
@@ -175,19 +176,21 @@ def start_stop_latency(ledger: str, n: int = 30) -> float:
     return statistics.median(times)
 
 
-def import_time_ms() -> float:
-    out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import greenprint"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stderr
-    total = 0
-    for line in out.splitlines():
-        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)$", line)
-        if m and m.group(2) == "greenprint":
-            total = int(m.group(1))
-    return total / 1000.0
+def import_time_ms(n: int = 7) -> float:
+    """Median over ``n`` fresh interpreters of greenprint's cumulative import time, in ms."""
+    totals = []
+    for _ in range(n):
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import greenprint"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr
+        for line in out.splitlines():
+            m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)$", line)
+            if m and m.group(2) == "greenprint":
+                totals.append(int(m.group(1)) / 1000.0)
+    return statistics.median(totals)
 
 
 def wall_ms(cmd: list[str], n: int = 10) -> float:
@@ -241,7 +244,15 @@ def main() -> None:
     runners["greenprint"]()  # warm: imports, ledger creation, codecarbon's tables
     runners["codecarbon"]()
     # each tracker alone in a fresh interpreter, so that neither pays for the other's threads
-    idle = {n: idle_probe(n, args.idle, cpu_w, ram_w) for n in ("greenprint", "codecarbon")}
+    # three probes each, alternating; the median of each figure
+    probes: dict[str, list[tuple[float, float]]] = {"greenprint": [], "codecarbon": []}
+    for _ in range(3):
+        for n in probes:
+            probes[n].append(idle_probe(n, args.idle, cpu_w, ram_w))
+    idle = {
+        n: (statistics.median(p[0] for p in v), statistics.median(p[1] for p in v))
+        for n, v in probes.items()
+    }
     names = list(runners)
     times: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}

@@ -13,10 +13,19 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["SCHEDULER_VARIABLES", "RunEnvironment", "collect_environment", "git_state"]
+__all__ = [
+    "GIT_STATE_TTL_S",
+    "SCHEDULER_VARIABLES",
+    "RunEnvironment",
+    "cached_git_state",
+    "collect_environment",
+    "git_state",
+]
 
 #: Environment variables recorded when present: batch schedulers, cluster and device selection.
 SCHEDULER_VARIABLES = (
@@ -83,13 +92,34 @@ def git_state(cwd: str | None = None, *, timeout_s: float = 2.0) -> tuple[str | 
     return head.stdout.strip() or None, dirty
 
 
+#: How long a working directory's git state is reused, in s: runs started one after another
+#: (a sweep of short trials) ask git once, yet an edit made between runs is seen soon after.
+GIT_STATE_TTL_S = 30.0
+_git_cache: dict[str, tuple[float, tuple[str | None, bool | None]]] = {}
+_git_lock = threading.Lock()
+
+
+def cached_git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
+    """:func:`git_state` of ``cwd`` (default: the working directory), reused for 30 s."""
+    key = os.path.abspath(cwd or os.curdir)
+    now = time.monotonic()
+    with _git_lock:
+        hit = _git_cache.get(key)
+        if hit is not None and now - hit[0] < GIT_STATE_TTL_S:
+            return hit[1]
+    state = git_state(key)
+    with _git_lock:
+        _git_cache[key] = (now, state)
+    return state
+
+
 def collect_environment(
     *, command: str | None = None, environ: Mapping[str, str] | None = None
 ) -> RunEnvironment:
     """Collect the run's environment (cheap: two git calls at most, no network)."""
     env = os.environ if environ is None else environ
     torch = sys.modules.get("torch")
-    commit, dirty = git_state()
+    commit, dirty = cached_git_state()
     return RunEnvironment(
         host=socket.gethostname(),
         command=command if command is not None else shlex.join(sys.argv),

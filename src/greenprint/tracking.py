@@ -361,6 +361,11 @@ class Run:
             self._thread.join()
         if status == "finished" and self._prune_requested:
             status = "pruned"
+        if self._environment is None:  # a run shorter than one sample interval
+            try:
+                self._collect_environment()
+            except Exception:  # never raise into user code for a missing host name or git
+                logger.exception("greenprint: could not record run %s's environment", self.id[:8])
         with self._lock:
             self._sample()
             self._ended_at = self._last_sample_t

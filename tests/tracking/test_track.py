@@ -265,3 +265,25 @@ def test_runs_into_one_path_share_an_open_ledger_until_the_file_is_replaced(tmp_
     with gp.track("m2", ledger=":memory:", meters=ConstantPowerMeters()) as m2:
         pass
     assert m1.ledger is not m2.ledger
+
+
+def test_a_run_shorter_than_one_sample_still_records_where_it_ran(tmp_path, monkeypatch):
+    import socket
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run([*git[:5], "init", "-q", str(repo)], check=True)
+    (repo / "train.py").write_text("print(1)\n")
+    subprocess.run([*git, "add", "train.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    monkeypatch.chdir(repo)
+    with gp.track("quick", ledger=str(tmp_path / "l.db"), command="python train.py") as run:
+        pass  # far shorter than the 1 s sample interval
+    with gp.Ledger(str(tmp_path / "l.db")) as led:
+        record = led.run(run.id)
+    assert record.host == socket.gethostname()
+    assert record.command == "python train.py"
+    assert record.git_commit == head.strip() and record.git_dirty is False

@@ -171,7 +171,7 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     lines: list[str] = []
 
     def put(label: str, value: Any) -> None:
-        lines.append(f"  {label:<22}{value}")
+        lines.append(f"  {label:<22} {value}")
 
     def section(title: str) -> None:
         lines.append(title)
