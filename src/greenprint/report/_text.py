@@ -199,7 +199,7 @@ def compute_statement(
         fpo += f", not counting {total.fpo_unknown} runs whose FPO is unknown"
     text = [
         f"The study “{study}” comprised {total.trials} trials ({statuses}) in {total.runs} "
-        f"runs, all included in the figures below, on {'; '.join(hardware)}.",
+        f"runs, all counted in the figures that follow, on {'; '.join(hardware)}.",
         f"They ran for {hours:.3g} hours in total ({format_duration(total.duration_s)} of run "
         f"time over {format_duration(tag.elapsed_s)} of wall-clock time) and used "
         f"{format_energy(total.energy_kwh)} of IT energy "
