@@ -93,6 +93,17 @@ def test_cli_text(capsys):
             assert f"fix: {m.fix}" in out
 
 
+def test_cli_text_with_a_configured_cpu_tdp(capsys, monkeypatch):
+    monkeypatch.setenv("GREENPRINT_CPU_TDP_W", "35")
+    assert main(["hardware"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "CPU TDP   35 W configured (env:GREENPRINT_CPU_TDP_W), used instead of the shipped table"
+        in out
+    )
+    assert "cpu  estimate:configured-tdp (35 W, env:GREENPRINT_CPU_TDP_W)" in out
+
+
 def test_cli_json(capsys):
     assert main(["hardware", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

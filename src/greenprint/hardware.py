@@ -164,7 +164,10 @@ def _estimate_statuses(
             f"{model!r} is not in the TDP table: default {DEFAULT_W_PER_CORE:g} W per logical "
             f"CPU x {logical} = {DEFAULT_W_PER_CORE * logical:g} W; {idle}"
         )
-        cpu_fix = None
+        cpu_fix = (
+            "if you know the power at full load of the CPUs this machine sees, set "
+            "GREENPRINT_CPU_TDP_W (or cpu_tdp_w in greenprint.toml)"
+        )
     ram_reason = (
         f"{RAM_W_PER_GB:g} W/GB x {ram_gb:.1f} GB = {RAM_W_PER_GB * ram_gb:.1f} W "
         "(Green Algorithms constant); process share by RSS"

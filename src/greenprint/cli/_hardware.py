@@ -47,7 +47,13 @@ def _text(report: dict[str, Any]) -> str:
             f"{'GPUs' if i == 0 else '':<10}GPU-{gpu['index']} {gpu['name']}, "
             f"{gpu['memory_gb']:.0f} GB, {counter} ({gpu['uuid']})"
         )
-    if report["cpu_tdp_w"] is not None:
+    configured = report.get("in_use", {}).get("cpu", "")
+    if configured.startswith("estimate:configured-tdp"):
+        watts, _, source = (
+            configured.removeprefix("estimate:configured-tdp (").rstrip(")").partition(", ")
+        )
+        lines.append(f"CPU TDP   {watts} configured ({source}), used instead of the shipped table")
+    elif report["cpu_tdp_w"] is not None:
         source = report["cpu_tdp_source"].removeprefix("table:")
         lines.append(f"CPU TDP   {report['cpu_tdp_w']:g} W per socket (shipped table: {source})")
     else:
