@@ -80,8 +80,7 @@ def run_greenprint(
     with gp.track("bench", study="bench", ledger=ledger, intensity=INTENSITY) as run:
         extra = _body(iterations, body)
     elapsed = time.perf_counter() - t0
-    with gp.Ledger(ledger) as led:
-        machine = led.run(run.id).machine_energy_kwh or 0.0
+    machine = run.ledger.run(run.id).machine_energy_kwh or 0.0
     kwh = {"total": run.energy_kwh, "machine": machine, **run.energy_by_component}
     return elapsed, {**kwh, **extra}
 

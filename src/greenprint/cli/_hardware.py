@@ -47,12 +47,16 @@ def _text(report: dict[str, Any]) -> str:
             f"{'GPUs' if i == 0 else '':<10}GPU-{gpu['index']} {gpu['name']}, "
             f"{gpu['memory_gb']:.0f} GB, {counter} ({gpu['uuid']})"
         )
-    configured = report.get("in_use", {}).get("cpu", "")
-    if configured.startswith("estimate:configured-tdp"):
-        watts, _, source = (
-            configured.removeprefix("estimate:configured-tdp (").rstrip(")").partition(", ")
+    configured = None
+    if report.get("in_use", {}).get("cpu", "").startswith("estimate:configured-tdp"):
+        from greenprint.meters._estimate import configured_cpu_tdp  # noqa: PLC0415
+
+        configured = configured_cpu_tdp()
+    if configured is not None:
+        watts, source = configured
+        lines.append(
+            f"CPU TDP   {watts:g} W configured ({source}), used instead of the shipped table"
         )
-        lines.append(f"CPU TDP   {watts} configured ({source}), used instead of the shipped table")
     elif report["cpu_tdp_w"] is not None:
         source = report["cpu_tdp_source"].removeprefix("table:")
         lines.append(f"CPU TDP   {report['cpu_tdp_w']:g} W per socket (shipped table: {source})")
