@@ -170,7 +170,7 @@ class Run:
             intensity=options.get("intensity"), region=options.get("region"), config=config
         )
         self._pue = resolve_pue(options.get("pue"), config=config)
-        self._ledger = _open_ledger(options.get("ledger"), config.get("ledger"))
+        self._ledger = _open_ledger(options.get("ledger"), config.ledger)
         self._study = (
             options.get("study") or _lineage.inherited_study() or config.get("study") or "default"
         )
@@ -654,7 +654,7 @@ def _default_name() -> str:
     return script if script and script not in ("-c", "-m") else "run"
 
 
-def _open_ledger(ledger: Any, configured: str | None) -> Any:
+def _open_ledger(ledger: Any, configured: str) -> Any:
     if ledger is False:
         return None
     from greenprint.ledger import Ledger
