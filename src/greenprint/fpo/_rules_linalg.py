@@ -3,9 +3,11 @@
 The ops FlopCounterMode counts are registered with ``matmul=True`` and return
 ``(matmul_fpo, other_fpo)``: the first part uses FlopCounterMode's own formulas (``2mkn`` for an
 ``(m x k) @ (k x n)`` product, the full score matrix for attention, causal or not), so that
-``matmul_total`` equals its total; the second part is what the op does on top (a bias add, an
-``alpha``/``beta`` scaling, the softmax inside attention). Products FlopCounterMode does not know
-(``mv``, ``dot``, CPU flash attention) return a plain int.
+``matmul_total`` equals its total, except where its formula is wrong: the grad_weight term of a
+grouped convolution's backward (see :func:`convolution_backward_rule`). The second part is what
+the op does on top (a bias add, an ``alpha``/``beta`` scaling, the softmax inside attention).
+Products FlopCounterMode does not know (``mv``, ``dot``, CPU flash attention) return a plain
+int.
 """
 
 from __future__ import annotations
@@ -158,15 +160,20 @@ def addmm_activation_rule(
 def conv_fpo(
     x: tuple[int, ...], w: tuple[int, ...], out: tuple[int, ...], transposed: bool = False
 ) -> int:
-    """FlopCounterMode's convolution count: ``2 * N * C_out * C_in/groups * K * spatial``.
+    """The products of a convolution: ``2 * N * numel(weight) * positions``.
 
-    ``spatial`` is the output's spatial size (the input's for a transposed convolution); the
-    weight's second dimension already divides by the groups, and stride, padding and dilation
-    act through the output shape.
+    Every multiply-accumulate pairs one weight element with one input element at one position,
+    so a convolution does ``N * numel(weight) * positions`` of them, 2 FPO each. ``positions``
+    is the output's spatial size for a convolution, the input's for a transposed one (each
+    input position is scattered through the whole kernel). ``numel(weight)`` is
+    ``C_out * C_in/groups * kernel`` (``C_in * C_out/groups * kernel`` transposed): the groups
+    are already in the weight's shape. Stride, padding and dilation act through ``positions``.
+    Padded zeros count: every kernel tap at every output position (input position, transposed)
+    is one multiply-accumulate, whether it lands on padding or not (FlopCounterMode's
+    convention).
     """
     spatial = (x if transposed else out)[2:]
-    c_out, c_in, *kernel = w
-    return 2 * x[0] * c_out * c_in * math.prod(kernel) * math.prod(spatial)
+    return 2 * x[0] * math.prod(w) * math.prod(spatial)
 
 
 @register_rule(
@@ -184,7 +191,7 @@ def convolution_rule(
     out_shape: Any = None,
     **kwargs: Any,
 ) -> tuple[int, int]:
-    """The products; on top: the bias add, one per output element."""
+    """The products (:func:`conv_fpo`); on top: the bias add, one per output element."""
     out = first_shape(out_shape)
     return conv_fpo(x, w, out, bool(transposed)), numel(out) if bias is not None else 0
 
@@ -193,7 +200,11 @@ def convolution_rule(
 def cudnn_convolution_rule(
     x: tuple[int, ...], w: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs: Any
 ) -> tuple[int, int]:
-    """The products (cuDNN's convolution has no bias)."""
+    """The products (cuDNN's convolution has no bias; it is never transposed).
+
+    FlopCounterMode reads this op's ``groups`` argument as ``transposed``, so on a direct call
+    it counts input positions, not output positions (``stride**d`` times too many).
+    """
     return conv_fpo(x, w, first_shape(out_shape), False), 0
 
 
@@ -207,7 +218,7 @@ def slow_conv2d_rule(
     out_shape: Any = None,
     **kwargs: Any,
 ) -> tuple[int, int]:
-    """The products; on top: the bias add."""
+    """The products; on top: the bias add (FlopCounterMode reads ``padding`` as ``transposed``)."""
     out = first_shape(out_shape)
     return conv_fpo(x, w, out, False), numel(out) if bias is not None else 0
 
@@ -229,25 +240,21 @@ def convolution_backward_rule(
     out_shape: Any = None,
     **kwargs: Any,
 ) -> tuple[int, int]:
-    """Convolution backward: grad_input and grad_weight as FlopCounterMode; grad_bias on top.
+    """Convolution backward: grad_input and grad_weight, the forward's products each.
 
-    grad_bias is one add per element of the output gradient.
+    Each multiply-accumulate of the forward, ``out[o] += w[k] * x[i]``, becomes one in
+    grad_input (``gx[i] += w[k] * g[o]``) and one in grad_weight (``gw[k] += x[i] * g[o]``):
+    each term is exactly :func:`conv_fpo` of the forward, for any groups, stride, padding,
+    dilation, output padding, transposed or not. grad_bias, on top: one add per element of the
+    output gradient.
+
+    FlopCounterMode (torch 2.13, 2.14) counts grad_weight as a convolution over all ``C_in``
+    input channels instead of ``C_in/groups``: ``groups`` times too many for a grouped or
+    depthwise convolution (PyTorch pull request 183405 divides it by the groups).
     """
-
-    def t(shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (shape[1], shape[0], *shape[2:])
-
-    outs = out_shape if isinstance(out_shape, list) else [out_shape]
-    products = 0
-    if output_mask[0] and outs[0] is not None:
-        products += conv_fpo(grad_out, w, tuple(outs[0]), not transposed)
-    if output_mask[1] and len(outs) > 1 and outs[1] is not None:
-        gw = tuple(outs[1])
-        if transposed:
-            products += conv_fpo(t(grad_out), t(x), t(gw), False)
-        else:
-            products += conv_fpo(t(x), t(grad_out), t(gw), False)
-    other = numel(grad_out) if len(output_mask) > 2 and output_mask[2] else 0
+    mask = list(output_mask)
+    products = conv_fpo(x, w, grad_out, bool(transposed)) * (bool(mask[0]) + bool(mask[1]))
+    other = numel(grad_out) if len(mask) > 2 and mask[2] else 0
     return products, other
 
 
