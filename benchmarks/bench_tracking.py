@@ -223,7 +223,7 @@ def main() -> None:
         return
 
     from greenprint.hardware import detect_hardware
-    from greenprint.meters._estimate import cpu_estimate_for, ram_estimate_for
+    from greenprint.meters._discovery import cpu_estimate_for, ram_estimate_for
 
     hw = detect_hardware()
     tmp = tempfile.mkdtemp(prefix="gp-bench-")

@@ -46,7 +46,7 @@ def test_detect_hardware_here_never_raises_and_is_cached():
 
 
 def test_model_in_the_table_gives_its_tdp(tmp_path, monkeypatch):
-    import greenprint.hardware as hardware
+    import greenprint.meters._discovery as hardware
 
     monkeypatch.setattr(hardware, "cpu_model_name", lambda: ("AMD EPYC 7763 64-Core Processor", 2))
     hardware._detect.cache_clear()

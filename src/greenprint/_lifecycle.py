@@ -5,6 +5,9 @@ The tracker registers each run while it is measured. On SIGTERM every active run
 still terminates); an uncaught exception stops them as ``failed`` (or ``interrupted`` for
 ``KeyboardInterrupt``) before the previous ``sys.excepthook``; interpreter exit stops the rest as
 ``finished``. Handlers are installed on the first run, in the main thread only.
+
+The registry knows runs only as :class:`Stoppable` (anything with ``stop(status, error)``), so
+this module sits below :mod:`greenprint.tracking`, which lists its runs with ``active_runs()``.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from greenprint.tracking import Run
-
-__all__ = ["active_runs", "registry", "status_for"]
+__all__ = ["Stoppable", "registry", "status_for"]
 
 _PRUNED_EXCEPTION_NAMES = frozenset({"TrialPruned"})
+
+
+class Stoppable(Protocol):
+    """What the registry stops: a run (:class:`greenprint.tracking.Run`)."""
+
+    def stop(self, status: str = "finished", error: str | None = None) -> None:
+        """End the run with ``status``, recording ``error``; calling it again does nothing."""
 
 
 def status_for(exc: BaseException | None) -> tuple[str, str | None]:
@@ -44,24 +50,24 @@ class _Registry:
     """The runs active in this process, for SIGTERM, uncaught exceptions and interpreter exit."""
 
     def __init__(self) -> None:
-        self._runs: list[Run] = []
+        self._runs: list[Stoppable] = []
         self._lock = threading.Lock()
         self._installed = False
         self._previous_sigterm: Any = None
         self._previous_excepthook: Any = None
 
-    def add(self, run: Run) -> None:
+    def add(self, run: Stoppable) -> None:
         with self._lock:
             self._runs.append(run)
             if not self._installed:
                 self._install()
 
-    def discard(self, run: Run) -> None:
+    def discard(self, run: Stoppable) -> None:
         with self._lock:
             if run in self._runs:
                 self._runs.remove(run)
 
-    def active(self) -> list[Run]:
+    def active(self) -> list[Stoppable]:
         with self._lock:
             return list(self._runs)
 
@@ -101,7 +107,3 @@ class _Registry:
 
 registry = _Registry()
 
-
-def active_runs() -> Iterator[Run]:
-    """The runs currently being measured in this process, outermost first."""
-    return iter(registry.active())

@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -48,7 +48,7 @@ from greenprint import _lineage
 from greenprint._accounting import CostAccount
 from greenprint._config import load_config
 from greenprint._exceptions import ConfigError, GreenprintError
-from greenprint._lifecycle import active_runs, registry, status_for
+from greenprint._lifecycle import registry, status_for
 from greenprint._records import MetricPoint, PowerSample, RunRecord
 from greenprint._version import __version__
 
@@ -635,6 +635,11 @@ class Run:
             _lineage.leave(self, self._ctx_token)
             self._ctx_token = None
         registry.discard(self)
+
+
+def active_runs() -> Iterator[Run]:
+    """The runs currently being measured in this process, outermost first."""
+    return iter([run for run in registry.active() if isinstance(run, Run)])
 
 
 def _check_budget(name: str, value: Any) -> float | None:

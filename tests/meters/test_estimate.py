@@ -17,7 +17,7 @@ from greenprint.meters import (
     RamEstimateMeter,
     cpu_power_w,
 )
-from greenprint.meters._estimate import cpu_estimate_for, ram_estimate_for
+from greenprint.meters._discovery import cpu_estimate_for, ram_estimate_for
 
 tdps = st.floats(min_value=1.0, max_value=2000.0, allow_nan=False)
 utils = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greenprint._exceptions import AnalysisError
+from greenprint._provenance import Provenance
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint.analysis._common import (
     Mode,
@@ -219,7 +220,7 @@ class ProvenanceSummary:
     """Where the study's figures came from.
 
     Energy is split by the provenance of each root run's components: *measured* by a hardware
-    counter (RAPL, NVML...), *estimated* (a provenance starting with ``"estimate"``, e.g. TDP x
+    counter (RAPL, NVML...), *estimated* (a provenance of kind ``"estimate"``, e.g. TDP x
     utilisation), or *unknown* (no provenance, or energy not broken down by component).
 
     Attributes:
@@ -541,7 +542,7 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
             source = run.provenance.get(component)
             if source is None:
                 unknown += kwh
-            elif source.startswith("estimate"):
+            elif Provenance.parse(source).is_estimate:
                 estimated += kwh
             else:
                 measured += kwh

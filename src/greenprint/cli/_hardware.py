@@ -3,34 +3,48 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._provenance import Provenance
+    from greenprint.hardware import HardwareInfo
 
 __all__ = ["command", "hardware_report"]
 
 
-def hardware_report() -> dict[str, Any]:
-    """The hardware as a dict, plus ``"in_use"``: component -> provenance of the chosen meter."""
+def _detect() -> tuple[HardwareInfo, dict[str, Provenance]]:
+    """The hardware and, per component, where the meter chosen for it gets its figures."""
     from greenprint.hardware import detect_hardware  # noqa: PLC0415 - keep --help fast
     from greenprint.meters import detect_meters  # noqa: PLC0415
 
     hw = detect_hardware()
     meters = detect_meters(hardware=hw)
     try:
-        in_use = dict(meters.provenance)
+        in_use = {component: meters.meter(component).origin for component in meters.components}
     finally:
         meters.close()
+    return hw, in_use
+
+
+def _as_dict(hw: HardwareInfo, in_use: dict[str, Provenance]) -> dict[str, Any]:
     report = hw.to_dict()
-    report["in_use"] = in_use
+    report["in_use"] = {component: str(origin) for component, origin in in_use.items()}
     return report
+
+
+def hardware_report() -> dict[str, Any]:
+    """The hardware as a dict, plus ``"in_use"``: component -> provenance of the chosen meter."""
+    return _as_dict(*_detect())
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _text(report: dict[str, Any]) -> str:
+def _text(hw: HardwareInfo, in_use: dict[str, Provenance]) -> str:
+    report = _as_dict(hw, in_use)
     lines = [
         f"CPU       {report['cpu_model']}",
         f"          {_plural(report['sockets'], 'socket')}, "
@@ -48,7 +62,8 @@ def _text(report: dict[str, Any]) -> str:
             f"{gpu['memory_gb']:.0f} GB, {counter} ({gpu['uuid']})"
         )
     configured = None
-    if report.get("in_use", {}).get("cpu", "").startswith("estimate:configured-tdp"):
+    cpu = in_use.get("cpu")
+    if cpu is not None and cpu.is_estimate and cpu.source == "configured-tdp":
         from greenprint.meters._estimate import configured_cpu_tdp  # noqa: PLC0415
 
         configured = configured_cpu_tdp()
@@ -57,9 +72,9 @@ def _text(report: dict[str, Any]) -> str:
         lines.append(
             f"CPU TDP   {watts:g} W configured ({source}), used instead of the shipped table"
         )
-    elif report["cpu_tdp_w"] is not None:
-        source = report["cpu_tdp_source"].removeprefix("table:")
-        lines.append(f"CPU TDP   {report['cpu_tdp_w']:g} W per socket (shipped table: {source})")
+    elif hw.cpu_tdp_w is not None:
+        row = hw.cpu_tdp_origin.source
+        lines.append(f"CPU TDP   {hw.cpu_tdp_w:g} W per socket (shipped table: {row})")
     else:
         lines.append("CPU TDP   not in the shipped table: per-core default (see estimate:cpu)")
     lines += ["", "Meters"]
@@ -81,8 +96,8 @@ def command(as_json: bool) -> None:
 
     For each meter: usable or not, why, and the exact fix (file permissions, driver, package).
     """
-    report = hardware_report()
+    hw, in_use = _detect()
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(_as_dict(hw, in_use), indent=2))
     else:
-        click.echo(_text(report))
+        click.echo(_text(hw, in_use))

@@ -13,13 +13,18 @@ Contract:
     * On failure ``read()`` raises :class:`~greenprint.MeterError` (never another exception);
       :class:`MeterSet` then swaps in an estimate and records why in the provenance.
     * ``provenance`` is a short string saying where figures come from, e.g. ``"rapl:package-0"``,
-      ``"nvml:counter"``, ``"estimate:tdp:Intel Xeon Gold 6148 (150 W)"``.
+      ``"nvml:counter"``, ``"estimate:tdp:Intel Xeon Gold 6148 (150 W)"``; ``origin`` is the
+      same as data (a :class:`~greenprint._provenance.Provenance`: kind, source, detail). A meter
+      defines ``provenance``; the default ``origin`` parses it, and greenprint's own meters build
+      ``origin`` and display it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+
+from greenprint._provenance import Provenance
 
 __all__ = ["Meter", "MeterReading"]
 
@@ -49,9 +54,14 @@ class Meter(ABC):
         """Where this meter's figures come from (e.g. ``"rapl:package-0"``)."""
 
     @property
+    def origin(self) -> Provenance:
+        """Where this meter's figures come from, as data (default: :attr:`provenance` parsed)."""
+        return Provenance.parse(self.provenance)
+
+    @property
     def is_estimate(self) -> bool:
         """True when the figures are modelled rather than read from a hardware counter."""
-        return self.provenance.startswith("estimate")
+        return self.origin.is_estimate
 
     @abstractmethod
     def start(self) -> None:

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from greenprint._exceptions import ConfigError
+from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree, UsageSample, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._config import Config
-    from greenprint.hardware import HardwareInfo
 
 __all__ = [
     "CpuEstimateMeter",
@@ -38,9 +38,7 @@ __all__ = [
     "RamEstimateMeter",
     "MAX_CONFIGURED_TDP_W",
     "configured_cpu_tdp",
-    "cpu_estimate_for",
     "cpu_power_w",
-    "ram_estimate_for",
 ]
 
 #: Idle floor as a fraction of TDP. The same 10 % floor codecarbon's CPU-load model uses
@@ -91,7 +89,9 @@ class CpuEstimateMeter(_UsageMeter):
 
     Args:
         tdp_w: power at full load of the whole machine (all sockets), in W.
-        provenance: e.g. ``"estimate:tdp:Intel Xeon Gold 6148 (150 W)"``.
+        provenance: where the TDP came from, e.g.
+            ``Provenance("estimate", "tdp:Intel Xeon Gold 6148", "150 W")`` or its display
+            string ``"estimate:tdp:Intel Xeon Gold 6148 (150 W)"``.
         tree: process tree for utilisation and attribution (default: this process).
         idle_fraction: idle floor as a fraction of ``tdp_w``.
     """
@@ -102,19 +102,24 @@ class CpuEstimateMeter(_UsageMeter):
         self,
         *,
         tdp_w: float,
-        provenance: str,
+        provenance: Provenance | str,
         tree: ProcessTree | None = None,
         idle_fraction: float = IDLE_FRACTION,
     ) -> None:
         super().__init__(tree)
         self.tdp_w = float(tdp_w)
         self.idle_w = idle_fraction * self.tdp_w
-        self._provenance = provenance
+        self._origin = Provenance.parse(provenance)
+
+    @property
+    def origin(self) -> Provenance:
+        """Where the TDP came from, as data (``kind="estimate"``)."""
+        return self._origin
 
     @property
     def provenance(self) -> str:
         """Where the TDP came from, e.g. ``"estimate:default-per-core (4 W/core x 2)"``."""
-        return self._provenance
+        return str(self._origin)
 
     def read(self) -> MeterReading:
         """Cumulative modelled energy since :meth:`start`, in J (never raises)."""
@@ -149,9 +154,14 @@ class RamEstimateMeter(_UsageMeter):
         self.power_w = self.ram_gb * self.w_per_gb
 
     @property
+    def origin(self) -> Provenance:
+        """``Provenance("estimate", "ram:0.3725W/GB x 16.0 GB")``."""
+        return Provenance("estimate", f"ram:{self.w_per_gb:g}W/GB x {self.ram_gb:.1f} GB")
+
+    @property
     def provenance(self) -> str:
         """``"estimate:ram:0.3725W/GB x 16.0 GB"``."""
-        return f"estimate:ram:{self.w_per_gb:g}W/GB x {self.ram_gb:.1f} GB"
+        return str(self.origin)
 
     def read(self) -> MeterReading:
         """Cumulative modelled energy since :meth:`start`, in J (never raises)."""
@@ -189,9 +199,14 @@ class GpuEstimateMeter(Meter):
         self._t0: float | None = started_at
 
     @property
+    def origin(self) -> Provenance:
+        """``Provenance("estimate", "gpu:mean-power", "250 W")``."""
+        return Provenance("estimate", f"{self.component}:mean-power", f"{self.power_w:.0f} W")
+
+    @property
     def provenance(self) -> str:
         """``"estimate:gpu:mean-power (250 W)"``."""
-        return f"estimate:{self.component}:mean-power ({self.power_w:.0f} W)"
+        return str(self.origin)
 
     def start(self) -> None:
         """Start the clock (unless ``started_at`` was given)."""
@@ -239,47 +254,3 @@ def configured_cpu_tdp(config: Config | None = None) -> tuple[float, str] | None
             f"cpu_tdp_w must be in (0, {MAX_CONFIGURED_TDP_W:g}] W, got {raw!r} ({source})"
         )
     return watts, source
-
-
-def cpu_estimate_for(
-    hardware: HardwareInfo,
-    *,
-    tree: ProcessTree | None = None,
-    configured: tuple[float, str] | None = None,
-) -> Meter:
-    """The CPU estimate: a configured TDP, else table TDP x sockets, else the per-core default.
-
-    Args:
-        hardware: the detected hardware.
-        tree: the tracked process tree.
-        configured: ``(W, source)`` from :func:`configured_cpu_tdp`, which wins when given.
-    """
-    if configured is not None:
-        configured_w, source = configured
-        return CpuEstimateMeter(
-            tdp_w=configured_w,
-            provenance=f"estimate:configured-tdp ({configured_w:g} W, {source})",
-            tree=tree,
-        )
-    if hardware.cpu_tdp_w is not None:
-        model = hardware.cpu_tdp_source.removeprefix("table:")
-        sockets = max(hardware.sockets, 1)
-        watts = (
-            f"{hardware.cpu_tdp_w:g} W" if sockets == 1 else f"{sockets} x {hardware.cpu_tdp_w:g} W"
-        )
-        return CpuEstimateMeter(
-            tdp_w=hardware.cpu_tdp_w * sockets,
-            provenance=f"estimate:tdp:{model} ({watts})",
-            tree=tree,
-        )
-    cores = max(hardware.logical_cores, 1)
-    return CpuEstimateMeter(
-        tdp_w=DEFAULT_W_PER_CORE * cores,
-        provenance=f"estimate:default-per-core ({DEFAULT_W_PER_CORE:g} W/core x {cores})",
-        tree=tree,
-    )
-
-
-def ram_estimate_for(hardware: HardwareInfo, *, tree: ProcessTree | None = None) -> Meter:
-    """The RAM estimate for this hardware: :data:`RAM_W_PER_GB` x installed GB."""
-    return RamEstimateMeter(ram_gb=hardware.ram_gb, tree=tree)

@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 
 from greenprint._exceptions import MeterError
+from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._status import GPUInfo, MeterStatus
@@ -354,8 +355,8 @@ class NvmlMeter(Meter):
         )
 
     @property
-    def provenance(self) -> str:
-        """``"nvml:counter:GPU-0+GPU-1"``, ``"nvml:power-sampling:GPU-0"``, or both joined."""
+    def origin(self) -> Provenance:
+        """``Provenance("measured", "nvml:counter:GPU-0+GPU-1")``, likewise for sampled power."""
         counter = [g.label for g in self._gpus if g.has_counter]
         sampled = [g.label for g in self._gpus if not g.has_counter]
         parts = []
@@ -363,7 +364,12 @@ class NvmlMeter(Meter):
             parts.append("nvml:counter:" + "+".join(counter))
         if sampled:
             parts.append("nvml:power-sampling:" + "+".join(sampled))
-        return "+".join(parts)
+        return Provenance("measured", "+".join(parts))
+
+    @property
+    def provenance(self) -> str:
+        """``"nvml:counter:GPU-0+GPU-1"``, ``"nvml:power-sampling:GPU-0"``, or both joined."""
+        return str(self.origin)
 
     @property
     def mean_power_w(self) -> float | None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from greenprint._exceptions import MeterError
+from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._status import MeterStatus
@@ -277,9 +278,14 @@ class RaplMeter(Meter):
         self._seq = 0
 
     @property
+    def origin(self) -> Provenance:
+        """``Provenance("measured", "rapl:package-0+package-1")``..."""
+        return Provenance("measured", "rapl:" + "+".join(d.name for d in self.domains))
+
+    @property
     def provenance(self) -> str:
         """``"rapl:package-0+package-1"``, ``"rapl:dram-0"``..."""
-        return "rapl:" + "+".join(d.name for d in self.domains)
+        return str(self.origin)
 
     def start(self) -> None:
         """Read the baseline counters."""

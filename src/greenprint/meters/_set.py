@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 
@@ -32,14 +32,15 @@ from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._estimate import (
     GpuEstimateMeter,
     configured_cpu_tdp,
+)
+from greenprint.meters._discovery import (
+    HardwareInfo,
     cpu_estimate_for,
+    detect_hardware,
     ram_estimate_for,
 )
 from greenprint.meters._nvml import NvmlMeter
 from greenprint.meters._rapl import Opener, RaplMeter, probe_rapl
-
-if TYPE_CHECKING:  # pragma: no cover
-    from greenprint.hardware import HardwareInfo
 
 __all__ = ["MeterSet", "detect_meters"]
 
@@ -313,8 +314,6 @@ def detect_meters(
     Raises:
         ConfigError: the ``cpu_tdp_w`` setting is not a number in (0, 5600] W.
     """
-    from greenprint.hardware import detect_hardware  # noqa: PLC0415 - avoids an import cycle
-
     opener = rapl_opener or open
     hw = (
         hardware

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, ReportError
+from greenprint._provenance import Provenance
 from greenprint._records import RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, price_tag, score_per_cost
@@ -252,7 +253,7 @@ def _energy_source(run: RunRecord) -> str:
         if source is None:
             kinds.add("unknown")
         else:
-            kinds.add("estimated" if source.startswith("estimate") else "measured")
+            kinds.add("estimated" if Provenance.parse(source).is_estimate else "measured")
     if not kinds:
         return "unknown"
     return kinds.pop() if len(kinds) == 1 else "mixed"

@@ -1,0 +1,121 @@
+"""Where a figure came from, as data: :class:`Provenance`.
+
+Every figure greenprint records says where it came from: a hardware counter, an estimate (with
+which TDP), a table row (region and year), a setting. Code that asks "is this an estimate?" or
+"which table row?" reads the fields of a :class:`Provenance`; its ``str()`` is the display string
+the ledger stores and the report shows (``"rapl:package-0"``,
+``"estimate:tdp:Intel Xeon Gold 6148 (2 x 150 W)"``, ``"table:DE:2023 (Our World in Data ...)"``).
+:meth:`Provenance.parse` reads such a string back, from this version's ledgers and older ones:
+``str(Provenance.parse(text)) == text`` for every string.
+
+Example:
+    >>> p = Provenance.parse("estimate:tdp:AMD EPYC 7763 (280 W)")
+    >>> p.kind, p.source, p.detail, p.is_estimate
+    ('estimate', 'tdp:AMD EPYC 7763', '280 W', True)
+    >>> str(Provenance("table", "AMD EPYC 7763"))
+    'table:AMD EPYC 7763'
+    >>> Provenance.parse("rapl:package-0").kind
+    'measured'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, cast
+
+__all__ = ["MEASURED_SOURCES", "Provenance", "ProvenanceKind"]
+
+ProvenanceKind = Literal[
+    "measured",
+    "estimate",
+    "table",
+    "configured",
+    "default",
+    "argument",
+    "env",
+    "file",
+    "preset",
+    "csv",
+    "other",
+]
+
+#: Kinds written as a prefix of the display string (``"estimate:..."``, ``"table:..."``).
+_PREFIXED: frozenset[str] = frozenset(
+    {"estimate", "table", "configured", "default", "argument", "env", "file", "preset", "csv"}
+)
+#: First labels of hardware counters: their display string has no kind prefix (``"rapl:..."``).
+MEASURED_SOURCES: frozenset[str] = frozenset({"rapl", "nvml"})
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a figure came from.
+
+    Attributes:
+        kind: what sort of source: ``"measured"`` (a hardware counter), ``"estimate"`` (a
+            model: TDP x utilisation, W/GB, mean power), ``"table"`` (a row of a shipped
+            table), ``"configured"``, ``"default"``, ``"argument"``, ``"env"``, ``"file"``,
+            ``"preset"``, ``"csv"``, or ``"other"`` (anything else, e.g. a test meter).
+        source: which one: ``"rapl:package-0"``, ``"tdp:AMD EPYC 7763"``, ``"DE:2023"``, the
+            table row of a TDP (``"AMD EPYC 7763"``)...
+        detail: the parenthesised note of the display string, without the outer parentheses
+            (``"280 W"``), or ``""``.
+    """
+
+    kind: ProvenanceKind
+    source: str = ""
+    detail: str = ""
+
+    @property
+    def is_estimate(self) -> bool:
+        """True when the figure is modelled rather than read from a counter or a table."""
+        return self.kind == "estimate"
+
+    @property
+    def is_measured(self) -> bool:
+        """True when the figure was read from a hardware counter (RAPL, NVML)."""
+        return self.kind == "measured"
+
+    def __str__(self) -> str:
+        if self.kind in _PREFIXED:
+            head = f"{self.kind}:{self.source}" if self.source else self.kind
+        else:
+            head = self.source
+        return f"{head} ({self.detail})" if self.detail else head
+
+    def with_note(self, note: str) -> Provenance:
+        """The same provenance with ``note`` appended to its display string in parentheses.
+
+        ``Provenance("estimate", "x", "240 W").with_note("rapl failed: ...")`` displays as
+        ``"estimate:x (240 W) (rapl failed: ...)"``.
+        """
+        if not self.detail:
+            return Provenance(self.kind, self.source, note)
+        return Provenance(self.kind, self.source, f"{self.detail}) ({note}")
+
+    @classmethod
+    def parse(cls, text: str | Provenance | None) -> Provenance:
+        """Read a provenance display string (as stored in the ledger) back into fields.
+
+        Never raises: a string it does not recognise is ``kind="other"`` with the whole
+        string as ``source``, and ``None`` or ``""`` is ``Provenance("other")``.
+        """
+        if isinstance(text, Provenance):
+            return text
+        if not text:
+            return cls("other")
+        head, detail = text, ""
+        cut = text.find(" (")
+        if cut >= 0 and text.endswith(")") and len(text) - cut > 3:
+            head, detail = text[:cut], text[cut + 2 : -1]
+        first, sep, rest = head.partition(":")
+        if first in _PREFIXED and (rest if sep else True):
+            kind = cast(ProvenanceKind, first)
+            parsed = cls(kind, rest, detail)
+        elif first in MEASURED_SOURCES:
+            parsed = cls("measured", head, detail)
+        else:
+            parsed = cls("other", head, detail)
+        if str(parsed) != text:  # an odd string (e.g. "estimate:"): keep it whole
+            return cls("other", text)
+        return parsed

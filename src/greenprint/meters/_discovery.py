@@ -1,0 +1,301 @@
+"""Hardware discovery beside the meters: what this machine has and which meter fits each part.
+
+:func:`detect_hardware` never raises and never touches the network; it reads ``/proc/cpuinfo``
+(Linux), ``sysctl`` (macOS) or the registry (Windows), psutil, the powercap tree and NVML. Each
+meter gets a :class:`MeterStatus`: usable or not, why, and the exact fix.
+:func:`cpu_estimate_for` and :func:`ram_estimate_for` build the estimates that fit the hardware
+found. The public face is :mod:`greenprint.hardware`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psutil
+
+from greenprint._provenance import Provenance
+from greenprint.meters._attribution import ProcessTree
+from greenprint.meters._base import Meter
+from greenprint.meters._estimate import (
+    DEFAULT_W_PER_CORE,
+    IDLE_FRACTION,
+    RAM_W_PER_GB,
+    CpuEstimateMeter,
+    RamEstimateMeter,
+)
+from greenprint.meters._nvml import probe_nvml
+from greenprint.meters._rapl import Opener, probe_rapl, resolve_rapl_root
+from greenprint.meters._status import GPUInfo, MeterStatus
+from greenprint.meters._tdp import match_cpu_tdp
+
+__all__ = [
+    "HardwareInfo",
+    "cpu_estimate_for",
+    "cpu_model_name",
+    "detect_hardware",
+    "parse_cpuinfo",
+    "ram_estimate_for",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HardwareInfo:
+    """The machine, as greenprint sees it.
+
+    Attributes:
+        cpu_model: CPU model string as the OS reports it (``"AMD EPYC"`` in many VMs).
+        sockets: CPU packages.
+        physical_cores: physical cores, all sockets.
+        logical_cores: logical CPUs (hardware threads, or vCPUs in a VM).
+        ram_gb: installed memory in GB (2**30 bytes).
+        gpus: the NVIDIA GPUs visible to this process (``CUDA_VISIBLE_DEVICES`` honoured).
+        meters: status of each energy source: ``rapl``, ``nvml``, ``estimate:cpu``,
+            ``estimate:ram``.
+        cpu_tdp_w: TDP per socket from the shipped table in W, or ``None`` when the model is not
+            in it (the estimate then uses the per-core default).
+        cpu_tdp_source: ``"table:<matched model>"`` or ``"default-per-core"``.
+    """
+
+    cpu_model: str
+    sockets: int
+    physical_cores: int
+    logical_cores: int
+    ram_gb: float
+    gpus: tuple[GPUInfo, ...]
+    meters: tuple[MeterStatus, ...]
+    cpu_tdp_w: float | None
+    cpu_tdp_source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return asdict(self)
+
+    def meter(self, name: str) -> MeterStatus | None:
+        """The status of the meter called ``name``, or ``None``."""
+        return next((m for m in self.meters if m.name == name), None)
+
+    @property
+    def cpu_tdp_origin(self) -> Provenance:
+        """Where :attr:`cpu_tdp_w` came from, as data.
+
+        ``kind="table"`` with the matched table row as ``source``, or ``kind="default"`` (the
+        per-core default).
+        """
+        origin = Provenance.parse(self.cpu_tdp_source)
+        return origin if origin.kind == "table" else Provenance("default", "per-core")
+
+
+def parse_cpuinfo(text: str) -> tuple[str | None, int]:
+    """``(model, sockets)`` from the text of ``/proc/cpuinfo``.
+
+    The model is the first ``model name`` (x86), else ``Hardware``/``cpu model``/``Processor``
+    (Arm, MIPS); sockets are the distinct ``physical id`` values (1 when absent).
+    """
+    model: str | None = None
+    fallback: str | None = None
+    physical_ids: set[str] = set()
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key, value = key.strip().lower(), value.strip()
+        if key == "model name" and model is None and value:
+            model = value
+        elif key in ("hardware", "cpu model", "processor") and fallback is None and value:
+            if not value.isdigit():  # x86's "processor: 0" is an index
+                fallback = value
+        elif key == "physical id":
+            physical_ids.add(value)
+    return model or fallback, max(len(physical_ids), 1)
+
+
+def _read_cpuinfo() -> tuple[str | None, int]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            return parse_cpuinfo(fh.read())
+    except OSError:
+        return None, 1
+
+
+def _run_quiet(argv: list[str]) -> str | None:
+    import subprocess  # noqa: PLC0415 - macOS only; keeps the import light elsewhere
+
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=2, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def cpu_model_name() -> tuple[str, int]:
+    """The CPU model string and the number of sockets, by the best local source.
+
+    Linux: ``/proc/cpuinfo`` (``model name``, else ``Hardware``/``cpu model``); macOS:
+    ``sysctl machdep.cpu.brand_string`` (``"Apple M2"``); Windows: the registry's
+    ``ProcessorNameString``; else ``platform.processor()``.
+    """
+    if sys.platform.startswith("linux"):
+        model, sockets = _read_cpuinfo()
+        if model:
+            return model, sockets
+    elif sys.platform == "darwin":
+        brand = _run_quiet(["sysctl", "-n", "machdep.cpu.brand_string"])
+        packages = _run_quiet(["sysctl", "-n", "hw.packages"])
+        if brand:
+            return brand, int(packages) if packages and packages.isdigit() else 1
+    elif sys.platform == "win32":  # pragma: no cover - not tested on Linux
+        try:
+            import winreg  # noqa: PLC0415
+
+            key = winreg.OpenKey(
+                winreg.HKEY_LOCAL_MACHINE, r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
+            )
+            return str(winreg.QueryValueEx(key, "ProcessorNameString")[0]).strip(), 1
+        except OSError:
+            pass
+    import platform  # noqa: PLC0415 - the last resort only
+
+    return (platform.processor() or platform.machine() or "unknown CPU"), 1
+
+
+def _estimate_statuses(
+    model: str, tdp_w: float | None, rule: str, sockets: int, logical: int, ram_gb: float
+) -> tuple[MeterStatus, MeterStatus]:
+    idle = f"idle floor {IDLE_FRACTION:.0%} of TDP, scaled by CPU utilisation"
+    if tdp_w is not None:
+        per = f"{tdp_w:g} W" if sockets == 1 else f"{sockets} x {tdp_w:g} W"
+        cpu_reason = f"TDP {per} ({rule}); {idle}"
+        cpu_fix = None
+    else:
+        cpu_reason = (
+            f"{model!r} is not in the TDP table: default {DEFAULT_W_PER_CORE:g} W per logical "
+            f"CPU x {logical} = {DEFAULT_W_PER_CORE * logical:g} W; {idle}"
+        )
+        cpu_fix = (
+            "if you know the power at full load of the CPUs this machine sees, set "
+            "GREENPRINT_CPU_TDP_W (or cpu_tdp_w in greenprint.toml)"
+        )
+    ram_reason = (
+        f"{RAM_W_PER_GB:g} W/GB x {ram_gb:.1f} GB = {RAM_W_PER_GB * ram_gb:.1f} W "
+        "(Green Algorithms constant); process share by RSS"
+    )
+    return (
+        MeterStatus("estimate:cpu", True, cpu_reason, cpu_fix),
+        MeterStatus("estimate:ram", True, ram_reason, None),
+    )
+
+
+def detect_hardware(
+    *, rapl_root: str | None = None, nvml: Any = None, rapl_opener: Opener | None = None
+) -> HardwareInfo:
+    """Describe this machine and which meters can be used. Never raises; cached per arguments.
+
+    Args:
+        rapl_root: powercap directory (default ``$GREENPRINT_RAPL_ROOT`` or
+            ``/sys/class/powercap``).
+        nvml: a pynvml-compatible module (default: ``pynvml``, imported only when an NVIDIA
+            driver is present).
+        rapl_opener: function opening RAPL files (tests use it to simulate permission errors).
+
+    Returns:
+        The :class:`HardwareInfo`. ``CUDA_VISIBLE_DEVICES`` and ``GREENPRINT_RAPL_ROOT`` are part
+        of the cache key.
+    """
+    return _detect(
+        str(resolve_rapl_root(rapl_root)),
+        nvml,
+        rapl_opener,
+        os.environ.get("CUDA_VISIBLE_DEVICES"),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _detect(
+    rapl_root: str, nvml: Any, opener: Callable[..., Any] | None, cuda_visible: str | None
+) -> HardwareInfo:
+    model, sockets = cpu_model_name()
+    logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
+    physical = psutil.cpu_count(logical=False) or logical
+    ram_gb = round(psutil.virtual_memory().total / 2**30, 2)
+    match = match_cpu_tdp(model)
+    if match is not None:
+        tdp_w: float | None = match.tdp_w
+        source = str(Provenance("table", match.model))
+        rule = f"{match.rule} match of {match.model!r} in the shipped table"
+    else:
+        tdp_w, source, rule = None, "default-per-core", ""
+    rapl = probe_rapl(rapl_root, opener=opener or open).status
+    env = dict(os.environ)
+    if cuda_visible is None:
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = cuda_visible
+    nvml_status, gpus = probe_nvml(nvml, environ=env)
+    cpu_est, ram_est = _estimate_statuses(model, tdp_w, rule, sockets, logical, ram_gb)
+    return HardwareInfo(
+        cpu_model=model,
+        sockets=sockets,
+        physical_cores=physical,
+        logical_cores=logical,
+        ram_gb=ram_gb,
+        gpus=gpus,
+        meters=(rapl, nvml_status, cpu_est, ram_est),
+        cpu_tdp_w=tdp_w,
+        cpu_tdp_source=source,
+    )
+
+
+def cpu_estimate_for(
+    hardware: HardwareInfo,
+    *,
+    tree: ProcessTree | None = None,
+    configured: tuple[float, str] | None = None,
+) -> Meter:
+    """The CPU estimate: a configured TDP, else table TDP x sockets, else the per-core default.
+
+    Args:
+        hardware: the detected hardware.
+        tree: the tracked process tree.
+        configured: ``(W, source)`` from
+            :func:`~greenprint.meters._estimate.configured_cpu_tdp`, which wins when given.
+    """
+    if configured is not None:
+        configured_w, source = configured
+        return CpuEstimateMeter(
+            tdp_w=configured_w,
+            provenance=Provenance("estimate", "configured-tdp", f"{configured_w:g} W, {source}"),
+            tree=tree,
+        )
+    if hardware.cpu_tdp_w is not None:
+        origin = hardware.cpu_tdp_origin
+        row = origin.source if origin.kind == "table" else hardware.cpu_tdp_source
+        sockets = max(hardware.sockets, 1)
+        watts = (
+            f"{hardware.cpu_tdp_w:g} W" if sockets == 1 else f"{sockets} x {hardware.cpu_tdp_w:g} W"
+        )
+        return CpuEstimateMeter(
+            tdp_w=hardware.cpu_tdp_w * sockets,
+            provenance=Provenance("estimate", f"tdp:{row}", watts),
+            tree=tree,
+        )
+    cores = max(hardware.logical_cores, 1)
+    return CpuEstimateMeter(
+        tdp_w=DEFAULT_W_PER_CORE * cores,
+        provenance=Provenance(
+            "estimate", "default-per-core", f"{DEFAULT_W_PER_CORE:g} W/core x {cores}"
+        ),
+        tree=tree,
+    )
+
+
+def ram_estimate_for(hardware: HardwareInfo, *, tree: ProcessTree | None = None) -> Meter:
+    """The RAM estimate for this hardware: :data:`RAM_W_PER_GB` x installed GB."""
+    return RamEstimateMeter(ram_gb=hardware.ram_gb, tree=tree)
