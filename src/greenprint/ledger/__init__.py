@@ -1,7 +1,8 @@
 """The ledger: every run of every study, in SQLite or PostgreSQL, safe against crashes.
 
-``import greenprint.ledger`` is light: SQLAlchemy is imported when a :class:`Ledger` is opened,
-and psycopg only for a PostgreSQL URL.
+``import greenprint.ledger`` is light. A SQLite ledger is opened, read and written with the
+standard library's ``sqlite3``; SQLAlchemy is imported only for a PostgreSQL URL (with psycopg)
+or to migrate an older SQLite ledger.
 
 Example:
     >>> import greenprint as gp

@@ -30,6 +30,7 @@ from greenprint.ledger._target import Target, mask_url, resolve_target
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger._sql import SQLStore
+    from greenprint.ledger._sqlite import SQLiteStore
 
 __all__ = ["Ledger", "MIN_PREFIX_LEN", "get_ledger", "shared_ledger"]
 
@@ -37,7 +38,11 @@ MIN_PREFIX_LEN = 4
 
 
 class Ledger(BaseLedger):
-    """The runs of every study: a SQLite file or a PostgreSQL database (SQLAlchemy Core).
+    """The runs of every study: a SQLite file or a PostgreSQL database.
+
+    SQLite is read and written with the standard library's ``sqlite3`` (so tracking a run never
+    imports SQLAlchemy); PostgreSQL with SQLAlchemy Core. Both share one schema, defined with
+    SQLAlchemy in ``greenprint.ledger._schema``.
 
     Opening checks the location first and refuses, without modifying anything, a directory, a
     path that cannot be created (:class:`~greenprint.LedgerPathError`), a file or database that
@@ -82,9 +87,7 @@ class Ledger(BaseLedger):
         self._close_lock = threading.Lock()
         created = target.prepare(create=create)
         try:
-            from greenprint.ledger._sql import SQLStore
-
-            self._store: SQLStore = SQLStore(target, create=create)
+            self._store: SQLStore | SQLiteStore = _open_store(target, create=create)
         except BaseException:
             if created and target.path is not None:
                 _remove_if_empty(target.path)
@@ -258,7 +261,7 @@ class Ledger(BaseLedger):
                 self._store.close()
 
     # ------------------------------------------------------------------ internals
-    def _live(self) -> SQLStore:
+    def _live(self) -> SQLStore | SQLiteStore:
         if self._closed:
             raise LedgerError(f"ledger {self.url} is closed")
         return self._store
@@ -270,6 +273,17 @@ class Ledger(BaseLedger):
         values = {name: decode_field(name, row[name]) for name in FIELD_KINDS}
         record = RunRecord(**values, metrics=tuple(by_run.get(row["id"], ())))
         return derive_status(record, now=now)
+
+
+def _open_store(target: Target, *, create: bool) -> SQLStore | SQLiteStore:
+    """SQLite through the standard library (no SQLAlchemy import); PostgreSQL through SQLAlchemy."""
+    if target.backend == "sqlite":
+        from greenprint.ledger._sqlite import SQLiteStore
+
+        return SQLiteStore(target, create=create)
+    from greenprint.ledger._sql import SQLStore
+
+    return SQLStore(target, create=create)
 
 
 def _statuses(status: str | Sequence[str] | None) -> set[str] | None:

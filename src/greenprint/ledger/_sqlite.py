@@ -1,0 +1,549 @@
+"""The SQLite side of a ledger on the standard library's ``sqlite3``: no SQLAlchemy on this path.
+
+Opening and writing a SQLite ledger is what every tracked run does first; importing SQLAlchemy
+costs about 150 ms of CPU, far more than the run's own work, so SQLite ledgers are read and
+written here with plain SQL. The behaviour is that of :mod:`greenprint.ledger._sql`, the
+SQLAlchemy path that PostgreSQL ledgers keep:
+
+* the schema is SQLAlchemy's (:mod:`greenprint.ledger._schema`) compiled for SQLite; the
+  statements below are that compilation, and a test checks that they still are;
+* WAL journal, a busy timeout, ``BEGIN IMMEDIATE`` for write transactions, transactional DDL,
+  retries with backoff while the file stays locked, the writers of one process queued on a lock;
+* NaN in a ``NonFiniteFloat`` column is stored as the text ``'NaN'`` and read back as NaN;
+* an older ledger is migrated by the SQLAlchemy path (imported only then), in one transaction.
+
+Pooling: connections are reused (a small pool, as SQLAlchemy's), so a thread that ends leaves
+its connection to the next; an in-memory ledger has one connection that every call queues for.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from greenprint._exceptions import (
+    ConfigError,
+    LedgerError,
+    LedgerPathError,
+    NotALedgerError,
+    SchemaVersionError,
+)
+from greenprint._records import MetricPoint, PowerSample
+from greenprint._version import __version__
+from greenprint.ledger._fields import FIELD_KINDS
+from greenprint.ledger._target import Target
+
+__all__ = ["CREATE_STATEMENTS", "SCHEMA_VERSION", "SQLiteStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The schema version these statements create; equal to ``_schema.SCHEMA_VERSION`` (tested).
+SCHEMA_VERSION = 2
+BUSY_TIMEOUT_S = 30.0
+RETRY_DEADLINE_S = 120.0
+_POOL_SIZE = 5
+
+
+def _ddl_runs() -> str:
+    types = {
+        "str": "TEXT",
+        "status": "TEXT",
+        "float": "DOUBLE",
+        "int": "BIGINT",
+        "bigint": "TEXT",
+        "bool": "BOOLEAN",
+        "json": "TEXT",
+    }
+    lines = [
+        f"\t{name} {types[kind]}{'' if nullable else ' NOT NULL'}, \n"
+        for name, (kind, nullable) in FIELD_KINDS.items()
+    ]
+    return "CREATE TABLE runs (\n" + "".join(lines) + "\tPRIMARY KEY (id)\n)"
+
+
+#: What SQLAlchemy's ``metadata.create_all`` emits on SQLite for the current schema, in order.
+CREATE_STATEMENTS: tuple[str, ...] = (
+    "CREATE TABLE schema_version (\n\tversion INTEGER NOT NULL, \n\tapplied_at DOUBLE NOT NULL, "
+    "\n\tgreenprint_version TEXT NOT NULL, \n\tPRIMARY KEY (version)\n)",
+    _ddl_runs(),
+    "CREATE INDEX ix_runs_parent_id ON runs (parent_id)",
+    "CREATE INDEX ix_runs_study ON runs (study)",
+    "CREATE INDEX ix_runs_started_at ON runs (started_at)",
+    "CREATE TABLE metrics (\n\tseq INTEGER NOT NULL, \n\trun_id TEXT NOT NULL, \n\tname TEXT NOT "
+    "NULL, \n\tstep BIGINT, \n\tvalue DOUBLE NOT NULL, \n\ttime DOUBLE NOT NULL, \n\tPRIMARY KEY "
+    "(seq), \n\tFOREIGN KEY(run_id) REFERENCES runs (id)\n)",
+    "CREATE INDEX ix_metrics_run_id ON metrics (run_id)",
+    "CREATE TABLE samples (\n\tseq INTEGER NOT NULL, \n\trun_id TEXT NOT NULL, \n\tt0 DOUBLE NOT "
+    "NULL, \n\tt1 DOUBLE NOT NULL, \n\tcpu_w DOUBLE, \n\tgpu_w DOUBLE, \n\tram_w DOUBLE, "
+    "\n\tintensity_g_per_kwh DOUBLE, \n\tPRIMARY KEY (seq), \n\tFOREIGN KEY(run_id) REFERENCES "
+    "runs (id)\n)",
+    "CREATE INDEX ix_samples_run_id ON samples (run_id)",
+)
+
+# Columns of type NonFiniteFloat: NaN is bound as the text 'NaN' and every value read as float.
+_NONFINITE_RUN_COLUMNS = frozenset(n for n, (kind, _) in FIELD_KINDS.items() if kind == "float")
+_RUN_COLUMNS = tuple(FIELD_KINDS)
+_SELECT_RUNS = "SELECT " + ", ".join(_RUN_COLUMNS) + " FROM runs"
+_INSERT_METRIC = "INSERT INTO metrics (run_id, name, step, value, time) VALUES (?, ?, ?, ?, ?)"
+_INSERT_SAMPLE = (
+    "INSERT INTO samples (run_id, t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _bind_float(value: Any) -> Any:
+    """A NonFiniteFloat as SQLite keeps it: NaN as ``'NaN'`` (SQLite would store NULL)."""
+    if value is None:
+        return None
+    value = float(value)
+    return "NaN" if math.isnan(value) else value
+
+
+def _read_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _columns(values: Mapping[str, Any]) -> list[str]:
+    unknown = [name for name in values if name not in FIELD_KINDS]
+    if unknown:  # never reached through Ledger, which checks names first
+        raise ConfigError(f"unknown ledger field {unknown[0]!r}")
+    return list(values)
+
+
+def _bound(name: str, value: Any) -> Any:
+    return _bind_float(value) if name in _NONFINITE_RUN_COLUMNS else value
+
+
+def _is_transient(error: sqlite3.Error) -> bool:
+    message = str(error).lower()
+    return isinstance(error, sqlite3.OperationalError) and (
+        "database is locked" in message
+        or "database table is locked" in message
+        or "busy" in message
+    )
+
+
+class SQLiteStore:
+    """Tables, transactions and queries of one SQLite ledger. Thread-safe.
+
+    The same methods as :class:`greenprint.ledger._sql.SQLStore`, which :class:`Ledger` uses
+    for PostgreSQL.
+    """
+
+    def __init__(self, target: Target, *, create: bool) -> None:
+        self.target = target
+        self._database = ":memory:" if target.path is None else str(target.path)
+        self._idle: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
+        # The writers of one process queue here rather than in SQLite's busy handler; an
+        # in-memory ledger has a single connection, so every access queues.
+        self._write_lock = threading.RLock()
+        self._memory: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        try:
+            self.schema_version = self._open(create=create)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ connections
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._database,
+            timeout=BUSY_TIMEOUT_S,
+            check_same_thread=False,
+            isolation_level=None,  # we emit BEGIN ourselves (transactional DDL)
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: safe against process crashes
+        return conn
+
+    def _acquire(self) -> sqlite3.Connection:
+        if self.target.memory:
+            if self._memory is None:
+                self._memory = self._connect()
+            return self._memory
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        if conn is self._memory:
+            return
+        with self._pool_lock:
+            if len(self._idle) < _POOL_SIZE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:  # a forked child must not share the parent's connections
+            with self._pool_lock:
+                self._idle = []  # dropped, not closed (as SQLAlchemy's dispose(close=False))
+            self._pid = os.getpid()
+
+    # ------------------------------------------------------------------ transactions
+    def transaction(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """Run ``fn(conn)`` in one transaction, retrying it while the database is busy.
+
+        Raises:
+            LedgerPathError: the ledger cannot be written (read-only file, no permission).
+            LedgerError: any other database error (the message names the ledger).
+        """
+        self._check_fork()
+        deadline = time.monotonic() + RETRY_DEADLINE_S
+        delay_s = 0.005
+        lock: Any = self._write_lock if write or self.target.memory else _NO_LOCK
+        while True:
+            try:
+                with lock:
+                    return self._once(fn, write=write)
+            except sqlite3.Error as e:
+                if _is_transient(e) and time.monotonic() < deadline:
+                    logger.debug("ledger %s busy, retrying in %.3f s", self.target.display, delay_s)
+                    time.sleep(delay_s * random.uniform(0.5, 1.5))
+                    delay_s = min(delay_s * 2, 0.5)
+                    continue
+                raise self._translate(e) from e
+
+    def _once(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        conn = self._acquire()
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                result = fn(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except BaseException:
+            # a connection left mid-transaction (COMMIT or ROLLBACK failed) is not reused
+            if conn.in_transaction:
+                self._discard(conn)
+            else:
+                self._release(conn)
+            raise
+        self._release(conn)
+        return result
+
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        if conn is self._memory:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            return
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
+    def _translate(self, error: sqlite3.Error) -> LedgerError:
+        text = str(error).strip()
+        message = text.splitlines()[0] if text else type(error).__name__
+        where = self.target.display
+        lowered = message.lower()
+        if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+            return LedgerPathError(f"cannot write ledger {where}: {message}")
+        return LedgerError(f"ledger {where}: {message}")
+
+    # ------------------------------------------------------------------ opening
+    @staticmethod
+    def _inspect(conn: sqlite3.Connection) -> tuple[set[str], int | None]:
+        """Tables present and the recorded schema version (``None``: no valid version table)."""
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite~_%' ESCAPE '~'"
+            )
+        }
+        if "schema_version" not in tables:
+            return tables, None
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(schema_version)")}
+        if "version" not in columns:
+            return tables, None
+        version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        return tables, int(version) if version is not None else None
+
+    def _read_layout(self) -> tuple[set[str], int | None]:
+        try:
+            return self.transaction(self._inspect, write=False)
+        except LedgerError as e:
+            if "not a database" in str(e):
+                raise NotALedgerError(
+                    f"{self.target.display} is not a greenprint ledger (not a readable SQLite "
+                    "database); left untouched"
+                ) from e
+            raise
+
+    def _check_layout(self, tables: set[str], version: int | None) -> int:
+        where = self.target.display
+        if version is None or "runs" not in tables:
+            raise NotALedgerError(
+                f"{where} is not a greenprint ledger (it has tables but no greenprint schema: "
+                f"{', '.join(sorted(tables)[:5])}); left untouched"
+            )
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"ledger {where} has schema version {version}, newer than this greenprint "
+                f"(schema {SCHEMA_VERSION}); upgrade greenprint: "
+                "pip install --upgrade greenprint"
+            )
+        return version
+
+    def _open(self, *, create: bool) -> int:
+        tables, version = self._read_layout()
+        if not tables:
+            if not create:
+                raise LedgerPathError(f"no ledger at {self.target.display} (no tables)")
+            self._set_wal()
+            self.transaction(self._create_if_empty, write=True)
+            tables, version = self._read_layout()
+        version = self._check_layout(tables, version)
+        self._set_wal()
+        if version < SCHEMA_VERSION:
+            version = self._migrate()
+        return version
+
+    def _migrate(self) -> int:
+        """Migrate an older file ledger with the SQLAlchemy path (imported only here)."""
+        from greenprint.ledger._sql import SQLStore
+
+        store = SQLStore(self.target, create=False)  # migrates in one transaction, or raises
+        try:
+            return store.schema_version
+        finally:
+            store.close()
+
+    def _set_wal(self) -> None:
+        if self.target.path is None:
+            return
+        deadline = time.monotonic() + RETRY_DEADLINE_S
+        while True:
+            conn = self._acquire()
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                self._release(conn)
+                return
+            except sqlite3.Error as e:
+                self._release(conn)
+                if "locked" in str(e).lower() and time.monotonic() < deadline:
+                    time.sleep(random.uniform(0.005, 0.05))
+                    continue
+                raise LedgerError(f"cannot open ledger {self.target.display}: {e}") from e
+
+    def _create_if_empty(self, conn: sqlite3.Connection) -> None:
+        tables, _ = self._inspect(conn)
+        if not tables:  # nobody created it while we waited for the lock
+            for statement in CREATE_STATEMENTS:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at, greenprint_version) "
+                "VALUES (?, ?, ?)",
+                (SCHEMA_VERSION, time.time(), __version__),
+            )
+
+    def close(self) -> None:
+        """Close every pooled connection (a connection in use closes when it is returned)."""
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
+
+    # ------------------------------------------------------------------ writes
+    def insert_run(self, values: Mapping[str, Any], points: Sequence[MetricPoint]) -> bool:
+        """Insert a run and its metrics; ``False`` if a run with this id already exists."""
+        names = _columns(values)
+        statement = f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        params = [_bound(n, values[n]) for n in names]
+
+        def do(conn: sqlite3.Connection) -> bool:
+            found = conn.execute("SELECT id FROM runs WHERE id = ?", (values["id"],)).fetchone()
+            if found is not None:
+                return False
+            conn.execute(statement, params)
+            self._insert_points(conn, values["id"], points, ())
+            return True
+
+        return self.transaction(do, write=True)
+
+    def update_run(
+        self,
+        run_id: str,
+        values: Mapping[str, Any],
+        points: Sequence[MetricPoint],
+        power: Sequence[PowerSample],
+    ) -> bool:
+        """Update fields and append metrics and samples; ``False`` if the run does not exist."""
+        names = _columns(values)
+        statement = f"UPDATE runs SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?"
+        params = [_bound(n, values[n]) for n in names] + [run_id]
+
+        def do(conn: sqlite3.Connection) -> bool:
+            if names:
+                if conn.execute(statement, params).rowcount == 0:
+                    return False
+            else:
+                found = conn.execute("SELECT id FROM runs WHERE id = ?", (run_id,)).fetchone()
+                if found is None:
+                    return False
+            self._insert_points(conn, run_id, points, power)
+            return True
+
+        return self.transaction(do, write=True)
+
+    @staticmethod
+    def _insert_points(
+        conn: sqlite3.Connection,
+        run_id: str,
+        points: Sequence[MetricPoint],
+        power: Sequence[PowerSample],
+    ) -> None:
+        if points:
+            conn.executemany(
+                _INSERT_METRIC,
+                [(run_id, p.name, p.step, _bind_float(p.value), p.time) for p in points],
+            )
+        if power:
+            conn.executemany(
+                _INSERT_SAMPLE,
+                [
+                    (
+                        run_id,
+                        s.t0,
+                        s.t1,
+                        _bind_float(s.cpu_w),
+                        _bind_float(s.gpu_w),
+                        _bind_float(s.ram_w),
+                        _bind_float(s.intensity_g_per_kwh),
+                    )
+                    for s in power
+                ],
+            )
+
+    # ------------------------------------------------------------------ reads
+    def find_ids(self, prefix: str, *, limit: int) -> list[str]:
+        """The run id equal to ``prefix``, else up to ``limit`` ids starting with it."""
+
+        def do(conn: sqlite3.Connection) -> list[str]:
+            exact = conn.execute("SELECT id FROM runs WHERE id = ?", (prefix,)).fetchone()
+            if exact is not None:
+                return [exact[0]]
+            rows = conn.execute(
+                "SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
+                (len(prefix), prefix, limit),
+            )
+            return [row[0] for row in rows]
+
+        return self.transaction(do, write=False)
+
+    def select_runs(
+        self,
+        *,
+        run_id: str | None = None,
+        study: str | None = None,
+        statuses: Sequence[str] | None = None,
+        parent_id: str | None = None,
+        top_level: bool = False,
+    ) -> tuple[list[dict[str, Any]], dict[str, list[MetricPoint]]]:
+        """Stored rows of the matching runs, and their metrics by run id (in logged order)."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        if run_id is not None:
+            conditions.append("id = ?")
+            params.append(run_id)
+        if study is not None:
+            conditions.append("study = ?")
+            params.append(study)
+        if statuses is not None:
+            wanted = list(statuses)
+            conditions.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+            params.extend(wanted)
+        if top_level:
+            conditions.append("parent_id IS NULL")
+        elif parent_id is not None:
+            conditions.append("parent_id = ?")
+            params.append(parent_id)
+        where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
+
+        def do(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[dict[str, Any]], dict[str, list[MetricPoint]]]:
+            rows = []
+            for row in conn.execute(_SELECT_RUNS + where, params):
+                record = dict(zip(_RUN_COLUMNS, row, strict=True))
+                for name in _NONFINITE_RUN_COLUMNS:
+                    record[name] = _read_float(record[name])
+                rows.append(record)
+            by_run: dict[str, list[MetricPoint]] = {}
+            if rows:
+                query = (
+                    "SELECT run_id, name, value, step, time FROM metrics "
+                    f"WHERE run_id IN (SELECT id FROM runs{where}) ORDER BY seq"
+                )
+                for rid, name, value, step, at in conn.execute(query, params):
+                    by_run.setdefault(rid, []).append(
+                        MetricPoint(name=name, value=float(value), step=step, time=at)
+                    )
+            return rows, by_run
+
+        return self.transaction(do, write=False)
+
+    def select_studies(self) -> list[str]:
+        """Distinct study names."""
+
+        def do(conn: sqlite3.Connection) -> list[str]:
+            return [r[0] for r in conn.execute("SELECT DISTINCT study FROM runs")]
+
+        return self.transaction(do, write=False)
+
+    def select_samples(self, run_id: str) -> list[PowerSample]:
+        """A run's power samples ordered by ``t0`` (then by insertion)."""
+
+        def do(conn: sqlite3.Connection) -> list[PowerSample]:
+            query = (
+                "SELECT t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh FROM samples "
+                "WHERE run_id = ? ORDER BY t0, seq"
+            )
+            return [
+                PowerSample(
+                    t0=t0,
+                    t1=t1,
+                    cpu_w=_read_float(cpu),
+                    gpu_w=_read_float(gpu),
+                    ram_w=_read_float(ram),
+                    intensity_g_per_kwh=_read_float(intensity),
+                )
+                for t0, t1, cpu, gpu, ram, intensity in conn.execute(query, (run_id,))
+            ]
+
+        return self.transaction(do, write=False)
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()

@@ -1,0 +1,79 @@
+"""SQLite ledgers on the standard library: the same schema as SQLAlchemy's, no SQLAlchemy import."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from greenprint import MetricPoint, PowerSample
+from greenprint.ledger import Ledger, _schema
+from greenprint.ledger._sqlite import CREATE_STATEMENTS, SCHEMA_VERSION
+
+from .conftest import make_record
+
+
+def master(path: Path) -> set[tuple[str, str, str | None]]:
+    conn = sqlite3.connect(path)
+    try:
+        return set(conn.execute("SELECT type, name, sql FROM sqlite_master"))
+    finally:
+        conn.close()
+
+
+def test_the_statements_are_sqlalchemys_compilation_of_the_schema():
+    dialect = sa.dialects.sqlite.dialect()
+    compiled = []
+    for table in _schema.metadata.sorted_tables:
+        compiled.append(str(sa.schema.CreateTable(table).compile(dialect=dialect)).strip())
+        for index in table.indexes:
+            compiled.append(str(sa.schema.CreateIndex(index).compile(dialect=dialect)).strip())
+    assert sorted(compiled) == sorted(CREATE_STATEMENTS)
+    assert SCHEMA_VERSION == _schema.SCHEMA_VERSION
+
+
+def test_a_new_ledger_has_the_schema_sqlalchemy_creates(tmp_path):
+    Ledger(tmp_path / "stdlib.db").close()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'sqlalchemy.db'}")
+    with engine.begin() as conn:
+        _schema.create_current(conn)
+    engine.dispose()
+    assert master(tmp_path / "stdlib.db") == master(tmp_path / "sqlalchemy.db")
+
+
+def test_rows_written_here_read_the_same_through_sqlalchemy(tmp_path):
+    path = tmp_path / "ledger.db"
+    with Ledger(path) as led:
+        led.start_run(make_record("abcd0001", fpo=3 * 10**23, git_dirty=True, energy_kwh=0.5))
+        led.flush(
+            "abcd0001",
+            fields={"emissions_kg": float("nan")},
+            metrics=[MetricPoint("loss", float("nan"), 1, 1.0), MetricPoint("acc", math.inf)],
+            samples=[PowerSample(1.0, 2.0, cpu_w=float("nan"), ram_w=3.0)],
+        )
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        run = conn.execute(sa.select(_schema.runs)).one()
+        values = [m.value for m in conn.execute(sa.select(_schema.metrics))]
+        sample = conn.execute(sa.select(_schema.samples)).one()
+    engine.dispose()
+    assert run.fpo == str(3 * 10**23) and run.git_dirty is True and run.energy_kwh == 0.5
+    assert math.isnan(run.emissions_kg)
+    assert math.isnan(values[0]) and values[1] == math.inf
+    assert math.isnan(sample.cpu_w) and sample.ram_w == 3.0 and sample.gpu_w is None
+
+
+def test_opening_and_writing_a_sqlite_ledger_does_not_import_sqlalchemy(tmp_path):
+    code = (
+        "import sys, greenprint as gp\n"
+        f"led = gp.Ledger({str(tmp_path / 'l.db')!r})\n"
+        "led.start_run(gp.RunRecord(id='abcd0001', name='x'))\n"
+        "led.flush('abcd0001', fields={'energy_kwh': 1.0})\n"
+        "assert led.run('abcd').energy_kwh == 1.0 and len(led.runs()) == 1\n"
+        "assert 'sqlalchemy' not in sys.modules, 'sqlalchemy imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
