@@ -22,10 +22,13 @@ Nesting: a run started inside another (same thread or task), or in a child proce
 children's, so totals must be summed over root runs only: :func:`greenprint.analysis.price_tag`
 does so.
 
-Measurement never raises into user code: a meter that fails is replaced by an estimate (the
-provenance says so) and a ledger that cannot be written is retried at the next flush; only bad
-configuration (an invalid PUE, an unknown region, a path that is not a ledger) raises, and it does
-so when the run is created, before any user code runs.
+Measurement never raises into user code and never blocks it: meters are read on the sampler
+thread without holding the lock that ``run.log()`` and the live figures take, each hardware read
+has a deadline (0.4 s), and a meter that overruns it, raises, or returns NaN, infinite, negative or
+decreasing energy is replaced by an estimate (the provenance says so); leaving ``with`` waits at
+most about a second for the meters. A ledger that cannot be written is retried at the next
+flush; only bad configuration (an invalid PUE, an unknown region, a path that is not a ledger)
+raises, and it does so when the run is created, before any user code runs.
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ PARENT_ENV = _lineage.PARENT_ENV
 _SETTABLE = frozenset({"params", "dataset_size", "fpo", "param_count"})
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Longest wait, in s, for the sampler thread when a run stops (a meter read in progress returns
+#: within the meters' own deadline, 0.4 s), so that leaving ``with`` takes about a second at most.
+_SAMPLER_JOIN_S = 0.6
 
 
 def track(
@@ -110,7 +117,10 @@ def track(
         command: command line to record (default: ``sys.argv``).
         sample_interval_s: seconds between meter reads.
         flush_interval_s: seconds between ledger writes (and heartbeats).
-        meters: a ready :class:`~greenprint.meters.MeterSet` (tests and fakes); default: detect.
+        meters: a ready :class:`~greenprint.meters.MeterSet`, or any object with
+            ``components``, ``provenance``, ``start()``, ``read()`` and ``close()`` (tests, fakes,
+            your own meters: wrapped so that they get the same read deadline and checks);
+            default: detect.
         budget_kwh: an energy budget in kWh; crossing it logs one warning and sets
             :attr:`Run.over_budget` (the run is never stopped for you).
         budget_kg: a CO2-eq budget in kg, likewise.
@@ -183,7 +193,8 @@ class Run:
         self._dataset_size: int | None = options.get("dataset_size")
         self._fpo: int | None = None
         self._param_count: int | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the run's state; never held around a meter read
+        self._sample_lock = threading.Lock()  # one meter read at a time (sampler thread, stop())
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._state: Literal["new", "running", "stopped"] = "new"
@@ -357,8 +368,16 @@ class Run:
                 return
             self._state = "stopped"
         self._stop_event.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            # a read in progress returns within the meters' deadline; never wait much longer
+            thread.join(_SAMPLER_JOIN_S)
+            if thread.is_alive():
+                logger.warning(
+                    "greenprint: run %s's sampler did not stop within %.1f s; leaving it behind",
+                    self.id[:8],
+                    _SAMPLER_JOIN_S,
+                )
         if status == "finished" and self._prune_requested:
             status = "pruned"
         if self._environment is None:  # a run shorter than one sample interval
@@ -366,15 +385,21 @@ class Run:
                 self._collect_environment()
             except Exception:  # never raise into user code for a missing host name or git
                 logger.exception("greenprint: could not record run %s's environment", self.id[:8])
+        try:
+            self._sample(wait_s=_SAMPLER_JOIN_S)
+        except Exception:  # accounting must not raise into user code either
+            logger.exception("greenprint: the final sample of run %s failed", self.id[:8])
         with self._lock:
-            self._sample()
             self._ended_at = self._last_sample_t
             self._status = status
             self._error = error
             self._pending_fields.update(status=status, ended_at=self._ended_at, error=error)
         self._flush()
         if self._meters is not None:
-            self._meters.close()
+            try:
+                self._meters.close()
+            except Exception:  # a meter set of the user's own: its close must not raise here
+                logger.exception("greenprint: closing run %s's meters failed", self.id[:8])
         self._release()
 
     # ------------------------------------------------------------------ live figures
@@ -467,14 +492,14 @@ class Run:
 
         self.id = uuid.uuid4().hex
         self.parent_id = self._resolve_parent()
-        self._meters = self._options.get("meters")
-        if self._meters is None:
-            from greenprint.meters import detect_meters
+        from greenprint.meters._set import detect_meters, guard_meters
 
-            self._meters = detect_meters(pid=self._options.get("pid"))
+        given = self._options.get("meters")
+        pid = self._options.get("pid")
+        self._meters = detect_meters(pid=pid) if given is None else guard_meters(given, pid=pid)
         self._hardware = detect_hardware().to_dict()
         self._meters.start()
-        self._started_at = time.time()
+        self._started_at = getattr(self._meters, "read_at", None) or time.time()
         self._account = CostAccount(
             scope=self._scope, intensity=self._intensity, pue=self._pue.value, t0=self._started_at
         )
@@ -560,7 +585,7 @@ class Run:
                 with self._lock:
                     if self._state != "running":
                         return
-                    self._sample()
+                self._sample()
                 self._check_budgets()
                 if time.time() >= next_flush:
                     self._flush()
@@ -596,14 +621,34 @@ class Run:
                 env=environment.env,
             )
 
-    def _sample(self) -> None:
-        """Read the meters and account the interval since the last sample (caller holds lock)."""
-        if self._account is None:  # pragma: no cover - only called while running
+    def _sample(self, *, wait_s: float | None = None) -> None:
+        """Read the meters and account the interval since the last sample.
+
+        The meters are read without holding the run's lock, so ``run.log()``, the live figures
+        and the end of the ``with`` block never wait on hardware; a meter read is bounded by the
+        meter set's deadline and a meter that overruns it is replaced by its estimate.
+
+        Args:
+            wait_s: longest wait, in s, for a read already in progress on another thread
+                (``None``: wait); when it passes, this sample is skipped.
+        """
+        if not self._sample_lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            logger.warning("greenprint: run %s: a meter read is still blocked", self.id[:8])
             return
-        sample = self._account.add(time.time(), self._meters.read())
-        self._provenance.update(self._meters.provenance)
-        if sample is not None:
-            self._pending_samples.append(sample)
+        try:
+            if self._account is None:  # pragma: no cover - only called while running
+                return
+            now = time.time()
+            readings = self._meters.read()
+            now = getattr(self._meters, "read_at", None) or now
+            provenance = dict(self._meters.provenance)
+            with self._lock:
+                sample = self._account.add(now, readings)
+                self._provenance.update(provenance)
+                if sample is not None:
+                    self._pending_samples.append(sample)
+        finally:
+            self._sample_lock.release()
 
     def _flush(self) -> None:
         if self._ledger is None:

@@ -13,12 +13,20 @@ by the estimate of that component, continuing from the last good cumulative valu
 runs in the shadow from the start, so the interval in which the failure happened is covered by
 the estimate's own figure for that interval. The provenance then says, for example,
 ``"estimate:tdp:AMD EPYC 7B13 (240 W) (rapl failed: permission denied reading ...)"``.
+
+A meter also fails when it cannot be trusted: a read that does not return within
+``read_timeout_s`` (hardware and foreign meters are called on a worker thread with that deadline,
+see :mod:`greenprint.meters._deadline`; greenprint's own estimates run inline), or a reading that
+is not a finite, non-negative number of joules, or that goes backwards. So a blocked driver or a
+meter that returns NaN costs a run at most one deadline and is then estimated, labelled as such.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,20 +37,23 @@ from greenprint._config import Config
 from greenprint._exceptions import MeterError
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
-from greenprint.meters._estimate import (
-    GpuEstimateMeter,
-    configured_cpu_tdp,
-)
+from greenprint.meters._deadline import DEFAULT_READ_TIMEOUT_S, DeadlineWorker, MeterTimeoutError
 from greenprint.meters._discovery import (
     HardwareInfo,
     cpu_estimate_for,
     detect_hardware,
     ram_estimate_for,
 )
+from greenprint.meters._estimate import (
+    CpuEstimateMeter,
+    GpuEstimateMeter,
+    RamEstimateMeter,
+    configured_cpu_tdp,
+)
 from greenprint.meters._nvml import NvmlMeter
 from greenprint.meters._rapl import Opener, RaplMeter, probe_rapl
 
-__all__ = ["MeterSet", "detect_meters"]
+__all__ = ["MeterSet", "detect_meters", "guard_meters"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +133,8 @@ class MeterSet:
             if it fails (``cpu`` and ``ram``). A component without one (``gpu``) is continued at
             the mean power it measured so far.
         clock: monotonic clock in s.
+        read_timeout_s: longest wait for one call into a hardware or foreign meter, in s; a
+            meter that overruns it is treated as failed.
     """
 
     def __init__(
@@ -131,9 +144,12 @@ class MeterSet:
         tree: ProcessTree,
         estimates: Mapping[str, Meter] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
     ) -> None:
         self.tree = tree
         self._clock = clock
+        self._timeout_s = read_timeout_s
+        self._worker = DeadlineWorker("greenprint-meter-read")
         estimates = dict(estimates or {})
         self.components: tuple[str, ...] = tuple(
             sorted(meters, key=lambda c: (_ORDER.index(c) if c in _ORDER else len(_ORDER), c))
@@ -149,6 +165,8 @@ class MeterSet:
         self._started = False
         self._closed = False
         self._t_start = 0.0
+        #: wall-clock time (s since the epoch) at which the last start or read called the meters
+        self.read_at = 0.0
 
     def meter(self, component: str) -> Meter:
         """The meter now in use for ``component``."""
@@ -157,15 +175,21 @@ class MeterSet:
     def start(self) -> None:
         """Take the baseline of every meter (a meter that cannot start falls back at once)."""
         self.tree.start()
-        now = self._t_start = self._clock()
-        for comp, slot in self._slots.items():
+        for slot in self._slots.values():  # shadows first: the primaries start last, together
             if slot.shadow is not None:
                 slot.shadow.start()
                 slot.last_shadow = slot.shadow.read()
-            try:
-                slot.meter.start()
-            except Exception as e:  # noqa: BLE001 - a meter never breaks user code
-                self._fail(comp, slot, e)
+        now = self._t_start = self._clock()
+        guarded = self._guarded("start")
+        for comp, slot in self._slots.items():
+            if comp in guarded:
+                outcome = guarded[comp]
+            elif _needs_deadline(slot.meter):  # not reached: an earlier meter overran
+                outcome = MeterTimeoutError("not started: an earlier meter overran")
+            else:
+                outcome = _attempt(slot.meter.start)
+            if isinstance(outcome, BaseException):
+                self._fail(comp, slot, outcome)
                 slot.meter.start()
             slot.last = MeterReading(0.0, 0.0)
             slot.last_t = now
@@ -180,15 +204,25 @@ class MeterSet:
         except (psutil.Error, OSError) as e:  # keep the previous sample
             logger.warning("process-tree sample failed: %s", e)
         now = self._clock()
+        guarded = self._guarded("read")
         out: dict[str, MeterReading] = {}
         for comp, slot in self._slots.items():
             shadow_now = self._read_shadow(comp, slot)
+            if comp in guarded:
+                outcome = guarded[comp]
+            elif _needs_deadline(slot.meter):  # not reached: an earlier meter overran
+                out[comp] = slot.last
+                continue
+            else:
+                outcome = _attempt(slot.meter.read)
             try:
-                reading = slot.meter.read()
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                reading = _checked(outcome, slot.last)
             except Exception as e:  # noqa: BLE001 - a meter never breaks user code
                 self._fail(comp, slot, e)
                 try:
-                    reading = slot.meter.read()
+                    reading = _checked(slot.meter.read(), slot.last)
                 except Exception:  # noqa: BLE001 - even the estimate failed: hold the last
                     logger.exception("the %s estimate failed too; holding the last value", comp)
                     reading = slot.last
@@ -199,6 +233,48 @@ class MeterSet:
             slot.last, slot.last_t = reading, now
             out[comp] = reading
         return out
+
+    def _guarded(self, action: str) -> dict[str, Any]:
+        """Call ``start`` or ``read`` on every meter that needs a deadline, in one hand-off.
+
+        Sets :attr:`read_at` to the wall-clock time just before the first meter is called.
+
+        Returns:
+            component -> the call's result or the exception it raised. The meter that overran
+            the deadline gets a :class:`MeterTimeoutError`; meters after it are absent (a read
+            holds their last value and tries them again on a fresh thread next tick).
+        """
+        guarded = [(c, s.meter) for c, s in self._slots.items() if _needs_deadline(s.meter)]
+        if not guarded:
+            self.read_at = time.time()
+            return {}
+        results: dict[str, Any] = {}
+        current: list[str | None] = [None]
+        stamp: list[float | None] = [None]
+        cancelled = threading.Event()
+
+        def call_all() -> None:
+            stamp[0] = time.time()
+            for comp, meter in guarded:
+                if cancelled.is_set():  # abandoned: never call a meter the next tick calls too
+                    return
+                current[0] = comp
+                results[comp] = _attempt(getattr(meter, action))
+            current[0] = None
+
+        try:
+            self._worker.call(call_all, self._timeout_s)
+        except MeterTimeoutError:
+            cancelled.set()
+            results = dict(results)
+            stuck = current[0]
+            if stuck is not None:
+                results[stuck] = MeterTimeoutError(
+                    f"{self._slots[stuck].meter.provenance} {action} did not return within "
+                    f"{self._timeout_s:g} s"
+                )
+        self.read_at = stamp[0] if stamp[0] is not None else time.time()
+        return results
 
     @staticmethod
     def _read_shadow(comp: str, slot: _Slot) -> MeterReading | None:
@@ -230,10 +306,7 @@ class MeterSet:
                 "%s meter %s raised a bug; using an estimate", comp, old.provenance, exc_info=err
             )
             why = f"{type(err).__name__}: {err}"
-        try:
-            old.close()
-        except Exception as e:  # noqa: BLE001 - closing a broken meter must not raise either
-            logger.debug("closing the failed %s meter raised: %s", comp, e)
+        _close_quietly(old, wait_s=0.0 if isinstance(err, MeterTimeoutError) else None)
         if slot.shadow is not None:
             estimate = slot.shadow
             base = slot.last_shadow or MeterReading(0.0, 0.0)
@@ -267,12 +340,11 @@ class MeterSet:
         self._closed = True
         for slot in self._slots.values():
             for meter in (slot.meter, slot.shadow):
-                if meter is None:
-                    continue
-                try:
-                    meter.close()
-                except Exception as e:  # noqa: BLE001 - close never raises into user code
-                    logger.debug("closing a meter raised: %s", e)
+                if meter is not None:
+                    _close_quietly(
+                        meter, wait_s=self._timeout_s if _needs_deadline(meter) else None
+                    )
+        self._worker.close()
 
     def __enter__(self) -> MeterSet:
         self.start()
@@ -280,6 +352,60 @@ class MeterSet:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _needs_deadline(meter: Meter) -> bool:
+    """Whether calls into ``meter`` run under the deadline: all but greenprint's own estimates."""
+    return not isinstance(
+        meter, (CpuEstimateMeter, RamEstimateMeter, GpuEstimateMeter, _Continuation)
+    )
+
+
+def _attempt(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - the caller turns it into a fallback
+        return e
+
+
+def _checked(reading: object, last: MeterReading) -> MeterReading:
+    """``reading`` if it is a plausible cumulative reading after ``last``.
+
+    Raises:
+        MeterError: not a reading, a NaN, infinite or negative energy, or energy going backwards
+            (counter wrap-around and GPU resets are undone inside the meters, so a decrease that
+            reaches here is a fault).
+    """
+    if not isinstance(reading, MeterReading):
+        raise MeterError(f"returned {reading!r}, not a MeterReading")
+    machine, process = reading.machine_j, reading.process_j
+    if not (isinstance(machine, (int, float)) and math.isfinite(machine) and machine >= 0):
+        raise MeterError(f"returned {machine!r} J, not a finite non-negative energy")
+    if process is not None and not (
+        isinstance(process, (int, float)) and math.isfinite(process) and process >= 0
+    ):
+        raise MeterError(f"returned a process share of {process!r} J")
+    if machine < last.machine_j - 1e-9 * max(1.0, last.machine_j):
+        raise MeterError(f"went backwards: {machine:.6g} J after {last.machine_j:.6g} J")
+    return reading
+
+
+def _close_quietly(meter: Meter, *, wait_s: float | None) -> None:
+    """Close ``meter``; never raises. ``wait_s``: deadline in s (0: do not wait; None: inline)."""
+
+    def close() -> None:
+        try:
+            meter.close()
+        except Exception as e:  # noqa: BLE001 - closing a broken meter must not raise either
+            logger.debug("closing the %s meter raised: %s", meter.component, e)
+
+    if wait_s is None:
+        close()
+        return
+    thread = threading.Thread(target=close, name="greenprint-meter-close", daemon=True)
+    thread.start()
+    if wait_s > 0:
+        thread.join(wait_s)
 
 
 def detect_meters(
@@ -344,3 +470,107 @@ def detect_meters(
         except MeterError as e:
             logger.debug("no GPU meter: %s", e)
     return MeterSet(meters, tree=tree, estimates=estimates, clock=clock)
+
+
+class _ForeignSource:
+    """A meter set that is not a :class:`MeterSet` (a user's or a test's), read once per tick."""
+
+    def __init__(self, meters: Any) -> None:
+        self.meters = meters
+        self._cache: dict[str, MeterReading] = {}
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    def start(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            raise MeterError("the meter set is still blocked in an earlier call")
+        try:
+            if not self._started:
+                self._started = True
+                self.meters.start()
+        finally:
+            self._lock.release()
+
+    def read(self, component: str) -> MeterReading:
+        # non-blocking: while an abandoned read is still stuck inside the foreign set, every
+        # component fails at once instead of each waiting for its own deadline
+        if not self._lock.acquire(blocking=False):
+            raise MeterError("the meter set is still blocked in an earlier call")
+        try:
+            if component not in self._cache:
+                self._cache = dict(self.meters.read())
+            try:
+                return self._cache.pop(component)
+            except KeyError:
+                raise MeterError(f"the meter set returned no {component!r} reading") from None
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.meters.close()
+
+
+class _ForeignMeter(Meter):
+    """One component of a :class:`_ForeignSource`."""
+
+    def __init__(self, source: _ForeignSource, component: str) -> None:
+        self.component = component
+        self._source = source
+
+    @property
+    def provenance(self) -> str:
+        return str(getattr(self._source.meters, "provenance", {}).get(self.component, "unknown"))
+
+    @property
+    def is_estimate(self) -> bool:
+        return False  # whatever it says, it gets the deadline and the checks of a hardware meter
+
+    def start(self) -> None:
+        self._source.start()
+
+    def read(self) -> MeterReading:
+        return self._source.read(self.component)
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def guard_meters(
+    meters: Any,
+    *,
+    pid: int | None = None,
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+) -> MeterSet:
+    """Give any meter set the guarantees of a :class:`MeterSet`.
+
+    ``gp.track(meters=...)`` accepts a :class:`MeterSet` or any object with ``components``,
+    ``provenance`` (component -> str), ``start()``, ``read()`` (component ->
+    :class:`MeterReading`, cumulative J) and ``close()``. Such an object is wrapped so that its
+    calls run under the read deadline and its readings are checked; a component that fails is
+    continued by the estimate (``cpu``, ``ram``: the same estimates :func:`detect_meters` uses,
+    running in the shadow) or at the mean power it measured so far (any other), labelled.
+
+    Args:
+        meters: a :class:`MeterSet` (returned as it is) or a meter-set-like object.
+        pid: root of the process tree (default: this process).
+        read_timeout_s: longest wait for one call into ``meters``, in s.
+    """
+    if isinstance(meters, MeterSet):
+        return meters
+    source = _ForeignSource(meters)
+    components = tuple(getattr(meters, "components", ()) or ())
+    tree = ProcessTree(pid)
+    hw = detect_hardware()
+    shadows = {
+        "cpu": cpu_estimate_for(hw, tree=tree, configured=configured_cpu_tdp()),
+        "ram": ram_estimate_for(hw, tree=tree),
+    }
+    return MeterSet(
+        {c: _ForeignMeter(source, c) for c in components},
+        tree=tree,
+        estimates={c: m for c, m in shadows.items() if c in components},
+        read_timeout_s=read_timeout_s,
+    )
