@@ -10,7 +10,6 @@ runs land in ``./greenprint.db``, as the README promises, for the API and the CL
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +17,8 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
+from _clean_env import BIN, clean_env, configured_above
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-BIN = Path(sys.executable).parent
 GREENPRINT = BIN / "greenprint"
 LEDGER_FILES = {"greenprint.db", "greenprint.db-wal", "greenprint.db-shm"}
 
@@ -35,34 +29,6 @@ with gp.track("x") as run:
     run.log(accuracy=0.5)
 print(run.id, run.status)
 """
-
-
-def clean_env() -> dict[str, str]:
-    """This process's environment without any GREENPRINT_* setting (the network guard kept)."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("GREENPRINT_") or key.startswith("GREENPRINT_NETWORK_GUARD")
-    }
-    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
-    return env
-
-
-def configured_above(directory: Path) -> list[Path]:
-    """Config files that greenprint would read from ``directory`` (none for a new user)."""
-    found = []
-    for folder in (directory, *directory.parents):
-        if (folder / "greenprint.toml").is_file():
-            found.append(folder / "greenprint.toml")
-        pyproject = folder / "pyproject.toml"
-        if pyproject.is_file():
-            try:
-                table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("greenprint")
-            except (OSError, tomllib.TOMLDecodeError):
-                table = None
-            if table is not None:
-                found.append(pyproject)
-    return found
 
 
 @pytest.fixture
