@@ -21,6 +21,7 @@ How a block runs:
   working directory is on ``sys.path``, as in an interactive session). Bash blocks:
   ``bash -euxo pipefail -c BLOCK``: any failing command fails the example.
 * No output is compared: the examples must run; a doc that claims a number checks it itself.
+* A block that runs ``greenprint demo`` (about 25 s) is marked ``slow``; it still runs by default.
 
 Inputs a block needs but that belong to the reader (their training script) come from
 ``tests/docs_fixtures/``, copied into every directory before the file's first block runs; the
@@ -60,6 +61,8 @@ LANGUAGES = {
     "shell": "bash",
 }
 TIMEOUT_S = 240
+#: Blocks running one of these get the ``slow`` mark (``greenprint demo``: about 25 s).
+SLOW = re.compile(r"^\s*greenprint demo\b", re.M)
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
 
@@ -157,6 +160,8 @@ def _params() -> list[object]:
         for block in blocks:
             why = f"not run by the test suite: {block.not_run}"
             marks = [pytest.mark.skip(reason=why)] if block.not_run else []
+            if SLOW.search(block.code):
+                marks.append(pytest.mark.slow)
             params.append(pytest.param(block, id=block.id, marks=marks))
     return params
 
