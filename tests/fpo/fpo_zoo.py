@@ -396,3 +396,94 @@ class CustomFunctionModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(torch.tanh(_LinearFn.apply(x, self.w)))
+
+
+# -- MobileNet-style (depthwise-separable, grouped convolutions) --------------------------------
+
+
+class DepthwiseSeparable(nn.Module):
+    """MobileNet's block: a depthwise 3x3 conv (groups = channels), then a pointwise 1x1 conv."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(in_ch, in_ch, 3, stride=stride, padding=1, groups=in_ch, bias=False)
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.pw = nn.Conv2d(in_ch, out_ch, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.dw(x)))
+        return F.relu(self.bn2(self.pw(x)))
+
+
+class MobileNet(nn.Module):
+    """MobileNet v1 layout: a strided 3x3 stem, depthwise-separable blocks, pool, classifier."""
+
+    def __init__(
+        self,
+        blocks: tuple[tuple[int, int], ...] = ((16, 1), (32, 2)),
+        stem: int = 8,
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, stem, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(stem)
+        layers, in_ch = [], stem
+        for out_ch, stride in blocks:
+            layers.append(DepthwiseSeparable(in_ch, out_ch, stride))
+            in_ch = out_ch
+        self.blocks = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_ch, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(F.relu(self.bn(self.stem(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def mobilenet_tiny() -> MobileNet:
+    return MobileNet()
+
+
+# -- activation checkpointing -----------------------------------------------------------------
+
+
+class MLPBlock(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.a = nn.Linear(dim, hidden)
+        self.b = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(F.relu(self.a(x)))
+
+
+class CheckpointedMLP(nn.Module):
+    """A stem, MLP blocks each run under ``torch.utils.checkpoint``, a head."""
+
+    def __init__(
+        self,
+        dim: int = 8,
+        hidden: int = 16,
+        blocks: int = 2,
+        use_reentrant: bool = False,
+        d_in: int = 4,
+        d_out: int = 2,
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Linear(d_in, dim)
+        self.blocks = nn.ModuleList(MLPBlock(dim, hidden) for _ in range(blocks))
+        self.head = nn.Linear(dim, d_out)
+        self.use_reentrant = use_reentrant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.utils.checkpoint import checkpoint
+
+        x = self.stem(x)
+        for block in self.blocks:
+            x = checkpoint(block, x, use_reentrant=self.use_reentrant)
+        return self.head(x)
+
+
+def checkpointed_tiny() -> CheckpointedMLP:
+    return CheckpointedMLP()

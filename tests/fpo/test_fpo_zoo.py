@@ -22,6 +22,8 @@ ZOO = {
     "unet_transposed_interp": (zoo.unet_tiny, lambda d: (torch.randn(1, 3, 16, 16, device=d),)),
     "lstm_lm": (zoo.lstm_tiny, lambda d: (torch.zeros(2, 7, dtype=torch.long, device=d),)),
     "message_passing": (zoo.graph_tiny, lambda d: zoo.graph_inputs(device=d)),
+    "mobilenet_depthwise": (zoo.mobilenet_tiny, lambda d: (torch.randn(2, 3, 16, 16, device=d),)),
+    "checkpointed_mlp": (zoo.checkpointed_tiny, lambda d: (torch.randn(4, 4, device=d),)),
 }
 
 
@@ -50,3 +52,63 @@ def test_resnet50_forward_at_224_matches_flopcountermode_and_the_known_size():
     assert result.params == 25_557_032  # torchvision's resnet50
     assert 8.1e9 < result.matmul_total < 8.3e9  # the well-known 4.1 GMAC
     assert result.total > result.matmul_total  # + batch norm, ReLU, pooling, bias adds
+
+
+# -- hand-checked totals ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_mobilenet_depthwise_separable_total_by_hand(device):
+    """zoo.mobilenet_tiny on (2, 3, 16, 16), forward + backward seeded with ones.
+
+    A convolution's products are ``2 * N * numel(weight) * output positions`` (N = 2):
+      stem 3->8, 3x3, stride 2, 8x8 out:      2*2*(8*3*9)*64   = 55,296
+      dw1 8 groups, 3x3, 8x8:                  2*2*(8*1*9)*64   = 18,432
+      pw1 8->16, 1x1, 8x8:                     2*2*(16*8)*64    = 32,768
+      dw2 16 groups, 3x3, stride 2, 4x4:       2*2*(16*1*9)*16  =  9,216
+      pw2 16->32, 1x1, 4x4:                    2*2*(32*16)*16   = 32,768   sum 148,480
+    Batch norm (training, running stats): 7 per element + 11 per channel, over the five conv
+    outputs of 1024, 1024, 2048, 512, 1024 elements (5632) and 8, 8, 16, 16, 32 channels (80):
+    7*5632 + 11*80 = 40,304. ReLU: 5,632. AdaptiveAvgPool2d(1) runs as a mean: 1024 adds + 64
+    divisions = 1,088. Linear 32->10: 2*2*32*10 + 20 bias = 1,300. Forward: 196,804.
+
+    Backward: Linear: two products 2*1,280 + bias grad 20 = 2,580; the mean's backward divides
+    the expanded gradient: 1,024; ReLU: 5,632; batch norm: 13 per element + 2 per channel =
+    13*5632 + 2*80 = 73,376; convolutions: grad_weight of every conv and grad_input of all but
+    the stem (the image needs no gradient), each the forward's products:
+    55,296 + 2*(18,432 + 32,768 + 9,216 + 32,768) = 241,664. Backward: 324,276.
+    """
+    torch.manual_seed(0)
+    model = zoo.mobilenet_tiny().to(device)
+    result = gp.count_fpo(model, torch.randn(2, 3, 16, 16, device=device), strict=True)
+    assert result.forward_total == 148_480 + 40_304 + 5_632 + 1_088 + 1_300 == 196_804
+    assert result.backward_total == 2_580 + 1_024 + 5_632 + 73_376 + 241_664 == 324_276
+    assert result.matmul_total == 148_480 + 2 * 1_280 + 1_280 + 241_664
+    assert result.by_module[""] == result.total == 521_080
+    assert result.unknown_ops == {}
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_checkpointed_blocks_total_by_hand(device, use_reentrant):
+    """zoo.CheckpointedMLP on (4, 4): stem Linear(4, 8), two blocks Linear(8, 16), ReLU,
+    Linear(16, 8) under torch.utils.checkpoint, head Linear(8, 2); backward seeded with ones.
+
+    Forward: stem 2*4*4*8 + 32 = 288; each block 1,088 + 64 + 1,056 = 2,208; head 128 + 8 =
+    136: 4,840. Backward: stem grad_weight 256 + bias 32 = 288 (the input needs no gradient);
+    each block: b 1,024 + 1,024 + 32, ReLU 64, a 1,024 + 1,024 + 64 = 4,256; head 264; plus the
+    recomputed forward. Reentrant checkpointing re-runs each whole block (2,208); the
+    non-reentrant one stops once the last tensor the backward needs is saved again: the second
+    Linear saves its input before it runs, so only a and ReLU re-run (1,088 + 64 = 1,152).
+    """
+    torch.manual_seed(0)
+    model = zoo.CheckpointedMLP(use_reentrant=use_reentrant).to(device)
+    result = gp.count_fpo(model, torch.randn(4, 4, device=device), strict=True)
+    recompute = 2 * (2_208 if use_reentrant else 1_152)
+    assert result.forward_total == 288 + 2 * 2_208 + 136 == 4_840
+    assert result.recompute_total == recompute
+    assert result.backward_total == 288 + 2 * 4_256 + 264 + recompute
+    assert result.by_module[""] == result.total
+    assert result.recompute_by_module["blocks.0"] == recompute // 2
+    assert result.recompute_by_module["head"] == result.recompute_by_module["stem"] == 0
+    assert result.unknown_ops == {}

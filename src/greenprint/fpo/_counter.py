@@ -10,6 +10,11 @@ running forward and record, for each module call, the interval of autograd seque
 forward created. In the backward pass the op's autograd node (``_current_autograd_node``) gives
 its sequence number, hence the module call that created it, hence the chain of enclosing module
 names. Parameter-gradient accumulation is attributed to the parameter's module.
+
+Activation checkpointing (``torch.utils.checkpoint``, reentrant or not) re-runs part of the
+forward inside the backward pass: those ops count as backward and, separately, as
+``recompute``; a module re-run there is charged to its enclosing modules and to the model
+(``by_module[""]`` stays the total), as it was in the forward.
 """
 
 from __future__ import annotations
@@ -119,17 +124,21 @@ class FPOCounter:
     def result(self) -> FPOResult:
         """The counts so far, as an :class:`FPOResult`."""
         by_op_phase = {op: dict(zip(PHASES, v, strict=True)) for op, v in self._op.items()}
-        by_module_phase = {m: {"forward": v[0], "backward": v[1]} for m, v in self._module.items()}
+        by_module_phase = {
+            m: {"forward": v[0], "backward": v[1], "recompute": v[2]}
+            for m, v in self._module.items()
+        }
         phase_totals = [sum(v[i] for v in self._op.values()) for i in range(3)]
         return FPOResult(
             total=sum(phase_totals),
             forward_total=phase_totals[0],
             backward_total=phase_totals[1],
             optimizer_total=phase_totals[2],
+            recompute_total=self._recompute,
             matmul_total=self._matmul,
             params=self._params(),
             by_op={op: sum(v) for op, v in self._op.items()},
-            by_module={m: sum(v) for m, v in self._module.items()},
+            by_module={m: v[0] + v[1] for m, v in self._module.items()},  # recompute in v[1]
             unknown_ops=dict(self._unknown),
             calls=dict(self._calls),
             by_op_phase=by_op_phase,
@@ -248,10 +257,11 @@ class FPOCounter:
     # -- state --------------------------------------------------------------------------------
 
     _op: dict[str, list[int]]  # op -> FPO per phase
-    _module: dict[str, list[int]]  # module -> [forward, backward] FPO
+    _module: dict[str, list[int]]  # module -> [forward, backward, recompute] FPO
     _calls: dict[str, int]
     _unknown: dict[str, int]
     _matmul: int
+    _recompute: int  # backward FPO that re-ran forward ops (activation checkpointing)
     _forced_phase: int | None
     _optimizer_depth: int
     _stack: list[int]  # indices into _intervals of the module calls running forward
@@ -261,6 +271,7 @@ class FPOCounter:
     _taken: set[str]
     _param_chain: dict[int, tuple[str, ...]]
     _top: dict[torch.nn.Module, None]  # top-level modules that ran (ordered set)
+    _in_model: set[int]  # ids of the model's submodules (the model excluded)
     _last_seq: int
     _last_chain: tuple[str, ...]
 
@@ -270,6 +281,7 @@ class FPOCounter:
         self._calls = {}
         self._unknown = {}
         self._matmul = 0
+        self._recompute = 0
         self._forced_phase = None
         self._optimizer_depth = 0
         self._stack = []
@@ -279,10 +291,12 @@ class FPOCounter:
         self._taken = set()
         self._param_chain = {}
         self._top = {}
+        self._in_model = set()
         self._last_seq = -1
         self._last_chain = ()
         if self._model is not None:
             self._name_tree(self._model, "")
+            self._in_model = {id(m) for m in self._model.modules() if m is not self._model}
 
     def _params(self) -> int:
         roots = [self._model] if self._model is not None else list(self._top)
@@ -327,6 +341,8 @@ class FPOCounter:
         name = self._name_of(module, parent_name)
         if parent is None:
             chain = _chain_of(name)
+            if id(module) in self._in_model and torch._C._current_graph_task_id() != -1:
+                chain = ("", *chain)  # a submodule re-run in backward (checkpointing)
         elif name in parent.chain:  # a module calling itself
             chain = parent.chain
         else:
@@ -442,12 +458,33 @@ class FPOCounter:
         else:
             return
         column = 0 if phase == 0 else 1
+        recompute = phase == 1 and torch.is_grad_enabled() and self._recomputing()
+        if recompute:
+            self._recompute += fpo
         modules = self._module
         for module_name in chain:
             row = modules.get(module_name)
             if row is None:
-                row = modules[module_name] = [0, 0]
+                row = modules[module_name] = [0, 0, 0]
             row[column] += fpo
+            if recompute:
+                row[2] += fpo
+
+    def _recomputing(self) -> bool:
+        """Whether the op running in backward (with grad enabled) re-runs a forward.
+
+        True inside a module's forward, inside the reentrant checkpoint's backward node, or
+        under the non-reentrant checkpoint's recomputation hooks; False for the backward ops of
+        ``create_graph=True`` (which also run with grad enabled).
+        """
+        if self._stack:
+            return True
+        node = torch._C._current_autograd_node()
+        if node is not None and node.name().endswith("CheckpointFunctionBackward"):
+            return True
+        hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)
+        pack = getattr(hooks[0], "__qualname__", "") if hooks else ""
+        return pack.startswith("_recomputation_hook.")
 
 
 def _chain_of(name: str) -> tuple[str, ...]:
@@ -463,10 +500,27 @@ def _shapes(value: Any, floating: list[bool]) -> Any:
     if isinstance(value, torch.Tensor):
         if value.is_floating_point() or value.is_complex():
             floating[0] = True
-        return value.shape
+        try:
+            return value.shape
+        except RuntimeError:
+            if not value.is_nested:
+                raise
+            return _padded_shape(value)
     if isinstance(value, (list, tuple)):
         return [_shapes(v, floating) for v in value]
     return value
+
+
+def _padded_shape(value: torch.Tensor) -> tuple[int, ...]:
+    """A strided nested tensor's shape once padded: ``(B, *largest component size)``.
+
+    Nested tensors (``nn.TransformerEncoder`` in eval with a padding mask) have no shape; they
+    are counted as the padded batch the slow path computes on.
+    """
+    sizes = value._nested_tensor_size()
+    if sizes.numel() == 0:
+        return (int(sizes.shape[0]),)
+    return (int(sizes.shape[0]), *(int(n) for n in sizes.amax(dim=0).tolist()))
 
 
 class _CountingMode(TorchDispatchMode):

@@ -24,11 +24,15 @@ class FPOResult:
     Attributes:
         total: all FPO, every phase, every step (``forward + backward + optimizer``).
         forward_total: FPO outside autograd's backward pass (and outside optimizer steps).
-        backward_total: FPO inside the backward pass.
+        backward_total: FPO inside the backward pass (``recompute_total`` included).
         optimizer_total: FPO inside ``torch.optim`` optimizer steps.
-        matmul_total: the part FlopCounterMode counts (mm, bmm, addmm/baddbmm products,
-            convolutions, fused attention), with its formulas: equal to its total on the same
-            code.
+        matmul_total: the matrix-multiply and convolution part: the ops FlopCounterMode counts
+            (mm, bmm, addmm/baddbmm products, convolutions, fused attention), with its formulas
+            except where they are wrong. Equal to its total on the same code, except a grouped
+            convolution's backward, where torch 2.13 and 2.14 count grad_weight ``groups``
+            times (see docs/fpo.md).
+        recompute_total: the part of ``backward_total`` that re-ran forward ops: the cost of
+            activation checkpointing (``torch.utils.checkpoint``); 0 without it.
         params: parameter count of the model (shared parameters once).
         by_op: op (``"aten.mm"``) -> FPO; ops that ran and count 0 (data movement by rule,
             integer-only arithmetic) are listed with 0.
@@ -37,7 +41,8 @@ class FPOResult:
         unknown_ops: op -> number of calls, for ops with no rule; they are NOT in the totals.
         calls: op -> number of calls, for every op with a rule.
         by_op_phase: op -> {"forward": FPO, "backward": FPO, "optimizer": FPO}.
-        by_module_phase: module -> {"forward": FPO, "backward": FPO}.
+        by_module_phase: module -> {"forward": FPO, "backward": FPO, "recompute": FPO}
+            (recompute is part of backward).
         steps: how many identical steps the counts cover (see :func:`training_fpo`).
     """
 
@@ -50,6 +55,7 @@ class FPOResult:
     by_module: dict[str, int]
     unknown_ops: dict[str, int]
     optimizer_total: int = 0
+    recompute_total: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     by_op_phase: dict[str, dict[str, int]] = field(default_factory=dict)
     by_module_phase: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -64,6 +70,11 @@ class FPOResult:
     def backward_by_module(self) -> dict[str, int]:
         """Module -> backward FPO."""
         return {m: p.get("backward", 0) for m, p in self.by_module_phase.items()}
+
+    @property
+    def recompute_by_module(self) -> dict[str, int]:
+        """Module -> FPO of its forward re-run in backward (activation checkpointing)."""
+        return {m: p.get("recompute", 0) for m, p in self.by_module_phase.items()}
 
     @property
     def zero_ops(self) -> list[str]:
@@ -99,6 +110,7 @@ class FPOResult:
             forward_total=self.forward_total * steps,
             backward_total=self.backward_total * steps,
             optimizer_total=self.optimizer_total * steps,
+            recompute_total=self.recompute_total * steps,
             matmul_total=self.matmul_total * steps,
             by_op=mul(self.by_op),
             by_module=mul(self.by_module),
@@ -117,6 +129,7 @@ class FPOResult:
             "forward_total": self.forward_total,
             "backward_total": self.backward_total,
             "optimizer_total": self.optimizer_total,
+            "recompute_total": self.recompute_total,
             "matmul_total": self.matmul_total,
             "params": self.params,
             "steps": self.steps,
@@ -158,22 +171,26 @@ class FPOResult:
         return f"{100 * value / self.total:.1f}%" if self.total else "-"
 
     def _module_rows(self, depth: int | None) -> list[list[str]]:
-        rows = [["module", "forward", "backward", "total", "share"]]
+        # with activation checkpointing, a column for the forward re-run inside backward
+        recompute = self.recompute_total > 0
+        header = ["module", "forward", "backward", "total", "share"]
+        rows = [header[:3] + ["recompute"] + header[3:] if recompute else header]
         for name, fpo in self.by_module.items():
             level = 0 if name == "" else name.count(".") + 1
             if depth is not None and level > depth:
                 continue
             phase = self.by_module_phase.get(name, {})
             label = "  " * level + (name.rsplit(".", 1)[-1] if name else "(model)")
-            rows.append(
-                [
-                    label,
-                    format_fpo(phase.get("forward", 0)),
-                    format_fpo(phase.get("backward", 0)),
-                    format_fpo(fpo),
-                    self._pct(fpo),
-                ]
-            )
+            row = [
+                label,
+                format_fpo(phase.get("forward", 0)),
+                format_fpo(phase.get("backward", 0)),
+                format_fpo(fpo),
+                self._pct(fpo),
+            ]
+            if recompute:
+                row.insert(3, format_fpo(phase.get("recompute", 0)))
+            rows.append(row)
         return rows
 
     def _op_rows(self) -> list[list[str]]:
@@ -201,10 +218,16 @@ class FPOResult:
             f"forward    {format_fpo(self.forward_total)}",
             f"backward   {format_fpo(self.backward_total)}",
         ]
+        if self.recompute_total:
+            lines.append(
+                f"recompute  {format_fpo(self.recompute_total)} (of backward: the forward "
+                "re-run by activation checkpointing)"
+            )
         if self.optimizer_total:
             lines.append(f"optimizer  {format_fpo(self.optimizer_total)}")
         lines.append(
-            f"matmul     {format_fpo(self.matmul_total)} (the part FlopCounterMode counts)"
+            f"matmul     {format_fpo(self.matmul_total)} (matrix products and convolutions: "
+            "FlopCounterMode's part)"
         )
         lines.append(f"params     {self.params:,}")
         if self.steps != 1:
