@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 
@@ -19,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import greenprint as gp  # noqa: E402
 from greenprint.fpo import example_inputs  # noqa: E402
-from greenprint.fpo._api import meta_copy  # noqa: E402
+from greenprint.fpo._api import _OPTIMIZERS, meta_copy  # noqa: E402
 
 # name -> (factory, inputs(device))
 PARITY_MODELS = {
@@ -312,6 +313,60 @@ def test_training_fpo_optimizers_agree_across_implementations():
         for kw in kinds
     }
     assert totals == {14 * params + tensors}
+
+
+class _BNDropNet(torch.nn.Module):
+    """Batch norm (running statistics) and dropout (random numbers) around two linears."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(6, 8)
+        self.bn = torch.nn.BatchNorm1d(8)
+        self.drop = torch.nn.Dropout(0.3)
+        self.fc2 = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(self.drop(torch.relu(self.bn(self.fc1(x)))))
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        "sgd-momentum",
+        "adam",
+        functools.partial(torch.optim.AdamW, lr=0.1, weight_decay=0.5),
+        None,
+    ],
+)
+def test_training_fpo_on_the_model_leaves_it_as_one_real_step_would(optimizer):
+    torch.manual_seed(0)
+    model = _BNDropNet()
+    reference = copy.deepcopy(model)
+    x, y = torch.randn(5, 6), torch.randint(0, 3, (5,))
+    old_grad = torch.full_like(model.fc1.weight, 7.0)
+    model.fc1.weight.grad = old_grad
+    loss_fn = torch.nn.functional.cross_entropy
+
+    torch.manual_seed(1)
+    counted = gp.training_fpo(
+        model, x, 3, target=y, loss_fn=loss_fn, optimizer=optimizer, on_meta=False, strict=True
+    )
+    after_counting = torch.rand(4)
+
+    torch.manual_seed(1)  # one real step by hand, from the same state and random numbers
+    loss_fn(reference(x), y).backward()
+    if optimizer is not None:
+        make = _OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
+        make(reference.parameters()).step()
+    assert torch.equal(after_counting, torch.rand(4))  # the generator is where one step leaves it
+
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), reference.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name  # parameters, running mean/var, num_batches_tracked
+    assert model.fc1.weight.grad is old_grad and model.fc2.weight.grad is None
+    on_meta = gp.training_fpo(model, x, 3, target=y, loss_fn=loss_fn, optimizer=optimizer)
+    assert counted.total == on_meta.total and counted.by_op == on_meta.by_op
 
 
 def test_training_fpo_rejects_bad_input():

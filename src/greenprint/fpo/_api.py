@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -93,8 +94,11 @@ def training_fpo(
         optimizer: ``"sgd"``, ``"sgd-momentum"``, ``"adam"``, ``"adamw"``, a factory
             ``params -> torch.optim.Optimizer`` (e.g. ``functools.partial(torch.optim.AdamW,
             lr=3e-4)``), or None for no update.
-        on_meta: count on a meta copy; False runs the real step on the model itself (it then
-            trains the model by one step).
+        on_meta: count on a meta copy; False counts a real step on the model itself, then
+            leaves the model exactly as one real training step would: its parameters and
+            buffers (batch-norm statistics included) are those of one forward, loss, backward
+            and update from a fresh optimizer, with the random number generator as that step
+            would leave it; the ``.grad`` fields are restored.
         strict: raise :class:`greenprint.UnknownOpError` on an op with no rule.
         rules: per-count rule overrides.
 
@@ -113,13 +117,49 @@ def training_fpo(
         batch = tuple(_to_meta(x) for x in batch)
         target = _to_meta(target)
     make_optimizer = _optimizer_factory(optimizer)
+    counter = FPOCounter(model, strict=strict, rules=rules)
+    if on_meta:
+        _step(model, batch, target, loss_fn, make_optimizer, counter)
+        return counter.result.times(steps)
+    # On the model itself: the counted step runs after a warm-up update (a steady-state step,
+    # not the first), so it is undone and one real step taken, from the same state.
+    grads = _save_grads(model, batch, {})
+    state = [(t, t.detach().clone()) for t in [*model.parameters(), *model.buffers()]]
+    cuda = sorted({t.device.index or 0 for t, _ in state if t.device.type == "cuda"})
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            _step(model, batch, target, loss_fn, make_optimizer, counter)
+    finally:
+        with torch.no_grad():
+            for t, saved in state:
+                t.copy_(saved)
+        for t, _ in grads:
+            t.grad = None
+    try:
+        _step(model, batch, target, loss_fn, make_optimizer, None)
+    finally:
+        _restore_grads(grads)
+    return counter.result.times(steps)
+
+
+def _step(
+    model: torch.nn.Module,
+    batch: tuple[Any, ...],
+    target: Any,
+    loss_fn: Callable[..., torch.Tensor] | None,
+    make_optimizer: Callable[..., torch.optim.Optimizer] | None,
+    counter: FPOCounter | None,
+) -> None:
+    """Forward, loss, backward and update with a fresh optimizer.
+
+    With a counter, the optimizer is warmed up first (uncounted) and the step counted.
+    """
     opt = (
         make_optimizer(p for p in model.parameters() if p.requires_grad) if make_optimizer else None
     )
-    if opt is not None:
+    if opt is not None and counter is not None:
         _warm_up(opt)
-    counter = FPOCounter(model, strict=strict, rules=rules)
-    with counter:
+    with counter if counter is not None else contextlib.nullcontext():
         output = model(*batch)
         if loss_fn is not None:
             loss = loss_fn(output, target) if target is not None else loss_fn(output)
@@ -129,7 +169,6 @@ def training_fpo(
         if opt is not None:
             opt.step()
             opt.zero_grad(set_to_none=True)
-    return counter.result.times(steps)
 
 
 def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
