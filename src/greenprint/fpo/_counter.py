@@ -32,6 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from greenprint._exceptions import FPOError, UnknownOpError
 from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
+from greenprint.fpo._higher_order import run_higher_order
 from greenprint.fpo._registry import Rule, merged_rules
 from greenprint.fpo._result import PHASES, FPOResult
 
@@ -524,6 +525,8 @@ def _padded_shape(value: torch.Tensor) -> tuple[int, ...]:
 
 
 class _CountingMode(TorchDispatchMode):
+    supports_higher_order_operators = True  # torch.cond, while_loop: see _higher_order
+
     def __init__(self, counter: FPOCounter) -> None:
         super().__init__()
         self.counter = counter
@@ -533,7 +536,7 @@ class _CountingMode(TorchDispatchMode):
         if func in _PASSTHROUGH:
             return NotImplemented
         if isinstance(func, torch._ops.HigherOrderOperator):
-            return NotImplemented
+            return run_higher_order(self, func, args, kwargs)
         counter = self.counter
         info = counter._op_info(func)
         if info.decompose:

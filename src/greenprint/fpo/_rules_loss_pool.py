@@ -80,7 +80,7 @@ def smooth_l1_backward_rule(grad_output: Any, self: tuple[int, ...], *a: Any, **
     return 4 * numel(self)
 
 
-@register_rule(["aten.binary_cross_entropy", "aten.binary_cross_entropy_with_logits"])
+@register_rule("aten.binary_cross_entropy")
 def bce_rule(
     self: tuple[int, ...], target: Any, weight: Any = None, *args: Any, **kwargs: Any
 ) -> int:
@@ -88,6 +88,25 @@ def bce_rule(
     n = numel(self)
     reduction = args[-1] if args and isinstance(args[-1], int) else kwargs.get("reduction", 1)
     return 7 * n + (n if weight is not None else 0) + _reduce(n, reduction)
+
+
+@register_rule("aten.binary_cross_entropy_with_logits")
+def bce_with_logits_rule(
+    self: tuple[int, ...],
+    target: Any,
+    weight: Any = None,
+    pos_weight: Any = None,
+    reduction: int = 1,
+    **kwargs: Any,
+) -> int:
+    """As :func:`bce_rule`; with ``pos_weight`` + 3N + one subtract per ``pos_weight`` element.
+
+    ``pos_weight`` scales the log-sigmoid term by ``(pos_weight - 1) * target + 1``: the
+    subtract on ``pos_weight``, then a multiply, an add and the scaling multiply per element.
+    """
+    n = numel(self)
+    extra = 3 * n + numel(pos_weight) if pos_weight is not None else 0
+    return bce_rule(self, target, weight, reduction=reduction) + extra
 
 
 @register_rule("aten.binary_cross_entropy_backward")

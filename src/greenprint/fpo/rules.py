@@ -14,11 +14,15 @@ Example:
 from __future__ import annotations
 
 from greenprint.fpo import (
+    _rules_attention,
+    _rules_decomp,
     _rules_linalg,
     _rules_loss_pool,
+    _rules_misc,
     _rules_nn,
     _rules_pointwise,
     _rules_rnn,
+    _rules_spectral,
 )
 from greenprint.fpo._registry import (
     RULES,
@@ -45,9 +49,13 @@ __all__ = [
 ]
 
 _FAMILIES = (
+    _rules_attention,
+    _rules_decomp,
     _rules_linalg,
     _rules_loss_pool,
+    _rules_misc,
     _rules_nn,
     _rules_pointwise,
     _rules_rnn,
+    _rules_spectral,
 )  # loaded for effect

@@ -1,0 +1,468 @@
+"""FPO rules for the less common ops real models run.
+
+Histograms, GLU, CELU, log-add-exp, pairwise distances, grid sampling, embedding bags, CTC
+loss, torchvision's RoI align and NMS, and the nested-tensor conversions of the transformer
+fast path.
+
+Conventions as in the other families: one FPO per arithmetic op, compare or elementary
+function; reducing n elements costs n. Each rule's docstring derives its count. Where the work
+depends on the data (valid CTC lengths, boxes NMS suppresses), shapes give the upper bound.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from greenprint.fpo._registry import first_shape, numel, register_rule, zero
+
+__all__: list[str] = []
+
+
+def _inplace(*names: str) -> list[str]:
+    return [f"aten.{n}{suffix}" for n in names for suffix in ("", "_")]
+
+
+# -- elementwise ------------------------------------------------------------------------------
+
+
+@register_rule("aten.histc")
+def histc_rule(
+    self: tuple[int, ...], bins: int = 100, min: Any = 0, max: Any = 0, **kwargs: Any
+) -> int:
+    """5N, + 2N when ``min == max`` (the default: the data's min and max are found first).
+
+    Per element: two compares (in range), subtract ``min``, scale by ``bins / (max - min)``,
+    one add into the bin.
+    """
+    n = numel(self)
+    return 5 * n + (2 * n if min == max else 0)
+
+
+@register_rule("aten.glu")
+def glu_rule(self: tuple[int, ...], dim: int = -1, *, out_shape: Any = None, **kw: Any) -> int:
+    """``a * sigmoid(b)`` over the two halves: 2 per output element (sigmoid, multiply)."""
+    return 2 * numel(first_shape(out_shape))
+
+
+@register_rule("aten.glu_backward")
+def glu_backward_rule(grad_output: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """6 per element of the output gradient ``g``, with ``s = sigmoid(b)``.
+
+    ``grad_a = g * s`` (sigmoid, multiply: 2); ``grad_b = g * a * s * (1 - s)`` (subtract and
+    three multiplies: 4).
+    """
+    return 6 * numel(grad_output)
+
+
+@register_rule(_inplace("celu"))
+def celu_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """6 per element: ELU with input scale ``1 / alpha``, counted as ELU.
+
+    Compare, scale, exp, subtract, times alpha, scale; the backward is ``elu_backward``.
+    """
+    return 6 * numel(first_shape(out_shape))
+
+
+@register_rule(["aten.logaddexp", "aten.logaddexp2"])
+def logaddexp_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """``max(a, b) + log1p(exp(-|a - b|))``: 7 per element; base 2 alike.
+
+    Max, subtract, abs, negate, exp, log1p, add.
+    """
+    return 7 * numel(first_shape(out_shape))
+
+
+# -- pairwise distances -----------------------------------------------------------------------
+
+
+def _distance_per_pair(p: Any, m: int) -> int:
+    """One p-norm distance between two ``m``-vectors.
+
+    p = 0, 1 or inf: 3m (subtract, abs or compare, sum or max); p = 2: 3m + 1 (subtract,
+    square, sum, one square root); other p: 4m + 1 (subtract, abs, power, sum, one root).
+    """
+    if p in (0, 1, math.inf):
+        return 3 * m
+    if p == 2:
+        return 3 * m + 1
+    return 4 * m + 1
+
+
+def _distance_backward_per_pair(p: Any, m: int) -> int:
+    """The gradient of one distance with respect to the first vector, accumulated.
+
+    Per coordinate: the difference (1), its derivative factor (p = 1: sign, 1; p = 2: 1, times
+    ``g / d`` computed once per pair; inf: compare with the max and sign, 2; other p: abs,
+    power and sign, 3), times the pair's factor and added into the gradient (2). Per pair:
+    p = 2 one division, other p two (``d^(p-1)`` and the division).
+    """
+    if p == 1 or p == 0:
+        return 4 * m
+    if p == 2:
+        return 4 * m + 1
+    if p == math.inf:
+        return 5 * m
+    return 6 * m + 2
+
+
+@register_rule("aten._cdist_forward")
+def cdist_rule(
+    x1: tuple[int, ...], x2: tuple[int, ...], p: Any = 2.0, *args: Any, **kwargs: Any
+) -> int:
+    """One distance per pair (see :func:`_distance_per_pair`).
+
+    ``(B, P, M)`` and ``(B, R, M)`` inputs: ``B * P * R`` pairs of ``M``-vectors.
+    """
+    pairs = numel(x1[:-1]) * x2[-2]
+    return pairs * _distance_per_pair(float(p), x1[-1])
+
+
+@register_rule("aten._cdist_backward")
+def cdist_backward_rule(
+    grad: tuple[int, ...],
+    x1: tuple[int, ...],
+    x2: tuple[int, ...],
+    p: Any = 2.0,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """The gradient of ``x1``, per pair :func:`_distance_backward_per_pair`.
+
+    Autograd calls the op again, with the inputs swapped, for the gradient of ``x2``.
+    """
+    pairs = numel(x1[:-1]) * x2[-2]
+    return pairs * _distance_backward_per_pair(float(p), x1[-1])
+
+
+@register_rule("aten._pdist_forward")
+def pdist_rule(self: tuple[int, ...], p: Any = 2.0, **kwargs: Any) -> int:
+    """``N (N - 1) / 2`` pairs of rows of an ``(N, M)`` input, one distance each."""
+    n, m = self
+    return n * (n - 1) // 2 * _distance_per_pair(float(p), m)
+
+
+@register_rule("aten._pdist_backward")
+def pdist_backward_rule(
+    grad: tuple[int, ...], self: tuple[int, ...], p: Any = 2.0, *args: Any, **kwargs: Any
+) -> int:
+    """Per pair: the gradient of one row, and one more add per coordinate for the other row."""
+    n, m = self
+    return n * (n - 1) // 2 * (_distance_backward_per_pair(float(p), m) + m)
+
+
+# -- grid sampling ----------------------------------------------------------------------------
+
+_BILINEAR, _NEAREST, _BICUBIC = 0, 1, 2
+# per output element, as the interpolation rules count upsampling: linear in 2 or 3 dims, cubic
+_SAMPLE = {(_BILINEAR, 2): 9, (_BILINEAR, 3): 21, (_NEAREST, 2): 0, (_NEAREST, 3): 0}
+_SAMPLE_BICUBIC = 35
+_PADDING = {0: 0, 1: 2, 2: 6}  # zeros, border (clip: 2 compares), reflection, per coordinate
+
+
+def _grid_costs(
+    input: tuple[int, ...], grid: tuple[int, ...], mode: int, padding: int
+) -> tuple[int, int, int]:
+    """``(locations, output elements, per-element cost)`` of one grid sample.
+
+    A location costs 3 per coordinate to unnormalise (``((x + 1) * size - 1) / 2``) plus the
+    padding mode's clipping; each of the ``C`` output elements at a location costs what
+    upsampling with the same interpolation costs (bilinear 9, trilinear 21, bicubic 35,
+    nearest 0).
+    """
+    dims = grid[-1]
+    locations = numel(grid[:-1])
+    outputs = locations * input[1]
+    per = _SAMPLE_BICUBIC if mode == _BICUBIC else _SAMPLE.get((int(mode), dims), 0)
+    return locations, outputs, per
+
+
+@register_rule(
+    ["aten.grid_sampler_2d", "aten.grid_sampler_3d", "aten._grid_sampler_2d_cpu_fallback"]
+)
+def grid_sampler_rule(
+    input: tuple[int, ...],
+    grid: tuple[int, ...],
+    interpolation_mode: int = 0,
+    padding_mode: int = 0,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Per location ``(3 + padding) * dims``; per output element the interpolation's cost."""
+    locations, outputs, per = _grid_costs(input, grid, interpolation_mode, padding_mode)
+    coordinate = (3 + _PADDING.get(int(padding_mode), 0)) * grid[-1]
+    return locations * coordinate + outputs * per
+
+
+@register_rule(
+    [
+        "aten.grid_sampler_2d_backward",
+        "aten.grid_sampler_3d_backward",
+        "aten._grid_sampler_2d_cpu_fallback_backward",
+    ]
+)
+def grid_sampler_backward_rule(
+    grad_output: tuple[int, ...],
+    input: tuple[int, ...],
+    grid: tuple[int, ...],
+    interpolation_mode: int = 0,
+    padding_mode: int = 0,
+    align_corners: Any = False,
+    output_mask: Any = None,
+    **kwargs: Any,
+) -> int:
+    """The input's gradient and the grid's, each when asked for.
+
+    grad_input: the interpolation's cost per gradient element (each weight times the
+    gradient, added into the input; nearest: one add); grad_grid: twice that per gradient
+    element (the weights' derivatives times the values and the gradient) + the coordinate
+    chain rule, 3 per coordinate per location.
+    """
+    locations, outputs, per = _grid_costs(input, grid, interpolation_mode, padding_mode)
+    mask = list(output_mask) if output_mask is not None else [True, True]
+    total = outputs * max(per, 1) if mask[0] else 0
+    if len(mask) > 1 and mask[1]:
+        total += 2 * outputs * per + 3 * grid[-1] * locations
+    return total
+
+
+# -- embedding bags ---------------------------------------------------------------------------
+
+_SUM, _MEAN, _MAX = 0, 1, 2
+
+
+@register_rule(["aten._embedding_bag", "aten._embedding_bag_forward_only"])
+def embedding_bag_rule(
+    weight: tuple[int, ...],
+    indices: tuple[int, ...],
+    offsets: tuple[int, ...],
+    scale_grad_by_freq: bool = False,
+    mode: int = 0,
+    sparse: bool = False,
+    per_sample_weights: Any = None,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    """Reduce the ``I`` looked-up rows of ``D`` elements into their bags.
+
+    sum: ``I * D`` adds; mean: + one division per output element; max: ``I * D`` compares;
+    ``per_sample_weights`` (sum mode): + ``I * D`` multiplies.
+    """
+    rows = numel(indices) * weight[-1]
+    total = rows + (rows if per_sample_weights is not None else 0)
+    if mode == _MEAN:
+        total += numel(first_shape(out_shape))
+    return total
+
+
+def _bag_backward(grad: tuple[int, ...], indices: tuple[int, ...], mode: int, psw: Any) -> int:
+    """Scatter the bags' gradients back to the looked-up rows.
+
+    sum: ``I * D`` adds (each of the ``I`` rows gets its bag's gradient); mean: + one division
+    per gradient element; per-sample weights: + ``I * D`` multiplies; max: one add per
+    gradient element (only the max row of each bag gets it).
+    """
+    if mode == _MAX:
+        return numel(grad)
+    rows = numel(indices) * grad[-1]
+    total = rows + (rows if psw is not None else 0)
+    return total + (numel(grad) if mode == _MEAN else 0)
+
+
+@register_rule("aten._embedding_bag_backward")
+def embedding_bag_backward_rule(
+    grad: tuple[int, ...],
+    indices: tuple[int, ...],
+    offsets: Any,
+    offset2bag: Any,
+    bag_size: Any,
+    maximum_indices: Any,
+    num_weights: int,
+    scale_grad_by_freq: bool,
+    mode: int,
+    sparse: bool,
+    per_sample_weights: Any,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """See :func:`_bag_backward`."""
+    return _bag_backward(grad, indices, int(mode), per_sample_weights)
+
+
+@register_rule("aten._embedding_bag_dense_backward")
+def embedding_bag_dense_backward_rule(
+    grad: tuple[int, ...],
+    indices: tuple[int, ...],
+    offset2bag: Any,
+    bag_size: Any,
+    maximum_indices: Any,
+    num_weights: int,
+    scale_grad_by_freq: bool,
+    mode: int,
+    per_sample_weights: Any,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """See :func:`_bag_backward`."""
+    return _bag_backward(grad, indices, int(mode), per_sample_weights)
+
+
+@register_rule("aten._embedding_bag_sparse_backward")
+def embedding_bag_sparse_backward_rule(
+    grad: tuple[int, ...],
+    indices: tuple[int, ...],
+    offsets: Any,
+    offset2bag: Any,
+    bag_size: Any,
+    num_weights: int,
+    scale_grad_by_freq: bool,
+    mode: int,
+    per_sample_weights: Any,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """See :func:`_bag_backward`."""
+    return _bag_backward(grad, indices, int(mode), per_sample_weights)
+
+
+@register_rule("aten._embedding_bag_per_sample_weights_backward")
+def embedding_bag_psw_backward_rule(
+    grad: tuple[int, ...], weight: tuple[int, ...], indices: tuple[int, ...], *a: Any, **k: Any
+) -> int:
+    """Per looked-up row, the dot product of its bag's gradient and the row: ``2 * I * D``."""
+    return 2 * numel(indices) * weight[-1]
+
+
+# -- CTC loss ---------------------------------------------------------------------------------
+
+_LATTICE_CELL = 15  # log-sum-exp of three predecessors (4 each + 2) + the emission's add
+_CTC_BACKWARD_CELL = 20  # beta (15) + alpha + beta (1) + log-add into the class (4)
+_CTC_BACKWARD_GRAD = 6  # exp(lp) - exp(lcab + nll - lp) scaled by the gradient
+
+
+@register_rule("aten._ctc_loss")
+def ctc_loss_rule(
+    log_probs: tuple[int, ...], targets: Any, *args: Any, out_shape: Any = None, **kw: Any
+) -> int:
+    """The forward (alpha) recursion: 15 per lattice cell, + 11 per sample.
+
+    The lattice is ``(N, T, 2S + 1)``; per sample: log-add-exp of the two final cells, negate.
+    A cell is the log-sum-exp of up to three predecessors (3 elements: 4 each + 2) plus the
+    emission's log-probability (1). ``S`` and ``T`` are the longest target and input, so
+    shorter sequences make this an upper bound.
+    """
+    outs = out_shape if isinstance(out_shape, list) else [out_shape]
+    lattice = numel(tuple(outs[1])) if len(outs) > 1 and outs[1] is not None else 0
+    batch = log_probs[1] if len(log_probs) == 3 else 1
+    return _LATTICE_CELL * lattice + 11 * batch
+
+
+@register_rule("aten._ctc_loss_backward")
+def ctc_loss_backward_rule(
+    grad: tuple[int, ...],
+    log_probs: tuple[int, ...],
+    targets: Any,
+    input_lengths: Any,
+    target_lengths: Any,
+    neg_log_likelihood: Any,
+    log_alpha: tuple[int, ...],
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """The beta recursion and the gradient: 20 per lattice cell + 6 per gradient element.
+
+    Per cell: beta (15), alpha + beta (1), log-add into its class (4); per element of the
+    ``(T, N, C)`` gradient: ``exp(lp) - exp(lcab + nll - lp)`` times the incoming gradient.
+    """
+    return _CTC_BACKWARD_CELL * numel(log_alpha) + _CTC_BACKWARD_GRAD * numel(log_probs)
+
+
+# -- torchvision detection ops ----------------------------------------------------------------
+
+_ADAPTIVE_SAMPLES = 2  # sampling_ratio <= 0 samples ceil(roi size / bins): data, counted as 2
+
+
+def _roi_samples(sampling_ratio: int) -> int:
+    per_dim = sampling_ratio if sampling_ratio > 0 else _ADAPTIVE_SAMPLES
+    return per_dim * per_dim
+
+
+@register_rule("torchvision.roi_align")
+def roi_align_rule(
+    input: tuple[int, ...],
+    rois: tuple[int, ...],
+    spatial_scale: Any,
+    pooled_height: int,
+    pooled_width: int,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+    **kwargs: Any,
+) -> int:
+    """``8s + 1`` per output element, 16 per sample position, 8 per RoI.
+
+    Per element of the ``(K, C, PH, PW)`` output: ``s`` bilinear samples (4 multiplies, 3 adds)
+    each added into the bin (1), one division; per sample position (shared by the channels):
+    its coordinates (8) and the four weights (8); per RoI: scaling and bin sizes.
+    ``s = sampling_ratio^2``; adaptive sampling (``sampling_ratio <= 0``) depends on the boxes
+    and is counted as 2 x 2.
+    """
+    s = _roi_samples(int(sampling_ratio))
+    k, c = rois[0], input[1]
+    bins = k * pooled_height * pooled_width
+    return bins * c * (8 * s + 1) + bins * s * 16 + 8 * k
+
+
+@register_rule("torchvision._roi_align_backward")
+def roi_align_backward_rule(
+    grad: tuple[int, ...],
+    rois: tuple[int, ...],
+    spatial_scale: Any,
+    pooled_height: int,
+    pooled_width: int,
+    batch_size: int,
+    channels: int,
+    height: int,
+    width: int,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+    **kwargs: Any,
+) -> int:
+    """``8s + 1`` per gradient element; sample positions and RoIs as the forward.
+
+    Per gradient element: one division, then per sample four weighted adds into the input
+    gradient (8).
+    """
+    s = _roi_samples(int(sampling_ratio))
+    k = rois[0]
+    bins = k * pooled_height * pooled_width
+    return bins * channels * (8 * s + 1) + bins * s * 16 + 8 * k
+
+
+@register_rule("torchvision.nms")
+def nms_rule(
+    dets: tuple[int, ...], scores: tuple[int, ...], iou_threshold: Any, **kwargs: Any
+) -> int:
+    """Sort, areas, and the IoU of every pair of the ``N`` boxes (an upper bound).
+
+    Sorting the scores: ``N ceil(log2 N)`` compares; the areas: 3 per box; the IoU of every
+    pair: ``N (N - 1) / 2`` pairs (suppressed boxes are skipped, so this bounds the work), 13
+    each: four max/min, two widths, two clamps, the intersection's product, the union's add and
+    subtract, the division, the compare with the threshold.
+    """
+    n = dets[0]
+    sort = n * max(1, math.ceil(math.log2(max(n, 2))))
+    return sort + 3 * n + 13 * (n * (n - 1) // 2)
+
+
+# -- nested tensors (nn.TransformerEncoder's fast path with a padding mask) -------------------
+
+register_rule(
+    [
+        "aten._nested_tensor_from_mask",
+        "aten._nested_tensor_from_mask_left_aligned",
+        "aten.to_padded_tensor",
+        "aten._nested_tensor_from_tensor_list",
+        "aten._linalg_check_errors",
+    ]
+)(zero)

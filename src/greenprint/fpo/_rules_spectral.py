@@ -1,0 +1,98 @@
+"""FPO rules for the fast Fourier transforms (``torch.fft``).
+
+Conventions (the ones FFT benchmarks use, e.g. FFTW's "mflops" and Van Loan, Computational
+Frameworks for the Fast Fourier Transform, 1992):
+
+* a complex transform of ``N`` points costs ``5 N log2 N`` real FPO (radix-2 Cooley-Tukey:
+  ``(N/2) log2 N`` butterflies of one complex multiply, 6 real FPO, and two complex adds, 4);
+* a transform with real input (``rfft``) or real output (``irfft``) costs half:
+  ``2.5 N log2 N``, ``N`` being the real signal's length;
+* a multi-dimensional transform over sizes ``n_1 ... n_d`` is ``N = n_1 ... n_d`` points
+  (``5 N log2 N`` is the sum of the one-dimensional passes: ``N / n_i`` transforms of
+  ``5 n_i log2 n_i`` each), and the batch dimensions multiply it;
+* lengths that are not powers of two use the same formula with a fractional ``log2``
+  (rounded down to an integer at the end);
+* normalisation (``norm="ortho"`` or the ``1/N`` of the inverse) adds one multiply per output
+  element.
+
+These counts are real FPO on complex data, unlike the elementwise rules, which count one FPO
+per complex element (see the Limits in docs/fpo.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from greenprint.fpo._registry import first_shape, numel, register_rule
+
+__all__: list[str] = []
+
+_NO_NORMALIZATION = 0  # torch's fft_norm_mode: 0 none, 1 by 1/sqrt(n), 2 by 1/n
+
+
+def _points(shape: tuple[int, ...], dims: Any) -> int:
+    """Points of one transform: the product of the transformed dimensions' sizes."""
+    if not shape:
+        return 1
+    return math.prod(shape[d % len(shape)] for d in dims)
+
+
+def fft_fpo(elements: int, points: int, cost: float) -> int:
+    """``cost * elements * log2(points)``: ``elements / points`` transforms of ``points``.
+
+    ``cost`` is 5 for complex transforms and 2.5 for real ones.
+    """
+    if points <= 1 or elements <= 0:
+        return 0
+    return int(cost * elements * math.log2(points))
+
+
+def _normalization(normalization: Any, out_shape: Any) -> int:
+    return 0 if normalization == _NO_NORMALIZATION else numel(first_shape(out_shape))
+
+
+@register_rule("aten._fft_c2c")
+def fft_c2c_rule(
+    self: tuple[int, ...],
+    dim: Any,
+    normalization: Any = 0,
+    forward: bool = True,
+    *,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    """Complex to complex: ``5 N log2 N`` per transform (+ the normalisation)."""
+    return fft_fpo(numel(self), _points(self, dim), 5.0) + _normalization(normalization, out_shape)
+
+
+@register_rule("aten._fft_r2c")
+def fft_r2c_rule(
+    self: tuple[int, ...],
+    dim: Any,
+    normalization: Any = 0,
+    onesided: bool = True,
+    *,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    """Real to complex: ``2.5 N log2 N`` per transform of the real input (+ normalisation).
+
+    The two-sided output (``onesided=False``) is filled in by conjugate symmetry, a copy.
+    """
+    return fft_fpo(numel(self), _points(self, dim), 2.5) + _normalization(normalization, out_shape)
+
+
+@register_rule("aten._fft_c2r")
+def fft_c2r_rule(
+    self: tuple[int, ...],
+    dim: Any,
+    normalization: Any = 0,
+    last_dim_size: Any = None,
+    *,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    """Complex to real: ``2.5 N log2 N`` per transform of the real output (+ normalisation)."""
+    out = first_shape(out_shape)
+    return fft_fpo(numel(out), _points(out, dim), 2.5) + _normalization(normalization, out_shape)
