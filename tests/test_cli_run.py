@@ -109,7 +109,8 @@ def test_run_bad_configured_cpu_tdp_is_one_line_exit_2(tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr.strip() == (
-        "greenprint: error: cpu_tdp_w must be in (0, 5600] W, got '-5' (env:GREENPRINT_CPU_TDP_W)"
+        "greenprint: error: cpu_tdp_w must be a finite number of W with 0 < x <= 5600, got '-5' "
+        "(env:GREENPRINT_CPU_TDP_W)"
     )
 
 

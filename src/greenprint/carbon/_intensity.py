@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 from greenprint._exceptions import ConfigError, InvalidIntensityError
+from greenprint._validate import finite_number
 
 __all__ = ["MAX_G_PER_KWH", "Intensity", "validate_intensity"]
 
@@ -31,16 +32,15 @@ def validate_intensity(value: object, *, what: str = "intensity") -> float:
     Raises:
         InvalidIntensityError: not a number, not finite, or outside ``0 < x <= 2000``.
     """
-    allowed = f"a finite number of g CO2-eq/kWh with 0 < x <= {MAX_G_PER_KWH:g}"
-    if isinstance(value, bool):
-        raise InvalidIntensityError(f"{what} must be {allowed}, got {value!r}")
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidIntensityError(f"{what} must be {allowed}, got {value!r}") from None
-    if not math.isfinite(number) or not 0.0 < number <= MAX_G_PER_KWH:
-        raise InvalidIntensityError(f"{what} must be {allowed}, got {value!r}")
-    return number
+    return finite_number(
+        what,
+        value,
+        low=0.0,
+        high=MAX_G_PER_KWH,
+        low_open=True,
+        unit="g CO2-eq/kWh",
+        error=InvalidIntensityError,
+    )
 
 
 @dataclass(frozen=True)

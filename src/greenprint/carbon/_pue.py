@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from greenprint._config import Config, load_config
 from greenprint._exceptions import InvalidPUEError
+from greenprint._validate import finite_number, number_or_name
 
 __all__ = ["DEFAULT_PUE", "MAX_PUE", "MIN_PUE", "PUE", "PUE_PRESETS", "resolve_pue", "validate_pue"]
 
@@ -90,27 +90,21 @@ def validate_pue(value: object, *, what: str = "PUE") -> float:
     Raises:
         InvalidPUEError: not a number, not finite, or outside ``1.0 <= x <= 3.0``.
     """
-    allowed = f"a finite number with {MIN_PUE:g} <= x <= {MAX_PUE:g}"
-    if isinstance(value, bool):
-        raise InvalidPUEError(f"{what} must be {allowed}, got {value!r}")
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidPUEError(f"{what} must be {allowed} or a preset name, got {value!r}") from None
-    if not math.isfinite(number) or not MIN_PUE <= number <= MAX_PUE:
-        raise InvalidPUEError(f"{what} must be {allowed}, got {value!r}")
-    return number
+    return finite_number(
+        what,
+        value,
+        low=MIN_PUE,
+        high=MAX_PUE,
+        alternative="or a preset name",
+        error=InvalidPUEError,
+    )
 
 
 def _from_text(text: str, source: str) -> PUE:
-    stripped = text.strip()
-    try:
-        float(stripped)
-    except ValueError:
-        pass
-    else:
-        return PUE(validate_pue(stripped, what=f"PUE ({source})"), source)
-    key = "-".join(stripped.lower().replace("_", "-").split())
+    parsed = number_or_name(text)
+    if isinstance(parsed, float):
+        return PUE(validate_pue(text, what=f"PUE ({source})"), source)
+    key = "-".join(parsed.lower().replace("_", "-").split())
     key = _PRESET_ALIASES.get(key, key)
     preset = PUE_PRESETS.get(key)
     if preset is None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from greenprint._config import Config, load_config
 from greenprint._exceptions import InvalidIntensityError, UnknownRegionError
+from greenprint._validate import number_or_name
 from greenprint.carbon import _regions
 from greenprint.carbon._hourly import load_intensity_csv
 from greenprint.carbon._intensity import Intensity, validate_intensity
@@ -53,14 +54,9 @@ def _world_default() -> Intensity:
 
 def _from_text(text: str, source: str, *, base: Path | None) -> Intensity:
     """An intensity given as text: a number of g CO2-eq/kWh, or the path of an hourly CSV."""
-    stripped = text.strip()
-    try:
-        float(stripped)
-    except ValueError:
-        pass
-    else:
-        value = validate_intensity(stripped, what=f"intensity ({source})")
-        return Intensity(value, source)
+    stripped = number_or_name(text)
+    if isinstance(stripped, float):
+        return Intensity(validate_intensity(text, what=f"intensity ({source})"), source)
     path = Path(stripped).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path

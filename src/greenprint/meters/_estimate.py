@@ -16,13 +16,12 @@ its RSS over installed RAM), see :mod:`greenprint.meters._attribution`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from greenprint._exceptions import ConfigError
 from greenprint._provenance import Provenance
+from greenprint._validate import finite_number
 from greenprint.meters._attribution import ProcessTree, UsageSample, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
 
@@ -245,12 +244,7 @@ def configured_cpu_tdp(config: Config | None = None) -> tuple[float, str] | None
     if raw is None:
         return None
     source = cfg.sources.get("cpu_tdp_w", "config")
-    try:
-        watts = float(raw)
-    except ValueError:
-        raise ConfigError(f"cpu_tdp_w must be a number of W, got {raw!r} ({source})") from None
-    if not (math.isfinite(watts) and 0.0 < watts <= MAX_CONFIGURED_TDP_W):
-        raise ConfigError(
-            f"cpu_tdp_w must be in (0, {MAX_CONFIGURED_TDP_W:g}] W, got {raw!r} ({source})"
-        )
+    watts = finite_number(
+        "cpu_tdp_w", raw, low=0.0, high=MAX_CONFIGURED_TDP_W, low_open=True, unit="W", source=source
+    )
     return watts, source

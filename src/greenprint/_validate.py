@@ -1,0 +1,187 @@
+"""Checks of user input shared by every setting: one number validator, one number-or-name parser.
+
+:func:`finite_number` checks every setting that is a number in a range (grid intensity, PUE,
+``cpu_tdp_w``, budgets, sample and flush intervals) and words every refusal alike::
+
+    PUE must be a finite number with 1 <= x <= 3, got 7.0
+    cpu_tdp_w must be a finite number of W with 0 < x <= 5600, got '-5' (env:GREENPRINT_CPU_TDP_W)
+
+:func:`number_or_name` splits a setting that is either a number or a name (``pue``: a number or
+a preset; ``intensity``: a number or the path of an hourly CSV; ``cpu_tdp_w`` from a file or the
+environment: a number written as text). The other helpers check the plain types of API arguments.
+Every check raises :class:`~greenprint.ConfigError` (or the subclass the caller names), never a
+bare ``ValueError`` or ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from greenprint._exceptions import ConfigError
+
+__all__ = [
+    "describe_range",
+    "finite_number",
+    "mapping_of_names",
+    "non_negative_int",
+    "number_or_name",
+    "optional_text",
+]
+
+
+def _is_number(value: object) -> bool:
+    """A real number that is not a bool (``True`` is an int to Python, never a PUE to a user)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def number_or_name(value: object) -> float | str:
+    """Split a setting that is either a number or a name.
+
+    Args:
+        value: a number, or text: text that ``float()`` reads (``" 1.2 "``, ``"nan"``, ``"1e3"``)
+            is a number, anything else a name (returned stripped).
+
+    Returns:
+        The number as a float (not checked for range or finiteness: :func:`finite_number` does
+        that), or the stripped name.
+
+    Raises:
+        ConfigError: ``value`` is neither a number nor text (a bool, a list, ``None``...).
+    """
+    if _is_number(value):
+        return float(value)  # type: ignore[arg-type]
+    if not isinstance(value, str):
+        raise ConfigError(f"expected a number or a name, got {value!r}")
+    stripped = value.strip()
+    try:
+        return float(stripped)
+    except ValueError:
+        return stripped
+
+
+def describe_range(
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> str:
+    """The range as inequalities: ``"0 < x <= 2000"``, ``"x > 0"``, ``"x >= 0.5"``."""
+    below = "<" if low_open else "<="
+    above = "<" if high_open else "<="
+    if low is not None and high is not None:
+        return f"{low:g} {below} x {above} {high:g}"
+    if low is not None:
+        return f"x {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"x {above} {high:g}"
+    return "any value"
+
+
+def finite_number(
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    unit: str = "",
+    source: str | None = None,
+    text: bool = True,
+    alternative: str = "",
+    error: type[ConfigError] = ConfigError,
+) -> float:
+    """Check that ``value`` is a finite number in a range and return it as a float.
+
+    The message is the same for every setting: ``"{name} must be a finite number[ of {unit}]
+    with {range}, got {value!r}[ ({source})]"``.
+
+    Args:
+        name: how to name the value in the message (``"PUE"``, ``"cpu_tdp_w"``).
+        value: the value given: a real number (not a bool) or, with ``text``, a string holding
+            one.
+        low: the lower bound, or ``None`` for none.
+        high: the upper bound, or ``None`` for none.
+        low_open: the lower bound itself is refused (``x > low``).
+        high_open: the upper bound itself is refused (``x < high``).
+        unit: the unit, for the message (``"W"``, ``"g CO2-eq/kWh"``, ``"s"``).
+        source: where the value came from (``"env:GREENPRINT_PUE"``), for the message.
+        text: accept a string holding a number (settings from files and the environment are
+            text); ``False`` for API arguments, whose type is a number.
+        alternative: what else the setting accepts, added to the message when ``value`` is not
+            a number at all (``"or a preset name"``).
+        error: the :class:`~greenprint.ConfigError` subclass to raise.
+
+    Returns:
+        The number.
+
+    Raises:
+        ConfigError: (or ``error``) not a number, NaN, infinite, or outside the range.
+    """
+    allowed = "a finite number" + (f" of {unit}" if unit else "")
+    bounds = describe_range(low=low, high=high, low_open=low_open, high_open=high_open)
+    if bounds != "any value":
+        allowed += f" with {bounds}"
+    where = f" ({source})" if source else ""
+    if _is_number(value):
+        number = float(value)  # type: ignore[arg-type]
+    elif text and isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            extra = f" {alternative}" if alternative else ""
+            raise error(f"{name} must be {allowed}{extra}, got {value!r}{where}") from None
+    else:
+        extra = f" {alternative}" if alternative else ""
+        raise error(f"{name} must be {allowed}{extra}, got {value!r}{where}")
+    in_range = math.isfinite(number)
+    if in_range and low is not None:
+        in_range = number > low if low_open else number >= low
+    if in_range and high is not None:
+        in_range = number < high if high_open else number <= high
+    if not in_range:
+        raise error(f"{name} must be {allowed}, got {value!r}{where}")
+    return number
+
+
+def non_negative_int(name: str, value: object) -> int:
+    """Check a count (``dataset_size``, ``fpo``, ``param_count``) and return it as an int.
+
+    Raises:
+        ConfigError: a bool, a float, text, or a negative integer.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
+    return int(value)
+
+
+def optional_text(name: str, value: object) -> str | None:
+    """Check a name-like argument (``name``, ``study``, ``command``): text or ``None``.
+
+    Raises:
+        ConfigError: anything but a string or ``None``.
+    """
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, not {type(value).__name__} ({value!r})")
+    return value
+
+
+def mapping_of_names(name: str, value: object) -> dict[str, Any]:
+    """Check a mapping of names to values (``params``) and return a plain dict copy.
+
+    Raises:
+        ConfigError: not a mapping, or a key that is not a string.
+    """
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{name} must be a mapping of names to values (a dict), "
+            f"not {type(value).__name__} ({value!r})"
+        )
+    bad = [key for key in value if not isinstance(key, str)]
+    if bad:
+        raise ConfigError(f"{name} keys must be strings, not {bad[0]!r}")
+    return dict(value)
