@@ -109,6 +109,89 @@ def test_bad_input_is_one_line_and_exit_2(capsys, target, args, message):
     assert err.count("\n") == 1 and out == ""
 
 
+_RAISING = """
+import torch
+
+
+class Picky(torch.nn.Module):
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def forward(self, x):
+        raise self.error
+
+
+def factory_assert():
+    assert False, "Input height (16) doesn't match model (224)."
+
+
+def factory_keyerror():
+    raise KeyError("vit_b_99")
+
+
+def factory_custom():
+    class WeirdError(Exception):
+        pass
+
+    raise WeirdError("weird")
+
+
+def forward_assert():
+    return Picky(AssertionError("Input image height (16) doesn't match model (224)."))
+
+
+def forward_keyerror():
+    return Picky(KeyError("pos_embed"))
+
+
+def forward_notimplemented():
+    return Picky(NotImplementedError("no meta kernel"))
+
+
+def forward_zerodivision():
+    return Picky(ZeroDivisionError("division by zero"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        ("factory_assert", "failed: AssertionError: Input height (16) doesn't match"),
+        ("factory_keyerror", "failed: KeyError: 'vit_b_99'"),
+        ("factory_custom", "failed: WeirdError: weird"),
+        ("forward_assert", "failed on inputs (1,3,16,16) torch.float32: AssertionError: Input"),
+        ("forward_keyerror", "failed on inputs (1,3,16,16) torch.float32: KeyError: 'pos_embed'"),
+        ("forward_notimplemented", "NotImplementedError: no meta kernel"),
+        ("forward_zerodivision", "ZeroDivisionError: division by zero"),
+    ],
+)
+def test_a_factory_or_forward_that_raises_anything_is_one_line_and_exit_2(
+    capsys, tmp_path, factory, message
+):
+    (tmp_path / "raising.py").write_text(_RAISING)
+    target = f"{tmp_path / 'raising.py'}:{factory}"
+    rc, out, err = run(capsys, target, "--input-shape", "1,3,16,16", "--backward")
+    assert rc == 2 and out == ""
+    assert err.startswith(f"greenprint: error: {target} ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_forward_assertion_through_a_real_subprocess(tmp_path):
+    (tmp_path / "raising.py").write_text(_RAISING)
+    done = subprocess.run(
+        [GREENPRINT, "fpo", "raising:forward_assert", "--input-shape", "1,3,16,16"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("greenprint: error: raising:forward_assert failed on inputs")
+    assert "AssertionError" in done.stderr and done.stderr.count("\n") == 1
+
+
 def test_missing_input_shape_is_a_usage_error(capsys):
     rc, _, err = run(capsys, f"{ZOO_FILE}:mlp")
     assert rc == 2 and "--input-shape" in err

@@ -4,7 +4,8 @@ The factory (a function or class taking no arguments) is imported from a module 
 current directory included) or from a ``.py`` file, called under ``torch.device(DEVICE)`` so that
 on the default meta device no weight is allocated, and the model is run on example inputs of the
 given shapes. A factory that cannot be imported or called, a bad shape or dtype, or inputs the
-model rejects give one line and exit status 2.
+model rejects (any exception from the factory or the forward, AssertionError and KeyError
+included) give one line naming the exception and exit status 2.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 import click
 
-from greenprint._exceptions import FPOInputError, MissingDependencyError
+from greenprint._exceptions import FPOInputError, GreenprintError
+from greenprint._imports import require
 
 __all__ = ["command", "load_factory"]
 
@@ -152,10 +154,7 @@ def command(
 
     Example: greenprint fpo mypkg.models:resnet50 --input-shape 1,3,224,224 --backward
     """
-    try:
-        import torch
-    except ImportError as e:
-        raise MissingDependencyError("torch", "torch", "greenprint fpo") from e
+    torch = require("torch", extra="torch", purpose="greenprint fpo")
     from greenprint.fpo import count_fpo, example_inputs
 
     factory = load_factory(target)
@@ -179,9 +178,9 @@ def command(
     described = ", ".join(f"({','.join(map(str, t.shape))}) {t.dtype}" for t in inputs)
     try:
         result = count_fpo(model, *inputs, backward=backward, strict=strict)
-    except (RuntimeError, TypeError, ValueError, IndexError) as e:
-        if isinstance(e, FPOInputError):
-            raise
+    except GreenprintError:
+        raise
+    except Exception as e:  # the forward is user code (timm asserts, torchvision KeyErrors)
         logger.debug("the model failed on %s", described, exc_info=True)
         raise FPOInputError(
             f"{target} failed on inputs {described}: {type(e).__name__}: {_first_line(e)}"
