@@ -13,10 +13,24 @@ Keys: ``region`` (str), ``intensity`` (g CO2-eq/kWh as a number, or a path to an
 ``pue`` (number or preset name), ``ledger`` (path or URL), ``study`` (str), ``cpu_tdp_w`` (W: the
 CPU power at full load the estimate uses when no RAPL counter can be read, for the CPUs this
 machine or VM sees; overrides the TDP table and the per-core default).
+
+Types in a config file: ``region``, ``ledger`` and ``study`` are TOML strings; ``intensity``,
+``pue`` and ``cpu_tdp_w`` are TOML numbers (integer or float) or strings (a number written as
+text, a CSV path, a preset name). Any other type (a boolean, a table, an array, a date) raises
+:class:`~greenprint.ConfigError` naming the file, the key and the type found, so ``[ledger]``
+by mistake never becomes a ledger file named ``{'a': 1}``. Values are handed on as text; what
+they mean (a number in range, an existing preset, region or file) is checked by the setting's
+own validator when a run is created.
+
+An unknown top-level key (``regoin = "DE"``) is not an error, since a newer greenprint may know
+it, but it is not silent either: one warning per file and key is logged, with the nearest known
+key when there is one.
 """
 
 from __future__ import annotations
 
+import datetime
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -35,6 +49,75 @@ __all__ = ["KEYS", "Config", "load_config"]
 
 KEYS = ("region", "intensity", "pue", "ledger", "study", "cpu_tdp_w")
 DEFAULT_LEDGER = "greenprint.db"
+
+logger = logging.getLogger(__name__)
+
+#: What each key accepts in a config file, as (Python types that tomllib returns, description).
+_TEXT: tuple[type, ...] = (str,)
+_NUMBER_OR_TEXT: tuple[type, ...] = (int, float, str)
+_ACCEPTED: dict[str, tuple[tuple[type, ...], str]] = {
+    "region": (_TEXT, 'a string (a region code such as "DE")'),
+    "intensity": (_NUMBER_OR_TEXT, "a number of g CO2-eq/kWh or a string (a CSV path)"),
+    "pue": (_NUMBER_OR_TEXT, "a number or a string (a preset name)"),
+    "ledger": (_TEXT, "a string (a path or URL)"),
+    "study": (_TEXT, "a string"),
+    "cpu_tdp_w": (_NUMBER_OR_TEXT, "a number of W"),
+}
+
+#: (file, key) pairs already warned about as unknown, so a run reading its settings several
+#: times warns once.
+_WARNED: set[tuple[Path, str]] = set()
+
+
+def _toml_type(value: object) -> str:
+    """The TOML name of a parsed value's type, for messages."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, (datetime.date, datetime.time)):
+        return "date/time"
+    return type(value).__name__  # pragma: no cover - tomllib returns nothing else
+
+
+def _text_of(path: Path, key: str, value: object) -> str:
+    """A config file's value as text, refusing the TOML types the key does not accept.
+
+    Raises:
+        ConfigError: the value's type is not one the key accepts (names the file and key).
+    """
+    types, described = _ACCEPTED[key]
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise ConfigError(
+            f"{path}: {key} must be {described}, not a TOML {_toml_type(value)} ({value!r})"
+        )
+    return value if isinstance(value, str) else repr(value)
+
+
+def _warn_unknown(path: Path, table: Mapping[str, Any]) -> None:
+    for key in table:
+        if key in _ACCEPTED or (path, key) in _WARNED:
+            continue
+        _WARNED.add((path, key))
+        import difflib
+
+        near = difflib.get_close_matches(str(key), KEYS, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        logger.warning(
+            "greenprint: unknown setting %r in %s is ignored (known: %s)%s",
+            key,
+            path,
+            ", ".join(KEYS),
+            hint,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,7 +190,8 @@ def load_config(
         The merged :class:`Config`; environment variables win over files.
 
     Raises:
-        ConfigError: a config file exists but is not valid TOML.
+        ConfigError: a config file exists but is not valid TOML, or a key has a value of a type
+            it does not accept (the message names the file, the key and the type).
     """
     env = os.environ if environ is None else environ
     values: dict[str, str] = {}
@@ -115,9 +199,10 @@ def load_config(
     found = _find_file(Path(cwd) if cwd is not None else Path.cwd())
     if found is not None:
         path, table = found
+        _warn_unknown(path, table)
         for key in KEYS:
-            if key in table and table[key] is not None:
-                values[key] = str(table[key])
+            if key in table:
+                values[key] = _text_of(path, key, table[key])
                 sources[key] = f"file:{path}"
     for key in KEYS:
         var = f"GREENPRINT_{key.upper()}"
