@@ -65,8 +65,42 @@ class RunEnvironment:
 def git_state(cwd: str | None = None, *, timeout_s: float = 2.0) -> tuple[str | None, bool | None]:
     """The working directory's git commit and whether the tree has uncommitted changes.
 
-    Returns ``(None, None)`` outside a git checkout or when git is missing or slow.
+    One ``git status --porcelain=v2 --branch`` call gives both (the commit on its
+    ``# branch.oid`` line, a change on any other line); a git older than 2.11, which lacks
+    porcelain v2, is asked with ``rev-parse`` and ``status`` instead.
+
+    Returns ``(None, None)`` outside a git checkout, in a repository without commits, or when
+    git is missing or slow.
     """
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if status.returncode != 0:
+        if "porcelain" in status.stderr:  # git < 2.11
+            return _git_state_v1(cwd, timeout_s=timeout_s)
+        return None, None
+    commit: str | None = None
+    dirty = False
+    for line in status.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line[len("# branch.oid ") :].strip()
+            commit = oid if oid and oid != "(initial)" else None
+        elif line and not line.startswith("#"):
+            dirty = True
+    if commit is None:  # no commit yet: as `git rev-parse HEAD` failing
+        return None, None
+    return commit, dirty
+
+
+def _git_state_v1(cwd: str | None, *, timeout_s: float) -> tuple[str | None, bool | None]:
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -116,7 +150,7 @@ def cached_git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
 def collect_environment(
     *, command: str | None = None, environ: Mapping[str, str] | None = None
 ) -> RunEnvironment:
-    """Collect the run's environment (cheap: two git calls at most, no network)."""
+    """Collect the run's environment (cheap: one git call at most, no network)."""
     env = os.environ if environ is None else environ
     torch = sys.modules.get("torch")
     commit, dirty = cached_git_state()
