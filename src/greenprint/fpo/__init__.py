@@ -13,8 +13,13 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   ``2bmkn``, exactly as ``torch.utils.flop_counter.FlopCounterMode`` counts them.
 * ``matmul_total`` is the sum over the ops FlopCounterMode counts (mm, bmm, the products of
   addmm and baddbmm, convolutions and their backward, the fused scaled-dot-product attention
-  overloads), computed with its formulas: it equals FlopCounterMode's total on the same code.
-  Attention counts the full score matrix, causal mask or not, as FlopCounterMode does.
+  overloads), computed with its formulas where they are right: it equals FlopCounterMode's
+  total on the same code, except a grouped convolution's backward, whose grad_weight torch
+  2.13 and 2.14 count ``groups`` times (PyTorch PR 183405 fixes it). A convolution, its
+  grad_input and its grad_weight are ``2 * N * numel(weight) * positions`` each, padded zeros
+  included. Attention counts the full score matrix, causal mask or not, as FlopCounterMode.
+* Activation checkpointing: the forward re-run in backward is backward work, reported on its
+  own as ``recompute_total`` and charged to its modules and the model.
 * Everything else is added on top: bias adds and alpha/beta scalings of addmm/baddbmm (one FPO
   per output element each), elementwise ops, activations, reductions, softmax, norms, losses,
   pooling, interpolation, cumulative ops, optimizer updates run inside the counter, and fused
@@ -67,7 +72,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import MissingDependencyError
+from greenprint import _public
+from greenprint._imports import require
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.fpo._api import count_fpo, training_fpo
@@ -102,11 +108,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'greenprint.fpo' has no attribute {name!r}")
     module, needs_torch = entry
     if needs_torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError as e:
-            raise MissingDependencyError("torch", "torch", "FPO counting") from e
-    value = getattr(importlib.import_module(module), name)
+        require("torch", extra="torch", purpose="FPO counting")
+    value = _public.publish_value(__name__, getattr(importlib.import_module(module), name))
     globals()[name] = value
     return value
 

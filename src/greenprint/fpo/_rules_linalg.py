@@ -202,8 +202,9 @@ def cudnn_convolution_rule(
 ) -> tuple[int, int]:
     """The products (cuDNN's convolution has no bias; it is never transposed).
 
-    FlopCounterMode reads this op's ``groups`` argument as ``transposed``, so on a direct call
-    it counts input positions, not output positions (``stride**d`` times too many).
+    FlopCounterMode reads this op's ``benchmark`` argument as ``transposed``, so on a direct
+    call with ``benchmark=True`` it counts input positions, not output positions (``stride**d``
+    times too many).
     """
     return conv_fpo(x, w, first_shape(out_shape), False), 0
 
@@ -218,7 +219,7 @@ def slow_conv2d_rule(
     out_shape: Any = None,
     **kwargs: Any,
 ) -> tuple[int, int]:
-    """The products; on top: the bias add (FlopCounterMode reads ``padding`` as ``transposed``)."""
+    """The products; on top: the bias add (FlopCounterMode's formula fails on this op)."""
     out = first_shape(out_shape)
     return conv_fpo(x, w, out, False), numel(out) if bias is not None else 0
 
