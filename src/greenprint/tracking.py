@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-import math
+import numbers
 import os
 import sys
 import threading
@@ -53,6 +53,7 @@ from greenprint._config import load_config
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._lifecycle import registry, status_for
 from greenprint._records import MetricPoint, PowerSample, RunRecord
+from greenprint._validate import finite_number, mapping_of_names, non_negative_int, optional_text
 from greenprint._version import __version__
 
 __all__ = ["PARENT_ENV", "Run", "active_runs", "track"]
@@ -63,6 +64,28 @@ logger = logging.getLogger(__name__)
 PARENT_ENV = _lineage.PARENT_ENV
 
 _SETTABLE = frozenset({"params", "dataset_size", "fpo", "param_count"})
+
+#: The keyword options of :func:`track` (and :class:`Run`).
+_OPTIONS = frozenset(
+    {
+        "study",
+        "ledger",
+        "region",
+        "intensity",
+        "pue",
+        "params",
+        "dataset_size",
+        "parent",
+        "scope",
+        "pid",
+        "command",
+        "sample_interval_s",
+        "flush_interval_s",
+        "meters",
+        "budget_kwh",
+        "budget_kg",
+    }
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -161,25 +184,51 @@ class Run:
     """
 
     def __init__(self, name: str | None = None, **options: Any) -> None:
+        # Every argument and setting is checked before the ledger is opened, so a bad one
+        # leaves no ledger file behind (greenprint run inherits this).
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise ConfigError(f"unknown option(s) {sorted(unknown)} for a run")
         self._options = dict(options)
+        optional_text("name", name)
+        optional_text("study", options.get("study"))
+        optional_text("command", options.get("command"))
+        optional_text("region", options.get("region"))
         scope = options.get("scope", "process")
         if scope not in ("process", "machine"):
             raise ConfigError(f"scope must be 'process' or 'machine', not {scope!r}")
-        sample_s = float(options.get("sample_interval_s", 1.0))
-        flush_s = float(options.get("flush_interval_s", 10.0))
-        if not (math.isfinite(sample_s) and sample_s > 0):
-            raise ConfigError(f"sample_interval_s must be a positive number of seconds: {sample_s}")
-        if not (math.isfinite(flush_s) and flush_s >= sample_s):
-            raise ConfigError(
-                f"flush_interval_s must be at least sample_interval_s ({sample_s} s): {flush_s}"
-            )
+        sample_s = finite_number(
+            "sample_interval_s",
+            options.get("sample_interval_s", 1.0),
+            low=0.0,
+            low_open=True,
+            unit="s",
+            text=False,
+        )
+        flush_s = finite_number(
+            "flush_interval_s (at least sample_interval_s)",
+            options.get("flush_interval_s", 10.0),
+            low=sample_s,
+            unit="s",
+            text=False,
+        )
+        budgets = {key: _check_budget(key, options.get(key)) for key in ("budget_kwh", "budget_kg")}
+        params = options.get("params")
+        params = {} if params is None else mapping_of_names("params", params)
+        dataset_size = options.get("dataset_size")
+        if dataset_size is not None:
+            dataset_size = non_negative_int("dataset_size", dataset_size)
+        _check_parent(options.get("parent"))
+        _check_pid(options.get("pid"))
         from greenprint.carbon import resolve_intensity, resolve_pue
+        from greenprint.meters._estimate import configured_cpu_tdp
 
         config = load_config()
         self._intensity = resolve_intensity(
             intensity=options.get("intensity"), region=options.get("region"), config=config
         )
         self._pue = resolve_pue(options.get("pue"), config=config)
+        configured_cpu_tdp(config)  # a bad cpu_tdp_w is refused now, not when meters start
         self._ledger = _open_ledger(options.get("ledger"), config.ledger)
         self._study = (
             options.get("study") or _lineage.inherited_study() or config.get("study") or "default"
@@ -189,8 +238,8 @@ class Run:
         self._scope: str = scope
         self._sample_s = sample_s
         self._flush_s = flush_s
-        self._params: dict[str, Any] = dict(options.get("params") or {})
-        self._dataset_size: int | None = options.get("dataset_size")
+        self._params: dict[str, Any] = params
+        self._dataset_size: int | None = dataset_size
         self._fpo: int | None = None
         self._param_count: int | None = None
         self._lock = threading.RLock()  # guards the run's state; never held around a meter read
@@ -201,9 +250,7 @@ class Run:
         self._status = "new"
         self._prune_requested = False
         self._progress: float | None = None
-        self._budgets = {
-            key: _check_budget(key, options.get(key)) for key in ("budget_kwh", "budget_kg")
-        }
+        self._budgets = budgets
         self._budget_warned = False
         self._error: str | None = None
         self.id = ""
@@ -271,24 +318,28 @@ class Run:
         """Record facts: ``params`` (merged), ``dataset_size``, ``fpo``, ``param_count``.
 
         Raises:
-            ConfigError: an unknown field or a negative count.
+            ConfigError: an unknown field, ``params`` that is not a mapping with string keys, or
+                a count that is not a non-negative integer; nothing is recorded then.
         """
         unknown = set(fields) - _SETTABLE
         if unknown:
             raise ConfigError(
                 f"unknown run field(s) {sorted(unknown)}; settable: {sorted(_SETTABLE)}"
             )
-        with self._lock:
-            if "params" in fields and fields["params"] is not None:
-                self._params.update(fields["params"])
+        params = fields.get("params")
+        params = None if params is None else mapping_of_names("params", params)
+        counts = {
+            key: None if fields[key] is None else non_negative_int(key, fields[key])
+            for key in ("dataset_size", "fpo", "param_count")
+            if key in fields
+        }
+        with self._lock:  # everything checked first: a bad field changes nothing
+            if params is not None:
+                self._params.update(params)
                 self._pending_fields["params"] = dict(self._params)
-            for key in ("dataset_size", "fpo", "param_count"):
-                if key in fields:
-                    value = fields[key]
-                    if value is not None and (not isinstance(value, int) or value < 0):
-                        raise ConfigError(f"{key} must be a non-negative integer, not {value!r}")
-                    setattr(self, f"_{key}", value)
-                    self._pending_fields[key] = value
+            for key, value in counts.items():
+                setattr(self, f"_{key}", value)
+                self._pending_fields[key] = value
 
     def add_fpo(self, fpo: int) -> None:
         """Add floating-point operations done by this run (e.g. one training step's, per step)."""
@@ -690,13 +741,29 @@ def active_runs() -> Iterator[Run]:
 def _check_budget(name: str, value: Any) -> float | None:
     if value is None:
         return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{name} must be a number, not {value!r}") from e
-    if not (math.isfinite(number) and number > 0):
-        raise ConfigError(f"{name} must be a positive finite number, not {value!r}")
-    return number
+    unit = "kWh" if name == "budget_kwh" else "kg CO2-eq"
+    return finite_number(name, value, low=0.0, low_open=True, unit=unit, text=False)
+
+
+def _check_parent(parent: Any) -> None:
+    """A parent is a :class:`Run`, a run id (non-empty text) or ``None``."""
+    if parent is None or isinstance(parent, Run) or (isinstance(parent, str) and parent):
+        return
+    raise ConfigError(
+        f"parent must be a Run, a run id (a non-empty string) or None, not {parent!r}"
+    )
+
+
+def _check_pid(pid: Any) -> None:
+    """A pid to attribute is a positive int naming a process that exists now."""
+    if pid is None:
+        return
+    if isinstance(pid, bool) or not isinstance(pid, numbers.Integral) or pid <= 0:
+        raise ConfigError(f"pid must be a positive integer (a process id), not {pid!r}")
+    import psutil
+
+    if not psutil.pid_exists(int(pid)):
+        raise ConfigError(f"pid {pid}: no such process")
 
 
 def _default_name() -> str:
