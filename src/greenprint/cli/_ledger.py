@@ -23,6 +23,17 @@ __all__ = ["command"]
 
 _JSON_FIELDS = ("hardware", "env", "params", "provenance")
 
+#: Widest a name-like cell (study, name, metric) of ``ledger ls`` gets, in characters.
+_MAX_CELL = 40
+#: Characters escaped on the terminal besides the C0/C1 controls: line and paragraph separators
+#: and the bidirectional overrides and isolates, which can reorder what a row shows.
+_INVISIBLE = frozenset(
+    "\u2028\u2029\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: A CSV cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
 
 def _open(ledger: str | None) -> Any:
     from greenprint.ledger import Ledger
@@ -31,6 +42,36 @@ def _open(ledger: str | None) -> Any:
 
 
 # ---------------------------------------------------------------------------- formatting
+def _safe(text: object, *, limit: int | None = None) -> str:
+    r"""Text from a ledger as it may reach a terminal: one line, no control sequences.
+
+    Control characters (``\n``, ``\r``, ``\x1b``...), line separators and bidirectional
+    overrides are shown as escapes, so a run name cannot start a new row, move the cursor or
+    colour the terminal. With ``limit``, text longer than ``limit`` characters is cut and ends
+    with an ellipsis.
+    """
+    out = []
+    for char in str(text):
+        code = ord(char)
+        if char in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[char])
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif char in _INVISIBLE:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    safe = "".join(out)
+    if limit is not None and len(safe) > limit:
+        safe = safe[: limit - 1] + "\u2026"
+    return safe
+
+
+def _cell(text: object) -> str:
+    """A name-like cell of ``ledger ls``: escaped and at most :data:`_MAX_CELL` characters."""
+    return _safe(text, limit=_MAX_CELL)
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -132,22 +173,22 @@ def ls_command(
         click.echo(_dump(items))
         return
     if not records:
-        click.echo(f"no runs in {url}", err=True)
+        click.echo(f"no runs in {_safe(url)}", err=True)
         return
     rows = []
     for r in records:
         main = _main_metric(r)
         rows.append(
             [
-                r.id[:8],
-                r.study,
-                r.name,
-                r.status,
+                _safe(r.id[:8]),
+                _cell(r.study),
+                _cell(r.name),
+                _safe(r.status),
                 _when(r.started_at),
                 _duration(r.duration_s),
                 _num(r.energy_kwh),
                 _num(r.emissions_kg),
-                f"{main[0]}={main[1]:.4g}" if main else "-",
+                f"{_cell(main[0])}={main[1]:.4g}" if main else "-",
             ]
         )
     header = ["ID", "STUDY", "NAME", "STATUS", "START", "DURATION", "KWH", "KG CO2-EQ", "METRIC"]
@@ -171,10 +212,10 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     lines: list[str] = []
 
     def put(label: str, value: Any) -> None:
-        lines.append(f"  {label:<22} {value}")
+        lines.append(f"  {_safe(label):<22} {_safe(value)}")
 
     def section(title: str) -> None:
-        lines.append(title)
+        lines.append(_safe(title))
 
     section(f"run {record.id}")
     put("name", record.name)
@@ -260,8 +301,26 @@ def _csv(records: Sequence[RunRecord]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
     return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows and never runs.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a formula to
+    Excel, LibreOffice and Google Sheets; as OWASP recommends, such text gets a leading single
+    quote (``'=HYPERLINK(...)``). Numbers are left as they are, negative ones included, and so
+    is text that is itself a plain number (``"-3.5"``), which no spreadsheet runs.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
 
 
 @command.command(name="export")
