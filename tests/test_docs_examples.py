@@ -17,10 +17,13 @@ How a block runs:
 * With a clean environment: no ``GREENPRINT_*`` variable (the network guard is kept), no
   ``greenprint.toml`` or ``pyproject.toml`` above the directory, the virtual environment's
   ``bin`` first on ``PATH`` so that ``greenprint`` resolves.
-* Python blocks: the virtual environment's ``python``, reading the block on stdin (so the
-  working directory is on ``sys.path``, as in an interactive session). Bash blocks:
+* Python blocks: the virtual environment's ``python``, reading the block on stdin and running
+  it as ``__main__`` (the working directory on ``sys.path``, as in an interactive session;
+  tracebacks give the Markdown file's line numbers). Bash blocks:
   ``bash -euxo pipefail -c BLOCK``: any failing command fails the example.
-* No output is compared: the examples must run; a doc that claims a number checks it itself.
+* Printed output is not compared. A value a Python example shows in a comment after a
+  top-level expression (``c.total  # 55623280: every FPO``, ``c.unknown_ops  # {}``) is
+  checked: a float to the precision written, anything else exactly (see ``claims``).
 * A block that runs ``greenprint demo`` (about 25 s) is marked ``slow``; it still runs by default.
 
 Inputs a block needs but that belong to the reader (their training script) come from
@@ -37,12 +40,16 @@ suite) carries a visible line right before its fence, starting with the exact te
 
 from __future__ import annotations
 
+import ast
+import io
 import re
 import shutil
 import subprocess
 import sys
+import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -196,9 +203,125 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     return Workspace(tmp_path_factory)
 
 
+# Values a Python example claims in a comment: a top-level expression statement followed by
+# ``# <literal>``, where the literal ends the comment or is followed by ``:`` or `` (``
+# (``c.total  # 55623280: every FPO``, ``c.unknown_ops  # {}``, ``r.machine_j  # 30.0: ...``).
+# A float matches to the precision written (30.0: within 0.05); an int exactly; anything else
+# by ``==``. ``print(...)`` lines are not checked.
+Spec = tuple  # ("int", v) | ("float", v, tolerance) | ("seq", [specs]) | ("eq", v)
+
+
+def _spec(node: ast.expr, text: str) -> Spec:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _spec(node.operand, text)
+        if inner[0] in ("int", "float"):
+            return (inner[0], -inner[1], *inner[2:])
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        if isinstance(node.value, int):
+            return ("int", node.value)
+        written = ast.get_source_segment(text, node) or repr(node.value)
+        exponent = Decimal(written.replace("_", "")).as_tuple().exponent
+        return ("float", node.value, 0.5 * 10.0 ** int(exponent))
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return ("seq", [_spec(e, text) for e in node.elts])
+    return ("eq", ast.literal_eval(node))
+
+
+def _claim(comment: str) -> tuple[str, Spec] | None:
+    text = comment.lstrip("#").strip()
+    cuts = [len(text)] + [m.start() for m in re.finditer(r":| \(", text)]
+    for cut in sorted(set(cuts), reverse=True):
+        candidate = text[:cut].strip()
+        try:
+            node = ast.parse(candidate, mode="eval").body
+            ast.literal_eval(node)
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float)):
+            return None  # a bare string, None or Ellipsis is prose, not a value
+        return candidate, _spec(node, candidate)
+    return None
+
+
+def claims(code: str) -> dict[int, tuple[str, str, Spec]]:
+    """Line (1-based, in ``code``) -> (expression, value as written, spec) of each claim."""
+    try:
+        tree = ast.parse(code)
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (SyntaxError, tokenize.TokenError):
+        return {}
+    comments = {t.start[0]: (t.start[1], t.string) for t in tokens if t.type == tokenize.COMMENT}
+    found = {}
+    for node in tree.body:
+        if not isinstance(node, ast.Expr) or node.lineno != node.end_lineno:
+            continue
+        call = node.value
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "print":
+            continue
+        comment = comments.get(node.lineno)
+        if comment is None or comment[0] < (node.end_col_offset or 0):
+            continue
+        claim = _claim(comment[1])
+        if claim is not None:
+            found[node.lineno] = (ast.get_source_segment(code, node.value) or "", *claim)
+    return found
+
+
+def instrument(code: str, first_line: int) -> str:
+    """``code`` with each claim checked in place, padded so lines are the Markdown file's."""
+    lines = code.splitlines()
+    for number, (expr, written, spec) in claims(code).items():
+        line = lines[number - 1]
+        start = line.index(expr)
+        check = f"__doc_claim__({first_line + number}, {expr!r}, {written!r}, {spec!r}, ({expr}))"
+        lines[number - 1] = f"{line[:start]}{check}{line[start + len(expr) :]}"
+    return "\n" * first_line + "\n".join(lines) + "\n"
+
+
+# Runs an instrumented Python example (stdin) as ``__main__`` with the Markdown file's name and
+# line numbers in tracebacks; a claimed value that does not hold is printed and fails the run.
+RUNNER = """
+import sys, types
+
+wrong = []
+
+
+def matches(spec, actual):
+    kind = spec[0]
+    if kind == "int":
+        return not isinstance(actual, bool) and actual == spec[1]
+    if kind == "float":
+        return abs(actual - spec[1]) <= spec[2]
+    if kind == "seq":
+        return len(actual) == len(spec[1]) and all(map(matches, spec[1], actual))
+    return actual == spec[1]
+
+
+def __doc_claim__(line, expr, written, spec, actual):
+    try:
+        good = bool(matches(spec, actual))
+    except Exception:
+        good = False
+    if not good:
+        wrong.append(line)
+        print(f"line {line}: the doc shows {expr} as {written}, the code gives {actual!r}",
+              file=sys.stderr)
+
+
+main = types.ModuleType("__main__")
+main.__dict__["__doc_claim__"] = __doc_claim__
+sys.modules["__main__"] = main
+source = sys.stdin.read()
+exec(compile(source, sys.argv[1], "exec"), main.__dict__)
+if wrong:
+    sys.exit(f"{len(wrong)} value(s) shown in the doc do not hold: lines {wrong}")
+"""
+
+
 def run_block(block: Block, cwd: Path) -> subprocess.CompletedProcess[str]:
     if block.language == "python":
-        command, stdin = [sys.executable, "-"], block.code
+        command = [sys.executable, "-c", RUNNER, str(ROOT / block.doc)]
+        stdin = instrument(block.code, block.line)
     else:
         command, stdin = ["bash", "-euxo", "pipefail", "-c", block.code], None
     return subprocess.run(
@@ -298,3 +421,61 @@ def test_every_doc_has_been_read_and_markers_precede_runnable_blocks():
                 f"{doc}:{number}: a not-run marker is the paragraph right before a python or "
                 "bash block, and gives its reason"
             )
+
+
+def test_claims_are_values_shown_after_top_level_expressions():
+    code = "\n".join(
+        [
+            "c = 2 + 3  # 5: an assignment is not a claim",  # 1
+            "c  # 5: the total",  # 2
+            "c * 1.5, -c  # 7.5, -5",  # 3
+            "{}  # {}: nothing unknown",  # 4
+            "c / 3  # 1.67 (rounded)",  # 5
+            "print(c)  # 5",  # 6
+            "c  # 2 s at each GPU's power",  # 7
+            "c  # or: c.to_dict()",  # 8
+            "if c:",  # 9
+            "    c  # 99",  # 10
+            "c  # 'prose'",  # 11
+        ]
+    )
+    found = claims(code)
+    assert found == {
+        2: ("c", "5", ("int", 5)),
+        3: ("c * 1.5, -c", "7.5, -5", ("seq", [("float", 7.5, 0.05), ("int", -5)])),
+        4: ("{}", "{}", ("eq", {})),
+        5: ("c / 3", "1.67", ("float", 1.67, 0.005)),
+    }
+    lines = instrument(code, 40).splitlines()
+    assert len(lines) == 40 + 11 and lines[40] == code.splitlines()[0]
+    assert lines[41] == "__doc_claim__(42, 'c', '5', ('int', 5), (c))  # 5: the total"
+
+
+def test_runner_checks_claims_and_reports_the_markdown_lines(tmp_path):
+    doc = Block("docs/x.md", 10, "python", "x = 0.1 + 0.2\nx  # 0.3\nx * 10  # 4\n")
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, "docs/x.md"],
+        input=instrument(doc.code, doc.line),
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "line 13: the doc shows x * 10 as 4, the code gives 3.0000000000000004" in done.stderr
+    assert "line 12" not in done.stderr  # 0.3 to the precision written
+
+    failing = Block("docs/x.md", 20, "python", "import math\n\nmath.sqrt(-1)\n")
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, "docs/x.md"],
+        input=instrument(failing.code, failing.line),
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert 'File "docs/x.md", line 23, in <module>' in done.stderr
+    assert "ValueError: math domain error" in done.stderr
