@@ -53,6 +53,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/bench_tracking.py
 	$(BIN)/python benchmarks/bench_fpo_llama7b.py --repeats 5
 	$(BIN)/python benchmarks/bench_fpo_resnet50.py
+	$(BIN)/python benchmarks/bench_fpo_zoo.py
 	$(BIN)/python benchmarks/bench_analysis.py
 	$(BIN)/python benchmarks/bench_report.py
 
