@@ -311,8 +311,9 @@ def __doc_claim__(line, expr, written, spec, actual):
 main = types.ModuleType("__main__")
 main.__dict__["__doc_claim__"] = __doc_claim__
 sys.modules["__main__"] = main
-source = sys.stdin.read()
-exec(compile(source, sys.argv[1], "exec"), main.__dict__)
+source, path = sys.stdin.read(), sys.argv[1]
+sys.argv[:] = ["-"]  # as `python -` would have it
+exec(compile(source, path, "exec"), main.__dict__)
 if wrong:
     sys.exit(f"{len(wrong)} value(s) shown in the doc do not hold: lines {wrong}")
 """
