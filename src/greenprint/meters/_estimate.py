@@ -40,8 +40,9 @@ __all__ = [
     "cpu_power_w",
 ]
 
-#: Idle floor as a fraction of TDP. The same 10 % floor codecarbon's CPU-load model uses
-#: (``max(tdp * load, 0.1 * tdp)``); measured idle power of servers is typically 10-30 % of TDP.
+#: Idle floor as a fraction of TDP; measured idle power of servers is typically 10-30 % of TDP.
+#: codecarbon 3.3.2's machine-mode curve, ``tdp * (0.1 + 0.9 * load**3)``, starts at the same
+#: 10 %; its process mode has no floor (see docs/hardware.md, "How this differs from codecarbon").
 IDLE_FRACTION = 0.10
 #: W per logical CPU when the model is not in the TDP table: codecarbon's
 #: ``DEFAULT_POWER_PER_CORE`` (4 W per thread), in line with server parts (EPYC 7763: 280 W / 128
