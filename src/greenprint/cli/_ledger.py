@@ -298,7 +298,9 @@ def _csv(records: Sequence[RunRecord]) -> str:
         rows.append(row)
     columns = base + [c for group in extra.values() for c in sorted(group)]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    # RFC 4180 line ends: the writer quotes any field holding \r or \n, so a name with a bare
+    # carriage return cannot end a row early in a spreadsheet
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _csv_cell(v) for k, v in row.items()})
@@ -357,10 +359,10 @@ def export_command(ledger: str | None, study: str | None, fmt: str, out: Path | 
         else:
             text = _csv(records)
     if out is None:
-        click.echo(text, nl=False)
+        click.echo(text, nl=False, color=True)  # data: never strip what looks like ANSI
         return
     try:
-        out.write_text(text, encoding="utf-8")
+        out.write_text(text, encoding="utf-8", newline="")
     except OSError as e:
         raise ConfigError(f"cannot write {out}: {e.strerror or e}") from e
     click.echo(f"wrote {len(records)} runs to {out}", err=True)
