@@ -1,15 +1,22 @@
-"""``greenprint run -- CMD ...``: track a command's whole process tree."""
+"""``greenprint run -- CMD ...``: track a command's whole process tree.
+
+Signals follow the rule in :mod:`greenprint._process`: Ctrl-C (SIGINT, and SIGQUIT) from the
+terminal reaches the command once, straight from the terminal, and greenprint waits while it
+cleans up; SIGTERM and SIGHUP sent to greenprint are forwarded once each. On Linux the command
+gets SIGTERM if greenprint itself is killed. A command that dies of a signal is recorded by the
+signal's name (``killed by SIGSEGV``) and greenprint exits with 128+N.
+"""
 
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import sys
 from typing import Any
 
 import click
 
+from greenprint import _process
 from greenprint._exceptions import ConfigError
 from greenprint.cli._common import ledger_option, study_option
 
@@ -57,8 +64,10 @@ def command(
 ) -> int:
     """Run CMD, measuring its energy, CO2-eq and time, and record it in the ledger.
 
-    The command's exit status is passed through (128+N if a signal N ended it). SIGINT and
-    SIGTERM are forwarded to it; the run is then recorded as interrupted, with its cost so far.
+    The command's exit status is passed through (128+N if a signal N ended it). Ctrl-C reaches
+    it once, from the terminal, and greenprint waits while it cleans up; SIGTERM and SIGHUP sent
+    to greenprint are forwarded once. The run is then recorded as interrupted, with its cost so
+    far. On Linux, if greenprint is killed the command gets SIGTERM.
 
     Example: greenprint run --study sweep --region DE -- python train.py --lr 0.1
     """
@@ -80,38 +89,45 @@ def command(
         flush_interval_s=flush_s,
     )
     run.start()
-    forwarded: list[int] = []
-    try:
-        child = subprocess.Popen(list(cmd))
-    except OSError as e:
-        run.stop(status="failed", error=f"could not start {program}: {e}")
-        raise ConfigError(f"could not start {program}: {e}") from e
-
-    def forward(signum: int, frame: Any) -> None:
-        forwarded.append(signum)
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _process.SignalRelay() as relay:
+        try:
+            child = _process.start(cmd)
+        except OSError as e:
+            run.stop(status="failed", error=f"could not start {program}: {e}")
+            raise ConfigError(f"could not start {program}: {e}") from e
+        relay.attach(child)
         returncode = child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if returncode == 0:
-        run.stop(status="finished")
-    elif forwarded or returncode in (-signal.SIGINT, -signal.SIGTERM):
-        sig_name = signal.Signals(forwarded[0] if forwarded else -returncode).name
-        run.stop(status="interrupted", error=f"{sig_name} (exit status {returncode})")
-    else:
-        run.stop(status="failed", error=f"exit status {returncode}")
+        status, error = _outcome(returncode, relay.received)
+        run.stop(status=status, error=error)
     if not quiet:
-        click.echo(format_price_tag(run), err=True)
-    return 128 - returncode if returncode < 0 else returncode
+        click.echo(format_price_tag(run, error=error), err=True)
+    return _process.exit_status(returncode)
 
 
-def format_price_tag(run: Any) -> str:
-    """A short, human price tag of a finished run: energy, CO2-eq, time, and their provenance."""
+def _outcome(returncode: int, received: list[int]) -> tuple[str, str | None]:
+    """The run's final status and error text from the command's return code.
+
+    Args:
+        returncode: :attr:`subprocess.Popen.returncode` (negative: killed by that signal).
+        received: the signals greenprint received while the command ran.
+    """
+    if returncode == 0:
+        return "finished", None
+    ended = _process.describe_exit(returncode)
+    if received:
+        return "interrupted", f"{_process.signal_name(received[0])} ({ended})"
+    if -returncode in _process.STOP_SIGNALS:
+        return "interrupted", ended
+    return "failed", ended
+
+
+def format_price_tag(run: Any, *, error: str | None = None) -> str:
+    """A short, human price tag of a finished run: energy, CO2-eq, time, and their provenance.
+
+    Args:
+        run: the stopped run.
+        error: how it went wrong (``"killed by SIGSEGV"``), shown after its status.
+    """
     from greenprint._format import format_duration, format_emissions, format_energy
 
     prov = run.provenance
@@ -121,8 +137,8 @@ def format_price_tag(run: Any) -> str:
     ]
     ledger = run.ledger.url if run.ledger is not None else "(not recorded)"
     lines = [
-        f"greenprint: run {run.id[:8]} '{run.name}' (study {run.study}) {run.status} "
-        f"in {format_duration(run.duration_s)}",
+        f"greenprint: run {run.id[:8]} '{run.name}' (study {run.study}) {run.status}"
+        f"{f' ({error})' if error else ''} in {format_duration(run.duration_s)}",
         f"  energy  {format_energy(run.energy_kwh)}",
         *(f"            {part}" for part in parts),
         f"  CO2-eq  {format_emissions(run.emissions_kg)}",

@@ -1,0 +1,220 @@
+"""The command of ``greenprint run``: starting it, relaying signals to it, naming how it ended.
+
+Signals: a terminal sends SIGINT (Ctrl-C) and SIGQUIT (Ctrl-backslash) to every process of its
+foreground process group, and the command normally shares greenprint's group, so it already has
+the signal; forwarding it again would deliver it twice (and abort a trainer that saves a
+checkpoint on its first Ctrl-C). ``siginfo`` cannot tell the cases apart: ``kill(pid)`` and
+``kill(-pgid)`` both arrive as ``SI_USER``. The rule is therefore by signal, the rule a shell
+follows for its foreground job ("wait and cooperative exit") and ``uv run`` for its child:
+
+* SIGINT and SIGQUIT are not forwarded while the command is in greenprint's process group;
+  greenprint notes them and goes on waiting (and measuring) while the command cleans up. Sent to
+  greenprint alone (``kill -INT <greenprint pid>``) they therefore do not reach the command:
+  signal the command, or send SIGTERM to greenprint. If the command moved to a process group of
+  its own (``setsid``), they are forwarded.
+* SIGTERM and SIGHUP are forwarded: each one greenprint receives reaches the command once. Sent
+  to the whole group (``kill -TERM -<pgid>``, a scheduler signalling every process) the command
+  gets it directly and once more from greenprint.
+* A signal that greenprint ignored when it started (``nohup`` ignores SIGHUP) stays ignored.
+
+Parent death: on Linux the command starts through a small trampoline (``python -I -S -c``, a few
+ms) that sets the parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGTERM)``), checks that
+greenprint is still its parent (closing the race with a parent that died first), and ``exec``-s
+the command in the same process. If greenprint is killed, even with ``kill -9``, the command
+gets SIGTERM instead of running on unmetered; the run then reads ``lost`` once its heartbeat is
+stale. Only the command itself gets the signal, not processes it started (it normally takes them
+down), and a set-user-ID program clears the setting. ``preexec_fn`` is not used: it is unsafe
+while greenprint's sampler thread runs. Elsewhere (macOS, Windows) no such guard exists.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType, TracebackType
+from typing import Any
+
+__all__ = [
+    "FORWARDED_SIGNALS",
+    "TERMINAL_SIGNALS",
+    "SignalRelay",
+    "describe_exit",
+    "exit_status",
+    "signal_name",
+    "STOP_SIGNALS",
+    "start",
+]
+
+
+def _signals(*names: str) -> tuple[int, ...]:
+    return tuple(int(getattr(signal, name)) for name in names if hasattr(signal, name))
+
+
+TERMINAL_SIGNALS: tuple[int, ...] = _signals("SIGINT", "SIGQUIT")
+"""Signals a terminal sends to its whole foreground process group (Ctrl-C, Ctrl-backslash)."""
+
+FORWARDED_SIGNALS: tuple[int, ...] = _signals("SIGTERM", "SIGHUP")
+"""Signals forwarded to the command each time greenprint receives one."""
+
+STOP_SIGNALS: frozenset[int] = frozenset(TERMINAL_SIGNALS + FORWARDED_SIGNALS)
+"""Signals that ask a command to stop: a death by one of them is an interruption, not a failure."""
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+# argv: [-c, parent pid, error pipe fd, command...]. Runs in the child before the command: no
+# imports beyond the standard library, nothing that reads the user's environment (-I -S).
+_TRAMPOLINE = """\
+import os, signal, sys
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+for name in ("SIGPIPE", "SIGXFSZ"):
+    signal.signal(getattr(signal, name), signal.SIG_DFL)
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl(%d, int(signal.SIGTERM), 0, 0, 0)
+except (ImportError, OSError, AttributeError):  # best effort: the command runs unguarded
+    pass
+if os.getppid() != int(sys.argv[1]):
+    os._exit(128 + signal.SIGTERM)
+fd = int(sys.argv[2])
+os.set_inheritable(fd, False)
+try:
+    os.execvp(sys.argv[3], sys.argv[3:])
+except OSError as e:
+    os.write(fd, b"%%d:%%s" %% (e.errno or 0, (e.strerror or str(e)).encode()))
+    os._exit(127)
+""" % (_PR_SET_PDEATHSIG,)
+
+
+def signal_name(signum: int) -> str:
+    """The name of signal ``signum`` (``"SIGSEGV"``), or ``"signal N"`` for an unnamed one."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def describe_exit(returncode: int) -> str:
+    """How a process ended, from its :attr:`subprocess.Popen.returncode`.
+
+    Returns:
+        ``"exit status 3"``, or ``"killed by SIGSEGV"`` for a negative ``returncode``.
+    """
+    return (
+        f"killed by {signal_name(-returncode)}" if returncode < 0 else f"exit status {returncode}"
+    )
+
+
+def exit_status(returncode: int) -> int:
+    """The exit status a shell reports for ``returncode``: itself, or 128+N for signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def start(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` as a child in this process group, with stdin/stdout/stderr inherited.
+
+    On Linux the child gets the parent-death signal SIGTERM (see the module docstring); the
+    call returns once the command is executing.
+
+    Args:
+        cmd: the program and its arguments; the program is looked up on ``PATH``.
+
+    Returns:
+        The child, whose pid is the command's.
+
+    Raises:
+        OSError: the command could not be executed (not found, not executable, bad format).
+    """
+    if not sys.platform.startswith("linux") or not sys.executable:
+        return subprocess.Popen(list(cmd))
+    read_fd, write_fd = os.pipe()
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), str(write_fd), *cmd],
+            pass_fds=(write_fd,),
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:  # EOF when exec succeeds (close-on-exec) or fails
+        report = pipe.read()
+    if report:
+        child.wait()
+        errno, _, strerror = report.decode(errors="replace").partition(":")
+        raise OSError(int(errno) if errno.isdigit() else 0, strerror, cmd[0])
+    return child
+
+
+def _shares_group(child: subprocess.Popen[bytes]) -> bool:
+    """Whether ``child`` is in this process's group (so a terminal's signal reaches it too)."""
+    if not hasattr(os, "getpgid"):  # Windows: Ctrl-C reaches every process of the console
+        return True
+    try:
+        return os.getpgid(child.pid) == os.getpgrp()
+    except ProcessLookupError:  # already reaped: nothing to forward to
+        return True
+
+
+class SignalRelay:
+    """Relays signals to the command while it runs, by the rule in the module docstring.
+
+    Used as a context manager around starting and waiting for the command, in the main
+    thread (elsewhere Python cannot install handlers and it does nothing). Signals that arrive
+    before :meth:`attach` are forwarded (if the rule says so) when the child is attached.
+
+    Attributes:
+        received: the signals received, in order.
+        forwarded: the signals forwarded to the command, in order.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.forwarded: list[int] = []
+        self._child: subprocess.Popen[bytes] | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalRelay:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for signum in TERMINAL_SIGNALS + FORWARDED_SIGNALS:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # ignored when greenprint started (nohup): the command ignores it too
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self._previous.clear()
+
+    def attach(self, child: subprocess.Popen[bytes]) -> None:
+        """Relay to ``child`` from now on, and forward what arrived before it started."""
+        self._child = child
+        for signum in list(self.received):
+            self._relay(signum)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+        if self._child is not None:
+            self._relay(signum)
+
+    def _relay(self, signum: int) -> None:
+        child = self._child
+        if child is None:
+            return
+        if signum in TERMINAL_SIGNALS and _shares_group(child):
+            return  # the terminal delivered it to the command as well
+        if child.poll() is None:  # never signal a reaped pid
+            child.send_signal(signum)
+            self.forwarded.append(signum)
