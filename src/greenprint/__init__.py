@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from greenprint import _public
 from greenprint._exceptions import (
     AnalysisError,
     ConfigError,
@@ -87,6 +88,8 @@ __all__ = [
     "track",
     "training_fpo",
 ]
+
+_public.publish(__name__, globals())
 
 
 def __getattr__(name: str) -> Any:

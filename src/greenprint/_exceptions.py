@@ -29,6 +29,8 @@ The tree::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AnalysisError",
     "ConfigError",
@@ -50,6 +52,11 @@ __all__ = [
     "UnknownRunError",
     "UnknownStudyError",
 ]
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Unpickle an exception whose ``__init__`` takes keyword arguments."""
+    return cls(*args, **kwargs)
 
 
 class GreenprintError(Exception):
@@ -84,6 +91,13 @@ class UnknownRegionError(ConfigError):
         super().__init__(message)
         self.region = region
         self.suggestions = suggestions
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (
+            type(self),
+            self.args,
+            {"region": self.region, "suggestions": self.suggestions},
+        )
 
 
 class IntensityCSVError(ConfigError):
@@ -139,11 +153,25 @@ class ReportError(GreenprintError):
 
 
 class MissingDependencyError(GreenprintError, ImportError):
-    """An optional dependency is missing; the message names the extra to install."""
+    """An optional dependency is missing; the message names the extra to install.
 
-    def __init__(self, package: str, extra: str, feature: str):
-        super().__init__(
-            f"{feature} needs {package}, which is not installed: pip install 'greenprint[{extra}]'"
-        )
+    Raised by :func:`greenprint._imports.require`.
+
+    Attributes:
+        package: the package that is missing (``"matplotlib"``).
+        extra: the greenprint extra that installs it (``"report"``), or ``None`` for a
+            dependency of greenprint itself.
+        feature: what needs it (``"plots in reports"``).
+        install: the command that installs it (``"pip install 'greenprint[report]'"``).
+    """
+
+    def __init__(self, package: str, extra: str | None, feature: str):
+        install = f"pip install 'greenprint[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"{feature} needs {package}, which is not installed: {install}")
         self.package = package
         self.extra = extra
+        self.feature = feature
+        self.install = install
+
+    def __reduce__(self) -> tuple[type[MissingDependencyError], tuple[str, str | None, str]]:
+        return type(self), (self.package, self.extra, self.feature)

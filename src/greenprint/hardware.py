@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from greenprint import _public
 from greenprint.meters._discovery import (
     HardwareInfo,
     cpu_model_name,
@@ -30,3 +31,5 @@ __all__ = [
     "detect_hardware",
     "parse_cpuinfo",
 ]
+
+_public.publish(__name__, globals())

@@ -10,12 +10,20 @@ needs no tracker and no ledger; ``ledger.runs(study=...)`` gives the runs.
 * :func:`pareto_front`, :func:`hypervolume`, :func:`pareto_runs`: score against cost.
 * :func:`efficiency` and :func:`efficiencies`: score per GFLOP, per kWh, per kg CO2-eq.
 * :func:`learning_curve` and :func:`run_learning_curve`: score and cost against training-set size.
+
+:func:`run_learning_curve` is the one name here that starts runs: it lives a floor up, in
+``greenprint._studies`` (above the tracker), and is loaded on first use, so importing
+``greenprint.analysis`` still loads no tracker, meters or ledger.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from greenprint import _public
 from greenprint.analysis._common import run_score
-from greenprint.analysis._curves import LearningCurve, learning_curve, run_learning_curve
+from greenprint.analysis._curves import LearningCurve, learning_curve
 from greenprint.analysis._efficiency import (
     FPO_PER_GFLOP,
     Efficiency,
@@ -38,6 +46,12 @@ from greenprint.analysis._pricetag import (
     ProvenanceSummary,
     price_tag,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._studies import run_learning_curve
+
+# name -> module that defines it, imported on first attribute access (PEP 562): these start runs.
+_LAZY = {"run_learning_curve": "greenprint._studies"}
 
 __all__ = [
     "BUDGET_UNITS",
@@ -63,3 +77,18 @@ __all__ = [
     "run_score",
     "score_per_cost",
 ]
+
+_public.publish(__name__, globals())
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'greenprint.analysis' has no attribute {name!r}")
+    value = _public.publish_value(__name__, getattr(importlib.import_module(module), name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

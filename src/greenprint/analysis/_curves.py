@@ -1,15 +1,15 @@
 """Learning curves: score and cost against training-set size.
 
 :func:`learning_curve` reads runs that carry ``dataset_size`` (repeats at one size are
-aggregated: mean and sample standard deviation); :func:`run_learning_curve` produces such runs by
-calling a user function over subsample fractions, each call tracked by
-:func:`greenprint.track`.
+aggregated: mean and sample standard deviation). :func:`~greenprint.analysis.run_learning_curve`
+produces such runs by tracking a user function over subsample fractions; it starts runs, so it
+lives a floor up, in :mod:`greenprint._studies`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from greenprint.analysis._common import (
     run_score,
 )
 
-__all__ = ["LearningCurve", "learning_curve", "run_learning_curve"]
+__all__ = ["LearningCurve", "check_fraction", "learning_curve", "subsample_size"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,106 +205,3 @@ def check_fraction(fraction: float) -> float:
     if not (0.0 < value <= 1.0):
         raise ConfigError(f"a fraction must be in (0, 1], not {fraction!r}")
     return value
-
-
-def run_learning_curve(
-    fn: Callable[..., Any],
-    fractions: Sequence[float],
-    *,
-    study: str,
-    ledger: Any = None,
-    name: str = "learning-curve",
-    seed: int | None = None,
-    full_size: int | None = None,
-    metric: str = "score",
-    repeats: int = 1,
-    mode: Mode = "max",
-    track_options: Mapping[str, Any] | None = None,
-) -> LearningCurve:
-    """Train on growing subsamples, each run tracked, and return the learning curve.
-
-    For each fraction (and each repeat), opens ``greenprint.track(...)`` in ``study``, calls
-    ``fn(fraction)`` (or ``fn(fraction, seed=seed + repeat)`` when ``seed`` is given) and logs
-    the score it returns. ``fn`` returns the score, or ``(score, dataset_size)`` with the number
-    of training examples it used; a bare score needs ``full_size`` (the size of the whole
-    training set: the run records ``round(fraction * full_size)``). Each run records
-    ``params={"fraction": f}`` (plus ``"seed"``) and ``dataset_size``. An exception from ``fn``
-    marks that run failed (its cost is kept) and propagates.
-
-    Args:
-        fn: the training function.
-        fractions: subsample fractions, each in (0, 1].
-        study: the study the runs belong to.
-        ledger: where to record them (path, URL, Ledger; ``None``: the configured ledger;
-            ``False``: in memory only), as for :func:`greenprint.track`.
-        name: prefix of the run names (``"<name>-<fraction>"``, ``"-r<repeat>"`` with repeats).
-        seed: base seed passed to ``fn`` (``seed + repeat``); ``None`` calls ``fn(fraction)``.
-        full_size: the size of the full training set, examples.
-        metric: the name the score is logged under.
-        repeats: runs per fraction (>= 1).
-        mode: ``"max"`` or ``"min"``: whether a higher score is better.
-        track_options: more keyword arguments for :func:`greenprint.track` (``region``,
-            ``pue``, ``sample_interval_s``...).
-
-    Returns:
-        The :class:`LearningCurve` of the runs just made.
-
-    Raises:
-        ConfigError: an empty or invalid ``fractions``, ``repeats`` < 1, or a bad ``full_size``.
-        AnalysisError: ``fn`` returned something that is not a finite score (the run is marked
-            failed), or a bare score without ``full_size``.
-        MissingDependencyError: tracking is not available.
-    """
-    mode = check_mode(mode)
-    values = [check_fraction(f) for f in fractions]
-    if not values:
-        raise ConfigError("fractions is empty: give at least one subsample fraction in (0, 1]")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ConfigError(f"repeats must be a positive integer, not {repeats!r}")
-    if full_size is not None:
-        subsample_size(1.0, full_size)  # validates it
-    options = dict(track_options or {})
-    clash = {"study", "ledger", "params", "dataset_size"} & set(options)
-    if clash:
-        raise ConfigError(f"track_options cannot set {', '.join(sorted(clash))}")
-    from greenprint.tracking import track  # lazy: tracking pulls in meters and the ledger
-
-    records: list[RunRecord] = []
-    for fraction in values:
-        for repeat in range(repeats):
-            params: dict[str, Any] = {"fraction": fraction}
-            if seed is not None:
-                params["seed"] = seed + repeat
-            run_name = f"{name}-{fraction:g}" + (f"-r{repeat}" if repeats > 1 else "")
-            size = None if full_size is None else subsample_size(fraction, full_size)
-            with track(
-                run_name, study=study, ledger=ledger, params=params, dataset_size=size, **options
-            ) as run:
-                result = fn(fraction) if seed is None else fn(fraction, seed=seed + repeat)
-                score, used = _unpack(result, size)
-                run.set(dataset_size=used)
-                logged: dict[str, Any] = {metric: score}
-                run.log(**logged)
-            records.append(run.record)
-    return learning_curve(records, metric=metric, mode=mode)
-
-
-def _unpack(result: Any, size: int | None) -> tuple[float, int]:
-    used: Any = size
-    if isinstance(result, tuple):
-        if len(result) != 2:
-            raise AnalysisError("fn must return a score or (score, dataset_size)")
-        result, used = result
-        if isinstance(used, bool) or not isinstance(used, (int, np.integer)) or used < 1:
-            raise AnalysisError(f"fn returned dataset_size {used!r}: a positive integer expected")
-    try:
-        score = float(result)
-    except (TypeError, ValueError) as e:
-        raise AnalysisError(f"fn must return a number (the score), not {result!r}") from e
-    if not math.isfinite(score):
-        raise AnalysisError(f"fn returned a score of {score}: scores must be finite")
-    if used is None:
-        raise AnalysisError(
-            "fn returned a bare score: give full_size= or return (score, dataset_size)"
-        )
-    return score, int(used)

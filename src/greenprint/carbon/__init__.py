@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+from greenprint import _public
 from greenprint.carbon._hourly import load_intensity_csv
 from greenprint.carbon._intensity import MAX_G_PER_KWH, Intensity
 from greenprint.carbon._pue import MAX_PUE, MIN_PUE, PUE, PUE_PRESETS, resolve_pue
@@ -40,3 +41,5 @@ __all__ = [
     "resolve_intensity",
     "resolve_pue",
 ]
+
+_public.publish(__name__, globals())

@@ -7,6 +7,9 @@ needs the ``torch`` and ``demo`` extras; they are imported only when it runs.
 
 from __future__ import annotations
 
+from greenprint import _public
 from greenprint.demo._study import DEFAULT_OUT, DEFAULT_STUDY, DemoResult, run_demo
 
 __all__ = ["DEFAULT_OUT", "DEFAULT_STUDY", "DemoResult", "run_demo"]
+
+_public.publish(__name__, globals())

@@ -6,6 +6,9 @@ import sys
 import time
 from typing import Any, TextIO
 
+from greenprint._exceptions import MissingDependencyError
+from greenprint._imports import require
+
 __all__ = ["Display", "PlainDisplay", "RichDisplay", "make_display"]
 
 
@@ -63,24 +66,18 @@ class RichDisplay(Display):
     """A rich progress bar per phase, with the current trial and epoch, above the log lines."""
 
     def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        purpose = "the demo's progress display"
+        console = require("rich.console", extra="demo", purpose=purpose)
+        progress = require("rich.progress", extra="demo", purpose=purpose)
 
-        self.console = Console()
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.fields[title]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
+        self.console = console.Console()
+        self._progress = progress.Progress(
+            progress.SpinnerColumn(),
+            progress.TextColumn("[bold]{task.fields[title]}"),
+            progress.BarColumn(),
+            progress.MofNCompleteColumn(),
+            progress.TimeElapsedColumn(),
+            progress.TextColumn("{task.description}"),
             console=self.console,
             transient=False,
         )
@@ -120,6 +117,6 @@ def make_display(*, quiet: bool) -> Display:
     if not quiet:
         try:
             return RichDisplay()
-        except ImportError:
+        except MissingDependencyError:  # no rich: plain lines
             pass
     return PlainDisplay()

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from greenprint._exceptions import ConfigError, MissingDependencyError
+from greenprint._exceptions import ConfigError
 from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+from greenprint._imports import ensure
 from greenprint.demo._display import Display, make_display
 
 __all__ = ["DEFAULT_OUT", "DEFAULT_STUDY", "DemoResult", "run_demo"]
@@ -46,13 +47,6 @@ class DemoResult:
     report: Any
     elapsed_s: float
     summary: str
-
-
-def _require(module: str, package: str, extra: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(package, extra, "greenprint demo")
 
 
 def _fresh_ledger_path(out_dir: Path) -> Path:
@@ -164,8 +158,8 @@ def run_demo(
         raise ConfigError(f"trials must be a positive integer, not {trials!r}")
     if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
         raise ConfigError(f"max_epochs must be a positive integer, not {max_epochs!r}")
-    _require("torch", "torch", "torch")
-    _require("sklearn", "scikit-learn", "demo")
+    ensure("torch", extra="torch", purpose="greenprint demo")
+    ensure("sklearn", extra="demo", purpose="greenprint demo", package="scikit-learn")
     from greenprint.ledger import Ledger
     from greenprint.report import build_report, write_report
     from greenprint.report._formats import prepare_out_dir

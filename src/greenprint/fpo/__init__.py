@@ -72,8 +72,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from greenprint import _public
-from greenprint._imports import require
+from greenprint import _imports, _public
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.fpo._api import count_fpo, training_fpo
@@ -108,7 +107,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'greenprint.fpo' has no attribute {name!r}")
     module, needs_torch = entry
     if needs_torch:
-        require("torch", extra="torch", purpose="FPO counting")
+        _imports.require("torch", extra="torch", purpose="FPO counting")
     value = _public.publish_value(__name__, getattr(importlib.import_module(module), name))
     globals()[name] = value
     return value

@@ -18,16 +18,29 @@ them itself, so the ops inside are counted one by one like any other code:
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from greenprint._exceptions import UnknownOpError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from greenprint.fpo._counter import FPOCounter
-
 __all__ = ["run_higher_order"]
+
+
+class FPOCounter(Protocol):
+    """What this module touches of :class:`greenprint.fpo.FPOCounter` (its tallies, by name).
+
+    A protocol rather than an import: the counter imports this module.
+    """
+
+    @property
+    def strict(self) -> bool:
+        """Whether an op with no rule raises."""
+
+    @property
+    def _unknown(self) -> dict[str, int]:
+        """Op name -> calls of ops with no rule."""
+
 
 # the counter's tallies, saved and restored around a branch that may be discarded
 _TALLIES = ("_op", "_module", "_calls", "_unknown", "_matmul", "_recompute")

@@ -27,6 +27,12 @@ general eigenvalues (``geev``)                 ``10 n^3``; with eigenvectors ``2
 
 Iterative phases (QR sweeps, the SVD's bidiagonal iterations) depend on the data; the
 constants above are the books' estimates for them. Complex matrices are counted as real ones.
+
+``torch.linalg.svdvals``, ``eigvalsh`` and ``eigvals`` ask for the singular or eigen vectors
+whenever a dispatch mode is active (they take their differentiable path), so under the counter
+they run, and are counted, as ``svd``, ``eigh`` and ``eig``; the values-only counts apply
+where torch calls ``_linalg_svd(compute_uv=False)``, ``_linalg_eigh(compute_v=False)`` or
+``linalg_eigvals`` directly.
 """
 
 from __future__ import annotations
@@ -143,7 +149,12 @@ def householder_product_rule(a: tuple[int, ...], tau: tuple[int, ...], **kwargs:
 
 @register_rule("aten.ormqr")
 def ormqr_rule(
-    a: tuple[int, ...], tau: tuple[int, ...], c: tuple[int, ...], left: bool = True, **kw: Any
+    a: tuple[int, ...],
+    tau: tuple[int, ...],
+    c: tuple[int, ...],
+    left: bool = True,
+    *args: Any,
+    **kwargs: Any,
 ) -> int:
     """Applying ``k`` reflectors to an ``m x n`` matrix: ``4mnk - 2nk^2``.
 

@@ -455,7 +455,7 @@ def nms_rule(
     return sort + 3 * n + 13 * (n * (n - 1) // 2)
 
 
-# -- nested tensors (nn.TransformerEncoder's fast path with a padding mask) -------------------
+# -- 0 by rule: nested-tensor conversions (the transformer fast path), checks, diagonals ----
 
 register_rule(
     [
@@ -464,5 +464,7 @@ register_rule(
         "aten.to_padded_tensor",
         "aten._nested_tensor_from_tensor_list",
         "aten._linalg_check_errors",
+        "aten.diag_embed",
+        "aten.diag",
     ]
 )(zero)

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from greenprint import _public
 from greenprint.fpo import (
     _rules_attention,
     _rules_decomp,
@@ -47,6 +48,8 @@ __all__ = [
     "register_rule",
     "zero",
 ]
+
+_public.publish(__name__, globals())
 
 _FAMILIES = (
     _rules_attention,

@@ -14,7 +14,10 @@ Example:
 
 from __future__ import annotations
 
+from greenprint import _public
 from greenprint.ledger._base import STALE_GRACE_S, BaseLedger
 from greenprint.ledger._store import Ledger, get_ledger
 
 __all__ = ["BaseLedger", "Ledger", "STALE_GRACE_S", "get_ledger"]
+
+_public.publish(__name__, globals())

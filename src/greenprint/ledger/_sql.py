@@ -27,10 +27,10 @@ from sqlalchemy.engine import Connection, Engine
 from greenprint._exceptions import (
     LedgerError,
     LedgerPathError,
-    MissingDependencyError,
     NotALedgerError,
     SchemaVersionError,
 )
+from greenprint._imports import require
 from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger import _schema
 from greenprint.ledger._schema import metrics as metrics_t
@@ -53,10 +53,7 @@ _WRITE = "greenprint_write"
 
 def _create_engine(target: Target) -> Engine:
     if target.backend == "postgresql":
-        try:
-            import psycopg  # noqa: F401  (SQLAlchemy's postgresql+psycopg driver)
-        except ImportError as e:
-            raise MissingDependencyError("psycopg", "postgres", "a PostgreSQL ledger") from e
+        require("psycopg", extra="postgres", purpose="a PostgreSQL ledger")  # SQLAlchemy's driver
         try:
             return sa.create_engine(target.url, pool_pre_ping=True)
         except sa.exc.ArgumentError as e:

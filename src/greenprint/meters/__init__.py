@@ -17,6 +17,7 @@ replaced by an estimate and the provenance says why).
 
 from __future__ import annotations
 
+from greenprint import _public
 from greenprint.meters._attribution import ProcessTree, UsageSample
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._estimate import (
@@ -70,3 +71,5 @@ __all__ = [
     "probe_nvml",
     "probe_rapl",
 ]
+
+_public.publish(__name__, globals())

@@ -32,7 +32,8 @@ from typing import Any
 
 import psutil
 
-from greenprint._exceptions import MeterError
+from greenprint._exceptions import MeterError, MissingDependencyError
+from greenprint._imports import require
 from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
@@ -121,14 +122,10 @@ def load_nvml(nvml: Any = None) -> Any:
             )
         )
     try:
-        import pynvml  # noqa: PLC0415 - heavy, optional at run time
-    except ImportError as e:
-        raise NvmlUnavailable(
-            MeterStatus(
-                "nvml", False, f"pynvml is not importable ({e})", "pip install nvidia-ml-py"
-            )
-        ) from e
-    return pynvml
+        return require("pynvml", extra=None, purpose="GPU energy", package="nvidia-ml-py")
+    except MissingDependencyError as e:
+        reason = f"pynvml is not importable ({e.__cause__ or e})"
+        raise NvmlUnavailable(MeterStatus("nvml", False, reason, e.install)) from e
 
 
 def parse_cuda_visible_devices(value: str | None, uuids: Sequence[str]) -> list[int]:

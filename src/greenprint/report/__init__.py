@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from greenprint import _public
 from greenprint.report._build import build_report
 from greenprint.report._formats import (
     FORMATS,
@@ -50,3 +51,5 @@ __all__ = [
     "resolve_formats",
     "write_report",
 ]
+
+_public.publish(__name__, globals())

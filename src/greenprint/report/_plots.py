@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from greenprint._exceptions import MissingDependencyError
+from greenprint._imports import require
 from greenprint.report._model import Figure, Panel, Series
 
 __all__ = ["PLOTS_HINT", "FigureRenderer", "figure_file_name"]
@@ -58,12 +59,9 @@ def _plain(text: str) -> str:
 
 
 def _import_matplotlib() -> Any:
-    try:
-        import matplotlib
-        from matplotlib.figure import Figure as MplFigure
-    except ImportError as e:
-        raise MissingDependencyError("matplotlib", "report", "plots in reports") from e
-    return matplotlib, MplFigure
+    matplotlib = require("matplotlib", extra="report", purpose="plots in reports")
+    figure = require("matplotlib.figure", extra="report", purpose="plots in reports")
+    return matplotlib, figure.Figure
 
 
 class FigureRenderer:

@@ -18,6 +18,7 @@ A subprocess finds the fake RAPL tree through ``GREENPRINT_RAPL_ROOT``.
 
 from __future__ import annotations
 
+from greenprint import _public
 from greenprint.testing._nvml import FakeGPU, FakeGpuProcess, FakeNVML, NVMLError
 from greenprint.testing._rapl import DEFAULT_MAX_ENERGY_RANGE_UJ, FakeRapl, make_fake_rapl
 
@@ -30,3 +31,5 @@ __all__ = [
     "NVMLError",
     "make_fake_rapl",
 ]
+
+_public.publish(__name__, globals())

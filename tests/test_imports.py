@@ -1,0 +1,172 @@
+"""The package's import graph has no circles, and the layering holds.
+
+DESIGN.md: lower floors never import higher ones. A static walk of ``src/greenprint`` in which
+every import statement is an edge: module-level ones, those under ``if TYPE_CHECKING:`` (a circle
+"only for a type" is still a circle: the two circles issue 17 untied were of that kind) and
+those inside functions (the lazy ones that keep ``import greenprint`` light: lazy is not a
+licence to import upwards). A function-level import whose comment says it avoids an import
+cycle is a circle in disguise and fails too. The one dynamic import upwards is
+``greenprint.analysis.run_learning_curve``, loaded by name on first use (see docs/analysis.md).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import greenprint
+
+SRC = Path(greenprint.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+
+
+def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _targets(
+    module: str, path: Path, node: ast.Import | ast.ImportFrom, known: set[str]
+) -> set[str]:
+    """The greenprint modules an import statement loads (the exact module, not its parents)."""
+    found = set()
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        base = _resolve(module, path, node)
+        names = [f"{base}.{alias.name}" for alias in node.names]
+        names = [n if n in known else base for n in names]
+    for name in names:
+        while name and name not in known:  # ``import greenprint.x.y`` of a non-module name
+            name = name.rpartition(".")[0]
+        if name.startswith("greenprint"):
+            found.add(name)
+    return found
+
+
+def _walk(module: str, path: Path, known: set[str]) -> tuple[set[str], list[str]]:
+    """Every greenprint module one file imports, and its function-level 'avoids a cycle' imports."""
+    source = path.read_text(encoding="utf-8")
+    lines = source.splitlines()
+    edges: set[str] = set()
+    disguised: list[str] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                edges.update(_targets(module, path, child, known))
+                text = " ".join(lines[child.lineno - 1 : child.end_lineno or child.lineno])
+                if in_function and ("cycle" in text.lower() or "circular" in text.lower()):
+                    disguised.append(f"{module}:{child.lineno}: {text.strip()}")
+            inner = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            visit(child, in_function or inner)
+
+    visit(ast.parse(source), False)
+    edges.discard(module)
+    return edges, disguised
+
+
+def _graph() -> tuple[dict[str, set[str]], list[str]]:
+    modules = _modules()
+    known = set(modules)
+    graph: dict[str, set[str]] = {}
+    disguised: list[str] = []
+    for name, path in modules.items():
+        graph[name], found = _walk(name, path, known)
+        disguised += found
+    return graph, disguised
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = [0]
+
+    def strongconnect(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                strongconnect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            strongconnect(v)
+    return found
+
+
+def test_the_walk_sees_the_package():
+    graph, _ = _graph()
+    assert "greenprint.tracking" in graph and "greenprint.meters._set" in graph
+    assert "greenprint.meters._discovery" in graph["greenprint.meters._set"]
+    assert "greenprint._lifecycle" in graph["greenprint.tracking"]
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles():
+    graph, _ = _graph()
+    assert _cycles(graph) == []
+
+
+def test_no_function_level_import_that_dodges_a_cycle():
+    _, disguised = _graph()
+    assert disguised == []
+
+
+def test_the_lower_floors_never_import_the_tracker():
+    graph, _ = _graph()
+
+    def reaches(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    for floor in ("greenprint._lifecycle", "greenprint.hardware", "greenprint.meters"):
+        assert "greenprint.tracking" not in reaches(floor), floor
+    # analysis reads runs, never starts them; its __init__ names run_learning_curve (which lives
+    # in greenprint._studies, a floor up) for type checkers only and loads it on first use
+    upper = ("greenprint.tracking", "greenprint.ledger", "greenprint._studies")
+    for module in [m for m in graph if m.startswith("greenprint.analysis._")]:
+        assert not [m for m in reaches(module) if m.startswith(upper)], module
+    assert "greenprint.hardware" not in reaches("greenprint.meters._estimate")
