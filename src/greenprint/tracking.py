@@ -704,6 +704,9 @@ class Run:
     def _flush(self) -> None:
         if self._ledger is None:
             return
+        replaced = getattr(self._ledger, "_file_replaced", None)
+        if replaced is not None and replaced() and not self._recover_ledger():
+            return  # the pending data stays pending; the next flush tries again
         with self._lock:
             fields = {**self._cost_fields(), **self._pending_fields}
             metrics, self._pending_metrics = self._pending_metrics, []
@@ -717,6 +720,55 @@ class Run:
                 self._pending_metrics[:0] = metrics
                 self._pending_samples[:0] = samples
                 self._pending_fields = {**pending_fields, **self._pending_fields}
+
+    def _recover_ledger(self) -> bool:
+        """Write the run into a new ledger at the path of one whose file was deleted or replaced.
+
+        An open SQLite connection keeps writing to a deleted file without an error, so without
+        this the rest of the run would vanish silently. The whole record (cost so far, metrics,
+        fields) is inserted into the ledger now at that path, created if need be; power samples
+        flushed before the file went are lost with it, and the warning says so.
+
+        Returns:
+            True when the run is in a ledger at the path again; False (with a warning that the
+            run cannot be saved) when none can be opened or written there.
+        """
+        from greenprint._exceptions import UnknownRunError
+        from greenprint.ledger._store import shared_ledger
+
+        old = self._ledger
+        where = getattr(old, "path", None) or old.url
+        logger.warning(
+            "greenprint: ledger file %s was deleted or replaced while run %s was running; "
+            "writing the run into a ledger at that path again (power samples written before "
+            "are lost)",
+            where,
+            self.id[:8],
+        )
+        with self._lock:
+            record = replace(
+                self._base_record(), **self._cost_fields(), metrics=tuple(self._metrics)
+            )
+            in_record = len(self._pending_metrics)
+        try:
+            ledger = shared_ledger(old.url_unmasked)
+            try:
+                ledger.resolve_id(self.id)  # a restored copy may hold the run already
+            except UnknownRunError:
+                ledger.start_run(record)
+                with self._lock:  # those metrics are in the record now
+                    del self._pending_metrics[:in_record]
+        except GreenprintError as e:
+            logger.warning(
+                "greenprint: run %s cannot be saved: its ledger %s is gone and cannot be "
+                "recreated: %s (retrying at the next flush)",
+                self.id[:8],
+                where,
+                e,
+            )
+            return False
+        self._ledger = ledger
+        return True
 
     def _export_env(self) -> None:
         url = None

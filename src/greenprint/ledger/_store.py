@@ -92,6 +92,9 @@ class Ledger(BaseLedger):
             if created and target.path is not None:
                 _remove_if_empty(target.path)
             raise
+        # the (device, inode) of the file opened: an open connection keeps writing to a deleted
+        # file without an error, so writers compare it with what the path holds now
+        self._identity = _file_identity(target.path)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -116,6 +119,15 @@ class Ledger(BaseLedger):
 
     def __repr__(self) -> str:
         return f"Ledger({self.url!r})"
+
+    def _file_replaced(self) -> bool:
+        """True when a SQLite ledger's file was deleted or replaced since it was opened.
+
+        Writes through this object would then go to the deleted file and be lost; a tracked run
+        checks this before each flush and writes itself into a new ledger at the path (one
+        ``stat`` call). Always false for PostgreSQL and in-memory ledgers.
+        """
+        return self._identity is not None and _file_identity(self._target.path) != self._identity
 
     # ------------------------------------------------------------------ writes
     def start_run(self, record: RunRecord) -> None:
