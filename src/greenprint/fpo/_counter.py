@@ -163,8 +163,13 @@ class FPOCounter:
 
     @property
     def matmul_total(self) -> int:
-        """The FlopCounterMode-compatible part."""
+        """The matrix-multiply and convolution part (see :attr:`FPOResult.matmul_total`)."""
         return self._matmul
+
+    @property
+    def recompute_total(self) -> int:
+        """The part of the backward that re-ran forward ops (activation checkpointing)."""
+        return self._recompute
 
     @property
     def by_op(self) -> dict[str, int]:
