@@ -100,3 +100,27 @@ def test_training_fpo_of_a_checkpointed_model():
     step = gp.training_fpo(model, torch.randn(4, 4), 5, optimizer="sgd", strict=True)
     assert step.recompute_total == 5 * 2_304
     assert step.by_module[""] == step.total - step.optimizer_total
+
+
+def test_selective_checkpointing_counts_only_what_it_recomputes():
+    """Selective activation checkpointing saves the linears' outputs: only ReLU re-runs."""
+    import functools
+
+    from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
+
+    def policy(ctx, op, *args, **kwargs):
+        saved = op == torch.ops.aten.addmm.default
+        return CheckpointPolicy.MUST_SAVE if saved else CheckpointPolicy.PREFER_RECOMPUTE
+
+    class Selective(zoo.CheckpointedMLP):
+        def forward(self, x):
+            x = self.stem(x)
+            for block in self.blocks:
+                context = functools.partial(create_selective_checkpoint_contexts, policy)
+                x = checkpoint(block, x, use_reentrant=False, context_fn=context)
+            return self.head(x)
+
+    result = gp.count_fpo(Selective(), torch.randn(4, 4))
+    assert result.recompute_total == 2 * 64  # ReLU over (4, 16), per block
+    assert result.total == 16_208 - 2 * 1_152 + 2 * 64  # the zoo's hand count, less the linears
+    assert result.by_module[""] == result.total
