@@ -18,16 +18,43 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from greenprint._exceptions import ConfigError
+
 __all__ = [
+    "RUN_ROLES",
     "RUN_STATUSES",
     "MetricPoint",
     "PowerSample",
     "RunRecord",
+    "RunRole",
     "RunStatus",
+    "check_role",
 ]
 
 RunStatus = Literal["running", "finished", "failed", "interrupted", "pruned", "lost"]
 RUN_STATUSES: tuple[str, ...] = ("running", "finished", "failed", "interrupted", "pruned", "lost")
+
+RunRole = Literal["trial", "part", "baseline", "final", "learning-curve", "sweep"]
+#: What a run is in its study (see ``greenprint.analysis.resolve_roles``):
+#:
+#: * ``trial``: one configuration tried (its children are its parts);
+#: * ``part``: a fold, worker or sub-step of another run (its cost is inside its parent's);
+#: * ``baseline``: a reference model;
+#: * ``final``: the model reported (e.g. retrained on all the data);
+#: * ``learning-curve``: a run on a subsample of the training set;
+#: * ``sweep``: a container whose children are trials.
+RUN_ROLES: tuple[str, ...] = ("trial", "part", "baseline", "final", "learning-curve", "sweep")
+
+
+def check_role(role: object) -> str | None:
+    """``role`` if it is one of :data:`RUN_ROLES` (or ``None``: not given), else ConfigError.
+
+    Raises:
+        ConfigError: an unknown role (the message lists the roles).
+    """
+    if role is None or (isinstance(role, str) and role in RUN_ROLES):
+        return role
+    raise ConfigError(f"unknown run role {role!r}; roles: {', '.join(RUN_ROLES)}")
 
 
 @dataclass(frozen=True)
@@ -126,6 +153,8 @@ class RunRecord:
     # results
     metrics: tuple[MetricPoint, ...] = ()
     error: str | None = None
+    # what the run is in its study (one of RUN_ROLES); None: not given, inferred when read
+    role: str | None = None
 
     @property
     def energy_by_component(self) -> dict[str, float]:

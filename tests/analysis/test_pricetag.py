@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenprint import AnalysisError, ConfigError, MetricPoint, RunRecord
+from greenprint._records import RUN_ROLES
 from greenprint.analysis import PriceTag, price_tag
 
 STATUSES = ("finished", "failed", "pruned", "interrupted", "lost", "running")
@@ -26,6 +27,10 @@ def studies(draw):
     own = draw(st.lists(st.floats(0, 5), min_size=n, max_size=n))
     own_fpo = draw(st.lists(st.one_of(st.none(), st.integers(0, 10**18)), min_size=n, max_size=n))
     statuses = draw(st.lists(st.sampled_from(STATUSES), min_size=n, max_size=n))
+    scored = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    given = draw(
+        st.lists(st.one_of(st.none(), st.sampled_from(RUN_ROLES)), min_size=n, max_size=n)
+    )
     inclusive = list(own)
     fpo = list(own_fpo)
     for k in reversed(range(n)):  # children have larger indices than their parents
@@ -49,12 +54,33 @@ def studies(draw):
             emissions_kg=inclusive[k] * 0.3,
             duration_s=inclusive[k] * 100.0,
             fpo=fpo[k],
+            metrics=(MetricPoint("acc", k / n),) if scored[k] else (),
+            role=given[k],
         )
         for k in range(n)
     ]
     seed = draw(st.integers(0, 2**32 - 1))
     random.Random(seed).shuffle(runs)
     return runs
+
+
+def reference_roles(runs):
+    """The inference rules, written plainly: {run_id: (role, inferred)}."""
+    by_id = {r.id: r for r in runs}
+    children = {}
+    for r in runs:
+        children.setdefault(r.parent_id, []).append(r.id)
+
+    def role(rid):
+        run = by_id[rid]
+        if run.role is not None:
+            return run.role, False
+        if run.parent_id not in by_id:
+            has_score = any(math.isfinite(p.value) for p in run.metrics)
+            return ("sweep" if children.get(rid) and not has_score else "trial"), True
+        return ("trial" if role(run.parent_id)[0] == "sweep" else "part"), True
+
+    return {rid: role(rid) for rid in by_id}
 
 
 def _roots(runs):
@@ -72,8 +98,9 @@ def test_totals_are_the_sum_of_roots_and_statuses_add_up(runs):
     assert total.emissions_kg == pytest.approx(sum(r.emissions_kg for r in roots), abs=1e-9)
     assert total.duration_s == pytest.approx(sum(r.duration_s for r in roots), abs=1e-7)
     assert total.runs == len(runs)
-    parents = {r.parent_id for r in runs}
-    assert total.trials == sum(1 for r in runs if r.id not in parents)
+    expected = reference_roles(runs)
+    assert tag.roles is not None and tag.roles.as_dict() == expected
+    assert total.trials == sum(1 for role, _ in expected.values() if role == "trial")
     parts = tag.by_status.values()
     assert sum(p.energy_kwh for p in parts) == pytest.approx(total.energy_kwh, abs=1e-9)
     assert sum(p.emissions_kg for p in parts) == pytest.approx(total.emissions_kg, abs=1e-9)
@@ -83,6 +110,18 @@ def test_totals_are_the_sum_of_roots_and_statuses_add_up(runs):
     assert sum(p.runs for p in parts) == total.runs
     assert sum(p.trials for p in parts) == total.trials
     assert set(tag.by_status) == {r.status for r in runs}
+    # by role: the same totals, parts inside the run they belong to, never a role of their own
+    roles = tag.by_role.values()
+    assert sum(p.energy_kwh for p in roles) == pytest.approx(total.energy_kwh, abs=1e-9)
+    assert sum(p.emissions_kg for p in roles) == pytest.approx(total.emissions_kg, abs=1e-9)
+    assert sum(p.duration_s for p in roles) == pytest.approx(total.duration_s, abs=1e-7)
+    assert sum(p.fpo for p in roles) == total.fpo
+    assert sum(p.runs for p in roles) == total.runs
+    assert sum(p.trials for p in roles) == total.trials
+    assert set(tag.by_role) <= set(RUN_ROLES)
+    ids = {r.id for r in runs}
+    if "part" in tag.by_role:  # only a part with no enclosing run in the set keeps its role
+        assert any(r.role == "part" and r.parent_id not in ids for r in runs)
     assert all(p.energy_kwh >= 0 and p.fpo >= 0 for p in parts)
     assert not tag.notes or tag.notes == ("no metric given: the final run is not identified",)
     json.dumps(tag.to_dict())

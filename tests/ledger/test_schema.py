@@ -1,4 +1,4 @@
-"""Schema versions: migration from the committed v1 fixture, refusal of newer schemas."""
+"""Schema versions: migration from the committed v1 and v2 fixtures, refusal of newer schemas."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from greenprint import MetricPoint, PowerSample
 from greenprint.ledger import Ledger, _schema
 
 from .fixtures.make_v1 import V1_METRICS, V1_PATH, V1_RUNS, load_v1
+from .fixtures.make_v2 import SWEEP, TRIALS, V2_METRICS, V2_PATH, V2_RUNS, V2_SAMPLES, load_v2
 
 
 def digest(path: Path) -> str:
@@ -51,9 +52,23 @@ def v1_url(backend, ledger_url, tmp_path):
     return ledger_url
 
 
+@pytest.fixture
+def v2_url(backend, ledger_url, tmp_path):
+    """A version-2 ledger: a copy of the committed fixture file, or the same rows on Postgres."""
+    if backend == "sqlite":
+        copy = tmp_path / "v2.db"
+        shutil.copyfile(V2_PATH, copy)
+        return str(copy)
+    engine = sa.create_engine(ledger_url)
+    with engine.begin() as conn:
+        load_v2(conn)
+    engine.dispose()
+    return ledger_url
+
+
 def test_migrations_cover_every_version():
     assert len(_schema.MIGRATIONS) == _schema.SCHEMA_VERSION - 1
-    assert _schema.SCHEMA_VERSION == 2
+    assert _schema.SCHEMA_VERSION == 3
 
 
 def test_the_v1_fixture_is_committed_and_version_1():
@@ -70,7 +85,7 @@ def test_the_v1_fixture_is_committed_and_version_1():
 
 def test_v1_is_migrated_with_every_row_preserved(v1_url, backend, ledger_url):
     with Ledger(v1_url) as led:
-        assert led.schema_version == 2
+        assert led.schema_version == 3
         by_id = {r.id: r for r in led.runs()}
         assert set(by_id) == {r["id"] for r in V1_RUNS}
         for row in V1_RUNS:
@@ -108,6 +123,7 @@ def test_v1_is_migrated_with_every_row_preserved(v1_url, backend, ledger_url):
             # new in v2: defaults for old rows
             assert run.scope == "process"
             assert run.machine_energy_kwh is None
+            assert run.role is None  # new in v3: not given
         # status: the killed v1 run (old heartbeat) reads as lost; others as stored
         assert by_id[V1_RUNS[2]["id"]].status == "lost"
         assert by_id[V1_RUNS[1]["id"]].status == "failed"
@@ -130,7 +146,7 @@ def test_v1_is_migrated_with_every_row_preserved(v1_url, backend, ledger_url):
             for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))
         ]
     engine.dispose()
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
 
 
 def test_a_migrated_ledger_has_the_same_schema_as_a_new_one(v1_url, backend, tmp_path, request):
@@ -159,7 +175,7 @@ def test_a_failed_migration_leaves_the_ledger_unchanged(v1_url, backend, monkeyp
     assert "scope" not in before["runs"] and "samples" not in before
     # the transactional DDL was rolled back: the real migration still works afterwards
     with Ledger(v1_url) as led:
-        assert led.schema_version == 2 and len(led.runs()) == len(V1_RUNS)
+        assert led.schema_version == 3 and len(led.runs()) == len(V1_RUNS)
 
 
 def test_a_newer_schema_is_refused_untouched(ledger_url, backend):
@@ -205,3 +221,80 @@ def test_an_empty_database_is_not_created_when_create_is_false(ledger_url, backe
         engine = sa.create_engine(ledger_url)
         assert sa.inspect(engine).get_table_names() == []
         engine.dispose()
+
+
+def test_the_v2_fixture_is_committed_and_version_2():
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{V2_PATH}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (2,)
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert names == {"schema_version", "runs", "metrics", "samples"}
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        assert "scope" in columns and "role" not in columns
+    finally:
+        conn.close()
+
+
+def test_v2_is_migrated_with_every_row_preserved_and_roles_not_given(v2_url, backend):
+    with Ledger(v2_url) as led:
+        assert led.schema_version == 3
+        by_id = {r.id: r for r in led.runs()}
+        assert set(by_id) == {r["id"] for r in V2_RUNS}
+        for row in V2_RUNS:
+            run = by_id[row["id"]]
+            for key in ("name", "study", "parent_id", "status", "energy_kwh", "scope", "error"):
+                assert getattr(run, key) == row[key], key
+            assert run.machine_energy_kwh == row["machine_energy_kwh"]
+            assert run.role is None  # older runs: not given
+        assert sum(len(r.metrics) for r in by_id.values()) == len(V2_METRICS)
+        assert [s.cpu_w for s in led.samples(SWEEP)] == [s["cpu_w"] for s in V2_SAMPLES]
+        # roles can be stored on the migrated ledger
+        led.flush(TRIALS[0], fields={"role": "trial"})
+        assert led.run(TRIALS[0]).role == "trial"
+        with pytest.raises(gp.ConfigError, match="unknown run role 'fold'.*trial, part"):
+            led.flush(TRIALS[0], fields={"role": "fold"})
+        assert led.run(TRIALS[0]).role == "trial"
+
+    from greenprint.analysis import resolve_roles
+
+    with Ledger(v2_url) as led:
+        roles = resolve_roles(led.runs(study="cv-sweep")).as_dict()
+    assert roles[SWEEP] == ("sweep", True)
+    assert roles[TRIALS[0]] == ("trial", False) and roles[TRIALS[1]] == ("trial", True)
+    folds = [r["id"] for r in V2_RUNS if r["parent_id"] in TRIALS]
+    assert all(roles[f] == ("part", True) for f in folds)
+    engine = sa.create_engine(v2_url if backend == "postgres" else f"sqlite:///{v2_url}")
+    with engine.connect() as conn:
+        versions = [
+            r[0]
+            for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))
+        ]
+    engine.dispose()
+    assert versions == [1, 2, 3]
+
+
+def test_a_migrated_v2_ledger_has_the_same_schema_as_a_new_one(v2_url, backend, tmp_path, request):
+    Ledger(v2_url).close()
+    if backend == "sqlite":
+        fresh = str(tmp_path / "fresh.db")
+    else:
+        fresh = request.getfixturevalue("pg_server").new_database()
+    Ledger(fresh).close()
+    assert columns(v2_url) == columns(fresh)
+    assert columns(fresh)["runs"]["role"] == ("TEXT", True)
+
+
+def test_roles_round_trip_on_every_backend(ledger_url):
+    from .conftest import make_record
+
+    with Ledger(ledger_url) as led:
+        led.start_run(make_record("r0le0001", role="baseline"))
+        led.start_run(make_record("r0le0002"))
+        led.flush("r0le0002", fields={"role": "learning-curve"})
+        led.start_run(make_record("r0le0003"))
+        assert [r.role for r in led.runs()] == ["baseline", "learning-curve", None]
+        with pytest.raises(gp.ConfigError, match="roles: trial, part, baseline, final"):
+            led.start_run(make_record("r0le0004", role="winner"))
+        assert len(led.runs()) == 3

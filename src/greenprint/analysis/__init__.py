@@ -8,6 +8,9 @@ needs no tracker and no ledger; ``ledger.runs(study=...)`` gives the runs.
 * :func:`expected_max_performance` and :func:`evp_by_budget`: expected best score of n trials
   (Dodge et al., 2019), with or without replacement, against trials, kWh, kg CO2-eq or FPO.
 * :func:`pareto_front`, :func:`hypervolume`, :func:`pareto_runs`: score against cost.
+* :func:`resolve_roles`, :func:`roles`, :func:`study_trials`, :func:`choose_final`: what each
+  run is in its study (trial, part, baseline, final, learning-curve, sweep; given or inferred),
+  the trials and their scores (own, or the mean of their parts'), and which run is the final one.
 * :func:`efficiency` and :func:`efficiencies`: score per GFLOP, per kWh, per kg CO2-eq.
 * :func:`learning_curve` and :func:`run_learning_curve`: score and cost against training-set size.
 
@@ -22,7 +25,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from greenprint import _public
-from greenprint.analysis._common import run_score
+from greenprint.analysis._common import lower_is_better, resolve_mode, run_score
 from greenprint.analysis._curves import LearningCurve, learning_curve
 from greenprint.analysis._efficiency import (
     FPO_PER_GFLOP,
@@ -46,6 +49,16 @@ from greenprint.analysis._pricetag import (
     ProvenanceSummary,
     price_tag,
 )
+from greenprint.analysis._roles import (
+    FinalChoice,
+    StudyRoles,
+    StudyTrials,
+    TrialScore,
+    choose_final,
+    resolve_roles,
+    roles,
+    study_trials,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._studies import run_learning_curve
@@ -60,22 +73,32 @@ __all__ = [
     "EVPCurve",
     "Efficiency",
     "FPO_PER_GFLOP",
+    "FinalChoice",
     "FinalRun",
     "LearningCurve",
     "PriceTag",
     "ProvenanceSummary",
+    "StudyRoles",
+    "StudyTrials",
+    "TrialScore",
+    "choose_final",
     "efficiencies",
     "efficiency",
     "evp_by_budget",
     "expected_max_performance",
     "hypervolume",
     "learning_curve",
+    "lower_is_better",
     "pareto_front",
     "pareto_runs",
     "price_tag",
+    "resolve_mode",
+    "resolve_roles",
+    "roles",
     "run_learning_curve",
     "run_score",
     "score_per_cost",
+    "study_trials",
 ]
 
 _public.publish(__name__, globals())

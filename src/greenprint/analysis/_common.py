@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from greenprint._exceptions import AnalysisError, ConfigError
 from greenprint._records import RunRecord
 
 __all__ = [
+    "LOWER_IS_BETTER_WORDS",
     "Mode",
     "Reduce",
     "RunForest",
@@ -21,6 +23,8 @@ __all__ = [
     "finite_or_raise",
     "frozen_array",
     "json_float",
+    "lower_is_better",
+    "resolve_mode",
     "run_score",
 ]
 
@@ -39,6 +43,55 @@ def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
 def check_mode(mode: object) -> Mode:
     """Validate an optimisation mode: ``"max"`` (higher is better) or ``"min"``."""
     return "max" if check_choice(mode, "mode", ("max", "min")) == "max" else "min"
+
+
+#: Words that, in a metric's name, say that lower is better.
+LOWER_IS_BETTER_WORDS = frozenset(
+    {
+        "loss", "losses", "error", "errors", "err", "perplexity", "ppl", "nll", "rmse", "mse",
+        "mae", "mape", "smape", "msle", "rmsle", "wer", "cer", "ter", "bpc", "bpd", "regret",
+        "fid", "kid", "eer", "brier", "logloss", "xent", "crossentropy", "latency", "distance",
+    }
+)  # fmt: skip
+_NEGATED = frozenset({"neg", "negative", "negated"})
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a metric's name says lower is better (``val_loss``, ``test/error``, ``ppl``...).
+
+    The name is split into words (``_``, ``-``, ``/``, ``.``, spaces, camelCase); one of
+    :data:`LOWER_IS_BETTER_WORDS` means lower is better, unless the name starts with ``neg``
+    (scikit-learn's ``neg_log_loss`` is negated: higher is better).
+    """
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", metric)
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    if not words or words[0] in _NEGATED:
+        return False
+    return any(w in LOWER_IS_BETTER_WORDS for w in words)
+
+
+def resolve_mode(metric: str | None, mode: object = None) -> tuple[Mode, str | None]:
+    """The optimisation mode, and a note when it was inferred from the metric's name.
+
+    Args:
+        metric: the metric's name (``None``: no metric).
+        mode: ``"max"``, ``"min"``, or ``None`` to infer: a name that says lower is better
+            (:func:`lower_is_better`) is minimised, any other maximised.
+
+    Returns:
+        ``(mode, note)``; the note is ``None`` unless a metric was minimised by its name.
+
+    Raises:
+        ConfigError: an unknown ``mode``.
+    """
+    if mode is not None:
+        return check_mode(mode), None
+    if metric is not None and lower_is_better(metric):
+        return "min", (
+            f"{metric!r} is minimised: its name says lower is better "
+            "(give mode='max' to maximise it)"
+        )
+    return "max", None
 
 
 def run_score(run: RunRecord, metric: str, *, mode: Mode = "max", reduce: Reduce = "last") -> float:

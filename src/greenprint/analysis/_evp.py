@@ -25,9 +25,9 @@ about one ulp.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -43,18 +43,22 @@ from greenprint.analysis._common import (
     finite_or_raise,
     frozen_array,
     json_float,
-    run_score,
 )
+from greenprint.analysis._roles import family_labels, study_trials
 
 __all__ = [
     "BUDGET_UNITS",
     "EVPCurve",
+    "GroupBy",
     "NanPolicy",
     "evp_by_budget",
     "expected_max_performance",
 ]
 
 NanPolicy = Literal["worst", "omit", "raise"]
+#: How trials are grouped into families: a dotted path into a run (``"params.model"``), a
+#: function of a run, or (with plain scores) one label per score.
+GroupBy = str | Callable[[RunRecord], Any] | Sequence[Any]
 
 #: Cost names accepted by :func:`evp_by_budget` -> (RunRecord attribute, unit label).
 BUDGET_UNITS: dict[str, tuple[str | None, str]] = {
@@ -99,6 +103,9 @@ class EVPCurve:
         nan_policy: how those were handled: ``"worst"``, ``"omit"`` or ``"raise"``.
         fill_value: the score a missing trial counted as under ``"worst"`` (else ``None``).
         notes: caveats worth showing next to the curve.
+        family: the family (``group_by`` value) the curve is for, else ``None``.
+        mode_note: why ``mode`` was chosen when it was not given (a ``loss`` is minimised).
+        scored_by_parts: trials whose score is the mean of their parts' (runs only).
     """
 
     n: np.ndarray
@@ -113,6 +120,9 @@ class EVPCurve:
     nan_policy: NanPolicy = "worst"
     fill_value: float | None = None
     notes: tuple[str, ...] = field(default=())
+    family: str | None = None
+    mode_note: str | None = None
+    scored_by_parts: int = 0
 
     def __len__(self) -> int:
         return int(self.n.shape[0])
@@ -132,7 +142,36 @@ class EVPCurve:
             "nan_policy": self.nan_policy,
             "fill_value": json_float(self.fill_value),
             "notes": list(self.notes),
+            "family": self.family,
+            "mode_note": self.mode_note,
+            "scored_by_parts": self.scored_by_parts,
         }
+
+
+@overload
+def expected_max_performance(
+    scores: ArrayLike,
+    *,
+    replacement: bool = ...,
+    budgets: Sequence[int] | np.ndarray | None = ...,
+    mode: Mode = ...,
+    nan_policy: NanPolicy = ...,
+    fill_value: float | None = ...,
+    group_by: None = ...,
+) -> EVPCurve: ...
+
+
+@overload
+def expected_max_performance(
+    scores: ArrayLike,
+    *,
+    replacement: bool = ...,
+    budgets: Sequence[int] | np.ndarray | None = ...,
+    mode: Mode = ...,
+    nan_policy: NanPolicy = ...,
+    fill_value: float | None = ...,
+    group_by: Sequence[Any],
+) -> dict[str, EVPCurve]: ...
 
 
 def expected_max_performance(
@@ -143,7 +182,8 @@ def expected_max_performance(
     mode: Mode = "max",
     nan_policy: NanPolicy = "worst",
     fill_value: float | None = None,
-) -> EVPCurve:
+    group_by: Sequence[Any] | None = None,
+) -> EVPCurve | dict[str, EVPCurve]:
     """Expected best score of n trials, and its standard deviation, for n = 1..N.
 
     NaN scores are trials that produced no result (failed, crashed, never logged the metric).
@@ -165,9 +205,12 @@ def expected_max_performance(
         nan_policy: ``"worst"`` (default), ``"omit"`` or ``"raise"``; see above.
         fill_value: the score a NaN trial counts as under ``"worst"``; default the worst finite
             score observed.
+        group_by: one family label per score (e.g. the model of each trial): one curve per
+            family, as Dodge et al. draw them, each from that family's trials only.
 
     Returns:
-        The :class:`EVPCurve`, with ``budget`` equal to ``n`` (unit ``"trials"``).
+        The :class:`EVPCurve`, with ``budget`` equal to ``n`` (unit ``"trials"``); with
+        ``group_by``, ``{family: EVPCurve}`` in order of first appearance.
 
     Raises:
         AnalysisError: no scores, an infinite score, a NaN under ``"raise"``, no finite score
@@ -180,7 +223,64 @@ def expected_max_performance(
         [0.75, 0.771, 0.783, 0.789]
         >>> expected_max_performance(scores, replacement=False).mean.round(3).tolist()
         [0.75, 0.778, 0.795, 0.8]
+        >>> curves = expected_max_performance([0.7, 0.8, 0.6], group_by=["mlp", "cnn", "mlp"])
+        >>> {family: curve.mean.round(3).tolist() for family, curve in curves.items()}
+        {'mlp': [0.65, 0.675], 'cnn': [0.8]}
     """
+    if group_by is not None:
+        values = finite_or_raise(scores, "scores")
+        labels = _labels(group_by, values.size)
+        return {
+            family: _with_family(
+                _evp(
+                    values[[k for k, f in enumerate(labels) if f == family]],
+                    replacement=replacement,
+                    budgets=budgets,
+                    mode=mode,
+                    nan_policy=nan_policy,
+                    fill_value=fill_value,
+                ),
+                family,
+            )
+            for family in dict.fromkeys(labels)
+        }
+    return _evp(
+        scores,
+        replacement=replacement,
+        budgets=budgets,
+        mode=mode,
+        nan_policy=nan_policy,
+        fill_value=fill_value,
+    )
+
+
+def _labels(group_by: Any, size: int) -> list[str]:
+    if isinstance(group_by, str) or callable(group_by):
+        raise AnalysisError(
+            "with plain scores, group_by must give one family label per score "
+            "(a path such as 'params.model' needs runs)"
+        )
+    labels = [str(label) for label in group_by]
+    if len(labels) != size:
+        raise AnalysisError(f"{len(labels)} group_by labels for {size} scores: give one per score")
+    return labels
+
+
+def _with_family(curve: EVPCurve, family: str) -> EVPCurve:
+    from dataclasses import replace
+
+    return replace(curve, family=family)
+
+
+def _evp(
+    scores: ArrayLike,
+    *,
+    replacement: bool,
+    budgets: Sequence[int] | np.ndarray | None,
+    mode: Mode,
+    nan_policy: NanPolicy,
+    fill_value: float | None,
+) -> EVPCurve:
     mode = check_mode(mode)
     policy = check_choice(nan_policy, "nan_policy", ("worst", "omit", "raise"))
     values = finite_or_raise(scores, "scores")
@@ -238,31 +338,71 @@ def expected_max_performance(
     )
 
 
+@overload
+def evp_by_budget(
+    runs_or_scores: Sequence[RunRecord] | ArrayLike,
+    costs: str | ArrayLike = ...,
+    *,
+    metric: str | None = ...,
+    unit: str | None = ...,
+    mode: Mode | None = ...,
+    reduce: Reduce = ...,
+    replacement: bool = ...,
+    budgets: Sequence[int] | np.ndarray | None = ...,
+    nan_policy: NanPolicy = ...,
+    fill_value: float | None = ...,
+    scored_statuses: Sequence[str] = ...,
+    group_by: None = ...,
+) -> EVPCurve: ...
+
+
+@overload
+def evp_by_budget(
+    runs_or_scores: Sequence[RunRecord] | ArrayLike,
+    costs: str | ArrayLike = ...,
+    *,
+    metric: str | None = ...,
+    unit: str | None = ...,
+    mode: Mode | None = ...,
+    reduce: Reduce = ...,
+    replacement: bool = ...,
+    budgets: Sequence[int] | np.ndarray | None = ...,
+    nan_policy: NanPolicy = ...,
+    fill_value: float | None = ...,
+    scored_statuses: Sequence[str] = ...,
+    group_by: GroupBy,
+) -> dict[str, EVPCurve]: ...
+
+
 def evp_by_budget(
     runs_or_scores: Sequence[RunRecord] | ArrayLike,
     costs: str | ArrayLike = "energy_kwh",
     *,
     metric: str | None = None,
     unit: str | None = None,
-    mode: Mode = "max",
+    mode: Mode | None = None,
     reduce: Reduce = "last",
     replacement: bool = True,
     budgets: Sequence[int] | np.ndarray | None = None,
     nan_policy: NanPolicy = "worst",
     fill_value: float | None = None,
     scored_statuses: Sequence[str] = ("finished", "pruned"),
-) -> EVPCurve:
+    group_by: GroupBy | None = None,
+) -> EVPCurve | dict[str, EVPCurve]:
     """Expected best score against the expected cost of the trials that bought it.
 
     The x-axis (``budget``) is the expected cost of n random trials, ``n * mean cost per
     trial`` (the same for both estimators), in trials, kWh, kg CO2-eq, FPO or seconds.
 
-    From runs: the trials are the runs without children in the set (a parent that wraps trials
-    is not one), except runs still ``running``. A trial's score is its ``metric`` (last logged,
-    or best with ``reduce="best"``) when its status is in ``scored_statuses``; failed,
-    interrupted and lost trials produced no usable model and count as NaN, handled by
-    ``nan_policy`` (by default as the worst score: they cost a trial). Every trial's cost counts.
-    Trials with an unknown FPO are given the mean FPO of the others (noted on the curve).
+    From runs: the trials are the runs with role ``trial`` (given or inferred, see
+    :func:`~greenprint.analysis.resolve_roles`: never a fold or other part, a sweep, a
+    baseline, the final run or a learning-curve run), except runs still ``running``. A trial's
+    score is its own ``metric`` (last logged, or best with ``reduce="best"``), else the mean of
+    its parts' (e.g. cross-validation folds; ``scored_by_parts`` counts them), when its status
+    is in ``scored_statuses``; failed, interrupted and lost trials produced no usable model and
+    count as NaN, handled by ``nan_policy`` (by default as the worst score: they cost a trial).
+    A trial's cost includes its parts'. Trials with an unknown FPO are given the mean FPO of the
+    others (noted on the curve).
 
     Args:
         runs_or_scores: RunRecords, or one score per trial.
@@ -271,46 +411,75 @@ def evp_by_budget(
             per trial (same order as the scores; required with scores).
         metric: the metric to rank runs by (required with runs).
         unit: label of the budget axis for explicit costs (default ``"cost"``).
-        mode: ``"max"`` if higher scores are better, else ``"min"``.
+        mode: ``"max"`` if higher scores are better, else ``"min"``; ``None`` infers it from
+            ``metric``'s name (``loss``, ``error``... are minimised, and ``mode_note`` says so).
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
         replacement: the estimator (see :func:`expected_max_performance`).
         budgets: trial counts n at which to evaluate (default 1..N).
         nan_policy: ``"worst"``, ``"omit"`` (also drops those trials' cost) or ``"raise"``.
         fill_value: score of a trial without one under ``"worst"``.
         scored_statuses: statuses whose logged score counts.
+        group_by: families of trials, one curve each: with runs a dotted path
+            (``"params.model"``) or a function of a run; with scores one label per score.
 
     Returns:
-        The :class:`EVPCurve` with ``budget`` and ``budget_unit`` set.
+        The :class:`EVPCurve` with ``budget`` and ``budget_unit`` set; with ``group_by``,
+        ``{family: EVPCurve}`` in order of first appearance.
 
     Raises:
         AnalysisError: no trials, no trial with the metric, costs of the wrong length, negative
             or non-finite costs, or no known FPO; plus the errors of
             :func:`expected_max_performance`.
         ConfigError: an unknown cost name or option.
+
+    Example:
+        >>> from greenprint import MetricPoint, RunRecord
+        >>> runs = [
+        ...     RunRecord(id=f"t{k}", name=f"t{k}", status="finished", energy_kwh=0.1,
+        ...               params={"model": model}, metrics=(MetricPoint("loss", loss),))
+        ...     for k, (model, loss) in enumerate([("mlp", 0.5), ("cnn", 0.3), ("mlp", 0.4)])
+        ... ]
+        >>> curves = evp_by_budget(runs, "trials", metric="loss", group_by="params.model")
+        >>> {family: curve.mean.round(3).tolist() for family, curve in curves.items()}
+        {'mlp': [0.45, 0.425], 'cnn': [0.3]}
+        >>> curves["mlp"].mode_note
+        "'loss' is minimised: its name says lower is better (give mode='max' to maximise it)"
     """
     notes: list[str] = []
+    mode_note: str | None = None
+    from_parts = np.zeros(0, dtype=bool)
+    labels: list[str] | None = None
     given: Any = runs_or_scores
     items = list(given) if not isinstance(given, np.ndarray) else None
     if items and all(isinstance(r, RunRecord) for r in items):
         if metric is None:
             raise AnalysisError("evp_by_budget on runs needs metric= (the score to rank by)")
-        forest = RunForest.build(r for r in items if isinstance(r, RunRecord))
-        trials = [forest.runs[p] for p in forest.leaves if forest.runs[p].status != "running"]
-        if not trials:
+        study = study_trials(
+            RunForest.build(r for r in items if isinstance(r, RunRecord)),
+            metric=metric,
+            mode=mode,
+            reduce=reduce,
+        )
+        mode, mode_note = study.mode, study.mode_note
+        forest = study.forest
+        positions = [p for p in study.positions if forest.runs[p].status != "running"]
+        if not positions:
             raise AnalysisError("no finished or ended trial to build the curve from")
+        trials = [forest.runs[p] for p in positions]
         scored = set(scored_statuses)
         scores = np.array(
             [
-                run_score(r, metric, mode=mode, reduce=reduce) if r.status in scored else math.nan
-                for r in trials
+                study.scores[p].score if forest.runs[p].status in scored else math.nan
+                for p in positions
             ]
         )
+        from_parts = np.array([study.scores[p].source == "parts" for p in positions], dtype=bool)
         if np.isnan(scores).all():
             raise AnalysisError(f"no trial has a value of metric {metric!r} to rank by")
         if isinstance(costs, str):
             key = check_choice(costs.lower(), "costs", BUDGET_UNITS)
             attribute, label = BUDGET_UNITS[key]
-            raw = [1.0 if attribute is None else getattr(r, attribute) for r in trials]
+            raw = _trial_costs(forest, positions, attribute)
             cost = np.array([math.nan if c is None else float(c) for c in raw])
             unknown = int(np.isnan(cost).sum())
             if unknown == cost.size:
@@ -321,7 +490,13 @@ def evp_by_budget(
         else:
             label = unit or "cost"
             cost = finite_or_raise(costs, "costs")
+        if group_by is not None:
+            if isinstance(group_by, str) or callable(group_by):
+                labels = family_labels(trials, group_by)
+            else:
+                labels = _labels(group_by, len(trials))
     else:
+        mode = "max" if mode is None else check_mode(mode)
         if isinstance(costs, str):
             if costs.lower() != "trials":
                 raise AnalysisError("with plain scores, give costs as one number per trial")
@@ -331,35 +506,60 @@ def evp_by_budget(
             label = unit or "cost"
             cost = finite_or_raise(costs, "costs")
         scores = finite_or_raise(runs_or_scores, "scores")
+        if group_by is not None:
+            labels = _labels(group_by, scores.size)
     if cost.shape != scores.shape:
         raise AnalysisError(f"{cost.size} costs for {scores.size} scores: give one per trial")
     if np.isnan(cost).any() or (cost < 0).any():
         raise AnalysisError("costs must be finite and non-negative")
-    if nan_policy == "omit":
-        cost = cost[~np.isnan(scores)]
-    curve = expected_max_performance(
-        scores,
-        replacement=replacement,
-        budgets=budgets,
-        mode=mode,
-        nan_policy=nan_policy,
-        fill_value=fill_value,
-    )
-    per_trial = float(cost.mean()) if cost.size else 0.0
-    return EVPCurve(
-        n=curve.n,
-        mean=curve.mean,
-        std=curve.std,
-        budget=frozen_array(curve.n * per_trial),
-        budget_unit=label,
-        replacement=curve.replacement,
-        mode=curve.mode,
-        n_trials=curve.n_trials,
-        n_missing=curve.n_missing,
-        nan_policy=curve.nan_policy,
-        fill_value=curve.fill_value,
-        notes=curve.notes + tuple(notes),
-    )
+
+    def curve_of(keep: np.ndarray, family: str | None) -> EVPCurve:
+        part_scores, part_cost = scores[keep], cost[keep]
+        if nan_policy == "omit":
+            part_cost = part_cost[~np.isnan(part_scores)]
+        curve = _evp(
+            part_scores,
+            replacement=replacement,
+            budgets=budgets,
+            mode=mode,
+            nan_policy=nan_policy,
+            fill_value=fill_value,
+        )
+        per_trial = float(part_cost.mean()) if part_cost.size else 0.0
+        return EVPCurve(
+            n=curve.n,
+            mean=curve.mean,
+            std=curve.std,
+            budget=frozen_array(curve.n * per_trial),
+            budget_unit=label,
+            replacement=curve.replacement,
+            mode=curve.mode,
+            n_trials=curve.n_trials,
+            n_missing=curve.n_missing,
+            nan_policy=curve.nan_policy,
+            fill_value=curve.fill_value,
+            notes=curve.notes + tuple(notes) + ((mode_note,) if mode_note else ()),
+            family=family,
+            mode_note=mode_note,
+            scored_by_parts=int(from_parts[keep].sum()) if from_parts.size else 0,
+        )
+
+    if labels is None:
+        return curve_of(np.ones(scores.size, dtype=bool), None)
+    families = np.array(labels, dtype=object)
+    return {family: curve_of(families == family, family) for family in dict.fromkeys(labels)}
+
+
+def _trial_costs(forest: RunForest, positions: Sequence[int], attribute: str | None) -> list[Any]:
+    """Each trial's cost, its parts' included (a trial's own record normally contains them)."""
+    if attribute is None:
+        return [1.0] * len(positions)
+    values = [getattr(r, attribute) for r in forest.runs]
+    inclusive, _ = forest.nested_sum(values)
+    below = [False] * len(values)
+    for pos in forest.order:  # children before parents: whether any descendant knows its cost
+        below[pos] = any(values[c] is not None or below[c] for c in forest.children[pos])
+    return [inclusive[p] if values[p] is not None or below[p] else None for p in positions]
 
 
 # ---------------------------------------------------------------------------------- internals

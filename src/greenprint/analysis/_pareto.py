@@ -17,7 +17,8 @@ from numpy.typing import ArrayLike
 
 from greenprint._exceptions import AnalysisError, ConfigError
 from greenprint._records import RunRecord
-from greenprint.analysis._common import Mode, Reduce, check_mode, run_score
+from greenprint.analysis._common import Mode, Reduce, RunForest
+from greenprint.analysis._roles import study_trials
 
 __all__ = ["hypervolume", "pareto_front", "pareto_runs"]
 
@@ -114,19 +115,23 @@ def pareto_runs(
     *,
     metric: str,
     cost: str = "energy_kwh",
-    mode: Mode = "max",
+    mode: Mode | None = None,
     reduce: Reduce = "last",
 ) -> list[RunRecord]:
-    """The runs on the front of score against cost: none is better and cheaper at once.
+    """The trials on the front of score against cost: none is better and cheaper at once.
 
-    Runs without a finite score or without a known cost (``None``) are left out.
+    Only trials are candidates (runs with role ``trial``, given or inferred: never a fold or
+    other part, a sweep, a baseline, the final run or a learning-curve run). A trial's score is
+    its own, else the mean of its parts'; its cost includes its parts'. Trials without a finite
+    score or without a known cost (``None``) are left out.
 
     Args:
         runs: the runs (e.g. ``ledger.runs(study=...)``).
         metric: the score's metric name.
         cost: a RunRecord cost attribute: ``"energy_kwh"``, ``"emissions_kg"``, ``"fpo"`` or
             ``"duration_s"`` (always minimised).
-        mode: ``"max"`` if higher scores are better, else ``"min"``.
+        mode: ``"max"`` if higher scores are better, else ``"min"``; ``None`` infers it from
+            ``metric``'s name (``loss``, ``error``... are minimised).
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
 
     Returns:
@@ -135,16 +140,21 @@ def pareto_runs(
     Raises:
         ConfigError: an unknown cost or mode.
     """
-    mode = check_mode(mode)
     if cost not in ("energy_kwh", "emissions_kg", "fpo", "duration_s"):
         raise ConfigError(
             f"cost must be 'energy_kwh', 'emissions_kg', 'fpo' or 'duration_s', not {cost!r}"
         )
+    study = study_trials(RunForest.build(runs), metric=metric, mode=mode, reduce=reduce)
+    mode = study.mode
+    forest = study.forest
+    values = [getattr(r, cost) for r in forest.runs]
+    inclusive, _ = forest.nested_sum(values)
     kept: list[RunRecord] = []
     rows: list[tuple[float, float]] = []
-    for run in runs:
-        score = run_score(run, metric, mode=mode, reduce=reduce)
-        value = getattr(run, cost)
+    for position in study.positions:
+        run = forest.runs[position]
+        score = study.scores[position].score
+        value = None if values[position] is None else inclusive[position]
         if math.isnan(score) or value is None or not math.isfinite(float(value)):
             continue
         kept.append(run)

@@ -9,10 +9,16 @@ parent's measurement contains the child's (same process tree, same time span). S
   (clamped at 0), attributed to its own status. A failed child inside a finished parent counts
   as failed, and the parent's remainder (its own overhead) as finished;
 * both agree: the by-status amounts add up to the totals. If children add up to more than their
-  parent recorded (inconsistent data), the children's sum wins and a note says so.
+  parent recorded (inconsistent data), the children's sum wins and a note says so;
+* the by-role breakdown adds up to the totals too: each run's exclusive cost goes to its role,
+  except a part's, which goes to the run it is part of (its trial, baseline, final run...). So
+  ``by_role["trial"]`` is the search's trials with their folds, ``by_role["sweep"]`` what the
+  sweep containers spent around them, ``by_role["baseline"]``, ``["final"]`` and
+  ``["learning-curve"]`` the rest.
 
-Trials: the runs without children in the set (the units of work; a parent that only wraps
-trials is a container). ``runs`` counts every run.
+Trials: the runs with role ``trial`` (given, or inferred: see :mod:`greenprint.analysis._roles`);
+never a part (a fold), a sweep, a baseline, the final run or a learning-curve run. ``runs``
+counts every run.
 """
 
 from __future__ import annotations
@@ -25,15 +31,14 @@ from typing import Any
 
 from greenprint._exceptions import AnalysisError
 from greenprint._provenance import Provenance
-from greenprint._records import RUN_STATUSES, RunRecord
+from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
 from greenprint.analysis._common import (
     Mode,
     Reduce,
     RunForest,
-    check_mode,
     json_float,
-    run_score,
 )
+from greenprint.analysis._roles import StudyRoles, choose_final, study_trials
 
 __all__ = ["EDH", "CostTotals", "FinalRun", "PriceTag", "ProvenanceSummary", "price_tag"]
 
@@ -48,7 +53,7 @@ class CostTotals:
 
     Attributes:
         runs: number of runs.
-        trials: number of trials (runs without children in the set).
+        trials: number of trials (runs with role ``trial``).
         energy_kwh: IT energy in kWh (before PUE, as recorded in ``RunRecord.energy_kwh``).
         emissions_kg: emissions in kg CO2-eq (PUE and grid intensity applied).
         fpo: floating-point operations summed over the runs that know theirs.
@@ -93,9 +98,9 @@ class FinalRun:
         run_id: the run's id.
         name: its name.
         status: its status.
-        chosen: ``True`` when the caller named it, ``False`` when it was the best by ``metric``.
+        chosen: ``True`` when the caller named it, ``False`` when a rule chose it.
         metric: the metric it was ranked by (``None`` if chosen without one).
-        score: its value of ``metric`` (``None`` if none).
+        score: its value of ``metric`` (``None`` if none): its own, else the mean of its parts'.
         energy_kwh: its IT energy in kWh.
         emissions_kg: its emissions in kg CO2-eq.
         fpo: its FPO (``None`` if unknown).
@@ -104,6 +109,11 @@ class FinalRun:
         emissions_share: its emissions / the study's.
         fpo_share: its FPO / the study's known FPO.
         duration_share: its duration / the study's summed durations.
+        role: its role (``"final"``, ``"trial"``...).
+        rule: what chose it: ``"given"`` (the caller), ``"role"`` (the run with role
+            ``final``) or ``"best-trial"`` (the best finished trial by ``metric``).
+        rule_text: that rule in words, for the report.
+        score_source: ``"own"``, ``"parts"`` (the mean of its parts' scores) or ``"none"``.
     """
 
     run_id: str
@@ -120,6 +130,10 @@ class FinalRun:
     emissions_share: float | None
     fpo_share: float | None
     duration_share: float | None
+    role: str = "trial"
+    rule: str = "best-trial"
+    rule_text: str = ""
+    score_source: str = "own"
 
     @property
     def study_multiple(self) -> float | None:
@@ -160,6 +174,10 @@ class FinalRun:
             "duration_share": json_float(self.duration_share),
             "study_multiple": json_float(self.study_multiple),
             "text": self.describe(),
+            "role": self.role,
+            "rule": self.rule,
+            "rule_text": self.rule_text,
+            "score_source": self.score_source,
         }
 
 
@@ -285,6 +303,9 @@ class PriceTag:
         total: the whole set's cost (sum over root runs).
         by_status: status -> the exclusive cost of the runs with that status, in the order of
             ``RUN_STATUSES``, only statuses present; the entries add up to ``total``.
+        by_role: role -> the cost of the runs with that role, their parts included (see the
+            module), in the order of ``RUN_ROLES``, only roles present; the entries add up to
+            ``total``. ``runs`` counts the runs in an entry (parts included).
         elapsed_s: wall-clock span from the first run's start to the last run's end, s.
         started_at: first start, seconds since the Unix epoch.
         ended_at: last end (or last known time of a run still going), seconds since the epoch.
@@ -294,6 +315,9 @@ class PriceTag:
         metric: the metric used to pick the final run.
         mode: ``"max"`` or ``"min"``.
         notes: caveats to show with the figures.
+        roles: every run's role (given or inferred); ``roles.note`` says when any was inferred.
+        mode_note: why ``mode`` was chosen when it was not given (a ``loss`` is minimised),
+            else ``None``; also among ``notes``.
     """
 
     studies: tuple[str, ...]
@@ -308,6 +332,9 @@ class PriceTag:
     metric: str | None = None
     mode: Mode = "max"
     notes: tuple[str, ...] = ()
+    by_role: Mapping[str, CostTotals] = field(default_factory=dict)
+    roles: StudyRoles | None = None
+    mode_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every figure (NaN and infinities become ``None``)."""
@@ -315,6 +342,9 @@ class PriceTag:
             "studies": list(self.studies),
             "total": self.total.to_dict(),
             "by_status": {k: v.to_dict() for k, v in self.by_status.items()},
+            "by_role": {k: v.to_dict() for k, v in self.by_role.items()},
+            "roles": self.roles.to_dict() if self.roles is not None else None,
+            "mode_note": self.mode_note,
             "elapsed_s": json_float(self.elapsed_s),
             "started_at": json_float(self.started_at),
             "ended_at": json_float(self.ended_at),
@@ -352,18 +382,22 @@ def price_tag(
     runs: Iterable[RunRecord],
     *,
     metric: str | None = None,
-    mode: Mode = "max",
+    mode: Mode | None = None,
     final: str | None = None,
     reduce: Reduce = "last",
 ) -> PriceTag:
-    """The price tag of a set of runs (a study): every trial counted, none twice.
+    """The price tag of a set of runs (a study): every run counted, none twice.
+
+    The final run is the one named by ``final``, else the run with role ``final``, else the best
+    *finished trial* by ``metric`` (ties: the earliest started; a trial that logged no score of
+    its own is ranked by the mean of its parts'); never a sweep or a part by a rule.
 
     Args:
         runs: the runs, any status (e.g. ``ledger.runs(study="sweep")``).
-        metric: the metric that ranks runs; with it, the final run is the best *finished* run
-            (ties: the earliest started).
-        mode: ``"max"`` if higher ``metric`` is better, ``"min"`` if lower is.
-        final: the id of the final run, chosen by the caller (wins over ``metric``).
+        metric: the metric that ranks the trials.
+        mode: ``"max"`` if higher ``metric`` is better, ``"min"`` if lower is; ``None`` infers
+            it from the name (``loss``, ``error``, ``perplexity``... are minimised, with a note).
+        final: the id of the final run, chosen by the caller (wins over every rule).
         reduce: ``"last"`` (default) or ``"best"`` logged value of a run's metric.
 
     Returns:
@@ -371,15 +405,17 @@ def price_tag(
 
     Raises:
         AnalysisError: no runs, duplicate ids, a parent cycle, ``final`` not among the runs, or
-            no finished run with a finite value of ``metric``.
+            a ``metric`` but no ``final`` run and no finished trial with a finite score.
         ConfigError: an unknown ``mode`` or ``reduce``.
     """
-    mode = check_mode(mode)
     forest = RunForest.build(runs)
     items = forest.runs
     if not items:
         raise AnalysisError("no runs: the price tag needs at least one run")
-    notes: list[str] = []
+    trials = study_trials(forest, metric=metric, mode=mode, reduce=reduce)
+    mode = trials.mode
+    roles = trials.roles
+    notes: list[str] = [trials.mode_note] if trials.mode_note else []
     energy_in, energy_ex = forest.nested_sum([r.energy_kwh for r in items])
     co2_in, co2_ex = forest.nested_sum([r.emissions_kg for r in items])
     time_in, time_ex = forest.nested_sum([r.duration_s for r in items])
@@ -398,7 +434,7 @@ def price_tag(
     def totals(positions: list[int]) -> CostTotals:
         return CostTotals(
             runs=len(positions),
-            trials=sum(1 for p in positions if forest.is_leaf(p)),
+            trials=sum(1 for p in positions if roles.roles[p] == "trial"),
             energy_kwh=float(sum(energy_ex[p] for p in positions)),
             emissions_kg=float(sum(co2_ex[p] for p in positions)),
             fpo=int(sum(fpo_ex[p] for p in positions)),
@@ -411,16 +447,27 @@ def price_tag(
     order = {s: k for k, s in enumerate(RUN_STATUSES)}
     statuses = sorted({r.status for r in items}, key=lambda s: (order.get(s, len(order)), s))
     by_status = {s: totals([p for p in everything if items[p].status == s]) for s in statuses}
+    group = [roles.roles[roles.owners[p]] for p in everything]
+    by_role = {r: totals([p for p in everything if group[p] == r]) for r in RUN_ROLES if r in group}
 
     started = min(r.started_at for r in items)
     ended = max(_end_time(r) for r in items)
 
-    chosen = _final_position(forest, final=final, metric=metric, mode=mode, reduce=reduce)
+    if final is not None and final not in forest.index:
+        raise AnalysisError(f"final run {final!r} is not among the runs")
+    choice = choose_final(trials, final=final)
+    chosen = choice.position
+    if chosen is None and metric is not None:
+        raise AnalysisError(
+            f"no finished trial has a value of metric {metric!r} to rank by, and no run has "
+            "role 'final'"
+        )
     final_run = None
     if chosen is not None:
         run = items[chosen]
         final_fpo = int(fpo_in[chosen]) if run.fpo is not None or fpo_in[chosen] else None
-        score = run_score(run, metric, mode=mode, reduce=reduce) if metric else math.nan
+        scored = trials.scores[chosen]
+        score = scored.score
         final_run = FinalRun(
             run_id=run.id,
             name=run.name,
@@ -436,8 +483,12 @@ def price_tag(
             emissions_share=_ratio(co2_in[chosen], total.emissions_kg),
             fpo_share=None if final_fpo is None else _ratio(final_fpo, total.fpo),
             duration_share=_ratio(time_in[chosen], total.duration_s),
+            role=roles.roles[chosen],
+            rule=choice.rule or "given",
+            rule_text=choice.text,
+            score_source=scored.source,
         )
-    elif metric is None:
+    else:
         notes.append("no metric given: the final run is not identified")
 
     return PriceTag(
@@ -448,11 +499,14 @@ def price_tag(
         started_at=started,
         ended_at=ended,
         final=final_run,
-        edh=_edh(forest),
+        edh=_edh(forest, roles.trials, energy_in, co2_in, fpo_in),
         provenance=_provenance(forest, energy_in),
         metric=metric,
         mode=mode,
         notes=tuple(notes),
+        by_role=by_role,
+        roles=roles,
+        mode_note=trials.mode_note,
     )
 
 
@@ -475,43 +529,24 @@ def _fraction_text(share: float) -> str:
     return f"{share:.0%}"
 
 
-def _final_position(
-    forest: RunForest, *, final: str | None, metric: str | None, mode: Mode, reduce: Reduce
-) -> int | None:
-    if final is not None:
-        position = forest.index.get(final)
-        if position is None:
-            raise AnalysisError(f"final run {final!r} is not among the runs")
-        return position
-    if metric is None:
-        return None
-    best: tuple[float, float, int] | None = None
-    sign = -1.0 if mode == "max" else 1.0
-    for position, run in enumerate(forest.runs):
-        if run.status != "finished":
-            continue
-        score = run_score(run, metric, mode=mode, reduce=reduce)
-        if math.isnan(score):
-            continue
-        key = (sign * score, run.started_at, position)
-        if best is None or key < best:
-            best = key
-    if best is None:
-        raise AnalysisError(f"no finished run has a value of metric {metric!r} to rank by")
-    return best[2]
-
-
-def _edh(forest: RunForest) -> EDH | None:
-    trials = [forest.runs[p] for p in forest.leaves]
-    covered = [r for r in trials if r.dataset_size is not None and r.dataset_size > 0]
+def _edh(
+    forest: RunForest,
+    trial_positions: tuple[int, ...],
+    energy_in: list[Any],
+    co2_in: list[Any],
+    fpo_in: list[Any],
+) -> EDH | None:
+    """E·D·H over the trials (their parts' cost included); ``None`` if none has a size."""
+    covered = [p for p in trial_positions if (forest.runs[p].dataset_size or 0) > 0]
     if not covered:
         return None
-    sizes = [int(r.dataset_size or 0) for r in covered]
+    trials = trial_positions
+    sizes = [int(forest.runs[p].dataset_size or 0) for p in covered]
     examples = float(sum(sizes))
-    energy = float(sum(r.energy_kwh for r in covered))
-    emissions = float(sum(r.emissions_kg for r in covered))
-    with_fpo = [r for r in covered if r.fpo is not None]
-    fpo_examples = float(sum(int(r.dataset_size or 0) for r in with_fpo))
+    energy = float(sum(energy_in[p] for p in covered))
+    emissions = float(sum(co2_in[p] for p in covered))
+    with_fpo = [p for p in covered if forest.runs[p].fpo is not None]
+    fpo_examples = float(sum(int(forest.runs[p].dataset_size or 0) for p in with_fpo))
     missing = len(trials) - len(covered)
     note = None
     if missing:
@@ -525,7 +560,7 @@ def _edh(forest: RunForest) -> EDH | None:
         energy_kwh_per_example=energy / examples,
         emissions_kg_per_example=emissions / examples,
         fpo_per_example=(
-            sum(int(r.fpo or 0) for r in with_fpo) / fpo_examples if with_fpo else None
+            sum(int(fpo_in[p]) for p in with_fpo) / fpo_examples if with_fpo else None
         ),
         energy_kwh_per_trial=energy / len(covered),
         energy_kwh=energy,

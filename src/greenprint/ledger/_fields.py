@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from greenprint._exceptions import ConfigError
-from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecord
+from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecord, check_role
 
 __all__ = [
     "FIELD_KINDS",
@@ -31,12 +31,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# field -> (kind, nullable). Kinds: "str", "status", "float", "int", "bigint", "bool", "json".
+# field -> (kind, nullable). Kinds: "str", "status", "role", "float", "int", "bigint", "bool",
+# "json".
 FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "id": ("str", False),
     "name": ("str", False),
     "study": ("str", False),
     "parent_id": ("str", True),
+    "role": ("role", True),
     "status": ("status", False),
     "started_at": ("float", False),
     "ended_at": ("float", True),
@@ -128,6 +130,8 @@ def encode_field(field: str, value: Any) -> Any:
                 f"ledger field 'status' must be one of {', '.join(RUN_STATUSES)}, got {value!r}"
             )
         return str(value)
+    if kind == "role":
+        return check_role(value)
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise _bad(field, "a number", value)

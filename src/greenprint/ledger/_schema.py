@@ -4,6 +4,8 @@ Schema history:
     * **1**: ``schema_version``, ``runs`` (no ``scope``, no ``machine_energy_kwh``), ``metrics``.
     * **2**: ``runs.scope`` (``"process"`` for older runs), ``runs.machine_energy_kwh`` (unknown,
       NULL, for older runs) and the ``samples`` table (power samples).
+    * **3**: ``runs.role`` (``trial``, ``part``, ``baseline``, ``final``, ``learning-curve``,
+      ``sweep``; NULL when not given, as for every older run: the analysis infers it).
 
 A migration is a function of an open connection, run inside the transaction that also records the
 new version, so a failed migration leaves the ledger as it was. Migrations define the tables they
@@ -40,7 +42,7 @@ __all__ = [
     "schema_version",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class NonFiniteFloat(sa.types.TypeDecorator[float]):
@@ -85,6 +87,7 @@ def _id_type() -> sa.types.TypeEngine[int]:
 _KIND_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
     "str": sa.Text,
     "status": sa.Text,
+    "role": sa.Text,
     "float": NonFiniteFloat,
     "int": sa.BigInteger,
     "bigint": DecimalText,
@@ -194,8 +197,14 @@ def _v1_to_v2(conn: Connection) -> None:
     v2_samples.create(conn)
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    """v3 adds ``runs.role`` (NULL for older runs: not given)."""
+    text_type = sa.Text().compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN role {text_type}")
+
+
 # MIGRATIONS[i] takes a ledger from version i + 1 to version i + 2.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3]
 
 
 def migrate(conn: Connection, from_version: int) -> int:

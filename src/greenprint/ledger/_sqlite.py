@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: The schema version these statements create; equal to ``_schema.SCHEMA_VERSION`` (tested).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0
 RETRY_DEADLINE_S = 120.0
 _POOL_SIZE = 5
@@ -57,6 +57,7 @@ def _ddl_runs() -> str:
     types = {
         "str": "TEXT",
         "status": "TEXT",
+        "role": "TEXT",
         "float": "DOUBLE",
         "int": "BIGINT",
         "bigint": "TEXT",

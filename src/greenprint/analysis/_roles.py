@@ -1,0 +1,482 @@
+"""Run roles: what each run is in its study (given or inferred), its trials and their scores.
+
+A study holds more than trials: cross-validation folds and workers inside a trial, baselines, a
+learning curve, the final model retrained on all the data, and the sweep that wraps the trials.
+Each run has a role (:data:`~greenprint.RUN_ROLES`), given when it was tracked
+(``gp.track(..., role=...)``, ``run.set(role=...)``, ``greenprint run --role``, integrations)
+or inferred here, at read time, from the nesting of runs within the set:
+
+* a run whose parent is not in the set (a *root*) is a ``trial``, except that a root with
+  children that logged no score is a ``sweep``;
+* a child of a ``sweep`` is a ``trial``;
+* any other child (of a trial, a part, a baseline, the final run or a learning-curve run) is a
+  ``part``: a fold, a worker or a sub-step, whose cost is inside its parent's.
+
+A given role always wins; the runs below it are inferred from it. "Logged no score" means no
+finite value of the metric the study is ranked by (``metric=``), or of any metric without one.
+
+A trial's score is its own logged score, else the mean of its parts' scores (e.g. the folds of a
+cross-validation, each part scored the same way, recursively); :class:`TrialScore` says which.
+Analyses over "trials" (expected max performance, Pareto fronts, trial counts, E·D·H) take the
+``trial`` runs only: never a part, a sweep, a baseline, the final run or a learning-curve run.
+The final run is the ``final`` run if there is one, else the best finished trial
+(:func:`choose_final`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from greenprint._exceptions import ConfigError
+from greenprint._records import RUN_ROLES, RunRecord
+from greenprint.analysis._common import (
+    Mode,
+    Reduce,
+    RunForest,
+    check_choice,
+    json_float,
+    resolve_mode,
+    run_score,
+)
+
+__all__ = [
+    "FinalChoice",
+    "ScoreSource",
+    "StudyRoles",
+    "StudyTrials",
+    "TrialScore",
+    "choose_final",
+    "family_labels",
+    "resolve_roles",
+    "roles",
+    "study_trials",
+]
+
+logger = logging.getLogger(__name__)
+
+ScoreSource = Literal["own", "parts", "none"]
+
+#: Statuses whose logged score counts (failed, interrupted and lost runs produced no model).
+SCORED_STATUSES: tuple[str, ...] = ("finished", "pruned")
+
+_INFERENCE_RULES = (
+    "a top-level run is a trial; runs inside a trial are its parts; a top-level run with child "
+    "runs and no score is a sweep, whose children are trials"
+)
+
+
+def _has_score(run: RunRecord, metric: str | None) -> bool:
+    return any((metric is None or p.name == metric) and math.isfinite(p.value) for p in run.metrics)
+
+
+@dataclass(frozen=True, eq=False)
+class StudyRoles:
+    """The role of every run of a set, and whether it was inferred.
+
+    Attributes:
+        forest: the runs arranged by nesting (positions index every tuple here).
+        roles: the role of the run at each position, one of :data:`~greenprint.RUN_ROLES`.
+        inferred: whether that role was inferred (``False``: given when the run was tracked).
+        owners: for each run, the position of the run its cost belongs to: itself, or for a
+            part the nearest enclosing run that is not a part (its trial, baseline...).
+        metric: the metric "logged no score" was judged by (``None``: any metric).
+    """
+
+    forest: RunForest
+    roles: tuple[str, ...]
+    inferred: tuple[bool, ...]
+    owners: tuple[int, ...]
+    metric: str | None = None
+
+    @property
+    def runs(self) -> tuple[RunRecord, ...]:
+        """The runs, in the order given."""
+        return self.forest.runs
+
+    def role_of(self, run_id: str) -> str:
+        """The role of a run of the set, by id.
+
+        Raises:
+            KeyError: no run with that id in the set.
+        """
+        return self.roles[self.forest.index[run_id]]
+
+    def as_dict(self) -> dict[str, tuple[str, bool]]:
+        """``{run_id: (role, inferred)}`` for every run."""
+        return {
+            run.id: (role, inferred)
+            for run, role, inferred in zip(self.forest.runs, self.roles, self.inferred, strict=True)
+        }
+
+    def positions(self, role: str) -> tuple[int, ...]:
+        """Positions of the runs with ``role``, in the order given."""
+        return tuple(p for p, r in enumerate(self.roles) if r == role)
+
+    @property
+    def trials(self) -> tuple[int, ...]:
+        """Positions of the trials, in the order given."""
+        return self.positions("trial")
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Role -> number of runs, in the order of :data:`~greenprint.RUN_ROLES` (present only)."""
+        return {r: n for r in RUN_ROLES if (n := self.roles.count(r))}
+
+    @property
+    def n_inferred(self) -> int:
+        """How many runs had no role given (theirs was inferred)."""
+        return sum(self.inferred)
+
+    @property
+    def note(self) -> str | None:
+        """A sentence for the report when any role was inferred, else ``None``."""
+        if not self.n_inferred:
+            return None
+        found: dict[str, int] = {}
+        for role, inferred in zip(self.roles, self.inferred, strict=True):
+            if inferred:
+                found[role] = found.get(role, 0) + 1
+        listing = ", ".join(f"{n} {r}" for r in RUN_ROLES if (n := found.get(r)))
+        whose = (
+            "every run"
+            if self.n_inferred == len(self.roles)
+            else (f"{self.n_inferred} of {len(self.roles)} runs")
+        )
+        return (
+            f"roles inferred for {whose} ({listing}), as no role was given: "
+            f"{_INFERENCE_RULES}; give roles with gp.track(..., role=...)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: counts by role, how many were inferred, and the note."""
+        return {
+            "counts": self.counts,
+            "inferred": self.n_inferred,
+            "note": self.note,
+        }
+
+
+def resolve_roles(
+    runs: Iterable[RunRecord] | RunForest, *, metric: str | None = None
+) -> StudyRoles:
+    """The role of every run: the one given when it was tracked, else inferred (see the module).
+
+    Args:
+        runs: the runs (e.g. ``ledger.runs(study=...)``), or a built :class:`RunForest`.
+        metric: the metric a score is judged by for the sweep rule (``None``: any metric).
+
+    Returns:
+        The :class:`StudyRoles`.
+
+    Raises:
+        AnalysisError: a run is not a RunRecord, two runs share an id, or parents form a cycle.
+
+    Example:
+        >>> from greenprint import MetricPoint, RunRecord
+        >>> runs = [
+        ...     RunRecord(id="s", name="sweep"),
+        ...     RunRecord(id="t", name="trial", parent_id="s"),
+        ...     RunRecord(id="f", name="fold", parent_id="t", metrics=(MetricPoint("acc", 0.9),)),
+        ...     RunRecord(id="b", name="baseline", role="baseline"),
+        ... ]
+        >>> resolve_roles(runs).as_dict()
+        {'s': ('sweep', True), 't': ('trial', True), 'f': ('part', True), 'b': ('baseline', False)}
+    """
+    forest = runs if isinstance(runs, RunForest) else RunForest.build(runs)
+    items = forest.runs
+    count = len(items)
+    role: list[str] = [""] * count
+    inferred = [True] * count
+    owner = list(range(count))
+    unknown = 0
+    for pos in reversed(forest.order):  # parents before children
+        run = items[pos]
+        parent = forest.index.get(run.parent_id) if run.parent_id is not None else None
+        given = run.role
+        if given is not None and given not in RUN_ROLES:
+            unknown += 1
+            given = None
+        if given is not None:
+            role[pos], inferred[pos] = given, False
+        elif parent is None:
+            is_sweep = bool(forest.children[pos]) and not _has_score(run, metric)
+            role[pos] = "sweep" if is_sweep else "trial"
+        elif role[parent] == "sweep":
+            role[pos] = "trial"
+        else:
+            role[pos] = "part"
+        if role[pos] == "part" and parent is not None:
+            owner[pos] = owner[parent]
+    if unknown:
+        logger.warning(
+            "%d runs have a role this greenprint does not know: inferred instead", unknown
+        )
+    return StudyRoles(
+        forest=forest,
+        roles=tuple(role),
+        inferred=tuple(inferred),
+        owners=tuple(owner),
+        metric=metric,
+    )
+
+
+def roles(runs: Iterable[RunRecord], *, metric: str | None = None) -> dict[str, tuple[str, bool]]:
+    """``{run_id: (role, inferred)}``: :func:`resolve_roles` as a plain dict."""
+    return resolve_roles(runs, metric=metric).as_dict()
+
+
+# ------------------------------------------------------------------------------------ trials
+@dataclass(frozen=True)
+class TrialScore:
+    """A run's score and where it came from.
+
+    Attributes:
+        score: the score (NaN when it has none).
+        source: ``"own"`` (its own logged value), ``"parts"`` (the mean of its parts' scores,
+            e.g. the folds of a cross-validation) or ``"none"``.
+        parts: the number of parts averaged (0 unless ``source == "parts"``).
+    """
+
+    score: float
+    source: ScoreSource
+    parts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"score": json_float(self.score), "source": self.source, "parts": self.parts}
+
+
+@dataclass(frozen=True, eq=False)
+class StudyTrials:
+    """The trials of a set of runs, with their scores (own, or the mean of their parts').
+
+    Attributes:
+        roles: every run's role.
+        scores: for every run (by position), its score and where it came from.
+        metric: the metric scored (``None``: no scores, every one is ``"none"``).
+        mode: ``"max"`` or ``"min"``: whether a higher score is better.
+        mode_note: why the mode was chosen when it was not given (e.g. a ``loss`` is minimised),
+            else ``None``.
+        reduce: ``"last"`` or ``"best"`` logged value.
+    """
+
+    roles: StudyRoles
+    scores: tuple[TrialScore, ...]
+    metric: str | None
+    mode: Mode
+    mode_note: str | None
+    reduce: Reduce
+
+    @property
+    def forest(self) -> RunForest:
+        """The runs arranged by nesting."""
+        return self.roles.forest
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """Positions of the trials, in the order given."""
+        return self.roles.trials
+
+    @property
+    def runs(self) -> list[RunRecord]:
+        """The trials, in the order given."""
+        return [self.forest.runs[p] for p in self.positions]
+
+    def score_of(self, run_id: str) -> TrialScore:
+        """The score of a run of the set, by id."""
+        return self.scores[self.forest.index[run_id]]
+
+    @property
+    def by_status(self) -> dict[str, int]:
+        """Status -> number of trials."""
+        out: dict[str, int] = {}
+        for run in self.runs:
+            out[run.status] = out.get(run.status, 0) + 1
+        return out
+
+    @property
+    def from_parts(self) -> int:
+        """How many trials are scored by the mean of their parts."""
+        return sum(1 for p in self.positions if self.scores[p].source == "parts")
+
+    @property
+    def score_note(self) -> str | None:
+        """A sentence for the report when some trials are scored by their parts, else ``None``."""
+        if not self.from_parts:
+            return None
+        n = len(self.positions)
+        return (
+            f"{self.from_parts} of {n} trials logged no {self.metric!r} of their own: their score "
+            "is the mean of their parts' (e.g. cross-validation folds); the others' is their own"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: counts, where scores came from, the mode and its note."""
+        return {
+            "trials": len(self.positions),
+            "by_status": self.by_status,
+            "scored_by_parts": self.from_parts,
+            "metric": self.metric,
+            "mode": self.mode,
+            "mode_note": self.mode_note,
+            "score_note": self.score_note,
+        }
+
+
+def study_trials(
+    runs: Iterable[RunRecord] | RunForest | StudyRoles,
+    *,
+    metric: str | None = None,
+    mode: Mode | None = None,
+    reduce: Reduce = "last",
+    scored_statuses: Sequence[str] = SCORED_STATUSES,
+) -> StudyTrials:
+    """The trials of a set of runs and every run's score (own, else the mean of its parts').
+
+    Args:
+        runs: the runs, a built forest, or resolved roles.
+        metric: the score's metric name (``None``: no scores).
+        mode: ``"max"`` or ``"min"``; ``None`` infers it from the metric's name (a ``loss``,
+            ``error``, ``perplexity``, ``rmse``... is minimised, with a note).
+        reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
+        scored_statuses: statuses of the parts whose score counts in their parent's mean.
+
+    Returns:
+        The :class:`StudyTrials`.
+
+    Raises:
+        AnalysisError: an infinite score, duplicate ids or a parent cycle.
+        ConfigError: an unknown ``mode`` or ``reduce``.
+    """
+    resolved_mode, note = resolve_mode(metric, mode)
+    reduce = "last" if check_choice(reduce, "reduce", ("last", "best")) == "last" else "best"
+    if isinstance(runs, StudyRoles):
+        study = runs
+    else:
+        study = resolve_roles(runs, metric=metric)
+    forest = study.forest
+    scored = set(scored_statuses)
+    scores: list[TrialScore] = [TrialScore(math.nan, "none")] * len(forest.runs)
+    if metric is not None:
+        for pos in forest.order:  # children before parents
+            own = run_score(forest.runs[pos], metric, mode=resolved_mode, reduce=reduce)
+            if not math.isnan(own):
+                scores[pos] = TrialScore(own, "own")
+                continue
+            values = [
+                scores[c].score
+                for c in forest.children[pos]
+                if study.roles[c] == "part"
+                and forest.runs[c].status in scored
+                and not math.isnan(scores[c].score)
+            ]
+            if values:
+                scores[pos] = TrialScore(math.fsum(values) / len(values), "parts", len(values))
+    return StudyTrials(
+        roles=study,
+        scores=tuple(scores),
+        metric=metric,
+        mode=resolved_mode,
+        mode_note=note,
+        reduce=reduce,
+    )
+
+
+# ----------------------------------------------------------------------------------- final
+@dataclass(frozen=True)
+class FinalChoice:
+    """Which run is the final one, and the rule that chose it.
+
+    Attributes:
+        position: its position in the set (``None``: none could be chosen).
+        rule: ``"given"`` (named by the caller), ``"role"`` (the run with role ``final``) or
+            ``"best-trial"`` (the best finished trial by the metric); ``None`` with no run.
+        text: the rule in words, for the report.
+    """
+
+    position: int | None
+    rule: Literal["given", "role", "best-trial"] | None
+    text: str
+
+
+def choose_final(trials: StudyTrials, *, final: str | None = None) -> FinalChoice:
+    """The final run: the one named, else the ``final`` run, else the best finished trial.
+
+    Among several ``final`` runs the last started finished one is taken (the text says how many
+    there were). The best trial is ranked by its score (own, or the mean of its parts'), ties
+    to the earliest started; a sweep, a part, a baseline or a learning-curve run is never chosen
+    by a rule.
+
+    Args:
+        trials: the study's trials and scores (:func:`study_trials`).
+        final: the id of a run the caller names (wins over every rule).
+
+    Returns:
+        The :class:`FinalChoice` (``position`` ``None`` when no rule applies).
+
+    Raises:
+        KeyError: ``final`` is not among the runs.
+    """
+    forest = trials.forest
+    if final is not None:
+        position = forest.index[final]
+        return FinalChoice(position, "given", "the run named as final")
+    finals = trials.roles.positions("final")
+    if finals:
+        runs = forest.runs
+        position = max(finals, key=lambda p: (runs[p].status == "finished", runs[p].started_at, p))
+        text = "the run with role 'final'"
+        if len(finals) > 1:
+            text += f" (the last started of {len(finals)})"
+        return FinalChoice(position, "role", text)
+    if trials.metric is None:
+        return FinalChoice(None, None, "no run has role 'final' and no metric ranks the trials")
+    sign = -1.0 if trials.mode == "max" else 1.0
+    best: tuple[float, float, int] | None = None
+    for position in trials.positions:
+        run = forest.runs[position]
+        score = trials.scores[position].score
+        if run.status != "finished" or math.isnan(score):
+            continue
+        key = (sign * score, run.started_at, position)
+        if best is None or key < best:
+            best = key
+    if best is None:
+        return FinalChoice(
+            None, None, f"no finished trial has a value of {trials.metric!r} to rank by"
+        )
+    better = "highest" if trials.mode == "max" else "lowest"
+    return FinalChoice(
+        best[2],
+        "best-trial",
+        f"the finished trial with the {better} {trials.metric} (no run has role 'final')",
+    )
+
+
+def family_labels(runs: Sequence[RunRecord], group_by: Any) -> list[str]:
+    """One family label per run, from a dotted path (``"params.model"``) or a function of a run.
+
+    A run without the value gets ``"(no <path>)"``.
+
+    Raises:
+        ConfigError: ``group_by`` is neither a string nor callable.
+    """
+    if callable(group_by):
+        return [str(group_by(run)) for run in runs]
+    if not isinstance(group_by, str) or not group_by:
+        raise ConfigError(
+            f"group_by must be a dotted path such as 'params.model' or a function, not {group_by!r}"
+        )
+    head, *rest = group_by.split(".")
+    labels = []
+    missing = f"(no {group_by})"
+    for run in runs:
+        value: Any = getattr(run, head, None)
+        for key in rest:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        labels.append(missing if value is None else str(value))
+    return labels
