@@ -27,8 +27,10 @@ thread without holding the lock that ``run.log()`` and the live figures take, ea
 has a deadline (0.4 s), and a meter that overruns it, raises, or returns NaN, infinite, negative or
 decreasing energy is replaced by an estimate (the provenance says so); leaving ``with`` waits at
 most about a second for the meters. A ledger that cannot be written is retried at the next
-flush; only bad configuration (an invalid PUE, an unknown region, a path that is not a ledger)
-raises, and it does so when the run is created, before any user code runs.
+flush, and a ledger file deleted under the run is recreated with the whole run; only bad
+configuration (an invalid PUE, an unknown region, a path that is not a ledger) raises, and it
+does so when the run is created, before any user code runs (settings and arguments are checked
+before the ledger is opened, so a refused run leaves no ledger file behind).
 """
 
 from __future__ import annotations
@@ -152,7 +154,12 @@ def track(
         A :class:`Run`, not yet started.
 
     Raises:
-        ConfigError: an invalid PUE, intensity, region, scope or interval.
+        ConfigError: an invalid argument or setting: PUE, intensity, region, scope, an interval
+            or budget that is not a finite number in range (bools and text refused), a name,
+            study or command that is not text, ``params`` that is not a mapping with string
+            keys, a negative or non-integer ``dataset_size``, a ``parent`` that is neither a
+            run nor a run id, a ``pid`` of no running process, or a bad ``cpu_tdp_w`` setting.
+            All are checked before the ledger is opened, so nothing is written then.
         LedgerError: the ledger path is not usable.
     """
     return Run(
