@@ -98,7 +98,8 @@ def training_fpo(
             leaves the model exactly as one real training step would: its parameters and
             buffers (batch-norm statistics included) are those of one forward, loss, backward
             and update from a fresh optimizer, with the random number generator as that step
-            would leave it; the ``.grad`` fields are restored.
+            would leave it; the ``.grad`` fields are restored. It holds one copy of the
+            parameters and buffers meanwhile, and runs the step twice.
         strict: raise :class:`greenprint.UnknownOpError` on an op with no rule.
         rules: per-count rule overrides.
 
