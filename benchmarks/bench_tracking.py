@@ -1,24 +1,32 @@
-"""Tracking overhead, start/stop latency and start-up cost: greenprint beside codecarbon.
+"""Tracking overhead, sampling cost and start/stop: greenprint beside codecarbon, both modes.
 
-One run, same machine, same workload, same assumptions:
+One run, same machine, same workload, same assumptions. codecarbon 3.3.2 runs as its
+``OfflineEmissionsTracker`` (no API, no file written) in both its modes, ``tracking_mode="process"``
+and ``"machine"``; every tracker samples every 1 s (greenprint's default; codecarbon with
+``measure_power_secs=1``, and its 1 s ``monitor_power`` scheduler). Nothing here may open a
+socket: an audit hook refuses (and counts) every socket creation, connection and name lookup,
+in this process and in every probe (none is opened), and the figures list what was refused:
+greenprint must attempt none.
 
-* **sampling cost**: the CPU time each tracker's sampling thread takes while it tracks
-  ``time.sleep`` (1 s sampling in both), in ms of CPU per second tracked, and the CPU time of its
-  start and stop: the cost a tracker adds to any job, free of the workload's timing noise
-  (median of three probes each, alternating, each in a fresh interpreter);
+* **sampling cost**: the CPU time (``time.process_time``: all threads of the process) each
+  tracker takes while the tracked code sleeps, in ms of CPU per second tracked, and the CPU of
+  its start and stop. Each tracker alone in a fresh interpreter, ``--probes`` probes each, the
+  trackers alternating; the median and the range over probes, and the ratio greenprint /
+  codecarbon of each round. ``--churn`` starts a short process every 0.25 s meanwhile (outside
+  the probes): a machine where processes come and go, on which greenprint cannot skip its walk
+  over the process table;
 * **workload overhead**: the same CPU-bound job (one BLAS thread) bare, under ``gp.track`` and
-  under codecarbon's ``OfflineEmissionsTracker``, in rounds whose order rotates (bare/gp/cc,
-  cc/bare/gp, ...); the overhead is the median over rounds of (tracked - bare) / bare within the
-  round, in process CPU time (what the tracker takes from the machine; robust to a shared VM's
-  steal) and in wall time (noisy on a shared VM: the bare runs' spread is printed beside it);
-  start and stop are inside the measured region;
-* **energy**: both trackers' kWh for the same job, greenprint's CPU estimate and RAM power forced
-  into codecarbon (``force_cpu_power``, ``force_ram_power``), the same intensity, process mode;
+  under codecarbon in each mode, in rounds whose order rotates; the overhead is the median over
+  rounds of (tracked - bare) / bare within the round, in process CPU time and in wall time (the
+  bare runs' spread is printed beside it); start and stop are inside the measured region;
+* **energy**: every tracker's kWh for the same job, greenprint's CPU TDP and RAM power forced
+  into codecarbon (``force_cpu_power``, ``force_ram_power``), the same intensity;
 * start+stop latency of an empty run (median of 30, warm);
 * ``python -X importtime -c "import greenprint"`` (cumulative import time of greenprint) and the
   wall time of ``greenprint --help`` beside ``python -c pass``.
 
-Usage: ``.venv/bin/python benchmarks/bench_tracking.py [--seconds 6] [--rounds 6] [--out FILE]``
+Usage: ``.venv/bin/python benchmarks/bench_tracking.py [--seconds 6] [--rounds 6] [--probes 5]
+[--idle 10] [--churn] [--out FILE]``
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # One BLAS thread: idle OpenBLAS workers spin for CPU time on some VMs, which would add noise to
 # the CPU-time figures larger than either tracker's cost. Set before numpy is imported.
@@ -44,6 +54,35 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 INTENSITY = 400.0  # g CO2-eq/kWh, forced in both trackers
+CODECARBON_MODES = ("process", "machine")
+
+#: Socket audit events refused in this process and in every probe (name resolution included;
+#: ``socket.gethostname`` reads the kernel's host name and is allowed).
+_SOCKET_EVENTS = frozenset(
+    {
+        "socket.__new__",
+        "socket.connect",
+        "socket.bind",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+        "socket.sendto",
+        "socket.sendmsg",
+    }
+)
+SOCKET_ATTEMPTS: list[str] = []
+#: Attempts refused in the probes, by tracker (urllib3, which codecarbon imports through
+#: requests, probes for IPv6 by creating a socket at import; refused, it assumes no IPv6).
+REFUSED: set[str] = set()
+
+
+def _no_sockets(event: str, args: tuple[object, ...]) -> None:
+    if event in _SOCKET_EVENTS:
+        SOCKET_ATTEMPTS.append(f"{event}{args!r:.120}")
+        raise RuntimeError(f"benchmark guard: {event} refused (no network in benchmarks)")
+
+
+sys.addaudithook(_no_sockets)
 
 
 def workload(iterations: int) -> float:
@@ -86,15 +125,21 @@ def run_greenprint(
 
 
 def run_codecarbon(
-    iterations: int, cpu_w: float, ram_w: float, outdir: str, body: float | None = None
+    iterations: int,
+    cpu_w: float,
+    ram_w: float,
+    outdir: str,
+    body: float | None = None,
+    mode: str = "process",
 ) -> tuple[float, dict[str, float]]:
+    """Track the workload with codecarbon's offline tracker in ``mode`` ("process"/"machine")."""
     from codecarbon import OfflineEmissionsTracker
 
     t0 = time.perf_counter()
     tracker = OfflineEmissionsTracker(
         country_iso_code="DEU",
         measure_power_secs=1,
-        tracking_mode="process",
+        tracking_mode=mode,
         force_cpu_power=cpu_w,
         force_ram_power=ram_w,
         force_carbon_intensity_g_co2e_kwh=INTENSITY,
@@ -141,19 +186,47 @@ def idle_probe(name: str, seconds: float, cpu_w: float, ram_w: float) -> tuple[f
     """:func:`idle_cost` of one tracker, measured in a fresh interpreter.
 
     BLAS is held to one thread there: idle OpenBLAS worker threads spin for CPU time on some
-    VMs (about 10 ms/s on this one), which would bury both trackers' own cost.
+    VMs (about 10 ms/s on one), which would bury the trackers' own cost.
     """
     blas = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GREENPRINT_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # import from .pyc, as an installed package does
     out = subprocess.run(
         [sys.executable, __file__, "--probe", name, "--idle", str(seconds)]
         + ["--cpu-w", str(cpu_w), "--ram-w", str(ram_w)],
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, **dict.fromkeys(blas, "1")},
+        env={**env, **dict.fromkeys(blas, "1")},
     ).stdout
-    sampling, start_stop = json.loads(out.strip().splitlines()[-1])
+    sampling, start_stop, sockets = json.loads(out.strip().splitlines()[-1])
+    if sockets and name == "greenprint":
+        raise RuntimeError(f"greenprint tried to open sockets: {sockets}")
+    REFUSED.update(f"{name}: {attempt}" for attempt in sockets)
     return float(sampling), float(start_stop)
+
+
+class Churn:
+    """Starts a short-lived process every ``period_s`` on a thread, until stopped."""
+
+    def __init__(self, period_s: float = 0.25) -> None:
+        self.period_s = period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.started = 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            subprocess.run(["true"], check=False)
+            self.started += 1
+
+    def __enter__(self) -> Churn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def spread(values: list[float]) -> float:
@@ -201,63 +274,151 @@ def wall_ms(cmd: list[str], n: int = 10) -> float:
     return statistics.median(times) * 1000.0
 
 
+TRACKERS = ("greenprint", *(f"codecarbon-{m}" for m in CODECARBON_MODES))
+
+
+def _tracker(name: str, cpu_w: float, ram_w: float, ledger: str, tmp: str) -> Callable[..., Any]:
+    """``f(iterations, body)`` that tracks the workload with the named tracker."""
+    if name == "greenprint":
+        return lambda it, body=None: run_greenprint(it, ledger, body)
+    mode = name.split("-", 1)[1]
+    return lambda it, body=None: run_codecarbon(it, cpu_w, ram_w, tmp, body, mode)
+
+
+def _machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_model_name": model,
+        "logical_cpus": os.cpu_count(),
+        "kernel": os.uname().release,
+        "python": sys.version.split()[0],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="workload length")
-    parser.add_argument("--rounds", type=int, default=6, help="rounds of bare/gp/cc (>= 1)")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of the workload (>= 1)")
+    parser.add_argument("--probes", type=int, default=5, help="idle probes per tracker (>= 1)")
     parser.add_argument("--idle", type=float, default=10.0, help="idle tracking length (s)")
+    parser.add_argument("--churn", action="store_true", help="start a process every 0.25 s")
+    parser.add_argument("--skip-workload", action="store_true", help="sampling cost only")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
-    parser.add_argument("--probe", choices=["greenprint", "codecarbon"], help=argparse.SUPPRESS)
+    parser.add_argument("--probe", choices=TRACKERS, help=argparse.SUPPRESS)
     parser.add_argument("--cpu-w", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--ram-w", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
     if args.probe:
         tmp = tempfile.mkdtemp(prefix="gp-bench-")
-        probes: dict[str, Callable[[float], tuple[float, dict[str, float]]]] = {
-            "greenprint": lambda s: run_greenprint(0, os.path.join(tmp, "probe.db"), s),
-            "codecarbon": lambda s: run_codecarbon(0, args.cpu_w, args.ram_w, tmp, s),
-        }
-        probes[args.probe](0.5)  # warm: imports, ledger creation, tables
-        print(json.dumps(idle_cost(probes[args.probe], args.idle)))
+        track = _tracker(args.probe, args.cpu_w, args.ram_w, os.path.join(tmp, "probe.db"), tmp)
+        track(0, 0.5)  # warm: imports, ledger creation, tables
+        sampling, start_stop = idle_cost(lambda body: track(0, body), args.idle)
+        print(json.dumps([sampling, start_stop, SOCKET_ATTEMPTS]))
         return
 
     from greenprint.hardware import detect_hardware
     from greenprint.meters._discovery import cpu_estimate_for, ram_estimate_for
 
+    load_before = os.getloadavg()
     hw = detect_hardware()
     tmp = tempfile.mkdtemp(prefix="gp-bench-")
     ledger = os.path.join(tmp, "bench.db")
-    iterations = calibrate(args.seconds)
-    # greenprint's own assumptions, forced into codecarbon so that both model the same machine
+    # greenprint's own assumptions, forced into codecarbon so that all model the same machine
     cpu_meter = cpu_estimate_for(hw)
     ram_meter = ram_estimate_for(hw)
     cpu_w = float(getattr(cpu_meter, "tdp_w", 0.0))
     ram_w = float(getattr(ram_meter, "power_w", 0.0))
 
+    # sampling cost: each tracker alone in a fresh interpreter, alternating, --probes each
+    probes: dict[str, list[tuple[float, float]]] = {n: [] for n in TRACKERS}
+    churn = Churn() if args.churn else None
+    if churn is not None:
+        churn.__enter__()
+    try:
+        for _ in range(args.probes):
+            for n in TRACKERS:
+                probes[n].append(idle_probe(n, args.idle, cpu_w, ram_w))
+    finally:
+        if churn is not None:
+            churn.__exit__()
+    figures: dict[str, Any] = {
+        **_machine(),
+        "cpu_model": hw.cpu_model,
+        "cpu_w": cpu_w,
+        "cpu_w_source": cpu_meter.provenance,
+        "ram_w": ram_w,
+        "load_average_before": load_before,
+        "churn_processes_started": churn.started if churn is not None else 0,
+        "probes": args.probes,
+        "idle_s": args.idle,
+    }
+    for n in TRACKERS:
+        key = n.replace("-", "_")
+        sampling = [p[0] for p in probes[n]]
+        start_stop = [p[1] for p in probes[n]]
+        figures[f"sampling_cpu_ms_per_s_{key}"] = statistics.median(sampling)
+        figures[f"sampling_cpu_ms_per_s_{key}_range"] = [min(sampling), max(sampling)]
+        figures[f"start_stop_cpu_ms_{key}"] = statistics.median(start_stop)
+    for mode in CODECARBON_MODES:
+        ratios = [
+            g[0] / c[0]
+            for g, c in zip(probes["greenprint"], probes[f"codecarbon-{mode}"], strict=True)
+        ]
+        figures[f"sampling_ratio_greenprint_to_codecarbon_{mode}"] = statistics.median(ratios)
+        figures[f"sampling_ratio_greenprint_to_codecarbon_{mode}_range"] = [
+            min(ratios),
+            max(ratios),
+        ]
+
+    if not args.skip_workload:
+        figures.update(workload_figures(args, hw, cpu_w, ram_w, ledger, tmp))
+    figures["start_stop_ms"] = 1000 * start_stop_latency(ledger)
+    figures["import_greenprint_ms"] = import_time_ms()
+    figures["greenprint_help_ms"] = wall_ms(
+        [str(Path(sys.executable).parent / "greenprint"), "--help"]
+    )
+    figures["python_c_pass_ms"] = wall_ms([sys.executable, "-c", "pass"])
+    figures["load_average_after"] = os.getloadavg()
+    figures["socket_attempts_refused"] = sorted(REFUSED | set(SOCKET_ATTEMPTS))
+    width = max(map(len, figures))
+    for key, value in figures.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        if isinstance(value, (list, tuple)):
+            shown = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
+        print(f"{key:<{width}}  {shown}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(figures, indent=2))
+    if any(a.startswith("greenprint") for a in REFUSED):
+        raise SystemExit("greenprint attempted to open a socket")
+
+
+def workload_figures(
+    args: argparse.Namespace, hw: Any, cpu_w: float, ram_w: float, ledger: str, tmp: str
+) -> dict[str, Any]:
+    """The CPU-bound job bare and under each tracker, rotated rounds; overheads and energies."""
+    iterations = calibrate(args.seconds)
     runners: dict[str, Callable[[], tuple[float, dict[str, float]]]] = {
-        "bare": lambda: run_bare(iterations),
-        "greenprint": lambda: run_greenprint(iterations, ledger),
-        "codecarbon": lambda: run_codecarbon(iterations, cpu_w, ram_w, tmp),
+        "bare": lambda: run_bare(iterations)
     }
-    runners["greenprint"]()  # warm: imports, ledger creation, codecarbon's tables
-    runners["codecarbon"]()
-    # each tracker alone in a fresh interpreter, so that neither pays for the other's threads
-    # three probes each, alternating; the median of each figure
-    probes: dict[str, list[tuple[float, float]]] = {"greenprint": [], "codecarbon": []}
-    for _ in range(3):
-        for n in probes:
-            probes[n].append(idle_probe(n, args.idle, cpu_w, ram_w))
-    idle = {
-        n: (statistics.median(p[0] for p in v), statistics.median(p[1] for p in v))
-        for n, v in probes.items()
-    }
+    for n in TRACKERS:
+        track = _tracker(n, cpu_w, ram_w, ledger, tmp)
+        runners[n] = lambda track=track: track(iterations)
+    for n in TRACKERS:
+        runners[n]()  # warm: imports, ledger creation, codecarbon's tables
     names = list(runners)
     times: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
-    energy: dict[str, list[dict[str, float]]] = {"greenprint": [], "codecarbon": []}
+    energy: dict[str, list[dict[str, float]]] = {k: [] for k in TRACKERS}
     for r in range(args.rounds):
-        order = names[r % 3 :] + names[: r % 3]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             c0 = time.process_time()
             elapsed, kwh = runners[name]()
@@ -272,43 +433,20 @@ def main() -> None:
     def kwh(name: str, part: str) -> float:
         return statistics.median(e.get(part, 0.0) for e in energy[name])
 
-    gp_over, cc_over = overhead("greenprint", times), overhead("codecarbon", times)
-    gp_cpu, cc_cpu = overhead("greenprint", cpu), overhead("codecarbon", cpu)
-    figures = {
-        "cpu_model": hw.cpu_model,
-        "cpu_w": cpu_w,
-        "cpu_w_source": cpu_meter.provenance,
-        "ram_w": ram_w,
+    out: dict[str, Any] = {
         "workload_s": statistics.median(times["bare"]),
         "rounds": args.rounds,
-        "sampling_cpu_ms_per_s_greenprint": idle["greenprint"][0],
-        "sampling_cpu_ms_per_s_codecarbon": idle["codecarbon"][0],
-        "start_stop_cpu_ms_greenprint": idle["greenprint"][1],
-        "start_stop_cpu_ms_codecarbon": idle["codecarbon"][1],
-        "greenprint_cpu_overhead_pct": 100 * gp_cpu,
-        "codecarbon_cpu_overhead_pct": 100 * cc_cpu,
-        "greenprint_wall_overhead_pct": 100 * gp_over,
-        "codecarbon_wall_overhead_pct": 100 * cc_over,
         "bare_wall_spread_pct": spread(times["bare"]),
         "bare_cpu_spread_pct": spread(cpu["bare"]),
-        "greenprint_energy_kwh": kwh("greenprint", "total"),
-        "greenprint_cpu_kwh": kwh("greenprint", "cpu"),
-        "greenprint_ram_kwh": kwh("greenprint", "ram"),
-        "greenprint_machine_kwh": kwh("greenprint", "machine"),
-        "codecarbon_energy_kwh": kwh("codecarbon", "total"),
-        "codecarbon_cpu_kwh": kwh("codecarbon", "cpu"),
-        "codecarbon_ram_kwh": kwh("codecarbon", "ram"),
-        "start_stop_ms": 1000 * start_stop_latency(ledger),
-        "import_greenprint_ms": import_time_ms(),
-        "greenprint_help_ms": wall_ms([str(Path(sys.executable).parent / "greenprint"), "--help"]),
-        "python_c_pass_ms": wall_ms([sys.executable, "-c", "pass"]),
     }
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        shown = f"{value:.4g}" if isinstance(value, float) else value
-        print(f"{key:<{width}}  {shown}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(figures, indent=2))
+    for n in TRACKERS:
+        key = n.replace("-", "_")
+        out[f"{key}_cpu_overhead_pct"] = 100 * overhead(n, cpu)
+        out[f"{key}_wall_overhead_pct"] = 100 * overhead(n, times)
+        for part in ("total", "cpu", "ram"):
+            out[f"{key}_{part}_kwh"] = kwh(n, part)
+    out["greenprint_machine_kwh"] = kwh("greenprint", "machine")
+    return out
 
 
 if __name__ == "__main__":
