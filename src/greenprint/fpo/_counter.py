@@ -464,7 +464,12 @@ class FPOCounter:
         else:
             return
         column = 0 if phase == 0 else 1
-        recompute = phase == 1 and torch.is_grad_enabled() and self._recomputing()
+        recompute = (
+            phase == 1
+            and self._forced_phase is None
+            and torch.is_grad_enabled()
+            and self._recomputing()
+        )
         if recompute:
             self._recompute += fpo
         modules = self._module
