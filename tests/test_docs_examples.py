@@ -11,9 +11,10 @@ How a block runs:
 * In a fresh temporary directory **per Markdown file**, shared by that file's blocks, which run
   in the order they appear: a later block may use what an earlier one wrote (the README's API
   quickstart writes ``greenprint.db`` with the study ``cifar-sweep``; its CLI and report
-  quickstarts read it), as a reader following the page would. Selecting one block (``-k``) first
-  runs the file's earlier blocks in its directory. Each block is its own process, so a Python
-  block makes its own imports, as it would when pasted alone.
+  quickstarts read it), as a reader following the page would. Selecting one block (``-k``)
+  first runs the file's earlier blocks in its directory (slow ones only in their own test).
+  Each block is its own process, so a Python block makes its own imports, as it would when
+  pasted alone.
 * With a clean environment: no ``GREENPRINT_*`` variable (the network guard is kept), no
   ``greenprint.toml`` or ``pyproject.toml`` above the directory, the virtual environment's
   ``bin`` first on ``PATH`` so that ``greenprint`` resolves.
@@ -347,14 +348,14 @@ def test_example_runs(block: Block, workspace: Workspace, require_component) -> 
     found = configured_above(doc_dir.path)
     require_component(not found, f"greenprint configuration above the temporary dir: {found}")
     earlier = [b for b in BLOCKS[block.doc] if b.line < block.line and not b.not_run]
-    for before in earlier:  # when run alone (-k), the file's earlier blocks first
-        if before.line not in doc_dir.passed:
+    for before in earlier:  # when selected alone (-k), the file's earlier blocks first
+        if before.line not in doc_dir.passed and not SLOW.search(before.code):
             doc_dir.passed[before.line] = run_block(before, doc_dir.path).returncode == 0
 
     done = run_block(block, doc_dir.path)
     doc_dir.passed[block.line] = done.returncode == 0
     if done.returncode != 0:
-        failed = [b.id for b in earlier if not doc_dir.passed[b.line]]
+        failed = [b.id for b in earlier if doc_dir.passed.get(b.line) is False]
         note = f"\n(earlier blocks of this file failed too: {', '.join(failed)})" if failed else ""
         pytest.fail(
             f"{block.id}: the {block.language} example exited with status {done.returncode} "
