@@ -28,8 +28,9 @@ How a block runs:
 * A block that runs ``greenprint demo`` (about 25 s) is marked ``slow``; it still runs by default.
 
 Inputs a block needs but that belong to the reader (their training script) come from
-``tests/docs_fixtures/``, copied into every directory before the file's first block runs; the
-text of a block is never changed. The fixtures:
+``tests/docs_fixtures/``, copied into every directory before the file's first block runs; a
+block runs as written (only the expressions whose shown values are checked get wrapped in the
+check). The fixtures:
 
 * ``train.py``: the training script of ``greenprint run ... -- python train.py --lr 0.1``
   (README, "Quickstart: the CLI"): a second of arithmetic, accuracy printed per epoch.
