@@ -55,3 +55,11 @@ def test_collect_environment_records_the_working_directory(repo, monkeypatch):
     env = collect_environment(command="python a.py", environ={"SLURM_JOB_ID": "42", "X": "1"})
     assert (env.git_commit, env.git_dirty) == (_git(repo, "rev-parse", "HEAD"), False)
     assert env.command == "python a.py" and env.env == {"SLURM_JOB_ID": "42"}
+
+
+def test_python_version_is_what_platform_says():
+    import platform
+
+    from greenprint._environment import python_version
+
+    assert python_version() == platform.python_version()

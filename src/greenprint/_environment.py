@@ -8,7 +8,6 @@ imported (greenprint never imports it for this).
 from __future__ import annotations
 
 import os
-import platform
 import shlex
 import socket
 import subprocess
@@ -25,6 +24,7 @@ __all__ = [
     "cached_git_state",
     "collect_environment",
     "git_state",
+    "python_version",
 ]
 
 #: Environment variables recorded when present: batch schedulers, cluster and device selection.
@@ -147,6 +147,20 @@ def cached_git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
     return state
 
 
+def python_version() -> str:
+    """``platform.python_version()`` without importing ``platform`` (1.3 ms of CPU).
+
+    CPython's version is the first word of ``sys.version``, with ``.0`` added when it has two
+    parts, as ``platform`` parses it; other interpreters ask ``platform``.
+    """
+    if sys.implementation.name != "cpython":
+        import platform  # noqa: PLC0415 - rare path
+
+        return platform.python_version()
+    version = sys.version.split()[0]
+    return version if version.count(".") >= 2 else version + ".0"
+
+
 def collect_environment(
     *, command: str | None = None, environ: Mapping[str, str] | None = None
 ) -> RunEnvironment:
@@ -159,7 +173,7 @@ def collect_environment(
         command=command if command is not None else shlex.join(sys.argv),
         git_commit=commit,
         git_dirty=dirty,
-        python_version=platform.python_version(),
+        python_version=python_version(),
         torch_version=getattr(torch, "__version__", None) if torch is not None else None,
         env={k: env[k] for k in SCHEDULER_VARIABLES if k in env},
     )
