@@ -135,6 +135,19 @@ def cdist_backward_rule(
     return pairs * _distance_backward_per_pair(float(p), x1[-1])
 
 
+@register_rule("aten._euclidean_dist")
+def euclidean_dist_rule(x1: tuple[int, ...], x2: tuple[int, ...], **kwargs: Any) -> int:
+    """``cdist``'s matrix-product path (p = 2, more than 25 rows): ``|a|^2 - 2ab + |b|^2``.
+
+    The squared norms (2 per element of each input) and ``-2 x1`` (1 per element of ``x1``),
+    one product of ``(P, M + 2) x (M + 2, R)`` per batch with the norms folded in, then clamp
+    and square root (2 per output).
+    """
+    batch = numel(x1[:-2])
+    p, m, r = x1[-2], x1[-1], x2[-2]
+    return 3 * numel(x1) + 2 * numel(x2) + batch * (2 * p * (m + 2) * r + 2 * p * r)
+
+
 @register_rule("aten._pdist_forward")
 def pdist_rule(self: tuple[int, ...], p: Any = 2.0, **kwargs: Any) -> int:
     """``N (N - 1) / 2`` pairs of rows of an ``(N, M)`` input, one distance each."""

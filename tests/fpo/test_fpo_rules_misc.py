@@ -1,0 +1,271 @@
+"""The less common ops real models run, against hand counts."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+
+
+def count(fn):
+    with gp.FPOCounter() as c:
+        fn()
+    return c.result
+
+
+def nonzero(by_op):
+    return {op: fpo for op, fpo in by_op.items() if fpo}
+
+
+def t(*shape, grad=False):
+    return torch.randn(*shape, requires_grad=grad)
+
+
+# -- elementwise -------------------------------------------------------------------------------
+
+
+def test_histc_five_per_element_and_two_more_to_find_the_range():
+    x = t(100)
+    assert count(lambda: torch.histc(x, bins=10)).by_op == {"aten.histc": 700}
+    assert count(lambda: torch.histc(x, bins=10, min=-1, max=1)).total == 500
+
+
+def test_glu_and_its_backward():
+    """(4, 8) -> (4, 4): 2 per output (sigmoid, multiply) = 32; the seed sum 16; backward 6 per
+    output-gradient element = 96."""
+    x = t(4, 8, grad=True)
+    r = count(lambda: F.glu(x).sum().backward())
+    assert nonzero(r.by_op) == {"aten.glu": 32, "aten.sum": 16, "aten.glu_backward": 96}
+
+
+def test_celu_counts_as_elu_and_its_backward_is_elu_backward():
+    x = t(4, 8, grad=True)
+    r = count(lambda: F.celu(x, alpha=0.5).sum().backward())
+    assert nonzero(r.by_op) == {"aten.celu": 192, "aten.sum": 32, "aten.elu_backward": 128}
+
+
+@pytest.mark.parametrize("fn", [torch.logaddexp, torch.logaddexp2])
+def test_logaddexp_seven_per_element(fn):
+    a, b = t(4, 8), t(1, 8)
+    assert count(lambda: fn(a, b)).total == 7 * 32
+
+
+def test_bce_with_logits_pos_weight_adds_its_terms():
+    """7 per element + the mean (12 + 1) = 97; pos_weight: 3 per element + 3 = 39 more."""
+    x, y = t(4, 3), torch.rand(4, 3)
+    assert count(lambda: F.binary_cross_entropy_with_logits(x, y)).total == 97
+    pw = torch.ones(3)
+    r = count(lambda: F.binary_cross_entropy_with_logits(x, y, pos_weight=pw))
+    assert r.total == 97 + 3 * 12 + 3
+
+
+# -- distances ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p", "per_pair"), [(2.0, 3 * 5 + 1), (1.0, 3 * 5), (float("inf"), 3 * 5), (3.0, 4 * 5 + 1)]
+)
+def test_cdist_per_pair(p, per_pair):
+    """(3, 4, 5) and (3, 6, 5): 3 * 4 * 6 = 72 pairs of 5-vectors."""
+    a, b = t(3, 4, 5), t(3, 6, 5)
+    assert count(lambda: torch.cdist(a, b, p=p)).by_op == {"aten._cdist_forward": 72 * per_pair}
+
+
+def test_cdist_backward_once_per_input():
+    """p = 2: 72 pairs * (4 * 5 + 1) for each of the two inputs."""
+    a, b = t(3, 4, 5, grad=True), t(3, 6, 5, grad=True)
+    r = count(lambda: torch.cdist(a, b).sum().backward())
+    assert r.by_op["aten._cdist_backward"] == 2 * 72 * 21
+    assert r.unknown_ops == {}
+
+
+def test_large_cdist_takes_the_matrix_product_path():
+    """40 x 5 against 30 x 5 (more than 25 rows): norms 3 * 200 + 2 * 150, the (40, 7) x (7, 30)
+    product 2 * 40 * 7 * 30, clamp and square root 2 * 1200."""
+    a, b = t(40, 5, grad=True), t(30, 5, grad=True)
+    r = count(lambda: torch.cdist(a, b))
+    assert r.by_op["aten._euclidean_dist"] == 600 + 300 + 16_800 + 2_400
+    r = count(lambda: torch.cdist(a, b).sum().backward())
+    assert r.unknown_ops == {}
+
+
+def test_pdist_counts_each_pair_once():
+    """5 rows: 10 pairs of 4-vectors, 3 * 4 + 1 each."""
+    x = t(5, 4, grad=True)
+    r = count(lambda: F.pdist(x).sum().backward())
+    assert r.by_op["aten._pdist_forward"] == 130
+    assert r.by_op["aten._pdist_backward"] == 10 * (4 * 4 + 1 + 4)
+
+
+# -- grid sampling -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "padding", "expected"),
+    [
+        # 16 locations, 48 outputs: coordinates 3 per dim (+ clipping), then per output
+        ("bilinear", "zeros", 16 * 6 + 48 * 9),
+        ("bilinear", "border", 16 * (6 + 4) + 48 * 9),
+        ("nearest", "zeros", 16 * 6),
+        ("bicubic", "reflection", 16 * (6 + 12) + 48 * 35),
+    ],
+)
+def test_grid_sample_2d(mode, padding, expected):
+    x, grid = t(1, 3, 8, 8), torch.rand(1, 4, 4, 2) * 2 - 1
+    r = count(lambda: F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False))
+    assert r.by_op == {"aten.grid_sampler_2d": expected}
+
+
+def test_grid_sample_3d_trilinear():
+    """32 locations * 9 + 96 outputs * 21."""
+    x, grid = t(1, 3, 4, 8, 8), torch.rand(1, 2, 4, 4, 3) * 2 - 1
+    r = count(lambda: F.grid_sample(x, grid, align_corners=False))
+    assert r.by_op == {"aten.grid_sampler_3d": 32 * 9 + 96 * 21}
+
+
+def test_grid_sample_backward_input_and_grid():
+    """grad_input 48 * 9; grad_grid 2 * 48 * 9 + 3 * 2 * 16."""
+    x = t(1, 3, 8, 8, grad=True)
+    grid = (torch.rand(1, 4, 4, 2) * 2 - 1).requires_grad_()
+    r = count(lambda: F.grid_sample(x, grid, align_corners=False).sum().backward())
+    assert r.by_op["aten.grid_sampler_2d_backward"] == 432 + 864 + 96
+    fixed = torch.rand(1, 4, 4, 2) * 2 - 1
+    r = count(lambda: F.grid_sample(x, fixed, align_corners=False).sum().backward())
+    assert r.by_op["aten.grid_sampler_2d_backward"] == 432
+
+
+# -- embedding bags ----------------------------------------------------------------------------
+
+INDICES, OFFSETS = torch.tensor([1, 2, 3, 4]), torch.tensor([0, 2])  # 4 rows into 2 bags
+
+
+@pytest.mark.parametrize(
+    ("mode", "forward", "backward"),
+    [
+        ("sum", 16, 16),  # 4 rows of 4 added; back: each row gets its bag's gradient
+        ("mean", 16 + 8, 16 + 8),  # + one division per output (and gradient) element
+        ("max", 16, 8),  # 16 compares; back: only each bag's max row, 2 * 4
+    ],
+)
+def test_embedding_bag_modes(mode, forward, backward):
+    bag = nn.EmbeddingBag(10, 4, mode=mode)
+    r = count(lambda: bag(INDICES, OFFSETS).sum().backward())
+    assert r.by_op["aten._embedding_bag"] == forward
+    assert r.by_op["aten._embedding_bag_backward"] == backward
+    assert r.unknown_ops == {}
+
+
+def test_embedding_bag_per_sample_weights():
+    """Forward: 16 adds + 16 multiplies; backward: rows 16 + 16, the weights' gradient one dot
+    product of 4 per row (2 * 4 * 4)."""
+    bag = nn.EmbeddingBag(10, 4, mode="sum")
+    weights = torch.rand(4, requires_grad=True)
+    r = count(lambda: bag(INDICES, OFFSETS, per_sample_weights=weights).sum().backward())
+    assert r.by_op["aten._embedding_bag"] == 32
+    assert r.by_op["aten._embedding_bag_backward"] == 32
+    assert r.by_op["aten._embedding_bag_per_sample_weights_backward"] == 32
+
+
+# -- CTC loss ----------------------------------------------------------------------------------
+
+
+def test_ctc_loss_forward_and_backward():
+    """T = 10, N = 2, C = 5, targets of length up to S = 4: a (2, 10, 9) lattice of 180 cells.
+    Forward 15 per cell + 11 per sample = 2,722; backward 20 per cell + 6 per element of the
+    (10, 2, 5) gradient = 4,200."""
+    logits = t(10, 2, 5, grad=True)
+    targets = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 0]])
+    lengths, target_lengths = torch.tensor([10, 10]), torch.tensor([4, 3])
+
+    def loss():
+        F.ctc_loss(logits.log_softmax(2), targets, lengths, target_lengths).backward()
+
+    r = count(loss)
+    assert r.by_op["aten._ctc_loss"] == 2_722
+    assert r.by_op["aten._ctc_loss_backward"] == 4_200
+    assert r.unknown_ops == {}
+
+
+# -- torchvision's detection ops ---------------------------------------------------------------
+
+_ROI_ALIGN = (
+    "roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+    "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor"
+)
+_ROI_ALIGN_BACKWARD = (
+    "_roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, SymInt pooled_height, "
+    "SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt height, SymInt width, "
+    "int sampling_ratio, bool aligned) -> Tensor"
+)
+_NMS = "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
+
+
+def _has_torchvision_op(name):
+    try:
+        getattr(torch.ops.torchvision, name)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def torchvision_ops():
+    """torchvision's ops, or stand-ins with their real schemas when its C++ ops are absent."""
+    if all(_has_torchvision_op(n) for n in ("roi_align", "_roi_align_backward", "nms")):
+        yield torch.ops.torchvision
+        return
+    lib = torch.library.Library("torchvision", "FRAGMENT")
+    for schema in (_ROI_ALIGN, _ROI_ALIGN_BACKWARD, _NMS):
+        lib.define(schema)
+
+    def roi_align(input, rois, spatial_scale, ph, pw, sampling_ratio, aligned):
+        return input.new_zeros(rois.shape[0], input.shape[1], ph, pw)
+
+    def roi_align_backward(grad, rois, spatial_scale, ph, pw, b, c, h, w, ratio, aligned):
+        return grad.new_zeros(b, c, h, w)
+
+    def nms(dets, scores, iou_threshold):
+        return torch.argsort(scores, descending=True)
+
+    for key in ("CPU", "Meta"):
+        lib.impl("roi_align", roi_align, key)
+        lib.impl("_roi_align_backward", roi_align_backward, key)
+        lib.impl("nms", nms, key)
+    yield torch.ops.torchvision
+    del lib
+
+
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+def test_roi_align_by_hand(torchvision_ops, sampling_ratio):
+    """4 RoIs, 3 channels, 2 x 2 bins, 2 x 2 samples (adaptive counted as 2 x 2): per output
+    element 8 * 4 + 1 (48 elements), per sample position 16 (4 * 4 * 4 positions), per RoI 8:
+    1,584 + 1,024 + 32."""
+    x = torch.randn(2, 3, 16, 16)
+    rois = torch.tensor([[0, 0.0, 0, 8, 8]] * 4)
+    r = count(lambda: torchvision_ops.roi_align(x, rois, 0.5, 2, 2, sampling_ratio, True))
+    assert r.by_op == {"torchvision.roi_align": 2_640}
+    grad = torch.randn(4, 3, 2, 2)
+    args = (grad, rois, 0.5, 2, 2, 2, 3, 16, 16, sampling_ratio, True)
+    r = count(lambda: torchvision_ops._roi_align_backward(*args))
+    assert r.by_op == {"torchvision._roi_align_backward": 2_640}
+
+
+def test_nms_by_hand(torchvision_ops):
+    """10 boxes: sort 10 * 4, areas 3 * 10, IoU of 45 pairs at 13 each: 655."""
+    boxes = torch.rand(10, 4) * 10
+    boxes[:, 2:] += boxes[:, :2]
+    scores = torch.rand(10)
+    r = count(lambda: torchvision_ops.nms(boxes, scores, 0.5))
+    assert r.by_op == {"torchvision.nms": 655}
+
+
+def test_detection_ops_on_meta(torchvision_ops):
+    x = torch.empty(2, 3, 16, 16, device="meta")
+    rois = torch.empty(4, 5, device="meta")
+    r = count(lambda: torchvision_ops.roi_align(x, rois, 0.5, 2, 2, 2, True))
+    assert r.total == 2_640
