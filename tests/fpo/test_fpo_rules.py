@@ -386,6 +386,8 @@ def test_every_registered_op_exists_in_this_torch():
     missing = []
     for name in RULES:
         namespace, _, rest = name.partition(".")
+        if namespace == "torchvision":  # exists once torchvision's C++ ops are loaded
+            continue
         packet, _, overload = rest.partition(".")
         op = getattr(getattr(torch.ops, namespace), packet, None)
         if op is None or (overload and not hasattr(op, overload)):
