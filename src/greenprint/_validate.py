@@ -127,15 +127,10 @@ def finite_number(
     if bounds != "any value":
         allowed += f" with {bounds}"
     where = f" ({source})" if source else ""
-    if _is_number(value):
-        number = float(value)  # type: ignore[arg-type]
-    elif text and isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            extra = f" {alternative}" if alternative else ""
-            raise error(f"{name} must be {allowed}{extra}, got {value!r}{where}") from None
-    else:
+    number = (
+        number_or_name(value) if _is_number(value) or (text and isinstance(value, str)) else None
+    )
+    if not isinstance(number, float):
         extra = f" {alternative}" if alternative else ""
         raise error(f"{name} must be {allowed}{extra}, got {value!r}{where}")
     in_range = math.isfinite(number)

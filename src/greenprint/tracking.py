@@ -743,6 +743,8 @@ class Run:
         from greenprint.ledger._store import shared_ledger
 
         old = self._ledger
+        if old is None:  # pragma: no cover - only called with a ledger
+            return False
         where = getattr(old, "path", None) or old.url
         logger.warning(
             "greenprint: ledger file %s was deleted or replaced while run %s was running; "
