@@ -120,40 +120,58 @@ def _read_csv(name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def _region(
+    row: dict[str, str], sources: dict[str, dict[str, str]], aliases_of: dict[str, list[str]]
+) -> Region:
+    kind = row["kind"]
+    if kind not in _KIND_ORDER:  # pragma: no cover - guarded by the build script
+        raise ValueError(f"regions.csv: unknown kind {kind!r} for {row['code']}")
+    return Region(
+        code=row["code"],
+        kind=kind,  # type: ignore[arg-type]
+        name=row["name"],
+        g_per_kwh=float(row["g_per_kwh"]),
+        year=int(row["year"]),
+        source=sources[row["source"]]["label"],
+        grid=row["grid"] or None,
+        aliases=tuple(aliases_of.get(row["code"], ())),
+        citation=sources[row["source"]]["citation"],
+        url=sources[row["source"]]["url"],
+    )
+
+
+def _aliases_of(alias_rows: list[dict[str, str]]) -> dict[str, list[str]]:
+    """Canonical code -> its unambiguous aliases, in table order."""
+    aliases_of: dict[str, list[str]] = {}
+    for row in alias_rows:
+        codes = row["code"].split("|")
+        if len(codes) == 1:
+            aliases_of.setdefault(codes[0], []).append(row["alias"])
+    return aliases_of
+
+
 @functools.lru_cache(maxsize=1)
 def _tables() -> _Tables:
     sources = {row["id"]: row for row in _read_csv("sources.csv")}
     alias_rows = _read_csv("aliases.csv")
-    aliases_of: dict[str, list[str]] = {}
-    aliases: dict[str, tuple[str, ...]] = {}
-    for row in alias_rows:
-        codes = tuple(row["code"].split("|"))
-        aliases[row["alias"]] = codes
-        if len(codes) == 1:
-            aliases_of.setdefault(codes[0], []).append(row["alias"])
-    regions_: list[Region] = []
-    for row in _read_csv("regions.csv"):
-        kind = row["kind"]
-        if kind not in _KIND_ORDER:  # pragma: no cover - guarded by the build script
-            raise ValueError(f"regions.csv: unknown kind {kind!r} for {row['code']}")
-        regions_.append(
-            Region(
-                code=row["code"],
-                kind=kind,  # type: ignore[arg-type]
-                name=row["name"],
-                g_per_kwh=float(row["g_per_kwh"]),
-                year=int(row["year"]),
-                source=sources[row["source"]]["label"],
-                grid=row["grid"] or None,
-                aliases=tuple(aliases_of.get(row["code"], ())),
-                citation=sources[row["source"]]["citation"],
-                url=sources[row["source"]]["url"],
-            )
-        )
+    aliases = {row["alias"]: tuple(row["code"].split("|")) for row in alias_rows}
+    aliases_of = _aliases_of(alias_rows)
+    regions_ = [_region(row, sources, aliases_of) for row in _read_csv("regions.csv")]
     regions_.sort(key=lambda r: (_KIND_ORDER[r.kind], r.code))
     by_code = {r.code.lower(): r for r in regions_}
     logger.debug("loaded %d carbon-intensity regions", len(by_code))
     return _Tables(by_code=by_code, aliases=aliases, ordered=tuple(regions_))
+
+
+@functools.lru_cache(maxsize=1)
+def _world_only() -> Region:
+    """The world row alone: what a run with no region needs, without building every region."""
+    sources = {row["id"]: row for row in _read_csv("sources.csv")}
+    aliases_of = _aliases_of(_read_csv("aliases.csv"))
+    for row in _read_csv("regions.csv"):
+        if row["code"].lower() == "world":
+            return _region(row, sources, aliases_of)
+    raise LookupError("regions.csv has no world row")  # pragma: no cover - build script
 
 
 def regions() -> list[Region]:
@@ -170,7 +188,9 @@ def regions() -> list[Region]:
 
 def world() -> Region:
     """The world-average row used when nothing is configured."""
-    return _tables().by_code["world"]
+    if _tables.cache_info().currsize:  # the full tables are loaded already
+        return _tables().by_code["world"]
+    return _world_only()
 
 
 def _candidates(key: str) -> list[str]:
