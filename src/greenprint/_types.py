@@ -19,8 +19,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, Union
 
-if TYPE_CHECKING:  # pragma: no cover - leaf modules only, so any layer can use these names
-    from greenprint.ledger._base import BaseLedger
+if TYPE_CHECKING:  # pragma: no cover - never at run time
+    from greenprint.ledger._store import Ledger
     from greenprint.meters._base import MeterReading
 
 __all__ = [
@@ -34,9 +34,9 @@ __all__ = [
 
 #: A ledger to write to: an open ledger, a path or URL, ``None`` (the configured one), or
 #: ``False`` (no ledger: the run stays in memory).
-LedgerLike: TypeAlias = Union["BaseLedger", str, "os.PathLike[str]", None, Literal[False]]
+LedgerLike: TypeAlias = Union["Ledger", str, "os.PathLike[str]", None, Literal[False]]
 #: A ledger to read from: an open ledger, a path or URL, or ``None`` (the configured one).
-LedgerSource: TypeAlias = Union["BaseLedger", str, "os.PathLike[str]", None]
+LedgerSource: TypeAlias = Union["Ledger", str, "os.PathLike[str]", None]
 #: A grid intensity given by the user: g CO2-eq/kWh (number or numeric string), a path to an
 #: hourly CSV (``timestamp,g_per_kwh``), or ``None`` (region, settings, world average).
 IntensityLike: TypeAlias = Union[float, str, "os.PathLike[str]", None]

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from greenprint import _lineage
 from greenprint._accounting import CostAccount
@@ -56,6 +56,10 @@ from greenprint._lifecycle import registry, status_for
 from greenprint._records import MetricPoint, PowerSample, RunRecord
 from greenprint._validate import finite_number, mapping_of_names, non_negative_int, optional_text
 from greenprint._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._types import IntensityLike, LedgerLike, MeterSetLike, PUELike
+    from greenprint.ledger import Ledger
 
 __all__ = ["PARENT_ENV", "Run", "active_runs", "track"]
 
@@ -99,10 +103,10 @@ def track(
     name: str | None = None,
     *,
     study: str | None = None,
-    ledger: Any = None,
+    ledger: LedgerLike = None,
     region: str | None = None,
-    intensity: float | str | os.PathLike[str] | None = None,
-    pue: float | str | None = None,
+    intensity: IntensityLike = None,
+    pue: PUELike = None,
     params: Mapping[str, Any] | None = None,
     dataset_size: int | None = None,
     parent: Run | str | None = None,
@@ -111,7 +115,7 @@ def track(
     command: str | None = None,
     sample_interval_s: float = 1.0,
     flush_interval_s: float = 10.0,
-    meters: Any = None,
+    meters: MeterSetLike | None = None,
     budget_kwh: float | None = None,
     budget_kg: float | None = None,
 ) -> Run:
@@ -235,7 +239,10 @@ class Run:
         )
         self._pue = resolve_pue(options.get("pue"), config=config)
         configured_cpu_tdp(config)  # a bad cpu_tdp_w is refused now, not when meters start
-        self._ledger = _open_ledger(options.get("ledger"), config.ledger)
+        # the ledger is checked now (nothing is created) and opened when the run starts, so
+        # decorating a function at import time writes nothing
+        self._ledger_location = _ledger_location(options.get("ledger"), config.ledger)
+        self._ledger: Ledger | None = None
         self._study = (
             options.get("study") or _lineage.inherited_study() or config.get("study") or "default"
         )
@@ -529,8 +536,13 @@ class Run:
         return self._pue.value
 
     @property
-    def ledger(self) -> Any:
-        """The :class:`~greenprint.Ledger` written to, or ``None`` for an in-memory run."""
+    def ledger(self) -> Ledger | None:
+        """The :class:`~greenprint.Ledger` written to, or ``None`` for an in-memory run.
+
+        The ledger is opened when the run starts (here, if asked for before that).
+        """
+        if self._ledger is None and self._ledger_location is not None:
+            self._ledger = _open_ledger(self._ledger_location)
         return self._ledger
 
     @property
@@ -547,6 +559,8 @@ class Run:
     def _begin(self) -> None:
         from greenprint.hardware import detect_hardware
 
+        if self._ledger is None and self._ledger_location is not None:
+            self._ledger = _open_ledger(self._ledger_location)  # before anything is started
         self.id = _new_run_id()
         self.parent_id = self._resolve_parent()
         from greenprint.meters._set import detect_meters, guard_meters
@@ -842,14 +856,30 @@ def _default_name() -> str:
     return script if script and script not in ("-c", "-m") else "run"
 
 
-def _open_ledger(ledger: Any, configured: str) -> Any:
+def _ledger_location(ledger: LedgerLike, configured: str) -> Ledger | str | os.PathLike[str] | None:
+    """Where the run will write: an open ledger, a path or URL, or ``None`` (no ledger).
+
+    A path is checked as opening it would (a directory, a missing parent, a file that is not a
+    ledger), but a missing ledger file is not created yet.
+
+    Raises:
+        LedgerPathError, NotALedgerError: the path cannot be a ledger.
+    """
     if ledger is False:
         return None
     from greenprint.ledger import Ledger
-    from greenprint.ledger._store import shared_ledger
+    from greenprint.ledger._target import resolve_target
 
     if ledger is None:
         ledger = _lineage.inherited_ledger() or configured
     if isinstance(ledger, Ledger):
         return ledger
-    return shared_ledger(ledger)
+    resolve_target(ledger).prepare(create=True, dry_run=True)
+    return ledger
+
+
+def _open_ledger(location: Ledger | str | os.PathLike[str]) -> Ledger:
+    from greenprint.ledger import Ledger
+    from greenprint.ledger._store import shared_ledger
+
+    return location if isinstance(location, Ledger) else shared_ledger(location)

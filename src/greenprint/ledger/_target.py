@@ -46,11 +46,13 @@ class Target:
         """A short name for messages: the file path, or the URL with the password masked."""
         return str(self.path) if self.path is not None else mask_url(self.url)
 
-    def prepare(self, *, create: bool) -> bool:
+    def prepare(self, *, create: bool, dry_run: bool = False) -> bool:
         """Check a SQLite path before opening it; create an empty file if allowed and missing.
 
         Args:
             create: whether a missing ledger may be created.
+            dry_run: check only: a missing file that could be created is not created (a run
+                checks its ledger when it is made and opens it when it starts).
 
         Returns:
             ``True`` if this call created the (empty) file, so a failed open can remove it.
@@ -91,6 +93,8 @@ class Target:
             raise LedgerPathError(f"cannot create ledger {path}: directory {parent} does not exist")
         if not parent.is_dir():
             raise LedgerPathError(f"cannot create ledger {path}: {parent} is not a directory")
+        if dry_run:
+            return False
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:  # another process created it meanwhile
