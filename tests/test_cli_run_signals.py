@@ -88,9 +88,9 @@ def test_ctrl_c_to_the_process_group_reaches_the_command_once(tmp_path):
     assert "KeyboardInterrupt" not in stderr and "Traceback" not in stderr
     (rec,) = gp.Ledger(str(tmp_path / "l.db")).runs()
     assert rec.status == "interrupted"
-    assert rec.error == "SIGINT (exit status 130)"
+    assert rec.error == "SIGINT, then exit status 130"
     assert rec.duration_s >= 1.0  # the cleanup was measured too
-    assert "interrupted (SIGINT (exit status 130))" in stderr
+    assert "interrupted (SIGINT, then exit status 130)" in stderr
 
 
 def test_sigterm_to_greenprint_alone_is_forwarded_once(tmp_path):
@@ -102,7 +102,7 @@ def test_sigterm_to_greenprint_alone_is_forwarded_once(tmp_path):
     assert rc == 128 + signal.SIGTERM
     (rec,) = gp.Ledger(str(tmp_path / "l.db")).runs()
     assert rec.status == "interrupted"
-    assert rec.error == "SIGTERM (killed by SIGTERM)"
+    assert rec.error == "SIGTERM, then killed by SIGTERM"
 
 
 def test_sigint_reaches_a_command_in_a_process_group_of_its_own(tmp_path):
@@ -138,7 +138,7 @@ def test_a_signal_greenprint_was_started_ignoring_stays_ignored(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     (rec,) = gp.Ledger(str(tmp_path / "l.db")).runs()
-    assert rec.error == "SIGTERM (killed by SIGTERM)"
+    assert rec.error == "SIGTERM, then killed by SIGTERM"
 
 
 def gone(pid):

@@ -18,6 +18,7 @@ import click
 
 from greenprint import _process
 from greenprint._exceptions import ConfigError
+from greenprint._records import RUN_ROLES
 from greenprint.cli._common import ledger_option, study_option
 
 __all__ = ["command", "format_price_tag"]
@@ -47,6 +48,12 @@ __all__ = ["command", "format_price_tag"]
 )
 @click.option("--sample-interval", "sample_s", type=float, default=1.0, show_default=True)
 @click.option("--flush-interval", "flush_s", type=float, default=10.0, show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(RUN_ROLES),
+    default=None,
+    help="What the run is in its study [default: inferred when the study is analysed].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the price tag.")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(
@@ -59,6 +66,7 @@ def command(
     scope: str,
     sample_s: float,
     flush_s: float,
+    role: str | None,
     quiet: bool,
     cmd: tuple[str, ...],
 ) -> int:
@@ -87,6 +95,7 @@ def command(
         command=subprocess.list2cmdline(cmd),
         sample_interval_s=sample_s,
         flush_interval_s=flush_s,
+        role=role,
     )
     run.start()
     with _process.SignalRelay() as relay:
@@ -115,7 +124,7 @@ def _outcome(returncode: int, received: list[int]) -> tuple[str, str | None]:
         return "finished", None
     ended = _process.describe_exit(returncode)
     if received:
-        return "interrupted", f"{_process.signal_name(received[0])} ({ended})"
+        return "interrupted", f"{_process.signal_name(received[0])}, then {ended}"
     if -returncode in _process.STOP_SIGNALS:
         return "interrupted", ended
     return "failed", ended
