@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from greenprint._records import PowerSample
+from greenprint._types import IntensityCurve
 from greenprint._units import JOULES_PER_KWH
 from greenprint.meters._base import MeterReading
 
@@ -27,12 +28,13 @@ class CostAccount:
     Args:
         scope: ``"process"`` to count the process tree's attributed energy (the whole machine's
             when a meter cannot attribute), ``"machine"`` for the whole machine's.
-        intensity: a :class:`~greenprint.carbon.Intensity` (g CO2-eq/kWh, possibly a series).
+        intensity: a :class:`~greenprint.carbon.Intensity` (g CO2-eq/kWh, possibly a series), or
+            anything with its ``at`` and ``emissions_g``.
         pue: the power usage effectiveness applied to IT energy.
         t0: start time, seconds since the Unix epoch.
     """
 
-    def __init__(self, *, scope: str, intensity: Any, pue: float, t0: float) -> None:
+    def __init__(self, *, scope: str, intensity: IntensityCurve, pue: float, t0: float) -> None:
         self.scope = scope
         self.intensity = intensity
         self.pue = pue

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, ReportError
 from greenprint._provenance import Provenance
@@ -30,13 +30,17 @@ from greenprint.report._text import (
     model_card_emissions,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._types import LedgerSource
+    from greenprint.ledger import Ledger
+
 __all__ = ["build_report"]
 
 logger = logging.getLogger(__name__)
 
 
 def build_report(
-    ledger: Any,
+    ledger: LedgerSource,
     study: str | None = None,
     *,
     metric: str | None = None,
@@ -108,7 +112,7 @@ def build_report(
             led.close()
 
 
-def _pick_study(led: Any, study: str | None) -> str:
+def _pick_study(led: Ledger, study: str | None) -> str:
     if study is not None:
         if not isinstance(study, str) or not study:
             raise ReportError(f"a study name must be a non-empty string, not {study!r}")
