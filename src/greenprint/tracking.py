@@ -53,7 +53,7 @@ from greenprint._accounting import CostAccount
 from greenprint._config import load_config
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._lifecycle import registry, status_for
-from greenprint._records import MetricPoint, PowerSample, RunRecord
+from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
 from greenprint._validate import finite_number, mapping_of_names, non_negative_int, optional_text
 from greenprint._version import __version__
 
@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 #: Environment variable through which a child process inherits its parent run (see _lineage).
 PARENT_ENV = _lineage.PARENT_ENV
 
-_SETTABLE = frozenset({"params", "dataset_size", "fpo", "param_count"})
+_SETTABLE = frozenset({"params", "dataset_size", "fpo", "param_count", "role"})
 
 #: The keyword options of :func:`track` (and :class:`Run`).
 _OPTIONS = frozenset(
@@ -89,6 +89,7 @@ _OPTIONS = frozenset(
         "meters",
         "budget_kwh",
         "budget_kg",
+        "role",
     }
 )
 
@@ -118,6 +119,7 @@ def track(
     meters: MeterSetLike | None = None,
     budget_kwh: float | None = None,
     budget_kg: float | None = None,
+    role: str | None = None,
 ) -> Run:
     """Track a run's energy, CO2-eq, time and metrics into a ledger.
 
@@ -152,6 +154,10 @@ def track(
         budget_kwh: an energy budget in kWh; crossing it logs one warning and sets
             :attr:`Run.over_budget` (the run is never stopped for you).
         budget_kg: a CO2-eq budget in kg, likewise.
+        role: what the run is in its study: ``"trial"``, ``"part"`` (a fold, worker or
+            sub-step of its parent), ``"baseline"``, ``"final"`` (the model reported),
+            ``"learning-curve"`` or ``"sweep"`` (a container of trials); default ``None``:
+            inferred when the study is analysed (see :func:`greenprint.analysis.resolve_roles`).
 
     Returns:
         A :class:`Run`, not yet started.
@@ -183,6 +189,7 @@ def track(
         meters=meters,
         budget_kwh=budget_kwh,
         budget_kg=budget_kg,
+        role=role,
     )
 
 
@@ -229,6 +236,7 @@ class Run:
         if dataset_size is not None:
             dataset_size = non_negative_int("dataset_size", dataset_size)
         _check_parent(options.get("parent"))
+        role = check_role(options.get("role"))
         _check_pid(options.get("pid"))
         from greenprint.carbon import resolve_intensity, resolve_pue
         from greenprint.meters._estimate import configured_cpu_tdp
@@ -253,6 +261,7 @@ class Run:
         self._flush_s = flush_s
         self._params: dict[str, Any] = params
         self._dataset_size: int | None = dataset_size
+        self._role: str | None = role
         self._fpo: int | None = None
         self._param_count: int | None = None
         self._lock = threading.RLock()  # guards the run's state; never held around a meter read
@@ -328,11 +337,12 @@ class Run:
             self._pending_metrics.extend(points)
 
     def set(self, **fields: Any) -> None:
-        """Record facts: ``params`` (merged), ``dataset_size``, ``fpo``, ``param_count``.
+        """Record facts: ``params`` (merged), ``dataset_size``, ``fpo``, ``param_count``, ``role``.
 
         Raises:
             ConfigError: an unknown field, ``params`` that is not a mapping with string keys, or
-                a count that is not a non-negative integer; nothing is recorded then.
+                a count that is not a non-negative integer, or an unknown ``role`` (the message
+                lists the roles); nothing is recorded then.
         """
         unknown = set(fields) - _SETTABLE
         if unknown:
@@ -346,6 +356,7 @@ class Run:
             for key in ("dataset_size", "fpo", "param_count")
             if key in fields
         }
+        role = check_role(fields["role"]) if "role" in fields else None
         with self._lock:  # everything checked first: a bad field changes nothing
             if params is not None:
                 self._params.update(params)
@@ -353,6 +364,8 @@ class Run:
             for key, value in counts.items():
                 setattr(self, f"_{key}", value)
                 self._pending_fields[key] = value
+            if "role" in fields:
+                self._role = self._pending_fields["role"] = role
 
     def add_fpo(self, fpo: int) -> None:
         """Add floating-point operations done by this run (e.g. one training step's, per step)."""
@@ -509,6 +522,11 @@ class Run:
         return self._fpo
 
     @property
+    def role(self) -> str | None:
+        """The run's role in its study as given (``None``: to be inferred when analysed)."""
+        return self._role
+
+    @property
     def params(self) -> dict[str, Any]:
         """Hyper-parameters recorded so far."""
         return dict(self._params)
@@ -629,6 +647,7 @@ class Run:
             dataset_size=self._dataset_size,
             fpo=self._fpo,
             param_count=self._param_count,
+            role=self._role,
             scope=self._scope,
             pue=self._pue.value,
             intensity_g_per_kwh=self._intensity.g_per_kwh,

@@ -32,9 +32,9 @@ _FORMAT_HELP = (
 @click.option(
     "--mode",
     type=click.Choice(["max", "min"]),
-    default="max",
-    show_default=True,
-    help="Whether a higher (max) or lower (min) metric is better.",
+    default=None,
+    help="Whether a higher (max) or lower (min) metric is better [default: min for a metric "
+    "named like a loss, error, perplexity, rmse... (the report says so), else max].",
 )
 @click.option("--final", default=None, metavar="RUN_ID", help="The run behind the result.")
 @click.option(
@@ -51,7 +51,7 @@ def command(
     formats: tuple[str, ...],
     out_dir: str,
     metric: str | None,
-    mode: str,
+    mode: str | None,
     final: str | None,
     reduce: str,
     no_plots: bool,
@@ -71,7 +71,7 @@ def command(
         ledger,
         study,
         metric=metric,
-        mode="max" if mode == "max" else "min",
+        mode=None if mode is None else ("max" if mode == "max" else "min"),
         final=final,
         reduce="last" if reduce == "last" else "best",
     )

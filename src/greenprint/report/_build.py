@@ -13,8 +13,8 @@ from greenprint._exceptions import AnalysisError, ConfigError, ReportError
 from greenprint._provenance import Provenance
 from greenprint._records import RunRecord
 from greenprint._version import __version__
-from greenprint.analysis import PriceTag, price_tag, score_per_cost
-from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode, run_score
+from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
+from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode
 from greenprint.report._figures import (
     FigureInputs,
     evp_figures,
@@ -44,7 +44,7 @@ def build_report(
     study: str | None = None,
     *,
     metric: str | None = None,
-    mode: Mode = "max",
+    mode: Mode | None = None,
     final: str | None = None,
     reduce: Reduce = "last",
     training_type: str = "pre-training",
@@ -54,15 +54,23 @@ def build_report(
 
     The ledger is only read: a path that holds no ledger raises, nothing is created.
 
+    Every run's role (trial, part, baseline, final, learning-curve, sweep) is the one given when
+    it was tracked, else inferred (:func:`greenprint.analysis.resolve_roles`; a note says so).
+    Trial counts, expected max performance, the Pareto plot, the best trials and E·D·H take
+    the trials only; a trial's score is its own, else the mean of its parts' (a note says how
+    many). The price tag sums every root run once, by status and by role.
+
     Args:
         ledger: a :class:`~greenprint.Ledger`, a path or URL, or ``None`` for the configured
             ledger (``GREENPRINT_LEDGER``, ``greenprint.toml``, ``./greenprint.db``).
         study: the study's name; ``None`` when the ledger holds exactly one study.
         metric: the metric that ranks runs (e.g. ``"accuracy"``); ``None`` takes the metric
             logged by the most runs (a note says which).
-        mode: ``"max"`` if a higher ``metric`` is better, ``"min"`` if lower is.
+        mode: ``"max"`` if a higher ``metric`` is better, ``"min"`` if lower is; ``None``
+            infers it from the name (``loss``, ``error``, ``perplexity``... are minimised, and a
+            note says so).
         final: the id (or unique prefix) of the run behind the reported result; default the
-            best finished run by ``metric``.
+            run with role ``final``, else the best finished trial by ``metric``.
         reduce: ``"last"`` (default) or ``"best"`` logged value of each run's metric.
         training_type: the model card's ``training_type`` (``"pre-training"``,
             ``"fine-tuning"``...).
@@ -82,7 +90,7 @@ def build_report(
     """
     from greenprint.ledger import Ledger, get_ledger
 
-    mode = check_mode(mode)
+    mode = None if mode is None else check_mode(mode)
     reduce = "last" if check_choice(reduce, "reduce", ("last", "best")) == "last" else "best"
     if isinstance(max_sampled_runs, bool) or not isinstance(max_sampled_runs, int):
         raise ConfigError(f"max_sampled_runs must be an integer, not {max_sampled_runs!r}")
@@ -165,7 +173,7 @@ def _assemble(
     study: str,
     ledger_url: str,
     metric: str | None,
-    mode: Mode,
+    mode: Mode | None,
     final: str | None,
     reduce: Reduce,
     training_type: str,
@@ -173,10 +181,20 @@ def _assemble(
     max_sampled_runs: int,
 ) -> Report:
     metric, metric_note = _pick_metric(runs, metric, study)
-    # run_score raises AnalysisError on an infinite score: the documented behaviour.
-    scores = {r.id: run_score(r, metric, mode=mode, reduce=reduce) for r in runs}
+    forest = RunForest.build(runs)
+    # Scores of every run: its own, else the mean of its parts' (run_score raises AnalysisError
+    # on an infinite score: the documented behaviour).
+    trials = study_trials(forest, metric=metric, mode=mode, reduce=reduce)
+    mode = trials.mode
+    scores = {r.id: trials.scores[p].score for p, r in enumerate(forest.runs)}
     notes = [metric_note] if metric_note else []
-    ranked = any(r.status == "finished" and not math.isnan(scores[r.id]) for r in runs)
+    for note in (trials.roles.note, trials.score_note):
+        if note:
+            notes.append(note)
+    ranked = bool(trials.roles.positions("final")) or any(
+        forest.runs[p].status == "finished" and not math.isnan(trials.scores[p].score)
+        for p in trials.positions
+    )
     tag: PriceTag
     if final is not None or ranked:
         tag = price_tag(runs, metric=metric, mode=mode, final=final, reduce=reduce)
@@ -186,14 +204,22 @@ def _assemble(
             tag,
             metric=metric,
             notes=tuple(n for n in tag.notes if not n.startswith("no metric given")),
+            mode_note=trials.mode_note,
         )
-        notes.append(f"no finished run has a value of {metric!r}: the final run is not identified")
-    forest = RunForest.build(runs)
+        if trials.mode_note:
+            notes.append(trials.mode_note)
+        notes.append(
+            f"no finished trial has a value of {metric!r} and no run has role 'final': "
+            "the final run is not identified"
+        )
     final_id = tag.final.run_id if tag.final is not None else None
+    if tag.final is not None:
+        notes.append(f"final run: {tag.final.name}, {tag.final.rule_text}")
     energy_lines = energy_provenance(tag.provenance)
     inputs = FigureInputs(
         runs=runs,
         forest=forest,
+        trials=trials.positions,
         scores=scores,
         metric=metric,
         mode=mode,
@@ -231,7 +257,7 @@ def _assemble(
         mode=mode,
         reduce=reduce,
         price_tag=tag,
-        runs=_rows(forest, scores, final_id),
+        runs=_rows(trials, final_id),
         figures=tuple(figures),
         hardware=hardware,
         model_card=model_card_emissions(
@@ -263,22 +289,24 @@ def _energy_source(run: RunRecord) -> str:
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-def _rows(forest: RunForest, scores: dict[str, float], final_id: str | None) -> tuple[RunRow, ...]:
+def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
+    forest = trials.forest
+    roles = trials.roles
     depth = [0] * len(forest.runs)
     for position in reversed(forest.order):  # parents before children
         for child in forest.children[position]:
             depth[child] = depth[position] + 1
     rows = []
     for position, run in enumerate(forest.runs):
-        score = scores[run.id]
-        known = None if math.isnan(score) else score
+        scored = trials.scores[position]
+        known = None if math.isnan(scored.score) else scored.score
         rows.append(
             RunRow(
                 id=run.id,
                 name=run.name,
                 parent_id=run.parent_id if run.parent_id in forest.index else None,
                 depth=depth[position],
-                is_trial=forest.is_leaf(position),
+                is_trial=roles.roles[position] == "trial",
                 status=run.status,
                 score=known,
                 started_at=run.started_at,
@@ -297,6 +325,9 @@ def _rows(forest: RunForest, scores: dict[str, float], final_id: str | None) -> 
                 score_per_gflop=score_per_cost(known, None if run.fpo is None else run.fpo / 1e9),
                 error=run.error,
                 is_final=run.id == final_id,
+                role=roles.roles[position],
+                role_inferred=roles.inferred[position],
+                score_source=scored.source,
             )
         )
     return tuple(rows)

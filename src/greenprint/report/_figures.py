@@ -62,6 +62,7 @@ class FigureInputs:
     price_tag: PriceTag
     final_id: str | None
     energy_provenance: tuple[str, ...]  # lines: measured/estimated, intensity, PUE
+    trials: tuple[int, ...] = ()  # positions of the trials (role "trial"), in the order given
 
 
 def energy_unit(max_kwh: float) -> tuple[float, str]:
@@ -110,9 +111,7 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
         The figures (none if no trial has a score) and notes saying why any is missing.
     """
     trials = [
-        inputs.forest.runs[p]
-        for p in inputs.forest.leaves
-        if inputs.forest.runs[p].status != "running"
+        inputs.forest.runs[p] for p in inputs.trials if inputs.forest.runs[p].status != "running"
     ]
     if not trials:
         return [], ["no expected-max-performance curve: no trial has ended"]
@@ -228,7 +227,7 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
 def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
     """Score against energy of every scored trial, with the front of the finished ones."""
     points: dict[str, list[tuple[float, float, str]]] = {"finished": [], "pruned": []}
-    for position in inputs.forest.leaves:
+    for position in inputs.trials:
         run = inputs.forest.runs[position]
         score = inputs.scores.get(run.id, math.nan)
         if run.status in points and math.isfinite(score) and math.isfinite(run.energy_kwh):

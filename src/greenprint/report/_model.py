@@ -162,9 +162,11 @@ class RunRow:
         name: run name.
         parent_id: the enclosing run's id, or ``None``.
         depth: nesting depth within the study.
-        is_trial: whether it is a trial (no child in the study).
+        is_trial: whether its role is ``trial`` (never a part such as a fold, a sweep, a
+            baseline, the final run or a learning-curve run).
         status: ``finished``, ``failed``, ``pruned``, ``interrupted``, ``lost`` or ``running``.
-        score: its score of the report's metric, ``None`` when it has none (NaN or not logged).
+        score: its score of the report's metric, ``None`` when it has none (NaN or not logged):
+            its own, else the mean of its parts' (``score_source`` says which).
         started_at: start, seconds since the Unix epoch.
         duration_s: duration, s.
         energy_kwh: IT energy, kWh.
@@ -181,6 +183,10 @@ class RunRow:
         score_per_gflop: score per GFLOP (``None`` without a score or FPO).
         error: the recorded error of a failed or interrupted run.
         is_final: whether it is the run behind the reported result.
+        role: its role: ``trial``, ``part``, ``baseline``, ``final``, ``learning-curve`` or
+            ``sweep``.
+        role_inferred: whether the role was inferred (no role was given when it was tracked).
+        score_source: ``"own"``, ``"parts"`` (the mean of its parts' scores) or ``"none"``.
     """
 
     id: str
@@ -206,6 +212,9 @@ class RunRow:
     score_per_gflop: float | None
     error: str | None
     is_final: bool = False
+    role: str = "trial"
+    role_inferred: bool = True
+    score_source: str = "own"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -216,6 +225,9 @@ class RunRow:
             "depth": self.depth,
             "is_trial": self.is_trial,
             "is_final": self.is_final,
+            "role": self.role,
+            "role_inferred": self.role_inferred,
+            "score_source": self.score_source,
             "status": self.status,
             "score": json_float(self.score),
             "started_at": json_float(self.started_at),
@@ -292,8 +304,8 @@ class Report:
         metric: the metric runs are ranked by.
         mode: ``"max"`` (higher is better) or ``"min"``.
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
-        price_tag: the study's price tag (totals by status, final run's share, E·D·H,
-            provenance).
+        price_tag: the study's price tag (totals by status and by role, every run's role, the
+            final run's share and the rule that chose it, E·D·H, provenance, the mode's note).
         runs: every run of the study, in start order.
         figures: the figures, in display order.
         hardware: the distinct hardware descriptions of the runs.
@@ -321,7 +333,7 @@ class Report:
 
     @property
     def final(self) -> RunRow | None:
-        """The row of the final run (the best finished run, or the one chosen), if any."""
+        """The row of the final run (named, the ``final`` run, or the best finished trial)."""
         return next((r for r in self.runs if r.is_final), None)
 
     def figure(self, figure_id: str) -> Figure | None:
