@@ -487,3 +487,50 @@ class CheckpointedMLP(nn.Module):
 
 def checkpointed_tiny() -> CheckpointedMLP:
     return CheckpointedMLP()
+
+
+# -- mixture of experts (torch._grouped_mm) ----------------------------------------------------
+
+
+class MixtureOfExperts(nn.Module):
+    """A top-k mixture of SwiGLU experts, as transformers' ``grouped_mm`` experts run it.
+
+    Route each token to its top-k experts, sort the (token, expert) pairs by expert, run every
+    expert's rows with one ``torch._grouped_mm`` per projection (offsets from ``histc``, as
+    transformers computes them), weight the outputs and add them back per token. The grouped
+    product needs bfloat16 on the meta device, so the block is built in bfloat16.
+    """
+
+    def __init__(self, dim: int = 16, hidden: int = 32, experts: int = 4, top_k: int = 2) -> None:
+        super().__init__()
+        self.experts, self.top_k = experts, top_k
+        self.router = nn.Linear(dim, experts, bias=False)
+        self.gate_up = nn.Parameter(torch.randn(experts, dim, 2 * hidden) / math.sqrt(dim))
+        self.down = nn.Parameter(torch.randn(experts, hidden, dim) / math.sqrt(hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape
+        h = x.reshape(-1, d)
+        weights, chosen = F.softmax(self.router(h), dim=-1).topk(self.top_k, dim=-1)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        flat = chosen.reshape(-1)
+        order = flat.argsort()
+        token = order // self.top_k
+        counts = torch.histc(flat.float(), bins=self.experts, min=0, max=self.experts - 1)
+        offs = counts.cumsum(0).to(torch.int32)
+        gate, up = torch._grouped_mm(h[token], self.gate_up, offs=offs).chunk(2, dim=-1)
+        y = torch._grouped_mm(F.silu(gate) * up, self.down, offs=offs)
+        y = y * weights.reshape(-1)[order].unsqueeze(-1)
+        return torch.zeros_like(h).index_add(0, token, y).view(b, s, d)
+
+
+def moe_tiny() -> MixtureOfExperts:
+    return MixtureOfExperts().to(torch.bfloat16)
+
+
+# -- nn.TransformerEncoder (the fused fast path in eval under no_grad) --------------------------
+
+
+def transformer_encoder_tiny() -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)
+    return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)

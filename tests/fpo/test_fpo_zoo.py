@@ -24,6 +24,14 @@ ZOO = {
     "message_passing": (zoo.graph_tiny, lambda d: zoo.graph_inputs(device=d)),
     "mobilenet_depthwise": (zoo.mobilenet_tiny, lambda d: (torch.randn(2, 3, 16, 16, device=d),)),
     "checkpointed_mlp": (zoo.checkpointed_tiny, lambda d: (torch.randn(4, 4, device=d),)),
+    "moe_grouped_mm": (
+        zoo.moe_tiny,
+        lambda d: (torch.randn(2, 5, 16, device=d, dtype=torch.bfloat16),),
+    ),
+    "transformer_encoder": (
+        zoo.transformer_encoder_tiny,
+        lambda d: (torch.randn(2, 6, 16, device=d),),
+    ),
 }
 
 
@@ -112,3 +120,67 @@ def test_checkpointed_blocks_total_by_hand(device, use_reentrant):
     assert result.recompute_by_module["blocks.0"] == recompute // 2
     assert result.recompute_by_module["head"] == result.recompute_by_module["stem"] == 0
     assert result.unknown_ops == {}
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_mixture_of_experts_total_by_hand(device):
+    """zoo.moe_tiny on (2, 5, 16): T = 10 tokens, 4 experts, top-2, hidden 32, seeded with ones.
+
+    Forward: router 2*10*16*4 = 1,280; softmax 5*40 = 200; top-k 40 compares; the weights'
+    sum and division 20 + 20; histc 5*20 = 100 and the offsets' cumsum 4 (sorting and index
+    math are integer: 0); the grouped products over the 20 (token, expert) rows: gate-up
+    2*20*16*64 = 40,960 and down 2*20*32*16 = 20,480; SiLU 2*640 and its product with up 640;
+    the routing weights 320 and adding back per token 320. Forward 65,664.
+
+    Backward: the weighting: 320 (grad y) + 320 + 320 (grad weights: product and sum), the
+    weights' gather back 20; down's grouped products 20,480 (rows) + 20,480 (experts); SiLU * up
+    640 + 640; SiLU 6 per element 3,840; gate-up's experts 40,960 (the gathered tokens need no
+    gradient); the normalisation's division 140 (numerator 20; denominator: two divisions, a
+    multiply, a negation 80, summed over the top-k 20; the two gradient paths added 20); softmax
+    backward 4*40 = 160; the router's weight 1,280. Backward 89,600.
+    """
+    torch.manual_seed(0)
+    model = zoo.moe_tiny().to(device)
+    x = torch.randn(2, 5, 16, device=device, dtype=torch.bfloat16)
+    result = gp.count_fpo(model, x, strict=True)
+    grouped = 40_960 + 20_480
+    assert result.forward_total == 1_280 + 200 + 40 + 40 + 104 + grouped + 1_920 + 640 == 65_664
+    backward = 960 + 20 + 2 * 20_480 + 1_280 + 3_840 + 40_960 + 140 + 160 + 1_280
+    assert result.backward_total == backward == 89_600
+    assert result.calls["aten._grouped_mm"] == 5
+    assert result.matmul_total == 2 * 1_280  # FlopCounterMode counts the router only
+    assert result.by_module[""] == result.total
+    assert result.unknown_ops == {}
+
+
+def test_transformer_encoder_in_eval_runs_the_fused_layers_total_by_hand():
+    """zoo.transformer_encoder_tiny in eval under no_grad on (2, 6, 16): two fused layers
+    (d_model 16, 4 heads, feed-forward 32, ReLU), 12 tokens, N = 192 elements each.
+
+    Per layer: in-projections 3 * (2*12*16*16 + 192) = 19,008; attention products
+    2 * (2*2*6*6*16) = 4,608, scaling q and k 384, softmax 5 * 288 scores = 1,440;
+    out-projection 6,144 + 192 = 6,336; feed-forward 2*12*16*32 + 384 = 12,672, ReLU 384,
+    2*12*32*16 + 192 = 12,480; residuals 384; two layer norms 2 * (7*192 + 4*12) = 2,784.
+    60,480 per layer, 120,960 in all, as the slow path counts with the fast path off.
+    """
+    torch.manual_seed(0)
+    model = zoo.transformer_encoder_tiny().eval()
+    x = torch.randn(2, 6, 16)
+    with torch.no_grad():
+        fused = gp.count_fpo(model, x, backward=False, strict=True)
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            slow = gp.count_fpo(model, x, backward=False, strict=True)
+        finally:
+            torch.backends.mha.set_fastpath_enabled(True)
+    assert fused.calls == {"aten._transformer_encoder_layer_fwd": 2}
+    assert fused.unknown_ops == {}
+    assert fused.total == slow.total == 2 * 60_480 == 120_960
+    assert fused.by_module == {
+        "": 120_960,
+        "layers": 120_960,
+        "layers.0": 60_480,
+        "layers.1": 60_480,
+    }
+    # FlopCounterMode does not count the fused layer; its products are outside matmul_total
+    assert fused.matmul_total == 0 and slow.matmul_total == 98_304
