@@ -14,17 +14,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# torch first, pinned, so that no later requirement can pull a multi-GB CUDA build.
+# torch first, pinned, so that no later requirement can pull a multi-GB CUDA build; every later
+# install takes the pin as a constraint, so no extra (lightning, transformers...) can replace it.
+CONSTRAINTS := $(VENV)/torch-constraint.txt
 $(VENV)/.torch-installed: $(BIN)/python
 	$(PIP) install -q "$(TORCH_SPEC)"
+	echo "$(TORCH_SPEC)" > $(CONSTRAINTS)
 	@touch $@
 
 $(VENV)/.demo-installed: $(VENV)/.torch-installed pyproject.toml
-	$(PIP) install -q -e ".[torch,demo,report]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[torch,demo,report]"
 	@touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.torch-installed pyproject.toml
-	$(PIP) install -q -e ".[torch,demo,report,postgres,dev]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[torch,demo,report,postgres,dev]"
 	@touch $@
 
 venv: $(VENV)/.dev-installed
@@ -45,7 +48,7 @@ pytest: $(VENV)/.dev-installed
 test: lint typecheck pytest
 
 $(VENV)/.bench-installed: $(VENV)/.dev-installed
-	$(PIP) install -q -e ".[torch,demo,report,postgres,dev,bench]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[torch,demo,report,postgres,dev,bench]"
 	@touch $@
 
 # every benchmark, peers side by side; figures and their reading in BENCHMARKS.md
