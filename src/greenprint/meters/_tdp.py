@@ -133,6 +133,34 @@ def _load() -> _Table:
 
 
 @functools.lru_cache(maxsize=1)
+def _folded_text() -> str:
+    """The table file, case-folded (for :func:`_may_match_exactly`)."""
+    return TDP_TABLE_PATH.read_text(encoding="utf-8").casefold()
+
+
+def _may_match_exactly(query: str) -> bool:
+    """``False`` only when no row's key can equal ``query``: then the table need not be loaded.
+
+    A row's key is its ``key`` column, else ``light_key(model)`` (the case-folded model, commas as
+    spaces, whitespace collapsed). So in the case-folded file, a row whose key is ``query`` holds
+    the query's words, separated by whitespace, commas or CSV quotes, filling its whole first
+    column or its whole ``key`` column: two regular-expression searches over the text (~0.4 ms)
+    instead of parsing ~4,900 rows (~6 ms). Family names such as ``AMD EPYC``, which many cloud
+    VMs report, are answered this way.
+    """
+    text = _folded_text()
+    words = query.split()
+    if not words or '""' in text:  # an escaped quote inside a name: take no shortcut
+        return True
+    body = r'[\s,"]+'.join(re.escape(word) for word in words)
+    # the first column of a row (the file starts with its header line, so every row follows a
+    # newline), then the key column; two searches, as one alternation is several times slower
+    if re.search(rf'\n[\s,"]*{body}[\s,"]*,[^,\n]*,', text):
+        return True
+    return re.search(rf',[\s"]*{body}[\s"]*$', text, re.MULTILINE) is not None
+
+
+@functools.lru_cache(maxsize=1)
 def _model_token_index() -> dict[str, tuple[int, ...]]:
     """Model-number token -> rows holding it; built only when an exact match fails."""
     index: dict[str, list[int]] = {}
@@ -172,12 +200,15 @@ def match_cpu_tdp(model: str) -> TDPMatch | None:
     """
     query = normalise_cpu_model(model)
     q_tokens = frozenset(query.split())
+    model_tokens = _MODEL_TOKEN.findall(query)
+    has_model_token = any(len(t) >= 3 for t in model_tokens)
+    if not has_model_token and not _may_match_exactly(query):
+        return None  # neither rule can match: no need to load the table
     table = _load()
     exact = table.normalised.get(query)
     if exact is not None:
         return TDPMatch(table.names[exact], table.tdps[exact], query, "exact")
-    model_tokens = _MODEL_TOKEN.findall(query)
-    if not any(len(t) >= 3 for t in model_tokens):
+    if not has_model_token:
         return None
     index = _model_token_index()
     candidates = set(index.get(model_tokens[0], ()))
