@@ -207,6 +207,25 @@ def test_a_command_that_cannot_be_executed_is_one_line_exit_2(tmp_path):
     assert rec.status == "failed" and "could not start" in rec.error
 
 
+def test_the_command_gets_greenprints_environment_as_is(tmp_path):
+    # a C locale whose coercion the user turned off: the trampoline's own interpreter must not
+    # hand its coerced LC_CTYPE to the command
+    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_CTYPE")}
+    env.update(LANG="C", PYTHONCOERCECLOCALE="0", GP_ODD="a=b\nc d")
+    out = subprocess.run(
+        [*GP, "run", "-q", "--ledger", str(tmp_path / "l.db"), "--", "env", "-0"],
+        capture_output=True,
+        env=env,
+        check=True,
+    )
+    seen = dict(item.split(b"=", 1) for item in out.stdout.split(b"\0") if item)
+    (rec,) = gp.Ledger(str(tmp_path / "l.db")).runs()
+    assert seen[b"GREENPRINT_PARENT_RUN"] == rec.id.encode()
+    assert seen[b"GP_ODD"] == b"a=b\nc d"
+    assert b"LC_CTYPE" not in seen
+    assert {k.encode(): v.encode() for k, v in env.items()}.items() <= seen.items()
+
+
 @pytest.mark.parametrize(
     ("returncode", "described", "status"),
     [(0, "exit status 0", 0), (3, "exit status 3", 3), (-11, "killed by SIGSEGV", 139)],

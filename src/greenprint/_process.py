@@ -65,8 +65,10 @@ STOP_SIGNALS: frozenset[int] = frozenset(TERMINAL_SIGNALS + FORWARDED_SIGNALS)
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-# argv: [-c, parent pid, error pipe fd, command...]. Runs in the child before the command: no
-# imports beyond the standard library, nothing that reads the user's environment (-I -S).
+# argv: [-c, parent pid, environment pipe fd, error pipe fd, command...]. Runs in the child before
+# the command: standard library only, nothing read from the user's environment (-I -S). The
+# command gets greenprint's environment as sent through the pipe, not the trampoline's own
+# (which Python may have changed at start-up, e.g. coercing a C locale to LC_CTYPE=C.UTF-8).
 _TRAMPOLINE = """\
 import os, signal, sys
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -80,10 +82,12 @@ except (ImportError, OSError, AttributeError):  # best effort: the command runs 
     pass
 if os.getppid() != int(sys.argv[1]):
     os._exit(128 + signal.SIGTERM)
-fd = int(sys.argv[2])
+with os.fdopen(int(sys.argv[2]), "rb") as f:
+    env = dict(item.split(b"=", 1) for item in f.read().split(b"\\0") if item)
+fd = int(sys.argv[3])
 os.set_inheritable(fd, False)
 try:
-    os.execvp(sys.argv[3], sys.argv[3:])
+    os.execvpe(sys.argv[4], sys.argv[4:], env)
 except OSError as e:
     os.write(fd, b"%%d:%%s" %% (e.errno or 0, (e.strerror or str(e)).encode()))
     os._exit(127)
@@ -131,17 +135,27 @@ def start(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
     """
     if not sys.platform.startswith("linux") or not sys.executable:
         return subprocess.Popen(list(cmd))
+    env_read, env_write = os.pipe()
     read_fd, write_fd = os.pipe()
     try:
         child = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), str(write_fd), *cmd],
-            pass_fds=(write_fd,),
+            [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), str(env_read)]
+            + [str(write_fd), *cmd],
+            pass_fds=(env_read, write_fd),
         )
     except BaseException:
         os.close(read_fd)
+        os.close(env_write)
         raise
     finally:
+        os.close(env_read)
         os.close(write_fd)
+    environment = b"\0".join(key + b"=" + value for key, value in os.environb.items())
+    with os.fdopen(env_write, "wb") as pipe:
+        try:
+            pipe.write(environment)
+        except BrokenPipeError:  # the trampoline ended early (its parent check): reported below
+            pass
     with os.fdopen(read_fd, "rb") as pipe:  # EOF when exec succeeds (close-on-exec) or fails
         report = pipe.read()
     if report:
