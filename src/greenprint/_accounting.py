@@ -13,7 +13,7 @@ from typing import Any
 
 from greenprint._records import PowerSample
 from greenprint._types import IntensityCurve
-from greenprint._units import JOULES_PER_KWH
+from greenprint._units import g_to_kg, j_to_kwh
 from greenprint.meters._base import MeterReading
 
 __all__ = ["COMPONENT_FIELDS", "CostAccount"]
@@ -60,7 +60,7 @@ class CostAccount:
         self.last_t = max(now, t0)
         if dt <= 0:
             return None
-        kwh = interval_j / JOULES_PER_KWH
+        kwh = j_to_kwh(interval_j)
         self.emissions_g += self.intensity.emissions_g(t0, now, kwh * self.pue)
         return PowerSample(
             t0=t0,
@@ -74,25 +74,25 @@ class CostAccount:
     @property
     def energy_kwh(self) -> float:
         """IT energy so far in kWh (before PUE)."""
-        return sum(self.joules.values()) / JOULES_PER_KWH
+        return j_to_kwh(sum(self.joules.values()))
 
     @property
     def energy_by_component(self) -> dict[str, float]:
         """IT energy so far in kWh per measured component."""
-        return {c: j / JOULES_PER_KWH for c, j in self.joules.items()}
+        return {c: j_to_kwh(j) for c, j in self.joules.items()}
 
     @property
     def emissions_kg(self) -> float:
         """CO2-eq so far in kg."""
-        return self.emissions_g / 1000.0
+        return g_to_kg(self.emissions_g)
 
     def fields(self) -> dict[str, Any]:
         """The cost as :class:`~greenprint.RunRecord` fields; unmeasured components are ``None``."""
         fields: dict[str, Any] = dict.fromkeys(COMPONENT_FIELDS.values())
         for component, joules in self.joules.items():
             if component in COMPONENT_FIELDS:
-                fields[COMPONENT_FIELDS[component]] = joules / JOULES_PER_KWH
+                fields[COMPONENT_FIELDS[component]] = j_to_kwh(joules)
         fields["energy_kwh"] = self.energy_kwh
-        fields["machine_energy_kwh"] = sum(self.machine_joules.values()) / JOULES_PER_KWH
+        fields["machine_energy_kwh"] = j_to_kwh(sum(self.machine_joules.values()))
         fields["emissions_kg"] = self.emissions_kg
         return fields

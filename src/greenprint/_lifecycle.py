@@ -20,6 +20,8 @@ import threading
 from types import TracebackType
 from typing import Any, Protocol
 
+from greenprint._records import RunStatus
+
 __all__ = ["Stoppable", "registry", "status_for"]
 
 _PRUNED_EXCEPTION_NAMES = frozenset({"TrialPruned"})
@@ -32,7 +34,7 @@ class Stoppable(Protocol):
         """End the run with ``status``, recording ``error``; calling it again does nothing."""
 
 
-def status_for(exc: BaseException | None) -> tuple[str, str | None]:
+def status_for(exc: BaseException | None) -> tuple[RunStatus, str | None]:
     """The final status and error text for a run ended by ``exc`` (``None``: normal end)."""
     if exc is None:
         return "finished", None

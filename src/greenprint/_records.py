@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from greenprint._exceptions import ConfigError
+from greenprint._units import j_to_kwh
 
 __all__ = [
     "RUN_ROLES",
@@ -32,7 +33,8 @@ __all__ = [
 ]
 
 RunStatus = Literal["running", "finished", "failed", "interrupted", "pruned", "lost"]
-RUN_STATUSES: tuple[str, ...] = ("running", "finished", "failed", "interrupted", "pruned", "lost")
+#: The statuses of :data:`RunStatus`, in order (the ledger's check and the CLI's choices).
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 
 RunRole = Literal["trial", "part", "baseline", "final", "learning-curve", "sweep"]
 #: What a run is in its study (see ``greenprint.analysis.resolve_roles``):
@@ -102,7 +104,7 @@ class PowerSample:
     @property
     def energy_kwh(self) -> float:
         """IT energy of the interval in kWh."""
-        return self.power_w * max(self.t1 - self.t0, 0.0) / 3_600_000.0
+        return j_to_kwh(self.power_w * max(self.t1 - self.t0, 0.0))
 
 
 @dataclass(frozen=True)

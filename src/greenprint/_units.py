@@ -1,4 +1,4 @@
-"""Unit conversions, in one place.
+"""Unit conversions, in one place: no other module spells out 3.6e6 or 1e6.
 
 greenprint stores energy in kWh, emissions in kg CO2-eq, intensity in g CO2-eq/kWh, power in W,
 time in seconds (durations) or seconds since the Unix epoch (timestamps, UTC).
@@ -11,7 +11,6 @@ __all__ = [
     "g_to_kg",
     "j_to_kwh",
     "kg_to_g",
-    "kwh_to_j",
     "uj_to_j",
 ]
 
@@ -21,11 +20,6 @@ JOULES_PER_KWH = 3_600_000.0
 def j_to_kwh(joules: float) -> float:
     """Convert joules to kilowatt-hours."""
     return joules / JOULES_PER_KWH
-
-
-def kwh_to_j(kwh: float) -> float:
-    """Convert kilowatt-hours to joules."""
-    return kwh * JOULES_PER_KWH
 
 
 def uj_to_j(microjoules: float) -> float:

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
+from greenprint._units import uj_to_j
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._status import MeterStatus
@@ -317,7 +318,7 @@ class RaplMeter(Meter):
                 delta = max(delta, 0)
             self._last_uj[i] = now
             delta_uj += delta
-        delta_j = delta_uj / 1e6
+        delta_j = uj_to_j(delta_uj)
         self._machine_j += delta_j
         if self._tree is None:
             return MeterReading(self._machine_j, None)

@@ -15,6 +15,7 @@ import numpy as np
 
 from greenprint._exceptions import AnalysisError
 from greenprint._records import PowerSample, RunRecord
+from greenprint._units import JOULES_PER_KWH
 from greenprint.analysis import (
     EVPCurve,
     LearningCurve,
@@ -35,7 +36,6 @@ __all__ = [
     "timeline_figure",
 ]
 
-_KWH_TO_J = 3_600_000.0
 # Above this many trials the EVP curve is evaluated on a log-spaced grid of n (exact at each n).
 _EVP_GRID_ABOVE = 1000
 _EVP_GRID_POINTS = 400
@@ -417,7 +417,7 @@ def timeline_figure(
         if run.duration_s <= 0 or run.energy_kwh <= 0:
             continue
         averaged += 1
-        watts = _KWH_TO_J / run.duration_s
+        watts = JOULES_PER_KWH / run.duration_s
         cpu, gpu, ram = (
             run.energy_cpu_kwh or 0.0,
             run.energy_gpu_kwh or 0.0,
@@ -467,7 +467,7 @@ def timeline_figure(
         short[:] = False
     bridged = int(short.sum())
     total = power["cpu"] + power["gpu"] + power["ram"] + power["other"]
-    energy = np.concatenate([[0.0], np.cumsum(total * widths)]) / _KWH_TO_J
+    energy = np.concatenate([[0.0], np.cumsum(total * widths)]) / JOULES_PER_KWH
     time_factor, time_unit = _time_unit(float(times[-1] - start))
     x = _tuple((times - start) * time_factor)
     factor, unit = energy_unit(float(energy[-1]))

@@ -12,6 +12,7 @@ from typing import Any
 
 from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
 from greenprint._records import RunRecord
+from greenprint._units import kg_to_g
 from greenprint.analysis import PriceTag, ProvenanceSummary
 from greenprint.report._model import ModelCardEmissions
 
@@ -151,12 +152,12 @@ def model_card_emissions(
         f"energy {_energy_clause(summary)}, grid intensity {intensity}, PUE {pue}"
     )
     return ModelCardEmissions(
-        emissions_g=tag.total.emissions_kg * 1000.0,
+        emissions_g=kg_to_g(tag.total.emissions_kg),
         source=source,
         training_type=training_type,
         geographical_location=geographical_location(summary),
         hardware_used="; ".join(hardware),
-        final_emissions_g=None if tag.final is None else tag.final.emissions_kg * 1000.0,
+        final_emissions_g=None if tag.final is None else kg_to_g(tag.final.emissions_kg),
     )
 
 
