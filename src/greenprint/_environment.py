@@ -154,7 +154,7 @@ def python_version() -> str:
     parts, as ``platform`` parses it; other interpreters ask ``platform``.
     """
     if sys.implementation.name != "cpython":
-        import platform  # noqa: PLC0415 - rare path
+        import platform  # rare path
 
         return platform.python_version()
     version = sys.version.split()[0]

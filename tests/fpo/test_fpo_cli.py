@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from greenprint.cli import main  # noqa: E402
+from greenprint.cli import main
 
 ZOO_FILE = str(Path(__file__).parent / "fpo_zoo.py")
 GREENPRINT = str(Path(sys.executable).parent / "greenprint")

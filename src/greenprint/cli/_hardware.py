@@ -16,8 +16,8 @@ __all__ = ["command", "hardware_report"]
 
 def _detect() -> tuple[HardwareInfo, dict[str, Provenance]]:
     """The hardware and, per component, where the meter chosen for it gets its figures."""
-    from greenprint.hardware import detect_hardware  # noqa: PLC0415 - keep --help fast
-    from greenprint.meters import detect_meters  # noqa: PLC0415
+    from greenprint.hardware import detect_hardware  # keep --help fast
+    from greenprint.meters import detect_meters
 
     hw = detect_hardware()
     meters = detect_meters(hardware=hw)
@@ -64,7 +64,7 @@ def _text(hw: HardwareInfo, in_use: dict[str, Provenance]) -> str:
     configured = None
     cpu = in_use.get("cpu")
     if cpu is not None and cpu.is_estimate and cpu.source == "configured-tdp":
-        from greenprint.meters._estimate import configured_cpu_tdp  # noqa: PLC0415
+        from greenprint.meters._estimate import configured_cpu_tdp
 
         configured = configured_cpu_tdp()
     if configured is not None:

@@ -51,7 +51,7 @@ def _serve(jobs: queue.SimpleQueue[_Job[object] | None]) -> None:
             return
         try:
             job.value = job.fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller, who decides
+        except BaseException as e:  # handed to the caller, who decides
             job.error = e
         finally:
             job.done.set()

@@ -126,7 +126,7 @@ def _read_cpuinfo() -> tuple[str | None, int]:
 
 
 def _run_quiet(argv: list[str]) -> str | None:
-    import subprocess  # noqa: PLC0415 - macOS only; keeps the import light elsewhere
+    import subprocess  # macOS only; keeps the import light elsewhere
 
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=2, check=False)
@@ -153,7 +153,7 @@ def cpu_model_name() -> tuple[str, int]:
             return brand, int(packages) if packages and packages.isdigit() else 1
     elif sys.platform == "win32":  # pragma: no cover - not tested on Linux
         try:
-            import winreg  # noqa: PLC0415
+            import winreg
 
             key = winreg.OpenKey(
                 winreg.HKEY_LOCAL_MACHINE, r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
@@ -161,7 +161,7 @@ def cpu_model_name() -> tuple[str, int]:
             return str(winreg.QueryValueEx(key, "ProcessorNameString")[0]).strip(), 1
         except OSError:
             pass
-    import platform  # noqa: PLC0415 - the last resort only
+    import platform  # the last resort only
 
     return (platform.processor() or platform.machine() or "unknown CPU"), 1
 

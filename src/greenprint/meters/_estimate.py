@@ -238,7 +238,7 @@ def configured_cpu_tdp(config: Config | None = None) -> tuple[float, str] | None
     Raises:
         ConfigError: the value is not a finite number in (0, 5600] W.
     """
-    from greenprint._config import load_config  # noqa: PLC0415 - reads files
+    from greenprint._config import load_config  # reads files
 
     cfg = load_config() if config is None else config
     raw = cfg.get("cpu_tdp_w")

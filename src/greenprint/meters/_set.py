@@ -219,11 +219,11 @@ class MeterSet:
                 if isinstance(outcome, BaseException):
                     raise outcome
                 reading = _checked(outcome, slot.last)
-            except Exception as e:  # noqa: BLE001 - a meter never breaks user code
+            except Exception as e:  # a meter never breaks user code
                 self._fail(comp, slot, e)
                 try:
                     reading = _checked(slot.meter.read(), slot.last)
-                except Exception:  # noqa: BLE001 - even the estimate failed: hold the last
+                except Exception:  # even the estimate failed: hold the last
                     logger.exception("the %s estimate failed too; holding the last value", comp)
                     reading = slot.last
             else:
@@ -282,7 +282,7 @@ class MeterSet:
             return None
         try:
             return slot.shadow.read()
-        except Exception:  # noqa: BLE001 - a broken shadow must not stop the primary
+        except Exception:  # a broken shadow must not stop the primary
             logger.exception("the shadow %s estimate failed; it is dropped", comp)
             slot.shadow = None
             return None
@@ -364,7 +364,7 @@ def _needs_deadline(meter: Meter) -> bool:
 def _attempt(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except Exception as e:  # noqa: BLE001 - the caller turns it into a fallback
+    except Exception as e:  # the caller turns it into a fallback
         return e
 
 
@@ -396,7 +396,7 @@ def _close_quietly(meter: Meter, *, wait_s: float | None) -> None:
     def close() -> None:
         try:
             meter.close()
-        except Exception as e:  # noqa: BLE001 - closing a broken meter must not raise either
+        except Exception as e:  # closing a broken meter must not raise either
             logger.debug("closing the %s meter raised: %s", meter.component, e)
 
     if wait_s is None:

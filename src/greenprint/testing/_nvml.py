@@ -93,10 +93,10 @@ _MESSAGES = {
 class NVMLError(Exception):
     """pynvml's error: ``NVMLError(code)`` returns the subclass registered for ``code``."""
 
-    _valClassMapping: dict[int, type[NVMLError]] = {}  # noqa: N815 - pynvml's name
+    _valClassMapping: dict[int, type[NVMLError]] = {}  # pynvml's name
     value: int
 
-    def __new__(cls, value: int) -> NVMLError:  # noqa: D102
+    def __new__(cls, value: int) -> NVMLError:
         if cls is NVMLError:
             cls = NVMLError._valClassMapping.get(value, cls)
         obj = Exception.__new__(cls)
@@ -148,9 +148,9 @@ class FakeGpuProcess:
     """
 
     pid: int
-    usedGpuMemory: int | None = 2**30  # noqa: N815 - pynvml's attribute name
-    gpuInstanceId: int = NVML_VALUE_NOT_AVAILABLE_uint  # noqa: N815
-    computeInstanceId: int = NVML_VALUE_NOT_AVAILABLE_uint  # noqa: N815
+    usedGpuMemory: int | None = 2**30  # pynvml's attribute name
+    gpuInstanceId: int = NVML_VALUE_NOT_AVAILABLE_uint
+    computeInstanceId: int = NVML_VALUE_NOT_AVAILABLE_uint
 
 
 @dataclass
@@ -287,44 +287,44 @@ class FakeNVML:
         return gpu
 
     # -- the pynvml surface -------------------------------------------------------------------
-    def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names
+    def nvmlInit(self) -> None:  # pynvml's names
         """Initialise (reference counted)."""
         self.nvmlInitWithFlags(0)
 
-    def nvmlInitWithFlags(self, flags: int) -> None:  # noqa: N802
+    def nvmlInitWithFlags(self, flags: int) -> None:
         """Initialise (reference counted); raises ``init_error`` if set."""
         self.calls["nvmlInitWithFlags"] += 1
         if self.init_error is not None:
             raise NVMLError(self.init_error)
         self.init_count += 1
 
-    def nvmlShutdown(self) -> None:  # noqa: N802
+    def nvmlShutdown(self) -> None:
         """Drop one reference; device calls fail once the count reaches 0."""
         self._enter("nvmlShutdown")
         self.init_count -= 1
 
-    def nvmlErrorString(self, result: int) -> str:  # noqa: N802
+    def nvmlErrorString(self, result: int) -> str:
         """The message for an error code."""
         return _MESSAGES.get(result, "Unknown Error")
 
-    def nvmlSystemGetDriverVersion(self) -> str:  # noqa: N802
+    def nvmlSystemGetDriverVersion(self) -> str:
         """The driver version string."""
         self._enter("nvmlSystemGetDriverVersion")
         return self.driver_version
 
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+    def nvmlDeviceGetCount(self) -> int:
         """Number of GPUs (all of them: NVML ignores CUDA_VISIBLE_DEVICES)."""
         self._enter("nvmlDeviceGetCount")
         return len(self.gpus)
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:
         """Handle of GPU ``index``; ``NVMLError_InvalidArgument`` if out of range."""
         self._enter("nvmlDeviceGetHandleByIndex")
         if not 0 <= int(index) < len(self.gpus):
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         return _Handle(int(index))
 
-    def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> _Handle:  # noqa: N802
+    def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> _Handle:
         """Handle of the GPU with this exact UUID; ``NVMLError_NotFound`` otherwise."""
         self._enter("nvmlDeviceGetHandleByUUID")
         wanted = uuid.decode() if isinstance(uuid, bytes) else uuid
@@ -333,45 +333,45 @@ class FakeNVML:
                 return _Handle(i)
         raise NVMLError(NVML_ERROR_NOT_FOUND)
 
-    def nvmlDeviceGetIndex(self, handle: _Handle) -> int:  # noqa: N802
+    def nvmlDeviceGetIndex(self, handle: _Handle) -> int:
         """NVML index of a handle."""
         self._gpu("nvmlDeviceGetIndex", handle)
         return handle.index
 
-    def nvmlDeviceGetName(self, handle: _Handle) -> str:  # noqa: N802
+    def nvmlDeviceGetName(self, handle: _Handle) -> str:
         """Model name (a str, as pynvml decodes it)."""
         return self._gpu("nvmlDeviceGetName", handle).name
 
-    def nvmlDeviceGetUUID(self, handle: _Handle) -> str:  # noqa: N802
+    def nvmlDeviceGetUUID(self, handle: _Handle) -> str:
         """``"GPU-..."`` UUID (a str)."""
         return self._gpu("nvmlDeviceGetUUID", handle).uuid
 
-    def nvmlDeviceGetMemoryInfo(self, handle: _Handle, version: int | None = None) -> _Memory:  # noqa: N802
+    def nvmlDeviceGetMemoryInfo(self, handle: _Handle, version: int | None = None) -> _Memory:
         """Memory in bytes: ``.total``, ``.free``, ``.used``."""
         gpu = self._gpu("nvmlDeviceGetMemoryInfo", handle)
         used = sum(p.usedGpuMemory or 0 for p in gpu.processes or [])
         total = int(gpu.memory_gb * 2**30)
         return _Memory(total, min(used, total))
 
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:  # noqa: N802
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:
         """Energy since the driver loaded, in mJ (``NotSupported`` before Volta)."""
         gpu = self._gpu("nvmlDeviceGetTotalEnergyConsumption", handle)
         if gpu.energy_mj is None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return int(gpu.energy_mj)
 
-    def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:  # noqa: N802
+    def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
         """Current power draw, in mW."""
         gpu = self._gpu("nvmlDeviceGetPowerUsage", handle)
         if gpu.power_w is None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return round(gpu.power_w * 1000)
 
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:  # noqa: N802
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         """Enforced power limit, in mW."""
         return round(self._gpu("nvmlDeviceGetEnforcedPowerLimit", handle).power_limit_w * 1000)
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[Any]:  # noqa: N802
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[Any]:
         """Compute processes on the GPU (objects with ``pid`` and ``usedGpuMemory``)."""
         gpu = self._gpu("nvmlDeviceGetComputeRunningProcesses", handle)
         if gpu.processes is None:

@@ -124,7 +124,7 @@ class FakeRapl:
         for domain in self.denied:
             if target == self.zones[domain] / "energy_uj":
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-        return open(path, *args, **kwargs)  # noqa: SIM115 - the caller closes it
+        return open(path, *args, **kwargs)  # the caller closes it
 
 
 def _remove(path: Path) -> None:
