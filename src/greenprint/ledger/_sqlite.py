@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import sqlite3
 import threading
 import time
@@ -213,7 +212,7 @@ class SQLiteStore:
             except sqlite3.Error as e:
                 if _is_transient(e) and time.monotonic() < deadline:
                     logger.debug("ledger %s busy, retrying in %.3f s", self.target.display, delay_s)
-                    time.sleep(delay_s * random.uniform(0.5, 1.5))
+                    time.sleep(delay_s * _jitter(0.5, 1.5))
                     delay_s = min(delay_s * 2, 0.5)
                     continue
                 raise self._translate(e) from e
@@ -307,14 +306,16 @@ class SQLiteStore:
 
     def _open(self, *, create: bool) -> int:
         tables, version = self._read_layout()
+        wal = False
         if not tables:
             if not create:
                 raise LedgerPathError(f"no ledger at {self.target.display} (no tables)")
             self._set_wal()
-            self.transaction(self._create_if_empty, write=True)
-            tables, version = self._read_layout()
+            wal = True
+            tables, version = self.transaction(self._create_if_empty, write=True)
         version = self._check_layout(tables, version)
-        self._set_wal()
+        if not wal:
+            self._set_wal()
         if version < SCHEMA_VERSION:
             version = self._migrate()
         return version
@@ -344,12 +345,13 @@ class SQLiteStore:
             except sqlite3.Error as e:
                 self._release(conn)
                 if "locked" in str(e).lower() and time.monotonic() < deadline:
-                    time.sleep(random.uniform(0.005, 0.05))
+                    time.sleep(_jitter(0.005, 0.05))
                     continue
                 raise LedgerError(f"cannot open ledger {self.target.display}: {e}") from e
 
-    def _create_if_empty(self, conn: sqlite3.Connection) -> None:
-        tables, _ = self._inspect(conn)
+    def _create_if_empty(self, conn: sqlite3.Connection) -> tuple[set[str], int | None]:
+        """Create the schema unless someone did meanwhile; the layout now (as ``_inspect``)."""
+        tables, version = self._inspect(conn)
         if not tables:  # nobody created it while we waited for the lock
             for statement in CREATE_STATEMENTS:
                 conn.execute(statement)
@@ -358,6 +360,8 @@ class SQLiteStore:
                 "VALUES (?, ?, ?)",
                 (SCHEMA_VERSION, time.time(), __version__),
             )
+            return self._inspect(conn)
+        return tables, version
 
     def close(self) -> None:
         """Close every pooled connection (a connection in use closes when it is returned)."""
@@ -537,6 +541,13 @@ class SQLiteStore:
             ]
 
         return self.transaction(do, write=False)
+
+
+def _jitter(low: float, high: float) -> float:
+    """A random delay factor, for retries only (``random`` is imported on the first retry)."""
+    import random
+
+    return random.uniform(low, high)
 
 
 class _NoLock:
