@@ -63,6 +63,7 @@ def full_record(run_id: str = "0123456789abcdef0123456789abcdef") -> RunRecord:
             MetricPoint("loss", -INF, None, 1_700_000_300.0),
         ),
         error="RuntimeError: boom",
+        role="trial",
     )
 
 
@@ -102,7 +103,7 @@ def test_every_field_round_trips_when_reopened(ledger_url):
         led.start_run(record)
     with Ledger(ledger_url, create=False) as again:
         assert same(again.run(record.id), record)
-        assert again.schema_version == 2
+        assert again.schema_version == 3
 
 
 def test_nan_and_infinities_round_trip_in_metrics_and_samples(led):

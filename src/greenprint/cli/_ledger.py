@@ -22,6 +22,7 @@ from greenprint.cli._common import ledger_option, study_option
 __all__ = ["command"]
 
 _JSON_FIELDS = ("hardware", "env", "params", "provenance")
+_FIELDS = frozenset(f.name for f in dataclasses.fields(RunRecord))
 
 #: Widest a name-like cell (study, name, metric) of ``ledger ls`` gets, in characters.
 _MAX_CELL = 40
@@ -277,14 +278,24 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+def _roles(records: Sequence[RunRecord]) -> dict[str, tuple[str, bool]]:
+    """Each run's role, given or inferred within the exported runs: ``{id: (role, inferred)}``."""
+    from greenprint.analysis import roles
+
+    return roles(records)
+
+
 def _csv(records: Sequence[RunRecord]) -> str:
     base = [
         f.name for f in dataclasses.fields(RunRecord) if f.name not in ("metrics", *_JSON_FIELDS)
     ]
+    base.insert(base.index("role") + 1, "role_inferred")
+    resolved = _roles(records)
     rows: list[dict[str, Any]] = []
     extra: dict[str, list[str]] = {name: [] for name in (*_JSON_FIELDS, "metric")}
     for record in records:
-        row: dict[str, Any] = {name: getattr(record, name) for name in base}
+        row: dict[str, Any] = {name: getattr(record, name) for name in base if name in _FIELDS}
+        row["role"], row["role_inferred"] = resolved[record.id]
         for name in _JSON_FIELDS:
             flat: dict[str, Any] = {}
             _flatten(name, getattr(record, name), flat)
@@ -343,15 +354,22 @@ def _csv_cell(value: Any) -> Any:
     help="Write to this file instead of standard output.",
 )
 def export_command(ledger: str | None, study: str | None, fmt: str, out: Path | None) -> None:
-    """Export runs (all, or one study's) as CSV or JSON."""
+    """Export runs (all, or one study's) as CSV or JSON.
+
+    Each run carries parent_id and its role (role_inferred: true when no role was given and it
+    was inferred from the exported runs' nesting), so summing the rows with no parent among
+    them gives the price tag's total.
+    """
     with _open(ledger) as led:
         if out is not None and led.path is not None and _same_file(out, led.path):
             raise ConfigError(f"--out {out} is the ledger itself; choose another file")
         records = led.runs(study=study)
         if fmt == "json":
             items = []
+            resolved = _roles(records)
             for record in records:
                 item = _record_dict(record)
+                item["role"], item["role_inferred"] = resolved[record.id]
                 item["samples"] = [dataclasses.asdict(s) for s in led.samples(record.id)]
                 items.append(item)
             text = _dump({"ledger": led.url, "schema_version": led.schema_version, "runs": items})

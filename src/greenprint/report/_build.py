@@ -185,7 +185,7 @@ def _assemble(
     # Scores of every run: its own, else the mean of its parts' (run_score raises AnalysisError
     # on an infinite score: the documented behaviour).
     trials = study_trials(forest, metric=metric, mode=mode, reduce=reduce)
-    mode = trials.mode
+    given_mode, mode = mode, trials.mode
     scores = {r.id: trials.scores[p].score for p, r in enumerate(forest.runs)}
     notes = [metric_note] if metric_note else []
     for note in (trials.roles.note, trials.score_note):
@@ -197,7 +197,8 @@ def _assemble(
     )
     tag: PriceTag
     if final is not None or ranked:
-        tag = price_tag(runs, metric=metric, mode=mode, final=final, reduce=reduce)
+        # the mode as given: the price tag notes a mode inferred from the metric's name
+        tag = price_tag(runs, metric=metric, mode=given_mode, final=final, reduce=reduce)
     else:
         tag = price_tag(runs, mode=mode, reduce=reduce)
         tag = dataclasses.replace(

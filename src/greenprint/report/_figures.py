@@ -149,6 +149,8 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     scale: Literal["linear", "log"] = "log" if len(trials) > 50 else "linear"
     factor, unit = energy_unit(float(np.max(dodge.budget)) if len(dodge) else 0.0)
     notes = list(dodge.notes)
+    if inputs.price_tag.mode_note:  # e.g. a loss minimised because of its name
+        notes.append(inputs.price_tag.mode_note)
     if grid is not None:
         notes.append(f"evaluated at {len(grid)} log-spaced trial counts (exact at each)")
     provenance = (_score_provenance(inputs, dodge),)
