@@ -16,6 +16,8 @@ Example:
     'table:AMD EPYC 7763'
     >>> Provenance.parse("rapl:package-0").kind
     'measured'
+    >>> Provenance.parse("env:GREENPRINT_REGION -> table:DE:2023 (OWID 2024)").root
+    Provenance(kind='table', source='DE:2023', detail='OWID 2024')
 """
 
 from __future__ import annotations
@@ -82,6 +84,20 @@ class Provenance:
         else:
             head = self.source
         return f"{head} ({self.detail})" if self.detail else head
+
+    @property
+    def root(self) -> Provenance:
+        """Where a chain of settings ends: the provenance after the last ``" -> "``.
+
+        ``"env:GREENPRINT_REGION -> table:DE:2023 (OWID)"`` was set by an environment variable
+        and comes from a table row: its root is ``Provenance("table", "DE:2023", "OWID")``. A
+        provenance with no chain is its own root.
+        """
+        head = str(Provenance(self.kind, self.source))
+        if " -> " not in head:
+            return self
+        last = Provenance.parse(head.rsplit(" -> ", 1)[1])
+        return Provenance(last.kind, last.source, self.detail)
 
     def with_note(self, note: str) -> Provenance:
         """The same provenance with ``note`` appended to its display string in parentheses.

@@ -6,11 +6,11 @@ Plain text built from the ledger's figures only; the renderers escape it for the
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+from greenprint._provenance import Provenance
 from greenprint._records import RunRecord
 from greenprint._units import kg_to_g
 from greenprint.analysis import PriceTag, ProvenanceSummary
@@ -24,9 +24,6 @@ __all__ = [
     "model_card_emissions",
     "short_source",
 ]
-
-_TABLE_REGION = re.compile(r"table:(.+?):(\d{4})\b")
-
 
 def short_source(source: str) -> str:
     """A provenance string without its parenthesised detail: ``"table:DE:2023"``."""
@@ -113,13 +110,14 @@ def geographical_location(summary: ProvenanceSummary) -> str:
     regions: list[str] = []
     others: list[str] = []
     for source in summary.intensity_sources:
-        found = _TABLE_REGION.search(source)
-        if found:
-            if found.group(1) not in regions:
-                regions.append(found.group(1))
-        elif source.startswith("default:"):
+        root = Provenance.parse(source).root  # "env:GREENPRINT_REGION -> table:DE:2023 (...)"
+        region, _, year = root.source.rpartition(":")
+        if root.kind == "table" and region and year.isdigit():
+            if region not in regions:
+                regions.append(region)
+        elif root.kind == "default":
             others.append("unknown (no region set: world-average grid intensity)")
-        elif "csv:" in source:
+        elif root.kind == "csv":
             others.append("hourly intensity series (CSV)")
         else:
             others.append(f"unknown (intensity from {short_source(source)})")
