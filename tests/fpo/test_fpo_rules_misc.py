@@ -269,3 +269,85 @@ def test_detection_ops_on_meta(torchvision_ops):
     rois = torch.empty(4, 5, device="meta")
     r = count(lambda: torchvision_ops.roi_align(x, rois, 0.5, 2, 2, 2, True))
     assert r.total == 2_640
+
+
+# -- more ops met on real models ---------------------------------------------------------------
+
+
+def test_bilinear_layer_is_two_contractions():
+    """nn.Bilinear(4, 5, 3) on a batch of 2: x1 W contracted over I (2*2*3*4*5 = 240), then
+    with x2 over J (2*2*3*5 = 60); the bias add 6."""
+    layer = nn.Bilinear(4, 5, 3)
+    x1, x2 = t(2, 4), t(2, 5)
+    r = count(lambda: layer(x1, x2))
+    assert r.by_op["aten._trilinear"] == 300
+    assert r.total == 306
+    x1.requires_grad_()
+    assert count(lambda: layer(x1, x2).sum().backward()).unknown_ops == {}
+
+
+SMALL = t(4, 5)
+IMAGE = t(2, 3, 8, 8)
+CASES = {
+    # name: (fn, FPO, the op counted)
+    "hann_window": (lambda: torch.hann_window(8), 4 * 8),
+    "blackman_window": (lambda: torch.blackman_window(8), 8 * 8),
+    "cross": (lambda: torch.linalg.cross(t(4, 3), t(4, 3)), 3 * 12),
+    "rrelu": (lambda: F.rrelu(SMALL, training=True), 2 * 20),
+    "hardshrink": (lambda: F.hardshrink(SMALL), 2 * 20),
+    "softshrink": (lambda: F.softshrink(SMALL), 3 * 20),
+    # 2 * 3 * 3 * 3 = 54 outputs, 2 x 2 windows
+    "fractional_max_pool": (lambda: F.fractional_max_pool2d(IMAGE, 2, output_size=3), 54 * 4),
+    # 4 x 5: 3 per element, its add, 1 per sample, the mean over 4 samples (4 + 1)
+    "multi_margin_loss": (lambda: F.multi_margin_loss(SMALL, torch.tensor([0, 1, 2, 3])), 89),
+    "soft_margin_loss": (lambda: F.soft_margin_loss(SMALL, torch.ones(4, 5)), 4 * 20 + 21),
+    # (2, 8, 8, 2) grid, each coordinate a dot product of 3
+    "affine_grid": (lambda: F.affine_grid(t(2, 2, 3), [2, 3, 8, 8], align_corners=False), 1_536),
+    # 5 values, ceil(log2(11)) = 4 compares each; among 3 boundaries 2 each
+    "searchsorted": (lambda: torch.searchsorted(torch.arange(10.0), torch.rand(5)), 20),
+    "bucketize": (lambda: torch.bucketize(torch.rand(5), torch.arange(3.0)), 10),
+    "unique": (lambda: torch.unique(torch.rand(10)), 10 * 4 + 10),
+    "unique_of_integers": (lambda: torch.unique(torch.arange(10)), 0),
+    "bincount_weighted": (lambda: torch.bincount(torch.arange(10) % 3, weights=torch.rand(10)), 10),
+    "bincount": (lambda: torch.bincount(torch.arange(10) % 3), 0),
+    "trace": (lambda: torch.trace(t(4, 4)), 4),
+    "renorm": (lambda: torch.renorm(SMALL, 2, 0, 1.0), 3 * 20 + 3 * 4),
+    "polar": (lambda: torch.polar(torch.rand(4), torch.rand(4)), 16),
+    "sinc": (lambda: torch.sinc(t(5)), 20),
+    "i0": (lambda: torch.i0(t(5)), 5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_more_ops_by_hand(name):
+    fn, expected = CASES[name]
+    r = count(fn)
+    assert r.unknown_ops == {}
+    assert r.total == expected
+
+
+def test_embedding_max_norm_renormalises_the_looked_up_rows():
+    """3 rows of 4: the norm (2 * 4 + 1), the compare, the scale (4): 14 each."""
+    embedding = nn.Embedding(10, 4, max_norm=1.0)
+    ids = torch.tensor([1, 2, 3])
+    assert count(lambda: embedding(ids)).by_op["aten.embedding_renorm_"] == 42
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: F.rrelu(x, training=True),
+        F.hardshrink,
+        F.softshrink,
+        lambda x: F.multi_margin_loss(x, torch.tensor([0, 1, 2, 3])),
+        lambda x: F.multilabel_margin_loss(x, torch.tensor([[0, 1, -1, 0, 0]] * 4)),
+        lambda x: F.soft_margin_loss(x, torch.ones(4, 5)),
+        lambda x: torch.renorm(x, 2, 0, 1.0),
+        torch.sinc,
+    ],
+)
+def test_more_ops_backward_has_a_rule_for_every_op(fn):
+    x = t(4, 5, grad=True)
+    r = count(lambda: fn(x).sum().backward())
+    assert r.unknown_ops == {}
+    assert r.backward_total > 0
