@@ -1,0 +1,314 @@
+"""Run roles: given or inferred, trial scores from parts, the final-run rule, lower-is-better."""
+
+from __future__ import annotations
+
+import doctest
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from greenprint import AnalysisError, ConfigError, MetricPoint, RunRecord
+from greenprint.analysis import _roles as roles_module
+from greenprint.analysis import (
+    choose_final,
+    evp_by_budget,
+    expected_max_performance,
+    lower_is_better,
+    pareto_runs,
+    price_tag,
+    resolve_mode,
+    resolve_roles,
+    roles,
+    study_trials,
+)
+
+
+def run(rid, parent=None, role=None, status="finished", kwh=1.0, started=0.0, **metrics):
+    return RunRecord(
+        id=rid,
+        name=rid,
+        parent_id=parent,
+        role=role,
+        status=status,
+        started_at=started,
+        energy_kwh=kwh,
+        emissions_kg=kwh / 2,
+        duration_s=kwh * 10,
+        metrics=tuple(MetricPoint(k, v) for k, v in metrics.items()),
+    )
+
+
+def test_inference_rules():
+    runs = [
+        run("lone", acc=0.5),  # a root: trial
+        run("cv", acc=0.7),  # a root with a score and children: a trial, its children parts
+        run("cv-f0", "cv", acc=0.6),
+        run("cv-f0-w", "cv-f0"),  # a part of a part
+        run("sweep"),  # a root with children and no score: a sweep
+        run("t0", "sweep"),  # a child of a sweep: a trial, even without a score
+        run("t0-f0", "t0", acc=0.8),
+        run("t1", "sweep", acc=0.9),
+        run("empty"),  # a root without children and without a score is still a trial
+        run("orphan", "elsewhere", acc=0.1),  # parent not in the set: a root
+    ]
+    assert roles(runs) == {
+        "lone": ("trial", True),
+        "cv": ("trial", True),
+        "cv-f0": ("part", True),
+        "cv-f0-w": ("part", True),
+        "sweep": ("sweep", True),
+        "t0": ("trial", True),
+        "t0-f0": ("part", True),
+        "t1": ("trial", True),
+        "empty": ("trial", True),
+        "orphan": ("trial", True),
+    }
+    study = resolve_roles(runs)
+    assert study.counts == {"trial": 6, "part": 3, "sweep": 1}
+    assert [study.runs[p].id for p in study.trials] == ["lone", "cv", "t0", "t1", "empty", "orphan"]
+    owners = {study.runs[p].id: study.runs[o].id for p, o in enumerate(study.owners)}
+    assert owners["cv-f0-w"] == "cv" and owners["t0-f0"] == "t0" and owners["t0"] == "t0"
+    assert study.note is not None and study.note.startswith("roles inferred for every run")
+    assert "(6 trial, 3 part, 1 sweep)" in study.note and "role=" in study.note
+
+
+def test_given_roles_win_and_the_runs_below_follow_them():
+    runs = [
+        run("b", role="baseline", acc=0.5),
+        run("b-f0", "b", acc=0.4),  # inside a baseline: a part (its cost is the baseline's)
+        run("s", role="sweep", acc=0.9),  # a sweep that logs its best score stays a sweep
+        run("t", "s", acc=0.9),
+        run("x", "s", role="final", acc=0.95),  # explicit roles anywhere
+        run("f", role="final"),
+        run("f-helper", "f", status="failed"),
+        run("lc", role="learning-curve", acc=0.3),
+        run("p", role="part"),  # a part whose parent is elsewhere: keeps its role
+    ]
+    got = roles(runs)
+    assert got["b-f0"] == ("part", True) and got["t"] == ("trial", True)
+    assert got["s"] == ("sweep", False) and got["x"] == ("final", False)
+    assert got["f-helper"] == ("part", True) and got["p"] == ("part", False)
+    study = resolve_roles(runs)
+    assert study.n_inferred == 3 and study.note is not None and "3 of 9 runs" in study.note
+    assert resolve_roles([run("a", role="trial")]).note is None
+
+
+def test_the_sweep_rule_judges_the_score_by_the_ranked_metric():
+    runs = [run("s", best_acc=0.9), run("t0", "s", acc=0.8), run("t1", "s", acc=0.9)]
+    assert roles(runs)["s"] == ("trial", True)  # logged a metric: a trial with two parts
+    by_acc = roles(runs, metric="acc")
+    assert by_acc["s"] == ("sweep", True) and by_acc["t0"] == ("trial", True)
+    # NaN is no score
+    assert roles([run("s", acc=math.nan), run("t", "s")])["s"] == ("sweep", True)
+
+
+def test_an_unknown_stored_role_is_inferred_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert roles([run("a", role="champion", acc=1.0)]) == {"a": ("trial", True)}
+    assert "role this greenprint does not know" in caplog.text
+
+
+def test_trial_scores_come_from_their_own_metric_else_their_parts():
+    runs = [
+        run("s"),
+        run("own", "s", acc=0.9),
+        run("own-f", "own", acc=0.1),  # ignored: the trial logged its own
+        run("cv", "s"),
+        run("cv-f0", "cv", acc=0.6),
+        run("cv-f1", "cv", acc=0.8),
+        run("cv-f2", "cv", status="failed", acc=0.0),  # a failed part's score does not count
+        run("deep", "s"),
+        run("deep-w", "deep"),  # a part scored by its own parts, recursively
+        run("deep-w-f", "deep-w", acc=0.4),
+        run("none", "s"),
+    ]
+    trials = study_trials(runs, metric="acc")
+    assert [r.id for r in trials.runs] == ["own", "cv", "deep", "none"]
+    assert trials.score_of("own").score == 0.9 and trials.score_of("own").source == "own"
+    cv = trials.score_of("cv")
+    assert cv.source == "parts" and cv.parts == 2 and cv.score == pytest.approx(0.7)
+    assert trials.score_of("deep").score == 0.4 and trials.score_of("deep").source == "parts"
+    assert math.isnan(trials.score_of("none").score) and trials.score_of("none").source == "none"
+    assert math.isnan(trials.score_of("s").score)  # a sweep never takes its trials' scores
+    assert trials.from_parts == 2 and trials.score_note.startswith("2 of 4 trials")
+    assert trials.to_dict()["scored_by_parts"] == 2
+    with pytest.raises(AnalysisError, match="infinite"):
+        study_trials([run("a", acc=math.inf)], metric="acc")
+
+
+def test_the_final_run_rule():
+    runs = [
+        run("s"),
+        run("t0", "s", acc=0.8, started=1),
+        run("t1", "s", acc=0.9, started=2),
+        run("t1-f", "t1", acc=0.99),  # a part is never the final run
+        run("t2", "s", status="failed", acc=0.95, started=3),
+        run("t3", "s", acc=0.9, started=4),  # ties: the earliest started wins
+    ]
+    choice = choose_final(study_trials(runs, metric="acc"))
+    assert runs[choice.position].id == "t1" and choice.rule == "best-trial"
+    assert "highest acc" in choice.text
+    low = choose_final(study_trials(runs, metric="acc", mode="min"))
+    assert runs[low.position].id == "t0" and "lowest" in low.text
+    assert choose_final(study_trials(runs)).position is None  # no metric, no final role
+    finals = [*runs, run("f1", role="final", started=5), run("f2", role="final", started=6)]
+    finals.append(run("f3", role="final", status="failed", started=7))
+    choice = choose_final(study_trials(finals, metric="acc"))
+    assert finals[choice.position].id == "f2" and choice.rule == "role"
+    assert "last started of 3" in choice.text
+    named = choose_final(study_trials(runs, metric="acc"), final="s")
+    assert runs[named.position].id == "s" and named.rule == "given"
+    with pytest.raises(AnalysisError, match="no finished trial.*role 'final'"):
+        price_tag([run("s"), run("t", "s", status="failed", acc=1.0)], metric="acc")
+
+
+@pytest.mark.parametrize(
+    ("metric", "lower"),
+    [
+        ("loss", True),
+        ("val_loss", True),
+        ("trainLoss", True),
+        ("eval/loss", True),
+        ("test.error", True),
+        ("error_rate", True),
+        ("perplexity", True),
+        ("ppl", True),
+        ("RMSE", True),
+        ("mae", True),
+        ("mse", True),
+        ("wer", True),
+        ("cer", True),
+        ("mean_squared_error", True),
+        ("neg_log_loss", False),  # scikit-learn's negated losses: higher is better
+        ("neg_root_mean_squared_error", False),
+        ("accuracy", False),
+        ("f1", False),
+        ("bleu", False),
+        ("auc", False),
+        ("glossary_score", False),  # a word that merely contains "loss"
+    ],
+)
+def test_names_that_say_lower_is_better(metric, lower):
+    assert lower_is_better(metric) is lower
+    mode, note = resolve_mode(metric)
+    assert mode == ("min" if lower else "max")
+    assert (note is not None) is lower
+    if note:
+        assert note == (
+            f"{metric!r} is minimised: its name says lower is better "
+            "(give mode='max' to maximise it)"
+        )
+
+
+def test_a_given_mode_always_wins_and_is_checked():
+    assert resolve_mode("loss", "max") == ("max", None)
+    assert resolve_mode(None) == ("max", None)
+    with pytest.raises(ConfigError, match="mode"):
+        resolve_mode("loss", "lower")
+
+
+def test_a_loss_is_never_maximised_silently():
+    runs = [run("a", loss=0.2, started=1), run("b", loss=0.9, started=2)]
+    tag = price_tag(runs, metric="loss")
+    assert tag.final is not None and tag.final.run_id == "a" and tag.mode == "min"
+    assert tag.mode_note is not None and tag.mode_note in tag.notes
+    assert price_tag(runs, metric="loss", mode="max").final.run_id == "b"
+    assert evp_by_budget(runs, "trials", metric="loss").mean[-1] == pytest.approx(
+        expected_max_performance([0.2, 0.9], mode="min").mean[-1]
+    )
+    assert [r.id for r in pareto_runs(runs, metric="loss")] == ["a"]
+
+
+def test_evp_per_family_is_each_familys_own_curve():
+    scores = [0.7, 0.8, 0.6, 0.9, np.nan]
+    families = ["mlp", "cnn", "mlp", "cnn", "mlp"]
+    curves = expected_max_performance(scores, group_by=families, replacement=False)
+    assert list(curves) == ["mlp", "cnn"]
+    mlp = expected_max_performance([0.7, 0.6, np.nan], replacement=False)
+    assert curves["mlp"].mean.tolist() == pytest.approx(mlp.mean.tolist())
+    assert curves["mlp"].n_missing == 1 and curves["mlp"].family == "mlp"
+    assert curves["cnn"].n_trials == 2 and curves["cnn"].to_dict()["family"] == "cnn"
+    with pytest.raises(AnalysisError, match="one family label per score"):
+        expected_max_performance(scores, group_by="params.model")
+    with pytest.raises(AnalysisError, match="4 group_by labels for 5 scores"):
+        expected_max_performance(scores, group_by=families[:4])
+
+
+def test_evp_by_budget_groups_runs_by_a_path_or_a_function():
+    runs = [run("s")] + [
+        RunRecord(
+            id=f"t{k}",
+            name=f"t{k}",
+            parent_id="s",
+            status="finished",
+            energy_kwh=0.1 * (k + 1),
+            params={"model": model} if model else {},
+            metrics=(MetricPoint("acc", acc),),
+        )
+        for k, (model, acc) in enumerate([("mlp", 0.7), ("cnn", 0.8), (None, 0.5), ("mlp", 0.6)])
+    ]
+    curves = evp_by_budget(runs, "energy_kwh", metric="acc", group_by="params.model")
+    assert list(curves) == ["mlp", "cnn", "(no params.model)"]
+    assert curves["mlp"].n_trials == 2 and curves["mlp"].budget_unit == "kWh"
+    assert curves["mlp"].budget.tolist() == pytest.approx([0.25, 0.5])  # mean of 0.1 and 0.4
+    by_fn = evp_by_budget(runs, "trials", metric="acc", group_by=lambda r: r.energy_kwh > 0.2)
+    assert sorted(by_fn) == ["False", "True"] and by_fn["True"].n_trials == 2
+    with pytest.raises(ConfigError, match="group_by"):
+        evp_by_budget(runs, "trials", metric="acc", group_by="")
+
+
+def test_pareto_and_evp_never_take_folds_baselines_or_the_final_run():
+    runs = [
+        run("b", role="baseline", acc=0.99, kwh=0.01),
+        run("f", role="final", acc=0.98, kwh=0.01),
+        run("lc", role="learning-curve", acc=0.97, kwh=0.01),
+        run("s"),
+        run("t0", "s", kwh=3.0),
+        run("t0-f0", "t0", acc=0.96, kwh=1.0),
+        run("t0-f1", "t0", acc=0.94, kwh=1.0),
+        run("t1", "s", acc=0.9, kwh=1.0),
+    ]
+    front = pareto_runs(runs, metric="acc")
+    assert [r.id for r in front] == ["t0", "t1"]
+    curve = evp_by_budget(runs, "energy_kwh", metric="acc")
+    assert curve.n_trials == 2 and curve.scored_by_parts == 1
+    assert curve.mean[-1] == pytest.approx(expected_max_performance([0.95, 0.9]).mean[-1])
+    assert curve.budget[0] == pytest.approx(2.0)  # (3.0 + 1.0) / 2: a trial's cost has its folds
+
+
+def test_price_tag_by_role_puts_parts_with_their_run():
+    runs = [
+        run("b", role="baseline", kwh=1.0),
+        run("s", kwh=10.0),
+        run("t0", "s", kwh=4.0, acc=0.5),
+        run("t0-f", "t0", kwh=3.0, status="failed"),
+        run("t1", "s", kwh=5.0, acc=0.6),
+        run("f", role="final", kwh=2.0),
+        run("f-h", "f", kwh=0.5),
+    ]
+    tag = price_tag(runs, metric="acc")
+    assert {k: v.energy_kwh for k, v in tag.by_role.items()} == pytest.approx(
+        {"trial": 9.0, "baseline": 1.0, "final": 2.0, "sweep": 1.0}
+    )
+    assert tag.total.energy_kwh == pytest.approx(13.0)
+    assert tag.by_role["trial"].runs == 3 and tag.by_role["trial"].trials == 2
+    assert tag.by_status["failed"].energy_kwh == pytest.approx(3.0)
+    assert tag.final is not None and tag.final.run_id == "f" and tag.final.rule == "role"
+    data = tag.to_dict()
+    assert data["by_role"]["sweep"]["energy_kwh"] == pytest.approx(1.0)
+    assert data["roles"]["counts"] == {"trial": 2, "part": 2, "baseline": 1, "final": 1, "sweep": 1}
+    assert data["final"]["rule_text"] == "the run with role 'final'"
+
+
+def test_the_docstring_examples_run():
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    functions = (resolve_roles, evp_by_budget, expected_max_performance)
+    names = {fn.__name__: fn for fn in functions}
+    for fn in functions:
+        for test in finder.find(fn, fn.__name__, module=roles_module, globs=dict(names)):
+            runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted >= 4 and result.failed == 0
