@@ -37,6 +37,7 @@ from greenprint._exceptions import (
     UnknownRunError,
     UnknownStudyError,
 )
+from greenprint._provenance import Provenance
 from greenprint._records import MetricPoint, PowerSample, RunRecord
 from greenprint._version import __version__
 
@@ -75,6 +76,7 @@ __all__ = [
     "MissingDependencyError",
     "NotALedgerError",
     "PowerSample",
+    "Provenance",
     "ReportError",
     "Run",
     "RunRecord",
