@@ -351,3 +351,22 @@ def test_more_ops_backward_has_a_rule_for_every_op(fn):
     r = count(lambda: fn(x).sum().backward())
     assert r.unknown_ops == {}
     assert r.backward_total > 0
+
+
+def test_weight_norm_by_hand():
+    """Conv1d(3, 4, 3): v is (4, 3, 3), 36 elements in 4 slices: 3 * 36 + 2 * 4 = 116; backward
+    5 * 36 + 3 * 4 = 192."""
+    conv = torch.nn.utils.parametrizations.weight_norm(nn.Conv1d(3, 4, 3))
+    x = t(1, 3, 10)
+    r = count(lambda: conv(x).sum().backward())
+    assert r.by_op["aten._weight_norm_interface"] == 116
+    assert r.by_op["aten._weight_norm_interface_backward"] == 192
+    assert r.unknown_ops == {}
+
+
+def test_matrix_exp_is_the_five_products_of_the_degree_18_polynomial():
+    """(2, 4, 4): 2 * 5 * 2 * 4^3; orthogonal parametrizations run it forward and backward."""
+    a = t(2, 4, 4)
+    assert count(lambda: torch.linalg.matrix_exp(a)).total == 2 * 10 * 64
+    layer = torch.nn.utils.parametrizations.orthogonal(nn.Linear(4, 4))
+    assert count(lambda: layer(t(2, 4)).sum().backward()).unknown_ops == {}

@@ -739,6 +739,41 @@ def sinc_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     return 4 * numel(first_shape(out_shape))
 
 
+@register_rule("aten._weight_norm_interface")
+def weight_norm_rule(v: tuple[int, ...], g: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``w = v * g / |v|`` per slice: ``3N`` + 2 per slice.
+
+    The norm (2 per element + a root per slice), ``g / norm`` (1 per slice), the scaling (1 per
+    element).
+    """
+    return 3 * numel(v) + 2 * numel(g)
+
+
+@register_rule("aten._weight_norm_interface_backward")
+def weight_norm_backward_rule(
+    grad_w: tuple[int, ...], saved_v: Any, saved_g: tuple[int, ...], *args: Any, **kwargs: Any
+) -> int:
+    """``5N`` + 3 per slice.
+
+    grad_g ``sum(grad_w * v) / norm`` (2N + 1 per slice); grad_v
+    ``g / norm * (grad_w - v * grad_g / norm)`` (3N + 2 per slice).
+    """
+    return 5 * numel(grad_w) + 3 * numel(saved_g)
+
+
+@register_rule("aten.linalg_matrix_exp")
+def matrix_exp_rule(self: tuple[int, ...], **kwargs: Any) -> int:
+    """``10 n^3`` per matrix: the five products of torch's degree-18 Taylor polynomial.
+
+    Torch follows Bader, Blanes and Casas (2019).
+
+    Matrices of small norm take a lower degree (fewer products); large norms add one squaring
+    (``2 n^3``) per halving. Both depend on the data, which a shape cannot show.
+    """
+    n = self[-1]
+    return math.prod(self[:-2]) * 10 * n**3
+
+
 # -- 0 by rule: nested-tensor conversions (the transformer fast path), checks, diagonals ----
 
 register_rule(
@@ -750,5 +785,14 @@ register_rule(
         "aten._linalg_check_errors",
         "aten.diag_embed",
         "aten.diag",
+        "aten.diagonal_copy",
+        "aten._nested_view_from_jagged",
+        "aten._nested_get_values",
+        "aten._nested_get_offsets",
+        "aten._nested_get_lengths",
+        "aten._sparse_coo_tensor_with_dims_and_tensors",
+        "aten._indices",
+        "aten._values",
+        "aten._coalesced_",
     ]
 )(zero)
