@@ -243,3 +243,18 @@ def test_grouped_mm_on_meta_counts_as_on_cpu():
     b = torch.randn(2, 8, 16, dtype=torch.bfloat16, device="meta")
     offs = torch.empty(2, dtype=torch.int32, device="meta")
     assert count(lambda: torch._grouped_mm(a, b, offs=offs)).total == 2_048
+
+
+def test_vit_eval_counts_the_same_on_cpu_fused_and_on_meta_unfused():
+    """On CPU in eval under no_grad nn.MultiheadAttention runs fused; on the meta device it runs
+    the slow path: the counts agree."""
+    import fpo_zoo as zoo
+
+    torch.manual_seed(0)
+    model = zoo.vit_tiny().eval()
+    with torch.no_grad():
+        cpu = gp.count_fpo(model, torch.randn(2, 3, 16, 16), backward=False, strict=True)
+        model.to("meta")
+        meta = gp.count_fpo(model, torch.randn(2, 3, 16, 16, device="meta"), backward=False)
+    assert MHA_OP in cpu.calls and MHA_OP not in meta.calls
+    assert cpu.total == meta.total
