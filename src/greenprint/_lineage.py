@@ -8,12 +8,19 @@ restores when it ends:
 * ``GREENPRINT_PARENT_RUN``: the parent run's id;
 * ``GREENPRINT_PARENT_LEDGER``: the ledger the parent writes to (so the child writes there too);
 * ``GREENPRINT_PARENT_STUDY``: the parent's study.
+
+The environment is one per process, while runs in several threads of it may be active at once
+(Optuna's ``n_jobs``): the exports of this process's runs are therefore kept on a stack. A run
+that ends puts back the newest export still in force, or, when none is, what the process had
+before its first export; and a run with no enclosing run in its own context reads the values
+the process inherited, never a sibling thread's run (that would make it the sibling's child).
 """
 
 from __future__ import annotations
 
 import contextvars
 import os
+import threading
 from typing import Any
 
 __all__ = [
@@ -59,19 +66,43 @@ def leave(run: Any, token: contextvars.Token[tuple[Any, ...]]) -> None:
         _stack.set(tuple(r for r in _stack.get() if r is not run))
 
 
+_KEYS = (PARENT_ENV, PARENT_LEDGER_ENV, PARENT_STUDY_ENV)
+
+# this process's exports, oldest first: (the dict export_env returned, the values exported);
+# _base holds the process's own values of _KEYS while any export is in force. An RLock: a
+# SIGTERM handler may end runs while the main thread is inside export_env.
+_exports_lock = threading.RLock()
+_exports: list[tuple[dict[str, str | None], dict[str, str]]] = []
+_base: dict[str, str | None] = {}
+
+
+def _inherited(key: str) -> str | None:
+    """The process's own value of ``key``: not one exported by a run of this process."""
+    with _exports_lock:
+        return _base.get(key) if _exports else os.environ.get(key)
+
+
 def inherited_parent() -> str | None:
     """The parent run id a child process inherited, or ``None``."""
-    return os.environ.get(PARENT_ENV) or None
+    return _inherited(PARENT_ENV) or None
 
 
 def inherited_study() -> str | None:
     """The study of the inherited parent run, or ``None`` when there is no parent."""
-    return os.environ.get(PARENT_STUDY_ENV) if inherited_parent() else None
+    return _inherited(PARENT_STUDY_ENV) if inherited_parent() else None
 
 
 def inherited_ledger() -> str | None:
     """The ledger URL of the inherited parent run, or ``None`` when there is no parent."""
-    return os.environ.get(PARENT_LEDGER_ENV) if inherited_parent() else None
+    return _inherited(PARENT_LEDGER_ENV) if inherited_parent() else None
+
+
+def _put(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def export_env(run_id: str, study: str, ledger_url: str | None) -> dict[str, str | None]:
@@ -79,17 +110,32 @@ def export_env(run_id: str, study: str, ledger_url: str | None) -> dict[str, str
     exported = {PARENT_ENV: run_id, PARENT_STUDY_ENV: study}
     if ledger_url is not None:
         exported[PARENT_LEDGER_ENV] = ledger_url
-    saved: dict[str, str | None] = {}
-    for key, value in exported.items():
-        saved[key] = os.environ.get(key)
-        os.environ[key] = value
+    with _exports_lock:
+        if not _exports:
+            _base.clear()
+            _base.update({key: os.environ.get(key) for key in _KEYS})
+        saved: dict[str, str | None] = {key: os.environ.get(key) for key in exported}
+        _exports.append((saved, exported))
+        _put(dict(exported))
     return saved
 
 
 def restore_env(saved: dict[str, str | None]) -> None:
-    """Put back what :func:`export_env` replaced."""
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
+    """Undo :func:`export_env`: the newest export still in force, else the process's values.
+
+    Runs of several threads may end in any order; the environment then shows the newest run
+    still exporting, not a run that has ended.
+    """
+    with _exports_lock:
+        index = next((i for i, (s, _) in enumerate(_exports) if s is saved), None)
+        if index is None:  # not on the stack (already restored): put back what it replaced
+            _put(saved)
+            return
+        del _exports[index]
+        if index < len(_exports):
+            return  # an older run ended: a newer export stays in force
+        if _exports:
+            _put({**_base, **_exports[-1][1]})
         else:
-            os.environ[key] = value
+            _put(dict(_base))
+            _base.clear()
