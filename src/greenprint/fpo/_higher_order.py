@@ -21,6 +21,7 @@ import copy
 from typing import Any, Protocol
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 
 from greenprint._exceptions import UnknownOpError
 
@@ -86,7 +87,7 @@ def _readable(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
     if isinstance(value, torch.Tensor):
-        if value.device.type == "meta" or isinstance(value, torch._subclasses.FakeTensor):
+        if value.device.type == "meta" or isinstance(value, FakeTensor):
             return None
         return bool(value.item())
     return None
@@ -136,7 +137,7 @@ def _while_loop(mode: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, A
 
 
 def _readable_tensor(t: torch.Tensor) -> bool:
-    return not (t.device.type == "meta" or isinstance(t, torch._subclasses.FakeTensor))
+    return not (t.device.type == "meta" or isinstance(t, FakeTensor))
 
 
 def _save(counter: FPOCounter) -> dict[str, Any]:
