@@ -18,11 +18,13 @@ CPU time of processes that exit between samples is kept:
 * the cumulative tree CPU time never decreases.
 
 Processes started before :meth:`ProcessTree.start` count from their CPU time at the start.
-Descendants are found through ``psutil.Process.children(recursive=True)``, which reads the stat
-file of every process on the machine; on Linux that walk is skipped while the last process id
-the kernel handed out (``/proc/loadavg``) has not changed, since no new process can have joined
-the tree then. A process once seen stays tracked after it is re-parented (daemonised), but its
-later children are not found.
+Descendants are found, on Linux, through the ``children`` file of each thread of each process of
+the tree (``/proc/<pid>/task/<tid>/children``), elsewhere through
+``psutil.Process.children(recursive=True)``, which reads the stat file of every process on the
+machine; on Linux the walk is skipped while the last process id the kernel handed out
+(``/proc/loadavg``) has not changed, since no new process can have joined the tree then. A
+process once seen stays tracked after it is re-parented (daemonised), but its later children
+are not found.
 """
 
 from __future__ import annotations
@@ -231,7 +233,7 @@ class ProcessTree:
             try:
                 if root.is_running():
                     members[root.pid] = root
-                    for child in root.children(recursive=True):
+                    for child in _descendants(root):
                         members[child.pid] = child
             except psutil.Error:
                 pass
@@ -292,6 +294,73 @@ class ProcessTree:
         used = self._departed_s + sum(entry.used for entry in self._procs.values())
         self._tree_cpu_s = max(self._tree_cpu_s, used)
         return frozenset(alive), rss_total
+
+
+def _proc_children_supported() -> bool:
+    """Whether Linux lists each task's children (``/proc/<pid>/task/<tid>/children``)."""
+    try:
+        return os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+    except OSError:  # pragma: no cover
+        return False
+
+
+_PROC_CHILDREN = _proc_children_supported()
+
+
+def _child_pids(pid: int) -> list[int] | None:
+    """Direct children of ``pid``, from the children file of each of its threads.
+
+    ``None`` when a file that should be there cannot be read (the caller falls back to psutil);
+    an empty list when the process is gone.
+    """
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return None
+    pids: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                pids.extend(int(field) for field in fh.read().split())
+        except FileNotFoundError:  # the thread (or the process) ended meanwhile
+            continue
+        except (OSError, ValueError):
+            return None
+    return pids
+
+
+def _descendants(root: psutil.Process) -> list[psutil.Process]:
+    """Every descendant of ``root``, as ``root.children(recursive=True)`` lists them.
+
+    On Linux the tree is walked through the children files of its own threads (a few small
+    reads for a small tree) instead of psutil's read of the stat file of every process on the
+    machine (about 1.5 ms with 100 processes, far more on a busy node). A child that exits while
+    a sibling is being listed can hide that sibling from one walk (the kernel's list shifts
+    under the read); such a process is found at the next walk, with all its CPU time (it counts
+    from its own start), and if it ends first its time reaches the tree through its parent's
+    ``children_user/children_system``.
+    """
+    if not _PROC_CHILDREN:
+        return root.children(recursive=True)
+    found: list[psutil.Process] = []
+    seen = {root.pid}
+    queue = [root.pid]
+    while queue:
+        pids = _child_pids(queue.pop())
+        if pids is None:
+            return root.children(recursive=True)
+        for pid in pids:
+            if pid in seen:
+                continue
+            seen.add(pid)
+            queue.append(pid)
+            try:
+                found.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                continue
+    return found
 
 
 def _same_process(a: psutil.Process, b: psutil.Process) -> bool:

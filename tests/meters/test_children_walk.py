@@ -1,0 +1,105 @@
+"""The tree walk through /proc children files finds what psutil's walk over every process finds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from greenprint.meters import _attribution
+from greenprint.meters._attribution import ProcessTree, _descendants
+
+
+def _spawn_nested(depth: int) -> subprocess.Popen:
+    code = (
+        "import subprocess, sys, time\n"
+        "depth = int(sys.argv[1])\n"
+        "if depth:\n"
+        "    subprocess.Popen([sys.executable, '-c', sys.argv[2], str(depth - 1), sys.argv[2]])\n"
+        "print('up', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(depth), code], stdout=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for(n: int, root: psutil.Process) -> None:
+    deadline = time.monotonic() + 20
+    while len(root.children(recursive=True)) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _kill_tree(root: psutil.Process) -> None:
+    for p in root.children(recursive=True) + [root]:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+@pytest.mark.skipif(not _attribution._PROC_CHILDREN, reason="no /proc/<pid>/task/*/children")
+def test_the_children_files_find_every_descendant():
+    me = psutil.Process()
+    top = _spawn_nested(2)  # child -> grandchild -> great-grandchild
+    try:
+        _wait_for(3, me)
+        expected = {p.pid for p in me.children(recursive=True)}
+        assert len(expected) >= 3
+        assert {p.pid for p in _descendants(me)} == expected
+    finally:
+        _kill_tree(psutil.Process(top.pid))
+        top.wait()
+
+
+@pytest.mark.skipif(not _attribution._PROC_CHILDREN, reason="no /proc/<pid>/task/*/children")
+def test_a_child_started_by_another_thread_is_found():
+    me = psutil.Process()
+    started: list[subprocess.Popen] = []
+    thread = threading.Thread(
+        target=lambda: started.append(
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        )
+    )
+    thread.start()
+    thread.join()
+    try:
+        assert started[0].pid in {p.pid for p in _descendants(me)}
+    finally:
+        started[0].kill()
+        started[0].wait()
+
+
+def test_without_children_files_psutil_walks(monkeypatch):
+    monkeypatch.setattr(_attribution, "_PROC_CHILDREN", False)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in {p.pid for p in _descendants(psutil.Process())}
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_tree_sample_counts_a_new_child_found_by_the_walk():
+    tree = ProcessTree()
+    tree.start()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.process_time()\n"
+            "while time.process_time() - t < 0.5: pass\ntime.sleep(30)",
+        ]
+    )
+    try:
+        time.sleep(1.5)
+        sample = tree.sample()
+        assert child.pid in sample.pids
+        assert sample.tree_cpu_s >= 0.4  # the child's CPU time, counted from its start
+    finally:
+        child.kill()
+        child.wait()
