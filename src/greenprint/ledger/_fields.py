@@ -13,7 +13,7 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from greenprint._exceptions import ConfigError
@@ -23,6 +23,7 @@ __all__ = [
     "FIELD_KINDS",
     "check_metric",
     "check_sample",
+    "decode_columns",
     "decode_field",
     "encode_field",
     "encode_record",
@@ -176,6 +177,47 @@ def decode_field(field: str, stored: Any) -> Any:
     if kind == "int":
         return int(stored)
     return stored
+
+
+def decode_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """Every field of many runs, decoded column by column (as :func:`decode_field`).
+
+    Args:
+        columns: field name -> the stored values of that field, one per run (every field of
+            :data:`FIELD_KINDS`).
+
+    Returns:
+        Field name -> the decoded values. One pass per field over plain lists; a JSON text
+        repeated across runs (the hardware, the environment and the provenance of a study's
+        runs) is decoded once and its dictionary shared by those runs (records' dictionaries
+        are read-only by contract).
+    """
+    out: dict[str, list[Any]] = {}
+    for name, (kind, _) in FIELD_KINDS.items():
+        stored = columns[name]
+        if kind in ("str", "status", "role"):
+            out[name] = list(stored)
+        elif kind == "float":
+            out[name] = [None if v is None else float(v) for v in stored]
+        elif kind == "json":
+            memo: dict[str, dict[str, Any]] = {}
+            column = []
+            for text in stored:
+                if text is None:
+                    column.append({})
+                    continue
+                decoded = memo.get(text)
+                if decoded is None:
+                    decoded = memo[text] = decode_field(name, text)
+                column.append(decoded)
+            out[name] = column
+        elif kind in ("int", "bigint"):
+            out[name] = [None if v is None else int(v) for v in stored]
+        elif kind == "bool":
+            out[name] = [None if v is None else bool(v) for v in stored]
+        else:  # pragma: no cover - every kind is handled above
+            out[name] = [decode_field(name, v) for v in stored]
+    return out
 
 
 def encode_record(record: RunRecord) -> dict[str, Any]:

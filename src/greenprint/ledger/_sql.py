@@ -33,6 +33,7 @@ from greenprint._exceptions import (
 from greenprint._imports import require
 from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger import _schema
+from greenprint.ledger._fields import FIELD_KINDS
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
@@ -373,8 +374,8 @@ class SQLStore:
         statuses: Sequence[str] | None = None,
         parent_id: str | None = None,
         top_level: bool = False,
-    ) -> tuple[list[dict[str, Any]], dict[str, list[MetricPoint]]]:
-        """Stored rows of the matching runs, and their metrics by run id (in logged order)."""
+    ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
+        """The matching runs' stored values column by column, and their metrics by run id."""
         conditions: list[Any] = []
         if run_id is not None:
             conditions.append(runs_t.c.id == run_id)
@@ -387,8 +388,9 @@ class SQLStore:
         elif parent_id is not None:
             conditions.append(runs_t.c.parent_id == parent_id)
 
-        def do(conn: Connection) -> tuple[list[dict[str, Any]], dict[str, list[MetricPoint]]]:
-            rows = [dict(r._mapping) for r in conn.execute(sa.select(runs_t).where(*conditions))]
+        def do(conn: Connection) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
+            rows = [r._mapping for r in conn.execute(sa.select(runs_t).where(*conditions))]
+            columns = {name: [row[name] for row in rows] for name in FIELD_KINDS}
             by_run: dict[str, list[MetricPoint]] = {}
             if rows:
                 ids = sa.select(runs_t.c.id).where(*conditions)
@@ -401,7 +403,7 @@ class SQLStore:
                     by_run.setdefault(m.run_id, []).append(
                         MetricPoint(name=m.name, value=m.value, step=m.step, time=m.time)
                     )
-            return rows, by_run
+            return columns, by_run
 
         return self.transaction(do, write=False)
 

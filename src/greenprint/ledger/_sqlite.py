@@ -468,8 +468,12 @@ class SQLiteStore:
         statuses: Sequence[str] | None = None,
         parent_id: str | None = None,
         top_level: bool = False,
-    ) -> tuple[list[dict[str, Any]], dict[str, list[MetricPoint]]]:
-        """Stored rows of the matching runs, and their metrics by run id (in logged order)."""
+    ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
+        """The matching runs' stored values column by column, and their metrics by run id.
+
+        Columns, not one dictionary per row: a study of 100,000 runs is read as 36 lists.
+        Metrics are in logged order.
+        """
         conditions: list[str] = []
         params: list[Any] = []
         if run_id is not None:
@@ -491,15 +495,18 @@ class SQLiteStore:
 
         def do(
             conn: sqlite3.Connection,
-        ) -> tuple[list[dict[str, Any]], dict[str, list[MetricPoint]]]:
-            rows = []
-            for row in conn.execute(_SELECT_RUNS + where, params):
-                record = dict(zip(_RUN_COLUMNS, row, strict=True))
-                for name in _NONFINITE_RUN_COLUMNS:
-                    record[name] = _read_float(record[name])
-                rows.append(record)
+        ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
+            fetched = conn.execute(_SELECT_RUNS + where, params).fetchall()
+            columns: dict[str, list[Any]] = {name: [] for name in _RUN_COLUMNS}
+            if fetched:
+                columns = {
+                    name: list(values)
+                    for name, values in zip(_RUN_COLUMNS, zip(*fetched, strict=True), strict=True)
+                }
+            for name in _NONFINITE_RUN_COLUMNS:
+                columns[name] = [None if v is None else float(v) for v in columns[name]]
             by_run: dict[str, list[MetricPoint]] = {}
-            if rows:
+            if fetched:
                 query = (
                     "SELECT run_id, name, value, step, time FROM metrics "
                     f"WHERE run_id IN (SELECT id FROM runs{where}) ORDER BY seq"
@@ -508,7 +515,7 @@ class SQLiteStore:
                     by_run.setdefault(rid, []).append(
                         MetricPoint(name=name, value=float(value), step=step, time=at)
                     )
-            return rows, by_run
+            return columns, by_run
 
         return self.transaction(do, write=False)
 
