@@ -116,3 +116,14 @@ def test_other_higher_order_ops_run_uncounted_and_are_listed_as_unknown():
     r, out = count(lambda: scan(combine, init, xs))
     assert r.unknown_ops == {"higher_order.scan": 1}
     assert torch.allclose(out[0], expected[0]) and torch.allclose(out[1], expected[1])
+
+
+def test_cond_on_fake_tensors_counts_the_larger_branch():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.randn(4, 4)
+        pred = x.sum() > 0
+    r, out = count(lambda: torch.cond(pred, plus_one, product, (x,)))
+    assert nonzero(r.by_op) == {"aten.mm": 128}
+    assert out.shape == (4, 4)
