@@ -51,7 +51,9 @@ def run_learning_curve(
     the score it returns. ``fn`` returns the score, or ``(score, dataset_size)`` with the number
     of training examples it used; a bare score needs ``full_size`` (the size of the whole
     training set: the run records ``round(fraction * full_size)``). Each run records
-    ``params={"fraction": f}`` (plus ``"seed"``) and ``dataset_size``. An exception from ``fn``
+    ``params={"fraction": f}`` (plus ``"seed"``), ``dataset_size`` and the role
+    ``"learning-curve"`` (so the study's analyses never take these runs for trials; another role
+    can be given in ``track_options``). An exception from ``fn``
     marks that run failed (its cost is kept) and propagates.
 
     Args:
@@ -86,7 +88,7 @@ def run_learning_curve(
         raise ConfigError(f"repeats must be a positive integer, not {repeats!r}")
     if full_size is not None:
         subsample_size(1.0, full_size)  # validates it
-    options = dict(track_options or {})
+    options = {"role": "learning-curve", **(track_options or {})}
     clash = {"study", "ledger", "params", "dataset_size"} & set(options)
     if clash:
         raise ConfigError(f"track_options cannot set {', '.join(sorted(clash))}")

@@ -198,9 +198,11 @@ def test_tracked_study_through_a_real_ledger(tracking, tmp_path):
     assert curve.dataset_size.tolist() == [50, 100]
     np.testing.assert_allclose(curve.score_mean, [0.7, 0.9])
     tag = price_tag(runs, metric="acc")
-    assert tag.total.runs == 6 and tag.total.trials == 5
+    # the learning-curve runs are not trials (run_learning_curve gives them that role)
+    assert tag.total.runs == 6 and tag.total.trials == 3
+    assert tag.by_role["learning-curve"].runs == 2
     assert tag.final is not None and tag.final.name == "t2"
     roots = [r for r in runs if r.parent_id is None]
     assert tag.total.energy_kwh == pytest.approx(sum(r.energy_kwh for r in roots), rel=1e-6)
     evp = evp_by_budget(runs, "trials", metric="acc")
-    assert evp.n_trials == 5 and evp.n_missing == 2  # the curve runs have no "acc"
+    assert evp.n_trials == 3 and evp.n_missing == 0

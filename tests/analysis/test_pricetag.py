@@ -28,9 +28,7 @@ def studies(draw):
     own_fpo = draw(st.lists(st.one_of(st.none(), st.integers(0, 10**18)), min_size=n, max_size=n))
     statuses = draw(st.lists(st.sampled_from(STATUSES), min_size=n, max_size=n))
     scored = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    given = draw(
-        st.lists(st.one_of(st.none(), st.sampled_from(RUN_ROLES)), min_size=n, max_size=n)
-    )
+    given = draw(st.lists(st.one_of(st.none(), st.sampled_from(RUN_ROLES)), min_size=n, max_size=n))
     inclusive = list(own)
     fpo = list(own_fpo)
     for k in reversed(range(n)):  # children have larger indices than their parents

@@ -312,3 +312,31 @@ def test_the_docstring_examples_run():
             runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.attempted >= 4 and result.failed == 0
+
+
+def test_run_learning_curve_runs_have_the_learning_curve_role(tracking, tmp_path):
+    from greenprint import Ledger
+    from greenprint.analysis import run_learning_curve
+
+    ledger = str(tmp_path / "lc.db")
+    run_learning_curve(
+        lambda fraction: 0.5 + 0.4 * fraction,
+        [0.5, 1.0],
+        study="lc",
+        ledger=ledger,
+        full_size=100,
+        metric="acc",
+        track_options={"sample_interval_s": 0.05},
+    )
+    with Ledger(ledger) as led:
+        runs = led.runs(study="lc")
+    assert [r.role for r in runs] == ["learning-curve", "learning-curve"]
+    assert study_trials(runs, metric="acc").positions == ()  # never taken for trials
+
+
+def test_a_final_run_with_a_tiny_share_is_described_without_overflow():
+    runs = [run("search", kwh=1.0, acc=0.5), run("f", role="final", kwh=5e-324, acc=0.9)]
+    final = price_tag(runs, metric="acc").final
+    assert final is not None and final.describe().startswith(
+        "the final model cost less than 1/1,000,000 of the study's energy"
+    )

@@ -525,7 +525,10 @@ def _fraction_text(share: float) -> str:
     if share <= 0:
         return "nothing"
     if share < 0.5:
-        return f"1/{round(1.0 / share):d}"
+        inverse = 1.0 / share
+        if not math.isfinite(inverse) or inverse >= 1e6:  # a tiny share: no absurd 1/N
+            return "less than 1/1,000,000"
+        return f"1/{round(inverse):d}"
     return f"{share:.0%}"
 
 
