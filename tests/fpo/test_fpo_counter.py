@@ -369,6 +369,20 @@ def test_training_fpo_on_the_model_leaves_it_as_one_real_step_would(optimizer):
     assert counted.total == on_meta.total and counted.by_op == on_meta.by_op
 
 
+def test_training_fpo_on_the_model_restores_it_when_the_count_fails():
+    class Odd(_BNDropNet):
+        def forward(self, x):
+            return torch.special.bessel_j0(super().forward(x))  # no FPO rule
+
+    model = Odd()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(gp.UnknownOpError):
+        gp.training_fpo(model, torch.randn(5, 6), 1, optimizer="adamw", on_meta=False, strict=True)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_training_fpo_rejects_bad_input():
     model = build(zoo.mlp, "cpu")
     with pytest.raises(gp.FPOInputError):
