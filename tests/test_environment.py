@@ -63,3 +63,13 @@ def test_python_version_is_what_platform_says():
     from greenprint._environment import python_version
 
     assert python_version() == platform.python_version()
+
+
+def test_run_environment_compares_and_shows_its_fields():
+    from greenprint._environment import RunEnvironment
+
+    a = RunEnvironment("h", "python t.py", "abc", False, "3.11.7", None, {"RANK": "0"})
+    b = RunEnvironment("h", "python t.py", "abc", False, "3.11.7", None, {"RANK": "0"})
+    assert a == b and a != RunEnvironment("h", "x", None, None, "3.11.7", None, {})
+    assert repr(a).startswith("RunEnvironment(host='h', command='python t.py'")
+    assert a.env == {"RANK": "0"} and a.git_dirty is False
