@@ -161,3 +161,14 @@ def test_decompositions_on_meta_count_as_on_cpu():
     a = square()
     for fn in (torch.linalg.inv, torch.linalg.qr, torch.linalg.svd, torch.linalg.lu_factor):
         assert total(lambda fn=fn: fn(a.to("meta"))) == total(lambda fn=fn: fn(a))
+
+
+@pytest.mark.filterwarnings("ignore:torch.(cholesky|triangular_solve) is deprecated")
+def test_older_and_less_common_entry_points():
+    """LDL (Bunch-Kaufman) n^3/3; the deprecated torch.cholesky n^3/3 and triangular_solve
+    n^2 per column."""
+    a, b = spd(), torch.randn(6, 3, dtype=torch.float64)
+    assert total(lambda: torch.linalg.ldl_factor(a)) == N3 // 3
+    assert total(lambda: torch.cholesky(a)) == N3 // 3
+    upper = torch.triu(a)
+    assert total(lambda: torch.triangular_solve(b, upper)) == 108

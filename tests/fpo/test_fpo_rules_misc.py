@@ -370,3 +370,26 @@ def test_matrix_exp_is_the_five_products_of_the_degree_18_polynomial():
     assert count(lambda: torch.linalg.matrix_exp(a)).total == 2 * 10 * 64
     layer = torch.nn.utils.parametrizations.orthogonal(nn.Linear(4, 4))
     assert count(lambda: layer(t(2, 4)).sum().backward()).unknown_ops == {}
+
+
+def test_multilabel_margin_loss_by_hand():
+    """4 samples of 5 classes: 4 * (4 * 25 + 1) + the mean (4 + 1) = 409 (an upper bound)."""
+    x, y = t(4, 5), torch.tensor([[0, 1, -1, 0, 0]] * 4)
+    assert count(lambda: F.multilabel_margin_loss(x, y)).total == 409
+
+
+def test_window_functions_by_hand():
+    assert count(lambda: torch.hamming_window(8)).total == 4 * 8
+    assert count(lambda: torch.bartlett_window(8)).total == 3 * 8
+
+
+def test_embedding_bag_kernels_reached_by_direct_calls():
+    """The dense and sparse backward kernels count as _embedding_bag_backward does."""
+    from greenprint.fpo.rules import RULES as rules
+    grad, indices = (2, 4), (4,)
+    dense = rules["aten._embedding_bag_dense_backward"].fn
+    sparse = rules["aten._embedding_bag_sparse_backward"].fn
+    # (grad, indices, offset2bag, bag_size, maximum_indices, num_weights, scale, mode, psw)
+    assert dense(grad, indices, (4,), (2,), (2,), 10, False, 1, None) == 16 + 8
+    # (grad, indices, offsets, offset2bag, bag_size, num_weights, scale, mode, psw)
+    assert sparse(grad, indices, (2,), (4,), (2,), 10, False, 0, (4,)) == 16 + 16
