@@ -356,6 +356,12 @@ class PriceTag:
             "notes": list(self.notes),
         }
 
+    def _repr_html_(self) -> str:
+        """The price tag as HTML tables, for notebooks (every name escaped)."""
+        from greenprint._reprs import price_tag_html
+
+        return price_tag_html(self)
+
     def summary(self) -> str:
         """A few lines of plain text for a terminal or a log."""
         t = self.total

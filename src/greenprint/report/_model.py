@@ -340,6 +340,12 @@ class Report:
         """The figure with this id, or ``None``."""
         return next((f for f in self.figures if f.id == figure_id), None)
 
+    def _repr_html_(self) -> str:
+        """The report's headline, price tag and runs as an HTML fragment, for notebooks."""
+        from greenprint.report._notebook import report_html
+
+        return report_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (see ``docs/report-schema.json``): every run and every figure."""
         return {
