@@ -569,6 +569,12 @@ class Run:
         with self._lock:
             return replace(self._base_record(), **self._cost_fields(), metrics=tuple(self._metrics))
 
+    def _repr_html_(self) -> str:
+        """The run's figures as an HTML table, for notebooks (every name escaped)."""
+        from greenprint._reprs import run_html
+
+        return run_html(self)
+
     # ------------------------------------------------------------------ internals
     @property
     def _last_sample_t(self) -> float:

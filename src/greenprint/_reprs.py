@@ -1,0 +1,119 @@
+"""HTML for notebooks: what a cell shows when its last line is a run or a price tag.
+
+Jupyter calls an object's ``_repr_html_``; :class:`~greenprint.Run` and
+:class:`~greenprint.analysis.PriceTag` return :func:`run_html` and :func:`price_tag_html`. The
+HTML is a fragment (no ``<style>`` that would restyle the notebook, no script, no URL), and every
+string that comes from the user (names, studies, statuses, provenance, notes) is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.analysis._pricetag import CostTotals, PriceTag
+    from greenprint.tracking import Run
+
+__all__ = ["price_tag_html", "run_html", "table_html"]
+
+_TABLE = 'style="border-collapse:collapse;text-align:left"'
+_CELL = 'style="padding:2px 10px 2px 0;text-align:left"'
+
+
+def esc(value: Any) -> str:
+    """Any value as escaped HTML text."""
+    return html.escape(str(value), quote=True)
+
+
+def table_html(
+    rows: Iterable[Sequence[Any]], *, header: Sequence[str] | None = None, caption: str = ""
+) -> str:
+    """A plain table; every cell escaped."""
+    parts = [f'<table class="greenprint" {_TABLE}>']
+    if caption:
+        parts.append(f'<caption style="text-align:left"><b>{esc(caption)}</b></caption>')
+    if header:
+        parts.append("<tr>" + "".join(f"<th {_CELL}>{esc(h)}</th>" for h in header) + "</tr>")
+    for row in rows:
+        parts.append("<tr>" + "".join(f"<td {_CELL}>{esc(c)}</td>" for c in row) + "</tr>")
+    parts.append("</table>")
+    return "".join(parts)
+
+
+def run_html(run: Run) -> str:
+    """A run's figures as an HTML table (live while it runs)."""
+    rows: list[tuple[str, Any]] = [
+        ("study", run.study),
+        ("status", run.status),
+        ("role", run.role or "(inferred when read)"),
+        ("run id", run.id or "(not started)"),
+        ("duration", format_duration(run.duration_s)),
+        ("energy", format_energy(run.energy_kwh)),
+        ("CO2-eq", format_emissions(run.emissions_kg)),
+    ]
+    for component, kwh in run.energy_by_component.items():
+        rows.append((f"energy: {component}", format_energy(kwh)))
+    if run.fpo is not None:
+        rows.append(("FPO", format_fpo(run.fpo)))
+    latest: dict[str, float] = {}
+    for point in run.metrics:
+        latest[point.name] = point.value
+    rows.extend((f"metric: {name}", f"{value:.6g}") for name, value in latest.items())
+    if run.params:
+        rows.append(("params", _params_text(run.params)))
+    rows.extend((f"provenance: {k}", v) for k, v in run.provenance.items())
+    return table_html(rows, caption=f"greenprint run {run.name}")
+
+
+def price_tag_html(tag: PriceTag) -> str:
+    """A price tag as HTML: totals, by status, by role, the final run, provenance, notes."""
+    header = ["", "runs", "trials", "energy", "CO2-eq", "FPO", "run time"]
+    by_status = [_totals_row(status, t) for status, t in tag.by_status.items()]
+    by_status.append(_totals_row("total", tag.total))
+    parts = [
+        table_html(
+            by_status,
+            header=header,
+            caption=f"greenprint price tag: {', '.join(tag.studies) or '(no runs)'}",
+        )
+    ]
+    if tag.by_role:
+        parts.append(
+            table_html(
+                [_totals_row(role, t) for role, t in tag.by_role.items()],
+                header=["role", *header[1:]],
+            )
+        )
+    lines = []
+    if tag.final is not None:
+        score = "" if tag.final.score is None else f" ({tag.final.metric}={tag.final.score:g})"
+        lines.append(f"final run {tag.final.name}{score}: {tag.final.describe()}")
+    share = tag.provenance.measured_share
+    if share is not None:
+        lines.append(f"energy measured by hardware counters: {share:.0%}")
+    lines.extend(tag.notes)
+    if lines:
+        parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ul>")
+    return "".join(parts)
+
+
+def _totals_row(label: str, t: CostTotals) -> list[Any]:
+    fpo = format_fpo(t.fpo) if t.fpo else "-"
+    return [
+        label,
+        t.runs,
+        t.trials,
+        format_energy(t.energy_kwh),
+        format_emissions(t.emissions_kg),
+        fpo,
+        format_duration(t.duration_s),
+    ]
+
+
+def _params_text(params: Mapping[str, Any], limit: int = 300) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,310 @@
+"""Optuna: every trial of a study is a greenprint run, finished, pruned and failed ones too.
+
+Usage::
+
+    from greenprint.integrations.optuna import GreenprintCallback
+
+    cb = GreenprintCallback(ledger="greenprint.db")
+    study = optuna.create_study(study_name="mnist-lr", direction="maximize")
+    study.optimize(cb.track(objective), n_trials=50, callbacks=[cb])
+
+Why both: Optuna calls its callbacks only after a trial has ended, and a trial that fails with
+an exception not in ``catch`` never reaches them, so the cost must be measured around the
+objective (:meth:`GreenprintCallback.track`); the callback then reads the state Optuna gave the
+trial (it is the authority on ``COMPLETE``/``PRUNED``/``FAIL``) and corrects the run's status
+if it differs.
+
+Each trial is one run: name ``trial-<number>``, ``role="trial"``, study = the Optuna study's
+name, ``params`` = ``trial.params``, the objective value(s) as metrics (``value``, or
+``values_0``, ``values_1``... for a multi-objective study, or the names given in
+``metric_names``), intermediate values (``trial.report(value, step)``) as that metric's steps,
+and status ``finished``/``pruned``/``failed``. The trial gets the user attributes
+``energy_kwh``, ``emissions_kg`` and ``greenprint_run_id``.
+
+The study itself is not a run: its cost is the sum of its trials (the sampler's own work
+between trials, milliseconds for TPE, is not measured). To measure that too, wrap
+``study.optimize`` in ``gp.track(..., role="sweep")`` in the same thread: the trials become its
+children, and the price tag counts the sweep once (it contains them).
+
+Parallel trials: with ``n_jobs > 1`` Optuna runs trials in threads of one process. Every trial
+is still recorded, but meters attribute energy to processes, not threads: each concurrent trial
+is charged the whole process's energy over its span (a warning says so once). Process-parallel
+workers (several processes or machines on one RDB storage) each measure their own trials and
+write them to the same ledger.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from greenprint._imports import require
+
+require("optuna", extra="optuna", purpose="greenprint.integrations.optuna")
+
+import optuna  # noqa: E402
+from optuna.trial import FrozenTrial, Trial, TrialState  # noqa: E402
+
+from greenprint import _lineage  # noqa: E402
+from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
+from greenprint._lifecycle import status_for  # noqa: E402
+from greenprint.integrations._common import WarnOnce, check_run_options  # noqa: E402
+
+__all__ = ["GreenprintCallback"]
+
+logger = logging.getLogger(__name__)
+
+#: Optuna's trial states and the run status each becomes.
+_STATUS = {
+    TrialState.COMPLETE: "finished",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+}
+
+_THREADS_WARNING = (
+    "greenprint: trials run in parallel threads (study.optimize(n_jobs>1)); each is recorded, "
+    "but energy is attributed per process, not per thread, so every concurrent trial is "
+    "charged the whole process's energy over its span (the trials' sum counts the overlap "
+    "more than once). Use process-parallel workers on a shared storage to separate them."
+)
+
+_AUTO_NAME_PREFIX = "no-name-"
+
+
+class GreenprintCallback:
+    """Measure every trial of an Optuna study into a greenprint ledger.
+
+    Use both halves: ``study.optimize(cb.track(objective), ..., callbacks=[cb])``.
+
+    Args:
+        ledger: where the runs go: a path, URL or :class:`~greenprint.Ledger` (``None``: the
+            configured ledger, ``./greenprint.db`` by default).
+        study: the greenprint study (default: the Optuna study's name; a study created
+            without a name, ``no-name-<uuid>``, is refused: name one of them).
+        metric_names: names of the objective values, one per direction (default ``value``
+            for one objective, ``values_0``, ``values_1``... for several).
+        **run_options: passed to each run: ``region``, ``intensity``, ``pue``, ``scope``,
+            ``meters``, ``sample_interval_s``, ``flush_interval_s``, ``budget_kwh``,
+            ``budget_kg`` (see :func:`greenprint.track`).
+
+    Raises:
+        ConfigError: an unknown or bad option, ``metric_names`` that are not distinct
+            non-empty strings.
+        LedgerError: the ledger cannot be used (a closed :class:`~greenprint.Ledger`, a path
+            that is not a ledger).
+    """
+
+    def __init__(
+        self,
+        ledger: Any = None,
+        *,
+        study: str | None = None,
+        metric_names: Sequence[str] | None = None,
+        **run_options: Any,
+    ) -> None:
+        self._options = check_run_options(ledger, study, run_options, where="GreenprintCallback")
+        self._ledger = ledger
+        self._study = study
+        self._metric_names = _check_metric_names(metric_names)
+        self._lock = threading.Lock()
+        self._running = 0
+        # (study name, trial number) -> (run id, ledger, recorded status), until the callback
+        self._measured: dict[tuple[str, int], tuple[str, Any, str]] = {}
+        self._warn = WarnOnce()
+
+    # ------------------------------------------------------------------ the objective
+    def track(self, objective: Callable[[Trial], Any]) -> Callable[[Trial], Any]:
+        """Wrap ``objective`` so that each call (one trial) is measured as a run.
+
+        The run enclosing this call, if any (e.g. ``gp.track(..., role="sweep")``), becomes
+        the parent of every trial, also of trials run in other threads (``n_jobs > 1``).
+
+        Raises:
+            ConfigError: ``objective`` is not callable.
+        """
+        if not callable(objective):
+            raise ConfigError(
+                f"GreenprintCallback.track needs the objective function, not {objective!r}"
+            )
+        parent = _lineage.innermost()
+
+        @functools.wraps(objective)
+        def tracked(trial: Trial) -> Any:
+            return self._run_trial(objective, trial, parent)
+
+        return tracked
+
+    def _run_trial(self, objective: Callable[[Trial], Any], trial: Trial, parent: Any) -> Any:
+        from greenprint.tracking import Run
+
+        if not isinstance(trial, Trial):
+            raise ConfigError(
+                "a GreenprintCallback-tracked objective must be called by study.optimize with an "
+                f"optuna.trial.Trial, not {type(trial).__name__}"
+            )
+        study_name = self._study_name(trial.study)
+        names = self._names(trial.study)
+        with self._lock:
+            self._running += 1
+            concurrent = self._running > 1
+        if concurrent:
+            self._warn("threads", _THREADS_WARNING, stacklevel=4)
+        try:
+            run = Run(
+                f"trial-{trial.number}",
+                study=study_name,
+                ledger=self._ledger,
+                role="trial",
+                parent=parent,
+                **self._options,
+            )
+            run.start()
+            try:
+                result = objective(trial)
+            except BaseException as e:
+                status, error = status_for(e)
+                self._finish(run, trial, study_name, names, status, error, None)
+                raise
+            status, error, values = _check_result(result, names)
+            self._finish(run, trial, study_name, names, status, error, values)
+            return result
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _finish(
+        self,
+        run: Any,
+        trial: Trial,
+        study_name: str,
+        names: Sequence[str],
+        status: str,
+        error: str | None,
+        values: Sequence[float] | None,
+    ) -> None:
+        try:
+            run.set(params=dict(trial.params))
+        except ConfigError as e:  # a parameter name greenprint cannot store: keep the rest
+            logger.warning("greenprint: trial %d's params not recorded: %s", trial.number, e)
+        for step, value in sorted(_intermediate_values(trial).items()):
+            run.log(step=int(step), **{names[0]: value})
+        if values is not None:
+            run.log(**dict(zip(names, values, strict=True)))
+        run.stop(status=status, error=error)
+        with self._lock:
+            self._measured[(study_name, trial.number)] = (run.id, run.ledger, status)
+        trial.set_user_attr("energy_kwh", run.energy_kwh)
+        trial.set_user_attr("emissions_kg", run.emissions_kg)
+        trial.set_user_attr("greenprint_run_id", run.id)
+
+    # ------------------------------------------------------------------ the callback
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """After a trial: make its run's status the state Optuna recorded.
+
+        Raises:
+            ConfigError: not called by Optuna with a study and a frozen trial.
+        """
+        if not isinstance(study, optuna.Study) or not isinstance(trial, FrozenTrial):
+            raise ConfigError(
+                "GreenprintCallback is called by study.optimize(..., callbacks=[cb]) with a "
+                f"study and a FrozenTrial, not {type(study).__name__} and {type(trial).__name__}"
+            )
+        with self._lock:
+            measured = self._measured.pop((self._study_name(study), trial.number), None)
+        if measured is None:
+            self._warn(
+                "unmeasured",
+                f"greenprint: trial {trial.number} of study {study.study_name!r} was not "
+                "measured: pass the objective through the callback too: "
+                "study.optimize(cb.track(objective), ..., callbacks=[cb])",
+            )
+            return
+        run_id, ledger, recorded = measured
+        status = _STATUS.get(trial.state)
+        if status is None or status == recorded or ledger is None:
+            return
+        error = None if status != "failed" else f"Optuna marked the trial {trial.state.name}"
+        try:
+            ledger.flush(run_id, fields={"status": status, "error": error})
+        except GreenprintError as e:  # the record stays as measured; never stop the study
+            logger.warning("greenprint: could not update trial %d's status: %s", trial.number, e)
+
+    # ------------------------------------------------------------------ helpers
+    def _study_name(self, study: optuna.Study) -> str:
+        if self._study is not None:
+            return self._study
+        name = study.study_name
+        if name.startswith(_AUTO_NAME_PREFIX):
+            raise ConfigError(
+                f"the Optuna study has no name (Optuna called it {name!r}, new in every "
+                "process); name it, optuna.create_study(study_name=...), or give "
+                "GreenprintCallback(study=...)"
+            )
+        return name
+
+    def _names(self, study: optuna.Study) -> tuple[str, ...]:
+        n = len(study.directions)
+        if self._metric_names is not None:
+            if len(self._metric_names) != n:
+                raise ConfigError(
+                    f"metric_names {list(self._metric_names)} has {len(self._metric_names)} "
+                    f"name(s) but study {study.study_name!r} has {n} objective(s)"
+                )
+            return self._metric_names
+        return ("value",) if n == 1 else tuple(f"values_{i}" for i in range(n))
+
+
+def _check_metric_names(names: Sequence[str] | None) -> tuple[str, ...] | None:
+    if names is None:
+        return None
+    if isinstance(names, str):
+        names = (names,)
+    checked = tuple(names)
+    if (
+        not checked
+        or not all(isinstance(n, str) and n.strip() for n in checked)
+        or len(set(checked)) != len(checked)
+    ):
+        raise ConfigError(
+            f"metric_names must be distinct non-empty strings, one per objective, not {names!r}"
+        )
+    return checked
+
+
+def _check_result(
+    result: Any, names: Sequence[str]
+) -> tuple[str, str | None, tuple[float, ...] | None]:
+    """The status, error and values of an objective's return value, as Optuna will judge it.
+
+    Optuna fails a trial whose objective returns something that is not a number, NaN, or the
+    wrong number of values; the run records the same (and the callback confirms it).
+    """
+    raw = result if isinstance(result, Sequence) and not isinstance(result, str) else (result,)
+    if len(raw) != len(names):
+        return (
+            "failed",
+            f"the objective returned {len(raw)} value(s) for {len(names)} objective(s)",
+            None,
+        )
+    values = []
+    for value in raw:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return "failed", f"the objective returned {value!r}, not a number", None
+        if math.isnan(number):
+            return "failed", "the objective returned NaN", None
+        values.append(number)
+    return "finished", None, tuple(values)
+
+
+def _intermediate_values(trial: Trial) -> dict[int, float]:
+    """What ``trial.report`` recorded: Optuna keeps it on the trial's cached frozen trial."""
+    cached = getattr(trial, "_cached_frozen_trial", None)
+    if cached is not None:
+        return dict(cached.intermediate_values)
+    return dict(trial.storage.get_trial(trial._trial_id).intermediate_values)

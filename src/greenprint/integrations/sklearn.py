@@ -1,0 +1,528 @@
+"""scikit-learn: every fit of a hyper-parameter search priced, joblib worker processes included.
+
+Usage::
+
+    from greenprint.integrations.sklearn import track_search
+
+    search = GridSearchCV(SVC(), {"C": [0.1, 1, 10]}, cv=3, n_jobs=2)
+    sweep = track_search(search, X, y, ledger="greenprint.db", study="svc-digits")
+    sweep.energy_kwh, search.best_params_      # the search is fitted as by search.fit(X, y)
+
+Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``RandomizedSearchCV``,
+``HalvingGridSearchCV``, ``HalvingRandomSearchCV``. What lands in the ledger:
+
+* the search: one run, ``role="sweep"``, measured in this process with its whole process tree
+  (joblib's worker processes are children of it), so the price tag, which sums root runs,
+  counts the search once;
+* each candidate (each row of ``cv_results_``; a halving search has one row per candidate and
+  iteration): a run, ``role="trial"``, child of the sweep, named ``<sweep>-c<row>``, with
+  ``params`` from ``cv_results_["params"]`` (plus ``iter`` and ``n_resources`` for halving
+  searches) and metrics ``score`` (the mean test score of the metric that ranks, i.e.
+  ``refit``'s), and ``mean_test_*``, ``std_test_*``, ``rank_test_*`` (``mean_train_*`` with
+  ``return_train_score``); status ``failed`` when a fold failed to fit (``error_score``);
+* each cross-validation fold of a candidate: a run, ``role="part"``, child of its trial, named
+  ``<sweep>-c<row>-fold<k>``, with ``params={"fold": k}`` and metrics ``score`` and ``test_*``;
+* the refit on the whole data: a run, ``role="final"``, child of the sweep, with the best
+  params and the best candidate's ``cv_score``.
+
+Two ways of measuring, chosen by ``method``:
+
+* ``"callbacks"`` (where scikit-learn has its callback API, ``sklearn.callback``, and the
+  search supports it: scikit-learn 1.9 and later): a callback set on the search measures each
+  fold fit where it runs, in the joblib worker process, and writes it to the ledger from
+  there; each trial's cost is the sum of its folds' measured costs. The refit is measured
+  likewise.
+* ``"apportion"`` (older scikit-learn): the search is measured as a whole, and its energy and
+  CO2-eq are shared out to candidates, folds and the refit in proportion to the fit and score
+  times ``cv_results_`` reports; provenance says so (``"apportioned"``).
+
+``"auto"`` (the default) takes ``"callbacks"`` when it can; :data:`METHOD` says which one the
+installed scikit-learn gets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from greenprint._imports import require
+
+require(
+    "sklearn", extra="sklearn", purpose="greenprint.integrations.sklearn", package="scikit-learn"
+)
+
+from sklearn.model_selection._search import BaseSearchCV  # noqa: E402
+
+from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
+from greenprint._records import MetricPoint, RunRecord  # noqa: E402
+from greenprint.integrations._common import check_run_options  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.tracking import Run
+
+__all__ = ["METHOD", "track_search"]
+
+logger = logging.getLogger(__name__)
+
+Method = Literal["auto", "callbacks", "apportion"]
+
+
+def _has_callback_api() -> bool:
+    try:
+        import sklearn.callback  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(BaseSearchCV, "set_callbacks")
+
+
+#: The way ``method="auto"`` measures on the installed scikit-learn: ``"callbacks"`` or
+#: ``"apportion"``.
+METHOD: Literal["callbacks", "apportion"] = "callbacks" if _has_callback_api() else "apportion"
+
+_EVALUATION_TASK = "candidate-split-evaluation"
+_REFIT_TASK = "refit-with-best-params"
+_HALVING_TASK = "halving-iteration"
+
+
+def track_search(
+    search: Any,
+    X: Any,
+    y: Any = None,
+    *,
+    ledger: Any = None,
+    study: str | None = None,
+    name: str | None = None,
+    method: Method = "auto",
+    fit_params: Mapping[str, Any] | None = None,
+    **run_options: Any,
+) -> Run:
+    """Fit ``search`` on ``X``, ``y`` and record every fit of it in a ledger.
+
+    Args:
+        search: an unfitted or fitted scikit-learn search (``GridSearchCV``,
+            ``RandomizedSearchCV``, ``HalvingGridSearchCV``, ``HalvingRandomSearchCV`` or any
+            ``BaseSearchCV``); it is fitted in place, as ``search.fit(X, y)`` would.
+        X: training data.
+        y: targets (``None`` for unsupervised estimators).
+        ledger: a path, URL or :class:`~greenprint.Ledger` (``None``: the configured ledger);
+            ``False`` is refused (worker processes write to the ledger).
+        study: the greenprint study (default: as :func:`greenprint.track`).
+        name: the sweep run's name (default: the search class and estimator,
+            ``"GridSearchCV-SVC"``); trials and folds are named after it.
+        method: ``"auto"``, ``"callbacks"`` or ``"apportion"`` (see the module docstring).
+        fit_params: keyword arguments for ``search.fit`` (e.g. ``groups``).
+        **run_options: passed to each run: ``region``, ``intensity``, ``pue``, ``scope``,
+            ``meters``, ``sample_interval_s``, ``flush_interval_s``, ``budget_kwh``,
+            ``budget_kg`` (see :func:`greenprint.track`).
+
+    Returns:
+        The sweep :class:`~greenprint.Run`, ended: its ``energy_kwh``, ``emissions_kg`` and
+        ``duration_s`` are the whole search's.
+
+    Raises:
+        ConfigError: ``search`` is not a scikit-learn search, an unknown ``method`` or
+            ``"callbacks"`` where scikit-learn has no callback API, ``ledger=False``, or a bad
+            run option. Checked before anything is fitted or written.
+        LedgerError: the ledger cannot be used (closed, not a ledger).
+        Exception: whatever ``search.fit`` raises (the sweep then ends ``failed``, with the
+            folds measured so far).
+    """
+    from greenprint.tracking import Run
+
+    if not isinstance(search, BaseSearchCV):
+        raise ConfigError(
+            "track_search needs a scikit-learn search (GridSearchCV, RandomizedSearchCV, "
+            f"HalvingRandomSearchCV...), not {type(search).__name__}; for a single estimator "
+            "use gp.track() around its fit"
+        )
+    if method not in ("auto", "callbacks", "apportion"):
+        raise ConfigError(f"method must be 'auto', 'callbacks' or 'apportion', not {method!r}")
+    chosen = METHOD if method == "auto" else method
+    if chosen == "callbacks" and not (_has_callback_api() and hasattr(search, "set_callbacks")):
+        raise ConfigError(
+            "method='callbacks' needs scikit-learn's callback API (sklearn.callback, "
+            "scikit-learn 1.9 or later); use method='apportion'"
+        )
+    if ledger is False:
+        raise ConfigError("track_search writes trials to a ledger; ledger=False is not supported")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigError(f"name must be a non-empty string, not {name!r}")
+    if fit_params is not None and not isinstance(fit_params, Mapping):
+        raise ConfigError(f"fit_params must be a mapping, not {type(fit_params).__name__}")
+    options = check_run_options(ledger, study, run_options, where="track_search")
+    name = name or f"{type(search).__name__}-{type(search.estimator).__name__}"
+    sweep = Run(
+        name,
+        study=study,
+        ledger=ledger,
+        role="sweep",
+        params={
+            "search": type(search).__name__,
+            "estimator": _plain(search.estimator),
+            "n_jobs": search.n_jobs,
+            "method": chosen,
+        },
+        **options,
+    )
+    with sweep:
+        assert sweep.ledger is not None  # ledger=False refused above
+        callback = None
+        previous: list[Any] = list(getattr(search, "_skl_callbacks", []))
+        if chosen == "callbacks":
+            callback = _FoldCallback(
+                sweep_id=sweep.id,
+                ledger_url=sweep.ledger.url_unmasked,
+                study=sweep.study,
+                name=name,
+                options={k: v for k, v in options.items() if k != "meters"},
+            )
+            search.set_callbacks(*previous, callback)
+        fitted = False
+        try:
+            search.fit(X, y, **dict(fit_params or {}))
+            fitted = True
+        finally:
+            if callback is not None:
+                search.set_callbacks(*previous)
+            try:
+                _write_trials(sweep, search, name, chosen, fitted)
+            except GreenprintError as e:  # the measured runs stay; the summary could not
+                logger.warning("greenprint: could not write the search's trials: %s", e)
+        sweep.set(params={"n_candidates": len(search.cv_results_["params"])})
+    return sweep
+
+
+# ---------------------------------------------------------------------- the callback
+class _FoldCallback:
+    """A scikit-learn callback that measures each fold fit and the refit as a run.
+
+    It travels to joblib's worker processes with the search (pickled), and writes its runs
+    from there, straight to the ledger; each fold's parent is its trial, whose id is derived
+    from the sweep's id and the candidate's row in ``cv_results_`` (the trial itself is
+    written when the search is done).
+    """
+
+    def __init__(
+        self, *, sweep_id: str, ledger_url: str, study: str, name: str, options: dict[str, Any]
+    ) -> None:
+        self.sweep_id = sweep_id
+        self.ledger_url = ledger_url
+        self.study = study
+        self.name = name
+        self.options = options
+        self._runs: dict[int, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_runs"] = {}
+        return state
+
+    def setup(self, estimator: Any, context: Any) -> None:
+        """Nothing to do: the sweep run is started by :func:`track_search`."""
+
+    def teardown(self, estimator: Any, context: Any) -> None:
+        """End any run a failed fit left open."""
+        for run in list(self._runs.values()):
+            run.stop(status="failed", error="the search stopped during this fit")
+        self._runs.clear()
+
+    def on_fit_task_begin(self, estimator: Any, context: Any) -> None:
+        """Start a run for a fold fit or the refit."""
+        from greenprint.tracking import Run
+
+        task = context.task_name
+        if task == _EVALUATION_TASK:
+            row, fold = _position(estimator, context)
+            run = Run(
+                f"{self.name}-c{row}-fold{fold}",
+                study=self.study,
+                ledger=self.ledger_url,
+                role="part",
+                parent=trial_id(self.sweep_id, row),
+                params={"fold": fold},
+                **self.options,
+            )
+        elif task == _REFIT_TASK:
+            best = getattr(estimator, "best_params_", None) or {}
+            run = Run(
+                f"{self.name}-refit",
+                study=self.study,
+                ledger=self.ledger_url,
+                role="final",
+                parent=self.sweep_id,
+                params=_plain_params(best),
+                **self.options,
+            )
+            score = getattr(estimator, "best_score_", None)
+            if score is not None:
+                run.log(cv_score=float(score))
+        else:
+            return
+        self._runs[id(context)] = run.start()
+
+    def on_fit_task_end(self, estimator: Any, context: Any) -> bool:
+        """End the run of a fold fit or the refit. Never asks the search to stop."""
+        run = self._runs.pop(id(context), None)
+        if run is not None:
+            run.stop()
+        return False
+
+
+def _position(search: Any, context: Any) -> tuple[int, int]:
+    """The row in ``cv_results_`` and the fold of one candidate-split evaluation."""
+    candidate, fold = divmod(int(context.task_id), int(search.n_splits_))
+    parent = getattr(context, "parent", None)
+    if parent is not None and parent.task_name == _HALVING_TASK:
+        candidate += sum(search.n_candidates_[: int(parent.task_id)])
+    return candidate, fold
+
+
+def trial_id(sweep_id: str, row: int) -> str:
+    """The run id of the trial for row ``row`` of ``cv_results_`` in sweep ``sweep_id``."""
+    return _derived(sweep_id, str(row))
+
+
+# ---------------------------------------------------------------------- the summary
+def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool) -> None:
+    """Write one trial run per candidate (and, for ``"apportion"``, its folds and the refit)."""
+    ledger = sweep.ledger
+    assert ledger is not None
+    results = getattr(search, "cv_results_", None) if fitted else None
+    base = replace(sweep.record, metrics=(), error=None, fpo=None, param_count=None)
+    now = time.time()
+    if results is None:  # the fit failed: the trials of the folds measured, without scores
+        groups: dict[str, list[RunRecord]] = {}
+        for run in ledger.runs(study=sweep.study):
+            if run.role == "part" and run.name.startswith(f"{name}-c") and run.parent_id:
+                groups.setdefault(run.parent_id, []).append(run)
+        for tid, parts in groups.items():
+            row = parts[0].name[len(name) + 2 :].partition("-fold")[0]
+            if tid == trial_id(sweep.id, int(row) if row.isdigit() else -1):
+                ledger.start_run(
+                    _summed(base, tid, f"{name}-c{row}", sweep.id, parts, "failed", {}, ())
+                )
+        return
+    children: dict[str, list[RunRecord]] = {}
+    for run in ledger.runs(study=sweep.study):
+        if run.role == "part" and run.parent_id is not None:
+            children.setdefault(run.parent_id, []).append(run)
+    refit = _refit_metric(search)
+    n_rows = len(results["params"])
+    n_splits = int(search.n_splits_)
+    shares = _time_shares(search, results) if method == "apportion" else None
+    for row in range(n_rows):
+        tid = trial_id(sweep.id, row)
+        params = _plain_params(results["params"][row])
+        for key in ("iter", "n_resources"):
+            if key in results:
+                params[key] = _plain(results[key][row])
+        score = float(results[f"mean_test_{refit}"][row])
+        metrics = [MetricPoint("score", score, None, now)]
+        for key, values in results.items():
+            if key.startswith(("mean_test_", "std_test_", "rank_test_", "mean_train_")):
+                metrics.append(MetricPoint(key, float(values[row]), None, now))
+        status = "finished" if math.isfinite(score) else "failed"
+        if shares is not None:
+            record = _apportioned(base, tid, f"{name}-c{row}", sweep, shares[row], params)
+        else:
+            record = _summed(
+                base, tid, f"{name}-c{row}", sweep.id, children.get(tid, []), status, params, ()
+            )
+        record = replace(
+            record,
+            status=status,
+            error=None if status == "finished" else "a fold failed to fit (error_score)",
+            metrics=tuple(metrics),
+        )
+        ledger.start_run(record)
+        _score_folds(ledger, sweep, search, results, row, tid, refit, n_splits, now, shares)
+    if shares is not None and getattr(search, "refit", False):
+        final = _apportioned(
+            base,
+            _derived(sweep.id, "refit"),
+            f"{name}-refit",
+            sweep,
+            shares[-1],
+            _plain_params(getattr(search, "best_params_", {})),
+        )
+        best = getattr(search, "best_score_", None)
+        cv = (MetricPoint("cv_score", float(best), None, now),) if best is not None else ()
+        ledger.start_run(replace(final, role="final", metrics=cv))
+
+
+def _score_folds(
+    ledger: Any,
+    sweep: Run,
+    search: Any,
+    results: Mapping[str, Any],
+    row: int,
+    tid: str,
+    refit: str,
+    n_splits: int,
+    now: float,
+    shares: list[float] | None,
+) -> None:
+    """Give each fold its test scores (measured folds), or write apportioned folds."""
+    folds = {
+        int(r.params.get("fold", -1)): r for r in ledger.runs(study=sweep.study, parent_id=tid)
+    }
+    for fold in range(n_splits):
+        key = f"split{fold}_test_{refit}"
+        if key not in results:
+            continue
+        score = float(results[key][row])
+        metrics = [MetricPoint("score", score, None, now)]
+        prefix = f"split{fold}_"
+        for name, values in results.items():
+            if name.startswith((f"{prefix}test_", f"{prefix}train_")):
+                metric = name.removeprefix(prefix)
+                metrics.append(MetricPoint(metric, float(values[row]), None, now))
+        failed = not math.isfinite(score)
+        fields = {"status": "failed", "error": "the fit failed (error_score)"} if failed else None
+        if shares is not None:
+            base = replace(sweep.record, metrics=(), error=None)
+            record = _apportioned(
+                base,
+                _derived(tid, f"fold{fold}"),
+                f"{sweep.name}-c{row}-fold{fold}",
+                sweep,
+                shares[row] / n_splits,
+                {"fold": fold},
+            )
+            ledger.start_run(
+                replace(
+                    record, parent_id=tid, role="part", metrics=tuple(metrics), **(fields or {})
+                )
+            )
+        elif fold in folds:
+            ledger.flush(folds[fold].id, fields=fields, metrics=metrics)
+
+
+def _summed(
+    base: RunRecord,
+    run_id: str,
+    name: str,
+    parent_id: str,
+    parts: list[RunRecord],
+    status: str,
+    params: dict[str, Any],
+    metrics: tuple[MetricPoint, ...],
+) -> RunRecord:
+    """A trial whose cost is the sum of its measured folds'."""
+
+    def total(attr: str) -> float | None:
+        values = [getattr(p, attr) for p in parts if getattr(p, attr) is not None]
+        return sum(values) if values else None
+
+    started = min((p.started_at for p in parts), default=base.started_at)
+    ended = max((p.ended_at or p.started_at for p in parts), default=started)
+    provenance = dict(parts[0].provenance) if parts else dict(base.provenance)
+    provenance["trial"] = f"sum of {len(parts)} measured fold run(s)"
+    return replace(
+        base,
+        id=run_id,
+        name=name,
+        parent_id=parent_id,
+        role="trial",
+        status=status,
+        started_at=started,
+        ended_at=ended,
+        heartbeat_at=ended,
+        duration_s=max(ended - started, 0.0),
+        params=params,
+        energy_cpu_kwh=total("energy_cpu_kwh"),
+        energy_gpu_kwh=total("energy_gpu_kwh"),
+        energy_ram_kwh=total("energy_ram_kwh"),
+        energy_kwh=total("energy_kwh") or 0.0,
+        machine_energy_kwh=total("machine_energy_kwh"),
+        emissions_kg=total("emissions_kg") or 0.0,
+        provenance=provenance,
+        metrics=metrics,
+    )
+
+
+def _apportioned(
+    base: RunRecord, run_id: str, name: str, sweep: Run, share: float, params: dict[str, Any]
+) -> RunRecord:
+    """A run whose cost is ``share`` of the sweep's measured cost so far."""
+    record = sweep.record
+
+    def part(value: float | None) -> float | None:
+        return None if value is None else value * share
+
+    provenance = dict(record.provenance)
+    provenance["trial"] = (
+        f"apportioned: {share:.4g} of the search's measured cost, by cv_results_ fit+score times"
+    )
+    return replace(
+        base,
+        id=run_id,
+        name=name,
+        parent_id=sweep.id,
+        role="trial",
+        status="finished",
+        ended_at=record.heartbeat_at,
+        heartbeat_at=record.heartbeat_at,
+        duration_s=record.duration_s * share,
+        params=params,
+        energy_cpu_kwh=part(record.energy_cpu_kwh),
+        energy_gpu_kwh=part(record.energy_gpu_kwh),
+        energy_ram_kwh=part(record.energy_ram_kwh),
+        energy_kwh=record.energy_kwh * share,
+        machine_energy_kwh=part(record.machine_energy_kwh),
+        emissions_kg=record.emissions_kg * share,
+        provenance=provenance,
+    )
+
+
+def _time_shares(search: Any, results: Mapping[str, Any]) -> list[float]:
+    """Each candidate's share of the search's time, then the refit's (last)."""
+    n_splits = int(search.n_splits_)
+    times = [
+        (float(f) + float(s)) * n_splits
+        for f, s in zip(results["mean_fit_time"], results["mean_score_time"], strict=True)
+    ]
+    times.append(float(getattr(search, "refit_time_", 0.0) or 0.0))
+    whole = sum(times)
+    if whole <= 0:
+        return [1.0 / len(times)] * len(times)
+    return [t / whole for t in times]
+
+
+def _refit_metric(search: Any) -> str:
+    """The scorer name whose mean test score ranks the candidates (``"score"`` for one)."""
+    refit = search.refit
+    if isinstance(refit, str):
+        return refit
+    keys = [k.removeprefix("mean_test_") for k in search.cv_results_ if k.startswith("mean_test_")]
+    return "score" if "score" in keys else keys[0]
+
+
+def _derived(seed: str, what: str) -> str:
+    """A UUID4-shaped run id hashed from ``seed`` and ``what`` (the same in every process)."""
+    raw = bytearray(hashlib.blake2b(f"{seed}:{what}".encode(), digest_size=16).digest())
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
+def _plain(value: Any) -> Any:
+    """A parameter value as the ledger can store it: JSON scalars kept, anything else its repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k): _plain(v) for k, v in params.items()}
