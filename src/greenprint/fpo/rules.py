@@ -17,6 +17,7 @@ from greenprint import _public
 from greenprint.fpo import (
     _rules_attention,
     _rules_decomp,
+    _rules_extra,
     _rules_linalg,
     _rules_loss_pool,
     _rules_misc,
@@ -54,6 +55,7 @@ _public.publish(__name__, globals())
 _FAMILIES = (
     _rules_attention,
     _rules_decomp,
+    _rules_extra,
     _rules_linalg,
     _rules_loss_pool,
     _rules_misc,

@@ -1,0 +1,320 @@
+"""FPO rules for further ops a survey of real models found without one.
+
+``nn.Bilinear`` (``_trilinear``), window functions, cross products, RReLU and the shrink
+activations, fractional max pooling, embeddings with ``max_norm``, the margin losses,
+``affine_grid``, binary searches, ``unique``, ``bincount``, ``trace``, ``renorm``, ``polar``,
+``sinc``, Bessel functions, weight normalisation and the matrix exponential. Conventions as in
+:mod:`greenprint.fpo._rules_misc`; each docstring derives its count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from greenprint.fpo._registry import first_shape, numel, register_rule
+
+__all__: list[str] = []
+
+
+def _expanded(shape: tuple[int, ...], expand: Any) -> list[int]:
+    out = list(shape)
+    for d in expand:
+        out.insert(d, 1)
+    return out
+
+
+def _pair_cost(a: list[int], b: list[int]) -> int:
+    """``2 *`` the product of the sizes over every dimension either operand has (a contraction)."""
+    return 2 * math.prod(max(x, y) for x, y in zip(a, b, strict=True))
+
+
+@register_rule("aten._trilinear")
+def trilinear_rule(
+    i1: tuple[int, ...],
+    i2: tuple[int, ...],
+    i3: tuple[int, ...],
+    expand1: Any,
+    expand2: Any,
+    expand3: Any,
+    sumdim: Any,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Two contractions, as ATen runs them; each 2 per element of the pair's joint index space.
+
+    ``i1 * i2`` summed over the dims ``i3`` lacks, then times ``i3`` summed over the rest.
+
+    ``nn.Bilinear`` (``x1 (B, I)``, ``W (O, I, J)``, ``x2 (B, J)``): ``2BOIJ + 2BOJ``.
+    """
+    s1, s2, s3 = (_expanded(tuple(s), e) for s, e in ((i1, expand1), (i2, expand2), (i3, expand3)))
+    first = _pair_cost(s1, s2)
+    joint = [max(x, y) for x, y in zip(s1, s2, strict=True)]
+    for d in sumdim:
+        if s3[d] == 1:
+            joint[d] = 1
+    return first + _pair_cost(joint, s3)
+
+
+register_rule(["aten.bartlett_window"])(
+    lambda *a, out_shape=None, **k: 3 * numel(first_shape(out_shape))
+)
+register_rule(["aten.hann_window", "aten.hamming_window"])(
+    lambda *a, out_shape=None, **k: 4 * numel(first_shape(out_shape))
+)
+register_rule(["aten.blackman_window"])(
+    lambda *a, out_shape=None, **k: 8 * numel(first_shape(out_shape))
+)
+
+
+@register_rule("aten.linalg_cross")
+def cross_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """Two products and a subtract per output component: 3 per output element."""
+    return 3 * numel(first_shape(out_shape))
+
+
+@register_rule(
+    ["aten.rrelu_with_noise", "aten.rrelu_with_noise_", "aten.rrelu_with_noise_backward"]
+)
+def rrelu_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """As leaky ReLU, with a random slope: compare and multiply, 2 per element (either way)."""
+    return 2 * numel(first_shape(out_shape))
+
+
+@register_rule(["aten.hardshrink", "aten.hardshrink_backward", "aten.softshrink_backward"])
+def shrink_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """Two compares (``|x| > lambda``) per element; the backwards select the gradient alike."""
+    return 2 * numel(first_shape(out_shape))
+
+
+@register_rule("aten.softshrink")
+def softshrink_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """Two compares and the shift by ``lambda``: 3 per element."""
+    return 3 * numel(first_shape(out_shape))
+
+
+@register_rule(["aten.fractional_max_pool2d", "aten.fractional_max_pool3d"])
+def fractional_max_pool_rule(
+    self: tuple[int, ...], kernel_size: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
+    """One compare per window element per output element."""
+    return numel(first_shape(out_shape)) * math.prod(kernel_size)
+
+
+@register_rule(["aten.fractional_max_pool2d_backward", "aten.fractional_max_pool3d_backward"])
+def fractional_max_pool_backward_rule(grad_output: tuple[int, ...], *a: Any, **k: Any) -> int:
+    """One add per gradient element (into the max's position)."""
+    return numel(grad_output)
+
+
+@register_rule("aten.embedding_renorm_")
+def embedding_renorm_rule(
+    self: tuple[int, ...], indices: tuple[int, ...], *args: Any, **kwargs: Any
+) -> int:
+    """Per looked-up row of ``D``: its norm (``2D + 1``), the compare, the scaling (``D``)."""
+    return numel(indices) * (3 * self[-1] + 2)
+
+
+def _loss_reduce(n: int, reduction: int) -> int:
+    return 0 if reduction == 0 else n + (1 if reduction == 1 else 0)
+
+
+@register_rule("aten.multi_margin_loss")
+def multi_margin_loss_rule(
+    self: tuple[int, ...],
+    target: Any,
+    p: Any = 1,
+    margin: Any = 1,
+    weight: Any = None,
+    reduction: int = 1,
+    **kwargs: Any,
+) -> int:
+    """3 to 5 per element, 1 more per element and per sample, reduced.
+
+    Per element ``max(0, margin - x[y] + x[i])``: 3, squared for p = 2 (+1), weighted (+1), and
+    its add into the sample's sum; per sample the division by the number of classes.
+    """
+    n, rows = numel(self), numel(self[:-1]) if len(self) > 1 else 1
+    per = 3 + (1 if p == 2 else 0) + (1 if weight is not None else 0)
+    return per * n + n + rows + _loss_reduce(rows, reduction)
+
+
+@register_rule("aten.multi_margin_loss_backward")
+def multi_margin_loss_backward_rule(grad: Any, self: tuple[int, ...], *a: Any, **k: Any) -> int:
+    """Per element: the compare, the scaled gradient, the add into the target's entry: 3."""
+    return 3 * numel(self)
+
+
+@register_rule("aten.multilabel_margin_loss_forward")
+def multilabel_margin_loss_rule(
+    self: tuple[int, ...], target: Any, reduction: int = 1, **kwargs: Any
+) -> int:
+    """``4 C^2 + 1`` per sample of ``C`` classes, reduced (an upper bound).
+
+    Every (target, class) pair: ``max(0, 1 - (x[j] - x[i]))``, 3, and its add, taking all ``C``
+    classes as targets; then the division by ``C``.
+    """
+    c = self[-1] if self else 1
+    rows = numel(self) // max(1, c)
+    return rows * (4 * c * c + 1) + _loss_reduce(rows, reduction)
+
+
+@register_rule("aten.multilabel_margin_loss_backward")
+def multilabel_margin_loss_backward_rule(
+    grad: Any, self: tuple[int, ...], *args: Any, **kwargs: Any
+) -> int:
+    """Per sample and pair: compare, two adds (``C^2`` pairs, an upper bound): ``3 C^2``."""
+    c = self[-1] if self else 1
+    return numel(self) // max(1, c) * 3 * c * c
+
+
+@register_rule("aten.soft_margin_loss")
+def soft_margin_loss_rule(
+    self: tuple[int, ...], target: Any, reduction: int = 1, **kwargs: Any
+) -> int:
+    """``log(1 + exp(-y x))``: multiply, negate, exp, log1p: 4 per element; reduced."""
+    n = numel(self)
+    return 4 * n + _loss_reduce(n, reduction)
+
+
+@register_rule("aten.soft_margin_loss_backward")
+def soft_margin_loss_backward_rule(grad: Any, self: tuple[int, ...], *a: Any, **k: Any) -> int:
+    """``-y g sigmoid(-y x)`` (+ the mean's division): 5 per element."""
+    return 5 * numel(self)
+
+
+@register_rule("aten.equal")
+def equal_rule(self: tuple[int, ...], other: Any, **kwargs: Any) -> int:
+    """One compare per element."""
+    return numel(self)
+
+
+@register_rule("aten.affine_grid_generator")
+def affine_grid_rule(
+    theta: tuple[int, ...], size: Any, *a: Any, out_shape: Any = None, **k: Any
+) -> int:
+    """``2 (d + 1)`` per output element, ``d`` the spatial dimensions (2 or 3).
+
+    Each output coordinate is the dot product of a row of ``theta`` with ``(x, y, 1)``.
+    """
+    return 2 * theta[-1] * numel(first_shape(out_shape))
+
+
+@register_rule("aten.affine_grid_generator_backward")
+def affine_grid_backward_rule(grad: tuple[int, ...], size: Any, *a: Any, **k: Any) -> int:
+    """``theta``'s gradient, the base grid transposed times the gradient: ``2 (d + 1)`` each.
+
+    Per gradient element, ``d`` the spatial dimensions.
+    """
+    return 2 * (len(size) - 1) * numel(grad)
+
+
+def _binary_search(values: Any, sorted_shape: Any) -> int:
+    """``ceil(log2(n + 1))`` compares per value, ``n`` the sorted length."""
+    n = sorted_shape[-1] if isinstance(sorted_shape, tuple) and sorted_shape else 1
+    count = numel(values) if isinstance(values, tuple) else 1
+    return count * max(1, math.ceil(math.log2(n + 1)))
+
+
+@register_rule("aten.searchsorted")
+def searchsorted_rule(sorted_sequence: Any, values: Any, *args: Any, **kwargs: Any) -> int:
+    """Binary search of each value (see :func:`_binary_search`)."""
+    return _binary_search(values, sorted_sequence)
+
+
+@register_rule("aten.bucketize")
+def bucketize_rule(values: Any, boundaries: Any, *args: Any, **kwargs: Any) -> int:
+    """Binary search of each value among the boundaries (see :func:`_binary_search`)."""
+    return _binary_search(values, boundaries)
+
+
+@register_rule(["aten._unique2", "aten.unique_dim", "aten.unique_consecutive"])
+def unique_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """Sort (``N ceil(log2 N)`` compares) and compare neighbours (``N``); integer data: 0."""
+    n = numel(self)
+    return n * max(1, math.ceil(math.log2(max(n, 2)))) + n
+
+
+@register_rule("aten.bincount")
+def bincount_rule(self: tuple[int, ...], weights: Any = None, *a: Any, **k: Any) -> int:
+    """With weights, one add per element; counts of integers alone are not floating point."""
+    return numel(self)
+
+
+@register_rule("aten.trace")
+def trace_rule(self: tuple[int, ...], **kwargs: Any) -> int:
+    """One add per diagonal element."""
+    return min(self) if self else 0
+
+
+@register_rule(["aten.renorm", "aten.renorm_"])
+def renorm_rule(self: tuple[int, ...], p: Any, dim: int, *a: Any, **k: Any) -> int:
+    """``3N`` + 3 per slice along ``dim``.
+
+    Per slice: its p-norm (2 per element + a root), the compare and the scale factor (2), then
+    one multiply per element.
+    """
+    slices = self[dim % len(self)] if self else 1
+    return 3 * numel(self) + 3 * slices
+
+
+@register_rule("aten.polar")
+def polar_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """``abs * cos(angle)``, ``abs * sin(angle)``: 4 per element."""
+    return 4 * numel(first_shape(out_shape))
+
+
+register_rule(
+    [
+        "aten.angle",
+        "aten.i0",
+        "aten.i0_",
+        "aten.special_i0e",
+        "aten.special_i1",
+        "aten.special_i1e",
+        "aten.special_ndtri",
+        "aten.special_erfcx",
+        "aten.special_log_ndtr",
+    ]
+)(lambda *a, out_shape=None, **k: numel(first_shape(out_shape)))
+
+
+@register_rule(["aten.sinc", "aten.sinc_"])
+def sinc_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """``sin(pi x) / (pi x)``: multiply, sin, divide, and the compare with 0: 4 per element."""
+    return 4 * numel(first_shape(out_shape))
+
+
+@register_rule("aten._weight_norm_interface")
+def weight_norm_rule(v: tuple[int, ...], g: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``w = v * g / |v|`` per slice: ``3N`` + 2 per slice.
+
+    The norm (2 per element + a root per slice), ``g / norm`` (1 per slice), the scaling (1 per
+    element).
+    """
+    return 3 * numel(v) + 2 * numel(g)
+
+
+@register_rule("aten._weight_norm_interface_backward")
+def weight_norm_backward_rule(
+    grad_w: tuple[int, ...], saved_v: Any, saved_g: tuple[int, ...], *args: Any, **kwargs: Any
+) -> int:
+    """``5N`` + 3 per slice.
+
+    grad_g ``sum(grad_w * v) / norm`` (2N + 1 per slice); grad_v
+    ``g / norm * (grad_w - v * grad_g / norm)`` (3N + 2 per slice).
+    """
+    return 5 * numel(grad_w) + 3 * numel(saved_g)
+
+
+@register_rule("aten.linalg_matrix_exp")
+def matrix_exp_rule(self: tuple[int, ...], **kwargs: Any) -> int:
+    """``10 n^3`` per matrix: the five products of torch's degree-18 Taylor polynomial.
+
+    Torch follows Bader, Blanes and Casas (2019).
+
+    Matrices of small norm take a lower degree (fewer products); large norms add one squaring
+    (``2 n^3``) per halving. Both depend on the data, which a shape cannot show.
+    """
+    n = self[-1]
+    return math.prod(self[:-2]) * 10 * n**3
