@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -120,6 +121,12 @@ class Provenance:
             return text
         if not text:
             return cls("other")
+        if cls is Provenance:  # a study's runs repeat a handful of strings 100,000 times
+            return _parse_cached(text)
+        return cls._parse_text(text)
+
+    @classmethod
+    def _parse_text(cls, text: str) -> Provenance:
         head, detail = text, ""
         cut = text.find(" (")
         if cut >= 0 and text.endswith(")") and len(text) - cut > 3:
@@ -135,3 +142,9 @@ class Provenance:
         if str(parsed) != text:  # an odd string (e.g. "estimate:"): keep it whole
             return cls("other", text)
         return parsed
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(text: str) -> Provenance:
+    """:meth:`Provenance.parse` of a string, memoised (provenances are frozen, so shared)."""
+    return Provenance._parse_text(text)

@@ -38,7 +38,7 @@ from greenprint.analysis._common import (
     RunForest,
     json_float,
 )
-from greenprint.analysis._roles import StudyRoles, choose_final, study_trials
+from greenprint.analysis._roles import StudyRoles, StudyTrials, choose_final, study_trials
 
 __all__ = ["EDH", "CostTotals", "FinalRun", "PriceTag", "ProvenanceSummary", "price_tag"]
 
@@ -391,6 +391,7 @@ def price_tag(
     mode: Mode | None = None,
     final: str | None = None,
     reduce: Reduce = "last",
+    trials: StudyTrials | None = None,
 ) -> PriceTag:
     """The price tag of a set of runs (a study): every run counted, none twice.
 
@@ -405,6 +406,8 @@ def price_tag(
             it from the name (``loss``, ``error``, ``perplexity``... are minimised, with a note).
         final: the id of the final run, chosen by the caller (wins over every rule).
         reduce: ``"last"`` (default) or ``"best"`` logged value of a run's metric.
+        trials: :func:`study_trials` of these same runs with the same ``metric``, ``mode``
+            and ``reduce``, when the caller has it already (``runs`` is then not read again).
 
     Returns:
         The :class:`PriceTag`.
@@ -414,11 +417,12 @@ def price_tag(
             a ``metric`` but no ``final`` run and no finished trial with a finite score.
         ConfigError: an unknown ``mode`` or ``reduce``.
     """
-    forest = RunForest.build(runs)
+    forest = RunForest.build(runs) if trials is None else trials.forest
     items = forest.runs
     if not items:
         raise AnalysisError("no runs: the price tag needs at least one run")
-    trials = study_trials(forest, metric=metric, mode=mode, reduce=reduce)
+    if trials is None:
+        trials = study_trials(forest, metric=metric, mode=mode, reduce=reduce)
     mode = trials.mode
     roles = trials.roles
     notes: list[str] = [trials.mode_note] if trials.mode_note else []

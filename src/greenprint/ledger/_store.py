@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 import threading
 import time
@@ -251,7 +252,7 @@ class Ledger(BaseLedger):
             raise UnknownStudyError(f"no study {study!r} in ledger {self.url}; known: {listing}")
         if wanted is not None:
             records = [r for r in records if r.status in wanted]
-        records.sort(key=lambda r: (r.started_at, r.id))
+        records.sort(key=operator.attrgetter("started_at", "id"))
         return records
 
     def studies(self) -> list[str]:

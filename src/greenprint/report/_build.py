@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, ReportError
+from greenprint._gc import gc_paused
 from greenprint._provenance import Provenance
 from greenprint._records import RunRecord
 from greenprint._version import __version__
@@ -103,18 +104,19 @@ def build_report(
             raise ReportError(f"study {study!r} has no runs in ledger {led.url}")
         if final is not None:
             final = led.resolve_id(final)
-        return _assemble(
-            runs,
-            study=study,
-            ledger_url=led.url,
-            metric=metric,
-            mode=mode,
-            final=final,
-            reduce=reduce,
-            training_type=training_type,
-            samples_of=led.samples,
-            max_sampled_runs=max_sampled_runs,
-        )
+        with gc_paused():  # hundreds of thousands of small acyclic objects (see gc_paused)
+            return _assemble(
+                runs,
+                study=study,
+                ledger_url=led.url,
+                metric=metric,
+                mode=mode,
+                final=final,
+                reduce=reduce,
+                training_type=training_type,
+                samples_of=led.samples,
+                max_sampled_runs=max_sampled_runs,
+            )
     finally:
         if opened:
             led.close()
@@ -198,7 +200,9 @@ def _assemble(
     tag: PriceTag
     if final is not None or ranked:
         # the mode as given: the price tag notes a mode inferred from the metric's name
-        tag = price_tag(runs, metric=metric, mode=given_mode, final=final, reduce=reduce)
+        tag = price_tag(
+            runs, metric=metric, mode=given_mode, final=final, reduce=reduce, trials=trials
+        )
     else:
         tag = price_tag(runs, mode=mode, reduce=reduce)
         tag = dataclasses.replace(
@@ -271,7 +275,22 @@ def _assemble(
     )
 
 
-def _energy_source(run: RunRecord) -> str:
+def _energy_source(run: RunRecord, memo: dict[tuple[Any, ...], str]) -> str:
+    key = (
+        run.energy_cpu_kwh is None,
+        run.energy_gpu_kwh is None,
+        run.energy_ram_kwh is None,
+        run.provenance.get("cpu"),
+        run.provenance.get("gpu"),
+        run.provenance.get("ram"),
+    )
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _energy_source_of(run)
+    return found
+
+
+def _energy_source_of(run: RunRecord) -> str:
     kinds = set()
     for component, kwh in (
         ("cpu", run.energy_cpu_kwh),
@@ -298,6 +317,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
         for child in forest.children[position]:
             depth[child] = depth[position] + 1
     rows = []
+    sources: dict[tuple[Any, ...], str] = {}
     for position, run in enumerate(forest.runs):
         scored = trials.scores[position]
         known = None if math.isnan(scored.score) else scored.score
@@ -318,7 +338,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 dataset_size=run.dataset_size,
                 param_count=run.param_count,
                 params=run.params,
-                energy_source=_energy_source(run),
+                energy_source=_energy_source(run, sources),
                 pue=run.pue,
                 intensity_g_per_kwh=run.intensity_g_per_kwh,
                 intensity_source=run.provenance.get("intensity") or run.intensity_source,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from greenprint._gc import gc_paused
 from greenprint.report._model import Report
 from greenprint.report._plots import FigureRenderer
 
@@ -19,7 +20,6 @@ __all__ = ["render_json"]
 
 def render_json(report: Report, plots: FigureRenderer | None = None) -> str:
     """The report as a JSON document (UTF-8 text; ``plots`` is not used)."""
-    return (
-        json.dumps(report.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        + "\n"
-    )
+    with gc_paused():  # report.to_dict() builds a dict per run (see gc_paused)
+        document = report.to_dict()
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n"

@@ -368,8 +368,17 @@ class Report:
 
 
 # ---------------------------------------------------------------------------------- helpers
+_PLAIN_TYPES = (str, int, bool, type(None))
+
+
 def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k): _json_value(v) for k, v in params.items()}
+    # Fast path: string keys and plain values (the common case) are copied as they are.
+    for key, value in params.items():
+        if type(key) is not str or not (
+            type(value) in _PLAIN_TYPES or (type(value) is float and math.isfinite(value))
+        ):
+            return {str(k): _json_value(v) for k, v in params.items()}
+    return dict(params)
 
 
 def _json_value(value: Any) -> Any:
