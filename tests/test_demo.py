@@ -79,7 +79,9 @@ def test_reduced_demo_end_to_end(tmp_path):
     assert len(list((out / "figures").glob("*.pdf"))) == 5
     data = json.loads((out / "report.json").read_text())
     assert data["study"] == "digits-demo" and data["metric"] == "val_accuracy"
-    assert data["price_tag"]["total"]["trials"] == len(runs)
+    # every run is a trial except the learning curve's (run_learning_curve gives them that role)
+    assert data["price_tag"]["total"]["trials"] == len(runs) - len(curve)
+    assert data["price_tag"]["by_role"]["learning-curve"]["runs"] == len(curve)
     assert data["price_tag"]["by_status"]["pruned"]["energy_kwh"] > 0
     assert {f["id"] for f in data["figures"]} == {
         "evp_trials",

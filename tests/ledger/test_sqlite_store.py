@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.sqlite  # sa.dialects.sqlite below, whatever the test order
 
 from greenprint import MetricPoint, PowerSample
 from greenprint.ledger import Ledger, _schema

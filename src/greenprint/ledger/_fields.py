@@ -39,7 +39,6 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "name": ("str", False),
     "study": ("str", False),
     "parent_id": ("str", True),
-    "role": ("role", True),
     "status": ("status", False),
     "started_at": ("float", False),
     "ended_at": ("float", True),
@@ -71,6 +70,7 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "emissions_kg": ("float", False),
     "provenance": ("json", False),
     "error": ("str", True),
+    "role": ("role", True),
 }
 
 _INT64_MAX = 2**63 - 1
