@@ -28,6 +28,9 @@ EXTRAS = {
     "report": "matplotlib and rich, for plots and progress",
     "postgres": "psycopg, for a PostgreSQL ledger",
     "demo": "scikit-learn, rich and matplotlib, for greenprint demo",
+    "optuna": "Optuna, for greenprint.integrations.optuna",
+    "sklearn": "scikit-learn, for greenprint.integrations.sklearn",
+    "notebook": "IPython, for the %greenprint magics",
 }
 
 

@@ -12,8 +12,9 @@ missing raises :class:`~greenprint.MissingDependencyError` (an ``ImportError``) 
   and the halving searches, joblib worker processes included: candidates as trials, folds as
   parts, the refit as the final run.
 * :mod:`greenprint.integrations.notebook` (``pip install 'greenprint[notebook]'``): the
-  ``%greenprint`` / ``%%greenprint`` IPython magics (``%load_ext greenprint.integrations.notebook``);
-  runs, price tags and reports display as HTML in notebooks without it.
+  ``%greenprint`` / ``%%greenprint`` IPython magics
+  (``%load_ext greenprint.integrations.notebook``); runs, price tags and reports display as
+  HTML in notebooks without it.
 * :mod:`greenprint.integrations.lightning` (``pip install 'greenprint[lightning]'``):
   ``GreenprintCallback`` for ``lightning.Trainer``.
 

@@ -1,0 +1,165 @@
+"""Notebooks: ``%greenprint`` and ``%%greenprint`` track a line or a cell into the ledger.
+
+Load the extension once per kernel, then prefix a cell::
+
+    %load_ext greenprint.integrations.notebook
+
+    %%greenprint --name train-small --study mnist --ledger greenprint.db
+    model.fit(X, y)
+
+or one statement: ``%greenprint --name eval model.score(X_test, y_test)``. Options (all
+optional, before the code; values with spaces in quotes): ``--name`` (default ``cell``),
+``--study``, ``--ledger``, ``--role``, ``--region``, ``--pue``. ``--`` ends the options of the
+line magic.
+
+The cell runs as it would without the magic (its output and its last value shown, an exception
+raised as usual, so "Run all" stops there); the run ends ``finished``, ``failed`` (an
+exception, recorded) or ``interrupted`` (the stop button). A line under the cell gives the
+cost; the run is then in the namespace as ``_greenprint_run``, and a cell whose last line is
+that run, a price tag or a report shows it as a table (those have ``_repr_html_`` without
+this extension).
+
+Needs IPython (``pip install 'greenprint[notebook]'``).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+from greenprint._imports import require
+
+require("IPython", extra="notebook", purpose="greenprint.integrations.notebook", package="ipython")
+
+from IPython.core.error import UsageError  # noqa: E402
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class  # noqa: E402
+
+from greenprint._exceptions import GreenprintError  # noqa: E402
+
+__all__ = ["GreenprintMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+#: The options the magics take (each with one value).
+OPTIONS = ("name", "study", "ledger", "role", "region", "pue")
+
+_OPTION = re.compile(r"""--([a-z_-]+)(?:=|\s+)("[^"]*"|'[^']*'|[^\s"']+)\s*""")
+
+
+def parse_options(line: str) -> tuple[dict[str, str], str]:
+    """Split a magic's line into its options and the code after them.
+
+    Args:
+        line: what follows ``%greenprint`` or ``%%greenprint``.
+
+    Returns:
+        The options (name -> value, quotes removed) and the rest of the line.
+
+    Raises:
+        UsageError: an unknown option, or one without a value.
+    """
+    options: dict[str, str] = {}
+    rest = line.strip()
+    while rest.startswith("--"):
+        if rest == "--" or rest.startswith("-- "):
+            rest = rest[2:].strip()
+            break
+        match = _OPTION.match(rest)
+        if match is None:
+            raise UsageError(f"greenprint: an option needs a value: {rest.split()[0]}")
+        key = match.group(1).replace("-", "_")
+        if key not in OPTIONS:
+            raise UsageError(
+                f"greenprint: unknown option --{match.group(1)}; options: "
+                + ", ".join(f"--{o}" for o in OPTIONS)
+            )
+        value = match.group(2)
+        if value[:1] in "\"'" and value[-1:] == value[:1] and len(value) >= 2:
+            value = value[1:-1]
+        options[key] = value
+        rest = rest[match.end() :]
+    return options, rest
+
+
+@magics_class
+class GreenprintMagics(Magics):
+    """The ``%greenprint`` line magic and ``%%greenprint`` cell magic."""
+
+    @line_magic("greenprint")
+    def greenprint_line(self, line: str) -> Any:
+        """Track one statement: ``%greenprint [--name N --study S ...] statement``.
+
+        Returns the statement's value, as ``%time`` does.
+        """
+        options, code = parse_options(line)
+        if not code:
+            raise UsageError("greenprint: nothing to run: %greenprint [--name N ...] statement")
+        return self._track(options, code)
+
+    @cell_magic("greenprint")
+    def greenprint_cell(self, line: str, cell: str) -> Any:
+        """Track a whole cell: ``%%greenprint [--name N --study S ...]`` as its first line.
+
+        Returns the value of the cell's last expression, shown as the cell's output.
+        """
+        options, rest = parse_options(line)
+        if rest:
+            raise UsageError(f"greenprint: unexpected {rest!r} after the options of %%greenprint")
+        return self._track(options, cell)
+
+    def _track(self, options: dict[str, str], code: str) -> Any:
+        from greenprint._format import format_duration, format_emissions, format_energy
+        from greenprint._lifecycle import status_for
+        from greenprint.tracking import Run
+
+        settings: dict[str, Any] = dict(options)
+        name = settings.pop("name", "cell")
+        if "pue" in settings:
+            try:
+                settings["pue"] = float(settings["pue"])
+            except ValueError:
+                pass  # a preset name: the run checks it
+        try:
+            run = Run(name, **settings)
+            run.start()
+        except GreenprintError as e:
+            raise UsageError(f"greenprint: {e}") from e
+        try:
+            value = self._execute(code)
+        except BaseException as e:
+            status, text = status_for(e)
+            run.stop(status=status, error=text)
+            raise
+        finally:
+            run.stop()
+            if self.shell is not None:
+                self.shell.user_ns["_greenprint_run"] = run
+            print(
+                f"greenprint: {run.name} {run.status}: {format_energy(run.energy_kwh)}, "
+                f"{format_emissions(run.emissions_kg)} in {format_duration(run.duration_s)} "
+                f"(run {run.id[:8]})"
+            )
+        return value
+
+    def _execute(self, code: str) -> Any:
+        """Run ``code`` in the user's namespace as %%time does: the last expression's value."""
+        shell = self.shell
+        assert shell is not None
+        source = shell.transform_cell(code)
+        tree = shell.compile.ast_parse(source)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        filename = shell.compile.cache(source)
+        exec(shell.compile(tree, filename, "exec"), shell.user_ns)
+        if last is None:
+            return None
+        return eval(shell.compile(last, filename, "eval"), shell.user_ns)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics (``%load_ext greenprint.integrations.notebook``)."""
+    ipython.register_magics(GreenprintMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Nothing to undo: IPython keeps registered magics until the kernel ends."""

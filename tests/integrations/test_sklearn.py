@@ -1,0 +1,181 @@
+"""scikit-learn: every fit of a real search, joblib worker processes included, in the ledger."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn", reason="scikit-learn is not installed (greenprint[sklearn])")
+
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.experimental import enable_halving_search_cv  # noqa: E402,F401
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import (  # noqa: E402
+    GridSearchCV,
+    HalvingRandomSearchCV,
+    RandomizedSearchCV,
+)
+from sklearn.tree import DecisionTreeClassifier  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+from greenprint._exceptions import ConfigError, LedgerError  # noqa: E402
+from greenprint.integrations import sklearn as gp_sklearn  # noqa: E402
+from greenprint.integrations.sklearn import track_search, trial_id  # noqa: E402
+
+FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_digits(return_X_y=True)
+    return X[:240], y[:240]
+
+
+def _runs(db: Path, study: str) -> list[gp.RunRecord]:
+    return gp.Ledger(db).runs(study=study)
+
+
+def _check_tree(runs: list[gp.RunRecord], search: object, n_splits: int) -> None:
+    """One sweep; a trial per cv_results_ row with its folds as parts; the refit final."""
+    roles = Counter(r.role for r in runs)
+    results = search.cv_results_  # type: ignore[attr-defined]
+    n_rows = len(results["params"])
+    assert roles == {"sweep": 1, "trial": n_rows, "part": n_rows * n_splits, "final": 1}
+    (sweep,) = [r for r in runs if r.role == "sweep"]
+    assert sweep.parent_id is None and sweep.status == "finished"
+    trials = {r.id: r for r in runs if r.role == "trial"}
+    for row in range(n_rows):
+        trial = trials[trial_id(sweep.id, row)]
+        assert trial.parent_id == sweep.id
+        for key, value in results["params"][row].items():
+            assert trial.params[key] == value
+        assert trial.metric("score") == pytest.approx(results["mean_test_score"][row])
+        parts = [r for r in runs if r.parent_id == trial.id]
+        assert sorted(p.params["fold"] for p in parts) == list(range(n_splits))
+        for part in parts:
+            fold = part.params["fold"]
+            assert part.metric("score") == pytest.approx(results[f"split{fold}_test_score"][row])
+        # a measured trial costs what its folds cost
+        assert trial.energy_kwh == pytest.approx(sum(p.energy_kwh for p in parts))
+        assert trial.emissions_kg == pytest.approx(sum(p.emissions_kg for p in parts))
+    (final,) = [r for r in runs if r.role == "final"]
+    assert final.parent_id == sweep.id
+    assert final.params == search.best_params_  # type: ignore[attr-defined]
+    assert final.metric("cv_score") == pytest.approx(search.best_score_)  # type: ignore[attr-defined]
+
+
+def test_the_installed_scikit_learn_takes_the_callback_path() -> None:
+    import sklearn
+
+    has_api = hasattr(GridSearchCV, "set_callbacks")
+    assert gp_sklearn.METHOD == ("callbacks" if has_api else "apportion"), sklearn.__version__
+
+
+def test_grid_search_with_two_worker_processes(tmp_path: Path, digits) -> None:
+    X, y = digits
+    db = tmp_path / "g.db"
+    search = GridSearchCV(LogisticRegression(max_iter=100), {"C": [0.01, 1.0]}, cv=3, n_jobs=2)
+    sweep = track_search(search, X, y, ledger=db, study="grid", **FAST)
+    assert search.best_params_ in ({"C": 0.01}, {"C": 1.0})  # fitted as by search.fit
+    assert sweep.status == "finished" and sweep.role == "sweep"
+    runs = _runs(db, "grid")
+    _check_tree(runs, search, 3)
+    # the folds were measured where they ran: joblib's worker processes, not this one
+    parts = [r for r in runs if r.role == "part"]
+    assert all(r.provenance.get("scope") == "process" for r in parts)
+    assert sweep.params["method"] == gp_sklearn.METHOD
+
+
+def test_randomized_search_in_process(tmp_path: Path, digits) -> None:
+    X, y = digits
+    db = tmp_path / "g.db"
+    search = RandomizedSearchCV(
+        DecisionTreeClassifier(random_state=0),
+        {"max_depth": [2, 4, 8], "min_samples_leaf": [1, 5]},
+        n_iter=3,
+        cv=2,
+        random_state=0,
+    )
+    track_search(search, X, y, ledger=db, study="random", name="tree-search", **FAST)
+    runs = _runs(db, "random")
+    _check_tree(runs, search, 2)
+    assert {r.name for r in runs if r.role == "trial"} == {f"tree-search-c{i}" for i in range(3)}
+
+
+def test_halving_search_one_trial_per_row(tmp_path: Path, digits) -> None:
+    X, y = digits
+    db = tmp_path / "g.db"
+    search = HalvingRandomSearchCV(
+        DecisionTreeClassifier(random_state=0),
+        {"max_depth": [1, 2, 3, 4, 5, 6]},
+        n_candidates=6,
+        factor=2,
+        cv=2,
+        random_state=0,
+        min_resources=40,
+    )
+    track_search(search, X, y, ledger=db, study="halving", **FAST)
+    runs = _runs(db, "halving")
+    _check_tree(runs, search, 2)
+    trials = [r for r in runs if r.role == "trial"]
+    assert {r.params["iter"] for r in trials} == set(search.cv_results_["iter"].tolist())
+    assert max(r.params["iter"] for r in trials) >= 1
+
+
+def test_apportion_path_shares_the_measured_search(tmp_path: Path, digits) -> None:
+    X, y = digits
+    db = tmp_path / "g.db"
+    search = GridSearchCV(LogisticRegression(max_iter=100), {"C": [0.01, 1.0]}, cv=2)
+    sweep = track_search(search, X, y, ledger=db, study="shared", method="apportion", **FAST)
+    runs = _runs(db, "shared")
+    roles = Counter(r.role for r in runs)
+    assert roles == {"sweep": 1, "trial": 2, "part": 4, "final": 1}
+    children = [r for r in runs if r.parent_id == sweep.id]
+    assert sum(r.energy_kwh for r in children) <= gp.Ledger(db).run(sweep.id).energy_kwh * 1.0001
+    assert all("apportioned" in r.provenance["trial"] for r in runs if r.role != "sweep")
+
+
+def test_failed_fits_make_failed_folds_and_trials(tmp_path: Path, digits) -> None:
+    X, y = digits
+    db = tmp_path / "g.db"
+    # max_depth=0 is refused by the tree at fit time: that candidate's folds fail
+    search = GridSearchCV(
+        DecisionTreeClassifier(), {"max_depth": [0, 3]}, cv=2, error_score=np.nan
+    )
+    with pytest.warns(UserWarning):
+        track_search(search, X, y, ledger=db, study="broken", **FAST)
+    runs = _runs(db, "broken")
+    statuses = {r.params.get("max_depth"): r.status for r in runs if r.role == "trial"}
+    assert statuses == {0: "failed", 3: "finished"}
+    bad = next(r for r in runs if r.role == "trial" and r.status == "failed")
+    assert {r.status for r in runs if r.parent_id == bad.id} == {"failed"}
+
+    raising = GridSearchCV(DecisionTreeClassifier(), {"max_depth": [0]}, cv=2, error_score="raise")
+    with pytest.raises(Exception, match="max_depth"):
+        track_search(raising, X, y, ledger=db, study="raised", **FAST)
+    runs = _runs(db, "raised")
+    (sweep,) = [r for r in runs if r.role == "sweep"]
+    assert sweep.status == "failed" and "max_depth" in (sweep.error or "")
+
+
+def test_bad_input_is_a_clear_greenprint_error(tmp_path: Path, digits) -> None:
+    X, y = digits
+    db = tmp_path / "g.db"
+    with pytest.raises(ConfigError, match="scikit-learn search"):
+        track_search(LogisticRegression(), X, y, ledger=db)
+    search = GridSearchCV(LogisticRegression(), {"C": [1.0]}, cv=2)
+    with pytest.raises(ConfigError, match="method"):
+        track_search(search, X, y, ledger=db, method="guess")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="ledger=False"):
+        track_search(search, X, y, ledger=False)
+    with pytest.raises(ConfigError, match="unknown option"):
+        track_search(search, X, y, ledger=db, colour="green")
+    closed = gp.Ledger(tmp_path / "closed.db")
+    closed.close()
+    with pytest.raises(LedgerError, match="closed"):
+        track_search(search, X, y, ledger=closed)
+    assert not hasattr(search, "cv_results_")  # nothing was fitted
+    assert not db.exists()  # nothing was written
