@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenprint import AnalysisError, ConfigError, MetricPoint, RunRecord
-from greenprint.analysis import hypervolume, pareto_front, pareto_runs
+from greenprint.analysis import _pareto, hypervolume, pareto_front, pareto_runs
 
 DIRS = {
     1: ("minimize",),
@@ -89,18 +89,51 @@ def test_front_equals_brute_force(data):
     assert pareto_front(points, directions=directions).tolist() == brute_front(points, directions)
 
 
-def test_large_front_in_three_objectives_uses_the_sweep_and_matches_pairwise():
-    rng = np.random.default_rng(0)
-    points = np.round(rng.random((1_500, 3)), 2)  # > pairwise limit; rounded: duplicates
-    fast = pareto_front(points, directions=DIRS[3]).tolist()
-    minimised = as_min(points, DIRS[3])
+def chunked_brute_front(points, directions):
+    minimised = as_min(points, directions)
     dominated = np.zeros(len(points), dtype=bool)
     for start in range(0, len(points), 250):
         chunk = minimised[start : start + 250]
         le = (minimised[:, None, :] <= chunk[None, :, :]).all(axis=2)
         lt = (minimised[:, None, :] < chunk[None, :, :]).any(axis=2)
         dominated[start : start + 250] = (le & lt).any(axis=0)
-    assert fast == np.nonzero(~dominated)[0].tolist()
+    return np.nonzero(~dominated)[0].tolist()
+
+
+@pytest.mark.parametrize("d", [3, 4, 5])
+@pytest.mark.parametrize("path", ["default", "sweep"])
+def test_large_fronts_match_pairwise(d, path, monkeypatch):
+    """Past one bitset block (1,024 points) and many 64-bit words, duplicates included; the
+    sweep used above the bitsets' memory cap agrees too."""
+    if path == "sweep":
+        monkeypatch.setattr(_pareto, "_BITSET_MAX_BYTES", 0)
+    rng = np.random.default_rng(d)
+    sphere = np.abs(rng.normal(size=(2_100, d)))
+    sphere /= np.linalg.norm(sphere, axis=1, keepdims=True)  # most points on the front
+    # exact duplicates of front points, rounding (ties in single coordinates), dominated points
+    points = np.round(np.vstack([sphere, sphere[:150], 0.5 + rng.random((250, d))]), 3)
+    directions = ("minimize", "maximize", "minimize", "maximize", "minimize")[:d]
+    points[:, 1::2] *= -1  # maximised objectives
+    front = pareto_front(points, directions=directions).tolist()
+    assert front == chunked_brute_front(points, directions)
+    assert len(front) > len(points) // 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    d=st.integers(3, 6),
+    n=st.integers(0, 140),
+    seed=st.integers(0, 2**32 - 1),
+    grid=st.integers(2, 8),
+)
+def test_front_in_many_objectives_equals_brute_force(d, n, seed, grid):
+    """Sets larger than the small hypothesis sets: several 64-bit words, ties on a grid."""
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, grid, size=(n, d)).astype(float)
+    directions = ("minimize", "maximize") * 3
+    assert pareto_front(points, directions=directions[:d]).tolist() == brute_front(
+        points, directions[:d]
+    )
 
 
 @settings(max_examples=150, deadline=None)

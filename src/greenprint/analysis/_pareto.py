@@ -9,7 +9,7 @@ each other, and duplicates on the front are all kept.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,8 +23,10 @@ from greenprint.analysis._roles import study_trials
 __all__ = ["hypervolume", "pareto_front", "pareto_runs"]
 
 _DIRECTIONS = {"maximize": -1.0, "max": -1.0, "minimize": 1.0, "min": 1.0}
-# Above this many points (times objectives) the d-dimensional front is found point by point.
-_PAIRWISE_LIMIT = 4_000_000
+# In 4+ objectives the front is found with bitsets of the points each point's coordinates are
+# not beaten by (d - 1 tables of n x n bits) while they take at most this many bytes; above, by
+# a sweep against the front found so far.
+_BITSET_MAX_BYTES = 256 * 2**20
 
 
 def pareto_front(
@@ -34,9 +36,11 @@ def pareto_front(
 ) -> np.ndarray:
     """Indices of the non-dominated points (the Pareto front).
 
-    Two objectives take one sort, O(n log n); more use a sort and a sweep against the front found
-    so far, O(n * front size * d). Identical points do not dominate each other: duplicates on the
-    front are all returned.
+    Two objectives take one sort, O(n log n); three a sort and a sweep that keeps the 2-D
+    staircase of the points seen (Kung et al., 1975), O(n log n) plus list updates; four or more
+    intersect, for each point, the bitsets of the points no worse in each objective (n^2 (d - 1)
+    bit operations, 64 at a time), or for very large sets sweep against the front found so far.
+    Identical points do not dominate each other: duplicates on the front are all returned.
 
     Args:
         points: an ``(n, d)`` array, one row per point (e.g. ``[[accuracy, energy_kwh], ...]``).
@@ -215,12 +219,99 @@ def _front_min(pts: np.ndarray) -> np.ndarray:
         firsts = np.nonzero(~same)[0]
         dominated = dominated[firsts][group]
         return order[~dominated]
-    if n * n * d <= _PAIRWISE_LIMIT:
-        le = (srt[:, None, :] <= srt[None, :, :]).all(axis=2)
-        lt = (srt[:, None, :] < srt[None, :, :]).any(axis=2)
-        beaten = np.asarray((le & lt).any(axis=0))
-        return order[~beaten]
-    # Sweep: a point is dominated iff a front point found so far dominates it (transitivity).
+    if d == 3:
+        return order[_staircase_keep(srt)]
+    unique, inverse = np.unique(srt, axis=0, return_inverse=True)
+    if (d - 1) * unique.shape[0] * (unique.shape[0] + 63) // 8 <= _BITSET_MAX_BYTES:
+        return order[~_bitset_dominated(unique)[inverse.reshape(-1)]]
+    return order[_sweep_keep(srt)]
+
+
+def _same_as_previous(srt: np.ndarray) -> np.ndarray:
+    same = np.zeros(srt.shape[0], dtype=bool)
+    same[1:] = (srt[1:] == srt[:-1]).all(axis=1)
+    return same
+
+
+def _staircase_keep(srt: np.ndarray) -> np.ndarray:
+    """Which rows of lexicographically sorted 3-D points (minimised) no other row dominates.
+
+    A point can only be dominated by an earlier one (its first coordinate is no larger), and an
+    earlier point different from it dominates it iff its second and third coordinates are no
+    larger. The staircase of the earlier front points' (second, third) coordinates, second
+    ascending and third descending, answers that by one binary search; a new front point
+    replaces the steps it covers. Duplicates share the fate of their first copy.
+    """
+    same = _same_as_previous(srt)
+    keep = np.zeros(srt.shape[0], dtype=bool)
+    ys: list[float] = []
+    zs: list[float] = []
+    kept = False
+    for k, (_, y, z) in enumerate(srt.tolist()):
+        if same[k]:
+            keep[k] = kept
+            continue
+        i = bisect_right(ys, y)
+        if i and zs[i - 1] <= z:  # the lowest third coordinate among steps with second <= y
+            kept = False
+            continue
+        j = i
+        while j < len(zs) and zs[j] >= z:
+            j += 1  # steps[i:j] have second > y and third >= z: covered by the new point
+        ys[i:j] = [y]
+        zs[i:j] = [z]
+        keep[k] = kept = True
+    return keep
+
+
+def _bitset_dominated(unique: np.ndarray) -> np.ndarray:
+    """Which of distinct, lexicographically sorted points (minimised, d >= 2) are dominated.
+
+    Point q dominates distinct point p iff q is no worse in every objective. In lexicographic
+    order every earlier point is no worse in the first objective and no later one dominates, so
+    p's dominators are the earlier points whose other coordinates are each no larger: for each
+    objective the points no larger than p are a prefix of that objective's sorted order, kept as
+    a bitset (one cumulative OR builds them all), and p is dominated iff the AND of its d - 1
+    bitsets has a bit below p's own index.
+    """
+    m, d = unique.shape
+    words = (m + 63) // 64
+    one = np.uint64(1)
+    tables = []
+    ranks = []
+    for k in range(1, d):
+        column = unique[:, k]
+        by_value = np.argsort(column, kind="stable")
+        table = np.zeros((m, words), dtype=np.uint64)
+        table[np.arange(m), by_value // 64] = one << (by_value % 64).astype(np.uint64)
+        np.bitwise_or.accumulate(table, axis=0, out=table)
+        tables.append(table)
+        # the last position in sorted order of p's value: ties are no worse
+        ranks.append(np.searchsorted(column[by_value], column, side="right") - 1)
+    dominated = np.zeros(m, dtype=bool)
+    block = 1024
+    for start in range(0, m, block):
+        stop = min(start + block, m)
+        end_word = (stop - 1) // 64 + 1  # bits at and after p's own index are masked out below
+        acc = tables[0][ranks[0][start:stop], :end_word]
+        for table, rank in zip(tables[1:], ranks[1:], strict=True):
+            acc &= table[rank[start:stop], :end_word]
+        first_word = start // 64
+        bases = np.arange(first_word, end_word, dtype=np.int64) * 64
+        allowed = np.clip(np.arange(start, stop)[:, None] - bases[None, :], 0, 64)
+        mask = np.where(
+            allowed >= 64,
+            ~np.uint64(0),
+            (one << np.minimum(allowed, 63).astype(np.uint64)) - one,
+        )
+        acc[:, first_word:end_word] &= mask
+        dominated[start:stop] = acc.any(axis=1)
+    return dominated
+
+
+def _sweep_keep(srt: np.ndarray) -> np.ndarray:
+    """Sweep: a point is dominated iff a front point found so far dominates it (transitivity)."""
+    n, d = srt.shape
     front = np.empty((n, d))
     size = 0
     keep = np.zeros(n, dtype=bool)
@@ -232,7 +323,7 @@ def _front_min(pts: np.ndarray) -> np.ndarray:
         front[size] = p
         size += 1
         keep[k] = True
-    return order[keep]
+    return keep
 
 
 def _hv(pts: np.ndarray, ref: np.ndarray) -> float:
