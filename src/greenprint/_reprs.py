@@ -35,7 +35,7 @@ def table_html(
     """A plain table; every cell escaped."""
     parts = [f'<table class="greenprint" {_TABLE}>']
     if caption:
-        parts.append(f'<caption style="text-align:left"><b>{esc(caption)}</b></caption>')
+        parts.append(f'<caption style="text-align:left"><strong>{esc(caption)}</strong></caption>')
     if header:
         parts.append("<tr>" + "".join(f"<th {_CELL}>{esc(h)}</th>" for h in header) + "</tr>")
     for row in rows:

@@ -10,20 +10,20 @@ import pytest
 
 pytest.importorskip("sklearn", reason="scikit-learn is not installed (greenprint[sklearn])")
 
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.experimental import enable_halving_search_cv  # noqa: E402,F401
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import (  # noqa: E402
+from sklearn.datasets import load_digits
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import (
     GridSearchCV,
     HalvingRandomSearchCV,
     RandomizedSearchCV,
 )
-from sklearn.tree import DecisionTreeClassifier  # noqa: E402
+from sklearn.tree import DecisionTreeClassifier
 
-import greenprint as gp  # noqa: E402
-from greenprint._exceptions import ConfigError, LedgerError  # noqa: E402
-from greenprint.integrations import sklearn as gp_sklearn  # noqa: E402
-from greenprint.integrations.sklearn import track_search, trial_id  # noqa: E402
+import greenprint as gp
+from greenprint._exceptions import ConfigError, LedgerError
+from greenprint.integrations import sklearn as gp_sklearn
+from greenprint.integrations.sklearn import track_search, trial_id
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 
@@ -142,9 +142,7 @@ def test_failed_fits_make_failed_folds_and_trials(tmp_path: Path, digits) -> Non
     X, y = digits
     db = tmp_path / "g.db"
     # max_depth=0 is refused by the tree at fit time: that candidate's folds fail
-    search = GridSearchCV(
-        DecisionTreeClassifier(), {"max_depth": [0, 3]}, cv=2, error_score=np.nan
-    )
+    search = GridSearchCV(DecisionTreeClassifier(), {"max_depth": [0, 3]}, cv=2, error_score=np.nan)
     with pytest.warns(UserWarning):
         track_search(search, X, y, ledger=db, study="broken", **FAST)
     runs = _runs(db, "broken")

@@ -84,7 +84,7 @@ def parse_options(line: str) -> tuple[dict[str, str], str]:
 class GreenprintMagics(Magics):
     """The ``%greenprint`` line magic and ``%%greenprint`` cell magic."""
 
-    @line_magic("greenprint")
+    @line_magic("greenprint")  # type: ignore[arg-type]  # IPython's stubs type it as Never
     def greenprint_line(self, line: str) -> Any:
         """Track one statement: ``%greenprint [--name N --study S ...] statement``.
 
@@ -95,7 +95,7 @@ class GreenprintMagics(Magics):
             raise UsageError("greenprint: nothing to run: %greenprint [--name N ...] statement")
         return self._track(options, code)
 
-    @cell_magic("greenprint")
+    @cell_magic("greenprint")  # type: ignore[arg-type]
     def greenprint_cell(self, line: str, cell: str) -> Any:
         """Track a whole cell: ``%%greenprint [--name N --study S ...]`` as its first line.
 

@@ -166,8 +166,8 @@ class GreenprintCallback:
             try:
                 result = objective(trial)
             except BaseException as e:
-                status, error = status_for(e)
-                self._finish(run, trial, study_name, names, status, error, None)
+                ended, why = status_for(e)
+                self._finish(run, trial, study_name, names, ended, why, None)
                 raise
             status, error, values = _check_result(result, names)
             self._finish(run, trial, study_name, names, status, error, values)

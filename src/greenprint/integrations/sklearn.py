@@ -301,10 +301,10 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
             if run.role == "part" and run.name.startswith(f"{name}-c") and run.parent_id:
                 groups.setdefault(run.parent_id, []).append(run)
         for tid, parts in groups.items():
-            row = parts[0].name[len(name) + 2 :].partition("-fold")[0]
-            if tid == trial_id(sweep.id, int(row) if row.isdigit() else -1):
+            label = parts[0].name[len(name) + 2 :].partition("-fold")[0]
+            if tid == trial_id(sweep.id, int(label) if label.isdigit() else -1):
                 ledger.start_run(
-                    _summed(base, tid, f"{name}-c{row}", sweep.id, parts, "failed", {}, ())
+                    _summed(base, tid, f"{name}-c{label}", sweep.id, parts, "failed", {}, ())
                 )
         return
     children: dict[str, list[RunRecord]] = {}
@@ -383,7 +383,8 @@ def _score_folds(
                 metric = name.removeprefix(prefix)
                 metrics.append(MetricPoint(metric, float(values[row]), None, now))
         failed = not math.isfinite(score)
-        fields = {"status": "failed", "error": "the fit failed (error_score)"} if failed else None
+        status = "failed" if failed else "finished"
+        error = "the fit failed (error_score)" if failed else None
         if shares is not None:
             base = replace(sweep.record, metrics=(), error=None)
             record = _apportioned(
@@ -396,10 +397,16 @@ def _score_folds(
             )
             ledger.start_run(
                 replace(
-                    record, parent_id=tid, role="part", metrics=tuple(metrics), **(fields or {})
+                    record,
+                    parent_id=tid,
+                    role="part",
+                    metrics=tuple(metrics),
+                    status=status,
+                    error=error,
                 )
             )
         elif fold in folds:
+            fields = {"status": status, "error": error} if failed else None
             ledger.flush(folds[fold].id, fields=fields, metrics=metrics)
 
 

@@ -23,7 +23,7 @@ def report_html(report: Report) -> str:
     shown = run_rows[:MAX_ROWS]
     more = len(run_rows) - len(shown)
     parts = [
-        f"<div><b>greenprint report: {esc(report.study)}</b>, ranked by "
+        f"<div><strong>greenprint report: {esc(report.study)}</strong>, ranked by "
         f"{esc(report.metric)} ({'higher' if report.mode == 'max' else 'lower'} is better)</div>",
         table_html(headline(report)),
         table_html(rows, header=header),
