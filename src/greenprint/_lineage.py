@@ -88,12 +88,22 @@ def inherited_parent() -> str | None:
 
 
 def inherited_study() -> str | None:
-    """The study of the inherited parent run, or ``None`` when there is no parent."""
+    """The enclosing run's study in this context, else the inherited parent run's, else ``None``."""
+    enclosing = innermost()
+    if enclosing is not None:
+        return getattr(enclosing, "study", None)
     return _inherited(PARENT_STUDY_ENV) if inherited_parent() else None
 
 
 def inherited_ledger() -> str | None:
-    """The ledger URL of the inherited parent run, or ``None`` when there is no parent."""
+    """The enclosing run's ledger URL in this context, else the inherited parent run's.
+
+    ``None`` when there is neither, or the enclosing run is kept in memory only.
+    """
+    enclosing = innermost()
+    if enclosing is not None:
+        ledger = getattr(enclosing, "ledger", None)
+        return None if ledger is None else getattr(ledger, "url_unmasked", None)
     return _inherited(PARENT_LEDGER_ENV) if inherited_parent() else None
 
 
