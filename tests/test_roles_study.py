@@ -388,3 +388,25 @@ def test_a_nested_run_inherits_its_enclosing_runs_ledger_and_study(tmp_path, mon
     with gp.Ledger(ledger) as led:
         assert led.run(inner.id).study == "s" and led.run(inner.id).parent_id == outer.id
     assert not (tmp_path / "greenprint.db").exists()
+
+
+def test_greenprint_run_refuses_an_unknown_role_in_one_line(tmp_path, capsys):
+    ledger = tmp_path / "l.db"
+    code = main(["run", "--ledger", str(ledger), "--role", "fold", "--", sys.executable, "-c", ""])
+    assert code == 2 and not ledger.exists()
+    err = capsys.readouterr().err
+    assert err.startswith("greenprint: error: ") and err.count("\n") == 1
+    assert "'fold'" in err and "learning-curve" in err
+
+
+def test_greenprint_report_minimises_a_loss_and_says_so(study, tmp_path, capsys):
+    ledger, ids = study
+    out = tmp_path / "report"
+    args = ["report", "--ledger", ledger, "--study", STUDY, "--metric", "loss", "--format", "json"]
+    assert main([*args, "--out", str(out), "--no-plots"]) == 0
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert data["mode"] == "min" and any("is minimised" in n for n in data["notes"])
+    assert data["price_tag"]["final"]["run_id"] == ids["retrain"]
+    assert main([*args, "--out", str(out), "--no-plots", "--mode", "max"]) == 0
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert data["mode"] == "max" and not any("is minimised" in n for n in data["notes"])
