@@ -201,7 +201,7 @@ def decode_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]
             out[name] = [None if v is None else float(v) for v in stored]
         elif kind == "json":
             memo: dict[str, dict[str, Any]] = {}
-            column = []
+            column: list[dict[str, Any]] = []
             for text in stored:
                 if text is None:
                     column.append({})
