@@ -366,7 +366,9 @@ class PriceTag:
         """A few lines of plain text for a terminal or a log."""
         t = self.total
         statuses = ", ".join(f"{v.trials} {k}" for k, v in self.by_status.items() if v.trials)
-        fpo = f"{t.fpo:.3g} FPO" + (f" (unknown for {t.fpo_unknown} runs)" if t.fpo_unknown else "")
+        fpo = f"{t.fpo:.3g} FPO" + (f" + unknown for {t.fpo_unknown} runs" if t.fpo_unknown else "")
+        if t.fpo_unknown and not t.fpo:
+            fpo = f"FPO unknown for {t.fpo_unknown} runs"
         lines = [
             f"{t.trials} trials ({statuses}) in {t.runs} runs",
             f"{t.energy_kwh:.4g} kWh, {t.emissions_kg:.4g} kg CO2-eq, {fpo}, "

@@ -8,6 +8,7 @@ from typing import Any
 
 from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
 from greenprint.report._model import Report, RunRow
+from greenprint.report._text import fpo_text
 
 __all__ = [
     "edh_sentence",
@@ -25,10 +26,6 @@ __all__ = [
 def score_text(value: float | None) -> str:
     """A score with 4 significant digits, ``"-"`` when there is none."""
     return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
-
-
-def _fpo(value: int | None) -> str:
-    return "unknown" if value is None else format_fpo(value)
 
 
 def params_text(params: Mapping[str, Any], *, limit: int | None = 80) -> str:
@@ -57,7 +54,7 @@ def headline(report: Report) -> list[tuple[str, str]]:
             str(total.trials),
         ),
         ("run time", format_duration(total.duration_s)),
-        ("FPO", format_fpo(total.fpo) + (" + unknown" if total.fpo_unknown else "")),
+        ("FPO", fpo_text(total.fpo, total.fpo_unknown)),
     ]
     final = report.price_tag.final
     if final is not None and final.study_multiple is not None:
@@ -73,9 +70,9 @@ def final_sentence(report: Report) -> str:
     how = "chosen" if final.chosen else f"the best finished run by {final.metric}"
     score = "" if final.score is None else f" scored {final.metric} = {final.score:.4g} and"
     text = (
-        f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)}, "
-        f"{format_emissions(final.emissions_kg)}, {_fpo(final.fpo)} and "
-        f"{format_duration(final.duration_s)}"
+        f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)} of "
+        f"energy, {format_emissions(final.emissions_kg)}, {fpo_text(final.fpo)} and "
+        f"{format_duration(final.duration_s)} of run time"
     )
     share = final.energy_share
     if share:
@@ -107,7 +104,7 @@ def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
     rows = []
     tag = report.price_tag
     for status, cost in [*tag.by_status.items(), ("total", tag.total)]:
-        fpo = format_fpo(cost.fpo) + (f" (+{cost.fpo_unknown} unknown)" if cost.fpo_unknown else "")
+        fpo = fpo_text(cost.fpo, cost.fpo_unknown)
         rows.append(
             [
                 status,

@@ -18,12 +18,35 @@ from greenprint.report._model import ModelCardEmissions
 
 __all__ = [
     "compute_statement",
+    "fpo_text",
     "energy_provenance",
     "geographical_location",
     "hardware_descriptions",
     "model_card_emissions",
     "short_source",
 ]
+
+
+def fpo_text(fpo: int | None, unknown: int = 0) -> str:
+    """FPO with its unit, never a zero that stands for "not counted".
+
+    Args:
+        fpo: the FPO counted (``None``: unknown).
+        unknown: how many runs' FPO is unknown (not in ``fpo``).
+
+    Returns:
+        ``"1.23 GFPO"``, ``"1.23 GFPO + unknown for 3 runs"``, ``"FPO unknown for 26 runs"``
+        (nothing counted) or ``"FPO unknown"``.
+    """
+    if fpo is None:
+        return "FPO unknown"
+    if not unknown:
+        return format_fpo(fpo)
+    runs = f"{unknown} run" + ("" if unknown == 1 else "s")
+    if fpo == 0:
+        return f"FPO unknown for {runs}"
+    return f"{format_fpo(fpo)} + unknown for {runs}"
+
 
 def short_source(source: str) -> str:
     """A provenance string without its parenthesised detail: ``"table:DE:2023"``."""
@@ -193,9 +216,15 @@ def compute_statement(
     hours = total.duration_s / 3600.0
     pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "unrecorded"
     intensity = "; ".join(short_source(s) for s in summary.intensity_sources) or "unrecorded"
-    fpo = f"{format_fpo(total.fpo)} (floating-point operations)"
-    if total.fpo_unknown:
-        fpo += f", not counting {total.fpo_unknown} runs whose FPO is unknown"
+    if total.fpo_unknown and total.fpo == 0:
+        fpo = (
+            "their floating-point operations (FPO) are unknown "
+            f"({total.fpo_unknown} of {total.runs} runs counted none)"
+        )
+    else:
+        fpo = f"{format_fpo(total.fpo)} (floating-point operations)"
+        if total.fpo_unknown:
+            fpo += f", not counting {total.fpo_unknown} runs whose FPO is unknown"
     text = [
         f"The study “{study}” comprised {total.trials} trials ({statuses}) in {total.runs} "
         f"runs, all counted in the figures that follow, on {'; '.join(hardware)}.",
@@ -213,11 +242,12 @@ def compute_statement(
             if final.energy_share is not None
             else ""
         )
-        fpo_final = "" if final.fpo is None else f", {format_fpo(final.fpo)}"
+        fpo_final = "FPO unknown" if final.fpo is None else format_fpo(final.fpo)
         text.append(
             f"The final model (run “{final.name}”{score}) alone used "
-            f"{format_energy(final.energy_kwh)}, {format_emissions(final.emissions_kg)}"
-            f"{fpo_final} and {format_duration(final.duration_s)}{share}."
+            f"{format_energy(final.energy_kwh)} of energy, "
+            f"{format_emissions(final.emissions_kg)}, {fpo_final} and "
+            f"{format_duration(final.duration_s)} of run time{share}."
         )
     text.append(f"Energy and emissions were recorded with greenprint {version}.")
     return " ".join(text)
