@@ -54,6 +54,7 @@ $(VENV)/.bench-installed: $(VENV)/.dev-installed
 # every benchmark, peers side by side; figures and their reading in BENCHMARKS.md
 bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/bench_tracking.py
+	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_fpo_llama7b.py --repeats 5
 	$(BIN)/python benchmarks/bench_fpo_resnet50.py
 	$(BIN)/python benchmarks/bench_fpo_zoo.py
