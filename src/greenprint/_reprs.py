@@ -1,7 +1,10 @@
-"""HTML for notebooks: what a cell shows when its last line is a run or a price tag.
+"""HTML for notebooks: what a cell shows when its last line is a run, a price tag or a report.
 
-Jupyter calls an object's ``_repr_html_``; :class:`~greenprint.Run` and
-:class:`~greenprint.analysis.PriceTag` return :func:`run_html` and :func:`price_tag_html`. The
+Jupyter calls an object's ``_repr_html_``; :class:`~greenprint.Run`,
+:class:`~greenprint.analysis.PriceTag` and :class:`~greenprint.report.Report` return
+:func:`run_html`, :func:`price_tag_html` and :func:`report_html`. This module sits below all
+three (it imports nothing of greenprint but the formatting helpers), so it types them as
+``Any``. The
 HTML is a fragment (no ``<style>`` that would restyle the notebook, no script, no URL), and every
 string that comes from the user (names, studies, statuses, provenance, notes) is escaped.
 """
@@ -10,15 +13,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
 
-if TYPE_CHECKING:  # pragma: no cover
-    from greenprint.analysis._pricetag import CostTotals, PriceTag
-    from greenprint.tracking import Run
+__all__ = ["price_tag_html", "report_html", "run_html", "table_html"]
 
-__all__ = ["price_tag_html", "run_html", "table_html"]
+#: Runs a report lists in a notebook; the HTML report lists them all.
+MAX_REPORT_ROWS = 50
 
 _TABLE = 'style="border-collapse:collapse;text-align:left"'
 _CELL = 'style="padding:2px 10px 2px 0;text-align:left"'
@@ -44,7 +46,7 @@ def table_html(
     return "".join(parts)
 
 
-def run_html(run: Run) -> str:
+def run_html(run: Any) -> str:
     """A run's figures as an HTML table (live while it runs)."""
     rows: list[tuple[str, Any]] = [
         ("study", run.study),
@@ -69,7 +71,7 @@ def run_html(run: Run) -> str:
     return table_html(rows, caption=f"greenprint run {run.name}")
 
 
-def price_tag_html(tag: PriceTag) -> str:
+def price_tag_html(tag: Any) -> str:
     """A price tag as HTML: totals, by status, by role, the final run, provenance, notes."""
     header = ["", "runs", "trials", "energy", "CO2-eq", "FPO", "run time"]
     by_status = [_totals_row(status, t) for status, t in tag.by_status.items()]
@@ -101,7 +103,7 @@ def price_tag_html(tag: PriceTag) -> str:
     return "".join(parts)
 
 
-def _totals_row(label: str, t: CostTotals) -> list[Any]:
+def _totals_row(label: str, t: Any) -> list[Any]:
     fpo = format_fpo(t.fpo) if t.fpo else "-"
     return [
         label,
@@ -112,6 +114,44 @@ def _totals_row(label: str, t: CostTotals) -> list[Any]:
         fpo,
         format_duration(t.duration_s),
     ]
+
+
+def report_html(report: Any) -> str:
+    """A report as an HTML fragment: its price tag, then its first runs (final run starred).
+
+    A fragment, not the standalone HTML document: that document's stylesheet would restyle the
+    whole notebook.
+    """
+    better = "higher" if report.mode == "max" else "lower"
+    ranking = (
+        f", ranked by {esc(report.metric)} ({better} is better)" if report.metric else ", unranked"
+    )
+    parts = [
+        f"<div><strong>greenprint report: {esc(report.study)}</strong>{ranking}</div>",
+        price_tag_html(report.price_tag),
+    ]
+    metric = report.metric or "score"
+    header = ["run", "role", "status", metric, "energy", "CO2-eq", "time", "params"]
+    rows = [
+        [
+            row.name + (" *" if row.is_final else ""),
+            row.role,
+            row.status,
+            "-" if row.score is None else f"{row.score:.6g}",
+            format_energy(row.energy_kwh),
+            format_emissions(row.emissions_kg),
+            format_duration(row.duration_s),
+            _params_text(row.params, limit=120),
+        ]
+        for row in report.runs[:MAX_REPORT_ROWS]
+    ]
+    parts.append(table_html(rows, header=header, caption=f"runs ({len(report.runs)})"))
+    if len(report.runs) > MAX_REPORT_ROWS:
+        more = len(report.runs) - MAX_REPORT_ROWS
+        parts.append(f"<p>... and {more} more runs (the HTML report lists them all).</p>")
+    if report.notes:
+        parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>")
+    return "".join(parts)
 
 
 def _params_text(params: Mapping[str, Any], limit: int = 300) -> str:

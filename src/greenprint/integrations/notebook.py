@@ -36,6 +36,7 @@ from IPython.core.error import UsageError  # noqa: E402
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class  # noqa: E402
 
 from greenprint._exceptions import GreenprintError  # noqa: E402
+from greenprint._lifecycle import status_for  # noqa: E402
 
 __all__ = ["GreenprintMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -108,7 +109,6 @@ class GreenprintMagics(Magics):
 
     def _track(self, options: dict[str, str], code: str) -> Any:
         from greenprint._format import format_duration, format_emissions, format_energy
-        from greenprint._lifecycle import status_for
         from greenprint.tracking import Run
 
         settings: dict[str, Any] = dict(options)

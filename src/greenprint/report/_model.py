@@ -342,7 +342,7 @@ class Report:
 
     def _repr_html_(self) -> str:
         """The report's headline, price tag and runs as an HTML fragment, for notebooks."""
-        from greenprint.report._notebook import report_html
+        from greenprint._reprs import report_html
 
         return report_html(self)
 
