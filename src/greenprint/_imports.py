@@ -31,6 +31,8 @@ EXTRAS = {
     "optuna": "Optuna, for greenprint.integrations.optuna",
     "sklearn": "scikit-learn, for greenprint.integrations.sklearn",
     "notebook": "IPython, for the %greenprint magics",
+    "lightning": "Lightning, for greenprint.integrations.lightning",
+    "transformers": "transformers and accelerate, for greenprint.integrations.transformers",
 }
 
 

@@ -1,0 +1,212 @@
+"""What the deep-learning integrations (Lightning, Hugging Face Trainer) share.
+
+A training framework calls greenprint from its own hooks, so a run is started and stopped by
+hand here instead of by ``with gp.track(...)``. This module checks the options a callback is
+given when the callback is made (so a bad option fails before training, not an hour into it),
+reads a running run's live figures as the framework's loggers want them, and makes the meterless
+stand-in that ranks other than a node's first use (one meter per node).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import ConfigError, LedgerError
+from greenprint._units import JOULES_PER_KWH
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.meters._base import MeterReading
+    from greenprint.tracking import Run
+
+__all__ = [
+    "FIGURE_PREFIX",
+    "LiveFigures",
+    "NoMeters",
+    "check_track_options",
+    "metric_values",
+    "plain_params",
+    "refresh",
+    "share_node_run_id",
+]
+
+#: Prefix of the names under which the integrations log greenprint's figures.
+FIGURE_PREFIX = "greenprint/"
+
+#: Options of ``gp.track`` a callback sets itself, per run; the user may not pass them.
+_CALLBACK_SET = frozenset({"parent", "pid"})
+
+
+def check_track_options(
+    integration: str, name: str | None, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Check ``gp.track`` options now, as the run that will use them would, and return them.
+
+    A run is made (not started: nothing is measured or written) so every option gets the
+    checks of :func:`greenprint.track`. A :class:`~greenprint.Ledger` that is already closed is
+    refused too, since the run would fail only when training starts.
+
+    Args:
+        integration: the callback's name, for messages.
+        name: the run name given to the callback.
+        options: keyword options for :func:`greenprint.track`.
+
+    Returns:
+        The options, as a new dict.
+
+    Raises:
+        ConfigError: an invalid option, or one the callback sets itself.
+        LedgerError: an unusable ledger path, or a closed ledger.
+    """
+    from greenprint.ledger import Ledger
+    from greenprint.tracking import Run
+
+    taken = sorted(_CALLBACK_SET & set(options))
+    if taken:
+        raise ConfigError(f"{integration} sets {', '.join(taken)} itself; do not pass it")
+    ledger = options.get("ledger")
+    if isinstance(ledger, Ledger) and getattr(ledger, "_closed", False):
+        raise LedgerError(f"{integration}: ledger {ledger.url} is closed; pass an open ledger")
+    Run(name, **options)  # checks every option; creates nothing
+    return dict(options)
+
+
+def plain_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Hyper-parameters as the ledger keeps them: numbers, text, bools and ``None``.
+
+    Anything else (a tensor, a list, a config object) is kept as its ``str``; keys become text.
+    """
+    out: dict[str, Any] = {}
+    for key, value in (params or {}).items():
+        if value is None or isinstance(value, (bool, str)):
+            out[str(key)] = value
+        elif isinstance(value, numbers.Integral):
+            out[str(key)] = int(value)
+        elif isinstance(value, numbers.Real):
+            out[str(key)] = float(value)
+        else:
+            out[str(key)] = str(value)
+    return out
+
+
+def metric_values(
+    metrics: Mapping[str, Any], *, skip_prefix: str = FIGURE_PREFIX
+) -> dict[str, float]:
+    """The finite numeric entries of a framework's metrics (floats, ints, 0-d tensors).
+
+    Entries whose name starts with ``skip_prefix`` (greenprint's own figures) and anything that
+    is not one number are left out.
+    """
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str) or key.startswith(skip_prefix) or isinstance(value, bool):
+            continue
+        item = getattr(value, "item", None)
+        if item is not None and getattr(value, "numel", lambda: 1)() == 1:
+            value = item()
+        if isinstance(value, numbers.Real) and math.isfinite(float(value)):
+            out[key] = float(value)
+    return out
+
+
+def refresh(run: Run) -> None:
+    """Read the run's meters now, so that its figures are current at an epoch or log boundary.
+
+    The run otherwise accounts energy once per ``sample_interval_s``; a read here is bounded by
+    the meters' own deadline and, as every meter read, never raises into the training loop.
+    """
+    if run.status != "running":
+        return
+    try:
+        run._sample(wait_s=0.05)  # at the framework's pace
+    except Exception:  # a failing meter must not stop training; the sampler logs it too
+        return
+
+
+def share_node_run_id(node: object, local_rank: int, own_id: str | None) -> str | None:
+    """The run id of local rank 0 on this node, exchanged between every rank.
+
+    A collective: every rank of the job must call it (with ``own_id`` ``None`` except on local
+    rank 0). Without an initialised ``torch.distributed`` process group, ``own_id`` (or the run
+    a launcher exported through ``GREENPRINT_PARENT_RUN``) is returned.
+
+    Args:
+        node: what identifies this node (a node rank or host name), the same on its ranks.
+        local_rank: this process's rank on the node.
+        own_id: this process's run id when it is local rank 0.
+    """
+    import os
+
+    import torch.distributed as dist
+
+    from greenprint._lineage import PARENT_ENV
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return own_id or os.environ.get(PARENT_ENV) or None
+    entries: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(entries, (node, int(local_rank), own_id))
+    for entry_node, entry_local, run_id in entries:
+        if entry_node == node and entry_local == 0:
+            return run_id
+    return None
+
+
+class LiveFigures:
+    """A run's figures as loggers want them: totals so far and mean power since the last read.
+
+    Args:
+        run: the running run.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._last_kwh = 0.0
+        self._last_kg = 0.0
+        self._last_t = run._last_sample_t  # the time the figures refer to
+        self._power_w = 0.0
+
+    def read(self) -> dict[str, float]:
+        """``energy_kwh``, ``emissions_kg`` (so far) and ``power_w`` (mean since the last read).
+
+        Also ``delta_energy_kwh`` and ``delta_emissions_kg``: what was added since the last
+        read. The power is the energy accounted between the run's meter reads, in W; when no
+        read happened since the last call it repeats the last value.
+        """
+        run = self._run
+        kwh, kg = run.energy_kwh, run.emissions_kg
+        t = run._last_sample_t
+        if t > self._last_t:
+            self._power_w = (kwh - self._last_kwh) * JOULES_PER_KWH / (t - self._last_t)
+        figures = {
+            "energy_kwh": kwh,
+            "emissions_kg": kg,
+            "power_w": self._power_w,
+            "delta_energy_kwh": kwh - self._last_kwh,
+            "delta_emissions_kg": kg - self._last_kg,
+        }
+        self._last_kwh, self._last_kg, self._last_t = kwh, kg, max(t, self._last_t)
+        return figures
+
+
+class NoMeters:
+    """A meter set that measures nothing: the runs of ranks whose node is metered by another.
+
+    One process per node reads the hardware (its run attributes the whole node's job processes);
+    the other ranks still record their time, metrics and FPO as parts of it, with no energy of
+    their own, so nothing is counted twice.
+    """
+
+    components: tuple[str, ...] = ()
+    provenance: dict[str, str] = {}  # read-only, as the contract says
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def read(self) -> dict[str, MeterReading]:
+        """No readings."""
+        return {}
+
+    def close(self) -> None:
+        """Nothing to close."""

@@ -1,0 +1,346 @@
+"""Lightning: a callback that records a ``Trainer.fit`` as a greenprint run.
+
+``pip install 'greenprint[lightning]'``, then::
+
+    from greenprint.integrations.lightning import GreenprintCallback
+
+    trainer = Trainer(callbacks=[GreenprintCallback("resnet", study="cifar", ledger="gp.db")])
+    trainer.fit(model, data)
+
+What it records:
+
+* one run from ``on_fit_start`` to ``on_fit_end`` (or ``teardown``): ``finished``; an exception
+  in fit ends it through ``on_exception``: ``failed`` (``interrupted`` for Ctrl-C), with the cost
+  so far;
+* at each training epoch's end, ``greenprint/energy_kwh``, ``greenprint/emissions_kg`` (totals so
+  far), ``greenprint/epoch_energy_kwh``, ``greenprint/epoch_emissions_kg`` and
+  ``greenprint/power_w`` (mean over the epoch) through ``pl_module.log(..., on_epoch=True)``, so
+  every logger the Trainer has (TensorBoard, CSV, MLflow, W&B) gets them; the run logs them too;
+* the validation metrics (``trainer.callback_metrics``) at each validation end, into the run;
+* the module's ``hparams`` and the Trainer's epochs and devices as the run's params;
+* with ``count_fpo=True``, the FPO of one training step (``training_step`` and the backward of its
+  loss, counted once on a meta copy of the module: nothing is allocated), added to the run at
+  every training batch.
+
+Multi-process training (DDP): one meter per node. The node's local rank 0 runs the meters and
+attributes the energy of the whole process tree that launched the ranks; every other rank records
+a run with ``role="part"`` whose parent is that node run (its time, metrics and FPO, no energy
+of its own, so nothing is counted twice). The logged energy is summed over ranks
+(``sync_dist=True``, ``reduce_fx="sum"``), which is the whole job's across nodes.
+
+Lightning is imported as ``lightning.pytorch`` when installed, else as ``pytorch_lightning``;
+the callback derives from that package's ``Callback``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import ConfigError, GreenprintError, MissingDependencyError
+from greenprint._imports import is_available, require
+from greenprint._lifecycle import status_for
+from greenprint.integrations._dl import (
+    FIGURE_PREFIX,
+    LiveFigures,
+    NoMeters,
+    check_track_options,
+    metric_values,
+    plain_params,
+    refresh,
+    share_node_run_id,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.tracking import Run
+
+__all__ = ["GreenprintCallback"]
+
+_PURPOSE = "greenprint.integrations.lightning"
+
+logger = logging.getLogger(__name__)
+
+
+def _lightning() -> Any:
+    """``lightning.pytorch`` if installed, else ``pytorch_lightning``.
+
+    Raises:
+        MissingDependencyError: neither is installed; names ``greenprint[lightning]``.
+    """
+    if is_available("lightning"):
+        return require(
+            "lightning.pytorch", extra="lightning", purpose=_PURPOSE, package="lightning"
+        )
+    if is_available("pytorch_lightning"):
+        return require("pytorch_lightning", extra="lightning", purpose=_PURPOSE)
+    raise MissingDependencyError("lightning", "lightning", _PURPOSE)
+
+
+_pl = _lightning()
+
+
+class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
+    """Record each ``Trainer.fit`` as a greenprint run (see the module docstring).
+
+    Args:
+        name: the run's name (default: the LightningModule's class name).
+        count_fpo: count one training step's FPO on a meta copy of the module at the first
+            batch and add it to the run at every training batch.
+        fpo_inputs: ``batch -> tuple`` of the module's positional inputs: ``count_fpo`` then
+            counts the forward and backward of the module on them (default:
+            ``pl_module.example_input_array`` when set, else ``training_step`` on the batch,
+            loss included).
+        log_figures: log greenprint's figures through ``pl_module.log`` at each epoch's end.
+        **track_options: keyword options of :func:`greenprint.track` (``study``, ``ledger``,
+            ``region``, ``pue``, ``params``, ``role``, ``sample_interval_s``, ``meters``...);
+            ``parent`` and ``pid`` are set by the callback.
+
+    Raises:
+        ConfigError: an invalid option (checked now, as ``gp.track`` would).
+        LedgerError: an unusable ledger path, or a closed :class:`~greenprint.Ledger`.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        count_fpo: bool = False,
+        fpo_inputs: Callable[[Any], Any] | None = None,
+        log_figures: bool = True,
+        **track_options: Any,
+    ) -> None:
+        super().__init__()
+        if not isinstance(count_fpo, bool) or not isinstance(log_figures, bool):
+            raise ConfigError("count_fpo and log_figures must be True or False")
+        if fpo_inputs is not None and not callable(fpo_inputs):
+            raise ConfigError(f"fpo_inputs must be a function batch -> inputs, not {fpo_inputs!r}")
+        self._options = check_track_options("GreenprintCallback", name, track_options)
+        self._name = name
+        self._count_fpo = count_fpo
+        self._fpo_inputs = fpo_inputs
+        self._log_figures = log_figures
+        self._run: Run | None = None
+        self._figures: LiveFigures | None = None
+        self._step_fpo: int | None = None
+        self.last_run_id: str | None = None
+
+    @property
+    def run(self) -> Run | None:
+        """The run of the fit in progress (or the last one), ``None`` before the first fit."""
+        return self._run
+
+    def __getstate__(self) -> dict[str, Any]:
+        # ddp_spawn pickles callbacks to the workers: a run in progress stays in this process
+        state = dict(self.__dict__)
+        state["_run"] = None
+        state["_figures"] = None
+        return state
+
+    # ------------------------------------------------------------------ hooks
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start the run (local rank 0 meters its node; other ranks record parts)."""
+        _check_objects(trainer, pl_module)
+        from greenprint.tracking import track
+
+        self._stop_if_running("failed", "a new fit started before this one ended")
+        options = dict(self._options)
+        params = {**_module_params(pl_module), **_trainer_params(trainer)}
+        params.update(options.pop("params", None) or {})
+        name = self._name or type(pl_module).__name__
+        if int(getattr(trainer, "world_size", 1)) <= 1:
+            run = track(name, params=params, **options).start()
+        elif trainer.local_rank == 0:
+            run = track(name, params=params, pid=_node_root_pid(trainer), **options).start()
+            _node_run_id(trainer, run.id)  # every rank takes part in the exchange
+        else:
+            options.pop("role", None)
+            run = track(
+                f"{name}-rank{trainer.global_rank}",
+                params=params,
+                role="part",
+                parent=_node_run_id(trainer, None),
+                meters=NoMeters(),
+                **options,
+            ).start()
+        self._run = run
+        self.last_run_id = run.id
+        self._figures = LiveFigures(run)
+
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Count one step's FPO at the first batch (``count_fpo=True``)."""
+        if self._count_fpo and self._step_fpo is None and self._run is not None:
+            self._step_fpo = self._count_step(pl_module, batch)
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Add one step's FPO to the run."""
+        if self._step_fpo and self._run is not None and self._run.status == "running":
+            self._run.add_fpo(self._step_fpo)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Log the energy and CO2-eq so far and of this epoch to every logger and the run."""
+        run, figures = self._run, self._figures
+        if run is None or figures is None or run.status != "running":
+            return
+        refresh(run)
+        now = figures.read()
+        values = {
+            "energy_kwh": now["energy_kwh"],
+            "emissions_kg": now["emissions_kg"],
+            "epoch_energy_kwh": now["delta_energy_kwh"],
+            "epoch_emissions_kg": now["delta_emissions_kg"],
+            "power_w": now["power_w"],
+        }
+        max_epochs = getattr(trainer, "max_epochs", None)
+        if isinstance(max_epochs, int) and max_epochs > 0:
+            run.progress(min((trainer.current_epoch + 1) / max_epochs, 1.0))
+        run.log(step=trainer.global_step, **{FIGURE_PREFIX + k: v for k, v in values.items()})
+        if self._log_figures:
+            for key, value in values.items():
+                pl_module.log(
+                    FIGURE_PREFIX + key,
+                    float(value),
+                    on_step=False,
+                    on_epoch=True,
+                    reduce_fx="sum",
+                    sync_dist=True,  # each node's rank 0 holds its node's energy, others 0
+                    prog_bar=False,
+                )
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Copy the validation metrics to the run (not during the sanity check)."""
+        if self._run is None or self._run.status != "running" or trainer.sanity_checking:
+            return
+        metrics = metric_values(trainer.callback_metrics)
+        if metrics:
+            self._run.log(step=trainer.global_step, **metrics)
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        """End the run ``finished``, with the last metrics."""
+        if self._run is not None and self._run.status == "running":
+            metrics = metric_values(trainer.callback_metrics)
+            if metrics:
+                self._run.log(step=trainer.global_step, **metrics)
+        self._stop_if_running("finished", None)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """End the run if ``on_fit_end`` did not (``finished``)."""
+        if stage == "fit":
+            self._stop_if_running("finished", None)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """End the run ``failed`` (``interrupted`` for ``KeyboardInterrupt``) with the error."""
+        status, error = status_for(exception)
+        if status == "finished":  # SystemExit(0) inside fit: still not a normal end of fit
+            status, error = "interrupted", f"{type(exception).__name__} during fit"
+        self._stop_if_running(status, error)
+
+    # ------------------------------------------------------------------ internals
+    def _stop_if_running(self, status: str, error: str | None) -> None:
+        run = self._run
+        if run is not None and run.status == "running":
+            run.stop(status=status, error=error)
+
+    def _count_step(self, pl_module: Any, batch: Any) -> int:
+        """FPO of one training step on ``batch``, counted on a meta copy of ``pl_module``.
+
+        By default ``training_step`` runs on the copy (forward and loss) and its loss is
+        back-propagated; with ``fpo_inputs`` (or ``example_input_array``), the module's forward
+        on those inputs and a backward seeded with ones. The optimizer is not counted. A step
+        that cannot run on meta tensors logs a warning and counts as 0 (the run keeps no FPO).
+        """
+        import warnings
+
+        import torch
+
+        from greenprint.fpo import FPOCounter, count_fpo
+        from greenprint.fpo._api import _to_meta, meta_copy
+
+        trainer = pl_module._trainer
+        pl_module._trainer = None  # the copy must not deep-copy the Trainer
+        try:
+            model: Any = meta_copy(pl_module)
+        finally:
+            pl_module._trainer = trainer
+        example = getattr(pl_module, "example_input_array", None)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # self.log() on the copy warns: no trainer
+                if self._fpo_inputs is not None or example is not None:
+                    inputs = self._fpo_inputs(batch) if self._fpo_inputs is not None else example
+                    inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+                    return int(count_fpo(model, *_tree_map(_to_meta, inputs)).total)
+                counter = FPOCounter(model)
+                with counter:
+                    out = model.training_step(_tree_map(_to_meta, batch), 0)
+                    loss = out.get("loss") if isinstance(out, Mapping) else out
+                    if isinstance(loss, torch.Tensor) and loss.requires_grad:
+                        loss.backward()
+                return int(counter.result.total)
+        except (GreenprintError, RuntimeError, TypeError, ValueError, NotImplementedError) as e:
+            # a figure, not a reason to stop training: say why it is missing
+            logger.warning(
+                "greenprint: could not count the FPO of a training step on meta tensors "
+                "(%s: %s); pass fpo_inputs=batch -> inputs",
+                type(e).__name__,
+                e,
+            )
+            return 0
+
+
+def _check_objects(trainer: Any, pl_module: Any) -> None:
+    if not isinstance(trainer, _pl.Trainer):
+        raise ConfigError(
+            f"GreenprintCallback needs a {_pl.__name__}.Trainer, not {type(trainer).__name__}"
+        )
+    if not isinstance(pl_module, _pl.LightningModule):
+        raise ConfigError(
+            f"GreenprintCallback needs a {_pl.__name__}.LightningModule, "
+            f"not {type(pl_module).__name__}"
+        )
+
+
+def _tree_map(fn: Callable[[Any], Any], value: Any) -> Any:
+    """``fn`` applied to every leaf of nested tuples, lists and dicts."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_tree_map(fn, v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _tree_map(fn, v) for k, v in value.items()}
+    return fn(value)
+
+
+def _module_params(pl_module: Any) -> dict[str, Any]:
+    hparams = getattr(pl_module, "hparams", None)
+    return plain_params(hparams if isinstance(hparams, Mapping) else {})
+
+
+def _trainer_params(trainer: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("max_epochs", "max_steps", "accumulate_grad_batches", "precision"):
+        value = getattr(trainer, key, None)
+        if value is not None and value != -1:
+            out[f"trainer.{key}"] = value
+    out["trainer.world_size"] = int(getattr(trainer, "world_size", 1))
+    return plain_params(out)
+
+
+def _node_root_pid(trainer: Any) -> int:
+    """The process whose tree holds every rank on this node.
+
+    Lightning's ``ddp`` launcher runs rank 0 in the script's process and starts the others as
+    its children; ``ddp_spawn`` and external launchers (torchrun, SLURM) start every rank as a
+    child of one launcher process.
+    """
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if launcher is not None and type(launcher).__name__ == "_SubprocessScriptLauncher":
+        return os.getpid()
+    return os.getppid()
+
+
+def _node_run_id(trainer: Any, own_id: str | None) -> str | None:
+    return share_node_run_id(int(trainer.node_rank), int(trainer.local_rank), own_id)

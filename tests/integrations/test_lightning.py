@@ -1,0 +1,294 @@
+"""The Lightning callback on real Lightning: tiny modules, CPU, in-memory data."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning", reason="lightning is not installed (greenprint[lightning])")
+torch = pytest.importorskip("torch")
+
+import lightning.pytorch as pl  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+from greenprint import ConfigError, LedgerError  # noqa: E402
+from greenprint.integrations.lightning import GreenprintCallback  # noqa: E402
+
+FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Regressor(pl.LightningModule):
+    def __init__(self, lr: float = 0.1, fail_at: int = -1) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == self.hparams.fail_at:
+            raise RuntimeError("loss is NaN")
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+def _data(n: int = 64, batch_size: int = 16) -> DataLoader:
+    gen = torch.Generator().manual_seed(0)
+    ds = TensorDataset(torch.randn(n, 4, generator=gen), torch.randn(n, 1, generator=gen))
+    return DataLoader(ds, batch_size=batch_size)
+
+
+def _trainer(tmp_path: Path, cb: GreenprintCallback, **kwargs) -> pl.Trainer:
+    options = dict(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path / "logs"),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[cb],
+    )
+    options.update(kwargs)
+    return pl.Trainer(**options)
+
+
+def test_a_fit_is_one_finished_run_with_figures_in_every_logger(tmp_path: Path) -> None:
+    db = tmp_path / "gp.db"
+    cb = GreenprintCallback("reg", study="lit", ledger=db, role="final", **FAST)
+    trainer = _trainer(tmp_path, cb)
+    trainer.fit(Regressor(lr=0.05), _data(), _data(batch_size=32))
+
+    (record,) = gp.Ledger(db).runs(study="lit")
+    assert (record.name, record.status, record.role) == ("reg", "finished", "final")
+    assert record.id == cb.last_run_id
+    assert record.params["lr"] == 0.05 and record.params["trainer.max_epochs"] == 2
+    assert record.energy_kwh > 0 and record.emissions_kg > 0
+    logged = {}
+    for point in record.metrics:
+        logged.setdefault(point.name, []).append(point.value)
+    assert len(logged["greenprint/energy_kwh"]) == 2  # one per epoch
+    assert "val_loss" in logged and "train_loss" in logged
+    assert logged["greenprint/energy_kwh"][-1] <= record.energy_kwh
+    # the CSV logger got the same per-epoch figures the run recorded
+    (metrics_csv,) = (tmp_path / "logs").rglob("metrics.csv")
+    rows = [r for r in csv.DictReader(metrics_csv.open()) if r["greenprint/energy_kwh"]]
+    assert [float(r["greenprint/energy_kwh"]) for r in rows] == pytest.approx(
+        logged["greenprint/energy_kwh"], rel=1e-6
+    )
+    epoch_kwh = [float(r["greenprint/epoch_energy_kwh"]) for r in rows]
+    assert sum(epoch_kwh) == pytest.approx(logged["greenprint/energy_kwh"][-1], rel=1e-6)
+    assert all(float(r["greenprint/power_w"]) >= 0 for r in rows)
+
+
+def test_count_fpo_adds_one_counted_step_per_batch(tmp_path: Path) -> None:
+    db = tmp_path / "gp.db"
+    cb = GreenprintCallback(study="lit", ledger=db, count_fpo=True, **FAST)
+    _trainer(tmp_path, cb, logger=False).fit(Regressor(), _data())  # 4 batches x 2 epochs
+
+    module = Regressor()
+    x, y = next(iter(_data()))
+    with gp.FPOCounter() as counter:  # the same step, on real tensors
+        torch.nn.functional.mse_loss(module(x), y).backward()
+    (record,) = gp.Ledger(db).runs(study="lit")
+    assert record.fpo == 8 * counter.result.total
+    assert record.name == "Regressor"
+
+
+def test_count_fpo_with_fpo_inputs_counts_forward_and_backward(tmp_path: Path) -> None:
+    cb = GreenprintCallback(ledger=False, count_fpo=True, fpo_inputs=lambda b: b[0], **FAST)
+    _trainer(tmp_path, cb, logger=False, max_epochs=1).fit(Regressor(), _data())
+    x, _ = next(iter(_data()))
+    assert cb.run.fpo == 4 * gp.count_fpo(Regressor(), x).total
+
+
+def test_an_exception_in_fit_ends_the_run_failed_and_propagates(tmp_path: Path) -> None:
+    db = tmp_path / "gp.db"
+    cb = GreenprintCallback("crash", study="lit", ledger=db, **FAST)
+    with pytest.raises(RuntimeError, match="loss is NaN"):
+        _trainer(tmp_path, cb, logger=False).fit(Regressor(fail_at=3), _data())
+    (record,) = gp.Ledger(db).runs(study="lit")
+    assert record.status == "failed"
+    assert "RuntimeError: loss is NaN" in (record.error or "")
+    assert record.energy_kwh > 0  # the cost so far is kept
+
+
+def test_each_fit_is_its_own_run(tmp_path: Path) -> None:
+    db = tmp_path / "gp.db"
+    cb = GreenprintCallback(study="lit", ledger=db, **FAST)
+    for _ in range(2):
+        _trainer(tmp_path, cb, logger=False, max_epochs=1).fit(Regressor(), _data())
+    records = gp.Ledger(db).runs(study="lit")
+    assert [r.status for r in records] == ["finished", "finished"]
+    assert len({r.id for r in records}) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"pue": -1}, ConfigError, "PUE|pue"),
+        ({"role": "winner"}, ConfigError, "roles"),
+        ({"parent": "abc"}, ConfigError, "sets parent itself"),
+        ({"colour": "green"}, ConfigError, "unknown option"),
+        ({"count_fpo": "yes"}, ConfigError, "True or False"),
+        ({"fpo_inputs": 3}, ConfigError, "fpo_inputs"),
+    ],
+)
+def test_bad_options_are_refused_when_the_callback_is_made(
+    tmp_path: Path, options: dict, error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        GreenprintCallback(ledger=tmp_path / "gp.db", **options)
+    assert not (tmp_path / "gp.db").exists()
+
+
+def test_a_closed_ledger_is_refused_when_the_callback_is_made(tmp_path: Path) -> None:
+    ledger = gp.Ledger(tmp_path / "gp.db")
+    ledger.close()
+    with pytest.raises(LedgerError, match="closed"):
+        GreenprintCallback(ledger=ledger)
+
+
+def test_a_wrong_trainer_or_module_is_a_config_error(tmp_path: Path) -> None:
+    cb = GreenprintCallback(ledger=False)
+    trainer = _trainer(tmp_path, cb, logger=False)
+    with pytest.raises(ConfigError, match="Trainer"):
+        cb.on_fit_start(object(), Regressor())
+    with pytest.raises(ConfigError, match="LightningModule"):
+        cb.on_fit_start(trainer, torch.nn.Linear(2, 2))
+    assert cb.run is None
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=cwd,
+    )
+
+
+def test_without_lightning_the_import_error_names_the_extra(tmp_path: Path) -> None:
+    done = _python(
+        """
+        import sys
+        sys.modules["lightning"] = sys.modules["pytorch_lightning"] = None
+        from greenprint import MissingDependencyError
+        try:
+            import greenprint.integrations.lightning
+        except MissingDependencyError as e:
+            print(e)
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'greenprint[lightning]'" in done.stdout
+
+
+@pytest.mark.slow
+def test_pytorch_lightning_alone_is_supported(tmp_path: Path) -> None:
+    pytest.importorskip("pytorch_lightning")
+    done = _python(
+        """
+        import sys
+        sys.modules["lightning"] = None
+        import torch, pytorch_lightning as pl
+        from torch.utils.data import DataLoader, TensorDataset
+        import greenprint as gp
+        from greenprint.integrations.lightning import GreenprintCallback
+
+        class M(pl.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.layer = torch.nn.Linear(4, 1)
+            def training_step(self, batch, i):
+                return self.layer(batch[0]).pow(2).mean()
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        ds = TensorDataset(torch.randn(32, 4))
+        cb = GreenprintCallback("pl", ledger="gp.db", study="pl")
+        trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, callbacks=[cb])
+        trainer.fit(M(), DataLoader(ds, batch_size=8))
+        print([(r.name, r.status) for r in gp.Ledger("gp.db").runs(study="pl")])
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[('pl', 'finished')]"
+
+
+DDP_SCRIPT = """
+import os
+import torch
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+from greenprint.integrations.lightning import GreenprintCallback
+
+
+class M(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, i):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x), y)
+        self.log("train_loss", loss, sync_dist=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+if __name__ == "__main__":
+    ds = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+    cb = GreenprintCallback("ddp", study="ddp", ledger=os.path.abspath("gp.db"), count_fpo=True,
+                            sample_interval_s=0.05, flush_interval_s=0.1)
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp_spawn",
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[cb])
+    trainer.fit(M(), DataLoader(ds, batch_size=16))
+    print("energy", float(trainer.callback_metrics["greenprint/energy_kwh"]))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_meters_once_per_node_and_other_ranks_are_parts(tmp_path: Path) -> None:
+    (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, "ddp.py"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {r.name: r for r in gp.Ledger(tmp_path / "gp.db").runs(study="ddp")}
+    assert set(records) == {"ddp", "ddp-rank1"}
+    node, part = records["ddp"], records["ddp-rank1"]
+    assert (node.status, node.role, node.parent_id) == ("finished", None, None)
+    assert (part.status, part.role, part.parent_id) == ("finished", "part", node.id)
+    assert node.energy_kwh > 0 and part.energy_kwh == 0  # one meter per node
+    assert part.provenance.get("cpu") is None
+    # each rank counted its own steps: 64 samples / 2 ranks / 16 per batch = 2 batches x 2 epochs
+    assert node.fpo == part.fpo and node.fpo > 0
+    # the logged energy is summed over ranks: the node's, as metered by local rank 0
+    logged = float(done.stdout.split("energy")[-1])
+    assert 0 < logged <= node.energy_kwh
