@@ -177,3 +177,26 @@ def test_bad_input_is_a_clear_greenprint_error(tmp_path: Path, digits) -> None:
         track_search(search, X, y, ledger=closed)
     assert not hasattr(search, "cv_results_")  # nothing was fitted
     assert not db.exists()  # nothing was written
+
+
+def test_a_search_class_without_callback_support_falls_back_to_shares(
+    tmp_path: Path, digits, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sklearn.model_selection._search import BaseSearchCV
+
+    class TwoCandidates(BaseSearchCV):
+        """A user's search whose _run_search predates the callback API."""
+
+        def __init__(self, estimator, *, cv=2, n_jobs=None):
+            super().__init__(estimator, cv=cv, n_jobs=n_jobs)
+
+        def _run_search(self, evaluate_candidates):
+            evaluate_candidates([{"max_depth": 2}, {"max_depth": 4}])
+
+    X, y = digits
+    db = tmp_path / "g.db"
+    track_search(TwoCandidates(DecisionTreeClassifier(random_state=0)), X, y, ledger=db, **FAST)
+    runs = gp.Ledger(db).runs()
+    assert Counter(r.role for r in runs) == {"sweep": 1, "trial": 2, "part": 4, "final": 1}
+    assert all("apportioned" in r.provenance["trial"] for r in runs if r.role == "trial")
+    assert "no fold fits" in caplog.text

@@ -118,7 +118,8 @@ def track_search(
         fit_params: keyword arguments for ``search.fit`` (e.g. ``groups``).
         **run_options: passed to each run: ``region``, ``intensity``, ``pue``, ``scope``,
             ``meters``, ``sample_interval_s``, ``flush_interval_s``, ``budget_kwh``,
-            ``budget_kg`` (see :func:`greenprint.track`).
+            ``budget_kg`` (see :func:`greenprint.track`). ``meters`` (an object of this
+            process) is given to the sweep only; fold and refit runs detect their own.
 
     Returns:
         The sweep :class:`~greenprint.Run`, ended: its ``energy_kwh``, ``emissions_kg`` and
@@ -308,13 +309,23 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
                 )
         return
     children: dict[str, list[RunRecord]] = {}
+    measured_final = False
     for run in ledger.runs(study=sweep.study):
         if run.role == "part" and run.parent_id is not None:
             children.setdefault(run.parent_id, []).append(run)
+        measured_final |= run.role == "final" and run.parent_id == sweep.id
     refit = _refit_metric(search)
     n_rows = len(results["params"])
     n_splits = int(search.n_splits_)
     shares = _time_shares(search, results) if method == "apportion" else None
+    if shares is None and not any(trial_id(sweep.id, row) in children for row in range(n_rows)):
+        # a search class whose _run_search takes no callback context measures no fold
+        logger.warning(
+            "greenprint: %s reported no fold fits to its callbacks; its trials get shares of "
+            "the search's measured cost instead (method='apportion')",
+            type(search).__name__,
+        )
+        shares = _time_shares(search, results)
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
         params = _plain_params(results["params"][row])
@@ -340,8 +351,9 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
             metrics=tuple(metrics),
         )
         ledger.start_run(record)
-        _score_folds(ledger, sweep, search, results, row, tid, refit, n_splits, now, shares)
-    if shares is not None and getattr(search, "refit", False):
+        folds = children.get(tid, [])
+        _score_folds(ledger, sweep, results, row, tid, folds, refit, n_splits, now, shares)
+    if shares is not None and getattr(search, "refit", False) and not measured_final:
         final = _apportioned(
             base,
             _derived(sweep.id, "refit"),
@@ -358,19 +370,17 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
 def _score_folds(
     ledger: Any,
     sweep: Run,
-    search: Any,
     results: Mapping[str, Any],
     row: int,
     tid: str,
+    measured: list[RunRecord],
     refit: str,
     n_splits: int,
     now: float,
     shares: list[float] | None,
 ) -> None:
     """Give each fold its test scores (measured folds), or write apportioned folds."""
-    folds = {
-        int(r.params.get("fold", -1)): r for r in ledger.runs(study=sweep.study, parent_id=tid)
-    }
+    folds = {int(r.params.get("fold", -1)): r for r in measured}
     for fold in range(n_splits):
         key = f"split{fold}_test_{refit}"
         if key not in results:
