@@ -135,7 +135,16 @@ def test_model_card_and_compute_statement_come_from_the_ledger(built):
     assert card.emissions_g == pytest.approx(spec.emissions_kg * 1000)
     assert card.geographical_location == "DE"
     assert card.hardware_used == "Test CPU 9000 (8 logical CPUs, 32 GB RAM), no GPU"
-    assert card.training_type == "pre-training"
+    assert card.training_type == "unknown"  # neither given nor set by the study's runs
+    assert any("training_type unknown" in n and "--training-type" in n for n in report.notes)
+    assert list(card.to_dict()) == [
+        "emissions",
+        "source",
+        "training_type",
+        "geographical_location",
+        "hardware_used",
+    ]  # exactly Hugging Face's keys; greenprint's extras are kept apart
+    assert card.extras()["final_emissions_g"] == pytest.approx(card.final_emissions_g)
     assert "estimated" in card.source and "table:DE:2023" in card.source
     yaml = card.to_yaml()
     assert yaml.startswith("co2_eq_emissions:\n  emissions: ")
@@ -200,8 +209,10 @@ def test_no_metric_and_infinite_scores(tmp_path):
     spec = Spec()
     add_run(led, spec, name="a", start=T0)
     led.close()
-    with pytest.raises(gp.AnalysisError, match="no run of study 'sweep' logged a metric"):
-        build_report(tmp_path / "l.db", "sweep")
+    quiet = build_report(tmp_path / "l.db", "sweep")  # no metric: the price tag all the same
+    assert quiet.metric is None and quiet.price_tag.total.runs == 1
+    assert any("run.log(accuracy=...)" in n for n in quiet.notes)
+    assert [f.id for f in quiet.figures] == ["timeline"]
     led = gp.Ledger(tmp_path / "l.db")
     add_run(led, spec, name="diverged", score=math.inf, start=T0 + 20, metric="loss")
     led.close()

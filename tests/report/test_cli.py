@@ -120,8 +120,9 @@ def test_empty_study_and_no_metric(tmp_path, capsys):
     led = gp.Ledger(tmp_path / "nometric.db")
     add_run(led, Spec(), name="quiet", start=T0)
     led.close()
-    assert main(["report", "--ledger", str(tmp_path / "nometric.db"), "--out", str(tmp_path)]) == 2
-    assert "logged a metric to rank by" in _error_line(capsys)
+    args = ["report", "--ledger", str(tmp_path / "nometric.db"), "--metric", "accuracy"]
+    assert main([*args, "--out", str(tmp_path)]) == 2  # a metric asked for must be logged
+    assert "logged a value of metric 'accuracy'" in _error_line(capsys)
 
 
 def test_unwritable_output_directory(study_ledger, tmp_path, capsys):

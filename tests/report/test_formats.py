@@ -149,7 +149,7 @@ def test_json_follows_the_documented_schema(written):
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.Draft202012Validator(schema).validate(data)
-    assert data["schema"] == "greenprint.report/1" == schema["properties"]["schema"]["const"]
+    assert data["schema"] == "greenprint.report/2" == schema["properties"]["schema"]["const"]
     # every field written is documented (readers may rely on the schema's descriptions)
     defs = schema["$defs"]
     assert set(data) == set(schema["properties"])
@@ -254,4 +254,4 @@ def test_rewriting_replaces_the_files(written, tmp_path):
     first = write_report(report, tmp_path, "json")["json"]
     first.write_text("stale")
     again = write_report(report, tmp_path, ["json"])["json"]
-    assert again == first and json.loads(again.read_text())["schema"] == "greenprint.report/1"
+    assert again == first and json.loads(again.read_text())["schema"] == "greenprint.report/2"

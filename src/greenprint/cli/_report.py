@@ -44,6 +44,13 @@ _FORMAT_HELP = (
     show_default=True,
     help="Score of a run: its last or its best logged value.",
 )
+@click.option(
+    "--training-type",
+    default=None,
+    metavar="TYPE",
+    help="The model card's training_type (pre-training, fine-tuning...) [default: the "
+    "training_type parameter the study's runs set, else unknown].",
+)
 @click.option("--no-plots", is_flag=True, help="Skip the plots (no matplotlib needed).")
 def command(
     ledger: str | None,
@@ -54,6 +61,7 @@ def command(
     mode: str | None,
     final: str | None,
     reduce: str,
+    training_type: str | None,
     no_plots: bool,
 ) -> None:
     """Write the price-tag report of a study: HTML, Markdown, LaTeX and JSON.
@@ -74,6 +82,7 @@ def command(
         mode=None if mode is None else ("max" if mode == "max" else "min"),
         final=final,
         reduce="last" if reduce == "last" else "best",
+        training_type=training_type,
     )
     written = write_report(report, out_dir, names, plots=not no_plots)
     click.echo(report.price_tag.summary())

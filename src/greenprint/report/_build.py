@@ -48,7 +48,7 @@ def build_report(
     mode: Mode | None = None,
     final: str | None = None,
     reduce: Reduce = "last",
-    training_type: str = "pre-training",
+    training_type: str | None = None,
     max_sampled_runs: int = 300,
 ) -> Report:
     """Build the report of one study from a ledger.
@@ -66,7 +66,9 @@ def build_report(
             ledger (``GREENPRINT_LEDGER``, ``greenprint.toml``, ``./greenprint.db``).
         study: the study's name; ``None`` when the ledger holds exactly one study.
         metric: the metric that ranks runs (e.g. ``"accuracy"``); ``None`` takes the metric
-            logged by the most runs (a note says which).
+            logged by the most runs (a note says which). When no run logged any metric, the
+            report has the price tag, power, provenance, model card and compute statement, and
+            a note saying that ranking, EVP and Pareto need a logged score.
         mode: ``"max"`` if a higher ``metric`` is better, ``"min"`` if lower is; ``None``
             infers it from the name (``loss``, ``error``, ``perplexity``... are minimised, and a
             note says so).
@@ -74,7 +76,9 @@ def build_report(
             run with role ``final``, else the best finished trial by ``metric``.
         reduce: ``"last"`` (default) or ``"best"`` logged value of each run's metric.
         training_type: the model card's ``training_type`` (``"pre-training"``,
-            ``"fine-tuning"``...).
+            ``"fine-tuning"``...); ``None`` takes the study's: the ``training_type`` parameter
+            its runs set (``run.set(params={"training_type": "fine-tuning"})``; the final
+            run's if runs disagree), else it reads ``"unknown"`` with how to set it.
         max_sampled_runs: read per-sample power for the timeline when the study has at most
             this many top-level runs; above, each run is drawn at its mean power.
 
@@ -85,7 +89,7 @@ def build_report(
         LedgerPathError: the ledger does not exist (it is not created).
         UnknownStudyError: no such study (the message lists the known ones).
         ReportError: no study given and the ledger holds several (or none).
-        AnalysisError: no run logged a finite value of any metric (or of ``metric``), an
+        AnalysisError: no run logged a finite value of ``metric`` (when given), an
             infinite score (see :func:`greenprint.analysis.run_score`), or ``final`` unknown.
         ConfigError: a bad ``mode``, ``reduce`` or ``max_sampled_runs``.
     """
@@ -138,10 +142,17 @@ def _pick_study(led: Ledger, study: str | None) -> str:
     )
 
 
+#: What a report without a logged score says instead of its rankings.
+NO_METRIC_NOTE = (
+    "no run logged a metric: the price tag stands, but ranking the runs, expected max "
+    "performance and the Pareto plot need a score; log one with run.log(accuracy=...)"
+)
+
+
 def _pick_metric(
     runs: Sequence[RunRecord], metric: str | None, study: str
-) -> tuple[str, str | None]:
-    """The metric to rank by, and a note when it was chosen automatically."""
+) -> tuple[str | None, str | None]:
+    """The metric to rank by (``None``: no run logged one), and a note saying how it was chosen."""
     counts: dict[str, int] = {}
     for run in runs:
         for name in {p.name for p in run.metrics if not math.isnan(p.value)}:
@@ -155,10 +166,7 @@ def _pick_metric(
             )
         return metric, None
     if not counts:
-        raise AnalysisError(
-            f"no run of study {study!r} logged a metric to rank by: log one with "
-            "run.log(accuracy=...) or give the runs a score"
-        )
+        return None, NO_METRIC_NOTE
     chosen = max(counts, key=lambda m: counts[m])  # first logged wins ties (dict order)
     note = None
     if len(counts) > 1:
@@ -213,10 +221,11 @@ def _assemble(
         )
         if trials.mode_note:
             notes.append(trials.mode_note)
-        notes.append(
-            f"no finished trial has a value of {metric!r} and no run has role 'final': "
-            "the final run is not identified"
-        )
+        if metric is not None:
+            notes.append(
+                f"no finished trial has a value of {metric!r} and no run has role 'final': "
+                "the final run is not identified"
+            )
     final_id = tag.final.run_id if tag.final is not None else None
     if tag.final is not None:
         notes.append(f"final run: {tag.final.name}, {tag.final.rule_text}")
@@ -226,7 +235,7 @@ def _assemble(
         forest=forest,
         trials=trials.positions,
         scores=scores,
-        metric=metric,
+        metric=metric or "",  # no metric: only the timeline is drawn
         mode=mode,
         reduce=reduce,
         price_tag=tag,
@@ -235,15 +244,16 @@ def _assemble(
     )
     figures: list[Figure] = []
     started = time.perf_counter()
-    evp, evp_notes = evp_figures(inputs)
-    figures.extend(evp)
-    notes.extend(evp_notes)
-    for builder in (pareto_figure, learning_curve_figure):
-        figure, why = builder(inputs)
-        if figure is not None:
-            figures.append(figure)
-        elif why:
-            notes.append(why)
+    if metric is not None:  # else NO_METRIC_NOTE says why there is no score figure
+        evp, evp_notes = evp_figures(inputs)
+        figures.extend(evp)
+        notes.extend(evp_notes)
+        for builder in (pareto_figure, learning_curve_figure):
+            figure, why = builder(inputs)
+            if figure is not None:
+                figures.append(figure)
+            elif why:
+                notes.append(why)
     figure, why = timeline_figure(inputs, samples_of, max_sampled_runs=max_sampled_runs)
     if figure is not None:
         figures.append(figure)
@@ -253,6 +263,9 @@ def _assemble(
         "report figures of %d runs built in %.3f s", len(runs), time.perf_counter() - started
     )
     hardware = hardware_descriptions(runs)
+    training_type, training_note = _training_type(runs, training_type, final_id)
+    if training_note:
+        notes.append(training_note)
     return Report(
         study=study,
         ledger=ledger_url,
@@ -272,6 +285,44 @@ def _assemble(
             tag, runs, study=study, hardware=hardware, version=__version__
         ),
         notes=tuple(notes) + tag.notes,
+    )
+
+
+#: The model card's ``training_type`` when neither the caller nor the study gives one.
+UNKNOWN_TRAINING_TYPE = "unknown"
+
+
+def _training_type(
+    runs: Sequence[RunRecord], given: str | None, final_id: str | None
+) -> tuple[str, str | None]:
+    """The model card's ``training_type``: given, else the study's, else unknown (with a note)."""
+    if given is not None:
+        if not isinstance(given, str) or not given.strip():
+            raise ConfigError(f"training_type must be a non-empty string, not {given!r}")
+        return given.strip(), None
+    found: dict[str, None] = {}
+    final_value = None
+    for run in runs:
+        value = run.params.get("training_type")
+        if isinstance(value, str) and value.strip():
+            found[value.strip()] = None
+            if run.id == final_id:
+                final_value = value.strip()
+    if len(found) == 1:
+        return next(iter(found)), None
+    if final_value is not None:
+        return final_value, (
+            f"model card training_type {final_value!r} is the final run's; the study's runs "
+            f"set {', '.join(repr(v) for v in found)}"
+        )
+    if found:
+        return UNKNOWN_TRAINING_TYPE, (
+            f"model card training_type unknown: the study's runs set several "
+            f"({', '.join(repr(v) for v in found)}); choose with --training-type"
+        )
+    return UNKNOWN_TRAINING_TYPE, (
+        "model card training_type unknown: give it with greenprint report --training-type "
+        "(pre-training, fine-tuning...) or a run parameter training_type"
     )
 
 

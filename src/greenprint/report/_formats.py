@@ -95,7 +95,7 @@ _register(
     ReportFormat(
         "json",
         "report.json",
-        "every run and figure's data (schema greenprint.report/1)",
+        "every run and figure's data (schema greenprint.report/2)",
         None,
         render_json,
     )

@@ -13,6 +13,7 @@ from greenprint.report._tables import (
     final_sentence,
     headline,
     price_tag_table,
+    ranking_text,
     runs_table,
 )
 from greenprint.report._text import energy_provenance
@@ -123,6 +124,11 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
     run_classes = ["final" if r.is_final else "" for r in report.runs]
     figures = "".join(_figure(f, plots) for f in report.figures)
     better = "higher" if report.mode == "max" else "lower"
+    ranked = (
+        f"ranked by <strong>{esc(report.metric)}</strong> ({better} is better)"
+        if report.metric is not None
+        else esc(ranking_text(report))
+    )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -131,7 +137,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         f"<style>{_CSS}</style></head><body><main>",
         f"<header><h1>What did &ldquo;{esc(report.study)}&rdquo; cost?</h1>",
         f'<p class="sub">Study <strong>{esc(report.study)}</strong>: {tag.total.trials} trials, '
-        f"ranked by <strong>{esc(report.metric)}</strong> ({better} is better). "
+        f"{ranked}. "
         f"Ledger {esc(report.ledger)}. Generated {esc(when)} by greenprint "
         f"{esc(report.greenprint_version)}.</p>",
         '<nav><a href="#price-tag">Price tag</a><a href="#figures">Figures</a>'

@@ -1,6 +1,6 @@
 """The JSON report: every run and every figure's data, in a versioned layout.
 
-The layout is ``docs/report-schema.json`` (``"schema": "greenprint.report/1"``).
+The layout is ``docs/report-schema.json`` (``"schema": "greenprint.report/2"``).
 
 Strict JSON: NaN and infinities are written as ``null`` (figures) or strings (parameters), never
 as the non-standard ``NaN`` token. Written compact (no indentation): a study of 10,000 trials

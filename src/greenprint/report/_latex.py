@@ -80,7 +80,7 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             r"\caption{The "
             + str(min(len(best), _TOP_RUNS))
             + " best trials by "
-            + esc(report.metric)
+            + esc(report.metric or "")
             + f" out of {tag.total.trials}; $\\star$ marks the final run.}}",
             f"\\label{{tab:gp-runs-{key}}}",
         ]

@@ -13,6 +13,7 @@ from greenprint.report._tables import (
     final_sentence,
     headline,
     price_tag_table,
+    ranking_text,
     runs_table,
 )
 from greenprint.report._text import energy_provenance
@@ -41,12 +42,17 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
     tag = report.price_tag
     when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(report.generated_at))
     better = "higher" if report.mode == "max" else "lower"
+    ranked = (
+        f"ranked by **{esc(report.metric)}** ({better} is better)"
+        if report.metric is not None
+        else esc(ranking_text(report))
+    )
     ledger = report.ledger.replace("`", "")
     out = [
         f"# What did “{esc(report.study)}” cost?",
         "",
-        f"Study **{esc(report.study)}**: {tag.total.trials} trials, ranked by "
-        f"**{esc(report.metric)}** ({better} is better). Ledger `{ledger}`. "
+        f"Study **{esc(report.study)}**: {tag.total.trials} trials, {ranked}. "
+        f"Ledger `{ledger}`. "
         f"Generated {when} by greenprint {esc(report.greenprint_version)}.",
         "",
         "## Price tag",

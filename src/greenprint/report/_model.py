@@ -18,6 +18,7 @@ from greenprint.analysis import PriceTag
 from greenprint.analysis._common import json_float
 
 __all__ = [
+    "HF_CO2_KEYS",
     "SCHEMA",
     "Figure",
     "ModelCardEmissions",
@@ -29,7 +30,7 @@ __all__ = [
 
 #: Identifier and version of the JSON layout (``docs/report-schema.json``). The number after
 #: the slash changes when a field is removed or changes meaning; new fields keep it.
-SCHEMA = "greenprint.report/1"
+SCHEMA = "greenprint.report/2"
 
 SeriesKind = Literal["line", "step", "scatter", "band"]
 
@@ -248,19 +249,25 @@ class RunRow:
         }
 
 
+#: The keys of Hugging Face's model-card ``co2_eq_emissions`` block, in its order
+#: (https://huggingface.co/docs/hub/model-cards-co2).
+HF_CO2_KEYS = ("emissions", "source", "training_type", "geographical_location", "hardware_used")
+
+
 @dataclass(frozen=True)
 class ModelCardEmissions:
     """The Hugging Face model-card ``co2_eq_emissions`` block.
 
     See https://huggingface.co/docs/hub/model-cards-co2 for the fields. ``emissions`` is in
     grams of CO2-eq and, following Green AI, covers the whole study (every trial, failed and
-    pruned ones included), not only the final run; ``final_emissions_g`` gives the final run's
-    own share for reference.
+    pruned ones included), not only the final run. The block holds exactly Hugging Face's keys
+    (:data:`HF_CO2_KEYS`); ``final_emissions_g`` is kept apart (:meth:`extras`).
 
     Attributes:
         emissions_g: the study's emissions, g CO2-eq.
         source: how they were obtained (greenprint version, measured or estimated, intensity).
-        training_type: ``"pre-training"``, ``"fine-tuning"``... (the caller's choice).
+        training_type: ``"pre-training"``, ``"fine-tuning"``... (given, the study's, or
+            ``"unknown"``).
         geographical_location: the grid region of the intensity, or why it is unknown.
         hardware_used: the hardware the runs used.
         final_emissions_g: the final run's own emissions, g CO2-eq (``None`` if unknown).
@@ -274,15 +281,18 @@ class ModelCardEmissions:
     final_emissions_g: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The block as the model card's YAML has it (plus ``final_emissions`` for reference)."""
+        """The block as the model card's YAML has it: exactly Hugging Face's keys."""
         return {
             "emissions": json_float(self.emissions_g),
             "source": self.source,
             "training_type": self.training_type,
             "geographical_location": self.geographical_location,
             "hardware_used": self.hardware_used,
-            "final_emissions": json_float(self.final_emissions_g),
         }
+
+    def extras(self) -> dict[str, Any]:
+        """What greenprint adds beside the block: ``final_emissions_g`` (grams CO2-eq)."""
+        return {"final_emissions_g": json_float(self.final_emissions_g)}
 
     def to_yaml(self) -> str:
         """The block as YAML to paste into a model card's front matter."""
@@ -301,8 +311,9 @@ class Report:
         ledger: the ledger's URL (password masked).
         generated_at: when the report was built, seconds since the Unix epoch.
         greenprint_version: the version that built it.
-        metric: the metric runs are ranked by.
-        mode: ``"max"`` (higher is better) or ``"min"``.
+        metric: the metric runs are ranked by; ``None`` when no run logged a metric (the
+            report then has no ranking, EVP or Pareto figure, and a note says so).
+        mode: ``"max"`` (higher is better) or ``"min"`` (``"max"`` and unused without a metric).
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
         price_tag: the study's price tag (totals by status and by role, every run's role, the
             final run's share and the rule that chose it, E·D·H, provenance, the mode's note).
@@ -319,7 +330,7 @@ class Report:
     ledger: str
     generated_at: float
     greenprint_version: str
-    metric: str
+    metric: str | None
     mode: Literal["max", "min"]
     reduce: Literal["last", "best"]
     price_tag: PriceTag
@@ -359,7 +370,10 @@ class Report:
             "reduce": self.reduce,
             "price_tag": self.price_tag.to_dict(),
             "hardware": list(self.hardware),
-            "model_card": {"co2_eq_emissions": self.model_card.to_dict()},
+            "model_card": {
+                "co2_eq_emissions": self.model_card.to_dict(),
+                "greenprint": self.model_card.extras(),
+            },
             "compute_statement": self.compute_statement,
             "notes": list(self.notes),
             "figures": [f.to_dict() for f in self.figures],

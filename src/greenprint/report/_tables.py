@@ -16,6 +16,7 @@ __all__ = [
     "headline",
     "params_text",
     "price_tag_table",
+    "ranking_text",
     "run_label",
     "runs_table",
     "score_text",
@@ -62,9 +63,22 @@ def headline(report: Report) -> list[tuple[str, str]]:
     return out
 
 
+def ranking_text(report: Report) -> str:
+    """How the runs are ranked: ``"ranked by accuracy (higher is better)"``, or why not."""
+    if report.metric is None:
+        return "not ranked: no run logged a metric (log a score with run.log(accuracy=...))"
+    better = "higher" if report.mode == "max" else "lower"
+    return f"ranked by {report.metric} ({better} is better)"
+
+
 def final_sentence(report: Report) -> str:
     """What the final run scored and cost, against the whole study."""
     final = report.price_tag.final
+    if final is None and report.metric is None:
+        return (
+            "No final run is identified: no run logged a metric and none has role 'final' "
+            "(gp.track(..., role='final'))."
+        )
     if final is None:
         return "The final run is not identified (no finished run has a score)."
     how = "chosen" if final.chosen else f"the best finished run by {final.metric}"
@@ -127,7 +141,8 @@ def runs_table(
     params_limit: int | None = 80,
 ) -> tuple[list[str], list[list[str]]]:
     """One line per run: header and rows (all runs by default, in start order)."""
-    header = ["run", "status", report.metric, "energy", "CO2-eq", "FPO", "time", "examples"]
+    score = report.metric if report.metric is not None else "score"
+    header = ["run", "status", score, "energy", "CO2-eq", "FPO", "time", "examples"]
     header += ["params"] + (["id"] if with_id else [])
     out = []
     for row in report.runs if rows is None else rows:
