@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-optuna = pytest.importorskip("optuna", reason="optuna is not installed (greenprint[optuna])")
-pytest.importorskip("sklearn", reason="scikit-learn is not installed (greenprint[sklearn])")
+from integrations._frameworks import need
+
+optuna = need("optuna", "optuna")
+need("sklearn", "sklearn")
 
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402

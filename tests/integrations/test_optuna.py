@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-optuna = pytest.importorskip("optuna", reason="optuna is not installed (greenprint[optuna])")
+from integrations._frameworks import need
+
+optuna = need("optuna", "optuna")
 
 import greenprint as gp  # noqa: E402
 from greenprint._exceptions import ConfigError, LedgerError  # noqa: E402

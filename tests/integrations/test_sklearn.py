@@ -8,22 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn", reason="scikit-learn is not installed (greenprint[sklearn])")
+from integrations._frameworks import need
 
-from sklearn.datasets import load_digits
-from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import (
+need("sklearn", "sklearn")
+
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.experimental import enable_halving_search_cv  # noqa: E402, F401
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import (  # noqa: E402
     GridSearchCV,
     HalvingRandomSearchCV,
     RandomizedSearchCV,
 )
-from sklearn.tree import DecisionTreeClassifier
+from sklearn.tree import DecisionTreeClassifier  # noqa: E402
 
-import greenprint as gp
-from greenprint._exceptions import ConfigError, LedgerError
-from greenprint.integrations import sklearn as gp_sklearn
-from greenprint.integrations.sklearn import track_search, trial_id
+import greenprint as gp  # noqa: E402
+from greenprint._exceptions import ConfigError, LedgerError  # noqa: E402
+from greenprint.integrations import sklearn as gp_sklearn  # noqa: E402
+from greenprint.integrations.sklearn import track_search, trial_id  # noqa: E402
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 

@@ -65,7 +65,7 @@ from greenprint.integrations._common import check_run_options  # noqa: E402
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.tracking import Run
 
-__all__ = ["METHOD", "track_search"]
+__all__ = ["METHOD", "track_search", "trial_id"]
 
 logger = logging.getLogger(__name__)
 
