@@ -3,22 +3,39 @@ r"""The LaTeX report: booktabs tables and PDF figures, ready to paste into a pap
 ``report.tex`` compiles on its own (``pdflatex report.tex`` beside the ``figures`` folder); the
 part between the ``BEGIN PAPER`` and ``END PAPER`` comments can be pasted into a paper that loads
 ``booktabs`` and ``graphicx``. Every user string is escaped (:func:`latex_text`).
+
+Layout for a two-column paper: the price tag is a ``table`` that fits one column (units in the
+header, bare numbers below, ``\footnotesize``); the best trials (eight columns) are a
+``table*`` spanning both columns, as are figures with side-by-side panels. Each tabular is
+scaled down to the line only when it would be wider (very long run names).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from greenprint.report._escape import latex_text as esc
 from greenprint.report._markdown import FIGURE_DIR
-from greenprint.report._model import Report
+from greenprint.report._model import Report, RunRow
 from greenprint.report._plots import FigureRenderer, figure_file_name
-from greenprint.report._tables import final_sentence, price_tag_table, runs_table, top_runs
+from greenprint.report._tables import final_sentence, score_text, top_runs
 from greenprint.report._text import energy_provenance
 
 __all__ = ["render_latex"]
 
 _TOP_RUNS = 10
+
+# Column units: (factor to divide by, unit), largest first; a column takes the unit of its
+# largest value, so its cells are bare numbers and the header carries the unit.
+_ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"))
+_MASS_UNITS = ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))
+_FPO_UNITS = ((1e18, "EFPO"), (1e15, "PFPO"), (1e12, "TFPO"), (1e9, "GFPO"), (1e6, "MFPO"))
+_TIME_UNITS = ((3600.0, "h"), (60.0, "min"), (1.0, "s"))
+
+# A tabular wider than the column (or the page, for table*) is scaled down to fit it; the
+# tables are laid out narrow enough that this only happens with very long run names.
+_FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
 
 
 def _label(text: str) -> str:
@@ -26,19 +43,109 @@ def _label(text: str) -> str:
     return "".join(ch if ch.isascii() and (ch.isalnum() or ch == "-") else "-" for ch in text)
 
 
+def _unit(
+    values: Sequence[float | None], units: tuple[tuple[float, str], ...]
+) -> tuple[float, str]:
+    known = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
+    top = max(known, default=0.0)
+    return next(((f, u) for f, u in units if top >= f), units[-1])
+
+
+def _num(value: float | None, factor: float) -> str:
+    """A bare number in a column's unit, 3 significant digits; ``-`` when unknown."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    scaled = value / factor
+    if scaled == 0:
+        return "0"
+    if abs(scaled) >= 1000:
+        return f"{scaled:,.0f}".replace(",", "{,}")
+    return f"{scaled:.3g}"
+
+
 def _tabular(
-    header: Sequence[str], rows: Sequence[Sequence[str]], align: str, *, total: bool = False
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    align: str,
+    *,
+    total: bool = False,
+    units: Sequence[str] = (),
 ) -> list[str]:
-    """A booktabs tabular; ``rows`` are LaTeX already (escaped by the caller)."""
-    lines = [f"\\begin{{tabular}}{{{align}}}", "\\toprule"]
-    lines.append(" & ".join(esc(h) for h in header) + r" \\")
+    """A booktabs tabular scaled down only if wider than the line; cells are LaTeX already.
+
+    ``units``, if given, is a second header line (the columns' units, under their names).
+    """
+    lines = [_FIT, f"\\begin{{tabular}}{{@{{}}{align}@{{}}}}", "\\toprule"]
+    lines.append(" & ".join(header) + r" \\")
+    if units:
+        lines.append(" & ".join(units) + r" \\")
     lines.append("\\midrule")
     for k, row in enumerate(rows):
         if total and k == len(rows) - 1:
             lines.append("\\midrule")
         lines.append(" & ".join(row) + r" \\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
+    lines += ["\\bottomrule", "\\end{tabular}}"]
     return lines
+
+
+def _price_tag_table(report: Report) -> tuple[list[str], list[str], list[list[str]]]:
+    """The price tag by status for one column: units in the header, bare numbers below."""
+    tag = report.price_tag
+    costs = [*tag.by_status.items(), ("total", tag.total)]
+    energy = _unit([c.energy_kwh for _, c in costs], _ENERGY_UNITS)
+    mass = _unit([c.emissions_kg for _, c in costs], _MASS_UNITS)
+    fpo = _unit([float(c.fpo) for _, c in costs], _FPO_UNITS)
+    time_unit = _unit([c.duration_s for _, c in costs], _TIME_UNITS)
+    header = ["status", "runs", "trials", "energy", "CO$_2$-eq", "FPO", "time"]
+    units = ["", "", "", f"({energy[1]})", f"({mass[1]})", f"({esc(fpo[1])})", f"({time_unit[1]})"]
+    rows = []
+    for status, cost in costs:
+        if cost.fpo_unknown and cost.fpo == 0:
+            fpo_cell = "unknown"
+        else:
+            fpo_cell = (r"$\geq$" if cost.fpo_unknown else "") + _num(float(cost.fpo), fpo[0])
+        rows.append(
+            [
+                esc(status),
+                str(cost.runs),
+                str(cost.trials),
+                _num(cost.energy_kwh, energy[0]),
+                _num(cost.emissions_kg, mass[0]),
+                fpo_cell,
+                _num(cost.duration_s, time_unit[0]),
+            ]
+        )
+    return header, units, rows
+
+
+def _runs_table(
+    report: Report, rows: Sequence[RunRow]
+) -> tuple[list[str], list[str], list[list[str]]]:
+    """Trials (and baselines) with units in the header; the final run starred."""
+    energy = _unit([r.energy_kwh for r in rows], _ENERGY_UNITS)
+    mass = _unit([r.emissions_kg for r in rows], _MASS_UNITS)
+    fpo = _unit([None if r.fpo is None else float(r.fpo) for r in rows], _FPO_UNITS)
+    time_unit = _unit([r.duration_s for r in rows], _TIME_UNITS)
+    header = ["run", "status", esc(report.metric or "score"), "energy", "CO$_2$-eq", "FPO"]
+    header += ["time", "examples"]
+    units = ["", "", "", f"({energy[1]})", f"({mass[1]})", f"({esc(fpo[1])})"]
+    units += [f"({time_unit[1]})", ""]
+    out = []
+    for row in rows:
+        mark = r" $\star$" if row.is_final else (r" $\dagger$" if row.role == "baseline" else "")
+        out.append(
+            [
+                esc(row.name) + mark,
+                esc(row.status),
+                esc(score_text(row.score)),
+                _num(row.energy_kwh, energy[0]),
+                _num(row.emissions_kg, mass[0]),
+                _num(None if row.fpo is None else float(row.fpo), fpo[0]),
+                _num(row.duration_s, time_unit[0]),
+                "-" if row.dataset_size is None else f"{row.dataset_size:,}".replace(",", "{,}"),
+            ]
+        )
+    return header, units, out
 
 
 def render_latex(report: Report, plots: FigureRenderer) -> str:
@@ -60,55 +167,62 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         "",
         esc(final_sentence(report)),
         "",
+        "% one column of a two-column paper (scaled down only if it would not fit)",
         r"\begin{table}[t]",
-        r"\centering\small",
+        r"\centering\footnotesize\setlength{\tabcolsep}{3pt}",
         r"\caption{Price tag of the study ``" + study + "'' by run status: every trial counted, "
-        r"nested runs once. " + esc("; ".join(energy_provenance(tag.provenance))) + ".}",
+        r"nested runs once"
+        + (r"; $\geq$: FPO of some runs unknown (not counted)" if tag.total.fpo_unknown else "")
+        + ". "
+        + esc("; ".join(energy_provenance(tag.provenance)))
+        + ".}",
         f"\\label{{tab:gp-price-tag-{key}}}",
     ]
-    header, rows = price_tag_table(report)
-    escaped = [[esc(c) for c in row] for row in rows]
-    out += _tabular(header, escaped, "l" + "r" * (len(header) - 1), total=True)
+    header, units, rows = _price_tag_table(report)
+    out += _tabular(header, rows, "l" + "r" * (len(header) - 1), total=True, units=units)
     out += [r"\end{table}", ""]
     best = top_runs(report, _TOP_RUNS)
-    if best:
-        run_header, run_rows = runs_table(report, best, with_id=False)
-        run_header, run_rows = run_header[:8], [r[:8] for r in run_rows]
+    baselines = [r for r in report.runs if r.role == "baseline" and r not in best]
+    if best or baselines:
+        run_header, run_units, run_rows = _runs_table(report, [*best, *baselines])
+        what = (
+            f"The {len(best)} best trials by {esc(report.metric or '')} out of "
+            f"{tag.total.trials}; $\\star$ marks the final run"
+            if best
+            else "Runs"
+        )
+        if baselines:
+            what += "; $\\dagger$ marks a baseline (not a trial)"
         out += [
-            r"\begin{table}[t]",
+            "% table*: eight columns span both columns of a two-column paper",
+            r"\begin{table*}[t]",
             r"\centering\small",
-            r"\caption{The "
-            + str(min(len(best), _TOP_RUNS))
-            + " best trials by "
-            + esc(report.metric or "")
-            + f" out of {tag.total.trials}; $\\star$ marks the final run.}}",
+            r"\caption{" + what + ".}",
             f"\\label{{tab:gp-runs-{key}}}",
         ]
-        escaped = [
-            [esc(row.name) + (r" $\star$" if row.is_final else "")] + [esc(c) for c in cells[1:]]
-            for row, cells in zip(best, run_rows, strict=True)
-        ]
-        out += _tabular(run_header, escaped, "ll" + "r" * (len(run_header) - 2))
-        out += [r"\end{table}", ""]
+        out += _tabular(run_header, run_rows, "ll" + "r" * (len(run_header) - 2), units=run_units)
+        out += [r"\end{table*}", ""]
     for figure in report.figures:
         caption = esc(figure.caption + " Provenance: " + "; ".join(figure.provenance) + ".")
         if figure.notes:
             caption += " " + esc(" ".join(n.rstrip(".") + "." for n in figure.notes))
         if plots.available:
-            width = r"\linewidth" if len(figure.panels) > 1 else r"0.8\linewidth"
+            width = r"\linewidth"
             body = (
                 f"\\includegraphics[width={width}]"
                 f"{{{FIGURE_DIR}/{figure_file_name(figure, 'pdf')}}}"
             )
         else:
             body = r"\fbox{" + esc(plots.unavailable or "") + "}"
+        # side-by-side panels span both columns of a two-column paper (figure*)
+        env = "figure*" if len(figure.panels) > 1 else "figure"
         out += [
-            r"\begin{figure}[t]",
+            f"\\begin{{{env}}}[t]",
             r"\centering",
             body,
             r"\caption{" + esc(figure.title) + ". " + caption + "}",
             f"\\label{{fig:gp-{_label(figure.id)}-{key}}}",
-            r"\end{figure}",
+            f"\\end{{{env}}}",
             "",
         ]
     out += ["% ---- END PAPER ----", r"\end{document}", ""]
