@@ -73,7 +73,7 @@ def test_tables_fit_a_two_column_paper(tmp_path, require_component, hostile):
     if hostile:
         return  # 20-character hostile names may need the guard; the plain study must not
     assert "Overfull \\hbox" not in as_shipped, _overfull(as_shipped)
-    unguarded = body.replace(_FIT + "\n", "").replace("\\end{tabular}}", "\\end{tabular}")
+    unguarded = body.replace(_FIT, "").replace("\\end{tabular}}", "\\end{tabular}")
     assert "resizebox" not in unguarded
     log = _compile(pdflatex, work, unguarded)
     assert "Overfull \\hbox" not in log, _overfull(log)

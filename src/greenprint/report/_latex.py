@@ -35,7 +35,7 @@ _TIME_UNITS = ((3600.0, "h"), (60.0, "min"), (1.0, "s"))
 
 # A tabular wider than the column (or the page, for table*) is scaled down to fit it; the
 # tables are laid out narrow enough that this only happens with very long run names.
-_FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
+_FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{"
 
 
 def _label(text: str) -> str:
@@ -75,7 +75,8 @@ def _tabular(
 
     ``units``, if given, is a second header line (the columns' units, under their names).
     """
-    lines = [_FIT, f"\\begin{{tabular}}{{@{{}}{align}@{{}}}}", "\\toprule"]
+    # one line: a line break inside the resizebox would add a space to its width
+    lines = [_FIT + f"\\begin{{tabular}}{{@{{}}{align}@{{}}}}", "\\toprule"]
     lines.append(" & ".join(header) + r" \\")
     if units:
         lines.append(" & ".join(units) + r" \\")
