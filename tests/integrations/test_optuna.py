@@ -155,7 +155,10 @@ def test_an_enclosing_sweep_run_contains_the_trials_also_from_threads(tmp_path: 
     from greenprint.analysis import price_tag
 
     tag = price_tag(gp.Ledger(db).runs(study="swept"))
-    assert tag.total.energy_kwh == pytest.approx(gp.Ledger(db).run(sweep.id).energy_kwh)
+    # counted once: the sweep contains its trials. (Trials in threads are each charged the
+    # whole process over their span, so their sum may exceed the sweep's; the sum then wins.)
+    sweep_kwh = gp.Ledger(db).run(sweep.id).energy_kwh
+    assert tag.total.energy_kwh == pytest.approx(max(sweep_kwh, sum(r.energy_kwh for r in trials)))
 
 
 WORKER = textwrap.dedent(
@@ -224,3 +227,22 @@ def test_bad_input_is_a_clear_greenprint_error(tmp_path: Path) -> None:
     named = GreenprintCallback(ledger=tmp_path / "g.db", study="given")
     unnamed.optimize(named.track(lambda t: 1.0), n_trials=1, callbacks=[named])
     assert [r.status for r in gp.Ledger(tmp_path / "g.db").runs(study="given")] == ["finished"]
+
+
+def test_a_direction_the_report_would_misread_is_warned_once(tmp_path: Path) -> None:
+    import warnings
+
+    def ranked(direction: str, **kwargs: object) -> list[str]:
+        cb = GreenprintCallback(ledger=tmp_path / "g.db", **kwargs)  # type: ignore[arg-type]
+        study = optuna.create_study(study_name=f"dir-{direction}-{kwargs}", direction=direction)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            study.optimize(cb.track(lambda t: t.suggest_float("x", 0, 1)), n_trials=3)
+        return [str(w.message) for w in caught if "rank the other way" in str(w.message)]
+
+    (message,) = ranked("minimize")
+    assert "--mode min" in message
+    assert ranked("maximize") == []
+    assert ranked("minimize", metric_names=["val_loss"]) == []
+    (message,) = ranked("maximize", metric_names=["error_rate"])
+    assert "--mode max" in message

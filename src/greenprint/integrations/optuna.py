@@ -148,6 +148,7 @@ class GreenprintCallback:
             )
         study_name = self._study_name(trial.study)
         names = self._names(trial.study)
+        self._check_directions(trial.study, study_name, names)
         with self._lock:
             self._running += 1
             concurrent = self._running > 1
@@ -245,6 +246,27 @@ class GreenprintCallback:
                 "GreenprintCallback(study=...)"
             )
         return name
+
+    def _check_directions(self, study: optuna.Study, study_name: str, names: Sequence[str]) -> None:
+        """Warn once when the report would rank the study's objective the other way round.
+
+        ``greenprint report`` maximises a metric unless its name says lower is better (a
+        ``loss``, an ``error``...); Optuna's default direction is to minimise ``value``.
+        """
+        from greenprint.analysis import lower_is_better
+
+        direction = study.directions[0]
+        minimised = direction == optuna.study.StudyDirection.MINIMIZE
+        if minimised != lower_is_better(names[0]):
+            mode = "min" if minimised else "max"
+            self._warn(
+                f"direction:{study_name}",
+                f"greenprint: study {study_name!r} {'minimises' if minimised else 'maximises'} "
+                f"{names[0]!r}, which greenprint report would rank the other way: run "
+                f"`greenprint report --study {study_name} --mode {mode}`, or give the metric a "
+                f"name that says so, GreenprintCallback(metric_names=[...])",
+                stacklevel=5,
+            )
 
     def _names(self, study: optuna.Study) -> tuple[str, ...]:
         n = len(study.directions)
