@@ -154,31 +154,41 @@ def share_node_run_id(node: object, local_rank: int, own_id: str | None) -> str 
 
 
 class LiveFigures:
-    """A run's figures as loggers want them: totals so far and mean power since the last read.
+    """A run's figures as loggers want them: totals so far and mean power over a window.
 
     Args:
         run: the running run.
+        min_window_s: shortest span, in s, over which power is averaged; reads closer together
+            repeat the last value (energy is accounted at meter reads, and the CPU time behind
+            an estimate ticks every 10 ms, so a power over a few ms would be noise). Default:
+            the run's sample interval, at least 0.5 s.
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, *, min_window_s: float | None = None) -> None:
         self._run = run
+        default_s = max(run._sample_s, 0.5)  # the run's own sampling pace
+        self._window_s = default_s if min_window_s is None else min_window_s
         self._last_kwh = 0.0
         self._last_kg = 0.0
-        self._last_t = run._last_sample_t  # the time the figures refer to
+        self._anchor_kwh = 0.0
+        self._anchor_t = run._last_sample_t  # the time the figures refer to
         self._power_w = 0.0
 
     def read(self) -> dict[str, float]:
-        """``energy_kwh``, ``emissions_kg`` (so far) and ``power_w`` (mean since the last read).
+        """``energy_kwh``, ``emissions_kg`` (so far), ``power_w`` (mean over the last window).
 
         Also ``delta_energy_kwh`` and ``delta_emissions_kg``: what was added since the last
-        read. The power is the energy accounted between the run's meter reads, in W; when no
-        read happened since the last call it repeats the last value.
+        read. Before a whole window has passed, the power is the mean since the run started.
         """
         run = self._run
         kwh, kg = run.energy_kwh, run.emissions_kg
         t = run._last_sample_t
-        if t > self._last_t:
-            self._power_w = (kwh - self._last_kwh) * JOULES_PER_KWH / (t - self._last_t)
+        span = t - self._anchor_t
+        if span >= self._window_s:
+            self._power_w = (kwh - self._anchor_kwh) * JOULES_PER_KWH / span
+            self._anchor_kwh, self._anchor_t = kwh, t
+        elif not self._power_w and span > 0:
+            self._power_w = (kwh - self._anchor_kwh) * JOULES_PER_KWH / span
         figures = {
             "energy_kwh": kwh,
             "emissions_kg": kg,
@@ -186,7 +196,7 @@ class LiveFigures:
             "delta_energy_kwh": kwh - self._last_kwh,
             "delta_emissions_kg": kg - self._last_kg,
         }
-        self._last_kwh, self._last_kg, self._last_t = kwh, kg, max(t, self._last_t)
+        self._last_kwh, self._last_kg = kwh, kg
         return figures
 
 

@@ -1,0 +1,402 @@
+"""Hugging Face Trainer: a callback that records training as a greenprint run.
+
+``pip install 'greenprint[transformers]'``, then::
+
+    from greenprint.integrations.transformers import GreenprintCallback
+
+    cb = GreenprintCallback("bert-ft", study="glue", ledger="gp.db")
+    trainer = Trainer(model=model, args=args, train_dataset=train)
+    cb.attach(trainer)          # first in the callback list, and crash-safe
+    trainer.train()
+    cb.create_model_card(trainer)   # README.md with the co2_eq_emissions block
+
+What it records:
+
+* one run from ``on_train_begin`` to ``on_train_end``: ``finished``. The Trainer has no exception
+  hook, so a crash is caught two ways: ``attach(trainer)`` wraps that trainer's ``train`` method,
+  which ends the run ``failed`` (``interrupted`` for Ctrl-C, ``pruned`` for ``TrialPruned``)
+  before re-raising; without it, an exception that ends the program still ends the run
+  ``failed`` through greenprint's own ``sys.excepthook`` (an exception caught by your code would
+  leave the run to end ``finished`` at exit, hence ``attach``);
+* at every ``on_log``, ``greenprint/energy_kwh``, ``greenprint/emissions_kg`` (totals so far) and
+  ``greenprint/power_w`` (mean since the previous log) are added to the logs dict, and the
+  numeric logs (loss, learning rate...) are copied to the run. Callbacks run in list order and
+  the Trainer puts its reporters (W&B, MLflow, TensorBoard) before yours, so ``attach(trainer)``
+  moves this callback first for those reporters to see the figures;
+* the metrics of each ``on_evaluate``, into the run;
+* the run's params: learning rate, batch size, epochs, steps, seed, weight decay, gradient
+  accumulation, and your ``params``;
+* ``trainer.hyperparameter_search``: each trial is its own run, ``role="trial"``, named after
+  the trial (``hp_name``, else ``trial-<number>`` with ``attach``), with the trial's
+  hyper-parameters as params; with ``attach``, a trial the Optuna pruner stops ends ``pruned``
+  and one that raises ends ``failed``.
+
+The model card gets ``co2_eq_emissions`` (in grams, as the Hugging Face Hub wants) through
+:meth:`GreenprintCallback.create_model_card`, or :func:`model_card_co2` for any run.
+
+Multi-process training (``torchrun``, ``accelerate launch``): one meter per node, as for
+Lightning: the node's local process 0 attributes the energy of the launcher's process tree, and
+the other processes record parts of its run (no energy of their own).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import ConfigError
+from greenprint._imports import require
+from greenprint._lifecycle import status_for
+from greenprint._units import kg_to_g
+from greenprint.integrations._dl import (
+    FIGURE_PREFIX,
+    LiveFigures,
+    NoMeters,
+    check_track_options,
+    metric_values,
+    plain_params,
+    refresh,
+    share_node_run_id,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._records import RunRecord
+    from greenprint.tracking import Run
+
+__all__ = ["GreenprintCallback", "add_co2_to_model_card", "model_card_co2"]
+
+logger = logging.getLogger(__name__)
+
+_PURPOSE = "greenprint.integrations.transformers"
+_transformers = require("transformers", extra="transformers", purpose=_PURPOSE)
+
+#: Fields of the co2_eq_emissions block that a caller may give.
+_CO2_FIELDS = ("training_type", "geographical_location", "hardware_used")
+
+#: TrainingArguments recorded as run params.
+_ARGS = (
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "weight_decay",
+    "seed",
+)
+
+
+class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,name-defined]
+    """Record ``Trainer.train`` as a greenprint run (see the module docstring).
+
+    Args:
+        name: the run's name (default: ``args.run_name`` when you set it, else the model's
+            class name; a search trial is named after the trial).
+        log_figures: add greenprint's figures to the Trainer's logs at each ``on_log``.
+        **track_options: keyword options of :func:`greenprint.track` (``study``, ``ledger``,
+            ``region``, ``pue``, ``params``, ``role``, ``sample_interval_s``, ``meters``...);
+            ``parent`` and ``pid`` are set by the callback.
+
+    Raises:
+        ConfigError: an invalid option (checked now, as ``gp.track`` would).
+        LedgerError: an unusable ledger path, or a closed :class:`~greenprint.Ledger`.
+    """
+
+    def __init__(self, name: str | None = None, *, log_figures: bool = True, **track_options: Any):
+        super().__init__()
+        if not isinstance(log_figures, bool):
+            raise ConfigError("log_figures must be True or False")
+        self._options = check_track_options("GreenprintCallback", name, track_options)
+        self._name = name
+        self._log_figures = log_figures
+        self._run: Run | None = None
+        self._figures: LiveFigures | None = None
+        self._attached: Any = None
+        self._in_train = 0  # depth of the wrapped train() calls in progress
+        self.last_run_id: str | None = None
+
+    @property
+    def run(self) -> Run | None:
+        """The run in progress (or the last one), ``None`` before training."""
+        return self._run
+
+    # ------------------------------------------------------------------ setup
+    def attach(self, trainer: Any) -> GreenprintCallback:
+        """Put this callback first in ``trainer``'s callbacks and make its crashes recorded.
+
+        First, so that reporters (W&B, MLflow...) that run after it see greenprint's figures in
+        the logs; ``trainer.train`` is wrapped (on this trainer only) so that an exception ends
+        the run ``failed`` (``pruned`` for a pruned search trial) before it propagates.
+
+        Args:
+            trainer: a ``transformers.Trainer``.
+
+        Returns:
+            The callback, for chaining.
+
+        Raises:
+            ConfigError: ``trainer`` is not a ``transformers.Trainer``, or this callback is
+                attached to another trainer already.
+        """
+        if not isinstance(trainer, _transformers.Trainer):
+            raise ConfigError(
+                f"attach() needs a transformers.Trainer, not {type(trainer).__name__}"
+            )
+        if self._attached is not None and self._attached is not trainer:
+            raise ConfigError("this GreenprintCallback is attached to another Trainer already")
+        callbacks = trainer.callback_handler.callbacks
+        if self in callbacks:
+            callbacks.remove(self)
+        callbacks.insert(0, self)
+        if self._attached is None:
+            trainer.train = self._wrap_train(trainer.train)
+            self._attached = trainer
+        return self
+
+    def _wrap_train(self, train: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(train)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            self._in_train += 1
+            try:
+                result = train(*args, **kwargs)
+            except BaseException as e:
+                status, error = status_for(e)
+                if status == "finished":  # SystemExit(0) inside train()
+                    status, error = "interrupted", f"{type(e).__name__} during training"
+                self._stop_if_running(status, error)
+                raise
+            finally:
+                self._in_train -= 1
+            self._stop_if_running("finished", None)
+            return result
+
+        return wrapped
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any):
+        """Start the run (a search trial is a ``trial``; one meter per node)."""
+        from greenprint.tracking import track
+
+        _check_args(args, state)
+        # a run still going here was never ended: its train() raised and was caught
+        self._stop_if_running("failed", "training ended without on_train_end (an exception)")
+        options = dict(self._options)
+        params = plain_params({key: getattr(args, key, None) for key in _ARGS})
+        params.update(options.pop("params", None) or {})
+        name = self._name or _explicit_run_name(args) or type(model).__name__
+        if getattr(state, "is_hyper_param_search", False):
+            params.update(plain_params(getattr(state, "trial_params", None) or {}))
+            name = getattr(state, "trial_name", None) or _trial_name(self._attached) or name
+            options.setdefault("role", "trial")
+        world = int(getattr(args, "world_size", 1) or 1)
+        local = int(getattr(args, "local_process_index", 0) or 0)
+        if world <= 1:
+            run = track(name, params=params, **options).start()
+        elif local == 0:
+            run = track(name, params=params, pid=os.getppid(), **options).start()
+            share_node_run_id(socket.gethostname(), 0, run.id)
+        else:
+            options.pop("role", None)
+            run = track(
+                f"{name}-rank{getattr(args, 'process_index', local)}",
+                params=params,
+                role="part",
+                parent=share_node_run_id(socket.gethostname(), local, None),
+                meters=NoMeters(),
+                **options,
+            ).start()
+        self._run = run
+        self.last_run_id = run.id
+        self._figures = LiveFigures(run)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any):
+        """Add greenprint's figures to ``logs`` and copy the numeric logs to the run."""
+        run, figures = self._run, self._figures
+        if run is None or figures is None or run.status != "running" or logs is None:
+            return
+        metrics = metric_values(logs)
+        refresh(run)
+        now = figures.read()
+        values = {
+            FIGURE_PREFIX + "energy_kwh": now["energy_kwh"],
+            FIGURE_PREFIX + "emissions_kg": now["emissions_kg"],
+            FIGURE_PREFIX + "power_w": now["power_w"],
+        }
+        if self._log_figures:
+            logs.update(values)
+        # eval_* come through on_evaluate; the rest (loss, learning rate) is copied here
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("eval_")}
+        run.log(step=state.global_step, **metrics, **values)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any):
+        """Copy the evaluation metrics to the run."""
+        if self._run is not None and self._run.status == "running" and metrics:
+            values = metric_values(metrics)
+            if values:
+                self._run.log(step=state.global_step, **values)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
+        """End the run ``finished``, unless the wrapped ``train`` will say how it ended.
+
+        A search trial stopped by the pruner reaches ``on_train_end`` just before
+        ``TrialPruned`` is raised; with :meth:`attach`, the wrapper sees the exception and ends
+        the run ``pruned``.
+        """
+        if self._in_train and getattr(state, "is_hyper_param_search", False):
+            return
+        self._stop_if_running("finished", None)
+
+    # ------------------------------------------------------------------ model card
+    def create_model_card(self, trainer: Any, **kwargs: Any) -> str:
+        """``trainer.create_model_card(**kwargs)``, then the ``co2_eq_emissions`` block of the run.
+
+        Args:
+            trainer: the ``transformers.Trainer`` that trained with this callback.
+            **kwargs: ``training_type``, ``geographical_location`` and ``hardware_used`` go to
+                :func:`model_card_co2`; the rest to ``trainer.create_model_card``
+                (``model_name``, ``language``...).
+
+        Returns:
+            The path of the model card (``<output_dir>/README.md``).
+
+        Raises:
+            ConfigError: ``trainer`` is not a Trainer, or no run was recorded yet.
+        """
+        if not isinstance(trainer, _transformers.Trainer):
+            raise ConfigError(
+                f"create_model_card() needs a transformers.Trainer, not {type(trainer).__name__}"
+            )
+        if self._run is None:
+            raise ConfigError("create_model_card(): no run yet; call it after trainer.train()")
+        co2 = {key: kwargs.pop(key) for key in _CO2_FIELDS if key in kwargs}
+        trainer.create_model_card(**kwargs)
+        path = os.path.join(trainer.args.output_dir, "README.md")
+        add_co2_to_model_card(path, self._run, **co2)
+        return path
+
+    # ------------------------------------------------------------------ internals
+    def _stop_if_running(self, status: str, error: str | None) -> None:
+        run = self._run
+        if run is not None and run.status == "running":
+            run.stop(status=status, error=error)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_run=None, _figures=None, _attached=None)
+        return state
+
+
+def model_card_co2(
+    run: Run | RunRecord,
+    *,
+    training_type: str | None = None,
+    geographical_location: str | None = None,
+    hardware_used: str | None = None,
+) -> dict[str, Any]:
+    """The ``co2_eq_emissions`` block of a Hugging Face model card for ``run``.
+
+    Args:
+        run: a finished :class:`~greenprint.Run` or a :class:`~greenprint.RunRecord`.
+        training_type: ``"pre-training"`` or ``"fine-tuning"``, when you say so.
+        geographical_location: where it ran (default: the intensity source, e.g.
+            ``"table:DE:2023"``).
+        hardware_used: what it ran on (default: from the run's hardware record).
+
+    Returns:
+        ``{"emissions": grams CO2-eq, "source": "greenprint ...", ...}``; emissions in grams,
+        as the Hub's metadata wants, rounded to 6 significant digits.
+
+    Raises:
+        ConfigError: ``run`` is neither a run nor a run record.
+    """
+    from greenprint._records import RunRecord
+    from greenprint.tracking import Run
+
+    if isinstance(run, Run):
+        record = run.record
+    elif isinstance(run, RunRecord):
+        record = run
+    else:
+        raise ConfigError(f"model_card_co2 needs a Run or RunRecord, not {type(run).__name__}")
+    grams = kg_to_g(record.emissions_kg or 0.0)
+    block: dict[str, Any] = {
+        "emissions": float(f"{grams:.6g}"),
+        "source": f"greenprint {record.greenprint_version}, run {record.id}",
+    }
+    if training_type is not None:
+        block["training_type"] = training_type
+    location = geographical_location or record.intensity_source
+    if location:
+        block["geographical_location"] = location
+    hardware = hardware_used or _hardware_text(record.hardware)
+    if hardware:
+        block["hardware_used"] = hardware
+    return block
+
+
+def add_co2_to_model_card(
+    path: str | os.PathLike[str], run: Run | RunRecord, **fields: Any
+) -> None:
+    """Write ``run``'s ``co2_eq_emissions`` block into the model card (README.md) at ``path``.
+
+    The card's other metadata and text are kept; an existing block is replaced.
+
+    Args:
+        path: the model card file (``<output_dir>/README.md``); it must exist.
+        run: the run that trained the model.
+        **fields: ``training_type``, ``geographical_location``, ``hardware_used``, as for
+            :func:`model_card_co2`.
+
+    Raises:
+        ConfigError: no file at ``path``, or a bad ``run``.
+    """
+    hub = require("huggingface_hub", extra="transformers", purpose=_PURPOSE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"no model card at {os.fspath(path)!r}; create it first")
+    block = model_card_co2(run, **fields)
+    card = hub.ModelCard.load(path)
+    card.data.co2_eq_emissions = block
+    card.save(path)
+
+
+def _hardware_text(hardware: Mapping[str, Any] | None) -> str:
+    if not hardware:
+        return ""
+    parts = []
+    cpu = hardware.get("cpu_model") or hardware.get("cpu")
+    if isinstance(cpu, str) and cpu:
+        parts.append(cpu)
+    gpus = hardware.get("gpus")
+    if isinstance(gpus, (list, tuple)) and gpus:
+        names = [g.get("name", "GPU") if isinstance(g, Mapping) else str(g) for g in gpus]
+        parts.append(f"{len(names)} x {names[0]}")
+    return ", ".join(parts)
+
+
+def _trial_name(trainer: Any) -> str | None:
+    """``trial-<number>`` for the search trial an attached trainer is running, if it has one."""
+    number = getattr(getattr(trainer, "_trial", None), "number", None)
+    return f"trial-{number}" if isinstance(number, int) else None
+
+
+def _explicit_run_name(args: Any) -> str | None:
+    """``args.run_name`` when the user set it (transformers defaults it to the output dir)."""
+    run_name = getattr(args, "run_name", None)
+    output_dir = getattr(args, "output_dir", None)
+    if not run_name or run_name == output_dir:
+        return None
+    return str(run_name)
+
+
+def _check_args(args: Any, state: Any) -> None:
+    if not isinstance(args, _transformers.TrainingArguments):
+        raise ConfigError(
+            f"GreenprintCallback needs transformers.TrainingArguments, not {type(args).__name__}"
+        )
+    if not isinstance(state, _transformers.TrainerState):
+        raise ConfigError(
+            f"GreenprintCallback needs a transformers.TrainerState, not {type(state).__name__}"
+        )

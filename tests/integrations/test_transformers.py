@@ -1,0 +1,314 @@
+"""The Trainer callback on a real transformers Trainer: a tiny BERT built from a config, CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+pytest.importorskip(
+    "transformers", reason="transformers is not installed (greenprint[transformers])"
+)
+torch = pytest.importorskip("torch")
+
+import transformers  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForSequenceClassification,
+    BertConfig,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+import greenprint as gp  # noqa: E402
+from greenprint import ConfigError, LedgerError  # noqa: E402
+from greenprint.integrations.transformers import (  # noqa: E402
+    GreenprintCallback,
+    add_co2_to_model_card,
+    model_card_co2,
+)
+
+FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+transformers.logging.set_verbosity_error()
+
+
+class Tokens(torch.utils.data.Dataset):
+    """Random token sequences with binary labels, in memory."""
+
+    def __init__(self, n: int = 32, length: int = 8, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.x = torch.randint(0, 50, (n, length), generator=gen)
+        self.y = torch.randint(0, 2, (n,), generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict:
+        return {
+            "input_ids": self.x[i],
+            "attention_mask": torch.ones_like(self.x[i]),
+            "labels": self.y[i],
+        }
+
+
+def tiny_model() -> torch.nn.Module:
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def _args(tmp_path: Path, **kwargs) -> TrainingArguments:
+    options = dict(
+        output_dir=str(tmp_path / "out"),
+        report_to="none",
+        use_cpu=True,
+        max_steps=4,
+        per_device_train_batch_size=8,
+        logging_steps=2,
+        eval_strategy="no",
+        eval_steps=2,
+        save_strategy="no",
+        disable_tqdm=True,
+        learning_rate=1e-3,
+    )
+    options.update(kwargs)
+    return TrainingArguments(**options)
+
+
+class Reporter(TrainerCallback):
+    """Stands for W&B or MLflow: a reporter that the Trainer lists before user callbacks."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.seen.append(dict(logs or {}))
+
+
+def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> None:
+    db = tmp_path / "gp.db"
+    reporter = Reporter()
+    trainer = Trainer(
+        model=tiny_model(),
+        args=_args(tmp_path, eval_strategy="steps"),
+        train_dataset=Tokens(),
+        eval_dataset=Tokens(16, seed=1),
+        callbacks=[reporter],
+    )
+    cb = GreenprintCallback("bert", study="hf", ledger=db, role="final", **FAST).attach(trainer)
+    assert trainer.callback_handler.callbacks[0] is cb
+    trainer.train()
+
+    (record,) = gp.Ledger(db).runs(study="hf")
+    assert (record.name, record.status, record.role) == ("bert", "finished", "final")
+    assert record.params["learning_rate"] == 1e-3 and record.params["max_steps"] == 4
+    assert record.energy_kwh > 0
+    names = {p.name for p in record.metrics}
+    assert {"loss", "eval_loss", "greenprint/energy_kwh", "greenprint/power_w"} <= names
+    # every log the reporter saw carries greenprint's figures, added before it ran
+    assert reporter.seen and all("greenprint/emissions_kg" in logs for logs in reporter.seen)
+    energies = [logs["greenprint/energy_kwh"] for logs in reporter.seen]
+    assert energies == sorted(energies) and energies[-1] <= record.energy_kwh
+    assert all(logs["greenprint/power_w"] >= 0 for logs in reporter.seen)
+    # eval metrics are copied once per evaluation (on_evaluate), not twice
+    assert [p.step for p in record.metrics if p.name == "eval_loss"] == [2, 4]
+
+
+def test_without_attach_the_callback_still_records(tmp_path: Path) -> None:
+    cb = GreenprintCallback(ledger=False, **FAST)
+    trainer = Trainer(model=tiny_model(), args=_args(tmp_path, eval_strategy="steps"),
+                      train_dataset=Tokens(), eval_dataset=Tokens(16), callbacks=[cb])  # fmt: skip
+    trainer.train()
+    assert cb.run is not None and cb.run.status == "finished"
+    assert cb.run.name == "BertForSequenceClassification"
+
+
+def test_an_exception_caught_around_train_still_ends_the_run_failed(tmp_path: Path) -> None:
+    class Boom(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise RuntimeError("CUDA out of memory")
+
+    db = tmp_path / "gp.db"
+    trainer = Trainer(model=tiny_model(), args=_args(tmp_path), train_dataset=Tokens(),
+                      callbacks=[Boom()])  # fmt: skip
+    cb = GreenprintCallback("oom", study="hf", ledger=db, **FAST).attach(trainer)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.train()
+    assert cb.run.status == "failed"
+    (record,) = gp.Ledger(db).runs(study="hf")
+    assert record.status == "failed" and "RuntimeError: CUDA out of memory" in record.error
+
+
+CRASH_SCRIPT = """
+import torch
+from transformers import (AutoModelForSequenceClassification, BertConfig, Trainer,
+                          TrainerCallback, TrainingArguments)
+from greenprint.integrations.transformers import GreenprintCallback
+
+
+class Boom(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            raise RuntimeError("loss is NaN")
+
+
+data = [{"input_ids": torch.randint(0, 50, (8,)), "labels": torch.tensor(i % 2)}
+        for i in range(32)]
+config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32, max_position_embeddings=16, num_labels=2)
+args = TrainingArguments(output_dir="out", report_to="none", use_cpu=True, max_steps=4,
+                         per_device_train_batch_size=8, save_strategy="no", disable_tqdm=True)
+cb = GreenprintCallback("crash", study="hf", ledger="gp.db", sample_interval_s=0.05,
+                        flush_interval_s=0.1)
+trainer = Trainer(model=AutoModelForSequenceClassification.from_config(config), args=args,
+                  train_dataset=data, callbacks=[cb, Boom()])
+trainer.train()  # not attached: greenprint's own excepthook ends the run
+"""
+
+
+def test_a_crash_that_ends_the_program_ends_the_run_failed(tmp_path: Path) -> None:
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=240, cwd=tmp_path, env={**os.environ, **OFFLINE})  # fmt: skip
+    assert done.returncode == 1 and "RuntimeError: loss is NaN" in done.stderr
+    (record,) = gp.Ledger(tmp_path / "gp.db").runs(study="hf")
+    assert (record.name, record.status) == ("crash", "failed")
+    assert "RuntimeError: loss is NaN" in record.error
+    assert record.energy_kwh > 0
+
+
+def test_hyperparameter_search_trials_are_trials_pruned_and_failed_too(
+    tmp_path: Path, require_component
+) -> None:
+    require_component(_has("optuna"), "optuna is not installed (greenprint[optuna])")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    rates = [1e-3, 2e-3, 0.9, 3e-3]  # trial 1 is pruned, trial 2 diverges
+
+    class FailBigSteps(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.trial_params and state.trial_params["learning_rate"] > 0.5:
+                raise ValueError("diverged")
+
+    class PruneSecond(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return trial.number == 1
+
+    def hp_space(trial):
+        rate = rates[trial.number]
+        return {"learning_rate": trial.suggest_float("learning_rate", rate, rate)}
+
+    db = tmp_path / "gp.db"
+    trainer = Trainer(
+        model_init=tiny_model,
+        args=_args(tmp_path, eval_strategy="steps"),
+        train_dataset=Tokens(),
+        eval_dataset=Tokens(16, seed=1),
+        callbacks=[FailBigSteps()],
+    )
+    GreenprintCallback(study="hpo", ledger=db, **FAST).attach(trainer)
+    trainer.hyperparameter_search(
+        hp_space=hp_space,
+        direction="minimize",
+        backend="optuna",
+        n_trials=4,
+        pruner=PruneSecond(),
+        catch=(ValueError,),
+    )
+    records = sorted(gp.Ledger(db).runs(study="hpo"), key=lambda r: r.started_at)
+    assert [(r.name, r.role, r.status) for r in records] == [
+        ("trial-0", "trial", "finished"),
+        ("trial-1", "trial", "pruned"),
+        ("trial-2", "trial", "failed"),
+        ("trial-3", "trial", "finished"),
+    ]
+    assert [r.params["learning_rate"] for r in records] == rates
+    assert "ValueError: diverged" in records[2].error
+    assert all(r.energy_kwh > 0 for r in records)
+
+
+def _has(module: str) -> bool:
+    from greenprint._imports import is_available
+
+    return is_available(module)
+
+
+def test_model_card_gets_co2_eq_emissions_in_grams(tmp_path: Path) -> None:
+    trainer = Trainer(model=tiny_model(), args=_args(tmp_path), train_dataset=Tokens())  # fmt: skip
+    cb = GreenprintCallback(ledger=False, region="DE", **FAST).attach(trainer)
+    trainer.train()
+    path = cb.create_model_card(trainer, model_name="tiny", training_type="fine-tuning")
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(path)
+    block = card.data.co2_eq_emissions
+    assert block["emissions"] == pytest.approx(cb.run.emissions_kg * 1000, rel=1e-5)
+    assert block["training_type"] == "fine-tuning"
+    assert block["geographical_location"].startswith("table:DE")
+    assert block["source"].startswith("greenprint ")
+    assert "generated_from_trainer" in card.data.tags  # the Trainer's card is kept
+    assert model_card_co2(cb.run.record) == {k: v for k, v in block.items() if k != "training_type"}
+
+
+def test_bad_input_is_a_greenprint_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="PUE|pue"):
+        GreenprintCallback(ledger=tmp_path / "gp.db", pue=0)
+    with pytest.raises(ConfigError, match="sets pid itself"):
+        GreenprintCallback(pid=1)
+    ledger = gp.Ledger(tmp_path / "gp.db")
+    ledger.close()
+    with pytest.raises(LedgerError, match="closed"):
+        GreenprintCallback(ledger=ledger)
+    cb = GreenprintCallback(ledger=False)
+    with pytest.raises(ConfigError, match="transformers.Trainer"):
+        cb.attach(object())
+    with pytest.raises(ConfigError, match="TrainingArguments"):
+        cb.on_train_begin({"lr": 1}, None, None)
+    with pytest.raises(ConfigError, match="after trainer.train"):
+        cb.create_model_card(Trainer(model=tiny_model(), args=_args(tmp_path)))
+    with pytest.raises(ConfigError, match="Run or RunRecord"):
+        model_card_co2({"emissions_kg": 1})
+    with pytest.raises(ConfigError, match="no model card"):
+        add_co2_to_model_card(tmp_path / "missing.md", gp.track(ledger=False))
+    t1 = Trainer(model=tiny_model(), args=_args(tmp_path))
+    cb.attach(t1)
+    cb.attach(t1)  # again: still first, wrapped once
+    assert [c for c in t1.callback_handler.callbacks if c is cb] == [cb]
+    with pytest.raises(ConfigError, match="another Trainer"):
+        cb.attach(Trainer(model=tiny_model(), args=_args(tmp_path)))
+
+
+def test_without_transformers_the_import_error_names_the_extra(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["transformers"] = None
+        from greenprint import MissingDependencyError
+        try:
+            import greenprint.integrations.transformers
+        except MissingDependencyError as e:
+            print(e)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'greenprint[transformers]'" in done.stdout
