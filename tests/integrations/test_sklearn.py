@@ -118,6 +118,7 @@ def test_halving_search_one_trial_per_row(tmp_path: Path, digits) -> None:
         cv=2,
         random_state=0,
         min_resources=40,
+        n_jobs=2,  # rows of later iterations are found from the worker's pickled search
     )
     track_search(search, X, y, ledger=db, study="halving", **FAST)
     runs = _runs(db, "halving")
