@@ -42,7 +42,17 @@ th { background: #f3f5f7; position: sticky; top: 0; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.total td { font-weight: 600; border-top: 2px solid var(--fg); }
 tr.final td { background: #fff8e1; }
-.scroll { max-height: 560px; overflow: auto; border: 1px solid var(--line); }
+.scroll { overflow-x: auto; border: 1px solid var(--line); }
+@media screen { .scroll.tall { max-height: 75vh; overflow: auto; } }
+@media print {
+  nav { display: none; }
+  .scroll, .scroll.tall { max-height: none; overflow: visible; border: none; }
+  th { position: static; }
+  tr, figure, blockquote, pre { break-inside: avoid; }
+  thead { display: table-header-group; }
+  main { max-width: none; padding: 0; }
+  body { font-size: 11px; }
+}
 .status { display: inline-block; padding: 0 6px; border-radius: 4px; font-size: 0.85em; }
 .s-finished { background: #e3f4e8; } .s-pruned { background: #eceff1; }
 .s-failed { background: #fde2e1; } .s-interrupted { background: #fff1d6; }
@@ -59,6 +69,9 @@ blockquote { margin: 0; padding: 10px 16px; border-left: 4px solid var(--accent)
              background: #f6faf7; }
 footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; }
 """
+
+# The runs table scrolls in a box of its own on screen above this many rows (never in print).
+_SCROLL_ABOVE_ROWS = 200
 
 _NUMERIC = {"runs", "trials", "energy", "CO2-eq", "FPO", "run time", "time", "examples"}
 
@@ -123,6 +136,9 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
     run_header, run_rows = runs_table(report, params_limit=300)
     run_classes = ["final" if r.is_final else "" for r in report.runs]
     figures = "".join(_figure(f, plots) for f in report.figures)
+    # Every row is in the page (prints and full-page captures show them all); only a long
+    # table scrolls in its own box, and only on screen.
+    scroll = "scroll tall" if len(report.runs) > _SCROLL_ABOVE_ROWS else "scroll"
     better = "higher" if report.mode == "max" else "lower"
     ranked = (
         f"ranked by <strong>{esc(report.metric)}</strong> ({better} is better)"
@@ -156,7 +172,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
         '<p class="muted">Every run of the study in start order; ★ marks the final run. '
         "A nested run's cost is part of its parent's.</p>",
-        f'<div class="scroll">{_table(run_header, run_rows, classes=run_classes)}</div>',
+        f'<div class="{scroll}">{_table(run_header, run_rows, classes=run_classes)}</div>',
         "</section>",
         '<section id="model-card"><h2>Model card</h2>',
         "<p>The Hugging Face <code>co2_eq_emissions</code> block (emissions in grams of "
