@@ -328,7 +328,8 @@ def model_card_co2(
     }
     if training_type is not None:
         block["training_type"] = training_type
-    location = geographical_location or record.intensity_source
+    # the intensity source names the grid row ("table:DE:2023"); its note is not a place
+    location = geographical_location or (record.intensity_source or "").split(" (")[0]
     if location:
         block["geographical_location"] = location
     hardware = hardware_used or _hardware_text(record.hardware)
