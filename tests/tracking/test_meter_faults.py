@@ -201,7 +201,8 @@ def test_a_slow_meter_within_its_deadline_is_kept(tmp_path):
 def test_after_a_hang_the_meter_recovers_and_the_next_run_uses_it_again(tmp_path):
     release = threading.Event()
     cpu = FaultyCpu("hang", after=2, release=release)
-    with gp.track("first", ledger=tmp_path / "g.db", meters=meter_set(cpu), **FAST) as first:
+    meters = meter_set(cpu)
+    with gp.track("first", ledger=tmp_path / "g.db", meters=meters, **FAST) as first:
         assert wait_for(lambda: "did not return" in first.provenance["cpu"])
         release.set()  # the driver comes back; the abandoned read returns and is dropped
         time.sleep(0.2)
@@ -211,10 +212,9 @@ def test_after_a_hang_the_meter_recovers_and_the_next_run_uses_it_again(tmp_path
     with gp.track("second", ledger=tmp_path / "g.db", meters=meter_set(cpu), **FAST) as second:
         time.sleep(0.2)
     assert second.provenance["cpu"] == "rapl:package-0"
-    # no thread is left behind: the abandoned one returned and ended, the others were closed
-    assert wait_for(
-        lambda: not [t for t in threading.enumerate() if t.name == "greenprint-meter-read"]
-    )
+    # no thread is left behind: the abandoned one returned and ended, the other was closed
+    assert meters._worker.abandoned == 1
+    assert wait_for(lambda: not meters._worker.alive_threads())
 
 
 class HangingForeignMeters(ConstantPowerMeters):

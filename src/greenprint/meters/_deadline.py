@@ -72,6 +72,7 @@ class DeadlineWorker:
         self._jobs: queue.SimpleQueue[_Job[object] | None] | None = None
         self._thread: threading.Thread | None = None
         self.abandoned = 0  # threads left behind in a call that overran
+        self._started: list[threading.Thread] = []
 
     def call(self, fn: Callable[[], T], timeout_s: float) -> T:
         """Run ``fn()`` on the worker thread and return its result.
@@ -94,6 +95,10 @@ class DeadlineWorker:
             raise job.error
         return job.value  # type: ignore[return-value]
 
+    def alive_threads(self) -> list[threading.Thread]:
+        """This worker's threads still alive: the current one and any abandoned, still stuck."""
+        return [t for t in self._started if t.is_alive()]
+
     def close(self) -> None:
         """Let the thread end once it is idle. Never waits."""
         if self._jobs is not None:
@@ -108,6 +113,7 @@ class DeadlineWorker:
                 target=_serve, args=(self._jobs,), name=self._name, daemon=True
             )
             self._thread.start()
+            self._started = [t for t in self._started if t.is_alive()] + [self._thread]
         return self._jobs
 
     def _abandon(self) -> None:
