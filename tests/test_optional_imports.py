@@ -46,7 +46,9 @@ def catch(fn):
 
 def test_require_returns_the_module_and_names_the_extra_when_missing(monkeypatch):
     assert require("json", extra=None, purpose="x").__name__ == "json"
+    # both entries: an earlier test may have imported matplotlib.figure already
     monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(gp.MissingDependencyError) as info:
         require("matplotlib.figure", extra="report", purpose="plots in reports")
     err = info.value
