@@ -39,7 +39,7 @@ def test_reduced_demo_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     summary = done.stdout[done.stdout.index("greenprint demo: done") :]
     for label in (
-        "best score",
+        "final score",
         "whole study",
         "final model",
         "measured",
@@ -68,10 +68,25 @@ def test_reduced_demo_end_to_end(tmp_path):
         assert epochs < run.params["epochs"]
         twin = [r for r in trials if r.params == run.params and r is not run]
         assert not twin or twin[0].fpo > run.fpo
-    assert all(r.dataset_size == 1347 for r in trials)
+    # 1,797 digits: 20% held out for the final model's test, the rest split 75/25 train/val
+    assert all(r.dataset_size == 1077 for r in trials)
     curve = [r for r in runs if r.name.startswith("learning-curve")]
     assert [r.params["fraction"] for r in curve] == [0.25, 1.0]
-    assert curve[0].dataset_size < curve[1].dataset_size == 1347
+    assert curve[0].dataset_size < curve[1].dataset_size == 1077
+    # roles as given: baselines, trials, learning curve, and the final retrain
+    roles = {r.name: r.role for r in runs}
+    assert roles["baseline-majority"] == roles["baseline-logreg"] == "baseline"
+    assert {roles[r.name] for r in trials} == {"trial"}
+    assert {roles[r.name] for r in curve} == {"learning-curve"}
+    (final,) = [r for r in runs if r.role == "final"]
+    assert final.name == "final-retrain" and runs[-1] is final
+    assert final.dataset_size == 1077 + 360  # retrained on training + validation data
+    assert final.metric("val_accuracy") is None  # scored only on the held-out test split
+    assert 0.5 < final.metric("test_accuracy") <= 1.0
+    assert f"test_accuracy = {final.metric('test_accuracy'):.4f}" in summary
+    finished = [r for r in trials if r.status == "finished"]
+    best = max(finished, key=lambda r: r.metric("val_accuracy"))
+    assert final.params == best.params  # the best configuration of the search
 
     for name in ("report.html", "report.md", "report.tex", "report.json"):
         assert (out / name).stat().st_size > 1000
@@ -79,9 +94,29 @@ def test_reduced_demo_end_to_end(tmp_path):
     assert len(list((out / "figures").glob("*.pdf"))) == 5
     data = json.loads((out / "report.json").read_text())
     assert data["study"] == "digits-demo" and data["metric"] == "val_accuracy"
-    # every run is a trial except the learning curve's (run_learning_curve gives them that role)
-    assert data["price_tag"]["total"]["trials"] == len(runs) - len(curve)
-    assert data["price_tag"]["by_role"]["learning-curve"]["runs"] == len(curve)
+    # the search's trials only: not the baselines, the learning curve or the final retrain
+    assert data["price_tag"]["total"]["trials"] == len(trials) == 6
+    by_role = data["price_tag"]["by_role"]
+    assert by_role["learning-curve"]["runs"] == len(curve)
+    assert by_role["baseline"]["runs"] == 2 and by_role["final"]["runs"] == 1
+    assert data["price_tag"]["final"]["name"] == "final-retrain"
+    assert data["model_card"]["co2_eq_emissions"]["training_type"] == "pre-training"
+    figures = {f["id"]: f for f in data["figures"]}
+    for fid in ("evp_trials", "evp_energy"):  # one EVP curve per model family, baselines
+        series = figures[fid]["panels"][0]["series"]
+        labels = [s["label"] for s in series if s["role"].startswith("family")]
+        assert [label.split(" ")[0] for label in labels] == ["mlp", "cnn"], labels
+        baselines = [s for s in series if s["role"] == "baseline"]
+        assert [s["label"].split(" ")[0] for s in baselines] == [
+            "baseline-majority",
+            "baseline-logreg",
+        ]
+        assert all(len(set(s["y"])) == 1 for s in baselines)  # horizontal
+    pareto = figures["pareto"]["panels"][0]["series"]
+    assert [s["role"] for s in pareto].count("baseline") == 2
+    (star,) = [s for s in pareto if s["role"] == "final"]
+    assert "final run's configuration" in star["label"]
+    assert next(r for r in runs if r.id == star["run_ids"][0]).params == final.params
     assert data["price_tag"]["by_status"]["pruned"]["energy_kwh"] > 0
     assert {f["id"] for f in data["figures"]} == {
         "evp_trials",

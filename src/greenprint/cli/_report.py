@@ -51,6 +51,12 @@ _FORMAT_HELP = (
     help="The model card's training_type (pre-training, fine-tuning...) [default: the "
     "training_type parameter the study's runs set, else unknown].",
 )
+@click.option(
+    "--group-by",
+    default=None,
+    metavar="PATH",
+    help="Draw one EVP curve per family of trials, e.g. params.model [default: one curve].",
+)
 @click.option("--no-plots", is_flag=True, help="Skip the plots (no matplotlib needed).")
 def command(
     ledger: str | None,
@@ -62,6 +68,7 @@ def command(
     final: str | None,
     reduce: str,
     training_type: str | None,
+    group_by: str | None,
     no_plots: bool,
 ) -> None:
     """Write the price-tag report of a study: HTML, Markdown, LaTeX and JSON.
@@ -83,6 +90,7 @@ def command(
         final=final,
         reduce="last" if reduce == "last" else "best",
         training_type=training_type,
+        group_by=group_by,
     )
     written = write_report(report, out_dir, names, plots=not no_plots)
     click.echo(report.price_tag.summary())

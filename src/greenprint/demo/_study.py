@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_OUT = "greenprint-report"
 DEFAULT_STUDY = "digits-demo"
 METRIC = "val_accuracy"
+TEST_METRIC = "test_accuracy"  # the final model's score on the held-out test split
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,20 @@ def _load_digits(seed: int) -> Any:
 
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
+    # the test split is put aside first: only the final model is ever scored on it
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, digits.target, test_size=0.2, stratify=digits.target, random_state=seed
+    )
     x_train, x_val, y_train, y_val = train_test_split(
-        x, digits.target, test_size=0.25, stratify=digits.target, random_state=seed
+        x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=seed
     )
     return Data(
         torch.from_numpy(x_train),
         torch.from_numpy(y_train.astype(np.int64)),
         torch.from_numpy(x_val),
         torch.from_numpy(y_val.astype(np.int64)),
+        torch.from_numpy(x_test),
+        torch.from_numpy(y_test.astype(np.int64)),
     )
 
 
@@ -126,10 +133,14 @@ def run_demo(
     """Run a small Green AI study end to end and write its report.
 
     On scikit-learn's bundled digits (no download), every run is tracked into a fresh ledger
-    under one study: two baselines (majority class; logistic regression), a random search over
-    an MLP and a small CNN (PyTorch, CPU) whose bad trials are stopped by a median rule and
-    recorded as ``pruned`` with their cost, FPO per trial from the FPO counter, a learning curve
-    of the best configuration over subsample fractions, then the report in every format.
+    under one study, each with its role: two baselines (majority class; logistic regression;
+    role ``baseline``), a random search over an MLP and a small CNN (PyTorch, CPU; role
+    ``trial``) whose bad trials are stopped by a median rule and recorded as ``pruned`` with
+    their cost, FPO per trial from the FPO counter, a learning curve of the best configuration
+    over subsample fractions (role ``learning-curve``), and the final model: the best
+    configuration retrained on training + validation data and scored on a held-out test split
+    that the search never saw (role ``final``). Then the report in every format, with one EVP
+    curve per model family and the baselines as reference lines.
 
     Args:
         out_dir: where the report goes (created if needed).
@@ -181,10 +192,11 @@ def run_demo(
         data = _load_digits(seed)
         show.message(
             f"greenprint demo: study {study!r} on scikit-learn's digits "
-            f"({data.n_train} training, {int(data.x_val.shape[0])} validation images), "
+            f"({data.n_train} training, {int(data.x_val.shape[0])} validation, "
+            f"{0 if data.x_test is None else int(data.x_test.shape[0])} held-out test images), "
             f"ledger {ledger_path}"
         )
-        _study(
+        test_score = _study(
             led,
             study,
             data,
@@ -196,7 +208,14 @@ def run_demo(
         )
         show.phase("report", 1)
         show.status("building the report")
-        report = build_report(led, study, metric=METRIC, mode="max")
+        report = build_report(
+            led,
+            study,
+            metric=METRIC,
+            mode="max",
+            group_by="params.model",
+            training_type="pre-training",  # trained from scratch (Hugging Face's term)
+        )
         files = write_report(report, out)
         show.done(f"report written to {out}")
     finally:
@@ -204,7 +223,7 @@ def run_demo(
         torch.set_num_threads(previous_threads)
         led.close()
     elapsed = time.monotonic() - started
-    summary = _summary(report, files, ledger_path, study, elapsed)
+    summary = _summary(report, files, ledger_path, study, elapsed, test_score)
     return DemoResult(
         out_dir=out,
         files=files,
@@ -226,23 +245,24 @@ def _study(
     max_epochs: int,
     seed: int,
     fractions: Sequence[float],
-) -> None:
+) -> float | None:
+    """The study's runs; returns the final model's held-out test accuracy (None: no final)."""
     import numpy as np
 
     import greenprint as gp
-    from greenprint.analysis import run_learning_curve
     from greenprint.demo._models import MedianPruner, build_model, train
-    from greenprint.tracking import active_runs
 
     show.phase("baselines", 2)
-    with gp.track("baseline-majority", study=study, ledger=led) as run:
+    with gp.track("baseline-majority", study=study, ledger=led, role="baseline") as run:
         majority = int(np.bincount(data.y_train.numpy()).argmax())
         accuracy = float((data.y_val == majority).float().mean())
         run.set(params={"model": "majority"}, dataset_size=data.n_train, fpo=0, param_count=0)
         run.log(step=1, val_accuracy=accuracy)
     show.done(_line(run, "baseline-majority"))
     logreg = {"model": "logreg", "lr": 0.01, "batch": 64, "wd": 0.0, "epochs": max_epochs}
-    with gp.track("baseline-logreg", study=study, ledger=led, params=logreg) as run:
+    with gp.track(
+        "baseline-logreg", study=study, ledger=led, params=logreg, role="baseline"
+    ) as run:
         model = build_model(logreg)
         run.set(dataset_size=data.n_train, param_count=sum(p.numel() for p in model.parameters()))
         train(model, logreg, data, run, seed=seed)
@@ -256,7 +276,7 @@ def _study(
         kind = "mlp" if k % 2 == 0 else "cnn"
         params = _sample(rng, kind, max_epochs)
         name = f"trial-{k + 1:02d}-{kind}"
-        with gp.track(name, study=study, ledger=led, params=params) as run:
+        with gp.track(name, study=study, ledger=led, params=params, role="trial") as run:
             model = build_model(params)
             run.set(
                 dataset_size=data.n_train, param_count=sum(p.numel() for p in model.parameters())
@@ -277,9 +297,43 @@ def _study(
         note = f"  (stopped after epoch {outcome.epochs})" if outcome.pruned else ""
         show.done(_line(run, name, note))
 
-    if best is None or not fractions:
-        return
+    if best is None:
+        return None
     config = dict(best[1])
+    if fractions:
+        _learning_curve(led, study, data, show, config, fractions=fractions, seed=seed)
+    show.phase("final model", 1)
+    final_data = data.for_final()
+    with gp.track("final-retrain", study=study, ledger=led, params=config, role="final") as run:
+        model = build_model(config)
+        run.set(
+            dataset_size=final_data.n_train,
+            param_count=sum(p.numel() for p in model.parameters()),
+        )
+        train(model, config, final_data, run, seed=seed, score_name=TEST_METRIC)
+    score = run.record.metric(TEST_METRIC)
+    show.done(
+        f"{'final-retrain':<22} {run.status:<9} {TEST_METRIC}={score:.3f}  "
+        f"{format_energy(run.energy_kwh):>10}  {final_data.n_train} examples, scored on "
+        f"{int(final_data.x_val.shape[0])} held-out test images"
+    )
+    return score
+
+
+def _learning_curve(
+    led: Any,
+    study: str,
+    data: Any,
+    show: Display,
+    config: dict[str, Any],
+    *,
+    fractions: Sequence[float],
+    seed: int,
+) -> None:
+    from greenprint.analysis import run_learning_curve
+    from greenprint.demo._models import build_model, train
+    from greenprint.tracking import active_runs
+
     show.phase("learning curve", len(fractions))
 
     def fit(fraction: float, seed: int) -> tuple[float, int]:
@@ -314,14 +368,24 @@ def _epoch_status(show: Display, name: str, epoch: int, score: float) -> None:
 
 
 def _summary(
-    report: Any, files: Mapping[str, Path], ledger: Path, study: str, elapsed_s: float
+    report: Any,
+    files: Mapping[str, Path],
+    ledger: Path,
+    study: str,
+    elapsed_s: float,
+    test_score: float | None = None,
 ) -> str:
     tag = report.price_tag
     total = tag.total
     final = tag.final
     statuses = ", ".join(f"{v.trials} {k}" for k, v in tag.by_status.items() if v.trials)
     lines = ["", "greenprint demo: done", ""]
-    if final is not None and final.score is not None:
+    if test_score is not None and final is not None:
+        lines.append(
+            f"  final score    {TEST_METRIC} = {test_score:.4f} ({final.name}, on the held-out "
+            "test split the search never saw)"
+        )
+    elif final is not None and final.score is not None:
         lines.append(f"  best score     {final.metric} = {final.score:.4f} ({final.name})")
     lines.append(
         f"  whole study    {total.trials} trials ({statuses}): {format_energy(total.energy_kwh)}, "

@@ -16,6 +16,7 @@ from greenprint._records import RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode
+from greenprint.analysis._roles import family_labels
 from greenprint.report._figures import (
     FigureInputs,
     evp_figures,
@@ -50,6 +51,7 @@ def build_report(
     reduce: Reduce = "last",
     training_type: str | None = None,
     max_sampled_runs: int = 300,
+    group_by: str | None = None,
 ) -> Report:
     """Build the report of one study from a ledger.
 
@@ -81,6 +83,8 @@ def build_report(
             run's if runs disagree), else it reads ``"unknown"`` with how to set it.
         max_sampled_runs: read per-sample power for the timeline when the study has at most
             this many top-level runs; above, each run is drawn at its mean power.
+        group_by: a dotted path such as ``"params.model"``: the EVP figures draw one curve per
+            family of trials beside the whole search's (Dodge et al.); ``None``: one curve.
 
     Returns:
         The :class:`~greenprint.report.Report`.
@@ -120,6 +124,7 @@ def build_report(
                 training_type=training_type,
                 samples_of=led.samples,
                 max_sampled_runs=max_sampled_runs,
+                group_by=group_by,
             )
     finally:
         if opened:
@@ -189,6 +194,7 @@ def _assemble(
     training_type: str,
     samples_of: Any,
     max_sampled_runs: int,
+    group_by: str | None = None,
 ) -> Report:
     metric, metric_note = _pick_metric(runs, metric, study)
     forest = RunForest.build(runs)
@@ -241,6 +247,13 @@ def _assemble(
         price_tag=tag,
         final_id=final_id,
         energy_provenance=energy_lines,
+        baselines=trials.roles.positions("baseline"),
+        families=(
+            tuple(family_labels([forest.runs[p] for p in trials.positions], group_by))
+            if group_by is not None
+            else ()
+        ),
+        group_by=group_by,
     )
     figures: list[Figure] = []
     started = time.perf_counter()

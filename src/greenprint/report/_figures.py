@@ -6,6 +6,7 @@ Each builder returns a :class:`~greenprint.report._model.Figure` (numbers only; 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ class FigureInputs:
     final_id: str | None
     energy_provenance: tuple[str, ...]  # lines: measured/estimated, intensity, PUE
     trials: tuple[int, ...] = ()  # positions of the trials (role "trial"), in the order given
+    baselines: tuple[int, ...] = ()  # positions of the baselines (role "baseline")
+    families: tuple[str, ...] = ()  # one family label per trial (``group_by``), or none
+    group_by: str | None = None  # what the families are, e.g. "params.model"
 
 
 def energy_unit(max_kwh: float) -> tuple[float, str]:
@@ -164,9 +168,36 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     low_bound, high_bound = min(observed), max(observed)
     notes.append("the shaded band is ±1 standard deviation, clipped to the observed scores")
 
-    def series(x: tuple[float, ...]) -> tuple[Series, ...]:
+    family_curves = _family_curves(inputs, trials, scores, costs, grid)
+    if family_curves:
+        notes.append(
+            f"one curve per {inputs.group_by} (with replacement): "
+            + ", ".join(f"{name} ({curve.n_trials} trials)" for name, curve in family_curves)
+        )
+    baselines = _baseline_scores(inputs)
+
+    def series(x: tuple[float, ...], *, energy: bool = False) -> tuple[Series, ...]:
         mean = np.asarray(dodge.mean)
         std = np.asarray(dodge.std)
+        extra: list[Series] = []
+        for k, (name, curve) in enumerate(family_curves):
+            fx = np.asarray(curve.budget) * factor if energy else np.asarray(curve.n, dtype=float)
+            extra.append(
+                Series(
+                    f"{name} ({curve.n_trials})",
+                    "line",
+                    _tuple(fx),
+                    _tuple(curve.mean),
+                    role=f"family{k % _FAMILY_STYLES}",
+                )
+            )
+        extra += _baseline_lines(baselines, (min(x), max(x)) if x else (0.0, 1.0))
+        return (
+            *_overall(mean, std, x),
+            *extra,
+        )
+
+    def _overall(mean: np.ndarray, std: np.ndarray, x: tuple[float, ...]) -> tuple[Series, ...]:
         return (
             Series(
                 "±1 std (with replacement)",
@@ -176,7 +207,15 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
                 y_high=_tuple(np.clip(mean + std, low_bound, high_bound)),
                 role="std",
             ),
-            Series("with replacement (Dodge et al.)", "line", x, _tuple(mean), role="mean"),
+            Series(
+                "all trials, with replacement (Dodge et al.)"
+                if family_curves
+                else "with replacement (Dodge et al.)",
+                "line",
+                x,
+                _tuple(mean),
+                role="mean",
+            ),
             Series("without replacement", "line", x, _tuple(exact.mean), role="exact"),
         )
 
@@ -207,7 +246,10 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
         title="Expected best score against energy",
         caption=(
             f"The same curve against the expected energy of n trials (n x the mean trial's "
-            f"{mean_kwh * factor:.3g} {unit})."
+            f"{mean_kwh * factor:.3g} {unit}"
+            + ("; each family's x is n x its own mean trial" if family_curves else "")
+            + "). The energy axis counts the trials only: not the sweep's own overhead, the "
+            "final model's training, the baselines or the learning curve (see the price tag)."
         ),
         panels=(
             Panel(
@@ -215,7 +257,7 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
                 y_label=y_label,
                 x_unit=unit,
                 y_unit=inputs.metric,
-                series=series(_tuple(np.asarray(dodge.budget) * factor)),
+                series=series(_tuple(np.asarray(dodge.budget) * factor), energy=True),
                 x_scale=scale,
             ),
         ),
@@ -223,6 +265,73 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
         notes=tuple(notes),
     )
     return [by_trials, by_energy], []
+
+
+_FAMILY_STYLES = 6  # family0..family5 in the plot styles (cycled)
+_MAX_FAMILIES = 8  # more families than this are not drawn one by one (a note says so)
+
+
+def _family_curves(
+    inputs: FigureInputs,
+    trials: Sequence[RunRecord],
+    scores: np.ndarray,
+    costs: np.ndarray,
+    grid: np.ndarray | None,
+) -> list[tuple[str, EVPCurve]]:
+    """One EVP curve (with replacement, against energy) per family of trials, if grouped."""
+    if not inputs.families or inputs.group_by is None:
+        return []
+    label_of = dict(zip(inputs.trials, inputs.families, strict=True))
+    index = inputs.forest.index
+    labels = [label_of[index[r.id]] for r in trials]
+    names = list(dict.fromkeys(labels))
+    if len(names) < 2 or len(names) > _MAX_FAMILIES:
+        return []
+    out = []
+    array = np.array(labels)
+    for name in names:
+        keep = array == name
+        if np.isnan(scores[keep]).all():
+            continue
+        n_family = int(keep.sum())
+        budgets = None if grid is None else np.unique(np.minimum(grid, n_family))
+        curve = evp_by_budget(
+            scores[keep],
+            costs[keep],
+            unit="kWh",
+            mode=inputs.mode,
+            replacement=True,
+            budgets=budgets,
+        )
+        out.append((name, curve))
+    return out
+
+
+def _baseline_scores(inputs: FigureInputs) -> list[tuple[str, float]]:
+    """(name, score) of each baseline with a finite score."""
+    out = []
+    for position in inputs.baselines:
+        run = inputs.forest.runs[position]
+        score = inputs.scores.get(run.id, math.nan)
+        if math.isfinite(score):
+            out.append((run.name, score))
+    return out
+
+
+def _baseline_lines(
+    baselines: Sequence[tuple[str, float]], span: tuple[float, float]
+) -> list[Series]:
+    """Baselines as horizontal reference lines across the panel's x range."""
+    return [
+        Series(
+            f"{'' if name.lower().startswith('baseline') else 'baseline '}{name} ({score:.4g})",
+            "line",
+            (float(span[0]), float(span[1])),
+            (score, score),
+            role="baseline",
+        )
+        for name, score in baselines
+    ]
 
 
 # ----------------------------------------------------------------------------------- Pareto
@@ -238,6 +347,7 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
     if not everything:
         return None, "no Pareto plot: no finished or pruned trial has a score"
     factor, unit = energy_unit(max(p[0] for p in everything))
+    old_factor = factor
     finished = points["finished"]
     front_series: list[Series] = []
     if finished:
@@ -257,7 +367,7 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
             )
         )
     series: list[Series] = []
-    for status in ("finished", "pruned"):
+    for status in ("pruned", "finished"):  # finished drawn over pruned
         group = points[status]
         if group:
             series.append(
@@ -272,10 +382,39 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
             )
     series.extend(front_series)
     final = next((p for p in everything if p[2] == inputs.final_id), None)
+    if final is None and inputs.final_id in inputs.forest.index:  # e.g. a retrained final run
+        run = inputs.forest.runs[inputs.forest.index[inputs.final_id]]
+        score = inputs.scores.get(run.id, math.nan)
+        if math.isfinite(score) and math.isfinite(run.energy_kwh):
+            final = (run.energy_kwh, score, run.id)
+            factor, unit = energy_unit(max(final[0], *(p[0] for p in everything)))
+            series = [_rescale(s, factor, old_factor) for s in series]
+            old_factor = factor
+    final_label = "final run"
+    if final is None and inputs.final_id in inputs.forest.index:
+        # a final run scored on another split (e.g. a retrain scored on the test set): star
+        # the finished trial whose configuration it retrained, and say so
+        run = inputs.forest.runs[inputs.forest.index[inputs.final_id]]
+        twin = next(
+            (
+                p
+                for p in reversed(finished)
+                if inputs.forest.runs[inputs.forest.index[p[2]]].params == run.params
+            ),
+            None,
+        )
+        if twin is not None and run.params:
+            final = twin
+            twin_name = inputs.forest.runs[inputs.forest.index[twin[2]]].name
+            final_label = f"final run's configuration ({twin_name})"
+    baselines = _baseline_scores(inputs)
+    if baselines:
+        xs = [v for s in series for v in s.x] or [0.0, 1.0]
+        series.extend(_baseline_lines(baselines, (min(xs), max(xs))))
     if final is not None:
         series.append(
             Series(
-                "final run",
+                final_label,
                 "scatter",
                 (final[0] * factor,),
                 (final[1],),
@@ -289,8 +428,11 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
         id="pareto",
         title="Score against energy",
         caption=(
-            "Each trial's score against the energy it used; the front joins the finished trials "
-            "that no other finished trial beats on both at once."
+            "Each trial's score against the energy it used (finished drawn over pruned); the "
+            "front joins the finished trials that no other finished trial beats on both at "
+            "once; the star is the final run (or the trial whose configuration it retrained)"
+            + ("; horizontal lines are the baselines" if baselines else "")
+            + "."
         ),
         panels=(
             Panel(
@@ -305,6 +447,13 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
         provenance=(_score_provenance(inputs),) + inputs.energy_provenance,
     )
     return figure, None
+
+
+def _rescale(series: Series, factor: float, old_factor: float) -> Series:
+    """A series with its x values (energies) moved from one display unit to another."""
+    if factor == old_factor:
+        return series
+    return dataclasses.replace(series, x=tuple(v / old_factor * factor for v in series.x))
 
 
 # --------------------------------------------------------------------------- learning curve

@@ -32,7 +32,7 @@ _STYLE: dict[str, dict[str, Any]] = {
     "std": {"color": "#1f77b4", "alpha": 0.18, "linewidth": 0},
     "finished": {"color": "#1f77b4", "marker": "o", "s": 18, "alpha": 0.8},
     "pruned": {"color": "#7f7f7f", "marker": "x", "s": 18, "alpha": 0.8},
-    "front": {"color": "#d62728", "linewidth": 1.4},
+    "front": {"color": "#d62728", "linewidth": 1.4, "zorder": 4},
     "final": {"color": "#d62728", "marker": "*", "s": 160, "zorder": 5},
     "energy": {"color": "#2ca02c", "linewidth": 1.8},
     "total": {"color": "#222222", "linewidth": 1.4},
@@ -40,7 +40,17 @@ _STYLE: dict[str, dict[str, Any]] = {
     "gpu": {"color": "#9467bd", "linewidth": 1.0},
     "ram": {"color": "#8c564b", "linewidth": 1.0},
     "other": {"color": "#bcbd22", "linewidth": 1.0},
+    "baseline": {"color": "#555555", "linewidth": 1.1, "linestyle": ":", "zorder": 3},
+    "family0": {"color": "#9467bd", "linewidth": 1.4},
+    "family1": {"color": "#2ca02c", "linewidth": 1.4},
+    "family2": {"color": "#8c564b", "linewidth": 1.4},
+    "family3": {"color": "#e377c2", "linewidth": 1.4},
+    "family4": {"color": "#17becf", "linewidth": 1.4},
+    "family5": {"color": "#bcbd22", "linewidth": 1.4},
 }
+# Scatter markers shrink and fade as points pile up, so that a 100,000-trial cloud stays a
+# readable density (and its front and star stay visible on top).
+_SCATTER_FULL_UP_TO = 500
 _SAVE_OPTIONS: dict[str, dict[str, Any]] = {
     "svg": {"metadata": {"Date": None}},
     "pdf": {"metadata": {"CreationDate": None}},
@@ -103,7 +113,7 @@ class FigureRenderer:
 
     def _draw(self, figure: Figure, exts: list[str]) -> None:
         matplotlib, mpl_figure = _import_matplotlib()
-        width = 6.4 if len(figure.panels) == 1 else 5.2 * len(figure.panels)
+        width = 7.6 if len(figure.panels) == 1 else 6.0 * len(figure.panels)  # + legend
         settings = {
             "svg.fonttype": "none",
             "svg.hashsalt": figure.id,
@@ -127,9 +137,44 @@ def _finite(values: tuple[float, ...]) -> list[float]:
     return [v for v in values if math.isfinite(v)]
 
 
+def _reference_range(panel: Panel) -> tuple[float, float] | None:
+    """The y range of the data (baselines aside), when the panel has baselines."""
+    if not any(s.role == "baseline" for s in panel.series):
+        return None
+    ys = [
+        v
+        for s in panel.series
+        if s.role != "baseline"
+        for v in (*_finite(s.y), *_finite(s.y_low), *_finite(s.y_high))
+    ]
+    return (min(ys), max(ys)) if ys else None
+
+
 def _draw_panel(ax: Any, panel: Panel) -> None:
+    data_range = _reference_range(panel)
+    limits = None
+    if data_range is not None:
+        low, high = data_range
+        span = (high - low) or abs(high) or 1.0
+        near = [
+            s.y[0]
+            for s in panel.series
+            if s.role == "baseline" and s.y and low - 0.5 * span <= s.y[0] <= high + 0.5 * span
+        ]
+        low, high = min([low, *near]), max([high, *near])
+        pad = 0.06 * ((high - low) or span)
+        limits = (low - pad, high + pad)
     for series in panel.series:
-        _draw_series(ax, series)
+        off = (
+            limits is not None
+            and series.role == "baseline"
+            and bool(series.y)
+            and not limits[0] <= series.y[0] <= limits[1]
+        )
+        # a baseline far from the data would squash it: listed in the legend, not drawn
+        _draw_series(ax, series, off_axes=off)
+    if limits is not None and panel.y_scale != "log":
+        ax.set_ylim(*limits)
     xs = [v for s in panel.series for v in _finite(s.x)]
     if panel.x_scale == "log" and xs and min(xs) > 0:
         ax.set_xscale("log")
@@ -140,23 +185,34 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
     ax.set_ylabel(_plain(panel.y_label))
     ax.grid(True, linewidth=0.4, alpha=0.5)
     if sum(1 for s in panel.series if s.label) > 1:
-        ax.legend(fontsize=7, frameon=False)
+        # outside the data area (right of the axes): never hides a point or a line
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def _draw_series(ax: Any, series: Series) -> None:
+def _draw_series(ax: Any, series: Series, *, off_axes: bool = False) -> None:
     style = dict(_STYLE.get(series.role, {}))
     raster = len(series.x) > _RASTER_ABOVE
     label = _plain(series.label)
+    if off_axes:
+        ax.plot([], [], label=f"{label}: off the axes", **style)
+        return
     if series.kind == "band":
         ax.fill_between(
             series.x, series.y_low, series.y_high, label=label, rasterized=raster, **style
         )
     elif series.kind == "scatter":
+        count = len(series.x)
+        if count > _SCATTER_FULL_UP_TO and series.role != "final":
+            shrink = math.sqrt(_SCATTER_FULL_UP_TO / count)
+            style["s"] = max(1.0, style.get("s", 18) * shrink)
+            style["alpha"] = max(0.15, style.get("alpha", 0.8) * shrink**0.5)
+            if style.get("marker") != "x":  # an x is drawn with lines only
+                style["linewidths"] = 0
         ax.scatter(series.x, series.y, label=label, rasterized=raster, **style)
     elif series.kind == "step":
         ax.step(series.x, series.y, where="post", label=label, rasterized=raster, **style)
     else:
-        if len(series.x) <= 12:
+        if len(series.x) <= 12 and series.role != "baseline":
             style.setdefault("marker", "o")
             style.setdefault("markersize", 3.5)
         ax.plot(series.x, series.y, label=label, rasterized=raster, **style)
