@@ -151,6 +151,7 @@ def _reference_range(panel: Panel) -> tuple[float, float] | None:
 
 
 def _draw_panel(ax: Any, panel: Panel) -> None:
+    crowd = sum(len(s.x) for s in panel.series if s.kind == "scatter")
     data_range = _reference_range(panel)
     limits = None
     if data_range is not None:
@@ -172,7 +173,7 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
             and not limits[0] <= series.y[0] <= limits[1]
         )
         # a baseline far from the data would squash it: listed in the legend, not drawn
-        _draw_series(ax, series, off_axes=off)
+        _draw_series(ax, series, off_axes=off, crowd=crowd)
     if limits is not None and panel.y_scale != "log":
         ax.set_ylim(*limits)
     xs = [v for s in panel.series for v in _finite(s.x)]
@@ -186,10 +187,20 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
     ax.grid(True, linewidth=0.4, alpha=0.5)
     if sum(1 for s in panel.series if s.label) > 1:
         # outside the data area (right of the axes): never hides a point or a line
-        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        legend = ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        handles = getattr(legend, "legend_handles", ())
+        for handle, text in zip(handles, legend.get_texts(), strict=False):
+            # tiny dense markers get a legible key (the final run's star keeps its size)
+            if (
+                hasattr(handle, "set_sizes")
+                and crowd > _SCATTER_FULL_UP_TO
+                and not text.get_text().startswith("final")
+            ):
+                handle.set_sizes([18.0])
+                handle.set_alpha(0.9)
 
 
-def _draw_series(ax: Any, series: Series, *, off_axes: bool = False) -> None:
+def _draw_series(ax: Any, series: Series, *, off_axes: bool = False, crowd: int = 0) -> None:
     style = dict(_STYLE.get(series.role, {}))
     raster = len(series.x) > _RASTER_ABOVE
     label = _plain(series.label)
@@ -201,7 +212,7 @@ def _draw_series(ax: Any, series: Series, *, off_axes: bool = False) -> None:
             series.x, series.y_low, series.y_high, label=label, rasterized=raster, **style
         )
     elif series.kind == "scatter":
-        count = len(series.x)
+        count = max(crowd, len(series.x))  # every scatter of the panel shrinks alike
         if count > _SCATTER_FULL_UP_TO and series.role != "final":
             shrink = math.sqrt(_SCATTER_FULL_UP_TO / count)
             style["s"] = max(1.0, style.get("s", 18) * shrink)
