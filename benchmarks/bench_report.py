@@ -1,9 +1,15 @@
 """Benchmark ``greenprint report`` on a synthetic ledger of 10,000 trials, beside its peers.
 
     .venv/bin/python benchmarks/bench_report.py [--trials 10000] [--repeat 3]
+    .venv/bin/python benchmarks/bench_report.py --scale 10000,100000 [--repeat 3]
 
 Targets from issue 6: JSON report < 2 s, HTML report < 5 s, each timed end to end from the
 ledger file on disk (open read-only, read every run, analyse, render, write the file).
+
+``--scale``: issue 12's targets at 100,000 runs (JSON report < 5 s and < 500 MB peak RSS, HTML
+< 10 s, reading the ledger a small part of it). Each measurement runs in a fresh interpreter
+(as ``greenprint report`` does: imports included), reports wall and CPU seconds and the
+process's peak RSS, and the median of ``--repeat`` runs is shown.
 
 Peers (there is no tool that writes a study's price-tag report; these are the floors a report
 is compared with): a raw JSON dump of the same runs (``Ledger.runs`` + ``json.dumps``, what
@@ -58,7 +64,7 @@ def make_ledger(path: Path, trials: int, *, seed: int = 0) -> None:
             for s in range(1, steps + 1)
             if status != "failed"
         )
-        params = {
+        params: dict[str, Any] = {
             "model": rng.choice(["mlp", "cnn", "vit"]),
             "lr": 10 ** rng.uniform(-5, -1),
             "batch": rng.choice([32, 64, 128]),
@@ -102,6 +108,7 @@ def make_ledger(path: Path, trials: int, *, seed: int = 0) -> None:
                 fpo=int(rng.uniform(1e14, 1e16) * fraction),
                 metrics=metrics,
                 error="CUDA out of memory" if status == "failed" else None,
+                role="learning-curve" if curve else "trial",
             )
         )
         step = duration / 5
@@ -134,11 +141,68 @@ def timeit(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+_PROBE = """
+import resource, sys, time
+t0, c0 = time.perf_counter(), time.process_time()
+what, ledger, out = sys.argv[1:4]
+if what == "read":
+    from greenprint.ledger import Ledger
+    with Ledger(ledger, create=False) as led:
+        n = len(led.runs(study="big-sweep"))
+else:
+    from greenprint.report import build_report, write_report
+    write_report(build_report(ledger, "big-sweep", metric="accuracy"), out, what)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(time.perf_counter() - t0, time.process_time() - c0, rss)
+"""
+
+
+def probe(what: str, ledger: Path, out: Path, repeat: int) -> tuple[float, float, float]:
+    """Median (wall s, CPU s, peak RSS MB) of ``what`` in fresh interpreters."""
+    import subprocess
+
+    results = []
+    for _ in range(repeat):
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, what, str(ledger), str(out)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        wall, cpu, rss = (float(v) for v in done.stdout.split())
+        results.append((wall, cpu, rss))
+    return tuple(statistics.median(r[k] for r in results) for k in range(3))  # type: ignore[return-value]
+
+
+def scale(sizes: list[int], repeat: int) -> None:
+    """Issue 12's scale targets, each size in fresh interpreters."""
+    print("| runs | step | wall (s) | CPU (s) | peak RSS (MB) | target |")
+    print("| ---: | --- | ---: | ---: | ---: | --- |")
+    for size in sizes:
+        work = Path(tempfile.mkdtemp(prefix="gp-bench-scale-"))
+        ledger = work / "ledger.db"
+        make_ledger(ledger, size)
+        targets = {"json": "< 5 s, < 500 MB", "html": "< 10 s", "read": "small part of JSON"}
+        for what in ("read", "json", "html"):
+            wall, cpu, rss = probe(what, ledger, work / "out", repeat)
+            step = {"read": "read the ledger (Ledger.runs)", "json": "JSON report, end to end",
+                    "html": "HTML report, end to end"}[what]  # fmt: skip
+            target = targets[what] if size >= 100_000 else ""
+            print(f"| {size + 12:,} | {step} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {target} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--scale", default=None, help="comma-separated trial counts: issue 12's scale table"
+    )
     args = parser.parse_args()
+    if args.scale:
+        print(f"# {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}")
+        scale([int(v) for v in args.scale.split(",")], args.repeat)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="gp-bench-report-"))
     ledger = work / "ledger.db"
