@@ -15,7 +15,9 @@ What it records:
 * at each training epoch's end, ``greenprint/energy_kwh``, ``greenprint/emissions_kg`` (totals so
   far), ``greenprint/epoch_energy_kwh``, ``greenprint/epoch_emissions_kg`` and
   ``greenprint/power_w`` (mean over the epoch) through ``pl_module.log(..., on_epoch=True)``, so
-  every logger the Trainer has (TensorBoard, CSV, MLflow, W&B) gets them; the run logs them too;
+  every logger the Trainer has (TensorBoard, CSV, MLflow, W&B) gets them (the run keeps its own
+  energy, CO2-eq and power samples, so they are not logged to it as metrics, where a report
+  would take them for scores);
 * the validation metrics (``trainer.callback_metrics``) at each validation end, into the run;
 * the module's ``hparams`` and the Trainer's epochs and devices as the run's params;
 * with ``count_fpo=True``, the FPO of one training step (``training_step`` and the backward of its
@@ -199,7 +201,6 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         max_epochs = getattr(trainer, "max_epochs", None)
         if isinstance(max_epochs, int) and max_epochs > 0:
             run.progress(min((trainer.current_epoch + 1) / max_epochs, 1.0))
-        run.log(step=trainer.global_step, **{FIGURE_PREFIX + k: v for k, v in values.items()})
         if self._log_figures:
             for key, value in values.items():
                 pl_module.log(

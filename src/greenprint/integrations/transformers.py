@@ -19,8 +19,9 @@ What it records:
   ``failed`` through greenprint's own ``sys.excepthook`` (an exception caught by your code would
   leave the run to end ``finished`` at exit, hence ``attach``);
 * at every ``on_log``, ``greenprint/energy_kwh``, ``greenprint/emissions_kg`` (totals so far) and
-  ``greenprint/power_w`` (mean since the previous log) are added to the logs dict, and the
-  numeric logs (loss, learning rate...) are copied to the run. Callbacks run in list order and
+  ``greenprint/power_w`` (mean over the last half second or more) are added to the logs dict,
+  and the numeric logs (loss, learning rate...) are copied to the run (greenprint's figures are
+  the run's own fields, not metrics). Callbacks run in list order and
   the Trainer puts its reporters (W&B, MLflow, TensorBoard) before yours, so ``attach(trainer)``
   moves this callback first for those reporters to see the figures;
 * the metrics of each ``on_evaluate``, into the run;
@@ -217,19 +218,17 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         run, figures = self._run, self._figures
         if run is None or figures is None or run.status != "running" or logs is None:
             return
-        metrics = metric_values(logs)
-        refresh(run)
-        now = figures.read()
-        values = {
-            FIGURE_PREFIX + "energy_kwh": now["energy_kwh"],
-            FIGURE_PREFIX + "emissions_kg": now["emissions_kg"],
-            FIGURE_PREFIX + "power_w": now["power_w"],
-        }
+        # eval_* come through on_evaluate; the rest (loss, learning rate) is copied here.
+        # greenprint's figures are the run's own fields, not metrics a report would rank by.
+        metrics = {k: v for k, v in metric_values(logs).items() if not k.startswith("eval_")}
+        if metrics:
+            run.log(step=state.global_step, **metrics)
         if self._log_figures:
-            logs.update(values)
-        # eval_* come through on_evaluate; the rest (loss, learning rate) is copied here
-        metrics = {k: v for k, v in metrics.items() if not k.startswith("eval_")}
-        run.log(step=state.global_step, **metrics, **values)
+            refresh(run)
+            now = figures.read()
+            logs[FIGURE_PREFIX + "energy_kwh"] = now["energy_kwh"]
+            logs[FIGURE_PREFIX + "emissions_kg"] = now["emissions_kg"]
+            logs[FIGURE_PREFIX + "power_w"] = now["power_w"]
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any):
         """Copy the evaluation metrics to the run."""
