@@ -33,6 +33,9 @@ EXTRAS = {
     "notebook": "IPython, for the %greenprint magics",
     "lightning": "Lightning, for greenprint.integrations.lightning",
     "transformers": "transformers and accelerate, for greenprint.integrations.transformers",
+    "mlflow": "mlflow-skinny and alembic, for greenprint.integrations.mlflow",
+    "wandb": "wandb, for greenprint.integrations.wandb",
+    "tensorboard": "TensorBoard, for greenprint.integrations.tensorboard",
 }
 
 

@@ -290,6 +290,7 @@ class Run:
         self._hardware: dict[str, Any] = {}
         self._saved_env: dict[str, str | None] = {}
         self._ctx_token: contextvars.Token[tuple[Any, ...]] | None = None
+        self._listeners: list[Callable[[Run, str], None]] = []
 
     # ------------------------------------------------------------------ context manager / decorator
     def __enter__(self) -> Run:
@@ -374,6 +375,19 @@ class Run:
         with self._lock:
             self._fpo = (self._fpo or 0) + fpo
             self._pending_fields["fpo"] = self._fpo
+
+    def add_listener(self, listener: Callable[[Run, str], None]) -> None:
+        """Call ``listener(run, event)`` after each flush and once when the run has stopped.
+
+        ``event`` is ``"flush"`` (every ``flush_interval_s``, on the sampler thread) or
+        ``"stop"`` (on the thread that stopped the run, after its final record is written). This
+        is how the logger integrations (MLflow, TensorBoard) follow a run. A listener must be
+        quick and thread-safe; an exception it raises is logged, never raised into user code.
+        """
+        if not callable(listener):
+            raise ConfigError(f"a run listener must be callable, not {listener!r}")
+        with self._lock:
+            self._listeners.append(listener)
 
     def prune(self) -> None:
         """Mark the run as pruned (early-stopped); it ends ``pruned`` instead of ``finished``."""
@@ -478,6 +492,7 @@ class Run:
             except Exception:  # a meter set of the user's own: its close must not raise here
                 logger.exception("greenprint: closing run %s's meters failed", self.id[:8])
         self._release()
+        self._notify("stop")
 
     # ------------------------------------------------------------------ live figures
     @property
@@ -685,6 +700,7 @@ class Run:
                 self._check_budgets()
                 if time.time() >= next_flush:
                     self._flush()
+                    self._notify("flush")
                     next_flush = time.time() + self._flush_s
             except Exception:  # the sampler thread must never die silently: log, go on
                 logger.exception("greenprint: sampling run %s failed; will retry", self.id[:8])
@@ -816,6 +832,15 @@ class Run:
             return False
         self._ledger = ledger
         return True
+
+    def _notify(self, event: str) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(self, event)
+            except Exception:  # a listener's failure must not reach the user's code
+                logger.exception("greenprint: a listener of run %s failed (%s)", self.id[:8], event)
 
     def _export_env(self) -> None:
         url = None

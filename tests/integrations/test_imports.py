@@ -11,6 +11,9 @@ MODULES = {
     "greenprint.integrations.optuna": ("optuna", "optuna"),
     "greenprint.integrations.sklearn": ("sklearn", "sklearn"),
     "greenprint.integrations.notebook": ("IPython", "notebook"),
+    "greenprint.integrations.mlflow": ("mlflow", "mlflow"),
+    "greenprint.integrations.wandb": ("wandb", "wandb"),
+    "greenprint.integrations.tensorboard": ("tensorboard", "tensorboard"),
 }
 
 
@@ -24,7 +27,7 @@ def test_import_greenprint_imports_no_integration_nor_framework() -> None:
         "import greenprint as gp\n"
         "with gp.track('x', ledger=False): pass\n"
         "loaded = [m for m in sys.modules if m.startswith('greenprint.integrations.')\n"
-        "          or m.split('.')[0] in ('optuna', 'IPython')]\n"
+        "          or m.split('.')[0] in ('optuna', 'IPython', 'mlflow', 'wandb', 'tensorboard')]\n"
         "print(loaded)"
     )
     assert done.returncode == 0, done.stderr

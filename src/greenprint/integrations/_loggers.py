@@ -1,0 +1,190 @@
+"""What the experiment-logger integrations (MLflow, W&B, TensorBoard) share.
+
+A logger integration follows a running :class:`~greenprint.Run`: it logs the run's figures so
+far at steps while the run goes (:class:`StepFigures`), and when the run has stopped its totals,
+its provenance and its record (:func:`total_figures`, :func:`provenance_tags`,
+:func:`record_dict`). The names are the same in every logger and the same as the Lightning and
+Hugging Face callbacks': ``greenprint/energy_kwh``, ``greenprint/emissions_kg``,
+``greenprint/power_w``, ``greenprint/fpo``, ``greenprint/cpu_energy_kwh``... (the ``/`` groups
+them in each UI, as MLflow's own ``system/`` metrics are grouped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import ConfigError
+from greenprint._units import JOULES_PER_KWH
+from greenprint.integrations._dl import FIGURE_PREFIX, LiveFigures, refresh
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._records import RunRecord
+    from greenprint.tracking import Run
+
+__all__ = [
+    "FIGURE_PREFIX",
+    "StepFigures",
+    "check_record",
+    "check_running",
+    "provenance_tags",
+    "record_dict",
+    "total_figures",
+]
+
+
+def check_running(run: object, where: str) -> Run:
+    """The run, if it is a :class:`~greenprint.Run` that is running.
+
+    Raises:
+        ConfigError: ``run`` is not a greenprint run, or it is not running (not started yet, or
+            already stopped: log a stopped run with the module's ``log_run``).
+    """
+    from greenprint.tracking import Run
+
+    if not isinstance(run, Run):
+        raise ConfigError(
+            f"{where} takes a running greenprint run (with gp.track(...) as run), "
+            f"not {type(run).__name__}"
+        )
+    if run.status == "new":
+        raise ConfigError(
+            f"{where}: run {run.name!r} is not started; call it inside `with gp.track(...) as run:`"
+        )
+    if run.status != "running":
+        raise ConfigError(
+            f"{where}: run {run.name!r} has already ended ({run.status}); "
+            "log a finished run with log_run(run)"
+        )
+    return run
+
+
+def check_record(run: object, where: str) -> RunRecord:
+    """The record of a stopped :class:`~greenprint.Run`, or a ledger's :class:`RunRecord`.
+
+    Raises:
+        ConfigError: anything else, or a run that has not ended.
+    """
+    from greenprint._records import RunRecord
+    from greenprint.tracking import Run
+
+    if isinstance(run, RunRecord):
+        return run
+    if isinstance(run, Run):
+        if run.status in ("new", "running"):
+            raise ConfigError(
+                f"{where}: run {run.name!r} is {run.status}; log a run once it has ended "
+                "(or follow a running one with autolog(run))"
+            )
+        return run.record
+    raise ConfigError(
+        f"{where} takes a greenprint Run that has ended or a RunRecord from a ledger, "
+        f"not {type(run).__name__}"
+    )
+
+
+class StepFigures:
+    """A running run's figures at a step: totals so far, mean power since the last step.
+
+    Thread-safe: the sampler thread (at each flush) and the user's thread may both read it.
+
+    Args:
+        run: the running run.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._live = LiveFigures(run)
+        self._lock = threading.Lock()
+        self.count = 0  #: how many times figures were read (the next automatic step)
+
+    def read(self, *, fresh: bool = False) -> dict[str, float]:
+        """The figures under their ``greenprint/`` names.
+
+        ``energy_kwh``, ``emissions_kg`` (so far), ``power_w`` (mean IT power since the last
+        read), the energy of each measured component (``cpu_energy_kwh``...), and ``fpo`` when
+        the run knows it (unknown FPO is left out, never logged as 0).
+
+        Args:
+            fresh: read the meters first (a step boundary in the user's code); a read at a
+                flush uses the sample just taken.
+        """
+        if fresh:
+            refresh(self._run)
+        with self._lock:
+            live = self._live.read()
+            self.count += 1
+        figures = {
+            "energy_kwh": live["energy_kwh"],
+            "emissions_kg": live["emissions_kg"],
+            "power_w": live["power_w"],
+        }
+        for component, kwh in sorted(self._run.energy_by_component.items()):
+            figures[f"{component}_energy_kwh"] = kwh
+        if self._run.fpo is not None:
+            figures["fpo"] = float(self._run.fpo)
+        return {FIGURE_PREFIX + key: value for key, value in figures.items()}
+
+
+def total_figures(record: RunRecord) -> dict[str, float]:
+    """A finished run's totals under their ``greenprint/`` names.
+
+    ``energy_kwh``, ``emissions_kg``, ``duration_s``, ``power_w`` (mean IT power over the
+    run), the energy of each measured component, and ``fpo`` when known.
+    """
+    figures: dict[str, float] = {
+        "energy_kwh": record.energy_kwh,
+        "emissions_kg": record.emissions_kg,
+        "duration_s": record.duration_s,
+    }
+    if record.duration_s > 0:
+        figures["power_w"] = record.energy_kwh * JOULES_PER_KWH / record.duration_s
+    for component, kwh in sorted(record.energy_by_component.items()):
+        figures[f"{component}_energy_kwh"] = kwh
+    if record.fpo is not None:
+        figures["fpo"] = float(record.fpo)
+    return {FIGURE_PREFIX + key: value for key, value in figures.items() if math.isfinite(value)}
+
+
+def provenance_tags(record: RunRecord, *, prefix: str = "greenprint.") -> dict[str, str]:
+    """Who the run is and where its figures come from, as text tags.
+
+    ``run_id``, ``name``, ``study``, ``status``, ``role`` (when given), ``scope``, ``pue``,
+    ``intensity_g_per_kwh``, ``version`` and ``provenance.<what>`` (``provenance.cpu`` is
+    ``rapl`` or ``estimate:tdp``..., ``provenance.intensity`` the table row and year).
+    """
+    tags = {
+        "run_id": record.id,
+        "name": record.name,
+        "study": record.study,
+        "status": record.status,
+        "scope": record.scope,
+        "pue": f"{record.pue:g}",
+        "version": record.greenprint_version,
+    }
+    if record.role is not None:
+        tags["role"] = record.role
+    if record.intensity_g_per_kwh is not None:
+        tags["intensity_g_per_kwh"] = f"{record.intensity_g_per_kwh:g}"
+    for what, source in sorted(record.provenance.items()):
+        tags[f"provenance.{what}"] = str(source)
+    return {prefix + key: value for key, value in tags.items()}
+
+
+def record_dict(record: RunRecord) -> dict[str, Any]:
+    """The run's record as plain JSON (NaN and infinities as strings), metrics included."""
+    out = dataclasses.asdict(record)
+    out["metrics"] = [dataclasses.asdict(point) for point in record.metrics]
+    return _json_safe(out)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value

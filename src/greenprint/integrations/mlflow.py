@@ -1,0 +1,289 @@
+"""MLflow: a greenprint run's energy, CO2-eq, FPO and power in the MLflow run beside it.
+
+``pip install 'greenprint[mlflow]'``, then::
+
+    import mlflow
+    import greenprint as gp
+    from greenprint.integrations import mlflow as gp_mlflow
+
+    with mlflow.start_run(), gp.track("resnet", ledger="gp.db") as run:
+        gp_mlflow.autolog(run)
+        train()
+
+MLflow's own system metrics log GPU power (not energy) and nothing for the CPU or RAM; this
+module logs what greenprint measures, under ``greenprint/`` names:
+
+* while the run goes, at every greenprint flush (``flush_interval_s``, 10 s by default) from the
+  run's sampler thread, as MLflow logs its ``system/`` metrics: ``greenprint/energy_kwh`` and
+  ``greenprint/emissions_kg`` (totals so far), ``greenprint/power_w`` (mean since the previous
+  log), ``greenprint/cpu_energy_kwh`` (``gpu_``, ``ram_``: each measured component) and
+  ``greenprint/fpo`` when known; steps count the logs (0, 1, 2...), like the system metrics'.
+  ``logger.log(step=epoch)`` logs them now at your step (with ``every_flush=False``, only then);
+* when the greenprint run ends (finished, failed, pruned or interrupted): the totals (the same
+  names plus ``greenprint/duration_s``) at the step after the last, so that MLflow's runs table
+  (which shows each metric's value at its highest step) shows the totals; the
+  provenance as tags (``greenprint.run_id``, ``greenprint.status``, ``greenprint.role``,
+  ``greenprint.provenance.cpu`` = ``rapl`` or ``estimate:tdp``...), and the run record as the
+  JSON artifact ``greenprint/run.json``;
+* :func:`log_run` does the same for a run that has ended (or a record read from a ledger), and
+  :func:`log_report` logs a study's report (HTML and JSON) as artifacts.
+
+Everything goes through an :class:`mlflow.MlflowClient` with the MLflow run's id, so it works
+from the sampler thread and after the MLflow run has ended (put ``gp.track`` inside or outside
+``mlflow.start_run()``). A tracking store that fails is logged as a warning; it never stops
+training or the greenprint run.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import ConfigError
+from greenprint._imports import require
+from greenprint.integrations._loggers import (
+    StepFigures,
+    check_record,
+    check_running,
+    provenance_tags,
+    record_dict,
+    total_figures,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._records import RunRecord
+    from greenprint._types import LedgerSource
+    from greenprint.tracking import Run
+
+__all__ = ["ARTIFACT_PATH", "MlflowLogger", "autolog", "log_report", "log_run"]
+
+logger = logging.getLogger(__name__)
+
+_PURPOSE = "greenprint.integrations.mlflow"
+_mlflow = require("mlflow", extra="mlflow", purpose=_PURPOSE, package="mlflow-skinny")
+
+#: Where in the MLflow run's artifacts greenprint puts the run record and reports.
+ARTIFACT_PATH = "greenprint"
+
+
+def autolog(
+    run: Run,
+    *,
+    run_id: str | None = None,
+    client: Any = None,
+    every_flush: bool = True,
+) -> MlflowLogger:
+    """Follow a running greenprint run in an MLflow run until it ends.
+
+    Args:
+        run: the running greenprint run (``with gp.track(...) as run``).
+        run_id: the MLflow run to log to; default the active one (``mlflow.start_run()``).
+        client: an :class:`mlflow.MlflowClient`; default one for the current tracking URI.
+        every_flush: log the figures at every greenprint flush (steps 0, 1, 2...); ``False``
+            logs them only when you call :meth:`MlflowLogger.log`.
+
+    Returns:
+        The :class:`MlflowLogger`, whose :meth:`~MlflowLogger.log` logs the figures now.
+
+    Raises:
+        ConfigError: ``run`` is not a running greenprint run, no MLflow run is active and no
+            ``run_id`` was given, or the tracking store has no such run.
+    """
+    return MlflowLogger(run, run_id=run_id, client=client, every_flush=every_flush)
+
+
+class MlflowLogger:
+    """Logs a greenprint run's figures into one MLflow run; made by :func:`autolog`.
+
+    Attributes:
+        run_id: the MLflow run's id.
+    """
+
+    def __init__(
+        self, run: Run, *, run_id: str | None, client: Any, every_flush: bool = True
+    ) -> None:
+        check_running(run, "greenprint.integrations.mlflow.autolog")
+        if not isinstance(every_flush, bool):
+            raise ConfigError(f"every_flush must be True or False, not {every_flush!r}")
+        self._client = _client(client)
+        self.run_id = _run_id(self._client, run_id)
+        self._run = run
+        self._figures = StepFigures(run)
+        self._lock = threading.Lock()  # one write at a time; steps in order
+        self._every_flush = every_flush
+        self._next_step = 0  # after every step logged so far
+        self._ended = False
+        run.add_listener(self._on_event)
+
+    def log(self, step: int | None = None) -> dict[str, float]:
+        """Log the figures so far now, at ``step`` (default: the step after the last logged).
+
+        The meters are read first, so the figures are current (e.g. at an epoch's end).
+
+        Returns:
+            The figures logged, by name.
+
+        Raises:
+            ConfigError: ``step`` is not a non-negative integer, or the run has ended.
+        """
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+            raise ConfigError(f"step must be a non-negative integer, not {step!r}")
+        if self._ended:
+            raise ConfigError("the greenprint run has ended; its totals are logged already")
+        return self._log_figures(step, fresh=True)
+
+    def _log_figures(self, step: int | None, *, fresh: bool) -> dict[str, float]:
+        with self._lock:
+            if step is None:
+                step = self._next_step
+            self._next_step = max(self._next_step, step + 1)
+            figures = self._figures.read(fresh=fresh)
+            _log_metrics(self._client, self.run_id, figures, step)
+        return figures
+
+    def _on_event(self, run: Run, event: str) -> None:
+        if event == "flush" and self._every_flush and not self._ended:
+            self._log_figures(None, fresh=False)
+        elif event == "stop" and not self._ended:
+            self._ended = True
+            with self._lock:  # the totals at the last step: MLflow's "latest" values
+                _log_record(self._client, self.run_id, run.record, step=self._next_step)
+
+
+def log_run(run: Run | RunRecord, *, run_id: str | None = None, client: Any = None) -> None:
+    """Log an ended greenprint run (or a ledger's record of one) into an MLflow run.
+
+    Its totals as metrics, its provenance as tags and its record as the artifact
+    ``greenprint/run.json``, as :func:`autolog` does when a run ends.
+
+    Args:
+        run: a :class:`~greenprint.Run` that has ended, or a record from
+            :meth:`greenprint.Ledger.runs`.
+        run_id: the MLflow run; default the active one.
+        client: an :class:`mlflow.MlflowClient`; default one for the current tracking URI.
+
+    Raises:
+        ConfigError: not a run or record, a run still going, or no such MLflow run.
+    """
+    record = check_record(run, "greenprint.integrations.mlflow.log_run")
+    client = _client(client)
+    _log_record(client, _run_id(client, run_id), record, step=0, quiet=False)
+
+
+def log_report(
+    study: str | None = None,
+    ledger: LedgerSource = None,
+    *,
+    run_id: str | None = None,
+    client: Any = None,
+    formats: str | Iterable[str] = ("html", "json"),
+    artifact_path: str = ARTIFACT_PATH + "/report",
+    plots: bool = False,
+    **report_options: Any,
+) -> list[str]:
+    """Log a study's greenprint report into an MLflow run as artifacts.
+
+    The report is :func:`greenprint.report.build_report`'s, rendered by
+    :func:`greenprint.report.write_report` (``report.html``, ``report.json``...).
+
+    Args:
+        study: the study; ``None`` when the ledger holds one study.
+        ledger: the ledger (a :class:`~greenprint.Ledger`, path or URL); ``None``: the
+            configured one.
+        run_id: the MLflow run; default the active one.
+        client: an :class:`mlflow.MlflowClient`; default one for the current tracking URI.
+        formats: the report formats (``"html"``, ``"md"``, ``"latex"``, ``"json"``, ``"all"``).
+        artifact_path: the artifacts' folder in the MLflow run.
+        plots: draw plots (needs matplotlib: inline SVG in HTML, PNG beside Markdown, PDF
+            beside LaTeX); off by default, which keeps it fast.
+        **report_options: passed to :func:`~greenprint.report.build_report` (``metric``,
+            ``mode``, ``final``...).
+
+    Returns:
+        The artifact paths logged (e.g. ``["greenprint/report/report.html", ...]``).
+
+    Raises:
+        ConfigError: no such MLflow run, or a bad report option.
+        LedgerError: the ledger cannot be read, or the study is not in it.
+        ReportError: an unknown format.
+    """
+    from pathlib import Path
+
+    from greenprint.report import build_report, write_report
+
+    client = _client(client)
+    mlflow_run = _run_id(client, run_id)
+    report = build_report(ledger, study, **report_options)
+    with tempfile.TemporaryDirectory(prefix="greenprint-report-") as tmp:
+        written = write_report(report, tmp, formats, plots=plots)
+        client.log_artifacts(mlflow_run, tmp, artifact_path)
+        del written
+        return sorted(
+            f"{artifact_path}/{p.relative_to(tmp).as_posix()}"
+            for p in Path(tmp).rglob("*")
+            if p.is_file()
+        )
+
+
+# ---------------------------------------------------------------------------- internals
+def _client(client: Any) -> Any:
+    if client is None:
+        return _mlflow.MlflowClient()
+    if not isinstance(client, _mlflow.MlflowClient):
+        raise ConfigError(f"client must be an mlflow.MlflowClient, not {type(client).__name__}")
+    return client
+
+
+def _run_id(client: Any, run_id: str | None) -> str:
+    """The MLflow run to log to: ``run_id``, else the active run; checked in the store."""
+    if run_id is None:
+        active = _mlflow.active_run()
+        if active is None:
+            raise ConfigError(
+                "no active MLflow run: call inside `with mlflow.start_run():` or pass run_id="
+            )
+        run_id = active.info.run_id
+    if not isinstance(run_id, str) or not run_id:
+        raise ConfigError(f"run_id must be an MLflow run id, not {run_id!r}")
+    try:
+        client.get_run(run_id)
+    except _mlflow.exceptions.MlflowException as e:
+        raise ConfigError(
+            f"no MLflow run {run_id!r} in tracking store {client.tracking_uri}: {e}"
+        ) from e
+    return run_id
+
+
+def _log_metrics(client: Any, run_id: str, figures: dict[str, float], step: int) -> None:
+    from mlflow.entities import Metric
+
+    now_ms = int(time.time() * 1000)
+    metrics = [Metric(key, value, now_ms, step) for key, value in figures.items()]
+    try:
+        client.log_batch(run_id, metrics=metrics, synchronous=True)
+    except Exception as e:  # a tracking store that fails must not stop training
+        logger.warning("greenprint: could not log figures to MLflow run %s: %s", run_id, e)
+
+
+def _log_record(
+    client: Any, run_id: str, record: RunRecord, *, step: int, quiet: bool = True
+) -> None:
+    """Totals as metrics, provenance as tags, the record as ``greenprint/run.json``."""
+    from mlflow.entities import Metric, RunTag
+
+    now_ms = int(time.time() * 1000)
+    metrics = [Metric(k, v, now_ms, step) for k, v in total_figures(record).items()]
+    tags = [RunTag(k, v) for k, v in provenance_tags(record).items()]
+    try:
+        client.log_batch(run_id, metrics=metrics, tags=tags, synchronous=True)
+        client.log_dict(run_id, record_dict(record), f"{ARTIFACT_PATH}/run.json")
+    except Exception as e:
+        if not quiet:  # log_run, called by the user: say it plainly
+            raise
+        logger.warning(
+            "greenprint: could not log run %s to MLflow run %s: %s", record.id[:8], run_id, e
+        )
