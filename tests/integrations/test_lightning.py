@@ -290,3 +290,11 @@ def test_ddp_meters_once_per_node_and_other_ranks_are_parts(tmp_path: Path) -> N
     # the logged energy is summed over ranks: the node's, as metered by local rank 0
     logged = float(done.stdout.split("energy")[-1])
     assert 0 < logged <= node.energy_kwh
+
+
+def test_log_figures_false_keeps_the_loggers_clean(tmp_path: Path) -> None:
+    cb = GreenprintCallback(ledger=False, log_figures=False, **FAST)
+    trainer = _trainer(tmp_path, cb, max_epochs=1)
+    trainer.fit(Regressor(), _data())
+    assert not any(k.startswith("greenprint/") for k in trainer.callback_metrics)
+    assert cb.run.status == "finished" and cb.run.energy_kwh > 0

@@ -185,9 +185,14 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             self._run.add_fpo(self._step_fpo)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        """Log the energy and CO2-eq so far and of this epoch to every logger and the run."""
+        """Log the energy and CO2-eq so far and of this epoch to every logger of the Trainer."""
         run, figures = self._run, self._figures
         if run is None or figures is None or run.status != "running":
+            return
+        max_epochs = getattr(trainer, "max_epochs", None)
+        if isinstance(max_epochs, int) and max_epochs > 0:
+            run.progress(min((trainer.current_epoch + 1) / max_epochs, 1.0))
+        if not self._log_figures:
             return
         refresh(run)
         now = figures.read()
@@ -198,20 +203,16 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             "epoch_emissions_kg": now["delta_emissions_kg"],
             "power_w": now["power_w"],
         }
-        max_epochs = getattr(trainer, "max_epochs", None)
-        if isinstance(max_epochs, int) and max_epochs > 0:
-            run.progress(min((trainer.current_epoch + 1) / max_epochs, 1.0))
-        if self._log_figures:
-            for key, value in values.items():
-                pl_module.log(
-                    FIGURE_PREFIX + key,
-                    float(value),
-                    on_step=False,
-                    on_epoch=True,
-                    reduce_fx="sum",
-                    sync_dist=True,  # each node's rank 0 holds its node's energy, others 0
-                    prog_bar=False,
-                )
+        for key, value in values.items():
+            pl_module.log(
+                FIGURE_PREFIX + key,
+                float(value),
+                on_step=False,
+                on_epoch=True,
+                reduce_fx="sum",
+                sync_dist=True,  # each node's rank 0 holds its node's energy, others 0
+                prog_bar=False,
+            )
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Copy the validation metrics to the run (not during the sanity check)."""
