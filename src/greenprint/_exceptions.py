@@ -15,6 +15,7 @@ The tree::
     │   ├── LedgerPathError                     a directory, unwritable, missing parent
     │   ├── NotALedgerError                     a file or database that is not a greenprint ledger
     │   ├── SchemaVersionError                  the ledger is newer than this code, or needs upgrade
+    │   ├── MergeConflictError                  a run differs between ledgers being merged
     │   ├── UnknownRunError (also KeyError)     no run with that id
     │   └── UnknownStudyError (also KeyError)   no study with that name
     ├── MeterError                              a meter could not be read (tracking catches it and
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidPUEError",
     "LedgerError",
     "LedgerPathError",
+    "MergeConflictError",
     "MeterError",
     "MissingDependencyError",
     "NotALedgerError",
@@ -118,6 +120,21 @@ class NotALedgerError(LedgerError):
 
 class SchemaVersionError(LedgerError):
     """The ledger's schema is newer than this code (upgrade greenprint) or cannot be migrated."""
+
+
+class MergeConflictError(LedgerError):
+    """A run differs between ledgers being merged (not as a later state of it); nothing written.
+
+    Attributes:
+        run_ids: the ids of the conflicting runs.
+    """
+
+    def __init__(self, message: str, *, run_ids: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.run_ids = run_ids
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.args, {"run_ids": self.run_ids})
 
 
 class UnknownRunError(LedgerError, KeyError):

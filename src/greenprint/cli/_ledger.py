@@ -1,4 +1,7 @@
-"""``greenprint ledger ls|show|export``: read a ledger (never creates or changes one)."""
+"""``greenprint ledger ls|show|export|merge``: read a ledger; ``merge`` combines ledgers into one.
+
+``ls``, ``show`` and ``export`` never create or change a ledger; ``merge`` writes only its OUT.
+"""
 
 from __future__ import annotations
 
@@ -132,7 +135,7 @@ def _record_dict(record: RunRecord) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- commands
 @click.group(name="ledger")
 def command() -> None:
-    """List, show and export the runs in a ledger (read-only)."""
+    """List, show and export the runs in a ledger; merge ledgers into one."""
 
 
 @command.command(name="ls")
@@ -391,3 +394,35 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.exists() and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+@command.command(name="merge")
+@click.argument("out")
+@click.argument("inputs", nargs=-1, required=True)
+def merge_command(out: str, inputs: tuple[str, ...]) -> None:
+    """Merge the ledgers INPUTS (per-node SQLite files, or URLs) into OUT (created if missing).
+
+    Idempotent: runs already in OUT are left alone; a run still running in one ledger and
+    finished in another keeps its finished state. Any other difference between two copies of a
+    run is a conflict: it is named, exit status 2, and nothing is written. INPUTS are not
+    modified.
+    """
+    from greenprint.ledger import Ledger
+    from greenprint.ledger._target import resolve_target
+
+    path = resolve_target(out).path
+    fresh = path is not None and not path.exists()
+    try:
+        with Ledger(out) as led:
+            summary = led.merge(*inputs)
+            url = led.url
+    except BaseException:
+        if fresh and path is not None:  # a failed merge leaves no empty OUT behind
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+        raise
+    click.echo(
+        f"merged {len(inputs)} ledger(s) into {_safe(url)}: {summary.added} run(s) added, "
+        f"{summary.updated} updated, {summary.unchanged} already there "
+        f"({summary.metrics} metric points, {summary.samples} power samples written)"
+    )

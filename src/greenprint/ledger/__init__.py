@@ -15,9 +15,18 @@ Example:
 from __future__ import annotations
 
 from greenprint import _public
+from greenprint._exceptions import MergeConflictError
 from greenprint.ledger._base import STALE_GRACE_S, BaseLedger
+from greenprint.ledger._merge_summary import MergeSummary
 from greenprint.ledger._store import Ledger, get_ledger
 
-__all__ = ["BaseLedger", "Ledger", "STALE_GRACE_S", "get_ledger"]
+__all__ = [
+    "BaseLedger",
+    "Ledger",
+    "MergeConflictError",
+    "MergeSummary",
+    "STALE_GRACE_S",
+    "get_ledger",
+]
 
 _public.publish(__name__, globals())

@@ -31,6 +31,7 @@ from greenprint.ledger._fields import (
 from greenprint.ledger._target import Target, mask_url, resolve_target
 
 if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.ledger._merge_summary import MergeSummary
     from greenprint.ledger._sql import SQLStore
     from greenprint.ledger._sqlite import SQLiteStore
 
@@ -97,6 +98,10 @@ class Ledger(BaseLedger):
         # the (device, inode) of the file opened: an open connection keeps writing to a deleted
         # file without an error, so writers compare it with what the path holds now
         self._identity = _file_identity(target.path)
+        if create and target.path is not None:  # writers: SQLite's locks fail on NFS & co
+            from greenprint.ledger._fs import warn_if_network_fs
+
+            warn_if_network_fs(target.path)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -273,6 +278,35 @@ class Ledger(BaseLedger):
             if not self._closed:
                 self._closed = True
                 self._store.close()
+
+    # ------------------------------------------------------------------ merge
+    def merge(self, *others: str | os.PathLike[str] | Ledger) -> MergeSummary:
+        """Copy the runs, metrics and power samples of other ledgers into this one.
+
+        Idempotent: a run already here with the same content is left alone. A run here (or in
+        an earlier input) still ``running`` whose later state another ledger holds is replaced
+        by that state; any other difference is a conflict. All in one transaction; the other
+        ledgers are read from snapshots and never modified (an older schema is migrated in the
+        snapshot). See ``docs/ledger.md``.
+
+        Args:
+            *others: paths, URLs or open ledgers (SQLite or PostgreSQL).
+
+        Returns:
+            How many runs were added, updated and already present.
+
+        Raises:
+            MergeConflictError: a run differs otherwise (the message names it); nothing written.
+            ConfigError: this ledger is in memory, or one of ``others`` is this ledger.
+            LedgerPathError, NotALedgerError, SchemaVersionError: an input cannot be read.
+        """
+        from greenprint.ledger._merge import merge_ledgers
+
+        return merge_ledgers(self, others)
+
+    def merge_from(self, other: str | os.PathLike[str] | Ledger) -> MergeSummary:
+        """Merge one ledger into this one: ``merge(other)``."""
+        return self.merge(other)
 
     # ------------------------------------------------------------------ internals
     def _live(self) -> SQLStore | SQLiteStore:

@@ -1,0 +1,407 @@
+"""Merge ledgers: per-node SQLite files (or any ledgers) into one, idempotently.
+
+Nodes without a shared database each write their own SQLite file; :func:`merge_ledgers` copies
+their runs, metrics and power samples into one target ledger (SQLite or PostgreSQL):
+
+* **Run ids are unique**: a run already in the target with the same content is left alone, so
+  merging the same files twice changes nothing.
+* **A run that progressed** is the expected difference: a node file copied while its run was
+  still ``running`` and the same run later finished (or sent later heartbeats). When the two
+  rows agree on the run's identity (``name``, ``study``, ``host``, ``started_at``), the older one
+  is stored as ``running`` and its metrics and power samples are a prefix of the newer one's, the
+  newer state wins: its row replaces the older one and its metrics and samples are stored.
+* **Anything else that differs is a conflict**: :class:`~greenprint.ledger.MergeConflictError`
+  names the runs and the fields that differ, and nothing is written (one transaction).
+
+Every column of the ``runs`` table is copied, read from the schema (``FIELD_KINDS``), never from a
+hand-written list. SQLite inputs are read from a snapshot taken with SQLite's online backup (so a
+node still writing does not tear the copy) into a temporary file; an input of an older schema
+version is migrated there, and the input file itself is never modified.
+
+Imported only by ``Ledger.merge`` and ``greenprint ledger merge``: this module imports SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from greenprint._exceptions import (
+    ConfigError,
+    LedgerError,
+    LedgerPathError,
+    MergeConflictError,
+    NotALedgerError,
+)
+from greenprint.ledger._fields import FIELD_KINDS, decode_columns, encode_field
+from greenprint.ledger._merge_summary import MergeSummary
+from greenprint.ledger._schema import metrics as metrics_t
+from greenprint.ledger._schema import runs as runs_t
+from greenprint.ledger._schema import samples as samples_t
+from greenprint.ledger._sql import SQLStore
+from greenprint.ledger._target import Target, resolve_target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.ledger._store import Ledger
+
+__all__ = ["IDENTITY_FIELDS", "MergeSummary", "merge_ledgers"]
+
+logger = logging.getLogger(__name__)
+
+#: Fields on which two copies of a run must agree for the newer one to count as its progress.
+IDENTITY_FIELDS = ("name", "study", "host", "started_at")
+
+_MAX_LISTED = 10  # conflicting runs named in the message
+_CHUNK = 500  # ids per IN (...) list: under SQLite's and PostgreSQL's parameter limits
+
+_Metric = tuple[str, float, int | None, float]  # name, value, step, time
+_Sample = tuple[float, float, float | None, float | None, float | None, float | None]
+
+
+@dataclasses.dataclass
+class _Run:
+    """One run as stored: its decoded row, metrics in logged order, samples by ``t0``."""
+
+    row: dict[str, Any]
+    metrics: list[_Metric]
+    samples: list[_Sample]
+    source: str
+
+    @property
+    def last_seen(self) -> float:
+        """The latest time the run wrote (s since the epoch)."""
+        times = [self.row.get(k) for k in ("ended_at", "heartbeat_at", "started_at")]
+        return max(float(t) for t in times if t is not None)
+
+
+# ---------------------------------------------------------------------------------- comparing
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that takes NaN as equal to NaN, in values and inside tuples."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _same_list(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _is_prefix(short: Sequence[Any], long: Sequence[Any]) -> bool:
+    return len(short) <= len(long) and _same_list(short, long[: len(short)])
+
+
+def _differing_fields(a: _Run, b: _Run) -> list[str]:
+    fields = [name for name in FIELD_KINDS if not _same(a.row.get(name), b.row.get(name))]
+    if not _same_list(a.metrics, b.metrics):
+        fields.append("metrics")
+    if not _same_list(a.samples, b.samples):
+        fields.append("samples")
+    return fields
+
+
+def _progressed(older: _Run, newer: _Run) -> bool:
+    """Whether ``newer`` is a later state of the same run as ``older`` (see the module doc)."""
+    return (
+        older.row["status"] == "running"
+        and all(_same(older.row[k], newer.row[k]) for k in IDENTITY_FIELDS)
+        and newer.last_seen >= older.last_seen
+        and _is_prefix(older.metrics, newer.metrics)
+        and _is_prefix(older.samples, newer.samples)
+    )
+
+
+def _combine(a: _Run, b: _Run, conflicts: list[tuple[str, str]]) -> _Run:
+    """The state to keep of two copies of one run; a conflict is appended and ``a`` kept."""
+    differing = _differing_fields(a, b)
+    if not differing:
+        return a
+    older, newer = (a, b) if a.last_seen <= b.last_seen else (b, a)
+    if _progressed(older, newer):
+        return newer
+    conflicts.append(
+        (
+            a.row["id"],
+            f"run {a.row['id']} ({a.source} vs {b.source}: {', '.join(differing[:6])}"
+            f"{', ...' if len(differing) > 6 else ''} differ)",
+        )
+    )
+    return a
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def _read_runs(conn: Connection, source: str, ids: Sequence[str] | None = None) -> list[_Run]:
+    """Runs with their metrics and samples (every run, or those of ``ids``), one transaction."""
+    if ids is None:
+        chunks: list[Sequence[str] | None] = [None]
+    else:
+        chunks = [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+    out: list[_Run] = []
+    for chunk in chunks:
+        where_runs = [] if chunk is None else [runs_t.c.id.in_(list(chunk))]
+        rows = [r._mapping for r in conn.execute(sa.select(runs_t).where(*where_runs))]
+        if not rows:
+            continue
+        decoded = decode_columns({name: [row[name] for row in rows] for name in FIELD_KINDS})
+        metrics: dict[str, list[_Metric]] = {}
+        where_m = [] if chunk is None else [metrics_t.c.run_id.in_(list(chunk))]
+        for m in conn.execute(sa.select(metrics_t).where(*where_m).order_by(metrics_t.c.seq)):
+            step = None if m.step is None else int(m.step)
+            metrics.setdefault(m.run_id, []).append((m.name, float(m.value), step, float(m.time)))
+        samples: dict[str, list[_Sample]] = {}
+        where_s = [] if chunk is None else [samples_t.c.run_id.in_(list(chunk))]
+        query = sa.select(samples_t).where(*where_s).order_by(samples_t.c.t0, samples_t.c.seq)
+        for s in conn.execute(query):
+            samples.setdefault(s.run_id, []).append(
+                (
+                    float(s.t0),
+                    float(s.t1),
+                    s.cpu_w,
+                    s.gpu_w,
+                    s.ram_w,
+                    s.intensity_g_per_kwh,
+                )
+            )
+        for i, run_id in enumerate(decoded["id"]):
+            row = {name: decoded[name][i] for name in FIELD_KINDS}
+            out.append(_Run(row, metrics.get(run_id, []), samples.get(run_id, []), source))
+    return out
+
+
+@contextlib.contextmanager
+def _snapshot(path: Path) -> Iterator[Target]:
+    """A consistent copy of a SQLite ledger in a temporary file (the input is not modified).
+
+    Raises:
+        LedgerPathError: the file is missing or unreadable.
+        NotALedgerError: the file is not a SQLite database.
+    """
+    if not path.is_file():
+        raise LedgerPathError(f"no ledger at {path}")
+    with tempfile.TemporaryDirectory(prefix="greenprint-merge-") as tmp:
+        copy = Path(tmp) / "snapshot.db"
+        try:
+            src = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as e:
+            raise LedgerPathError(f"cannot read ledger {path}: {e}") from e
+        try:
+            dst = sqlite3.connect(copy)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        except sqlite3.DatabaseError as e:
+            if "not a database" in str(e):
+                raise NotALedgerError(
+                    f"{path} is not a greenprint ledger (not a SQLite database); left untouched"
+                ) from e
+            raise LedgerPathError(f"cannot read ledger {path}: {e}") from e
+        finally:
+            src.close()
+        yield resolve_target(copy)
+
+
+def _retarget(error: LedgerError, snapshot: Target, shown: str) -> LedgerError:
+    """The same error, naming the input instead of its temporary snapshot."""
+    message = str(error).replace(snapshot.display, shown)
+    return type(error)(message)
+
+
+def _read_input(source: str | os.PathLike[str] | Ledger) -> tuple[str, list[_Run]]:
+    """Every run of one input ledger, and a name for it in messages."""
+    from greenprint.ledger._store import Ledger
+
+    target = source._target if isinstance(source, Ledger) else resolve_target(source)
+    shown = target.display
+    if target.memory:
+        if not isinstance(source, Ledger):
+            raise ConfigError("an in-memory ledger can only be merged as a Ledger object")
+        return shown, _read_store_runs(source, shown)
+    if target.path is not None:
+        with _snapshot(target.path) as snap:
+            try:
+                store = SQLStore(snap, create=False)  # migrates the copy if it is older
+            except LedgerError as e:
+                raise _retarget(e, snap, shown) from e
+            try:
+                return shown, store.transaction(lambda c: _read_runs(c, shown), write=False)
+            finally:
+                store.close()
+    store = SQLStore(target, create=False)
+    try:
+        return shown, store.transaction(lambda c: _read_runs(c, shown), write=False)
+    finally:
+        store.close()
+
+
+def _read_store_runs(ledger: Ledger, shown: str) -> list[_Run]:
+    """Every run of an open ledger through its store (an in-memory SQLite ledger)."""
+    store = ledger._live()
+    columns, by_run = store.select_runs()
+    decoded = decode_columns(columns)
+    out: list[_Run] = []
+    for i, run_id in enumerate(decoded["id"]):
+        row = {name: decoded[name][i] for name in FIELD_KINDS}
+        points: list[_Metric] = [
+            (p.name, float(p.value), p.step, float(p.time)) for p in by_run.get(run_id, [])
+        ]
+        power: list[_Sample] = [
+            (s.t0, s.t1, s.cpu_w, s.gpu_w, s.ram_w, s.intensity_g_per_kwh)
+            for s in store.select_samples(run_id)
+        ]
+        out.append(_Run(row, points, power, shown))
+    return out
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def _insert(conn: Connection, runs: Sequence[_Run]) -> tuple[int, int]:
+    """Insert runs with their metrics and samples; the numbers of metrics and samples written."""
+    if not runs:
+        return 0, 0
+    conn.execute(
+        runs_t.insert(),
+        [{name: encode_field(name, r.row[name]) for name in FIELD_KINDS} for r in runs],
+    )
+    points = [
+        {"run_id": r.row["id"], "name": n, "value": v, "step": s, "time": t}
+        for r in runs
+        for n, v, s, t in r.metrics
+    ]
+    if points:
+        conn.execute(metrics_t.insert(), points)
+    power = [
+        {
+            "run_id": r.row["id"],
+            "t0": t0,
+            "t1": t1,
+            "cpu_w": cpu,
+            "gpu_w": gpu,
+            "ram_w": ram,
+            "intensity_g_per_kwh": intensity,
+        }
+        for r in runs
+        for t0, t1, cpu, gpu, ram, intensity in r.samples
+    ]
+    if power:
+        conn.execute(samples_t.insert(), power)
+    return len(points), len(power)
+
+
+def _delete(conn: Connection, ids: Sequence[str]) -> None:
+    for i in range(0, len(ids), _CHUNK):
+        chunk = list(ids[i : i + _CHUNK])
+        conn.execute(metrics_t.delete().where(metrics_t.c.run_id.in_(chunk)))
+        conn.execute(samples_t.delete().where(samples_t.c.run_id.in_(chunk)))
+        conn.execute(runs_t.delete().where(runs_t.c.id.in_(chunk)))
+
+
+def _conflict_error(conflicts: list[tuple[str, str]], target: str) -> MergeConflictError:
+    listed = "; ".join(text for _, text in conflicts[:_MAX_LISTED])
+    more = f"; and {len(conflicts) - _MAX_LISTED} more" if len(conflicts) > _MAX_LISTED else ""
+    return MergeConflictError(
+        f"cannot merge into {target}: {len(conflicts)} run(s) differ between ledgers: "
+        f"{listed}{more}; nothing was written",
+        run_ids=tuple(run_id for run_id, _ in conflicts),
+    )
+
+
+def merge_ledgers(
+    target: Ledger, sources: Sequence[str | os.PathLike[str] | Ledger]
+) -> MergeSummary:
+    """Merge the runs of ``sources`` into ``target`` in one transaction.
+
+    Args:
+        target: the open ledger to merge into (a SQLite file or PostgreSQL).
+        sources: ledgers to read: paths, URLs or open ledgers. They are not modified.
+
+    Returns:
+        What was written.
+
+    Raises:
+        MergeConflictError: a run differs between two ledgers other than by progress (the
+            message names the runs and fields); nothing is written.
+        ConfigError: a source is the target itself, or the target is an in-memory ledger.
+        LedgerPathError, NotALedgerError, SchemaVersionError: a source cannot be read.
+    """
+    from greenprint.ledger._store import Ledger
+
+    tgt = target._target
+    if tgt.memory:
+        raise ConfigError("merge into a SQLite file or a PostgreSQL ledger, not into :memory:")
+    merged: dict[str, _Run] = {}
+    conflicts: list[tuple[str, str]] = []
+    for source in sources:
+        src_target = source._target if isinstance(source, Ledger) else resolve_target(source)
+        if src_target == tgt:
+            raise ConfigError(f"cannot merge ledger {tgt.display} into itself")
+        _, runs = _read_input(source)
+        for run in runs:
+            seen = merged.get(run.row["id"])
+            merged[run.row["id"]] = run if seen is None else _combine(seen, run, conflicts)
+    if conflicts:
+        raise _conflict_error(conflicts, tgt.display)
+    # The target's own store is the stdlib SQLite one for files: merge through SQLAlchemy.
+    store = target._live()
+    own = isinstance(store, SQLStore)
+    sql_store = store if own else SQLStore(tgt, create=False)
+
+    def do(conn: Connection) -> MergeSummary:
+        existing = {r.row["id"]: r for r in _read_runs(conn, tgt.display, ids=sorted(merged))}
+        new: list[_Run] = []
+        replaced: list[_Run] = []
+        unchanged = 0
+        found: list[tuple[str, str]] = []
+        for run_id, run in merged.items():
+            old = existing.get(run_id)
+            if old is None:
+                new.append(run)
+                continue
+            kept = _combine(old, run, found)
+            if kept is old:
+                unchanged += 1
+            else:
+                replaced.append(kept)
+        if found:
+            raise _conflict_error(found, tgt.display)
+        _delete(conn, [r.row["id"] for r in replaced])
+        n_metrics, n_samples = _insert(conn, new + replaced)
+        return MergeSummary(
+            added=len(new),
+            updated=len(replaced),
+            unchanged=unchanged,
+            metrics=n_metrics,
+            samples=n_samples,
+        )
+
+    try:
+        summary = sql_store.transaction(do, write=True)
+    finally:
+        if not own:
+            sql_store.close()
+    logger.info(
+        "merged %d ledger(s) into %s: %d runs added, %d updated, %d unchanged",
+        len(sources),
+        tgt.display,
+        summary.added,
+        summary.updated,
+        summary.unchanged,
+    )
+    return summary
