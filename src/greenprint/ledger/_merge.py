@@ -89,11 +89,13 @@ class _Run:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equality that takes NaN as equal to NaN, in values and inside tuples."""
+    """Equality that takes NaN as equal to NaN, also inside tuples, lists and dicts."""
     if isinstance(a, float) and isinstance(b, float):
         return a == b or (math.isnan(a) and math.isnan(b))
-    if isinstance(a, tuple) and isinstance(b, tuple):
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     return bool(a == b)
 
 
