@@ -98,6 +98,7 @@ def _python(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProc
     )
 
 
+@pytest.mark.slow
 def test_lightning_fit_and_crashed_trainer_run_in_one_ledger_reported_right(
     tmp_path: Path,
 ) -> None:
