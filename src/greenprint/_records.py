@@ -157,6 +157,16 @@ class RunRecord:
     error: str | None = None
     # what the run is in its study (one of RUN_ROLES); None: not given, inferred when read
     role: str | None = None
+    # distributed jobs (see greenprint._jobs): the job key grouping a job's runs (None: not in
+    # a job), the node's rank in it and this process's rank on its node, whether this run
+    # meters its node for the job (the machine, once), and whether the run's measurement is
+    # inside its parent's (same process, or the parent's process tree on the same host);
+    # None for runs recorded before schema 4 (read as inside, as they were)
+    job_id: str | None = None
+    node_rank: int | None = None
+    local_rank: int | None = None
+    node_meter: bool | None = None
+    contained: bool | None = None
 
     @property
     def energy_by_component(self) -> dict[str, float]:

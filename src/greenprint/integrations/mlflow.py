@@ -116,13 +116,16 @@ class MlflowLogger:
         self._lock = threading.Lock()  # one write at a time; steps in order
         self._every_flush = every_flush
         self._next_step = 0  # after every step logged so far
+        self._pending: list[Any] = []  # MLflow's handles of queued logs
         self._ended = False
         run.add_listener(self._on_event)
 
     def log(self, step: int | None = None) -> dict[str, float]:
         """Log the figures so far now, at ``step`` (default: the step after the last logged).
 
-        The meters are read first, so the figures are current (e.g. at an epoch's end).
+        The meters are read first, so the figures are current (e.g. at an epoch's end). The
+        write is queued (MLflow's asynchronous logging), so the training loop does not wait
+        for the tracking store; the queue is drained when the greenprint run ends.
 
         Returns:
             The figures logged, by name.
@@ -137,12 +140,16 @@ class MlflowLogger:
         return self._log_figures(step, fresh=True)
 
     def _log_figures(self, step: int | None, *, fresh: bool) -> dict[str, float]:
+        # a step the user logs is queued (MLflow's async logging: the training loop does not
+        # wait for the store); at a flush, on the sampler thread, it is written at once
         with self._lock:
             if step is None:
                 step = self._next_step
             self._next_step = max(self._next_step, step + 1)
             figures = self._figures.read(fresh=fresh)
-            _log_metrics(self._client, self.run_id, figures, step)
+            pending = _log_metrics(self._client, self.run_id, figures, step, queued=fresh)
+            if pending is not None:
+                self._pending.append(pending)
         return figures
 
     def _on_event(self, run: Run, event: str) -> None:
@@ -151,6 +158,8 @@ class MlflowLogger:
         elif event == "stop" and not self._ended:
             self._ended = True
             with self._lock:  # the totals at the last step: MLflow's "latest" values
+                _wait(self._pending, self.run_id)
+                self._pending.clear()
                 _log_record(self._client, self.run_id, run.record, step=self._next_step)
 
 
@@ -258,15 +267,28 @@ def _run_id(client: Any, run_id: str | None) -> str:
     return run_id
 
 
-def _log_metrics(client: Any, run_id: str, figures: dict[str, float], step: int) -> None:
+def _log_metrics(
+    client: Any, run_id: str, figures: dict[str, float], step: int, *, queued: bool
+) -> Any:
+    """Log the figures at ``step``; returns MLflow's handle of a queued log, else ``None``."""
     from mlflow.entities import Metric
 
     now_ms = int(time.time() * 1000)
     metrics = [Metric(key, value, now_ms, step) for key, value in figures.items()]
     try:
-        client.log_batch(run_id, metrics=metrics, synchronous=True)
+        return client.log_batch(run_id, metrics=metrics, synchronous=not queued)
     except Exception as e:  # a tracking store that fails must not stop training
         logger.warning("greenprint: could not log figures to MLflow run %s: %s", run_id, e)
+        return None
+
+
+def _wait(pending: list[Any], run_id: str) -> None:
+    """Wait for queued logs to be written (a failed one is a warning, as any log's)."""
+    for operation in pending:
+        try:
+            operation.wait()
+        except Exception as e:
+            logger.warning("greenprint: could not log figures to MLflow run %s: %s", run_id, e)
 
 
 def _log_record(

@@ -71,6 +71,11 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "provenance": ("json", False),
     "error": ("str", True),
     "role": ("role", True),
+    "job_id": ("str", True),
+    "node_rank": ("int", True),
+    "local_rank": ("int", True),
+    "node_meter": ("bool", True),
+    "contained": ("bool", True),
 }
 
 _INT64_MAX = 2**63 - 1

@@ -6,6 +6,9 @@ Schema history:
       NULL, for older runs) and the ``samples`` table (power samples).
     * **3**: ``runs.role`` (``trial``, ``part``, ``baseline``, ``final``, ``learning-curve``,
       ``sweep``; NULL when not given, as for every older run: the analysis infers it).
+    * **4**: distributed jobs: ``runs.job_id``, ``runs.node_rank``, ``runs.local_rank``,
+      ``runs.node_meter`` and ``runs.contained`` (NULL for older runs: no job, and a child's
+      measurement read as inside its parent's, as before).
 
 A migration is a function of an open connection, run inside the transaction that also records the
 new version, so a failed migration leaves the ledger as it was. Migrations define the tables they
@@ -42,7 +45,7 @@ __all__ = [
     "schema_version",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class NonFiniteFloat(sa.types.TypeDecorator[float]):
@@ -203,8 +206,24 @@ def _v2_to_v3(conn: Connection) -> None:
     conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN role {text_type}")
 
 
+def _v3_to_v4(conn: Connection) -> None:
+    """v4 adds the distributed-job columns (NULL for older runs)."""
+    dialect = conn.dialect
+    text_type = sa.Text().compile(dialect=dialect)
+    int_type = sa.BigInteger().compile(dialect=dialect)
+    bool_type = sa.Boolean().compile(dialect=dialect)
+    for name, kind in (
+        ("job_id", text_type),
+        ("node_rank", int_type),
+        ("local_rank", int_type),
+        ("node_meter", bool_type),
+        ("contained", bool_type),
+    ):
+        conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+
+
 # MIGRATIONS[i] takes a ledger from version i + 1 to version i + 2.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4]
 
 
 def migrate(conn: Connection, from_version: int) -> int:

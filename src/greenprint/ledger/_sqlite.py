@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: The schema version these statements create; equal to ``_schema.SCHEMA_VERSION`` (tested).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 30.0
 RETRY_DEADLINE_S = 120.0
 _POOL_SIZE = 5
