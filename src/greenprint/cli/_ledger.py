@@ -413,9 +413,12 @@ def merge_command(out: str, inputs: tuple[str, ...]) -> None:
     path = resolve_target(out).path
     fresh = path is not None and not path.exists()
     try:
-        with Ledger(out) as led:
+        led = Ledger(out)
+        try:
             summary = led.merge(*inputs)
             url = led.url
+        finally:
+            led.close()
     except BaseException:
         if fresh and path is not None:  # a failed merge leaves no empty OUT behind
             for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):

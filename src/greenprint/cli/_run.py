@@ -9,6 +9,7 @@ signal's name (``killed by SIGSEGV``) and greenprint exits with 128+N.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,26 @@ __all__ = ["command", "format_price_tag"]
     default=None,
     help="What the run is in its study [default: inferred when the study is analysed].",
 )
+@click.option(
+    "--prometheus-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="PORT",
+    help="Serve the run's live figures at http://HOST:PORT/metrics while it runs.",
+)
+@click.option(
+    "--prometheus-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics endpoint binds (0.0.0.0: every interface).",
+)
+@click.option(
+    "--prometheus-textfile-dir",
+    default=None,
+    metavar="DIR",
+    envvar="GREENPRINT_PROMETHEUS_TEXTFILE_DIR",
+    help="Keep a node_exporter textfile of the live figures in DIR (removed at the end).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the price tag.")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(
@@ -67,6 +88,9 @@ def command(
     sample_s: float,
     flush_s: float,
     role: str | None,
+    prometheus_port: int | None,
+    prometheus_host: str,
+    prometheus_textfile_dir: str | None,
     quiet: bool,
     cmd: tuple[str, ...],
 ) -> int:
@@ -97,6 +121,37 @@ def command(
         flush_interval_s=flush_s,
         role=role,
     )
+    with contextlib.ExitStack() as exporters:
+        _start_prometheus(
+            exporters, prometheus_port, prometheus_host, prometheus_textfile_dir, flush_s
+        )
+        return _run_command(run, cmd, program, quiet=quiet)
+
+
+def _start_prometheus(
+    stack: contextlib.ExitStack,
+    port: int | None,
+    host: str,
+    textfile_dir: str | None,
+    interval_s: float,
+) -> None:
+    """Start the opt-in Prometheus exporters (closed by ``stack``) before the command starts.
+
+    The textfile is rewritten every ``interval_s`` (the run's flush interval).
+    """
+    if port is None and not textfile_dir:
+        return
+    from greenprint import prometheus
+
+    if port is not None:
+        server = stack.enter_context(prometheus.serve(port, host))
+        click.echo(f"greenprint: Prometheus metrics at {server.url}", err=True)
+    if textfile_dir:
+        stack.enter_context(prometheus.start_textfile(textfile_dir, interval_s=interval_s))
+
+
+def _run_command(run: Any, cmd: tuple[str, ...], program: str, *, quiet: bool) -> int:
+    """Start the run and the command, wait for it, stop the run; the exit status to return."""
     run.start()
     with _process.SignalRelay() as relay:
         try:

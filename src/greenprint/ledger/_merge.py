@@ -363,7 +363,7 @@ def merge_ledgers(
     # The target's own store is the stdlib SQLite one for files: merge through SQLAlchemy.
     store = target._live()
     own = isinstance(store, SQLStore)
-    sql_store = store if own else SQLStore(tgt, create=False)
+    sql_store: SQLStore = store if isinstance(store, SQLStore) else SQLStore(tgt, create=False)
 
     def do(conn: Connection) -> MergeSummary:
         existing = {r.row["id"]: r for r in _read_runs(conn, tgt.display, ids=sorted(merged))}

@@ -1,0 +1,418 @@
+"""Live runs as Prometheus metrics: a node_exporter textfile or a ``/metrics`` endpoint you start.
+
+Opt-in, and nothing is ever pushed anywhere. Two ways to expose the runs this process is
+measuring (:func:`greenprint.tracking.active_runs`, read at each scrape or write):
+
+* a **textfile** for node_exporter's textfile collector: :func:`write_textfile` writes one file
+  atomically (a temporary file renamed over the old one), :func:`start_textfile` rewrites it every
+  ``interval_s`` on a background thread and removes it when stopped;
+* an **HTTP endpoint**: :func:`serve` answers ``GET /metrics`` on ``127.0.0.1`` by default (give
+  ``host="0.0.0.0"`` to let another machine's Prometheus scrape it).
+
+``greenprint run --prometheus-port PORT`` and ``--prometheus-textfile-dir DIR`` (or
+``GREENPRINT_PROMETHEUS_TEXTFILE_DIR``) do the same for a wrapped command.
+
+The text exposition format (version 0.0.4) is written here, so no extra package is needed.
+Metric names follow Prometheus' conventions: base units (joules, grams, watts, seconds) as
+suffixes, ``_total`` for counters; labels ``run_id``, ``name``, ``study`` and, per measured
+component, ``component`` (``cpu``, ``gpu``, ``ram``):
+
+=====================================  =======  ===============================================
+metric                                 type     meaning
+=====================================  =======  ===============================================
+``greenprint_energy_joules_total``     counter  IT energy so far (before PUE), per component
+``greenprint_power_watts``             gauge    mean IT power since the previous scrape (the
+                                                first: since the run started), per component
+``greenprint_emissions_grams_total``   counter  CO2-eq so far (PUE and grid intensity applied)
+``greenprint_run_duration_seconds``    gauge    wall time so far
+``greenprint_runs_active``             gauge    runs being measured by this process
+=====================================  =======  ===============================================
+
+Example:
+    >>> import greenprint as gp
+    >>> from greenprint import prometheus
+    >>> with gp.track("demo", ledger=False) as run:
+    ...     text = prometheus.render()
+    >>> "greenprint_runs_active 1" in text
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.tracking import Run
+
+__all__ = [
+    "CONTENT_TYPE",
+    "Collector",
+    "MetricsServer",
+    "TextfileExporter",
+    "render",
+    "serve",
+    "start_textfile",
+    "write_textfile",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The Content-Type of the text exposition format served at ``/metrics``.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The environment variable ``greenprint run`` reads for ``--prometheus-textfile-dir``.
+TEXTFILE_DIR_ENV = "GREENPRINT_PROMETHEUS_TEXTFILE_DIR"
+
+_JOULES_PER_KWH = 3.6e6
+_HELP = {
+    "greenprint_energy_joules_total": ("counter", "IT energy of a live run so far, before PUE."),
+    "greenprint_power_watts": (
+        "gauge",
+        "Mean IT power of a live run since the previous scrape (the first: since its start).",
+    ),
+    "greenprint_emissions_grams_total": (
+        "counter",
+        "CO2-eq of a live run so far, PUE and grid intensity applied.",
+    ),
+    "greenprint_run_duration_seconds": ("gauge", "Wall time of a live run so far."),
+    "greenprint_runs_active": ("gauge", "Runs this process is measuring."),
+}
+
+
+def _escape(value: object) -> str:
+    r"""A label value as the exposition format writes it (``\\``, ``\"`` and ``\n`` escaped)."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _labels(pairs: Mapping[str, object]) -> str:
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs.items()) + "}"
+
+
+class Collector:
+    """Turns live runs into exposition text; remembers each run's energy for the power gauge.
+
+    One collector per endpoint or textfile: the power it reports is the mean since *its*
+    previous collection. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (run id, component) -> (time s, joules) at the previous collection
+        self._previous: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def render(self, runs: Iterable[Run] | None = None) -> str:
+        """The metrics of ``runs`` (default: this process's active runs) as exposition text."""
+        if runs is None:
+            from greenprint.tracking import active_runs
+
+            runs = active_runs()
+        samples: dict[str, list[str]] = {name: [] for name in _HELP}
+        now = time.time()
+        seen: set[tuple[str, str]] = set()
+        count = 0
+        with self._lock:
+            for run in runs:
+                count += 1
+                base = {"run_id": run.id, "name": run.name, "study": run.study}
+                for component, kwh in sorted(run.energy_by_component.items()):
+                    joules = kwh * _JOULES_PER_KWH
+                    key = (run.id, component)
+                    seen.add(key)
+                    last_t, last_j = self._previous.get(key, (_started_at(run, now), 0.0))
+                    dt = now - last_t
+                    watts = (joules - last_j) / dt if dt > 0 else 0.0
+                    self._previous[key] = (now, joules)
+                    labels = _labels({**base, "component": component})
+                    samples["greenprint_energy_joules_total"].append(
+                        f"greenprint_energy_joules_total{labels} {_number(joules)}"
+                    )
+                    samples["greenprint_power_watts"].append(
+                        f"greenprint_power_watts{labels} {_number(max(watts, 0.0))}"
+                    )
+                labels = _labels(base)
+                samples["greenprint_emissions_grams_total"].append(
+                    f"greenprint_emissions_grams_total{labels} {_number(run.emissions_kg * 1e3)}"
+                )
+                samples["greenprint_run_duration_seconds"].append(
+                    f"greenprint_run_duration_seconds{labels} {_number(run.duration_s)}"
+                )
+            for key in set(self._previous) - seen:  # runs that ended
+                del self._previous[key]
+        samples["greenprint_runs_active"].append(f"greenprint_runs_active {count}")
+        lines: list[str] = []
+        for name, (kind, text) in _HELP.items():
+            lines.append(f"# HELP {name} {text}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(samples[name])
+        return "\n".join(lines) + "\n"
+
+
+def _started_at(run: Any, now: float) -> float:
+    """When a run started (s since the epoch), from its wall time so far."""
+    return now - float(run.duration_s)
+
+
+def render(runs: Iterable[Run] | None = None) -> str:
+    """The metrics of ``runs`` (default: this process's active runs) in the text format.
+
+    The power gauge is the mean since each run started (a :class:`Collector` remembers the
+    previous collection instead).
+    """
+    return Collector().render(runs)
+
+
+# ---------------------------------------------------------------------------------- textfile
+
+
+def _textfile_path(directory: str | os.PathLike[str], filename: str | None) -> Path:
+    folder = Path(directory).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"the Prometheus textfile directory {folder} is not a directory")
+    name = filename or f"greenprint_{os.getpid()}.prom"
+    if not name.endswith(".prom") or "/" in name or os.sep in name:
+        raise ConfigError(f"a textfile's name must end in .prom (no directory), not {name!r}")
+    return folder / name
+
+
+def write_textfile(
+    directory: str | os.PathLike[str],
+    *,
+    filename: str | None = None,
+    collector: Collector | None = None,
+) -> Path:
+    """Write the live runs' metrics into ``directory`` for node_exporter, atomically.
+
+    The text goes to a temporary file in the same directory, which is then renamed over the
+    target, so node_exporter never reads half a file.
+
+    Args:
+        directory: node_exporter's ``--collector.textfile.directory``.
+        filename: the file's name, ending in ``.prom`` (default ``greenprint_<pid>.prom``, so
+            several processes on a node do not overwrite each other).
+        collector: the collector to use (keeps the power gauge's previous reading).
+
+    Returns:
+        The file written.
+
+    Raises:
+        ConfigError: ``directory`` is not a directory, a bad ``filename``, or the file cannot be
+            written.
+    """
+    path = _textfile_path(directory, filename)
+    text = (collector or Collector()).render()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)  # node_exporter may run as another user
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise ConfigError(f"cannot write the Prometheus textfile {path}: {e}") from e
+    return path
+
+
+class TextfileExporter:
+    """Rewrites a node_exporter textfile every ``interval_s`` on a daemon thread.
+
+    Use :func:`start_textfile`. :meth:`stop` writes no more and removes the file, so
+    node_exporter stops reporting runs that ended with this process.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        interval_s: float = 15.0,
+        filename: str | None = None,
+    ) -> None:
+        if not (isinstance(interval_s, (int, float)) and math.isfinite(interval_s)) or (
+            interval_s <= 0
+        ):
+            raise ConfigError(
+                f"interval_s must be a positive number of seconds, not {interval_s!r}"
+            )
+        self.path = _textfile_path(directory, filename)
+        self.interval_s = float(interval_s)
+        self._collector = Collector()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def write(self) -> Path:
+        """Write the file now."""
+        return write_textfile(self.path.parent, filename=self.path.name, collector=self._collector)
+
+    def start(self) -> TextfileExporter:
+        """Write the file, then keep rewriting it on a daemon thread.
+
+        Raises:
+            ConfigError: the first write failed (later failures are logged).
+        """
+        self.write()
+        self._thread = threading.Thread(
+            target=self._loop, name="greenprint-prometheus-textfile", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.write()
+            except ConfigError as e:
+                logger.warning("greenprint: %s", e)
+
+    def stop(self) -> None:
+        """Stop rewriting and remove the file. Idempotent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> TextfileExporter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_textfile(
+    directory: str | os.PathLike[str],
+    *,
+    interval_s: float = 15.0,
+    filename: str | None = None,
+) -> TextfileExporter:
+    """Write the live runs' metrics into ``directory`` now and every ``interval_s`` seconds.
+
+    Args:
+        directory: node_exporter's textfile directory.
+        interval_s: seconds between rewrites.
+        filename: as :func:`write_textfile`.
+
+    Returns:
+        The running exporter; call :meth:`TextfileExporter.stop` (or use it in ``with``) to
+        stop it and remove the file.
+
+    Raises:
+        ConfigError: a bad directory, file name or interval, or the first write failed.
+    """
+    return TextfileExporter(directory, interval_s=interval_s, filename=filename).start()
+
+
+# ---------------------------------------------------------------------------------- HTTP
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] not in ("/metrics", "/metrics/"):
+            self.send_error(404, "greenprint serves /metrics only")
+            return
+        body = self.server.collector.render().encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("prometheus endpoint: %s %s", self.address_string(), args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    collector: Collector
+
+
+class MetricsServer:
+    """An HTTP server answering ``GET /metrics`` with the live runs, on a daemon thread.
+
+    Use :func:`serve`. Attributes ``host`` and ``port`` are where it listens (the port the
+    system chose, when 0 was asked for).
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"a port is an integer from 0 to 65535, not {port!r}")
+        try:
+            self._server = _Server((host, port), _Handler)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot serve Prometheus metrics on {host}:{port}: {e.strerror or e}"
+            ) from e
+        self._server.collector = Collector()
+        self.host = host
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="greenprint-prometheus-http", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The metrics URL (``http://127.0.0.1:PORT/metrics``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        """Stop serving and release the port. Idempotent."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def serve(port: int, host: str = "127.0.0.1") -> MetricsServer:
+    """Serve the live runs' metrics at ``http://HOST:PORT/metrics`` until closed.
+
+    Args:
+        port: the TCP port (0: any free port; read it from the result's ``port``).
+        host: the address to bind: loopback by default; ``"0.0.0.0"`` for every interface.
+
+    Returns:
+        The running server; :meth:`MetricsServer.close` (or ``with``) stops it.
+
+    Raises:
+        ConfigError: a bad port, or the address cannot be bound (in use, not permitted).
+    """
+    return MetricsServer(port, host)
