@@ -283,8 +283,16 @@ def test_the_report_reads_the_study_right_in_every_format(study, tmp_path):
     table = latex[latex.index("best trials by loss") :].split("\\end{tabular}", 1)[0]
     names = [line.split(" & ")[0] for line in table.splitlines() if line.endswith("\\\\")]
     names = [n for n in names if n.startswith(("trial", "retrain", "majority", "lc-", "study"))]
-    # the trials, best first, then the final run (starred); never a fold
-    assert names == ["trial-1", "trial-4", "trial-0", "trial-2", "retrain $\\star$"]
+    # the trials, best first, then the final run (starred), then the baselines (daggered);
+    # never a fold
+    assert names == [
+        "trial-1",
+        "trial-4",
+        "trial-0",
+        "trial-2",
+        "retrain $\\star$",
+        "majority-class $\\dagger$",
+    ]
 
 
 def rows_by_id(report):

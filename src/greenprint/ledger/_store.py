@@ -250,14 +250,16 @@ class Ledger(BaseLedger):
                 parent_id=parent_id if isinstance(parent_id, str) else None,
                 top_level=parent_id is None,
             )
+            found = bool(columns["id"])
             records = _records(columns, by_run, now=time.time())
-        if study is not None and not records and study not in store.select_studies():
+            del columns, by_run  # the stored values, before the records' copies are kept
+            if wanted is not None:
+                records = [r for r in records if r.status in wanted]
+            records.sort(key=operator.attrgetter("started_at", "id"))
+        if study is not None and not found and study not in store.select_studies():
             known = self.studies()
             listing = ", ".join(repr(s) for s in known) if known else "none (the ledger is empty)"
             raise UnknownStudyError(f"no study {study!r} in ledger {self.url}; known: {listing}")
-        if wanted is not None:
-            records = [r for r in records if r.status in wanted]
-        records.sort(key=operator.attrgetter("started_at", "id"))
         return records
 
     def studies(self) -> list[str]:
@@ -323,6 +325,8 @@ def _records(
 ) -> list[RunRecord]:
     """Records of stored runs given column by column (:func:`decode_columns`)."""
     decoded = decode_columns(columns)
+    if isinstance(columns, dict):
+        columns.clear()  # the stored values are no longer needed: free them before the records
     empty: list[MetricPoint] = []
     decoded["metrics"] = [tuple(by_run.get(run_id, empty)) for run_id in decoded["id"]]
     # Positional, in the dataclass's field order: a third of the cost of keyword arguments.

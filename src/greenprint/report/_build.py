@@ -191,7 +191,7 @@ def _assemble(
     mode: Mode | None,
     final: str | None,
     reduce: Reduce,
-    training_type: str,
+    training_type: str | None,
     samples_of: Any,
     max_sampled_runs: int,
     group_by: str | None = None,

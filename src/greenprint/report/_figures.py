@@ -382,8 +382,9 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
             )
     series.extend(front_series)
     final = next((p for p in everything if p[2] == inputs.final_id), None)
-    if final is None and inputs.final_id in inputs.forest.index:  # e.g. a retrained final run
-        run = inputs.forest.runs[inputs.forest.index[inputs.final_id]]
+    final_position = None if inputs.final_id is None else inputs.forest.index.get(inputs.final_id)
+    if final is None and final_position is not None:  # e.g. a retrained final run
+        run = inputs.forest.runs[final_position]
         score = inputs.scores.get(run.id, math.nan)
         if math.isfinite(score) and math.isfinite(run.energy_kwh):
             final = (run.energy_kwh, score, run.id)
@@ -391,10 +392,10 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
             series = [_rescale(s, factor, old_factor) for s in series]
             old_factor = factor
     final_label = "final run"
-    if final is None and inputs.final_id in inputs.forest.index:
+    if final is None and final_position is not None:
         # a final run scored on another split (e.g. a retrain scored on the test set): star
         # the finished trial whose configuration it retrained, and say so
-        run = inputs.forest.runs[inputs.forest.index[inputs.final_id]]
+        run = inputs.forest.runs[final_position]
         twin = next(
             (
                 p

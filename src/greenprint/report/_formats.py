@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import TextIO
 
 from greenprint._exceptions import ReportError
+from greenprint._gc import gc_paused
 from greenprint.report._html import render_html
-from greenprint.report._json import render_json
+from greenprint.report._json import render_json, write_json
 from greenprint.report._latex import render_latex
 from greenprint.report._markdown import FIGURE_DIR, render_markdown
 from greenprint.report._model import Report
@@ -41,6 +44,8 @@ class ReportFormat:
             figures' data).
         render: ``render(report, plots) -> str``, the document's text.
         aliases: other accepted names.
+        stream: ``stream(report, plots, handle)`` writes the same text to a file piece by
+            piece (large documents: JSON), used by :func:`write_report` when given.
     """
 
     name: str
@@ -49,6 +54,7 @@ class ReportFormat:
     figure_ext: str | None
     render: Callable[[Report, FigureRenderer], str]
     aliases: tuple[str, ...] = ()
+    stream: Callable[[Report, FigureRenderer, TextIO], None] | None = None
 
 
 _REGISTRY: dict[str, ReportFormat] = {}
@@ -98,6 +104,7 @@ _register(
         "every run and figure's data (schema greenprint.report/2)",
         None,
         render_json,
+        stream=write_json,
     )
 )
 
@@ -194,20 +201,34 @@ def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Write atomically: a temporary file in the same folder, then renamed over ``path``."""
+def _write(path: Path, data: bytes | str | Callable[[TextIO], None]) -> None:
+    """Write atomically: a temporary file in the same folder, then renamed over ``path``.
+
+    Text is written as UTF-8 in chunks (no second, encoded copy of a 75 MB report in memory).
+    """
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as e:
         raise ReportError(f"cannot write in {path.parent}: {e.strerror or e}") from e
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        if callable(data):
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as text_handle:
+                data(text_handle)
+        elif isinstance(data, str):
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as text_handle:
+                for start in range(0, len(data), 1 << 20):
+                    text_handle.write(data[start : start + (1 << 20)])
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
         os.chmod(temp, 0o644)
         os.replace(temp, path)
     except OSError as e:
         Path(temp).unlink(missing_ok=True)
         raise ReportError(f"cannot write {path}: {e.strerror or e}") from e
+    except BaseException:  # a writer that fails leaves no temporary file behind
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 def write_report(
@@ -249,6 +270,12 @@ def write_report(
                 image = renderer.image(figure, fmt.figure_ext)
                 _write(figures / figure_file_name(figure, fmt.figure_ext), image)
         path = out / fmt.file_name
-        _write(path, fmt.render(report, renderer).encode("utf-8"))
+        if fmt.stream is not None:
+            _write(path, functools.partial(fmt.stream, report, renderer))
+        else:
+            with gc_paused():  # a row of strings per run (see gc_paused)
+                text = fmt.render(report, renderer)
+            _write(path, text)
+            del text
         written[name] = path
     return written
