@@ -52,6 +52,7 @@ from greenprint import _lineage
 from greenprint._accounting import CostAccount
 from greenprint._config import load_config
 from greenprint._exceptions import ConfigError, GreenprintError
+from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
 from greenprint._validate import finite_number, mapping_of_names, non_negative_int, optional_text
@@ -90,6 +91,7 @@ _OPTIONS = frozenset(
         "budget_kwh",
         "budget_kg",
         "role",
+        "node_meter",
     }
 )
 
@@ -111,7 +113,7 @@ def track(
     params: Mapping[str, Any] | None = None,
     dataset_size: int | None = None,
     parent: Run | str | None = None,
-    scope: Literal["process", "machine"] = "process",
+    scope: Literal["process", "machine"] | None = None,
     pid: int | None = None,
     command: str | None = None,
     sample_interval_s: float = 1.0,
@@ -120,6 +122,7 @@ def track(
     budget_kwh: float | None = None,
     budget_kg: float | None = None,
     role: str | None = None,
+    node_meter: bool | None = None,
 ) -> Run:
     """Track a run's energy, CO2-eq, time and metrics into a ledger.
 
@@ -143,6 +146,7 @@ def track(
             ``GREENPRINT_PARENT_RUN``.
         scope: ``"process"`` attributes energy to this process tree; ``"machine"`` records the
             whole machine's. Both are measured; the other is kept in ``machine_energy_kwh``.
+            Default: ``"machine"`` for a node meter (see ``node_meter``), else ``"process"``.
         pid: root of the process tree to attribute (default: this process).
         command: command line to record (default: ``sys.argv``).
         sample_interval_s: seconds between meter reads.
@@ -158,6 +162,10 @@ def track(
             sub-step of its parent), ``"baseline"``, ``"final"`` (the model reported),
             ``"learning-curve"`` or ``"sweep"`` (a container of trials); default ``None``:
             inferred when the study is analysed (see :func:`greenprint.analysis.resolve_roles`).
+        node_meter: in a distributed job (torchrun, SLURM: see :mod:`greenprint._jobs`), whether
+            this run meters its node (the whole machine, once for every rank on it); default
+            ``None``: local rank 0 does, on a node the job has to itself, unless the run is
+            nested in another on this host. ``True`` outside a job records the machine.
 
     Returns:
         A :class:`Run`, not yet started.
@@ -190,6 +198,7 @@ def track(
         budget_kwh=budget_kwh,
         budget_kg=budget_kg,
         role=role,
+        node_meter=node_meter,
     )
 
 
@@ -211,7 +220,16 @@ class Run:
         optional_text("study", options.get("study"))
         optional_text("command", options.get("command"))
         optional_text("region", options.get("region"))
-        scope = options.get("scope", "process")
+        scope = options.get("scope")
+        node_meter = options.get("node_meter")
+        if node_meter is not None and not isinstance(node_meter, bool):
+            raise ConfigError(f"node_meter must be True, False or None, not {node_meter!r}")
+        if node_meter and scope == "process":
+            raise ConfigError(
+                "a node meter records the whole machine: scope='process' contradicts it"
+            )
+        self._scope_given = scope is not None
+        scope = "process" if scope is None else scope
         if scope not in ("process", "machine"):
             raise ConfigError(f"scope must be 'process' or 'machine', not {scope!r}")
         sample_s = finite_number(
@@ -291,6 +309,9 @@ class Run:
         self._saved_env: dict[str, str | None] = {}
         self._ctx_token: contextvars.Token[tuple[Any, ...]] | None = None
         self._listeners: list[Callable[[Run, str], None]] = []
+        self._host = ""
+        self._contained: bool | None = None
+        self._job = JobInfo()
 
     # ------------------------------------------------------------------ context manager / decorator
     def __enter__(self) -> Run:
@@ -602,6 +623,7 @@ class Run:
             self._ledger = _open_ledger(self._ledger_location)  # before anything is started
         self.id = _new_run_id()
         self.parent_id = self._resolve_parent()
+        self._join_job()
         from greenprint.meters._set import detect_meters, guard_meters
 
         given = self._options.get("meters")
@@ -626,6 +648,28 @@ class Run:
         )
         self._thread.start()
 
+    def _join_job(self) -> None:
+        """Record the run's job and containment; a node meter records the whole machine."""
+        from greenprint import _jobs
+
+        self._host = _jobs.node_host()
+        self._contained = None
+        parent = self._options.get("parent")
+        if self.parent_id is not None:
+            if isinstance(parent, Run) or (parent is None and _lineage.innermost() is not None):
+                self._contained = True  # nested in this process
+            elif self.parent_id == _lineage.inherited_parent():
+                self._contained = _jobs.tree_contains(
+                    _lineage.inherited_tree(), host=self._host, pid=self._options.get("pid")
+                )
+        self._job = _jobs.job_info(
+            node_meter=self._options.get("node_meter"), nested=bool(self._contained)
+        )
+        if self._job.node_meter and not self._scope_given:
+            self._scope = "machine"
+        if self._job.node_meter and self._scope != "machine":
+            self._job = replace(self._job, node_meter=False)  # scope="process" was asked for
+
     def _resolve_parent(self) -> str | None:
         parent = self._options.get("parent")
         if isinstance(parent, Run):
@@ -642,6 +686,17 @@ class Run:
         provenance["intensity"] = self._intensity.source
         provenance["pue"] = self._pue.source
         provenance["scope"] = self._scope
+        job = self._job
+        if job.job_id is not None:
+            if job.node_meter:
+                provenance["job"] = f"node meter of job {job.job_id} on {self._host}"
+            elif job.shared:
+                provenance["job"] = f"shared node: this process only, in job {job.job_id}"
+            else:
+                provenance["job"] = (
+                    f"this process only; the node is metered by job {job.job_id}'s node meter "
+                    f"on {self._host} (local rank 0)"
+                )
         return provenance
 
     def _base_record(self) -> RunRecord:
@@ -655,7 +710,7 @@ class Run:
             started_at=self._started_at,
             heartbeat_at=self._last_sample_t,
             flush_interval_s=self._flush_s,
-            host=env.host if env else "",
+            host=env.host if env else self._host,
             command=env.command if env else (self._options.get("command") or ""),
             git_commit=env.git_commit if env else None,
             git_dirty=env.git_dirty if env else None,
@@ -675,6 +730,11 @@ class Run:
             intensity_source=self._intensity.source,
             provenance=dict(self._provenance),
             error=self._error,
+            job_id=self._job.job_id,
+            node_rank=self._job.node_rank,
+            local_rank=self._job.local_rank,
+            node_meter=self._job.node_meter if self._job.job_id or self._job.node_meter else None,
+            contained=self._contained,
         )
 
     def _cost_fields(self) -> dict[str, Any]:
@@ -693,6 +753,7 @@ class Run:
                 if first:
                     self._collect_environment()
                     first = False
+                    self._warn_double_meter()
                 with self._lock:
                     if self._state != "running":
                         return
@@ -704,6 +765,34 @@ class Run:
                     next_flush = time.time() + self._flush_s
             except Exception:  # the sampler thread must never die silently: log, go on
                 logger.exception("greenprint: sampling run %s failed; will retry", self.id[:8])
+
+    def _warn_double_meter(self) -> None:
+        """Warn when another live node meter of this job runs on this host (counted twice)."""
+        job = self._job
+        if not job.node_meter or job.job_id is None or self._ledger is None:
+            return
+        from greenprint._exceptions import LedgerError
+
+        try:
+            live = self._ledger.runs(study=self._study, status="running")
+        except LedgerError as e:
+            logger.debug("greenprint: could not look for other node meters: %s", e)
+            return
+        others = [
+            r.id[:8]
+            for r in live
+            if r.id != self.id and r.node_meter and r.job_id == job.job_id and r.host == self._host
+        ]
+        if others:
+            logger.warning(
+                "greenprint: run %s and run(s) %s both meter host %s for job %s: the machine "
+                "would be counted twice (the price tag counts it once and says so); give "
+                "node_meter=False to the other ranks, or set GREENPRINT_SHARED_NODE=1",
+                self.id[:8],
+                ", ".join(others),
+                self._host,
+                job.job_id,
+            )
 
     def _check_budgets(self) -> None:
         if self._budget_warned or not self.over_budget:
@@ -846,7 +935,11 @@ class Run:
         url = None
         if self._ledger is not None:
             url = getattr(self._ledger, "url_unmasked", self._ledger.url)
-        self._saved_env = _lineage.export_env(self.id, self._study, url)
+        from greenprint._jobs import parent_tree_value
+
+        root = self._options.get("pid") or os.getpid()
+        tree = parent_tree_value(self._scope, root, self._host)
+        self._saved_env = _lineage.export_env(self.id, self._study, url, tree)
 
     def _release(self) -> None:
         _lineage.restore_env(self._saved_env)

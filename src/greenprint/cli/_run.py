@@ -43,9 +43,15 @@ __all__ = ["command", "format_price_tag"]
 @click.option(
     "--scope",
     type=click.Choice(["process", "machine"]),
-    default="process",
-    show_default=True,
-    help="Attribute energy to the command's process tree, or record the whole machine.",
+    default=None,
+    help="Attribute energy to the command's process tree, or record the whole machine "
+    "[default: process; machine for a node meter].",
+)
+@click.option(
+    "--node-meter/--no-node-meter",
+    default=None,
+    help="In a distributed job (srun, torchrun), whether this run meters its node "
+    "[default: local rank 0 does, on a node the job has to itself].",
 )
 @click.option("--sample-interval", "sample_s", type=float, default=1.0, show_default=True)
 @click.option("--flush-interval", "flush_s", type=float, default=10.0, show_default=True)
@@ -84,7 +90,8 @@ def command(
     region: str | None,
     intensity: str | None,
     pue: str | None,
-    scope: str,
+    scope: str | None,
+    node_meter: bool | None,
     sample_s: float,
     flush_s: float,
     role: str | None,
@@ -116,6 +123,7 @@ def command(
         intensity=intensity,
         pue=pue,
         scope=scope,  # type: ignore[arg-type]
+        node_meter=node_meter,
         command=subprocess.list2cmdline(cmd),
         sample_interval_s=sample_s,
         flush_interval_s=flush_s,

@@ -98,7 +98,6 @@ class StepFigures:
         self._run = run
         self._live = LiveFigures(run)
         self._lock = threading.Lock()
-        self.count = 0  #: how many times figures were read (the next automatic step)
 
     def read(self, *, fresh: bool = False) -> dict[str, float]:
         """The figures under their ``greenprint/`` names.
@@ -115,7 +114,6 @@ class StepFigures:
             refresh(self._run)
         with self._lock:
             live = self._live.read()
-            self.count += 1
         figures = {
             "energy_kwh": live["energy_kwh"],
             "emissions_kg": live["emissions_kg"],
