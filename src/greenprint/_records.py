@@ -59,7 +59,7 @@ def check_role(role: object) -> str | None:
     raise ConfigError(f"unknown run role {role!r}; roles: {', '.join(RUN_ROLES)}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricPoint:
     """One logged value of one metric.
 
@@ -76,7 +76,7 @@ class MetricPoint:
     time: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PowerSample:
     """Average power of each component over one sampling interval ``[t0, t1]``.
 
@@ -107,7 +107,7 @@ class PowerSample:
         return j_to_kwh(self.power_w * max(self.t1 - self.t0, 0.0))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """Everything a ledger knows about one run (a training job, a trial, a baseline...).
 
