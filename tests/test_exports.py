@@ -36,12 +36,13 @@ PUBLIC = [
     "greenprint.hardware",
     "greenprint.ledger",
     "greenprint.meters",
+    "greenprint.prometheus",
     "greenprint.report",
     "greenprint.testing",
     "greenprint.tracking",
 ]
 #: modules with code of their own (their namespace holds helpers): only ``__all__`` is checked
-WITH_CODE = {"greenprint.cli", "greenprint.tracking"}
+WITH_CODE = {"greenprint.cli", "greenprint.prometheus", "greenprint.tracking"}
 #: names a package namespace holds that are not its API
 NOT_API = {"annotations", "TYPE_CHECKING", "Any"}
 HAS_TORCH = is_available("torch")

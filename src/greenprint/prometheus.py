@@ -51,6 +51,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from greenprint import _public
 from greenprint._exceptions import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,6 +61,7 @@ __all__ = [
     "CONTENT_TYPE",
     "Collector",
     "MetricsServer",
+    "TEXTFILE_DIR_ENV",
     "TextfileExporter",
     "render",
     "serve",
@@ -416,3 +418,6 @@ def serve(port: int, host: str = "127.0.0.1") -> MetricsServer:
         ConfigError: a bad port, or the address cannot be bound (in use, not permitted).
     """
     return MetricsServer(port, host)
+
+
+_public.publish(__name__, globals())
