@@ -1,6 +1,7 @@
 """What a run records about where it ran: host, command, git state, versions, scheduler ids.
 
-Everything here is local: ``socket.gethostname()`` reads the kernel's host name (no lookup), git is
+Everything here is local: ``socket.gethostname()`` reads the kernel's host name (no lookup;
+``GREENPRINT_HOST`` overrides it), git is
 asked about the working directory only, and torch's version is recorded only when torch is already
 imported (greenprint never imports it for this).
 """
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Mapping
+
+from greenprint._jobs import node_host
 
 __all__ = [
     "GIT_STATE_TTL_S",
@@ -33,6 +35,9 @@ SCHEDULER_VARIABLES = (
     "SLURM_ARRAY_TASK_ID",
     "SLURM_PROCID",
     "SLURM_NODEID",
+    "SLURM_LOCALID",
+    "SLURM_NTASKS",
+    "SLURM_CPUS_ON_NODE",
     "SLURM_JOB_NAME",
     "SLURM_CLUSTER_NAME",
     "PBS_JOBID",
@@ -45,6 +50,10 @@ SCHEDULER_VARIABLES = (
     "RANK",
     "LOCAL_RANK",
     "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "TORCHELASTIC_RUN_ID",
+    "GREENPRINT_JOB_ID",
 )
 
 
@@ -205,7 +214,7 @@ def collect_environment(
     torch = sys.modules.get("torch")
     commit, dirty = cached_git_state()
     return RunEnvironment(
-        host=socket.gethostname(),
+        host=node_host(env),
         command=command if command is not None else shlex.join(sys.argv),
         git_commit=commit,
         git_dirty=dirty,

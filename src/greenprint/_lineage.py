@@ -7,7 +7,9 @@ restores when it ends:
 
 * ``GREENPRINT_PARENT_RUN``: the parent run's id;
 * ``GREENPRINT_PARENT_LEDGER``: the ledger the parent writes to (so the child writes there too);
-* ``GREENPRINT_PARENT_STUDY``: the parent's study.
+* ``GREENPRINT_PARENT_STUDY``: the parent's study;
+* ``GREENPRINT_PARENT_TREE``: the parent's scope, process-tree root and host, so that the child
+  knows whether its measurement is inside the parent's (see :mod:`greenprint._jobs`).
 
 The environment is one per process, while runs in several threads of it may be active at once
 (Optuna's ``n_jobs``): the exports of this process's runs are therefore kept on a stack. A run
@@ -31,6 +33,7 @@ __all__ = [
     "export_env",
     "inherited_ledger",
     "inherited_study",
+    "inherited_tree",
     "innermost",
     "leave",
     "restore_env",
@@ -40,6 +43,7 @@ __all__ = [
 PARENT_ENV = "GREENPRINT_PARENT_RUN"
 PARENT_LEDGER_ENV = "GREENPRINT_PARENT_LEDGER"
 PARENT_STUDY_ENV = "GREENPRINT_PARENT_STUDY"
+PARENT_TREE_ENV = "GREENPRINT_PARENT_TREE"
 
 # the stack of active runs in this context (thread or task), innermost last
 _stack: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
@@ -66,7 +70,7 @@ def leave(run: Any, token: contextvars.Token[tuple[Any, ...]]) -> None:
         _stack.set(tuple(r for r in _stack.get() if r is not run))
 
 
-_KEYS = (PARENT_ENV, PARENT_LEDGER_ENV, PARENT_STUDY_ENV)
+_KEYS = (PARENT_ENV, PARENT_LEDGER_ENV, PARENT_STUDY_ENV, PARENT_TREE_ENV)
 
 # this process's exports, oldest first: (the dict export_env returned, the values exported);
 # _base holds the process's own values of _KEYS while any export is in force. An RLock: a
@@ -95,6 +99,11 @@ def inherited_study() -> str | None:
     return _inherited(PARENT_STUDY_ENV) if inherited_parent() else None
 
 
+def inherited_tree() -> str | None:
+    """The inherited parent run's ``GREENPRINT_PARENT_TREE`` value, or ``None``."""
+    return _inherited(PARENT_TREE_ENV) if inherited_parent() else None
+
+
 def inherited_ledger() -> str | None:
     """The enclosing run's ledger URL in this context, else the inherited parent run's.
 
@@ -115,11 +124,15 @@ def _put(values: dict[str, str | None]) -> None:
             os.environ[key] = value
 
 
-def export_env(run_id: str, study: str, ledger_url: str | None) -> dict[str, str | None]:
+def export_env(
+    run_id: str, study: str, ledger_url: str | None, tree: str | None = None
+) -> dict[str, str | None]:
     """Export a run to child processes; returns the previous values for :func:`restore_env`."""
     exported = {PARENT_ENV: run_id, PARENT_STUDY_ENV: study}
     if ledger_url is not None:
         exported[PARENT_LEDGER_ENV] = ledger_url
+    if tree is not None:
+        exported[PARENT_TREE_ENV] = tree
     with _exports_lock:
         if not _exports:
             _base.clear()

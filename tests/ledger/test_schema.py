@@ -68,7 +68,7 @@ def v2_url(backend, ledger_url, tmp_path):
 
 def test_migrations_cover_every_version():
     assert len(_schema.MIGRATIONS) == _schema.SCHEMA_VERSION - 1
-    assert _schema.SCHEMA_VERSION == 3
+    assert _schema.SCHEMA_VERSION == 4
 
 
 def test_the_v1_fixture_is_committed_and_version_1():
@@ -85,7 +85,7 @@ def test_the_v1_fixture_is_committed_and_version_1():
 
 def test_v1_is_migrated_with_every_row_preserved(v1_url, backend, ledger_url):
     with Ledger(v1_url) as led:
-        assert led.schema_version == 3
+        assert led.schema_version == 4
         by_id = {r.id: r for r in led.runs()}
         assert set(by_id) == {r["id"] for r in V1_RUNS}
         for row in V1_RUNS:
@@ -146,7 +146,7 @@ def test_v1_is_migrated_with_every_row_preserved(v1_url, backend, ledger_url):
             for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))
         ]
     engine.dispose()
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
 
 
 def test_a_migrated_ledger_has_the_same_schema_as_a_new_one(v1_url, backend, tmp_path, request):
@@ -175,7 +175,7 @@ def test_a_failed_migration_leaves_the_ledger_unchanged(v1_url, backend, monkeyp
     assert "scope" not in before["runs"] and "samples" not in before
     # the transactional DDL was rolled back: the real migration still works afterwards
     with Ledger(v1_url) as led:
-        assert led.schema_version == 3 and len(led.runs()) == len(V1_RUNS)
+        assert led.schema_version == 4 and len(led.runs()) == len(V1_RUNS)
 
 
 def test_a_newer_schema_is_refused_untouched(ledger_url, backend):
@@ -239,7 +239,7 @@ def test_the_v2_fixture_is_committed_and_version_2():
 
 def test_v2_is_migrated_with_every_row_preserved_and_roles_not_given(v2_url, backend):
     with Ledger(v2_url) as led:
-        assert led.schema_version == 3
+        assert led.schema_version == 4
         by_id = {r.id: r for r in led.runs()}
         assert set(by_id) == {r["id"] for r in V2_RUNS}
         for row in V2_RUNS:
@@ -272,7 +272,7 @@ def test_v2_is_migrated_with_every_row_preserved_and_roles_not_given(v2_url, bac
             for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))
         ]
     engine.dispose()
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
 
 
 def test_a_migrated_v2_ledger_has_the_same_schema_as_a_new_one(v2_url, backend, tmp_path, request):
@@ -298,3 +298,61 @@ def test_roles_round_trip_on_every_backend(ledger_url):
         with pytest.raises(gp.ConfigError, match="roles: trial, part, baseline, final"):
             led.start_run(make_record("r0le0004", role="winner"))
         assert len(led.runs()) == 3
+
+
+@pytest.fixture
+def v3_url(backend, ledger_url, tmp_path):
+    """A version-3 ledger: a copy of the committed fixture file, or the same rows on Postgres."""
+    from .fixtures.make_v3 import V3_PATH, load_v3
+
+    if backend == "sqlite":
+        copy = tmp_path / "v3.db"
+        shutil.copyfile(V3_PATH, copy)
+        return str(copy)
+    engine = sa.create_engine(ledger_url)
+    with engine.begin() as conn:
+        load_v3(conn)
+    engine.dispose()
+    return ledger_url
+
+
+def test_the_v3_fixture_is_committed_and_version_3():
+    import sqlite3
+
+    from .fixtures.make_v3 import V3_PATH
+
+    conn = sqlite3.connect(f"file:{V3_PATH}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (3,)
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        assert "role" in columns and "job_id" not in columns and "contained" not in columns
+    finally:
+        conn.close()
+
+
+def test_v3_is_migrated_with_jobs_unknown_and_price_tag_unchanged(v3_url, backend, tmp_path):
+    from greenprint.analysis import price_tag
+
+    from .fixtures.make_v3 import V3_ROLES
+
+    with Ledger(v3_url) as led:
+        assert led.schema_version == 4
+        runs = led.runs()
+        assert {r.id for r in runs} == {r["id"] for r in V2_RUNS}
+        for run in runs:
+            assert run.role == V3_ROLES.get(run.id)
+            assert (run.job_id, run.node_rank, run.local_rank) == (None, None, None)
+            assert run.node_meter is None and run.contained is None
+        # job columns can be written on the migrated ledger
+        led.flush(TRIALS[1], fields={"job_id": "slurm:42", "node_rank": 1, "contained": False})
+        moved = led.run(TRIALS[1])
+        assert (moved.job_id, moved.node_rank, moved.contained) == ("slurm:42", 1, False)
+        led.flush(TRIALS[1], fields={"job_id": None, "node_rank": None, "contained": None})
+        tag = price_tag(led.runs())
+    # contained unknown reads as inside the parent: the sweep's roots only, as in version 3
+    roots = [r for r in V2_RUNS if r["parent_id"] is None]
+    assert tag.total.energy_kwh == pytest.approx(sum(r["energy_kwh"] for r in roots))
+    fresh = str(tmp_path / "fresh.db") if backend == "sqlite" else None
+    if fresh is not None:
+        Ledger(fresh).close()
+        assert columns(v3_url) == columns(fresh)

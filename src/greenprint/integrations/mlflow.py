@@ -69,6 +69,9 @@ _mlflow = require("mlflow", extra="mlflow", purpose=_PURPOSE, package="mlflow-sk
 #: Where in the MLflow run's artifacts greenprint puts the run record and reports.
 ARTIFACT_PATH = "greenprint"
 
+#: Queued logs kept to wait for at the end; past this, the oldest half is waited for (done).
+_MAX_PENDING = 64
+
 
 def autolog(
     run: Run,
@@ -150,6 +153,9 @@ class MlflowLogger:
             pending = _log_metrics(self._client, self.run_id, figures, step, queued=fresh)
             if pending is not None:
                 self._pending.append(pending)
+                if len(self._pending) > _MAX_PENDING:  # long done, in practice: no wait
+                    _wait(self._pending[: _MAX_PENDING // 2], self.run_id)
+                    del self._pending[: _MAX_PENDING // 2]
         return figures
 
     def _on_event(self, run: Run, event: str) -> None:

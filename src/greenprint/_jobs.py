@@ -1,0 +1,202 @@
+"""Distributed jobs: which job a run belongs to, which process meters its node, containment.
+
+A job (a ``torchrun`` or SLURM job, several processes on one or more nodes) is one price tag.
+Each run of a job records:
+
+* ``job_id``, the job key: ``GREENPRINT_JOB_ID``, else SLURM's job id (``<array job>_<task>`` for
+  an array task), else ``TORCHELASTIC_RUN_ID`` (``torchrun --rdzv-id``; torchrun's default
+  ``none`` becomes ``torchrun:<MASTER_ADDR>:<MASTER_PORT>``), else the Ray job id (only when Ray
+  is already imported and initialised). A run gets a job key only in a distributed job (more
+  than one process: ``WORLD_SIZE``, ``SLURM_NTASKS`` or ``SLURM_NPROCS`` above 1) or when
+  ``GREENPRINT_JOB_ID`` is set, so a sweep of runs one after another inside one batch job stays
+  a sweep;
+* ``node_rank`` (``GREENPRINT_NODE_RANK``, ``SLURM_NODEID``, ``GROUP_RANK``, ``NODE_RANK``) and
+  ``local_rank`` (``LOCAL_RANK``, ``SLURM_LOCALID``);
+* ``node_meter``: whether this run meters its node for the job. On a node the job has to itself,
+  local rank 0 meters the whole machine (``scope="machine"``) and the other ranks measure their
+  own process only, as *parts* of it: the price tag counts the node once, through the node
+  meter, and the other ranks' energy never again (their FPO and metrics are theirs). On a shared
+  node (the job's allocation is smaller than the machine: ``SLURM_CPUS_ON_NODE`` or the CPU
+  affinity below the machine's CPU count, or ``GREENPRINT_SHARED_NODE=1``) no rank meters the
+  machine: each measures its own process tree (and GPUs) and the ranks add up;
+* ``contained``: whether the run's measurement is inside its parent's: a run nested in another
+  in the same process, or a child process on the same host inside the parent's process tree (or
+  under a machine-scope parent) is; a run whose parent is on another host, or in a process
+  outside the parent's tree, is not, and the price tag adds its cost to its parent's.
+
+The host a run records is ``GREENPRINT_HOST`` when set (containers that share a host name),
+else the kernel's host name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "HOST_ENV",
+    "JOB_ENV",
+    "PARENT_TREE_ENV",
+    "SHARED_NODE_ENV",
+    "JobInfo",
+    "is_shared_node",
+    "job_info",
+    "job_key",
+    "node_host",
+    "parent_tree_value",
+    "tree_contains",
+]
+
+JOB_ENV = "GREENPRINT_JOB_ID"
+HOST_ENV = "GREENPRINT_HOST"
+SHARED_NODE_ENV = "GREENPRINT_SHARED_NODE"
+#: Exported by a running run with its parent variables: ``"<scope> <pid> <host>"``.
+PARENT_TREE_ENV = "GREENPRINT_PARENT_TREE"
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def node_host(environ: Mapping[str, str] | None = None) -> str:
+    """The host a run records: ``GREENPRINT_HOST`` when set, else the kernel's host name."""
+    env = os.environ if environ is None else environ
+    return env.get(HOST_ENV) or socket.gethostname()
+
+
+def _int(env: Mapping[str, str], *names: str) -> int | None:
+    for name in names:
+        value = env.get(name, "").strip()
+        if value.lstrip("-").isdigit():
+            return int(value)
+    return None
+
+
+def _distributed(env: Mapping[str, str]) -> bool:
+    size = _int(env, "WORLD_SIZE", "SLURM_NTASKS", "SLURM_NPROCS")
+    return size is not None and size > 1
+
+
+def job_key(environ: Mapping[str, str] | None = None) -> str | None:
+    """The job key of this process (see the module), or ``None`` outside a distributed job."""
+    env = os.environ if environ is None else environ
+    explicit = env.get(JOB_ENV, "").strip()
+    if explicit:
+        return explicit
+    if not _distributed(env):
+        return None
+    array_job, array_task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+    if array_job and array_task:
+        return f"slurm:{array_job}_{array_task}"
+    if env.get("SLURM_JOB_ID"):
+        return f"slurm:{env['SLURM_JOB_ID']}"
+    elastic = env.get("TORCHELASTIC_RUN_ID")
+    if elastic:
+        if elastic != "none":
+            return f"torchrun:{elastic}"
+        return f"torchrun:{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        return f"ray:{ray.get_runtime_context().get_job_id()}"
+    return None
+
+
+def is_shared_node(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the job has only part of this machine (so no rank meters the whole machine).
+
+    ``GREENPRINT_SHARED_NODE`` (``1``/``0``) decides when set; else SLURM's CPUs on this node
+    below the machine's CPU count, else a CPU affinity narrower than the machine.
+    """
+    env = os.environ if environ is None else environ
+    setting = env.get(SHARED_NODE_ENV, "").strip().lower()
+    if setting in _TRUE:
+        return True
+    if setting in _FALSE:
+        return False
+    machine = os.cpu_count() or 0
+    slurm = _int(env, "SLURM_CPUS_ON_NODE")
+    if slurm is not None:
+        return slurm < machine
+    affinity = getattr(os, "sched_getaffinity", None)
+    return affinity is not None and len(affinity(0)) < machine
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What a run records about its job (see the module).
+
+    Attributes:
+        job_id: the job key, or ``None`` outside a job.
+        node_rank: the node's rank in the job, or ``None``.
+        local_rank: this process's rank on its node, or ``None``.
+        node_meter: whether the run meters its node (``scope="machine"``).
+        shared: whether the node is shared (each rank meters its own process).
+    """
+
+    job_id: str | None = None
+    node_rank: int | None = None
+    local_rank: int | None = None
+    node_meter: bool = False
+    shared: bool = False
+
+
+def job_info(
+    *,
+    node_meter: bool | None = None,
+    nested: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> JobInfo:
+    """This process's job and whether a new run meters the node.
+
+    Args:
+        node_meter: an explicit choice (``gp.track(node_meter=...)``); ``None``: local rank 0 of
+            a job on a node it has to itself, unless ``nested``.
+        nested: the run is inside its parent's measurement (an enclosing run, or a parent
+            process on this host): the outermost run of the node meters it.
+        environ: the environment (default: ``os.environ``).
+    """
+    env = os.environ if environ is None else environ
+    job = job_key(env)
+    local = _int(env, "LOCAL_RANK", "SLURM_LOCALID")
+    node = _int(env, "GREENPRINT_NODE_RANK", "SLURM_NODEID", "GROUP_RANK", "NODE_RANK")
+    if job is None:
+        return JobInfo(node_meter=bool(node_meter))
+    shared = is_shared_node(env)
+    if node_meter is None:
+        node_meter = not shared and not nested and local in (0, None)
+    return JobInfo(job, node, local, bool(node_meter), shared)
+
+
+def parent_tree_value(scope: str, pid: int, host: str) -> str:
+    """The ``GREENPRINT_PARENT_TREE`` value a run exports to its child processes."""
+    return f"{scope} {pid} {host}"
+
+
+def tree_contains(value: str | None, *, host: str, pid: int | None = None) -> bool | None:
+    """Whether a parent exported as ``value`` contains process ``pid`` (default: this one).
+
+    Returns:
+        ``True`` on the parent's host under a machine-scope parent or inside its process tree,
+        ``False`` on another host or outside the tree, ``None`` when ``value`` is missing or
+        unreadable.
+    """
+    parts = (value or "").split(" ", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    scope, root, parent_host = parts[0], int(parts[1]), parts[2]
+    if parent_host != host:
+        return False
+    if scope == "machine":
+        return True
+    import psutil
+
+    current = os.getpid() if pid is None else pid
+    try:
+        process = psutil.Process(current)
+        if process.pid == root:
+            return True
+        return any(p.pid == root for p in process.parents())
+    except psutil.Error:
+        return None
