@@ -290,3 +290,33 @@ def test_long_timelines_are_averaged_over_bins_keeping_the_energy():
     assert energy.y[-1] / factor == pytest.approx(sum(r.energy_kwh for r in runs), rel=1e-9)
     assert any("mean over 1000 equal intervals" in n for n in figure.notes)
     assert any("1500 runs drawn at their mean power" in n for n in figure.notes)
+
+
+def test_unknown_fpo_reads_unknown_with_its_count_never_zero(tmp_path):
+    """'0 FPO (+26 unknown)' and '... CO2-eq, unknown and 3.4 s' were the wrong readings."""
+    from greenprint.report import render
+    from greenprint.report._tables import final_sentence, headline, price_tag_table
+
+    led = gp.Ledger(tmp_path / "l.db")
+    spec = Spec()
+    for k in range(3):
+        add_run(led, spec, name=f"t{k}", score=0.5 + k / 10, start=T0 + 20 * k, fpo=None)
+    led.close()
+    report = build_report(tmp_path / "l.db", "sweep")
+    cards = dict(headline(report))
+    assert cards["FPO"] == "FPO unknown for 3 runs"
+    _, rows = price_tag_table(report)
+    assert rows[-1][0] == "total" and rows[-1][5] == "FPO unknown for 3 runs"
+    sentence = final_sentence(report)
+    assert "FPO unknown" in sentence and " of energy" in sentence and " of run time" in sentence
+    assert "0 FPO" not in report.compute_statement
+    assert "floating-point operations (FPO) are unknown (3 of 3 runs" in report.compute_statement
+    for fmt in ("html", "md"):
+        text = render(report, fmt, plots=False)
+        assert "0 FPO" not in text and "+3 unknown" not in text, fmt
+    # partly known: the known part with the count of the unknown runs
+    led = gp.Ledger(tmp_path / "l.db")
+    add_run(led, spec, name="t3", score=0.1, start=T0 + 100, fpo=5 * 10**9)
+    led.close()
+    cards = dict(headline(build_report(tmp_path / "l.db", "sweep")))
+    assert cards["FPO"] == "5 GFPO + unknown for 3 runs"
