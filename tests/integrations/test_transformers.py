@@ -313,3 +313,31 @@ def test_without_transformers_the_import_error_names_the_extra(tmp_path: Path) -
                           timeout=120, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "pip install 'greenprint[transformers]'" in done.stdout
+
+
+@pytest.mark.parametrize("attached", [True, False])
+def test_a_real_reporter_logs_the_figures_only_when_attached(
+    tmp_path: Path, attached: bool, require_component, monkeypatch
+) -> None:
+    require_component(_has("tensorboard"), "tensorboard is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = tmp_path / "tb"
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(logs))
+    args = _args(tmp_path, report_to=["tensorboard"])
+    cb = GreenprintCallback(ledger=False, **FAST)
+    trainer = Trainer(model=tiny_model(), args=args, train_dataset=Tokens(),
+                      callbacks=[] if attached else [cb])  # fmt: skip
+    if attached:
+        cb.attach(trainer)
+    trainer.train()
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    figures = {"train/greenprint/energy_kwh", "train/greenprint/power_w"}
+    if attached:  # first in the list: TensorBoard's reporter saw greenprint's figures
+        assert figures <= tags
+        energy = [e.value for e in events.Scalars("train/greenprint/energy_kwh")]
+        assert energy == sorted(energy) and 0 < energy[-1] <= cb.run.energy_kwh
+    else:  # the Trainer lists its reporters before user callbacks: they log before ours
+        assert not figures & tags and "train/loss" in tags
