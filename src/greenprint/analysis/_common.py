@@ -138,12 +138,24 @@ class RunForest:
     A run whose parent is not in the set is a root. A run with no child in the set is a leaf: a
     trial, the unit of work of a study (a parent that only wraps trials is a container).
 
+    Runs of one distributed job (``job_id``) are linked into one tree even without a
+    ``parent_id`` (see :func:`greenprint._jobs.link_jobs`): the ranks of a node under its node
+    meter, the job's nodes under its head. Each link has a kind: ``"nested"`` (the child's
+    measurement is inside its parent's: the same process, or the parent's process tree on the
+    same host; every link recorded before jobs existed), ``"peer"`` (a rank under its node's
+    meter: energy, CO2-eq and time inside, FPO its own) or ``"remote"`` (a child on another host
+    or outside the parent's process tree, ``contained`` false: its cost adds to its parent's).
+
     Attributes:
         runs: the runs, in the order given.
         index: run id -> position in ``runs``.
         children: position -> positions of its children.
         roots: positions of the roots.
         order: positions ordered children before parents (post-order).
+        parents: position -> its parent's position, or ``None`` for a root.
+        kinds: position -> the kind of its link to its parent (``"nested"`` for a root).
+        virtual: position -> whether that link comes from the job, not from ``parent_id``.
+        notes: caveats found while linking jobs (two node meters on one host...).
     """
 
     runs: tuple[RunRecord, ...]
@@ -151,6 +163,10 @@ class RunForest:
     children: tuple[tuple[int, ...], ...]
     roots: tuple[int, ...]
     order: tuple[int, ...]
+    parents: tuple[int | None, ...] = ()
+    kinds: tuple[str, ...] = ()
+    virtual: tuple[bool, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, runs: Iterable[RunRecord]) -> RunForest:
@@ -167,10 +183,17 @@ class RunForest:
             if run.id in index:
                 raise AnalysisError(f"run id {run.id!r} appears twice")
             index[run.id] = pos
+        from greenprint._jobs import link_jobs
+
+        parents: list[int | None] = [
+            index.get(run.parent_id) if run.parent_id is not None else None for run in items
+        ]
+        kinds = ["remote" if run.contained is False else "nested" for run in items]
+        explicit = list(parents)
+        notes = link_jobs(items, parents, kinds)
         kids: list[list[int]] = [[] for _ in items]
         roots = []
-        for pos, run in enumerate(items):
-            parent = index.get(run.parent_id) if run.parent_id is not None else None
+        for pos, parent in enumerate(parents):
             if parent is None:
                 roots.append(pos)
             else:
@@ -195,6 +218,10 @@ class RunForest:
             children=tuple(tuple(k) for k in kids),
             roots=tuple(roots),
             order=tuple(order),
+            parents=tuple(parents),
+            kinds=tuple(kinds),
+            virtual=tuple(p != e for p, e in zip(parents, explicit, strict=True)),
+            notes=tuple(dict.fromkeys(notes)),
         )
 
     def is_leaf(self, pos: int) -> bool:
@@ -206,20 +233,33 @@ class RunForest:
         """Positions of the trials (runs without children in the set), in the order given."""
         return tuple(p for p in range(len(self.runs)) if not self.children[p])
 
-    def nested_sum(self, values: Sequence[float | int | None]) -> tuple[list[Any], list[Any]]:
+    def adds(self, pos: int, *, fpo: bool = False) -> bool:
+        """Whether the run at ``pos`` adds to its parent's amount rather than being inside it.
+
+        A ``"remote"`` link always adds; a ``"peer"`` link adds FPO (a rank's operations are its
+        own) but not energy, CO2-eq or time (inside its node meter's machine reading).
+        """
+        kind = self.kinds[pos] if self.kinds else "nested"
+        return kind == "remote" or (fpo and kind == "peer")
+
+    def nested_sum(
+        self, values: Sequence[float | int | None], *, fpo: bool = False
+    ) -> tuple[list[Any], list[Any]]:
         """Inclusive and exclusive amounts of a cost, without double counting.
 
-        A parent's recorded cost contains its children's. The effective inclusive amount of a
-        run is ``max(own, sum of children's effective amounts)`` (so children that add up to more
-        than their parent recorded are never lost), and its exclusive amount is that minus the
-        children's: the parent's own remainder, never negative. An unknown (``None``) amount
-        counts as 0 of its own. Summing exclusive amounts over all runs equals summing inclusive
-        amounts over the roots; both equal the sum of the roots' recorded amounts when every
-        parent recorded at least the sum of its children. Python arithmetic is used, so integer
-        amounts (FPO) stay exact.
+        A parent's recorded cost contains its children's, except a child that adds to it (a run
+        on another host or outside the parent's process tree; for FPO, a rank under its node
+        meter too: see :meth:`adds`). The effective own amount of a run is ``max(own, sum of
+        the inside children's inclusive amounts)`` (so children that add up to more than their
+        parent recorded are never lost), its exclusive amount is that minus those children's,
+        and its inclusive amount is its effective own amount plus the adding children's
+        inclusive amounts. An unknown (``None``) amount counts as 0 of its own. Summing
+        exclusive amounts over all runs equals summing inclusive amounts over the roots. Python
+        arithmetic is used, so integer amounts (FPO) stay exact.
 
         Args:
             values: one amount per run (same order as ``runs``), ``None`` when unknown.
+            fpo: the amounts are FPO (a peer rank's add to its node meter's).
 
         Returns:
             ``(inclusive, exclusive)`` lists, one entry per run.
@@ -228,20 +268,29 @@ class RunForest:
         inclusive: list[Any] = [0] * n
         exclusive: list[Any] = [0] * n
         for pos in self.order:
-            below = sum(inclusive[c] for c in self.children[pos])
+            below = added = 0
+            for child in self.children[pos]:
+                if self.adds(child, fpo=fpo):
+                    added += inclusive[child]
+                else:
+                    below += inclusive[child]
             own = values[pos]
             total = below if own is None else max(own, below)
-            inclusive[pos] = total
+            inclusive[pos] = total + added
             exclusive[pos] = total - below
         return inclusive, exclusive
 
-    def covered(self, known: Sequence[bool]) -> list[bool]:
-        """For each run, whether some ancestor in the set has ``known[ancestor]`` true."""
+    def covered(self, known: Sequence[bool], *, fpo: bool = False) -> list[bool]:
+        """For each run, whether some ancestor whose amount contains it has ``known`` true.
+
+        The chain stops at a child that adds to its parent (see :meth:`adds`).
+        """
         out = [False] * len(self.runs)
         for pos in reversed(self.order):  # parents before children
             if out[pos] or known[pos]:
                 for child in self.children[pos]:
-                    out[child] = True
+                    if not self.adds(child, fpo=fpo):
+                        out[child] = True
         return out
 
 

@@ -1,7 +1,10 @@
 """The price tag of a study: what every run cost, and what the final result cost against it.
 
 Nesting and double counting. A run started inside another records it as its parent, and the
-parent's measurement contains the child's (same process tree, same time span). So:
+parent's measurement contains the child's (same process tree, same time span). A child on another
+host or outside its parent's process tree (``contained`` false), and the nodes of a distributed
+job under its head, add to their parent instead; the ranks of a node under its node meter are
+inside it for energy but add their FPO (see :class:`~greenprint.analysis._common.RunForest`). So:
 
 * totals sum the *roots* (runs whose parent is not in the set): each root's cost already contains
   its descendants';
@@ -431,10 +434,11 @@ def price_tag(
     energy_in, energy_ex = forest.nested_sum([r.energy_kwh for r in items])
     co2_in, co2_ex = forest.nested_sum([r.emissions_kg for r in items])
     time_in, time_ex = forest.nested_sum([r.duration_s for r in items])
-    fpo_in, fpo_ex = forest.nested_sum([r.fpo for r in items])
-    fpo_covered = forest.covered([r.fpo is not None for r in items])
+    fpo_in, fpo_ex = forest.nested_sum([r.fpo for r in items], fpo=True)
+    fpo_covered = forest.covered([r.fpo is not None for r in items], fpo=True)
+    notes.extend(forest.notes)
     if any(
-        energy_in[p] > items[p].energy_kwh * (1 + 1e-9) + 1e-12
+        energy_in[p] - _added(forest, p, energy_in) > items[p].energy_kwh * (1 + 1e-9) + 1e-12
         for p in range(len(items))
         if forest.children[p]
     ):
@@ -583,9 +587,18 @@ def _edh(
     )
 
 
+def _added(forest: RunForest, position: int, amounts: list[Any]) -> Any:
+    """The part of a run's inclusive amount from children that add to it (other hosts...)."""
+    return sum(amounts[c] for c in forest.children[position] if forest.adds(c))
+
+
 def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
     measured = estimated = unknown = 0.0
-    for position in forest.roots:
+    counted = [
+        *forest.roots,
+        *(p for p in range(len(forest.runs)) if forest.parents[p] is not None and forest.adds(p)),
+    ]
+    for position in counted:
         run = forest.runs[position]
         parts = run.energy_by_component
         for component, kwh in parts.items():
@@ -596,7 +609,8 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
                 estimated += kwh
             else:
                 measured += kwh
-        unknown += max(float(energy_in[position]) - sum(parts.values()), 0.0)
+        own = float(energy_in[position]) - float(_added(forest, position, energy_in))
+        unknown += max(own - sum(parts.values()), 0.0)
     sources: dict[str, set[str]] = {}
     intensity: set[str] = set()
     pue_sources: set[str] = set()

@@ -10,7 +10,9 @@ or inferred here, at read time, from the nesting of runs within the set:
   children that logged no score is a ``sweep``;
 * a child of a ``sweep`` is a ``trial``;
 * any other child (of a trial, a part, a baseline, the final run or a learning-curve run) is a
-  ``part``: a fold, a worker or a sub-step, whose cost is inside its parent's.
+  ``part``: a fold, a worker or a sub-step, whose cost is inside its parent's (or, for a node or
+  rank of a distributed job linked under the job's head, counted once with it: see
+  :class:`~greenprint.analysis._common.RunForest`).
 
 A given role always wins; the runs below it are inferred from it. "Logged no score" means no
 finite value of the metric the study is ranked by (``metric=``), or of any metric without one.
@@ -195,7 +197,7 @@ def resolve_roles(
     unknown = 0
     for pos in reversed(forest.order):  # parents before children
         run = items[pos]
-        parent = forest.index.get(run.parent_id) if run.parent_id is not None else None
+        parent = forest.parents[pos]
         given = run.role
         if given is not None and given not in RUN_ROLES:
             unknown += 1
@@ -203,7 +205,9 @@ def resolve_roles(
         if given is not None:
             role[pos], inferred[pos] = given, False
         elif parent is None:
-            is_sweep = bool(forest.children[pos]) and not _has_score(run, metric)
+            # a job's nodes and ranks linked under its head do not make it a sweep
+            wraps = any(not forest.virtual[c] for c in forest.children[pos])
+            is_sweep = wraps and not _has_score(run, metric)
             role[pos] = "sweep" if is_sweep else "trial"
         elif role[parent] == "sweep":
             role[pos] = "trial"

@@ -158,6 +158,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             _node_run_id(trainer, run.id)  # every rank takes part in the exchange
         else:
             options.pop("role", None)
+            options.pop("meters", None)  # one meter per node: this rank reads none
             run = track(
                 f"{name}-rank{trainer.global_rank}",
                 params=params,
@@ -169,6 +170,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._run = run
         self.last_run_id = run.id
         self._figures = LiveFigures(run)
+        self._step_fpo = None  # counted again: this fit may train another module
 
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int

@@ -201,6 +201,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             share_node_run_id(socket.gethostname(), 0, run.id)
         else:
             options.pop("role", None)
+            options.pop("meters", None)  # one meter per node: this process reads none
             run = track(
                 f"{name}-rank{getattr(args, 'process_index', local)}",
                 params=params,
