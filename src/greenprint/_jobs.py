@@ -33,11 +33,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "HOST_ENV",
+    "EDGE_KINDS",
     "JOB_ENV",
     "PARENT_TREE_ENV",
     "SHARED_NODE_ENV",
@@ -45,6 +47,7 @@ __all__ = [
     "is_shared_node",
     "job_info",
     "job_key",
+    "link_jobs",
     "node_host",
     "parent_tree_value",
     "tree_contains",
@@ -200,3 +203,85 @@ def tree_contains(value: str | None, *, host: str, pid: int | None = None) -> bo
         return any(p.pid == root for p in process.parents())
     except psutil.Error:
         return None
+
+
+#: How a run's measurement relates to its parent's (see :func:`link_jobs`).
+#: ``"nested"``: inside it (cost and FPO); ``"peer"``: a rank on a node metered by its parent
+#: (energy, CO2-eq and time inside, FPO its own); ``"remote"``: outside it (everything adds).
+EDGE_KINDS = ("nested", "peer", "remote")
+
+
+def _end(run: Any) -> float:
+    if run.ended_at is not None:
+        return float(run.ended_at)
+    return max(run.started_at + run.duration_s, run.heartbeat_at or run.started_at)
+
+
+def _overlap_s(a: Any, b: Any) -> float:
+    return min(_end(a), _end(b)) - max(a.started_at, b.started_at)
+
+
+def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) -> list[str]:
+    """Link the runs of each job into one tree, in place; returns notes for the price tag.
+
+    ``parents[p]`` is the position of run ``p``'s parent (``None``: a root) and ``kinds[p]`` the
+    edge's kind. Only a job's runs that are roots or whose parent edge is ``"remote"`` are
+    linked; a run nested in another keeps its parent. Per host, a rank that is not a node meter
+    becomes a ``"peer"`` of the node meter on its host that overlaps it most in time (its energy
+    is inside the meter's machine reading); a second node meter overlapping an earlier one on the
+    same host (the double-count hazard) is ``"nested"`` in it, so the machine counts once, and a
+    note says so. The job's remaining roots become ``"remote"`` children of its head, the lowest
+    (node rank, local rank, start): the job's root sums its nodes.
+    """
+    groups: dict[str, list[int]] = {}
+    for pos, run in enumerate(runs):
+        job = getattr(run, "job_id", None)
+        if job is not None and (parents[pos] is None or kinds[pos] == "remote"):
+            groups.setdefault(job, []).append(pos)
+    notes: list[str] = []
+    for job, members in groups.items():
+        if len(members) < 2:
+            continue
+        by_host: dict[str, list[int]] = {}
+        for pos in members:
+            by_host.setdefault(runs[pos].host, []).append(pos)
+        for host, here in by_host.items():
+            meters: list[int] = []
+            for pos in sorted(
+                (p for p in here if runs[p].node_meter),
+                key=lambda p: (runs[p].started_at, runs[p].id),
+            ):
+                earlier = [m for m in meters if _overlap_s(runs[m], runs[pos]) > 0]
+                if earlier:
+                    parents[pos], kinds[pos] = earlier[0], "nested"
+                    notes.append(
+                        f"job {job}: runs {runs[earlier[0]].id[:8]} and {runs[pos].id[:8]} both "
+                        f"metered host {host} at the same time; the machine is counted once"
+                    )
+                else:
+                    meters.append(pos)
+            if not meters:
+                continue  # a shared node: every rank counts its own process
+            for pos in here:
+                if runs[pos].node_meter:
+                    continue
+                best = max(meters, key=lambda m: (_overlap_s(runs[m], runs[pos]), -m))
+                parents[pos], kinds[pos] = best, "peer"
+        loose = [p for p in members if parents[p] is None]
+        if len(loose) < 2:
+            continue
+        head = min(
+            loose,
+            key=lambda p: (
+                runs[p].node_rank is None,
+                runs[p].node_rank or 0,
+                runs[p].local_rank is None,
+                runs[p].local_rank or 0,
+                runs[p].started_at,
+                runs[p].id,
+            ),
+        )
+        for pos in loose:
+            if pos != head:
+                parents[pos], kinds[pos] = head, "remote"
+    return notes
