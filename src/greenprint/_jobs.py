@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,8 @@ __all__ = [
     "is_shared_node",
     "job_info",
     "job_key",
+    "job_notes",
+    "job_status",
     "link_jobs",
     "node_host",
     "parent_tree_value",
@@ -285,3 +287,31 @@ def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) 
             if pos != head:
                 parents[pos], kinds[pos] = head, "remote"
     return notes
+
+
+#: A job's status from its runs': the first of these that any run has, else ``finished``.
+_JOB_STATUS_ORDER = ("lost", "failed", "interrupted", "running", "pruned")
+
+
+def job_status(statuses: Iterable[str]) -> str:
+    """A job's status from its runs' (derived statuses: a silent run is ``lost``).
+
+    One lost node makes the job ``lost`` (its cost so far is counted); else one failed run makes
+    it ``failed``, then ``interrupted``, ``running`` and ``pruned``; else ``finished``.
+    """
+    seen = set(statuses)
+    return next((s for s in _JOB_STATUS_ORDER if s in seen), "finished")
+
+
+def job_notes(runs: Sequence[Any]) -> list[str]:
+    """Notes for a price tag: each job with a lost run (a node whose heartbeat stopped)."""
+    lost: dict[str, list[str]] = {}
+    for run in runs:
+        job = getattr(run, "job_id", None)
+        if job is not None and run.status == "lost":
+            lost.setdefault(job, []).append(f"{run.id[:8]} on {run.host or 'an unknown host'}")
+    return [
+        f"job {job} is lost: run(s) {', '.join(where)} stopped sending heartbeats; their cost "
+        "until the last heartbeat is counted"
+        for job, where in lost.items()
+    ]

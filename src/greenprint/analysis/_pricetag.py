@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greenprint._exceptions import AnalysisError
+from greenprint._jobs import job_notes
 from greenprint._provenance import Provenance
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
 from greenprint.analysis._common import (
@@ -437,6 +438,7 @@ def price_tag(
     fpo_in, fpo_ex = forest.nested_sum([r.fpo for r in items], fpo=True)
     fpo_covered = forest.covered([r.fpo is not None for r in items], fpo=True)
     notes.extend(forest.notes)
+    notes.extend(job_notes(items))
     if any(
         energy_in[p] - _added(forest, p, energy_in) > items[p].energy_kwh * (1 + 1e-9) + 1e-12
         for p in range(len(items))
