@@ -160,7 +160,8 @@ def _pick_metric(
     """The metric to rank by (``None``: no run logged one), and a note saying how it was chosen."""
     counts: dict[str, int] = {}
     for run in runs:
-        for name in {p.name for p in run.metrics if not math.isnan(p.value)}:
+        # in logged order (not a set's hash order), so that ties go the same way every time
+        for name in dict.fromkeys(p.name for p in run.metrics if not math.isnan(p.value)):
             counts[name] = counts.get(name, 0) + 1
     if metric is not None:
         if metric not in counts:
