@@ -209,7 +209,7 @@ def resolve_roles(
             wraps = any(not forest.virtual[c] for c in forest.children[pos])
             is_sweep = wraps and not _has_score(run, metric)
             role[pos] = "sweep" if is_sweep else "trial"
-        elif role[parent] == "sweep":
+        elif role[parent] == "sweep" and not forest.virtual[pos]:
             role[pos] = "trial"
         else:
             role[pos] = "part"
