@@ -170,8 +170,8 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         f'<section id="figures"><h2>Figures</h2>{figures or "<p>No figure could be drawn.</p>"}',
         "</section>",
         f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
-        '<p class="muted">Every run of the study in start order; ★ marks the final run. '
-        "A nested run's cost is part of its parent's.</p>",
+        '<p class="muted">Every run of the study in start order; ★ marks the final run, '
+        "(baseline) a baseline. A nested run's cost is part of its parent's.</p>",
         f'<div class="{scroll}">{_table(run_header, run_rows, classes=run_classes)}</div>',
         "</section>",
         '<section id="model-card"><h2>Model card</h2>',

@@ -82,7 +82,12 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
         if figure.notes:
             out += ["", "Notes:", ""] + [f"- {esc(n)}" for n in figure.notes]
         out.append("")
-    out += [f"## Runs ({len(report.runs)})", "", "★ marks the final run.", ""]
+    out += [
+        f"## Runs ({len(report.runs)})",
+        "",
+        "★ marks the final run, (baseline) a baseline.",
+        "",
+    ]
     run_header, run_rows = runs_table(report)
     out += _table(run_header, run_rows)
     out += [

@@ -147,7 +147,9 @@ def runs_table(
     out = []
     for row in report.runs if rows is None else rows:
         cells = [
-            run_label(row) + (" ★" if row.is_final else ""),
+            run_label(row)
+            + (" ★" if row.is_final else "")
+            + (" (baseline)" if row.role == "baseline" else ""),
             row.status,
             score_text(row.score),
             format_energy(row.energy_kwh),
