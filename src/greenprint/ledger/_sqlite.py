@@ -511,10 +511,13 @@ class SQLiteStore:
                     "SELECT run_id, name, value, step, time FROM metrics "
                     f"WHERE run_id IN (SELECT id FROM runs{where}) ORDER BY seq"
                 )
+                names: dict[str, str] = {}  # one string object per metric name
+                point = MetricPoint
                 for rid, name, value, step, at in conn.execute(query, params):
-                    by_run.setdefault(rid, []).append(
-                        MetricPoint(name=name, value=float(value), step=step, time=at)
-                    )
+                    found = by_run.get(rid)
+                    if found is None:
+                        found = by_run[rid] = []
+                    found.append(point(names.setdefault(name, name), float(value), step, at))
             return columns, by_run
 
         return self.transaction(do, write=False)
