@@ -28,7 +28,7 @@ from greenprint.analysis import price_tag, resolve_roles
 WORKER = str(Path(__file__).parent / "_job_worker.py")
 
 
-def _env(ledger: Path, **extra: str) -> dict[str, str]:
+def _env(ledger: Path | str, **extra: str) -> dict[str, str]:
     env = clean_env()
     for key in list(env):  # the test runner's own scheduler variables, if any
         if key.startswith(("SLURM_", "TORCHELASTIC_")) or key in ("RANK", "LOCAL_RANK"):
@@ -114,7 +114,7 @@ def test_torchrun_two_processes_give_one_price_tag(tmp_path, shared):
 # ------------------------------------------------------------------------- two simulated nodes
 
 
-def _slurm(ledger: Path, host: str, node: int, local: int, **extra: str) -> dict[str, str]:
+def _slurm(ledger: Path | str, host: str, node: int, local: int, **extra: str) -> dict[str, str]:
     return _env(
         ledger,
         GREENPRINT_HOST=host,
