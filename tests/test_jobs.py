@@ -336,3 +336,13 @@ def test_a_remote_child_adds_to_its_parent_and_a_nested_one_does_not():
     assert tag.total.energy_kwh == pytest.approx(3.0)
     assert tag.total.fpo == 17
     assert sum(v.energy_kwh for v in tag.by_status.values()) == pytest.approx(3.0)
+
+
+def test_a_part_rank_linked_by_id_to_its_node_meter_adds_its_fpo_not_its_energy():
+    job = dict(job_id="torchrun:x", host="h", started_at=0.0, ended_at=10.0)
+    meter = RunRecord(id="m", name="rank0", energy_kwh=1.0, fpo=5, node_meter=True, **job)
+    part = RunRecord(
+        id="p", name="rank1", parent_id="m", energy_kwh=0.0, fpo=5, node_meter=False, **job
+    )
+    tag = price_tag([meter, part])
+    assert tag.total.energy_kwh == pytest.approx(1.0) and tag.total.fpo == 10

@@ -188,7 +188,7 @@ class RunForest:
         parents: list[int | None] = [
             index.get(run.parent_id) if run.parent_id is not None else None for run in items
         ]
-        kinds = ["remote" if run.contained is False else "nested" for run in items]
+        kinds = [_link_kind(run, items, parents[pos]) for pos, run in enumerate(items)]
         explicit = list(parents)
         notes = link_jobs(items, parents, kinds)
         kids: list[list[int]] = [[] for _ in items]
@@ -292,6 +292,22 @@ class RunForest:
                     if not self.adds(child, fpo=fpo):
                         out[child] = True
         return out
+
+
+def _link_kind(run: RunRecord, items: Sequence[RunRecord], parent: int | None) -> str:
+    """The kind of a recorded parent link (see :class:`RunForest`).
+
+    ``contained`` false: ``"remote"``. A rank of a job linked by id to its node's meter on the
+    same host, not known to be nested in it (an integration's part rank): ``"peer"``.
+    Otherwise ``"nested"``.
+    """
+    if run.contained is False:
+        return "remote"
+    if parent is not None and run.contained is None and run.job_id is not None:
+        up = items[parent]
+        if up.job_id == run.job_id and up.node_meter and not run.node_meter and up.host == run.host:
+            return "peer"
+    return "nested"
 
 
 def finite_or_raise(values: Any, what: str) -> np.ndarray:
