@@ -346,3 +346,27 @@ def test_a_part_rank_linked_by_id_to_its_node_meter_adds_its_fpo_not_its_energy(
     )
     tag = price_tag([meter, part])
     assert tag.total.energy_kwh == pytest.approx(1.0) and tag.total.fpo == 10
+
+
+def test_ledger_show_names_the_job_and_a_run_outside_its_parent(tmp_path, capsys):
+    from greenprint.cli import main
+
+    ledger = str(tmp_path / "jobs.db")
+    with gp.Ledger(ledger) as led:
+        led.start_run(
+            RunRecord(
+                id="a" * 32,
+                name="rank0",
+                job_id="slurm:9",
+                node_rank=1,
+                local_rank=0,
+                node_meter=True,
+                contained=False,
+                parent_id="b" * 32,
+                status="finished",
+            )
+        )
+    assert main(["ledger", "show", "a" * 8, "--ledger", ledger]) == 0
+    out = capsys.readouterr().out
+    assert "slurm:9 (node 1, local rank 0; meters its node)" in out
+    assert "outside its parent's measurement" in out

@@ -80,6 +80,10 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _rank(rank: int | None) -> str:
+    return "-" if rank is None else str(rank)
+
+
 def _when(timestamp: float | None) -> str:
     if timestamp is None or not math.isfinite(timestamp) or timestamp <= 0:
         return "-"
@@ -232,6 +236,12 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     put("duration", f"{_duration(record.duration_s)} ({record.duration_s:.3f} s)")
     section("where")
     put("host", record.host or "-")
+    if record.job_id is not None:
+        meter = "node meter" if record.node_meter else "metered by its node's meter or itself"
+        ranks = f"node {_rank(record.node_rank)}, local rank {_rank(record.local_rank)}"
+        put("job", f"{record.job_id} ({ranks}; {meter})")
+    if record.contained is False:
+        put("contained", "no: outside its parent's measurement (its cost adds to the parent's)")
     put("command", record.command or "-")
     dirty = "" if record.git_dirty is None else (" (dirty)" if record.git_dirty else " (clean)")
     put("git", (record.git_commit or "-") + dirty)
