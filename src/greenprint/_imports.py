@@ -36,6 +36,7 @@ EXTRAS = {
     "mlflow": "mlflow-skinny and alembic, for greenprint.integrations.mlflow",
     "wandb": "wandb, for greenprint.integrations.wandb",
     "tensorboard": "TensorBoard, for greenprint.integrations.tensorboard",
+    "ray": "Ray Tune, for greenprint.integrations.ray",
 }
 
 

@@ -14,6 +14,7 @@ MODULES = {
     "greenprint.integrations.mlflow": ("mlflow", "mlflow"),
     "greenprint.integrations.wandb": ("wandb", "wandb"),
     "greenprint.integrations.tensorboard": ("tensorboard", "tensorboard"),
+    "greenprint.integrations.ray": ("ray", "ray"),
 }
 
 
@@ -27,7 +28,8 @@ def test_import_greenprint_imports_no_integration_nor_framework() -> None:
         "import greenprint as gp\n"
         "with gp.track('x', ledger=False): pass\n"
         "loaded = [m for m in sys.modules if m.startswith('greenprint.integrations.')\n"
-        "          or m.split('.')[0] in ('optuna', 'IPython', 'mlflow', 'wandb', 'tensorboard')]\n"
+        "          or m.split('.')[0] in ('optuna', 'IPython', 'mlflow', 'wandb', 'tensorboard',\n"
+        "                                      'ray')]\n"
         "print(loaded)"
     )
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,736 @@
+"""Ray Tune: every trial a greenprint run on the node it runs on; the experiment a sweep.
+
+Usage::
+
+    from ray import tune
+    from greenprint.integrations.ray import GreenprintTuneCallback, trainable
+
+    tuner = tune.Tuner(
+        trainable(train_fn, ledger="/shared/greenprint.db"),          # worker side
+        tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=ASHAScheduler()),
+        run_config=tune.RunConfig(callbacks=[GreenprintTuneCallback(ledger="/shared/greenprint.db")]),
+    )
+    tuner.fit()
+
+**Worker side.** :func:`trainable` wraps a function trainable: each call (one trial) runs under
+a run in the Ray worker process that executes it (``scope="process"``: that worker's process
+tree only), named after the trial, with ``role="trial"`` and the trial's config (its numbers,
+strings and booleans) as ``params``. Every result the trial reports (``tune.report(...)``,
+``ray.train.report(...)`` or a returned/yielded dict) is also logged to the run and gets
+``greenprint/energy_kwh`` and ``greenprint/emissions_kg`` (cumulative), ``greenprint/power_w``
+(mean power since the previous result) and ``greenprint/run_id`` added, so schedulers, searchers
+and Tune's loggers see the cost. The function ending normally ends the run ``finished``; an
+exception ends it ``failed`` (cost so far kept) and is re-raised for Tune; Tune stopping the
+trial (a scheduler such as ASHA, or a stopping criterion) raises ``SystemExit`` inside
+``tune.report`` in the trial's thread, which ends the run and is re-raised; the driver callback
+then decides between ``finished`` and ``pruned``.
+
+**Driver side.** :class:`GreenprintTuneCallback` (``tune.RunConfig(callbacks=[...])``) records the
+experiment as a run with ``role="sweep"`` measured on the driver, makes every trial run its
+child, and sets each trial's final status when the experiment ends:
+
+* ``failed``: Tune marked the trial ``ERROR`` (an exception, or its worker died: the run keeps
+  the cost of its last write);
+* ``finished``: the function returned, or Tune stopped it on a stopping criterion of the trial
+  (``RunConfig(stop={...})``) or once it had gone as far (``time_attr``, by default
+  ``training_iteration``) as the furthest trial of the experiment (ASHA's ``max_t``, a
+  ``MaximumIterationStopper``);
+* ``pruned``: Tune stopped it before that (a scheduler's early stop, a plateau stopper);
+* ``interrupted``: it had not ended when the experiment did (``time_budget_s``, Ctrl-C).
+
+Tune itself does not tell these apart: a trial stopped by ASHA and one that ran to the end are
+both ``TERMINATED`` (ray-project/ray#54564), hence the rule above.
+
+**Who writes the trial runs** (``trainable(..., write=...)``):
+
+* ``"auto"`` (default): the worker writes its run itself when it can reach the ledger, a
+  PostgreSQL URL, or a SQLite file on the driver's host (the worker's host name is the
+  driver's); otherwise the driver does;
+* ``"worker"``: the worker writes (a SQLite file on a shared filesystem you know is safe);
+* ``"driver"``: the worker keeps its run in memory and each result carries the run's record
+  (``greenprint/record``, JSON); the driver callback writes it. Only the driver needs the
+  ledger then, but the cost after a trial's last result, and all of it for a worker that dies
+  before its first, is not recorded.
+
+A worker that writes flushes every ``flush_interval_s`` (10 s), so a trial whose worker dies
+keeps its cost up to the last flush and the callback marks it failed.
+
+**No double counting.** The sweep run measures the driver's process tree. With a local cluster
+(``ray.init()`` on one machine) Ray's raylet and its worker processes are children of the
+driver, so the sweep contains the trials (its own cost is Ray's overhead); a trial on another
+node, or in a cluster the driver only connected to (``ray start`` then ``ray.init(address=...)``),
+is outside it. The callback records which (the run's ``contained`` field, where the ledger has
+it), and :func:`greenprint.analysis.price_tag` counts a contained trial inside its sweep and
+adds one that is not.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from greenprint._imports import require
+
+require("ray.tune", extra="ray", purpose="greenprint.integrations.ray", package="ray")
+
+from ray import tune  # noqa: E402
+
+from greenprint import _jobs  # noqa: E402
+from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
+from greenprint._lifecycle import status_for  # noqa: E402
+from greenprint.integrations._common import WarnOnce, check_run_options  # noqa: E402
+
+__all__ = ["FIGURE_PREFIX", "GreenprintTuneCallback", "trainable"]
+
+logger = logging.getLogger(__name__)
+
+#: The prefix of the figures added to every result a wrapped trial reports.
+FIGURE_PREFIX = "greenprint/"
+
+_RUN_ID = FIGURE_PREFIX + "run_id"
+_WORKER = FIGURE_PREFIX + "worker"  # "<host> <pid>" of the trial's worker process
+_RECORD = FIGURE_PREFIX + "record"  # the run's record, JSON, when the driver writes it
+_DUPLICATE = "__duplicate__"  # ray.tune.result.RESULT_DUPLICATE: the repeat of a last result
+
+WriteMode = Literal["auto", "worker", "driver"]
+_WRITE_MODES = ("auto", "worker", "driver")
+
+#: How long, in s, the callback waits at the end for workers still writing their final record.
+_SETTLE_S = 5.0
+
+#: Longest wait, in s, for a meter read in progress on the run's sampler thread at a report.
+_SAMPLE_WAIT_S = 0.05
+
+#: Tune's own result keys, not logged to the trial's run as metrics.
+_TUNE_KEYS = frozenset(
+    {
+        "done",
+        "training_iteration",
+        "time_this_iter_s",
+        "time_total_s",
+        "timestamp",
+        "iterations_since_restore",
+        "time_since_restore",
+        "timesteps_since_restore",
+        "timesteps_total",
+        "episodes_total",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+        "pid",
+        "node_ip",
+        "hostname",
+        "trial_id",
+        "date",
+    }
+)
+
+
+# ------------------------------------------------------------------------------- worker side
+def trainable(
+    fn: Callable[..., Any],
+    *,
+    ledger: Any = None,
+    study: str | None = None,
+    write: WriteMode = "auto",
+    **run_options: Any,
+) -> Callable[..., Any]:
+    """Wrap a Ray Tune function trainable so that each trial is measured where it runs.
+
+    Call it on the driver, where the ledger is checked; the returned function is what you give
+    ``tune.Tuner`` (also through ``tune.with_parameters``, either way round).
+
+    Args:
+        fn: the function trainable, ``fn(config)`` (or ``fn(config, **parameters)``); a
+            generator function works too.
+        ledger: where the trial runs go: a path, URL or :class:`~greenprint.Ledger` (only its
+            location travels to the workers); ``None``: the configured ledger
+            (``./greenprint.db`` of the driver's working directory by default). A relative path
+            is made absolute here, on the driver (Tune changes a trial's working directory).
+        study: the study (default: the Tune experiment's name, as the callback's default).
+        write: who writes the trial runs: ``"auto"``, ``"worker"`` or ``"driver"`` (see the
+            module).
+        **run_options: passed to each trial's run: ``region``, ``intensity``, ``pue``,
+            ``scope``, ``meters``, ``sample_interval_s``, ``flush_interval_s``,
+            ``budget_kwh``, ``budget_kg`` (see :func:`greenprint.track`).
+
+    Returns:
+        The wrapped trainable.
+
+    Raises:
+        ConfigError: ``fn`` is not callable, an unknown ``write``, or a bad run option.
+        LedgerError: the ledger cannot be a ledger.
+    """
+    if not callable(fn) or isinstance(fn, type):
+        raise ConfigError(
+            "greenprint.integrations.ray.trainable wraps a function trainable, fn(config), "
+            f"not {fn!r}"
+        )
+    if write not in _WRITE_MODES:
+        raise ConfigError(f"write must be one of {', '.join(_WRITE_MODES)}, not {write!r}")
+    options = check_run_options(ledger, study, run_options, where="trainable")
+    spec = _TrialSpec(
+        ledger=_ledger_url(ledger),
+        study=study,
+        write=write,
+        driver_host=_host(),
+        driver_pid=os.getpid(),
+        options=options,
+    )
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator_trial(config: dict[str, Any], **parameters: Any) -> Iterator[Any]:
+            with _TrialRun(spec, config):
+                yield from fn(config, **parameters)
+
+        return generator_trial
+
+    @functools.wraps(fn)
+    def trial(config: dict[str, Any], **parameters: Any) -> Any:
+        with _TrialRun(spec, config):
+            return fn(config, **parameters)
+
+    return trial
+
+
+@dataclass(frozen=True)
+class _TrialSpec:
+    """What a wrapped trainable carries to the workers (picklable)."""
+
+    ledger: str | None  # a path or URL the workers can open; None: in memory only
+    study: str | None
+    write: str
+    driver_host: str
+    driver_pid: int
+    options: dict[str, Any]
+
+
+class _TrialRun:
+    """One trial's run in its worker: started on entry, reports patched, ended on exit."""
+
+    def __init__(self, spec: _TrialSpec, config: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.config = config
+        self.run: Any = None
+        self._reports = 0
+        self._session: Any = None
+        self._figures: Any = None
+        self._driver_writes = False
+        self._contained: bool | None = None
+
+    def __enter__(self) -> _TrialRun:
+        from greenprint.integrations._dl import LiveFigures
+        from greenprint.tracking import Run
+
+        context = tune.get_context()
+        experiment = _call(context, "get_experiment_name") or "ray-tune"
+        name = _call(context, "get_trial_name") or "trial"
+        spec = self.spec
+        self._driver_writes = spec.write == "driver" or (
+            spec.write == "auto" and not _worker_can_write(spec.ledger, spec.driver_host)
+        )
+        ledger: Any = False if self._driver_writes or spec.ledger is None else spec.ledger
+        self.run = Run(
+            name,
+            study=spec.study or experiment,
+            ledger=ledger,
+            role="trial",
+            params=_params(self.config),
+            parent=None,
+            **spec.options,
+        )
+        self.run.start()
+        self._contained = _jobs.tree_contains(
+            _jobs.parent_tree_value("process", spec.driver_pid, spec.driver_host), host=_host()
+        )
+        if self.run.ledger is not None and self._contained is not None:
+            try:  # known before the first result: a trial that fails at once has it too
+                self.run.ledger.flush(self.run.id, fields={"contained": self._contained})
+            except GreenprintError as e:  # the callback sets it again at the first result
+                logger.warning("greenprint: could not record trial run containment: %s", e)
+        self._figures = LiveFigures(self.run)
+        self._patch_reports()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._unpatch_reports()
+        status, error = status_for(exc)
+        if isinstance(exc, SystemExit) and status == "finished":
+            # Tune stopped the trial inside tune.report (a scheduler or a stopping criterion);
+            # the driver's callback decides between finished and pruned
+            error = None
+        self.run.stop(status=status, error=error)
+
+    # ---------------------------------------------------------------- the trial's results
+    def _patch_reports(self) -> None:
+        """Route this trial's results through :meth:`_report` (its session's ``report``).
+
+        ``tune.report``, ``ray.train.report`` and a returned or yielded dict all end in the
+        trial session's ``report``; patching that one object (not the module functions) also
+        covers ``from ray.tune import report`` done before.
+        """
+        session = _trial_session()
+        if session is None or not callable(getattr(session, "report", None)):
+            logger.warning(
+                "greenprint: this Ray version's trial session was not found; trials are "
+                "measured but their results carry no greenprint/ figures"
+            )
+            return
+        original = session.report
+
+        def report(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            if isinstance(metrics, dict) and _DUPLICATE not in metrics:
+                metrics = self._annotate(metrics)
+            return original(metrics, *args, **kwargs)
+
+        setattr(session, "report", report)  # noqa: B010 - this session object only
+        self._session = session
+
+    def _unpatch_reports(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.__dict__.pop("report", None)
+
+    def _annotate(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """The result with this trial's figures added; its numbers logged to the run."""
+        run = self.run
+        self._reports += 1
+        step = self._reports  # the training_iteration Tune gives this result (from a fresh start)
+        numbers = {
+            key: float(value)
+            for key, value in metrics.items()
+            if key not in _TUNE_KEYS
+            and not key.startswith(FIGURE_PREFIX)
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        }
+        if numbers:
+            run.log(step=step, **numbers)
+        try:  # the figures as of now, not of the last sample (a report is once per epoch or so)
+            run._sample(wait_s=_SAMPLE_WAIT_S)
+        except Exception:  # measurement must never reach the trial's code
+            logger.exception("greenprint: sampling trial run %s at a report failed", run.id[:8])
+        figures = self._figures.read()
+        out = dict(metrics)
+        out[FIGURE_PREFIX + "energy_kwh"] = figures["energy_kwh"]
+        out[FIGURE_PREFIX + "emissions_kg"] = figures["emissions_kg"]
+        out[FIGURE_PREFIX + "power_w"] = figures["power_w"]
+        out[_RUN_ID] = run.id
+        out[_WORKER] = f"{_host()} {os.getpid()}"
+        if self._driver_writes:
+            out[_RECORD] = _record_json(run, contained=self._contained)
+        return out
+
+
+def _trial_session() -> Any:
+    """The running trial's Ray session (private to Ray: ``None`` if this Ray has none)."""
+    try:
+        from ray.train._internal.session import get_session
+    except ImportError:  # pragma: no cover - another Ray layout: runs measured, no figures
+        return None
+    return get_session()
+
+
+def _worker_can_write(ledger: str | None, driver_host: str) -> bool:
+    """Whether a worker writes its run itself under ``write="auto"``."""
+    if ledger is None:
+        return False
+    from greenprint.ledger._target import resolve_target
+
+    target = resolve_target(ledger)
+    if target.backend == "postgresql":
+        return True
+    return target.path is not None and _host() == driver_host
+
+
+def _ledger_url(ledger: Any) -> str | None:
+    """A location a worker can open: an absolute SQLite path or a URL; ``None``: no ledger."""
+    if ledger is False:
+        return None
+    from greenprint._config import load_config
+    from greenprint.ledger import Ledger
+    from greenprint.ledger._target import resolve_target
+
+    if isinstance(ledger, Ledger):
+        location: Any = ledger.url_unmasked
+    elif ledger is None:
+        from greenprint import _lineage
+
+        location = _lineage.inherited_ledger() or load_config().ledger
+    else:
+        location = ledger
+    target = resolve_target(location)
+    if target.backend == "sqlite" and target.path is None:
+        return None  # an in-memory ledger: the driver writes (ledger given to the callback)
+    return str(target.path) if target.path is not None else target.url
+
+
+def _host() -> str:
+    return _jobs.node_host()
+
+
+def _call(obj: Any, method: str) -> Any:
+    try:
+        return getattr(obj, method)()
+    except (AttributeError, RuntimeError):  # outside a Tune session, or an older Ray
+        return None
+
+
+def _params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's plain values (numbers, strings, booleans), nested keys joined with ``/``."""
+    out: dict[str, Any] = {}
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                visit(f"{prefix}/{key}" if prefix else str(key), inner)
+        elif isinstance(value, bool) or value is None or isinstance(value, str):
+            out[prefix] = value
+        elif isinstance(value, (int, float)):
+            out[prefix] = value if math.isfinite(value) else str(value)
+
+    if isinstance(config, Mapping):
+        visit("", config)
+    return out
+
+
+def _record_json(run: Any, *, contained: bool | None) -> str:
+    """The run's record without metrics, as JSON (the driver logs metrics from the results)."""
+    record = run.record
+    data = {f.name: getattr(record, f.name) for f in fields(record) if f.name != "metrics"}
+    if contained is not None:
+        data["contained"] = contained
+    return json.dumps(data, default=str)
+
+
+# ------------------------------------------------------------------------------- driver side
+@dataclass
+class _TrialState:
+    """What the callback knows of one trial."""
+
+    run_id: str
+    worker: str = ""
+    stopped_by_tune: bool = False
+    criteria_met: bool = False
+    progress: float = 0.0
+    ended: str | None = None  # "complete" or "error"
+    error: str | None = None
+    written: bool = False  # the driver wrote (relay mode) or re-parented the run
+    relayed: bool = False  # the driver writes the run (the worker keeps it in memory)
+    steps: int = 0
+
+
+class GreenprintTuneCallback(tune.Callback):
+    """Record a Ray Tune experiment as a ``sweep`` run whose children are its trials.
+
+    Use it with :func:`trainable`: ``tune.RunConfig(callbacks=[GreenprintTuneCallback()])``.
+
+    Args:
+        ledger: where the sweep (and, when the driver writes them, the trials) go; give the
+            same ledger as to :func:`trainable` (``None``: the configured ledger).
+        study: the study (default: the experiment's name).
+        name: the sweep run's name (default: the experiment's name).
+        time_attr: the result key that says how far a trial went, to tell a trial stopped at
+            the end (``finished``) from one stopped early (``pruned``); use your scheduler's
+            ``time_attr`` (default ``training_iteration``).
+        **run_options: passed to the sweep run (see :func:`greenprint.track`).
+
+    Raises:
+        ConfigError: a bad option or ``time_attr``.
+        LedgerError: the ledger cannot be used.
+    """
+
+    def __init__(
+        self,
+        ledger: Any = None,
+        *,
+        study: str | None = None,
+        name: str | None = None,
+        time_attr: str = "training_iteration",
+        **run_options: Any,
+    ) -> None:
+        if not isinstance(time_attr, str) or not time_attr:
+            raise ConfigError(f"time_attr must be a result key, not {time_attr!r}")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ConfigError(f"name must be a non-empty string, not {name!r}")
+        self._options = check_run_options(
+            ledger, study, run_options, where="GreenprintTuneCallback"
+        )
+        self._ledger = ledger
+        self._study = study
+        self._name = name
+        self._time_attr = time_attr
+        self._sweep: Any = None
+        self._trials: dict[str, _TrialState] = {}
+        self._warn = WarnOnce()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What Tune pickles with the run config (the settings; no run, no lock)."""
+        state = dict(self.__dict__)
+        state.update(_sweep=None, _trials={}, _warn=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._warn = WarnOnce()
+
+    @property
+    def sweep(self) -> Any:
+        """The sweep :class:`~greenprint.Run` (``None`` before the first trial starts)."""
+        return self._sweep
+
+    # ---------------------------------------------------------------- Tune's hooks
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Start the sweep run with the first trial (the experiment's name is known then)."""
+        if self._sweep is None:
+            self._start_sweep(_experiment_name(trial))
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        """Adopt the trial's run, write it when the driver writes, note a stop by Tune."""
+        run_id = result.get(_RUN_ID)
+        if not isinstance(run_id, str):
+            self._warn(
+                "unwrapped",
+                "greenprint: a trial's results carry no greenprint/run_id: wrap the trainable, "
+                "tune.Tuner(greenprint.integrations.ray.trainable(fn), ...)",
+            )
+            return
+        if self._sweep is None:
+            self._start_sweep(_experiment_name(trial))
+        state = self._trials.get(trial.trial_id)
+        if state is None or state.run_id != run_id:
+            state = self._trials[trial.trial_id] = _TrialState(run_id)
+        state.worker = str(result.get(_WORKER, state.worker))
+        state.steps += 1
+        progress = result.get(self._time_attr)
+        if isinstance(progress, (int, float)) and not isinstance(progress, bool):
+            state.progress = max(state.progress, float(progress))
+        if result.get("done"):
+            state.stopped_by_tune = True
+            state.criteria_met = _criteria_met(trial, result)
+        try:
+            if isinstance(result.get(_RECORD), str):
+                state.relayed = True
+                self._write_relayed(state, result)
+            elif not state.written:
+                state.written = True  # tried once: a ledger without the run will not get it
+                self._adopt(state)
+        except GreenprintError as e:  # the experiment goes on; the trial stays as written
+            self._warn(
+                f"write:{trial.trial_id}",
+                f"greenprint: could not record trial {trial.trial_id} in the sweep's ledger "
+                f"(give trainable() and GreenprintTuneCallback the same ledger): {e}",
+            )
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Note that the trial ended without an error (its status is set at the end)."""
+        state = self._trials.get(trial.trial_id)
+        if state is not None:
+            state.ended = "complete"
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Note that the trial failed (its worker raised, or died)."""
+        state = self._trials.get(trial.trial_id)
+        if state is not None:
+            state.ended = "error"
+            state.error = _error_text(trial)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        """Give every trial run its final status and end the sweep run."""
+        if self._sweep is None:
+            return
+        ledger = self._sweep.ledger
+        furthest = max((s.progress for s in self._trials.values()), default=0.0)
+        if ledger is not None:
+            self._find_silent(ledger, trials)
+            self._settle(ledger)
+        for state in self._trials.values():
+            status, error = _final_status(state, furthest)
+            if ledger is None:
+                continue
+            try:
+                current = ledger.run(state.run_id)
+                fields_: dict[str, Any] = {}
+                if current.status != status:
+                    fields_["status"] = status
+                    if current.ended_at is None:
+                        fields_["ended_at"] = current.heartbeat_at or time.time()
+                if status == "failed" and not current.error:
+                    fields_["error"] = error
+                elif status != "failed" and current.error and status != current.status:
+                    fields_["error"] = None
+                if fields_:
+                    ledger.flush(state.run_id, fields=fields_)
+            except GreenprintError as e:
+                logger.warning(
+                    "greenprint: could not set trial run %s's status: %s", state.run_id, e
+                )
+        self._sweep.stop()
+
+    # ---------------------------------------------------------------- helpers
+    def _start_sweep(self, experiment: str) -> None:
+        from greenprint.tracking import Run
+
+        self._sweep = Run(
+            self._name or experiment,
+            study=self._study or experiment,
+            ledger=self._ledger,
+            role="sweep",
+            **self._options,
+        ).start()
+
+    def _contained(self, worker: str) -> bool | None:
+        """Whether the worker process ``"<host> <pid>"`` is inside the sweep's process tree."""
+        host, _, pid = worker.rpartition(" ")
+        if not pid.isdigit():
+            return None
+        scope = str(self._options.get("scope") or "process")
+        sweep_tree = _jobs.parent_tree_value(scope, os.getpid(), _host())
+        return _jobs.tree_contains(sweep_tree, host=host, pid=int(pid))
+
+    def _link_fields(self, state: _TrialState) -> dict[str, Any]:
+        fields_: dict[str, Any] = {"parent_id": self._sweep.id, "role": "trial"}
+        contained = self._contained(state.worker)
+        if contained is not None:
+            fields_["contained"] = contained
+        return fields_
+
+    def _adopt(self, state: _TrialState) -> None:
+        """Make a run the worker wrote a child of the sweep."""
+        ledger = self._sweep.ledger
+        if ledger is None:
+            return
+        ledger.flush(state.run_id, fields=self._link_fields(state))
+
+    def _write_relayed(self, state: _TrialState, result: Mapping[str, Any]) -> None:
+        """Write a run the worker keeps in memory from the record its result carries."""
+        from greenprint._records import MetricPoint, RunRecord
+
+        ledger = self._sweep.ledger
+        if ledger is None:
+            return
+        data = json.loads(result[_RECORD])
+        known = {f.name for f in fields(RunRecord)}
+        values = {k: v for k, v in data.items() if k in known and k != "metrics"}
+        values.update(self._link_fields(state))
+        step = result.get("training_iteration")
+        now = time.time()
+        metrics = [
+            MetricPoint(key, float(value), step if isinstance(step, int) else None, now)
+            for key, value in result.items()
+            if key not in _TUNE_KEYS
+            and not key.startswith(FIGURE_PREFIX)
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ]
+        if not state.written:
+            ledger.start_run(RunRecord(**values))
+            state.written = True
+            if metrics:
+                ledger.flush(state.run_id, metrics=metrics)
+            return
+        values.pop("id", None)
+        ledger.flush(state.run_id, fields=values, metrics=metrics)
+
+    def _find_silent(self, ledger: Any, trials: list[Any]) -> None:
+        """Adopt the runs of trials that ended before their first result (a worker wrote them).
+
+        Such a run is found by its name, the trial's name (unique to the experiment), in the
+        sweep's study, among the runs no other sweep has adopted.
+        """
+        silent = {
+            str(getattr(t, "trial_name", None) or str(t)): t
+            for t in trials
+            if t.trial_id not in self._trials
+        }
+        if not silent:
+            return
+        try:
+            candidates = ledger.runs(study=self._sweep.study)
+        except GreenprintError as e:
+            logger.warning("greenprint: could not look for trials without results: %s", e)
+            return
+        for run in candidates:
+            trial = silent.get(run.name)
+            adopted = run.parent_id not in (None, self._sweep.id)  # another sweep's (resumed)
+            if trial is None or run.role != "trial" or adopted:
+                continue
+            state = self._trials[trial.trial_id] = _TrialState(run.id)
+            status = str(getattr(trial, "status", ""))
+            state.ended = "error" if status == "ERROR" else "complete"
+            if state.ended == "error":
+                state.error = _error_text(trial)
+            try:
+                self._adopt(state)
+            except GreenprintError as e:
+                logger.warning("greenprint: could not adopt trial run %s: %s", run.id, e)
+
+    def _settle(self, ledger: Any) -> None:
+        """Wait a little for workers still writing their final record (Tune does not wait)."""
+        deadline = time.monotonic() + _SETTLE_S
+        pending = [s.run_id for s in self._trials.values() if not s.relayed]
+        while pending and time.monotonic() < deadline:
+            try:
+                pending = [r for r in pending if ledger.run(r).status == "running"]
+            except GreenprintError:
+                return
+            if pending:
+                time.sleep(0.1)
+
+
+def _experiment_name(trial: Any) -> str:
+    for getter in (
+        lambda: trial.storage.experiment_dir_name,
+        lambda: trial.experiment_dir_name,
+    ):
+        try:
+            name = getter()
+        except AttributeError:
+            continue
+        if isinstance(name, str) and name:
+            return name
+    return "ray-tune"
+
+
+def _criteria_met(trial: Any, result: Mapping[str, Any]) -> bool:
+    """Whether the trial's own stopping criteria (``RunConfig(stop={...})``) are met."""
+    criteria = getattr(trial, "stopping_criterion", None) or {}
+    for key, limit in criteria.items():
+        value = result.get(key)
+        try:
+            if value is not None and value >= limit:
+                return True
+        except TypeError:
+            continue
+    return False
+
+
+def _error_text(trial: Any) -> str:
+    for attr in ("error_msg", "error_message"):
+        text = getattr(trial, attr, None)
+        if isinstance(text, str) and text:
+            return text.strip().splitlines()[-1][:2000]
+    return "Ray Tune marked the trial ERROR"
+
+
+def _final_status(state: _TrialState, furthest: float) -> tuple[str, str | None]:
+    """The trial's status by the rule in the module docstring."""
+    if state.ended == "error":
+        return "failed", state.error or "Ray Tune marked the trial ERROR"
+    if state.ended is None:
+        return "interrupted", "the experiment ended before the trial"
+    if not state.stopped_by_tune or state.criteria_met:
+        return "finished", None
+    if state.progress >= furthest:
+        return "finished", None
+    return "pruned", None

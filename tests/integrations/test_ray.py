@@ -1,0 +1,188 @@
+"""Ray Tune on a real local Ray cluster: trials measured in their workers, the experiment a sweep.
+
+One cluster for the module (``ray.init(num_cpus=2)``, about 2 s to start). Ray's dashboard
+process probes cloud metadata addresses (169.254.169.254) when it starts unless it finds an
+autoscaler config, even with usage stats off; the fixture gives Ray a home directory holding an
+empty one, so nothing leaves loopback (the network guard would fail the session otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from integrations._frameworks import need
+
+need("ray.tune", "ray")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+from greenprint.analysis import price_tag  # noqa: E402
+from greenprint.integrations.ray import GreenprintTuneCallback, trainable  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    home = tmp_path_factory.mktemp("ray-home")
+    (home / "ray_bootstrap_config.yaml").write_text("{}\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        mp.setenv("RAY_USAGE_STATS_REPORT_URL", "http://127.0.0.1:9/")
+        mp.setenv("RAY_DEDUP_LOGS", "0")
+        # the workers import this module's trainables by name, as pytest does (tests/ first)
+        tests_dir = str(Path(__file__).resolve().parents[1])
+        mp.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            _temp_dir=str(home / "ray"),
+            log_to_driver=False,
+        )
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+def _busy(seconds: float) -> None:
+    end = time.process_time() + seconds
+    x = 0
+    while time.process_time() < end:
+        x += 1
+
+
+#: x -> the score reported at each iteration (times the iteration): ASHA (reduction factor 2)
+#: stops a trial below the median of what others recorded at a rung, so the 1s are pruned at
+#: the first rung, and the 5s, tied, go on to max_t
+SCORE = {1: 5, 2: 5, 3: 5, 4: 1, 5: 1, 6: 5}
+#: x -> the iteration (0-based) at which the trial raises: x=1 after its first result, x=3
+#: before any
+FAIL_AT = {1: 1, 3: 0}
+
+
+def _train(config: dict[str, Any]) -> None:
+    x = config["x"]
+    for i in range(4):
+        _busy(0.1)
+        if FAIL_AT.get(x) == i:
+            raise ValueError(f"trial x={x} fails at iteration {i}")
+        tune.report({"score": float(SCORE[x] * (i + 1)), "pid": os.getpid()})
+
+
+def _fit(
+    tmp_path: Path, fn: Any, ledger: Path, xs: list[int], *, scheduler: Any = None
+) -> tune.ResultGrid:
+    callback = GreenprintTuneCallback(ledger=ledger, study="ray-study")
+    tuner = tune.Tuner(
+        fn,
+        param_space={"x": tune.grid_search(xs)},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler),
+        run_config=tune.RunConfig(
+            name="ray-exp",
+            storage_path=str(tmp_path / "tune"),
+            callbacks=[callback],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    return tuner.fit()
+
+
+def test_asha_study_every_trial_its_status_and_one_price_tag(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "gp.db"
+    fn = trainable(_train, ledger=ledger, study="ray-study", sample_interval_s=0.1)
+    scheduler = ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2)
+    results = _fit(tmp_path, fn, ledger, [1, 2, 3, 4, 5, 6], scheduler=scheduler)
+
+    led = gp.Ledger(ledger)
+    runs = led.runs(study="ray-study")
+    sweeps = [r for r in runs if r.role == "sweep"]
+    trials = [r for r in runs if r.role == "trial"]
+    assert len(sweeps) == 1 and len(trials) == 6
+    sweep = sweeps[0]
+    assert sweep.name == "ray-exp" and sweep.status == "finished"
+    assert all(t.parent_id == sweep.id for t in trials)
+    by_x = {t.params["x"]: t for t in trials}
+    assert sorted(by_x) == [1, 2, 3, 4, 5, 6]
+
+    # statuses: the failing trials failed (with their error; x=4 before its first result),
+    # the best remaining one ran to max_t (finished), the weakest was cut by ASHA at its first
+    # rung (pruned)
+    assert by_x[1].status == "failed" and "x=1 fails" in (by_x[1].error or "")
+    assert by_x[3].status == "failed" and "x=3 fails" in (by_x[3].error or "")
+    assert by_x[2].status == by_x[6].status == "finished"
+    assert by_x[4].status == by_x[5].status == "pruned"
+    assert {t.status for t in trials} <= {"finished", "pruned", "failed"}
+
+    # each trial measured in its own worker process, not the driver
+    driver_pid = os.getpid()
+    for result in results:
+        if result.metrics and "greenprint/worker" in result.metrics:
+            worker_pid = int(result.metrics["greenprint/worker"].rpartition(" ")[2])
+            assert worker_pid == result.metrics["pid"] != driver_pid
+            assert result.metrics["greenprint/run_id"] in {t.id for t in trials}
+            assert result.metrics["greenprint/energy_kwh"] > 0
+    for trial in trials:
+        assert trial.energy_kwh > 0, trial.name
+        assert trial.provenance["scope"] == "process"
+        assert "default_worker" in trial.command or "ray" in trial.command.lower()
+    assert by_x[2].metric("score") == 20.0  # the reported results are the run's metrics
+    assert by_x[1].energy_kwh > 0 and by_x[3].energy_kwh > 0  # failed: their cost so far
+
+    # the local cluster's raylet, and so its workers, are the driver's children: inside the
+    # sweep's measurement
+    assert all(t.contained is True for t in trials)
+
+    # one price tag: the sweep's measurement (the driver's tree) contains the local workers,
+    # so the total is neither the trials' sum plus the sweep nor less than the trials' sum
+    tag = price_tag(runs)
+    trial_sum = sum(t.energy_kwh for t in trials)
+    assert tag.total.trials == 6 and tag.total.runs == 7
+    assert tag.total.energy_kwh == pytest.approx(max(sweep.energy_kwh, trial_sum), rel=1e-9)
+    assert tag.total.energy_kwh < sweep.energy_kwh + trial_sum
+    assert sum(v.energy_kwh for v in tag.by_role.values()) == pytest.approx(tag.total.energy_kwh)
+    assert sum(v.energy_kwh for v in tag.by_status.values()) == pytest.approx(tag.total.energy_kwh)
+    assert tag.by_status["failed"].trials == 2 and tag.by_status["pruned"].trials >= 1
+
+
+def test_driver_writes_trials_when_workers_cannot_reach_the_ledger(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "driver.db"
+    fn = trainable(_train, ledger=ledger, study="ray-study", write="driver")
+    results = _fit(tmp_path, fn, ledger, [2, 1])
+    assert any(r.metrics.get("greenprint/record") for r in results if r.metrics)
+
+    runs = gp.Ledger(ledger).runs(study="ray-study")
+    sweep = next(r for r in runs if r.role == "sweep")
+    trials = {r.params["x"]: r for r in runs if r.role == "trial"}
+    assert sorted(trials) == [1, 2]
+    assert trials[2].status == "finished" and trials[1].status == "failed"
+    for trial in trials.values():
+        assert trial.parent_id == sweep.id
+        assert trial.energy_kwh > 0 and trial.host  # the worker's figures, written by the driver
+    assert [p.value for p in trials[2].metrics if p.name == "score"] == [5.0, 10.0, 15.0, 20.0]
+    assert [p.step for p in trials[2].metrics if p.name == "score"] == [1, 2, 3, 4]
+
+
+def test_bad_setup_is_refused_on_the_driver(tmp_path: Path) -> None:
+    with pytest.raises(gp.ConfigError):
+        trainable(_train, ledger=tmp_path / "x.db", write="somewhere")
+    with pytest.raises(gp.ConfigError):
+        trainable(_train, ledger=tmp_path / "x.db", colour="green")
+    with pytest.raises(gp.ConfigError):
+        trainable("not a function")  # type: ignore[arg-type]
+    with pytest.raises(gp.ConfigError):
+        GreenprintTuneCallback(ledger=tmp_path / "x.db", pue=0.5)
+    assert not (tmp_path / "x.db").exists()
