@@ -237,7 +237,7 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     section("where")
     put("host", record.host or "-")
     if record.job_id is not None:
-        meter = "node meter" if record.node_meter else "metered by its node's meter or itself"
+        meter = "meters its node" if record.node_meter else "this process only"
         ranks = f"node {_rank(record.node_rank)}, local rank {_rank(record.local_rank)}"
         put("job", f"{record.job_id} ({ranks}; {meter})")
     if record.contained is False:
