@@ -370,3 +370,19 @@ def test_ledger_show_names_the_job_and_a_run_outside_its_parent(tmp_path, capsys
     out = capsys.readouterr().out
     assert "slurm:9 (node 1, local rank 0; meters its node)" in out
     assert "outside its parent's measurement" in out
+
+
+def test_a_machine_scope_run_of_a_job_is_a_node_meter_whatever_its_rank(monkeypatch):
+    from tracking._meters import ConstantPowerMeters
+
+    monkeypatch.setenv("GREENPRINT_JOB_ID", "j")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with gp.track("r1", ledger=False, meters=ConstantPowerMeters(), sample_interval_s=0.05) as run:
+        pass
+    assert run.record.job_id == "j" and run.record.local_rank == 1
+    assert run.record.node_meter is False and run.record.scope == "process"
+    with gp.track("r1m", ledger=False, meters=ConstantPowerMeters(), scope="machine") as run:
+        pass
+    assert run.record.node_meter is True and run.record.scope == "machine"
+    with pytest.raises(gp.ConfigError, match="node meter"):
+        gp.track(node_meter=True, scope="process")

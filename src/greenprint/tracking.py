@@ -669,6 +669,10 @@ class Run:
             self._scope = "machine"
         if self._job.node_meter and self._scope != "machine":
             self._job = replace(self._job, node_meter=False)  # scope="process" was asked for
+        elif self._job.job_id is not None and self._scope == "machine" and not self._contained:
+            # a machine-scope run of a job meters its node, whatever its rank: two of them on
+            # one host are the double-count hazard, warned about and counted once
+            self._job = replace(self._job, node_meter=True)
 
     def _resolve_parent(self) -> str | None:
         parent = self._options.get("parent")
