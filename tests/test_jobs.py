@@ -232,7 +232,9 @@ def test_srun_greenprint_run_two_tasks_on_one_node(tmp_path):
     # the other task and both scripts' runs inside it
     tag = price_tag(runs)
     assert tag.total.trials == 1
-    assert meter.energy_kwh <= tag.total.energy_kwh < sum(r.energy_kwh for r in runs)
+    peer = next(r for r in outer if r.local_rank == 1)
+    assert resolve_roles(runs).role_of(peer.id) == "part"  # inside the node meter
+    assert meter.energy_kwh <= tag.total.energy_kwh <= sum(r.energy_kwh for r in runs)
     assert tag.total.fpo == sum(r.fpo or 0 for r in inner)
 
 
