@@ -14,7 +14,14 @@ from greenprint.ledger._fields import FIELD_KINDS
 
 
 def test_all_is_exactly_the_public_names_sorted():
-    assert ledger_pkg.__all__ == ["BaseLedger", "Ledger", "STALE_GRACE_S", "get_ledger"]
+    assert ledger_pkg.__all__ == [
+        "BaseLedger",
+        "Ledger",
+        "MergeConflictError",
+        "MergeSummary",
+        "STALE_GRACE_S",
+        "get_ledger",
+    ]
     assert ledger_pkg.__all__ == sorted(ledger_pkg.__all__)
     assert gp.Ledger is ledger_pkg.Ledger
     assert ledger_pkg.STALE_GRACE_S == 5.0

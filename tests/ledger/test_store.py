@@ -12,6 +12,7 @@ import pytest
 import greenprint as gp
 from greenprint import MetricPoint, PowerSample, RunRecord
 from greenprint.ledger import STALE_GRACE_S, BaseLedger, Ledger, get_ledger
+from greenprint.ledger._sqlite import SCHEMA_VERSION
 
 from .conftest import make_record
 
@@ -103,7 +104,7 @@ def test_every_field_round_trips_when_reopened(ledger_url):
         led.start_run(record)
     with Ledger(ledger_url, create=False) as again:
         assert same(again.run(record.id), record)
-        assert again.schema_version == 3
+        assert again.schema_version == SCHEMA_VERSION
 
 
 def test_nan_and_infinities_round_trip_in_metrics_and_samples(led):
