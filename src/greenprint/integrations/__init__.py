@@ -17,6 +17,9 @@ missing raises :class:`~greenprint.MissingDependencyError` (an ``ImportError``) 
   HTML in notebooks without it.
 * :mod:`greenprint.integrations.lightning` (``pip install 'greenprint[lightning]'``):
   ``GreenprintCallback`` for ``lightning.Trainer``.
+* :mod:`greenprint.integrations.ray` (``pip install 'greenprint[ray]'``): ``trainable(fn)``
+  measures each Ray Tune trial in its worker, ``GreenprintTuneCallback`` records the experiment
+  as a sweep of those trials (finished, pruned, failed).
 
 See ``docs/integrations.md`` for each one's example.
 """
