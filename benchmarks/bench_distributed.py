@@ -221,6 +221,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--runs-per-node", type=int, default=10_000)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-ingest", action="store_true", help="the merge section only")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
     runs = max(args.writers, int(args.runs * args.scale))
@@ -233,10 +234,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gp-bench-dist-"))
     pg = None if args.skip_postgres else _postgres()
     try:
-        print(f"ingest: {runs:,} runs from {args.writers} writers")
-        results["ingest_sqlite"] = bench_ingest(str(tmp / "ingest.db"), runs, args.writers)
-        print("  sqlite    ", results["ingest_sqlite"])
-        if pg is not None:
+        if not args.skip_ingest:
+            print(f"ingest: {runs:,} runs from {args.writers} writers")
+            results["ingest_sqlite"] = bench_ingest(str(tmp / "ingest.db"), runs, args.writers)
+            print("  sqlite    ", results["ingest_sqlite"])
+        if pg is not None and not args.skip_ingest:
             url = _pg_url(pg[0], "ingest")
             results["ingest_postgres"] = bench_ingest(url, runs, args.writers)
             print("  postgresql", results["ingest_postgres"])

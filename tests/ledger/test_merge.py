@@ -20,7 +20,7 @@ import pytest
 import greenprint as gp
 from greenprint import MetricPoint, PowerSample
 from greenprint.cli import main
-from greenprint.ledger import Ledger, MergeConflictError, MergeSummary
+from greenprint.ledger import Ledger, MergeConflictError, MergeSummary, _merge
 from greenprint.ledger._fields import FIELD_KINDS
 from greenprint.ledger._fs import filesystem_type, is_network_fs, warn_if_network_fs
 
@@ -83,7 +83,10 @@ def test_merge_copies_runs_metrics_and_samples(ledger_url, nodes):
                     assert out.samples(r.id) == node.samples(r.id)
 
 
-def test_merge_twice_changes_nothing(ledger_url, nodes):
+@pytest.mark.parametrize("chunk", [500, 1], ids=["by-id", "whole-target"])
+def test_merge_twice_changes_nothing(ledger_url, nodes, chunk, monkeypatch):
+    # chunk=1: more overlapping runs than 4 chunks, so the target is read in one pass
+    monkeypatch.setattr(_merge, "_CHUNK", chunk)
     a, b = nodes
     with Ledger(ledger_url) as out:
         out.merge(a, b)

@@ -325,6 +325,20 @@ def _conflict_error(conflicts: list[tuple[str, str]], target: str) -> MergeConfl
     )
 
 
+def _existing(conn: Connection, shown: str, merged: dict[str, _Run]) -> dict[str, _Run]:
+    """The target's copies of the runs being merged (one scan of ids first)."""
+    present = {row[0] for row in conn.execute(sa.select(runs_t.c.id))}
+    overlap = sorted(present.intersection(merged))
+    if not overlap:
+        return {}
+    if len(overlap) <= 4 * _CHUNK:
+        runs = _read_runs(conn, shown, ids=overlap)
+    else:  # a re-merge: one pass over each table beats many IN lists (and stale statistics)
+        wanted = set(overlap)
+        runs = [r for r in _read_runs(conn, shown) if r.row["id"] in wanted]
+    return {r.row["id"]: r for r in runs}
+
+
 def merge_ledgers(
     target: Ledger, sources: Sequence[str | os.PathLike[str] | Ledger]
 ) -> MergeSummary:
@@ -366,7 +380,7 @@ def merge_ledgers(
     sql_store: SQLStore = store if isinstance(store, SQLStore) else SQLStore(tgt, create=False)
 
     def do(conn: Connection) -> MergeSummary:
-        existing = {r.row["id"]: r for r in _read_runs(conn, tgt.display, ids=sorted(merged))}
+        existing = _existing(conn, tgt.display, merged)
         new: list[_Run] = []
         replaced: list[_Run] = []
         unchanged = 0
