@@ -32,7 +32,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -44,6 +44,7 @@ from greenprint._exceptions import (
     MergeConflictError,
     NotALedgerError,
 )
+from greenprint.ledger._base import BaseLedger
 from greenprint.ledger._fields import FIELD_KINDS, decode_columns, encode_field
 from greenprint.ledger._merge_summary import MergeSummary
 from greenprint.ledger._schema import metrics as metrics_t
@@ -51,9 +52,6 @@ from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
 from greenprint.ledger._sql import SQLStore
 from greenprint.ledger._target import Target, resolve_target
-
-if TYPE_CHECKING:  # pragma: no cover
-    from greenprint.ledger._store import Ledger
 
 __all__ = ["IDENTITY_FIELDS", "MergeSummary", "merge_ledgers"]
 
@@ -225,14 +223,22 @@ def _retarget(error: LedgerError, snapshot: Target, shown: str) -> LedgerError:
     return type(error)(message)
 
 
-def _read_input(source: str | os.PathLike[str] | Ledger) -> tuple[str, list[_Run]]:
-    """Every run of one input ledger, and a name for it in messages."""
-    from greenprint.ledger._store import Ledger
+def _target_of(source: str | os.PathLike[str] | BaseLedger) -> Target:
+    """Where a ledger lives: a path or URL resolved, or an open ledger's own target."""
+    if isinstance(source, BaseLedger):
+        target = getattr(source, "_target", None)
+        if not isinstance(target, Target):
+            raise ConfigError(f"cannot merge {source!r}: not a greenprint Ledger")
+        return target
+    return resolve_target(source)
 
-    target = source._target if isinstance(source, Ledger) else resolve_target(source)
+
+def _read_input(source: str | os.PathLike[str] | BaseLedger) -> tuple[str, list[_Run]]:
+    """Every run of one input ledger, and a name for it in messages."""
+    target = _target_of(source)
     shown = target.display
     if target.memory:
-        if not isinstance(source, Ledger):
+        if not isinstance(source, BaseLedger):
             raise ConfigError("an in-memory ledger can only be merged as a Ledger object")
         return shown, _read_store_runs(source, shown)
     if target.path is not None:
@@ -252,9 +258,9 @@ def _read_input(source: str | os.PathLike[str] | Ledger) -> tuple[str, list[_Run
         store.close()
 
 
-def _read_store_runs(ledger: Ledger, shown: str) -> list[_Run]:
+def _read_store_runs(ledger: BaseLedger, shown: str) -> list[_Run]:
     """Every run of an open ledger through its store (an in-memory SQLite ledger)."""
-    store = ledger._live()
+    store = ledger._live()  # type: ignore[attr-defined]
     columns, by_run = store.select_runs()
     decoded = decode_columns(columns)
     out: list[_Run] = []
@@ -340,7 +346,7 @@ def _existing(conn: Connection, shown: str, merged: dict[str, _Run]) -> dict[str
 
 
 def merge_ledgers(
-    target: Ledger, sources: Sequence[str | os.PathLike[str] | Ledger]
+    target: BaseLedger, sources: Sequence[str | os.PathLike[str] | BaseLedger]
 ) -> MergeSummary:
     """Merge the runs of ``sources`` into ``target`` in one transaction.
 
@@ -357,15 +363,13 @@ def merge_ledgers(
         ConfigError: a source is the target itself, or the target is an in-memory ledger.
         LedgerPathError, NotALedgerError, SchemaVersionError: a source cannot be read.
     """
-    from greenprint.ledger._store import Ledger
-
-    tgt = target._target
+    tgt = _target_of(target)
     if tgt.memory:
         raise ConfigError("merge into a SQLite file or a PostgreSQL ledger, not into :memory:")
     merged: dict[str, _Run] = {}
     conflicts: list[tuple[str, str]] = []
     for source in sources:
-        src_target = source._target if isinstance(source, Ledger) else resolve_target(source)
+        src_target = _target_of(source)
         if src_target == tgt:
             raise ConfigError(f"cannot merge ledger {tgt.display} into itself")
         _, runs = _read_input(source)
@@ -375,7 +379,7 @@ def merge_ledgers(
     if conflicts:
         raise _conflict_error(conflicts, tgt.display)
     # The target's own store is the stdlib SQLite one for files: merge through SQLAlchemy.
-    store = target._live()
+    store = target._live()  # type: ignore[attr-defined]
     own = isinstance(store, SQLStore)
     sql_store: SQLStore = store if isinstance(store, SQLStore) else SQLStore(tgt, create=False)
 
