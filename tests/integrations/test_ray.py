@@ -186,3 +186,22 @@ def test_bad_setup_is_refused_on_the_driver(tmp_path: Path) -> None:
     with pytest.raises(gp.ConfigError):
         GreenprintTuneCallback(ledger=tmp_path / "x.db", pue=0.5)
     assert not (tmp_path / "x.db").exists()
+
+
+def test_the_callback_tells_workers_inside_the_drivers_tree_from_others(tmp_path: Path) -> None:
+    """A worker on another host, or outside the driver's process tree, is not contained."""
+    import subprocess
+    import sys
+
+    from greenprint._jobs import node_host
+
+    callback = GreenprintTuneCallback(ledger=tmp_path / "x.db")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert callback._contained(f"{node_host()} {child.pid}") is True
+        assert callback._contained(f"another-node {child.pid}") is False
+        assert callback._contained(f"{node_host()} 1") is False  # init: not the driver's child
+        assert callback._contained("garbled") is None
+    finally:
+        child.kill()
+        child.wait()
