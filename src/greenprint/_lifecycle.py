@@ -108,4 +108,3 @@ class _Registry:
 
 
 registry = _Registry()
-

@@ -386,6 +386,7 @@ def test_window_functions_by_hand():
 def test_embedding_bag_kernels_reached_by_direct_calls():
     """The dense and sparse backward kernels count as _embedding_bag_backward does."""
     from greenprint.fpo.rules import RULES as rules
+
     grad, indices = (2, 4), (4,)
     dense = rules["aten._embedding_bag_dense_backward"].fn
     sparse = rules["aten._embedding_bag_sparse_backward"].fn
