@@ -36,7 +36,7 @@ RunStatus = Literal["running", "finished", "failed", "interrupted", "pruned", "l
 #: The statuses of :data:`RunStatus`, in order (the ledger's check and the CLI's choices).
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 
-RunRole = Literal["trial", "part", "baseline", "final", "learning-curve", "sweep"]
+RunRole = Literal["trial", "part", "baseline", "final", "learning-curve", "sweep", "greener"]
 #: What a run is in its study (see ``greenprint.analysis.resolve_roles``):
 #:
 #: * ``trial``: one configuration tried (its children are its parts);
@@ -44,8 +44,10 @@ RunRole = Literal["trial", "part", "baseline", "final", "learning-curve", "sweep
 #: * ``baseline``: a reference model;
 #: * ``final``: the model reported (e.g. retrained on all the data);
 #: * ``learning-curve``: a run on a subsample of the training set;
-#: * ``sweep``: a container whose children are trials.
-RUN_ROLES: tuple[str, ...] = ("trial", "part", "baseline", "final", "learning-curve", "sweep")
+#: * ``sweep``: a container whose children are trials;
+#: * ``greener``: work of :mod:`greenprint.greener` (a comparison of greener variants, each
+#:   variant's measurement, distillation and fine-tuning runs).
+RUN_ROLES: tuple[str, ...] = get_args(RunRole)
 
 
 def check_role(role: object) -> str | None:

@@ -1,0 +1,68 @@
+"""Spend less: greener variants of a model, measured side by side on the user's own task.
+
+:func:`compare` applies each technique (dynamic and static int8 quantization, magnitude pruning,
+bf16/fp16, knowledge distillation, a smaller architecture) to a copy of a PyTorch model and
+measures every variant the same way: task score, latency and throughput, energy and CO2-eq per
+1,000 inferences (tracked), FPO (dense and executed), parameters and size on disk. The result
+holds a Pareto front (score against energy per inference) and each variant's break-even point
+(after how many inferences its extra training cost pays for itself). :func:`distill` trains a
+smaller student on a teacher's outputs and records its cost as a run.
+
+Needs the ``torch`` extra; importing this package imports neither torch nor the tracker (names
+are loaded on first use).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from greenprint import _public
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.greener._compare import compare
+    from greenprint.greener._distill import DistillResult, distill
+    from greenprint.greener._result import GreenerResult, GreenerRow, break_even_inferences
+    from greenprint.greener._variants import (
+        Variant,
+        distilled,
+        dynamic_int8,
+        half_precision,
+        prune_structured,
+        prune_unstructured,
+        smaller,
+        static_int8,
+    )
+
+# name -> module that defines it, imported on first attribute access (PEP 562)
+_LAZY = {
+    "DistillResult": "greenprint.greener._distill",
+    "GreenerResult": "greenprint.greener._result",
+    "GreenerRow": "greenprint.greener._result",
+    "Variant": "greenprint.greener._variants",
+    "break_even_inferences": "greenprint.greener._result",
+    "compare": "greenprint.greener._compare",
+    "distill": "greenprint.greener._distill",
+    "distilled": "greenprint.greener._variants",
+    "dynamic_int8": "greenprint.greener._variants",
+    "half_precision": "greenprint.greener._variants",
+    "prune_structured": "greenprint.greener._variants",
+    "prune_unstructured": "greenprint.greener._variants",
+    "smaller": "greenprint.greener._variants",
+    "static_int8": "greenprint.greener._variants",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'greenprint.greener' has no attribute {name!r}")
+    value = _public.publish_value(__name__, getattr(importlib.import_module(module), name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
