@@ -8,6 +8,11 @@ holds a Pareto front (score against energy per inference) and each variant's bre
 (after how many inferences its extra training cost pays for itself). :func:`distill` trains a
 smaller student on a teacher's outputs and records its cost as a run.
 
+:class:`CostAwarePruner` (and :class:`CostAwareOptunaPruner`, for Optuna) stops trials whose
+score is dominated at equal energy or FPO, not at equal step (``docs/pruning.md``);
+:func:`whatif` prices a run's measured energy in other regions and at the best start hour of
+an hourly intensity profile (``docs/whatif.md``).
+
 Needs the ``torch`` extra; importing this package imports neither torch nor the tracker (names
 are loaded on first use).
 """
@@ -20,6 +25,11 @@ from typing import TYPE_CHECKING, Any
 from greenprint import _public
 
 if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.greener._optuna_pruner import CostAwareOptunaPruner
+    from greenprint.greener._pruner import CostAwarePruner, PruneDecision
+    from greenprint.greener._optuna_pruner import CostAwareOptunaPruner
+    from greenprint.greener._pruner import CostAwarePruner, PruneDecision
+    from greenprint.greener._whatif import HourOption, RegionPrice, WhatIf, whatif
     from greenprint.greener._compare import compare
     from greenprint.greener._distill import DistillResult, distill
     from greenprint.greener._result import GreenerResult, GreenerRow, break_even_inferences
@@ -36,6 +46,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # name -> module that defines it, imported on first attribute access (PEP 562)
 _LAZY = {
+    # the cost-aware pruner (its engineer's names; the Optuna one imports optuna when used)
+    "CostAwareOptunaPruner": "greenprint.greener._optuna_pruner",
+    "CostAwarePruner": "greenprint.greener._pruner",
+    "PruneDecision": "greenprint.greener._pruner",
+    # cost-aware early stopping (docs/pruning.md); CostAwareOptunaPruner needs the optuna extra
+    "CostAwareOptunaPruner": "greenprint.greener._optuna_pruner",
+    "CostAwarePruner": "greenprint.greener._pruner",
+    "PruneDecision": "greenprint.greener._pruner",
+    # where and when (docs/whatif.md)
+    "HourOption": "greenprint.greener._whatif",
+    "RegionPrice": "greenprint.greener._whatif",
+    "WhatIf": "greenprint.greener._whatif",
+    "whatif": "greenprint.greener._whatif",
     "DistillResult": "greenprint.greener._distill",
     "GreenerResult": "greenprint.greener._result",
     "GreenerRow": "greenprint.greener._result",
