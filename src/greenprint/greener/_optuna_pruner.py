@@ -1,0 +1,196 @@
+"""The cost-aware pruner as an Optuna pruner: trials judged at equal energy or FPO.
+
+Usage::
+
+    import optuna
+    from greenprint.greener import CostAwareOptunaPruner
+    from greenprint.integrations.optuna import GreenprintCallback
+
+    cb = GreenprintCallback(ledger="greenprint.db")
+    study = optuna.create_study(
+        study_name="mnist-lr", direction="maximize", pruner=CostAwareOptunaPruner(cost="fpo")
+    )
+
+    def objective(trial):
+        ...
+        for epoch in range(epochs):
+            train_one_epoch()                      # run.add_fpo(...) for cost="fpo"
+            trial.report(accuracy(), epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return accuracy()
+
+    study.optimize(cb.track(objective), n_trials=50, callbacks=[cb])
+
+Where the cost comes from, at each ``trial.should_prune()``, in this order:
+
+1. the trial's user attribute ``greenprint_cost`` when the objective sets it
+   (``trial.set_user_attr("greenprint_cost", kwh_so_far)``): a cost measured by the caller;
+2. else the greenprint run measuring the trial: the innermost active run of the calling thread,
+   which :meth:`GreenprintCallback.track <greenprint.integrations.optuna.GreenprintCallback.track>`
+   opened (``trial-<number>``): its ``energy_kwh`` so far (``cost="energy"``; as of its last
+   sample, every ``sample_interval_s``, 1 s by default: for epochs much shorter than that use
+   ``cost="fpo"`` or a shorter interval) or its ``fpo`` (``cost="fpo"``: what ``run.add_fpo`` or
+   ``run.set(fpo=...)`` recorded).
+
+The point (cost, latest intermediate value) joins the trial's curve in the pruner; a trial's
+state in the study (complete, pruned, failed) is read at each call, so completed trials become
+references. The curves live in the pruner object: trials of this process (threads included,
+``n_jobs > 1``) are compared with each other; workers in other processes sharing a storage each
+judge against their own trials. A trial that completed before the pruner saw it (another
+process, an earlier session) has no curve and is not a reference.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Literal
+
+from greenprint._imports import require
+
+require("optuna", extra="optuna", purpose="greenprint.greener.CostAwareOptunaPruner")
+
+import optuna  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+
+from greenprint import _lineage  # noqa: E402
+from greenprint._exceptions import ConfigError  # noqa: E402
+from greenprint.greener._pruner import CostAwarePruner, PruneDecision, Rule  # noqa: E402
+
+__all__ = ["COST_ATTR", "CostAwareOptunaPruner"]
+
+#: The user attribute an objective may set to give the trial's cost so far itself.
+COST_ATTR = "greenprint_cost"
+
+_ENDED = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+}
+
+
+class CostAwareOptunaPruner(optuna.pruners.BasePruner):
+    """An Optuna pruner that compares trials at equal energy or FPO (median or percentile).
+
+    See :class:`~greenprint.greener.CostAwarePruner` for the rule; the direction is the study's.
+
+    Args:
+        cost: ``"energy"`` (kWh of the trial's greenprint run) or ``"fpo"`` (its FPO).
+        rule: ``"median"`` or ``"percentile"``.
+        percentile: with ``rule="percentile"``, the share of trials kept (0-100).
+        n_startup_trials: completed trials needed before anything is pruned.
+        min_cost: a trial is never pruned before it has spent this much (kWh or FPO).
+        n_min_trials: references needed at the trial's cost to judge it.
+
+    Raises:
+        ConfigError: an unknown ``cost`` or any bad option of :class:`CostAwarePruner`.
+    """
+
+    def __init__(
+        self,
+        *,
+        cost: Literal["energy", "fpo"] = "energy",
+        rule: Rule = "median",
+        percentile: float = 50.0,
+        n_startup_trials: int = 5,
+        min_cost: float = 0.0,
+        n_min_trials: int = 1,
+    ) -> None:
+        if cost not in ("energy", "fpo"):
+            raise ConfigError(f"cost must be 'energy' or 'fpo', not {cost!r}")
+        self.cost = cost
+        self._options: dict[str, Any] = {
+            "rule": rule,
+            "percentile": percentile,
+            "n_startup_trials": n_startup_trials,
+            "min_cost": min_cost,
+            "n_min_trials": n_min_trials,
+            "cost_unit": "kWh" if cost == "energy" else "FPO",
+        }
+        CostAwarePruner(**self._options)  # check the options now, not at the first trial
+        self._pruners: dict[str, CostAwarePruner] = {}
+        self._steps: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def pruner_for(self, study: optuna.Study) -> CostAwarePruner:
+        """The plain pruner holding the curves of ``study``'s trials (one per study name)."""
+        with self._lock:
+            found = self._pruners.get(study.study_name)
+            if found is None:
+                if len(study.directions) != 1:
+                    raise ConfigError(
+                        "CostAwareOptunaPruner judges one objective; study "
+                        f"{study.study_name!r} has {len(study.directions)}"
+                    )
+                maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+                found = CostAwarePruner(
+                    direction="maximize" if maximize else "minimize", **self._options
+                )
+                self._pruners[study.study_name] = found
+            return found
+
+    def decision(self, study: optuna.Study, trial_number: int) -> PruneDecision | None:
+        """Why trial ``trial_number`` was (or was not) pruned at its last report."""
+        return self.pruner_for(study).decision(trial_number)
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """Judge ``trial`` at its latest intermediate value and its cost so far.
+
+        Raises:
+            ConfigError: no cost is known for the trial (no ``greenprint_cost`` user attribute
+                and no active greenprint run; or ``cost="fpo"`` and the run recorded no FPO).
+        """
+        pruner = self.pruner_for(study)
+        self._sync(study, pruner)
+        step = trial.last_step
+        if step is None:
+            return False
+        score = trial.intermediate_values[step]
+        key = (study.study_name, trial.number)
+        with self._lock:
+            seen = self._steps.get(key)
+            self._steps[key] = step
+        if seen == step:  # asked again at the same step: the same answer
+            decision = pruner.decision(trial.number)
+            return decision is not None and decision.prune
+        if pruner.status(trial.number) not in (None, "running"):
+            return pruner.status(trial.number) == "pruned"
+        cost = self._cost(trial)
+        return pruner.report(trial.number, cost, float(score))
+
+    def _cost(self, trial: FrozenTrial) -> float:
+        given = trial.user_attrs.get(COST_ATTR)
+        if given is not None:
+            if isinstance(given, bool) or not isinstance(given, (int, float)):
+                raise ConfigError(f"user attribute {COST_ATTR!r} must be a number, not {given!r}")
+            return float(given)
+        run = _lineage.innermost()
+        if run is None:
+            raise ConfigError(
+                f"CostAwareOptunaPruner has no cost for trial {trial.number}: run the objective "
+                "through GreenprintCallback.track (study.optimize(cb.track(objective), ..., "
+                f"callbacks=[cb])), or set trial.set_user_attr({COST_ATTR!r}, cost_so_far)"
+            )
+        if self.cost == "energy":
+            value = float(run.energy_kwh)
+        else:
+            fpo = run.fpo
+            if fpo is None:
+                raise ConfigError(
+                    f"CostAwareOptunaPruner(cost='fpo'): trial {trial.number}'s run recorded no "
+                    "FPO; add them as the trial goes (run.add_fpo(...)) or use cost='energy'"
+                )
+            value = float(fpo)
+        if not math.isfinite(value):  # pragma: no cover - the tracker never records these
+            raise ConfigError(f"trial {trial.number}'s cost is {value!r}")
+        return value
+
+    @staticmethod
+    def _sync(study: optuna.Study, pruner: CostAwarePruner) -> None:
+        """Mark the trials that ended since the last call, as Optuna recorded them."""
+        for other in study.get_trials(deepcopy=False, states=tuple(_ENDED)):
+            status = pruner.status(other.number)
+            ended = _ENDED[other.state]
+            if status is not None and status != ended:
+                pruner.finish(other.number, ended)  # type: ignore[arg-type]
