@@ -27,8 +27,6 @@ from greenprint import _public
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.greener._optuna_pruner import CostAwareOptunaPruner
     from greenprint.greener._pruner import CostAwarePruner, PruneDecision
-    from greenprint.greener._optuna_pruner import CostAwareOptunaPruner
-    from greenprint.greener._pruner import CostAwarePruner, PruneDecision
     from greenprint.greener._whatif import HourOption, RegionPrice, WhatIf, whatif
     from greenprint.greener._compare import compare
     from greenprint.greener._distill import DistillResult, distill
@@ -46,10 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # name -> module that defines it, imported on first attribute access (PEP 562)
 _LAZY = {
-    # the cost-aware pruner (its engineer's names; the Optuna one imports optuna when used)
-    "CostAwareOptunaPruner": "greenprint.greener._optuna_pruner",
-    "CostAwarePruner": "greenprint.greener._pruner",
-    "PruneDecision": "greenprint.greener._pruner",
     # cost-aware early stopping (docs/pruning.md); CostAwareOptunaPruner needs the optuna extra
     "CostAwareOptunaPruner": "greenprint.greener._optuna_pruner",
     "CostAwarePruner": "greenprint.greener._pruner",
