@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 from greenprint import _public
 
 if TYPE_CHECKING:  # pragma: no cover
-    from greenprint.greener._optuna_pruner import CostAwareOptunaPruner
-    from greenprint.greener._pruner import CostAwarePruner, PruneDecision
-    from greenprint.greener._whatif import HourOption, RegionPrice, WhatIf, whatif
     from greenprint.greener._compare import compare
     from greenprint.greener._distill import DistillResult, distill
+    from greenprint.greener._optuna_pruner import CostAwareOptunaPruner
+    from greenprint.greener._pruner import CostAwarePruner, PruneDecision
     from greenprint.greener._result import GreenerResult, GreenerRow, break_even_inferences
     from greenprint.greener._variants import (
         Variant,
@@ -41,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
         smaller,
         static_int8,
     )
+    from greenprint.greener._whatif import HourOption, RegionPrice, WhatIf, whatif
 
 # name -> module that defines it, imported on first attribute access (PEP 562)
 _LAZY = {
@@ -69,7 +69,29 @@ _LAZY = {
     "static_int8": "greenprint.greener._variants",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "CostAwareOptunaPruner",
+    "CostAwarePruner",
+    "DistillResult",
+    "GreenerResult",
+    "GreenerRow",
+    "HourOption",
+    "PruneDecision",
+    "RegionPrice",
+    "Variant",
+    "WhatIf",
+    "break_even_inferences",
+    "compare",
+    "distill",
+    "distilled",
+    "dynamic_int8",
+    "half_precision",
+    "prune_structured",
+    "prune_unstructured",
+    "smaller",
+    "static_int8",
+    "whatif",
+]
 
 
 def __getattr__(name: str) -> Any:
