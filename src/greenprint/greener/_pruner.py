@@ -115,7 +115,7 @@ class _Curve:
         self.best.append(score)
 
     def at(self, cost: float) -> float | None:
-        """The best-so-far score at ``cost``, interpolated; ``None`` where the curve says nothing."""
+        """The best-so-far score at ``cost``, interpolated; ``None``: the curve says nothing."""
         if not self.costs or cost < self.costs[0]:
             return None
         if cost >= self.costs[-1]:
@@ -241,8 +241,7 @@ class CostAwarePruner:
             return decision.prune
 
     def finish(self, trial_id: Hashable, status: TrialStatus = "complete") -> None:
-        """Record how a trial ended: ``"complete"`` (a reference from now on), ``"pruned"``,
-        ``"failed"``.
+        """Record how a trial ended: ``"complete"`` (a reference from now on), pruned or failed.
 
         A trial that never reported anything is remembered without a curve (it counts towards
         nothing). Finishing a trial again with another status changes it.
@@ -251,9 +250,7 @@ class CostAwarePruner:
             ConfigError: an unknown status, or ``"running"``.
         """
         if status not in _STATUSES or status == "running":
-            raise ConfigError(
-                f"status must be 'complete', 'pruned' or 'failed', not {status!r}"
-            )
+            raise ConfigError(f"status must be 'complete', 'pruned' or 'failed', not {status!r}")
         with self._lock:
             self._curves.setdefault(trial_id, _Curve()).status = status
 

@@ -1,0 +1,450 @@
+"""Where and when: a run's measured energy priced in other regions and at other start hours.
+
+The energy a run measured is a fact; its CO2-eq depends on where and when that energy was drawn.
+:func:`whatif` answers two questions from the shipped tables and a user's file, never the
+network:
+
+* **Where.** The same facility energy (IT energy x the run's PUE) at each region's grid
+  intensity: ``emissions_kg = energy_kwh * pue * g_per_kwh / 1000``, beside what the run
+  recorded, with the saving in kg and percent (positive: the region is cleaner).
+* **When.** Given an hourly intensity CSV (``timestamp,g_per_kwh``, see
+  :func:`~greenprint.carbon.load_intensity_csv`), a 24-hour profile is made (the mean intensity
+  of each UTC hour of the day over the days the file covers), and for each start hour the
+  run's facility energy, spent at a uniform rate over its duration, is integrated against the
+  profile (a run longer than a day wraps around). The best start hour is the one with the least
+  CO2-eq; the saving is measured against starting at the run's actual UTC start time under the
+  same profile, so that both figures come from the same file.
+
+Example:
+    >>> from greenprint._records import RunRecord
+    >>> from greenprint.greener import whatif
+    >>> run = RunRecord(id="r1", name="train", energy_kwh=10.0, pue=1.2,
+    ...                 intensity_g_per_kwh=380.0, emissions_kg=4.56, duration_s=3600.0)
+    >>> fr = whatif(run, regions=["FR"]).regions[0]
+    >>> fr.region, round(fr.emissions_kg, 4)  # 10 kWh x 1.2 x 56.039 g/kWh
+    ('FR', 0.6725)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import ConfigError, IntensityCSVError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._records import RunRecord
+    from greenprint._types import LedgerSource
+    from greenprint.carbon import Intensity
+
+__all__ = [
+    "DEFAULT_REGIONS",
+    "HourOption",
+    "RegionPrice",
+    "WhatIf",
+    "hourly_profile",
+    "price_regions",
+    "profile_emissions_kg",
+    "whatif",
+]
+
+#: Regions priced when none are given: the world average, clean and coal-heavy grids, and
+#: cloud regions on either side of the Atlantic.
+DEFAULT_REGIONS: tuple[str, ...] = (
+    "WORLD",
+    "SE",
+    "FR",
+    "DE",
+    "US",
+    "PL",
+    "IN",
+    "aws:eu-north-1",
+    "gcp:europe-west1",
+    "aws:us-east-1",
+)
+
+_DAY_S = 86400.0
+_HOUR_S = 3600.0
+
+
+@dataclass(frozen=True)
+class RegionPrice:
+    """The run's facility energy priced in one region.
+
+    Attributes:
+        region: the region's canonical code (``"FR"``, ``"aws:eu-north-1"``).
+        name: its English name.
+        kind: ``"world"``, ``"country"``, ``"subdivision"``, ``"zone"`` or ``"cloud"``.
+        g_per_kwh: its grid intensity, g CO2-eq/kWh.
+        year: the year the intensity describes.
+        source: provenance of the intensity (``"table:FR:2023 (...)"``).
+        emissions_kg: the energy's CO2-eq there, kg.
+        saving_kg: recorded emissions minus ``emissions_kg`` (positive: cleaner there), kg.
+        saving_pct: ``saving_kg`` as a percentage of the recorded emissions (``None`` when
+            those are 0).
+    """
+
+    region: str
+    name: str
+    kind: str
+    g_per_kwh: float
+    year: int
+    source: str
+    emissions_kg: float
+    saving_kg: float
+    saving_pct: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "region": self.region,
+            "name": self.name,
+            "kind": self.kind,
+            "g_per_kwh": self.g_per_kwh,
+            "year": self.year,
+            "source": self.source,
+            "emissions_kg": self.emissions_kg,
+            "saving_kg": self.saving_kg,
+            "saving_pct": self.saving_pct,
+        }
+
+
+@dataclass(frozen=True)
+class HourOption:
+    """The run started at one hour of the day, under the hourly profile.
+
+    Attributes:
+        start_hour: UTC hour of the day the run would start (0-23), on the hour.
+        mean_g_per_kwh: the profile's mean intensity over the run's span from that start.
+        emissions_kg: the run's facility energy at that intensity, kg CO2-eq.
+    """
+
+    start_hour: int
+    mean_g_per_kwh: float
+    emissions_kg: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "start_hour": self.start_hour,
+            "mean_g_per_kwh": self.mean_g_per_kwh,
+            "emissions_kg": self.emissions_kg,
+        }
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """A run's energy priced elsewhere and at other start hours.
+
+    Attributes:
+        run_id: the run's id.
+        run_name: its name.
+        energy_kwh: IT energy measured, kWh (before PUE).
+        pue: the run's PUE.
+        facility_energy_kwh: ``energy_kwh * pue``, the energy priced everywhere, kWh.
+        duration_s: the run's duration, s.
+        started_at: its start, Unix seconds (UTC).
+        emissions_kg: the CO2-eq the run recorded, kg.
+        intensity_g_per_kwh: the intensity it recorded (mean for an hourly series), or ``None``.
+        intensity_source: where that intensity came from.
+        regions: the run priced in each region asked for, in that order.
+        hourly_source: the provenance of the hourly profile, or ``None`` without one.
+        hours: the run started at each UTC hour 0-23 under the profile (empty without one).
+        actual_start_emissions_kg: the run at its actual UTC start time under the profile, kg.
+        best: the hour with the least CO2-eq (the earliest on ties), or ``None``.
+        hour_saving_kg: ``actual_start_emissions_kg - best.emissions_kg``, kg.
+        hour_saving_pct: that saving in percent of ``actual_start_emissions_kg``.
+        notes: caveats (a profile built from a partial day, a PUE kept for cloud regions...).
+    """
+
+    run_id: str
+    run_name: str
+    energy_kwh: float
+    pue: float
+    facility_energy_kwh: float
+    duration_s: float
+    started_at: float
+    emissions_kg: float
+    intensity_g_per_kwh: float | None
+    intensity_source: str
+    regions: tuple[RegionPrice, ...]
+    hourly_source: str | None = None
+    hours: tuple[HourOption, ...] = ()
+    actual_start_emissions_kg: float | None = None
+    best: HourOption | None = None
+    hour_saving_kg: float | None = None
+    hour_saving_pct: float | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def actual_start_hour(self) -> float:
+        """The run's actual UTC start as hours since midnight (e.g. 13.5 for 13:30)."""
+        return (self.started_at % _DAY_S) / _HOUR_S
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what ``greenprint whatif --json`` prints)."""
+        return {
+            "run_id": self.run_id,
+            "run_name": self.run_name,
+            "energy_kwh": self.energy_kwh,
+            "pue": self.pue,
+            "facility_energy_kwh": self.facility_energy_kwh,
+            "duration_s": self.duration_s,
+            "started_at": self.started_at,
+            "emissions_kg": self.emissions_kg,
+            "intensity_g_per_kwh": self.intensity_g_per_kwh,
+            "intensity_source": self.intensity_source,
+            "regions": [r.to_dict() for r in self.regions],
+            "hourly": None
+            if self.hourly_source is None
+            else {
+                "source": self.hourly_source,
+                "actual_start_hour_utc": self.actual_start_hour,
+                "actual_start_emissions_kg": self.actual_start_emissions_kg,
+                "best": None if self.best is None else self.best.to_dict(),
+                "saving_kg": self.hour_saving_kg,
+                "saving_pct": self.hour_saving_pct,
+                "hours": [h.to_dict() for h in self.hours],
+            },
+            "notes": list(self.notes),
+        }
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return None if whole <= 0 else 100.0 * part / whole
+
+
+def price_regions(
+    facility_energy_kwh: float, emissions_kg: float, regions: Sequence[str]
+) -> tuple[RegionPrice, ...]:
+    """Price an amount of facility energy in each region of the shipped tables.
+
+    Args:
+        facility_energy_kwh: energy drawn from the grid (IT energy x PUE), kWh.
+        emissions_kg: the emissions it is compared with (what was recorded), kg CO2-eq.
+        regions: region codes, aliases or names (``"FR"``, ``"france"``, ``"aws:us-east-1"``);
+            a region given twice is priced once.
+
+    Returns:
+        One :class:`RegionPrice` per distinct region, in the order given.
+
+    Raises:
+        UnknownRegionError: a code no shipped table knows (the message suggests the nearest).
+        ConfigError: no region, or a negative or non-finite energy.
+    """
+    from greenprint.carbon._regions import lookup
+
+    if not math.isfinite(facility_energy_kwh) or facility_energy_kwh < 0:
+        raise ConfigError(f"energy must be a finite number of kWh >= 0, not {facility_energy_kwh}")
+    if isinstance(regions, str) or not regions:
+        raise ConfigError(f"regions must be a non-empty list of region codes, not {regions!r}")
+    out: dict[str, RegionPrice] = {}
+    for code in regions:
+        region = lookup(code)
+        if region.code in out:
+            continue
+        kg = facility_energy_kwh * region.g_per_kwh / 1000.0
+        saving = emissions_kg - kg
+        out[region.code] = RegionPrice(
+            region=region.code,
+            name=region.name,
+            kind=region.kind,
+            g_per_kwh=region.g_per_kwh,
+            year=region.year,
+            source=region.provenance,
+            emissions_kg=kg,
+            saving_kg=saving,
+            saving_pct=_pct(saving, emissions_kg),
+        )
+    return tuple(out.values())
+
+
+def hourly_profile(intensity: Intensity) -> tuple[tuple[float, ...], tuple[str, ...]]:
+    """The mean intensity of each UTC hour of the day over the hours a series covers.
+
+    Each whole hour ``[d + h, d + h + 1 h)`` inside the series' span (days ``d`` at UTC
+    midnight) contributes its integrated mean intensity to hour ``h``.
+
+    Args:
+        intensity: a series :class:`~greenprint.carbon.Intensity` (an hourly CSV).
+
+    Returns:
+        ``(profile, notes)``: 24 values in g CO2-eq/kWh (index = UTC hour), and caveats.
+
+    Raises:
+        IntensityCSVError: a constant intensity, or a series that does not cover every hour
+            of the day at least once.
+    """
+    span = intensity.span_s
+    if span is None:
+        raise IntensityCSVError(
+            f"the hourly intensity ({intensity.source}) is a constant: give an hourly CSV"
+        )
+    start, end = span
+    sums = [0.0] * 24
+    counts = [0] * 24
+    first_hour = math.ceil(start / _HOUR_S)
+    last_hour = math.floor(end / _HOUR_S)  # hours [k, k+1) with k + 1 <= last_hour
+    for k in range(first_hour, last_hour):
+        t0 = k * _HOUR_S
+        g = intensity.emissions_g(t0, t0 + _HOUR_S, 1.0)  # the hour's mean intensity
+        sums[k % 24] += g
+        counts[k % 24] += 1
+    missing = [h for h in range(24) if counts[h] == 0]
+    if missing:
+        shown = ", ".join(f"{h:02d}:00" for h in missing[:6]) + ("..." if len(missing) > 6 else "")
+        raise IntensityCSVError(
+            f"the hourly intensity ({intensity.source}) does not cover every hour of the day "
+            f"(UTC; none for {shown}): give at least 24 consecutive hours"
+        )
+    notes = []
+    days = min(counts), max(counts)
+    if days[0] != days[1]:
+        notes.append(
+            f"hourly profile: each UTC hour is the mean of {days[0]}-{days[1]} days of "
+            f"{intensity.source}"
+        )
+    return tuple(s / n for s, n in zip(sums, counts, strict=True)), tuple(notes)
+
+
+def profile_emissions_kg(
+    profile: Sequence[float], start_s: float, duration_s: float, facility_energy_kwh: float
+) -> tuple[float, float]:
+    """Emissions of energy spent uniformly over ``[start, start + duration]`` under a profile.
+
+    Args:
+        profile: 24 intensities (g CO2-eq/kWh), one per hour of the day, repeating daily.
+        start_s: start, seconds since midnight (any value: taken modulo a day).
+        duration_s: how long the energy is spent, s (``>= 0``; 0 charges it at the start hour).
+        facility_energy_kwh: the energy, kWh.
+
+    Returns:
+        ``(emissions_kg, mean_g_per_kwh)`` over the span.
+    """
+    if len(profile) != 24:
+        raise ConfigError(f"an hourly profile has 24 values, not {len(profile)}")
+    start = start_s % _DAY_S
+    if duration_s <= 0:
+        g = profile[int(start // _HOUR_S) % 24]
+        return facility_energy_kwh * g / 1000.0, g
+    day_integral = sum(profile) * _HOUR_S
+
+    def integral(x: float) -> float:  # ∫_0^x profile(t) dt, x >= 0, in g/kWh x s
+        days, rest = divmod(x, _DAY_S)
+        hours = int(rest // _HOUR_S)
+        partial = sum(profile[:hours]) * _HOUR_S + profile[hours % 24] * (rest - hours * _HOUR_S)
+        return days * day_integral + partial
+
+    mean = (integral(start + duration_s) - integral(start)) / duration_s
+    return facility_energy_kwh * mean / 1000.0, mean
+
+
+def _load_hourly(hourly: str | os.PathLike[str] | Intensity) -> Intensity:
+    from greenprint.carbon import Intensity, load_intensity_csv
+
+    if isinstance(hourly, Intensity):
+        return hourly
+    if isinstance(hourly, (str, os.PathLike)):
+        return load_intensity_csv(hourly)
+    raise ConfigError(f"hourly must be a CSV path or an Intensity series, not {hourly!r}")
+
+
+def whatif(
+    run: RunRecord | str,
+    *,
+    regions: Sequence[str] | None = None,
+    hourly: str | os.PathLike[str] | Intensity | None = None,
+    ledger: LedgerSource = None,
+) -> WhatIf:
+    """Price a run's measured energy in other regions and, with an hourly CSV, at other hours.
+
+    Never uses the network: region intensities come from the shipped tables, hourly ones from
+    the file given.
+
+    Args:
+        run: a :class:`~greenprint.RunRecord`, or a run id (or unique id prefix) in ``ledger``.
+        regions: region codes to price the run in (default :data:`DEFAULT_REGIONS`).
+        hourly: an hourly intensity CSV (``timestamp,g_per_kwh``) or a series
+            :class:`~greenprint.carbon.Intensity`: adds the best start hour of the day.
+        ledger: where to find ``run`` when it is an id (a path, URL or
+            :class:`~greenprint.Ledger`; ``None``: the configured ledger). Only read.
+
+    Returns:
+        The :class:`WhatIf`.
+
+    Raises:
+        UnknownRunError: no run with that id.
+        LedgerPathError: the ledger does not exist (it is not created).
+        UnknownRegionError: a region no shipped table knows.
+        IntensityCSVError: a malformed CSV, or one that does not cover every hour of the day.
+        ConfigError: a run that is neither a record nor an id, an empty region list.
+    """
+    from greenprint._records import RunRecord
+
+    record = run if isinstance(run, RunRecord) else _read_run(run, ledger)
+    facility = record.energy_kwh * record.pue
+    codes = DEFAULT_REGIONS if regions is None else regions
+    if isinstance(codes, str):
+        codes = [c.strip() for c in codes.split(",") if c.strip()]
+    priced = price_regions(facility, record.emissions_kg, codes)
+    notes: list[str] = []
+    if record.status == "running":
+        notes.append(f"run {record.name!r} is still running: its energy so far is priced")
+    if record.pue != 1.0 and any(r.kind == "cloud" for r in priced):
+        notes.append(
+            f"cloud regions are priced with the run's PUE ({record.pue:g}); the provider's "
+            "own PUE may differ"
+        )
+    result = WhatIf(
+        run_id=record.id,
+        run_name=record.name,
+        energy_kwh=record.energy_kwh,
+        pue=record.pue,
+        facility_energy_kwh=facility,
+        duration_s=record.duration_s,
+        started_at=record.started_at,
+        emissions_kg=record.emissions_kg,
+        intensity_g_per_kwh=record.intensity_g_per_kwh,
+        intensity_source=record.provenance.get("intensity") or record.intensity_source,
+        regions=priced,
+    )
+    if hourly is None:
+        return dataclasses.replace(result, notes=tuple(notes))
+    series = _load_hourly(hourly)
+    profile, profile_notes = hourly_profile(series)
+    notes.extend(profile_notes)
+    hours = []
+    for h in range(24):
+        kg, mean = profile_emissions_kg(profile, h * _HOUR_S, record.duration_s, facility)
+        hours.append(HourOption(start_hour=h, mean_g_per_kwh=mean, emissions_kg=kg))
+    actual_kg, _ = profile_emissions_kg(profile, record.started_at, record.duration_s, facility)
+    best = min(hours, key=lambda o: (o.emissions_kg, o.start_hour))
+    saving = actual_kg - best.emissions_kg
+    return dataclasses.replace(
+        result,
+        hourly_source=series.source,
+        hours=tuple(hours),
+        actual_start_emissions_kg=actual_kg,
+        best=best,
+        hour_saving_kg=saving,
+        hour_saving_pct=_pct(saving, actual_kg),
+        notes=tuple(notes),
+    )
+
+
+def _read_run(run_id: object, ledger: LedgerSource) -> RunRecord:
+    from greenprint.ledger import Ledger, get_ledger
+
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise ConfigError(f"run must be a RunRecord or a run id, not {run_id!r}")
+    opened = not isinstance(ledger, Ledger)
+    led = get_ledger(ledger, create=False)
+    try:
+        return led.run(led.resolve_id(run_id.strip()))
+    finally:
+        if opened:
+            led.close()
