@@ -145,6 +145,7 @@ def test_each_fit_is_its_own_run(tmp_path: Path) -> None:
         ({"role": "winner"}, ConfigError, "roles"),
         ({"parent": "abc"}, ConfigError, "sets parent itself"),
         ({"colour": "green"}, ConfigError, "unknown option"),
+        ({"study": " "}, ConfigError, "study must be a non-empty string"),
         ({"count_fpo": "yes"}, ConfigError, "True or False"),
         ({"fpo_inputs": 3}, ConfigError, "fpo_inputs"),
     ],

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from greenprint._exceptions import ConfigError
+from greenprint._exceptions import ConfigError, LedgerError
 
-__all__ = ["RUN_OPTION_NAMES", "WarnOnce", "check_run_options"]
+__all__ = ["RUN_OPTION_NAMES", "SET_BY_INTEGRATION", "WarnOnce", "check_run_options"]
 
 #: The :func:`greenprint.track` options an integration passes through to the runs it makes.
 RUN_OPTION_NAMES = frozenset(
@@ -27,42 +27,68 @@ RUN_OPTION_NAMES = frozenset(
 )
 
 
+#: Options of :func:`greenprint.track` an integration sets itself on each run it makes.
+SET_BY_INTEGRATION = frozenset({"parent", "pid"})
+
+
 def check_run_options(
-    ledger: Any, study: str | None, options: Mapping[str, Any], *, where: str
+    options: Mapping[str, Any],
+    *,
+    where: str,
+    ledger: Any = None,
+    study: str | None = None,
+    name: str | None = None,
+    allowed: Collection[str] | None = RUN_OPTION_NAMES,
 ) -> dict[str, Any]:
     """Check an integration's run options now, as a run would when it is made.
 
     A bad option (an unknown name, an invalid PUE or region, a path that cannot be a ledger, a
     :class:`~greenprint.Ledger` that is closed) is refused when the integration is set up,
-    before any trial runs, instead of failing every trial later. Nothing is written.
+    before any trial or training step runs, instead of failing every run later. A run is made
+    (not started): nothing is measured or written.
 
     Args:
-        ledger: the ``ledger`` argument of :func:`greenprint.track`.
-        study: the study name, or ``None`` (the integration picks it later).
-        options: further :func:`greenprint.track` options (:data:`RUN_OPTION_NAMES`).
+        options: the :func:`greenprint.track` options passed through to each run.
         where: what is being set up, for messages (``"GreenprintCallback"``).
+        ledger: the integration's own ``ledger`` argument, when it takes one apart from
+            ``options``.
+        study: the integration's own study argument, or ``None`` (the integration picks the
+            study later, or ``options`` holds it).
+        name: the run name given to the integration, or ``None``.
+        allowed: the option names ``options`` may hold (default :data:`RUN_OPTION_NAMES`);
+            ``None``: any option of :func:`greenprint.track` except those in
+            :data:`SET_BY_INTEGRATION`.
 
     Returns:
-        The options as a new dict (``ledger`` and ``study`` not included).
+        ``options`` as a new dict (``ledger`` and ``study`` given apart are not included).
 
     Raises:
-        ConfigError: an unknown option or a bad value.
+        ConfigError: an unknown option, one the integration sets itself, or a bad value.
         LedgerError: the ledger path cannot be a ledger, or the ledger is closed.
     """
     from greenprint.ledger import Ledger
     from greenprint.tracking import Run
 
-    unknown = set(options) - RUN_OPTION_NAMES
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown option(s) {sorted(unknown)}; options passed to each run: "
-            f"{sorted(RUN_OPTION_NAMES)}"
-        )
+    if allowed is None:
+        taken = sorted(SET_BY_INTEGRATION & set(options))
+        if taken:
+            raise ConfigError(f"{where} sets {', '.join(taken)} itself; do not pass it")
+    else:
+        unknown = set(options) - set(allowed)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown option(s) {sorted(unknown)}; options passed to each run: "
+                f"{sorted(allowed)}"
+            )
+    run_options = {"ledger": ledger, "study": study, **options}
+    study = run_options["study"]
     if study is not None and (not isinstance(study, str) or not study.strip()):
         raise ConfigError(f"{where}: study must be a non-empty string, not {study!r}")
-    Run("greenprint-check", ledger=ledger, study=study, **options)  # checks; writes nothing
-    if isinstance(ledger, Ledger):
-        ledger.studies()  # a closed ledger raises LedgerError now, not in every trial
+    ledger = run_options["ledger"]
+    if isinstance(ledger, Ledger) and getattr(ledger, "_closed", False):
+        # refused now, not when the first run starts
+        raise LedgerError(f"{where}: ledger {ledger.url} is closed; pass an open ledger")
+    Run(name, **run_options)  # checks every option; writes nothing
     return dict(options)
 
 

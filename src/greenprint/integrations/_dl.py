@@ -1,10 +1,10 @@
 """What the deep-learning integrations (Lightning, Hugging Face Trainer) share.
 
 A training framework calls greenprint from its own hooks, so a run is started and stopped by
-hand here instead of by ``with gp.track(...)``. This module checks the options a callback is
-given when the callback is made (so a bad option fails before training, not an hour into it),
-reads a running run's live figures as the framework's loggers want them, and makes the meterless
-stand-in that ranks other than a node's first use (one meter per node).
+hand here instead of by ``with gp.track(...)``. This module reads a running run's live figures
+as the framework's loggers want them and makes the meterless stand-in that ranks other than a
+node's first use (one meter per node). A callback's options are checked when it is made by
+:func:`greenprint.integrations._common.check_run_options`, as every integration's are.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import ConfigError, LedgerError
 from greenprint._units import JOULES_PER_KWH
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +24,6 @@ __all__ = [
     "FIGURE_PREFIX",
     "LiveFigures",
     "NoMeters",
-    "check_track_options",
     "metric_values",
     "plain_params",
     "refresh",
@@ -34,43 +32,6 @@ __all__ = [
 
 #: Prefix of the names under which the integrations log greenprint's figures.
 FIGURE_PREFIX = "greenprint/"
-
-#: Options of ``gp.track`` a callback sets itself, per run; the user may not pass them.
-_CALLBACK_SET = frozenset({"parent", "pid"})
-
-
-def check_track_options(
-    integration: str, name: str | None, options: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Check ``gp.track`` options now, as the run that will use them would, and return them.
-
-    A run is made (not started: nothing is measured or written) so every option gets the
-    checks of :func:`greenprint.track`. A :class:`~greenprint.Ledger` that is already closed is
-    refused too, since the run would fail only when training starts.
-
-    Args:
-        integration: the callback's name, for messages.
-        name: the run name given to the callback.
-        options: keyword options for :func:`greenprint.track`.
-
-    Returns:
-        The options, as a new dict.
-
-    Raises:
-        ConfigError: an invalid option, or one the callback sets itself.
-        LedgerError: an unusable ledger path, or a closed ledger.
-    """
-    from greenprint.ledger import Ledger
-    from greenprint.tracking import Run
-
-    taken = sorted(_CALLBACK_SET & set(options))
-    if taken:
-        raise ConfigError(f"{integration} sets {', '.join(taken)} itself; do not pass it")
-    ledger = options.get("ledger")
-    if isinstance(ledger, Ledger) and getattr(ledger, "_closed", False):
-        raise LedgerError(f"{integration}: ledger {ledger.url} is closed; pass an open ledger")
-    Run(name, **options)  # checks every option; creates nothing
-    return dict(options)
 
 
 def plain_params(params: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -44,11 +44,11 @@ from typing import TYPE_CHECKING, Any
 from greenprint._exceptions import ConfigError, GreenprintError, MissingDependencyError
 from greenprint._imports import is_available, require
 from greenprint._lifecycle import status_for
+from greenprint.integrations._common import check_run_options
 from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
     NoMeters,
-    check_track_options,
     metric_values,
     plain_params,
     refresh,
@@ -118,7 +118,9 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             raise ConfigError("count_fpo and log_figures must be True or False")
         if fpo_inputs is not None and not callable(fpo_inputs):
             raise ConfigError(f"fpo_inputs must be a function batch -> inputs, not {fpo_inputs!r}")
-        self._options = check_track_options("GreenprintCallback", name, track_options)
+        self._options = check_run_options(
+            track_options, where="GreenprintCallback", name=name, allowed=None
+        )
         self._name = name
         self._count_fpo = count_fpo
         self._fpo_inputs = fpo_inputs

@@ -106,7 +106,9 @@ class GreenprintCallback:
         metric_names: Sequence[str] | None = None,
         **run_options: Any,
     ) -> None:
-        self._options = check_run_options(ledger, study, run_options, where="GreenprintCallback")
+        self._options = check_run_options(
+            run_options, where="GreenprintCallback", ledger=ledger, study=study
+        )
         self._ledger = ledger
         self._study = study
         self._metric_names = _check_metric_names(metric_names)

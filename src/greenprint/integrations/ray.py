@@ -175,7 +175,7 @@ def trainable(
         )
     if write not in _WRITE_MODES:
         raise ConfigError(f"write must be one of {', '.join(_WRITE_MODES)}, not {write!r}")
-    options = check_run_options(ledger, study, run_options, where="trainable")
+    options = check_run_options(run_options, where="trainable", ledger=ledger, study=study)
     spec = _TrialSpec(
         ledger=_ledger_url(ledger),
         study=study,
@@ -462,7 +462,7 @@ class GreenprintTuneCallback(tune.Callback):
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ConfigError(f"name must be a non-empty string, not {name!r}")
         self._options = check_run_options(
-            ledger, study, run_options, where="GreenprintTuneCallback"
+            run_options, where="GreenprintTuneCallback", ledger=ledger, study=study
         )
         self._ledger = ledger
         self._study = study

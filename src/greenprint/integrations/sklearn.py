@@ -155,7 +155,7 @@ def track_search(
         raise ConfigError(f"name must be a non-empty string, not {name!r}")
     if fit_params is not None and not isinstance(fit_params, Mapping):
         raise ConfigError(f"fit_params must be a mapping, not {type(fit_params).__name__}")
-    options = check_run_options(ledger, study, run_options, where="track_search")
+    options = check_run_options(run_options, where="track_search", ledger=ledger, study=study)
     name = name or f"{type(search).__name__}-{type(search.estimator).__name__}"
     sweep = Run(
         name,

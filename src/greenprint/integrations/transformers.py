@@ -53,11 +53,11 @@ from greenprint._exceptions import ConfigError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
 from greenprint._units import kg_to_g
+from greenprint.integrations._common import check_run_options
 from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
     NoMeters,
-    check_track_options,
     metric_values,
     plain_params,
     refresh,
@@ -110,7 +110,9 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         super().__init__()
         if not isinstance(log_figures, bool):
             raise ConfigError("log_figures must be True or False")
-        self._options = check_track_options("GreenprintCallback", name, track_options)
+        self._options = check_run_options(
+            track_options, where="GreenprintCallback", name=name, allowed=None
+        )
         self._name = name
         self._log_figures = log_figures
         self._run: Run | None = None
