@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ledger": ("greenprint.cli._ledger", "List, show and export runs in a ledger."),
     "hardware": ("greenprint.cli._hardware", "Show this machine's hardware and usable meters."),
     "intensity": ("greenprint.cli._intensity", "Show the grid carbon intensity of a region."),
+    "whatif": (
+        "greenprint.cli._whatif",
+        "Price a run's energy in other regions and at the best start hour.",
+    ),
     "demo": ("greenprint.cli._demo", "Run a small Green AI study end to end and report it."),
 }
 
