@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -227,31 +228,23 @@ def expected_max_performance(
         >>> {family: curve.mean.round(3).tolist() for family, curve in curves.items()}
         {'mlp': [0.65, 0.675], 'cnn': [0.8]}
     """
-    if group_by is not None:
-        values = finite_or_raise(scores, "scores")
-        labels = _labels(group_by, values.size)
-        return {
-            family: _with_family(
-                _evp(
-                    values[[k for k, f in enumerate(labels) if f == family]],
-                    replacement=replacement,
-                    budgets=budgets,
-                    mode=mode,
-                    nan_policy=nan_policy,
-                    fill_value=fill_value,
-                ),
-                family,
-            )
-            for family in dict.fromkeys(labels)
-        }
-    return _evp(
-        scores,
+    curve = partial(
+        _evp,
         replacement=replacement,
         budgets=budgets,
         mode=mode,
         nan_policy=nan_policy,
         fill_value=fill_value,
     )
+    if group_by is None:
+        return curve(scores)
+    values = finite_or_raise(scores, "scores")
+    labels = _labels(group_by, values.size)
+    families = np.array(labels, dtype=object)
+    return {
+        family: replace(curve(values[families == family]), family=family)
+        for family in dict.fromkeys(labels)
+    }
 
 
 def _labels(group_by: Any, size: int) -> list[str]:
@@ -264,12 +257,6 @@ def _labels(group_by: Any, size: int) -> list[str]:
     if len(labels) != size:
         raise AnalysisError(f"{len(labels)} group_by labels for {size} scores: give one per score")
     return labels
-
-
-def _with_family(curve: EVPCurve, family: str) -> EVPCurve:
-    from dataclasses import replace
-
-    return replace(curve, family=family)
 
 
 def _evp(
@@ -526,18 +513,10 @@ def evp_by_budget(
             fill_value=fill_value,
         )
         per_trial = float(part_cost.mean()) if part_cost.size else 0.0
-        return EVPCurve(
-            n=curve.n,
-            mean=curve.mean,
-            std=curve.std,
+        return replace(
+            curve,
             budget=frozen_array(curve.n * per_trial),
             budget_unit=label,
-            replacement=curve.replacement,
-            mode=curve.mode,
-            n_trials=curve.n_trials,
-            n_missing=curve.n_missing,
-            nan_policy=curve.nan_policy,
-            fill_value=curve.fill_value,
             notes=curve.notes + tuple(notes) + ((mode_note,) if mode_note else ()),
             family=family,
             mode_note=mode_note,
