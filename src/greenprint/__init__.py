@@ -16,8 +16,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from greenprint import _public
+from greenprint._budget import Budget
 from greenprint._exceptions import (
     AnalysisError,
+    BudgetExceeded,
     ConfigError,
     FPOError,
     FPOInputError,
@@ -59,6 +61,8 @@ _LAZY = {
 
 __all__ = [
     "AnalysisError",
+    "Budget",
+    "BudgetExceeded",
     "ConfigError",
     "FPOCounter",
     "FPOError",

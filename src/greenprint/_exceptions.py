@@ -25,6 +25,9 @@ The tree::
     │   └── FPOInputError (also ValueError)     bad shape, dtype or factory for the counter
     ├── AnalysisError (also ValueError)         e.g. a study with no metric to rank
     ├── ReportError                             empty study, unwritable output, unknown format
+    ├── BudgetExceeded                          a budget with on_exceed="stop" was crossed (raised
+    │                                           at the next run.log()/step(); the run ends
+    │                                           interrupted)
     └── MissingDependencyError (also ImportError)  an optional extra is not installed
 """
 
@@ -34,6 +37,7 @@ from typing import Any
 
 __all__ = [
     "AnalysisError",
+    "BudgetExceeded",
     "ConfigError",
     "FPOError",
     "FPOInputError",
@@ -167,6 +171,55 @@ class AnalysisError(GreenprintError, ValueError):
 
 class ReportError(GreenprintError):
     """A report cannot be made: empty study, unwritable output directory, unknown format."""
+
+
+class BudgetExceeded(GreenprintError):
+    """A budget with ``on_exceed="stop"`` was crossed; the run ends ``interrupted``.
+
+    Raised in the user's code at the next ``run.log()``, ``run.step()``, ``run.progress()`` or
+    ``run.add_fpo()`` after the limit was crossed, once (see :class:`greenprint.Budget`).
+
+    Attributes:
+        limit: the limit crossed (``"budget_kwh"``, ``"study budget_kg"``...).
+        budget: its value, in its unit (kWh, kg CO2-eq, FPO or s).
+        spent: what had been spent when it was noticed, in the same unit.
+        per: ``"run"`` or ``"study"``.
+        run_id: the run that noticed.
+        study: the run's study.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str = "",
+        budget: float = 0.0,
+        spent: float = 0.0,
+        per: str = "run",
+        run_id: str = "",
+        study: str = "",
+    ):
+        super().__init__(message)
+        self.limit = limit
+        self.budget = budget
+        self.spent = spent
+        self.per = per
+        self.run_id = run_id
+        self.study = study
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (
+            type(self),
+            self.args,
+            {
+                "limit": self.limit,
+                "budget": self.budget,
+                "spent": self.spent,
+                "per": self.per,
+                "run_id": self.run_id,
+                "study": self.study,
+            },
+        )
 
 
 class MissingDependencyError(GreenprintError, ImportError):

@@ -20,6 +20,7 @@ import threading
 from types import TracebackType
 from typing import Any, Protocol
 
+from greenprint._exceptions import BudgetExceeded
 from greenprint._records import RunStatus
 
 __all__ = ["Stoppable", "registry", "status_for"]
@@ -42,6 +43,8 @@ def status_for(exc: BaseException | None) -> tuple[RunStatus, str | None]:
         return "interrupted", "KeyboardInterrupt"
     if isinstance(exc, SystemExit) and exc.code in (0, None):
         return "finished", None
+    if isinstance(exc, BudgetExceeded):  # a budget stopped it: the cost so far is kept
+        return "interrupted", f"BudgetExceeded: {exc}"[:2000]
     if type(exc).__name__ in _PRUNED_EXCEPTION_NAMES:
         return "pruned", None
     message = f"{type(exc).__name__}: {exc}"

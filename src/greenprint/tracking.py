@@ -43,17 +43,19 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from greenprint import _lineage
 from greenprint._accounting import CostAccount
+from greenprint._budget import Budget, BudgetEvent, BudgetGuard, OnExceed, Spent
 from greenprint._config import load_config
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
+from greenprint._prediction import Prediction, Predictor, metric_name
 from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
 from greenprint._validate import finite_number, mapping_of_names, non_negative_int, optional_text
 from greenprint._version import __version__
@@ -90,6 +92,10 @@ _OPTIONS = frozenset(
         "meters",
         "budget_kwh",
         "budget_kg",
+        "budget_fpo",
+        "budget_s",
+        "on_exceed",
+        "budget",
         "role",
         "node_meter",
     }
@@ -100,6 +106,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Longest wait, in s, for the sampler thread when a run stops (a meter read in progress returns
 #: within the meters' own deadline, 0.4 s), so that leaving ``with`` takes about a second at most.
 _SAMPLER_JOIN_S = 0.6
+
+#: Least progress (a fraction of the run) between two predictions logged as metrics.
+_PREDICTION_LOG_EVERY = 0.01
 
 
 def track(
@@ -121,6 +130,10 @@ def track(
     meters: MeterSetLike | None = None,
     budget_kwh: float | None = None,
     budget_kg: float | None = None,
+    budget_fpo: float | None = None,
+    budget_s: float | None = None,
+    on_exceed: OnExceed = "warn",
+    budget: Budget | Sequence[Budget] | None = None,
     role: str | None = None,
     node_meter: bool | None = None,
 ) -> Run:
@@ -155,9 +168,19 @@ def track(
             ``components``, ``provenance``, ``start()``, ``read()`` and ``close()`` (tests, fakes,
             your own meters: wrapped so that they get the same read deadline and checks);
             default: detect.
-        budget_kwh: an energy budget in kWh; crossing it logs one warning and sets
-            :attr:`Run.over_budget` (the run is never stopped for you).
-        budget_kg: a CO2-eq budget in kg, likewise.
+        budget_kwh: an energy budget for this run in kWh (IT energy); crossing it sets
+            :attr:`Run.over_budget` and does what ``on_exceed`` says.
+        budget_kg: a CO2-eq budget for this run in kg, likewise.
+        budget_fpo: a budget of floating-point operations (recorded with ``run.set(fpo=)`` or
+            ``run.add_fpo``), likewise.
+        budget_s: a wall-time budget in s, likewise.
+        on_exceed: what crossing one of those four does: ``"warn"`` (one warning),
+            ``"stop"`` (the warning, then :class:`~greenprint.BudgetExceeded` at the next
+            ``run.log()``, ``step()``, ``progress()`` or ``add_fpo()``; the run ends
+            ``interrupted`` with its cost), or a callable ``on_exceed(run, exceeded)``.
+        budget: a :class:`~greenprint.Budget` or a list of them, for limits on the whole study
+            (``per="study"``: its top-level runs' cost, read from the ledger) or with options of
+            their own (see ``docs/budgets.md``).
         role: what the run is in its study: ``"trial"``, ``"part"`` (a fold, worker or
             sub-step of its parent), ``"baseline"``, ``"final"`` (the model reported),
             ``"learning-curve"`` or ``"sweep"`` (a container of trials); default ``None``:
@@ -197,6 +220,10 @@ def track(
         meters=meters,
         budget_kwh=budget_kwh,
         budget_kg=budget_kg,
+        budget_fpo=budget_fpo,
+        budget_s=budget_s,
+        on_exceed=on_exceed,
+        budget=budget,
         role=role,
         node_meter=node_meter,
     )
@@ -247,7 +274,9 @@ class Run:
             unit="s",
             text=False,
         )
-        budgets = {key: _check_budget(key, options.get(key)) for key in ("budget_kwh", "budget_kg")}
+        guard = BudgetGuard.from_options(options, study="")
+        if guard is not None and guard.needs_study and options.get("ledger") is False:
+            raise ConfigError("a study budget needs a ledger to read the study's cost from")
         params = options.get("params")
         params = {} if params is None else mapping_of_names("params", params)
         dataset_size = options.get("dataset_size")
@@ -289,9 +318,17 @@ class Run:
         self._state: Literal["new", "running", "stopped"] = "new"
         self._status = "new"
         self._prune_requested = False
-        self._progress: float | None = None
-        self._budgets = budgets
-        self._budget_warned = False
+        self._guard = guard
+        if guard is not None:
+            guard.study = self._study
+        self._predictor: Predictor | None = None
+        self._total_steps: int | None = None
+        self._steps = 0
+        self._logged_fraction = 0.0  # progress at the last prediction logged as metrics
+        self._live_t = 0.0  # account time and figures at an earlier sample, for the live rate
+        self._live_cost = (0.0, 0.0)
+        self._live_rate = (0.0, 0.0)  # kWh/s, kg/s over the last samples
+        self._study_read_at = 0.0
         self._error: str | None = None
         self.id = ""
         self.parent_id: str | None = None
@@ -357,6 +394,8 @@ class Run:
         with self._lock:
             self._metrics.extend(points)
             self._pending_metrics.extend(points)
+        if self._guard is not None:
+            self._enforce_budgets()
 
     def set(self, **fields: Any) -> None:
         """Record facts: ``params`` (merged), ``dataset_size``, ``fpo``, ``param_count``, ``role``.
@@ -396,6 +435,8 @@ class Run:
         with self._lock:
             self._fpo = (self._fpo or 0) + fpo
             self._pending_fields["fpo"] = self._fpo
+        if self._guard is not None:
+            self._enforce_budgets()
 
     def add_listener(self, listener: Callable[[Run, str], None]) -> None:
         """Call ``listener(run, event)`` after each flush and once when the run has stopped.
@@ -415,40 +456,91 @@ class Run:
         self._prune_requested = True
 
     def progress(self, fraction: float) -> None:
-        """Tell the run how far it is (0 < fraction <= 1), e.g. ``epoch / epochs``.
+        """Tell the run how far it is (0 < fraction <= 1), e.g. ``(epoch + 1) / epochs``.
 
-        This enables the ``predicted_*`` figures: linear extrapolation of the cost so far to the
-        whole run, as carbontracker does after the first epochs.
+        Each report predicts the whole run's energy, CO2-eq and time with an interval that
+        narrows as the run goes (see :mod:`greenprint._prediction` for the method); the
+        prediction is logged as ``greenprint.predicted_*`` metrics (every 1 % of progress at
+        most), a budget the prediction goes over warns once, and a run that finishes with
+        ``fraction`` 1 records how far its first prediction was from the truth. A report that
+        does not move forward is ignored for the prediction.
 
         Raises:
             ConfigError: fraction outside (0, 1].
+            BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once).
         """
         if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
             raise ConfigError(f"progress must be a fraction in (0, 1], not {fraction!r}")
-        self._progress = float(fraction)
+        self._report_progress(float(fraction))
+
+    def expect(self, total_steps: int) -> None:
+        """Say how many steps the run will take; then :meth:`step` reports progress.
+
+        Raises:
+            ConfigError: ``total_steps`` is not a positive integer.
+        """
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
+            raise ConfigError(f"total_steps must be a positive integer, not {total_steps!r}")
+        with self._lock:
+            self._total_steps = total_steps
+
+    def step(self, n: int = 1) -> None:
+        """Count ``n`` steps done (after :meth:`expect`: progress is steps / total_steps).
+
+        Cheap enough for every training step: the prediction's statistics take O(1) time and
+        its metrics are logged every 1 % of progress at most. Steps beyond ``total_steps`` are
+        counted but no longer predict.
+
+        Raises:
+            ConfigError: ``n`` is not a positive integer.
+            BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ConfigError(f"a step count must be a positive integer, not {n!r}")
+        with self._lock:
+            self._steps += n
+            total = self._total_steps
+            steps = self._steps
+        if total is not None and steps <= total:
+            self._report_progress(steps / total)
+        elif self._guard is not None:
+            self._enforce_budgets()
+
+    @property
+    def prediction(self) -> Prediction | None:
+        """The latest prediction of the whole run's totals, with intervals; else ``None``."""
+        with self._lock:
+            return None if self._predictor is None else self._predictor.predict()
+
+    @property
+    def first_prediction(self) -> Prediction | None:
+        """The run's first prediction (the one its recorded error is about); else ``None``."""
+        with self._lock:
+            return None if self._predictor is None else self._predictor.first
 
     @property
     def predicted_energy_kwh(self) -> float | None:
-        """Energy of the whole run in kWh, extrapolated from :meth:`progress`; else ``None``."""
-        return None if self._progress is None else self.energy_kwh / self._progress
+        """Energy of the whole run in kWh, predicted from :meth:`progress`; else ``None``."""
+        prediction = self.prediction
+        return None if prediction is None else prediction.energy_kwh.value
 
     @property
     def predicted_emissions_kg(self) -> float | None:
-        """CO2-eq of the whole run in kg, extrapolated from :meth:`progress`; else ``None``."""
-        return None if self._progress is None else self.emissions_kg / self._progress
+        """CO2-eq of the whole run in kg, predicted from :meth:`progress`; else ``None``."""
+        prediction = self.prediction
+        return None if prediction is None else prediction.emissions_kg.value
 
     @property
     def predicted_duration_s(self) -> float | None:
-        """Wall time of the whole run in s, extrapolated from :meth:`progress`; else ``None``."""
-        return None if self._progress is None else self.duration_s / self._progress
+        """Wall time of the whole run in s, predicted from :meth:`progress`; else ``None``."""
+        prediction = self.prediction
+        return None if prediction is None else prediction.duration_s.value
 
     @property
     def over_budget(self) -> bool:
-        """True once the energy or CO2-eq so far exceeds ``budget_kwh`` or ``budget_kg``."""
-        kwh, kg = self._budgets["budget_kwh"], self._budgets["budget_kg"]
-        return (kwh is not None and self.energy_kwh > kwh) or (
-            kg is not None and self.emissions_kg > kg
-        )
+        """True once any budget of the run (or its study) has been exceeded."""
+        with self._lock:
+            return self._guard is not None and self._guard.exceeded
 
     def start(self) -> Run:
         """Start measuring. Returns the run itself.
@@ -492,6 +584,10 @@ class Run:
                 )
         if status == "finished" and self._prune_requested:
             status = "pruned"
+        stopped_by = self._guard.stop_error if self._guard is not None else None
+        if stopped_by is not None and status in ("finished", "pruned"):
+            # a "stop" budget fired and its exception was caught: the run still ends interrupted
+            status, error = "interrupted", f"BudgetExceeded: {stopped_by}"
         if self._environment is None:  # a run shorter than one sample interval
             try:
                 self._collect_environment()
@@ -506,6 +602,7 @@ class Run:
             self._status = status
             self._error = error
             self._pending_fields.update(status=status, ended_at=self._ended_at, error=error)
+            self._record_prediction_error(status)
         self._flush()
         if self._meters is not None:
             try:
@@ -640,6 +737,10 @@ class Run:
         self._state = "running"
         if self._ledger is not None:
             self._ledger.start_run(self._base_record())
+        if self._guard is not None:
+            self._guard.run_id = self.id
+            if self._guard.needs_study:
+                self._read_study_cost()  # a study already over budget is known at once
         self._ctx_token = _lineage.enter(self)
         registry.add(self)
         self._export_env()
@@ -799,17 +900,189 @@ class Run:
             )
 
     def _check_budgets(self) -> None:
-        if self._budget_warned or not self.over_budget:
+        """On the sampler thread: compare the cost with the budgets and act on what was crossed.
+
+        A study's cost is re-read from the ledger every flush interval.
+        """
+        guard = self._guard
+        if guard is None:
             return
-        self._budget_warned = True
-        logger.warning(
-            "greenprint: run %s is over budget: %.6g kWh (budget %s), %.6g kg CO2-eq (budget %s)",
-            self.id[:8],
-            self.energy_kwh,
-            self._budgets["budget_kwh"],
-            self.emissions_kg,
-            self._budgets["budget_kg"],
+        if guard.needs_study and time.time() >= self._study_read_at + self._flush_s:
+            self._read_study_cost()
+        live = self._live_roots()
+        with self._lock:
+            events = guard.check(self._spent(), live)
+        self._act_on_budgets(events)
+
+    def _enforce_budgets(self) -> None:
+        """On the user's thread (log, step, progress, add_fpo): check, act, raise a "stop"."""
+        guard = self._guard
+        if guard is None or self._state != "running":
+            return
+        live = self._live_roots()
+        with self._lock:
+            events = guard.check(self._spent(), live)
+        self._act_on_budgets(events)
+        with self._lock:
+            error = guard.take_stop()
+        if error is not None:
+            raise error
+
+    def _spent(self) -> Spent:
+        """This run's cost so far (the caller holds the lock)."""
+        account = self._account
+        return Spent(
+            kwh=account.energy_kwh if account is not None else 0.0,
+            kg=account.emissions_kg if account is not None else 0.0,
+            fpo=float(self._fpo or 0),
+            s=self.duration_s,
         )
+
+    def _live_roots(self) -> Spent:
+        """The live cost of this process's running top-level runs of the study (study budgets).
+
+        Each run's lock is taken on its own, never while holding this run's.
+        """
+        guard = self._guard
+        if guard is None or not guard.needs_study:
+            return Spent()
+        total = Spent()
+        roots = guard.study_roots
+        for run in active_runs():
+            if run._study == self._study and (run.parent_id is None or run.id in roots):
+                with run._lock:
+                    total = total + run._spent()
+        return total
+
+    def _read_study_cost(self) -> None:
+        """Read the study's top-level runs from the ledger: the cost of those not live here."""
+        from greenprint._exceptions import LedgerError
+
+        self._study_read_at = time.time()
+        guard = self._guard
+        if guard is None or self._ledger is None:
+            return
+        try:
+            records = self._ledger.runs(study=self._study)
+        except LedgerError as e:  # the next read tries again; the last figures stand
+            logger.warning("greenprint: could not read study %r's cost: %s", self._study, e)
+            return
+        ids = {r.id for r in records}
+        live = {run.id for run in active_runs()}
+        roots = [r for r in records if r.parent_id is None or r.parent_id not in ids]
+        base = Spent()
+        for r in roots:
+            if r.id not in live:
+                cost = (r.energy_kwh or 0.0, r.emissions_kg or 0.0, r.fpo or 0, r.duration_s)
+                base = base + Spent(cost[0], cost[1], float(cost[2]), cost[3] or 0.0)
+        with self._lock:
+            guard.study_base = base
+            guard.study_roots = frozenset(r.id for r in roots)
+
+    def _act_on_budgets(self, events: list[BudgetEvent]) -> None:
+        """Warn, and call a callable ``on_exceed`` (its exceptions logged, never raised)."""
+        for event in events:
+            logger.warning("%s", event.message)
+            on_exceed = event.budget.on_exceed
+            if event.error is not None and callable(on_exceed) and not isinstance(on_exceed, str):
+                try:
+                    on_exceed(self, event.error)
+                except Exception:  # the user's callback must not kill the sampler thread
+                    logger.exception("greenprint: on_exceed of run %s failed", self.id[:8])
+
+    def _report_progress(self, fraction: float) -> None:
+        """Feed the predictor, log the prediction (every 1 %), warn of predicted overruns."""
+        now = time.time()
+        prediction = None
+        with self._lock:
+            if self._state != "running" or self._account is None:
+                return
+            if self._predictor is None:
+                self._predictor = Predictor()
+            predictor = self._predictor
+            kwh, kg = self._live_figures(now)
+            taken = predictor.observe(fraction, kwh, kg, max(now - self._started_at, 0.0))
+            if taken and (
+                predictor.reports == 1
+                or fraction - self._logged_fraction >= _PREDICTION_LOG_EVERY
+                or fraction >= 1.0
+            ):
+                prediction = predictor.predict()
+                self._logged_fraction = fraction
+                points = _prediction_points(prediction, self._prediction_step(), now)
+                self._metrics.extend(points)
+                self._pending_metrics.extend(points)
+        guard = self._guard
+        if guard is None:
+            return
+        if prediction is not None:
+            live = self._live_roots()
+            with self._lock:
+                events = guard.check_predicted(prediction, self._spent(), live)
+            self._act_on_budgets(events)
+        self._enforce_budgets()
+
+    def _prediction_step(self) -> int:
+        """The step of prediction metrics: steps done after :meth:`expect`, else reports."""
+        if self._total_steps is not None:
+            return self._steps
+        return self._predictor.reports if self._predictor is not None else 0
+
+    def _live_figures(self, now: float) -> tuple[float, float]:
+        """Energy (kWh) and CO2-eq (kg) at ``now``, for a progress report (caller holds the lock).
+
+        The last sample's figures, carried on at the rate of the samples before it, so that
+        reports between two samples differ as the work they follow does.
+        """
+        account = self._account
+        if account is None:  # pragma: no cover - only called while running
+            return 0.0, 0.0
+        t, kwh, kg = account.last_t, account.energy_kwh, account.emissions_kg
+        if t != self._live_t:
+            t0 = self._live_t or self._started_at
+            kwh0, kg0 = self._live_cost
+            if t > t0:
+                self._live_rate = ((kwh - kwh0) / (t - t0), (kg - kg0) / (t - t0))
+            self._live_t, self._live_cost = t, (kwh, kg)
+        ahead = max(now - t, 0.0)
+        return kwh + self._live_rate[0] * ahead, kg + self._live_rate[1] * ahead
+
+    def _record_prediction_error(self, status: str) -> None:
+        """Log how far the first prediction was from the truth (caller holds the lock).
+
+        Only for a run that finished after reporting all of its progress (fraction 1): the
+        relative error ``(predicted - actual) / actual`` of energy, CO2-eq and time, and the
+        fraction at which the first prediction was made.
+        """
+        predictor = self._predictor
+        if predictor is None or predictor.first is None:
+            return
+        if status != "finished" or predictor.fraction < 1.0 - 1e-9:
+            logger.debug(
+                "greenprint: run %s ended %s at %.0f%% of its progress: no prediction error",
+                self.id[:8],
+                status,
+                100 * predictor.fraction,
+            )
+            return
+        first = predictor.first
+        actual = {
+            "energy_kwh": self.energy_kwh,
+            "emissions_kg": self.emissions_kg,
+            "duration_s": self.duration_s,
+        }
+        now = time.time()
+        step = self._prediction_step()
+        points = [MetricPoint(metric_name("prediction_first_fraction"), first.fraction, step, now)]
+        for quantity, estimate in first.items():
+            truth = actual[quantity]
+            if truth > 0:
+                error = (estimate.value - truth) / truth
+                points.append(
+                    MetricPoint(metric_name(f"prediction_error_{quantity}"), error, step, now)
+                )
+        self._metrics.extend(points)
+        self._pending_metrics.extend(points)
 
     def _collect_environment(self) -> None:
         from greenprint._environment import collect_environment
@@ -959,11 +1232,18 @@ def active_runs() -> Iterator[Run]:
     return iter([run for run in registry.active() if isinstance(run, Run)])
 
 
-def _check_budget(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    unit = "kWh" if name == "budget_kwh" else "kg CO2-eq"
-    return finite_number(name, value, low=0.0, low_open=True, unit=unit, text=False)
+def _prediction_points(prediction: Prediction | None, step: int, now: float) -> list[MetricPoint]:
+    """A prediction as ``greenprint.predicted_*`` metric points (and ``greenprint.progress``)."""
+    if prediction is None:  # pragma: no cover - a report was taken
+        return []
+    points = [MetricPoint(metric_name("progress"), prediction.fraction, step, now)]
+    for quantity, estimate in prediction.items():
+        name = metric_name(f"predicted_{quantity}")
+        points.append(MetricPoint(name, estimate.value, step, now))
+        if estimate.low is not None and estimate.high is not None:
+            points.append(MetricPoint(f"{name}_low", estimate.low, step, now))
+            points.append(MetricPoint(f"{name}_high", estimate.high, step, now))
+    return points
 
 
 def _check_parent(parent: Any) -> None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from greenprint._exceptions import ConfigError
+from greenprint._prediction import is_reserved_metric
 from greenprint._records import RUN_ROLES, RunRecord
 from greenprint.analysis._common import (
     Mode,
@@ -72,7 +73,11 @@ _INFERENCE_RULES = (
 
 
 def _has_score(run: RunRecord, metric: str | None) -> bool:
-    return any((metric is None or p.name == metric) and math.isfinite(p.value) for p in run.metrics)
+    return any(
+        (p.name == metric if metric is not None else not is_reserved_metric(p.name))
+        and math.isfinite(p.value)
+        for p in run.metrics
+    )
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, ReportError
 from greenprint._gc import gc_paused
+from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import Provenance
 from greenprint._records import RunRecord
 from greenprint._version import __version__
@@ -162,7 +163,8 @@ def _pick_metric(
     for run in runs:
         # in logged order (not a set's hash order), so that ties go the same way every time
         for name in dict.fromkeys(p.name for p in run.metrics if not math.isnan(p.value)):
-            counts[name] = counts.get(name, 0) + 1
+            if not is_reserved_metric(name):  # greenprint's own (predictions): never a score
+                counts[name] = counts.get(name, 0) + 1
     if metric is not None:
         if metric not in counts:
             logged = ", ".join(repr(m) for m in counts) or "none"

@@ -1,0 +1,314 @@
+"""Budgets that act: limits on a run's or a study's energy, CO2-eq, FPO and time.
+
+A :class:`Budget` sets one or more limits (``kwh``, ``kg``, ``fpo``, ``s``) on a run
+(``per="run"``) or on its whole study (``per="study"``: the cost of every top-level run of the
+study, read from the ledger, plus the live cost of this process's runs, each root counted once),
+and what happens when one is crossed (``on_exceed``):
+
+* ``"warn"``: one warning (logged once per budget);
+* ``"stop"``: the warning, then :class:`~greenprint.BudgetExceeded` is raised in the user's code
+  at the next ``run.log()``, ``run.step()``, ``run.progress()`` or ``run.add_fpo()``; the run then
+  ends ``interrupted`` with the reason as its error and its cost recorded (also when the exception
+  is caught and the run goes on to end normally);
+* a callable ``on_exceed(run, exceeded)``: called once per budget, on the thread that noticed
+  (the sampler thread, or the user's thread in one of those calls); an exception it raises is
+  logged, not raised. ``greenprint run --budget-kwh`` uses one to signal its command.
+
+A run with progress reports also warns once per budget when its *predicted* total (see
+:mod:`greenprint._prediction`) goes over a limit before the cost does (``warn_predicted``).
+
+:class:`BudgetGuard` does the bookkeeping for one run; the run feeds it what it has spent and
+acts on the events it returns (outside its lock).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from greenprint._exceptions import BudgetExceeded, ConfigError
+from greenprint._validate import finite_number
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._prediction import Prediction
+
+__all__ = ["LIMITS", "Budget", "BudgetEvent", "BudgetGuard", "OnExceed", "Spent"]
+
+logger = logging.getLogger(__name__)
+
+OnExceed = Literal["warn", "stop"] | Callable[[Any, BudgetExceeded], Any]
+
+#: limit field -> (option name, unit, quantity word, Prediction field or None)
+LIMITS: dict[str, tuple[str, str, str, str | None]] = {
+    "kwh": ("budget_kwh", "kWh", "energy", "energy_kwh"),
+    "kg": ("budget_kg", "kg CO2-eq", "CO2-eq", "emissions_kg"),
+    "fpo": ("budget_fpo", "FPO", "FPO", None),
+    "s": ("budget_s", "s", "time", "duration_s"),
+}
+
+
+class Spent(NamedTuple):
+    """What has been spent: energy (kWh), CO2-eq (kg), floating-point operations, wall time (s)."""
+
+    kwh: float = 0.0
+    kg: float = 0.0
+    fpo: float = 0.0
+    s: float = 0.0
+
+    def __add__(self, other: object) -> Spent:  # type: ignore[override]
+        if not isinstance(other, Spent):
+            return NotImplemented
+        return Spent(*(a + b for a, b in zip(self, other, strict=True)))
+
+    def __sub__(self, other: Spent) -> Spent:
+        return Spent(*(a - b for a, b in zip(self, other, strict=True)))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on a run's or a study's cost, and what to do when one is crossed.
+
+    Example::
+
+        study_cap = gp.Budget(kwh=5.0, per="study", on_exceed="stop")
+        with gp.track("trial-3", study="sweep", budget=study_cap) as run:
+            ...
+
+    Attributes:
+        kwh: energy limit in kWh (IT energy, before PUE).
+        kg: CO2-eq limit in kg.
+        fpo: floating-point operations limit (those recorded with ``run.set(fpo=...)`` or
+            ``run.add_fpo``).
+        s: wall-time limit in s (for a study: the summed wall time of its top-level runs).
+        per: ``"run"`` (this run's cost) or ``"study"`` (the whole study's, read from the ledger).
+        on_exceed: ``"warn"``, ``"stop"`` or a callable ``on_exceed(run, exceeded)``.
+        warn_predicted: warn once when the run's predicted total goes over a limit.
+
+    Raises:
+        ConfigError: no limit, a limit that is not a finite number > 0, an unknown ``per`` or
+            ``on_exceed``.
+    """
+
+    kwh: float | None = None
+    kg: float | None = None
+    fpo: float | None = None
+    s: float | None = None
+    per: Literal["run", "study"] = "run"
+    on_exceed: OnExceed = field(default="warn", compare=False)
+    warn_predicted: bool = True
+
+    def __post_init__(self) -> None:
+        for key, (option, unit, _, _) in LIMITS.items():
+            value = getattr(self, key)
+            if value is not None:
+                checked = finite_number(
+                    option, value, low=0.0, low_open=True, unit=unit, text=False
+                )
+                object.__setattr__(self, key, checked)
+        if all(getattr(self, key) is None for key in LIMITS):
+            raise ConfigError("a Budget needs at least one limit: kwh, kg, fpo or s")
+        if self.per not in ("run", "study"):
+            raise ConfigError(f"a budget's per must be 'run' or 'study', not {self.per!r}")
+        check_on_exceed(self.on_exceed)
+        if not isinstance(self.warn_predicted, bool):
+            raise ConfigError(f"warn_predicted must be True or False, not {self.warn_predicted!r}")
+
+    @property
+    def limits(self) -> dict[str, float]:
+        """The limits set, by field (``{"kwh": 1.0}``)."""
+        return {key: getattr(self, key) for key in LIMITS if getattr(self, key) is not None}
+
+
+def check_on_exceed(on_exceed: Any) -> None:
+    """Refuse an ``on_exceed`` that is neither ``"warn"``, ``"stop"`` nor callable.
+
+    Raises:
+        ConfigError: it is none of them.
+    """
+    if on_exceed in ("warn", "stop") or (callable(on_exceed) and not isinstance(on_exceed, str)):
+        return
+    raise ConfigError(f"on_exceed must be 'warn', 'stop' or a callable, not {on_exceed!r}")
+
+
+@dataclass(frozen=True)
+class BudgetEvent:
+    """Something a run must do about its budgets, outside its lock.
+
+    Attributes:
+        kind: ``"exceeded"`` (a limit crossed) or ``"predicted"`` (a limit predicted to be).
+        budget: the budget concerned.
+        message: the one-line warning.
+        error: the exception of an ``"exceeded"`` event.
+    """
+
+    kind: Literal["exceeded", "predicted"]
+    budget: Budget
+    message: str
+    error: BudgetExceeded | None = None
+
+
+class BudgetGuard:
+    """One run's budgets and what has happened to them. Not thread-safe: the run locks it.
+
+    Args:
+        budgets: the budgets, each acted on at most once for exceeding and once for a prediction.
+        run_id: the run's id (for messages), set when it starts.
+        study: the run's study.
+    """
+
+    def __init__(self, budgets: Sequence[Budget], *, study: str) -> None:
+        self.budgets = tuple(budgets)
+        self.study = study
+        self.run_id = ""
+        self.study_base = Spent()  # the study's other top-level runs, from the ledger
+        self.study_roots: frozenset[str] = frozenset()  # ids of the study's top-level runs
+        self._exceeded: set[int] = set()
+        self._predicted: set[int] = set()
+        self.stop_error: BudgetExceeded | None = None  # the first "stop" that fired
+        self._raised = False
+
+    @classmethod
+    def from_options(
+        cls,
+        options: dict[str, Any],
+        *,
+        study: str,
+    ) -> BudgetGuard | None:
+        """The guard for a run's options (``budget_kwh`` ... ``on_exceed``, ``budget``).
+
+        Returns:
+            The guard, or ``None`` when no budget is set.
+
+        Raises:
+            ConfigError: a bad limit, ``on_exceed`` or ``budget``.
+        """
+        on_exceed = options.get("on_exceed", "warn")
+        check_on_exceed(on_exceed)
+        budgets: list[Budget] = []
+        kwh, kg, fpo, s = (options.get(LIMITS[key][0]) for key in LIMITS)
+        if any(value is not None for value in (kwh, kg, fpo, s)):
+            budgets.append(Budget(kwh=kwh, kg=kg, fpo=fpo, s=s, on_exceed=on_exceed))
+        given = options.get("budget")
+        if isinstance(given, Budget):
+            budgets.append(given)
+        elif isinstance(given, (list, tuple)) and all(isinstance(b, Budget) for b in given):
+            budgets.extend(given)
+        elif given is not None:
+            raise ConfigError(
+                f"budget must be a greenprint.Budget or a list of them, not {given!r}"
+            )
+        return cls(budgets, study=study) if budgets else None
+
+    @property
+    def needs_study(self) -> bool:
+        """Whether a budget is on the whole study (its cost is then read from the ledger)."""
+        return any(b.per == "study" for b in self.budgets)
+
+    @property
+    def exceeded(self) -> bool:
+        """Whether any limit has been crossed."""
+        return bool(self._exceeded)
+
+    def take_stop(self) -> BudgetExceeded | None:
+        """The ``"stop"`` exception to raise now in the user's code (once), else ``None``."""
+        if self.stop_error is None or self._raised:
+            return None
+        self._raised = True
+        return self.stop_error
+
+    def check(self, run: Spent, live_roots: Spent) -> list[BudgetEvent]:
+        """Compare what is spent with every budget not yet exceeded.
+
+        Args:
+            run: this run's cost so far.
+            live_roots: the live cost of this process's active top-level runs of the study
+                (added to :attr:`study_base` for study budgets).
+
+        Returns:
+            One event per budget that has just been exceeded.
+        """
+        events = []
+        for index, budget in enumerate(self.budgets):
+            if index in self._exceeded:
+                continue
+            spent = run if budget.per == "run" else self.study_base + live_roots
+            for key, limit in budget.limits.items():
+                value = getattr(spent, key)
+                if value > limit:
+                    self._exceeded.add(index)
+                    error = self._error(budget, key, value, limit)
+                    if budget.on_exceed == "stop" and self.stop_error is None:
+                        self.stop_error = error
+                    events.append(BudgetEvent("exceeded", budget, self._message(error), error))
+                    break
+        return events
+
+    def check_predicted(
+        self, prediction: Prediction, run: Spent, live_roots: Spent
+    ) -> list[BudgetEvent]:
+        """Warn (once per budget) about a limit the run's predicted total goes over.
+
+        For a study budget the run's predicted remainder is added to the study's cost so far.
+        """
+        events = []
+        for index, budget in enumerate(self.budgets):
+            if not budget.warn_predicted or index in self._predicted or index in self._exceeded:
+                continue
+            spent = run if budget.per == "run" else self.study_base + live_roots
+            for key, limit in budget.limits.items():
+                quantity = LIMITS[key][3]
+                if quantity is None:
+                    continue
+                estimate = getattr(prediction, quantity)
+                total = getattr(spent, key) - getattr(run, key) + estimate.value
+                if total > limit:
+                    self._predicted.add(index)
+                    events.append(
+                        BudgetEvent(
+                            "predicted",
+                            budget,
+                            self._predicted_message(
+                                budget, key, total, limit, estimate, prediction.fraction
+                            ),
+                        )
+                    )
+                    break
+        return events
+
+    def _whose(self, budget: Budget) -> str:
+        run = f"run {self.run_id[:8]}"
+        return run if budget.per == "run" else f"study {self.study!r} (at {run})"
+
+    def _error(self, budget: Budget, key: str, value: float, limit: float) -> BudgetExceeded:
+        option, unit, word, _ = LIMITS[key]
+        option = option if budget.per == "run" else f"study {option}"
+        return BudgetExceeded(
+            f"{self._whose(budget)} is over budget: {word} {value:.6g} {unit} > {option} "
+            f"{limit:.6g} {unit}",
+            limit=option,
+            budget=limit,
+            spent=value,
+            per=budget.per,
+            run_id=self.run_id,
+            study=self.study,
+        )
+
+    def _message(self, error: BudgetExceeded) -> str:
+        return f"greenprint: {error}"
+
+    def _predicted_message(
+        self, budget: Budget, key: str, total: float, limit: float, estimate: Any, fraction: float
+    ) -> str:
+        option, unit, word, _ = LIMITS[key]
+        interval = (
+            f" ({estimate.low:.6g} to {estimate.high:.6g} for the run)"
+            if estimate.low is not None
+            else ""
+        )
+        return (
+            f"greenprint: {self._whose(budget)} is predicted to go over budget: {word} "
+            f"{total:.6g} {unit} in all{interval}, {option} {limit:.6g} {unit} "
+            f"({fraction:.0%} done)"
+        )
