@@ -396,9 +396,18 @@ def ctc_loss_backward_rule(
 _ADAPTIVE_SAMPLES = 2  # sampling_ratio <= 0 samples ceil(roi size / bins): data, counted as 2
 
 
-def _roi_samples(sampling_ratio: int) -> int:
+def _roi_align_fpo(
+    rois: int, channels: int, pooled_height: int, pooled_width: int, sampling_ratio: int
+) -> int:
+    """RoI align, forward or backward: the same count (derived in the two rules' docstrings).
+
+    ``8s + 1`` per output (or gradient) element, 16 per sample position, 8 per RoI, with
+    ``s = sampling_ratio^2`` samples per bin (2 x 2 when adaptive).
+    """
     per_dim = sampling_ratio if sampling_ratio > 0 else _ADAPTIVE_SAMPLES
-    return per_dim * per_dim
+    s = per_dim * per_dim
+    bins = rois * pooled_height * pooled_width
+    return bins * channels * (8 * s + 1) + bins * s * 16 + 8 * rois
 
 
 @register_rule("torchvision.roi_align")
@@ -420,10 +429,7 @@ def roi_align_rule(
     ``s = sampling_ratio^2``; adaptive sampling (``sampling_ratio <= 0``) depends on the boxes
     and is counted as 2 x 2.
     """
-    s = _roi_samples(int(sampling_ratio))
-    k, c = rois[0], input[1]
-    bins = k * pooled_height * pooled_width
-    return bins * c * (8 * s + 1) + bins * s * 16 + 8 * k
+    return _roi_align_fpo(rois[0], input[1], pooled_height, pooled_width, int(sampling_ratio))
 
 
 @register_rule("torchvision._roi_align_backward")
@@ -446,10 +452,7 @@ def roi_align_backward_rule(
     Per gradient element: one division, then per sample four weighted adds into the input
     gradient (8).
     """
-    s = _roi_samples(int(sampling_ratio))
-    k = rois[0]
-    bins = k * pooled_height * pooled_width
-    return bins * channels * (8 * s + 1) + bins * s * 16 + 8 * k
+    return _roi_align_fpo(rois[0], channels, pooled_height, pooled_width, int(sampling_ratio))
 
 
 @register_rule("torchvision.nms")
