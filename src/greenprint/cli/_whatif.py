@@ -19,7 +19,9 @@ def _saving(kg: float, pct: float | None) -> str:
 
     sign = "-" if kg < 0 else ""
     shown = f"{sign}{format_emissions(abs(kg))}"
-    return shown if pct is None else f"{shown} ({pct:+.0f} %)".replace("(+", "(")
+    if pct is None:
+        return shown
+    return f"{shown} ({pct:.0f} %)" if abs(pct) >= 10 else f"{shown} ({pct:.1f} %)"
 
 
 def _hour(hours: float) -> str:
