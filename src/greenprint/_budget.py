@@ -10,9 +10,10 @@ and what happens when one is crossed (``on_exceed``):
   at the next ``run.log()``, ``run.step()``, ``run.progress()`` or ``run.add_fpo()``; the run then
   ends ``interrupted`` with the reason as its error and its cost recorded (also when the exception
   is caught and the run goes on to end normally);
-* a callable ``on_exceed(run, exceeded)``: called once per budget, on the thread that noticed
-  (the sampler thread, or the user's thread in one of those calls); an exception it raises is
-  logged, not raised. ``greenprint run --budget-kwh`` uses one to signal its command.
+* a callable ``on_exceed(run, exceeded)``: called once per budget instead of the warning, on the
+  thread that noticed (the sampler thread, or the user's thread in one of those calls); an
+  exception it raises is logged, not raised. ``greenprint run --budget-kwh`` uses one to signal
+  its command.
 
 A run with progress reports also warns once per budget when its *predicted* total (see
 :mod:`greenprint._prediction`) goes over a limit before the cost does (``warn_predicted``).

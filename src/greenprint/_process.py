@@ -17,6 +17,10 @@ follows for its foreground job ("wait and cooperative exit") and ``uv run`` for 
   gets it directly and once more from greenprint.
 * A signal that greenprint ignored when it started (``nohup`` ignores SIGHUP) stays ignored.
 
+Budgets: ``greenprint run --budget-kwh X`` stops the command when the run goes over budget
+(:class:`ChildStopper`): SIGTERM to the command itself, then SIGKILL once a grace period has
+passed without it ending; each is said in one line on stderr.
+
 Parent death: on Linux the command starts through a small trampoline (``python -I -S -c``,
 about 15 ms once per run) that sets the parent-death signal (``prctl(PR_SET_PDEATHSIG,
 SIGTERM)``), checks that greenprint is still its parent (closing the race with a parent that died
@@ -35,12 +39,13 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType, TracebackType
 from typing import Any
 
 __all__ = [
     "FORWARDED_SIGNALS",
+    "ChildStopper",
     "TERMINAL_SIGNALS",
     "SignalRelay",
     "describe_exit",
@@ -233,3 +238,90 @@ class SignalRelay:
         if child.poll() is None:  # never signal a reaped pid
             child.send_signal(signum)
             self.forwarded.append(signum)
+
+
+class ChildStopper:
+    """Stops the command when asked to (a budget crossed): SIGTERM, then SIGKILL after a grace.
+
+    :meth:`request` may be called from any thread (the run's sampler thread calls it) and before
+    the command is attached; the signals are sent from a thread of the stopper's own, so the
+    caller never waits. Only the command itself is signalled, as for the parent-death signal.
+
+    Args:
+        grace_s: seconds between SIGTERM and SIGKILL.
+        say: prints one line for the user (on stderr).
+
+    Attributes:
+        sent: the signals sent, in order.
+    """
+
+    def __init__(self, grace_s: float, *, say: Callable[[str], None]) -> None:
+        self.grace_s = grace_s
+        self.sent: list[int] = []
+        self._say = say
+        self._reason: str | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self._program = ""
+        self._asked = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """Why the command was asked to stop (the first request's reason), or ``None``."""
+        return self._reason
+
+    def request(self, reason: str) -> None:
+        """Ask for the command to be stopped; only the first request counts."""
+        if self._reason is None:
+            self._reason = reason
+            self._asked.set()
+
+    def attach(self, child: subprocess.Popen[bytes], program: str) -> None:
+        """Stop ``child`` when asked (at once if already asked)."""
+        self._child = child
+        self._program = program
+        self._thread = threading.Thread(target=self._watch, name="greenprint-budget", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop watching (the command has ended); waits for a SIGKILL decision in progress."""
+        self._closed = True
+        self._asked.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def describe(self) -> str | None:
+        """What the stopper did, for the run's error; ``None`` when it sent nothing.
+
+        Returns:
+            ``"<reason>; SIGTERM sent"`` or ``"<reason>; SIGTERM sent, then SIGKILL after 10 s"``.
+        """
+        if not self.sent:
+            return None
+        text = f"{self._reason}; SIGTERM sent"
+        if len(self.sent) > 1:
+            text += f", then SIGKILL after {self.grace_s:g} s"
+        return text
+
+    def _watch(self) -> None:
+        self._asked.wait()
+        child = self._child
+        if self._closed or child is None or child.poll() is not None:
+            return
+        self._say(
+            f"greenprint: {self._reason}: sending SIGTERM to {self._program} (pid {child.pid}); "
+            f"SIGKILL in {self.grace_s:g} s if it has not ended"
+        )
+        child.send_signal(signal.SIGTERM)
+        self.sent.append(int(signal.SIGTERM))
+        try:
+            child.wait(self.grace_s)
+        except subprocess.TimeoutExpired:
+            if child.poll() is None:
+                self._say(
+                    f"greenprint: {self._program} (pid {child.pid}) still running "
+                    f"{self.grace_s:g} s after SIGTERM: sending SIGKILL"
+                )
+                child.kill()
+                self.sent.append(int(getattr(signal, "SIGKILL", 9)))

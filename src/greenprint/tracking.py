@@ -980,11 +980,12 @@ class Run:
             guard.study_roots = frozenset(r.id for r in roots)
 
     def _act_on_budgets(self, events: list[BudgetEvent]) -> None:
-        """Warn, and call a callable ``on_exceed`` (its exceptions logged, never raised)."""
+        """Warn, or call a callable ``on_exceed`` (its exceptions logged, never raised)."""
         for event in events:
-            logger.warning("%s", event.message)
             on_exceed = event.budget.on_exceed
-            if event.error is not None and callable(on_exceed) and not isinstance(on_exceed, str):
+            if event.error is None or not callable(on_exceed) or isinstance(on_exceed, str):
+                logger.warning("%s", event.message)
+            else:  # the callable is in charge of telling the user (greenprint run does)
                 try:
                     on_exceed(self, event.error)
                 except Exception:  # the user's callback must not kill the sampler thread

@@ -81,6 +81,27 @@ __all__ = ["command", "format_price_tag"]
     envvar="GREENPRINT_PROMETHEUS_TEXTFILE_DIR",
     help="Keep a node_exporter textfile of the live figures in DIR (removed at the end).",
 )
+@click.option(
+    "--budget-kwh",
+    type=float,
+    default=None,
+    metavar="KWH",
+    help="Energy budget: over it, the command gets SIGTERM (then SIGKILL after the grace).",
+)
+@click.option(
+    "--budget-kg", type=float, default=None, metavar="KG", help="CO2-eq budget, likewise."
+)
+@click.option(
+    "--budget-s", type=float, default=None, metavar="S", help="Wall-time budget, likewise."
+)
+@click.option(
+    "--budget-grace-s",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between SIGTERM and SIGKILL when a budget is exceeded.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the price tag.")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(
@@ -98,6 +119,10 @@ def command(
     prometheus_port: int | None,
     prometheus_host: str,
     prometheus_textfile_dir: str | None,
+    budget_kwh: float | None,
+    budget_kg: float | None,
+    budget_s: float | None,
+    budget_grace_s: float,
     quiet: bool,
     cmd: tuple[str, ...],
 ) -> int:
@@ -106,7 +131,9 @@ def command(
     The command's exit status is passed through (128+N if a signal N ended it). Ctrl-C reaches
     it once, from the terminal, and greenprint waits while it cleans up; SIGTERM and SIGHUP sent
     to greenprint are forwarded once. The run is then recorded as interrupted, with its cost so
-    far. On Linux, if greenprint is killed the command gets SIGTERM.
+    far. On Linux, if greenprint is killed the command gets SIGTERM. Over a budget
+    (--budget-kwh, --budget-kg, --budget-s) the command gets SIGTERM, then SIGKILL after
+    --budget-grace-s, and the run is recorded as interrupted with the reason.
 
     Example: greenprint run --study sweep --region DE -- python train.py --lr 0.1
     """
@@ -115,6 +142,22 @@ def command(
     program = cmd[0]
     if shutil.which(program) is None:
         raise ConfigError(f"command not found: {program}")
+    stopper = None
+    budget = None
+    if (budget_kwh, budget_kg, budget_s) != (None, None, None):
+        from greenprint._budget import Budget
+        from greenprint._validate import finite_number
+
+        grace_s = finite_number("--budget-grace-s", budget_grace_s, low=0.0, unit="s")
+        stopper = _process.ChildStopper(grace_s, say=lambda line: click.echo(line, err=True))
+        request = stopper.request
+        budget = Budget(
+            kwh=budget_kwh,
+            kg=budget_kg,
+            s=budget_s,
+            on_exceed=lambda _run, exceeded: request(str(exceeded)),
+            warn_predicted=False,
+        )
     run = track(
         name or program.rsplit("/", 1)[-1],
         study=study,
@@ -128,12 +171,13 @@ def command(
         sample_interval_s=sample_s,
         flush_interval_s=flush_s,
         role=role,
+        budget=budget,
     )
     with contextlib.ExitStack() as exporters:
         _start_prometheus(
             exporters, prometheus_port, prometheus_host, prometheus_textfile_dir, flush_s
         )
-        return _run_command(run, cmd, program, quiet=quiet)
+        return _run_command(run, cmd, program, quiet=quiet, stopper=stopper)
 
 
 def _start_prometheus(
@@ -158,7 +202,14 @@ def _start_prometheus(
         stack.enter_context(prometheus.start_textfile(textfile_dir, interval_s=interval_s))
 
 
-def _run_command(run: Any, cmd: tuple[str, ...], program: str, *, quiet: bool) -> int:
+def _run_command(
+    run: Any,
+    cmd: tuple[str, ...],
+    program: str,
+    *,
+    quiet: bool,
+    stopper: _process.ChildStopper | None = None,
+) -> int:
     """Start the run and the command, wait for it, stop the run; the exit status to return."""
     run.start()
     with _process.SignalRelay() as relay:
@@ -168,8 +219,17 @@ def _run_command(run: Any, cmd: tuple[str, ...], program: str, *, quiet: bool) -
             run.stop(status="failed", error=f"could not start {program}: {e}")
             raise ConfigError(f"could not start {program}: {e}") from e
         relay.attach(child)
-        returncode = child.wait()
+        if stopper is not None:
+            stopper.attach(child, program)
+        try:
+            returncode = child.wait()
+        finally:
+            if stopper is not None:
+                stopper.close()
         status, error = _outcome(returncode, relay.received)
+        stopped = stopper.describe() if stopper is not None else None
+        if stopped is not None and returncode != 0:
+            status, error = "interrupted", f"{stopped}, then {_process.describe_exit(returncode)}"
         run.stop(status=status, error=error)
     if not quiet:
         click.echo(format_price_tag(run, error=error), err=True)
