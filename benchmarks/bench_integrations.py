@@ -21,33 +21,15 @@ import argparse
 import contextlib
 import io
 import platform
-import statistics
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _overhead import alternate
 
 TARGET_TRIAL_S = 30.0
-
-
-def _alternate(
-    bare: Callable[[], None], tracked: Callable[[], None], rounds: int
-) -> tuple[float, float]:
-    """Median wall times (s) of ``bare`` and ``tracked``, run alternately after a warm-up each."""
-    bare()
-    tracked()
-    b, t = [], []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        bare()
-        b.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        tracked()
-        t.append(time.perf_counter() - start)
-    return statistics.median(b), statistics.median(t)
 
 
 def _line(what: str, bare_s: float, tracked_s: float, runs: int) -> None:
@@ -88,7 +70,7 @@ def bench_optuna(rounds: int, n_trials: int, tmp: Path) -> None:
         study = optuna.create_study(study_name="bench")
         study.optimize(cb.track(objective), n_trials=n_trials, callbacks=[cb])
 
-    _line(f"optuna: {n_trials} trials, n_jobs=1", *_alternate(bare, tracked, rounds), n_trials)
+    _line(f"optuna: {n_trials} trials, n_jobs=1", *alternate(bare, tracked, rounds), n_trials)
 
 
 def bench_sklearn(rounds: int, tmp: Path) -> None:
@@ -121,7 +103,7 @@ def bench_sklearn(rounds: int, tmp: Path) -> None:
         fits = len(grid["C"]) * 3 + 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            times = _alternate(bare, tracked, rounds)
+            times = alternate(bare, tracked, rounds)
         _line(f"scikit-learn ({gp_sklearn.METHOD}): grid, n_jobs={n_jobs}", *times, fits)
 
 
@@ -143,7 +125,7 @@ def bench_notebook(rounds: int, tmp: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             shell.run_cell(f"%%greenprint --ledger {ledger}\n{cell}", store_history=False)
 
-    _line("notebook: %%greenprint on a small cell", *_alternate(bare, tracked, rounds), 1)
+    _line("notebook: %%greenprint on a small cell", *alternate(bare, tracked, rounds), 1)
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import argparse
 import logging
 import os
 import platform
-import statistics
 import tempfile
 import time
 import warnings
@@ -34,6 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
+from _overhead import alternate
 
 TARGET_JOB_S = 30.0
 #: events in the 30 s job: one per second (an epoch or a log line a second, already frequent)
@@ -53,35 +53,25 @@ _LIGHTNING_HOOKS = (
 _TRANSFORMERS_HOOKS = ("on_train_begin", "on_log", "on_evaluate", "on_train_end")
 
 
-def _alternate(bare: Callable[[], None], tracked: Callable[[], None], rounds: int) -> tuple:
-    bare()
-    tracked()
-    b, t = [], []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        bare()
-        b.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        tracked()
-        t.append(time.perf_counter() - start)
-    return statistics.median(b), statistics.median(t)
-
-
 def _report(what: str, events: int, long_events: int, short: tuple, long: tuple) -> None:
     d_short = short[1] - short[0]
     d_long = long[1] - long[0]
     per_event = max((d_long - d_short) / (long_events - events), 0.0)
     fixed = max(d_short - per_event * events, 0.0)
-    shares = [(fixed + per_event * n) / TARGET_JOB_S for n in EVENTS_IN_TARGET]
     print(
         f"{what:<34} {events:3d} events: bare {short[0] * 1e3:7.1f} ms, greenprint "
         f"{short[1] * 1e3:7.1f} ms | {long_events:3d} events: bare {long[0] * 1e3:7.1f} ms, "
         f"greenprint {long[1] * 1e3:7.1f} ms\n{'':<34} fixed {fixed * 1e3:6.1f} ms/run, "
         f"{per_event * 1e3:5.2f} ms/event -> of a {TARGET_JOB_S:.0f} s job: "
-        + ", ".join(
-            f"{share:.3%} with {n} events"
-            for n, share in zip(EVENTS_IN_TARGET, shares, strict=True)
-        )
+        + _shares(fixed, per_event)
+    )
+
+
+def _shares(fixed_s: float, per_event_s: float) -> str:
+    """What a run's fixed cost and per-event cost come to in each job of EVENTS_IN_TARGET."""
+    return ", ".join(
+        f"{(fixed_s + per_event_s * n) / TARGET_JOB_S:.3%} with {n} events"
+        for n in EVENTS_IN_TARGET
     )
 
 
@@ -113,15 +103,10 @@ class _HookClock:
         fixed = sum(self.seconds[h] for h in start_end)
         per_event = self.seconds[event_hook] / max(self.calls[event_hook], 1)
         other = sum(self.seconds.values()) - fixed - self.seconds[event_hook]
-        shares = [(fixed + other + per_event * n) / TARGET_JOB_S for n in EVENTS_IN_TARGET]
         print(
             f"{what:<34} in the hooks: start+end {fixed * 1e3:6.2f} ms/run, "
             f"{event_hook} {per_event * 1e3:5.3f} ms x {self.calls[event_hook]}, "
-            f"other hooks {other * 1e3:5.2f} ms -> "
-            + ", ".join(
-                f"{share:.3%} with {n} events"
-                for n, share in zip(EVENTS_IN_TARGET, shares, strict=True)
-            )
+            f"other hooks {other * 1e3:5.2f} ms -> " + _shares(fixed + other, per_event)
         )
 
 
@@ -165,7 +150,7 @@ def bench_lightning(rounds: int, epochs: int, tmp: Path) -> None:
         results = []
         for n in (epochs, 2 * epochs):
             results.append(
-                _alternate(
+                alternate(
                     lambda n=n: fit(n, []),
                     lambda n=n, db=ledger, kw=extra: fit(n, [GreenprintCallback(ledger=db, **kw)]),
                     rounds,
@@ -229,7 +214,7 @@ def bench_transformers(rounds: int, steps: int, tmp: Path) -> None:
             timer.line("transformers", "on_log", ("on_train_begin", "on_train_end"))
 
     results = [
-        _alternate(lambda n=n: train(n, False), lambda n=n: train(n, True), rounds)
+        alternate(lambda n=n: train(n, False), lambda n=n: train(n, True), rounds)
         for n in (steps, 2 * steps)
     ]
     _report("transformers (on_log every step)", steps + 1, 2 * steps + 1, *results)

@@ -26,23 +26,15 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from _overhead import median_ms, timed_ms
 
 JOB_S = 30.0
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-
-
-def _median_ms(fn: Callable[[int], None], steps: int) -> float:
-    times = []
-    for step in range(steps):
-        start = time.perf_counter()
-        fn(step)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def _report(
@@ -79,13 +71,14 @@ def bench_mlflow(tmp: Path, steps: int) -> None:
             now = int(time.time() * 1000)
             client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (step + 1), now, step)])
 
-        bare_ms = _median_ms(bare, steps)
-        step_ms = _median_ms(logger.log, steps)  # queued: MLflow writes on its own thread
-        flush_ms = _median_ms(lambda step: logger._log_figures(None, fresh=False), steps)
-        drain_ms = _timed(lambda: gp_mlflow._wait(logger._pending, run_id))
+        bare_ms = median_ms(bare, steps)
+        step_ms = median_ms(logger.log, steps)  # queued: MLflow writes on its own thread
+        flush_ms = median_ms(lambda step: logger._log_figures(None, fresh=False), steps)
+        drain_ms = timed_ms(lambda: gp_mlflow._wait(logger._pending, run_id))
     record = run.record
     end_ms = drain_ms + statistics.median(
-        _timed(lambda: gp_mlflow._log_record(client, run_id, record, step=steps)) for _ in range(5)
+        timed_ms(lambda: gp_mlflow._log_record(client, run_id, record, step=steps))
+        for _ in range(5)
     )
     _report(f"mlflow {mlflow.__version__}", bare_ms, step_ms, end_ms, flush_ms)
 
@@ -102,13 +95,13 @@ def bench_wandb(tmp: Path, steps: int) -> None:
         gp.track("bench", ledger=tmp / "gp.db") as run,
     ):
         logger = gp_wandb.autolog(run, wb)
-        bare_ms = _median_ms(lambda step: wb.log({"loss": 1.0 / (step + 1)}), steps)
-        both_ms = _median_ms(
+        bare_ms = median_ms(lambda step: wb.log({"loss": 1.0 / (step + 1)}), steps)
+        both_ms = median_ms(
             lambda step: wb.log({"loss": 1.0 / (step + 1), **logger.figures()}), steps
         )
         record = run.record
         end_ms = statistics.median(
-            _timed(lambda: gp_wandb._log_record(wb, record)) for _ in range(5)
+            timed_ms(lambda: gp_wandb._log_record(wb, record)) for _ in range(5)
         )
     _report(f"wandb {wandb.__version__}", bare_ms, max(both_ms - bare_ms, 0.0), end_ms, None)
 
@@ -125,20 +118,14 @@ def bench_tensorboard(tmp: Path, steps: int) -> None:
         gp.track("bench", ledger=tmp / "gp.db", params={"lr": 0.1}) as run,
     ):
         logger = gp_tensorboard.autolog(run, writer, every_flush=False)
-        bare_ms = _median_ms(lambda step: writer.add_scalar("loss", 1.0 / (step + 1), step), steps)
-        step_ms = _median_ms(logger.log, steps)
-        flush_ms = _median_ms(lambda step: logger._write(None, fresh=False), steps)
+        bare_ms = median_ms(lambda step: writer.add_scalar("loss", 1.0 / (step + 1), step), steps)
+        step_ms = median_ms(logger.log, steps)
+        flush_ms = median_ms(lambda step: logger._write(None, fresh=False), steps)
         record = run.record
         end_ms = statistics.median(
-            _timed(lambda: logger._write_totals(record, steps)) for _ in range(5)
+            timed_ms(lambda: logger._write_totals(record, steps)) for _ in range(5)
         )
     _report(f"tensorboard {VERSION}", bare_ms, step_ms, end_ms, flush_ms)
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1e3
 
 
 def main() -> None:
