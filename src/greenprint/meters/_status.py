@@ -18,6 +18,7 @@ class GPUInfo:
         memory_gb: total memory in GB (2**30 bytes).
         has_energy_counter: True when NVML exposes the total-energy counter (Volta and newer);
             otherwise power is sampled and integrated.
+        vendor: ``"nvidia"`` (NVML), ``"amd"`` (amdsmi); the index is the vendor library's.
     """
 
     index: int
@@ -25,6 +26,7 @@ class GPUInfo:
     uuid: str
     memory_gb: float
     has_energy_counter: bool
+    vendor: str = "nvidia"
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,23 @@ A subprocess finds the fake RAPL tree through ``GREENPRINT_RAPL_ROOT``.
 from __future__ import annotations
 
 from greenprint import _public
+from greenprint.testing._amdsmi import (
+    AmdSmiException,
+    AmdSmiLibraryException,
+    FakeAmdGpu,
+    FakeAmdProcess,
+    FakeAMDSMI,
+)
 from greenprint.testing._nvml import FakeGPU, FakeGpuProcess, FakeNVML, NVMLError
 from greenprint.testing._rapl import DEFAULT_MAX_ENERGY_RANGE_UJ, FakeRapl, make_fake_rapl
 
 __all__ = [
+    "AmdSmiException",
+    "AmdSmiLibraryException",
     "DEFAULT_MAX_ENERGY_RANGE_UJ",
+    "FakeAMDSMI",
+    "FakeAmdGpu",
+    "FakeAmdProcess",
     "FakeGPU",
     "FakeGpuProcess",
     "FakeNVML",

@@ -1,0 +1,674 @@
+"""AMD GPU energy through ``amdsmi`` (ROCm's Python package, imported lazily).
+
+Per visible GPU, one of two sources, chosen by these rules (in order):
+
+1. **power sampling** when the energy counter cannot be read (``amdsmi_get_energy_count`` fails
+   with ``NOT_SUPPORTED``: VM guests, old firmware) or the GPU is an MI100 (``gfx908``), whose
+   counter is known to stay frozen until the machine is rebooted (ROCm/amdsmi#38,
+   AMDResearch/hpcfund#21; Zeus found the same and polls power there);
+2. otherwise the **counter**: ``energy_accumulator`` (``"power"`` before ROCm 6.2) times
+   ``counter_resolution`` uJ, an unsigned 64-bit count; a decrease is a wrap at 2**64 when the
+   wrapped difference is plausible (below 5 kW over the interval).
+
+Power is read at every read in both modes (``current_socket_power``, MI300 and newer, else
+``average_socket_power``, in W) and integrated with the trapezoid rule. A counter is dropped for
+power sampling, for the rest of the run, when it proves unreliable:
+
+* **stuck**: it has not moved for :data:`STUCK_AFTER_S` while the GPU drew power (at least
+  :data:`STUCK_MIN_W` at both ends of each interval counted) (ROCm 6.1 on
+  MI210 returned one value per process, ROCm/rocm_smi_lib#180); the power integral since the
+  counter last moved replaces the zero it reported;
+* **backwards** by more than a wrap explains (ROCm/amdsmi#115), or a **jump** above 5 kW over
+  the interval: that interval is taken from the power integral.
+
+MI250/MI250X carry two GCDs per package and AMD reports the package's power on the first
+(even-indexed) GCD while the second reads 0 W. A GCD whose pair is also visible is metered once
+through the first; a GCD visible without its pair is metered as **half** of the package
+(provenance ``GPU-1 (1/2 of package)``), never as 0.
+
+``ROCR_VISIBLE_DEVICES`` (indices or UUIDs, applied first), then ``HIP_VISIBLE_DEVICES`` (or,
+when it is unset, ``CUDA_VISIBLE_DEVICES``, which HIP honours too) as indices into what
+``ROCR_VISIBLE_DEVICES`` left: the ROCm runtime's rules. Lists are read up to the first invalid
+entry; an empty value hides every GPU. Indices are amdsmi's enumeration order, which follows the
+KFD topology order the runtime uses; UUIDs (``GPU-`` prefix optional) match amdsmi's UUID by its
+trailing hex digits.
+
+Per-process share: ``amdsmi_get_gpu_process_list`` gives each process's VRAM; the tracked tree
+gets the fraction its processes hold (of the process count when no VRAM is reported). When the
+list cannot be read or names no process of this PID namespace, ``process_j`` is ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import psutil
+
+from greenprint._exceptions import MeterError
+from greenprint._provenance import Provenance
+from greenprint.meters._attribution import ProcessTree, fresh_usage
+from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._status import GPUInfo, MeterStatus
+
+__all__ = [
+    "AmdMeter",
+    "COUNTER_MODULUS",
+    "STUCK_AFTER_S",
+    "load_amdsmi",
+    "parse_rocm_visible_devices",
+    "probe_amd",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The energy accumulator is a ``uint64_t`` count of ``counter_resolution`` uJ.
+COUNTER_MODULUS = 2**64
+#: Above this, a counter step is not believed (W per GPU).
+MAX_PLAUSIBLE_GPU_W = 5000.0
+#: A counter that has not moved for this long (s) while the GPU drew power is stuck.
+STUCK_AFTER_S = 3.0
+#: "Drew power": at least this much at both ends of an interval, in W (idle GPUs draw tens).
+STUCK_MIN_W = 1.0
+#: Graphics versions whose counter is not used: gfx -> why.
+UNRELIABLE_COUNTER_GFX = {
+    "gfx908": "MI100 counter stays frozen until a reboot (ROCm/amdsmi#38)",
+}
+_POWER_FIELDS = ("current_socket_power", "average_socket_power")
+_DRIVER_FIX = (
+    "install ROCm's amdgpu driver so that amd-smi works "
+    "(nothing to fix on a machine without an AMD GPU)"
+)
+_INSTALL_FIX = (
+    "pip install amdsmi (the version of your ROCm, e.g. amdsmi==6.2.*), or add "
+    "/opt/rocm/share/amd_smi to PYTHONPATH"
+)
+_STATUS_CODES = {  # amdsmi_wrapper.AMDSMI_STATUS_*; stable across ROCm 6.x
+    "NOT_SUPPORTED": 2,
+    "FAIL_LOAD_MODULE": 4,
+    "TIMEOUT": 8,
+    "RETRY": 9,
+    "NO_PERM": 10,
+    "INIT_ERROR": 18,
+    "BUSY": 30,
+    "NOT_FOUND": 31,
+    "NOT_INIT": 32,
+    "DRIVER_NOT_LOADED": 34,
+    "NO_DATA": 40,
+}
+
+
+class AmdsmiUnavailable(Exception):
+    """Internal: amdsmi cannot be used; carries the status to report."""
+
+    def __init__(self, status: MeterStatus):
+        super().__init__(status.reason)
+        self.status = status
+
+
+def _code_of(err: BaseException) -> int | None:
+    code = getattr(err, "err_code", None)
+    return abs(code) if isinstance(code, int) else None
+
+
+def _is(module: Any, err: BaseException, *names: str) -> bool:
+    code = _code_of(err)
+    wrapper = getattr(module, "amdsmi_wrapper", None)
+    for name in names:
+        value = getattr(wrapper, f"AMDSMI_STATUS_{name}", _STATUS_CODES.get(name))
+        if code is not None and code == value:
+            return True
+    return False
+
+
+def _status_for(module: Any, err: BaseException) -> MeterStatus:
+    if _is(module, err, "DRIVER_NOT_LOADED", "FAIL_LOAD_MODULE", "INIT_ERROR"):
+        return MeterStatus(
+            "amdsmi",
+            False,
+            f"amdgpu driver not loaded (amdsmi: {_one_line(err)})",
+            "load it: sudo modprobe amdgpu (or install amdgpu-dkms from ROCm and reboot)",
+        )
+    if _is(module, err, "NO_PERM"):
+        return MeterStatus(
+            "amdsmi",
+            False,
+            f"no permission to use the AMD GPUs (amdsmi: {_one_line(err)})",
+            "add your user to the render and video groups (sudo usermod -aG render,video "
+            "$USER, then log in again), or start the container with --device=/dev/kfd "
+            "--device=/dev/dri",
+        )
+    return MeterStatus("amdsmi", False, f"amdsmi error: {_one_line(err)}", None)
+
+
+def _one_line(err: BaseException) -> str:
+    info = getattr(err, "err_info", None)
+    return str(info) if info else " ".join(str(err).split())
+
+
+def _driver_present() -> bool:
+    """Cheap check (no import) for ROCm's kernel driver: ``/dev/kfd``; Linux only."""
+    return sys.platform.startswith("linux") and os.path.exists("/dev/kfd")
+
+
+def load_amdsmi(amdsmi: Any = None) -> Any:
+    """The amdsmi module to use: ``amdsmi`` if given, else ``amdsmi`` imported now.
+
+    Raises:
+        AmdsmiUnavailable: no ``/dev/kfd`` (checked before importing), or amdsmi cannot be
+            imported (not installed, ``libamd_smi.so`` missing, or a version that does not
+            match the installed ROCm; amdsmi prints to stdout when its library is missing,
+            which is swallowed).
+    """
+    if amdsmi is not None:
+        return amdsmi
+    if not _driver_present():
+        reason = (
+            "no AMD GPU driver (no /dev/kfd)"
+            if sys.platform.startswith("linux")
+            else f"amdsmi needs Linux (this is {sys.platform})"
+        )
+        raise AmdsmiUnavailable(MeterStatus("amdsmi", False, reason, None))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import amdsmi as module  # type: ignore[import-not-found]
+    except (ImportError, OSError, AttributeError, KeyError) as e:
+        reason = f"amdsmi is not importable ({type(e).__name__}: {e})"
+        raise AmdsmiUnavailable(MeterStatus("amdsmi", False, reason, _INSTALL_FIX)) from e
+    return module
+
+
+def _hex(text: str) -> str:
+    body = text.strip().lower()
+    if body.startswith("gpu-"):
+        body = body[4:]
+    return body.replace("-", "")
+
+
+def _select(value: str, candidates: Sequence[int], uuids: Sequence[str]) -> list[int]:
+    chosen: list[int] = []
+    for raw in value.split(","):
+        token = raw.strip()
+        if not token:
+            break
+        index: int | None = None
+        try:
+            position = int(token)
+        except ValueError:
+            wanted = _hex(token)
+            matches = [
+                c for c in candidates if len(wanted) >= 8 and _hex(uuids[c]).endswith(wanted)
+            ]
+            index = matches[0] if len(matches) == 1 else None
+        else:
+            index = candidates[position] if 0 <= position < len(candidates) else None
+        if index is None:
+            logger.warning("visible-devices entry %r matches no AMD GPU: list ends here", token)
+            break
+        if index not in chosen:
+            chosen.append(index)
+    return chosen
+
+
+def parse_rocm_visible_devices(environ: Mapping[str, str], uuids: Sequence[str]) -> list[int]:
+    """The amdsmi indices the ROCm runtime lets this process see, in its order.
+
+    Args:
+        environ: the environment (``ROCR_VISIBLE_DEVICES``, ``HIP_VISIBLE_DEVICES``,
+            ``CUDA_VISIBLE_DEVICES``).
+        uuids: UUID of each GPU, by amdsmi index.
+
+    Returns:
+        Indices into ``uuids``: ``ROCR_VISIBLE_DEVICES`` selects from all GPUs, then
+        ``HIP_VISIBLE_DEVICES`` (else ``CUDA_VISIBLE_DEVICES``) from those, by position.
+
+    Example:
+        >>> parse_rocm_visible_devices({"ROCR_VISIBLE_DEVICES": "1,2", "HIP_VISIBLE_DEVICES": "1"},
+        ...                            ["a", "b", "c"])
+        [2]
+    """
+    visible = list(range(len(uuids)))
+    rocr = environ.get("ROCR_VISIBLE_DEVICES")
+    if rocr is not None:
+        visible = _select(rocr, visible, uuids)
+    hip = environ.get("HIP_VISIBLE_DEVICES")
+    if hip is None:
+        hip = environ.get("CUDA_VISIBLE_DEVICES")
+    if hip is not None:
+        visible = _select(hip, visible, uuids)
+    return visible
+
+
+def _power_w(info: Mapping[str, Any]) -> float | None:
+    for key in _POWER_FIELDS:
+        value = info.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _energy_count(reading: Mapping[str, Any]) -> tuple[int, float]:
+    """``(count, uJ per count)`` from ``amdsmi_get_energy_count`` of any ROCm 6 version."""
+    count = reading["energy_accumulator"] if "energy_accumulator" in reading else reading["power"]
+    return int(count), float(reading["counter_resolution"])
+
+
+class _AmdGpu:
+    """One metered AMD GPU: where its energy comes from and the last readings."""
+
+    __slots__ = (
+        "gfx",
+        "handle",
+        "index",
+        "last_count",
+        "last_power_w",
+        "last_t",
+        "memory_gb",
+        "mode",
+        "still_s",
+        "name",
+        "pending_j",
+        "proc_handle",
+        "reason",
+        "resolution_uj",
+        "share",
+        "uuid",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        handle: Any,
+        *,
+        uuid: str,
+        name: str,
+        gfx: str,
+        memory_gb: float,
+        mode: str,
+        reason: str = "",
+        share: float = 1.0,
+        proc_handle: Any = None,
+    ) -> None:
+        self.index = index
+        self.handle = handle  # energy and power come from here (the package's GCD on MI250)
+        self.proc_handle = handle if proc_handle is None else proc_handle
+        self.uuid = uuid
+        self.name = name
+        self.gfx = gfx
+        self.memory_gb = memory_gb
+        self.mode = mode  # "counter" or "power"
+        self.reason = reason
+        self.share = share
+        self.last_count = 0
+        self.resolution_uj = 0.0
+        self.last_power_w: float | None = None
+        self.last_t = 0.0
+        self.still_s = 0.0
+        self.pending_j = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"GPU-{self.index}"
+
+    def info(self) -> GPUInfo:
+        return GPUInfo(
+            self.index,
+            self.name,
+            self.uuid,
+            round(self.memory_gb, 2),
+            self.mode == "counter",
+            vendor="amd",
+        )
+
+
+def _open(module: Any, environ: Mapping[str, str]) -> tuple[list[_AmdGpu], list[str]]:
+    """Enumerate the visible, measurable GPUs (amdsmi already initialised)."""
+    handles = list(module.amdsmi_get_processor_handles())
+    uuids = [str(module.amdsmi_get_gpu_device_uuid(h)) for h in handles]
+    visible = parse_rocm_visible_devices(environ, uuids)
+    gpus: list[_AmdGpu] = []
+    skipped: list[str] = []
+    for i in visible:
+        handle = handles[i]
+        asic = module.amdsmi_get_gpu_asic_info(handle)
+        name = str(asic.get("market_name") or "AMD GPU")
+        gfx = str(asic.get("target_graphics_version") or "")
+        try:
+            vram_mb = float(module.amdsmi_get_gpu_vram_usage(handle)["vram_total"])
+        except (module.AmdSmiException, KeyError, TypeError, ValueError):
+            vram_mb = 0.0
+        power = _power_w(module.amdsmi_get_power_info(handle))
+        common: dict[str, Any] = {"uuid": uuids[i], "name": name, "gfx": gfx}
+        common["memory_gb"] = vram_mb / 1024
+        source, share, note = handle, 1.0, ""
+        if "MI250" in name.upper():
+            pair = i - 1 if i % 2 else i + 1
+            if i % 2 and not power:  # the second GCD: its package reads on the first
+                if pair in visible:
+                    skipped.append(f"GPU-{i} ({name}): counted in GPU-{pair} (one package)")
+                    continue
+                source, share, note = handles[pair], 0.5, "1/2 of package"
+                power = _power_w(module.amdsmi_get_power_info(source))
+            elif not i % 2 and pair < len(handles) and pair not in visible:
+                pair_power = _power_w(module.amdsmi_get_power_info(handles[pair]))
+                if not pair_power:
+                    share, note = 0.5, "1/2 of package"
+        mode, reason = "counter", ""
+        if gfx in UNRELIABLE_COUNTER_GFX:
+            mode, reason = "power", f"{gfx}: {UNRELIABLE_COUNTER_GFX[gfx]}"
+        else:
+            try:
+                _energy_count(module.amdsmi_get_energy_count(source))
+            except module.AmdSmiException as e:
+                if not _is(module, e, "NOT_SUPPORTED", "NO_DATA"):
+                    raise
+                mode, reason = "power", "no energy counter"
+            except KeyError:
+                mode, reason = "power", "no energy counter"
+        if mode == "power" and power is None:
+            skipped.append(f"GPU-{i} ({name}) reports neither energy nor power: not counted")
+            continue
+        gpu = _AmdGpu(
+            i, source, mode=mode, reason=reason, share=share, proc_handle=handle, **common
+        )
+        if note:
+            gpu.reason = f"{note}; {reason}" if reason else note
+        gpus.append(gpu)
+    return gpus, skipped
+
+
+def _shutdown(module: Any) -> None:
+    try:
+        module.amdsmi_shut_down()
+    except module.AmdSmiException as e:
+        logger.debug("amdsmi_shut_down failed: %s", e)
+
+
+def _visible_empty(env: Mapping[str, str]) -> str | None:
+    for name in ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"):
+        value = env.get(name)
+        if value is not None and not value.strip():
+            if name == "CUDA_VISIBLE_DEVICES" and env.get("HIP_VISIBLE_DEVICES") is not None:
+                continue
+            return name
+    return None
+
+
+def probe_amd(
+    amdsmi: Any = None, *, environ: Mapping[str, str] | None = None
+) -> tuple[MeterStatus, tuple[GPUInfo, ...]]:
+    """Check amdsmi and list the visible AMD GPUs. Never raises.
+
+    Args:
+        amdsmi: an amdsmi-compatible module (default: ``amdsmi``, imported when ``/dev/kfd``
+            exists).
+        environ: environment for the visible-device variables (default: ``os.environ``).
+
+    Returns:
+        ``(status, gpus)``; ``gpus`` is empty when amdsmi is unusable.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        module = load_amdsmi(amdsmi)
+    except AmdsmiUnavailable as e:
+        return e.status, ()
+    try:
+        module.amdsmi_init(module.AmdSmiInitFlags.INIT_AMD_GPUS)
+    except module.AmdSmiException as e:
+        return _status_for(module, e), ()
+    try:
+        gpus, skipped = _open(module, env)
+    except module.AmdSmiException as e:
+        return _status_for(module, e), ()
+    finally:
+        _shutdown(module)
+    if not gpus:
+        empty = _visible_empty(env)
+        if empty is not None:
+            reason = f"{empty} is empty: no GPU visible to this process"
+            return MeterStatus("amdsmi", False, reason, f"unset {empty}"), ()
+        return MeterStatus("amdsmi", False, "; ".join(skipped) or "amdsmi found no GPU", None), ()
+    parts = [
+        f"{g.label} {g.name}: "
+        + ("energy counter" if g.mode == "counter" else "power sampling")
+        + (f" ({g.reason})" if g.reason else "")
+        for g in gpus
+    ]
+    return MeterStatus("amdsmi", True, "; ".join(parts + skipped), None), tuple(
+        g.info() for g in gpus
+    )
+
+
+class AmdMeter(Meter):
+    """Energy of the visible AMD GPUs, summed. Build it with :meth:`open`.
+
+    ``process_j`` follows amdsmi's per-process VRAM (see the module docstring); ``None`` when
+    amdsmi cannot attribute or no tree is given.
+    """
+
+    component = "gpu"
+
+    def __init__(
+        self,
+        amdsmi: Any,
+        gpus: Sequence[_AmdGpu],
+        *,
+        tree: ProcessTree | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._amdsmi = amdsmi
+        self._gpus = list(gpus)
+        self._tree = tree
+        self._clock = clock
+        self._machine_j = 0.0
+        self._process_j: float | None = 0.0 if tree is not None else None
+        self._t_start = 0.0
+        self._t_last = 0.0
+        self._seq = -1
+        self._open = True
+
+    @classmethod
+    def open(
+        cls,
+        amdsmi: Any = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        tree: ProcessTree | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> AmdMeter:
+        """Initialise amdsmi and meter every visible AMD GPU.
+
+        Raises:
+            MeterError: amdsmi is unusable or no GPU is visible (the message says why).
+        """
+        env = os.environ if environ is None else environ
+        try:
+            module = load_amdsmi(amdsmi)
+        except AmdsmiUnavailable as e:
+            raise MeterError(e.status.reason) from e
+        try:
+            module.amdsmi_init(module.AmdSmiInitFlags.INIT_AMD_GPUS)
+        except module.AmdSmiException as e:
+            raise MeterError(_status_for(module, e).reason) from e
+        try:
+            gpus, _ = _open(module, env)
+        except module.AmdSmiException as e:
+            _shutdown(module)
+            raise MeterError(_status_for(module, e).reason) from e
+        if not gpus:
+            _shutdown(module)
+            raise MeterError("no visible AMD GPU can be metered")
+        return cls(module, gpus, tree=tree, clock=clock)
+
+    @property
+    def gpus(self) -> tuple[GPUInfo, ...]:
+        """The GPUs metered (``has_energy_counter`` False once a counter was dropped)."""
+        return tuple(g.info() for g in self._gpus)
+
+    @property
+    def origin(self) -> Provenance:
+        """``Provenance("measured", "amdsmi:counter:GPU-0+amdsmi:power-sampling:GPU-1", ...)``.
+
+        The detail names why a GPU is power-sampled or shared (``GPU-1 gfx908: ...``).
+        """
+        counter = [g.label for g in self._gpus if g.mode == "counter"]
+        sampled = [g.label for g in self._gpus if g.mode == "power"]
+        parts = []
+        if counter:
+            parts.append("amdsmi:counter:" + "+".join(counter))
+        if sampled:
+            parts.append("amdsmi:power-sampling:" + "+".join(sampled))
+        notes = "; ".join(f"{g.label} {g.reason}" for g in self._gpus if g.reason)
+        return Provenance("measured", "+".join(parts), notes)
+
+    @property
+    def provenance(self) -> str:
+        """E.g. ``"amdsmi:counter:GPU-0+GPU-1"`` or ``"amdsmi:power-sampling:GPU-0 (...)"``."""
+        return str(self.origin)
+
+    @property
+    def mean_power_w(self) -> float | None:
+        """Mean power of all metered GPUs since :meth:`start`, in W (``None`` before 1 ms)."""
+        elapsed = self._t_last - self._t_start
+        return self._machine_j / elapsed if elapsed > 1e-3 else None
+
+    def _call(self, gpu: _AmdGpu, name: str, handle: Any = None) -> Any:
+        try:
+            return getattr(self._amdsmi, name)(gpu.handle if handle is None else handle)
+        except self._amdsmi.AmdSmiException as e:
+            raise MeterError(f"{gpu.label}: {name} failed: {_one_line(e)}") from e
+
+    def _power(self, gpu: _AmdGpu) -> float | None:
+        return _power_w(self._call(gpu, "amdsmi_get_power_info"))
+
+    def start(self) -> None:
+        """Read the baseline counters and powers."""
+        now = self._clock()
+        for g in self._gpus:
+            g.last_power_w = self._power(g)
+            if g.mode == "counter":
+                g.last_count, g.resolution_uj = _energy_count(
+                    self._call(g, "amdsmi_get_energy_count")
+                )
+            g.last_t = now
+            g.still_s = g.pending_j = 0.0
+        if self._tree is not None:
+            self._seq = fresh_usage(self._tree, -1).seq
+        self._t_start = self._t_last = now
+        self._machine_j = 0.0
+        self._process_j = 0.0 if self._tree is not None else None
+
+    def read(self) -> MeterReading:
+        """Cumulative energy of the GPUs since :meth:`start`, in J.
+
+        Raises:
+            MeterError: an amdsmi call failed (GPU gone, driver unloaded...). A busy device
+                (``RETRY``/``BUSY``) skips that GPU for this read; the next read covers it.
+        """
+        now = self._clock()
+        pids: frozenset[int] | None = None
+        if self._tree is not None and self._process_j is not None:
+            usage = fresh_usage(self._tree, self._seq)
+            self._seq = usage.seq
+            pids = usage.pids
+        total_j = 0.0
+        shares: list[tuple[float, float | None]] = []
+        for g in self._gpus:
+            try:
+                joules = self._step(g, now) * g.share
+            except MeterError as e:
+                if not _is(self._amdsmi, e.__cause__ or e, "RETRY", "BUSY"):
+                    raise
+                logger.debug("%s busy, read next time: %s", g.label, e)
+                continue
+            total_j += joules
+            shares.append((joules, self._share(g, pids) if pids is not None else None))
+        self._t_last = now
+        self._machine_j += total_j
+        if self._process_j is not None:
+            if any(share is None for _, share in shares):
+                self._process_j = None
+            else:
+                self._process_j += sum(j * (s or 0.0) for j, s in shares)
+        return MeterReading(self._machine_j, self._process_j)
+
+    def _step(self, g: _AmdGpu, now: float) -> float:
+        """Energy of ``g``'s package since its last read, in J; drops a bad counter."""
+        dt = max(now - g.last_t, 0.0)
+        power = self._power(g)
+        drawing = min(power or 0.0, g.last_power_w or 0.0) >= STUCK_MIN_W
+        power_j = 0.0
+        if power is not None and g.last_power_w is not None:
+            power_j = 0.5 * (power + g.last_power_w) * dt
+        elif power is not None:
+            power_j = power * dt
+        g.last_power_w = power
+        g.last_t = now
+        if g.mode == "power":
+            return power_j
+        count, resolution = _energy_count(self._call(g, "amdsmi_get_energy_count"))
+        delta = count - g.last_count
+        g.last_count = count
+        limit_j = MAX_PLAUSIBLE_GPU_W * (dt + 1.0)
+        if delta < 0 and (delta + COUNTER_MODULUS) * resolution / 1e6 <= limit_j:
+            delta += COUNTER_MODULUS
+        if delta < 0:
+            return self._drop(g, "energy counter went backwards", power_j)
+        counter_j = delta * (resolution or g.resolution_uj) / 1e6
+        if counter_j > limit_j:
+            return self._drop(g, f"energy counter jumped by {counter_j:.3g} J", power_j)
+        if delta == 0:
+            g.pending_j += power_j
+            g.still_s += dt if drawing else 0.0
+            if g.still_s >= STUCK_AFTER_S:
+                why = f"energy counter stuck for {g.still_s:.0f} s under load"
+                return self._drop(g, why, g.pending_j)
+            return 0.0
+        g.still_s = g.pending_j = 0.0
+        return counter_j
+
+    @staticmethod
+    def _drop(g: _AmdGpu, why: str, joules: float) -> float:
+        logger.warning("%s: %s; sampling power from now on", g.label, why)
+        g.mode = "power"
+        g.reason = f"{g.reason}; {why}" if g.reason else why
+        g.pending_j = 0.0
+        return joules
+
+    def _share(self, gpu: _AmdGpu, pids: frozenset[int]) -> float | None:
+        try:
+            procs = self._amdsmi.amdsmi_get_gpu_process_list(gpu.proc_handle)
+        except self._amdsmi.AmdSmiException as e:
+            logger.info("%s: no per-process attribution (%s)", gpu.label, _one_line(e))
+            return None
+        entries = [p for p in procs if isinstance(p, Mapping) and "pid" in p]
+        if len(entries) != len(procs):
+            return None  # an older amdsmi returning process handles: not attributed
+        if not entries:
+            return 0.0
+        pid_list = [int(p["pid"]) for p in entries]
+        if not any(pid in pids or psutil.pid_exists(pid) for pid in pid_list):
+            logger.info("%s: amdsmi process ids are not in this PID namespace", gpu.label)
+            return None
+        weights = []
+        for p in entries:
+            usage = p.get("memory_usage")
+            vram = usage.get("vram_mem") if isinstance(usage, Mapping) else None
+            value = vram if isinstance(vram, int) else p.get("mem")
+            weights.append(float(value) if isinstance(value, int) else -1.0)
+        if any(w < 0 for w in weights) or not sum(weights):
+            weights = [1.0] * len(entries)
+        mine = sum(w for pid, w in zip(pid_list, weights, strict=True) if pid in pids)
+        return mine / sum(weights)
+
+    def close(self) -> None:
+        """Shut amdsmi down (once)."""
+        if self._open:
+            self._open = False
+            _shutdown(self._amdsmi)
