@@ -8,9 +8,25 @@ import time
 import psutil
 import pytest
 
-from greenprint.meters import CpuEstimateMeter, ProcessTree, RamEstimateMeter
+from greenprint.meters import CpuEstimateMeter, ProcessTree, RamEstimateMeter, _attribution
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\n"
+
+
+@pytest.fixture(
+    autouse=True,
+    params=[
+        pytest.param(
+            "procfs",
+            marks=pytest.mark.skipif(not _attribution._PROCFS, reason="no /proc/<pid>/stat"),
+        ),
+        "psutil",
+    ],
+)
+def backend(request, monkeypatch):
+    """Every test reads the tree both ways: /proc directly (Linux) and through psutil."""
+    monkeypatch.setattr(_attribution, "_PROCFS", request.param == "procfs")
+    return request.param
 
 
 def spawn(code: str, *, stdin: int | None = None) -> subprocess.Popen:

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from greenprint.meters import _attribution
-from greenprint.meters._attribution import ProcessTree, _descendants
+from greenprint.meters._attribution import ProcessTree, _descendant_pids
 
 
 def _spawn_nested(depth: int) -> subprocess.Popen:
@@ -50,7 +50,7 @@ def test_the_children_files_find_every_descendant():
         _wait_for(3, me)
         expected = {p.pid for p in me.children(recursive=True)}
         assert len(expected) >= 3
-        assert {p.pid for p in _descendants(me)} == expected
+        assert set(_descendant_pids(me.pid)) == expected
     finally:
         _kill_tree(psutil.Process(top.pid))
         top.wait()
@@ -68,7 +68,7 @@ def test_a_child_started_by_another_thread_is_found():
     thread.start()
     thread.join()
     try:
-        assert started[0].pid in {p.pid for p in _descendants(me)}
+        assert started[0].pid in _descendant_pids(me.pid)
     finally:
         started[0].kill()
         started[0].wait()
@@ -78,7 +78,7 @@ def test_without_children_files_psutil_walks(monkeypatch):
     monkeypatch.setattr(_attribution, "_PROC_CHILDREN", False)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert child.pid in {p.pid for p in _descendants(psutil.Process())}
+        assert child.pid in _descendant_pids(psutil.Process().pid)
     finally:
         child.kill()
         child.wait()

@@ -17,6 +17,9 @@ replaced by an estimate and the provenance says why).
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from greenprint import _public
 from greenprint.meters._attribution import ProcessTree, UsageSample
 from greenprint.meters._base import Meter, MeterReading
@@ -29,18 +32,37 @@ from greenprint.meters._estimate import (
     RamEstimateMeter,
     cpu_power_w,
 )
-from greenprint.meters._nvml import NvmlMeter, parse_cuda_visible_devices, probe_nvml
-from greenprint.meters._rapl import (
-    DEFAULT_RAPL_ROOT,
-    RAPL_ROOT_ENV,
-    RaplDomain,
-    RaplMeter,
-    RaplProbe,
-    probe_rapl,
-)
 from greenprint.meters._set import MeterSet, detect_meters
 from greenprint.meters._status import GPUInfo, MeterStatus
-from greenprint.meters._tdp import TDPMatch, match_cpu_tdp, normalise_cpu_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.meters._nvml import NvmlMeter, parse_cuda_visible_devices, probe_nvml
+    from greenprint.meters._rapl import (
+        DEFAULT_RAPL_ROOT,
+        RAPL_ROOT_ENV,
+        RaplDomain,
+        RaplMeter,
+        RaplProbe,
+        probe_rapl,
+    )
+    from greenprint.meters._tdp import TDPMatch, match_cpu_tdp, normalise_cpu_model
+
+# name -> module that defines it, imported on first attribute access (PEP 562): a run on a
+# machine without RAPL or an NVIDIA GPU imports the vendor modules only to probe for them
+_LAZY = {
+    "DEFAULT_RAPL_ROOT": "greenprint.meters._rapl",
+    "NvmlMeter": "greenprint.meters._nvml",
+    "RAPL_ROOT_ENV": "greenprint.meters._rapl",
+    "RaplDomain": "greenprint.meters._rapl",
+    "RaplMeter": "greenprint.meters._rapl",
+    "RaplProbe": "greenprint.meters._rapl",
+    "TDPMatch": "greenprint.meters._tdp",
+    "match_cpu_tdp": "greenprint.meters._tdp",
+    "normalise_cpu_model": "greenprint.meters._tdp",
+    "parse_cuda_visible_devices": "greenprint.meters._nvml",
+    "probe_nvml": "greenprint.meters._nvml",
+    "probe_rapl": "greenprint.meters._rapl",
+}
 
 __all__ = [
     "CpuEstimateMeter",
@@ -73,3 +95,16 @@ __all__ = [
 ]
 
 _public.publish(__name__, globals())
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'greenprint.meters' has no attribute {name!r}")
+    value = _public.publish_value(__name__, getattr(importlib.import_module(module), name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

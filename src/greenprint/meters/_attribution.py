@@ -1,7 +1,7 @@
 """Process-tree attribution: how much of the machine's CPU time and memory the tracked tree used.
 
-A :class:`ProcessTree` samples, with psutil, the whole machine's CPU times and the CPU time and
-resident memory of a process and all its descendants. Meters turn each sample into a share of the
+A :class:`ProcessTree` samples the whole machine's CPU times and the CPU time and resident
+memory of a process and all its descendants. Meters turn each sample into a share of the
 machine's energy:
 
 * CPU: ``cpu_share = tree CPU seconds / machine busy CPU seconds`` over the interval;
@@ -17,29 +17,63 @@ CPU time of processes that exit between samples is kept:
   keeps the last CPU time seen for it;
 * the cumulative tree CPU time never decreases.
 
-Processes started before :meth:`ProcessTree.start` count from their CPU time at the start.
-Descendants are found, on Linux, through the ``children`` file of each thread of each process of
-the tree (``/proc/<pid>/task/<tid>/children``), elsewhere through
-``psutil.Process.children(recursive=True)``, which reads the stat file of every process on the
-machine; on Linux the walk is skipped while the last process id the kernel handed out
-(``/proc/loadavg``) has not changed, since no new process can have joined the tree then. A
+Processes started before :meth:`ProcessTree.start` count from their CPU time at the start. A
 process once seen stays tracked after it is re-parented (daemonised), but its later children
 are not found.
+
+**How it reads, on Linux** (a sample runs once a second for the whole run, so it is kept to a
+few small reads, about 50 µs of CPU for a one-process tree): the machine's CPU times from the
+first line of ``/proc/stat``; each process of the tree from its ``/proc/<pid>/stat`` alone (CPU
+times, reaped children's times, parent, start time and resident pages are all in that one line),
+through a descriptor kept open for the first :data:`KEPT_OPEN` processes of a tree (a kept
+descriptor is bound to its process: once the process is gone it reads ``ESRCH``, never another
+process that got the same pid) and opened per read for the others, which are told apart from a
+reused pid by their start time. Descendants are found through the ``children`` file of each
+thread of each process of the tree (``/proc/<pid>/task/<tid>/children``), and that walk is
+skipped while the last process id the kernel handed out (``/proc/loadavg``) has not changed,
+since no new process can have joined the tree then. psutil is not imported on this path.
+
+**Elsewhere** (macOS, Windows, a Linux without these files) the same figures come from psutil:
+``cpu_times()`` of the machine and of each process (``oneshot``), ``memory_info().rss``, and
+``children(recursive=True)`` for the walk.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # pragma: no cover
+    import psutil
 
-__all__ = ["ProcessTree", "UsageSample", "fresh_usage"]
+__all__ = ["KEPT_OPEN", "ProcessTree", "UsageSample", "fresh_usage", "total_ram_bytes"]
 
 logger = logging.getLogger(__name__)
+
+#: Processes of one tree whose ``/proc/<pid>/stat`` stays open between samples (the rest are
+#: opened at each read), so that a tree of thousands of processes cannot exhaust the
+#: descriptors of the process that tracks it.
+KEPT_OPEN = 16
+
+#: One process's figures: (ppid, own CPU s, reaped children's CPU s, RSS bytes, start time s).
+_Figures = tuple[int, float, float, float, float]
+
+
+def _procfs_available() -> bool:
+    """Whether this is Linux with a readable ``/proc/<pid>/stat`` for this process."""
+    return sys.platform.startswith("linux") and os.path.exists(f"/proc/{os.getpid()}/stat")
+
+
+_PROCFS = _procfs_available()
+_CLK_TCK = float(os.sysconf("SC_CLK_TCK")) if _PROCFS else 100.0
+_PAGE_BYTES = float(os.sysconf("SC_PAGE_SIZE")) if _PROCFS else 4096.0
+_O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True)
@@ -81,31 +115,202 @@ class UsageSample:
     ram_share_s: float = 0.0
 
 
-class _Proc:
-    """One process of the tree: its CPU times at first sight (baseline) and now, in s."""
+# ---------------------------------------------------------------------------- reading processes
 
-    __slots__ = ("base_own", "base_reaped", "own", "ppid", "proc", "reaped")
 
-    def __init__(
-        self,
-        *,
-        proc: psutil.Process,
-        ppid: int,
-        base_own: float,
-        base_reaped: float,
-        own: float,
-        reaped: float,
-    ) -> None:
+def _parse_stat(data: bytes, prefix: bytes) -> _Figures | None:
+    """The figures in one ``/proc/<pid>/stat`` line, or ``None`` (empty: the process is gone).
+
+    ``prefix`` (``b"<pid> ("``) guards against a descriptor number that was closed behind our
+    back and reused for another file.
+    """
+    if not data.startswith(prefix):
+        return None
+    rest = data.rpartition(b")")[2].split()  # the name may hold spaces and parentheses
+    try:
+        return (
+            int(rest[1]),
+            (int(rest[11]) + int(rest[12])) / _CLK_TCK,
+            (int(rest[13]) + int(rest[14])) / _CLK_TCK,
+            int(rest[21]) * _PAGE_BYTES,
+            int(rest[19]) / _CLK_TCK,
+        )
+    except (IndexError, ValueError):
+        return None
+
+
+class _ProcStat:
+    """One process read through ``/proc/<pid>/stat`` (Linux).
+
+    With a kept descriptor the kernel ties every read to the process it was opened for; without
+    one, a read of a pid that now belongs to another process is told by its start time.
+    """
+
+    __slots__ = ("_fd", "_prefix", "pid", "started_s")
+
+    def __init__(self, pid: int, started_s: float, fd: int) -> None:
+        self.pid = pid
+        self.started_s = started_s
+        self._fd = fd
+        self._prefix = b"%d (" % pid
+
+    @classmethod
+    def open(cls, pid: int, *, keep: bool) -> tuple[_ProcStat, _Figures] | None:
+        """Open ``pid``; ``None`` when it does not exist (or cannot be read)."""
+        try:
+            fd = os.open(f"/proc/{pid}/stat", _O_FLAGS)
+        except OSError:
+            return None
+        try:
+            figures = _parse_stat(os.pread(fd, 1024, 0), b"%d (" % pid)
+        except OSError:
+            figures = None
+        if figures is None or not keep:
+            os.close(fd)
+            fd = -1
+        if figures is None:
+            return None
+        return cls(pid, figures[4], fd), figures
+
+    def read(self) -> _Figures | None:
+        """The process's figures now; ``None`` once it is gone (reaped, or its pid reused)."""
+        if self._fd >= 0:
+            try:
+                data = os.pread(self._fd, 1024, 0)
+            except OSError as e:
+                if e.errno == errno.ESRCH:  # reaped: the descriptor outlives its process
+                    self.close()
+                    return None
+                data = None  # closed behind our back (EBADF): read by path below
+                self._fd = -1
+            if data is not None:
+                figures = _parse_stat(data, self._prefix)
+                if figures is not None:
+                    return figures
+                if not data:  # gone (kernels that read nothing for a reaped process)
+                    self.close()
+                    return None
+                # another file now has this descriptor number: not ours to close
+                self._fd = -1
+        opened = _ProcStat.open(self.pid, keep=False)
+        if opened is None or opened[1][4] != self.started_s:
+            return None
+        return opened[1]
+
+    @property
+    def kept(self) -> bool:
+        """Whether a descriptor is kept open for this process."""
+        return self._fd >= 0
+
+    def close(self) -> None:
+        """Release the descriptor, if one is kept. Idempotent."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:  # pragma: no cover - closed behind our back
+                pass
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class _PsutilProc:
+    """One process read through psutil (macOS, Windows, Linux without ``/proc`` files)."""
+
+    __slots__ = ("pid", "proc", "started_s")
+
+    def __init__(self, proc: psutil.Process, started_s: float) -> None:
+        self.pid = proc.pid
         self.proc = proc
-        self.ppid = ppid
-        self.base_own = base_own
-        self.base_reaped = base_reaped
-        self.own = own
-        self.reaped = reaped
+        self.started_s = started_s
+
+    @classmethod
+    def open(cls, pid: int, *, keep: bool) -> tuple[_PsutilProc, _Figures] | None:
+        import psutil
+
+        try:
+            proc = psutil.Process(pid)
+            handle = cls(proc, proc.create_time())
+        except psutil.Error:
+            return None
+        figures = handle.read()
+        return None if figures is None else (handle, figures)
+
+    def read(self) -> _Figures | None:
+        import psutil
+
+        proc = self.proc
+        try:
+            if not proc.is_running():  # gone, or its pid now names another process
+                return None
+            with proc.oneshot():
+                times = proc.cpu_times()
+                ppid = proc.ppid()
+                try:
+                    rss = float(proc.memory_info().rss)
+                except psutil.Error:  # zombies have no memory
+                    rss = 0.0
+        except psutil.Error:
+            return None
+        own = times.user + times.system
+        reaped = getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
+        return ppid, own, reaped, rss, self.started_s
+
+    kept = False
+
+    def close(self) -> None:
+        return None
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    _Handle = _ProcStat | _PsutilProc
+
+
+class _Proc:
+    """One process of the tree: its handle, CPU times at first sight (baseline) and now, in s."""
+
+    __slots__ = ("base_own", "base_reaped", "handle", "own", "ppid", "reaped")
+
+    def __init__(self, handle: _Handle, figures: _Figures, *, existed: bool) -> None:
+        self.handle = handle
+        self.ppid = figures[0]
+        self.own = figures[1]
+        self.reaped = figures[2]
+        self.base_own = self.own if existed else 0.0
+        self.base_reaped = self.reaped if existed else 0.0
 
     @property
     def used(self) -> float:
         return (self.own - self.base_own) + (self.reaped - self.base_reaped)
+
+
+# ---------------------------------------------------------------------------- the machine
+
+
+class _SharedFile:
+    """A ``/proc`` file kept open and read from offset 0 at each call (one per process)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+
+    def read(self, size: int = 256) -> bytes | None:
+        for _ in range(2):
+            if self._fd < 0:
+                try:
+                    self._fd = os.open(self.path, _O_FLAGS)
+                except OSError:
+                    return None
+            try:
+                return os.pread(self._fd, size, 0)
+            except OSError:  # closed behind our back: reopen once
+                self._fd = -1
+        return None
+
+
+_PROC_STAT = _SharedFile("/proc/stat")
+_PROC_LOADAVG = _SharedFile("/proc/loadavg")
 
 
 def _busy_and_total(times: object) -> tuple[float, float]:
@@ -118,17 +323,60 @@ def _busy_and_total(times: object) -> tuple[float, float]:
     return total - idle, total
 
 
+def _machine_times(procfs: bool) -> tuple[float, float] | None:
+    """Busy and total CPU seconds of the whole machine since boot; ``None`` if unreadable.
+
+    Linux: the ``cpu`` line of ``/proc/stat`` (user nice system idle iowait irq softirq steal
+    guest guest_nice, in clock ticks; guest time is already inside user and nice, idle time is
+    idle + iowait + steal), as psutil's ``cpu_times()`` reads it.
+    """
+    if procfs:
+        data = _PROC_STAT.read()
+        if data is not None and data.startswith(b"cpu "):
+            ticks = [int(x) for x in data.split(b"\n", 1)[0].split()[1:9]]
+            if len(ticks) >= 4:
+                ticks += [0] * (8 - len(ticks))
+                total = sum(ticks) / _CLK_TCK
+                return total - (ticks[3] + ticks[4] + ticks[7]) / _CLK_TCK, total
+    import psutil
+
+    try:
+        return _busy_and_total(psutil.cpu_times())
+    except (psutil.Error, OSError) as e:
+        logger.debug("machine CPU times unreadable: %s", e)
+        return None
+
+
 def _last_pid() -> int | None:
     """The last process id the kernel handed out (Linux ``/proc/loadavg``), else ``None``."""
+    data = _PROC_LOADAVG.read()
     try:
-        with open("/proc/loadavg", "rb") as fh:
-            return int(fh.read().split()[-1])
-    except (OSError, ValueError, IndexError):
+        return None if data is None else int(data.split()[-1])
+    except (ValueError, IndexError):
         return None
+
+
+def total_ram_bytes(procfs: bool | None = None) -> float:
+    """Installed memory in bytes: Linux ``sysconf`` (``MemTotal``, without psutil), else psutil.
+
+    Args:
+        procfs: read it as on Linux (default: when this is Linux with ``/proc``).
+    """
+    if _PROCFS if procfs is None else procfs:
+        try:
+            return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (OSError, ValueError):  # pragma: no cover - sysconf names are there on Linux
+            pass
+    import psutil
+
+    return float(psutil.virtual_memory().total)
 
 
 def _clamp01(x: float) -> float:
     return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+
+
+# ---------------------------------------------------------------------------- the tree
 
 
 class ProcessTree:
@@ -138,21 +386,24 @@ class ProcessTree:
         pid: root of the tree (default: this process).
         clock: monotonic clock in seconds (injectable for tests).
 
-    Not thread-safe: one sampler thread calls :meth:`sample`.
+    Not thread-safe: one sampler thread calls :meth:`sample`. On Linux it holds up to
+    :data:`KEPT_OPEN` descriptors of ``/proc/<pid>/stat`` files while it runs; :meth:`close`
+    releases them (so does dropping the tree).
     """
 
     def __init__(self, pid: int | None = None, *, clock: Callable[[], float] = time.monotonic):
         self.pid = os.getpid() if pid is None else pid
         self._clock = clock
+        self._procfs = _PROCFS
         self._procs: dict[int, _Proc] = {}
         self._departed_s = 0.0
         self._tree_cpu_s = 0.0
         self._machine: tuple[float, float] = (0.0, 0.0)
-        self._start_wall = 0.0
+        self._start_ref = 0.0
         self._started = False
-        self._root: psutil.Process | None = None
+        self._root_alive = False
         self._walked_at_pid: int | None = None
-        self.total_ram_bytes = float(psutil.virtual_memory().total)
+        self.total_ram_bytes = total_ram_bytes(self._procfs)
         self.last = UsageSample(0, clock(), 0.0, 0.0, 0.0, 0.0, 0.0)
 
     @property
@@ -162,17 +413,17 @@ class ProcessTree:
 
     def start(self) -> UsageSample:
         """Take the baseline; CPU time is counted from here. Returns the baseline sample."""
-        self._start_wall = time.time()
-        try:
-            self._root = psutil.Process(self.pid)
-        except psutil.Error as e:
-            logger.warning("process %d not found for attribution: %s", self.pid, e)
-            self._root = None
-        self._procs.clear()
+        self.close()
+        self._procfs = _PROCFS
+        # the clock process start times are on: boot time on Linux, the epoch for psutil
+        self._start_ref = time.clock_gettime(time.CLOCK_BOOTTIME) if self._procfs else time.time()
         self._walked_at_pid = None
         self._departed_s = 0.0
         self._tree_cpu_s = 0.0
-        self._machine = _busy_and_total(psutil.cpu_times())
+        self._machine = _machine_times(self._procfs) or (0.0, 0.0)
+        self._root_alive = self._add(self.pid, existed=True) is not None
+        if not self._root_alive:
+            logger.warning("process %d not found for attribution", self.pid)
         pids, rss = self._scan(baseline=True)
         self._started = True
         self.last = UsageSample(0, self._clock(), 0.0, 0.0, 0.0, self._share_of_ram(rss), 0.0, pids)
@@ -183,10 +434,13 @@ class ProcessTree:
         if not self._started:
             return self.start()
         now = self._clock()
-        busy, total = _busy_and_total(psutil.cpu_times())
+        machine = _machine_times(self._procfs)
+        if machine is None:  # unreadable now: an interval of no machine time
+            machine = self._machine
+        busy, total = machine
         d_busy = busy - self._machine[0]
         d_total = total - self._machine[1]
-        self._machine = (busy, total)
+        self._machine = machine
         previous_cpu = self._tree_cpu_s
         pids, rss = self._scan(baseline=False)
         d_tree = self._tree_cpu_s - previous_cpu
@@ -215,85 +469,78 @@ class ProcessTree:
         )
         return self.last
 
+    def close(self) -> None:
+        """Release the descriptors the tree keeps open; a later sample reopens what it needs."""
+        for entry in self._procs.values():
+            entry.handle.close()
+        self._procs.clear()
+
     def _share_of_ram(self, rss: float) -> float:
         return _clamp01(rss / self.total_ram_bytes) if self.total_ram_bytes else 0.0
 
-    def _members(self) -> dict[int, psutil.Process]:
-        members: dict[int, psutil.Process] = {}
-        root = self._root
-        last_pid = _last_pid()
-        quiet = last_pid is not None and last_pid == self._walked_at_pid
-        if quiet:
-            # no process was created since the last walk: the tree can only have shrunk, and no
-            # pid can have been reused (a process that exited fails its read in _scan)
-            root = None
-        else:
-            self._walked_at_pid = last_pid  # read before the walk: a later fork walks again
-        if root is not None:
-            try:
-                if root.is_running():
-                    members[root.pid] = root
-                    for child in _descendants(root):
-                        members[child.pid] = child
-            except psutil.Error:
-                pass
-        # processes seen before but re-parented out of the tree (daemonised) stay tracked
-        for pid, entry in self._procs.items():
-            if pid not in members:
-                if quiet:
-                    members[pid] = entry.proc
-                    continue
-                try:
-                    if entry.proc.is_running():
-                        members[pid] = entry.proc
-                except psutil.Error:
-                    continue
-        return members
+    def _add(self, pid: int, *, existed: bool | None, keep: bool = True) -> _Figures | None:
+        """Start tracking ``pid``; its figures, or ``None`` if it cannot be read.
+
+        Args:
+            pid: the process.
+            existed: whether it ran before the baseline (its earlier CPU time is not the
+                tree's); ``None``: decide from its start time.
+            keep: keep its stat file open (Linux).
+        """
+        opened = (_ProcStat if self._procfs else _PsutilProc).open(pid, keep=keep)
+        if opened is None:
+            return None
+        handle, figures = opened
+        if existed is None:
+            # Linux start times are in clock ticks; psutil's epoch times round boot time to 1 s
+            slack_s = 2.0 / _CLK_TCK if self._procfs else 1.0
+            existed = figures[4] < self._start_ref - slack_s
+        self._procs[pid] = _Proc(handle, figures, existed=existed)
+        return figures
 
     def _scan(self, *, baseline: bool) -> tuple[frozenset[int], float]:
-        members = self._members()
         rss_total = 0.0
         alive: set[int] = set()
-        for pid, proc in members.items():
-            try:
-                with proc.oneshot():
-                    times = proc.cpu_times()
-                    ppid = proc.ppid()
-                    try:
-                        rss_total += proc.memory_info().rss
-                    except psutil.Error:  # zombies have no memory
-                        pass
-            except psutil.Error:
+        gone: list[int] = []
+        for pid, entry in self._procs.items():
+            figures = entry.handle.read()
+            if figures is None:
+                gone.append(pid)
                 continue
-            own = times.user + times.system
-            reaped = getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
-            entry = self._procs.get(pid)
-            if entry is not None and entry.proc is not proc and not _same_process(entry.proc, proc):
-                self._departed_s += entry.used  # the pid was reused: the old process is gone
-                entry = None
-            if entry is None:
-                existed = baseline or _started_before(proc, self._start_wall)
-                entry = _Proc(
-                    proc=proc,
-                    ppid=ppid,
-                    base_own=own if existed else 0.0,
-                    base_reaped=reaped if existed else 0.0,
-                    own=own,
-                    reaped=reaped,
-                )
-                self._procs[pid] = entry
-            entry.own = max(entry.own, own)
-            entry.reaped = max(entry.reaped, reaped)
-            entry.ppid = ppid
+            entry.own = max(entry.own, figures[1])
+            entry.reaped = max(entry.reaped, figures[2])
+            entry.ppid = figures[0]
+            rss_total += figures[3]
             alive.add(pid)
-        for pid in [p for p in self._procs if p not in alive]:
-            gone = self._procs.pop(pid)
-            if gone.ppid not in alive:
+        for pid in gone:
+            entry = self._procs.pop(pid)
+            entry.handle.close()
+            if pid == self.pid:
+                self._root_alive = False
+            if entry.ppid not in alive:
                 # nobody in the tree reaped it: keep the CPU time last seen
-                self._departed_s += gone.used
+                self._departed_s += entry.used
+        if self._root_alive:
+            last_pid = _last_pid()
+            # no process created since the last walk: the tree can only have shrunk
+            if last_pid is None or last_pid != self._walked_at_pid:
+                self._walked_at_pid = last_pid  # read before the walk: a later fork walks again
+                kept = sum(1 for entry in self._procs.values() if entry.handle.kept)
+                for pid in _descendant_pids(self.pid, self._procfs):
+                    if pid in alive:
+                        continue
+                    keep = kept < KEPT_OPEN
+                    figures = self._add(pid, existed=True if baseline else None, keep=keep)
+                    kept += keep and figures is not None
+                    if figures is not None:
+                        rss_total += figures[3]
+                        alive.add(pid)
         used = self._departed_s + sum(entry.used for entry in self._procs.values())
         self._tree_cpu_s = max(self._tree_cpu_s, used)
         return frozenset(alive), rss_total
+
+
+# ---------------------------------------------------------------------------- the walk
 
 
 def _proc_children_supported() -> bool:
@@ -304,7 +551,7 @@ def _proc_children_supported() -> bool:
         return False
 
 
-_PROC_CHILDREN = _proc_children_supported()
+_PROC_CHILDREN = _PROCFS and _proc_children_supported()
 
 
 def _child_pids(pid: int) -> list[int] | None:
@@ -322,17 +569,27 @@ def _child_pids(pid: int) -> list[int] | None:
     pids: list[int] = []
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
-                pids.extend(int(field) for field in fh.read().split())
+            fd = os.open(f"/proc/{pid}/task/{tid}/children", _O_FLAGS)
         except FileNotFoundError:  # the thread (or the process) ended meanwhile
+            continue
+        except OSError:
+            return None
+        try:
+            data = b""
+            while chunk := os.read(fd, 65536):
+                data += chunk
+            pids.extend(int(field) for field in data.split())
+        except FileNotFoundError:
             continue
         except (OSError, ValueError):
             return None
+        finally:
+            os.close(fd)
     return pids
 
 
-def _descendants(root: psutil.Process) -> list[psutil.Process]:
-    """Every descendant of ``root``, as ``root.children(recursive=True)`` lists them.
+def _descendant_pids(root: int, procfs: bool = True) -> list[int]:
+    """Every descendant of ``root``, as psutil's ``children(recursive=True)`` lists them.
 
     On Linux the tree is walked through the children files of its own threads (a few small
     reads for a small tree) instead of psutil's read of the stat file of every process on the
@@ -342,40 +599,27 @@ def _descendants(root: psutil.Process) -> list[psutil.Process]:
     from its own start), and if it ends first its time reaches the tree through its parent's
     ``children_user/children_system``.
     """
-    if not _PROC_CHILDREN:
-        return root.children(recursive=True)
-    found: list[psutil.Process] = []
-    seen = {root.pid}
-    queue = [root.pid]
-    while queue:
-        pids = _child_pids(queue.pop())
-        if pids is None:
-            return root.children(recursive=True)
-        for pid in pids:
-            if pid in seen:
-                continue
-            seen.add(pid)
-            queue.append(pid)
-            try:
-                found.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                continue
-    return found
+    if procfs and _PROC_CHILDREN:
+        found: list[int] = []
+        seen = {root}
+        queue = [root]
+        while queue:
+            pids = _child_pids(queue.pop())
+            if pids is None:
+                break  # unreadable: psutil below
+            for pid in pids:
+                if pid not in seen:
+                    seen.add(pid)
+                    queue.append(pid)
+                    found.append(pid)
+        else:
+            return found
+    import psutil
 
-
-def _same_process(a: psutil.Process, b: psutil.Process) -> bool:
     try:
-        return a.create_time() == b.create_time()
+        return [p.pid for p in psutil.Process(root).children(recursive=True)]
     except psutil.Error:
-        return False
-
-
-def _started_before(proc: psutil.Process, wall: float) -> bool:
-    """True when ``proc`` already ran at the baseline (so its earlier CPU time is not ours)."""
-    try:
-        return proc.create_time() < wall - 1.0
-    except psutil.Error:
-        return False
+        return []
 
 
 def fresh_usage(tree: ProcessTree, seen_seq: int) -> UsageSample:

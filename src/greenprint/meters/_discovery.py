@@ -17,10 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import psutil
-
 from greenprint._provenance import Provenance
-from greenprint.meters._attribution import ProcessTree
+from greenprint.meters._attribution import ProcessTree, total_ram_bytes
 from greenprint.meters._base import Meter
 from greenprint.meters._estimate import (
     DEFAULT_W_PER_CORE,
@@ -217,14 +215,44 @@ def detect_hardware(
     )
 
 
+def _cpu_counts() -> tuple[int, int]:
+    """Logical and physical CPUs, as psutil's ``cpu_count`` gives them.
+
+    On Linux, without importing psutil (a run's first start pays for every import): logical
+    CPUs online from ``sysconf``, cores as the distinct sysfs ``core_cpus_list`` (older kernels:
+    ``thread_siblings_list``), psutil's own first source. Elsewhere, or when sysfs has neither,
+    psutil.
+    """
+    if sys.platform.startswith("linux"):
+        base = "/sys/devices/system/cpu"
+        try:
+            cpus = [n for n in os.listdir(base) if n.startswith("cpu") and n[3:].isdigit()]
+        except OSError:
+            cpus = []
+        for leaf in ("core_cpus_list", "thread_siblings_list"):
+            cores: set[bytes] = set()
+            for cpu in cpus:
+                try:
+                    with open(f"{base}/{cpu}/topology/{leaf}", "rb") as fh:
+                        cores.add(fh.read().strip())
+                except OSError:
+                    continue
+            if cores:
+                logical = os.cpu_count() or len(cpus) or 1
+                return logical, len(cores)
+    import psutil
+
+    logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
+    return logical, psutil.cpu_count(logical=False) or logical
+
+
 @functools.lru_cache(maxsize=32)
 def _detect(
     rapl_root: str, nvml: Any, opener: Callable[..., Any] | None, cuda_visible: str | None
 ) -> HardwareInfo:
     model, sockets = cpu_model_name()
-    logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
-    physical = psutil.cpu_count(logical=False) or logical
-    ram_gb = round(psutil.virtual_memory().total / 2**30, 2)
+    logical, physical = _cpu_counts()
+    ram_gb = round(total_ram_bytes() / 2**30, 2)
     match = match_cpu_tdp(model)
     if match is not None:
         tdp_w: float | None = match.tdp_w

@@ -29,29 +29,23 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from greenprint._config import Config
 from greenprint._exceptions import MeterError
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._deadline import DEFAULT_READ_TIMEOUT_S, DeadlineWorker, MeterTimeoutError
-from greenprint.meters._discovery import (
-    HardwareInfo,
-    cpu_estimate_for,
-    detect_hardware,
-    ram_estimate_for,
-)
 from greenprint.meters._estimate import (
     CpuEstimateMeter,
     GpuEstimateMeter,
     RamEstimateMeter,
     configured_cpu_tdp,
 )
-from greenprint.meters._nvml import NvmlMeter
-from greenprint.meters._rapl import Opener, RaplMeter, probe_rapl
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.meters._discovery import HardwareInfo
+    from greenprint.meters._rapl import Opener
 
 __all__ = ["MeterSet", "detect_meters", "guard_meters"]
 
@@ -201,7 +195,7 @@ class MeterSet:
             self.start()
         try:
             self.tree.sample()
-        except (psutil.Error, OSError) as e:  # keep the previous sample
+        except OSError as e:  # keep the previous sample (the tree handles psutil's own errors)
             logger.warning("process-tree sample failed: %s", e)
         now = self._clock()
         guarded = self._guarded("read")
@@ -440,6 +434,11 @@ def detect_meters(
     Raises:
         ConfigError: the ``cpu_tdp_w`` setting is not a number in (0, 5600] W.
     """
+    # the discovery and vendor modules load when meters are chosen, not when this one is imported
+    from greenprint.meters._discovery import cpu_estimate_for, detect_hardware, ram_estimate_for
+    from greenprint.meters._nvml import NvmlMeter
+    from greenprint.meters._rapl import RaplMeter, probe_rapl
+
     opener = rapl_opener or open
     hw = (
         hardware
@@ -560,6 +559,8 @@ def guard_meters(
     """
     if isinstance(meters, MeterSet):
         return meters
+    from greenprint.meters._discovery import cpu_estimate_for, detect_hardware, ram_estimate_for
+
     source = _ForeignSource(meters)
     components = tuple(getattr(meters, "components", ()) or ())
     tree = ProcessTree(pid)
