@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from greenprint.report._escape import html_text as esc
+from greenprint.report._greener import html_section
 from greenprint.report._model import Figure, Report
 from greenprint.report._plots import FigureRenderer
 from greenprint.report._tables import (
@@ -169,6 +170,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         "</section>",
         f'<section id="figures"><h2>Figures</h2>{figures or "<p>No figure could be drawn.</p>"}',
         "</section>",
+        html_section(report.greener, esc),
         f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
         '<p class="muted">Every run of the study in start order; ★ marks the final run, '
         "(baseline) a baseline. A nested run's cost is part of its parent's.</p>",

@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 
 from greenprint.report._escape import latex_text as esc
+from greenprint.report._greener import latex_section
 from greenprint.report._markdown import FIGURE_DIR
 from greenprint.report._model import Report, RunRow
 from greenprint.report._plots import FigureRenderer, figure_file_name
@@ -226,5 +227,6 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             f"\\end{{{env}}}",
             "",
         ]
+    out += latex_section(report.greener, esc)
     out += ["% ---- END PAPER ----", r"\end{document}", ""]
     return "\n".join(out)

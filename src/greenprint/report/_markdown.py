@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from greenprint.report._escape import markdown_text as esc
+from greenprint.report._greener import markdown_section
 from greenprint.report._model import Report
 from greenprint.report._plots import PLOTS_HINT, FigureRenderer, figure_file_name
 from greenprint.report._tables import (
@@ -82,6 +83,7 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
         if figure.notes:
             out += ["", "Notes:", ""] + [f"- {esc(n)}" for n in figure.notes]
         out.append("")
+    out += markdown_section(report.greener, esc, _table)
     out += [
         f"## Runs ({len(report.runs)})",
         "",

@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from greenprint.analysis import PriceTag
 from greenprint.analysis._common import json_float
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.greener._result import GreenerResult
 
 __all__ = [
     "HF_CO2_KEYS",
@@ -324,6 +327,8 @@ class Report:
         compute_statement: a paragraph for a paper's compute-reporting checklist.
         notes: caveats about the whole report.
         schema: the JSON layout identifier, :data:`SCHEMA`.
+        greener: the greener-variant comparisons the study recorded
+            (:func:`greenprint.greener.compare`), oldest first.
     """
 
     study: str
@@ -341,6 +346,7 @@ class Report:
     compute_statement: str
     notes: tuple[str, ...] = field(default=())
     schema: str = SCHEMA
+    greener: tuple[GreenerResult, ...] = ()
 
     @property
     def final(self) -> RunRow | None:
@@ -380,6 +386,7 @@ class Report:
             "compute_statement": self.compute_statement,
             "notes": list(self.notes),
             "figures": [f.to_dict() for f in self.figures],
+            "greener": [g.to_dict() for g in self.greener],
         }
         if with_runs:
             document["runs"] = [r.to_dict() for r in self.runs]

@@ -1,0 +1,355 @@
+"""``compare``: greener variants of a model, each applied to a copy and measured the same way."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from greenprint._exceptions import ConfigError
+from greenprint.greener._result import (
+    GREENER_ROLE,
+    RESULT_KEY,
+    STEP_KEY,
+    TECHNIQUE_KEY,
+    VARIANT_KEY,
+    GreenerResult,
+    GreenerRow,
+    finish,
+)
+from greenprint.greener._variants import (
+    Applied,
+    Context,
+    Variant,
+    VariantSkipped,
+    quiet_torch_ao,
+    training_costs,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from greenprint._types import LedgerLike
+
+__all__ = ["compare"]
+
+logger = logging.getLogger(__name__)
+
+#: The name of the row of the model as given.
+BASELINE = "baseline"
+
+
+def _baseline() -> Variant:
+    return Variant(
+        BASELINE,
+        "baseline",
+        "the model as given (float32)",
+        lambda model, ctx: Applied(model=model.eval()),
+    )
+
+
+def _as_inputs(example_inputs: Any) -> tuple[Any, ...]:
+    import torch
+
+    inputs = (
+        tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    )
+    if not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].dim() == 0:
+        raise ConfigError(
+            "example_inputs must be a batch: a tensor whose first dimension is the batch, or a "
+            f"tuple of positional inputs starting with one; got {type(example_inputs).__name__}"
+        )
+    return inputs
+
+
+def _check_number(label: str, value: object, *, minimum: float, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ConfigError(
+            f"{label} must be {'an integer' if integer else 'a number'}, not {value!r}"
+        )
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{label} must be >= {minimum:g}, not {value!r}")
+
+
+def compare(
+    model: nn.Module,
+    evaluate: Callable[[Any], float] | None,
+    example_inputs: Any,
+    variants: Sequence[Variant] = (),
+    *,
+    name: str = "greener",
+    study: str | None = None,
+    ledger: LedgerLike = None,
+    metric: str = "score",
+    mode: Literal["max", "min"] = "max",
+    calibration: Iterable[Any] | None = None,
+    min_time_s: float = 1.0,
+    min_batches: int = 5,
+    warmup_batches: int = 2,
+    region: str | None = None,
+    pue: float | str | None = None,
+) -> GreenerResult:
+    """Apply each technique to a copy of ``model`` and measure every variant the same way.
+
+    The model as given is the first row (``"baseline"``). For each variant: the technique is
+    applied to a deep copy (the model passed in is never changed), the copy is checked on
+    ``example_inputs``, then measured: the task score (``evaluate``), latency per batch and
+    throughput, energy and CO2-eq per 1,000 inferences (the timed loop is tracked, with
+    provenance), dense and executed FPO (greenprint's counter), parameters and nonzero ones,
+    size on disk. A technique that does not apply (no layer to quantize, a model FX cannot
+    trace, a variant that fails on the inputs) gives a ``skipped`` row with the reason instead.
+
+    Everything is recorded (unless ``ledger=False``): a run ``name`` with role ``greener`` and,
+    inside it, one run per variant (its parameters hold the row; its score is logged as
+    ``metric``), and the distillation or fine-tuning runs inside their variant's. Their cost is
+    part of the study's price tag; ``greenprint report`` shows the table again.
+
+    Args:
+        model: the trained model (``torch.nn.Module``), on CPU.
+        evaluate: ``evaluate(model) -> float``, the task score of a model (accuracy...);
+            ``None``: no score (no Pareto front).
+        example_inputs: one batch of inputs (a tensor, or a tuple of positional inputs); its
+            first dimension is the batch size used for latency and throughput.
+        variants: the techniques (:func:`~greenprint.greener.dynamic_int8`,
+            :func:`~greenprint.greener.static_int8`,
+            :func:`~greenprint.greener.prune_unstructured`,
+            :func:`~greenprint.greener.prune_structured`,
+            :func:`~greenprint.greener.half_precision`, :func:`~greenprint.greener.distilled`,
+            :func:`~greenprint.greener.smaller`, or your own
+            :class:`~greenprint.greener.Variant`).
+        name: the name of the comparison's run.
+        study: the study to record into (default as :func:`greenprint.track`).
+        ledger: where to record (as :func:`greenprint.track`; ``False``: in memory only).
+        metric: the name of the score.
+        mode: ``"max"`` if a higher score is better, ``"min"`` if lower is.
+        calibration: batches of inputs (each a tensor or a tuple of inputs) for static
+            quantization; default ``example_inputs`` alone.
+        min_time_s: the timed loop of each variant lasts at least this long, s.
+        min_batches: and runs at least this many batches.
+        warmup_batches: untimed batches before the loop.
+        region: grid region for CO2-eq (as :func:`greenprint.track`).
+        pue: PUE (as :func:`greenprint.track`).
+
+    Returns:
+        The :class:`~greenprint.greener.GreenerResult`: rows, Pareto front, break-evens.
+
+    Raises:
+        ConfigError: a model that is not an ``nn.Module``, bad inputs or options, a variant
+            that is not a :class:`Variant`, two variants with one name, ``evaluate`` returning
+            something that is not a number.
+        MissingDependencyError: torch is not installed.
+    """
+    from greenprint._imports import require
+
+    require("torch", extra="torch", purpose="greenprint.greener")
+    from torch import nn
+
+    import greenprint as gp
+    from greenprint.greener._measure import measure
+
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    if evaluate is not None and not callable(evaluate):
+        raise ConfigError(f"evaluate must be a function of the model, not {evaluate!r}")
+    inputs = _as_inputs(example_inputs)
+    batch_size = int(inputs[0].shape[0])
+    if mode not in ("max", "min"):
+        raise ConfigError(f"mode must be 'max' or 'min', not {mode!r}")
+    if not isinstance(metric, str) or not metric:
+        raise ConfigError(f"metric must be a non-empty name, not {metric!r}")
+    _check_number("min_time_s", min_time_s, minimum=0)
+    _check_number("min_batches", min_batches, minimum=1, integer=True)
+    _check_number("warmup_batches", warmup_batches, minimum=0, integer=True)
+    chosen = [_baseline()]
+    for v in variants:
+        if not isinstance(v, Variant):
+            raise ConfigError(
+                f"variants must be Variant objects (dynamic_int8(), prune_unstructured()...), "
+                f"not {v!r}"
+            )
+        chosen.append(v)
+    names = [v.name for v in chosen]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"variant names must be unique; repeated: {', '.join(dupes)}")
+    batches = (
+        (inputs,)
+        if calibration is None
+        else tuple(_as_inputs(b) for b in calibration)  # each a tuple of inputs
+    )
+    if not batches:
+        raise ConfigError("calibration holds no batch")
+    options: dict[str, Any] = {"ledger": ledger, "region": region, "pue": pue}
+    rows: list[GreenerRow] = []
+    notes: list[str] = []
+    with gp.track(
+        name,
+        study=study,
+        role=GREENER_ROLE,
+        params={
+            STEP_KEY: "compare",
+            "greener.metric": metric,
+            "greener.mode": mode,
+            "greener.baseline": BASELINE,
+            "greener.variants": names,
+            "greener.batch_size": batch_size,
+        },
+        **options,
+    ) as container:
+        for variant in chosen:
+            rows.append(
+                _one(
+                    variant,
+                    model,
+                    evaluate,
+                    inputs,
+                    batches,
+                    batch_size=batch_size,
+                    container=container,
+                    metric=metric,
+                    options=options,
+                    timing=(min_time_s, min_batches, warmup_batches),
+                    notes=notes,
+                    measure=measure,
+                )
+            )
+        container.set(params={"greener.notes": notes})
+    return finish(
+        rows,
+        metric=metric,
+        mode=mode,
+        baseline=BASELINE,
+        notes=tuple(notes),
+        run_id=container.id if ledger is not False else None,
+        study=container.study if ledger is not False else None,
+    )
+
+
+def _one(
+    variant: Variant,
+    model: nn.Module,
+    evaluate: Callable[[Any], float] | None,
+    inputs: tuple[Any, ...],
+    batches: tuple[tuple[Any, ...], ...],
+    *,
+    batch_size: int,
+    container: Any,
+    metric: str,
+    options: dict[str, Any],
+    timing: tuple[float, int, int],
+    notes: list[str],
+    measure: Any,
+) -> GreenerRow:
+    import torch
+
+    import greenprint as gp
+
+    params = {STEP_KEY: "variant", VARIANT_KEY: variant.name, TECHNIQUE_KEY: variant.technique}
+
+    def nested(run_name: str, step: str) -> AbstractContextManager[Any]:
+        return gp.track(
+            f"{variant.name}/{run_name}",
+            role=GREENER_ROLE,
+            params={STEP_KEY: step, VARIANT_KEY: variant.name},
+            **options,
+        )
+
+    base = GreenerRow(
+        name=variant.name,
+        technique=variant.technique,
+        description=variant.description,
+        batch_size=batch_size,
+    )
+    with gp.track(
+        f"{container.name}:{variant.name}", role=GREENER_ROLE, params=params, **options
+    ) as run:
+        ctx = Context(
+            example_inputs=inputs,
+            calibration=batches,
+            track=nested,
+            ledger=options["ledger"],
+            study=container.study,
+        )
+        try:
+            applied = variant.apply(copy.deepcopy(model), ctx)
+            if not isinstance(applied, Applied):
+                raise ConfigError(
+                    f"variant {variant.name!r}: apply() must return an Applied, not "
+                    f"{type(applied).__name__}"
+                )
+            with quiet_torch_ao(), torch.inference_mode():
+                applied.model(*inputs)  # the variant must run on the inputs before it is measured
+        except VariantSkipped as e:
+            row = replace(base, status="skipped", reason=str(e))
+            run.set(params={RESULT_KEY: row.to_dict()})
+            return row
+        except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            # a technique that the kernels of this machine or model refuse: skipped, said why
+            logger.debug("variant %s failed", variant.name, exc_info=True)
+            reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+            row = replace(base, status="skipped", reason=reason)
+            run.set(params={RESULT_KEY: row.to_dict()})
+            return row
+        score = None
+        if evaluate is not None:
+            value = evaluate(applied.model)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                try:
+                    value = float(value)  # a 0-d tensor or numpy scalar
+                except (TypeError, ValueError) as e:
+                    raise ConfigError(
+                        f"evaluate must return a number, got {type(value).__name__}"
+                    ) from e
+            score = float(value)
+        min_time_s, min_batches, warmup = timing
+        figures, unknown = measure(
+            applied,
+            inputs,
+            batch_size=batch_size,
+            min_time_s=min_time_s,
+            min_batches=min_batches,
+            warmup_batches=warmup,
+            track=lambda: gp.track(
+                f"{variant.name}/loop", ledger=False, region=options["region"], pue=options["pue"]
+            ),
+        )
+        if unknown:
+            notes.append(f"{variant.name}: ops with no FPO rule, not counted: {', '.join(unknown)}")
+        kwh, kg, ids = training_costs(applied.training)
+        row = GreenerRow(
+            name=variant.name,
+            technique=variant.technique,
+            description=variant.description,
+            score=score,
+            batch_size=batch_size,
+            latency_s=figures.latency_s,
+            throughput_per_s=figures.throughput_per_s,
+            energy_kwh_per_1000=figures.energy_kwh_per_1000,
+            emissions_kg_per_1000=figures.emissions_kg_per_1000,
+            fpo_dense=figures.fpo_dense,
+            fpo_executed=figures.fpo_executed,
+            int_ops=figures.int_ops,
+            fpo_note=figures.fpo_note,
+            param_count=figures.param_count,
+            nonzero_param_count=figures.nonzero_param_count,
+            size_bytes=figures.size_bytes,
+            measured_inferences=figures.measured_inferences,
+            loop_duration_s=figures.loop_duration_s,
+            energy_provenance=figures.energy_provenance,
+            training_energy_kwh=kwh,
+            training_emissions_kg=kg,
+            training_run_ids=ids,
+            notes=applied.notes,
+            run_id=run.id,
+        )
+        run.set(params={RESULT_KEY: row.to_dict()})
+        if score is not None and math.isfinite(score):
+            run.log(None, **{metric: score})
+    return row

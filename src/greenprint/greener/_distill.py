@@ -1,0 +1,218 @@
+"""Knowledge distillation of a smaller student, recorded as a run with its cost.
+
+The student learns from the teacher's softened outputs and the true labels (Hinton et al.,
+2015): ``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * cross_entropy(s, y)``.
+The training is tracked (role ``greener``, parameter ``greener.step = "distill"``), so its
+energy and CO2-eq are part of the study's price tag and the variant's break-even.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import ConfigError
+from greenprint.greener._result import GREENER_ROLE, STEP_KEY
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from greenprint._types import LedgerLike
+
+__all__ = ["DistillResult", "check_distill_options", "distill"]
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    """A trained student and what its training cost.
+
+    Attributes:
+        student: the trained student (eval mode).
+        run_id: the run that recorded the training.
+        energy_kwh: the training's energy, kWh.
+        emissions_kg: its CO2-eq, kg.
+        duration_s: its duration, s.
+        fpo: FPO of the training (student forward and backward, teacher forward; the loss and
+            optimizer steps are not counted), ``None`` if it could not be counted.
+        epochs: passes over the data.
+        examples: training examples seen per epoch.
+        losses: mean loss of each epoch.
+        provenance: where the energy and CO2-eq came from (the run's provenance).
+    """
+
+    student: Any
+    run_id: str
+    energy_kwh: float
+    emissions_kg: float
+    duration_s: float
+    fpo: int | None
+    epochs: int
+    examples: int
+    losses: tuple[float, ...]
+    provenance: dict[str, str]
+
+
+def check_distill_options(
+    *, epochs: object, temperature: object, alpha: object, lr: object
+) -> None:
+    """Check distillation options.
+
+    Raises:
+        ConfigError: ``epochs`` not an integer >= 1, ``temperature`` or ``lr`` not a finite
+            number > 0, ``alpha`` not in [0, 1].
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(f"epochs must be an integer >= 1, not {epochs!r}")
+    for label, value in (("temperature", temperature), ("lr", lr)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{label} must be a number > 0, not {value!r}")
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{label} must be a finite number > 0, not {value!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ConfigError(f"alpha must be a number in [0, 1], not {alpha!r}")
+
+
+def _split(batch: Any) -> tuple[tuple[Any, ...], Any]:
+    import torch
+
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise ConfigError(
+            "distill needs batches of (inputs, targets); got "
+            f"{type(batch).__name__}{'' if not isinstance(batch, (tuple, list)) else len(batch)}"
+        )
+    inputs, targets = batch
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    if not all(isinstance(x, torch.Tensor) for x in inputs) or not isinstance(
+        targets, torch.Tensor
+    ):
+        raise ConfigError("distill needs batches of (inputs, targets) tensors")
+    return inputs, targets
+
+
+def distill(
+    teacher: nn.Module,
+    student: nn.Module,
+    data: Iterable[Any],
+    epochs: int = 1,
+    *,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    lr: float = 1e-3,
+    optimizer: Any = None,
+    name: str = "distill",
+    study: str | None = None,
+    ledger: LedgerLike = None,
+    region: str | None = None,
+    pue: float | str | None = None,
+) -> DistillResult:
+    """Train ``student`` on ``teacher``'s outputs and the labels; record the training as a run.
+
+    Args:
+        teacher: the trained model (run in eval mode, never updated).
+        student: the smaller model, trained in place and returned in eval mode.
+        data: batches of ``(inputs, targets)`` (a DataLoader, a list...), iterated once per
+            epoch; ``inputs`` a tensor or a tuple of tensors, ``targets`` class indices.
+        epochs: passes over ``data``.
+        temperature: softening temperature ``T`` of both models' logits.
+        alpha: weight of the distillation term; ``1 - alpha`` weighs the hard-label loss.
+        lr: learning rate of the default optimizer (Adam).
+        optimizer: a ready ``torch.optim`` optimizer over the student's parameters (wins over
+            ``lr``).
+        name: the run's name.
+        study: the run's study (default as :func:`greenprint.track`).
+        ledger: where the run is recorded (as :func:`greenprint.track`; ``False``: in memory).
+        region: grid region for CO2-eq (as :func:`greenprint.track`).
+        pue: PUE (as :func:`greenprint.track`).
+
+    Returns:
+        The trained student and the training's cost (:class:`DistillResult`).
+
+    Raises:
+        ConfigError: a bad option, a model that is not an ``nn.Module``, data that is empty or
+            not made of ``(inputs, targets)`` tensor pairs.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    import greenprint as gp
+    from greenprint.fpo import count_fpo
+
+    for label, model in (("teacher", teacher), ("student", student)):
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"{label} must be a torch.nn.Module, not {type(model).__name__}")
+    check_distill_options(epochs=epochs, temperature=temperature, alpha=alpha, lr=lr)
+    batches: Iterable[Any] = data
+    if isinstance(data, Iterator):  # a generator: kept for the next epochs
+        batches = list(data)
+    opt = optimizer if optimizer is not None else torch.optim.Adam(student.parameters(), lr=lr)
+    t = float(temperature)
+    params = {
+        STEP_KEY: "distill",
+        "epochs": epochs,
+        "temperature": t,
+        "alpha": float(alpha),
+        "lr": float(lr) if optimizer is None else None,
+        "teacher_params": sum(p.numel() for p in teacher.parameters()),
+        "student_params": sum(p.numel() for p in student.parameters()),
+    }
+    teacher.eval()
+    losses: list[float] = []
+    examples = 0
+    fpo_per_example: float | None = None
+    with gp.track(
+        name, study=study, ledger=ledger, region=region, pue=pue, params=params, role=GREENER_ROLE
+    ) as run:
+        for epoch in range(epochs):
+            student.train()
+            total, seen = 0.0, 0
+            for batch in batches:
+                inputs, targets = _split(batch)
+                size = int(targets.shape[0]) if targets.dim() else 1
+                if fpo_per_example is None:
+                    fpo_per_example = _step_fpo(teacher, student, inputs, count_fpo) / max(size, 1)
+                with torch.no_grad():
+                    soft = F.softmax(teacher(*inputs) / t, dim=-1)
+                logits = student(*inputs)
+                kd = F.kl_div(F.log_softmax(logits / t, dim=-1), soft, reduction="batchmean")
+                loss = float(alpha) * t * t * kd + (1 - float(alpha)) * F.cross_entropy(
+                    logits, targets
+                )
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * size
+                seen += size
+            if seen == 0:
+                raise ConfigError("distill got no batches: data is empty")
+            if epoch == 0:
+                examples = seen
+            losses.append(total / seen)
+            run.log(distill_loss=losses[-1], step=epoch + 1)
+        fpo = None
+        if fpo_per_example is not None:
+            fpo = int(round(fpo_per_example * examples * epochs))
+            run.add_fpo(fpo)
+        run.set(dataset_size=examples)
+    student.eval()
+    return DistillResult(
+        student=student,
+        run_id=run.id,
+        energy_kwh=run.energy_kwh,
+        emissions_kg=run.emissions_kg,
+        duration_s=run.duration_s,
+        fpo=fpo,
+        epochs=epochs,
+        examples=examples,
+        losses=tuple(losses),
+        provenance=dict(run.provenance),
+    )
+
+
+def _step_fpo(teacher: nn.Module, student: nn.Module, inputs: tuple[Any, ...], count: Any) -> int:
+    """FPO of one training step on ``inputs``: student forward + backward, teacher forward."""
+    return int(
+        count(student, *inputs, backward=True).total + count(teacher, *inputs, backward=False).total
+    )

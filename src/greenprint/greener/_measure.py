@@ -1,0 +1,195 @@
+"""Measure one variant: score, latency, throughput, energy per inference, FPO, size on disk.
+
+Every variant goes through :func:`measure` the same way:
+
+1. the user's ``evaluate(model)`` gives the score;
+2. FPO are counted on one batch by greenprint's counter (:func:`greenprint.count_fpo`) on the
+   variant's float twin (the same weights before int8 conversion or a dtype cast): the dense
+   FPO, and the FPO executed once weights pruned to zero are skipped (each weight of a linear or
+   convolution layer takes part in the same number of multiply-adds, so a layer's product
+   shrinks exactly with its share of nonzero weights) and the products of int8 layers are
+   moved to integer operations;
+3. parameters (and nonzero ones) are counted and the ``state_dict`` saved with ``torch.save``
+   to a temporary file to size it on disk;
+4. a few warm-up batches, then the timed loop (at least ``min_batches`` batches and
+   ``min_time_s`` seconds) under :func:`greenprint.track`: the loop's energy and CO2-eq, with
+   their provenance, divided by the inferences it made.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from greenprint.greener._variants import Applied, quiet_torch_ao, weighted_modules
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+__all__ = ["Figures", "count_variant_fpo", "measure", "provenance_line", "saved_size_bytes"]
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What :func:`measure` found (see :class:`~greenprint.greener.GreenerRow`)."""
+
+    latency_s: float
+    throughput_per_s: float
+    energy_kwh_per_1000: float
+    emissions_kg_per_1000: float
+    fpo_dense: float
+    fpo_executed: float
+    int_ops: float
+    fpo_note: str
+    param_count: int
+    nonzero_param_count: int
+    size_bytes: int
+    measured_inferences: int
+    loop_duration_s: float
+    energy_provenance: str
+
+
+def saved_size_bytes(model: nn.Module) -> int:
+    """Size of ``torch.save(model.state_dict())`` in a temporary file, bytes."""
+    import torch
+
+    fd, path = tempfile.mkstemp(prefix="greenprint-size-", suffix=".pt")
+    os.close(fd)
+    try:
+        with quiet_torch_ao():
+            torch.save(model.state_dict(), path)
+        return os.path.getsize(path)
+    finally:
+        os.unlink(path)
+
+
+def count_variant_fpo(
+    twin: nn.Module, inputs: tuple[Any, ...], int8_modules: frozenset[str]
+) -> tuple[int, int, int, str, list[str]]:
+    """FPO of one batch of ``twin``: dense, executed, int8 integer ops, a note, unknown ops.
+
+    A linear or convolution layer's FPO are ``2 * multiply-adds`` plus one per output element
+    for its bias; the multiply-adds scale with its share of nonzero weights.
+    """
+    import torch
+
+    from greenprint.fpo import count_fpo
+
+    layers = dict(weighted_modules(twin))
+    outputs: dict[str, int] = {}
+    handles = []
+    for layer_name, module in layers.items():
+
+        def hook(_m: Any, _i: Any, out: Any, key: str = layer_name) -> None:
+            outputs[key] = int(out.numel()) if isinstance(out, torch.Tensor) else 0
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            counted = count_fpo(twin, *inputs, backward=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    dense = int(counted.total)
+    skipped = 0.0  # products a sparse kernel would not compute
+    int_ops = 0.0
+    for layer_name, module in layers.items():
+        layer_fpo = counted.by_module.get(layer_name, 0)
+        bias = outputs.get(layer_name, 0) if getattr(module, "bias", None) is not None else 0
+        products = max(layer_fpo - bias, 0)
+        weight = _weight(module)
+        density = float(torch.count_nonzero(weight)) / max(weight.numel(), 1)
+        if layer_name in int8_modules:
+            skipped += products
+            int_ops += products * density
+        else:
+            skipped += products * (1.0 - density)
+    executed = int(round(dense - skipped))
+    notes = []
+    if any(int(torch.count_nonzero(_weight(m))) < _weight(m).numel() for m in layers.values()):
+        notes.append("executed: products with zero weights skipped, as a sparse kernel would")
+    if int8_modules:
+        notes.append(
+            "executed: float work outside int8 kernels; int8 products as integer ops "
+            "(quantize/dequantize not counted)"
+        )
+    note = "; ".join(notes) or "executed = dense (dense kernels, no zero weights)"
+    return dense, executed, int(round(int_ops)), note, sorted(counted.unknown_ops)
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    return cast("torch.Tensor", module.weight).detach()
+
+
+def provenance_line(provenance: dict[str, str]) -> str:
+    """``"cpu: estimate:..., ram: ..., intensity: ..."`` from a run's provenance."""
+    keys = ("cpu", "gpu", "ram", "intensity", "pue")
+    return ", ".join(f"{k}: {provenance[k]}" for k in keys if provenance.get(k))
+
+
+def measure(
+    applied: Applied,
+    inputs: tuple[Any, ...],
+    *,
+    batch_size: int,
+    min_time_s: float,
+    min_batches: int,
+    warmup_batches: int,
+    track: Any,
+) -> tuple[Figures, list[str]]:
+    """Measure a variant (see the module docstring); returns the figures and unknown FPO ops.
+
+    Args:
+        applied: the technique's output.
+        inputs: one batch of positional inputs.
+        batch_size: examples in the batch.
+        min_time_s: the timed loop runs at least this long, s.
+        min_batches: and at least this many batches.
+        warmup_batches: untimed batches first.
+        track: opens the tracked run of the loop (``track()`` -> a run context manager).
+    """
+    import torch
+
+    model = applied.model
+    twin = applied.float_twin if applied.float_twin is not None else model
+    dense, executed, int_ops, note, unknown = count_variant_fpo(twin, inputs, applied.int8_modules)
+    params = list(twin.parameters())
+    param_count = sum(p.numel() for p in params)
+    nonzero = sum(int(torch.count_nonzero(p.detach())) for p in params)
+    size = saved_size_bytes(model)
+    times: list[float] = []
+    with quiet_torch_ao(), torch.inference_mode():
+        for _ in range(warmup_batches):
+            model(*inputs)
+        with track() as run:
+            started = time.perf_counter()
+            while len(times) < min_batches or time.perf_counter() - started < min_time_s:
+                t0 = time.perf_counter()
+                model(*inputs)
+                times.append(time.perf_counter() - t0)
+            loop_s = time.perf_counter() - started
+    inferences = len(times) * batch_size
+    per = 1000.0 / inferences
+    figures = Figures(
+        latency_s=statistics.median(times),
+        throughput_per_s=inferences / loop_s if loop_s > 0 else math.inf,
+        energy_kwh_per_1000=run.energy_kwh * per,
+        emissions_kg_per_1000=run.emissions_kg * per,
+        fpo_dense=dense / batch_size,
+        fpo_executed=executed / batch_size,
+        int_ops=int_ops / batch_size,
+        fpo_note=note,
+        param_count=param_count,
+        nonzero_param_count=nonzero,
+        size_bytes=size,
+        measured_inferences=inferences,
+        loop_duration_s=loop_s,
+        energy_provenance=provenance_line(run.provenance),
+    )
+    return figures, unknown

@@ -1,0 +1,430 @@
+"""The result of :func:`~greenprint.greener.compare`: one row per variant, a front, break-evens.
+
+Plain data, no torch: the report reads the same rows back from the ledger
+(:meth:`GreenerResult.from_records`) and renders them in every format.
+
+Break-even (energy): a variant that costs ``extra_training_kwh`` to make (distillation,
+fine-tuning, training a smaller model) and saves ``base_kwh_per_inference -
+variant_kwh_per_inference`` on every inference pays for itself after
+
+    extra_training_kwh / (base_kwh_per_inference - variant_kwh_per_inference)
+
+inferences; with no extra training it pays at once (0), and a variant that costs as much or
+more per inference never does (``None``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from greenprint._exceptions import ConfigError
+from greenprint.analysis import pareto_front
+from greenprint.analysis._common import json_float
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._records import RunRecord
+
+__all__ = [
+    "GREENER_ROLE",
+    "GreenerResult",
+    "GreenerRow",
+    "RowStatus",
+    "break_even_inferences",
+]
+
+#: The run role of everything greenprint.greener records (see ``greenprint.RUN_ROLES``).
+GREENER_ROLE = "greener"
+#: Parameter keys of the runs: what each run is (``compare``, ``variant``, ``distill``,
+#: ``fine-tune``), the variant's name and its measured row.
+STEP_KEY = "greener.step"
+VARIANT_KEY = "greener.variant"
+TECHNIQUE_KEY = "greener.technique"
+RESULT_KEY = "greener.result"
+
+RowStatus = Literal["measured", "skipped"]
+
+
+def break_even_inferences(
+    extra_training_kwh: float,
+    base_kwh_per_inference: float,
+    variant_kwh_per_inference: float,
+) -> float | None:
+    """After how many inferences a variant's extra training energy pays for itself.
+
+    Args:
+        extra_training_kwh: energy spent to make the variant (distillation, fine-tuning), kWh.
+        base_kwh_per_inference: the reference model's energy per inference, kWh.
+        variant_kwh_per_inference: the variant's energy per inference, kWh.
+
+    Returns:
+        ``extra_training_kwh / (base - variant)`` inferences; ``0.0`` when there is no extra
+        training; ``None`` when the variant saves nothing per inference (it never pays back).
+
+    Raises:
+        ConfigError: a negative or non-finite energy.
+
+    Example:
+        >>> break_even_inferences(0.002, 3e-6, 1e-6)
+        1000.0
+    """
+    for label, value in (
+        ("extra_training_kwh", extra_training_kwh),
+        ("base_kwh_per_inference", base_kwh_per_inference),
+        ("variant_kwh_per_inference", variant_kwh_per_inference),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{label} must be a number of kWh, not {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{label} must be a finite number >= 0 kWh, not {value!r}")
+    if extra_training_kwh == 0:
+        return 0.0
+    saving = float(base_kwh_per_inference) - float(variant_kwh_per_inference)
+    if saving <= 0:
+        return None
+    return float(extra_training_kwh) / saving
+
+
+@dataclass(frozen=True)
+class GreenerRow:
+    """One variant, measured (or skipped, with the reason).
+
+    FPO are per inference (one example): ``fpo_dense`` is what the dense float model of the
+    same architecture computes; ``fpo_executed`` the floating-point work left once the variant's
+    technique is taken into account (weights pruned to zero skipped, as a sparse kernel would;
+    matrix products run by int8 kernels removed, and counted as integer operations in
+    ``int_ops``). ``fpo_note`` says which applies.
+
+    Attributes:
+        name: the variant's name (``"baseline"`` for the model as given).
+        technique: ``baseline``, ``dynamic-int8``, ``static-int8``, ``prune-unstructured``,
+            ``prune-structured``, ``bf16``, ``fp16``, ``distilled`` or ``smaller``.
+        description: what was done, in words.
+        status: ``"measured"`` or ``"skipped"`` (``reason`` says why).
+        reason: why it was skipped, else ``None``.
+        score: the user's ``evaluate`` of the variant (``None`` without one).
+        batch_size: examples per measured batch.
+        latency_s: median time of one batch, s.
+        throughput_per_s: inferences per second over the measurement loop.
+        energy_kwh_per_1000: energy of 1,000 inferences, kWh (the loop's, tracked).
+        emissions_kg_per_1000: CO2-eq of 1,000 inferences, kg.
+        fpo_dense: dense FPO of one inference.
+        fpo_executed: FPO one inference executes with this technique.
+        int_ops: integer operations of one inference in int8 kernels (0 when none).
+        fpo_note: what ``fpo_executed`` counts.
+        param_count: parameters.
+        nonzero_param_count: parameters that are not zero.
+        size_bytes: size of the saved ``state_dict`` (``torch.save``), bytes.
+        measured_inferences: inferences in the measurement loop.
+        loop_duration_s: duration of the measurement loop, s.
+        energy_provenance: where the loop's energy and CO2-eq came from.
+        training_energy_kwh: extra energy spent to make the variant (distillation,
+            fine-tuning), kWh.
+        training_emissions_kg: its CO2-eq, kg.
+        training_run_ids: the runs that spent it.
+        break_even_inferences: inferences after which the training pays for itself against
+            the baseline (``0`` without training; ``None``: never, or not measured).
+        on_front: whether it is on the Pareto front (score against energy per inference).
+        run_id: the run that measured it (``None`` if not recorded).
+        notes: caveats (precision, storage, kernels).
+    """
+
+    name: str
+    technique: str
+    description: str = ""
+    status: RowStatus = "measured"
+    reason: str | None = None
+    score: float | None = None
+    batch_size: int = 0
+    latency_s: float | None = None
+    throughput_per_s: float | None = None
+    energy_kwh_per_1000: float | None = None
+    emissions_kg_per_1000: float | None = None
+    fpo_dense: float | None = None
+    fpo_executed: float | None = None
+    int_ops: float | None = None
+    fpo_note: str = ""
+    param_count: int | None = None
+    nonzero_param_count: int | None = None
+    size_bytes: int | None = None
+    measured_inferences: int = 0
+    loop_duration_s: float | None = None
+    energy_provenance: str = ""
+    training_energy_kwh: float = 0.0
+    training_emissions_kg: float = 0.0
+    training_run_ids: tuple[str, ...] = ()
+    break_even_inferences: float | None = None
+    on_front: bool = False
+    run_id: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def measured(self) -> bool:
+        """Whether it was measured (not skipped)."""
+        return self.status == "measured"
+
+    @property
+    def energy_kwh_per_inference(self) -> float | None:
+        """Energy of one inference, kWh."""
+        e = self.energy_kwh_per_1000
+        return None if e is None else e / 1000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN becomes ``None``)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float):
+                value = json_float(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GreenerRow:
+        """The row :meth:`to_dict` wrote (unknown keys are ignored, missing ones default)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("training_run_ids", "notes"):
+            if key in values:
+                values[key] = tuple(values[key] or ())
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class GreenerResult:
+    """Greener variants of one model, measured side by side.
+
+    Attributes:
+        rows: one per variant, the baseline first.
+        metric: the name of the score.
+        mode: ``"max"`` if a higher score is better, ``"min"`` if lower is.
+        baseline: the name of the reference row (the model as given).
+        front: names of the rows on the Pareto front (score against energy per inference).
+        provenance: where the figures came from, one line each.
+        notes: caveats.
+        run_id: the run that recorded the comparison (``None`` if not recorded).
+        study: the study it was recorded in (``None`` if not recorded).
+    """
+
+    rows: tuple[GreenerRow, ...]
+    metric: str = "score"
+    mode: Literal["max", "min"] = "max"
+    baseline: str = "baseline"
+    front: tuple[str, ...] = ()
+    provenance: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+    run_id: str | None = None
+    study: str | None = None
+
+    def row(self, name: str) -> GreenerRow:
+        """The row of the variant ``name``.
+
+        Raises:
+            KeyError: no such variant.
+        """
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(f"no variant {name!r}; variants: {', '.join(r.name for r in self.rows)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: the rows, the front and the provenance."""
+        return {
+            "metric": self.metric,
+            "mode": self.mode,
+            "baseline": self.baseline,
+            "front": list(self.front),
+            "provenance": list(self.provenance),
+            "notes": list(self.notes),
+            "run_id": self.run_id,
+            "study": self.study,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+    def table(self) -> str:
+        """The rows as a plain-text table (what ``print(result)`` shows)."""
+        header, body = table_cells(self)
+        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+        lines += [f"- {n}" for n in self.notes]
+        return "\n".join(line.rstrip() for line in lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    @classmethod
+    def from_records(cls, runs: Iterable[RunRecord]) -> list[GreenerResult]:
+        """The comparisons recorded among ``runs`` (a study's), oldest first.
+
+        Each :func:`~greenprint.greener.compare` records a run with role ``greener`` holding
+        one child run per variant; the rows are read back from the children's parameters and
+        the front and break-evens recomputed.
+        """
+        runs = list(runs)
+        containers = {
+            r.id: r for r in runs if r.role == GREENER_ROLE and r.params.get(STEP_KEY) == "compare"
+        }
+        rows: dict[str, list[tuple[float, GreenerRow]]] = {cid: [] for cid in containers}
+        for r in runs:
+            data = r.params.get(RESULT_KEY)
+            if r.parent_id in rows and isinstance(data, Mapping):
+                row = GreenerRow.from_dict(data)
+                rows[r.parent_id].append((r.started_at, replace(row, run_id=r.id)))
+        out = []
+        for cid, container in sorted(containers.items(), key=lambda kv: kv[1].started_at):
+            if not rows[cid]:
+                continue
+            params = container.params
+            mode: Literal["max", "min"] = "min" if params.get("greener.mode") == "min" else "max"
+            notes = params.get("greener.notes")
+            out.append(
+                finish(
+                    [row for _, row in sorted(rows[cid], key=lambda t: t[0])],
+                    metric=str(params.get("greener.metric", "score")),
+                    mode=mode,
+                    baseline=str(params.get("greener.baseline", "baseline")),
+                    notes=tuple(notes) if isinstance(notes, list) else (),
+                    run_id=container.id,
+                    study=container.study,
+                )
+            )
+        return out
+
+
+def finish(
+    rows: Sequence[GreenerRow],
+    *,
+    metric: str,
+    mode: Literal["max", "min"],
+    baseline: str,
+    notes: tuple[str, ...] = (),
+    run_id: str | None = None,
+    study: str | None = None,
+) -> GreenerResult:
+    """The result of measured rows: break-even against ``baseline`` and the Pareto front."""
+    base = next((r for r in rows if r.name == baseline and r.measured), None)
+    base_kwh = None if base is None else base.energy_kwh_per_inference
+    done = []
+    for row in rows:
+        own = row.energy_kwh_per_inference
+        even = None
+        if row.measured and row.name != baseline and base_kwh is not None and own is not None:
+            even = break_even_inferences(max(row.training_energy_kwh, 0.0), base_kwh, own)
+        done.append(replace(row, break_even_inferences=even, on_front=False))
+    candidates = [
+        i
+        for i, r in enumerate(done)
+        if r.measured
+        and r.score is not None
+        and math.isfinite(r.score)
+        and r.energy_kwh_per_1000 is not None
+        and math.isfinite(r.energy_kwh_per_1000)
+    ]
+    front: list[str] = []
+    if candidates:
+        points = [
+            [float(done[i].score or 0.0), float(done[i].energy_kwh_per_1000 or 0.0)]
+            for i in candidates
+        ]
+        direction = "maximize" if mode == "max" else "minimize"
+        for k in pareto_front(points, directions=(direction, "minimize")).tolist():
+            i = candidates[k]
+            done[i] = replace(done[i], on_front=True)
+            front.append(done[i].name)
+    provenance = tuple(
+        dict.fromkeys(
+            f"energy and CO2-eq per inference: {r.energy_provenance}"
+            for r in done
+            if r.measured and r.energy_provenance
+        )
+    )
+    return GreenerResult(
+        rows=tuple(done),
+        metric=metric,
+        mode=mode,
+        baseline=baseline,
+        front=tuple(front),
+        provenance=provenance,
+        notes=notes,
+        run_id=run_id,
+        study=study,
+    )
+
+
+# ----------------------------------------------------------------------------------- cells
+def _num(value: float | None, spec: str = ".3g") -> str:
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.2f} MiB"
+    return f"{n / 1024:.1f} KiB"
+
+
+def break_even_text(row: GreenerRow) -> str:
+    """``"0 (no training)"``, ``"12,345"``, ``"never"`` or ``"-"``."""
+    if not row.measured or row.energy_kwh_per_1000 is None:
+        return "-"
+    if row.break_even_inferences is None:
+        return "never" if row.training_energy_kwh > 0 else "-"
+    if row.break_even_inferences == 0:
+        return "0"
+    return f"{math.ceil(row.break_even_inferences):,}"
+
+
+#: Column headers of the greener table, with their units.
+TABLE_HEADER = (
+    "variant",
+    "score",
+    "latency (ms/batch)",
+    "throughput (/s)",
+    "energy (Wh/1000)",
+    "CO2-eq (g/1000)",
+    "FPO dense",
+    "FPO executed",
+    "params (nonzero)",
+    "size",
+    "training (Wh)",
+    "break-even (inferences)",
+)
+
+
+def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The greener table as text cells: a header and one row per variant (front marked ◆)."""
+    body = []
+    for r in result.rows:
+        label = ("◆ " if r.on_front else "") + r.name
+        if not r.measured:
+            body.append((label, f"skipped: {r.reason}", *("-" for _ in TABLE_HEADER[2:])))
+            continue
+        executed = _num(r.fpo_executed, ".3g")
+        if r.int_ops:
+            executed += f" (+{_num(r.int_ops, '.3g')} int8 ops)"
+        params = "-" if r.param_count is None else f"{r.param_count:,}"
+        if r.nonzero_param_count is not None and r.nonzero_param_count != r.param_count:
+            params += f" ({r.nonzero_param_count:,})"
+        body.append(
+            (
+                label,
+                _num(r.score, ".4g"),
+                _num(None if r.latency_s is None else r.latency_s * 1e3, ".3g"),
+                _num(r.throughput_per_s, ".4g"),
+                _num(None if r.energy_kwh_per_1000 is None else r.energy_kwh_per_1000 * 1e3),
+                _num(None if r.emissions_kg_per_1000 is None else r.emissions_kg_per_1000 * 1e3),
+                _num(r.fpo_dense, ".3g"),
+                executed,
+                params,
+                _size(r.size_bytes),
+                _num(r.training_energy_kwh * 1e3) if r.training_energy_kwh else "0",
+                break_even_text(r),
+            )
+        )
+    return TABLE_HEADER, body

@@ -1,0 +1,211 @@
+"""The greener section of a report: variants measured side by side, their front and break-even.
+
+:func:`greener_results` reads the comparisons a study recorded (:func:`greenprint.greener.compare`
+records a run with role ``greener`` and one child per variant); :func:`greener_figure` draws
+score against energy per 1,000 inferences with the Pareto front; the ``*_section`` functions
+render the tables for HTML, Markdown and LaTeX. The JSON report holds each result's
+:meth:`~greenprint.greener.GreenerResult.to_dict` under ``"greener"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from greenprint._records import RunRecord
+from greenprint.greener._result import (
+    GreenerResult,
+    break_even_text,
+    table_cells,
+)
+from greenprint.report._model import Figure, Panel, Series
+
+__all__ = [
+    "greener_figure",
+    "greener_results",
+    "html_section",
+    "latex_section",
+    "markdown_section",
+]
+
+#: What the section says about its table, in every format.
+EXPLAIN = (
+    "Each variant was made from a copy of the model and measured the same way: score, median "
+    "latency of one batch, throughput, energy and CO2-eq of 1,000 inferences (the tracked "
+    "measurement loop), FPO of one inference (dense, and executed by the technique: zero "
+    "weights skipped, int8 products as integer operations), parameters (nonzero), size of the "
+    "saved state_dict. Break-even: after how many inferences the variant's extra training "
+    "energy (distillation, fine-tuning) is paid back by its saving per inference against the "
+    "baseline (never: it saves nothing). ◆ marks the Pareto front (score against energy per "
+    "inference)."
+)
+
+
+def greener_results(runs: Sequence[RunRecord]) -> tuple[GreenerResult, ...]:
+    """The comparisons recorded among a study's runs, oldest first."""
+    if not any(r.role == "greener" for r in runs):
+        return ()
+    return tuple(GreenerResult.from_records(runs))
+
+
+def greener_figure(result: GreenerResult, index: int = 0) -> Figure | None:
+    """Score against energy per 1,000 inferences, one point per variant, the front as a line."""
+    points = [
+        r
+        for r in result.rows
+        if r.measured and r.score is not None and r.energy_kwh_per_1000 is not None
+    ]
+    if not points:
+        return None
+    series = [
+        Series(
+            label=r.name,
+            kind="scatter",
+            x=(r.energy_kwh_per_1000 * 1e3,),  # type: ignore[operator]
+            y=(r.score,),  # type: ignore[arg-type]
+            run_ids=(r.run_id,) if r.run_id else (),
+        )
+        for r in points
+    ]
+    front = sorted((r for r in points if r.on_front), key=lambda r: r.energy_kwh_per_1000 or 0.0)
+    if front:
+        series.append(
+            Series(
+                label="Pareto front",
+                kind="line",
+                x=tuple(r.energy_kwh_per_1000 * 1e3 for r in front),  # type: ignore[operator]
+                y=tuple(r.score for r in front),  # type: ignore[misc]
+                role="front",
+            )
+        )
+    better = "higher" if result.mode == "max" else "lower"
+    return Figure(
+        id="greener" if index == 0 else f"greener_{index + 1}",
+        title="Greener variants: score against energy per 1,000 inferences",
+        caption=(
+            f"Each point is a variant of the model ({result.metric}, {better} is better); the "
+            "line joins the Pareto front: no other variant scores better for less energy."
+        ),
+        panels=(
+            Panel(
+                x_label="energy per 1,000 inferences (Wh)",
+                y_label=result.metric,
+                x_unit="Wh",
+                y_unit=result.metric,
+                series=tuple(series),
+            ),
+        ),
+        provenance=result.provenance,
+        notes=result.notes,
+    )
+
+
+def _title(result: GreenerResult) -> str:
+    return "Greener variants" + (f" (run {result.run_id[:8]})" if result.run_id else "")
+
+
+def _details(result: GreenerResult) -> list[str]:
+    lines = []
+    for r in result.rows:
+        if not r.measured:
+            continue
+        parts = [r.description]
+        if r.fpo_note:
+            parts.append(r.fpo_note)
+        parts.extend(r.notes)
+        if r.training_energy_kwh:
+            parts.append(
+                f"training {r.training_energy_kwh * 1e3:.3g} Wh, "
+                f"{r.training_emissions_kg * 1e3:.3g} g CO2-eq "
+                f"(runs {', '.join(i[:8] for i in r.training_run_ids) or '-'}); "
+                + (
+                    "never paid back (no saving per inference)"
+                    if r.break_even_inferences is None
+                    else f"paid back after {break_even_text(r)} inferences"
+                )
+            )
+        lines.append(f"{r.name}: " + "; ".join(p for p in parts if p))
+    return lines
+
+
+def markdown_section(
+    results: Sequence[GreenerResult],
+    esc: Callable[[str], str],
+    table: Callable[[Sequence[str], Sequence[Sequence[str]]], list[str]],
+) -> list[str]:
+    """The section as Markdown lines (``esc`` escapes text, ``table`` draws a table)."""
+    out: list[str] = []
+    for result in results:
+        header, rows = table_cells(result)
+        out += [f"## {esc(_title(result))}", "", esc(EXPLAIN), ""]
+        out += table(header, rows)
+        out += [""] + [f"- {esc(line)}" for line in _details(result)]
+        out += ["", "Provenance:", ""] + [f"- {esc(p)}" for p in result.provenance]
+        if result.notes:
+            out += ["", "Notes:", ""] + [f"- {esc(n)}" for n in result.notes]
+        out.append("")
+    return out
+
+
+def html_section(results: Sequence[GreenerResult], esc: Callable[[str], str]) -> str:
+    """The section as HTML (every user string escaped with ``esc``)."""
+    parts = []
+    for k, result in enumerate(results):
+        header, rows = table_cells(result)
+        head = "".join(f"<th>{esc(h)}</th>" for h in header)
+        body = "".join(
+            '<tr class="front">' * r.on_front
+            + "<tr>" * (not r.on_front)
+            + "".join(f"<td>{esc(c)}</td>" for c in cells)
+            + "</tr>"
+            for r, cells in zip(result.rows, rows, strict=True)
+        )
+        details = "".join(f"<li>{esc(line)}</li>" for line in _details(result))
+        prov = "".join(f"<li>{esc(p)}</li>" for p in result.provenance)
+        notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
+        parts.append(
+            f'<section id="greener{"" if k == 0 else f"-{k + 1}"}"><h2>{esc(_title(result))}</h2>'
+            f'<p class="muted">{esc(EXPLAIN)}</p>'
+            f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>"
+            f"<ul>{details}</ul><p><strong>Provenance.</strong></p>"
+            f'<ul class="prov">{prov}</ul>'
+            + (f'<p><strong>Notes.</strong></p><ul class="prov">{notes}</ul>' if notes else "")
+            + "</section>"
+        )
+    return "\n".join(parts)
+
+
+# scaled down to the line only when wider (the same rule as the report's other tables)
+_FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{"
+
+
+def latex_section(results: Sequence[GreenerResult], esc: Callable[[str], str]) -> list[str]:
+    """The section as LaTeX lines (a ``table*`` per comparison, ``booktabs`` rules)."""
+    out: list[str] = []
+    keep = (0, 1, 4, 6, 7, 8, 9, 11)  # variant, score, energy, FPO, params, size, break-even
+    for result in results:
+        header, rows = table_cells(result)
+        cols = "l" + "r" * (len(keep) - 1)
+        out += [
+            f"\\section*{{{esc(_title(result))}}}",
+            esc(EXPLAIN.replace("◆", "DIAMOND")).replace("DIAMOND", "$\\diamond$"),
+            "",
+            "\\begin{table}[h]\\centering\\small",
+            _FIT + f"\\begin{{tabular}}{{{cols}}}",
+            "\\toprule",
+            " & ".join(esc(header[i].replace("◆ ", "")) for i in keep) + " \\\\",
+            "\\midrule",
+        ]
+        for cells in rows:
+            shown = [cells[i] for i in keep]
+            first = shown[0]
+            if first.startswith("◆ "):
+                shown[0] = "$\\diamond$ " + esc(first[2:])
+            else:
+                shown[0] = esc(first)
+            out.append(" & ".join([shown[0], *(esc(c) for c in shown[1:])]) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
+        out += ["\\begin{itemize}"] + [f"\\item {esc(line)}" for line in _details(result)]
+        out += [f"\\item provenance: {esc(p)}" for p in result.provenance]
+        out += ["\\end{itemize}", ""]
+    return out
