@@ -25,6 +25,7 @@ from greenprint.report._figures import (
     pareto_figure,
     timeline_figure,
 )
+from greenprint.report._greener import greener_figure, greener_results
 from greenprint.report._model import Figure, Report, RunRow
 from greenprint.report._text import (
     compute_statement,
@@ -275,6 +276,11 @@ def _assemble(
         figures.append(figure)
     elif why:
         notes.append(why)
+    greener = greener_results(runs)  # greenprint.greener comparisons (role "greener")
+    for index, result in enumerate(greener):
+        figure = greener_figure(result, index)
+        if figure is not None:
+            figures.append(figure)
     logger.debug(
         "report figures of %d runs built in %.3f s", len(runs), time.perf_counter() - started
     )
@@ -301,6 +307,7 @@ def _assemble(
             tag, runs, study=study, hardware=hardware, version=__version__
         ),
         notes=tuple(notes) + tag.notes,
+        greener=greener,
     )
 
 
