@@ -462,8 +462,9 @@ class Run:
         narrows as the run goes (see :mod:`greenprint._prediction` for the method); the
         prediction is logged as ``greenprint.predicted_*`` metrics (every 1 % of progress at
         most), a budget the prediction goes over warns once, and a run that finishes with
-        ``fraction`` 1 records how far its first prediction was from the truth. A report that
-        does not move forward is ignored for the prediction.
+        ``fraction`` 1 records how far its first prediction was from the truth. Reports before
+        the first meter sample (one ``sample_interval_s`` into the run) and reports that do not
+        move forward are not used for the prediction.
 
         Raises:
             ConfigError: fraction outside (0, 1].
@@ -998,6 +999,8 @@ class Run:
         with self._lock:
             if self._state != "running" or self._account is None:
                 return
+            if self._account.last_t <= self._started_at:
+                return  # no meter sample yet: nothing to extrapolate energy from
             if self._predictor is None:
                 self._predictor = Predictor()
             predictor = self._predictor
