@@ -10,10 +10,13 @@ Layout read (flat, as the kernel links every zone into the class directory)::
 
 AMD Zen exposes the same interface (``intel-rapl:N``, sometimes ``amd-rapl:N``); any control
 type whose name contains ``rapl`` is read. Components: ``cpu`` = the package domains (one per
-socket), ``ram`` = the DRAM domains. ``energy_uj`` is a counter in µJ that wraps at
-``max_energy_range_uj``; one wrap between two reads is undone (at 1 s sampling a counter with
-a 262 kJ range would need 262 kW to wrap twice). Since Linux 5.10 ``energy_uj`` is readable by
-root only; the status then gives the ``chmod`` that fixes it.
+socket), ``ram`` = the DRAM domains. ``psys`` (platform energy: the packages plus memory,
+chipset and more, Skylake and newer laptops and some desktops) is never added to them; it is
+taken for ``cpu`` only when no package domain can be read and nothing else meters the CPU, and
+is then labelled as platform energy (``rapl:psys (platform: ...)``). ``energy_uj`` is a
+counter in µJ that wraps at ``max_energy_range_uj``; one wrap between two reads is undone (at
+1 s sampling a counter with a 262 kJ range would need 262 kW to wrap twice). Since Linux 5.10
+``energy_uj`` is readable by root only; the status then gives the ``chmod`` that fixes it.
 
 Unreadable files are reported through the ``opener`` used to read them (``open`` by default);
 tests inject one that raises :class:`PermissionError`, as root can read any file.
@@ -25,7 +28,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,6 +41,7 @@ from greenprint.meters._status import MeterStatus
 
 __all__ = [
     "DEFAULT_RAPL_ROOT",
+    "PSYS_SCOPE",
     "RAPL_ROOT_ENV",
     "RaplDomain",
     "RaplMeter",
@@ -49,6 +53,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_RAPL_ROOT = "/sys/class/powercap"
+#: What the ``psys`` domain covers, as its provenance says when it meters the CPU.
+PSYS_SCOPE = "CPU package, memory, chipset and more, so more than the CPU; RAM inside it"
 #: Environment variable overriding the powercap root (tests point it at a fake tree).
 RAPL_ROOT_ENV = "GREENPRINT_RAPL_ROOT"
 
@@ -95,6 +101,8 @@ class RaplProbe:
         dram: readable DRAM domains, one per socket (the ``ram`` component); may be empty.
         domains: every RAPL domain found, mirrors, subzones and psys included.
         status: usable or not, why, and the fix.
+        psys: the readable ``psys`` domain, or ``None`` (see the module docstring).
+        psys_status: whether ``psys`` could meter the CPU here, and why.
     """
 
     root: Path
@@ -102,6 +110,8 @@ class RaplProbe:
     dram: tuple[RaplDomain, ...]
     domains: tuple[RaplDomain, ...]
     status: MeterStatus
+    psys: RaplDomain | None = None
+    psys_status: MeterStatus | None = None
 
 
 def _read_text(path: Path, opener: Opener) -> str:
@@ -170,8 +180,13 @@ def probe_rapl(
         opener: function that opens a file for reading (injectable for tests).
 
     Returns:
-        The probe; ``status.usable`` is True when every package domain can be read.
+        The probe; ``status.usable`` is True when every package domain can be read;
+        ``psys``/``psys_status`` say whether the platform domain could stand in.
     """
+    return _with_psys(_probe_rapl(rapl_root, opener), opener)
+
+
+def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> RaplProbe:
     root = resolve_rapl_root(rapl_root)
     empty: tuple[RaplDomain, ...] = ()
     if not root.is_dir():
@@ -245,6 +260,28 @@ def probe_rapl(
     return RaplProbe(root, package, tuple(readable_dram), domains, status)
 
 
+def _with_psys(probe: RaplProbe, opener: Opener) -> RaplProbe:
+    """``probe`` with its ``psys`` domain (when readable) and the psys status filled in."""
+    psys = next((d for d in probe.domains if d.kind == "psys"), None)
+    if psys is None:
+        where = probe.root if probe.root.is_dir() else f"no {probe.root}"
+        status = MeterStatus("psys", False, f"no psys domain ({where})", None)
+        return replace(probe, psys_status=status)
+    try:
+        read_energy_uj(psys.path, opener)
+    except MeterError as e:
+        fix = _fix_for(probe.root, psys.zone) if "permission denied" in str(e) else None
+        return replace(probe, psys_status=MeterStatus("psys", False, str(e), fix))
+    if probe.package:
+        reason = f"{psys.zone} readable, not used: the package domains meter the CPU"
+    else:
+        reason = (
+            f"{psys.zone} readable: used for cpu only if no other CPU counter exists (platform "
+            f"energy: {PSYS_SCOPE})"
+        )
+    return replace(probe, psys=psys, psys_status=MeterStatus("psys", True, reason, None))
+
+
 class RaplMeter(Meter):
     """Energy of one component (``cpu`` or ``ram``) from RAPL counters, summed over sockets.
 
@@ -280,8 +317,11 @@ class RaplMeter(Meter):
 
     @property
     def origin(self) -> Provenance:
-        """``Provenance("measured", "rapl:package-0+package-1")``..."""
-        return Provenance("measured", "rapl:" + "+".join(d.name for d in self.domains))
+        """``Provenance("measured", "rapl:package-0+package-1")``; psys says it is the platform."""
+        source = "rapl:" + "+".join(d.name for d in self.domains)
+        if any(d.kind == "psys" for d in self.domains):
+            return Provenance("measured", source, f"platform: {PSYS_SCOPE}")
+        return Provenance("measured", source)
 
     @property
     def provenance(self) -> str:

@@ -1,0 +1,553 @@
+"""Apple silicon: CPU, GPU and Neural Engine energy from ``powermetrics``.
+
+``powermetrics`` (macOS, root only) samples the SoC's energy model. greenprint runs::
+
+    sudo -n /usr/bin/powermetrics --samplers cpu_power,gpu_power -i 1000 -f plist
+
+in the background (without ``sudo`` when already root) and reads its output as it comes: one
+XML property list per interval, each followed by a NUL byte. Per sample it takes
+``elapsed_ns`` and, under ``processor``, ``cpu_power``, ``gpu_power`` and ``ane_power`` in mW
+(macOS 13 and newer) times the interval, else ``cpu_energy``, ``gpu_energy``, ``ane_energy`` in
+mJ over the interval (macOS 12). The ``cpu`` component is the CPU clusters; ``gpu`` is the GPU
+plus the Neural Engine (both accelerators; the provenance says ``gpu+ane``). Memory is not in
+either: RAM stays estimated. Between samples the energy of the interval in progress is
+extrapolated at the last sample's power (at most two intervals), so a read lags nothing; the
+cumulative figure never goes backwards.
+
+Never a hang: the subprocess is read by a thread; :meth:`PowermetricsMeter.read` only looks at
+what arrived. A process that exits (no ``sudo`` rights, killed) or sends nothing for
+:func:`stall_after_s` makes ``read()`` raise :class:`~greenprint.MeterError`, and the meter set
+goes on with the estimate, labelled. :meth:`~PowermetricsMeter.close` terminates it, waiting at
+most a second before killing it.
+
+``powermetrics`` needs root. Without it, ``greenprint hardware`` prints the sudoers line that
+lets this user run it (and nothing else) without a password (:data:`SUDOERS_FIX`).
+``$GREENPRINT_POWERMETRICS`` replaces the command (tests replay recorded output through
+:func:`greenprint.testing.make_fake_powermetrics`). IOReport (``libIOReport.dylib``, what
+``powermetrics`` itself reads, without root) is future work: it cannot be tested here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
+
+from greenprint._exceptions import MeterError
+from greenprint._provenance import Provenance
+from greenprint.meters._attribution import ProcessTree, fresh_usage
+from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._status import MeterStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    import subprocess
+
+__all__ = [
+    "DEFAULT_INTERVAL_MS",
+    "POWERMETRICS",
+    "POWERMETRICS_ENV",
+    "SUDOERS_FIX",
+    "PowermetricsMeter",
+    "PowermetricsProbe",
+    "PowermetricsSample",
+    "PowermetricsSource",
+    "parse_powermetrics_plist",
+    "parse_powermetrics_text",
+    "powermetrics_argv",
+    "probe_powermetrics",
+    "sample_from_plist",
+    "stall_after_s",
+]
+
+logger = logging.getLogger(__name__)
+
+POWERMETRICS = "/usr/bin/powermetrics"
+#: Environment variable replacing the command (split like a shell would, no shell run).
+POWERMETRICS_ENV = "GREENPRINT_POWERMETRICS"
+DEFAULT_INTERVAL_MS = 1000
+#: The fix when ``sudo`` would ask for a password (``{user}``: the login name).
+SUDOERS_FIX = (
+    "let this user run powermetrics as root without a password: sudo visudo -f "
+    "/etc/sudoers.d/greenprint and add the line '{user} ALL=(root) NOPASSWD: "
+    + POWERMETRICS
+    + "' (or run as root)"
+)
+_SAMPLERS = "cpu_power,gpu_power"
+
+
+@dataclass(frozen=True)
+class PowermetricsSample:
+    """One ``powermetrics`` sample.
+
+    Attributes:
+        elapsed_s: the interval it covers, in s.
+        cpu_j: CPU energy over the interval, in J.
+        gpu_j: GPU energy over the interval, in J.
+        ane_j: Neural Engine energy over the interval, in J.
+    """
+
+    elapsed_s: float
+    cpu_j: float
+    gpu_j: float
+    ane_j: float
+
+    def energy_j(self, component: str) -> float:
+        """Energy of ``"cpu"`` or ``"gpu"`` (GPU + Neural Engine) over the interval, in J."""
+        return self.cpu_j if component == "cpu" else self.gpu_j + self.ane_j
+
+    def power_w(self, component: str) -> float:
+        """Mean power of ``"cpu"`` or ``"gpu"`` over the interval, in W."""
+        return self.energy_j(component) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if value >= 0 else None
+
+
+def sample_from_plist(data: Mapping[str, Any]) -> PowermetricsSample | None:
+    """A sample from one parsed plist, or ``None`` when it holds no CPU figure.
+
+    Power in mW times ``elapsed_ns`` is preferred; energy in mJ is the fallback (macOS 12).
+    """
+    elapsed_ns = _number(data.get("elapsed_ns"))
+    processor = data.get("processor")
+    if elapsed_ns is None or elapsed_ns <= 0 or not isinstance(processor, Mapping):
+        return None
+    elapsed_s = elapsed_ns / 1e9
+    gpu_dict = data.get("gpu") if isinstance(data.get("gpu"), Mapping) else {}
+
+    def joules(unit: str, *sources: Mapping[str, Any]) -> float | None:
+        for source in sources:
+            mw = _number(source.get(f"{unit}_power"))
+            if mw is not None:
+                return mw / 1000.0 * elapsed_s
+        for source in sources:
+            mj = _number(source.get(f"{unit}_energy"))
+            if mj is not None:
+                return mj / 1000.0
+        return None
+
+    cpu = joules("cpu", processor)
+    if cpu is None:
+        return None
+    gpu = joules("gpu", processor, gpu_dict)
+    ane = joules("ane", processor)
+    return PowermetricsSample(elapsed_s, cpu, gpu or 0.0, ane or 0.0)
+
+
+def parse_powermetrics_plist(data: bytes) -> tuple[list[PowermetricsSample], bytes]:
+    """Samples from ``powermetrics -f plist`` output: plists, each followed by a NUL byte.
+
+    Args:
+        data: the bytes read so far (may end in the middle of a plist).
+
+    Returns:
+        The samples of every complete plist, and the bytes after the last NUL (the start of
+        the next one). A plist is complete at its NUL, or at its closing ``</plist>`` if the
+        NUL has not come yet. A complete plist that does not parse, or holds no CPU figure, is
+        skipped and logged.
+    """
+    import plistlib  # only where powermetrics runs: keeps detection light elsewhere
+
+    *chunks, rest = data.split(b"\x00")
+    if rest.rstrip().endswith(b"</plist>"):
+        chunks.append(rest)
+        rest = b""
+    samples = []
+    for chunk in chunks:
+        if not chunk.strip():
+            continue
+        try:
+            parsed = plistlib.loads(chunk.strip())
+        except (plistlib.InvalidFileException, ValueError, TypeError) as e:
+            logger.info("powermetrics sent a plist that does not parse: %s", e)
+            continue
+        sample = sample_from_plist(parsed) if isinstance(parsed, Mapping) else None
+        if sample is None:
+            logger.info("powermetrics sent a sample with no CPU power; skipped")
+            continue
+        samples.append(sample)
+    return samples, rest
+
+
+_HEADER = re.compile(r"^\*\*\* Sampled system activity \(.*\) \((?P<ms>[\d.]+)ms elapsed\) \*\*\*")
+_POWER_LINE = re.compile(r"^(?P<unit>CPU|GPU|ANE) Power:\s*(?P<mw>[\d.]+)\s*mW\s*$")
+
+
+def parse_powermetrics_text(text: str) -> list[PowermetricsSample]:
+    """Samples from ``powermetrics`` text output (the default format).
+
+    Each sample starts with ``*** Sampled system activity (<date>) (<ms>ms elapsed) ***`` and
+    has ``CPU Power: <mW> mW``, ``GPU Power: <mW> mW`` and ``ANE Power: <mW> mW`` lines (the
+    GPU line is repeated in the GPU section; the first of each counts). A sample without a CPU
+    line is skipped.
+    """
+    samples: list[PowermetricsSample] = []
+    elapsed_s: float | None = None
+    powers: dict[str, float] = {}
+
+    def flush() -> None:
+        if elapsed_s is not None and "CPU" in powers:
+            samples.append(
+                PowermetricsSample(
+                    elapsed_s,
+                    powers["CPU"] / 1000.0 * elapsed_s,
+                    powers.get("GPU", 0.0) / 1000.0 * elapsed_s,
+                    powers.get("ANE", 0.0) / 1000.0 * elapsed_s,
+                )
+            )
+
+    for line in text.splitlines():
+        header = _HEADER.match(line.strip())
+        if header:
+            flush()
+            elapsed_s, powers = float(header["ms"]) / 1000.0, {}
+            continue
+        power = _POWER_LINE.match(line.strip())
+        if power and elapsed_s is not None:
+            powers.setdefault(power["unit"], float(power["mw"]))
+    flush()
+    return samples
+
+
+def stall_after_s(interval_ms: int) -> float:
+    """Seconds without a sample after which the process counts as stuck: 3 intervals + 2 s."""
+    return 3 * interval_ms / 1000.0 + 2.0
+
+
+def powermetrics_argv(
+    interval_ms: int = DEFAULT_INTERVAL_MS,
+    *,
+    environ: Mapping[str, str] | None = None,
+    as_root: bool | None = None,
+) -> list[str]:
+    """The command run: ``$GREENPRINT_POWERMETRICS`` if set, else (``sudo -n``) powermetrics."""
+    env = os.environ if environ is None else environ
+    override = env.get(POWERMETRICS_ENV)
+    if override:
+        import shlex
+
+        return shlex.split(override)
+    root = (os.geteuid() == 0) if as_root is None and hasattr(os, "geteuid") else bool(as_root)
+    head = [POWERMETRICS] if root else ["sudo", "-n", POWERMETRICS]
+    return [*head, "--samplers", _SAMPLERS, "-i", str(interval_ms), "-f", "plist"]
+
+
+@dataclass(frozen=True)
+class PowermetricsProbe:
+    """What :func:`probe_powermetrics` found.
+
+    Attributes:
+        argv: the command the meter will run (empty when unusable).
+        status: usable or not, why, and the fix.
+    """
+
+    argv: tuple[str, ...]
+    status: MeterStatus
+
+
+Runner = Callable[[Sequence[str]], "tuple[int, str]"]
+
+
+def _run(argv: Sequence[str]) -> tuple[int, str]:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=3,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return 124, f"{argv[0]} did not answer within 3 s"
+    except OSError as e:
+        return 127, str(e.strerror or e)
+    return out.returncode, (out.stderr or out.stdout).strip()
+
+
+def probe_powermetrics(
+    *,
+    environ: Mapping[str, str] | None = None,
+    system: str | None = None,
+    machine: str | None = None,
+    as_root: bool | None = None,
+    runner: Runner | None = None,
+    interval_ms: int = DEFAULT_INTERVAL_MS,
+) -> PowermetricsProbe:
+    """Whether ``powermetrics`` can meter this Mac. Never raises; runs at most ``sudo -n -l``.
+
+    Args:
+        environ: environment (default ``os.environ``); ``$GREENPRINT_POWERMETRICS`` replaces
+            the command and skips the platform checks.
+        system: ``sys.platform`` (default: this one).
+        machine: ``platform.machine()`` (default: this one); Apple silicon is ``"arm64"``.
+        as_root: whether this process is root (default: its effective uid is 0).
+        runner: runs a command and returns ``(exit status, output)`` (injectable for tests).
+        interval_ms: sampling interval, in ms.
+    """
+    env = os.environ if environ is None else environ
+    run = runner or _run
+    argv = powermetrics_argv(interval_ms, environ=env, as_root=as_root)
+    if env.get(POWERMETRICS_ENV):
+        reason = f"cpu and gpu+ane from {' '.join(argv)} (${POWERMETRICS_ENV})"
+        return PowermetricsProbe(tuple(argv), MeterStatus("powermetrics", True, reason, None))
+    system = sys.platform if system is None else system
+    if system != "darwin":
+        reason = "not macOS (powermetrics meters Apple silicon)"
+        return PowermetricsProbe((), MeterStatus("powermetrics", False, reason, None))
+    if machine is None:
+        import platform  # macOS only
+
+        machine = platform.machine()
+    if machine != "arm64":
+        reason = (
+            f"an Intel Mac ({machine}): powermetrics splits energy by component only on Apple "
+            "silicon"
+        )
+        return PowermetricsProbe((), MeterStatus("powermetrics", False, reason, None))
+    if not os.path.exists(POWERMETRICS) and runner is None:
+        reason = f"no {POWERMETRICS}"
+        return PowermetricsProbe((), MeterStatus("powermetrics", False, reason, None))
+    root = argv[0] == POWERMETRICS
+    if not root:
+        code, out = run(["sudo", "-n", "-l", POWERMETRICS])
+        if code != 0:
+            user = env.get("USER") or env.get("LOGNAME") or "$USER"
+            reason = "powermetrics needs root and sudo would ask for a password" + (
+                f" ({out.splitlines()[0]})" if out else ""
+            )
+            fix = SUDOERS_FIX.format(user=user)
+            return PowermetricsProbe((), MeterStatus("powermetrics", False, reason, fix))
+    how = "as root" if root else "through sudo -n"
+    reason = f"cpu and gpu+ane from powermetrics {how}, sampled every {interval_ms} ms"
+    return PowermetricsProbe(tuple(argv), MeterStatus("powermetrics", True, reason, None))
+
+
+class PowermetricsSource:
+    """One ``powermetrics`` process and the energy it reported, shared by the cpu and gpu meters.
+
+    Args:
+        argv: the command (see :func:`powermetrics_argv`).
+        interval_ms: its sampling interval, in ms (for the stall deadline and extrapolation).
+        clock: monotonic clock in s.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        interval_ms: int = DEFAULT_INTERVAL_MS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.argv = list(argv)
+        self.interval_ms = interval_ms
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._users = 0
+        self._totals = {"cpu": 0.0, "gpu": 0.0}
+        self._last: PowermetricsSample | None = None
+        self._t_sample = 0.0
+        self._t_start = 0.0
+        self._samples = 0
+        self._stderr: list[str] = []
+        self._failed: str | None = None
+
+    @property
+    def samples(self) -> int:
+        """Samples received so far."""
+        return self._samples
+
+    def acquire(self) -> None:
+        """Start the process if no meter holds it yet.
+
+        Raises:
+            MeterError: the command cannot be started.
+        """
+        import subprocess
+
+        with self._lock:
+            self._users += 1
+            if self._proc is not None:
+                return
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            except OSError as e:
+                self._users -= 1
+                raise MeterError(f"cannot run {self.argv[0]}: {e.strerror or e}") from e
+            self._t_start = self._t_sample = self._clock()
+        for target, stream in ((self._pump, self._proc.stdout), (self._drain, self._proc.stderr)):
+            threading.Thread(
+                target=target, args=(stream,), name="greenprint-powermetrics", daemon=True
+            ).start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        buffer = b""
+        while True:
+            try:
+                chunk = os.read(stream.fileno(), 65536)
+            except (OSError, ValueError):
+                chunk = b""
+            if not chunk:
+                return
+            samples, buffer = parse_powermetrics_plist(buffer + chunk)
+            if samples:
+                now = self._clock()
+                with self._lock:
+                    for s in samples:
+                        self._totals["cpu"] += s.energy_j("cpu")
+                        self._totals["gpu"] += s.energy_j("gpu")
+                        self._samples += 1
+                    self._last = samples[-1]
+                    self._t_sample = now
+            if len(buffer) > 16 * 2**20:  # no NUL for 16 MiB: not powermetrics output
+                with self._lock:
+                    self._failed = f"{self.argv[0]} sent 16 MiB without a complete sample"
+                return
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").strip()
+            if line:
+                with self._lock:
+                    self._stderr = [*self._stderr[-4:], line]
+
+    def energy_j(self, component: str) -> float:
+        """Cumulative energy of ``component`` since the process started, in J.
+
+        Raises:
+            MeterError: the process exited, or sent no sample for :func:`stall_after_s`.
+        """
+        now = self._clock()
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                raise MeterError("powermetrics is not running")
+            if self._failed:
+                raise MeterError(self._failed)
+            code = proc.poll()
+            if code is not None:
+                said = f": {self._stderr[-1]}" if self._stderr else ""
+                raise MeterError(f"powermetrics exited with status {code}{said}")
+            quiet_s = now - self._t_sample
+            if quiet_s > stall_after_s(self.interval_ms):
+                raise MeterError(f"powermetrics sent no sample for {quiet_s:.1f} s")
+            total = self._totals[component]
+            if self._last is not None:  # the interval in progress, at the last power
+                cap = 2 * self.interval_ms / 1000.0
+                total += self._last.power_w(component) * min(max(quiet_s, 0.0), cap)
+            return total
+
+    def release(self) -> None:
+        """Stop the process once no meter holds it: terminate, then kill after 1 s."""
+        with self._lock:
+            self._users -= 1
+            if self._users > 0 or self._proc is None:
+                return
+            proc, self._proc = self._proc, None
+        import subprocess
+
+        if proc.poll() is None:
+            try:
+                proc.terminate()
+                proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                try:
+                    proc.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    logger.warning("powermetrics (pid %d) did not exit after SIGKILL", proc.pid)
+            except OSError as e:
+                logger.debug("stopping powermetrics: %s", e)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class PowermetricsMeter(Meter):
+    """Energy of the CPU (``"cpu"``) or GPU + Neural Engine (``"gpu"``) from ``powermetrics``.
+
+    Args:
+        component: ``"cpu"`` or ``"gpu"``.
+        source: the shared :class:`PowermetricsSource`.
+        tree: process tree; the ``cpu`` share is the tree's share of busy CPU time, as for
+            RAPL. The ``gpu`` is not attributed (``process_j`` is ``None``).
+    """
+
+    def __init__(
+        self, component: str, source: PowermetricsSource, *, tree: ProcessTree | None = None
+    ) -> None:
+        if component not in ("cpu", "gpu"):
+            raise ValueError(f"powermetrics meters 'cpu' or 'gpu', not {component!r}")
+        self.component = component
+        self.source = source
+        self._tree = tree if component == "cpu" else None
+        self._held = False
+        self._last_j = 0.0
+        self._machine_j = 0.0
+        self._process_j = 0.0
+        self._seq = -1
+
+    @property
+    def origin(self) -> Provenance:
+        """``Provenance("measured", "powermetrics:cpu")``, or ``"powermetrics:gpu+ane"``."""
+        return Provenance(
+            "measured", "powermetrics:" + ("cpu" if self.component == "cpu" else "gpu+ane")
+        )
+
+    @property
+    def provenance(self) -> str:
+        """``"powermetrics:cpu"`` or ``"powermetrics:gpu+ane"``."""
+        return str(self.origin)
+
+    def start(self) -> None:
+        """Start (or share) the process; energy is counted from here."""
+        if not self._held:
+            self.source.acquire()
+            self._held = True
+        self._last_j = self.source.energy_j(self.component)
+        if self._tree is not None:
+            self._seq = fresh_usage(self._tree, -1).seq
+        self._machine_j = 0.0
+        self._process_j = 0.0
+
+    def read(self) -> MeterReading:
+        """Cumulative energy since :meth:`start`, in J.
+
+        Raises:
+            MeterError: the process exited or stalled (the message says which).
+        """
+        if not self._held:
+            self.start()
+        now_j = self.source.energy_j(self.component)
+        delta = max(now_j - self._last_j, 0.0)  # an extrapolation overshoot is held, not undone
+        self._last_j = max(now_j, self._last_j)
+        self._machine_j += delta
+        if self._tree is None:
+            return MeterReading(self._machine_j, None)
+        usage = fresh_usage(self._tree, self._seq)
+        self._seq = usage.seq
+        self._process_j += delta * usage.cpu_share
+        return MeterReading(self._machine_j, self._process_j)
+
+    def close(self) -> None:
+        """Let go of the process (stopped when the other meter lets go too)."""
+        if self._held:
+            self._held = False
+            self.source.release()

@@ -1,0 +1,186 @@
+"""Meters beyond RAPL and NVML: which one meters the CPU or the GPU, when, and their statuses.
+
+The chain, per component (the first that works is used; the rest are listed by
+``greenprint hardware`` with why not):
+
+* ``cpu``: RAPL package domains -> hwmon CPU sensors (Arm servers,
+  :func:`~greenprint.meters._hwmon.probe_hwmon_cpu`) -> ``powermetrics`` (Apple silicon) ->
+  RAPL ``psys`` (platform energy, only when nothing else meters the CPU) -> the TDP estimate.
+* ``gpu``: NVML (and the other vendors' meters) -> Intel GPUs through hwmon -> ``powermetrics``
+  (GPU + Neural Engine) -> an estimate, or nothing without a GPU.
+* ``ram``: RAPL DRAM domains -> the W/GB estimate; when ``psys`` meters the CPU, memory is inside
+  its figure, so ``ram`` is not metered separately (no double count) and should ``psys`` fail,
+  the estimate that takes over is the CPU estimate plus the RAM estimate.
+
+On a machine with none of these (no hwmon, no DRM, not macOS) nothing is added and nothing
+changes. Probes read a few sysfs files; ``powermetrics`` is probed (``sudo -n -l``) only on
+Apple silicon, once per :func:`~greenprint.hardware.detect_hardware` cache entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, MutableMapping
+
+from greenprint._provenance import Provenance
+from greenprint.meters._attribution import ProcessTree
+from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._rapl import Opener, RaplMeter, RaplProbe
+from greenprint.meters._status import MeterStatus
+
+__all__ = ["PlatformEstimate", "add_meters_beyond", "beyond_cache_key", "beyond_statuses"]
+
+logger = logging.getLogger(__name__)
+
+_ENV = ("GREENPRINT_HWMON_ROOT", "GREENPRINT_DRM_ROOT", "GREENPRINT_POWERMETRICS")
+
+
+def beyond_cache_key(environ: Mapping[str, str] | None = None) -> tuple[str | None, ...]:
+    """The environment these probes depend on (part of the hardware cache key)."""
+    env = os.environ if environ is None else environ
+    return tuple(env.get(name) for name in _ENV)
+
+
+def beyond_statuses(
+    rapl: RaplProbe, *, environ: Mapping[str, str] | None = None
+) -> tuple[MeterStatus, ...]:
+    """Statuses of ``psys``, ``hwmon``, ``intel-gpu`` and ``powermetrics``. Never raises."""
+    from greenprint.meters._apple import probe_powermetrics
+    from greenprint.meters._hwmon import probe_hwmon_cpu
+    from greenprint.meters._intel_gpu import probe_intel_gpu
+
+    psys = rapl.psys_status or MeterStatus("psys", False, "no psys domain", None)
+    return (
+        psys,
+        probe_hwmon_cpu().status,
+        probe_intel_gpu().status,
+        probe_powermetrics(environ=environ).status,
+    )
+
+
+class PlatformEstimate(Meter):
+    """The CPU estimate plus the RAM estimate: what takes over when ``psys`` fails.
+
+    ``psys`` covers the packages and memory; when it meters ``cpu`` the set has no ``ram``
+    component, so its stand-in must cover both.
+    """
+
+    component = "cpu"
+
+    def __init__(self, cpu: Meter, ram: Meter) -> None:
+        self._cpu = cpu
+        self._ram = ram
+
+    @property
+    def origin(self) -> Provenance:
+        """``estimate:cpu+ram (<cpu estimate> + <ram estimate>)``."""
+        return Provenance("estimate", "cpu+ram", f"{self._cpu.provenance} + {self._ram.provenance}")
+
+    @property
+    def provenance(self) -> str:
+        """See :attr:`origin`."""
+        return str(self.origin)
+
+    def start(self) -> None:
+        """Start both estimates."""
+        self._cpu.start()
+        self._ram.start()
+
+    def read(self) -> MeterReading:
+        """Cumulative energy of both, in J."""
+        cpu, ram = self._cpu.read(), self._ram.read()
+        process = None
+        if cpu.process_j is not None and ram.process_j is not None:
+            process = cpu.process_j + ram.process_j
+        return MeterReading(cpu.machine_j + ram.machine_j, process)
+
+    def close(self) -> None:
+        """Close both."""
+        self._cpu.close()
+        self._ram.close()
+
+
+def _usable_or_unknown(statuses: Mapping[str, MeterStatus], name: str) -> bool:
+    status = statuses.get(name)
+    return status is None or status.usable
+
+
+def add_meters_beyond(
+    meters: MutableMapping[str, Meter],
+    estimates: MutableMapping[str, Meter],
+    *,
+    statuses: Mapping[str, MeterStatus],
+    rapl: RaplProbe,
+    tree: ProcessTree,
+    environ: Mapping[str, str] | None = None,
+    rapl_opener: Opener = open,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Fill the components still estimated (``cpu``) or absent or estimated (``gpu``).
+
+    Args:
+        meters: component -> meter chosen so far; updated in place.
+        estimates: component -> shadow estimate; updated in place (``psys``: see the module).
+        statuses: meter name -> status from the hardware detection (a probe whose status says
+            unusable is skipped; a missing one is probed).
+        rapl: the RAPL probe (for ``psys``).
+        tree: the tracked process tree.
+        environ: environment (``GREENPRINT_POWERMETRICS``).
+        rapl_opener: opens RAPL files.
+        clock: monotonic clock in s.
+    """
+    env = os.environ if environ is None else environ
+    cpu_free = "cpu" not in meters or meters["cpu"].is_estimate
+    gpu_free = "gpu" not in meters or meters["gpu"].is_estimate
+    if not (cpu_free or gpu_free):
+        return
+    if cpu_free and _usable_or_unknown(statuses, "hwmon"):
+        from greenprint.meters._hwmon import HwmonMeter, probe_hwmon_cpu
+
+        probe = probe_hwmon_cpu()
+        if probe.channels:
+            meters["cpu"] = HwmonMeter(
+                "cpu", probe.channels, origin=probe.origin, tree=tree, clock=clock
+            )
+            cpu_free = False
+    if gpu_free and _usable_or_unknown(statuses, "intel-gpu"):
+        from greenprint.meters._hwmon import HwmonMeter
+        from greenprint.meters._intel_gpu import probe_intel_gpu
+
+        gpu_probe = probe_intel_gpu()
+        if gpu_probe.channels:
+            meters["gpu"] = HwmonMeter(
+                "gpu", gpu_probe.channels, origin=gpu_probe.origin, clock=clock
+            )
+            gpu_free = False
+    apple = statuses.get("powermetrics")
+    if (cpu_free or gpu_free) and (apple is None or apple.usable):
+        from greenprint.meters._apple import (
+            PowermetricsMeter,
+            PowermetricsSource,
+            powermetrics_argv,
+            probe_powermetrics,
+        )
+
+        argv = (
+            powermetrics_argv(environ=env)
+            if apple is not None
+            else list(probe_powermetrics(environ=env).argv)
+        )
+        if argv:
+            source = PowermetricsSource(argv, clock=clock)
+            if cpu_free:
+                meters["cpu"] = PowermetricsMeter("cpu", source, tree=tree)
+                cpu_free = False
+            if gpu_free:
+                meters["gpu"] = PowermetricsMeter("gpu", source)
+                gpu_free = False
+    if cpu_free and rapl.psys is not None:
+        meters["cpu"] = RaplMeter("cpu", [rapl.psys], tree=tree, opener=rapl_opener)
+        cpu_estimate, ram_estimate = estimates.get("cpu"), estimates.pop("ram", None)
+        meters.pop("ram", None)  # inside psys
+        if cpu_estimate is not None and ram_estimate is not None:
+            estimates["cpu"] = PlatformEstimate(cpu_estimate, ram_estimate)
+        logger.info("no CPU counter but psys: the CPU figure is platform energy (RAM inside)")
