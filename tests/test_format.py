@@ -1,9 +1,16 @@
+import json
 import math
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+from greenprint._format import (
+    format_duration,
+    format_emissions,
+    format_energy,
+    format_fpo,
+    json_safe,
+)
 
 
 def test_energy_picks_readable_units():
@@ -30,3 +37,10 @@ def test_energy_round_trips_to_three_significant_digits(kwh):
     number, unit = text.split()
     factor = {"MWh": 1e3, "kWh": 1.0, "Wh": 1e-3, "mWh": 1e-6}[unit]
     assert math.isclose(float(number) * factor, kwh, rel_tol=5e-3, abs_tol=1e-12)
+
+
+def test_json_safe_writes_non_finite_floats_as_strings_throughout():
+    value = {"a": math.nan, 2: [math.inf, (-math.inf, 1.5)], "b": {"c": None, "d": "x"}}
+    safe = json_safe(value)
+    assert safe == {"a": "NaN", "2": ["Infinity", ["-Infinity", 1.5]], "b": {"c": None, "d": "x"}}
+    assert json.loads(json.dumps(safe, allow_nan=False)) == safe  # strict JSON

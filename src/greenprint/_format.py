@@ -1,10 +1,11 @@
-"""Human formatting of quantities for terminal output: energy, CO2-eq, time, FPO."""
+"""Formatting for output: quantities for humans (energy, CO2-eq, time, FPO), values for JSON."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
-__all__ = ["format_duration", "format_emissions", "format_energy", "format_fpo"]
+__all__ = ["format_duration", "format_emissions", "format_energy", "format_fpo", "json_safe"]
 
 
 def _scaled(value: float, units: tuple[tuple[float, str], ...], digits: int = 3) -> str:
@@ -51,3 +52,18 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON: NaN and infinities become "NaN", "Infinity", "-Infinity".
+
+    Dicts (keys as text), lists and tuples are converted throughout; anything else is returned
+    as it is.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

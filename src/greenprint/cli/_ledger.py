@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from greenprint._exceptions import ConfigError
+from greenprint._format import json_safe
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint.cli._common import ledger_option, study_option
 
@@ -108,19 +109,8 @@ def _main_metric(record: RunRecord) -> tuple[str, float] | None:
     return (names[0], value) if value is not None else None
 
 
-def _json_safe(value: Any) -> Any:
-    """Plain JSON: NaN and infinities become the strings "NaN", "Infinity", "-Infinity"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _dump(value: Any) -> str:
-    return json.dumps(_json_safe(value), indent=2, allow_nan=False)
+    return json.dumps(json_safe(value), indent=2, allow_nan=False)
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -286,7 +276,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         for key, inner in value.items():
             _flatten(f"{prefix}.{key}", inner, out)
     elif isinstance(value, (list, tuple)):
-        out[prefix] = json.dumps(_json_safe(value))
+        out[prefix] = json.dumps(json_safe(value))
     else:
         out[prefix] = value
 

@@ -17,6 +17,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError
+from greenprint._format import json_safe
 from greenprint._units import JOULES_PER_KWH
 from greenprint.integrations._dl import FIGURE_PREFIX, LiveFigures, refresh
 
@@ -175,14 +176,4 @@ def record_dict(record: RunRecord) -> dict[str, Any]:
     """The run's record as plain JSON (NaN and infinities as strings), metrics included."""
     out = dataclasses.asdict(record)
     out["metrics"] = [dataclasses.asdict(point) for point in record.metrics]
-    return _json_safe(out)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+    return json_safe(out)
