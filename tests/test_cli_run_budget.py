@@ -1,0 +1,114 @@
+"""``greenprint run --budget-*``: over budget the command gets SIGTERM, then SIGKILL after the
+grace period if it ignores SIGTERM; greenprint says so on stderr and records the run as
+``interrupted`` with the reason.
+
+greenprint runs as a real process in a session of its own (as in test_cli_run_signals.py).
+"""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import greenprint as gp
+
+GP = [sys.executable, "-m", "greenprint.cli"]
+FAST = ["--sample-interval", "0.05", "--flush-interval", "0.1"]
+
+# Sleeps for a minute; SIGTERM ends it (the default action).
+SLEEPER = "import time; print('up', flush=True); time.sleep(60)"
+# Ignores SIGTERM; only SIGKILL ends it.
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('up', flush=True); time.sleep(60)"
+)
+# Keeps a core busy, so that even an estimate of its energy grows.
+BUSY = "import time\nprint('up', flush=True)\nt = time.time()\nwhile time.time() < t + 60: pass"
+
+
+def greenprint_run(tmp_path, *options, code):
+    started = time.monotonic()
+    done = subprocess.run(
+        [*GP, "run", "--ledger", str(tmp_path / "l.db"), *FAST, *options, "--"]
+        + [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+    return done, time.monotonic() - started
+
+
+def the_run(tmp_path):
+    (run,) = gp.Ledger(str(tmp_path / "l.db")).runs()
+    return run
+
+
+def budget_lines(stderr):
+    return [line for line in stderr.splitlines() if "sending SIG" in line]
+
+
+def test_over_its_time_budget_the_command_gets_sigterm_and_the_run_is_interrupted(tmp_path):
+    done, took = greenprint_run(tmp_path, "--budget-s", "0.5", code=SLEEPER)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert took < 30  # not the minute the command would have slept
+    (line,) = budget_lines(done.stderr)
+    assert line.startswith("greenprint: run ") and "budget_s 0.5 s" in line
+    assert "sending SIGTERM" in line and "SIGKILL in 10 s" in line
+    assert "Traceback" not in done.stderr
+    run = the_run(tmp_path)
+    assert run.status == "interrupted"
+    assert "budget_s" in run.error and "SIGTERM sent" in run.error
+    assert run.error.endswith("killed by SIGTERM")
+    assert 0.5 <= run.duration_s < 30
+    assert run.energy_kwh > 0  # the cost is kept
+
+
+def test_a_command_that_ignores_sigterm_gets_sigkill_after_the_grace(tmp_path):
+    done, took = greenprint_run(
+        tmp_path, "--budget-s", "0.3", "--budget-grace-s", "0.5", code=STUBBORN
+    )
+    assert done.returncode == 128 + signal.SIGKILL, done.stderr
+    lines = budget_lines(done.stderr)
+    assert len(lines) == 2  # the SIGTERM line (naming the SIGKILL to come), then the SIGKILL one
+    assert "still running 0.5 s after SIGTERM: sending SIGKILL" in lines[1]
+    run = the_run(tmp_path)
+    assert run.status == "interrupted"
+    assert "SIGTERM sent, then SIGKILL after 0.5 s" in run.error
+    assert run.error.endswith("killed by SIGKILL")
+    assert run.duration_s >= 0.3 + 0.5 - 0.1  # the grace was given
+
+
+def test_an_energy_budget_stops_the_command(tmp_path):
+    # an estimate of a busy core grows by several mWh a second: 1e-6 kWh is crossed at once
+    done, _ = greenprint_run(tmp_path, "--budget-kwh", "1e-6", code=BUSY)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    run = the_run(tmp_path)
+    assert run.status == "interrupted" and "budget_kwh" in run.error
+    assert run.energy_kwh > 1e-6
+
+
+def test_a_command_within_budget_is_not_touched(tmp_path):
+    done, _ = greenprint_run(tmp_path, "--budget-s", "30", code="print('up')")
+    assert done.returncode == 0, done.stderr
+    assert budget_lines(done.stderr) == []
+    assert the_run(tmp_path).status == "finished"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--budget-kwh", "-1"],
+        ["--budget-s", "0"],
+        ["--budget-kg", "nan"],
+        ["--budget-s", "1", "--budget-grace-s", "-2"],
+    ],
+)
+def test_a_bad_budget_is_one_line_and_exit_2_with_nothing_written(tmp_path, options):
+    done, _ = greenprint_run(tmp_path, *options, code="print('never')")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("greenprint: error: ")
+    assert "never" not in done.stdout
+    assert not (tmp_path / "l.db").exists()
