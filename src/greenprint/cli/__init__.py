@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "greenprint.cli._whatif",
         "Price a run's energy in other regions and at the best start hour.",
     ),
+    "greener": (
+        "greenprint.cli._greener",
+        "Measure greener variants of a model side by side (int8, pruning, bf16, distillation).",
+    ),
     "demo": ("greenprint.cli._demo", "Run a small Green AI study end to end and report it."),
 }
 

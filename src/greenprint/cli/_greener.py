@@ -1,0 +1,302 @@
+"""``greenprint greener MODULE:FACTORY --data MODULE:LOADER``: greener variants, measured.
+
+The factory (no arguments) returns the trained model; the loader (no arguments) returns batches
+of ``(inputs, targets)`` (a DataLoader or a list). The first batch is the example input of the
+latency and energy loop, the first eight calibrate static int8, and every batch is scored: by
+default accuracy (``argmax`` of the outputs against the targets), else ``FN(model, batches)``
+given with ``--evaluate``. Anything the user's code raises, and every bad option, is one line on
+stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from greenprint._exceptions import ConfigError, GreenprintError
+from greenprint._imports import require
+from greenprint.cli._fpo import load_factory
+
+__all__ = ["DEFAULT_VARIANTS", "command", "parse_variants"]
+
+logger = logging.getLogger(__name__)
+
+#: What ``--variants`` runs when it is not given.
+DEFAULT_VARIANTS = "dynamic-int8,static-int8,prune-50,prune-ch-30,bf16,fp16"
+_CALIBRATION_BATCHES = 8
+
+
+def parse_variants(spec: str) -> list[Any]:
+    """The variants named by ``--variants`` (comma-separated).
+
+    Names: ``dynamic-int8``, ``static-int8``, ``prune-N`` (N% of single weights), ``prune-ch-N``
+    (N% of output channels), ``bf16``, ``fp16``.
+
+    Raises:
+        ConfigError: an unknown name, a percentage outside 1-99, or a repeated name.
+    """
+    from greenprint import greener
+
+    out = []
+    seen: set[str] = set()
+    for raw in spec.split(","):
+        item = raw.strip().lower()
+        if not item:
+            continue
+        if item in seen:
+            raise ConfigError(f"--variants names {item!r} twice")
+        seen.add(item)
+        match = re.fullmatch(r"prune(-ch)?-(\d+)", item)
+        if item == "dynamic-int8":
+            out.append(greener.dynamic_int8())
+        elif item == "static-int8":
+            out.append(greener.static_int8(calibration_batches=_CALIBRATION_BATCHES))
+        elif item in ("bf16", "fp16"):
+            out.append(greener.half_precision(item))
+        elif match:
+            percent = int(match.group(2))
+            if not 1 <= percent <= 99:
+                raise ConfigError(f"--variants {item}: the percentage must be 1-99")
+            make = greener.prune_structured if match.group(1) else greener.prune_unstructured
+            out.append(make(percent / 100, name=item))
+        else:
+            raise ConfigError(
+                f"unknown variant {item!r} in --variants; known: dynamic-int8, static-int8, "
+                "prune-N, prune-ch-N (N in 1-99), bf16, fp16"
+            )
+    return out
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+def _call(target: str, what: str, *args: Any) -> Any:
+    fn = load_factory(target)
+    try:
+        return fn(*args)
+    except GreenprintError:
+        raise
+    except Exception as e:  # user code: reported as bad input, in one line
+        logger.debug("%s %s failed", what, target, exc_info=True)
+        raise ConfigError(f"{what} {target} failed: {type(e).__name__}: {_first_line(e)}") from e
+
+
+def _batches(data: Any, target: str) -> list[tuple[tuple[Any, ...], Any]]:
+    import torch
+
+    try:
+        items = list(data)
+    except TypeError as e:
+        raise ConfigError(
+            f"--data {target} returned {type(data).__name__}: expected batches of (inputs, targets)"
+        ) from e
+    out = []
+    for k, batch in enumerate(items):
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ConfigError(f"--data {target}: batch {k} is not an (inputs, targets) pair")
+        inputs, targets = batch
+        inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+        if not inputs or not all(isinstance(x, torch.Tensor) for x in inputs):
+            raise ConfigError(f"--data {target}: batch {k} inputs are not tensors")
+        out.append((inputs, targets))
+    if not out:
+        raise ConfigError(f"--data {target} returned no batch")
+    return out
+
+
+def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
+    import torch
+
+    right = total = 0
+    with torch.inference_mode():
+        for inputs, targets in batches:
+            if not isinstance(targets, torch.Tensor):
+                raise ConfigError("default accuracy needs tensor targets; give --evaluate")
+            predicted = model(*inputs).argmax(dim=-1)
+            right += int((predicted == targets).sum())
+            total += int(targets.numel())
+    return right / total
+
+
+@click.command("greener")
+@click.argument("target", metavar="MODULE:FACTORY")
+@click.option(
+    "--data",
+    "data_target",
+    required=True,
+    metavar="MODULE:LOADER",
+    help="Function returning batches of (inputs, targets) to score and time the variants on.",
+)
+@click.option(
+    "--evaluate",
+    "evaluate_target",
+    default=None,
+    metavar="MODULE:FN",
+    help="FN(model, batches) -> score; default: accuracy of argmax(outputs) against targets.",
+)
+@click.option(
+    "--variants",
+    default=DEFAULT_VARIANTS,
+    show_default=True,
+    help="Comma-separated: dynamic-int8, static-int8, prune-N, prune-ch-N, bf16, fp16.",
+)
+@click.option(
+    "--student",
+    "student_target",
+    default=None,
+    metavar="MODULE:FACTORY",
+    help="A smaller untrained model to distil from the model (adds a 'distilled' variant).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Distillation epochs.",
+)
+@click.option("--metric", default="accuracy", show_default=True, help="Name of the score.")
+@click.option(
+    "--mode",
+    type=click.Choice(["max", "min"]),
+    default="max",
+    show_default=True,
+    help="Whether a higher (max) or lower (min) score is better.",
+)
+@click.option("--ledger", default=None, metavar="PATH", help="Ledger to record into.")
+@click.option("--study", default=None, help="Study to record into.")
+@click.option("--name", default="greener", show_default=True, help="Name of the comparison run.")
+@click.option("--region", default=None, help="Grid region for CO2-eq (e.g. DE).")
+@click.option(
+    "--min-time",
+    "min_time_s",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds each variant's timed loop lasts at least.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    metavar="DIR",
+    help="Write greener.json and greener.md there (created if needed).",
+)
+def command(
+    target: str,
+    data_target: str,
+    evaluate_target: str | None,
+    variants: str,
+    student_target: str | None,
+    epochs: int,
+    metric: str,
+    mode: str,
+    ledger: str | None,
+    study: str | None,
+    name: str,
+    region: str | None,
+    min_time_s: float,
+    out_dir: str | None,
+) -> None:
+    """Measure greener variants of the model FACTORY returns, side by side.
+
+    Each variant (int8 quantization, pruning, bf16/fp16, a distilled student) is made from a
+    copy of the model and measured the same way: score, latency, throughput, energy and CO2-eq
+    per 1,000 inferences, FPO, parameters and size on disk; with its Pareto front and
+    break-even. Recorded in the ledger (role greener); greenprint report shows it again.
+
+    Example: greenprint greener models.py:trained --data models.py:batches --out greener
+    """
+    torch = require("torch", extra="torch", purpose="greenprint greener")
+    from greenprint import greener
+    from greenprint.report._escape import markdown_text
+    from greenprint.report._greener import markdown_section
+
+    chosen = parse_variants(variants)
+    model = _call(target, "the factory")
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"{target} returned {type(model).__name__}, not a torch.nn.Module")
+    data = _call(data_target, "the loader")
+    batches = _batches(data, data_target)
+    if evaluate_target is not None:
+        fn = load_factory(evaluate_target)
+
+        def evaluate(m: Any) -> float:
+            try:
+                return float(fn(m, batches))
+            except GreenprintError:
+                raise
+            except Exception as e:  # user code: one line
+                raise ConfigError(
+                    f"--evaluate {evaluate_target} failed: {type(e).__name__}: {_first_line(e)}"
+                ) from e
+    else:
+
+        def evaluate(m: Any) -> float:
+            try:
+                return _accuracy(m, batches)
+            except GreenprintError:
+                raise
+            except Exception as e:  # the model or targets do not fit an accuracy
+                raise ConfigError(
+                    f"default accuracy failed ({type(e).__name__}: {_first_line(e)}); "
+                    "give --evaluate MODULE:FN"
+                ) from e
+
+    if student_target is not None:
+        student = _call(student_target, "the student factory")
+        if not isinstance(student, torch.nn.Module):
+            raise ConfigError(f"{student_target} returned {type(student).__name__}, not a model")
+        chosen.append(greener.distilled(student, batches, epochs=epochs))
+    try:
+        result = greener.compare(
+            model,
+            evaluate,
+            batches[0][0],
+            chosen,
+            name=name,
+            study=study,
+            ledger=ledger,
+            metric=metric,
+            mode="min" if mode == "min" else "max",
+            calibration=[inputs for inputs, _ in batches[:_CALIBRATION_BATCHES]],
+            min_time_s=min_time_s,
+            region=region,
+        )
+    except GreenprintError:
+        raise
+    except Exception as e:  # the model failed on its own data: bad input, one line
+        logger.debug("greener compare failed", exc_info=True)
+        raise ConfigError(
+            f"{target} failed on its data: {type(e).__name__}: {_first_line(e)}"
+        ) from e
+    click.echo(result.table())
+    if result.run_id:
+        click.echo(f"\nrecorded: run {result.run_id[:8]} in study {result.study!r}")
+    if out_dir is not None:
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "greener.json").write_text(
+                json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+            )
+            lines = markdown_section([result], markdown_text, _md_table)
+            (out / "greener.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot write to {out_dir!r}: {e.strerror or e}") from e
+        click.echo(f"wrote {out / 'greener.md'} and {out / 'greener.json'}")
+
+
+def _md_table(header: Any, rows: Any) -> list[str]:
+    from greenprint.report._escape import markdown_text as esc
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines.extend("| " + " | ".join(esc(c) for c in row) + " |" for row in rows)
+    return lines
