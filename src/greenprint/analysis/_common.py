@@ -26,6 +26,7 @@ __all__ = [
     "lower_is_better",
     "resolve_mode",
     "run_score",
+    "score_of",
 ]
 
 Mode = Literal["max", "min"]
@@ -112,7 +113,15 @@ def run_score(run: RunRecord, metric: str, *, mode: Mode = "max", reduce: Reduce
         AnalysisError: the value is infinite.
     """
     check_choice(reduce, "reduce", ("last", "best"))
-    value = run.metric(metric, mode="last" if reduce == "last" else mode)
+    return score_of(run, metric, "last" if reduce == "last" else mode)
+
+
+def score_of(run: RunRecord, metric: str, how: Literal["last", "max", "min"]) -> float:
+    """:func:`run_score` with its options checked already: ``how`` is ``RunRecord.metric``'s mode.
+
+    For loops over many runs (a study's scores), which check their options once.
+    """
+    value = run.metric(metric, mode=how)
     if value is None:
         return math.nan
     value = float(value)
@@ -188,7 +197,12 @@ class RunForest:
         parents: list[int | None] = [
             index.get(run.parent_id) if run.parent_id is not None else None for run in items
         ]
-        kinds = [_link_kind(run, items, parents[pos]) for pos, run in enumerate(items)]
+        kinds = [
+            "nested"  # the common case, decided without a call (see _link_kind)
+            if run.job_id is None and run.contained is not False
+            else _link_kind(run, items, parents[pos])
+            for pos, run in enumerate(items)
+        ]
         explicit = list(parents)
         notes = link_jobs(items, parents, kinds)
         kids: list[list[int]] = [[] for _ in items]

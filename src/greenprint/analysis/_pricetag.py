@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -449,24 +450,34 @@ def price_tag(
         )
         logger.warning("price_tag: parent runs with less energy than their children")
 
-    def totals(positions: list[int]) -> CostTotals:
+    # One pass per figure over the positions of a group, picked in C (itemgetter); the sums
+    # run in position order, as they always did, so every total is the same float.
+    is_trial = [role == "trial" for role in roles.roles]
+    fpo_unknown = [r.fpo is None and not c for r, c in zip(items, fpo_covered, strict=True)]
+
+    def totals(positions: Sequence[int]) -> CostTotals:
+        pick = _picker(positions)
         return CostTotals(
             runs=len(positions),
-            trials=sum(1 for p in positions if roles.roles[p] == "trial"),
-            energy_kwh=float(sum(energy_ex[p] for p in positions)),
-            emissions_kg=float(sum(co2_ex[p] for p in positions)),
-            fpo=int(sum(fpo_ex[p] for p in positions)),
-            fpo_unknown=sum(1 for p in positions if items[p].fpo is None and not fpo_covered[p]),
-            duration_s=float(sum(time_ex[p] for p in positions)),
+            trials=sum(pick(is_trial)),
+            energy_kwh=float(sum(pick(energy_ex))),
+            emissions_kg=float(sum(pick(co2_ex))),
+            fpo=int(sum(pick(fpo_ex))),
+            fpo_unknown=sum(pick(fpo_unknown)),
+            duration_s=float(sum(pick(time_ex))),
         )
 
-    everything = list(range(len(items)))
-    total = totals(everything)
+    total = totals(range(len(items)))
     order = {s: k for k, s in enumerate(RUN_STATUSES)}
-    statuses = sorted({r.status for r in items}, key=lambda s: (order.get(s, len(order)), s))
-    by_status = {s: totals([p for p in everything if items[p].status == s]) for s in statuses}
-    group = [roles.roles[roles.owners[p]] for p in everything]
-    by_role = {r: totals([p for p in everything if group[p] == r]) for r in RUN_ROLES if r in group}
+    of_status: dict[str, list[int]] = {}
+    of_role: dict[str, list[int]] = {}
+    role_of, owners = roles.roles, roles.owners
+    for p, run in enumerate(items):
+        of_status.setdefault(run.status, []).append(p)
+        of_role.setdefault(role_of[owners[p]], []).append(p)
+    statuses = sorted(of_status, key=lambda s: (order.get(s, len(order)), s))
+    by_status = {s: totals(of_status[s]) for s in statuses}
+    by_role = {r: totals(of_role[r]) for r in RUN_ROLES if r in of_role}
 
     started = min(r.started_at for r in items)
     ended = max(_end_time(r) for r in items)
@@ -529,6 +540,18 @@ def price_tag(
 
 
 # ---------------------------------------------------------------------------------- internals
+def _picker(positions: Sequence[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """A function that takes the values at ``positions`` (in that order) from a sequence."""
+    if isinstance(positions, range) and positions == range(positions.stop):
+        return lambda values: values
+    if len(positions) == 1:
+        only = positions[0]
+        return lambda values: (values[only],)
+    if not positions:
+        return lambda values: ()
+    return operator.itemgetter(*positions)
+
+
 def _end_time(run: RunRecord) -> float:
     if run.ended_at is not None:
         return run.ended_at
@@ -589,6 +612,16 @@ def _edh(
     )
 
 
+_MEASURED, _ESTIMATED, _UNKNOWN = 0, 1, 2
+
+
+def _source_kind(source: str | None) -> int:
+    """Whether a component's provenance is a measurement, an estimate or unknown (``None``)."""
+    if source is None:
+        return _UNKNOWN
+    return _ESTIMATED if Provenance.parse(source).is_estimate else _MEASURED
+
+
 def _added(forest: RunForest, position: int, amounts: list[Any]) -> Any:
     """The part of a run's inclusive amount from children that add to it (other hosts...)."""
     return sum(amounts[c] for c in forest.children[position] if forest.adds(c))
@@ -596,35 +629,59 @@ def _added(forest: RunForest, position: int, amounts: list[Any]) -> Any:
 
 def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
     measured = estimated = unknown = 0.0
+    runs = forest.runs
+    children = forest.children
     counted = [
         *forest.roots,
-        *(p for p in range(len(forest.runs)) if forest.parents[p] is not None and forest.adds(p)),
+        *(p for p in range(len(runs)) if forest.parents[p] is not None and forest.adds(p)),
     ]
+    # A study's runs share a handful of provenance dictionaries (the ledger decodes each
+    # distinct text once): each component's kind is looked up once per dictionary. The sums
+    # are taken run by run in the same order as before, so every figure is the same float.
+    kinds: dict[tuple[int, str], int] = {}  # (id of a provenance dict, component) -> kind
     for position in counted:
-        run = forest.runs[position]
-        parts = run.energy_by_component
-        for component, kwh in parts.items():
-            source = run.provenance.get(component)
-            if source is None:
+        run = runs[position]
+        provenance = run.provenance
+        parts = 0.0
+        for component, kwh in (
+            ("cpu", run.energy_cpu_kwh),
+            ("gpu", run.energy_gpu_kwh),
+            ("ram", run.energy_ram_kwh),
+        ):
+            if kwh is None:
+                continue
+            key = (id(provenance), component)
+            kind = kinds.get(key)
+            if kind is None:
+                kind = kinds[key] = _source_kind(provenance.get(component))
+            if kind == _UNKNOWN:
                 unknown += kwh
-            elif Provenance.parse(source).is_estimate:
+            elif kind == _ESTIMATED:
                 estimated += kwh
             else:
                 measured += kwh
-        own = float(energy_in[position]) - float(_added(forest, position, energy_in))
-        unknown += max(own - sum(parts.values()), 0.0)
+            parts += kwh
+        added = _added(forest, position, energy_in) if children[position] else 0
+        own = float(energy_in[position]) - float(added)
+        unknown += max(own - parts, 0.0)
     sources: dict[str, set[str]] = {}
     intensity: set[str] = set()
     pue_sources: set[str] = set()
-    for run in forest.runs:
+    seen: set[tuple[int, str]] = set()  # (id of a provenance dict, intensity source) done
+    for run in runs:
+        provenance = run.provenance
+        key = (id(provenance), run.intensity_source)
+        if key in seen:  # the same dictionary and source add nothing new to the sets
+            continue
+        seen.add(key)
         for component in _COMPONENTS:
-            if component in run.provenance:
-                sources.setdefault(component, set()).add(run.provenance[component])
-        source = run.provenance.get("intensity") or run.intensity_source
+            if component in provenance:
+                sources.setdefault(component, set()).add(provenance[component])
+        source = provenance.get("intensity") or run.intensity_source
         if source:
             intensity.add(source)
-        if "pue" in run.provenance:
-            pue_sources.add(run.provenance["pue"])
+        if "pue" in provenance:
+            pue_sources.add(provenance["pue"])
     return ProvenanceSummary(
         measured_kwh=measured,
         estimated_kwh=estimated,

@@ -31,6 +31,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from greenprint._exceptions import ConfigError
@@ -43,7 +44,7 @@ from greenprint.analysis._common import (
     check_choice,
     json_float,
     resolve_mode,
-    run_score,
+    score_of,
 )
 
 __all__ = [
@@ -121,7 +122,15 @@ class StudyRoles:
 
     def positions(self, role: str) -> tuple[int, ...]:
         """Positions of the runs with ``role``, in the order given."""
-        return tuple(p for p, r in enumerate(self.roles) if r == role)
+        return self._positions.get(role, ())
+
+    @cached_property
+    def _positions(self) -> dict[str, tuple[int, ...]]:
+        """Role -> positions of its runs: one pass over every role, kept (asked many times)."""
+        found: dict[str, list[int]] = {}
+        for p, r in enumerate(self.roles):
+            found.setdefault(r, []).append(p)
+        return {r: tuple(positions) for r, positions in found.items()}
 
     @property
     def trials(self) -> tuple[int, ...]:
@@ -371,14 +380,18 @@ def study_trials(
     scored = set(scored_statuses)
     scores: list[TrialScore] = [TrialScore(math.nan, "none")] * len(forest.runs)
     if metric is not None:
+        how: Literal["last", "max", "min"] = "last" if reduce == "last" else resolved_mode
+        runs, children = forest.runs, forest.children
         for pos in forest.order:  # children before parents
-            own = run_score(forest.runs[pos], metric, mode=resolved_mode, reduce=reduce)
-            if not math.isnan(own):
+            own = score_of(runs[pos], metric, how)
+            if own == own:  # not NaN
                 scores[pos] = TrialScore(own, "own")
+                continue
+            if not children[pos]:
                 continue
             values = [
                 scores[c].score
-                for c in forest.children[pos]
+                for c in children[pos]
                 if study.roles[c] == "part"
                 and forest.runs[c].status in scored
                 and not math.isnan(scores[c].score)

@@ -21,6 +21,7 @@ from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecor
 
 __all__ = [
     "FIELD_KINDS",
+    "SCHEMA_VERSION",
     "check_metric",
     "check_sample",
     "decode_columns",
@@ -31,6 +32,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The ledger schema this greenprint writes (its history and migrations: ``_schema``). The one
+#: definition: the SQLAlchemy schema and the standard-library SQLite path both import it.
+SCHEMA_VERSION = 4
 
 # field -> (kind, nullable). Kinds: "str", "status", "role", "float", "int", "bigint", "bool",
 # "json".

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from greenprint._version import __version__
-from greenprint.ledger._fields import FIELD_KINDS
+from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION
 
 __all__ = [
     "DecimalText",
@@ -44,8 +44,6 @@ __all__ = [
     "samples",
     "schema_version",
 ]
-
-SCHEMA_VERSION = 4
 
 
 class NonFiniteFloat(sa.types.TypeDecorator[float]):

@@ -33,7 +33,7 @@ from greenprint._exceptions import (
 from greenprint._imports import require
 from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger import _schema
-from greenprint.ledger._fields import FIELD_KINDS
+from greenprint.ledger._rows import METRIC_COLUMNS, RUN_COLUMNS, columns_of_rows, points_by_run
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
@@ -375,7 +375,10 @@ class SQLStore:
         parent_id: str | None = None,
         top_level: bool = False,
     ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
-        """The matching runs' stored values column by column, and their metrics by run id."""
+        """The matching runs' stored values column by column, and their metrics by run id.
+
+        See :mod:`greenprint.ledger._rows` (shared with the SQLite store).
+        """
         conditions: list[Any] = []
         if run_id is not None:
             conditions.append(runs_t.c.id == run_id)
@@ -389,21 +392,17 @@ class SQLStore:
             conditions.append(runs_t.c.parent_id == parent_id)
 
         def do(conn: Connection) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
-            rows = [r._mapping for r in conn.execute(sa.select(runs_t).where(*conditions))]
-            columns = {name: [row[name] for row in rows] for name in FIELD_KINDS}
-            by_run: dict[str, list[MetricPoint]] = {}
-            if rows:
-                ids = sa.select(runs_t.c.id).where(*conditions)
-                query = (
-                    sa.select(metrics_t)
-                    .where(metrics_t.c.run_id.in_(ids))
-                    .order_by(metrics_t.c.seq)
+            selected = sa.select(*(runs_t.c[name] for name in RUN_COLUMNS)).where(*conditions)
+            columns = columns_of_rows([tuple(row) for row in conn.execute(selected)])
+            ids = columns["id"]
+            if not ids:
+                return columns, {}
+            query = sa.select(*(metrics_t.c[name] for name in METRIC_COLUMNS))
+            if conditions:
+                query = query.where(
+                    metrics_t.c.run_id.in_(sa.select(runs_t.c.id).where(*conditions))
                 )
-                for m in conn.execute(query):
-                    by_run.setdefault(m.run_id, []).append(
-                        MetricPoint(name=m.name, value=m.value, step=m.step, time=m.time)
-                    )
-            return columns, by_run
+            return columns, points_by_run(conn.execute(query.order_by(metrics_t.c.seq)), ids)
 
         return self.transaction(do, write=False)
 

@@ -36,7 +36,14 @@ from greenprint._exceptions import (
 )
 from greenprint._records import MetricPoint, PowerSample
 from greenprint._version import __version__
-from greenprint.ledger._fields import FIELD_KINDS
+from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION
+from greenprint.ledger._rows import (
+    METRIC_COLUMNS,
+    RUN_COLUMNS,
+    SCAN_ALL_METRICS_SHARE,
+    columns_of_rows,
+    points_by_run,
+)
 from greenprint.ledger._target import Target
 
 __all__ = ["CREATE_STATEMENTS", "SCHEMA_VERSION", "SQLiteStore"]
@@ -45,8 +52,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The schema version these statements create; equal to ``_schema.SCHEMA_VERSION`` (tested).
-SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 30.0
 RETRY_DEADLINE_S = 120.0
 _POOL_SIZE = 5
@@ -91,8 +96,8 @@ CREATE_STATEMENTS: tuple[str, ...] = (
 
 # Columns of type NonFiniteFloat: NaN is bound as the text 'NaN' and every value read as float.
 _NONFINITE_RUN_COLUMNS = frozenset(n for n, (kind, _) in FIELD_KINDS.items() if kind == "float")
-_RUN_COLUMNS = tuple(FIELD_KINDS)
-_SELECT_RUNS = "SELECT " + ", ".join(_RUN_COLUMNS) + " FROM runs"
+_SELECT_RUNS = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM runs"
+_SELECT_METRICS = "SELECT " + ", ".join(METRIC_COLUMNS) + " FROM metrics"
 _INSERT_METRIC = "INSERT INTO metrics (run_id, name, step, value, time) VALUES (?, ?, ?, ?, ?)"
 _INSERT_SAMPLE = (
     "INSERT INTO samples (run_id, t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh) "
@@ -471,8 +476,8 @@ class SQLiteStore:
     ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
         """The matching runs' stored values column by column, and their metrics by run id.
 
-        Columns, not one dictionary per row: a study of 100,000 runs is read as 36 lists.
-        Metrics are in logged order.
+        See :mod:`greenprint.ledger._rows` (shared with the SQLAlchemy store). Stored values:
+        a NaN in a float column is still the text ``'NaN'`` (``decode_columns`` reads it).
         """
         conditions: list[str] = []
         params: list[Any] = []
@@ -496,29 +501,18 @@ class SQLiteStore:
         def do(
             conn: sqlite3.Connection,
         ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
-            fetched = conn.execute(_SELECT_RUNS + where, params).fetchall()
-            columns: dict[str, list[Any]] = {name: [] for name in _RUN_COLUMNS}
-            if fetched:
-                columns = {
-                    name: list(values)
-                    for name, values in zip(_RUN_COLUMNS, zip(*fetched, strict=True), strict=True)
-                }
-            for name in _NONFINITE_RUN_COLUMNS:
-                columns[name] = [None if v is None else float(v) for v in columns[name]]
-            by_run: dict[str, list[MetricPoint]] = {}
-            if fetched:
-                query = (
-                    "SELECT run_id, name, value, step, time FROM metrics "
-                    f"WHERE run_id IN (SELECT id FROM runs{where}) ORDER BY seq"
+            columns = columns_of_rows(conn.execute(_SELECT_RUNS + where, params).fetchall())
+            ids = columns["id"]
+            if not ids:
+                return columns, {}
+            if not where or len(ids) >= SCAN_ALL_METRICS_SHARE * _count_runs(conn):
+                rows = conn.execute(_SELECT_METRICS + " ORDER BY seq")
+            else:
+                rows = conn.execute(
+                    _SELECT_METRICS + f" WHERE run_id IN (SELECT id FROM runs{where}) ORDER BY seq",
+                    params,
                 )
-                names: dict[str, str] = {}  # one string object per metric name
-                point = MetricPoint
-                for rid, name, value, step, at in conn.execute(query, params):
-                    found = by_run.get(rid)
-                    if found is None:
-                        found = by_run[rid] = []
-                    found.append(point(names.setdefault(name, name), float(value), step, at))
-            return columns, by_run
+            return columns, points_by_run(rows, ids)
 
         return self.transaction(do, write=False)
 
@@ -551,6 +545,11 @@ class SQLiteStore:
             ]
 
         return self.transaction(do, write=False)
+
+
+def _count_runs(conn: sqlite3.Connection) -> int:
+    """How many runs the ledger holds (a scan of its smallest index)."""
+    return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
 
 
 def _jitter(low: float, high: float) -> float:

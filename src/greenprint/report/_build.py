@@ -162,8 +162,9 @@ def _pick_metric(
     """The metric to rank by (``None``: no run logged one), and a note saying how it was chosen."""
     counts: dict[str, int] = {}
     for run in runs:
-        # in logged order (not a set's hash order), so that ties go the same way every time
-        for name in dict.fromkeys(p.name for p in run.metrics if not math.isnan(p.value)):
+        # in logged order (not a set's hash order), so that ties go the same way every time;
+        # a NaN value (v != v) does not count
+        for name in {p.name: None for p in run.metrics if p.value == p.value}:
             if not is_reserved_metric(name):  # greenprint's own (predictions): never a score
                 counts[name] = counts.get(name, 0) + 1
     if metric is not None:
@@ -350,17 +351,26 @@ def _training_type(
 
 
 def _energy_source(run: RunRecord, memo: dict[tuple[Any, ...], str]) -> str:
+    # by the provenance dictionary's id (a study's runs share a few: the ledger decodes each
+    # distinct text once), then by its content
     key = (
+        id(run.provenance),
         run.energy_cpu_kwh is None,
         run.energy_gpu_kwh is None,
         run.energy_ram_kwh is None,
-        run.provenance.get("cpu"),
-        run.provenance.get("gpu"),
-        run.provenance.get("ram"),
     )
     found = memo.get(key)
     if found is None:
-        found = memo[key] = _energy_source_of(run)
+        content = (
+            key[1:],
+            run.provenance.get("cpu"),
+            run.provenance.get("gpu"),
+            run.provenance.get("ram"),
+        )
+        found = memo.get(content)
+        if found is None:
+            found = memo[content] = _energy_source_of(run)
+        memo[key] = found
     return found
 
 
@@ -392,36 +402,46 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
             depth[child] = depth[position] + 1
     rows = []
     sources: dict[tuple[Any, ...], str] = {}
+    index = forest.index
+    role_of, inferred, scores = roles.roles, roles.inferred, trials.scores
+    row = RunRow
     for position, run in enumerate(forest.runs):
-        scored = trials.scores[position]
-        known = None if math.isnan(scored.score) else scored.score
+        scored = scores[position]
+        score = scored.score
+        known = None if score != score else score  # NaN: no score
+        fpo = run.fpo
+        energy_kwh = run.energy_kwh
+        provenance = run.provenance
+        parent_id = run.parent_id
         rows.append(
-            RunRow(
+            row(
                 id=run.id,
                 name=run.name,
-                parent_id=run.parent_id if run.parent_id in forest.index else None,
+                parent_id=parent_id if parent_id in index else None,
                 depth=depth[position],
-                is_trial=roles.roles[position] == "trial",
+                is_trial=role_of[position] == "trial",
                 status=run.status,
                 score=known,
                 started_at=run.started_at,
                 duration_s=run.duration_s,
-                energy_kwh=run.energy_kwh,
+                energy_kwh=energy_kwh,
                 emissions_kg=run.emissions_kg,
-                fpo=run.fpo,
+                fpo=fpo,
                 dataset_size=run.dataset_size,
                 param_count=run.param_count,
                 params=run.params,
                 energy_source=_energy_source(run, sources),
                 pue=run.pue,
                 intensity_g_per_kwh=run.intensity_g_per_kwh,
-                intensity_source=run.provenance.get("intensity") or run.intensity_source,
-                score_per_kwh=score_per_cost(known, run.energy_kwh),
-                score_per_gflop=score_per_cost(known, None if run.fpo is None else run.fpo / 1e9),
+                intensity_source=provenance.get("intensity") or run.intensity_source,
+                score_per_kwh=None if known is None else score_per_cost(known, energy_kwh),
+                score_per_gflop=(
+                    None if known is None or fpo is None else score_per_cost(known, fpo / 1e9)
+                ),
                 error=run.error,
                 is_final=run.id == final_id,
-                role=roles.roles[position],
-                role_inferred=roles.inferred[position],
+                role=role_of[position],
+                role_inferred=inferred[position],
                 score_source=scored.source,
             )
         )

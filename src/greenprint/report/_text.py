@@ -110,17 +110,26 @@ def _describe_hardware(hw: dict[str, Any]) -> str | None:
     return text
 
 
+_UNSEEN: Any = object()
+
+
 def hardware_descriptions(runs: Iterable[RunRecord]) -> tuple[str, ...]:
     """The distinct hardware the runs recorded, most used first (``"unknown"`` if none)."""
     counts: dict[str, int] = {}
     seen: dict[tuple[Any, ...], str | None] = {}
+    # a study's runs share a few hardware dictionaries (the ledger decodes each distinct text
+    # once): each dictionary is described once, by its id
+    by_object: dict[int, str | None] = {}
     for run in runs:
-        hw = run.hardware if isinstance(run.hardware, dict) else {}
-        gpus = hw.get("gpus") or []
-        key = (hw.get("cpu_model"), hw.get("logical_cores"), hw.get("ram_gb"), repr(gpus))
-        if key not in seen:
-            seen[key] = _describe_hardware(hw)
-        text = seen[key]
+        hardware = run.hardware
+        text = by_object.get(id(hardware), _UNSEEN)
+        if text is _UNSEEN:
+            hw = hardware if isinstance(hardware, dict) else {}
+            gpus = hw.get("gpus") or []
+            key = (hw.get("cpu_model"), hw.get("logical_cores"), hw.get("ram_gb"), repr(gpus))
+            if key not in seen:
+                seen[key] = _describe_hardware(hw)
+            text = by_object[id(hardware)] = seen[key]
         if text:
             counts[text] = counts.get(text, 0) + 1
     if not counts:
