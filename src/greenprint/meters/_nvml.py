@@ -12,8 +12,9 @@ Per visible GPU:
 ``CUDA_VISIBLE_DEVICES`` is honoured as CUDA does: a comma list of indices or UUIDs (``GPU-...``,
 unique prefixes allowed), read up to the first invalid entry; an empty value hides every GPU.
 Indices are NVML's (PCI bus order); CUDA numbers by speed unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``,
-which on machines with mixed GPUs can differ. MIG instances (``MIG-...``) end the list: NVML has
-no energy counter per instance.
+which on machines with mixed GPUs can differ. MIG devices (``MIG-...`` entries, or a GPU in MIG
+mode) are metered as their share of the parent GPU by compute slices: see
+:mod:`greenprint.meters._mig`.
 
 Per-process share: ``nvmlDeviceGetComputeRunningProcesses`` lists the compute processes on each
 GPU with their memory; the tracked tree gets the fraction of that memory its processes hold (of
@@ -29,6 +30,8 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import psutil
 
 from greenprint._exceptions import MeterError, MissingDependencyError
 from greenprint._imports import require
@@ -186,6 +189,10 @@ class _Gpu:
         "last_power_w",
         "memory_gb",
         "name",
+        "proc_handle",
+        "rule",
+        "share",
+        "tag",
         "uuid",
     )
 
@@ -193,31 +200,41 @@ class _Gpu:
         self, index: int, handle: Any, uuid: str, name: str, memory_gb: float, has_counter: bool
     ) -> None:
         self.index = index
-        self.handle = handle
+        self.handle = handle  # energy and power (the parent GPU of a MIG device)
         self.uuid = uuid
         self.name = name
         self.memory_gb = memory_gb
         self.has_counter = has_counter
         self.last_mj = 0
         self.last_power_w = 0.0
+        self.share = 1.0  # fraction of the handle's energy metered (a MIG device's slices)
+        self.proc_handle = handle  # whose compute processes are attributed
+        self.tag = ""
+        self.rule = ""
 
     @property
     def label(self) -> str:
-        return f"GPU-{self.index}"
+        return self.tag or f"GPU-{self.index}"
 
 
 def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]:
     """Enumerate the visible, measurable GPUs (NVML already initialised)."""
+    from greenprint.meters._mig import MigDevice, visible_targets
+
     count = int(_nvml_call(nvml, "nvmlDeviceGetCount"))
     handles = [_nvml_call(nvml, "nvmlDeviceGetHandleByIndex", i) for i in range(count)]
     uuids = [str(_nvml_call(nvml, "nvmlDeviceGetUUID", h)) for h in handles]
-    visible = parse_cuda_visible_devices(environ.get("CUDA_VISIBLE_DEVICES"), uuids)
+    targets, skipped = visible_targets(nvml, environ.get("CUDA_VISIBLE_DEVICES"), handles, uuids)
     gpus: list[_Gpu] = []
-    skipped: list[str] = []
-    for i in visible:
+    for target in targets:
+        mig = target if isinstance(target, MigDevice) else None
+        i = target.parent if isinstance(target, MigDevice) else target
         handle = handles[i]
-        name = str(_nvml_call(nvml, "nvmlDeviceGetName", handle))
-        memory_gb = float(_nvml_call(nvml, "nvmlDeviceGetMemoryInfo", handle).total) / 2**30
+        if mig is not None:
+            name, memory_gb = mig.name, mig.memory_gb
+        else:
+            name = str(_nvml_call(nvml, "nvmlDeviceGetName", handle))
+            memory_gb = float(_nvml_call(nvml, "nvmlDeviceGetMemoryInfo", handle).total) / 2**30
         try:
             _nvml_call(nvml, "nvmlDeviceGetTotalEnergyConsumption", handle)
             has_counter = True
@@ -230,9 +247,18 @@ def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]
             except nvml.NVMLError as e2:
                 if not _code(nvml, e2, "NVML_ERROR_NOT_SUPPORTED"):
                     raise
-                skipped.append(f"GPU-{i} ({name}) reports neither energy nor power: not counted")
+                label = mig.label if mig is not None else f"GPU-{i}"
+                skipped.append(f"{label} ({name}) reports neither energy nor power: not counted")
                 continue
-        gpus.append(_Gpu(i, handle, uuids[i], name, memory_gb, has_counter))
+        gpu = _Gpu(i, handle, uuids[i] if mig is None else mig.uuid, name, memory_gb, has_counter)
+        if mig is not None:
+            gpu.share, gpu.proc_handle, gpu.tag, gpu.rule = (
+                mig.share,
+                mig.handle,
+                mig.label,
+                mig.rule,
+            )
+        gpus.append(gpu)
     return gpus, skipped
 
 
@@ -275,7 +301,11 @@ def probe_nvml(
             return MeterStatus("nvml", False, reason, "unset CUDA_VISIBLE_DEVICES"), ()
         reason = "; ".join(skipped) or "NVML found no visible NVIDIA GPU"
         return MeterStatus("nvml", False, reason, None), ()
-    parts = [f"{g.label} {'energy counter' if g.has_counter else 'power sampling'}" for g in gpus]
+    parts = [
+        f"{g.label} {'energy counter' if g.has_counter else 'power sampling'}"
+        + (f" ({g.rule})" if g.rule else "")
+        for g in gpus
+    ]
     return MeterStatus("nvml", True, "; ".join(parts + skipped), None), infos
 
 
@@ -359,7 +389,8 @@ class NvmlMeter(Meter):
             parts.append("nvml:counter:" + "+".join(counter))
         if sampled:
             parts.append("nvml:power-sampling:" + "+".join(sampled))
-        return Provenance("measured", "+".join(parts))
+        rules = "; ".join(f"{g.label}: {g.rule}" for g in self._gpus if g.rule)
+        return Provenance("measured", "+".join(parts), rules)
 
     @property
     def provenance(self) -> str:
@@ -419,10 +450,10 @@ class NvmlMeter(Meter):
                         logger.info("%s energy counter reset (GPU reset?)", g.label)
                         delta = mj
                 g.last_mj = mj
-                joules = delta / 1000.0
+                joules = delta / 1000.0 * g.share
             else:
                 power_w = float(self._call(g, "nvmlDeviceGetPowerUsage")) / 1000.0
-                joules = 0.5 * (power_w + g.last_power_w) * dt
+                joules = 0.5 * (power_w + g.last_power_w) * dt * g.share
                 g.last_power_w = power_w
             total_j += joules
             shares.append((joules, self._share(g, pids) if pids is not None else None))
@@ -440,14 +471,12 @@ class NvmlMeter(Meter):
 
     def _share(self, gpu: _Gpu, pids: frozenset[int]) -> float | None:
         try:
-            procs = _nvml_call(self._nvml, "nvmlDeviceGetComputeRunningProcesses", gpu.handle)
+            procs = _nvml_call(self._nvml, "nvmlDeviceGetComputeRunningProcesses", gpu.proc_handle)
         except self._nvml.NVMLError as e:
             logger.info("%s: no per-process attribution (%s)", gpu.label, e)
             return None
         if not procs:
             return 0.0
-        import psutil  # only with a GPU: a run without one never imports psutil on Linux
-
         if not any(p.pid in pids or psutil.pid_exists(p.pid) for p in procs):
             logger.info("%s: NVML process ids are not in this PID namespace", gpu.label)
             return None

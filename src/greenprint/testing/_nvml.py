@@ -9,6 +9,15 @@ memory in bytes); ``nvmlInit`` reference counting; calls before ``nvmlInit`` or 
 returning objects with ``pid``, ``usedGpuMemory`` (``None`` when not available),
 ``gpuInstanceId`` and ``computeInstanceId``.
 
+MIG (Multi-Instance GPU), as NVML behaves on A100/H100: ``nvmlDeviceGetMigMode`` returns
+``[current, pending]`` (``NotSupported`` on a GPU without MIG); ``nvmlDeviceGetCount`` and
+``nvmlDeviceGetHandleByIndex`` see the parent GPUs only; ``nvmlDeviceGetMigDeviceHandleByIndex``
+gives the MIG devices (``NotFound`` for an empty index); on a MIG handle
+``nvmlDeviceGetTotalEnergyConsumption`` and ``nvmlDeviceGetPowerUsage`` raise
+``NVMLError_NotSupported`` (energy is the parent's), ``nvmlDeviceGetAttributes`` gives the slice
+counts (``NotSupported`` on a parent), ``nvmlDeviceIsMigDeviceHandle`` returns a ``c_uint`` as
+pynvml does, and ``nvmlDeviceGetComputeRunningProcesses`` lists that instance's processes.
+
 Example:
     >>> from greenprint.testing import FakeGPU, FakeNVML
     >>> nvml = FakeNVML([FakeGPU(energy_mj=1_000)])
@@ -20,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import string
 import sys
 import uuid as _uuid
@@ -28,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FakeGPU", "FakeGpuProcess", "FakeNVML", "NVMLError"]
+__all__ = ["FakeGPU", "FakeGpuProcess", "FakeMigDevice", "FakeNVML", "NVMLError"]
 
 NVML_SUCCESS = 0
 NVML_ERROR_UNINITIALIZED = 1
@@ -65,6 +75,8 @@ NVML_ERROR_UNKNOWN = 999
 
 #: ``gpuInstanceId``/``computeInstanceId`` of a process on a GPU without MIG.
 NVML_VALUE_NOT_AVAILABLE_uint = 0xFFFFFFFF
+NVML_DEVICE_MIG_DISABLE = 0
+NVML_DEVICE_MIG_ENABLE = 1
 
 _MESSAGES = {
     NVML_ERROR_UNINITIALIZED: "Uninitialized",
@@ -154,6 +166,52 @@ class FakeGpuProcess:
 
 
 @dataclass
+class FakeMigDevice:
+    """One MIG device (a compute instance inside a GPU instance) of a fake GPU.
+
+    Attributes:
+        profile: the profile name, e.g. ``"1g.5gb"``, ``"3g.20gb"`` (part of the device name).
+        slices: ``gpuInstanceSliceCount``: compute slices of its GPU instance.
+        compute_slices: ``computeInstanceSliceCount`` (default: the GPU instance's).
+        memory_gb: its memory, GB.
+        gpu_instance_id: ``nvmlDeviceGetGpuInstanceId``.
+        compute_instance_id: ``nvmlDeviceGetComputeInstanceId``.
+        uuid: ``"MIG-..."`` (random if not given).
+        processes: compute processes in this instance.
+    """
+
+    profile: str = "1g.5gb"
+    slices: int = 1
+    compute_slices: int = 0
+    memory_gb: float = 4.75
+    gpu_instance_id: int = 1
+    compute_instance_id: int = 0
+    uuid: str = ""
+    processes: list[FakeGpuProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.uuid:
+            self.uuid = f"MIG-{_uuid.uuid4()}"
+        if not self.compute_slices:
+            self.compute_slices = self.slices
+
+
+class _Attributes:
+    """``c_nvmlDeviceAttributes_t``'s fields, as ``nvmlDeviceGetAttributes`` returns them."""
+
+    def __init__(self, mig: FakeMigDevice) -> None:
+        self.multiprocessorCount = 14 * mig.compute_slices
+        self.sharedCopyEngineCount = mig.slices
+        self.sharedDecoderCount = 0
+        self.sharedEncoderCount = 0
+        self.sharedJpegCount = 0
+        self.sharedOfaCount = 0
+        self.gpuInstanceSliceCount = mig.slices
+        self.computeInstanceSliceCount = mig.compute_slices
+        self.memorySizeMB = round(mig.memory_gb * 1024)
+
+
+@dataclass
 class FakeGPU:
     """One fake GPU.
 
@@ -168,6 +226,10 @@ class FakeGPU:
         power_limit_w: enforced power limit in W.
         processes: compute processes, or ``None`` if the query is not supported.
         errors: function name -> NVML error code that function raises for this GPU.
+        mig: MIG mode: ``None`` for a GPU without MIG (``nvmlDeviceGetMigMode`` raises
+            ``NotSupported``), ``False`` disabled, ``True`` enabled.
+        mig_devices: the MIG devices when enabled, by MIG index.
+        max_mig_devices: ``nvmlDeviceGetMaxMigDeviceCount`` (7 on A100/H100, 4 on A30).
     """
 
     name: str = "NVIDIA A100-SXM4-40GB"
@@ -178,6 +240,9 @@ class FakeGPU:
     power_limit_w: float = 400.0
     processes: list[FakeGpuProcess] | None = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    mig: bool | None = None
+    mig_devices: list[FakeMigDevice] = field(default_factory=list)
+    max_mig_devices: int = 7
 
     def __post_init__(self) -> None:
         if not self.uuid:
@@ -204,13 +269,15 @@ class FakeGPU:
 
 
 class _Handle:
-    __slots__ = ("index",)
+    __slots__ = ("index", "mig")
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, mig: int | None = None) -> None:
         self.index = index
+        self.mig = mig  # MIG index on the parent, or None for the GPU itself
 
     def __repr__(self) -> str:
-        return f"<FakeNVML device handle {self.index}>"
+        suffix = "" if self.mig is None else f" MIG {self.mig}"
+        return f"<FakeNVML device handle {self.index}{suffix}>"
 
 
 class _Memory:
@@ -278,7 +345,18 @@ class FakeNVML:
         gpu = self.gpus[handle.index]
         if function in gpu.errors:
             raise NVMLError(gpu.errors[function])
+        if handle.mig is not None and not (gpu.mig and handle.mig < len(gpu.mig_devices)):
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)  # a MIG device that is gone
         return gpu
+
+    def _both(self, function: str, handle: _Handle) -> tuple[FakeGPU, FakeMigDevice | None]:
+        """The GPU ``handle`` names and its MIG device, or ``None`` for the whole GPU."""
+        gpu = self._gpu(function, handle)
+        return gpu, None if handle.mig is None else gpu.mig_devices[handle.mig]
+
+    def _mig(self, function: str, handle: _Handle) -> FakeMigDevice | None:
+        """The MIG device ``handle`` names, or ``None`` for a whole GPU."""
+        return self._both(function, handle)[1]
 
     def _gpu(self, function: str, handle: _Handle) -> FakeGPU:
         gpu = self._enter(function, handle)
@@ -325,12 +403,15 @@ class FakeNVML:
         return _Handle(int(index))
 
     def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> _Handle:
-        """Handle of the GPU with this exact UUID; ``NVMLError_NotFound`` otherwise."""
+        """Handle of the GPU (or MIG device) with this exact UUID; ``NotFound`` otherwise."""
         self._enter("nvmlDeviceGetHandleByUUID")
         wanted = uuid.decode() if isinstance(uuid, bytes) else uuid
         for i, gpu in enumerate(self.gpus):
             if gpu.uuid == wanted:
                 return _Handle(i)
+            for m, mig in enumerate(gpu.mig_devices if gpu.mig else []):
+                if mig.uuid == wanted:
+                    return _Handle(i, m)
         raise NVMLError(NVML_ERROR_NOT_FOUND)
 
     def nvmlDeviceGetIndex(self, handle: _Handle) -> int:
@@ -339,33 +420,91 @@ class FakeNVML:
         return handle.index
 
     def nvmlDeviceGetName(self, handle: _Handle) -> str:
-        """Model name (a str, as pynvml decodes it)."""
-        return self._gpu("nvmlDeviceGetName", handle).name
+        """Model name (a str, as pynvml decodes it); a MIG device's ends ``MIG <profile>``."""
+        gpu, mig = self._both("nvmlDeviceGetName", handle)
+        return gpu.name if mig is None else f"{gpu.name} MIG {mig.profile}"
 
     def nvmlDeviceGetUUID(self, handle: _Handle) -> str:
-        """``"GPU-..."`` UUID (a str)."""
-        return self._gpu("nvmlDeviceGetUUID", handle).uuid
+        """``"GPU-..."`` UUID, or ``"MIG-..."`` for a MIG device (a str)."""
+        gpu, mig = self._both("nvmlDeviceGetUUID", handle)
+        return gpu.uuid if mig is None else mig.uuid
 
     def nvmlDeviceGetMemoryInfo(self, handle: _Handle, version: int | None = None) -> _Memory:
-        """Memory in bytes: ``.total``, ``.free``, ``.used``."""
-        gpu = self._gpu("nvmlDeviceGetMemoryInfo", handle)
-        used = sum(p.usedGpuMemory or 0 for p in gpu.processes or [])
-        total = int(gpu.memory_gb * 2**30)
+        """Memory in bytes: ``.total``, ``.free``, ``.used`` (a MIG device's own)."""
+        gpu, mig = self._both("nvmlDeviceGetMemoryInfo", handle)
+        procs = (gpu.processes or []) if mig is None else mig.processes
+        used = sum(p.usedGpuMemory or 0 for p in procs)
+        total = int((gpu.memory_gb if mig is None else mig.memory_gb) * 2**30)
         return _Memory(total, min(used, total))
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:
-        """Energy since the driver loaded, in mJ (``NotSupported`` before Volta)."""
+        """Energy since the driver loaded, in mJ (``NotSupported`` before Volta and on MIG)."""
         gpu = self._gpu("nvmlDeviceGetTotalEnergyConsumption", handle)
-        if gpu.energy_mj is None:
+        if gpu.energy_mj is None or handle.mig is not None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return int(gpu.energy_mj)
 
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
-        """Current power draw, in mW."""
+        """Current power draw, in mW (``NotSupported`` on a MIG device)."""
         gpu = self._gpu("nvmlDeviceGetPowerUsage", handle)
-        if gpu.power_w is None:
+        if gpu.power_w is None or handle.mig is not None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return round(gpu.power_w * 1000)
+
+    def nvmlDeviceGetMigMode(self, device: _Handle) -> list[int]:
+        """``[current, pending]`` MIG mode; ``NotSupported`` on a GPU without MIG."""
+        gpu = self._gpu("nvmlDeviceGetMigMode", device)
+        if gpu.mig is None or device.mig is not None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        mode = NVML_DEVICE_MIG_ENABLE if gpu.mig else NVML_DEVICE_MIG_DISABLE
+        return [mode, mode]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, device: _Handle) -> int:
+        """How many MIG devices the GPU can hold (0 without MIG)."""
+        gpu = self._gpu("nvmlDeviceGetMaxMigDeviceCount", device)
+        return 0 if gpu.mig is None else gpu.max_mig_devices
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, device: _Handle, index: int) -> _Handle:
+        """The MIG device at ``index``; ``NotFound`` where there is none."""
+        gpu = self._gpu("nvmlDeviceGetMigDeviceHandleByIndex", device)
+        if device.mig is not None or not 0 <= int(index) < max(gpu.max_mig_devices, 0):
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        if not gpu.mig or int(index) >= len(gpu.mig_devices):
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
+        return _Handle(device.index, int(index))
+
+    def nvmlDeviceIsMigDeviceHandle(self, device: _Handle) -> ctypes.c_uint:
+        """Whether the handle is a MIG device's: a ``c_uint``, as pynvml returns it."""
+        self._gpu("nvmlDeviceIsMigDeviceHandle", device)
+        return ctypes.c_uint(0 if device.mig is None else 1)
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, migDevice: _Handle) -> _Handle:
+        """The parent GPU of a MIG device (``InvalidArgument`` for a whole GPU)."""
+        self._gpu("nvmlDeviceGetDeviceHandleFromMigDeviceHandle", migDevice)
+        if migDevice.mig is None:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return _Handle(migDevice.index)
+
+    def nvmlDeviceGetAttributes(self, device: _Handle) -> _Attributes:
+        """Slice counts and memory of a MIG device (``NotSupported`` on a whole GPU)."""
+        mig = self._mig("nvmlDeviceGetAttributes", device)
+        if mig is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return _Attributes(mig)
+
+    def nvmlDeviceGetGpuInstanceId(self, device: _Handle) -> int:
+        """The GPU instance of a MIG device."""
+        mig = self._mig("nvmlDeviceGetGpuInstanceId", device)
+        if mig is None:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return mig.gpu_instance_id
+
+    def nvmlDeviceGetComputeInstanceId(self, device: _Handle) -> int:
+        """The compute instance of a MIG device."""
+        mig = self._mig("nvmlDeviceGetComputeInstanceId", device)
+        if mig is None:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return mig.compute_instance_id
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         """Enforced power limit, in mW."""
@@ -373,7 +512,12 @@ class FakeNVML:
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[Any]:
         """Compute processes on the GPU (objects with ``pid`` and ``usedGpuMemory``)."""
-        gpu = self._gpu("nvmlDeviceGetComputeRunningProcesses", handle)
+        gpu, mig = self._both("nvmlDeviceGetComputeRunningProcesses", handle)
+        if mig is not None:
+            return [
+                FakeGpuProcess(p.pid, p.usedGpuMemory, mig.gpu_instance_id, mig.compute_instance_id)
+                for p in mig.processes
+            ]
         if gpu.processes is None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return [
