@@ -31,8 +31,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import psutil
-
 from greenprint._exceptions import MeterError, MissingDependencyError
 from greenprint._imports import require
 from greenprint._provenance import Provenance
@@ -477,6 +475,8 @@ class NvmlMeter(Meter):
             return None
         if not procs:
             return 0.0
+        import psutil  # only with a GPU: a run without one never imports psutil on Linux
+
         if not any(p.pid in pids or psutil.pid_exists(p.pid) for p in procs):
             logger.info("%s: NVML process ids are not in this PID namespace", gpu.label)
             return None
