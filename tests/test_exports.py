@@ -115,6 +115,8 @@ def _instance(cls: type[BaseException]) -> BaseException:
         return cls("matplotlib", "report", "plots in reports")
     if cls is gp.UnknownRegionError:
         return cls("unknown region 'DEX'", region="DEX", suggestions=("DE", "DK"))
+    if cls is gp.MergeConflictError:
+        return cls("run a0000002 differs", run_ids=("a0000002",))
     return cls("what went wrong")
 
 
