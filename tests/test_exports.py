@@ -13,6 +13,7 @@ import importlib
 import inspect
 import json
 import pickle
+import re
 import subprocess
 import sys
 import traceback
@@ -118,6 +119,17 @@ def _instance(cls: type[BaseException]) -> BaseException:
     if cls is gp.MergeConflictError:
         return cls("run a0000002 differs", run_ids=("a0000002",))
     return cls("what went wrong")
+
+
+def test_every_exception_is_exported_at_the_top_level_and_in_the_tree():
+    from greenprint import _exceptions
+
+    for name in _exceptions.__all__:
+        assert name in gp.__all__, f"greenprint.{name} is not exported"
+        cls = getattr(_exceptions, name)
+        assert issubclass(cls, gp.GreenprintError) and cls.__doc__, name
+        tree_line = rf"^    (?:[│ ]   )*(?:[├└]── )?{name}\b"
+        assert re.search(tree_line, _exceptions.__doc__, re.M), f"{name} is not in the tree"
 
 
 @pytest.mark.parametrize("cls", _exceptions(), ids=lambda c: c.__name__)
