@@ -1,0 +1,205 @@
+"""compare(): break-even maths by hand, the front, bad input, the ledger and the report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import greenprint as gp
+from greenprint.greener._result import GreenerRow, break_even_inferences, finish
+
+torch = pytest.importorskip("torch")
+
+from greenprint import greener  # noqa: E402
+from greenprint.report import build_report, render  # noqa: E402
+
+from . import _greener_models as models  # noqa: E402
+
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "report-schema.json"
+
+
+# ------------------------------------------------------------------------ break-even maths
+def test_break_even_by_hand():
+    # 2 Wh of distillation, 3 mWh -> 1 mWh per inference: 2e-3 / 2e-6 = 1,000 inferences
+    assert break_even_inferences(2e-3, 3e-6, 1e-6) == pytest.approx(1000.0)
+    assert break_even_inferences(0.0, 3e-6, 1e-6) == 0.0  # nothing to pay back
+    assert break_even_inferences(0.0, 1e-6, 3e-6) == 0.0
+    assert break_even_inferences(1e-3, 1e-6, 1e-6) is None  # saves nothing: never
+    assert break_even_inferences(1e-3, 1e-6, 2e-6) is None  # costs more: never
+
+
+@pytest.mark.parametrize(
+    "args", [(-1.0, 1.0, 0.5), (1.0, math.nan, 0.5), (1.0, 1.0, math.inf), ("1", 1.0, 0.5)]
+)
+def test_break_even_refuses_bad_energies(args):
+    with pytest.raises(gp.ConfigError):
+        break_even_inferences(*args)
+
+
+@given(
+    st.floats(1e-9, 1e3),
+    st.floats(1e-12, 1.0),
+    st.floats(0.0, 1.0, exclude_max=True),
+)
+def test_break_even_times_saving_is_the_training_energy(training, base, share):
+    variant = base * share
+    n = break_even_inferences(training, base, variant)
+    assert n is not None and n > 0
+    assert math.isclose(n * (base - variant), training, rel_tol=1e-9)
+
+
+def _row(name, score, wh_per_1000, training_wh=0.0, **kw):
+    return GreenerRow(
+        name=name,
+        technique=name,
+        score=score,
+        energy_kwh_per_1000=wh_per_1000 / 1e3,
+        training_energy_kwh=training_wh / 1e3,
+        **kw,
+    )
+
+
+def test_finish_computes_front_and_break_even_by_hand():
+    rows = [
+        _row("baseline", 0.90, 2.0),
+        _row("int8", 0.89, 1.0),  # no training: pays at once
+        _row("student", 0.85, 0.5, training_wh=30.0),  # 30 Wh / (2 - 0.5) mWh = 20,000
+        _row("slow", 0.88, 4.0, training_wh=1.0),  # costs more per inference: never
+        GreenerRow(name="skipped", technique="x", status="skipped", reason="why"),
+    ]
+    result = finish(rows, metric="accuracy", mode="max", baseline="baseline")
+    assert result.row("int8").break_even_inferences == 0.0
+    assert result.row("student").break_even_inferences == pytest.approx(20_000.0)
+    assert result.row("slow").break_even_inferences is None
+    assert result.row("baseline").break_even_inferences is None
+    assert result.front == ("baseline", "int8", "student")  # 'slow' is dominated by baseline
+    table = result.table()
+    assert "20,000" in table and "never" in table and "skipped: why" in table
+    lower = finish(rows, metric="error", mode="min", baseline="baseline")
+    assert lower.front == ("student",)  # lowest score and lowest energy
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def small():
+    return models.trained(channels=2, hidden=8, steps=5)
+
+
+def _x():
+    return models.data(8)[0]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: greener.compare("not a model", None, _x(), ledger=False), "torch.nn.Module"),
+        (lambda m: greener.compare(m, 3, _x(), ledger=False), "evaluate must be a function"),
+        (lambda m: greener.compare(m, None, 3.0, ledger=False), "example_inputs must be a batch"),
+        (lambda m: greener.compare(m, None, _x(), ["int8"], ledger=False), "Variant objects"),
+        (
+            lambda m: greener.compare(
+                m, None, _x(), [greener.dynamic_int8(), greener.dynamic_int8()], ledger=False
+            ),
+            "repeated: dynamic-int8",
+        ),
+        (lambda m: greener.compare(m, None, _x(), mode="up", ledger=False), "mode must be"),
+        (lambda m: greener.compare(m, None, _x(), min_batches=0, ledger=False), "min_batches"),
+        (lambda m: greener.compare(m, None, _x(), min_time_s=-1, ledger=False), "min_time_s"),
+        (lambda m: greener.compare(m, None, _x(), calibration=[], ledger=False), "calibration"),
+        (lambda m: greener.prune_unstructured(1.5), "fraction in (0, 1)"),
+        (lambda m: greener.prune_structured(True), "fraction in (0, 1)"),
+        (lambda m: greener.half_precision("int4"), "dtype must be"),
+        (lambda m: greener.static_int8(calibration_batches=0), "calibration_batches"),
+        (lambda m: greener.smaller(m, training=[object()]), "has no energy_kwh"),
+        (lambda m: greener.smaller(m, name=""), "variant name"),
+    ],
+)
+def test_bad_input_raises_config_error_before_recording(small, tmp_path, call, message):
+    with pytest.raises(gp.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call(small)
+
+
+def test_bad_input_writes_nothing(small, tmp_path):
+    ledger = tmp_path / "l.db"
+    with pytest.raises(gp.ConfigError):
+        greener.compare(small, None, _x(), ["int8"], ledger=ledger)
+    assert not ledger.exists()
+
+
+def test_evaluate_must_return_a_number(small, tmp_path):
+    with pytest.raises(gp.ConfigError, match="evaluate must return a number"):
+        greener.compare(small, lambda m: "good", _x(), ledger=tmp_path / "l.db", min_time_s=0)
+    # the failed comparison is recorded with its cost, not lost
+    runs = gp.Ledger(tmp_path / "l.db").runs()
+    assert {r.status for r in runs} == {"failed"}
+
+
+def test_evaluate_may_return_a_zero_d_tensor(small):
+    result = greener.compare(
+        small, lambda m: torch.tensor(0.5), _x(), ledger=False, min_time_s=0, min_batches=1
+    )
+    assert result.row("baseline").score == 0.5
+    assert result.run_id is None and result.study is None  # nothing recorded
+
+
+# -------------------------------------------------------------------------- the report
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    ledger = tmp_path_factory.mktemp("report") / "r.db"
+    model = models.trained(steps=20)
+    x, _ = models.data(models.BATCH)
+    with gp.track("trial-1", study="s", ledger=ledger, role="trial") as run:
+        run.log(score=models.accuracy(model))
+    result = greener.compare(
+        model,
+        models.accuracy,
+        x,
+        [greener.dynamic_int8(), greener.prune_unstructured(0.3)],
+        study="s",
+        ledger=ledger,
+        min_time_s=0.02,
+    )
+    return ledger, result
+
+
+def test_report_has_the_greener_section_in_every_format(recorded):
+    ledger, result = recorded
+    report = build_report(ledger, "s")
+    assert len(report.greener) == 1
+    shown = report.greener[0]
+    assert [r.name for r in shown.rows] == ["baseline", "dynamic-int8", "prune-30%"]
+    assert shown.front == result.front
+    assert report.figure("greener") is not None
+    # the greener runs are priced, and never taken for trials or the final run
+    assert set(report.price_tag.by_role) == {"trial", "greener"}
+    assert report.price_tag.total.trials == 1
+    assert report.final is not None and report.final.name == "trial-1"
+    md = render(report, "md")
+    html = render(report, "html")
+    tex = render(report, "latex")
+    for text in (md, html, tex):
+        assert "Greener variants" in text and "dynamic-int8" in text and "prune-30" in text
+    assert "| variant | score |" in md and 'id="greener"' in html and "\\toprule" in tex
+    document = json.loads(render(report, "json"))
+    assert document["greener"][0]["front"] == list(result.front)
+    assert [r["name"] for r in document["greener"][0]["rows"]] == [r.name for r in result.rows]
+
+
+def test_the_json_greener_section_follows_the_schema(recorded):
+    jsonschema = pytest.importorskip("jsonschema")
+    ledger, _ = recorded
+    document = json.loads(render(build_report(ledger, "s"), "json"))
+    jsonschema.validate(document, json.loads(SCHEMA.read_text()))
+
+
+def test_a_study_without_comparison_has_no_greener_section(tmp_path):
+    with gp.track("t", study="plain", ledger=tmp_path / "p.db") as run:
+        run.log(score=1.0)
+    report = build_report(tmp_path / "p.db", "plain")
+    assert report.greener == () and "Greener variants" not in render(report, "md")
+    assert json.loads(render(report, "json"))["greener"] == []

@@ -1,0 +1,213 @@
+"""Each greener technique on a small CNN: score, FPO, energy present and consistent.
+
+One comparison of every technique is run once for the module (a few seconds on 2 CPUs) and its
+rows are checked against first principles: the dense FPO of the architecture by hand, the FPO a
+sparse kernel executes from the share of nonzero weights, int8 products moved to integer ops,
+sizes on disk, energy and CO2-eq per inference against the loop's own figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import greenprint as gp  # noqa: E402
+from greenprint import greener  # noqa: E402
+
+from . import _greener_models as models  # noqa: E402
+
+TOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def model():
+    return models.trained()
+
+
+@pytest.fixture(scope="module")
+def compared(model, tmp_path_factory):
+    ledger = tmp_path_factory.mktemp("greener") / "greener.db"
+    before = copy.deepcopy(model.state_dict())
+    x, _ = models.data(models.BATCH, seed=3)
+    result = greener.compare(
+        model,
+        models.accuracy,
+        x,
+        [
+            greener.dynamic_int8(),
+            greener.static_int8(),
+            greener.prune_unstructured(0.5),
+            greener.prune_structured(0.25),
+            greener.half_precision("bfloat16"),
+            greener.half_precision("float16"),
+        ],
+        ledger=ledger,
+        study="techniques",
+        calibration=[b for b, _ in models.batches(128, seed=4)],
+        min_time_s=0.05,
+        min_batches=3,
+        warmup_batches=1,
+    )
+    return result, ledger, before
+
+
+def test_the_model_given_is_never_changed(model, compared):
+    _, _, before = compared
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_every_technique_is_measured_with_score_energy_fpo(compared):
+    result, _, _ = compared
+    assert [r.name for r in result.rows] == [
+        "baseline",
+        "dynamic-int8",
+        "static-int8",
+        "prune-50%",
+        "prune-ch-25%",
+        "bf16",
+        "fp16",
+    ]
+    for row in result.rows:
+        assert row.status == "measured", (row.name, row.reason)
+        assert 0.0 <= row.score <= 1.0
+        assert row.batch_size == models.BATCH
+        assert row.latency_s > 0 and row.throughput_per_s > 0
+        assert row.energy_kwh_per_1000 > 0 and row.emissions_kg_per_1000 > 0
+        assert row.fpo_dense > 0 and 0 < row.fpo_executed <= row.fpo_dense
+        assert row.param_count > 0 and 0 < row.nonzero_param_count <= row.param_count
+        assert row.size_bytes > 0
+        assert "cpu:" in row.energy_provenance and "intensity:" in row.energy_provenance
+        # throughput is the loop's inferences over its duration
+        assert math.isclose(
+            row.throughput_per_s, row.measured_inferences / row.loop_duration_s, rel_tol=TOL
+        )
+        assert row.measured_inferences % models.BATCH == 0
+        assert row.measured_inferences >= 3 * models.BATCH
+
+
+def test_co2_per_inference_is_energy_times_the_same_intensity(compared):
+    result, _, _ = compared
+    ratios = {r.emissions_kg_per_1000 / r.energy_kwh_per_1000 for r in result.rows}
+    low, high = min(ratios), max(ratios)
+    assert high - low <= 1e-9 * high  # one grid intensity (kg/kWh) for every variant
+    assert 0.0 < low < 2.0  # kg CO2-eq per kWh: a grid's, not a unit slip
+
+
+def test_dense_fpo_is_the_architecture_counted_by_hand(compared):
+    result, _, _ = compared
+    by_hand = models.dense_fpo_per_example()
+    for row in result.rows:
+        assert row.fpo_dense == by_hand, row.name
+    base = result.row("baseline")
+    assert base.fpo_executed == by_hand and base.int_ops == 0
+    for name in ("bf16", "fp16"):  # lower precision, the same operations
+        assert result.row(name).fpo_executed == by_hand
+
+
+def test_int8_moves_products_to_integer_ops_and_is_smaller_on_disk(compared):
+    result, _, _ = compared
+    base = result.row("baseline")
+    products = models.products_per_example()
+    dynamic = result.row("dynamic-int8")  # nn.Linear only: layers "3" and "5"
+    assert dynamic.int_ops == products["3"] + products["5"]
+    assert dynamic.fpo_executed == base.fpo_dense - dynamic.int_ops
+    static = result.row("static-int8")  # every conv and linear
+    assert static.int_ops == sum(products.values())
+    assert static.fpo_executed + static.int_ops == static.fpo_dense
+    for row in (dynamic, static):
+        assert row.size_bytes < 0.6 * base.size_bytes, row.name
+        assert row.param_count == base.param_count
+    # fp32 -> 16-bit halves the weights on disk (plus the same pickle overhead)
+    for name in ("bf16", "fp16"):
+        assert result.row(name).size_bytes < 0.6 * base.size_bytes
+
+
+def test_pruning_reduces_nonzero_parameters_and_executed_fpo(compared):
+    result, _, _ = compared
+    base = result.row("baseline")
+    products = models.products_per_example()
+    flat = result.row("prune-50%")
+    weights = {"0": 8 * 9, "3": 8 * 36 * 32, "5": 32 * 2}
+    pruned = sum(round(0.5 * n) for n in weights.values())  # prune rounds each layer's share
+    assert flat.nonzero_param_count <= base.nonzero_param_count - pruned
+    # each weight takes part in the same number of products: executed = dense - share x products
+    expected = base.fpo_dense - sum(
+        products[k] * round(0.5 * weights[k]) / weights[k] for k in weights
+    )
+    assert flat.fpo_executed == pytest.approx(expected, abs=1.0)
+    assert flat.size_bytes == pytest.approx(base.size_bytes, rel=0.05)  # zeros still stored
+    channels = result.row("prune-ch-25%")  # 2 of 8 conv channels, 8 of 32 rows; last layer kept
+    expected = base.fpo_dense - 0.25 * (products["0"] + products["3"])
+    assert channels.fpo_executed == pytest.approx(expected, abs=1.0)
+    assert channels.nonzero_param_count <= base.nonzero_param_count - (2 * 9 + 8 * 8 * 36)
+
+
+def test_the_front_is_exactly_the_non_dominated_rows(compared):
+    result, _, _ = compared
+    rows = result.rows
+    for r in rows:
+        dominated = any(
+            o.score >= r.score
+            and o.energy_kwh_per_1000 <= r.energy_kwh_per_1000
+            and (o.score > r.score or o.energy_kwh_per_1000 < r.energy_kwh_per_1000)
+            for o in rows
+        )
+        assert r.on_front is (not dominated), r.name
+    assert set(result.front) == {r.name for r in rows if r.on_front}
+
+
+def test_no_training_means_break_even_at_once(compared):
+    result, _, _ = compared
+    assert result.row("baseline").break_even_inferences is None  # the reference itself
+    for row in result.rows[1:]:
+        assert row.training_energy_kwh == 0 and row.break_even_inferences == 0.0
+
+
+def test_the_rows_are_in_the_ledger_under_role_greener(compared):
+    result, ledger, _ = compared
+    runs = gp.Ledger(ledger).runs(study="techniques")
+    assert {r.role for r in runs} == {"greener"}
+    container = next(r for r in runs if r.id == result.run_id)
+    assert container.params["greener.step"] == "compare"
+    children = [r for r in runs if r.parent_id == container.id]
+    assert sorted(r.params["greener.variant"] for r in children) == sorted(
+        r.name for r in result.rows
+    )
+    for child in children:
+        row = result.row(child.params["greener.variant"])
+        assert child.id == row.run_id
+        assert [m.value for m in child.metrics if m.name == "score"] == [row.score]
+    again = greener.GreenerResult.from_records(runs)
+    assert len(again) == 1 and again[0].rows == result.rows and again[0].front == result.front
+
+
+def test_a_model_fx_cannot_trace_is_skipped_with_the_reason(tmp_path):
+    class Branchy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: FX cannot trace it
+                return self.fc(x)
+            return -self.fc(x)
+
+    conv_only = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten())
+    result = greener.compare(
+        Branchy(), None, torch.randn(4, 4), [greener.static_int8()], ledger=False, min_time_s=0
+    )
+    row = result.row("static-int8")
+    assert row.status == "skipped" and "FX" in row.reason and row.energy_kwh_per_1000 is None
+    assert result.row("baseline").measured and result.row("baseline").score is None
+    assert result.front == ()  # no score, no front
+    result = greener.compare(
+        conv_only, None, torch.randn(2, 1, 5, 5), [greener.dynamic_int8()], ledger=False
+    )
+    assert result.row("dynamic-int8").reason.startswith("the model has no nn.Linear")
+    assert "skipped: the model has no nn.Linear" in result.table()
