@@ -156,6 +156,7 @@ def parse_powermetrics_plist(data: bytes) -> tuple[list[PowermetricsSample], byt
         skipped and logged.
     """
     import plistlib  # only where powermetrics runs: keeps detection light elsewhere
+    from xml.parsers.expat import ExpatError
 
     *chunks, rest = data.split(b"\x00")
     if rest.rstrip().endswith(b"</plist>"):
@@ -167,7 +168,7 @@ def parse_powermetrics_plist(data: bytes) -> tuple[list[PowermetricsSample], byt
             continue
         try:
             parsed = plistlib.loads(chunk.strip())
-        except (plistlib.InvalidFileException, ValueError, TypeError) as e:
+        except (plistlib.InvalidFileException, ExpatError, ValueError, TypeError) as e:
             logger.info("powermetrics sent a plist that does not parse: %s", e)
             continue
         sample = sample_from_plist(parsed) if isinstance(parsed, Mapping) else None

@@ -158,8 +158,8 @@ def probe_intel_gpu(
         if driver in INTEL_GPU_DRIVERS:
             cards.append(_pick(name, root / name, driver, opener))
     if not cards:
-        where = f"under {root}" if root.is_dir() else f"no {root}"
-        reason = f"no Intel GPU (no card driven by i915 or xe {where})"
+        where = f"no card driven by i915 or xe under {root}" if root.is_dir() else f"no {root}"
+        reason = f"no Intel GPU ({where})"
         return IntelGpuProbe(root, (), (), MeterStatus("intel-gpu", False, reason, None), none)
     with_counter = [c for c in cards if c.channel is not None]
     without = [f"{c.card} ({c.driver}) has no energy counter" for c in cards if c.channel is None]
