@@ -39,6 +39,8 @@ class DemoResult:
         report: the report (price tag, runs, figures).
         elapsed_s: wall-clock time of the whole demo, s.
         summary: the closing note printed on the terminal.
+        pruners: the pruner comparison (``demo._pruning.PrunerComparison``), or ``None``
+            when it was not run.
     """
 
     out_dir: Path
@@ -48,6 +50,7 @@ class DemoResult:
     report: Any
     elapsed_s: float
     summary: str
+    pruners: Any = None
 
 
 def _fresh_ledger_path(out_dir: Path) -> Path:
@@ -129,6 +132,7 @@ def run_demo(
     seed: int = 0,
     threads: int = 1,
     display: Display | None = None,
+    compare_pruners: bool = True,
 ) -> DemoResult:
     """Run a small Green AI study end to end and write its report.
 
@@ -155,6 +159,10 @@ def run_demo(
         threads: torch CPU threads (1: the models are tiny, and one thread keeps its speed
             on a busy machine).
         display: a ready display (tests); default from ``quiet``.
+        compare_pruners: also run the same search twice, stopped by Optuna's median pruner
+            (per epoch) and by greenprint's cost-aware pruner (at equal FPO), as studies
+            ``<study>-median-pruner`` and ``<study>-cost-pruner``; their price tags and best
+            scores go to the summary and the report's notes (needs Optuna).
 
     Returns:
         The :class:`DemoResult`.
@@ -206,6 +214,13 @@ def run_demo(
             seed=seed,
             fractions=fractions,
         )
+        pruners = None
+        if compare_pruners:
+            from greenprint.demo._pruning import run_comparison
+
+            pruners = run_comparison(
+                led, study, data, show, trials=trials, max_epochs=max_epochs, seed=seed
+            )
         show.phase("report", 1)
         show.status("building the report")
         report = build_report(
@@ -216,6 +231,10 @@ def run_demo(
             group_by="params.model",
             training_type="pre-training",  # trained from scratch (Hugging Face's term)
         )
+        if pruners is not None:
+            from greenprint.demo._pruning import with_comparison
+
+            report = with_comparison(report, pruners)
         files = write_report(report, out)
         show.done(f"report written to {out}")
     finally:
@@ -224,6 +243,10 @@ def run_demo(
         led.close()
     elapsed = time.monotonic() - started
     summary = _summary(report, files, ledger_path, study, elapsed, test_score)
+    if pruners is not None:
+        from greenprint.demo._pruning import add_to_summary
+
+        summary = add_to_summary(summary, pruners)
     return DemoResult(
         out_dir=out,
         files=files,
@@ -232,6 +255,7 @@ def run_demo(
         report=report,
         elapsed_s=elapsed,
         summary=summary,
+        pruners=pruners,
     )
 
 

@@ -81,6 +81,8 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
         percentile: with ``rule="percentile"``, the share of trials kept (0-100).
         n_startup_trials: completed trials needed before anything is pruned.
         min_cost: a trial is never pruned before it has spent this much (kWh or FPO).
+        n_warmup_reports: a trial is never pruned at its first ``n_warmup_reports`` reports
+            (as Optuna's ``n_warmup_steps`` when steps count from 1).
         n_min_trials: references needed at the trial's cost to judge it.
 
     Raises:
@@ -95,6 +97,7 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
         percentile: float = 50.0,
         n_startup_trials: int = 5,
         min_cost: float = 0.0,
+        n_warmup_reports: int = 0,
         n_min_trials: int = 1,
     ) -> None:
         if cost not in ("energy", "fpo"):
@@ -105,6 +108,7 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
             "percentile": percentile,
             "n_startup_trials": n_startup_trials,
             "min_cost": min_cost,
+            "n_warmup_reports": n_warmup_reports,
             "n_min_trials": n_min_trials,
             "cost_unit": "kWh" if cost == "energy" else "FPO",
         }

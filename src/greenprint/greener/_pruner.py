@@ -21,7 +21,8 @@ counter, or anything that only grows). To judge trial A at cost ``c``:
    ``PercentilePruner``). A is pruned when its score is worse than the threshold.
 
 Warm-up: nothing is pruned before ``n_startup_trials`` trials have completed, before a trial has
-spent ``min_cost``, or with fewer than ``n_min_trials`` references at that cost.
+made ``n_warmup_reports`` reports (Optuna's ``n_warmup_steps``) or spent ``min_cost``, or with
+fewer than ``n_min_trials`` references at that cost.
 
 Example:
     >>> from greenprint.greener import CostAwarePruner
@@ -103,8 +104,10 @@ class _Curve:
     costs: list[float] = field(default_factory=list)
     best: list[float] = field(default_factory=list)
     status: str = "running"
+    reports: int = 0  # finite scores reported
 
     def add(self, cost: float, score: float, maximize: bool) -> None:
+        self.reports += 1
         if self.best:
             previous = self.best[-1]
             score = max(previous, score) if maximize else min(previous, score)
@@ -144,6 +147,8 @@ class CostAwarePruner:
         n_startup_trials: completed trials needed before anything is pruned.
         min_cost: a trial is never pruned before it has spent this much (same unit as the
             reported cost; e.g. 0.001 kWh).
+        n_warmup_reports: a trial is never pruned at its first ``n_warmup_reports`` reports
+            (judged from the next one on).
         n_min_trials: references needed at the trial's cost to judge it.
         cost_unit: the cost's unit, for messages only (``"kWh"``, ``"FPO"``).
 
@@ -161,6 +166,7 @@ class CostAwarePruner:
         percentile: float = 50.0,
         n_startup_trials: int = 5,
         min_cost: float = 0.0,
+        n_warmup_reports: int = 0,
         n_min_trials: int = 1,
         cost_unit: str = "kWh",
     ) -> None:
@@ -178,6 +184,7 @@ class CostAwarePruner:
         self.percentile = p
         self.n_startup_trials = _count("n_startup_trials", n_startup_trials, low=0)
         self.n_min_trials = _count("n_min_trials", n_min_trials, low=1)
+        self.n_warmup_reports = _count("n_warmup_reports", n_warmup_reports, low=0)
         self.min_cost = finite_number("min_cost", min_cost, low=0.0, text=False)
         if not isinstance(cost_unit, str):
             raise ConfigError(f"cost_unit must be text such as 'kWh', not {cost_unit!r}")
@@ -190,7 +197,8 @@ class CostAwarePruner:
         rule = "median" if self.rule == "median" else f"percentile={self.percentile:g}"
         return (
             f"CostAwarePruner({self.direction}, {rule}, n_startup_trials={self.n_startup_trials}, "
-            f"min_cost={self.min_cost:g} {self.cost_unit}, n_min_trials={self.n_min_trials})"
+            f"min_cost={self.min_cost:g} {self.cost_unit}, "
+            f"n_warmup_reports={self.n_warmup_reports}, n_min_trials={self.n_min_trials})"
         )
 
     # ------------------------------------------------------------------ reporting
@@ -319,6 +327,8 @@ class CostAwarePruner:
         complete = sum(1 for c in self._curves.values() if c.status == "complete")
         if complete < self.n_startup_trials:
             return keep(f"warm-up: {complete} of {self.n_startup_trials} startup trials complete")
+        if curve.reports <= self.n_warmup_reports:
+            return keep(f"warm-up: report {curve.reports} of {self.n_warmup_reports} unjudged")
         if cost < self.min_cost:
             return keep(f"warm-up: cost {cost:g} < min_cost {self.min_cost:g} {unit}")
         values = self._references(cost, trial_id)

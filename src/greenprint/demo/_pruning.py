@@ -1,0 +1,365 @@
+"""The demo's pruner comparison: one random search, stopped per epoch or at equal FPO.
+
+The same Optuna random search (``RandomSampler`` with the demo's seed, so both searches draw the
+same configurations in the same order, and each trial trains with the same seed) runs twice,
+each trial a greenprint run (``GreenprintCallback``):
+
+* with Optuna's ``MedianPruner``: a trial is compared with the others *after the same epoch*;
+* with :class:`~greenprint.greener.CostAwareOptunaPruner` (``cost="fpo"``): a trial is compared
+  with the others' best-so-far curves *at the same FPO spent*.
+
+Both use the same warm-up (startup trials, and no trial stopped before the same epoch). FPO
+is the cost axis here because it is exact and the same on every machine (energy on a shared
+2-CPU VM is an estimate that moves with the load); the price tag of each search reports energy,
+CO2-eq and FPO. Each search is a study of its own in the demo's ledger
+(``<study>-median-pruner``, ``<study>-cost-pruner``).
+
+Imported only by :func:`greenprint.demo.run_demo`, after torch and Optuna were found.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from greenprint._format import format_emissions, format_energy, format_fpo
+
+__all__ = ["PrunerComparison", "PrunerOutcome", "compare_pruners"]
+
+METRIC = "val_accuracy"
+
+
+@dataclass(frozen=True)
+class PrunerOutcome:
+    """One search's price tag and best score.
+
+    Attributes:
+        label: which pruner, e.g. ``"Optuna MedianPruner (per epoch)"``.
+        study: the study its trials were recorded under.
+        trials: trials run.
+        pruned: trials stopped early.
+        energy_kwh: IT energy of all its trials, kWh.
+        emissions_kg: their CO2-eq, kg.
+        fpo: their floating-point operations.
+        duration_s: their summed duration, s.
+        best_score: the best finished trial's validation accuracy (``None``: none finished).
+        best_trial: that trial's run name.
+    """
+
+    label: str
+    study: str
+    trials: int
+    pruned: int
+    energy_kwh: float
+    emissions_kg: float
+    fpo: int
+    duration_s: float
+    best_score: float | None
+    best_trial: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class PrunerComparison:
+    """The two searches side by side.
+
+    Attributes:
+        median: the search stopped by Optuna's ``MedianPruner`` (per epoch).
+        cost_aware: the search stopped by the cost-aware pruner (at equal FPO).
+        trials: trials per search.
+        max_epochs: epochs of a trial that is not stopped.
+        seed: the sampler's and the training's seed.
+    """
+
+    median: PrunerOutcome
+    cost_aware: PrunerOutcome
+    trials: int
+    max_epochs: int
+    seed: int
+
+    @property
+    def energy_saving_pct(self) -> float | None:
+        """Energy the cost-aware search saved against the median one, percent."""
+        base = self.median.energy_kwh
+        return None if base <= 0 else 100.0 * (base - self.cost_aware.energy_kwh) / base
+
+    @property
+    def fpo_saving_pct(self) -> float | None:
+        """FPO the cost-aware search saved against the median one, percent."""
+        base = self.median.fpo
+        return None if base <= 0 else 100.0 * (base - self.cost_aware.fpo) / base
+
+    def lines(self) -> list[str]:
+        """One line per search and one for the difference (the terminal and the report)."""
+        out = [
+            f"the same random search of {self.trials} trials (seed {self.seed}, up to "
+            f"{self.max_epochs} epochs), stopped two ways:"
+        ]
+        for o in (self.median, self.cost_aware):
+            score = "-" if o.best_score is None else f"{o.best_score:.4f}"
+            out.append(
+                f"{o.label}: {o.pruned}/{o.trials} pruned, {format_energy(o.energy_kwh)}, "
+                f"{format_emissions(o.emissions_kg)}, {format_fpo(o.fpo)}; best {METRIC} "
+                f"{score} ({o.best_trial or '-'})"
+            )
+        energy, fpo = self.energy_saving_pct, self.fpo_saving_pct
+        if energy is not None and fpo is not None:
+            a, b = self.median.best_score, self.cost_aware.best_score
+            delta = "" if a is None or b is None else f", best score {b - a:+.4f}"
+            out.append(
+                f"cost-aware against median: {fpo:+.1f} % FPO saved, {energy:+.1f} % energy "
+                f"saved{delta}"
+            )
+        return out
+
+    def note(self) -> str:
+        """The comparison as one note of the report."""
+        first, *rest = self.lines()
+        return f"pruner comparison: {first} " + "; ".join(rest)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "trials": self.trials,
+            "max_epochs": self.max_epochs,
+            "seed": self.seed,
+            "median": self.median.to_dict(),
+            "cost_aware": self.cost_aware.to_dict(),
+            "energy_saving_pct": self.energy_saving_pct,
+            "fpo_saving_pct": self.fpo_saving_pct,
+        }
+
+
+def _suggest(trial: Any, max_epochs: int) -> dict[str, Any]:
+    """The demo's search space (``demo._study._sample``), drawn by Optuna."""
+    kind = trial.suggest_categorical("model", ["mlp", "cnn"])
+    params: dict[str, Any] = {
+        "model": kind,
+        "lr": trial.suggest_float("lr", 1e-4, 10**-1.5, log=True),
+        "batch": trial.suggest_categorical("batch", [32, 64, 128]),
+        "wd": trial.suggest_float("wd", 1e-6, 1e-3, log=True),
+        "epochs": max_epochs,
+    }
+    if kind == "mlp":
+        params.update(
+            hidden=trial.suggest_categorical("hidden", [32, 64, 128, 256]),
+            layers=trial.suggest_int("layers", 1, 2),
+            dropout=trial.suggest_categorical("dropout", [0.0, 0.2]),
+        )
+    else:
+        params.update(channels=trial.suggest_categorical("channels", [8, 16, 32]))
+    return params
+
+
+class _Reporter:
+    """What the demo's training loop calls after each epoch: report to Optuna, ask to stop."""
+
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
+
+    def should_prune(self, epoch: int, score: float) -> bool:
+        self.trial.report(score, epoch)
+        return bool(self.trial.should_prune())
+
+
+def _objective(trial: Any, *, data: Any, max_epochs: int, seed: int, show: Any) -> float:
+    import optuna
+    import torch
+
+    from greenprint.demo._models import build_model, train
+    from greenprint.tracking import active_runs
+
+    params = _suggest(trial, max_epochs)
+    run = list(active_runs())[-1]  # the run GreenprintCallback.track opened for this trial
+    torch.manual_seed(seed + trial.number)  # the same initial weights in both searches
+    model = build_model(params)
+    run.set(dataset_size=data.n_train, param_count=sum(p.numel() for p in model.parameters()))
+    outcome = train(
+        model,
+        params,
+        data,
+        run,
+        seed=seed + trial.number,
+        pruner=_Reporter(trial),
+        on_epoch=lambda epoch, score: show.status(
+            f"trial {trial.number} epoch {epoch}: {METRIC}={score:.3f}"
+        ),
+    )
+    if outcome.pruned:
+        raise optuna.TrialPruned()
+    return outcome.scores[-1]
+
+
+def _search(
+    led: Any,
+    study: str,
+    label: str,
+    pruner: Any,
+    data: Any,
+    show: Any,
+    *,
+    trials: int,
+    max_epochs: int,
+    seed: int,
+) -> PrunerOutcome:
+    import optuna
+
+    from greenprint.analysis import price_tag
+    from greenprint.integrations.optuna import GreenprintCallback
+
+    callback = GreenprintCallback(ledger=led, study=study, metric_names=[METRIC])
+    search = optuna.create_study(
+        study_name=study,
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=seed),
+        pruner=pruner,
+    )
+
+    def after(study_: Any, trial: Any) -> None:
+        callback(study_, trial)
+        value = "-" if trial.value is None else f"{trial.value:.3f}"
+        steps = len(trial.intermediate_values)
+        show.done(
+            f"{label.split(' ')[0]:<10} trial {trial.number:>2} {trial.params['model']:<4} "
+            f"{trial.state.name.lower():<9} {METRIC}={value} after {steps} epoch(s)"
+        )
+
+    objective = functools.partial(
+        _objective, data=data, max_epochs=max_epochs, seed=seed, show=show
+    )
+    search.optimize(callback.track(objective), n_trials=trials, callbacks=[after])
+    runs = led.runs(study=study)
+    tag = price_tag(runs, metric=METRIC, mode="max")
+    finished = [r for r in runs if r.status == "finished"]
+    best = max(
+        finished,
+        key=lambda r: r.metric(METRIC) if r.metric(METRIC) is not None else -math.inf,
+        default=None,
+    )
+    return PrunerOutcome(
+        label=label,
+        study=study,
+        trials=len(runs),
+        pruned=sum(1 for r in runs if r.status == "pruned"),
+        energy_kwh=tag.total.energy_kwh,
+        emissions_kg=tag.total.emissions_kg,
+        fpo=tag.total.fpo,
+        duration_s=tag.total.duration_s,
+        best_score=None if best is None else best.metric(METRIC),
+        best_trial=None if best is None else best.name,
+    )
+
+
+def compare_pruners(
+    led: Any,
+    study: str,
+    data: Any,
+    show: Any,
+    *,
+    trials: int,
+    max_epochs: int,
+    seed: int,
+    startup_trials: int,
+    warmup_epochs: int,
+) -> PrunerComparison:
+    """Run the same random search twice, with Optuna's median pruner and the cost-aware one.
+
+    Args:
+        led: the demo's ledger (each search is a study of its own in it).
+        study: the demo's study name; the searches are ``<study>-median-pruner`` and
+            ``<study>-cost-pruner``.
+        data: the digits split.
+        show: the demo's display.
+        trials: trials per search.
+        max_epochs: epochs of a trial that is not stopped.
+        seed: the sampler's and the training's seed.
+        startup_trials: finished trials before either pruner stops anything.
+        warmup_epochs: no trial is stopped before this epoch, under either pruner (Optuna's
+            ``n_warmup_steps`` for epochs counted from 1; ``n_warmup_reports`` one less).
+
+    Returns:
+        The :class:`PrunerComparison`.
+    """
+    import optuna
+
+    from greenprint.greener import CostAwareOptunaPruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    common = {"trials": trials, "max_epochs": max_epochs, "seed": seed}
+    show.phase("pruner comparison", 2 * trials)
+    median = _search(
+        led,
+        f"{study}-median-pruner",
+        "Optuna MedianPruner (per epoch)",
+        optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs),
+        data,
+        show,
+        **common,
+    )
+    cost_aware = _search(
+        led,
+        f"{study}-cost-pruner",
+        "CostAwarePruner (at equal FPO)",
+        CostAwareOptunaPruner(
+            cost="fpo", n_startup_trials=startup_trials, n_warmup_reports=warmup_epochs - 1
+        ),
+        data,
+        show,
+        **common,
+    )
+    return PrunerComparison(median=median, cost_aware=cost_aware, **common)
+
+
+def run_comparison(
+    led: Any,
+    study: str,
+    data: Any,
+    show: Any,
+    *,
+    trials: int,
+    max_epochs: int,
+    seed: int,
+) -> PrunerComparison | None:
+    """:func:`compare_pruners` with the demo's warm-up, or ``None`` (said) without Optuna.
+
+    The warm-up is the demo search's own: ``min(5, max(1, trials // 4))`` startup trials and no
+    trial stopped before epoch 3.
+    """
+    from greenprint._imports import is_available
+
+    if not is_available("optuna"):
+        show.message("pruner comparison skipped: it needs Optuna (pip install 'greenprint[demo]')")
+        return None
+    return compare_pruners(
+        led,
+        study,
+        data,
+        show,
+        trials=trials,
+        max_epochs=max_epochs,
+        seed=seed,
+        startup_trials=min(5, max(1, trials // 4)),
+        warmup_epochs=3,
+    )
+
+
+def with_comparison(report: Any, comparison: PrunerComparison | None) -> Any:
+    """The report with the comparison's lines added to its notes (shown by every format)."""
+    import dataclasses
+
+    if comparison is None:
+        return report
+    return dataclasses.replace(report, notes=(*report.notes, comparison.note()))
+
+
+def add_to_summary(summary: str, comparison: PrunerComparison) -> str:
+    """The demo's closing note with the comparison's lines before its ``report`` line."""
+    lines = comparison.lines()
+    block = "\n".join([f"  pruners        {lines[0]}", *(f"{'':17}{x}" for x in lines[1:])])
+    head, found, tail = summary.rpartition("\n  report ")
+    return f"{head}\n{block}{found}{tail}" if found else f"{summary}\n{block}"

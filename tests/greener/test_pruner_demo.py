@@ -1,0 +1,78 @@
+"""The demo's pruner comparison: the same search twice, each search's price tag and best score."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+pytest.importorskip("optuna")
+
+from greenprint.demo import run_demo  # noqa: E402
+from greenprint.demo._display import PlainDisplay  # noqa: E402
+from greenprint.ledger import Ledger  # noqa: E402
+
+
+@pytest.mark.slow
+def test_the_same_search_stopped_two_ways(tmp_path):
+    import io
+
+    from greenprint.demo._pruning import compare_pruners
+    from greenprint.demo._study import _load_digits
+
+    led = Ledger(tmp_path / "l.db")
+    comparison = compare_pruners(
+        led,
+        "digits",
+        _load_digits(0),
+        PlainDisplay(io.StringIO()),
+        trials=6,
+        max_epochs=4,
+        seed=0,
+        startup_trials=1,
+        warmup_epochs=3,
+    )
+    median = led.runs(study="digits-median-pruner")
+    cost = led.runs(study="digits-cost-pruner")
+    # the same configurations in the same order (RandomSampler, same seed)
+    assert [r.params for r in median] == [r.params for r in cost]
+    assert len(median) == 6 and {r.role for r in median + cost} == {"trial"}
+    # a trial that both let finish scored the same in both (same seeds, same initial weights)
+    for a, b in zip(median, cost, strict=True):
+        if a.status == b.status == "finished":
+            assert a.metric("val_accuracy") == b.metric("val_accuracy")
+        assert a.status in ("finished", "pruned") and b.status in ("finished", "pruned")
+    # each outcome is its search's price tag, every trial counted, pruned ones too
+    for outcome, runs in ((comparison.median, median), (comparison.cost_aware, cost)):
+        assert outcome.trials == 6
+        assert outcome.pruned == sum(r.status == "pruned" for r in runs)
+        assert outcome.energy_kwh == pytest.approx(math.fsum(r.energy_kwh for r in runs))
+        assert outcome.fpo == sum(r.fpo or 0 for r in runs)
+        finished = [r.metric("val_accuracy") for r in runs if r.status == "finished"]
+        assert outcome.best_score == max(finished)
+    # no trial is stopped before epoch 3 under either pruner
+    for r in median + cost:
+        assert len([p for p in r.metrics if p.name == "val_accuracy"]) >= 3
+    saved = 100 * (comparison.median.fpo - comparison.cost_aware.fpo) / comparison.median.fpo
+    assert comparison.fpo_saving_pct == pytest.approx(saved)
+    first, *rest = comparison.lines()
+    assert first.startswith("the same random search of 6 trials (seed 0, up to 4 epochs)")
+    assert rest[0].startswith("Optuna MedianPruner (per epoch): ")
+    assert rest[1].startswith("CostAwarePruner (at equal FPO): ")
+    assert "FPO saved" in rest[2]
+    led.close()
+
+
+@pytest.mark.slow
+def test_the_demo_shows_the_comparison_in_its_summary_and_report(tmp_path):
+    result = run_demo(
+        tmp_path / "out", quiet=True, trials=4, max_epochs=3, fractions=(), display=None
+    )
+    assert result.pruners is not None
+    assert "  pruners        the same random search of 4 trials" in result.summary
+    assert "CostAwarePruner (at equal FPO)" in result.summary
+    assert any(n.startswith("pruner comparison: ") for n in result.report.notes)
+    markdown = result.files["md"].read_text()
+    assert "pruner comparison: the same random search of 4 trials" in markdown
