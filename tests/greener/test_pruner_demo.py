@@ -10,9 +10,9 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 pytest.importorskip("optuna")
 
-from greenprint.demo import run_demo  # noqa: E402
-from greenprint.demo._display import PlainDisplay  # noqa: E402
-from greenprint.ledger import Ledger  # noqa: E402
+from greenprint.demo import run_demo
+from greenprint.demo._display import PlainDisplay
+from greenprint.ledger import Ledger
 
 
 @pytest.mark.slow
