@@ -222,3 +222,12 @@ def test_interpolated_best_so_far_lies_between_its_neighbours(points, cost):
     assert below - 1e-9 <= value <= (above[0] if above else below) + 1e-9
     # best-so-far never goes down
     assert all(b1 >= b0 for b0, b1 in zip(curve.best, curve.best[1:], strict=False))
+
+
+def test_warm_up_reports_are_never_judged():
+    pruner = CostAwarePruner(n_startup_trials=1, n_warmup_reports=2)
+    _completed(pruner, "a", [(1.0, 0.9), (2.0, 0.9), (3.0, 0.9)])
+    assert pruner.report("b", 1.0, 0.1) is False
+    assert pruner.report("b", 2.0, 0.1) is False
+    assert "report 2 of 2" in pruner.decision("b").reason
+    assert pruner.report("b", 3.0, 0.1) is True  # the third report is judged
