@@ -27,6 +27,7 @@ from greenprint.report._figures import (
 )
 from greenprint.report._greener import greener_figure, greener_results
 from greenprint.report._model import Figure, Report, RunRow
+from greenprint.report._prediction import prediction_summary
 from greenprint.report._text import (
     compute_statement,
     energy_provenance,
@@ -309,6 +310,7 @@ def _assemble(
         ),
         notes=tuple(notes) + tag.notes,
         greener=greener,
+        prediction=prediction_summary(runs),
     )
 
 

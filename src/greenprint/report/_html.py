@@ -9,6 +9,7 @@ from greenprint.report._escape import html_text as esc
 from greenprint.report._greener import html_section
 from greenprint.report._model import Figure, Report
 from greenprint.report._plots import FigureRenderer
+from greenprint.report._prediction import html_section as prediction_section
 from greenprint.report._tables import (
     edh_sentence,
     final_sentence,
@@ -171,6 +172,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         f'<section id="figures"><h2>Figures</h2>{figures or "<p>No figure could be drawn.</p>"}',
         "</section>",
         html_section(report.greener, esc),
+        prediction_section(report.prediction, esc),
         f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
         '<p class="muted">Every run of the study in start order; ★ marks the final run, '
         "(baseline) a baseline. A nested run's cost is part of its parent's.</p>",

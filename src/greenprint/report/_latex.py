@@ -20,6 +20,7 @@ from greenprint.report._greener import latex_section
 from greenprint.report._markdown import FIGURE_DIR
 from greenprint.report._model import Report, RunRow
 from greenprint.report._plots import FigureRenderer, figure_file_name
+from greenprint.report._prediction import latex_section as prediction_section
 from greenprint.report._tables import final_sentence, score_text, top_runs
 from greenprint.report._text import energy_provenance
 
@@ -228,5 +229,6 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             "",
         ]
     out += latex_section(report.greener, esc)
+    out += prediction_section(report.prediction, esc)
     out += ["% ---- END PAPER ----", r"\end{document}", ""]
     return "\n".join(out)

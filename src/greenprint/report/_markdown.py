@@ -9,6 +9,7 @@ from greenprint.report._escape import markdown_text as esc
 from greenprint.report._greener import markdown_section
 from greenprint.report._model import Report
 from greenprint.report._plots import PLOTS_HINT, FigureRenderer, figure_file_name
+from greenprint.report._prediction import markdown_section as prediction_section
 from greenprint.report._tables import (
     edh_sentence,
     final_sentence,
@@ -84,6 +85,7 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
             out += ["", "Notes:", ""] + [f"- {esc(n)}" for n in figure.notes]
         out.append("")
     out += markdown_section(report.greener, esc, _table)
+    out += prediction_section(report.prediction, esc, _table)
     out += [
         f"## Runs ({len(report.runs)})",
         "",

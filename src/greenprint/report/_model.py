@@ -19,6 +19,7 @@ from greenprint.analysis._common import json_float
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.greener._result import GreenerResult
+    from greenprint.report._prediction import PredictionSummary
 
 __all__ = [
     "HF_CO2_KEYS",
@@ -329,6 +330,7 @@ class Report:
         schema: the JSON layout identifier, :data:`SCHEMA`.
         greener: the greener-variant comparisons the study recorded
             (:func:`greenprint.greener.compare`), oldest first.
+        prediction: how good the runs' cost predictions were (``None``: no run predicted).
     """
 
     study: str
@@ -347,6 +349,7 @@ class Report:
     notes: tuple[str, ...] = field(default=())
     schema: str = SCHEMA
     greener: tuple[GreenerResult, ...] = ()
+    prediction: PredictionSummary | None = None
 
     @property
     def final(self) -> RunRow | None:
@@ -387,6 +390,7 @@ class Report:
             "notes": list(self.notes),
             "figures": [f.to_dict() for f in self.figures],
             "greener": [g.to_dict() for g in self.greener],
+            "prediction": None if self.prediction is None else self.prediction.to_dict(),
         }
         if with_runs:
             document["runs"] = [r.to_dict() for r in self.runs]
