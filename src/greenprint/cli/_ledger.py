@@ -102,7 +102,9 @@ def _duration(seconds: float) -> str:
 
 
 def _main_metric(record: RunRecord) -> tuple[str, float] | None:
-    names = record.metric_names
+    from greenprint._prediction import is_reserved_metric
+
+    names = [n for n in record.metric_names if not is_reserved_metric(n)]  # not predictions
     if not names:
         return None
     value = record.metric(names[0])
