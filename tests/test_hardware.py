@@ -32,7 +32,16 @@ def test_detect_hardware_here_never_raises_and_is_cached():
     assert detect_hardware() is hw
     assert hw.logical_cores >= 1 and hw.physical_cores >= 1 and hw.sockets >= 1
     assert hw.ram_gb > 0
-    assert [m.name for m in hw.meters] == ["rapl", "nvml", "estimate:cpu", "estimate:ram"]
+    assert [m.name for m in hw.meters] == [
+        "rapl",
+        "nvml",
+        "psys",
+        "hwmon",
+        "intel-gpu",
+        "powermetrics",
+        "estimate:cpu",
+        "estimate:ram",
+    ]
     for m in hw.meters:
         assert m.reason
     json.dumps(hw.to_dict())  # JSON-ready
@@ -108,7 +117,16 @@ def test_cli_json(capsys):
     assert main(["hardware", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["cpu_model"] == detect_hardware().cpu_model
-    assert {m["name"] for m in report["meters"]} == {"rapl", "nvml", "estimate:cpu", "estimate:ram"}
+    assert {m["name"] for m in report["meters"]} == {
+        "rapl",
+        "nvml",
+        "psys",
+        "hwmon",
+        "intel-gpu",
+        "powermetrics",
+        "estimate:cpu",
+        "estimate:ram",
+    }
     assert set(report["in_use"]) >= {"cpu", "ram"}
     assert all(isinstance(m["usable"], bool) for m in report["meters"])
 
@@ -127,4 +145,9 @@ def test_cli_in_a_subprocess_with_a_fake_rapl_tree(tmp_path):
         [GREENPRINT, "hardware"], capture_output=True, text=True, env=env_run, check=True
     )
     assert f"rapl          no   cannot read {rapl.root}/intel-rapl:1/energy_uj" in out.stdout
+    assert "cpu  rapl:psys (platform: " in out.stdout  # no package readable: psys stands in
+    rapl.make_unreadable("psys", "missing")
+    out = subprocess.run(
+        [GREENPRINT, "hardware"], capture_output=True, text=True, env=env_run, check=True
+    )
     assert "cpu  estimate:" in out.stdout

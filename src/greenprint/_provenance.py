@@ -47,7 +47,7 @@ _PREFIXED: frozenset[str] = frozenset(
     {"estimate", "table", "configured", "default", "argument", "env", "file", "preset", "csv"}
 )
 #: First labels of hardware counters: their display string has no kind prefix (``"rapl:..."``).
-MEASURED_SOURCES: frozenset[str] = frozenset({"rapl", "nvml", "amdsmi"})
+MEASURED_SOURCES: frozenset[str] = frozenset({"rapl", "nvml", "amdsmi", "hwmon", "powermetrics"})
 
 
 @dataclass(frozen=True)

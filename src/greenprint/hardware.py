@@ -8,8 +8,9 @@ the meters (``greenprint/meters/_discovery.py``); this module is its public face
 Example:
     >>> from greenprint.hardware import detect_hardware
     >>> hw = detect_hardware()
-    >>> [m.name for m in hw.meters]
-    ['rapl', 'nvml', 'estimate:cpu', 'estimate:ram']
+    >>> [m.name for m in hw.meters]  # doctest: +NORMALIZE_WHITESPACE
+    ['rapl', 'nvml', 'psys', 'hwmon', 'intel-gpu', 'powermetrics', 'estimate:cpu',
+     'estimate:ram']
 """
 
 from __future__ import annotations

@@ -36,6 +36,14 @@ from greenprint.meters._set import MeterSet, detect_meters
 from greenprint.meters._status import GPUInfo, MeterStatus
 
 if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.meters._apple import (
+        PowermetricsMeter,
+        parse_powermetrics_plist,
+        parse_powermetrics_text,
+        probe_powermetrics,
+    )
+    from greenprint.meters._hwmon import HwmonMeter, probe_hwmon_cpu
+    from greenprint.meters._intel_gpu import probe_intel_gpu
     from greenprint.meters._nvml import NvmlMeter, parse_cuda_visible_devices, probe_nvml
     from greenprint.meters._rapl import (
         DEFAULT_RAPL_ROOT,
@@ -51,7 +59,9 @@ if TYPE_CHECKING:  # pragma: no cover
 # machine without RAPL or an NVIDIA GPU imports the vendor modules only to probe for them
 _LAZY = {
     "DEFAULT_RAPL_ROOT": "greenprint.meters._rapl",
+    "HwmonMeter": "greenprint.meters._hwmon",
     "NvmlMeter": "greenprint.meters._nvml",
+    "PowermetricsMeter": "greenprint.meters._apple",
     "RAPL_ROOT_ENV": "greenprint.meters._rapl",
     "RaplDomain": "greenprint.meters._rapl",
     "RaplMeter": "greenprint.meters._rapl",
@@ -60,7 +70,12 @@ _LAZY = {
     "match_cpu_tdp": "greenprint.meters._tdp",
     "normalise_cpu_model": "greenprint.meters._tdp",
     "parse_cuda_visible_devices": "greenprint.meters._nvml",
+    "parse_powermetrics_plist": "greenprint.meters._apple",
+    "parse_powermetrics_text": "greenprint.meters._apple",
+    "probe_hwmon_cpu": "greenprint.meters._hwmon",
+    "probe_intel_gpu": "greenprint.meters._intel_gpu",
     "probe_nvml": "greenprint.meters._nvml",
+    "probe_powermetrics": "greenprint.meters._apple",
     "probe_rapl": "greenprint.meters._rapl",
 }
 
@@ -70,12 +85,14 @@ __all__ = [
     "DEFAULT_W_PER_CORE",
     "GPUInfo",
     "GpuEstimateMeter",
+    "HwmonMeter",
     "IDLE_FRACTION",
     "Meter",
     "MeterReading",
     "MeterSet",
     "MeterStatus",
     "NvmlMeter",
+    "PowermetricsMeter",
     "ProcessTree",
     "RAM_W_PER_GB",
     "RAPL_ROOT_ENV",
@@ -90,7 +107,12 @@ __all__ = [
     "match_cpu_tdp",
     "normalise_cpu_model",
     "parse_cuda_visible_devices",
+    "parse_powermetrics_plist",
+    "parse_powermetrics_text",
+    "probe_hwmon_cpu",
+    "probe_intel_gpu",
     "probe_nvml",
+    "probe_powermetrics",
     "probe_rapl",
 ]
 

@@ -122,7 +122,8 @@ def sample_from_plist(data: Mapping[str, Any]) -> PowermetricsSample | None:
     if elapsed_ns is None or elapsed_ns <= 0 or not isinstance(processor, Mapping):
         return None
     elapsed_s = elapsed_ns / 1e9
-    gpu_dict = data.get("gpu") if isinstance(data.get("gpu"), Mapping) else {}
+    gpu_section = data.get("gpu")
+    gpu_dict: Mapping[str, Any] = gpu_section if isinstance(gpu_section, Mapping) else {}
 
     def joules(unit: str, *sources: Mapping[str, Any]) -> float | None:
         for source in sources:

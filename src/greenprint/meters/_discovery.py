@@ -20,6 +20,7 @@ from typing import Any
 from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree, total_ram_bytes
 from greenprint.meters._base import Meter
+from greenprint.meters._beyond import beyond_cache_key, beyond_statuses
 from greenprint.meters._estimate import (
     DEFAULT_W_PER_CORE,
     IDLE_FRACTION,
@@ -55,8 +56,9 @@ class HardwareInfo:
         logical_cores: logical CPUs (hardware threads, or vCPUs in a VM).
         ram_gb: installed memory in GB (2**30 bytes).
         gpus: the NVIDIA GPUs visible to this process (``CUDA_VISIBLE_DEVICES`` honoured).
-        meters: status of each energy source: ``rapl``, ``nvml``, ``estimate:cpu``,
-            ``estimate:ram``.
+        meters: status of each energy source: ``rapl``, ``nvml``, ``psys``, ``hwmon`` (CPU
+            sensors beyond RAPL), ``intel-gpu``, ``powermetrics`` (Apple silicon),
+            ``estimate:cpu``, ``estimate:ram``.
         cpu_tdp_w: TDP per socket from the shipped table in W, or ``None`` when the model is not
             in it (the estimate then uses the per-core default).
         cpu_tdp_source: ``"table:<matched model>"`` or ``"default-per-core"``.
@@ -204,14 +206,16 @@ def detect_hardware(
         rapl_opener: function opening RAPL files (tests use it to simulate permission errors).
 
     Returns:
-        The :class:`HardwareInfo`. ``CUDA_VISIBLE_DEVICES`` and ``GREENPRINT_RAPL_ROOT`` are part
-        of the cache key.
+        The :class:`HardwareInfo`. ``CUDA_VISIBLE_DEVICES``, ``GREENPRINT_RAPL_ROOT``,
+        ``GREENPRINT_HWMON_ROOT``, ``GREENPRINT_DRM_ROOT`` and ``GREENPRINT_POWERMETRICS`` are
+        part of the cache key.
     """
     return _detect(
         str(resolve_rapl_root(rapl_root)),
         nvml,
         rapl_opener,
         os.environ.get("CUDA_VISIBLE_DEVICES"),
+        beyond_key=beyond_cache_key(),
     )
 
 
@@ -248,7 +252,11 @@ def _cpu_counts() -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=32)
 def _detect(
-    rapl_root: str, nvml: Any, opener: Callable[..., Any] | None, cuda_visible: str | None
+    rapl_root: str,
+    nvml: Any,
+    opener: Callable[..., Any] | None,
+    cuda_visible: str | None,
+    beyond_key: tuple[str | None, ...] = (),  # hwmon, DRM and powermetrics overrides
 ) -> HardwareInfo:
     model, sockets = cpu_model_name()
     logical, physical = _cpu_counts()
@@ -260,7 +268,8 @@ def _detect(
         rule = f"{match.rule} match of {match.model!r} in the shipped table"
     else:
         tdp_w, source, rule = None, "default-per-core", ""
-    rapl = probe_rapl(rapl_root, opener=opener or open).status
+    rapl_probe = probe_rapl(rapl_root, opener=opener or open)
+    rapl = rapl_probe.status
     env = dict(os.environ)
     if cuda_visible is None:
         env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -275,7 +284,7 @@ def _detect(
         logical_cores=logical,
         ram_gb=ram_gb,
         gpus=gpus,
-        meters=(rapl, nvml_status, cpu_est, ram_est),
+        meters=(rapl, nvml_status, *beyond_statuses(rapl_probe), cpu_est, ram_est),
         cpu_tdp_w=tdp_w,
         cpu_tdp_source=source,
     )

@@ -4,7 +4,9 @@
 
 * ``cpu``: RAPL package domains if readable, else the TDP estimate;
 * ``ram``: RAPL DRAM domains if readable, else the W/GB estimate;
-* ``gpu``: NVML (energy counter where the GPU has it, else sampled power), absent with no GPU.
+* ``gpu``: NVML (energy counter where the GPU has it, else sampled power), absent with no GPU;
+* beyond those (hwmon sensors, Intel GPUs, Apple's ``powermetrics``, RAPL ``psys``): see
+  :mod:`greenprint.meters._beyond`.
 
 :class:`MeterSet` reads them all on each tick, sharing one process-tree sample. When a meter
 fails (a :class:`~greenprint.MeterError`, an ``OSError`` from the hardware, or, as a last line of
@@ -468,6 +470,18 @@ def detect_meters(
             meters["gpu"] = NvmlMeter.open(nvml, environ=env, tree=tree, clock=clock)
         except MeterError as e:
             logger.debug("no GPU meter: %s", e)
+    from greenprint.meters._beyond import add_meters_beyond  # hwmon, Intel GPU, Apple, psys
+
+    add_meters_beyond(
+        meters,
+        estimates,
+        statuses={m.name: m for m in hw.meters},
+        rapl=probe,
+        tree=tree,
+        environ=env,
+        rapl_opener=opener,
+        clock=clock,
+    )
     return MeterSet(meters, tree=tree, estimates=estimates, clock=clock)
 
 

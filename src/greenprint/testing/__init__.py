@@ -13,7 +13,11 @@ Use them to test code that meters energy on machines without RAPL or NVIDIA GPUs
     nvml.advance(1.0)                          # 1 s at 250 W
     meters.read()["cpu"].machine_j             # 20.0
 
-A subprocess finds the fake RAPL tree through ``GREENPRINT_RAPL_ROOT``.
+A subprocess finds the fake RAPL tree through ``GREENPRINT_RAPL_ROOT``. Also: fake hwmon sensors
+(:func:`make_fake_hwmon`, Arm servers' CPU counters and the ACPI power meter;
+:func:`make_fake_intel_gpu`, i915/xe cards under ``/sys/class/drm``), found by a subprocess
+through ``GREENPRINT_HWMON_ROOT``/``GREENPRINT_DRM_ROOT``; and a fake ``powermetrics``
+(:func:`make_fake_powermetrics`, run through ``GREENPRINT_POWERMETRICS``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from greenprint.testing._amdsmi import (
     FakeAmdProcess,
     FakeAMDSMI,
 )
+from greenprint.testing._hwmon import FakeSensors, make_fake_hwmon, make_fake_intel_gpu
 from greenprint.testing._nvml import FakeGPU, FakeGpuProcess, FakeNVML, NVMLError
+from greenprint.testing._powermetrics import (
+    NOT_ROOT_MESSAGE,
+    make_fake_powermetrics,
+    powermetrics_plist,
+)
 from greenprint.testing._rapl import DEFAULT_MAX_ENERGY_RANGE_UJ, FakeRapl, make_fake_rapl
 
 __all__ = [
@@ -40,8 +50,14 @@ __all__ = [
     "FakeGpuProcess",
     "FakeNVML",
     "FakeRapl",
+    "FakeSensors",
+    "NOT_ROOT_MESSAGE",
     "NVMLError",
+    "make_fake_hwmon",
+    "make_fake_intel_gpu",
+    "make_fake_powermetrics",
     "make_fake_rapl",
+    "powermetrics_plist",
 ]
 
 _public.publish(__name__, globals())
