@@ -14,6 +14,9 @@ How a run ends:
   class named ``TrialPruned`` (Optuna, Ray) gives ``pruned``;
 * ``KeyboardInterrupt`` (SIGINT) or SIGTERM: ``interrupted``, with the cost so far. On SIGTERM the
   previous handler then runs (by default the process still terminates);
+* a budget with ``on_exceed="stop"`` crossed (see :mod:`greenprint._budget`):
+  :class:`~greenprint.BudgetExceeded` at the next ``run.log()``/``step()``, then
+  ``interrupted`` with the reason, even if the exception is caught;
 * ``kill -9`` or power loss: the row stays ``running`` with a stale heartbeat and is reported as
   ``lost``, with the cost of the last flush.
 
@@ -199,7 +202,9 @@ def track(
             study or command that is not text, ``params`` that is not a mapping with string
             keys, a negative or non-integer ``dataset_size``, a ``parent`` that is neither a
             run nor a run id, a ``pid`` of no running process, or a bad ``cpu_tdp_w`` setting.
-            All are checked before the ledger is opened, so nothing is written then.
+            A bad budget, ``on_exceed`` or ``budget``, or a study budget with
+            ``ledger=False``. All are checked before the ledger is opened, so nothing is
+            written then.
         LedgerError: the ledger path is not usable.
     """
     return Run(
@@ -382,6 +387,8 @@ class Run:
 
         Raises:
             ConfigError: a value is not a number.
+            BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once, after
+                the values are recorded).
         """
         now = time.time()
         points = []
@@ -429,7 +436,13 @@ class Run:
                 self._role = self._pending_fields["role"] = role
 
     def add_fpo(self, fpo: int) -> None:
-        """Add floating-point operations done by this run (e.g. one training step's, per step)."""
+        """Add floating-point operations done by this run (e.g. one training step's, per step).
+
+        Raises:
+            ConfigError: ``fpo`` is not a non-negative integer.
+            BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once, after
+                the operations are added).
+        """
         if not isinstance(fpo, int) or fpo < 0:
             raise ConfigError(f"fpo must be a non-negative integer, not {fpo!r}")
         with self._lock:
