@@ -88,7 +88,8 @@ def _call(target: str, what: str, *args: Any) -> Any:
         raise ConfigError(f"{what} {target} failed: {type(e).__name__}: {_first_line(e)}") from e
 
 
-def _batches(data: Any, target: str) -> list[tuple[tuple[Any, ...], Any]]:
+def _batches(data: Any, target: str) -> tuple[list[tuple[tuple[Any, ...], Any]], list[Any]]:
+    """The batches as (positional inputs, targets), and as the loader gave them."""
     import torch
 
     try:
@@ -108,7 +109,7 @@ def _batches(data: Any, target: str) -> list[tuple[tuple[Any, ...], Any]]:
         out.append((inputs, targets))
     if not out:
         raise ConfigError(f"--data {target} returned no batch")
-    return out
+    return out, items
 
 
 def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
@@ -139,7 +140,8 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
     "evaluate_target",
     default=None,
     metavar="MODULE:FN",
-    help="FN(model, batches) -> score; default: accuracy of argmax(outputs) against targets.",
+    help="FN(model, batches) -> score, batches as the loader gives them; default: accuracy "
+    "of argmax(outputs) against targets.",
 )
 @click.option(
     "--variants",
@@ -223,13 +225,13 @@ def command(
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"{target} returned {type(model).__name__}, not a torch.nn.Module")
     data = _call(data_target, "the loader")
-    batches = _batches(data, data_target)
+    batches, raw = _batches(data, data_target)
     if evaluate_target is not None:
         fn = load_factory(evaluate_target)
 
         def evaluate(m: Any) -> float:
             try:
-                return float(fn(m, batches))
+                return float(fn(m, raw))
             except GreenprintError:
                 raise
             except Exception as e:  # user code: one line

@@ -291,6 +291,11 @@ def _one(
         except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:
             if isinstance(e, ConfigError):
                 raise
+            if variant.name == BASELINE:  # the model itself fails: bad input, not a skip
+                raise ConfigError(
+                    f"the model fails on example_inputs: {type(e).__name__}: "
+                    f"{(str(e).strip().splitlines() or [''])[0][:200]}"
+                ) from e
             # a technique that the kernels of this machine or model refuse: skipped, said why
             logger.debug("variant %s failed", variant.name, exc_info=True)
             reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
