@@ -258,3 +258,25 @@ def test_failing_mid_run_degrades_to_the_estimate_and_says_so(
         assert "(hwmon failed: cannot read " in prov and "energy1_input" in prov
     finally:
         meters.close()
+
+
+def test_greenprint_hardware_lists_them_and_what_is_in_use(
+    tmp_path, no_other_hardware, monkeypatch, capsys
+):
+    from greenprint.cli import main
+    from greenprint.testing import make_fake_intel_gpu
+
+    arm = make_fake_hwmon(
+        tmp_path / "h", devices={"hwmon0": {"driver": "xgene_hwmon", "power": {1: "CPU power"}}}
+    )
+    intel = make_fake_intel_gpu(tmp_path / "drm", cards={"card0": "i915"})
+    monkeypatch.setenv("GREENPRINT_HWMON_ROOT", str(arm.root))
+    monkeypatch.setenv("GREENPRINT_DRM_ROOT", str(intel.root))
+    assert main(["hardware"]) == 0
+    out = capsys.readouterr().out
+    assert "  hwmon         yes  cpu from xgene_hwmon:power1 (CPU power): power sensors" in out
+    assert "  intel-gpu     yes  gpu from card0 i915 energy1 (device)" in out
+    assert "  psys          no   no psys domain (no " in out
+    assert "  powermetrics  no   " in out
+    assert "  cpu  hwmon:xgene_hwmon:power1 (power sensors, integrated)" in out
+    assert "  gpu  hwmon:i915:card0" in out

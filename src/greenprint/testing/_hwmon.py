@@ -59,9 +59,7 @@ class FakeSensors:
         path = self.files[name]
         if path.is_symlink() or path.is_dir():
             return
-        if path.exists():
-            os.chmod(path, 0o644)
-        path.write_text(f"{value}\n")
+        _write_atomically(path, f"{value}\n")  # a reader never sees a half-written file
         if name in self.denied:
             os.chmod(path, 0)
 
@@ -108,6 +106,13 @@ class FakeSensors:
             if target == self.files[sensor]:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         return open(path, *args, **kwargs)  # the caller closes it
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path``'s content in one step, as sysfs hands a reader a whole value."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _remove(path: Path) -> None:

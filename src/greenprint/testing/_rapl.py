@@ -58,8 +58,9 @@ class FakeRapl:
                 self._uj[name] = value
                 path = self.zones[name] / "energy_uj"
                 if path.is_file() and not path.is_symlink():
-                    os.chmod(path, 0o644)
-                    path.write_text(f"{value}\n")
+                    tmp = path.with_name(".energy_uj.tmp")  # readers never see half a value
+                    tmp.write_text(f"{value}\n")
+                    os.replace(tmp, path)
                     if name in self.denied:
                         os.chmod(path, 0)
 
