@@ -67,8 +67,10 @@ def break_even_inferences(
         ConfigError: a negative or non-finite energy.
 
     Example:
-        >>> break_even_inferences(0.002, 3e-6, 1e-6)
-        1000.0
+        >>> round(break_even_inferences(0.002, 3e-6, 1e-6))  # 2 Wh / (3 - 1) mWh
+        1000
+        >>> break_even_inferences(0.002, 1e-6, 1e-6) is None  # saves nothing: never
+        True
     """
     for label, value in (
         ("extra_training_kwh", extra_training_kwh),
