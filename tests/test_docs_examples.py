@@ -455,30 +455,23 @@ def test_claims_are_values_shown_after_top_level_expressions():
 
 
 def test_runner_checks_claims_and_reports_the_markdown_lines(tmp_path):
-    doc = Block("docs/x.md", 10, "python", "x = 0.1 + 0.2\nx  # 0.3\nx * 10  # 4\n")
-    done = subprocess.run(
-        [sys.executable, "-c", RUNNER, "docs/x.md"],
-        input=instrument(doc.code, doc.line),
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    def run(doc: Block) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", RUNNER, doc.doc],
+            input=instrument(doc.code, doc.line),
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    done = run(Block("docs/x.md", 10, "python", "x = 0.1 + 0.2\nx  # 0.3\nx * 10  # 4\n"))
     assert done.returncode == 1
     assert "line 13: the doc shows x * 10 as 4, the code gives 3.0000000000000004" in done.stderr
     assert "line 12" not in done.stderr  # 0.3 to the precision written
 
-    failing = Block("docs/x.md", 20, "python", "import math\n\nmath.sqrt(-1)\n")
-    done = subprocess.run(
-        [sys.executable, "-c", RUNNER, "docs/x.md"],
-        input=instrument(failing.code, failing.line),
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run(Block("docs/x.md", 20, "python", "import math\n\nmath.sqrt(-1)\n"))
     assert done.returncode == 1
     assert 'File "docs/x.md", line 23, in <module>' in done.stderr
     assert "ValueError: math domain error" in done.stderr
