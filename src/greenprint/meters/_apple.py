@@ -18,7 +18,9 @@ Never a hang: the subprocess is read by a thread; :meth:`PowermetricsMeter.read`
 what arrived. A process that exits (no ``sudo`` rights, killed) or sends nothing for
 :func:`stall_after_s` makes ``read()`` raise :class:`~greenprint.MeterError`, and the meter set
 goes on with the estimate, labelled. :meth:`~PowermetricsMeter.close` terminates it, waiting at
-most a second before killing it.
+most a second before killing it; the reader threads close the pipes when they end. Should this
+process die without closing (``kill -9``), ``powermetrics`` dies of ``SIGPIPE`` at its next
+sample, as nobody reads its output any more.
 
 ``powermetrics`` needs root. Without it, ``greenprint hardware`` prints the sudoers line that
 lets this user run it (and nothing else) without a password (:data:`SUDOERS_FIX`).
@@ -400,11 +402,18 @@ class PowermetricsSource:
             ).start()
 
     def _pump(self, stream: IO[bytes]) -> None:
+        """Read samples until the pipe ends (the process exited), then close it."""
+        try:
+            self._pump_samples(stream.fileno())
+        finally:
+            stream.close()
+
+    def _pump_samples(self, fd: int) -> None:
         buffer = b""
         while True:
             try:
-                chunk = os.read(stream.fileno(), 65536)
-            except (OSError, ValueError):
+                chunk = os.read(fd, 65536)
+            except OSError:
                 chunk = b""
             if not chunk:
                 return
@@ -424,11 +433,17 @@ class PowermetricsSource:
                 return
 
     def _drain(self, stream: IO[bytes]) -> None:
-        for raw in iter(stream.readline, b""):
-            line = raw.decode(errors="replace").strip()
-            if line:
-                with self._lock:
-                    self._stderr = [*self._stderr[-4:], line]
+        """Keep the last lines of stderr (for the failure message) until the pipe ends."""
+        try:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode(errors="replace").strip()
+                if line:
+                    with self._lock:
+                        self._stderr = [*self._stderr[-4:], line]
+        except (OSError, ValueError) as e:
+            logger.debug("powermetrics stderr: %s", e)
+        finally:
+            stream.close()
 
     def energy_j(self, component: str) -> float:
         """Cumulative energy of ``component`` since the process started, in J.
@@ -477,9 +492,6 @@ class PowermetricsSource:
                     logger.warning("powermetrics (pid %d) did not exit after SIGKILL", proc.pid)
             except OSError as e:
                 logger.debug("stopping powermetrics: %s", e)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 class PowermetricsMeter(Meter):
