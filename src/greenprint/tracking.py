@@ -318,7 +318,9 @@ class Run:
         self._param_count: int | None = None
         self._lock = threading.RLock()  # guards the run's state; never held around a meter read
         self._sample_lock = threading.Lock()  # one meter read at a time (sampler thread, stop())
-        self._stop_event = threading.Event()
+        # held while the run runs; the sampler waits on it between ticks and stop() releases it
+        # (a timed lock acquire is one call per tick, cheaper than Event.wait's Condition)
+        self._stop_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._state: Literal["new", "running", "stopped"] = "new"
         self._status = "new"
@@ -585,7 +587,8 @@ class Run:
             if self._state != "running":
                 return
             self._state = "stopped"
-        self._stop_event.set()
+        if self._stop_lock.locked():
+            self._stop_lock.release()  # wakes the sampler, which then ends
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             # a read in progress returns within the meters' deadline; never wait much longer
@@ -602,15 +605,16 @@ class Run:
         if stopped_by is not None and status in ("finished", "pruned"):
             # a "stop" budget fired and its exception was caught: the run still ends interrupted
             status, error = "interrupted", f"BudgetExceeded: {stopped_by}"
-        if self._environment is None:  # a run shorter than one sample interval
-            try:
-                self._collect_environment()
-            except Exception:  # never raise into user code for a missing host name or git
-                logger.exception("greenprint: could not record run %s's environment", self.id[:8])
         try:
             self._sample(wait_s=_SAMPLER_JOIN_S)
         except Exception:  # accounting must not raise into user code either
             logger.exception("greenprint: the final sample of run %s failed", self.id[:8])
+        if self._environment is None:  # a run shorter than one sample interval
+            # after the final sample: greenprint's own git call is not the run's cost
+            try:
+                self._collect_environment()
+            except Exception:  # never raise into user code for a missing host name or git
+                logger.exception("greenprint: could not record run %s's environment", self.id[:8])
         with self._lock:
             self._ended_at = self._last_sample_t
             self._status = status
@@ -758,6 +762,7 @@ class Run:
         self._ctx_token = _lineage.enter(self)
         registry.add(self)
         self._export_env()
+        self._stop_lock.acquire()
         self._thread = threading.Thread(
             target=self._loop, name=f"greenprint-sampler-{self.id[:8]}", daemon=True
         )
@@ -867,7 +872,7 @@ class Run:
     def _loop(self) -> None:
         next_flush = time.time() + self._flush_s
         first = True
-        while not self._stop_event.wait(self._sample_s):
+        while not self._stop_lock.acquire(timeout=self._sample_s):
             try:
                 if first:
                     self._collect_environment()

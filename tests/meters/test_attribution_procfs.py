@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
@@ -21,7 +22,11 @@ SLEEPER = [sys.executable, "-c", "import time; time.sleep(30)"]
 
 def _kept_stat_fds(pids: set[int]) -> set[str]:
     """Targets of this process's descriptors that are the /proc stat file of one of ``pids``."""
-    wanted = {f"/proc/{pid}/stat" for pid in pids}
+    return _kept_fds({f"/proc/{pid}/stat" for pid in pids})
+
+
+def _kept_fds(wanted: set[str]) -> set[str]:
+    """Which of the ``wanted`` paths this process holds open."""
     out = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -51,10 +56,11 @@ def test_a_process_reads_as_psutil_reads_it():
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ok"
         opened = _ProcStat.open(proc.pid, keep=False)
         assert opened is not None
-        _, (ppid, own_s, reaped_s, rss_bytes, started_s) = opened
+        _, (ppid, own_s, reaped_s, rss_bytes, started_s, threads) = opened
         ps = psutil.Process(proc.pid)
         times = ps.cpu_times()
         assert ppid == os.getpid()
+        assert threads == ps.num_threads() == 1
         assert own_s == pytest.approx(times.user + times.system, abs=0.02)
         assert own_s >= 0.29
         assert reaped_s == pytest.approx(times.children_user + times.children_system, abs=0.02)
@@ -80,12 +86,12 @@ def test_a_reaped_process_reads_as_gone(keep):
     opened = _ProcStat.open(proc.pid, keep=keep)
     assert opened is not None
     handle = opened[0]
-    assert handle.kept is keep
+    assert handle.kept == int(keep)
     assert handle.read() is not None
     proc.kill()
     proc.wait()
     assert handle.read() is None
-    assert handle.kept is False  # its descriptor is released
+    assert handle.kept == 0  # its descriptor is released
 
 
 def test_a_reused_pid_is_another_process():
@@ -111,7 +117,7 @@ def test_a_descriptor_closed_behind_the_trees_back_is_read_by_path():
         handle = opened[0]
         os.close(handle._fd)  # a library that closes every descriptor it did not open
         assert handle.read() is not None
-        assert handle.kept is False
+        assert handle.kept == 0
     finally:
         proc.kill()
         proc.wait()
@@ -140,19 +146,21 @@ def test_a_descriptor_number_reused_for_another_file_is_not_read_or_closed(tmp_p
 
 
 def test_a_big_tree_keeps_only_a_few_descriptors_and_counts_every_process(monkeypatch):
-    monkeypatch.setattr(_attribution, "KEPT_OPEN", 2)
+    monkeypatch.setattr(_attribution, "KEPT_OPEN", 3)
     children = [subprocess.Popen(SLEEPER) for _ in range(5)]
+    pids = {c.pid for c in children}
     tree = ProcessTree()
     try:
         tree.start()
-        pids = {c.pid for c in children}
         assert pids <= tree.last.pids
-        assert len(_kept_stat_fds(pids | {os.getpid()})) == 2
+        assert tree._kept() <= 3
+        assert len(_kept_stat_fds(pids)) < len(pids)  # the others are read by path
         children[0].kill()
         children[0].wait()
         sample = tree.sample()
         assert children[0].pid not in sample.pids
         assert pids - {children[0].pid} <= sample.pids
+        assert tree._kept() <= 3
     finally:
         for c in children:
             c.kill()
@@ -190,3 +198,89 @@ def test_a_new_child_is_timed_from_its_own_start():
         child.kill()
         child.wait()
         tree.close()
+
+
+def _in_a_new_thread(fn):
+    out = []
+    thread = threading.Thread(target=lambda: out.append(fn()))
+    thread.start()
+    thread.join()
+    return out[0]
+
+
+def test_a_child_forked_by_a_new_thread_is_found():
+    # the root's thread list is kept between walks; a new thread changes the thread count
+    # (from the root's stat line), so its children file is read from the next walk on
+    tree = ProcessTree()
+    tree.start()
+    gate = threading.Event()
+    started: list[subprocess.Popen] = []
+
+    def fork_and_wait() -> None:
+        started.append(subprocess.Popen(SLEEPER))
+        gate.wait()
+
+    thread = threading.Thread(target=fork_and_wait)
+    thread.start()
+    try:
+        while not started:
+            time.sleep(0.01)
+        assert started[0].pid in tree.sample().pids
+    finally:
+        gate.set()
+        thread.join()
+        for p in started:
+            p.kill()
+            p.wait()
+        tree.close()
+
+
+def test_a_child_of_a_thread_that_replaced_another_is_found_within_a_few_walks():
+    # one thread ends and another starts between two walks: same thread count, so the cached
+    # list misses the new thread until the list is read again (at most _RELIST_EVERY walks)
+    gate = threading.Event()
+    first = threading.Thread(target=gate.wait)
+    first.start()
+    tree = ProcessTree()
+    tree.start()
+    tree.sample()
+    gate.set()
+    first.join()
+    children: list[subprocess.Popen] = []
+    gate2 = threading.Event()
+
+    def fork_and_wait() -> None:
+        children.append(subprocess.Popen(SLEEPER))
+        gate2.wait()
+
+    second = threading.Thread(target=fork_and_wait)
+    second.start()
+    try:
+        while not children:
+            time.sleep(0.01)
+        found_at = None
+        for walk in range(1, _attribution._RELIST_EVERY + 2):
+            _attribution._PROC_LOADAVG.read()  # a walk happens when a pid was handed out
+            tree._walked_at_pid = None
+            if children[0].pid in tree.sample().pids:
+                found_at = walk
+                break
+        assert found_at is not None and found_at <= _attribution._RELIST_EVERY
+    finally:
+        gate2.set()
+        second.join()
+        for p in children:
+            p.kill()
+            p.wait()
+        tree.close()
+
+
+def test_closing_a_tree_releases_its_children_files():
+    tree = ProcessTree()
+    tree.start()
+    me = os.getpid()
+    tids = set(os.listdir(f"/proc/{me}/task"))
+    wanted = {f"/proc/{me}/task/{tid}/children" for tid in tids}
+    assert _kept_fds(wanted)
+    tree.close()
+    assert not _kept_fds(wanted)

@@ -56,13 +56,18 @@ __all__ = ["KEPT_OPEN", "ProcessTree", "UsageSample", "fresh_usage", "total_ram_
 
 logger = logging.getLogger(__name__)
 
-#: Processes of one tree whose ``/proc/<pid>/stat`` stays open between samples (the rest are
-#: opened at each read), so that a tree of thousands of processes cannot exhaust the
-#: descriptors of the process that tracks it.
-KEPT_OPEN = 16
+#: Descriptors one tree keeps open between samples (``/proc/<pid>/stat`` files and the children
+#: files of their threads, the root's first); the rest are opened at each read, so that a tree
+#: of thousands of processes cannot exhaust the descriptors of the process that tracks it.
+KEPT_OPEN = 32
 
-#: One process's figures: (ppid, own CPU s, reaped children's CPU s, RSS bytes, start time s).
-_Figures = tuple[int, float, float, float, float]
+#: A process's thread list is read again at least every this many walks, even when its thread
+#: count has not changed (a thread that ended and one that started between two walks).
+_RELIST_EVERY = 10
+
+#: One process's figures: (ppid, own CPU s, reaped children's CPU s, RSS bytes, start time s,
+#: threads; -1 when unknown).
+_Figures = tuple[int, float, float, float, float, int]
 
 
 def _procfs_available() -> bool:
@@ -134,6 +139,7 @@ def _parse_stat(data: bytes, prefix: bytes) -> _Figures | None:
             (int(rest[13]) + int(rest[14])) / _CLK_TCK,
             int(rest[21]) * _PAGE_BYTES,
             int(rest[19]) / _CLK_TCK,
+            int(rest[17]),
         )
     except (IndexError, ValueError):
         return None
@@ -198,9 +204,9 @@ class _ProcStat:
         return opened[1]
 
     @property
-    def kept(self) -> bool:
-        """Whether a descriptor is kept open for this process."""
-        return self._fd >= 0
+    def kept(self) -> int:
+        """Descriptors kept open for this process (0 or 1)."""
+        return int(self._fd >= 0)
 
     def close(self) -> None:
         """Release the descriptor, if one is kept. Idempotent."""
@@ -255,9 +261,9 @@ class _PsutilProc:
             return None
         own = times.user + times.system
         reaped = getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
-        return ppid, own, reaped, rss, self.started_s
+        return ppid, own, reaped, rss, self.started_s, -1
 
-    kept = False
+    kept = 0
 
     def close(self) -> None:
         return None
@@ -270,13 +276,14 @@ if TYPE_CHECKING:  # pragma: no cover
 class _Proc:
     """One process of the tree: its handle, CPU times at first sight (baseline) and now, in s."""
 
-    __slots__ = ("base_own", "base_reaped", "handle", "own", "ppid", "reaped")
+    __slots__ = ("base_own", "base_reaped", "handle", "own", "ppid", "reaped", "threads")
 
     def __init__(self, handle: _Handle, figures: _Figures, *, existed: bool) -> None:
         self.handle = handle
         self.ppid = figures[0]
         self.own = figures[1]
         self.reaped = figures[2]
+        self.threads = figures[5]
         self.base_own = self.own if existed else 0.0
         self.base_reaped = self.reaped if existed else 0.0
 
@@ -396,6 +403,7 @@ class ProcessTree:
         self._clock = clock
         self._procfs = _PROCFS
         self._procs: dict[int, _Proc] = {}
+        self._children: dict[int, _Children] = {}
         self._departed_s = 0.0
         self._tree_cpu_s = 0.0
         self._machine: tuple[float, float] = (0.0, 0.0)
@@ -474,6 +482,41 @@ class ProcessTree:
         for entry in self._procs.values():
             entry.handle.close()
         self._procs.clear()
+        for reader in self._children.values():
+            reader.close()
+        self._children.clear()
+
+    def _kept(self) -> int:
+        """Descriptors the tree keeps open now."""
+        return sum(e.handle.kept for e in self._procs.values()) + sum(
+            r.kept for r in self._children.values()
+        )
+
+    def _descendants(self) -> list[int]:
+        """Every descendant of the root (Linux: children files kept open between walks)."""
+        if not (self._procfs and _PROC_CHILDREN):
+            return _descendant_pids(self.pid, self._procfs)
+        found: list[int] = []
+        seen = {self.pid}
+        queue = [self.pid]
+        kept = self._kept()
+        while queue:
+            pid = queue.pop()
+            reader = self._children.get(pid)
+            if reader is None:
+                reader = self._children[pid] = _Children(pid)
+            entry = self._procs.get(pid)
+            kept -= reader.kept
+            pids = reader.read(entry.threads if entry is not None else -1, KEPT_OPEN - kept)
+            kept += reader.kept
+            if pids is None:  # a file that should be there is unreadable: psutil walks
+                return _descendant_pids(self.pid, False)
+            for child in pids:
+                if child not in seen:
+                    seen.add(child)
+                    queue.append(child)
+                    found.append(child)
+        return found
 
     def _share_of_ram(self, rss: float) -> float:
         return _clamp01(rss / self.total_ram_bytes) if self.total_ram_bytes else 0.0
@@ -510,11 +553,15 @@ class ProcessTree:
             entry.own = max(entry.own, figures[1])
             entry.reaped = max(entry.reaped, figures[2])
             entry.ppid = figures[0]
+            entry.threads = figures[5]
             rss_total += figures[3]
             alive.add(pid)
         for pid in gone:
             entry = self._procs.pop(pid)
             entry.handle.close()
+            reader = self._children.pop(pid, None)
+            if reader is not None:
+                reader.close()
             if pid == self.pid:
                 self._root_alive = False
             if entry.ppid not in alive:
@@ -525,16 +572,16 @@ class ProcessTree:
             # no process created since the last walk: the tree can only have shrunk
             if last_pid is None or last_pid != self._walked_at_pid:
                 self._walked_at_pid = last_pid  # read before the walk: a later fork walks again
-                kept = sum(1 for entry in self._procs.values() if entry.handle.kept)
-                for pid in _descendant_pids(self.pid, self._procfs):
+                for pid in self._descendants():
                     if pid in alive:
                         continue
-                    keep = kept < KEPT_OPEN
+                    keep = self._kept() < KEPT_OPEN
                     figures = self._add(pid, existed=True if baseline else None, keep=keep)
-                    kept += keep and figures is not None
                     if figures is not None:
                         rss_total += figures[3]
                         alive.add(pid)
+                for pid in [p for p in self._children if p not in self._procs]:
+                    self._children.pop(pid).close()  # listed, but ended before it was read
         used = self._departed_s + sum(entry.used for entry in self._procs.values())
         self._tree_cpu_s = max(self._tree_cpu_s, used)
         return frozenset(alive), rss_total
@@ -552,6 +599,94 @@ def _proc_children_supported() -> bool:
 
 
 _PROC_CHILDREN = _PROCFS and _proc_children_supported()
+
+
+class _Children:
+    """One process's children, from the children files of its threads (Linux), kept open.
+
+    The thread list is read again when the process's thread count (from its stat line) differs
+    from the list's, and at least every :data:`_RELIST_EVERY` walks; between those, each walk
+    is one ``pread`` per thread.
+    """
+
+    __slots__ = ("_fds", "_listed", "_walks", "pid")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fds: list[int] = []
+        self._listed = -1  # threads when the list was read
+        self._walks = 0
+
+    @property
+    def kept(self) -> int:
+        """Descriptors kept open (one per thread, or none)."""
+        return len(self._fds)
+
+    def read(self, threads: int, budget: int) -> list[int] | None:
+        """The children now, or ``None`` when a file that should be there cannot be read.
+
+        Args:
+            threads: the process's thread count now (-1: unknown: list the threads).
+            budget: descriptors it may keep open.
+        """
+        self._walks += 1
+        if self._fds and threads == self._listed and self._walks % _RELIST_EVERY:
+            try:
+                return [int(pid) for fd in self._fds for pid in _pread_all(fd).split()]
+            except (OSError, ValueError):  # closed behind our back: list again
+                pass
+        self.close()
+        try:
+            tids = os.listdir(f"/proc/{self.pid}/task")
+        except FileNotFoundError:
+            return []
+        except OSError:
+            return None
+        keep = 0 < len(tids) <= budget
+        pids: list[int] = []
+        for tid in tids:
+            try:
+                fd = os.open(f"/proc/{self.pid}/task/{tid}/children", _O_FLAGS)
+            except FileNotFoundError:  # the thread (or the process) ended meanwhile
+                continue
+            except OSError:
+                self.close()
+                return None
+            try:
+                pids.extend(int(pid) for pid in _pread_all(fd).split())
+            except (OSError, ValueError):
+                os.close(fd)
+                self.close()
+                return None
+            if keep:
+                self._fds.append(fd)
+            else:
+                os.close(fd)
+        self._listed = len(tids) if keep else -1
+        return pids
+
+    def close(self) -> None:
+        """Release the descriptors. Idempotent."""
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:  # pragma: no cover - closed behind our back
+                pass
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _pread_all(fd: int) -> bytes:
+    """The whole content of a ``/proc`` file from offset 0."""
+    data = os.pread(fd, 65536, 0)
+    while len(data) % 65536 == 0 and data:
+        more = os.pread(fd, 65536, len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def _child_pids(pid: int) -> list[int] | None:
