@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +45,7 @@ from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._status import MeterStatus
+from greenprint.meters._where import POWERMETRICS_ENV, not_macos
 
 if TYPE_CHECKING:  # pragma: no cover
     import subprocess
@@ -70,8 +70,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 POWERMETRICS = "/usr/bin/powermetrics"
-#: Environment variable replacing the command (split like a shell would, no shell run).
-POWERMETRICS_ENV = "GREENPRINT_POWERMETRICS"
 DEFAULT_INTERVAL_MS = 1000
 #: The fix when ``sudo`` would ask for a password (``{user}``: the login name).
 SUDOERS_FIX = (
@@ -306,10 +304,9 @@ def probe_powermetrics(
     if env.get(POWERMETRICS_ENV):
         reason = f"cpu and gpu+ane from {' '.join(argv)} (${POWERMETRICS_ENV})"
         return PowermetricsProbe(tuple(argv), MeterStatus("powermetrics", True, reason, None))
-    system = sys.platform if system is None else system
-    if system != "darwin":
-        reason = "not macOS (powermetrics meters Apple silicon)"
-        return PowermetricsProbe((), MeterStatus("powermetrics", False, reason, None))
+    elsewhere = not_macos(env, system)
+    if elsewhere is not None:
+        return PowermetricsProbe((), elsewhere)
     if machine is None:
         import platform  # macOS only
 

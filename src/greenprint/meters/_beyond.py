@@ -29,12 +29,22 @@ from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._rapl import Opener, RaplMeter, RaplProbe
 from greenprint.meters._status import MeterStatus
+from greenprint.meters._where import (
+    DRM_ROOT_ENV,
+    HWMON_ROOT_ENV,
+    POWERMETRICS_ENV,
+    absent_hwmon,
+    absent_intel_gpu,
+    not_macos,
+    resolve_drm_root,
+    resolve_hwmon_root,
+)
 
 __all__ = ["PlatformEstimate", "add_meters_beyond", "beyond_cache_key", "beyond_statuses"]
 
 logger = logging.getLogger(__name__)
 
-_ENV = ("GREENPRINT_HWMON_ROOT", "GREENPRINT_DRM_ROOT", "GREENPRINT_POWERMETRICS")
+_ENV = (HWMON_ROOT_ENV, DRM_ROOT_ENV, POWERMETRICS_ENV)
 
 
 def beyond_cache_key(environ: Mapping[str, str] | None = None) -> tuple[str | None, ...]:
@@ -46,18 +56,31 @@ def beyond_cache_key(environ: Mapping[str, str] | None = None) -> tuple[str | No
 def beyond_statuses(
     rapl: RaplProbe, *, environ: Mapping[str, str] | None = None
 ) -> tuple[MeterStatus, ...]:
-    """Statuses of ``psys``, ``hwmon``, ``intel-gpu`` and ``powermetrics``. Never raises."""
-    from greenprint.meters._apple import probe_powermetrics
-    from greenprint.meters._hwmon import probe_hwmon_cpu
-    from greenprint.meters._intel_gpu import probe_intel_gpu
+    """Statuses of ``psys``, ``hwmon``, ``intel-gpu`` and ``powermetrics``. Never raises.
 
+    A meter's module is imported only when its sensors may be there (the directory exists,
+    or this is macOS).
+    """
     psys = rapl.psys_status or MeterStatus("psys", False, "no psys domain", None)
-    return (
-        psys,
-        probe_hwmon_cpu().status,
-        probe_intel_gpu().status,
-        probe_powermetrics(environ=environ).status,
-    )
+    hwmon_root, drm_root = resolve_hwmon_root(), resolve_drm_root()
+    if hwmon_root.is_dir():
+        from greenprint.meters._hwmon import probe_hwmon_cpu
+
+        hwmon = probe_hwmon_cpu(hwmon_root).status
+    else:
+        hwmon = absent_hwmon(hwmon_root)
+    if drm_root.is_dir():
+        from greenprint.meters._intel_gpu import probe_intel_gpu
+
+        intel = probe_intel_gpu(drm_root).status
+    else:
+        intel = absent_intel_gpu(drm_root)
+    apple = not_macos(environ)
+    if apple is None:
+        from greenprint.meters._apple import probe_powermetrics
+
+        apple = probe_powermetrics(environ=environ).status
+    return (psys, hwmon, intel, apple)
 
 
 class PlatformEstimate(Meter):

@@ -40,6 +40,12 @@ from greenprint._units import uj_to_j
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._status import MeterStatus
+from greenprint.meters._where import (
+    DEFAULT_HWMON_ROOT,
+    HWMON_ROOT_ENV,
+    absent_hwmon,
+    resolve_hwmon_root,
+)
 
 __all__ = [
     "DEFAULT_HWMON_ROOT",
@@ -61,9 +67,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HWMON_ROOT = "/sys/class/hwmon"
-#: Environment variable overriding the hwmon class directory (tests point it at a fake tree).
-HWMON_ROOT_ENV = "GREENPRINT_HWMON_ROOT"
 #: Most power one channel can plausibly draw, in W (decides wrap-around against reset): above
 #: the largest CPU socket or GPU card (~1 kW), below what a 32-bit µJ wrap in 1 s implies (4.3 kW).
 MAX_PLAUSIBLE_W = 2000.0
@@ -79,13 +82,6 @@ _OTHER = re.compile(
 )
 _CPU = re.compile(r"(?<![a-z])(cpu|cpus|cluster)(?![a-z])|^a\d{2}(?!\d)")
 _SOCKET = re.compile(r"socket|package|(?<![a-z])(pkg|soc)(?![a-z])")
-
-
-def resolve_hwmon_root(hwmon_root: str | os.PathLike[str] | None = None) -> Path:
-    """The hwmon directory: ``hwmon_root``, else ``$GREENPRINT_HWMON_ROOT``, else the system's."""
-    if hwmon_root is not None:
-        return Path(hwmon_root)
-    return Path(os.environ.get(HWMON_ROOT_ENV) or DEFAULT_HWMON_ROOT)
 
 
 @dataclass(frozen=True)
@@ -335,8 +331,7 @@ def probe_hwmon_cpu(
     root = resolve_hwmon_root(hwmon_root)
     none = Provenance("other", "hwmon")
     if not root.is_dir():
-        status = MeterStatus("hwmon", False, f"no {root} (not Linux, or no hwmon sensors)", None)
-        return HwmonProbe(root, (), status, none)
+        return HwmonProbe(root, (), absent_hwmon(root), none)
     devices = scan_hwmon(root, opener=opener)
     channels, what = _cpu_channels(devices)
     if not channels:

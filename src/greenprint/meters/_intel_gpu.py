@@ -39,6 +39,12 @@ from greenprint.meters._hwmon import (
     scan_hwmon_device,
 )
 from greenprint.meters._status import MeterStatus
+from greenprint.meters._where import (
+    DEFAULT_DRM_ROOT,
+    DRM_ROOT_ENV,
+    absent_intel_gpu,
+    resolve_drm_root,
+)
 
 __all__ = [
     "DEFAULT_DRM_ROOT",
@@ -52,18 +58,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DRM_ROOT = "/sys/class/drm"
-#: Environment variable overriding the DRM class directory (tests point it at a fake tree).
-DRM_ROOT_ENV = "GREENPRINT_DRM_ROOT"
 INTEL_GPU_DRIVERS = ("i915", "xe")
 _CARD = re.compile(r"^card(\d+)$")
-
-
-def resolve_drm_root(drm_root: str | os.PathLike[str] | None = None) -> Path:
-    """The DRM class directory: ``drm_root``, else ``$GREENPRINT_DRM_ROOT``, else ``/sys``'s."""
-    if drm_root is not None:
-        return Path(drm_root)
-    return Path(os.environ.get(DRM_ROOT_ENV) or DEFAULT_DRM_ROOT)
 
 
 @dataclass(frozen=True)
@@ -158,8 +154,9 @@ def probe_intel_gpu(
         if driver in INTEL_GPU_DRIVERS:
             cards.append(_pick(name, root / name, driver, opener))
     if not cards:
-        where = f"no card driven by i915 or xe under {root}" if root.is_dir() else f"no {root}"
-        reason = f"no Intel GPU ({where})"
+        if not root.is_dir():
+            return IntelGpuProbe(root, (), (), absent_intel_gpu(root), none)
+        reason = f"no Intel GPU (no card driven by i915 or xe under {root})"
         return IntelGpuProbe(root, (), (), MeterStatus("intel-gpu", False, reason, None), none)
     with_counter = [c for c in cards if c.channel is not None]
     without = [f"{c.card} ({c.driver}) has no energy counter" for c in cards if c.channel is None]
