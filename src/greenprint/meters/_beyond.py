@@ -141,7 +141,10 @@ def add_meters_beyond(
     rapl_opener: Opener = open,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Fill the components still estimated (``cpu``) or absent or estimated (``gpu``).
+    """Fill the components still estimated (``cpu``) or absent (``gpu``).
+
+    A ``gpu`` estimate already there stands for a GPU of another vendor whose counter cannot be
+    read; it is kept rather than replaced by a meter of a different GPU.
 
     Args:
         meters: component -> meter chosen so far; updated in place.
@@ -156,7 +159,7 @@ def add_meters_beyond(
     """
     env = os.environ if environ is None else environ
     cpu_free = "cpu" not in meters or meters["cpu"].is_estimate
-    gpu_free = "gpu" not in meters or meters["gpu"].is_estimate
+    gpu_free = "gpu" not in meters  # an estimate there is of another GPU: keep it
     if not (cpu_free or gpu_free):
         return
     if cpu_free and _usable_or_unknown(statuses, "hwmon"):
