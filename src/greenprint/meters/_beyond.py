@@ -6,8 +6,8 @@ The chain, per component (the first that works is used; the rest are listed by
 * ``cpu``: RAPL package domains -> hwmon CPU sensors (Arm servers,
   :func:`~greenprint.meters._hwmon.probe_hwmon_cpu`) -> ``powermetrics`` (Apple silicon) ->
   RAPL ``psys`` (platform energy, only when nothing else meters the CPU) -> the TDP estimate.
-* ``gpu``: NVML (and the other vendors' meters) -> Intel GPUs through hwmon -> ``powermetrics``
-  (GPU + Neural Engine) -> an estimate, or nothing without a GPU.
+* ``gpu``: NVML -> AMD (amdsmi) -> the estimate of an NVIDIA or AMD GPU whose counter cannot be
+  read -> Intel GPUs through hwmon -> ``powermetrics`` (GPU + Neural Engine) -> nothing.
 * ``ram``: RAPL DRAM domains -> the W/GB estimate; when ``psys`` meters the CPU, memory is inside
   its figure, so ``ram`` is not metered separately (no double count) and should ``psys`` fail,
   the estimate that takes over is the CPU estimate plus the RAM estimate.
