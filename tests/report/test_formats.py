@@ -76,7 +76,11 @@ def test_html_is_one_self_contained_file(written):
         report.final.name,
     ):
         assert text in html
-    assert html.count("<tr") == len(report.runs) + 1 + len(report.price_tag.by_status) + 2
+    whatif_rows = len(report.whatif.regions) + 1 if report.whatif is not None else 0
+    assert (
+        html.count("<tr")
+        == len(report.runs) + 1 + len(report.price_tag.by_status) + 2 + whatif_rows
+    )
 
 
 def test_markdown_links_its_png_figures(written):
@@ -109,7 +113,8 @@ def test_latex_has_booktabs_tables_and_pdf_figures(written):
     report, files, out = written
     tex = files["latex"].read_text(encoding="utf-8")
     _check_latex(tex)
-    assert tex.count(r"\toprule") == tex.count(r"\bottomrule") == 2
+    tables = 2 + (report.whatif is not None)  # price tag, runs, what-if
+    assert tex.count(r"\toprule") == tex.count(r"\bottomrule") == tables
     assert r"\usepackage{booktabs}" in tex and r"\usepackage{graphicx}" in tex
     graphics = re.findall(r"\\includegraphics\[[^\]]*\]\{([^}]+)\}", tex)
     assert len(graphics) == len(report.figures)

@@ -34,6 +34,7 @@ from greenprint.report._text import (
     hardware_descriptions,
     model_card_emissions,
 )
+from greenprint.report._whatif import whatif_section
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._types import LedgerSource
@@ -311,6 +312,7 @@ def _assemble(
         notes=tuple(notes) + tag.notes,
         greener=greener,
         prediction=prediction_summary(runs),
+        whatif=whatif_section(runs, tag, forest=forest),
     )
 
 

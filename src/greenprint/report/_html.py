@@ -19,6 +19,7 @@ from greenprint.report._tables import (
     runs_table,
 )
 from greenprint.report._text import energy_provenance
+from greenprint.report._whatif import html_section as whatif_section
 
 __all__ = ["render_html"]
 
@@ -173,6 +174,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         "</section>",
         html_section(report.greener, esc),
         prediction_section(report.prediction, esc),
+        whatif_section(report.whatif, esc),
         f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
         '<p class="muted">Every run of the study in start order; ★ marks the final run, '
         "(baseline) a baseline. A nested run's cost is part of its parent's.</p>",

@@ -23,6 +23,7 @@ from greenprint.report._plots import FigureRenderer, figure_file_name
 from greenprint.report._prediction import latex_section as prediction_section
 from greenprint.report._tables import final_sentence, score_text, top_runs
 from greenprint.report._text import energy_provenance
+from greenprint.report._whatif import latex_section as whatif_section
 
 __all__ = ["render_latex"]
 
@@ -230,5 +231,6 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         ]
     out += latex_section(report.greener, esc)
     out += prediction_section(report.prediction, esc)
+    out += whatif_section(report.whatif, esc)
     out += ["% ---- END PAPER ----", r"\end{document}", ""]
     return "\n".join(out)

@@ -19,6 +19,7 @@ from greenprint.report._tables import (
     runs_table,
 )
 from greenprint.report._text import energy_provenance
+from greenprint.report._whatif import markdown_section as whatif_section
 
 __all__ = ["FIGURE_DIR", "render_markdown"]
 
@@ -86,6 +87,7 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
         out.append("")
     out += markdown_section(report.greener, esc, _table)
     out += prediction_section(report.prediction, esc, _table)
+    out += whatif_section(report.whatif, esc, _table)
     out += [
         f"## Runs ({len(report.runs)})",
         "",

@@ -20,6 +20,7 @@ from greenprint.analysis._common import json_float
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.greener._result import GreenerResult
     from greenprint.report._prediction import PredictionSummary
+    from greenprint.report._whatif import WhatIfSection
 
 __all__ = [
     "HF_CO2_KEYS",
@@ -331,6 +332,7 @@ class Report:
         greener: the greener-variant comparisons the study recorded
             (:func:`greenprint.greener.compare`), oldest first.
         prediction: how good the runs' cost predictions were (``None``: no run predicted).
+        whatif: the study's energy priced in reference regions (``None``: no energy measured).
     """
 
     study: str
@@ -350,6 +352,7 @@ class Report:
     schema: str = SCHEMA
     greener: tuple[GreenerResult, ...] = ()
     prediction: PredictionSummary | None = None
+    whatif: WhatIfSection | None = None
 
     @property
     def final(self) -> RunRow | None:
@@ -391,6 +394,7 @@ class Report:
             "figures": [f.to_dict() for f in self.figures],
             "greener": [g.to_dict() for g in self.greener],
             "prediction": None if self.prediction is None else self.prediction.to_dict(),
+            "whatif": None if self.whatif is None else self.whatif.to_dict(),
         }
         if with_runs:
             document["runs"] = [r.to_dict() for r in self.runs]

@@ -1,0 +1,217 @@
+"""The what-if section of a report: the study's measured energy priced in reference regions.
+
+The study's energy is a fact; where it was drawn decides its CO2-eq. :func:`whatif_section`
+prices the study's facility energy (IT energy, counted once as in the price tag, times the
+runs' PUE weighted by energy) at the grid intensity of a few reference regions from the shipped
+tables (:data:`REPORT_REGIONS`), beside the CO2-eq the runs recorded, with the difference in kg
+and percent (see :func:`greenprint.greener.whatif` and ``greenprint whatif --run ID`` for one
+run, and for the best start hour of the day). The ``*_section`` functions render it for HTML,
+Markdown and LaTeX; the JSON report holds :meth:`WhatIfSection.to_dict` under ``"whatif"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from greenprint._format import format_emissions, format_energy
+from greenprint._records import RunRecord
+from greenprint.analysis import PriceTag
+from greenprint.analysis._common import RunForest
+from greenprint.greener._whatif import RegionPrice, price_regions
+
+__all__ = [
+    "REPORT_REGIONS",
+    "WhatIfSection",
+    "html_section",
+    "latex_section",
+    "markdown_section",
+    "whatif_section",
+]
+
+#: The reference regions a report prices the study in: the world average, two low-carbon grids,
+#: a middle one, two coal-heavy ones and a low-carbon and a US cloud region.
+REPORT_REGIONS: tuple[str, ...] = (
+    "WORLD",
+    "SE",
+    "FR",
+    "DE",
+    "US",
+    "PL",
+    "IN",
+    "aws:eu-north-1",
+    "aws:us-east-1",
+)
+
+_EXPLAIN = (
+    "The study's measured energy (with its PUE) priced at other grids' carbon intensity, from "
+    "the tables shipped with greenprint (no network). A positive difference is CO2-eq saved "
+    "there. For one run, and for the best start hour given an hourly intensity file: "
+    "greenprint whatif --run ID [--hourly CSV]."
+)
+
+
+@dataclass(frozen=True)
+class WhatIfSection:
+    """The study's energy priced in reference regions.
+
+    Attributes:
+        energy_kwh: the study's IT energy, counted once (the price tag's total), kWh.
+        pue: the runs' PUE, weighted by their energy.
+        facility_energy_kwh: ``energy_kwh * pue``, kWh.
+        emissions_kg: the CO2-eq the runs recorded (the price tag's total), kg.
+        regions: the energy priced in each reference region.
+    """
+
+    energy_kwh: float
+    pue: float
+    facility_energy_kwh: float
+    emissions_kg: float
+    regions: tuple[RegionPrice, ...]
+
+    def sentence(self) -> str:
+        """What was priced, in one sentence."""
+        cleanest = min(self.regions, key=lambda r: r.emissions_kg)
+        return (
+            f"{format_energy(self.energy_kwh)} x PUE {self.pue:.3g} = "
+            f"{format_energy(self.facility_energy_kwh)}, recorded as "
+            f"{format_emissions(self.emissions_kg)}; in {cleanest.name} it would have been "
+            f"{format_emissions(cleanest.emissions_kg)}."
+        )
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of the section's table (text, for every format)."""
+        header = ["Region", "g CO2-eq/kWh", "CO2-eq", "Difference", "Source"]
+        rows = []
+        for r in self.regions:
+            sign = "-" if r.saving_kg < 0 else ""
+            diff = f"{sign}{format_emissions(abs(r.saving_kg))}"
+            if r.saving_pct is not None:
+                diff += f" ({r.saving_pct:.0f} %)"
+            rows.append(
+                [
+                    f"{r.region} ({r.name})",
+                    f"{r.g_per_kwh:.1f}",
+                    format_emissions(r.emissions_kg),
+                    diff,
+                    r.source,
+                ]
+            )
+        return header, rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "energy_kwh": self.energy_kwh,
+            "pue": self.pue,
+            "facility_energy_kwh": self.facility_energy_kwh,
+            "emissions_kg": self.emissions_kg,
+            "regions": [r.to_dict() for r in self.regions],
+        }
+
+
+def whatif_section(
+    runs: Sequence[RunRecord],
+    price_tag: PriceTag,
+    *,
+    regions: Sequence[str] = REPORT_REGIONS,
+    forest: RunForest | None = None,
+) -> WhatIfSection | None:
+    """The study's energy priced in ``regions`` (``None`` when it measured no energy).
+
+    Args:
+        runs: the study's runs.
+        price_tag: their price tag (its totals count each run once).
+        regions: region codes to price in.
+        forest: the runs arranged by nesting, if already built.
+
+    Returns:
+        The :class:`WhatIfSection`, or ``None``.
+    """
+    energy = price_tag.total.energy_kwh
+    if not runs or not math.isfinite(energy) or energy <= 0:
+        return None
+    forest = forest or RunForest.build(runs)
+    roots = [forest.runs[p] for p in forest.roots]
+    root_energy = math.fsum(r.energy_kwh for r in roots)
+    pue = (
+        math.fsum(r.energy_kwh * r.pue for r in roots) / root_energy
+        if root_energy > 0
+        else roots[0].pue
+    )
+    facility = energy * pue
+    emissions = price_tag.total.emissions_kg
+    return WhatIfSection(
+        energy_kwh=energy,
+        pue=pue,
+        facility_energy_kwh=facility,
+        emissions_kg=emissions,
+        regions=price_regions(facility, emissions, regions),
+    )
+
+
+def html_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> str:
+    """The section as HTML (every string escaped with ``esc``)."""
+    if section is None:
+        return ""
+    header, rows = section.table()
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in rows
+    )
+    return (
+        '<section id="whatif"><h2>What if it ran elsewhere?</h2>'
+        f'<p class="muted">{esc(_EXPLAIN)}</p><p>{esc(section.sentence())}</p>'
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div></section>"
+    )
+
+
+def markdown_section(
+    section: WhatIfSection | None,
+    esc: Callable[[str], str],
+    table: Callable[[Sequence[str], Sequence[Sequence[str]]], list[str]],
+) -> list[str]:
+    """The section as Markdown lines (``table`` renders a header and rows)."""
+    if section is None:
+        return []
+    header, rows = section.table()
+    return [
+        "## What if it ran elsewhere?",
+        "",
+        esc(_EXPLAIN),
+        "",
+        esc(section.sentence()),
+        "",
+        *table(header, rows),
+        "",
+    ]
+
+
+def latex_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> list[str]:
+    """The section as LaTeX lines: a compact ``booktabs`` table that fits one paper column."""
+    if section is None:
+        return []
+
+    def short(kg: float) -> str:
+        return format_emissions(kg).replace(" CO2-eq", "")
+
+    out = ["\\section*{What if it ran elsewhere?}", esc(_EXPLAIN), "", esc(section.sentence()), ""]
+    out += [
+        "\\begin{table}[h]\\centering\\footnotesize\\setlength{\\tabcolsep}{3pt}",
+        "\\begin{tabular}{@{}lrrr@{}}",
+        "\\toprule",
+        " & ".join(esc(h) for h in ("Region", "g/kWh", "CO2-eq", "Saved")) + " \\\\",
+        "\\midrule",
+    ]
+    for r in section.regions:
+        sign = "-" if r.saving_kg < 0 else ""
+        saved = f"{sign}{short(abs(r.saving_kg))}"
+        if r.saving_pct is not None:
+            saved += f" ({r.saving_pct:.0f} %)"
+        cells = (r.region, f"{r.g_per_kwh:.1f}", short(r.emissions_kg), saved)
+        out.append(" & ".join(esc(c) for c in cells) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return out
