@@ -195,8 +195,11 @@ DOCTESTED = [
     "greenprint.analysis._pareto",
     "greenprint.greener._result",
     "greenprint.hardware",
+    "greenprint.meters._amd",
+    "greenprint.meters._gpu_estimate",
     "greenprint.meters._nvml",
     "greenprint.meters._tdp",
+    "greenprint.testing._amdsmi",
     "greenprint.testing._nvml",
 ]
 

@@ -35,11 +35,13 @@ def test_detect_hardware_here_never_raises_and_is_cached():
     assert [m.name for m in hw.meters] == [
         "rapl",
         "nvml",
+        "amdsmi",
         "psys",
         "hwmon",
         "intel-gpu",
         "powermetrics",
         "estimate:cpu",
+        "estimate:gpu",
         "estimate:ram",
     ]
     for m in hw.meters:
@@ -120,11 +122,13 @@ def test_cli_json(capsys):
     assert {m["name"] for m in report["meters"]} == {
         "rapl",
         "nvml",
+        "amdsmi",
         "psys",
         "hwmon",
         "intel-gpu",
         "powermetrics",
         "estimate:cpu",
+        "estimate:gpu",
         "estimate:ram",
     }
     assert set(report["in_use"]) >= {"cpu", "ram"}

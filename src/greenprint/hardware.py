@@ -9,8 +9,8 @@ Example:
     >>> from greenprint.hardware import detect_hardware
     >>> hw = detect_hardware()
     >>> [m.name for m in hw.meters]  # doctest: +NORMALIZE_WHITESPACE
-    ['rapl', 'nvml', 'psys', 'hwmon', 'intel-gpu', 'powermetrics', 'estimate:cpu',
-     'estimate:ram']
+    ['rapl', 'nvml', 'amdsmi', 'psys', 'hwmon', 'intel-gpu', 'powermetrics', 'estimate:cpu',
+     'estimate:gpu', 'estimate:ram']
 """
 
 from __future__ import annotations

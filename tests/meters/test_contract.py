@@ -22,6 +22,7 @@ def test_the_contract_the_tracker_relies_on():
         "uuid",
         "memory_gb",
         "has_energy_counter",
+        "vendor",  # "nvidia" or "amd"; added last, with a default, so old callers still work
     ]
     assert list(MeterStatus.__dataclass_fields__) == ["name", "usable", "reason", "fix"]
     assert list(MeterReading.__dataclass_fields__) == ["machine_j", "process_j"]

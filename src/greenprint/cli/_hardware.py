@@ -57,8 +57,9 @@ def _text(hw: HardwareInfo, in_use: dict[str, Provenance]) -> str:
         lines.append("GPUs      none visible")
     for i, gpu in enumerate(gpus):
         counter = "energy counter" if gpu["has_energy_counter"] else "no energy counter"
+        vendor = "AMD " if gpu.get("vendor") == "amd" else ""  # amdsmi numbers its own GPUs
         lines.append(
-            f"{'GPUs' if i == 0 else '':<10}GPU-{gpu['index']} {gpu['name']}, "
+            f"{'GPUs' if i == 0 else '':<10}{vendor}GPU-{gpu['index']} {gpu['name']}, "
             f"{gpu['memory_gb']:.0f} GB, {counter} ({gpu['uuid']})"
         )
     configured = None

@@ -49,8 +49,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import psutil
-
 from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree, fresh_usage
@@ -653,6 +651,8 @@ class AmdMeter(Meter):
         if not entries:
             return 0.0
         pid_list = [int(p["pid"]) for p in entries]
+        import psutil  # only with an AMD GPU: a run without one never imports psutil on Linux
+
         if not any(pid in pids or psutil.pid_exists(pid) for pid in pid_list):
             logger.info("%s: amdsmi process ids are not in this PID namespace", gpu.label)
             return None

@@ -194,7 +194,11 @@ def _estimate_statuses(
 
 
 def detect_hardware(
-    *, rapl_root: str | None = None, nvml: Any = None, rapl_opener: Opener | None = None
+    *,
+    rapl_root: str | None = None,
+    nvml: Any = None,
+    rapl_opener: Opener | None = None,
+    amdsmi: Any = None,
 ) -> HardwareInfo:
     """Describe this machine and which meters can be used. Never raises; cached per arguments.
 
@@ -204,9 +208,12 @@ def detect_hardware(
         nvml: a pynvml-compatible module (default: ``pynvml``, imported only when an NVIDIA
             driver is present).
         rapl_opener: function opening RAPL files (tests use it to simulate permission errors).
+        amdsmi: an amdsmi-compatible module (default: ``amdsmi``, imported only when
+            ``/dev/kfd`` exists).
 
     Returns:
-        The :class:`HardwareInfo`. ``CUDA_VISIBLE_DEVICES``, ``GREENPRINT_RAPL_ROOT``,
+        The :class:`HardwareInfo`. ``ROCR_VISIBLE_DEVICES``, ``HIP_VISIBLE_DEVICES``,
+        ``CUDA_VISIBLE_DEVICES``, ``GREENPRINT_RAPL_ROOT``,
         ``GREENPRINT_HWMON_ROOT``, ``GREENPRINT_DRM_ROOT`` and ``GREENPRINT_POWERMETRICS`` are
         part of the cache key.
     """
@@ -216,6 +223,11 @@ def detect_hardware(
         rapl_opener,
         os.environ.get("CUDA_VISIBLE_DEVICES"),
         beyond_key=beyond_cache_key(),
+        amdsmi=amdsmi,
+        rocm_visible=(
+            os.environ.get("ROCR_VISIBLE_DEVICES"),
+            os.environ.get("HIP_VISIBLE_DEVICES"),
+        ),
     )
 
 
@@ -257,6 +269,8 @@ def _detect(
     opener: Callable[..., Any] | None,
     cuda_visible: str | None,
     beyond_key: tuple[str | None, ...] = (),  # hwmon, DRM and powermetrics overrides
+    amdsmi: Any = None,
+    rocm_visible: tuple[str | None, ...] = (),  # ROCR_ and HIP_VISIBLE_DEVICES
 ) -> HardwareInfo:
     model, sockets = cpu_model_name()
     logical, physical = _cpu_counts()
@@ -276,6 +290,12 @@ def _detect(
     else:
         env["CUDA_VISIBLE_DEVICES"] = cuda_visible
     nvml_status, gpus = probe_nvml(nvml, environ=env)
+    from greenprint.meters._amd import probe_amd  # AMD GPUs and the GPU estimate
+    from greenprint.meters._gpu_estimate import estimate_status
+
+    amd_status, amd_gpus = probe_amd(amdsmi, environ=env)
+    gpus = gpus + amd_gpus
+    gpu_est = estimate_status(nvml_status.usable or amd_status.usable, nvml=nvml, environ=env)
     cpu_est, ram_est = _estimate_statuses(model, tdp_w, rule, sockets, logical, ram_gb)
     return HardwareInfo(
         cpu_model=model,
@@ -284,7 +304,15 @@ def _detect(
         logical_cores=logical,
         ram_gb=ram_gb,
         gpus=gpus,
-        meters=(rapl, nvml_status, *beyond_statuses(rapl_probe), cpu_est, ram_est),
+        meters=(
+            rapl,
+            nvml_status,
+            amd_status,
+            *beyond_statuses(rapl_probe),
+            cpu_est,
+            gpu_est,
+            ram_est,
+        ),
         cpu_tdp_w=tdp_w,
         cpu_tdp_source=source,
     )

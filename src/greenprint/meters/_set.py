@@ -414,6 +414,7 @@ def detect_meters(
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     cpu_tdp_w: float | None = None,
+    amdsmi: Any = None,
 ) -> MeterSet:
     """Choose the best meter for each component on this machine.
 
@@ -428,6 +429,8 @@ def detect_meters(
         clock: monotonic clock in s.
         cpu_tdp_w: CPU power at full load for the estimate, in W (default: the ``cpu_tdp_w``
             setting, ``GREENPRINT_CPU_TDP_W``; else the TDP table or the per-core default).
+        amdsmi: an amdsmi-compatible module (default: ``amdsmi``, imported when ``/dev/kfd``
+            exists); AMD GPUs are metered when NVML meters none.
 
     Returns:
         A :class:`MeterSet`, not started. Detection never raises on hardware; whatever cannot be
@@ -445,7 +448,7 @@ def detect_meters(
     hw = (
         hardware
         if hardware is not None
-        else detect_hardware(rapl_root=rapl_root, nvml=nvml, rapl_opener=rapl_opener)
+        else detect_hardware(rapl_root=rapl_root, nvml=nvml, rapl_opener=rapl_opener, amdsmi=amdsmi)
     )
     env = os.environ if environ is None else environ
     tree = ProcessTree(pid, clock=clock)
@@ -470,6 +473,20 @@ def detect_meters(
             meters["gpu"] = NvmlMeter.open(nvml, environ=env, tree=tree, clock=clock)
         except MeterError as e:
             logger.debug("no GPU meter: %s", e)
+    if "gpu" not in meters:  # AMD through amdsmi, else a GPU without counter: its TDP estimate
+        from greenprint.meters._gpu_estimate import other_gpu_meter
+
+        amd_status = hw.meter("amdsmi")
+        other = other_gpu_meter(
+            amdsmi=amdsmi,
+            amd_usable=None if amd_status is None else amd_status.usable,
+            nvml=nvml,
+            environ=env,
+            tree=tree,
+            clock=clock,
+        )
+        if other is not None:
+            meters["gpu"] = other
     from greenprint.meters._beyond import add_meters_beyond  # hwmon, Intel GPU, Apple, psys
 
     add_meters_beyond(

@@ -230,6 +230,8 @@ class FakeGPU:
             ``NotSupported``), ``False`` disabled, ``True`` enabled.
         mig_devices: the MIG devices when enabled, by MIG index.
         max_mig_devices: ``nvmlDeviceGetMaxMigDeviceCount`` (7 on A100/H100, 4 on A30).
+        utilization_gpu: ``nvmlDeviceGetUtilizationRates(h).gpu`` in %, or ``None`` when the GPU
+            cannot report it (``NotSupported``).
     """
 
     name: str = "NVIDIA A100-SXM4-40GB"
@@ -243,6 +245,7 @@ class FakeGPU:
     mig: bool | None = None
     mig_devices: list[FakeMigDevice] = field(default_factory=list)
     max_mig_devices: int = 7
+    utilization_gpu: int | None = 0
 
     def __post_init__(self) -> None:
         if not self.uuid:
@@ -278,6 +281,12 @@ class _Handle:
     def __repr__(self) -> str:
         suffix = "" if self.mig is None else f" MIG {self.mig}"
         return f"<FakeNVML device handle {self.index}{suffix}>"
+
+
+class _Utilization:
+    def __init__(self, gpu: int, memory: int) -> None:
+        self.gpu = gpu
+        self.memory = memory
 
 
 class _Memory:
@@ -505,6 +514,13 @@ class FakeNVML:
         if mig is None:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         return mig.compute_instance_id
+
+    def nvmlDeviceGetUtilizationRates(self, handle: _Handle) -> _Utilization:
+        """Busy percentages (``.gpu``, ``.memory``) over NVML's last sample period."""
+        gpu = self._gpu("nvmlDeviceGetUtilizationRates", handle)
+        if gpu.utilization_gpu is None or handle.mig is not None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return _Utilization(int(gpu.utilization_gpu), 0)
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         """Enforced power limit, in mW."""

@@ -1,0 +1,530 @@
+"""GPU energy estimated from TDP and utilisation, when a GPU is present but no counter is readable.
+
+Used when this machine has a GPU that no meter can read: pynvml missing or NVML refusing
+(permissions, a driver/library mismatch), amdsmi missing, or GPUs that report neither energy nor
+power. Instead of "no GPU energy", each visible GPU is modelled like the CPU::
+
+    power_w = idle_w + (tdp_w - idle_w) * utilisation,       idle_w = GPU_IDLE_FRACTION * tdp_w
+
+integrated with the trapezoid rule between reads. ``tdp_w``, per GPU, in this order:
+
+1. the enforced power limit when NVML can read it (``nvmlDeviceGetEnforcedPowerLimit``), or the
+   amdgpu ``power1_cap`` in sysfs: what the board is allowed to draw here;
+2. the shipped table ``meters/data/gpu_tdp.csv`` (vendor pages, Green Algorithms, ML CO2 Impact;
+   see ``SOURCES.md``), matched by :func:`match_gpu_tdp`; per GCD half the package on MI250;
+3. :data:`DEFAULT_GPU_TDP_W`, labelled as a default.
+
+``utilisation`` is NVML's ``utilization.gpu`` or amdgpu's ``gpu_busy_percent`` (sysfs, readable
+by everyone) when available; otherwise it is taken as 1 (full load: an upper bound, the usage
+factor Green Algorithms assumes when it is unknown) and the provenance says so. The tracked
+process gets no share (``process_j`` is ``None``): nothing per process can be read either.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from greenprint._provenance import Provenance
+from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._status import MeterStatus
+
+__all__ = [
+    "DEFAULT_GPU_TDP_W",
+    "EstimatedGpu",
+    "GPU_IDLE_FRACTION",
+    "GpuTdpEstimateMeter",
+    "GpuTdpMatch",
+    "estimate_status",
+    "find_unmetered_gpus",
+    "gpu_key",
+    "gpu_tokens",
+    "match_gpu_tdp",
+    "other_gpu_meter",
+    "unmetered_gpus",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Idle floor of the model as a fraction of TDP: the CPU model's 10 %.
+GPU_IDLE_FRACTION = 0.10
+#: TDP when neither a power limit nor the table gives one, in W: the median of the table's
+#: data-centre rows (250-300 W for A100 PCIe, V100, A40, L40, MI210).
+DEFAULT_GPU_TDP_W = 300.0
+_DROP = {"nvidia", "amd", "geforce", "tesla", "instinct", "radeon", "quadro", "generation", "gpu"}
+_SOURCE_RANK = {"vendor": 0, "green-algorithms": 1, "mlco2": 2}
+#: Words of a GPU name that do not change its TDP: memory sizes and types.
+_NOISE = re.compile(r"\d+gb?|hbm\d*e?")
+
+
+def gpu_tokens(name: str) -> tuple[str, ...]:
+    """The identifying words of a GPU name, lower case, brand words dropped.
+
+    Example:
+        >>> gpu_tokens("NVIDIA A100-SXM4-40GB")
+        ('a100', 'sxm4', '40gb')
+    """
+    return tuple(t for t in re.findall(r"[a-z0-9]+", name.lower()) if t not in _DROP)
+
+
+def gpu_key(name: str) -> str:
+    """The table key of a name: its :func:`gpu_tokens`, sorted, space-joined."""
+    return " ".join(sorted(gpu_tokens(name)))
+
+
+@dataclass(frozen=True)
+class GpuTdpMatch:
+    """A row of the GPU TDP table.
+
+    Attributes:
+        model: the table's name for it.
+        tdp_w: board power in W (per package for MI250/MI250X).
+        source: ``"vendor"``, ``"green-algorithms"`` or ``"mlco2"``.
+        url: where the figure comes from.
+    """
+
+    model: str
+    tdp_w: float
+    source: str
+    url: str
+
+
+@functools.cache
+def _table() -> tuple[tuple[frozenset[str], GpuTdpMatch], ...]:
+    text = resources.files("greenprint.meters").joinpath("data/gpu_tdp.csv").read_text("utf-8")
+    rows = []
+    for row in csv.DictReader(text.splitlines()):
+        match = GpuTdpMatch(row["model"], float(row["tdp_w"]), row["source"], row["url"])
+        rows.append((frozenset(gpu_tokens(row["model"])), match))
+    return tuple(rows)
+
+
+def match_gpu_tdp(name: str) -> GpuTdpMatch | None:
+    """The table row for a GPU name as NVML or amdsmi reports it, or ``None``.
+
+    A row matches when every one of its words is in the name. The name's other words must be
+    memory sizes (``40gb``, ``hbm3``) or words of another matching row (``MI250X / MI250``):
+    ``RTX 3090 Ti`` is not ``RTX 3090``, ``P100-SXM2`` is not the generic ``P100``. The vendor's
+    rows come first, then the most specific (most words); two best rows with different TDPs
+    match nothing.
+
+    Example:
+        >>> match_gpu_tdp("NVIDIA A100-SXM4-40GB").tdp_w
+        400.0
+    """
+    query = set(gpu_tokens(name))
+    if not query:
+        return None
+    found = [
+        (_SOURCE_RANK.get(m.source, 9), -len(words), m)
+        for words, m in _table()
+        if words and words <= query
+    ]
+    if not found:
+        return None
+    covered = set().union(*(gpu_tokens(m.model) for _, _, m in found))
+    if any(not _NOISE.fullmatch(word) for word in query - covered):
+        return None
+    found.sort(key=lambda f: (f[0], f[1]))
+    best = [m for rank, size, m in found if (rank, size) == found[0][:2]]
+    if len({m.tdp_w for m in best}) > 1:
+        return None
+    return best[0]
+
+
+@dataclass
+class EstimatedGpu:
+    """One GPU the estimate models.
+
+    Attributes:
+        label: ``"GPU-0"``.
+        name: model name.
+        tdp_w: power at full load, in W.
+        tdp_source: where ``tdp_w`` came from: ``"power-limit"``, ``"table:<row>"``,
+            ``"default"``.
+        utilisation: returns the busy fraction in [0, 1] now, or ``None`` when unknown
+            (then 1 is used); ``None`` for a GPU with no utilisation source at all.
+        utilisation_source: ``"nvml"``, ``"sysfs"`` or ``""``.
+    """
+
+    label: str
+    name: str
+    tdp_w: float
+    tdp_source: str
+    utilisation: Callable[[], float | None] | None = None
+    utilisation_source: str = ""
+
+
+def tdp_for(name: str, *, limit_w: float | None = None) -> tuple[float, str]:
+    """``(W, source)`` for a GPU: its power limit, else the table, else the default."""
+    if limit_w is not None and limit_w > 0:
+        return float(limit_w), "power-limit"
+    match = match_gpu_tdp(name)
+    if match is not None:
+        per_device = match.tdp_w / 2 if "MI250" in name.upper() else match.tdp_w
+        return per_device, f"table:{match.model}"
+    return DEFAULT_GPU_TDP_W, "default"
+
+
+class GpuTdpEstimateMeter(Meter):
+    """Modelled energy of GPUs that are present but cannot be metered.
+
+    Args:
+        gpus: the GPUs modelled.
+        clock: monotonic clock in s.
+        idle_fraction: idle floor as a fraction of each TDP.
+        close: called once by :meth:`close` (to shut NVML down), or ``None``.
+    """
+
+    component = "gpu"
+
+    def __init__(
+        self,
+        gpus: Sequence[EstimatedGpu],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        idle_fraction: float = GPU_IDLE_FRACTION,
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        self.gpus = list(gpus)
+        self._clock = clock
+        self._idle_fraction = idle_fraction
+        self._close = close
+        self._machine_j = 0.0
+        self._t_last = 0.0
+        self._last_w: list[float] = []
+
+    @property
+    def origin(self) -> Provenance:
+        """``estimate:gpu-tdp:GPU-0 (NVIDIA A100-PCIE-40GB 250 W table:..., utilisation nvml)``."""
+        labels = "+".join(g.label for g in self.gpus)
+        detail = "; ".join(
+            f"{g.label} {g.name} {g.tdp_w:g} W {g.tdp_source}, utilisation "
+            + (g.utilisation_source or "unknown: full load")
+            for g in self.gpus
+        )
+        return Provenance("estimate", f"gpu-tdp:{labels}", detail)
+
+    @property
+    def provenance(self) -> str:
+        """See :attr:`origin`."""
+        return str(self.origin)
+
+    def power_w(self) -> list[float]:
+        """Modelled power of each GPU now, in W (never raises)."""
+        out = []
+        for g in self.gpus:
+            u: float | None = None
+            if g.utilisation is not None:
+                try:
+                    u = g.utilisation()
+                except Exception as e:  # a utilisation source that fails: full load, logged
+                    logger.debug("%s utilisation unreadable: %s", g.label, e)
+            u = 1.0 if u is None else min(max(u, 0.0), 1.0)
+            idle = self._idle_fraction * g.tdp_w
+            out.append(idle + (g.tdp_w - idle) * u)
+        return out
+
+    def start(self) -> None:
+        """Take the first power sample."""
+        self._t_last = self._clock()
+        self._last_w = self.power_w()
+        self._machine_j = 0.0
+
+    def read(self) -> MeterReading:
+        """Cumulative modelled energy since :meth:`start`, in J (never raises)."""
+        if not self._last_w:
+            self.start()
+        now = self._clock()
+        power = self.power_w()
+        dt = max(now - self._t_last, 0.0)
+        self._machine_j += sum(0.5 * (a + b) * dt for a, b in zip(power, self._last_w, strict=True))
+        self._t_last, self._last_w = now, power
+        return MeterReading(self._machine_j, None)
+
+    def close(self) -> None:
+        """Release what the utilisation sources hold (once)."""
+        close, self._close = self._close, None
+        if close is not None:
+            close()
+
+
+# -- finding GPUs that no meter reads ------------------------------------------------------------
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+
+
+def nvidia_proc_gpus(root: str | os.PathLike[str] = "/proc/driver/nvidia") -> list[tuple[str, str]]:
+    """``(model, uuid)`` of each NVIDIA GPU the driver lists, in PCI order (no NVML needed)."""
+    out = []
+    base = Path(root) / "gpus"
+    try:
+        entries = sorted(base.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        text = _read(entry / "information") or ""
+        fields = {}
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.strip()
+        if fields.get("model"):
+            out.append((fields["model"], fields.get("gpu uuid", "")))
+    return out
+
+
+@dataclass(frozen=True)
+class AmdCard:
+    """An AMD GPU found in sysfs (``/sys/class/drm/cardN/device``)."""
+
+    card: str
+    name: str
+    uuid: str
+    power_cap_w: float | None
+    busy_path: Path | None
+
+
+def amd_sysfs_gpus(drm_root: str | os.PathLike[str] | None = None) -> list[AmdCard]:
+    """The AMD GPUs (PCI vendor 0x1002) under the DRM class directory, by card number.
+
+    ``drm_root`` defaults to ``$GREENPRINT_DRM_ROOT``, else ``/sys/class/drm``.
+    """
+    root = Path(drm_root or os.environ.get("GREENPRINT_DRM_ROOT") or "/sys/class/drm")
+    try:
+        cards = [p for p in root.iterdir() if re.fullmatch(r"card\d+", p.name)]
+    except OSError:
+        return []
+    out = []
+    for card in sorted(cards, key=lambda p: int(p.name[4:])):
+        dev = card / "device"
+        if (_read(dev / "vendor") or "").lower() != "0x1002":
+            continue
+        cap_w: float | None = None
+        for hw in sorted((dev / "hwmon").glob("hwmon*")):
+            cap = _read(hw / "power1_cap")
+            if cap and cap.isdigit() and int(cap) > 0:
+                cap_w = int(cap) / 1e6  # uW
+                break
+        busy = dev / "gpu_busy_percent"
+        out.append(
+            AmdCard(
+                card.name,
+                _read(dev / "product_name") or f"AMD GPU ({_read(dev / 'device') or '?'})",
+                _read(dev / "unique_id") or "",
+                cap_w,
+                busy if busy.exists() else None,
+            )
+        )
+    return out
+
+
+def _sysfs_busy(path: Path) -> Callable[[], float | None]:
+    def read() -> float | None:
+        text = _read(path)
+        return int(text) / 100.0 if text and text.isdigit() else None
+
+    return read
+
+
+def _nvml_utilisation(nvml: Any, handle: Any) -> Callable[[], float | None]:
+    def read() -> float | None:
+        try:
+            return float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu) / 100.0
+        except nvml.NVMLError:
+            return None
+
+    return read
+
+
+def nvml_unmetered(nvml: Any, environ: Mapping[str, str]) -> list[EstimatedGpu]:
+    """The visible NVIDIA GPUs NVML lists but cannot meter (NVML initialised by the caller)."""
+    from greenprint.meters._nvml import parse_cuda_visible_devices
+
+    count = int(nvml.nvmlDeviceGetCount())
+    handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+    uuids = [str(nvml.nvmlDeviceGetUUID(h)) for h in handles]
+    out = []
+    for i in parse_cuda_visible_devices(environ.get("CUDA_VISIBLE_DEVICES"), uuids):
+        name = str(nvml.nvmlDeviceGetName(handles[i]))
+        try:
+            limit_w: float | None = float(nvml.nvmlDeviceGetEnforcedPowerLimit(handles[i])) / 1e3
+        except nvml.NVMLError:
+            limit_w = None
+        tdp_w, source = tdp_for(name, limit_w=limit_w)
+        util = _nvml_utilisation(nvml, handles[i])
+        known = util() is not None
+        out.append(
+            EstimatedGpu(
+                f"GPU-{i}", name, tdp_w, source, util if known else None, "nvml" if known else ""
+            )
+        )
+    return out
+
+
+def find_unmetered_gpus(
+    *,
+    environ: Mapping[str, str] | None = None,
+    nvidia_root: str | os.PathLike[str] = "/proc/driver/nvidia",
+    drm_root: str | os.PathLike[str] | None = None,
+    vendors: Sequence[str] = ("nvidia", "amd"),
+) -> list[EstimatedGpu]:
+    """The GPUs visible to this process found without a vendor library. Never raises.
+
+    NVIDIA: ``/proc/driver/nvidia/gpus/*/information`` (``CUDA_VISIBLE_DEVICES`` honoured);
+    AMD: sysfs cards of vendor 0x1002 (``ROCR/HIP/CUDA_VISIBLE_DEVICES`` honoured, by card order),
+    with ``gpu_busy_percent`` as utilisation and ``power1_cap`` as TDP where readable.
+    """
+    from greenprint.meters._amd import parse_rocm_visible_devices
+    from greenprint.meters._nvml import parse_cuda_visible_devices
+
+    env = os.environ if environ is None else environ
+    out: list[EstimatedGpu] = []
+    if "nvidia" in vendors:
+        found = nvidia_proc_gpus(nvidia_root)
+        for i in parse_cuda_visible_devices(env.get("CUDA_VISIBLE_DEVICES"), [u for _, u in found]):
+            name = found[i][0]
+            tdp_w, source = tdp_for(name)
+            out.append(EstimatedGpu(f"GPU-{i}", name, tdp_w, source))
+    if "amd" in vendors:
+        cards = amd_sysfs_gpus(drm_root)
+        for i in parse_rocm_visible_devices(env, [c.uuid or c.card for c in cards]):
+            card = cards[i]
+            tdp_w, source = tdp_for(card.name, limit_w=card.power_cap_w)
+            busy = _sysfs_busy(card.busy_path) if card.busy_path is not None else None
+            out.append(
+                EstimatedGpu(
+                    f"AMD-{i}", card.name, tdp_w, source, busy, "sysfs" if busy is not None else ""
+                )
+            )
+    return out
+
+
+def estimate_status(
+    metered: bool, *, nvml: Any = None, environ: Mapping[str, str] | None = None
+) -> MeterStatus:
+    """The ``estimate:gpu`` line of ``greenprint hardware``. Never raises.
+
+    Args:
+        metered: a vendor meter (NVML, amdsmi) reads the GPUs: the estimate is not needed.
+        nvml: a pynvml-compatible module.
+        environ: environment for the visible-device variables.
+    """
+    if metered:
+        return MeterStatus("estimate:gpu", False, "not needed: a GPU counter is readable", None)
+    gpus, close = unmetered_gpus(nvml=nvml, environ=environ)
+    if close is not None:
+        close()
+    if not gpus:
+        return MeterStatus("estimate:gpu", False, "no GPU found", None)
+    parts = "; ".join(
+        f"{g.label} {g.name}: {g.tdp_w:g} W ({g.tdp_source}), utilisation "
+        + (g.utilisation_source or "unknown (full load assumed)")
+        for g in gpus
+    )
+    floor = f"idle floor {GPU_IDLE_FRACTION:.0%} of TDP"
+    fix = (
+        "make the GPU counter readable (see the nvml/amdsmi lines above)"
+        if not any(g.utilisation_source for g in gpus)
+        else None
+    )
+    return MeterStatus("estimate:gpu", True, f"{parts}; {floor}", fix)
+
+
+def unmetered_gpus(
+    *,
+    nvml: Any = None,
+    environ: Mapping[str, str] | None = None,
+    nvidia_root: str | os.PathLike[str] = "/proc/driver/nvidia",
+    drm_root: str | os.PathLike[str] | None = None,
+) -> tuple[list[EstimatedGpu], Callable[[], None] | None]:
+    """Every visible GPU, for the estimate, when no vendor meter could be opened. Never raises.
+
+    NVIDIA GPUs through NVML when it initialises (names, power limits, utilisation), else the
+    driver's ``/proc`` listing; AMD GPUs through sysfs.
+
+    Returns:
+        ``(gpus, close)``: ``close`` shuts NVML down once the estimate is done with it (``None``
+        when NVML was not used).
+    """
+    from greenprint.meters._nvml import NvmlUnavailable, load_nvml
+
+    env = os.environ if environ is None else environ
+    gpus: list[EstimatedGpu] = []
+    close: Callable[[], None] | None = None
+    module: Any = None
+    try:
+        module = load_nvml(nvml)
+    except NvmlUnavailable:
+        module = None
+    if module is not None:
+        try:
+            module.nvmlInit()
+        except module.NVMLError as e:
+            logger.debug("NVML unusable for the GPU estimate: %s", e)
+            module = None
+    if module is not None:
+        try:
+            gpus.extend(nvml_unmetered(module, env))
+        except module.NVMLError as e:
+            logger.debug("NVML listing failed: %s", e)
+            gpus.clear()
+        if gpus:
+            close = module.nvmlShutdown
+        else:
+            try:
+                module.nvmlShutdown()
+            except module.NVMLError:
+                pass
+            module = None
+    if module is None:
+        gpus.extend(find_unmetered_gpus(environ=env, nvidia_root=nvidia_root, vendors=("nvidia",)))
+    gpus.extend(find_unmetered_gpus(environ=env, drm_root=drm_root, vendors=("amd",)))
+    return gpus, close
+
+
+def other_gpu_meter(
+    *,
+    amdsmi: Any = None,
+    amd_usable: bool | None = None,
+    nvml: Any = None,
+    environ: Mapping[str, str] | None = None,
+    tree: Any = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Meter | None:
+    """The GPU meter when NVML meters nothing: amdsmi, else the TDP estimate, else ``None``.
+
+    Args:
+        amdsmi: an amdsmi-compatible module (default: ``amdsmi`` when ``/dev/kfd`` exists).
+        amd_usable: what discovery found for amdsmi (``False`` skips trying it again).
+        nvml: a pynvml-compatible module, for the estimate's names and utilisation.
+        environ: environment for the visible-device variables.
+        tree: the tracked process tree (for amdsmi's per-process share).
+        clock: monotonic clock in s.
+    """
+    from greenprint._exceptions import MeterError
+    from greenprint.meters._amd import AmdMeter
+
+    if amdsmi is not None or amd_usable is None or amd_usable:
+        try:
+            return AmdMeter.open(amdsmi, environ=environ, tree=tree, clock=clock)
+        except MeterError as e:
+            logger.debug("no AMD GPU meter: %s", e)
+    gpus, close = unmetered_gpus(nvml=nvml, environ=environ)
+    if not gpus:
+        return None
+    logger.info("GPU present but no counter readable: estimating from TDP and utilisation")
+    return GpuTdpEstimateMeter(gpus, clock=clock, close=close)
