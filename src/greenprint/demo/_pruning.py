@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from greenprint._format import format_emissions, format_energy, format_fpo
 
@@ -185,7 +185,7 @@ def _objective(trial: Any, *, data: Any, max_epochs: int, seed: int, show: Any) 
         data,
         run,
         seed=seed + trial.number,
-        pruner=_Reporter(trial),
+        pruner=cast(Any, _Reporter(trial)),  # train() asks only should_prune(epoch, score)
         on_epoch=lambda epoch, score: show.status(
             f"trial {trial.number} epoch {epoch}: {METRIC}={score:.3f}"
         ),
