@@ -364,6 +364,7 @@ class PowermetricsSource:
         self._samples = 0
         self._stderr: list[str] = []
         self._failed: str | None = None
+        self._drainer: threading.Thread | None = None
 
     @property
     def samples(self) -> int:
@@ -393,10 +394,14 @@ class PowermetricsSource:
                 self._users -= 1
                 raise MeterError(f"cannot run {self.argv[0]}: {e.strerror or e}") from e
             self._t_start = self._t_sample = self._clock()
+        threads = []
         for target, stream in ((self._pump, self._proc.stdout), (self._drain, self._proc.stderr)):
-            threading.Thread(
+            thread = threading.Thread(
                 target=target, args=(stream,), name="greenprint-powermetrics", daemon=True
-            ).start()
+            )
+            thread.start()
+            threads.append(thread)
+        self._drainer = threads[1]
 
     def _pump(self, stream: IO[bytes]) -> None:
         """Read samples until the pipe ends (the process exited), then close it."""
@@ -456,9 +461,13 @@ class PowermetricsSource:
             if self._failed:
                 raise MeterError(self._failed)
             code = proc.poll()
-            if code is not None:
+        if code is not None:
+            if self._drainer is not None:  # its last words on stderr say why (no rights...)
+                self._drainer.join(0.5)
+            with self._lock:
                 said = f": {self._stderr[-1]}" if self._stderr else ""
-                raise MeterError(f"powermetrics exited with status {code}{said}")
+            raise MeterError(f"powermetrics exited with status {code}{said}")
+        with self._lock:
             quiet_s = now - self._t_sample
             if quiet_s > stall_after_s(self.interval_ms):
                 raise MeterError(f"powermetrics sent no sample for {quiet_s:.1f} s")
