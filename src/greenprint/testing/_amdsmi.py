@@ -337,7 +337,7 @@ class FakeAMDSMI:
         return gpu
 
     # -- the amdsmi surface -------------------------------------------------------------------
-    def amdsmi_init(self, flag: AmdSmiInitFlags = AmdSmiInitFlags.INIT_AMD_GPUS) -> None:
+    def amdsmi_init(self, flag: enum.IntFlag = AmdSmiInitFlags.INIT_AMD_GPUS) -> None:
         """Initialise (reference counted); raises ``init_error`` if set."""
         if not isinstance(flag, AmdSmiInitFlags):
             raise AmdSmiParameterException(flag, AmdSmiInitFlags)
