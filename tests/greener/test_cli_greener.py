@@ -97,6 +97,8 @@ def test_compares_records_and_writes_the_files(module, tmp_path, capsys):
         str(out_dir),
         "--min-time",
         "0.02",
+        "--threads",
+        "1",
     )
     assert code == 0, err
     for name in ("baseline", "dynamic-int8", "prune-40", "prune-ch-25", "bf16", "distilled"):
@@ -163,6 +165,7 @@ def test_evaluate_and_mode(module, tmp_path, capsys):
         (["{m}:trained", "--data", "{m}:nothing"], "has no attribute 'nothing'"),
         (["{m}:trained"], "Missing option '--data'"),
         (["{m}:trained", "--data", "{m}:batches", "--min-time", "-1"], "--min-time"),
+        (["{m}:trained", "--data", "{m}:batches", "--threads", "0"], "--threads"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(module, tmp_path, capsys, args, message):

@@ -139,6 +139,22 @@ def test_evaluate_must_return_a_number(small, tmp_path):
     assert {r.status for r in runs} == {"failed"}
 
 
+def test_num_threads_is_set_for_the_loop_and_restored(small, tmp_path):
+    kept = torch.get_num_threads()
+    seen = []
+
+    def evaluate(m):
+        seen.append(torch.get_num_threads())  # evaluate runs outside the timed loop
+        return 1.0
+
+    greener.compare(small, evaluate, _x(), ledger=tmp_path / "t.db", min_time_s=0, num_threads=1)
+    assert torch.get_num_threads() == kept and seen == [kept]
+    (container,) = [r for r in gp.Ledger(tmp_path / "t.db").runs() if r.parent_id is None]
+    assert container.params["greener.num_threads"] == 1
+    with pytest.raises(gp.ConfigError, match="num_threads"):
+        greener.compare(small, None, _x(), ledger=False, num_threads=0)
+
+
 def test_evaluate_may_return_a_zero_d_tensor(small):
     result = greener.compare(
         small, lambda m: torch.tensor(0.5), _x(), ledger=False, min_time_s=0, min_batches=1

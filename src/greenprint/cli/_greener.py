@@ -184,6 +184,13 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
     help="Seconds each variant's timed loop lasts at least.",
 )
 @click.option(
+    "--threads",
+    "num_threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch threads during each timed loop (default: torch's setting).",
+)
+@click.option(
     "--out",
     "out_dir",
     default=None,
@@ -204,6 +211,7 @@ def command(
     name: str,
     region: str | None,
     min_time_s: float,
+    num_threads: int | None,
     out_dir: str | None,
 ) -> None:
     """Measure greener variants of the model FACTORY returns, side by side.
@@ -270,6 +278,7 @@ def command(
             calibration=[inputs for inputs, _ in batches[:_CALIBRATION_BATCHES]],
             min_time_s=min_time_s,
             region=region,
+            num_threads=num_threads,
         )
     except GreenprintError:
         raise

@@ -93,6 +93,7 @@ def compare(
     warmup_batches: int = 2,
     region: str | None = None,
     pue: float | str | None = None,
+    num_threads: int | None = None,
 ) -> GreenerResult:
     """Apply each technique to a copy of ``model`` and measure every variant the same way.
 
@@ -134,6 +135,9 @@ def compare(
         warmup_batches: untimed batches before the loop.
         region: grid region for CO2-eq (as :func:`greenprint.track`).
         pue: PUE (as :func:`greenprint.track`).
+        num_threads: torch's intra-op threads during each timed loop (``torch.set_num_threads``,
+            restored after); ``None`` keeps the current setting. ``1`` steadies the figures of
+            small models on a busy machine, where waiting threads stall every batch.
 
     Returns:
         The :class:`~greenprint.greener.GreenerResult`: rows, Pareto front, break-evens.
@@ -165,6 +169,8 @@ def compare(
     _check_number("min_time_s", min_time_s, minimum=0)
     _check_number("min_batches", min_batches, minimum=1, integer=True)
     _check_number("warmup_batches", warmup_batches, minimum=0, integer=True)
+    if num_threads is not None:
+        _check_number("num_threads", num_threads, minimum=1, integer=True)
     chosen = [_baseline()]
     for v in variants:
         if not isinstance(v, Variant):
@@ -198,6 +204,7 @@ def compare(
             "greener.baseline": BASELINE,
             "greener.variants": names,
             "greener.batch_size": batch_size,
+            "greener.num_threads": num_threads,
         },
         **options,
     ) as container:
@@ -213,7 +220,7 @@ def compare(
                     container=container,
                     metric=metric,
                     options=options,
-                    timing=(min_time_s, min_batches, warmup_batches),
+                    timing=(min_time_s, min_batches, warmup_batches, num_threads),
                     notes=notes,
                     measure=measure,
                 )
@@ -241,7 +248,7 @@ def _one(
     container: Any,
     metric: str,
     options: dict[str, Any],
-    timing: tuple[float, int, int],
+    timing: tuple[float, int, int, int | None],
     notes: list[str],
     measure: Any,
 ) -> GreenerRow:
@@ -313,18 +320,27 @@ def _one(
                         f"evaluate must return a number, got {type(value).__name__}"
                     ) from e
             score = float(value)
-        min_time_s, min_batches, warmup = timing
-        figures, unknown = measure(
-            applied,
-            inputs,
-            batch_size=batch_size,
-            min_time_s=min_time_s,
-            min_batches=min_batches,
-            warmup_batches=warmup,
-            track=lambda: gp.track(
-                f"{variant.name}/loop", ledger=False, region=options["region"], pue=options["pue"]
-            ),
-        )
+        min_time_s, min_batches, warmup, threads = timing
+        kept_threads = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            figures, unknown = measure(
+                applied,
+                inputs,
+                batch_size=batch_size,
+                min_time_s=min_time_s,
+                min_batches=min_batches,
+                warmup_batches=warmup,
+                track=lambda: gp.track(
+                    f"{variant.name}/loop",
+                    ledger=False,
+                    region=options["region"],
+                    pue=options["pue"],
+                ),
+            )
+        finally:
+            torch.set_num_threads(kept_threads)
         if unknown:
             notes.append(f"{variant.name}: ops with no FPO rule, not counted: {', '.join(unknown)}")
         kwh, kg, ids = training_costs(applied.training)
