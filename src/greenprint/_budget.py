@@ -163,10 +163,19 @@ class BudgetGuard:
         self.budgets = tuple(budgets)
         self.study = study
         self.run_id = ""
+        #: whether a budget is on the whole study (its cost is then read from the ledger)
+        self.needs_study = any(b.per == "study" for b in self.budgets)
         self.study_base = Spent()  # the study's other top-level runs, from the ledger
         self.study_roots: frozenset[str] = frozenset()  # ids of the study's top-level runs
         self._exceeded: set[int] = set()
         self._predicted: set[int] = set()
+        # (index, budget, per run?, ((position in Spent, key, limit), ...)) of budgets not yet
+        # exceeded: what check() walks on every run.log() (kept small and flat)
+        fields = list(Spent._fields)
+        self._open = [
+            (i, b, b.per == "run", tuple((fields.index(k), k, v) for k, v in b.limits.items()))
+            for i, b in enumerate(self.budgets)
+        ]
         self.stop_error: BudgetExceeded | None = None  # the first "stop" that fired
         self._raised = False
 
@@ -203,11 +212,6 @@ class BudgetGuard:
         return cls(budgets, study=study) if budgets else None
 
     @property
-    def needs_study(self) -> bool:
-        """Whether a budget is on the whole study (its cost is then read from the ledger)."""
-        return any(b.per == "study" for b in self.budgets)
-
-    @property
     def exceeded(self) -> bool:
         """Whether any limit has been crossed."""
         return bool(self._exceeded)
@@ -231,12 +235,11 @@ class BudgetGuard:
             One event per budget that has just been exceeded.
         """
         events = []
-        for index, budget in enumerate(self.budgets):
-            if index in self._exceeded:
-                continue
-            spent = run if budget.per == "run" else self.study_base + live_roots
-            for key, limit in budget.limits.items():
-                value = getattr(spent, key)
+        for entry in self._open:
+            index, budget, per_run, limits = entry
+            spent = run if per_run else self.study_base + live_roots
+            for position, key, limit in limits:
+                value = spent[position]
                 if value > limit:
                     self._exceeded.add(index)
                     error = self._error(budget, key, value, limit)
@@ -244,7 +247,14 @@ class BudgetGuard:
                         self.stop_error = error
                     events.append(BudgetEvent("exceeded", budget, self._message(error), error))
                     break
+        if events:
+            self._open = [entry for entry in self._open if entry[0] not in self._exceeded]
         return events
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing is left to check or raise (every budget exceeded, any stop raised)."""
+        return not self._open and (self.stop_error is None or self._raised)
 
     def check_predicted(
         self, prediction: Prediction, run: Spent, live_roots: Spent

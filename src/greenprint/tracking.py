@@ -336,6 +336,7 @@ class Run:
         self._live_cost = (0.0, 0.0)
         self._live_rate = (0.0, 0.0)  # kWh/s, kg/s over the last samples
         self._study_read_at = 0.0
+        self._study_read_every_s = self._flush_s  # longer when reading the study is slow
         self._error: str | None = None
         self.id = ""
         self.parent_id: str | None = None
@@ -921,12 +922,13 @@ class Run:
     def _check_budgets(self) -> None:
         """On the sampler thread: compare the cost with the budgets and act on what was crossed.
 
-        A study's cost is re-read from the ledger every flush interval.
+        A study's cost is re-read from the ledger every flush interval, or less often when a
+        read takes more than 1 % of that (a big study): at most 1 % of a core goes to it.
         """
         guard = self._guard
         if guard is None:
             return
-        if guard.needs_study and time.time() >= self._study_read_at + self._flush_s:
+        if guard.needs_study and time.time() >= self._study_read_at + self._study_read_every_s:
             self._read_study_cost()
         live = self._live_roots()
         with self._lock:
@@ -936,26 +938,23 @@ class Run:
     def _enforce_budgets(self) -> None:
         """On the user's thread (log, step, progress, add_fpo): check, act, raise a "stop"."""
         guard = self._guard
-        if guard is None or self._state != "running":
+        if guard is None or guard.idle or self._state != "running":
             return
         live = self._live_roots()
         with self._lock:
             events = guard.check(self._spent(), live)
-        self._act_on_budgets(events)
-        with self._lock:
             error = guard.take_stop()
+        self._act_on_budgets(events)  # the warning before the exception
         if error is not None:
             raise error
 
     def _spent(self) -> Spent:
         """This run's cost so far (the caller holds the lock)."""
         account = self._account
-        return Spent(
-            kwh=account.energy_kwh if account is not None else 0.0,
-            kg=account.emissions_kg if account is not None else 0.0,
-            fpo=float(self._fpo or 0),
-            s=self.duration_s,
-        )
+        if account is None:
+            return Spent(0.0, 0.0, float(self._fpo or 0), self.duration_s)
+        fpo = float(self._fpo or 0)
+        return Spent(account.energy_kwh, account.emissions_kg, fpo, self.duration_s)
 
     def _live_roots(self) -> Spent:
         """The live cost of this process's running top-level runs of the study (study budgets).
@@ -977,6 +976,7 @@ class Run:
         """Read the study's top-level runs from the ledger: the cost of those not live here."""
         from greenprint._exceptions import LedgerError
 
+        started = time.perf_counter()
         self._study_read_at = time.time()
         guard = self._guard
         if guard is None or self._ledger is None:
@@ -986,6 +986,8 @@ class Run:
         except LedgerError as e:  # the next read tries again; the last figures stand
             logger.warning("greenprint: could not read study %r's cost: %s", self._study, e)
             return
+        took_s = time.perf_counter() - started
+        self._study_read_every_s = max(self._flush_s, 100 * took_s)
         ids = {r.id for r in records}
         live = {run.id for run in active_runs()}
         roots = [r for r in records if r.parent_id is None or r.parent_id not in ids]
