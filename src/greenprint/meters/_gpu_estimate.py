@@ -57,8 +57,8 @@ logger = logging.getLogger(__name__)
 
 #: Idle floor of the model as a fraction of TDP: the CPU model's 10 %.
 GPU_IDLE_FRACTION = 0.10
-#: TDP when neither a power limit nor the table gives one, in W: the median of the table's
-#: data-centre rows (250-300 W for A100 PCIe, V100, A40, L40, MI210).
+#: TDP when neither a power limit nor the table gives one, in W: between the median of the
+#: whole table (260 W) and of its vendor rows (350 W); A100 PCIe 80GB, V100 SXM2, A40, L40, MI210.
 DEFAULT_GPU_TDP_W = 300.0
 _DROP = {"nvidia", "amd", "geforce", "tesla", "instinct", "radeon", "quadro", "generation", "gpu"}
 _SOURCE_RANK = {"vendor": 0, "green-algorithms": 1, "mlco2": 2}

@@ -31,7 +31,7 @@ from greenprint.testing._amdsmi import (
     FakeAMDSMI,
 )
 from greenprint.testing._hwmon import FakeSensors, make_fake_hwmon, make_fake_intel_gpu
-from greenprint.testing._nvml import FakeGPU, FakeGpuProcess, FakeNVML, NVMLError
+from greenprint.testing._nvml import FakeGPU, FakeGpuProcess, FakeMigDevice, FakeNVML, NVMLError
 from greenprint.testing._powermetrics import (
     NOT_ROOT_MESSAGE,
     make_fake_powermetrics,
@@ -48,6 +48,7 @@ __all__ = [
     "FakeAmdProcess",
     "FakeGPU",
     "FakeGpuProcess",
+    "FakeMigDevice",
     "FakeNVML",
     "FakeRapl",
     "FakeSensors",
