@@ -81,6 +81,19 @@ def test_a_command_that_ignores_sigterm_gets_sigkill_after_the_grace(tmp_path):
     assert run.duration_s >= 0.3 + 0.5 - 0.1  # the grace was given
 
 
+def test_a_command_that_exits_0_on_sigterm_is_still_interrupted_by_its_budget(tmp_path):
+    graceful = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        "print('up', flush=True)\ntime.sleep(60)"
+    )
+    done, _ = greenprint_run(tmp_path, "--budget-s", "0.3", code=graceful)
+    assert done.returncode == 0, done.stderr
+    run = the_run(tmp_path)
+    assert run.status == "interrupted"
+    assert "budget_s" in run.error and run.error.endswith("SIGTERM sent, then exit status 0")
+
+
 def test_an_energy_budget_stops_the_command(tmp_path):
     # an estimate of a busy core grows by several mWh a second: 1e-6 kWh is crossed at once
     done, _ = greenprint_run(tmp_path, "--budget-kwh", "1e-6", code=BUSY)

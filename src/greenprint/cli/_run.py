@@ -228,7 +228,7 @@ def _run_command(
                 stopper.close()
         status, error = _outcome(returncode, relay.received)
         stopped = stopper.describe() if stopper is not None else None
-        if stopped is not None and returncode != 0:
+        if stopped is not None:  # even if the command then exits 0: a budget ended it
             status, error = "interrupted", f"{stopped}, then {_process.describe_exit(returncode)}"
         run.stop(status=status, error=error)
     if not quiet:
