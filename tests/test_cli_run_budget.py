@@ -5,6 +5,7 @@ grace period if it ignores SIGTERM; greenprint says so on stderr and records the
 greenprint runs as a real process in a session of its own (as in test_cli_run_signals.py).
 """
 
+import os
 import signal
 import subprocess
 import sys
@@ -125,3 +126,37 @@ def test_a_bad_budget_is_one_line_and_exit_2_with_nothing_written(tmp_path, opti
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("greenprint: error: ")
     assert "never" not in done.stdout
     assert not (tmp_path / "l.db").exists()
+
+
+# On its first SIGINT: one second of cleanup, then exit 130; a second SIGINT would abort it.
+CHECKPOINTING = """\
+import pathlib, sys, time
+out = pathlib.Path(sys.argv[1])
+try:
+    print("up", flush=True)
+    time.sleep(60)
+except KeyboardInterrupt:
+    time.sleep(1.0)
+    (out / "cleanup done").touch()
+    sys.exit(130)
+"""
+
+
+def test_with_a_budget_ctrl_c_still_reaches_the_command_once(tmp_path):
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text(CHECKPOINTING)
+    proc = subprocess.Popen(
+        [*GP, "run", "--ledger", str(tmp_path / "l.db"), *FAST, "--budget-s", "30", "--"]
+        + [sys.executable, str(trainer), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout.readline().strip() == "up"
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    assert proc.wait(timeout=30) == 130
+    assert (tmp_path / "cleanup done").exists()  # not aborted by a second SIGINT
+    assert budget_lines(proc.stderr.read()) == []
+    run = the_run(tmp_path)
+    assert run.status == "interrupted" and run.error == "SIGINT, then exit status 130"
