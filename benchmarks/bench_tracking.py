@@ -207,6 +207,20 @@ def idle_probe(name: str, seconds: float, cpu_w: float, ram_w: float) -> tuple[f
     return float(sampling), float(start_stop)
 
 
+def breakdown_probe(seconds: float) -> dict[str, Any]:
+    """:func:`sample_breakdown` in a fresh interpreter."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GREENPRINT_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    out = subprocess.run(
+        [sys.executable, __file__, "--probe", "greenprint-breakdown", "--idle", str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 class Churn:
     """Starts a short-lived process every ``period_s`` on a thread, until stopped."""
 
@@ -276,6 +290,98 @@ def wall_ms(cmd: list[str], n: int = 10) -> float:
 
 
 TRACKERS = ("greenprint", *(f"codecarbon-{m}" for m in CODECARBON_MODES))
+#: Probes that are not trackers: an empty thread that wakes once a second (what any 1 Hz
+#: sampler pays on this machine before it does anything), and greenprint's sampler timed part by
+#: part.
+EXTRA_PROBES = ("floor", "greenprint-breakdown")
+
+
+def floor_cost(seconds: float) -> float:
+    """CPU ms per second of a thread that only wakes once a second (a timed lock acquire)."""
+    gate = threading.Lock()
+    gate.acquire()
+    ticks = [0]
+
+    def loop() -> None:
+        while not gate.acquire(timeout=1.0):
+            ticks[0] += 1
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    c0, w0 = time.process_time(), time.perf_counter()
+    time.sleep(seconds)
+    cpu_ms, wall_s = 1000.0 * (time.process_time() - c0), time.perf_counter() - w0
+    gate.release()
+    thread.join()
+    return cpu_ms / wall_s
+
+
+#: The parts of one greenprint tick timed by the breakdown probe: (label, owner, attribute).
+_PARTS = (
+    ("sampler thread, whole", "greenprint.tracking:Run", "_loop"),
+    ("run: sample (meters + accounting)", "greenprint.tracking:Run", "_sample"),
+    ("meter set: read", "greenprint.meters._set:MeterSet", "read"),
+    ("process tree: sample", "greenprint.meters._attribution:ProcessTree", "sample"),
+    ("machine CPU times (/proc/stat)", "greenprint.meters._attribution", "_machine_times"),
+    ("process stat lines (/proc/<pid>/stat)", "greenprint.meters._attribution:_ProcStat", "read"),
+    ("new-process check (/proc/loadavg)", "greenprint.meters._attribution", "_last_pid"),
+    (
+        "children walk (children files)",
+        "greenprint.meters._attribution:ProcessTree",
+        "_descendants",
+    ),
+    ("cost accounting", "greenprint._accounting:CostAccount", "add"),
+    ("ledger flush (every 10 s)", "greenprint.tracking:Run", "_flush"),
+)
+
+
+def sample_breakdown(seconds: float, ledger: str) -> dict[str, Any]:
+    """Where greenprint's sampling CPU goes: each part timed with ``time.thread_time``.
+
+    Returns, per part, the number of calls, the median µs per call and the ms of CPU per second
+    tracked; and the sampler thread's total, from which the rest (wake-up, loop, the timers
+    themselves) is the difference. The timers add a few µs per call, so the parts sum to a
+    little more than an untimed run costs.
+    """
+    import importlib
+
+    import greenprint as gp
+
+    timings: dict[str, list[float]] = {label: [] for label, _, _ in _PARTS}
+    for label, where, name in _PARTS:
+        module_name, _, cls = where.partition(":")
+        owner: Any = importlib.import_module(module_name)
+        if cls:
+            owner = getattr(owner, cls)
+        original = getattr(owner, name)
+
+        def timed(*a: Any, _f: Any = original, _out: list[float] = timings[label], **k: Any) -> Any:
+            t0 = time.thread_time_ns()
+            try:
+                return _f(*a, **k)
+            finally:
+                _out.append((time.thread_time_ns() - t0) / 1000.0)
+
+        setattr(owner, name, timed)
+    with gp.track("warm", study="bench", ledger=ledger, intensity=INTENSITY):
+        time.sleep(0.5)
+    for values in timings.values():
+        values.clear()
+    c0 = time.process_time()
+    with gp.track("breakdown", study="bench", ledger=ledger, intensity=INTENSITY):
+        w0 = time.perf_counter()
+        time.sleep(seconds)
+        wall_s = time.perf_counter() - w0
+    process_ms = 1000.0 * (time.process_time() - c0)
+    parts = {
+        label: {
+            "calls": len(v),
+            "median_us": statistics.median(v) if v else 0.0,
+            "ms_per_s": sum(v) / 1000.0 / wall_s,
+        }
+        for label, v in timings.items()
+    }
+    return {"seconds": wall_s, "process_ms_start_to_stop": process_ms, "parts": parts}
 
 
 def _tracker(name: str, cpu_w: float, ram_w: float, ledger: str, tmp: str) -> Callable[..., Any]:
@@ -312,11 +418,21 @@ def main() -> None:
     parser.add_argument("--churn", action="store_true", help="start a process every 0.25 s")
     parser.add_argument("--skip-workload", action="store_true", help="sampling cost only")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
-    parser.add_argument("--probe", choices=TRACKERS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time greenprint's sampler part by part"
+    )
+    parser.add_argument("--probe", choices=TRACKERS + EXTRA_PROBES, help=argparse.SUPPRESS)
     parser.add_argument("--cpu-w", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--ram-w", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
+    if args.probe == "floor":
+        print(json.dumps([floor_cost(args.idle), 0.0, SOCKET_ATTEMPTS]))
+        return
+    if args.probe == "greenprint-breakdown":
+        tmp = tempfile.mkdtemp(prefix="gp-bench-")
+        print(json.dumps(sample_breakdown(args.idle, os.path.join(tmp, "probe.db"))))
+        return
     if args.probe:
         tmp = tempfile.mkdtemp(prefix="gp-bench-")
         track = _tracker(args.probe, args.cpu_w, args.ram_w, os.path.join(tmp, "probe.db"), tmp)
@@ -339,14 +455,18 @@ def main() -> None:
     ram_w = float(getattr(ram_meter, "power_w", 0.0))
 
     # sampling cost: each tracker alone in a fresh interpreter, alternating, --probes each
-    probes: dict[str, list[tuple[float, float]]] = {n: [] for n in TRACKERS}
+    probes: dict[str, list[tuple[float, float]]] = {n: [] for n in (*TRACKERS, "floor")}
+    breakdowns: list[dict[str, Any]] = []
     churn = Churn() if args.churn else None
     if churn is not None:
         churn.__enter__()
     try:
         for _ in range(args.probes):
-            for n in TRACKERS:
+            for n in (*TRACKERS, "floor"):
                 probes[n].append(idle_probe(n, args.idle, cpu_w, ram_w))
+        if args.breakdown:
+            for _ in range(args.probes):
+                breakdowns.append(breakdown_probe(args.idle))
     finally:
         if churn is not None:
             churn.__exit__()
@@ -368,6 +488,20 @@ def main() -> None:
         figures[f"sampling_cpu_ms_per_s_{key}"] = statistics.median(sampling)
         figures[f"sampling_cpu_ms_per_s_{key}_range"] = [min(sampling), max(sampling)]
         figures[f"start_stop_cpu_ms_{key}"] = statistics.median(start_stop)
+    floor = [p[0] for p in probes["floor"]]
+    figures["floor_cpu_ms_per_s_empty_1hz_thread"] = statistics.median(floor)
+    figures["floor_cpu_ms_per_s_empty_1hz_thread_range"] = [min(floor), max(floor)]
+    if breakdowns:
+        figures["breakdown_probes"] = len(breakdowns)
+        for label in breakdowns[0]["parts"]:
+            per_s = [b["parts"][label]["ms_per_s"] for b in breakdowns]
+            per_call = [b["parts"][label]["median_us"] for b in breakdowns]
+            calls = statistics.median(b["parts"][label]["calls"] for b in breakdowns)
+            figures[f"breakdown: {label}"] = [
+                statistics.median(per_s),
+                statistics.median(per_call),
+                calls,
+            ]
     for mode in CODECARBON_MODES:
         ratios = [
             g[0] / c[0]

@@ -340,7 +340,12 @@ def _machine_times(procfs: bool) -> tuple[float, float] | None:
     if procfs:
         data = _PROC_STAT.read()
         if data is not None and data.startswith(b"cpu "):
-            ticks = [int(x) for x in data.split(b"\n", 1)[0].split()[1:9]]
+            end = data.find(b"\n")
+            line = (data if end < 0 else data[:end]).split()  # the cpu line only
+            try:
+                ticks = [int(x) for x in line[1:9]]
+            except ValueError:
+                ticks = []
             if len(ticks) >= 4:
                 ticks += [0] * (8 - len(ticks))
                 total = sum(ticks) / _CLK_TCK
