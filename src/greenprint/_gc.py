@@ -18,9 +18,30 @@ def gc_paused() -> Iterator[None]:
     the read's CPU time). Reference counting still frees memory as usual.
     """
     was_enabled = gc.isenabled()
+    if was_enabled and gc.get_stats()[-1]["collections"] == 0:
+        # Once per process, before the first pause: a full collection while the heap is small
+        # (its imports), which sets the collector's count of long-lived objects; without it
+        # the first full collection comes soon after the pause, over everything it made.
+        gc.collect()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
+            _promote_survivors()
             gc.enable()
+
+
+def _promote_survivors() -> None:
+    """Move every object the collector tracks to its oldest generation, without scanning them.
+
+    The objects a bulk read made (100,000 runs: about a million) would otherwise all sit in the
+    youngest generation, and the first allocation after the pause would walk every one of them
+    (0.2 s), then again when they reach the middle one. ``freeze`` + ``unfreeze`` moves them to
+    the oldest generation, where a full collection still finds any garbage among them, as for
+    any long-lived object. Skipped when the program froze objects itself (``gc.freeze`` before
+    a fork): ``unfreeze`` would release those too.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()

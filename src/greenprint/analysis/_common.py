@@ -214,6 +214,9 @@ class RunForest:
                 kids[parent].append(pos)
         order: list[int] = []
         for root in roots:  # iterative post-order
+            if not kids[root]:  # a root without children (most runs of a big search)
+                order.append(root)
+                continue
             stack: list[tuple[int, bool]] = [(root, False)]
             while stack:
                 pos, expanded = stack.pop()
@@ -229,7 +232,7 @@ class RunForest:
         return cls(
             runs=items,
             index=index,
-            children=tuple(tuple(k) for k in kids),
+            children=tuple(tuple(k) if k else () for k in kids),
             roots=tuple(roots),
             order=tuple(order),
             parents=tuple(parents),
@@ -281,9 +284,16 @@ class RunForest:
         n = len(self.runs)
         inclusive: list[Any] = [0] * n
         exclusive: list[Any] = [0] * n
+        children = self.children
         for pos in self.order:
+            if not children[pos]:  # a leaf: the same arithmetic with nothing below it
+                own = values[pos]
+                total = 0 if own is None else max(own, 0)
+                inclusive[pos] = total + 0
+                exclusive[pos] = total - 0
+                continue
             below = added = 0
-            for child in self.children[pos]:
+            for child in children[pos]:
                 if self.adds(child, fpo=fpo):
                     added += inclusive[child]
                 else:
