@@ -93,9 +93,7 @@ def test_repeated_or_backward_reports_are_ignored():
 
 
 @given(
-    st.lists(st.tuples(st.floats(1e-3, 1.0), st.floats(0.0, 1e3)), min_size=1, max_size=30).map(
-        lambda xs: xs
-    ),
+    st.lists(st.tuples(st.floats(1e-3, 1.0), st.floats(0.0, 1e3)), min_size=1, max_size=30),
     st.floats(0.5, 0.999),
 )
 def test_the_interval_brackets_the_point_and_never_goes_below_what_is_spent(steps, confidence):
