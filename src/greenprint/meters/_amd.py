@@ -252,9 +252,16 @@ def _power_w(info: Mapping[str, Any]) -> float | None:
 
 
 def _energy_count(reading: Mapping[str, Any]) -> tuple[int, float]:
-    """``(count, uJ per count)`` from ``amdsmi_get_energy_count`` of any ROCm 6 version."""
-    count = reading["energy_accumulator"] if "energy_accumulator" in reading else reading["power"]
-    return int(count), float(reading["counter_resolution"])
+    """``(count, uJ per count)`` from ``amdsmi_get_energy_count`` of any ROCm 6 version.
+
+    Raises:
+        MeterError: the reply has neither key, or values that are not numbers.
+    """
+    try:
+        key = "energy_accumulator" if "energy_accumulator" in reading else "power"
+        return int(reading[key]), float(reading["counter_resolution"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise MeterError(f"amdsmi_get_energy_count returned {reading!r}") from e
 
 
 class _AmdGpu:
@@ -367,7 +374,7 @@ def _open(module: Any, environ: Mapping[str, str]) -> tuple[list[_AmdGpu], list[
                 if not _is(module, e, "NOT_SUPPORTED", "NO_DATA"):
                     raise
                 mode, reason = "power", "no energy counter"
-            except KeyError:
+            except MeterError:
                 mode, reason = "power", "no energy counter"
         if mode == "power" and power is None:
             skipped.append(f"GPU-{i} ({name}) reports neither energy nor power: not counted")

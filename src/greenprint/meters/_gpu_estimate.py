@@ -220,15 +220,13 @@ class GpuTdpEstimateMeter(Meter):
         return str(self.origin)
 
     def power_w(self) -> list[float]:
-        """Modelled power of each GPU now, in W (never raises)."""
+        """Modelled power of each GPU now, in W.
+
+        The utilisation readers return ``None`` when they cannot read; that counts as full load.
+        """
         out = []
         for g in self.gpus:
-            u: float | None = None
-            if g.utilisation is not None:
-                try:
-                    u = g.utilisation()
-                except Exception as e:  # a utilisation source that fails: full load, logged
-                    logger.debug("%s utilisation unreadable: %s", g.label, e)
+            u = g.utilisation() if g.utilisation is not None else None  # readers never raise
             u = 1.0 if u is None else min(max(u, 0.0), 1.0)
             idle = self._idle_fraction * g.tdp_w
             out.append(idle + (g.tdp_w - idle) * u)
