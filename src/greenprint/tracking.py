@@ -610,6 +610,8 @@ class Run:
             self._sample(wait_s=_SAMPLER_JOIN_S)
         except Exception:  # accounting must not raise into user code either
             logger.exception("greenprint: the final sample of run %s failed", self.id[:8])
+        if self._guard is not None:  # a limit crossed since the last check is still told
+            self._final_budget_check()
         if self._environment is None:  # a run shorter than one sample interval
             # after the final sample: greenprint's own git call is not the run's cost
             try:
@@ -947,6 +949,19 @@ class Run:
         self._act_on_budgets(events)  # the warning before the exception
         if error is not None:
             raise error
+
+    def _final_budget_check(self) -> None:
+        """At the end: mark (and warn about) a limit crossed since the last check.
+
+        Nothing is raised and the status stays as decided.
+        """
+        guard = self._guard
+        if guard is None or guard.idle:
+            return
+        live = self._live_roots()
+        with self._lock:
+            events = guard.check(self._spent(), live)
+        self._act_on_budgets(events)
 
     def _spent(self) -> Spent:
         """This run's cost so far (the caller holds the lock)."""
