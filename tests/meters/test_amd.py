@@ -37,6 +37,33 @@ def run(amdsmi: FakeAMDSMI, clock: Clock, seconds: float) -> None:
 
 # -- the fake behaves like amdsmi ----------------------------------------------------------------
 
+#: The functions greenprint calls, with their parameters, as amdsmi declares them
+#: (ROCm/amdsmi py-interface/amdsmi_interface.py at 0ceca28f, ROCm 6.3; amdsmi is not installable
+#: here, so the signatures are recorded).
+AMDSMI_SIGNATURES = {
+    "amdsmi_init": ["flag"],
+    "amdsmi_shut_down": [],
+    "amdsmi_get_processor_handles": [],
+    "amdsmi_get_gpu_asic_info": ["processor_handle"],
+    "amdsmi_get_gpu_device_uuid": ["processor_handle"],
+    "amdsmi_get_gpu_vram_usage": ["processor_handle"],
+    "amdsmi_get_energy_count": ["processor_handle"],
+    "amdsmi_get_power_info": ["processor_handle"],
+    "amdsmi_get_gpu_activity": ["processor_handle"],
+    "amdsmi_get_gpu_process_list": ["processor_handle"],
+}
+
+
+def test_fake_has_amdsmi_functions_with_amdsmi_parameters():
+    import inspect
+
+    fake = {n for n in dir(FakeAMDSMI) if n.startswith("amdsmi_")}
+    assert fake == set(AMDSMI_SIGNATURES)
+    for name, params in AMDSMI_SIGNATURES.items():
+        assert list(inspect.signature(getattr(FakeAMDSMI, name)).parameters)[1:] == params, name
+    for name in ("amdsmi_get_energy_count", "amdsmi_get_power_info", "amdsmi_get_gpu_process_list"):
+        assert name in inspect.getsource(AmdMeter)  # the meter calls what the fake has
+
 
 def test_fake_errors_carry_amdsmi_codes_and_messages():
     err = fake_module.AmdSmiLibraryException(-10)  # amdsmi takes abs() of the C status
