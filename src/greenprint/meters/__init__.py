@@ -36,14 +36,17 @@ from greenprint.meters._set import MeterSet, detect_meters
 from greenprint.meters._status import GPUInfo, MeterStatus
 
 if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.meters._amd import AmdMeter, parse_rocm_visible_devices, probe_amd
     from greenprint.meters._apple import (
         PowermetricsMeter,
         parse_powermetrics_plist,
         parse_powermetrics_text,
         probe_powermetrics,
     )
+    from greenprint.meters._gpu_estimate import GpuTdpEstimateMeter, GpuTdpMatch, match_gpu_tdp
     from greenprint.meters._hwmon import HwmonMeter, probe_hwmon_cpu
     from greenprint.meters._intel_gpu import probe_intel_gpu
+    from greenprint.meters._mig import MigDevice
     from greenprint.meters._nvml import NvmlMeter, parse_cuda_visible_devices, probe_nvml
     from greenprint.meters._rapl import (
         DEFAULT_RAPL_ROOT,
@@ -58,7 +61,14 @@ if TYPE_CHECKING:  # pragma: no cover
 # name -> module that defines it, imported on first attribute access (PEP 562): a run on a
 # machine without RAPL or an NVIDIA GPU imports the vendor modules only to probe for them
 _LAZY = {
+    "AmdMeter": "greenprint.meters._amd",
     "DEFAULT_RAPL_ROOT": "greenprint.meters._rapl",
+    "GpuTdpEstimateMeter": "greenprint.meters._gpu_estimate",
+    "GpuTdpMatch": "greenprint.meters._gpu_estimate",
+    "MigDevice": "greenprint.meters._mig",
+    "match_gpu_tdp": "greenprint.meters._gpu_estimate",
+    "parse_rocm_visible_devices": "greenprint.meters._amd",
+    "probe_amd": "greenprint.meters._amd",
     "HwmonMeter": "greenprint.meters._hwmon",
     "NvmlMeter": "greenprint.meters._nvml",
     "PowermetricsMeter": "greenprint.meters._apple",
@@ -80,17 +90,21 @@ _LAZY = {
 }
 
 __all__ = [
+    "AmdMeter",
     "CpuEstimateMeter",
     "DEFAULT_RAPL_ROOT",
     "DEFAULT_W_PER_CORE",
     "GPUInfo",
     "GpuEstimateMeter",
+    "GpuTdpEstimateMeter",
+    "GpuTdpMatch",
     "HwmonMeter",
     "IDLE_FRACTION",
     "Meter",
     "MeterReading",
     "MeterSet",
     "MeterStatus",
+    "MigDevice",
     "NvmlMeter",
     "PowermetricsMeter",
     "ProcessTree",
@@ -105,10 +119,13 @@ __all__ = [
     "cpu_power_w",
     "detect_meters",
     "match_cpu_tdp",
+    "match_gpu_tdp",
     "normalise_cpu_model",
     "parse_cuda_visible_devices",
     "parse_powermetrics_plist",
     "parse_powermetrics_text",
+    "parse_rocm_visible_devices",
+    "probe_amd",
     "probe_hwmon_cpu",
     "probe_intel_gpu",
     "probe_nvml",
