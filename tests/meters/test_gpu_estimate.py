@@ -296,3 +296,27 @@ def test_no_gpu_changes_nothing():
     meters = detect_meters(nvml=FakeNVML(), amdsmi=FakeAMDSMI(), environ={})
     assert "gpu" not in meters.components
     meters.close()
+
+
+def test_greenprint_hardware_estimates_an_amd_gpu_without_amdsmi(tmp_path):
+    """A new user's machine: an AMD GPU, no amdsmi; the CLI says what it does instead."""
+    import json
+    import subprocess
+
+    from _clean_env import BIN, clean_env
+
+    root = _amd_sysfs(tmp_path / "drm", name="AMD Instinct MI210", cap_uw=300_000_000, busy=0)
+    env = dict(clean_env(), GREENPRINT_DRM_ROOT=str(root))
+    out = subprocess.run(
+        [str(BIN / "greenprint"), "hardware", "--json"],
+        capture_output=True, text=True, env=env, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    report = json.loads(out.stdout)
+    est = next(m for m in report["meters"] if m["name"] == "estimate:gpu")
+    assert est["usable"]
+    assert est["reason"].startswith(
+        "AMD-0 AMD Instinct MI210: 300 W (power-limit), utilisation sysfs"
+    )
+    assert report["in_use"]["gpu"] == (
+        "estimate:gpu-tdp:AMD-0 (AMD-0 AMD Instinct MI210 300 W power-limit, utilisation sysfs)"
+    )
