@@ -2,7 +2,10 @@
 
 A hardware read (a sysfs file on a wedged driver, an NVML call during a GPU reset, a user's own
 meter) can block for ever. :class:`DeadlineWorker` runs such calls on one daemon thread and waits
-for each at most a deadline. A call that overruns is abandoned: the caller gets
+for each at most a deadline. The deadline is the meter's: it runs from the moment the worker
+thread calls it, not from the hand-off, so that a machine too loaded to schedule the worker at
+once does not fail a healthy meter; the caller still never waits more than twice the deadline in
+all. A call that overruns is abandoned: the caller gets
 :class:`MeterTimeoutError` (a :class:`~greenprint.MeterError`, so the meter set degrades to an
 estimate), the stuck thread is left to finish or block on its own (it is a daemon thread and
 never delays interpreter exit), and the next call starts a fresh thread. One thread is reused for
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -35,13 +39,14 @@ class MeterTimeoutError(MeterError):
 
 
 class _Job(Generic[T]):
-    __slots__ = ("done", "error", "fn", "value")
+    __slots__ = ("done", "error", "fn", "started_at", "value")
 
     def __init__(self, fn: Callable[[], T]) -> None:
         self.fn = fn
         self.done = threading.Event()
         self.value: T | None = None
         self.error: BaseException | None = None
+        self.started_at: float | None = None  # monotonic time the worker called fn
 
 
 def _serve(jobs: queue.SimpleQueue[_Job[object] | None]) -> None:
@@ -49,6 +54,7 @@ def _serve(jobs: queue.SimpleQueue[_Job[object] | None]) -> None:
         job = jobs.get()
         if job is None:
             return
+        job.started_at = time.monotonic()
         try:
             job.value = job.fn()
         except BaseException as e:  # handed to the caller, who decides
@@ -79,18 +85,25 @@ class DeadlineWorker:
 
         Args:
             fn: the call; its exception is re-raised here.
-            timeout_s: longest wait, in s.
+            timeout_s: the deadline, in s, counted from the moment the worker calls ``fn``; the
+                caller waits at most ``2 * timeout_s`` in all (a worker that is not scheduled
+                within ``timeout_s`` gets another ``timeout_s`` to start and finish).
 
         Raises:
-            MeterTimeoutError: ``fn`` did not return within ``timeout_s``; the thread running it
-                is abandoned and the next call gets a new one.
+            MeterTimeoutError: ``fn`` did not return within ``timeout_s`` of being called (or
+                was not done ``2 * timeout_s`` after the hand-off); the thread running it is
+                abandoned and the next call gets a new one.
         """
         jobs = self._ensure()
         job: _Job[T] = _Job(fn)
         jobs.put(job)  # type: ignore[arg-type]
         if not job.done.wait(timeout_s):
-            self._abandon()
-            raise MeterTimeoutError(f"no answer within {timeout_s:g} s")
+            started = job.started_at
+            # started late (a loaded machine): the call gets its own full deadline
+            extra_s = timeout_s if started is None else started + timeout_s - time.monotonic()
+            if extra_s <= 0 or not job.done.wait(extra_s):
+                self._abandon()
+                raise MeterTimeoutError(f"no answer within {timeout_s:g} s")
         if job.error is not None:
             raise job.error
         return job.value  # type: ignore[return-value]
