@@ -209,6 +209,19 @@ def test_amd_gpus_in_sysfs_use_their_power_cap_and_busy_percent(tmp_path):
     )
 
 
+def test_an_apus_gpu_is_left_to_the_cpu_meter(tmp_path):
+    """Ryzen/Radeon APUs: the GPU is inside the CPU package (RAPL or the CPU estimate has it)."""
+    root = _amd_sysfs(tmp_path / "class" / "drm", name=None, cap_uw=None, busy=5)
+    (root / "card1" / "device" / "drm" / "renderD128").mkdir(parents=True)
+    node = tmp_path / "class" / "kfd" / "kfd" / "topology" / "nodes" / "1"
+    node.mkdir(parents=True)
+    props = "cpu_cores_count 0\nsimd_count 32\ndrm_render_minor 128\n"
+    (node / "properties").write_text(props)
+    assert len(find_unmetered_gpus(environ={}, drm_root=root, vendors=("amd",))) == 1  # discrete
+    (node / "properties").write_text(props.replace("cpu_cores_count 0", "cpu_cores_count 8"))
+    assert find_unmetered_gpus(environ={}, drm_root=root, vendors=("amd",)) == []
+
+
 def test_nvml_gpus_with_neither_energy_nor_power_are_estimated_with_nvml_utilisation():
     gpu = FakeGPU(
         name="NVIDIA L4", energy_mj=None, power_w=None, power_limit_w=60.0, utilization_gpu=50

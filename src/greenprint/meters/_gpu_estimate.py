@@ -296,20 +296,49 @@ class AmdCard:
     busy_path: Path | None
 
 
-def amd_sysfs_gpus(drm_root: str | os.PathLike[str] | None = None) -> list[AmdCard]:
-    """The AMD GPUs (PCI vendor 0x1002) under the DRM class directory, by card number.
+def _apu_render_minors(kfd_nodes: Path) -> set[int]:
+    """Render minors of the KFD nodes that have both CPU cores and SIMDs: APUs' GPUs."""
+    minors: set[int] = set()
+    try:
+        nodes = list(kfd_nodes.iterdir())
+    except OSError:
+        return minors
+    for node in nodes:
+        props: dict[str, str] = {}
+        for line in (_read(node / "properties") or "").splitlines():
+            key, _, value = line.partition(" ")
+            props[key] = value.strip()
+        try:
+            if int(props.get("cpu_cores_count", "0")) > 0 and int(props.get("simd_count", "0")) > 0:
+                minors.add(int(props["drm_render_minor"]))
+        except (KeyError, ValueError):
+            continue
+    return minors
 
-    ``drm_root`` defaults to ``$GREENPRINT_DRM_ROOT``, else ``/sys/class/drm``.
+
+def amd_sysfs_gpus(drm_root: str | os.PathLike[str] | None = None) -> list[AmdCard]:
+    """The discrete AMD GPUs (PCI vendor 0x1002) under the DRM class directory, by card number.
+
+    ``drm_root`` defaults to ``$GREENPRINT_DRM_ROOT``, else ``/sys/class/drm``. The GPU of an APU
+    (a KFD node under ``../kfd/kfd/topology/nodes`` with CPU cores and SIMDs, matched by its
+    render minor) is left out: it is inside the CPU package, which the CPU meter covers.
     """
     root = Path(drm_root or os.environ.get("GREENPRINT_DRM_ROOT") or "/sys/class/drm")
     try:
         cards = [p for p in root.iterdir() if re.fullmatch(r"card\d+", p.name)]
     except OSError:
         return []
+    apus = _apu_render_minors(root.parent / "kfd" / "kfd" / "topology" / "nodes")
     out = []
     for card in sorted(cards, key=lambda p: int(p.name[4:])):
         dev = card / "device"
         if (_read(dev / "vendor") or "").lower() != "0x1002":
+            continue
+        render = [int(r.name[7:]) for r in (dev / "drm").glob("renderD*") if r.name[7:].isdigit()]
+        if any(minor in apus for minor in render):
+            logger.debug(
+                "%s is an APU's GPU: inside the CPU package, not estimated apart", card.name
+            )
             continue
         cap_w: float | None = None
         for hw in sorted((dev / "hwmon").glob("hwmon*")):
