@@ -136,7 +136,8 @@ def parse_cuda_visible_devices(value: str | None, uuids: Sequence[str]) -> list[
 
     Returns:
         Indices into ``uuids``. Parsing stops at the first entry that is out of range, unknown,
-        ambiguous or a MIG instance, as CUDA does; duplicates are dropped.
+        ambiguous or a MIG device, as CUDA does; duplicates are dropped. (The NVML meter resolves
+        MIG devices with :func:`greenprint.meters._mig.visible_targets`; this is for whole GPUs.)
 
     Example:
         >>> parse_cuda_visible_devices("1,GPU-aa", ["GPU-aa11", "GPU-bb22"])
@@ -158,7 +159,9 @@ def parse_cuda_visible_devices(value: str | None, uuids: Sequence[str]) -> list[
                 index = matches[0]
             elif token.upper().startswith("MIG-"):
                 logger.warning(
-                    "CUDA_VISIBLE_DEVICES entry %s is a MIG instance: not metered", token
+                    "CUDA_VISIBLE_DEVICES entry %s is a MIG device: only NVML resolves it "
+                    "(greenprint.meters._mig); whole GPUs only here",
+                    token,
                 )
         if index is None or not 0 <= index < len(uuids):
             break
