@@ -79,7 +79,8 @@ def test_reduced_demo_end_to_end(tmp_path):
     assert {roles[r.name] for r in trials} == {"trial"}
     assert {roles[r.name] for r in curve} == {"learning-curve"}
     (final,) = [r for r in runs if r.role == "final"]
-    assert final.name == "final-retrain" and runs[-1] is final
+    assert final.name == "final-retrain"
+    assert [r for r in runs if r.role != "greener"][-1] is final  # then the greener variants
     assert final.dataset_size == 1077 + 360  # retrained on training + validation data
     assert final.metric("val_accuracy") is None  # scored only on the held-out test split
     assert 0.5 < final.metric("test_accuracy") <= 1.0
@@ -90,8 +91,8 @@ def test_reduced_demo_end_to_end(tmp_path):
 
     for name in ("report.html", "report.md", "report.tex", "report.json"):
         assert (out / name).stat().st_size > 1000
-    assert len(list((out / "figures").glob("*.png"))) == 5
-    assert len(list((out / "figures").glob("*.pdf"))) == 5
+    assert len(list((out / "figures").glob("*.png"))) == 6
+    assert len(list((out / "figures").glob("*.pdf"))) == 6
     data = json.loads((out / "report.json").read_text())
     assert data["study"] == "digits-demo" and data["metric"] == "val_accuracy"
     # the search's trials only: not the baselines, the learning curve or the final retrain
@@ -124,7 +125,22 @@ def test_reduced_demo_end_to_end(tmp_path):
         "pareto",
         "learning_curve",
         "timeline",
+        "greener",
     }
+    # the greener variants of the best CNN: distilled, quantized, pruned, with break-even
+    (greener,) = data["greener"]
+    rows = {r["name"]: r for r in greener["rows"]}
+    assert list(rows)[0] == "baseline" and rows["baseline"]["technique"] == "baseline"
+    techniques = {r["technique"] for r in rows.values()}
+    assert {"dynamic-int8", "static-int8", "prune-unstructured", "distilled"} <= techniques
+    (student,) = [r for r in rows.values() if r["technique"] == "distilled"]
+    assert student["training_energy_kwh"] > 0 and student["param_count"] < rows["baseline"][
+        "param_count"
+    ]
+    assert greener["front"] and all(rows[n]["on_front"] for n in greener["front"])
+    assert by_role["greener"]["runs"] == len([r for r in runs if r.role == "greener"])
+    assert "  greener        best CNN variants, front:" in summary
+    assert "Greener variants" in (out / "report.md").read_text()
 
 
 def test_demo_refuses_a_ledger_that_already_has_the_study(tmp_path, capsys):

@@ -169,7 +169,7 @@ def test_no_training_means_break_even_at_once(compared):
         assert row.training_energy_kwh == 0 and row.break_even_inferences == 0.0
 
 
-def test_the_rows_are_in_the_ledger_under_role_greener(compared):
+def test_the_rows_are_in_the_ledger_under_role_greener(model, compared):
     result, ledger, _ = compared
     runs = gp.Ledger(ledger).runs(study="techniques")
     assert {r.role for r in runs} == {"greener"}
@@ -183,6 +183,20 @@ def test_the_rows_are_in_the_ledger_under_role_greener(compared):
         row = result.row(child.params["greener.variant"])
         assert child.id == row.run_id
         assert [m.value for m in child.metrics if m.name == "score"] == [row.score]
+    # FPO of the runs: a variant's = its evaluation + the counted forward + the checked, warm-up
+    # and timed batches as its kernels run them; the comparison's = its variants' (it holds them)
+    base = result.row("baseline")
+    with gp.FPOCounter() as counter:
+        models.accuracy(model)
+    batch = models.dense_fpo_per_example() * models.BATCH
+    timed = base.measured_inferences // models.BATCH
+    (child,) = [c for c in children if c.id == base.run_id]
+    assert child.fpo == counter.total + batch + batch * (1 + 1 + timed)
+    dynamic = result.row("dynamic-int8")
+    (child,) = [c for c in children if c.id == dynamic.run_id]
+    kernels = (dynamic.fpo_dense - dynamic.int_ops) * models.BATCH  # int8 products are not FPO
+    assert child.fpo > batch + kernels * (1 + 1 + dynamic.measured_inferences // models.BATCH)
+    assert container.fpo == sum(c.fpo for c in children)
     again = greener.GreenerResult.from_records(runs)
     assert len(again) == 1 and again[0].rows == result.rows and again[0].front == result.front
 

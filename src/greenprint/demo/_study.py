@@ -41,6 +41,8 @@ class DemoResult:
         summary: the closing note printed on the terminal.
         pruners: the pruner comparison (``demo._pruning.PrunerComparison``), or ``None``
             when it was not run.
+        greener: the greener variants of the best CNN (:class:`greenprint.greener.GreenerResult`),
+            or ``None`` when no CNN trial finished.
     """
 
     out_dir: Path
@@ -51,6 +53,7 @@ class DemoResult:
     elapsed_s: float
     summary: str
     pruners: Any = None
+    greener: Any = None
 
 
 def _fresh_ledger_path(out_dir: Path) -> Path:
@@ -204,7 +207,7 @@ def run_demo(
             f"{0 if data.x_test is None else int(data.x_test.shape[0])} held-out test images), "
             f"ledger {ledger_path}"
         )
-        test_score = _study(
+        test_score, best_cnn = _study(
             led,
             study,
             data,
@@ -214,6 +217,9 @@ def run_demo(
             seed=seed,
             fractions=fractions,
         )
+        from greenprint.demo._greener import run_greener
+
+        greener = run_greener(led, study, data, show, best_cnn, metric=METRIC, seed=seed)
         pruners = None
         if compare_pruners:
             from greenprint.demo._pruning import run_comparison
@@ -243,6 +249,9 @@ def run_demo(
         led.close()
     elapsed = time.monotonic() - started
     summary = _summary(report, files, ledger_path, study, elapsed, test_score)
+    from greenprint.demo._greener import add_to_summary as add_greener
+
+    summary = add_greener(summary, greener)
     if pruners is not None:
         from greenprint.demo._pruning import add_to_summary
 
@@ -256,6 +265,7 @@ def run_demo(
         elapsed_s=elapsed,
         summary=summary,
         pruners=pruners,
+        greener=greener,
     )
 
 
@@ -269,8 +279,13 @@ def _study(
     max_epochs: int,
     seed: int,
     fractions: Sequence[float],
-) -> float | None:
-    """The study's runs; returns the final model's held-out test accuracy (None: no final)."""
+) -> tuple[float | None, Any]:
+    """The study's runs: the final model's test accuracy and the best finished CNN trial.
+
+    Returns ``(held-out test accuracy, or None without a final model; (score, trained model,
+    params) of the best finished CNN trial, or None)``: the CNN is where the greener variants
+    start.
+    """
     import numpy as np
 
     import greenprint as gp
@@ -295,6 +310,7 @@ def _study(
     rng = np.random.default_rng(seed)
     pruner = MedianPruner(startup_trials=min(5, max(1, trials // 4)), warmup_epochs=3)
     best: tuple[float, dict[str, Any]] | None = None
+    best_cnn: tuple[float, Any, dict[str, Any]] | None = None  # for the greener variants
     show.phase("random search", trials)
     for k in range(trials):
         kind = "mlp" if k % 2 == 0 else "cnn"
@@ -318,11 +334,13 @@ def _study(
             pruner.record(outcome.scores)
             if best is None or outcome.scores[-1] > best[0]:
                 best = (outcome.scores[-1], params)
+            if kind == "cnn" and (best_cnn is None or outcome.scores[-1] > best_cnn[0]):
+                best_cnn = (outcome.scores[-1], model, params)
         note = f"  (stopped after epoch {outcome.epochs})" if outcome.pruned else ""
         show.done(_line(run, name, note))
 
     if best is None:
-        return None
+        return None, best_cnn
     config = dict(best[1])
     if fractions:
         _learning_curve(led, study, data, show, config, fractions=fractions, seed=seed)
@@ -341,7 +359,7 @@ def _study(
         f"{format_energy(run.energy_kwh):>10}  {final_data.n_train} examples, scored on "
         f"{int(final_data.x_val.shape[0])} held-out test images"
     )
-    return score
+    return score, best_cnn
 
 
 def _learning_curve(

@@ -192,6 +192,7 @@ def compare(
         raise ConfigError("calibration holds no batch")
     options: dict[str, Any] = {"ledger": ledger, "region": region, "pue": pue}
     rows: list[GreenerRow] = []
+    spent: list[int] = []  # FPO of each variant's run
     notes: list[str] = []
     with gp.track(
         name,
@@ -209,23 +210,24 @@ def compare(
         **options,
     ) as container:
         for variant in chosen:
-            rows.append(
-                _one(
-                    variant,
-                    model,
-                    evaluate,
-                    inputs,
-                    batches,
-                    batch_size=batch_size,
-                    container=container,
-                    metric=metric,
-                    options=options,
-                    timing=(min_time_s, min_batches, warmup_batches, num_threads),
-                    notes=notes,
-                    measure=measure,
-                )
+            row, fpo = _one(
+                variant,
+                model,
+                evaluate,
+                inputs,
+                batches,
+                batch_size=batch_size,
+                container=container,
+                metric=metric,
+                options=options,
+                timing=(min_time_s, min_batches, warmup_batches, num_threads),
+                notes=notes,
+                measure=measure,
             )
+            rows.append(row)
+            spent.append(fpo)
         container.set(params={"greener.notes": notes})
+        container.add_fpo(sum(spent))  # a parent's FPO contain its children's
     return finish(
         rows,
         metric=metric,
@@ -251,10 +253,12 @@ def _one(
     timing: tuple[float, int, int, int | None],
     notes: list[str],
     measure: Any,
-) -> GreenerRow:
+) -> tuple[GreenerRow, int]:
+    """Apply, check, score and measure one variant in its own run: its row and FPO."""
     import torch
 
     import greenprint as gp
+    from greenprint.fpo import FPOCounter
 
     params = {STEP_KEY: "variant", VARIANT_KEY: variant.name, TECHNIQUE_KEY: variant.technique}
 
@@ -294,7 +298,8 @@ def _one(
         except VariantSkipped as e:
             row = replace(base, status="skipped", reason=str(e))
             run.set(params={RESULT_KEY: row.to_dict()})
-            return row
+            run.add_fpo(sum(ctx.fpo))
+            return row, sum(ctx.fpo)
         except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:
             if isinstance(e, ConfigError):
                 raise
@@ -308,10 +313,14 @@ def _one(
             reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
             row = replace(base, status="skipped", reason=reason)
             run.set(params={RESULT_KEY: row.to_dict()})
-            return row
+            run.add_fpo(sum(ctx.fpo))
+            return row, sum(ctx.fpo)
         score = None
+        evaluated_fpo = 0
         if evaluate is not None:
-            value = evaluate(applied.model)
+            with FPOCounter() as counter:  # the run's FPO include the evaluation's
+                value = evaluate(applied.model)
+            evaluated_fpo = int(counter.result.total)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 try:
                     value = float(value)  # a 0-d tensor or numpy scalar
@@ -332,6 +341,7 @@ def _one(
                 min_time_s=min_time_s,
                 min_batches=min_batches,
                 warmup_batches=warmup,
+                checked_batches=1,
                 track=lambda: gp.track(
                     f"{variant.name}/loop",
                     ledger=False,
@@ -371,6 +381,8 @@ def _one(
             run_id=run.id,
         )
         run.set(params={RESULT_KEY: row.to_dict()})
+        fpo = evaluated_fpo + figures.run_fpo + sum(ctx.fpo)
+        run.add_fpo(fpo)
         if score is not None and math.isfinite(score):
             run.log(None, **{metric: score})
-    return row
+    return row, fpo

@@ -53,6 +53,7 @@ class Figures:
     measured_inferences: int
     loop_duration_s: float
     energy_provenance: str
+    run_fpo: int
 
 
 def saved_size_bytes(model: nn.Module) -> int:
@@ -71,9 +72,11 @@ def saved_size_bytes(model: nn.Module) -> int:
 
 def count_variant_fpo(
     twin: nn.Module, inputs: tuple[Any, ...], int8_modules: frozenset[str]
-) -> tuple[int, int, int, str, list[str]]:
-    """FPO of one batch of ``twin``: dense, executed, int8 integer ops, a note, unknown ops.
+) -> tuple[int, int, int, str, list[str], int]:
+    """FPO of one batch of ``twin``: dense, executed, int8 ops, a note, unknown ops, kernels'.
 
+    The last is the FPO the variant's kernels run on one batch (dense kernels multiply zeros
+    too; products in int8 kernels are integer operations, not FPO).
     A linear or convolution layer's FPO are ``2 * multiply-adds`` plus one per output element
     for its bias; the multiply-adds scale with its share of nonzero weights.
     """
@@ -99,6 +102,7 @@ def count_variant_fpo(
     dense = int(counted.total)
     skipped = 0.0  # products a sparse kernel would not compute
     int_ops = 0.0
+    in_int8 = 0  # products run by int8 kernels
     for layer_name, module in layers.items():
         layer_fpo = counted.by_module.get(layer_name, 0)
         bias = outputs.get(layer_name, 0) if getattr(module, "bias", None) is not None else 0
@@ -108,6 +112,7 @@ def count_variant_fpo(
         if layer_name in int8_modules:
             skipped += products
             int_ops += products * density
+            in_int8 += products
         else:
             skipped += products * (1.0 - density)
     executed = int(round(dense - skipped))
@@ -120,7 +125,7 @@ def count_variant_fpo(
             "(quantize/dequantize not counted)"
         )
     note = "; ".join(notes) or "executed = dense (dense kernels, no zero weights)"
-    return dense, executed, int(round(int_ops)), note, sorted(counted.unknown_ops)
+    return dense, executed, int(round(int_ops)), note, sorted(counted.unknown_ops), dense - in_int8
 
 
 def _weight(module: nn.Module) -> torch.Tensor:
@@ -142,6 +147,7 @@ def measure(
     min_batches: int,
     warmup_batches: int,
     track: Any,
+    checked_batches: int = 0,
 ) -> tuple[Figures, list[str]]:
     """Measure a variant (see the module docstring); returns the figures and unknown FPO ops.
 
@@ -153,12 +159,15 @@ def measure(
         min_batches: and at least this many batches.
         warmup_batches: untimed batches first.
         track: opens the tracked run of the loop (``track()`` -> a run context manager).
+        checked_batches: batches the variant already ran on the inputs (for ``run_fpo``).
     """
     import torch
 
     model = applied.model
     twin = applied.float_twin if applied.float_twin is not None else model
-    dense, executed, int_ops, note, unknown = count_variant_fpo(twin, inputs, applied.int8_modules)
+    dense, executed, int_ops, note, unknown, kernel = count_variant_fpo(
+        twin, inputs, applied.int8_modules
+    )
     params = list(twin.parameters())
     param_count = sum(p.numel() for p in params)
     nonzero = sum(int(torch.count_nonzero(p.detach())) for p in params)
@@ -191,5 +200,7 @@ def measure(
         measured_inferences=inferences,
         loop_duration_s=loop_s,
         energy_provenance=provenance_line(run.provenance),
+        # the counted forward, then the warm-up and timed batches as the kernels run them
+        run_fpo=dense + kernel * (checked_batches + warmup_batches + len(times)),
     )
     return figures, unknown

@@ -85,6 +85,8 @@ class Context:
             done by a technique (distillation, fine-tuning); its cost is the variant's.
         ledger: the ledger the comparison records into (``False``: in memory).
         study: the study it records into.
+        fpo: FPO of the training runs a technique opened (appended by it), counted into the
+            variant's run, which contains them.
     """
 
     example_inputs: tuple[Any, ...]
@@ -92,6 +94,7 @@ class Context:
     track: Callable[[str, str], AbstractContextManager[Any]]
     ledger: Any = None
     study: str | None = None
+    fpo: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -316,10 +319,15 @@ def _fine_tune(
 ) -> tuple[Any, ...]:
     if fine_tune is None:
         return ()
+    from greenprint.fpo import FPOCounter
+
     with ctx.track("fine-tune", "fine-tune") as run:
         model.train()
-        fine_tune(model)
+        with FPOCounter() as counter:  # the training's FPO, backward and optimizer included
+            fine_tune(model)
         model.eval()
+        run.add_fpo(int(counter.result.total))
+        ctx.fpo.append(int(counter.result.total))
     return (run,)
 
 
@@ -528,6 +536,8 @@ def distilled(
             ledger=ctx.ledger,
             study=ctx.study,
         )
+        if result.fpo is not None:
+            ctx.fpo.append(result.fpo)
         return Applied(model=result.student.eval(), training=(result,))
 
     return Variant(
