@@ -333,3 +333,12 @@ def test_greenprint_hardware_estimates_an_amd_gpu_without_amdsmi(tmp_path):
     assert report["in_use"]["gpu"] == (
         "estimate:gpu-tdp:AMD-0 (AMD-0 AMD Instinct MI210 300 W power-limit, utilisation sysfs)"
     )
+
+
+def test_a_mig_device_named_without_nvml_is_reported_not_silently_dropped():
+    from greenprint.meters._gpu_estimate import estimate_status
+
+    nvml = FakeNVML(init_error=nvml_codes.NVML_ERROR_LIBRARY_NOT_FOUND)
+    status = estimate_status(False, nvml=nvml, environ={"CUDA_VISIBLE_DEVICES": "MIG-1234abcd"})
+    assert not status.usable and "names a MIG device and NVML cannot be used" in status.reason
+    assert status.fix == "make NVML usable (see the nvml line)"

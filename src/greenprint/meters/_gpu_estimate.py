@@ -455,6 +455,13 @@ def estimate_status(
     gpus, close = unmetered_gpus(nvml=nvml, environ=environ)
     if close is not None:
         close()
+    env = os.environ if environ is None else environ
+    if not gpus and "MIG-" in (env.get("CUDA_VISIBLE_DEVICES") or "").upper():
+        reason = (
+            "CUDA_VISIBLE_DEVICES names a MIG device and NVML cannot be used: its share of the "
+            "parent GPU is unknown, so it is not estimated"
+        )
+        return MeterStatus("estimate:gpu", False, reason, "make NVML usable (see the nvml line)")
     if not gpus:
         return MeterStatus("estimate:gpu", False, "no GPU found", None)
     parts = "; ".join(
