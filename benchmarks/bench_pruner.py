@@ -7,9 +7,14 @@ initial weights): stopped by Optuna's ``MedianPruner`` per epoch, and by greenpr
 stopped before epoch 3. Printed: each search's pruned trials, FPO, energy (estimated on a VM
 without RAPL), wall time of its runs and best validation accuracy, and the differences.
 
+With ``--overhead``, instead: the pruner's own cost per decision, against 1,000 completed
+trials of 20 reports each (plain ``CostAwarePruner.report``), and per ``trial.should_prune()``
+in an in-memory Optuna study of 300 trials of 20 steps, beside Optuna's ``MedianPruner``.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_pruner.py --seeds 0,1,2
+    .venv/bin/python benchmarks/bench_pruner.py --overhead
 """
 
 from __future__ import annotations
@@ -22,12 +27,86 @@ import time
 from pathlib import Path
 
 
+def overhead() -> None:
+    """Time the pruner's decisions (no training: costs and scores are synthetic)."""
+    import random
+
+    import optuna
+
+    from greenprint.greener import CostAwareOptunaPruner, CostAwarePruner
+
+    rng = random.Random(0)
+    pruner = CostAwarePruner(n_startup_trials=10**9)  # all 1,000 complete: warm-up all along
+    for t in range(1000):
+        rate, gain = rng.uniform(0.5, 2.0), rng.uniform(0.02, 0.05)
+        for step in range(1, 21):
+            if pruner.report(t, rate * step, min(1.0, gain * step)):
+                break
+        else:
+            pruner.finish(t)
+    pruner.n_startup_trials = 5
+    started = time.perf_counter()
+    n = 0
+    for t in range(1000, 1100):
+        for step in range(1, 21):
+            n += 1
+            if pruner.report(t, 1.0 * step, 0.04 * step):
+                break
+    per = (time.perf_counter() - started) / n
+    print(
+        f"CostAwarePruner.report against {pruner.n_complete} completed trials: "
+        f"{per * 1e6:.0f} us per call ({n} calls)"
+    )
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial: optuna.Trial) -> float:
+        rate, gain = trial.suggest_float("rate", 0.5, 2.0), trial.suggest_float("gain", 0.02, 0.05)
+        for step in range(1, 21):
+            trial.set_user_attr("greenprint_cost", rate * step)
+            trial.report(min(1.0, gain * step), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return min(1.0, gain * 20)
+
+    for label, make in (
+        ("Optuna MedianPruner", lambda: optuna.pruners.MedianPruner(n_startup_trials=5)),
+        ("CostAwareOptunaPruner", lambda: CostAwareOptunaPruner(n_startup_trials=5)),
+    ):
+        study = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0), pruner=make()
+        )
+        calls = [0.0, 0]
+        original = study.pruner.prune
+
+        def timed(
+            study_: optuna.Study, trial: optuna.trial.FrozenTrial, f=original, calls=calls
+        ) -> bool:
+            t0 = time.perf_counter()
+            try:
+                return f(study_, trial)
+            finally:
+                calls[0] += time.perf_counter() - t0
+                calls[1] += 1
+
+        study.pruner.prune = timed  # type: ignore[method-assign]
+        study.optimize(objective, n_trials=300)
+        print(
+            f"{label}, 300 trials x 20 steps in memory: {calls[0] / calls[1] * 1e6:.0f} us per "
+            f"prune() ({calls[1]} calls)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="seeds, separated by commas")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--overhead", action="store_true", help="time the decisions only")
     args = parser.parse_args()
+    if args.overhead:
+        overhead()
+        return
 
     import torch
 

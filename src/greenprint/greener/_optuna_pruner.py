@@ -146,7 +146,8 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
                 and no active greenprint run; or ``cost="fpo"`` and the run recorded no FPO).
         """
         pruner = self.pruner_for(study)
-        self._sync(study, pruner)
+        if pruner.running(exclude=trial.number):  # others may have ended since the last call
+            self._sync(study, pruner)
         step = trial.last_step
         if step is None:
             return False

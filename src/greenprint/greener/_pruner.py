@@ -300,6 +300,11 @@ class CostAwarePruner:
         with self._lock:
             return self._references(cost_value, exclude)
 
+    def running(self, *, exclude: Hashable | None = None) -> list[Hashable]:
+        """The trials still running (reported, not finished nor pruned), but ``exclude``."""
+        with self._lock:
+            return [t for t, c in self._curves.items() if c.status == "running" and t != exclude]
+
     @property
     def n_complete(self) -> int:
         """Trials finished as complete."""
