@@ -88,16 +88,21 @@ def _table(
         f"<th{' class=num' if numeric[k] else ''}>{esc(h)}</th>" for k, h in enumerate(header)
     )
     body = []
+    # each distinct cell text escaped once (a big study repeats statuses, roles, units...)
+    escaped: dict[str, str] = {}
     for k, row in enumerate(rows):
         row_class = classes[k] if k < len(classes) and classes[k] else ""
         cells = []
         for j, cell in enumerate(row):
+            text = escaped.get(cell)
+            if text is None:
+                text = escaped[cell] = esc(cell)
             if header[j] == "params":
-                cells.append(f'<td class="params">{esc(cell)}</td>')
+                cells.append(f'<td class="params">{text}</td>')
             elif header[j] == "status":
-                cells.append(f'<td><span class="status s-{esc(cell)}">{esc(cell)}</span></td>')
+                cells.append(f'<td><span class="status s-{text}">{text}</span></td>')
             else:
-                cells.append(f"<td{' class=num' if numeric[j] else ''}>{esc(cell)}</td>")
+                cells.append(f"<td{' class=num' if numeric[j] else ''}>{text}</td>")
         attr = f' class="{row_class}"' if row_class else ""
         body.append(f"<tr{attr}>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
