@@ -31,7 +31,6 @@ else the kernel's host name.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,7 +67,16 @@ _FALSE = ("0", "false", "no", "off")
 def node_host(environ: Mapping[str, str] | None = None) -> str:
     """The host a run records: ``GREENPRINT_HOST`` when set, else the kernel's host name."""
     env = os.environ if environ is None else environ
-    return env.get(HOST_ENV) or socket.gethostname()
+    host = env.get(HOST_ENV)
+    if host:
+        return host
+    if hasattr(os, "uname"):
+        # POSIX: the kernel's host name, as socket.gethostname() reads it, without importing
+        # socket (a run's first start pays for every import)
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 def _int(env: Mapping[str, str], *names: str) -> int | None:

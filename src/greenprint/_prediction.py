@@ -32,7 +32,6 @@ import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from statistics import NormalDist
 
 __all__ = [
     "DEFAULT_CONFIDENCE",
@@ -212,6 +211,8 @@ def t_quantile(df: int, confidence: float) -> float:
     if df < 1:
         raise ValueError(f"degrees of freedom must be at least 1, not {df!r}")
     if df > _EXACT_DF_MAX:
+        from statistics import NormalDist  # statistics imports fractions, decimal, random
+
         z = NormalDist().inv_cdf((1.0 + confidence) / 2.0)
         z3, z5, z7 = z**3, z**5, z**7
         return (

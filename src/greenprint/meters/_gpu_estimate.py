@@ -30,7 +30,6 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +99,8 @@ class GpuTdpMatch:
 
 @functools.cache
 def _table() -> tuple[tuple[frozenset[str], GpuTdpMatch], ...]:
+    from importlib import resources  # with a GPU only: it imports tempfile, shutil, zipfile...
+
     text = resources.files("greenprint.meters").joinpath("data/gpu_tdp.csv").read_text("utf-8")
     rows = []
     for row in csv.DictReader(text.splitlines()):
