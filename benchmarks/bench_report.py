@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import random
 import statistics
@@ -175,20 +176,30 @@ def probe(what: str, ledger: Path, out: Path, repeat: int) -> tuple[float, float
 
 
 def scale(sizes: list[int], repeat: int) -> None:
-    """Issue 12's scale targets, each size in fresh interpreters."""
-    print("| runs | step | wall (s) | CPU (s) | peak RSS (MB) | target |")
-    print("| ---: | --- | ---: | ---: | ---: | --- |")
+    """Issue 12's scale targets, each size in fresh interpreters.
+
+    The ledger-read share is the median wall time of reading the study (``Ledger.runs``, its
+    imports and the opening included) over that of the whole JSON report.
+    """
+    print(f"# load average before: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print("| runs | step | wall (s) | CPU (s) | peak RSS (MB) | share of JSON | target |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | --- |")
     for size in sizes:
         work = Path(tempfile.mkdtemp(prefix="gp-bench-scale-"))
         ledger = work / "ledger.db"
         make_ledger(ledger, size)
         targets = {"json": "< 5 s, < 500 MB", "html": "< 10 s", "read": "small part of JSON"}
-        for what in ("read", "json", "html"):
-            wall, cpu, rss = probe(what, ledger, work / "out", repeat)
+        measured = {
+            what: probe(what, ledger, work / "out", repeat) for what in ("read", "json", "html")
+        }
+        for what, (wall, cpu, rss) in measured.items():
             step = {"read": "read the ledger (Ledger.runs)", "json": "JSON report, end to end",
                     "html": "HTML report, end to end"}[what]  # fmt: skip
+            share = f"{wall / measured['json'][0]:.0%}" if what == "read" else ""
             target = targets[what] if size >= 100_000 else ""
-            print(f"| {size + 12:,} | {step} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {target} |")
+            figures = f"{wall:.2f} | {cpu:.2f} | {rss:.0f} | {share}"
+            print(f"| {size + 12:,} | {step} | {figures} | {target} |")
+    print(f"# load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 def main() -> None:

@@ -162,6 +162,12 @@ def _pick_metric(
     runs: Sequence[RunRecord], metric: str | None, study: str
 ) -> tuple[str | None, str | None]:
     """The metric to rank by (``None``: no run logged one), and a note saying how it was chosen."""
+    if metric is not None and not is_reserved_metric(metric):
+        # the metric given was logged (a value that is not NaN): nothing to count
+        for run in runs:
+            for p in run.metrics:
+                if p.name == metric and p.value == p.value:
+                    return metric, None
     counts: dict[str, int] = {}
     for run in runs:
         # in logged order (not a set's hash order), so that ties go the same way every time;
