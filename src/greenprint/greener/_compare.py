@@ -259,6 +259,7 @@ def _one(
 
     import greenprint as gp
     from greenprint.fpo import FPOCounter
+    from greenprint.greener._measure import unknown_ops_kept
 
     params = {STEP_KEY: "variant", VARIANT_KEY: variant.name, TECHNIQUE_KEY: variant.technique}
 
@@ -318,9 +319,14 @@ def _one(
         score = None
         evaluated_fpo = 0
         if evaluate is not None:
-            with FPOCounter() as counter:  # the run's FPO include the evaluation's
+            with unknown_ops_kept(), FPOCounter() as counter:  # the run's FPO include it
                 value = evaluate(applied.model)
             evaluated_fpo = int(counter.result.total)
+            if counter.result.unknown_ops:
+                notes.append(
+                    f"{variant.name}: the evaluation ran ops with no FPO rule, not counted in "
+                    f"its run's FPO: {', '.join(sorted(counter.result.unknown_ops))}"
+                )
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 try:
                     value = float(value)  # a 0-d tensor or numpy scalar

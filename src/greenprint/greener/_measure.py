@@ -18,11 +18,14 @@ Every variant goes through :func:`measure` the same way:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -32,7 +35,35 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["Figures", "count_variant_fpo", "measure", "provenance_line", "saved_size_bytes"]
+__all__ = [
+    "Figures",
+    "count_variant_fpo",
+    "measure",
+    "provenance_line",
+    "saved_size_bytes",
+    "unknown_ops_kept",
+]
+
+
+class _DropUnknownOps(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "have no FPO rule" not in str(record.msg)
+
+
+@contextmanager
+def unknown_ops_kept() -> Iterator[None]:
+    """Keep the counter's "no FPO rule" warning off the terminal: the row's notes list them.
+
+    int8 kernels (``quantized.linear``...) have no FPO rule on purpose: their products are
+    integer operations, which :func:`count_variant_fpo` counts apart.
+    """
+    counter_logger = logging.getLogger("greenprint.fpo._counter")
+    drop = _DropUnknownOps()
+    counter_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        counter_logger.removeFilter(drop)
 
 
 @dataclass(frozen=True)
@@ -94,7 +125,7 @@ def count_variant_fpo(
 
         handles.append(module.register_forward_hook(hook))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), unknown_ops_kept():
             counted = count_fpo(twin, *inputs, backward=False)
     finally:
         for handle in handles:
