@@ -284,3 +284,37 @@ def test_closing_a_tree_releases_its_children_files():
     assert _kept_fds(wanted)
     tree.close()
     assert not _kept_fds(wanted)
+
+
+def test_a_finished_run_keeps_no_proc_descriptor_open():
+    code = (
+        "import os, greenprint as gp\n"
+        "with gp.track('x', ledger=False) as run:  # the run (and its meters) stays alive\n"
+        "    pass\n"
+        "me = os.getpid()\n"
+        "held = []\n"
+        "for fd in os.listdir('/proc/self/fd'):\n"
+        "    try:\n"
+        "        target = os.readlink(f'/proc/self/fd/{fd}')\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    if target.startswith(f'/proc/{me}/'):\n"
+        "        held.append(target)\n"
+        "print(held, run.status)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] finished"
+
+
+def test_a_closed_tree_still_samples_by_path():
+    tree = ProcessTree()
+    tree.start()
+    tree.close()
+    assert tree._kept() == 0
+    t = time.process_time()
+    while time.process_time() - t < 0.2:
+        pass
+    sample = tree.sample()
+    assert os.getpid() in sample.pids
+    assert sample.tree_cpu_s >= 0.15
+    tree.close()

@@ -399,8 +399,8 @@ class ProcessTree:
         clock: monotonic clock in seconds (injectable for tests).
 
     Not thread-safe: one sampler thread calls :meth:`sample`. On Linux it holds up to
-    :data:`KEPT_OPEN` descriptors of ``/proc/<pid>/stat`` files while it runs; :meth:`close`
-    releases them (so does dropping the tree).
+    :data:`KEPT_OPEN` descriptors of ``/proc`` files while it runs; :meth:`close` releases them
+    (a :class:`~greenprint.meters.MeterSet` closes its tree; dropping the tree does too).
     """
 
     def __init__(self, pid: int | None = None, *, clock: Callable[[], float] = time.monotonic):
@@ -427,6 +427,8 @@ class ProcessTree:
     def start(self) -> UsageSample:
         """Take the baseline; CPU time is counted from here. Returns the baseline sample."""
         self.close()
+        self._procs.clear()
+        self._children.clear()
         self._procfs = _PROCFS
         # the clock process start times are on: boot time on Linux, the epoch for psutil
         self._start_ref = time.clock_gettime(time.CLOCK_BOOTTIME) if self._procfs else time.time()
@@ -483,13 +485,15 @@ class ProcessTree:
         return self.last
 
     def close(self) -> None:
-        """Release the descriptors the tree keeps open; a later sample reopens what it needs."""
+        """Release the descriptors the tree keeps open. Idempotent.
+
+        The tree can still be sampled: each file is then read by path (and the descriptors are
+        kept again from the next walk on).
+        """
         for entry in self._procs.values():
             entry.handle.close()
-        self._procs.clear()
         for reader in self._children.values():
             reader.close()
-        self._children.clear()
 
     def _kept(self) -> int:
         """Descriptors the tree keeps open now."""

@@ -340,6 +340,7 @@ class MeterSet:
                     _close_quietly(
                         meter, wait_s=self._timeout_s if _needs_deadline(meter) else None
                     )
+        self.tree.close()  # the /proc descriptors it keeps between samples
         self._worker.close()
 
     def __enter__(self) -> MeterSet:
