@@ -56,11 +56,16 @@ def greener_figure(result: GreenerResult, index: int = 0) -> Figure | None:
     ]
     if not points:
         return None
+    top_wh = max(r.energy_kwh_per_1000 or 0.0 for r in points) * 1e3
+    scale, unit = next(
+        ((f, u) for f, u in ((1.0, "Wh"), (1e-3, "mWh"), (1e-6, "µWh")) if top_wh >= f),
+        (1e-9, "nWh"),
+    )
     series = [
         Series(
             label=r.name,
             kind="scatter",
-            x=(r.energy_kwh_per_1000 * 1e3,),  # type: ignore[operator]
+            x=(r.energy_kwh_per_1000 * 1e3 / scale,),  # type: ignore[operator]
             y=(r.score,),  # type: ignore[arg-type]
             run_ids=(r.run_id,) if r.run_id else (),
         )
@@ -72,7 +77,10 @@ def greener_figure(result: GreenerResult, index: int = 0) -> Figure | None:
             Series(
                 label="Pareto front",
                 kind="line",
-                x=tuple(r.energy_kwh_per_1000 * 1e3 for r in front),  # type: ignore[operator]
+                x=tuple(
+                    r.energy_kwh_per_1000 * 1e3 / scale  # type: ignore[operator]
+                    for r in front
+                ),
                 y=tuple(r.score for r in front),  # type: ignore[misc]
                 role="front",
             )
@@ -87,9 +95,9 @@ def greener_figure(result: GreenerResult, index: int = 0) -> Figure | None:
         ),
         panels=(
             Panel(
-                x_label="energy per 1,000 inferences (Wh)",
+                x_label=f"energy per 1,000 inferences ({unit})",
                 y_label=result.metric,
-                x_unit="Wh",
+                x_unit=unit,
                 y_unit=result.metric,
                 series=tuple(series),
             ),
