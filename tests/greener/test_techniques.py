@@ -225,3 +225,39 @@ def test_a_model_fx_cannot_trace_is_skipped_with_the_reason(tmp_path):
     )
     assert result.row("dynamic-int8").reason.startswith("the model has no nn.Linear")
     assert "skipped: the model has no nn.Linear" in result.table()
+
+
+def test_fine_tune_keeps_the_masks_and_is_paid_for(model, tmp_path):
+    x, y = models.data(64, seed=9)
+    ledger = tmp_path / "ft.db"
+
+    def fine_tune(m):
+        assert m.training  # handed over in train mode, masks in place
+        opt = torch.optim.SGD(m.parameters(), lr=0.5)
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+
+    result = greener.compare(
+        model,
+        models.accuracy,
+        x[: models.BATCH],
+        [greener.prune_unstructured(0.6, fine_tune=fine_tune)],
+        ledger=ledger,
+        study="ft",
+        min_time_s=0.02,
+    )
+    row = result.row("prune-60%")
+    base = result.row("baseline")
+    # the masks held during the fine-tuning: the zeroed weights are still zero
+    weights = 8 * 9 + 8 * 36 * 32 + 32 * 2
+    assert row.nonzero_param_count <= base.nonzero_param_count - round(0.6 * weights) + 2
+    (tuned,) = [
+        r for r in gp.Ledger(ledger).runs(study="ft") if r.params["greener.step"] == "fine-tune"
+    ]
+    assert tuned.role == "greener" and tuned.parent_id == row.run_id
+    assert row.training_run_ids == (tuned.id,)
+    assert row.training_energy_kwh == pytest.approx(tuned.energy_kwh) and tuned.energy_kwh > 0
+    # its FPO by the counter: 3 steps of forward, backward and SGD on 64 examples
+    assert tuned.fpo > 3 * 3 * models.dense_fpo_per_example() * 64 * 0.9
