@@ -161,8 +161,7 @@ def html_section(results: Sequence[GreenerResult], esc: Callable[[str], str]) ->
         header, rows = table_cells(result)
         head = "".join(f"<th>{esc(h)}</th>" for h in header)
         body = "".join(
-            '<tr class="front">' * r.on_front
-            + "<tr>" * (not r.on_front)
+            ('<tr class="final">' if r.on_front else "<tr>")  # the report's highlighted row
             + "".join(f"<td>{esc(c)}</td>" for c in cells)
             + "</tr>"
             for r, cells in zip(result.rows, rows, strict=True)
