@@ -111,6 +111,10 @@ def _x():
         (lambda m: greener.compare(m, None, _x(), min_batches=0, ledger=False), "min_batches"),
         (lambda m: greener.compare(m, None, _x(), min_time_s=-1, ledger=False), "min_time_s"),
         (lambda m: greener.compare(m, None, _x(), calibration=[], ledger=False), "calibration"),
+        (
+            lambda m: greener.compare(m, None, _x().to("meta"), ledger=False),
+            "measures on the CPU",
+        ),
         (lambda m: greener.prune_unstructured(1.5), "fraction in (0, 1)"),
         (lambda m: greener.prune_structured(True), "fraction in (0, 1)"),
         (lambda m: greener.half_precision("int4"), "dtype must be"),

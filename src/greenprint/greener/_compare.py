@@ -143,7 +143,8 @@ def compare(
         The :class:`~greenprint.greener.GreenerResult`: rows, Pareto front, break-evens.
 
     Raises:
-        ConfigError: a model that is not an ``nn.Module``, bad inputs or options, a variant
+        ConfigError: a model that is not an ``nn.Module``, a model or inputs not on the CPU,
+            bad inputs or options, a variant
             that is not a :class:`Variant`, two variants with one name, ``evaluate`` returning
             something that is not a number.
         MissingDependencyError: torch is not installed.
@@ -161,6 +162,13 @@ def compare(
     if evaluate is not None and not callable(evaluate):
         raise ConfigError(f"evaluate must be a function of the model, not {evaluate!r}")
     inputs = _as_inputs(example_inputs)
+    devices = {t.device.type for t in (*model.parameters(), *model.buffers(), *inputs)}
+    if devices - {"cpu"}:
+        raise ConfigError(
+            f"compare measures on the CPU (int8 kernels, timing without device "
+            f"synchronisation); the model or inputs are on {', '.join(sorted(devices))}: "
+            "move them with .cpu()"
+        )
     batch_size = int(inputs[0].shape[0])
     if mode not in ("max", "min"):
         raise ConfigError(f"mode must be 'max' or 'min', not {mode!r}")
