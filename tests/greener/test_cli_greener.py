@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -200,4 +202,34 @@ def test_an_unwritable_out_dir_is_one_line(module, tmp_path, capsys):
     )
     assert (
         code == 2 and err.startswith("greenprint: error: cannot write to") and err.count("\n") == 1
+    )
+
+
+def test_without_torch_the_command_and_compare_name_the_extra():
+    script = textwrap.dedent(
+        """
+        import contextlib, io, json, sys
+        sys.modules["torch"] = None  # what import reads as "not installed"
+        import greenprint as gp
+        from greenprint.cli import main
+        from greenprint import greener  # importing the package needs no torch
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = main(["greener", "m:f", "--data", "m:d"])
+        try:
+            greener.compare(object(), None, None)
+            raised = None
+        except gp.MissingDependencyError as e:
+            raised = e.extra
+        print(json.dumps({"rc": rc, "stderr": err.getvalue(), "extra": raised}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["rc"] == 2 and out["extra"] == "torch"
+    assert out["stderr"] == (
+        "greenprint: error: greenprint greener needs torch, which is not installed: "
+        "pip install 'greenprint[torch]'\n"
     )
