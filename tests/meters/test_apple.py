@@ -192,6 +192,37 @@ def test_probe_with_sudo_rights_or_as_root():
     assert root.status.reason == "cpu and gpu+ane from powermetrics as root, sampled every 1000 ms"
 
 
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ('"unclosed', "$GREENPRINT_POWERMETRICS='\"unclosed' is not a command line"),
+        ("  ", "$GREENPRINT_POWERMETRICS='  ' is not a command line"),
+        (
+            "/no/such/powermetrics -i 1000",
+            "$GREENPRINT_POWERMETRICS: no program '/no/such/powermetrics' (not found or not "
+            "executable)",
+        ),
+    ],
+)
+def test_an_override_that_names_no_program_is_unusable_and_never_raises(
+    tmp_path, no_other_hardware, monkeypatch, override, reason
+):
+    """Found as a new user: an unclosed quote raised ValueError out of gp.track and `greenprint
+    hardware`; a missing program or a blank value was listed as usable."""
+    probe = probe_powermetrics(environ={"GREENPRINT_POWERMETRICS": override})
+    assert not probe.status.usable and probe.argv == ()
+    assert probe.status.reason == reason
+    assert "GREENPRINT_POWERMETRICS" in probe.status.fix
+    monkeypatch.setenv("GREENPRINT_POWERMETRICS", override)
+    assert not detect_hardware().meter("powermetrics").usable
+    meters = detect_meters()
+    try:
+        assert meters.provenance["cpu"].startswith("estimate:")
+        assert "gpu" not in meters.provenance
+    finally:
+        meters.close()
+
+
 # -- the meter against a fake process ---------------------------------------------------------
 def test_meter_sums_the_replayed_samples(tmp_path):
     command = make_fake_powermetrics(tmp_path, M2, behaviour="once", interval_s=0.02)

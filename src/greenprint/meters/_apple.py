@@ -237,7 +237,10 @@ def powermetrics_argv(
     if override:
         import shlex
 
-        return shlex.split(override)
+        try:
+            return shlex.split(override)
+        except ValueError:  # an unclosed quote: no command (probe_powermetrics says why)
+            return []
     root = (os.geteuid() == 0) if as_root is None and hasattr(os, "geteuid") else bool(as_root)
     head = [POWERMETRICS] if root else ["sudo", "-n", POWERMETRICS]
     return [*head, "--samplers", _SAMPLERS, "-i", str(interval_ms), "-f", "plist"]
@@ -302,6 +305,16 @@ def probe_powermetrics(
     run = runner or _run
     argv = powermetrics_argv(interval_ms, environ=env, as_root=as_root)
     if env.get(POWERMETRICS_ENV):
+        import shutil
+
+        if not argv or shutil.which(argv[0]) is None:
+            reason = (
+                f"${POWERMETRICS_ENV}={env[POWERMETRICS_ENV]!r} is not a command line"
+                if not argv
+                else f"${POWERMETRICS_ENV}: no program {argv[0]!r} (not found or not executable)"
+            )
+            fix = f"set ${POWERMETRICS_ENV} to the powermetrics command to run, or unset it"
+            return PowermetricsProbe((), MeterStatus("powermetrics", False, reason, fix))
         reason = f"cpu and gpu+ane from {' '.join(argv)} (${POWERMETRICS_ENV})"
         return PowermetricsProbe(tuple(argv), MeterStatus("powermetrics", True, reason, None))
     elsewhere = not_macos(env, system)
