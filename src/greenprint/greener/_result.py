@@ -399,8 +399,37 @@ TABLE_HEADER = (
 )
 
 
+def _column_unit(values: Iterable[float | None], base: str) -> tuple[float, str]:
+    """(factor, unit) for a column of ``base``-unit values: the unit of its largest value."""
+    top = max((abs(v) for v in values if v is not None and math.isfinite(v) and v), default=0.0)
+    for factor, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "µ")):
+        if top >= factor:
+            return factor, prefix + base
+    return 1e-9, "n" + base
+
+
 def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """The greener table as text cells: a header and one row per variant (front marked ◆)."""
+    """The greener table as text cells: a header and one row per variant (front marked ◆).
+
+    Energy and CO2-eq columns take the unit of their largest value (Wh, mWh, µWh; g, mg, µg).
+    """
+    measured = [r for r in result.rows if r.measured]
+    e_factor, e_unit = _column_unit(
+        (None if r.energy_kwh_per_1000 is None else r.energy_kwh_per_1000 * 1e3 for r in measured),
+        "Wh",
+    )
+    c_factor, c_unit = _column_unit(
+        (
+            None if r.emissions_kg_per_1000 is None else r.emissions_kg_per_1000 * 1e3
+            for r in measured
+        ),
+        "g",
+    )
+    t_factor, t_unit = _column_unit((r.training_energy_kwh * 1e3 for r in measured), "Wh")
+    header = list(TABLE_HEADER)
+    header[4] = f"energy ({e_unit}/1000)"
+    header[5] = f"CO2-eq ({c_unit}/1000)"
+    header[10] = f"training ({t_unit})"
     body = []
     for r in result.rows:
         label = ("◆ " if r.on_front else "") + r.name
@@ -419,14 +448,22 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
                 _num(r.score, ".4g"),
                 _num(None if r.latency_s is None else r.latency_s * 1e3, ".3g"),
                 _num(r.throughput_per_s, ".4g"),
-                _num(None if r.energy_kwh_per_1000 is None else r.energy_kwh_per_1000 * 1e3),
-                _num(None if r.emissions_kg_per_1000 is None else r.emissions_kg_per_1000 * 1e3),
+                _num(
+                    None
+                    if r.energy_kwh_per_1000 is None
+                    else r.energy_kwh_per_1000 * 1e3 / e_factor
+                ),
+                _num(
+                    None
+                    if r.emissions_kg_per_1000 is None
+                    else r.emissions_kg_per_1000 * 1e3 / c_factor
+                ),
                 _num(r.fpo_dense, ".3g"),
                 executed,
                 params,
                 _size(r.size_bytes),
-                _num(r.training_energy_kwh * 1e3) if r.training_energy_kwh else "0",
+                _num(r.training_energy_kwh * 1e3 / t_factor) if r.training_energy_kwh else "0",
                 break_even_text(r),
             )
         )
-    return TABLE_HEADER, body
+    return tuple(header), body
