@@ -155,3 +155,25 @@ def test_cli_in_a_subprocess_with_a_fake_rapl_tree(tmp_path):
         [GREENPRINT, "hardware"], capture_output=True, text=True, env=env_run, check=True
     )
     assert "cpu  estimate:" in out.stdout
+
+
+def test_cli_text_names_the_gpu_meter_when_only_an_intel_card_meters_it(tmp_path):
+    """Found as a new user: an Intel card metered through hwmon was in use under 'In use' while
+    the GPUs line said 'none visible' (NVML and amdsmi list GPUs; hwmon and powermetrics do not)."""
+    from greenprint.testing import make_fake_intel_gpu
+
+    if detect_hardware().gpus:  # an NVIDIA or AMD GPU here is listed (and meters first)
+        return
+    intel = make_fake_intel_gpu(tmp_path / "drm", cards={"card0": "xe"})
+    env_run = dict(
+        __import__("os").environ,
+        GREENPRINT_RAPL_ROOT=str(tmp_path / "no-powercap"),
+        GREENPRINT_HWMON_ROOT=str(tmp_path / "no-hwmon"),
+        GREENPRINT_DRM_ROOT=str(intel.root),
+    )
+    out = subprocess.run(
+        [GREENPRINT, "hardware"], capture_output=True, text=True, env=env_run, check=True
+    ).stdout
+    assert "GPUs      none listed by NVML or amdsmi; gpu metered by hwmon:xe:card0" in out
+    assert "none visible" not in out
+    assert "  gpu  hwmon:xe:card0" in out

@@ -53,7 +53,9 @@ def _text(hw: HardwareInfo, in_use: dict[str, Provenance]) -> str:
         f"RAM       {report['ram_gb']:.1f} GB",
     ]
     gpus = report["gpus"]
-    if not gpus:
+    if not gpus and "gpu" in in_use:  # an Intel card (hwmon) or Apple silicon (powermetrics)
+        lines.append(f"GPUs      none listed by NVML or amdsmi; gpu metered by {in_use['gpu']}")
+    elif not gpus:
         lines.append("GPUs      none visible")
     for i, gpu in enumerate(gpus):
         counter = "energy counter" if gpu["has_energy_counter"] else "no energy counter"
