@@ -232,7 +232,7 @@ def dynamic_int8(*, name: str = "dynamic-int8") -> Variant:
             model=quantized,
             float_twin=twin,
             int8_modules=linears,
-            notes=("int8 weights, activations quantized per batch; convolutions stay float",),
+            notes=("convolutions stay float (PyTorch has no dynamic int8 convolution)",),
         )
 
     return Variant(
@@ -299,10 +299,7 @@ def static_int8(*, name: str = "static-int8", calibration_batches: int | None = 
             model=converted,
             float_twin=twin,
             int8_modules=weighted,
-            notes=(
-                f"FX static int8, {engine} engine, calibrated on {len(batches)} batch(es); "
-                "quantize/dequantize steps not counted as FPO",
-            ),
+            notes=(f"{engine} engine, calibrated on {len(batches)} batch(es)",),
         )
 
     return Variant(
@@ -480,7 +477,7 @@ def half_precision(dtype: str = "bfloat16", *, name: str | None = None) -> Varia
         return Applied(
             model=_cast_module(model.eval(), target),
             float_twin=twin,
-            notes=(f"{short} weights and activations; same FPO at a lower precision",),
+            notes=("the same FPO at a lower precision",),
         )
 
     return Variant(
