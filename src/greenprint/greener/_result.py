@@ -274,7 +274,12 @@ class GreenerResult:
         rows: dict[str, list[tuple[float, GreenerRow]]] = {cid: [] for cid in containers}
         for r in runs:
             data = r.params.get(RESULT_KEY)
-            if r.parent_id in rows and isinstance(data, Mapping):
+            if (
+                r.parent_id in rows
+                and isinstance(data, Mapping)
+                and isinstance(data.get("name"), str)
+                and isinstance(data.get("technique"), str)
+            ):
                 row = GreenerRow.from_dict(data)
                 rows[r.parent_id].append((r.started_at, replace(row, run_id=r.id)))
         out = []
