@@ -128,6 +128,32 @@ def test_an_exception_in_fit_ends_the_run_failed_and_propagates(tmp_path: Path) 
     assert record.energy_kwh > 0  # the cost so far is kept
 
 
+def test_a_stop_budget_ends_fit_at_the_step_that_crosses_it(tmp_path: Path) -> None:
+    x, y = next(iter(_data()))
+    with gp.FPOCounter() as counter:  # one training step's FPO, on real tensors
+        torch.nn.functional.mse_loss(Regressor()(x), y).backward()
+    step_fpo = counter.result.total
+    db = tmp_path / "gp.db"
+    cb = GreenprintCallback(
+        "capped",
+        study="lit",
+        ledger=db,
+        count_fpo=True,
+        budget_fpo=2.5 * step_fpo,
+        on_exceed="stop",
+        **FAST,
+    )
+    trainer = _trainer(tmp_path, cb, logger=False)  # 4 batches x 2 epochs without the budget
+    with pytest.raises(gp.BudgetExceeded, match="budget_fpo") as raised:
+        trainer.fit(Regressor(), _data())
+
+    assert raised.value.spent == 3 * step_fpo
+    assert trainer.global_step == 3  # stopped after the third step, the one over 2.5 steps
+    (record,) = gp.Ledger(db).runs(study="lit")
+    assert record.status == "interrupted" and (record.error or "").startswith("BudgetExceeded:")
+    assert record.fpo == 3 * step_fpo and record.energy_kwh > 0  # the cost so far is kept
+
+
 def test_each_fit_is_its_own_run(tmp_path: Path) -> None:
     db = tmp_path / "gp.db"
     cb = GreenprintCallback(study="lit", ledger=db, **FAST)

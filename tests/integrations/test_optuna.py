@@ -246,3 +246,85 @@ def test_a_direction_the_report_would_misread_is_warned_once(tmp_path: Path) -> 
     assert ranked("minimize", metric_names=["val_loss"]) == []
     (message,) = ranked("maximize", metric_names=["error_rate"])
     assert "--mode max" in message
+
+
+def _trial_run() -> gp.Run:
+    """The greenprint run of the trial in progress (opened by ``cb.track``)."""
+    from greenprint.tracking import active_runs
+
+    return list(active_runs())[-1]
+
+
+def test_a_stop_budget_ends_the_trial_interrupted_with_its_cost(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    cb = GreenprintCallback(ledger=db, budget_fpo=1_000, on_exceed="stop", **FAST)
+    study = optuna.create_study(study_name="capped", direction="maximize")
+    reached: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        run = _trial_run()
+        for step in range(10):
+            run.add_fpo(400)  # 400, 800, 1,200 > 1,000: BudgetExceeded at step 2
+            reached.append(step)
+            trial.report(float(step), step)
+        return 1.0
+
+    # catch: the study goes on with its next trial (without it, optimize raises)
+    study.optimize(cb.track(objective), n_trials=2, callbacks=[cb], catch=(gp.BudgetExceeded,))
+
+    assert reached == [0, 1, 0, 1]  # each trial stopped at the add_fpo that crossed 1,000
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    runs = _by_name(db, "capped")
+    for trial in study.trials:
+        run = runs[f"trial-{trial.number}"]
+        # the callback saw Optuna's FAIL and kept the budget's reason
+        assert run.status == "interrupted"
+        assert (run.error or "").startswith("BudgetExceeded:") and "budget_fpo" in run.error
+        assert run.fpo == 1_200  # the cost up to the stop is kept, the crossing step included
+        assert run.energy_kwh > 0 and run.ended_at is not None
+        assert {p.step: p.value for p in run.metrics if p.step is not None} == {0: 0.0, 1: 1.0}
+        assert trial.user_attrs["greenprint_run_id"] == run.id
+
+
+def test_without_catch_a_stop_budget_ends_the_study(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    study_cap = gp.Budget(fpo=2_500, per="study", on_exceed="stop")
+    cb = GreenprintCallback(ledger=db, budget=study_cap, **FAST)
+    study = optuna.create_study(study_name="study-cap", direction="maximize")
+
+    def objective(trial: optuna.Trial) -> float:
+        _trial_run().add_fpo(1_000)  # the study: 1,000, 2,000, then 3,000 > 2,500
+        return float(trial.number)
+
+    with pytest.raises(gp.BudgetExceeded, match="study 'study-cap'") as raised:
+        study.optimize(cb.track(objective), n_trials=10, callbacks=[cb])
+    assert raised.value.per == "study" and raised.value.spent == 3_000
+    runs = _by_name(db, "study-cap")
+    assert {name: r.status for name, r in runs.items()} == {
+        "trial-0": "finished",
+        "trial-1": "finished",
+        "trial-2": "interrupted",
+    }
+    assert sum(r.fpo or 0 for r in runs.values()) == 3_000
+
+
+def test_a_budget_crossed_after_the_objective_returns_still_ends_the_run(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    cb = GreenprintCallback(ledger=db, budget_fpo=100, on_exceed="stop", **FAST)
+    study = optuna.create_study(study_name="late", direction="maximize")
+
+    def objective(trial: optuna.Trial) -> float:
+        _trial_run().set(fpo=500)  # recorded, but set() does not check budgets
+        trial.report(0.5, 0)
+        return 0.75
+
+    study.optimize(cb.track(objective), n_trials=1, callbacks=[cb])
+
+    # Optuna has the value; the run records it, ends (no sampler left running) interrupted
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    (run,) = gp.Ledger(db).runs(study="late")
+    assert run.status == "interrupted" and (run.error or "").startswith("BudgetExceeded:")
+    assert run.metric("value") == 0.75 and run.fpo == 500
+    from greenprint.tracking import active_runs
+
+    assert list(active_runs()) == []

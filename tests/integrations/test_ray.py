@@ -176,6 +176,35 @@ def test_driver_writes_trials_when_workers_cannot_reach_the_ledger(
     assert [p.step for p in trials[2].metrics if p.name == "score"] == [1, 2, 3, 4]
 
 
+def _train_capped(config: dict[str, Any]) -> None:
+    from greenprint.tracking import active_runs
+
+    run = list(active_runs())[-1]  # the trial's run in this worker
+    for i in range(4):
+        run.set(fpo=400 * (i + 1))  # recorded; the budget is checked at the next report
+        tune.report({"score": float(i + 1)})
+
+
+def test_a_stop_budget_ends_the_trial_at_a_report_and_stays_interrupted(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "gp.db"
+    fn = trainable(
+        _train_capped, ledger=ledger, study="ray-study", budget_fpo=1_000, on_exceed="stop"
+    )
+    (result,) = _fit(tmp_path, fn, ledger, [1])
+
+    # the report that crossed 1,000 FPO (the third) reached Tune, then the trial stopped
+    assert result.error is not None and "BudgetExceeded" in str(result.error)
+    assert result.metrics["score"] == 3.0
+    runs = gp.Ledger(ledger).runs(study="ray-study")
+    (trial,) = [r for r in runs if r.role == "trial"]
+    # Tune marked the trial ERROR; the driver kept the worker's reason
+    assert trial.status == "interrupted" and (trial.error or "").startswith("BudgetExceeded:")
+    assert trial.fpo == 1_200 and trial.energy_kwh > 0
+    assert [p.value for p in trial.metrics if p.name == "score"] == [1.0, 2.0, 3.0]
+
+
 def test_bad_setup_is_refused_on_the_driver(tmp_path: Path) -> None:
     with pytest.raises(gp.ConfigError):
         trainable(_train, ledger=tmp_path / "x.db", write="somewhere")

@@ -9,7 +9,13 @@ from typing import Any
 
 from greenprint._exceptions import ConfigError, LedgerError
 
-__all__ = ["RUN_OPTION_NAMES", "SET_BY_INTEGRATION", "WarnOnce", "check_run_options"]
+__all__ = [
+    "RUN_OPTION_NAMES",
+    "SET_BY_INTEGRATION",
+    "WarnOnce",
+    "check_run_options",
+    "stopped_by_budget",
+]
 
 #: The :func:`greenprint.track` options an integration passes through to the runs it makes.
 RUN_OPTION_NAMES = frozenset(
@@ -23,8 +29,15 @@ RUN_OPTION_NAMES = frozenset(
         "flush_interval_s",
         "budget_kwh",
         "budget_kg",
+        "budget_fpo",
+        "budget_s",
+        "on_exceed",
+        "budget",
     }
 )
+
+#: How the error of a run that a budget stopped begins (see ``_lifecycle.status_for``).
+_BUDGET_ERROR_PREFIX = "BudgetExceeded:"
 
 
 #: Options of :func:`greenprint.track` an integration sets itself on each run it makes.
@@ -90,6 +103,15 @@ def check_run_options(
         raise LedgerError(f"{where}: ledger {ledger.url} is closed; pass an open ledger")
     Run(name, **run_options)  # checks every option; writes nothing
     return dict(options)
+
+
+def stopped_by_budget(status: str | None, error: str | None) -> bool:
+    """Whether a run's recorded end is a budget's ``on_exceed="stop"``.
+
+    Such a run ends ``interrupted`` with its cost so far; a framework that only knows
+    finished, pruned and failed (Optuna's ``FAIL``, Ray Tune's ``ERROR``) must not overwrite that.
+    """
+    return status == "interrupted" and (error or "").startswith(_BUDGET_ERROR_PREFIX)
 
 
 class WarnOnce:

@@ -31,6 +31,16 @@ is still recorded, but meters attribute energy to processes, not threads: each c
 is charged the whole process's energy over its span (a warning says so once). Process-parallel
 workers (several processes or machines on one RDB storage) each measure their own trials and
 write them to the same ledger.
+
+Budgets (``GreenprintCallback(budget_kwh=..., on_exceed="stop")``, or ``budget=gp.Budget(...,
+per="study")`` for the whole search) are given to every trial's run. With ``"stop"``,
+:class:`~greenprint.BudgetExceeded` is raised in the objective at its next ``run.log()``,
+``step()``, ``progress()`` or ``add_fpo()`` on the trial's run (``list(active_runs())[-1]``, see
+:func:`greenprint.tracking.active_runs`); the run ends ``interrupted`` with its cost, and Optuna
+fails the trial and re-raises, which ends ``study.optimize`` (right for a study budget). To go on
+with the next trial instead, pass ``catch=(gp.BudgetExceeded,)`` to ``study.optimize``. The
+callback keeps such a run ``interrupted`` whatever state Optuna gives the trial. An objective that
+never calls its run is not stopped: its run ends ``interrupted`` when the objective returns.
 """
 
 from __future__ import annotations
@@ -50,7 +60,7 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, Trial, TrialState  # noqa: E402
 
 from greenprint import _lineage  # noqa: E402
-from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
+from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError  # noqa: E402
 from greenprint._lifecycle import status_for  # noqa: E402
 from greenprint.integrations._common import WarnOnce, check_run_options  # noqa: E402
 
@@ -89,7 +99,9 @@ class GreenprintCallback:
             for one objective, ``values_0``, ``values_1``... for several).
         **run_options: passed to each run: ``region``, ``intensity``, ``pue``, ``scope``,
             ``meters``, ``sample_interval_s``, ``flush_interval_s``, ``budget_kwh``,
-            ``budget_kg`` (see :func:`greenprint.track`).
+            ``budget_kg``, ``budget_fpo``, ``budget_s``, ``on_exceed``, ``budget`` (see
+            :func:`greenprint.track`; a budget is each trial's, or the study's with
+            ``gp.Budget(per="study")``).
 
     Raises:
         ConfigError: an unknown or bad option, ``metric_names`` that are not distinct
@@ -194,12 +206,12 @@ class GreenprintCallback:
         except ConfigError as e:  # a parameter name greenprint cannot store: keep the rest
             logger.warning("greenprint: trial %d's params not recorded: %s", trial.number, e)
         for step, value in sorted(_intermediate_values(trial).items()):
-            run.log(step=int(step), **{names[0]: value})
+            _log(run, {names[0]: value}, step=int(step))
         if values is not None:
-            run.log(**dict(zip(names, values, strict=True)))
+            _log(run, dict(zip(names, values, strict=True)))
         run.stop(status=status, error=error)
         with self._lock:
-            self._measured[(study_name, trial.number)] = (run.id, run.ledger, status)
+            self._measured[(study_name, trial.number)] = (run.id, run.ledger, run.status)
         trial.set_user_attr("energy_kwh", run.energy_kwh)
         trial.set_user_attr("emissions_kg", run.emissions_kg)
         trial.set_user_attr("greenprint_run_id", run.id)
@@ -229,6 +241,10 @@ class GreenprintCallback:
         run_id, ledger, recorded = measured
         status = _STATUS.get(trial.state)
         if status is None or status == recorded or ledger is None:
+            return
+        if recorded == "interrupted":
+            # a budget stopped the run (Optuna then says FAIL, or COMPLETE when the objective
+            # caught BudgetExceeded and returned): the run keeps that reason
             return
         error = None if status != "failed" else f"Optuna marked the trial {trial.state.name}"
         try:
@@ -324,6 +340,19 @@ def _check_result(
             return "failed", "the objective returned NaN", None
         values.append(number)
     return "finished", None, tuple(values)
+
+
+def _log(run: Any, values: dict[str, float], *, step: int | None = None) -> None:
+    """Record the trial's values on its ended objective's run, whatever its budgets say.
+
+    A ``"stop"`` budget crossed after the objective's last call on its run raises at the
+    first of these logs (once, after recording the values); the objective is over, so there is
+    nothing left to stop: the run ends ``interrupted`` with the reason anyway (:meth:`Run.stop`).
+    """
+    try:
+        run.log(step=step, **values)
+    except BudgetExceeded:
+        pass
 
 
 def _intermediate_values(trial: Trial) -> dict[int, float]:

@@ -84,9 +84,13 @@ require("ray.tune", extra="ray", purpose="greenprint.integrations.ray", package=
 from ray import tune  # noqa: E402
 
 from greenprint import _jobs  # noqa: E402
-from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
+from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError  # noqa: E402
 from greenprint._lifecycle import status_for  # noqa: E402
-from greenprint.integrations._common import WarnOnce, check_run_options  # noqa: E402
+from greenprint.integrations._common import (  # noqa: E402
+    WarnOnce,
+    check_run_options,
+    stopped_by_budget,
+)
 
 __all__ = ["FIGURE_PREFIX", "GreenprintTuneCallback", "trainable"]
 
@@ -159,7 +163,11 @@ def trainable(
             module).
         **run_options: passed to each trial's run: ``region``, ``intensity``, ``pue``,
             ``scope``, ``meters``, ``sample_interval_s``, ``flush_interval_s``,
-            ``budget_kwh``, ``budget_kg`` (see :func:`greenprint.track`).
+            ``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``on_exceed``,
+            ``budget`` (see :func:`greenprint.track`). With ``on_exceed="stop"``, a trial over
+            its budget raises :class:`~greenprint.BudgetExceeded` at its next report (after the
+            report reaches Tune); its run ends ``interrupted`` and stays so, although Tune
+            marks the trial ``ERROR``.
 
     Returns:
         The wrapped trainable.
@@ -287,9 +295,13 @@ class _TrialRun:
         original = session.report
 
         def report(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            stop = None
             if isinstance(metrics, dict) and _DUPLICATE not in metrics:
-                metrics = self._annotate(metrics)
-            return original(metrics, *args, **kwargs)
+                metrics, stop = self._annotate(metrics)
+            result = original(metrics, *args, **kwargs)
+            if stop is not None:  # a "stop" budget: after Tune has the result
+                raise stop
+            return result
 
         setattr(session, "report", report)  # noqa: B010 - this session object only
         self._session = session
@@ -299,8 +311,13 @@ class _TrialRun:
         if session is not None:
             session.__dict__.pop("report", None)
 
-    def _annotate(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        """The result with this trial's figures added; its numbers logged to the run."""
+    def _annotate(self, metrics: dict[str, Any]) -> tuple[dict[str, Any], BudgetExceeded | None]:
+        """The result with this trial's figures added; its numbers logged to the run.
+
+        Returns:
+            The result, and the :class:`~greenprint.BudgetExceeded` of a ``"stop"`` budget
+            that logging crossed (to raise once Tune has the result), else ``None``.
+        """
         run = self.run
         self._reports += 1
         step = self._reports  # the training_iteration Tune gives this result (from a fresh start)
@@ -312,8 +329,12 @@ class _TrialRun:
             and isinstance(value, (int, float))
             and not isinstance(value, bool)
         }
+        stop = None
         if numbers:
-            run.log(step=step, **numbers)
+            try:
+                run.log(step=step, **numbers)
+            except BudgetExceeded as e:
+                stop = e
         try:  # the figures as of now, not of the last sample (a report is once per epoch or so)
             run._sample(wait_s=_SAMPLE_WAIT_S)
         except Exception:  # measurement must never reach the trial's code
@@ -327,7 +348,7 @@ class _TrialRun:
         out[_WORKER] = f"{_host()} {os.getpid()}"
         if self._driver_writes:
             out[_RECORD] = _record_json(run, contained=self._contained)
-        return out
+        return out, stop
 
 
 def _trial_session() -> Any:
@@ -560,6 +581,8 @@ class GreenprintTuneCallback(tune.Callback):
                 continue
             try:
                 current = ledger.run(state.run_id)
+                if stopped_by_budget(current.status, current.error):
+                    continue  # its worker recorded why it ended (Tune says ERROR)
                 fields_: dict[str, Any] = {}
                 if current.status != status:
                     fields_["status"] = status

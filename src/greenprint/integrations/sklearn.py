@@ -118,8 +118,11 @@ def track_search(
         fit_params: keyword arguments for ``search.fit`` (e.g. ``groups``).
         **run_options: passed to each run: ``region``, ``intensity``, ``pue``, ``scope``,
             ``meters``, ``sample_interval_s``, ``flush_interval_s``, ``budget_kwh``,
-            ``budget_kg`` (see :func:`greenprint.track`). ``meters`` (an object of this
-            process) is given to the sweep only; fold and refit runs detect their own.
+            ``budget_kg``, ``budget_fpo``, ``budget_s``, ``on_exceed``, ``budget`` (see
+            :func:`greenprint.track`). ``meters`` (an object of this process) is given to the
+            sweep only; fold and refit runs detect their own. A budget applies to the sweep and
+            to each fold run; nothing in a fit calls its run, so ``on_exceed="stop"`` does not
+            interrupt scikit-learn: a run over budget warns and ends ``interrupted``.
 
     Returns:
         The sweep :class:`~greenprint.Run`, ended: its ``energy_kwh``, ``emissions_kg`` and
