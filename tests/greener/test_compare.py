@@ -205,6 +205,7 @@ def test_report_has_the_greener_section_in_every_format(recorded):
     for text in (md, html, tex):
         assert "Greener variants" in text and "dynamic-int8" in text and "prune-30" in text
     assert "| variant | score |" in md and 'id="greener"' in html and "\\toprule" in tex
+    assert '<a href="#greener">Greener variants</a>' in html
     document = json.loads(render(report, "json"))
     assert document["greener"][0]["front"] == list(result.front)
     assert [r["name"] for r in document["greener"][0]["rows"]] == [r.name for r in result.rows]

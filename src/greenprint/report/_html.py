@@ -165,7 +165,8 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         f"Ledger {esc(report.ledger)}. Generated {esc(when)} by greenprint "
         f"{esc(report.greenprint_version)}.</p>",
         '<nav><a href="#price-tag">Price tag</a><a href="#figures">Figures</a>'
-        '<a href="#runs">Runs</a><a href="#model-card">Model card</a>'
+        + ('<a href="#greener">Greener variants</a>' if report.greener else "")
+        + '<a href="#runs">Runs</a><a href="#model-card">Model card</a>'
         '<a href="#compute">Compute statement</a></nav></header>',
         '<section id="price-tag"><h2>Price tag</h2>',
         f'<div class="cards">{cards}</div>',
