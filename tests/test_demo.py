@@ -134,9 +134,10 @@ def test_reduced_demo_end_to_end(tmp_path):
     techniques = {r["technique"] for r in rows.values()}
     assert {"dynamic-int8", "static-int8", "prune-unstructured", "distilled"} <= techniques
     (student,) = [r for r in rows.values() if r["technique"] == "distilled"]
-    assert student["training_energy_kwh"] > 0 and student["param_count"] < rows["baseline"][
-        "param_count"
-    ]
+    assert (
+        student["training_energy_kwh"] > 0
+        and student["param_count"] < rows["baseline"]["param_count"]
+    )
     assert greener["front"] and all(rows[n]["on_front"] for n in greener["front"])
     assert by_role["greener"]["runs"] == len([r for r in runs if r.role == "greener"])
     assert "  greener        best CNN variants, front:" in summary
