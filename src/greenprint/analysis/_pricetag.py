@@ -612,7 +612,19 @@ def _edh(
     )
 
 
-_MEASURED, _ESTIMATED, _UNKNOWN = 0, 1, 2
+_MEASURED, _ESTIMATED, _UNKNOWN, _ABSENT = 0, 1, 2, 3
+_ALL_MEASURED = (_MEASURED, _MEASURED, _MEASURED)
+
+
+def _plan(run: RunRecord) -> tuple[int, int, int]:
+    """The kind of the run's CPU, GPU and RAM energy (``_ABSENT`` where it has none)."""
+    kinds = [
+        _ABSENT if kwh is None else _source_kind(run.provenance.get(component))
+        for component, kwh in zip(
+            _COMPONENTS, (run.energy_cpu_kwh, run.energy_gpu_kwh, run.energy_ram_kwh), strict=True
+        )
+    ]
+    return (kinds[0], kinds[1], kinds[2])
 
 
 def _source_kind(source: str | None) -> int:
@@ -636,31 +648,36 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
         *(p for p in range(len(runs)) if forest.parents[p] is not None and forest.adds(p)),
     ]
     # A study's runs share a handful of provenance dictionaries (the ledger decodes each
-    # distinct text once): each component's kind is looked up once per dictionary. The sums
-    # are taken run by run in the same order as before, so every figure is the same float.
-    kinds: dict[tuple[int, str], int] = {}  # (id of a provenance dict, component) -> kind
+    # distinct text once): the kinds of a run's components are looked up once per dictionary
+    # and set of components present. The sums are taken run by run, component by component,
+    # in the same order as always, so every figure is the same float.
+    plans: dict[tuple[int, bool, bool, bool], tuple[int, int, int]] = {}
     for position in counted:
         run = runs[position]
-        provenance = run.provenance
+        cpu, gpu, ram = run.energy_cpu_kwh, run.energy_gpu_kwh, run.energy_ram_kwh
+        key = (id(run.provenance), cpu is None, gpu is None, ram is None)
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = _plan(run)
         parts = 0.0
-        for component, kwh in (
-            ("cpu", run.energy_cpu_kwh),
-            ("gpu", run.energy_gpu_kwh),
-            ("ram", run.energy_ram_kwh),
-        ):
-            if kwh is None:
-                continue
-            key = (id(provenance), component)
-            kind = kinds.get(key)
-            if kind is None:
-                kind = kinds[key] = _source_kind(provenance.get(component))
-            if kind == _UNKNOWN:
-                unknown += kwh
-            elif kind == _ESTIMATED:
-                estimated += kwh
-            else:
-                measured += kwh
-            parts += kwh
+        if plan == _ALL_MEASURED and cpu is not None and gpu is not None and ram is not None:
+            measured += cpu  # the common case: three measured components
+            measured += gpu
+            measured += ram
+            parts += cpu
+            parts += gpu
+            parts += ram
+        else:
+            for kind, kwh in zip(plan, (cpu, gpu, ram), strict=True):
+                if kind == _ABSENT or kwh is None:
+                    continue
+                if kind == _UNKNOWN:
+                    unknown += kwh
+                elif kind == _ESTIMATED:
+                    estimated += kwh
+                else:
+                    measured += kwh
+                parts += kwh
         added = _added(forest, position, energy_in) if children[position] else 0
         own = float(energy_in[position]) - float(added)
         unknown += max(own - parts, 0.0)
@@ -670,10 +687,10 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
     seen: set[tuple[int, str]] = set()  # (id of a provenance dict, intensity source) done
     for run in runs:
         provenance = run.provenance
-        key = (id(provenance), run.intensity_source)
-        if key in seen:  # the same dictionary and source add nothing new to the sets
+        done = (id(provenance), run.intensity_source)
+        if done in seen:  # the same dictionary and source add nothing new to the sets
             continue
-        seen.add(key)
+        seen.add(done)
         for component in _COMPONENTS:
             if component in provenance:
                 sources.setdefault(component, set()).add(provenance[component])

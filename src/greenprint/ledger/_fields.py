@@ -212,13 +212,13 @@ def decode_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]
             # command, versions and statuses (100,000 runs: tens of MB fewer)
             distinct = set(stored)
             if len(distinct) == len(stored):
-                out[name] = list(stored)
+                out[name] = _as_list(stored)
             else:
                 canonical = {v: v for v in distinct}
                 out[name] = list(map(canonical.__getitem__, stored))
         elif kind == "float":
             if set(map(type, stored)) <= _FLOAT_TYPES:
-                out[name] = list(stored)
+                out[name] = _as_list(stored)
             else:  # SQLite's text 'NaN', an integer...
                 out[name] = [None if v is None else float(v) for v in stored]
         elif kind == "json":
@@ -235,7 +235,7 @@ def decode_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]
             out[name] = column
         elif kind in ("int", "bigint"):
             if set(map(type, stored)) <= _INT_TYPES:
-                out[name] = list(stored)
+                out[name] = _as_list(stored)
             else:  # FPO's decimal text, a bool...
                 out[name] = [None if v is None else int(v) for v in stored]
         elif kind == "bool":
@@ -245,9 +245,14 @@ def decode_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]
     return out
 
 
+def _as_list(stored: Sequence[Any]) -> list[Any]:
+    """The stored values as a list: the caller's list itself (it is not changed), else a copy."""
+    return stored if type(stored) is list else list(stored)
+
+
 _FLOAT_TYPES = frozenset({float, type(None)})
 _INT_TYPES = frozenset({int, type(None)})
-_scan_json = json.JSONDecoder().scan_once
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _decode_json_dict(text: str) -> dict[str, Any]:

@@ -423,6 +423,14 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
         energy_kwh = run.energy_kwh
         provenance = run.provenance
         parent_id = run.parent_id
+        source = sources.get(
+            (
+                id(provenance),
+                run.energy_cpu_kwh is None,
+                run.energy_gpu_kwh is None,
+                run.energy_ram_kwh is None,
+            )
+        ) or _energy_source(run, sources)
         rows.append(
             row(
                 id=run.id,
@@ -440,7 +448,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 dataset_size=run.dataset_size,
                 param_count=run.param_count,
                 params=run.params,
-                energy_source=_energy_source(run, sources),
+                energy_source=source,
                 pue=run.pue,
                 intensity_g_per_kwh=run.intensity_g_per_kwh,
                 intensity_source=provenance.get("intensity") or run.intensity_source,
