@@ -132,3 +132,28 @@ def test_the_installed_command_prints_no_traceback(ledger):
     assert proc.returncode == 2
     assert proc.stderr.startswith("greenprint: error: unknown region 'XX'")
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_run_priced_by_an_hourly_file_shows_the_intensity_that_applied(tmp_path, capsys):
+    """Found as a new user: a run tracked with intensity="hourly.csv" records the file's mean
+    (its representative value) as its intensity, and whatif printed "recorded 0.012 mg at 322.5
+    g/kWh" for a run charged 495 g/kWh. 2 kWh x PUE 1.25 charged 1.2 kg: 480 g/kWh applied."""
+    run = RunRecord(
+        id="feed5678aa",
+        name="hourly-priced",
+        status="finished",
+        started_at=DAY,
+        duration_s=3600.0,
+        energy_kwh=2.0,
+        pue=1.25,
+        intensity_g_per_kwh=322.5,  # the file's mean
+        intensity_source="csv:hourly.csv",
+        emissions_kg=1.2,
+    )
+    path = tmp_path / "runs.db"
+    with Ledger(path) as led:
+        led.start_run(run)
+    assert main(["whatif", "--run", "feed", "--ledger", str(path), "--regions", "FR"]) == 0
+    out = capsys.readouterr().out
+    assert "recorded  1.2 kg CO2-eq at 480 g CO2-eq/kWh (mean over the run; csv:hourly.csv)" in out
+    assert "322.5" not in out

@@ -36,15 +36,20 @@ def _show(result: Any) -> None:
     intensity = (
         "-" if result.intensity_g_per_kwh is None else f"{result.intensity_g_per_kwh:g} {UNIT}"
     )
+    source = _safe(result.intensity_source or "unrecorded", limit=80)
+    if result.facility_energy_kwh > 0 and result.emissions_kg > 0:
+        # an hourly series records its file's mean as the run's intensity: show what applied
+        applied = result.emissions_kg * 1000.0 / result.facility_energy_kwh
+        recorded = result.intensity_g_per_kwh
+        if recorded is None or abs(applied - recorded) > 1e-3 * recorded:
+            intensity = f"{applied:.4g} {UNIT}"
+            source = f"mean over the run; {source}"
     click.echo(
         f"run       {_safe(result.run_name, limit=40)} ({result.run_id[:12]}): "
         f"{format_energy(result.energy_kwh)} x PUE {result.pue:g} = "
         f"{format_energy(result.facility_energy_kwh)} over {format_duration(result.duration_s)}"
     )
-    click.echo(
-        f"recorded  {format_emissions(result.emissions_kg)} at {intensity} "
-        f"({_safe(result.intensity_source or 'unrecorded', limit=80)})"
-    )
+    click.echo(f"recorded  {format_emissions(result.emissions_kg)} at {intensity} ({source})")
     click.echo("")
     width = max([len(r.region) for r in result.regions] + [6])
     click.echo(f"{'region':<{width}}  {UNIT:>13}  {'CO2-eq':>17}  {'saving vs recorded':>26}  name")
