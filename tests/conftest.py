@@ -59,9 +59,42 @@ def chromium_path() -> str:
     return path
 
 
+#: The environment variables that move the sysfs trees greenprint's meters read (RAPL and psys
+#: under powercap, hwmon CPU and ARM sensors, Intel GPUs and AMD GPUs' sysfs under DRM).
+SYSFS_ROOT_ENVS = ("GREENPRINT_RAPL_ROOT", "GREENPRINT_HWMON_ROOT", "GREENPRINT_DRM_ROOT")
+
+
+@pytest.fixture(scope="session")
+def _empty_sysfs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One empty folder per sysfs root, for the whole session (hardware detection is cached
+    by these paths, so they stay the same from test to test)."""
+    base = tmp_path_factory.mktemp("empty-sysfs")
+    roots = {}
+    for env in SYSFS_ROOT_ENVS:
+        folder = base / env.removeprefix("GREENPRINT_").lower()
+        folder.mkdir()
+        roots[env] = str(folder)
+    return roots
+
+
 @pytest.fixture(autouse=True)
-def _isolated_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the user's GREENPRINT_* settings out of the tests."""
+def _isolated_config(monkeypatch: pytest.MonkeyPatch, _empty_sysfs: dict[str, str]) -> None:
+    """Keep the user's GREENPRINT_* settings, and this machine's sensors, out of the tests.
+
+    The meters' sysfs roots point at empty folders, so a test gives the same result on a
+    machine with RAPL, hwmon sensors or an Intel or AMD GPU as on this VM, which has none: the
+    estimates. A test that fakes a tree sets its own root (``monkeypatch.setenv`` or the meter's
+    root argument); one about the real machine asks for :func:`real_sysfs`.
+    """
     for key in list(os.environ):
         if key.startswith("GREENPRINT_") and not key.startswith("GREENPRINT_NETWORK_GUARD"):
             monkeypatch.delenv(key, raising=False)
+    for key, folder in _empty_sysfs.items():
+        monkeypatch.setenv(key, folder)
+
+
+@pytest.fixture
+def real_sysfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the meters read this machine's own /sys (the empty stand-ins removed)."""
+    for key in SYSFS_ROOT_ENVS:
+        monkeypatch.delenv(key, raising=False)

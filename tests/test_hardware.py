@@ -26,7 +26,7 @@ def test_cpuinfo_parsing():
     assert parse_cpuinfo("") == (None, 1)
 
 
-def test_detect_hardware_here_never_raises_and_is_cached():
+def test_detect_hardware_here_never_raises_and_is_cached(real_sysfs):
     hw = detect_hardware()
     assert isinstance(hw, HardwareInfo)
     assert detect_hardware() is hw
