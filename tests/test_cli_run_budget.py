@@ -118,12 +118,16 @@ def test_a_command_within_budget_is_not_touched(tmp_path):
         ["--budget-s", "0"],
         ["--budget-kg", "nan"],
         ["--budget-s", "1", "--budget-grace-s", "-2"],
+        ["--budget-grace-s", "-2"],  # found as a new user: without a budget it was ignored
+        ["--budget-grace-s", "nan"],
     ],
 )
 def test_a_bad_budget_is_one_line_and_exit_2_with_nothing_written(tmp_path, options):
     done, _ = greenprint_run(tmp_path, *options, code="print('never')")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("greenprint: error: ")
+    # named as the user wrote it (found as a new user: "budget_kwh must be ...")
+    assert f"error: {[o for o in options if o.startswith('--')][-1]} must be " in done.stderr
     assert "never" not in done.stdout
     assert not (tmp_path / "l.db").exists()
 

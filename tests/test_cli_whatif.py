@@ -120,6 +120,11 @@ def test_unknown_run_missing_ledger_and_missing_option(ledger, tmp_path, capsys)
     assert not missing.exists()
     assert main(["whatif"]) == 2
     assert "--run" in capsys.readouterr().err
+    # found as a new user: "run must be a RunRecord or a run id, not ''" (the API's words)
+    assert main(["whatif", "--run", " ", "--ledger", str(ledger)]) == 2
+    assert capsys.readouterr().err == (
+        "greenprint: error: --run needs a run id (or a unique prefix of one), not ' '\n"
+    )
 
 
 def test_the_installed_command_prints_no_traceback(ledger):

@@ -142,13 +142,22 @@ def command(
     program = cmd[0]
     if shutil.which(program) is None:
         raise ConfigError(f"command not found: {program}")
+    from greenprint._validate import finite_number
+
     stopper = None
     budget = None
+    # checked before anything runs, named as the user wrote them (a grace without a budget too)
+    grace_s = finite_number("--budget-grace-s", budget_grace_s, low=0.0, unit="s")
+    for option, value, unit in (
+        ("--budget-kwh", budget_kwh, "kWh"),
+        ("--budget-kg", budget_kg, "kg CO2-eq"),
+        ("--budget-s", budget_s, "s"),
+    ):
+        if value is not None:
+            finite_number(option, value, low=0.0, low_open=True, unit=unit)
     if (budget_kwh, budget_kg, budget_s) != (None, None, None):
         from greenprint._budget import Budget
-        from greenprint._validate import finite_number
 
-        grace_s = finite_number("--budget-grace-s", budget_grace_s, low=0.0, unit="s")
         stopper = _process.ChildStopper(grace_s, say=lambda line: click.echo(line, err=True))
         request = stopper.request
         budget = Budget(

@@ -108,6 +108,8 @@ def command(
     from greenprint._exceptions import ConfigError
     from greenprint.greener import whatif
 
+    if not run_id.strip():
+        raise ConfigError(f"--run needs a run id (or a unique prefix of one), not {run_id!r}")
     codes = None
     if regions is not None:
         codes = [c.strip() for c in regions.split(",") if c.strip()]
