@@ -71,3 +71,20 @@ def test_no_energy_no_section(tmp_path):
     with Ledger(path) as led:
         led.start_run(_run("a", 0.0, 1.0))
     assert build_report(path, "s").whatif is None
+
+
+def test_a_small_difference_is_not_shown_as_zero_percent(ledger, tmp_path):
+    """Found as a new user: a region 0.1 % cleaner than recorded read "0.0038 mg CO2-eq (0 %)";
+    below 10 % one decimal is shown, as `greenprint whatif` does."""
+    section = build_report(ledger, "s").whatif
+    assert section is not None
+    # US: 4.2 kWh x 369.473 g/kWh = 1.5518 kg against 1.68 kg recorded: 7.63 % saved
+    us = next(r for r in section.regions if r.region == "US")
+    assert us.saving_pct == pytest.approx(100 * (1.68 - 4.2 * 0.369473) / 1.68)
+    header, rows = section.table()
+    (us_row,) = [row for row in rows if row[0].startswith("US ")]
+    assert us_row[3].endswith("(7.6 %)")
+    (fr_row,) = [row for row in rows if row[0].startswith("FR ")]
+    assert fr_row[3].endswith("(86 %)")  # 1 - 4.2 x 56.039 / 1680 = 86.0 %
+    files = write_report(build_report(ledger, "s"), tmp_path / "out", plots=False)
+    assert "(7.6 \\%)" in files["latex"].read_text()

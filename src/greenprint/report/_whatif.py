@@ -53,6 +53,11 @@ _EXPLAIN = (
 )
 
 
+def _percent(pct: float) -> str:
+    """A saving in percent: whole numbers from 10 %, one decimal below ("0.1 %", not "0 %")."""
+    return f"{pct:.0f} %" if abs(pct) >= 10 else f"{pct:.1f} %"
+
+
 @dataclass(frozen=True)
 class WhatIfSection:
     """The study's energy priced in reference regions.
@@ -89,7 +94,7 @@ class WhatIfSection:
             sign = "-" if r.saving_kg < 0 else ""
             diff = f"{sign}{format_emissions(abs(r.saving_kg))}"
             if r.saving_pct is not None:
-                diff += f" ({r.saving_pct:.0f} %)"
+                diff += f" ({_percent(r.saving_pct)})"
             rows.append(
                 [
                     f"{r.region} ({r.name})",
@@ -210,7 +215,7 @@ def latex_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> l
         sign = "-" if r.saving_kg < 0 else ""
         saved = f"{sign}{short(abs(r.saving_kg))}"
         if r.saving_pct is not None:
-            saved += f" ({r.saving_pct:.0f} %)"
+            saved += f" ({_percent(r.saving_pct)})"
         cells = (r.region, f"{r.g_per_kwh:.1f}", short(r.emissions_kg), saved)
         out.append(" & ".join(esc(c) for c in cells) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
