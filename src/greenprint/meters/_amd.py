@@ -47,12 +47,15 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from math import inf
 from typing import Any
 
 from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
-from greenprint.meters._attribution import ProcessTree, fresh_usage
-from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._attribution import ProcessTree
+from greenprint.meters._base import MeterReading
+from greenprint.meters._counter import GPU_COUNTER_MODULUS, MAX_PLAUSIBLE_GPU_W, unwrap
+from greenprint.meters._gpu_meter import SummedGpuMeter, memory_share
 from greenprint.meters._status import GPUInfo, MeterStatus
 
 __all__ = [
@@ -67,9 +70,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The energy accumulator is a ``uint64_t`` count of ``counter_resolution`` uJ.
-COUNTER_MODULUS = 2**64
-#: Above this, a counter step is not believed (W per GPU).
-MAX_PLAUSIBLE_GPU_W = 5000.0
+COUNTER_MODULUS = GPU_COUNTER_MODULUS
 #: A counter that has not moved for this long (s) while the GPU drew power is stuck.
 STUCK_AFTER_S = 3.0
 #: "Drew power": at least this much at both ends of an interval, in W (idle GPUs draw tens).
@@ -450,14 +451,14 @@ def probe_amd(
     )
 
 
-class AmdMeter(Meter):
+class AmdMeter(SummedGpuMeter):
     """Energy of the visible AMD GPUs, summed. Build it with :meth:`open`.
 
     ``process_j`` follows amdsmi's per-process VRAM (see the module docstring); ``None`` when
     amdsmi cannot attribute or no tree is given.
     """
 
-    component = "gpu"
+    _gpus: list[_AmdGpu]
 
     def __init__(
         self,
@@ -467,16 +468,8 @@ class AmdMeter(Meter):
         tree: ProcessTree | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(gpus, tree=tree, clock=clock)
         self._amdsmi = amdsmi
-        self._gpus = list(gpus)
-        self._tree = tree
-        self._clock = clock
-        self._machine_j = 0.0
-        self._process_j: float | None = 0.0 if tree is not None else None
-        self._t_start = 0.0
-        self._t_last = 0.0
-        self._seq = -1
-        self._open = True
 
     @classmethod
     def open(
@@ -537,12 +530,6 @@ class AmdMeter(Meter):
         """E.g. ``"amdsmi:counter:GPU-0+GPU-1"`` or ``"amdsmi:power-sampling:GPU-0 (...)"``."""
         return str(self.origin)
 
-    @property
-    def mean_power_w(self) -> float | None:
-        """Mean power of all metered GPUs since :meth:`start`, in W (``None`` before 1 ms)."""
-        elapsed = self._t_last - self._t_start
-        return self._machine_j / elapsed if elapsed > 1e-3 else None
-
     def _call(self, gpu: _AmdGpu, name: str, handle: Any = None) -> Any:
         try:
             return getattr(self._amdsmi, name)(gpu.handle if handle is None else handle)
@@ -563,11 +550,7 @@ class AmdMeter(Meter):
                 )
             g.last_t = now
             g.still_s = g.pending_j = 0.0
-        if self._tree is not None:
-            self._seq = fresh_usage(self._tree, -1).seq
-        self._t_start = self._t_last = now
-        self._machine_j = 0.0
-        self._process_j = 0.0 if self._tree is not None else None
+        self._begin(now)
 
     def read(self) -> MeterReading:
         """Cumulative energy of the GPUs since :meth:`start`, in J.
@@ -577,12 +560,7 @@ class AmdMeter(Meter):
                 (``RETRY``/``BUSY``) skips that GPU for this read; the next read covers it.
         """
         now = self._clock()
-        pids: frozenset[int] | None = None
-        if self._tree is not None and self._process_j is not None:
-            usage = fresh_usage(self._tree, self._seq)
-            self._seq = usage.seq
-            pids = usage.pids
-        total_j = 0.0
+        pids = self._tree_pids()
         shares: list[tuple[float, float | None]] = []
         for g in self._gpus:
             try:
@@ -592,16 +570,8 @@ class AmdMeter(Meter):
                     raise
                 logger.debug("%s busy, read next time: %s", g.label, e)
                 continue
-            total_j += joules
             shares.append((joules, self._share(g, pids) if pids is not None else None))
-        self._t_last = now
-        self._machine_j += total_j
-        if self._process_j is not None:
-            if any(share is None for _, share in shares):
-                self._process_j = None
-            else:
-                self._process_j += sum(j * (s or 0.0) for j, s in shares)
-        return MeterReading(self._machine_j, self._process_j)
+        return self._add(now, shares)
 
     def _step(self, g: _AmdGpu, now: float) -> float:
         """Energy of ``g``'s package since its last read, in J; drops a bad counter."""
@@ -621,10 +591,11 @@ class AmdMeter(Meter):
         delta = count - g.last_count
         g.last_count = count
         limit_j = MAX_PLAUSIBLE_GPU_W * (dt + 1.0)
-        if delta < 0 and (delta + COUNTER_MODULUS) * resolution / 1e6 <= limit_j:
-            delta += COUNTER_MODULUS
-        if delta < 0:
+        limit_counts = limit_j * 1e6 / resolution if resolution else inf
+        unwrapped = unwrap(delta, COUNTER_MODULUS, limit_counts)
+        if unwrapped is None:
             return self._drop(g, "energy counter went backwards", power_j)
+        delta = unwrapped
         counter_j = delta * (resolution or g.resolution_uj) / 1e6
         if counter_j > limit_j:
             return self._drop(g, f"energy counter jumped by {counter_j:.3g} J", power_j)
@@ -655,24 +626,14 @@ class AmdMeter(Meter):
         entries = [p for p in procs if isinstance(p, Mapping) and "pid" in p]
         if len(entries) != len(procs):
             return None  # an older amdsmi returning process handles: not attributed
-        if not entries:
-            return 0.0
-        pid_list = [int(p["pid"]) for p in entries]
-        import psutil  # only with an AMD GPU: a run without one never imports psutil on Linux
-
-        if not any(pid in pids or psutil.pid_exists(pid) for pid in pid_list):
-            logger.info("%s: amdsmi process ids are not in this PID namespace", gpu.label)
-            return None
-        weights = []
+        memory: list[float | None] = []
         for p in entries:
             usage = p.get("memory_usage")
             vram = usage.get("vram_mem") if isinstance(usage, Mapping) else None
             value = vram if isinstance(vram, int) else p.get("mem")
-            weights.append(float(value) if isinstance(value, int) else -1.0)
-        if any(w < 0 for w in weights) or not sum(weights):
-            weights = [1.0] * len(entries)
-        mine = sum(w for pid, w in zip(pid_list, weights, strict=True) if pid in pids)
-        return mine / sum(weights)
+            memory.append(float(value) if isinstance(value, int) else None)
+        pid_list = [int(p["pid"]) for p in entries]
+        return memory_share(gpu.label, "amdsmi", pid_list, memory, pids)
 
     def close(self) -> None:
         """Shut amdsmi down (once)."""

@@ -32,13 +32,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
 
 from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
 from greenprint._units import uj_to_j
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._counter import Opener as Opener  # re-exported: callers pass openers
+from greenprint.meters._counter import read_int, read_text, unwrap
 from greenprint.meters._status import MeterStatus
 from greenprint.meters._where import (
     DEFAULT_HWMON_ROOT,
@@ -73,7 +74,6 @@ MAX_PLAUSIBLE_W = 2000.0
 #: hwmon drivers of GPUs: never taken for the CPU (each has its own meter or none).
 GPU_DRIVERS = frozenset({"i915", "xe", "amdgpu", "nouveau", "radeon"})
 
-Opener = Callable[[str], IO[Any]]
 _CHANNEL = re.compile(r"^(?P<kind>energy|power)(?P<n>\d+)_(?P<attr>input|average)$")
 #: Label classes, tried in this order (case-insensitive; see :func:`label_class`).
 _CORE = re.compile(r"^e?core\s*\d+$")
@@ -127,28 +127,13 @@ class HwmonDevice:
     power: tuple[HwmonChannel, ...]
 
 
-def _read_text(path: Path, opener: Opener) -> str:
-    with opener(str(path)) as fh:
-        data = fh.read()
-    return data.decode() if isinstance(data, bytes) else str(data)
-
-
 def read_hwmon_value(path: Path, opener: Opener = open) -> int:
     """Read one hwmon value (µJ for energy, µW for power).
 
     Raises:
         MeterError: the file cannot be read (the message says why) or holds no integer.
     """
-    try:
-        text = _read_text(path, opener)
-    except PermissionError as e:
-        raise MeterError(f"permission denied reading {path}") from e
-    except OSError as e:
-        raise MeterError(f"cannot read {path}: {e.strerror or e}") from e
-    try:
-        return int(text.strip())
-    except ValueError as e:
-        raise MeterError(f"unexpected content in {path}: {text.strip()[:40]!r}") from e
+    return read_int(path, opener)
 
 
 def chmod_fix(paths: Sequence[Path]) -> str:
@@ -162,7 +147,7 @@ def chmod_fix(paths: Sequence[Path]) -> str:
 def _label(device: Path, kind: str, n: str, opener: Opener) -> str:
     for attr in (f"{kind}{n}_label", f"{kind}{n}_oem_info"):
         try:
-            return _read_text(device / attr, opener).strip()
+            return read_text(device / attr, opener).strip()
         except OSError:
             continue
     return ""
@@ -171,7 +156,7 @@ def _label(device: Path, kind: str, n: str, opener: Opener) -> str:
 def scan_hwmon_device(device: Path, *, opener: Opener = open) -> HwmonDevice | None:
     """The energy and power channels of one hwmon directory, or ``None`` without a ``name``."""
     try:
-        driver = _read_text(device / "name", opener).strip()
+        driver = read_text(device / "name", opener).strip()
         files = sorted(os.listdir(device))
     except OSError:
         return None
@@ -465,8 +450,8 @@ def energy_delta_uj(last_uj: int, now_uj: int, dt_s: float, name: str = "counter
     if delta >= 0:
         return delta
     if 0 <= last_uj < 2**32 and now_uj >= 0:
-        wrapped = delta + 2**32
-        if wrapped <= MAX_PLAUSIBLE_W * dt_s * 1e6:
+        wrapped = unwrap(delta, 2**32, MAX_PLAUSIBLE_W * dt_s * 1e6)
+        if wrapped is not None:
             return wrapped
     logger.info("hwmon %s went backwards (%d -> %d µJ): a reset", name, last_uj, now_uj)
     return max(now_uj, 0)

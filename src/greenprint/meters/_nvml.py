@@ -34,17 +34,18 @@ from typing import Any
 from greenprint._exceptions import MeterError, MissingDependencyError
 from greenprint._imports import require
 from greenprint._provenance import Provenance
-from greenprint.meters._attribution import ProcessTree, fresh_usage
-from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._attribution import ProcessTree
+from greenprint.meters._base import MeterReading
+from greenprint.meters._counter import GPU_COUNTER_MODULUS, MAX_PLAUSIBLE_GPU_W, unwrap
+from greenprint.meters._gpu_meter import SummedGpuMeter, memory_share
 from greenprint.meters._status import GPUInfo, MeterStatus
 
 __all__ = ["NvmlMeter", "load_nvml", "parse_cuda_visible_devices", "probe_nvml"]
 
 logger = logging.getLogger(__name__)
 
-COUNTER_MODULUS = 2**64
-#: Above this, a decrease of the energy counter is a GPU reset rather than a wrap (W per GPU).
-MAX_PLAUSIBLE_GPU_W = 5000.0
+#: NVML's energy counter: a 64-bit count of mJ.
+COUNTER_MODULUS = GPU_COUNTER_MODULUS
 _NVML_LIBRARY = "nvml.dll" if sys.platform == "win32" else "libnvidia-ml.so.1"
 _DRIVER_FIX = (
     "install the NVIDIA driver so that nvidia-smi works "
@@ -310,14 +311,14 @@ def probe_nvml(
     return MeterStatus("nvml", True, "; ".join(parts + skipped), None), infos
 
 
-class NvmlMeter(Meter):
+class NvmlMeter(SummedGpuMeter):
     """Energy of the visible NVIDIA GPUs, summed.
 
     Build it with :meth:`open`. ``process_j`` follows NVML's per-process memory (see the module
     docstring); ``None`` when NVML cannot attribute or no tree is given.
     """
 
-    component = "gpu"
+    _gpus: list[_Gpu]
 
     def __init__(
         self,
@@ -327,17 +328,8 @@ class NvmlMeter(Meter):
         tree: ProcessTree | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(gpus, tree=tree, clock=clock)
         self._nvml = nvml
-        self._gpus = list(gpus)
-        self._tree = tree
-        self._clock = clock
-        self._machine_j = 0.0
-        self._process_j: float | None = 0.0 if tree is not None else None
-        self._t_start = 0.0
-        self._t_last = 0.0
-        self._seq = -1
-        self._open = True
-        self.last_share: float | None = None
 
     @classmethod
     def open(
@@ -398,12 +390,6 @@ class NvmlMeter(Meter):
         """``"nvml:counter:GPU-0+GPU-1"``, ``"nvml:power-sampling:GPU-0"``, or both joined."""
         return str(self.origin)
 
-    @property
-    def mean_power_w(self) -> float | None:
-        """Mean power of all metered GPUs since :meth:`start`, in W (``None`` before 1 ms)."""
-        elapsed = self._t_last - self._t_start
-        return self._machine_j / elapsed if elapsed > 1e-3 else None
-
     def _call(self, gpu: _Gpu, name: str) -> Any:
         try:
             return _nvml_call(self._nvml, name, gpu.handle)
@@ -418,11 +404,7 @@ class NvmlMeter(Meter):
                 g.last_mj = int(self._call(g, "nvmlDeviceGetTotalEnergyConsumption"))
             else:
                 g.last_power_w = float(self._call(g, "nvmlDeviceGetPowerUsage")) / 1000.0
-        if self._tree is not None:
-            self._seq = fresh_usage(self._tree, -1).seq
-        self._t_start = self._t_last = now
-        self._machine_j = 0.0
-        self._process_j = 0.0 if self._tree is not None else None
+        self._begin(now)
 
     def read(self) -> MeterReading:
         """Cumulative energy of the GPUs since :meth:`start`, in J.
@@ -432,43 +414,24 @@ class NvmlMeter(Meter):
         """
         now = self._clock()
         dt = max(now - self._t_last, 0.0)
-        pids: frozenset[int] | None = None
-        if self._tree is not None and self._process_j is not None:
-            usage = fresh_usage(self._tree, self._seq)
-            self._seq = usage.seq
-            pids = usage.pids
-        total_j = 0.0
+        pids = self._tree_pids()
         shares: list[tuple[float, float | None]] = []
         for g in self._gpus:
             if g.has_counter:
                 mj = int(self._call(g, "nvmlDeviceGetTotalEnergyConsumption"))
-                delta = mj - g.last_mj
-                if delta < 0:
-                    wrapped = delta + COUNTER_MODULUS
-                    if wrapped <= MAX_PLAUSIBLE_GPU_W * (dt + 1.0) * 1000.0:
-                        delta = wrapped
-                    else:
-                        logger.info("%s energy counter reset (GPU reset?)", g.label)
-                        delta = mj
+                limit_mj = MAX_PLAUSIBLE_GPU_W * (dt + 1.0) * 1000.0
+                delta = unwrap(mj - g.last_mj, COUNTER_MODULUS, limit_mj)
+                if delta is None:
+                    logger.info("%s energy counter reset (GPU reset?)", g.label)
+                    delta = mj
                 g.last_mj = mj
                 joules = delta / 1000.0 * g.share
             else:
                 power_w = float(self._call(g, "nvmlDeviceGetPowerUsage")) / 1000.0
                 joules = 0.5 * (power_w + g.last_power_w) * dt * g.share
                 g.last_power_w = power_w
-            total_j += joules
             shares.append((joules, self._share(g, pids) if pids is not None else None))
-        self._t_last = now
-        self._machine_j += total_j
-        if self._process_j is not None:
-            if any(share is None for _, share in shares):
-                self._process_j = None
-                self.last_share = None
-            else:
-                self._process_j += sum(j * (s or 0.0) for j, s in shares)
-                if self._machine_j > 0:
-                    self.last_share = self._process_j / self._machine_j
-        return MeterReading(self._machine_j, self._process_j)
+        return self._add(now, shares)
 
     def _share(self, gpu: _Gpu, pids: frozenset[int]) -> float | None:
         try:
@@ -476,20 +439,8 @@ class NvmlMeter(Meter):
         except self._nvml.NVMLError as e:
             logger.info("%s: no per-process attribution (%s)", gpu.label, e)
             return None
-        if not procs:
-            return 0.0
-        import psutil  # only with a GPU: a run without one never imports psutil on Linux
-
-        if not any(p.pid in pids or psutil.pid_exists(p.pid) for p in procs):
-            logger.info("%s: NVML process ids are not in this PID namespace", gpu.label)
-            return None
-        memory = [getattr(p, "usedGpuMemory", None) for p in procs]
-        if any(m is None for m in memory) or not sum(m or 0 for m in memory):
-            weights = [1.0] * len(procs)
-        else:
-            weights = [float(m or 0) for m in memory]
-        mine = sum(w for p, w in zip(procs, weights, strict=True) if p.pid in pids)
-        return mine / sum(weights)
+        memory = [getattr(p, "usedGpuMemory", None) for p in procs or ()]
+        return memory_share(gpu.label, "NVML", [p.pid for p in procs or ()], memory, pids)
 
     def close(self) -> None:
         """Shut NVML down (once)."""

@@ -27,16 +27,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
 
 from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
 from greenprint._units import uj_to_j
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._counter import Opener as Opener  # re-exported: callers pass openers
+from greenprint.meters._counter import read_int, read_text
 from greenprint.meters._status import MeterStatus
 
 __all__ = [
@@ -58,7 +59,6 @@ PSYS_SCOPE = "CPU package, memory, chipset and more, so more than the CPU; RAM i
 #: Environment variable overriding the powercap root (tests point it at a fake tree).
 RAPL_ROOT_ENV = "GREENPRINT_RAPL_ROOT"
 
-Opener = Callable[[str], IO[Any]]
 _ZONE = re.compile(r"^(?P<ctl>[a-z0-9_-]*rapl[a-z0-9_-]*):(?P<idx>\d+(?::\d+)*)$")
 _INDEXED = re.compile(r"^(?P<kind>[a-z_]+)-(?P<n>\d+)$")
 
@@ -114,30 +114,6 @@ class RaplProbe:
     psys_status: MeterStatus | None = None
 
 
-def _read_text(path: Path, opener: Opener) -> str:
-    with opener(str(path)) as fh:
-        data = fh.read()
-    return data.decode() if isinstance(data, bytes) else str(data)
-
-
-def read_energy_uj(path: Path, opener: Opener = open) -> int:
-    """Read one ``energy_uj`` counter, in µJ.
-
-    Raises:
-        MeterError: the file cannot be read (the message says why) or holds no integer.
-    """
-    try:
-        text = _read_text(path, opener)
-    except PermissionError as e:
-        raise MeterError(f"permission denied reading {path}") from e
-    except OSError as e:
-        raise MeterError(f"cannot read {path}: {e.strerror or e}") from e
-    try:
-        return int(text.strip())
-    except ValueError as e:
-        raise MeterError(f"unexpected content in {path}: {text.strip()[:40]!r}") from e
-
-
 def _zone_domain(root: Path, entry: str, names: dict[str, str], opener: Opener) -> RaplDomain:
     match = _ZONE.match(entry)
     if match is None:  # pragma: no cover - callers filter
@@ -157,7 +133,7 @@ def _zone_domain(root: Path, entry: str, names: dict[str, str], opener: Opener) 
         socket = None if kind == "psys" else indices[0]
     name = kind if socket is None else f"{kind}-{socket}"
     try:
-        max_range: int | None = int(_read_text(root / entry / "max_energy_range_uj", opener))
+        max_range: int | None = int(read_text(root / entry / "max_energy_range_uj", opener))
     except (OSError, ValueError):
         max_range = None
     return RaplDomain(name, kind, socket, entry, root / entry / "energy_uj", max_range)
@@ -200,7 +176,7 @@ def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> Rap
     names: dict[str, str] = {}
     for entry in entries:
         try:
-            names[entry] = _read_text(root / entry / "name", opener).strip()
+            names[entry] = read_text(root / entry / "name", opener).strip()
         except OSError:
             logger.debug("RAPL zone %s has no readable name; skipped", entry)
     domains = tuple(_zone_domain(root, e, names, opener) for e in entries if e in names)
@@ -233,7 +209,7 @@ def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> Rap
         return RaplProbe(root, empty, empty, domains, status)
     for d in package:
         try:
-            read_energy_uj(d.path, opener)
+            read_int(d.path, opener)
         except MeterError as e:
             fix = _fix_for(root, d.zone) if "permission denied" in str(e) else None
             return RaplProbe(root, empty, empty, domains, MeterStatus("rapl", False, str(e), fix))
@@ -241,7 +217,7 @@ def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> Rap
     dram_note = "no dram domain: RAM is estimated"
     for d in dram:
         try:
-            read_energy_uj(d.path, opener)
+            read_int(d.path, opener)
             readable_dram.append(d)
         except MeterError as e:
             dram_note = f"dram unreadable ({e}): RAM is estimated"
@@ -268,7 +244,7 @@ def _with_psys(probe: RaplProbe, opener: Opener) -> RaplProbe:
         status = MeterStatus("psys", False, f"no psys domain ({where})", None)
         return replace(probe, psys_status=status)
     try:
-        read_energy_uj(psys.path, opener)
+        read_int(psys.path, opener)
     except MeterError as e:
         fix = _fix_for(probe.root, psys.zone) if "permission denied" in str(e) else None
         return replace(probe, psys_status=MeterStatus("psys", False, str(e), fix))
@@ -330,7 +306,7 @@ class RaplMeter(Meter):
 
     def start(self) -> None:
         """Read the baseline counters."""
-        self._last_uj = [read_energy_uj(d.path, self._opener) for d in self.domains]
+        self._last_uj = [read_int(d.path, self._opener) for d in self.domains]
         if self._tree is not None:
             self._seq = fresh_usage(self._tree, -1).seq
         self._machine_j = 0.0
@@ -347,7 +323,7 @@ class RaplMeter(Meter):
             self.start()
         delta_uj = 0
         for i, d in enumerate(self.domains):
-            now = read_energy_uj(d.path, self._opener)
+            now = read_int(d.path, self._opener)
             delta = now - self._last_uj[i]
             if delta < 0:
                 if d.max_energy_range_uj:

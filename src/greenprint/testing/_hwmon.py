@@ -20,12 +20,12 @@ Unreadable files, as for the fake RAPL tree: ``"permission"`` (``chmod 000`` and
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
+
+from greenprint.testing._sysfs import make_unreadable, open_unless_denied, write_atomically
 
 __all__ = ["FakeSensors", "make_fake_hwmon", "make_fake_intel_gpu"]
 
@@ -59,7 +59,7 @@ class FakeSensors:
         path = self.files[name]
         if path.is_symlink() or path.is_dir():
             return
-        _write_atomically(path, f"{value}\n")  # a reader never sees a half-written file
+        write_atomically(path, f"{value}\n")  # a reader never sees a half-written file
         if name in self.denied:
             os.chmod(path, 0)
 
@@ -85,41 +85,13 @@ class FakeSensors:
 
     def make_unreadable(self, sensor: str, how: str = "permission") -> None:
         """Make ``sensor``'s file unreadable: ``"permission"``, ``"missing"`` or ``"directory"``."""
-        path = self.files[sensor]
-        if how == "permission":
+        if make_unreadable(self.files[sensor], how):
             self.denied.add(sensor)
-            if path.is_file():
-                os.chmod(path, 0)
-        elif how == "missing":
-            _remove(path)
-            path.symlink_to(path.with_name(path.name + ".gone"))
-        elif how == "directory":
-            _remove(path)
-            path.mkdir()
-        else:
-            raise ValueError(f"how must be 'permission', 'missing' or 'directory', not {how!r}")
 
     def opener(self, path: str, *args: Any, **kwargs: Any) -> IO[Any]:
         """``open`` that raises :class:`PermissionError` for sensors made unreadable."""
-        target = Path(path)
-        for sensor in self.denied:
-            if target == self.files[sensor]:
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-        return open(path, *args, **kwargs)  # the caller closes it
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace ``path``'s content in one step, as sysfs hands a reader a whole value."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+        denied = (self.files[sensor] for sensor in self.denied)
+        return open_unless_denied(path, denied, *args, **kwargs)
 
 
 def _device(

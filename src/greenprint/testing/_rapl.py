@@ -13,12 +13,12 @@ Linux >= 5.10's root-only ``energy_uj`` when the tests run as root):
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from greenprint.testing._sysfs import make_unreadable, open_unless_denied, write_atomically
 
 __all__ = ["DEFAULT_MAX_ENERGY_RANGE_UJ", "FakeRapl", "make_fake_rapl"]
 
@@ -58,9 +58,7 @@ class FakeRapl:
                 self._uj[name] = value
                 path = self.zones[name] / "energy_uj"
                 if path.is_file() and not path.is_symlink():
-                    tmp = path.with_name(".energy_uj.tmp")  # readers never see half a value
-                    tmp.write_text(f"{value}\n")
-                    os.replace(tmp, path)
+                    write_atomically(path, f"{value}\n")  # readers never see half a value
                     if name in self.denied:
                         os.chmod(path, 0)
 
@@ -105,34 +103,13 @@ class FakeRapl:
             domain: e.g. ``"package-0"``.
             how: ``"permission"``, ``"missing"`` or ``"directory"`` (see the module docstring).
         """
-        path = self.zones[domain] / "energy_uj"
-        if how == "permission":
+        if make_unreadable(self.zones[domain] / "energy_uj", how):
             self.denied.add(domain)
-            if path.is_file():
-                os.chmod(path, 0)
-        elif how == "missing":
-            _remove(path)
-            path.symlink_to(path.with_name("energy_uj.gone"))
-        elif how == "directory":
-            _remove(path)
-            path.mkdir()
-        else:
-            raise ValueError(f"how must be 'permission', 'missing' or 'directory', not {how!r}")
 
     def opener(self, path: str, *args: Any, **kwargs: Any) -> IO[Any]:
         """``open`` that raises :class:`PermissionError` for counters made unreadable."""
-        target = Path(path)
-        for domain in self.denied:
-            if target == self.zones[domain] / "energy_uj":
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-        return open(path, *args, **kwargs)  # the caller closes it
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+        denied = (self.zones[domain] / "energy_uj" for domain in self.denied)
+        return open_unless_denied(path, denied, *args, **kwargs)
 
 
 def _zone(fake: FakeRapl, dirname: str, name: str, domain: str, start_uj: int) -> None:

@@ -1,0 +1,82 @@
+"""What the cumulative-counter meters share: reading a sysfs counter, telling a wrap from a reset.
+
+RAPL (``energy_uj``) and hwmon (``energyN_input``, Intel GPUs' too) are integers in sysfs files
+(:func:`read_int`); NVML and amdsmi hand back 64-bit counts. Between two reads a counter that went
+down has either wrapped once (at its modulus) or restarted (driver reload, device reset):
+:func:`unwrap` takes it for a wrap only when the increase that implies is plausible, because a
+reset taken for a wrap would add most of a counter's range (an 18 TJ jump for a 64-bit µJ one).
+Each meter keeps its own rule for what is plausible and what a reset is worth: see its module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from greenprint._exceptions import MeterError
+
+__all__ = [
+    "GPU_COUNTER_MODULUS",
+    "MAX_PLAUSIBLE_GPU_W",
+    "Opener",
+    "read_int",
+    "read_text",
+    "unwrap",
+]
+
+#: A file opener, ``open`` by default (tests inject one that denies some files).
+Opener = Callable[[str], IO[Any]]
+
+#: NVML's and amdsmi's energy counters are 64-bit (mJ for NVML, ``counter_resolution`` µJ for
+#: amdsmi).
+GPU_COUNTER_MODULUS = 2**64
+#: Above this, a GPU counter's step is not believed (W per GPU).
+MAX_PLAUSIBLE_GPU_W = 5000.0
+
+
+def read_text(path: Path, opener: Opener = open) -> str:
+    """The whole content of ``path`` as text (sysfs files may be opened in binary mode).
+
+    Raises:
+        OSError: as ``opener`` raises it.
+    """
+    with opener(str(path)) as fh:
+        data = fh.read()
+    return data.decode() if isinstance(data, bytes) else str(data)
+
+
+def read_int(path: Path, opener: Opener = open) -> int:
+    """Read one integer sysfs value (a counter in µJ, a power in µW).
+
+    Raises:
+        MeterError: the file cannot be read (the message says why) or holds no integer.
+    """
+    try:
+        text = read_text(path, opener)
+    except PermissionError as e:
+        raise MeterError(f"permission denied reading {path}") from e
+    except OSError as e:
+        raise MeterError(f"cannot read {path}: {e.strerror or e}") from e
+    try:
+        return int(text.strip())
+    except ValueError as e:
+        raise MeterError(f"unexpected content in {path}: {text.strip()[:40]!r}") from e
+
+
+def unwrap(delta: int, modulus: int, limit: float) -> int | None:
+    """A counter's step with one wrap undone, when that is plausible.
+
+    Args:
+        delta: the new value minus the previous one, in the counter's unit.
+        modulus: where the counter wraps to zero.
+        limit: the largest plausible step, in the counter's unit.
+
+    Returns:
+        ``delta`` when it is not negative; ``delta + modulus`` (one wrap) when that is at most
+        ``limit``; else ``None``: the counter went backwards without wrapping (a reset).
+    """
+    if delta >= 0:
+        return delta
+    wrapped = delta + modulus
+    return wrapped if wrapped <= limit else None

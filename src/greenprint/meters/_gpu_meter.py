@@ -1,0 +1,135 @@
+"""What the GPU vendor meters (NVML, amdsmi) share: GPUs summed, each shared out by memory.
+
+A vendor meter reads every visible GPU's energy since its last read (its own counter or sampled
+power, by the vendor's rules) and hands the joules of each, with this process tree's share of
+that GPU, to :meth:`SummedGpuMeter._add`, which keeps the cumulative figures. The tree's share of
+a GPU (:func:`memory_share`) is the memory its processes hold on the GPU over the memory of every
+process there, as the vendor lists them; a GPU where any size is unknown (or all are zero) is
+shared equally by process. When a GPU cannot attribute (no process list, or process ids from
+another PID namespace, as in a container), the meter's ``process_j`` becomes ``None`` for good:
+a share that covers only some GPUs would be wrong without saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from greenprint.meters._attribution import ProcessTree, fresh_usage
+from greenprint.meters._base import Meter, MeterReading
+
+__all__ = ["SummedGpuMeter", "memory_share"]
+
+logger = logging.getLogger(__name__)
+
+
+def memory_share(
+    label: str,
+    vendor: str,
+    pid_list: Sequence[int],
+    memory: Sequence[float | None],
+    pids: frozenset[int],
+) -> float | None:
+    """This process tree's share of one GPU, by the memory its processes hold there.
+
+    Args:
+        label: the GPU, for the log (``"GPU-0"``).
+        vendor: the library that listed the processes, for the log (``"NVML"``).
+        pid_list: the ids of the processes on the GPU.
+        memory: each one's memory on the GPU (any unit), ``None`` (or negative) when unknown.
+        pids: the ids of the tree's processes.
+
+    Returns:
+        The share in [0, 1]: 0 with no process on the GPU; ``None`` when none of the ids is a
+        process of this PID namespace (the GPU cannot be attributed from here).
+    """
+    if not pid_list:
+        return 0.0
+    import psutil  # only with a GPU: a run without one never imports psutil on Linux
+
+    if not any(pid in pids or psutil.pid_exists(pid) for pid in pid_list):
+        logger.info("%s: %s process ids are not in this PID namespace", label, vendor)
+        return None
+    known = [m for m in memory if m is not None and m >= 0]
+    if len(known) != len(memory) or not sum(known):
+        weights = [1.0] * len(pid_list)
+    else:
+        weights = [float(m) for m in known]
+    mine = sum(w for pid, w in zip(pid_list, weights, strict=True) if pid in pids)
+    return mine / sum(weights)
+
+
+class SummedGpuMeter(Meter):
+    """The energy of several GPUs summed, with this process tree's share (see the module).
+
+    Args:
+        gpus: the vendor's GPU records, in :attr:`_gpus`.
+        tree: process tree for attribution, or ``None`` (``process_j`` is then ``None``).
+        clock: monotonic clock in s.
+    """
+
+    component = "gpu"
+
+    def __init__(
+        self,
+        gpus: Sequence[Any],
+        *,
+        tree: ProcessTree | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._gpus = list(gpus)
+        self._tree = tree
+        self._clock = clock
+        self._machine_j = 0.0
+        self._process_j: float | None = 0.0 if tree is not None else None
+        self._t_start = 0.0
+        self._t_last = 0.0
+        self._seq = -1
+        self._open = True
+        #: the tree's share of all the energy so far (``None`` before a read or unattributed)
+        self.last_share: float | None = None
+
+    @property
+    def mean_power_w(self) -> float | None:
+        """Mean power of all metered GPUs since :meth:`start`, in W (``None`` before 1 ms)."""
+        elapsed = self._t_last - self._t_start
+        return self._machine_j / elapsed if elapsed > 1e-3 else None
+
+    def _begin(self, now: float) -> None:
+        """Zero the figures at ``now`` (the end of :meth:`start`, once the GPUs are read)."""
+        if self._tree is not None:
+            self._seq = fresh_usage(self._tree, -1).seq
+        self._t_start = self._t_last = now
+        self._machine_j = 0.0
+        self._process_j = 0.0 if self._tree is not None else None
+
+    def _tree_pids(self) -> frozenset[int] | None:
+        """The tree's processes now, or ``None`` when this meter does not attribute."""
+        if self._tree is None or self._process_j is None:
+            return None
+        usage = fresh_usage(self._tree, self._seq)
+        self._seq = usage.seq
+        return usage.pids
+
+    def _add(self, now: float, shares: Sequence[tuple[float, float | None]]) -> MeterReading:
+        """Add one read: ``(joules, tree's share or None)`` per GPU read, at ``now``.
+
+        Returns:
+            The cumulative reading.
+        """
+        total_j = 0.0
+        for joules, _ in shares:
+            total_j += joules
+        self._t_last = now
+        self._machine_j += total_j
+        if self._process_j is not None:
+            if any(share is None for _, share in shares):
+                self._process_j = None
+                self.last_share = None
+            else:
+                self._process_j += sum(j * (s or 0.0) for j, s in shares)
+                if self._machine_j > 0:
+                    self.last_share = self._process_j / self._machine_j
+        return MeterReading(self._machine_j, self._process_j)
