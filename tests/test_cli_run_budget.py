@@ -82,6 +82,51 @@ def test_a_command_that_ignores_sigterm_gets_sigkill_after_the_grace(tmp_path):
     assert run.duration_s >= 0.3 + 0.5 - 0.1  # the grace was given
 
 
+# A command that dies on SIGTERM and leaves the process it started running (as `bash train.sh`
+# leaves its foreground python): the grandchild ignores SIGTERM, so only SIGKILL ends it.
+LEAVER = """\
+import subprocess, sys, time
+keep = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+grandchild = subprocess.Popen([sys.executable, "-c", keep])
+open(sys.argv[1], "w").write(str(grandchild.pid))
+print("up", flush=True)
+time.sleep(60)
+"""
+
+
+def test_what_the_command_started_and_left_running_is_stopped_too(tmp_path):
+    """Found as a new user: `greenprint run --budget-s 1 -- bash -c "python train.py"` stopped
+    bash and left the training running, unmetered, for as long as it liked."""
+    import psutil
+
+    pid_file = tmp_path / "grandchild.pid"
+    started = time.monotonic()
+    done = subprocess.run(
+        [*GP, "run", "--ledger", str(tmp_path / "l.db"), *FAST, "--budget-s", "0.5"]
+        + ["--budget-grace-s", "0.5", "--", sys.executable, "-c", LEAVER, str(pid_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+    assert time.monotonic() - started < 30
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    pid = int(pid_file.read_text())
+    lines = budget_lines(done.stderr)
+    assert len(lines) == 3, done.stderr  # the command's SIGTERM, then the grandchild's two
+    assert f"1 process(es) {sys.executable} started still running (pid {pid}): " in lines[1]
+    assert f"pid {pid} still running 0.5 s after SIGTERM: sending SIGKILL" in lines[2]
+    try:
+        grandchild = psutil.Process(pid)
+        grandchild.wait(10)  # reaped by whoever adopted it
+    except psutil.NoSuchProcess:
+        pass
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    run = the_run(tmp_path)
+    assert run.status == "interrupted"
+    assert "(1 process(es) it started and left running stopped too)" in run.error
+
+
 def test_a_command_that_exits_0_on_sigterm_is_still_interrupted_by_its_budget(tmp_path):
     graceful = (
         "import signal, sys, time\n"

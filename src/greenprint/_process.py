@@ -19,7 +19,9 @@ follows for its foreground job ("wait and cooperative exit") and ``uv run`` for 
 
 Budgets: ``greenprint run --budget-kwh X`` stops the command when the run goes over budget
 (:class:`ChildStopper`): SIGTERM to the command itself, then SIGKILL once a grace period has
-passed without it ending; each is said in one line on stderr.
+passed without it ending; each is said in one line on stderr. Processes the command started and
+left running when it ended (a shell script's foreground job survives the shell's SIGTERM) then
+get SIGTERM, and SIGKILL after the same grace.
 
 Parent death: on Linux the command starts through a small trampoline (``python -I -S -c``,
 about 15 ms once per run) that sets the parent-death signal (``prctl(PR_SET_PDEATHSIG,
@@ -34,6 +36,7 @@ runs. Elsewhere (macOS, Windows) no such guard exists.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -245,7 +248,8 @@ class ChildStopper:
 
     :meth:`request` may be called from any thread (the run's sampler thread calls it) and before
     the command is attached; the signals are sent from a thread of the stopper's own, so the
-    caller never waits. Only the command itself is signalled, as for the parent-death signal.
+    caller never waits. The command itself is signalled; what it started and left running when
+    it ended is stopped after it.
 
     Args:
         grace_s: seconds between SIGTERM and SIGKILL.
@@ -253,11 +257,14 @@ class ChildStopper:
 
     Attributes:
         sent: the signals sent, in order.
+        left_stopped: how many processes the command started and left running were stopped
+            after it ended (see :meth:`_stop_left`).
     """
 
     def __init__(self, grace_s: float, *, say: Callable[[str], None]) -> None:
         self.grace_s = grace_s
         self.sent: list[int] = []
+        self.left_stopped = 0
         self._say = say
         self._reason: str | None = None
         self._child: subprocess.Popen[bytes] | None = None
@@ -302,6 +309,8 @@ class ChildStopper:
         text = f"{self._reason}; SIGTERM sent"
         if len(self.sent) > 1:
             text += f", then SIGKILL after {self.grace_s:g} s"
+        if self.left_stopped:
+            text += f" ({self.left_stopped} process(es) it started and left running stopped too)"
         return text
 
     def _watch(self) -> None:
@@ -313,6 +322,7 @@ class ChildStopper:
             f"greenprint: {self._reason}: sending SIGTERM to {self._program} (pid {child.pid}); "
             f"SIGKILL in {self.grace_s:g} s if it has not ended"
         )
+        started = _descendants(child.pid)  # before SIGTERM: the command may not wait for them
         child.send_signal(signal.SIGTERM)
         self.sent.append(int(signal.SIGTERM))
         try:
@@ -323,5 +333,58 @@ class ChildStopper:
                     f"greenprint: {self._program} (pid {child.pid}) still running "
                     f"{self.grace_s:g} s after SIGTERM: sending SIGKILL"
                 )
+                started += _descendants(child.pid)
                 child.kill()
                 self.sent.append(int(getattr(signal, "SIGKILL", 9)))
+        self._stop_left(started)
+
+    def _stop_left(self, started: list[Any]) -> None:
+        """Stop the processes the command started and left running, a line each.
+
+        ``bash train.sh`` does not take its foreground job down on SIGTERM, so the training
+        would go on, unmetered, after the budget stopped the command: SIGTERM, then SIGKILL
+        after the grace.
+        """
+        import psutil
+
+        left = {p.pid: p for p in started if _running(p)}
+        if not left:
+            return
+        self.left_stopped = len(left)
+        self._say(
+            f"greenprint: {len(left)} process(es) {self._program} started still running "
+            f"(pid {', '.join(map(str, left))}): sending SIGTERM; SIGKILL in {self.grace_s:g} s"
+        )
+        for proc in left.values():
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()  # psutil checks the pid was not reused
+        _, alive = psutil.wait_procs(list(left.values()), timeout=self.grace_s)
+        alive = [p for p in alive if _running(p)]
+        if alive:
+            self._say(
+                f"greenprint: pid {', '.join(str(p.pid) for p in alive)} still running "
+                f"{self.grace_s:g} s after SIGTERM: sending SIGKILL"
+            )
+            for proc in alive:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+
+
+def _descendants(pid: int) -> list[Any]:
+    """The processes under ``pid`` now (``psutil.Process`` objects), ``[]`` if it is gone."""
+    import psutil
+
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def _running(proc: Any) -> bool:
+    """Whether a ``psutil.Process`` still runs (a zombie has ended)."""
+    import psutil
+
+    try:
+        return bool(proc.is_running()) and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
