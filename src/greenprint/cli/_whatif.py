@@ -15,13 +15,9 @@ UNIT = "g CO2-eq/kWh"
 
 
 def _saving(kg: float, pct: float | None) -> str:
-    from greenprint._format import format_emissions
+    from greenprint.greener._whatif import saving_text
 
-    sign = "-" if kg < 0 else ""
-    shown = f"{sign}{format_emissions(abs(kg))}"
-    if pct is None:
-        return shown
-    return f"{shown} ({pct:.0f} %)" if abs(pct) >= 10 else f"{shown} ({pct:.1f} %)"
+    return saving_text(kg, pct)
 
 
 def _hour(hours: float) -> str:

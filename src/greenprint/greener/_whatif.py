@@ -30,11 +30,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError, IntensityCSVError
+from greenprint._format import format_emissions
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._records import RunRecord
@@ -49,6 +50,7 @@ __all__ = [
     "hourly_profile",
     "price_regions",
     "profile_emissions_kg",
+    "saving_text",
     "whatif",
 ]
 
@@ -216,6 +218,24 @@ class WhatIf:
 
 def _pct(part: float, whole: float) -> float | None:
     return None if whole <= 0 else 100.0 * part / whole
+
+
+def saving_text(
+    kg: float, pct: float | None, *, emissions: Callable[[float], str] = format_emissions
+) -> str:
+    """A saving as text, e.g. ``"1.2 g CO2-eq (45 %)"``, as reports and the CLI show it.
+
+    Args:
+        kg: the saving, kg CO2-eq (negative: more CO2-eq there, shown with a minus).
+        pct: the saving in percent, or ``None`` (not shown): whole numbers from 10 %, one
+            decimal below (``"0.1 %"``, never ``"0 %"``).
+        emissions: how an amount in kg is written (default: ``format_emissions``).
+    """
+    sign = "-" if kg < 0 else ""
+    shown = f"{sign}{emissions(abs(kg))}"
+    if pct is None:
+        return shown
+    return f"{shown} ({pct:.0f} %)" if abs(pct) >= 10 else f"{shown} ({pct:.1f} %)"
 
 
 def price_regions(

@@ -20,7 +20,7 @@ from greenprint._format import format_emissions, format_energy
 from greenprint._records import RunRecord
 from greenprint.analysis import PriceTag
 from greenprint.analysis._common import RunForest
-from greenprint.greener._whatif import RegionPrice, price_regions
+from greenprint.greener._whatif import DEFAULT_REGIONS, RegionPrice, price_regions, saving_text
 
 __all__ = [
     "REPORT_REGIONS",
@@ -31,19 +31,10 @@ __all__ = [
     "whatif_section",
 ]
 
-#: The reference regions a report prices the study in: the world average, two low-carbon grids,
-#: a middle one, two coal-heavy ones and a low-carbon and a US cloud region.
-REPORT_REGIONS: tuple[str, ...] = (
-    "WORLD",
-    "SE",
-    "FR",
-    "DE",
-    "US",
-    "PL",
-    "IN",
-    "aws:eu-north-1",
-    "aws:us-east-1",
-)
+#: The reference regions a report prices the study in: ``greenprint whatif``'s defaults but with
+#: one cloud provider (the world average, two low-carbon grids, a middle one, two coal-heavy
+#: ones, a low-carbon and a US cloud region).
+REPORT_REGIONS: tuple[str, ...] = tuple(r for r in DEFAULT_REGIONS if not r.startswith("gcp:"))
 
 _EXPLAIN = (
     "The study's measured energy (with its PUE) priced at other grids' carbon intensity, from "
@@ -51,11 +42,6 @@ _EXPLAIN = (
     "there. For one run, and for the best start hour given an hourly intensity file: "
     "greenprint whatif --run ID [--hourly CSV]."
 )
-
-
-def _percent(pct: float) -> str:
-    """A saving in percent: whole numbers from 10 %, one decimal below ("0.1 %", not "0 %")."""
-    return f"{pct:.0f} %" if abs(pct) >= 10 else f"{pct:.1f} %"
 
 
 @dataclass(frozen=True)
@@ -91,16 +77,12 @@ class WhatIfSection:
         header = ["Region", "g CO2-eq/kWh", "CO2-eq", "Difference", "Source"]
         rows = []
         for r in self.regions:
-            sign = "-" if r.saving_kg < 0 else ""
-            diff = f"{sign}{format_emissions(abs(r.saving_kg))}"
-            if r.saving_pct is not None:
-                diff += f" ({_percent(r.saving_pct)})"
             rows.append(
                 [
                     f"{r.region} ({r.name})",
                     f"{r.g_per_kwh:.1f}",
                     format_emissions(r.emissions_kg),
-                    diff,
+                    saving_text(r.saving_kg, r.saving_pct),
                     r.source,
                 ]
             )
@@ -212,10 +194,7 @@ def latex_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> l
         "\\midrule",
     ]
     for r in section.regions:
-        sign = "-" if r.saving_kg < 0 else ""
-        saved = f"{sign}{short(abs(r.saving_kg))}"
-        if r.saving_pct is not None:
-            saved += f" ({_percent(r.saving_pct)})"
+        saved = saving_text(r.saving_kg, r.saving_pct, emissions=short)
         cells = (r.region, f"{r.g_per_kwh:.1f}", short(r.emissions_kg), saved)
         out.append(" & ".join(esc(c) for c in cells) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
