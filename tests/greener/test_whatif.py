@@ -186,3 +186,26 @@ def test_bad_input_raises_specific_errors():
         whatif(42)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="hourly"):
         whatif(RUN, hourly=3.0)  # type: ignore[arg-type]
+
+
+def test_24_hours_that_start_at_half_past_cover_every_hour(tmp_path):
+    """Found as a new user: 24 hourly rows from 05:30 UTC (a grid at UTC+05:30 exports its
+    local hours) were refused, "give at least 24 consecutive hours". Each hour of the day now
+    takes the part of the span it overlaps: 05:00 is half 05:30-06:00 (row 0) and half
+    05:00-05:30 the next day (row 23, held for as long as the rows before it)."""
+    csv = tmp_path / "half.csv"
+    rows = [f"{DAY + 5.5 * 3600 + k * 3600:.0f},{100 + 10 * k}" for k in range(24)]
+    csv.write_text("timestamp,g_per_kwh\n" + "\n".join(rows) + "\n")
+    profile, notes = hourly_profile(_series(csv))
+    assert notes == ()  # every hour of the day covered for one hour in all
+    # 06:00-07:00 is half row 0 (100) and half row 1 (110)
+    assert profile[6] == pytest.approx(105.0)
+    # 05:00 is 05:30-06:00 of row 0 (100) and 05:00-05:30 of row 23 (330)
+    assert profile[5] == pytest.approx(215.0)
+    # the file's time-weighted mean is kept: 24 hours, each row held one hour
+    assert sum(profile) / 24 == pytest.approx(sum(100 + 10 * k for k in range(24)) / 24)
+    result = whatif(RUN, regions=["FR"], hourly=csv)
+    # a 2 h run is cleanest from 06:00: (105 + 115) / 2 = 110 g/kWh, 15 kWh x 0.110 = 1.65 kg
+    assert result.best is not None and result.best.start_hour == 6
+    assert result.best.mean_g_per_kwh == pytest.approx(110.0)
+    assert result.best.emissions_kg == pytest.approx(1.65)

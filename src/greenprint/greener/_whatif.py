@@ -286,8 +286,9 @@ def price_regions(
 def hourly_profile(intensity: Intensity) -> tuple[tuple[float, ...], tuple[str, ...]]:
     """The mean intensity of each UTC hour of the day over the hours a series covers.
 
-    Each whole hour ``[d + h, d + h + 1 h)`` inside the series' span (days ``d`` at UTC
-    midnight) contributes its integrated mean intensity to hour ``h``.
+    Each hour ``[d + h, d + h + 1 h)`` (days ``d`` at UTC midnight) that the series' span
+    overlaps contributes its integrated mean intensity over the overlap to hour ``h``, weighted
+    by the overlap: a file of 24 hourly rows from 05:30 UTC covers every hour of the day.
 
     Args:
         intensity: a series :class:`~greenprint.carbon.Intensity` (an hourly CSV).
@@ -306,15 +307,16 @@ def hourly_profile(intensity: Intensity) -> tuple[tuple[float, ...], tuple[str, 
         )
     start, end = span
     sums = [0.0] * 24
-    counts = [0] * 24
-    first_hour = math.ceil(start / _HOUR_S)
-    last_hour = math.floor(end / _HOUR_S)  # hours [k, k+1) with k + 1 <= last_hour
-    for k in range(first_hour, last_hour):
-        t0 = k * _HOUR_S
-        g = intensity.emissions_g(t0, t0 + _HOUR_S, 1.0)  # the hour's mean intensity
-        sums[k % 24] += g
-        counts[k % 24] += 1
-    missing = [h for h in range(24) if counts[h] == 0]
+    weights = [0.0] * 24
+    for k in range(math.floor(start / _HOUR_S), math.ceil(end / _HOUR_S)):
+        t0, t1 = max(k * _HOUR_S, start), min((k + 1) * _HOUR_S, end)
+        if t1 - t0 < 1.0:  # an edge touched, not covered
+            continue
+        g = intensity.emissions_g(t0, t1, 1.0)  # the mean intensity over the covered part
+        w = (t1 - t0) / _HOUR_S
+        sums[k % 24] += g * w
+        weights[k % 24] += w
+    missing = [h for h in range(24) if weights[h] == 0.0]
     if missing:
         shown = ", ".join(f"{h:02d}:00" for h in missing[:6]) + ("..." if len(missing) > 6 else "")
         raise IntensityCSVError(
@@ -322,13 +324,13 @@ def hourly_profile(intensity: Intensity) -> tuple[tuple[float, ...], tuple[str, 
             f"(UTC; none for {shown}): give at least 24 consecutive hours"
         )
     notes = []
-    days = min(counts), max(counts)
-    if days[0] != days[1]:
+    days = min(weights), max(weights)  # hours covered of each hour of the day
+    if days[1] - days[0] > 1e-6:
         notes.append(
-            f"hourly profile: each UTC hour is the mean of {days[0]}-{days[1]} days of "
+            f"hourly profile: each UTC hour is the mean of {days[0]:.3g}-{days[1]:.3g} days of "
             f"{intensity.source}"
         )
-    return tuple(s / n for s, n in zip(sums, counts, strict=True)), tuple(notes)
+    return tuple(s / w for s, w in zip(sums, weights, strict=True)), tuple(notes)
 
 
 def profile_emissions_kg(
