@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from greenprint._exceptions import MeterError
+from greenprint.meters._attribution import ProcessTree, fresh_usage
+from greenprint.meters._base import MeterReading
 
 __all__ = [
     "GPU_COUNTER_MODULUS",
+    "SharedEnergy",
     "MAX_PLAUSIBLE_GPU_W",
     "Opener",
     "read_int",
@@ -80,3 +83,44 @@ def unwrap(delta: int, modulus: int, limit: float) -> int | None:
         return delta
     wrapped = delta + modulus
     return wrapped if wrapped <= limit else None
+
+
+class SharedEnergy:
+    """A machine-wide counter's energy so far, and a process tree's share of it, in J.
+
+    Each step is shared out by the tree's share over the same interval (see
+    :mod:`greenprint.meters._attribution`): of busy CPU time (``"cpu"``) or of resident memory
+    (``"ram"``). RAPL and hwmon CPU meters keep their figures in one.
+
+    Args:
+        tree: the process tree, or ``None`` (``process_j`` is then ``None``).
+        share: ``"cpu"`` or ``"ram"``.
+    """
+
+    def __init__(self, tree: ProcessTree | None, share: str = "cpu") -> None:
+        self.tree = tree
+        self.share = share
+        self.machine_j = 0.0
+        self.process_j = 0.0
+        self._seq = -1
+
+    def begin(self) -> None:
+        """Start from zero now (the tree's usage too)."""
+        if self.tree is not None:
+            self._seq = fresh_usage(self.tree, -1).seq
+        self.machine_j = 0.0
+        self.process_j = 0.0
+
+    def add(self, delta_j: float) -> MeterReading:
+        """Add one step of the counter, in J.
+
+        Returns:
+            The cumulative reading.
+        """
+        self.machine_j += delta_j
+        if self.tree is None:
+            return MeterReading(self.machine_j, None)
+        usage = fresh_usage(self.tree, self._seq)
+        self._seq = usage.seq
+        self.process_j += delta_j * (usage.cpu_share if self.share == "cpu" else usage.ram_share)
+        return MeterReading(self.machine_j, self.process_j)

@@ -36,10 +36,10 @@ from pathlib import Path
 from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
 from greenprint._units import uj_to_j
-from greenprint.meters._attribution import ProcessTree, fresh_usage
+from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._counter import Opener as Opener  # re-exported: callers pass openers
-from greenprint.meters._counter import read_int, read_text, unwrap
+from greenprint.meters._counter import SharedEnergy, read_int, read_text, unwrap
 from greenprint.meters._status import MeterStatus
 from greenprint.meters._where import (
     DEFAULT_HWMON_ROOT,
@@ -373,14 +373,11 @@ class HwmonMeter(Meter):
         self.component = component
         self.channels = tuple(channels)
         self._origin = origin
-        self._tree = tree if component == "cpu" else None
         self._opener = opener
         self._clock = clock
         self._last: list[int] = []
         self._t_last = 0.0
-        self._machine_j = 0.0
-        self._process_j = 0.0
-        self._seq = -1
+        self._energy = SharedEnergy(tree if component == "cpu" else None, "cpu")
         self._started = False
 
     @property
@@ -397,10 +394,7 @@ class HwmonMeter(Meter):
         """Read the baseline of every channel."""
         self._last = [read_hwmon_value(c.path, self._opener) for c in self.channels]
         self._t_last = self._clock()
-        if self._tree is not None:
-            self._seq = fresh_usage(self._tree, -1).seq
-        self._machine_j = 0.0
-        self._process_j = 0.0
+        self._energy.begin()
         self._started = True
 
     def read(self) -> MeterReading:
@@ -422,13 +416,7 @@ class HwmonMeter(Meter):
                 delta_j += 0.5 * (max(self._last[i], 0) + max(values[i], 0)) * 1e-6 * dt
         self._last = values
         self._t_last = now
-        self._machine_j += delta_j
-        if self._tree is None:
-            return MeterReading(self._machine_j, None)
-        usage = fresh_usage(self._tree, self._seq)
-        self._seq = usage.seq
-        self._process_j += delta_j * usage.cpu_share
-        return MeterReading(self._machine_j, self._process_j)
+        return self._energy.add(delta_j)
 
 
 def energy_delta_uj(last_uj: int, now_uj: int, dt_s: float, name: str = "counter") -> int:

@@ -34,10 +34,10 @@ from pathlib import Path
 from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
 from greenprint._units import uj_to_j
-from greenprint.meters._attribution import ProcessTree, fresh_usage
+from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._counter import Opener as Opener  # re-exported: callers pass openers
-from greenprint.meters._counter import read_int, read_text
+from greenprint.meters._counter import SharedEnergy, read_int, read_text
 from greenprint.meters._status import MeterStatus
 
 __all__ = [
@@ -283,13 +283,10 @@ class RaplMeter(Meter):
             raise ValueError("RaplMeter needs at least one domain")
         self.component = component
         self.domains = tuple(domains)
-        self._tree = tree
         self._opener = opener
         self._last_uj: list[int] = []
-        self._machine_j = 0.0
-        self._process_j = 0.0
+        self._energy = SharedEnergy(tree, "cpu" if component == "cpu" else "ram")
         self._started = False
-        self._seq = 0
 
     @property
     def origin(self) -> Provenance:
@@ -307,10 +304,7 @@ class RaplMeter(Meter):
     def start(self) -> None:
         """Read the baseline counters."""
         self._last_uj = [read_int(d.path, self._opener) for d in self.domains]
-        if self._tree is not None:
-            self._seq = fresh_usage(self._tree, -1).seq
-        self._machine_j = 0.0
-        self._process_j = 0.0
+        self._energy.begin()
         self._started = True
 
     def read(self) -> MeterReading:
@@ -334,12 +328,4 @@ class RaplMeter(Meter):
                 delta = max(delta, 0)
             self._last_uj[i] = now
             delta_uj += delta
-        delta_j = uj_to_j(delta_uj)
-        self._machine_j += delta_j
-        if self._tree is None:
-            return MeterReading(self._machine_j, None)
-        usage = fresh_usage(self._tree, self._seq)
-        self._seq = usage.seq
-        share = usage.cpu_share if self.component == "cpu" else usage.ram_share
-        self._process_j += delta_j * share
-        return MeterReading(self._machine_j, self._process_j)
+        return self._energy.add(uj_to_j(delta_uj))
