@@ -209,3 +209,17 @@ def test_24_hours_that_start_at_half_past_cover_every_hour(tmp_path):
     assert result.best is not None and result.best.start_hour == 6
     assert result.best.mean_g_per_kwh == pytest.approx(110.0)
     assert result.best.emissions_kg == pytest.approx(1.65)
+
+
+def test_a_lost_run_is_priced_with_a_note():
+    """Found as a new user: a run whose process was killed (status lost) was priced as if whole."""
+    import dataclasses
+
+    lost = dataclasses.replace(RUN, status="lost", ended_at=None)
+    result = whatif(lost, regions=["FR"])
+    assert result.regions[0].emissions_kg == pytest.approx(15 * 0.056039)
+    assert result.notes == (
+        "run 'train' was lost (its process died unrecorded): the energy of its last flush is "
+        "priced",
+    )
+    assert whatif(RUN, regions=["FR"]).notes == ()

@@ -416,6 +416,11 @@ def whatif(
     notes: list[str] = []
     if record.status == "running":
         notes.append(f"run {record.name!r} is still running: its energy so far is priced")
+    elif record.status == "lost":
+        notes.append(
+            f"run {record.name!r} was lost (its process died unrecorded): the energy of its last "
+            "flush is priced"
+        )
     if record.pue != 1.0 and any(r.kind == "cloud" for r in priced):
         notes.append(
             f"cloud regions are priced with the run's PUE ({record.pue:g}); the provider's "
