@@ -462,7 +462,11 @@ class GreenprintTuneCallback(tune.Callback):
         time_attr: the result key that says how far a trial went, to tell a trial stopped at
             the end (``finished``) from one stopped early (``pruned``); use your scheduler's
             ``time_attr`` (default ``training_iteration``).
-        **run_options: passed to the sweep run (see :func:`greenprint.track`).
+        **run_options: passed to the sweep run (see :func:`greenprint.track`). A budget there
+            warns (or calls its ``on_exceed``), and with ``"stop"`` the sweep ends
+            ``interrupted``, but nothing stops Tune: no code of yours runs in the sweep run.
+            To stop trials, give the budget to :func:`trainable` (``budget=gp.Budget(...,
+            per="study")`` for the whole experiment).
 
     Raises:
         ConfigError: a bad option or ``time_attr``.
