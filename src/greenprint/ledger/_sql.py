@@ -33,6 +33,7 @@ from greenprint._exceptions import (
 from greenprint._imports import require
 from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger import _schema
+from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
 from greenprint.ledger._rows import METRIC_COLUMNS, RUN_COLUMNS, columns_of_rows, points_by_run
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
@@ -45,8 +46,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_S = 30.0
-RETRY_DEADLINE_S = 120.0
 _ADVISORY_LOCK_KEY = 0x67726E70  # "grnp": serialises schema creation/migration on PostgreSQL
 _TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 _WRITE = "greenprint_write"
@@ -186,19 +185,7 @@ class SQLStore:
             raise
 
     def _check_layout(self, tables: set[str], version: int | None) -> int:
-        where = self.target.display
-        if version is None or "runs" not in tables:
-            raise NotALedgerError(
-                f"{where} is not a greenprint ledger (it has tables but no greenprint schema: "
-                f"{', '.join(sorted(tables)[:5])}); left untouched"
-            )
-        if version > _schema.SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"ledger {where} has schema version {version}, newer than this greenprint "
-                f"(schema {_schema.SCHEMA_VERSION}); upgrade greenprint: "
-                "pip install --upgrade greenprint"
-            )
-        return version
+        return check_layout(tables, version, where=self.target.display)
 
     def _open(self, *, create: bool) -> int:
         tables, version = self._read_layout()

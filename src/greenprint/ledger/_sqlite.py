@@ -32,11 +32,11 @@ from greenprint._exceptions import (
     LedgerError,
     LedgerPathError,
     NotALedgerError,
-    SchemaVersionError,
 )
 from greenprint._records import MetricPoint, PowerSample
 from greenprint._version import __version__
 from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION
+from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
     RUN_COLUMNS,
@@ -52,8 +52,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_S = 30.0
-RETRY_DEADLINE_S = 120.0
 _POOL_SIZE = 5
 
 
@@ -295,19 +293,7 @@ class SQLiteStore:
             raise
 
     def _check_layout(self, tables: set[str], version: int | None) -> int:
-        where = self.target.display
-        if version is None or "runs" not in tables:
-            raise NotALedgerError(
-                f"{where} is not a greenprint ledger (it has tables but no greenprint schema: "
-                f"{', '.join(sorted(tables)[:5])}); left untouched"
-            )
-        if version > SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"ledger {where} has schema version {version}, newer than this greenprint "
-                f"(schema {SCHEMA_VERSION}); upgrade greenprint: "
-                "pip install --upgrade greenprint"
-            )
-        return version
+        return check_layout(tables, version, where=self.target.display)
 
     def _open(self, *, create: bool) -> int:
         tables, version = self._read_layout()
