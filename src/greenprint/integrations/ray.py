@@ -465,8 +465,7 @@ class GreenprintTuneCallback(tune.Callback):
         **run_options: passed to the sweep run (see :func:`greenprint.track`). A budget there
             warns (or calls its ``on_exceed``), and with ``"stop"`` the sweep ends
             ``interrupted``, but nothing stops Tune: no code of yours runs in the sweep run.
-            To stop trials, give the budget to :func:`trainable` (``budget=gp.Budget(...,
-            per="study")`` for the whole experiment).
+            To stop trials, give the budget to :func:`trainable`.
 
     Raises:
         ConfigError: a bad option or ``time_attr``.
