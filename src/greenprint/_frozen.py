@@ -1,0 +1,60 @@
+"""``slot_constructor``: build many frozen, slotted dataclass instances at half the cost.
+
+A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (looking the
+name up on the class every time) because its own ``__setattr__`` refuses. A bulk read builds
+hundreds of thousands of records (a 100,000-run report: a ``RunRecord`` with 42 fields per run,
+three ``MetricPoint`` per run, a ``RunRow`` with 26 fields per run), so that lookup is a large
+part of the read. The constructor made here sets each slot through its descriptor directly: the
+same object (equal, same type, still frozen), without the lookups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["slot_constructor"]
+
+T = TypeVar("T")
+
+
+def slot_constructor(cls: type[T]) -> Callable[..., T]:
+    """A function taking every field of ``cls`` positionally, in order, returning an instance.
+
+    Args:
+        cls: a frozen dataclass with ``slots=True``, no ``__post_init__`` and every field in
+            ``__init__``.
+
+    Returns:
+        ``make(*values)``, equal to ``cls(*values)`` (no default is filled in: every field is
+        given).
+
+    Raises:
+        TypeError: ``cls`` is not such a dataclass (its own ``__init__`` must then be used).
+    """
+    if not dataclasses.is_dataclass(cls) or not isinstance(cls, type):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    fields = dataclasses.fields(cls)
+    params = getattr(cls, "__dataclass_params__", None)
+    if (
+        params is None
+        or not params.frozen
+        or "__slots__" not in cls.__dict__
+        or hasattr(cls, "__post_init__")
+        or not all(f.init for f in fields)
+    ):
+        raise TypeError(f"{cls.__name__} is not a frozen, slotted dataclass without __post_init__")
+    names = [f.name for f in fields]
+    if any(n == "self" or n.startswith(("_set", "_new", "_cls")) for n in names):
+        raise TypeError(f"{cls.__name__} has a field name the constructor uses itself")
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    lines = [f"def make({', '.join(names)}):", "    self = _new(_cls)"]
+    for k, name in enumerate(names):
+        namespace[f"_set{k}"] = cls.__dict__[name].__set__  # the slot's member descriptor
+        lines.append(f"    _set{k}(self, {name})")
+    lines.append("    return self")
+    exec("\n".join(lines), namespace)  # as dataclasses builds __init__
+    make: Callable[..., T] = namespace["make"]
+    make.__qualname__ = f"slot_constructor({cls.__name__})"
+    return make
