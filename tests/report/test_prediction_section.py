@@ -117,3 +117,42 @@ def test_every_format_shows_the_section_and_the_json_follows_the_schema(study, t
     jsonschema.Draft202012Validator(schema).validate(data)
     assert data["prediction"]["predicted_runs"] == 3
     assert [r["name"] for r in data["prediction"]["rows"]] == ["even", "slowing"]
+
+
+@pytest.mark.slow
+def test_the_latex_table_fits_a_column_of_a_two_column_paper(study, tmp_path, require_component):
+    """Found as a new user: the table (six columns, one-line headers such as "intervals holding
+    the energy") was 78 pt wider than a one-column article's text, and had no scale-to-fit
+    guard. It fits one column of a two-column paper now, with and without the guard."""
+    import re
+    import shutil
+    import subprocess
+
+    pdflatex = shutil.which("pdflatex")
+    require_component(pdflatex is not None, "pdflatex is not installed")
+    assert pdflatex is not None
+    tex = write_report(build_report(study, "predicted"), tmp_path / "out", "latex", plots=False)
+    text = tex["latex"].read_text(encoding="utf-8")
+    start = text.index("\\section*{Cost predictions}")
+    section = text[start : text.index("\\end{table}", start) + len("\\end{table}")]
+    assert "\\resizebox{" in section
+    fit = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
+    unguarded = section.replace(fit, "").replace("\\end{tabular}}", "\\end{tabular}")
+    for body in (section, unguarded):
+        work = tmp_path / "paper"
+        work.mkdir(exist_ok=True)
+        (work / "p.tex").write_text(
+            "\\documentclass[twocolumn]{article}\n\\usepackage{booktabs,graphicx}\n"
+            "\\begin{document}\n" + body + "\n\\end{document}\n",
+            encoding="utf-8",
+        )
+        done = subprocess.run(
+            [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "p.tex"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout[-2000:]
+        log = (work / "p.log").read_text(encoding="utf-8", errors="replace")
+        assert not re.search(r"Overfull \\hbox", log), log

@@ -283,16 +283,21 @@ def latex_section(summary: PredictionSummary | None, esc: Callable[[str], str]) 
         return []
     out = ["\\section*{Cost predictions}", esc(_EXPLAIN), "", esc(summary.sentence()), ""]
     if summary.rows:
-        header, rows = summary.table()
+        _, rows = summary.table()
+        # two header lines and a box no wider than the column: one column of a two-column paper
+        top = ["run", "first", "energy", "CO2-eq", "time", "intervals"]
+        bottom = ["", "predicted at", "error", "error", "error", "held energy"]
         out += [
-            "\\begin{table}[h]\\centering\\small",
-            "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+            "\\begin{table}[h]\\centering\\footnotesize\\setlength{\\tabcolsep}{3pt}",
+            "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
+            "\\begin{tabular}{@{}l" + "r" * (len(top) - 1) + "@{}}",
             "\\toprule",
-            " & ".join(esc(h) for h in header) + " \\\\",
+            " & ".join(esc(h) for h in top) + " \\\\",
+            " & ".join(esc(h) for h in bottom) + " \\\\",
             "\\midrule",
         ]
         out += [" & ".join(esc(c) for c in cells) + " \\\\" for cells in rows]
-        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+        out += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
         more = _more(summary)
         out += [esc(more), ""] if more else []
     return out
