@@ -51,7 +51,9 @@ $(VENV)/.bench-installed: $(VENV)/.dev-installed
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[torch,demo,report,postgres,dev,bench]"
 	@touch $@
 
-# every benchmark, peers side by side; figures and their reading in BENCHMARKS.md
+# every benchmark, peers side by side; figures and their reading in BENCHMARKS.md. Two run with
+# smaller settings than BENCHMARKS.md's (whose commands it gives): bench_pruner one seed of three
+# (30 s, not 90 s), bench_distributed a tenth of the runs (1 minute, not 7).
 bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/bench_tracking.py
 	$(BIN)/python benchmarks/bench_startup.py
@@ -60,6 +62,15 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/bench_fpo_zoo.py
 	$(BIN)/python benchmarks/bench_analysis.py
 	$(BIN)/python benchmarks/bench_report.py
+	$(BIN)/python benchmarks/bench_integrations.py
+	$(BIN)/python benchmarks/bench_integrations_dl.py
+	$(BIN)/python benchmarks/bench_integrations_loggers.py
+	$(BIN)/python benchmarks/bench_ray.py
+	$(BIN)/python benchmarks/bench_distributed.py --scale 0.1
+	$(BIN)/python benchmarks/bench_budget.py
+	$(BIN)/python benchmarks/bench_greener.py
+	$(BIN)/python benchmarks/bench_pruner.py --seeds 0
+	$(BIN)/python benchmarks/bench_pruner.py --overhead
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
