@@ -67,15 +67,19 @@ def points_by_run(
         run_ids: the runs whose points are wanted.
 
     Returns:
-        Run id -> its points (an empty list for a run that logged none). A value is a float
+        Run id -> its points (runs that logged none are left out). A value is a float
         (SQLite's stored text ``'NaN'`` included); equal metric names share one string.
     """
-    by_run: dict[str, list[MetricPoint]] = {rid: [] for rid in run_ids}
+    wanted = set(run_ids)
+    by_run: dict[str, list[MetricPoint]] = {}
     names: dict[str, str] = {}  # one string object per metric name
     point = _make_point
     get = by_run.get
     for rid, name, value, step, at in rows:
         found = get(rid)
-        if found is not None:
-            found.append(point(names.setdefault(name, name), float(value), step, at))
+        if found is None:
+            if rid not in wanted:
+                continue
+            found = by_run[rid] = []
+        found.append(point(names.setdefault(name, name), float(value), step, at))
     return by_run
