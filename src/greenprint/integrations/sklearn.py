@@ -122,7 +122,8 @@ def track_search(
             :func:`greenprint.track`). ``meters`` (an object of this process) is given to the
             sweep only; fold and refit runs detect their own. A budget applies to the sweep and
             to each fold run; nothing in a fit calls its run, so ``on_exceed="stop"`` does not
-            interrupt scikit-learn: a run over budget warns and ends ``interrupted``.
+            interrupt scikit-learn: a run over budget warns, and ends ``interrupted`` when the
+            crossing was noticed while it ran (at a meter sample).
 
     Returns:
         The sweep :class:`~greenprint.Run`, ended: its ``energy_kwh``, ``emissions_kg`` and
