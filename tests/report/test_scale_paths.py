@@ -35,7 +35,7 @@ from greenprint.ledger._sql import SQLStore
 from greenprint.ledger._sqlite import SQLiteStore
 from greenprint.ledger._target import resolve_target
 from greenprint.report import build_report, render
-from greenprint.report._build import _assemble
+from greenprint.report._build import ROW_FIELD_ORDER, _assemble
 from greenprint.report._json import ROW_KEYS, row_json
 from greenprint.report._model import RunRow
 
@@ -410,6 +410,11 @@ _ints = st.one_of(st.none(), st.integers(0, 2**70))
 )
 def test_row_json_is_the_encoded_row_dict(row: RunRow) -> None:
     assert row_json(row, ENCODER) == ENCODER.encode(row.to_dict())
+
+
+def test_report_rows_give_runrow_fields_in_its_order() -> None:
+    """``_rows`` builds RunRows positionally: its order is the dataclass's."""
+    assert ROW_FIELD_ORDER == tuple(f.name for f in dataclasses.fields(RunRow))
 
 
 def test_row_keys_are_the_row_dict_keys() -> None:
