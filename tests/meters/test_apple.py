@@ -44,15 +44,6 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def no_other_hardware(tmp_path, monkeypatch):
-    """Every other probe points at an empty place: the machine running the tests does not count."""
-    monkeypatch.setenv("GREENPRINT_RAPL_ROOT", str(tmp_path / "no-powercap"))
-    monkeypatch.setenv("GREENPRINT_HWMON_ROOT", str(tmp_path / "no-hwmon"))
-    monkeypatch.setenv("GREENPRINT_DRM_ROOT", str(tmp_path / "no-drm"))
-    return tmp_path
-
-
 def _failure(meter: PowermetricsMeter) -> MeterError:
     """The error the meter reports once its process is gone (it may already fail to start)."""
     deadline = time.monotonic() + 20.0

@@ -28,15 +28,6 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def no_other_hardware(tmp_path, monkeypatch):
-    """Point every other probe at empty places, so the machine running the tests does not matter."""
-    monkeypatch.setenv("GREENPRINT_RAPL_ROOT", str(tmp_path / "no-powercap"))
-    monkeypatch.setenv("GREENPRINT_DRM_ROOT", str(tmp_path / "no-drm"))
-    monkeypatch.setenv("GREENPRINT_HWMON_ROOT", str(tmp_path / "no-hwmon"))
-    return tmp_path
-
-
 def _grace(root):
     # NVIDIA Grace: the ACPI power meter, one device per rail, labels in power1_oem_info
     rails = [

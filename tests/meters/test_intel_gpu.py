@@ -19,15 +19,6 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def no_other_hardware(tmp_path, monkeypatch):
-    """Every other probe points at an empty place: the machine running the tests does not count."""
-    monkeypatch.setenv("GREENPRINT_RAPL_ROOT", str(tmp_path / "no-powercap"))
-    monkeypatch.setenv("GREENPRINT_HWMON_ROOT", str(tmp_path / "no-hwmon"))
-    monkeypatch.setenv("GREENPRINT_DRM_ROOT", str(tmp_path / "no-drm"))
-    return tmp_path
-
-
 def test_i915_device_counter_not_its_gt_and_not_other_vendors(tmp_path):
     fake = make_fake_intel_gpu(tmp_path / "drm", cards={"card0": "i915", "card1": "amdgpu"})
     probe = probe_intel_gpu(fake.root)

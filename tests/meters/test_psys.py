@@ -9,14 +9,6 @@ from greenprint.meters import detect_meters, probe_rapl
 from greenprint.testing import make_fake_hwmon, make_fake_rapl
 
 
-@pytest.fixture
-def no_other_hardware(tmp_path, monkeypatch):
-    """Every other probe points at an empty place: the machine running the tests does not count."""
-    monkeypatch.setenv("GREENPRINT_HWMON_ROOT", str(tmp_path / "no-hwmon"))
-    monkeypatch.setenv("GREENPRINT_DRM_ROOT", str(tmp_path / "no-drm"))
-    return tmp_path
-
-
 def _psys_only(root, **kwargs):
     """A laptop whose package counters are unreadable, but psys is (or one with psys alone)."""
     rapl = make_fake_rapl(root, packages=1, dram=True, psys=True, **kwargs)
