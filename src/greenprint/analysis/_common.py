@@ -121,7 +121,14 @@ def score_of(run: RunRecord, metric: str, how: Literal["last", "max", "min"]) ->
 
     For loops over many runs (a study's scores), which check their options once.
     """
-    value = run.metric(metric, mode=how)
+    value: float | None = None
+    if how == "last":  # RunRecord.metric's last value, found from the end
+        for point in reversed(run.metrics):
+            if point.name == metric:
+                value = point.value
+                break
+    else:
+        value = run.metric(metric, mode=how)
     if value is None:
         return math.nan
     value = float(value)

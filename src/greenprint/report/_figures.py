@@ -87,7 +87,7 @@ def _time_unit(span_s: float) -> tuple[float, str]:
 
 
 def _tuple(values: Sequence[float] | np.ndarray) -> tuple[float, ...]:
-    return tuple(float(v) for v in np.asarray(values, dtype=float).tolist())
+    return tuple(np.asarray(values, dtype=float).tolist())  # Python floats
 
 
 def _score_label(inputs: FigureInputs) -> str:
@@ -338,11 +338,15 @@ def _baseline_lines(
 def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
     """Score against energy of every scored trial, with the front of the finished ones."""
     points: dict[str, list[tuple[float, float, str]]] = {"finished": [], "pruned": []}
+    runs, scores, isfinite = inputs.forest.runs, inputs.scores, math.isfinite
     for position in inputs.trials:
-        run = inputs.forest.runs[position]
-        score = inputs.scores.get(run.id, math.nan)
-        if run.status in points and math.isfinite(score) and math.isfinite(run.energy_kwh):
-            points[run.status].append((run.energy_kwh, score, run.id))
+        run = runs[position]
+        group = points.get(run.status)
+        if group is None:
+            continue
+        score = scores.get(run.id, math.nan)
+        if isfinite(score) and isfinite(run.energy_kwh):
+            group.append((run.energy_kwh, score, run.id))
     everything = points["finished"] + points["pruned"]
     if not everything:
         return None, "no Pareto plot: no finished or pruned trial has a score"
