@@ -6,7 +6,7 @@ The figure: in a fresh interpreter, after ``import greenprint``, the process CPU
     with gp.track("startup", ledger=<new file>):
         pass
 
-Everything that first run triggers counts: the modules it imports (meters, psutil, the ledger,
+Everything that first run triggers counts: the modules it imports (meters, the ledger,
 the carbon tables...), hardware detection, the TDP table, opening and creating the ledger, the
 run's rows, the git call's share in this process. ``import greenprint`` itself is not counted
 (it is measured by ``bench_tracking.py``). Median over ``--runs`` fresh interpreters, after one

@@ -14,7 +14,14 @@ greenprint must attempt none.
   trackers alternating; the median and the range over probes, and the ratio greenprint /
   codecarbon of each round. ``--churn`` starts a short process every 0.25 s meanwhile (outside
   the probes): a machine where processes come and go, on which greenprint cannot skip its walk
-  over the process table;
+  of the tree's children files;
+* **the floor**: two more probes alternate with the trackers' (Linux): an empty thread that wakes
+  once a second (what any 1 Hz sampler pays before it does anything), and the same thread making
+  the ``/proc`` reads of one greenprint sample and nothing else (``floor-reads``);
+* **where greenprint's time goes** (``--breakdown``): each part of its sampler (``/proc/stat``,
+  the stat lines, the new-process check, the children walk, the tree sample, the meter set, the
+  accounting, the ledger flush, the sampler thread as a whole) timed with ``time.thread_time``
+  in ``--probes`` fresh interpreters: calls, median µs per call, ms per second tracked;
 * **workload overhead**: the same CPU-bound job (one BLAS thread) bare, under ``gp.track`` and
   under codecarbon in each mode, in rounds whose order rotates; the overhead is the median over
   rounds of (tracked - bare) / bare within the round, in process CPU time and in wall time (the
@@ -26,7 +33,7 @@ greenprint must attempt none.
   wall time of ``greenprint --help`` beside ``python -c pass``.
 
 Usage: ``.venv/bin/python benchmarks/bench_tracking.py [--seconds 6] [--rounds 6] [--probes 5]
-[--idle 10] [--churn] [--out FILE]``
+[--idle 10] [--churn] [--skip-workload] [--breakdown] [--out FILE]``
 """
 
 from __future__ import annotations
@@ -293,17 +300,50 @@ TRACKERS = ("greenprint", *(f"codecarbon-{m}" for m in CODECARBON_MODES))
 #: Probes that are not trackers: an empty thread that wakes once a second (what any 1 Hz
 #: sampler pays on this machine before it does anything), and greenprint's sampler timed part by
 #: part.
-EXTRA_PROBES = ("floor", "greenprint-breakdown")
+EXTRA_PROBES = ("floor", "floor-reads", "greenprint-breakdown")
 
 
-def floor_cost(seconds: float) -> float:
-    """CPU ms per second of a thread that only wakes once a second (a timed lock acquire)."""
+def _proc_reads() -> Callable[[], None]:
+    """The reads one greenprint sample makes for a one-process tree, with nothing around them.
+
+    ``/proc/stat`` (the cpu line, parsed), this process's ``/proc/<pid>/stat`` (parsed),
+    ``/proc/loadavg`` and the children file of each thread, through descriptors kept open.
+    """
+    me = os.getpid()
+    machine = os.open("/proc/stat", os.O_RDONLY)
+    own = os.open(f"/proc/{me}/stat", os.O_RDONLY)
+    loadavg = os.open("/proc/loadavg", os.O_RDONLY)
+    children = [
+        os.open(f"/proc/{me}/task/{tid}/children", os.O_RDONLY)
+        for tid in os.listdir(f"/proc/{me}/task")
+    ]
+
+    def read() -> None:
+        data = os.pread(machine, 256, 0)
+        ticks = [int(x) for x in data[: data.find(b"\n")].split()[1:9]]
+        fields = os.pread(own, 1024, 0).rpartition(b")")[2].split()
+        _ = (sum(ticks), int(fields[11]) + int(fields[12]), int(fields[21]))
+        int(os.pread(loadavg, 256, 0).split()[-1])
+        for fd in children:
+            os.pread(fd, 65536, 0).split()
+
+    return read
+
+
+def floor_cost(seconds: float, reads: bool = False) -> float:
+    """CPU ms per second of a thread that only wakes once a second (a timed lock acquire).
+
+    With ``reads``, each wake-up also makes the reads of one greenprint sample
+    (:func:`_proc_reads`, Linux only): what this design costs before any bookkeeping.
+    """
     gate = threading.Lock()
     gate.acquire()
     ticks = [0]
+    work = _proc_reads() if reads else (lambda: None)
 
     def loop() -> None:
         while not gate.acquire(timeout=1.0):
+            work()
             ticks[0] += 1
 
     thread = threading.Thread(target=loop, daemon=True)
@@ -426,8 +466,9 @@ def main() -> None:
     parser.add_argument("--ram-w", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
-    if args.probe == "floor":
-        print(json.dumps([floor_cost(args.idle), 0.0, SOCKET_ATTEMPTS]))
+    if args.probe in ("floor", "floor-reads"):
+        cost = floor_cost(args.idle, reads=args.probe == "floor-reads")
+        print(json.dumps([cost, 0.0, SOCKET_ATTEMPTS]))
         return
     if args.probe == "greenprint-breakdown":
         tmp = tempfile.mkdtemp(prefix="gp-bench-")
@@ -455,14 +496,15 @@ def main() -> None:
     ram_w = float(getattr(ram_meter, "power_w", 0.0))
 
     # sampling cost: each tracker alone in a fresh interpreter, alternating, --probes each
-    probes: dict[str, list[tuple[float, float]]] = {n: [] for n in (*TRACKERS, "floor")}
+    floors = ("floor", "floor-reads") if sys.platform.startswith("linux") else ("floor",)
+    probes: dict[str, list[tuple[float, float]]] = {n: [] for n in (*TRACKERS, *floors)}
     breakdowns: list[dict[str, Any]] = []
     churn = Churn() if args.churn else None
     if churn is not None:
         churn.__enter__()
     try:
         for _ in range(args.probes):
-            for n in (*TRACKERS, "floor"):
+            for n in (*TRACKERS, *floors):
                 probes[n].append(idle_probe(n, args.idle, cpu_w, ram_w))
         if args.breakdown:
             for _ in range(args.probes):
@@ -488,9 +530,11 @@ def main() -> None:
         figures[f"sampling_cpu_ms_per_s_{key}"] = statistics.median(sampling)
         figures[f"sampling_cpu_ms_per_s_{key}_range"] = [min(sampling), max(sampling)]
         figures[f"start_stop_cpu_ms_{key}"] = statistics.median(start_stop)
-    floor = [p[0] for p in probes["floor"]]
-    figures["floor_cpu_ms_per_s_empty_1hz_thread"] = statistics.median(floor)
-    figures["floor_cpu_ms_per_s_empty_1hz_thread_range"] = [min(floor), max(floor)]
+    for n, key in (("floor", "empty_1hz_thread"), ("floor-reads", "1hz_thread_with_the_reads")):
+        if n in probes:
+            floor = [p[0] for p in probes[n]]
+            figures[f"floor_cpu_ms_per_s_{key}"] = statistics.median(floor)
+            figures[f"floor_cpu_ms_per_s_{key}_range"] = [min(floor), max(floor)]
     if breakdowns:
         figures["breakdown_probes"] = len(breakdowns)
         for label in breakdowns[0]["parts"]:

@@ -21,17 +21,22 @@ Processes started before :meth:`ProcessTree.start` count from their CPU time at 
 process once seen stays tracked after it is re-parented (daemonised), but its later children
 are not found.
 
-**How it reads, on Linux** (a sample runs once a second for the whole run, so it is kept to a
-few small reads, about 50 µs of CPU for a one-process tree): the machine's CPU times from the
-first line of ``/proc/stat``; each process of the tree from its ``/proc/<pid>/stat`` alone (CPU
-times, reaped children's times, parent, start time and resident pages are all in that one line),
-through a descriptor kept open for the first :data:`KEPT_OPEN` processes of a tree (a kept
-descriptor is bound to its process: once the process is gone it reads ``ESRCH``, never another
-process that got the same pid) and opened per read for the others, which are told apart from a
-reused pid by their start time. Descendants are found through the ``children`` file of each
-thread of each process of the tree (``/proc/<pid>/task/<tid>/children``), and that walk is
-skipped while the last process id the kernel handed out (``/proc/loadavg``) has not changed,
-since no new process can have joined the tree then. psutil is not imported on this path.
+**How it reads, on Linux.** A sample runs once a second for the whole run, so it is a few
+``pread`` calls on descriptors kept open (for a one-process tree: four, about 0.2 ms of CPU on the
+2-vCPU VM of ``BENCHMARKS.md``, where a read costs 5-30 µs once a second's sleep has cooled the
+caches), and psutil is not imported:
+
+* the machine's CPU times: the ``cpu`` line of ``/proc/stat``;
+* each process of the tree: its ``/proc/<pid>/stat`` line alone (CPU times, reaped children's
+  times, parent, threads, start time and resident pages are all in it). The first
+  :data:`KEPT_OPEN` descriptors of a tree stay open; a kept descriptor is bound to its process
+  (once the process is reaped it reads ``ESRCH``, never another process that got the same pid).
+  Beyond that, files are opened per read and a reused pid is told by its start time;
+* descendants: the ``children`` file of each thread of each process of the tree
+  (``/proc/<pid>/task/<tid>/children``), kept open between walks; the thread list is read again
+  when the process's thread count changes, and every :data:`_RELIST_EVERY` walks. The walk is
+  skipped while the last process id the kernel handed out (``/proc/loadavg``) has not changed,
+  since no new process can have joined the tree then.
 
 **Elsewhere** (macOS, Windows, a Linux without these files) the same figures come from psutil:
 ``cpu_times()`` of the machine and of each process (``oneshot``), ``memory_info().rss``, and
