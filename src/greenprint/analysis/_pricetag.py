@@ -479,8 +479,8 @@ def price_tag(
     by_status = {s: totals(of_status[s]) for s in statuses}
     by_role = {r: totals(of_role[r]) for r in RUN_ROLES if r in of_role}
 
-    started = min(r.started_at for r in items)
-    ended = max(_end_time(r) for r in items)
+    started = min([r.started_at for r in items])
+    ended = max([r.ended_at if r.ended_at is not None else _end_time(r) for r in items])
 
     if final is not None and final not in forest.index:
         raise AnalysisError(f"final run {final!r} is not among the runs")
@@ -581,16 +581,18 @@ def _edh(
     fpo_in: list[Any],
 ) -> EDH | None:
     """E·D·H over the trials (their parts' cost included); ``None`` if none has a size."""
-    covered = [p for p in trial_positions if (forest.runs[p].dataset_size or 0) > 0]
+    runs = forest.runs
+    covered = [p for p in trial_positions if (runs[p].dataset_size or 0) > 0]
     if not covered:
         return None
     trials = trial_positions
-    sizes = [int(forest.runs[p].dataset_size or 0) for p in covered]
+    pick = _picker(covered)  # the values at ``covered``, in order (sums as before)
+    sizes = [int(runs[p].dataset_size or 0) for p in covered]
     examples = float(sum(sizes))
-    energy = float(sum(energy_in[p] for p in covered))
-    emissions = float(sum(co2_in[p] for p in covered))
-    with_fpo = [p for p in covered if forest.runs[p].fpo is not None]
-    fpo_examples = float(sum(int(forest.runs[p].dataset_size or 0) for p in with_fpo))
+    energy = float(sum(pick(energy_in)))
+    emissions = float(sum(pick(co2_in)))
+    with_fpo = [p for p in covered if runs[p].fpo is not None]
+    fpo_examples = float(sum(int(runs[p].dataset_size or 0) for p in with_fpo))
     missing = len(trials) - len(covered)
     note = None
     if missing:
