@@ -222,6 +222,10 @@ def decode_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]
             else:  # SQLite's text 'NaN', an integer...
                 out[name] = [None if v is None else float(v) for v in stored]
         elif kind == "json":
+            if 10 * len(set(stored)) > 9 * len(stored):  # nearly all distinct: no memo
+                decode = _decode_json_dict
+                out[name] = [{} if text is None else decode(text) for text in stored]
+                continue
             memo: dict[str, dict[str, Any]] = {}
             column: list[dict[str, Any]] = []
             for text in stored:
