@@ -207,7 +207,9 @@ def decode_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]
         stored = columns[name]
         # Most columns need no conversion at all (the driver returns floats, ints, None): a
         # pass in C finds which (set(map(type, ...))); only the others are converted one by one.
-        if kind in ("str", "status", "role"):
+        if name == "id":  # the primary key: every value differs, nothing to share
+            out[name] = _as_list(stored)
+        elif kind in ("str", "status", "role"):
             # one string object per distinct value: a study's runs share their study, host,
             # command, versions and statuses (100,000 runs: tens of MB fewer)
             distinct = set(stored)

@@ -404,6 +404,8 @@ def _energy_source_of(run: RunRecord) -> str:
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
+_INF = math.inf
+
 #: ``RunRow(*values)`` at half the cost, every field given (``_frozen.slot_constructor``).
 _make_row = slot_constructor(RunRow)
 #: The order ``_rows`` gives RunRow's fields in (positionally: keywords cost 0.1 s per 100,000
@@ -466,6 +468,13 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 run.energy_ram_kwh is None,
             )
         ) or _energy_source(run, sources)
+        # score_per_cost, without a call in the common case (finite score, positive energy)
+        if known is None:
+            per_kwh = None
+        elif type(energy_kwh) is float and 0.0 < energy_kwh < _INF and -_INF < known < _INF:
+            per_kwh = known / energy_kwh
+        else:
+            per_kwh = score_per_cost(known, energy_kwh)
         rows.append(
             row(  # in ROW_FIELD_ORDER
                 run.id,  # id
@@ -487,7 +496,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 run.pue,  # pue
                 run.intensity_g_per_kwh,  # intensity_g_per_kwh
                 provenance.get("intensity") or run.intensity_source,  # intensity_source
-                None if known is None else score_per_cost(known, energy_kwh),  # score_per_kwh
+                per_kwh,  # score_per_kwh
                 None if known is None or fpo is None else score_per_cost(known, fpo / 1e9),
                 run.error,  # error
                 run.id == final_id,  # is_final
