@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import greenprint as gp
@@ -36,8 +36,8 @@ from greenprint.ledger._sqlite import SQLiteStore
 from greenprint.ledger._target import resolve_target
 from greenprint.report import build_report, render
 from greenprint.report._build import ROW_FIELD_ORDER, _assemble
-from greenprint.report._json import ROW_KEYS, row_json
-from greenprint.report._model import RunRow
+from greenprint.report._json import ROW_KEYS, params_json, row_json
+from greenprint.report._model import RunRow, _json_params
 
 STUDY = "messy"
 T0 = 1_700_000_000.0
@@ -410,6 +410,57 @@ _ints = st.one_of(st.none(), st.integers(0, 2**70))
 )
 def test_row_json_is_the_encoded_row_dict(row: RunRow) -> None:
     assert row_json(row, ENCODER) == ENCODER.encode(row.to_dict())
+
+
+_MARKER_TEXT = "\x00greenprint: next run\x00"
+
+
+@settings(max_examples=200, deadline=None)
+@example([{"tags": ["a", _MARKER_TEXT, "b"]}, {"x": 1.5}])  # the fallback: one piece too many
+@example([])
+@given(
+    st.lists(
+        st.one_of(
+            _params,
+            st.just({"tag": _MARKER_TEXT}),  # the marker itself, as a value
+            st.just({"tags": ["a", _MARKER_TEXT, "b"]}),  # its encoded form between commas
+        ),
+        max_size=8,
+    )
+)
+def test_params_of_a_chunk_encoded_at_once_equal_each_encoded(params: list) -> None:
+    rows = [
+        RunRow(
+            "a",
+            "b",
+            None,
+            0,
+            True,
+            "finished",
+            None,
+            0.0,
+            1.0,
+            0.0,
+            0.0,
+            None,
+            None,
+            None,
+            p,
+            "unknown",
+            1.0,
+            None,
+            "",
+            None,
+            None,
+            None,
+        )  # fmt: skip
+        for p in params
+    ]
+    each = [ENCODER.encode(_json_params(p)) for p in params]
+    assert params_json(rows, ENCODER) == each
+    assert [row_json(r, ENCODER, p) for r, p in zip(rows, each, strict=True)] == [
+        ENCODER.encode(r.to_dict()) for r in rows
+    ]
 
 
 def test_report_rows_give_runrow_fields_in_its_order() -> None:
