@@ -295,7 +295,7 @@ class RunForest:
         for pos in self.order:
             if not children[pos]:  # a leaf: the same arithmetic with nothing below it
                 own = values[pos]
-                total = 0 if own is None else max(own, 0)
+                total = 0 if own is None or own < 0 else own  # max(own, 0), without a call
                 inclusive[pos] = total + 0
                 exclusive[pos] = total - 0
                 continue
