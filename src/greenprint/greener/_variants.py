@@ -328,6 +328,19 @@ def _fine_tune(
     return (run,)
 
 
+def _made_permanent(
+    ctx: Context, model: nn.Module, layers: list[Any], hook: Any, note: str
+) -> Applied:
+    """Fine-tune a pruned model (if asked), then make its layers' pruning masks permanent."""
+    from torch.nn.utils import prune
+
+    training = _fine_tune(ctx, model, hook)
+    for _, module in layers:
+        prune.remove(module, "weight")
+    model.eval()
+    return Applied(model=model, training=training, notes=(note,))
+
+
 def prune_unstructured(
     amount: float = 0.5,
     *,
@@ -354,14 +367,8 @@ def prune_unstructured(
             raise VariantSkipped("the model has no linear or convolution layer to prune")
         for _, module in layers:
             prune.l1_unstructured(module, "weight", amount=share)
-        training = _fine_tune(ctx, model, hook)
-        for _, module in layers:
-            prune.remove(module, "weight")
-        model.eval()
-        return Applied(
-            model=model,
-            training=training,
-            notes=("zeros stored densely and multiplied by dense kernels",),
+        return _made_permanent(
+            ctx, model, layers, hook, "zeros stored densely and multiplied by dense kernels"
         )
 
     return Variant(
@@ -403,14 +410,12 @@ def prune_structured(
             raise VariantSkipped("no linear or convolution layer to prune (the last is kept)")
         for _, module in layers:
             prune.ln_structured(module, "weight", amount=share, n=n, dim=0)
-        training = _fine_tune(ctx, model, hook)
-        for _, module in layers:
-            prune.remove(module, "weight")
-        model.eval()
-        return Applied(
-            model=model,
-            training=training,
-            notes=("channels zeroed, not removed: the dense shapes and kernels stay",),
+        return _made_permanent(
+            ctx,
+            model,
+            layers,
+            hook,
+            "channels zeroed, not removed: the dense shapes and kernels stay",
         )
 
     return Variant(
