@@ -12,11 +12,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from greenprint import _public
-from greenprint._budget import Budget
+from greenprint import _lazy, _public
 from greenprint._exceptions import (
     AnalysisError,
     BudgetExceeded,
@@ -45,12 +43,15 @@ from greenprint._records import MetricPoint, PowerSample, RunRecord
 from greenprint._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._budget import Budget
     from greenprint.fpo import FPOCounter, FPOResult, count_fpo, training_fpo
     from greenprint.ledger import Ledger
     from greenprint.tracking import Run, track
 
-# name -> module that defines it; imported on first attribute access (PEP 562).
+# name -> module that defines it; imported on first attribute access (PEP 562): a budget
+# brings logging and validation, the others the tracker, the ledger or torch
 _LAZY = {
+    "Budget": "greenprint._budget",
     "track": "greenprint.tracking",
     "Run": "greenprint.tracking",
     "Ledger": "greenprint.ledger",
@@ -100,14 +101,4 @@ __all__ = [
 _public.publish(__name__, globals())
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'greenprint' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = _lazy.exports(__name__, globals(), _LAZY)

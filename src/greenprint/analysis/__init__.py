@@ -21,10 +21,9 @@ needs no tracker and no ledger; ``ledger.runs(study=...)`` gives the runs.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from greenprint import _public
+from greenprint import _lazy, _public
 from greenprint.analysis._common import lower_is_better, resolve_mode, run_score
 from greenprint.analysis._curves import LearningCurve, learning_curve
 from greenprint.analysis._efficiency import (
@@ -104,14 +103,4 @@ __all__ = [
 _public.publish(__name__, globals())
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'greenprint.analysis' has no attribute {name!r}")
-    value = _public.publish_value(__name__, getattr(importlib.import_module(module), name))
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.exports(__name__, globals(), _LAZY)

@@ -69,10 +69,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from greenprint import _imports, _public
+from greenprint import _imports, _lazy
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.fpo._api import count_fpo, training_fpo
@@ -101,17 +100,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    entry = _LAZY.get(name)
-    if entry is None:
-        raise AttributeError(f"module 'greenprint.fpo' has no attribute {name!r}")
-    module, needs_torch = entry
-    if needs_torch:
-        _imports.require("torch", extra="torch", purpose="FPO counting")
-    value = _public.publish_value(__name__, getattr(importlib.import_module(module), name))
-    globals()[name] = value
-    return value
+def _need_torch() -> None:
+    _imports.require("torch", extra="torch", purpose="FPO counting")
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.exports(__name__, globals(), _LAZY, needs=_need_torch)

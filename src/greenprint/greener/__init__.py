@@ -19,10 +19,9 @@ are loaded on first use).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from greenprint import _public
+from greenprint import _lazy
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.greener._compare import compare
@@ -94,14 +93,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'greenprint.greener' has no attribute {name!r}")
-    value = _public.publish_value(__name__, getattr(importlib.import_module(module), name))
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.exports(__name__, globals(), _LAZY)

@@ -17,10 +17,9 @@ replaced by an estimate and the provenance says why).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from greenprint import _public
+from greenprint import _lazy, _public
 from greenprint.meters._attribution import ProcessTree, UsageSample
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._estimate import (
@@ -136,14 +135,4 @@ __all__ = [
 _public.publish(__name__, globals())
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'greenprint.meters' has no attribute {name!r}")
-    value = _public.publish_value(__name__, getattr(importlib.import_module(module), name))
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = _lazy.exports(__name__, globals(), _LAZY)
