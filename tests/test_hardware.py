@@ -18,6 +18,19 @@ XEON_2S = "\n".join(
     for i in range(4)
 )
 ARM = "processor\t: 0\nBogoMIPS\t: 48.00\nCPU implementer\t: 0x41\nHardware\t: BCM2835\n"
+#: every meter discovery reports on, in the order it lists them
+METERS = [
+    "rapl",
+    "nvml",
+    "amdsmi",
+    "psys",
+    "hwmon",
+    "intel-gpu",
+    "powermetrics",
+    "estimate:cpu",
+    "estimate:gpu",
+    "estimate:ram",
+]
 
 
 def test_cpuinfo_parsing():
@@ -32,18 +45,7 @@ def test_detect_hardware_here_never_raises_and_is_cached(real_sysfs):
     assert detect_hardware() is hw
     assert hw.logical_cores >= 1 and hw.physical_cores >= 1 and hw.sockets >= 1
     assert hw.ram_gb > 0
-    assert [m.name for m in hw.meters] == [
-        "rapl",
-        "nvml",
-        "amdsmi",
-        "psys",
-        "hwmon",
-        "intel-gpu",
-        "powermetrics",
-        "estimate:cpu",
-        "estimate:gpu",
-        "estimate:ram",
-    ]
+    assert [m.name for m in hw.meters] == METERS
     for m in hw.meters:
         assert m.reason
     json.dumps(hw.to_dict())  # JSON-ready
@@ -119,18 +121,7 @@ def test_cli_json(capsys):
     assert main(["hardware", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["cpu_model"] == detect_hardware().cpu_model
-    assert {m["name"] for m in report["meters"]} == {
-        "rapl",
-        "nvml",
-        "amdsmi",
-        "psys",
-        "hwmon",
-        "intel-gpu",
-        "powermetrics",
-        "estimate:cpu",
-        "estimate:gpu",
-        "estimate:ram",
-    }
+    assert [m["name"] for m in report["meters"]] == METERS
     assert set(report["in_use"]) >= {"cpu", "ram"}
     assert all(isinstance(m["usable"], bool) for m in report["meters"])
 

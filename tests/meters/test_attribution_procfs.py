@@ -3,6 +3,7 @@ told apart, kept descriptors bounded and robust, psutil not imported on the samp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,6 +19,53 @@ from greenprint.meters._attribution import ProcessTree, _machine_times, _ProcSta
 pytestmark = pytest.mark.skipif(not _attribution._PROCFS, reason="no /proc/<pid>/stat")
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(30)"]
+
+
+@pytest.fixture
+def spawn():
+    """Start a process (``SLEEPER`` unless told); each one is killed and reaped after the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(argv: list[str] = SLEEPER, **kwargs) -> subprocess.Popen:
+        started.append(subprocess.Popen(argv, **kwargs))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def tree():
+    """A process tree of this process (not started); closed after the test."""
+    tree = ProcessTree()
+    yield tree
+    tree.close()
+
+
+@contextlib.contextmanager
+def _child_of_a_new_thread():
+    """Start a thread that starts a ``SLEEPER`` child and waits; yield the child once it runs."""
+    gate = threading.Event()
+    children: list[subprocess.Popen] = []
+
+    def fork_and_wait() -> None:
+        children.append(subprocess.Popen(SLEEPER))
+        gate.wait()
+
+    thread = threading.Thread(target=fork_and_wait)
+    thread.start()
+    try:
+        while not children:
+            time.sleep(0.01)
+        yield children[0]
+    finally:
+        gate.set()
+        thread.join()
+        for p in children:
+            p.kill()
+            p.wait()
 
 
 def _kept_stat_fds(pids: set[int]) -> set[str]:
@@ -38,8 +86,8 @@ def _kept_fds(wanted: set[str]) -> set[str]:
     return out
 
 
-def test_a_process_reads_as_psutil_reads_it():
-    proc = subprocess.Popen(
+def test_a_process_reads_as_psutil_reads_it(spawn):
+    proc = spawn(
         [
             sys.executable,
             "-c",
@@ -52,24 +100,20 @@ def test_a_process_reads_as_psutil_reads_it():
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ok"
-        opened = _ProcStat.open(proc.pid, keep=False)
-        assert opened is not None
-        _, (ppid, own_s, reaped_s, rss_bytes, started_s, threads) = opened
-        ps = psutil.Process(proc.pid)
-        times = ps.cpu_times()
-        assert ppid == os.getpid()
-        assert threads == ps.num_threads() == 1
-        assert own_s == pytest.approx(times.user + times.system, abs=0.02)
-        assert own_s >= 0.29
-        assert reaped_s == pytest.approx(times.children_user + times.children_system, abs=0.02)
-        assert rss_bytes == pytest.approx(ps.memory_info().rss, rel=0.1)
-        boot_s = psutil.boot_time()
-        assert boot_s + started_s == pytest.approx(ps.create_time(), abs=1.0)
-    finally:
-        proc.kill()
-        proc.wait()
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ok"
+    opened = _ProcStat.open(proc.pid, keep=False)
+    assert opened is not None
+    _, (ppid, own_s, reaped_s, rss_bytes, started_s, threads) = opened
+    ps = psutil.Process(proc.pid)
+    times = ps.cpu_times()
+    assert ppid == os.getpid()
+    assert threads == ps.num_threads() == 1
+    assert own_s == pytest.approx(times.user + times.system, abs=0.02)
+    assert own_s >= 0.29
+    assert reaped_s == pytest.approx(times.children_user + times.children_system, abs=0.02)
+    assert rss_bytes == pytest.approx(ps.memory_info().rss, rel=0.1)
+    boot_s = psutil.boot_time()
+    assert boot_s + started_s == pytest.approx(ps.create_time(), abs=1.0)
 
 
 def test_the_machine_times_are_psutils():
@@ -81,8 +125,8 @@ def test_the_machine_times_are_psutils():
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_a_reaped_process_reads_as_gone(keep):
-    proc = subprocess.Popen(SLEEPER)
+def test_a_reaped_process_reads_as_gone(keep, spawn):
+    proc = spawn()
     opened = _ProcStat.open(proc.pid, keep=keep)
     assert opened is not None
     handle = opened[0]
@@ -94,78 +138,58 @@ def test_a_reaped_process_reads_as_gone(keep):
     assert handle.kept == 0  # its descriptor is released
 
 
-def test_a_reused_pid_is_another_process():
+def test_a_reused_pid_is_another_process(spawn):
     # a pid is reused once its process is reaped: a handle read by path tells them apart by
     # start time (here the "old" process is a handle whose start time does not match)
-    proc = subprocess.Popen(SLEEPER)
+    proc = spawn()
+    opened = _ProcStat.open(proc.pid, keep=False)
+    assert opened is not None
+    stale = _ProcStat(proc.pid, opened[1][4] - 5.0, -1)
+    assert stale.read() is None
+    assert opened[0].read() is not None
+
+
+def test_a_descriptor_closed_behind_the_trees_back_is_read_by_path(spawn):
+    opened = _ProcStat.open(spawn().pid, keep=True)
+    assert opened is not None
+    handle = opened[0]
+    os.close(handle._fd)  # a library that closes every descriptor it did not open
+    assert handle.read() is not None
+    assert handle.kept == 0
+
+
+def test_a_descriptor_number_reused_for_another_file_is_not_read_or_closed(tmp_path, spawn):
+    opened = _ProcStat.open(spawn().pid, keep=True)
+    assert opened is not None
+    handle = opened[0]
+    fd = handle._fd
+    os.close(fd)
+    other = tmp_path / "other"
+    other.write_bytes(b"not a stat line")
+    reused = os.open(other, os.O_RDONLY)
+    assert reused == fd  # the lowest free number
     try:
-        opened = _ProcStat.open(proc.pid, keep=False)
-        assert opened is not None
-        stale = _ProcStat(proc.pid, opened[1][4] - 5.0, -1)
-        assert stale.read() is None
-        assert opened[0].read() is not None
+        assert handle.read() is not None  # read by path, with its start time checked
+        os.fstat(reused)  # still open: the tree did not close someone else's file
     finally:
-        proc.kill()
-        proc.wait()
+        os.close(reused)
 
 
-def test_a_descriptor_closed_behind_the_trees_back_is_read_by_path():
-    proc = subprocess.Popen(SLEEPER)
-    try:
-        opened = _ProcStat.open(proc.pid, keep=True)
-        assert opened is not None
-        handle = opened[0]
-        os.close(handle._fd)  # a library that closes every descriptor it did not open
-        assert handle.read() is not None
-        assert handle.kept == 0
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def test_a_descriptor_number_reused_for_another_file_is_not_read_or_closed(tmp_path):
-    proc = subprocess.Popen(SLEEPER)
-    try:
-        opened = _ProcStat.open(proc.pid, keep=True)
-        assert opened is not None
-        handle = opened[0]
-        fd = handle._fd
-        os.close(fd)
-        other = tmp_path / "other"
-        other.write_bytes(b"not a stat line")
-        reused = os.open(other, os.O_RDONLY)
-        assert reused == fd  # the lowest free number
-        try:
-            assert handle.read() is not None  # read by path, with its start time checked
-            os.fstat(reused)  # still open: the tree did not close someone else's file
-        finally:
-            os.close(reused)
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def test_a_big_tree_keeps_only_a_few_descriptors_and_counts_every_process(monkeypatch):
+def test_a_big_tree_keeps_only_a_few_descriptors_and_counts_every_process(monkeypatch, spawn, tree):
     monkeypatch.setattr(_attribution, "KEPT_OPEN", 3)
-    children = [subprocess.Popen(SLEEPER) for _ in range(5)]
+    children = [spawn() for _ in range(5)]
     pids = {c.pid for c in children}
-    tree = ProcessTree()
-    try:
-        tree.start()
-        assert pids <= tree.last.pids
-        assert tree._kept() <= 3
-        assert len(_kept_stat_fds(pids)) < len(pids)  # the others are read by path
-        children[0].kill()
-        children[0].wait()
-        sample = tree.sample()
-        assert children[0].pid not in sample.pids
-        assert pids - {children[0].pid} <= sample.pids
-        assert tree._kept() <= 3
-    finally:
-        for c in children:
-            c.kill()
-            c.wait()
-        tree.close()
+    tree.start()
+    assert pids <= tree.last.pids
+    assert tree._kept() <= 3
+    assert len(_kept_stat_fds(pids)) < len(pids)  # the others are read by path
+    children[0].kill()
+    children[0].wait()
+    sample = tree.sample()
+    assert children[0].pid not in sample.pids
+    assert pids - {children[0].pid} <= sample.pids
+    assert tree._kept() <= 3
+    tree.close()
     assert _kept_stat_fds(pids) == set()
 
 
@@ -183,100 +207,47 @@ def test_sampling_does_not_import_psutil():
     assert out.stdout.strip() == "False"
 
 
-def test_a_new_child_is_timed_from_its_own_start():
-    tree = ProcessTree()
+def test_a_new_child_is_timed_from_its_own_start(spawn, tree):
     tree.start()
     time.sleep(0.05)
-    child = subprocess.Popen(SLEEPER)
-    try:
-        time.sleep(0.2)
-        sample = tree.sample()
-        assert child.pid in sample.pids
-        entry = tree._procs[child.pid]
-        assert entry.base_own == 0.0 and entry.base_reaped == 0.0
-    finally:
-        child.kill()
-        child.wait()
-        tree.close()
+    child = spawn()
+    time.sleep(0.2)
+    sample = tree.sample()
+    assert child.pid in sample.pids
+    entry = tree._procs[child.pid]
+    assert entry.base_own == 0.0 and entry.base_reaped == 0.0
 
 
-def _in_a_new_thread(fn):
-    out = []
-    thread = threading.Thread(target=lambda: out.append(fn()))
-    thread.start()
-    thread.join()
-    return out[0]
-
-
-def test_a_child_forked_by_a_new_thread_is_found():
+def test_a_child_forked_by_a_new_thread_is_found(tree):
     # the root's thread list is kept between walks; a new thread changes the thread count
     # (from the root's stat line), so its children file is read from the next walk on
-    tree = ProcessTree()
     tree.start()
-    gate = threading.Event()
-    started: list[subprocess.Popen] = []
-
-    def fork_and_wait() -> None:
-        started.append(subprocess.Popen(SLEEPER))
-        gate.wait()
-
-    thread = threading.Thread(target=fork_and_wait)
-    thread.start()
-    try:
-        while not started:
-            time.sleep(0.01)
-        assert started[0].pid in tree.sample().pids
-    finally:
-        gate.set()
-        thread.join()
-        for p in started:
-            p.kill()
-            p.wait()
-        tree.close()
+    with _child_of_a_new_thread() as child:
+        assert child.pid in tree.sample().pids
 
 
-def test_a_child_of_a_thread_that_replaced_another_is_found_within_a_few_walks():
+def test_a_child_of_a_thread_that_replaced_another_is_found_within_a_few_walks(tree):
     # one thread ends and another starts between two walks: same thread count, so the cached
     # list misses the new thread until the list is read again (at most _RELIST_EVERY walks)
     gate = threading.Event()
     first = threading.Thread(target=gate.wait)
     first.start()
-    tree = ProcessTree()
     tree.start()
     tree.sample()
     gate.set()
     first.join()
-    children: list[subprocess.Popen] = []
-    gate2 = threading.Event()
-
-    def fork_and_wait() -> None:
-        children.append(subprocess.Popen(SLEEPER))
-        gate2.wait()
-
-    second = threading.Thread(target=fork_and_wait)
-    second.start()
-    try:
-        while not children:
-            time.sleep(0.01)
+    with _child_of_a_new_thread() as child:
         found_at = None
         for walk in range(1, _attribution._RELIST_EVERY + 2):
             _attribution._PROC_LOADAVG.read()  # a walk happens when a pid was handed out
             tree._walked_at_pid = None
-            if children[0].pid in tree.sample().pids:
+            if child.pid in tree.sample().pids:
                 found_at = walk
                 break
         assert found_at is not None and found_at <= _attribution._RELIST_EVERY
-    finally:
-        gate2.set()
-        second.join()
-        for p in children:
-            p.kill()
-            p.wait()
-        tree.close()
 
 
-def test_closing_a_tree_releases_its_children_files():
-    tree = ProcessTree()
+def test_closing_a_tree_releases_its_children_files(tree):
     tree.start()
     me = os.getpid()
     tids = set(os.listdir(f"/proc/{me}/task"))
@@ -306,8 +277,7 @@ def test_a_finished_run_keeps_no_proc_descriptor_open():
     assert out.stdout.strip() == "[] finished"
 
 
-def test_a_closed_tree_still_samples_by_path():
-    tree = ProcessTree()
+def test_a_closed_tree_still_samples_by_path(tree):
     tree.start()
     tree.close()
     assert tree._kept() == 0
@@ -317,4 +287,4 @@ def test_a_closed_tree_still_samples_by_path():
     sample = tree.sample()
     assert os.getpid() in sample.pids
     assert sample.tree_cpu_s >= 0.15
-    tree.close()
+    tree.close()  # a second close is harmless

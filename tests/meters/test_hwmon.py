@@ -3,6 +3,8 @@ integration of power, permissions, and a failure mid-run that degrades to the es
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,6 +28,16 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
+
+
+@pytest.fixture
+def xgene(tmp_path, no_other_hardware, monkeypatch):
+    """An Arm server's CPU energy counter (X-Gene, ``hwmon0:energy1``), found by discovery."""
+    fake = make_fake_hwmon(
+        tmp_path / "h", devices={"hwmon0": {"driver": "xgene_hwmon", "energy": {1: "CPU energy"}}}
+    )
+    monkeypatch.setenv("GREENPRINT_HWMON_ROOT", str(fake.root))
+    return fake
 
 
 def _grace(root):
@@ -188,67 +200,42 @@ def test_energy_delta_recovers_any_plausible_interval(last, joules, dt):
     assert energy_delta_uj(last, now, dt) >= 0
 
 
-def test_cpu_share_follows_the_process_tree(tmp_path, no_other_hardware, monkeypatch):
-    fake = make_fake_hwmon(
-        tmp_path / "h", devices={"hwmon0": {"driver": "xgene_hwmon", "energy": {1: "CPU energy"}}}
-    )
-    monkeypatch.setenv("GREENPRINT_HWMON_ROOT", str(fake.root))
-    meters = detect_meters()
-    try:
+def test_cpu_share_follows_the_process_tree(xgene):
+    with contextlib.closing(detect_meters()) as meters:
         assert meters.provenance["cpu"] == "hwmon:xgene_hwmon:energy1 (energy counters)"
         meters.start()
         sum(i * i for i in range(200_000))
-        fake.add_j("hwmon0:energy1", 30.0)
+        xgene.add_j("hwmon0:energy1", 30.0)
         reading = meters.read()["cpu"]
         assert reading.machine_j == pytest.approx(30.0)
         assert reading.process_j is not None and 0.0 <= reading.process_j <= 30.0
         assert meters.provenance["ram"].startswith("estimate:ram")  # RAM stays estimated
-    finally:
-        meters.close()
 
 
-def test_hwmon_is_listed_by_hardware_and_used_only_without_rapl(
-    tmp_path, no_other_hardware, monkeypatch
-):
+def test_hwmon_is_listed_by_hardware_and_used_only_without_rapl(xgene, tmp_path):
     from greenprint.testing import make_fake_rapl
 
-    fake = make_fake_hwmon(
-        tmp_path / "h", devices={"hwmon0": {"driver": "xgene_hwmon", "energy": {1: "CPU energy"}}}
-    )
-    monkeypatch.setenv("GREENPRINT_HWMON_ROOT", str(fake.root))
     hw = detect_hardware()
     assert hw.meter("hwmon").usable
     assert hw.meter("hwmon").reason == (
         "cpu from xgene_hwmon:energy1 (CPU energy): energy counters"
     )
     rapl = make_fake_rapl(tmp_path / "pc")
-    meters = detect_meters(rapl_root=str(rapl.root))
-    try:
+    with contextlib.closing(detect_meters(rapl_root=str(rapl.root))) as meters:
         assert meters.provenance["cpu"] == "rapl:package-0"  # RAPL first
-    finally:
-        meters.close()
 
 
-def test_failing_mid_run_degrades_to_the_estimate_and_says_so(
-    tmp_path, no_other_hardware, monkeypatch
-):
-    fake = make_fake_hwmon(
-        tmp_path / "h", devices={"hwmon0": {"driver": "xgene_hwmon", "energy": {1: "CPU energy"}}}
-    )
-    monkeypatch.setenv("GREENPRINT_HWMON_ROOT", str(fake.root))
-    meters = detect_meters()
-    try:
+def test_failing_mid_run_degrades_to_the_estimate_and_says_so(xgene):
+    with contextlib.closing(detect_meters()) as meters:
         meters.start()
-        fake.add_j("hwmon0:energy1", 5.0)
+        xgene.add_j("hwmon0:energy1", 5.0)
         assert meters.read()["cpu"].machine_j == pytest.approx(5.0)
-        fake.make_unreadable("hwmon0:energy1", "missing")  # driver unloaded
+        xgene.make_unreadable("hwmon0:energy1", "missing")  # driver unloaded
         after = meters.read()["cpu"]  # never raises
         assert isinstance(after, MeterReading) and after.machine_j >= 5.0
         prov = meters.provenance["cpu"]
         assert prov.startswith("estimate:")
         assert "(hwmon failed: cannot read " in prov and "energy1_input" in prov
-    finally:
-        meters.close()
 
 
 def test_greenprint_hardware_lists_them_and_what_is_in_use(
