@@ -25,6 +25,12 @@ PACKAGES = [
 ]
 
 
+def _fresh(code: str) -> list[str]:
+    """What ``code`` prints in a fresh interpreter, split into words."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
 @pytest.fixture
 def lazypkg(tmp_path, monkeypatch):
     """A package ``lazypkg`` exporting ``Thing`` (from ``lazypkg._thing``) and ``extra``
@@ -97,8 +103,7 @@ def test_budget_is_lazy_yet_one_class():
         "from greenprint import Budget; from greenprint._budget import Budget as B;"
         "print(loaded, Budget is B is gp.Budget, Budget.__module__, 'logging' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True", "greenprint", "True"]
+    assert _fresh(code) == ["False", "True", "greenprint", "True"]
     with pytest.raises(gp.BudgetExceeded):
         raise gp.BudgetExceeded("over budget")
     assert issubclass(gp.BudgetExceeded, gp.GreenprintError)
@@ -121,5 +126,4 @@ def test_needing_torch_without_it_is_one_missing_dependency():
         "try:\n    fpo.count_fpo\nexcept ImportError as e:\n"
         "    print(type(e).__name__, 'greenprint[torch]' in str(e), fpo.FPOResult.__module__)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["MissingDependencyError", "True", "greenprint.fpo"]
+    assert _fresh(code) == ["MissingDependencyError", "True", "greenprint.fpo"]
