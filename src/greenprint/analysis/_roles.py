@@ -14,7 +14,11 @@ or inferred here, at read time, from the nesting of runs within the set:
   rank of a distributed job linked under the job's head, counted once with it: see
   :class:`~greenprint.analysis._common.RunForest`).
 
-A given role always wins; the runs below it are inferred from it. "Logged no score" means no
+A given role wins, except inside a run that is not a sweep: a run inside a trial (or a part,
+a baseline, the final run or a learning-curve run) is always a part of it, whatever role it
+was given (a scikit-learn search's sweep, trials and refit run inside an Optuna trial are that
+trial's parts, not trials of the study); the note says how many. The runs below a given role
+are inferred from it. "Logged no score" means no
 finite value of the metric the study is ranked by (``metric=``), or of any metric without one.
 
 A trial's score is its own logged score, else the mean of its parts' scores (e.g. the folds of a
@@ -93,6 +97,9 @@ class StudyRoles:
         owners: for each run, the position of the run its cost belongs to: itself, or for a
             part the nearest enclosing run that is not a part (its trial, baseline...).
         metric: the metric "logged no score" was judged by (``None``: any metric).
+        overridden: how many runs were given a role inside a run that is not a sweep (a trial,
+            a part, a baseline, the final run or a learning-curve run) and are read as its parts
+            (counted among the inferred).
     """
 
     forest: RunForest
@@ -100,6 +107,7 @@ class StudyRoles:
     inferred: tuple[bool, ...]
     owners: tuple[int, ...]
     metric: str | None = None
+    overridden: int = 0
 
     @property
     def runs(self) -> tuple[RunRecord, ...]:
@@ -157,16 +165,27 @@ class StudyRoles:
         for role, inferred in zip(self.roles, self.inferred, strict=True):
             if inferred:
                 found[role] = found.get(role, 0) + 1
-        listing = ", ".join(f"{n} {r}" for r in RUN_ROLES if (n := found.get(r)))
-        whose = (
-            "every run"
-            if self.n_inferred == len(self.roles)
-            else (f"{self.n_inferred} of {len(self.roles)} runs")
-        )
-        return (
-            f"roles inferred for {whose} ({listing}), as no role was given: "
-            f"{_INFERENCE_RULES}; give roles with gp.track(..., role=...)"
-        )
+        if self.overridden:  # every overridden run is a part, and counted as inferred
+            found["part"] -= self.overridden
+        plain = self.n_inferred - self.overridden
+        texts = []
+        if plain:
+            listing = ", ".join(f"{n} {r}" for r in RUN_ROLES if (n := found.get(r)))
+            whose = (
+                "every run" if plain == len(self.roles) else f"{plain} of {len(self.roles)} runs"
+            )
+            texts.append(
+                f"roles inferred for {whose} ({listing}), as no role was given: "
+                f"{_INFERENCE_RULES}; give roles with gp.track(..., role=...)"
+            )
+        if self.overridden:
+            texts.append(
+                f"{self.overridden} of {len(self.roles)} runs were given a role but ran inside a "
+                "trial (or a part, baseline, final or learning-curve run): they are read as its "
+                "parts, their cost inside its own (e.g. a scikit-learn search inside an Optuna "
+                "trial)"
+            )
+        return "; ".join(texts)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: counts by role, how many were inferred, and the note."""
@@ -209,7 +228,7 @@ def resolve_roles(
     role: list[str] = [""] * count
     inferred = [True] * count
     owner = list(range(count))
-    unknown = 0
+    unknown = overridden = 0
     for pos in reversed(forest.order):  # parents before children
         run = items[pos]
         parent = forest.parents[pos]
@@ -217,6 +236,13 @@ def resolve_roles(
         if given is not None and given not in RUN_ROLES:
             unknown += 1
             given = None
+        if given is not None and given != "part" and parent is not None:
+            if role[parent] != "sweep":
+                # inside a trial (or a part, baseline, final or learning-curve run): its cost is
+                # inside its parent's whatever role it was given (e.g. a scikit-learn search's
+                # sweep, trials and refit inside an Optuna trial)
+                given = None
+                overridden += 1
         if given is not None:
             role[pos], inferred[pos] = given, False
         elif parent is None:
@@ -240,6 +266,7 @@ def resolve_roles(
         inferred=tuple(inferred),
         owners=tuple(owner),
         metric=metric,
+        overridden=overridden,
     )
 
 
@@ -328,6 +355,11 @@ class StudyTrials:
         if not self.from_parts:
             return None
         n = len(self.positions)
+        if self.from_parts == n:
+            return (
+                f"no trial logged {self.metric!r} of its own: each trial's score is the mean of "
+                "its parts' (e.g. cross-validation folds)"
+            )
         return (
             f"{self.from_parts} of {n} trials logged no {self.metric!r} of their own: their score "
             "is the mean of their parts' (e.g. cross-validation folds); the others' is their own"
@@ -366,7 +398,9 @@ def study_trials(
         mode: ``"max"`` or ``"min"``; ``None`` infers it from the metric's name (a ``loss``,
             ``error``, ``perplexity``, ``rmse``... is minimised, with a note).
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
-        scored_statuses: statuses of the parts whose score counts in their parent's mean.
+        scored_statuses: statuses of the parts whose score counts in their parent's mean,
+            and of the runs a mean of parts can score (a failed trial gets none from its
+            folds: it produced no model).
 
     Returns:
         The :class:`StudyTrials`.
@@ -392,8 +426,8 @@ def study_trials(
             if own == own:  # not NaN
                 scores[pos] = _make_score(own, "own", 0)
                 continue
-            if not children[pos]:
-                continue
+            if not children[pos] or runs[pos].status not in scored:
+                continue  # a failed trial produced no model, whatever its folds scored
             values = [
                 scores[c].score
                 for c in children[pos]

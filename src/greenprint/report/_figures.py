@@ -225,7 +225,14 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
         title="Expected best score against trials",
         caption=(
             f"Expected best {inputs.metric} of n trials drawn from the {dodge.n_trials} trials "
-            "of the study, for n = 1..N: what a smaller search would likely have found."
+            "of the study, for n = 1..N: what a smaller search would likely have found"
+            + (
+                f"; one curve per {inputs.group_by} beside the whole search's"
+                if family_curves
+                else ""
+            )
+            + ("; horizontal lines are the baselines" if baselines else "")
+            + "."
         ),
         panels=(
             Panel(
@@ -249,7 +256,9 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
             f"{mean_kwh * factor:.3g} {unit}"
             + ("; each family's x is n x its own mean trial" if family_curves else "")
             + "). The energy axis counts the trials only: not the sweep's own overhead, the "
-            "final model's training, the baselines or the learning curve (see the price tag)."
+            "final model's training, the baselines or the learning curve (see the price tag)"
+            + ("; horizontal lines are the baselines' scores" if baselines else "")
+            + "."
         ),
         panels=(
             Panel(

@@ -17,6 +17,7 @@ from greenprint.report._tables import (
     price_tag_table,
     ranking_text,
     runs_table,
+    tree_rows,
 )
 from greenprint.report._text import energy_provenance
 from greenprint.report._whatif import html_section as whatif_section
@@ -142,7 +143,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
     status_table = _table(header, rows, classes=[""] * (len(rows) - 1) + ["total"])
     edh = edh_sentence(report)
     run_header, run_rows = runs_table(report, params_limit=300)
-    run_classes = ["final" if r.is_final else "" for r in report.runs]
+    run_classes = ["final" if r.is_final else "" for r in tree_rows(report.runs)]
     figures = "".join(_figure(f, plots) for f in report.figures)
     # Every row is in the page (prints and full-page captures show them all); only a long
     # table scrolls in its own box, and only on screen.

@@ -189,8 +189,9 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
     baselines = [r for r in report.runs if r.role == "baseline" and r not in best]
     if best or baselines:
         run_header, run_units, run_rows = _runs_table(report, [*best, *baselines])
+        shown = sum(1 for r in best if r.is_trial)  # the final run is added when not a trial
         what = (
-            f"The {len(best)} best trials by {esc(report.metric or '')} out of "
+            f"The {shown} best trials by {esc(report.metric or '')} out of "
             f"{tag.total.trials}; $\\star$ marks the final run"
             if best
             else "Runs"

@@ -21,6 +21,7 @@ __all__ = [
     "runs_table",
     "score_text",
     "top_runs",
+    "tree_rows",
 ]
 
 
@@ -37,6 +38,28 @@ def params_text(params: Mapping[str, Any], *, limit: int | None = 80) -> str:
         parts.append(f"{key}={shown}")
     text = ", ".join(parts)
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def tree_rows(rows: Sequence[RunRow]) -> list[RunRow]:
+    """The rows in tree order: each run right after its parent (children in the order given).
+
+    A run indented under a run that is not its parent misreads the study (a scikit-learn trial's
+    record can start after its first fold's), so every run table lists runs this way.
+    """
+    ids = {row.id for row in rows}
+    children: dict[str | None, list[RunRow]] = {}
+    for row in rows:
+        parent = row.parent_id if row.parent_id in ids else None
+        children.setdefault(parent, []).append(row)
+    if len(children) == 1:  # no run has its parent here: the order given
+        return list(rows)
+    out: list[RunRow] = []
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        row = stack.pop()
+        out.append(row)
+        stack.extend(reversed(children.get(row.id, ())))
+    return out
 
 
 def run_label(row: RunRow) -> str:
@@ -81,7 +104,11 @@ def final_sentence(report: Report) -> str:
         )
     if final is None:
         return "The final run is not identified (no finished run has a score)."
-    how = "chosen" if final.chosen else f"the best finished run by {final.metric}"
+    how = (
+        "chosen"
+        if final.chosen
+        else (final.rule_text or f"the best finished run by {final.metric}")
+    )
     score = "" if final.score is None else f" scored {final.metric} = {final.score:.4g} and"
     text = (
         f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)} of "
@@ -140,12 +167,12 @@ def runs_table(
     with_id: bool = True,
     params_limit: int | None = 80,
 ) -> tuple[list[str], list[list[str]]]:
-    """One line per run: header and rows (all runs by default, in start order)."""
+    """One line per run: header and rows (all runs by default, in tree order: :func:`tree_rows`)."""
     score = report.metric if report.metric is not None else "score"
     header = ["run", "status", score, "energy", "CO2-eq", "FPO", "time", "examples"]
     header += ["params"] + (["id"] if with_id else [])
     out = []
-    for row in report.runs if rows is None else rows:
+    for row in tree_rows(report.runs) if rows is None else rows:
         cells = [
             run_label(row)
             + (" ★" if row.is_final else "")
@@ -166,9 +193,17 @@ def runs_table(
 
 
 def top_runs(report: Report, count: int) -> list[RunRow]:
-    """The ``count`` best-scoring trials (the final run always included), best first."""
+    """The ``count`` best-scoring trials (the final run always included), best first.
+
+    Only finished and pruned trials rank: a failed, interrupted or lost one produced no model
+    (the expected-max-performance curves count it as the worst score).
+    """
     sign = -1.0 if report.mode == "max" else 1.0
-    scored = [r for r in report.runs if r.is_trial and r.score is not None]
+    scored = [
+        r
+        for r in report.runs
+        if r.is_trial and r.score is not None and r.status in ("finished", "pruned")
+    ]
     scored.sort(key=lambda r: (sign * (r.score or 0.0), r.energy_kwh))
     chosen = scored[:count]
     final = report.final
