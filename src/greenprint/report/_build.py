@@ -18,7 +18,7 @@ from greenprint._records import RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode
-from greenprint.analysis._roles import family_labels
+from greenprint.analysis._roles import family_labels, resolve_roles
 from greenprint.report._figures import (
     FigureInputs,
     evp_figures,
@@ -73,9 +73,10 @@ def build_report(
             ledger (``GREENPRINT_LEDGER``, ``greenprint.toml``, ``./greenprint.db``).
         study: the study's name; ``None`` when the ledger holds exactly one study.
         metric: the metric that ranks runs (e.g. ``"accuracy"``); ``None`` takes the metric
-            logged by the most runs (a note says which). When no run logged any metric, the
-            report has the price tag, power, provenance, model card and compute statement, and
-            a note saying that ranking, EVP and Pareto need a logged score.
+            logged by the most trials and final runs (else runs; a note says which). When no
+            run logged any metric, the report has the price tag, power, provenance, model card
+            and compute statement, and a note saying that ranking, EVP and Pareto need a logged
+            score.
         mode: ``"max"`` if a higher ``metric`` is better, ``"min"`` if lower is; ``None``
             infers it from the name (``loss``, ``error``, ``perplexity``... are minimised, and a
             note says so).
@@ -170,7 +171,15 @@ def _pick_metric(
                 if p.name == metric and p.value == p.value:
                     return metric, None
     counts: dict[str, int] = {}
-    for run in runs:
+    counted, who = runs, "runs"
+    if metric is None:
+        # the trials' and the final run's metrics, not their folds' (a scikit-learn fold logs
+        # "score", the Optuna trial around it "accuracy"); every run's when they logged none
+        study_roles = resolve_roles(runs)
+        picked = [runs[p] for p in (*study_roles.trials, *study_roles.positions("final"))]
+        if any(p.value == p.value for r in picked for p in r.metrics):
+            counted, who = picked, "trials"
+    for run in counted:
         # in logged order (not a set's hash order), so that ties go the same way every time;
         # a NaN value (v != v) does not count
         for name in {p.name: None for p in run.metrics if p.value == p.value}:
@@ -190,7 +199,7 @@ def _pick_metric(
     note = None
     if len(counts) > 1:
         note = (
-            f"runs ranked by {chosen!r}, the metric logged by the most runs "
+            f"runs ranked by {chosen!r}, the metric logged by the most {who} "
             f"(also logged: {', '.join(m for m in counts if m != chosen)}); choose with metric="
         )
     return chosen, note
