@@ -166,7 +166,7 @@ class BudgetGuard:
         #: whether a budget is on the whole study (its cost is then read from the ledger)
         self.needs_study = any(b.per == "study" for b in self.budgets)
         self.study_base = Spent()  # the study's other top-level runs, from the ledger
-        self.study_roots: frozenset[str] = frozenset()  # ids of the study's top-level runs
+        self.study_roots: frozenset[str] = frozenset()  # live runs here that are top-level
         self._exceeded: set[int] = set()
         self._predicted: set[int] = set()
         # (index, budget, per run?, ((position in Spent, key, limit), ...)) of budgets not yet

@@ -16,7 +16,9 @@ How a run ends:
   previous handler then runs (by default the process still terminates);
 * a budget with ``on_exceed="stop"`` crossed (see :mod:`greenprint._budget`):
   :class:`~greenprint.BudgetExceeded` at the next ``run.log()``/``step()``, then
-  ``interrupted`` with the reason, even if the exception is caught;
+  ``interrupted`` with the reason, even if the exception is caught, never raised (a framework
+  callback that stops training its own way after :meth:`Run.check_budgets`) or the limit
+  crossed only in the run's last moments (the final sample is checked before the status);
 * ``kill -9`` or power loss: the row stays ``running`` with a stale heartbeat and is reported as
   ``lost``, with the cost of the last flush.
 
@@ -55,7 +57,7 @@ from greenprint import _lineage
 from greenprint._accounting import CostAccount
 from greenprint._budget import Budget, BudgetEvent, BudgetGuard, OnExceed, Spent
 from greenprint._config import load_config
-from greenprint._exceptions import ConfigError, GreenprintError
+from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
 from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._prediction import Prediction, Predictor, metric_name
@@ -559,6 +561,32 @@ class Run:
         with self._lock:
             return self._guard is not None and self._guard.exceeded
 
+    def check_budgets(self) -> BudgetExceeded | None:
+        """Check the budgets now and return a ``"stop"`` budget's verdict instead of raising it.
+
+        For code that stops the work its own way: a training framework's callback sets its
+        stop flag (Hugging Face's ``control.should_training_stop``, Lightning's
+        ``trainer.should_stop``) and the training ends cleanly, its model usable. A limit just
+        crossed is warned about (or its callable called) as at :meth:`log`. Once this has
+        returned the exception, :meth:`log`, :meth:`step`, :meth:`progress` and
+        :meth:`add_fpo` no longer raise it; the run still ends ``interrupted`` with the reason.
+
+        Returns:
+            The :class:`~greenprint.BudgetExceeded` of the first ``"stop"`` budget crossed (the
+            same one at every later call), or ``None`` when none has been.
+        """
+        guard = self._guard
+        if guard is None:
+            return None
+        events: list[BudgetEvent] = []
+        if not guard.idle and self._state == "running":
+            live = self._live_roots()
+            with self._lock:
+                events = guard.check(self._spent(), live)
+                guard.take_stop()
+        self._act_on_budgets(events)
+        return guard.stop_error
+
     def start(self) -> Run:
         """Start measuring. Returns the run itself.
 
@@ -579,7 +607,10 @@ class Run:
 
         Args:
             status: ``"finished"``, ``"failed"``, ``"interrupted"`` or ``"pruned"``.
-                ``"finished"`` becomes ``"pruned"`` after :meth:`prune`.
+                ``"finished"`` becomes ``"pruned"`` after :meth:`prune`. The budgets are
+                checked once more first (after the final sample): a ``"stop"`` budget crossed,
+                now or before, makes ``"finished"`` and ``"pruned"`` end ``"interrupted"`` with
+                ``"BudgetExceeded: <reason>"`` as the error.
             error: what went wrong, for failed and interrupted runs.
         """
         if status not in ("finished", "failed", "interrupted", "pruned"):
@@ -600,18 +631,13 @@ class Run:
                     self.id[:8],
                     _SAMPLER_JOIN_S,
                 )
-        if status == "finished" and self._prune_requested:
-            status = "pruned"
-        stopped_by = self._guard.stop_error if self._guard is not None else None
-        if stopped_by is not None and status in ("finished", "pruned"):
-            # a "stop" budget fired and its exception was caught: the run still ends interrupted
-            status, error = "interrupted", f"BudgetExceeded: {stopped_by}"
         try:
             self._sample(wait_s=_SAMPLER_JOIN_S)
         except Exception:  # accounting must not raise into user code either
             logger.exception("greenprint: the final sample of run %s failed", self.id[:8])
-        if self._guard is not None:  # a limit crossed since the last check is still told
+        if self._guard is not None:  # a limit crossed since the last check, before the status
             self._final_budget_check()
+        status, error = self._final_status(status, error)
         if self._environment is None:  # a run shorter than one sample interval
             # after the final sample: greenprint's own git call is not the run's cost
             try:
@@ -951,9 +977,10 @@ class Run:
             raise error
 
     def _final_budget_check(self) -> None:
-        """At the end: mark (and warn about) a limit crossed since the last check.
+        """At the end, after the final sample: act on a limit crossed since the last check.
 
-        Nothing is raised and the status stays as decided.
+        Nothing is raised; a ``"stop"`` budget crossed here decides the status as one crossed
+        earlier does (see :meth:`_final_status`).
         """
         guard = self._guard
         if guard is None or guard.idle:
@@ -962,6 +989,22 @@ class Run:
         with self._lock:
             events = guard.check(self._spent(), live)
         self._act_on_budgets(events)
+
+    def _final_status(self, status: str, error: str | None) -> tuple[str, str | None]:
+        """The status and error to record, given those asked for and the budgets' verdict.
+
+        ``"finished"`` becomes ``"pruned"`` after :meth:`prune`. A ``"stop"`` budget crossed at
+        any time, its exception raised, caught or never raised (crossed in the last interval),
+        makes a run that would end ``finished`` or ``pruned`` end ``interrupted`` with
+        ``"BudgetExceeded: <reason>"`` as its error, as an uncaught :class:`BudgetExceeded`
+        does; ``failed`` and ``interrupted`` (an exception, a signal) keep their own error.
+        """
+        if status == "finished" and self._prune_requested:
+            status = "pruned"
+        stopped_by = self._guard.stop_error if self._guard is not None else None
+        if stopped_by is not None and status in ("finished", "pruned"):
+            status, error = status_for(stopped_by)
+        return status, error
 
     def _spent(self) -> Spent:
         """This run's cost so far (the caller holds the lock)."""
@@ -988,32 +1031,32 @@ class Run:
         return total
 
     def _read_study_cost(self) -> None:
-        """Read the study's top-level runs from the ledger: the cost of those not live here."""
+        """Read the cost of the study's top-level runs not live here: one query of sums.
+
+        The database sums them (:mod:`greenprint.ledger._study_cost`: nested runs are inside
+        their parents and not counted again); this process's live runs of the study are left
+        out, and those that are top-level are added live by :meth:`_live_roots`.
+        """
         from greenprint._exceptions import LedgerError
+        from greenprint.ledger._study_cost import study_cost
 
         started = time.perf_counter()
         self._study_read_at = time.time()
         guard = self._guard
         if guard is None or self._ledger is None:
             return
+        here = [run.id for run in active_runs() if run._study == self._study and run.id]
         try:
-            records = self._ledger.runs(study=self._study)
+            cost = study_cost(self._ledger, self._study, exclude=here)
         except LedgerError as e:  # the next read tries again; the last figures stand
             logger.warning("greenprint: could not read study %r's cost: %s", self._study, e)
             return
         took_s = time.perf_counter() - started
         self._study_read_every_s = max(self._flush_s, 100 * took_s)
-        ids = {r.id for r in records}
-        live = {run.id for run in active_runs()}
-        roots = [r for r in records if r.parent_id is None or r.parent_id not in ids]
-        base = Spent()
-        for r in roots:
-            if r.id not in live:
-                cost = (r.energy_kwh or 0.0, r.emissions_kg or 0.0, r.fpo or 0, r.duration_s)
-                base = base + Spent(cost[0], cost[1], float(cost[2]), cost[3] or 0.0)
+        base = Spent(cost.energy_kwh, cost.emissions_kg, cost.fpo, cost.duration_s)
         with self._lock:
             guard.study_base = base
-            guard.study_roots = frozenset(r.id for r in roots)
+            guard.study_roots = cost.top_level
 
     def _act_on_budgets(self, events: list[BudgetEvent]) -> None:
         """Warn, or call a callable ``on_exceed`` (its exceptions logged, never raised)."""

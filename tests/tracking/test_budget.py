@@ -222,10 +222,12 @@ def test_budget_exceeded_pickles_with_its_figures_and_means_interrupted():
     assert status_for(err) == ("interrupted", "BudgetExceeded: over")
 
 
-def test_a_limit_crossed_in_the_last_moments_is_marked_without_changing_the_status(ledger_path):
-    # no sample and no log() after the limit: the final sample crosses it
+def test_a_stop_limit_crossed_in_the_last_moments_ends_the_run_interrupted(ledger_path):
+    # no sample and no log() after the limit: the final sample crosses it (more in
+    # tests/test_budget_edges.py)
     options = fast(sample_interval_s=5.0, flush_interval_s=5.0)
     with gp.track("late", ledger=ledger_path, budget_s=0.05, on_exceed="stop", **options) as run:
         time.sleep(0.1)
     assert run.over_budget
-    assert run.status == "finished"
+    assert run.status == "interrupted"
+    assert gp.Ledger(ledger_path).run(run.id).error.startswith("BudgetExceeded: ")
