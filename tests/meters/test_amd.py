@@ -208,8 +208,12 @@ def test_a_stuck_counter_is_replaced_by_sampled_power_from_where_it_stopped():
         reading = meter.read()
     # 200 J from the counter, then power x time for every second it stood still: no gap
     assert reading.machine_j == pytest.approx(200.0 * (int(STUCK_AFTER_S) + 2), abs=1e-4)
-    assert "amdsmi:power-sampling:GPU-0" in meter.provenance
-    assert "energy counter stuck" in meter.provenance
+    # the label names both sources and when the switch happened: the counter last moved at 1 s
+    assert meter.provenance == (
+        "amdsmi:counter-then-power-sampling:GPU-0 (GPU-0 energy counter stuck for 3 s under "
+        "load: power sampled after 1 s)"
+    )
+    assert meter.origin.is_measured and meter.gpus[0].has_energy_counter is False
     run(amdsmi, clock, 1.0)
     assert meter.read().machine_j == pytest.approx(200.0 * (int(STUCK_AFTER_S) + 3), abs=1e-4)
 
@@ -237,7 +241,10 @@ def test_a_counter_going_backwards_falls_back_to_power_for_that_interval():
     gpu.energy_count = 10**11  # far back
     reading = meter.read()
     assert reading.machine_j == pytest.approx(600.0, abs=1e-4)  # the interval from power
-    assert "went backwards" in meter.provenance
+    assert meter.provenance == (
+        "amdsmi:counter-then-power-sampling:GPU-0 (GPU-0 energy counter went backwards: power "
+        "sampled after 1 s)"
+    )
     run(amdsmi, clock, 2.0)
     assert meter.read().machine_j == pytest.approx(1200.0, abs=1e-4)
 
@@ -250,7 +257,8 @@ def test_an_implausible_jump_is_not_believed():
     clock.t += 1.0
     gpu.energy_count = 10**15  # 15 GJ in a second
     assert meter.read().machine_j == pytest.approx(300.0, abs=1e-4)
-    assert "jumped" in meter.provenance
+    assert meter.provenance.startswith("amdsmi:counter-then-power-sampling:GPU-0 (GPU-0 energy")
+    assert "jumped" in meter.provenance and meter.provenance.endswith("power sampled after 0 s)")
 
 
 def test_mi100_is_power_sampled_by_rule():

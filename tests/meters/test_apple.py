@@ -14,7 +14,6 @@ from greenprint import MeterError
 from greenprint.hardware import detect_hardware
 from greenprint.meters import detect_meters
 from greenprint.meters._apple import (
-    POWERMETRICS,
     PowermetricsMeter,
     PowermetricsSource,
     parse_powermetrics_plist,
@@ -140,9 +139,33 @@ def test_probe_on_linux_and_on_an_intel_mac():
     assert not intel.usable and intel.reason.startswith("an Intel Mac (x86_64)")
 
 
-def test_probe_without_sudo_rights_gives_the_sudoers_line():
+@pytest.fixture
+def usr_bin(tmp_path, monkeypatch):
+    """A stand-in /usr/bin holding a powermetrics (found through GREENPRINT_USR_BIN_ROOT)."""
+    folder = tmp_path / "usr-bin"
+    folder.mkdir()
+    (folder / "powermetrics").write_text("#!/bin/sh\n")
+    monkeypatch.setenv("GREENPRINT_USR_BIN_ROOT", str(folder))
+    return folder
+
+
+def test_a_mac_without_powermetrics_says_so_and_reads_no_real_path(tmp_path, monkeypatch):
+    """The presence check looks under GREENPRINT_USR_BIN_ROOT (tests: an empty folder)."""
+    monkeypatch.setenv("GREENPRINT_USR_BIN_ROOT", str(tmp_path))
+
     def runner(argv):
-        assert list(argv) == ["sudo", "-n", "-l", POWERMETRICS]
+        raise AssertionError(f"nothing is run without powermetrics: {argv}")
+
+    probe = probe_powermetrics(
+        environ={}, system="darwin", machine="arm64", as_root=False, runner=runner
+    )
+    assert not probe.status.usable and probe.argv == ()
+    assert probe.status.reason == f"no {tmp_path / 'powermetrics'}"
+
+
+def test_probe_without_sudo_rights_gives_the_sudoers_line(usr_bin):
+    def runner(argv):
+        assert list(argv) == ["sudo", "-n", "-l", str(usr_bin / "powermetrics")]
         return 1, "sudo: a password is required"
 
     probe = probe_powermetrics(
@@ -156,7 +179,7 @@ def test_probe_without_sudo_rights_gives_the_sudoers_line():
     assert "sudo visudo -f /etc/sudoers.d/greenprint" in probe.status.fix
 
 
-def test_probe_with_sudo_rights_or_as_root():
+def test_probe_with_sudo_rights_or_as_root(usr_bin):
     probe = probe_powermetrics(
         environ={}, system="darwin", machine="arm64", as_root=False, runner=lambda a: (0, "")
     )
@@ -164,7 +187,7 @@ def test_probe_with_sudo_rights_or_as_root():
     assert probe.argv == (
         "sudo",
         "-n",
-        POWERMETRICS,
+        str(usr_bin / "powermetrics"),
         "--samplers",
         "cpu_power,gpu_power",
         "-i",
@@ -179,7 +202,7 @@ def test_probe_with_sudo_rights_or_as_root():
         as_root=True,
         runner=lambda a: (1, "never asked"),
     )
-    assert root.status.usable and root.argv[0] == POWERMETRICS
+    assert root.status.usable and root.argv[0] == str(usr_bin / "powermetrics")
     assert root.status.reason == "cpu and gpu+ane from powermetrics as root, sampled every 1000 ms"
 
 

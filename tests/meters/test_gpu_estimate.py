@@ -319,7 +319,14 @@ def test_greenprint_hardware_estimates_an_amd_gpu_without_amdsmi(tmp_path):
     from _clean_env import BIN, clean_env
 
     root = _amd_sysfs(tmp_path / "drm", name="AMD Instinct MI210", cap_uw=300_000_000, busy=0)
-    env = dict(clean_env(), GREENPRINT_DRM_ROOT=str(root))
+    empty = tmp_path / "empty"  # no /dev/kfd, no /proc/driver/nvidia: this machine's own unread
+    empty.mkdir()
+    env = dict(
+        clean_env(),
+        GREENPRINT_DRM_ROOT=str(root),
+        GREENPRINT_DEV_ROOT=str(empty),
+        GREENPRINT_PROC_DRIVER_ROOT=str(empty),
+    )
     out = subprocess.run(
         [str(BIN / "greenprint"), "hardware", "--json"],
         capture_output=True, text=True, env=env, check=True, cwd=tmp_path,

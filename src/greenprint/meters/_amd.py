@@ -19,7 +19,11 @@ power sampling, for the rest of the run, when it proves unreliable:
   MI210 returned one value per process, ROCm/rocm_smi_lib#180); the power integral since the
   counter last moved replaces the zero it reported;
 * **backwards** by more than a wrap explains (ROCm/amdsmi#115), or a **jump** above 5 kW over
-  the interval: that interval is taken from the power integral.
+  the interval: the time since the counter last moved is taken from the power integral.
+
+The provenance then names both sources, ``amdsmi:counter-then-power-sampling:GPU-0``, and its
+detail why and from when (``GPU-0 energy counter stuck for 3 s under load: power sampled after
+12 s``): the seconds into the run from which the energy recorded is sampled power.
 
 MI250/MI250X carry two GCDs per package and AMD reports the package's power on the first
 (even-indexed) GCD while the second reads 0 W. A GCD whose pair is also visible is metered once
@@ -55,8 +59,19 @@ from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import MeterReading
 from greenprint.meters._counter import GPU_COUNTER_MODULUS, MAX_PLAUSIBLE_GPU_W, unwrap
-from greenprint.meters._gpu_meter import SummedGpuMeter, memory_share
+from greenprint.meters._gpu_meter import (
+    COUNTER,
+    COUNTER_THEN_POWER,
+    POWER_SAMPLING,
+    GpuVendor,
+    GpuVendorUnavailable,
+    SummedGpuMeter,
+    memory_share,
+    open_vendor,
+    vendor_origin,
+)
 from greenprint.meters._status import GPUInfo, MeterStatus
+from greenprint.meters._where import dev_path
 
 __all__ = [
     "AmdMeter",
@@ -103,12 +118,8 @@ _STATUS_CODES = {  # amdsmi_wrapper.AMDSMI_STATUS_*; stable across ROCm 6.x
 }
 
 
-class AmdsmiUnavailable(Exception):
+class AmdsmiUnavailable(GpuVendorUnavailable):
     """Internal: amdsmi cannot be used; carries the status to report."""
-
-    def __init__(self, status: MeterStatus):
-        super().__init__(status.reason)
-        self.status = status
 
 
 def _code_of(err: BaseException) -> int | None:
@@ -152,8 +163,11 @@ def _one_line(err: BaseException) -> str:
 
 
 def _driver_present() -> bool:
-    """Cheap check (no import) for ROCm's kernel driver: ``/dev/kfd``; Linux only."""
-    return sys.platform.startswith("linux") and os.path.exists("/dev/kfd")
+    """Cheap check (no import) for ROCm's kernel driver: ``/dev/kfd``; Linux only.
+
+    ``$GREENPRINT_DEV_ROOT`` stands for ``/dev`` (tests point it at an empty folder).
+    """
+    return sys.platform.startswith("linux") and os.path.exists(dev_path("kfd"))
 
 
 def load_amdsmi(amdsmi: Any = None) -> Any:
@@ -277,8 +291,10 @@ class _AmdGpu:
         "last_t",
         "memory_gb",
         "mode",
+        "moved_t",
         "still_s",
         "name",
+        "switched",
         "pending_j",
         "proc_handle",
         "reason",
@@ -315,12 +331,21 @@ class _AmdGpu:
         self.resolution_uj = 0.0
         self.last_power_w: float | None = None
         self.last_t = 0.0
+        self.moved_t = 0.0  # clock time the counter last moved (or started)
         self.still_s = 0.0
         self.pending_j = 0.0
+        self.switched = False  # the counter was dropped mid-run: power sampled since
 
     @property
     def label(self) -> str:
         return f"GPU-{self.index}"
+
+    @property
+    def source(self) -> str:
+        """Where its energy comes from (see :func:`~greenprint.meters._gpu_meter.vendor_origin`)."""
+        if self.mode == "counter":
+            return COUNTER
+        return COUNTER_THEN_POWER if self.switched else POWER_SAMPLING
 
     def info(self) -> GPUInfo:
         return GPUInfo(
@@ -421,19 +446,9 @@ def probe_amd(
     """
     env = os.environ if environ is None else environ
     try:
-        module = load_amdsmi(amdsmi)
-    except AmdsmiUnavailable as e:
+        _, gpus, skipped = open_vendor(_VENDOR, amdsmi, env, keep=False)
+    except GpuVendorUnavailable as e:
         return e.status, ()
-    try:
-        module.amdsmi_init(module.AmdSmiInitFlags.INIT_AMD_GPUS)
-    except module.AmdSmiException as e:
-        return _status_for(module, e), ()
-    try:
-        gpus, skipped = _open(module, env)
-    except module.AmdSmiException as e:
-        return _status_for(module, e), ()
-    finally:
-        _shutdown(module)
     if not gpus:
         empty = _visible_empty(env)
         if empty is not None:
@@ -487,20 +502,10 @@ class AmdMeter(SummedGpuMeter):
         """
         env = os.environ if environ is None else environ
         try:
-            module = load_amdsmi(amdsmi)
-        except AmdsmiUnavailable as e:
+            module, gpus, _ = open_vendor(_VENDOR, amdsmi, env, keep=True)
+        except GpuVendorUnavailable as e:
             raise MeterError(e.status.reason) from e
-        try:
-            module.amdsmi_init(module.AmdSmiInitFlags.INIT_AMD_GPUS)
-        except module.AmdSmiException as e:
-            raise MeterError(_status_for(module, e).reason) from e
-        try:
-            gpus, _ = _open(module, env)
-        except module.AmdSmiException as e:
-            _shutdown(module)
-            raise MeterError(_status_for(module, e).reason) from e
         if not gpus:
-            _shutdown(module)
             raise MeterError("no visible AMD GPU can be metered")
         return cls(module, gpus, tree=tree, clock=clock)
 
@@ -513,17 +518,16 @@ class AmdMeter(SummedGpuMeter):
     def origin(self) -> Provenance:
         """``Provenance("measured", "amdsmi:counter:GPU-0+amdsmi:power-sampling:GPU-1", ...)``.
 
-        The detail names why a GPU is power-sampled or shared (``GPU-1 gfx908: ...``).
+        The detail names why a GPU is power-sampled or shared (``GPU-1 gfx908: ...``). A GPU
+        whose counter was dropped mid-run is ``amdsmi:counter-then-power-sampling:GPU-0``, the
+        detail saying why and when (``GPU-0 energy counter stuck for 3 s under load: power
+        sampled after 12 s``).
         """
-        counter = [g.label for g in self._gpus if g.mode == "counter"]
-        sampled = [g.label for g in self._gpus if g.mode == "power"]
-        parts = []
-        if counter:
-            parts.append("amdsmi:counter:" + "+".join(counter))
-        if sampled:
-            parts.append("amdsmi:power-sampling:" + "+".join(sampled))
-        notes = "; ".join(f"{g.label} {g.reason}" for g in self._gpus if g.reason)
-        return Provenance("measured", "+".join(parts), notes)
+        return vendor_origin(
+            "amdsmi",
+            [(g.label, g.source) for g in self._gpus],
+            [f"{g.label} {g.reason}" for g in self._gpus if g.reason],
+        )
 
     @property
     def provenance(self) -> str:
@@ -548,7 +552,7 @@ class AmdMeter(SummedGpuMeter):
                 g.last_count, g.resolution_uj = _energy_count(
                     self._call(g, "amdsmi_get_energy_count")
                 )
-            g.last_t = now
+            g.last_t = g.moved_t = now
             g.still_s = g.pending_j = 0.0
         self._begin(now)
 
@@ -594,26 +598,36 @@ class AmdMeter(SummedGpuMeter):
         limit_counts = limit_j * 1e6 / resolution if resolution else inf
         unwrapped = unwrap(delta, COUNTER_MODULUS, limit_counts)
         if unwrapped is None:
-            return self._drop(g, "energy counter went backwards", power_j)
+            # what the counter did not report since it last moved comes from power too
+            return self._drop(g, "energy counter went backwards", g.pending_j + power_j, g.moved_t)
         delta = unwrapped
         counter_j = delta * (resolution or g.resolution_uj) / 1e6
         if counter_j > limit_j:
-            return self._drop(g, f"energy counter jumped by {counter_j:.3g} J", power_j)
+            why = f"energy counter jumped by {counter_j:.3g} J"
+            return self._drop(g, why, g.pending_j + power_j, g.moved_t)
         if delta == 0:
             g.pending_j += power_j
             g.still_s += dt if drawing else 0.0
             if g.still_s >= STUCK_AFTER_S:
                 why = f"energy counter stuck for {g.still_s:.0f} s under load"
-                return self._drop(g, why, g.pending_j)
+                return self._drop(g, why, g.pending_j, g.moved_t)
             return 0.0
         g.still_s = g.pending_j = 0.0
+        g.moved_t = now
         return counter_j
 
-    @staticmethod
-    def _drop(g: _AmdGpu, why: str, joules: float) -> float:
+    def _drop(self, g: _AmdGpu, why: str, joules: float, since: float) -> float:
+        """Sample ``g``'s power from now on; the provenance says why, and from when.
+
+        Returns:
+            ``joules``: the power integral since ``since`` (clock time, s), which replaces
+            what the counter said for that time.
+        """
         logger.warning("%s: %s; sampling power from now on", g.label, why)
         g.mode = "power"
-        g.reason = f"{g.reason}; {why}" if g.reason else why
+        g.switched = True
+        note = f"{why}: power sampled after {max(since - self._t_start, 0.0):.0f} s"
+        g.reason = f"{g.reason}; {note}" if g.reason else note
         g.pending_j = 0.0
         return joules
 
@@ -640,3 +654,17 @@ class AmdMeter(SummedGpuMeter):
         if self._open:
             self._open = False
             _shutdown(self._amdsmi)
+
+
+def _init(module: Any) -> None:
+    module.amdsmi_init(module.AmdSmiInitFlags.INIT_AMD_GPUS)
+
+
+_VENDOR = GpuVendor(
+    load=load_amdsmi,
+    init=_init,
+    error=lambda module: module.AmdSmiException,
+    listing=_open,
+    shutdown=_shutdown,
+    status_for=_status_for,
+)

@@ -45,7 +45,7 @@ from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._status import MeterStatus
-from greenprint.meters._where import POWERMETRICS_ENV, not_macos
+from greenprint.meters._where import POWERMETRICS_ENV, not_macos, powermetrics_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import subprocess
@@ -242,7 +242,8 @@ def powermetrics_argv(
         except ValueError:  # an unclosed quote: no command (probe_powermetrics says why)
             return []
     root = (os.geteuid() == 0) if as_root is None and hasattr(os, "geteuid") else bool(as_root)
-    head = [POWERMETRICS] if root else ["sudo", "-n", POWERMETRICS]
+    path = powermetrics_path()
+    head = [path] if root else ["sudo", "-n", path]
     return [*head, "--samplers", _SAMPLERS, "-i", str(interval_ms), "-f", "plist"]
 
 
@@ -330,12 +331,13 @@ def probe_powermetrics(
             "silicon"
         )
         return PowermetricsProbe((), MeterStatus("powermetrics", False, reason, None))
-    if not os.path.exists(POWERMETRICS) and runner is None:
-        reason = f"no {POWERMETRICS}"
+    path = powermetrics_path()  # under $GREENPRINT_USR_BIN_ROOT in tests
+    if not os.path.exists(path):
+        reason = f"no {path}"
         return PowermetricsProbe((), MeterStatus("powermetrics", False, reason, None))
-    root = argv[0] == POWERMETRICS
+    root = argv[0] == path
     if not root:
-        code, out = run(["sudo", "-n", "-l", POWERMETRICS])
+        code, out = run(["sudo", "-n", "-l", path])
         if code != 0:
             user = env.get("USER") or env.get("LOGNAME") or "$USER"
             reason = "powermetrics needs root and sudo would ask for a password" + (

@@ -30,9 +30,12 @@ from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._rapl import Opener, RaplMeter, RaplProbe
 from greenprint.meters._status import MeterStatus
 from greenprint.meters._where import (
+    DEV_ROOT_ENV,
     DRM_ROOT_ENV,
     HWMON_ROOT_ENV,
     POWERMETRICS_ENV,
+    PROC_DRIVER_ROOT_ENV,
+    USR_BIN_ROOT_ENV,
     absent_hwmon,
     absent_intel_gpu,
     not_macos,
@@ -44,7 +47,16 @@ __all__ = ["PlatformEstimate", "add_meters_beyond", "beyond_cache_key", "beyond_
 
 logger = logging.getLogger(__name__)
 
-_ENV = (HWMON_ROOT_ENV, DRM_ROOT_ENV, POWERMETRICS_ENV)
+#: Every override of a path the probes read (the GPU drivers' presence checks in NVML and
+#: amdsmi's probes too: detection is cached on all of them).
+_ENV = (
+    HWMON_ROOT_ENV,
+    DRM_ROOT_ENV,
+    POWERMETRICS_ENV,
+    DEV_ROOT_ENV,
+    PROC_DRIVER_ROOT_ENV,
+    USR_BIN_ROOT_ENV,
+)
 
 
 def beyond_cache_key(environ: Mapping[str, str] | None = None) -> tuple[str | None, ...]:

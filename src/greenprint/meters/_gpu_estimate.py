@@ -267,10 +267,15 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def nvidia_proc_gpus(root: str | os.PathLike[str] = "/proc/driver/nvidia") -> list[tuple[str, str]]:
-    """``(model, uuid)`` of each NVIDIA GPU the driver lists, in PCI order (no NVML needed)."""
+def nvidia_proc_gpus(root: str | os.PathLike[str] | None = None) -> list[tuple[str, str]]:
+    """``(model, uuid)`` of each NVIDIA GPU the driver lists, in PCI order (no NVML needed).
+
+    ``root`` defaults to ``/proc/driver/nvidia`` (under ``$GREENPRINT_PROC_DRIVER_ROOT``).
+    """
+    from greenprint.meters._where import nvidia_proc_root
+
     out = []
-    base = Path(root) / "gpus"
+    base = Path(root if root is not None else nvidia_proc_root()) / "gpus"
     try:
         entries = sorted(base.iterdir())
     except OSError:
@@ -406,7 +411,7 @@ def nvml_unmetered(nvml: Any, environ: Mapping[str, str]) -> list[EstimatedGpu]:
 def find_unmetered_gpus(
     *,
     environ: Mapping[str, str] | None = None,
-    nvidia_root: str | os.PathLike[str] = "/proc/driver/nvidia",
+    nvidia_root: str | os.PathLike[str] | None = None,
     drm_root: str | os.PathLike[str] | None = None,
     vendors: Sequence[str] = ("nvidia", "amd"),
 ) -> list[EstimatedGpu]:
@@ -483,7 +488,7 @@ def unmetered_gpus(
     *,
     nvml: Any = None,
     environ: Mapping[str, str] | None = None,
-    nvidia_root: str | os.PathLike[str] = "/proc/driver/nvidia",
+    nvidia_root: str | os.PathLike[str] | None = None,
     drm_root: str | os.PathLike[str] | None = None,
 ) -> tuple[list[EstimatedGpu], Callable[[], None] | None]:
     """Every visible GPU, for the estimate, when no vendor meter could be opened. Never raises.

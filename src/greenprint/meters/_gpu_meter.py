@@ -1,4 +1,15 @@
-"""What the GPU vendor meters (NVML, amdsmi) share: GPUs summed, each shared out by memory.
+"""What the GPU vendor meters (NVML, amdsmi) share: opening, GPUs summed, shares, provenance.
+
+Opening (:func:`open_vendor`): load the vendor's module, initialise it, list the visible GPUs it
+can meter, and shut it down again when a probe is done or nothing can be metered. The calls differ
+by vendor (a :class:`GpuVendor` names them); the shape, and which failure becomes which status,
+is the same. A failure is a :class:`GpuVendorUnavailable` carrying the status
+``greenprint hardware`` shows; a meter's ``open`` turns it into a :class:`~greenprint.MeterError`.
+
+Provenance (:func:`vendor_origin`): each GPU is read from its ``counter``, by ``power-sampling``,
+or ``counter-then-power-sampling`` when its counter was dropped mid-run (stuck, backwards, no
+longer readable); the detail says why and after how many seconds, so the label names what was
+actually used for the energy recorded, not what was chosen at the start.
 
 A vendor meter reads every visible GPU's energy since its last read (its own counter or sampled
 power, by the vendor's rules) and hands the joules of each, with this process tree's share of
@@ -14,15 +25,122 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._status import MeterStatus
 
-__all__ = ["SummedGpuMeter", "memory_share"]
+__all__ = [
+    "COUNTER",
+    "COUNTER_THEN_POWER",
+    "GpuVendor",
+    "GpuVendorUnavailable",
+    "POWER_SAMPLING",
+    "SummedGpuMeter",
+    "memory_share",
+    "open_vendor",
+    "vendor_origin",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Where a GPU's energy comes from: its energy counter, sampled power, or the counter until it
+#: was dropped mid-run and sampled power after.
+COUNTER = "counter"
+POWER_SAMPLING = "power-sampling"
+COUNTER_THEN_POWER = "counter-then-power-sampling"
+_SOURCES = (COUNTER, POWER_SAMPLING, COUNTER_THEN_POWER)
+
+
+class GpuVendorUnavailable(Exception):
+    """Internal: a GPU vendor library cannot be used; carries the status to report."""
+
+    def __init__(self, status: MeterStatus):
+        super().__init__(status.reason)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class GpuVendor:
+    """The calls that open one vendor's library (they differ; :func:`open_vendor` is shared).
+
+    Attributes:
+        load: the module to use from the one given (``None``: import it); raises
+            :class:`GpuVendorUnavailable` when it cannot be loaded.
+        init: initialises the library.
+        error: the library's exception class, from the module.
+        listing: ``(gpus, skipped)``: the visible GPUs it can meter, and a line per GPU left out.
+        shutdown: releases the library (never raises).
+        status_for: the status for one of the library's exceptions.
+    """
+
+    load: Callable[[Any], Any]
+    init: Callable[[Any], None]
+    error: Callable[[Any], type[BaseException]]
+    listing: Callable[[Any, Mapping[str, str]], tuple[list[Any], list[str]]]
+    shutdown: Callable[[Any], None]
+    status_for: Callable[[Any, BaseException], MeterStatus]
+
+
+def open_vendor(
+    vendor: GpuVendor, module: Any, environ: Mapping[str, str], *, keep: bool
+) -> tuple[Any, list[Any], list[str]]:
+    """Load, initialise and list a vendor's GPUs.
+
+    Args:
+        vendor: the vendor's calls.
+        module: the vendor module given by the caller, or ``None`` to import it.
+        environ: environment for the visible-device variables.
+        keep: leave the library initialised for a meter (when it lists a GPU); otherwise (a
+            probe) it is shut down before returning.
+
+    Returns:
+        ``(module, gpus, skipped)``.
+
+    Raises:
+        GpuVendorUnavailable: the library cannot be loaded, initialised or listed.
+    """
+    loaded = vendor.load(module)
+    error = vendor.error(loaded)
+    try:
+        vendor.init(loaded)
+    except error as e:
+        raise GpuVendorUnavailable(vendor.status_for(loaded, e)) from e
+    try:
+        gpus, skipped = vendor.listing(loaded, environ)
+    except error as e:
+        vendor.shutdown(loaded)
+        raise GpuVendorUnavailable(vendor.status_for(loaded, e)) from e
+    if not (keep and gpus):
+        vendor.shutdown(loaded)
+    return loaded, gpus, skipped
+
+
+def vendor_origin(
+    vendor: str, sources: Sequence[tuple[str, str]], notes: Sequence[str]
+) -> Provenance:
+    """A vendor meter's provenance: its GPUs grouped by where their energy comes from.
+
+    Args:
+        vendor: ``"nvml"`` or ``"amdsmi"`` (a measured source for :class:`Provenance`).
+        sources: ``(label, source)`` per GPU, ``source`` one of :data:`COUNTER`,
+            :data:`POWER_SAMPLING`, :data:`COUNTER_THEN_POWER`.
+        notes: the detail's parts (why a GPU is sampled, since when, its share...).
+
+    Example:
+        >>> str(vendor_origin("nvml", [("GPU-0", "counter"), ("GPU-1", "power-sampling")], []))
+        'nvml:counter:GPU-0+nvml:power-sampling:GPU-1'
+    """
+    parts = []
+    for source in _SOURCES:
+        labels = [label for label, s in sources if s == source]
+        if labels:
+            parts.append(f"{vendor}:{source}:" + "+".join(labels))
+    return Provenance("measured", "+".join(parts), "; ".join(n for n in notes if n))
 
 
 def memory_share(

@@ -8,6 +8,13 @@ Per visible GPU:
   restarts near zero and its new value is the energy since the reset.
 * **power sampling** (older GPUs): ``nvmlDeviceGetPowerUsage`` (mW) at every read, integrated
   with the trapezoid rule.
+* **counter, then power sampling**: a counter that stops answering mid-run with an error that
+  means "not available" (``NOT_SUPPORTED``, ``FUNCTION_NOT_FOUND``, ``NO_DATA``, ``NOT_READY``)
+  while the GPU's power still reads is dropped for power sampling for the rest of the run; the
+  interval in which it failed is the power read then times its length. The provenance becomes
+  ``nvml:counter-then-power-sampling:GPU-0 (GPU-0 energy counter failed: ...: power sampled
+  after 12 s)``. Any other error (the GPU is lost, the driver gone) fails the meter, and the meter
+  set continues at the mean power, labelled.
 
 ``CUDA_VISIBLE_DEVICES`` is honoured as CUDA does: a comma list of indices or UUIDs (``GPU-...``,
 unique prefixes allowed), read up to the first invalid entry; an empty value hides every GPU.
@@ -37,8 +44,19 @@ from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import MeterReading
 from greenprint.meters._counter import GPU_COUNTER_MODULUS, MAX_PLAUSIBLE_GPU_W, unwrap
-from greenprint.meters._gpu_meter import SummedGpuMeter, memory_share
+from greenprint.meters._gpu_meter import (
+    COUNTER,
+    COUNTER_THEN_POWER,
+    POWER_SAMPLING,
+    GpuVendor,
+    GpuVendorUnavailable,
+    SummedGpuMeter,
+    memory_share,
+    open_vendor,
+    vendor_origin,
+)
 from greenprint.meters._status import GPUInfo, MeterStatus
+from greenprint.meters._where import dev_path, nvidia_proc_root
 
 __all__ = ["NvmlMeter", "load_nvml", "parse_cuda_visible_devices", "probe_nvml"]
 
@@ -53,15 +71,21 @@ _DRIVER_FIX = (
 )
 
 
-class NvmlUnavailable(Exception):
+#: Errors of the energy counter that mean "not available here" rather than "GPU gone": the GPU
+#: is then power-sampled, if its power reads.
+_COUNTER_UNAVAILABLE = (
+    "NVML_ERROR_NOT_SUPPORTED",
+    "NVML_ERROR_FUNCTION_NOT_FOUND",
+    "NVML_ERROR_NO_DATA",
+    "NVML_ERROR_NOT_READY",
+)
+
+
+class NvmlUnavailable(GpuVendorUnavailable):
     """Internal: NVML cannot be used; carries the status to report."""
 
-    def __init__(self, status: MeterStatus):
-        super().__init__(status.reason)
-        self.status = status
 
-
-def _status_for(nvml: Any, err: Exception) -> MeterStatus:
+def _status_for(nvml: Any, err: BaseException) -> MeterStatus:
     code = getattr(err, "value", None)
     known = {
         "NVML_ERROR_LIBRARY_NOT_FOUND": (
@@ -93,12 +117,18 @@ def _status_for(nvml: Any, err: Exception) -> MeterStatus:
 
 
 def _driver_present() -> bool:
-    """Cheap check (no import) for an NVIDIA driver: Linux device files; never on macOS."""
+    """Cheap check (no import) for an NVIDIA driver: Linux device files; never on macOS.
+
+    ``/proc/driver/nvidia``, ``/dev/nvidiactl`` or ``/dev/dxg`` (WSL);
+    ``$GREENPRINT_PROC_DRIVER_ROOT`` and ``$GREENPRINT_DEV_ROOT`` stand for ``/proc/driver`` and
+    ``/dev`` (tests point them at empty folders).
+    """
     if sys.platform == "darwin":
         return False
     if not sys.platform.startswith("linux"):
         return True  # Windows: let NVML say
-    return any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
+    paths = (str(nvidia_proc_root()), dev_path("nvidiactl"), dev_path("dxg"))
+    return any(os.path.exists(p) for p in paths)
 
 
 def load_nvml(nvml: Any = None) -> Any:
@@ -194,6 +224,7 @@ class _Gpu:
         "proc_handle",
         "rule",
         "share",
+        "switched",
         "tag",
         "uuid",
     )
@@ -213,10 +244,21 @@ class _Gpu:
         self.proc_handle = handle  # whose compute processes are attributed
         self.tag = ""
         self.rule = ""
+        self.switched = ""  # why and when the counter was dropped mid-run, or ""
 
     @property
     def label(self) -> str:
         return self.tag or f"GPU-{self.index}"
+
+    @property
+    def source(self) -> str:
+        """Where its energy comes from (see :func:`~greenprint.meters._gpu_meter.vendor_origin`)."""
+        if self.has_counter:
+            return COUNTER
+        return COUNTER_THEN_POWER if self.switched else POWER_SAMPLING
+
+    def info(self) -> GPUInfo:
+        return GPUInfo(self.index, self.name, self.uuid, round(self.memory_gb, 2), self.has_counter)
 
 
 def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]:
@@ -278,25 +320,10 @@ def probe_nvml(
     """
     env = os.environ if environ is None else environ
     try:
-        module = load_nvml(nvml)
-    except NvmlUnavailable as e:
+        _, gpus, skipped = open_vendor(_VENDOR, nvml, env, keep=False)
+    except GpuVendorUnavailable as e:
         return e.status, ()
-    try:
-        _nvml_call(module, "nvmlInit")
-    except module.NVMLError as e:
-        return _status_for(module, e), ()
-    try:
-        gpus, skipped = _open(module, env)
-    except module.NVMLError as e:
-        return _status_for(module, e), ()
-    finally:
-        try:
-            _nvml_call(module, "nvmlShutdown")
-        except module.NVMLError:
-            pass
-    infos = tuple(
-        GPUInfo(g.index, g.name, g.uuid, round(g.memory_gb, 2), g.has_counter) for g in gpus
-    )
+    infos = tuple(g.info() for g in gpus)
     if not gpus:
         if env.get("CUDA_VISIBLE_DEVICES") is not None and not env["CUDA_VISIBLE_DEVICES"].strip():
             reason = "CUDA_VISIBLE_DEVICES is empty: no GPU visible to this process"
@@ -347,43 +374,28 @@ class NvmlMeter(SummedGpuMeter):
         """
         env = os.environ if environ is None else environ
         try:
-            module = load_nvml(nvml)
-        except NvmlUnavailable as e:
+            module, gpus, _ = open_vendor(_VENDOR, nvml, env, keep=True)
+        except GpuVendorUnavailable as e:
             raise MeterError(e.status.reason) from e
-        try:
-            module.nvmlInit()
-        except module.NVMLError as e:
-            raise MeterError(_status_for(module, e).reason) from e
-        try:
-            gpus, _ = _open(module, env)
-        except module.NVMLError as e:
-            _shutdown(module)
-            raise MeterError(_status_for(module, e).reason) from e
         if not gpus:
-            _shutdown(module)
             raise MeterError("no visible NVIDIA GPU can be metered")
         return cls(module, gpus, tree=tree, clock=clock)
 
     @property
     def gpus(self) -> tuple[GPUInfo, ...]:
-        """The GPUs metered."""
-        return tuple(
-            GPUInfo(g.index, g.name, g.uuid, round(g.memory_gb, 2), g.has_counter)
-            for g in self._gpus
-        )
+        """The GPUs metered (``has_energy_counter`` False once a counter was dropped)."""
+        return tuple(g.info() for g in self._gpus)
 
     @property
     def origin(self) -> Provenance:
-        """``Provenance("measured", "nvml:counter:GPU-0+GPU-1")``, likewise for sampled power."""
-        counter = [g.label for g in self._gpus if g.has_counter]
-        sampled = [g.label for g in self._gpus if not g.has_counter]
-        parts = []
-        if counter:
-            parts.append("nvml:counter:" + "+".join(counter))
-        if sampled:
-            parts.append("nvml:power-sampling:" + "+".join(sampled))
-        rules = "; ".join(f"{g.label}: {g.rule}" for g in self._gpus if g.rule)
-        return Provenance("measured", "+".join(parts), rules)
+        """``Provenance("measured", "nvml:counter:GPU-0+GPU-1")``, likewise for sampled power.
+
+        A GPU whose counter was dropped mid-run is ``nvml:counter-then-power-sampling:GPU-0``,
+        the detail saying why and from when.
+        """
+        notes = [f"{g.label}: {g.rule}" for g in self._gpus if g.rule]
+        notes += [f"{g.label} {g.switched}" for g in self._gpus if g.switched]
+        return vendor_origin("nvml", [(g.label, g.source) for g in self._gpus], notes)
 
     @property
     def provenance(self) -> str:
@@ -418,20 +430,49 @@ class NvmlMeter(SummedGpuMeter):
         shares: list[tuple[float, float | None]] = []
         for g in self._gpus:
             if g.has_counter:
-                mj = int(self._call(g, "nvmlDeviceGetTotalEnergyConsumption"))
-                limit_mj = MAX_PLAUSIBLE_GPU_W * (dt + 1.0) * 1000.0
-                delta = unwrap(mj - g.last_mj, COUNTER_MODULUS, limit_mj)
-                if delta is None:
-                    logger.info("%s energy counter reset (GPU reset?)", g.label)
-                    delta = mj
-                g.last_mj = mj
-                joules = delta / 1000.0 * g.share
+                mj = self._counter(g, now, dt)
+                if mj is None:  # dropped at this read: the power read then, over the interval
+                    joules = g.last_power_w * dt
+                else:
+                    limit_mj = MAX_PLAUSIBLE_GPU_W * (dt + 1.0) * 1000.0
+                    delta = unwrap(mj - g.last_mj, COUNTER_MODULUS, limit_mj)
+                    if delta is None:
+                        logger.info("%s energy counter reset (GPU reset?)", g.label)
+                        delta = mj
+                    g.last_mj = mj
+                    joules = delta / 1000.0
             else:
                 power_w = float(self._call(g, "nvmlDeviceGetPowerUsage")) / 1000.0
-                joules = 0.5 * (power_w + g.last_power_w) * dt * g.share
+                joules = 0.5 * (power_w + g.last_power_w) * dt
                 g.last_power_w = power_w
-            shares.append((joules, self._share(g, pids) if pids is not None else None))
+            shares.append((joules * g.share, self._share(g, pids) if pids is not None else None))
         return self._add(now, shares)
+
+    def _counter(self, g: _Gpu, now: float, dt: float) -> int | None:
+        """``g``'s energy counter in mJ, or ``None`` when it is dropped now for power sampling.
+
+        Raises:
+            MeterError: the counter failed with an error other than "not available", or the
+                GPU's power cannot be read either.
+        """
+        name = "nvmlDeviceGetTotalEnergyConsumption"
+        try:
+            return int(_nvml_call(self._nvml, name, g.handle))
+        except self._nvml.NVMLError as e:
+            failed = MeterError(f"{g.label}: {name} failed: {e}")
+            if not _code(self._nvml, e, *_COUNTER_UNAVAILABLE):
+                raise failed from e
+            try:
+                power_w = float(_nvml_call(self._nvml, "nvmlDeviceGetPowerUsage", g.handle))
+            except self._nvml.NVMLError as e2:
+                raise failed from e2
+            err = e
+        logger.warning("%s: energy counter failed (%s); sampling power from now on", g.label, err)
+        g.has_counter = False
+        g.last_power_w = power_w / 1000.0
+        since_s = max(now - dt - self._t_start, 0.0)
+        g.switched = f"energy counter failed ({err}): power sampled after {since_s:.0f} s"
+        return None
 
     def _share(self, gpu: _Gpu, pids: frozenset[int]) -> float | None:
         try:
@@ -454,3 +495,13 @@ def _shutdown(nvml: Any) -> None:
         nvml.nvmlShutdown()
     except nvml.NVMLError as e:
         logger.debug("nvmlShutdown failed: %s", e)
+
+
+_VENDOR = GpuVendor(
+    load=load_nvml,
+    init=lambda module: module.nvmlInit(),
+    error=lambda module: module.NVMLError,
+    listing=_open,
+    shutdown=_shutdown,
+    status_for=_status_for,
+)

@@ -119,7 +119,9 @@ class MeterSet:
 
     Attributes:
         components: the components measured, in ``("cpu", "gpu", "ram")`` order.
-        provenance: component -> where its figures come from; updated on fallback.
+        provenance: component -> where its figures come from; updated on every read (a meter
+            whose source changes mid-run, such as a GPU counter dropped for sampled power, says
+            so in its own provenance) and on fallback.
         tree: the process tree used for attribution.
 
     Args:
@@ -225,6 +227,9 @@ class MeterSet:
             else:
                 if shadow_now is not None:
                     slot.last_shadow = shadow_now
+                if not slot.failed:  # a meter may change source mid-run (a GPU's counter
+                    # dropped for sampled power): record what it says now
+                    self.provenance[comp] = _provenance_of(slot.meter, self.provenance[comp])
             reading = self._monotone(slot.last, reading)
             slot.last, slot.last_t = reading, now
             out[comp] = reading
@@ -356,6 +361,15 @@ def _needs_deadline(meter: Meter) -> bool:
     return not isinstance(
         meter, (CpuEstimateMeter, RamEstimateMeter, GpuEstimateMeter, _Continuation)
     )
+
+
+def _provenance_of(meter: Meter, last: str) -> str:
+    """``meter.provenance`` now; ``last`` (logged) should a foreign meter's property raise."""
+    try:
+        return str(meter.provenance)
+    except Exception:  # a user's meter set must not break the run through its label
+        logger.exception("the %s meter's provenance raised; keeping %r", meter.component, last)
+        return last
 
 
 def _attempt(fn: Callable[[], Any]) -> Any:
