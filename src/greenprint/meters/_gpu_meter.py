@@ -41,6 +41,7 @@ __all__ = [
     "GpuVendorUnavailable",
     "POWER_SAMPLING",
     "SummedGpuMeter",
+    "VendorSumMeter",
     "memory_share",
     "open_vendor",
     "vendor_origin",
@@ -251,3 +252,74 @@ class SummedGpuMeter(Meter):
                 if self._machine_j > 0:
                     self.last_share = self._process_j / self._machine_j
         return MeterReading(self._machine_j, self._process_j)
+
+
+class VendorSumMeter(Meter):
+    """The GPUs of several vendors on one machine (NVIDIA through NVML, AMD through amdsmi), summed.
+
+    ``machine_j`` is the sum of the vendors' figures; ``process_j`` the sum of their shares, or
+    ``None`` when any vendor cannot attribute (a share of some GPUs only would be wrong without
+    saying so). The provenance names every vendor's GPUs: ``nvml:counter:GPU-0+amdsmi:counter:
+    GPU-0`` (each vendor numbers its own GPUs), the details joined, each after its vendor's
+    name. Should one vendor's read fail, the whole figure fails (a
+    :class:`~greenprint.MeterError`) and the meter set continues at the mean power measured so
+    far, labelled ``(nvml+amdsmi failed: ...)``.
+
+    Args:
+        meters: one meter per vendor, each measuring ``"gpu"``.
+    """
+
+    component = "gpu"
+
+    def __init__(self, meters: Sequence[Meter]) -> None:
+        self.meters = list(meters)
+
+    @property
+    def origin(self) -> Provenance:
+        """Every vendor's GPUs and sources, one measured provenance."""
+        origins = [m.origin for m in self.meters]
+        return Provenance(
+            "measured",
+            "+".join(o.source for o in origins),
+            # each vendor numbers its own GPUs: its notes say whose GPU-0 they are about
+            "; ".join(f"{o.source.split(':', 1)[0]} {o.detail}" for o in origins if o.detail),
+        )
+
+    @property
+    def provenance(self) -> str:
+        """See :attr:`origin`."""
+        return str(self.origin)
+
+    @property
+    def gpus(self) -> tuple[Any, ...]:
+        """The GPUs metered, every vendor's."""
+        return tuple(g for m in self.meters for g in getattr(m, "gpus", ()))
+
+    @property
+    def mean_power_w(self) -> float | None:
+        """Mean power of all the GPUs since :meth:`start`, in W (``None`` before any read)."""
+        powers = [getattr(m, "mean_power_w", None) for m in self.meters]
+        known = [p for p in powers if p is not None]
+        return sum(known) if known else None
+
+    def start(self) -> None:
+        """Take every vendor's baseline."""
+        for meter in self.meters:
+            meter.start()
+
+    def read(self) -> MeterReading:
+        """Cumulative energy of all the GPUs since :meth:`start`, in J.
+
+        Raises:
+            MeterError: a vendor's read failed.
+        """
+        readings = [m.read() for m in self.meters]
+        machine_j = sum(r.machine_j for r in readings)
+        shares = [r.process_j for r in readings]
+        process_j = None if any(p is None for p in shares) else sum(p or 0.0 for p in shares)
+        return MeterReading(machine_j, process_j)
+
+    def close(self) -> None:
+        """Close every vendor's meter (each releases its library once)."""
+        for meter in self.meters:
+            meter.close()

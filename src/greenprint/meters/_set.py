@@ -4,7 +4,8 @@
 
 * ``cpu``: RAPL package domains if readable, else the TDP estimate;
 * ``ram``: RAPL DRAM domains if readable, else the W/GB estimate;
-* ``gpu``: NVML (energy counter where the GPU has it, else sampled power), absent with no GPU;
+* ``gpu``: NVML (energy counter where the GPU has it, else sampled power), and AMD GPUs through
+  amdsmi beside it (both vendors summed, the provenance naming both), absent with no GPU;
 * beyond those (hwmon sensors, Intel GPUs, Apple's ``powermetrics``, RAPL ``psys``): see
   :mod:`greenprint.meters._beyond`.
 
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenprint._config import Config
 from greenprint._exceptions import MeterError
+from greenprint._provenance import MEASURED_SOURCES
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._deadline import DEFAULT_READ_TIMEOUT_S, DeadlineWorker, MeterTimeoutError
@@ -298,7 +300,7 @@ class MeterSet:
 
     def _fail(self, comp: str, slot: _Slot, err: BaseException) -> None:
         old = slot.meter
-        source = old.provenance.split(":", 1)[0]
+        source = _source_names(old.provenance)
         if isinstance(err, (MeterError, OSError)):
             logger.warning("%s meter %s failed, using an estimate: %s", comp, old.provenance, err)
             why = str(err)
@@ -361,6 +363,14 @@ def _needs_deadline(meter: Meter) -> bool:
     return not isinstance(
         meter, (CpuEstimateMeter, RamEstimateMeter, GpuEstimateMeter, _Continuation)
     )
+
+
+def _source_names(provenance: str) -> str:
+    """The sources a provenance names, for "... failed": ``"rapl"``, ``"nvml+amdsmi"``."""
+    head = provenance.split(" (", 1)[0]
+    names = [part.split(":", 1)[0] for part in head.split("+")]
+    measured = [n for n in dict.fromkeys(names) if n in MEASURED_SOURCES]
+    return "+".join(measured) if len(measured) > 1 else provenance.split(":", 1)[0]
 
 
 def _provenance_of(meter: Meter, last: str) -> str:
@@ -445,7 +455,7 @@ def detect_meters(
         cpu_tdp_w: CPU power at full load for the estimate, in W (default: the ``cpu_tdp_w``
             setting, ``GREENPRINT_CPU_TDP_W``; else the TDP table or the per-core default).
         amdsmi: an amdsmi-compatible module (default: ``amdsmi``, imported when ``/dev/kfd``
-            exists); AMD GPUs are metered when NVML meters none.
+            exists); AMD GPUs are metered too, summed with NVIDIA's on a machine with both.
 
     Returns:
         A :class:`MeterSet`, not started. Detection never raises on hardware; whatever cannot be
@@ -488,10 +498,20 @@ def detect_meters(
             meters["gpu"] = NvmlMeter.open(nvml, environ=env, tree=tree, clock=clock)
         except MeterError as e:
             logger.debug("no GPU meter: %s", e)
+    amd_status = hw.meter("amdsmi")
+    if "gpu" in meters and (amdsmi is not None or amd_status is None or amd_status.usable):
+        from greenprint.meters._amd import AmdMeter  # NVIDIA and AMD GPUs in one machine
+        from greenprint.meters._gpu_meter import VendorSumMeter
+
+        try:
+            amd = AmdMeter.open(amdsmi, environ=env, tree=tree, clock=clock)
+        except MeterError as e:
+            logger.debug("no AMD GPU beside the NVIDIA ones: %s", e)
+        else:
+            meters["gpu"] = VendorSumMeter([meters["gpu"], amd])
     if "gpu" not in meters:  # AMD through amdsmi, else a GPU without counter: its TDP estimate
         from greenprint.meters._gpu_estimate import other_gpu_meter
 
-        amd_status = hw.meter("amdsmi")
         other = other_gpu_meter(
             amdsmi=amdsmi,
             amd_usable=None if amd_status is None else amd_status.usable,
