@@ -22,7 +22,7 @@ from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._imports import require
 from greenprint.cli._fpo import load_factory
 
-__all__ = ["DEFAULT_VARIANTS", "command", "parse_variants"]
+__all__ = ["DEFAULT_VARIANTS", "KNOWN_VARIANTS", "command", "parse_variants"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,44 +31,74 @@ DEFAULT_VARIANTS = "dynamic-int8,static-int8,prune-50,prune-ch-30,bf16,fp16"
 _CALIBRATION_BATCHES = 8
 
 
+#: The variant names ``--variants`` knows (``N``: a percentage, 1-99), as errors list them.
+KNOWN_VARIANTS = "dynamic-int8, static-int8, prune-N, prune-ch-N (N in 1-99), bf16, fp16"
+_FIXED_NAMES = ("dynamic-int8", "static-int8", "bf16", "fp16")
+
+
+def _did_you_mean(item: str) -> str:
+    """``"; did you mean 'prune-ch-30'?"`` for a near miss of a known name, else ``""``."""
+    import difflib
+
+    digits = re.findall(r"\d+", item)
+    percent = digits[-1] if digits else None
+    names = [*_FIXED_NAMES]
+    names += [f"prune-{percent or 50}", f"prune-ch-{percent or 30}"]
+    close = difflib.get_close_matches(item, names, n=2, cutoff=0.5)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(name) for name in close) + "?"
+
+
 def parse_variants(spec: str) -> list[Any]:
-    """The variants named by ``--variants`` (comma-separated).
+    """The variants named by ``--variants`` (comma-separated, case-insensitive).
 
     Names: ``dynamic-int8``, ``static-int8``, ``prune-N`` (N% of single weights), ``prune-ch-N``
-    (N% of output channels), ``bf16``, ``fp16``.
+    (N% of output channels), ``bf16``, ``fp16``. Empty items between commas are skipped.
 
     Raises:
-        ConfigError: an unknown name, a percentage outside 1-99, or a repeated name.
+        ConfigError: no name at all (an empty or blank list), an unknown name (with the nearest
+            known one), a percentage outside 1-99, or a name given twice (``prune-050`` is
+            ``prune-50``); every message lists the known names.
     """
     from greenprint import greener
 
+    items = [raw.strip().lower() for raw in spec.split(",")]
+    if not any(items):
+        raise ConfigError(
+            f"--variants needs at least one variant name, not {spec!r}; known: {KNOWN_VARIANTS}"
+        )
     out = []
     seen: set[str] = set()
-    for raw in spec.split(","):
-        item = raw.strip().lower()
+    for item in items:
         if not item:
             continue
-        if item in seen:
-            raise ConfigError(f"--variants names {item!r} twice")
-        seen.add(item)
         match = re.fullmatch(r"prune(-ch)?-(\d+)", item)
-        if item == "dynamic-int8":
-            out.append(greener.dynamic_int8())
-        elif item == "static-int8":
-            out.append(greener.static_int8(calibration_batches=_CALIBRATION_BATCHES))
-        elif item in ("bf16", "fp16"):
-            out.append(greener.half_precision(item))
-        elif match:
+        if match is None and item not in _FIXED_NAMES:
+            raise ConfigError(
+                f"unknown variant {item!r} in --variants{_did_you_mean(item)} "
+                f"(known: {KNOWN_VARIANTS})"
+            )
+        name = item
+        if match is not None:
             percent = int(match.group(2))
             if not 1 <= percent <= 99:
-                raise ConfigError(f"--variants {item}: the percentage must be 1-99")
+                raise ConfigError(
+                    f"--variants {item}: the percentage must be 1-99; known: {KNOWN_VARIANTS}"
+                )
+            name = f"prune{match.group(1) or ''}-{percent}"
+        if name in seen:
+            raise ConfigError(f"--variants names {name!r} twice; known: {KNOWN_VARIANTS}")
+        seen.add(name)
+        if match is not None:
             make = greener.prune_structured if match.group(1) else greener.prune_unstructured
-            out.append(make(percent / 100, name=item))
+            out.append(make(percent / 100, name=name))
+        elif name == "dynamic-int8":
+            out.append(greener.dynamic_int8())
+        elif name == "static-int8":
+            out.append(greener.static_int8(calibration_batches=_CALIBRATION_BATCHES))
         else:
-            raise ConfigError(
-                f"unknown variant {item!r} in --variants; known: dynamic-int8, static-int8, "
-                "prune-N, prune-ch-N (N in 1-99), bf16, fp16"
-            )
+            out.append(greener.half_precision(name))
     return out
 
 
@@ -178,7 +208,7 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
 @click.option(
     "--min-time",
     "min_time_s",
-    type=click.FloatRange(min=0),
+    type=float,
     default=1.0,
     show_default=True,
     help="Seconds each variant's timed loop lasts at least.",
@@ -225,9 +255,12 @@ def command(
     """
     torch = require("torch", extra="torch", purpose="greenprint greener")
     from greenprint import greener
+    from greenprint._validate import finite_number
     from greenprint.report._escape import markdown_text
     from greenprint.report._greener import markdown_section
 
+    # named as the user typed them, before any model is built
+    min_time_s = finite_number("--min-time", min_time_s, low=0.0, unit="s")
     chosen = parse_variants(variants)
     model = _call(target, "the factory")
     if not isinstance(model, torch.nn.Module):

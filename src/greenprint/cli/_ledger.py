@@ -21,7 +21,7 @@ import click
 from greenprint._exceptions import ConfigError
 from greenprint._format import json_safe
 from greenprint._records import RUN_STATUSES, RunRecord
-from greenprint.cli._common import ledger_option, study_option
+from greenprint.cli._common import applied_intensity, ledger_option, study_option
 
 __all__ = ["command"]
 
@@ -249,8 +249,15 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     put("energy (kWh)", _num(record.energy_kwh))
     put("machine energy (kWh)", _num(record.machine_energy_kwh))
     put("PUE", _num(record.pue))
-    source = f" [{record.intensity_source}]" if record.intensity_source else ""
-    put("intensity (g/kWh)", _num(record.intensity_g_per_kwh) + source)
+    g_per_kwh, intensity_source = applied_intensity(
+        energy_kwh=record.energy_kwh,
+        pue=record.pue,
+        emissions_kg=record.emissions_kg,
+        recorded_g_per_kwh=record.intensity_g_per_kwh,
+        source=record.intensity_source,
+    )
+    source = f" [{intensity_source}]" if intensity_source else ""
+    put("intensity (g/kWh)", _num(g_per_kwh) + source)
     put("CO2-eq (kg)", _num(record.emissions_kg))
     put("FPO", "-" if record.fpo is None else f"{record.fpo:.4g}")
     put("parameters", "-" if record.param_count is None else f"{record.param_count:,}")

@@ -20,7 +20,7 @@ import click
 from greenprint import _process
 from greenprint._exceptions import ConfigError
 from greenprint._records import RUN_ROLES
-from greenprint.cli._common import ledger_option, study_option
+from greenprint.cli._common import applied_intensity, ledger_option, study_option
 
 __all__ = ["command", "format_price_tag"]
 
@@ -155,6 +155,8 @@ def command(
     ):
         if value is not None:
             finite_number(option, value, low=0.0, low_open=True, unit=unit)
+    finite_number("--sample-interval", sample_s, low=0.0, low_open=True, unit="s")
+    finite_number("--flush-interval (at least --sample-interval)", flush_s, low=sample_s, unit="s")
     if (budget_kwh, budget_kg, budget_s) != (None, None, None):
         from greenprint._budget import Budget
 
@@ -272,6 +274,14 @@ def format_price_tag(run: Any, *, error: str | None = None) -> str:
     from greenprint._format import format_duration, format_emissions, format_energy
 
     prov = run.provenance
+    g_per_kwh, intensity_source = applied_intensity(
+        energy_kwh=run.energy_kwh,
+        pue=run.pue,
+        emissions_kg=run.emissions_kg,
+        recorded_g_per_kwh=run.intensity_g_per_kwh,
+        source=prov.get("intensity", "?"),
+    )
+    intensity = "-" if g_per_kwh is None else f"{g_per_kwh:.0f}"
     parts = [
         f"{component} {format_energy(kwh)} [{prov.get(component, '?')}]"
         for component, kwh in sorted(run.energy_by_component.items())
@@ -283,7 +293,7 @@ def format_price_tag(run: Any, *, error: str | None = None) -> str:
         f"  energy  {format_energy(run.energy_kwh)}",
         *(f"            {part}" for part in parts),
         f"  CO2-eq  {format_emissions(run.emissions_kg)}",
-        f"            intensity {run.intensity_g_per_kwh:.0f} g/kWh [{prov.get('intensity', '?')}]",
+        f"            intensity {intensity} g/kWh [{intensity_source}]",
         f"            PUE {run.pue:g} [{prov.get('pue', '?')}]",
         f"  ledger  {ledger}",
     ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from greenprint.cli._common import ledger_option
+from greenprint.cli._common import applied_intensity, ledger_option
 
 __all__ = ["command"]
 
@@ -20,26 +20,39 @@ def _saving(kg: float, pct: float | None) -> str:
     return saving_text(kg, pct)
 
 
-def _hour(hours: float) -> str:
+def _hour(hours: float, zone: str) -> str:
     minutes = round(hours * 60) % (24 * 60)
-    return f"{minutes // 60:02d}:{minutes % 60:02d} UTC"
+    return f"{minutes // 60:02d}:{minutes % 60:02d} {zone}"
+
+
+def _start(hour: int, result: Any) -> str:
+    """A start hour on the result's clock, with its UTC time when that is another zone."""
+    shown = _hour(hour, result.timezone)
+    if result.timezone == "UTC":
+        return shown
+    return f"{shown} ({_hour(hour - result.utc_offset_s / 3600.0, 'UTC')})"
+
+
+def _offset(seconds: float) -> str:
+    sign = "-" if seconds < 0 else "+"
+    minutes = round(abs(seconds) / 60)
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def _show(result: Any) -> None:
     from greenprint._format import format_duration, format_emissions, format_energy
     from greenprint.cli._ledger import _safe
 
-    intensity = (
-        "-" if result.intensity_g_per_kwh is None else f"{result.intensity_g_per_kwh:g} {UNIT}"
+    # an hourly series records its file's mean as the run's intensity: show what applied
+    g_per_kwh, applied_source = applied_intensity(
+        energy_kwh=result.energy_kwh,
+        pue=result.pue,
+        emissions_kg=result.emissions_kg,
+        recorded_g_per_kwh=result.intensity_g_per_kwh,
+        source=result.intensity_source or "unrecorded",
     )
-    source = _safe(result.intensity_source or "unrecorded", limit=80)
-    if result.facility_energy_kwh > 0 and result.emissions_kg > 0:
-        # an hourly series records its file's mean as the run's intensity: show what applied
-        applied = result.emissions_kg * 1000.0 / result.facility_energy_kwh
-        recorded = result.intensity_g_per_kwh
-        if recorded is None or abs(applied - recorded) > 1e-3 * recorded:
-            intensity = f"{applied:.4g} {UNIT}"
-            source = f"mean over the run; {source}"
+    intensity = "-" if g_per_kwh is None else f"{g_per_kwh:.5g} {UNIT}"
+    source = _safe(applied_source, limit=120)
     click.echo(
         f"run       {_safe(result.run_name, limit=40)} ({result.run_id[:12]}): "
         f"{format_energy(result.energy_kwh)} x PUE {result.pue:g} = "
@@ -56,17 +69,21 @@ def _show(result: Any) -> None:
         )
     if result.best is not None:
         best = result.best
+        zone = _safe(result.timezone, limit=60)
         click.echo("")
         click.echo(f"hourly profile: {_safe(result.hourly_source, limit=100)}")
+        if result.timezone != "UTC":
+            click.echo(f"time zone   {zone} ({_offset(result.utc_offset_s)} when the run started)")
         click.echo(
-            f"best start  {best.start_hour:02d}:00 UTC: {format_emissions(best.emissions_kg)} "
+            f"best start  {_start(best.start_hour, result)}: "
+            f"{format_emissions(best.emissions_kg)} "
             f"(mean {best.mean_g_per_kwh:.1f} {UNIT} over the run)"
         )
         click.echo(
-            f"actual      {_hour(result.actual_start_hour)}: "
+            f"actual      {_hour(result.actual_start_hour, zone)}: "
             f"{format_emissions(result.actual_start_emissions_kg)}; saving "
             f"{_saving(result.hour_saving_kg, result.hour_saving_pct)} by starting at "
-            f"{best.start_hour:02d}:00 UTC"
+            f"{_hour(best.start_hour, zone)}"
         )
     for note in result.notes:
         click.echo(f"note: {_safe(note)}")
@@ -89,9 +106,21 @@ def _show(result: Any) -> None:
     help="Hourly intensity CSV (timestamp,g_per_kwh) covering at least 24 hours: adds the "
     "best start hour of the day for a run of this length.",
 )
+@click.option(
+    "--timezone",
+    default=None,
+    metavar="ZONE",
+    help="Show start hours on this IANA time zone's clock (Europe/Berlin, America/New_York), "
+    "from this machine's time-zone data [default: UTC].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(
-    run_id: str, ledger: str | None, regions: str | None, hourly: str | None, as_json: bool
+    run_id: str,
+    ledger: str | None,
+    regions: str | None,
+    hourly: str | None,
+    timezone: str | None,
+    as_json: bool,
 ) -> None:
     """Price a run's measured energy in other regions and at the best start hour.
 
@@ -99,7 +128,8 @@ def command(
     with greenprint, beside the CO2-eq it recorded, with the saving in kg and percent. With
     --hourly, the run's energy spread over its duration is integrated against the file's mean
     intensity of each UTC hour of the day, for every start hour: the best one and the saving
-    against the run's actual start time. Offline: no network.
+    against the run's actual start time. Hours are UTC, or whole hours of --timezone's clock
+    (at its offset when the run started). Offline: no network.
     """
     from greenprint._exceptions import ConfigError
     from greenprint.greener import whatif
@@ -111,7 +141,15 @@ def command(
         codes = [c.strip() for c in regions.split(",") if c.strip()]
         if not codes:
             raise ConfigError(f"--regions needs region codes separated by commas, not {regions!r}")
-    result = whatif(run_id, regions=codes, hourly=hourly, ledger=ledger)
+    zone = None
+    if timezone is not None:
+        from greenprint.greener._whatif import resolve_timezone
+
+        try:
+            zone, _ = resolve_timezone(timezone)
+        except ConfigError as e:  # named as the user typed it
+            raise ConfigError(f"--timezone: {e}") from e
+    result = whatif(run_id, regions=codes, hourly=hourly, ledger=ledger, timezone=zone)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:

@@ -14,6 +14,11 @@ network:
   profile (a run longer than a day wraps around). The best start hour is the one with the least
   CO2-eq; the saving is measured against starting at the run's actual UTC start time under the
   same profile, so that both figures come from the same file.
+* **In your time zone.** Start hours are whole hours of UTC by default; with ``timezone`` (an
+  IANA name such as ``"Europe/Berlin"``, read from the machine's time-zone data by
+  :mod:`zoneinfo`, never the network) they are whole hours of that zone's clock, at the UTC
+  offset the zone had when the run started (a half-hour zone's hours fall on the half hour of
+  UTC). The profile stays one of UTC hours: grid intensity is a function of time, not of clocks.
 
 Example:
     >>> from greenprint._records import RunRecord
@@ -28,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -50,6 +56,7 @@ __all__ = [
     "hourly_profile",
     "price_regions",
     "profile_emissions_kg",
+    "resolve_timezone",
     "saving_text",
     "whatif",
 ]
@@ -120,7 +127,8 @@ class HourOption:
     """The run started at one hour of the day, under the hourly profile.
 
     Attributes:
-        start_hour: UTC hour of the day the run would start (0-23), on the hour.
+        start_hour: hour of the day the run would start (0-23), on the hour, on the clock of
+            :attr:`WhatIf.timezone` (UTC by default).
         mean_g_per_kwh: the profile's mean intensity over the run's span from that start.
         emissions_kg: the run's facility energy at that intensity, kg CO2-eq.
     """
@@ -155,12 +163,16 @@ class WhatIf:
         intensity_source: where that intensity came from.
         regions: the run priced in each region asked for, in that order.
         hourly_source: the provenance of the hourly profile, or ``None`` without one.
-        hours: the run started at each UTC hour 0-23 under the profile (empty without one).
-        actual_start_emissions_kg: the run at its actual UTC start time under the profile, kg.
+        hours: the run started at each hour 0-23 of ``timezone``'s clock under the profile
+            (empty without one).
+        actual_start_emissions_kg: the run at its actual start time under the profile, kg.
         best: the hour with the least CO2-eq (the earliest on ties), or ``None``.
         hour_saving_kg: ``actual_start_emissions_kg - best.emissions_kg``, kg.
         hour_saving_pct: that saving in percent of ``actual_start_emissions_kg``.
         notes: caveats (a profile built from a partial day, a PUE kept for cloud regions...).
+        timezone: the zone whose clock the hours are on: ``"UTC"`` or an IANA name.
+        utc_offset_s: that zone's offset from UTC when the run started, s (east positive;
+            3600 for ``"Europe/Berlin"`` in winter).
     """
 
     run_id: str
@@ -181,10 +193,17 @@ class WhatIf:
     hour_saving_kg: float | None = None
     hour_saving_pct: float | None = None
     notes: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    utc_offset_s: float = 0.0
 
     @property
     def actual_start_hour(self) -> float:
-        """The run's actual UTC start as hours since midnight (e.g. 13.5 for 13:30)."""
+        """The run's actual start on ``timezone``'s clock, hours since midnight (13.5: 13:30)."""
+        return ((self.started_at + self.utc_offset_s) % _DAY_S) / _HOUR_S
+
+    @property
+    def actual_start_hour_utc(self) -> float:
+        """The run's actual start in UTC, hours since midnight."""
         return (self.started_at % _DAY_S) / _HOUR_S
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,7 +224,10 @@ class WhatIf:
             if self.hourly_source is None
             else {
                 "source": self.hourly_source,
-                "actual_start_hour_utc": self.actual_start_hour,
+                "timezone": self.timezone,
+                "utc_offset_s": self.utc_offset_s,
+                "actual_start_hour": self.actual_start_hour,
+                "actual_start_hour_utc": self.actual_start_hour_utc,
                 "actual_start_emissions_kg": self.actual_start_emissions_kg,
                 "best": None if self.best is None else self.best.to_dict(),
                 "saving_kg": self.hour_saving_kg,
@@ -365,6 +387,80 @@ def profile_emissions_kg(
     return facility_energy_kwh * mean / 1000.0, mean
 
 
+def resolve_timezone(timezone: str | _dt.tzinfo | None) -> tuple[_dt.tzinfo, str]:
+    """The time zone hours are shown in, and its name.
+
+    Args:
+        timezone: ``None`` or ``"UTC"`` (any case) for UTC, an IANA name
+            (``"Europe/Berlin"``) looked up by :mod:`zoneinfo` in the machine's time-zone data
+            (the system's, or the ``tzdata`` package; never the network), or a
+            :class:`datetime.tzinfo`.
+
+    Returns:
+        ``(tzinfo, name)``.
+
+    Raises:
+        ConfigError: a name that is not a time zone (the message suggests the nearest), or no
+            time-zone data for it on this machine (the message says what to install).
+    """
+    if timezone is None:
+        return _dt.timezone.utc, "UTC"
+    if isinstance(timezone, _dt.tzinfo):
+        return timezone, str(timezone)
+    if not isinstance(timezone, str) or not timezone.strip():
+        raise ConfigError(
+            f"timezone must be an IANA time-zone name such as 'Europe/Berlin', not {timezone!r}"
+        )
+    name = timezone.strip()
+    if name.upper() == "UTC":
+        return _dt.timezone.utc, "UTC"
+    import zoneinfo
+
+    try:
+        return zoneinfo.ZoneInfo(name), name
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as e:
+        known = zoneinfo.available_timezones()
+        if not known:
+            raise ConfigError(
+                f"no time-zone data on this machine to read {name!r}: install the system's "
+                "tzdata package or 'pip install tzdata' (UTC needs none)"
+            ) from e
+        raise ConfigError(f"unknown time zone {name!r}{_zone_hint(name, known)}") from e
+
+
+def _zone_hint(name: str, known: set[str]) -> str:
+    import difflib
+
+    by_lower = {k.lower(): k for k in known}
+    if name.lower() in by_lower:  # names are case-sensitive on most file systems
+        close = [by_lower[name.lower()]]
+    else:
+        close = [by_lower[k] for k in difflib.get_close_matches(name.lower(), by_lower, n=3)]
+    if not close:  # a city alone ("Berlin"): the zones named after it
+        close = sorted(k for k in known if k.lower().rsplit("/", 1)[-1] == name.lower())[:3]
+    hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
+    return f"{hint} (an IANA name such as 'Europe/Berlin' or 'America/New_York', or UTC)"
+
+
+def _offset_s(zone: _dt.tzinfo, at_s: float) -> tuple[float, bool]:
+    """The zone's UTC offset at a Unix time, s, and whether it changes over that year."""
+    when = _dt.datetime.fromtimestamp(at_s, _dt.timezone.utc).astimezone(zone)
+    offset = when.utcoffset()
+    seconds = offset.total_seconds() if offset is not None else 0.0
+    year = when.year
+    others = {
+        (_dt.datetime(year, month, 1, tzinfo=_dt.timezone.utc).astimezone(zone).utcoffset())
+        for month in (1, 4, 7, 10)
+    }
+    return seconds, len(others) > 1
+
+
+def _clock(offset_s: float) -> str:
+    sign = "-" if offset_s < 0 else "+"
+    minutes = round(abs(offset_s) / 60)
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
 def _load_hourly(hourly: str | os.PathLike[str] | Intensity) -> Intensity:
     from greenprint.carbon import Intensity, load_intensity_csv
 
@@ -381,6 +477,7 @@ def whatif(
     regions: Sequence[str] | None = None,
     hourly: str | os.PathLike[str] | Intensity | None = None,
     ledger: LedgerSource = None,
+    timezone: str | _dt.tzinfo | None = None,
 ) -> WhatIf:
     """Price a run's measured energy in other regions and, with an hourly CSV, at other hours.
 
@@ -394,6 +491,9 @@ def whatif(
             :class:`~greenprint.carbon.Intensity`: adds the best start hour of the day.
         ledger: where to find ``run`` when it is an id (a path, URL or
             :class:`~greenprint.Ledger`; ``None``: the configured ledger). Only read.
+        timezone: the clock the start hours are on: ``None`` (UTC), an IANA name
+            (``"Europe/Berlin"``) or a :class:`datetime.tzinfo` (see
+            :func:`resolve_timezone`); its UTC offset when the run started applies.
 
     Returns:
         The :class:`WhatIf`.
@@ -403,11 +503,14 @@ def whatif(
         LedgerPathError: the ledger does not exist (it is not created).
         UnknownRegionError: a region no shipped table knows.
         IntensityCSVError: a malformed CSV, or one that does not cover every hour of the day.
-        ConfigError: a run that is neither a record nor an id, an empty region list.
+        ConfigError: a run that is neither a record nor an id, an empty region list, an
+            unknown time zone or one this machine has no data for.
     """
     from greenprint._records import RunRecord
 
+    zone, zone_name = resolve_timezone(timezone)
     record = run if isinstance(run, RunRecord) else _read_run(run, ledger)
+    offset_s, changes = _offset_s(zone, record.started_at)
     facility = record.energy_kwh * record.pue
     codes = DEFAULT_REGIONS if regions is None else regions
     if isinstance(codes, str):
@@ -438,15 +541,23 @@ def whatif(
         intensity_g_per_kwh=record.intensity_g_per_kwh,
         intensity_source=record.provenance.get("intensity") or record.intensity_source,
         regions=priced,
+        timezone=zone_name,
+        utc_offset_s=offset_s,
     )
     if hourly is None:
         return dataclasses.replace(result, notes=tuple(notes))
     series = _load_hourly(hourly)
     profile, profile_notes = hourly_profile(series)
     notes.extend(profile_notes)
+    if changes:
+        notes.append(
+            f"hours are on the {zone_name} clock at its offset when the run started "
+            f"({_clock(offset_s)}); the offset changes during the year"
+        )
     hours = []
-    for h in range(24):
-        kg, mean = profile_emissions_kg(profile, h * _HOUR_S, record.duration_s, facility)
+    for h in range(24):  # h:00 on the zone's clock is h:00 - offset in UTC
+        start_utc_s = h * _HOUR_S - offset_s
+        kg, mean = profile_emissions_kg(profile, start_utc_s, record.duration_s, facility)
         hours.append(HourOption(start_hour=h, mean_g_per_kwh=mean, emissions_kg=kg))
     actual_kg, _ = profile_emissions_kg(profile, record.started_at, record.duration_s, facility)
     best = min(hours, key=lambda o: (o.emissions_kg, o.start_hour))
