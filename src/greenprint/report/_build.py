@@ -100,7 +100,8 @@ def build_report(
         UnknownStudyError: no such study (the message lists the known ones).
         ReportError: no study given and the ledger holds several (or none).
         AnalysisError: no run logged a finite value of ``metric`` (when given), an
-            infinite score (see :func:`greenprint.analysis.run_score`), or ``final`` unknown.
+            infinite score (see :func:`greenprint.analysis.run_score`), or ``final`` unknown
+            or a run of another study (the message names both studies).
         ConfigError: a bad ``mode``, ``reduce`` or ``max_sampled_runs``.
     """
     from greenprint.ledger import Ledger, get_ledger
@@ -118,6 +119,12 @@ def build_report(
             raise ReportError(f"study {study!r} has no runs in ledger {led.url}")
         if final is not None:
             final = led.resolve_id(final)
+            if all(run.id != final for run in runs):
+                other = led.run(final)
+                raise AnalysisError(
+                    f"the final run {final[:12]} ({other.name!r}) belongs to study "
+                    f"{other.study!r}, not to study {study!r} that is being reported"
+                )
         with gc_paused():  # hundreds of thousands of small acyclic objects (see gc_paused)
             return _assemble(
                 runs,
