@@ -16,7 +16,11 @@ integrated with the trapezoid rule between reads. ``tdp_w``, per GPU, in this or
 
 ``utilisation`` is NVML's ``utilization.gpu`` or amdgpu's ``gpu_busy_percent`` (sysfs, readable
 by everyone) when available; otherwise it is taken as 1 (full load: an upper bound, the usage
-factor Green Algorithms assumes when it is unknown) and the provenance says so. The tracked
+factor Green Algorithms assumes when it is unknown) and the provenance says so. A reading that is
+not a whole percentage in [0, 100] (``gpu_busy_percent`` reads ``65535``, i.e. 0xFFFF, on some
+firmware and while the GPU resets; a read error; text) is missing, not clamped: a source that
+gives none at discovery is "unknown", and reads missing later are counted and named in the
+provenance (``utilisation sysfs, unknown in 3 of 10 reads: full load then``). The tracked
 process gets no share (``process_j`` is ``None``): nothing per process can be read either.
 """
 
@@ -40,6 +44,7 @@ from greenprint.meters._status import MeterStatus
 __all__ = [
     "DEFAULT_GPU_TDP_W",
     "EstimatedGpu",
+    "busy_fraction",
     "GPU_IDLE_FRACTION",
     "GpuTdpEstimateMeter",
     "GpuTdpMatch",
@@ -155,6 +160,8 @@ class EstimatedGpu:
         utilisation: returns the busy fraction in [0, 1] now, or ``None`` when unknown
             (then 1 is used); ``None`` for a GPU with no utilisation source at all.
         utilisation_source: ``"nvml"``, ``"sysfs"`` or ``""``.
+        reads: utilisation reads made by the estimate.
+        unknown_reads: those that gave no valid figure (full load used).
     """
 
     label: str
@@ -163,6 +170,43 @@ class EstimatedGpu:
     tdp_source: str
     utilisation: Callable[[], float | None] | None = None
     utilisation_source: str = ""
+    reads: int = 0
+    unknown_reads: int = 0
+
+    @property
+    def utilisation_note(self) -> str:
+        """Where utilisation came from, for the provenance.
+
+        ``"utilisation nvml"``, ``"utilisation unknown: full load"``, or with missing reads
+        ``"utilisation sysfs, unknown in 3 of 10 reads: full load then"``.
+        """
+        if not self.utilisation_source:
+            return "utilisation unknown: full load"
+        if self.unknown_reads:
+            return (
+                f"utilisation {self.utilisation_source}, unknown in {self.unknown_reads} of "
+                f"{self.reads} reads: full load then"
+            )
+        return f"utilisation {self.utilisation_source}"
+
+
+def busy_fraction(value: object) -> float | None:
+    """A busy percentage as a fraction in [0, 1], or ``None`` when it is not a valid one.
+
+    Valid: a whole number of percent in [0, 100], as an int or its decimal text. ``65535``
+    (0xFFFF, what amdgpu's ``gpu_busy_percent`` reads when the firmware has no figure),
+    negative numbers, fractions, booleans and anything else are missing values.
+
+    Example:
+        >>> busy_fraction(" 40 "), busy_fraction("65535"), busy_fraction("0xFFFF")
+        (0.4, None, None)
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.isdigit() and text.isascii() else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value / 100.0 if 0 <= value <= 100 else None
 
 
 def tdp_for(name: str, *, limit_w: float | None = None) -> tuple[float, str]:
@@ -209,8 +253,7 @@ class GpuTdpEstimateMeter(Meter):
         """``estimate:gpu-tdp:GPU-0 (NVIDIA A100-PCIE-40GB 250 W table:..., utilisation nvml)``."""
         labels = "+".join(g.label for g in self.gpus)
         detail = "; ".join(
-            f"{g.label} {g.name} {g.tdp_w:g} W {g.tdp_source}, utilisation "
-            + (g.utilisation_source or "unknown: full load")
+            f"{g.label} {g.name} {g.tdp_w:g} W {g.tdp_source}, {g.utilisation_note}"
             for g in self.gpus
         )
         return Provenance("estimate", f"gpu-tdp:{labels}", detail)
@@ -227,8 +270,14 @@ class GpuTdpEstimateMeter(Meter):
         """
         out = []
         for g in self.gpus:
-            u = g.utilisation() if g.utilisation is not None else None  # readers never raise
-            u = 1.0 if u is None else min(max(u, 0.0), 1.0)
+            u = None
+            if g.utilisation is not None:
+                u = g.utilisation()  # readers never raise
+                g.reads += 1
+                if u is None or not 0.0 <= u <= 1.0:
+                    g.unknown_reads += 1
+                    u = None
+            u = 1.0 if u is None else u
             idle = self._idle_fraction * g.tdp_w
             out.append(idle + (g.tdp_w - idle) * u)
         return out
@@ -367,8 +416,8 @@ def amd_sysfs_gpus(drm_root: str | os.PathLike[str] | None = None) -> list[AmdCa
 
 def _sysfs_busy(path: Path) -> Callable[[], float | None]:
     def read() -> float | None:
-        text = _read(path)
-        return int(text) / 100.0 if text and text.isdigit() else None
+        text = _read(path)  # None on a read error
+        return None if text is None else busy_fraction(text)
 
     return read
 
@@ -376,7 +425,7 @@ def _sysfs_busy(path: Path) -> Callable[[], float | None]:
 def _nvml_utilisation(nvml: Any, handle: Any) -> Callable[[], float | None]:
     def read() -> float | None:
         try:
-            return float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu) / 100.0
+            return busy_fraction(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
         except nvml.NVMLError:
             return None
 
@@ -438,6 +487,9 @@ def find_unmetered_gpus(
             card = cards[i]
             tdp_w, source = tdp_for(card.name, limit_w=card.power_cap_w)
             busy = _sysfs_busy(card.busy_path) if card.busy_path is not None else None
+            if busy is not None and busy() is None:  # garbage (0xFFFF) or unreadable now
+                logger.info("%s gpu_busy_percent gives no valid figure: unknown", card.card)
+                busy = None
             out.append(
                 EstimatedGpu(
                     f"AMD-{i}", card.name, tdp_w, source, busy, "sysfs" if busy is not None else ""
