@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from greenprint._frozen import slot_constructor
+from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint
 from greenprint.ledger._fields import FIELD_KINDS
 
@@ -23,6 +24,7 @@ __all__ = [
     "SCAN_ALL_METRICS_SHARE",
     "columns_of_rows",
     "points_by_run",
+    "score_points_by_run",
 ]
 
 #: The ``runs`` columns a read selects, in this order (every stored RunRecord field).
@@ -82,4 +84,76 @@ def points_by_run(
                 continue
             found = by_run[rid] = []
         found.append(point(names.setdefault(name, name), float(value), step, at))
+    return by_run
+
+
+def score_points_by_run(
+    rows: Iterable[Sequence[Any]], run_ids: Sequence[str]
+) -> dict[str, list[MetricPoint]]:
+    """The metric points a report reads, by run id: what a run is ranked by, not every step.
+
+    A run that logs its loss at every step of a long training has thousands of points; a
+    report reads of each metric its last value, its best finite value in either direction,
+    whether it has a value that is not NaN and the order in which the names were first
+    logged. So of each metric of a run this keeps, in logged order, its first point, its first
+    that is not NaN, the first holding its finite maximum, the first holding its finite
+    minimum and its last (at most five); and every point of greenprint's reserved metrics
+    (predictions, read whole). On the kept points, :meth:`RunRecord.metric` (``last``, ``max``,
+    ``min``), :attr:`RunRecord.metric_names` and every score, role and choice of metric of
+    :mod:`greenprint.analysis` and the report equal those of all the run's points.
+
+    Args:
+        rows: ``metrics`` rows (:data:`METRIC_COLUMNS`) in logged (``seq``) order; rows of other
+            runs are skipped.
+        run_ids: the runs whose points are wanted.
+
+    Returns:
+        Run id -> its kept points in logged order (runs that logged none are left out).
+    """
+    wanted = set(run_ids)
+    # run id -> metric name -> [first, first not NaN, first finite max, first finite min,
+    # last], each (scan position, row, value); one pass, holding at most five rows per metric of a
+    # run (and every reserved one), never a run's whole series
+    marks_by_run: dict[str, dict[str, list[Any]]] = {}
+    reserved: dict[str, list[tuple[int, Sequence[Any], float]]] = {}
+    get = marks_by_run.get
+    for order, row in enumerate(rows):
+        marks_of = get(row[0])
+        if marks_of is None:
+            if row[0] not in wanted:
+                continue
+            marks_of = marks_by_run[row[0]] = {}
+        name = row[1]
+        value = row[2]
+        if type(value) is not float:
+            value = float(value)  # SQLite's text 'NaN', an integer
+        item = (order, row, value)
+        marks = marks_of.get(name)
+        if marks is None:
+            if name.startswith(RESERVED_METRIC_PREFIX):
+                reserved.setdefault(row[0], []).append(item)
+                continue
+            marks = marks_of[name] = [item, None, None, None, item]
+        else:
+            marks[4] = item
+        if value != value:  # NaN
+            continue
+        if marks[1] is None:
+            marks[1] = item
+        if value - value == 0.0:  # finite (an infinity less itself is NaN)
+            high, low = marks[2], marks[3]
+            if high is None or value > high[2]:
+                marks[2] = item
+            if low is None or value < low[2]:
+                marks[3] = item
+    names: dict[str, str] = {}  # one string object per metric name
+    point = _make_point
+    by_run: dict[str, list[MetricPoint]] = {}
+    for rid, marks_of in marks_by_run.items():
+        kept = {item[0]: item for marks in marks_of.values() for item in marks if item}
+        kept.update((item[0], item) for item in reserved.get(rid, ()))
+        by_run[rid] = [
+            point(names.setdefault(row[1], row[1]), value, row[3], row[4])
+            for _, (_, row, value) in sorted(kept.items())
+        ]
     return by_run

@@ -34,7 +34,13 @@ from greenprint._imports import require
 from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger import _schema
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
-from greenprint.ledger._rows import METRIC_COLUMNS, RUN_COLUMNS, columns_of_rows, points_by_run
+from greenprint.ledger._rows import (
+    METRIC_COLUMNS,
+    RUN_COLUMNS,
+    columns_of_rows,
+    points_by_run,
+    score_points_by_run,
+)
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
@@ -361,10 +367,12 @@ class SQLStore:
         statuses: Sequence[str] | None = None,
         parent_id: str | None = None,
         top_level: bool = False,
+        points: str = "all",
     ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
         """The matching runs' stored values column by column, and their metrics by run id.
 
-        See :mod:`greenprint.ledger._rows` (shared with the SQLite store).
+        See :mod:`greenprint.ledger._rows` (shared with the SQLite store); ``points="score"``
+        as there.
         """
         conditions: list[Any] = []
         if run_id is not None:
@@ -389,7 +397,10 @@ class SQLStore:
                 query = query.where(
                     metrics_t.c.run_id.in_(sa.select(runs_t.c.id).where(*conditions))
                 )
-            return columns, points_by_run(conn.execute(query.order_by(metrics_t.c.seq)), ids)
+            rows = conn.execute(query.order_by(metrics_t.c.seq))
+            if points == "score":
+                return columns, score_points_by_run(rows, ids)
+            return columns, points_by_run(rows, ids)
 
         return self.transaction(do, write=False)
 

@@ -43,6 +43,7 @@ from greenprint.ledger._rows import (
     SCAN_ALL_METRICS_SHARE,
     columns_of_rows,
     points_by_run,
+    score_points_by_run,
 )
 from greenprint.ledger._target import Target
 
@@ -459,11 +460,14 @@ class SQLiteStore:
         statuses: Sequence[str] | None = None,
         parent_id: str | None = None,
         top_level: bool = False,
+        points: str = "all",
     ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
         """The matching runs' stored values column by column, and their metrics by run id.
 
         See :mod:`greenprint.ledger._rows` (shared with the SQLAlchemy store). Stored values:
         a NaN in a float column is still the text ``'NaN'`` (``decode_columns`` reads it).
+        ``points="score"``: only the points a report reads
+        (:func:`~greenprint.ledger._rows.score_points_by_run`).
         """
         conditions: list[str] = []
         params: list[Any] = []
@@ -498,6 +502,8 @@ class SQLiteStore:
                     _SELECT_METRICS + f" WHERE run_id IN (SELECT id FROM runs{where}) ORDER BY seq",
                     params,
                 )
+            if points == "score":
+                return columns, score_points_by_run(rows, ids)
             return columns, points_by_run(rows, ids)
 
         return self.transaction(do, write=False)

@@ -239,6 +239,23 @@ class Ledger(BaseLedger):
             UnknownStudyError: no run has this study (the message lists the known studies).
             ConfigError: an unknown status.
         """
+        return self._read(study=study, status=status, parent_id=parent_id)
+
+    def _read(
+        self,
+        *,
+        study: str | None = None,
+        status: str | Sequence[str] | None = None,
+        parent_id: str | None | EllipsisType = ...,
+        points: str = "all",
+    ) -> list[RunRecord]:
+        """:meth:`runs`, or with ``points="score"`` a report's read.
+
+        A report's read: of each metric a run logged, only the points that a score, a choice
+        of metric or a role is read from, and every point of greenprint's reserved metrics
+        (see :func:`~greenprint.ledger._rows.score_points_by_run`): a run that logged a metric
+        at each of 10,000 steps is read as a few points.
+        """
         wanted = _statuses(status)
         stored: list[str] | None = None
         if wanted is not None:
@@ -250,6 +267,7 @@ class Ledger(BaseLedger):
                 statuses=stored,
                 parent_id=parent_id if isinstance(parent_id, str) else None,
                 top_level=parent_id is None,
+                points=points,
             )
             found = bool(columns["id"])
             records = _records(columns, by_run, now=time.time())

@@ -114,7 +114,7 @@ def build_report(
     led = get_ledger(ledger, create=False)
     try:
         study = _pick_study(led, study)
-        runs = tuple(led.runs(study=study))
+        runs = tuple(led._read(study=study, points="score"))  # the points a report reads
         if not runs:  # pragma: no cover - a study exists only through its runs
             raise ReportError(f"study {study!r} has no runs in ledger {led.url}")
         if final is not None:
