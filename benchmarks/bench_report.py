@@ -9,7 +9,10 @@ ledger file on disk (open read-only, read every run, analyse, render, write the 
 ``--scale``: issue 12's targets at 100,000 runs (JSON report < 5 s and < 500 MB peak RSS, HTML
 < 10 s, reading the ledger a small part of it). Each measurement runs in a fresh interpreter
 (as ``greenprint report`` does: imports included), reports wall and CPU seconds and the
-process's peak RSS, and the median of ``--repeat`` runs is shown.
+process's peak RSS, and the median of ``--repeat`` runs is shown. The largest size is then
+measured again with each run logging a loss and a learning rate at each of 20 steps (43 points
+a run, as a training logged step by step), and the SQLite driver's own fetch of the same rows
+is shown as the floor of any Python reader.
 
 Peers (there is no tool that writes a study's price-tag report; these are the floors a report
 is compared with): a raw JSON dump of the same runs (``Ledger.runs`` + ``json.dumps``, what
@@ -40,10 +43,14 @@ from greenprint.report._plots import FigureRenderer
 T0 = 1_700_000_000.0
 
 
-def make_ledger(path: Path, trials: int, *, seed: int = 0) -> None:
+def make_ledger(path: Path, trials: int, *, seed: int = 0, series: int = 0) -> None:
     """A sweep of ``trials`` runs: 70% finished, 20% pruned, 8% failed, 2% interrupted; three
     logged points each, FPO, dataset size, hyper-parameters, 5 power samples; plus a learning
-    curve of 12 runs over 4 fractions."""
+    curve of 12 runs over 4 fractions.
+
+    ``series``: each run that did not fail also logs ``loss`` and ``lr`` at each of this many
+    steps (a training logged step by step: 2 x ``series`` more points a run).
+    """
     rng = random.Random(seed)
     led = gp.Ledger(path)
     t = T0
@@ -65,6 +72,12 @@ def make_ledger(path: Path, trials: int, *, seed: int = 0) -> None:
             for s in range(1, steps + 1)
             if status != "failed"
         )
+        if series and status != "failed":
+            metrics += tuple(
+                gp.MetricPoint(name, value, s, t + duration * s / series)
+                for s in range(1, series + 1)
+                for name, value in (("loss", 2.0 / (s + 1) + 0.01 * rng.random()), ("lr", 1e-3))
+            )
         params: dict[str, Any] = {
             "model": rng.choice(["mlp", "cnn", "vit"]),
             "lr": 10 ** rng.uniform(-5, -1),
@@ -213,7 +226,21 @@ def scale(sizes: list[int], repeat: int) -> None:
             target = targets[what] if size >= 100_000 else ""
             figures = f"{wall:.2f} | {cpu:.2f} | {rss:.0f} | {share}"
             print(f"| {size + 12:,} | {step} | {figures} | {target} |")
+    size = max(sizes)
+    work = Path(tempfile.mkdtemp(prefix="gp-bench-series-"))
+    ledger = work / "ledger.db"
+    make_ledger(ledger, size, series=SERIES)
+    for what in ("floor", "read", "json"):
+        wall, cpu, rss = probe(what, ledger, work / "out", repeat)
+        step = {"floor": "sqlite3 alone: fetch the same rows", "read": "read (Ledger.runs)",
+                "json": "JSON report, end to end"}[what]  # fmt: skip
+        print(f"| {size + 12:,}, {2 * SERIES + 3} points a run | {step} | {wall:.2f} | {cpu:.2f} "
+              f"| {rss:.0f} | | |")  # fmt: skip
     print(f"# load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+
+
+#: Steps of ``loss`` and ``lr`` logged by each run of the long-series ledger (``--scale``).
+SERIES = 20
 
 
 def main() -> None:
