@@ -24,6 +24,16 @@ What it records:
   loss, counted once on a meta copy of the module: nothing is allocated), added to the run at
   every training batch.
 
+Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``budget=gp.Budget(...)``):
+with ``on_exceed="stop"`` the callback stops the fit the way Lightning's ``EarlyStopping`` does,
+``trainer.should_stop = True``, after the training batch in which the limit was found crossed
+(checked at every batch's end, epoch end and validation end; Lightning still honours
+``min_epochs``/``min_steps``). ``trainer.fit`` returns normally, the module trained so far, and
+the run ends ``interrupted`` with ``"BudgetExceeded: <reason>"`` as its error: no exception reaches
+your code. With several processes (DDP) the ranks decide together at each training epoch's end
+(``strategy.reduce_boolean_decision``, as ``EarlyStopping``), so that none is left waiting for
+the others. ``"warn"`` only warns (once) and a callable is called; the fit goes on.
+
 Multi-process training (DDP): one meter per node. The node's local rank 0 runs the meters and
 attributes the energy of the whole process tree that launched the ranks; every other rank records
 a run with ``role="part"`` whose parent is that node run (its time, metrics and FPO, no energy
@@ -41,7 +51,12 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import ConfigError, GreenprintError, MissingDependencyError
+from greenprint._exceptions import (
+    BudgetExceeded,
+    ConfigError,
+    GreenprintError,
+    MissingDependencyError,
+)
 from greenprint._imports import is_available, require
 from greenprint._lifecycle import status_for
 from greenprint.integrations._common import check_run_options
@@ -184,19 +199,30 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Add one step's FPO to the run."""
-        if self._step_fpo and self._run is not None and self._run.status == "running":
-            self._run.add_fpo(self._step_fpo)
+        """Add one step's FPO to the run; stop the fit if a ``"stop"`` budget is crossed."""
+        run = self._run
+        if run is None or run.status != "running":
+            return
+        if self._step_fpo:
+            try:
+                run.add_fpo(self._step_fpo)
+            except BudgetExceeded:  # raised once; check_budgets() below returns it again
+                pass
+        if int(getattr(trainer, "world_size", 1)) <= 1 and run.check_budgets() is not None:
+            trainer.should_stop = True  # as EarlyStopping: the fit ends after this batch
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Log the energy and CO2-eq so far and of this epoch to every logger of the Trainer."""
         run, figures = self._run, self._figures
-        if run is None or figures is None or run.status != "running":
-            return
         max_epochs = getattr(trainer, "max_epochs", None)
-        if isinstance(max_epochs, int) and max_epochs > 0:
-            run.progress(min((trainer.current_epoch + 1) / max_epochs, 1.0))
-        if not self._log_figures:
+        if run is not None and run.status == "running" and isinstance(max_epochs, int):
+            try:
+                if max_epochs > 0:  # -1: no end, so no progress to report
+                    run.progress(min((trainer.current_epoch + 1) / max_epochs, 1.0))
+            except BudgetExceeded:  # raised once; check_budgets() below returns it again
+                pass
+        self._stop_if_over_budget(trainer)  # on every rank: they may decide together
+        if run is None or figures is None or run.status != "running" or not self._log_figures:
             return
         refresh(run)
         now = figures.read()
@@ -224,14 +250,14 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             return
         metrics = metric_values(trainer.callback_metrics)
         if metrics:
-            self._run.log(step=trainer.global_step, **metrics)
+            self._log(trainer, metrics)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        """End the run ``finished``, with the last metrics."""
+        """End the run ``finished`` (``interrupted`` by a budget), with the last metrics."""
         if self._run is not None and self._run.status == "running":
             metrics = metric_values(trainer.callback_metrics)
             if metrics:
-                self._run.log(step=trainer.global_step, **metrics)
+                self._log(trainer, metrics)
         self._stop_if_running("finished", None)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -251,6 +277,31 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         run = self._run
         if run is not None and run.status == "running":
             run.stop(status=status, error=error)
+
+    def _log(self, trainer: Any, metrics: Mapping[str, float]) -> None:
+        """``run.log`` the metrics; a ``"stop"`` budget it finds crossed stops the fit."""
+        run = self._run
+        if run is None:
+            return
+        try:
+            run.log(step=trainer.global_step, **metrics)
+        except BudgetExceeded:  # raised once, after the metrics were logged
+            pass
+        if int(getattr(trainer, "world_size", 1)) <= 1 and run.check_budgets() is not None:
+            trainer.should_stop = True
+
+    def _stop_if_over_budget(self, trainer: Any) -> None:
+        """At a training epoch's end: stop the fit if a ``"stop"`` budget is crossed.
+
+        With several processes every rank calls this at the same point and they decide
+        together (any rank over its budget stops them all), as ``EarlyStopping`` does.
+        """
+        run = self._run
+        stop = run is not None and run.check_budgets() is not None
+        if int(getattr(trainer, "world_size", 1)) > 1:
+            stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
+        if stop:
+            trainer.should_stop = True
 
     def _count_step(self, pl_module: Any, batch: Any) -> int:
         """FPO of one training step on ``batch``, counted on a meta copy of ``pl_module``.

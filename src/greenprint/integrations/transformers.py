@@ -32,6 +32,15 @@ What it records:
   hyper-parameters as params; with ``attach``, a trial the Optuna pruner stops ends ``pruned``
   and one that raises ends ``failed``.
 
+Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``budget=gp.Budget(...)``):
+with ``on_exceed="stop"`` the callback stops training the way Hugging Face's own
+``EarlyStoppingCallback`` does, ``control.should_training_stop = True``, at the end of the step in
+which the limit was found crossed (checked at every step's end, log and evaluation); with
+``save_strategy`` ``"steps"`` or ``"epoch"`` that step is saved as a checkpoint too.
+``trainer.train()`` then returns normally, the model trained so far in ``trainer.model``, and the
+run ends ``interrupted`` with ``"BudgetExceeded: <reason>"`` as its error: no exception reaches
+your code. ``"warn"`` only warns (once) and a callable is called; training goes on.
+
 The model card gets ``co2_eq_emissions`` (in grams, as the Hugging Face Hub wants) through
 :meth:`GreenprintCallback.create_model_card`, or :func:`model_card_co2` for any run.
 
@@ -49,7 +58,7 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import ConfigError
+from greenprint._exceptions import BudgetExceeded, ConfigError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
 from greenprint._units import kg_to_g
@@ -225,7 +234,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         # greenprint's figures are the run's own fields, not metrics a report would rank by.
         metrics = {k: v for k, v in metric_values(logs).items() if not k.startswith("eval_")}
         if metrics:
-            run.log(step=state.global_step, **metrics)
+            self._log(run, args, state, control, metrics)
         if self._log_figures:
             refresh(run)
             now = figures.read()
@@ -238,7 +247,13 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         if self._run is not None and self._run.status == "running" and metrics:
             values = metric_values(metrics)
             if values:
-                self._run.log(step=state.global_step, **values)
+                self._log(self._run, args, state, control, values)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
+        """Stop training cleanly when a ``"stop"`` budget has been crossed (see the module)."""
+        run = self._run
+        if run is not None and run.status == "running" and run.check_budgets() is not None:
+            _stop_training(args, control)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
         """End the run ``finished``, unless the wrapped ``train`` will say how it ended.
@@ -284,6 +299,14 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         run = self._run
         if run is not None and run.status == "running":
             run.stop(status=status, error=error)
+
+    @staticmethod
+    def _log(run: Run, args: Any, state: Any, control: Any, values: Mapping[str, float]) -> None:
+        """``run.log`` the values; a ``"stop"`` budget it finds crossed stops training cleanly."""
+        try:
+            run.log(step=state.global_step, **values)
+        except BudgetExceeded:  # raised once, after the values were logged
+            _stop_training(args, control)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -377,6 +400,18 @@ def _hardware_text(hardware: Mapping[str, Any] | None) -> str:
         names = [g.get("name", "GPU") if isinstance(g, Mapping) else str(g) for g in gpus]
         parts.append(f"{len(names)} x {names[0]}")
     return ", ".join(parts)
+
+
+def _stop_training(args: Any, control: Any) -> None:
+    """Ask the Trainer to end training after this step, as ``EarlyStoppingCallback`` does.
+
+    With a ``"steps"`` or ``"epoch"`` save strategy the step is saved too (a checkpoint of the
+    training paid for); ``"best"`` and ``"no"`` keep their own rule.
+    """
+    control.should_training_stop = True
+    strategy = getattr(args, "save_strategy", "no")
+    if str(getattr(strategy, "value", strategy)) in ("steps", "epoch"):
+        control.should_save = True
 
 
 def _trial_name(trainer: Any) -> str | None:
