@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, ReportError
@@ -19,6 +19,7 @@ from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode
 from greenprint.analysis._roles import family_labels, resolve_roles
+from greenprint.carbon._intensity import applied_intensity
 from greenprint.report._figures import (
     FigureInputs,
     evp_figures,
@@ -422,6 +423,25 @@ def _energy_source_of(run: RunRecord) -> str:
 
 _INF = math.inf
 
+
+def _intensity(run: RunRecord, provenance: Mapping[str, Any]) -> tuple[float | None, str]:
+    """The grid intensity a run was priced at (g CO2-eq/kWh) and its source.
+
+    A run priced by an hourly series records the file's mean; what applied to it is the
+    series' energy-weighted mean over the run (:func:`~greenprint.carbon._intensity.
+    applied_intensity`), shown with "mean over the run" in its source.
+    """
+    source = provenance.get("intensity") or run.intensity_source
+    if "csv:" not in source:  # a constant intensity: as recorded (the common case, no call)
+        return run.intensity_g_per_kwh, source
+    return applied_intensity(
+        energy_kwh=run.energy_kwh,
+        pue=run.pue,
+        emissions_kg=run.emissions_kg,
+        recorded_g_per_kwh=run.intensity_g_per_kwh,
+        source=source,
+    )
+
 #: ``RunRow(*values)`` at half the cost, every field given (``_frozen.slot_constructor``).
 _make_row = slot_constructor(RunRow)
 #: The order ``_rows`` gives RunRow's fields in (positionally: keywords cost 0.1 s per 100,000
@@ -510,8 +530,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 run.params,  # params
                 source,  # energy_source
                 run.pue,  # pue
-                run.intensity_g_per_kwh,  # intensity_g_per_kwh
-                provenance.get("intensity") or run.intensity_source,  # intensity_source
+                *_intensity(run, provenance),  # intensity_g_per_kwh, intensity_source
                 per_kwh,  # score_per_kwh
                 None if known is None or fpo is None else score_per_cost(known, fpo / 1e9),
                 run.error,  # error

@@ -183,7 +183,8 @@ class RunRow:
         params: hyper-parameters.
         energy_source: ``"measured"``, ``"estimated"``, ``"mixed"`` or ``"unknown"``.
         pue: PUE applied.
-        intensity_g_per_kwh: grid intensity applied, g CO2-eq/kWh (``None`` if unknown).
+        intensity_g_per_kwh: grid intensity applied, g CO2-eq/kWh (``None`` if unknown); for
+            a run priced by an hourly series, the series' energy-weighted mean over the run.
         intensity_source: where the intensity came from.
         score_per_kwh: score per kWh (``None`` without a score or energy).
         score_per_gflop: score per GFLOP (``None`` without a score or FPO).
