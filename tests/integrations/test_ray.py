@@ -205,6 +205,34 @@ def test_a_stop_budget_ends_the_trial_at_a_report_and_stays_interrupted(
     assert [p.value for p in trial.metrics if p.name == "score"] == [1.0, 2.0, 3.0]
 
 
+def _train_capped_caught(config: dict[str, Any]) -> None:
+    """As _train_capped, but the trainable catches the stop and returns (Tune: TERMINATED)."""
+    try:
+        _train_capped(config)
+    except gp.BudgetExceeded:
+        return
+
+
+@pytest.mark.parametrize("train", [_train_capped, _train_capped_caught])
+def test_a_stop_budget_in_a_trial_the_driver_writes_is_recorded_as_in_process(
+    ray_cluster: Any, tmp_path: Path, train: Any
+) -> None:
+    ledger = tmp_path / "driver.db"
+    fn = trainable(
+        train, ledger=ledger, study="ray-study", write="driver", budget_fpo=1_000, on_exceed="stop"
+    )
+    (result,) = _fit(tmp_path, fn, ledger, [1])
+
+    # the report that crossed the budget carried the reason to the driver
+    reason = result.metrics["greenprint/budget_stop"]
+    assert reason.startswith("BudgetExceeded: run ") and "budget_fpo" in reason
+    assert (result.error is not None) == (train is _train_capped)
+    (trial,) = [r for r in gp.Ledger(ledger).runs(study="ray-study") if r.role == "trial"]
+    # not "failed" (Tune's ERROR) nor "finished": the status and reason a budget stop has
+    assert (trial.status, trial.error) == ("interrupted", reason)
+    assert trial.ended_at is not None and trial.fpo == 1_200 and trial.energy_kwh > 0
+
+
 def test_bad_setup_is_refused_on_the_driver(tmp_path: Path) -> None:
     with pytest.raises(gp.ConfigError):
         trainable(_train, ledger=tmp_path / "x.db", write="somewhere")

@@ -36,7 +36,9 @@ child, and sets each trial's final status when the experiment ends:
   ``training_iteration``) as the furthest trial of the experiment (ASHA's ``max_t``, a
   ``MaximumIterationStopper``);
 * ``pruned``: Tune stopped it before that (a scheduler's early stop, a plateau stopper);
-* ``interrupted``: it had not ended when the experiment did (``time_budget_s``, Ctrl-C).
+* ``interrupted``: it had not ended when the experiment did (``time_budget_s``, Ctrl-C), or a
+  ``"stop"`` budget given to :func:`trainable` stopped it (error ``"BudgetExceeded: ..."``, as
+  in-process, also when the driver writes the trial).
 
 Tune itself does not tell these apart: a trial stopped by ASHA and one that ran to the end are
 both ``TERMINATED`` (ray-project/ray#54564), hence the rule above.
@@ -102,6 +104,7 @@ FIGURE_PREFIX = "greenprint/"
 _RUN_ID = FIGURE_PREFIX + "run_id"
 _WORKER = FIGURE_PREFIX + "worker"  # "<host> <pid>" of the trial's worker process
 _RECORD = FIGURE_PREFIX + "record"  # the run's record, JSON, when the driver writes it
+_BUDGET = FIGURE_PREFIX + "budget_stop"  # the error of a "stop" budget raised at this report
 _DUPLICATE = "__duplicate__"  # ray.tune.result.RESULT_DUPLICATE: the repeat of a last result
 
 WriteMode = Literal["auto", "worker", "driver"]
@@ -166,8 +169,10 @@ def trainable(
             ``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``on_exceed``,
             ``budget`` (see :func:`greenprint.track`). With ``on_exceed="stop"``, a trial over
             its budget raises :class:`~greenprint.BudgetExceeded` at its next report (after the
-            report reaches Tune); its run ends ``interrupted`` and stays so, although Tune
-            marks the trial ``ERROR``.
+            report reaches Tune, which carries the reason as ``greenprint/budget_stop``); its
+            run ends ``interrupted`` with ``"BudgetExceeded: <reason>"`` and stays so, although
+            Tune marks the trial ``ERROR``, whoever writes it (the driver, with
+            ``write="driver"``, from that report).
 
     Returns:
         The wrapped trainable.
@@ -346,6 +351,8 @@ class _TrialRun:
         out[FIGURE_PREFIX + "power_w"] = figures["power_w"]
         out[_RUN_ID] = run.id
         out[_WORKER] = f"{_host()} {os.getpid()}"
+        if stop is not None:  # the reason, for a driver that writes the run (or outlives it)
+            out[_BUDGET] = status_for(stop)[1]
         if self._driver_writes:
             out[_RECORD] = _record_json(run, contained=self._contained)
         return out, stop
@@ -447,6 +454,7 @@ class _TrialState:
     written: bool = False  # the driver wrote (relay mode) or re-parented the run
     relayed: bool = False  # the driver writes the run (the worker keeps it in memory)
     steps: int = 0
+    budget_error: str | None = None  # "BudgetExceeded: ..." of a "stop" budget in the worker
 
 
 class GreenprintTuneCallback(tune.Callback):
@@ -542,6 +550,8 @@ class GreenprintTuneCallback(tune.Callback):
         if result.get("done"):
             state.stopped_by_tune = True
             state.criteria_met = _criteria_met(trial, result)
+        if isinstance(result.get(_BUDGET), str):
+            state.budget_error = result[_BUDGET]
         try:
             if isinstance(result.get(_RECORD), str):
                 state.relayed = True
@@ -591,7 +601,9 @@ class GreenprintTuneCallback(tune.Callback):
                     fields_["status"] = status
                     if current.ended_at is None:
                         fields_["ended_at"] = current.heartbeat_at or time.time()
-                if status == "failed" and not current.error:
+                if stopped_by_budget(status, error):  # as the worker would have recorded it
+                    fields_["error"] = error
+                elif status == "failed" and not current.error:
                     fields_["error"] = error
                 elif status != "failed" and current.error and status != current.status:
                     fields_["error"] = None
@@ -750,7 +762,16 @@ def _error_text(trial: Any) -> str:
 
 
 def _final_status(state: _TrialState, furthest: float) -> tuple[str, str | None]:
-    """The trial's status by the rule in the module docstring."""
+    """The trial's status by the rule in the module docstring.
+
+    A trial whose worker raised a ``"stop"`` budget's :class:`~greenprint.BudgetExceeded` is
+    recorded as the worker records it, ``interrupted`` with that reason, whatever Tune says
+    (``ERROR`` for the exception, ``TERMINATED`` when the trainable caught it). Tune's error
+    text does not say which exception ended a trial, so one that caught the stop and then
+    raised another is recorded so too (in-process it would be ``failed``).
+    """
+    if state.budget_error is not None:
+        return "interrupted", state.budget_error
     if state.ended == "error":
         return "failed", state.error or "Ray Tune marked the trial ERROR"
     if state.ended is None:
