@@ -168,3 +168,68 @@ def test_cli_text_names_the_gpu_meter_when_only_an_intel_card_meters_it(tmp_path
     assert "GPUs      none listed by NVML or amdsmi; gpu metered by hwmon:xe:card0" in out
     assert "none visible" not in out
     assert "  gpu  hwmon:xe:card0" in out
+
+
+# -- discovery imports a GPU vendor module only when its cheap presence check passes -----------
+
+
+def test_without_gpu_drivers_a_run_imports_no_gpu_vendor_module():
+    # the test roots (tests/conftest.py) are empty folders: no /dev/kfd, no NVIDIA driver paths,
+    # no DRM card; the child inherits them
+    code = (
+        "import sys, greenprint as gp\n"
+        "with gp.track('x', ledger=False) as run:\n"
+        "    pass\n"
+        "vendor = ('_nvml', '_amd', '_gpu_estimate', '_gpu_meter')\n"
+        "print(run.status, [m for m in sys.modules if m.rpartition('.')[2] in vendor])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["finished", "[]"]
+
+
+def test_the_cheap_path_says_what_the_vendor_modules_say():
+    from greenprint.meters._amd import probe_amd
+    from greenprint.meters._gpu_estimate import estimate_status
+    from greenprint.meters._nvml import probe_nvml
+    from greenprint.meters._where import absent_amdsmi, absent_nvml, no_gpu_found
+
+    hw = detect_hardware()
+    assert hw.meter("nvml") == absent_nvml() == probe_nvml(environ={})[0]
+    assert hw.meter("amdsmi") == absent_amdsmi() == probe_amd(environ={})[0]
+    assert hw.meter("estimate:gpu") == no_gpu_found() == estimate_status(False, environ={})
+    assert hw.gpus == ()
+
+
+def _drm_card(root: Path, vendor: str) -> Path:
+    dev = root / "card1" / "device"
+    dev.mkdir(parents=True)
+    (dev / "vendor").write_text(f"{vendor}\n")
+    (dev / "product_name").write_text("AMD Instinct MI210\n")
+    return root
+
+
+def test_a_drm_card_takes_the_estimates_own_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("GREENPRINT_DRM_ROOT", str(_drm_card(tmp_path / "drm", "0x1002")))
+    status = detect_hardware().meter("estimate:gpu")
+    assert status.usable and status.reason.startswith("AMD-0 AMD Instinct MI210: ")
+    other = _drm_card(tmp_path / "drm-intel", "0x8086")  # a card the estimate does not count
+    monkeypatch.setenv("GREENPRINT_DRM_ROOT", str(other))
+    assert detect_hardware().meter("estimate:gpu").reason == "no GPU found"
+
+
+def test_a_kfd_device_takes_amdsmis_own_path(tmp_path, monkeypatch):
+    (tmp_path / "kfd").write_text("")
+    monkeypatch.setenv("GREENPRINT_DEV_ROOT", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "amdsmi", None)  # whatever this machine has installed
+    status = detect_hardware().meter("amdsmi")
+    assert not status.usable and status.reason.startswith("amdsmi is not importable (")
+
+
+def test_a_mig_device_named_without_nvml_is_explained():
+    hw = detect_hardware()  # the cache key holds CUDA_VISIBLE_DEVICES
+    assert hw.meter("estimate:gpu").reason == "no GPU found"
+    from greenprint.meters._discovery import _gpu_statuses
+
+    env = {"CUDA_VISIBLE_DEVICES": "MIG-4a1b2c3d-0000-0000-0000-000000000000"}
+    _, _, _, status = _gpu_statuses(None, None, env)
+    assert status.reason.startswith("CUDA_VISIBLE_DEVICES names a MIG device")

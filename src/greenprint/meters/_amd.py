@@ -48,7 +48,6 @@ import contextlib
 import io
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from math import inf
@@ -71,7 +70,8 @@ from greenprint.meters._gpu_meter import (
     vendor_origin,
 )
 from greenprint.meters._status import GPUInfo, MeterStatus
-from greenprint.meters._where import dev_path
+from greenprint.meters._where import absent_amdsmi
+from greenprint.meters._where import amd_driver_present as _driver_present
 
 __all__ = [
     "AmdMeter",
@@ -162,14 +162,6 @@ def _one_line(err: BaseException) -> str:
     return str(info) if info else " ".join(str(err).split())
 
 
-def _driver_present() -> bool:
-    """Cheap check (no import) for ROCm's kernel driver: ``/dev/kfd``; Linux only.
-
-    ``$GREENPRINT_DEV_ROOT`` stands for ``/dev`` (tests point it at an empty folder).
-    """
-    return sys.platform.startswith("linux") and os.path.exists(dev_path("kfd"))
-
-
 def load_amdsmi(amdsmi: Any = None) -> Any:
     """The amdsmi module to use: ``amdsmi`` if given, else ``amdsmi`` imported now.
 
@@ -182,12 +174,7 @@ def load_amdsmi(amdsmi: Any = None) -> Any:
     if amdsmi is not None:
         return amdsmi
     if not _driver_present():
-        reason = (
-            "no AMD GPU driver (no /dev/kfd)"
-            if sys.platform.startswith("linux")
-            else f"amdsmi needs Linux (this is {sys.platform})"
-        )
-        raise AmdsmiUnavailable(MeterStatus("amdsmi", False, reason, None))
+        raise AmdsmiUnavailable(absent_amdsmi())
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             import amdsmi as module  # type: ignore[import-not-found]

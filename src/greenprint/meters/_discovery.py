@@ -28,10 +28,17 @@ from greenprint.meters._estimate import (
     CpuEstimateMeter,
     RamEstimateMeter,
 )
-from greenprint.meters._nvml import probe_nvml
 from greenprint.meters._rapl import Opener, probe_rapl, resolve_rapl_root
 from greenprint.meters._status import GPUInfo, MeterStatus
 from greenprint.meters._tdp import match_cpu_tdp
+from greenprint.meters._where import (
+    absent_amdsmi,
+    absent_nvml,
+    amd_driver_present,
+    gpu_may_be_present,
+    no_gpu_found,
+    nvidia_driver_present,
+)
 
 __all__ = [
     "HardwareInfo",
@@ -289,13 +296,7 @@ def _detect(
         env.pop("CUDA_VISIBLE_DEVICES", None)
     else:
         env["CUDA_VISIBLE_DEVICES"] = cuda_visible
-    nvml_status, gpus = probe_nvml(nvml, environ=env)
-    from greenprint.meters._amd import probe_amd  # AMD GPUs and the GPU estimate
-    from greenprint.meters._gpu_estimate import estimate_status
-
-    amd_status, amd_gpus = probe_amd(amdsmi, environ=env)
-    gpus = gpus + amd_gpus
-    gpu_est = estimate_status(nvml_status.usable or amd_status.usable, nvml=nvml, environ=env)
+    nvml_status, gpus, amd_status, gpu_est = _gpu_statuses(nvml, amdsmi, env)
     cpu_est, ram_est = _estimate_statuses(model, tdp_w, rule, sockets, logical, ram_gb)
     return HardwareInfo(
         cpu_model=model,
@@ -316,6 +317,39 @@ def _detect(
         cpu_tdp_w=tdp_w,
         cpu_tdp_source=source,
     )
+
+
+def _gpu_statuses(
+    nvml: Any, amdsmi: Any, env: dict[str, str]
+) -> tuple[MeterStatus, tuple[GPUInfo, ...], MeterStatus, MeterStatus]:
+    """The ``nvml``, ``amdsmi`` and ``estimate:gpu`` statuses, and the GPUs found.
+
+    A vendor module (and the GPU estimate's) is imported only when its cheap presence check
+    passes or a module is given: a machine without GPUs hears why from
+    :mod:`greenprint.meters._where`, in the same words the vendor modules use.
+    """
+    gpus: tuple[GPUInfo, ...] = ()
+    amd_gpus: tuple[GPUInfo, ...] = ()
+    if nvml is None and not nvidia_driver_present():
+        nvml_status = absent_nvml()
+    else:
+        from greenprint.meters._nvml import probe_nvml
+
+        nvml_status, gpus = probe_nvml(nvml, environ=env)
+    if amdsmi is None and not amd_driver_present():
+        amd_status = absent_amdsmi()
+    else:
+        from greenprint.meters._amd import probe_amd
+
+        amd_status, amd_gpus = probe_amd(amdsmi, environ=env)
+    metered = nvml_status.usable or amd_status.usable
+    if metered or nvml is not None or gpu_may_be_present(env):
+        from greenprint.meters._gpu_estimate import estimate_status
+
+        gpu_est = estimate_status(metered, nvml=nvml, environ=env)
+    else:
+        gpu_est = no_gpu_found()
+    return nvml_status, gpus + amd_gpus, amd_status, gpu_est
 
 
 def cpu_estimate_for(

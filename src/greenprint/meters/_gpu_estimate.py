@@ -40,6 +40,7 @@ from typing import Any
 from greenprint._provenance import Provenance
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._status import MeterStatus
+from greenprint.meters._where import no_gpu_found
 
 __all__ = [
     "DEFAULT_GPU_TDP_W",
@@ -521,7 +522,7 @@ def estimate_status(
         )
         return MeterStatus("estimate:gpu", False, reason, "make NVML usable (see the nvml line)")
     if not gpus:
-        return MeterStatus("estimate:gpu", False, "no GPU found", None)
+        return no_gpu_found()  # also said, without importing this module, by discovery
     parts = "; ".join(
         f"{g.label} {g.name}: {g.tdp_w:g} W ({g.tdp_source}), utilisation "
         + (g.utilisation_source or "unknown (full load assumed)")

@@ -56,7 +56,8 @@ from greenprint.meters._gpu_meter import (
     vendor_origin,
 )
 from greenprint.meters._status import GPUInfo, MeterStatus
-from greenprint.meters._where import dev_path, nvidia_proc_root
+from greenprint.meters._where import NVIDIA_DRIVER_FIX, absent_nvml
+from greenprint.meters._where import nvidia_driver_present as _driver_present
 
 __all__ = ["NvmlMeter", "load_nvml", "parse_cuda_visible_devices", "probe_nvml"]
 
@@ -65,10 +66,6 @@ logger = logging.getLogger(__name__)
 #: NVML's energy counter: a 64-bit count of mJ.
 COUNTER_MODULUS = GPU_COUNTER_MODULUS
 _NVML_LIBRARY = "nvml.dll" if sys.platform == "win32" else "libnvidia-ml.so.1"
-_DRIVER_FIX = (
-    "install the NVIDIA driver so that nvidia-smi works "
-    "(nothing to fix on a machine without an NVIDIA GPU)"
-)
 
 
 #: Errors of the energy counter that mean "not available here" rather than "GPU gone": the GPU
@@ -90,7 +87,7 @@ def _status_for(nvml: Any, err: BaseException) -> MeterStatus:
     known = {
         "NVML_ERROR_LIBRARY_NOT_FOUND": (
             f"pynvml could not load {_NVML_LIBRARY}: no NVIDIA driver",
-            _DRIVER_FIX,
+            NVIDIA_DRIVER_FIX,
         ),
         "NVML_ERROR_DRIVER_NOT_LOADED": (
             f"NVIDIA driver not loaded (NVML: {err})",
@@ -116,21 +113,6 @@ def _status_for(nvml: Any, err: BaseException) -> MeterStatus:
     return MeterStatus("nvml", False, f"NVML error: {err}", None)
 
 
-def _driver_present() -> bool:
-    """Cheap check (no import) for an NVIDIA driver: Linux device files; never on macOS.
-
-    ``/proc/driver/nvidia``, ``/dev/nvidiactl`` or ``/dev/dxg`` (WSL);
-    ``$GREENPRINT_PROC_DRIVER_ROOT`` and ``$GREENPRINT_DEV_ROOT`` stand for ``/proc/driver`` and
-    ``/dev`` (tests point them at empty folders).
-    """
-    if sys.platform == "darwin":
-        return False
-    if not sys.platform.startswith("linux"):
-        return True  # Windows: let NVML say
-    paths = (str(nvidia_proc_root()), dev_path("nvidiactl"), dev_path("dxg"))
-    return any(os.path.exists(p) for p in paths)
-
-
 def load_nvml(nvml: Any = None) -> Any:
     """The NVML module to use: ``nvml`` if given, else ``pynvml`` imported now.
 
@@ -141,16 +123,7 @@ def load_nvml(nvml: Any = None) -> Any:
     if nvml is not None:
         return nvml
     if not _driver_present():
-        raise NvmlUnavailable(
-            MeterStatus(
-                "nvml",
-                False,
-                "no NVIDIA driver on macOS"
-                if sys.platform == "darwin"
-                else "no NVIDIA driver (no /proc/driver/nvidia or /dev/nvidiactl)",
-                None if sys.platform == "darwin" else _DRIVER_FIX,
-            )
-        )
+        raise NvmlUnavailable(absent_nvml())
     try:
         return require("pynvml", extra=None, purpose="GPU energy", package="nvidia-ml-py")
     except MissingDependencyError as e:

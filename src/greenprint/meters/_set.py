@@ -466,8 +466,8 @@ def detect_meters(
     """
     # the discovery and vendor modules load when meters are chosen, not when this one is imported
     from greenprint.meters._discovery import cpu_estimate_for, detect_hardware, ram_estimate_for
-    from greenprint.meters._nvml import NvmlMeter
     from greenprint.meters._rapl import RaplMeter, probe_rapl
+    from greenprint.meters._where import gpu_may_be_present
 
     opener = rapl_opener or open
     hw = (
@@ -494,6 +494,8 @@ def detect_meters(
             meters["ram"] = RaplMeter("ram", probe.dram, tree=tree, opener=opener)
     nvml_status = hw.meter("nvml")
     if nvml is not None or nvml_status is None or nvml_status.usable:
+        from greenprint.meters._nvml import NvmlMeter
+
         try:
             meters["gpu"] = NvmlMeter.open(nvml, environ=env, tree=tree, clock=clock)
         except MeterError as e:
@@ -509,7 +511,10 @@ def detect_meters(
             logger.debug("no AMD GPU beside the NVIDIA ones: %s", e)
         else:
             meters["gpu"] = VendorSumMeter([meters["gpu"], amd])
-    if "gpu" not in meters:  # AMD through amdsmi, else a GPU without counter: its TDP estimate
+    # AMD through amdsmi, else a GPU without counter: its TDP estimate (neither is imported on a
+    # machine whose cheap checks find no GPU driver and no DRM card)
+    maybe_amd = amdsmi is not None or amd_status is None or amd_status.usable
+    if "gpu" not in meters and (maybe_amd or nvml is not None or gpu_may_be_present(env)):
         from greenprint.meters._gpu_estimate import other_gpu_meter
 
         other = other_gpu_meter(
