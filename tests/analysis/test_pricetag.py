@@ -71,9 +71,9 @@ def reference_roles(runs):
 
     def role(rid):
         run = by_id[rid]
-        inside = run.parent_id in by_id and role(run.parent_id)[0] != "sweep"
+        inside = run.parent_id in by_id and role(run.parent_id)[0] not in ("sweep", "greener")
         if run.role is not None and not (inside and run.role != "part"):
-            return run.role, False  # given, unless inside a run that is not a sweep
+            return run.role, False  # given, unless inside a run that is not a container
         if run.parent_id not in by_id:
             has_score = any(math.isfinite(p.value) for p in run.metrics)
             return ("sweep" if children.get(rid) and not has_score else "trial"), True

@@ -95,6 +95,40 @@ def test_given_roles_win_and_the_runs_below_follow_them():
     assert resolve_roles([run("a", role="trial")]).note is None
 
 
+def test_a_role_given_inside_a_trial_is_read_as_a_part():
+    # a scikit-learn search (track_search) inside an Optuna trial: its sweep, candidate and
+    # refit were given roles, but their cost is inside the trial: its parts, not more trials
+    runs = [
+        run("t", role="trial", acc=0.9),
+        run("cv", "t", role="sweep"),
+        run("cv-c0", "cv", role="trial", acc=0.8),
+        run("cv-c0-f0", "cv-c0", role="part", acc=0.8),
+        run("cv-refit", "cv", role="final"),
+        run("g", role="greener"),  # a greener comparison keeps its variants' role
+        run("g-v", "g", role="greener"),
+        run("f", role="final", acc=0.95),
+        run("f-g", "f", role="greener"),  # inside the final run: a part of it
+        run("f-g-v", "f-g", role="greener"),
+        run("bad", role="trial", status="failed"),  # failed: no score from its folds
+        run("bad-f0", "bad", role="part", acc=0.99),
+    ]
+    got = roles(runs)
+    for rid in ("cv", "cv-c0", "cv-refit", "f-g", "f-g-v"):
+        assert got[rid] == ("part", True), rid
+    assert got["cv-c0-f0"] == ("part", False) and got["g-v"] == ("greener", False)
+    study = resolve_roles(runs)
+    assert study.overridden == 5 and study.n_inferred == 5
+    assert study.note == (
+        "5 of 12 runs were given a role but ran inside a trial (or a part, baseline, final or "
+        "learning-curve run): they are read as its parts, their cost inside its own (e.g. a "
+        "scikit-learn search inside an Optuna trial)"
+    )
+    trials = study_trials(runs, metric="acc")
+    assert [r.id for r in trials.runs] == ["t", "bad"]
+    assert math.isnan(trials.score_of("bad").score) and trials.score_of("bad").source == "none"
+    assert price_tag(runs, metric="acc").final.run_id == "f"
+
+
 def test_the_sweep_rule_judges_the_score_by_the_ranked_metric():
     runs = [run("s", best_acc=0.9), run("t0", "s", acc=0.8), run("t1", "s", acc=0.9)]
     assert roles(runs)["s"] == ("trial", True)  # logged a metric: a trial with two parts
@@ -234,6 +268,26 @@ def test_evp_per_family_is_each_familys_own_curve():
         expected_max_performance(scores, group_by="params.model")
     with pytest.raises(AnalysisError, match="4 group_by labels for 5 scores"):
         expected_max_performance(scores, group_by=families[:4])
+
+
+def test_a_failed_trial_counts_as_the_studys_worst_in_its_familys_curve():
+    # the cnn family's failed trial is not worth cnn's worst (0.8) but the study's (0.6), as in
+    # the whole search's curve: the same failure costs every family alike
+    scores = [0.7, 0.8, 0.6, 0.9, np.nan]
+    families = ["mlp", "cnn", "mlp", "cnn", "cnn"]
+    curves = expected_max_performance(scores, group_by=families)
+    cnn = expected_max_performance([0.8, 0.9, 0.6])
+    assert curves["cnn"].mean.tolist() == pytest.approx(cnn.mean.tolist(), abs=1e-15)
+    assert curves["cnn"].fill_value == 0.6
+    by_cost = evp_by_budget(scores, [1.0] * 5, unit="kWh", group_by=families)
+    assert by_cost["cnn"].mean.tolist() == pytest.approx(cnn.mean.tolist(), abs=1e-15)
+    low = expected_max_performance([0.1, 0.3, np.nan], mode="min", group_by=["a", "b", "b"])
+    assert low["b"].fill_value == 0.3 and low["b"].mean.tolist()[0] == pytest.approx(0.3)
+    given = expected_max_performance(scores, group_by=families, fill_value=0.0)
+    assert given["cnn"].fill_value == 0.0
+    # a family of failed trials only is a flat worst curve, not an error
+    only = expected_max_performance([0.5, np.nan], group_by=["a", "b"])
+    assert only["b"].mean.tolist() == [0.5]
 
 
 def test_evp_by_budget_groups_runs_by_a_path_or_a_function():

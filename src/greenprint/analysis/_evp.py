@@ -207,7 +207,9 @@ def expected_max_performance(
         fill_value: the score a NaN trial counts as under ``"worst"``; default the worst finite
             score observed.
         group_by: one family label per score (e.g. the model of each trial): one curve per
-            family, as Dodge et al. draw them, each from that family's trials only.
+            family, as Dodge et al. draw them, each from that family's trials only. Under
+            ``"worst"`` a trial without a score counts as the worst score of every family
+            together (or ``fill_value``), the same in each family's curve.
 
     Returns:
         The :class:`EVPCurve`, with ``budget`` equal to ``n`` (unit ``"trials"``); with
@@ -241,10 +243,24 @@ def expected_max_performance(
     values = finite_or_raise(scores, "scores")
     labels = _labels(group_by, values.size)
     families = np.array(labels, dtype=object)
+    if fill_value is None and nan_policy == "worst":
+        curve = partial(curve, fill_value=_study_worst(values, mode))
     return {
         family: replace(curve(values[families == family]), family=family)
         for family in dict.fromkeys(labels)
     }
+
+
+def _study_worst(values: np.ndarray, mode: Mode) -> float | None:
+    """The worst finite score of every family together (``None``: none is finite).
+
+    A trial without a score counts as this in each family's curve, as in the whole study's: a
+    failed trial of a strong family is not worth more than one of a weak family.
+    """
+    finite = values[~np.isnan(values)]
+    if not finite.size:
+        return None
+    return float(finite.min() if check_mode(mode) == "max" else finite.max())
 
 
 def _labels(group_by: Any, size: int) -> list[str]:
@@ -407,7 +423,9 @@ def evp_by_budget(
         fill_value: score of a trial without one under ``"worst"``.
         scored_statuses: statuses whose logged score counts.
         group_by: families of trials, one curve each: with runs a dotted path
-            (``"params.model"``) or a function of a run; with scores one label per score.
+            (``"params.model"``) or a function of a run; with scores one label per score. A
+            trial without a score counts as the worst of all families' scores (or
+            ``fill_value``) in its family's curve.
 
     Returns:
         The :class:`EVPCurve` with ``budget`` and ``budget_unit`` set; with ``group_by``,
@@ -525,6 +543,8 @@ def evp_by_budget(
 
     if labels is None:
         return curve_of(np.ones(scores.size, dtype=bool), None)
+    if fill_value is None and nan_policy == "worst":
+        fill_value = _study_worst(scores, mode)
     families = np.array(labels, dtype=object)
     return {family: curve_of(families == family, family) for family in dict.fromkeys(labels)}
 

@@ -14,12 +14,13 @@ or inferred here, at read time, from the nesting of runs within the set:
   rank of a distributed job linked under the job's head, counted once with it: see
   :class:`~greenprint.analysis._common.RunForest`).
 
-A given role wins, except inside a run that is not a sweep: a run inside a trial (or a part,
-a baseline, the final run or a learning-curve run) is always a part of it, whatever role it
-was given (a scikit-learn search's sweep, trials and refit run inside an Optuna trial are that
-trial's parts, not trials of the study); the note says how many. The runs below a given role
-are inferred from it. "Logged no score" means no
-finite value of the metric the study is ranked by (``metric=``), or of any metric without one.
+A given role wins, except inside a run that is not a container (a sweep, or a greener
+comparison whose children are its variants): a run inside a trial (or a part, a baseline, the
+final run or a learning-curve run) is always a part of it, whatever role it was given (a
+scikit-learn search's sweep, trials and refit run inside an Optuna trial are that trial's parts,
+not trials of the study); the note says how many. The runs below a given role are inferred from
+it. "Logged no score" means no finite value of the metric the study is ranked by (``metric=``),
+or of any metric without one.
 
 A trial's score is its own logged score, else the mean of its parts' scores (e.g. the folds of a
 cross-validation, each part scored the same way, recursively); :class:`TrialScore` says which.
@@ -72,6 +73,10 @@ ScoreSource = Literal["own", "parts", "none"]
 #: Statuses whose logged score counts (failed, interrupted and lost runs produced no model).
 SCORED_STATUSES: tuple[str, ...] = ("finished", "pruned")
 
+#: Roles whose children keep the roles given to them: a sweep's trials, a greener comparison's
+#: variants. Inside any other run, a run is a part of it whatever role it was given.
+_CONTAINERS = ("sweep", "greener")
+
 _INFERENCE_RULES = (
     "a top-level run is a trial; runs inside a trial are its parts; a top-level run with child "
     "runs and no score is a sweep, whose children are trials"
@@ -97,9 +102,9 @@ class StudyRoles:
         owners: for each run, the position of the run its cost belongs to: itself, or for a
             part the nearest enclosing run that is not a part (its trial, baseline...).
         metric: the metric "logged no score" was judged by (``None``: any metric).
-        overridden: how many runs were given a role inside a run that is not a sweep (a trial,
-            a part, a baseline, the final run or a learning-curve run) and are read as its parts
-            (counted among the inferred).
+        overridden: how many runs were given a role inside a run that is not a sweep or a
+            greener comparison (a trial, a part, a baseline, the final run or a learning-curve
+            run) and are read as its parts (counted among the inferred).
     """
 
     forest: RunForest
@@ -237,7 +242,7 @@ def resolve_roles(
             unknown += 1
             given = None
         if given is not None and given != "part" and parent is not None:
-            if role[parent] != "sweep":
+            if role[parent] not in _CONTAINERS:
                 # inside a trial (or a part, baseline, final or learning-curve run): its cost is
                 # inside its parent's whatever role it was given (e.g. a scikit-learn search's
                 # sweep, trials and refit inside an Optuna trial)
@@ -360,10 +365,16 @@ class StudyTrials:
                 f"no trial logged {self.metric!r} of its own: each trial's score is the mean of "
                 "its parts' (e.g. cross-validation folds)"
             )
-        return (
+        own = sum(1 for p in self.positions if self.scores[p].source == "own")
+        text = (
             f"{self.from_parts} of {n} trials logged no {self.metric!r} of their own: their score "
-            "is the mean of their parts' (e.g. cross-validation folds); the others' is their own"
+            "is the mean of their parts' (e.g. cross-validation folds)"
         )
+        if own:
+            text += f"; {own} scored by their own"
+        if none := n - self.from_parts - own:
+            text += f"; {none} without a score (failed, or no part scored)"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: counts, where scores came from, the mode and its note."""

@@ -168,7 +168,7 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     low_bound, high_bound = min(observed), max(observed)
     notes.append("the shaded band is ±1 standard deviation, clipped to the observed scores")
 
-    family_curves = _family_curves(inputs, trials, scores, costs, grid)
+    family_curves = _family_curves(inputs, trials, scores, costs, grid, dodge.fill_value)
     if family_curves:
         notes.append(
             f"one curve per {inputs.group_by} (with replacement): "
@@ -286,8 +286,13 @@ def _family_curves(
     scores: np.ndarray,
     costs: np.ndarray,
     grid: np.ndarray | None,
+    fill_value: float | None = None,
 ) -> list[tuple[str, EVPCurve]]:
-    """One EVP curve (with replacement, against energy) per family of trials, if grouped."""
+    """One EVP curve (with replacement, against energy) per family of trials, if grouped.
+
+    A trial without a score counts as ``fill_value`` (the whole study's worst score) in its
+    family's curve too, as the figure's note says.
+    """
     if not inputs.families or inputs.group_by is None:
         return []
     label_of = dict(zip(inputs.trials, inputs.families, strict=True))
@@ -300,7 +305,7 @@ def _family_curves(
     array = np.array(labels)
     for name in names:
         keep = array == name
-        if np.isnan(scores[keep]).all():
+        if np.isnan(scores[keep]).all() and fill_value is None:
             continue
         n_family = int(keep.sum())
         budgets = None if grid is None else np.unique(np.minimum(grid, n_family))
@@ -311,6 +316,7 @@ def _family_curves(
             mode=inputs.mode,
             replacement=True,
             budgets=budgets,
+            fill_value=fill_value,
         )
         out.append((name, curve))
     return out

@@ -48,6 +48,8 @@ _STYLE: dict[str, dict[str, Any]] = {
     "family4": {"color": "#17becf", "linewidth": 1.4},
     "family5": {"color": "#bcbd22", "linewidth": 1.4},
 }
+# Baselines' line styles, one per baseline of a panel in turn: two baselines never look alike.
+_BASELINE_DASHES: tuple[Any, ...] = (":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
 # Scatter markers shrink and fade as points pile up, so that a 100,000-trial cloud stays a
 # readable density (and its front and star stay visible on top).
 _SCATTER_FULL_UP_TO = 500
@@ -165,6 +167,7 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
         low, high = min([low, *near]), max([high, *near])
         pad = 0.06 * ((high - low) or span)
         limits = (low - pad, high + pad)
+    baselines = 0
     for series in panel.series:
         off = (
             limits is not None
@@ -172,8 +175,12 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
             and bool(series.y)
             and not limits[0] <= series.y[0] <= limits[1]
         )
+        dashes = None
+        if series.role == "baseline":  # each baseline its own dash pattern, told apart
+            dashes = _BASELINE_DASHES[baselines % len(_BASELINE_DASHES)]
+            baselines += 1
         # a baseline far from the data would squash it: listed in the legend, not drawn
-        _draw_series(ax, series, off_axes=off, crowd=crowd)
+        _draw_series(ax, series, off_axes=off, crowd=crowd, dashes=dashes)
     if limits is not None and panel.y_scale != "log":
         ax.set_ylim(*limits)
     xs = [v for s in panel.series for v in _finite(s.x)]
@@ -207,8 +214,12 @@ def _array(values: tuple[float, ...]) -> Any:
     return np.asarray(values, dtype=float)
 
 
-def _draw_series(ax: Any, series: Series, *, off_axes: bool = False, crowd: int = 0) -> None:
+def _draw_series(
+    ax: Any, series: Series, *, off_axes: bool = False, crowd: int = 0, dashes: Any = None
+) -> None:
     style = dict(_STYLE.get(series.role, {}))
+    if dashes is not None:
+        style["linestyle"] = dashes
     raster = len(series.x) > _RASTER_ABOVE
     label = _plain(series.label)
     if off_axes:

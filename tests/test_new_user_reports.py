@@ -1,0 +1,610 @@
+"""Issue 12 as a new user meets it: real studies, read right by ``greenprint report``.
+
+Every study is built the way users build one, in a fresh empty directory with a clean
+environment (no ``GREENPRINT_*`` variable, no configuration: the ledger is ``./greenprint.db``):
+
+* **Optuna + scikit-learn**: 15 Optuna trials (``GreenprintCallback``), each a 3-fold
+  cross-validation through ``track_search`` (so each trial holds a scikit-learn sweep, its
+  candidate and three folds, all given roles by the integration), a median pruner, two trials
+  that fail, then a final model retrained on all the data (``role="final"``);
+* **``greenprint run`` around scripts**: two baselines (``--role baseline``), a search whose
+  trials are child runs in a child process with their folds as grandchildren (a sweep container:
+  no role, no score), some folds counting FPO and the rest not, and a retrain (``--role final``);
+  the metric is ``val_loss`` and no ``--mode`` is given.
+
+Then ``greenprint report`` (HTML, Markdown, LaTeX, JSON) and ``greenprint ledger export`` (CSV,
+JSON) are checked for what a reader relies on: the trial counts Optuna and the scripts ran, the
+final run and the sentence saying why, EVP and Pareto over trials only (never folds), baselines
+as reference lines and marked rows, one EVP curve per family, a minimised loss with a visible
+note, unknown FPO as "unknown" with its run count (never 0), units after the numbers of the
+sentences, the LaTeX paper part compiled in a two-column article, every run in the HTML (and in
+a PDF Chromium prints), and the model card block with exactly Hugging Face's keys.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _clean_env import BIN, clean_env, configured_above
+from greenprint.analysis import expected_max_performance
+
+GREENPRINT = str(BIN / "greenprint")
+
+#: Hugging Face's model card metadata, ``co2_eq_emissions`` (huggingface_hub's ModelCardData).
+HF_KEYS = ["emissions", "source", "training_type", "geographical_location", "hardware_used"]
+
+OPTUNA_SCRIPT = """
+import json
+import optuna
+import greenprint as gp
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.svm import SVC
+from greenprint.integrations.optuna import GreenprintCallback
+from greenprint.integrations.sklearn import track_search
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+X, y = load_digits(return_X_y=True)
+X, X_test, y, y_test = train_test_split(X[:450], y[:450], test_size=0.2, random_state=0)
+FAIL = {4, 9}
+
+
+def make(model, c):
+    return LogisticRegression(C=c, max_iter=200) if model == "logreg" else SVC(C=c)
+
+
+def objective(trial):
+    model = trial.suggest_categorical("model", ["logreg", "svc"])
+    c = trial.suggest_float("C", 1e-4, 10, log=True)
+    if trial.number in FAIL:
+        raise FloatingPointError("solver diverged")
+    search = GridSearchCV(make(model, c), {"C": [c]}, cv=3, refit=False)
+    track_search(search, X, y, name=f"cv-{trial.number}")
+    accuracy = float(search.cv_results_["mean_test_score"][0])
+    trial.report(accuracy, 0)
+    if trial.should_prune():
+        raise optuna.TrialPruned()
+    return accuracy
+
+
+cb = GreenprintCallback(metric_names=["accuracy"])
+study = optuna.create_study(
+    study_name="digits", direction="maximize", sampler=optuna.samplers.TPESampler(seed=0),
+    pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
+)
+study.optimize(cb.track(objective), n_trials=15, callbacks=[cb], catch=(FloatingPointError,))
+best = study.best_params
+with gp.track("retrain", study="digits", role="final", params=best) as run:
+    clf = make(best["model"], best["C"]).fit(X, y)
+    run.log(accuracy=float(clf.score(X_test, y_test)))
+print(json.dumps([
+    {"number": t.number, "state": t.state.name, "value": t.value,
+     "last": t.intermediate_values.get(0), "run": t.user_attrs.get("greenprint_run_id")}
+    for t in study.trials
+]))
+"""
+
+BASELINE_SCRIPT = """
+import sys
+import greenprint as gp
+
+name, loss = sys.argv[1], float(sys.argv[2])
+with gp.track(f"{name}-eval") as run:  # a child of the `greenprint run` run
+    run.log(val_loss=loss)
+"""
+
+SEARCH_SCRIPT = """
+import greenprint as gp
+
+# 6 trials of 3-fold CV; trial 2 is pruned after one fold, trial 3 fails in its second fold
+FOLDS = {0: [0.40, 0.42, 0.44], 1: [0.30, 0.34, 0.32], 2: [0.90], 3: [0.50, None],
+         4: [0.36, 0.38, 0.40], 5: [0.33, 0.35, 0.31]}
+MODEL = {0: "mlp", 1: "cnn", 2: "mlp", 3: "cnn", 4: "cnn", 5: "mlp"}
+for k, losses in FOLDS.items():
+    try:
+        with gp.track(f"trial-{k}", params={"model": MODEL[k], "lr": 10.0 ** -k}) as trial:
+            for f, loss in enumerate(losses):
+                with gp.track(f"trial-{k}-fold{f}") as fold:
+                    if loss is None:
+                        raise FloatingPointError("loss diverged")
+                    if k % 2 == 0:
+                        fold.add_fpo(10**9 * (k + 1))  # FPO counted for some runs only
+                    fold.log(val_loss=loss)
+                if k == 2:
+                    trial.prune()
+                    break
+    except FloatingPointError:
+        pass
+"""
+
+RETRAIN_SCRIPT = """
+import greenprint as gp
+
+with gp.track("retrain-fit", params={"training_type": "fine-tuning"}) as run:
+    run.log(val_loss=0.29)
+"""
+
+#: The losses of the folds that finished, by trial (trial 3 failed: it has no score).
+FOLDS = {
+    0: [0.40, 0.42, 0.44],
+    1: [0.30, 0.34, 0.32],
+    2: [0.90],
+    4: [0.36, 0.38, 0.40],
+    5: [0.33, 0.35, 0.31],
+}
+
+
+def run_in(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args), cwd=directory, env=clean_env(), capture_output=True, text=True, timeout=300
+    )
+
+
+def _empty(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    home = tmp_path_factory.mktemp(name)
+    if configured_above(home):
+        pytest.skip(f"greenprint configuration above the temporary dir: {configured_above(home)}")
+    return home
+
+
+def _report(home: Path, *args: str) -> dict[str, object]:
+    """``greenprint report`` in all four formats into ``home/rep``; the JSON, parsed."""
+    done = run_in(home, GREENPRINT, "report", "--out", "rep", *args)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return json.loads((home / "rep" / "report.json").read_text(encoding="utf-8"))
+
+
+def _text(home: Path, fmt: str) -> str:
+    name = {"html": "report.html", "md": "report.md", "latex": "report.tex"}[fmt]
+    return (home / "rep" / name).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def optuna_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
+    """The Optuna + scikit-learn study: (its directory, Optuna's trials, the JSON report)."""
+    pytest.importorskip("optuna")
+    pytest.importorskip("sklearn")
+    home = _empty(tmp_path_factory, "new-user-optuna")
+    (home / "study.py").write_text(OPTUNA_SCRIPT, encoding="utf-8")
+    built = run_in(home, sys.executable, "study.py")
+    assert built.returncode == 0, built.stderr
+    trials = json.loads(built.stdout.splitlines()[-1])
+    return home, trials, _report(home)
+
+
+@pytest.fixture(scope="module")
+def cli_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Baselines, a search and a retrain, each through ``greenprint run``; the JSON report."""
+    home = _empty(tmp_path_factory, "new-user-cli")
+    for name, text in (
+        ("baseline.py", BASELINE_SCRIPT),
+        ("search.py", SEARCH_SCRIPT),
+        ("retrain.py", RETRAIN_SCRIPT),
+    ):
+        (home / name).write_text(text, encoding="utf-8")
+    study = ["--study", "cifar", "-q"]
+    for args in (
+        ["--role", "baseline", "--name", "majority", "--", "baseline.py", "majority", "0.69"],
+        ["--role", "baseline", "--name", "logreg", "--", "baseline.py", "logreg", "0.52"],
+        ["--name", "search", "--", "search.py"],  # no role: a sweep, inferred
+        ["--role", "final", "--name", "retrain", "--", "retrain.py"],
+    ):
+        split = args.index("--")
+        command = [*args[: split + 1], sys.executable, *args[split + 1 :]]
+        done = run_in(home, GREENPRINT, "run", *study, *command)
+        assert done.returncode == 0, done.stderr
+    return home, _report(home, "--study", "cifar", "--group-by", "params.model")
+
+
+def _runs(home: Path, study: str) -> dict[str, gp.RunRecord]:
+    with gp.Ledger(home / "greenprint.db", create=False) as led:
+        return {r.name: r for r in led.runs(study=study)}
+
+
+def _rows(report: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in report["runs"]}
+
+
+def _figure(report: dict, key: str) -> dict:
+    return next(f for f in report["figures"] if f["id"] == key)
+
+
+def _series(figure: dict, role: str) -> list[dict]:
+    return [s for panel in figure["panels"] for s in panel["series"] if s["role"] == role]
+
+
+def _tree_order_holds(md: str, report: dict) -> None:
+    """In the Markdown runs table every run is listed, each indented right under its parent."""
+    parent = {row["id"][:8]: (row["parent_id"] or "")[:8] for row in report["runs"]}
+    table = md[md.index("## Runs") :].split("\n\n", 2)[2]
+    stack: list[str] = []  # the ids of the rows above, one per depth
+    listed = []
+    for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = line.split("|")
+        depth = (len(cells[1]) - len(cells[1].lstrip(" ")) - 1) // 2
+        run_id = cells[-2].strip()
+        del stack[depth:]
+        assert (stack[-1] if stack else "") == parent[run_id], line
+        stack.append(run_id)
+        listed.append(run_id)
+    assert sorted(listed) == sorted(parent)
+
+
+def _paper_compiles(home: Path, tex: str, require_component) -> str:
+    """The LaTeX report's paper part pasted into a two-column article; pdflatex's log."""
+    pdflatex = shutil.which("pdflatex")
+    require_component(pdflatex is not None, "pdflatex is not installed (texlive-latex-recommended)")
+    assert pdflatex is not None
+    start = tex.index("\n", tex.index("BEGIN PAPER")) + 1
+    body = tex[start : tex.index("% ---- END PAPER")]
+    work = home / "paper"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(home / "rep", work)
+    (work / "paper.tex").write_text(
+        "\\documentclass[twocolumn]{article}\n\\usepackage[T1]{fontenc}\n"
+        "\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
+        "\\section{Results}\nThe paper's text.\n" + body + "\n\\end{document}\n",
+        encoding="utf-8",
+    )
+    for name in ("paper.tex", "report.tex"):  # pasted into a paper, and as written
+        done = subprocess.run(
+            [pdflatex, "-interaction=nonstopmode", "-halt-on-error", name],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout[-3000:]
+    return (work / "paper.log").read_text(encoding="utf-8", errors="replace")
+
+
+# --------------------------------------------------------------------- Optuna + scikit-learn
+def test_optuna_trials_are_optunas_not_the_folds_or_the_sklearn_candidates(optuna_study):
+    home, trials, report = optuna_study
+    states = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed"}
+    by_status: dict[str, int] = {}
+    for t in trials:
+        by_status[states[t["state"]]] = by_status.get(states[t["state"]], 0) + 1
+    assert by_status["failed"] == 2 and by_status.get("pruned", 0) >= 1
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 15
+    assert {s: v["trials"] for s, v in tag["by_status"].items() if v["trials"]} == by_status
+    rows = _rows(report)
+    assert sorted(r["name"] for r in report["runs"] if r["is_trial"]) == sorted(
+        f"trial-{t['number']}" for t in trials
+    )
+    assert {rows[f"trial-{t['number']}"]["id"] for t in trials} == {t["run"] for t in trials}
+    # the scikit-learn sweep, candidate and folds inside each trial are its parts (the ledger
+    # keeps the roles the integration gave; the report says it read them as parts)
+    runs = _runs(home, "digits")
+    assert runs["cv-0"].role == "sweep" and runs["cv-0-c0"].role == "trial"
+    for name, row in rows.items():
+        if name.startswith("cv-"):
+            assert row["role"] == "part" and not row["is_trial"]
+            # the folds were given "part"; the sweep and candidate were read as parts
+            assert row["role_inferred"] is ("fold" not in name), name
+    assert tag["roles"]["counts"]["trial"] == 15 and tag["roles"]["counts"]["final"] == 1
+    assert any("were given a role but ran inside a trial" in n for n in report["notes"])
+    # ranked by the trials' metric (accuracy), not by the folds' (score), higher is better
+    assert report["metric"] == "accuracy" and report["mode"] == "max"
+    md = _text(home, "md")
+    assert "15 trials, ranked by **accuracy** (higher is better)" in md
+    assert re.search(r"\n\| total \| \d+ \| 15 \|", md)
+
+
+def test_optuna_final_run_evp_and_pareto_read_trials_only(optuna_study):
+    home, trials, report = optuna_study
+    rows = _rows(report)
+    final = report["price_tag"]["final"]
+    assert final["name"] == "retrain" and final["rule"] == "role"
+    assert final["score"] == pytest.approx(rows["retrain"]["score"]) and final["score"] > 0.5
+    sentence = "Final run retrain (the run with role 'final') scored accuracy = "
+    for fmt in ("md", "html", "latex"):
+        assert sentence in _text(home, fmt).replace("&#x27;", "'"), fmt
+    # EVP from Optuna's own results: a completed trial's value, a pruned one's last reported
+    # value, a failed one the worst (it cost a trial and produced nothing)
+    scores = [
+        math.nan
+        if t["state"] == "FAIL"
+        else (t["value"] if t["state"] == "COMPLETE" else t["last"])
+        for t in trials
+    ]
+    reference = expected_max_performance(scores, mode="max")
+    evp = _figure(report, "evp_trials")
+    assert "from the 15 trials" in evp["caption"]
+    (mean,) = _series(evp, "mean")
+    assert mean["y"] == pytest.approx(reference.mean.tolist(), abs=1e-12)
+    assert mean["x"] == list(map(float, range(1, 16)))
+    # Pareto: trials (and the starred final run), never a fold or a scikit-learn candidate
+    pareto = _figure(report, "pareto")
+    plotted = {i for p in pareto["panels"] for s in p["series"] for i in s.get("run_ids", ())}
+    by_id = {row["id"]: row for row in report["runs"]}
+    assert plotted and all(by_id[i]["is_trial"] or by_id[i]["is_final"] for i in plotted)
+    assert [by_id[i]["name"] for i in _series(pareto, "final")[0]["run_ids"]] == ["retrain"]
+    tex = _text(home, "latex")
+    table = tex[tex.index("best trials by accuracy") :].split("\\end{tabular}", 1)[0]
+    names = [line.split(" & ")[0] for line in table.splitlines() if " & " in line][2:]
+    finished = sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials)
+    assert len(names) == min(10, finished) + 1 and names[-1] == "retrain $\\star$"
+    assert all(n.startswith("trial-") for n in names[:-1])
+    assert f"The {len(names) - 1} best trials by accuracy out of 15" in tex
+
+
+def test_optuna_runs_table_is_a_tree_and_exports_sum_to_the_price_tag(optuna_study):
+    home, _, report = optuna_study
+    md = _text(home, "md")
+    _tree_order_holds(md, report)
+    assert md.index("| trial-0 |") < md.index("↳ cv-0 |") < md.index("↳ cv-0-c0 |")
+    assert md.index("↳ cv-0-c0 |") < md.index("↳ cv-0-c0-fold0 |")
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", "digits", "--out", "runs.csv")
+    assert done.returncode == 0, done.stderr
+    with (home / "runs.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    total = report["price_tag"]["total"]
+    assert len(rows) == total["runs"]
+    # the root rows sum to the price tag, each root counted as the larger of what it recorded
+    # and what its children add up to (a nested run's estimate can exceed its parent's by a
+    # few percent in runs of milliseconds: the price tag then says so in a note)
+    children: dict[str, list[dict]] = {}
+    for r in rows:
+        children.setdefault(r["parent_id"], []).append(r)
+
+    def nested(row: dict, key: str) -> float:
+        inner = sum(nested(c, key) for c in children.get(row["id"], ()))
+        return max(float(row[key]), inner)
+
+    for key in ("energy_kwh", "emissions_kg"):
+        roots = sum(nested(r, key) for r in children[""])
+        assert roots == pytest.approx(total[key], rel=1e-12), key
+    recorded = sum(float(r["energy_kwh"]) for r in children[""])
+    if recorded != pytest.approx(total["energy_kwh"], rel=1e-12):
+        assert recorded < total["energy_kwh"]
+        assert any("less energy than their children" in n for n in report["notes"])
+    assert sum(r["role"] == "trial" for r in rows) == 15
+    assert {r["role"] for r in rows if r["name"].startswith("cv-")} == {"part"}
+    # unknown FPO: no run counted any, so every figure says unknown with the count, never 0
+    assert total["fpo_unknown"] == total["runs"]
+    assert f"FPO unknown for {total['runs']} runs" in md
+    assert not re.search(r"(?<![\d.])0 FPO", md)
+    # the model card: exactly Hugging Face's keys; training_type unknown and how to set it
+    card = report["model_card"]["co2_eq_emissions"]
+    assert list(card) == HF_KEYS and card["training_type"] == "unknown"
+    assert card["emissions"] == pytest.approx(total["emissions_kg"] * 1000)  # grams
+    assert any("--training-type" in n for n in report["notes"])
+
+
+@pytest.mark.slow
+@pytest.mark.chromium
+def test_optuna_html_prints_every_run(optuna_study, chromium_path, require_component, tmp_path):
+    pdftotext = shutil.which("pdftotext")
+    require_component(pdftotext is not None, "pdftotext is not installed (poppler-utils)")
+    assert pdftotext is not None
+    home, _, report = optuna_study
+    html = home / "rep" / "report.html"
+    assert "@media print" in html.read_text(encoding="utf-8")
+    pdf = tmp_path / "report.pdf"
+    done = subprocess.run(
+        [chromium_path, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-pdf-header-footer", f"--print-to-pdf={pdf}", html.as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert pdf.exists(), done.stderr[-2000:]
+    text = subprocess.run(
+        [pdftotext, "-layout", str(pdf), "-"], capture_output=True, text=True, timeout=60
+    ).stdout
+    ids = {row["id"][:8] for row in report["runs"]}
+    assert ids <= set(re.findall(r"\b[0-9a-f]{8}\b", text))
+
+
+# ----------------------------------------------------------- greenprint run around scripts
+def test_cli_study_roles_trials_and_the_final_run(cli_study):
+    home, report = cli_study
+    runs = _runs(home, "cifar")
+    search = runs["search"]
+    assert all(runs[f"trial-{k}"].parent_id == search.id for k in range(6))  # across processes
+    assert runs["majority"].role == "baseline" and runs["search"].role is None
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 6 and tag["total"]["runs"] == len(runs) == 28
+    assert {s: v["trials"] for s, v in tag["by_status"].items()} == {
+        "finished": 4,
+        "failed": 1,
+        "pruned": 1,
+    }
+    assert tag["roles"]["counts"] == {
+        "trial": 6,
+        "part": 18,
+        "baseline": 2,
+        "final": 1,
+        "sweep": 1,
+    }
+    rows = _rows(report)
+    assert rows["search"]["role"] == "sweep" and rows["search"]["role_inferred"]
+    # a trial's score is the mean of its finished folds; a failed trial has none
+    for k, losses in FOLDS.items():
+        row = rows[f"trial-{k}"]
+        assert row["score"] == pytest.approx(sum(losses) / len(losses), abs=1e-12)
+        assert row["score_source"] == "parts"
+    assert rows["trial-3"]["score"] is None and rows["trial-3-fold0"]["score"] == 0.5
+    note = "5 of 6 trials logged no 'val_loss' of their own: their score is the mean of their "
+    assert any(n.startswith(note) and n.endswith("; 1 without a score (failed, or no part scored)")
+               for n in report["notes"])  # fmt: skip
+    final = tag["final"]
+    assert final["name"] == "retrain" and final["rule"] == "role"
+    assert final["score"] == 0.29 and final["score_source"] == "parts"
+    assert "final run: retrain, the run with role 'final'" in report["notes"]
+    by_role = tag["by_role"]
+    assert set(by_role) == {"trial", "baseline", "final", "sweep"}
+    for key in ("energy_kwh", "emissions_kg", "duration_s"):
+        assert sum(v[key] for v in by_role.values()) == pytest.approx(tag["total"][key])
+
+
+def test_cli_study_minimises_val_loss_and_says_so_everywhere(cli_study):
+    home, report = cli_study
+    assert report["metric"] == "val_loss" and report["mode"] == "min"
+    note = "'val_loss' is minimised: its name says lower is better"
+    assert any(n.startswith(note) for n in report["notes"])
+    for fmt in ("md", "html", "latex"):
+        text = _text(home, fmt).replace("&#x27;", "'").replace("\\_", "_")
+        assert note in text, fmt
+    for fmt in ("md", "html"):
+        assert "(lower is better)" in _text(home, fmt), fmt
+    # the best trial by loss is the lowest: trial-1 (mean 0.32), first in the LaTeX table
+    tex = _text(home, "latex")
+    table = tex[tex.index("best trials by val\\_loss") :].split("\\end{tabular}", 1)[0]
+    names = [line.split(" & ")[0] for line in table.splitlines() if " & " in line][2:]
+    assert names == [
+        "trial-1",
+        "trial-5",
+        "trial-4",
+        "trial-0",
+        "trial-2",
+        "retrain $\\star$",
+        "majority $\\dagger$",
+        "logreg $\\dagger$",
+    ]  # the failed trial-3 produced no model: not a "best trial"
+    assert "The 5 best trials by val\\_loss out of 6" in tex
+
+
+def test_cli_study_evp_per_family_with_baselines_as_reference_lines(cli_study):
+    home, report = cli_study
+    scores = {k: sum(v) / len(v) for k, v in FOLDS.items()}
+    evp = _figure(report, "evp_trials")
+    (mean,) = _series(evp, "mean")
+    every = [scores.get(k, math.nan) for k in range(6)]  # trial-3 failed: the worst
+    reference = expected_max_performance(every, mode="min")
+    assert mean["y"] == pytest.approx(reference.mean.tolist(), abs=1e-12)
+    families = {s["label"]: s for panel in evp["panels"] for s in panel["series"]}
+    mlp = expected_max_performance([scores[k] for k in (0, 2, 5)], mode="min")
+    assert families["mlp (3)"]["y"] == pytest.approx(mlp.mean.tolist(), abs=1e-12)
+    # the failed cnn trial-3 counts as the study's worst (0.9, as the figure's note says) in
+    # the cnn curve too, not as the cnn family's worst
+    cnn = expected_max_performance([scores[1], 0.9, scores[4]], mode="min")
+    assert families["cnn (3)"]["y"] == pytest.approx(cnn.mean.tolist(), abs=1e-12)
+    assert "1 of 6 trials had no score and count as the worst (0.9)" in evp["notes"]
+    assert "one curve per params.model" in evp["caption"]
+    energy = _figure(report, "evp_energy")
+    assert (
+        "not the sweep's own overhead, the final model's training, the baselines"
+        in (energy["caption"])
+    )
+    for key in ("evp_trials", "evp_energy", "pareto"):
+        figure = _figure(report, key)
+        lines = {s["label"]: s["y"] for s in _series(figure, "baseline")}
+        assert lines == {
+            "baseline majority (0.69)": [0.69, 0.69],
+            "baseline logreg (0.52)": [0.52, 0.52],
+        }, key
+        assert "horizontal lines are the baselines" in figure["caption"], key
+    pareto = _figure(report, "pareto")
+    by_id = {row["id"]: row for row in report["runs"]}
+    plotted = [by_id[i] for s in pareto["panels"][0]["series"] for i in s.get("run_ids", ())]
+    assert {r["name"] for r in plotted if r["is_trial"]} == {f"trial-{k}" for k in FOLDS}
+    assert [r["name"] for r in plotted if not r["is_trial"]] == ["retrain"]
+    for fmt, mark in (("md", "majority (baseline)"), ("html", "majority (baseline)")):
+        assert mark in _text(home, fmt), fmt
+    _tree_order_holds(_text(home, "md"), report)
+
+
+def test_cli_study_fpo_unknown_counts_and_units_in_sentences(cli_study):
+    home, report = cli_study
+    runs = _runs(home, "cifar")
+    total = report["price_tag"]["total"]
+    unknown = sum(r.fpo is None for r in runs.values())
+    assert total["fpo"] == 3 * 10**9 + 3 * 10**9 + 3 * 5 * 10**9 and unknown == 21
+    assert total["fpo_unknown"] == unknown
+    md = _text(home, "md")
+    assert f"**FPO**: 21 GFPO + unknown for {unknown} runs" in md
+    assert "| failed | 2 | 1 |" in md and "FPO unknown for 2 runs" in md
+    assert not re.search(r"(?<![\d.])0 FPO", md)
+    statement = md[md.index("## Compute statement") :].split("\n\n")[1]
+    assert f"21 GFPO (floating-point operations), not counting {unknown} runs whose FPO" in (
+        statement
+    )
+    number = r"\d[\d.]*(?:e[+-]?\d+)?"
+    sentence = md[md.index("Final run retrain") :].split("\n", 1)[0]
+    assert re.fullmatch(
+        rf"Final run retrain \(the run with role 'final'\) scored val\\_loss = 0\.29 and cost "
+        rf"{number} (?:m|k)?Wh of energy, {number} (?:mg|g|kg) CO2-eq, FPO unknown and "
+        rf"{number} (?:s|min|h) of run time: 1/{number} of the whole study's energy "
+        rf"\({number} (?:m|k)?Wh\)\.",
+        sentence,
+    ), sentence
+    # every number of the compute statement is followed by its unit (or is a count of things)
+    units = {"mWh", "Wh", "kWh", "mg", "g", "kg", "s", "hours", "GFPO", "GB", "CO2-eq/kWh"}
+    counted = {"trials", "finished,", "failed,", "pruned)", "runs,", "runs", "logical"}
+    for found in re.finditer(rf"(?<![\w.:]){number}(%?)\s*(\S*)", statement):
+        value, percent, after = found.group(0), found.group(1), found.group(2)
+        if percent or value.startswith("0.1.0"):  # a share, greenprint's version
+            continue
+        if statement[: found.start()].endswith(("a PUE of ", "= ")):  # a ratio, a score
+            continue
+        assert after in units | counted or after.startswith("("), (value, after, statement)
+
+
+def test_cli_study_model_card_training_type_from_the_study(cli_study, tmp_path):
+    home, report = cli_study
+    card = report["model_card"]["co2_eq_emissions"]
+    assert list(card) == HF_KEYS
+    assert card["training_type"] == "fine-tuning"  # set by the retrain as a run parameter
+    assert card["emissions"] == pytest.approx(report["price_tag"]["total"]["emissions_kg"] * 1e3)
+    md = _text(home, "md")
+    block = md[md.index("```yaml\nco2_eq_emissions:") :].split("```", 2)[1]
+    keys = [line.split(":")[0].strip() for line in block.splitlines()[2:] if line.strip()]
+    assert keys == HF_KEYS
+    extras = {k: v for k, v in report["model_card"].items() if k != "co2_eq_emissions"}
+    assert all(not set(v) & set(HF_KEYS) for v in extras.values())  # extras kept apart
+    done = run_in(
+        home, GREENPRINT, "report", "--study", "cifar", "--format", "json", "--no-plots",
+        "--out", str(tmp_path), "--training-type", "pre-training",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    given = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert given["model_card"]["co2_eq_emissions"]["training_type"] == "pre-training"
+
+
+def test_cli_study_latex_fits_a_two_column_paper(cli_study, optuna_study, require_component):
+    for home in (cli_study[0], optuna_study[0]):
+        log = _paper_compiles(home, _text(home, "latex"), require_component)
+        assert not re.search(r"Overfull \\hbox .* in alignment", log)
+
+
+def test_cli_study_html_holds_every_run_and_prints_them(cli_study):
+    home, report = cli_study
+    html = _text(home, "html")
+    runs_section = html[html.index('<section id="runs">') :]
+    for row in report["runs"]:
+        assert f"<td>{row['id'][:8]}</td>" in runs_section
+    assert 'class="final"' in runs_section and "retrain ★" in runs_section
+    css = html[: html.index("</style>")]
+    assert re.search(r"@media print \{[^@]*\.scroll[^}]*max-height: none", css)
+
+
+def test_cli_study_exports_carry_parent_and_role(cli_study):
+    home, report = cli_study
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", "cifar", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    items = {i["name"]: i for i in json.loads(done.stdout)["runs"]}
+    assert items["trial-0-fold0"]["parent_id"] == items["trial-0"]["id"]
+    assert items["trial-0"]["parent_id"] == items["search"]["id"]
+    assert (items["search"]["role"], items["search"]["role_inferred"]) == ("sweep", True)
+    assert (items["majority"]["role"], items["majority"]["role_inferred"]) == ("baseline", False)
+    assert items["retrain-fit"]["role"] == "part"
+    roots = [i for i in items.values() if i["parent_id"] is None]
+    total = report["price_tag"]["total"]
+    assert sum(i["energy_kwh"] for i in roots) == pytest.approx(total["energy_kwh"])
+    assert len(roots) == 4  # two baselines, the search, the retrain
