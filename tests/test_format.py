@@ -27,6 +27,8 @@ def test_emissions_fpo_duration():
     assert format_fpo(3.1e15) == "3.1 PFPO"
     assert format_fpo(12) == "12 FPO"
     assert format_duration(3.14) == "3.1 s"
+    assert format_duration(0.0084) == "0.0084 s"  # milliseconds never read as "0.0 s"
+    assert format_duration(0.0) == "0.0 s"
     assert format_duration(3725) == "1h 2m 5s"
     assert format_duration(125) == "2m 5s"
 
