@@ -608,3 +608,41 @@ def test_cli_study_exports_carry_parent_and_role(cli_study):
     total = report["price_tag"]["total"]
     assert sum(i["energy_kwh"] for i in roots) == pytest.approx(total["energy_kwh"])
     assert len(roots) == 4  # two baselines, the search, the retrain
+
+
+OPTUNA_CHILD_SCRIPT = """
+import optuna
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+cb = GreenprintCallback(metric_names=["val_loss"])  # Optuna minimises; the name says so too
+study = optuna.create_study(study_name="quad", sampler=optuna.samplers.RandomSampler(seed=0))
+study.optimize(cb.track(lambda t: (t.suggest_float("x", -3, 3) - 1) ** 2), n_trials=5,
+               callbacks=[cb])
+print(study.best_trial.number)
+"""
+
+
+def test_greenprint_run_around_an_optuna_script(tmp_path_factory):
+    pytest.importorskip("optuna")
+    home = _empty(tmp_path_factory, "new-user-quad")
+    (home / "opt.py").write_text(OPTUNA_CHILD_SCRIPT, encoding="utf-8")
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "quad", "--name", "search", "--",
+                  sys.executable, "opt.py")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    best = int(done.stdout.split()[-1])
+    report = _report(home, "--format", "json,md", "--no-plots")
+    runs = _runs(home, "quad")
+    assert all(runs[f"trial-{k}"].parent_id == runs["search"].id for k in range(5))
+    rows = _rows(report)
+    assert rows["search"]["role"] == "sweep" and rows["search"]["role_inferred"]
+    assert report["price_tag"]["total"]["trials"] == 5 and report["mode"] == "min"
+    final = report["price_tag"]["final"]
+    assert final["name"] == f"trial-{best}" and final["rule"] == "best-trial"
+    md = _text(home, "md")
+    assert f"Final run trial-{best} (the finished trial with the lowest val\\_loss" in md
+    # the final trial is a tiny share of the study (the sweep's own start-up dominates): its
+    # share and run time are small numbers, never "0.0%" or "0.0 s"
+    statement = md[md.index("## Compute statement") :].split("\n\n")[1]
+    assert final["energy_share"] < 0.01
+    assert "0.0%" not in statement and "0.0 s" not in statement, statement

@@ -53,6 +53,12 @@ def short_source(source: str) -> str:
     return source.split(" (", 1)[0].strip()
 
 
+def _percent(share: float) -> str:
+    """``0.237`` -> ``"23.7%"``; a share under 0.1% with two significant digits, never "0.0%"."""
+    percent = 100.0 * share
+    return f"{percent:.2g}%" if 0 < percent < 0.1 else f"{percent:.1f}%"
+
+
 def _share_text(summary: ProvenanceSummary) -> str:
     measured, estimated = summary.measured_share, summary.estimated_share
     if measured is None:
@@ -247,7 +253,7 @@ def compute_statement(
     if final is not None:
         score = "" if final.score is None else f", {final.metric} = {final.score:.4g}"
         share = (
-            f", {final.energy_share:.1%} of the study's energy"
+            f", {_percent(final.energy_share)} of the study's energy"
             if final.energy_share is not None
             else ""
         )
