@@ -9,7 +9,8 @@ The figure: in a fresh interpreter, after ``import greenprint``, the process CPU
 Everything that first run triggers counts: the modules it imports (meters, the ledger,
 the carbon tables...), hardware detection, the TDP table, opening and creating the ledger, the
 run's rows, the git call's share in this process. ``import greenprint`` itself is not counted
-(it is measured by ``bench_tracking.py``). Median over ``--runs`` fresh interpreters, after one
+(it is measured by ``bench_tracking.py``; its CPU time is reported beside, and the two
+together). Median over ``--runs`` fresh interpreters, after one
 warm-up interpreter that writes the bytecode caches (``PYTHONDONTWRITEBYTECODE`` is removed for
 the children, so every measured run imports from ``.pyc`` files, as an installed package does).
 
@@ -42,9 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 _CHILD = r"""
 import json, sys, time
 mode, ledger, modules_file = sys.argv[1], sys.argv[2], sys.argv[3]
+i0 = time.process_time()
 import greenprint as gp
+out = {"import_ms": 1000 * (time.process_time() - i0)}
 before = list(sys.modules)
-out = {}
 if mode in ("split", "profile"):
     # the modules the run imports, stdlib and others first, then psutil, then greenprint's in
     # the order they finished importing (so that each import loads little more than itself)
@@ -138,6 +140,8 @@ def measure(cwd: Path, runs: int, breakdown: bool) -> dict:
         "cpu_ms_median": statistics.median(p["cpu_ms"] for p in plain),
         "cpu_ms_min": min(p["cpu_ms"] for p in plain),
         "cpu_ms_max": max(p["cpu_ms"] for p in plain),
+        "import_ms_median": statistics.median(p["import_ms"] for p in plain),
+        "with_import_ms_median": statistics.median(p["import_ms"] + p["cpu_ms"] for p in plain),
         "modules_imported": len(plain[0]["modules"]),
     }
     if not breakdown:
@@ -173,6 +177,10 @@ def main() -> None:
             f"CPU {fig['cpu_ms_median']:.1f} ms median "
             f"({fig['cpu_ms_min']:.1f}-{fig['cpu_ms_max']:.1f}); "
             f"{fig['modules_imported']} modules imported"
+        )
+        print(
+            f"  import greenprint before it {fig['import_ms_median']:.1f} ms CPU; the two in one "
+            f"interpreter {fig['with_import_ms_median']:.1f} ms (medians)"
         )
         if "imports_ms_median" in fig:
             print(
