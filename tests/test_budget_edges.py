@@ -184,6 +184,19 @@ def test_check_budgets_returns_the_stop_instead_of_raising_it(ledger_path):
     assert record.metric("loss") == 1.0  # the metrics after the verdict are kept
 
 
+def test_after_a_first_check_budgets_call_log_never_raises_the_stop(ledger_path):
+    """The caller that checks owns the stop: a crossing that log() finds is returned next."""
+    with gp.track(
+        "owner", ledger=ledger_path, budget_s=0.05, on_exceed="stop", meters=meters(), **LATE
+    ) as run:
+        assert run.check_budgets() is None
+        time.sleep(0.1)
+        run.log(loss=1.0)  # finds the crossing (no sampler check ran): no exception
+        verdict = run.check_budgets()
+        assert isinstance(verdict, gp.BudgetExceeded) and run.over_budget
+    assert run.status == "interrupted" and run.record.error == status_for(verdict)[1]
+
+
 def test_check_budgets_is_none_for_warn_callables_and_runs_without_budgets(ledger_path):
     calls = []
     with gp.track("warn", ledger=ledger_path, budget_s=0.01, meters=meters(), **LATE) as warn:

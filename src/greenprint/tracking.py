@@ -328,6 +328,7 @@ class Run:
         self._status = "new"
         self._prune_requested = False
         self._guard = guard
+        self._stop_owned = False  # check_budgets() was called: the caller stops, nothing raises
         if guard is not None:
             guard.study = self._study
         self._predictor: Predictor | None = None
@@ -567,9 +568,11 @@ class Run:
         For code that stops the work its own way: a training framework's callback sets its
         stop flag (Hugging Face's ``control.should_training_stop``, Lightning's
         ``trainer.should_stop``) and the training ends cleanly, its model usable. A limit just
-        crossed is warned about (or its callable called) as at :meth:`log`. Once this has
-        returned the exception, :meth:`log`, :meth:`step`, :meth:`progress` and
-        :meth:`add_fpo` no longer raise it; the run still ends ``interrupted`` with the reason.
+        crossed is warned about (or its callable called) as at :meth:`log`. From the first
+        call on, the stop is the caller's: :meth:`log`, :meth:`step`, :meth:`progress` and
+        :meth:`add_fpo` no longer raise :class:`~greenprint.BudgetExceeded` (a limit they find
+        crossed is returned by the next call here); the run still ends ``interrupted`` with
+        the reason.
 
         Returns:
             The :class:`~greenprint.BudgetExceeded` of the first ``"stop"`` budget crossed (the
@@ -578,6 +581,7 @@ class Run:
         guard = self._guard
         if guard is None:
             return None
+        self._stop_owned = True
         events: list[BudgetEvent] = []
         if not guard.idle and self._state == "running":
             live = self._live_roots()
@@ -973,7 +977,7 @@ class Run:
             events = guard.check(self._spent(), live)
             error = guard.take_stop()
         self._act_on_budgets(events)  # the warning before the exception
-        if error is not None:
+        if error is not None and not self._stop_owned:
             raise error
 
     def _final_budget_check(self) -> None:

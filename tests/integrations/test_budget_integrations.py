@@ -12,7 +12,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from integrations._frameworks import need
 
@@ -228,3 +233,104 @@ def test_lightning_warn_only_warns_and_the_fit_runs_to_the_end(tmp_path: Path, c
     (record,) = gp.Ledger(db).runs(study="lit")
     assert record.status == "finished" and cb.run.over_budget
     assert len([r for r in caplog.records if "over budget" in r.getMessage()]) == 1
+
+
+# ----------------------------------------------------------------------------- several processes
+HF_DDP_SCRIPT = """
+import os
+import torch
+import transformers
+from transformers import AutoModelForSequenceClassification, BertConfig, Trainer, TrainingArguments
+from greenprint.integrations.transformers import GreenprintCallback
+
+transformers.logging.set_verbosity_error()
+config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32, max_position_embeddings=16, num_labels=2)
+gen = torch.Generator().manual_seed(0)
+data = [{"input_ids": torch.randint(0, 50, (8,), generator=gen), "labels": torch.tensor(i % 2)}
+        for i in range(64)]
+args = TrainingArguments(output_dir="out", report_to="none", use_cpu=True, max_steps=100_000,
+                         per_device_train_batch_size=8, logging_steps=3, save_strategy="no",
+                         disable_tqdm=True)
+trainer = Trainer(model=AutoModelForSequenceClassification.from_config(config), args=args,
+                  train_dataset=data)
+# only local rank 0 meters energy (the other records a part with none): only it crosses
+cb = GreenprintCallback("ddp", study="ddp", ledger=os.path.abspath("gp.db"), budget_kwh=1e-12,
+                        on_exceed="stop", sample_interval_s=0.05, flush_interval_s=0.1)
+out = cb.attach(trainer) and trainer.train()
+print(f"rank {args.process_index} step {out.global_step}", flush=True)
+"""
+
+PL_DDP_SCRIPT = """
+import os
+import torch
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+from greenprint.integrations.lightning import GreenprintCallback
+
+
+class M(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, i):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+if __name__ == "__main__":
+    ds = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+    cb = GreenprintCallback("ddp", study="ddp", ledger=os.path.abspath("gp.db"), budget_kwh=1e-12,
+                            on_exceed="stop", sample_interval_s=0.05, flush_interval_s=0.1)
+    trainer = pl.Trainer(max_epochs=100_000, accelerator="cpu", devices=2, strategy="ddp_spawn",
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[cb])
+    trainer.fit(M(), DataLoader(ds, batch_size=16))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ddp_records(tmp_path: Path) -> tuple:
+    records = {r.name: r for r in gp.Ledger(tmp_path / "gp.db").runs(study="ddp")}
+    assert set(records) == {"ddp", "ddp-rank1"}
+    return records["ddp"], records["ddp-rank1"]
+
+
+@pytest.mark.slow
+def test_hf_processes_stop_together_when_one_is_over_its_budget(tmp_path: Path) -> None:
+    """Rank 0 alone crosses its energy budget; both stop at the same step (no rank hangs)."""
+    (tmp_path / "ddp.py").write_text(HF_DDP_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "ddp.py"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = {
+        line.split()[1]: int(line.split()[3])
+        for line in done.stdout.splitlines()
+        if line.startswith("rank ")
+    }
+    assert set(steps) == {"0", "1"} and steps["0"] == steps["1"] < 100_000
+    node, part = _ddp_records(tmp_path)
+    assert node.status == "interrupted" and "budget_kwh" in node.error
+    assert part.status == "finished" and part.energy_kwh == 0  # its own budget was not crossed
+
+
+@pytest.mark.slow
+def test_lightning_ddp_ranks_stop_together_when_one_is_over_its_budget(tmp_path: Path) -> None:
+    (tmp_path / "ddp.py").write_text(PL_DDP_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, "ddp.py"], capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]  # 100,000 epochs would not end in time
+    node, part = _ddp_records(tmp_path)
+    assert node.status == "interrupted" and "budget_kwh" in node.error
+    assert part.status == "finished" and node.duration_s < 120

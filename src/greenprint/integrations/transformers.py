@@ -39,7 +39,10 @@ which the limit was found crossed (checked at every step's end, log and evaluati
 ``save_strategy`` ``"steps"`` or ``"epoch"`` that step is saved as a checkpoint too.
 ``trainer.train()`` then returns normally, the model trained so far in ``trainer.model``, and the
 run ends ``interrupted`` with ``"BudgetExceeded: <reason>"`` as its error: no exception reaches
-your code. ``"warn"`` only warns (once) and a callable is called; training goes on.
+your code. ``"warn"`` only warns (once) and a callable is called; training goes on. With several
+processes they decide together at every step's end (one all-reduce of a flag, only when a
+``"stop"`` budget is set): any process over its budget stops them all at the same step, so
+none is left waiting for the others.
 
 The model card gets ``co2_eq_emissions`` (in grams, as the Hugging Face Hub wants) through
 :meth:`GreenprintCallback.create_model_card`, or :func:`model_card_co2` for any run.
@@ -58,6 +61,7 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from greenprint._budget import BudgetGuard
 from greenprint._exceptions import BudgetExceeded, ConfigError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
@@ -122,6 +126,9 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._options = check_run_options(
             track_options, where="GreenprintCallback", name=name, allowed=None
         )
+        guard = BudgetGuard.from_options(self._options, study="")
+        #: a "stop" budget is set: processes of one training agree on stopping at each step
+        self._may_stop = guard is not None and any(b.on_exceed == "stop" for b in guard.budgets)
         self._name = name
         self._log_figures = log_figures
         self._run: Run | None = None
@@ -251,8 +258,13 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
         """Stop training cleanly when a ``"stop"`` budget has been crossed (see the module)."""
+        if not self._may_stop:
+            return
         run = self._run
-        if run is not None and run.status == "running" and run.check_budgets() is not None:
+        stop = run is not None and run.status == "running" and run.check_budgets() is not None
+        if _world_size(args) > 1:
+            stop = _any_process(stop, args)  # every process calls this at every step's end
+        if stop:
             _stop_training(args, control)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
@@ -300,12 +312,18 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         if run is not None and run.status == "running":
             run.stop(status=status, error=error)
 
-    @staticmethod
-    def _log(run: Run, args: Any, state: Any, control: Any, values: Mapping[str, float]) -> None:
-        """``run.log`` the values; a ``"stop"`` budget it finds crossed stops training cleanly."""
+    def _log(
+        self, run: Run, args: Any, state: Any, control: Any, values: Mapping[str, float]
+    ) -> None:
+        """``run.log`` the values; a ``"stop"`` budget it finds crossed stops training cleanly.
+
+        With several processes the stop waits for the next step's end, where they agree.
+        """
         try:
             run.log(step=state.global_step, **values)
-        except BudgetExceeded:  # raised once, after the values were logged
+        except BudgetExceeded:  # raised once, after the values were logged (no check yet)
+            pass
+        if self._may_stop and _world_size(args) <= 1 and run.check_budgets() is not None:
             _stop_training(args, control)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -400,6 +418,22 @@ def _hardware_text(hardware: Mapping[str, Any] | None) -> str:
         names = [g.get("name", "GPU") if isinstance(g, Mapping) else str(g) for g in gpus]
         parts.append(f"{len(names)} x {names[0]}")
     return ", ".join(parts)
+
+
+def _world_size(args: Any) -> int:
+    return int(getattr(args, "world_size", 1) or 1)
+
+
+def _any_process(stop: bool, args: Any) -> bool:
+    """Whether any process of the training says stop (a MAX all-reduce of one flag)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return stop
+    flag = torch.tensor([1 if stop else 0], device=args.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _stop_training(args: Any, control: Any) -> None:
