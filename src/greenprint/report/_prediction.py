@@ -288,7 +288,7 @@ def latex_section(summary: PredictionSummary | None, esc: Callable[[str], str]) 
         top = ["run", "first", "energy", "CO2-eq", "time", "intervals"]
         bottom = ["", "predicted at", "error", "error", "error", "held energy"]
         out += [
-            "\\begin{table}[h]\\centering\\footnotesize\\setlength{\\tabcolsep}{3pt}",
+            "\\begin{table}[h]\\centering\\footnotesize\\setlength{\\tabcolsep}{2pt}",
             "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
             "\\begin{tabular}{@{}l" + "r" * (len(top) - 1) + "@{}}",
             "\\toprule",
