@@ -618,6 +618,18 @@ class AmdMeter(SummedGpuMeter):
         g.pending_j = 0.0
         return joules
 
+    def _estimated_gpus(self) -> list[Any]:
+        """Each GPU's table TDP (an MI250 package's, or half of it for a lone GCD)."""
+        from greenprint.meters._gpu_tdp import EstimatedGpu, tdp_for
+
+        out = []
+        for g in self._gpus:
+            tdp_w, source = tdp_for(g.name)
+            if "MI250" in g.name.upper():  # tdp_for gives a GCD's half; g meters g.share of two
+                tdp_w = 2 * tdp_w * g.share
+            out.append(EstimatedGpu(g.label, g.name, tdp_w, source))
+        return out
+
     def _share(self, gpu: _AmdGpu, pids: frozenset[int]) -> float | None:
         try:
             procs = self._amdsmi.amdsmi_get_gpu_process_list(gpu.proc_handle)

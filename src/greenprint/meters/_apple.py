@@ -368,6 +368,7 @@ class PowermetricsSource:
     ) -> None:
         self.argv = list(argv)
         self.interval_ms = interval_ms
+        self.clock = clock
         self._clock = clock
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -523,15 +524,23 @@ class PowermetricsMeter(Meter):
         source: the shared :class:`PowermetricsSource`.
         tree: process tree; the ``cpu`` share is the tree's share of busy CPU time, as for
             RAPL. The ``gpu`` is not attributed (``process_j`` is ``None``).
+        chip: the chip's name (``"Apple M2 Pro"``), for the GPU estimate should
+            ``powermetrics`` die before its first sample.
     """
 
     def __init__(
-        self, component: str, source: PowermetricsSource, *, tree: ProcessTree | None = None
+        self,
+        component: str,
+        source: PowermetricsSource,
+        *,
+        tree: ProcessTree | None = None,
+        chip: str = "",
     ) -> None:
         if component not in ("cpu", "gpu"):
             raise ValueError(f"powermetrics meters 'cpu' or 'gpu', not {component!r}")
         self.component = component
         self.source = source
+        self.chip = chip
         self._tree = tree if component == "cpu" else None
         self._held = False
         self._last_j = 0.0
@@ -580,6 +589,31 @@ class PowermetricsMeter(Meter):
         self._seq = usage.seq
         self._process_j += delta * usage.cpu_share
         return MeterReading(self._machine_j, self._process_j)
+
+    def estimate_if_unmeasured(self, *, since: float) -> Meter | None:
+        """For the ``gpu``, when ``powermetrics`` sent no sample: the chip's GPU TDP, or unknown.
+
+        Apple publishes no GPU power for its chips and the shipped table has none, so this is
+        in practice ``estimate:gpu:unknown (powermetrics sent no sample; no GPU TDP known for
+        Apple M2: GPU energy not counted)``, never a mean power of 0 W. (The ``cpu`` has the CPU
+        estimate in its shadow.)
+        """
+        if self.component != "gpu" or self.source.samples:
+            return None
+        from greenprint.meters._estimate import UnknownEnergyMeter
+        from greenprint.meters._gpu_tdp import (
+            EstimatedGpu,
+            GpuTdpEstimateMeter,
+            match_gpu_tdp,
+        )
+
+        chip = self.chip or "this Mac"
+        match = match_gpu_tdp(self.chip) if self.chip else None
+        if match is not None:
+            gpu = EstimatedGpu("GPU-0", chip, match.tdp_w, f"table:{match.model}")
+            return GpuTdpEstimateMeter([gpu], clock=self.source.clock, started_at=since)
+        why = f"powermetrics sent no sample; no GPU TDP known for {chip}: GPU energy not counted"
+        return UnknownEnergyMeter("gpu", why)
 
     def close(self) -> None:
         """Let go of the process (stopped when the other meter lets go too)."""

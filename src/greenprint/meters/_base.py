@@ -17,6 +17,9 @@ Contract:
       same as data (a :class:`~greenprint._provenance.Provenance`: kind, source, detail). A meter
       defines ``provenance``; the default ``origin`` parses it, and greenprint's own meters build
       ``origin`` and display it.
+    * ``estimate_if_unmeasured()`` (optional): when a meter fails before it measured anything, the
+      estimate to continue with (a GPU's TDP-table estimate, or a labelled "unknown"), since the
+      mean power measured so far would be a meaningless 0 W. Default: ``None`` (mean power).
 """
 
 from __future__ import annotations
@@ -74,6 +77,22 @@ class Meter(ABC):
         Raises:
             MeterError: the source could not be read.
         """
+
+    def estimate_if_unmeasured(self, *, since: float) -> Meter | None:
+        """The estimate to continue with should this meter fail before measuring anything.
+
+        Called by the meter set when the meter fails and no estimate runs in its shadow (GPUs).
+        Must not call into the hardware (it runs on the sampler thread, without a deadline).
+
+        Args:
+            since: clock time (the meter's clock, s) of the last good read: the estimate counts
+                from there.
+
+        Returns:
+            A meter, not started (its start is the failure), or ``None`` when this meter has
+            measured something (its mean power then continues) or has no better estimate.
+        """
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release handles (NVML, files). Default: nothing to release."""

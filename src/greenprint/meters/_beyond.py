@@ -7,7 +7,9 @@ The chain, per component (the first that works is used; the rest are listed by
   :func:`~greenprint.meters._hwmon.probe_hwmon_cpu`) -> ``powermetrics`` (Apple silicon) ->
   RAPL ``psys`` (platform energy, only when nothing else meters the CPU) -> the TDP estimate.
 * ``gpu``: NVML -> AMD (amdsmi) -> the estimate of an NVIDIA or AMD GPU whose counter cannot be
-  read -> Intel GPUs through hwmon -> ``powermetrics`` (GPU + Neural Engine) -> nothing.
+  read -> Intel GPUs through hwmon -> the TDP estimate of a discrete Intel GPU without a counter
+  (when the table knows it; else "unknown", said by ``greenprint hardware``) -> ``powermetrics``
+  (GPU + Neural Engine) -> nothing.
 * ``ram``: RAPL DRAM domains -> the W/GB estimate; when ``psys`` meters the CPU, memory is inside
   its figure, so ``ram`` is not metered separately (no double count) and should ``psys`` fail,
   the estimate that takes over is the CPU estimate plus the RAM estimate.
@@ -56,6 +58,7 @@ _ENV = (
     DEV_ROOT_ENV,
     PROC_DRIVER_ROOT_ENV,
     USR_BIN_ROOT_ENV,
+    "GREENPRINT_HWDATA_ROOT",  # _intel_gpu.HWDATA_ROOT_ENV (pci.ids), not imported here
 )
 
 
@@ -152,6 +155,7 @@ def add_meters_beyond(
     environ: Mapping[str, str] | None = None,
     rapl_opener: Opener = open,
     clock: Callable[[], float] = time.monotonic,
+    cpu_model: str = "",
 ) -> None:
     """Fill the components still estimated (``cpu``) or absent (``gpu``).
 
@@ -168,6 +172,7 @@ def add_meters_beyond(
         environ: environment (``GREENPRINT_POWERMETRICS``).
         rapl_opener: opens RAPL files.
         clock: monotonic clock in s.
+        cpu_model: the CPU's name (``"Apple M2"``: the chip, for its GPU's estimate).
     """
     env = os.environ if environ is None else environ
     cpu_free = "cpu" not in meters or meters["cpu"].is_estimate
@@ -183,7 +188,10 @@ def add_meters_beyond(
                 "cpu", probe.channels, origin=probe.origin, tree=tree, clock=clock
             )
             cpu_free = False
-    if gpu_free and _usable_or_unknown(statuses, "intel-gpu"):
+    intel = statuses.get("intel-gpu")
+    # a card without a counter that the table knows: discovery said "estimated at"
+    estimable = intel is not None and not intel.usable and "estimated at" in intel.reason
+    if gpu_free and (_usable_or_unknown(statuses, "intel-gpu") or estimable):
         from greenprint.meters._hwmon import HwmonMeter
         from greenprint.meters._intel_gpu import probe_intel_gpu
 
@@ -192,6 +200,11 @@ def add_meters_beyond(
             meters["gpu"] = HwmonMeter(
                 "gpu", gpu_probe.channels, origin=gpu_probe.origin, clock=clock
             )
+            gpu_free = False
+        elif gpu_probe.estimated:
+            from greenprint.meters._gpu_tdp import GpuTdpEstimateMeter
+
+            meters["gpu"] = GpuTdpEstimateMeter(list(gpu_probe.estimated), clock=clock)
             gpu_free = False
     apple = statuses.get("powermetrics")
     if (cpu_free or gpu_free) and (apple is None or apple.usable):
@@ -213,7 +226,7 @@ def add_meters_beyond(
                 meters["cpu"] = PowermetricsMeter("cpu", source, tree=tree)
                 cpu_free = False
             if gpu_free:
-                meters["gpu"] = PowermetricsMeter("gpu", source)
+                meters["gpu"] = PowermetricsMeter("gpu", source, chip=cpu_model)
                 gpu_free = False
     if cpu_free and rapl.psys is not None:
         meters["cpu"] = RaplMeter("cpu", [rapl.psys], tree=tree, opener=rapl_opener)

@@ -36,6 +36,7 @@ __all__ = [
     "RAM_W_PER_GB",
     "RamEstimateMeter",
     "MAX_CONFIGURED_TDP_W",
+    "UnknownEnergyMeter",
     "configured_cpu_tdp",
     "cpu_power_w",
 ]
@@ -220,6 +221,41 @@ class GpuEstimateMeter(Meter):
             t0 = self._t0 = self._clock()
         machine = self.power_w * max(self._clock() - t0, 0.0)
         return MeterReading(machine, None if self.share is None else machine * self.share)
+
+
+class UnknownEnergyMeter(Meter):
+    """A component whose energy cannot be estimated: its figure stays where it was, labelled.
+
+    The stand-in when a meter fails before measuring anything and nothing gives a power to
+    estimate from (an Apple GPU: no TDP published). It adds nothing, and its provenance,
+    ``estimate:gpu:unknown (<why>)``, says that the figure is not a measurement and why it is
+    not counted; a report shows it next to the number.
+
+    Args:
+        component: ``"gpu"`` (or any other).
+        why: why nothing can be estimated, e.g. ``"no GPU TDP known for Apple M2: not counted"``.
+    """
+
+    def __init__(self, component: str, why: str) -> None:
+        self.component = component
+        self.why = why
+
+    @property
+    def origin(self) -> Provenance:
+        """``Provenance("estimate", "gpu:unknown", why)``."""
+        return Provenance("estimate", f"{self.component}:unknown", self.why)
+
+    @property
+    def provenance(self) -> str:
+        """``"estimate:gpu:unknown (<why>)"``."""
+        return str(self.origin)
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def read(self) -> MeterReading:
+        """Nothing added: 0 J since the failure, not attributed."""
+        return MeterReading(0.0, None)
 
 
 #: Largest accepted ``cpu_tdp_w`` setting, in W (a 16-socket machine of 350 W parts).

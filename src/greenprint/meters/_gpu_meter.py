@@ -232,6 +232,29 @@ class SummedGpuMeter(Meter):
         self._seq = usage.seq
         return usage.pids
 
+    def _estimated_gpus(self) -> list[Any]:
+        """The vendor's GPUs as :class:`~greenprint.meters._gpu_tdp.EstimatedGpu`.
+
+        Names and table TDPs only: no call into the library. Default: none.
+        """
+        return []
+
+    def estimate_if_unmeasured(self, *, since: float) -> Meter | None:
+        """The GPUs' TDP estimate (utilisation unknown: full load) when no read succeeded yet.
+
+        A vendor meter failing at its first read has no mean power to continue at; the TDP of
+        each GPU it was to meter (the shipped table, else the default), labelled, is the honest
+        figure. ``None`` once a read succeeded (the mean power so far continues).
+        """
+        if self._t_last > self._t_start:
+            return None
+        gpus = self._estimated_gpus()
+        if not gpus:
+            return None
+        from greenprint.meters._gpu_tdp import GpuTdpEstimateMeter
+
+        return GpuTdpEstimateMeter(gpus, clock=self._clock, started_at=since)
+
     def _add(self, now: float, shares: Sequence[tuple[float, float | None]]) -> MeterReading:
         """Add one read: ``(joules, tree's share or None)`` per GPU read, at ``now``.
 

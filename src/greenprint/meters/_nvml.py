@@ -447,6 +447,18 @@ class NvmlMeter(SummedGpuMeter):
         g.switched = f"energy counter failed ({err}): power sampled after {since_s:.0f} s"
         return None
 
+    def _estimated_gpus(self) -> list[Any]:
+        """Each GPU's table TDP (a MIG device's share of its parent's), for a failed start."""
+        from greenprint.meters._gpu_tdp import EstimatedGpu, tdp_for
+
+        out = []
+        for g in self._gpus:
+            tdp_w, source = tdp_for(g.name.split(" MIG ", 1)[0])
+            if g.share != 1.0:
+                tdp_w, source = tdp_w * g.share, f"{source} x {g.share:g}"
+            out.append(EstimatedGpu(g.label, g.name, tdp_w, source))
+        return out
+
     def _share(self, gpu: _Gpu, pids: frozenset[int]) -> float | None:
         try:
             procs = _nvml_call(self._nvml, "nvmlDeviceGetComputeRunningProcesses", gpu.proc_handle)

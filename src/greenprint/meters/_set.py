@@ -16,6 +16,11 @@ by the estimate of that component, continuing from the last good cumulative valu
 runs in the shadow from the start, so the interval in which the failure happened is covered by
 the estimate's own figure for that interval. The provenance then says, for example,
 ``"estimate:tdp:AMD EPYC 7B13 (240 W) (rapl failed: permission denied reading ...)"``.
+A component without such an estimate (``gpu``) continues at the mean power it measured so far;
+one that failed before measuring anything (``powermetrics`` dying before its first sample, NVML
+failing at its first read) continues with the estimate the meter names
+(:meth:`~greenprint.meters._base.Meter.estimate_if_unmeasured`: the GPUs' TDP estimate, or
+``estimate:gpu:unknown (...)`` saying why nothing is counted), never at a made-up 0 W.
 
 A meter also fails when it cannot be trusted: a read that does not return within
 ``read_timeout_s`` (hardware and foreign meters are called on a worker thread with that deadline,
@@ -131,7 +136,8 @@ class MeterSet:
         tree: the process tree the meters share (sampled once per :meth:`read`).
         estimates: component -> estimate to run in the shadow of a hardware meter, taking over
             if it fails (``cpu`` and ``ram``). A component without one (``gpu``) is continued at
-            the mean power it measured so far.
+            the mean power it measured so far, or, failing before it measured anything, by the
+            estimate its meter names (``estimate_if_unmeasured``).
         clock: monotonic clock in s.
         read_timeout_s: longest wait for one call into a hardware or foreign meter, in s; a
             meter that overruns it is treated as failed.
@@ -188,11 +194,11 @@ class MeterSet:
                 outcome = MeterTimeoutError("not started: an earlier meter overran")
             else:
                 outcome = _attempt(slot.meter.start)
+            slot.last = MeterReading(0.0, 0.0)
+            slot.last_t = now  # before a fallback: the estimate counts from here
             if isinstance(outcome, BaseException):
                 self._fail(comp, slot, outcome)
                 slot.meter.start()
-            slot.last = MeterReading(0.0, 0.0)
-            slot.last_t = now
         self._started = True
 
     def read(self) -> dict[str, MeterReading]:
@@ -313,6 +319,10 @@ class MeterSet:
         if slot.shadow is not None:
             estimate = slot.shadow
             base = slot.last_shadow or MeterReading(0.0, 0.0)
+        elif (unmeasured := _estimate_if_unmeasured(old, slot.last_t)) is not None:
+            # failed before measuring anything (a GPU): its TDP estimate, or "unknown", labelled
+            estimate, base = unmeasured, MeterReading(0.0, 0.0)
+            estimate.start()
         else:  # gpu (or a failed estimate): the mean power so far, from the last good read on
             elapsed = slot.last_t - self._t_start
             if elapsed > 1e-3:
@@ -363,6 +373,19 @@ def _needs_deadline(meter: Meter) -> bool:
     return not isinstance(
         meter, (CpuEstimateMeter, RamEstimateMeter, GpuEstimateMeter, _Continuation)
     )
+
+
+def _estimate_if_unmeasured(meter: Meter, since: float) -> Meter | None:
+    """``meter.estimate_if_unmeasured(since=...)``; ``None`` (logged) should the hook raise."""
+    hook = getattr(meter, "estimate_if_unmeasured", None)  # a foreign meter may lack it
+    if hook is None:
+        return None
+    try:
+        estimate = hook(since=since)
+    except Exception:  # a bug in the hook: the mean power so far, as before
+        logger.exception("the %s meter's estimate_if_unmeasured raised", meter.component)
+        return None
+    return estimate if isinstance(estimate, Meter) else None
 
 
 def _source_names(provenance: str) -> str:
@@ -538,6 +561,7 @@ def detect_meters(
         environ=env,
         rapl_opener=opener,
         clock=clock,
+        cpu_model=hw.cpu_model,
     )
     return MeterSet(meters, tree=tree, estimates=estimates, clock=clock)
 
