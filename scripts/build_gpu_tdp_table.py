@@ -2,8 +2,9 @@
 
 Three sources, the first that has a model wins:
 
-1. **vendor**: the rows in :data:`VENDOR_ROWS` below, each the board power NVIDIA or AMD publish
-   on the product page cited beside it (entered by hand; the data-centre parts ML runs on);
+1. **vendor**: the rows in :data:`VENDOR_ROWS` below, each the board power NVIDIA, AMD or
+   Intel publish on the product page cited beside it (entered by hand; the data-centre parts ML
+   runs on);
 2. **green-algorithms**: ``data/latest/TDP_gpu.csv`` of GreenAlgorithms/green-algorithms-tool
    (CC BY 4.0, Lannelongue et al., *Advanced Science* 2021);
 3. **mlco2**: ``data/gpus.csv`` of mlco2/impact, the ML CO2 Impact calculator (MIT; Lacoste et
@@ -45,6 +46,11 @@ _A100 = "https://www.nvidia.com/en-us/data-center/a100/"
 _V100 = "https://www.nvidia.com/en-us/data-center/v100/"
 _MI300 = "https://www.amd.com/en/products/accelerators/instinct/mi300"
 _MI200 = "https://www.amd.com/en/products/accelerators/instinct/mi200"
+_ARC = "https://www.intel.com/content/www/us/en/products/details/discrete-gpus/arc.html"
+_MAX = (
+    "https://www.intel.com/content/www/us/en/products/details/discrete-gpus/data-center-gpu/"
+    "max-series.html"
+)
 
 #: (model, W, page): maximum board power as the vendor's product page gives it.
 VENDOR_ROWS: list[tuple[str, float, str]] = [
@@ -78,6 +84,14 @@ VENDOR_ROWS: list[tuple[str, float, str]] = [
     ("AMD Instinct MI250X", 560, f"{_MI200}/mi250x.html"),
     ("AMD Instinct MI250", 560, f"{_MI200}/mi250.html"),
     ("AMD Instinct MI210", 300, f"{_MI200}/mi210.html"),
+    # Intel: total board power; named as greenprint names a card from pci.ids ("Intel " + the
+    # bracketed name), for discrete cards without an energy counter (meters/_intel_gpu.py)
+    ("Intel Arc A770", 225, _ARC),
+    ("Intel Arc A750", 225, _ARC),
+    ("Intel Arc B580", 190, _ARC),
+    ("Intel Arc B570", 150, _ARC),
+    ("Intel Data Center GPU Max 1550", 600, _MAX),
+    ("Intel Data Center GPU Max 1100", 300, _MAX),
     ("AMD Instinct MI100", 300, "https://www.amd.com/en/products/accelerators/instinct/mi100.html"),
 ]  # fmt: skip
 

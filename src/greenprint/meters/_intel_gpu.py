@@ -19,15 +19,28 @@ counter to 64 bits, so a decrease is a reset (driver reload), undone as in
 :func:`~greenprint.meters._hwmon.energy_delta_uj`. Every Intel GPU card of the machine is
 metered (the GPU figure is machine-wide; ``process_j`` is ``None``: the per-client busyness in
 DRM fdinfo is not turned into an energy share yet).
+
+A discrete card **without** an energy counter (i915 before Linux 6.2, xe before 6.5) is estimated
+like an NVIDIA or AMD GPU whose counter cannot be read: its TDP from the shipped table
+(``meters/data/gpu_tdp.csv``) at full load (no utilisation is read), labelled
+``estimate:gpu-tdp:card1 (card1 Intel Arc A770 225 W table:Intel Arc A770, utilisation unknown:
+full load)``. Its name comes from the card's PCI id (``PCI_ID`` in its ``uevent``) looked up in
+the system's ``pci.ids`` (``/usr/share/misc/pci.ids`` or ``/usr/share/hwdata/pci.ids``;
+``$GREENPRINT_HWDATA_ROOT`` stands for ``/usr/share``): ``DG2 [Arc A770]`` names ``Intel Arc
+A770``. A card the table does not know (or with no ``pci.ids``) is not estimated: its energy is
+unknown and ``greenprint hardware`` says so. A card at PCI ``0000:00:02.0``, where Intel puts its
+integrated GPUs, or one whose slot is not known, is taken as integrated: inside the CPU package.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
@@ -49,9 +62,11 @@ from greenprint.meters._where import (
 __all__ = [
     "DEFAULT_DRM_ROOT",
     "DRM_ROOT_ENV",
+    "HWDATA_ROOT_ENV",
     "INTEL_GPU_DRIVERS",
     "IntelGpuCard",
     "IntelGpuProbe",
+    "pci_device_name",
     "probe_intel_gpu",
     "resolve_drm_root",
 ]
@@ -60,6 +75,12 @@ logger = logging.getLogger(__name__)
 
 INTEL_GPU_DRIVERS = ("i915", "xe")
 _CARD = re.compile(r"^card(\d+)$")
+#: Environment variable standing for ``/usr/share`` (where ``pci.ids`` is); tests: a folder.
+HWDATA_ROOT_ENV = "GREENPRINT_HWDATA_ROOT"
+_PCI_IDS = ("misc/pci.ids", "hwdata/pci.ids", "pci.ids")
+#: Where Intel puts its integrated GPUs (bus 0, device 2).
+_INTEGRATED_SLOT = "0000:00:02.0"
+_NO_COUNTER_KERNEL = "a discrete one needs Linux >= 6.2 (i915) or >= 6.5 (xe)"
 
 
 @dataclass(frozen=True)
@@ -69,14 +90,26 @@ class IntelGpuCard:
     Attributes:
         card: ``"card0"``.
         driver: ``"i915"`` or ``"xe"``.
-        channel: the energy counter read, or ``None`` (no hwmon: an integrated GPU).
+        channel: the energy counter read, or ``None`` (no hwmon: an integrated GPU, or a
+            discrete one on an older kernel).
         scope: ``"device"`` (i915), ``"card"`` or ``"package"`` (xe), or ``""``.
+        pci_id: ``"8086:56A0"`` from its ``uevent``, or ``""``.
+        slot: its PCI address (``"0000:03:00.0"``), or ``""``.
+        name: its name from ``pci.ids`` (``"Intel Arc A770"``), or ``""``.
     """
 
     card: str
     driver: str
     channel: HwmonChannel | None
     scope: str
+    pci_id: str = ""
+    slot: str = ""
+    name: str = ""
+
+    @property
+    def integrated(self) -> bool:
+        """At Intel's integrated-GPU address, or at an unknown one (taken as integrated)."""
+        return self.slot in ("", _INTEGRATED_SLOT)
 
 
 @dataclass(frozen=True)
@@ -89,6 +122,9 @@ class IntelGpuProbe:
         channels: the readable counters to sum (empty when unusable).
         status: usable or not, why, and the fix.
         origin: the provenance the meter will carry.
+        estimated: the discrete cards without a counter that the TDP table knows, as
+            :class:`~greenprint.meters._gpu_tdp.EstimatedGpu` (for the estimate when no card
+            has a readable counter).
     """
 
     root: Path
@@ -96,20 +132,71 @@ class IntelGpuProbe:
     channels: tuple[HwmonChannel, ...]
     status: MeterStatus
     origin: Provenance
+    estimated: tuple[Any, ...] = ()
 
 
-def _card_driver(card_dir: Path, opener: Opener) -> str | None:
+def _uevent(card_dir: Path, opener: Opener) -> dict[str, str]:
+    """The ``KEY=value`` lines of the card's device ``uevent`` (``DRIVER``, ``PCI_ID``...)."""
     try:
         with opener(str(card_dir / "device" / "uevent")) as fh:
             data = fh.read()
     except OSError:
-        return None
+        return {}
     text = data.decode() if isinstance(data, bytes) else str(data)
+    fields = {}
     for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "DRIVER":
-            return value.strip()
-    return None
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def pci_device_name(pci_id: str, hwdata_root: str | os.PathLike[str] | None = None) -> str:
+    """The name ``pci.ids`` gives an Intel device, as ``"Intel <name>"``, or ``""``. Never raises.
+
+    The bracketed marketing name when there is one (``DG2 [Arc A770]`` -> ``Intel Arc A770``),
+    else the whole device name.
+
+    Args:
+        pci_id: ``"8086:56A0"`` (vendor:device, hex, any case).
+        hwdata_root: the folder standing for ``/usr/share`` (default ``$GREENPRINT_HWDATA_ROOT``,
+            else ``/usr/share``); ``misc/pci.ids``, ``hwdata/pci.ids`` and ``pci.ids`` are tried.
+    """
+    vendor, _, device = pci_id.lower().partition(":")
+    if vendor != "8086" or not device:
+        return ""
+    root = Path(hwdata_root or os.environ.get(HWDATA_ROOT_ENV) or "/usr/share")
+    for relative in _PCI_IDS:
+        try:
+            with open(root / relative, encoding="utf-8", errors="replace") as fh:
+                name = _find_device(fh, vendor, device)
+        except OSError:
+            continue
+        if name:
+            inner = re.search(r"\[([^\]]+)\]", name)
+            return "Intel " + (inner.group(1) if inner else name).strip()
+        return ""  # the database is there and does not know the device
+    return ""
+
+
+def _find_device(lines: Any, vendor: str, device: str) -> str:
+    in_vendor = False
+    for line in lines:
+        if not line.strip() or line.startswith("#"):
+            continue
+        if not line.startswith("\t"):
+            if in_vendor or line.startswith("C "):
+                return ""  # past the vendor's devices (or into the class list)
+            in_vendor = line[:4].lower() == vendor
+        elif in_vendor and not line.startswith("\t\t"):
+            ident, _, name = line.strip().partition(" ")
+            if ident.lower() == device:
+                return name.strip()
+    return ""
+
+
+def _card_driver(card_dir: Path, opener: Opener) -> str | None:
+    return _uevent(card_dir, opener).get("DRIVER")
 
 
 def _pick(card: str, card_dir: Path, driver: str, opener: Opener) -> IntelGpuCard:
@@ -150,9 +237,19 @@ def probe_intel_gpu(
         names = []
     cards = []
     for name in names:
-        driver = _card_driver(root / name, opener)
+        uevent = _uevent(root / name, opener)
+        driver = uevent.get("DRIVER")
         if driver in INTEL_GPU_DRIVERS:
-            cards.append(_pick(name, root / name, driver, opener))
+            picked = _pick(name, root / name, driver, opener)
+            pci_id = uevent.get("PCI_ID", "")
+            if picked.channel is None and pci_id:
+                picked = dataclasses.replace(
+                    picked,
+                    pci_id=pci_id,
+                    slot=uevent.get("PCI_SLOT_NAME", ""),
+                    name=pci_device_name(pci_id),
+                )
+            cards.append(picked)
     if not cards:
         if not root.is_dir():
             return IntelGpuProbe(root, (), (), absent_intel_gpu(root), none)
@@ -161,12 +258,7 @@ def probe_intel_gpu(
     with_counter = [c for c in cards if c.channel is not None]
     without = [f"{c.card} ({c.driver}) has no energy counter" for c in cards if c.channel is None]
     if not with_counter:
-        reason = "; ".join(without) + (
-            ": an integrated GPU is inside the CPU package (metered by RAPL); a discrete one "
-            "needs Linux >= 6.2 (i915) or >= 6.5 (xe)"
-        )
-        status = MeterStatus("intel-gpu", False, reason, None)
-        return IntelGpuProbe(root, tuple(cards), (), status, none)
+        return _without_counters(root, tuple(cards), none)
     denied = []
     channels = tuple(c.channel for c in with_counter if c.channel is not None)
     for channel in channels:
@@ -196,3 +288,41 @@ def probe_intel_gpu(
     )
     status = MeterStatus("intel-gpu", True, "gpu from " + ", ".join(notes + without), None)
     return IntelGpuProbe(root, tuple(cards), channels, status, origin)
+
+
+def _without_counters(
+    root: Path, cards: tuple[IntelGpuCard, ...], none: Provenance
+) -> IntelGpuProbe:
+    """No card has a counter: integrated ones are the CPU's, discrete ones estimated or unknown."""
+    from greenprint.meters._gpu_tdp import EstimatedGpu, match_gpu_tdp
+
+    integrated = [c for c in cards if c.integrated]
+    parts = []
+    if integrated:
+        listed = "; ".join(f"{c.card} ({c.driver}) has no energy counter" for c in integrated)
+        parts.append(
+            f"{listed}: an integrated GPU is inside the CPU package (metered by RAPL); "
+            + _NO_COUNTER_KERNEL
+        )
+    estimated = []
+    unknown = []
+    for c in cards:
+        if c.integrated:
+            continue
+        what = f"{c.card} ({c.driver}, {c.name or 'PCI ' + c.pci_id}, {c.slot})"
+        match = match_gpu_tdp(c.name) if c.name else None
+        if match is None:
+            why = "not in the GPU TDP table" if c.name else "no name for it in pci.ids"
+            unknown.append(f"{what} has no energy counter and {why}: its energy is unknown")
+            continue
+        estimated.append(EstimatedGpu(c.card, c.name, match.tdp_w, f"table:{match.model}"))
+        parts.append(
+            f"{what} has no energy counter: estimated at {match.tdp_w:g} W "
+            f"(table:{match.model}), utilisation unknown (full load assumed)"
+        )
+    parts.extend(unknown)
+    fix = None
+    if len(integrated) < len(cards):
+        fix = "for a measured figure, " + _NO_COUNTER_KERNEL.replace("a discrete one needs", "run")
+    status = MeterStatus("intel-gpu", False, "; ".join(parts), fix)
+    return IntelGpuProbe(root, cards, (), status, none, tuple(estimated))

@@ -15,8 +15,10 @@ Use them to test code that meters energy on machines without RAPL or NVIDIA GPUs
 
 A subprocess finds the fake RAPL tree through ``GREENPRINT_RAPL_ROOT``. Also: fake hwmon sensors
 (:func:`make_fake_hwmon`, Arm servers' CPU counters and the ACPI power meter;
-:func:`make_fake_intel_gpu`, i915/xe cards under ``/sys/class/drm``), found by a subprocess
-through ``GREENPRINT_HWMON_ROOT``/``GREENPRINT_DRM_ROOT``; and a fake ``powermetrics``
+:func:`make_fake_intel_gpu`, i915/xe cards under ``/sys/class/drm``, and
+:func:`make_fake_pci_ids`, the ``pci.ids`` that names them), found by a subprocess
+through ``GREENPRINT_HWMON_ROOT``/``GREENPRINT_DRM_ROOT``/``GREENPRINT_HWDATA_ROOT``; and a fake
+``powermetrics``
 (:func:`make_fake_powermetrics`, run through ``GREENPRINT_POWERMETRICS``).
 """
 
@@ -30,7 +32,12 @@ from greenprint.testing._amdsmi import (
     FakeAmdProcess,
     FakeAMDSMI,
 )
-from greenprint.testing._hwmon import FakeSensors, make_fake_hwmon, make_fake_intel_gpu
+from greenprint.testing._hwmon import (
+    FakeSensors,
+    make_fake_hwmon,
+    make_fake_intel_gpu,
+    make_fake_pci_ids,
+)
 from greenprint.testing._nvml import FakeGPU, FakeGpuProcess, FakeMigDevice, FakeNVML, NVMLError
 from greenprint.testing._powermetrics import (
     NOT_ROOT_MESSAGE,
@@ -56,6 +63,7 @@ __all__ = [
     "NVMLError",
     "make_fake_hwmon",
     "make_fake_intel_gpu",
+    "make_fake_pci_ids",
     "make_fake_powermetrics",
     "make_fake_rapl",
     "powermetrics_plist",

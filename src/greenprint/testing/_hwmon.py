@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from greenprint.testing._sysfs import make_unreadable, open_unless_denied, write_atomically
 
-__all__ = ["FakeSensors", "make_fake_hwmon", "make_fake_intel_gpu"]
+__all__ = ["FakeSensors", "make_fake_hwmon", "make_fake_intel_gpu", "make_fake_pci_ids"]
 
 
 class FakeSensors:
@@ -171,6 +171,7 @@ def make_fake_intel_gpu(
     xe_channels: tuple[int, ...] = (1, 2),
     gt_hwmon: bool = True,
     no_hwmon: tuple[str, ...] = (),
+    pci: Mapping[str, tuple[str, str]] | None = None,
 ) -> FakeSensors:
     """Build a fake ``/sys/class/drm`` under ``root`` with Intel GPU cards.
 
@@ -181,7 +182,11 @@ def make_fake_intel_gpu(
         xe_channels: the energy channels an ``xe`` card has: ``(1, 2)`` (card and package,
             Linux >= 6.8), ``(1,)`` (6.5) or ``(2,)``.
         gt_hwmon: give i915 cards a gt-level hwmon (``i915_gt0``) as well: inside the device.
-        no_hwmon: cards with no hwmon at all (an integrated GPU).
+        no_hwmon: cards with no hwmon at all (an integrated GPU, or a discrete one on a
+            kernel before 6.2 for i915, 6.5 for xe).
+        pci: ``"cardN"`` -> ``(PCI_ID, PCI_SLOT_NAME)``, e.g. ``("8086:56A0", "0000:03:00.0")``,
+            written into the card's ``uevent`` as the kernel writes them (with ``PCI_SUBSYS_ID``
+            and ``MODALIAS``); a card not named has ``DRIVER`` and ``PCI_CLASS`` only.
 
     Returns:
         The :class:`FakeSensors` handle; sensors are ``"cardN:energyM"``.
@@ -193,7 +198,15 @@ def make_fake_intel_gpu(
     for card, driver in cards.items():
         device = base / card / "device"
         device.mkdir(parents=True, exist_ok=True)
-        (device / "uevent").write_text(f"DRIVER={driver}\nPCI_CLASS=30000\n")
+        uevent = f"DRIVER={driver}\nPCI_CLASS=30000\n"
+        if pci and card in pci:
+            pci_id, slot = pci[card]
+            vendor, _, dev = pci_id.upper().partition(":")
+            uevent += (
+                f"PCI_ID={vendor}:{dev}\nPCI_SUBSYS_ID={vendor}:1020\nPCI_SLOT_NAME={slot}\n"
+                f"MODALIAS=pci:v0000{vendor}d0000{dev}sv0000{vendor}sd00001020bc03sc00i00\n"
+            )
+        (device / "uevent").write_text(uevent)
         (base / f"{card}-DP-1").mkdir(exist_ok=True)  # a connector: not a card
         if card in no_hwmon or driver not in ("i915", "xe"):
             continue
@@ -215,3 +228,44 @@ def make_fake_intel_gpu(
                 )
         index += 1
     return fake
+
+
+def make_fake_pci_ids(
+    root: str | os.PathLike[str], devices: Mapping[str, str], *, where: str = "misc"
+) -> Path:
+    """Write a ``pci.ids`` under ``root`` (standing for ``/usr/share``) in the real file's format.
+
+    The file has the header comments, a vendor before Intel's (with a device and a subsystem
+    line), Intel's block with ``devices``, a vendor after it, and the device-class list that ends
+    the real file: what a parser must read past.
+
+    Args:
+        root: the folder standing for ``/usr/share`` (``GREENPRINT_HWDATA_ROOT``).
+        devices: Intel device id (4 hex digits) -> name, e.g. ``{"56a0": "DG2 [Arc A770]"}``.
+        where: ``"misc"`` (Debian, Ubuntu) or ``"hwdata"`` (Fedora, Arch).
+
+    Returns:
+        The file written.
+    """
+    lines = [
+        "#",
+        "#\tList of PCI ID's",
+        "#",
+        "1002  Advanced Micro Devices, Inc. [AMD/ATI]",
+        "\t740f  Aldebaran/MI200 [Instinct MI210]",
+        "\t\t1002 0c34  Instinct MI210",
+        "8086  Intel Corporation",
+        "\t0100  2nd Generation Core Processor Family DRAM Controller",
+        *(f"\t{ident.lower()}  {name}" for ident, name in devices.items()),
+        "\t\t8086 1020  Limited Edition",
+        "80ee  InnoTek Systemberatung GmbH",
+        "\tbeef  VirtualBox Graphics Adapter",
+        "",
+        "# List of known device classes, subclasses and programming interfaces",
+        "C 03  Display controller",
+        "\t00  VGA compatible controller",
+    ]
+    path = Path(root) / where / "pci.ids"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
