@@ -646,3 +646,21 @@ def test_greenprint_run_around_an_optuna_script(tmp_path_factory):
     statement = md[md.index("## Compute statement") :].split("\n\n")[1]
     assert final["energy_share"] < 0.01
     assert "0.0%" not in statement and "0.0 s" not in statement, statement
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("params.nothing", "no curve per params.nothing: no trial has a value of params.nothing"),
+        ("study", "no curve per study: every trial is in one family (cifar)"),
+    ],
+)
+def test_a_group_by_that_makes_no_families_says_why(cli_study, tmp_path, path, why):
+    home, _ = cli_study
+    done = run_in(home, GREENPRINT, "report", "--study", "cifar", "--format", "json",
+                  "--no-plots", "--out", str(tmp_path), "--group-by", path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    for key in ("evp_trials", "evp_energy"):
+        figure = _figure(report, key)
+        assert why in figure["notes"] and "one curve per" not in figure["caption"], key

@@ -169,6 +169,8 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     notes.append("the shaded band is ±1 standard deviation, clipped to the observed scores")
 
     family_curves = _family_curves(inputs, trials, scores, costs, grid, dodge.fill_value)
+    if inputs.group_by is not None and not family_curves:
+        notes.append(_no_family_note(inputs))
     if family_curves:
         notes.append(
             f"one curve per {inputs.group_by} (with replacement): "
@@ -278,6 +280,22 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
 
 _FAMILY_STYLES = 6  # family0..family5 in the plot styles (cycled)
 _MAX_FAMILIES = 8  # more families than this are not drawn one by one (a note says so)
+
+
+def _no_family_note(inputs: FigureInputs) -> str:
+    """Why ``group_by`` drew no curve per family (one family, or too many)."""
+    names = list(dict.fromkeys(inputs.families))
+    if len(names) > _MAX_FAMILIES:
+        return (
+            f"no curve per {inputs.group_by}: the trials fall into {len(names)} families, more "
+            f"than the {_MAX_FAMILIES} a figure draws one by one"
+        )
+    if names == [f"(no {inputs.group_by})"]:
+        return f"no curve per {inputs.group_by}: no trial has a value of {inputs.group_by}"
+    return (
+        f"no curve per {inputs.group_by}: every trial is in one family "
+        f"({', '.join(names[:3])})"
+    )
 
 
 def _family_curves(
