@@ -453,6 +453,20 @@ def probe_amd(
     )
 
 
+def _init(module: Any) -> None:
+    module.amdsmi_init(module.AmdSmiInitFlags.INIT_AMD_GPUS)
+
+
+_VENDOR = GpuVendor(
+    load=load_amdsmi,
+    init=_init,
+    error=lambda module: module.AmdSmiException,
+    listing=_open,
+    shutdown=_shutdown,
+    status_for=_status_for,
+)
+
+
 class AmdMeter(SummedGpuMeter):
     """Energy of the visible AMD GPUs, summed. Build it with :meth:`open`.
 
@@ -461,6 +475,8 @@ class AmdMeter(SummedGpuMeter):
     """
 
     _gpus: list[_AmdGpu]
+    _vendor = _VENDOR
+    _none_visible = "no visible AMD GPU can be metered"
 
     def __init__(
         self,
@@ -470,7 +486,7 @@ class AmdMeter(SummedGpuMeter):
         tree: ProcessTree | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(gpus, tree=tree, clock=clock)
+        super().__init__(amdsmi, gpus, tree=tree, clock=clock)
         self._amdsmi = amdsmi
 
     @classmethod
@@ -487,19 +503,7 @@ class AmdMeter(SummedGpuMeter):
         Raises:
             MeterError: amdsmi is unusable or no GPU is visible (the message says why).
         """
-        env = os.environ if environ is None else environ
-        try:
-            module, gpus, _ = open_vendor(_VENDOR, amdsmi, env, keep=True)
-        except GpuVendorUnavailable as e:
-            raise MeterError(e.status.reason) from e
-        if not gpus:
-            raise MeterError("no visible AMD GPU can be metered")
-        return cls(module, gpus, tree=tree, clock=clock)
-
-    @property
-    def gpus(self) -> tuple[GPUInfo, ...]:
-        """The GPUs metered (``has_energy_counter`` False once a counter was dropped)."""
-        return tuple(g.info() for g in self._gpus)
+        return cls._open_with(amdsmi, environ=environ, tree=tree, clock=clock)
 
     @property
     def origin(self) -> Provenance:
@@ -515,11 +519,6 @@ class AmdMeter(SummedGpuMeter):
             [(g.label, g.source) for g in self._gpus],
             [f"{g.label} {g.reason}" for g in self._gpus if g.reason],
         )
-
-    @property
-    def provenance(self) -> str:
-        """E.g. ``"amdsmi:counter:GPU-0+GPU-1"`` or ``"amdsmi:power-sampling:GPU-0 (...)"``."""
-        return str(self.origin)
 
     def _call(self, gpu: _AmdGpu, name: str, handle: Any = None) -> Any:
         try:
@@ -647,23 +646,3 @@ class AmdMeter(SummedGpuMeter):
             memory.append(float(value) if isinstance(value, int) else None)
         pid_list = [int(p["pid"]) for p in entries]
         return memory_share(gpu.label, "amdsmi", pid_list, memory, pids)
-
-    def close(self) -> None:
-        """Shut amdsmi down (once)."""
-        if self._open:
-            self._open = False
-            _shutdown(self._amdsmi)
-
-
-def _init(module: Any) -> None:
-    module.amdsmi_init(module.AmdSmiInitFlags.INIT_AMD_GPUS)
-
-
-_VENDOR = GpuVendor(
-    load=load_amdsmi,
-    init=_init,
-    error=lambda module: module.AmdSmiException,
-    listing=_open,
-    shutdown=_shutdown,
-    status_for=_status_for,
-)

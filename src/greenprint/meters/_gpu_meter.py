@@ -24,15 +24,17 @@ a share that covers only some GPUs would be wrong without saying so.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
+from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree, fresh_usage
 from greenprint.meters._base import Meter, MeterReading
-from greenprint.meters._status import MeterStatus
+from greenprint.meters._status import GPUInfo, MeterStatus
 
 __all__ = [
     "COUNTER",
@@ -48,6 +50,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_Self = TypeVar("_Self", bound="SummedGpuMeter")
 
 #: Where a GPU's energy comes from: its energy counter, sampled power, or the counter until it
 #: was dropped mid-run and sampled power after.
@@ -183,21 +187,32 @@ def memory_share(
 class SummedGpuMeter(Meter):
     """The energy of several GPUs summed, with this process tree's share (see the module).
 
+    A vendor's meter names its calls in :attr:`_vendor` (opening through :meth:`_open_with`,
+    closing in :meth:`close`) and gives each GPU record ``info()`` (its
+    :class:`~greenprint.meters._status.GPUInfo`); it defines ``origin``, ``start`` and ``read``.
+
     Args:
+        module: the vendor's module, initialised (shut down by :meth:`close`).
         gpus: the vendor's GPU records, in :attr:`_gpus`.
         tree: process tree for attribution, or ``None`` (``process_j`` is then ``None``).
         clock: monotonic clock in s.
     """
 
     component = "gpu"
+    #: the vendor's calls (set by each vendor's meter)
+    _vendor: ClassVar[GpuVendor | None] = None
+    #: the error when the vendor lists no GPU it can meter
+    _none_visible: ClassVar[str] = "no visible GPU can be metered"
 
     def __init__(
         self,
+        module: Any,
         gpus: Sequence[Any],
         *,
         tree: ProcessTree | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._module = module
         self._gpus = list(gpus)
         self._tree = tree
         self._clock = clock
@@ -209,6 +224,48 @@ class SummedGpuMeter(Meter):
         self._open = True
         #: the tree's share of all the energy so far (``None`` before a read or unattributed)
         self.last_share: float | None = None
+
+    @classmethod
+    def _open_with(
+        cls: type[_Self],
+        module: Any,
+        *,
+        environ: Mapping[str, str] | None,
+        tree: ProcessTree | None,
+        clock: Callable[[], float],
+    ) -> _Self:
+        """Open the vendor's library and meter every visible GPU (each vendor's ``open``).
+
+        Raises:
+            MeterError: the library is unusable or no GPU is visible (the message says why).
+        """
+        if cls._vendor is None:  # pragma: no cover - a vendor meter always names its calls
+            raise TypeError(f"{cls.__name__} names no vendor calls")
+        env = os.environ if environ is None else environ
+        try:
+            loaded, gpus, _ = open_vendor(cls._vendor, module, env, keep=True)
+        except GpuVendorUnavailable as e:
+            raise MeterError(e.status.reason) from e
+        if not gpus:
+            raise MeterError(cls._none_visible)
+        return cls(loaded, gpus, tree=tree, clock=clock)
+
+    @property
+    def gpus(self) -> tuple[GPUInfo, ...]:
+        """The GPUs metered (``has_energy_counter`` False once a counter was dropped)."""
+        return tuple(g.info() for g in self._gpus)
+
+    @property
+    def provenance(self) -> str:
+        """``str(self.origin)``: ``"nvml:counter:GPU-0+GPU-1"``, ``"amdsmi:power-sampling:..."``."""
+        return str(self.origin)
+
+    def close(self) -> None:
+        """Shut the vendor's library down (once)."""
+        if self._open:
+            self._open = False
+            if self._vendor is not None and self._module is not None:
+                self._vendor.shutdown(self._module)
 
     @property
     def mean_power_w(self) -> float | None:

@@ -311,6 +311,23 @@ def probe_nvml(
     return MeterStatus("nvml", True, "; ".join(parts + skipped), None), infos
 
 
+def _shutdown(nvml: Any) -> None:
+    try:
+        nvml.nvmlShutdown()
+    except nvml.NVMLError as e:
+        logger.debug("nvmlShutdown failed: %s", e)
+
+
+_VENDOR = GpuVendor(
+    load=load_nvml,
+    init=lambda module: module.nvmlInit(),
+    error=lambda module: module.NVMLError,
+    listing=_open,
+    shutdown=_shutdown,
+    status_for=_status_for,
+)
+
+
 class NvmlMeter(SummedGpuMeter):
     """Energy of the visible NVIDIA GPUs, summed.
 
@@ -319,6 +336,8 @@ class NvmlMeter(SummedGpuMeter):
     """
 
     _gpus: list[_Gpu]
+    _vendor = _VENDOR
+    _none_visible = "no visible NVIDIA GPU can be metered"
 
     def __init__(
         self,
@@ -328,7 +347,7 @@ class NvmlMeter(SummedGpuMeter):
         tree: ProcessTree | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(gpus, tree=tree, clock=clock)
+        super().__init__(nvml, gpus, tree=tree, clock=clock)
         self._nvml = nvml
 
     @classmethod
@@ -345,19 +364,7 @@ class NvmlMeter(SummedGpuMeter):
         Raises:
             MeterError: NVML is unusable or no GPU is visible (the message says why).
         """
-        env = os.environ if environ is None else environ
-        try:
-            module, gpus, _ = open_vendor(_VENDOR, nvml, env, keep=True)
-        except GpuVendorUnavailable as e:
-            raise MeterError(e.status.reason) from e
-        if not gpus:
-            raise MeterError("no visible NVIDIA GPU can be metered")
-        return cls(module, gpus, tree=tree, clock=clock)
-
-    @property
-    def gpus(self) -> tuple[GPUInfo, ...]:
-        """The GPUs metered (``has_energy_counter`` False once a counter was dropped)."""
-        return tuple(g.info() for g in self._gpus)
+        return cls._open_with(nvml, environ=environ, tree=tree, clock=clock)
 
     @property
     def origin(self) -> Provenance:
@@ -369,11 +376,6 @@ class NvmlMeter(SummedGpuMeter):
         notes = [f"{g.label}: {g.rule}" for g in self._gpus if g.rule]
         notes += [f"{g.label} {g.switched}" for g in self._gpus if g.switched]
         return vendor_origin("nvml", [(g.label, g.source) for g in self._gpus], notes)
-
-    @property
-    def provenance(self) -> str:
-        """``"nvml:counter:GPU-0+GPU-1"``, ``"nvml:power-sampling:GPU-0"``, or both joined."""
-        return str(self.origin)
 
     def _call(self, gpu: _Gpu, name: str) -> Any:
         try:
@@ -467,26 +469,3 @@ class NvmlMeter(SummedGpuMeter):
             return None
         memory = [getattr(p, "usedGpuMemory", None) for p in procs or ()]
         return memory_share(gpu.label, "NVML", [p.pid for p in procs or ()], memory, pids)
-
-    def close(self) -> None:
-        """Shut NVML down (once)."""
-        if self._open:
-            self._open = False
-            _shutdown(self._nvml)
-
-
-def _shutdown(nvml: Any) -> None:
-    try:
-        nvml.nvmlShutdown()
-    except nvml.NVMLError as e:
-        logger.debug("nvmlShutdown failed: %s", e)
-
-
-_VENDOR = GpuVendor(
-    load=load_nvml,
-    init=lambda module: module.nvmlInit(),
-    error=lambda module: module.NVMLError,
-    listing=_open,
-    shutdown=_shutdown,
-    status_for=_status_for,
-)
