@@ -368,9 +368,10 @@ def _csv_cell(value: Any) -> Any:
 def export_command(ledger: str | None, study: str | None, fmt: str, out: Path | None) -> None:
     """Export runs (all, or one study's) as CSV or JSON.
 
-    Each run carries parent_id and its role (role_inferred: true when no role was given and it
-    was inferred from the exported runs' nesting), so summing the rows with no parent among
-    them gives the price tag's total.
+    Each run carries parent_id and its role (role_inferred: true when it was inferred from the
+    exported runs' nesting: no role was given, or a run given one inside a trial is its part),
+    so summing the rows with no parent among them gives the price tag's total (where a parent
+    recorded less than its children, the price tag takes their sum, and its note says so).
     """
     with _open(ledger) as led:
         if out is not None and led.path is not None and _same_file(out, led.path):
