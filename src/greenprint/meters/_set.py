@@ -235,8 +235,9 @@ class MeterSet:
             else:
                 if shadow_now is not None:
                     slot.last_shadow = shadow_now
-                if not slot.failed:  # a meter may change source mid-run (a GPU's counter
-                    # dropped for sampled power): record what it says now
+                if _needs_deadline(slot.meter):  # a hardware meter may change source mid-run
+                    # (a GPU's counter dropped for sampled power): record what it says now;
+                    # greenprint's own estimates and continuations keep theirs for the run
                     self.provenance[comp] = _provenance_of(slot.meter, self.provenance[comp])
             reading = self._monotone(slot.last, reading)
             slot.last, slot.last_t = reading, now
