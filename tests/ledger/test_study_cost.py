@@ -179,3 +179,41 @@ def test_the_sqlalchemy_query_gives_the_same_on_a_sqlite_file(tmp_path):
         assert native == StudyCost(1.5, 0.0, float(2**70), 30.0, 1, frozenset({"t2"}))
     finally:
         store.close()
+
+
+def test_a_study_budget_reads_its_study_on_every_backend(ledger_url):
+    """End to end: earlier trials (one with a fold) in the ledger, then a run under a study cap."""
+    import time
+
+    from tracking._meters import ConstantPowerMeters  # 3600 W: 1e-3 kWh per second
+
+    fast = {"sample_interval_s": 0.02, "flush_interval_s": 0.05}
+    with gp.track(
+        "a", study="cap", ledger=ledger_url, meters=ConstantPowerMeters(3600, 0, 1), **fast
+    ):
+        with gp.track(
+            "fold", study="cap", ledger=ledger_url, meters=ConstantPowerMeters(3600, 0, 1), **fast
+        ):
+            time.sleep(0.1)
+    with gp.Ledger(ledger_url) as led:
+        spent = study_cost(led, "cap")
+        assert (
+            spent.runs == 1
+            and spent.energy_kwh == led.runs(study="cap", parent_id=None)[0].energy_kwh
+        )
+    budget = gp.Budget(kwh=spent.energy_kwh + 1e-4, per="study", on_exceed="stop")
+    with pytest.raises(gp.BudgetExceeded) as caught:
+        with gp.track(
+            "b",
+            study="cap",
+            ledger=ledger_url,
+            budget=budget,
+            meters=ConstantPowerMeters(3600, 0, 1),
+            **fast,
+        ) as run:
+            for step in range(500):
+                run.log(loss=1.0, step=step)
+                time.sleep(0.01)
+    assert caught.value.per == "study"
+    assert 1e-4 < caught.value.spent - spent.energy_kwh <= run.energy_kwh + 1e-9
+    assert run.status == "interrupted"
