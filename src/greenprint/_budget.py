@@ -8,8 +8,11 @@ and what happens when one is crossed (``on_exceed``):
 * ``"warn"``: one warning (logged once per budget);
 * ``"stop"``: the warning, then :class:`~greenprint.BudgetExceeded` is raised in the user's code
   at the next ``run.log()``, ``run.step()``, ``run.progress()`` or ``run.add_fpo()``; the run then
-  ends ``interrupted`` with the reason as its error and its cost recorded (also when the exception
-  is caught and the run goes on to end normally);
+  ends ``interrupted`` with ``"BudgetExceeded: <reason>"`` as its error and its cost recorded
+  (also when the exception is caught and the run goes on to end normally, and when the limit is
+  crossed only at the final check ``run.stop()`` makes before deciding the status);
+  ``run.check_budgets()`` returns the exception instead of raising it, for code that stops its
+  own way (the Hugging Face and Lightning callbacks);
 * a callable ``on_exceed(run, exceeded)``: called once per budget instead of the warning, on the
   thread that noticed (the sampler thread, or the user's thread in one of those calls); an
   exception it raises is logged, not raised. ``greenprint run --budget-kwh`` uses one to signal
