@@ -9,11 +9,19 @@ as a measurement (it is one: sampled power is read from the GPU).
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import greenprint as gp
 from greenprint._provenance import Provenance
 from greenprint.meters import NvmlMeter, detect_meters
 from greenprint.meters._amd import STUCK_AFTER_S, AmdMeter
+from greenprint.meters._gpu_meter import (
+    COUNTER,
+    COUNTER_THEN_POWER,
+    POWER_SAMPLING,
+    vendor_origin,
+)
 from greenprint.testing import FakeAmdGpu, FakeAMDSMI, FakeGPU, FakeNVML
 from greenprint.testing import _amdsmi as amd_codes
 from greenprint.testing import _nvml as nvml_codes
@@ -31,6 +39,24 @@ def _parses_as_measured(text: str) -> None:
     origin = Provenance.parse(text)
     assert str(origin) == text
     assert origin.is_measured and not origin.is_estimate
+
+
+@given(
+    vendor=st.sampled_from(["nvml", "amdsmi"]),
+    sources=st.lists(st.sampled_from([COUNTER, POWER_SAMPLING, COUNTER_THEN_POWER]), min_size=1),
+    notes=st.lists(st.from_regex(r"GPU-[0-9] [a-z ,:0-9]{0,30}", fullmatch=True), max_size=3),
+)
+def test_every_mix_of_sources_is_a_measured_label_that_reads_back(vendor, sources, notes):
+    gpus = [(f"GPU-{i}", source) for i, source in enumerate(sources)]
+    origin = vendor_origin(vendor, gpus, notes)
+    text = str(origin)
+    assert Provenance.parse(text) == origin and str(Provenance.parse(text)) == text
+    assert origin.is_measured
+    named = {}  # source -> the labels listed under it
+    for part in origin.source.removeprefix(f"{vendor}:").split(f"+{vendor}:"):
+        source, _, labels = part.partition(":")
+        named[source] = labels.split("+")
+    assert named == {s: [g for g, t in gpus if t == s] for s in set(sources)}
 
 
 # -- AMD ----------------------------------------------------------------------------------------
