@@ -44,6 +44,7 @@ from greenprint.ledger._rows import (
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
+from greenprint.ledger._study_cost import StudyCost, sqlalchemy_study_cost
 from greenprint.ledger._target import Target
 
 __all__ = ["SQLStore"]
@@ -401,6 +402,17 @@ class SQLStore:
             if points == "score":
                 return columns, score_points_by_run(rows, ids)
             return columns, points_by_run(rows, ids)
+
+        return self.transaction(do, write=False)
+
+    def select_study_cost(self, study: str, exclude: Sequence[str]) -> StudyCost:
+        """The summed cost of a study's top-level runs but ``exclude``, in one query.
+
+        See :mod:`greenprint.ledger._study_cost` (the rule, and the query of both stores).
+        """
+
+        def do(conn: Connection) -> StudyCost:
+            return sqlalchemy_study_cost(conn, study, list(exclude))
 
         return self.transaction(do, write=False)
 

@@ -45,6 +45,7 @@ from greenprint.ledger._rows import (
     points_by_run,
     score_points_by_run,
 )
+from greenprint.ledger._study_cost import StudyCost, sqlite_study_cost
 from greenprint.ledger._target import Target
 
 __all__ = ["CREATE_STATEMENTS", "SCHEMA_VERSION", "SQLiteStore"]
@@ -505,6 +506,17 @@ class SQLiteStore:
             if points == "score":
                 return columns, score_points_by_run(rows, ids)
             return columns, points_by_run(rows, ids)
+
+        return self.transaction(do, write=False)
+
+    def select_study_cost(self, study: str, exclude: Sequence[str]) -> StudyCost:
+        """The summed cost of a study's top-level runs but ``exclude``, in one query.
+
+        See :mod:`greenprint.ledger._study_cost` (the rule, and the query of both stores).
+        """
+
+        def do(conn: sqlite3.Connection) -> StudyCost:
+            return sqlite_study_cost(conn, study, list(exclude))
 
         return self.transaction(do, write=False)
 

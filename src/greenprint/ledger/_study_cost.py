@@ -22,18 +22,28 @@ The rule:
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite3
 
     from greenprint._records import RunRecord
-    from greenprint.ledger._sql import SQLStore
-    from greenprint.ledger._sqlite import SQLiteStore
-    from greenprint.ledger._store import Ledger
 
-__all__ = ["StudyCost", "read_study_cost", "study_cost", "study_cost_of_records"]
+__all__ = [
+    "StudyCost",
+    "read_study_cost",
+    "sqlalchemy_study_cost",
+    "sqlite_study_cost",
+    "study_cost",
+    "study_cost_of_records",
+]
+
+
+class _Store(Protocol):
+    """What both ledger stores have for this (the stores import this module, not the reverse)."""
+
+    def select_study_cost(self, study: str, exclude: Sequence[str]) -> StudyCost: ...
 
 
 class StudyCost(NamedTuple):
@@ -94,11 +104,11 @@ def _figure(value: float | None) -> float:
     return 0.0 if math.isnan(value) else value
 
 
-def study_cost(ledger: Ledger, study: str, *, exclude: Collection[str] = ()) -> StudyCost:
+def study_cost(ledger: Any, study: str, *, exclude: Collection[str] = ()) -> StudyCost:
     """What ``study``'s top-level runs in ``ledger`` have spent, by one query (see the module).
 
     Args:
-        ledger: an open ledger (SQLite or PostgreSQL).
+        ledger: an open :class:`~greenprint.Ledger` (SQLite or PostgreSQL).
         study: the study (no run of it: every sum is 0).
         exclude: ids of runs left out of the sums (a process's live runs, counted apart).
 
@@ -111,9 +121,7 @@ def study_cost(ledger: Ledger, study: str, *, exclude: Collection[str] = ()) -> 
     return read_study_cost(ledger._live(), study, exclude)
 
 
-def read_study_cost(
-    store: SQLiteStore | SQLStore, study: str, exclude: Collection[str] = ()
-) -> StudyCost:
+def read_study_cost(store: _Store, study: str, exclude: Collection[str] = ()) -> StudyCost:
     """The study's cost by the rule of this module, summed by the database in one transaction.
 
     Args:
@@ -127,12 +135,7 @@ def read_study_cost(
     Raises:
         LedgerError: the ledger cannot be read.
     """
-    from greenprint.ledger._sqlite import SQLiteStore
-
-    left_out = sorted(set(exclude))
-    if isinstance(store, SQLiteStore):
-        return store.transaction(lambda conn: _sqlite(conn, study, left_out), write=False)
-    return store.transaction(lambda conn: _sqlalchemy(conn, study, left_out), write=False)
+    return store.select_study_cost(study, sorted(set(exclude)))
 
 
 # SQLite: TOTAL() is a float sum that is 0.0 over no rows, never overflows, and reads the text
@@ -147,7 +150,8 @@ _SQLITE_SUMS = (
 )
 
 
-def _sqlite(conn: sqlite3.Connection, study: str, left_out: list[str]) -> StudyCost:
+def sqlite_study_cost(conn: sqlite3.Connection, study: str, left_out: list[str]) -> StudyCost:
+    """The query on SQLite through ``sqlite3`` (``SQLiteStore.select_study_cost``)."""
     marks = ", ".join("?" * len(left_out))
     query = _SQLITE_SUMS + (f" AND r.id NOT IN ({marks})" if left_out else "")
     kwh, kg, fpo, s, runs = conn.execute(query, [study, *left_out]).fetchone()
@@ -161,7 +165,8 @@ def _sqlite(conn: sqlite3.Connection, study: str, left_out: list[str]) -> StudyC
     return StudyCost(float(kwh), float(kg), float(fpo), float(s), int(runs), top_level)
 
 
-def _sqlalchemy(conn: Any, study: str, left_out: list[str]) -> StudyCost:
+def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCost:
+    """The query through SQLAlchemy Core, PostgreSQL or SQLite (``SQLStore.select_study_cost``)."""
     import sqlalchemy as sa
 
     from greenprint.ledger._schema import runs as runs_t
