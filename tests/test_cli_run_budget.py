@@ -14,6 +14,7 @@ import time
 import pytest
 
 import greenprint as gp
+from greenprint.integrations._common import stopped_by_budget
 
 GP = [sys.executable, "-m", "greenprint.cli"]
 FAST = ["--sample-interval", "0.05", "--flush-interval", "0.1"]
@@ -63,6 +64,9 @@ def test_over_its_time_budget_the_command_gets_sigterm_and_the_run_is_interrupte
     assert run.status == "interrupted"
     assert "budget_s" in run.error and "SIGTERM sent" in run.error
     assert run.error.endswith("killed by SIGTERM")
+    # recorded as every budget stop is, so integrations never overwrite it
+    assert run.error.startswith("BudgetExceeded: ")
+    assert stopped_by_budget(run.status, run.error)
     assert 0.5 <= run.duration_s < 30
     assert run.energy_kwh > 0  # the cost is kept
 

@@ -302,11 +302,12 @@ class ChildStopper:
         """What the stopper did, for the run's error; ``None`` when it sent nothing.
 
         Returns:
-            ``"<reason>; SIGTERM sent"`` or ``"<reason>; SIGTERM sent, then SIGKILL after 10 s"``.
+            ``"BudgetExceeded: <reason>; SIGTERM sent"`` or ``"...; SIGTERM sent, then SIGKILL
+            after 10 s"``: a budget stop's error as every other budget stop records it.
         """
         if not self.sent:
             return None
-        text = f"{self._reason}; SIGTERM sent"
+        text = f"BudgetExceeded: {self._reason}; SIGTERM sent"
         if len(self.sent) > 1:
             text += f", then SIGKILL after {self.grace_s:g} s"
         if self.left_stopped:
