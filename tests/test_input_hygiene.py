@@ -107,8 +107,9 @@ def test_cli_run_with_a_bad_interval_is_one_line_and_writes_nothing(empty_dir, c
     assert main(["run", "--sample-interval", "nan", "--", "true"]) == 2
     assert main(["run", "--sample-interval", "1", "--flush-interval", "0.5", "--", "true"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("greenprint: error: sample_interval_s must be a finite number")
-    assert err[1].startswith("greenprint: error: flush_interval_s")
+    # the options as the user typed them, not the API's parameter names
+    assert err[0].startswith("greenprint: error: --sample-interval must be a finite number")
+    assert err[1].startswith("greenprint: error: --flush-interval")
     assert _files(empty_dir) == []
 
 
