@@ -664,3 +664,36 @@ def test_a_group_by_that_makes_no_families_says_why(cli_study, tmp_path, path, w
     for key in ("evp_trials", "evp_energy"):
         figure = _figure(report, key)
         assert why in figure["notes"] and "one curve per" not in figure["caption"], key
+
+
+WRAPPED_OPTUNA_SCRIPT = """
+import optuna
+import greenprint as gp
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+cb = GreenprintCallback(metric_names=["accuracy"])
+study = optuna.create_study(study_name="wrapped", direction="maximize",
+                            sampler=optuna.samplers.RandomSampler(seed=0))
+with gp.track("study", study="wrapped") as run:  # no role; it logs the best score
+    study.optimize(cb.track(lambda t: 1 - (t.suggest_float("x", -1, 1)) ** 2), n_trials=4,
+                   callbacks=[cb])
+    run.log(accuracy=study.best_value)
+"""
+
+
+def test_optuna_inside_a_tracked_run_that_logs_the_best_score(tmp_path_factory):
+    pytest.importorskip("optuna")
+    home = _empty(tmp_path_factory, "new-user-wrapped")
+    (home / "study.py").write_text(WRAPPED_OPTUNA_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr
+    report = _report(home, "--format", "json", "--no-plots")
+    rows = _rows(report)
+    # the wrapper is the trials' sweep (they were tracked as trials), not one trial of four parts
+    assert rows["study"]["role"] == "sweep" and rows["study"]["role_inferred"]
+    assert report["price_tag"]["total"]["trials"] == 4
+    assert sorted(r["name"] for r in report["runs"] if r["is_trial"]) == [
+        f"trial-{k}" for k in range(4)
+    ]
+    assert report["price_tag"]["final"]["rule"] == "best-trial"

@@ -76,7 +76,9 @@ def reference_roles(runs):
             return run.role, False  # given, unless inside a run that is not a container
         if run.parent_id not in by_id:
             has_score = any(math.isfinite(p.value) for p in run.metrics)
-            return ("sweep" if children.get(rid) and not has_score else "trial"), True
+            tracked = any(by_id[c].role == "trial" for c in children.get(rid, ()))
+            sweep = children.get(rid) and (not has_score or tracked)
+            return ("sweep" if sweep else "trial"), True
         return ("trial" if role(run.parent_id)[0] == "sweep" else "part"), True
 
     return {rid: role(rid) for rid in by_id}

@@ -138,6 +138,23 @@ def test_the_sweep_rule_judges_the_score_by_the_ranked_metric():
     assert roles([run("s", acc=math.nan), run("t", "s")])["s"] == ("sweep", True)
 
 
+def test_a_root_around_trials_given_that_role_is_a_sweep_even_with_a_score():
+    # Optuna trials (role "trial", from the integration) inside gp.track("study") that logs the
+    # best score: the wrapper is their sweep, not one trial whose parts they would become
+    runs = [
+        run("study", acc=0.9),
+        run("trial-0", "study", role="trial", acc=0.8),
+        run("trial-1", "study", role="trial", acc=0.9),
+    ]
+    got = roles(runs, metric="acc")
+    assert got == {
+        "study": ("sweep", True),
+        "trial-0": ("trial", False),
+        "trial-1": ("trial", False),
+    }
+    assert [r.id for r in study_trials(runs, metric="acc").runs] == ["trial-0", "trial-1"]
+
+
 def test_an_unknown_stored_role_is_inferred_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
         assert roles([run("a", role="champion", acc=1.0)]) == {"a": ("trial", True)}

@@ -7,7 +7,8 @@ Each run has a role (:data:`~greenprint.RUN_ROLES`), given when it was tracked
 or inferred here, at read time, from the nesting of runs within the set:
 
 * a run whose parent is not in the set (a *root*) is a ``trial``, except that a root with
-  children that logged no score is a ``sweep``;
+  children that logged no score, or whose children were given role ``trial`` (an integration's
+  trials inside ``gp.track("study")``), is a ``sweep``;
 * a child of a ``sweep`` is a ``trial``;
 * any other child (of a trial, a part, a baseline, the final run or a learning-curve run) is a
   ``part``: a fold, a worker or a sub-step, whose cost is inside its parent's (or, for a node or
@@ -79,7 +80,8 @@ _CONTAINERS = ("sweep", "greener")
 
 _INFERENCE_RULES = (
     "a top-level run is a trial; runs inside a trial are its parts; a top-level run with child "
-    "runs and no score is a sweep, whose children are trials"
+    "runs and no score (or with children given role 'trial') is a sweep, whose children are "
+    "trials"
 )
 
 
@@ -252,8 +254,12 @@ def resolve_roles(
             role[pos], inferred[pos] = given, False
         elif parent is None:
             # a job's nodes and ranks linked under its head do not make it a sweep
-            wraps = any(not forest.virtual[c] for c in forest.children[pos])
-            is_sweep = wraps and not _has_score(run, metric)
+            kids = [c for c in forest.children[pos] if not forest.virtual[c]]
+            # no score of its own, or children tracked as trials (an integration's, e.g. Optuna
+            # trials inside gp.track("study") that logs the best score): a container
+            is_sweep = bool(kids) and (
+                not _has_score(run, metric) or any(items[c].role == "trial" for c in kids)
+            )
             role[pos] = "sweep" if is_sweep else "trial"
         elif role[parent] == "sweep" and not forest.virtual[pos]:
             role[pos] = "trial"
