@@ -30,7 +30,6 @@ pl = need("lightning.pytorch", "lightning")
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForSequenceClassification,
-    BertConfig,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -39,6 +38,7 @@ from transformers import (  # noqa: E402
 import greenprint as gp  # noqa: E402
 from greenprint.integrations.lightning import GreenprintCallback as LightningCallback  # noqa: E402
 from greenprint.integrations.transformers import GreenprintCallback as HFCallback  # noqa: E402
+from integrations._hf import Tokens, tiny_bert  # noqa: E402
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 MANY_STEPS = 5_000  # far more than any budget here lets run (about 0.5 s of steps)
@@ -47,38 +47,6 @@ transformers.logging.set_verbosity_error()
 
 
 # ----------------------------------------------------------------------------- Hugging Face
-class Tokens(torch.utils.data.Dataset):
-    """Random token sequences with binary labels, in memory."""
-
-    def __init__(self, n: int = 32, length: int = 8, seed: int = 0) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        self.x = torch.randint(0, 50, (n, length), generator=gen)
-        self.y = torch.randint(0, 2, (n,), generator=gen)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict:
-        return {
-            "input_ids": self.x[i],
-            "attention_mask": torch.ones_like(self.x[i]),
-            "labels": self.y[i],
-        }
-
-
-def tiny_bert() -> torch.nn.Module:
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-        num_labels=2,
-    )
-    return AutoModelForSequenceClassification.from_config(config)
-
-
 def hf_args(tmp_path: Path, **kwargs) -> TrainingArguments:
     options = dict(
         output_dir=str(tmp_path / "out"),

@@ -19,8 +19,6 @@ torch = pytest.importorskip("torch")
 
 import transformers  # noqa: E402
 from transformers import (  # noqa: E402
-    AutoModelForSequenceClassification,
-    BertConfig,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -33,43 +31,12 @@ from greenprint.integrations.transformers import (  # noqa: E402
     add_co2_to_model_card,
     model_card_co2,
 )
+from integrations._hf import Tokens, tiny_bert  # noqa: E402
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 transformers.logging.set_verbosity_error()
-
-
-class Tokens(torch.utils.data.Dataset):
-    """Random token sequences with binary labels, in memory."""
-
-    def __init__(self, n: int = 32, length: int = 8, seed: int = 0) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        self.x = torch.randint(0, 50, (n, length), generator=gen)
-        self.y = torch.randint(0, 2, (n,), generator=gen)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict:
-        return {
-            "input_ids": self.x[i],
-            "attention_mask": torch.ones_like(self.x[i]),
-            "labels": self.y[i],
-        }
-
-
-def tiny_model() -> torch.nn.Module:
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-        num_labels=2,
-    )
-    return AutoModelForSequenceClassification.from_config(config)
 
 
 def _args(tmp_path: Path, **kwargs) -> TrainingArguments:
@@ -104,7 +71,7 @@ def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> No
     db = tmp_path / "gp.db"
     reporter = Reporter()
     trainer = Trainer(
-        model=tiny_model(),
+        model=tiny_bert(),
         args=_args(tmp_path, eval_strategy="steps"),
         train_dataset=Tokens(),
         eval_dataset=Tokens(16, seed=1),
@@ -132,7 +99,7 @@ def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> No
 
 def test_without_attach_the_callback_still_records(tmp_path: Path) -> None:
     cb = GreenprintCallback(ledger=False, **FAST)
-    trainer = Trainer(model=tiny_model(), args=_args(tmp_path, eval_strategy="steps"),
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path, eval_strategy="steps"),
                       train_dataset=Tokens(), eval_dataset=Tokens(16), callbacks=[cb])  # fmt: skip
     trainer.train()
     assert cb.run is not None and cb.run.status == "finished"
@@ -146,7 +113,7 @@ def test_an_exception_caught_around_train_still_ends_the_run_failed(tmp_path: Pa
                 raise RuntimeError("CUDA out of memory")
 
     db = tmp_path / "gp.db"
-    trainer = Trainer(model=tiny_model(), args=_args(tmp_path), train_dataset=Tokens(),
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path), train_dataset=Tokens(),
                       callbacks=[Boom()])  # fmt: skip
     cb = GreenprintCallback("oom", study="hf", ledger=db, **FAST).attach(trainer)
     with pytest.raises(RuntimeError, match="out of memory"):
@@ -219,7 +186,7 @@ def test_hyperparameter_search_trials_are_trials_pruned_and_failed_too(
 
     db = tmp_path / "gp.db"
     trainer = Trainer(
-        model_init=tiny_model,
+        model_init=tiny_bert,
         args=_args(tmp_path, eval_strategy="steps"),
         train_dataset=Tokens(),
         eval_dataset=Tokens(16, seed=1),
@@ -253,7 +220,7 @@ def _has(module: str) -> bool:
 
 
 def test_model_card_gets_co2_eq_emissions_in_grams(tmp_path: Path) -> None:
-    trainer = Trainer(model=tiny_model(), args=_args(tmp_path), train_dataset=Tokens())  # fmt: skip
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path), train_dataset=Tokens())  # fmt: skip
     cb = GreenprintCallback(ledger=False, region="DE", **FAST).attach(trainer)
     trainer.train()
     path = cb.create_model_card(trainer, model_name="tiny", training_type="fine-tuning")
@@ -284,17 +251,17 @@ def test_bad_input_is_a_greenprint_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="TrainingArguments"):
         cb.on_train_begin({"lr": 1}, None, None)
     with pytest.raises(ConfigError, match="after trainer.train"):
-        cb.create_model_card(Trainer(model=tiny_model(), args=_args(tmp_path)))
+        cb.create_model_card(Trainer(model=tiny_bert(), args=_args(tmp_path)))
     with pytest.raises(ConfigError, match="Run or RunRecord"):
         model_card_co2({"emissions_kg": 1})
     with pytest.raises(ConfigError, match="no model card"):
         add_co2_to_model_card(tmp_path / "missing.md", gp.track(ledger=False))
-    t1 = Trainer(model=tiny_model(), args=_args(tmp_path))
+    t1 = Trainer(model=tiny_bert(), args=_args(tmp_path))
     cb.attach(t1)
     cb.attach(t1)  # again: still first, wrapped once
     assert [c for c in t1.callback_handler.callbacks if c is cb] == [cb]
     with pytest.raises(ConfigError, match="another Trainer"):
-        cb.attach(Trainer(model=tiny_model(), args=_args(tmp_path)))
+        cb.attach(Trainer(model=tiny_bert(), args=_args(tmp_path)))
 
 
 def test_without_transformers_the_import_error_names_the_extra(tmp_path: Path) -> None:
@@ -326,7 +293,7 @@ def test_a_real_reporter_logs_the_figures_only_when_attached(
     monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(logs))
     args = _args(tmp_path, report_to=["tensorboard"])
     cb = GreenprintCallback(ledger=False, **FAST)
-    trainer = Trainer(model=tiny_model(), args=args, train_dataset=Tokens(),
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=Tokens(),
                       callbacks=[] if attached else [cb])  # fmt: skip
     if attached:
         cb.attach(trainer)
