@@ -442,6 +442,7 @@ def _intensity(run: RunRecord, provenance: Mapping[str, Any]) -> tuple[float | N
         source=source,
     )
 
+
 #: ``RunRow(*values)`` at half the cost, every field given (``_frozen.slot_constructor``).
 _make_row = slot_constructor(RunRow)
 #: The order ``_rows`` gives RunRow's fields in (positionally: keywords cost 0.1 s per 100,000

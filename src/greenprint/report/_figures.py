@@ -292,10 +292,7 @@ def _no_family_note(inputs: FigureInputs) -> str:
         )
     if names == [f"(no {inputs.group_by})"]:
         return f"no curve per {inputs.group_by}: no trial has a value of {inputs.group_by}"
-    return (
-        f"no curve per {inputs.group_by}: every trial is in one family "
-        f"({', '.join(names[:3])})"
-    )
+    return f"no curve per {inputs.group_by}: every trial is in one family ({', '.join(names[:3])})"
 
 
 def _family_curves(
