@@ -98,7 +98,8 @@ def score_points_by_run(
     logged. So of each metric of a run this keeps, in logged order, its first point, its first
     that is not NaN, the first holding its finite maximum, the first holding its finite
     minimum and its last (at most five); and every point of greenprint's reserved metrics
-    (predictions, read whole). On the kept points, :meth:`RunRecord.metric` (``last``, ``max``,
+    (predictions, read whole). A run of at most :data:`_BUFFERED_POINTS` points keeps them all
+    (nothing to gain: most runs of a search log a few). On the kept points, :meth:`RunRecord.metric` (``last``, ``max``,
     ``min``), :attr:`RunRecord.metric_names` and every score, role and choice of metric of
     :mod:`greenprint.analysis` and the report equal those of all the run's points.
 
@@ -111,33 +112,74 @@ def score_points_by_run(
         Run id -> its kept points in logged order (runs that logged none are left out).
     """
     wanted = set(run_ids)
-    # run id -> metric name -> [first, first not NaN, first finite max, first finite min,
-    # last], each (scan position, row, value); one pass, holding at most five rows per metric of a
-    # run (and every reserved one), never a run's whole series
-    marks_by_run: dict[str, dict[str, list[Any]]] = {}
-    reserved: dict[str, list[tuple[int, Sequence[Any], float]]] = {}
-    get = marks_by_run.get
-    for order, row in enumerate(rows):
-        marks_of = get(row[0])
-        if marks_of is None:
-            if row[0] not in wanted:
-                continue
-            marks_of = marks_by_run[row[0]] = {}
+    buffered: dict[str, list[Sequence[Any]]] = {}  # runs with few points so far: all of them
+    streamed: dict[str, _KeptPoints] = {}  # runs past _BUFFERED_POINTS: only what is kept
+    get = buffered.get
+    for row in rows:
+        found = get(row[0])
+        if found is not None:
+            found.append(row)
+            if len(found) > _BUFFERED_POINTS:
+                kept = streamed[row[0]] = _KeptPoints()
+                for old in found:
+                    kept.add(old)
+                del buffered[row[0]]
+            continue
+        kept = streamed.get(row[0])
+        if kept is not None:
+            kept.add(row)
+        elif row[0] in wanted:
+            buffered[row[0]] = [row]
+    names: dict[str, str] = {}  # one string object per metric name
+    point = _make_point
+    by_run: dict[str, list[MetricPoint]] = {
+        rid: [point(names.setdefault(n, n), float(v), st, at) for _, n, v, st, at in found]
+        for rid, found in buffered.items()
+    }
+    for rid, kept in streamed.items():
+        by_run[rid] = [
+            point(names.setdefault(row[1], row[1]), value, row[3], row[4])
+            for row, value in kept.rows()
+        ]
+    return by_run
+
+
+#: Points of a run held whole while the table is scanned; past this many, only the points
+#: :func:`score_points_by_run` keeps are held (a run's first rows are few; long series stream).
+_BUFFERED_POINTS = 16
+
+
+class _KeptPoints:
+    """The points of one run that :func:`score_points_by_run` keeps, fed in logged order."""
+
+    __slots__ = ("count", "marks", "reserved")
+
+    def __init__(self) -> None:
+        self.count = 0
+        # metric name -> [first, first not NaN, first finite max, first finite min, last],
+        # each (position in the run, row, value)
+        self.marks: dict[str, list[Any]] = {}
+        self.reserved: list[tuple[int, Sequence[Any], float]] = []
+
+    def add(self, row: Sequence[Any]) -> None:
+        """Feed the run's next row (``run_id, name, value, step, time``)."""
+        k = self.count
+        self.count = k + 1
         name = row[1]
         value = row[2]
         if type(value) is not float:
             value = float(value)  # SQLite's text 'NaN', an integer
-        item = (order, row, value)
-        marks = marks_of.get(name)
+        item = (k, row, value)
+        if name.startswith(RESERVED_METRIC_PREFIX):
+            self.reserved.append(item)
+            return
+        marks = self.marks.get(name)
         if marks is None:
-            if name.startswith(RESERVED_METRIC_PREFIX):
-                reserved.setdefault(row[0], []).append(item)
-                continue
-            marks = marks_of[name] = [item, None, None, None, item]
+            marks = self.marks[name] = [item, None, None, None, item]
         else:
             marks[4] = item
         if value != value:  # NaN
-            continue
+            return
         if marks[1] is None:
             marks[1] = item
         if value - value == 0.0:  # finite (an infinity less itself is NaN)
@@ -146,14 +188,9 @@ def score_points_by_run(
                 marks[2] = item
             if low is None or value < low[2]:
                 marks[3] = item
-    names: dict[str, str] = {}  # one string object per metric name
-    point = _make_point
-    by_run: dict[str, list[MetricPoint]] = {}
-    for rid, marks_of in marks_by_run.items():
-        kept = {item[0]: item for marks in marks_of.values() for item in marks if item}
-        kept.update((item[0], item) for item in reserved.get(rid, ()))
-        by_run[rid] = [
-            point(names.setdefault(row[1], row[1]), value, row[3], row[4])
-            for _, (_, row, value) in sorted(kept.items())
-        ]
-    return by_run
+
+    def rows(self) -> list[tuple[Sequence[Any], float]]:
+        """The kept rows and their values, in logged order."""
+        kept = {item[0]: item for marks in self.marks.values() for item in marks if item}
+        kept.update((item[0], item) for item in self.reserved)
+        return [(row, value) for _, (_, row, value) in sorted(kept.items())]
