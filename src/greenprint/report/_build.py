@@ -422,6 +422,8 @@ def _energy_source_of(run: RunRecord) -> str:
 
 
 _INF = math.inf
+#: FPO below this divide to a finite GFLOP (every int FPO that is not astronomically large).
+_BIG_FPO = 10**300
 
 
 def _intensity(run: RunRecord, provenance: Mapping[str, Any]) -> tuple[float | None, str]:
@@ -507,11 +509,19 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
         ) or _energy_source(run, sources)
         # score_per_cost, without a call in the common case (finite score, positive energy)
         if known is None:
-            per_kwh = None
-        elif type(energy_kwh) is float and 0.0 < energy_kwh < _INF and -_INF < known < _INF:
-            per_kwh = known / energy_kwh
+            per_kwh = per_gflop = None
         else:
-            per_kwh = score_per_cost(known, energy_kwh)
+            finite = -_INF < known < _INF
+            if finite and type(energy_kwh) is float and 0.0 < energy_kwh < _INF:
+                per_kwh = known / energy_kwh
+            else:
+                per_kwh = score_per_cost(known, energy_kwh)
+            if fpo is None:
+                per_gflop = None
+            elif finite and type(fpo) is int and 0 < fpo < _BIG_FPO:
+                per_gflop = known / (fpo / 1e9)
+            else:
+                per_gflop = score_per_cost(known, fpo / 1e9)
         rows.append(
             row(  # in ROW_FIELD_ORDER
                 run.id,  # id
@@ -533,7 +543,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 run.pue,  # pue
                 *_intensity(run, provenance),  # intensity_g_per_kwh, intensity_source
                 per_kwh,  # score_per_kwh
-                None if known is None or fpo is None else score_per_cost(known, fpo / 1e9),
+                per_gflop,  # score_per_gflop
                 run.error,  # error
                 run.id == final_id,  # is_final
                 role_of[position],  # role
