@@ -38,6 +38,15 @@ caches), and psutil is not imported:
   skipped while the last process id the kernel handed out (``/proc/loadavg``) has not changed,
   since no new process can have joined the tree then.
 
+**Runs inside runs.** The runs of one process that track the same process share one tree
+(:func:`shared_tree`) and so one series of samples: each run's sampler adds its samples to it,
+and each run's figures are differences of the same cumulative integrals between a sample taken
+at its start and one taken at its end. A run nested in another (started after it, stopped
+before it) therefore never gets more of any integral, hence of any estimated energy, than its
+parent, and runs one after another inside a parent never get more together than the parent:
+the integrands are non-negative. (Ratios taken over two different sample grids would not add
+up so.) The tree is reset only when no run uses it; the last user releases its descriptors.
+
 **Elsewhere** (macOS, Windows, a Linux without these files) the same figures come from psutil:
 ``cpu_times()`` of the machine and of each process (``oneshot``), ``memory_info().rss``, and
 ``children(recursive=True)`` for the walk.
@@ -49,7 +58,9 @@ import errno
 import logging
 import os
 import sys
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -57,7 +68,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import psutil
 
-__all__ = ["KEPT_OPEN", "ProcessTree", "UsageSample", "fresh_usage", "total_ram_bytes"]
+__all__ = [
+    "KEPT_OPEN",
+    "ProcessTree",
+    "UsageSample",
+    "fresh_usage",
+    "shared_tree",
+    "share_between",
+    "total_ram_bytes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +123,9 @@ class UsageSample:
         share_s: cumulative ``cpu_share * dt_s``.
         tree_busy_s: cumulative ``machine_util * cpu_share * dt_s``.
         ram_share_s: cumulative ``ram_share * dt_s`` (trapezoid over the interval).
+        busy_cpu_s: cumulative busy CPU seconds of the whole machine (all CPUs) since the start:
+            ``cpu_share`` over several samples is the change of ``tree_cpu_s`` over the change
+            of this (see :func:`share_between`).
 
     The cumulative integrals let an estimate turn power models into energy without missing an
     interval, however often it reads: e.g. CPU energy = ``idle_w * elapsed_s + (tdp_w - idle_w)
@@ -123,6 +145,33 @@ class UsageSample:
     share_s: float = 0.0
     tree_busy_s: float = 0.0
     ram_share_s: float = 0.0
+    busy_cpu_s: float = 0.0
+
+
+def share_between(prev: UsageSample, now: UsageSample, kind: str = "cpu") -> float:
+    """The tree's share of the machine from sample ``prev`` to sample ``now``, in [0, 1].
+
+    When ``now`` follows ``prev`` directly this is ``now``'s own ``cpu_share`` (or
+    ``ram_share``); over several samples (other runs sampled the same tree in between) it is
+    the share over the whole interval: CPU, the tree's CPU seconds over the machine's busy CPU
+    seconds; RAM, the time-weighted mean of the RSS share.
+
+    Args:
+        prev: the earlier sample of the tree.
+        now: the later sample.
+        kind: ``"cpu"`` or ``"ram"``.
+    """
+    if now.seq != prev.seq + 1 and now.seq > prev.seq:
+        if kind == "cpu":
+            d_busy = now.busy_cpu_s - prev.busy_cpu_s
+            d_tree = now.tree_cpu_s - prev.tree_cpu_s
+            if d_busy > 0:
+                return _clamp01(d_tree / d_busy)
+            return 1.0 if d_tree > 0 else 0.0
+        d_elapsed = now.elapsed_s - prev.elapsed_s
+        if d_elapsed > 0:
+            return _clamp01((now.ram_share_s - prev.ram_share_s) / d_elapsed)
+    return now.cpu_share if kind == "cpu" else now.ram_share
 
 
 # ---------------------------------------------------------------------------- reading processes
@@ -403,9 +452,12 @@ class ProcessTree:
         pid: root of the tree (default: this process).
         clock: monotonic clock in seconds (injectable for tests).
 
-    Not thread-safe: one sampler thread calls :meth:`sample`. On Linux it holds up to
-    :data:`KEPT_OPEN` descriptors of ``/proc`` files while it runs; :meth:`close` releases them
-    (a :class:`~greenprint.meters.MeterSet` closes its tree; dropping the tree does too).
+    Thread-safe: the sampler threads of several runs sharing the tree (see
+    :func:`shared_tree`) call :meth:`sample` in turn. Its users :meth:`attach` and
+    :meth:`detach`; the first resets it, later ones add a sample as their baseline. On Linux it
+    holds up to :data:`KEPT_OPEN` descriptors of ``/proc`` files while it runs; :meth:`close`
+    releases them (the last :class:`~greenprint.meters.MeterSet` using the tree closes it;
+    dropping the tree does too).
     """
 
     def __init__(self, pid: int | None = None, *, clock: Callable[[], float] = time.monotonic):
@@ -421,17 +473,48 @@ class ProcessTree:
         self._started = False
         self._root_alive = False
         self._walked_at_pid: int | None = None
+        self._lock = threading.RLock()
+        self._users = 0
         self.total_ram_bytes = total_ram_bytes(self._procfs)
         self.last = UsageSample(0, clock(), 0.0, 0.0, 0.0, 0.0, 0.0)
+        _LIVE.add(self)
 
     @property
     def started(self) -> bool:
         """True once :meth:`start` has taken the baseline."""
         return self._started
 
+    @property
+    def users(self) -> int:
+        """How many attached users (meter sets) share the tree now."""
+        return self._users
+
+    def attach(self) -> UsageSample:
+        """Begin using the tree: the first user resets it (:meth:`start`), later ones sample.
+
+        Returns:
+            The sample taken now: the caller's baseline, on the series every user shares.
+        """
+        with self._lock:
+            self._users += 1
+            if self._users == 1 or not self._started:
+                return self.start()
+            return self.sample()
+
+    def detach(self) -> None:
+        """Stop using the tree; the last user releases its descriptors (:meth:`close`)."""
+        with self._lock:
+            self._users = max(self._users - 1, 0)
+            if self._users == 0:
+                self.close()
+
     def start(self) -> UsageSample:
         """Take the baseline; CPU time is counted from here. Returns the baseline sample."""
-        self.close()
+        with self._lock:
+            return self._start()
+
+    def _start(self) -> UsageSample:
+        self._close()
         self._procs.clear()
         self._children.clear()
         self._procfs = _PROCFS
@@ -451,8 +534,12 @@ class ProcessTree:
 
     def sample(self) -> UsageSample:
         """Sample now; returns the usage over the interval since the previous sample."""
-        if not self._started:
-            return self.start()
+        with self._lock:
+            if not self._started:
+                return self._start()
+            return self._sample()
+
+    def _sample(self) -> UsageSample:
         now = self._clock()
         machine = _machine_times(self._procfs)
         if machine is None:  # unreadable now: an interval of no machine time
@@ -486,6 +573,7 @@ class ProcessTree:
             share_s=prev.share_s + share * dt,
             tree_busy_s=prev.tree_busy_s + util * share * dt,
             ram_share_s=prev.ram_share_s + 0.5 * (prev.ram_share + ram_share) * dt,
+            busy_cpu_s=prev.busy_cpu_s + max(d_busy, 0.0),
         )
         return self.last
 
@@ -495,6 +583,10 @@ class ProcessTree:
         The tree can still be sampled: each file is then read by path (and the descriptors are
         kept again from the next walk on).
         """
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         for entry in self._procs.values():
             entry.handle.close()
         for reader in self._children.values():
@@ -782,3 +874,49 @@ def fresh_usage(tree: ProcessTree, seen_seq: int) -> UsageSample:
     if tree.last.seq > seen_seq:
         return tree.last
     return tree.sample()
+
+
+# ---------------------------------------------------------------------------- one tree a process
+
+#: Every tree of this process (their locks are made anew in a forked child).
+_LIVE: weakref.WeakSet[ProcessTree] = weakref.WeakSet()
+#: (root pid, clock) -> the tree the meter sets of this process share for it.
+_SHARED: weakref.WeakValueDictionary[tuple[int, Callable[[], float]], ProcessTree] = (
+    weakref.WeakValueDictionary()
+)
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_tree(
+    pid: int | None = None, *, clock: Callable[[], float] = time.monotonic
+) -> ProcessTree:
+    """The process tree of ``pid`` that every meter set of this process shares.
+
+    Runs nested in one another (or side by side in threads) then read one series of samples,
+    so that a nested run's figures are a part of its parent's (see the module's docstring). The
+    tree lives while a meter set holds it; a forked child gets trees of its own.
+
+    Args:
+        pid: root of the tree (default: this process).
+        clock: monotonic clock in s; meter sets on different clocks get different trees.
+    """
+    key = (os.getpid() if pid is None else pid, clock)
+    with _SHARED_LOCK:
+        tree = _SHARED.get(key)
+        if tree is None:
+            tree = _SHARED[key] = ProcessTree(key[0], clock=clock)
+        return tree
+
+
+def _after_fork_in_child() -> None:
+    """A forked child shares no tree with its parent, and no lock a parent's thread held."""
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+    _SHARED.clear()
+    for tree in list(_LIVE):
+        tree._lock = threading.RLock()
+        tree._users = 0
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from greenprint._exceptions import MeterError
-from greenprint.meters._attribution import ProcessTree, fresh_usage
+from greenprint.meters._attribution import ProcessTree, UsageSample, fresh_usage, share_between
 from greenprint.meters._base import MeterReading
 
 __all__ = [
@@ -90,7 +90,9 @@ class SharedEnergy:
 
     Each step is shared out by the tree's share over the same interval (see
     :mod:`greenprint.meters._attribution`): of busy CPU time (``"cpu"``) or of resident memory
-    (``"ram"``). RAPL and hwmon CPU meters keep their figures in one.
+    (``"ram"``), from the tree's sample at the previous step to the one at this step (other
+    meter sets sharing the tree may have sampled it in between). RAPL and hwmon CPU meters keep
+    their figures in one.
 
     Args:
         tree: the process tree, or ``None`` (``process_j`` is then ``None``).
@@ -102,12 +104,12 @@ class SharedEnergy:
         self.share = share
         self.machine_j = 0.0
         self.process_j = 0.0
-        self._seq = -1
+        self._usage: UsageSample | None = None
 
     def begin(self) -> None:
         """Start from zero now (the tree's usage too)."""
         if self.tree is not None:
-            self._seq = fresh_usage(self.tree, -1).seq
+            self._usage = fresh_usage(self.tree, -1)
         self.machine_j = 0.0
         self.process_j = 0.0
 
@@ -120,7 +122,11 @@ class SharedEnergy:
         self.machine_j += delta_j
         if self.tree is None:
             return MeterReading(self.machine_j, None)
-        usage = fresh_usage(self.tree, self._seq)
-        self._seq = usage.seq
-        self.process_j += delta_j * (usage.cpu_share if self.share == "cpu" else usage.ram_share)
+        prev = self._usage
+        usage = fresh_usage(self.tree, -1 if prev is None else prev.seq)
+        self._usage = usage
+        share = share_between(prev, usage, self.share) if prev is not None else None
+        if share is None:
+            share = usage.cpu_share if self.share == "cpu" else usage.ram_share
+        self.process_j += delta_j * share
         return MeterReading(self.machine_j, self.process_j)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from greenprint._config import Config
 from greenprint._exceptions import MeterError
 from greenprint._provenance import MEASURED_SOURCES
-from greenprint.meters._attribution import ProcessTree
+from greenprint.meters._attribution import ProcessTree, shared_tree
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._deadline import DEFAULT_READ_TIMEOUT_S, DeadlineWorker, MeterTimeoutError
 from greenprint.meters._estimate import (
@@ -133,7 +133,10 @@ class MeterSet:
 
     Args:
         meters: component -> primary meter.
-        tree: the process tree the meters share (sampled once per :meth:`read`).
+        tree: the process tree the meters share (sampled once per :meth:`read`); other meter
+            sets may share it too (:func:`~greenprint.meters._attribution.shared_tree`, as
+            :func:`detect_meters` does): each then adds its samples to one series, and a run
+            nested in another reads a part of its parent's usage.
         estimates: component -> estimate to run in the shadow of a hardware meter, taking over
             if it fails (``cpu`` and ``ram``). A component without one (``gpu``) is continued at
             the mean power it measured so far, or, failing before it measured anything, by the
@@ -169,6 +172,7 @@ class MeterSet:
             self._slots[comp] = _Slot(meter, shadow)
         self.provenance: dict[str, str] = {c: s.meter.provenance for c, s in self._slots.items()}
         self._started = False
+        self._attached = False
         self._closed = False
         self._t_start = 0.0
         #: wall-clock time (s since the epoch) at which the last start or read called the meters
@@ -179,8 +183,15 @@ class MeterSet:
         return self._slots[component].meter
 
     def start(self) -> None:
-        """Take the baseline of every meter (a meter that cannot start falls back at once)."""
-        self.tree.start()
+        """Take the baseline of every meter (a meter that cannot start falls back at once).
+
+        The tree is reset unless another meter set uses it; then a sample taken now is this
+        set's baseline on the series they share.
+        """
+        if self._attached:  # started again: let go of the earlier baseline
+            self.tree.detach()
+        self.tree.attach()
+        self._attached = True
         for slot in self._slots.values():  # shadows first: the primaries start last, together
             if slot.shadow is not None:
                 slot.shadow.start()
@@ -358,7 +369,11 @@ class MeterSet:
                     _close_quietly(
                         meter, wait_s=self._timeout_s if _needs_deadline(meter) else None
                     )
-        self.tree.close()  # the /proc descriptors it keeps between samples
+        if self._attached:  # the last user closes the /proc descriptors it keeps
+            self._attached = False
+            self.tree.detach()
+        elif self.tree.users == 0:  # never started: close only a tree nobody uses
+            self.tree.close()
         self._worker.close()
 
     def __enter__(self) -> MeterSet:
@@ -500,7 +515,7 @@ def detect_meters(
         else detect_hardware(rapl_root=rapl_root, nvml=nvml, rapl_opener=rapl_opener, amdsmi=amdsmi)
     )
     env = os.environ if environ is None else environ
-    tree = ProcessTree(pid, clock=clock)
+    tree = shared_tree(pid, clock=clock)  # one series of samples for runs nested in one another
     configured = (
         configured_cpu_tdp()
         if cpu_tdp_w is None
@@ -659,7 +674,7 @@ def guard_meters(
 
     source = _ForeignSource(meters)
     components = tuple(getattr(meters, "components", ()) or ())
-    tree = ProcessTree(pid)
+    tree = shared_tree(pid)
     hw = detect_hardware()
     shadows = {
         "cpu": cpu_estimate_for(hw, tree=tree, configured=configured_cpu_tdp()),
