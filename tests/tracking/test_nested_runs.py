@@ -279,3 +279,27 @@ def test_distillation_inside_its_variant_run_costs_no_more_than_it():
             result = greener.distill(teacher, student, data, 2, ledger=False)
             _burn(0.01)
         assert 0 < result.energy_kwh <= variant.energy_kwh
+
+
+def test_a_counter_step_is_shared_out_over_its_own_interval_when_others_sampled_between():
+    """RAPL and hwmon: a step spanning other runs' samples gets the share of the whole step."""
+    from greenprint.meters._counter import SharedEnergy
+
+    tree = ProcessTree()
+    tree.attach()
+    energy = SharedEnergy(tree, "cpu")
+    energy.begin()
+    start = tree.last
+    for _ in range(4):  # another run's sampler, between this meter's two reads
+        _burn(0.01)
+        tree.sample()
+    time.sleep(0.01)
+    tree.sample()  # this run's own tick: a meter set samples before its meters read
+    reading = energy.add(10.0)
+    end = tree.last
+    assert end.seq == start.seq + 5
+    d_busy = end.busy_cpu_s - start.busy_cpu_s
+    expected = min((end.tree_cpu_s - start.tree_cpu_s) / d_busy, 1.0) if d_busy > 0 else 1.0
+    assert reading.machine_j == 10.0
+    assert reading.process_j == pytest.approx(10.0 * expected)
+    tree.detach()
