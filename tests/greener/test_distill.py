@@ -118,8 +118,8 @@ def test_distilled_variant_pays_its_training_back_after_the_break_even(teacher, 
     container = runs[result.run_id]
     assert set(tag.by_role) == {"greener"}
     # one root, the comparison's run: the study's cost is its cost with what ran inside it
-    # counted once (max of its own reading and its children's: two estimates sampled at
-    # different instants need not nest exactly, see analysis.RunForest.nested_sum)
+    # counted once (analysis.RunForest.nested_sum: the larger of its own reading and its
+    # children's; runs of one process share one sample series, so the training nests)
     forest = RunForest.build(list(runs.values()))
     assert [forest.runs[p].id for p in forest.roots] == [container.id]
     inclusive, _ = forest.nested_sum([r.energy_kwh for r in forest.runs])

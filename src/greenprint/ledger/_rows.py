@@ -99,9 +99,10 @@ def score_points_by_run(
     that is not NaN, the first holding its finite maximum, the first holding its finite
     minimum and its last (at most five); and every point of greenprint's reserved metrics
     (predictions, read whole). A run of at most :data:`_BUFFERED_POINTS` points keeps them all
-    (nothing to gain: most runs of a search log a few). On the kept points, :meth:`RunRecord.metric` (``last``, ``max``,
-    ``min``), :attr:`RunRecord.metric_names` and every score, role and choice of metric of
-    :mod:`greenprint.analysis` and the report equal those of all the run's points.
+    (nothing to gain: most runs of a search log a few). On the kept points,
+    :meth:`RunRecord.metric` (``last``, ``max``, ``min``), :attr:`RunRecord.metric_names` and
+    every score, role and choice of metric of :mod:`greenprint.analysis` and the report equal
+    those of all the run's points.
 
     Args:
         rows: ``metrics`` rows (:data:`METRIC_COLUMNS`) in logged (``seq``) order; rows of other
@@ -120,9 +121,9 @@ def score_points_by_run(
         if found is not None:
             found.append(row)
             if len(found) > _BUFFERED_POINTS:
-                kept = streamed[row[0]] = _KeptPoints()
+                started = streamed[row[0]] = _KeptPoints()
                 for old in found:
-                    kept.add(old)
+                    started.add(old)
                 del buffered[row[0]]
             continue
         kept = streamed.get(row[0])
