@@ -42,7 +42,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
-from greenprint.meters._attribution import ProcessTree, fresh_usage
+from greenprint.meters._attribution import ProcessTree, UsageSample, fresh_usage, share_between
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._status import MeterStatus
 from greenprint.meters._where import POWERMETRICS_ENV, not_macos, powermetrics_path
@@ -546,7 +546,7 @@ class PowermetricsMeter(Meter):
         self._last_j = 0.0
         self._machine_j = 0.0
         self._process_j = 0.0
-        self._seq = -1
+        self._usage: UsageSample | None = None
 
     @property
     def origin(self) -> Provenance:
@@ -567,7 +567,7 @@ class PowermetricsMeter(Meter):
             self._held = True
         self._last_j = self.source.energy_j(self.component)
         if self._tree is not None:
-            self._seq = fresh_usage(self._tree, -1).seq
+            self._usage = fresh_usage(self._tree, -1)
         self._machine_j = 0.0
         self._process_j = 0.0
 
@@ -585,9 +585,13 @@ class PowermetricsMeter(Meter):
         self._machine_j += delta
         if self._tree is None:
             return MeterReading(self._machine_j, None)
-        usage = fresh_usage(self._tree, self._seq)
-        self._seq = usage.seq
-        self._process_j += delta * usage.cpu_share
+        # the tree's share over this meter's own interval (runs of a process share the tree:
+        # others may have sampled it since this meter's last read)
+        prev = self._usage
+        usage = fresh_usage(self._tree, -1 if prev is None else prev.seq)
+        self._usage = usage
+        share = share_between(prev, usage, "cpu") if prev is not None else None
+        self._process_j += delta * (usage.cpu_share if share is None else share)
         return MeterReading(self._machine_j, self._process_j)
 
     def estimate_if_unmeasured(self, *, since: float) -> Meter | None:
