@@ -36,23 +36,9 @@ from greenprint.carbon import Intensity
 from greenprint.cli import main
 from greenprint.greener import whatif
 from greenprint.ledger import Ledger
+from test_cli_whatif import DAY, RUN  # 10 kWh from 22:30 UTC, 5.7 kg (tests/)
 
-DAY = dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc).timestamp()
 JULY = dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc).timestamp()
-
-#: 10 kWh x PUE 1.5 over 2 h from 22:30 UTC, recorded at 380 g/kWh: 5.7 kg
-RUN = RunRecord(
-    id="abcd1234ef",
-    name="train-resnet",
-    status="finished",
-    started_at=DAY + 22.5 * 3600,
-    duration_s=7200.0,
-    energy_kwh=10.0,
-    pue=1.5,
-    intensity_g_per_kwh=380.0,
-    intensity_source="table:DE:2023",
-    emissions_kg=5.7,
-)
 
 MODELS = textwrap.dedent(
     """
