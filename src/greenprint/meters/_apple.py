@@ -42,8 +42,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 from greenprint._exceptions import MeterError
 from greenprint._provenance import Provenance
-from greenprint.meters._attribution import ProcessTree, UsageSample, fresh_usage, share_between
+from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._counter import SharedEnergy
 from greenprint.meters._status import MeterStatus
 from greenprint.meters._where import POWERMETRICS_ENV, not_macos, powermetrics_path
 
@@ -541,12 +542,10 @@ class PowermetricsMeter(Meter):
         self.component = component
         self.source = source
         self.chip = chip
-        self._tree = tree if component == "cpu" else None
         self._held = False
         self._last_j = 0.0
-        self._machine_j = 0.0
-        self._process_j = 0.0
-        self._usage: UsageSample | None = None
+        # the cpu's energy shared out by the tree's CPU share over each step, as for RAPL
+        self._energy = SharedEnergy(tree if component == "cpu" else None, "cpu")
 
     @property
     def origin(self) -> Provenance:
@@ -566,10 +565,7 @@ class PowermetricsMeter(Meter):
             self.source.acquire()
             self._held = True
         self._last_j = self.source.energy_j(self.component)
-        if self._tree is not None:
-            self._usage = fresh_usage(self._tree, -1)
-        self._machine_j = 0.0
-        self._process_j = 0.0
+        self._energy.begin()
 
     def read(self) -> MeterReading:
         """Cumulative energy since :meth:`start`, in J.
@@ -582,17 +578,7 @@ class PowermetricsMeter(Meter):
         now_j = self.source.energy_j(self.component)
         delta = max(now_j - self._last_j, 0.0)  # an extrapolation overshoot is held, not undone
         self._last_j = max(now_j, self._last_j)
-        self._machine_j += delta
-        if self._tree is None:
-            return MeterReading(self._machine_j, None)
-        # the tree's share over this meter's own interval (runs of a process share the tree:
-        # others may have sampled it since this meter's last read)
-        prev = self._usage
-        usage = fresh_usage(self._tree, -1 if prev is None else prev.seq)
-        self._usage = usage
-        share = share_between(prev, usage, "cpu") if prev is not None else None
-        self._process_j += delta * (usage.cpu_share if share is None else share)
-        return MeterReading(self._machine_j, self._process_j)
+        return self._energy.add(delta)
 
     def estimate_if_unmeasured(self, *, since: float) -> Meter | None:
         """For the ``gpu``, when ``powermetrics`` sent no sample: the chip's GPU TDP, or unknown.
