@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, ReportError
@@ -426,25 +426,6 @@ _INF = math.inf
 _BIG_FPO = 10**300
 
 
-def _intensity(run: RunRecord, provenance: Mapping[str, Any]) -> tuple[float | None, str]:
-    """The grid intensity a run was priced at (g CO2-eq/kWh) and its source.
-
-    A run priced by an hourly series records the file's mean; what applied to it is the
-    series' energy-weighted mean over the run (:func:`~greenprint.carbon._intensity.
-    applied_intensity`), shown with "mean over the run" in its source.
-    """
-    source = provenance.get("intensity") or run.intensity_source
-    if "csv:" not in source:  # a constant intensity: as recorded (the common case, no call)
-        return run.intensity_g_per_kwh, source
-    return applied_intensity(
-        energy_kwh=run.energy_kwh,
-        pue=run.pue,
-        emissions_kg=run.emissions_kg,
-        recorded_g_per_kwh=run.intensity_g_per_kwh,
-        source=source,
-    )
-
-
 #: ``RunRow(*values)`` at half the cost, every field given (``_frozen.slot_constructor``).
 _make_row = slot_constructor(RunRow)
 #: The order ``_rows`` gives RunRow's fields in (positionally: keywords cost 0.1 s per 100,000
@@ -541,7 +522,13 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 run.params,  # params
                 source,  # energy_source
                 run.pue,  # pue
-                *_intensity(run, provenance),  # intensity_g_per_kwh, intensity_source
+                *applied_intensity(  # intensity_g_per_kwh, intensity_source (an hourly
+                    energy_kwh=energy_kwh,  # series': its energy-weighted mean over the run)
+                    pue=run.pue,
+                    emissions_kg=run.emissions_kg,
+                    recorded_g_per_kwh=run.intensity_g_per_kwh,
+                    source=provenance.get("intensity") or run.intensity_source,
+                ),
                 per_kwh,  # score_per_kwh
                 per_gflop,  # score_per_gflop
                 run.error,  # error
