@@ -11,7 +11,7 @@ as one list per field, decoded one field at a time (``_fields.decode_columns``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from greenprint._frozen import slot_constructor
 from greenprint._prediction import RESERVED_METRIC_PREFIX
@@ -22,6 +22,7 @@ __all__ = [
     "METRIC_COLUMNS",
     "RUN_COLUMNS",
     "SCAN_ALL_METRICS_SHARE",
+    "PointsRead",
     "columns_of_rows",
     "points_by_run",
     "score_points_by_run",
@@ -29,6 +30,10 @@ __all__ = [
 
 #: The ``runs`` columns a read selects, in this order (every stored RunRecord field).
 RUN_COLUMNS: tuple[str, ...] = tuple(FIELD_KINDS)
+
+#: Which metric points a read returns: ``"all"`` of them, or ``"score"``, those a report reads
+#: (:func:`score_points_by_run`).
+PointsRead = Literal["all", "score"]
 
 #: The ``metrics`` columns a read selects, in this order (rows ordered by ``seq``).
 METRIC_COLUMNS: tuple[str, ...] = ("run_id", "name", "value", "step", "time")

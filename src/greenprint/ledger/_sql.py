@@ -37,6 +37,7 @@ from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_la
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
     RUN_COLUMNS,
+    PointsRead,
     columns_of_rows,
     points_by_run,
     score_points_by_run,
@@ -368,7 +369,7 @@ class SQLStore:
         statuses: Sequence[str] | None = None,
         parent_id: str | None = None,
         top_level: bool = False,
-        points: str = "all",
+        points: PointsRead = "all",
     ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
         """The matching runs' stored values column by column, and their metrics by run id.
 

@@ -41,6 +41,7 @@ from greenprint.ledger._rows import (
     METRIC_COLUMNS,
     RUN_COLUMNS,
     SCAN_ALL_METRICS_SHARE,
+    PointsRead,
     columns_of_rows,
     points_by_run,
     score_points_by_run,
@@ -461,7 +462,7 @@ class SQLiteStore:
         statuses: Sequence[str] | None = None,
         parent_id: str | None = None,
         top_level: bool = False,
-        points: str = "all",
+        points: PointsRead = "all",
     ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
         """The matching runs' stored values column by column, and their metrics by run id.
 

@@ -33,6 +33,7 @@ from greenprint.ledger._target import Target, mask_url, resolve_target
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger._merge_summary import MergeSummary
+    from greenprint.ledger._rows import PointsRead
     from greenprint.ledger._sql import SQLStore
     from greenprint.ledger._sqlite import SQLiteStore
 
@@ -247,7 +248,7 @@ class Ledger(BaseLedger):
         study: str | None = None,
         status: str | Sequence[str] | None = None,
         parent_id: str | None | EllipsisType = ...,
-        points: str = "all",
+        points: PointsRead = "all",
     ) -> list[RunRecord]:
         """:meth:`runs`, or with ``points="score"`` a report's read.
 
