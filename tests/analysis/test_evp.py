@@ -293,3 +293,34 @@ def test_evp_by_budget_bad_runs():
         evp_by_budget([_trial(0, "finished", 0.5, 0.1)], "joules", metric="acc")
     with pytest.raises(AnalysisError, match="known fpo"):
         evp_by_budget([_trial(0, "finished", 0.5, 0.1)], "fpo", metric="acc")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    width=st.sampled_from([1, 3, 159, 160, 161, 700]),  # both sides of the row-by-row width
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_running_products_are_cumprod_bit_for_bit(rows, width, seed):
+    from greenprint.analysis._evp import _running_products
+
+    rng = np.random.default_rng(seed)
+    block = rng.random((rows, width))
+    block[rng.random((rows, width)) < 0.1] = 0.0  # P(max <= v_(i)) is 0 for i < n
+    expected = np.cumprod(block, axis=0)
+    _running_products(block)
+    assert block.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("replacement", [True, False])
+def test_a_grid_of_trial_counts_reads_the_full_curve(replacement):
+    """The report's log-spaced grid (above 1,000 trials) gives the full curve's values."""
+    rng = np.random.default_rng(5)
+    scores = np.round(rng.normal(0.8, 0.05, size=3_000), 4)  # ties, as accuracies have
+    full = expected_max_performance(scores, replacement=replacement)
+    grid = np.unique(np.round(np.geomspace(1, scores.size, 60)).astype(np.int64))
+    some = expected_max_performance(scores, replacement=replacement, budgets=grid)
+    # with replacement a grid's n are not consecutive (exp(n log(i/N)), not running products);
+    # without, the products are the same but the sums are taken over other row sets
+    np.testing.assert_allclose(some.mean, full.mean[grid - 1], rtol=1e-13)
+    np.testing.assert_allclose(some.std, full.std[grid - 1], rtol=1e-9, atol=1e-13)

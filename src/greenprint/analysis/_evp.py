@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from itertools import pairwise
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -78,6 +79,8 @@ BUDGET_UNITS: dict[str, tuple[str | None, str]] = {
 _CUTOFF = 40.0
 # Largest probability block materialised at once (float64 elements, 16 MiB).
 _BLOCK_ELEMENTS = 1 << 21
+# Blocks at least this wide take their running products one row at a time (_running_products).
+_ROW_BY_ROW_WIDTH = 160
 
 
 @dataclass(frozen=True, eq=False)
@@ -601,6 +604,43 @@ def _evp_sorted(
     return mean, np.sqrt(np.maximum(var, 0.0))
 
 
+class _BlockBuffer:
+    """One allocation reused by every probability block of a curve.
+
+    A fresh ``np.empty`` block is new memory whose pages fault in on first write: for the
+    without-replacement curve of 90,000 trials (39 million elements over 44 blocks) that cost
+    about 25 ms of the 110 ms (measured, 100,000-run report).
+    """
+
+    def __init__(self) -> None:
+        self._memory = np.empty(0)
+
+    def block(self, rows: int, width: int) -> np.ndarray:
+        """A ``(rows, width)`` float64 array over the buffer (its old contents)."""
+        size = rows * width
+        if size > self._memory.size:
+            self._memory = np.empty(max(size, min(2 * self._memory.size, _BLOCK_ELEMENTS)))
+        return self._memory[:size].reshape(rows, width)
+
+
+def _running_products(out: np.ndarray) -> None:
+    """``np.cumprod(out, axis=0, out=out)``, bit for bit, faster for wide blocks.
+
+    ``cumprod`` along the rows runs one column's chain of products at a time (about 3.5 ns per
+    element, bound by the multiplication's latency); one ``multiply`` per row does the same
+    products, ``out[r] = out[r - 1] * out[r]``, across the columns at once (about 0.4 ns per
+    element plus 0.5 us a call), so it wins from about 160 columns. The products and their order
+    are the same, so the results are identical. On the 100,000-run report this takes the
+    running products from about 110 ms to 45 ms (measured).
+    """
+    if out.shape[1] < _ROW_BY_ROW_WIDTH:
+        np.cumprod(out, axis=0, out=out)
+        return
+    multiply = np.multiply
+    for previous, current in pairwise(list(out)):  # views: one per row
+        multiply(previous, current, out=current)
+
+
 def _window(positions: np.ndarray, n: int, total: int) -> int:
     """First column that matters for n trials or more: P(max <= v_(i)) <= (i/N)^n."""
     return int(np.searchsorted(positions, total * math.exp(-_CUTOFF / n), side="left"))
@@ -616,6 +656,7 @@ def _sums_with_replacement(
 ) -> None:
     """``sums[k] = sum_i P(max of ns[k] draws <= v_(i)) * weights[i]``, P = (i/N)^n."""
     log_ratio = np.log(positions / total)
+    buffer = _BlockBuffer()
     start = 0
     while start < ns.size:
         first = int(ns[start])
@@ -626,13 +667,13 @@ def _sums_with_replacement(
         rows = _block_rows(first, width)
         stop = start + int(np.searchsorted(ns[start:], first + rows))
         block = ns[start:stop]
-        out = np.empty((block.size, width))
+        out = buffer.block(block.size, width)
         # exp(n log(i/N)): relative error ~ eps * |n log(i/N)| <= eps * cutoff
         out[0] = np.exp(first * log_ratio[lo:])
         if block.size > 1:
             if block[-1] - first == block.size - 1:  # consecutive n: (i/N)^(n+1) = (i/N)^n i/N
                 out[1:] = positions[lo:] / total
-                np.cumprod(out, axis=0, out=out)
+                _running_products(out)
             else:
                 np.exp(block[1:, None] * log_ratio[None, lo:], out=out[1:])
         sums[start:stop] = out @ weights[lo:]
@@ -651,6 +692,7 @@ def _sums_without_replacement(
     last = int(ns[-1])
     previous: np.ndarray | None = None
     previous_lo = 0
+    buffer = _BlockBuffer()
     n = 1
     while n <= last:
         lo = _window(positions, n, total)
@@ -659,7 +701,7 @@ def _sums_without_replacement(
             return
         rows = min(_block_rows(n, width), last - n + 1)
         i = positions[lo:].astype(float)
-        out = np.empty((rows, width))
+        out = buffer.block(rows, width)
         if previous is None:
             out[0] = i / total
         else:
@@ -668,9 +710,10 @@ def _sums_without_replacement(
         if rows > 1:
             before = np.arange(n, n + rows - 1, dtype=float)
             np.subtract(i[None, :], before[:, None], out=out[1:])
-            np.maximum(out[1:], 0.0, out=out[1:])
+            if i[0] < before[-1]:  # i - n < 0 only near n = N (i is in the window's top)
+                np.maximum(out[1:], 0.0, out=out[1:])
             out[1:] *= (1.0 / (total - before))[:, None]
-            np.cumprod(out, axis=0, out=out)
+            _running_products(out)
         lo_k, hi_k = np.searchsorted(ns, [n, n + rows])
         if hi_k > lo_k:
             sums[lo_k:hi_k] = out[ns[lo_k:hi_k] - n] @ weights[lo:]
