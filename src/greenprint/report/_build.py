@@ -503,6 +503,15 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 per_gflop = known / (fpo / 1e9)
             else:
                 per_gflop = score_per_cost(known, fpo / 1e9)
+        # an hourly series' intensity: its energy-weighted mean over the run (unpacked here:
+        # a call with *applied_intensity(...) in it cost 0.025 s per 100,000 rows more)
+        intensity, intensity_source = applied_intensity(
+            energy_kwh=energy_kwh,
+            pue=run.pue,
+            emissions_kg=run.emissions_kg,
+            recorded_g_per_kwh=run.intensity_g_per_kwh,
+            source=provenance.get("intensity") or run.intensity_source,
+        )
         rows.append(
             row(  # in ROW_FIELD_ORDER
                 run.id,  # id
@@ -522,13 +531,8 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 run.params,  # params
                 source,  # energy_source
                 run.pue,  # pue
-                *applied_intensity(  # intensity_g_per_kwh, intensity_source (an hourly
-                    energy_kwh=energy_kwh,  # series': its energy-weighted mean over the run)
-                    pue=run.pue,
-                    emissions_kg=run.emissions_kg,
-                    recorded_g_per_kwh=run.intensity_g_per_kwh,
-                    source=provenance.get("intensity") or run.intensity_source,
-                ),
+                intensity,  # intensity_g_per_kwh
+                intensity_source,  # intensity_source
                 per_kwh,  # score_per_kwh
                 per_gflop,  # score_per_gflop
                 run.error,  # error
