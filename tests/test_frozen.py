@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import pickle
 
 import pytest
 
@@ -69,6 +71,31 @@ def test_refuses_what_it_cannot_build() -> None:
         a: int
         b: int = dataclasses.field(init=False, default=0)
 
-    for cls in (NoSlots, NotFrozen, Checked, Derived, int):
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Child(Base):  # its layout holds its base's slots too
+        b: int
+
+    for cls in (NoSlots, NotFrozen, Checked, Derived, Child, int):
         with pytest.raises(TypeError):
             slot_constructor(cls)
+
+
+def test_made_objects_are_the_class_own() -> None:
+    """Built as a plain twin with the same slots then given its class: nothing tells them apart."""
+    make = slot_constructor(gp.MetricPoint)
+    made, expected = make("loss", 0.25, 3, 1.5), gp.MetricPoint("loss", 0.25, 3, 1.5)
+    assert made == expected and hash(made) == hash(expected)
+    assert type(made) is gp.MetricPoint and isinstance(made, gp.MetricPoint)
+    assert pickle.loads(pickle.dumps(made)) == expected
+    assert copy.deepcopy(made) == expected
+    assert dataclasses.replace(made, value=0.5) == gp.MetricPoint("loss", 0.5, 3, 1.5)
+    assert dataclasses.asdict(made) == dataclasses.asdict(expected)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.value = 1.0  # type: ignore[misc]
+    for obj in (made, expected):  # no other attribute (the error is Python's own, per version)
+        with pytest.raises((AttributeError, TypeError)):
+            obj.other = 1  # type: ignore[attr-defined]

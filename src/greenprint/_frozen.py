@@ -4,8 +4,12 @@ A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
 name up on the class every time) because its own ``__setattr__`` refuses. A bulk read builds
 hundreds of thousands of records (a 100,000-run report: a ``RunRecord`` with 42 fields per run,
 three ``MetricPoint`` per run, a ``RunRow`` with 26 fields per run), so that lookup is a large
-part of the read. The constructor made here sets each slot through its descriptor directly: the
-same object (equal, same type, still frozen), without the lookups.
+part of the read. The constructor made here fills an instance of the class's *twin*, a plain
+class with the same ``__slots__`` (so the same memory layout) and nothing else, with ordinary
+attribute stores, then gives it its class (``__class__`` assignment, which Python allows between
+classes of one layout): the same object (equal, same type, still frozen), a third of the cost of
+``__init__``. Setting each slot through its descriptor's ``__set__`` instead (a call per field)
+costs twice as much: a ``RunRecord`` 2.3 us against 1.1 us, 100,000 of them 0.23 s against 0.11 s.
 """
 
 from __future__ import annotations
@@ -46,15 +50,30 @@ def slot_constructor(cls: type[T]) -> Callable[..., T]:
     ):
         raise TypeError(f"{cls.__name__} is not a frozen, slotted dataclass without __post_init__")
     names = [f.name for f in fields]
-    if any(n == "self" or n.startswith(("_set", "_new", "_cls")) for n in names):
+    if any(n in ("self", "_new", "_twin", "_cls") for n in names):
         raise TypeError(f"{cls.__name__} has a field name the constructor uses itself")
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    lines = [f"def make({', '.join(names)}):", "    self = _new(_cls)"]
-    for k, name in enumerate(names):
-        namespace[f"_set{k}"] = cls.__dict__[name].__set__  # the slot's member descriptor
-        lines.append(f"    _set{k}(self, {name})")
-    lines.append("    return self")
+    twin = _twin(cls)
+    namespace: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
+    lines = [f"def make({', '.join(names)}):", "    self = _new(_twin)"]
+    lines += [f"    self.{name} = {name}" for name in names]
+    lines += ["    self.__class__ = _cls", "    return self"]
     exec("\n".join(lines), namespace)  # as dataclasses builds __init__
     make: Callable[..., T] = namespace["make"]
     make.__qualname__ = f"slot_constructor({cls.__name__})"
     return make
+
+
+def _twin(cls: type) -> type:
+    """A plain class with the slots of ``cls``, whose instances may become instances of ``cls``.
+
+    Raises:
+        TypeError: ``cls`` has a base class other than ``object`` (its layout may hold slots of
+            its bases), or Python refuses the ``__class__`` assignment.
+    """
+    if cls.__bases__ != (object,):
+        raise TypeError(f"{cls.__name__} derives from another class than object")
+    namespace = {"__slots__": cls.__dict__["__slots__"], "__module__": __name__}
+    twin = type(f"{cls.__name__}Fields", (), namespace)
+    probe: Any = object.__new__(twin)
+    probe.__class__ = cls  # raises TypeError if the layouts differ
+    return twin

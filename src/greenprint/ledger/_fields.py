@@ -22,6 +22,7 @@ from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecor
 __all__ = [
     "FIELD_KINDS",
     "SCHEMA_VERSION",
+    "ColumnDecoder",
     "check_metric",
     "check_sample",
     "decode_columns",
@@ -189,7 +190,7 @@ def decode_field(field: str, stored: Any) -> Any:
     return stored
 
 
-def decode_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+def decode_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
     """Every field of many runs, decoded column by column (as :func:`decode_field`).
 
     Args:
@@ -197,63 +198,81 @@ def decode_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]
             :data:`FIELD_KINDS`).
 
     Returns:
-        Field name -> the decoded values. One pass per field over plain lists; equal strings
-        share one object, and a JSON text repeated across runs (the hardware, the environment
-        and the provenance of a study's runs) is decoded once and its dictionary shared by
-        those runs (records' dictionaries are read-only by contract).
+        Field name -> the decoded values (see :class:`ColumnDecoder`).
     """
-    out: dict[str, list[Any]] = {}
-    for name, (kind, _) in FIELD_KINDS.items():
-        stored = columns[name]
-        # Most columns need no conversion at all (the driver returns floats, ints, None): a
-        # pass in C finds which (set(map(type, ...))); only the others are converted one by one.
-        if name == "id":  # the primary key: every value differs, nothing to share
-            out[name] = _as_list(stored)
-        elif kind in ("str", "status", "role"):
-            # one string object per distinct value: a study's runs share their study, host,
-            # command, versions and statuses (100,000 runs: tens of MB fewer)
-            distinct = set(stored)
-            if len(distinct) == len(stored):
-                out[name] = _as_list(stored)
-            else:
-                canonical = {v: v for v in distinct}
-                out[name] = list(map(canonical.__getitem__, stored))
-        elif kind == "float":
-            if set(map(type, stored)) <= _FLOAT_TYPES:
-                out[name] = _as_list(stored)
-            else:  # SQLite's text 'NaN', an integer...
-                out[name] = [None if v is None else float(v) for v in stored]
-        elif kind == "json":
-            if 10 * len(set(stored)) > 9 * len(stored):  # nearly all distinct: no memo
-                decode = _decode_json_dict
-                out[name] = [{} if text is None else decode(text) for text in stored]
-                continue
-            memo: dict[str, dict[str, Any]] = {}
-            column: list[dict[str, Any]] = []
-            for text in stored:
-                if text is None:
-                    column.append({})
+    return ColumnDecoder().decode(columns)
+
+
+class ColumnDecoder:
+    """Decodes the stored columns of runs (as :func:`decode_field`), a batch of runs at a time.
+
+    One pass per field over plain sequences; a column that needs no conversion is returned as
+    it was given (a list or a tuple, not copied). Over every batch a decoder is given, equal
+    strings share one object (a study's runs share their study, host, command, versions and
+    statuses: 100,000 runs, tens of MB fewer) and a JSON text repeated across runs (the
+    hardware, the environment and the provenance of a study's runs) is decoded once and its
+    dictionary shared by those runs (records' dictionaries are read-only by contract).
+    """
+
+    def __init__(self) -> None:
+        self._strings: dict[Any, Any] = {}  # one object per distinct string, every column
+        self._json: dict[str, dict[Any, dict[str, Any]]] = {}  # column -> text -> dictionary
+
+    def decode(self, columns: Mapping[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
+        """The decoded values of one batch of runs.
+
+        Args:
+            columns: field name -> the stored values of that field, one per run of the batch
+                (every field of :data:`FIELD_KINDS`).
+
+        Returns:
+            Field name -> the decoded values, in the order given.
+
+        Raises:
+            json.JSONDecodeError: a JSON column holds text that is not JSON.
+        """
+        out: dict[str, Sequence[Any]] = {}
+        for name, (kind, _) in FIELD_KINDS.items():
+            stored = columns[name]
+            # Most columns need no conversion at all (the driver returns floats, ints, None):
+            # a pass in C finds which (set(map(type, ...))); only the others are converted.
+            if name == "id":  # the primary key: every value differs, nothing to share
+                out[name] = _as_stored(stored)
+            elif kind in ("str", "status", "role"):
+                strings = self._strings
+                out[name] = list(map(strings.setdefault, stored, stored))
+            elif kind == "float":
+                if set(map(type, stored)) <= _FLOAT_TYPES:
+                    out[name] = _as_stored(stored)
+                else:  # SQLite's text 'NaN', an integer...
+                    out[name] = [None if v is None else float(v) for v in stored]
+            elif kind == "json":
+                distinct = dict.fromkeys(stored)  # in order: the first bad text raises first
+                memo = self._json.setdefault(name, {})
+                if not memo and 10 * len(distinct) > 9 * len(stored):
+                    # nearly all distinct, and no text repeated in an earlier batch: no memo
+                    decode = _decode_json_dict
+                    out[name] = [{} if text is None else decode(text) for text in stored]
                     continue
-                decoded = memo.get(text)
-                if decoded is None:
-                    decoded = memo[text] = _decode_json_dict(text)
-                column.append(decoded)
-            out[name] = column
-        elif kind in ("int", "bigint"):
-            if set(map(type, stored)) <= _INT_TYPES:
-                out[name] = _as_list(stored)
-            else:  # FPO's decimal text, a bool...
-                out[name] = [None if v is None else int(v) for v in stored]
-        elif kind == "bool":
-            out[name] = [None if v is None else bool(v) for v in stored]
-        else:  # pragma: no cover - every kind is handled above
-            out[name] = [decode_field(name, v) for v in stored]
-    return out
+                for text in distinct:
+                    if text not in memo:
+                        memo[text] = {} if text is None else _decode_json_dict(text)
+                out[name] = list(map(memo.__getitem__, stored))
+            elif kind in ("int", "bigint"):
+                if set(map(type, stored)) <= _INT_TYPES:
+                    out[name] = _as_stored(stored)
+                else:  # FPO's decimal text, a bool...
+                    out[name] = [None if v is None else int(v) for v in stored]
+            elif kind == "bool":
+                out[name] = [None if v is None else bool(v) for v in stored]
+            else:  # pragma: no cover - every kind is handled above
+                out[name] = [decode_field(name, v) for v in stored]
+        return out
 
 
-def _as_list(stored: Sequence[Any]) -> list[Any]:
-    """The stored values as a list: the caller's list itself (it is not changed), else a copy."""
-    return stored if type(stored) is list else list(stored)
+def _as_stored(stored: Sequence[Any]) -> Sequence[Any]:
+    """The stored values: the caller's list or tuple itself (it is not changed), else a list."""
+    return stored if type(stored) in (list, tuple) else list(stored)
 
 
 _FLOAT_TYPES = frozenset({float, type(None)})

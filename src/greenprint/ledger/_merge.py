@@ -261,8 +261,7 @@ def _read_input(source: str | os.PathLike[str] | BaseLedger) -> tuple[str, list[
 def _read_store_runs(ledger: BaseLedger, shown: str) -> list[_Run]:
     """Every run of an open ledger through its store (an in-memory SQLite ledger)."""
     store = ledger._live()  # type: ignore[attr-defined]
-    columns, by_run = store.select_runs()
-    decoded = decode_columns(columns)
+    decoded, by_run = store.select_runs()  # decoded as RunRecord fields
     out: list[_Run] = []
     for i, run_id in enumerate(decoded["id"]):
         row = {name: decoded[name][i] for name in FIELD_KINDS}

@@ -38,7 +38,7 @@ from greenprint.ledger._rows import (
     METRIC_COLUMNS,
     RUN_COLUMNS,
     PointsRead,
-    columns_of_rows,
+    decoded_columns,
     points_by_run,
     score_points_by_run,
 )
@@ -371,7 +371,7 @@ class SQLStore:
         top_level: bool = False,
         points: PointsRead = "all",
     ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
-        """The matching runs' stored values column by column, and their metrics by run id.
+        """The matching runs' values column by column, decoded, and their metrics by run id.
 
         See :mod:`greenprint.ledger._rows` (shared with the SQLite store); ``points="score"``
         as there.
@@ -390,7 +390,7 @@ class SQLStore:
 
         def do(conn: Connection) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
             selected = sa.select(*(runs_t.c[name] for name in RUN_COLUMNS)).where(*conditions)
-            columns = columns_of_rows([tuple(row) for row in conn.execute(selected)])
+            columns = decoded_columns(conn.execute(selected))
             ids = columns["id"]
             if not ids:
                 return columns, {}

@@ -42,7 +42,7 @@ from greenprint.ledger._rows import (
     RUN_COLUMNS,
     SCAN_ALL_METRICS_SHARE,
     PointsRead,
-    columns_of_rows,
+    decoded_columns,
     points_by_run,
     score_points_by_run,
 )
@@ -464,10 +464,10 @@ class SQLiteStore:
         top_level: bool = False,
         points: PointsRead = "all",
     ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
-        """The matching runs' stored values column by column, and their metrics by run id.
+        """The matching runs' values column by column, decoded, and their metrics by run id.
 
-        See :mod:`greenprint.ledger._rows` (shared with the SQLAlchemy store). Stored values:
-        a NaN in a float column is still the text ``'NaN'`` (``decode_columns`` reads it).
+        See :mod:`greenprint.ledger._rows` (shared with the SQLAlchemy store): the values are
+        those of the RunRecord fields (:func:`~greenprint.ledger._rows.decoded_columns`).
         ``points="score"``: only the points a report reads
         (:func:`~greenprint.ledger._rows.score_points_by_run`).
         """
@@ -493,7 +493,7 @@ class SQLiteStore:
         def do(
             conn: sqlite3.Connection,
         ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
-            columns = columns_of_rows(conn.execute(_SELECT_RUNS + where, params).fetchall())
+            columns = decoded_columns(conn.execute(_SELECT_RUNS + where, params))
             ids = columns["id"]
             if not ids:
                 return columns, {}
