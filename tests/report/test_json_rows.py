@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from greenprint.report import build_report, render
-from greenprint.report._json import row_json, rows_json
+from greenprint.report._json import ROW_KEYS, _columns, row_json, rows_json
 from greenprint.report._model import RunRow
 
 from .test_scale_paths import STUDY, build_messy
@@ -172,6 +172,12 @@ def test_a_field_with_few_values(values: list[Any]) -> None:
 def test_parameters(params: list[dict[Any, Any]]) -> None:
     rows = [_row(params=p) for p in params]
     assert rows_json(rows, ENCODER) == _encoded(rows)
+
+
+def test_columns_are_the_fields_in_row_key_order() -> None:
+    row = RunRow(*(f"value of field {k}" for k in range(len(dataclasses.fields(RunRow)))))
+    assert _columns([row, row]) == [(getattr(row, key),) * 2 for key in ROW_KEYS]
+    assert sorted(ROW_KEYS) == sorted(f.name for f in dataclasses.fields(RunRow))
 
 
 def test_no_rows() -> None:
