@@ -433,27 +433,30 @@ def price_tag(
     mode = trials.mode
     roles = trials.roles
     notes: list[str] = [trials.mode_note] if trials.mode_note else []
-    energy_in, energy_ex = forest.nested_sum([r.energy_kwh for r in items])
-    co2_in, co2_ex = forest.nested_sum([r.emissions_kg for r in items])
-    time_in, time_ex = forest.nested_sum([r.duration_s for r in items])
-    fpo_in, fpo_ex = forest.nested_sum([r.fpo for r in items], fpo=True)
-    fpo_covered = forest.covered([r.fpo is not None for r in items], fpo=True)
+    # Field by field over the runs (RunForest.column), each figure in one pass; the sums run
+    # in position order, as they always did, so every total is the same float.
+    energy_in, energy_ex = forest.nested_sum(forest.column("energy_kwh"))
+    co2_in, co2_ex = forest.nested_sum(forest.column("emissions_kg"))
+    time_in, time_ex = forest.nested_sum(forest.column("duration_s"))
+    fpos = forest.column("fpo")
+    fpo_in, fpo_ex = forest.nested_sum(fpos, fpo=True)
+    fpo_known = [v is not None for v in fpos]
+    fpo_covered = forest.covered(fpo_known, fpo=True)
     notes.extend(forest.notes)
-    notes.extend(job_notes(items))
+    if forest.column("job_id").count(None) != len(items):
+        notes.extend(job_notes(items))
     if any(
         energy_in[p] - _added(forest, p, energy_in) > items[p].energy_kwh * (1 + 1e-9) + 1e-12
-        for p in range(len(items))
-        if forest.children[p]
+        for p in forest.inner_order
     ):
         notes.append(
             "some parent runs recorded less energy than their children: the children's sum is used"
         )
         logger.warning("price_tag: parent runs with less energy than their children")
 
-    # One pass per figure over the positions of a group, picked in C (itemgetter); the sums
-    # run in position order, as they always did, so every total is the same float.
+    # One pass per figure over the positions of a group, picked in C (itemgetter).
     is_trial = [role == "trial" for role in roles.roles]
-    fpo_unknown = [r.fpo is None and not c for r, c in zip(items, fpo_covered, strict=True)]
+    fpo_unknown = [v is None and not c for v, c in zip(fpos, fpo_covered, strict=True)]
 
     def totals(positions: Sequence[int]) -> CostTotals:
         pick = _picker(positions)
@@ -469,18 +472,19 @@ def price_tag(
 
     total = totals(range(len(items)))
     order = {s: k for k, s in enumerate(RUN_STATUSES)}
-    of_status: dict[str, list[int]] = {}
-    of_role: dict[str, list[int]] = {}
-    role_of, owners = roles.roles, roles.owners
-    for p, run in enumerate(items):
-        of_status.setdefault(run.status, []).append(p)
-        of_role.setdefault(role_of[owners[p]], []).append(p)
+    of_status = _positions_of(forest.column("status"))
+    of_role: Mapping[str, Sequence[int]]
+    if roles.positions("part"):  # a part's cost goes to the run it is part of
+        of_role = _positions_of(list(map(roles.roles.__getitem__, roles.owners)))
+    else:  # every run its own owner: the role's positions, kept by roles
+        of_role = {r: roles.positions(r) for r in RUN_ROLES if roles.positions(r)}
     statuses = sorted(of_status, key=lambda s: (order.get(s, len(order)), s))
     by_status = {s: totals(of_status[s]) for s in statuses}
     by_role = {r: totals(of_role[r]) for r in RUN_ROLES if r in of_role}
 
-    started = min([r.started_at for r in items])
-    ended = max([r.ended_at if r.ended_at is not None else _end_time(r) for r in items])
+    started = min(forest.column("started_at"))
+    ends = forest.column("ended_at")
+    ended = max(ends if None not in ends else [_end_time(r) for r in items])
 
     if final is not None and final not in forest.index:
         raise AnalysisError(f"final run {final!r} is not among the runs")
@@ -521,14 +525,14 @@ def price_tag(
         notes.append("no metric given: the final run is not identified")
 
     return PriceTag(
-        studies=tuple(sorted({r.study for r in items})),
+        studies=tuple(sorted(set(forest.column("study")))),
         total=total,
         by_status=by_status,
         elapsed_s=max(ended - started, 0.0),
         started_at=started,
         ended_at=ended,
         final=final_run,
-        edh=_edh(forest, roles.trials, energy_in, co2_in, fpo_in),
+        edh=_edh(forest, roles.trials, energy_in, co2_in, fpo_in, fpo_known),
         provenance=_provenance(forest, energy_in),
         metric=metric,
         mode=mode,
@@ -550,6 +554,14 @@ def _picker(positions: Sequence[int]) -> Callable[[Sequence[Any]], Sequence[Any]
     if not positions:
         return lambda values: ()
     return operator.itemgetter(*positions)
+
+
+def _positions_of(keys: Sequence[str]) -> dict[str, list[int]]:
+    """Key -> the positions that have it, in order."""
+    found: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        found.setdefault(key, []).append(position)
+    return found
 
 
 def _end_time(run: RunRecord) -> float:
@@ -579,20 +591,24 @@ def _edh(
     energy_in: list[Any],
     co2_in: list[Any],
     fpo_in: list[Any],
+    fpo_known: list[bool],
 ) -> EDH | None:
     """E·D·H over the trials (their parts' cost included); ``None`` if none has a size."""
-    runs = forest.runs
-    covered = [p for p in trial_positions if (runs[p].dataset_size or 0) > 0]
+    sizes_of = forest.column("dataset_size")
+    covered = [p for p in trial_positions if (sizes_of[p] or 0) > 0]
     if not covered:
         return None
     trials = trial_positions
     pick = _picker(covered)  # the values at ``covered``, in order (sums as before)
-    sizes = [int(runs[p].dataset_size or 0) for p in covered]
+    sizes = list(map(int, pick(sizes_of)))
     examples = float(sum(sizes))
     energy = float(sum(pick(energy_in)))
     emissions = float(sum(pick(co2_in)))
-    with_fpo = [p for p in covered if runs[p].fpo is not None]
-    fpo_examples = float(sum(int(runs[p].dataset_size or 0) for p in with_fpo))
+    if fpo_known.count(False):
+        with_fpo = [p for p in covered if fpo_known[p]]
+        fpo_examples = float(sum(int(sizes_of[p]) for p in with_fpo))
+    else:  # every run knows its FPO
+        with_fpo, fpo_examples = covered, examples
     missing = len(trials) - len(covered)
     note = None
     if missing:
@@ -606,7 +622,7 @@ def _edh(
         energy_kwh_per_example=energy / examples,
         emissions_kg_per_example=emissions / examples,
         fpo_per_example=(
-            sum(int(fpo_in[p]) for p in with_fpo) / fpo_examples if with_fpo else None
+            sum(map(int, _picker(with_fpo)(fpo_in))) / fpo_examples if with_fpo else None
         ),
         energy_kwh_per_trial=energy / len(covered),
         energy_kwh=energy,
@@ -647,7 +663,11 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
     children = forest.children
     counted = [
         *forest.roots,
-        *(p for p in range(len(runs)) if forest.parents[p] is not None and forest.adds(p)),
+        *(
+            p
+            for p in (range(len(runs)) if "remote" in forest.kinds else ())  # none adds else
+            if forest.parents[p] is not None and forest.adds(p)
+        ),
     ]
     # A study's runs share a handful of provenance dictionaries (the ledger decodes each
     # distinct text once): the kinds of a run's components are looked up once per dictionary
