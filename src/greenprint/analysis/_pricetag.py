@@ -479,8 +479,15 @@ def price_tag(
     else:  # every run its own owner: the role's positions, kept by roles
         of_role = {r: roles.positions(r) for r in RUN_ROLES if roles.positions(r)}
     statuses = sorted(of_status, key=lambda s: (order.get(s, len(order)), s))
-    by_status = {s: totals(of_status[s]) for s in statuses}
-    by_role = {r: totals(of_role[r]) for r in RUN_ROLES if r in of_role}
+    # a group of every run (a study of trials only...) sums what the total summed
+    by_status = {
+        s: total if len(of_status[s]) == len(items) else totals(of_status[s]) for s in statuses
+    }
+    by_role = {
+        r: total if len(of_role[r]) == len(items) else totals(of_role[r])
+        for r in RUN_ROLES
+        if r in of_role
+    }
 
     started = min(forest.column("started_at"))
     ends = forest.column("ended_at")
