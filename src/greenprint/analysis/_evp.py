@@ -604,25 +604,6 @@ def _evp_sorted(
     return mean, np.sqrt(np.maximum(var, 0.0))
 
 
-class _BlockBuffer:
-    """One allocation reused by every probability block of a curve.
-
-    A fresh ``np.empty`` block is new memory whose pages fault in on first write: for the
-    without-replacement curve of 90,000 trials (39 million elements over 44 blocks) that cost
-    about 25 ms of the 110 ms (measured, 100,000-run report).
-    """
-
-    def __init__(self) -> None:
-        self._memory = np.empty(0)
-
-    def block(self, rows: int, width: int) -> np.ndarray:
-        """A ``(rows, width)`` float64 array over the buffer (its old contents)."""
-        size = rows * width
-        if size > self._memory.size:
-            self._memory = np.empty(max(size, min(2 * self._memory.size, _BLOCK_ELEMENTS)))
-        return self._memory[:size].reshape(rows, width)
-
-
 def _running_products(out: np.ndarray) -> None:
     """``np.cumprod(out, axis=0, out=out)``, bit for bit, faster for wide blocks.
 
@@ -630,8 +611,8 @@ def _running_products(out: np.ndarray) -> None:
     element, bound by the multiplication's latency); one ``multiply`` per row does the same
     products, ``out[r] = out[r - 1] * out[r]``, across the columns at once (about 0.4 ns per
     element plus 0.5 us a call), so it wins from about 160 columns. The products and their order
-    are the same, so the results are identical. On the 100,000-run report this takes the
-    running products from about 110 ms to 45 ms (measured).
+    are the same, so the results are identical. For the 90,000 trials of the 100,000-run
+    report it saves about 105 ms of the two curves' 240 ms (measured, CPU time).
     """
     if out.shape[1] < _ROW_BY_ROW_WIDTH:
         np.cumprod(out, axis=0, out=out)
@@ -656,7 +637,6 @@ def _sums_with_replacement(
 ) -> None:
     """``sums[k] = sum_i P(max of ns[k] draws <= v_(i)) * weights[i]``, P = (i/N)^n."""
     log_ratio = np.log(positions / total)
-    buffer = _BlockBuffer()
     start = 0
     while start < ns.size:
         first = int(ns[start])
@@ -667,7 +647,7 @@ def _sums_with_replacement(
         rows = _block_rows(first, width)
         stop = start + int(np.searchsorted(ns[start:], first + rows))
         block = ns[start:stop]
-        out = buffer.block(block.size, width)
+        out = np.empty((block.size, width))
         # exp(n log(i/N)): relative error ~ eps * |n log(i/N)| <= eps * cutoff
         out[0] = np.exp(first * log_ratio[lo:])
         if block.size > 1:
@@ -692,7 +672,6 @@ def _sums_without_replacement(
     last = int(ns[-1])
     previous: np.ndarray | None = None
     previous_lo = 0
-    buffer = _BlockBuffer()
     n = 1
     while n <= last:
         lo = _window(positions, n, total)
@@ -701,7 +680,7 @@ def _sums_without_replacement(
             return
         rows = min(_block_rows(n, width), last - n + 1)
         i = positions[lo:].astype(float)
-        out = buffer.block(rows, width)
+        out = np.empty((rows, width))
         if previous is None:
             out[0] = i / total
         else:
@@ -710,7 +689,7 @@ def _sums_without_replacement(
         if rows > 1:
             before = np.arange(n, n + rows - 1, dtype=float)
             np.subtract(i[None, :], before[:, None], out=out[1:])
-            if i[0] < before[-1]:  # i - n < 0 only near n = N (i is in the window's top)
+            if i[0] < before[-1]:  # only near n = N: the clip skipped is 20% of the curve's time
                 np.maximum(out[1:], 0.0, out=out[1:])
             out[1:] *= (1.0 / (total - before))[:, None]
             _running_products(out)

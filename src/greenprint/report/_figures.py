@@ -75,8 +75,9 @@ class FigureInputs:
     def trial_columns(self) -> TrialColumns:
         """The trials' ids, statuses, scores and energies as columns, read once for all figures.
 
-        The EVP and Pareto figures both used to walk the 100,000 trials of a big study run by
-        run (status, score lookup, energy): 60 ms together; the columns cost 25 ms (measured).
+        The EVP and Pareto figures both walked the 100,000 trials of a big study run by run
+        (status, score lookup, energy; 40 ms in EVP, 180 ms with the Pareto figure's lists of
+        points); the columns cost about 30 ms, once (measured, CPU time).
         """
         return TrialColumns.of(self)
 
@@ -652,6 +653,8 @@ def _mean_power_rows(runs: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]
         ``(rows, drawn)``: one row per run, ``(t0, t1, cpu, gpu, ram, other)`` (s since the
         epoch, W), and a bool array, false for a run without energy over a positive duration
         (its row is then meaningless). Energy not by component is ``other``.
+
+    Column by column rather than run by run: about 35 ms less at 100,000 runs (measured).
     """
     size = len(runs)
 
