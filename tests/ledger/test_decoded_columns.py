@@ -6,6 +6,8 @@ the rows fall into batches, equal strings must share one object across batches, 
 column repeated across runs must share one dictionary. Proved on random stored rows (hypothesis:
 every kind of field, NULLs, SQLite's 'NaN' text, FPO's decimal text, JSON that is not an
 object), and on a real ledger read with batches of every size against the one-by-one read.
+The points a report reads (``score_points_by_run``: made at once while a run is short, streamed
+once it is long) are proved against the rule that names them.
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ from hypothesis import strategies as st
 
 import greenprint as gp
 import greenprint.ledger._rows as rows_module
+from greenprint._prediction import RESERVED_METRIC_PREFIX, metric_name
 from greenprint.ledger._fields import FIELD_KINDS, decode_columns, decode_field
-from greenprint.ledger._rows import RUN_COLUMNS, decoded_columns
+from greenprint.ledger._rows import (
+    _BUFFERED_POINTS,
+    RUN_COLUMNS,
+    decoded_columns,
+    score_points_by_run,
+)
 
 _TEXTS = ["a", "b", "big-sweep", "", "x" * 40]
 _JSON = ['{"lr": 0.1}', '{"lr": 0.1}', "{}", '{"a": NaN, "b": [1, 2]}', "[1, 2]", "3", ' {"s": 1} ']
@@ -147,7 +155,10 @@ def test_a_ledger_read_in_batches_of_any_size_equals_the_runs_read_one_by_one(
                     status="finished" if k % 2 else "running",
                     started_at=1_700_000_000.0 + k // 2,
                     heartbeat_at=1_700_000_000.0,
-                    hardware={"cpu_model": "X"},
+                    host=f"h{k % 2}",  # shared values that differ from the first run's...
+                    hardware={"cpu_model": "X" if k < 5 else "Y"},
+                    provenance={"cpu": "rapl"} if k % 3 else {},
+                    intensity_source="" if k == 6 else "table:DE:2023",  # ...and an empty one
                     params={"lr": 10.0**-k, "nan": math.nan} if k % 3 else {},
                     fpo=10**25 + k,
                     energy_kwh=math.nan if k == 3 else 0.5 * k,
@@ -162,5 +173,67 @@ def test_a_ledger_read_in_batches_of_any_size_equals_the_runs_read_one_by_one(
             assert sorted(repr(r) for r in runs) == sorted(one_by_one)
             assert [r.status for r in runs].count("lost") == 4  # stale 'running' runs read lost
             assert len({id(r.study) for r in runs}) == 1
-            # one dictionary, once a batch has shown the text repeated
-            assert len({id(r.hardware) for r in runs}) == (7 if batch == 1 else 1)
+            assert len({id(r.host) for r in runs}) == 2
+            # one dictionary per distinct text (the first run's, whatever the batches)
+            assert len({id(r.hardware) for r in runs}) == 2
+
+
+# ------------------------------------------------------------------ points a report reads
+_point_values = st.one_of(
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.5, 1.0, -2.0, 3]), st.floats(-4, 4)
+)
+_run_points = st.lists(
+    st.tuples(st.sampled_from(["acc", "loss", metric_name("predicted_energy_kwh")]), _point_values),
+    max_size=40,
+)
+
+
+def _kept_by_rule(logged: list[tuple[str, float]]) -> list[int]:
+    """Positions of the points kept, from the rule itself: all of a short run; else of each
+    metric its first, first not NaN, first finite max, first finite min and last point, and
+    every point of a reserved metric."""
+    if len(logged) <= _BUFFERED_POINTS:
+        return list(range(len(logged)))
+    keep: set[int] = set()
+    for name in {n for n, _ in logged}:
+        at = [k for k, (n, _) in enumerate(logged) if n == name]
+        if name.startswith(RESERVED_METRIC_PREFIX):
+            keep.update(at)
+            continue
+        keep.update((at[0], at[-1]))
+        seen = [k for k in at if not math.isnan(logged[k][1])]
+        finite = [k for k in at if math.isfinite(logged[k][1])]
+        if seen:
+            keep.add(seen[0])
+        if finite:
+            keep.add(max(finite, key=lambda k: (logged[k][1], -k)))
+            keep.add(min(finite, key=lambda k: (logged[k][1], k)))
+    return sorted(keep)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_run_points, min_size=1, max_size=4), st.randoms(use_true_random=False))
+def test_score_points_are_those_the_rule_keeps(
+    runs: list[list[tuple[str, float]]], rng: Any
+) -> None:
+    """Made at once or streamed, each run's kept points are exactly those the rule names."""
+    rows = [
+        (f"r{r}", name, "NaN" if value != value else value, step, 1e9 + step)
+        for r, logged in enumerate(runs)
+        for step, (name, value) in enumerate(logged)
+    ]
+    # runs interleaved at random, each run's points in its logged order
+    rows.sort(key=lambda row: (row[3], rng.random()))
+    wanted = [f"r{r}" for r in range(len(runs)) if r % 3 != 2]  # some runs not asked for
+    kept = score_points_by_run(rows, wanted)
+    for r, logged in enumerate(runs):
+        run_id = f"r{r}"
+        if run_id not in wanted or not logged:
+            assert run_id not in kept
+            continue
+        expected = [
+            gp.MetricPoint(logged[k][0], float(logged[k][1]), k, 1e9 + k)
+            for k in _kept_by_rule(logged)
+        ]
+        assert repr(kept[run_id]) == repr(expected)
+        assert all(type(p.value) is float for p in kept[run_id])

@@ -212,11 +212,23 @@ class ColumnDecoder:
     statuses: 100,000 runs, tens of MB fewer) and a JSON text repeated across runs (the
     hardware, the environment and the provenance of a study's runs) is decoded once and its
     dictionary shared by those runs (records' dictionaries are read-only by contract).
+
+    Args:
+        nulls_stand_for: column -> the stored value that a ``None`` of that column stands for
+            (a ``NOT NULL`` column read with ``NULLIF(column, value)``: see
+            ``_rows.REPEATED_COLUMNS``); text or JSON columns only.
     """
 
-    def __init__(self) -> None:
-        self._strings: dict[Any, Any] = {}  # one object per distinct string, every column
-        self._json: dict[str, dict[Any, dict[str, Any]]] = {}  # column -> text -> dictionary
+    def __init__(self, nulls_stand_for: Mapping[str, Any] | None = None) -> None:
+        # column -> one object per distinct string; column -> JSON text -> its dictionary
+        self._strings: dict[str, dict[Any, Any]] = {}
+        self._json: dict[str, dict[Any, dict[str, Any]]] = {}
+        for name, value in (nulls_stand_for or {}).items():
+            if FIELD_KINDS[name][0] == "json":
+                decoded = _decode_json_dict(value)
+                self._json[name] = {None: decoded, value: decoded}
+            else:
+                self._strings[name] = {None: value, value: value}
 
     def decode(self, columns: Mapping[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
         """The decoded values of one batch of runs.
@@ -239,7 +251,7 @@ class ColumnDecoder:
             if name == "id":  # the primary key: every value differs, nothing to share
                 out[name] = _as_stored(stored)
             elif kind in ("str", "status", "role"):
-                strings = self._strings
+                strings = self._strings.setdefault(name, {})
                 out[name] = list(map(strings.setdefault, stored, stored))
             elif kind == "float":
                 if set(map(type, stored)) <= _FLOAT_TYPES:

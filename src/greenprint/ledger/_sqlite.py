@@ -39,6 +39,7 @@ from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
+    REPEATED_COLUMNS,
     RUN_COLUMNS,
     SCAN_ALL_METRICS_SHARE,
     PointsRead,
@@ -97,7 +98,12 @@ CREATE_STATEMENTS: tuple[str, ...] = (
 
 # Columns of type NonFiniteFloat: NaN is bound as the text 'NaN' and every value read as float.
 _NONFINITE_RUN_COLUMNS = frozenset(n for n, (kind, _) in FIELD_KINDS.items() if kind == "float")
-_SELECT_RUNS = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM runs"
+_SELECT_REPEATED = "SELECT " + ", ".join(REPEATED_COLUMNS) + " FROM runs"
+_SELECT_RUNS_SHARING = (
+    "SELECT "
+    + ", ".join(f"NULLIF({c}, ?)" if c in REPEATED_COLUMNS else c for c in RUN_COLUMNS)
+    + " FROM runs"
+)
 _SELECT_METRICS = "SELECT " + ", ".join(METRIC_COLUMNS) + " FROM metrics"
 _INSERT_METRIC = "INSERT INTO metrics (run_id, name, step, value, time) VALUES (?, ?, ?, ?, ?)"
 _INSERT_SAMPLE = (
@@ -493,7 +499,12 @@ class SQLiteStore:
         def do(
             conn: sqlite3.Connection,
         ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
-            columns = decoded_columns(conn.execute(_SELECT_RUNS + where, params))
+            first = conn.execute(_SELECT_REPEATED + where + " LIMIT 1", params).fetchone()
+            if first is None:
+                return {name: [] for name in RUN_COLUMNS}, {}
+            # the values runs usually share read as NULL where they equal the first run's
+            selected = conn.execute(_SELECT_RUNS_SHARING + where, [*first, *params])
+            columns = decoded_columns(selected, dict(zip(REPEATED_COLUMNS, first, strict=True)))
             ids = columns["id"]
             if not ids:
                 return columns, {}
