@@ -200,10 +200,9 @@ class RunForest:
         # run has a parent or a job (a 100,000-run search: 60 -> 31 ms CPU); the first run in
         # order that breaks a rule is still the one an error names.
         parent_ids = list(map(_PARENT_ID, items))
-        flat = parent_ids.count(None) == count  # no run has a parent (a search of trials)
         parents: list[int | None] = (
             [None] * count
-            if flat
+            if parent_ids.count(None) == count
             else [index.get(p) if p is not None else None for p in parent_ids]
         )
         jobs = list(map(_JOB_ID, items)).count(None) != count
@@ -222,27 +221,17 @@ class RunForest:
             from greenprint._jobs import link_jobs
 
             notes = link_jobs(items, parents, kinds)
-            flat = False
-        kids: dict[int, list[int]] = {}
-        roots = list(range(count)) if flat else []
-        for pos, parent in enumerate(() if flat else parents):
-            if parent is None:
-                roots.append(pos)
-            else:
-                kids.setdefault(parent, []).append(pos)
-        order: list[int] = [] if kids else roots
-        for root in roots if kids else ():  # iterative post-order
-            if root not in kids:  # a root without children (most runs of a big search)
-                order.append(root)
-                continue
-            stack: list[tuple[int, bool]] = [(root, False)]
-            while stack:
-                pos, expanded = stack.pop()
-                if expanded:
-                    order.append(pos)
-                    continue
-                stack.append((pos, True))
-                stack.extend((child, False) for child in reversed(kids.get(pos, ())))
+        kids: dict[int, list[int]] = {}  # position -> its children, for runs with any
+        if parents.count(None) == count:  # no run has a parent in the set (a search of trials)
+            roots = list(range(count))
+        else:
+            roots = []
+            for pos, parent in enumerate(parents):
+                if parent is None:
+                    roots.append(pos)
+                else:
+                    kids.setdefault(parent, []).append(pos)
+        order = _post_order(roots, kids) if kids else roots
         if len(order) != count:
             seen = set(order)
             stuck = next(items[p].id for p in range(count) if p not in seen)
@@ -373,6 +362,24 @@ _ID = operator.attrgetter("id")
 _PARENT_ID = operator.attrgetter("parent_id")
 _JOB_ID = operator.attrgetter("job_id")
 _CONTAINED = operator.attrgetter("contained")
+
+
+def _post_order(roots: Sequence[int], kids: Mapping[int, list[int]]) -> list[int]:
+    """The positions under ``roots``, children before parents (iteratively: deep chains)."""
+    order: list[int] = []
+    for root in roots:
+        if root not in kids:  # a root without children (most runs of a big search)
+            order.append(root)
+            continue
+        stack: list[tuple[int, bool]] = [(root, False)]
+        while stack:
+            pos, expanded = stack.pop()
+            if expanded:
+                order.append(pos)
+                continue
+            stack.append((pos, True))
+            stack.extend((child, False) for child in reversed(kids.get(pos, ())))
+    return order
 
 
 def _index(items: Sequence[RunRecord]) -> dict[str, int]:
