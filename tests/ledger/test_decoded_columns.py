@@ -237,3 +237,26 @@ def test_score_points_are_those_the_rule_keeps(
         ]
         assert repr(kept[run_id]) == repr(expected)
         assert all(type(p.value) is float for p in kept[run_id])
+
+
+# ------------------------------------------------------------------ order of a read
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1.0, 2.0, 2.5, 3.0, math.nan, -math.inf]) | st.floats(0, 10),
+            st.text("abc", min_size=1, max_size=3),
+        ),
+        max_size=12,
+        unique_by=lambda run: run[1],
+    )
+)
+def test_runs_are_read_in_start_order_then_id(runs: list[tuple[float, str]]) -> None:
+    """Stored in any order (or already in order: the sort is then skipped), read as sorted."""
+    with gp.Ledger(":memory:") as led:
+        stored = [gp.RunRecord(id=run_id, name="n", started_at=at) for at, run_id in runs]
+        for record in stored:
+            led.start_run(record)
+        expected = sorted(stored, key=lambda r: (r.started_at, r.id))
+        assert [r.id for r in led.runs()] == [r.id for r in expected]
+        assert [r.id for r in led._read(points="score")] == [r.id for r in expected]

