@@ -246,7 +246,7 @@ def outcome(call: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- tests
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(studies())
 def test_build_arranges_runs_as_the_loop_did(runs: list[RunRecord]) -> None:
     expected = outcome(lambda: reference_build(runs))
@@ -257,7 +257,7 @@ def test_build_arranges_runs_as_the_loop_did(runs: list[RunRecord]) -> None:
     assert {name: getattr(got, name) for name in expected} == expected
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(studies(unique=False))
 def test_build_names_the_first_bad_run_as_the_loop_did(runs: list[RunRecord]) -> None:
     for items in (runs, [*runs[:1], "not a run", *runs[1:]], [*runs, object()]):
@@ -277,7 +277,7 @@ def test_build_of_leaves_only_links_nothing() -> None:
     assert forest.kinds == ("nested",) * 5 and forest.inner_order == ()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(studies(), st.data())
 def test_nested_sums_and_coverage_are_the_loops_float_for_float(runs, data) -> None:
     forest = outcome(lambda: RunForest.build(runs))
@@ -304,7 +304,7 @@ def test_nested_sum_of_leaves_only(values: list[Any]) -> None:
     assert inclusive is not exclusive
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(studies(), st.sampled_from([None, "accuracy"]))
 def test_roles_are_the_loops(runs: list[RunRecord], metric: str | None) -> None:
     forest = outcome(lambda: RunForest.build(runs))
@@ -316,7 +316,7 @@ def test_roles_are_the_loops(runs: list[RunRecord], metric: str | None) -> None:
     assert study.owners == owner and study.overridden == overridden
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(studies(), st.sampled_from(["max", "min"]), st.sampled_from(["last", "best"]))
 def test_best_trial_is_the_scans(runs: list[RunRecord], mode: str, reduce: str) -> None:
     forest = outcome(lambda: RunForest.build(runs))
@@ -349,7 +349,7 @@ def test_best_trial_ties_go_to_the_earliest_start_then_the_first() -> None:
         assert chosen.position == 1
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(studies())
 def test_price_tag_edh_is_the_loops(runs: list[RunRecord]) -> None:
     forest = outcome(lambda: RunForest.build(runs))
