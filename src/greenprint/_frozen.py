@@ -50,11 +50,11 @@ def slot_constructor(cls: type[T]) -> Callable[..., T]:
     ):
         raise TypeError(f"{cls.__name__} is not a frozen, slotted dataclass without __post_init__")
     names = [f.name for f in fields]
-    if any(n in ("self", "_new", "_twin", "_cls") for n in names):
+    if any(n in ("self", "_twin", "_cls") for n in names):
         raise TypeError(f"{cls.__name__} has a field name the constructor uses itself")
     twin = _twin(cls)
-    namespace: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
-    lines = [f"def make({', '.join(names)}):", "    self = _new(_twin)"]
+    namespace: dict[str, Any] = {"_twin": twin, "_cls": cls}
+    lines = [f"def make({', '.join(names)}):", "    self = _twin()"]
     lines += [f"    self.{name} = {name}" for name in names]
     lines += ["    self.__class__ = _cls", "    return self"]
     exec("\n".join(lines), namespace)  # as dataclasses builds __init__
