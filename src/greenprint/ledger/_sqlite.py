@@ -45,6 +45,7 @@ from greenprint.ledger._rows import (
     PointsRead,
     decoded_columns,
     points_by_run,
+    rows_in_batches,
     score_points_by_run,
 )
 from greenprint.ledger._study_cost import StudyCost, sqlite_study_cost
@@ -509,12 +510,13 @@ class SQLiteStore:
             if not ids:
                 return columns, {}
             if not where or len(ids) >= SCAN_ALL_METRICS_SHARE * _count_runs(conn):
-                rows = conn.execute(_SELECT_METRICS + " ORDER BY seq")
+                selected = conn.execute(_SELECT_METRICS + " ORDER BY seq")
             else:
-                rows = conn.execute(
+                selected = conn.execute(
                     _SELECT_METRICS + f" WHERE run_id IN (SELECT id FROM runs{where}) ORDER BY seq",
                     params,
                 )
+            rows = rows_in_batches(selected)
             if points == "score":
                 return columns, score_points_by_run(rows, ids)
             return columns, points_by_run(rows, ids)
