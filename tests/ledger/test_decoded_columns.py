@@ -29,6 +29,7 @@ from greenprint._prediction import RESERVED_METRIC_PREFIX, metric_name
 from greenprint.ledger._fields import FIELD_KINDS, decode_columns, decode_field
 from greenprint.ledger._rows import (
     _BUFFERED_POINTS,
+    REPEATED_COLUMNS,
     RUN_COLUMNS,
     decoded_columns,
     score_points_by_run,
@@ -82,14 +83,24 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(_row, max_size=30), st.integers(1, 8))
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_row, max_size=30), st.integers(1, 8), st.booleans())
 def test_every_batch_size_decodes_as_one_field_at_a_time(
-    rows: list[tuple[Any, ...]], batch: int
+    rows: list[tuple[Any, ...]], batch: int, sharing: bool
 ) -> None:
+    """Also with the shared columns read as the SQLite store reads them: NULL where a value
+    equals the first run's (``NULLIF``), the decoder told what NULL stands for."""
+    given_rows, stand_for = rows, None
+    if sharing and rows:
+        at = [RUN_COLUMNS.index(name) for name in REPEATED_COLUMNS]
+        stand_for = {name: rows[0][k] for name, k in zip(REPEATED_COLUMNS, at, strict=True)}
+        given_rows = [
+            tuple(None if k in at and v == rows[0][k] else v for k, v in enumerate(row))
+            for row in rows
+        ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rows_module, "READ_BATCH_ROWS", batch)
-        decoded = decoded_columns(_Batches(rows))
+        decoded = decoded_columns(_Batches(given_rows), stand_for)
     assert list(decoded) == list(RUN_COLUMNS)
     for k, name in enumerate(RUN_COLUMNS):
         column = decoded[name]
@@ -124,6 +135,8 @@ def test_a_repeated_json_text_is_one_dictionary_across_batches(
     assert decoded["params"] == [{"lr": k} for k in range(10)]
     assert len({id(s) for s in decoded["study"]}) == 1
     assert decoded_columns(_Batches([])) == {name: [] for name in RUN_COLUMNS}
+    # a JSON column without a value reads as empty dictionaries (never None)
+    assert decode_columns({**stored, "env": [None] * 10})["env"] == [{}] * 10
 
 
 def test_bad_json_raises_as_the_whole_column_decoded_at_once(
