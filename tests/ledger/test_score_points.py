@@ -18,6 +18,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -218,3 +219,28 @@ def test_report_from_kept_points_equals_report_from_every_point(ledger_url: str)
             ), options
             assert built.prediction is not None  # the reserved metrics were read whole
             assert built.price_tag.final is not None
+
+
+def test_a_metric_given_by_name_is_the_only_one_read(ledger_url: str) -> None:
+    """A report ranked by a metric it was given fetches only that metric's points and the
+    reserved ones (the loss and learning rate logged at every step stay in the ledger), and
+    the report equals the one from every point (above); a metric no run logged still gets the
+    error that lists the metrics logged."""
+    build_long(ledger_url)
+    with gp.Ledger(ledger_url, create=False) as led:
+        every = led.runs(study=STUDY)
+        read = led._read(study=STUDY, points="score", metrics=("val_loss",))
+        assert [r.id for r in read] == [r.id for r in every]
+        names = {p.name for r in read for p in r.metrics}
+        assert names == {"val_loss", PREDICTED, FIRST}
+        for got, full in zip(read, every, strict=True):
+            # of val_loss, the kept points of every point; reserved metrics whole
+            assert [repr(p) for p in got.metrics if p.name != "val_loss"] == [
+                repr(p) for p in full.metrics if p.name in (PREDICTED, FIRST)
+            ]
+            for mode in ("last", "max", "min"):
+                assert repr(got.metric("val_loss", mode=mode)) == repr(
+                    full.metric("val_loss", mode=mode)
+                )
+        with pytest.raises(gp.AnalysisError, match="metrics logged: 'accuracy', 'val_loss', 'lr'"):
+            build_report(led, STUDY, metric="bleu")

@@ -31,6 +31,7 @@ from greenprint._exceptions import (
     SchemaVersionError,
 )
 from greenprint._imports import require
+from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger import _schema
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
@@ -370,11 +371,12 @@ class SQLStore:
         parent_id: str | None = None,
         top_level: bool = False,
         points: PointsRead = "all",
+        metrics: Sequence[str] | None = None,
     ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
         """The matching runs' values column by column, decoded, and their metrics by run id.
 
         See :mod:`greenprint.ledger._rows` (shared with the SQLite store); ``points="score"``
-        as there.
+        and ``metrics`` as there.
         """
         conditions: list[Any] = []
         if run_id is not None:
@@ -398,6 +400,11 @@ class SQLStore:
             if conditions:
                 query = query.where(
                     metrics_t.c.run_id.in_(sa.select(runs_t.c.id).where(*conditions))
+                )
+            if metrics is not None:  # the names, and greenprint's reserved ones (their prefix)
+                reserved = sa.func.substr(metrics_t.c.name, 1, len(RESERVED_METRIC_PREFIX))
+                query = query.where(
+                    sa.or_(metrics_t.c.name.in_(list(metrics)), reserved == RESERVED_METRIC_PREFIX)
                 )
             rows = conn.execute(query.order_by(metrics_t.c.seq))
             if points == "score":

@@ -33,6 +33,7 @@ from greenprint._exceptions import (
     LedgerPathError,
     NotALedgerError,
 )
+from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
 from greenprint._version import __version__
 from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION
@@ -470,13 +471,15 @@ class SQLiteStore:
         parent_id: str | None = None,
         top_level: bool = False,
         points: PointsRead = "all",
+        metrics: Sequence[str] | None = None,
     ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
         """The matching runs' values column by column, decoded, and their metrics by run id.
 
         See :mod:`greenprint.ledger._rows` (shared with the SQLAlchemy store): the values are
         those of the RunRecord fields (:func:`~greenprint.ledger._rows.decoded_columns`).
         ``points="score"``: only the points a report reads
-        (:func:`~greenprint.ledger._rows.score_points_by_run`).
+        (:func:`~greenprint.ledger._rows.score_points_by_run`). ``metrics``: only the points of
+        these metric names and of greenprint's reserved ones (``None``: of every metric).
         """
         conditions: list[str] = []
         params: list[Any] = []
@@ -509,12 +512,22 @@ class SQLiteStore:
             ids = columns["id"]
             if not ids:
                 return columns, {}
+            named, by_name = "", []
+            if metrics is not None:  # the names, and greenprint's reserved ones (their prefix)
+                named = f"(name IN ({', '.join('?' * len(metrics))}) OR substr(name, 1, ?) = ?)"
+                by_name = [*metrics, len(RESERVED_METRIC_PREFIX), RESERVED_METRIC_PREFIX]
             if not where or len(ids) >= SCAN_ALL_METRICS_SHARE * _count_runs(conn):
-                selected = conn.execute(_SELECT_METRICS + " ORDER BY seq")
+                selected = conn.execute(
+                    _SELECT_METRICS + (f" WHERE {named}" if named else "") + " ORDER BY seq",
+                    by_name,
+                )
             else:
                 selected = conn.execute(
-                    _SELECT_METRICS + f" WHERE run_id IN (SELECT id FROM runs{where}) ORDER BY seq",
-                    params,
+                    _SELECT_METRICS
+                    + f" WHERE run_id IN (SELECT id FROM runs{where})"
+                    + (f" AND {named}" if named else "")
+                    + " ORDER BY seq",
+                    [*params, *by_name],
                 )
             rows = rows_in_batches(selected)
             if points == "score":

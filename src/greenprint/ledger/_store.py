@@ -249,13 +249,16 @@ class Ledger(BaseLedger):
         status: str | Sequence[str] | None = None,
         parent_id: str | None | EllipsisType = ...,
         points: PointsRead = "all",
+        metrics: Sequence[str] | None = None,
     ) -> list[RunRecord]:
         """:meth:`runs`, or with ``points="score"`` a report's read.
 
         A report's read: of each metric a run logged, only the points that a score, a choice
         of metric or a role is read from, and every point of greenprint's reserved metrics
         (see :func:`~greenprint.ledger._rows.score_points_by_run`): a run that logged a metric
-        at each of 10,000 steps is read as a few points.
+        at each of 10,000 steps is read as a few points. ``metrics``: only the points of these
+        metric names (and of the reserved ones) are read at all, the others left in the ledger
+        by the query (a report ranked by a metric it was given reads no other).
         """
         wanted = _statuses(status)
         stored: list[str] | None = None
@@ -269,6 +272,7 @@ class Ledger(BaseLedger):
                 parent_id=parent_id if isinstance(parent_id, str) else None,
                 top_level=parent_id is None,
                 points=points,
+                metrics=None if metrics is None else tuple(metrics),
             )
             found = bool(columns["id"])
             records = _records(columns, by_run, now=time.time())

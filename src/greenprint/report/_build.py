@@ -115,7 +115,7 @@ def build_report(
     led = get_ledger(ledger, create=False)
     try:
         study = _pick_study(led, study)
-        runs = tuple(led._read(study=study, points="score"))  # the points a report reads
+        runs = _read_study(led, study, metric)
         if not runs:  # pragma: no cover - a study exists only through its runs
             raise ReportError(f"study {study!r} has no runs in ledger {led.url}")
         if final is not None:
@@ -143,6 +143,27 @@ def build_report(
     finally:
         if opened:
             led.close()
+
+
+def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[RunRecord, ...]:
+    """The study's runs with the metric points a report reads.
+
+    Of each metric only the points a score, a role or the choice of metric is read from
+    (``points="score"``). A metric given by name: only its points and greenprint's reserved
+    ones are read at all (the report reads no other metric then: roles and scores are judged
+    by it, predictions by the reserved ones), so a study that logged a loss and a learning rate
+    at every step is not fetched whole (100,000 runs of 43 points: a tenth of the points).
+    When no run logged a value of that metric, the study is read again with every metric, so
+    the error lists the metrics that were logged.
+    """
+    if metric is None or is_reserved_metric(metric):
+        return tuple(led._read(study=study, points="score"))
+    runs = tuple(led._read(study=study, points="score", metrics=(metric,)))
+    for run in runs:
+        for p in run.metrics:
+            if p.name == metric and p.value == p.value:
+                return runs
+    return tuple(led._read(study=study, points="score"))
 
 
 def _pick_study(led: Ledger, study: str | None) -> str:
