@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from greenprint._exceptions import ConfigError
 
 __all__ = [
+    "FPO_MAX",
+    "check_fpo",
     "describe_range",
     "finite_number",
     "mapping_of_names",
@@ -152,6 +155,33 @@ def non_negative_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
     return int(value)
+
+
+#: The largest FPO a run may record: the largest float (about 1.8e308). Every figure of the
+#: analyses and reports is a float, an integer above it has none, and no computation ever counted
+#: that many operations (the largest trainings count about 1e26).
+FPO_MAX = int(sys.float_info.max)
+
+
+def check_fpo(name: str, value: int) -> int:
+    """The one check of an FPO's size: ``run.set(fpo=)``, ``run.add_fpo``, a stored RunRecord.
+
+    Args:
+        name: what the value is, for the message (``"fpo"``).
+        value: an integer (its type checked by the caller).
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ConfigError: ``abs(value)`` is above :data:`FPO_MAX` (the message gives its size).
+    """
+    if abs(value) > FPO_MAX:
+        raise ConfigError(
+            f"{name} must be at most {float(FPO_MAX):.3g} (the largest float: no computation "
+            f"counts more operations), got an integer of {len(str(abs(value)))} digits"
+        )
+    return value
 
 
 def optional_text(name: str, value: object) -> str | None:

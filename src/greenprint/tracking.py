@@ -62,7 +62,13 @@ from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._prediction import Prediction, Predictor, metric_name
 from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
-from greenprint._validate import finite_number, mapping_of_names, non_negative_int, optional_text
+from greenprint._validate import (
+    check_fpo,
+    finite_number,
+    mapping_of_names,
+    non_negative_int,
+    optional_text,
+)
 from greenprint._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -415,7 +421,8 @@ class Run:
 
         Raises:
             ConfigError: an unknown field, ``params`` that is not a mapping with string keys, or
-                a count that is not a non-negative integer, or an unknown ``role`` (the message
+                a count that is not a non-negative integer, an ``fpo`` above the largest float
+                (about 1.8e308: ``_validate.FPO_MAX``), or an unknown ``role`` (the message
                 lists the roles); nothing is recorded then.
         """
         unknown = set(fields) - _SETTABLE
@@ -430,6 +437,8 @@ class Run:
             for key in ("dataset_size", "fpo", "param_count")
             if key in fields
         }
+        if (fpo := counts.get("fpo")) is not None:
+            check_fpo("fpo", fpo)
         role = check_role(fields["role"]) if "role" in fields else None
         with self._lock:  # everything checked first: a bad field changes nothing
             if params is not None:
@@ -445,14 +454,15 @@ class Run:
         """Add floating-point operations done by this run (e.g. one training step's, per step).
 
         Raises:
-            ConfigError: ``fpo`` is not a non-negative integer.
+            ConfigError: ``fpo`` is not a non-negative integer, or the run's total would be
+                above :data:`~greenprint._validate.FPO_MAX` (about 1.8e308); nothing is added.
             BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once, after
                 the operations are added).
         """
         if not isinstance(fpo, int) or fpo < 0:
             raise ConfigError(f"fpo must be a non-negative integer, not {fpo!r}")
         with self._lock:
-            self._fpo = (self._fpo or 0) + fpo
+            self._fpo = check_fpo("fpo (the run's total)", (self._fpo or 0) + fpo)
             self._pending_fields["fpo"] = self._fpo
         if self._guard is not None:
             self._enforce_budgets()

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import greenprint as gp
 import greenprint.ledger._rows as rows_module
 from greenprint._prediction import RESERVED_METRIC_PREFIX, metric_name
-from greenprint.ledger._fields import FIELD_KINDS, decode_columns, decode_field
+from greenprint.ledger._fields import FIELD_KINDS, CorruptValueError, decode_columns, decode_field
 from greenprint.ledger._rows import (
     _BUFFERED_POINTS,
     REPEATED_COLUMNS,
@@ -148,11 +148,13 @@ def test_bad_json_raises_as_the_whole_column_decoded_at_once(
     stored.update(id=["a", "b", "c", "d"], params=["{}", "{}", '{"lr": ', "{}"])
     rows = list(zip(*(stored[name] for name in RUN_COLUMNS), strict=True))
     monkeypatch.setattr(rows_module, "READ_BATCH_ROWS", 2)
-    with pytest.raises(json.JSONDecodeError) as batched:
-        decoded_columns(_Batches(rows))
-    with pytest.raises(json.JSONDecodeError) as whole:
+    with pytest.raises(CorruptValueError) as batched:  # names run "c" (tests/ledger/
+        decoded_columns(_Batches(rows))  # test_corrupt_rows.py: the stores add the ledger)
+    with pytest.raises(CorruptValueError) as whole:
         decode_columns(stored)
     assert str(batched.value) == str(whole.value)
+    assert (whole.value.run_id, whole.value.column) == ("c", "params")
+    assert isinstance(whole.value.__cause__, json.JSONDecodeError)
 
 
 def test_a_ledger_read_in_batches_of_any_size_equals_the_runs_read_one_by_one(

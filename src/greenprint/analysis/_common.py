@@ -14,6 +14,7 @@ import numpy as np
 
 from greenprint._exceptions import AnalysisError, ConfigError
 from greenprint._records import RunRecord
+from greenprint._validate import FPO_MAX
 
 __all__ = [
     "LOWER_IS_BETTER_WORDS",
@@ -315,11 +316,25 @@ class RunForest:
 
         Returns:
             ``(inclusive, exclusive)`` lists, one entry per run.
+
+        Raises:
+            AnalysisError: an amount is an integer above the largest float (about 1.8e308;
+                the message names the run). greenprint refuses to record such an FPO
+                (:func:`~greenprint._validate.check_fpo`); one in a ledger was written by an
+                older greenprint or by hand, and is corrupt (no computation counts that many
+                operations). It is refused rather than read as unknown: a price tag that
+                leaves it out would look complete and be wrong, and the fix is one SQL
+                statement, which the message gives; nothing in the ledger is changed.
         """
-        if not self.inner_order and bool((np.asarray(values, dtype=float) > 0).all()):
-            # no run has children and every amount is known and positive (a search of
-            # trials): both are the amounts (100,000 runs: 3 ms where the loop takes 11)
-            return list(values), list(values)
+        if not self.inner_order:
+            try:
+                as_float = np.asarray(values, dtype=float)
+            except OverflowError:  # an integer beyond every float
+                raise self._beyond_float(values, fpo=fpo) from None
+            if bool((as_float > 0).all()):
+                # no run has children and every amount is known and positive (a search of
+                # trials): both are the amounts (100,000 runs: 3 ms where the loop takes 11)
+                return list(values), list(values)
         # Every run as a leaf first, in one pass: its own amount, 0 when unknown or negative,
         # with the arithmetic of the loop below; then the runs with children, children before
         # parents. A leaf's inclusive amount is its exclusive one except for -0.0 (``-0.0 +
@@ -330,6 +345,8 @@ class RunForest:
             if 0 not in exclusive
             else [0 if v is None or v < 0 else v + 0 for v in values]
         )
+        if fpo and exclusive and max(exclusive) > FPO_MAX:  # 100,000 runs: 1 ms
+            raise self._beyond_float(values, fpo=fpo)
         children = self.children
         for pos in self.inner_order:
             below = added = 0
@@ -343,6 +360,24 @@ class RunForest:
             inclusive[pos] = total + added
             exclusive[pos] = total - below
         return inclusive, exclusive
+
+    def _beyond_float(self, values: Sequence[float | int | None], *, fpo: bool) -> AnalysisError:
+        """The error of the first run whose amount is an integer above the largest float."""
+        pos, value = next(
+            (p, v) for p, v in enumerate(values) if v is not None and abs(v) > FPO_MAX
+        )
+        run = self.runs[pos]
+        said = (
+            f"run {run.id} ({run.name!r}) records {'an FPO' if fpo else 'an amount'} of "
+            f"{len(str(abs(int(value))))} digits, above the largest float "
+            f"({float(FPO_MAX):.3g})"
+        )
+        if not fpo:  # pragma: no cover - only FPO are integers
+            return AnalysisError(f"{said}: it cannot be analysed")
+        return AnalysisError(
+            f"{said}: no computation counts that many operations, the value is corrupt; make "
+            f"it unknown (UPDATE runs SET fpo = NULL WHERE id = '{run.id}') and report again"
+        )
 
     def covered(self, known: Sequence[bool], *, fpo: bool = False) -> list[bool]:
         """For each run, whether some ancestor whose amount contains it has ``known`` true.

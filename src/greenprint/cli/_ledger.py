@@ -21,6 +21,7 @@ import click
 from greenprint._exceptions import ConfigError
 from greenprint._format import json_safe
 from greenprint._records import RUN_STATUSES, RunRecord
+from greenprint._validate import FPO_MAX
 from greenprint.cli._common import applied_intensity, ledger_option, study_option
 
 __all__ = ["command"]
@@ -79,6 +80,19 @@ def _cell(text: object) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+def _fpo_text(fpo: int | None) -> str:
+    """An FPO as ``_num`` shows it; one above the largest float as its number of digits.
+
+    greenprint refuses to record such an FPO; one in a ledger was written by an older
+    greenprint or by hand (``report`` names it and says how to repair it).
+    """
+    if fpo is None:
+        return "-"
+    if abs(fpo) > FPO_MAX:
+        return f"an integer of {len(str(abs(fpo)))} digits (corrupt: above the largest float)"
+    return f"{fpo:.4g}"
 
 
 def _rank(rank: int | None) -> str:
@@ -259,7 +273,7 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     source = f" [{intensity_source}]" if intensity_source else ""
     put("intensity (g/kWh)", _num(g_per_kwh) + source)
     put("CO2-eq (kg)", _num(record.emissions_kg))
-    put("FPO", "-" if record.fpo is None else f"{record.fpo:.4g}")
+    put("FPO", _fpo_text(record.fpo))
     put("parameters", "-" if record.param_count is None else f"{record.param_count:,}")
     put("dataset size", "-" if record.dataset_size is None else f"{record.dataset_size:,}")
     put("power samples", len(power))

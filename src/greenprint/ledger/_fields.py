@@ -16,13 +16,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from greenprint._exceptions import ConfigError
+from greenprint._exceptions import ConfigError, LedgerError
 from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecord, check_role
+from greenprint._validate import check_fpo
 
 __all__ = [
     "FIELD_KINDS",
     "SCHEMA_VERSION",
     "ColumnDecoder",
+    "CorruptValueError",
     "check_metric",
     "check_sample",
     "decode_columns",
@@ -85,6 +87,50 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
 }
 
 _INT64_MAX = 2**63 - 1
+
+
+class CorruptValueError(LedgerError):
+    """A stored value of a run that cannot be read back (hand-edited, written by a broken tool).
+
+    Raised by :class:`ColumnDecoder`, which does not know the ledger: a reader turns it into a
+    :class:`~greenprint.LedgerError` naming the ledger too (:meth:`in_ledger`), so this class
+    never reaches a user.
+
+    Attributes:
+        run_id: the run whose value it is.
+        column: the ``runs`` column that holds it.
+        problem: what is wrong with it (the decoder's error, and the start of the value).
+    """
+
+    def __init__(self, *, run_id: str, column: str, problem: str) -> None:
+        super().__init__(_corrupt_message("the ledger", run_id, column, problem))
+        self.run_id = run_id
+        self.column = column
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_corrupt, (self.run_id, self.column, self.problem)
+
+    def in_ledger(self, ledger: str) -> LedgerError:
+        """The error a reader raises: the same one-line message, naming ``ledger``."""
+        return LedgerError(
+            _corrupt_message(f"ledger {ledger}", self.run_id, self.column, self.problem)
+        )
+
+
+def _rebuild_corrupt(run_id: str, column: str, problem: str) -> CorruptValueError:
+    return CorruptValueError(run_id=run_id, column=column, problem=problem)
+
+
+def _corrupt_message(where: str, run_id: str, column: str, problem: str) -> str:
+    """One line: where, the run, the column, what is wrong and how to repair it."""
+    kind, nullable = FIELD_KINDS[column]
+    fix = "'{}'" if kind == "json" else "NULL" if nullable else "<value>"
+    return (
+        f"{where}: run {run_id} has a corrupt {column} column ({problem}); repair the value "
+        f"by hand or reset it (UPDATE runs SET {column} = {fix} WHERE id = '{run_id}'), "
+        "then read again; the other runs are untouched"
+    )
 
 
 def _json_default(obj: Any) -> Any:
@@ -157,7 +203,7 @@ def encode_field(field: str, value: Any) -> Any:
             raise _bad(field, "an integer", value)
         number = int(value)
         if kind == "bigint":
-            return str(number)
+            return str(check_fpo(field, number))
         if abs(number) > _INT64_MAX:
             raise _bad(field, "an integer within 64 bits", value)
         return number
@@ -225,9 +271,16 @@ class ColumnDecoder:
         self._json: dict[str, dict[Any, dict[str, Any]]] = {}
         # column -> the decoded value a None of the column is read as
         self._null: dict[str, Any] = {name: None for name in FIELD_KINDS}
+        # column -> its stand-for value that cannot be decoded, and the error: raised (naming
+        # a run) by the first batch with a None in that column
+        self._bad_null: dict[str, tuple[Any, Exception]] = {}
         for name, value in (nulls_stand_for or {}).items():
             if FIELD_KINDS[name][0] == "json":
-                decoded = _decode_json_dict(value)
+                try:
+                    decoded = _decode_json_dict(value)
+                except (ValueError, TypeError) as e:
+                    self._bad_null[name] = (value, e)
+                    continue
                 self._json[name] = {None: decoded, value: decoded}
             else:
                 decoded = value
@@ -245,8 +298,50 @@ class ColumnDecoder:
             Field name -> the decoded values, in the order given.
 
         Raises:
-            json.JSONDecodeError: a JSON column holds text that is not JSON.
+            CorruptValueError: a value cannot be decoded (a JSON column's text that is not
+                JSON, an FPO's text that is not a number...): the first such value of the
+                batch, naming its run and column. Decoded values are not checked one by one:
+                the batch's error is caught here, then the batch searched for its culprit.
         """
+        try:
+            if self._bad_null:
+                self._check_nulls(columns)
+            return self._decode(columns)
+        except (ValueError, TypeError) as error:
+            culprit = self._culprit(columns)
+            if culprit is None:  # pragma: no cover - not a stored value's fault: a bug
+                raise
+            raise culprit from error
+
+    def _check_nulls(self, columns: Mapping[str, Sequence[Any]]) -> None:
+        """Raise the error of a stand-for value that cannot be decoded, if a run has it."""
+        for name, (_, error) in self._bad_null.items():
+            if None in columns[name]:
+                raise error
+
+    def _culprit(self, columns: Mapping[str, Sequence[Any]]) -> CorruptValueError | None:
+        """The first value of a batch that cannot be decoded, as an error naming its run."""
+        ids = columns["id"]
+        for name in FIELD_KINDS:
+            for run_id, value in zip(ids, columns[name], strict=True):
+                if value is None:
+                    if name not in self._bad_null:
+                        continue
+                    value, error = self._bad_null[name]  # the value a None stands for
+                else:
+                    try:
+                        decode_field(name, value)
+                        continue
+                    except (ValueError, TypeError) as e:
+                        error = e
+                detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+                return CorruptValueError(
+                    run_id=str(run_id), column=name, problem=f"{detail}: {value!r:.40}"
+                )
+        return None
+
+    def _decode(self, columns: Mapping[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
+        """:meth:`decode` of a batch, its values not checked one by one."""
         out: dict[str, Sequence[Any]] = {}
         for name, (kind, _) in FIELD_KINDS.items():
             stored = columns[name]

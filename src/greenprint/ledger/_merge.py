@@ -45,7 +45,12 @@ from greenprint._exceptions import (
     NotALedgerError,
 )
 from greenprint.ledger._base import BaseLedger
-from greenprint.ledger._fields import FIELD_KINDS, decode_columns, encode_field
+from greenprint.ledger._fields import (
+    FIELD_KINDS,
+    CorruptValueError,
+    decode_columns,
+    encode_field,
+)
 from greenprint.ledger._merge_summary import MergeSummary
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
@@ -158,7 +163,10 @@ def _read_runs(conn: Connection, source: str, ids: Sequence[str] | None = None) 
         rows = [r._mapping for r in conn.execute(sa.select(runs_t).where(*where_runs))]
         if not rows:
             continue
-        decoded = decode_columns({name: [row[name] for row in rows] for name in FIELD_KINDS})
+        try:
+            decoded = decode_columns({name: [row[name] for row in rows] for name in FIELD_KINDS})
+        except CorruptValueError as e:  # names the run and column: and the ledger
+            raise e.in_ledger(source) from e.__cause__
         metrics: dict[str, list[_Metric]] = {}
         where_m = [] if chunk is None else [metrics_t.c.run_id.in_(list(chunk))]
         for m in conn.execute(sa.select(metrics_t).where(*where_m).order_by(metrics_t.c.seq)):

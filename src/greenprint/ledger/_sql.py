@@ -34,6 +34,7 @@ from greenprint._imports import require
 from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger import _schema
+from greenprint.ledger._fields import CorruptValueError
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
@@ -392,7 +393,10 @@ class SQLStore:
 
         def do(conn: Connection) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
             selected = sa.select(*(runs_t.c[name] for name in RUN_COLUMNS)).where(*conditions)
-            columns = decoded_columns(conn.execute(selected))
+            try:
+                columns = decoded_columns(conn.execute(selected))
+            except CorruptValueError as e:  # names the run and column: and the ledger
+                raise e.in_ledger(self.target.display) from e.__cause__
             ids = columns["id"]
             if not ids:
                 return columns, {}

@@ -36,7 +36,7 @@ from greenprint._exceptions import (
 from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
 from greenprint._version import __version__
-from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION
+from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION, CorruptValueError
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
@@ -508,7 +508,10 @@ class SQLiteStore:
                 return {name: [] for name in RUN_COLUMNS}, {}
             # the values runs usually share read as NULL where they equal the first run's
             selected = conn.execute(_SELECT_RUNS_SHARING + where, [*first, *params])
-            columns = decoded_columns(selected, dict(zip(REPEATED_COLUMNS, first, strict=True)))
+            try:
+                columns = decoded_columns(selected, dict(zip(REPEATED_COLUMNS, first, strict=True)))
+            except CorruptValueError as e:  # names the run and column: and the ledger
+                raise e.in_ledger(self.target.display) from e.__cause__
             ids = columns["id"]
             if not ids:
                 return columns, {}
