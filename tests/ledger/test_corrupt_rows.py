@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from greenprint import LedgerError, MetricPoint
 from greenprint.cli import main
@@ -197,3 +199,41 @@ def test_cli_one_line_exit_2(tmp_path, capsys, args):
     reset = _check_message(err.strip(), url=path, run_id=IDS[1], column="params")
     _sql(path, reset)
     assert main([*args, "--ledger", path, *out_dir]) == 0
+
+
+_GOOD = {"json": '{"a": 1}', "bigint": "12", "float": 1.5}
+_BAD = {"json": ["{bad", "[1,", "", "nan!"], "bigint": ["lots", "1.5"], "float": ["x1"]}
+_CHECKED = [name for name, (kind, _) in FIELD_KINDS.items() if kind in _BAD]
+
+
+@given(
+    runs=st.integers(1, 12),
+    corrupt=st.lists(
+        st.tuples(st.sampled_from(_CHECKED), st.integers(0, 11), st.integers(0, 3)),
+        min_size=1,
+        max_size=5,
+    ),
+    shared=st.booleans(),
+)
+def test_decoder_names_the_first_corrupt_value(runs, corrupt, shared):
+    """Whatever is corrupt, the error names the first bad value, column by column, then run."""
+    ids = [f"run{i}" for i in range(runs)]
+    columns = {name: [None] * runs for name in FIELD_KINDS}
+    columns["id"] = ids
+    for name in _CHECKED:
+        columns[name] = [_GOOD[FIELD_KINDS[name][0]]] * runs
+    bad = set()
+    for name, row, which in corrupt:
+        row %= runs
+        choices = _BAD[FIELD_KINDS[name][0]]
+        columns[name][row] = choices[which % len(choices)]
+        bad.add((_CHECKED.index(name), row))
+    stand_for = {}
+    if shared:  # as the SQLite store reads it: a None where a run has the first run's value
+        stand_for = {name: columns[name][0] for name in ("hardware", "provenance")}
+        for name, value in stand_for.items():
+            columns[name] = [None if v == value else v for v in columns[name]]
+    with pytest.raises(CorruptValueError) as caught:
+        ColumnDecoder(stand_for).decode(columns)
+    column, row = min(bad)
+    assert (caught.value.column, caught.value.run_id) == (_CHECKED[column], ids[row])
