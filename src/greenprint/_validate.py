@@ -25,6 +25,7 @@ from greenprint._exceptions import ConfigError
 
 __all__ = [
     "FPO_MAX",
+    "INT64_MAX",
     "check_fpo",
     "describe_range",
     "finite_number",
@@ -32,6 +33,7 @@ __all__ = [
     "non_negative_int",
     "number_or_name",
     "optional_text",
+    "stored_count",
 ]
 
 
@@ -155,6 +157,29 @@ def non_negative_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
     return int(value)
+
+
+#: The largest ``dataset_size`` or ``param_count`` a run may record: the ledger stores them as
+#: 64-bit integers (the FPO, stored as text, has its own bound: :data:`FPO_MAX`).
+INT64_MAX = 2**63 - 1
+
+
+def stored_count(name: str, value: object) -> int:
+    """:func:`non_negative_int`, within 64 bits: a count the ledger can store.
+
+    Checked where the count is given (``gp.track(dataset_size=)``, ``run.set``), not when the
+    run is written, so a count too large to store is refused at once and the run is recorded.
+
+    Raises:
+        ConfigError: as :func:`non_negative_int`, or a count above :data:`INT64_MAX`.
+    """
+    count = non_negative_int(name, value)
+    if count > INT64_MAX:
+        raise ConfigError(
+            f"{name} must be at most 2**63 - 1 (the ledger stores it in 64 bits), not an "
+            f"integer of {len(str(count))} digits"
+        )
+    return count
 
 
 #: The largest FPO a run may record: the largest float (about 1.8e308). Every figure of the

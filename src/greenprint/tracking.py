@@ -68,6 +68,7 @@ from greenprint._validate import (
     mapping_of_names,
     non_negative_int,
     optional_text,
+    stored_count,
 )
 from greenprint._version import __version__
 
@@ -294,7 +295,7 @@ class Run:
         params = {} if params is None else mapping_of_names("params", params)
         dataset_size = options.get("dataset_size")
         if dataset_size is not None:
-            dataset_size = non_negative_int("dataset_size", dataset_size)
+            dataset_size = stored_count("dataset_size", dataset_size)
         _check_parent(options.get("parent"))
         role = check_role(options.get("role"))
         _check_pid(options.get("pid"))
@@ -421,7 +422,8 @@ class Run:
 
         Raises:
             ConfigError: an unknown field, ``params`` that is not a mapping with string keys, or
-                a count that is not a non-negative integer, an ``fpo`` above the largest float
+                a count that is not a non-negative integer, a ``dataset_size`` or ``param_count``
+                above 2**63 - 1 (stored in 64 bits), an ``fpo`` above the largest float
                 (about 1.8e308: ``_validate.FPO_MAX``), or an unknown ``role`` (the message
                 lists the roles); nothing is recorded then.
         """
@@ -433,8 +435,12 @@ class Run:
         params = fields.get("params")
         params = None if params is None else mapping_of_names("params", params)
         counts = {
-            key: None if fields[key] is None else non_negative_int(key, fields[key])
-            for key in ("dataset_size", "fpo", "param_count")
+            key: None if fields[key] is None else check(key, fields[key])
+            for key, check in (
+                ("dataset_size", stored_count),
+                ("fpo", non_negative_int),
+                ("param_count", stored_count),
+            )
             if key in fields
         }
         if (fpo := counts.get("fpo")) is not None:
