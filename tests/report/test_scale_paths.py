@@ -29,7 +29,12 @@ from greenprint._gc import gc_paused
 from greenprint._provenance import Provenance
 from greenprint.analysis import ProvenanceSummary, price_tag
 from greenprint.analysis._common import RunForest
-from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION, decode_columns
+from greenprint.ledger._fields import (
+    FIELD_KINDS,
+    SCHEMA_VERSION,
+    CorruptValueError,
+    decode_columns,
+)
 from greenprint.ledger._schema import SCHEMA_VERSION as SA_SCHEMA_VERSION
 from greenprint.ledger._sql import SQLStore
 from greenprint.ledger._sqlite import SQLiteStore
@@ -497,8 +502,10 @@ def test_decode_columns_converts_only_what_needs_it() -> None:
     assert out["params"][2] == {}  # a JSON value that is not an object
     assert out["hardware"] == [{}, {}, {}] and out["hardware"][0] is out["hardware"][1]
     assert out["name"][0] is out["name"][1]
-    with pytest.raises(json.JSONDecodeError):
+    # a corrupt text names its run and column (a reader adds the ledger: test_corrupt_rows)
+    with pytest.raises(CorruptValueError, match="run a has a corrupt params column") as error:
         decode_columns({**stored, "params": ['{"lr": ', "{}", "{}"]})
+    assert (error.value.run_id, error.value.column) == ("a", "params")
 
 
 def test_gc_paused_restores_the_collector_and_keeps_a_freeze() -> None:
