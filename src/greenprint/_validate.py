@@ -159,8 +159,8 @@ def non_negative_int(name: str, value: object) -> int:
     return int(value)
 
 
-#: The largest ``dataset_size`` or ``param_count`` a run may record: the ledger stores them as
-#: 64-bit integers (the FPO, stored as text, has its own bound: :data:`FPO_MAX`).
+#: The largest integer the ledger stores in an integer column (``dataset_size``, ``param_count``,
+#: ranks, a metric's step: 64 bits); the FPO, stored as text, has its own bound (:data:`FPO_MAX`).
 INT64_MAX = 2**63 - 1
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from greenprint._exceptions import ConfigError, LedgerError
 from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecord, check_role
-from greenprint._validate import check_fpo
+from greenprint._validate import INT64_MAX, check_fpo
 
 __all__ = [
     "FIELD_KINDS",
@@ -85,8 +85,6 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "node_meter": ("bool", True),
     "contained": ("bool", True),
 }
-
-_INT64_MAX = 2**63 - 1
 
 
 class CorruptValueError(LedgerError):
@@ -204,7 +202,7 @@ def encode_field(field: str, value: Any) -> Any:
         number = int(value)
         if kind == "bigint":
             return str(check_fpo(field, number))
-        if abs(number) > _INT64_MAX:
+        if abs(number) > INT64_MAX:
             raise _bad(field, "an integer within 64 bits", value)
         return number
     if kind == "bool":
@@ -439,7 +437,7 @@ def check_metric(point: MetricPoint) -> MetricPoint:
     if step is not None:
         if isinstance(step, bool) or not isinstance(step, numbers.Integral):
             raise ConfigError(f"metric {point.name!r} step must be an integer, got {step!r}")
-        if abs(int(step)) > _INT64_MAX:
+        if abs(int(step)) > INT64_MAX:
             raise ConfigError(f"metric {point.name!r} step {step} does not fit in 64 bits")
         step = int(step)
     if isinstance(point.time, bool) or not isinstance(point.time, numbers.Real):
