@@ -105,17 +105,21 @@ class TrialColumns:
 
     @classmethod
     def of(cls, inputs: FigureInputs) -> TrialColumns:
-        """Read the columns of ``inputs``' trials."""
-        runs = inputs.forest.runs
-        trials = [runs[p] for p in inputs.trials]
-        ids = [r.id for r in trials]
-        status = np.array([r.status for r in trials], dtype=object)
+        """Read the columns of ``inputs``' trials.
+
+        From the forest's columns (``RunForest.column``), which the price tag and roles have
+        read already, not from the records again.
+        """
+        forest, trials = inputs.forest, inputs.trials
+        all_ids, statuses, energies = (forest.column(n) for n in ("id", "status", "energy_kwh"))
+        ids = [all_ids[p] for p in trials]
+        status = np.array([statuses[p] for p in trials], dtype=object)
         size = len(trials)
         return cls(
-            positions=np.array(inputs.trials, dtype=np.int64),
+            positions=np.array(trials, dtype=np.int64),
             ids=ids,
             score=np.fromiter(map(inputs.scores.get, ids, repeat(math.nan)), float, size),
-            energy_kwh=np.array([r.energy_kwh for r in trials], dtype=float),
+            energy_kwh=np.array([energies[p] for p in trials], dtype=float),
             finished=np.asarray(status == "finished", dtype=bool),
             pruned=np.asarray(status == "pruned", dtype=bool),
             running=np.asarray(status == "running", dtype=bool),
