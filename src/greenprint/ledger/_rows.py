@@ -32,6 +32,7 @@ __all__ = [
     "decoded_columns",
     "rows_in_batches",
     "points_by_run",
+    "read_points",
     "score_points_by_run",
 ]
 
@@ -161,6 +162,18 @@ def points_by_run(
             found = by_run[rid] = []
         found.append(point(names.setdefault(name, name), float(value), step, at))
     return by_run
+
+
+def read_points(
+    rows: Iterable[Sequence[Any]], run_ids: Sequence[str], points: PointsRead
+) -> dict[str, list[MetricPoint]]:
+    """The points a read returns, by run id (both stores' reads end here).
+
+    :func:`points_by_run` for ``"all"``, :func:`score_points_by_run` for ``"score"``.
+    """
+    if points == "score":
+        return score_points_by_run(rows, run_ids)
+    return points_by_run(rows, run_ids)
 
 
 def score_points_by_run(

@@ -41,8 +41,7 @@ from greenprint.ledger._rows import (
     RUN_COLUMNS,
     PointsRead,
     decoded_columns,
-    points_by_run,
-    score_points_by_run,
+    read_points,
 )
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
@@ -410,10 +409,7 @@ class SQLStore:
                 query = query.where(
                     sa.or_(metrics_t.c.name.in_(list(metrics)), reserved == RESERVED_METRIC_PREFIX)
                 )
-            rows = conn.execute(query.order_by(metrics_t.c.seq))
-            if points == "score":
-                return columns, score_points_by_run(rows, ids)
-            return columns, points_by_run(rows, ids)
+            return columns, read_points(conn.execute(query.order_by(metrics_t.c.seq)), ids, points)
 
         return self.transaction(do, write=False)
 

@@ -45,9 +45,8 @@ from greenprint.ledger._rows import (
     SCAN_ALL_METRICS_SHARE,
     PointsRead,
     decoded_columns,
-    points_by_run,
+    read_points,
     rows_in_batches,
-    score_points_by_run,
 )
 from greenprint.ledger._study_cost import StudyCost, sqlite_study_cost
 from greenprint.ledger._target import Target
@@ -532,10 +531,7 @@ class SQLiteStore:
                     + " ORDER BY seq",
                     [*params, *by_name],
                 )
-            rows = rows_in_batches(selected)
-            if points == "score":
-                return columns, score_points_by_run(rows, ids)
-            return columns, points_by_run(rows, ids)
+            return columns, read_points(rows_in_batches(selected), ids, points)
 
         return self.transaction(do, write=False)
 
