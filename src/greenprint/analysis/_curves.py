@@ -9,7 +9,7 @@ lives a floor up, in :mod:`greenprint._studies`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +104,7 @@ def learning_curve(
     mode: Mode = "max",
     reduce: Reduce = "last",
     statuses: Sequence[str] | None = ("finished",),
+    scores: Mapping[str, float] | None = None,
 ) -> LearningCurve:
     """Score and cost (kWh, kg CO2-eq, FPO, s) against training-set size.
 
@@ -115,6 +116,10 @@ def learning_curve(
         mode: ``"max"`` or ``"min"`` (used by ``reduce="best"``).
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
         statuses: statuses to use (``None``: all).
+        scores: each run's score by run id, when it is not only its own logged value (a
+            report passes a run's own score, else the mean of its parts': a learning-curve run
+            whose training ran as a child run, e.g. a Lightning fit); a run not in it, or NaN
+            there, is scored by its own metric.
 
     Returns:
         The :class:`LearningCurve`.
@@ -129,7 +134,13 @@ def learning_curve(
     for run in runs:
         if keep is not None and run.status not in keep:
             continue
-        score = run_score(run, metric, mode=mode, reduce=reduce)
+        score = math.nan if scores is None else scores.get(run.id, math.nan)
+        if math.isnan(score):
+            score = run_score(run, metric, mode=mode, reduce=reduce)
+        elif math.isinf(score):
+            raise AnalysisError(
+                f"run {run.id!r} ({run.name}) has an infinite {metric!r}; scores must be finite"
+            )
         if run.dataset_size is None or run.dataset_size <= 0 or math.isnan(score):
             skipped += 1
             continue

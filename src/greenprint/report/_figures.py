@@ -552,19 +552,39 @@ def _rescale(series: Series, factor: float, old_factor: float) -> Series:
 def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
     """Score and energy against training-set size.
 
-    Uses the runs made by :func:`greenprint.analysis.run_learning_curve` (a ``fraction``
-    parameter and a dataset size) when there are any, else every trial with a dataset size.
+    Uses the runs given role ``learning-curve`` with a dataset size (each scored as a trial
+    is: its own score, else the mean of its parts', e.g. the fit it ran as a child run; its
+    energy its own, which holds its parts') when they have two sizes or more; else the runs
+    made by :func:`greenprint.analysis.run_learning_curve` (a ``fraction`` parameter and a
+    dataset size); else every run without children that has a dataset size.
     """
-    leaves = [inputs.forest.runs[p] for p in inputs.forest.leaves]
-    sized = [r for r in leaves if r.dataset_size]
-    chosen = [r for r in sized if "fraction" in r.params]
-    source = "runs with a 'fraction' parameter (run_learning_curve)"
+    forest = inputs.forest
+    given, parents = forest.column("role"), forest.parents
+    chosen = [
+        forest.runs[p]
+        for p, role in enumerate(given)
+        if role == "learning-curve"
+        and forest.runs[p].dataset_size
+        # inside a trial, a baseline... it is a part of that run (as the roles read it)
+        and (parents[p] is None or given[parents[p]] in ("sweep", "greener"))
+    ]
+    source = "runs with role 'learning-curve'"
     if len({r.dataset_size for r in chosen}) < 2:
-        chosen, source = sized, "trials with a dataset_size"
+        sized = [forest.runs[p] for p in forest.leaves if forest.runs[p].dataset_size]
+        chosen = [r for r in sized if "fraction" in r.params]
+        source = "runs with a 'fraction' parameter (run_learning_curve)"
+        if len({r.dataset_size for r in chosen}) < 2:
+            chosen, source = sized, "trials with a dataset_size"
     if len({r.dataset_size for r in chosen}) < 2:
         return None, "no learning curve: fewer than two training-set sizes among the runs"
     try:
-        curve = learning_curve(chosen, metric=inputs.metric, mode=inputs.mode, reduce=inputs.reduce)
+        curve = learning_curve(
+            chosen,
+            metric=inputs.metric,
+            mode=inputs.mode,
+            reduce=inputs.reduce,
+            scores=inputs.scores,
+        )
     except AnalysisError as e:
         if "no run carries" in str(e):
             return None, f"no learning curve: {e}"

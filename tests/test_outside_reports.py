@@ -1,0 +1,535 @@
+"""Issue 12 as an outside checker meets it: study shapes the first new-user check did not use.
+
+Each study is built the way users build one, through the real frameworks and the CLI, in a
+fresh empty directory with a clean environment (no ``GREENPRINT_*`` variable, no configuration:
+the ledger is ``./greenprint.db``), then read in all four report formats and both exports:
+
+* **worker processes and threads** (``greenprint run --role sweep -- python sweep.py``): the
+  script runs three trials in a ``ProcessPoolExecutor`` and three in a ``ThreadPoolExecutor``,
+  each trial a child run of the sweep (through the environment ``greenprint run`` sets), its
+  three folds grandchildren; one trial fails in a fold; some trials log ``accuracy`` beside
+  ``val_loss``;
+* **Ray Tune on a local Ray cluster** (``greenprint.integrations.ray``): six trials of an ASHA
+  search, each running three CV folds per iteration as child runs (``gp.track`` inside the
+  trainable), one failing, some stopped early (pruned), and a retrain outside the tuner with
+  ``role="final"``;
+* **Lightning inside a hand-written loop**: trials ``gp.track(..., role="trial")`` each holding
+  a ``Trainer.fit`` (the Lightning callback's run is the trial's part), two baselines, a
+  learning curve at four training-set sizes (``role="learning-curve"``, each holding its fit),
+  and a final retrain;
+* **a plain cross-validation loop**: top-level trials with their configuration as params and
+  their folds as children, no sweep, no role anywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _clean_env import BIN, clean_env, configured_above
+from greenprint.analysis import expected_max_performance
+
+GREENPRINT = str(BIN / "greenprint")
+
+POOL_SCRIPT = """
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+import greenprint as gp
+
+# trial -> (family, fold losses, fold accuracies or None); trial 3 fails in its second fold
+TRIALS = {
+    0: ("mlp", [0.40, 0.42, 0.44], [0.80, 0.81, 0.79]),
+    1: ("cnn", [0.30, 0.34, 0.32], None),
+    2: ("mlp", [0.50, 0.52, 0.54], [0.70, 0.71, 0.72]),
+    3: ("cnn", [0.35, None], None),
+    4: ("cnn", [0.36, 0.38, 0.40], [0.77, 0.78, 0.76]),
+    5: ("mlp", [0.33, 0.35, 0.31], None),
+}
+
+
+def trial(k):
+    family, losses, accuracies = TRIALS[k]
+    try:
+        with gp.track(f"trial-{k}", params={"model": family, "k": k}):
+            for f, loss in enumerate(losses):
+                with gp.track(f"trial-{k}-fold{f}") as fold:
+                    if loss is None:
+                        raise FloatingPointError("loss diverged")
+                    fold.log(val_loss=loss)
+                    if accuracies:
+                        fold.log(accuracy=accuracies[f])
+    except FloatingPointError:
+        pass
+
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(2) as pool:  # worker processes
+        list(pool.map(trial, [0, 1, 2]))
+    with ThreadPoolExecutor(3) as pool:  # threads of this process
+        list(pool.map(trial, [3, 4, 5]))
+"""
+
+#: The fold losses of the trials that finished (trial 3 failed: no score), and their families.
+POOL_FOLDS = {
+    0: [0.40, 0.42, 0.44],
+    1: [0.30, 0.34, 0.32],
+    2: [0.50, 0.52, 0.54],
+    4: [0.36, 0.38, 0.40],
+    5: [0.33, 0.35, 0.31],
+}
+POOL_FAMILY = {0: "mlp", 1: "cnn", 2: "mlp", 3: "cnn", 4: "cnn", 5: "mlp"}
+
+RAY_SCRIPT = """
+import json, os, shutil, tempfile, time
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+import greenprint as gp
+from greenprint.integrations.ray import GreenprintTuneCallback, trainable
+
+# x -> the loss scale: at iteration i fold f logs LOSS[x] / (i + 1) + 0.01 f and the trial
+# reports the mean of its folds; ASHA (max_t 4, grace 1, factor 2) stops the weak ones early
+LOSS = {1: 0.9, 2: 0.4, 3: 0.5, 4: 2.0, 5: 0.45, 6: 2.2}
+MODEL = {1: "mlp", 2: "cnn", 3: "mlp", 4: "cnn", 5: "mlp", 6: "cnn"}
+FAIL = 3  # fails in its second iteration, second fold
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def train(config):
+    x = config["x"]
+    for i in range(4):
+        losses = []
+        for f in range(3):
+            with gp.track(f"x{x}-it{i}-fold{f}") as fold:  # a child of the trial's run
+                busy(0.005)
+                if x == FAIL and (i, f) == (1, 1):
+                    raise ValueError(f"x={x} diverged")
+                loss = LOSS[x] / (i + 1) + 0.01 * f
+                fold.log(val_loss=loss)
+                losses.append(loss)
+        tune.report({"val_loss": sum(losses) / 3})
+
+
+if __name__ == "__main__":
+    scratch = tempfile.mkdtemp(prefix="gp-ray-")  # short: Ray's socket paths are limited
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             _temp_dir=scratch, log_to_driver=False)
+    tuner = tune.Tuner(
+        trainable(train),
+        param_space={"x": tune.grid_search(list(LOSS)),
+                     "model": tune.sample_from(lambda config: MODEL[config["x"]])},
+        tune_config=tune.TuneConfig(
+            metric="val_loss", mode="min",
+            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2)),
+        run_config=tune.RunConfig(
+            name="ray-exp", storage_path=os.path.abspath("tune"), verbose=0,
+            callbacks=[GreenprintTuneCallback()],
+            failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    results = tuner.fit()
+    best = results.get_best_result()
+    ray.shutdown()
+    shutil.rmtree(scratch, ignore_errors=True)
+    with gp.track("retrain", study="ray-exp", role="final", params=best.config) as run:
+        busy(0.02)
+        run.log(val_loss=0.1)
+    print(json.dumps([{"x": r.config["x"], "error": r.error is not None,
+                       "iterations": (r.metrics or {}).get("training_iteration")}
+                      for r in results]))
+"""
+
+LIGHTNING_SCRIPT = """
+import warnings
+import torch
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+import greenprint as gp
+from greenprint.integrations.lightning import GreenprintCallback
+
+warnings.filterwarnings("ignore")
+torch.manual_seed(0)
+X = torch.randn(256, 4)
+Y = X @ torch.tensor([[1.0], [-2.0], [0.5], [0.0]]) + 0.1 * torch.randn(256, 1)
+TRAIN, VAL = (X[:192], Y[:192]), (X[192:], Y[192:])
+
+
+class Net(pl.LightningModule):
+    def __init__(self, lr=0.1, hidden=0, fail_at=-1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = (torch.nn.Linear(4, 1) if hidden == 0 else torch.nn.Sequential(
+            torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)))
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, i):
+        if self.global_step == self.hparams.fail_at:
+            raise FloatingPointError("loss is NaN")
+        x, y = batch
+        return torch.nn.functional.mse_loss(self(x), y)
+
+    def validation_step(self, batch, i):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+def fit(name, n=192, epochs=3, **hparams):
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[GreenprintCallback(name)],  # inside a gp.track block: a child run of it
+    )
+    trainer.fit(Net(**hparams),
+                DataLoader(TensorDataset(TRAIN[0][:n], TRAIN[1][:n]), batch_size=32),
+                DataLoader(TensorDataset(*VAL), batch_size=64))
+
+
+with gp.track("predict-mean", study="reg", role="baseline") as b:
+    b.log(val_loss=float(((VAL[1] - TRAIN[1].mean()) ** 2).mean()))
+with gp.track("lstsq", study="reg", role="baseline") as b:
+    w = torch.linalg.lstsq(TRAIN[0], TRAIN[1]).solution
+    b.log(val_loss=float(((VAL[0] @ w - VAL[1]) ** 2).mean()))
+
+CONFIGS = [("linear", 0.01, 0), ("linear", 0.1, 0), ("mlp", 0.01, 8), ("mlp", 0.1, 8),
+           ("mlp", 0.5, 8)]
+for k, (family, lr, hidden) in enumerate(CONFIGS):
+    try:
+        with gp.track(f"trial-{k}", study="reg", role="trial",
+                      params={"model": family, "lr": lr, "hidden": hidden}):
+            fit(f"fit-{k}", lr=lr, hidden=hidden, fail_at=3 if k == 4 else -1)
+    except FloatingPointError:
+        pass
+
+for n in (24, 48, 96, 192):
+    with gp.track(f"lc-{n}", study="reg", role="learning-curve", dataset_size=n,
+                  params={"model": "linear", "lr": 0.1}):
+        fit(f"lc-fit-{n}", n=n, lr=0.1)
+
+with gp.track("final", study="reg", role="final", dataset_size=192,
+              params={"model": "linear", "lr": 0.1}):
+    fit("final-fit", epochs=5, lr=0.1)
+"""
+
+CV_LOOP_SCRIPT = """
+import greenprint as gp
+
+FOLDS = {0.1: [0.30, 0.32, 0.31], 0.01: [0.40, 0.41, 0.42], 0.001: [0.60, 0.62, 0.61]}
+for lr, losses in FOLDS.items():
+    with gp.track(f"lr-{lr}", study="cv", params={"lr": lr}):  # one configuration
+        for f, loss in enumerate(losses):
+            with gp.track(f"lr-{lr}-fold{f}") as fold:  # its folds
+                fold.log(val_loss=loss)
+"""
+
+
+# ------------------------------------------------------------------------------- helpers
+def run_in(
+    directory: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args),
+        cwd=directory,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _empty(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    home = tmp_path_factory.mktemp(name)
+    if configured_above(home):
+        pytest.skip(f"greenprint configuration above the temporary dir: {configured_above(home)}")
+    return home
+
+
+def _report(home: Path, *args: str) -> dict:
+    """``greenprint report`` in all four formats into ``home/rep``; the JSON, parsed."""
+    done = run_in(home, GREENPRINT, "report", "--out", "rep", *args)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return json.loads((home / "rep" / "report.json").read_text(encoding="utf-8"))
+
+
+def _text(home: Path, fmt: str) -> str:
+    name = {"html": "report.html", "md": "report.md", "latex": "report.tex"}[fmt]
+    return (home / "rep" / name).read_text(encoding="utf-8")
+
+
+def _runs(home: Path, study: str) -> dict[str, gp.RunRecord]:
+    with gp.Ledger(home / "greenprint.db", create=False) as led:
+        return {r.name: r for r in led.runs(study=study)}
+
+
+def _rows(report: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in report["runs"]}
+
+
+def _figure(report: dict, key: str) -> dict | None:
+    return next((f for f in report["figures"] if f["id"] == key), None)
+
+
+def _series(figure: dict, role: str) -> list[dict]:
+    return [s for panel in figure["panels"] for s in panel["series"] if s["role"] == role]
+
+
+def _export_csv(home: Path, study: str) -> list[dict[str, str]]:
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, "--out", "runs.csv")
+    assert done.returncode == 0, done.stderr
+    with (home / "runs.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _roots_sum_to_the_price_tag(rows: list[dict], report: dict) -> None:
+    """The root rows of an export sum to the price tag (each root the larger of what it
+    recorded and what its children add up to, as the price tag counts it)."""
+    children: dict[str, list[dict]] = {}
+    for r in rows:
+        children.setdefault(r["parent_id"] or "", []).append(r)
+
+    def nested(row: dict, key: str) -> float:
+        inner = sum(nested(c, key) for c in children.get(row["id"], ()))
+        return max(float(row[key]), inner)
+
+    total = report["price_tag"]["total"]
+    assert len(rows) == total["runs"]
+    for key in ("energy_kwh", "emissions_kg"):
+        assert sum(nested(r, key) for r in children[""]) == pytest.approx(total[key], rel=1e-9)
+
+
+# ------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def pool_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Trials in worker processes and threads under ``greenprint run --role sweep``."""
+    home = _empty(tmp_path_factory, "outside-pool")
+    (home / "sweep.py").write_text(POOL_SCRIPT, encoding="utf-8")
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "pool", "--role", "sweep",
+                  "--name", "sweep", "--", sys.executable, "sweep.py")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return home, _report(home, "--study", "pool", "--group-by", "params.model")
+
+
+@pytest.fixture(scope="module")
+def ray_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
+    """Ray Tune with ASHA, CV folds as child runs of each trial, and a final retrain."""
+    pytest.importorskip("ray.tune")
+    home = _empty(tmp_path_factory, "outside-ray")
+    # Ray's dashboard probes cloud metadata addresses unless it finds an autoscaler config in
+    # the home directory (see tests/integrations/test_ray.py): an empty one keeps it local
+    (home / "ray_bootstrap_config.yaml").write_text("{}\n", encoding="utf-8")
+    (home / "study.py").write_text(RAY_SCRIPT, encoding="utf-8")
+    env = clean_env()
+    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0")
+    done = run_in(home, sys.executable, "study.py", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tune_results = json.loads(done.stdout.splitlines()[-1])
+    return home, tune_results, _report(home, "--study", "ray-exp", "--group-by", "params.model")
+
+
+@pytest.fixture(scope="module")
+def lightning_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Lightning fits inside hand-written trials, baselines, a learning curve, a retrain."""
+    pytest.importorskip("lightning")
+    home = _empty(tmp_path_factory, "outside-lightning")
+    (home / "study.py").write_text(LIGHTNING_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, _report(home, "--study", "reg", "--group-by", "params.model")
+
+
+# ------------------------------------------------------------ processes and threads (CLI)
+def test_pool_trials_in_processes_and_threads_are_the_sweeps_trials(pool_study):
+    home, report = pool_study
+    runs = _runs(home, "pool")
+    sweep = runs["sweep"]
+    assert sweep.role == "sweep"
+    for k in range(6):  # processes and threads alike: children of the `greenprint run` run
+        assert runs[f"trial-{k}"].parent_id == sweep.id, k
+        assert runs[f"trial-{k}-fold0"].parent_id == runs[f"trial-{k}"].id, k
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 6 and tag["total"]["runs"] == len(runs) == 24
+    assert {s: v["trials"] for s, v in tag["by_status"].items() if v["trials"]} == {
+        "finished": 5,
+        "failed": 1,
+    }
+    assert tag["roles"]["counts"] == {"trial": 6, "part": 17, "sweep": 1}
+    rows = _rows(report)
+    assert (rows["sweep"]["role"], rows["sweep"]["role_inferred"]) == ("sweep", False)
+    for k, losses in POOL_FOLDS.items():
+        row = rows[f"trial-{k}"]
+        assert (row["role"], row["role_inferred"], row["score_source"]) == ("trial", True, "parts")
+        assert row["score"] == pytest.approx(math.fsum(losses) / 3, abs=1e-12)
+    assert rows["trial-3"]["score"] is None
+    # val_loss is what every fold logged; accuracy only some: ranked by the loss, minimised
+    assert (report["metric"], report["mode"]) == ("val_loss", "min")
+    assert any("also logged: accuracy" in n for n in report["notes"])
+    final = tag["final"]
+    assert final["name"] == "trial-1" and final["rule"] == "best-trial"
+    md = _text(home, "md")
+    assert "Final run trial-1 (the finished trial with the lowest val\\_loss" in md
+
+
+def test_pool_evp_per_family_from_the_fold_means(pool_study):
+    _, report = pool_study
+    scores = {k: math.fsum(v) / 3 for k, v in POOL_FOLDS.items()}
+    worst = max(scores.values())  # the failed trial counts as the study's worst
+    evp = _figure(report, "evp_trials")
+    assert evp is not None
+    (mean,) = _series(evp, "mean")
+    every = [scores.get(k, math.nan) for k in range(6)]
+    assert mean["y"] == pytest.approx(
+        expected_max_performance(every, mode="min").mean.tolist(), abs=1e-12
+    )
+    families = {s["label"]: s["y"] for p in evp["panels"] for s in p["series"]}
+    for family in ("mlp", "cnn"):
+        members = [scores.get(k, worst) for k, f in POOL_FAMILY.items() if f == family]
+        expected = expected_max_performance(members, mode="min").mean.tolist()
+        assert families[f"{family} (3)"] == pytest.approx(expected, abs=1e-12), family
+
+
+def test_pool_exports_sum_to_the_price_tag(pool_study):
+    home, report = pool_study
+    rows = _export_csv(home, "pool")
+    _roots_sum_to_the_price_tag(rows, report)
+    assert sum(r["role"] == "trial" for r in rows) == 6
+    assert {r["role"] for r in rows if "fold" in r["name"]} == {"part"}
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", "pool", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    items = {i["name"]: i for i in json.loads(done.stdout)["runs"]}
+    assert (items["trial-4"]["role"], items["trial-4"]["role_inferred"]) == ("trial", True)
+    assert items["trial-4-fold2"]["parent_id"] == items["trial-4"]["id"]
+
+
+# ------------------------------------------------------------------------------ Ray Tune
+def test_ray_trials_statuses_are_tunes_and_folds_are_parts(ray_study):
+    home, tune_results, report = ray_study
+    rows = _rows(report)
+    trials = {row["name"]: row for row in report["runs"] if row["is_trial"]}
+    assert len(trials) == 6
+    by_x: dict[int, dict] = {}
+    runs = _runs(home, "ray-exp")
+    for name, row in trials.items():
+        by_x[runs[name].params["x"]] = row
+    errored = {r["x"] for r in tune_results if r["error"]}
+    assert errored == {3} and by_x[3]["status"] == "failed"
+    # ASHA stopped early (pruned) every trial that did not reach max_t, the others finished
+    for r in tune_results:
+        if r["x"] in errored:
+            continue
+        expected = "finished" if r["iterations"] == 4 else "pruned"
+        assert by_x[r["x"]]["status"] == expected, r
+    tag = report["price_tag"]
+    counts: dict[str, int] = {}
+    for row in trials.values():
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    assert {s: v["trials"] for s, v in tag["by_status"].items() if v["trials"]} == counts
+    # every fold is a part (inferred) of its trial, whatever Tune did to the trial
+    folds = [row for name, row in rows.items() if "-fold" in name]
+    assert folds and all(r["role"] == "part" and r["role_inferred"] for r in folds)
+    assert tag["roles"]["counts"] == {"trial": 6, "part": len(folds), "final": 1, "sweep": 1}
+    final = tag["final"]
+    assert final["name"] == "retrain" and final["rule"] == "role"
+    for fmt in ("md", "html", "latex"):
+        text = _text(home, fmt).replace("&#x27;", "'")
+        assert "Final run retrain (the run with role 'final') scored val" in text, fmt
+
+
+def test_ray_evp_counts_the_failed_trial_as_the_worst_and_pareto_holds_trials(ray_study):
+    _, _, report = ray_study
+    trials = [row for row in report["runs"] if row["is_trial"]]
+    scored = [r["score"] for r in trials if r["status"] in ("finished", "pruned")]
+    every = [r["score"] if r["status"] in ("finished", "pruned") else max(scored) for r in trials]
+    evp = _figure(report, "evp_trials")
+    assert evp is not None
+    (mean,) = _series(evp, "mean")
+    reference = expected_max_performance(every, mode="min").mean.tolist()
+    assert sorted(mean["y"]) == pytest.approx(sorted(reference), abs=1e-12)
+    assert f"1 of 6 trials had no score and count as the worst ({max(scored):g})" in evp["notes"]
+    pareto = _figure(report, "pareto")
+    assert pareto is not None
+    by_id = {row["id"]: row for row in report["runs"]}
+    plotted = {i for s in pareto["panels"][0]["series"] for i in s.get("run_ids", ())}
+    assert {by_id[i]["name"] for i in plotted if not by_id[i]["is_trial"]} == {"retrain"}
+    assert sum(by_id[i]["is_trial"] for i in plotted) == 5  # not the failed one
+
+
+def test_ray_exports_sum_to_the_price_tag(ray_study):
+    home, _, report = ray_study
+    rows = _export_csv(home, "ray-exp")
+    _roots_sum_to_the_price_tag(rows, report)
+    assert {r["role"] for r in rows if r["parent_id"] == ""} == {"sweep", "final"}
+    total = report["price_tag"]["total"]
+    assert total["fpo_unknown"] == total["runs"]
+    md = _text(home, "md")
+    assert f"FPO unknown for {total['runs']} runs" in md
+    assert not re.search(r"(?<![\d.])0 FPO", md)
+
+
+# ------------------------------------------------------- Lightning inside hand-written trials
+def test_lightning_trials_baselines_and_final_read_right(lightning_study):
+    home, report = lightning_study
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {
+        "trial": 5,
+        "part": 10,
+        "baseline": 2,
+        "final": 1,
+        "learning-curve": 4,
+    }
+    assert {s: v["trials"] for s, v in tag["by_status"].items() if v["trials"]} == {
+        "finished": 4,
+        "failed": 1,
+    }
+    for k in range(4):  # each trial's score is its Lightning fit's (its one part)
+        assert rows[f"trial-{k}"]["score"] == rows[f"fit-{k}"]["score"]
+        assert rows[f"trial-{k}"]["score_source"] == "parts"
+    assert rows["fit-0"]["role"] == "part" and rows["fit-0"]["role_inferred"]
+    final = tag["final"]
+    assert final["name"] == "final" and final["score"] == rows["final-fit"]["score"]
+    for key in ("evp_trials", "evp_energy", "pareto"):
+        figure = _figure(report, key)
+        assert figure is not None
+        labels = sorted(s["label"] for s in _series(figure, "baseline"))
+        assert [label.split(" (")[0] for label in labels] == [
+            "baseline lstsq",
+            "baseline predict-mean",
+        ], key
+    md = _text(home, "md")
+    assert "| predict-mean (baseline) |" in md and "| lstsq (baseline) |" in md
+    tex = _text(home, "latex")
+    assert "predict-mean $\\dagger$" in tex and "final $\\star$" in tex
+
+
+def test_lightning_learning_curve_is_drawn_from_the_learning_curve_runs(lightning_study):
+    """Four runs given role 'learning-curve' at four sizes, each scored by its fit (a part)."""
+    home, report = lightning_study
+    rows = _rows(report)
+    figure = _figure(report, "learning_curve")
+    assert figure is not None, [n for n in report["notes"] if "learning curve" in n]
+    (mean,) = _series(figure, "mean")
+    sizes = [24, 48, 96, 192]
+    assert mean["x"] == [float(n) for n in sizes]
+    assert mean["y"] == pytest.approx([rows[f"lc-fit-{n}"]["score"] for n in sizes])
+    (energy,) = _series(figure, "energy")
+    kwh = [rows[f"lc-{n}"]["energy_kwh"] for n in sizes]  # the learning-curve run's cost
+    assert energy["y"] == pytest.approx([e / kwh[0] * energy["y"][0] for e in kwh])
+    assert "from 4 runs with role 'learning-curve'" in figure["caption"]
+    assert not any(n.startswith("no learning curve") for n in report["notes"])
+    assert "Learning curve" in _text(home, "md")
