@@ -8,7 +8,11 @@ or inferred here, at read time, from the nesting of runs within the set:
 
 * a run whose parent is not in the set (a *root*) is a ``trial``, except that a root with
   children that logged no score, or whose children were given role ``trial`` (an integration's
-  trials inside ``gp.track("study")``), is a ``sweep``;
+  trials inside ``gp.track("study")``), is a ``sweep``; a root with params that each child
+  lacks or shares with the same values (a plain cross-validation loop,
+  ``gp.track("lr-0.1", params={"lr": 0.1})`` around its folds, or a trial around the
+  Lightning fit of its hyper-parameters) is a ``trial`` all the same, unless its children were
+  given role ``trial``;
 * a child of a ``sweep`` is a ``trial``;
 * any other child (of a trial, a part, a baseline, the final run or a learning-curve run) is a
   ``part``: a fold, a worker or a sub-step, whose cost is inside its parent's (or, for a node or
@@ -83,8 +87,25 @@ _CONTAINERS = ("sweep", "greener")
 _INFERENCE_RULES = (
     "a top-level run is a trial; runs inside a trial are its parts; a top-level run with child "
     "runs and no score (or with children given role 'trial') is a sweep, whose children are "
-    "trials"
+    "trials, unless it has params that its children lack or share (its folds or its fit)"
 )
+
+
+def _runs_its_params(run: RunRecord, kids: Sequence[RunRecord]) -> bool:
+    """Whether ``run``'s children run its own configuration (its folds or its fit): a trial.
+
+    ``run`` has params, and each child has none, or shares some of them with the same values
+    (a framework's run of the trial's hyper-parameters, e.g. a Lightning fit). A sweep's
+    trials each bring a configuration of their own: params it has not, or other values.
+    """
+    params = run.params
+    if not params:
+        return False
+    for kid in kids:
+        shared = params.keys() & kid.params.keys()
+        if kid.params and (not shared or any(params[k] != kid.params[k] for k in shared)):
+            return False
+    return True
 
 
 def _has_score(run: RunRecord, metric: str | None) -> bool:
@@ -270,7 +291,8 @@ def resolve_roles(
             # no score of its own, or children tracked as trials (an integration's, e.g. Optuna
             # trials inside gp.track("study") that logs the best score): a container
             is_sweep = bool(kids) and (
-                not _has_score(run, metric) or any(items[c].role == "trial" for c in kids)
+                any(items[c].role == "trial" for c in kids)
+                or not (_has_score(run, metric) or _runs_its_params(run, [items[c] for c in kids]))
             )
             role[pos] = "sweep" if is_sweep else "trial"
         elif role[parent] == "sweep" and not forest.virtual[pos]:
