@@ -566,7 +566,7 @@ def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | No
         if role == "learning-curve"
         and forest.runs[p].dataset_size
         # inside a trial, a baseline... it is a part of that run (as the roles read it)
-        and (parents[p] is None or given[parents[p]] in ("sweep", "greener"))
+        and ((parent := parents[p]) is None or given[parent] in ("sweep", "greener"))
     ]
     source = "runs with role 'learning-curve'"
     if len({r.dataset_size for r in chosen}) < 2:
