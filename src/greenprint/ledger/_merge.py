@@ -52,6 +52,7 @@ from greenprint.ledger._fields import (
     encode_field,
 )
 from greenprint.ledger._merge_summary import MergeSummary
+from greenprint.ledger._schema import metric_marks as marks_t
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
@@ -323,6 +324,8 @@ def _insert(conn: Connection, runs: Sequence[_Run]) -> tuple[int, int]:
 def _delete(conn: Connection, ids: Sequence[str]) -> None:
     for i in range(0, len(ids), _CHUNK):
         chunk = list(ids[i : i + _CHUNK])
+        # the marks first: the points' deletions then compute no marks again (_marks)
+        conn.execute(marks_t.delete().where(marks_t.c.run_id.in_(chunk)))
         conn.execute(metrics_t.delete().where(metrics_t.c.run_id.in_(chunk)))
         conn.execute(samples_t.delete().where(samples_t.c.run_id.in_(chunk)))
         conn.execute(runs_t.delete().where(runs_t.c.id.in_(chunk)))

@@ -9,6 +9,10 @@ Schema history:
     * **4**: distributed jobs: ``runs.job_id``, ``runs.node_rank``, ``runs.local_rank``,
       ``runs.node_meter`` and ``runs.contained`` (NULL for older runs: no job, and a child's
       measurement read as inside its parent's, as before).
+    * **5**: the ``metric_marks`` table and the triggers on ``metrics`` that keep it
+      (:mod:`greenprint.ledger._marks`): where each run's metric holds its first, first valid,
+      largest, smallest and last value, so that a report does not scan every point. Migrated
+      ledgers get the marks of the points they hold.
 
 A migration is a function of an open connection, run inside the transaction that also records the
 new version, so a failed migration leaves the ledger as it was. Migrations define the tables they
@@ -29,6 +33,12 @@ from sqlalchemy.engine import Connection, Dialect
 
 from greenprint._version import __version__
 from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION
+from greenprint.ledger._marks import (
+    POSTGRESQL_FILL,
+    POSTGRESQL_STATEMENTS,
+    SQLITE_FILL,
+    SQLITE_TRIGGERS,
+)
 
 __all__ = [
     "DecimalText",
@@ -37,6 +47,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "create_current",
     "metadata",
+    "metric_marks",
     "metrics",
     "migrate",
     "record_version",
@@ -138,6 +149,20 @@ metrics = sa.Table(
     sa.Index("ix_metrics_run_id", "run_id"),
 )
 
+metric_marks = sa.Table(
+    "metric_marks",
+    metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("first_seq", sa.BigInteger, nullable=False),
+    sa.Column("valid_seq", sa.BigInteger, nullable=True),
+    sa.Column("high_seq", sa.BigInteger, nullable=True),
+    sa.Column("high", sa.Double, nullable=True),
+    sa.Column("low_seq", sa.BigInteger, nullable=True),
+    sa.Column("low", sa.Double, nullable=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+)
+
 samples = sa.Table(
     "samples",
     metadata,
@@ -163,9 +188,19 @@ def record_version(conn: Connection, version: int) -> None:
 
 
 def create_current(conn: Connection) -> None:
-    """Create every table of the current schema and record its version."""
+    """Create every table (and trigger) of the current schema and record its version."""
     metadata.create_all(conn)
+    _create_mark_triggers(conn)
     record_version(conn, SCHEMA_VERSION)
+
+
+def _create_mark_triggers(conn: Connection) -> None:
+    """The triggers that keep ``metric_marks`` (:mod:`greenprint.ledger._marks`)."""
+    name = conn.dialect.name
+    if name not in ("sqlite", "postgresql"):  # pragma: no cover - the two stores greenprint has
+        raise NotImplementedError(f"metric marks on {name}")
+    for statement in SQLITE_TRIGGERS if name == "sqlite" else POSTGRESQL_STATEMENTS:
+        conn.exec_driver_sql(statement)
 
 
 # ---------------------------------------------------------------------------------- migrations
@@ -220,8 +255,28 @@ def _v3_to_v4(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
 
+def _v4_to_v5(conn: Connection) -> None:
+    """v5 adds ``metric_marks``, filled from the points held, and the triggers that keep it."""
+    frozen = sa.MetaData()
+    sa.Table(
+        "metric_marks",
+        frozen,
+        sa.Column("run_id", sa.Text, primary_key=True),
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("first_seq", sa.BigInteger, nullable=False),
+        sa.Column("valid_seq", sa.BigInteger, nullable=True),
+        sa.Column("high_seq", sa.BigInteger, nullable=True),
+        sa.Column("high", sa.Double, nullable=True),
+        sa.Column("low_seq", sa.BigInteger, nullable=True),
+        sa.Column("low", sa.Double, nullable=True),
+        sa.Column("last_seq", sa.BigInteger, nullable=False),
+    ).create(conn)
+    conn.exec_driver_sql(SQLITE_FILL if conn.dialect.name == "sqlite" else POSTGRESQL_FILL)
+    _create_mark_triggers(conn)
+
+
 # MIGRATIONS[i] takes a ledger from version i + 1 to version i + 2.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
 
 
 def migrate(conn: Connection, from_version: int) -> int:

@@ -36,6 +36,7 @@ from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger import _schema
 from greenprint.ledger._fields import CorruptValueError
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
+from greenprint.ledger._marks import MARK_COLUMNS, MARKS_WORTH_READING
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
     RUN_COLUMNS,
@@ -43,6 +44,7 @@ from greenprint.ledger._rows import (
     decoded_columns,
     read_points,
 )
+from greenprint.ledger._schema import metric_marks as marks_t
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
@@ -399,6 +401,9 @@ class SQLStore:
             ids = columns["id"]
             if not ids:
                 return columns, {}
+            if points == "score" and _marks_worth_reading(conn):
+                query = _marked_points(conditions, metrics)
+                return columns, read_points(conn.execute(query), ids, points)
             query = sa.select(*(metrics_t.c[name] for name in METRIC_COLUMNS))
             if conditions:
                 query = query.where(
@@ -454,3 +459,27 @@ class SQLStore:
             ]
 
         return self.transaction(do, write=False)
+
+
+def _marks_worth_reading(conn: Connection) -> bool:
+    """Whether the ledger's points are many per mark (see ``_marks.MARKS_WORTH_READING``)."""
+    points = conn.execute(sa.select(sa.func.max(metrics_t.c.seq))).scalar()
+    marks = conn.execute(sa.select(sa.func.count()).select_from(marks_t)).scalar()
+    return bool(points and marks and points >= MARKS_WORTH_READING * marks)
+
+
+def _marked_points(conditions: Sequence[Any], metrics: Sequence[str] | None) -> sa.Select[Any]:
+    """The points a report reads, through the marks (``_marks.marked_points_sql``'s query)."""
+    k, m = marks_t.alias("k"), metrics_t.alias("m")
+    columns = (m.c.seq, *(m.c[name] for name in METRIC_COLUMNS))
+    reserved = sa.func.substr(k.c.name, 1, len(RESERVED_METRIC_PREFIX)) == RESERVED_METRIC_PREFIX
+    runs = [k.c.run_id.in_(sa.select(runs_t.c.id).where(*conditions))] if conditions else []
+    named = [k.c.name.in_(list(metrics))] if metrics is not None else []
+    marked = m.c.seq.in_([k.c[c] for c in MARK_COLUMNS if c.endswith("_seq")])
+    kept = sa.union_all(
+        sa.select(*columns).select_from(k.join(m, marked)).where(*runs, *named, ~reserved),
+        sa.select(*columns)
+        .select_from(k.join(m, sa.and_(m.c.run_id == k.c.run_id, m.c.name == k.c.name)))
+        .where(*runs, reserved),
+    ).subquery("kept")
+    return sa.select(*(kept.c[name] for name in METRIC_COLUMNS)).order_by(kept.c.seq)

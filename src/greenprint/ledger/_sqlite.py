@@ -38,6 +38,7 @@ from greenprint._records import MetricPoint, PowerSample
 from greenprint._version import __version__
 from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION, CorruptValueError
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
+from greenprint.ledger._marks import MARKS_WORTH_READING, SQLITE_TRIGGERS, marked_points_sql
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
     REPEATED_COLUMNS,
@@ -95,6 +96,9 @@ CREATE_STATEMENTS: tuple[str, ...] = (
     "\n\tintensity_g_per_kwh DOUBLE, \n\tPRIMARY KEY (seq), \n\tFOREIGN KEY(run_id) REFERENCES "
     "runs (id)\n)",
     "CREATE INDEX ix_samples_run_id ON samples (run_id)",
+    "CREATE TABLE metric_marks (\n\trun_id TEXT NOT NULL, \n\tname TEXT NOT NULL, \n\tfirst_seq "
+    "BIGINT NOT NULL, \n\tvalid_seq BIGINT, \n\thigh_seq BIGINT, \n\thigh DOUBLE, \n\tlow_seq "
+    "BIGINT, \n\tlow DOUBLE, \n\tlast_seq BIGINT NOT NULL, \n\tPRIMARY KEY (run_id, name)\n)",
 )
 
 # Columns of type NonFiniteFloat: NaN is bound as the text 'NaN' and every value read as float.
@@ -354,7 +358,7 @@ class SQLiteStore:
         """Create the schema unless someone did meanwhile; the layout now (as ``_inspect``)."""
         tables, version = self._inspect(conn)
         if not tables:  # nobody created it while we waited for the lock
-            for statement in CREATE_STATEMENTS:
+            for statement in (*CREATE_STATEMENTS, *SQLITE_TRIGGERS):
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_version (version, applied_at, greenprint_version) "
@@ -514,11 +518,23 @@ class SQLiteStore:
             ids = columns["id"]
             if not ids:
                 return columns, {}
+            every_run = not where or len(ids) >= SCAN_ALL_METRICS_SHARE * _count_runs(conn)
+            if points == "score" and _marks_worth_reading(conn):
+                runs, names = "1 = 1", "1 = 1"
+                by_run: list[Any] = []
+                if not every_run:
+                    runs, by_run = f"k.run_id IN (SELECT id FROM runs{where})", params
+                if metrics is not None:
+                    names = f"k.name IN ({', '.join('?' * len(metrics))})"
+                selected = conn.execute(
+                    marked_points_sql(runs, names), [*by_run, *(metrics or ()), *by_run]
+                )
+                return columns, read_points(rows_in_batches(selected), ids, points)
             named, by_name = "", []
             if metrics is not None:  # the names, and greenprint's reserved ones (their prefix)
                 named = f"(name IN ({', '.join('?' * len(metrics))}) OR substr(name, 1, ?) = ?)"
                 by_name = [*metrics, len(RESERVED_METRIC_PREFIX), RESERVED_METRIC_PREFIX]
-            if not where or len(ids) >= SCAN_ALL_METRICS_SHARE * _count_runs(conn):
+            if every_run:
                 selected = conn.execute(
                     _SELECT_METRICS + (f" WHERE {named}" if named else "") + " ORDER BY seq",
                     by_name,
@@ -575,6 +591,18 @@ class SQLiteStore:
             ]
 
         return self.transaction(do, write=False)
+
+
+def _marks_worth_reading(conn: sqlite3.Connection) -> bool:
+    """Whether the ledger's points are many per mark (see ``_marks.MARKS_WORTH_READING``).
+
+    Both counts from the tables' largest row ids (no scan): rows deleted since leave them
+    high, which at worst reads every point, as before schema 5.
+    """
+    points, marks = conn.execute(
+        "SELECT (SELECT max(seq) FROM metrics), (SELECT max(rowid) FROM metric_marks)"
+    ).fetchone()
+    return bool(points and marks and points >= MARKS_WORTH_READING * marks)
 
 
 def _count_runs(conn: sqlite3.Connection) -> int:

@@ -1,0 +1,347 @@
+"""``metric_marks``: the database keeps, for each run's metric, where its report values are.
+
+The marks (first point, first not NaN, first largest and smallest finite value, last point:
+``ledger._marks``) are kept by triggers on ``metrics``. Proved against a brute-force reading of
+the ``metrics`` table after random inserts in flush batches, deletions and updates (hypothesis,
+on SQLite and on a real PostgreSQL), after concurrent writers, a migration from an older schema
+and a merge; and a report's read through the marks equals its read of every point.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import greenprint as gp
+from greenprint._prediction import metric_name
+from greenprint.ledger._marks import MARK_COLUMNS, SQLITE_TRIGGERS
+from greenprint.ledger._rows import score_points_by_run
+from greenprint.ledger._sqlite import CREATE_STATEMENTS
+
+T0 = 1_700_000_000.0
+PREDICTED = metric_name("predicted_energy_kwh")
+
+
+def brute_marks(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """The marks of ``(seq, run_id, name, value)`` rows, read the way the reader reads values.
+
+    Returns:
+        ``(run_id, name)`` -> ``(first_seq, valid_seq, high_seq, high, low_seq, low, last_seq)``.
+    """
+    out: dict[tuple[str, str], list[Any]] = {}
+    for seq, run_id, name, stored in sorted(rows):
+        value = float(stored)  # SQLite's text 'NaN' included
+        marks = out.get((run_id, name))
+        if marks is None:
+            marks = out[(run_id, name)] = [seq, None, None, None, None, None, seq]
+        marks[6] = seq
+        if value != value:
+            continue
+        if marks[1] is None:
+            marks[1] = seq
+        if math.isfinite(value):
+            if marks[3] is None or value > marks[3]:
+                marks[2], marks[3] = seq, value
+            if marks[5] is None or value < marks[5]:
+                marks[4], marks[5] = seq, value
+    return {key: tuple(marks) for key, marks in out.items()}
+
+
+def stored_marks(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """``metric_marks`` rows (``run_id, name, *MARK_COLUMNS``) keyed as :func:`brute_marks`."""
+    return {
+        (r[0], r[1]): tuple(
+            None if v is None else float(v) if i in (3, 5) else int(v) for i, v in enumerate(r[2:])
+        )
+        for r in rows
+    }
+
+
+def _same(stored: dict[Any, tuple[Any, ...]], brute: dict[Any, tuple[Any, ...]]) -> None:
+    assert stored.keys() == brute.keys()
+    for key, marks in brute.items():
+        got = stored[key]
+        # the seqs exactly; the values as the floats they are (0.0 equals -0.0)
+        assert got[:3] + got[4:5] + got[6:] == marks[:3] + marks[4:5] + marks[6:], key
+        assert got[3] == marks[3] and got[5] == marks[5], key
+
+
+# ------------------------------------------------------------------------------ operations
+_value = st.one_of(
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 0.5, 0.5, 1.0, -2.0, 1e308]),
+    st.floats(-3, 3),
+)
+_point = st.tuples(st.sampled_from(["r1", "r2"]), st.sampled_from(["acc", "loss"]), _value)
+_operation = st.one_of(
+    st.tuples(st.just("insert"), st.lists(_point, min_size=1, max_size=8)),
+    st.tuples(st.just("delete"), st.integers(0, 40)),
+    st.tuples(st.just("update"), st.integers(0, 40), _point),
+)
+_operations = st.lists(_operation, min_size=1, max_size=25)
+
+
+def _apply_sqlite(conn: sqlite3.Connection, operations: list[Any]) -> None:
+    for operation in operations:
+        kind = operation[0]
+        if kind == "insert":  # one flush: a transaction of several rows
+            conn.executemany(
+                "INSERT INTO metrics (run_id, name, step, value, time) VALUES (?, ?, 0, ?, 0)",
+                [(r, n, "NaN" if v != v else v) for r, n, v in operation[1]],
+            )
+        else:
+            seqs = [s for (s,) in conn.execute("SELECT seq FROM metrics ORDER BY seq")]
+            if not seqs:
+                continue
+            seq = seqs[operation[1] % len(seqs)]
+            if kind == "delete":
+                conn.execute("DELETE FROM metrics WHERE seq = ?", (seq,))
+            else:
+                r, n, v = operation[2]
+                conn.execute(
+                    "UPDATE metrics SET run_id = ?, name = ?, value = ? WHERE seq = ?",
+                    (r, n, "NaN" if v != v else v, seq),
+                )
+        conn.commit()
+
+
+@settings(max_examples=300, deadline=None)
+@given(_operations)
+def test_sqlite_triggers_keep_the_marks_of_every_point(operations: list[Any]) -> None:
+    conn = sqlite3.connect(":memory:")
+    for statement in (*CREATE_STATEMENTS, *SQLITE_TRIGGERS):
+        conn.execute(statement)
+    _apply_sqlite(conn, operations)
+    brute = brute_marks(conn.execute("SELECT seq, run_id, name, value FROM metrics"))
+    _same(stored_marks(conn.execute("SELECT * FROM metric_marks")), brute)
+
+
+def _two_runs(url: str) -> None:
+    with gp.Ledger(url) as led:
+        for run_id in ("r1", "r2"):
+            led.start_run(gp.RunRecord(id=run_id, name=run_id, study="s", status="finished"))
+
+
+@pytest.mark.postgres
+def test_postgresql_trigger_keeps_the_marks_of_every_point(pg_server: Any) -> None:
+    import sqlalchemy as sa
+
+    url = pg_server.new_database()
+    _two_runs(url)
+    engine = sa.create_engine(url)
+    insert = sa.text(
+        "INSERT INTO metrics (run_id, name, step, value, time) VALUES (:r, :n, 0, :v, 0)"
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_operations)
+    def check(operations: list[Any]) -> None:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM metrics"))
+            assert conn.execute(sa.text("SELECT count(*) FROM metric_marks")).scalar() == 0
+        for operation in operations:
+            with engine.begin() as conn:  # one transaction each, as a flush
+                if operation[0] == "insert":
+                    conn.execute(insert, [{"r": r, "n": n, "v": v} for r, n, v in operation[1]])
+                    continue
+                seqs = list(conn.execute(sa.text("SELECT seq FROM metrics ORDER BY seq")).scalars())
+                if not seqs:
+                    continue
+                seq = seqs[operation[1] % len(seqs)]
+                if operation[0] == "delete":
+                    conn.execute(sa.text("DELETE FROM metrics WHERE seq = :s"), {"s": seq})
+                else:
+                    r, n, v = operation[2]
+                    conn.execute(
+                        sa.text(
+                            "UPDATE metrics SET run_id = :r, name = :n, value = :v WHERE seq = :s"
+                        ),
+                        {"r": r, "n": n, "v": v, "s": seq},
+                    )
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT seq, run_id, name, value FROM metrics")).all()
+            stored = conn.execute(sa.text("SELECT * FROM metric_marks")).all()
+        _same(stored_marks(stored), brute_marks(rows))
+
+    try:
+        check()
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_writers_leave_the_marks_of_every_point(ledger_url: str) -> None:
+    """Four threads flush points of the same runs at once (commit order is not seq order on
+    PostgreSQL: every mark is a minimum or maximum over (value, seq), so it does not matter)."""
+    _two_runs(ledger_url)
+
+    def write(worker: int) -> None:
+        with gp.Ledger(ledger_url, create=False) as led:
+            for k in range(30):
+                value = math.nan if k % 7 == 0 else math.sin(worker * 31 + k)
+                led.flush(
+                    ("r1", "r2")[k % 2],
+                    metrics=[
+                        gp.MetricPoint("loss", value, k, T0 + k),
+                        gp.MetricPoint("acc", float(k % 5), k, T0 + k),
+                    ],
+                )
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rows, marks = _tables(ledger_url)
+    assert len(rows) == 4 * 30 * 2
+    _same(stored_marks(marks), brute_marks(rows))
+
+
+def _tables(url: str) -> tuple[list[Any], list[Any]]:
+    """The ``(seq, run_id, name, value)`` rows of ``metrics`` and every ``metric_marks`` row."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url if "://" in url else f"sqlite:///{url}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT seq, run_id, name, value FROM metrics")).all()
+            marks = conn.execute(
+                sa.text(f"SELECT run_id, name, {', '.join(MARK_COLUMNS)} FROM metric_marks")
+            ).all()
+    finally:
+        engine.dispose()
+    return [tuple(r) for r in rows], [tuple(r) for r in marks]
+
+
+@pytest.fixture
+def v3_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
+    """The committed version-3 fixture: a copy of its file, or the same rows on PostgreSQL."""
+    import shutil
+
+    import sqlalchemy as sa
+
+    from .fixtures.make_v3 import V3_PATH, load_v3
+
+    if backend == "sqlite":
+        copy = tmp_path / "v3.db"
+        shutil.copyfile(V3_PATH, copy)
+        return str(copy)
+    engine = sa.create_engine(ledger_url)
+    with engine.begin() as conn:
+        load_v3(conn)
+    engine.dispose()
+    return ledger_url
+
+
+def test_a_migrated_ledger_has_the_marks_of_its_points(v3_url: str) -> None:
+    """The v3 fixture (schema 3, with NaN among its points) migrated to schema 5."""
+    url = v3_url
+    with gp.Ledger(url) as led:
+        assert led.schema_version == 5
+        runs = led.runs()
+    rows, marks = _tables(url)
+    assert rows and len(marks) == len({(r[1], r[2]) for r in rows})
+    _same(stored_marks(marks), brute_marks(rows))
+    assert sum(len(r.metrics) for r in runs) == len(rows)
+
+
+def test_a_merge_keeps_the_marks_of_the_runs_it_replaces(tmp_path: Path) -> None:
+    """A node's ledger copied while its run was running, merged again once it finished: the
+    newer run replaces the older (its points deleted and written again)."""
+    node, target = tmp_path / "node.db", tmp_path / "all.db"
+    record = gp.RunRecord(
+        id="run-on-node", name="n", study="s", status="running", started_at=T0, heartbeat_at=T0
+    )
+    with gp.Ledger(node) as led:
+        led.start_run(record)
+        led.flush(record.id, metrics=[gp.MetricPoint("loss", 3.0 - k, k, T0 + k) for k in range(3)])
+    with gp.Ledger(target) as led:
+        led.merge(node)
+    with gp.Ledger(node) as led:
+        led.flush(
+            record.id,
+            fields={"status": "finished", "ended_at": T0 + 99},
+            metrics=[
+                gp.MetricPoint("loss", v, 3 + k, T0 + 3 + k)
+                for k, v in enumerate([math.nan, -5.0, 7.0, -5.0])
+            ],
+        )
+    with gp.Ledger(target) as led:
+        summary = led.merge(node)
+        assert summary.updated == 1
+        assert led.run(record.id).metric("loss", mode="min") == -5.0
+    rows, marks = _tables(str(target))
+    assert len(rows) == 7
+    _same(stored_marks(marks), brute_marks(rows))
+
+
+def test_a_report_read_through_the_marks_equals_the_read_of_every_point(
+    ledger_url: str,
+) -> None:
+    """Runs of long series (the read goes through the marks) and of single points; reserved
+    metrics whole, a metric given by name, a study among others."""
+    with gp.Ledger(ledger_url) as led:
+        for k in range(12):
+            run = gp.RunRecord(
+                id=f"run-{k:02d}",
+                name=f"t{k}",
+                study="s" if k < 10 else "other",
+                status="finished",
+                started_at=T0 + k,
+            )
+            led.start_run(run)
+            points = [
+                gp.MetricPoint("loss", (math.nan if s == 3 else 1.0 / (s + 1 + k % 3)), s, T0 + s)
+                for s in range(25 if k % 4 else 1)
+            ]
+            points += [gp.MetricPoint("acc", 0.5 + 0.01 * (k % 5), 99, T0 + 99)]
+            if k % 5 == 0:
+                points += [gp.MetricPoint(PREDICTED, 0.1 * s, s, T0 + s) for s in range(4)]
+            led.flush(run.id, metrics=points)
+        store = led._store
+        with_marks = marks_read(store)
+        assert with_marks  # 25 points per (run, loss): the read takes the marks
+        every = {r.id: r for r in led.runs()}
+        for metrics in (None, ("acc",), ("loss",)):
+            read = led._read(study="s", points="score", metrics=metrics)
+            assert [r.id for r in read] == [r.id for r in every.values() if r.study == "s"]
+            for got in read:
+                full = every[got.id]
+                rows = [
+                    (full.id, p.name, p.value, p.step, p.time)
+                    for p in full.metrics
+                    if metrics is None or p.name in metrics or p.name == PREDICTED
+                ]
+                kept = score_points_by_run(rows, [full.id]).get(full.id, [])
+                marked = [p for p in kept if p.name != PREDICTED]
+                # the marks of every point: score_points_by_run of them, less what it keeps
+                # whole in short runs
+                assert [repr(p) for p in got.metrics if p.name == PREDICTED] == [
+                    repr(p) for p in kept if p.name == PREDICTED
+                ]
+                for name in {p.name for p in marked}:
+                    for mode in ("last", "max", "min"):
+                        assert repr(got.metric(name, mode=mode)) == repr(
+                            full.metric(name, mode=mode)
+                        )
+                assert list(got.metric_names) == list(
+                    n
+                    for n in full.metric_names
+                    if metrics is None or n in metrics or n == PREDICTED
+                )
+                assert {repr(p) for p in got.metrics} <= {repr(p) for p in full.metrics}
+
+
+def marks_read(store: Any) -> bool:
+    """Whether the store's score read goes through the marks."""
+    from greenprint.ledger import _sql, _sqlite
+
+    if isinstance(store, _sqlite.SQLiteStore):
+        return bool(store.transaction(_sqlite._marks_worth_reading, write=False))
+    return bool(store.transaction(_sql._marks_worth_reading, write=False))
