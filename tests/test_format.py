@@ -28,6 +28,8 @@ def test_emissions_fpo_duration():
     assert format_fpo(12) == "12 FPO"
     assert format_duration(3.14) == "3.1 s"
     assert format_duration(0.0084) == "0.0084 s"  # milliseconds never read as "0.0 s"
+    assert format_duration(0.051) == "0.051 s"  # nor 51 ms as "0.1 s"
+    assert format_duration(0.16) == "0.16 s"
     assert format_duration(0.0) == "0.0 s"
     assert format_duration(3725) == "1h 2m 5s"
     assert format_duration(125) == "2m 5s"

@@ -46,12 +46,12 @@ def format_fpo(fpo: float) -> str:
 def format_duration(seconds: float) -> str:
     """``3725`` -> ``"1h 2m 5s"``; short durations in seconds with one decimal.
 
-    Under 0.05 s, two significant digits (``0.0084`` -> ``"0.0084 s"``): a run of milliseconds
-    never reads as ``"0.0 s"``.
+    Under 1 s, two significant digits (``0.0084`` -> ``"0.0084 s"``, ``0.051`` -> ``"0.051 s"``):
+    a run of milliseconds never reads as ``"0.0 s"``, nor one of 51 ms as ``"0.1 s"``.
     """
     if seconds is None or not math.isfinite(seconds):
         return "n/a"
-    if 0 < seconds < 0.05:
+    if 0 < seconds < 1:
         return f"{seconds:.2g} s"
     if seconds < 60:
         return f"{seconds:.1f} s"
