@@ -11,8 +11,10 @@ ledger file on disk (open read-only, read every run, analyse, render, write the 
 (as ``greenprint report`` does: imports included), reports wall and CPU seconds and the
 process's peak RSS, and the median of ``--repeat`` runs is shown. The largest size is then
 measured again with each run logging a loss and a learning rate at each of 20 steps (43 points
-a run, as a training logged step by step), and the SQLite driver's own fetch of the same rows
-is shown as the floor of any Python reader.
+a run, as a training logged step by step), and 1,000 runs logging them at each of 2,000 steps (a
+long training: 4 million points); the SQLite driver's own fetch of every run and point is shown
+as the floor of any Python reader of them all (a report reads fewer: of each metric of a run,
+the five points its ``metric_marks`` row locates).
 
 Peers (there is no tool that writes a study's price-tag report; these are the floors a report
 is compared with): a raw JSON dump of the same runs (``Ledger.runs`` + ``json.dumps``, what
@@ -247,11 +249,14 @@ def scale(sizes: list[int], repeat: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="gp-bench-series-"))
     ledger = work / "ledger.db"
     make_ledger(ledger, size, series=SERIES)
-    measured = {
-        what: probe(what, ledger, work / "out", repeat)
-        for what in ("floor", "read", "json", "json-chosen")
-    }
+    measured = {what: probe(what, ledger, work / "out", repeat) for what in PER_STUDY}
     _print_rows(f"{size + 12:,}, {2 * SERIES + 3} points a run", measured, steps, {})
+    # a long training: few runs, thousands of steps each (the report reads the marks)
+    work = Path(tempfile.mkdtemp(prefix="gp-bench-long-"))
+    ledger = work / "ledger.db"
+    make_ledger(ledger, LONG_TRIALS, series=LONG_STEPS)
+    measured = {what: probe(what, ledger, work / "out", repeat) for what in PER_STUDY}
+    _print_rows(f"{LONG_TRIALS + 12:,}, {2 * LONG_STEPS + 3} points a run", measured, steps, {})
     print(f"# load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
@@ -276,6 +281,11 @@ def _print_rows(
 
 #: Steps of ``loss`` and ``lr`` logged by each run of the long-series ledger (``--scale``).
 SERIES = 20
+#: The long training of ``--scale``: this many runs, each logging ``loss`` and ``lr`` at each
+#: of this many steps (4 million points).
+LONG_TRIALS, LONG_STEPS = 1_000, 2_000
+#: What ``--scale`` measures on the long-series ledgers.
+PER_STUDY = ("floor", "read", "json", "json-chosen")
 
 
 def main() -> None:
