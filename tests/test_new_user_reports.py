@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,27 @@ def _rows(report: dict) -> dict[str, dict]:
     return {row["name"]: row for row in report["runs"]}
 
 
+def _fpo_unknown_runs(runs: Iterable[gp.RunRecord]) -> set[str]:
+    """The names of the runs whose FPO is unknown, by the rule, from first principles.
+
+    A run is unknown when it counted no FPO, has no child (a run with children that counted
+    none is counted as them) and no run above it counted its own (which contains it). These
+    studies run on one host: every child is inside its parent.
+    """
+    by_id = {r.id: r for r in runs}
+    parents = {r.parent_id for r in by_id.values()}
+
+    def counted_above(run: gp.RunRecord) -> bool:
+        parent = by_id.get(run.parent_id or "")
+        return parent is not None and (parent.fpo is not None or counted_above(parent))
+
+    return {
+        r.name
+        for r in by_id.values()
+        if r.fpo is None and r.id not in parents and not counted_above(r)
+    }
+
+
 def _figure(report: dict, key: str) -> dict:
     return next(f for f in report["figures"] if f["id"] == key)
 
@@ -376,9 +398,16 @@ def test_optuna_runs_table_is_a_tree_and_exports_sum_to_the_price_tag(optuna_stu
         assert any("less energy than their children" in n for n in report["notes"])
     assert sum(r["role"] == "trial" for r in rows) == 15
     assert {r["role"] for r in rows if r["name"].startswith("cv-")} == {"part"}
-    # unknown FPO: no run counted any, so every figure says unknown with the count, never 0
-    assert total["fpo_unknown"] == total["runs"]
-    assert f"FPO unknown for {total['runs']} runs" in md
+    # unknown FPO: no run counted any, so every figure says unknown with the count, never 0;
+    # counted: the runs with no run inside them (the folds...), not the trials and the
+    # sweep, which are their children (all unknown, each counted once)
+    assert total["fpo_unknown"] == len(_fpo_unknown_runs(_runs(home, "digits").values()))
+    assert total["fpo_unknown"] == len(rows) - len(children) + 1  # runs without children
+    assert f"FPO unknown for {total['fpo_unknown']} runs" in md
+    # the pruned trials' own part is 0 (their folds, finished, are counted there) but their
+    # folds' FPO is unknown: their row says so, not 0
+    pruned = next(line for line in md.splitlines() if line.startswith("| pruned |"))
+    assert pruned.endswith(" |") and "| FPO unknown |" in pruned
     assert not re.search(r"(?<![\d.])0 FPO", md)
     # the model card: exactly Hugging Face's keys; training_type unknown and how to set it
     card = report["model_card"]["co2_eq_emissions"]
@@ -524,17 +553,33 @@ def test_cli_study_fpo_unknown_counts_and_units_in_sentences(cli_study):
     home, report = cli_study
     runs = _runs(home, "cifar")
     total = report["price_tag"]["total"]
-    unknown = sum(r.fpo is None for r in runs.values())
-    assert total["fpo"] == 3 * 10**9 + 3 * 10**9 + 3 * 5 * 10**9 and unknown == 21
-    assert total["fpo_unknown"] == unknown
+    # unknown: the runs that counted no FPO, have no run inside them and are inside no run
+    # that counted its own: the folds of trials 1, 3, 5 and the baselines' and retrain's
+    # runs (a trial, a sweep or a `greenprint run` wrapper that counted none is its children)
+    unknown = _fpo_unknown_runs(runs.values())
+    assert total["fpo"] == 3 * 10**9 + 3 * 10**9 + 3 * 5 * 10**9 and len(unknown) == 11
+    assert {n for n in unknown if "fold" in n} == {
+        *(f"trial-1-fold{f}" for f in range(3)),
+        *(f"trial-3-fold{f}" for f in range(2)),
+        *(f"trial-5-fold{f}" for f in range(3)),
+    }
+    assert total["fpo_unknown"] == len(unknown)
+    rows = _rows(report)  # a trial whose folds all counted FPO counts as their sum
+    assert [rows[f"trial-{k}"]["fpo"] for k in range(6)] == [
+        3 * 10**9, None, 3 * 10**9, None, 3 * 5 * 10**9, None
+    ]
     md = _text(home, "md")
-    assert f"**FPO**: 21 GFPO + unknown for {unknown} runs" in md
-    assert "| failed | 2 | 1 |" in md and "FPO unknown for 2 runs" in md
-    assert not re.search(r"(?<![\d.])0 FPO", md)
+    assert "**FPO**: 21 GFPO + unknown for 11 runs" in md
+    # failed: trial 3 (counted as its folds) and its failed fold, the one unknown
+    assert "| failed | 2 | 1 |" in md and "FPO unknown for 1 run |" in md
+    # a zero is a known one: trial 2 (pruned) did nothing beyond its fold, which counted its
+    # FPO (3 GFPO, under "finished", the fold's status; the trial's energy there is its overhead)
+    pruned = next(line for line in md.splitlines() if line.startswith("| pruned |"))
+    assert pruned.startswith("| pruned | 1 | 1 |") and "| 0 FPO |" in pruned
+    assert rows["trial-2"]["fpo"] == 3 * 10**9 and rows["trial-2"]["status"] == "pruned"
+    assert not re.search(r"(?<![\d.])0 FPO", md.replace(pruned, ""))
     statement = md[md.index("## Compute statement") :].split("\n\n")[1]
-    assert f"21 GFPO (floating-point operations), not counting {unknown} runs whose FPO" in (
-        statement
-    )
+    assert "21 GFPO (floating-point operations), not counting 11 runs whose FPO" in statement
     number = r"\d[\d.]*(?:e[+-]?\d+)?"
     sentence = md[md.index("Final run retrain") :].split("\n", 1)[0]
     assert re.fullmatch(

@@ -105,6 +105,9 @@ def price_tag_html(tag: Any) -> str:
 
 def _totals_row(label: str, t: Any) -> list[Any]:
     fpo = format_fpo(t.fpo) if t.fpo else "-"
+    if t.fpo_unknown:  # as the report's fpo_text: a count, never a silent zero
+        runs = f"{t.fpo_unknown} run" + ("" if t.fpo_unknown == 1 else "s")
+        fpo = f"FPO unknown for {runs}" if not t.fpo else f"{fpo} + unknown for {runs}"
     return [
         label,
         t.runs,

@@ -18,6 +18,7 @@ from greenprint._validate import FPO_MAX
 
 __all__ = [
     "LOWER_IS_BETTER_WORDS",
+    "KnownSums",
     "Mode",
     "Reduce",
     "RunForest",
@@ -391,6 +392,95 @@ class RunForest:
                     if not self.adds(child, fpo=fpo):
                         out[child] = True
         return out
+
+    def known_sums(self, values: Sequence[float | int | None], *, fpo: bool = False) -> KnownSums:
+        """:meth:`nested_sum` of ``values``, with which runs are unknown and which sums complete.
+
+        The rule for an unknown (``None``) amount. A run with no amount of its own but with
+        children inside it (children that do not add to it: :meth:`adds`) counts as the sum of
+        those children (as :meth:`nested_sum` takes it), so it is not unknown itself; of its
+        children, those that are unknown are counted instead, each once. So a sweep container
+        whose trials all know their FPO, or a trial whose folds all counted theirs, is not
+        unknown. A run is *unknown* when it has no amount of its own, no ancestor whose amount
+        contains it knows its own (:meth:`covered`), and no child is inside it (a run whose
+        children all add to it, such as a node meter over its ranks, stays unknown). A run's
+        inclusive sum is *complete* (its amount with its descendants' is known) when its own
+        amount is known or it has children inside it whose sums are all complete, and the sum
+        of every run that adds to it, or to a run inside it, is complete too. A run inside a
+        parent that knows its own amount is not unknown, but its own sum is not complete
+        unless it or its children know theirs.
+
+        Args:
+            values: one amount per run (same order as ``runs``), ``None`` when unknown.
+            fpo: the amounts are FPO (a peer rank's add to its node meter's).
+
+        Returns:
+            The :class:`KnownSums`.
+
+        Raises:
+            AnalysisError: as :meth:`nested_sum`.
+        """
+        inclusive, exclusive = self.nested_sum(values, fpo=fpo)
+        known = [v is not None for v in values]
+        if not self.inner_order:  # no run has children: each is its own leaf of knowledge
+            unknown = [not k for k in known]
+            return KnownSums(inclusive, exclusive, unknown, known)
+        covered = self.covered(known, fpo=fpo)
+        unknown = [not k and not c for k, c in zip(known, covered, strict=True)]
+        children = self.children
+        if True in unknown:
+            for pos in self.inner_order:
+                if unknown[pos] and not all(self.adds(c, fpo=fpo) for c in children[pos]):
+                    unknown[pos] = False  # a container: its unknown children are counted
+        if False not in known:  # every run counted its own
+            return KnownSums(inclusive, exclusive, unknown, known)
+        complete = known.copy()  # a leaf's: its own
+        remote = [True] * len(values)  # whether every run that adds to it or under it is known
+        for pos in self.inner_order:  # children before parents
+            whole = inside = True
+            contains = False
+            for child in children[pos]:
+                if self.adds(child, fpo=fpo):
+                    whole = whole and complete[child]
+                else:
+                    contains = True
+                    whole = whole and remote[child]
+                    inside = inside and complete[child]
+            remote[pos] = whole
+            complete[pos] = whole and (known[pos] or (contains and inside))
+        return KnownSums(inclusive, exclusive, unknown, complete)
+
+    @cached_property
+    def fpo_sums(self) -> KnownSums:
+        """:meth:`known_sums` of the runs' FPO (computed once: the report's readers share it).
+
+        Raises:
+            AnalysisError: an FPO above the largest float (see :meth:`nested_sum`).
+        """
+        return self.known_sums(self.column("fpo"), fpo=True)
+
+
+@dataclass(frozen=True)
+class KnownSums:
+    """Amounts of a forest's runs summed without double counting, and what is unknown.
+
+    See :meth:`RunForest.known_sums` for the rule. Every list has one entry per run, in the
+    order of ``RunForest.runs``; they are shared (:attr:`RunForest.fpo_sums`): do not mutate.
+
+    Attributes:
+        inclusive: each run's amount with its descendants' (:meth:`RunForest.nested_sum`).
+        exclusive: each run's own part of it (summed over all runs: the total).
+        unknown: whether the run counts as unknown (a leaf of what is not known: never a
+            container whose children inside it are summed instead, never a run inside a
+            parent that knows its own amount).
+        complete: whether the run's inclusive amount is known: counted from its own amount
+            or its children's, with every run that adds to it known.
+    """
+
+    inclusive: list[Any]
+    exclusive: list[Any]
+    unknown: list[bool]
+    complete: list[bool]
 
 
 _ID = operator.attrgetter("id")

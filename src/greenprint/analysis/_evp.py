@@ -408,7 +408,8 @@ def evp_by_budget(
     is in ``scored_statuses``; failed, interrupted and lost trials produced no usable model and
     count as NaN, handled by ``nan_policy`` (by default as the worst score: they cost a trial).
     A trial's cost includes its parts'. Trials with an unknown FPO are given the mean FPO of the
-    others (noted on the curve).
+    others (noted on the curve); a trial's FPO is known when its own is, or when all its
+    parts' are (as the price tag counts it).
 
     Args:
         runs_or_scores: RunRecords, or one score per trial.
@@ -556,6 +557,9 @@ def _trial_costs(forest: RunForest, positions: Sequence[int], attribute: str | N
     """Each trial's cost, its parts' included (a trial's own record normally contains them)."""
     if attribute is None:
         return [1.0] * len(positions)
+    if attribute == "fpo":  # the price tag's rule: known when complete (RunForest.known_sums)
+        sums = forest.fpo_sums
+        return [sums.inclusive[p] if sums.complete[p] else None for p in positions]
     values = [getattr(r, attribute) for r in forest.runs]
     inclusive, _ = forest.nested_sum(values)
     below = [False] * len(values)

@@ -152,13 +152,18 @@ def pareto_runs(
     mode = study.mode
     forest = study.forest
     values = [getattr(r, cost) for r in forest.runs]
-    inclusive, _ = forest.nested_sum(values)
+    if cost == "fpo":  # the price tag's rule: known when complete (RunForest.known_sums)
+        sums = forest.fpo_sums
+        inclusive, known = sums.inclusive, sums.complete
+    else:
+        inclusive, _ = forest.nested_sum(values)
+        known = [v is not None for v in values]
     kept: list[RunRecord] = []
     rows: list[tuple[float, float]] = []
     for position in study.positions:
         run = forest.runs[position]
         score = study.scores[position].score
-        value = None if values[position] is None else inclusive[position]
+        value = inclusive[position] if known[position] else None
         if math.isnan(score) or value is None or not math.isfinite(float(value)):
             continue
         kept.append(run)

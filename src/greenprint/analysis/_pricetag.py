@@ -19,6 +19,15 @@ inside it for energy but add their FPO (see :class:`~greenprint.analysis._common
   sweep containers spent around them, ``by_role["baseline"]``, ``["final"]`` and
   ``["learning-curve"]`` the rest.
 
+Unknown FPO. A run that counted no FPO of its own but has children inside it (a sweep over
+trials, a trial over its folds) counts as the sum of those children, so it is not unknown; those
+of its children that are unknown are counted, each once, not the container too. ``fpo_unknown``
+counts the runs whose FPO is unknown that no parent's known FPO contains and that have no child
+inside them (a run whose children all add to it, such as a node meter over its ranks, and that
+counted no FPO, stays unknown). A run's FPO with its children's (the final run's, a trial's in
+E·D·H) is known only when its own FPO is known or every child inside it is known, recursively,
+and so is every run that adds to it (:meth:`~greenprint.analysis._common.RunForest.known_sums`).
+
 Trials: the runs with role ``trial`` (given, or inferred: see :mod:`greenprint.analysis._roles`);
 never a part (a fold), a sweep, a baseline, the final run or a learning-curve run. ``runs``
 counts every run.
@@ -62,7 +71,9 @@ class CostTotals:
         energy_kwh: IT energy in kWh (before PUE, as recorded in ``RunRecord.energy_kwh``).
         emissions_kg: emissions in kg CO2-eq (PUE and grid intensity applied).
         fpo: floating-point operations summed over the runs that know theirs.
-        fpo_unknown: runs whose FPO is unknown and not contained in a known parent's FPO.
+        fpo_unknown: runs whose FPO is unknown and not in ``fpo``: no FPO of their own, not
+            contained in a known parent's FPO, and no child inside them (a container that
+            counted none counts as its children; see the module).
         duration_s: sum of run durations in s (nested runs not counted twice).
     """
 
@@ -108,7 +119,8 @@ class FinalRun:
         score: its value of ``metric`` (``None`` if none): its own, else the mean of its parts'.
         energy_kwh: its IT energy in kWh.
         emissions_kg: its emissions in kg CO2-eq.
-        fpo: its FPO (``None`` if unknown).
+        fpo: its FPO with its children's (``None`` unless known: its own is known, or every
+            child inside it is, recursively; see the module).
         duration_s: its duration in s.
         energy_share: its energy / the study's.
         emissions_share: its emissions / the study's.
@@ -203,7 +215,8 @@ class EDH:
         energy_kwh_per_example: E in kWh per training example per trial.
         emissions_kg_per_example: kg CO2-eq per training example per trial.
         fpo_per_example: FPO per training example per trial, over the trials that know both
-            (``None`` if none).
+            (a trial's FPO with its parts': known when its own is, or all its parts' are;
+            ``None`` if none).
         energy_kwh_per_trial: mean energy of one trial in kWh.
         energy_kwh: energy of the covered trials (= E * D * H) in kWh.
         note: why some trials are left out, else ``None``.
@@ -371,9 +384,10 @@ class PriceTag:
         """A few lines of plain text for a terminal or a log."""
         t = self.total
         statuses = ", ".join(f"{v.trials} {k}" for k, v in self.by_status.items() if v.trials)
-        fpo = f"{t.fpo:.3g} FPO" + (f" + unknown for {t.fpo_unknown} runs" if t.fpo_unknown else "")
+        runs = f"{t.fpo_unknown} run" + ("" if t.fpo_unknown == 1 else "s")
+        fpo = f"{t.fpo:.3g} FPO" + (f" + unknown for {runs}" if t.fpo_unknown else "")
         if t.fpo_unknown and not t.fpo:
-            fpo = f"FPO unknown for {t.fpo_unknown} runs"
+            fpo = f"FPO unknown for {runs}"
         lines = [
             f"{t.trials} trials ({statuses}) in {t.runs} runs",
             f"{t.energy_kwh:.4g} kWh, {t.emissions_kg:.4g} kg CO2-eq, {fpo}, "
@@ -438,10 +452,8 @@ def price_tag(
     energy_in, energy_ex = forest.nested_sum(forest.column("energy_kwh"))
     co2_in, co2_ex = forest.nested_sum(forest.column("emissions_kg"))
     time_in, time_ex = forest.nested_sum(forest.column("duration_s"))
-    fpos = forest.column("fpo")
-    fpo_in, fpo_ex = forest.nested_sum(fpos, fpo=True)
-    fpo_known = [v is not None for v in fpos]
-    fpo_covered = forest.covered(fpo_known, fpo=True)
+    fpo = forest.fpo_sums  # the FPO rule (unknown, complete): RunForest.known_sums
+    fpo_in, fpo_ex = fpo.inclusive, fpo.exclusive
     notes.extend(forest.notes)
     if forest.column("job_id").count(None) != len(items):
         notes.extend(job_notes(items))
@@ -456,7 +468,7 @@ def price_tag(
 
     # One pass per figure over the positions of a group, picked in C (itemgetter).
     is_trial = [role == "trial" for role in roles.roles]
-    fpo_unknown = [v is None and not c for v, c in zip(fpos, fpo_covered, strict=True)]
+    fpo_unknown = fpo.unknown
 
     def totals(positions: Sequence[int]) -> CostTotals:
         pick = _picker(positions)
@@ -505,7 +517,7 @@ def price_tag(
     final_run = None
     if chosen is not None:
         run = items[chosen]
-        final_fpo = int(fpo_in[chosen]) if run.fpo is not None or fpo_in[chosen] else None
+        final_fpo = int(fpo_in[chosen]) if fpo.complete[chosen] else None
         scored = trials.scores[chosen]
         score = scored.score
         final_run = FinalRun(
@@ -539,7 +551,7 @@ def price_tag(
         started_at=started,
         ended_at=ended,
         final=final_run,
-        edh=_edh(forest, roles.trials, energy_in, co2_in, fpo_in, fpo_known),
+        edh=_edh(forest, roles.trials, energy_in, co2_in, fpo_in, fpo.complete),
         provenance=_provenance(forest, energy_in),
         metric=metric,
         mode=mode,
@@ -600,7 +612,10 @@ def _edh(
     fpo_in: list[Any],
     fpo_known: list[bool],
 ) -> EDH | None:
-    """E·D·H over the trials (their parts' cost included); ``None`` if none has a size."""
+    """E·D·H over the trials (their parts' cost included); ``None`` if none has a size.
+
+    ``fpo_known``: whether each run's FPO with its parts' is known (``KnownSums.complete``).
+    """
     sizes_of = forest.column("dataset_size")
     covered = [p for p in trial_positions if (sizes_of[p] or 0) > 0]
     if not covered:

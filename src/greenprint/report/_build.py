@@ -481,6 +481,25 @@ ROW_FIELD_ORDER = (
 )
 
 
+def _container_fpo(forest: RunForest) -> dict[int, int]:
+    """Position -> FPO of each run that counted none of its own but is counted by its children.
+
+    Such a run has children inside it that all know their FPO (recursively): its FPO is their
+    sum, as the price tag counts it (:meth:`~greenprint.analysis._common.RunForest.known_sums`).
+    """
+    fpos = forest.column("fpo")
+    empty = [p for p in forest.inner_order if fpos[p] is None]
+    if not empty:
+        return {}
+    sums = forest.fpo_sums
+    found = {}
+    for position in empty:
+        inside = [c for c in forest.children[position] if not forest.adds(c, fpo=True)]
+        if inside and all(sums.complete[c] for c in inside):
+            found[position] = int(sum(sums.inclusive[c] for c in inside))
+    return found
+
+
 def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     forest = trials.forest
     roles = trials.roles
@@ -493,11 +512,14 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     index = forest.index
     role_of, inferred, scores = roles.roles, roles.inferred, trials.scores
     row = _make_row
+    counted_by_children = _container_fpo(forest)
     for position, run in enumerate(forest.runs):
         scored = scores[position]
         score = scored.score
         known = None if score != score else score  # NaN: no score
         fpo = run.fpo
+        if fpo is None and counted_by_children:
+            fpo = counted_by_children.get(position)
         energy_kwh = run.energy_kwh
         provenance = run.provenance
         parent_id = run.parent_id

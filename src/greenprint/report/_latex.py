@@ -21,7 +21,12 @@ from greenprint.report._markdown import FIGURE_DIR
 from greenprint.report._model import Report, RunRow
 from greenprint.report._plots import FigureRenderer, figure_file_name
 from greenprint.report._prediction import latex_section as prediction_section
-from greenprint.report._tables import final_sentence, score_text, top_runs
+from greenprint.report._tables import (
+    final_sentence,
+    fpo_unknown_statuses,
+    score_text,
+    top_runs,
+)
 from greenprint.report._text import energy_provenance
 from greenprint.report._whatif import latex_section as whatif_section
 
@@ -103,8 +108,9 @@ def _price_tag_table(report: Report) -> tuple[list[str], list[str], list[list[st
     header = ["status", "runs", "trials", "energy", "CO$_2$-eq", "FPO", "time"]
     units = ["", "", "", f"({energy[1]})", f"({mass[1]})", f"({esc(fpo[1])})", f"({time_unit[1]})"]
     rows = []
+    unknown = fpo_unknown_statuses(report)
     for status, cost in costs:
-        if cost.fpo_unknown and cost.fpo == 0:
+        if (cost.fpo_unknown and cost.fpo == 0) or status in unknown:
             fpo_cell = "unknown"
         else:
             fpo_cell = (r"$\geq$" if cost.fpo_unknown else "") + _num(float(cost.fpo), fpo[0])

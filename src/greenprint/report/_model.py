@@ -177,7 +177,9 @@ class RunRow:
         duration_s: duration, s.
         energy_kwh: IT energy, kWh.
         emissions_kg: emissions, kg CO2-eq.
-        fpo: floating-point operations, ``None`` if unknown.
+        fpo: floating-point operations: its own; for a run that counted none of its own but
+            whose children inside it all know theirs (a trial over its folds, a sweep over its
+            trials), their sum; else ``None`` (unknown).
         dataset_size: training examples, ``None`` if unknown.
         param_count: model parameters, ``None`` if unknown.
         params: hyper-parameters.

@@ -32,7 +32,8 @@ def fpo_text(fpo: int | None, unknown: int = 0) -> str:
 
     Args:
         fpo: the FPO counted (``None``: unknown).
-        unknown: how many runs' FPO is unknown (not in ``fpo``).
+        unknown: how many runs' FPO is unknown (not in ``fpo``): ``CostTotals.fpo_unknown``,
+            where a run that counted none of its own counts as its children inside it.
 
     Returns:
         ``"1.23 GFPO"``, ``"1.23 GFPO + unknown for 3 runs"``, ``"FPO unknown for 26 runs"``
@@ -231,15 +232,14 @@ def compute_statement(
     hours = total.duration_s / 3600.0
     pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "unrecorded"
     intensity = "; ".join(short_source(s) for s in summary.intensity_sources) or "unrecorded"
+    # fpo_unknown counts no container: a run that counted none of its own is its children
+    unknown = f"{total.fpo_unknown} run" + ("" if total.fpo_unknown == 1 else "s")
     if total.fpo_unknown and total.fpo == 0:
-        fpo = (
-            "their floating-point operations (FPO) are unknown "
-            f"({total.fpo_unknown} of {total.runs} runs counted none)"
-        )
+        fpo = f"their floating-point operations (FPO) are unknown ({unknown} counted none)"
     else:
         fpo = f"{format_fpo(total.fpo)} (floating-point operations)"
         if total.fpo_unknown:
-            fpo += f", not counting {total.fpo_unknown} runs whose FPO is unknown"
+            fpo += f", not counting {unknown} whose FPO is unknown"
     text = [
         f"The study “{study}” comprised {total.trials} trials ({statuses}) in {total.runs} "
         f"runs, all counted in the figures that follow, on {'; '.join(hardware)}.",
