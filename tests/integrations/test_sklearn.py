@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def _check_tree(runs: list[gp.RunRecord], search: object, n_splits: int) -> None
     assert final.parent_id == sweep.id
     assert final.params == search.best_params_  # type: ignore[attr-defined]
     assert final.metric("cv_score") == pytest.approx(search.best_score_)  # type: ignore[attr-defined]
+    # the trials' metric too: the CV score of its parameters, as scikit-learn reports it
+    assert final.metric("score") == search.best_score_  # type: ignore[attr-defined]
 
 
 def test_the_installed_scikit_learn_takes_the_callback_path() -> None:
@@ -139,6 +142,8 @@ def test_apportion_path_shares_the_measured_search(tmp_path: Path, digits) -> No
     children = [r for r in runs if r.parent_id == sweep.id]
     assert sum(r.energy_kwh for r in children) <= gp.Ledger(db).run(sweep.id).energy_kwh * 1.0001
     assert all("apportioned" in r.provenance["trial"] for r in runs if r.role != "sweep")
+    (final,) = [r for r in runs if r.role == "final"]
+    assert final.metric("score") == final.metric("cv_score") == search.best_score_
 
 
 def test_failed_fits_make_failed_folds_and_trials(tmp_path: Path, digits) -> None:
@@ -203,3 +208,71 @@ def test_a_search_class_without_callback_support_falls_back_to_shares(
     assert Counter(r.role for r in runs) == {"sweep": 1, "trial": 2, "part": 4, "final": 1}
     assert all("apportioned" in r.provenance["trial"] for r in runs if r.role == "trial")
     assert "no fold fits" in caplog.text
+
+
+@pytest.mark.parametrize("method", ["callbacks", "apportion"])
+def test_a_report_of_a_grid_search_says_what_the_final_run_scored(
+    tmp_path: Path, digits, method: str
+) -> None:
+    """Ranked by ``score`` (what the trials logged), the refit is the final run and scored it."""
+    from greenprint.report import build_report, render
+
+    if method == "callbacks" and gp_sklearn.METHOD != "callbacks":
+        pytest.skip("this scikit-learn has no callback API")
+    X, y = digits
+    db = tmp_path / "g.db"
+    search = GridSearchCV(LogisticRegression(max_iter=100), {"C": [0.01, 1.0]}, cv=3)
+    track_search(search, X, y, ledger=db, study="svc", name="svc", method=method, **FAST)
+    report = build_report(db, "svc")
+    assert report.metric == "score"
+    final = report.price_tag.final
+    assert final is not None and final.name == "svc-refit" and final.rule == "role"
+    assert final.score == search.best_score_ and final.score_source == "own"
+    md = render(report, "md", plots=False)
+    sentence = md[md.index("Final run svc-refit") :].split("\n", 1)[0]
+    assert f"scored score = {search.best_score_:.4g} and cost " in sentence, sentence
+    data = json.loads(render(report, "json"))
+    assert data["price_tag"]["final"]["score"] == search.best_score_
+    assert data["price_tag"]["final"]["metric"] == "score"
+
+
+def test_multi_metric_refit_logs_the_refit_metric(tmp_path: Path, digits) -> None:
+    X, y = digits
+    db = tmp_path / "g.db"
+    search = GridSearchCV(
+        DecisionTreeClassifier(random_state=0),
+        {"max_depth": [2, 4, 8]},
+        scoring={"acc": "accuracy", "f1": "f1_macro"},
+        refit="f1",
+        cv=2,
+    )
+    track_search(search, X, y, ledger=db, study="multi", **FAST)
+    runs = _runs(db, "multi")
+    (final,) = [r for r in runs if r.role == "final"]
+    f1 = search.cv_results_["mean_test_f1"][search.best_index_]
+    assert final.metric("score") == search.best_score_ == f1
+    assert {r.metric("score") for r in runs if r.role == "trial"} == set(
+        search.cv_results_["mean_test_f1"].tolist()
+    )
+
+
+def test_a_callable_refit_scores_the_chosen_candidate(tmp_path: Path, digits) -> None:
+    """A callable refit sets no best_score_: the final run gets its candidate's mean score."""
+    X, y = digits
+    db = tmp_path / "g.db"
+
+    def smallest_depth_within_a_tenth(results: dict) -> int:
+        scores = results["mean_test_score"]
+        return int(np.flatnonzero(scores >= scores.max() - 0.1)[0])
+
+    search = GridSearchCV(
+        DecisionTreeClassifier(random_state=0),
+        {"max_depth": [2, 4, 8]},
+        refit=smallest_depth_within_a_tenth,
+        cv=2,
+    )
+    track_search(search, X, y, ledger=db, study="callable", **FAST)
+    assert not hasattr(search, "best_score_")
+    (final,) = [r for r in _runs(db, "callable") if r.role == "final"]
+    chosen = search.cv_results_["mean_test_score"][search.best_index_]
+    assert final.metric("score") == final.metric("cv_score") == chosen

@@ -23,7 +23,13 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
 * each cross-validation fold of a candidate: a run, ``role="part"``, child of its trial, named
   ``<sweep>-c<row>-fold<k>``, with ``params={"fold": k}`` and metrics ``score`` and ``test_*``;
 * the refit on the whole data: a run, ``role="final"``, child of the sweep, with the best
-  params and the best candidate's ``cv_score``.
+  params and metrics ``score`` and ``cv_score``, both scikit-learn's ``best_score_``: the mean
+  cross-validated score of the best candidate's parameters, for the metric that ranks
+  (``refit``'s, the trials' ``score``). It is the score of its parameters in cross-validation,
+  as ``best_score_`` is, not a score of the refitted model on new data (score it on a held-out
+  split with ``run.log`` for that). So a report of the search, ranked by ``score``, says what
+  the final run scored. With a callable ``refit`` (no ``best_score_``), its candidate's mean
+  test score of the metric the trials' ``score`` holds.
 
 Two ways of measuring, chosen by ``method``:
 
@@ -263,9 +269,9 @@ class _FoldCallback:
                 params=_plain_params(best),
                 **self.options,
             )
-            score = getattr(estimator, "best_score_", None)
-            if score is not None:
-                run.log(cv_score=float(score))
+            score = _refit_score(estimator)
+            if score is not None:  # the trials' metric, and cv_score as before
+                run.log(score=score, cv_score=score)
         else:
             return
         self._runs[id(context)] = run.start()
@@ -313,11 +319,17 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
                 )
         return
     children: dict[str, list[RunRecord]] = {}
-    measured_final = False
+    measured_final: RunRecord | None = None
     for run in ledger.runs(study=sweep.study):
         if run.role == "part" and run.parent_id is not None:
             children.setdefault(run.parent_id, []).append(run)
-        measured_final |= run.role == "final" and run.parent_id == sweep.id
+        if run.role == "final" and run.parent_id == sweep.id:
+            measured_final = run
+    best = _refit_score(search)
+    if measured_final is not None and best is not None and not measured_final.metrics:
+        # a callable refit: no best_score_ while the refit ran, its candidate's score now
+        points = [MetricPoint(key, best, None, now) for key in ("score", "cv_score")]
+        ledger.flush(measured_final.id, metrics=points)
     refit = _refit_metric(search)
     n_rows = len(results["params"])
     n_splits = int(search.n_splits_)
@@ -357,7 +369,7 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
         ledger.start_run(record)
         folds = children.get(tid, [])
         _score_folds(ledger, sweep, results, row, tid, folds, refit, n_splits, now, shares)
-    if shares is not None and getattr(search, "refit", False) and not measured_final:
+    if shares is not None and getattr(search, "refit", False) and measured_final is None:
         final = _apportioned(
             base,
             _derived(sweep.id, "refit"),
@@ -366,9 +378,12 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
             shares[-1],
             _plain_params(getattr(search, "best_params_", {})),
         )
-        best = getattr(search, "best_score_", None)
-        cv = (MetricPoint("cv_score", float(best), None, now),) if best is not None else ()
-        ledger.start_run(replace(final, role="final", metrics=cv))
+        scores = (
+            (MetricPoint("score", best, None, now), MetricPoint("cv_score", best, None, now))
+            if best is not None
+            else ()
+        )
+        ledger.start_run(replace(final, role="final", metrics=scores))
 
 
 def _score_folds(
@@ -522,6 +537,26 @@ def _refit_metric(search: Any) -> str:
         return refit
     keys = [k.removeprefix("mean_test_") for k in search.cv_results_ if k.startswith("mean_test_")]
     return "score" if "score" in keys else keys[0]
+
+
+def _refit_score(search: Any) -> float | None:
+    """The refit's score: the mean cross-validated score of the best candidate's parameters.
+
+    scikit-learn's ``best_score_`` (the ``refit`` metric's, for several metrics); with a
+    callable ``refit``, which sets no ``best_score_``, the best candidate's mean test score of
+    the metric the trials log as ``score``. ``None`` when the search has neither.
+    """
+    best = getattr(search, "best_score_", None)
+    if best is None:
+        index = getattr(search, "best_index_", None)
+        results = getattr(search, "cv_results_", None)
+        if index is None or results is None:
+            return None
+        key = f"mean_test_{_refit_metric(search)}"
+        if key not in results:
+            return None
+        best = results[key][int(index)]
+    return float(best)
 
 
 def _derived(seed: str, what: str) -> str:
