@@ -416,6 +416,20 @@ def test_pool_exports_sum_to_the_price_tag(pool_study):
     assert items["trial-4-fold2"]["parent_id"] == items["trial-4"]["id"]
 
 
+def test_pool_what_if_at_the_grid_it_ran_on_saves_nothing(pool_study):
+    """No region was set: the study was priced at the world average, so the world row of the
+    what-if table differs by nothing, not by a rounding residue ('-1.06e-16 mg (-0.0 %)')."""
+    home, report = pool_study
+    (world,) = [r for r in report["whatif"]["regions"] if r["region"] == "WORLD"]
+    assert world["saving_kg"] == 0 and world["saving_pct"] == 0
+    md = _text(home, "md")
+    row = next(line for line in md.splitlines() if line.startswith("| WORLD "))
+    assert row.split(" | ")[3] == "0 mg CO2-eq (0.0 %)", row
+    tex = _text(home, "latex")
+    row = next(line for line in tex.splitlines() if line.startswith("WORLD &"))
+    assert "e-" not in row and "-0.0" not in row, row
+
+
 # ------------------------------------------------------------------------------ Ray Tune
 def test_ray_trials_statuses_are_tunes_and_folds_are_parts(ray_study):
     home, tune_results, report = ray_study

@@ -260,6 +260,11 @@ def saving_text(
     return f"{shown} ({pct:.0f} %)" if abs(pct) >= 10 else f"{shown} ({pct:.1f} %)"
 
 
+#: Relative difference under which a region's CO2-eq is the recorded one (float rounding of a
+#: sum over runs and intervals: 1e-16 relative, far below a real grid difference).
+_SAME_REL = 1e-9
+
+
 def price_regions(
     facility_energy_kwh: float, emissions_kg: float, regions: Sequence[str]
 ) -> tuple[RegionPrice, ...]:
@@ -291,6 +296,10 @@ def price_regions(
             continue
         kg = facility_energy_kwh * region.g_per_kwh / 1000.0
         saving = emissions_kg - kg
+        if abs(saving) <= _SAME_REL * max(abs(emissions_kg), kg):
+            # the grid the runs were priced at, summed run by run: a rounding residue
+            # ("-1.06e-16 mg CO2-eq (-0.0 %)") is no difference
+            saving = 0.0
         out[region.code] = RegionPrice(
             region=region.code,
             name=region.name,
