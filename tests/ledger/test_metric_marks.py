@@ -239,16 +239,84 @@ def v3_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
     return ledger_url
 
 
-def test_a_migrated_ledger_has_the_marks_of_its_points(v3_url: str) -> None:
-    """The v3 fixture (schema 3, with NaN among its points) migrated to schema 5."""
-    url = v3_url
+@pytest.fixture
+def v4_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
+    """The committed version-4 fixture: a copy of its file, or the same rows on PostgreSQL."""
+    import shutil
+
+    import sqlalchemy as sa
+
+    from .fixtures.make_v4 import V4_PATH, load_v4
+
+    if backend == "sqlite":
+        copy = tmp_path / "v4.db"
+        shutil.copyfile(V4_PATH, copy)
+        return str(copy)
+    engine = sa.create_engine(ledger_url)
+    with engine.begin() as conn:
+        load_v4(conn)
+    engine.dispose()
+    return ledger_url
+
+
+def test_the_v4_fixture_is_committed_and_version_4() -> None:
+    from .fixtures.make_v4 import V4_METRICS, V4_PATH
+
+    conn = sqlite3.connect(f"file:{V4_PATH}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (4,)
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        assert "metric_marks" not in tables
+        assert conn.execute("SELECT count(*) FROM metrics").fetchone() == (len(V4_METRICS),)
+        nan = conn.execute("SELECT count(*) FROM metrics WHERE value = 'NaN'").fetchone()[0]
+        assert nan == 4  # as schema 4 stored NaN on SQLite
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("fixture", ["v3_url", "v4_url"])
+def test_a_migrated_ledger_has_the_marks_of_its_points(
+    fixture: str, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """The v3 fixture (a point a run) and the v4 one (long series with NaN, an infinity, ties,
+    -0.0, reserved metrics) migrated to schema 5; the v4 one's report is read through the
+    marks and equals the report of every point."""
+    import dataclasses
+    import json
+
+    from greenprint.report import build_report
+    from greenprint.report._build import _assemble
+
+    url = request.getfixturevalue(fixture)
     with gp.Ledger(url) as led:
         assert led.schema_version == 5
         runs = led.runs()
-    rows, marks = _tables(url)
-    assert rows and len(marks) == len({(r[1], r[2]) for r in rows})
-    _same(stored_marks(marks), brute_marks(rows))
-    assert sum(len(r.metrics) for r in runs) == len(rows)
+        rows, marks = _tables(url)
+        assert rows and len(marks) == len({(r[1], r[2]) for r in rows})
+        _same(stored_marks(marks), brute_marks(rows))
+        assert sum(len(r.metrics) for r in runs) == len(rows)
+        if fixture == "v3_url":
+            return
+        assert marks_read(led._store)
+        study = runs[0].study
+        for options in ({}, {"metric": "loss"}, {"metric": "loss", "reduce": "best"}):
+            built = build_report(led, study, **options)
+            every = _assemble(
+                tuple(runs),
+                study=study,
+                ledger_url=led.url,
+                metric=options.get("metric"),
+                mode=None,
+                final=None,
+                reduce=options.get("reduce", "last"),
+                training_type=None,
+                samples_of=led.samples,
+                max_sampled_runs=300,
+            )
+            every = dataclasses.replace(every, generated_at=built.generated_at)
+            assert json.dumps(built.to_dict(), sort_keys=True) == json.dumps(
+                every.to_dict(), sort_keys=True
+            ), options
 
 
 def test_a_merge_keeps_the_marks_of_the_runs_it_replaces(tmp_path: Path) -> None:
