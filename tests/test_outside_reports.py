@@ -226,6 +226,33 @@ with gp.track("final", study="reg", role="final", dataset_size=192,
     fit("final-fit", epochs=5, lr=0.1)
 """
 
+HF_SCRIPT = """
+import warnings
+from transformers import Trainer, TrainingArguments
+import greenprint as gp
+from greenprint.integrations.transformers import GreenprintCallback
+from hf_tiny import Tokens, tiny_bert
+
+warnings.filterwarnings("ignore")
+train, val = Tokens(64, seed=0), Tokens(32, seed=1)
+
+
+def accuracy(p):
+    return {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())}
+
+
+for k, lr in enumerate([1e-4, 1e-3, 1e-2]):
+    with gp.track(f"trial-{k}", study="hf", role="trial", params={"lr": lr}):
+        args = TrainingArguments(
+            output_dir=f"out{k}", learning_rate=lr, num_train_epochs=2, logging_steps=2,
+            per_device_train_batch_size=16, eval_strategy="epoch", save_strategy="no",
+            report_to=[], use_cpu=True, disable_tqdm=True)
+        trainer = Trainer(model=tiny_bert(), args=args, train_dataset=train, eval_dataset=val,
+                          compute_metrics=accuracy)
+        GreenprintCallback(f"hf-{k}").attach(trainer)  # the Trainer's run: the trial's part
+        trainer.train()
+"""
+
 CV_LOOP_SCRIPT = """
 import greenprint as gp
 
@@ -580,6 +607,31 @@ def test_lightning_learning_curve_is_drawn_from_the_learning_curve_runs(lightnin
     assert "from 4 runs with role 'learning-curve'" in figure["caption"]
     assert not any(n.startswith("no learning curve") for n in report["notes"])
     assert "Learning curve" in _text(home, "md")
+
+
+# ---------------------------------------------------- Hugging Face Trainer inside trials
+def test_hf_trainer_trials_are_ranked_by_a_held_out_metric_not_the_training_loss(
+    tmp_path_factory,
+):
+    """No metric given: every Trainer run logged the training loss, the learning rate, the
+    epoch... as often as its evaluation metrics; the report ranks by an evaluation metric."""
+    pytest.importorskip("transformers")
+    home = _empty(tmp_path_factory, "outside-hf")
+    here = Path(__file__).parent / "integrations" / "_hf.py"
+    (home / "hf_tiny.py").write_text(here.read_text(encoding="utf-8"), encoding="utf-8")
+    (home / "study.py").write_text(HF_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = _report(home, "--study", "hf", "--format", "json,md", "--no-plots")
+    assert (report["metric"], report["mode"]) == ("eval_loss", "min")
+    assert any(n.startswith("runs ranked by 'eval_loss'") for n in report["notes"])
+    rows = _rows(report)
+    runs = _runs(home, "hf")
+    for k in range(3):
+        evals = [p.value for p in runs[f"hf-{k}"].metrics if p.name == "eval_loss"]
+        assert rows[f"trial-{k}"]["score"] == pytest.approx(evals[-1])
+    best = min(range(3), key=lambda k: rows[f"trial-{k}"]["score"])
+    assert report["price_tag"]["final"]["name"] == f"trial-{best}"
 
 
 # --------------------------------------------------------------- a plain cross-validation loop

@@ -224,14 +224,41 @@ def _pick_metric(
         return metric, None
     if not counts:
         return None, NO_METRIC_NOTE
-    chosen = max(counts, key=lambda m: counts[m])  # first logged wins ties (dict order)
+    # never a training schedule's figure (a Trainer's learning rate, epoch, runtime...) when
+    # anything else was logged; among the most logged, a held-out metric (eval_loss) before a
+    # training one logged as often (a Trainer's loss); else the first logged (dict order)
+    candidates = [m for m in counts if not _is_bookkeeping(m)] or list(counts)
+    chosen = max(candidates, key=lambda m: (counts[m], _is_held_out(m)))
     note = None
     if len(counts) > 1:
+        why = f"the metric logged by the most {who}"
+        if _is_held_out(chosen) and any(
+            counts[m] == counts[chosen] and not _is_held_out(m) for m in candidates
+        ):
+            why += ", a held-out one before the training metrics logged as often"
         note = (
-            f"runs ranked by {chosen!r}, the metric logged by the most {who} "
+            f"runs ranked by {chosen!r}, {why} "
             f"(also logged: {', '.join(m for m in counts if m != chosen)}); choose with metric="
         )
     return chosen, note
+
+
+#: Metric names a framework logs about the training schedule, never a score to rank by.
+_BOOKKEEPING = frozenset(
+    {"learning_rate", "lr", "epoch", "step", "global_step", "grad_norm", "total_flos"}
+)
+_BOOKKEEPING_SUFFIXES = ("_runtime", "_per_second")
+#: Prefixes of metrics measured on held-out data (Hugging Face's eval_, Keras' val_...).
+_HELD_OUT_PREFIXES = ("eval_", "val_", "valid_", "validation_", "test_", "eval/", "val/", "test/")
+
+
+def _is_bookkeeping(name: str) -> bool:
+    lower = name.lower()
+    return lower in _BOOKKEEPING or lower.endswith(_BOOKKEEPING_SUFFIXES) or lower.startswith("lr-")
+
+
+def _is_held_out(name: str) -> bool:
+    return name.lower().startswith(_HELD_OUT_PREFIXES)
 
 
 def _assemble(
