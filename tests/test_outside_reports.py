@@ -634,6 +634,16 @@ def test_hf_trainer_trials_are_ranked_by_a_held_out_metric_not_the_training_loss
     assert report["price_tag"]["final"]["name"] == f"trial-{best}"
 
 
+def test_lightning_evp_plot_counts_whole_trials(lightning_study):
+    """The EVP plot's x axis counts trials: its ticks are whole numbers (not '1.5 trials')."""
+    home, _ = lightning_study
+    html = _text(home, "html")
+    svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
+    (evp,) = [svg for svg in svgs if ">trials (n)<" in svg]
+    ticks = re.findall(r"text-anchor: middle\"[^>]*>([-\d.]+)<", evp)
+    assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks), ticks
+
+
 # --------------------------------------------------------------- a plain cross-validation loop
 def test_a_plain_cv_loop_reads_as_trials_with_their_folds(tmp_path_factory):
     """Top-level runs with params (a configuration) whose children, folds, have none: trials."""

@@ -186,6 +186,10 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
     xs = [v for s in panel.series for v in _finite(s.x)]
     if panel.x_scale == "log" and xs and min(xs) > 0:
         ax.set_xscale("log")
+    elif panel.x_unit in ("trials", "examples"):  # counts: whole-number ticks, never "1.5"
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ys = [v for s in panel.series for v in _finite(s.y)]
     if panel.y_scale == "log" and ys and min(ys) > 0:
         ax.set_yscale("log")
