@@ -259,3 +259,10 @@ def test_evp_and_pareto_over_fpo_read_a_trial_as_its_folds() -> None:
     assert any("FPO" in n for n in curve.notes)
     front = pareto_runs(runs, metric="acc", cost="fpo")
     assert {r.id for r in front} <= {"t0", "t1"} and front  # t2's FPO is unknown: not plotted
+
+
+def test_the_notebook_price_tag_counts_unknown_fpo_never_a_dash_or_zero() -> None:
+    none = price_tag(_sweep([[None] * 3]), metric="acc")._repr_html_()
+    assert "FPO unknown for 3 runs" in none
+    some = price_tag(_sweep([[4 * 10**8] * 3, [None, 10**9]]), metric="acc")._repr_html_()
+    assert "2.2 GFPO + unknown for 1 run<" in some
