@@ -430,6 +430,22 @@ def test_pool_evp_per_family_from_the_fold_means(pool_study):
         assert families[f"{family} (3)"] == pytest.approx(expected, abs=1e-12), family
 
 
+def test_pool_latex_says_the_scores_are_fold_means_and_which_roles_were_inferred(pool_study):
+    """The LaTeX report, like the Markdown and HTML ones, says where a trial's score comes from
+    (its folds' mean) and which roles were inferred, not only the numbers."""
+    home, report = pool_study
+    tex = _text(home, "latex")
+    table = tex[tex.index("best trials by val\\_loss") :].split("\\end{tabular}", 1)[0]
+    caption = table.split("}", 1)[0]
+    assert "for 5 of the 6 trials, val\\_loss is the mean of their parts'" in caption, caption
+    notes = tex[tex.index("% ---- END PAPER") :]
+    for note in report["notes"]:
+        assert note.split(":")[0].replace("_", "\\_") in notes, note
+    assert "roles inferred for 23 of 24 runs" in notes
+    for fmt in ("md", "html"):
+        assert "roles inferred for 23 of 24 runs" in _text(home, fmt), fmt
+
+
 def test_pool_exports_sum_to_the_price_tag(pool_study):
     home, report = pool_study
     rows = _export_csv(home, "pool")

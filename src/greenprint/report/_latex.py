@@ -202,6 +202,12 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             if best
             else "Runs"
         )
+        from_parts = sum(1 for r in report.runs if r.is_trial and r.score_source == "parts")
+        if best and from_parts:  # what the Markdown and HTML notes say: fold means
+            what += (
+                f"; for {from_parts} of the {tag.total.trials} trials, {esc(report.metric or '')} "
+                "is the mean of their parts' (e.g. cross-validation folds)"
+            )
         if baselines:
             what += "; $\\dagger$ marks a baseline (not a trial)"
         out += [
@@ -239,5 +245,11 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
     out += latex_section(report.greener, esc)
     out += prediction_section(report.prediction, esc)
     out += whatif_section(report.whatif, esc)
-    out += ["% ---- END PAPER ----", r"\end{document}", ""]
+    out += ["% ---- END PAPER ----"]
+    if report.notes:  # how the study was read (roles inferred, the metric, scores), as in
+        # the Markdown and HTML reports; outside the part pasted into a paper
+        out += [r"\section*{Notes}", r"\begin{itemize}"]
+        out += [r"\item " + esc(note) for note in report.notes]
+        out += [r"\end{itemize}", ""]
+    out += [r"\end{document}", ""]
     return "\n".join(out)
