@@ -558,12 +558,9 @@ def test_ray_run_times_read_as_recorded(ray_study):
     assert found and float(found.group(1)) == pytest.approx(final["duration_s"], rel=0.05)
 
 
-@pytest.mark.xfail(
-    reason="the FPO-unknown rule is being changed (analysis/_pricetag.py, another engineer's): "
-    "the pruned trials, whose folds counted no FPO, read '0 FPO' in the by-status table",
-    strict=False,
-)
 def test_ray_no_fpo_counted_never_reads_as_zero(ray_study):
+    """No run counted FPO: every status reads "FPO unknown" (the pruned trials, whose folds
+    hold their FPO, read '0 FPO' before b399d62)."""
     home, _, report = ray_study
     assert all(r["fpo"] is None for r in report["runs"])  # no run counted any
     md = _text(home, "md")
