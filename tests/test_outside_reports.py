@@ -446,6 +446,13 @@ def test_pool_latex_says_the_scores_are_fold_means_and_which_roles_were_inferred
         assert "roles inferred for 23 of 24 runs" in _text(home, fmt), fmt
 
 
+def test_pool_runs_table_marks_the_sweep(pool_study):
+    home, _ = pool_study
+    for fmt in ("md", "html"):
+        text = _text(home, fmt)
+        assert "sweep (sweep)" in text[text.index("Runs (24)") :], fmt
+
+
 def test_pool_exports_sum_to_the_price_tag(pool_study):
     home, report = pool_study
     rows = _export_csv(home, "pool")
@@ -645,6 +652,20 @@ def test_hf_trainer_trials_are_ranked_by_a_held_out_metric_not_the_training_loss
         assert rows[f"trial-{k}"]["score"] == pytest.approx(evals[-1])
     best = min(range(3), key=lambda k: rows[f"trial-{k}"]["score"])
     assert report["price_tag"]["final"]["name"] == f"trial-{best}"
+
+
+def test_lightning_runs_table_marks_every_role_that_is_not_a_trial(lightning_study):
+    """A reader of the runs table tells the learning-curve runs from the trials (both are
+    top-level runs with a score), as the baselines and the final run are told apart."""
+    home, report = lightning_study
+    for fmt in ("md", "html"):
+        text = _text(home, fmt)
+        runs = text[text.index("Runs (22)") :]
+        for n in (24, 48, 96, 192):
+            assert f"lc-{n} (learning curve)" in runs, (fmt, n)
+        assert "predict-mean (baseline)" in runs and "final ★" in runs, fmt
+        assert "(learning curve) a learning-curve run" in runs, fmt
+        assert "trial-0 (" not in runs and "fit-0 (" not in runs, fmt
 
 
 def test_lightning_evp_plot_counts_whole_trials(lightning_study):

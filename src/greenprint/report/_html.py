@@ -11,6 +11,7 @@ from greenprint.report._model import Figure, Report
 from greenprint.report._plots import FigureRenderer
 from greenprint.report._prediction import html_section as prediction_section
 from greenprint.report._tables import (
+    ROLE_MARKS_LEGEND,
     edh_sentence,
     final_sentence,
     headline,
@@ -183,8 +184,8 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         prediction_section(report.prediction, esc),
         whatif_section(report.whatif, esc),
         f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
-        '<p class="muted">Every run of the study in start order; ★ marks the final run, '
-        "(baseline) a baseline. A nested run's cost is part of its parent's.</p>",
+        '<p class="muted">Every run of the study in start order; '
+        f"{esc(ROLE_MARKS_LEGEND)}. A nested run's cost is part of its parent's.</p>",
         f'<div class="{scroll}">{_table(run_header, run_rows, classes=run_classes)}</div>',
         "</section>",
         '<section id="model-card"><h2>Model card</h2>',

@@ -11,6 +11,7 @@ from greenprint.report._model import Report
 from greenprint.report._plots import PLOTS_HINT, FigureRenderer, figure_file_name
 from greenprint.report._prediction import markdown_section as prediction_section
 from greenprint.report._tables import (
+    ROLE_MARKS_LEGEND,
     edh_sentence,
     final_sentence,
     headline,
@@ -91,7 +92,7 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
     out += [
         f"## Runs ({len(report.runs)})",
         "",
-        "★ marks the final run, (baseline) a baseline.",
+        ROLE_MARKS_LEGEND + ".",
         "",
     ]
     run_header, run_rows = runs_table(report)

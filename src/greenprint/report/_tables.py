@@ -11,6 +11,7 @@ from greenprint.report._model import Report, RunRow
 from greenprint.report._text import fpo_text
 
 __all__ = [
+    "ROLE_MARKS_LEGEND",
     "edh_sentence",
     "final_sentence",
     "fpo_unknown_statuses",
@@ -182,6 +183,20 @@ def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+#: What the runs table writes after a run's name for each role that is not a trial or a part
+#: (a part is indented under its run; the final run has its star).
+_ROLE_MARKS = {
+    "baseline": " (baseline)",
+    "learning-curve": " (learning curve)",
+    "sweep": " (sweep)",
+}
+#: The runs table's legend for those marks.
+ROLE_MARKS_LEGEND = (
+    "★ marks the final run, (baseline) a baseline, (learning curve) a learning-curve run, "
+    "(sweep) a sweep around trials"
+)
+
+
 def runs_table(
     report: Report,
     rows: Sequence[RunRow] | None = None,
@@ -196,9 +211,7 @@ def runs_table(
     out = []
     for row in tree_rows(report.runs) if rows is None else rows:
         cells = [
-            run_label(row)
-            + (" ★" if row.is_final else "")
-            + (" (baseline)" if row.role == "baseline" else ""),
+            run_label(row) + (" ★" if row.is_final else "") + _ROLE_MARKS.get(row.role or "", ""),
             row.status,
             score_text(row.score),
             format_energy(row.energy_kwh),
