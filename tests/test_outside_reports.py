@@ -262,6 +262,13 @@ for lr, losses in FOLDS.items():
         for f, loss in enumerate(losses):
             with gp.track(f"lr-{lr}-fold{f}") as fold:  # its folds
                 fold.log(val_loss=loss)
+
+# one search per family: each holds trials that repeat the family and bring their own lr
+for family, losses in {"mlp": [0.5, 0.4], "cnn": [0.3, 0.35]}.items():
+    with gp.track(f"{family}-search", study="families", params={"model": family}):
+        for k, loss in enumerate(losses):
+            with gp.track(f"{family}-{k}", params={"model": family, "lr": 10.0 ** -k}) as t:
+                t.log(val_loss=loss)
 """
 
 
@@ -699,3 +706,10 @@ def test_a_plain_cv_loop_reads_as_trials_with_their_folds(tmp_path_factory):
     tag = report["price_tag"]
     assert tag["total"]["trials"] == 3 and "sweep" not in tag["roles"]["counts"]
     assert tag["final"]["name"] == "lr-0.1" and tag["final"]["rule"] == "best-trial"
+    # a search per family whose trials repeat its params and vary their own: sweeps
+    done = run_in(home, GREENPRINT, "report", "--study", "families", "--format", "json",
+                  "--no-plots", "--out", "families")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    families = json.loads((home / "families" / "report.json").read_text(encoding="utf-8"))
+    assert families["price_tag"]["roles"]["counts"] == {"trial": 4, "sweep": 2}
+    assert families["price_tag"]["final"]["name"] == "cnn-0"

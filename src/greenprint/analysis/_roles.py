@@ -8,11 +8,11 @@ or inferred here, at read time, from the nesting of runs within the set:
 
 * a run whose parent is not in the set (a *root*) is a ``trial``, except that a root with
   children that logged no score, or whose children were given role ``trial`` (an integration's
-  trials inside ``gp.track("study")``), is a ``sweep``; a root with params that each child
-  lacks or shares with the same values (a plain cross-validation loop,
-  ``gp.track("lr-0.1", params={"lr": 0.1})`` around its folds, or a trial around the
-  Lightning fit of its hyper-parameters) is a ``trial`` all the same, unless its children were
-  given role ``trial``;
+  trials inside ``gp.track("study")``), is a ``sweep``; a root with params whose children
+  do not vary a configuration (they give its params the same values, and their own params one
+  value across them: a plain cross-validation loop, ``gp.track("lr-0.1", params={"lr": 0.1})``
+  around its folds, or a trial around the Lightning fit of its hyper-parameters) is a
+  ``trial`` all the same, unless its children were given role ``trial``;
 * a child of a ``sweep`` is a ``trial``;
 * any other child (of a trial, a part, a baseline, the final run or a learning-curve run) is a
   ``part``: a fold, a worker or a sub-step, whose cost is inside its parent's (or, for a node or
@@ -87,24 +87,31 @@ _CONTAINERS = ("sweep", "greener")
 _INFERENCE_RULES = (
     "a top-level run is a trial; runs inside a trial are its parts; a top-level run with child "
     "runs and no score (or with children given role 'trial') is a sweep, whose children are "
-    "trials, unless it has params that its children lack or share (its folds or its fit)"
+    "trials, unless it has params and its children do not vary a configuration (its folds or "
+    "its fit)"
 )
 
 
 def _runs_its_params(run: RunRecord, kids: Sequence[RunRecord]) -> bool:
     """Whether ``run``'s children run its own configuration (its folds or its fit): a trial.
 
-    ``run`` has params, and each child has none, or shares some of them with the same values
-    (a framework's run of the trial's hyper-parameters, e.g. a Lightning fit). A sweep's
-    trials each bring a configuration of their own: params it has not, or other values.
+    ``run`` has params; its children give the same value to each of them they have, and any
+    other param they have takes one value across them (a framework's run of the trial's
+    hyper-parameters, e.g. a Lightning fit with its Trainer's epochs). A sweep's trials each
+    bring a configuration of their own: other values of its params, or of their own (a search
+    per model family whose trials vary ``lr``).
     """
     params = run.params
     if not params:
         return False
+    seen: dict[str, Any] = {}
     for kid in kids:
-        shared = params.keys() & kid.params.keys()
-        if kid.params and (not shared or any(params[k] != kid.params[k] for k in shared)):
-            return False
+        for key, value in kid.params.items():
+            if key in params:
+                if params[key] != value:
+                    return False
+            elif seen.setdefault(key, value) != value:
+                return False
     return True
 
 
