@@ -460,6 +460,17 @@ def test_pool_runs_table_marks_the_sweep(pool_study):
         assert "sweep (sweep)" in text[text.index("Runs (24)") :], fmt
 
 
+def test_pool_price_tag_says_fpo_unknown_once(pool_study):
+    """No run counted FPO: the price tag's FPO line reads 'unknown for N runs', not 'FPO: FPO
+    unknown for N runs'."""
+    home, report = pool_study
+    unknown = report["price_tag"]["total"]["fpo_unknown"]
+    assert unknown > 0
+    assert f"- **FPO**: unknown for {unknown} runs\n" in _text(home, "md")
+    card = f'<div class="v">unknown for {unknown} runs</div><div class="k">FPO</div>'
+    assert card in _text(home, "html")
+
+
 def test_pool_exports_sum_to_the_price_tag(pool_study):
     home, report = pool_study
     rows = _export_csv(home, "pool")

@@ -304,7 +304,7 @@ def test_unknown_fpo_reads_unknown_with_its_count_never_zero(tmp_path):
     led.close()
     report = build_report(tmp_path / "l.db", "sweep")
     cards = dict(headline(report))
-    assert cards["FPO"] == "FPO unknown for 3 runs"
+    assert cards["FPO"] == "unknown for 3 runs"  # under the label FPO, said once
     _, rows = price_tag_table(report)
     assert rows[-1][0] == "total" and rows[-1][5] == "FPO unknown for 3 runs"
     sentence = final_sentence(report)

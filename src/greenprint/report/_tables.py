@@ -80,7 +80,8 @@ def headline(report: Report) -> list[tuple[str, str]]:
             str(total.trials),
         ),
         ("run time", format_duration(total.duration_s)),
-        ("FPO", fpo_text(total.fpo, total.fpo_unknown)),
+        # under the label FPO: "unknown for 3 runs", not "FPO: FPO unknown for 3 runs"
+        ("FPO", fpo_text(total.fpo, total.fpo_unknown).removeprefix("FPO ")),
     ]
     final = report.price_tag.final
     if final is not None and final.study_multiple is not None:
