@@ -378,11 +378,13 @@ def ray_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
 
 @pytest.fixture(scope="module")
 def lightning_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """Lightning fits inside hand-written trials, baselines, a learning curve, a retrain."""
+    """Lightning fits inside hand-written trials, baselines, a learning curve, a retrain, the
+    whole script under ``greenprint run`` (no role: a sweep, inferred)."""
     pytest.importorskip("lightning")
     home = _empty(tmp_path_factory, "outside-lightning")
     (home / "study.py").write_text(LIGHTNING_SCRIPT, encoding="utf-8")
-    done = run_in(home, sys.executable, "study.py")
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "reg", "--name", "script", "--",
+                  sys.executable, "study.py")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return home, _report(home, "--study", "reg", "--group-by", "params.model")
 
@@ -604,7 +606,9 @@ def test_lightning_trials_baselines_and_final_read_right(lightning_study):
         "baseline": 2,
         "final": 1,
         "learning-curve": 4,
+        "sweep": 1,
     }
+    assert (rows["script"]["role"], rows["script"]["role_inferred"]) == ("sweep", True)
     assert {s: v["trials"] for s, v in tag["by_status"].items() if v["trials"]} == {
         "finished": 4,
         "failed": 1,
@@ -624,7 +628,7 @@ def test_lightning_trials_baselines_and_final_read_right(lightning_study):
             "baseline predict-mean",
         ], key
     md = _text(home, "md")
-    assert "| predict-mean (baseline) |" in md and "| lstsq (baseline) |" in md
+    assert " predict-mean (baseline) |" in md and " lstsq (baseline) |" in md
     tex = _text(home, "latex")
     assert "predict-mean $\\dagger$" in tex and "final $\\star$" in tex
 
@@ -678,7 +682,7 @@ def test_lightning_runs_table_marks_every_role_that_is_not_a_trial(lightning_stu
     home, report = lightning_study
     for fmt in ("md", "html"):
         text = _text(home, fmt)
-        runs = text[text.index("Runs (22)") :]
+        runs = text[text.index("Runs (23)") :]
         for n in (24, 48, 96, 192):
             assert f"lc-{n} (learning curve)" in runs, (fmt, n)
         assert "predict-mean (baseline)" in runs and "final ★" in runs, fmt

@@ -327,6 +327,7 @@ def _assemble(
         final_id=final_id,
         energy_provenance=energy_lines,
         baselines=trials.roles.positions("baseline"),
+        learning_curves=trials.roles.positions("learning-curve"),
         families=(
             tuple(family_labels([forest.runs[p] for p in trials.positions], group_by))
             if group_by is not None

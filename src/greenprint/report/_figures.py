@@ -68,6 +68,7 @@ class FigureInputs:
     energy_provenance: tuple[str, ...]  # lines: measured/estimated, intensity, PUE
     trials: tuple[int, ...] = ()  # positions of the trials (role "trial"), in the order given
     baselines: tuple[int, ...] = ()  # positions of the baselines (role "baseline")
+    learning_curves: tuple[int, ...] = ()  # positions of the runs with role "learning-curve"
     families: tuple[str, ...] = ()  # one family label per trial (``group_by``), or none
     group_by: str | None = None  # what the families are, e.g. "params.model"
 
@@ -552,22 +553,15 @@ def _rescale(series: Series, factor: float, old_factor: float) -> Series:
 def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
     """Score and energy against training-set size.
 
-    Uses the runs given role ``learning-curve`` with a dataset size (each scored as a trial
-    is: its own score, else the mean of its parts', e.g. the fit it ran as a child run; its
-    energy its own, which holds its parts') when they have two sizes or more; else the runs
+    Uses the runs whose role is ``learning-curve`` (``inputs.learning_curves``: given, and not
+    inside a trial, as the roles read them) with a dataset size, each scored as a trial is (its
+    own score, else the mean of its parts', e.g. the fit it ran as a child run) and costing its
+    own energy (which holds its parts'), when they have two sizes or more; else the runs
     made by :func:`greenprint.analysis.run_learning_curve` (a ``fraction`` parameter and a
     dataset size); else every run without children that has a dataset size.
     """
     forest = inputs.forest
-    given, parents = forest.column("role"), forest.parents
-    chosen = [
-        forest.runs[p]
-        for p, role in enumerate(given)
-        if role == "learning-curve"
-        and forest.runs[p].dataset_size
-        # inside a trial, a baseline... it is a part of that run (as the roles read it)
-        and ((parent := parents[p]) is None or given[parent] in ("sweep", "greener"))
-    ]
+    chosen = [forest.runs[p] for p in inputs.learning_curves if forest.runs[p].dataset_size]
     source = "runs with role 'learning-curve'"
     if len({r.dataset_size for r in chosen}) < 2:
         sized = [forest.runs[p] for p in forest.leaves if forest.runs[p].dataset_size]
