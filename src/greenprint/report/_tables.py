@@ -76,8 +76,8 @@ def headline(report: Report) -> list[tuple[str, str]]:
         ("energy (IT)", format_energy(total.energy_kwh)),
         ("emissions", format_emissions(total.emissions_kg)),
         (
-            "trials" + (f" ({total.runs} runs)" if total.runs != total.trials else ""),
-            str(total.trials),
+            "trials",
+            str(total.trials) + (f" (of {total.runs} runs)" if total.runs != total.trials else ""),
         ),
         ("run time", format_duration(total.duration_s)),
         # under the label FPO: "unknown for 3 runs", not "FPO: FPO unknown for 3 runs"

@@ -243,8 +243,7 @@ def compute_statement(
     text = [
         f"The study “{study}” comprised {total.trials} trials ({statuses}) in {total.runs} "
         f"runs, all counted in the figures that follow, on {'; '.join(hardware)}.",
-        f"They ran for {hours:.3g} hours in total ({format_duration(total.duration_s)} of run "
-        f"time over {format_duration(tag.elapsed_s)} of wall-clock time) and used "
+        f"They ran for {_run_time(hours, total.duration_s, tag.elapsed_s)} and used "
         f"{format_energy(total.energy_kwh)} of IT energy "
         f"({_energy_clause(summary)}), or {format_emissions(total.emissions_kg)} "
         f"with {_intensity_values(runs)} ({intensity}) and a PUE of {pue}; and {fpo}.",
@@ -266,3 +265,20 @@ def compute_statement(
         )
     text.append(f"Energy and emissions were recorded with greenprint {version}.")
     return " ".join(text)
+
+
+def _run_time(hours: float, duration_s: float, elapsed_s: float) -> str:
+    """How long the runs ran, summed (parallel runs add up), beside the wall-clock span.
+
+    In hours as papers report compute, unless that is under a hundredth of an hour (a study of
+    seconds read "9.7e-05 hours"): then in seconds.
+    """
+    if hours >= 0.01:
+        return (
+            f"{hours:.3g} hours in total ({format_duration(duration_s)} of run time over "
+            f"{format_duration(elapsed_s)} of wall-clock time)"
+        )
+    return (
+        f"{format_duration(duration_s)} in total (run time, summed over the runs, over "
+        f"{format_duration(elapsed_s)} of wall-clock time)"
+    )
