@@ -1,9 +1,18 @@
 """Which run a new run belongs to: the enclosing run in this context, or the parent process's.
 
 A run started inside another (same thread or asyncio task) is that run's child, through a
-context variable holding the stack of active runs. A child process inherits its parent run, its
-ledger and its study through three environment variables, which a running run exports and
-restores when it ends:
+context variable holding the stack of active runs. Threads do not inherit context variables, so
+a run started in a worker thread (a ``ThreadPoolExecutor`` of trials) with no enclosing run of
+its own takes the innermost active run of the *main* thread that measures this process (its
+asyncio tasks included), kept in a process-wide view that :func:`enter` and :func:`leave`
+maintain: that run measures the whole process, the worker thread included, so the new run is its
+contained child (counting both as roots would count the thread's cost twice). Never a sibling
+worker thread's run: with no main-thread run, runs of worker threads stay top-level. In a child
+created by ``fork``, whose main thread is the thread that forked, the view holds the parent's
+main-thread runs and then that thread's own (all of them measure the child's process tree).
+
+A child process inherits its parent run, its ledger and its study through these environment
+variables, which a running run exports and restores when it ends:
 
 * ``GREENPRINT_PARENT_RUN``: the parent run's id;
 * ``GREENPRINT_PARENT_LEDGER``: the ledger the parent writes to (so the child writes there too);
@@ -14,8 +23,9 @@ restores when it ends:
 The environment is one per process, while runs in several threads of it may be active at once
 (Optuna's ``n_jobs``): the exports of this process's runs are therefore kept on a stack. A run
 that ends puts back the newest export still in force, or, when none is, what the process had
-before its first export; and a run with no enclosing run in its own context reads the values
-the process inherited, never a sibling thread's run (that would make it the sibling's child).
+before its first export; and a run with no enclosing run (:func:`enclosing`) reads the values
+the process inherited, never those a sibling thread's run exported (that would make it the
+sibling's child).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ __all__ = [
     "PARENT_ENV",
     "PARENT_LEDGER_ENV",
     "PARENT_STUDY_ENV",
+    "enclosing",
     "enter",
     "export_env",
     "inherited_ledger",
@@ -36,6 +47,7 @@ __all__ = [
     "inherited_tree",
     "innermost",
     "leave",
+    "main_thread_run",
     "restore_env",
 ]
 
@@ -57,17 +69,83 @@ def innermost() -> Any | None:
     return stack[-1] if stack else None
 
 
-def enter(run: Any) -> contextvars.Token[tuple[Any, ...]]:
-    """Push ``run`` on this context's stack; returns the token :func:`leave` needs."""
+# the runs entered in the main thread that measure this process, innermost last: the parents
+# a worker thread's run may take (main_thread_run); and the ids of every active run of this
+# process that measures it (for a fork). A lock, not a context: every thread reads them. An
+# RLock: a SIGTERM handler may end runs while the main thread is inside enter.
+_main_lock = threading.RLock()
+_main_runs: list[Any] = []
+_measuring: set[int] = set()
+
+
+def enter(run: Any, *, measures_process: bool = True) -> contextvars.Token[tuple[Any, ...]]:
+    """Push ``run`` on this context's stack; returns the token :func:`leave` needs.
+
+    Args:
+        run: The run that starts.
+        measures_process: Whether ``run`` measures this process (its scope or process tree
+            holds it); only such a run entered in the main thread parents worker threads' runs.
+    """
+    if measures_process:
+        with _main_lock:
+            _measuring.add(id(run))
+            if threading.current_thread() is threading.main_thread():
+                _main_runs.append(run)
     return _stack.set((*_stack.get(), run))
 
 
 def leave(run: Any, token: contextvars.Token[tuple[Any, ...]]) -> None:
     """Pop ``run``, also when it is stopped from another context (a signal handler, atexit)."""
+    with _main_lock:
+        _measuring.discard(id(run))
+        for index in range(len(_main_runs) - 1, -1, -1):
+            if _main_runs[index] is run:  # identity: a run's == is not a stack's business
+                del _main_runs[index]
+                break
     try:
         _stack.reset(token)
     except ValueError:  # another context: drop the run by hand
         _stack.set(tuple(r for r in _stack.get() if r is not run))
+
+
+def main_thread_run() -> Any | None:
+    """In a thread other than the main one: the main thread's innermost active run, else ``None``.
+
+    Only runs that measure this process count (see :func:`enter`); in the main thread, always
+    ``None`` (a sibling asyncio task's run is not a parent).
+    """
+    if threading.current_thread() is threading.main_thread():
+        return None
+    with _main_lock:
+        return _main_runs[-1] if _main_runs else None
+
+
+def enclosing() -> Any | None:
+    """The run a new run here is a child of in this process, or ``None``.
+
+    The innermost active run of this context, else (in a worker thread) the main thread's
+    innermost active run that measures this process.
+    """
+    run = innermost()
+    return run if run is not None else main_thread_run()
+
+
+def _main_runs_after_fork() -> None:
+    """In a forked child, whose main thread is the thread that forked: its runs join the view.
+
+    The parent's main-thread runs stay (they measure the parent's process tree, this child
+    included, as they do for the forking thread's own runs); the forking thread's runs that
+    measure the process, when it was a worker thread, nest inside them. The lock is made anew:
+    another thread of the parent may have held it.
+    """
+    global _main_lock
+    _main_lock = threading.RLock()
+    known = {id(run) for run in _main_runs}
+    _main_runs.extend(r for r in _stack.get() if id(r) in _measuring and id(r) not in known)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_main_runs_after_fork)
 
 
 _KEYS = (PARENT_ENV, PARENT_LEDGER_ENV, PARENT_STUDY_ENV, PARENT_TREE_ENV)
@@ -92,10 +170,13 @@ def inherited_parent() -> str | None:
 
 
 def inherited_study() -> str | None:
-    """The enclosing run's study in this context, else the inherited parent run's, else ``None``."""
-    enclosing = innermost()
-    if enclosing is not None:
-        return getattr(enclosing, "study", None)
+    """The enclosing run's study (:func:`enclosing`), else the inherited parent run's.
+
+    ``None`` when there is neither.
+    """
+    parent = enclosing()
+    if parent is not None:
+        return getattr(parent, "study", None)
     return _inherited(PARENT_STUDY_ENV) if inherited_parent() else None
 
 
@@ -105,13 +186,13 @@ def inherited_tree() -> str | None:
 
 
 def inherited_ledger() -> str | None:
-    """The enclosing run's ledger URL in this context, else the inherited parent run's.
+    """The enclosing run's ledger URL (:func:`enclosing`), else the inherited parent run's.
 
     ``None`` when there is neither, or the enclosing run is kept in memory only.
     """
-    enclosing = innermost()
-    if enclosing is not None:
-        ledger = getattr(enclosing, "ledger", None)
+    parent = enclosing()
+    if parent is not None:
+        ledger = getattr(parent, "ledger", None)
         return None if ledger is None else getattr(ledger, "url_unmasked", None)
     return _inherited(PARENT_LEDGER_ENV) if inherited_parent() else None
 

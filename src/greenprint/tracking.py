@@ -366,6 +366,7 @@ class Run:
         self._listeners: list[Callable[[Run, str], None]] = []
         self._host = ""
         self._contained: bool | None = None
+        self._parent_here = False  # the parent is a run of this process (nested: contained)
         self._job = JobInfo()
 
     # ------------------------------------------------------------------ context manager / decorator
@@ -808,7 +809,7 @@ class Run:
             self._guard.run_id = self.id
             if self._guard.needs_study:
                 self._read_study_cost()  # a study already over budget is known at once
-        self._ctx_token = _lineage.enter(self)
+        self._ctx_token = _lineage.enter(self, measures_process=self._measures_process())
         registry.add(self)
         self._export_env()
         self._stop_lock.acquire()
@@ -823,9 +824,8 @@ class Run:
 
         self._host = _jobs.node_host()
         self._contained = None
-        parent = self._options.get("parent")
         if self.parent_id is not None:
-            if isinstance(parent, Run) or (parent is None and _lineage.innermost() is not None):
+            if self._parent_here:
                 self._contained = True  # nested in this process
             elif self.parent_id == _lineage.inherited_parent():
                 self._contained = _jobs.tree_contains(
@@ -844,15 +844,26 @@ class Run:
             self._job = replace(self._job, node_meter=True)
 
     def _resolve_parent(self) -> str | None:
+        """The parent given, else the enclosing run (in a worker thread, the main thread's).
+
+        A run of this process as parent (given, or enclosing) sets ``_parent_here``.
+        """
         parent = self._options.get("parent")
+        self._parent_here = isinstance(parent, Run)
         if isinstance(parent, Run):
             return parent.id or None
         if isinstance(parent, str) and parent:
             return parent
-        enclosing = _lineage.innermost()
+        enclosing = _lineage.enclosing()
         if enclosing is not None:
+            self._parent_here = True
             return str(enclosing.id)
         return _lineage.inherited_parent()
+
+    def _measures_process(self) -> bool:
+        """Whether this run measures this process: machine scope, or its own process tree."""
+        pid = self._options.get("pid")
+        return self._scope == "machine" or pid is None or pid == os.getpid()
 
     def _build_provenance(self) -> dict[str, str]:
         provenance = {f"{c}": p for c, p in self._meters.provenance.items()}

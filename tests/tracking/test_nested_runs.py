@@ -148,6 +148,7 @@ def test_concurrent_sibling_runs_in_threads_stay_inside_their_parent():
     assert len(results) == 4
     for run in results.values():
         assert run.status == "finished" and run.energy_kwh > 0
+        assert run.parent_id == parent.id  # the main thread's run, though not in the context
         for comp, kwh in run.energy_by_component.items():
             outer = parent.energy_by_component[comp]
             assert outer >= kwh - _REL * outer, (comp, outer, kwh)
