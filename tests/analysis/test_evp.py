@@ -234,6 +234,7 @@ def _trial(i, status, acc, kwh, fpo=None, parent=None):
         energy_kwh=kwh,
         emissions_kg=kwh * 0.4,
         fpo=fpo,
+        started_at=100.0 * i,  # one after another (ended by started_at + duration_s)
         duration_s=10.0 * (i + 1),
         metrics=metrics,
     )

@@ -321,10 +321,10 @@ def test_provenance_summary():
 
 
 def test_children_that_exceed_their_parent_are_not_lost():
-    runs = [
+    runs = [  # one after another (c1 ends at 800 s): the parent under-measured
         _run("p", kwh=1.0),
         _run("c1", "failed", kwh=0.8, parent="p"),
-        _run("c2", kwh=0.7, parent="p"),
+        _run("c2", kwh=0.7, parent="p", started_at=1000.0),
     ]
     tag = price_tag(runs)
     assert tag.total.energy_kwh == pytest.approx(1.5)

@@ -339,7 +339,7 @@ def test_pareto_and_evp_never_take_folds_baselines_or_the_final_run():
         run("t0", "s", kwh=3.0),
         run("t0-f0", "t0", acc=0.96, kwh=1.0),
         run("t0-f1", "t0", acc=0.94, kwh=1.0),
-        run("t1", "s", acc=0.9, kwh=1.0),
+        run("t1", "s", acc=0.9, kwh=1.0, started=100.0),  # after t0 (one after another)
     ]
     front = pareto_runs(runs, metric="acc")
     assert [r.id for r in front] == ["t0", "t1"]

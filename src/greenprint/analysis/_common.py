@@ -22,6 +22,7 @@ __all__ = [
     "Mode",
     "Reduce",
     "RunForest",
+    "SharedSums",
     "check_choice",
     "check_mode",
     "finite_or_raise",
@@ -29,6 +30,7 @@ __all__ = [
     "json_float",
     "lower_is_better",
     "resolve_mode",
+    "run_end",
     "run_score",
     "score_of",
 ]
@@ -297,7 +299,7 @@ class RunForest:
         return kind == "remote" or (fpo and kind == "peer")
 
     def nested_sum(
-        self, values: Sequence[float | int | None], *, fpo: bool = False
+        self, values: Sequence[float | int | None], *, fpo: bool = False, shared: bool = False
     ) -> tuple[list[Any], list[Any]]:
         """Inclusive and exclusive amounts of a cost, without double counting.
 
@@ -311,9 +313,15 @@ class RunForest:
         exclusive amounts over all runs equals summing inclusive amounts over the roots. Python
         arithmetic is used, so integer amounts (FPO) stay exact.
 
+        With ``shared`` (energy, CO2-eq: amounts a meter reads for a whole process or machine
+        over a run's span), children that ran at the same time share their parent's amount
+        out instead: see :meth:`shared_sums`.
+
         Args:
             values: one amount per run (same order as ``runs``), ``None`` when unknown.
             fpo: the amounts are FPO (a peer rank's add to its node meter's).
+            shared: share a parent's amount out over its concurrent children
+                (:meth:`shared_sums`); not for FPO or durations.
 
         Returns:
             ``(inclusive, exclusive)`` lists, one entry per run.
@@ -327,6 +335,87 @@ class RunForest:
                 leaves it out would look complete and be wrong, and the fix is one SQL
                 statement, which the message gives; nothing in the ledger is changed.
         """
+        inclusive, exclusive, _ = self._sums(values, fpo=fpo, shared=shared)
+        return inclusive, exclusive
+
+    def shared_sums(self, name: str) -> SharedSums:
+        """:meth:`nested_sum` of a cost that concurrent children share out (computed once).
+
+        For energy (``"energy_kwh"``) and CO2-eq (``"emissions_kg"``): a meter reads a whole
+        process (or machine) over a run's span, and cannot tell its threads apart. Children
+        that ran inside their parent *at the same time* (any two of its inside children's
+        spans overlap: ``started_at`` to ``ended_at``, or a running run's last heartbeat) each
+        record the whole process's amount over their span, so their sum counts the overlap more
+        than once (trials of ``study.optimize(n_jobs=4)``). When such children's inclusive
+        amounts add up to more than their parent recorded, and the parent recorded more than 0,
+        the parent's measurement is the truth for the whole: the children's amounts are scaled
+        by ``parent's own / children's sum``, each in proportion to what it measured (n equal
+        trials that ran together get 1/n each), so the parent's exclusive part is 0 and its
+        inclusive amount its own. A child's descendants are scaled with it. Children that ran
+        one after another keep :meth:`nested_sum`'s rule (their sum wins). Children that add
+        to their parent (:meth:`adds`), and what adds to a run inside it, are outside the
+        parent's measurement: never scaled, never compared with it. FPO (counted per run,
+        exactly) and durations (run-seconds: parallel runs add up) are never shared.
+
+        The lists are shared by every reader of the forest (price tag, EVP, Pareto, report):
+        do not mutate them.
+
+        Args:
+            name: the RunRecord field, ``"energy_kwh"`` or ``"emissions_kg"``.
+
+        Returns:
+            The :class:`SharedSums`.
+        """
+        found = self._shared.get(name)
+        if found is None:
+            inclusive, exclusive, scaled = self._sums(self.column(name), fpo=False, shared=True)
+            found = self._shared[name] = SharedSums(inclusive, exclusive, scaled)
+        return found
+
+    @cached_property
+    def _shared(self) -> dict[str, SharedSums]:
+        return {}
+
+    @cached_property
+    def _remote(self) -> bool:
+        """Whether some run adds to its parent's energy (a ``"remote"`` link)."""
+        return "remote" in self.kinds
+
+    def concurrent(self, pos: int) -> bool:
+        """Whether two children inside the run at ``pos`` ran at the same time.
+
+        Inside: not a child that adds to it (:meth:`adds`). Each child's span runs from its
+        ``started_at`` to its ``ended_at`` (a running run's: :func:`run_end`); spans that only
+        touch (one ends when the next starts) do not overlap.
+        """
+        starts, ends, runs = self.column("started_at"), self.column("ended_at"), self.runs
+        inside: Iterable[int] = self.children[pos]
+        if self._remote:  # only a remote link adds energy
+            inside = [child for child in inside if not self.adds(child)]
+        spans = sorted(
+            [
+                (starts[child], run_end(runs[child]) if ends[child] is None else ends[child])
+                for child in inside
+            ]
+        )
+        latest = -math.inf
+        for start, end in spans:
+            if start < latest:
+                return True
+            if end > latest:
+                latest = end
+        return False
+
+    def _sums(
+        self, values: Sequence[float | int | None], *, fpo: bool, shared: bool
+    ) -> tuple[list[Any], list[Any], dict[int, tuple[Any, Any]]]:
+        """:meth:`nested_sum`, and the runs whose concurrent children were scaled.
+
+        Returns:
+            ``(inclusive, exclusive, scaled)``; ``scaled``: position of a parent whose
+            children were scaled -> ``(their inclusive amounts' sum as measured, the parent's
+            own amount)``, the part inside the parent's measurement only.
+        """
         if not self.inner_order:
             try:
                 as_float = np.asarray(values, dtype=float)
@@ -335,7 +424,7 @@ class RunForest:
             if bool((as_float > 0).all()):
                 # no run has children and every amount is known and positive (a search of
                 # trials): both are the amounts (100,000 runs: 3 ms where the loop takes 11)
-                return list(values), list(values)
+                return list(values), list(values), {}
         # Every run as a leaf first, in one pass: its own amount, 0 when unknown or negative,
         # with the arithmetic of the loop below; then the runs with children, children before
         # parents. A leaf's inclusive amount is its exclusive one except for -0.0 (``-0.0 +
@@ -349,6 +438,10 @@ class RunForest:
         if fpo and exclusive and max(exclusive) > FPO_MAX:  # 100,000 runs: 1 ms
             raise self._beyond_float(values, fpo=fpo)
         children = self.children
+        scale: dict[int, Any] = {}  # shared: parent -> the factor of its inside children
+        # shared, with children that add to their parent (other hosts): each run's inclusive
+        # amount from what adds to it or to a run inside it, which no scaling touches
+        far: list[Any] | None = [0] * len(values) if shared and self._remote else None
         for pos in self.inner_order:
             below = added = 0
             for child in children[pos]:
@@ -357,10 +450,57 @@ class RunForest:
                 else:
                     below += inclusive[child]
             own = values[pos]
+            if shared:
+                outside = 0  # what adds to the runs inside this one
+                if far is not None:
+                    outside = sum(far[c] for c in children[pos] if not self.adds(c))
+                    far[pos] = added + outside
+                if own is not None and below - outside > own > 0 and self.concurrent(pos):
+                    # concurrent children share their parent's measurement out
+                    scale[pos] = (below - outside, own)
+                    inclusive[pos] = own + outside + added
+                    exclusive[pos] = own - own
+                    continue
             total = below if own is None else max(own, below)
             inclusive[pos] = total + added
             exclusive[pos] = total - below
-        return inclusive, exclusive
+        if scale:
+            self._scale_down(inclusive, exclusive, scale, far)
+        return inclusive, exclusive, scale
+
+    def _scale_down(
+        self,
+        inclusive: list[Any],
+        exclusive: list[Any],
+        scale: Mapping[int, tuple[Any, Any]],
+        far: list[Any] | None,
+    ) -> None:
+        """Scale the runs inside each parent in ``scale`` by its ``own / measured``, in place.
+
+        Parents before children: a run inside a scaled parent has its exclusive amount, and the
+        part of its inclusive amount inside its own measurement, multiplied by the product of
+        the factors of the scaled runs above it; what adds to it (``far``) is kept.
+        """
+        children = self.children
+        remote = self._remote
+        factor: dict[int, Any] = {}  # a run below a scaled parent -> its factor
+        for pos in reversed(self.inner_order):  # parents before children
+            f = factor.get(pos)
+            ratio = scale.get(pos)
+            if ratio is not None:
+                measured, own = ratio
+                f = own / measured if f is None else f * (own / measured)
+            if f is None:
+                continue
+            for child in children[pos]:
+                if not remote or not self.adds(child):
+                    factor[child] = f
+        for pos, f in factor.items():
+            exclusive[pos] *= f
+            if far is None or not far[pos]:
+                inclusive[pos] *= f
+            else:
+                inclusive[pos] = (inclusive[pos] - far[pos]) * f + far[pos]
 
     def _beyond_float(self, values: Sequence[float | int | None], *, fpo: bool) -> AnalysisError:
         """The error of the first run whose amount is an integer above the largest float."""
@@ -491,6 +631,38 @@ class KnownSums:
     exclusive: list[Any]
     unknown: list[bool]
     complete: list[bool]
+
+
+@dataclass(frozen=True)
+class SharedSums:
+    """Energy or CO2-eq of a forest's runs, concurrent children sharing their parent's out.
+
+    See :meth:`RunForest.shared_sums` for the rule. The lists have one entry per run, in the
+    order of ``RunForest.runs``; they are shared: do not mutate.
+
+    Attributes:
+        inclusive: each run's amount with its descendants' (:meth:`RunForest.nested_sum`),
+            concurrent children scaled to their parent's measurement.
+        exclusive: each run's own part of it (summed over all runs: the total).
+        scaled: position of each parent whose concurrent children were scaled ->
+            ``(their inclusive amounts' sum as measured, the parent's own amount)``; what
+            adds to them from other hosts is in neither.
+    """
+
+    inclusive: list[Any]
+    exclusive: list[Any]
+    scaled: Mapping[int, tuple[Any, Any]]
+
+
+def run_end(run: RunRecord) -> float:
+    """When a run ended (Unix time, s).
+
+    Its ``ended_at``, or for a run without one (running, or lost) the later of
+    ``started_at + duration_s`` and its last heartbeat.
+    """
+    if run.ended_at is not None:
+        return run.ended_at
+    return max(run.started_at + run.duration_s, run.heartbeat_at or run.started_at)
 
 
 _ID = operator.attrgetter("id")

@@ -13,6 +13,12 @@ inside it for energy but add their FPO (see :class:`~greenprint.analysis._common
   as failed, and the parent's remainder (its own overhead) as finished;
 * both agree: the by-status amounts add up to the totals. If children add up to more than their
   parent recorded (inconsistent data), the children's sum wins and a note says so;
+* children that ran *at the same time* inside their parent (threads of one process: Optuna's
+  ``n_jobs > 1``) each measured the whole process over their span, so their energies add up to
+  more than the parent measured: the parent's measurement wins, and their energy and CO2-eq
+  are scaled to it, each in proportion to what it measured (a note says by how much; see
+  :meth:`~greenprint.analysis._common.RunForest.shared_sums`). Durations still add up
+  (run-seconds), and FPO, counted per run, are never scaled;
 * the by-role breakdown adds up to the totals too: each run's exclusive cost goes to its role,
   except a part's, which goes to the run it is part of (its trial, baseline, final run...). So
   ``by_role["trial"]`` is the search's trials with their folds, ``by_role["sweep"]`` what the
@@ -50,7 +56,9 @@ from greenprint.analysis._common import (
     Mode,
     Reduce,
     RunForest,
+    SharedSums,
     json_float,
+    run_end,
 )
 from greenprint.analysis._roles import StudyRoles, StudyTrials, choose_final, study_trials
 
@@ -449,8 +457,10 @@ def price_tag(
     notes: list[str] = [trials.mode_note] if trials.mode_note else []
     # Field by field over the runs (RunForest.column), each figure in one pass; the sums run
     # in position order, as they always did, so every total is the same float.
-    energy_in, energy_ex = forest.nested_sum(forest.column("energy_kwh"))
-    co2_in, co2_ex = forest.nested_sum(forest.column("emissions_kg"))
+    # energy and CO2-eq: concurrent children share their parent's measurement out
+    energy, co2 = forest.shared_sums("energy_kwh"), forest.shared_sums("emissions_kg")
+    energy_in, energy_ex = energy.inclusive, energy.exclusive
+    co2_in, co2_ex = co2.inclusive, co2.exclusive
     time_in, time_ex = forest.nested_sum(forest.column("duration_s"))
     fpo = forest.fpo_sums  # the FPO rule (unknown, complete): RunForest.known_sums
     fpo_in, fpo_ex = fpo.inclusive, fpo.exclusive
@@ -465,6 +475,8 @@ def price_tag(
             "some parent runs recorded less energy than their children: the children's sum is used"
         )
         logger.warning("price_tag: parent runs with less energy than their children")
+    if energy.scaled or co2.scaled:
+        notes.extend(_shared_notes(forest, roles.roles, energy, co2))
 
     # One pass per figure over the positions of a group, picked in C (itemgetter).
     is_trial = [role == "trial" for role in roles.roles]
@@ -503,7 +515,7 @@ def price_tag(
 
     started = min(forest.column("started_at"))
     ends = forest.column("ended_at")
-    ended = max(ends if None not in ends else [_end_time(r) for r in items])
+    ended = max(ends if None not in ends else list(map(run_end, items)))
 
     if final is not None and final not in forest.index:
         raise AnalysisError(f"final run {final!r} is not among the runs")
@@ -581,12 +593,6 @@ def _positions_of(keys: Sequence[str]) -> dict[str, list[int]]:
     for position, key in enumerate(keys):
         found.setdefault(key, []).append(position)
     return found
-
-
-def _end_time(run: RunRecord) -> float:
-    if run.ended_at is not None:
-        return run.ended_at
-    return max(run.started_at + run.duration_s, run.heartbeat_at or run.started_at)
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -677,6 +683,81 @@ def _source_kind(source: str | None) -> int:
 def _added(forest: RunForest, position: int, amounts: list[Any]) -> Any:
     """The part of a run's inclusive amount from children that add to it (other hosts...)."""
     return sum(amounts[c] for c in forest.children[position] if forest.adds(c))
+
+
+#: A parent's concurrent children are noted as scaled when they measured more than this
+#: factor of its amount (below it, the scaling only corrects float rounding).
+_SCALED_NOTE_ABOVE = 1 + 1e-9
+
+
+def _shared_notes(
+    forest: RunForest, roles: Sequence[str], energy: SharedSums, co2: SharedSums
+) -> list[str]:
+    """The notes on parents whose concurrent children's energy or CO2-eq were scaled."""
+
+    def beyond_rounding(sums: SharedSums) -> dict[int, tuple[Any, Any]]:
+        return {
+            p: (measured, own)
+            for p, (measured, own) in sums.scaled.items()
+            if measured > own * _SCALED_NOTE_ABOVE
+        }
+
+    scaled_energy, scaled_co2 = beyond_rounding(energy), beyond_rounding(co2)
+    if not scaled_energy and not scaled_co2:
+        return []
+    if scaled_energy.keys() == scaled_co2.keys():  # the usual case: one note for both
+        return [
+            _shared_note(forest, roles, scaled_energy, "energies", "kWh")
+            + "; their CO2-eq likewise, "
+            + _amounts(scaled_co2, "kg")
+        ]
+    notes = []
+    if scaled_energy:
+        notes.append(_shared_note(forest, roles, scaled_energy, "energies", "kWh"))
+    if scaled_co2:
+        notes.append(_shared_note(forest, roles, scaled_co2, "CO2-eq", "kg"))
+    return notes
+
+
+def _sums_of(scaled: Mapping[int, tuple[Any, Any]]) -> tuple[float, float]:
+    """The children's measured amounts and their parents', each summed over ``scaled``."""
+    return math.fsum(m for m, _ in scaled.values()), math.fsum(o for _, o in scaled.values())
+
+
+def _amounts(scaled: Mapping[int, tuple[Any, Any]], unit: str) -> str:
+    """``"4.51e-06 to 2.41e-06 kWh"``: the children's measured sum, and what it was scaled to."""
+    measured, own = _sums_of(scaled)
+    return f"{measured:.3g} to {own:.3g} {unit}"
+
+
+def _shared_note(
+    forest: RunForest,
+    roles: Sequence[str],
+    scaled: Mapping[int, tuple[Any, Any]],
+    what: str,
+    unit: str,
+) -> str:
+    """One parent's (or several parents') concurrent children, scaled, in a sentence."""
+    inside = [c for p in scaled for c in forest.children[p] if not forest.adds(c)]
+    kinds = {roles[c] for c in inside}  # what the scaled children are
+    word = "child runs"
+    if len(kinds) == 1:
+        word = {"trial": "trials", "part": "parts"}.get(kinds.pop(), word)
+    measured, own = _sums_of(scaled)
+    factors = sorted(o / m for m, o in scaled.values())
+    names = [repr(forest.runs[p].name) for p in scaled]
+    if len(scaled) == 1:
+        whose = f"the {len(inside)} {word} of run {names[0]}"
+        parent, by = "their parent", f"x{factors[0]:.3g}"
+    else:
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        whose = f"the {word} of {len(scaled)} runs ({listed})"
+        parent, by = "their parents", f"x{factors[0]:.3g} to x{factors[-1]:.3g}"
+    return (
+        f"{whose} ran at the same time, each measuring the whole process (threads) or machine "
+        f"over its span: their measured {what}, {measured:.3g} {unit} in all, are scaled to "
+        f"the {own:.3g} {unit} {parent} measured ({by}), so none is counted twice"
+    )
 
 
 def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:

@@ -91,7 +91,9 @@ class TrialColumns:
         positions: each trial's position in ``forest.runs`` (int array).
         ids: each trial's run id.
         score: each trial's score (``scores``; NaN: none).
-        energy_kwh: each trial's energy (kWh).
+        energy_kwh: each trial's energy with its parts' (kWh), as the price tag counts it:
+            trials that ran at the same time share their sweep's measurement
+            (:meth:`~greenprint.analysis._common.RunForest.shared_sums`).
         finished: whether its status is ``"finished"`` (bool array); ``pruned`` and
             ``running`` likewise.
     """
@@ -112,7 +114,8 @@ class TrialColumns:
         read already, not from the records again.
         """
         forest, trials = inputs.forest, inputs.trials
-        all_ids, statuses, energies = (forest.column(n) for n in ("id", "status", "energy_kwh"))
+        all_ids, statuses = forest.column("id"), forest.column("status")
+        energies = forest.shared_sums("energy_kwh").inclusive  # the price tag's, computed once
         ids = [all_ids[p] for p in trials]
         status = np.array([statuses[p] for p in trials], dtype=object)
         size = len(trials)
@@ -470,16 +473,18 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
     series.extend(front_series)
     final: tuple[float, float, str] | None = None
     final_position = None if inputs.final_id is None else inputs.forest.index.get(inputs.final_id)
+    energy_of = inputs.forest.shared_sums("energy_kwh").inclusive  # as the trials' points
     if final_position is not None:
         row = np.flatnonzero(columns.positions[everything] == final_position)
         if row.size:  # the final run is one of the points
             run = inputs.forest.runs[final_position]
-            final = (run.energy_kwh, inputs.scores.get(run.id, math.nan), run.id)
+            final = (energy_of[final_position], inputs.scores.get(run.id, math.nan), run.id)
     if final is None and final_position is not None:  # e.g. a retrained final run
         run = inputs.forest.runs[final_position]
         final_score = inputs.scores.get(run.id, math.nan)
-        if math.isfinite(final_score) and math.isfinite(run.energy_kwh):
-            final = (run.energy_kwh, final_score, run.id)
+        final_kwh = float(energy_of[final_position])
+        if math.isfinite(final_score) and math.isfinite(final_kwh):
+            final = (final_kwh, final_score, run.id)
             factor, unit = energy_unit(max(final[0], float(np.max(energy[everything]))))
             series = [_rescale(s, factor, old_factor) for s in series]
             old_factor = factor
@@ -498,7 +503,8 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
         )
         if twin is not None and run.params:
             twin_run = inputs.forest.runs[int(columns.positions[twin])]
-            final = (twin_run.energy_kwh, inputs.scores.get(twin_run.id, math.nan), twin_run.id)
+            twin_kwh = energy_of[int(columns.positions[twin])]
+            final = (twin_kwh, inputs.scores.get(twin_run.id, math.nan), twin_run.id)
             final_label = f"final run's configuration ({twin_run.name})"
     baselines = _baseline_scores(inputs)
     if baselines:
