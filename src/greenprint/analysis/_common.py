@@ -385,8 +385,9 @@ class RunForest:
         """Whether two children inside the run at ``pos`` ran at the same time.
 
         Inside: not a child that adds to it (:meth:`adds`). Each child's span runs from its
-        ``started_at`` to its ``ended_at`` (a running run's: :func:`run_end`); spans that only
-        touch (one ends when the next starts) do not overlap.
+        ``started_at`` to its ``ended_at`` (a running run's: :func:`run_end`). Two spans overlap
+        when they share some time: spans that only touch (one ends when the next starts), or a
+        span of no length, do not.
         """
         starts, ends, runs = self.column("started_at"), self.column("ended_at"), self.runs
         inside: Iterable[int] = self.children[pos]
@@ -400,10 +401,11 @@ class RunForest:
         )
         latest = -math.inf
         for start, end in spans:
-            if start < latest:
-                return True
-            if end > latest:
-                latest = end
+            if end > start:  # some time (a span of no length shares none)
+                if start < latest:
+                    return True
+                if end > latest:
+                    latest = end
         return False
 
     def _sums(
