@@ -385,7 +385,8 @@ def export_command(ledger: str | None, study: str | None, fmt: str, out: Path | 
     Each run carries parent_id and its role (role_inferred: true when it was inferred from the
     exported runs' nesting: no role was given, or a run given one inside a trial is its part),
     so summing the rows with no parent among them gives the price tag's total (where a parent
-    recorded less than its children, the price tag takes their sum, and its note says so).
+    recorded less than its children, the price tag takes their sum, or, when they ran at the
+    same time inside it, shares its own amount out among them; its note says which).
     """
     with _open(ledger) as led:
         if out is not None and led.path is not None and _same_file(out, led.path):

@@ -28,9 +28,11 @@ children, and the price tag counts the sweep once (it contains them).
 
 Parallel trials: with ``n_jobs > 1`` Optuna runs trials in threads of one process. Every trial
 is still recorded, but meters attribute energy to processes, not threads: each concurrent trial
-is charged the whole process's energy over its span (a warning says so once). Process-parallel
-workers (several processes or machines on one RDB storage) each measure their own trials and
-write them to the same ledger.
+is charged the whole process's energy over its span (a warning says so once). Inside a tracked
+run (``gp.track("search", role="sweep")``), the price tag shares that run's measured energy out
+among the trials that ran at the same time, so the study is not counted twice (docs/analysis.md,
+"Price tag"). Process-parallel workers (several processes
+or machines on one RDB storage) each measure their own trials and write them to the same ledger.
 
 Budgets (``GreenprintCallback(budget_kwh=..., on_exceed="stop")``, or ``budget=gp.Budget(...,
 per="study")`` for the whole search) are given to every trial's run. With ``"stop"``,
@@ -79,7 +81,9 @@ _THREADS_WARNING = (
     "greenprint: trials run in parallel threads (study.optimize(n_jobs>1)); each is recorded, "
     "but energy is attributed per process, not per thread, so every concurrent trial is "
     "charged the whole process's energy over its span (the trials' sum counts the overlap "
-    "more than once). Use process-parallel workers on a shared storage to separate them."
+    "more than once; inside a tracked run, e.g. gp.track('search', role='sweep'), the price "
+    "tag shares that run's measured energy out among them instead). Use process-parallel "
+    "workers on a shared storage to measure each trial on its own."
 )
 
 _AUTO_NAME_PREFIX = "no-name-"
