@@ -566,7 +566,12 @@ def test_cli_study_fpo_unknown_counts_and_units_in_sentences(cli_study):
     assert total["fpo_unknown"] == len(unknown)
     rows = _rows(report)  # a trial whose folds all counted FPO counts as their sum
     assert [rows[f"trial-{k}"]["fpo"] for k in range(6)] == [
-        3 * 10**9, None, 3 * 10**9, None, 3 * 5 * 10**9, None
+        3 * 10**9,
+        None,
+        3 * 10**9,
+        None,
+        3 * 5 * 10**9,
+        None,
     ]
     md = _text(home, "md")
     assert "**FPO**: 21 GFPO + unknown for 11 runs" in md
