@@ -88,6 +88,49 @@ def ledger_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     return server.new_database()
 
 
+def old_ledger(version: int, backend: str, ledger_url: str, tmp_path: Path) -> str:
+    """A ledger of schema ``version``: a copy of its committed fixture file (SQLite), or the
+    same rows loaded into the fresh PostgreSQL database ``ledger_url``."""
+    import importlib
+
+    import sqlalchemy as sa
+
+    module = importlib.import_module(f"{__package__}.fixtures.make_v{version}")
+    if backend == "sqlite":
+        copy = tmp_path / f"v{version}.db"
+        shutil.copyfile(getattr(module, f"V{version}_PATH"), copy)
+        return str(copy)
+    engine = sa.create_engine(ledger_url)
+    with engine.begin() as conn:
+        getattr(module, f"load_v{version}")(conn)
+    engine.dispose()
+    return ledger_url
+
+
+@pytest.fixture
+def v1_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
+    """The committed version-1 ledger (see :func:`old_ledger`)."""
+    return old_ledger(1, backend, ledger_url, tmp_path)
+
+
+@pytest.fixture
+def v2_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
+    """The committed version-2 ledger (see :func:`old_ledger`)."""
+    return old_ledger(2, backend, ledger_url, tmp_path)
+
+
+@pytest.fixture
+def v3_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
+    """The committed version-3 ledger (see :func:`old_ledger`)."""
+    return old_ledger(3, backend, ledger_url, tmp_path)
+
+
+@pytest.fixture
+def v4_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
+    """The committed version-4 ledger (see :func:`old_ledger`)."""
+    return old_ledger(4, backend, ledger_url, tmp_path)
+
+
 def make_record(run_id: str, **overrides: Any) -> RunRecord:
     """A run with every field set to something distinctive (recent heartbeat: not lost)."""
     now = time.time()

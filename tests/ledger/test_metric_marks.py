@@ -219,46 +219,6 @@ def _tables(url: str) -> tuple[list[Any], list[Any]]:
     return [tuple(r) for r in rows], [tuple(r) for r in marks]
 
 
-@pytest.fixture
-def v3_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
-    """The committed version-3 fixture: a copy of its file, or the same rows on PostgreSQL."""
-    import shutil
-
-    import sqlalchemy as sa
-
-    from .fixtures.make_v3 import V3_PATH, load_v3
-
-    if backend == "sqlite":
-        copy = tmp_path / "v3.db"
-        shutil.copyfile(V3_PATH, copy)
-        return str(copy)
-    engine = sa.create_engine(ledger_url)
-    with engine.begin() as conn:
-        load_v3(conn)
-    engine.dispose()
-    return ledger_url
-
-
-@pytest.fixture
-def v4_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
-    """The committed version-4 fixture: a copy of its file, or the same rows on PostgreSQL."""
-    import shutil
-
-    import sqlalchemy as sa
-
-    from .fixtures.make_v4 import V4_PATH, load_v4
-
-    if backend == "sqlite":
-        copy = tmp_path / "v4.db"
-        shutil.copyfile(V4_PATH, copy)
-        return str(copy)
-    engine = sa.create_engine(ledger_url)
-    with engine.begin() as conn:
-        load_v4(conn)
-    engine.dispose()
-    return ledger_url
-
-
 def test_the_v4_fixture_is_committed_and_version_4() -> None:
     from .fixtures.make_v4 import V4_METRICS, V4_PATH
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ import greenprint as gp
 from greenprint import MetricPoint, PowerSample
 from greenprint.ledger import Ledger, _schema
 
-from .fixtures.make_v1 import V1_METRICS, V1_PATH, V1_RUNS, load_v1
-from .fixtures.make_v2 import SWEEP, TRIALS, V2_METRICS, V2_PATH, V2_RUNS, V2_SAMPLES, load_v2
+from .fixtures.make_v1 import V1_METRICS, V1_PATH, V1_RUNS
+from .fixtures.make_v2 import SWEEP, TRIALS, V2_METRICS, V2_PATH, V2_RUNS, V2_SAMPLES
 
 
 def digest(path: Path) -> str:
@@ -36,34 +35,6 @@ def columns(url: str) -> dict[str, dict[str, tuple[str, bool]]]:
         return out
     finally:
         engine.dispose()
-
-
-@pytest.fixture
-def v1_url(backend, ledger_url, tmp_path):
-    """A version-1 ledger: a copy of the committed fixture file, or the same rows on Postgres."""
-    if backend == "sqlite":
-        copy = tmp_path / "v1.db"
-        shutil.copyfile(V1_PATH, copy)
-        return str(copy)
-    engine = sa.create_engine(ledger_url)
-    with engine.begin() as conn:
-        load_v1(conn)
-    engine.dispose()
-    return ledger_url
-
-
-@pytest.fixture
-def v2_url(backend, ledger_url, tmp_path):
-    """A version-2 ledger: a copy of the committed fixture file, or the same rows on Postgres."""
-    if backend == "sqlite":
-        copy = tmp_path / "v2.db"
-        shutil.copyfile(V2_PATH, copy)
-        return str(copy)
-    engine = sa.create_engine(ledger_url)
-    with engine.begin() as conn:
-        load_v2(conn)
-    engine.dispose()
-    return ledger_url
 
 
 def test_migrations_cover_every_version():
@@ -298,22 +269,6 @@ def test_roles_round_trip_on_every_backend(ledger_url):
         with pytest.raises(gp.ConfigError, match="roles: trial, part, baseline, final"):
             led.start_run(make_record("r0le0004", role="winner"))
         assert len(led.runs()) == 3
-
-
-@pytest.fixture
-def v3_url(backend, ledger_url, tmp_path):
-    """A version-3 ledger: a copy of the committed fixture file, or the same rows on Postgres."""
-    from .fixtures.make_v3 import V3_PATH, load_v3
-
-    if backend == "sqlite":
-        copy = tmp_path / "v3.db"
-        shutil.copyfile(V3_PATH, copy)
-        return str(copy)
-    engine = sa.create_engine(ledger_url)
-    with engine.begin() as conn:
-        load_v3(conn)
-    engine.dispose()
-    return ledger_url
 
 
 def test_the_v3_fixture_is_committed_and_version_3():
