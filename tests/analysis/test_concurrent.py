@@ -25,9 +25,11 @@ from greenprint.analysis._common import RunForest
 
 
 def _overlap(spans: list[tuple[float, float]]) -> bool:
-    """Whether two of the spans share some time (plainly: every pair)."""
+    """Whether two of the spans share some time (plainly: every pair); a span starting at 0
+    (no start time recorded) is not known, and shares none."""
+    known = [span for span in spans if span[0] > 0]
     return any(
-        max(a[0], b[0]) < min(a[1], b[1]) for i, a in enumerate(spans) for b in spans[i + 1 :]
+        max(a[0], b[0]) < min(a[1], b[1]) for i, a in enumerate(known) for b in known[i + 1 :]
     )
 
 
@@ -288,11 +290,11 @@ def test_a_parent_that_measured_nothing_is_not_the_truth() -> None:
 
 def test_several_parents_are_named_in_one_note() -> None:
     runs = []
-    for k in range(5):
+    for k in range(1, 6):
         runs += [
-            _run(f"trial{k}", 1.0, start=1000.0 * k, end=1000.0 * k + 100, acc=0.5),
-            _run(f"f{k}a", 1.0, parent=f"trial{k}", start=1000.0 * k, end=1000.0 * k + 50),
-            _run(f"f{k}b", 1.0, parent=f"trial{k}", start=1000.0 * k + 10, end=1000.0 * k + 60),
+            _run(f"trial{k - 1}", 1.0, start=1000.0 * k, end=1000.0 * k + 100, acc=0.5),
+            _run(f"f{k}a", 1.0, parent=f"trial{k - 1}", start=1000.0 * k, end=1000.0 * k + 50),
+            _run(f"f{k}b", 1.0, parent=f"trial{k - 1}", start=1000.0 * k + 10, end=1000.0 * k + 60),
         ]
     tag = price_tag(runs)
     assert tag.total.energy_kwh == pytest.approx(5.0)
@@ -356,3 +358,17 @@ def test_what_adds_from_another_host_is_never_shared_out() -> None:
     assert sums.exclusive == pytest.approx([0.0, 0.5, 0.5, 5.0])
     assert sums.scaled == {0: (2.0, 1.0)}
     assert price_tag(runs).total.energy_kwh == pytest.approx(6.0)
+
+
+def test_children_without_start_times_are_not_judged_concurrent() -> None:
+    """Hand-built records with no times (``started_at`` 0, the default) have no known spans:
+    their parent keeps the old rule (its children's sum when that is more), not a share."""
+    parent = RunRecord(id="p", name="p", status="finished", energy_kwh=1.0, emissions_kg=0.1)
+    kids = [
+        RunRecord(id=f"c{k}", name=f"c{k}", parent_id="p", status="finished",
+                     duration_s=10.0, energy_kwh=0.75, emissions_kg=0.075)
+        for k in range(2)
+    ]  # fmt: skip
+    tag = price_tag([parent, *kids])
+    assert tag.total.energy_kwh == 1.5
+    assert not any("at the same time" in note for note in tag.notes)

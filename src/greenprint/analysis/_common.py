@@ -387,7 +387,9 @@ class RunForest:
         Inside: not a child that adds to it (:meth:`adds`). Each child's span runs from its
         ``started_at`` to its ``ended_at`` (a running run's: :func:`run_end`). Two spans overlap
         when they share some time: spans that only touch (one ends when the next starts), or a
-        span of no length, do not.
+        span of no length, do not. A child with no start time (``started_at`` 0, a hand-built
+        :class:`~greenprint.RunRecord`'s default: every run greenprint records has its clock's)
+        has no known span and overlaps nothing.
         """
         starts, ends, runs = self.column("started_at"), self.column("ended_at"), self.runs
         inside: Iterable[int] = self.children[pos]
@@ -397,6 +399,7 @@ class RunForest:
             [
                 (starts[child], run_end(runs[child]) if ends[child] is None else ends[child])
                 for child in inside
+                if starts[child] > 0.0
             ]
         )
         latest = -math.inf
