@@ -78,3 +78,18 @@ def test_opening_and_writing_a_sqlite_ledger_does_not_import_sqlalchemy(tmp_path
         "assert 'sqlalchemy' not in sys.modules, 'sqlalchemy imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_sqlite_library_too_old_for_the_triggers_is_refused_in_one_line() -> None:
+    """SQLite before 3.24 (2018) has no upsert, which the metric_marks triggers use: the
+    ledger says so, and what to use instead, rather than a syntax error from a trigger."""
+    import pytest
+
+    from greenprint import LedgerError
+    from greenprint.ledger._sqlite import check_sqlite_library
+
+    check_sqlite_library("x.db")  # this Python's library
+    check_sqlite_library("x.db", (3, 24, 0))
+    with pytest.raises(LedgerError, match=r"SQLite library is 3\.22\.0, older than 3\.24") as e:
+        check_sqlite_library("x.db", (3, 22, 0))
+    assert "\n" not in str(e.value) and "PostgreSQL" in str(e.value)

@@ -157,6 +157,7 @@ class SQLiteStore:
     """
 
     def __init__(self, target: Target, *, create: bool) -> None:
+        check_sqlite_library(target.display)
         self.target = target
         self._database = ":memory:" if target.path is None else str(target.path)
         self._idle: list[sqlite3.Connection] = []
@@ -591,6 +592,30 @@ class SQLiteStore:
             ]
 
         return self.transaction(do, write=False)
+
+
+#: The oldest SQLite library a ledger works with: the ``metric_marks`` triggers upsert (3.24).
+MIN_SQLITE = (3, 24, 0)
+
+
+def check_sqlite_library(where: str, version: tuple[int, ...] | None = None) -> None:
+    """Refuse a SQLite library too old for the ledger's triggers, with what to do instead.
+
+    Args:
+        where: the ledger's location as shown to the user.
+        version: the library's version (default: the one Python's ``sqlite3`` is linked with).
+
+    Raises:
+        LedgerError: the library is older than :data:`MIN_SQLITE`.
+    """
+    found = sqlite3.sqlite_version_info if version is None else version
+    if tuple(found) < MIN_SQLITE:
+        raise LedgerError(
+            f"cannot open ledger {where}: this Python's SQLite library is "
+            f"{'.'.join(map(str, found))}, older than 3.24 (2018) that greenprint's ledger needs; "
+            "use a Python built with a newer SQLite (python.org, conda, a current distribution) "
+            "or a PostgreSQL ledger"
+        )
 
 
 def _marks_worth_reading(conn: sqlite3.Connection) -> bool:
