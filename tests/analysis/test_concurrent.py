@@ -130,9 +130,13 @@ def test_concurrent_children_share_their_parents_measurement_in_proportion(
         kids = forest.children[pos]
         measured = math.fsum(alone[c] for c in kids)
         together = _overlap([(runs[c].started_at, _end(runs[c])) for c in kids])
+        ended = runs[pos].ended_at  # a child that ended after its ended parent: not inside it all
+        outlived = ended is not None and any(
+            runs[c].started_at > 0 and _end(runs[c]) > ended for c in kids
+        )
         own = values[pos]
         factor = sums.inclusive[pos] / alone[pos] if alone[pos] > 0 else 1.0
-        if together and measured > own > 0:
+        if together and not outlived and measured > own > 0:
             # the parent's measurement is the truth: its children get it all, in proportion
             assert alone[pos] == pytest.approx(own, rel=1e-12)
             assert sums.exclusive[pos] == 0
@@ -372,3 +376,64 @@ def test_children_without_start_times_are_not_judged_concurrent() -> None:
     tag = price_tag([parent, *kids])
     assert tag.total.energy_kwh == 1.5
     assert not any("at the same time" in note for note in tag.notes)
+
+
+def test_children_that_outlived_their_parent_keep_their_sum() -> None:
+    """A search stopped while its two trials' threads went on: it measured 0.1 kWh over its
+    10 s, they 1 kWh each over 100 s together. Its measurement holds nothing of their last 90 s,
+    so it is no truth to share out (that would read 0.1 kWh for 1 kWh spent at least): their
+    sum stands, as before the rule, with the old note."""
+    runs = [
+        _run("search", 0.1, start=1.0, end=11.0),
+        _run("t0", 1.0, parent="search", start=2.0, end=102.0, acc=0.8),
+        _run("t1", 1.0, parent="search", start=2.0, end=101.0, acc=0.9),
+    ]
+    forest = RunForest.build(runs)
+    assert forest.concurrent(0) and forest.outlived(0)
+    tag = price_tag(runs, metric="acc")
+    assert tag.total.energy_kwh == pytest.approx(2.0)
+    assert not any("same time" in n for n in tag.notes)
+    assert any("less energy than their children" in n for n in tag.notes)
+    # the same children inside the parent's span: shared out, as the rule says
+    runs[0] = _run("search", 0.1, start=1.0, end=103.0)
+    assert price_tag(runs, metric="acc").total.energy_kwh == pytest.approx(0.1)
+    # a running parent (no end yet: a live report) keeps sharing out
+    runs[0] = dataclasses.replace(runs[0], status="running", ended_at=None, duration_s=10.0)
+    assert not RunForest.build(runs).outlived(0)
+
+
+def test_a_main_run_stopped_before_its_worker_threads_trials_is_no_truth(tmp_path: Path) -> None:
+    """Real threads: the main thread's run ends while the trials it parents still run; the
+    price tag is never less than what a trial measured of the whole process alone."""
+    import threading
+
+    import greenprint as gp
+
+    ledger = str(tmp_path / "l.db")
+    started = threading.Barrier(3)
+
+    def trial(k: int) -> None:
+        with gp.track(f"trial-{k}", ledger=ledger, study="s", role="trial") as run:
+            started.wait()
+            end = time.perf_counter() + 0.6
+            while time.perf_counter() < end:  # busy: the estimate reads CPU time
+                pass
+            run.log(acc=0.5 + k / 10)
+
+    with gp.track("search", ledger=ledger, study="s", role="sweep"):
+        threads = [threading.Thread(target=trial, args=(k,)) for k in range(2)]
+        for thread in threads:
+            thread.start()
+        started.wait()
+    for thread in threads:
+        thread.join()
+    with gp.Ledger(ledger) as led:
+        runs = led.runs(study="s")
+    search = next(r for r in runs if r.name == "search")
+    trials = [r for r in runs if r.role == "trial"]
+    assert all(t.parent_id == search.id and t.ended_at > search.ended_at for t in trials)
+    tag = price_tag(runs, metric="acc")
+    assert tag.total.energy_kwh >= max(t.energy_kwh for t in trials)
+    assert tag.total.energy_kwh == pytest.approx(
+        max(search.energy_kwh, sum(t.energy_kwh for t in trials)), rel=1e-9
+    )

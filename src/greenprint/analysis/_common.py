@@ -352,7 +352,9 @@ class RunForest:
         by ``parent's own / children's sum``, each in proportion to what it measured (n equal
         trials that ran together get 1/n each), so the parent's exclusive part is 0 and its
         inclusive amount its own. A child's descendants are scaled with it. Children that ran
-        one after another keep :meth:`nested_sum`'s rule (their sum wins). Children that add
+        one after another keep :meth:`nested_sum`'s rule (their sum wins), and so do those of
+        a parent that ended before one of them did (:meth:`outlived`: it did not measure what
+        that child spent after its end, so it is no truth for the whole). Children that add
         to their parent (:meth:`adds`), and what adds to a run inside it, are outside the
         parent's measurement: never scaled, never compared with it. FPO (counted per run,
         exactly) and durations (run-seconds: parallel runs add up) are never shared.
@@ -411,6 +413,26 @@ class RunForest:
                     latest = end
         return False
 
+    def outlived(self, pos: int) -> bool:
+        """Whether a child inside the run at ``pos`` ended after it (the run has ended).
+
+        A main-thread run stopped while its worker threads' runs went on (threads not joined, a
+        signal): what they spent after the parent's ``ended_at`` is in no measurement of the
+        parent's. A child's end is its ``ended_at`` (a running one's: :func:`run_end`); a child
+        with no start time has no known span (see :meth:`concurrent`); a running parent has not
+        ended (its children's last heartbeats may lead its own by a flush).
+        """
+        parent_end = self.column("ended_at")[pos]
+        if parent_end is None:
+            return False
+        starts, ends, runs = self.column("started_at"), self.column("ended_at"), self.runs
+        for child in self.children[pos]:
+            if starts[child] > 0.0 and not (self._remote and self.adds(child)):
+                end = run_end(runs[child]) if ends[child] is None else ends[child]
+                if end > parent_end:
+                    return True
+        return False
+
     def _sums(
         self, values: Sequence[float | int | None], *, fpo: bool, shared: bool
     ) -> tuple[list[Any], list[Any], dict[int, tuple[Any, Any]]]:
@@ -460,7 +482,12 @@ class RunForest:
                 if far is not None:
                     outside = sum(far[c] for c in children[pos] if not self.adds(c))
                     far[pos] = added + outside
-                if own is not None and below - outside > own > 0 and self.concurrent(pos):
+                if (
+                    own is not None
+                    and below - outside > own > 0
+                    and self.concurrent(pos)
+                    and not self.outlived(pos)
+                ):
                     # concurrent children share their parent's measurement out
                     scale[pos] = (below - outside, own)
                     inclusive[pos] = own + outside + added
