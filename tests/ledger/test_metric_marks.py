@@ -373,3 +373,28 @@ def marks_read(store: Any) -> bool:
     if isinstance(store, _sqlite.SQLiteStore):
         return bool(store.transaction(_sqlite._marks_worth_reading, write=False))
     return bool(store.transaction(_sql._marks_worth_reading, write=False))
+
+
+def test_a_run_deleted_by_hand_marks_first_leaves_the_other_runs_marks(tmp_path: Path) -> None:
+    """docs/ledger.md's procedure on SQLite: the run's marks, then its rows; the marks left
+    are those of the points left, and the other run's marks are as they were."""
+    path = tmp_path / "l.db"
+    with gp.Ledger(path) as led:
+        for rid in ("gone", "kept"):
+            led.start_run(gp.RunRecord(id=rid, name=rid, study="s", started_at=T0))
+            points = [gp.MetricPoint("loss", 1.0 / (k + 1), k, T0 + k) for k in range(50)]
+            led.flush(rid, metrics=[*points, gp.MetricPoint("acc", math.nan, 0, T0)])
+    before = stored_marks(_tables(str(path))[1])
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute("DELETE FROM metric_marks WHERE run_id = 'gone'")
+            for table, key in (("metrics", "run_id"), ("samples", "run_id"), ("runs", "id")):
+                conn.execute(f"DELETE FROM {table} WHERE {key} = 'gone'")
+    finally:
+        conn.close()
+    rows, marks = _tables(str(path))
+    _same(stored_marks(marks), brute_marks(rows))
+    assert stored_marks(marks) == {k: v for k, v in before.items() if k[0] == "kept"}
+    with gp.Ledger(path) as led:
+        assert [r.id for r in led.runs()] == ["kept"] and len(led.runs()[0].metrics) == 51
