@@ -398,3 +398,40 @@ def test_a_run_deleted_by_hand_marks_first_leaves_the_other_runs_marks(tmp_path:
     assert stored_marks(marks) == {k: v for k, v in before.items() if k[0] == "kept"}
     with gp.Ledger(path) as led:
         assert [r.id for r in led.runs()] == ["kept"] and len(led.runs()[0].metrics) == 51
+
+
+@pytest.mark.postgres
+def test_a_role_granted_the_tables_before_schema_5_writes_and_reads(pg_server: Any) -> None:
+    """A team's PostgreSQL ledger: a writer role granted the tables it had (not
+    ``metric_marks``, which schema 5 adds) keeps writing points (the trigger runs with its
+    owner's rights) and reading reports (every point, when it may not read the marks)."""
+    import sqlalchemy as sa
+
+    from greenprint.report import build_report
+
+    url = pg_server.new_database()
+    _two_runs(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE ROLE gp_writer LOGIN"))
+        conn.execute(
+            sa.text(
+                "GRANT SELECT, INSERT, UPDATE ON runs, metrics, samples, schema_version "
+                "TO gp_writer"
+            )
+        )
+        conn.execute(sa.text("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO gp_writer"))
+    engine.dispose()
+    writer = url.replace("://postgres:", "://gp_writer:", 1)
+    assert writer != url
+    with gp.Ledger(writer, create=False) as led:
+        for k in range(40):
+            led.flush("r1", metrics=[gp.MetricPoint("loss", 1.0 / (k + 1), k, T0 + k)])
+        assert not marks_read(led._store)  # it may not read metric_marks: every point
+        report = build_report(led, "s", metric="loss")
+        assert report.price_tag.final is not None
+        assert report.price_tag.final.score == pytest.approx(1.0 / 40)
+    rows, marks = _tables(url)
+    _same(stored_marks(marks), brute_marks(rows))
+    with gp.Ledger(url, create=False) as led:
+        assert marks_read(led._store)  # the owner reads through the marks

@@ -147,7 +147,8 @@ POSTGRESQL_FILL = _INSERT_MARKS + _PG_AGGREGATE + " GROUP BY run_id, name"
 
 _PG_NEW_FINITE = "NEW.value NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)"
 _PG_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION greenprint_metric_marks() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION greenprint_metric_marks() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP <> 'INSERT' AND EXISTS (
         SELECT 1 FROM metric_marks AS k WHERE k.run_id = OLD.run_id AND k.name = OLD.name
@@ -190,7 +191,9 @@ $$
 
 #: The function and trigger that keep ``metric_marks`` on PostgreSQL, in creation order
 #: (PostgreSQL's LEAST and GREATEST skip NULLs; its NaN equals NaN and sorts above every
-#: number, hence the filters).
+#: number, hence the filters). The function runs with its owner's rights (``SECURITY DEFINER``,
+#: its schema fixed at creation): a role a team granted INSERT on ``metrics`` before schema 5
+#: keeps writing points without a grant on ``metric_marks``.
 POSTGRESQL_STATEMENTS: tuple[str, ...] = (
     _PG_FUNCTION.strip(),
     "CREATE TRIGGER metric_marks_change AFTER INSERT OR DELETE OR UPDATE OF run_id, name, value "
