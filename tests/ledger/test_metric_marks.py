@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import greenprint as gp
 from greenprint._prediction import metric_name
-from greenprint.ledger._marks import MARK_COLUMNS, SQLITE_TRIGGERS
+from greenprint.ledger._marks import MARK_COLUMNS, SQLITE_TRIGGERS, marked_points_sql
 from greenprint.ledger._rows import score_points_by_run
 from greenprint.ledger._sqlite import CREATE_STATEMENTS
 
@@ -115,12 +115,39 @@ def _apply_sqlite(conn: sqlite3.Connection, operations: list[Any]) -> None:
 @settings(max_examples=300, deadline=None)
 @given(_operations)
 def test_sqlite_triggers_keep_the_marks_of_every_point(operations: list[Any]) -> None:
+    """Every metric has the marks of its points, or is stale (a mark of it was deleted or
+    updated: no marks until its next point); a read through the marks gives, for every run,
+    what all its points give."""
     conn = sqlite3.connect(":memory:")
     for statement in (*CREATE_STATEMENTS, *SQLITE_TRIGGERS):
         conn.execute(statement)
     _apply_sqlite(conn, operations)
-    brute = brute_marks(conn.execute("SELECT seq, run_id, name, value FROM metrics"))
-    _same(stored_marks(conn.execute("SELECT * FROM metric_marks")), brute)
+    rows = list(conn.execute("SELECT seq, run_id, name, value FROM metrics"))
+    brute = brute_marks(rows)
+    stale = set(conn.execute("SELECT run_id, name FROM metric_marks_stale"))
+    stored = stored_marks(conn.execute("SELECT * FROM metric_marks"))
+    assert not stored.keys() & stale
+    _same(stored, {key: marks for key, marks in brute.items() if key not in stale})
+    every = list(conn.execute("SELECT run_id, name, value, step, time FROM metrics ORDER BY seq"))
+    read = list(conn.execute(marked_points_sql("1 = 1", "1 = 1")))
+    assert set(read) <= set(every)
+    for run_id in ("r1", "r2"):
+        full = score_points_by_run(every, [run_id]).get(run_id, [])
+        kept = score_points_by_run(read, [run_id]).get(run_id, [])
+        assert _figures(kept) == _figures(full)
+        assert list(_figures(kept)) == list(_figures(full))  # names in logged order
+
+
+def _figures(points: Sequence[Any]) -> dict[str, tuple[Any, ...]]:
+    """Each metric's last value, largest and smallest finite ones and first valid step."""
+    record = gp.RunRecord(id="r", name="r", metrics=tuple(points))
+    return {
+        name: (
+            *(repr(record.metric(name, mode=mode)) for mode in ("last", "max", "min")),
+            next((p.step for p in points if p.name == name and p.value == p.value), None),
+        )
+        for name in record.metric_names
+    }
 
 
 def _two_runs(url: str) -> None:
@@ -376,8 +403,8 @@ def marks_read(store: Any) -> bool:
 
 
 def test_a_run_deleted_by_hand_marks_first_leaves_the_other_runs_marks(tmp_path: Path) -> None:
-    """docs/ledger.md's procedure on SQLite: the run's marks, then its rows; the marks left
-    are those of the points left, and the other run's marks are as they were."""
+    """A run deleted by hand on SQLite, its marks first (as merge does): the marks left are
+    those of the points left, and the other run's marks are as they were."""
     path = tmp_path / "l.db"
     with gp.Ledger(path) as led:
         for rid in ("gone", "kept"):
@@ -435,3 +462,41 @@ def test_a_role_granted_the_tables_before_schema_5_writes_and_reads(pg_server: A
     _same(stored_marks(marks), brute_marks(rows))
     with gp.Ledger(url, create=False) as led:
         assert marks_read(led._store)  # the owner reads through the marks
+
+
+def test_points_deleted_by_hand_on_sqlite_leave_their_metric_stale_not_wrong(
+    tmp_path: Path,
+) -> None:
+    """SQLite: deleting a run's points by hand (no marks deleted first) notes its metrics
+    stale instead of computing their marks again for each deleted point (time in the square
+    of the points); a report reads a stale metric's every point, and its next point computes
+    its marks again."""
+    from greenprint.report import build_report
+
+    path = tmp_path / "l.db"
+    with gp.Ledger(path) as led:
+        for rid, top in (("a", 2.0), ("b", 1.0)):
+            led.start_run(
+                gp.RunRecord(id=rid, name=rid, study="s", status="finished", started_at=T0)
+            )
+            points = [gp.MetricPoint("loss", top / (k + 1), k, T0 + k) for k in range(3000)]
+            led.flush(rid, metrics=points)
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute("DELETE FROM metrics WHERE run_id = 'b' AND step >= 1000")
+        stale = conn.execute("SELECT run_id, name FROM metric_marks_stale").fetchall()
+        assert stale == [("b", "loss")]
+    finally:
+        conn.close()
+    with gp.Ledger(path) as led:
+        assert marks_read(led._store)
+        report = build_report(led, "s", metric="loss")  # lower is better: the name says so
+        assert report.price_tag.final is not None
+        assert report.price_tag.final.run_id == "a"  # 2/3000 beats b's 1/1000 now
+        scores = {row.id: row.score for row in report.runs}
+        assert scores == {"a": pytest.approx(2.0 / 3000), "b": pytest.approx(1.0 / 1000)}
+        led.flush("b", metrics=[gp.MetricPoint("loss", 9.0, 5000, T0 + 5000)])
+    rows, marks = _tables(str(path))
+    assert stored_marks(marks).keys() == {("a", "loss"), ("b", "loss")}
+    _same(stored_marks(marks), brute_marks(rows))

@@ -12,9 +12,11 @@ The database keeps the table itself, with triggers on ``metrics``: every insert 
 flushes, :meth:`~greenprint.Ledger.merge`, an ``INSERT`` by hand) folds its row into the marks
 with an upsert whose every update is a minimum or a maximum over ``(value, seq)``, so the
 result does not depend on the order in which concurrent writers commit. A deleted or updated
-row that was a mark makes the marks of its ``(run_id, name)`` computed again from the rows left
-(a row that was no mark changes no mark when deleted). Merge removes the marks of the runs it
-replaces first, so their deletions compute nothing.
+row that was a mark: on PostgreSQL, the marks of its ``(run_id, name)`` are computed again from
+the rows left (its triggers run once the statement is done); on SQLite, which runs them as each
+row goes, the metric's marks are removed and it is noted *stale* instead (see
+:data:`SQLITE_TRIGGERS`). A row that was no mark changes no mark when deleted. Merge removes the
+marks of the runs it replaces first, so their deletions note nothing.
 
 What counts as a value (the reader's rule, ``float(value)`` on what is stored): NaN is no value
 (SQLite stores it as the text ``'NaN'``, PostgreSQL natively); infinities are values but not
@@ -106,30 +108,43 @@ _SQLITE_OLD_IS_MARK = (
     "EXISTS (SELECT 1 FROM metric_marks AS k WHERE k.run_id = OLD.run_id AND k.name = OLD.name "
     "AND OLD.seq IN (k.first_seq, k.valid_seq, k.high_seq, k.low_seq, k.last_seq))"
 )
-# the marks of OLD's (run_id, name) from the rows left, when it has none (any more)
-_SQLITE_REFOLD_OLD = (
-    _INSERT_MARKS + f"SELECT {_sqlite_row('m')} FROM metrics AS m "
-    "WHERE m.run_id = OLD.run_id AND m.name = OLD.name "
-    "AND NOT EXISTS (SELECT 1 FROM metric_marks AS k "
-    "WHERE k.run_id = OLD.run_id AND k.name = OLD.name) "
+# NEW's (run_id, name) when it is stale: its marks from all its points (NEW among them)
+# (from the stale row: a key lookup that finds none for almost every point; from the points
+# with an EXISTS, SQLite scanned the run's points for each one inserted)
+_SQLITE_REFOLD_NEW = (
+    _INSERT_MARKS + f"SELECT {_sqlite_row('m')} FROM metric_marks_stale AS s "
+    "CROSS JOIN metrics AS m ON m.run_id = s.run_id AND m.name = s.name "
+    "WHERE s.run_id = NEW.run_id AND s.name = NEW.name "
     f"{_SQLITE_FOLD}"
 )
-
-#: The triggers that keep ``metric_marks`` on SQLite, in creation order.
-SQLITE_TRIGGERS: tuple[str, ...] = (
-    "CREATE TRIGGER metric_marks_insert AFTER INSERT ON metrics BEGIN "
+_SQLITE_FOLD_NEW = (
+    f"{_SQLITE_REFOLD_NEW}; "
+    "DELETE FROM metric_marks_stale WHERE run_id = NEW.run_id AND name = NEW.name; "
     + _INSERT_MARKS
-    + f"VALUES ({_sqlite_row('NEW')}) {_SQLITE_FOLD}; END",
+    + f"VALUES ({_sqlite_row('NEW')}) {_SQLITE_FOLD}"
+)
+
+#: The table and triggers that keep ``metric_marks`` on SQLite, in creation order. SQLite runs
+#: a row's triggers as the row is deleted, so computing a deleted mark's metric again from the
+#: rows left would take, for a run whose points are deleted one statement, time in the square
+#: of its points; instead the metric's marks are removed and the metric is noted as *stale*
+#: (``metric_marks_stale``): a read takes every point of a stale metric, and its next inserted
+#: point computes its marks again from all its points.
+SQLITE_TRIGGERS: tuple[str, ...] = (
+    "CREATE TABLE metric_marks_stale (run_id TEXT NOT NULL, name TEXT NOT NULL, "
+    "PRIMARY KEY (run_id, name))",
+    f"CREATE TRIGGER metric_marks_insert AFTER INSERT ON metrics BEGIN {_SQLITE_FOLD_NEW}; END",
     "CREATE TRIGGER metric_marks_delete AFTER DELETE ON metrics "
     f"WHEN {_SQLITE_OLD_IS_MARK} BEGIN "
     "DELETE FROM metric_marks WHERE run_id = OLD.run_id AND name = OLD.name; "
-    f"{_SQLITE_REFOLD_OLD}; END",
+    "INSERT OR IGNORE INTO metric_marks_stale (run_id, name) VALUES (OLD.run_id, OLD.name); "
+    "END",
     "CREATE TRIGGER metric_marks_update AFTER UPDATE OF run_id, name, value ON metrics BEGIN "
+    "INSERT OR IGNORE INTO metric_marks_stale (run_id, name) "
+    f"SELECT OLD.run_id, OLD.name WHERE {_SQLITE_OLD_IS_MARK}; "
     "DELETE FROM metric_marks WHERE run_id = OLD.run_id AND name = OLD.name "
     f"AND {_SQLITE_OLD_IS_MARK}; "
-    f"{_SQLITE_REFOLD_OLD}; "
-    + _INSERT_MARKS
-    + f"VALUES ({_sqlite_row('NEW')}) {_SQLITE_FOLD}; END",
+    f"{_SQLITE_FOLD_NEW}; END",
 )
 
 # ------------------------------------------------------------------------------- PostgreSQL
@@ -210,14 +225,13 @@ def marked_points_sql(runs: str, names: str) -> str:
 
     Args:
         runs: an SQL condition on the marks' ``k.run_id`` (``"1 = 1"``: every run). It appears
-            twice: its parameters are bound twice.
+            three times: its parameters are bound three times.
         names: an SQL condition on ``k.name`` choosing the metrics read (``"1 = 1"``: every
-            one); reserved metrics are read whatever it says. Its parameters are bound after
-            the first ``runs``'.
+            one); reserved metrics are read whatever it says. It appears twice.
 
     Returns:
         The query, selecting :data:`~greenprint.ledger._rows.METRIC_COLUMNS` ordered by
-        ``seq``. Parameters: ``runs``', ``names``', ``runs``' again.
+        ``seq``. Parameters: ``runs``', ``names``', ``runs``', ``runs``', ``names``'.
     """
     reserved = f"substr(k.name, 1, {len(RESERVED_METRIC_PREFIX)}) = '{RESERVED_METRIC_PREFIX}'"
     columns = "m.seq, m.run_id, m.name, m.value, m.step, m.time"
@@ -228,5 +242,9 @@ def marked_points_sql(runs: str, names: str) -> str:
         # CROSS JOIN: SQLite then reads the marks first (else it scans every point for these)
         f"UNION ALL SELECT {columns} FROM metric_marks AS k "
         "CROSS JOIN metrics AS m ON m.run_id = k.run_id AND m.name = k.name "
-        f"WHERE ({runs}) AND {reserved}) AS kept ORDER BY seq"
+        f"WHERE ({runs}) AND {reserved} "
+        # a stale metric (its marks removed with a deleted point: SQLITE_TRIGGERS): every point
+        f"UNION ALL SELECT {columns} FROM metric_marks_stale AS k "
+        "CROSS JOIN metrics AS m ON m.run_id = k.run_id AND m.name = k.name "
+        f"WHERE ({runs}) AND (({names}) OR {reserved})) AS kept ORDER BY seq"
     )

@@ -464,15 +464,13 @@ class SQLStore:
 def _marks_worth_reading(conn: Connection) -> bool:
     """Whether the ledger's points are many per mark (see ``_marks.MARKS_WORTH_READING``).
 
-    On PostgreSQL, never for a role that may not read ``metric_marks`` (a team's reader granted
-    SELECT on the tables before schema 5): it reads every point, as before.
+    Never for a role that may not read ``metric_marks`` (a team's reader granted SELECT on the
+    tables before schema 5): it reads every point, as before. PostgreSQL only: a SQLite ledger
+    is read by ``SQLiteStore``, whose query also reads its stale metrics (``_marks``).
     """
-    if (
-        conn.dialect.name == "postgresql"
-        and not conn.execute(
-            sa.text("SELECT has_table_privilege('metric_marks', 'SELECT')")
-        ).scalar()
-    ):
+    if conn.dialect.name != "postgresql":  # SQLite reads through SQLiteStore (stale metrics)
+        return False
+    if not conn.execute(sa.text("SELECT has_table_privilege('metric_marks', 'SELECT')")).scalar():
         return False
     points = conn.execute(sa.select(sa.func.max(metrics_t.c.seq))).scalar()
     marks = conn.execute(sa.select(sa.func.count()).select_from(marks_t)).scalar()

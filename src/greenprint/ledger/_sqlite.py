@@ -527,8 +527,9 @@ class SQLiteStore:
                     runs, by_run = f"k.run_id IN (SELECT id FROM runs{where})", params
                 if metrics is not None:
                     names = f"k.name IN ({', '.join('?' * len(metrics))})"
+                wanted = list(metrics or ())
                 selected = conn.execute(
-                    marked_points_sql(runs, names), [*by_run, *(metrics or ()), *by_run]
+                    marked_points_sql(runs, names), [*by_run, *wanted, *by_run, *by_run, *wanted]
                 )
                 return columns, read_points(rows_in_batches(selected), ids, points)
             named, by_name = "", []
