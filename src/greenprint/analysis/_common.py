@@ -393,19 +393,8 @@ class RunForest:
         :class:`~greenprint.RunRecord`'s default: every run greenprint records has its clock's)
         has no known span and overlaps nothing.
         """
-        starts, ends, runs = self.column("started_at"), self.column("ended_at"), self.runs
-        inside: Iterable[int] = self.children[pos]
-        if self._remote:  # only a remote link adds energy
-            inside = [child for child in inside if not self.adds(child)]
-        spans = sorted(
-            [
-                (starts[child], run_end(runs[child]) if ends[child] is None else ends[child])
-                for child in inside
-                if starts[child] > 0.0
-            ]
-        )
         latest = -math.inf
-        for start, end in spans:
+        for start, end in sorted(self._inside_spans(pos)):
             if end > start:  # some time (a span of no length shares none)
                 if start < latest:
                     return True
@@ -425,13 +414,21 @@ class RunForest:
         parent_end = self.column("ended_at")[pos]
         if parent_end is None:
             return False
+        return any(end > parent_end for _, end in self._inside_spans(pos))
+
+    def _inside_spans(self, pos: int) -> list[tuple[float, float]]:
+        """``(start, end)`` of each child inside the run at ``pos`` whose start is known.
+
+        Inside: not a child that adds to it (:meth:`adds`: only a remote link adds energy). A
+        child's end is its ``ended_at`` (a running one's: :func:`run_end`); a child with no
+        start time (``started_at`` 0) has no known span and is left out.
+        """
         starts, ends, runs = self.column("started_at"), self.column("ended_at"), self.runs
-        for child in self.children[pos]:
-            if starts[child] > 0.0 and not (self._remote and self.adds(child)):
-                end = run_end(runs[child]) if ends[child] is None else ends[child]
-                if end > parent_end:
-                    return True
-        return False
+        return [
+            (starts[child], run_end(runs[child]) if ends[child] is None else ends[child])
+            for child in self.children[pos]
+            if starts[child] > 0.0 and not (self._remote and self.adds(child))
+        ]
 
     def _sums(
         self, values: Sequence[float | int | None], *, fpo: bool, shared: bool
