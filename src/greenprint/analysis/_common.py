@@ -22,6 +22,7 @@ __all__ = [
     "Mode",
     "Reduce",
     "RunForest",
+    "SHARED_COSTS",
     "SharedSums",
     "check_choice",
     "check_mode",
@@ -374,6 +375,19 @@ class RunForest:
             found = self._shared[name] = SharedSums(inclusive, exclusive, scaled)
         return found
 
+    def cost_sums(self, name: str) -> list[Any]:
+        """Each run's ``name`` with its descendants', by the price tag's rule for that cost.
+
+        FPO: :attr:`fpo_sums`; energy and CO2-eq (:data:`SHARED_COSTS`): :meth:`shared_sums`;
+        anything else (durations): :meth:`nested_sum`. Shared with the forest's other readers:
+        do not mutate.
+        """
+        if name == "fpo":
+            return self.fpo_sums.inclusive
+        if name in SHARED_COSTS:
+            return self.shared_sums(name).inclusive
+        return self.nested_sum(self.column(name))[0]
+
     @cached_property
     def _shared(self) -> dict[str, SharedSums]:
         return {}
@@ -681,6 +695,11 @@ class SharedSums:
     inclusive: list[Any]
     exclusive: list[Any]
     scaled: Mapping[int, tuple[Any, Any]]
+
+
+#: Costs a meter reads for a whole process or machine over a run's span, which concurrent
+#: children share out (:meth:`RunForest.shared_sums`): energy and CO2-eq.
+SHARED_COSTS = frozenset({"energy_kwh", "emissions_kg"})
 
 
 def run_end(run: RunRecord) -> float:

@@ -561,18 +561,11 @@ def _trial_costs(forest: RunForest, positions: Sequence[int], attribute: str | N
         sums = forest.fpo_sums
         return [sums.inclusive[p] if sums.complete[p] else None for p in positions]
     values = [getattr(r, attribute) for r in forest.runs]
-    if attribute in _SHARED:  # the price tag's: concurrent children share their parent's
-        inclusive = forest.shared_sums(attribute).inclusive
-    else:
-        inclusive, _ = forest.nested_sum(values)
+    inclusive = forest.cost_sums(attribute)  # the price tag's (concurrent children share)
     below = [False] * len(values)
     for pos in forest.order:  # children before parents: whether any descendant knows its cost
         below[pos] = any(values[c] is not None or below[c] for c in forest.children[pos])
     return [inclusive[p] if values[p] is not None or below[p] else None for p in positions]
-
-
-#: Costs that concurrent children share out (RunForest.shared_sums): energy and CO2-eq.
-_SHARED = frozenset({"energy_kwh", "emissions_kg"})
 
 
 # ---------------------------------------------------------------------------------- internals

@@ -155,12 +155,8 @@ def pareto_runs(
     if cost == "fpo":  # the price tag's rule: known when complete (RunForest.known_sums)
         sums = forest.fpo_sums
         inclusive, known = sums.inclusive, sums.complete
-    else:  # energy and CO2-eq as the price tag shares them (RunForest.shared_sums)
-        inclusive = (
-            forest.nested_sum(values)[0]
-            if cost == "duration_s"
-            else forest.shared_sums(cost).inclusive
-        )
+    else:  # as the price tag sums them (energy and CO2-eq: concurrent children share)
+        inclusive = forest.cost_sums(cost)
         known = [v is not None for v in values]
     kept: list[RunRecord] = []
     rows: list[tuple[float, float]] = []
