@@ -32,6 +32,7 @@ from greenprint._prediction import RESERVED_METRIC_PREFIX
 
 __all__ = [
     "MARK_COLUMNS",
+    "MARK_SEQS",
     "POSTGRESQL_STATEMENTS",
     "SQLITE_FILL",
     "SQLITE_TRIGGERS",
@@ -52,6 +53,11 @@ MARK_COLUMNS: tuple[str, ...] = (
     "low",
     "last_seq",
 )
+
+#: The columns of ``metric_marks`` that locate a point (a ``seq`` of ``metrics``).
+MARK_SEQS: tuple[str, ...] = tuple(c for c in MARK_COLUMNS if c.endswith("_seq"))
+# the marked points' seqs of a marks row aliased k, as an SQL list
+_K_SEQS = ", ".join(f"k.{c}" for c in MARK_SEQS)
 
 #: A read takes the marks when the ledger holds at least this many points per marked
 #: ``(run_id, name)`` on average; below, reading every point is as cheap (a search whose runs
@@ -106,7 +112,7 @@ SQLITE_FILL = (
 
 _SQLITE_OLD_IS_MARK = (
     "EXISTS (SELECT 1 FROM metric_marks AS k WHERE k.run_id = OLD.run_id AND k.name = OLD.name "
-    "AND OLD.seq IN (k.first_seq, k.valid_seq, k.high_seq, k.low_seq, k.last_seq))"
+    f"AND OLD.seq IN ({_K_SEQS}))"
 )
 # NEW's (run_id, name) when it is stale: its marks from all its points (NEW among them)
 # (from the stale row: a key lookup that finds none for almost every point; from the points
@@ -167,7 +173,7 @@ SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP <> 'INSERT' AND EXISTS (
         SELECT 1 FROM metric_marks AS k WHERE k.run_id = OLD.run_id AND k.name = OLD.name
-        AND OLD.seq IN (k.first_seq, k.valid_seq, k.high_seq, k.low_seq, k.last_seq)
+        AND OLD.seq IN ({_K_SEQS})
     ) THEN
         DELETE FROM metric_marks WHERE run_id = OLD.run_id AND name = OLD.name;
         {_INSERT_MARKS}{_PG_AGGREGATE}
@@ -237,8 +243,8 @@ def marked_points_sql(runs: str, names: str) -> str:
     columns = "m.seq, m.run_id, m.name, m.value, m.step, m.time"
     return (
         f"SELECT run_id, name, value, step, time FROM (SELECT {columns} FROM metric_marks AS k "
-        "JOIN metrics AS m ON m.seq IN (k.first_seq, k.valid_seq, k.high_seq, k.low_seq, "
-        f"k.last_seq) WHERE ({runs}) AND ({names}) AND NOT {reserved} "
+        f"JOIN metrics AS m ON m.seq IN ({_K_SEQS}) "
+        f"WHERE ({runs}) AND ({names}) AND NOT {reserved} "
         # CROSS JOIN: SQLite then reads the marks first (else it scans every point for these)
         f"UNION ALL SELECT {columns} FROM metric_marks AS k "
         "CROSS JOIN metrics AS m ON m.run_id = k.run_id AND m.name = k.name "

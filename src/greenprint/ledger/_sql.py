@@ -36,7 +36,7 @@ from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger import _schema
 from greenprint.ledger._fields import CorruptValueError
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
-from greenprint.ledger._marks import MARK_COLUMNS, MARKS_WORTH_READING
+from greenprint.ledger._marks import MARK_SEQS, MARKS_WORTH_READING
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
     RUN_COLUMNS,
@@ -484,7 +484,7 @@ def _marked_points(conditions: Sequence[Any], metrics: Sequence[str] | None) -> 
     reserved = sa.func.substr(k.c.name, 1, len(RESERVED_METRIC_PREFIX)) == RESERVED_METRIC_PREFIX
     runs = [k.c.run_id.in_(sa.select(runs_t.c.id).where(*conditions))] if conditions else []
     named = [k.c.name.in_(list(metrics))] if metrics is not None else []
-    marked = m.c.seq.in_([k.c[c] for c in MARK_COLUMNS if c.endswith("_seq")])
+    marked = m.c.seq.in_([k.c[c] for c in MARK_SEQS])
     kept = sa.union_all(
         sa.select(*columns).select_from(k.join(m, marked)).where(*runs, *named, ~reserved),
         sa.select(*columns)
