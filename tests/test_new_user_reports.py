@@ -36,10 +36,11 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
-from _clean_env import BIN, clean_env, configured_above
+from _report_cli import GREENPRINT, run_in
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from _report_cli import report_text as _text
 from greenprint.analysis import expected_max_performance
-
-GREENPRINT = str(BIN / "greenprint")
 
 #: Hugging Face's model card metadata, ``co2_eq_emissions`` (huggingface_hub's ModelCardData).
 HF_KEYS = ["emissions", "source", "training_type", "geographical_location", "hardware_used"]
@@ -144,32 +145,6 @@ FOLDS = {
     4: [0.36, 0.38, 0.40],
     5: [0.33, 0.35, 0.31],
 }
-
-
-def run_in(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(args), cwd=directory, env=clean_env(), capture_output=True, text=True, timeout=300
-    )
-
-
-def _empty(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
-    home = tmp_path_factory.mktemp(name)
-    if configured_above(home):
-        pytest.skip(f"greenprint configuration above the temporary dir: {configured_above(home)}")
-    return home
-
-
-def _report(home: Path, *args: str) -> dict[str, object]:
-    """``greenprint report`` in all four formats into ``home/rep``; the JSON, parsed."""
-    done = run_in(home, GREENPRINT, "report", "--out", "rep", *args)
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    return json.loads((home / "rep" / "report.json").read_text(encoding="utf-8"))
-
-
-def _text(home: Path, fmt: str) -> str:
-    name = {"html": "report.html", "md": "report.md", "latex": "report.tex"}[fmt]
-    return (home / "rep" / name).read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")

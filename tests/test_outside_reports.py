@@ -27,17 +27,18 @@ import csv
 import json
 import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import greenprint as gp
-from _clean_env import BIN, clean_env, configured_above
+from _clean_env import clean_env
+from _report_cli import GREENPRINT, run_in
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from _report_cli import report_text as _text
 from greenprint.analysis import expected_max_performance
-
-GREENPRINT = str(BIN / "greenprint")
 
 POOL_SCRIPT = """
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -273,39 +274,6 @@ for family, losses in {"mlp": [0.5, 0.4], "cnn": [0.3, 0.35]}.items():
 
 
 # ------------------------------------------------------------------------------- helpers
-def run_in(
-    directory: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(args),
-        cwd=directory,
-        env=env or clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def _empty(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
-    home = tmp_path_factory.mktemp(name)
-    if configured_above(home):
-        pytest.skip(f"greenprint configuration above the temporary dir: {configured_above(home)}")
-    return home
-
-
-def _report(home: Path, *args: str) -> dict:
-    """``greenprint report`` in all four formats into ``home/rep``; the JSON, parsed."""
-    done = run_in(home, GREENPRINT, "report", "--out", "rep", *args)
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    return json.loads((home / "rep" / "report.json").read_text(encoding="utf-8"))
-
-
-def _text(home: Path, fmt: str) -> str:
-    name = {"html": "report.html", "md": "report.md", "latex": "report.tex"}[fmt]
-    return (home / "rep" / name).read_text(encoding="utf-8")
-
-
 def _runs(home: Path, study: str) -> dict[str, gp.RunRecord]:
     with gp.Ledger(home / "greenprint.db", create=False) as led:
         return {r.name: r for r in led.runs(study=study)}
