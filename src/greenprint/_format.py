@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["format_duration", "format_emissions", "format_energy", "format_fpo", "json_safe"]
+__all__ = [
+    "count_of",
+    "format_duration",
+    "format_emissions",
+    "format_energy",
+    "format_fpo",
+    "json_safe",
+]
 
 
 def _scaled(value: float, units: tuple[tuple[float, str], ...], digits: int = 3) -> str:
@@ -58,6 +65,11 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
+
+
+def count_of(count: int, noun: str) -> str:
+    """``"1 run"``, ``"3 runs"``: a count and its noun, plural but for one."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def json_safe(value: Any) -> Any:

@@ -15,7 +15,13 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+from greenprint._format import (
+    count_of,
+    format_duration,
+    format_emissions,
+    format_energy,
+    format_fpo,
+)
 
 __all__ = ["price_tag_html", "report_html", "run_html", "table_html"]
 
@@ -106,7 +112,7 @@ def price_tag_html(tag: Any) -> str:
 def _totals_row(label: str, t: Any) -> list[Any]:
     fpo = format_fpo(t.fpo) if t.fpo else "-"
     if t.fpo_unknown:  # as the report's fpo_text: a count, never a silent zero
-        runs = f"{t.fpo_unknown} run" + ("" if t.fpo_unknown == 1 else "s")
+        runs = count_of(t.fpo_unknown, "run")
         fpo = f"FPO unknown for {runs}" if not t.fpo else f"{fpo} + unknown for {runs}"
     return [
         label,

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greenprint._exceptions import AnalysisError
+from greenprint._format import count_of
 from greenprint._jobs import job_notes
 from greenprint._provenance import Provenance
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
@@ -392,7 +393,7 @@ class PriceTag:
         """A few lines of plain text for a terminal or a log."""
         t = self.total
         statuses = ", ".join(f"{v.trials} {k}" for k, v in self.by_status.items() if v.trials)
-        runs = f"{t.fpo_unknown} run" + ("" if t.fpo_unknown == 1 else "s")
+        runs = count_of(t.fpo_unknown, "run")
         fpo = f"{t.fpo:.3g} FPO" + (f" + unknown for {runs}" if t.fpo_unknown else "")
         if t.fpo_unknown and not t.fpo:
             fpo = f"FPO unknown for {runs}"

@@ -9,7 +9,13 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+from greenprint._format import (
+    count_of,
+    format_duration,
+    format_emissions,
+    format_energy,
+    format_fpo,
+)
 from greenprint._provenance import Provenance
 from greenprint._records import RunRecord
 from greenprint._units import kg_to_g
@@ -43,7 +49,7 @@ def fpo_text(fpo: int | None, unknown: int = 0) -> str:
         return "FPO unknown"
     if not unknown:
         return format_fpo(fpo)
-    runs = f"{unknown} run" + ("" if unknown == 1 else "s")
+    runs = count_of(unknown, "run")
     if fpo == 0:
         return f"FPO unknown for {runs}"
     return f"{format_fpo(fpo)} + unknown for {runs}"
@@ -233,7 +239,7 @@ def compute_statement(
     pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "unrecorded"
     intensity = "; ".join(short_source(s) for s in summary.intensity_sources) or "unrecorded"
     # fpo_unknown counts no container: a run that counted none of its own is its children
-    unknown = f"{total.fpo_unknown} run" + ("" if total.fpo_unknown == 1 else "s")
+    unknown = count_of(total.fpo_unknown, "run")
     if total.fpo_unknown and total.fpo == 0:
         fpo = f"their floating-point operations (FPO) are unknown ({unknown} counted none)"
     else:
