@@ -519,7 +519,9 @@ def test_gc_paused_restores_the_collector_and_keeps_a_freeze() -> None:
         frozen = gc.get_freeze_count()
         with gc_paused():
             more = [[k] for k in range(1_000)]
-        assert gc.get_freeze_count() == frozen and gc.isenabled()
+        # not released (0) nor grown by what the block made (1,000 lists); frozen objects that
+        # other threads or finalisers free meanwhile leave it, so it may fall by a few
+        assert 0 < gc.get_freeze_count() <= frozen and gc.isenabled()
     finally:
         gc.unfreeze()
     del made, more
