@@ -558,6 +558,11 @@ def test_ray_no_fpo_counted_never_reads_as_zero(ray_study):
     hold their FPO, read '0 FPO' before b399d62)."""
     home, _, report = ray_study
     assert all(r["fpo"] is None for r in report["runs"])  # no run counted any
+    # nor does the JSON price tag read a 0 for any status or role ("fpo": 0 before)
+    tag = report["price_tag"]
+    groups = [*tag["by_status"].values(), *tag["by_role"].values()]
+    assert all(c["fpo"] is None or (c["fpo"], c["fpo_unknown"] > 0) == (0, True) for c in groups)
+    assert tag["by_status"]["pruned"]["fpo"] is None and tag["by_role"]["sweep"]["fpo"] is None
     md = _text(home, "md")
     assert "FPO unknown for" in md
     assert not re.search(r"(?<![\d.])0 FPO", md)

@@ -15,6 +15,7 @@ the work done minus the work of the unknown runs, an exact integer.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -266,3 +267,34 @@ def test_the_notebook_price_tag_counts_unknown_fpo_never_a_dash_or_zero() -> Non
     assert "FPO unknown for 3 runs" in none
     some = price_tag(_sweep([[4 * 10**8] * 3, [None, 10**9]]), metric="acc")._repr_html_()
     assert "2.2 GFPO + unknown for 1 run<" in some
+
+
+def test_a_status_whose_runs_know_no_fpo_is_unknown_never_zero() -> None:
+    """Pruned trials over folds that counted none (the folds finished): the pruned trials'
+    own part is 0, their folds' FPO unknown under 'finished'. JSON read "fpo": 0 for them."""
+    runs = [
+        replace(r, status="pruned") if r.id in ("t0", "t1") else r
+        for r in _sweep([[None] * 3, [None] * 3, [10**9] * 3])
+    ]
+    tag = price_tag(runs, metric="acc")
+    pruned = tag.by_status["pruned"]
+    assert (pruned.fpo, pruned.fpo_unknown, pruned.fpo_known) == (0, 0, False)
+    assert tag.to_dict()["by_status"]["pruned"]["fpo"] is None
+    finished = tag.by_status["finished"]  # t2 (known through its folds), the sweep, 9 folds
+    assert (finished.fpo, finished.fpo_unknown, finished.fpo_known) == (3 * 10**9, 6, True)
+    assert ">FPO unknown</td>" in tag._repr_html_()
+    # a pruned trial whose folds counted theirs: its own part is a known 0
+    runs = [
+        replace(r, status="pruned") if r.id == "t1" else r
+        for r in _sweep([[None] * 3, [10**9] * 3])
+    ]
+    tag = price_tag(runs, metric="acc")
+    assert tag.by_status["pruned"].fpo_known and tag.to_dict()["by_status"]["pruned"]["fpo"] == 0
+    # a run inside a parent that counted its FPO: a known 0, not unknown
+    failed = replace(_run("f0", parent="t"), status="failed")
+    covered = [_run("t", fpo=9 * 10**9), failed, _run("u")]
+    tag = price_tag(covered)
+    assert tag.by_status["failed"].fpo_known and tag.by_status["failed"].fpo == 0
+    # by role: a sweep over trials whose FPO is unknown
+    tag = price_tag(_sweep([[None] * 2] * 2), metric="acc")
+    assert not tag.by_role["sweep"].fpo_known and tag.to_dict()["by_role"]["sweep"]["fpo"] is None

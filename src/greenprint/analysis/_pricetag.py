@@ -45,7 +45,7 @@ import logging
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from greenprint._exceptions import AnalysisError
@@ -84,6 +84,11 @@ class CostTotals:
             contained in a known parent's FPO, and no child inside them (a container that
             counted none counts as its children; see the module).
         duration_s: sum of run durations in s (nested runs not counted twice).
+        fpo_known: ``False`` when ``fpo`` is 0 but means unknown: no run of the set knows its
+            FPO or lies inside a run that does, each being a container that counted none over
+            children whose FPO is unknown (counted in their own set's ``fpo_unknown``; 5 pruned
+            trials over folds that counted none, the folds finished). ``to_dict`` then writes
+            ``fpo`` as ``None``.
     """
 
     runs: int = 0
@@ -93,6 +98,7 @@ class CostTotals:
     fpo: int = 0
     fpo_unknown: int = 0
     duration_s: float = 0.0
+    fpo_known: bool = True
 
     @property
     def gflop(self) -> float:
@@ -106,7 +112,7 @@ class CostTotals:
             "trials": self.trials,
             "energy_kwh": json_float(self.energy_kwh),
             "emissions_kg": json_float(self.emissions_kg),
-            "fpo": self.fpo,
+            "fpo": self.fpo if self.fpo_known else None,
             "fpo_unknown": self.fpo_unknown,
             "duration_s": json_float(self.duration_s),
         }
@@ -513,6 +519,9 @@ def price_tag(
         for r in RUN_ROLES
         if r in of_role
     }
+    if total.fpo_unknown:  # else every 0 is a count: an unknown FPO would be counted
+        by_status = _mark_unknown_fpo(forest, by_status, of_status)
+        by_role = _mark_unknown_fpo(forest, by_role, of_role)
 
     started = min(forest.column("started_at"))
     ends = forest.column("ended_at")
@@ -576,6 +585,29 @@ def price_tag(
 
 
 # ---------------------------------------------------------------------------------- internals
+def _mark_unknown_fpo(
+    forest: RunForest, groups: dict[str, CostTotals], positions: Mapping[str, Sequence[int]]
+) -> dict[str, CostTotals]:
+    """``groups`` with ``fpo_known=False`` where a group's 0 FPO means unknown.
+
+    A group's FPO is 0 with none of it unknown either when each of its runs counted 0, lies
+    inside a run that counted its FPO, is a container whose children inside it all know
+    theirs, or is a container over children whose FPO is unknown (counted under their own
+    group). Only the last says nothing: a group of such runs alone is unknown, not 0.
+    """
+    zero = [g for g, cost in groups.items() if cost.fpo == 0 and not cost.fpo_unknown]
+    if not zero:
+        return groups
+    sums = forest.fpo_sums
+    own = [v is not None for v in forest.column("fpo")]
+    covered = forest.covered(own, fpo=True)
+    out = dict(groups)
+    for group in zero:
+        if not any(own[p] or sums.complete[p] or covered[p] for p in positions[group]):
+            out[group] = replace(groups[group], fpo_known=False)
+    return out
+
+
 def _picker(positions: Sequence[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
     """A function that takes the values at ``positions`` (in that order) from a sequence."""
     if isinstance(positions, range) and positions == range(positions.stop):

@@ -23,7 +23,6 @@ from greenprint.report._plots import FigureRenderer, figure_file_name
 from greenprint.report._prediction import latex_section as prediction_section
 from greenprint.report._tables import (
     final_sentence,
-    fpo_unknown_statuses,
     score_text,
     top_runs,
 )
@@ -108,9 +107,8 @@ def _price_tag_table(report: Report) -> tuple[list[str], list[str], list[list[st
     header = ["status", "runs", "trials", "energy", "CO$_2$-eq", "FPO", "time"]
     units = ["", "", "", f"({energy[1]})", f"({mass[1]})", f"({esc(fpo[1])})", f"({time_unit[1]})"]
     rows = []
-    unknown = fpo_unknown_statuses(report)
     for status, cost in costs:
-        if (cost.fpo_unknown and cost.fpo == 0) or status in unknown:
+        if (cost.fpo_unknown and cost.fpo == 0) or not cost.fpo_known:
             fpo_cell = "unknown"
         else:
             fpo_cell = (r"$\geq$" if cost.fpo_unknown else "") + _num(float(cost.fpo), fpo[0])

@@ -14,7 +14,6 @@ __all__ = [
     "ROLE_MARKS_LEGEND",
     "edh_sentence",
     "final_sentence",
-    "fpo_unknown_statuses",
     "headline",
     "params_text",
     "price_tag_table",
@@ -142,34 +141,14 @@ def edh_sentence(report: Report) -> str | None:
     return text
 
 
-def fpo_unknown_statuses(report: Report) -> frozenset[str]:
-    """The statuses whose FPO the price tag by status would read as 0 but is unknown.
-
-    By status, each run has its exclusive cost; a run that counted no FPO of its own counts as
-    its children (:meth:`~greenprint.analysis._common.RunForest.known_sums`), so its own part
-    is 0, and its children's unknown FPO is counted under their statuses. When no run of a
-    status knows its FPO (5 pruned trials over folds that counted none, the folds finished),
-    that status reads "FPO unknown", not "0 FPO". One where it is known (a pruned trial whose
-    fold counted its FPO) reads "0 FPO": nothing beyond its children.
-    """
-    tag = report.price_tag
-    if not tag.total.fpo_unknown:  # every run's FPO is known: every zero is one
-        return frozenset()
-    zero = {s for s, cost in tag.by_status.items() if cost.fpo == 0 and not cost.fpo_unknown}
-    if not zero:
-        return frozenset()
-    known = {row.status for row in report.runs if row.fpo is not None and row.status in zero}
-    return frozenset(zero - known)
-
-
 def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
     """The price tag by status, then the total: header and rows."""
     header = ["status", "runs", "trials", "energy", "CO2-eq", "FPO", "run time"]
     rows = []
     tag = report.price_tag
-    unknown = fpo_unknown_statuses(report)
     for status, cost in [*tag.by_status.items(), ("total", tag.total)]:
-        fpo = "FPO unknown" if status in unknown else fpo_text(cost.fpo, cost.fpo_unknown)
+        # a status none of whose runs knows its FPO: "FPO unknown", not "0 FPO"
+        fpo = fpo_text(cost.fpo, cost.fpo_unknown) if cost.fpo_known else "FPO unknown"
         rows.append(
             [
                 status,
