@@ -322,6 +322,45 @@ def test_exports_carry_parent_and_role_and_root_rows_sum_to_the_total(study, cap
     assert all("parent_id" in i for i in items)
 
 
+def test_exported_roles_are_the_reports_roles(tmp_path, capsys):
+    """A search run that logs its own progress figure, not the ranked metric: a trial to a
+    read without a metric, a sweep to a report ranked by accuracy. The export inferred roles
+    without the metric and called it a trial (its trials parts) where the report did not."""
+    ledger = str(tmp_path / "l.db")
+    with gp.track("search", study="s", ledger=ledger, **FAST) as search:
+        for k in range(3):
+            with gp.track(f"t{k}", params={"lr": 10.0**-k}) as trial:
+                trial.log(accuracy=0.5 + k / 10)
+        search.log(trials_done=3)
+    with gp.track("other", study="o", ledger=ledger, **FAST) as other:  # ranked by its own
+        other.log(loss=0.5)
+
+    def exported(*options: str) -> dict[str, tuple[str, str]]:
+        assert main(["ledger", "export", "--ledger", ledger, *options]) == 0
+        rows = csv.DictReader(io.StringIO(capsys.readouterr().out))
+        return {r["name"]: (r["role"], r["role_inferred"]) for r in rows}
+
+    def reported(*options: str) -> dict[str, tuple[str, str]]:
+        out = tmp_path / "report"
+        assert main(["report", "--ledger", ledger, "--study", "s", "--format", "json",
+                     "--out", str(out), *options]) == 0  # fmt: skip
+        capsys.readouterr()
+        rows = json.loads((out / "report.json").read_text())["runs"]
+        return {r["name"]: (r["role"], str(r["role_inferred"])) for r in rows}
+
+    ranked = reported("--metric", "accuracy")
+    assert ranked["search"] == ("sweep", "True") and ranked["t0"] == ("trial", "True")
+    assert exported("--study", "s", "--metric", "accuracy") == ranked
+    assert exported("--study", "s") == reported()  # the metric the report chooses
+    # every study at once: each run as its own study's report reads it
+    both = exported()
+    assert {k: both[k] for k in reported()} == reported() and both["other"] == ("trial", "True")
+    assert main(["ledger", "export", "--ledger", ledger, "--study", "s", "--format", "json",
+                 "--metric", "accuracy"]) == 0  # fmt: skip
+    items = json.loads(capsys.readouterr().out)["runs"]
+    assert {i["name"]: (i["role"], str(i["role_inferred"])) for i in items} == ranked
+
+
 def test_an_unknown_role_is_refused_with_the_list_of_roles(tmp_path):
     ledger = str(tmp_path / "l.db")
     with pytest.raises(gp.ConfigError, match="unknown run role 'winner'; roles: trial, part"):

@@ -304,19 +304,48 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def _roles(records: Sequence[RunRecord]) -> dict[str, tuple[str, bool]]:
-    """Each run's role, given or inferred within the exported runs: ``{id: (role, inferred)}``."""
+def _roles(records: Sequence[RunRecord], metric: str | None) -> dict[str, tuple[str, bool]]:
+    """Each run's role, given or inferred within the exported runs: ``{id: (role, inferred)}``.
+
+    Inferred as its study's report infers it: a root run with children is a sweep when it
+    logged no value of the metric the report ranks by (``metric``, else the one the report
+    chooses for the run's study), so both say the same role.
+    """
     from greenprint.analysis import roles
+    from greenprint.analysis._common import RunForest
+    from greenprint.report._build import pick_metric
 
-    return roles(records)
+    by_study: dict[str, list[RunRecord]] = {}
+    for record in records:
+        by_study.setdefault(record.study, []).append(record)
+    ranked = {
+        study: metric if metric is not None else pick_metric(runs, None, study)[0]
+        for study, runs in by_study.items()
+    }
+    metrics = set(ranked.values())
+    if len(metrics) == 1:
+        return roles(records, metric=metrics.pop())
+    # studies ranked by different metrics: each run's role as its root's study infers it (a
+    # root's role decides its descendants')
+    forest = RunForest.build(records)
+    root = list(range(len(forest.runs)))
+    for pos in reversed(forest.order):  # parents before children
+        parent = forest.parents[pos]
+        if parent is not None:
+            root[pos] = root[parent]
+    of_metric = {m: roles(records, metric=m) for m in metrics}
+    return {
+        run.id: of_metric[ranked[forest.runs[root[pos]].study]][run.id]
+        for pos, run in enumerate(forest.runs)
+    }
 
 
-def _csv(records: Sequence[RunRecord]) -> str:
+def _csv(records: Sequence[RunRecord], metric: str | None) -> str:
     base = [
         f.name for f in dataclasses.fields(RunRecord) if f.name not in ("metrics", *_JSON_FIELDS)
     ]
     base.insert(base.index("role") + 1, "role_inferred")
-    resolved = _roles(records)
+    resolved = _roles(records, metric)
     rows: list[dict[str, Any]] = []
     extra: dict[str, list[str]] = {name: [] for name in (*_JSON_FIELDS, "metric")}
     for record in records:
@@ -379,11 +408,20 @@ def _csv_cell(value: Any) -> Any:
     default=None,
     help="Write to this file instead of standard output.",
 )
-def export_command(ledger: str | None, study: str | None, fmt: str, out: Path | None) -> None:
+@click.option(
+    "--metric",
+    default=None,
+    help="The metric the study's report ranks by, which inferred roles are judged by "
+    "[default: the one the report chooses].",
+)
+def export_command(
+    ledger: str | None, study: str | None, fmt: str, out: Path | None, metric: str | None
+) -> None:
     """Export runs (all, or one study's) as CSV or JSON.
 
     Each run carries parent_id and its role (role_inferred: true when it was inferred from the
-    exported runs' nesting: no role was given, or a run given one inside a trial is its part),
+    exported runs' nesting: no role was given, or a run given one inside a trial is its part;
+    inferred as the study's report infers it, by --metric or the metric the report chooses),
     so summing the rows with no parent among them gives the price tag's total (where a parent
     recorded less than its children, the price tag takes their sum, or, when they ran at the
     same time inside it, shares its own amount out among them; its note says which).
@@ -394,7 +432,7 @@ def export_command(ledger: str | None, study: str | None, fmt: str, out: Path | 
         records = led.runs(study=study)
         if fmt == "json":
             items = []
-            resolved = _roles(records)
+            resolved = _roles(records, metric)
             for record in records:
                 item = _record_dict(record)
                 item["role"], item["role_inferred"] = resolved[record.id]
@@ -403,7 +441,7 @@ def export_command(ledger: str | None, study: str | None, fmt: str, out: Path | 
             text = _dump({"ledger": led.url, "schema_version": led.schema_version, "runs": items})
             text += "\n"
         else:
-            text = _csv(records)
+            text = _csv(records, metric)
     if out is None:
         click.echo(text, nl=False, color=True)  # data: never strip what looks like ANSI
         return

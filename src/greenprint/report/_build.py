@@ -189,10 +189,16 @@ NO_METRIC_NOTE = (
 )
 
 
-def _pick_metric(
+def pick_metric(
     runs: Sequence[RunRecord], metric: str | None, study: str
 ) -> tuple[str | None, str | None]:
-    """The metric to rank by (``None``: no run logged one), and a note saying how it was chosen."""
+    """The metric to rank by (``None``: no run logged one), and a note saying how it was chosen.
+
+    ``metric`` given: itself (an AnalysisError when no run of the study logged a value of it).
+    Else the one logged by the most trials (and final runs), never a training schedule's
+    figure when anything else was logged, a held-out one before a training one logged as often.
+    ``ledger export`` infers roles by the same choice, so its roles are the report's.
+    """
     if metric is not None and not is_reserved_metric(metric):
         # the metric given was logged (a value that is not NaN): nothing to count
         for run in runs:
@@ -275,7 +281,7 @@ def _assemble(
     max_sampled_runs: int,
     group_by: str | None = None,
 ) -> Report:
-    metric, metric_note = _pick_metric(runs, metric, study)
+    metric, metric_note = pick_metric(runs, metric, study)
     forest = RunForest.build(runs)
     # Scores of every run: its own, else the mean of its parts' (run_score raises AnalysisError
     # on an infinite score: the documented behaviour).
