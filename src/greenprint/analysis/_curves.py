@@ -4,6 +4,13 @@
 aggregated: mean and sample standard deviation). :func:`~greenprint.analysis.run_learning_curve`
 produces such runs by tracking a user function over subsample fractions; it starts runs, so it
 lives a floor up, in :mod:`greenprint._studies`.
+
+A study's runs are read as the price tag and the report read them
+(:class:`~greenprint.analysis._common.RunForest`, :mod:`~greenprint.analysis._roles`): a part
+(the Lightning fit of a learning-curve run, a fold of a trial) is never a point of its own, its
+score and cost are its run's; a run's score is its own, else the mean of its parts', and its
+cost is its own with its parts' (FPO known only when every run under it counted its own;
+energy and CO2-eq shared among children that ran at the same time).
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ from greenprint._records import RunRecord
 from greenprint.analysis._common import (
     Mode,
     Reduce,
+    RunForest,
     check_mode,
     frozen_array,
     json_float,
-    run_score,
 )
+from greenprint.analysis._roles import study_trials
 
-__all__ = ["LearningCurve", "check_fraction", "learning_curve", "subsample_size"]
+__all__ = ["LearningCurve", "check_fraction", "curve_of", "learning_curve", "subsample_size"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,8 +42,10 @@ class LearningCurve:
     """Score and cost against training-set size, one entry per distinct size (ascending).
 
     Standard deviations are sample ones (``ddof=1``) over the repeats at a size, NaN where there
-    is a single run. FPO figures are over the runs that know their FPO (NaN where none does).
-    Arrays are read-only.
+    is a single run. Each run's cost is its own with its parts' (see the module). FPO figures
+    are over the runs whose FPO with their parts' is known (NaN where none is). Durations are
+    run-seconds, as the price tag's (a run's children that ran in parallel add up). Arrays are
+    read-only.
 
     Attributes:
         metric: the score's metric name.
@@ -43,7 +53,7 @@ class LearningCurve:
         n_runs: runs at each size.
         score_mean: mean score.
         score_std: score standard deviation.
-        energy_kwh_mean: mean IT energy per run, kWh.
+        energy_kwh_mean: mean IT energy per run (with its parts'), kWh.
         energy_kwh_std: its standard deviation, kWh.
         emissions_kg_mean: mean emissions per run, kg CO2-eq.
         emissions_kg_std: its standard deviation, kg CO2-eq.
@@ -51,7 +61,8 @@ class LearningCurve:
         fpo_std: its standard deviation, FPO.
         duration_s_mean: mean run duration, s.
         duration_s_std: its standard deviation, s.
-        n_skipped: runs left out (no ``dataset_size`` or no score of ``metric``).
+        n_skipped: runs left out (no ``dataset_size`` or no score of ``metric``; a part is
+            not left out: it is inside its run's point).
         notes: caveats.
     """
 
@@ -108,18 +119,64 @@ def learning_curve(
 ) -> LearningCurve:
     """Score and cost (kWh, kg CO2-eq, FPO, s) against training-set size.
 
+    The runs may be a whole study (``ledger.runs(study=...)``): they are read as the report
+    reads them (see the module). A part (a learning-curve run's Lightning fit, a trial's fold)
+    is never a point: its run is, once, scored by its own value else its parts' mean, and
+    costing its own with its parts'. A set of runs without nesting reads each run's own fields.
+
     Args:
-        runs: the runs; those with a status in ``statuses``, a ``dataset_size`` and a score of
-            ``metric`` are used (the others are counted in ``n_skipped`` when their status is
-            kept).
+        runs: the runs; those that are not parts, with a status in ``statuses``, a
+            ``dataset_size`` and a score of ``metric`` are used (the others but parts are
+            counted in ``n_skipped`` when their status is kept).
         metric: the score's metric name.
         mode: ``"max"`` or ``"min"`` (used by ``reduce="best"``).
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
         statuses: statuses to use (``None``: all).
-        scores: each run's score by run id, when it is not only its own logged value (a
-            report passes a run's own score, else the mean of its parts': a learning-curve run
-            whose training ran as a child run, e.g. a Lightning fit); a run not in it, or NaN
-            there, is scored by its own metric.
+        scores: each run's score by run id, when it is not the one read here (its own logged
+            value, else the mean of its parts'); a run not in it, or NaN there, is scored as
+            read here.
+
+    Returns:
+        The :class:`LearningCurve`.
+
+    Raises:
+        AnalysisError: no run carries both a dataset size and a score, a score is infinite,
+            two runs share an id or parents form a cycle.
+        ConfigError: an unknown ``mode`` or ``reduce``.
+    """
+    mode = check_mode(mode)
+    study = study_trials(RunForest.build(runs), metric=metric, mode=mode, reduce=reduce)
+    roles = study.roles.roles
+    read = [s.score for s in study.scores]
+    if scores is not None:
+        ids = study.forest.column("id")
+        for pos, rid in enumerate(ids):
+            given = scores.get(rid, math.nan)
+            if not math.isnan(given):
+                read[pos] = float(given)
+    positions = [p for p in range(len(roles)) if roles[p] != "part"]
+    return curve_of(study.forest, positions, read, metric=metric, statuses=statuses)
+
+
+def curve_of(
+    forest: RunForest,
+    positions: Sequence[int],
+    scores: Sequence[float],
+    *,
+    metric: str,
+    statuses: Sequence[str] | None = ("finished",),
+) -> LearningCurve:
+    """The learning curve of some runs of a forest, each costing its own with its parts'.
+
+    For a caller that chooses the points itself (the report's figure: the study's
+    learning-curve runs) and reads their cost within the whole study.
+
+    Args:
+        forest: the runs arranged by nesting (the study's).
+        positions: the positions of the runs to use, in order; none should be inside another.
+        scores: one score per run of the forest (NaN: none).
+        metric: the score's metric name.
+        statuses: statuses to use (``None``: all).
 
     Returns:
         The :class:`LearningCurve`.
@@ -127,24 +184,28 @@ def learning_curve(
     Raises:
         AnalysisError: no run carries both a dataset size and a score, or a score is infinite.
     """
-    mode = check_mode(mode)
     keep = None if statuses is None else set(statuses)
-    groups: dict[int, list[tuple[RunRecord, float]]] = {}
+    fpo = forest.fpo_sums  # RunForest's rules, as the price tag's: one reading of a cost
+    costs = [forest.cost_sums(name) for name in ("energy_kwh", "emissions_kg", "duration_s")]
+    groups: dict[int, list[tuple[float, ...]]] = {}
     skipped = 0
-    for run in runs:
+    for pos in positions:
+        run = forest.runs[pos]
         if keep is not None and run.status not in keep:
             continue
-        score = math.nan if scores is None else scores.get(run.id, math.nan)
-        if math.isnan(score):
-            score = run_score(run, metric, mode=mode, reduce=reduce)
-        elif math.isinf(score):
+        score = float(scores[pos])
+        if math.isinf(score):
             raise AnalysisError(
                 f"run {run.id!r} ({run.name}) has an infinite {metric!r}; scores must be finite"
             )
         if run.dataset_size is None or run.dataset_size <= 0 or math.isnan(score):
             skipped += 1
             continue
-        groups.setdefault(int(run.dataset_size), []).append((run, score))
+        known_fpo = float(fpo.inclusive[pos]) if fpo.complete[pos] else math.nan
+        energy, emissions, duration = (float(c[pos]) for c in costs)
+        groups.setdefault(int(run.dataset_size), []).append(
+            (score, energy, emissions, known_fpo, duration)
+        )
     if not groups:
         raise AnalysisError(
             f"no run carries both a dataset_size and a value of metric {metric!r}: "
@@ -152,24 +213,17 @@ def learning_curve(
         )
     sizes = sorted(groups)
     columns: dict[str, list[float]] = {}
-
-    def add(name: str, values: list[float]) -> None:
-        array = np.array(values, dtype=float)
-        known = array[~np.isnan(array)]
-        columns.setdefault(f"{name}_mean", []).append(
-            float(known.mean()) if known.size else math.nan
-        )
-        columns.setdefault(f"{name}_std", []).append(
-            float(known.std(ddof=1)) if known.size > 1 else math.nan
-        )
-
+    names = ("score", "energy_kwh", "emissions_kg", "fpo", "duration_s")
     for size in sizes:
-        members = groups[size]
-        add("score", [s for _, s in members])
-        add("energy_kwh", [r.energy_kwh for r, _ in members])
-        add("emissions_kg", [r.emissions_kg for r, _ in members])
-        add("fpo", [math.nan if r.fpo is None else float(r.fpo) for r, _ in members])
-        add("duration_s", [r.duration_s for r, _ in members])
+        for k, name in enumerate(names):
+            array = np.array([member[k] for member in groups[size]], dtype=float)
+            known = array[~np.isnan(array)]
+            columns.setdefault(f"{name}_mean", []).append(
+                float(known.mean()) if known.size else math.nan
+            )
+            columns.setdefault(f"{name}_std", []).append(
+                float(known.std(ddof=1)) if known.size > 1 else math.nan
+            )
     notes = []
     if skipped:
         notes.append(f"{skipped} runs without a dataset_size or a {metric!r} score were left out")

@@ -3,6 +3,13 @@
 These ratios only make sense for a score where higher is better and zero means worthless
 (accuracy, F1, BLEU). A ratio is ``None`` when the cost is unknown or zero (an unmeasured run is
 not infinitely efficient) or the run has no score.
+
+:func:`efficiencies` reads a set of runs as the price tag and the report read a study
+(:class:`~greenprint.analysis._common.RunForest`, :mod:`~greenprint.analysis._roles`): a part
+(a cross-validation fold, a Lightning fit inside its trial) is never a point of its own; a
+trial's score is its own, else the mean of its parts', and its cost is its own with its parts'
+(FPO known only when every run under it counted its own; energy and CO2-eq shared among
+children that ran at the same time). :func:`efficiency` of one run reads that run's own fields.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from greenprint._records import RunRecord
-from greenprint.analysis._common import Mode, Reduce, check_mode, json_float, run_score
+from greenprint.analysis._common import Mode, Reduce, RunForest, check_mode, json_float, run_score
+from greenprint.analysis._roles import ScoreSource, study_trials
 
 __all__ = ["FPO_PER_GFLOP", "Efficiency", "efficiencies", "efficiency", "score_per_cost"]
 
@@ -24,6 +32,9 @@ FPO_PER_GFLOP = 1e9
 @dataclass(frozen=True)
 class Efficiency:
     """One run's score against its cost.
+
+    From :func:`efficiencies`, the cost is the run's with its parts' (see the module); from
+    :func:`efficiency`, the run's own recorded fields.
 
     Attributes:
         run_id: the run's id.
@@ -37,6 +48,10 @@ class Efficiency:
         score_per_gflop: score per GFLOP (1e9 FPO).
         score_per_kwh: score per kWh.
         score_per_kg: score per kg CO2-eq.
+        role: the run's role in the set (``"trial"``, ``"baseline"``...; never ``"part"``
+            from :func:`efficiencies`); a run alone is a ``"trial"`` unless given another.
+        score_source: ``"own"`` (its own logged value) or ``"parts"`` (the mean of its parts'
+            scores, e.g. its cross-validation folds').
     """
 
     run_id: str
@@ -50,6 +65,8 @@ class Efficiency:
     score_per_gflop: float | None
     score_per_kwh: float | None
     score_per_kg: float | None
+    role: str = "trial"
+    score_source: ScoreSource = "own"
 
     @property
     def gflop(self) -> float | None:
@@ -71,6 +88,8 @@ class Efficiency:
             "score_per_gflop": json_float(self.score_per_gflop),
             "score_per_kwh": json_float(self.score_per_kwh),
             "score_per_kg": json_float(self.score_per_kg),
+            "role": self.role,
+            "score_source": self.score_source,
         }
 
 
@@ -96,6 +115,10 @@ def efficiency(
     run: RunRecord, *, metric: str, mode: Mode = "max", reduce: Reduce = "last"
 ) -> Efficiency:
     """Score per GFLOP, per kWh and per kg CO2-eq of one run (its own recorded cost).
+
+    The run is read alone: its own score and its own ``fpo``, ``energy_kwh`` and
+    ``emissions_kg``. A trial whose folds or fit ran as child runs (which counted the FPO, or
+    logged the score) is read with them by :func:`efficiencies` over the study's runs.
 
     Args:
         run: the run.
@@ -126,6 +149,7 @@ def efficiency(
         score_per_gflop=score_per_cost(score, gflop),
         score_per_kwh=score_per_cost(score, run.energy_kwh),
         score_per_kg=score_per_cost(score, run.emissions_kg),
+        role=run.role or "trial",
     )
 
 
@@ -137,24 +161,67 @@ def efficiencies(
     reduce: Reduce = "last",
     statuses: Sequence[str] | None = ("finished",),
 ) -> list[Efficiency]:
-    """:func:`efficiency` of each run with a status in ``statuses`` and a score, in order.
+    """Score per cost of each run of a study that is not a part, with its parts' cost, in order.
+
+    The runs are read as the price tag and the report read them (see the module): a part (a
+    fold, a worker, a fit inside its trial) is never an entry of its own; every other run with
+    a status in ``statuses`` and a score is one. Its score is its own logged value, else the
+    mean of its finished or pruned parts' (``score_source`` says which); its ``fpo`` is its own
+    with its parts' (a trial whose folds counted the FPO is known; ``None`` when some run
+    under it counted none and no run above that one did); its ``energy_kwh`` and
+    ``emissions_kg`` are its own, or its parts' sum if larger, and children that ran at the
+    same time share their parent's measurement (as ``price_tag``, ``pareto_runs`` and
+    ``evp_by_budget`` count them). A set of runs without nesting reads each run's own fields.
 
     Args:
-        runs: the runs.
+        runs: the runs (e.g. ``ledger.runs(study=...)``).
         metric: the score's metric name.
-        mode: ``"max"`` or ``"min"``.
+        mode: ``"max"`` or ``"min"`` (used by ``reduce="best"``).
         reduce: ``"last"`` or ``"best"`` logged value.
         statuses: statuses to keep (``None`` keeps all).
 
     Returns:
         One :class:`Efficiency` per kept run that has a score of ``metric``.
+
+    Raises:
+        AnalysisError: an infinite score, two runs sharing an id or a parent cycle.
+        ConfigError: an unknown ``mode`` or ``reduce``.
     """
+    mode = check_mode(mode)
+    study = study_trials(RunForest.build(runs), metric=metric, mode=mode, reduce=reduce)
+    forest = study.forest
+    fpo = forest.fpo_sums  # RunForest's rules, as the price tag's: one reading of a cost
+    energy = forest.cost_sums("energy_kwh")
+    emissions = forest.cost_sums("emissions_kg")
     keep = None if statuses is None else set(statuses)
     out = []
-    for run in runs:
+    for pos, run in enumerate(forest.runs):
+        role = study.roles.roles[pos]
+        scored = study.scores[pos]
+        if role == "part" or scored.source == "none":
+            continue  # a part is inside its run's entry
         if keep is not None and run.status not in keep:
             continue
-        item = efficiency(run, metric=metric, mode=mode, reduce=reduce)
-        if item.score is not None:
-            out.append(item)
+        score = scored.score
+        known_fpo = int(fpo.inclusive[pos]) if fpo.complete[pos] else None
+        kwh, kg = float(energy[pos]), float(emissions[pos])
+        out.append(
+            Efficiency(
+                run_id=run.id,
+                name=run.name,
+                status=run.status,
+                metric=metric,
+                score=score,
+                energy_kwh=kwh,
+                emissions_kg=kg,
+                fpo=known_fpo,
+                score_per_gflop=score_per_cost(
+                    score, None if known_fpo is None else known_fpo / FPO_PER_GFLOP
+                ),
+                score_per_kwh=score_per_cost(score, kwh),
+                score_per_kg=score_per_cost(score, kg),
+                role=role,
+                score_source=scored.source,
+            )
+        )
     return out

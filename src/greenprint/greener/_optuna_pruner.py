@@ -26,12 +26,19 @@ Where the cost comes from, at each ``trial.should_prune()``, in this order:
 
 1. the trial's user attribute ``greenprint_cost`` when the objective sets it
    (``trial.set_user_attr("greenprint_cost", kwh_so_far)``): a cost measured by the caller;
-2. else the greenprint run measuring the trial: the innermost active run of the calling thread,
-   which :meth:`GreenprintCallback.track <greenprint.integrations.optuna.GreenprintCallback.track>`
-   opened (``trial-<number>``): its ``energy_kwh`` so far (``cost="energy"``; as of its last
-   sample, every ``sample_interval_s``, 1 s by default: for epochs much shorter than that use
-   ``cost="fpo"`` or a shorter interval) or its ``fpo`` (``cost="fpo"``: what ``run.add_fpo`` or
-   ``run.set(fpo=...)`` recorded).
+2. else the greenprint run measuring the trial: the nearest run with role ``trial`` among the
+   calling thread's innermost active run and the active runs enclosing it, which
+   :meth:`GreenprintCallback.track <greenprint.integrations.optuna.GreenprintCallback.track>`
+   opened (``trial-<number>``), else the innermost active run: its ``energy_kwh`` so far
+   (``cost="energy"``; as of its last sample, every ``sample_interval_s``, 1 s by default: for
+   epochs much shorter than that use ``cost="fpo"`` or a shorter interval; it measures the runs
+   nested in it too) or its FPO with its parts' (``cost="fpo"``: what ``run.add_fpo`` or
+   ``run.set(fpo=...)`` recorded on it and on the runs nested in it, such as the folds of a
+   cross-validation, summed as the price tag sums them, by
+   :attr:`RunForest.fpo_sums <greenprint.analysis._common.RunForest.fpo_sums>`: the active
+   ones as they stand, the ended ones as the trial's ledger holds them; a run that counted
+   none adds nothing). Asked from inside a fold (``should_prune()`` within its ``gp.track``),
+   the cost is still the trial's, never the fold's.
 
 The point (cost, latest intermediate value) joins the trial's curve in the pruner; a trial's
 state in the study (complete, pruned, failed) is read at each call, so completed trials become
@@ -43,6 +50,7 @@ process, an earlier session) has no curve and is not a reference.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from typing import Any, Literal
@@ -55,10 +63,12 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from greenprint import _lineage  # noqa: E402
-from greenprint._exceptions import ConfigError  # noqa: E402
+from greenprint._exceptions import ConfigError, LedgerError  # noqa: E402
 from greenprint.greener._pruner import CostAwarePruner, PruneDecision, Rule  # noqa: E402
 
 __all__ = ["COST_ATTR", "CostAwareOptunaPruner"]
+
+logger = logging.getLogger(__name__)
 
 #: The user attribute an objective may set to give the trial's cost so far itself.
 COST_ATTR = "greenprint_cost"
@@ -170,7 +180,7 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
             if isinstance(given, bool) or not isinstance(given, (int, float)):
                 raise ConfigError(f"user attribute {COST_ATTR!r} must be a number, not {given!r}")
             return float(given)
-        run = _lineage.innermost()
+        run = _trial_run(_lineage.innermost())
         if run is None:
             raise ConfigError(
                 f"CostAwareOptunaPruner has no cost for trial {trial.number}: run the objective "
@@ -180,11 +190,12 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
         if self.cost == "energy":
             value = float(run.energy_kwh)
         else:
-            fpo = run.fpo
+            fpo = _fpo_with_parts(run)
             if fpo is None:
                 raise ConfigError(
                     f"CostAwareOptunaPruner(cost='fpo'): trial {trial.number}'s run recorded no "
-                    "FPO; add them as the trial goes (run.add_fpo(...)) or use cost='energy'"
+                    "FPO, nor did any run nested in it; add them as the trial goes "
+                    "(run.add_fpo(...)) or use cost='energy'"
                 )
             value = float(fpo)
         if not math.isfinite(value):  # pragma: no cover - the tracker never records these
@@ -199,3 +210,60 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
             ended = _ENDED[other.state]
             if status is not None and status != ended:
                 pruner.finish(other.number, ended)  # type: ignore[arg-type]
+
+
+def _trial_run(run: Any) -> Any:
+    """The nearest run with role ``trial`` among ``run`` and the active runs enclosing it.
+
+    ``run`` is the calling thread's innermost active run (``None``: there is none, returned as
+    is); without a trial among them (a user's own runs), ``run`` itself.
+    """
+    if run is None:
+        return None
+    from greenprint.tracking import active_runs
+
+    live = {r.id: r for r in active_runs()}
+    current = run
+    while current is not None:
+        if current.role == "trial":
+            return current
+        current = live.get(current.parent_id) if current.parent_id else None
+    return run
+
+
+def _fpo_with_parts(run: Any) -> int | None:
+    """``run``'s FPO so far with the runs nested in it, by the price tag's rule; ``None``: none.
+
+    The runs nested in it: this process's active runs whose parents lead to it (as they stand)
+    and the runs its ledger holds under it (ended folds, runs of child processes). They are
+    summed by :attr:`RunForest.fpo_sums <greenprint.analysis._common.RunForest.fpo_sums>`:
+    its own FPO, or its children's sum when it is larger (a run that counted none counts as its
+    children); a run that counted none adds nothing. ``None`` when no run there counted any.
+    """
+    from greenprint.analysis._common import RunForest
+    from greenprint.tracking import active_runs
+
+    live = {r.id: r for r in active_runs()}
+    records = {run.id: run.record}
+    for other in live.values():  # this process's active runs under it
+        current = other
+        while current is not None and current.id != run.id:
+            current = live.get(current.parent_id) if current.parent_id else None
+        if current is not None and other.id not in records:
+            records[other.id] = other.record
+    ledger = run.ledger
+    if ledger is not None:  # the ended runs under it (and what other processes flushed)
+        frontier, seen = [run.id], {run.id}
+        try:
+            while frontier:
+                below = [c for parent in frontier for c in ledger.runs(parent_id=parent)]
+                frontier = [c.id for c in below if c.id not in seen]
+                seen.update(frontier)
+                for child in below:
+                    records.setdefault(child.id, child)  # an active run: as it stands here
+        except LedgerError as e:  # judged on what is known here; the next call reads again
+            logger.warning("greenprint: could not read the runs under run %s: %s", run.id, e)
+    if all(record.fpo is None for record in records.values()):
+        return None
+    forest = RunForest.build(records.values())
+    return int(forest.fpo_sums.inclusive[forest.index[run.id]])

@@ -25,10 +25,10 @@ from greenprint.analysis import (
     LearningCurve,
     PriceTag,
     evp_by_budget,
-    learning_curve,
     pareto_front,
 )
 from greenprint.analysis._common import Mode, Reduce, RunForest
+from greenprint.analysis._curves import curve_of
 from greenprint.report._model import Figure, Panel, Series, SeriesKind
 
 __all__ = [
@@ -560,30 +560,40 @@ def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | No
     """Score and energy against training-set size.
 
     Uses the runs whose role is ``learning-curve`` (``inputs.learning_curves``: given, and not
-    inside a trial, as the roles read them) with a dataset size, each scored as a trial is (its
-    own score, else the mean of its parts', e.g. the fit it ran as a child run) and costing its
-    own energy (which holds its parts'), when they have two sizes or more; else the runs
-    made by :func:`greenprint.analysis.run_learning_curve` (a ``fraction`` parameter and a
-    dataset size); else every run without children that has a dataset size.
+    inside a trial, as the roles read them) with a dataset size, when they have two sizes or
+    more; else the runs made by :func:`greenprint.analysis.run_learning_curve` (a ``fraction``
+    parameter and a dataset size); else every run with a dataset size that is neither a part
+    nor a container (a sweep, a greener comparison). A part (a fold, a fit run as a child
+    run) is never a point: each run is scored as a trial is (its own score, else the mean of
+    its parts') and costs its energy with its parts', as the price tag counts it
+    (:func:`greenprint.analysis._curves.curve_of`).
     """
     forest = inputs.forest
-    chosen = [forest.runs[p] for p in inputs.learning_curves if forest.runs[p].dataset_size]
+    sizes = forest.column("dataset_size")
+    chosen = [p for p in inputs.learning_curves if sizes[p]]
     source = "runs with role 'learning-curve'"
-    if len({r.dataset_size for r in chosen}) < 2:
-        sized = [forest.runs[p] for p in forest.leaves if forest.runs[p].dataset_size]
-        chosen = [r for r in sized if "fraction" in r.params]
+    if len({sizes[p] for p in chosen}) < 2:
+        roles, children = inputs.price_tag.roles.roles, forest.children
+        sized = [  # neither a part nor a container (a sweep, a greener comparison)
+            p
+            for p in range(len(forest.runs))
+            if sizes[p]
+            and roles[p] != "part"
+            and not (children[p] and roles[p] in ("sweep", "greener"))
+        ]
+        chosen = [p for p in sized if "fraction" in forest.runs[p].params]
         source = "runs with a 'fraction' parameter (run_learning_curve)"
-        if len({r.dataset_size for r in chosen}) < 2:
+        if len({sizes[p] for p in chosen}) < 2:
             chosen, source = sized, "trials with a dataset_size"
-    if len({r.dataset_size for r in chosen}) < 2:
+    if len({sizes[p] for p in chosen}) < 2:
         return None, "no learning curve: fewer than two training-set sizes among the runs"
+    ids = forest.column("id")
     try:
-        curve = learning_curve(
+        curve = curve_of(
+            forest,
             chosen,
+            [inputs.scores.get(rid, math.nan) for rid in ids],
             metric=inputs.metric,
-            mode=inputs.mode,
-            reduce=inputs.reduce,
-            scores=inputs.scores,
         )
     except AnalysisError as e:
         if "no run carries" in str(e):
