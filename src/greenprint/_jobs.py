@@ -6,10 +6,14 @@ Each run of a job records:
 * ``job_id``, the job key: ``GREENPRINT_JOB_ID``, else SLURM's job id (``<array job>_<task>`` for
   an array task), else ``TORCHELASTIC_RUN_ID`` (``torchrun --rdzv-id``; torchrun's default
   ``none`` becomes ``torchrun:<MASTER_ADDR>:<MASTER_PORT>``), else the Ray job id (only when Ray
-  is already imported and initialised). A run gets a job key only in a distributed job (more
-  than one process: ``WORLD_SIZE``, ``SLURM_NTASKS`` or ``SLURM_NPROCS`` above 1) or when
-  ``GREENPRINT_JOB_ID`` is set, so a sweep of runs one after another inside one batch job stays
-  a sweep;
+  is already imported and initialised), else, in a process of an initialised
+  ``torch.distributed`` group of more than one process started without a launcher's id
+  (``torch.multiprocessing.spawn``, as in PyTorch's DDP tutorial), ``torch:<host>:<the
+  launching process's pid>:<MASTER_ADDR>:<MASTER_PORT>``: the ranks that one process started on
+  one host (give ``GREENPRINT_JOB_ID`` to join several hosts). A run gets a job key only in a
+  distributed job (more than one process: ``WORLD_SIZE``, ``SLURM_NTASKS`` or ``SLURM_NPROCS``
+  above 1, or such a ``torch.distributed`` group) or when ``GREENPRINT_JOB_ID`` is set, so a
+  sweep of runs one after another inside one batch job stays a sweep;
 * ``node_rank`` (``GREENPRINT_NODE_RANK``, ``SLURM_NODEID``, ``GROUP_RANK``, ``NODE_RANK``) and
   ``local_rank`` (``LOCAL_RANK``, ``SLURM_LOCALID``);
 * ``node_meter``: whether this run meters its node for the job. On a node the job has to itself,
@@ -99,7 +103,7 @@ def job_key(environ: Mapping[str, str] | None = None) -> str | None:
     if explicit:
         return explicit
     if not _distributed(env):
-        return None
+        return _torch_job(env)
     array_job, array_task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
     if array_job and array_task:
         return f"slurm:{array_job}_{array_task}"
@@ -113,7 +117,23 @@ def job_key(environ: Mapping[str, str] | None = None) -> str | None:
     ray = sys.modules.get("ray")
     if ray is not None and getattr(ray, "is_initialized", lambda: False)():
         return f"ray:{ray.get_runtime_context().get_job_id()}"
-    return None
+    return _torch_job(env)
+
+
+def _torch_job(env: Mapping[str, str]) -> str | None:
+    """The key of a ``torch.distributed`` group this process is in, started without a launcher.
+
+    ``torch.multiprocessing.spawn`` sets no ``WORLD_SIZE`` and no job id: the ranks that one
+    process started on this host share its pid, and the group's master address and port.
+    ``None`` when ``torch.distributed`` is not imported, not initialised, or has one process.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    if dist.get_world_size() < 2:
+        return None
+    where = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
+    return f"torch:{node_host(env)}:{os.getppid()}:{where}"
 
 
 def is_shared_node(environ: Mapping[str, str] | None = None) -> bool:

@@ -8,7 +8,10 @@ or inferred here, at read time, from the nesting of runs within the set:
 
 * a run whose parent is not in the set (a *root*) is a ``trial``, except that a root with
   children that logged no score, or whose children were given role ``trial`` (an integration's
-  trials inside ``gp.track("study")``), is a ``sweep``; a root with params whose children
+  trials inside ``gp.track("study")``), is a ``sweep``; a root whose children are all ranks of
+  one distributed job (one ``job_id``: ``greenprint run`` around a script that spawns the ranks
+  of one training) is a ``trial``, unless they were given role ``trial``; a root with params
+  whose children
   do not vary a configuration (they give its params the same values, and their own params one
   value across them: a plain cross-validation loop, ``gp.track("lr-0.1", params={"lr": 0.1})``
   around its folds, or a trial around the Lightning fit of its hyper-parameters) is a
@@ -295,11 +298,19 @@ def resolve_roles(
         elif parent is None:
             # a job's nodes and ranks linked under its head do not make it a sweep
             kids = [c for c in forest.children[pos] if not forest.virtual[c]]
+            # nor do the ranks of one distributed job inside it (`greenprint run` around a
+            # script that spawns them): they train one model, its parts
+            jobs = {items[c].job_id for c in kids}
+            one_job = None not in jobs and len(jobs) == 1
             # no score of its own, or children tracked as trials (an integration's, e.g. Optuna
             # trials inside gp.track("study") that logs the best score): a container
             is_sweep = bool(kids) and (
                 any(items[c].role == "trial" for c in kids)
-                or not (_has_score(run, metric) or _runs_its_params(run, [items[c] for c in kids]))
+                or not (
+                    one_job
+                    or _has_score(run, metric)
+                    or _runs_its_params(run, [items[c] for c in kids])
+                )
             )
             role[pos] = "sweep" if is_sweep else "trial"
         elif role[parent] == "sweep" and not forest.virtual[pos]:

@@ -1,0 +1,160 @@
+"""Issue 12, a third outside check: study shapes the first two checks did not use.
+
+Each study is built the way users build one, through the real frameworks and the CLI, in a
+fresh empty directory with a clean environment (no ``GREENPRINT_*`` variable, no configuration),
+then read in all four report formats and both exports:
+
+* **one data-parallel training** (``greenprint run -- python train.py``): the script starts two
+  ranks with ``torch.multiprocessing.spawn`` that train one model together over
+  ``torch.distributed`` (gloo on loopback, set up as PyTorch's DDP tutorial does: the master
+  address and port in the environment, rank and world size given to ``init_process_group``),
+  each rank a ``gp.track`` run that counts its FPO and logs its validation loss;
+* **two "nodes" of one job** writing a ledger each (``GREENPRINT_JOB_ID``,
+  ``GREENPRINT_NODE_RANK``, ``GREENPRINT_HOST`` as a batch script sets them), each node's
+  ``greenprint run`` spawning two local ranks of one four-rank training, joined with
+  ``greenprint ledger merge``;
+* **Optuna multi-objective** (``directions=["maximize", "minimize"]``) through greenprint's
+  Optuna callback, resumed in a second process on the same storage (``load_if_exists=True``);
+* **scikit-learn** ``HalvingGridSearchCV``, ``RandomizedSearchCV(n_jobs=2)`` (loky worker
+  processes) and nested cross-validation (a ``GridSearchCV`` per outer fold) through
+  ``track_search``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _report_cli import GREENPRINT, run_in
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+
+DDP_SCRIPT = """
+import os, sys
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import greenprint as gp
+
+NODE, NODES, LOCAL = int(os.environ.get("NODE", "0")), int(os.environ.get("NODES", "1")), 2
+
+
+def worker(local, port):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"  # as PyTorch's DDP tutorial sets them
+    os.environ["MASTER_PORT"] = port
+    rank = NODE * LOCAL + local
+    dist.init_process_group("gloo", rank=rank, world_size=NODES * LOCAL)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    data = torch.Generator().manual_seed(100 + rank)  # this rank's shard
+    with gp.track(f"rank{rank}", params={"model": "linear", "lr": 0.05}) as run:
+        with gp.FPOCounter() as counted:
+            for step in range(20):
+                x = torch.randn(32, 8, generator=data)
+                loss = ((model(x) - x.sum(1, keepdim=True)) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                for p in model.parameters():  # what DistributedDataParallel does
+                    dist.all_reduce(p.grad)
+                    p.grad /= NODES * LOCAL
+                opt.step()
+        run.add_fpo(counted.total)
+        with torch.no_grad():
+            x = torch.randn(64, 8, generator=data)
+            run.log(val_loss=float(((model(x) - x.sum(1, keepdim=True)) ** 2).mean()))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    mp.spawn(worker, args=(sys.argv[1],), nprocs=LOCAL)
+"""
+
+
+# ------------------------------------------------------------------------------- helpers
+def _free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def _runs(db: Path, study: str) -> dict[str, gp.RunRecord]:
+    with gp.Ledger(db, create=False) as led:
+        return {r.name: r for r in led.runs(study=study)}
+
+
+def _rows(report: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in report["runs"]}
+
+
+def _export(home: Path, study: str, *args: str) -> tuple[list[dict[str, str]], dict[str, dict]]:
+    """``greenprint ledger export`` of ``study``: the CSV rows and the JSON items by name."""
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--out", "x.csv")
+    assert done.returncode == 0, done.stderr
+    with (home / "x.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return rows, {i["name"]: i for i in json.loads(done.stdout)["runs"]}
+
+
+def _export_reads_as_the_report(home: Path, study: str, report: dict, *args: str) -> None:
+    """Both exports give every run the report's role, and their root rows sum to its price
+    tag (each root the larger of what it recorded and what its children add up to)."""
+    rows, items = _export(home, study, *args)
+    by_name = _rows(report)
+    assert {r["name"]: r["role"] for r in rows} == {n: r["role"] for n, r in by_name.items()}
+    assert {n: i["role"] for n, i in items.items()} == {n: r["role"] for n, r in by_name.items()}
+    children: dict[str, list[dict]] = {}
+    for r in rows:
+        children.setdefault(r["parent_id"] or "", []).append(r)
+
+    def nested(row: dict, key: str) -> float:
+        inner = sum(nested(c, key) for c in children.get(row["id"], ()))
+        return max(float(row[key]), inner)
+
+    total = report["price_tag"]["total"]
+    assert len(rows) == total["runs"]
+    for key in ("energy_kwh", "emissions_kg"):
+        assert sum(nested(r, key) for r in children[""]) == pytest.approx(total[key], rel=1e-9)
+
+
+# ------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def ddp_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Two ranks of one training spawned by a script under ``greenprint run``."""
+    pytest.importorskip("torch.distributed")
+    home = _empty(tmp_path_factory, "shapes-ddp")
+    (home / "train.py").write_text(DDP_SCRIPT, encoding="utf-8")
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "ddp", "--name", "job", "--",
+                  sys.executable, "train.py", _free_port())  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, _report(home, "--study", "ddp")
+
+
+# ------------------------------------------------------------------- one data-parallel training
+def test_ddp_ranks_are_parts_of_one_training(ddp_study):
+    """Two ranks training one model are one trial (the job, scored by its ranks' mean), not
+    two trials of a sweep with one rank as the final model."""
+    home, report = ddp_study
+    rows = _rows(report)
+    runs = _runs(home / "greenprint.db", "ddp")
+    assert runs["rank0"].job_id is not None and runs["rank0"].job_id == runs["rank1"].job_id
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 1 and tag["roles"]["counts"] == {"trial": 1, "part": 2}
+    assert (rows["job"]["role"], rows["job"]["is_trial"]) == ("trial", True)
+    assert all(rows[f"rank{k}"]["role"] == "part" for k in (0, 1))
+    losses = [runs[f"rank{k}"].metric("val_loss") for k in (0, 1)]
+    assert rows["job"]["score"] == pytest.approx(sum(losses) / 2)
+    assert rows["job"]["score_source"] == "parts"
+    assert (tag["final"]["name"], tag["final"]["rule"]) == ("job", "best-trial")
+    # the job's FPO is its ranks' (each counted its own share of the training)
+    assert tag["total"]["fpo"] == runs["rank0"].fpo + runs["rank1"].fpo > 0
+    assert tag["total"]["energy_kwh"] == pytest.approx(runs["job"].energy_kwh, rel=1e-9)
+    _export_reads_as_the_report(home, "ddp", report)
