@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from integrations._frameworks import need
@@ -129,3 +131,86 @@ def test_bad_cost_option():
         CostAwareOptunaPruner(cost="co2")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="n_startup_trials"):
         CostAwareOptunaPruner(n_startup_trials=-2)
+
+
+# ------------------------------------------------ a trial whose folds are runs of their own
+def _cv_objective(ledger, costs: list[tuple[int, float]], *, ask_inside: bool):
+    """3 epochs of 2 folds each, every fold a child run that counts its FPO (the trial counts
+    none); should_prune() after each epoch, or inside the epoch's last fold."""
+
+    def objective(trial: optuna.Trial) -> float:
+        per_fold = 10 * (trial.number + 1)
+        for epoch in range(3):
+            for k in range(2):
+                with gp.track(f"t{trial.number}-e{epoch}-f{k}", ledger=ledger, **FAST) as fold:
+                    fold.add_fpo(per_fold)
+                    if ask_inside and k == 1:
+                        trial.report(0.1 * (epoch + 1), epoch)
+                        trial.should_prune()
+            if not ask_inside:
+                trial.report(0.1 * (epoch + 1), epoch)
+                trial.should_prune()
+            costs.append((trial.number, 2 * per_fold * (epoch + 1)))
+        return 0.3
+
+    return objective
+
+
+@pytest.mark.parametrize("ask_inside", [False, True], ids=["between-folds", "inside-a-fold"])
+def test_fpo_cost_of_a_trial_whose_folds_counted_it(tmp_path, ask_inside):
+    """Before: 'trial 0's run recorded no FPO' (a ConfigError out of should_prune): the FPO
+    was on the folds, child runs of the trial. Asked inside a fold, the cost read was the
+    fold's (10, 10, 10...), not the trial's. Now the trial's with its folds', as the price
+    tag sums them: 20, 40, 60 for trial 0."""
+    costs: list[tuple[int, float]] = []
+    pruner = CostAwareOptunaPruner(cost="fpo", n_startup_trials=5)
+    cb = GreenprintCallback(ledger=tmp_path / "l.db", **FAST)
+    study = optuna.create_study(study_name="cv", direction="maximize", pruner=pruner)
+    study.optimize(
+        cb.track(_cv_objective(tmp_path / "l.db", costs, ask_inside=ask_inside)),
+        n_trials=2,
+        callbacks=[cb],
+    )
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    for number in range(2):
+        curve = pruner.pruner_for(study).curve(number)
+        # inside a fold, that fold's FPO is counted as it stands: all of it, added before
+        assert [c for c, _ in curve] == [c for n, c in costs if n == number]
+    # the ledger's price tag counts the same: each trial's folds
+    from greenprint.analysis import price_tag
+
+    runs = gp.Ledger(tmp_path / "l.db").runs(study="cv")
+    tag = price_tag(runs, metric="value")
+    assert tag.total.fpo == 2 * 3 * (10 + 20)
+
+
+def test_energy_cost_asked_inside_a_fold_is_the_trials(tmp_path):
+    """Before: the fold's energy (the innermost run), which starts again at 0 in each fold: a
+    ConfigError 'cost ... went down'. Now the trial's run, which measures its folds."""
+    seen: list[tuple[float, float]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        trial_run = list(active_runs())[-1]
+        for epoch in range(3):
+            with gp.track(f"fold{epoch}", ledger=tmp_path / "l.db", **FAST):
+                end = time.perf_counter() + (0.4 if epoch == 0 else 0.1)  # the first fold: most
+                while time.perf_counter() < end:  # busy: the estimate reads CPU time
+                    sum(i * i for i in range(2000))
+                trial.report(float(epoch), epoch)
+                trial.should_prune()
+                seen.append((trial.number, trial_run.energy_kwh))
+        return 1.0
+
+    pruner = CostAwareOptunaPruner(cost="energy", n_startup_trials=0)
+    cb = GreenprintCallback(ledger=tmp_path / "l.db", **FAST)
+    study = optuna.create_study(study_name="e", direction="maximize", pruner=pruner)
+    study.optimize(cb.track(objective), n_trials=2, callbacks=[cb])
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    runs = {r.name: r for r in gp.Ledger(tmp_path / "l.db").runs(study="e")}
+    for number in range(2):
+        costs = [c for c, _ in pruner.pruner_for(study).curve(number)]
+        assert costs and costs == sorted(costs)  # a cumulative cost (a repeat is kept once)
+        # each read is the trial's energy so far: at most what it had just after the read,
+        # at least what it had just before
+        after = [kwh for n, kwh in seen if n == number]
+        assert costs[-1] <= after[-1] <= runs[f"trial-{number}"].energy_kwh

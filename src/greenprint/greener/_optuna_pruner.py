@@ -246,7 +246,7 @@ def _fpo_with_parts(run: Any) -> int | None:
     live = {r.id: r for r in active_runs()}
     records = {run.id: run.record}
     for other in live.values():  # this process's active runs under it
-        current = other
+        current: Any = other
         while current is not None and current.id != run.id:
             current = live.get(current.parent_id) if current.parent_id else None
         if current is not None and other.id not in records:

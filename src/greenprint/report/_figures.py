@@ -26,6 +26,7 @@ from greenprint.analysis import (
     PriceTag,
     evp_by_budget,
     pareto_front,
+    resolve_roles,
 )
 from greenprint.analysis._common import Mode, Reduce, RunForest
 from greenprint.analysis._curves import curve_of
@@ -573,7 +574,9 @@ def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | No
     chosen = [p for p in inputs.learning_curves if sizes[p]]
     source = "runs with role 'learning-curve'"
     if len({sizes[p] for p in chosen}) < 2:
-        roles, children = inputs.price_tag.roles.roles, forest.children
+        given = inputs.price_tag.roles
+        roles = (given or resolve_roles(forest, metric=inputs.metric or None)).roles
+        children = forest.children
         sized = [  # neither a part nor a container (a sweep, a greener comparison)
             p
             for p in range(len(forest.runs))
