@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from greenprint import MetricPoint, RunRecord
 from greenprint.analysis import evp_by_budget, pareto_runs, price_tag
 from greenprint.analysis._common import RunForest
+from greenprint.meters._base import MeterReading
 
 
 def _overlap(spans: list[tuple[float, float]]) -> bool:
@@ -114,12 +116,61 @@ def test_nothing_is_lost_or_counted_twice(runs: list[RunRecord], name: str) -> N
         assert below <= (sums.inclusive[pos] - added) * (1 + 1e-9) + 1e-12
 
 
-@settings(max_examples=300, deadline=None)
-@given(forests(), st.sampled_from(["energy_kwh", "emissions_kg"]))
-def test_concurrent_children_share_their_parents_measurement_in_proportion(
-    runs: list[RunRecord], name: str
-) -> None:
-    """The rule from first principles, parent by parent, on runs that all share one process."""
+def _groups(spans: dict[int, tuple[float, float]]) -> list[list[int]]:
+    """Children that ran at the same time, plainly: linked when two spans share some time (a
+    span starting at 0, no start time, or of no length shares none); groups of two or more."""
+    known = {c: span for c, span in spans.items() if span[0] > 0 and span[1] > span[0]}
+    group = {c: {c} for c in known}
+    for a in known:
+        for b in known:
+            if a < b and max(known[a][0], known[b][0]) < min(known[a][1], known[b][1]):
+                merged = group[a] | group[b]
+                for c in merged:
+                    group[c] = merged
+    return sorted({tuple(sorted(g)) for g in group.values() if len(g) > 1})
+
+
+def _level(room: float, bounds: list[tuple[float, float, float]]) -> list[float]:
+    """Amounts ``clamp(level x weight, floor, cap)`` that sum to ``room``, by bisection."""
+    low, high = 0.0, 1.0
+    while sum(min(max(high * w, lo), cap) for w, lo, cap in bounds) < room:
+        high *= 2
+    for _ in range(200):
+        mid = (low + high) / 2
+        if sum(min(max(mid * w, lo), cap) for w, lo, cap in bounds) < room:
+            low = mid
+        else:
+            high = mid
+    return [min(max(high * w, lo), cap) for w, lo, cap in bounds]
+
+
+@st.composite
+def families(draw: Any) -> list[RunRecord]:
+    """One parent over 2-8 children: some alone, some in one or several groups at the same
+    time, some with no start time or a span of no length, some running; energies at random,
+    the parent's anywhere from 0 to a little above its children's sum."""
+    count = draw(st.integers(2, 8))
+    kids = []
+    for k in range(count):
+        start = float(draw(st.sampled_from([0, 1, 2, 3, 5, 8, 9, 10])))  # 0: no start time
+        duration = float(draw(st.sampled_from([0.0, 1.0, 2.0, 3.0])))
+        energy = draw(st.floats(0.0, 5.0))
+        kid = _run(f"c{k}", energy, parent="p", start=start, end=start + duration)
+        if draw(st.booleans()):  # running: its last heartbeat is its end so far
+            kid = dataclasses.replace(kid, status="running", ended_at=None)
+        kids.append(kid)
+    measured = math.fsum(k.energy_kwh for k in kids)
+    own = measured * draw(st.sampled_from([0.0, 0.1, 0.5, 0.8, 0.95, 1.0, 1.2]))
+    end = draw(st.sampled_from([20.0, 20.0, 20.0, 4.0]))  # 4: some children outlive it
+    return [_run("p", own, start=0.5, end=end), *kids]
+
+
+def _check_rule(runs: list[RunRecord], name: str) -> None:
+    """The rule from first principles, parent by parent, on runs that all share one process:
+    children that ran alone keep their amounts; groups that ran at the same time share what
+    the parent measured beyond them (each group between its largest amount and its sum, in
+    proportion to its energy over its span at its members' mean power), floored at their
+    largest amounts; members in proportion to what they measured."""
     forest = RunForest.build(runs)
     sums = forest.shared_sums(name)
     values = forest.column(name)
@@ -129,26 +180,144 @@ def test_concurrent_children_share_their_parents_measurement_in_proportion(
     for pos in forest.inner_order:
         kids = forest.children[pos]
         measured = math.fsum(alone[c] for c in kids)
-        together = _overlap([(runs[c].started_at, _end(runs[c])) for c in kids])
+        spans = {c: (runs[c].started_at, _end(runs[c])) for c in kids}
+        groups = _groups(spans)
         ended = runs[pos].ended_at  # a child that ended after its ended parent: not inside it all
         outlived = ended is not None and any(
             runs[c].started_at > 0 and _end(runs[c]) > ended for c in kids
         )
         own = values[pos]
         factor = sums.inclusive[pos] / alone[pos] if alone[pos] > 0 else 1.0
-        if together and not outlived and measured > own > 0:
-            # the parent's measurement is the truth: its children get it all, in proportion
-            assert alone[pos] == pytest.approx(own, rel=1e-12)
-            assert sums.exclusive[pos] == 0
-            for c in kids:
-                share = alone[c] / measured * sums.inclusive[pos]
-                assert sums.inclusive[c] == pytest.approx(share, rel=1e-9, abs=1e-300)
-            assert pos in sums.scaled and sums.scaled[pos][1] == own
-        else:  # old rule: max(own, children's sum); the children keep their parent's factor
+        if not (groups and not outlived and measured > own > 0):
+            # old rule: max(own, children's sum); the children keep their parent's factor
             assert alone[pos] == pytest.approx(max(own, measured), rel=1e-12)
             for c in kids:
                 assert sums.inclusive[c] == pytest.approx(alone[c] * factor, rel=1e-9)
             assert pos not in sums.scaled
+            continue
+        grouped = {c for g in groups for c in g}
+        kept = math.fsum(alone[c] for c in kids if c not in grouped)
+        sizes = [math.fsum(alone[c] for c in g) for g in groups]
+        largest = [max(alone[c] for c in g) for g in groups]
+        room = own - kept
+        if room <= math.fsum(largest) * (1 + 1e-12):  # the floor: each group its largest
+            amounts = largest
+        else:
+            weights = []
+            for g, size, big in zip(groups, sizes, largest, strict=True):
+                first, last = min(spans[c][0] for c in g), max(spans[c][1] for c in g)
+                lengths = math.fsum(spans[c][1] - spans[c][0] for c in g)
+                weights.append(min(max(size * (last - first) / lengths, big), size))
+            amounts = _level(room, list(zip(weights, largest, sizes, strict=True)))
+        assert alone[pos] == pytest.approx(kept + math.fsum(amounts), rel=1e-9)
+        assert alone[pos] >= own * (1 - 1e-12)  # never less than the parent measured
+        assert alone[pos] <= measured * (1 + 1e-12)  # never more than the children did
+        assert sums.exclusive[pos] == 0
+        for c in kids:
+            if c not in grouped:  # ran alone: its own measurement, exact
+                assert sums.inclusive[c] == pytest.approx(alone[c] * factor, rel=1e-12)
+        for g, size, got in zip(groups, sizes, amounts, strict=True):
+            for c in g:  # a member: its group's amount, in proportion to what it measured
+                share = alone[c] / size * got * factor if size > 0 else 0.0
+                assert sums.inclusive[c] == pytest.approx(share, rel=1e-9, abs=1e-300)
+        share_out = sums.shares[pos]
+        assert sums.scaled[pos] == (share_out.measured, share_out.shared)
+        assert share_out.own == own and share_out.kept == pytest.approx(kept, rel=1e-12)
+        assert share_out.floored == (room < math.fsum(largest) * (1 - 1e-12)) or math.isclose(
+            room, math.fsum(largest), rel_tol=1e-12
+        )
+
+
+@settings(max_examples=400, deadline=None)
+@given(forests(), st.sampled_from(["energy_kwh", "emissions_kg"]))
+def test_concurrent_children_share_their_parents_measurement_by_the_rule(
+    runs: list[RunRecord], name: str
+) -> None:
+    _check_rule(runs, name)
+
+
+@settings(max_examples=400, deadline=None)
+@given(families(), st.sampled_from(["energy_kwh", "emissions_kg"]))
+def test_children_alone_and_in_groups_share_by_the_rule(runs: list[RunRecord], name: str) -> None:
+    _check_rule(runs, name)
+
+
+@st.composite
+def tilings(draw: Any) -> tuple[list[RunRecord], float, list[list[int]]]:
+    """A parent at constant power whose life its children fill: slot after slot, each slot
+    one child alone or a group of threads whose spans chain over the whole slot (every
+    reading the power times its span). Returns the runs, the power (kWh/s) and the groups."""
+    power = draw(st.floats(1e-6, 10.0))
+    slots = draw(st.integers(1, 5))
+    t = 1000.0
+    children: list[tuple[float, float]] = []
+    groups: list[list[int]] = []
+    for _ in range(slots):
+        length = float(draw(st.integers(1, 100)))
+        size = draw(st.integers(1, 4))
+        if size == 1:
+            children.append((t, t + length))
+        else:  # the first covers the slot's start, the last its end, all overlapping the first
+            cuts = sorted(draw(st.lists(st.floats(0.05, 0.95), min_size=size, max_size=size)))
+            members = [(t, t + length * cuts[-1])]
+            members += [(t + length * cut / 2, t + length) for cut in cuts[1:]]
+            groups.append(list(range(len(children) + 1, len(children) + 1 + size)))
+            children.extend(members)
+        t += length
+    runs = [_run("p", power * (t - 1000.0), start=1000.0, end=t)]
+    runs += [
+        _run(f"c{k}", power * (end - start), parent="p", start=start, end=end)
+        for k, (start, end) in enumerate(children)
+    ]
+    return runs, power, groups
+
+
+@settings(max_examples=300, deadline=None)
+@given(tilings())
+def test_the_rule_is_exact_at_constant_power(case: Any) -> None:
+    """At constant power, with children that fill their parent's life: each run that ran
+    alone keeps exactly its energy, and each group that ran together gets exactly the energy
+    the process drew over its span, whatever the overlaps; the total is the parent's."""
+    runs, power, groups = case
+    sums = RunForest.build(runs).shared_sums("energy_kwh")
+    grouped = {c for g in groups for c in g}
+    for c in range(1, len(runs)):
+        if c not in grouped:
+            assert sums.inclusive[c] == runs[c].energy_kwh  # float for float
+    for g in groups:
+        first = min(runs[c].started_at for c in g)
+        last = max(runs[c].ended_at or 0.0 for c in g)
+        got = math.fsum(sums.inclusive[c] for c in g)
+        assert got == pytest.approx(power * (last - first), rel=1e-9)
+    assert sums.inclusive[0] == pytest.approx(runs[0].energy_kwh, rel=1e-12)
+    assert math.fsum(sums.exclusive) == pytest.approx(runs[0].energy_kwh, rel=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(forests(remote=True), st.data())
+def test_an_amount_that_is_not_a_number_makes_every_sum_above_it_nan(
+    runs: list[RunRecord], data: Any
+) -> None:
+    """One run's energy infinite or NaN: its sum and every ancestor's inside it is NaN, so are
+    the totals; nothing inside an ancestor is shared out; the other runs keep their sums."""
+    bad = data.draw(st.integers(0, len(runs) - 1))
+    runs[bad] = dataclasses.replace(
+        runs[bad], energy_kwh=data.draw(st.sampled_from([math.inf, -math.inf, math.nan]))
+    )
+    forest = RunForest.build(runs)
+    sums = forest.shared_sums("energy_kwh")
+    assert sums.nonfinite == (bad,)
+    above, pos = [], bad  # the runs whose sums contain it: up the chain, any link
+    while pos is not None:
+        above.append(pos)
+        pos = forest.parents[pos]
+    for pos in above:
+        assert math.isnan(sums.inclusive[pos])
+        assert pos not in sums.scaled
+    assert math.isnan(math.fsum(sums.exclusive))
+    for pos, got in enumerate(sums.inclusive):  # beside the chain and below it: their own
+        if pos not in above:
+            assert got == pytest.approx(_alone(forest, pos, "energy_kwh"), rel=1e-12)
 
 
 @settings(max_examples=300, deadline=None)
@@ -395,8 +564,8 @@ def test_children_that_outlived_their_parent_keep_their_sum() -> None:
     assert not any("same time" in n for n in tag.notes)
     assert any("less energy than their children" in n for n in tag.notes)
     # the same children inside the parent's span: shared out, as the rule says
-    runs[0] = _run("search", 0.1, start=1.0, end=103.0)
-    assert price_tag(runs, metric="acc").total.energy_kwh == pytest.approx(0.1)
+    runs[0] = _run("search", 1.5, start=1.0, end=103.0)
+    assert price_tag(runs, metric="acc").total.energy_kwh == pytest.approx(1.5)
     # a running parent (no end yet: a live report) keeps sharing out
     runs[0] = dataclasses.replace(runs[0], status="running", ended_at=None, duration_s=10.0)
     assert not RunForest.build(runs).outlived(0)
@@ -436,4 +605,273 @@ def test_a_main_run_stopped_before_its_worker_threads_trials_is_no_truth(tmp_pat
     assert tag.total.energy_kwh >= max(t.energy_kwh for t in trials)
     assert tag.total.energy_kwh == pytest.approx(
         max(search.energy_kwh, sum(t.energy_kwh for t in trials)), rel=1e-9
+    )
+
+
+# ------------------------------------------- children alone beside children at the same time
+def test_children_that_ran_alone_keep_their_amounts_beside_a_concurrent_group() -> None:
+    """A search of 3 kWh over 300 s at 1 kWh per 100 s: a baseline alone (0-100 s), two trials
+    in threads together (100-200 s, each reading the whole process: 1 kWh), a final run alone
+    (200-300 s). What ran alone measured the process alone: exact, kept. The two trials share
+    what the search measured beyond them, 3 - 2 = 1 kWh: 0.5 each (was: all four scaled by
+    3/4, 0.75 each, the baseline and the final run charged a quarter less than they spent)."""
+    runs = [
+        _run("search", 3.0, start=1000.0, end=1300.0),
+        _run("baseline", 1.0, parent="search", start=1000.0, end=1100.0),
+        _run("t0", 1.0, parent="search", start=1100.0, end=1200.0, acc=0.8),
+        _run("t1", 1.0, parent="search", start=1100.0, end=1200.0, acc=0.9),
+        _run("final", 1.0, parent="search", start=1200.0, end=1300.0),
+    ]
+    sums = RunForest.build(runs).shared_sums("energy_kwh")
+    assert sums.inclusive == pytest.approx([3.0, 1.0, 0.5, 0.5, 1.0], rel=1e-12)
+    assert sums.exclusive == pytest.approx([0.0, 1.0, 0.5, 0.5, 1.0], rel=1e-12)
+    assert sums.inclusive[1] == 1.0 and sums.inclusive[4] == 1.0  # untouched, float for float
+    assert sums.scaled == {0: (2.0, 1.0)}  # the trials' 2 kWh, scaled to 1
+    tag = price_tag(runs, metric="acc")
+    assert tag.total.energy_kwh == pytest.approx(3.0, rel=1e-12)
+    assert tag.final is not None and tag.final.run_id == "t1"
+    assert tag.final.energy_kwh == pytest.approx(0.5, rel=1e-12)
+    assert tag.final.emissions_kg == pytest.approx(0.2, rel=1e-12)
+    (note,) = [n for n in tag.notes if "same time" in n]
+    assert note.startswith("the 2 trials of run 'search' that ran at the same time each measured")
+    assert "2 kWh in all, are scaled to the 1 kWh their parent measured beyond the 2 " in note
+    assert "trials that ran alone (2 kWh, kept whole) (x0.5), so none is counted twice" in note
+    assert not any("less energy than their children" in n for n in tag.notes)
+
+
+def test_two_groups_share_by_their_time_not_by_how_often_they_overlap() -> None:
+    """Constant power, 1 kWh per 100 s over 300 s: 2 threads together in 0-100 s (each 1 kWh),
+    3 threads together in 100-200 s (each 1 kWh), one run alone in 200-300 s (1 kWh). Each
+    group spent 1 kWh: the 2 kWh the search measured beyond the run alone is shared 1 : 1
+    between them (by each group's energy over its span at its members' mean power), not 2 : 3
+    (by what they measured, which counts the 3-thread group's overlap once more)."""
+    runs = [
+        _run("search", 3.0, start=1000.0, end=1300.0),
+        *[_run(f"a{k}", 1.0, parent="search", start=1000.0, end=1100.0) for k in range(2)],
+        *[_run(f"b{k}", 1.0, parent="search", start=1100.0, end=1200.0) for k in range(3)],
+        _run("alone", 1.0, parent="search", start=1200.0, end=1300.0),
+    ]
+    sums = RunForest.build(runs).shared_sums("energy_kwh")
+    assert sums.inclusive == pytest.approx([3.0, 0.5, 0.5, 1 / 3, 1 / 3, 1 / 3, 1.0], rel=1e-12)
+    assert math.fsum(sums.exclusive) == pytest.approx(3.0, rel=1e-12)
+
+
+def test_a_parent_short_of_its_children_counts_each_group_at_its_largest_run() -> None:
+    """The search read 1 kWh, its baseline alone 0.8 and two trials together 0.5 each: 0.8 +
+    0.5 is the least the process spent (a trial read the whole process over its span), more
+    than the search read (data that disagree: a meter that lagged). The trials count that
+    least, 0.5 (0.25 each), never less: 1.3 kWh in all, with a note (was: all three scaled to
+    the search's 1 kWh, the trials' group at 0.28, below what one of them alone measured)."""
+    runs = [
+        _run("search", 1.0, start=1000.0, end=1300.0),
+        _run("baseline", 0.8, parent="search", start=1000.0, end=1100.0),
+        _run("t0", 0.5, parent="search", start=1100.0, end=1200.0),
+        _run("t1", 0.5, parent="search", start=1100.0, end=1200.0),
+    ]
+    sums = RunForest.build(runs).shared_sums("energy_kwh")
+    assert sums.inclusive == pytest.approx([1.3, 0.8, 0.25, 0.25], rel=1e-12)
+    assert sums.exclusive == pytest.approx([0.0, 0.8, 0.25, 0.25], rel=1e-12)
+    tag = price_tag(runs)
+    assert tag.total.energy_kwh == pytest.approx(1.3, rel=1e-12)
+    (note,) = [n for n in tag.notes if "same time" in n]
+    assert "run 'search' measured less than the least its children spent" in note
+    assert not any("children's sum is used" in n for n in tag.notes)
+
+
+# ----------------------------------------------------------- amounts that are not numbers
+@pytest.mark.parametrize("bad", [math.inf, math.nan, -math.inf])
+@pytest.mark.parametrize("who", ["t0", "sweep"])
+def test_a_non_finite_energy_is_named_and_never_shared(bad: float, who: str) -> None:
+    """A run whose energy is infinite or NaN (a corrupt ledger, a hand-built record): every
+    sum that contains it is NaN, said in a note that names it; nothing is shared out around it
+    (was, for an infinite trial: the other trial scaled to 0 kWh and a note that 'inf kWh' were
+    'scaled to the 1 kWh their parent measured'; for a NaN trial: the sweep's sum read 1 kWh)."""
+    runs = [
+        _run("sweep", 1.0),
+        _run("t0", 1.0, parent="sweep", start=1.0, end=99.0, acc=0.9),
+        _run("t1", 1.0, parent="sweep", start=1.0, end=99.0, acc=0.8),
+    ]
+    pos = 0 if who == "sweep" else 1
+    runs[pos] = dataclasses.replace(runs[pos], energy_kwh=bad)
+    sums = RunForest.build(runs).shared_sums("energy_kwh")
+    assert math.isnan(sums.inclusive[0]) and math.isnan(math.fsum(sums.exclusive))
+    assert not sums.scaled and sums.nonfinite == (pos,)
+    if who == "t0":
+        assert sums.inclusive[2] == 1.0  # its sibling keeps what it measured
+    tag = price_tag(runs, metric="acc")
+    assert math.isnan(tag.total.energy_kwh)
+    assert tag.total.emissions_kg == pytest.approx(0.4, rel=1e-12)  # CO2-eq are numbers
+    assert not any("energies" in n or "less energy" in n for n in tag.notes)
+    # CO2-eq are numbers: the trials' are shared out as the rule says
+    assert [n for n in tag.notes if "same time" in n] == [
+        "the 2 trials of run 'sweep' ran at the same time, each measuring the whole process "
+        "(threads) or machine over its span: their measured CO2-eq, 0.8 kg in all, are scaled "
+        "to the 0.4 kg their parent measured (x0.5), so none is counted twice"
+    ]
+    (note,) = [n for n in tag.notes if "not a number" in n]
+    assert note.startswith(f"run '{who}' recorded an energy of {bad} kWh")
+
+
+# ------------------------------------------------------------------- runs still running
+def test_runs_still_running_share_their_running_parents_last_reading() -> None:
+    """A live report: the search and its two trials are running (no end; their last heartbeat
+    is their end so far). A running parent has not ended, so it outlived nothing: its last
+    flushed reading is shared out as the rule says. A trial still running after its parent
+    ended (threads not joined) outlived it: the sum stands."""
+    now = 1_000.0
+    runs = [
+        dataclasses.replace(
+            _run("search", 0.3, start=1.0, end=now), ended_at=None, status="running",
+            heartbeat_at=now,
+        ),
+        *[
+            dataclasses.replace(
+                _run(f"t{k}", 0.3, parent="search", start=2.0, end=now - k), ended_at=None,
+                status="running", heartbeat_at=now - k,
+            )
+            for k in range(2)
+        ],
+    ]  # fmt: skip
+    forest = RunForest.build(runs)
+    assert forest.concurrent(0) and not forest.outlived(0)
+    assert forest.shared_sums("energy_kwh").inclusive == pytest.approx([0.3, 0.15, 0.15])
+    runs[0] = dataclasses.replace(runs[0], status="interrupted", ended_at=500.0)
+    assert RunForest.build(runs).shared_sums("energy_kwh").inclusive == pytest.approx(
+        [0.6, 0.3, 0.3]
+    )
+
+
+# ------------------------------------------------------ real threads, exact energies
+class _Counter:
+    """The process's energy, spent by hand (J): a run's meter reads what was spent since it
+    started, as a process meter (RAPL attributed to the process) reads it over the run's span,
+    whichever thread the run is in. Exact figures for runs in real threads."""
+
+    def __init__(self) -> None:
+        self.joules = 0.0
+        self.lock = threading.Lock()
+
+    def spend(self, joules: float) -> None:
+        with self.lock:
+            self.joules += joules
+
+    def meters(self) -> _CounterMeters:
+        return _CounterMeters(self)
+
+
+class _CounterMeters:
+    """A meter set (``components``, ``provenance``, ``start``, ``read``, ``close``)."""
+
+    components = ("cpu",)
+    provenance = {"cpu": "test:counter"}
+
+    def __init__(self, counter: _Counter) -> None:
+        self.counter = counter
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        self.t0 = self.counter.joules
+
+    def read(self) -> dict[str, MeterReading]:
+        spent = self.counter.joules - self.t0
+        return {"cpu": MeterReading(machine_j=spent, process_j=spent)}
+
+    def close(self) -> None:
+        pass
+
+
+def _wait_for(ledger: Path, energies: dict[str, float]) -> list[RunRecord]:
+    """The study's runs once the ledger shows ``energies`` (run name -> kWh) flushed."""
+    import greenprint as gp
+
+    deadline = time.monotonic() + 20.0
+    while True:
+        with gp.Ledger(ledger) as led:
+            runs = led.runs(study="s")
+        have = {r.name: r.energy_kwh for r in runs}
+        if all(have.get(n) == pytest.approx(e, rel=1e-12) for n, e in energies.items()):
+            return runs
+        assert time.monotonic() < deadline, f"not flushed: {have} (waited for {energies})"
+        time.sleep(0.05)
+
+
+def test_real_threads_beside_runs_alone_share_exactly_what_the_search_measured(
+    tmp_path: Path,
+) -> None:
+    """gp.track in real threads, energies exact: a search over a baseline alone (36 kJ), two
+    trials in threads at the same time (72 kJ spent while both ran: each reads 72 kJ) and a
+    final run alone (36 kJ). The search reads 144 kJ (0.04 kWh), its children 216. The
+    baseline and the final run keep their 0.01 kWh, the trials share the 0.02 kWh left:
+    0.01 each (was: all four scaled by 2/3, the baseline at 0.0067 kWh for 0.01 spent). While
+    the trials still run, a live report shares the search's last reading the same way."""
+    import greenprint as gp
+
+    ledger = tmp_path / "l.db"
+    counter = _Counter()
+    fast = {"sample_interval_s": 0.02, "flush_interval_s": 0.05, "intensity": 400, "pue": 1.0}
+    started, done = threading.Barrier(3), threading.Event()
+
+    def trial(k: int, search: Any) -> None:
+        with gp.track(f"trial-{k}", ledger=ledger, study="s", role="trial", parent=search,
+                      meters=counter.meters(), **fast) as run:  # fmt: skip
+            started.wait()
+            done.wait(timeout=30)
+            run.log(acc=0.8 + k / 10)
+
+    with gp.track("search", ledger=ledger, study="s", role="sweep", meters=counter.meters(),
+                  **fast) as search:  # fmt: skip
+        with gp.track("baseline", ledger=ledger, study="s", role="baseline",
+                      meters=counter.meters(), **fast) as base:  # fmt: skip
+            counter.spend(36_000.0)
+            base.log(acc=0.5)
+        threads = [threading.Thread(target=trial, args=(k, search)) for k in range(2)]
+        for thread in threads:
+            thread.start()
+        started.wait()
+        counter.spend(72_000.0)
+        # a live report: the search and its trials still running, their readings flushed
+        live = _wait_for(
+            ledger, {"search": 0.03, "baseline": 0.01, "trial-0": 0.02, "trial-1": 0.02}
+        )
+        done.set()
+        for thread in threads:
+            thread.join()
+        with gp.track("final", ledger=ledger, study="s", role="final",
+                      meters=counter.meters(), **fast) as final:  # fmt: skip
+            counter.spend(36_000.0)
+            final.log(acc=0.95)
+    with gp.Ledger(ledger) as led:
+        runs = led.runs(study="s")
+    kwh = {r.name: r.energy_kwh for r in runs}
+    assert kwh == pytest.approx(
+        {"search": 0.04, "baseline": 0.01, "trial-0": 0.02, "trial-1": 0.02, "final": 0.01},
+        rel=1e-12,
+    )
+    forest = RunForest.build(runs)
+    sums = forest.shared_sums("energy_kwh")
+    got = {r.name: sums.inclusive[p] for p, r in enumerate(runs)}
+    assert got == pytest.approx(
+        {"search": 0.04, "baseline": 0.01, "trial-0": 0.01, "trial-1": 0.01, "final": 0.01},
+        rel=1e-9,
+    )
+    assert got["baseline"] == kwh["baseline"] and got["final"] == kwh["final"]  # kept whole
+    tag = price_tag(runs, metric="acc")
+    assert tag.total.energy_kwh == pytest.approx(0.04, rel=1e-9)
+    assert tag.total.emissions_kg == pytest.approx(0.016, rel=1e-9)  # 400 g/kWh
+    by_role = {r: c.energy_kwh for r, c in tag.by_role.items()}
+    assert by_role == pytest.approx({"sweep": 0, "baseline": 0.01, "trial": 0.02, "final": 0.01})
+    assert tag.final is not None and tag.final.name == "final"
+    assert tag.final.energy_kwh == kwh["final"]
+    (note,) = [n for n in tag.notes if "same time" in n]
+    assert note.startswith("the 2 trials of run 'search' that ran at the same time")
+    assert "0.04 kWh in all, are scaled to the 0.02 kWh their parent measured beyond" in note
+    assert not any("less energy" in n for n in tag.notes)
+    # the live report: the search's last reading (0.03 kWh), the baseline's kept, the rest
+    # shared by the running trials
+    assert {r.name: r.status for r in live} == {
+        "search": "running", "baseline": "finished", "trial-0": "running", "trial-1": "running"
+    }  # fmt: skip
+    live_sums = RunForest.build(live).shared_sums("energy_kwh")
+    assert {r.name: live_sums.inclusive[p] for p, r in enumerate(live)} == pytest.approx(
+        {"search": 0.03, "baseline": 0.01, "trial-0": 0.01, "trial-1": 0.01}, rel=1e-9
     )

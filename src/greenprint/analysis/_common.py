@@ -6,7 +6,7 @@ import math
 import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ __all__ = [
     "Reduce",
     "RunForest",
     "SHARED_COSTS",
+    "ShareOut",
     "SharedSums",
     "check_choice",
     "check_mode",
@@ -344,21 +345,52 @@ class RunForest:
 
         For energy (``"energy_kwh"``) and CO2-eq (``"emissions_kg"``): a meter reads a whole
         process (or machine) over a run's span, and cannot tell its threads apart. Children
-        that ran inside their parent *at the same time* (any two of its inside children's
-        spans overlap: ``started_at`` to ``ended_at``, or a running run's last heartbeat) each
-        record the whole process's amount over their span, so their sum counts the overlap more
-        than once (trials of ``study.optimize(n_jobs=4)``). When such children's inclusive
-        amounts add up to more than their parent recorded, and the parent recorded more than 0,
-        the parent's measurement is the truth for the whole: the children's amounts are scaled
-        by ``parent's own / children's sum``, each in proportion to what it measured (n equal
-        trials that ran together get 1/n each), so the parent's exclusive part is 0 and its
-        inclusive amount its own. A child's descendants are scaled with it. Children that ran
-        one after another keep :meth:`nested_sum`'s rule (their sum wins), and so do those of
-        a parent that ended before one of them did (:meth:`outlived`: it did not measure what
-        that child spent after its end, so it is no truth for the whole). Children that add
+        that ran inside their parent *at the same time* (their spans overlap: ``started_at``
+        to ``ended_at``, or a running run's last heartbeat) each record the whole process's
+        amount over their span, so their sum counts the overlap more than once (trials of
+        ``study.optimize(n_jobs=4)``). The rule, parent by parent, over the children inside
+        it (:meth:`time_groups`):
+
+        * A child that ran *alone* (no other child at any moment of its span; also one with
+          no known span) measured the process alone: its amount is exact, and it keeps it.
+        * Children that ran at the same time form *groups* (spans chained by overlaps). When
+          all the children inside the parent add up to more than it recorded, and it recorded
+          more than 0, the parent's measurement is the truth for the whole: the groups share
+          out what it measured beyond its children that ran alone, ``own - kept``, and the
+          parent's exclusive part is 0 (its time around its children cannot be told from
+          theirs). One group takes all of it. Several groups take it in proportion to each
+          group's energy over its span at its members' mean power (``sum of its amounts x
+          length of its span / sum of its members' lengths``, between its largest amount and
+          its sum), never more than a group measured nor less than its largest member did.
+          Each member of a group is scaled by its group's factor, in proportion to what it
+          measured (n equal trials that ran together get 1/n each), its descendants with it.
+        * Floor: what the process spent over a group's span is at least what its largest
+          member measured (that member read the whole process over part of it). A parent that
+          measured less than that least (``own - kept`` below the sum of each group's largest
+          amount: a meter that lagged, data that disagree) cannot be the truth: each group
+          counts its largest amount, and the parent's sum (``kept`` plus those) is above its
+          own reading; :attr:`ShareOut.floored` says so.
+
+        So the rule is exact when the process drew constant power over each group's span and
+        the children fill their parent's life: what ran alone keeps its measurement, and each
+        group gets the process's energy over its span. Nothing is counted twice: a parent's
+        sum is never more than its children's, nor more than its own reading unless that is
+        below the floor. Children that ran one after another keep :meth:`nested_sum`'s rule
+        exactly (their sum wins, float for float), and so do those of a parent that ended
+        before one of them did (:meth:`outlived`: it did not measure what that child spent
+        after its end, so it is no truth for the whole). A running parent has not ended: a
+        live report shares its last flushed reading, which may lag its children's by a flush
+        interval (then the floor holds); figures settle when the runs end. Children that add
         to their parent (:meth:`adds`), and what adds to a run inside it, are outside the
         parent's measurement: never scaled, never compared with it. FPO (counted per run,
         exactly) and durations (run-seconds: parallel runs add up) are never shared.
+
+        An amount that is not a finite number (infinite, NaN: a corrupt ledger, a hand-built
+        record) is no measurement: it reads as NaN, every sum that contains it (its own, its
+        ancestors', the totals) is NaN, nothing is shared out around it (its siblings keep
+        what they measured), and :attr:`SharedSums.nonfinite` names it. (Plain arithmetic
+        would hide it: ``max(1.0, nan)`` is ``1.0``, and an infinite child scaled its
+        siblings to 0.)
 
         The lists are shared by every reader of the forest (price tag, EVP, Pareto, report):
         do not mutate them.
@@ -371,8 +403,15 @@ class RunForest:
         """
         found = self._shared.get(name)
         if found is None:
-            inclusive, exclusive, scaled = self._sums(self.column(name), fpo=False, shared=True)
-            found = self._shared[name] = SharedSums(inclusive, exclusive, scaled)
+            values = self.column(name)
+            inclusive, exclusive, shares = self._sums(values, fpo=False, shared=True)
+            found = self._shared[name] = SharedSums(
+                inclusive,
+                exclusive,
+                {p: (s.measured, s.shared) for p, s in shares.items()},
+                shares,
+                _nonfinite(values),
+            )
         return found
 
     def cost_sums(self, name: str) -> list[Any]:
@@ -408,13 +447,51 @@ class RunForest:
         has no known span and overlaps nothing.
         """
         latest = -math.inf
-        for start, end in sorted(self._inside_spans(pos)):
+        for start, end, _ in sorted(self._inside_spans(pos)):
             if end > start:  # some time (a span of no length shares none)
                 if start < latest:
                     return True
                 if end > latest:
                     latest = end
         return False
+
+    def time_groups(self, pos: int) -> tuple[list[int], list[TimeGroup]]:
+        """The children inside the run at ``pos``: those that ran alone, and groups of the rest.
+
+        A group is a set of children whose spans chain by overlaps (as :meth:`concurrent`
+        judges them: two of a group may not overlap, but a third overlaps both), so it spans
+        one stretch of time, from its first start to its last end; different groups, and a
+        child that ran alone, share no time. A child with no known span (no start time) or a
+        span of no length ran alone.
+
+        Returns:
+            ``(alone, groups)``: positions of the children that ran alone, in the order of
+            ``children[pos]``; the groups of two or more, in order of time, each with its
+            members in the order of ``children[pos]``.
+        """
+        groups: list[TimeGroup] = []
+        members: list[int] = []
+        first = latest = lengths = -math.inf
+        for start, end, child in sorted(self._inside_spans(pos)):
+            if not end > start:  # no time: shares none
+                continue
+            if start < latest:
+                members.append(child)
+                latest = max(latest, end)
+                lengths += end - start
+                continue
+            if len(members) > 1:
+                groups.append(TimeGroup(tuple(sorted(members)), latest - first, lengths))
+            members, first, latest, lengths = [child], start, end, end - start
+        if len(members) > 1:
+            groups.append(TimeGroup(tuple(sorted(members)), latest - first, lengths))
+        grouped = {c for group in groups for c in group.members}
+        alone = [
+            c
+            for c in self.children[pos]
+            if c not in grouped and not (self._remote and self.adds(c))
+        ]
+        return alone, groups
 
     def outlived(self, pos: int) -> bool:
         """Whether a child inside the run at ``pos`` ended after it (the run has ended).
@@ -428,10 +505,10 @@ class RunForest:
         parent_end = self.column("ended_at")[pos]
         if parent_end is None:
             return False
-        return any(end > parent_end for _, end in self._inside_spans(pos))
+        return any(end > parent_end for _, end, _ in self._inside_spans(pos))
 
-    def _inside_spans(self, pos: int) -> list[tuple[float, float]]:
-        """``(start, end)`` of each child inside the run at ``pos`` whose start is known.
+    def _inside_spans(self, pos: int) -> list[tuple[float, float, int]]:
+        """``(start, end, position)`` of each child inside the run at ``pos`` with a known start.
 
         Inside: not a child that adds to it (:meth:`adds`: only a remote link adds energy). A
         child's end is its ``ended_at`` (a running one's: :func:`run_end`); a child with no
@@ -439,21 +516,68 @@ class RunForest:
         """
         starts, ends, runs = self.column("started_at"), self.column("ended_at"), self.runs
         return [
-            (starts[child], run_end(runs[child]) if ends[child] is None else ends[child])
+            (starts[child], run_end(runs[child]) if ends[child] is None else ends[child], child)
             for child in self.children[pos]
             if starts[child] > 0.0 and not (self._remote and self.adds(child))
         ]
 
+    def _share_out(
+        self, pos: int, own: Any, inside: Any, inclusive: Sequence[Any], far: Sequence[Any] | None
+    ) -> ShareOut | None:
+        """How the run at ``pos`` shares ``own`` out (:meth:`shared_sums`), or ``None``.
+
+        ``None`` when no two children inside it ran at the same time. ``inside``: its inside
+        children's inclusive amounts less what adds to them (``far``), summed; ``inclusive``:
+        every run's inclusive amount, its children's final.
+        """
+        alone, groups = self.time_groups(pos)
+        if not groups:
+            return None
+
+        def amount(child: int) -> Any:  # the part inside this parent's measurement
+            return inclusive[child] if far is None else inclusive[child] - far[child]
+
+        kept: Any = 0
+        if alone:
+            kept = sum(map(amount, alone))
+        if not alone and len(groups) == 1:  # every child in one group (the usual case)
+            measured = [inside]  # as summed by the caller: the old rule, float for float
+            room = own
+        else:
+            measured = [sum(map(amount, group.members)) for group in groups]
+            room = own - kept
+        largest = [max(map(amount, group.members)) for group in groups]
+        weights = [
+            min(max(m * group.span_s / group.lengths_s, low), m)
+            for m, low, group in zip(measured, largest, groups, strict=True)
+        ]
+        amounts, floored = _fill(room, weights, largest, measured)
+        factors: dict[int, Any] = {}
+        for group, m, got in zip(groups, measured, amounts, strict=True):
+            factor = 1 if got == m else got / m  # m > got >= 0: m is never 0 here
+            factors.update(dict.fromkeys(group.members, factor))
+        return ShareOut(
+            own=own,
+            kept=kept,
+            alone=tuple(alone),
+            together=tuple(c for group in groups for c in group.members),
+            measured=measured[0] if len(measured) == 1 else sum(measured),
+            shared=amounts[0] if len(amounts) == 1 else sum(amounts),
+            floored=floored,
+            factors=factors,
+        )
+
     def _sums(
         self, values: Sequence[float | int | None], *, fpo: bool, shared: bool
-    ) -> tuple[list[Any], list[Any], dict[int, tuple[Any, Any]]]:
+    ) -> tuple[list[Any], list[Any], dict[int, ShareOut]]:
         """:meth:`nested_sum`, and the runs whose concurrent children were scaled.
 
         Returns:
-            ``(inclusive, exclusive, scaled)``; ``scaled``: position of a parent whose
-            children were scaled -> ``(their inclusive amounts' sum as measured, the parent's
-            own amount)``, the part inside the parent's measurement only.
+            ``(inclusive, exclusive, shares)``; ``shares``: position of a parent whose
+            concurrent children shared its measurement out -> how (:class:`ShareOut`).
         """
+        if shared and _nonfinite(values):  # no measurement: NaN, never shared (shared_sums)
+            values = [v if v is None or math.isfinite(v) else math.nan for v in values]
         if not self.inner_order:
             try:
                 as_float = np.asarray(values, dtype=float)
@@ -476,7 +600,7 @@ class RunForest:
         if fpo and exclusive and max(exclusive) > FPO_MAX:  # 100,000 runs: 1 ms
             raise self._beyond_float(values, fpo=fpo)
         children = self.children
-        scale: dict[int, Any] = {}  # shared: parent -> the factor of its inside children
+        scale: dict[int, ShareOut] = {}  # shared: parent -> how it shared its amount out
         # shared, with children that add to their parent (other hosts): each run's inclusive
         # amount from what adds to it or to a run inside it, which no scaling touches
         far: list[Any] | None = [0] * len(values) if shared and self._remote else None
@@ -493,17 +617,21 @@ class RunForest:
                 if far is not None:
                     outside = sum(far[c] for c in children[pos] if not self.adds(c))
                     far[pos] = added + outside
-                if (
-                    own is not None
-                    and below - outside > own > 0
-                    and self.concurrent(pos)
-                    and not self.outlived(pos)
-                ):
-                    # concurrent children share their parent's measurement out
-                    scale[pos] = (below - outside, own)
-                    inclusive[pos] = own + outside + added
-                    exclusive[pos] = own - own
+                if below != below or own != own:  # NaN: not a number, never shared
+                    inclusive[pos] = exclusive[pos] = math.nan
                     continue
+                if own is not None and below - outside > own > 0 and not self.outlived(pos):
+                    # concurrent children share their parent's measurement out
+                    share = self._share_out(pos, own, below - outside, inclusive, far)
+                    if share is not None:
+                        scale[pos] = share
+                        inclusive[pos] = (
+                            (own if not share.floored else share.kept + share.shared)
+                            + outside
+                            + added
+                        )
+                        exclusive[pos] = own - own
+                        continue
             total = below if own is None else max(own, below)
             inclusive[pos] = total + added
             exclusive[pos] = total - below
@@ -515,29 +643,34 @@ class RunForest:
         self,
         inclusive: list[Any],
         exclusive: list[Any],
-        scale: Mapping[int, tuple[Any, Any]],
+        scale: Mapping[int, ShareOut],
         far: list[Any] | None,
     ) -> None:
-        """Scale the runs inside each parent in ``scale`` by its ``own / measured``, in place.
+        """Scale the runs inside each parent in ``scale`` by their factors, in place.
 
-        Parents before children: a run inside a scaled parent has its exclusive amount, and the
-        part of its inclusive amount inside its own measurement, multiplied by the product of
-        the factors of the scaled runs above it; what adds to it (``far``) is kept.
+        Parents before children: a run inside a parent that shared its amount out has its
+        exclusive amount, and the part of its inclusive amount inside its own measurement,
+        multiplied by its factor there (1 for a child that ran alone) times the factors of the
+        runs above it; what adds to it (``far``) is kept.
         """
         children = self.children
         remote = self._remote
         factor: dict[int, Any] = {}  # a run below a scaled parent -> its factor
         for pos in reversed(self.inner_order):  # parents before children
-            f = factor.get(pos)
-            ratio = scale.get(pos)
-            if ratio is not None:
-                measured, own = ratio
-                f = own / measured if f is None else f * (own / measured)
-            if f is None:
+            above = factor.get(pos)
+            share = scale.get(pos)
+            if share is None and above is None:
                 continue
+            own = {} if share is None else share.factors
             for child in children[pos]:
-                if not remote or not self.adds(child):
-                    factor[child] = f
+                if remote and self.adds(child):
+                    continue
+                f = own.get(child)
+                if f is None:
+                    if above is not None:
+                        factor[child] = above
+                else:
+                    factor[child] = f if above is None else above * f
         for pos, f in factor.items():
             exclusive[pos] *= f
             if far is None or not far[pos]:
@@ -677,6 +810,52 @@ class KnownSums:
 
 
 @dataclass(frozen=True)
+class TimeGroup:
+    """Children inside one parent whose spans chain by overlaps (:meth:`RunForest.time_groups`).
+
+    Attributes:
+        members: their positions (two or more).
+        span_s: the length of the stretch of time they cover, first start to last end, s.
+        lengths_s: their spans' lengths summed, s (more than ``span_s``: they overlap).
+    """
+
+    members: tuple[int, ...]
+    span_s: float
+    lengths_s: float
+
+
+@dataclass(frozen=True)
+class ShareOut:
+    """How one parent shared its measurement out among its concurrent children.
+
+    See :meth:`RunForest.shared_sums` for the rule. Amounts are the parts inside the
+    parent's measurement (what adds to a child from another host is in none).
+
+    Attributes:
+        own: the parent's own amount.
+        kept: the amounts of the children inside it that ran alone, summed (kept whole).
+        alone: positions of those children.
+        together: positions of the children in groups that ran at the same time.
+        measured: their amounts summed, as measured.
+        shared: what they were scaled to, summed: ``own - kept``, or the floor.
+        floored: whether the parent measured less than the least its children spent (``own
+            - kept`` below the sum of each group's largest amount): each group counts its
+            largest amount, and the parent's sum, ``kept + shared``, is above ``own``.
+        factors: position of each child in a group -> its factor (``shared`` over
+            ``measured`` for a single group).
+    """
+
+    own: Any
+    kept: Any
+    alone: tuple[int, ...]
+    together: tuple[int, ...]
+    measured: Any
+    shared: Any
+    floored: bool
+    factors: Mapping[int, Any]
+
+
+@dataclass(frozen=True)
 class SharedSums:
     """Energy or CO2-eq of a forest's runs, concurrent children sharing their parent's out.
 
@@ -688,13 +867,19 @@ class SharedSums:
             concurrent children scaled to their parent's measurement.
         exclusive: each run's own part of it (summed over all runs: the total).
         scaled: position of each parent whose concurrent children were scaled ->
-            ``(their inclusive amounts' sum as measured, the parent's own amount)``; what
-            adds to them from other hosts is in neither.
+            ``(their amounts' sum as measured, what they were scaled to)``: the parent's own
+            amount less what its children that ran alone kept (or the floor: see
+            ``shares``); what adds to them from other hosts is in neither.
+        shares: the same parents -> how each shared its amount out (:class:`ShareOut`).
+        nonfinite: positions of the runs whose own amount is not a finite number (read as
+            NaN: every sum that contains one is NaN).
     """
 
     inclusive: list[Any]
     exclusive: list[Any]
     scaled: Mapping[int, tuple[Any, Any]]
+    shares: Mapping[int, ShareOut] = field(default_factory=dict)
+    nonfinite: tuple[int, ...] = ()
 
 
 #: Costs a meter reads for a whole process or machine over a run's span, which concurrent
@@ -711,6 +896,60 @@ def run_end(run: RunRecord) -> float:
     if run.ended_at is not None:
         return run.ended_at
     return max(run.started_at + run.duration_s, run.heartbeat_at or run.started_at)
+
+
+def _nonfinite(values: Sequence[float | int | None]) -> tuple[int, ...]:
+    """Positions of the amounts that are infinite or NaN (``None``: unknown, not counted)."""
+    known: Sequence[Any] = values if None not in values else [v for v in values if v is not None]
+    if math.isfinite(sum(known, 0.0)):  # one pass in C: finite unless one is not (or overflow)
+        return ()
+    return tuple(p for p, v in enumerate(values) if v is not None and not math.isfinite(v))
+
+
+def _fill(
+    room: Any, weights: Sequence[Any], floors: Sequence[Any], caps: Sequence[Any]
+) -> tuple[list[Any], bool]:
+    """Amounts summing to ``room``: ``clamp(level x weight, floor, cap)``, one level for all.
+
+    Each group's amount is ``level x weight`` within its ``floor`` and ``cap`` (a group at its
+    floor or cap leaves the rest to the others), the level chosen so that the amounts sum to
+    ``room``. The caller has ``room < sum(caps)``, ``0 <= floor <= weight <= cap``.
+
+    Returns:
+        ``(amounts, floored)``; ``floored``: ``room`` is below the floors' sum, and the
+        amounts are the floors.
+    """
+    least = sum(floors)
+    if room <= least:
+        return list(floors), room < least
+    if len(weights) == 1:
+        return [room], False
+    bounds = list(zip(weights, floors, caps, strict=True))
+
+    def total(level: float) -> Any:
+        return sum(min(max(level * w, low), cap) for w, low, cap in bounds)
+
+    # the amounts' sum grows piecewise linearly with the level, bending where a group leaves
+    # its floor or reaches its cap: find the piece where it reaches room
+    lower = 0.0
+    upper = math.inf
+    for point in sorted({b / w for w, low, cap in bounds if w > 0 for b in (low, cap)}):
+        if total(point) >= room:
+            upper = point
+            break
+        lower = point
+    fixed = free = 0
+    for w, low, cap in bounds:
+        if w <= 0 or cap / w <= lower:  # at its cap over the piece (a group of zeros: 0)
+            fixed += cap
+        elif low / w >= upper:  # at its floor over the piece
+            fixed += low
+        else:
+            free += w
+    if not free:  # only by rounding: the piece ends where the sum reaches room
+        return [min(max(upper * w, low), cap) for w, low, cap in bounds], False
+    level = (room - fixed) / free
+    return [min(max(level * w, low), cap) for w, low, cap in bounds], False
 
 
 _ID = operator.attrgetter("id")

@@ -58,6 +58,7 @@ from greenprint.analysis._common import (
     Reduce,
     RunForest,
     SharedSums,
+    ShareOut,
     json_float,
     run_end,
 )
@@ -477,12 +478,13 @@ def price_tag(
     if any(
         energy_in[p] - _added(forest, p, energy_in) > items[p].energy_kwh * (1 + 1e-9) + 1e-12
         for p in forest.inner_order
+        if p not in energy.shares  # shared out: a floored one has its own note
     ):
         notes.append(
             "some parent runs recorded less energy than their children: the children's sum is used"
         )
         logger.warning("price_tag: parent runs with less energy than their children")
-    if energy.scaled or co2.scaled:
+    if energy.scaled or co2.scaled or energy.nonfinite or co2.nonfinite:
         notes.extend(_shared_notes(forest, roles.roles, energy, co2))
 
     # One pass per figure over the positions of a group, picked in C (itemgetter).
@@ -726,70 +728,131 @@ _SCALED_NOTE_ABOVE = 1 + 1e-9
 def _shared_notes(
     forest: RunForest, roles: Sequence[str], energy: SharedSums, co2: SharedSums
 ) -> list[str]:
-    """The notes on parents whose concurrent children's energy or CO2-eq were scaled."""
+    """Notes on amounts that are not finite numbers, and on concurrent children scaled.
 
-    def beyond_rounding(sums: SharedSums) -> dict[int, tuple[Any, Any]]:
+    Parents whose concurrent children's energy or CO2-eq were scaled get one note, or one per
+    cost when the two differ.
+
+    Parents that measured less than the least their children spent (floored: see
+    :meth:`~greenprint.analysis._common.RunForest.shared_sums`) get a note of their own.
+    """
+    notes = [
+        _nonfinite_note(forest, sums.nonfinite, what, unit)
+        for sums, what, unit in ((energy, "an energy", "kWh"), (co2, "a CO2-eq", "kg"))
+        if sums.nonfinite
+    ]
+
+    def beyond_rounding(sums: SharedSums, floored: bool) -> dict[int, ShareOut]:
         return {
-            p: (measured, own)
-            for p, (measured, own) in sums.scaled.items()
-            if measured > own * _SCALED_NOTE_ABOVE
+            p: share
+            for p, share in sums.shares.items()
+            if share.floored == floored and share.measured > share.shared * _SCALED_NOTE_ABOVE
         }
 
-    scaled_energy, scaled_co2 = beyond_rounding(energy), beyond_rounding(co2)
-    if not scaled_energy and not scaled_co2:
-        return []
-    if scaled_energy.keys() == scaled_co2.keys():  # the usual case: one note for both
-        return [
-            _shared_note(forest, roles, scaled_energy, "energies", "kWh")
-            + "; their CO2-eq likewise, "
-            + _amounts(scaled_co2, "kg")
-        ]
-    notes = []
-    if scaled_energy:
-        notes.append(_shared_note(forest, roles, scaled_energy, "energies", "kWh"))
-    if scaled_co2:
-        notes.append(_shared_note(forest, roles, scaled_co2, "CO2-eq", "kg"))
+    for floored in (False, True):
+        scaled_energy, scaled_co2 = beyond_rounding(energy, floored), beyond_rounding(co2, floored)
+        if scaled_energy and scaled_energy.keys() == scaled_co2.keys():  # usual: one note
+            notes.append(
+                _shared_note(forest, roles, scaled_energy, "energies", "kWh")
+                + "; their CO2-eq likewise, "
+                + _amounts(scaled_co2, "kg")
+            )
+            continue
+        if scaled_energy:
+            notes.append(_shared_note(forest, roles, scaled_energy, "energies", "kWh"))
+        if scaled_co2:
+            notes.append(_shared_note(forest, roles, scaled_co2, "CO2-eq", "kg"))
     return notes
 
 
-def _sums_of(scaled: Mapping[int, tuple[Any, Any]]) -> tuple[float, float]:
-    """The children's measured amounts and their parents', each summed over ``scaled``."""
-    return math.fsum(m for m, _ in scaled.values()), math.fsum(o for _, o in scaled.values())
+def _nonfinite_note(forest: RunForest, positions: Sequence[int], what: str, unit: str) -> str:
+    """``run 'x' recorded an energy of inf kWh, not a number: ...``."""
+    values = forest.column("energy_kwh" if unit == "kWh" else "emissions_kg")
+    named = [f"{forest.runs[p].name!r}" for p in positions[:3]]
+    more = f" and {len(positions) - 3} more" if len(positions) > 3 else ""
+    if len(positions) == 1:
+        said = f"run {named[0]} recorded {what} of {values[positions[0]]} {unit}"
+    else:
+        shown = ", ".join(sorted({str(values[p]) for p in positions}))
+        said = f"runs {', '.join(named)}{more} recorded {what} not finite ({shown} {unit})"
+    return (
+        f"{said}, which is no measurement: every sum that contains it (its own, its parents', "
+        "the totals) is NaN (not a number), and nothing is shared out around it; correct or "
+        "remove it in the ledger"
+    )
 
 
-def _amounts(scaled: Mapping[int, tuple[Any, Any]], unit: str) -> str:
+def _sums_of(scaled: Mapping[int, ShareOut]) -> tuple[float, float]:
+    """The children's measured amounts and what they were scaled to, each summed."""
+    return (
+        math.fsum(s.measured for s in scaled.values()),
+        math.fsum(s.shared for s in scaled.values()),
+    )
+
+
+def _amounts(scaled: Mapping[int, ShareOut], unit: str) -> str:
     """``"4.51e-06 to 2.41e-06 kWh"``: the children's measured sum, and what it was scaled to."""
-    measured, own = _sums_of(scaled)
-    return f"{measured:.3g} to {own:.3g} {unit}"
+    measured, shared = _sums_of(scaled)
+    return f"{measured:.3g} to {shared:.3g} {unit}"
 
 
 def _shared_note(
     forest: RunForest,
     roles: Sequence[str],
-    scaled: Mapping[int, tuple[Any, Any]],
+    scaled: Mapping[int, ShareOut],
     what: str,
     unit: str,
 ) -> str:
     """One parent's (or several parents') concurrent children, scaled, in a sentence."""
-    inside = [c for p in scaled for c in forest.children[p] if not forest.adds(c)]
-    kinds = {roles[c] for c in inside}  # what the scaled children are
-    word = "child runs"
-    if len(kinds) == 1:
-        word = {"trial": "trials", "part": "parts"}.get(kinds.pop(), word)
-    measured, own = _sums_of(scaled)
-    factors = sorted(o / m for m, o in scaled.values())
+
+    def called(positions: Iterable[int]) -> str:
+        kinds = {roles[c] for c in positions}  # what the children are
+        if len(kinds) == 1:
+            return {"trial": "trials", "part": "parts"}.get(kinds.pop(), "child runs")
+        return "child runs"
+
+    together = [c for s in scaled.values() for c in s.together]
+    alone = [c for s in scaled.values() for c in s.alone]
+    word = called(together)
+    measured, shared = _sums_of(scaled)
+    factors = sorted(s.shared / s.measured for s in scaled.values())
     names = [repr(forest.runs[p].name) for p in scaled]
+    floored = next(iter(scaled.values())).floored  # all or none: see _shared_notes
     if len(scaled) == 1:
-        whose = f"the {len(inside)} {word} of run {names[0]}"
+        whose = f"the {len(together)} {word} of run {names[0]}"
         parent, by = "their parent", f"x{factors[0]:.3g}"
     else:
         listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         whose = f"the {word} of {len(scaled)} runs ({listed})"
         parent, by = "their parents", f"x{factors[0]:.3g} to x{factors[-1]:.3g}"
+    kept = math.fsum(s.kept for s in scaled.values())
+    besides = (
+        f" beyond the {len(alone)} {called(alone)} that ran alone ({kept:.3g} {unit}, kept whole)"
+        if alone
+        else ""
+    )
+    ran = (
+        f"{whose} that ran at the same time each measured"
+        if alone
+        else f"{whose} ran at the same time, each measuring"
+    )
+    ran += " the whole process (threads) or machine over its span"
+    if not floored:
+        return (
+            f"{ran}: their measured {what}, {measured:.3g} {unit} in all, are scaled to the "
+            f"{shared:.3g} {unit} {parent} measured{besides} ({by}), so none is counted twice"
+        )
+    own = math.fsum(s.own for s in scaled.values())
+    short = (
+        f"run {names[0]} measured less than the least its children spent"
+        if len(scaled) == 1
+        else "each of their parents measured less than the least its children spent"
+    )
     return (
-        f"{whose} ran at the same time, each measuring the whole process (threads) or machine "
-        f"over its span: their measured {what}, {measured:.3g} {unit} in all, are scaled to "
-        f"the {own:.3g} {unit} {parent} measured ({by}), so none is counted twice"
+        f"{ran}; {short} ({own:.3g} {unit}, against {kept + shared:.3g}{besides}): each group "
+        f"that ran together counts what its largest run measured, their measured {what}, "
+        f"{measured:.3g} {unit} in all, are scaled to {shared:.3g} {unit} ({by}), so none is "
+        "counted twice"
     )
 
 
