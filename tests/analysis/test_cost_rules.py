@@ -417,4 +417,6 @@ def test_trials_in_threads_share_their_search_runs_energy(tmp_path: Path) -> Non
         assert e.score_per_kwh == pytest.approx(e.score / e.energy_kwh)
     assert sum(e.energy_kwh for e in found) == pytest.approx(own, rel=1e-9)
     curve = learning_curve(runs, metric="acc")
-    np.testing.assert_allclose(curve.energy_kwh_mean, [e.energy_kwh for e in found], rtol=1e-9)
+    by_size = {r.dataset_size: e.energy_kwh for r, e in zip(trials, found, strict=True)}
+    assert curve.dataset_size.tolist() == [100, 200, 300]
+    np.testing.assert_allclose(curve.energy_kwh_mean, [by_size[s] for s in (100, 200, 300)])
