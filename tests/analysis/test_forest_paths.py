@@ -176,8 +176,12 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
             role[pos], inferred[pos] = given, False
         elif parent is None:
             kids = [c for c in forest.children[pos] if not forest.virtual[c]]
+            ranks_of_one_job = len({items[c].job_id for c in kids} - {None}) == 1 and all(
+                items[c].job_id is not None for c in kids
+            )
             is_sweep = bool(kids) and (
-                not _has_score(run, metric) or any(items[c].role == "trial" for c in kids)
+                not (_has_score(run, metric) or ranks_of_one_job)
+                or any(items[c].role == "trial" for c in kids)
             )
             role[pos] = "sweep" if is_sweep else "trial"
         elif role[parent] == "sweep" and not forest.virtual[pos]:
