@@ -24,16 +24,20 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import greenprint as gp
+from _clean_env import clean_env
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
+from _report_cli import report_text as _text
 
 DDP_SCRIPT = """
 import os, sys
@@ -125,6 +129,29 @@ def _export_reads_as_the_report(home: Path, study: str, report: dict, *args: str
         assert sum(nested(r, key) for r in children[""]) == pytest.approx(total[key], rel=1e-9)
 
 
+def _tree_order_holds(text: str, report: dict) -> None:
+    """In the runs table (Markdown or HTML) every run is listed, each right under its parent
+    and one level deeper (the label's indent, two spaces a level)."""
+    parent = {row["id"][:8]: (row["parent_id"] or "")[:8] for row in report["runs"]}
+    text = text[text.index(f"Runs ({len(parent)})") :]
+    listed = re.findall(r"\n\| ( *)(?:↳ )?[^|]*\|.*\| ([0-9a-f]{8}) \|", text)
+    if not listed:  # HTML: <td class="name">(indent)↳ name</td> ... <td>id</td>
+        rows = re.findall(r"<tr[^>]*>(.*?)</tr>", text, flags=re.S)
+        listed = [
+            (m.group(1).replace("&nbsp;", " "), re.findall(r">([0-9a-f]{8})<", row)[-1])
+            for row in rows
+            if (m := re.search(r"<td[^>]*>((?:&nbsp;| )*)(?:↳ )?", row))
+            and re.findall(r">([0-9a-f]{8})<", row)
+        ]
+    stack: list[str] = []
+    for indent, run_id in listed:
+        depth = len(indent) // 2
+        del stack[depth:]
+        assert (stack[-1] if stack else "") == parent[run_id], (run_id, listed)
+        stack.append(run_id)
+    assert sorted(i for _, i in listed) == sorted(parent)
+
+
 # ------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def ddp_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
@@ -136,6 +163,29 @@ def ddp_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
                   sys.executable, "train.py", _free_port())  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return home, _report(home, "--study", "ddp")
+
+
+@pytest.fixture(scope="module")
+def nodes_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One four-rank training on two "nodes", each a ``greenprint run`` with its own ledger
+    (the batch script's job id, node rank and host name in its environment), merged."""
+    pytest.importorskip("torch.distributed")
+    home = _empty(tmp_path_factory, "shapes-nodes")
+    (home / "train.py").write_text(DDP_SCRIPT, encoding="utf-8")
+    port, nodes = _free_port(), []
+    for k in (0, 1):
+        env = clean_env()
+        env.update(GREENPRINT_JOB_ID="exp7", GREENPRINT_NODE_RANK=str(k),
+                   GREENPRINT_HOST=f"node{k}", NODE=str(k), NODES="2")  # fmt: skip
+        command = [GREENPRINT, "run", "-q", "--study", "ddp", "--name", f"node{k}", "--ledger",
+                   f"node{k}.db", "--", sys.executable, "train.py", port]  # fmt: skip
+        nodes.append(subprocess.Popen(command, cwd=home, env=env, stderr=subprocess.PIPE))
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err.decode()[-3000:]
+    done = run_in(home, GREENPRINT, "ledger", "merge", "all.db", "node0.db", "node1.db")
+    assert done.returncode == 0, done.stderr
+    return home, _report(home, "--ledger", "all.db", "--study", "ddp")
 
 
 # ------------------------------------------------------------------- one data-parallel training
@@ -158,3 +208,27 @@ def test_ddp_ranks_are_parts_of_one_training(ddp_study):
     assert tag["total"]["fpo"] == runs["rank0"].fpo + runs["rank1"].fpo > 0
     assert tag["total"]["energy_kwh"] == pytest.approx(runs["job"].energy_kwh, rel=1e-9)
     _export_reads_as_the_report(home, "ddp", report)
+
+
+@pytest.mark.slow  # two greenprint runs of three processes each, with torch: 15-30 s
+def test_two_nodes_merged_read_as_one_training_listed_under_its_head(nodes_study):
+    """Node 1's run is linked under node 0's (the job's head sums its nodes): the runs table
+    lists it under node 0 as its depth says, not above it as a child of nothing."""
+    home, report = nodes_study
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 1 and tag["roles"]["counts"] == {"trial": 1, "part": 5}
+    assert (tag["final"]["name"], rows["node0"]["is_trial"]) == ("node0", True)
+    runs = _runs(home / "all.db", "ddp")
+    assert tag["total"]["fpo"] == sum(runs[f"rank{k}"].fpo for k in range(4))
+    nodes_kwh = runs["node0"].energy_kwh + runs["node1"].energy_kwh  # two hosts: they add
+    assert tag["total"]["energy_kwh"] == pytest.approx(nodes_kwh, rel=1e-9)
+    # each row right under the row of its parent, one level deeper
+    by_id = {row["id"]: row for row in report["runs"]}
+    assert rows["node1"]["parent_id"] == rows["node0"]["id"]
+    for row in report["runs"]:
+        parent = by_id.get(row["parent_id"] or "")
+        assert row["depth"] == (0 if parent is None else parent["depth"] + 1), row["name"]
+    for fmt in ("md", "html"):
+        _tree_order_holds(_text(home, fmt), report)
+    _export_reads_as_the_report(home, "ddp", report, "--ledger", "all.db")

@@ -547,7 +547,9 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     role_of, inferred, scores = roles.roles, roles.inferred, trials.scores
     row = _make_row
     counted_by_children = _container_fpo(forest)
-    for position, run in enumerate(forest.runs):
+    runs, parents = forest.runs, forest.parents
+    virtual = forest.virtual or (False,) * len(runs)
+    for position, run in enumerate(runs):
         scored = scores[position]
         score = scored.score
         known = None if score != score else score  # NaN: no score
@@ -557,6 +559,9 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
         energy_kwh = run.energy_kwh
         provenance = run.provenance
         parent_id = run.parent_id
+        linked = parents[position]
+        if virtual[position] and linked is not None:  # a job's node or rank, under its counter
+            parent_id = runs[linked].id
         source = sources.get(
             (
                 id(provenance),

@@ -166,7 +166,9 @@ class RunRow:
     Attributes:
         id: run id.
         name: run name.
-        parent_id: the enclosing run's id, or ``None``.
+        parent_id: the enclosing run's id, or ``None``; for a node or rank of a distributed
+            job that recorded no parent there, the run the job links it under (its node's
+            meter, the job's head), as ``depth`` counts it.
         depth: nesting depth within the study.
         is_trial: whether its role is ``trial`` (never a part such as a fold, a sweep, a
             baseline, the final run or a learning-curve run).
