@@ -80,6 +80,35 @@ if __name__ == "__main__":
     mp.spawn(worker, args=(sys.argv[1],), nprocs=LOCAL)
 """
 
+OPTUNA_MO_SCRIPT = """
+import json, sys, warnings
+import optuna
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+warnings.simplefilter("always")  # greenprint's warnings reach stderr in both processes
+
+
+def objective(trial):
+    model = trial.suggest_categorical("model", ["mlp", "cnn"])
+    x = trial.suggest_float("x", 0.0, 1.0)
+    if trial.number == 3:
+        raise FloatingPointError("diverged")
+    if trial.number == 5:
+        raise optuna.TrialPruned()
+    return x, (1 - x) ** 2 + (0.1 if model == "mlp" else 0.0)  # accuracy, latency
+
+
+cb = GreenprintCallback()  # objectives recorded as values_0 (maximised), values_1 (minimised)
+study = optuna.create_study(
+    study_name="mo", directions=["maximize", "minimize"], storage="sqlite:///optuna.db",
+    load_if_exists=True, sampler=optuna.samplers.RandomSampler(seed=int(sys.argv[1])))
+study.optimize(cb.track(objective), n_trials=int(sys.argv[2]), callbacks=[cb],
+               catch=(FloatingPointError,))
+print(json.dumps([{"number": t.number, "state": t.state.name, "values": t.values,
+                   "run": t.user_attrs.get("greenprint_run_id")} for t in study.trials]))
+"""
+
 
 # ------------------------------------------------------------------------------- helpers
 def _free_port() -> str:
@@ -188,6 +217,21 @@ def nodes_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return home, _report(home, "--ledger", "all.db", "--study", "ddp")
 
 
+@pytest.fixture(scope="module")
+def optuna_mo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], str, dict]:
+    """A two-objective Optuna study: 6 trials, then 4 more in a second process (resumed)."""
+    pytest.importorskip("optuna")
+    home = _empty(tmp_path_factory, "shapes-optuna-mo")
+    (home / "study.py").write_text(OPTUNA_MO_SCRIPT, encoding="utf-8")
+    warned = ""
+    for seed, n in ((0, 6), (1, 4)):
+        done = run_in(home, sys.executable, "study.py", str(seed), str(n))
+        assert done.returncode == 0, done.stderr[-3000:]
+        warned += done.stderr
+    trials = json.loads(done.stdout.splitlines()[-1])
+    return home, trials, warned, _report(home, "--study", "mo", "--group-by", "params.model")
+
+
 # ------------------------------------------------------------------- one data-parallel training
 def test_ddp_ranks_are_parts_of_one_training(ddp_study):
     """Two ranks training one model are one trial (the job, scored by its ranks' mean), not
@@ -232,3 +276,33 @@ def test_two_nodes_merged_read_as_one_training_listed_under_its_head(nodes_study
     for fmt in ("md", "html"):
         _tree_order_holds(_text(home, fmt), report)
     _export_reads_as_the_report(home, "ddp", report, "--ledger", "all.db")
+
+
+# ------------------------------------------------------------ Optuna, two objectives, resumed
+def test_optuna_resumed_study_reads_as_optunas_trials(optuna_mo):
+    """Trials of two processes on one storage: one study, Optuna's states, each trial's first
+    objective as its score, the best by it the final run, the roles given by the callback."""
+    home, trials, _, report = optuna_mo
+    states = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed"}
+    assert len(trials) == 10
+    rows = _rows(report)
+    assert sorted(r["name"] for r in report["runs"] if r["is_trial"]) == sorted(
+        f"trial-{t['number']}" for t in trials
+    )
+    for t in trials:
+        row = rows[f"trial-{t['number']}"]
+        assert (row["id"], row["status"]) == (t["run"], states[t["state"]])
+        assert row["role_inferred"] is False
+        if t["values"]:
+            assert row["score"] == pytest.approx(t["values"][0])
+    tag = report["price_tag"]
+    assert tag["by_status"]["failed"]["trials"] == tag["by_status"]["pruned"]["trials"] == 1
+    assert (report["metric"], report["mode"]) == ("values_0", "max")
+    best = max((t for t in trials if t["values"]), key=lambda t: t["values"][0])
+    assert (tag["final"]["name"], tag["final"]["rule"]) == (f"trial-{best['number']}", "best-trial")
+    assert not any(n.startswith("roles inferred") for n in report["notes"])
+    # no trial counted FPO: unknown for all 10, null (not 0) for each status in the JSON
+    assert tag["total"]["fpo"] is None and tag["total"]["fpo_unknown"] == 10
+    assert all(v["fpo"] is None for v in tag["by_status"].values())
+    assert "- **FPO**: unknown for 10 runs\n" in _text(home, "md")
+    _export_reads_as_the_report(home, "mo", report)

@@ -111,7 +111,7 @@ def price_tag_html(tag: Any) -> str:
 
 def _totals_row(label: str, t: Any) -> list[Any]:
     fpo = format_fpo(t.fpo) if t.fpo else "-"
-    if not t.fpo_known:  # a status none of whose runs knows its FPO
+    if not t.fpo_known and not t.fpo_unknown:  # a status none of whose runs knows its FPO
         fpo = "FPO unknown"
     elif t.fpo_unknown:  # as the report's fpo_text: a count, never a silent zero
         runs = count_of(t.fpo_unknown, "run")

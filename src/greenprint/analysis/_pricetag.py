@@ -15,8 +15,9 @@ inside it for energy but add their FPO (see :class:`~greenprint.analysis._common
   parent recorded (inconsistent data), the children's sum wins and a note says so;
 * children that ran *at the same time* inside their parent (threads of one process: Optuna's
   ``n_jobs > 1``) each measured the whole process over their span, so their energies add up to
-  more than the parent measured: the parent's measurement wins, and their energy and CO2-eq
-  are scaled to it, each in proportion to what it measured (a note says by how much; see
+  more than the parent measured: the parent's measurement wins, the children that ran alone
+  beside them keep theirs, and theirs share the rest, each in proportion to what it measured
+  (a note says by how much; see
   :meth:`~greenprint.analysis._common.RunForest.shared_sums`). Durations still add up
   (run-seconds), and FPO, counted per run, are never scaled;
 * the by-role breakdown adds up to the totals too: each run's exclusive cost goes to its role,
@@ -86,7 +87,8 @@ class CostTotals:
             counted none counts as its children; see the module).
         duration_s: sum of run durations in s (nested runs not counted twice).
         fpo_known: ``False`` when ``fpo`` is 0 but means unknown: no run of the set knows its
-            FPO or lies inside a run that does, each being a container that counted none over
+            FPO or lies inside a run that does: each counted none (they are ``fpo_unknown``;
+            10 Optuna trials that counted none) or is a container that counted none over
             children whose FPO is unknown (counted in their own set's ``fpo_unknown``; 5 pruned
             trials over folds that counted none, the folds finished). ``to_dict`` then writes
             ``fpo`` as ``None``.
@@ -522,6 +524,11 @@ def price_tag(
         if r in of_role
     }
     if total.fpo_unknown:  # else every 0 is a count: an unknown FPO would be counted
+        every = {"": range(len(items))}
+        marked = _mark_unknown_fpo(forest, {"": total}, every)[""]
+        by_status = {s: marked if c is total else c for s, c in by_status.items()}
+        by_role = {r: marked if c is total else c for r, c in by_role.items()}
+        total = marked
         by_status = _mark_unknown_fpo(forest, by_status, of_status)
         by_role = _mark_unknown_fpo(forest, by_role, of_role)
 
@@ -592,12 +599,13 @@ def _mark_unknown_fpo(
 ) -> dict[str, CostTotals]:
     """``groups`` with ``fpo_known=False`` where a group's 0 FPO means unknown.
 
-    A group's FPO is 0 with none of it unknown either when each of its runs counted 0, lies
-    inside a run that counted its FPO, is a container whose children inside it all know
-    theirs, or is a container over children whose FPO is unknown (counted under their own
-    group). Only the last says nothing: a group of such runs alone is unknown, not 0.
+    A group's FPO is 0 when each of its runs counted 0, lies inside a run that counted its
+    FPO, is a container whose children inside it all know theirs, counted none (one of its
+    ``fpo_unknown``), or is a container over children whose FPO is unknown (counted under
+    their own group). The first three are a known 0; a group of runs of the last two alone
+    knows nothing: unknown, not 0 (its ``fpo_unknown`` still says how many runs).
     """
-    zero = [g for g, cost in groups.items() if cost.fpo == 0 and not cost.fpo_unknown]
+    zero = [g for g, cost in groups.items() if cost.fpo == 0 and cost.fpo_known]
     if not zero:
         return groups
     sums = forest.fpo_sums

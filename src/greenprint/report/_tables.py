@@ -148,7 +148,9 @@ def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
     tag = report.price_tag
     for status, cost in [*tag.by_status.items(), ("total", tag.total)]:
         # a status none of whose runs knows its FPO: "FPO unknown", not "0 FPO"
-        fpo = fpo_text(cost.fpo, cost.fpo_unknown) if cost.fpo_known else "FPO unknown"
+        # (or "FPO unknown for N runs" when N of them counted none)
+        known = cost.fpo_known or cost.fpo_unknown
+        fpo = fpo_text(cost.fpo, cost.fpo_unknown) if known else "FPO unknown"
         rows.append(
             [
                 status,
