@@ -306,3 +306,13 @@ def test_optuna_resumed_study_reads_as_optunas_trials(optuna_mo):
     assert all(v["fpo"] is None for v in tag["by_status"].values())
     assert "- **FPO**: unknown for 10 runs\n" in _text(home, "md")
     _export_reads_as_the_report(home, "mo", report)
+
+
+def test_optuna_every_objective_the_report_would_rank_the_wrong_way_is_warned(optuna_mo):
+    """The second objective is minimised under a name that does not say so (values_1): the
+    report ranks it highest-first unless told; the callback says how to rank it, as it does
+    for the first objective."""
+    home, _, warned, report = optuna_mo
+    assert "values_1" in warned and "--metric values_1 --mode min" in warned
+    assert any("also logged: values\\_1" in n or "also logged: values_1" in n
+               for n in report["notes"])  # fmt: skip

@@ -270,23 +270,26 @@ class GreenprintCallback:
         return name
 
     def _check_directions(self, study: optuna.Study, study_name: str, names: Sequence[str]) -> None:
-        """Warn once when the report would rank the study's objective the other way round.
+        """Warn once per objective that the report would rank the other way round.
 
         ``greenprint report`` maximises a metric unless its name says lower is better (a
-        ``loss``, an ``error``...); Optuna's default direction is to minimise ``value``.
+        ``loss``, an ``error``...); Optuna's default direction is to minimise ``value``, and a
+        multi-objective study's ``values_1``... are ranked by ``--metric values_1``.
         """
         from greenprint.analysis import lower_is_better
 
-        direction = study.directions[0]
-        minimised = direction == optuna.study.StudyDirection.MINIMIZE
-        if minimised != lower_is_better(names[0]):
+        for k, (name, direction) in enumerate(zip(names, study.directions, strict=True)):
+            minimised = direction == optuna.study.StudyDirection.MINIMIZE
+            if minimised == lower_is_better(name):
+                continue
             mode = "min" if minimised else "max"
+            metric = f"--metric {name} " if len(names) > 1 else ""  # which one to rank by
             self._warn(
-                f"direction:{study_name}",
+                f"direction:{study_name}:{k}",
                 f"greenprint: study {study_name!r} {'minimises' if minimised else 'maximises'} "
-                f"{names[0]!r}, which greenprint report would rank the other way: run "
-                f"`greenprint report --study {study_name} --mode {mode}`, or give the metric a "
-                f"name that says so, GreenprintCallback(metric_names=[...])",
+                f"{name!r}, which greenprint report would rank the other way: run "
+                f"`greenprint report --study {study_name} {metric}--mode {mode}`, or give the "
+                f"metric a name that says so, GreenprintCallback(metric_names=[...])",
                 stacklevel=5,
             )
 
