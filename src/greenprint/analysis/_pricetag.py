@@ -15,9 +15,9 @@ inside it for energy but add their FPO (see :class:`~greenprint.analysis._common
   parent recorded (inconsistent data), the children's sum wins and a note says so;
 * children that ran *at the same time* inside their parent (threads of one process: Optuna's
   ``n_jobs > 1``) each measured the whole process over their span, so their energies add up to
-  more than the parent measured: the parent's measurement wins, the children that ran alone
-  beside them keep theirs, and theirs share the rest, each in proportion to what it measured
-  (a note says by how much; see
+  more than the parent measured: the parent's measurement wins, children that ran alone
+  beside them keep their amounts, and the energy and CO2-eq of those that ran together are
+  scaled to the rest, each in proportion to what it measured (a note says by how much; see
   :meth:`~greenprint.analysis._common.RunForest.shared_sums`). Durations still add up
   (run-seconds), and FPO, counted per run, are never scaled;
 * the by-role breakdown adds up to the totals too: each run's exclusive cost goes to its role,
