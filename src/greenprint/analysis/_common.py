@@ -25,6 +25,7 @@ __all__ = [
     "SHARED_COSTS",
     "ShareOut",
     "SharedSums",
+    "TimeGroup",
     "check_choice",
     "check_mode",
     "finite_or_raise",
