@@ -582,7 +582,7 @@ class RunForest:
         amounts, floored = _fill(own - kept, weights, largest_of, measured)
         factors: dict[int, Any] = {}
         for group, m, got in zip(groups, measured, amounts, strict=True):
-            factor = 1 if got == m else got / m  # m > got >= 0: m is never 0 here
+            factor = 1 if got == m else got / m  # got < m: m > 0 (a group of zeros: 1)
             factors.update(dict.fromkeys(group.members, factor))
         return ShareOut(
             own=own,
