@@ -411,12 +411,53 @@ def test_trials_in_threads_share_their_search_runs_energy(tmp_path: Path) -> Non
     assert measured > own > 0  # each trial read the whole process over its span
     found = efficiencies(runs, metric="acc")
     assert [e.name for e in found] == [r.name for r in trials]
-    # the search's measurement shared out in proportion to what each trial measured
+    # each trial costs what the price tag counts for it, their sum what it counts for trials
+    tag = price_tag(runs, metric="acc")
+    assert sum(e.energy_kwh for e in found) == pytest.approx(tag.by_role["trial"].energy_kwh)
+    assert sum(e.energy_kwh for e in found) < measured
     for e, run in zip(found, trials, strict=True):
-        assert e.energy_kwh == pytest.approx(run.energy_kwh * own / measured, rel=1e-9)
+        final = price_tag(runs, metric="acc", final=e.run_id).final
+        assert final is not None and e.energy_kwh == pytest.approx(final.energy_kwh, rel=1e-12)
         assert e.score_per_kwh == pytest.approx(e.score / e.energy_kwh)
-    assert sum(e.energy_kwh for e in found) == pytest.approx(own, rel=1e-9)
+        if max(r.energy_kwh for r in trials) <= own:  # the search measured the most: shared
+            assert e.energy_kwh == pytest.approx(run.energy_kwh * own / measured, rel=1e-9)
     curve = learning_curve(runs, metric="acc")
     by_size = {r.dataset_size: e.energy_kwh for r, e in zip(trials, found, strict=True)}
     assert curve.dataset_size.tolist() == [100, 200, 300]
     np.testing.assert_allclose(curve.energy_kwh_mean, [by_size[s] for s in (100, 200, 300)])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    own=st.floats(0.1, 10.0),
+    fractions=st.lists(st.floats(0.05, 1.0), min_size=2, max_size=6),
+    offsets=st.lists(st.floats(0.0, 5.0), min_size=6, max_size=6),
+)
+def test_trials_that_ran_together_share_their_parents_measurement(
+    own: float, fractions: list[float], offsets: list[float]
+) -> None:
+    """Trials whose spans all overlap (threads) inside a search that measured ``own`` (at
+    least what any of them measured over its part of the search's span): each measured the
+    whole process, so when they add up to more, each costs its measured share of ``own``
+    (m_i / sum(m) x own); else each keeps what it measured."""
+    measured = [f * own for f in fractions]
+    runs = [
+        RunRecord(id="search", name="search", status="finished", energy_kwh=own,
+                  emissions_kg=own / 2, started_at=100.0, ended_at=200.0, duration_s=100.0),
+        *[
+            RunRecord(id=f"t{k}", name=f"t{k}", parent_id="search", status="finished",
+                      energy_kwh=m, emissions_kg=m / 2, started_at=110.0 + offsets[k],
+                      ended_at=150.0 + offsets[k], duration_s=40.0, dataset_size=10 * (k + 1),
+                      metrics=(MetricPoint("acc", 0.5),))
+            for k, m in enumerate(measured)
+        ],
+    ]  # fmt: skip
+    total = math.fsum(measured)
+    share = [m * own / total if total > own else m for m in measured]
+    found = efficiencies(runs, metric="acc")
+    assert [e.run_id for e in found] == [f"t{k}" for k in range(len(measured))]
+    for e, kwh in zip(found, share, strict=True):
+        assert e.energy_kwh == pytest.approx(kwh, rel=1e-9)
+        assert e.emissions_kg == pytest.approx(kwh / 2, rel=1e-9)
+    curve = learning_curve(runs, metric="acc")
+    np.testing.assert_allclose(curve.energy_kwh_mean, share, rtol=1e-9)
