@@ -110,6 +110,47 @@ print(json.dumps([{"number": t.number, "state": t.state.name, "values": t.values
 """
 
 
+SKLEARN_SCRIPT = """
+import json
+import greenprint as gp
+from sklearn.datasets import load_digits
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import (GridSearchCV, HalvingGridSearchCV, KFold,
+                                     RandomizedSearchCV)
+from sklearn.svm import SVC
+from greenprint.integrations.sklearn import track_search
+
+X, y = load_digits(return_X_y=True)
+X, y = X[:300], y[:300]
+out = {}
+
+# successive halving: 8 candidates on 60 examples, the best 4 on 120, the best 2 on 240
+halving = HalvingGridSearchCV(SVC(), {"C": [0.01, 0.1, 1, 10], "gamma": [1e-3, 1e-2]}, cv=3,
+                              factor=2, random_state=0)
+track_search(halving, X, y, study="halving", name="halving")
+out["halving"] = {"rows": len(halving.cv_results_["params"]), "best": halving.best_score_}
+
+# a random search whose folds run in two loky worker processes
+rand = RandomizedSearchCV(LogisticRegression(max_iter=300), {"C": [0.001, 0.01, 0.1, 1, 10]},
+                          n_iter=4, cv=3, n_jobs=2, random_state=0)
+track_search(rand, X, y, study="random", name="random")
+out["random"] = {"scores": list(map(float, rand.cv_results_["mean_test_score"])),
+                 "C": [p["C"] for p in rand.cv_results_["params"]], "best": rand.best_score_}
+
+# nested cross-validation: a grid search per outer fold, scored on the fold it left out
+outer_scores = []
+with gp.track("nested-cv", study="nested") as outer:
+    for k, (tr, te) in enumerate(KFold(3, shuffle=True, random_state=0).split(X)):
+        search = GridSearchCV(SVC(), {"C": [0.1, 1, 10], "gamma": [1e-3]}, cv=3)
+        track_search(search, X[tr], y[tr], name=f"outer{k}")
+        outer_scores.append(float(search.score(X[te], y[te])))
+    outer.log(accuracy=sum(outer_scores) / 3)
+out["nested"] = outer_scores
+print(json.dumps(out))
+"""
+
+
 # ------------------------------------------------------------------------------- helpers
 def _free_port() -> str:
     with socket.socket() as s:
@@ -181,6 +222,14 @@ def _tree_order_holds(text: str, report: dict) -> None:
     assert sorted(i for _, i in listed) == sorted(parent)
 
 
+def _report_in(home: Path, out: str, *args: str) -> dict:
+    """``greenprint report ARGS --out OUT`` under ``home``; the JSON report, parsed."""
+    done = run_in(home, GREENPRINT, "report", *args, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return json.loads((home / out / "report.json").read_text(encoding="utf-8"))
+
+
 # ------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def ddp_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
@@ -230,6 +279,17 @@ def optuna_mo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
         warned += done.stderr
     trials = json.loads(done.stdout.splitlines()[-1])
     return home, trials, warned, _report(home, "--study", "mo", "--group-by", "params.model")
+
+
+@pytest.fixture(scope="module")
+def sklearn_studies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Halving, a random search in worker processes and nested cross-validation."""
+    pytest.importorskip("sklearn")
+    home = _empty(tmp_path_factory, "shapes-sklearn")
+    (home / "study.py").write_text(SKLEARN_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, json.loads(done.stdout.splitlines()[-1])
 
 
 # ------------------------------------------------------------------- one data-parallel training
@@ -316,3 +376,86 @@ def test_optuna_every_objective_the_report_would_rank_the_wrong_way_is_warned(op
     assert "values_1" in warned and "--metric values_1 --mode min" in warned
     assert any("also logged: values\\_1" in n or "also logged: values_1" in n
                for n in report["notes"])  # fmt: skip
+
+
+def test_a_study_of_one_trial_says_one_trial(ddp_study):
+    """One training is one trial: every sentence counts it in the singular ('1 trials' read in
+    the heading line, the compute statement, the model card source, LaTeX's best-trials
+    caption and the CLI summary)."""
+    home, report = ddp_study
+    md = _text(home, "md")
+    assert "Study **ddp**: 1 trial, ranked by **val\\_loss** (lower is better)." in md
+    assert "comprised 1 trial (1 finished) in 3 runs" in md
+    assert "greenprint 0.1.0: 1 trial (failed and pruned included)" in md.replace(
+        gp.__version__, "0.1.0"
+    )
+    assert "Study <strong>ddp</strong>: 1 trial, ranked by" in _text(home, "html")
+    tex = _text(home, "latex")
+    assert "The best trial by val\\_loss out of 1" in tex
+    assert "comprised 1 trial (1 finished) in 3 runs" in tex
+    for fmt in ("md", "html", "latex"):
+        assert not re.search(r"\b1 (trials|runs)\b", _text(home, fmt)), fmt
+    done = run_in(home, GREENPRINT, "report", "--study", "ddp", "--format", "json", "--no-plots",
+                  "--out", "again")  # fmt: skip
+    assert done.stdout.startswith("1 trial (1 finished) in 3 runs\n"), done.stdout
+
+
+# -------------------------------------------------------------------------------- scikit-learn
+def test_random_search_in_worker_processes_reads_as_its_cv_results(sklearn_studies):
+    """Four candidates whose folds ran in loky worker processes: four trials scored as
+    scikit-learn scored them, their folds parts, the refit final, the search counted once."""
+    home, built = sklearn_studies
+    report = _report(home, "--study", "random")  # all four formats
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"trial": 4, "part": 12, "final": 1, "sweep": 1}
+    assert tag["roles"]["inferred"] == 0
+    candidates = zip(built["random"]["scores"], built["random"]["C"], strict=True)
+    for k, (score, c) in enumerate(candidates):
+        row = rows[f"random-c{k}"]
+        assert (row["is_trial"], row["params"]["C"]) == (True, c)
+        assert row["score"] == pytest.approx(score)
+        folds = [rows[f"random-c{k}-fold{f}"]["score"] for f in range(3)]
+        assert sum(folds) / 3 == pytest.approx(score)
+    final = tag["final"]
+    assert (final["name"], final["rule"]) == ("random-refit", "role")
+    assert final["score"] == pytest.approx(built["random"]["best"])
+    sweep = _runs(home / "greenprint.db", "random")["random"]
+    assert tag["total"]["energy_kwh"] == pytest.approx(sweep.energy_kwh, rel=1e-9)
+    for fmt in ("md", "html", "latex"):
+        text = _text(home, fmt).replace("&#x27;", "'")
+        assert "Final run random-refit (the run with role 'final') scored score = 0.97" in text
+    _export_reads_as_the_report(home, "random", report)
+
+
+def test_halving_search_reads_one_trial_per_candidate_and_iteration(sklearn_studies):
+    """As the integration documents: each row of cv_results_ (a candidate at one iteration,
+    with ``iter`` and ``n_resources``) is a trial; the refit is the final run."""
+    home, built = sklearn_studies
+    report = _report_in(home, "rep-halving", "--study", "halving", "--format", "json,md",
+                        "--no-plots")  # fmt: skip
+    trials = [r for r in report["runs"] if r["is_trial"]]
+    assert len(trials) == built["halving"]["rows"] == 14
+    assert sorted({r["params"]["n_resources"] for r in trials}) == [60, 120, 240]
+    final = report["price_tag"]["final"]
+    assert (final["name"], final["score"]) == ("halving-refit", built["halving"]["best"])
+    _export_reads_as_the_report(home, "halving", report)
+
+
+def test_nested_cross_validation_is_one_trial_of_its_outer_loop(sklearn_studies):
+    """The outer loop logs the nested estimate: it is the one trial; the searches of its
+    folds, with their trials and refits, are its parts (the report says they were given roles
+    but ran inside a trial), and it is the final run."""
+    home, built = sklearn_studies
+    report = _report_in(home, "rep-nested", "--study", "nested", "--format", "json,md",
+                        "--no-plots")  # fmt: skip
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 1 and rows["nested-cv"]["is_trial"]
+    assert {r["role"] for n, r in rows.items() if n != "nested-cv"} == {"part"}
+    assert rows["nested-cv"]["score"] == pytest.approx(sum(built["nested"]) / 3)
+    assert (tag["final"]["name"], tag["final"]["rule"]) == ("nested-cv", "best-trial")
+    assert any("were given a role but ran inside a trial" in n for n in report["notes"])
+    md = (home / "rep-nested" / "report.md").read_text(encoding="utf-8")
+    assert "Study **nested**: 1 trial, ranked by **accuracy** (higher is better)." in md
+    _export_reads_as_the_report(home, "nested", report)

@@ -407,7 +407,7 @@ class PriceTag:
         if t.fpo_unknown and not t.fpo:
             fpo = f"FPO unknown for {runs}"
         lines = [
-            f"{t.trials} trials ({statuses}) in {t.runs} runs",
+            f"{count_of(t.trials, 'trial')} ({statuses}) in {count_of(t.runs, 'run')}",
             f"{t.energy_kwh:.4g} kWh, {t.emissions_kg:.4g} kg CO2-eq, {fpo}, "
             f"{t.duration_s:.4g} s of runs over {self.elapsed_s:.4g} s elapsed",
         ]

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from greenprint._exceptions import AnalysisError
+from greenprint._format import count_of
 from greenprint._records import PowerSample, RunRecord
 from greenprint._units import JOULES_PER_KWH
 from greenprint.analysis import (
@@ -287,8 +288,9 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
         id="evp_trials",
         title="Expected best score against trials",
         caption=(
-            f"Expected best {inputs.metric} of n trials drawn from the {dodge.n_trials} trials "
-            "of the study, for n = 1..N: what a smaller search would likely have found"
+            f"Expected best {inputs.metric} of n trials drawn from the "
+            f"{count_of(dodge.n_trials, 'trial')} of the study, for n = 1..N: what a smaller "
+            "search would likely have found"
             + (
                 f"; one curve per {inputs.group_by} beside the whole search's"
                 if family_curves

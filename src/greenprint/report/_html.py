@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from greenprint._format import count_of
 from greenprint.report._escape import html_text as esc
 from greenprint.report._greener import html_section
 from greenprint.report._model import Figure, Report
@@ -162,7 +163,8 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         f"<title>greenprint report: {esc(report.study)}</title>",
         f"<style>{_CSS}</style></head><body><main>",
         f"<header><h1>What did &ldquo;{esc(report.study)}&rdquo; cost?</h1>",
-        f'<p class="sub">Study <strong>{esc(report.study)}</strong>: {tag.total.trials} trials, '
+        f'<p class="sub">Study <strong>{esc(report.study)}</strong>: '
+        f"{count_of(tag.total.trials, 'trial')}, "
         f"{ranked}. "
         f"Ledger {esc(report.ledger)}. Generated {esc(when)} by greenprint "
         f"{esc(report.greenprint_version)}.</p>",

@@ -195,16 +195,22 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         run_header, run_units, run_rows = _runs_table(report, [*best, *baselines])
         shown = sum(1 for r in best if r.is_trial)  # the final run is added when not a trial
         what = (
-            f"The {shown} best trials by {esc(report.metric or '')} out of "
-            f"{tag.total.trials}; $\\star$ marks the final run"
+            ("The best trial" if shown == 1 else f"The {shown} best trials")
+            + f" by {esc(report.metric or '')} out of {tag.total.trials}; $\\star$ marks the "
+            "final run"
             if best
             else "Runs"
         )
         from_parts = sum(1 for r in report.runs if r.is_trial and r.score_source == "parts")
         if best and from_parts:  # what the Markdown and HTML notes say: fold means
+            which = (
+                "the trial, {} is the mean of its"
+                if tag.total.trials == 1
+                else f"{from_parts} of the {tag.total.trials} trials, {{}} is the mean of their"
+            )
             what += (
-                f"; for {from_parts} of the {tag.total.trials} trials, {esc(report.metric or '')} "
-                "is the mean of their parts' (e.g. cross-validation folds)"
+                f"; for {which.format(esc(report.metric or ''))} parts' "
+                "(e.g. cross-validation folds)"
             )
         if baselines:
             what += "; $\\dagger$ marks a baseline (not a trial)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from greenprint._format import count_of
 from greenprint.report._escape import markdown_text as esc
 from greenprint.report._greener import markdown_section
 from greenprint.report._model import Report
@@ -55,7 +56,7 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
     out = [
         f"# What did “{esc(report.study)}” cost?",
         "",
-        f"Study **{esc(report.study)}**: {tag.total.trials} trials, {ranked}. "
+        f"Study **{esc(report.study)}**: {count_of(tag.total.trials, 'trial')}, {ranked}. "
         f"Ledger `{ledger}`. "
         f"Generated {when} by greenprint {esc(report.greenprint_version)}.",
         "",

@@ -191,8 +191,8 @@ def model_card_emissions(
     intensity = ", ".join(short_source(s) for s in summary.intensity_sources) or "unrecorded"
     pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "unrecorded"
     source = (
-        f"greenprint {version}: {tag.total.trials} trials (failed and pruned included), "
-        f"energy {_energy_clause(summary)}, grid intensity {intensity}, PUE {pue}"
+        f"greenprint {version}: {count_of(tag.total.trials, 'trial')} (failed and pruned "
+        f"included), energy {_energy_clause(summary)}, grid intensity {intensity}, PUE {pue}"
     )
     return ModelCardEmissions(
         emissions_g=kg_to_g(tag.total.emissions_kg),
@@ -247,8 +247,9 @@ def compute_statement(
         if total.fpo_unknown:
             fpo += f", not counting {unknown} whose FPO is unknown"
     text = [
-        f"The study “{study}” comprised {total.trials} trials ({statuses}) in {total.runs} "
-        f"runs, all counted in the figures that follow, on {'; '.join(hardware)}.",
+        f"The study “{study}” comprised {count_of(total.trials, 'trial')} ({statuses}) in "
+        f"{count_of(total.runs, 'run')}, all counted in the figures that follow, on "
+        f"{'; '.join(hardware)}.",
         f"They ran for {_run_time(hours, total.duration_s, tag.elapsed_s)} and used "
         f"{format_energy(total.energy_kwh)} of IT energy "
         f"({_energy_clause(summary)}), or {format_emissions(total.emissions_kg)} "
