@@ -240,6 +240,9 @@ def ddp_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     done = run_in(home, GREENPRINT, "run", "-q", "--study", "ddp", "--name", "job", "--",
                   sys.executable, "train.py", _free_port())  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    # and the same script on its own (its runs in the study "default")
+    done = run_in(home, sys.executable, "train.py", _free_port())
+    assert done.returncode == 0, done.stderr[-3000:]
     return home, _report(home, "--study", "ddp")
 
 
@@ -459,3 +462,20 @@ def test_nested_cross_validation_is_one_trial_of_its_outer_loop(sklearn_studies)
     md = (home / "rep-nested" / "report.md").read_text(encoding="utf-8")
     assert "Study **nested**: 1 trial, ranked by **accuracy** (higher is better)." in md
     _export_reads_as_the_report(home, "nested", report)
+
+
+def test_ddp_ranks_on_their_own_meter_the_machine_once(ddp_study):
+    """Without ``greenprint run`` around them, rank 0 meters the machine for the job and
+    rank 1 is its part (its local rank is its rank: torch.multiprocessing.spawn sets no
+    LOCAL_RANK), not two node meters of one host with a note that one was dropped."""
+    home, _ = ddp_study
+    runs = _runs(home / "greenprint.db", "default")
+    assert (runs["rank0"].local_rank, runs["rank0"].node_meter) == (0, True)
+    assert (runs["rank1"].local_rank, runs["rank1"].node_meter) == (1, False)
+    assert runs["rank0"].scope == "machine" and runs["rank1"].scope == "process"
+    report = _report_in(home, "rep-alone", "--study", "default", "--format", "json,md",
+                        "--no-plots")  # fmt: skip
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"trial": 1, "part": 1}
+    assert tag["total"]["energy_kwh"] == pytest.approx(runs["rank0"].energy_kwh, rel=1e-9)
+    assert not any("metered host" in n for n in report["notes"] + tag["notes"])

@@ -10,7 +10,8 @@ Each run of a job records:
   ``torch.distributed`` group of more than one process started without a launcher's id
   (``torch.multiprocessing.spawn``, as in PyTorch's DDP tutorial), ``torch:<host>:<the
   launching process's pid>:<MASTER_ADDR>:<MASTER_PORT>``: the ranks that one process started on
-  one host (give ``GREENPRINT_JOB_ID`` to join several hosts). A run gets a job key only in a
+  one host (give ``GREENPRINT_JOB_ID`` to join several hosts), whose local rank is their rank in
+  the group when ``LOCAL_RANK`` is not set. A run gets a job key only in a
   distributed job (more than one process: ``WORLD_SIZE``, ``SLURM_NTASKS`` or ``SLURM_NPROCS``
   above 1, or such a ``torch.distributed`` group) or when ``GREENPRINT_JOB_ID`` is set, so a
   sweep of runs one after another inside one batch job stays a sweep;
@@ -193,6 +194,10 @@ def job_info(
     env = os.environ if environ is None else environ
     job = job_key(env)
     local = _int(env, "LOCAL_RANK", "SLURM_LOCALID")
+    if local is None and job is not None and job == _torch_job(env):
+        # torch.multiprocessing.spawn sets no LOCAL_RANK: the ranks one process started on
+        # this host are numbered from 0 there (else every rank would meter the machine)
+        local = sys.modules["torch.distributed"].get_rank()
     node = _int(env, "GREENPRINT_NODE_RANK", "SLURM_NODEID", "GROUP_RANK", "NODE_RANK")
     if job is None:
         return JobInfo(node_meter=bool(node_meter))
