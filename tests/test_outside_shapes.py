@@ -49,16 +49,16 @@ import greenprint as gp
 NODE, NODES, LOCAL = int(os.environ.get("NODE", "0")), int(os.environ.get("NODES", "1")), 2
 
 
-def worker(local, port):
+def worker(local, port, lr=0.05, prefix=""):
     os.environ["MASTER_ADDR"] = "127.0.0.1"  # as PyTorch's DDP tutorial sets them
     os.environ["MASTER_PORT"] = port
     rank = NODE * LOCAL + local
     dist.init_process_group("gloo", rank=rank, world_size=NODES * LOCAL)
     torch.manual_seed(0)
     model = torch.nn.Linear(8, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
     data = torch.Generator().manual_seed(100 + rank)  # this rank's shard
-    with gp.track(f"rank{rank}", params={"model": "linear", "lr": 0.05}) as run:
+    with gp.track(f"{prefix}rank{rank}", params={"model": "linear", "lr": lr}) as run:
         with gp.FPOCounter() as counted:
             for step in range(20):
                 x = torch.randn(32, 8, generator=data)
@@ -151,6 +151,19 @@ print(json.dumps(out))
 """
 
 
+#: Two trainings one after another on the same master port, each spawning its two ranks.
+DDP_SWEEP_SCRIPT = """
+import sys
+import torch.multiprocessing as mp
+import greenprint as gp
+from train import worker
+
+if __name__ == "__main__":
+    for lr in (0.05, 0.01):
+        mp.spawn(worker, args=(sys.argv[1], lr, f"lr{lr}-"), nprocs=2)
+"""
+
+
 # ------------------------------------------------------------------------------- helpers
 def _free_port() -> str:
     with socket.socket() as s:
@@ -240,8 +253,9 @@ def ddp_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     done = run_in(home, GREENPRINT, "run", "-q", "--study", "ddp", "--name", "job", "--",
                   sys.executable, "train.py", _free_port())  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    # and the same script on its own (its runs in the study "default")
-    done = run_in(home, sys.executable, "train.py", _free_port())
+    # and a sweep of two such trainings on their own (its runs in the study "default")
+    (home / "sweep.py").write_text(DDP_SWEEP_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "sweep.py", _free_port())
     assert done.returncode == 0, done.stderr[-3000:]
     return home, _report(home, "--study", "ddp")
 
@@ -464,18 +478,28 @@ def test_nested_cross_validation_is_one_trial_of_its_outer_loop(sklearn_studies)
     _export_reads_as_the_report(home, "nested", report)
 
 
-def test_ddp_ranks_on_their_own_meter_the_machine_once(ddp_study):
-    """Without ``greenprint run`` around them, rank 0 meters the machine for the job and
-    rank 1 is its part (its local rank is its rank: torch.multiprocessing.spawn sets no
+def test_ddp_trainings_on_their_own_are_one_trial_each_metered_once(ddp_study):
+    """Two trainings one after another on one master port, no run around them: two jobs
+    (one key per process group, not per port), two trials; in each, rank 0 meters the machine
+    and rank 1 is its part (its local rank is its rank: torch.multiprocessing.spawn sets no
     LOCAL_RANK), not two node meters of one host with a note that one was dropped."""
     home, _ = ddp_study
     runs = _runs(home / "greenprint.db", "default")
-    assert (runs["rank0"].local_rank, runs["rank0"].node_meter) == (0, True)
-    assert (runs["rank1"].local_rank, runs["rank1"].node_meter) == (1, False)
-    assert runs["rank0"].scope == "machine" and runs["rank1"].scope == "process"
+    jobs = {runs[f"lr{lr}-rank{k}"].job_id for lr in (0.05, 0.01) for k in (0, 1)}
+    assert len(jobs) == 2 and None not in jobs
+    for lr in (0.05, 0.01):
+        zero, one = runs[f"lr{lr}-rank0"], runs[f"lr{lr}-rank1"]
+        assert zero.job_id == one.job_id
+        assert (zero.local_rank, zero.node_meter, zero.scope) == (0, True, "machine")
+        assert (one.local_rank, one.node_meter, one.scope) == (1, False, "process")
     report = _report_in(home, "rep-alone", "--study", "default", "--format", "json,md",
                         "--no-plots")  # fmt: skip
     tag = report["price_tag"]
-    assert tag["roles"]["counts"] == {"trial": 1, "part": 1}
-    assert tag["total"]["energy_kwh"] == pytest.approx(runs["rank0"].energy_kwh, rel=1e-9)
+    assert tag["roles"]["counts"] == {"trial": 2, "part": 2}
+    assert sorted(r["name"] for r in report["runs"] if r["is_trial"]) == [
+        "lr0.01-rank0",
+        "lr0.05-rank0",
+    ]
+    machine = runs["lr0.05-rank0"].energy_kwh + runs["lr0.01-rank0"].energy_kwh
+    assert tag["total"]["energy_kwh"] == pytest.approx(machine, rel=1e-9)
     assert not any("metered host" in n for n in report["notes"] + tag["notes"])

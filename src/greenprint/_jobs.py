@@ -8,10 +8,11 @@ Each run of a job records:
   ``none`` becomes ``torchrun:<MASTER_ADDR>:<MASTER_PORT>``), else the Ray job id (only when Ray
   is already imported and initialised), else, in a process of an initialised
   ``torch.distributed`` group of more than one process started without a launcher's id
-  (``torch.multiprocessing.spawn``, as in PyTorch's DDP tutorial), ``torch:<host>:<the
-  launching process's pid>:<MASTER_ADDR>:<MASTER_PORT>``: the ranks that one process started on
-  one host (give ``GREENPRINT_JOB_ID`` to join several hosts), whose local rank is their rank in
-  the group when ``LOCAL_RANK`` is not set. A run gets a job key only in a
+  (``torch.multiprocessing.spawn``, as in PyTorch's DDP tutorial), ``torch:<id>``, an id the
+  first rank to start a run puts in the group's store for all of them (each
+  ``init_process_group`` is a new job), whose local rank is their rank in the group when
+  ``LOCAL_RANK`` is not set (one host; give ``LOCAL_RANK`` or ``GREENPRINT_NODE_RANK`` on
+  several). A run gets a job key only in a
   distributed job (more than one process: ``WORLD_SIZE``, ``SLURM_NTASKS`` or ``SLURM_NPROCS``
   above 1, or such a ``torch.distributed`` group) or when ``GREENPRINT_JOB_ID`` is set, so a
   sweep of runs one after another inside one batch job stays a sweep;
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +66,9 @@ HOST_ENV = "GREENPRINT_HOST"
 SHARED_NODE_ENV = "GREENPRINT_SHARED_NODE"
 #: Exported by a running run with its parent variables: ``"<scope> <pid> <host>"``.
 PARENT_TREE_ENV = "GREENPRINT_PARENT_TREE"
+
+#: The key a ``torch.distributed`` group's store holds its job key under (:func:`_torch_job`).
+_TORCH_JOB_KEY = "greenprint/job_id"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -124,17 +129,26 @@ def job_key(environ: Mapping[str, str] | None = None) -> str | None:
 def _torch_job(env: Mapping[str, str]) -> str | None:
     """The key of a ``torch.distributed`` group this process is in, started without a launcher.
 
-    ``torch.multiprocessing.spawn`` sets no ``WORLD_SIZE`` and no job id: the ranks that one
-    process started on this host share its pid, and the group's master address and port.
-    ``None`` when ``torch.distributed`` is not imported, not initialised, or has one process.
+    ``torch.multiprocessing.spawn`` sets no ``WORLD_SIZE`` and no job id. The group's store
+    (each ``init_process_group`` makes a new one) gives every rank the same key: the first rank
+    to ask sets a new one (``compare_set``, which waits for no other rank), so two trainings
+    one after another on the same master port are two jobs. Where the store cannot (a store
+    without ``compare_set``): the ranks that one process started on this host, which share its
+    pid and the group's master address and port. ``None`` when ``torch.distributed`` is not
+    imported, not initialised, or has one process.
     """
     dist = sys.modules.get("torch.distributed")
     if dist is None or not dist.is_available() or not dist.is_initialized():
         return None
     if dist.get_world_size() < 2:
         return None
-    where = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
-    return f"torch:{node_host(env)}:{os.getppid()}:{where}"
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        key = store.compare_set(_TORCH_JOB_KEY, "", uuid.uuid4().hex)
+        return f"torch:{bytes(key).decode()}"
+    except (AttributeError, RuntimeError, ValueError, UnicodeDecodeError):
+        where = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
+        return f"torch:{node_host(env)}:{os.getppid()}:{where}"
 
 
 def is_shared_node(environ: Mapping[str, str] | None = None) -> bool:
