@@ -257,6 +257,10 @@ def ddp_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     (home / "sweep.py").write_text(DDP_SWEEP_SCRIPT, encoding="utf-8")
     done = run_in(home, sys.executable, "sweep.py", _free_port())
     assert done.returncode == 0, done.stderr[-3000:]
+    # and that sweep under `greenprint run --role sweep` (the study "ddp-sweep")
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "ddp-sweep", "--role", "sweep",
+                  "--name", "sweep", "--", sys.executable, "sweep.py", _free_port())  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
     return home, _report(home, "--study", "ddp")
 
 
@@ -503,3 +507,24 @@ def test_ddp_trainings_on_their_own_are_one_trial_each_metered_once(ddp_study):
     machine = runs["lr0.05-rank0"].energy_kwh + runs["lr0.01-rank0"].energy_kwh
     assert tag["total"]["energy_kwh"] == pytest.approx(machine, rel=1e-9)
     assert not any("metered host" in n for n in report["notes"] + tag["notes"])
+
+
+def test_ddp_trainings_spawned_in_a_sweep_are_one_trial_each(ddp_study):
+    """The sweep script under ``greenprint run --role sweep``: each training's two ranks are
+    children of the sweep; the training is one trial (its rank 0, summing rank 1), not two
+    trials with a rank as the final model."""
+    home, _ = ddp_study
+    report = _report_in(home, "rep-sweep", "--study", "ddp-sweep", "--format", "json,md",
+                        "--no-plots")  # fmt: skip
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"sweep": 1, "trial": 2, "part": 2}
+    for lr in (0.05, 0.01):
+        assert rows[f"lr{lr}-rank0"]["is_trial"] and rows[f"lr{lr}-rank1"]["role"] == "part"
+        assert rows[f"lr{lr}-rank1"]["parent_id"] == rows[f"lr{lr}-rank0"]["id"]
+    assert tag["final"]["name"] in ("lr0.05-rank0", "lr0.01-rank0")
+    runs = _runs(home / "greenprint.db", "ddp-sweep")
+    assert tag["total"]["energy_kwh"] == pytest.approx(runs["sweep"].energy_kwh, rel=1e-9)
+    assert tag["total"]["fpo"] == sum(r.fpo for r in runs.values() if r.name != "sweep")
+    _tree_order_holds((home / "rep-sweep" / "report.md").read_text(encoding="utf-8"), report)
+    _export_reads_as_the_report(home, "ddp-sweep", report)

@@ -319,21 +319,53 @@ def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) 
         loose = [p for p in members if parents[p] is None]
         if len(loose) < 2:
             continue
-        head = min(
-            loose,
-            key=lambda p: (
-                runs[p].node_rank is None,
-                runs[p].node_rank or 0,
-                runs[p].local_rank is None,
-                runs[p].local_rank or 0,
-                runs[p].started_at,
-                runs[p].id,
-            ),
-        )
+        head = min(loose, key=lambda p: _head_order(runs[p]))
         for pos in loose:
             if pos != head:
                 parents[pos], kinds[pos] = head, "remote"
+    _link_spawned(runs, parents, kinds)
     return notes
+
+
+def _head_order(run: Any) -> tuple[Any, ...]:
+    """A job's head first: the lowest node rank, then local rank, then the earliest start."""
+    return (
+        run.node_rank is None,
+        run.node_rank or 0,
+        run.local_rank is None,
+        run.local_rank or 0,
+        run.started_at,
+        run.id,
+    )
+
+
+def _link_spawned(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) -> None:
+    """Each job's ranks under their head, where a run outside the job holds other runs too.
+
+    A script under ``greenprint run`` (or in a sweep's run) that spawns one training after
+    another: each training's ranks are children of that run, beside the other trainings'.
+    Linked under its head (an ``"remote"`` link: each rank measured its own process), each
+    training is one child of the run, as a job's roots are one tree under its head. The ranks
+    of one job alone in a run stay its children: that run is their training.
+    """
+    held: dict[int, dict[str, list[int]]] = {}
+    counts: dict[int, int] = {}
+    for pos, run in enumerate(runs):
+        parent = parents[pos]
+        if parent is None:
+            continue
+        counts[parent] = counts.get(parent, 0) + 1
+        job = getattr(run, "job_id", None)
+        if job is not None and kinds[pos] == "nested" and runs[parent].job_id != job:
+            held.setdefault(parent, {}).setdefault(job, []).append(pos)
+    for parent, jobs in held.items():
+        for here in jobs.values():
+            if len(here) < 2 or len(here) == counts[parent]:
+                continue
+            head = min(here, key=lambda p: _head_order(runs[p]))
+            for pos in here:
+                if pos != head:
+                    parents[pos], kinds[pos] = head, "remote"
 
 
 #: A job's status from its runs': the first of these that any run has, else ``finished``.
