@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import socket
 import subprocess
@@ -38,6 +39,7 @@ from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import report_text as _text
+from greenprint.analysis import expected_max_performance
 
 DDP_SCRIPT = """
 import os, sys
@@ -106,7 +108,8 @@ study = optuna.create_study(
 study.optimize(cb.track(objective), n_trials=int(sys.argv[2]), callbacks=[cb],
                catch=(FloatingPointError,))
 print(json.dumps([{"number": t.number, "state": t.state.name, "values": t.values,
-                   "run": t.user_attrs.get("greenprint_run_id")} for t in study.trials]))
+                   "model": t.params["model"], "run": t.user_attrs.get("greenprint_run_id")}
+                  for t in study.trials]))
 """
 
 
@@ -387,6 +390,16 @@ def test_optuna_resumed_study_reads_as_optunas_trials(optuna_mo):
     assert all(v["fpo"] is None for v in tag["by_status"].values())
     assert "- **FPO**: unknown for 10 runs\n" in _text(home, "md")
     _export_reads_as_the_report(home, "mo", report)
+    # EVP per family (--group-by params.model) from Optuna's values; no value: the worst
+    scores = [t["values"][0] if t["values"] else math.nan for t in trials]
+    worst = min(v for v in scores if not math.isnan(v))
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    curves = {s["label"]: s["y"] for panel in evp["panels"] for s in panel["series"]}
+    for family in ("mlp", "cnn"):
+        members = [worst if math.isnan(v) else v for v, t in zip(scores, trials, strict=True)
+                   if t["model"] == family]  # fmt: skip
+        expected = expected_max_performance(members, mode="max").mean.tolist()
+        assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, abs=1e-12)
 
 
 def test_optuna_every_objective_the_report_would_rank_the_wrong_way_is_warned(optuna_mo):
