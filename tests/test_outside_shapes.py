@@ -114,7 +114,7 @@ print(json.dumps([{"number": t.number, "state": t.state.name, "values": t.values
 
 
 SKLEARN_SCRIPT = """
-import json
+import json, warnings
 import greenprint as gp
 from sklearn.datasets import load_digits
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
@@ -124,6 +124,7 @@ from sklearn.model_selection import (GridSearchCV, HalvingGridSearchCV, KFold,
 from sklearn.svm import SVC
 from greenprint.integrations.sklearn import track_search
 
+warnings.filterwarnings("ignore")  # the failed fits' FitFailedWarning
 X, y = load_digits(return_X_y=True)
 X, y = X[:300], y[:300]
 out = {}
@@ -140,6 +141,15 @@ rand = RandomizedSearchCV(LogisticRegression(max_iter=300), {"C": [0.001, 0.01, 
 track_search(rand, X, y, study="random", name="random")
 out["random"] = {"scores": list(map(float, rand.cv_results_["mean_test_score"])),
                  "C": [p["C"] for p in rand.cv_results_["params"]], "best": rand.best_score_}
+
+# the same with candidates that fail to fit (lbfgs has no l1 penalty: error_score=nan)
+fails = RandomizedSearchCV(LogisticRegression(max_iter=300),
+                           {"C": [0.01, 1], "penalty": ["l2", "l1"]}, n_iter=4, cv=3, n_jobs=2,
+                           random_state=0)
+track_search(fails, X, y, study="fails", name="fails")
+out["fails"] = {"penalty": [p["penalty"] for p in fails.cv_results_["params"]],
+                "scores": [float(v) for v in fails.cv_results_["mean_test_score"]],
+                "best": fails.best_score_}
 
 # nested cross-validation: a grid search per outer fold, scored on the fold it left out
 outer_scores = []
@@ -541,3 +551,28 @@ def test_ddp_trainings_spawned_in_a_sweep_are_one_trial_each(ddp_study):
     assert tag["total"]["fpo"] == sum(r.fpo for r in runs.values() if r.name != "sweep")
     _tree_order_holds((home / "rep-sweep" / "report.md").read_text(encoding="utf-8"), report)
     _export_reads_as_the_report(home, "ddp-sweep", report)
+
+
+def test_a_search_with_failed_candidates_is_ranked_by_its_score_not_its_ranks(sklearn_studies):
+    """Two of four candidates fail to fit (scikit-learn's error_score, NaN): they log no
+    score, only the worst rank_test_score. The report ranks by the trials' score, as with no
+    failure, not by the rank (counted by the failed trials too: the worst candidate read best,
+    maximised, and the refit had no score)."""
+    home, built = sklearn_studies
+    report = _report_in(home, "rep-fails", "--study", "fails", "--format", "json,md",
+                        "--no-plots")  # fmt: skip
+    assert (report["metric"], report["mode"]) == ("score", "max")
+    rows = _rows(report)
+    failed = {k for k, pen in enumerate(built["fails"]["penalty"]) if pen == "l1"}
+    assert len(failed) == 2
+    for k, score in enumerate(built["fails"]["scores"]):
+        row = rows[f"fails-c{k}"]
+        assert row["status"] == ("failed" if k in failed else "finished")
+        if k not in failed:
+            assert row["score"] == pytest.approx(score)
+    final = report["price_tag"]["final"]
+    assert (final["name"], final["score"]) == ("fails-refit", built["fails"]["best"])
+    worst = min(s for k, s in enumerate(built["fails"]["scores"]) if k not in failed)
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    assert f"2 of 4 trials had no score and count as the worst ({worst:g})" in evp["notes"]
+    _export_reads_as_the_report(home, "fails", report)

@@ -195,8 +195,10 @@ def pick_metric(
     """The metric to rank by (``None``: no run logged one), and a note saying how it was chosen.
 
     ``metric`` given: itself (an AnalysisError when no run of the study logged a value of it).
-    Else the one logged by the most trials (and final runs), never a training schedule's
-    figure when anything else was logged, a held-out one before a training one logged as often.
+    Else the one logged by the most trials (and final runs) that did not fail (a failed,
+    interrupted or lost trial's figures are no score: scikit-learn gives a candidate that
+    failed to fit only the worst ``rank_test_score``), never a training schedule's figure when
+    anything else was logged, a held-out one before a training one logged as often.
     ``ledger export`` infers roles by the same choice, so its roles are the report's.
     """
     if metric is not None and not is_reserved_metric(metric):
@@ -212,8 +214,11 @@ def pick_metric(
         # "score", the Optuna trial around it "accuracy"); every run's when they logged none
         study_roles = resolve_roles(runs)
         picked = [runs[p] for p in (*study_roles.trials, *study_roles.positions("final"))]
-        if any(p.value == p.value for r in picked for p in r.metrics):
-            counted, who = picked, "trials"
+        scored = [r for r in picked if r.status not in _NO_SCORE]
+        for some in (scored, picked):  # every trial's when those that did not fail logged none
+            if any(p.value == p.value for r in some for p in r.metrics):
+                counted, who = some, "trials"
+                break
     for run in counted:
         # in logged order (not a set's hash order), so that ties go the same way every time;
         # a NaN value (v != v) does not count
@@ -248,6 +253,9 @@ def pick_metric(
         )
     return chosen, note
 
+
+#: Statuses of a run whose figures are no score to choose the metric by (it produced no model).
+_NO_SCORE = frozenset({"failed", "interrupted", "lost"})
 
 #: Metric names a framework logs about the training schedule, never a score to rank by.
 _BOOKKEEPING = frozenset(
