@@ -177,6 +177,41 @@ if __name__ == "__main__":
 """
 
 
+HF_SEARCH_SCRIPT = """
+import json, warnings
+import optuna
+from transformers import Trainer, TrainingArguments
+import greenprint as gp
+from greenprint.integrations.transformers import GreenprintCallback
+from hf_tiny import Tokens, tiny_bert
+
+warnings.filterwarnings("ignore")
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def accuracy(p):
+    return {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())}
+
+
+def hp_space(trial):
+    return {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)}
+
+
+args = TrainingArguments(output_dir="out", num_train_epochs=2, eval_strategy="epoch",
+                         save_strategy="no", logging_steps=2, report_to=[], use_cpu=True,
+                         disable_tqdm=True)
+trainer = Trainer(model_init=tiny_bert, args=args, train_dataset=Tokens(64, seed=0),
+                  eval_dataset=Tokens(32, seed=1), compute_metrics=accuracy)
+GreenprintCallback(study="hf-hpo").attach(trainer)
+best = trainer.hyperparameter_search(hp_space=hp_space, direction="maximize", backend="optuna",
+                                     n_trials=3, sampler=optuna.samplers.RandomSampler(seed=0))
+trainer.args.learning_rate = best.hyperparameters["learning_rate"]
+with gp.track("final", study="hf-hpo", role="final", params=best.hyperparameters):
+    trainer.train()  # the Trainer's run of the retrain: a part of it
+print(json.dumps(best.hyperparameters))
+"""
+
+
 # ------------------------------------------------------------------------------- helpers
 def _free_port() -> str:
     with socket.socket() as s:
@@ -576,3 +611,35 @@ def test_a_search_with_failed_candidates_is_ranked_by_its_score_not_its_ranks(sk
     evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
     assert f"2 of 4 trials had no score and count as the worst ({worst:g})" in evp["notes"]
     _export_reads_as_the_report(home, "fails", report)
+
+
+# ------------------------------------------- Hugging Face Trainer.hyperparameter_search (Optuna)
+@pytest.mark.slow  # three tiny BERT trainings and a retrain: about 10 s
+def test_hf_hyperparameter_search_reads_as_its_trials_and_the_retrain(tmp_path_factory):
+    """Trainer.hyperparameter_search(backend="optuna") with the callback attached: each trial
+    is a trial with its hyper-parameters, the retrain in a run with role 'final' is the final
+    run (the Trainer's run inside it its part, which gives it its score)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("optuna")
+    home = _empty(tmp_path_factory, "shapes-hf")
+    here = Path(__file__).parent / "integrations" / "_hf.py"
+    (home / "hf_tiny.py").write_text(here.read_text(encoding="utf-8"), encoding="utf-8")
+    (home / "study.py").write_text(HF_SEARCH_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = json.loads(done.stdout.splitlines()[-1])
+    report = _report(home, "--study", "hf-hpo")
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"trial": 3, "final": 1, "part": 1}
+    assert sorted(r["name"] for r in report["runs"] if r["is_trial"]) == [
+        "trial-0",
+        "trial-1",
+        "trial-2",
+    ]
+    assert all("learning_rate" in rows[f"trial-{k}"]["params"] for k in range(3))
+    final = tag["final"]
+    assert (final["name"], final["rule"], final["score_source"]) == ("final", "role", "parts")
+    assert rows["final"]["params"]["learning_rate"] == best["learning_rate"]
+    assert (report["metric"], report["mode"]) == ("eval_loss", "min")
+    _export_reads_as_the_report(home, "hf-hpo", report)
