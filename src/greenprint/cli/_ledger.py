@@ -307,37 +307,22 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 def _roles(records: Sequence[RunRecord], metric: str | None) -> dict[str, tuple[str, bool]]:
     """Each run's role, given or inferred within the exported runs: ``{id: (role, inferred)}``.
 
-    Inferred as its study's report infers it: a root run with children is a sweep when it
-    logged no value of the metric the report ranks by (``metric``, else the one the report
-    chooses for the run's study), so both say the same role.
+    Inferred as its study's report infers it: within the runs of its study (a run whose parent
+    is in another study is a root there), a root run with children being a sweep when it logged
+    no value of the metric the report ranks by (``metric``, else the one the report chooses for
+    the study), so both say the same role.
     """
     from greenprint.analysis import roles
-    from greenprint.analysis._common import RunForest
     from greenprint.report._build import pick_metric
 
     by_study: dict[str, list[RunRecord]] = {}
     for record in records:
         by_study.setdefault(record.study, []).append(record)
-    ranked = {
-        study: metric if metric is not None else pick_metric(runs, None, study)[0]
-        for study, runs in by_study.items()
-    }
-    metrics = set(ranked.values())
-    if len(metrics) == 1:
-        return roles(records, metric=metrics.pop())
-    # studies ranked by different metrics: each run's role as its root's study infers it (a
-    # root's role decides its descendants')
-    forest = RunForest.build(records)
-    root = list(range(len(forest.runs)))
-    for pos in reversed(forest.order):  # parents before children
-        parent = forest.parents[pos]
-        if parent is not None:
-            root[pos] = root[parent]
-    of_metric = {m: roles(records, metric=m) for m in metrics}
-    return {
-        run.id: of_metric[ranked[forest.runs[root[pos]].study]][run.id]
-        for pos, run in enumerate(forest.runs)
-    }
+    resolved: dict[str, tuple[str, bool]] = {}
+    for study, runs in by_study.items():
+        ranked = metric if metric is not None else pick_metric(runs, None, study)[0]
+        resolved.update(roles(runs, metric=ranked))
+    return resolved
 
 
 def _csv(records: Sequence[RunRecord], metric: str | None) -> str:
