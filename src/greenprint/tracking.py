@@ -62,6 +62,7 @@ from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._prediction import Prediction, Predictor, metric_name
 from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
+from greenprint._run_tree import RunNode
 from greenprint._validate import (
     check_fpo,
     finite_number,
@@ -367,6 +368,10 @@ class Run:
         self._host = ""
         self._contained: bool | None = None
         self._parent_here = False  # the parent is a run of this process (nested: contained)
+        self._parent_run: Run | None = None  # that parent, when it is known as a Run here
+        self._node: RunNode | None = None  # its FPO with its children's (budgets), once started
+        self._guarded_up: tuple[Run, ...] = ()  # the runs it is nested in here that have budgets
+        self._outer_stop: BudgetExceeded | None = None  # theirs, raised or returned here
         self._job = JobInfo()
 
     # ------------------------------------------------------------------ context manager / decorator
@@ -415,7 +420,7 @@ class Run:
         with self._lock:
             self._metrics.extend(points)
             self._pending_metrics.extend(points)
-        if self._guard is not None:
+        if self._guard is not None or self._guarded_up:
             self._enforce_budgets()
 
     def set(self, **fields: Any) -> None:
@@ -471,7 +476,7 @@ class Run:
         with self._lock:
             self._fpo = check_fpo("fpo (the run's total)", (self._fpo or 0) + fpo)
             self._pending_fields["fpo"] = self._fpo
-        if self._guard is not None:
+        if self._guard is not None or self._guarded_up:
             self._enforce_budgets()
 
     def add_listener(self, listener: Callable[[Run, str], None]) -> None:
@@ -540,7 +545,7 @@ class Run:
             steps = self._steps
         if total is not None and steps <= total:
             self._report_progress(steps / total)
-        elif self._guard is not None:
+        elif self._guard is not None or self._guarded_up:
             self._enforce_budgets()
 
     @property
@@ -589,24 +594,34 @@ class Run:
         call on, the stop is the caller's: :meth:`log`, :meth:`step`, :meth:`progress` and
         :meth:`add_fpo` no longer raise :class:`~greenprint.BudgetExceeded` (a limit they find
         crossed is returned by the next call here); the run still ends ``interrupted`` with
-        the reason.
+        the reason. A budget on a run covers the runs nested in it: when none of this run's
+        own ``"stop"`` budgets was crossed, that of a run of this process it is nested in is
+        returned (once returned, this run ends ``interrupted`` with it too).
 
         Returns:
             The :class:`~greenprint.BudgetExceeded` of the first ``"stop"`` budget crossed (the
             same one at every later call), or ``None`` when none has been.
         """
         guard = self._guard
-        if guard is None:
+        if guard is None and not self._guarded_up:
             return None
         self._stop_owned = True
-        events: list[BudgetEvent] = []
-        if not guard.idle and self._state == "running":
-            live = self._live_roots()
-            with self._lock:
-                events = guard.check(self._spent(), live)
-                guard.take_stop()
-        self._act_on_budgets(events)
-        return guard.stop_error
+        if guard is not None:
+            events: list[BudgetEvent] = []
+            if not guard.idle and self._state == "running":
+                live = self._live_roots()
+                with self._lock:
+                    events = guard.check(self._spent(), live)
+                    guard.take_stop()
+            self._act_on_budgets(events)
+            if guard.stop_error is not None:
+                return guard.stop_error
+        for outer in self._guarded_up:  # a budget on a run this one is nested in covers it
+            outer._check_guard(take=False)
+            if outer._guard is not None and outer._guard.stop_error is not None:
+                self._outer_stop = outer._guard.stop_error
+                return self._outer_stop
+        return None
 
     def start(self) -> Run:
         """Start measuring. Returns the run itself.
@@ -672,6 +687,10 @@ class Run:
             self._pending_fields.update(status=status, ended_at=self._ended_at, error=error)
             self._record_prediction_error(status)
         self._flush()
+        if self._node is not None:  # its FPO with its children's goes to its parent's figure
+            node = self._node
+            record = self.record if node.collecting() else None
+            node.end(self._ledger, record)
         if self._meters is not None:
             try:
                 self._meters.close()
@@ -789,6 +808,13 @@ class Run:
         self.id = _new_run_id()
         self.parent_id = self._resolve_parent()
         self._join_job()
+        outer = self._parent_run._node if self._parent_run is not None else None
+        guard = self._guard
+        reads = self._ledger is not None and guard is not None and guard.counts_fpo
+        self._node = RunNode(self, self.id, outer, reads_ledger=reads)
+        self._guarded_up = tuple(
+            node.run for node in self._node.ancestors() if node.run._guard is not None
+        )
         from greenprint.meters._set import detect_meters, guard_meters
 
         given = self._options.get("meters")
@@ -851,12 +877,14 @@ class Run:
         parent = self._options.get("parent")
         self._parent_here = isinstance(parent, Run)
         if isinstance(parent, Run):
+            self._parent_run = parent
             return parent.id or None
         if isinstance(parent, str) and parent:
             return parent
         enclosing = _lineage.enclosing()
         if enclosing is not None:
             self._parent_here = True
+            self._parent_run = enclosing if isinstance(enclosing, Run) else None
             return str(enclosing.id)
         return _lineage.inherited_parent()
 
@@ -989,23 +1017,46 @@ class Run:
             return
         if guard.needs_study and time.time() >= self._study_read_at + self._study_read_every_s:
             self._read_study_cost()
+        if guard.counts_fpo and self._node is not None:  # children in other processes
+            self._node.read_outside(self._ledger, every_s=self._flush_s)
         live = self._live_roots()
         with self._lock:
             events = guard.check(self._spent(), live)
         self._act_on_budgets(events)
 
     def _enforce_budgets(self) -> None:
-        """On the user's thread (log, step, progress, add_fpo): check, act, raise a "stop"."""
+        """On the user's thread (log, step, progress, add_fpo): check, act, raise a "stop".
+
+        The budgets of the runs of this process this one is nested in are checked too (they
+        count its FPO), and their "stop" is raised here, once, unless this run's stop is its
+        caller's (:meth:`check_budgets`) or theirs is.
+        """
+        error = self._check_guard(take=not self._stop_owned)
+        if error is None and not self._stop_owned:
+            for outer in self._guarded_up:
+                error = outer._check_guard(take=not outer._stop_owned)
+                if error is not None:
+                    self._outer_stop = error
+                    break
+        if error is not None:
+            raise error
+
+    def _check_guard(self, *, take: bool) -> BudgetExceeded | None:
+        """Check this run's budgets now and act on them; with ``take``, the "stop" to raise.
+
+        Returns:
+            A ``"stop"`` budget's exception not raised yet (then marked raised), with ``take``;
+            else ``None``.
+        """
         guard = self._guard
         if guard is None or guard.idle or self._state != "running":
-            return
+            return None
         live = self._live_roots()
         with self._lock:
             events = guard.check(self._spent(), live)
             error = guard.take_stop()
         self._act_on_budgets(events)  # the warning before the exception
-        if error is not None and not self._stop_owned:
-            raise error
+        return error if take else None
 
     def _final_budget_check(self) -> None:
         """At the end, after the final sample: act on a limit crossed since the last check.
@@ -1016,6 +1067,8 @@ class Run:
         guard = self._guard
         if guard is None or guard.idle:
             return
+        if guard.counts_fpo and self._node is not None:  # children in other processes, ended
+            self._node.read_outside(self._ledger, every_s=0.0, force=True)
         live = self._live_roots()
         with self._lock:
             events = guard.check(self._spent(), live)
@@ -1033,16 +1086,22 @@ class Run:
         if status == "finished" and self._prune_requested:
             status = "pruned"
         stopped_by = self._guard.stop_error if self._guard is not None else None
+        stopped_by = stopped_by or self._outer_stop
         if stopped_by is not None and status in ("finished", "pruned"):
             status, error = status_for(stopped_by)
         return status, error
 
     def _spent(self) -> Spent:
-        """This run's cost so far (the caller holds the lock)."""
+        """This run's cost so far (the caller holds the lock).
+
+        Its FPO is with its children's (:class:`~greenprint._run_tree.RunNode`): energy,
+        CO2-eq and time are measured over its span, its children's inside.
+        """
+        node = self._node
+        fpo = float(node.fpo() if node is not None else (self._fpo or 0))
         account = self._account
         if account is None:
-            return Spent(0.0, 0.0, float(self._fpo or 0), self.duration_s)
-        fpo = float(self._fpo or 0)
+            return Spent(0.0, 0.0, fpo, self.duration_s)
         return Spent(account.energy_kwh, account.emissions_kg, fpo, self.duration_s)
 
     def _live_roots(self) -> Spent:
@@ -1126,14 +1185,13 @@ class Run:
                 self._metrics.extend(points)
                 self._pending_metrics.extend(points)
         guard = self._guard
-        if guard is None:
-            return
-        if prediction is not None:
+        if guard is not None and prediction is not None:
             live = self._live_roots()
             with self._lock:
                 events = guard.check_predicted(prediction, self._spent(), live)
             self._act_on_budgets(events)
-        self._enforce_budgets()
+        if guard is not None or self._guarded_up:
+            self._enforce_budgets()
 
     def _prediction_step(self) -> int:
         """The step of prediction metrics: steps done after :meth:`expect`, else reports."""
