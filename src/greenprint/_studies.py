@@ -1,7 +1,9 @@
 """Studies that start runs: helpers above tracking and analysis.
 
 :func:`run_learning_curve` trains on growing subsamples, each call tracked by
-:func:`greenprint.track`, and returns the :class:`~greenprint.analysis.LearningCurve` of the runs.
+:func:`greenprint.track`, and returns the :class:`~greenprint.analysis.LearningCurve` of the runs,
+read as :func:`~greenprint.analysis.learning_curve` reads the study: each run's cost with the
+runs nested in it (the Lightning fit that counted the FPO, folds that called ``run.add_fpo``).
 It starts runs, so it sits above :mod:`greenprint.tracking` and :mod:`greenprint.analysis`
 (which only reads runs and never imports the tracker); its public name stays
 ``greenprint.analysis.run_learning_curve``, which loads this module on first use.
@@ -9,25 +11,29 @@ It starts runs, so it sits above :mod:`greenprint.tracking` and :mod:`greenprint
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from greenprint._exceptions import AnalysisError, ConfigError
+from greenprint._exceptions import AnalysisError, ConfigError, LedgerError
 from greenprint._records import RunRecord
 from greenprint._types import LedgerLike
-from greenprint.analysis._common import Mode, check_mode
+from greenprint.analysis._common import Mode, RunForest, check_mode
 from greenprint.analysis._curves import (
     LearningCurve,
     check_fraction,
-    learning_curve,
+    curve_of,
     subsample_size,
 )
-from greenprint.tracking import track
+from greenprint.analysis._roles import study_trials
+from greenprint.tracking import Run, track
 
 __all__ = ["run_learning_curve"]
+
+logger = logging.getLogger(__name__)
 
 
 def run_learning_curve(
@@ -56,6 +62,14 @@ def run_learning_curve(
     can be given in ``track_options``). An exception from ``fn``
     marks that run failed (its cost is kept) and propagates.
 
+    The curve is read as :func:`~greenprint.analysis.learning_curve` reads the study: each of
+    these runs costs its own with the runs nested in it (runs ``fn`` opens, in this process or
+    in child processes: a Lightning fit with ``count_fpo``, folds that call ``run.add_fpo``).
+    With a ledger, the study is read back from it, so the curve equals
+    ``learning_curve(ledger.runs(study=study), metric=metric)`` when the study holds only
+    these runs (other runs of the study are no points of this curve, but they are read too);
+    without one (``ledger=False``), from the runs as they stand in memory.
+
     Args:
         fn: the training function.
         fractions: subsample fractions, each in (0, 1].
@@ -72,7 +86,7 @@ def run_learning_curve(
             ``pue``, ``sample_interval_s``...).
 
     Returns:
-        The :class:`LearningCurve` of the runs just made.
+        The :class:`LearningCurve` of the runs just made, each with its nested runs' cost.
 
     Raises:
         ConfigError: an empty or invalid ``fractions``, ``repeats`` < 1, or a bad ``full_size``.
@@ -92,7 +106,9 @@ def run_learning_curve(
     clash = {"study", "ledger", "params", "dataset_size"} & set(options)
     if clash:
         raise ConfigError(f"track_options cannot set {', '.join(sorted(clash))}")
-    records: list[RunRecord] = []
+    records: list[RunRecord] = []  # the runs made and the runs nested in them, as they ended
+    made: list[str] = []
+    last: Run | None = None
     for fraction in values:
         for repeat in range(repeats):
             params: dict[str, Any] = {"fraction": fraction}
@@ -103,13 +119,52 @@ def run_learning_curve(
             with track(
                 run_name, study=study, ledger=ledger, params=params, dataset_size=size, **options
             ) as run:
+                if run._node is not None:
+                    run._node.collect()  # the runs fn opens here, with their FPO
                 result = fn(fraction) if seed is None else fn(fraction, seed=seed + repeat)
                 score, used = _unpack(result, size)
                 run.set(dataset_size=used)
                 logged: dict[str, Any] = {metric: score}
                 run.log(**logged)
             records.append(run.record)
-    return learning_curve(records, metric=metric, mode=mode)
+            if run._node is not None and run._node.collected:
+                records.extend(run._node.collected)
+            made.append(run.id)
+            last = run
+    return _curve(_study_runs(last, study, metric, records), made, metric=metric, mode=mode)
+
+
+def _study_runs(
+    run: Run | None, study: str, metric: str, records: list[RunRecord]
+) -> list[RunRecord]:
+    """The study's runs as its ledger holds them (other processes' too), else ``records``.
+
+    ``records``: the runs made and the runs nested in them, as they stand in memory.
+    """
+    led = None if run is None else run.ledger
+    if led is None:
+        return records
+    try:  # a report's read: the points a score is read from, of this metric only
+        return list(led._read(study=study, points="score", metrics=(metric,)))
+    except LedgerError as e:  # the runs are recorded; the curve is still the runs' own
+        logger.warning(
+            "greenprint: could not read study %r back from %s (%s): the learning curve reads "
+            "the runs of this process only",
+            study,
+            led.url,
+            e,
+        )
+        return records
+
+
+def _curve(runs: list[RunRecord], made: list[str], *, metric: str, mode: Mode) -> LearningCurve:
+    """``learning_curve``'s reading of a study, its points only the runs ``made``."""
+    forest = RunForest.build(runs)
+    trials = study_trials(forest, metric=metric, mode=mode, reduce="last")
+    index = trials.forest.index
+    positions = [index[rid] for rid in made if rid in index]
+    scores = [s.score for s in trials.scores]
+    return curve_of(trials.forest, positions, scores, metric=metric)
 
 
 def _unpack(result: Any, size: int | None) -> tuple[float, int]:
