@@ -81,9 +81,9 @@ def test_without_a_ledger_the_runs_as_they_stand(tmp_path: Path) -> None:
 
     def train(fraction: float, seed: int) -> tuple[float, int]:
         made.append(list(active_runs())[-1])
-        with gp.track("fit", **FAST) as fit:  # ledger=False is inherited from nothing: give it
+        with gp.track("fit", ledger=False, **FAST) as fit:  # (not inherited: give it)
             nested.append(fit)
-            with gp.track("epoch", **FAST) as epoch:  # a grandchild counts too
+            with gp.track("epoch", ledger=False, **FAST) as epoch:  # a grandchild counts too
                 nested.append(epoch)
                 epoch.add_fpo(7 * seed)
         return 0.9, int(100 * fraction)

@@ -21,6 +21,10 @@ and what happens when one is crossed (``on_exceed``):
 A run with progress reports also warns once per budget when its *predicted* total (see
 :mod:`greenprint._prediction`) goes over a limit before the cost does (``warn_predicted``).
 
+A run's budget covers the runs nested in it: its energy, CO2-eq and time are measured over its
+span, theirs inside; its FPO is its own with theirs (:mod:`greenprint._run_tree`, the report's
+rule), and a ``"stop"`` is raised in a nested run's calls as in its own.
+
 :class:`BudgetGuard` does the bookkeeping for one run; the run feeds it what it has spent and
 acts on the events it returns (outside its lock).
 """
@@ -84,7 +88,8 @@ class Budget:
         kwh: energy limit in kWh (IT energy, before PUE).
         kg: CO2-eq limit in kg.
         fpo: floating-point operations limit (those recorded with ``run.set(fpo=...)`` or
-            ``run.add_fpo``).
+            ``run.add_fpo``; for a run, with the runs nested in it: see
+            :mod:`greenprint._run_tree`).
         s: wall-time limit in s (for a study: the summed wall time of its top-level runs).
         per: ``"run"`` (this run's cost) or ``"study"`` (the whole study's, read from the ledger).
         on_exceed: ``"warn"``, ``"stop"`` or a callable ``on_exceed(run, exceeded)``.

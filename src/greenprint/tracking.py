@@ -185,7 +185,8 @@ def track(
             :attr:`Run.over_budget` and does what ``on_exceed`` says.
         budget_kg: a CO2-eq budget for this run in kg, likewise.
         budget_fpo: a budget of floating-point operations (recorded with ``run.set(fpo=)`` or
-            ``run.add_fpo``), likewise.
+            ``run.add_fpo``, by the run and the runs nested in it, counted as the report
+            counts them: see :mod:`greenprint._run_tree`), likewise.
         budget_s: a wall-time budget in s, likewise.
         on_exceed: what crossing one of those four does: ``"warn"`` (one warning),
             ``"stop"`` (the warning, then :class:`~greenprint.BudgetExceeded` at the next
