@@ -30,6 +30,7 @@ children's is folded into its parent's :attr:`RunNode.ended_fpo`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -47,6 +48,16 @@ logger = logging.getLogger(__name__)
 #: Guards every node's ``kids`` and ``ended_fpo`` (held for a few attribute updates only, never
 #: around a run's lock or a ledger read).
 _LOCK = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    """A forked child starts with a free lock (another thread may have held it at the fork)."""
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 class RunNode:

@@ -284,3 +284,82 @@ def test_a_ledger_that_cannot_be_read_never_raises(tmp_path: Path, caplog) -> No
             fold.add_fpo(5)
         trial.log(acc=1.0)
     assert trial.status == "finished" and not trial.over_budget
+
+
+def _forked(fpo: int) -> None:
+    with gp.track("forked", sample_interval_s=0.05, flush_interval_s=0.1) as run:
+        run.add_fpo(fpo)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_counts_once(tmp_path: Path) -> None:
+    """A multiprocessing worker forked inside the trial (a copy of the trial's run in memory):
+    its run is counted from the ledger by the trial, not lost in the copy."""
+    import multiprocessing
+
+    db = tmp_path / "gp.db"
+    seen: list[BudgetExceeded] = []
+    context = multiprocessing.get_context("fork")
+    with gp.track(
+        "trial", study="fork", ledger=db, budget_fpo=150, on_exceed=lambda r, e: seen.append(e)
+    ) as trial:
+        workers = [context.Process(target=_forked, args=(100,)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert [w.exitcode for w in workers] == [0, 0]
+    assert [(e.run_id, e.spent) for e in seen] == [(trial.id, 200)]
+    assert _report_fpo(db, "fork", trial.id) == 200
+
+
+def test_a_lightning_fit_inside_a_trial_stops_cleanly_at_the_trials_budget(
+    tmp_path: Path,
+) -> None:
+    """The trial has the FPO budget, the Lightning fit nested in it counts the FPO: the fit's
+    callback gets the trial's stop from check_budgets and stops the fit as EarlyStopping does
+    (no exception in the user's code); both runs end interrupted with the trial's reason."""
+    pytest.importorskip("lightning", reason="lightning is not installed (greenprint[lightning])")
+    torch = pytest.importorskip("torch")
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from greenprint.integrations.lightning import GreenprintCallback
+
+    class Regressor(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.layer(x), y)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    gen = torch.Generator().manual_seed(0)
+    data = DataLoader(
+        TensorDataset(torch.randn(64, 4, generator=gen), torch.randn(64, 1, generator=gen)),
+        batch_size=16,
+    )
+    db = tmp_path / "gp.db"
+    callback = GreenprintCallback("fit", count_fpo=True, **FAST)
+    trainer = pl.Trainer(
+        max_epochs=5,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
+    with gp.track("trial", study="lit", ledger=db, on_exceed="stop", budget_fpo=1) as trial:
+        trainer.fit(Regressor(), data)  # returns normally
+    runs = {r.name: r for r in gp.Ledger(db).runs(study="lit")}
+    fit = runs["fit"]
+    assert fit.parent_id == trial.id and fit.fpo is not None and fit.fpo > 1
+    assert trainer.global_step == 1  # stopped after the batch that crossed the budget
+    assert fit.status == runs["trial"].status == "interrupted"
+    assert fit.error == runs["trial"].error
+    assert runs["trial"].error.startswith(f"BudgetExceeded: run {trial.id[:8]}")
