@@ -51,3 +51,38 @@ def test_an_export_of_every_study_gives_a_run_under_another_studys_run_its_own_s
         done = _cli(tmp_path, "ledger", "export", "--ledger", ledger, "--format", "json", *options)
         exported = {r["name"]: r["role"] for r in json.loads(done.stdout)["runs"]}
         assert exported == {"outer": "trial", **reported}
+
+
+def _subsample_fit(fraction: float) -> float:
+    """A learning-curve point whose training is a child run that counts its FPO."""
+    with gp.track("fit", **FAST) as fit:
+        fit.add_fpo(int(1000 * fraction))
+    return 0.5 + fraction / 4
+
+
+def test_a_learning_curve_run_inside_a_trial_is_still_read_as_its_point(tmp_path: Path) -> None:
+    """``run_learning_curve`` called inside a trial's run (how much data this configuration
+    needs): its runs are the trial's parts for cost, but they are the learning curve's points.
+    ``learning_curve`` over the study's runs raised "no run carries both a dataset_size and a
+    value" (every point a part) and the report drew no learning curve, though
+    ``run_learning_curve`` itself returned the curve."""
+    from greenprint.analysis import learning_curve, run_learning_curve
+
+    ledger = str(tmp_path / "l.db")
+    with gp.track("trial", study="s", ledger=ledger, params={"lr": 0.1}, **FAST) as trial:
+        made = run_learning_curve(
+            _subsample_fit, [0.25, 0.5, 1.0], metric="accuracy", full_size=1000, study="s",
+            ledger=ledger, track_options=FAST,
+        )  # fmt: skip
+        trial.log(accuracy=0.75)
+    with gp.Ledger(ledger) as led:
+        curve = learning_curve(led.runs(study="s"), metric="accuracy")
+    assert curve.dataset_size.tolist() == made.dataset_size.tolist() == [250, 500, 1000]
+    assert curve.score_mean.tolist() == made.score_mean.tolist()
+    assert curve.fpo_mean.tolist() == made.fpo_mean.tolist() == [250.0, 500.0, 1000.0]
+    assert curve.n_skipped == 0 and curve.notes == ()  # the trial holds the points: no point
+    _cli(tmp_path, "report", "--ledger", ledger, "--study", "s", "--format", "json", "--out", "r")
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    figures = {f["id"]: f for f in report["figures"]}
+    assert "learning_curve" in figures, report["notes"]
+    assert "from 3 runs with role 'learning-curve'" in figures["learning_curve"]["caption"]

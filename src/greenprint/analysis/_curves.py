@@ -34,7 +34,14 @@ from greenprint.analysis._common import (
 )
 from greenprint.analysis._roles import study_trials
 
-__all__ = ["LearningCurve", "check_fraction", "curve_of", "learning_curve", "subsample_size"]
+__all__ = [
+    "LearningCurve",
+    "check_fraction",
+    "curve_of",
+    "curve_points",
+    "learning_curve",
+    "subsample_size",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +69,8 @@ class LearningCurve:
         duration_s_mean: mean run duration, s.
         duration_s_std: its standard deviation, s.
         n_skipped: runs left out (no ``dataset_size`` or no score of ``metric``; a part is
-            not left out: it is inside its run's point).
+            not left out: it is inside its run's point, nor is a run above points, such as a
+            sweep of trials).
         notes: caveats.
     """
 
@@ -122,12 +130,15 @@ def learning_curve(
     The runs may be a whole study (``ledger.runs(study=...)``): they are read as the report
     reads them (see the module). A part (a learning-curve run's Lightning fit, a trial's fold)
     is never a point: its run is, once, scored by its own value else its parts' mean, and
-    costing its own with its parts'. A set of runs without nesting reads each run's own fields.
+    costing its own with its parts'. A part given role ``"learning-curve"`` is
+    (:func:`~greenprint.analysis.run_learning_curve` inside a trial's run), and the runs above
+    such points are none (:func:`curve_points`). A set of runs without nesting reads each run's
+    own fields.
 
     Args:
-        runs: the runs; those that are not parts, with a status in ``statuses``, a
-            ``dataset_size`` and a score of ``metric`` are used (the others but parts are
-            counted in ``n_skipped`` when their status is kept).
+        runs: the runs; those that may be points (:func:`curve_points`), with a status in
+            ``statuses``, a ``dataset_size`` and a score of ``metric`` are used (the others
+            that may be points are counted in ``n_skipped`` when their status is kept).
         metric: the score's metric name.
         mode: ``"max"`` or ``"min"`` (used by ``reduce="best"``).
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
@@ -154,8 +165,34 @@ def learning_curve(
             given = scores.get(rid, math.nan)
             if not math.isnan(given):
                 read[pos] = float(given)
-    positions = [p for p in range(len(roles)) if roles[p] != "part"]
+    positions = curve_points(study.forest, roles)
     return curve_of(study.forest, positions, read, metric=metric, statuses=statuses)
+
+
+def curve_points(forest: RunForest, roles: Sequence[str]) -> list[int]:
+    """The positions of the runs that may be points of a study's learning curve, in order.
+
+    Every run but a part, and a part given role ``"learning-curve"``
+    (:func:`~greenprint.analysis.run_learning_curve` inside a trial's run: the trial's parts
+    for cost, the curve's points); but never a run above another of them (a sweep of trials,
+    the trial around those learning-curve runs): its runs are the points.
+
+    Args:
+        forest: the runs arranged by nesting.
+        roles: each run's role (:func:`~greenprint.analysis.resolve_roles`).
+    """
+    runs, parents = forest.runs, forest.parents
+    points = [p for p, role in enumerate(roles) if role != "part" or runs[p].role == _CURVE]
+    above: set[int] = set()  # the runs above a point
+    for pos in points:
+        parent = parents[pos]
+        while parent is not None and parent not in above:
+            above.add(parent)
+            parent = parents[parent]
+    return [p for p in points if p not in above] if above else points
+
+
+_CURVE = "learning-curve"
 
 
 def curve_of(

@@ -30,7 +30,7 @@ from greenprint.analysis import (
     resolve_roles,
 )
 from greenprint.analysis._common import Mode, Reduce, RunForest
-from greenprint.analysis._curves import curve_of
+from greenprint.analysis._curves import curve_of, curve_points
 from greenprint.report._model import Figure, Panel, Series, SeriesKind
 
 __all__ = [
@@ -562,22 +562,28 @@ def _rescale(series: Series, factor: float, old_factor: float) -> Series:
 def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
     """Score and energy against training-set size.
 
-    Uses the runs whose role is ``learning-curve`` (``inputs.learning_curves``: given, and not
-    inside a trial, as the roles read them) with a dataset size, when they have two sizes or
-    more; else the runs made by :func:`greenprint.analysis.run_learning_curve` (a ``fraction``
-    parameter and a dataset size); else every run with a dataset size that is neither a part
-    nor a container (a sweep, a greener comparison). A part (a fold, a fit run as a child
-    run) is never a point: each run is scored as a trial is (its own score, else the mean of
-    its parts') and costs its energy with its parts', as the price tag counts it
+    Uses the runs whose role is ``learning-curve`` (as the roles read them, or given to a run
+    inside a trial: :func:`greenprint.analysis._curves.curve_points`) with a dataset size, when
+    they have two sizes or more; else the runs made by
+    :func:`greenprint.analysis.run_learning_curve` (a ``fraction`` parameter and a dataset
+    size); else every run with a dataset size that is neither a part nor a container (a sweep,
+    a greener comparison). Any other part (a fold, a fit run as a child run) is never a
+    point: each run is scored as a trial is (its own score, else the mean of its parts') and
+    costs its energy with its parts', as the price tag counts it
     (:func:`greenprint.analysis._curves.curve_of`).
     """
     forest = inputs.forest
     sizes = forest.column("dataset_size")
-    chosen = [p for p in inputs.learning_curves if sizes[p]]
+    given = inputs.price_tag.roles
+    roles = (given or resolve_roles(forest, metric=inputs.metric or None)).roles
+    # with those given the role inside a trial (run_learning_curve in a trial's run)
+    chosen = [
+        p
+        for p in curve_points(forest, roles)
+        if sizes[p] and "learning-curve" in (roles[p], forest.runs[p].role)
+    ]
     source = "runs with role 'learning-curve'"
     if len({sizes[p] for p in chosen}) < 2:
-        given = inputs.price_tag.roles
-        roles = (given or resolve_roles(forest, metric=inputs.metric or None)).roles
         children = forest.children
         sized = [  # neither a part nor a container (a sweep, a greener comparison)
             p
