@@ -6,8 +6,12 @@ Each test here first failed on the code it checks (see the commit that fixed it)
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
@@ -86,3 +90,49 @@ def test_a_learning_curve_run_inside_a_trial_is_still_read_as_its_point(tmp_path
     figures = {f["id"]: f for f in report["figures"]}
     assert "learning_curve" in figures, report["notes"]
     assert "from 3 runs with role 'learning-curve'" in figures["learning_curve"]["caption"]
+
+
+def test_the_pruner_judges_on_what_it_knew_when_the_ledger_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The FPO pruner reads a trial's ended folds from its ledger. When that read fails
+    (another process wrote a value no reader can decode), it logged a warning, then said the
+    trial "recorded no FPO" (or that its cost went down) with a ConfigError raised in the
+    objective: the trial failed for a measurement failure. Its cost is cumulative: what was
+    known before stands, and a trial with nothing known yet is not judged at that step."""
+    optuna = pytest.importorskip("optuna")
+    from greenprint.greener import CostAwareOptunaPruner
+    from greenprint.integrations.optuna import GreenprintCallback
+
+    monkeypatch.chdir(tmp_path)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ledger = tmp_path / "l.db"
+    cb = GreenprintCallback(study="s", ledger=str(ledger), **FAST)
+    pruner = CostAwareOptunaPruner(cost="fpo", n_warmup_reports=0, n_min_trials=1)
+    costs: dict[int, list[float]] = {}
+
+    def _set_params(value: str) -> None:  # as another process would write them
+        with sqlite3.connect(ledger) as conn:
+            conn.execute("UPDATE runs SET params = ? WHERE name = 't0-fold0'", (value,))
+
+    def objective(trial: Any) -> float:
+        for k in range(3):
+            with gp.track(f"t{trial.number}-fold{k}", role="part", **FAST) as fold:
+                fold.add_fpo(1000)
+                fold.log(accuracy=0.5)
+            if trial.number == 0 and k == 1:  # a row no reader can decode, for one step
+                _set_params("{")
+            trial.report(0.5 + k / 100, k)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+            if trial.number == 0 and k == 1:
+                _set_params("{}")
+            decision = pruner.pruner_for(trial.study).decision(trial.number)
+            costs.setdefault(trial.number, []).append(decision and decision.cost)
+        return 0.5
+
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.optimize(cb.track(objective), n_trials=2, callbacks=[cb])
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    # trial 0 at step 1: its ended folds unreadable, what it knew stands (not 0, not "no FPO")
+    assert costs == {0: [1000.0, 1000.0, 3000.0], 1: [1000.0, 2000.0, 3000.0]}

@@ -154,6 +154,9 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
         Raises:
             ConfigError: no cost is known for the trial (no ``greenprint_cost`` user attribute
                 and no active greenprint run; or ``cost="fpo"`` and the run recorded no FPO).
+                Where the runs under the trial's run cannot be read from its ledger (a warning
+                says why), the cost it reported last stands (a cost is cumulative), and a
+                trial with none is not judged at that step: a read failure never fails it.
         """
         pruner = self.pruner_for(study)
         if pruner.running(exclude=trial.number):  # others may have ended since the last call
@@ -171,10 +174,18 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
             return decision is not None and decision.prune
         if pruner.status(trial.number) not in (None, "running"):
             return pruner.status(trial.number) == "pruned"
-        cost = self._cost(trial)
+        before = pruner.decision(trial.number)
+        cost = self._cost(trial, None if before is None else before.cost)
+        if cost is None:  # the ledger could not be read, and nothing was known: not judged now
+            return False
         return pruner.report(trial.number, cost, float(score))
 
-    def _cost(self, trial: FrozenTrial) -> float:
+    def _cost(self, trial: FrozenTrial, known: float | None) -> float | None:
+        """The trial's cost so far; ``known``: the one it reported last (``None``: none).
+
+        ``None`` when the runs under the trial's run could not be read from its ledger and no
+        cost is known yet (not judged at this step).
+        """
         given = trial.user_attrs.get(COST_ATTR)
         if given is not None:
             if isinstance(given, bool) or not isinstance(given, (int, float)):
@@ -190,7 +201,12 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
         if self.cost == "energy":
             value = float(run.energy_kwh)
         else:
-            fpo = _fpo_with_parts(run)
+            fpo, read = _fpo_with_parts(run)
+            if not read:  # ended runs unreadable: a cumulative cost, what was known stands
+                if known is not None:
+                    return max(known, 0.0 if fpo is None else float(fpo))
+                if fpo is None:
+                    return None
             if fpo is None:
                 raise ConfigError(
                     f"CostAwareOptunaPruner(cost='fpo'): trial {trial.number}'s run recorded no "
@@ -231,14 +247,18 @@ def _trial_run(run: Any) -> Any:
     return run
 
 
-def _fpo_with_parts(run: Any) -> int | None:
-    """``run``'s FPO so far with the runs nested in it, by the price tag's rule; ``None``: none.
+def _fpo_with_parts(run: Any) -> tuple[int | None, bool]:
+    """``(fpo, read)``: ``run``'s FPO so far with the runs nested in it, by the price tag's rule.
+
+    ``read``: whether its ledger could be read (``False``: a :class:`LedgerError`, and the
+    ended runs under it are missing from ``fpo``).
 
     The runs nested in it: this process's active runs whose parents lead to it (as they stand)
     and the runs its ledger holds under it (ended folds, runs of child processes). They are
     summed by :attr:`RunForest.fpo_sums <greenprint.analysis._common.RunForest.fpo_sums>`:
     its own FPO, or its children's sum when it is larger (a run that counted none counts as its
-    children); a run that counted none adds nothing. ``None`` when no run there counted any.
+    children); a run that counted none adds nothing. The FPO is ``None`` when no run there
+    counted any.
     """
     from greenprint.analysis._common import RunForest
     from greenprint.tracking import active_runs
@@ -251,7 +271,7 @@ def _fpo_with_parts(run: Any) -> int | None:
             current = live.get(current.parent_id) if current.parent_id else None
         if current is not None and other.id not in records:
             records[other.id] = other.record
-    ledger = run.ledger
+    ledger, read = run.ledger, True
     if ledger is not None:  # the ended runs under it (and what other processes flushed)
         frontier, seen = [run.id], {run.id}
         try:
@@ -263,7 +283,8 @@ def _fpo_with_parts(run: Any) -> int | None:
                     records.setdefault(child.id, child)  # an active run: as it stands here
         except LedgerError as e:  # judged on what is known here; the next call reads again
             logger.warning("greenprint: could not read the runs under run %s: %s", run.id, e)
+            read = False
     if all(record.fpo is None for record in records.values()):
-        return None
+        return None, read
     forest = RunForest.build(records.values())
-    return int(forest.fpo_sums.inclusive[forest.index[run.id]])
+    return int(forest.fpo_sums.inclusive[forest.index[run.id]]), read
