@@ -136,3 +136,60 @@ def test_the_pruner_judges_on_what_it_knew_when_the_ledger_cannot_be_read(
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     # trial 0 at step 1: its ended folds unreadable, what it knew stands (not 0, not "no FPO")
     assert costs == {0: [1000.0, 1000.0, 3000.0], 1: [1000.0, 2000.0, 3000.0]}
+
+
+FOLD_PROCESS = """
+import pathlib, sys, time
+import greenprint as gp
+
+here = pathlib.Path(sys.argv[1])
+with gp.track("fold", role="part", sample_interval_s=0.05, flush_interval_s=0.1) as fold:
+    (here / "started").write_text(fold.id)  # its run is in the ledger; no FPO counted yet
+    while not (here / "go").exists():
+        time.sleep(0.02)
+    fold.add_fpo(1000)
+    fold.log(accuracy=0.5)
+"""
+
+
+def test_the_fpo_pruner_waits_for_a_fold_in_a_child_process_to_count(tmp_path: Path) -> None:
+    """A trial whose fold runs in a child process (a worker, a spawned training) reports an
+    intermediate value while the fold has started but counted no FPO yet: the pruner raised
+    "trial 0's run recorded no FPO, nor did any run nested in it" into the objective, though a
+    run nested in it was counting. Not judged at that step; judged on the fold's FPO after."""
+    optuna = pytest.importorskip("optuna")
+    import sys
+    import time
+
+    from greenprint.greener import CostAwareOptunaPruner
+    from greenprint.integrations.optuna import GreenprintCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    script = tmp_path / "fold.py"
+    script.write_text(FOLD_PROCESS, encoding="utf-8")
+    cb = GreenprintCallback(study="s", ledger=str(tmp_path / "l.db"), **FAST)
+    pruner = CostAwareOptunaPruner(cost="fpo", n_warmup_reports=0, n_min_trials=1)
+    costs: list[float | None] = []
+
+    def objective(trial: Any) -> float:
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path)]
+        )  # its parent: the trial
+        while not (tmp_path / "started").exists():
+            assert child.poll() is None
+            time.sleep(0.02)
+        trial.report(0.4, 0)  # the fold runs, and has counted nothing yet
+        assert not trial.should_prune()
+        decision = pruner.pruner_for(trial.study).decision(trial.number)
+        costs.append(decision and decision.cost)
+        (tmp_path / "go").write_text("")
+        assert child.wait(timeout=60) == 0
+        trial.report(0.5, 1)
+        assert not trial.should_prune()
+        costs.append(pruner.pruner_for(trial.study).decision(trial.number).cost)
+        return 0.5
+
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.optimize(cb.track(objective), n_trials=1, callbacks=[cb])
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    assert costs == [None, 1000.0]

@@ -156,7 +156,8 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
                 and no active greenprint run; or ``cost="fpo"`` and the run recorded no FPO).
                 Where the runs under the trial's run cannot be read from its ledger (a warning
                 says why), the cost it reported last stands (a cost is cumulative), and a
-                trial with none is not judged at that step: a read failure never fails it.
+                trial with none is not judged at that step: a read failure never fails it;
+                nor is a trial whose nested runs have counted no FPO yet.
         """
         pruner = self.pruner_for(study)
         if pruner.running(exclude=trial.number):  # others may have ended since the last call
@@ -183,8 +184,9 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
     def _cost(self, trial: FrozenTrial, known: float | None) -> float | None:
         """The trial's cost so far; ``known``: the one it reported last (``None``: none).
 
-        ``None`` when the runs under the trial's run could not be read from its ledger and no
-        cost is known yet (not judged at this step).
+        ``None`` (not judged at this step) when no FPO is known yet but runs nested in the
+        trial's run may count theirs (a fold in a child process that has flushed none yet), or
+        when they could not be read from its ledger and no cost is known yet.
         """
         given = trial.user_attrs.get(COST_ATTR)
         if given is not None:
@@ -201,12 +203,11 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
         if self.cost == "energy":
             value = float(run.energy_kwh)
         else:
-            fpo, read = _fpo_with_parts(run)
-            if not read:  # ended runs unreadable: a cumulative cost, what was known stands
-                if known is not None:
-                    return max(known, 0.0 if fpo is None else float(fpo))
-                if fpo is None:
-                    return None
+            fpo, read, nested = _fpo_with_parts(run)
+            if not read and known is not None:  # ended runs unreadable: a cumulative cost
+                return max(known, 0.0 if fpo is None else float(fpo))  # what was known stands
+            if fpo is None and (nested or not read):  # they may count theirs yet: not judged
+                return None
             if fpo is None:
                 raise ConfigError(
                     f"CostAwareOptunaPruner(cost='fpo'): trial {trial.number}'s run recorded no "
@@ -247,11 +248,12 @@ def _trial_run(run: Any) -> Any:
     return run
 
 
-def _fpo_with_parts(run: Any) -> tuple[int | None, bool]:
-    """``(fpo, read)``: ``run``'s FPO so far with the runs nested in it, by the price tag's rule.
+def _fpo_with_parts(run: Any) -> tuple[int | None, bool, bool]:
+    """``(fpo, read, nested)``: ``run``'s FPO so far with its nested runs', the price tag's way.
 
     ``read``: whether its ledger could be read (``False``: a :class:`LedgerError`, and the
-    ended runs under it are missing from ``fpo``).
+    ended runs under it are missing from ``fpo``); ``nested``: whether any run nested in it
+    is known.
 
     The runs nested in it: this process's active runs whose parents lead to it (as they stand)
     and the runs its ledger holds under it (ended folds, runs of child processes). They are
@@ -284,7 +286,8 @@ def _fpo_with_parts(run: Any) -> tuple[int | None, bool]:
         except LedgerError as e:  # judged on what is known here; the next call reads again
             logger.warning("greenprint: could not read the runs under run %s: %s", run.id, e)
             read = False
+    nested = len(records) > 1
     if all(record.fpo is None for record in records.values()):
-        return None, read
+        return None, read, nested
     forest = RunForest.build(records.values())
-    return int(forest.fpo_sums.inclusive[forest.index[run.id]]), read
+    return int(forest.fpo_sums.inclusive[forest.index[run.id]]), read, nested
