@@ -172,6 +172,9 @@ def efficiencies(
     ``emissions_kg`` are its own, or its parts' sum if larger, and children that ran at the
     same time share their parent's measurement (as ``price_tag``, ``pareto_runs`` and
     ``evp_by_budget`` count them). A set of runs without nesting reads each run's own fields.
+    Give the whole study and choose with ``statuses``: in a set without a run's parent
+    (``ledger.runs(study=..., status="finished")``), that run is a root, and the finished
+    folds of a pruned trial are entries of their own.
 
     Args:
         runs: the runs (e.g. ``ledger.runs(study=...)``).
