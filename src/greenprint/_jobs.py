@@ -11,8 +11,9 @@ Each run of a job records:
   (``torch.multiprocessing.spawn``, as in PyTorch's DDP tutorial), ``torch:<id>``, an id the
   first rank to start a run puts in the group's store for all of them (each
   ``init_process_group`` is a new job), whose local rank is their rank in the group when
-  ``LOCAL_RANK`` is not set (one host; give ``LOCAL_RANK`` or ``GREENPRINT_NODE_RANK`` on
-  several). A run gets a job key only in a
+  ``LOCAL_RANK`` is not set (one host; on several, give ``LOCAL_RANK`` or use a launcher:
+  ``GREENPRINT_NODE_RANK`` alone leaves another host's ranks numbered from their group rank,
+  none of them 0, so none meters that host). A run gets a job key only in a
   distributed job (more than one process: ``WORLD_SIZE``, ``SLURM_NTASKS`` or ``SLURM_NPROCS``
   above 1, or such a ``torch.distributed`` group) or when ``GREENPRINT_JOB_ID`` is set, so a
   sweep of runs one after another inside one batch job stays a sweep;
@@ -133,9 +134,10 @@ def _torch_job(env: Mapping[str, str]) -> str | None:
     (each ``init_process_group`` makes a new one) gives every rank the same key: the first rank
     to ask sets a new one (``compare_set``, which waits for no other rank), so two trainings
     one after another on the same master port are two jobs. Where the store cannot (a store
-    without ``compare_set``): the ranks that one process started on this host, which share its
-    pid and the group's master address and port. ``None`` when ``torch.distributed`` is not
-    imported, not initialised, or has one process.
+    without ``compare_set``, or one that is gone: a run started after the rank that served it
+    exited, which is then a job apart from the runs before): the ranks that one process started
+    on this host, which share its pid and the group's master address and port. ``None`` when
+    ``torch.distributed`` is not imported, not initialised, or has one process.
     """
     dist = sys.modules.get("torch.distributed")
     if dist is None or not dist.is_available() or not dist.is_initialized():
@@ -149,6 +151,15 @@ def _torch_job(env: Mapping[str, str]) -> str | None:
     except (AttributeError, RuntimeError, ValueError, UnicodeDecodeError):
         where = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
         return f"torch:{node_host(env)}:{os.getppid()}:{where}"
+
+
+def _from_torch(job: str | None, env: Mapping[str, str]) -> bool:
+    """Whether ``job`` is the key :func:`_torch_job` gave (not one set or a launcher's).
+
+    Read from the key, not by asking the group's store again (a second round trip, which
+    could fail where the first did not).
+    """
+    return job is not None and job.startswith("torch:") and not env.get(JOB_ENV, "").strip()
 
 
 def is_shared_node(environ: Mapping[str, str] | None = None) -> bool:
@@ -208,7 +219,7 @@ def job_info(
     env = os.environ if environ is None else environ
     job = job_key(env)
     local = _int(env, "LOCAL_RANK", "SLURM_LOCALID")
-    if local is None and job is not None and job == _torch_job(env):
+    if local is None and _from_torch(job, env):
         # torch.multiprocessing.spawn sets no LOCAL_RANK: the ranks one process started on
         # this host are numbered from 0 there (else every rank would meter the machine)
         local = sys.modules["torch.distributed"].get_rank()
