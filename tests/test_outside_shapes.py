@@ -301,15 +301,23 @@ def ddp_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     done = run_in(home, GREENPRINT, "run", "-q", "--study", "ddp", "--name", "job", "--",
                   sys.executable, "train.py", _free_port())  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    # and a sweep of two such trainings on their own (its runs in the study "default")
+    return home, _report(home, "--study", "ddp")
+
+
+@pytest.fixture(scope="module")
+def ddp_sweeps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sweep of two such trainings one after another on one master port, on its own (the
+    study "default") and under ``greenprint run --role sweep`` (the study "ddp-sweep")."""
+    pytest.importorskip("torch.distributed")
+    home = _empty(tmp_path_factory, "shapes-ddp-sweeps")
+    (home / "train.py").write_text(DDP_SCRIPT, encoding="utf-8")
     (home / "sweep.py").write_text(DDP_SWEEP_SCRIPT, encoding="utf-8")
     done = run_in(home, sys.executable, "sweep.py", _free_port())
     assert done.returncode == 0, done.stderr[-3000:]
-    # and that sweep under `greenprint run --role sweep` (the study "ddp-sweep")
     done = run_in(home, GREENPRINT, "run", "-q", "--study", "ddp-sweep", "--role", "sweep",
                   "--name", "sweep", "--", sys.executable, "sweep.py", _free_port())  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    return home, _report(home, "--study", "ddp")
+    return home
 
 
 @pytest.fixture(scope="module")
@@ -540,12 +548,13 @@ def test_nested_cross_validation_is_one_trial_of_its_outer_loop(sklearn_studies)
     _export_reads_as_the_report(home, "nested", report)
 
 
-def test_ddp_trainings_on_their_own_are_one_trial_each_metered_once(ddp_study):
+@pytest.mark.slow  # four trainings of two ranks, with torch: 10-20 s
+def test_ddp_trainings_on_their_own_are_one_trial_each_metered_once(ddp_sweeps):
     """Two trainings one after another on one master port, no run around them: two jobs
     (one key per process group, not per port), two trials; in each, rank 0 meters the machine
     and rank 1 is its part (its local rank is its rank: torch.multiprocessing.spawn sets no
     LOCAL_RANK), not two node meters of one host with a note that one was dropped."""
-    home, _ = ddp_study
+    home = ddp_sweeps
     runs = _runs(home / "greenprint.db", "default")
     jobs = {runs[f"lr{lr}-rank{k}"].job_id for lr in (0.05, 0.01) for k in (0, 1)}
     assert len(jobs) == 2 and None not in jobs
@@ -567,11 +576,12 @@ def test_ddp_trainings_on_their_own_are_one_trial_each_metered_once(ddp_study):
     assert not any("metered host" in n for n in report["notes"] + tag["notes"])
 
 
-def test_ddp_trainings_spawned_in_a_sweep_are_one_trial_each(ddp_study):
+@pytest.mark.slow  # shares the fixture above
+def test_ddp_trainings_spawned_in_a_sweep_are_one_trial_each(ddp_sweeps):
     """The sweep script under ``greenprint run --role sweep``: each training's two ranks are
     children of the sweep; the training is one trial (its rank 0, summing rank 1), not two
     trials with a rank as the final model."""
-    home, _ = ddp_study
+    home = ddp_sweeps
     report = _report_in(home, "rep-sweep", "--study", "ddp-sweep", "--format", "json,md",
                         "--no-plots")  # fmt: skip
     rows = _rows(report)
