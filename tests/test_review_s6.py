@@ -193,3 +193,26 @@ def test_the_fpo_pruner_waits_for_a_fold_in_a_child_process_to_count(tmp_path: P
     study.optimize(cb.track(objective), n_trials=1, callbacks=[cb])
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
     assert costs == [None, 1000.0]
+
+
+def test_the_sharing_note_counts_one_run_that_ran_alone_in_the_singular() -> None:
+    """A search whose baseline ran alone before two trials ran together in threads: the note
+    read "beyond the 1 trials that ran alone"."""
+    from greenprint import MetricPoint, RunRecord
+    from greenprint.analysis import price_tag
+
+    def run(rid: str, kwh: float, start: float, end: float, parent: str | None = "search") -> Any:
+        return RunRecord(
+            id=rid, name=rid, parent_id=parent, status="finished", started_at=start,
+            ended_at=end, duration_s=end - start, energy_kwh=kwh, emissions_kg=kwh * 0.4,
+            metrics=(MetricPoint("acc", 0.5),),
+        )  # fmt: skip
+
+    runs = [
+        run("search", 2.0, 1000.0, 1200.0, parent=None),
+        run("baseline", 1.0, 1000.0, 1100.0),
+        run("t0", 1.0, 1100.0, 1200.0),
+        run("t1", 1.0, 1100.0, 1200.0),
+    ]
+    (note,) = [n for n in price_tag(runs, metric="acc").notes if "same time" in n]
+    assert "beyond the 1 part that ran alone (1 kWh, kept whole)" in note, note

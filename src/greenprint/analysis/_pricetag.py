@@ -813,11 +813,10 @@ def _shared_note(
 ) -> str:
     """One parent's (or several parents') concurrent children, scaled, in a sentence."""
 
-    def called(positions: Iterable[int]) -> str:
+    def called(positions: Sequence[int]) -> str:
         kinds = {roles[c] for c in positions}  # what the children are
-        if len(kinds) == 1:
-            return {"trial": "trials", "part": "parts"}.get(kinds.pop(), "child runs")
-        return "child runs"
+        noun = kinds.pop() if len(kinds) == 1 and kinds <= {"trial", "part"} else "child run"
+        return noun if len(positions) == 1 else f"{noun}s"
 
     together = [c for s in scaled.values() for c in s.together]
     alone = [c for s in scaled.values() for c in s.alone]
