@@ -363,3 +363,22 @@ def test_a_lightning_fit_inside_a_trial_stops_cleanly_at_the_trials_budget(
     assert fit.status == runs["trial"].status == "interrupted"
     assert fit.error == runs["trial"].error
     assert runs["trial"].error.startswith(f"BudgetExceeded: run {trial.id[:8]}")
+
+
+def test_greenprint_run_inside_a_trial_counts_its_commands_runs(tmp_path: Path) -> None:
+    """``greenprint run -- python train.py`` inside the trial: the command's run is a child of
+    greenprint run's, itself a child of the trial, both in other processes."""
+    db = tmp_path / "gp.db"
+    seen: list[BudgetExceeded] = []
+    with gp.track(
+        "trial", study="cli", ledger=db, budget_fpo=99, on_exceed=lambda r, e: seen.append(e)
+    ) as trial:
+        env = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_START"}
+        command = [sys.executable, "-m", "greenprint", "run", "--name", "wrapper", "--"]
+        command += [sys.executable, "-c", _CHILD, "100", "0"]
+        subprocess.run(command, env=env, check=True, timeout=120, cwd=tmp_path)
+    runs = {r.name: r for r in gp.Ledger(db).runs(study="cli")}
+    assert runs["wrapper"].parent_id == trial.id
+    assert runs["child"].parent_id == runs["wrapper"].id
+    assert [(e.run_id, e.spent) for e in seen] == [(trial.id, 100)]
+    assert _report_fpo(db, "cli", trial.id) == 100
