@@ -216,3 +216,22 @@ def test_the_sharing_note_counts_one_run_that_ran_alone_in_the_singular() -> Non
     ]
     (note,) = [n for n in price_tag(runs, metric="acc").notes if "same time" in n]
     assert "beyond the 1 part that ran alone (1 kWh, kept whole)" in note, note
+
+
+def test_a_learning_curve_counts_one_run_left_out_in_the_singular() -> None:
+    """Read "1 runs without a dataset_size or a 'acc' score were left out"."""
+    from greenprint import MetricPoint, RunRecord
+    from greenprint.analysis import learning_curve
+
+    runs = [
+        RunRecord(
+            id=f"r{k}",
+            name=f"r{k}",
+            status="finished",
+            dataset_size=size,
+            metrics=(MetricPoint("acc", 0.5),),
+        )  # fmt: skip
+        for k, size in enumerate([100, 200, None])
+    ]
+    curve = learning_curve(runs, metric="acc")
+    assert curve.notes == ("1 run without a dataset_size or a 'acc' score was left out",)

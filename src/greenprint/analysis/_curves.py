@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from greenprint._exceptions import AnalysisError, ConfigError
+from greenprint._format import count_of
 from greenprint._records import RunRecord
 from greenprint.analysis._common import (
     Mode,
@@ -263,7 +264,11 @@ def curve_of(
             )
     notes = []
     if skipped:
-        notes.append(f"{skipped} runs without a dataset_size or a {metric!r} score were left out")
+        were = "was" if skipped == 1 else "were"
+        notes.append(
+            f"{count_of(skipped, 'run')} without a dataset_size or a {metric!r} score {were} "
+            "left out"
+        )
     arrays = {k: frozen_array(np.array(v)) for k, v in columns.items()}
     return LearningCurve(
         metric=metric,
