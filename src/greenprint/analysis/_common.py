@@ -445,16 +445,9 @@ class RunForest:
         when they share some time: spans that only touch (one ends when the next starts), or a
         span of no length, do not. A child with no start time (``started_at`` 0, a hand-built
         :class:`~greenprint.RunRecord`'s default: every run greenprint records has its clock's)
-        has no known span and overlaps nothing.
+        has no known span and overlaps nothing. (Whether :meth:`time_groups` finds a group.)
         """
-        latest = -math.inf
-        for start, end, _ in sorted(self._inside_spans(pos)):
-            if end > start:  # some time (a span of no length shares none)
-                if start < latest:
-                    return True
-                if end > latest:
-                    latest = end
-        return False
+        return bool(self._groups(pos, self._inside_spans(pos))[1])
 
     def time_groups(self, pos: int) -> tuple[list[int], list[TimeGroup]]:
         """The children inside the run at ``pos``: those that ran alone, and groups of the rest.
@@ -513,10 +506,12 @@ class RunForest:
         with no start time has no known span (see :meth:`concurrent`); a running parent has not
         ended (its children's last heartbeats may lead its own by a flush).
         """
+        return self._outlived(pos, self._inside_spans(pos))
+
+    def _outlived(self, pos: int, spans: list[tuple[float, float, int]]) -> bool:
+        """:meth:`outlived`, from the spans :meth:`_inside_spans` gave."""
         parent_end = self.column("ended_at")[pos]
-        if parent_end is None:
-            return False
-        return any(end > parent_end for _, end, _ in self._inside_spans(pos))
+        return parent_end is not None and any(end > parent_end for _, end, _ in spans)
 
     def _inside_spans(self, pos: int) -> list[tuple[float, float, int]]:
         """``(start, end, position)`` of each child inside the run at ``pos`` with a known start.
@@ -548,9 +543,8 @@ class RunForest:
         its children's final.
         """
         spans = self._inside_spans(pos)
-        parent_end = self.column("ended_at")[pos]
-        if parent_end is not None and any(end > parent_end for _, end, _ in spans):
-            return None  # outlived: no truth for the whole
+        if self._outlived(pos, spans):
+            return None  # no truth for the whole
         alone, groups = self._groups(pos, spans)
         if not groups:
             return None
