@@ -367,7 +367,8 @@ def _link_spawned(runs: Sequence[Any], parents: list[int | None], kinds: list[st
             continue
         counts[parent] = counts.get(parent, 0) + 1
         job = getattr(run, "job_id", None)
-        if job is not None and kinds[pos] == "nested" and runs[parent].job_id != job:
+        outside = getattr(runs[parent], "job_id", None) != job  # its parent is not of its job
+        if job is not None and kinds[pos] == "nested" and outside:
             held.setdefault(parent, {}).setdefault(job, []).append(pos)
     for parent, jobs in held.items():
         for here in jobs.values():
