@@ -235,3 +235,30 @@ def test_a_learning_curve_counts_one_run_left_out_in_the_singular() -> None:
     ]
     curve = learning_curve(runs, metric="acc")
     assert curve.notes == ("1 run without a dataset_size or a 'acc' score was left out",)
+
+
+def test_an_export_of_every_study_by_a_metric_reads_a_study_without_it_as_its_report(
+    tmp_path: Path,
+) -> None:
+    """``ledger export --metric accuracy`` over two studies, one of which logged no accuracy
+    (a cross-validation run and its folds log a loss): its report cannot rank by accuracy, and
+    reads the run as a trial by its loss; the export judged it by accuracy, found none, and
+    called it a sweep of trials."""
+    ledger = str(tmp_path / "l.db")
+    with gp.track("search", study="s", ledger=ledger, **FAST):
+        for k in range(2):
+            with gp.track(f"t{k}", **FAST) as trial:
+                trial.log(accuracy=0.5 + k / 10)
+    with gp.track("cv", study="o", ledger=ledger, **FAST) as cv:
+        for k in range(2):
+            with gp.track(f"fold{k}", **FAST) as fold:
+                fold.log(loss=0.5 + k / 10)
+        cv.log(loss=0.55)
+    _cli(tmp_path, "report", "--ledger", ledger, "--study", "o", "--format", "json", "--out", "r")
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    reported = {r["name"]: r["role"] for r in report["runs"]}
+    assert reported == {"cv": "trial", "fold0": "part", "fold1": "part"}
+    done = _cli(tmp_path, "ledger", "export", "--ledger", ledger, "--format", "json",
+                "--metric", "accuracy")  # fmt: skip
+    exported = {r["name"]: r["role"] for r in json.loads(done.stdout)["runs"]}
+    assert exported == {"search": "sweep", "t0": "trial", "t1": "trial", **reported}

@@ -309,9 +309,10 @@ def _roles(records: Sequence[RunRecord], metric: str | None) -> dict[str, tuple[
 
     Inferred as its study's report infers it: within the runs of its study (a run whose parent
     is in another study is a root there), a root run with children being a sweep when it logged
-    no value of the metric the report ranks by (``metric``, else the one the report chooses for
-    the study), so both say the same role.
+    no value of the metric the report ranks by (``metric``, else, or where the study logged no
+    value of it, the one the report chooses for the study), so both say the same role.
     """
+    from greenprint._exceptions import AnalysisError
     from greenprint.analysis import roles
     from greenprint.report._build import pick_metric
 
@@ -320,7 +321,10 @@ def _roles(records: Sequence[RunRecord], metric: str | None) -> dict[str, tuple[
         by_study.setdefault(record.study, []).append(record)
     resolved: dict[str, tuple[str, bool]] = {}
     for study, runs in by_study.items():
-        ranked = metric if metric is not None else pick_metric(runs, None, study)[0]
+        try:
+            ranked = pick_metric(runs, metric, study)[0]
+        except AnalysisError:  # the study logged no value of it: its report cannot rank by it
+            ranked = pick_metric(runs, None, study)[0]
         resolved.update(roles(runs, metric=ranked))
     return resolved
 
@@ -397,7 +401,7 @@ def _csv_cell(value: Any) -> Any:
     "--metric",
     default=None,
     help="The metric the study's report ranks by, which inferred roles are judged by "
-    "[default: the one the report chooses].",
+    "[default, and for a study that logged no value of it: the one the report chooses].",
 )
 def export_command(
     ledger: str | None, study: str | None, fmt: str, out: Path | None, metric: str | None
