@@ -262,3 +262,17 @@ def test_an_export_of_every_study_by_a_metric_reads_a_study_without_it_as_its_re
                 "--metric", "accuracy")  # fmt: skip
     exported = {r["name"]: r["role"] for r in json.loads(done.stdout)["runs"]}
     assert exported == {"search": "sweep", "t0": "trial", "t1": "trial", **reported}
+
+
+def test_a_family_of_one_trial_is_counted_in_the_singular(tmp_path: Path) -> None:
+    """``greenprint report --group-by params.model`` with one trial of a model: the EVP note
+    read "one curve per params.model (with replacement): mlp (2 trials), cnn (1 trials)"."""
+    from greenprint.report import build_report
+
+    ledger = str(tmp_path / "l.db")
+    for k, model in enumerate(["mlp", "mlp", "cnn"]):
+        with gp.track(f"t{k}", study="s", ledger=ledger, params={"model": model}, **FAST) as t:
+            t.log(accuracy=0.5 + k / 10)
+    report = build_report(ledger, "s", metric="accuracy", group_by="params.model")
+    notes = [n for f in report.figures for n in f.notes if n.startswith("one curve per")]
+    assert notes and all("mlp (2 trials), cnn (1 trial)" in n for n in notes), notes

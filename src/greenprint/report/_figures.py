@@ -236,7 +236,9 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     if family_curves:
         notes.append(
             f"one curve per {inputs.group_by} (with replacement): "
-            + ", ".join(f"{name} ({curve.n_trials} trials)" for name, curve in family_curves)
+            + ", ".join(
+                f"{name} ({count_of(curve.n_trials, 'trial')})" for name, curve in family_curves
+            )
         )
     baselines = _baseline_scores(inputs)
 
