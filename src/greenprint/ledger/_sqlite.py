@@ -37,6 +37,7 @@ from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
 from greenprint._version import __version__
 from greenprint.ledger._fields import FIELD_KINDS, SCHEMA_VERSION, CorruptValueError
+from greenprint.ledger._handles import file_identity, store_closed, store_opened
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
 from greenprint.ledger._marks import MARKS_WORTH_READING, SQLITE_TRIGGERS, marked_points_sql
 from greenprint.ledger._rows import (
@@ -167,6 +168,10 @@ class SQLiteStore:
         self._write_lock = threading.RLock()
         self._memory: sqlite3.Connection | None = None
         self._pid = os.getpid()
+        # the file this store holds open: no handle of this process on it is closed meanwhile
+        # (closing one would release this store's locks: see _handles)
+        self._identity = None if target.path is None else file_identity(target.path)
+        store_opened(self._identity)
         try:
             self.schema_version = self._open(create=create)
         except BaseException:
@@ -378,6 +383,8 @@ class SQLiteStore:
         if self._memory is not None:
             self._memory.close()
             self._memory = None
+        identity, self._identity = self._identity, None
+        store_closed(identity)  # once: close() may be called again
 
     # ------------------------------------------------------------------ writes
     def insert_run(self, values: Mapping[str, Any], points: Sequence[MetricPoint]) -> bool:

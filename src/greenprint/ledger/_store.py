@@ -29,6 +29,7 @@ from greenprint.ledger._fields import (
     encode_field,
     encode_record,
 )
+from greenprint.ledger._handles import close_handle, file_identity
 from greenprint.ledger._target import Target, mask_url, resolve_target
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,7 +100,7 @@ class Ledger(BaseLedger):
             raise
         # the (device, inode) of the file opened: an open connection keeps writing to a deleted
         # file without an error, so writers compare it with what the path holds now
-        self._identity = _file_identity(target.path)
+        self._identity = file_identity(target.path)
         if create and target.path is not None:  # writers: SQLite's locks fail on NFS & co
             from greenprint.ledger._fs import warn_if_network_fs
 
@@ -136,7 +137,7 @@ class Ledger(BaseLedger):
         checks this before each flush and writes itself into a new ledger at the path (one
         ``stat`` call). Always false for PostgreSQL and in-memory ledgers.
         """
-        return self._identity is not None and _file_identity(self._target.path) != self._identity
+        return self._identity is not None and file_identity(self._target.path) != self._identity
 
     # ------------------------------------------------------------------ writes
     def start_run(self, record: RunRecord) -> None:
@@ -428,16 +429,6 @@ _SHARED: dict[tuple[int, str], tuple[tuple[int, int] | None, Any, Ledger]] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def _file_identity(path: Path | None) -> tuple[int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
 def _pin(path: Path | None) -> Any:
     if path is None:
         return None
@@ -466,10 +457,10 @@ def shared_ledger(location: str | os.PathLike[str]) -> Ledger:
         cached = _SHARED.get(key)
         if cached is not None:
             identity, pin, ledger = cached
-            if not ledger._closed and _file_identity(target.path) == identity:
+            if not ledger._closed and file_identity(target.path) == identity:
                 return ledger
-            if pin is not None:
-                pin.close()
+            if pin is not None:  # not while a store has the file open: its locks go with it
+                close_handle(identity, pin)
         ledger = Ledger(location)
-        _SHARED[key] = (_file_identity(target.path), _pin(target.path), ledger)
+        _SHARED[key] = (file_identity(target.path), _pin(target.path), ledger)
         return ledger

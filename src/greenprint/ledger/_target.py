@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from greenprint._exceptions import LedgerPathError, NotALedgerError
+from greenprint.ledger._handles import file_identity, is_open
 
 __all__ = ["SQLITE_HEADER", "Target", "mask_url", "resolve_target"]
 
@@ -104,6 +105,10 @@ class Target:
         if path.exists():
             if not path.is_file():
                 raise LedgerPathError(f"ledger path {path} is not a regular file")
+            if is_open(file_identity(path)):
+                # a store of this process has it open (so it is a SQLite database), and
+                # closing a handle of ours on it would release that store's locks (_handles)
+                return False
             try:
                 with path.open("rb") as fh:
                     header = fh.read(len(SQLITE_HEADER))
