@@ -253,10 +253,14 @@ def test_asyncio_tasks_of_the_main_thread_are_the_main_thread() -> None:
 
         async def task_a() -> tuple[gp.Run, gp.Run]:
             with gp.track("task-a", **_fast()) as run:
-                started.set()
                 worker = await loop.run_in_executor(
                     None, lambda: gp.track("in-executor", **_fast()).start()
                 )
+                # task b's run starts once the executor's has: a worker thread takes the main
+                # thread's innermost run, which b's would be if it started first (a race that
+                # failed under load)
+                started.set()
+                await asyncio.sleep(0.01)
                 worker.stop()
                 await asyncio.sleep(0.01)
             return run, worker
