@@ -145,7 +145,8 @@ import greenprint as gp
 here = pathlib.Path(sys.argv[1])
 with gp.track("fold", role="part", sample_interval_s=0.05, flush_interval_s=0.1) as fold:
     (here / "started").write_text(fold.id)  # its run is in the ledger; no FPO counted yet
-    while not (here / "go").exists():
+    deadline = time.monotonic() + 60  # never left behind by a test that failed
+    while not (here / "go").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     fold.add_fpo(1000)
     fold.log(accuracy=0.5)
@@ -179,10 +180,12 @@ def test_the_fpo_pruner_waits_for_a_fold_in_a_child_process_to_count(tmp_path: P
             assert child.poll() is None
             time.sleep(0.02)
         trial.report(0.4, 0)  # the fold runs, and has counted nothing yet
-        assert not trial.should_prune()
+        try:
+            assert not trial.should_prune()
+        finally:
+            (tmp_path / "go").write_text("")
         decision = pruner.pruner_for(trial.study).decision(trial.number)
         costs.append(decision and decision.cost)
-        (tmp_path / "go").write_text("")
         assert child.wait(timeout=60) == 0
         trial.report(0.5, 1)
         assert not trial.should_prune()
