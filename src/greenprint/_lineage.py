@@ -64,9 +64,19 @@ _stack: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
 
 
 def innermost() -> Any | None:
-    """The innermost active run in this context, or ``None``."""
+    """The innermost active run in this context, or ``None``.
+
+    A run stopped from another context (another thread, a signal handler) cannot be popped from
+    this context's stack: it stays there, ended, and is skipped (it is no parent: runs started
+    here after it nested in it, and its study's later runs read as its children).
+    """
     stack = _stack.get()
-    return stack[-1] if stack else None
+    if stack and id(stack[-1]) in _live:
+        return stack[-1]
+    for run in reversed(stack):
+        if id(run) in _live:
+            return run
+    return None
 
 
 # the runs entered in the main thread that measure this process, innermost last: the parents
@@ -76,6 +86,10 @@ def innermost() -> Any | None:
 _main_lock = threading.RLock()
 _main_runs: list[Any] = []
 _measuring: set[int] = set()
+# the ids of every run entered and not yet left, in any context: a stack entry whose run is not
+# here was stopped from another context (innermost skips it; the stack holds it, so its id is
+# not reused meanwhile)
+_live: set[int] = set()
 
 
 def enter(run: Any, *, measures_process: bool = True) -> contextvars.Token[tuple[Any, ...]]:
@@ -86,8 +100,9 @@ def enter(run: Any, *, measures_process: bool = True) -> contextvars.Token[tuple
         measures_process: Whether ``run`` measures this process (its scope or process tree
             holds it); only such a run entered in the main thread parents worker threads' runs.
     """
-    if measures_process:
-        with _main_lock:
+    with _main_lock:
+        _live.add(id(run))
+        if measures_process:
             _measuring.add(id(run))
             if threading.current_thread() is threading.main_thread():
                 _main_runs.append(run)
@@ -97,6 +112,7 @@ def enter(run: Any, *, measures_process: bool = True) -> contextvars.Token[tuple
 def leave(run: Any, token: contextvars.Token[tuple[Any, ...]]) -> None:
     """Pop ``run``, also when it is stopped from another context (a signal handler, atexit)."""
     with _main_lock:
+        _live.discard(id(run))
         _measuring.discard(id(run))
         for index in range(len(_main_runs) - 1, -1, -1):
             if _main_runs[index] is run:  # identity: a run's == is not a stack's business

@@ -289,6 +289,15 @@ def test_runs_ending_in_any_order_leave_no_main_thread_run_behind() -> None:
     stopped_elsewhere = gp.track("third", **_fast()).start()
     _in_thread(stopped_elsewhere.stop)  # stopped from another thread
     assert _in_thread(_lineage.main_thread_run) is None
+    # nor in the main thread's own context: the next run there is not its child (it was, and
+    # every later run of the process nested in the ended run)
+    assert _lineage.innermost() is None
+    with gp.track("after", **_fast()) as after:
+        assert after.parent_id is None
+        inner = gp.track("inner", **_fast()).start()
+        _in_thread(inner.stop)
+        assert _lineage.innermost() is after  # the ended inner run skipped, its parent still active
+    assert _lineage.innermost() is None
 
 
 # ---------------------------------------------------------------------------------------- fork
