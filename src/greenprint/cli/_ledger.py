@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from greenprint._exceptions import ConfigError
-from greenprint._format import json_safe
+from greenprint._format import count_of, json_safe
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint._validate import FPO_MAX
 from greenprint.cli._common import applied_intensity, ledger_option, study_option
@@ -438,7 +438,7 @@ def export_command(
         out.write_text(text, encoding="utf-8", newline="")
     except OSError as e:
         raise ConfigError(f"cannot write {out}: {e.strerror or e}") from e
-    click.echo(f"wrote {len(records)} runs to {out}", err=True)
+    click.echo(f"wrote {count_of(len(records), 'run')} to {out}", err=True)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -249,7 +249,8 @@ def pick_metric(
             why += ", a held-out one before the training metrics logged as often"
         note = (
             f"runs ranked by {chosen!r}, {why} "
-            f"(also logged: {', '.join(m for m in counts if m != chosen)}); choose with metric="
+            f"(also logged: {', '.join(m for m in counts if m != chosen)}); choose another with "
+            "--metric (metric= in Python)"
         )
     return chosen, note
 
