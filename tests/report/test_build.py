@@ -316,6 +316,10 @@ def test_unknown_fpo_reads_unknown_with_its_count_never_zero(tmp_path):
     for fmt in ("html", "md"):
         text = render(report, fmt, plots=False)
         assert "0 FPO" not in text and "+3 unknown" not in text, fmt
+    from greenprint.report._latex import _price_tag_table
+
+    _, units, latex_rows = _price_tag_table(report)  # no unit over "unknown" ("(MFPO)")
+    assert units[5] == "" and all(row[5] == "unknown" for row in latex_rows)
     # partly known: the known part with the count of the unknown runs
     led = gp.Ledger(tmp_path / "l.db")
     add_run(led, spec, name="t3", score=0.1, start=T0 + 100, fpo=5 * 10**9)

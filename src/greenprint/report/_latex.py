@@ -104,11 +104,14 @@ def _price_tag_table(report: Report) -> tuple[list[str], list[str], list[list[st
     mass = _unit([c.emissions_kg for _, c in costs], _MASS_UNITS)
     fpo = _unit([float(c.fpo) for _, c in costs], _FPO_UNITS)
     time_unit = _unit([c.duration_s for _, c in costs], _TIME_UNITS)
+    unknown = [(c.fpo_unknown and c.fpo == 0) or not c.fpo_known for _, c in costs]
+    # no unit over a column that says "unknown" in every row (read "(MFPO)")
+    fpo_unit = "" if all(unknown) else f"({esc(fpo[1])})"
     header = ["status", "runs", "trials", "energy", "CO$_2$-eq", "FPO", "time"]
-    units = ["", "", "", f"({energy[1]})", f"({mass[1]})", f"({esc(fpo[1])})", f"({time_unit[1]})"]
+    units = ["", "", "", f"({energy[1]})", f"({mass[1]})", fpo_unit, f"({time_unit[1]})"]
     rows = []
-    for status, cost in costs:
-        if (cost.fpo_unknown and cost.fpo == 0) or not cost.fpo_known:
+    for (status, cost), fpo_unknown in zip(costs, unknown, strict=True):
+        if fpo_unknown:
             fpo_cell = "unknown"
         else:
             fpo_cell = (r"$\geq$" if cost.fpo_unknown else "") + _num(float(cost.fpo), fpo[0])
