@@ -1,22 +1,42 @@
-"""What a study's top-level runs have spent, summed by the database: a study budget's read.
+"""What a study's runs have spent, by the price tag's rule: a study budget's read.
 
-A study budget (``gp.Budget(..., per="study")``) compares the cost of every top-level run of the
-study with its limits, re-read every flush interval on the run's sampler thread. Reading every run
-(with its metrics) to add four numbers in Python costs a study of 100,000 runs seconds; here it is
-one ``SELECT`` of sums, in SQLite (the standard library's ``sqlite3``, no SQLAlchemy) and in
-PostgreSQL (SQLAlchemy Core), and :func:`study_cost_of_records` is the same rule over records (the
-reference the tests hold both queries to).
+A study budget (``gp.Budget(..., per="study")``) compares the cost of the study with its limits,
+re-read every flush interval on the run's sampler thread. The cost is the price tag's total
+(:func:`greenprint.analysis.price_tag`) over the study's runs, less those this process adds from
+memory: every run counted, none twice, by
+:class:`~greenprint.analysis._common.RunForest`'s rule (no second copy of it here):
 
-The rule:
-
-* a run is **top-level in its study** when it has no parent, or its parent is not a run of the same
-  study (a part of another study's run is this study's cost): a nested run (a fold, a rank, a
-  grandchild) is inside its parent's measurement and is not counted again;
-* the runs of ``exclude`` (this process's live runs, whose cost the caller adds from memory) are
-  left out of the sums; which of them are top-level is returned, for the caller to add those once;
+* a run nested in another run of the study is inside its parent's measurement, and the study
+  sums its *top-level* runs (no parent, or a parent that is not a run of the study: a part of
+  another study's run is this study's cost), each with what its descendants add;
+* a run that counted no FPO of its own but has children inside it counts their sum (a trial
+  whose folds count the FPO), and a parent's own figure contains its children's: each run
+  counts ``max(own, its inside children's sum)``, so children that add up to more than their
+  parent recorded are never lost (parallel folds' run-seconds, a parent that flushed less);
+  concurrent children share their parent's energy and CO2-eq out as the price tag does;
+* children that add to their parent (``contained`` false: another host, outside its process
+  tree; a job's nodes under its head; for FPO, a node meter's peer ranks) are outside its
+  measurement and add to it;
+* the runs of ``exclude`` that are top-level (this process's live runs, whose cost the caller
+  adds from memory, their nested runs' with it) are left out with every run nested in them,
+  ended ones too (a live trial's ended folds are in its figure from memory: never counted
+  twice); which they are is returned, for the caller to add those once. A run of ``exclude``
+  nested in a run that is not left out stays in its parent's sum, at its last flushed figures
+  (the caller does not add it);
 * every status counts (failed, pruned, interrupted, lost and running runs have spent too);
-* a figure that is NaN (not measured) or NULL counts as 0; FPO is summed as a float (kept as
-  decimal text in the ledger, it can exceed 64 bits).
+* a figure that is NaN (not measured), infinite or NULL counts as 0 (the price tag's total
+  would be NaN or unknown), and an FPO beyond the largest float (corrupt) as unknown.
+
+Two ways to the same figures. Most studies (trials, or trials over folds that count no FPO of
+their own, each parent having recorded at least what its children did) need no tree: every
+top-level run's own figures are its figures with its descendants', and the database sums them
+in one ``SELECT`` (100,000 runs: tens of ms). One ``EXISTS`` query tells the rest (a nested run
+with FPO of its own; children whose energy, CO2-eq or run time add up to more than their
+parent's; a run that adds to its parent or belongs to a distributed job), and for those the
+columns the rule reads are fetched for the study's runs (no metrics, no JSON) and the rule is
+applied to them. Both stores: SQLite through the standard library's ``sqlite3`` (no
+SQLAlchemy), PostgreSQL (and SQLite) through SQLAlchemy Core. :func:`study_cost_of_records` is
+the same rule over records (what the tests hold both stores to, beside the price tag itself).
 """
 
 from __future__ import annotations
@@ -31,11 +51,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint._records import RunRecord
 
 __all__ = [
+    "RULE_COLUMNS",
     "StudyCost",
     "read_study_cost",
     "sqlalchemy_study_cost",
     "sqlite_study_cost",
     "study_cost",
+    "study_cost_by_rule",
     "study_cost_of_records",
 ]
 
@@ -53,8 +75,8 @@ class StudyCost(NamedTuple):
         energy_kwh: summed IT energy in kWh.
         emissions_kg: summed CO2-eq in kg.
         fpo: summed floating-point operations (as a float).
-        duration_s: summed wall time in s.
-        runs: how many top-level runs were summed.
+        duration_s: summed run time in s (run-seconds: parallel runs add up).
+        runs: how many top-level runs were summed (a distributed job's nodes: one, its head).
         top_level: the ids among those left out that are top-level runs of the study.
     """
 
@@ -66,74 +88,192 @@ class StudyCost(NamedTuple):
     top_level: frozenset[str] = frozenset()
 
 
+#: The RunRecord fields the rule reads (RunForest: nesting, job links, spans; the four costs),
+#: in the order the rule path selects them.
+RULE_COLUMNS = (
+    "id",
+    "parent_id",
+    "energy_kwh",
+    "emissions_kg",
+    "fpo",
+    "duration_s",
+    "started_at",
+    "ended_at",
+    "heartbeat_at",
+    "host",
+    "job_id",
+    "node_rank",
+    "local_rank",
+    "node_meter",
+    "contained",
+)
+
+
 def study_cost_of_records(records: Iterable[RunRecord], exclude: Collection[str] = ()) -> StudyCost:
     """The rule of this module over a study's records (all of them, as ``ledger.runs(study=)``).
 
     Args:
         records: every run of one study.
-        exclude: ids of runs to leave out of the sums.
-
-    Returns:
-        The sums, and which of ``exclude`` are top-level runs of the study.
-    """
-    records = list(records)
-    ids = {r.id for r in records}
-    left_out = set(exclude)
-    kwh = kg = fpo = s = 0.0
-    runs = 0
-    top_level = set()
-    for r in records:
-        if r.parent_id is not None and r.parent_id in ids:
-            continue
-        if r.id in left_out:
-            top_level.add(r.id)
-            continue
-        runs += 1
-        kwh += _figure(r.energy_kwh)
-        kg += _figure(r.emissions_kg)
-        fpo += _figure(r.fpo)
-        s += _figure(r.duration_s)
-    return StudyCost(kwh, kg, fpo, s, runs, frozenset(top_level))
-
-
-def _figure(value: float | None) -> float:
-    """A stored figure as summed: NULL and NaN (not measured) count as 0."""
-    if value is None:
-        return 0.0
-    value = float(value)
-    return 0.0 if math.isnan(value) else value
-
-
-def study_cost(ledger: Any, study: str, *, exclude: Collection[str] = ()) -> StudyCost:
-    """What ``study``'s top-level runs in ``ledger`` have spent, by one query (see the module).
-
-    Args:
-        ledger: an open :class:`~greenprint.Ledger` (SQLite or PostgreSQL).
-        study: the study (no run of it: every sum is 0).
-        exclude: ids of runs left out of the sums (a process's live runs, counted apart).
+        exclude: ids of runs to leave out, with the runs nested in them (see the module).
 
     Returns:
         The sums, and which of ``exclude`` are top-level runs of the study.
 
     Raises:
-        LedgerError: the ledger is closed or cannot be read.
+        LedgerError: the runs' parents form a cycle (a hand-edited ledger).
+    """
+    rows = ([getattr(r, name) for name in RULE_COLUMNS] for r in records)
+    return study_cost_by_rule(rows, exclude)
+
+
+def study_cost_by_rule(rows: Iterable[Sequence[Any]], exclude: Collection[str] = ()) -> StudyCost:
+    """The rule over rows of :data:`RULE_COLUMNS`, one per run of the study (the rule path).
+
+    Each row becomes a partial :class:`~greenprint.RunRecord` (the fields RunForest reads; a
+    figure that is not a finite number, 0; an FPO beyond the largest float, unknown), the
+    top-level runs of ``exclude`` are left out with the runs nested in them, and the price
+    tag's sums (:meth:`RunForest.shared_sums` for energy and CO2-eq, :attr:`RunForest.fpo_sums`,
+    :meth:`RunForest.nested_sum` of run time) are added up over what is left, as its total is.
+
+    Args:
+        rows: the runs' :data:`RULE_COLUMNS` values, any order of runs.
+        exclude: ids of runs to leave out.
+
+    Returns:
+        The sums, and which of ``exclude`` are top-level runs of the study.
+
+    Raises:
+        LedgerError: the runs' parents form a cycle (a hand-edited ledger).
+    """
+    from greenprint._exceptions import AnalysisError, LedgerError
+    from greenprint.analysis._common import RunForest
+
+    records = [_partial(row) for row in rows]
+    ids = {r.id for r in records}
+    kids: dict[str, list[str]] = {}
+    top = []
+    for r in records:
+        if r.parent_id is not None and r.parent_id in ids:
+            kids.setdefault(r.parent_id, []).append(r.id)
+        else:
+            top.append(r.id)
+    left_out = frozenset(exclude)
+    top_level = frozenset(i for i in top if i in left_out)
+    if top_level:  # each with every run nested in it, by parent_id
+        dropped = set(top_level)
+        todo = list(top_level)
+        while todo:
+            for kid in kids.get(todo.pop(), ()):
+                if kid not in dropped:
+                    dropped.add(kid)
+                    todo.append(kid)
+        records = [r for r in records if r.id not in dropped]
+    if not records:
+        return StudyCost(top_level=top_level)
+    try:
+        forest = RunForest.build(records)
+        energy = forest.shared_sums("energy_kwh").exclusive
+        co2 = forest.shared_sums("emissions_kg").exclusive
+        fpo = forest.fpo_sums.exclusive
+        _, duration = forest.nested_sum(forest.column("duration_s"))
+    except AnalysisError as e:  # a cycle of parents: no tree to sum (the last figures stand)
+        raise LedgerError(f"the study's runs cannot be summed: {e}") from e
+    return StudyCost(
+        float(sum(energy)),
+        float(sum(co2)),
+        float(sum(fpo)),
+        float(sum(duration)),
+        len(forest.roots),
+        top_level,
+    )
+
+
+def _partial(row: Sequence[Any]) -> RunRecord:
+    """A RunRecord with only the rule's fields (:data:`RULE_COLUMNS`) from a row of them."""
+    from greenprint._records import RunRecord
+    from greenprint._validate import FPO_MAX
+
+    (
+        run_id,
+        parent_id,
+        energy_kwh,
+        emissions_kg,
+        fpo,
+        duration_s,
+        started_at,
+        ended_at,
+        heartbeat_at,
+        host,
+        job_id,
+        node_rank,
+        local_rank,
+        node_meter,
+        contained,
+    ) = row
+    if fpo is not None:
+        fpo = int(fpo)
+        if fpo > FPO_MAX:  # corrupt (RunForest refuses it): unknown here
+            fpo = None
+    return RunRecord(
+        id=run_id,
+        name="",
+        parent_id=parent_id,
+        energy_kwh=_figure(energy_kwh),
+        emissions_kg=_figure(emissions_kg),
+        fpo=fpo,
+        duration_s=_figure(duration_s),
+        started_at=_figure(started_at),
+        ended_at=None if ended_at is None else float(ended_at),
+        heartbeat_at=None if heartbeat_at is None else float(heartbeat_at),
+        host=host or "",
+        job_id=job_id,
+        node_rank=node_rank,
+        local_rank=local_rank,
+        node_meter=None if node_meter is None else bool(node_meter),
+        contained=None if contained is None else bool(contained),
+    )
+
+
+def _figure(value: float | str | None) -> float:
+    """A stored figure as summed: NULL, NaN (not measured) and infinities count as 0."""
+    if value is None:
+        return 0.0
+    value = float(value)  # SQLite's 'NaN' text too
+    return value if math.isfinite(value) else 0.0
+
+
+def study_cost(ledger: Any, study: str, *, exclude: Collection[str] = ()) -> StudyCost:
+    """What ``study``'s runs in ``ledger`` have spent, by the price tag's rule (see the module).
+
+    Args:
+        ledger: an open :class:`~greenprint.Ledger` (SQLite or PostgreSQL).
+        study: the study (no run of it: every sum is 0).
+        exclude: ids of runs left out (a process's live runs, counted apart), with the runs
+            nested in those of them that are top-level.
+
+    Returns:
+        The sums, and which of ``exclude`` are top-level runs of the study.
+
+    Raises:
+        LedgerError: the ledger is closed or cannot be read, or the study's runs' parents
+            form a cycle.
     """
     return read_study_cost(ledger._live(), study, exclude)
 
 
 def read_study_cost(store: _Store, study: str, exclude: Collection[str] = ()) -> StudyCost:
-    """The study's cost by the rule of this module, summed by the database in one transaction.
+    """The study's cost by the rule of this module, read in one transaction.
 
     Args:
         store: the ledger's store (SQLite through ``sqlite3``, or SQLAlchemy).
         study: the study.
-        exclude: ids of runs to leave out of the sums.
+        exclude: ids of runs to leave out.
 
     Returns:
         The sums (zero for a study with no runs), and which of ``exclude`` are top-level.
 
     Raises:
-        LedgerError: the ledger cannot be read.
+        LedgerError: the ledger cannot be read, or the runs' parents form a cycle.
     """
     return store.select_study_cost(study, sorted(set(exclude)))
 
@@ -148,10 +288,32 @@ _SQLITE_SUMS = (
     "SELECT TOTAL(r.energy_kwh), TOTAL(r.emissions_kg), TOTAL(CAST(r.fpo AS REAL)), "
     "TOTAL(r.duration_s), COUNT(*) FROM runs AS r WHERE " + _SQLITE_TOP_LEVEL
 )
+# Whether the sums of top-level runs' own figures could differ from the rule's (see the
+# module): a run that adds to its parent or is in a job, or a parent of the study whose nested
+# runs count FPO or add up to more than it recorded. Each parent's own figure is repeated once
+# per child by the join: its TOTAL is COUNT(*) times the figure (NaN text: 0).
+_SQLITE_NEEDS_RULE = (
+    "SELECT EXISTS (SELECT 1 FROM runs WHERE study = ? AND (job_id IS NOT NULL "
+    "OR (contained = 0 AND parent_id IS NOT NULL))) "
+    "OR EXISTS (SELECT 1 FROM runs AS c JOIN runs AS p ON p.id = c.parent_id "
+    "WHERE c.study = ? AND p.study = c.study GROUP BY c.parent_id HAVING COUNT(c.fpo) > 0 "
+    + " ".join(
+        f"OR TOTAL(c.{x}) * COUNT(*) > TOTAL(p.{x})"
+        for x in ("energy_kwh", "emissions_kg", "duration_s")
+    )
+    + ")"
+)
+_SQLITE_RULE_ROWS = "SELECT " + ", ".join(RULE_COLUMNS) + " FROM runs WHERE study = ?"
 
 
 def sqlite_study_cost(conn: sqlite3.Connection, study: str, left_out: list[str]) -> StudyCost:
-    """The query on SQLite through ``sqlite3`` (``SQLiteStore.select_study_cost``)."""
+    """The read on SQLite through ``sqlite3`` (``SQLiteStore.select_study_cost``).
+
+    The caller holds one read transaction around it (the check and the read see one state).
+    """
+    (needs_rule,) = conn.execute(_SQLITE_NEEDS_RULE, [study, study]).fetchone()
+    if needs_rule:
+        return study_cost_by_rule(conn.execute(_SQLITE_RULE_ROWS, [study]), left_out)
     marks = ", ".join("?" * len(left_out))
     query = _SQLITE_SUMS + (f" AND r.id NOT IN ({marks})" if left_out else "")
     kwh, kg, fpo, s, runs = conn.execute(query, [study, *left_out]).fetchone()
@@ -166,7 +328,10 @@ def sqlite_study_cost(conn: sqlite3.Connection, study: str, left_out: list[str])
 
 
 def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCost:
-    """The query through SQLAlchemy Core, PostgreSQL or SQLite (``SQLStore.select_study_cost``)."""
+    """The read through SQLAlchemy Core, PostgreSQL or SQLite (``SQLStore.select_study_cost``).
+
+    The caller holds one transaction around it (the check and the read see one state).
+    """
     import sqlalchemy as sa
 
     from greenprint.ledger._schema import runs as runs_t
@@ -181,6 +346,10 @@ def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCo
         nan = sa.bindparam(None, float("nan"), type_=column.type)
         return sa.func.coalesce(sa.func.sum(sa.func.nullif(column, nan)), 0.0)
 
+    if conn.execute(sa.select(_sqlalchemy_needs_rule(study, total))).scalar():
+        columns = [runs_t.c[name] for name in RULE_COLUMNS]
+        rows = conn.execute(sa.select(*columns).where(runs_t.c.study == study))
+        return study_cost_by_rule(rows, left_out)
     fpo = sa.func.coalesce(sa.func.sum(sa.cast(r.c.fpo, sa.Double)), 0.0)
     query = sa.select(
         total(r.c.energy_kwh), total(r.c.emissions_kg), fpo, total(r.c.duration_s), sa.func.count()
@@ -193,3 +362,31 @@ def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCo
         rows = conn.execute(sa.select(r.c.id).where(top, r.c.id.in_(left_out)))
         top_level = frozenset(row[0] for row in rows)
     return StudyCost(float(kwh), float(kg), float(fpo_sum), float(s), int(runs), top_level)
+
+
+def _sqlalchemy_needs_rule(study: str, total: Any) -> Any:
+    """:data:`_SQLITE_NEEDS_RULE` in SQLAlchemy Core (``total``: a NaN-free SUM)."""
+    import sqlalchemy as sa
+
+    from greenprint.ledger._schema import runs as runs_t
+
+    run, c, p = runs_t.alias("a"), runs_t.alias("c"), runs_t.alias("p")
+    adds = sa.exists().where(
+        run.c.study == study,
+        sa.or_(
+            run.c.job_id.is_not(None),
+            sa.and_(run.c.contained.is_(False), run.c.parent_id.is_not(None)),
+        ),
+    )
+    count = sa.func.count()
+    more = [
+        total(c.c[x]) * count > total(p.c[x]) for x in ("energy_kwh", "emissions_kg", "duration_s")
+    ]
+    parents = (
+        sa.select(sa.literal(1))
+        .select_from(c.join(p, p.c.id == c.c.parent_id))
+        .where(c.c.study == study, p.c.study == c.c.study)
+        .group_by(c.c.parent_id)
+        .having(sa.or_(sa.func.count(c.c.fpo) > 0, *more))
+    )
+    return sa.or_(adds, sa.exists(parents))
