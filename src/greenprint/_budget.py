@@ -173,9 +173,10 @@ class BudgetGuard:
         self.run_id = ""
         #: whether a budget is on the whole study (its cost is then read from the ledger)
         self.needs_study = any(b.per == "study" for b in self.budgets)
-        #: whether a budget limits the run's FPO (its children's in other processes are then
-        #: read from the ledger: see :mod:`greenprint._run_tree`)
-        self.counts_fpo = any(b.per == "run" and b.fpo is not None for b in self.budgets)
+        #: whether a budget limits FPO, the run's or its study's (its children's in other
+        #: processes are then read from the ledger: see :mod:`greenprint._run_tree`; a study's
+        #: read leaves them out with their live parent, whose figure holds them)
+        self.counts_fpo = any(b.fpo is not None for b in self.budgets)
         self.study_base = Spent()  # the study's other top-level runs, from the ledger
         self.study_roots: frozenset[str] = frozenset()  # live runs here that are top-level
         self._exceeded: set[int] = set()
