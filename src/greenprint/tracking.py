@@ -1122,11 +1122,13 @@ class Run:
         return total
 
     def _read_study_cost(self) -> None:
-        """Read the cost of the study's top-level runs not live here: one query of sums.
+        """Read the cost of the study's runs not live here: the price tag's total of them.
 
-        The database sums them (:mod:`greenprint.ledger._study_cost`: nested runs are inside
-        their parents and not counted again); this process's live runs of the study are left
-        out, and those that are top-level are added live by :meth:`_live_roots`.
+        :mod:`greenprint.ledger._study_cost` reads it (one query of sums where that is exact,
+        else the price tag's rule over a few columns: nested runs inside their parents, folds'
+        FPO in their trial, children on other hosts added); this process's live runs of the
+        study are left out, those that are top-level with every run nested in them, and those
+        are added live by :meth:`_live_roots` (their figures from memory hold their children).
         """
         from greenprint._exceptions import LedgerError
         from greenprint.ledger._study_cost import study_cost

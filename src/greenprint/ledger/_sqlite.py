@@ -561,9 +561,9 @@ class SQLiteStore:
         return self.transaction(do, write=False)
 
     def select_study_cost(self, study: str, exclude: Sequence[str]) -> StudyCost:
-        """The summed cost of a study's top-level runs but ``exclude``, in one query.
+        """The cost of a study's runs but ``exclude``'s, by the price tag's rule, in one read.
 
-        See :mod:`greenprint.ledger._study_cost` (the rule, and the query of both stores).
+        See :mod:`greenprint.ledger._study_cost` (the rule, and the queries of both stores).
         """
 
         def do(conn: sqlite3.Connection) -> StudyCost:
