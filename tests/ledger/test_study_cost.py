@@ -386,3 +386,43 @@ def test_a_study_budget_reads_its_study_on_every_backend(ledger_url):
     assert caught.value.per == "study"
     assert 1e-4 < caught.value.spent - spent.energy_kwh <= run.energy_kwh + 1e-9
     assert run.status == "interrupted"
+
+
+@pytest.mark.parametrize(
+    ("shape", "by_sums"),
+    [
+        ("trials", True),
+        ("folds-without-fpo", True),
+        ("folds-with-fpo", False),
+        ("remote-child", False),
+        ("job", False),
+        ("parallel-folds", False),
+    ],
+)
+def test_the_sums_are_read_where_they_are_the_rule(tmp_path, shape, by_sums):
+    """Which studies the one-query sums serve (the common ones), and which need the rule."""
+    import sqlite3
+
+    from greenprint.ledger._study_cost import _SQLITE_MORE_THAN_PARENT, _SQLITE_SCAN
+
+    path = tmp_path / "l.db"
+    with gp.Ledger(path) as led:
+        for k in range(3):
+            led.start_run(make_record(f"t{k}", study="s", energy_kwh=1.0, fpo=100))
+        fold: dict = {"study": "s", "parent_id": "t0", "energy_kwh": 0.4, "duration_s": 10.0}
+        if shape == "folds-without-fpo":
+            led.start_run(make_record("f1", **fold))
+            led.start_run(make_record("f2", **fold))
+        elif shape == "folds-with-fpo":
+            led.start_run(make_record("f1", fpo=50, **fold))
+        elif shape == "remote-child":
+            led.start_run(make_record("f1", contained=False, **fold))
+        elif shape == "job":
+            led.start_run(make_record("j1", study="s", job_id="slurm:1"))
+        elif shape == "parallel-folds":  # 4 x 10 s of run time in a 30 s trial
+            for k in range(4):
+                led.start_run(make_record(f"f{k}", **{**fold, "energy_kwh": 0.1}))
+    with sqlite3.connect(path) as conn:
+        *_, nested, adds = conn.execute(_SQLITE_SCAN.format(left_out=""), ["s"]).fetchone()
+        more = conn.execute(_SQLITE_MORE_THAN_PARENT, ["s"]).fetchone()[0] if nested else 0
+    assert (not adds and not more) is by_sums
