@@ -5,8 +5,9 @@ a constant-power meter set (no hardware read on the caller's thread either way),
 call in a run without budgets. A study budget's cost is the ledger read the sampler thread does
 once per flush interval (less often when a read takes over 1 % of it): timed on studies of
 ``--study-runs`` runs (every 5th a part of the run before it), before (every run read into Python
-and summed there, as until the one-query read) and after (one SQL sum,
-``greenprint.ledger._study_cost``); the two must agree.
+and the price tag's rule applied there) and after (``greenprint.ledger._study_cost``: one SQL sum
+where the folds count no FPO of their own, the rule over a few columns where they do); the two
+must agree.
 
 Usage::
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import greenprint as gp
 from greenprint._budget import Spent
+from greenprint.ledger._study_cost import study_cost_of_records
 from greenprint.meters._base import MeterReading
 from greenprint.tracking import active_runs
 
@@ -65,26 +67,39 @@ def per_call_us(calls: int, rounds: int, call: str, **options: object) -> float:
     return statistics.median(means)
 
 
-def make_study(led: gp.Ledger, study_runs: int) -> None:
-    """A study of ``study_runs`` runs written as trials write them: every 5th a part (a fold) of
-    the run before it, three logged points each, FPO on every other run."""
+#: The studies timed: (name, every 5th run a fold of the run before it, the folds count FPO).
+SHAPES = (("trials", False, False), ("folds", True, False), ("folds count FPO", True, True))
+
+
+def make_study(
+    led: gp.Ledger, study_runs: int, *, folds: bool = True, folds_count: bool = False
+) -> None:
+    """A study of ``study_runs`` runs written as trials write them, three logged points each:
+    with ``folds``, every 5th a part (a fold) of the run before it (half its energy, CO2-eq and
+    time); FPO on every other trial, or (``folds_count``) on the folds only (the rule's read)."""
     t = 1_700_000_000.0
     parent = None
     for k in range(study_runs):
         run_id = f"{k:012x}"
-        nested = k % 5 == 4 and parent is not None
+        nested = folds and k % 5 == 4 and parent is not None
+        share = 0.5 if nested else 1.0
+        kwh = 1e-3 * (1 + (k - 1 if nested else k) % 7) * share
+        if folds_count:
+            fpo = 10**12 * (1 + k % 3) if nested else None
+        else:
+            fpo = None if nested or not k % 2 else 10**15 * (k % 3)
         led.start_run(
             gp.RunRecord(
                 id=run_id,
                 name=f"t{k}",
                 study="s",
                 status="finished",
-                started_at=t,
-                ended_at=t + 60.0,
-                duration_s=60.0,
-                energy_kwh=1e-3 * (1 + k % 7),
-                emissions_kg=4e-4 * (1 + k % 7),
-                fpo=10**15 * (k % 3) if k % 2 else None,
+                started_at=t - 61.0 + 10.0 if nested else t,
+                ended_at=t - 61.0 + 40.0 if nested else t + 60.0,
+                duration_s=60.0 * share,
+                energy_kwh=kwh,
+                emissions_kg=0.4 * kwh,
+                fpo=fpo,
                 parent_id=parent if nested else None,
                 params={"lr": 0.1, "layers": k % 8},
                 metrics=tuple(gp.MetricPoint("accuracy", 0.5, s, t + s) for s in (1, 2, 3)),
@@ -95,25 +110,21 @@ def make_study(led: gp.Ledger, study_runs: int) -> None:
 
 
 def before_read(led: gp.Ledger, study: str) -> Spent:
-    """The read before the one-query sum: every run of the study (with its metrics) into
-    Python, top-level runs found and summed there (the code this replaced, unchanged)."""
+    """The read without the database's help: every run of the study (with its metrics) into
+    Python, the price tag's rule applied there (``study_cost_of_records``), live runs left out."""
     records = led.runs(study=study)
-    ids = {r.id for r in records}
     live = {run.id for run in active_runs()}
-    roots = [r for r in records if r.parent_id is None or r.parent_id not in ids]
-    base = Spent()
-    for r in roots:
-        if r.id not in live:
-            cost = (r.energy_kwh or 0.0, r.emissions_kg or 0.0, r.fpo or 0, r.duration_s)
-            base = base + Spent(cost[0], cost[1], float(cost[2]), cost[3] or 0.0)
-    return base
+    cost = study_cost_of_records(records, live)
+    return Spent(cost.energy_kwh, cost.emissions_kg, cost.fpo, cost.duration_s)
 
 
-def study_read_ms(study_runs: int, repeat: int = 5) -> tuple[float, float]:
+def study_read_ms(
+    study_runs: int, repeat: int = 5, *, folds: bool = True, folds_count: bool = False
+) -> tuple[float, float]:
     """(before, after) in ms: the median time of one read of a study of ``study_runs`` runs."""
     with tempfile.TemporaryDirectory() as tmp:
         led = gp.Ledger(str(Path(tmp) / "l.db"))
-        make_study(led, study_runs)
+        make_study(led, study_runs, folds=folds, folds_count=folds_count)
         budget = gp.Budget(kwh=1e9, per="study")
         with gp.track("probe", study="s", ledger=led, meters=ConstantPower(), budget=budget) as r:
             before, after = [], []
@@ -139,11 +150,12 @@ def main() -> None:
     parser.add_argument("--study-only", action="store_true", help="only the study reads")
     args = parser.parse_args()
     for n in args.study_runs:
-        before, after = study_read_ms(n)
-        print(
-            f"study budget, one read of a {n:,}-run study's cost: {before:.1f} ms before "
-            f"(every run into Python), {after:.2f} ms after (one SQL sum): {before / after:.0f}x"
-        )
+        for name, folds, folds_count in SHAPES:
+            before, after = study_read_ms(n, folds=folds, folds_count=folds_count)
+            print(
+                f"study budget, one read of a {n:,}-run study's cost ({name}): {before:.1f} ms "
+                f"with every run into Python, {after:.2f} ms read: {before / after:.1f}x"
+            )
     if args.study_only:
         return
     budgets = {"budget_kwh": 1e9, "budget_s": 1e9, "on_exceed": "stop"}
