@@ -49,6 +49,9 @@ def test_reduced_demo_end_to_end(tmp_path):
     ):
         assert f"  {label}" in summary
     assert "the whole study cost" in summary
+    # the pruner comparison: the same search stopped two ways (tests/greener/test_pruner_demo.py)
+    assert "  pruners        the same random search of 6 trials" in summary
+    assert "CostAwarePruner (at equal FPO)" in summary
 
     (ledger_path,) = out.glob("demo-ledger-*.db")
     assert str(ledger_path) in summary
@@ -142,6 +145,10 @@ def test_reduced_demo_end_to_end(tmp_path):
     assert by_role["greener"]["runs"] == len([r for r in runs if r.role == "greener"])
     assert "  greener        best CNN variants, front:" in summary
     assert "Greener variants" in (out / "report.md").read_text()
+    assert any(n.startswith("pruner comparison: ") for n in data["notes"])
+    assert (
+        "pruner comparison: the same random search of 6 trials" in (out / "report.md").read_text()
+    )
 
 
 def test_demo_refuses_a_ledger_that_already_has_the_study(tmp_path, capsys):

@@ -10,7 +10,6 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 pytest.importorskip("optuna")
 
-from greenprint.demo import run_demo
 from greenprint.demo._display import PlainDisplay
 from greenprint.ledger import Ledger
 
@@ -65,14 +64,4 @@ def test_the_same_search_stopped_two_ways(tmp_path):
     led.close()
 
 
-@pytest.mark.slow
-def test_the_demo_shows_the_comparison_in_its_summary_and_report(tmp_path):
-    result = run_demo(
-        tmp_path / "out", quiet=True, trials=4, max_epochs=3, fractions=(), display=None
-    )
-    assert result.pruners is not None
-    assert "  pruners        the same random search of 4 trials" in result.summary
-    assert "CostAwarePruner (at equal FPO)" in result.summary
-    assert any(n.startswith("pruner comparison: ") for n in result.report.notes)
-    markdown = result.files["md"].read_text()
-    assert "pruner comparison: the same random search of 4 trials" in markdown
+# The demo's summary and report show the comparison: tests/test_demo.py checks them on its run.
