@@ -25,7 +25,7 @@ How a block runs:
 * Printed output is not compared. A value a Python example shows in a comment after a
   top-level expression (``c.total  # 55623280: every FPO``, ``c.unknown_ops  # {}``) is
   checked: a float to the precision written, anything else exactly (see ``claims``).
-* A block that runs ``greenprint demo`` (about 25 s) is marked ``slow``; it still runs by default.
+* A block that runs ``greenprint demo`` (about 45 s) is marked ``slow``; it still runs by default.
 
 Inputs a block needs but that belong to the reader (their training script) come from
 ``tests/docs_fixtures/``, copied into every directory before the file's first block runs; a
@@ -70,7 +70,7 @@ LANGUAGES = {
     "shell": "bash",
 }
 TIMEOUT_S = 240
-#: Blocks running one of these get the ``slow`` mark (``greenprint demo``: about 25 s).
+#: Blocks running one of these get the ``slow`` mark (``greenprint demo``: about 45 s).
 SLOW = re.compile(r"^\s*greenprint demo\b", re.M)
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
