@@ -138,22 +138,10 @@ def test_a_lightning_fit_with_count_fpo(tmp_path: Path) -> None:
     callback counting the FPO; the fit is a run nested in the learning-curve run."""
     pytest.importorskip("lightning", reason="lightning is not installed (greenprint[lightning])")
     torch = pytest.importorskip("torch")
-    import lightning.pytorch as pl
     from torch.utils.data import DataLoader, TensorDataset
 
+    from _tiny_lightning import Regressor, quiet_trainer
     from greenprint.integrations.lightning import GreenprintCallback
-
-    class Regressor(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(4, 1)
-
-        def training_step(self, batch: Any, batch_idx: int) -> Any:
-            x, y = batch
-            return torch.nn.functional.mse_loss(self.layer(x), y)
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.SGD(self.parameters(), lr=0.1)
 
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 4, generator=gen), torch.randn(64, 1, generator=gen)
@@ -163,15 +151,7 @@ def test_a_lightning_fit_with_count_fpo(tmp_path: Path) -> None:
         n = int(64 * fraction)
         data = DataLoader(TensorDataset(x[:n], y[:n]), batch_size=16)
         callback = GreenprintCallback("fit", ledger=db, count_fpo=True, **FAST)
-        trainer = pl.Trainer(
-            max_epochs=1,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[callback],
-        )
+        trainer = quiet_trainer(callback, max_epochs=1)
         model = Regressor()
         trainer.fit(model, data)
         with torch.no_grad():

@@ -321,22 +321,10 @@ def test_a_lightning_fit_inside_a_trial_stops_cleanly_at_the_trials_budget(
     (no exception in the user's code); both runs end interrupted with the trial's reason."""
     pytest.importorskip("lightning", reason="lightning is not installed (greenprint[lightning])")
     torch = pytest.importorskip("torch")
-    import lightning.pytorch as pl
     from torch.utils.data import DataLoader, TensorDataset
 
+    from _tiny_lightning import Regressor, quiet_trainer
     from greenprint.integrations.lightning import GreenprintCallback
-
-    class Regressor(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(4, 1)
-
-        def training_step(self, batch: Any, batch_idx: int) -> Any:
-            x, y = batch
-            return torch.nn.functional.mse_loss(self.layer(x), y)
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.SGD(self.parameters(), lr=0.1)
 
     gen = torch.Generator().manual_seed(0)
     data = DataLoader(
@@ -345,15 +333,7 @@ def test_a_lightning_fit_inside_a_trial_stops_cleanly_at_the_trials_budget(
     )
     db = tmp_path / "gp.db"
     callback = GreenprintCallback("fit", count_fpo=True, **FAST)
-    trainer = pl.Trainer(
-        max_epochs=5,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[callback],
-    )
+    trainer = quiet_trainer(callback, max_epochs=5)
     with gp.track("trial", study="lit", ledger=db, on_exceed="stop", budget_fpo=1) as trial:
         trainer.fit(Regressor(), data)  # returns normally
     runs = {r.name: r for r in gp.Ledger(db).runs(study="lit")}
