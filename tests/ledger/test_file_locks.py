@@ -96,3 +96,18 @@ def test_a_handle_on_an_open_ledger_closes_after_its_last_store(tmp_path: Path) 
     again = ledger.open("rb")
     _handles.close_handle(identity, again)  # no store: closed at once
     assert again.closed
+
+
+def test_a_store_nobody_closed_releases_its_file_when_collected(tmp_path: Path) -> None:
+    import gc
+
+    from greenprint.ledger._sqlite import SQLiteStore
+
+    ledger = tmp_path / "gp.db"
+    gp.Ledger(ledger).close()
+    identity = _handles.file_identity(ledger)
+    store = SQLiteStore(resolve_target(str(ledger)), create=False)
+    assert _handles.is_open(identity)
+    del store
+    gc.collect()
+    assert not _handles.is_open(identity)

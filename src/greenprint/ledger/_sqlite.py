@@ -24,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -170,8 +171,12 @@ class SQLiteStore:
         self._pid = os.getpid()
         # the file this store holds open: no handle of this process on it is closed meanwhile
         # (closing one would release this store's locks: see _handles)
-        self._identity = None if target.path is None else file_identity(target.path)
-        store_opened(self._identity)
+        identity = None if target.path is None else file_identity(target.path)
+        store_opened(identity)
+        # released once: by close(), or when a store nobody closed is collected (else its
+        # file would count as open for good, and a new file given its inode number later
+        # would skip the header check)
+        self._release_file = weakref.finalize(self, store_closed, identity)
         try:
             self.schema_version = self._open(create=create)
         except BaseException:
@@ -383,8 +388,7 @@ class SQLiteStore:
         if self._memory is not None:
             self._memory.close()
             self._memory = None
-        identity, self._identity = self._identity, None
-        store_closed(identity)  # once: close() may be called again
+        self._release_file()  # once: close() may be called again
 
     # ------------------------------------------------------------------ writes
     def insert_run(self, values: Mapping[str, Any], points: Sequence[MetricPoint]) -> bool:
