@@ -524,13 +524,16 @@ def price_tag(
         if r in of_role
     }
     if total.fpo_unknown:  # else every 0 is a count: an unknown FPO would be counted
-        every = {"": range(len(items))}
-        marked = _mark_unknown_fpo(forest, {"": total}, every)[""]
-        by_status = {s: marked if c is total else c for s, c in by_status.items()}
-        by_role = {r: marked if c is total else c for r, c in by_role.items()}
-        total = marked
-        by_status = _mark_unknown_fpo(forest, by_status, of_status)
-        by_role = _mark_unknown_fpo(forest, by_role, of_role)
+        knows = _knows_fpo(forest)
+        whole, total = total, _unknown_if_none_knows(total, range(len(items)), knows)
+        by_status = {
+            s: total if c is whole else _unknown_if_none_knows(c, of_status[s], knows)
+            for s, c in by_status.items()
+        }
+        by_role = {
+            r: total if c is whole else _unknown_if_none_knows(c, of_role[r], knows)
+            for r, c in by_role.items()
+        }
 
     started = min(forest.column("started_at"))
     ends = forest.column("ended_at")
@@ -594,28 +597,27 @@ def price_tag(
 
 
 # ---------------------------------------------------------------------------------- internals
-def _mark_unknown_fpo(
-    forest: RunForest, groups: dict[str, CostTotals], positions: Mapping[str, Sequence[int]]
-) -> dict[str, CostTotals]:
-    """``groups`` with ``fpo_known=False`` where a group's 0 FPO means unknown.
+def _knows_fpo(forest: RunForest) -> list[bool]:
+    """For each run, whether its own part of the FPO is a known amount.
 
-    A group's FPO is 0 when each of its runs counted 0, lies inside a run that counted its
-    FPO, is a container whose children inside it all know theirs, counted none (one of its
-    ``fpo_unknown``), or is a container over children whose FPO is unknown (counted under
-    their own group). The first three are a known 0; a group of runs of the last two alone
-    knows nothing: unknown, not 0 (its ``fpo_unknown`` still says how many runs).
+    It is when the run counted its FPO (0 included), lies inside a run that counted its own,
+    or is a container whose children inside it all know theirs. A run that counted none (one
+    of the ``fpo_unknown``) or a container over children whose FPO is unknown (counted under
+    their own group) knows nothing: its 0 is unknown.
     """
-    zero = [g for g, cost in groups.items() if cost.fpo == 0 and cost.fpo_known]
-    if not zero:
-        return groups
-    sums = forest.fpo_sums
     own = [v is not None for v in forest.column("fpo")]
     covered = forest.covered(own, fpo=True)
-    out = dict(groups)
-    for group in zero:
-        if not any(own[p] or sums.complete[p] or covered[p] for p in positions[group]):
-            out[group] = replace(groups[group], fpo_known=False)
-    return out
+    complete = forest.fpo_sums.complete
+    return [o or c or k for o, c, k in zip(own, covered, complete, strict=True)]
+
+
+def _unknown_if_none_knows(
+    cost: CostTotals, positions: Sequence[int], knows: list[bool]
+) -> CostTotals:
+    """``cost`` with ``fpo_known=False`` when its 0 FPO means unknown: no run of it knows."""
+    if cost.fpo == 0 and cost.fpo_known and not any(knows[p] for p in positions):
+        return replace(cost, fpo_known=False)
+    return cost
 
 
 def _picker(positions: Sequence[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
