@@ -515,15 +515,18 @@ def test_random_search_in_worker_processes_reads_as_its_cv_results(sklearn_studi
     _export_reads_as_the_report(home, "random", report)
 
 
-def test_halving_search_reads_one_trial_per_candidate_and_iteration(sklearn_studies):
-    """As the integration documents: each row of cv_results_ (a candidate at one iteration,
-    with ``iter`` and ``n_resources``) is a trial; the refit is the final run."""
+def test_halving_search_reads_one_trial_per_candidate_pruned_where_eliminated(sklearn_studies):
+    """As the integration documents: each candidate is a trial, its row of cv_results_ at its
+    last iteration (``iter``, ``n_resources``); the 2 that reached the last iteration finished,
+    the 6 eliminated before are pruned (their earlier rows are parts); the refit is final."""
     home, built = sklearn_studies
     report = _report_in(home, "rep-halving", "--study", "halving", "--format", "json,md",
                         "--no-plots")  # fmt: skip
     trials = [r for r in report["runs"] if r["is_trial"]]
-    assert len(trials) == built["halving"]["rows"] == 14
-    assert sorted({r["params"]["n_resources"] for r in trials}) == [60, 120, 240]
+    assert built["halving"]["rows"] == 14 and len(trials) == 8
+    assert sorted((r["status"], r["params"]["n_resources"]) for r in trials) == [
+        ("finished", 240), ("finished", 240), *[("pruned", 60)] * 4, *[("pruned", 120)] * 2
+    ]  # fmt: skip
     final = report["price_tag"]["final"]
     assert (final["name"], final["score"]) == ("halving-refit", built["halving"]["best"])
     _export_reads_as_the_report(home, "halving", report)

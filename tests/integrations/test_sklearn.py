@@ -14,11 +14,9 @@ from integrations._frameworks import need
 need("sklearn", "sklearn")
 
 from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.experimental import enable_halving_search_cv  # noqa: E402, F401
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import (  # noqa: E402
     GridSearchCV,
-    HalvingRandomSearchCV,
     RandomizedSearchCV,
 )
 from sklearn.tree import DecisionTreeClassifier  # noqa: E402
@@ -108,27 +106,6 @@ def test_randomized_search_in_process(tmp_path: Path, digits) -> None:
     runs = _runs(db, "random")
     _check_tree(runs, search, 2)
     assert {r.name for r in runs if r.role == "trial"} == {f"tree-search-c{i}" for i in range(3)}
-
-
-def test_halving_search_one_trial_per_row(tmp_path: Path, digits) -> None:
-    X, y = digits
-    db = tmp_path / "g.db"
-    search = HalvingRandomSearchCV(
-        DecisionTreeClassifier(random_state=0),
-        {"max_depth": [1, 2, 3, 4, 5, 6]},
-        n_candidates=6,
-        factor=2,
-        cv=2,
-        random_state=0,
-        min_resources=40,
-        n_jobs=2,  # rows of later iterations are found from the worker's pickled search
-    )
-    track_search(search, X, y, ledger=db, study="halving", **FAST)
-    runs = _runs(db, "halving")
-    _check_tree(runs, search, 2)
-    trials = [r for r in runs if r.role == "trial"]
-    assert {r.params["iter"] for r in trials} == set(search.cv_results_["iter"].tolist())
-    assert max(r.params["iter"] for r in trials) >= 1
 
 
 def test_apportion_path_shares_the_measured_search(tmp_path: Path, digits) -> None:

@@ -14,12 +14,19 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
 * the search: one run, ``role="sweep"``, measured in this process with its whole process tree
   (joblib's worker processes are children of it), so the price tag, which sums root runs,
   counts the search once;
-* each candidate (each row of ``cv_results_``; a halving search has one row per candidate and
-  iteration): a run, ``role="trial"``, child of the sweep, named ``<sweep>-c<row>``, with
-  ``params`` from ``cv_results_["params"]`` (plus ``iter`` and ``n_resources`` for halving
-  searches) and metrics ``score`` (the mean test score of the metric that ranks, i.e.
-  ``refit``'s), and ``mean_test_*``, ``std_test_*``, ``rank_test_*`` (``mean_train_*`` with
+* each candidate (each row of ``cv_results_``): a run, ``role="trial"``, child of the sweep,
+  named ``<sweep>-c<row>``, with ``params`` from ``cv_results_["params"]`` and metrics
+  ``score`` (the mean test score of the metric that ranks, i.e. ``refit``'s), and
+  ``mean_test_*``, ``std_test_*``, ``rank_test_*`` (``mean_train_*`` with
   ``return_train_score``); status ``failed`` when a fold failed to fit (``error_score``);
+* a halving search has one row per candidate and iteration it reached: the row of the
+  candidate's last iteration is its trial (params ``iter`` and ``n_resources`` say which), with
+  the cost of all its iterations; its earlier rows are parts of it (``role="part"``, with their
+  folds and their scores on fewer resources). A candidate that reached the search's last
+  iteration is ``finished``; one eliminated before is ``pruned``, as a scheduler's early stop
+  of an Optuna or Ray Tune trial: its cost counts, its score (on fewer resources) counts in the
+  expected max performance as a pruned trial's last value does, and the best trial is a
+  finished one, scored on the most resources, as ``best_score_`` is;
 * each cross-validation fold of a candidate: a run, ``role="part"``, child of its trial, named
   ``<sweep>-c<row>-fold<k>``, with ``params={"fold": k}`` and metrics ``score`` and ``test_*``;
 * the refit on the whole data: a run, ``role="final"``, child of the sweep, with the best
@@ -342,6 +349,7 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
             type(search).__name__,
         )
         shares = _time_shares(search, results)
+    rows: list[RunRecord] = []
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
         params = _plain_params(results["params"][row])
@@ -360,13 +368,18 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
             record = _summed(
                 base, tid, f"{name}-c{row}", sweep.id, children.get(tid, []), status, params, ()
             )
-        record = replace(
-            record,
-            status=status,
-            error=None if status == "finished" else "a fold failed to fit (error_score)",
-            metrics=tuple(metrics),
+        rows.append(
+            replace(
+                record,
+                status=status,
+                error=None if status == "finished" else "a fold failed to fit (error_score)",
+                metrics=tuple(metrics),
+            )
         )
+    for record in _candidates(rows, results, sweep.id, summed=shares is None):
         ledger.start_run(record)
+    for row in range(n_rows):
+        tid = trial_id(sweep.id, row)
         folds = children.get(tid, [])
         _score_folds(ledger, sweep, results, row, tid, folds, refit, n_splits, now, shares)
     if shares is not None and getattr(search, "refit", False) and measured_final is None:
@@ -384,6 +397,103 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
             else ()
         )
         ledger.start_run(replace(final, role="final", metrics=scores))
+
+
+def _candidates(
+    rows: list[RunRecord], results: Mapping[str, Any], sweep_id: str, *, summed: bool
+) -> list[RunRecord]:
+    """The runs of ``cv_results_``'s rows: one trial per candidate, its earlier rows its parts.
+
+    A search without iterations (no ``iter`` column): each row is a trial, as written. A
+    halving search evaluates a candidate once per iteration it reaches, a row each time: the
+    row of its last iteration is its trial, with the cost of every iteration it ran (its earlier
+    rows are its parts, ``role="part"``, with their folds), ``finished`` when that was the
+    search's last iteration, else ``pruned`` (eliminated there, as a scheduler's early stop of a
+    Ray Tune trial); ``failed`` when a fold failed to fit. So the best finished trials are the
+    candidates scored on the most resources, as ``best_score_`` is.
+    """
+    if "iter" not in results:
+        return rows
+    iters = [int(i) for i in results["iter"]]
+    last_iter = max(iters, default=0)
+    trial_row = _last_rows(results["params"], iters)
+    earlier: dict[int, list[RunRecord]] = {}
+    for row, last in enumerate(trial_row):
+        if last != row:
+            earlier.setdefault(last, []).append(rows[row])
+    out: list[RunRecord] = []
+    for row, record in enumerate(rows):
+        last = trial_row[row]
+        if last != row:  # an iteration of a candidate that went on: a part of its trial
+            out.append(replace(record, role="part", parent_id=trial_id(sweep_id, last)))
+            continue
+        status = record.status
+        if status == "finished" and iters[row] < last_iter:
+            status = "pruned"
+        out.append(replace(_with_parts(record, earlier.get(row, []), summed=summed), status=status))
+    return out
+
+
+def _last_rows(params: Any, iters: list[int]) -> list[int]:
+    """For each row of a halving search, the row of the same candidate at its last iteration.
+
+    A candidate kept for iteration ``i + 1`` is the same ``params`` dict as its row of
+    iteration ``i`` (scikit-learn passes the dicts on); equal parameters link rows otherwise.
+    """
+    plain = [_plain_params(p) for p in params]
+    by_iter: dict[int, list[int]] = {}
+    for row, it in enumerate(iters):
+        by_iter.setdefault(it, []).append(row)
+    following: dict[int, int] = {}
+    for it, members in by_iter.items():
+        free = list(by_iter.get(it - 1, ()))
+        for row in members:
+            match = next((r for r in free if params[r] is params[row]), None)
+            if match is None:
+                match = next((r for r in free if plain[r] == plain[row]), None)
+            if match is not None:
+                free.remove(match)
+                following[match] = row
+    last = list(range(len(iters)))
+    for row in range(len(iters)):
+        while last[row] in following:
+            last[row] = following[last[row]]
+    return last
+
+
+def _with_parts(trial: RunRecord, parts: list[RunRecord], *, summed: bool) -> RunRecord:
+    """``trial`` with the cost of its earlier iterations (its parts) added.
+
+    Its time: the span from its first fold's start to its last fold's end with measured folds,
+    the sum of its time shares when apportioned.
+    """
+    if not parts:
+        return trial
+    every = [trial, *parts]
+
+    def total(attr: str) -> float | None:
+        values = [getattr(r, attr) for r in every if getattr(r, attr) is not None]
+        return sum(values) if values else None
+
+    started = min(r.started_at for r in every)
+    ended = max(r.ended_at or r.started_at for r in every)
+    provenance = dict(trial.provenance)
+    note = provenance.get("trial", "")
+    provenance["trial"] = f"{note}; with its {len(parts)} earlier halving iteration(s)"
+    return replace(
+        trial,
+        started_at=started,
+        ended_at=ended,
+        heartbeat_at=ended,
+        duration_s=max(ended - started, 0.0) if summed else sum(r.duration_s for r in every),
+        energy_cpu_kwh=total("energy_cpu_kwh"),
+        energy_gpu_kwh=total("energy_gpu_kwh"),
+        energy_ram_kwh=total("energy_ram_kwh"),
+        energy_kwh=total("energy_kwh") or 0.0,
+        machine_energy_kwh=total("machine_energy_kwh"),
+        emissions_kg=total("emissions_kg") or 0.0,
+        provenance=provenance,
+    )
 
 
 def _score_folds(
