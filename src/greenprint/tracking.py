@@ -364,6 +364,9 @@ class Run:
         self._environment: Any = None
         self._hardware: dict[str, Any] = {}
         self._saved_env: dict[str, str | None] = {}
+        # False: the run does not export itself to child processes (GREENPRINT_PARENT_*); its
+        # owner does, when it alone should be their parent (Optuna's parallel trials)
+        self._exports_env = True
         self._ctx_token: contextvars.Token[tuple[Any, ...]] | None = None
         self._listeners: list[Callable[[Run, str], None]] = []
         self._host = ""
@@ -410,6 +413,16 @@ class Run:
             BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once, after
                 the values are recorded).
         """
+        self._add_metrics(step, metrics)
+        if self._guard is not None or self._guarded_up:
+            self._enforce_budgets()
+
+    def _add_metrics(self, step: int | None, metrics: Mapping[str, Any]) -> None:
+        """:meth:`log` without the budget check: for an integration's own thread (a listener).
+
+        Raises:
+            ConfigError: a value is not a number (nothing is recorded then).
+        """
         now = time.time()
         points = []
         for metric, value in metrics.items():
@@ -421,8 +434,6 @@ class Run:
         with self._lock:
             self._metrics.extend(points)
             self._pending_metrics.extend(points)
-        if self._guard is not None or self._guarded_up:
-            self._enforce_budgets()
 
     def set(self, **fields: Any) -> None:
         """Record facts: ``params`` (merged), ``dataset_size``, ``fpo``, ``param_count``, ``role``.
@@ -1383,14 +1394,18 @@ class Run:
                 logger.exception("greenprint: a listener of run %s failed (%s)", self.id[:8], event)
 
     def _export_env(self) -> None:
+        if self._exports_env:
+            self._saved_env = _lineage.export_env(*self._child_env())
+
+    def _child_env(self) -> tuple[str, str, str | None, str]:
+        """What a child process inherits from this run: id, study, ledger URL, process tree."""
         url = None
         if self._ledger is not None:
             url = getattr(self._ledger, "url_unmasked", self._ledger.url)
         from greenprint._jobs import parent_tree_value
 
         root = self._options.get("pid") or os.getpid()
-        tree = parent_tree_value(self._scope, root, self._host)
-        self._saved_env = _lineage.export_env(self.id, self._study, url, tree)
+        return self.id, self._study, url, parent_tree_value(self._scope, root, self._host)
 
     def _release(self) -> None:
         _lineage.restore_env(self._saved_env)

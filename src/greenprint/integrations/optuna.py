@@ -19,7 +19,13 @@ name, ``params`` = ``trial.params``, the objective value(s) as metrics (``value`
 ``values_0``, ``values_1``... for a multi-objective study, or the names given in
 ``metric_names``), intermediate values (``trial.report(value, step)``) as that metric's steps,
 and status ``finished``/``pruned``/``failed``. The trial gets the user attributes
-``energy_kwh``, ``emissions_kg`` and ``greenprint_run_id``.
+``energy_kwh``, ``emissions_kg`` and ``greenprint_run_id`` (the last one when it starts).
+
+A trial killed mid-run (SIGKILL, an OOM kill, a node lost) keeps its configuration: at each
+flush of its run (``flush_interval_s``) the callback puts ``trial.params`` so far and the
+intermediate values not yet logged on the run, and they go out with the next flush; the run
+then reads ``lost`` with them. Each step is logged once (the objective's end logs only what
+the flushes had not).
 
 The study itself is not a run: its cost is the sum of its trials (the sampler's own work
 between trials, milliseconds for TPE, is not measured). To measure that too, wrap
@@ -33,6 +39,15 @@ run (``gp.track("search", role="sweep")``), the price tag shares that run's meas
 among the trials that ran at the same time, so the study is not counted twice (docs/analysis.md,
 "Price tag"). Process-parallel workers (several processes
 or machines on one RDB storage) each measure their own trials and write them to the same ledger.
+
+Child processes: a child links to its run through environment variables, one set per process
+for all its threads. The trials' runs do not export themselves; the callback makes the
+environment name a trial's run while it runs alone, and while two or more run at once, neither:
+only what the environment named around ``study.optimize`` (the sweep run, the trials' common
+parent, or no run), so a child is never linked to a trial that did not start it. Such a child
+is the sweep's part (counted once in the study, not per trial) or a run of its own.
+:meth:`GreenprintCallback.child_env` gives the environment that links a child to its own trial
+whatever else runs: ``subprocess.run(cmd, env=cb.child_env(trial))``.
 
 Budgets (``GreenprintCallback(budget_kwh=..., on_exceed="stop")``, or ``budget=gp.Budget(...,
 per="study")`` for the whole search) are given to every trial's run. With ``"stop"``,
@@ -50,6 +65,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -83,7 +99,10 @@ _THREADS_WARNING = (
     "charged the whole process's energy over its span (the trials' sum counts the overlap "
     "more than once; inside a tracked run, e.g. gp.track('search', role='sweep'), the price "
     "tag shares that run's measured energy out among them instead). Use process-parallel "
-    "workers on a shared storage to measure each trial on its own."
+    "workers on a shared storage to measure each trial on its own. A child process started "
+    "while trials run at once is linked to their common parent (the run around "
+    "study.optimize, or no run), not to a trial: its cost is counted in the study, not per "
+    "trial; give it env=cb.child_env(trial) to link it to its trial."
 )
 
 _AUTO_NAME_PREFIX = "no-name-"
@@ -130,6 +149,10 @@ class GreenprintCallback:
         self._metric_names = _check_metric_names(metric_names)
         self._lock = threading.Lock()
         self._running = 0
+        # the trials' runs between their start and their objective's end, oldest first, and
+        # the one the environment names for child processes (with what export_env returned)
+        self._live: dict[tuple[str, int], Any] = {}
+        self._exported: tuple[Any, dict[str, str | None]] | None = None
         # (study name, trial number) -> (run id, ledger, recorded status), until the callback
         self._measured: dict[tuple[str, int], tuple[str, Any, str]] = {}
         self._warn = WarnOnce()
@@ -181,36 +204,105 @@ class GreenprintCallback:
                 parent=parent,
                 **self._options,
             )
+            run._exports_env = False  # the callback names it to child processes (_relink)
+            recorder = _Recorder(trial, run, names[0])
+            run.add_listener(recorder.on_event)
             run.start()
+            key = (study_name, trial.number)
             try:
-                result = objective(trial)
+                with self._lock:
+                    self._live[key] = run
+                    self._relink()
+                try:
+                    trial.set_user_attr("greenprint_run_id", run.id)  # also if the trial dies
+                    result = objective(trial)
+                finally:
+                    with self._lock:
+                        del self._live[key]
+                        self._relink()
             except BaseException as e:
                 ended, why = status_for(e)
-                self._finish(run, trial, study_name, names, ended, why, None)
+                self._finish(run, recorder, study_name, names, ended, why, None)
                 raise
             status, error, values = _check_result(result, names)
-            self._finish(run, trial, study_name, names, status, error, values)
+            self._finish(run, recorder, study_name, names, status, error, values)
             return result
         finally:
             with self._lock:
                 self._running -= 1
 
+    def _relink(self) -> None:
+        """Make the environment name the trial running alone, else none of them.
+
+        Child processes link to their run through process-wide environment variables
+        (:mod:`greenprint._lineage`), while trials of ``n_jobs > 1`` run in threads of one
+        process: a child started by one trial while another runs could not tell which started
+        it, so then the environment names neither, only what it named around
+        ``study.optimize`` (the trials' common parent, or no run). Called with ``_lock`` held,
+        before an objective starts and after it ends.
+        """
+        alone = next(iter(self._live.values())) if len(self._live) == 1 else None
+        if self._exported is not None:
+            if self._exported[0] is alone:
+                return
+            _lineage.restore_env(self._exported[1])
+            self._exported = None
+        if alone is not None:
+            self._exported = (alone, _lineage.export_env(*alone._child_env()))
+
+    def child_env(self, trial: Trial) -> dict[str, str]:
+        """The environment for a child process of ``trial``, with the trial's run as its parent.
+
+        ``subprocess.run(cmd, env=cb.child_env(trial))`` inside the objective: the child's runs
+        (``gp.track`` there, ``greenprint run``) are the trial's parts, also while other trials
+        run in other threads (``n_jobs > 1``), when the process's own environment names no
+        trial.
+
+        Returns:
+            A copy of ``os.environ`` with the trial's run, study, ledger and process tree in
+            the ``GREENPRINT_PARENT_*`` variables.
+
+        Raises:
+            ConfigError: ``trial`` is not a trial this callback is running now (call it inside
+                the tracked objective, with the trial it was given).
+        """
+        run = None
+        if isinstance(trial, Trial):
+            with self._lock:
+                run = self._live.get((self._study_name(trial.study), trial.number))
+        if run is None:
+            number = getattr(trial, "number", None)
+            raise ConfigError(
+                f"trial {number} is not running under this GreenprintCallback: call "
+                "cb.child_env(trial) inside the tracked objective, with the trial it was given"
+            )
+        run_id, study, url, tree = run._child_env()
+        env = dict(os.environ)
+        exported = {
+            _lineage.PARENT_ENV: run_id,
+            _lineage.PARENT_STUDY_ENV: study,
+            _lineage.PARENT_LEDGER_ENV: url,
+            _lineage.PARENT_TREE_ENV: tree,
+        }
+        for key, value in exported.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
     def _finish(
         self,
         run: Any,
-        trial: Trial,
+        recorder: _Recorder,
         study_name: str,
         names: Sequence[str],
         status: str,
         error: str | None,
         values: Sequence[float] | None,
     ) -> None:
-        try:
-            run.set(params=dict(trial.params))
-        except ConfigError as e:  # a parameter name greenprint cannot store: keep the rest
-            logger.warning("greenprint: trial %d's params not recorded: %s", trial.number, e)
-        for step, value in sorted(_intermediate_values(trial).items()):
-            _log(run, {names[0]: value}, step=int(step))
+        trial = recorder.trial
+        recorder.record(final=True)
         if values is not None:
             _log(run, dict(zip(names, values, strict=True)))
         run.stop(status=status, error=error)
@@ -349,6 +441,62 @@ def _check_result(
     return "finished", None, tuple(values)
 
 
+class _Recorder:
+    """Puts a running trial's params and intermediate values on its run, each step once.
+
+    Called at each flush of the run (on its sampler thread), so that a trial killed mid-run
+    (SIGKILL, an OOM kill, a node lost) keeps in the ledger the configuration it ran and the
+    values it reported: what is new goes out with the run's next flush. Called once more when
+    the objective has ended (:meth:`GreenprintCallback._finish`), for what came after.
+    """
+
+    def __init__(self, trial: Trial, run: Any, metric: str) -> None:
+        self.trial = trial
+        self._run = run
+        self._metric = metric
+        self._lock = threading.Lock()  # the sampler thread's flush and the objective's end
+        self._params: dict[str, Any] = {}
+        self._steps: set[int] = set()
+
+    def on_event(self, run: Any, event: str) -> None:
+        """The run's listener: record what is new at each flush."""
+        if event == "flush":
+            self.record(final=False)
+
+    def record(self, *, final: bool) -> None:
+        """Set the trial's params if they changed, log its intermediate values not yet logged.
+
+        Args:
+            final: the objective has ended: a param name greenprint cannot store is warned
+                about, and the values are logged as :func:`_log` does (a "stop" budget crossed
+                meanwhile ends the run ``interrupted``); else (a flush, on the sampler thread)
+                budgets are left to the objective's own calls and the run's end.
+        """
+        trial = self.trial
+        with self._lock:
+            try:
+                params = trial.params
+            except RuntimeError:  # a suggest_* in the objective's thread grew it meanwhile:
+                params = self._params  # the next flush reads it
+            if params != self._params:
+                try:
+                    self._run.set(params=params)
+                    self._params = params
+                except ConfigError as e:  # a parameter name greenprint cannot store
+                    if final:
+                        logger.warning(
+                            "greenprint: trial %d's params not recorded: %s", trial.number, e
+                        )
+            for step, value in sorted(_intermediate_values(trial).items()):
+                if step in self._steps:
+                    continue
+                if final:
+                    _log(self._run, {self._metric: value}, step=int(step))
+                else:
+                    self._run._add_metrics(int(step), {self._metric: value})
+                self._steps.add(step)
+
+
 def _log(run: Any, values: dict[str, float], *, step: int | None = None) -> None:
     """Record the trial's values on its ended objective's run, whatever its budgets say.
 
@@ -363,7 +511,11 @@ def _log(run: Any, values: dict[str, float], *, step: int | None = None) -> None
 
 
 def _intermediate_values(trial: Trial) -> dict[int, float]:
-    """What ``trial.report`` recorded: Optuna keeps it on the trial's cached frozen trial."""
+    """What ``trial.report`` recorded: Optuna keeps it on the trial's cached frozen trial.
+
+    Read from another thread than the objective's too (a flush): ``dict()`` of a dict copies
+    it in one step, under the interpreter lock.
+    """
     cached = getattr(trial, "_cached_frozen_trial", None)
     if cached is not None:
         return dict(cached.intermediate_values)
