@@ -402,12 +402,13 @@ class PriceTag:
         """A few lines of plain text for a terminal or a log."""
         t = self.total
         statuses = ", ".join(f"{v.trials} {k}" for k, v in self.by_status.items() if v.trials)
+        statuses = f" ({statuses})" if statuses else ""  # no trial: no "()"
         runs = count_of(t.fpo_unknown, "run")
         fpo = f"{t.fpo:.3g} FPO" + (f" + unknown for {runs}" if t.fpo_unknown else "")
         if t.fpo_unknown and not t.fpo:
             fpo = f"FPO unknown for {runs}"
         lines = [
-            f"{count_of(t.trials, 'trial')} ({statuses}) in {count_of(t.runs, 'run')}",
+            f"{count_of(t.trials, 'trial')}{statuses} in {count_of(t.runs, 'run')}",
             f"{t.energy_kwh:.4g} kWh, {t.emissions_kg:.4g} kg CO2-eq, {fpo}, "
             f"{t.duration_s:.4g} s of runs over {self.elapsed_s:.4g} s elapsed",
         ]

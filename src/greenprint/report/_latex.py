@@ -204,6 +204,14 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             if best
             else "Runs"
         )
+        if best and not shown:  # only the final run (read "The 0 best trials ... out of 0")
+            what = "The final run ($\\star$); " + (
+                "the study has no trial"
+                if not tag.total.trials
+                else "the study's one trial has no score"
+                if tag.total.trials == 1
+                else f"none of the {tag.total.trials} trials has a score"
+            )
         from_parts = sum(1 for r in report.runs if r.is_trial and r.score_source == "parts")
         if best and from_parts:  # what the Markdown and HTML notes say: fold means
             which = (

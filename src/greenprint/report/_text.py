@@ -190,9 +190,14 @@ def model_card_emissions(
     summary = tag.provenance
     intensity = ", ".join(short_source(s) for s in summary.intensity_sources) or "unrecorded"
     pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "unrecorded"
+    counted = (  # a study of no trial (baselines, a learning curve...) counts its runs
+        f"{count_of(tag.total.trials, 'trial')} (failed and pruned included)"
+        if tag.total.trials
+        else f"{count_of(tag.total.runs, 'run')} (no trial)"
+    )
     source = (
-        f"greenprint {version}: {count_of(tag.total.trials, 'trial')} (failed and pruned "
-        f"included), energy {_energy_clause(summary)}, grid intensity {intensity}, PUE {pue}"
+        f"greenprint {version}: {counted}, energy {_energy_clause(summary)}, grid intensity "
+        f"{intensity}, PUE {pue}"
     )
     return ModelCardEmissions(
         emissions_g=kg_to_g(tag.total.emissions_kg),
@@ -234,6 +239,7 @@ def compute_statement(
     """
     total = tag.total
     statuses = ", ".join(f"{v.trials} {k}" for k, v in tag.by_status.items() if v.trials)
+    statuses = f" ({statuses})" if statuses else ""  # no trial: no "()"
     summary = tag.provenance
     hours = total.duration_s / 3600.0
     pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "unrecorded"
@@ -247,7 +253,7 @@ def compute_statement(
         if total.fpo_unknown:
             fpo += f", not counting {unknown} whose FPO is unknown"
     text = [
-        f"The study “{study}” comprised {count_of(total.trials, 'trial')} ({statuses}) in "
+        f"The study “{study}” comprised {count_of(total.trials, 'trial')}{statuses} in "
         f"{count_of(total.runs, 'run')}, all counted in the figures that follow, on "
         f"{'; '.join(hardware)}.",
         f"They ran for {_run_time(hours, total.duration_s, tag.elapsed_s)} and used "

@@ -1,0 +1,643 @@
+"""Issue 12, a fourth outside check: study shapes the first three checks did not use.
+
+Each study is built the way users build one, through the real frameworks and the CLI, in a
+fresh empty directory with a clean environment (no ``GREENPRINT_*`` variable, no configuration),
+then read in all four report formats and both exports:
+
+* **process-parallel Optuna**: two worker processes started at the same time on one Optuna RDB
+  storage (``sqlite:///optuna.db``, ``load_if_exists=True``), both writing through greenprint's
+  Optuna callback into one greenprint ledger (a SQLite file; a PostgreSQL ledger in a slow test);
+* **a search resumed after a crash**: ``greenprint run -- python search.py`` (an Optuna search)
+  killed with SIGKILL, the whole job, in the middle of a trial, then run again to completion;
+* **scikit-learn** ``GridSearchCV`` under ``joblib.parallel_backend("threading", n_jobs=2)``
+  through greenprint's ``track_search``, inside ``greenprint run --role sweep``;
+* **a data-scaling study**: ``run_learning_curve`` at four training-set sizes (two repeats),
+  two baselines started as ``greenprint run --role baseline -- python baseline.py`` and a final
+  retrain as ``greenprint run --role final -- python final.py``, all in one study and no trial;
+* **Ray Tune with** ``FailureConfig(max_failures=1)``: a trainable that fails once and succeeds
+  when Tune retries it (slow: a local Ray cluster).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _clean_env import clean_env
+from _report_cli import GREENPRINT, run_in
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from _report_cli import report_text as _text
+from greenprint.analysis import expected_max_performance
+
+#: One worker of a process-parallel search: ``python search.py SEED N_TRIALS LEDGER``.
+PARALLEL_SCRIPT = """
+import sys, time
+import optuna
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+seed, n, ledger = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def objective(trial):
+    model = trial.suggest_categorical("model", ["mlp", "cnn"])
+    lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    if trial.number % 5 == 4:  # Optuna numbers trials across both workers: 4 and 9 fail
+        raise FloatingPointError("loss diverged")
+    loss = 1.0
+    for step in range(3):
+        busy(0.03)
+        loss = (abs(lr - 0.01) + (0.2 if model == "mlp" else 0.0)) / (step + 1)
+        trial.report(loss, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return loss
+
+
+cb = GreenprintCallback(ledger=ledger, metric_names=["val_loss"])
+study = optuna.create_study(
+    study_name="par", direction="minimize", storage="sqlite:///optuna.db", load_if_exists=True,
+    sampler=optuna.samplers.RandomSampler(seed=seed),
+    pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+study.optimize(cb.track(objective), n_trials=n, callbacks=[cb], catch=(FloatingPointError,))
+"""
+
+#: Optuna's own reading of a study on ``sqlite:///optuna.db``: ``python trials.py STUDY``.
+TRIALS_SCRIPT = """
+import json, sys
+import optuna
+
+study = optuna.load_study(study_name=sys.argv[1], storage="sqlite:///optuna.db")
+print(json.dumps([{"number": t.number, "state": t.state.name, "value": t.value,
+                   "params": t.params, "run": t.user_attrs.get("greenprint_run_id")}
+                  for t in study.trials]))
+"""
+
+#: A search that the test kills (the whole job) in the middle of trial 3, the first time.
+CRASH_SCRIPT = """
+import os, sys, time
+import optuna
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def objective(trial):
+    x = trial.suggest_float("x", 0.0, 1.0)
+    for step in range(3):
+        busy(0.03)
+        trial.report(x * (step + 1), step)
+        if trial.number == 3 and step == 1 and not os.path.exists("resumed"):
+            open("killme", "w").close()  # the test kills the whole job now
+            busy(120)
+    return x * 3
+
+
+cb = GreenprintCallback(flush_interval_s=1.0)  # a trial loses at most 1 s when killed
+study = optuna.create_study(
+    study_name="crash", direction="maximize", storage="sqlite:///optuna.db",
+    load_if_exists=True, sampler=optuna.samplers.RandomSampler(seed=len(sys.argv)))
+study.optimize(cb.track(objective), n_trials=int(sys.argv[1]), callbacks=[cb])
+"""
+
+GRID_SCRIPT = """
+import json
+from joblib import parallel_backend
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV
+from sklearn.svm import SVC
+from greenprint.integrations.sklearn import track_search
+
+X, y = load_digits(return_X_y=True)
+X, y = X[:300], y[:300]
+search = GridSearchCV(SVC(), {"C": [0.1, 1, 10], "kernel": ["rbf", "linear"]}, cv=3)
+with parallel_backend("threading", n_jobs=2):  # the folds in two threads of this process
+    track_search(search, X, y, name="grid")
+print(json.dumps({"params": search.cv_results_["params"],
+                  "scores": search.cv_results_["mean_test_score"].tolist(),
+                  "best": search.best_score_}))
+"""
+
+SCALE_COMMON = """
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+X, y = load_digits(return_X_y=True)
+Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+"""
+
+SCALE_CURVE = """
+import json
+from sklearn.linear_model import LogisticRegression
+from greenprint.analysis import run_learning_curve
+from common import Xtr, Xte, ytr, yte
+
+
+def train(fraction, seed=0):
+    n = int(len(Xtr) * fraction)
+    model = LogisticRegression(max_iter=100).fit(Xtr[:n], ytr[:n])
+    return float(model.score(Xte, yte)), n
+
+
+curve = run_learning_curve(train, [0.1, 0.25, 0.5, 1.0], study="scale", seed=0, repeats=2,
+                           metric="accuracy")
+print(json.dumps({"size": curve.dataset_size.tolist(), "score": curve.score_mean.tolist()}))
+"""
+
+SCALE_BASELINE = """
+import json, sys
+import greenprint as gp
+from sklearn.dummy import DummyClassifier
+from sklearn.naive_bayes import GaussianNB
+from common import Xtr, Xte, ytr, yte
+
+model = {"majority": DummyClassifier(), "bayes": GaussianNB()}[sys.argv[1]]
+with gp.track(sys.argv[1]) as run:
+    model.fit(Xtr, ytr)
+    run.log(accuracy=float(model.score(Xte, yte)))
+print(json.dumps(float(model.score(Xte, yte))))
+"""
+
+SCALE_FINAL = """
+import json
+import greenprint as gp
+from sklearn.linear_model import LogisticRegression
+from common import Xtr, Xte, ytr, yte
+
+with gp.track("retrain", params={"C": 1.0}) as run:
+    model = LogisticRegression(max_iter=100).fit(Xtr, ytr)
+    run.log(accuracy=float(model.score(Xte, yte)))
+    run.set(dataset_size=len(Xtr))
+print(json.dumps(float(model.score(Xte, yte))))
+"""
+
+RAY_SCRIPT = """
+import json, os, time
+import ray
+from ray import tune
+from greenprint.integrations.ray import GreenprintTuneCallback, trainable
+
+HERE = os.getcwd()
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def train(config):
+    x = config["x"]
+    for i in range(3):
+        busy(0.05)
+        marker = os.path.join(HERE, f"failed-{x}")
+        if x == 2 and i == 1 and not os.path.exists(marker):  # its first attempt only
+            open(marker, "w").close()
+            raise ValueError("the data loader's worker died")
+        tune.report({"score": float(x * (i + 1))})
+
+
+ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+         _temp_dir=os.path.join(HERE, "ray"), log_to_driver=False)
+tuner = tune.Tuner(
+    trainable(train),
+    param_space={"x": tune.grid_search([1, 2, 3])},
+    tune_config=tune.TuneConfig(metric="score", mode="max"),
+    run_config=tune.RunConfig(
+        name="retry", storage_path=os.path.join(HERE, "results"), verbose=0,
+        callbacks=[GreenprintTuneCallback(study="retry")],
+        failure_config=tune.FailureConfig(max_failures=1)))
+grid = tuner.fit()
+print(json.dumps([{"x": r.config["x"], "score": (r.metrics or {}).get("score"),
+                   "error": r.error is not None} for r in grid]))
+ray.shutdown()
+"""
+
+
+# ------------------------------------------------------------------------------- helpers
+def _rows(report: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in report["runs"]}
+
+
+def _runs(ledger: str | Path, study: str) -> list[gp.RunRecord]:
+    with gp.Ledger(ledger, create=False) as led:
+        return list(led.runs(study=study))
+
+
+def _export(home: Path, study: str, *args: str) -> tuple[list[dict[str, str]], list[dict]]:
+    """``greenprint ledger export`` of ``study``: the CSV rows and the JSON items."""
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--out", "x.csv")
+    assert done.returncode == 0, done.stderr
+    with (home / "x.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return rows, json.loads(done.stdout)["runs"]
+
+
+def _export_reads_as_the_report(home: Path, study: str, report: dict, *args: str) -> None:
+    """Both exports give every run (by id) the report's role, and their root rows sum to the
+    price tag (each root the larger of what it recorded and what its children add up to)."""
+    rows, items = _export(home, study, *args)
+    roles = {r["id"]: r["role"] for r in report["runs"]}
+    assert {r["id"]: r["role"] for r in rows} == roles
+    assert {i["id"]: i["role"] for i in items} == roles
+    children: dict[str, list[dict]] = {}
+    for r in rows:
+        children.setdefault(r["parent_id"] or "", []).append(r)
+
+    def nested(row: dict, key: str) -> float:
+        inner = sum(nested(c, key) for c in children.get(row["id"], ()))
+        return max(float(row[key]), inner)
+
+    total = report["price_tag"]["total"]
+    assert len(rows) == total["runs"]
+    for key in ("energy_kwh", "emissions_kg"):
+        assert sum(nested(r, key) for r in children[""]) == pytest.approx(total[key], rel=1e-9)
+
+
+#: A number with a unit in a sentence of the price tag: mWh, mg CO2-eq, s...
+_NUMBER = r"\d+(?:\.\d+)?(?:e[+-]?\d+)?"
+
+
+def _price_tag_lines_have_units(md: str) -> None:
+    """Each bullet of the Markdown price tag gives its number with a unit (or 'unknown')."""
+    block = md[md.index("## Price tag") : md.index("| status |")]
+    units = {
+        "energy (IT)": r"(?:k|M|m|µ|G)?Wh",
+        "emissions": r"(?:k|m|µ|n)?g CO2-eq|t CO2-eq",
+        "run time": r"s|min|h|d",
+        "FPO": r"(?:k|M|G|T|P|E)?FPO",
+        "study / final model": r"x the energy",
+    }
+    for line in re.findall(r"^- \*\*(.+?)\*\*: (.+)$", block, flags=re.M):
+        label, value = line
+        if label in units and "unknown" not in value:
+            assert re.fullmatch(rf"{_NUMBER} ?(?:{units[label]})(?: .*)?", value), line
+
+
+def _wait_until(check, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+# ------------------------------------------------------------------------------- fixtures
+def _parallel_search(home: Path, ledger: str) -> list[dict]:
+    """Two workers of one Optuna study started together, six trials each; Optuna's trials."""
+    (home / "search.py").write_text(PARALLEL_SCRIPT, encoding="utf-8")
+    (home / "trials.py").write_text(TRIALS_SCRIPT, encoding="utf-8")
+    # the storage created once before the workers race to create it (Optuna's advice)
+    create = (
+        "import optuna; optuna.create_study(study_name='par', direction='minimize', "
+        "storage='sqlite:///optuna.db')"
+    )
+    done = run_in(home, sys.executable, "-c", create)
+    assert done.returncode == 0, done.stderr[-3000:]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "search.py", str(seed), "6", ledger],
+            cwd=home,
+            env=clean_env(),
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for seed in (0, 1)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err.decode()[-3000:]
+    done = run_in(home, sys.executable, "trials.py", "par")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def parallel_optuna(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
+    """Process-parallel Optuna into one SQLite ledger."""
+    pytest.importorskip("optuna")
+    home = _empty(tmp_path_factory, "shapes2-parallel")
+    trials = _parallel_search(home, "greenprint.db")
+    return home, trials, _report(home, "--study", "par", "--group-by", "params.model")
+
+
+@pytest.fixture(scope="module")
+def crashed_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
+    """``greenprint run -- python search.py`` killed (SIGKILL, the whole job) in trial 3, then
+    run again to completion; read once the killed trial's heartbeat is stale (lost)."""
+    pytest.importorskip("optuna")
+    home = _empty(tmp_path_factory, "shapes2-crash")
+    (home / "search.py").write_text(CRASH_SCRIPT, encoding="utf-8")
+    (home / "trials.py").write_text(TRIALS_SCRIPT, encoding="utf-8")
+    command = [GREENPRINT, "run", "-q", "--study", "crash", "--name", "search", "--",
+               sys.executable, "search.py"]  # fmt: skip
+    job = subprocess.Popen([*command, "6"], cwd=home, env=clean_env(), start_new_session=True,
+                           stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        _wait_until(lambda: (home / "killme").exists() or job.poll() is not None, 120, "trial 3")
+        assert job.poll() is None, job.communicate()[1].decode()[-3000:]
+        time.sleep(2.5)  # trial 3 flushes its cost so far every second
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)  # as a batch system ends a job: every process
+        job.communicate()
+    (home / "resumed").touch()
+    done = run_in(home, *command, "3", "again")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def lost() -> bool:
+        return any(r.status == "lost" for r in _runs(home / "greenprint.db", "crash"))
+
+    _wait_until(lost, 30, "the killed trial to read lost")
+    done = run_in(home, sys.executable, "trials.py", "crash")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, json.loads(done.stdout), _report(home, "--study", "crash")
+
+
+@pytest.fixture(scope="module")
+def threaded_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """GridSearchCV with the threading backend under ``greenprint run --role sweep``."""
+    pytest.importorskip("sklearn")
+    home = _empty(tmp_path_factory, "shapes2-grid")
+    (home / "search.py").write_text(GRID_SCRIPT, encoding="utf-8")
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "grid", "--role", "sweep",
+                  "--name", "job", "--", sys.executable, "search.py")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = json.loads(done.stdout.splitlines()[-1])
+    return home, built, _report(home, "--study", "grid", "--group-by", "params.kernel")
+
+
+@pytest.fixture(scope="module")
+def scaling_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """Baselines and a final retrain through ``greenprint run --role``, a learning curve
+    through ``run_learning_curve``: one study, no trial."""
+    pytest.importorskip("sklearn")
+    home = _empty(tmp_path_factory, "shapes2-scale")
+    for name, text in (("common", SCALE_COMMON), ("curve", SCALE_CURVE),
+                       ("baseline", SCALE_BASELINE), ("final", SCALE_FINAL)):  # fmt: skip
+        (home / f"{name}.py").write_text(text, encoding="utf-8")
+    built: dict = {}
+    for name in ("majority", "bayes"):
+        command = ["run", "-q", "--study", "scale", "--role", "baseline", "--name", f"base-{name}"]
+        done = run_in(home, GREENPRINT, *command, "--", sys.executable, "baseline.py", name)
+        assert done.returncode == 0, done.stderr[-3000:]
+        built[name] = json.loads(done.stdout.splitlines()[-1])
+    done = run_in(home, sys.executable, "curve.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    built["curve"] = json.loads(done.stdout.splitlines()[-1])
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "scale", "--role", "final",
+                  "--name", "final", "--", sys.executable, "final.py")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    built["final"] = json.loads(done.stdout.splitlines()[-1])
+    return home, built, _report(home, "--study", "scale")
+
+
+# ------------------------------------------------------------ process-parallel Optuna
+def _reads_as_optunas_trials(home: Path, trials: list[dict], report: dict) -> None:
+    """The report's trials are Optuna's, with its states, values, final run and families."""
+    states = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed"}
+    rows = _rows(report)
+    assert len(trials) == 12 and {t["state"] for t in trials} >= {"COMPLETE", "FAIL"}
+    assert sorted(r["name"] for r in report["runs"] if r["is_trial"]) == sorted(
+        f"trial-{t['number']}" for t in trials
+    )
+    for t in trials:
+        row = rows[f"trial-{t['number']}"]
+        assert (row["id"], row["status"], row["role"]) == (t["run"], states[t["state"]], "trial")
+        assert row["params"] == t["params"]
+        if t["state"] != "FAIL":  # a pruned trial: its last reported value, as Optuna's
+            assert row["score"] == pytest.approx(t["value"], rel=1e-12)
+    tag = report["price_tag"]
+    counts = {states[s]: sum(t["state"] == s for t in trials) for s in states}
+    assert {k: v["trials"] for k, v in tag["by_status"].items()} == {
+        k: v for k, v in counts.items() if v
+    }
+    assert (report["metric"], report["mode"]) == ("val_loss", "min")
+    best = min((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: t["value"])
+    assert (tag["final"]["name"], tag["final"]["rule"]) == (f"trial-{best['number']}", "best-trial")
+    # the two workers ran at the same time: more run-seconds than wall-clock seconds
+    assert tag["total"]["duration_s"] > tag["elapsed_s"]
+    assert tag["total"]["fpo"] is None and tag["total"]["fpo_unknown"] == 12
+    md = _text(home, "md")
+    assert "- **FPO**: unknown for 12 runs\n" in md
+    assert "0 FPO" not in md and "0 FPO" not in _text(home, "html")
+    _price_tag_lines_have_units(md)
+    # EVP per family from Optuna's values (a failed trial counts as the worst)
+    scores = [math.nan if t["state"] == "FAIL" else t["value"] for t in trials]
+    worst = max(v for v in scores if not math.isnan(v))
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    curves = {s["label"]: s["y"] for panel in evp["panels"] for s in panel["series"]}
+    for family in ("mlp", "cnn"):
+        members = [worst if math.isnan(v) else v for v, t in zip(scores, trials, strict=True)
+                   if t["params"]["model"] == family]  # fmt: skip
+        expected = expected_max_performance(members, mode="min").mean.tolist()
+        assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_two_worker_processes_read_as_one_optuna_study(parallel_optuna):
+    """Twelve trials from two processes on one storage and one ledger: Optuna's trials,
+    states and values, the best finished trial final, EVP per family, units everywhere."""
+    home, trials, report = parallel_optuna
+    _reads_as_optunas_trials(home, trials, report)
+    _export_reads_as_the_report(home, "par", report)
+
+
+@pytest.mark.slow  # a PostgreSQL server and two more workers: about 10 s
+@pytest.mark.postgres
+def test_two_worker_processes_into_one_postgresql_ledger(tmp_path_factory):
+    """The same search with both workers writing to one PostgreSQL ledger reads the same."""
+    pytest.importorskip("optuna")
+    pgserver = pytest.importorskip("pgserver")
+    import tempfile
+
+    parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
+    pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-", dir=parent))  # a short socket path
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        server.psql("CREATE DATABASE shapes2;")
+        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        url = url.replace("/postgres?", "/shapes2?", 1)
+        home = _empty(tmp_path_factory, "shapes2-parallel-pg")
+        trials = _parallel_search(home, url)
+        report = _report(home, "--ledger", url, "--study", "par", "--group-by", "params.model")
+        _reads_as_optunas_trials(home, trials, report)
+        _export_reads_as_the_report(home, "par", report, "--ledger", url)
+    finally:
+        server.cleanup()
+
+
+# ------------------------------------------------------------ a search resumed after a crash
+def test_a_search_killed_and_resumed_reads_its_lost_trial(crashed_search):
+    """Optuna leaves the killed trial RUNNING; greenprint reads it lost, with the cost it had
+    flushed; the six finished trials are Optuna's; the price tag is both jobs'."""
+    home, trials, report = crashed_search
+    rows = _rows(report)
+    states = {t["number"]: t["state"] for t in trials}
+    assert states == {0: "COMPLETE", 1: "COMPLETE", 2: "COMPLETE", 3: "RUNNING",
+                      4: "COMPLETE", 5: "COMPLETE", 6: "COMPLETE"}  # fmt: skip
+    assert (rows["trial-3"]["status"], rows["trial-3"]["is_trial"]) == ("lost", True)
+    assert rows["trial-3"]["energy_kwh"] > 0  # what it flushed before the kill
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 7
+    trials_by_status = {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]}
+    assert trials_by_status == {"finished": 6, "lost": 1}
+    assert tag["roles"]["counts"] == {"sweep": 2, "trial": 7}
+    best = max((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: t["value"])
+    assert tag["final"]["name"] == f"trial-{best['number']}"
+    for t in trials:
+        if t["state"] == "COMPLETE":
+            assert rows[f"trial-{t['number']}"]["score"] == pytest.approx(t["value"])
+    md = _text(home, "md")
+    assert "comprised 7 trials (6 finished, 1 lost) in 9 runs" in md
+    _export_reads_as_the_report(home, "crash", report)
+
+
+@pytest.mark.xfail(strict=True, reason="fixed in the next commit")
+def test_energy_a_killed_sweep_takes_from_its_trials_keeps_their_provenance(crashed_search):
+    """The killed job never flushed (killed within its first 10 s): its cost is its trials',
+    whose energy is estimated. The report says 100% estimated, not '26% of unknown origin'."""
+    home, _, report = crashed_search
+    provenance = report["price_tag"]["provenance"]
+    assert provenance["unknown_share"] == pytest.approx(0.0, abs=1e-9)
+    assert provenance["estimated_share"] == pytest.approx(1.0)
+    for fmt in ("md", "html", "latex"):
+        assert "unknown origin" not in _text(home, fmt), fmt
+
+
+# ------------------------------------------------------------ GridSearchCV in threads
+def test_threaded_grid_search_in_a_cli_sweep_reads_as_its_cv_results(threaded_grid):
+    """Six candidates whose folds ran in two threads: six trials scored as scikit-learn
+    scored them, their folds parts, the refit final, EVP per kernel from cv_results_."""
+    home, built, report = threaded_grid
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"sweep": 2, "trial": 6, "part": 18, "final": 1}
+    assert tag["roles"]["inferred"] == 0
+    for k, (params, score) in enumerate(zip(built["params"], built["scores"], strict=True)):
+        row = rows[f"grid-c{k}"]
+        assert (row["is_trial"], row["params"]) == (True, params)
+        assert row["score"] == pytest.approx(score)
+    assert (tag["final"]["name"], tag["final"]["rule"]) == ("grid-refit", "role")
+    assert tag["final"]["score"] == pytest.approx(built["best"])
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    curves = {s["label"]: s["y"] for panel in evp["panels"] for s in panel["series"]}
+    for kernel in ("rbf", "linear"):
+        members = [s for p, s in zip(built["params"], built["scores"], strict=True)
+                   if p["kernel"] == kernel]  # fmt: skip
+        expected = expected_max_performance(members, mode="max").mean.tolist()
+        assert curves[f"{kernel} (3)"] == pytest.approx(expected, abs=1e-12)
+    job = next(r for r in _runs(home / "greenprint.db", "grid") if r.name == "job")
+    assert tag["total"]["energy_kwh"] == pytest.approx(job.energy_kwh, rel=1e-9)
+    _export_reads_as_the_report(home, "grid", report)
+
+
+# ------------------------------------------------------------ a data-scaling study
+def test_data_scaling_study_reads_its_roles_and_curve(scaling_study):
+    """Baselines and the final retrain given by ``greenprint run --role``, the learning curve
+    by run_learning_curve; the scripts' runs inside are inferred parts, and the report says
+    so; the curve is run_learning_curve's; each role's cost is its roots'."""
+    home, built, report = scaling_study
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"part": 3, "baseline": 2, "final": 1, "learning-curve": 8}
+    assert tag["roles"]["inferred"] == 3 and "(3 part)" in tag["roles"]["note"]
+    assert (tag["final"]["name"], tag["final"]["rule"]) == ("final", "role")
+    assert tag["final"]["score"] == pytest.approx(built["final"])
+    for name in ("majority", "bayes"):  # scored by the run inside (its part)
+        assert (rows[f"base-{name}"]["role"], rows[name]["role"]) == ("baseline", "part")
+        assert rows[f"base-{name}"]["score"] == pytest.approx(built[name])
+    curve = next(f for f in report["figures"] if f["id"] == "learning_curve")
+    score = next(s for p in curve["panels"] for s in p["series"] if s["role"] == "mean")
+    assert score["x"] == built["curve"]["size"]
+    assert score["y"] == pytest.approx(built["curve"]["score"])
+    runs = {r.name: r for r in _runs(home / "greenprint.db", "scale")}
+    for role, names in (("baseline", ["base-majority", "base-bayes"]), ("final", ["final"])):
+        kwh = sum(runs[n].energy_kwh for n in names)
+        assert tag["by_role"][role]["energy_kwh"] == pytest.approx(kwh, rel=1e-9)
+    _price_tag_lines_have_units(_text(home, "md"))
+    _export_reads_as_the_report(home, "scale", report)
+
+
+def test_a_study_without_trials_says_so_without_empty_brackets(scaling_study):
+    """No trial: the compute statement and the CLI summary read '0 trials in 14 runs' (read
+    '0 trials () in 14 runs'), LaTeX's table of runs is not 'The 0 best trials ... out of 0',
+    and the model card's source counts the runs it sums."""
+    home, _, report = scaling_study
+    for fmt in ("md", "html", "latex"):
+        text = _text(home, fmt)
+        assert "()" not in text, fmt
+        assert "comprised 0 trials in 14 runs" in text, fmt
+    assert "0 best trials" not in _text(home, "latex")
+    assert "out of 0" not in _text(home, "latex")
+    source = report["model_card"]["co2_eq_emissions"]["source"]
+    assert "0 trials (failed and pruned included)" not in source
+    assert "14 runs" in source
+    done = run_in(home, GREENPRINT, "report", "--study", "scale", "--format", "json",
+                  "--no-plots", "--out", "again")  # fmt: skip
+    assert done.stdout.startswith("0 trials in 14 runs\n"), done.stdout
+
+
+@pytest.mark.xfail(strict=True, reason="fixed in the next commit")
+def test_learning_curve_provenance_names_runs_not_trials(scaling_study):
+    """The learning curve's points are learning-curve runs, not trials: its provenance line
+    does not say 'of each trial'."""
+    _, _, report = scaling_study
+    curve = next(f for f in report["figures"] if f["id"] == "learning_curve")
+    assert not any("of each trial" in line for line in curve["provenance"]), curve["provenance"]
+
+
+# ------------------------------------------------------------ Ray Tune, a retried trial
+@pytest.mark.xfail(strict=True, reason="fixed in a later commit")
+@pytest.mark.slow  # a local Ray cluster: about 25 s
+def test_ray_trial_retried_after_a_failure_is_one_trial(tmp_path_factory):
+    """max_failures=1 and a trainable that fails once: Tune has three trials, all finished.
+    The failed attempt's cost stays in the price tag (inside the sweep), but it is not a
+    fourth trial scored as the worst in EVP."""
+    pytest.importorskip("ray.tune")
+    home = _empty(tmp_path_factory, "shapes2-ray")
+    ray_home = home / "ray-home"
+    ray_home.mkdir()
+    (ray_home / "ray_bootstrap_config.yaml").write_text("{}\n")  # no cloud metadata probe
+    (home / "tune_study.py").write_text(RAY_SCRIPT, encoding="utf-8")
+    env = clean_env()
+    env.update(HOME=str(ray_home), RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0",
+               RAY_USAGE_STATS_REPORT_URL="http://127.0.0.1:9/")  # fmt: skip
+    done = run_in(home, sys.executable, "tune_study.py", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.splitlines()[-1])
+    assert sorted(r["score"] for r in results) == [3.0, 6.0, 9.0]
+    assert not any(r["error"] for r in results)
+    report = _report(home, "--study", "retry")
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 3
+    assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {"finished": 3}
+    assert tag["by_status"]["failed"]["runs"] == 1  # the failed attempt, counted in the cost
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    mean = next(s for p in evp["panels"] for s in p["series"] if s["role"] == "mean")
+    assert mean["y"] == pytest.approx(expected_max_performance([3.0, 6.0, 9.0]).mean.tolist())
+    sweep = next(r for r in _runs(home / "greenprint.db", "retry") if r.role == "sweep")
+    assert tag["total"]["energy_kwh"] == pytest.approx(sweep.energy_kwh, rel=1e-9)
+    _export_reads_as_the_report(home, "retry", report)
