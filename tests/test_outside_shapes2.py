@@ -600,7 +600,6 @@ def test_a_study_without_trials_says_so_without_empty_brackets(scaling_study):
     assert done.stdout.startswith("0 trials in 14 runs\n"), done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="fixed in the next commit")
 def test_learning_curve_provenance_names_runs_not_trials(scaling_study):
     """The learning curve's points are learning-curve runs, not trials: its provenance line
     does not say 'of each trial'."""

@@ -158,9 +158,12 @@ def _score_label(inputs: FigureInputs) -> str:
     return f"{inputs.metric} ({better} is better)"
 
 
-def _score_provenance(inputs: FigureInputs, curve: EVPCurve | None = None) -> str:
+def _score_provenance(
+    inputs: FigureInputs, curve: EVPCurve | None = None, *, of: str = "trial"
+) -> str:
+    """Where the scores come from: ``of`` is what each point is (a trial, a run)."""
     how = "last logged" if inputs.reduce == "last" else "best logged"
-    text = f"scores: {how} value of {inputs.metric!r} of each trial"
+    text = f"scores: {how} value of {inputs.metric!r} of each {of}"
     if curve is not None and curve.n_missing:
         fill = "" if curve.fill_value is None else f" ({curve.fill_value:.4g})"
         text += (
@@ -669,7 +672,7 @@ def _learning_figure(curve: LearningCurve, inputs: FigureInputs, source: str) ->
                 x_scale="log" if log_x else "linear",
             ),
         ),
-        provenance=(_score_provenance(inputs),) + inputs.energy_provenance,
+        provenance=(_score_provenance(inputs, of="run"),) + inputs.energy_provenance,
         notes=curve.notes,
     )
 
