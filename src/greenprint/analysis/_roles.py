@@ -32,6 +32,8 @@ or of any metric without one.
 
 A trial's score is its own logged score, else the mean of its parts' scores (e.g. the folds of a
 cross-validation, each part scored the same way, recursively); :class:`TrialScore` says which.
+A distributed job's root is scored by the mean of every rank of every node, each weighing the
+same: a node or rank linked under it by the job hands it the scores of its ranks, not their mean.
 Analyses over "trials" (expected max performance, Pareto fronts, trial counts, E·D·H) take the
 ``trial`` runs only: never a part, a sweep, a baseline, the final run or a learning-curve run.
 The final run is the ``final`` run if there is one, else the best finished trial
@@ -347,7 +349,8 @@ class TrialScore:
         score: the score (NaN when it has none).
         source: ``"own"`` (its own logged value), ``"parts"`` (the mean of its parts' scores,
             e.g. the folds of a cross-validation) or ``"none"``.
-        parts: the number of parts averaged (0 unless ``source == "parts"``).
+        parts: the number of parts' scores averaged (a job's root: its ranks, every node's;
+            0 unless ``source == "parts"``).
     """
 
     score: float
@@ -490,20 +493,35 @@ def study_trials(
     if metric is not None:
         how: Literal["last", "max", "min"] = "last" if reduce == "last" else resolved_mode
         runs, children = forest.runs, forest.children
+        # A run of a job linked under another of its runs (a node under the job's head, a rank
+        # under its node's meter: forest.virtual) is not a part scored on its own but stands
+        # beside the ranks of the run it is linked under: it hands its parent every score it
+        # stands for (its own, else its parts', and its linked runs'), so that every rank of
+        # every node weighs the same in the head's mean (a node's mean weighed its ranks
+        # 1/ranks-per-node). No job, no links: the plain mean of the parts' scores.
+        virtual = forest.virtual if True in forest.virtual else None
+        ranks: dict[int, list[float]] = {}  # linked run -> the scores it stands for
         for pos in forest.order:  # children before parents
             own = score_of(runs[pos], metric, how)
             if own == own:  # not NaN
                 scores[pos] = _make_score(own, "own", 0)
+                if virtual is not None and virtual[pos]:
+                    ranks[pos] = [own, *_scores_of_parts(pos, study, scored, scores, ranks, True)]
                 continue
             if not children[pos] or runs[pos].status not in scored:
                 continue  # a failed trial produced no model, whatever its folds scored
-            values = [
-                scores[c].score
-                for c in children[pos]
-                if study.roles[c] == "part"
-                and forest.runs[c].status in scored
-                and not math.isnan(scores[c].score)
-            ]
+            if virtual is None:
+                values = [
+                    scores[c].score
+                    for c in children[pos]
+                    if study.roles[c] == "part"
+                    and runs[c].status in scored
+                    and not math.isnan(scores[c].score)
+                ]
+            else:
+                values = _scores_of_parts(pos, study, scored, scores, ranks, False)
+                if virtual[pos]:
+                    ranks[pos] = values
             if values:
                 scores[pos] = TrialScore(math.fsum(values) / len(values), "parts", len(values))
     return StudyTrials(
@@ -514,6 +532,34 @@ def study_trials(
         mode_note=note,
         reduce=reduce,
     )
+
+
+def _scores_of_parts(
+    pos: int,
+    study: StudyRoles,
+    scored: set[str],
+    scores: Sequence[TrialScore],
+    ranks: Mapping[int, list[float]],
+    linked_only: bool,
+) -> list[float]:
+    """The scores the mean of run ``pos``'s parts takes, where some are runs of a job linked.
+
+    A part linked under ``pos`` by its job (``forest.virtual``) gives every score it stands
+    for (``ranks``); any other part, its score. Only parts whose status is in ``scored``, and
+    only the linked ones with ``linked_only`` (a run with a score of its own: its other parts
+    are inside it).
+    """
+    forest = study.forest
+    runs, virtual, roles = forest.runs, forest.virtual, study.roles
+    values: list[float] = []
+    for c in forest.children[pos]:
+        if roles[c] != "part" or runs[c].status not in scored:
+            continue
+        if virtual[c]:
+            values.extend(ranks.get(c, ()))
+        elif not linked_only and not math.isnan(scores[c].score):
+            values.append(scores[c].score)
+    return values
 
 
 # ----------------------------------------------------------------------------------- final

@@ -110,7 +110,9 @@ def _describe_hardware(hw: dict[str, Any]) -> str | None:
     ram = hw.get("ram_gb")
     if isinstance(ram, (int, float)) and ram > 0:
         details.append(f"{ram:.0f} GB RAM")
-    text = f"{cpu}" + (f" ({', '.join(details)})" if details else "")
+    sockets = hw.get("sockets")
+    packages = f"{sockets} x " if isinstance(sockets, int) and sockets > 1 else ""
+    text = f"{packages}{cpu}" + (f" ({', '.join(details)})" if details else "")
     gpus = hw.get("gpus") or []
     names = [str(g.get("name", "GPU")) if isinstance(g, dict) else str(g) for g in gpus]
     if names:
@@ -127,27 +129,68 @@ _UNSEEN: Any = object()
 
 
 def hardware_descriptions(runs: Iterable[RunRecord]) -> tuple[str, ...]:
-    """The distinct hardware the runs recorded, most used first (``"unknown"`` if none)."""
-    counts: dict[str, int] = {}
+    """The distinct hardware the runs recorded, most used first (``"unknown"`` if none).
+
+    Runs on one host (or none recorded): each distinct hardware, ``"AMD EPYC (64 logical
+    CPUs, 512 GB RAM), 8 x NVIDIA H100"`` (CPU packages counted when more than one:
+    ``"2 x Xeon ..."``). Runs on several hosts (ledgers merged, one database written from
+    several machines, a job over several nodes): each machine, with the runs it carried and
+    the ranks of distributed jobs among them, ``"host node1: ... (3 runs, 2 ranks of job
+    exp7)"``; machines of the same hardware are not one machine.
+    """
+    items = runs if isinstance(runs, Sequence) else list(runs)
+    hosts = {run.host for run in items if run.host}
+    counts: dict[tuple[str, str], int] = {}
     seen: dict[tuple[Any, ...], str | None] = {}
     # a study's runs share a few hardware dictionaries (the ledger decodes each distinct text
     # once): each dictionary is described once, by its id
     by_object: dict[int, str | None] = {}
-    for run in runs:
+    texts: list[str | None] = []
+    for run in items:
         hardware = run.hardware
         text = by_object.get(id(hardware), _UNSEEN)
         if text is _UNSEEN:
             hw = hardware if isinstance(hardware, dict) else {}
-            gpus = hw.get("gpus") or []
-            key = (hw.get("cpu_model"), hw.get("logical_cores"), hw.get("ram_gb"), repr(gpus))
+            gpus = [g.get("name") if isinstance(g, dict) else g for g in hw.get("gpus") or []]
+            key = (
+                hw.get("cpu_model"),
+                hw.get("sockets"),
+                hw.get("logical_cores"),
+                hw.get("ram_gb"),
+                repr(gpus),  # by name: a GPU's UUID is no other hardware
+            )
             if key not in seen:
                 seen[key] = _describe_hardware(hw)
             text = by_object[id(hardware)] = seen[key]
+        texts.append(text)
         if text:
-            counts[text] = counts.get(text, 0) + 1
+            where = (run.host, text) if len(hosts) > 1 else ("", text)
+            counts[where] = counts.get(where, 0) + 1
     if not counts:
         return ("unknown (the runs recorded no hardware)",)
-    return tuple(sorted(counts, key=lambda t: -counts[t]))
+    order = sorted(counts, key=lambda where: (-counts[where], where[0] == "", where[0]))
+    if len(hosts) < 2:
+        return tuple(text for _, text in order)
+    ranks: dict[tuple[str, str], set[tuple[Any, ...]]] = {}
+    for run, text in zip(items, texts, strict=True):
+        if text and run.job_id is not None and run.local_rank is not None:
+            ranks.setdefault((run.host, text), set()).add(
+                (run.job_id, run.node_rank, run.local_rank)
+            )
+    return tuple(
+        f"{f'host {host}' if host else 'an unrecorded host'}: {text} "
+        f"({count_of(counts[host, text], 'run')}{_ranks_text(ranks.get((host, text), set()))})"
+        for host, text in order
+    )
+
+
+def _ranks_text(ranks: set[tuple[Any, ...]]) -> str:
+    """``", 2 ranks of job exp7"``, ``", 4 ranks of 2 jobs"``, or ``""`` without ranks."""
+    if not ranks:
+        return ""
+    jobs = {job for job, _, _ in ranks}
+    of = f"job {next(iter(jobs))}" if len(jobs) == 1 else f"{len(jobs)} jobs"
+    return f", {count_of(len(ranks), 'rank')} of {of}"
 
 
 def geographical_location(summary: ProvenanceSummary) -> str:
@@ -255,7 +298,7 @@ def compute_statement(
     text = [
         f"The study “{study}” comprised {count_of(total.trials, 'trial')}{statuses} in "
         f"{count_of(total.runs, 'run')}, all counted in the figures that follow, on "
-        f"{'; '.join(hardware)}.",
+        f"{_machines(runs, hardware)}.",
         f"They ran for {_run_time(hours, total.duration_s, tag.elapsed_s)} and used "
         f"{format_energy(total.energy_kwh)} of IT energy "
         f"({_energy_clause(summary)}), or {format_emissions(total.emissions_kg)} "
@@ -278,6 +321,17 @@ def compute_statement(
         )
     text.append(f"Energy and emissions were recorded with greenprint {version}.")
     return " ".join(text)
+
+
+def _machines(runs: Sequence[RunRecord], hardware: Sequence[str]) -> str:
+    """The hardware for the compute statement, its machines counted when there are several.
+
+    ``"2 machines: host a: ...; host b: ..."`` when the runs recorded several hosts
+    (:func:`hardware_descriptions` names each), else the hardware alone.
+    """
+    hosts = {run.host for run in runs if run.host}
+    text = "; ".join(hardware)
+    return f"{len(hosts)} machines: {text}" if len(hosts) > 1 else text
 
 
 def _run_time(hours: float, duration_s: float, elapsed_s: float) -> str:
