@@ -515,7 +515,6 @@ def test_a_search_killed_and_resumed_reads_its_lost_trial(crashed_search):
     _export_reads_as_the_report(home, "crash", report)
 
 
-@pytest.mark.xfail(strict=True, reason="fixed in the next commit")
 def test_energy_a_killed_sweep_takes_from_its_trials_keeps_their_provenance(crashed_search):
     """The killed job never flushed (killed within its first 10 s): its cost is its trials',
     whose energy is estimated. The report says 100% estimated, not '26% of unknown origin'."""

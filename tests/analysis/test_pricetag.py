@@ -302,10 +302,10 @@ def test_provenance_summary():
     ]
     tag = price_tag(runs)
     prov = tag.provenance
-    assert prov.measured_kwh == pytest.approx(0.5 + 0.2)
+    # the excess the child recorded beyond its parent (4.4) is the child's: measured (RAPL)
+    assert prov.measured_kwh == pytest.approx(0.5 + 0.2 + 4.4)
     assert prov.estimated_kwh == pytest.approx(0.1 + 0.1)
-    # "old" (0.1) and the excess the child recorded beyond its parent (4.4)
-    assert prov.unknown_kwh == pytest.approx(0.1 + 4.4)
+    assert prov.unknown_kwh == pytest.approx(0.1)  # "old": no breakdown
     assert prov.measured_kwh + prov.estimated_kwh + prov.unknown_kwh == pytest.approx(
         tag.total.energy_kwh
     )
@@ -385,3 +385,27 @@ def test_infinite_score_is_an_error_and_nan_is_no_score():
         id="b", name="b", status="finished", metrics=(MetricPoint("acc", math.nan),)
     )
     assert price_tag([nan_run, _run("c", acc=0.3)], metric="acc").final.run_id == "c"
+
+
+
+def test_energy_a_parent_takes_from_its_children_has_their_provenance():
+    """A job killed before its first flush recorded 0 kWh and counts what its children spent
+    (0.7 kWh): each child's share keeps its provenance: t1's 0.2 estimated; t2 recorded 0.05
+    (estimated) but counts its fold's 0.1 (measured), so 0.05 estimated and the 0.05 it took
+    from its fold measured; 'old' recorded no breakdown: its 0.4 alone is unknown."""
+    est = {"cpu": "estimate:tdp:65W"}
+    runs = [
+        _run("job", kwh=0.0, status="running", started_at=0.0, duration_s=3000.0),
+        _run("t1", kwh=0.2, parent="job", energy_cpu_kwh=0.2, provenance=est, started_at=0.0),
+        _run("t2", kwh=0.05, parent="job", energy_cpu_kwh=0.05, provenance=est,
+             started_at=1000.0),  # fmt: skip
+        _run("fold", kwh=0.1, parent="t2", energy_cpu_kwh=0.1,
+             provenance={"cpu": "rapl:package-0"}, started_at=1000.0),  # fmt: skip
+        _run("old", kwh=0.4, parent="job", started_at=2000.0),
+    ]
+    tag = price_tag(runs)
+    prov = tag.provenance
+    assert tag.total.energy_kwh == pytest.approx(0.7)
+    assert prov.measured_kwh == pytest.approx(0.05)
+    assert prov.estimated_kwh == pytest.approx(0.2 + 0.05)
+    assert prov.unknown_kwh == pytest.approx(0.4)

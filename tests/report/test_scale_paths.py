@@ -235,20 +235,42 @@ def _reference_provenance(forest: RunForest, energy_in: list[Any]) -> Provenance
         *forest.roots,
         *(p for p in range(len(forest.runs)) if forest.parents[p] is not None and forest.adds(p)),
     ]
-    for position in counted:
+
+    def inside(position: int) -> float:
+        added = sum(energy_in[c] for c in forest.children[position] if forest.adds(c))
+        return float(energy_in[position]) - float(added)
+
+    def split(position: int, own: float) -> list[float]:
+        """Measured, estimated, unknown kWh of the ``own`` kWh a run counts inside itself:
+        its components by their source; what its children's sum adds beyond its record
+        split as theirs is; the rest unknown."""
         run = forest.runs[position]
         parts = run.energy_by_component
+        kinds = [0.0, 0.0, 0.0]
         for component, kwh in parts.items():
             source = run.provenance.get(component)
             if source is None:
-                unknown += kwh
+                kinds[2] += kwh
             elif Provenance.parse(source).is_estimate:
-                estimated += kwh
+                kinds[1] += kwh
             else:
-                measured += kwh
-        added = sum(energy_in[c] for c in forest.children[position] if forest.adds(c))
-        own = float(energy_in[position]) - float(added)
-        unknown += max(own - sum(parts.values()), 0.0)
+                kinds[0] += kwh
+        lifted = own - max(run.energy_kwh or 0.0, sum(parts.values()))
+        children = [c for c in forest.children[position] if not forest.adds(c)]
+        if lifted > 0 and children and own > sum(parts.values()):
+            below = [split(c, inside(c)) for c in children]
+            spent = sum(map(sum, below))
+            if spent > 0:
+                for k in range(3):
+                    kinds[k] += lifted * sum(b[k] for b in below) / spent
+        kinds[2] += max(own - sum(kinds), 0.0)
+        return kinds
+
+    for position in counted:
+        kinds = split(position, inside(position))
+        measured += kinds[0]
+        estimated += kinds[1]
+        unknown += kinds[2]
     sources: dict[str, set[str]] = {}
     intensity: set[str] = set()
     pue_sources: set[str] = set()

@@ -866,6 +866,45 @@ def _shared_note(
     )
 
 
+def _lifted_mix(
+    forest: RunForest, position: int, own: float, parts: float, energy_in: list[Any]
+) -> list[float]:
+    """The measured, estimated and unknown kWh of what a run counts from its children.
+
+    A run counts the larger of what it recorded and what the children inside it spent (see
+    :meth:`~greenprint.analysis._common.RunForest.nested_sum`); what its children's sum adds
+    beyond its own record, ``own`` less the larger of its ``energy_kwh`` and its components'
+    ``parts``, is split as the children's energy is (each child's own components, and what
+    its children add to it likewise). Nothing when its record covers ``own``.
+    """
+    run = forest.runs[position]
+    recorded = run.energy_kwh if run.energy_kwh is not None else 0.0
+    lifted = own - max(float(recorded), parts)
+    mix = [0.0, 0.0, 0.0]
+    if not lifted > 0:
+        return mix
+    for child in forest.children[position]:
+        if forest.adds(child):  # counted on its own (another host's run)
+            continue
+        item = forest.runs[child]
+        kwh_of = (item.energy_cpu_kwh, item.energy_gpu_kwh, item.energy_ram_kwh)
+        mine = 0.0
+        for kind, kwh in zip(_plan(item), kwh_of, strict=True):
+            if kind != _ABSENT and kwh is not None:
+                mix[kind] += kwh
+                mine += kwh
+        inner = float(energy_in[child]) - float(_added(forest, child, energy_in))
+        if inner > mine and forest.children[child]:
+            below = _lifted_mix(forest, child, inner, mine, energy_in)
+            mix = [a + b for a, b in zip(mix, below, strict=True)]
+            mine += sum(below)
+        mix[_UNKNOWN] += max(inner - mine, 0.0)
+    spent = sum(mix)
+    if not spent > 0:
+        return [0.0, 0.0, 0.0]
+    return [lifted * kwh / spent for kwh in mix]
+
+
 def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
     measured = estimated = unknown = 0.0
     runs = forest.runs
@@ -911,6 +950,14 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
                 parts += kwh
         added = _added(forest, position, energy_in) if children[position] else 0
         own = float(energy_in[position]) - float(added)
+        if own > parts and children[position]:
+            # a run that measured less than its children spent (killed before its first
+            # flush...) counts their sum: that energy has their provenance, not unknown
+            lifted = _lifted_mix(forest, position, own, parts, energy_in)
+            measured += lifted[_MEASURED]
+            estimated += lifted[_ESTIMATED]
+            unknown += lifted[_UNKNOWN]
+            parts += sum(lifted)
         unknown += max(own - parts, 0.0)
     sources: dict[str, set[str]] = {}
     intensity: set[str] = set()
