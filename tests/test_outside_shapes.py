@@ -631,7 +631,8 @@ def test_a_search_with_failed_candidates_is_ranked_by_its_score_not_its_ranks(sk
 def test_hf_hyperparameter_search_reads_as_its_trials_and_the_retrain(tmp_path_factory):
     """Trainer.hyperparameter_search(backend="optuna") with the callback attached: each trial
     is a trial with its hyper-parameters, the retrain in a run with role 'final' is the final
-    run (the Trainer's run inside it its part, which gives it its score)."""
+    run (the Trainer's run inside it its part, which gives it its score); the report ranks by
+    the objective the search maximised."""
     pytest.importorskip("transformers")
     pytest.importorskip("optuna")
     home = _empty(tmp_path_factory, "shapes-hf")
@@ -654,5 +655,8 @@ def test_hf_hyperparameter_search_reads_as_its_trials_and_the_retrain(tmp_path_f
     final = tag["final"]
     assert (final["name"], final["rule"], final["score_source"]) == ("final", "role", "parts")
     assert rows["final"]["params"]["learning_rate"] == best["learning_rate"]
-    assert (report["metric"], report["mode"]) == ("eval_loss", "min")
+    # ranked as the search ranked (direction="maximize", the default objective: the accuracy),
+    # the retrain scored by the same objective of its evaluation
+    assert (report["metric"], report["mode"]) == ("objective", "max")
+    assert final["score"] == rows["final"]["score"] is not None
     _export_reads_as_the_report(home, "hf-hpo", report)

@@ -30,7 +30,14 @@ What it records:
 * ``trainer.hyperparameter_search``: each trial is its own run, ``role="trial"``, named after
   the trial (``hp_name``, else ``trial-<number>`` with ``attach``), with the trial's
   hyper-parameters as params; with ``attach``, a trial the Optuna pruner stops ends ``pruned``
-  and one that raises ends ``failed``.
+  and one that raises ends ``failed``, and each value of the search's objective (what
+  ``compute_objective`` returned, as the Trainer reports it to the search) is logged on the
+  trial as the metric ``objective`` when the search maximised it, ``objective_loss`` when it
+  minimised it (``direction``; several directions: ``objective_0``, ``objective_1_loss``...).
+  ``greenprint report`` ranks by that metric (its name says the direction) before the
+  evaluation metrics logged as often; later trainings of the same trainer (the retrain with
+  the best hyper-parameters) log the objective of their evaluations too, so they rank with the
+  trials. Without ``attach`` the callback cannot see the objective, and warns.
 
 Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``budget=gp.Budget(...)``):
 with ``on_exceed="stop"`` the callback stops training the way Hugging Face's own
@@ -55,14 +62,18 @@ the other processes record parts of its run (no energy of their own).
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import math
 import os
 import socket
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from greenprint._budget import BudgetGuard
-from greenprint._exceptions import BudgetExceeded, ConfigError
+from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
 from greenprint._units import kg_to_g
@@ -135,6 +146,10 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._figures: LiveFigures | None = None
         self._attached: Any = None
         self._in_train = 0  # depth of the wrapped train() calls in progress
+        self._searching = 0  # depth of the wrapped hyperparameter_search() calls in progress
+        #: the last search's objective (its compute_objective and metric names), for retrains
+        self._objective: _Objective | None = None
+        self._warned: set[str] = set()
         self.last_run_id: str | None = None
 
     @property
@@ -148,7 +163,9 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
         First, so that reporters (W&B, MLflow...) that run after it see greenprint's figures in
         the logs; ``trainer.train`` is wrapped (on this trainer only) so that an exception ends
-        the run ``failed`` (``pruned`` for a pruned search trial) before it propagates.
+        the run ``failed`` (``pruned`` for a pruned search trial) before it propagates, and
+        ``trainer.hyperparameter_search`` so that each trial records the search's objective
+        (``objective`` maximised, ``objective_loss`` minimised; see the module docstring).
 
         Args:
             trainer: a ``transformers.Trainer``.
@@ -172,6 +189,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         callbacks.insert(0, self)
         if self._attached is None:
             trainer.train = self._wrap_train(trainer.train)
+            trainer.hyperparameter_search = self._wrap_search(trainer.hyperparameter_search)
             self._attached = trainer
         return self
 
@@ -194,6 +212,31 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
         return wrapped
 
+    def _wrap_search(self, search: Callable[..., Any]) -> Callable[..., Any]:
+        """``hyperparameter_search`` with a ``compute_objective`` that logs each value."""
+        signature = inspect.signature(search)
+
+        @functools.wraps(search)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:  # the Trainer's own error, from the Trainer
+                return search(*args, **kwargs)
+            names = _objective_names(bound.arguments.get("direction", "minimize"))
+            if names is None:  # a direction the Trainer refuses: its error, from the Trainer
+                return search(*args, **kwargs)
+            compute = bound.arguments.get("compute_objective") or _default_objective()
+            objective = _Objective(self, compute, names)
+            bound.arguments["compute_objective"] = objective
+            self._objective = objective
+            self._searching += 1
+            try:
+                return search(*bound.args, **bound.kwargs)
+            finally:
+                self._searching -= 1
+
+        return wrapped
+
     # ------------------------------------------------------------------ hooks
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any):
         """Start the run (a search trial is a ``trial``; one meter per node)."""
@@ -210,6 +253,15 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             params.update(plain_params(getattr(state, "trial_params", None) or {}))
             name = getattr(state, "trial_name", None) or _trial_name(self._attached) or name
             options.setdefault("role", "trial")
+            if not self._searching:
+                self._warn_once(
+                    "objective",
+                    "greenprint: the trials of this hyperparameter_search do not record the "
+                    "search's objective (the callback sees it when attached: cb.attach(trainer) "
+                    "before the search), so `greenprint report` ranks them by the metric they "
+                    "logged most (eval_loss, minimised); pass the metric the search optimised "
+                    "with --metric and its direction with --mode max|min",
+                )
         world = int(getattr(args, "world_size", 1) or 1)
         local = int(getattr(args, "local_process_index", 0) or 0)
         if world <= 1:
@@ -250,11 +302,24 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             logs[FIGURE_PREFIX + "power_w"] = now["power_w"]
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any):
-        """Copy the evaluation metrics to the run."""
-        if self._run is not None and self._run.status == "running" and metrics:
-            values = metric_values(metrics)
+        """Copy the evaluation metrics to the run.
+
+        A search trial's evaluation after its training (the Trainer evaluates once more when
+        none ran during training) goes to the trial's ended run. After a search, a training of
+        the same trainer also logs the search's objective of each evaluation.
+        """
+        run = self._run
+        if run is None or not metrics:
+            return
+        values = metric_values(metrics)
+        searching = bool(getattr(state, "is_hyper_param_search", False))
+        if run.status == "running":
             if values:
-                self._log(self._run, args, state, control, values)
+                self._log(run, args, state, control, values)
+            if self._objective is not None and not searching:
+                self._objective.log_of(metrics, step=state.global_step)
+        elif searching and self._searching and values:
+            _append(run, values, step=state.global_step)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
         """Stop training cleanly when a ``"stop"`` budget has been crossed (see the module)."""
@@ -328,8 +393,126 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_run=None, _figures=None, _attached=None)
+        state.update(_run=None, _figures=None, _attached=None, _objective=None)
         return state
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=4)
+
+    def _log_objective(self, values: Mapping[str, float], step: int | None) -> None:
+        """Log the objective's values on the run (appended to its record once it has ended)."""
+        run = self._run
+        if run is None:
+            return
+        if run.status == "running":
+            try:
+                run.log(step=step, **values)
+            except BudgetExceeded:  # raised once, after the values were logged
+                pass
+        elif self._searching:  # the trial's evaluation after its training
+            _append(run, values, step=step)
+
+
+class _Objective:
+    """A search's ``compute_objective`` that logs each value on the callback's run.
+
+    The Trainer calls it in place of yours (or Hugging Face's default): it returns what that
+    returns, unchanged, and logs it under the name its direction gives (:func:`_objective_names`).
+    """
+
+    def __init__(
+        self, callback: GreenprintCallback, compute: Callable[..., Any], names: tuple[str, ...]
+    ) -> None:
+        self.callback = callback
+        self.compute = compute
+        self.names = names
+
+    def __call__(self, metrics: dict[str, float]) -> Any:
+        value = self.compute(metrics)
+        named = self.named(value)
+        if named:
+            state = getattr(self.callback._attached, "state", None)
+            self.callback._log_objective(named, getattr(state, "global_step", None))
+        return value
+
+    def named(self, value: Any) -> dict[str, float]:
+        """``{name: value}`` for each finite objective value (``{}`` when they are no numbers)."""
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if len(values) != len(self.names):
+            return {}
+        named: dict[str, float] = {}
+        for name, v in zip(self.names, values, strict=True):
+            try:
+                number = float(v)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(number):
+                named[name] = number
+        return named
+
+    def log_of(self, metrics: Mapping[str, Any], *, step: int | None) -> None:
+        """Log the objective of a later training's evaluation (the retrain after a search).
+
+        Your ``compute_objective`` is called on a copy of ``metrics``, as the Trainer calls it.
+        This call is greenprint's, not the Trainer's, so it must not stop the training: if it
+        raises (an evaluation with other metrics than the search's), a warning says so and the
+        objective is not logged.
+        """
+        try:
+            value = self.compute(dict(metrics))
+        except Exception as e:  # your function, on metrics the search never saw
+            self.callback._warn_once(
+                "retrain-objective",
+                "greenprint: the search's compute_objective failed on this evaluation's metrics "
+                f"({type(e).__name__}: {e}); the objective of this training is not logged",
+            )
+            return
+        named = self.named(value)
+        if named:
+            self.callback._log_objective(named, step)
+
+
+def _default_objective() -> Callable[[dict[str, float]], Any]:
+    """Hugging Face's ``default_compute_objective`` (what the Trainer takes for ``None``)."""
+    return _transformers.trainer_utils.default_compute_objective  # type: ignore[no-any-return]
+
+
+def _objective_names(direction: Any) -> tuple[str, ...] | None:
+    """The metric names of a search's objective values, by direction.
+
+    ``objective`` when it is maximised, ``objective_loss`` when minimised (a name that
+    ``greenprint report`` minimises: the report learns a metric's direction from its name);
+    with several directions, ``objective_<k>`` and ``objective_<k>_loss``. ``None`` for a
+    direction that is neither ``"maximize"`` nor ``"minimize"`` (Optuna's ``StudyDirection``
+    read by its name).
+    """
+    many = isinstance(direction, (list, tuple))
+    directions = list(direction) if many else [direction]
+    names = []
+    for k, d in enumerate(directions):
+        word = str(getattr(d, "name", d)).lower()
+        if word not in ("maximize", "minimize"):
+            return None
+        base = f"objective_{k}" if many else "objective"
+        names.append(base if word == "maximize" else f"{base}_loss")
+    return tuple(names) or None
+
+
+def _append(run: Run, values: Mapping[str, float], *, step: int | None) -> None:
+    """Append metric points to an ended run's record in its ledger (``run.log`` is closed)."""
+    from greenprint._records import MetricPoint
+
+    ledger = run.ledger
+    if ledger is None:
+        return
+    now = time.time()
+    points = [MetricPoint(name, float(v), step, now) for name, v in values.items()]
+    try:
+        ledger.flush(run.id, metrics=points)
+    except GreenprintError as e:  # the run stays as recorded; never stop the search
+        logger.warning("greenprint: could not add %s to run %s: %s", ", ".join(values), run.id, e)
 
 
 def model_card_co2(

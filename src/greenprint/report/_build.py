@@ -198,7 +198,9 @@ def pick_metric(
     Else the one logged by the most trials (and final runs) that did not fail (a failed,
     interrupted or lost trial's figures are no score: scikit-learn gives a candidate that
     failed to fit only the worst ``rank_test_score``), never a training schedule's figure when
-    anything else was logged, a held-out one before a training one logged as often.
+    anything else was logged; among those logged as often, the objective a search optimised
+    (``objective``, ``objective_loss``: a Trainer's hyperparameter_search), then a held-out
+    one before a training one.
     ``ledger export`` infers roles by the same choice, so its roles are the report's.
     """
     if metric is not None and not is_reserved_metric(metric):
@@ -236,14 +238,19 @@ def pick_metric(
     if not counts:
         return None, NO_METRIC_NOTE
     # never a training schedule's figure (a Trainer's learning rate, epoch, runtime...) when
-    # anything else was logged; among the most logged, a held-out metric (eval_loss) before a
-    # training one logged as often (a Trainer's loss); else the first logged (dict order)
+    # anything else was logged; among the most logged, the objective a search optimised (a
+    # Trainer's hyperparameter_search), then a held-out metric (eval_loss) before a training
+    # one logged as often (a Trainer's loss); else the first logged (dict order)
     candidates = [m for m in counts if not _is_bookkeeping(m)] or list(counts)
-    chosen = max(candidates, key=lambda m: (counts[m], _is_held_out(m)))
+    chosen = max(candidates, key=lambda m: (counts[m], m in _SEARCH_OBJECTIVES, _is_held_out(m)))
     note = None
     if len(counts) > 1:
         why = f"the metric logged by the most {who}"
-        if _is_held_out(chosen) and any(
+        if chosen in _SEARCH_OBJECTIVES and any(
+            counts[m] == counts[chosen] for m in candidates if m != chosen
+        ):
+            why += ", the objective the search optimised before the metrics logged as often"
+        elif _is_held_out(chosen) and any(
             counts[m] == counts[chosen] and not _is_held_out(m) for m in candidates
         ):
             why += ", a held-out one before the training metrics logged as often"
@@ -263,6 +270,9 @@ _BOOKKEEPING = frozenset(
     {"learning_rate", "lr", "epoch", "step", "global_step", "grad_norm", "total_flos"}
 )
 _BOOKKEEPING_SUFFIXES = ("_runtime", "_per_second")
+#: The metric a search logs as the objective it optimised (greenprint's Hugging Face callback:
+#: ``objective`` when maximised, ``objective_loss`` when minimised): the default ranking.
+_SEARCH_OBJECTIVES = frozenset({"objective", "objective_loss"})
 #: Prefixes of metrics measured on held-out data (Hugging Face's eval_, Keras' val_...).
 _HELD_OUT_PREFIXES = ("eval_", "val_", "valid_", "validation_", "test_", "eval/", "val/", "test/")
 
