@@ -93,8 +93,9 @@ def _node_env(home: Path, node: int) -> dict[str, str]:
 
 @pytest.fixture(scope="module", params=["merged", "shared"])
 def two_nodes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """The job run on two nodes, into a ledger each then merged, or into one shared ledger;
-    the home, the ledger read and its JSON report (all four formats written under ``rep``)."""
+    """The job run on two nodes, into a ledger each then merged, or into one shared ledger (a
+    SQLite file standing for a PostgreSQL database: the report reads the same records from
+    either); the home, the ledger read and its JSON report (all four formats under ``rep``)."""
     home = _empty(tmp_path_factory, f"nodes-{request.param}")
     (home / "train.py").write_text(TRAIN_SCRIPT, encoding="utf-8")
     (home / "gpu-python").mkdir()
@@ -102,20 +103,19 @@ def two_nodes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     (home / "gpu-dev").mkdir()
     (home / "gpu-dev" / "nvidiactl").touch()
     (home / "none").mkdir()
-    shared = request.param == "shared"
+    merged = request.param == "merged"
+    ledgers = ["node0.db", "node1.db"] if merged else ["all.db", "all.db"]
     nodes = []
     for k in (0, 1):
-        ledger = "all.db" if shared else f"node{k}.db"
         command = [GREENPRINT, "run", "-q", "--study", "ddp", "--name", f"node{k}",
-                   "--ledger", ledger, "--", sys.executable, "train.py"]  # fmt: skip
-        nodes.append(
-            subprocess.Popen(command, cwd=home, env=_node_env(home, k), stderr=subprocess.PIPE)
-        )
+                   "--ledger", ledgers[k], "--", sys.executable, "train.py"]  # fmt: skip
+        env = _node_env(home, k)
+        nodes.append(subprocess.Popen(command, cwd=home, env=env, stderr=subprocess.PIPE))
     for node in nodes:
         _, err = node.communicate(timeout=300)
         assert node.returncode == 0, err.decode()[-3000:]
-    if not shared:
-        done = run_in(home, GREENPRINT, "ledger", "merge", "all.db", "node0.db", "node1.db")
+    if merged:
+        done = run_in(home, GREENPRINT, "ledger", "merge", "all.db", *ledgers)
         assert done.returncode == 0, done.stderr
     report = _report(home, "--ledger", "all.db", "--study", "ddp", "--no-plots")
     return home, home / "all.db", report
