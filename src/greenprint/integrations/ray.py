@@ -30,7 +30,9 @@ experiment as a run with ``role="sweep"`` measured on the driver, makes every tr
 child, and sets each trial's final status when the experiment ends:
 
 * ``failed``: Tune marked the trial ``ERROR`` (an exception, or its worker died: the run keeps
-  the cost of its last write);
+  the cost of its last write); an attempt that Tune retries (``FailureConfig(max_failures=...)``)
+  ends ``failed`` too but is a ``part`` of the sweep, its cost counted, the trial being the
+  attempt that ends it (one configuration, one trial);
 * ``finished``: the function returned, or Tune stopped it on a stopping criterion of the trial
   (``RunConfig(stop={...})``) or once it had gone as far (``time_attr``, by default
   ``training_iteration``) as the furthest trial of the experiment (ASHA's ``max_t``, a
@@ -571,6 +573,28 @@ class GreenprintTuneCallback(tune.Callback):
         state = self._trials.get(trial.trial_id)
         if state is not None:
             state.ended = "complete"
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """A failed attempt Tune retries (``FailureConfig(max_failures=...)``): a part.
+
+        The attempt's run ends ``failed`` with the error and becomes a ``part`` of the sweep
+        (its cost stays in the price tag) instead of a trial: the trial is one configuration,
+        recorded by the attempt that ends it, not one more trial counted as the worst score.
+        """
+        state = self._trials.pop(trial.trial_id, None)
+        ledger = None if self._sweep is None else self._sweep.ledger
+        if state is None or ledger is None:
+            return
+        try:
+            current = ledger.run(state.run_id)
+            fields_: dict[str, Any] = {**self._link_fields(state), "role": "part"}
+            if current.status == "running":  # the worker died: no final write of its own
+                fields_.update(status="failed", ended_at=current.heartbeat_at or time.time())
+            if not current.error:
+                fields_["error"] = _error_text(trial)
+            ledger.flush(state.run_id, fields=fields_)
+        except GreenprintError as e:
+            logger.warning("greenprint: could not record trial run %s's retry: %s", state.run_id, e)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Note that the trial failed (its worker raised, or died)."""
