@@ -442,6 +442,7 @@ def _reads_as_optunas_trials(home: Path, trials: list[dict], report: dict) -> No
         k: v for k, v in counts.items() if v
     }
     assert (report["metric"], report["mode"]) == ("val_loss", "min")
+    assert "--mode max" in tag["mode_note"]  # how a CLI user says otherwise (read mode='max')
     best = min((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: t["value"])
     assert (tag["final"]["name"], tag["final"]["rule"]) == (f"trial-{best['number']}", "best-trial")
     # the two workers ran at the same time: more run-seconds than wall-clock seconds

@@ -249,7 +249,7 @@ def test_names_that_say_lower_is_better(metric, lower):
     if note:
         assert note == (
             f"{metric!r} is minimised: its name says lower is better "
-            "(give mode='max' to maximise it)"
+            "(to maximise it: --mode max, or mode='max' in Python)"
         )
 
 

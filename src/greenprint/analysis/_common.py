@@ -99,7 +99,7 @@ def resolve_mode(metric: str | None, mode: object = None) -> tuple[Mode, str | N
     if metric is not None and lower_is_better(metric):
         return "min", (
             f"{metric!r} is minimised: its name says lower is better "
-            "(give mode='max' to maximise it)"
+            "(to maximise it: --mode max, or mode='max' in Python)"
         )
     return "max", None
 

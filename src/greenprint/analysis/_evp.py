@@ -452,7 +452,8 @@ def evp_by_budget(
         >>> {family: curve.mean.round(3).tolist() for family, curve in curves.items()}
         {'mlp': [0.45, 0.425], 'cnn': [0.3]}
         >>> curves["mlp"].mode_note
-        "'loss' is minimised: its name says lower is better (give mode='max' to maximise it)"
+        "'loss' is minimised: its name says lower is better (to maximise it: --mode max, or
+        mode='max' in Python)"
     """
     notes: list[str] = []
     mode_note: str | None = None
