@@ -910,6 +910,10 @@ class Run:
         provenance["intensity"] = self._intensity.source
         provenance["pue"] = self._pue.source
         provenance["scope"] = self._scope
+        if self._scope == "process":  # which process: runs that read the same one at once
+            measured = _process_key(self._options.get("pid") or os.getpid())
+            if measured is not None:  # (threads) count their overlap once: analysis/_common.py
+                provenance["process"] = measured
         job = self._job
         if job.job_id is not None:
             if job.node_meter:
@@ -1442,6 +1446,23 @@ def _check_parent(parent: Any) -> None:
     raise ConfigError(
         f"parent must be a Run, a run id (a non-empty string) or None, not {parent!r}"
     )
+
+
+def _process_key(pid: int) -> str | None:
+    """``"pid 4242 started 1796133461.76"``: the process whose tree a run's meters read.
+
+    Recorded in the run's provenance (``"process"``): runs of one host with the same key that
+    ran at the same time each read that process over their span (threads of one process), and
+    the analysis counts each stretch of their time once (``RunForest.shared_sums``). The start
+    time (s, Unix time) tells apart a pid used again. ``None`` when the process cannot be read.
+    """
+    import psutil
+
+    try:
+        started = psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+    return f"pid {pid} started {started:.2f}"
 
 
 def _check_pid(pid: Any) -> None:

@@ -529,12 +529,19 @@ def test_an_optuna_study_in_threads_costs_what_its_search_run_measured(tmp_path:
     assert _overlap([(r.started_at, _end(r)) for r in trials])
     measured = sum(r.energy_kwh for r in trials)
     assert measured > search_kwh > 0  # each trial read the whole process over its span
+    # the trials name one process (threads): each stretch of their time counts once
+    # (tests/analysis/test_threads_share.py), within what the search measured
+    assert len({r.provenance["process"] for r in runs}) == 1
+    forest = RunForest.build(runs)
+    counted = math.fsum(forest.shared_sums("energy_kwh").inclusive[forest.index[r.id]]
+                        for r in trials)  # fmt: skip
+    assert counted < measured and counted <= search_kwh * (1 + 1e-9)
     tag = price_tag(runs)
     assert tag.total.energy_kwh == pytest.approx(search_kwh, rel=1e-12)
-    assert tag.by_role["trial"].energy_kwh == pytest.approx(search_kwh, rel=1e-12)
+    assert tag.by_role["trial"].energy_kwh == pytest.approx(counted, rel=1e-9)
     (note,) = [n for n in tag.notes if "same time" in n]
-    assert "the 4 trials of run 'search' ran at the same time" in note
-    assert f"{measured:.3g} kWh in all, are scaled to the {search_kwh:.3g} kWh" in note
+    assert "the 4 trials of run 'search' ran at the same time in one process (threads)" in note
+    assert f"{measured:.3g} kWh in all, count {counted:.3g} kWh" in note
 
 
 def test_what_adds_from_another_host_is_never_shared_out() -> None:
@@ -622,10 +629,14 @@ def test_a_main_run_stopped_before_its_worker_threads_trials_is_no_truth(tmp_pat
     trials = [r for r in runs if r.role == "trial"]
     assert all(t.parent_id == search.id and t.ended_at > search.ended_at for t in trials)
     tag = price_tag(runs, metric="acc")
-    assert tag.total.energy_kwh >= max(t.energy_kwh for t in trials)
-    assert tag.total.energy_kwh == pytest.approx(
-        max(search.energy_kwh, sum(t.energy_kwh for t in trials)), rel=1e-9
-    )
+    # the trials ran in threads of one process: each stretch of their time counts once
+    # (tests/analysis/test_threads_share.py); the search, no truth, does not cap them
+    forest = RunForest.build(runs)
+    counted = math.fsum(forest.shared_sums("energy_kwh").inclusive[forest.index[t.id]]
+                        for t in trials)  # fmt: skip
+    assert counted < sum(t.energy_kwh for t in trials)
+    assert tag.total.energy_kwh >= 0.8 * max(t.energy_kwh for t in trials)  # near: same spans
+    assert tag.total.energy_kwh == pytest.approx(max(search.energy_kwh, counted), rel=1e-9)
 
 
 # ------------------------------------------- children alone beside children at the same time
@@ -823,7 +834,13 @@ def test_real_threads_beside_runs_alone_share_exactly_what_the_search_measured(
     final run alone (36 kJ). The search reads 144 kJ (0.04 kWh), its children 216. The
     baseline and the final run keep their 0.01 kWh, the trials share the 0.02 kWh left:
     0.01 each (was: all four scaled by 2/3, the baseline at 0.0067 kWh for 0.01 spent). While
-    the trials still run, a live report shares the search's last reading the same way."""
+    the trials still run, a live report shares the search's last reading the same way.
+
+    The trials name one process (threads): each stretch of their time counts once at their
+    mean power (tests/analysis/test_threads_share.py), so the few milliseconds when one had
+    started and the other not yet count a little (here all was spent while both ran), and
+    the two split the 0.02 kWh within a few percent of half each; their sum, capped at what
+    the search measured beyond the runs alone, is exact."""
     import greenprint as gp
 
     ledger = tmp_path / "l.db"
@@ -872,8 +889,10 @@ def test_real_threads_beside_runs_alone_share_exactly_what_the_search_measured(
     got = {r.name: sums.inclusive[p] for p, r in enumerate(runs)}
     assert got == pytest.approx(
         {"search": 0.04, "baseline": 0.01, "trial-0": 0.01, "trial-1": 0.01, "final": 0.01},
-        rel=1e-9,
+        rel=0.05,
     )
+    assert got["search"] == pytest.approx(0.04, rel=1e-9)
+    assert got["trial-0"] + got["trial-1"] == pytest.approx(0.02, rel=1e-9)
     assert got["baseline"] == kwh["baseline"] and got["final"] == kwh["final"]  # kept whole
     tag = price_tag(runs, metric="acc")
     assert tag.total.energy_kwh == pytest.approx(0.04, rel=1e-9)
@@ -883,8 +902,8 @@ def test_real_threads_beside_runs_alone_share_exactly_what_the_search_measured(
     assert tag.final is not None and tag.final.name == "final"
     assert tag.final.energy_kwh == kwh["final"]
     (note,) = [n for n in tag.notes if "same time" in n]
-    assert note.startswith("the 2 trials of run 'search' that ran at the same time")
-    assert "0.04 kWh in all, are scaled to the 0.02 kWh their parent measured beyond" in note
+    assert note.startswith("the 2 trials of run 'search' ran at the same time in one process")
+    assert "their measured energies, 0.04 kWh in all, count 0.02 kWh" in note
     assert not any("less energy" in n for n in tag.notes)
     # the live report: the search's last reading (0.03 kWh), the baseline's kept, the rest
     # shared by the running trials
@@ -893,5 +912,6 @@ def test_real_threads_beside_runs_alone_share_exactly_what_the_search_measured(
     }  # fmt: skip
     live_sums = RunForest.build(live).shared_sums("energy_kwh")
     assert {r.name: live_sums.inclusive[p] for p, r in enumerate(live)} == pytest.approx(
-        {"search": 0.03, "baseline": 0.01, "trial-0": 0.01, "trial-1": 0.01}, rel=1e-9
+        {"search": 0.03, "baseline": 0.01, "trial-0": 0.01, "trial-1": 0.01}, rel=0.05
     )
+    assert live_sums.inclusive[0] == pytest.approx(0.03, rel=1e-9)

@@ -419,8 +419,9 @@ def test_trials_in_threads_share_their_search_runs_energy(tmp_path: Path) -> Non
         final = price_tag(runs, metric="acc", final=e.run_id).final
         assert final is not None and e.energy_kwh == pytest.approx(final.energy_kwh, rel=1e-12)
         assert e.score_per_kwh == pytest.approx(e.score / e.energy_kwh)
-        if max(r.energy_kwh for r in trials) <= own:  # the search measured the most: shared
-            assert e.energy_kwh == pytest.approx(run.energy_kwh * own / measured, rel=1e-9)
+        # threads of one process: each stretch of their time counted once, split among them
+        # (tests/analysis/test_threads_share.py): less than the whole process it measured
+        assert e.energy_kwh < run.energy_kwh
     curve = learning_curve(runs, metric="acc")
     by_size = {r.dataset_size: e.energy_kwh for r, e in zip(trials, found, strict=True)}
     assert curve.dataset_size.tolist() == [100, 200, 300]

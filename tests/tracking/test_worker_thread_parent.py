@@ -152,8 +152,12 @@ def test_the_price_tag_counts_the_search_once(grid_study):
     assert tag["roles"]["counts"] == {"sweep": 1, "trial": 7, "part": 14}
     by_role = tag["by_role"]
     assert by_role["trial"]["trials"] == 7
-    assert by_role["trial"]["energy_kwh"] == pytest.approx(trials_kwh, rel=1e-9)
-    assert by_role["sweep"]["energy_kwh"] == pytest.approx(search.energy_kwh - trials_kwh, rel=1e-9)
+    # the pool's trials ran in threads of one process, each reading all of it: each stretch
+    # of their time counts once (tests/analysis/test_threads_share.py), so the trials count
+    # less than they measured and the search keeps the rest
+    counted = by_role["trial"]["energy_kwh"]
+    assert 0 < counted < trials_kwh
+    assert by_role["sweep"]["energy_kwh"] == pytest.approx(search.energy_kwh - counted, rel=1e-9)
     rows = {row["name"]: row for row in report["runs"]}
     assert sum(row["is_trial"] for row in rows.values()) == 7
     assert all(rows[f"trial-{p}"]["parent_id"] == search.id for p in range(6))

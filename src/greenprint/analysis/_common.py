@@ -36,6 +36,7 @@ __all__ = [
     "run_end",
     "run_score",
     "score_of",
+    "stretch_shares",
 ]
 
 Mode = Literal["max", "min"]
@@ -409,7 +410,12 @@ class RunForest:
             found = self._shared[name] = SharedSums(
                 inclusive,
                 exclusive,
-                {p: (s.measured, s.shared) for p, s in shares.items()},
+                {
+                    p: (s.measured, s.shared)
+                    if not s.threads
+                    else (s.measured + s.threads_measured, s.shared + s.threads_shared)
+                    for p, s in shares.items()
+                },
                 shares,
                 _nonfinite(values),
             )
@@ -533,25 +539,38 @@ class RunForest:
         return self.column("started_at"), self.column("ended_at"), self.runs
 
     def _share_out(
-        self, pos: int, own: Any, inside: Any, inclusive: Sequence[Any], far: Sequence[Any] | None
+        self,
+        pos: int,
+        own: Any,
+        inside: Any,
+        inclusive: Sequence[Any],
+        far: Sequence[Any] | None,
+        threads: _Threads | None = None,
     ) -> ShareOut | None:
         """How the run at ``pos`` shares ``own`` out (:meth:`shared_sums`), or ``None``.
 
         ``None`` when no two children inside it ran at the same time, or when one of them ended
         after it did (:meth:`outlived`). ``inside``: its inside children's inclusive amounts
         less what adds to them (``far``), summed; ``inclusive``: every run's inclusive amount,
-        its children's final.
+        its children's final. ``threads``: its children that read one process at the same
+        time, and what they count (:meth:`_thread_share`): each of their groups shares the
+        parent's measurement as a group of the rule does, weighed at its count, capped at it
+        and floored at its largest member's amount (never above its count).
         """
         spans = self._inside_spans(pos)
         if self._outlived(pos, spans):
             return None  # no truth for the whole
+        if threads is not None:
+            spans = [span for span in spans if span[2] not in threads.factors]
         alone, groups = self._groups(pos, spans)
-        if not groups:
+        if threads is not None:
+            alone = [c for c in alone if c not in threads.factors]
+        elif not groups:
             return None
 
         # a child's amount inside this parent's measurement
         amount = inclusive.__getitem__ if far is None else _less(inclusive, far)
-        if not alone and len(groups) == 1:  # every child in one group (the usual case)
+        if threads is None and not alone and len(groups) == 1:  # one group (the usual case)
             members = groups[0].members
             largest = max(map(amount, members))
             # the old rule, float for float (``inside`` as the caller summed it), or the floor
@@ -573,20 +592,200 @@ class RunForest:
             min(max(m * group.span_s / group.lengths_s, low), m)
             for m, low, group in zip(measured, largest_of, groups, strict=True)
         ]
-        amounts, floored = _fill(own - kept, weights, largest_of, measured)
+        if threads is None:
+            amounts, floored = _fill(own - kept, weights, largest_of, measured)
+        else:  # the threads' groups beside them: weighed and capped at their count
+            counts = [count for _, count, _ in threads.groups]
+            amounts, floored = _fill(
+                own - kept,
+                weights + counts,
+                largest_of + [min(big, count) for _, count, big in threads.groups],
+                measured + counts,
+            )
+            amounts, threaded = amounts[: len(groups)], amounts[len(groups) :]
         factors: dict[int, Any] = {}
         for group, m, got in zip(groups, measured, amounts, strict=True):
             factor = 1 if got == m else got / m  # got < m: m > 0 (a group of zeros: 1)
             factors.update(dict.fromkeys(group.members, factor))
+        if threads is None:
+            return ShareOut(
+                own=own,
+                kept=kept,
+                alone=tuple(alone),
+                together=tuple(c for group in groups for c in group.members),
+                measured=measured[0] if len(measured) == 1 else sum(measured),
+                shared=amounts[0] if len(amounts) == 1 else sum(amounts),
+                floored=floored,
+                factors=factors,
+            )
+        for (members, count, _), got in zip(threads.groups, threaded, strict=True):
+            for child in members:  # its part of its group's count, the group scaled to got
+                factors[child] = threads.factors[child] * (1 if got == count else got / count)
         return ShareOut(
             own=own,
             kept=kept,
             alone=tuple(alone),
             together=tuple(c for group in groups for c in group.members),
-            measured=measured[0] if len(measured) == 1 else sum(measured),
-            shared=amounts[0] if len(amounts) == 1 else sum(amounts),
+            measured=sum(measured),
+            shared=sum(amounts),
             floored=floored,
             factors=factors,
+            threads=threads.members,
+            threads_measured=threads.measured,
+            threads_shared=sum(threaded),
+            threads_counted=threads.shared,
+            short=floored,
+        )
+
+    def thread_groups(self, pos: int) -> list[tuple[int, ...]]:
+        """Children inside the run at ``pos`` that read one process at the same time.
+
+        A run of scope ``"process"`` records which process its meters read (provenance
+        ``"process"``: the pid and start time of its tree's root, see
+        :mod:`greenprint.tracking`). Children of one host with the same process whose spans
+        chain by overlaps (as :meth:`concurrent` judges them) ran in threads of that process
+        and each read all of it over its span. Children with no known span, no process
+        recorded (runs recorded before runs said it), of machine scope, or that add to the
+        parent (:meth:`adds`) are in no group.
+
+        Returns:
+            The groups of two or more, in order of time, each with its members in the order
+            of ``children[pos]``.
+        """
+        if pos not in self._thread_parents:
+            return []
+        keys = self._process_keys
+        by_key: dict[Any, list[tuple[float, float, int]]] = {}
+        for span in self._inside_spans(pos):
+            key = keys[span[2]]
+            if key is not None and span[1] > span[0]:
+                by_key.setdefault(key, []).append(span)
+        found: list[tuple[float, tuple[int, ...]]] = []
+        for spans in by_key.values():
+            spans.sort()
+            members: list[int] = []
+            first = latest = -math.inf
+            for start, end, child in (*spans, (math.inf, math.inf, -1)):
+                if start < latest:
+                    members.append(child)
+                    latest = max(latest, end)
+                    continue
+                if len(members) > 1:
+                    found.append((first, tuple(sorted(members))))
+                members, first, latest = [child], start, end
+        return [members for _, members in sorted(found)]
+
+    def _thread_share(
+        self, pos: int, inclusive: Sequence[Any], far: Sequence[Any] | None
+    ) -> _Threads | None:
+        """What the children of :meth:`thread_groups` count (:func:`stretch_shares`).
+
+        Each child's amount inside the parent (its inclusive amount less what adds to it) is
+        read over its span; a child that read nothing (0) is no reading of the process and
+        keeps its 0. A group counts at least what its largest member read (that member read
+        the whole process over part of the group's span: only readings that disagree, never
+        at constant power, count less), its members scaled up alike. ``None`` when no group
+        of two remains.
+        """
+        amount = inclusive.__getitem__ if far is None else _less(inclusive, far)
+        starts, ends, runs = self._spans_columns
+        counts: dict[int, Any] = {}
+        measured: dict[int, Any] = {}
+        groups: list[tuple[tuple[int, ...], Any, Any]] = []
+        for group in self.thread_groups(pos):
+            members = [c for c in group if amount(c) > 0]
+            if len(members) < 2:
+                continue
+            spans = [(starts[c], run_end(runs[c]) if ends[c] is None else ends[c]) for c in members]
+            amounts = [amount(c) for c in members]
+            got = stretch_shares(spans, amounts)
+            largest, total = max(amounts), sum(got)
+            if total < largest:  # one read the whole process over part of the span: at least
+                got = [g * largest / total for g in got]  # that (readings that disagree)
+                total = sum(got)
+            groups.append((tuple(members), total, largest))
+            for child, spent, count in zip(members, amounts, got, strict=True):
+                measured[child] = spent
+                counts[child] = count
+        if not counts:
+            return None
+        below: Any = 0
+        for child in self.children[pos]:
+            if child in counts:
+                below += counts[child] if far is None else counts[child] + far[child]
+            else:
+                below += inclusive[child]
+        return _Threads(
+            members=tuple(counts),
+            factors={c: counts[c] / measured[c] for c in counts},
+            measured=sum(measured.values()),
+            shared=sum(counts.values()),
+            below=below,
+            groups=tuple(groups),
+        )
+
+    @cached_property
+    def _process_keys(self) -> tuple[Any, ...]:
+        """Each run's ``(host, process)`` when it read a process it names, else ``None``.
+
+        The process is the run's provenance ``"process"`` (scope ``"process"`` only). A study's
+        runs share a few provenance dictionaries: each is looked at once. Records built with
+        only the fields of the rule before runs named their process (a study budget's read of
+        the ledger, ``greenprint.ledger._study_cost``) have no provenance: no process known.
+        """
+        try:
+            provenances = self.column("provenance")
+        except AttributeError:  # a partial record: its provenance slot was never set
+            return (None,) * len(self.runs)
+        named: dict[int, Any] = {}
+        for dict_id, provenance in zip(map(id, provenances), provenances, strict=True):
+            if dict_id not in named:
+                named[dict_id] = provenance.get(_PROCESS) if provenance else None
+        if not any(named.values()):
+            return (None,) * len(provenances)
+        return tuple(
+            None if key is None or scope != "process" else (host, key)
+            for key, scope, host in zip(
+                map(named.__getitem__, map(id, provenances)),
+                self.column("scope"),
+                self.column("host"),
+                strict=True,
+            )
+        )
+
+    @cached_property
+    def _thread_parents(self) -> frozenset[int]:
+        """Positions of the runs with two children that read one process at the same time.
+
+        Whether :meth:`thread_groups` finds a group, for every run in one pass: the children
+        with a process, sorted by parent, process and start; two in a row of one parent and
+        process overlap when the first ends after the second starts (sorted by start, a span
+        that overlaps a later one overlaps the next one too).
+        """
+        if not self.inner_order:
+            return frozenset()
+        keys = self._process_keys
+        if keys.count(None) == len(keys):
+            return frozenset()
+        starts, ends, runs = self._spans_columns
+        parents = self.parents
+        remote = self._remote
+        ids: dict[Any, int] = {}
+        rows: list[tuple[int, int, float, float]] = []
+        for child, key in enumerate(keys):
+            parent = parents[child]
+            if key is None or parent is None or not starts[child] > 0.0:
+                continue
+            if remote and self.adds(child):
+                continue
+            end = run_end(runs[child]) if ends[child] is None else ends[child]
+            if end > starts[child]:
+                rows.append((parent, ids.setdefault(key, len(ids)), starts[child], end))
+        rows.sort()
+        return frozenset(
+            a[0]
+            for a, b in zip(rows, rows[1:], strict=False)
+            if a[0] == b[0] and a[1] == b[1] and a[3] > b[2]
         )
 
     def _sums(
@@ -623,6 +822,8 @@ class RunForest:
             raise self._beyond_float(values, fpo=fpo)
         children = self.children
         scale: dict[int, ShareOut] = {}  # shared: parent -> how it shared its amount out
+        # shared: parents with children that read one process at the same time (threads)
+        threaded = self._thread_parents if shared else frozenset()
         # shared, with children that add to their parent (other hosts): each run's inclusive
         # amount from what adds to it or to a run inside it, which no scaling touches
         far: list[Any] | None = [0] * len(values) if shared and self._remote else None
@@ -642,18 +843,40 @@ class RunForest:
                 if below != below or own != own or added != added:  # NaN: never shared
                     inclusive[pos] = exclusive[pos] = math.nan
                     continue
+                threads = self._thread_share(pos, inclusive, far) if pos in threaded else None
+                if threads is not None:  # runs of one process at once: each stretch once
+                    below = threads.below
                 if own is not None and below - outside > own > 0:
                     # concurrent children share their parent's measurement out (not outlived)
-                    share = self._share_out(pos, own, below - outside, inclusive, far)
+                    share = self._share_out(pos, own, below - outside, inclusive, far, threads)
                     if share is not None:
                         scale[pos] = share
-                        inclusive[pos] = (
-                            (own if not share.floored else share.kept + share.shared)
-                            + outside
-                            + added
-                        )
+                        if not share.floored:
+                            inclusive[pos] = own + outside + added
+                        elif threads is None:
+                            inclusive[pos] = share.kept + share.shared + outside + added
+                        else:
+                            inclusive[pos] = (
+                                share.kept + share.shared + share.threads_shared + outside + added
+                            )
                         exclusive[pos] = own - own
                         continue
+                if threads is not None:  # the parent keeps the rest, never less than 0
+                    scale[pos] = ShareOut(
+                        own=own,
+                        kept=0,
+                        alone=(),
+                        together=(),
+                        measured=0,
+                        shared=0,
+                        floored=False,
+                        factors=threads.factors,
+                        threads=threads.members,
+                        threads_measured=threads.measured,
+                        threads_shared=threads.shared,
+                        threads_counted=threads.shared,
+                        short=own is not None and below - outside > own,
+                    )
             total = below if own is None else max(own, below)
             inclusive[pos] = total + added
             exclusive[pos] = total - below
@@ -864,7 +1087,19 @@ class ShareOut(NamedTuple):
             - kept`` below the sum of each group's largest amount): each group counts its
             largest amount, and the parent's sum, ``kept + shared``, is above ``own``.
         factors: position of each child in a group -> its factor (``shared`` over
-            ``measured`` for a single group).
+            ``measured`` for a single group); of each child in :attr:`threads`, its count
+            over what it measured.
+        threads: positions of the children that read one process at the same time
+            (:meth:`RunForest.thread_groups`): each stretch of their time counted once. They
+            are in neither ``alone`` nor ``together``, nor in ``kept``, ``measured`` or
+            ``shared`` (the groups of the rule above, whose ``own - kept`` leaves them out).
+        threads_measured: what they measured, summed.
+        threads_shared: what they count, summed: :attr:`threads_counted`, or less where
+            that was more than the parent measured beyond its other children (scaled to it).
+        threads_counted: what they count by :func:`stretch_shares`, summed.
+        short: the parent measured less than its children count (with the threads at their
+            count, or at their largest members' amounts: the floor): its own part would be
+            negative; it is 0 and the children's count stands.
     """
 
     own: Any
@@ -875,6 +1110,11 @@ class ShareOut(NamedTuple):
     shared: Any
     floored: bool
     factors: Mapping[int, Any]
+    threads: tuple[int, ...] = ()
+    threads_measured: Any = 0
+    threads_shared: Any = 0
+    threads_counted: Any = 0
+    short: bool = False
 
 
 @dataclass(frozen=True)
@@ -907,6 +1147,74 @@ class SharedSums:
 #: Costs a meter reads for a whole process or machine over a run's span, which concurrent
 #: children share out (:meth:`RunForest.shared_sums`): energy and CO2-eq.
 SHARED_COSTS = frozenset({"energy_kwh", "emissions_kg"})
+
+#: The provenance key naming the process whose tree a run's meters read (``"pid 4242 started
+#: 1796133461.76"``, recorded by :mod:`greenprint.tracking` for scope ``"process"``).
+_PROCESS = "process"
+
+
+class _Threads(NamedTuple):
+    """A parent's children that read one process at the same time (:meth:`RunForest._thread_share`).
+
+    Attributes:
+        members: their positions.
+        factors: position -> what it counts over what it measured.
+        measured: what they measured, summed.
+        shared: what they count, summed.
+        below: the parent's inside children's inclusive amounts summed, these at their count.
+        groups: each group's members, count (summed) and largest amount measured.
+    """
+
+    members: tuple[int, ...]
+    factors: dict[int, Any]
+    measured: Any
+    shared: Any
+    below: Any
+    groups: tuple[tuple[tuple[int, ...], Any, Any], ...] = ()
+
+
+def stretch_shares(spans: Sequence[tuple[float, float]], amounts: Sequence[Any]) -> list[Any]:
+    """What each of several runs that read one process counts, each stretch of time once.
+
+    The runs' spans are cut at every start and end into stretches. In a stretch where ``k``
+    of them ran, each read the same process (threads of it), so the stretch's energy is
+    counted once: the mean of their powers (a run's power: its amount over its span's length)
+    times the stretch's length, split equally among the ``k``. A run counts its parts of its
+    stretches. Exact when the process drew constant power over each stretch: then each run
+    counts that power times its own share of time (a stretch's length over ``k``), and the
+    runs together count the process's energy over the union of their spans, once.
+
+    Args:
+        spans: ``(start, end)`` of each run, s (Unix time), each end after its start.
+        amounts: what each run measured (kWh, kg CO2-eq), 0 or more.
+
+    Returns:
+        Each run's count, in the order given (the same unit as ``amounts``).
+    """
+    points = sorted({t for span in spans for t in span})
+    at = {t: k for k, t in enumerate(points)}
+    rate = [0.0] * len(points)  # change of the summed power at each point
+    count = [0] * len(points)  # change of the number of runs
+    for (start, end), amount in zip(spans, amounts, strict=True):
+        power = amount / (end - start)
+        rate[at[start]] += power
+        rate[at[end]] -= power
+        count[at[start]] += 1
+        count[at[end]] -= 1
+    # What one run that ran from the first point to each point counts: a stretch gives each
+    # of its k runs its summed power x its length / k^2 (the mean power's energy, k ways).
+    reached = [0.0] * len(points)
+    power = total = 0.0
+    k = 0
+    for idx in range(len(points) - 1):
+        power += rate[idx]
+        k += count[idx]
+        if k:
+            total += power * (points[idx + 1] - points[idx]) / (k * k)
+        else:
+            power = 0.0  # no run: what rounding left
+        reached[idx + 1] = total
+    return [reached[at[end]] - reached[at[start]] for start, end in spans]
 
 
 def run_end(run: RunRecord) -> float:

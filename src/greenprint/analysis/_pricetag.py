@@ -746,6 +746,11 @@ def _shared_notes(
 
     Parents that measured less than the least their children spent (floored: see
     :meth:`~greenprint.analysis._common.RunForest.shared_sums`) get a note of their own.
+
+    Children that read one process at the same time (threads: each stretch of their time
+    counted once) get one note for all their parents, energy and CO2-eq together when both
+    were counted again; parents that measured less energy than those children count (their
+    own part would be negative: it is 0) get one more.
     """
     notes = [
         _nonfinite_note(forest, sums.nonfinite, what, unit)
@@ -773,7 +778,94 @@ def _shared_notes(
             notes.append(_shared_note(forest, roles, scaled_energy, "energies", "kWh"))
         if scaled_co2:
             notes.append(_shared_note(forest, roles, scaled_co2, "CO2-eq", "kg"))
+
+    def counted_once(sums: SharedSums) -> dict[int, ShareOut]:
+        return {
+            p: share
+            for p, share in sums.shares.items()
+            if share.threads and share.threads_measured > share.threads_shared * _SCALED_NOTE_ABOVE
+        }
+
+    threads_energy, threads_co2 = counted_once(energy), counted_once(co2)
+    if threads_energy and threads_energy.keys() == threads_co2.keys():  # usual: one note
+        measured, shared = _threads_sums(threads_co2)
+        notes.append(
+            _threads_note(forest, roles, threads_energy, "energies", "kWh")
+            + f"; their CO2-eq likewise, {measured:.3g} to {shared:.3g} kg"
+        )
+    else:
+        if threads_energy:
+            notes.append(_threads_note(forest, roles, threads_energy, "energies", "kWh"))
+        if threads_co2:
+            notes.append(_threads_note(forest, roles, threads_co2, "CO2-eq", "kg"))
+    short = {
+        p: share
+        for p, share in energy.shares.items()
+        if share.short
+        and energy.inclusive[p] - _added(forest, p, energy.inclusive)
+        > share.own * _SCALED_NOTE_ABOVE
+    }
+    if short:
+        notes.append(_short_note(forest, energy, short))
     return notes
+
+
+def _threads_sums(shares: Mapping[int, ShareOut]) -> tuple[float, float]:
+    """What children that read one process at once measured, and what they count, summed."""
+    return (
+        math.fsum(s.threads_measured for s in shares.values()),
+        math.fsum(s.threads_shared for s in shares.values()),
+    )
+
+
+def _threads_note(
+    forest: RunForest, roles: Sequence[str], shares: Mapping[int, ShareOut], what: str, unit: str
+) -> str:
+    """Children that read one process at the same time, each stretch counted once."""
+    members = [c for s in shares.values() for c in s.threads]
+    kinds = {roles[c] for c in members}
+    noun = kinds.pop() if len(kinds) == 1 and kinds <= {"trial", "part"} else "child run"
+    names = [repr(forest.runs[p].name) for p in shares]
+    if len(shares) == 1:
+        whose = f"the {len(members)} {noun}s of run {names[0]}"
+    else:
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        whose = f"the {noun}s of {len(shares)} runs ({listed})"
+    measured, shared = _threads_sums(shares)
+    counted = math.fsum(s.threads_counted for s in shares.values())
+    parents = "their parent" if len(shares) == 1 else "their parents"
+    capped = (
+        f" ({counted:.3g} {unit} by their stretches, scaled to what {parents} measured)"
+        if counted > shared * _SCALED_NOTE_ABOVE
+        else ""
+    )
+    return (
+        f"{whose} ran at the same time in one process (threads), each measuring the whole "
+        "process over its span: each stretch of their time is counted once, at their mean "
+        "power, and split equally among the runs that ran in it (exact at constant power): "
+        f"their measured {what}, {measured:.3g} {unit} in all, count {shared:.3g} {unit}"
+        f"{capped}"
+    )
+
+
+def _short_note(forest: RunForest, energy: SharedSums, shares: Mapping[int, ShareOut]) -> str:
+    """Parents that measured less energy than their children in one process count."""
+    names = [repr(forest.runs[p].name) for p in shares]
+    own = math.fsum(s.own for s in shares.values())
+    count = math.fsum(energy.inclusive[p] - _added(forest, p, energy.inclusive) for p in shares)
+    if len(shares) == 1:
+        return (
+            f"run {names[0]} measured less energy ({own:.3g} kWh) than its children that ran "
+            f"at the same time in one process count ({count:.3g} kWh): its own part is 0 and "
+            "their count is used (a meter that lagged, or a process whose power varied)"
+        )
+    listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"{len(shares)} runs ({listed}) measured less energy ({own:.3g} kWh in all) than their "
+        f"children that ran at the same time in one process count ({count:.3g} kWh): their "
+        "own parts are 0 and the children's counts are used (a meter that lagged, or a "
+        "process whose power varied)"
+    )
 
 
 def _nonfinite_note(forest: RunForest, positions: Sequence[int], what: str, unit: str) -> str:
