@@ -88,11 +88,16 @@ def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> No
     names = {p.name for p in record.metrics}
     assert {"loss", "eval_loss", "learning_rate"} <= names
     assert not any(n.startswith("greenprint/") for n in names)  # the run's fields, not metrics
-    # every log the reporter saw carries greenprint's figures, added before it ran
-    assert reporter.seen and all("greenprint/emissions_kg" in logs for logs in reporter.seen)
-    energies = [logs["greenprint/energy_kwh"] for logs in reporter.seen]
+    # every training log the reporter saw carries greenprint's figures, added before it ran;
+    # an evaluation's logs are the metrics evaluate() returns: the Trainer's own, untouched
+    training = [logs for logs in reporter.seen if "eval_runtime" not in logs]
+    evaluations = [logs for logs in reporter.seen if "eval_runtime" in logs]
+    assert len(training) >= 2 and len(evaluations) == 2
+    assert all("greenprint/emissions_kg" in logs for logs in training)
+    assert not any(k.startswith("greenprint/") for logs in evaluations for k in logs)
+    energies = [logs["greenprint/energy_kwh"] for logs in training]
     assert energies == sorted(energies) and energies[-1] <= record.energy_kwh
-    assert all(logs["greenprint/power_w"] >= 0 for logs in reporter.seen)
+    assert all(logs["greenprint/power_w"] >= 0 for logs in training)
     # eval metrics are copied once per evaluation (on_evaluate), not twice
     assert [p.step for p in record.metrics if p.name == "eval_loss"] == [2, 4]
 
@@ -210,6 +215,9 @@ def test_hyperparameter_search_trials_are_trials_pruned_and_failed_too(
     ]
     assert [r.params["learning_rate"] for r in records] == rates
     assert "ValueError: diverged" in records[2].error
+    # the objective minimised (the default: the evaluation loss), as the pruner judged it
+    for record in (records[0], records[1], records[3]):
+        assert record.metric("objective_loss") == record.metric("eval_loss") is not None
     assert all(r.energy_kwh > 0 for r in records)
 
 

@@ -189,3 +189,29 @@ def test_without_attach_the_search_warns_what_to_rank_by(tmp_path: Path) -> None
     assert len(ours) == 1
     assert "cb.attach(trainer)" in ours[0] and "--metric" in ours[0] and "--mode" in ours[0]
     assert all("objective" not in {p.name for p in r.metrics} for r in _trials(db, "bare"))
+
+
+@pytest.mark.parametrize("attached", [True, False])
+def test_the_search_optimises_its_own_objective_not_greenprints_figures(
+    tmp_path: Path, attached: bool
+) -> None:
+    """Hugging Face's default objective sums every evaluation metric but the loss (the loss
+    alone when there is none). greenprint's figures are not added to an evaluation's metrics,
+    so the search minimises the evaluation loss, as without greenprint (it used to minimise
+    the loss plus greenprint's power, energy and CO2-eq, added to the dict evaluate() returns)."""
+    db = tmp_path / "gp.db"
+    trainer = _trainer(tmp_path, metrics=False, max_steps=4, eval_steps=2)
+    cb = GreenprintCallback(study="own", ledger=db, **FAST)
+    if attached:
+        cb.attach(trainer)
+    else:
+        trainer.add_callback(cb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # without attach: the warning tested above
+        best = trainer.hyperparameter_search(hp_space=_hp_space, backend="optuna", n_trials=1)
+    (trial,) = _trials(db, "own")
+    losses = [(p.step, p.value) for p in trial.metrics if p.name == "eval_loss"]
+    assert [s for s, _ in losses] == [2, 4]
+    assert best.objective == losses[-1][1]
+    if attached:
+        assert [(p.step, p.value) for p in trial.metrics if p.name == "objective_loss"] == losses

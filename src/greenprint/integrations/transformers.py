@@ -19,8 +19,10 @@ What it records:
   ``failed`` through greenprint's own ``sys.excepthook`` (an exception caught by your code would
   leave the run to end ``finished`` at exit, hence ``attach``);
 * at every ``on_log``, ``greenprint/energy_kwh``, ``greenprint/emissions_kg`` (totals so far) and
-  ``greenprint/power_w`` (mean over the last half second or more) are added to the logs dict,
-  and the numeric logs (loss, learning rate...) are copied to the run (greenprint's figures are
+  ``greenprint/power_w`` (mean over the last half second or more) are added to the logs dict
+  (not to an evaluation's, which is the metrics dict ``evaluate()`` returns and a search's
+  objective is computed from), and the numeric logs (loss, learning rate...) are copied to the
+  run (greenprint's figures are
   the run's own fields, not metrics). Callbacks run in list order and
   the Trainer puts its reporters (W&B, MLflow, TensorBoard) before yours, so ``attach(trainer)``
   moves this callback first for those reporters to see the figures;
@@ -285,7 +287,12 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._figures = LiveFigures(run)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any):
-        """Add greenprint's figures to ``logs`` and copy the numeric logs to the run."""
+        """Add greenprint's figures to ``logs`` and copy the numeric logs to the run.
+
+        Not to an evaluation's logs: the Trainer logs the very dict that ``evaluate()`` returns
+        and a search's ``compute_objective`` reads (Hugging Face's default objective sums every
+        metric but the loss: greenprint's power would become part of it).
+        """
         run, figures = self._run, self._figures
         if run is None or figures is None or run.status != "running" or logs is None:
             return
@@ -294,7 +301,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         metrics = {k: v for k, v in metric_values(logs).items() if not k.startswith("eval_")}
         if metrics:
             self._log(run, args, state, control, metrics)
-        if self._log_figures:
+        if self._log_figures and not _is_evaluation(logs):
             refresh(run)
             now = figures.read()
             logs[FIGURE_PREFIX + "energy_kwh"] = now["energy_kwh"]
@@ -629,6 +636,14 @@ def _stop_training(args: Any, control: Any) -> None:
     strategy = getattr(args, "save_strategy", "no")
     if str(getattr(strategy, "value", strategy)) in ("steps", "epoch"):
         control.should_save = True
+
+
+def _is_evaluation(logs: Mapping[str, Any]) -> bool:
+    """Whether ``logs`` are an evaluation's metrics (``<prefix>_runtime``, prefix not ``train``)."""
+    return any(
+        isinstance(key, str) and key.endswith("_runtime") and key != "train_runtime"
+        for key in logs
+    )
 
 
 def _trial_name(trainer: Any) -> str | None:
