@@ -584,7 +584,12 @@ def test_data_scaling_study_reads_its_roles_and_curve(scaling_study):
     for role, names in (("baseline", ["base-majority", "base-bayes"]), ("final", ["final"])):
         kwh = sum(runs[n].energy_kwh for n in names)
         assert tag["by_role"][role]["energy_kwh"] == pytest.approx(kwh, rel=1e-9)
-    _price_tag_lines_have_units(_text(home, "md"))
+    md = _text(home, "md")
+    _price_tag_lines_have_units(md)
+    # the scripts' runs under their baseline and final runs read as their parts
+    for name in ("majority", "bayes", "retrain"):
+        assert f"  ↳ {name} (part) |" in md
+        assert f"↳ {name} (part)</td>" in _text(home, "html")
     _export_reads_as_the_report(home, "scale", report)
 
 
@@ -647,6 +652,8 @@ def test_ray_trial_retried_after_a_failure_is_one_trial(tmp_path_factory):
     evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
     mean = next(s for p in evp["panels"] for s in p["series"] if s["role"] == "mean")
     assert mean["y"] == pytest.approx(expected_max_performance([3.0, 6.0, 9.0]).mean.tolist())
+    md = _text(home, "md")  # the retried attempt among the trials is marked
+    assert re.search(r"\n\|   ↳ train\\_\w+\\_00001 \(part\) \| failed \|", md), md
     sweep = next(r for r in _runs(home / "greenprint.db", "retry") if r.role == "sweep")
     assert tag["total"]["energy_kwh"] == pytest.approx(sweep.energy_kwh, rel=1e-9)
     _export_reads_as_the_report(home, "retry", report)

@@ -175,7 +175,8 @@ _ROLE_MARKS = {
 #: The runs table's legend for those marks.
 ROLE_MARKS_LEGEND = (
     "★ marks the final run, (baseline) a baseline, (learning curve) a learning-curve run, "
-    "(sweep) a sweep around trials"
+    "(sweep) a sweep around trials, (part) a sub-step of the run it is listed under, not a "
+    "trial (a trial's folds are not marked)"
 )
 
 
@@ -191,9 +192,15 @@ def runs_table(
     header = ["run", "status", score, "energy", "CO2-eq", "FPO", "time", "examples"]
     header += ["params"] + (["id"] if with_id else [])
     out = []
+    role_of = {row.id: row.role for row in report.runs}
     for row in tree_rows(report.runs) if rows is None else rows:
+        mark = _ROLE_MARKS.get(row.role or "", "")
+        if row.role == "part" and role_of.get(row.parent_id or "") not in ("trial", "part"):
+            # among a sweep's trials (an attempt Ray Tune retried) or under a baseline it reads
+            # as one of them unless marked
+            mark = " (part)"
         cells = [
-            run_label(row) + (" ★" if row.is_final else "") + _ROLE_MARKS.get(row.role or "", ""),
+            run_label(row) + (" ★" if row.is_final else "") + mark,
             row.status,
             score_text(row.score),
             format_energy(row.energy_kwh),
