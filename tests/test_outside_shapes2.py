@@ -556,6 +556,13 @@ def test_threaded_grid_search_in_a_cli_sweep_reads_as_its_cv_results(threaded_gr
                    if p["kernel"] == kernel]  # fmt: skip
         expected = expected_max_performance(members, mode="max").mean.tolist()
         assert curves[f"{kernel} (3)"] == pytest.approx(expected, abs=1e-12)
+    # the runs table lists each run under its parent: threads' folds interleave in time, so
+    # that is not start order, and the HTML says which order it is
+    html = _text(home, "html")
+    listed = re.findall(r"<td>([0-9a-f]{8})</td></tr>", html)
+    started = {row["id"][:8]: row["started_at"] for row in report["runs"]}
+    assert len(listed) == 27 and [started[i] for i in listed] != sorted(started.values())
+    assert "in start order;" not in html and "each right under the run it ran in" in html
     job = next(r for r in _runs(home / "greenprint.db", "grid") if r.name == "job")
     assert tag["total"]["energy_kwh"] == pytest.approx(job.energy_kwh, rel=1e-9)
     _export_reads_as_the_report(home, "grid", report)

@@ -186,7 +186,8 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         prediction_section(report.prediction, esc),
         whatif_section(report.whatif, esc),
         f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
-        '<p class="muted">Every run of the study in start order; '
+        '<p class="muted">Every run of the study, each right under the run it ran in '
+        "(top-level runs in start order); "
         f"{esc(ROLE_MARKS_LEGEND)}. A nested run's cost is part of its parent's.</p>",
         f'<div class="{scroll}">{_table(run_header, run_rows, classes=run_classes)}</div>',
         "</section>",
