@@ -557,16 +557,23 @@ class RunForest:
         parent's measurement as a group of the rule does, weighed at its count, capped at it
         and floored at its largest member's amount (never above its count).
         """
-        spans = self._inside_spans(pos)
-        if self._outlived(pos, spans):
-            return None  # no truth for the whole
-        if threads is not None:
-            spans = [span for span in spans if span[2] not in threads.factors]
-        alone, groups = self._groups(pos, spans)
-        if threads is not None:
-            alone = [c for c in alone if c not in threads.factors]
-        elif not groups:
-            return None
+        if threads is not None and threads.everyone:  # every child in a threads' group
+            parent_end = self.column("ended_at")[pos]
+            if parent_end is not None and threads.latest > parent_end:
+                return None  # outlived: no truth for the whole
+            alone: list[int] = []
+            groups: list[TimeGroup] = []
+        else:
+            spans = self._inside_spans(pos)
+            if self._outlived(pos, spans):
+                return None  # no truth for the whole
+            if threads is not None:
+                spans = [span for span in spans if span[2] not in threads.factors]
+            alone, groups = self._groups(pos, spans)
+            if threads is not None:
+                alone = [c for c in alone if c not in threads.factors]
+            elif not groups:
+                return None
 
         # a child's amount inside this parent's measurement
         amount = inclusive.__getitem__ if far is None else _less(inclusive, far)
@@ -652,28 +659,53 @@ class RunForest:
             The groups of two or more, in order of time, each with its members in the order
             of ``children[pos]``.
         """
+        return [tuple(sorted(child for _, _, child in chain)) for chain in self._chains(pos)]
+
+    def _chains(self, pos: int) -> list[list[tuple[float, float, int]]]:
+        """:meth:`thread_groups` as ``(start, end, position)`` of each member, by start.
+
+        Kept per run (energy and CO2-eq ask for the same); do not mutate.
+        """
         if pos not in self._thread_parents:
             return []
+        found = self._chains_found.get(pos)
+        if found is not None:
+            return found
         keys = self._process_keys
-        by_key: dict[Any, list[tuple[float, float, int]]] = {}
-        for span in self._inside_spans(pos):
-            key = keys[span[2]]
-            if key is not None and span[1] > span[0]:
-                by_key.setdefault(key, []).append(span)
-        found: list[tuple[float, tuple[int, ...]]] = []
+        spans = [s for s in self._inside_spans(pos) if keys[s[2]] is not None and s[1] > s[0]]
+        named = {keys[s[2]] for s in spans}
+        by_key: dict[Any, list[tuple[float, float, int]]]
+        if len(named) == 1:  # the usual case: one process
+            by_key = {named.pop(): spans}
+        else:
+            by_key = {}
+            for span in spans:
+                by_key.setdefault(keys[span[2]], []).append(span)
+        found = self._chains_found[pos] = []
         for spans in by_key.values():
+            if len(spans) < 2:
+                continue
             spans.sort()
-            members: list[int] = []
-            first = latest = -math.inf
-            for start, end, child in (*spans, (math.inf, math.inf, -1)):
-                if start < latest:
-                    members.append(child)
-                    latest = max(latest, end)
+            chain: list[tuple[float, float, int]] = []
+            latest = -math.inf
+            for span in spans:
+                if span[0] < latest:
+                    chain.append(span)
+                    if span[1] > latest:
+                        latest = span[1]
                     continue
-                if len(members) > 1:
-                    found.append((first, tuple(sorted(members))))
-                members, first, latest = [child], start, end
-        return [members for _, members in sorted(found)]
+                if len(chain) > 1:
+                    found.append(chain)
+                chain, latest = [span], span[1]
+            if len(chain) > 1:
+                found.append(chain)
+        if len(found) > 1:
+            found.sort()
+        return found
+
+    @cached_property
+    def _chains_found(self) -> dict[int, list[list[tuple[float, float, int]]]]:
+        return {}
 
     def _thread_share(
         self, pos: int, inclusive: Sequence[Any], far: Sequence[Any] | None
@@ -688,33 +720,36 @@ class RunForest:
         of two remains.
         """
         amount = inclusive.__getitem__ if far is None else _less(inclusive, far)
-        starts, ends, runs = self._spans_columns
         counts: dict[int, Any] = {}
         measured: dict[int, Any] = {}
         groups: list[tuple[tuple[int, ...], Any, Any]] = []
-        for group in self.thread_groups(pos):
-            members = [c for c in group if amount(c) > 0]
-            if len(members) < 2:
-                continue
-            spans = [(starts[c], run_end(runs[c]) if ends[c] is None else ends[c]) for c in members]
-            amounts = [amount(c) for c in members]
-            got = stretch_shares(spans, amounts)
+        for chain in self._chains(pos):
+            amounts = [amount(child) for _, _, child in chain]
+            if 0 in amounts or min(amounts) < 0:  # a run that read nothing: no reading
+                read = [k for k, spent in enumerate(amounts) if spent > 0]
+                if len(read) < 2:
+                    continue
+                chain = [chain[k] for k in read]  # the runs that read
+                amounts = [amounts[k] for k in read]
+            members = [child for _, _, child in chain]
+            got = stretch_shares([(start, end) for start, end, _ in chain], amounts)
             largest, total = max(amounts), sum(got)
             if total < largest:  # one read the whole process over part of the span: at least
                 got = [g * largest / total for g in got]  # that (readings that disagree)
                 total = sum(got)
             groups.append((tuple(members), total, largest))
-            for child, spent, count in zip(members, amounts, got, strict=True):
-                measured[child] = spent
-                counts[child] = count
+            measured.update(zip(members, amounts, strict=True))
+            counts.update(zip(members, got, strict=True))
         if not counts:
             return None
-        below: Any = 0
-        for child in self.children[pos]:
-            if child in counts:
-                below += counts[child] if far is None else counts[child] + far[child]
-            else:
-                below += inclusive[child]
+        children = self.children[pos]
+        others = [c for c in children if c not in counts]
+        if far is None:
+            below: Any = sum(counts.values())
+        else:
+            below = sum(counts[c] + far[c] for c in counts)
+        if others:
+            below += sum(map(inclusive.__getitem__, others))
         return _Threads(
             members=tuple(counts),
             factors={c: counts[c] / measured[c] for c in counts},
@@ -722,6 +757,8 @@ class RunForest:
             shared=sum(counts.values()),
             below=below,
             groups=tuple(groups),
+            latest=max(span[1] for chain in self._chains(pos) for span in chain),
+            everyone=all(self.adds(c) for c in others) if others else True,
         )
 
     @cached_property
@@ -743,14 +780,13 @@ class RunForest:
                 named[dict_id] = provenance.get(_PROCESS) if provenance else None
         if not any(named.values()):
             return (None,) * len(provenances)
+        keys = tuple(map(named.__getitem__, map(id, provenances)))
+        scopes, hosts = self.column("scope"), self.column("host")
+        if set(scopes) == {"process"} and len(set(hosts)) == 1:  # one host: the key alone
+            return keys
         return tuple(
             None if key is None or scope != "process" else (host, key)
-            for key, scope, host in zip(
-                map(named.__getitem__, map(id, provenances)),
-                self.column("scope"),
-                self.column("host"),
-                strict=True,
-            )
+            for key, scope, host in zip(keys, scopes, hosts, strict=True)
         )
 
     @cached_property
@@ -768,25 +804,30 @@ class RunForest:
         if keys.count(None) == len(keys):
             return frozenset()
         starts, ends, runs = self._spans_columns
-        parents = self.parents
-        remote = self._remote
-        ids: dict[Any, int] = {}
-        rows: list[tuple[int, int, float, float]] = []
-        for child, key in enumerate(keys):
-            parent = parents[child]
-            if key is None or parent is None or not starts[child] > 0.0:
-                continue
-            if remote and self.adds(child):
-                continue
-            end = run_end(runs[child]) if ends[child] is None else ends[child]
-            if end > starts[child]:
-                rows.append((parent, ids.setdefault(key, len(ids)), starts[child], end))
-        rows.sort()
-        return frozenset(
-            a[0]
-            for a, b in zip(rows, rows[1:], strict=False)
-            if a[0] == b[0] and a[1] == b[1] and a[3] > b[2]
+        ids = {key: k for k, key in enumerate(set(keys))}  # a process -> a number
+        ids[None] = -1
+        key_ids = np.fromiter(map(ids.__getitem__, keys), dtype=np.int64, count=len(keys))
+        parents = np.asarray(self.parents, dtype=float)  # a root's None: NaN, never >= 0
+        begin = np.asarray(starts, dtype=float)
+        finish = np.asarray(
+            ends if None not in ends else [run_end(r) if e is None else e for e, r in zip(
+                ends, runs, strict=True)],
+            dtype=float,
+        )  # fmt: skip
+        known = (key_ids >= 0) & (parents >= 0) & (begin > 0.0) & (finish > begin)
+        if self._remote:
+            known &= np.fromiter((not self.adds(c) for c in range(len(keys))), dtype=bool)
+        rows = np.flatnonzero(known)
+        if len(rows) < 2:
+            return frozenset()
+        rows = rows[np.lexsort((begin[rows], key_ids[rows], parents[rows]))]
+        first, then = rows[:-1], rows[1:]
+        overlap = (
+            (parents[first] == parents[then])
+            & (key_ids[first] == key_ids[then])
+            & (finish[first] > begin[then])
         )
+        return frozenset(parents[first[overlap]].astype(np.int64).tolist())
 
     def _sums(
         self, values: Sequence[float | int | None], *, fpo: bool, shared: bool
@@ -1163,6 +1204,8 @@ class _Threads(NamedTuple):
         shared: what they count, summed.
         below: the parent's inside children's inclusive amounts summed, these at their count.
         groups: each group's members, count (summed) and largest amount measured.
+        latest: the last end of a member of a group, s.
+        everyone: whether every child inside the parent is in a group.
     """
 
     members: tuple[int, ...]
@@ -1171,6 +1214,8 @@ class _Threads(NamedTuple):
     shared: Any
     below: Any
     groups: tuple[tuple[tuple[int, ...], Any, Any], ...] = ()
+    latest: float = -math.inf
+    everyone: bool = False
 
 
 def stretch_shares(spans: Sequence[tuple[float, float]], amounts: Sequence[Any]) -> list[Any]:
@@ -1191,6 +1236,8 @@ def stretch_shares(spans: Sequence[tuple[float, float]], amounts: Sequence[Any])
     Returns:
         Each run's count, in the order given (the same unit as ``amounts``).
     """
+    if len(spans) > _STRETCHES_IN_PYTHON:
+        return _stretch_shares_array(spans, amounts)
     points = sorted({t for span in spans for t in span})
     at = {t: k for k, t in enumerate(points)}
     rate = [0.0] * len(points)  # change of the summed power at each point
@@ -1215,6 +1262,30 @@ def stretch_shares(spans: Sequence[tuple[float, float]], amounts: Sequence[Any])
             power = 0.0  # no run: what rounding left
         reached[idx + 1] = total
     return [reached[at[end]] - reached[at[start]] for start, end in spans]
+
+
+#: Runs of one group up to which :func:`stretch_shares` loops in Python (a few runs: 10 us);
+#: above, numpy's fixed cost (30 us) is less than the loop's.
+_STRETCHES_IN_PYTHON = 8
+
+
+def _stretch_shares_array(
+    spans: Sequence[tuple[float, float]], amounts: Sequence[Any]
+) -> list[Any]:
+    """:func:`stretch_shares` with numpy (many runs in a group)."""
+    bounds = np.asarray(spans, dtype=float)
+    points, where = np.unique(bounds, return_inverse=True)
+    where = where.reshape(bounds.shape)
+    power = np.asarray(amounts, dtype=float) / (bounds[:, 1] - bounds[:, 0])
+    size = len(points)
+    rate = np.bincount(where[:, 0], power, size) - np.bincount(where[:, 1], power, size)
+    count = np.bincount(where[:, 0], minlength=size) - np.bincount(where[:, 1], minlength=size)
+    summed, k = np.cumsum(rate)[:-1], np.cumsum(count)[:-1]
+    part = np.zeros(len(points) - 1)
+    running = k > 0
+    part[running] = summed[running] * np.diff(points)[running] / (k[running] * k[running])
+    reached = np.concatenate(([0.0], np.cumsum(part)))
+    return (reached[where[:, 1]] - reached[where[:, 0]]).tolist()
 
 
 def run_end(run: RunRecord) -> float:
