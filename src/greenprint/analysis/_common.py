@@ -373,6 +373,23 @@ class RunForest:
           counts its largest amount, and the parent's sum (``kept`` plus those) is above its
           own reading; :attr:`ShareOut.floored` says so.
 
+        * Threads of one process: children of one host that name the same process (a run of
+          scope ``"process"`` records the pid and start time of the process its meters read,
+          provenance ``"process"``) and ran at the same time (:meth:`thread_groups`) each read
+          that whole process over their span. Their time is cut at every start and end into
+          stretches; a stretch where ``k`` of them ran counts once, at the mean of their
+          powers (a run's amount over its span's length) times its length, split equally
+          among the ``k`` (:func:`stretch_shares`); a group counts at least what its largest
+          member read. Exact at constant power: each counts that power times its own share of
+          time, whatever the parent measured, and the parent keeps the rest (start-up under
+          ``greenprint run``, the sampler's time...). When they count more than the parent
+          measured beyond its other children (the power varied), each group of them is a group
+          of the rule above, weighed at and capped at its count and floored at its largest
+          member's amount. A parent that measured less than its children count (outlived, 0,
+          or below the floor) keeps 0 of its own: :attr:`ShareOut.short`. Other children
+          (other processes, other hosts, machine scope, runs recorded before runs named their
+          process) keep the rule above.
+
         So the rule is exact when the process drew constant power over each group's span and
         the children fill their parent's life: what ran alone keeps its measurement, and each
         group gets the process's energy over its span. Nothing is counted twice: a parent's
@@ -1172,7 +1189,8 @@ class SharedSums:
         scaled: position of each parent whose concurrent children were scaled ->
             ``(their amounts' sum as measured, what they were scaled to)``: the parent's own
             amount less what its children that ran alone kept (or the floor: see
-            ``shares``); what adds to them from other hosts is in neither.
+            ``shares``), with its threads of one process at their count; what adds to them
+            from other hosts is in neither.
         shares: the same parents -> how each shared its amount out (:class:`ShareOut`).
         nonfinite: positions of the runs whose own amount is not a finite number (read as
             NaN: every sum that contains one is NaN).
