@@ -397,6 +397,53 @@ def test_children_one_after_another_or_in_other_processes_keep_the_old_sums(
     assert new.scaled == old.scaled
 
 
+@st.composite
+def mixed(draw: Any) -> list[RunRecord]:
+    """Runs nested at random, at random times, in a few processes on two hosts (some named,
+    some not, some of machine scope), some on another host adding to their parent."""
+    count = draw(st.integers(1, 14))
+    runs = []
+    for k in range(count):
+        parent = draw(st.sampled_from([None, *range(k)])) if k else None
+        start = 1000.0 + draw(st.integers(0, 6))
+        duration = draw(st.sampled_from([0.0, 1.0, 2.0, 5.0]))
+        process = draw(st.sampled_from([ONE, ONE, ONE, OTHER, None]))
+        run = _run(
+            f"r{k}", draw(st.sampled_from([0.0, 0.3, 1.0, 2.5])), parent=None if parent is None
+            else f"r{parent}", start=start, end=start + duration, process=process,
+            host=draw(st.sampled_from(["node-a", "node-a", "node-b"])),
+            status=draw(st.sampled_from(["finished", "running"])),
+        )  # fmt: skip
+        if draw(st.integers(0, 5)) == 0:
+            run = dataclasses.replace(run, scope="machine")
+        if parent is not None and draw(st.integers(0, 5)) == 0:
+            run = dataclasses.replace(run, contained=False)  # another host: adds
+        runs.append(run)
+    return runs
+
+
+@settings(max_examples=400, deadline=None)
+@given(mixed(), st.sampled_from(["energy_kwh", "emissions_kg"]))
+def test_nothing_is_lost_or_counted_twice_with_threads_among_the_runs(
+    runs: list[RunRecord], name: str
+) -> None:
+    """Whatever the mix: no negative part, the parts add up to the roots, and what is inside a
+    parent never holds more than the parent counts."""
+    forest = RunForest.build(runs)
+    sums = forest.shared_sums(name)
+    total = math.fsum(sums.inclusive[r] for r in forest.roots)
+    assert math.fsum(sums.exclusive) == pytest.approx(total, rel=1e-9, abs=1e-12)
+    assert all(x >= -1e-15 for x in sums.exclusive)
+    for pos in forest.inner_order:
+        added = math.fsum(sums.inclusive[c] for c in forest.children[pos] if forest.adds(c))
+        inside = math.fsum(sums.inclusive[c] for c in forest.children[pos] if not forest.adds(c))
+        assert inside <= (sums.inclusive[pos] - added) * (1 + 1e-9) + 1e-12
+        for group in forest.thread_groups(pos):  # one process, one host, overlapping
+            keys = {(runs[c].host, runs[c].provenance.get("process")) for c in group}
+            assert len(keys) == 1 and None not in {k[1] for k in keys}
+            assert all(runs[c].scope == "process" and not forest.adds(c) for c in group)
+
+
 # ---------------------------------------------------------- real threads, a constant power
 class _Power:
     """A meter set of constant power: ``watts`` x the time since :meth:`start` (J), read as

@@ -759,8 +759,9 @@ class RunForest:
             counts.update(zip(members, got, strict=True))
         if not counts:
             return None
-        children = self.children[pos]
-        others = [c for c in children if c not in counts]
+        others = [c for c in self.children[pos] if c not in counts]  # inside, not in a group
+        if others and self._remote:
+            others = [c for c in others if not self.adds(c)]
         if far is None:
             below: Any = sum(counts.values())
         else:
@@ -775,7 +776,7 @@ class RunForest:
             below=below,
             groups=tuple(groups),
             latest=max(span[1] for chain in self._chains(pos) for span in chain),
-            everyone=all(self.adds(c) for c in others) if others else True,
+            everyone=not others,
         )
 
     @cached_property
