@@ -15,6 +15,7 @@ import numpy as np
 from greenprint._exceptions import AnalysisError, ConfigError
 from greenprint._records import RunRecord
 from greenprint._validate import FPO_MAX
+from greenprint.analysis._stretches import stretch_shares
 
 __all__ = [
     "LOWER_IS_BETTER_WORDS",
@@ -1235,76 +1236,6 @@ class _Threads(NamedTuple):
     groups: tuple[tuple[tuple[int, ...], Any, Any], ...] = ()
     latest: float = -math.inf
     everyone: bool = False
-
-
-def stretch_shares(spans: Sequence[tuple[float, float]], amounts: Sequence[Any]) -> list[Any]:
-    """What each of several runs that read one process counts, each stretch of time once.
-
-    The runs' spans are cut at every start and end into stretches. In a stretch where ``k``
-    of them ran, each read the same process (threads of it), so the stretch's energy is
-    counted once: the mean of their powers (a run's power: its amount over its span's length)
-    times the stretch's length, split equally among the ``k``. A run counts its parts of its
-    stretches. Exact when the process drew constant power over each stretch: then each run
-    counts that power times its own share of time (a stretch's length over ``k``), and the
-    runs together count the process's energy over the union of their spans, once.
-
-    Args:
-        spans: ``(start, end)`` of each run, s (Unix time), each end after its start.
-        amounts: what each run measured (kWh, kg CO2-eq), 0 or more.
-
-    Returns:
-        Each run's count, in the order given (the same unit as ``amounts``).
-    """
-    if len(spans) > _STRETCHES_IN_PYTHON:
-        return _stretch_shares_array(spans, amounts)
-    points = sorted({t for span in spans for t in span})
-    at = {t: k for k, t in enumerate(points)}
-    rate = [0.0] * len(points)  # change of the summed power at each point
-    count = [0] * len(points)  # change of the number of runs
-    for (start, end), amount in zip(spans, amounts, strict=True):
-        power = amount / (end - start)
-        rate[at[start]] += power
-        rate[at[end]] -= power
-        count[at[start]] += 1
-        count[at[end]] -= 1
-    # What one run that ran from the first point to each point counts: a stretch gives each
-    # of its k runs its summed power x its length / k^2 (the mean power's energy, k ways).
-    reached = [0.0] * len(points)
-    power = total = 0.0
-    k = 0
-    for idx in range(len(points) - 1):
-        power += rate[idx]
-        k += count[idx]
-        if k:
-            total += power * (points[idx + 1] - points[idx]) / (k * k)
-        else:
-            power = 0.0  # no run: what rounding left
-        reached[idx + 1] = total
-    return [reached[at[end]] - reached[at[start]] for start, end in spans]
-
-
-#: Runs of one group up to which :func:`stretch_shares` loops in Python (a few runs: 10 us);
-#: above, numpy's fixed cost (30 us) is less than the loop's.
-_STRETCHES_IN_PYTHON = 8
-
-
-def _stretch_shares_array(
-    spans: Sequence[tuple[float, float]], amounts: Sequence[Any]
-) -> list[Any]:
-    """:func:`stretch_shares` with numpy (many runs in a group)."""
-    bounds = np.asarray(spans, dtype=float)
-    points, where = np.unique(bounds, return_inverse=True)
-    where = where.reshape(bounds.shape)
-    power = np.asarray(amounts, dtype=float) / (bounds[:, 1] - bounds[:, 0])
-    size = len(points)
-    rate = np.bincount(where[:, 0], power, size) - np.bincount(where[:, 1], power, size)
-    count = np.bincount(where[:, 0], minlength=size) - np.bincount(where[:, 1], minlength=size)
-    summed, k = np.cumsum(rate)[:-1], np.cumsum(count)[:-1]
-    part = np.zeros(len(points) - 1)
-    running = k > 0
-    part[running] = summed[running] * np.diff(points)[running] / (k[running] * k[running])
-    reached = np.concatenate(([0.0], np.cumsum(part)))
-    return (reached[where[:, 1]] - reached[where[:, 0]]).tolist()
 
 
 def run_end(run: RunRecord) -> float:
