@@ -465,6 +465,18 @@ def _reads_as_optunas_trials(home: Path, trials: list[dict], report: dict) -> No
                    if t["params"]["model"] == family]  # fmt: skip
         expected = expected_max_performance(members, mode="min").mean.tolist()
         assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, abs=1e-12)
+    # against energy: each family's x is n times its own mean trial's energy, in the axis' unit
+    (panel,) = next(f for f in report["figures"] if f["id"] == "evp_energy")["panels"]
+    per_kwh = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9}[panel["x_unit"]]
+    assert panel["x_label"] == f"energy ({panel['x_unit']})"
+    xs = {s["label"]: s["x"] for s in panel["series"]}
+    for family in ("mlp", "cnn"):
+        kwh = [r["energy_kwh"] for r in report["runs"]
+               if r["is_trial"] and r["params"]["model"] == family]  # fmt: skip
+        mean = sum(kwh) / len(kwh) * per_kwh
+        assert xs[f"{family} ({len(kwh)})"] == pytest.approx(
+            [n * mean for n in range(1, len(kwh) + 1)], rel=1e-9
+        )
 
 
 def test_two_worker_processes_read_as_one_optuna_study(parallel_optuna):
