@@ -583,8 +583,12 @@ class GreenprintTuneCallback(tune.Callback):
         """
         state = self._trials.pop(trial.trial_id, None)
         ledger = None if self._sweep is None else self._sweep.ledger
-        if state is None or ledger is None:
+        if ledger is None:
             return
+        if state is None:  # it failed before its first result: its worker wrote it
+            state = self._silent_attempt(ledger, trial)
+            if state is None:
+                return
         try:
             current = ledger.run(state.run_id)
             fields_: dict[str, Any] = {**self._link_fields(state), "role": "part"}
@@ -736,6 +740,31 @@ class GreenprintTuneCallback(tune.Callback):
                 self._adopt(state)
             except GreenprintError as e:
                 logger.warning("greenprint: could not adopt trial run %s: %s", run.id, e)
+
+    def _silent_attempt(self, ledger: Any, trial: Any) -> _TrialState | None:
+        """The run of an attempt that failed before its first result, or ``None``.
+
+        Found by the trial's name, as :meth:`_find_silent` finds a trial's, among the runs not
+        known already (the latest if several).
+        """
+        name = str(getattr(trial, "trial_name", None) or str(trial))
+        known = {s.run_id for s in self._trials.values()}
+        try:
+            runs = ledger.runs(study=self._sweep.study)
+        except GreenprintError as e:
+            logger.warning("greenprint: could not look for a retried trial's run: %s", e)
+            return None
+        found = [
+            run
+            for run in runs
+            if run.name == name
+            and run.role == "trial"
+            and run.parent_id in (None, self._sweep.id)
+            and run.id not in known
+        ]
+        if not found:
+            return None
+        return _TrialState(max(found, key=lambda run: run.started_at).id)
 
     def _settle(self, ledger: Any) -> None:
         """Wait a little for workers still writing their final record (Tune does not wait)."""
