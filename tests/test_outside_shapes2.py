@@ -45,12 +45,16 @@ from greenprint.analysis import expected_max_performance
 
 #: One worker of a process-parallel search: ``python search.py SEED N_TRIALS LEDGER``.
 PARALLEL_SCRIPT = """
-import sys, time
+import os, sys, time
 import optuna
 from greenprint.integrations.optuna import GreenprintCallback
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 seed, n, ledger = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+open(f"ready-{seed}", "w").close()  # both workers search at the same time, whatever the load
+deadline = time.monotonic() + 120
+while not all(os.path.exists(f"ready-{k}") for k in (0, 1)) and time.monotonic() < deadline:
+    time.sleep(0.01)
 
 
 def busy(seconds):
@@ -322,14 +326,15 @@ def _parallel_search(home: Path, ledger: str) -> list[dict]:
     )
     done = run_in(home, sys.executable, "-c", create)
     assert done.returncode == 0, done.stderr[-3000:]
-    workers = [
+    run = [GREENPRINT, "run", "-q", "--ledger", ledger, "--study", "par", "--role", "sweep"]
+    workers = [  # each worker as a user starts it on a machine: under greenprint run
         subprocess.Popen(
-            [sys.executable, "search.py", str(seed), "6", ledger],
+            [*run, "--name", f"worker-{k}", "--", sys.executable, "search.py", str(k), "6", ledger],
             cwd=home,
             env=clean_env(),
             stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for seed in (0, 1)
+        )
+        for k in (0, 1)
     ]
     for worker in workers:
         _, err = worker.communicate(timeout=300)
@@ -442,12 +447,22 @@ def _reads_as_optunas_trials(home: Path, trials: list[dict], report: dict) -> No
     assert {k: v["trials"] for k, v in tag["by_status"].items()} == {
         k: v for k, v in counts.items() if v
     }
+    assert tag["roles"]["counts"] == {"sweep": 2, "trial": 12}
+    for worker in ("worker-0", "worker-1"):  # each worker's trials are its sweep's children
+        assert rows[worker]["role"] == "sweep" and rows[worker]["role_inferred"] is False
     assert (report["metric"], report["mode"]) == ("val_loss", "min")
     assert "--mode max" in tag["mode_note"]  # how a CLI user says otherwise (read mode='max')
     best = min((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: t["value"])
     assert (tag["final"]["name"], tag["final"]["rule"]) == (f"trial-{best['number']}", "best-trial")
     # the two workers ran at the same time: more run-seconds than wall-clock seconds
     assert tag["total"]["duration_s"] > tag["elapsed_s"]
+    # the HTML runs table lists each trial under its worker: not start order (the workers'
+    # trials interleave), and its note says which order it is (read 'in start order')
+    html = _text(home, "html")
+    listed = re.findall(r"<td>([0-9a-f]{8})</td></tr>", html)
+    started = {row["id"][:8]: row["started_at"] for row in report["runs"]}
+    assert len(listed) == 14 and [started[i] for i in listed] != sorted(started.values())
+    assert "in start order;" not in html and "each right under the run it ran in" in html
     assert tag["total"]["fpo"] is None and tag["total"]["fpo_unknown"] == 12
     md = _text(home, "md")
     assert "- **FPO**: unknown for 12 runs\n" in md
@@ -569,13 +584,6 @@ def test_threaded_grid_search_in_a_cli_sweep_reads_as_its_cv_results(threaded_gr
                    if p["kernel"] == kernel]  # fmt: skip
         expected = expected_max_performance(members, mode="max").mean.tolist()
         assert curves[f"{kernel} (3)"] == pytest.approx(expected, abs=1e-12)
-    # the runs table lists each run under its parent: threads' folds interleave in time, so
-    # that is not start order, and the HTML says which order it is
-    html = _text(home, "html")
-    listed = re.findall(r"<td>([0-9a-f]{8})</td></tr>", html)
-    started = {row["id"][:8]: row["started_at"] for row in report["runs"]}
-    assert len(listed) == 27 and [started[i] for i in listed] != sorted(started.values())
-    assert "in start order;" not in html and "each right under the run it ran in" in html
     job = next(r for r in _runs(home / "greenprint.db", "grid") if r.name == "job")
     assert tag["total"]["energy_kwh"] == pytest.approx(job.energy_kwh, rel=1e-9)
     _export_reads_as_the_report(home, "grid", report)
