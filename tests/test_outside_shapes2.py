@@ -5,8 +5,9 @@ fresh empty directory with a clean environment (no ``GREENPRINT_*`` variable, no
 then read in all four report formats and both exports:
 
 * **process-parallel Optuna**: two worker processes started at the same time on one Optuna RDB
-  storage (``sqlite:///optuna.db``, ``load_if_exists=True``), both writing through greenprint's
-  Optuna callback into one greenprint ledger (a SQLite file; a PostgreSQL ledger in a slow test);
+  storage (``sqlite:///optuna.db``, ``load_if_exists=True``), each under
+  ``greenprint run --role sweep``, both writing through greenprint's Optuna callback into one
+  greenprint ledger (a SQLite file; a PostgreSQL ledger in a slow test);
 * **a search resumed after a crash**: ``greenprint run -- python search.py`` (an Optuna search)
   killed with SIGKILL, the whole job, in the middle of a trial, then run again to completion;
 * **scikit-learn** ``GridSearchCV`` under ``joblib.parallel_backend("threading", n_jobs=2)``
