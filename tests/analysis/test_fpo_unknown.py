@@ -270,31 +270,40 @@ def test_the_notebook_price_tag_counts_unknown_fpo_never_a_dash_or_zero() -> Non
 
 
 def test_a_status_whose_runs_know_no_fpo_is_unknown_never_zero() -> None:
-    """Pruned trials over folds that counted none (the folds finished): the pruned trials'
-    own part is 0, their folds' FPO unknown under 'finished'. JSON read "fpo": 0 for them."""
+    """Pruned trials over folds that counted none (the folds finished): the folds are what the
+    pruned trials cost, so their unknown FPO is the pruned status's. JSON read "fpo": 0."""
     runs = [
         replace(r, status="pruned") if r.id in ("t0", "t1") else r
         for r in _sweep([[None] * 3, [None] * 3, [10**9] * 3])
     ]
     tag = price_tag(runs, metric="acc")
-    pruned = tag.by_status["pruned"]
-    assert (pruned.fpo, pruned.fpo_unknown, pruned.fpo_known) == (0, 0, False)
+    pruned = tag.by_status["pruned"]  # t0, t1 and their 6 folds
+    assert (pruned.runs, pruned.trials) == (8, 2)
+    assert (pruned.fpo, pruned.fpo_unknown, pruned.fpo_known) == (0, 6, False)
     assert tag.to_dict()["by_status"]["pruned"]["fpo"] is None
-    finished = tag.by_status["finished"]  # t2 (known through its folds), the sweep, 9 folds
-    assert (finished.fpo, finished.fpo_unknown, finished.fpo_known) == (3 * 10**9, 6, True)
-    assert ">FPO unknown</td>" in tag._repr_html_()
-    # a pruned trial whose folds counted theirs: its own part is a known 0
+    finished = tag.by_status["finished"]  # the sweep, t2 and its 3 folds
+    assert (finished.runs, finished.trials) == (5, 1)
+    assert (finished.fpo, finished.fpo_unknown, finished.fpo_known) == (3 * 10**9, 0, True)
+    assert ">FPO unknown for 6 runs</td>" in tag._repr_html_()
+    # a pruned trial whose folds counted theirs: what they counted is the pruned trial's
     runs = [
         replace(r, status="pruned") if r.id == "t1" else r
         for r in _sweep([[None] * 3, [10**9] * 3])
     ]
     tag = price_tag(runs, metric="acc")
-    assert tag.by_status["pruned"].fpo_known and tag.to_dict()["by_status"]["pruned"]["fpo"] == 0
-    # a run inside a parent that counted its FPO: a known 0, not unknown
-    failed = replace(_run("f0", parent="t"), status="failed")
-    covered = [_run("t", fpo=9 * 10**9), failed, _run("u")]
+    assert tag.by_status["pruned"].fpo_known and tag.to_dict()["by_status"]["pruned"]["fpo"] == (
+        3 * 10**9
+    )
+    # a run that is not a part, inside a parent that counted its FPO: a known 0, not unknown
+    failed = replace(_run("f0", parent="t", role="trial"), status="failed")
+    covered = [_run("t", fpo=9 * 10**9, role="sweep"), failed, _run("u")]
     tag = price_tag(covered)
     assert tag.by_status["failed"].fpo_known and tag.by_status["failed"].fpo == 0
+    # a finished fold of a failed trial is what the failure cost: under "failed"
+    failed = replace(_run("t", fpo=9 * 10**9, role="trial"), status="failed")
+    tag = price_tag([failed, _run("f0", parent="t"), _run("u")])
+    assert tag.by_status["failed"].runs == 2 and tag.by_status["failed"].fpo == 9 * 10**9
+    assert tag.by_status["finished"].runs == 1
     # by role: a sweep over trials whose FPO is unknown
     tag = price_tag(_sweep([[None] * 2] * 2), metric="acc")
     assert not tag.by_role["sweep"].fpo_known and tag.to_dict()["by_role"]["sweep"]["fpo"] is None

@@ -365,6 +365,7 @@ def test_price_tag_by_role_puts_parts_with_their_run():
     )
     assert tag.total.energy_kwh == pytest.approx(13.0)
     assert tag.by_role["trial"].runs == 3 and tag.by_role["trial"].trials == 2
+    # a failed fold of a finished trial stays the cost of a failure
     assert tag.by_status["failed"].energy_kwh == pytest.approx(3.0)
     assert tag.final is not None and tag.final.run_id == "f" and tag.final.rule == "role"
     data = tag.to_dict()

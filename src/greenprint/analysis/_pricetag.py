@@ -20,8 +20,12 @@ inside it for energy but add their FPO (see :class:`~greenprint.analysis._common
   scaled to the rest, each in proportion to what it measured (a note says by how much; see
   :meth:`~greenprint.analysis._common.RunForest.shared_sums`). Durations still add up
   (run-seconds), and FPO, counted per run, are never scaled;
-* the by-role breakdown adds up to the totals too: each run's exclusive cost goes to its role,
-  except a part's, which goes to the run it is part of (its trial, baseline, final run...). So
+* the by-status and by-role breakdowns add up to the totals too: each run's exclusive cost goes
+  to its status and role, except a part's, which goes to the role of the run it is part of
+  (its trial, baseline, final run...) and to that run's status or its own, whichever ended
+  worse (lost, failed, interrupted, running, pruned, finished): a pruned trial's folds, which
+  finished, are what the pruned trial cost (``by_status["pruned"]``), a failed fold of a
+  finished trial is the cost of a failure (``by_status["failed"]``). So
   ``by_role["trial"]`` is the search's trials with their folds, ``by_role["sweep"]`` what the
   sweep containers spent around them, ``by_role["baseline"]``, ``["final"]`` and
   ``["learning-curve"]`` the rest.
@@ -51,7 +55,7 @@ from typing import Any
 
 from greenprint._exceptions import AnalysisError
 from greenprint._format import count_of
-from greenprint._jobs import job_notes
+from greenprint._jobs import job_notes, job_status
 from greenprint._provenance import Provenance
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
 from greenprint.analysis._common import (
@@ -337,8 +341,12 @@ class PriceTag:
     Attributes:
         studies: the distinct study names of the runs.
         total: the whole set's cost (sum over root runs).
-        by_status: status -> the exclusive cost of the runs with that status, in the order of
-            ``RUN_STATUSES``, only statuses present; the entries add up to ``total``.
+        by_status: status -> the cost of the runs with that status, their parts included: a
+            part counts under its run's status or its own, whichever ended worse (lost, failed,
+            interrupted, running, pruned, finished: a pruned trial's finished folds are what
+            the pruned trial cost, a failed fold of a finished trial is a failure's cost), in
+            the order of ``RUN_STATUSES``, only statuses present; the entries add up to
+            ``total``. ``runs`` counts the runs in an entry.
         by_role: role -> the cost of the runs with that role, their parts included (see the
             module), in the order of ``RUN_ROLES``, only roles present; the entries add up to
             ``total``. ``runs`` counts the runs in an entry (parts included).
@@ -508,11 +516,15 @@ def price_tag(
 
     total = totals(range(len(items)))
     order = {s: k for k, s in enumerate(RUN_STATUSES)}
-    of_status = _positions_of(forest.column("status"))
+    status_of = forest.column("status")
     of_role: Mapping[str, Sequence[int]]
-    if roles.positions("part"):  # a part's cost goes to the run it is part of
+    if roles.positions("part"):  # a part's cost goes to the run it is part of: its role, and
+        # its status or the part's own, whichever ended worse (a pruned trial's finished folds
+        # are what the pruned trial cost; a failed fold or a lost rank stays a failure's cost)
+        of_status = _positions_of(_owner_statuses(status_of, roles.owners))
         of_role = _positions_of(list(map(roles.roles.__getitem__, roles.owners)))
     else:  # every run its own owner: the role's positions, kept by roles
+        of_status = _positions_of(status_of)
         of_role = {r: roles.positions(r) for r in RUN_ROLES if roles.positions(r)}
     statuses = sorted(of_status, key=lambda s: (order.get(s, len(order)), s))
     # a group of every run (a study of trials only...) sums what the total summed
@@ -598,6 +610,24 @@ def price_tag(
 
 
 # ---------------------------------------------------------------------------------- internals
+def _owner_statuses(statuses: Sequence[str], owners: Sequence[int]) -> list[str]:
+    """The status each run's cost counts under in the price tag's table by status.
+
+    A run's own; a part's (its owner elsewhere): its owner's or its own, whichever ended worse
+    (:func:`greenprint._jobs.job_status`'s order: lost, failed, interrupted, running, pruned,
+    finished).
+    """
+    worse: dict[tuple[str, str], str] = {}
+    out = []
+    for p, o in enumerate(owners):
+        own = statuses[p]
+        if o != p:
+            pair = (statuses[o], own)
+            own = worse.get(pair) or worse.setdefault(pair, job_status(pair))
+        out.append(own)
+    return out
+
+
 def _knows_fpo(forest: RunForest) -> list[bool]:
     """For each run, whether its own part of the FPO is a known amount.
 
