@@ -133,6 +133,12 @@ def test_halving_grid_search_candidates_are_trials_pruned_as_iter_says(
         "finished": 2,
         "pruned": 6,
     }
+    # the table by status: the pruned line is what the eliminated candidates cost, their
+    # finished folds included (it read 0 kWh: the folds' cost sat under "finished")
+    pruned_ids = {r.id for r in runs if r.role == "trial" and r.status == "pruned"}
+    pruned_kwh = sum(r.energy_kwh for r in runs if r.id in pruned_ids)
+    assert pruned_kwh > 0
+    assert tag.by_status["pruned"].energy_kwh == pytest.approx(pruned_kwh, rel=1e-9)
     # the pruned trials' cost is in the total: every trial's and the refit's sum to the folds'
     measured = sum(r.energy_kwh for r in runs if r.role == "part" and "fold" in r.params)
     final = next(r for r in runs if r.role == "final")

@@ -23,6 +23,7 @@ from sklearn.tree import DecisionTreeClassifier  # noqa: E402
 
 import greenprint as gp  # noqa: E402
 from greenprint._exceptions import ConfigError, LedgerError  # noqa: E402
+from greenprint.analysis import price_tag  # noqa: E402
 from greenprint.integrations import sklearn as gp_sklearn  # noqa: E402
 from greenprint.integrations.sklearn import track_search, trial_id  # noqa: E402
 
@@ -119,6 +120,14 @@ def test_apportion_path_shares_the_measured_search(tmp_path: Path, digits) -> No
     children = [r for r in runs if r.parent_id == sweep.id]
     assert sum(r.energy_kwh for r in children) <= gp.Ledger(db).run(sweep.id).energy_kwh * 1.0001
     assert all("apportioned" in r.provenance["trial"] for r in runs if r.role != "sweep")
+    # shares of the search's reading over one span, not readings of the process: the price tag
+    # keeps each trial's share (read as threads of one process, they were split equally)
+    tag = price_tag(runs, metric="score")
+    assert not any("at the same time" in note for note in tag.notes)
+    trials = [r for r in runs if r.role == "trial"]
+    assert tag.by_role["trial"].energy_kwh == pytest.approx(
+        sum(r.energy_kwh for r in trials), rel=1e-9
+    )
     (final,) = [r for r in runs if r.role == "final"]
     assert final.metric("score") == final.metric("cv_score") == search.best_score_
 

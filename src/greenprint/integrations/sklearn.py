@@ -569,6 +569,9 @@ def _summed(
     ended = max((p.ended_at or p.started_at for p in parts), default=started)
     provenance = dict(parts[0].provenance) if parts else dict(base.provenance)
     provenance["trial"] = f"sum of {len(parts)} measured fold run(s)"
+    # a sum, not a reading of the process over the trial's span (a halving candidate's spans
+    # its iterations, interleaved with others'): never read as threads sharing the process
+    provenance.pop("process", None)
     return replace(
         base,
         id=run_id,
@@ -605,6 +608,7 @@ def _apportioned(
     provenance["trial"] = (
         f"apportioned: {share:.4g} of the search's measured cost, by cv_results_ fit+score times"
     )
+    provenance.pop("process", None)  # a share of the search's reading, not one of its own
     return replace(
         base,
         id=run_id,
