@@ -193,6 +193,24 @@ def _rows(report: dict) -> dict[str, dict]:
     return {row["name"]: row for row in report["runs"]}
 
 
+def _counted_under(runs: Iterable[gp.RunRecord], roles: dict[str, str]) -> dict[str, list[str]]:
+    """Status -> the names of the runs whose cost the table by status counts under it.
+
+    From first principles: a run's own status, or for a part, the status of the run it is part
+    of (the nearest run above it that is not a part) or its own, whichever ended worse.
+    """
+    by_id = {r.id: r for r in runs}
+    worse = ("lost", "failed", "interrupted", "running", "pruned", "finished")
+    out: dict[str, list[str]] = {}
+    for run in by_id.values():
+        owner = run
+        while roles[owner.id] == "part" and owner.parent_id in by_id:
+            owner = by_id[owner.parent_id]
+        status = min(run.status, owner.status, key=worse.index)
+        out.setdefault(status, []).append(run.name)
+    return out
+
+
 def _fpo_unknown_runs(runs: Iterable[gp.RunRecord]) -> set[str]:
     """The names of the runs whose FPO is unknown, by the rule, from first principles.
 
@@ -379,10 +397,14 @@ def test_optuna_runs_table_is_a_tree_and_exports_sum_to_the_price_tag(optuna_stu
     assert total["fpo_unknown"] == len(_fpo_unknown_runs(_runs(home, "digits").values()))
     assert total["fpo_unknown"] == len(rows) - len(children) + 1  # runs without children
     assert f"FPO unknown for {total['fpo_unknown']} runs" in md
-    # the pruned trials' own part is 0 (their folds, finished, are counted there) but their
-    # folds' FPO is unknown: their row says so, not 0
+    # the pruned trials' line is what they cost, their finished folds included, and their
+    # folds' FPO is unknown: the line counts them, never 0
+    runs = _runs(home, "digits").values()
+    under = _counted_under(runs, {row["id"]: row["role"] for row in rows})
+    unknown = _fpo_unknown_runs(runs)
     pruned = next(line for line in md.splitlines() if line.startswith("| pruned |"))
-    assert pruned.endswith(" |") and "| FPO unknown |" in pruned
+    assert pruned.startswith(f"| pruned | {len(under['pruned'])} | 5 |")
+    assert f"| FPO unknown for {len(unknown & set(under['pruned']))} runs |" in pruned
     assert not re.search(r"(?<![\d.])0 FPO", md)
     # the model card: exactly Hugging Face's keys; training_type unknown and how to set it
     card = report["model_card"]["co2_eq_emissions"]
@@ -550,12 +572,14 @@ def test_cli_study_fpo_unknown_counts_and_units_in_sentences(cli_study):
     ]
     md = _text(home, "md")
     assert "**FPO**: 21 GFPO + unknown for 11 runs" in md
-    # failed: trial 3 (counted as its folds) and its failed fold, the one unknown
-    assert "| failed | 2 | 1 |" in md and "FPO unknown for 1 run |" in md
-    # a zero is a known one: trial 2 (pruned) did nothing beyond its fold, which counted its
-    # FPO (3 GFPO, under "finished", the fold's status; the trial's energy there is its overhead)
+    # failed: trial 3 and its 2 folds (one failed), whose FPO is unknown: what the failure cost
+    under = _counted_under(runs.values(), {row["id"]: row["role"] for row in report["runs"]})
+    assert sorted(under["failed"]) == ["trial-3", "trial-3-fold0", "trial-3-fold1"]
+    assert "| failed | 3 | 1 |" in md and "FPO unknown for 2 runs |" in md
+    # trial 2 (pruned) did nothing beyond its fold, which counted its FPO: 3 GFPO, the pruned
+    # trial's (it read "0 FPO" with the fold's 3 GFPO under "finished", the fold's status)
     pruned = next(line for line in md.splitlines() if line.startswith("| pruned |"))
-    assert pruned.startswith("| pruned | 1 | 1 |") and "| 0 FPO |" in pruned
+    assert pruned.startswith("| pruned | 2 | 1 |") and "| 3 GFPO |" in pruned
     assert rows["trial-2"]["fpo"] == 3 * 10**9 and rows["trial-2"]["status"] == "pruned"
     assert not re.search(r"(?<![\d.])0 FPO", md.replace(pruned, ""))
     statement = md[md.index("## Compute statement") :].split("\n\n")[1]
