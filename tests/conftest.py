@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +24,11 @@ sys.path.insert(0, str(GUARD_DIR))
 import sitecustomize as _network_guard  # noqa: E402  (ours, from tests/_guard)
 
 _network_guard.install()
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in the
+    # processes they start: the tests of Ctrl-C reaching a command need it delivered
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

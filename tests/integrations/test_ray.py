@@ -9,6 +9,8 @@ empty one, so nothing leaves loopback (the network guard would fail the session 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,17 +42,21 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
         # the workers import this module's trainables by name, as pytest does (tests/ first)
         tests_dir = str(Path(__file__).resolve().parents[1])
         mp.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
+        # short: Ray's AF_UNIX socket paths (under it) may not exceed 107 bytes, and pytest's
+        # temporary folders are long under pytest-xdist (.../popen-gw0/...)
+        scratch = tempfile.mkdtemp(prefix="gp-ray-")
         ray.init(
             num_cpus=2,
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
-            _temp_dir=str(home / "ray"),
+            _temp_dir=scratch,
             log_to_driver=False,
         )
         try:
             yield
         finally:
             ray.shutdown()
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _busy(seconds: float) -> None:
