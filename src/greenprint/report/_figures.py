@@ -739,11 +739,34 @@ def timeline_figure(
     Only top-level runs are drawn (a parent's samples contain its children's). Their power
     samples are read from the ledger when there are at most ``max_sampled_runs`` of them; a run
     without samples, or every run above that limit, is drawn at its mean power over its span
-    (its energy / its duration), which the figure's notes say.
+    (its energy / its duration), which the figure's notes say. A top-level run that recorded
+    no energy over a positive duration but has runs inside it (a job killed before its first
+    flush, or one still running that has not flushed yet: the price tag counts its children's
+    sum) is drawn as those runs, likewise, with a note.
     """
-    roots = [inputs.forest.runs[p] for p in inputs.forest.roots]
-    use_samples = len(roots) <= max_sampled_runs
+    forest = inputs.forest
+    roots = [forest.runs[p] for p in forest.roots]
     mean_rows, drawn = _mean_power_rows(roots)
+    hollow = 0  # top-level runs drawn as the runs inside them
+    if not drawn.all():
+        positions: list[int] = []
+        batch = list(forest.roots)
+        recorded = drawn
+        while batch:  # a run that recorded nothing is drawn as its children (theirs likewise)
+            inner: list[int] = []
+            for p, ok in zip(batch, recorded, strict=True):
+                inside = () if ok else [c for c in forest.children[p] if not forest.adds(c)]
+                if inside:
+                    hollow += forest.parents[p] is None
+                    inner.extend(inside)
+                else:
+                    positions.append(p)
+            batch = inner
+            recorded = _mean_power_rows([forest.runs[p] for p in batch])[1]
+        if hollow:
+            roots = [forest.runs[p] for p in positions]
+            mean_rows, drawn = _mean_power_rows(roots)
+    use_samples = len(roots) <= max_sampled_runs
     if use_samples:
         # each run's samples, or its row at mean power, in the runs' order
         parts: list[np.ndarray] = []
@@ -827,6 +850,11 @@ def timeline_figure(
             label = name.upper() if name != "other" else "not by component"
             power_series.append(Series(label, "step", x, stepped(power[name]), role=name))
     notes = []
+    if hollow:
+        notes.append(
+            f"{count_of(hollow, 'top-level run')} recorded no energy (killed before its first "
+            "flush, or not flushed yet): drawn as the runs inside it, which the price tag counts"
+        )
     if averaged:
         why = (
             f"the study has more than {max_sampled_runs} top-level runs"
