@@ -495,7 +495,7 @@ def price_tag(
             "some parent runs recorded less energy than their children: the children's sum is used"
         )
         logger.warning("price_tag: parent runs with less energy than their children")
-    if energy.scaled or co2.scaled or energy.nonfinite or co2.nonfinite:
+    if any(sums.scaled or sums.nonfinite or sums.roots for sums in (energy, co2)):
         notes.extend(_shared_notes(forest, roles.roles, energy, co2))
 
     # One pass per figure over the positions of a group, picked in C (itemgetter).
@@ -780,7 +780,8 @@ def _shared_notes(
     Children that read one process at the same time (threads: each stretch of their time
     counted once) get one note for all their parents, energy and CO2-eq together when both
     were counted again; parents that measured less energy than those children count (their
-    own part would be negative: it is 0) get one more.
+    own part would be negative: it is 0) get one more. Top-level runs that did so (threads
+    with no run around them) get a note of their own.
     """
     notes = [
         _nonfinite_note(forest, sums.nonfinite, what, unit)
@@ -837,7 +838,51 @@ def _shared_notes(
     }
     if short:
         notes.append(_short_note(forest, energy, short))
+    roots_energy, roots_co2 = (
+        sums.roots
+        if sums.roots is not None
+        and sums.roots.threads_measured > sums.roots.threads_shared * _SCALED_NOTE_ABOVE
+        else None
+        for sums in (energy, co2)
+    )
+    if roots_energy is not None:
+        note = _root_threads_note(forest, roles, roots_energy, "energies", "kWh")
+        if roots_co2 is not None and roots_co2.threads == roots_energy.threads:  # usual
+            measured, shared = roots_co2.threads_measured, roots_co2.threads_shared
+            note += f"; their CO2-eq likewise, {measured:.3g} to {shared:.3g} kg"
+        notes.append(note + _AROUND_THEM)
+    elif roots_co2 is not None:
+        notes.append(_root_threads_note(forest, roles, roots_co2, "CO2-eq", "kg") + _AROUND_THEM)
     return notes
+
+
+#: The end of the note on top-level runs in threads: what would measure the rest.
+_AROUND_THEM = (
+    " (no run measured what ran around them: to count it too, run them inside one, "
+    "gp.track(..., role='sweep'))"
+)
+
+
+def _root_threads_note(
+    forest: RunForest, roles: Sequence[str], share: ShareOut, what: str, unit: str
+) -> str:
+    """Top-level runs that read one process at the same time, each stretch counted once."""
+    members = sorted(share.threads)
+    kinds = {roles[c] for c in members}
+    noun = kinds.pop() if len(kinds) == 1 and kinds <= {"trial", "part"} else "run"
+    names = [repr(forest.runs[p].name) for p in members]
+    listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    processes = len(
+        {(forest.runs[p].host, (forest.runs[p].provenance or {}).get("process")) for p in members}
+    )
+    where = "in one process (threads)" if processes == 1 else f"in threads of {processes} processes"
+    return (
+        f"the {len(members)} top-level {noun}s ({listed}) ran at the same time {where}, each "
+        "measuring the whole process over its span: each stretch of their time is counted "
+        "once, at their mean power, and split equally among the runs that ran in it (exact "
+        f"at constant power): their measured {what}, {share.threads_measured:.3g} {unit} in "
+        f"all, count {share.threads_shared:.3g} {unit}"
+    )
 
 
 def _threads_sums(shares: Mapping[int, ShareOut]) -> tuple[float, float]:
