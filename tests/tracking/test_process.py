@@ -37,6 +37,13 @@ def _start_worker(ledger: str, flush_s: float) -> tuple[subprocess.Popen, str]:
     return proc, run_id
 
 
+def _kill(proc: subprocess.Popen) -> None:
+    """Leave no busy worker behind when a test fails (it would spin until the machine stops)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def _wait_for_flushes(led: gp.Ledger, run_id: str, n: int, flush_s: float) -> gp.RunRecord:
     deadline = time.time() + 30
     first = led.run(run_id).heartbeat_at
@@ -80,9 +87,12 @@ def test_sigterm_marks_interrupted_with_cost_so_far(tmp_path):
     ledger = str(tmp_path / "l.db")
     proc, run_id = _start_worker(ledger, 0.4)
     led = gp.Ledger(ledger)
-    _wait_for_flushes(led, run_id, 1, 0.4)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == -signal.SIGTERM  # the default action still happens
+    try:
+        _wait_for_flushes(led, run_id, 1, 0.4)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == -signal.SIGTERM  # the default action still happens
+    finally:
+        _kill(proc)
     rec = led.run(run_id)
     assert rec.status == "interrupted"
     assert rec.error and "SIGTERM" in rec.error
@@ -94,9 +104,12 @@ def test_sigint_marks_interrupted(tmp_path):
     ledger = str(tmp_path / "l.db")
     proc, run_id = _start_worker(ledger, 0.4)
     led = gp.Ledger(ledger)
-    _wait_for_flushes(led, run_id, 1, 0.4)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=20) != 0
+    try:
+        _wait_for_flushes(led, run_id, 1, 0.4)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) != 0
+    finally:
+        _kill(proc)
     assert led.run(run_id).status == "interrupted"
 
 
