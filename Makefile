@@ -7,6 +7,9 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
+# the suite runs in this many pytest-xdist workers, a test file each at a time (module fixtures
+# such as a study built once stay in one worker); 0 runs it in one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test lint typecheck pytest bench clean venv
 
@@ -43,7 +46,7 @@ typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 pytest: $(VENV)/.dev-installed
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

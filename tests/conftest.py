@@ -14,7 +14,13 @@ import pytest
 GUARD_DIR = Path(__file__).parent / "_guard"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-_guard_log = Path(tempfile.mkdtemp(prefix="gp-guard-")) / "violations.log"
+# one log for the session: pytest-xdist's workers inherit the controller's, whose session end
+# reads it (a worker's failed exit status does not reach the controller)
+_inherited_log = os.environ.get("GREENPRINT_NETWORK_GUARD_LOG")
+if os.environ.get("PYTEST_XDIST_WORKER") and _inherited_log:
+    _guard_log = Path(_inherited_log)
+else:
+    _guard_log = Path(tempfile.mkdtemp(prefix="gp-guard-")) / "violations.log"
 os.environ["GREENPRINT_NETWORK_GUARD"] = "1"
 os.environ["GREENPRINT_NETWORK_GUARD_LOG"] = str(_guard_log)
 os.environ["PYTHONPATH"] = os.pathsep.join(
