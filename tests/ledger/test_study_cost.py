@@ -46,7 +46,10 @@ def studies(draw: st.DrawFn) -> list[dict]:
     A parent is none, an earlier run of the study (nesting of any depth: folds, grandchildren;
     inside it, or adding to it from another host), a run of the other study (so this run is
     top-level here), or an id no run has. Spans start and end on a coarse grid, so children
-    run one after another, at the same time, or past their parent's end.
+    run one after another, at the same time, or past their parent's end. Most runs name the
+    process they read (provenance ``"process"``: one of two, on one of two hosts; some of
+    machine scope, some recorded before runs named it): runs in threads of one process at the
+    same time, top-level or children of one parent, each stretch of their time counted once.
     """
     n = draw(st.integers(0, 12))
     runs: list[dict] = []
@@ -73,9 +76,16 @@ def studies(draw: st.DrawFn) -> list[dict]:
                 "status": draw(st.sampled_from(["finished", "failed", "pruned", "running"])),
                 "started_at": T0 + start,
                 "ended_at": draw(st.sampled_from([T0 + start + length, None])),
+                "process": draw(st.sampled_from([None, *PROCESSES, PROCESSES[0]])),
+                "host": draw(st.sampled_from(["node-a", "node-a", "node-b"])),
+                "scope": draw(st.sampled_from(["process", "process", "process", "machine"])),
             }
         )
     return runs
+
+
+#: Two processes runs name (provenance "process", as greenprint.tracking records it).
+PROCESSES = ("pid 4242 started 1000.00", "pid 4343 started 1000.00")
 
 
 def _write(ledger: gp.Ledger, runs: list[dict], tag: str) -> tuple[str, dict[str, str]]:
@@ -100,6 +110,10 @@ def _write(ledger: gp.Ledger, runs: list[dict], tag: str) -> tuple[str, dict[str
                 started_at=run["started_at"],
                 ended_at=run["ended_at"],
                 heartbeat_at=run["started_at"] + 1.0,
+                host=run["host"],
+                scope=run["scope"],
+                provenance={"cpu": "test", "scope": run["scope"]}
+                | ({} if run["process"] is None else {"process": run["process"]}),
             )
         )
     return study, ids
@@ -397,17 +411,32 @@ def test_a_study_budget_reads_its_study_on_every_backend(ledger_url):
         ("remote-child", False),
         ("job", False),
         ("parallel-folds", False),
+        ("trials-in-processes-of-their-own", True),
+        ("trials-in-threads-of-one-process", False),
     ],
 )
 def test_the_sums_are_read_where_they_are_the_rule(tmp_path, shape, by_sums):
     """Which studies the one-query sums serve (the common ones), and which need the rule."""
     import sqlite3
 
-    from greenprint.ledger._study_cost import _SQLITE_MORE_THAN_PARENT, _SQLITE_SCAN
+    from greenprint.ledger._study_cost import (
+        _SQLITE_MORE_THAN_PARENT,
+        _SQLITE_SCAN,
+        _SQLITE_THREADS,
+    )
 
     path = tmp_path / "l.db"
     with gp.Ledger(path) as led:
         for k in range(3):
+            if shape.startswith("trials-in-"):  # at the same time, each reading a process
+                process = PROCESSES[0] if "threads" in shape else f"pid {k} started 1.00"
+                led.start_run(
+                    make_record(
+                        f"t{k}", study="s", energy_kwh=1.0, started_at=T0, ended_at=T0 + 9.0,
+                        host="node-a", provenance={"process": process},
+                    )
+                )  # fmt: skip
+                continue
             led.start_run(make_record(f"t{k}", study="s", energy_kwh=1.0, fpo=100))
         fold: dict = {"study": "s", "parent_id": "t0", "energy_kwh": 0.4, "duration_s": 10.0}
         if shape == "folds-without-fpo":
@@ -423,6 +452,9 @@ def test_the_sums_are_read_where_they_are_the_rule(tmp_path, shape, by_sums):
             for k in range(4):
                 led.start_run(make_record(f"f{k}", **{**fold, "energy_kwh": 0.1}))
     with sqlite3.connect(path) as conn:
-        *_, nested, adds = conn.execute(_SQLITE_SCAN.format(left_out=""), ["s"]).fetchone()
+        *_, nested, adds, overlap = conn.execute(_SQLITE_SCAN.format(left_out=""), ["s"]).fetchone()
         more = conn.execute(_SQLITE_MORE_THAN_PARENT, ["s"]).fetchone()[0] if nested else 0
-    assert (not adds and not more) is by_sums
+        threads = conn.execute(_SQLITE_THREADS, ["s"]).fetchone()[0] if overlap else 0
+    assert (not adds and not more and not threads) is by_sums
+    with gp.Ledger(path) as led:  # and the read is the price tag's total either way
+        _same(study_cost(led, "s"), _tag_total(led.runs(study="s"), set()))
