@@ -95,10 +95,11 @@ _STATUS = {
 
 _THREADS_WARNING = (
     "greenprint: trials run in parallel threads (study.optimize(n_jobs>1)); each is recorded, "
-    "but energy is attributed per process, not per thread, so every concurrent trial is "
-    "charged the whole process's energy over its span (the trials' sum counts the overlap "
-    "more than once; inside a tracked run, e.g. gp.track('search', role='sweep'), the price "
-    "tag shares that run's measured energy out among them instead). Use process-parallel "
+    "but energy is attributed per process, not per thread, so every concurrent trial records "
+    "the whole process's energy over its span (the records added up count the overlap more "
+    "than once; the price tag, the report and a study budget count each stretch of the "
+    "trials' time once, split equally among the trials that ran in it: exact at constant "
+    "power). Use process-parallel "
     "workers on a shared storage to measure each trial on its own. A child process started "
     "while trials run at once is linked to their common parent (the run around "
     "study.optimize, or no run), not to a trial: its cost is counted in the study, not per "
