@@ -33,12 +33,13 @@ between trials, milliseconds for TPE, is not measured). To measure that too, wra
 children, and the price tag counts the sweep once (it contains them).
 
 Parallel trials: with ``n_jobs > 1`` Optuna runs trials in threads of one process. Every trial
-is still recorded, but meters attribute energy to processes, not threads: each concurrent trial
-is charged the whole process's energy over its span (a warning says so once). Inside a tracked
-run (``gp.track("search", role="sweep")``), the price tag shares that run's measured energy out
-among the trials that ran at the same time, so the study is not counted twice (docs/analysis.md,
-"Price tag"). Process-parallel workers (several processes
-or machines on one RDB storage) each measure their own trials and write them to the same ledger.
+is still recorded, but meters attribute energy to processes, not threads: each concurrent
+trial's record holds the whole process's energy over its span (a warning says so once). Each
+run names the process it read, so the price tag, the report and a study budget count each
+stretch of the trials' time once, split equally among the trials that ran in it (exact at
+constant power), with or without a sweep run around ``study.optimize`` (docs/analysis.md,
+"Price tag"). Process-parallel workers (several processes or machines on one RDB storage) each
+measure their own trials and write them to the same ledger.
 
 Child processes: a child links to its run through environment variables, one set per process
 for all its threads. The trials' runs do not export themselves; the callback makes the
