@@ -641,8 +641,7 @@ def _stop_training(args: Any, control: Any) -> None:
 def _is_evaluation(logs: Mapping[str, Any]) -> bool:
     """Whether ``logs`` are an evaluation's metrics (``<prefix>_runtime``, prefix not ``train``)."""
     return any(
-        isinstance(key, str) and key.endswith("_runtime") and key != "train_runtime"
-        for key in logs
+        isinstance(key, str) and key.endswith("_runtime") and key != "train_runtime" for key in logs
     )
 
 
