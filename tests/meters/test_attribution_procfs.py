@@ -73,17 +73,20 @@ def _kept_stat_fds(pids: set[int]) -> set[str]:
     return _kept_fds({f"/proc/{pid}/stat" for pid in pids})
 
 
-def _kept_fds(wanted: set[str]) -> set[str]:
-    """Which of the ``wanted`` paths this process holds open."""
-    out = set()
+def _open_files() -> dict[int, str]:
+    """This process's open descriptors and the paths they name."""
+    out = {}
     for fd in os.listdir("/proc/self/fd"):
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
+            out[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue
-        if target in wanted:
-            out.add(target)
     return out
+
+
+def _kept_fds(wanted: set[str]) -> set[str]:
+    """Which of the ``wanted`` paths this process holds open."""
+    return set(_open_files().values()) & wanted
 
 
 def test_a_process_reads_as_psutil_reads_it(spawn):
@@ -250,15 +253,11 @@ def test_a_child_of_a_thread_that_replaced_another_is_found_within_a_few_walks(t
 def _children_fds() -> set[int]:
     """The descriptors of this process open on a ``/proc/<me>/task/<tid>/children`` file."""
     prefix = f"/proc/{os.getpid()}/task/"
-    out = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(prefix) and target.endswith("/children"):
-            out.add(int(fd))
-    return out
+    return {
+        fd
+        for fd, target in _open_files().items()
+        if target.startswith(prefix) and target.endswith("/children")
+    }
 
 
 def test_closing_a_tree_releases_its_children_files(tree):

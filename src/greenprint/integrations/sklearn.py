@@ -59,7 +59,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -470,11 +470,6 @@ def _with_parts(trial: RunRecord, parts: list[RunRecord], *, summed: bool) -> Ru
     if not parts:
         return trial
     every = [trial, *parts]
-
-    def total(attr: str) -> float | None:
-        values = [getattr(r, attr) for r in every if getattr(r, attr) is not None]
-        return sum(values) if values else None
-
     started = min(r.started_at for r in every)
     ended = max(r.ended_at or r.started_at for r in every)
     provenance = dict(trial.provenance)
@@ -486,14 +481,29 @@ def _with_parts(trial: RunRecord, parts: list[RunRecord], *, summed: bool) -> Ru
         ended_at=ended,
         heartbeat_at=ended,
         duration_s=max(ended - started, 0.0) if summed else sum(r.duration_s for r in every),
-        energy_cpu_kwh=total("energy_cpu_kwh"),
-        energy_gpu_kwh=total("energy_gpu_kwh"),
-        energy_ram_kwh=total("energy_ram_kwh"),
-        energy_kwh=total("energy_kwh") or 0.0,
-        machine_energy_kwh=total("machine_energy_kwh"),
-        emissions_kg=total("emissions_kg") or 0.0,
         provenance=provenance,
+        **_cost_sums(every),
     )
+
+
+def _cost_sums(runs: Sequence[RunRecord]) -> dict[str, Any]:
+    """The cost fields of ``runs`` added up (kWh, kg CO2-eq).
+
+    A component none of them measured stays ``None``; energy and CO2-eq are 0 without runs.
+    """
+
+    def total(attr: str) -> float | None:
+        values = [getattr(r, attr) for r in runs if getattr(r, attr) is not None]
+        return sum(values) if values else None
+
+    return {
+        "energy_cpu_kwh": total("energy_cpu_kwh"),
+        "energy_gpu_kwh": total("energy_gpu_kwh"),
+        "energy_ram_kwh": total("energy_ram_kwh"),
+        "energy_kwh": total("energy_kwh") or 0.0,
+        "machine_energy_kwh": total("machine_energy_kwh"),
+        "emissions_kg": total("emissions_kg") or 0.0,
+    }
 
 
 def _score_folds(
@@ -560,11 +570,6 @@ def _summed(
     metrics: tuple[MetricPoint, ...],
 ) -> RunRecord:
     """A trial whose cost is the sum of its measured folds'."""
-
-    def total(attr: str) -> float | None:
-        values = [getattr(p, attr) for p in parts if getattr(p, attr) is not None]
-        return sum(values) if values else None
-
     started = min((p.started_at for p in parts), default=base.started_at)
     ended = max((p.ended_at or p.started_at for p in parts), default=started)
     provenance = dict(parts[0].provenance) if parts else dict(base.provenance)
@@ -584,14 +589,9 @@ def _summed(
         heartbeat_at=ended,
         duration_s=max(ended - started, 0.0),
         params=params,
-        energy_cpu_kwh=total("energy_cpu_kwh"),
-        energy_gpu_kwh=total("energy_gpu_kwh"),
-        energy_ram_kwh=total("energy_ram_kwh"),
-        energy_kwh=total("energy_kwh") or 0.0,
-        machine_energy_kwh=total("machine_energy_kwh"),
-        emissions_kg=total("emissions_kg") or 0.0,
         provenance=provenance,
         metrics=metrics,
+        **_cost_sums(parts),
     )
 
 
