@@ -759,7 +759,9 @@ class RunForest:
 
         Each run's amount (its inclusive amount less what adds to it, ``far``) is read over
         its span, each stretch of the chain's time counted once (:func:`stretch_shares`); a
-        run that read nothing (0) is no reading of the process and keeps its 0. A group counts
+        run that read nothing (0) is no reading of the process and keeps its 0, and the runs
+        that read chain again by their own overlaps (two that a run of 0 joined but that never
+        ran at the same time are no group: each ran alone). A group counts
         at least what its largest member read (that member read the whole process over part
         of the group's span: only readings that disagree, never at constant power, count
         less), its members scaled up alike.
@@ -773,14 +775,17 @@ class RunForest:
         counts: dict[int, Any] = {}
         measured: dict[int, Any] = {}
         groups: list[tuple[tuple[int, ...], Any, Any]] = []
+        read: list[Sequence[tuple[float, float, int]]] = []
         for chain in chains:
             amounts = [amount(child) for _, _, child in chain]
-            if 0 in amounts or min(amounts) < 0:  # a run that read nothing: no reading
-                read = [k for k, spent in enumerate(amounts) if spent > 0]
-                if len(read) < 2:
-                    continue
-                chain = [chain[k] for k in read]  # the runs that read
-                amounts = [amounts[k] for k in read]
+            if 0 in amounts or min(amounts) < 0:  # a run that read nothing: no reading;
+                # the runs that read, chained by their own overlaps (not through it)
+                spans = [span for span, spent in zip(chain, amounts, strict=True) if spent > 0]
+                read += _overlap_chains([spans])
+            else:
+                read.append(chain)
+        for chain in read:
+            amounts = [amount(child) for _, _, child in chain]
             members = [child for _, _, child in chain]
             got = stretch_shares([(start, end) for start, end, _ in chain], amounts)
             largest, total = max(amounts), sum(got)

@@ -1,0 +1,80 @@
+"""Review of session 7's changes: reproducers of the defects found, each with its fix.
+
+Threads of one process (``analysis/_common.py``, ``RunForest._count_chains``): a run that read
+nothing (0 kWh: a trial killed before its first flush) is no reading of the process and keeps
+its 0; the runs that read must then chain by their own overlaps, not through it. Two groups of
+threads that a run of 0 joined were counted as one group, and a group counts at least its
+largest member's amount: the floor of the joined group hid the floor of one of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from greenprint import MetricPoint, RunRecord
+from greenprint.analysis import price_tag
+from greenprint.analysis._common import RunForest
+
+ONE = {"cpu": "test:constant", "scope": "process", "process": "pid 4242 started 1000.00"}
+
+
+def _run(rid: str, kwh: float, start: float, end: float, parent: str | None = None) -> RunRecord:
+    return RunRecord(
+        id=rid,
+        name=rid,
+        parent_id=parent,
+        status="finished",
+        started_at=start,
+        ended_at=end,
+        duration_s=end - start,
+        host="node-a",
+        energy_kwh=kwh,
+        emissions_kg=kwh * 0.4,
+        provenance=dict(ONE),
+        contained=None if parent is None else True,
+        metrics=(MetricPoint("acc", 0.5),),
+    )
+
+
+def _groups() -> list[RunRecord]:
+    """Two groups of threads 100 s apart: 'a' and 'b' disagree (1 and 0.2 kWh over the same
+    100 s: their stretches count 0.6, 0.3 each, below 'a''s 1 kWh, so the group counts 1,
+    0.5 each), 'c' and 'd'
+    agree (2 kWh each over the same 100 s: 2 kWh in all)."""
+    return [
+        _run("a", 1.0, 1000.0, 1100.0),
+        _run("b", 0.2, 1000.0, 1100.0),
+        _run("c", 2.0, 1200.0, 1300.0),
+        _run("d", 2.0, 1200.0, 1300.0),
+    ]
+
+
+def test_a_run_that_read_nothing_does_not_join_two_groups_of_threads() -> None:
+    """A run of 0 kWh spanning both groups (a trial killed before its first flush) read
+    nothing: the total stays 3 kWh, each group floored at its own largest member (was 2.6:
+    one group of four, 0.6 + 2 above its largest, 2, so 'a' and 'b' lost their floor)."""
+    alone = price_tag(_groups(), metric="acc").total.energy_kwh
+    assert alone == pytest.approx(3.0, rel=1e-12)
+    joined = [*_groups(), _run("z", 0.0, 1050.0, 1250.0)]
+    assert price_tag(joined, metric="acc").total.energy_kwh == pytest.approx(3.0, rel=1e-12)
+    sums = RunForest.build(joined).shared_sums("energy_kwh")
+    assert sums.inclusive[:2] == pytest.approx([0.5, 0.5], rel=1e-12)  # 0.3 each, floored to 1
+    assert sums.inclusive[2:] == pytest.approx([1.0, 1.0, 0.0], rel=1e-12)
+
+
+def test_runs_that_never_ran_together_are_not_called_threads() -> None:
+    """Under a parent, 't0' and 't2' ran one after another, joined only by 't1', which read 0
+    kWh: they are no group of threads (the note said 'the 2 parts of run 's' ran at the same
+    time in one process'); what ran together is told by the rule for concurrent runs."""
+    runs: list[Any] = [
+        _run("s", 1.5, 990.0, 1300.0),
+        _run("t0", 1.0, 1000.0, 1100.0, parent="s"),
+        _run("t1", 0.0, 1050.0, 1200.0, parent="s"),
+        _run("t2", 1.0, 1150.0, 1250.0, parent="s"),
+    ]
+    forest = RunForest.build(runs)
+    share = forest.shared_sums("energy_kwh").shares[0]
+    assert share.threads == ()
+    assert not [n for n in price_tag(runs, metric="acc").notes if "2 parts" in n]
