@@ -78,3 +78,43 @@ def test_runs_that_never_ran_together_are_not_called_threads() -> None:
     share = forest.shared_sums("energy_kwh").shares[0]
     assert share.threads == ()
     assert not [n for n in price_tag(runs, metric="acc").notes if "2 parts" in n]
+
+
+# ------------------------------------------------------------------- every machine named
+def _on(rid: str, host: str, hardware: dict[str, Any]) -> RunRecord:
+    return RunRecord(
+        id=rid,
+        name=rid,
+        host=host,
+        hardware=hardware,
+        status="finished",
+        started_at=1000.0,
+        ended_at=1010.0,
+        duration_s=10.0,
+        energy_kwh=0.1,
+    )
+
+
+def test_a_machine_whose_runs_recorded_no_hardware_is_named_too() -> None:
+    """The compute statement of a study on 2 machines named 1 ('2 machines: host a: Xeon ...'):
+    host b's runs recorded no hardware (a ledger merged from an older greenprint, records built
+    by hand). Each machine is named, with what is known of it."""
+    from greenprint.report._text import _machines, hardware_descriptions
+
+    xeon = {"cpu_model": "Xeon", "logical_cores": 8, "ram_gb": 32}
+    runs = [_on("r0", "a", xeon), _on("r1", "b", {}), _on("r2", "b", {})]
+    said = hardware_descriptions(runs)
+    assert said == (
+        "host b: hardware not recorded (2 runs)",
+        "host a: Xeon (8 logical CPUs, 32 GB RAM), no GPU (1 run)",
+    )
+    assert _machines(runs, said).startswith("2 machines: host b: hardware not recorded")
+    bare = [_on("r0", "a", {}), _on("r1", "b", {})]  # was '2 machines: unknown (the runs ...)'
+    assert hardware_descriptions(bare) == (
+        "host a: hardware not recorded (1 run)",
+        "host b: hardware not recorded (1 run)",
+    )
+    # one machine: runs that recorded no hardware beside others are left out, as before
+    assert hardware_descriptions([_on("r0", "a", xeon), _on("r1", "a", {})]) == (
+        "Xeon (8 logical CPUs, 32 GB RAM), no GPU",
+    )

@@ -135,7 +135,8 @@ def hardware_descriptions(runs: Iterable[RunRecord]) -> tuple[str, ...]:
     ``"2 x Xeon ..."``). Runs on several hosts (ledgers merged, one database written from
     several machines, a job over several nodes): each machine, with the runs it carried and
     the ranks of distributed jobs among them, ``"host node1: ... (3 runs, 2 ranks of job
-    exp7)"``; machines of the same hardware are not one machine.
+    exp7)"``; machines of the same hardware are not one machine, and a machine none of whose
+    runs recorded its hardware reads ``"host node2: hardware not recorded (1 run)"``.
     """
     items = runs if isinstance(runs, Sequence) else list(runs)
     hosts = set(map(_HOST, items))
@@ -153,10 +154,17 @@ def hardware_descriptions(runs: Iterable[RunRecord]) -> tuple[str, ...]:
         else ((("", ident), n) for ident, n in Counter(ids).items())
     )
     counts: dict[tuple[str, str], int] = {}
+    bare: dict[str, int] = {}  # several hosts: runs that recorded no hardware, by host
     for (host, ident), n in by:
         text = texts[ident]
         if text:
             counts[host or "", text] = counts.get((host or "", text), 0) + n
+        elif several and host:
+            bare[host] = bare.get(host, 0) + n
+    described = {host for host, _ in counts}
+    for host, n in bare.items():  # a machine none of whose runs recorded hardware: named too
+        if host not in described:
+            counts[host, _NOT_RECORDED] = n
     if not counts:
         return ("unknown (the runs recorded no hardware)",)
     order = sorted(counts, key=lambda where: (-counts[where], where[0] == "", where[0]))
@@ -176,6 +184,8 @@ def hardware_descriptions(runs: Iterable[RunRecord]) -> tuple[str, ...]:
     )
 
 
+#: A machine none of whose runs recorded its hardware (several machines: each is named).
+_NOT_RECORDED = "hardware not recorded"
 _HOST = operator.attrgetter("host")
 _HARDWARE = operator.attrgetter("hardware")
 
