@@ -9,13 +9,18 @@ largest member's amount: the floor of the joined group hid the floor of one of t
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import greenprint as gp
 from greenprint import MetricPoint, RunRecord
 from greenprint.analysis import price_tag
 from greenprint.analysis._common import RunForest
+from greenprint.meters._base import MeterReading
 
 ONE = {"cpu": "test:constant", "scope": "process", "process": "pid 4242 started 1000.00"}
 
@@ -118,3 +123,65 @@ def test_a_machine_whose_runs_recorded_no_hardware_is_named_too() -> None:
     assert hardware_descriptions([_on("r0", "a", xeon), _on("r1", "a", {})]) == (
         "Xeon (8 logical CPUs, 32 GB RAM), no GPU",
     )
+
+
+# ------------------------------------------------------- a study budget's live part, threads
+class _ConstantProcess:
+    """The whole process at a constant ``watts``, as each run's meters read it: ``watts`` x the
+    time since that run started its meters (on its own meter thread)."""
+
+    components = ("cpu",)
+    provenance = {"cpu": "test:constant-power"}
+
+    def __init__(self, watts: float) -> None:
+        self.watts = watts
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        self.t0 = time.time()
+
+    def read(self) -> dict[str, MeterReading]:
+        joules = self.watts * (time.time() - self.t0)
+        return {"cpu": MeterReading(machine_j=joules, process_j=joules)}
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_study_budget_counts_live_trials_in_threads_of_one_process_once(
+    tmp_path: Path,
+) -> None:
+    """Two top-level runs of a study in threads of this process (Optuna n_jobs=2 with no sweep
+    run), each reading the whole process at 3.6 kW (1e-3 kWh a second) for 1.2 s together: the
+    study has spent about 1.2e-3 kWh, under its 1.8e-3 kWh budget. Its live part summed both
+    runs' readings, each the whole process (about 2.4e-3 kWh): the budget stopped them both
+    at about 0.9 s, as the ledger's read (each stretch once) would not have."""
+    db = tmp_path / "l.db"
+    budget = gp.Budget(kwh=1.8e-3, per="study", on_exceed="stop")
+    together = threading.Barrier(2, timeout=30)
+    errors: list[BaseException] = []
+    spent: list[float] = []
+
+    def trial(name: str) -> None:
+        try:
+            with gp.track(name, study="s", ledger=db, budget=budget,
+                          meters=_ConstantProcess(3600.0), sample_interval_s=0.02,
+                          flush_interval_s=0.05) as run:  # fmt: skip
+                together.wait()
+                deadline = time.time() + 1.2
+                while time.time() < deadline:
+                    run.log(loss=1.0)
+                    time.sleep(0.01)
+            spent.append(run.energy_kwh)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=trial, args=(f"t{k}",)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert len(spent) == 2 and all(kwh > 1.1e-3 for kwh in spent)  # each read the process
+    tag = price_tag(gp.Ledger(db).runs(study="s"))
+    assert tag.total.energy_kwh < 1.8e-3  # the ledger's read: each stretch once

@@ -1123,6 +1123,8 @@ class Run:
     def _live_roots(self) -> Spent:
         """The live cost of this process's running top-level runs of the study (study budgets).
 
+        Runs of scope ``"process"`` that read the same process (threads of it) count each
+        stretch of their time once, as the ledger's read of them does (:func:`_counted_once`).
         Each run's lock is taken on its own, never while holding this run's.
         """
         guard = self._guard
@@ -1130,10 +1132,24 @@ class Run:
             return Spent()
         total = Spent()
         roots = guard.study_roots
+        now = time.time()
+        # runs that read one process (threads of it: Optuna n_jobs=2 with no sweep run) each
+        # read all of it since their start: each stretch of their time is counted once, as the
+        # ledger's read counts them (greenprint.analysis._stretches)
+        reads: dict[Any, list[tuple[float, Spent]]] = {}
         for run in active_runs():
             if run._study == self._study and (run.parent_id is None or run.id in roots):
                 with run._lock:
-                    total = total + run._spent()
+                    spent, started = run._spent(), run._started_at
+                    process = run._options.get("pid") or os.getpid()
+                    if run._scope != "process" or not 0.0 < started < now:
+                        process = None
+                if process is None:
+                    total = total + spent
+                else:
+                    reads.setdefault(process, []).append((started, spent))
+        for group in reads.values():
+            total = total + (group[0][1] if len(group) == 1 else _counted_once(group, now))
         return total
 
     def _read_study_cost(self) -> None:
@@ -1445,6 +1461,32 @@ def _check_parent(parent: Any) -> None:
         return
     raise ConfigError(
         f"parent must be a Run, a run id (a non-empty string) or None, not {parent!r}"
+    )
+
+
+def _counted_once(group: list[tuple[float, Spent]], now: float) -> Spent:
+    """What live runs that read one process since their starts spent, each stretch once.
+
+    Energy and CO2-eq by :func:`~greenprint.analysis._stretches.stretch_shares` over the
+    runs that read some (a run that read nothing yet is no reading of the process), at
+    least the largest reading; FPO and run time summed.
+    """
+    from greenprint.analysis._stretches import stretch_shares
+
+    figures = []
+    for field in ("kwh", "kg"):
+        amounts = [(start, getattr(spent, field)) for start, spent in group]
+        read = [(start, amount) for start, amount in amounts if amount > 0]
+        if len(read) < 2:
+            figures.append(sum(amount for _, amount in amounts))
+            continue
+        counted = stretch_shares([(start, now) for start, _ in read], [a for _, a in read])
+        figures.append(max(sum(counted), max(a for _, a in read)))
+    return Spent(
+        figures[0],
+        figures[1],
+        sum(spent.fpo for _, spent in group),
+        sum(spent.s for _, spent in group),
     )
 
 
