@@ -9,6 +9,7 @@ largest member's amount: the floor of the joined group hid the floor of one of t
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -185,3 +186,28 @@ def test_a_study_budget_counts_live_trials_in_threads_of_one_process_once(
     assert len(spent) == 2 and all(kwh > 1.1e-3 for kwh in spent)  # each read the process
     tag = price_tag(gp.Ledger(db).runs(study="s"))
     assert tag.total.energy_kwh < 1.8e-3  # the ledger's read: each stretch once
+
+
+# ----------------------------------------------------------- the timeline of threads' runs
+def test_the_timeline_of_top_level_runs_in_threads_ends_at_the_price_tags_total(
+    tmp_path: Path,
+) -> None:
+    """Two top-level trials in threads of one process (Optuna n_jobs=2, no sweep run), each
+    reading the process's 1 kWh over the same 100 s: the price tag counts 1 kWh; the timeline
+    drew 2 kWh at 72 kW (each run's reading stacked), it draws 1 kWh at 36 kW, with a note."""
+    from greenprint.report import build_report
+
+    db = tmp_path / "l.db"
+    with gp.Ledger(db) as ledger:
+        for k in range(2):
+            run = _run(f"t{k}", 1.0, 1000.0, 1100.0)
+            ledger.start_run(dataclasses.replace(run, study="s"))
+    report = build_report(db, "s", metric="acc")
+    assert report.price_tag.total.energy_kwh == pytest.approx(1.0, rel=1e-12)
+    timeline = report.figure("timeline")
+    assert timeline is not None
+    power, energy = timeline.panels[0], timeline.panels[1]
+    assert energy.y_unit == "kWh" and energy.series[0].y[-1] == pytest.approx(1.0, rel=1e-9)
+    total = next(s for s in power.series if s.role == "total")
+    assert max(v for v in total.y if v == v) == pytest.approx(36_000.0, rel=1e-9)
+    assert any("in threads of one process" in n for n in timeline.notes)

@@ -742,10 +742,13 @@ def timeline_figure(
     (its energy / its duration), which the figure's notes say. A top-level run that recorded
     no energy over a positive duration but has runs inside it (a job killed before its first
     flush, or one still running that has not flushed yet: the price tag counts its children's
-    sum) is drawn as those runs, likewise, with a note.
+    sum) is drawn as those runs, likewise, with a note. Top-level runs in threads of one
+    process (each read all of it) are drawn at what the price tag counts of them, each stretch
+    of their time once (:attr:`~greenprint.analysis._common.SharedSums.roots`), with a note.
     """
     forest = inputs.forest
-    roots = [forest.runs[p] for p in forest.roots]
+    where = list(forest.roots)  # the positions of the runs drawn
+    roots = [forest.runs[p] for p in where]
     mean_rows, drawn = _mean_power_rows(roots)
     hollow = 0  # top-level runs drawn as the runs inside them
     if not drawn.all():
@@ -764,8 +767,17 @@ def timeline_figure(
             batch = inner
             recorded = _mean_power_rows([forest.runs[p] for p in batch])[1]
         if hollow:
-            roots = [forest.runs[p] for p in positions]
+            where = positions
+            roots = [forest.runs[p] for p in where]
             mean_rows, drawn = _mean_power_rows(roots)
+    # top-level runs in threads of one process each read all of it: drawn at what the price
+    # tag counts of them (each stretch of their time once), their power scaled alike
+    threads = forest.shared_sums("energy_kwh").roots
+    scale = np.ones(len(roots))
+    if threads is not None:
+        for k, p in enumerate(where):
+            scale[k] = threads.factors.get(p, 1.0)
+        mean_rows[:, 2:] *= scale[:, None]
     use_samples = len(roots) <= max_sampled_runs
     if use_samples:
         # each run's samples, or its row at mean power, in the runs' order
@@ -774,16 +786,16 @@ def timeline_figure(
         for k, run in enumerate(roots):
             found = samples_of(run.id)
             if found:
-                parts.append(
-                    np.array(
-                        [
-                            (s.t0, s.t1, s.cpu_w or 0.0, s.gpu_w or 0.0, s.ram_w or 0.0, 0.0)
-                            for s in found
-                            if s.t1 > s.t0
-                        ],
-                        dtype=float,
-                    ).reshape(-1, 6)
-                )
+                sampled = np.array(
+                    [
+                        (s.t0, s.t1, s.cpu_w or 0.0, s.gpu_w or 0.0, s.ram_w or 0.0, 0.0)
+                        for s in found
+                        if s.t1 > s.t0
+                    ],
+                    dtype=float,
+                ).reshape(-1, 6)
+                sampled[:, 2:] *= scale[k]
+                parts.append(sampled)
             elif drawn[k]:
                 averaged += 1
                 parts.append(mean_rows[k : k + 1])
@@ -850,6 +862,11 @@ def timeline_figure(
             label = name.upper() if name != "other" else "not by component"
             power_series.append(Series(label, "step", x, stepped(power[name]), role=name))
     notes = []
+    if bool((scale != 1.0).any()):
+        notes.append(
+            f"{count_of(int((scale != 1.0).sum()), 'top-level run')} in threads of one process "
+            "drawn at the share the price tag counts (each measured the whole process)"
+        )
     if hollow:
         notes.append(
             f"{count_of(hollow, 'top-level run')} recorded no energy (killed before its first "
