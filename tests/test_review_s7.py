@@ -211,3 +211,40 @@ def test_the_timeline_of_top_level_runs_in_threads_ends_at_the_price_tags_total(
     total = next(s for s in power.series if s.role == "total")
     assert max(v for v in total.y if v == v) == pytest.approx(36_000.0, rel=1e-9)
     assert any("in threads of one process" in n for n in timeline.notes)
+
+
+# ------------------------------------------------- a halving candidate's run time, sklearn
+def test_a_sequential_halving_searchs_trials_take_no_more_run_time_than_the_search(
+    tmp_path: Path,
+) -> None:
+    """A halving candidate's trial spanned its first iteration to its last, the other
+    candidates' iterations in between: a sequential search of 8 candidates (0.38 s) read 0.61
+    run-seconds in the price tag. A trial's time is its rows' (each its folds' span), so the
+    trials, which ran one after another, add up to no more than the search's own time."""
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.model_selection import HalvingGridSearchCV
+    from sklearn.svm import SVC
+
+    from greenprint.integrations.sklearn import track_search
+
+    X, y = load_digits(return_X_y=True)
+    db = tmp_path / "g.db"
+    grid = {"C": [0.01, 0.1, 1, 10], "gamma": [1e-3, 1e-2]}
+    search = HalvingGridSearchCV(SVC(), grid, cv=3, factor=2, random_state=0)
+    sweep = track_search(search, X[:240], y[:240], ledger=db, study="h", name="h",
+                         sample_interval_s=0.05, flush_interval_s=0.1)  # fmt: skip
+    runs = gp.Ledger(db).runs(study="h")
+    trials = [r for r in runs if r.role == "trial"]
+    assert len(trials) == 8
+    assert sum(t.duration_s for t in trials) <= sweep.duration_s
+    tag = price_tag(runs, metric="score")
+    assert tag.total.duration_s == pytest.approx(sweep.duration_s, rel=1e-9)
+    by_id = {r.id: r for r in runs}
+    for trial in trials:  # its rows: itself and its earlier iterations (its parts)
+        rows = [r for r in runs if r.parent_id == trial.id and "fold" not in r.name]
+        own = [r for r in runs if r.parent_id == trial.id and "fold" in r.name]
+        own_s = max(f.ended_at for f in own) - min(f.started_at for f in own)
+        want = own_s + sum(r.duration_s for r in rows)
+        assert trial.duration_s == pytest.approx(want, rel=1e-9), by_id[trial.id].name

@@ -376,7 +376,7 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
                 metrics=tuple(metrics),
             )
         )
-    for record in _candidates(rows, results, sweep.id, summed=shares is None):
+    for record in _candidates(rows, results, sweep.id):
         ledger.start_run(record)
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
@@ -400,7 +400,7 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
 
 
 def _candidates(
-    rows: list[RunRecord], results: Mapping[str, Any], sweep_id: str, *, summed: bool
+    rows: list[RunRecord], results: Mapping[str, Any], sweep_id: str
 ) -> list[RunRecord]:
     """The runs of ``cv_results_``'s rows: one trial per candidate, its earlier rows its parts.
 
@@ -430,7 +430,7 @@ def _candidates(
         status = record.status
         if status == "finished" and iters[row] < last_iter:
             status = "pruned"
-        out.append(replace(_with_parts(record, earlier.get(row, []), summed=summed), status=status))
+        out.append(replace(_with_parts(record, earlier.get(row, [])), status=status))
     return out
 
 
@@ -461,11 +461,12 @@ def _last_rows(params: Any, iters: list[int]) -> list[int]:
     return last
 
 
-def _with_parts(trial: RunRecord, parts: list[RunRecord], *, summed: bool) -> RunRecord:
+def _with_parts(trial: RunRecord, parts: list[RunRecord]) -> RunRecord:
     """``trial`` with the cost of its earlier iterations (its parts) added.
 
-    Its time: the span from its first fold's start to its last fold's end with measured folds,
-    the sum of its time shares when apportioned.
+    Its time (run-seconds): the sum of its rows' (each row's: its folds' span with measured
+    folds, its time share when apportioned), not the span from its first iteration to its last,
+    in which the other candidates ran.
     """
     if not parts:
         return trial
@@ -480,7 +481,7 @@ def _with_parts(trial: RunRecord, parts: list[RunRecord], *, summed: bool) -> Ru
         started_at=started,
         ended_at=ended,
         heartbeat_at=ended,
-        duration_s=max(ended - started, 0.0) if summed else sum(r.duration_s for r in every),
+        duration_s=sum(r.duration_s for r in every),
         provenance=provenance,
         **_cost_sums(every),
     )
