@@ -248,3 +248,29 @@ def test_a_sequential_halving_searchs_trials_take_no_more_run_time_than_the_sear
         own_s = max(f.ended_at for f in own) - min(f.started_at for f in own)
         want = own_s + sum(r.duration_s for r in rows)
         assert trial.duration_s == pytest.approx(want, rel=1e-9), by_id[trial.id].name
+
+
+def test_runs_of_one_process_name_it_the_same_way_whatever_the_boot_time_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """psutil derives a process's start time from the boot time, which Linux recomputes from
+    the clock on each read: a step of the clock between two threads' run starts gave the same
+    process two names, and their overlap was counted twice again. The key is read once per
+    process (a forked child, another pid, reads its own)."""
+    import os
+
+    import psutil
+
+    from greenprint import tracking
+
+    monkeypatch.setattr(tracking, "_own_process_key", None)
+    first = tracking._process_key(os.getpid())
+    assert first is not None and first.startswith(f"pid {os.getpid()} started ")
+    real = psutil.Process.create_time
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: real(self) + 1.0)
+    assert tracking._process_key(os.getpid()) == first
+    with gp.track("a", ledger=False) as a, gp.track("b", ledger=False) as b:
+        pass
+    assert a.provenance["process"] == b.provenance["process"] == first
+    parent = psutil.Process(os.getppid())  # another process: read as it is now
+    assert tracking._process_key(parent.pid) == f"pid {parent.pid} started {real(parent) + 1:.2f}"

@@ -1498,13 +1498,27 @@ def _process_key(pid: int) -> str | None:
     the analysis counts each stretch of their time once (``RunForest.shared_sums``). The start
     time (s, Unix time) tells apart a pid used again. ``None`` when the process cannot be read.
     """
+    global _own_process_key
+    own = pid == os.getpid()
+    if own and _own_process_key is not None and _own_process_key[0] == pid:
+        return _own_process_key[1]  # the same text for every run of the process (below)
     import psutil
 
     try:
         started = psutil.Process(pid).create_time()
     except (psutil.Error, OSError):
         return None
-    return f"pid {pid} started {started:.2f}"
+    key = f"pid {pid} started {started:.2f}"
+    if own:
+        # read once per process: psutil derives the start time from the boot time, which
+        # the kernel recomputes from the clock on each read (a step of the clock moves it), and
+        # runs in threads of this process must name it the same way to be counted once
+        _own_process_key = (pid, key)
+    return key
+
+
+#: This process's pid and key, once read (a forked child has another pid: it reads its own).
+_own_process_key: tuple[int, str] | None = None
 
 
 def _check_pid(pid: Any) -> None:
