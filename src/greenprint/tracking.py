@@ -1467,11 +1467,12 @@ def _check_parent(parent: Any) -> None:
 def _counted_once(group: list[tuple[float, Spent]], now: float) -> Spent:
     """What live runs that read one process since their starts spent, each stretch once.
 
-    Energy and CO2-eq by :func:`~greenprint.analysis._stretches.stretch_shares` over the
-    runs that read some (a run that read nothing yet is no reading of the process), at
-    least the largest reading; FPO and run time summed.
+    Energy and CO2-eq by :func:`~greenprint.analysis._stretches.group_counts` (each stretch
+    once, at least the largest reading) over the runs that read some (a run that read nothing
+    yet is no reading of the process), as the ledger's read counts them; FPO and run time
+    summed.
     """
-    from greenprint.analysis._stretches import stretch_shares
+    from greenprint.analysis._stretches import group_counts
 
     figures = []
     for field in ("kwh", "kg"):
@@ -1480,8 +1481,7 @@ def _counted_once(group: list[tuple[float, Spent]], now: float) -> Spent:
         if len(read) < 2:
             figures.append(sum(amount for _, amount in amounts))
             continue
-        counted = stretch_shares([(start, now) for start, _ in read], [a for _, a in read])
-        figures.append(max(sum(counted), max(a for _, a in read)))
+        figures.append(sum(group_counts([(start, now) for start, _ in read], [a for _, a in read])))
     return Spent(
         figures[0],
         figures[1],

@@ -15,7 +15,7 @@ import numpy as np
 from greenprint._exceptions import AnalysisError, ConfigError
 from greenprint._records import RunRecord
 from greenprint._validate import FPO_MAX
-from greenprint.analysis._stretches import stretch_shares
+from greenprint.analysis._stretches import group_counts, stretch_shares
 
 __all__ = [
     "LOWER_IS_BETTER_WORDS",
@@ -761,10 +761,8 @@ class RunForest:
         its span, each stretch of the chain's time counted once (:func:`stretch_shares`); a
         run that read nothing (0) is no reading of the process and keeps its 0, and the runs
         that read chain again by their own overlaps (two that a run of 0 joined but that never
-        ran at the same time are no group: each ran alone). A group counts
-        at least what its largest member read (that member read the whole process over part
-        of the group's span: only readings that disagree, never at constant power, count
-        less), its members scaled up alike.
+        ran at the same time are no group: each ran alone). A group counts at least what its
+        largest member read, its members scaled up alike (:func:`group_counts`).
 
         Returns:
             ``(counts, measured, groups)``: position -> what it counts, and what it measured,
@@ -787,12 +785,8 @@ class RunForest:
         for chain in read:
             amounts = [amount(child) for _, _, child in chain]
             members = [child for _, _, child in chain]
-            got = stretch_shares([(start, end) for start, end, _ in chain], amounts)
-            largest, total = max(amounts), sum(got)
-            if total < largest:  # one read the whole process over part of the span: at least
-                got = [g * largest / total for g in got]  # that (readings that disagree)
-                total = sum(got)
-            groups.append((tuple(members), total, largest))
+            got = group_counts([(start, end) for start, end, _ in chain], amounts)
+            groups.append((tuple(members), sum(got), max(amounts)))
             measured.update(zip(members, amounts, strict=True))
             counts.update(zip(members, got, strict=True))
         return counts, measured, groups

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["stretch_shares"]
+__all__ = ["group_counts", "stretch_shares"]
 
 
 def stretch_shares(spans: Sequence[tuple[float, float]], amounts: Sequence[Any]) -> list[Any]:
@@ -58,6 +58,28 @@ def stretch_shares(spans: Sequence[tuple[float, float]], amounts: Sequence[Any])
             power = 0.0  # no run: what rounding left
         reached[idx + 1] = total
     return [reached[at[end]] - reached[at[start]] for start, end in spans]
+
+
+def group_counts(spans: Sequence[tuple[float, float]], amounts: Sequence[Any]) -> list[Any]:
+    """What each run of a group that read one process counts, at least the largest reading.
+
+    :func:`stretch_shares`, its members scaled up alike to at least what the group's largest
+    member read: that member read the whole process over part of the group's span, so the
+    group spent at least that much; only readings that disagree (never at constant power)
+    count less.
+
+    Args:
+        spans: ``(start, end)`` of each run, s (Unix time), each end after its start.
+        amounts: what each run read (kWh, kg CO2-eq), each more than 0.
+
+    Returns:
+        Each run's count, in the order given (the same unit as ``amounts``).
+    """
+    got = stretch_shares(spans, amounts)
+    largest, total = max(amounts), sum(got)
+    if total < largest:
+        got = [g * largest / total for g in got]
+    return got
 
 
 #: Runs of one group up to which :func:`stretch_shares` loops in Python (a few runs: 10 us);
