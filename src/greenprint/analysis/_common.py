@@ -845,20 +845,12 @@ class RunForest:
         counts, measured, _ = self._count_chains(chains, inclusive, far)
         if not counts:
             return None
-        shared = sum(counts.values())
-        return ShareOut(
-            own=None,
-            kept=0,
-            alone=(),
-            together=(),
-            measured=0,
-            shared=0,
-            floored=False,
-            factors={c: counts[c] / measured[c] for c in counts},
-            threads=tuple(counts),
-            threads_measured=sum(measured.values()),
-            threads_shared=shared,
-            threads_counted=shared,
+        return _threads_only(
+            None,
+            {c: counts[c] / measured[c] for c in counts},
+            tuple(counts),
+            sum(measured.values()),
+            sum(counts.values()),
         )
 
     @cached_property
@@ -1004,19 +996,12 @@ class RunForest:
                         exclusive[pos] = own - own
                         continue
                 if threads is not None:  # the parent keeps the rest, never less than 0
-                    scale[pos] = ShareOut(
-                        own=own,
-                        kept=0,
-                        alone=(),
-                        together=(),
-                        measured=0,
-                        shared=0,
-                        floored=False,
-                        factors=threads.factors,
-                        threads=threads.members,
-                        threads_measured=threads.measured,
-                        threads_shared=threads.shared,
-                        threads_counted=threads.shared,
+                    scale[pos] = _threads_only(
+                        own,
+                        threads.factors,
+                        threads.members,
+                        threads.measured,
+                        threads.shared,
                         short=own is not None and below - outside > own,
                     )
             total = below if own is None else max(own, below)
@@ -1265,6 +1250,36 @@ class ShareOut(NamedTuple):
     threads_shared: Any = 0
     threads_counted: Any = 0
     short: bool = False
+
+
+def _threads_only(
+    own: Any,
+    factors: Mapping[int, Any],
+    members: tuple[int, ...],
+    measured: Any,
+    counted: Any,
+    *,
+    short: bool = False,
+) -> ShareOut:
+    """A :class:`ShareOut` of threads alone, no group sharing a parent's measurement out.
+
+    ``members`` measured ``measured`` and count ``counted``, each by its factor.
+    """
+    return ShareOut(
+        own=own,
+        kept=0,
+        alone=(),
+        together=(),
+        measured=0,
+        shared=0,
+        floored=False,
+        factors=factors,
+        threads=members,
+        threads_measured=measured,
+        threads_shared=counted,
+        threads_counted=counted,
+        short=short,
+    )
 
 
 @dataclass(frozen=True)
