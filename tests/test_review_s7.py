@@ -21,7 +21,7 @@ import greenprint as gp
 from greenprint import MetricPoint, RunRecord
 from greenprint.analysis import price_tag
 from greenprint.analysis._common import RunForest
-from greenprint.meters._base import MeterReading
+from tracking._meters import ConstantProcessPower
 
 ONE = {"cpu": "test:constant", "scope": "process", "process": "pid 4242 started 1000.00"}
 
@@ -127,28 +127,6 @@ def test_a_machine_whose_runs_recorded_no_hardware_is_named_too() -> None:
 
 
 # ------------------------------------------------------- a study budget's live part, threads
-class _ConstantProcess:
-    """The whole process at a constant ``watts``, as each run's meters read it: ``watts`` x the
-    time since that run started its meters (on its own meter thread)."""
-
-    components = ("cpu",)
-    provenance = {"cpu": "test:constant-power"}
-
-    def __init__(self, watts: float) -> None:
-        self.watts = watts
-        self.t0 = 0.0
-
-    def start(self) -> None:
-        self.t0 = time.time()
-
-    def read(self) -> dict[str, MeterReading]:
-        joules = self.watts * (time.time() - self.t0)
-        return {"cpu": MeterReading(machine_j=joules, process_j=joules)}
-
-    def close(self) -> None:
-        pass
-
-
 def test_a_study_budget_counts_live_trials_in_threads_of_one_process_once(
     tmp_path: Path,
 ) -> None:
@@ -166,7 +144,7 @@ def test_a_study_budget_counts_live_trials_in_threads_of_one_process_once(
     def trial(name: str) -> None:
         try:
             with gp.track(name, study="s", ledger=db, budget=budget,
-                          meters=_ConstantProcess(3600.0), sample_interval_s=0.02,
+                          meters=ConstantProcessPower(3600.0), sample_interval_s=0.02,
                           flush_interval_s=0.05) as run:  # fmt: skip
                 together.wait()
                 deadline = time.time() + 1.2

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import math
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from _clean_env import BIN, clean_env, configured_above
 from greenprint import RunRecord
 from greenprint.analysis import price_tag
 from greenprint.analysis._common import RunForest
-from greenprint.meters._base import MeterReading
+from tracking._meters import ConstantProcessPower
 
 from .test_threads_share import ONE, OTHER, _chains, _counted, _run, _share_time_s, _union_s
 
@@ -255,30 +254,6 @@ def test_top_level_runs_that_never_ran_in_one_process_at_once_keep_what_they_mea
 
 
 # ------------------------------------------------- a real Optuna study in threads, the CLI
-class _SharedPower:
-    """A meter set of constant power handed to every trial's run (the callback passes each
-    run the same object): ``watts`` x the time since the run started its meters, read as the
-    whole process's, whichever thread reads it. A run starts and reads its meters on a
-    thread of its own (its meter-read worker), so the start is kept per thread."""
-
-    components = ("cpu",)
-    provenance = {"cpu": "test:constant-power"}
-
-    def __init__(self, watts: float) -> None:
-        self.watts = watts
-        self.local = threading.local()
-
-    def start(self) -> None:
-        self.local.t0 = time.time()
-
-    def read(self) -> dict[str, MeterReading]:
-        joules = self.watts * (time.time() - self.local.t0)
-        return {"cpu": MeterReading(machine_j=joules, process_j=joules)}
-
-    def close(self) -> None:
-        pass
-
-
 def test_an_optuna_study_in_threads_without_a_sweep_run_counts_its_overlap_once(
     tmp_path: Path,
 ) -> None:
@@ -296,7 +271,8 @@ def test_an_optuna_study_in_threads_without_a_sweep_run_counts_its_overlap_once(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     db = tmp_path / "l.db"
     kwh_per_s = 3600.0 / KWH_J
-    cb = GreenprintCallback(ledger=db, study="roots", meters=_SharedPower(3600.0),
+    cb = GreenprintCallback(ledger=db, study="roots",
+                            meters=ConstantProcessPower(3600.0, per_thread=True),
                             sample_interval_s=0.05, flush_interval_s=0.1)  # fmt: skip
 
     def objective(trial: Any) -> float:

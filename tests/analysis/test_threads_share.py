@@ -31,7 +31,7 @@ from _clean_env import BIN, clean_env, configured_above
 from greenprint import MetricPoint, RunRecord
 from greenprint.analysis import price_tag
 from greenprint.analysis._common import RunForest
-from greenprint.meters._base import MeterReading
+from tracking._meters import ConstantProcessPower
 
 KWH_J = 3.6e6
 
@@ -445,28 +445,6 @@ def test_nothing_is_lost_or_counted_twice_with_threads_among_the_runs(
 
 
 # ---------------------------------------------------------- real threads, a constant power
-class _Power:
-    """A meter set of constant power: ``watts`` x the time since :meth:`start` (J), read as
-    the process's, whichever thread reads it (as a process meter reads the whole process)."""
-
-    components = ("cpu",)
-    provenance = {"cpu": "test:constant-power"}
-
-    def __init__(self, watts: float) -> None:
-        self.watts = watts
-        self.t0 = 0.0
-
-    def start(self) -> None:
-        self.t0 = time.time()
-
-    def read(self) -> dict[str, MeterReading]:
-        joules = self.watts * (time.time() - self.t0)
-        return {"cpu": MeterReading(machine_j=joules, process_j=joules)}
-
-    def close(self) -> None:
-        pass
-
-
 def _by_the_rule(a: tuple[float, float, float], b: tuple[float, float, float]) -> list[float]:
     """Two runs' ``(start, end, kWh)``, shared by the rule worked out by hand: the stretch only
     one ran at its own power, the stretch both ran at their mean power, halved."""
@@ -493,12 +471,12 @@ def test_real_threads_of_one_process_count_their_overlap_once(tmp_path: Path) ->
         go.wait(timeout=30)
         time.sleep(0.15 * k)
         with gp.track(f"trial-{k}", ledger=ledger, study="s", role="trial", parent=search,
-                      meters=_Power(1000.0), **fast) as run:  # fmt: skip
+                      meters=ConstantProcessPower(1000.0), **fast) as run:  # fmt: skip
             time.sleep(0.5)
             run.log(acc=0.8 + k / 10)
 
-    with gp.track("search", ledger=ledger, study="s", role="sweep", meters=_Power(1000.0),
-                  **fast) as search:  # fmt: skip
+    with gp.track("search", ledger=ledger, study="s", role="sweep",
+                  meters=ConstantProcessPower(1000.0), **fast) as search:  # fmt: skip
         time.sleep(0.6)  # start-up: imports, data
         threads = [threading.Thread(target=trial, args=(k, search)) for k in range(2)]
         for thread in threads:

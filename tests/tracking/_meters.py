@@ -6,7 +6,10 @@ here it lets the tracker's accounting be checked exactly.
 
 from __future__ import annotations
 
+import threading
 import time
+import types
+from typing import Any
 
 from greenprint.meters._base import MeterReading
 
@@ -32,3 +35,31 @@ class ConstantPowerMeters:
 
     def close(self) -> None:
         self.closed = True
+
+
+class ConstantProcessPower:
+    """One component (``cpu``) at a constant ``watts``, read as the whole process's: ``watts``
+    x the time since :meth:`start` (J), whichever thread reads it, as a process meter reads all
+    of a process (threads of it cannot be told apart).
+
+    ``per_thread``: the start is kept per thread, for one object handed to several runs (the
+    Optuna callback passes every trial's run the same one): each run starts and reads its
+    meters on a thread of its own.
+    """
+
+    components = ("cpu",)
+    provenance = {"cpu": "test:constant-power"}
+
+    def __init__(self, watts: float, *, per_thread: bool = False) -> None:
+        self.watts = watts
+        self._started: Any = threading.local() if per_thread else types.SimpleNamespace(t0=0.0)
+
+    def start(self) -> None:
+        self._started.t0 = time.time()
+
+    def read(self) -> dict[str, MeterReading]:
+        joules = self.watts * (time.time() - self._started.t0)
+        return {"cpu": MeterReading(machine_j=joules, process_j=joules)}
+
+    def close(self) -> None:
+        pass
