@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from types import EllipsisType, TracebackType
 from typing import Any
 
+from greenprint._liveness import WRITER_KEY, Processes
 from greenprint._records import MetricPoint, PowerSample, RunRecord
 
-__all__ = ["BaseLedger", "STALE_GRACE_S", "derive_status", "is_stale"]
+__all__ = ["BaseLedger", "STALE_GRACE_S", "derive_status", "derive_statuses", "is_stale"]
 
 STALE_GRACE_S: float = 5.0
 """Seconds added to ``3 * flush_interval_s`` before a silent ``running`` run is called ``lost``."""
@@ -39,10 +40,15 @@ def is_stale(record: RunRecord, *, now: float | None = None) -> bool:
 
 
 def derive_status(record: RunRecord, *, now: float | None = None) -> RunRecord:
-    """The record as readers see it: a stale ``running`` run is returned with status ``lost``.
+    """The record as readers see it: a ``running`` run that is not alive is ``lost``.
 
-    The stored row is never rewritten, so a run whose heartbeat comes back reads ``running``
-    again.
+    A run stored as ``running`` is returned with status ``lost`` when its heartbeat is stale
+    (:func:`is_stale`), or at once when the process that writes it is known to be gone: it
+    ran on this host, boot and pid namespace, and its pid now names no process or another
+    process (see :mod:`greenprint._liveness`). A process that still exists keeps its run
+    ``running`` until the heartbeat rule says otherwise (a paused process, one under a
+    debugger). The stored row is never rewritten, so a run whose heartbeat comes back reads
+    ``running`` again.
 
     Args:
         record: the run as stored.
@@ -51,9 +57,41 @@ def derive_status(record: RunRecord, *, now: float | None = None) -> RunRecord:
     Returns:
         ``record`` itself, or a copy with ``status="lost"``.
     """
-    if is_stale(record, now=now):
-        return dataclasses.replace(record, status="lost")
-    return record
+    return derive_statuses([record], now=now)[0]
+
+
+def derive_statuses(records: Sequence[RunRecord], *, now: float | None = None) -> list[RunRecord]:
+    """:func:`derive_status` of each record, each writer process looked up once.
+
+    Only ``running`` runs are looked at: a read of finished runs costs one status comparison
+    per run, and one ``/proc`` read per distinct process that wrote the running ones.
+
+    Args:
+        records: runs as stored.
+        now: the current time in seconds since the Unix epoch (default: ``time.time()``).
+
+    Returns:
+        The records, in order, each itself or a copy with ``status="lost"``.
+    """
+    now = time.time() if now is None else now
+    processes = None
+    out = list(records)
+    for i, record in enumerate(out):
+        if record.status != "running":
+            continue
+        if is_stale(record, now=now):
+            out[i] = dataclasses.replace(record, status="lost")
+            continue
+        writer = record.provenance.get(WRITER_KEY) if record.provenance else None
+        if writer is None:
+            continue  # written before runs recorded their process, or where it is unreadable
+        if processes is None:
+            from greenprint._jobs import node_host
+
+            processes = Processes(node_host())
+        if processes.gone(writer, record.host):
+            out[i] = dataclasses.replace(record, status="lost")
+    return out
 
 
 class BaseLedger(abc.ABC):
@@ -72,8 +110,10 @@ class BaseLedger(abc.ABC):
 
     Derived status:
         A run stored as ``running`` whose heartbeat is older than
-        ``3 * flush_interval_s + STALE_GRACE_S`` is returned with status ``lost`` (see
-        :func:`derive_status`); the stored row keeps ``running``.
+        ``3 * flush_interval_s + STALE_GRACE_S``, or whose process is known to be gone (it
+        ran on the reader's host, boot and pid namespace, and its pid names no process or
+        another one now), is returned with status ``lost`` (see :func:`derive_status`); the
+        stored row keeps ``running``.
     """
 
     @property

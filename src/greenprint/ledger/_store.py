@@ -22,7 +22,7 @@ from greenprint._exceptions import (
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
 from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecord
-from greenprint.ledger._base import BaseLedger, derive_status
+from greenprint.ledger._base import BaseLedger, derive_statuses
 from greenprint.ledger._fields import (
     check_metric,
     check_sample,
@@ -364,7 +364,7 @@ def _records(
     # 42 values per record first (zip): 100,000 runs 60 ms less.
     records = list(map(_make_record, *ordered))
     if "running" in columns["status"]:
-        records = [r if r.status != "running" else derive_status(r, now=now) for r in records]
+        records = derive_statuses(records, now=now)
     return records
 
 

@@ -1,0 +1,198 @@
+"""Whether the process that writes a run still lives: a killed run reads ``lost`` at once.
+
+A run records the process that writes its rows in its provenance, under ``"writer"``::
+
+    pid 4242 tick 830127 uid 1000 boot 0b6e2f0c-8c2a-4b8e-9a53-7f0c2c1d5e11 pidns 4026531836
+
+the process id, its start time in clock ticks after boot (``/proc/<pid>/stat``'s ``starttime``),
+its effective user id, the kernel's boot id (``/proc/sys/kernel/random/boot_id``) and its pid
+namespace (the inode of ``/proc/self/ns/pid``: containers on one kernel share the boot id, and
+may share a host name, but not a pid namespace). A pid and a start tick name one process of a
+boot: a pid used again belongs to a process that started later.
+
+The start time is the kernel's own, in ticks since boot, not the Unix time that
+``tracking._process_key`` writes (``"pid N started T"``): that one is the boot time plus the
+ticks, and the kernel recomputes the boot time from the clock on each read, so a step of the
+clock (NTP, a resumed VM) between the run's start and a reader would name one live process two
+ways, and a live run would read ``lost``.
+
+A reader on the same host, boot and pid namespace (and with ``/proc`` of its own pid namespace)
+looks the pid up once per read (:class:`Processes`): no such process, a zombie, or a process
+with another start tick means the writer is gone. Anything it cannot tell (another host,
+container or boot, a ledger written before this record existed, ``/proc`` unreadable, a
+process it may not see) is "not known to be gone", and the heartbeat rule alone decides
+(:func:`greenprint.ledger._base.is_stale`). A reader of another user, unless root, does not
+trust a missing ``/proc/<pid>``: ``/proc`` mounted with ``hidepid`` hides other users'
+processes.
+
+Everything is read from ``/proc`` (Linux); elsewhere (macOS, Windows, a sandbox without
+``/proc``) nothing is recorded and nothing is checked. Never raises.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+__all__ = ["WRITER_KEY", "Processes", "writer_identity"]
+
+#: The provenance key of a run's writer process.
+WRITER_KEY = "writer"
+
+_GONE = -1  # a start tick no process has: the pid names no live process
+_UNKNOWN = -2  # the pid could not be looked up (permission, a format not understood)
+
+
+class _Place(NamedTuple):
+    """Where this process lives: what a reader and a writer compare."""
+
+    boot: str
+    pidns: int
+    uid: int
+
+
+class _Writer(NamedTuple):
+    pid: int
+    tick: int
+    uid: int
+    boot: str
+    pidns: int
+
+
+def _read_text(path: str) -> str:
+    """The text of a ``/proc`` file (every read of this module goes through here)."""
+    with open(path, encoding="ascii", errors="replace") as f:
+        return f.read()
+
+
+def _place() -> _Place | None:
+    """This process's boot id, pid namespace and effective user id; ``None`` if unreadable.
+
+    ``None`` also when ``/proc`` is not the procfs of this process's pid namespace (a container
+    that sees its host's ``/proc``): its pids would not be this process's.
+    """
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None:  # Windows
+        return None
+    try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return None
+        boot = _read_text("/proc/sys/kernel/random/boot_id").strip()
+        pidns = os.stat("/proc/self/ns/pid").st_ino
+    except (OSError, ValueError):
+        return None
+    if not boot or len(boot.split()) != 1:
+        return None
+    return _Place(boot, pidns, geteuid())
+
+
+def _start_tick(pid: int) -> int:
+    """The start tick of the process ``pid``: ``_GONE`` if none lives, ``_UNKNOWN`` if unsure.
+
+    A zombie (killed, not yet reaped) is gone, unless other threads of it still run (a main
+    thread that ended before the others leaves the leader a zombie).
+    """
+    try:
+        text = _read_text(f"/proc/{pid}/stat")
+    except (FileNotFoundError, ProcessLookupError):
+        return _GONE
+    except (OSError, ValueError):
+        return _UNKNOWN
+    fields = text.rpartition(")")[2].split()  # the command name, in parentheses, may hold spaces
+    try:
+        state, tick = fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return _UNKNOWN
+    if state in ("Z", "X", "x"):
+        try:
+            threads = len(os.listdir(f"/proc/{pid}/task"))
+        except (FileNotFoundError, ProcessLookupError):
+            return _GONE
+        except OSError:
+            return _UNKNOWN
+        return _GONE if threads <= 1 else tick
+    return tick
+
+
+def writer_identity() -> str | None:
+    """This process's ``"writer"`` provenance (see the module doc); ``None`` if unreadable.
+
+    Read once per process (a forked child, with another pid, reads its own): a few ``/proc``
+    reads, no import.
+    """
+    global _own_writer
+    pid = os.getpid()
+    if _own_writer is not None and _own_writer[0] == pid:
+        return _own_writer[1]
+    identity = None
+    place = _place()
+    if place is not None:
+        tick = _start_tick(pid)
+        if tick >= 0:
+            identity = (
+                f"pid {pid} tick {tick} uid {place.uid} boot {place.boot} pidns {place.pidns}"
+            )
+    _own_writer = (pid, identity)
+    return identity
+
+
+#: This process's pid and writer identity, once read.
+_own_writer: tuple[int, str | None] | None = None
+
+
+def _parse(text: object) -> _Writer | None:
+    if not isinstance(text, str):
+        return None
+    words = text.split()
+    if len(words) != 10 or words[0::2] != ["pid", "tick", "uid", "boot", "pidns"]:
+        return None
+    try:
+        return _Writer(int(words[1]), int(words[3]), int(words[5]), words[7], int(words[9]))
+    except ValueError:
+        return None
+
+
+class Processes:
+    """One read's view of this machine's processes: which run writers are gone.
+
+    Each distinct writer text is parsed once and each pid looked up once, so a read of many
+    running runs costs one ``/proc`` read per process that wrote them. Make one per read: a
+    process found alive here is not looked up again.
+    """
+
+    def __init__(self, host: str | None) -> None:
+        """This process's place, and ``host`` as runs record it (``None``: check nothing)."""
+        self._host = host
+        self._here = _place() if host else None
+        self._writers: dict[str, _Writer | None] = {}
+        self._ticks: dict[int, int] = {}
+
+    def gone(self, writer: object, host: str | None) -> bool:
+        """Whether the process that wrote ``writer`` (a run's provenance) is known to be gone.
+
+        Args:
+            writer: the run's ``provenance["writer"]`` (anything else: not known to be gone).
+            host: the host the run records.
+
+        Returns:
+            ``True`` only on this host, boot and pid namespace, for a pid that names no live
+            process or a process that started at another tick; ``False`` otherwise.
+        """
+        here = self._here
+        if here is None or host != self._host or not isinstance(writer, str):
+            return False
+        if writer in self._writers:
+            parsed = self._writers[writer]
+        else:
+            parsed = self._writers[writer] = _parse(writer)
+        if parsed is None or parsed.boot != here.boot or parsed.pidns != here.pidns:
+            return False
+        tick = self._ticks.get(parsed.pid)
+        if tick is None:
+            tick = self._ticks[parsed.pid] = _start_tick(parsed.pid)
+        if tick == _UNKNOWN:
+            return False
+        if tick == _GONE:
+            # another user's process may only be hidden from this reader (hidepid)
+            return parsed.uid == here.uid or here.uid == 0
+        return tick != parsed.tick
