@@ -21,11 +21,16 @@ variables, which a running run exports and restores when it ends:
   knows whether its measurement is inside the parent's (see :mod:`greenprint._jobs`).
 
 The environment is one per process, while runs in several threads of it may be active at once
-(Optuna's ``n_jobs``): the exports of this process's runs are therefore kept on a stack. A run
-that ends puts back the newest export still in force, or, when none is, what the process had
-before its first export; and a run with no enclosing run (:func:`enclosing`) reads the values
-the process inherited, never those a sibling thread's run exported (that would make it the
-sibling's child).
+(a thread pool of trials, Optuna's ``n_jobs``): the exports of this process's runs are therefore
+kept together, each with the ids of its run and of that run's ancestors, and the environment
+names the deepest exporting run that encloses every exporting run (:func:`_in_force`): the
+innermost run when they are nested (one thread), their closest common run when runs of several
+threads are live (a sweep around thread-pooled trials), and none of them when they share none
+(what the process had before its first export). A child process started by one thread cannot
+say which thread started it, so it is never linked to another thread's run; a run's
+:meth:`~greenprint.Run.child_env` gives the environment that links a child to that run. A run
+with no enclosing run (:func:`enclosing`) reads the values the process inherited, never those a
+sibling thread's run exported (that would make it the sibling's child).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = [
     "PARENT_ENV",
     "PARENT_LEDGER_ENV",
     "PARENT_STUDY_ENV",
+    "child_environ",
     "enclosing",
     "enter",
     "export_env",
@@ -166,11 +172,12 @@ if hasattr(os, "register_at_fork"):  # POSIX
 
 _KEYS = (PARENT_ENV, PARENT_LEDGER_ENV, PARENT_STUDY_ENV, PARENT_TREE_ENV)
 
-# this process's exports, oldest first: (the dict export_env returned, the values exported);
-# _base holds the process's own values of _KEYS while any export is in force. An RLock: a
-# SIGTERM handler may end runs while the main thread is inside export_env.
+# this process's exports, oldest first: (the dict export_env returned, the values exported, the
+# ids of the exporting run and of its ancestors); _base holds the process's own values of _KEYS
+# while any export is in force. An RLock: a SIGTERM handler may end runs while the main thread is
+# inside export_env.
 _exports_lock = threading.RLock()
-_exports: list[tuple[dict[str, str | None], dict[str, str]]] = []
+_exports: list[tuple[dict[str, str | None], dict[str, str], frozenset[str]]] = []
 _base: dict[str, str | None] = {}
 
 
@@ -222,9 +229,24 @@ def _put(values: dict[str, str | None]) -> None:
 
 
 def export_env(
-    run_id: str, study: str, ledger_url: str | None, tree: str | None = None
+    run_id: str,
+    study: str,
+    ledger_url: str | None,
+    tree: str | None = None,
+    *,
+    ancestors: frozenset[str] = frozenset(),
 ) -> dict[str, str | None]:
-    """Export a run to child processes; returns the previous values for :func:`restore_env`."""
+    """Export a run to child processes; returns the previous values for :func:`restore_env`.
+
+    Args:
+        run_id: the run's id (``GREENPRINT_PARENT_RUN``).
+        study: its study (``GREENPRINT_PARENT_STUDY``).
+        ledger_url: its ledger (``GREENPRINT_PARENT_LEDGER``; ``None``: kept in memory).
+        tree: its scope, process-tree root and host (``GREENPRINT_PARENT_TREE``).
+        ancestors: the ids of the run's ancestors known here (its parent's, that one's...):
+            while runs of other threads export too, the environment names the closest run
+            that encloses them all (:func:`_in_force`).
+    """
     exported = {PARENT_ENV: run_id, PARENT_STUDY_ENV: study}
     if ledger_url is not None:
         exported[PARENT_LEDGER_ENV] = ledger_url
@@ -235,27 +257,71 @@ def export_env(
             _base.clear()
             _base.update({key: os.environ.get(key) for key in _KEYS})
         saved: dict[str, str | None] = {key: os.environ.get(key) for key in exported}
-        _exports.append((saved, exported))
-        _put(dict(exported))
+        _exports.append((saved, exported, ancestors | {run_id}))
+        _put(_in_force())
     return saved
 
 
 def restore_env(saved: dict[str, str | None]) -> None:
-    """Undo :func:`export_env`: the newest export still in force, else the process's values.
+    """Undo :func:`export_env`: what the exports still in force name (:func:`_in_force`).
 
-    Runs of several threads may end in any order; the environment then shows the newest run
-    still exporting, not a run that has ended.
+    When none is left, the process's own values come back. Runs of several threads may end in
+    any order; the environment never names a run that has ended.
     """
     with _exports_lock:
-        index = next((i for i, (s, _) in enumerate(_exports) if s is saved), None)
+        index = next((i for i, (s, _, _) in enumerate(_exports) if s is saved), None)
         if index is None:  # not on the stack (already restored): put back what it replaced
             _put(saved)
             return
         del _exports[index]
-        if index < len(_exports):
-            return  # an older run ended: a newer export stays in force
         if _exports:
-            _put({**_base, **_exports[-1][1]})
+            _put(_in_force())
         else:
             _put(dict(_base))
             _base.clear()
+
+
+def _in_force() -> dict[str, str | None]:
+    """The environment the exports in force give (called with ``_exports_lock`` held).
+
+    The leaves are the exporting runs that enclose no other exporting run; the environment
+    names the deepest exporting run that is one of every leaf's ancestors or the leaf itself
+    (one thread's nested runs: the innermost; runs of several threads: their closest common
+    run), else none of them: the process's own values.
+    """
+    within = [ids for _, _, ids in _exports]
+    named = [exported[PARENT_ENV] for _, exported, _ in _exports]
+    leaves = [
+        ids
+        for k, ids in enumerate(within)
+        if not any(named[k] in other for j, other in enumerate(within) if j != k)
+    ]
+    best: dict[str, str] | None = None
+    depth = -1
+    for (_, exported, ids), run_id in zip(_exports, named, strict=True):
+        if len(ids) > depth and all(run_id in leaf for leaf in leaves):
+            best, depth = exported, len(ids)
+    return dict(_base) if best is None else {**_base, **best}
+
+
+def child_environ(
+    run_id: str, study: str, ledger_url: str | None, tree: str | None
+) -> dict[str, str]:
+    """A copy of ``os.environ`` whose ``GREENPRINT_PARENT_*`` variables name this run.
+
+    What ``subprocess.run(cmd, env=...)`` needs to link a child process to a run whatever the
+    process-wide environment names (runs of other threads live at the same time).
+    """
+    env = dict(os.environ)
+    exported = {
+        PARENT_ENV: run_id,
+        PARENT_STUDY_ENV: study,
+        PARENT_LEDGER_ENV: ledger_url,
+        PARENT_TREE_ENV: tree,
+    }
+    for key, value in exported.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env

@@ -60,6 +60,7 @@ from greenprint._config import load_config
 from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
 from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
+from greenprint._liveness import WRITER_KEY, writer_identity
 from greenprint._prediction import Prediction, Predictor, metric_name
 from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
 from greenprint._run_tree import RunNode
@@ -914,6 +915,9 @@ class Run:
             measured = _process_key(self._options.get("pid") or os.getpid())
             if measured is not None:  # (threads) count their overlap once: analysis/_common.py
                 provenance["process"] = measured
+        writer = writer_identity()  # the process that writes the run: a reader on this machine
+        if writer is not None:  # reads it lost at once when the process is gone
+            provenance[WRITER_KEY] = writer
         job = self._job
         if job.job_id is not None:
             if job.node_meter:
@@ -1415,7 +1419,42 @@ class Run:
 
     def _export_env(self) -> None:
         if self._exports_env:
-            self._saved_env = _lineage.export_env(*self._child_env())
+            self._saved_env = _lineage.export_env(
+                *self._child_env(), ancestors=self._ancestor_ids()
+            )
+
+    def _ancestor_ids(self) -> frozenset[str]:
+        """The ids of this run's ancestors known in this process (its parent's, and so on)."""
+        ids: set[str] = set()
+        run: Run | None = self
+        while run is not None and run.parent_id and run.parent_id not in ids:
+            ids.add(run.parent_id)
+            run = run._parent_run
+        return frozenset(ids)
+
+    def child_env(self) -> dict[str, str]:
+        """The environment for a child process of this run, with this run as its parent.
+
+        ``subprocess.run(cmd, env=run.child_env())``: the child's runs (``gp.track`` there,
+        ``greenprint run``) are this run's children. Without it a child inherits the
+        process-wide environment, which names this run while it is the innermost run live in
+        the process; while runs of other threads are live too (a thread pool of trials), it
+        names their closest common run (a sweep around them), or none, since a child cannot
+        tell which thread started it.
+
+        Returns:
+            A copy of ``os.environ`` with this run's id, study, ledger and process tree in the
+            ``GREENPRINT_PARENT_*`` variables.
+
+        Raises:
+            GreenprintError: the run has not started, or has ended.
+        """
+        if self._state != "running":
+            raise GreenprintError(
+                f"run {self.name!r} is {self._state}: child_env() names a running run; call it "
+                "inside the run (with gp.track(...) as run:)"
+            )
+        return _lineage.child_environ(*self._child_env())
 
     def _child_env(self) -> tuple[str, str, str | None, str]:
         """What a child process inherits from this run: id, study, ledger URL, process tree."""

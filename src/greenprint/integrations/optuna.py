@@ -66,7 +66,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -250,7 +249,8 @@ class GreenprintCallback:
             _lineage.restore_env(self._exported[1])
             self._exported = None
         if alone is not None:
-            self._exported = (alone, _lineage.export_env(*alone._child_env()))
+            saved = _lineage.export_env(*alone._child_env(), ancestors=alone._ancestor_ids())
+            self._exported = (alone, saved)
 
     def child_env(self, trial: Trial) -> dict[str, str]:
         """The environment for a child process of ``trial``, with the trial's run as its parent.
@@ -278,20 +278,7 @@ class GreenprintCallback:
                 f"trial {number} is not running under this GreenprintCallback: call "
                 "cb.child_env(trial) inside the tracked objective, with the trial it was given"
             )
-        run_id, study, url, tree = run._child_env()
-        env = dict(os.environ)
-        exported = {
-            _lineage.PARENT_ENV: run_id,
-            _lineage.PARENT_STUDY_ENV: study,
-            _lineage.PARENT_LEDGER_ENV: url,
-            _lineage.PARENT_TREE_ENV: tree,
-        }
-        for key, value in exported.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
-        return env
+        return _lineage.child_environ(*run._child_env())
 
     def _finish(
         self,
