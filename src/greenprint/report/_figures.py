@@ -878,7 +878,11 @@ def timeline_figure(
             if not use_samples
             else "they have no power samples in the ledger"
         )
-        notes.append(f"{averaged} runs drawn at their mean power over their span, because {why}")
+        their = "its" if averaged == 1 else "their"
+        notes.append(
+            f"{count_of(averaged, 'run')} drawn at {their} mean power over {their} span, "
+            f"because {why}"
+        )
     if binned_s is not None:
         notes.append(
             f"power is the mean over {_TIMELINE_BINS} equal intervals of {binned_s:.3g} s "
@@ -886,8 +890,10 @@ def timeline_figure(
         )
     if bridged:
         notes.append(
-            f"{bridged} gaps of at most {bridge_s:.2g} s between runs are drawn at the power "
-            "before them (the energy curve counts them as 0 W)"
+            f"{count_of(bridged, 'gap')} of at most {bridge_s:.2g} s between runs "
+            f"{'is' if bridged == 1 else 'are'} drawn at the power before "
+            f"{'it' if bridged == 1 else 'them'} (the energy curve counts "
+            f"{'it' if bridged == 1 else 'them'} as 0 W)"
         )
     if not (covered | short).all():
         notes.append("gaps in the power line are times when no run of the study was measured")

@@ -1,0 +1,606 @@
+"""Issue 12, a fifth outside check: study shapes the first four checks did not use.
+
+Each study is built the way users build one, through the real frameworks and the CLI, in a
+fresh empty directory with a clean environment (no ``GREENPRINT_*`` variable, no configuration),
+then read in all four report formats and both exports. Where a script measures its runs itself,
+its meter draws a known constant power (``tests/tracking/_meters.ConstantProcessPower``), so that
+the truth of every energy figure is power x time:
+
+* **MLflow**: a hand-written search in which each trial is an MLflow run nested under the
+  search's parent run, in a file store in the study's directory (no server), each beside a
+  greenprint run followed by greenprint's MLflow logger (``autolog``); no role given (the search
+  is read as a sweep of trials), one trial fails, and a retrain with ``role="final"``; what
+  MLflow shows for each run is what the report says;
+* **Lightning with** ``EarlyStopping``: a hand-written search of five trials through greenprint's
+  Lightning callback (``count_fpo=True``), some stopped early (one because its loss diverged to
+  infinity, as ``EarlyStopping(check_finite=True)`` stops it), then a retrain (``role="final"``);
+* **Hugging Face Trainer, plain training**: four configurations in a loop, each evaluated every
+  epoch with ``EarlyStoppingCallback`` and ``load_best_model_at_end=True`` through greenprint's
+  Trainer callback: each trial is scored as the model it keeps (the best checkpoint);
+* **a shell loop of** ``greenprint run --role trial -- python train.py --lr ... --model ...``
+  (one process per trial, the configuration on the command line and in the script's own run),
+  then ``greenprint run --role final``; continued the next day into the same ledger by a second
+  loop and a second final.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from _clean_env import clean_env
+from _report_cli import GREENPRINT, run_in
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from _report_cli import report_text as _text
+from greenprint.analysis import expected_max_performance
+
+#: Where the constant-power meter of the tracker tests lives (the scripts import it).
+METERS_DIR = str(Path(__file__).resolve().parent / "tracking")
+
+#: The constant power every script's meter draws, in W: 1 s of run time is 1e-4 kWh.
+WATTS = 360.0
+
+MLFLOW_SCRIPT = """
+import json, os, sys, time
+sys.path.insert(0, @METERS@)
+import mlflow
+from greenprint.integrations import mlflow as gp_mlflow
+from _meters import ConstantProcessPower
+
+W = @WATTS@
+CONFIGS = [("mlp", 0.1), ("cnn", 0.01), ("mlp", 0.03), ("cnn", 0.3), ("mlp", 0.001)]
+FAILS = 3  # trial 3's loss diverges in its second epoch
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+mlflow.set_tracking_uri("file:" + os.path.abspath("mlruns"))  # a file store, no server
+mlflow.set_experiment("mlf-search")
+with (mlflow.start_run(run_name="search"),
+      gp.track("search", study="mlf", meters=ConstantProcessPower(W)) as sweep):
+    gp_mlflow.autolog(sweep, every_flush=False)
+    for k, (model, lr) in enumerate(CONFIGS):
+        try:
+            with (mlflow.start_run(run_name=f"trial-{k}", nested=True),
+                  gp.track(f"trial-{k}", params={"model": model, "lr": lr},
+                           meters=ConstantProcessPower(W)) as run):
+                logger = gp_mlflow.autolog(run, every_flush=False)
+                mlflow.log_params({"model": model, "lr": lr})
+                for epoch in range(3):
+                    busy(0.04)
+                    if k == FAILS and epoch == 1:
+                        raise FloatingPointError("loss diverged")
+                    loss = abs(lr - 0.03) + (0.1 if model == "mlp" else 0.0) + 0.1 / (epoch + 1)
+                    mlflow.log_metric("val_loss", loss, step=epoch)
+                    run.log(val_loss=loss, step=epoch)
+                    logger.log(step=epoch)
+        except FloatingPointError:
+            pass  # the search goes on; MLflow and greenprint both record the trial failed
+with (mlflow.start_run(run_name="final"),
+      gp.track("final", study="mlf", role="final", params={"model": "cnn", "lr": 0.03},
+               meters=ConstantProcessPower(W)) as run):
+    gp_mlflow.autolog(run, every_flush=False)
+    busy(0.08)
+    run.log(val_loss=0.12)
+    mlflow.log_metric("val_loss", 0.12)
+
+client = mlflow.MlflowClient()
+experiment = client.get_experiment_by_name("mlf-search").experiment_id
+print(json.dumps([{"name": r.info.run_name, "id": r.info.run_id, "status": r.info.status,
+                   "parent": r.data.tags.get("mlflow.parentRunId"),
+                   "metrics": r.data.metrics, "tags": r.data.tags}
+                  for r in client.search_runs([experiment])]))
+"""
+
+LIGHTNING_SCRIPT = """
+import json, logging, sys, warnings
+sys.path.insert(0, @METERS@)
+import torch
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import EarlyStopping
+from torch.utils.data import DataLoader, TensorDataset
+from greenprint.integrations.lightning import GreenprintCallback
+from _meters import ConstantProcessPower
+
+warnings.filterwarnings("ignore")
+logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+W = @WATTS@
+
+
+class Net(pl.LightningModule):
+    def __init__(self, model="linear", lr=0.1):
+        super().__init__()
+        self.save_hyperparameters()  # the trial's configuration: the run's params
+        self.layer = (torch.nn.Linear(4, 1) if model == "linear" else torch.nn.Sequential(
+            torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)))
+
+    def forward(self, x):
+        return self.layer(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+g = torch.Generator().manual_seed(0)
+x = torch.randn(128, 4, generator=g)
+y = x.sum(1, keepdim=True) + 0.1 * torch.randn(128, 1, generator=g)
+train = DataLoader(TensorDataset(x[:96], y[:96]), batch_size=32)  # 3 batches an epoch
+val = DataLoader(TensorDataset(x[96:], y[96:]), batch_size=32)
+
+
+def step_fpo(model):  # one training step, counted on real tensors: forward, loss, backward
+    net = Net(model)
+    with gp.FPOCounter() as counted:
+        net.training_step(next(iter(train)), 0).backward()
+    return counted.total
+
+
+def fit(name, model, lr, seed, role, epochs, early_stop):
+    torch.manual_seed(seed)
+    stop = EarlyStopping("val_loss", patience=2, min_delta=1e-3, mode="min")
+    cb = GreenprintCallback(name, study="pl", role=role, count_fpo=True,
+                            meters=ConstantProcessPower(W))
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False,
+                         callbacks=[cb, stop] if early_stop else [cb])
+    trainer.fit(Net(model, lr), train, val)
+    last = float(trainer.callback_metrics["val_loss"])
+    return {"run": cb.last_run_id, "model": model, "epochs": trainer.current_epoch,
+            "batches": trainer.global_step, "stopped_early": early_stop and stop.stopped_epoch > 0,
+            "last": last if last == last and abs(last) != float("inf") else None}
+
+
+CONFIGS = [("linear", 0.1), ("mlp", 0.5), ("linear", 1e-4), ("mlp", 0.05), ("linear", 2.0)]
+out = {f"trial-{k}": fit(f"trial-{k}", m, lr, k, "trial", 12, True)
+       for k, (m, lr) in enumerate(CONFIGS)}
+out["final"] = fit("final", "linear", 0.1, 0, "final", 5, False)
+out["step_fpo"] = {m: step_fpo(m) for m in ("linear", "mlp")}
+print(json.dumps(out))
+"""
+
+HF_SCRIPT = """
+import json, sys, warnings
+sys.path.insert(0, @METERS@)
+import torch
+from transformers import (AutoModelForSequenceClassification, BertConfig, EarlyStoppingCallback,
+                          Trainer, TrainingArguments)
+from transformers.utils import logging as hf_logging
+from greenprint.integrations.transformers import GreenprintCallback
+from _meters import ConstantProcessPower
+
+warnings.filterwarnings("ignore")
+hf_logging.set_verbosity_error()
+W = @WATTS@
+config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32, num_labels=2)
+g = torch.Generator().manual_seed(0)
+data = [{"input_ids": torch.randint(0, 50, (8,), generator=g), "labels": torch.tensor(i % 2)}
+        for i in range(64)]
+for item in data:  # a signal to learn: the first token says the label
+    item["input_ids"][0] = 1 + int(item["labels"])
+
+
+def accuracy(p):
+    return {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())}
+
+
+out = {}
+for k, (lr, family) in enumerate([(5e-3, "wide"), (1e-1, "wide"), (1e-4, "narrow"),
+                                  (2e-3, "narrow")]):
+    torch.manual_seed(k)
+    args = TrainingArguments(
+        output_dir=f"out-{k}", report_to="none", use_cpu=True, num_train_epochs=8,
+        learning_rate=lr, per_device_train_batch_size=16, eval_strategy="epoch",
+        save_strategy="epoch", logging_strategy="epoch", load_best_model_at_end=True,
+        metric_for_best_model="eval_loss", save_total_limit=1, disable_tqdm=True)
+    trainer = Trainer(model=AutoModelForSequenceClassification.from_config(config), args=args,
+                      train_dataset=data[:48], eval_dataset=data[48:], compute_metrics=accuracy,
+                      callbacks=[EarlyStoppingCallback(early_stopping_patience=1)])
+    cb = GreenprintCallback(f"trial-{k}", study="hf", role="trial", params={"family": family},
+                            meters=ConstantProcessPower(W)).attach(trainer)
+    trainer.train()
+    evaluations = [h for h in trainer.state.log_history if "eval_loss" in h]
+    kept = trainer.evaluate()  # the model train() returned with: the best checkpoint
+    out[f"trial-{k}"] = {"run": cb.last_run_id, "family": family, "epochs": len(evaluations),
+                         "last": evaluations[-1]["eval_loss"], "best": trainer.state.best_metric,
+                         "kept": kept["eval_loss"], "kept_accuracy": kept["eval_accuracy"]}
+print(json.dumps(out))
+"""
+
+CLI_TRAIN = """
+import argparse, json, time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float)
+parser.add_argument("--model")
+parser.add_argument("--epochs", type=int, default=3)
+args = parser.parse_args()
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+with gp.track("fit", params={"lr": args.lr, "model": args.model}) as run:
+    for epoch in range(args.epochs):
+        busy(0.03)
+        loss = abs(args.lr - 0.01) * 10 + (0.2 if args.model == "mlp" else 0.0) + 0.1 / (epoch + 1)
+        run.log(val_loss=loss, step=epoch)
+print(json.dumps({"lr": args.lr, "model": args.model, "val_loss": loss}))
+"""
+
+#: One day of the search: a trial per ``lr:model`` argument, then the final retrain.
+CLI_DAY = """
+set -e
+final=$1; shift
+for config in "$@"; do
+  lr=${config%:*}; model=${config#*:}
+  greenprint run -q --study cli --role trial --name "trial-$model-$lr" -- \\
+    python train.py --lr "$lr" --model "$model"
+done
+greenprint run -q --study cli --role final --name "$final" -- \\
+  python train.py --lr 0.01 --model cnn --epochs 5
+"""
+
+
+# ------------------------------------------------------------------------------- helpers
+def _script(text: str) -> str:
+    return text.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
+
+
+def _rows(report: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in report["runs"]}
+
+
+def _export(home: Path, study: str, *args: str) -> tuple[list[dict[str, str]], list[dict]]:
+    """``greenprint ledger export`` of ``study``: the CSV rows and the JSON items."""
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--out", "x.csv")
+    assert done.returncode == 0, done.stderr
+    with (home / "x.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return rows, json.loads(done.stdout)["runs"]
+
+
+def _export_reads_as_the_report(home: Path, study: str, report: dict) -> None:
+    """Both exports give every run (by id) the report's role, and their root rows sum to the
+    price tag (each root the larger of what it recorded and what its children add up to)."""
+    rows, items = _export(home, study)
+    roles = {r["id"]: r["role"] for r in report["runs"]}
+    assert {r["id"]: r["role"] for r in rows} == roles
+    assert {i["id"]: i["role"] for i in items} == roles
+    children: dict[str, list[dict]] = {}
+    for r in rows:
+        children.setdefault(r["parent_id"] or "", []).append(r)
+
+    def nested(row: dict, key: str) -> float:
+        inner = sum(nested(c, key) for c in children.get(row["id"], ()))
+        return max(float(row[key]), inner)
+
+    total = report["price_tag"]["total"]
+    assert len(rows) == total["runs"]
+    for key in ("energy_kwh", "emissions_kg"):
+        assert sum(nested(r, key) for r in children[""]) == pytest.approx(total[key], rel=1e-9)
+
+
+#: A number with a unit in a sentence of the price tag: mWh, mg CO2-eq, s...
+_NUMBER = r"\d+(?:\.\d+)?(?:e[+-]?\d+)?"
+
+
+def _price_tag_lines_have_units(md: str) -> None:
+    """Each bullet of the Markdown price tag gives its number with a unit (or 'unknown')."""
+    block = md[md.index("## Price tag") : md.index("| status |")]
+    units = {
+        "energy (IT)": r"(?:k|M|m|µ|G)?Wh",
+        "emissions": r"(?:k|m|µ|n)?g CO2-eq|t CO2-eq",
+        "run time": r"s|min|h|d",
+        "FPO": r"(?:k|M|G|T|P|E)?FPO",
+        "study / final model": r"x the energy",
+    }
+    for label, value in re.findall(r"^- \*\*(.+?)\*\*: (.+)$", block, flags=re.M):
+        if label in units and "unknown" not in value:
+            assert re.fullmatch(rf"{_NUMBER} ?(?:{units[label]})(?: .*)?", value), (label, value)
+
+
+def _at_constant_power(report: dict) -> None:
+    """Every run drew WATTS for its run time: its energy is power x time (a meter of known
+    power), its CO2-eq that energy at its grid intensity, and the total the roots' sum."""
+    for row in report["runs"]:
+        kwh = WATTS * row["duration_s"] / 3.6e6
+        assert row["energy_kwh"] == pytest.approx(kwh, rel=1e-3), row["name"]
+        co2 = row["energy_kwh"] * row["pue"] * row["intensity_g_per_kwh"] / 1000
+        assert row["emissions_kg"] == pytest.approx(co2, rel=1e-9), row["name"]
+    roots = [r for r in report["runs"] if r["parent_id"] is None]
+    total = report["price_tag"]["total"]
+    assert total["energy_kwh"] == pytest.approx(sum(r["energy_kwh"] for r in roots), rel=1e-9)
+
+
+def _evp_curves(report: dict) -> dict[str, list[float]]:
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    return {s["label"]: s["y"] for panel in evp["panels"] for s in panel["series"]}
+
+
+def _in_every_format(home: Path, *texts: str) -> None:
+    for fmt in ("md", "html", "latex"):
+        page = _text(home, fmt)
+        for text in texts:
+            assert text in page, (fmt, text)
+
+
+# ------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def mlflow_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
+    """Five trials as MLflow runs nested under the search's, a failure, a final retrain."""
+    pytest.importorskip("mlflow")
+    home = _empty(tmp_path_factory, "shapes3-mlflow")
+    (home / "search.py").write_text(_script(MLFLOW_SCRIPT), encoding="utf-8")
+    env = clean_env()  # MLflow's file store, as its docs allow it; no usage reports
+    env.update(MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_DISABLE_TELEMETRY="true")
+    done = run_in(home, sys.executable, "search.py", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = json.loads(done.stdout.splitlines()[-1])
+    return home, shown, _report(home, "--study", "mlf", "--group-by", "params.model")
+
+
+@pytest.fixture(scope="module")
+def lightning_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """Five Lightning trials with EarlyStopping, one diverging, and a retrain."""
+    pytest.importorskip("lightning")
+    home = _empty(tmp_path_factory, "shapes3-lightning")
+    (home / "search.py").write_text(_script(LIGHTNING_SCRIPT), encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = json.loads(done.stdout.splitlines()[-1])
+    return home, built, _report(home, "--study", "pl", "--group-by", "params.model", "--no-plots")
+
+
+@pytest.fixture(scope="module")
+def hf_trainings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """Four Trainer trainings evaluated each epoch, early stopping, best model kept."""
+    pytest.importorskip("transformers")
+    home = _empty(tmp_path_factory, "shapes3-hf")
+    (home / "search.py").write_text(_script(HF_SCRIPT), encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = json.loads(done.stdout.splitlines()[-1])
+    return home, built, _report(home, "--study", "hf", "--group-by", "params.family", "--no-plots")
+
+
+@pytest.fixture(scope="module")
+def cli_loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict, dict]:
+    """Day one: four ``greenprint run --role trial`` and a final; day two: two more, a final.
+
+    Returns the home, each trial's configuration and loss by name, and the JSON reports after
+    day one and after day two.
+    """
+    home = _empty(tmp_path_factory, "shapes3-cli")
+    (home / "train.py").write_text(CLI_TRAIN, encoding="utf-8")
+    (home / "day.sh").write_text(CLI_DAY, encoding="utf-8")
+    built: dict[str, dict] = {}
+    reports = []
+    for final, configs in (("final", ["0.1:mlp", "0.01:cnn", "0.03:mlp", "0.001:cnn"]),
+                           ("final-day2", ["0.005:cnn", "0.3:mlp"])):  # fmt: skip
+        done = run_in(home, "bash", "day.sh", final, *configs)
+        assert done.returncode == 0, done.stderr[-3000:]
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        for config, line in zip(configs, lines, strict=False):
+            lr, model = config.split(":")
+            built[f"trial-{model}-{lr}"] = line
+        built[final] = lines[-1]
+        reports.append(_report(home, "--study", "cli", "--group-by", "params.model", "--no-plots"))
+    return home, built, reports[0], reports[1]
+
+
+# ------------------------------------------------------------------------------- MLflow
+def test_mlflow_nested_runs_read_as_a_sweep_of_trials(mlflow_search):
+    """No role given: the parent is read as a sweep and its nested runs as its trials (and the
+    report says it inferred them); the failed trial counts; the retrain is final."""
+    home, _, report = mlflow_search
+    tag = report["price_tag"]
+    rows = _rows(report)
+    assert tag["roles"]["counts"] == {"sweep": 1, "trial": 5, "final": 1}
+    assert tag["roles"]["inferred"] == 6 and "(5 trial, 1 sweep)" in tag["roles"]["note"]
+    assert rows["search"]["role_inferred"] and not rows["final"]["role_inferred"]
+    assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {
+        "finished": 4,
+        "failed": 1,
+    }
+    assert rows["trial-3"]["status"] == "failed"
+    assert (tag["final"]["name"], tag["final"]["rule"]) == ("final", "role")
+    assert (report["metric"], report["mode"]) == ("val_loss", "min")
+    _in_every_format(home, "comprised 5 trials (4 finished, 1 failed) in 7 runs")
+    md = _text(home, "md")
+    _price_tag_lines_have_units(md)
+    assert "- **FPO**: unknown for 6 runs\n" in md and "0 FPO" not in md
+    timeline = next(f for f in report["figures"] if f["id"] == "timeline")
+    for note in timeline["notes"]:  # 'one gap ... is drawn', not '1 gaps ... are drawn'
+        assert not re.match(r"1 gaps\b", note), note
+    # EVP per model from the trials' losses; the failed trial counts as the worst
+    losses = {
+        k: abs(lr - 0.03) + (0.1 if m == "mlp" else 0.0) + 0.1 / 3
+        for k, (m, lr) in enumerate(
+            [("mlp", 0.1), ("cnn", 0.01), ("mlp", 0.03), ("cnn", 0.3), ("mlp", 0.001)]
+        )  # fmt: skip
+    }
+    worst = max(v for k, v in losses.items() if k != 3)
+    curves = _evp_curves(report)
+    for family, members in (("mlp", [0, 2, 4]), ("cnn", [1, 3])):
+        scores = [worst if k == 3 else losses[k] for k in members]
+        expected = expected_max_performance(scores, mode="min").mean.tolist()
+        assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, abs=1e-12)
+    for k, score in losses.items():
+        if k != 3:
+            assert rows[f"trial-{k}"]["score"] == pytest.approx(score, rel=1e-12)
+    _at_constant_power(report)
+    _export_reads_as_the_report(home, "mlf", report)
+
+
+def test_what_mlflow_shows_is_what_the_report_says(mlflow_search):
+    """Each MLflow run carries its greenprint run's energy, CO2-eq, time and status, equal to
+    the report's row; the nested runs are the sweep's trials in both."""
+    _, shown, report = mlflow_search
+    rows = {row["id"]: row for row in report["runs"]}
+    statuses = {"FINISHED": "finished", "FAILED": "failed"}
+    by_name = {r["name"]: r for r in shown}
+    assert sorted(by_name) == sorted(row["name"] for row in report["runs"])
+    for run in shown:
+        row = rows[run["tags"]["greenprint.run_id"]]
+        assert row["name"] == run["name"]
+        assert (run["tags"]["greenprint.status"], statuses[run["status"]]) == (row["status"],) * 2
+        metrics = run["metrics"]
+        assert metrics["greenprint/energy_kwh"] == pytest.approx(row["energy_kwh"], rel=1e-12)
+        assert metrics["greenprint/emissions_kg"] == pytest.approx(row["emissions_kg"], rel=1e-12)
+        assert metrics["greenprint/duration_s"] == pytest.approx(row["duration_s"], rel=1e-9)
+        assert metrics["greenprint/power_w"] == pytest.approx(WATTS, rel=1e-3)
+        assert "greenprint/fpo" not in metrics  # unknown, never 0
+        parent = by_name["search"]["id"] if row["parent_id"] else None
+        assert run["parent"] == parent
+        assert run["tags"].get("greenprint.role") == (None if row["role_inferred"] else row["role"])
+
+
+# ------------------------------------------------------------------------------- Lightning
+def test_lightning_trials_stopped_early_are_finished_with_their_own_cost(lightning_search):
+    """EarlyStopping ends a trial's fit normally: a finished trial, not a pruned one, with the
+    cost and FPO of the epochs it ran (FPO = batches x one step's, counted on real tensors)."""
+    home, built, report = lightning_search
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"trial": 5, "final": 1} and tag["roles"]["inferred"] == 0
+    assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {"finished": 5}
+    assert sum(built[f"trial-{k}"]["stopped_early"] for k in range(5)) >= 2
+    for name in [f"trial-{k}" for k in range(5)] + ["final"]:
+        row, fit = rows[name], built[name]
+        assert (row["id"], row["status"]) == (fit["run"], "finished")
+        assert row["params"]["model"] == fit["model"]
+        assert row["fpo"] == fit["batches"] * built["step_fpo"][fit["model"]], name
+    assert (tag["final"]["name"], tag["final"]["rule"]) == ("final", "role")
+    fpo = sum(rows[n]["fpo"] for n in rows)
+    assert tag["total"]["fpo"] == fpo and tag["total"]["fpo_unknown"] == 0
+    _at_constant_power(report)
+    _price_tag_lines_have_units(_text(home, "md"))
+    _in_every_format(home, "comprised 5 trials (5 finished) in 6 runs")
+    _export_reads_as_the_report(home, "pl", report)
+
+
+def test_a_lightning_trial_whose_loss_diverged_scores_as_the_worst(lightning_search):
+    """Trial 1's loss went to infinity and EarlyStopping stopped it there. Its score is not a
+    stale finite loss of an earlier epoch (read 655.9, better than two trials that ran well):
+    it has no score, counted as the worst, in the table and in EVP; the others score their
+    last validation loss, Lightning's."""
+    home, built, report = lightning_search
+    rows = _rows(report)
+    assert built["trial-1"]["last"] is None  # Lightning's last val_loss is not finite
+    assert rows["trial-1"]["score"] is None
+    scores = {k: built[f"trial-{k}"]["last"] for k in range(5)}
+    for k, score in scores.items():
+        if score is not None:
+            assert rows[f"trial-{k}"]["score"] == pytest.approx(score, rel=1e-6)
+    worst = max(s for s in scores.values() if s is not None)
+    curves = _evp_curves(report)
+    for family in ("linear", "mlp"):
+        members = [worst if s is None else s for k, s in scores.items()
+                   if built[f"trial-{k}"]["model"] == family]  # fmt: skip
+        expected = expected_max_performance(members, mode="min").mean.tolist()
+        assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------- Hugging Face
+def test_hf_trials_score_the_best_checkpoint_they_keep(hf_trainings):
+    """load_best_model_at_end: train() returns the best checkpoint, so each trial's score is
+    that model's eval_loss (Trainer's best_metric, and what evaluate() then gives), not the
+    last epoch's; the report's rows and EVP read it; the params say the best model was kept."""
+    home, built, report = hf_trainings
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert any(t["last"] != t["best"] for t in built.values())  # one stopped past its best
+    for name, trial in built.items():
+        row = rows[name]
+        assert (row["id"], row["status"], row["role"]) == (trial["run"], "finished", "trial")
+        assert trial["kept"] == pytest.approx(trial["best"], rel=1e-6)
+        assert row["score"] == pytest.approx(trial["best"], rel=1e-9), name
+        assert row["params"]["load_best_model_at_end"] is True
+        assert row["params"]["metric_for_best_model"] == "eval_loss"
+    assert (report["metric"], report["mode"]) == ("eval_loss", "min")
+    best = min(built, key=lambda n: built[n]["best"])
+    assert (tag["final"]["name"], tag["final"]["rule"]) == (best, "best-trial")
+    curves = _evp_curves(report)
+    for family in ("wide", "narrow"):
+        members = [t["best"] for t in built.values() if t["family"] == family]
+        expected = expected_max_performance(members, mode="min").mean.tolist()
+        assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-9)
+    _at_constant_power(report)
+    _in_every_format(home, "comprised 4 trials (4 finished) in 4 runs")
+    _export_reads_as_the_report(home, "hf", report)
+
+
+# ------------------------------------------------------------------------------- CLI loop
+def _cli_reads_right(home: Path, built: dict, report: dict, trials: list[str], final: str) -> None:
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert sorted(r["name"] for r in report["runs"] if r["is_trial"]) == sorted(trials)
+    runs = len(report["runs"])  # each trial and final holds its script's run, named "fit"
+    finals = runs // 2 - len(trials)
+    assert tag["roles"]["counts"] == {"trial": len(trials), "final": finals, "part": runs // 2}
+    for name in trials:  # scored by the script's own run inside (its part), and the note says so
+        assert rows[name]["score"] == pytest.approx(built[name]["val_loss"], rel=1e-12)
+        assert rows[name]["score_source"] == "parts"
+    assert (tag["final"]["name"], tag["final"]["rule"]) == (final, "role")
+    assert tag["final"]["score"] == pytest.approx(built[final]["val_loss"], rel=1e-12)
+    # EVP per model: the configuration the trial's only fit recorded is the trial's family
+    curves = _evp_curves(report)
+    for family in ("mlp", "cnn"):
+        members = [built[n]["val_loss"] for n in trials if built[n]["model"] == family]
+        expected = expected_max_performance(members, mode="min").mean.tolist()
+        assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-12)
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    assert not any(n.startswith("no curve per") for n in evp["notes"]), evp["notes"]
+    for row in report["runs"]:  # each trial's process tree holds its script's run
+        if row["parent_id"] is not None:
+            parent = next(r for r in report["runs"] if r["id"] == row["parent_id"])
+            assert parent["energy_kwh"] >= row["energy_kwh"]
+    _price_tag_lines_have_units(_text(home, "md"))
+    _export_reads_as_the_report(home, "cli", report)
+
+
+def test_cli_loop_of_trials_reads_its_trials_families_and_final(cli_loop):
+    """Four trials, each a ``greenprint run --role trial`` around one fit, and a final: the
+    trials score their fit's loss, EVP has a curve per model, the final is the retrain."""
+    home, built, day1, _ = cli_loop
+    trials = ["trial-mlp-0.1", "trial-cnn-0.01", "trial-mlp-0.03", "trial-cnn-0.001"]
+    assert day1["price_tag"]["total"]["trials"] == 4
+    _cli_reads_right(home, {**built, "final": built["final"]}, day1, trials, "final")
+
+
+def test_cli_loop_continued_next_day_counts_both_days(cli_loop):
+    """The second day's trials join the first's in one study: six trials, EVP over six, the
+    final is the last retrain started (the report says it chose the last of two)."""
+    home, built, _, day2 = cli_loop
+    trials = ["trial-mlp-0.1", "trial-cnn-0.01", "trial-mlp-0.03", "trial-cnn-0.001",
+              "trial-cnn-0.005", "trial-mlp-0.3"]  # fmt: skip
+    _cli_reads_right(home, built, day2, trials, "final-day2")
+    assert "(the last started of 2)" in day2["price_tag"]["final"]["rule_text"]
+    _in_every_format(home, "comprised 6 trials (6 finished) in 16 runs")
+    assert math.isclose(day2["price_tag"]["total"]["trials"], 6)
