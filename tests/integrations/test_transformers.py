@@ -316,3 +316,20 @@ def test_a_real_reporter_logs_the_figures_only_when_attached(
         assert energy == sorted(energy) and 0 < energy[-1] <= cb.run.energy_kwh
     else:  # the Trainer lists its reporters before user callbacks: they log before ours
         assert not figures & tags and "train/loss" in tags
+
+
+def test_the_callback_pickles_with_its_warnings_given_and_warns_once_after() -> None:
+    """Ray-backed searches pickle the callback with the trainer: its warning state goes along
+    (no lock in the pickle), and a warning already given is not given again by the copy."""
+    import pickle
+    import warnings
+
+    cb = GreenprintCallback(ledger=False)
+    with pytest.warns(UserWarning, match="first"):
+        cb._warn_once("k", "greenprint: first")
+    copy = pickle.loads(pickle.dumps(cb))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        copy._warn_once("k", "greenprint: again")  # given already: silent
+    with pytest.warns(UserWarning, match="other"):
+        copy._warn_once("other", "greenprint: other")

@@ -115,10 +115,22 @@ def stopped_by_budget(status: str | None, error: str | None) -> bool:
 
 
 class WarnOnce:
-    """A warning an object gives at most once (thread-safe)."""
+    """A warning an object gives at most once (thread-safe).
+
+    Pickled without its lock (a callback pickled with a trainer or a run config, by Ray):
+    the copy keeps the warnings already given and has a lock of its own.
+    """
 
     def __init__(self) -> None:
         self._given: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            return {"_given": set(self._given)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._given = set(state["_given"])
         self._lock = threading.Lock()
 
     def __call__(self, key: str, message: str, *, stacklevel: int = 3) -> None:

@@ -70,7 +70,6 @@ import math
 import os
 import socket
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +78,7 @@ from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
 from greenprint._units import kg_to_g
-from greenprint.integrations._common import check_run_options
+from greenprint.integrations._common import WarnOnce, check_run_options
 from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
@@ -151,7 +150,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._searching = 0  # depth of the wrapped hyperparameter_search() calls in progress
         #: the last search's objective (its compute_objective and metric names), for retrains
         self._objective: _Objective | None = None
-        self._warned: set[str] = set()
+        self._warn = WarnOnce()
         self.last_run_id: str | None = None
 
     @property
@@ -249,6 +248,9 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._stop_if_running("failed", "training ended without on_train_end (an exception)")
         options = dict(self._options)
         params = plain_params({key: getattr(args, key, None) for key in _ARGS})
+        if getattr(args, "load_best_model_at_end", False):  # the run is scored as kept
+            params["load_best_model_at_end"] = True
+            params["metric_for_best_model"] = _best_metric_key(args)
         params.update(options.pop("params", None) or {})
         name = self._name or _explicit_run_name(args) or type(model).__name__
         if getattr(state, "is_hyper_param_search", False):
@@ -344,8 +346,15 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
         A search trial stopped by the pruner reaches ``on_train_end`` just before
         ``TrialPruned`` is raised; with :meth:`attach`, the wrapper sees the exception and ends
-        the run ``pruned``.
+        the run ``pruned``. With ``load_best_model_at_end`` the Trainer has just loaded the best
+        checkpoint: the metrics of that checkpoint's evaluation are logged again at the last
+        step, so that the run's last values (its score in a report) are the kept model's.
         """
+        run = self._run
+        if run is not None and run.status == "running":
+            best = _best_evaluation(args, state)
+            if best:  # the model train() returns: its evaluation is the run's last
+                self._log(run, args, state, control, best)
         if self._in_train and getattr(state, "is_hyper_param_search", False):
             return
         self._stop_if_running("finished", None)
@@ -404,9 +413,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         return state
 
     def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(message, UserWarning, stacklevel=4)
+        self._warn(key, message, stacklevel=5)
 
     def _log_objective(self, values: Mapping[str, float], step: int | None) -> None:
         """Log the objective's values on the run (appended to its record once it has ended)."""
@@ -636,6 +643,32 @@ def _stop_training(args: Any, control: Any) -> None:
     strategy = getattr(args, "save_strategy", "no")
     if str(getattr(strategy, "value", strategy)) in ("steps", "epoch"):
         control.should_save = True
+
+
+def _best_metric_key(args: Any) -> str:
+    """The evaluation metric ``load_best_model_at_end`` compares, as the Trainer names it."""
+    name = getattr(args, "metric_for_best_model", None) or "loss"
+    return name if name.startswith("eval_") else f"eval_{name}"
+
+
+def _best_evaluation(args: Any, state: Any) -> dict[str, float]:
+    """The evaluation metrics of the checkpoint ``load_best_model_at_end`` loaded, else none.
+
+    The Trainer loads the best checkpoint (``state.best_model_checkpoint``, saved at
+    ``state.best_global_step``) before ``on_train_end``; its evaluation is the entry of
+    ``state.log_history`` at that step that holds the compared metric at ``state.best_metric``.
+    """
+    if not getattr(args, "load_best_model_at_end", False):
+        return {}
+    best = getattr(state, "best_metric", None)
+    if best is None or getattr(state, "best_model_checkpoint", None) is None:
+        return {}
+    key = _best_metric_key(args)
+    step = getattr(state, "best_global_step", None)
+    for logs in reversed(getattr(state, "log_history", None) or []):
+        if key in logs and logs[key] == best and (step is None or logs.get("step") == step):
+            return {k: v for k, v in metric_values(logs).items() if k.startswith("eval_")}
+    return {}
 
 
 def _is_evaluation(logs: Mapping[str, Any]) -> bool:
