@@ -69,21 +69,29 @@ def _place() -> _Place | None:
     """This process's boot id, pid namespace and effective user id; ``None`` if unreadable.
 
     ``None`` also when ``/proc`` is not the procfs of this process's pid namespace (a container
-    that sees its host's ``/proc``): its pids would not be this process's.
+    that sees its host's ``/proc``): its pids would not be this process's. Read once per
+    process (a forked child reads its own).
     """
+    global _own_place
+    pid = os.getpid()
+    if _own_place is not None and _own_place[0] == pid:
+        return _own_place[1]
+    place = None
     geteuid = getattr(os, "geteuid", None)
-    if geteuid is None:  # Windows
-        return None
     try:
-        if os.readlink("/proc/self") != str(os.getpid()):
-            return None
-        boot = _read_text("/proc/sys/kernel/random/boot_id").strip()
-        pidns = os.stat("/proc/self/ns/pid").st_ino
+        if geteuid is not None and os.readlink("/proc/self") == str(pid):  # (not Windows)
+            boot = _read_text("/proc/sys/kernel/random/boot_id").strip()
+            pidns = os.stat("/proc/self/ns/pid").st_ino
+            if boot and len(boot.split()) == 1:
+                place = _Place(boot, pidns, geteuid())
     except (OSError, ValueError):
-        return None
-    if not boot or len(boot.split()) != 1:
-        return None
-    return _Place(boot, pidns, geteuid())
+        pass  # no /proc, or not this process's: nothing is recorded, nothing checked
+    _own_place = (pid, place)
+    return place
+
+
+#: This process's pid and place, once read.
+_own_place: tuple[int, _Place | None] | None = None
 
 
 def _start_tick(pid: int) -> int:

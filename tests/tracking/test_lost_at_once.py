@@ -212,7 +212,8 @@ def test_unreadable_proc_records_nothing_and_never_raises(tmp_path, monkeypatch)
         raise OSError(13, "Permission denied", path)
 
     monkeypatch.setattr(_liveness, "_read_text", unreadable)
-    monkeypatch.setattr(_liveness, "_own_writer", None)
+    monkeypatch.setattr(_liveness, "_own_writer", None)  # read once per process: read again
+    monkeypatch.setattr(_liveness, "_own_place", None)
     assert _liveness.writer_identity() is None
     with gp.track("sandboxed", study="s", ledger=tmp_path / "s.db") as run:
         assert "writer" not in run.provenance
@@ -230,6 +231,7 @@ def test_unreadable_proc_records_nothing_and_never_raises(tmp_path, monkeypatch)
     gone = dataclasses.replace(copy, provenance={"writer": " ".join(words)})
     assert derive_status(gone).status == "lost"
     monkeypatch.setattr(_liveness, "_read_text", unreadable)
+    monkeypatch.setattr(_liveness, "_own_place", None)
     assert derive_status(gone).status == "running"
     assert derive_status(copy).status == "running"
     # and a text that is not an identity is no identity
