@@ -51,6 +51,7 @@ MLFLOW_SCRIPT = """
 import json, os, sys, time
 sys.path.insert(0, @METERS@)
 import mlflow
+import greenprint as gp
 from greenprint.integrations import mlflow as gp_mlflow
 from _meters import ConstantProcessPower
 
@@ -110,6 +111,7 @@ import torch
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping
 from torch.utils.data import DataLoader, TensorDataset
+import greenprint as gp
 from greenprint.integrations.lightning import GreenprintCallback
 from _meters import ConstantProcessPower
 
@@ -229,6 +231,7 @@ print(json.dumps(out))
 
 CLI_TRAIN = """
 import argparse, json, time
+import greenprint as gp
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--lr", type=float)

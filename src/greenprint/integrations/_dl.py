@@ -55,10 +55,14 @@ def plain_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
 def metric_values(
     metrics: Mapping[str, Any], *, skip_prefix: str = FIGURE_PREFIX
 ) -> dict[str, float]:
-    """The finite numeric entries of a framework's metrics (floats, ints, 0-d tensors).
+    """The numeric entries of a framework's metrics (floats, ints, 0-d tensors).
 
     Entries whose name starts with ``skip_prefix`` (greenprint's own figures) and anything that
-    is not one number are left out.
+    is not one number are left out. A value that is not finite (a loss that diverged to
+    infinity or NaN, as Lightning's ``EarlyStopping(check_finite=True)`` stops on) is kept as
+    NaN: the run's last value then says it has no score, which a report counts as the worst,
+    instead of the last finite value of an earlier epoch (and an infinite score, which the
+    analyses refuse, never reaches the ledger).
     """
     out: dict[str, float] = {}
     for key, value in metrics.items():
@@ -67,8 +71,8 @@ def metric_values(
         item = getattr(value, "item", None)
         if item is not None and getattr(value, "numel", lambda: 1)() == 1:
             value = item()
-        if isinstance(value, numbers.Real) and math.isfinite(float(value)):
-            out[key] = float(value)
+        if isinstance(value, numbers.Real):
+            out[key] = float(value) if math.isfinite(float(value)) else math.nan
     return out
 
 

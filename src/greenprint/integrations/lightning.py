@@ -18,7 +18,8 @@ What it records:
   every logger the Trainer has (TensorBoard, CSV, MLflow, W&B) gets them (the run keeps its own
   energy, CO2-eq and power samples, so they are not logged to it as metrics, where a report
   would take them for scores);
-* the validation metrics (``trainer.callback_metrics``) at each validation end, into the run;
+* the validation metrics (``trainer.callback_metrics``) at each validation end, into the run (a
+  value that is not finite, a diverged loss, as NaN: the run has no score, never a stale one);
 * the module's ``hparams`` and the Trainer's epochs and devices as the run's params;
 * with ``count_fpo=True``, the FPO of one training step (``training_step`` and the backward of its
   loss, counted once on a meta copy of the module: nothing is allocated), added to the run at
