@@ -77,9 +77,11 @@ def test_html_is_one_self_contained_file(written):
     ):
         assert text in html
     whatif_rows = len(report.whatif.regions) + 1 if report.whatif is not None else 0
+    roles = len(report.price_tag.by_role)
+    role_rows = roles + 2 if roles > 1 else 0  # the price tag by role: header, roles, total
     assert (
         html.count("<tr")
-        == len(report.runs) + 1 + len(report.price_tag.by_status) + 2 + whatif_rows
+        == len(report.runs) + 1 + len(report.price_tag.by_status) + 2 + whatif_rows + role_rows
     )
 
 
@@ -113,7 +115,8 @@ def test_latex_has_booktabs_tables_and_pdf_figures(written):
     report, files, out = written
     tex = files["latex"].read_text(encoding="utf-8")
     _check_latex(tex)
-    tables = 2 + (report.whatif is not None)  # price tag, runs, what-if
+    # price tag by status (and by role when the study has several), runs, what-if
+    tables = 2 + (len(report.price_tag.by_role) > 1) + (report.whatif is not None)
     assert tex.count(r"\toprule") == tex.count(r"\bottomrule") == tables
     assert r"\usepackage{booktabs}" in tex and r"\usepackage{graphicx}" in tex
     graphics = re.findall(r"\\includegraphics\[[^\]]*\]\{([^}]+)\}", tex)

@@ -16,6 +16,7 @@ from greenprint.report._tables import (
     edh_sentence,
     final_sentence,
     headline,
+    price_tag_role_table,
     price_tag_table,
     ranking_text,
     runs_table,
@@ -143,6 +144,13 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
     )
     header, rows = price_tag_table(report)
     status_table = _table(header, rows, classes=[""] * (len(rows) - 1) + ["total"])
+    by_role = price_tag_role_table(report)
+    role_table = (
+        ""
+        if by_role is None
+        else "<p>The same total by role:</p>"
+        + _table(*by_role, classes=[""] * (len(by_role[1]) - 1) + ["total"])
+    )
     edh = edh_sentence(report)
     run_header, run_rows = runs_table(report, params_limit=300)
     run_classes = ["final" if r.is_final else "" for r in tree_rows(report.runs)]
@@ -176,6 +184,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         f'<div class="cards">{cards}</div>',
         f"<p>{esc(final_sentence(report))}</p>",
         status_table,
+        role_table,
         f"<p>{esc(edh)}</p>" if edh else "",
         "<p><strong>Provenance.</strong></p>",
         _lines(list(_provenance_lines(report)), "prov"),

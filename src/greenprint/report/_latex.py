@@ -23,6 +23,7 @@ from greenprint.report._plots import FigureRenderer, figure_file_name
 from greenprint.report._prediction import latex_section as prediction_section
 from greenprint.report._tables import (
     final_sentence,
+    role_label,
     score_text,
     top_runs,
 )
@@ -96,10 +97,18 @@ def _tabular(
     return lines
 
 
-def _price_tag_table(report: Report) -> tuple[list[str], list[str], list[list[str]]]:
-    """The price tag by status for one column: units in the header, bare numbers below."""
+def _price_tag_table(
+    report: Report, *, by_role: bool = False
+) -> tuple[list[str], list[str], list[list[str]]]:
+    """The price tag by status (or by role) for one column.
+
+    Units in the header, bare numbers below.
+    """
     tag = report.price_tag
-    costs = [*tag.by_status.items(), ("total", tag.total)]
+    if by_role:
+        costs = [(role_label(r), c) for r, c in tag.by_role.items()] + [("total", tag.total)]
+    else:
+        costs = [*tag.by_status.items(), ("total", tag.total)]
     energy = _unit([c.energy_kwh for _, c in costs], _ENERGY_UNITS)
     mass = _unit([c.emissions_kg for _, c in costs], _MASS_UNITS)
     fpo = _unit([float(c.fpo) for _, c in costs], _FPO_UNITS)
@@ -107,7 +116,10 @@ def _price_tag_table(report: Report) -> tuple[list[str], list[str], list[list[st
     unknown = [(c.fpo_unknown and c.fpo == 0) or not c.fpo_known for _, c in costs]
     # no unit over a column that says "unknown" in every row (read "(MFPO)")
     fpo_unit = "" if all(unknown) else f"({esc(fpo[1])})"
-    header = ["status", "runs", "trials", "energy", "CO$_2$-eq", "FPO", "time"]
+    header = ["role" if by_role else "status", "runs", "trials", "energy", "CO$_2$-eq", "FPO"]
+    header.append("time")
+    # by role, only the trials' row has trials (and one column is narrow): no trials column
+    keep = [k for k in range(len(header)) if not (by_role and header[k] == "trials")]
     units = ["", "", "", f"({energy[1]})", f"({mass[1]})", fpo_unit, f"({time_unit[1]})"]
     rows = []
     for (status, cost), fpo_unknown in zip(costs, unknown, strict=True):
@@ -126,7 +138,11 @@ def _price_tag_table(report: Report) -> tuple[list[str], list[str], list[list[st
                 _num(cost.duration_s, time_unit[0]),
             ]
         )
-    return header, units, rows
+    return (
+        [header[k] for k in keep],
+        [units[k] for k in keep],
+        [[row[k] for k in keep] for row in rows],
+    )
 
 
 def _runs_table(
@@ -195,6 +211,23 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
     ]
     out += _tabular(header, rows, "l" + "r" * (len(header) - 1), total=True, units=units)
     out += [r"\end{table}", ""]
+    if len(tag.by_role) > 1:  # the search alone is not the study: what each role cost
+        role_header, role_units, role_rows = _price_tag_table(report, by_role=True)
+        out += [
+            r"\begin{table}[t]",
+            r"\centering\footnotesize\setlength{\tabcolsep}{3pt}",
+            r"\caption{The same price tag by role: the search's trials (with their parts), "
+            r"and the runs around the search.}",
+            f"\\label{{tab:gp-price-tag-roles-{key}}}",
+        ]
+        out += _tabular(
+            role_header,
+            role_rows,
+            "l" + "r" * (len(role_header) - 1),
+            total=True,
+            units=role_units,
+        )
+        out += [r"\end{table}", ""]
     best = top_runs(report, _TOP_RUNS)
     baselines = [r for r in report.runs if r.role == "baseline" and r not in best]
     if best or baselines:

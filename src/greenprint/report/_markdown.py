@@ -16,6 +16,7 @@ from greenprint.report._tables import (
     edh_sentence,
     final_sentence,
     headline,
+    price_tag_role_table,
     price_tag_table,
     ranking_text,
     runs_table,
@@ -67,6 +68,9 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
     out += ["", esc(final_sentence(report)), ""]
     header, rows = price_tag_table(report)
     out += _table(header, rows)
+    by_role = price_tag_role_table(report)
+    if by_role is not None:
+        out += ["", "The same total by role:", ""] + _table(*by_role)
     edh = edh_sentence(report)
     if edh:
         out += ["", esc(edh)]

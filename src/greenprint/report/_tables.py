@@ -11,13 +11,16 @@ from greenprint.report._model import Report, RunRow
 from greenprint.report._text import fpo_text
 
 __all__ = [
+    "ROLE_LABELS",
     "ROLE_MARKS_LEGEND",
     "edh_sentence",
     "final_sentence",
     "headline",
     "params_text",
+    "price_tag_role_table",
     "price_tag_table",
     "ranking_text",
+    "role_label",
     "run_label",
     "runs_table",
     "score_text",
@@ -134,11 +137,24 @@ def edh_sentence(report: Report) -> str | None:
     text = (
         f"E x D x H: {format_energy(edh.energy_kwh_per_example)} per example{fpo} x "
         f"{edh.dataset_size:.4g} examples per trial x {edh.trials} trials = "
-        f"{format_energy(edh.energy_kwh)}."
+        f"{format_energy(edh.energy_kwh)}"
     )
+    whole = report.price_tag.total.energy_kwh
+    if edh.energy_kwh < whole * (1 - 1e-9):
+        # the trials are not the whole study: say whose energy this is, else two totals disagree
+        these = "this trial" if edh.trials == 1 else f"these {edh.trials} trials"
+        text += f", the energy of {these} (of the study's {format_energy(whole)})"
+    text += "."
     if edh.note:
         text += f" {edh.note}."
     return text
+
+
+def _fpo_cell(cost: Any) -> str:
+    # a set none of whose runs knows its FPO: "FPO unknown", not "0 FPO"
+    # (or "FPO unknown for N runs" when N of them counted none)
+    known = cost.fpo_known or cost.fpo_unknown
+    return fpo_text(cost.fpo, cost.fpo_unknown) if known else "FPO unknown"
 
 
 def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
@@ -147,10 +163,6 @@ def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
     rows = []
     tag = report.price_tag
     for status, cost in [*tag.by_status.items(), ("total", tag.total)]:
-        # a status none of whose runs knows its FPO: "FPO unknown", not "0 FPO"
-        # (or "FPO unknown for N runs" when N of them counted none)
-        known = cost.fpo_known or cost.fpo_unknown
-        fpo = fpo_text(cost.fpo, cost.fpo_unknown) if known else "FPO unknown"
         rows.append(
             [
                 status,
@@ -158,8 +170,53 @@ def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
                 str(cost.trials),
                 format_energy(cost.energy_kwh),
                 format_emissions(cost.emissions_kg),
-                fpo,
+                _fpo_cell(cost),
                 format_duration(cost.duration_s),
+            ]
+        )
+    return header, rows
+
+
+#: How the price tag by role names each role (a reader's words; the JSON keeps the role).
+ROLE_LABELS = {
+    "trial": "trials (the search)",
+    "sweep": "sweep overhead",
+    "baseline": "baselines",
+    "learning-curve": "learning curve",
+    "final": "final model",
+    "greener": "greener variants",
+    "part": "parts",
+}
+
+
+def role_label(role: str) -> str:
+    """A role as the price tag by role names it (``"final"`` -> ``"final model"``)."""
+    return ROLE_LABELS.get(role, role)
+
+
+def price_tag_role_table(report: Report) -> tuple[list[str], list[list[str]]] | None:
+    """The same total split by role, with each role's share of the energy.
+
+    Each run's parts count under its role. ``None`` for a study of one role (the table by
+    status says it all).
+    """
+    tag = report.price_tag
+    if len(tag.by_role) < 2:
+        return None
+    header = ["role", "runs", "energy", "CO2-eq", "FPO", "run time", "energy share"]
+    whole = tag.total.energy_kwh
+    rows = []
+    for role, cost in [*tag.by_role.items(), ("total", tag.total)]:
+        share = "-" if not whole > 0 else f"{100 * cost.energy_kwh / whole:.1f} %"
+        rows.append(
+            [
+                "total" if role == "total" else role_label(role),
+                str(cost.runs),
+                format_energy(cost.energy_kwh),
+                format_emissions(cost.emissions_kg),
+                _fpo_cell(cost),
+                format_duration(cost.duration_s),
+                share,
             ]
         )
     return header, rows

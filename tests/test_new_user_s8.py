@@ -1,0 +1,92 @@
+"""What a new user stumbled on after ``make demo`` and the README's next steps (session 8).
+
+Each test is one thing a stranger who just cloned greenprint met, read the way a paper author
+reads a report: figures that must add up, sentences that must say what a number is, help texts
+that must say the unit the docs give.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+import greenprint as gp
+from greenprint._format import format_energy
+from greenprint.report import build_report, render
+
+
+@pytest.fixture(scope="module")
+def study_with_roles(tmp_path_factory):
+    """A study as the demo makes one: baselines, trials, a learning curve and a final model."""
+    path = tmp_path_factory.mktemp("roles") / "roles.db"
+    plan = [
+        ("baseline-majority", "baseline", 0.1, {}),
+        ("trial-1", "trial", 0.8, {"lr": 0.1}),
+        ("trial-2", "trial", 0.9, {"lr": 0.01}),
+        ("curve-0.5", "learning-curve", 0.85, {"fraction": 0.5}),
+        ("final", "final", None, {"lr": 0.01}),
+    ]
+    for name, role, score, params in plan:
+        with gp.track(name, study="s", ledger=path, role=role) as run:
+            started = time.perf_counter()
+            while time.perf_counter() - started < 0.05:
+                sum(i * i for i in range(1000))
+            run.set(params=params, dataset_size=100, fpo=10**6)
+            if score is not None:
+                run.log(accuracy=score)
+    return build_report(path, "s", metric="accuracy")
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_the_price_tag_by_role_is_in_every_format_and_sums_to_the_total(study_with_roles):
+    """The search alone is not the study: a reader sees what the trials, the baselines, the
+    learning curve and the final model each cost, and the parts add up to the total."""
+    report = study_with_roles
+    tag = report.price_tag
+    assert set(tag.by_role) == {"trial", "baseline", "learning-curve", "final"}
+    md = render(report, "md", plots=False)
+    rows = {}
+    for line in md.splitlines():
+        cells = _cells(line)
+        if line.startswith("|") and cells[0] in (
+            "trials (the search)",
+            "baselines",
+            "learning curve",
+            "final model",
+            "total",
+        ):
+            rows.setdefault(cells[0], []).append(cells)
+    for role, label in [
+        ("trial", "trials (the search)"),
+        ("baseline", "baselines"),
+        ("learning-curve", "learning curve"),
+        ("final", "final model"),
+    ]:
+        (cells,) = rows[label]
+        assert cells[1] == str(tag.by_role[role].runs)
+        assert cells[2] == format_energy(tag.by_role[role].energy_kwh)
+    shares = [float(rows[label][0][-1].rstrip(" %")) for label in rows if label != "total"]
+    assert sum(shares) == pytest.approx(100, abs=0.5)
+    assert sum(c.energy_kwh for c in tag.by_role.values()) == pytest.approx(tag.total.energy_kwh)
+    html = render(report, "html", plots=False)
+    assert "<th>role</th>" in html and "trials (the search)" in html and "final model" in html
+    tex = render(report, "latex", plots=False)
+    paper = tex[tex.index("BEGIN PAPER") : tex.index("END PAPER")]
+    assert "by role" in paper and "final model" in paper
+
+
+def test_the_edh_sentence_says_its_energy_is_the_trials_not_the_study(study_with_roles):
+    """E x D x H equals the trials' energy, which is less than the price tag's total: the
+    sentence says so, else a reader finds two totals that disagree."""
+    report = study_with_roles
+    md = render(report, "md", plots=False)
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("E x D x H")]
+    edh = report.price_tag.edh
+    assert edh.energy_kwh < report.price_tag.total.energy_kwh
+    whole = format_energy(report.price_tag.total.energy_kwh)
+    assert re.search(rf"the energy of these 2 trials \(of the study's {re.escape(whole)}\)", line)
