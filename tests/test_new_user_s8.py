@@ -90,3 +90,24 @@ def test_the_edh_sentence_says_its_energy_is_the_trials_not_the_study(study_with
     assert edh.energy_kwh < report.price_tag.total.energy_kwh
     whole = format_energy(report.price_tag.total.energy_kwh)
     assert re.search(rf"the energy of these 2 trials \(of the study's {re.escape(whole)}\)", line)
+
+
+def test_a_final_run_scored_on_the_test_split_does_not_make_the_training_loss_the_metric(
+    tmp_path,
+):
+    """The demo's study: trials log ``train_loss`` and ``val_accuracy``, the final retrain
+    ``train_loss`` and ``test_accuracy``. ``greenprint report`` on the demo's ledger (without
+    ``--metric``, as the README's next step runs it) ranked the trials by their training loss,
+    because the final run's ``train_loss`` made it the most logged metric by one."""
+    path = tmp_path / "demo.db"
+    for k, (loss, acc) in enumerate([(0.5, 0.8), (0.2, 0.95), (0.1, 0.9)]):
+        with gp.track(f"trial-{k}", study="d", ledger=path, role="trial") as run:
+            run.log(train_loss=loss)
+            run.log(val_accuracy=acc)
+    with gp.track("final-retrain", study="d", ledger=path, role="final") as run:
+        run.log(train_loss=0.05)
+        run.log(test_accuracy=0.97)
+    report = build_report(path, "d")
+    assert (report.metric, report.mode) == ("val_accuracy", "max")
+    best = max((r for r in report.runs if r.is_trial), key=lambda r: r.score)
+    assert best.name == "trial-1"

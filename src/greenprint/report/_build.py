@@ -18,7 +18,7 @@ from greenprint._records import RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode
-from greenprint.analysis._roles import family_labels, resolve_roles
+from greenprint.analysis._roles import resolve_roles, trial_family_labels
 from greenprint.carbon._intensity import applied_intensity
 from greenprint.report._figures import (
     FigureInputs,
@@ -195,7 +195,9 @@ def pick_metric(
     """The metric to rank by (``None``: no run logged one), and a note saying how it was chosen.
 
     ``metric`` given: itself (an AnalysisError when no run of the study logged a value of it).
-    Else the one logged by the most trials (and final runs) that did not fail (a failed,
+    Else the one logged by the most trials (then final runs: a retrain scored on a test split
+    does not tip the trials' held-out score to the training loss it logs too) that did not
+    fail (a failed,
     interrupted or lost trial's figures are no score: scikit-learn gives a candidate that
     failed to fit only the worst ``rank_test_score``), never a training schedule's figure when
     anything else was logged; among those logged as often, the objective a search optimised
@@ -210,12 +212,18 @@ def pick_metric(
                 if p.name == metric and p.value == p.value:
                     return metric, None
     counts: dict[str, int] = {}
+    # the trials' own counts come first: a final run scored on another split (the demo's
+    # retrain logs train_loss and test_accuracy) must not make its training loss, logged by
+    # every trial too, outnumber the trials' held-out score by one
+    trial_counts: dict[str, int] = {}
+    finals: set[int] = set()
     counted, who = runs, "runs"
     if metric is None:
         # the trials' and the final run's metrics, not their folds' (a scikit-learn fold logs
         # "score", the Optuna trial around it "accuracy"); every run's when they logged none
         study_roles = resolve_roles(runs)
         picked = [runs[p] for p in (*study_roles.trials, *study_roles.positions("final"))]
+        finals = {id(runs[p]) for p in study_roles.positions("final")}
         scored = [r for r in picked if r.status not in _NO_SCORE]
         for some in (scored, picked):  # every trial's when those that did not fail logged none
             if any(p.value == p.value for r in some for p in r.metrics):
@@ -227,6 +235,8 @@ def pick_metric(
         for name in {p.name: None for p in run.metrics if p.value == p.value}:
             if not is_reserved_metric(name):  # greenprint's own (predictions): never a score
                 counts[name] = counts.get(name, 0) + 1
+                if id(run) not in finals:
+                    trial_counts[name] = trial_counts.get(name, 0) + 1
     if metric is not None:
         if metric not in counts:
             logged = ", ".join(repr(m) for m in counts) or "none"
@@ -242,16 +252,23 @@ def pick_metric(
     # Trainer's hyperparameter_search), then a held-out metric (eval_loss) before a training
     # one logged as often (a Trainer's loss); else the first logged (dict order)
     candidates = [m for m in counts if not _is_bookkeeping(m)] or list(counts)
-    chosen = max(candidates, key=lambda m: (counts[m], m in _SEARCH_OBJECTIVES, _is_held_out(m)))
+
+    def often(m: str) -> int:
+        return trial_counts.get(m, 0)
+
+    chosen = max(
+        candidates,
+        key=lambda m: (often(m), m in _SEARCH_OBJECTIVES, _is_held_out(m), counts[m]),
+    )
     note = None
     if len(counts) > 1:
         why = f"the metric logged by the most {who}"
         if chosen in _SEARCH_OBJECTIVES and any(
-            counts[m] == counts[chosen] for m in candidates if m != chosen
+            often(m) == often(chosen) for m in candidates if m != chosen
         ):
             why += ", the objective the search optimised before the metrics logged as often"
         elif _is_held_out(chosen) and any(
-            counts[m] == counts[chosen] and not _is_held_out(m) for m in candidates
+            often(m) == often(chosen) and not _is_held_out(m) for m in candidates
         ):
             why += ", a held-out one before the training metrics logged as often"
         note = (
@@ -354,7 +371,7 @@ def _assemble(
         baselines=trials.roles.positions("baseline"),
         learning_curves=trials.roles.positions("learning-curve"),
         families=(
-            tuple(family_labels([forest.runs[p] for p in trials.positions], group_by))
+            tuple(trial_family_labels(forest, trials.positions, group_by))
             if group_by is not None
             else ()
         ),
