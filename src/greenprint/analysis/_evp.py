@@ -46,7 +46,7 @@ from greenprint.analysis._common import (
     frozen_array,
     json_float,
 )
-from greenprint.analysis._roles import family_labels, study_trials
+from greenprint.analysis._roles import study_trials, trial_family_labels
 
 __all__ = [
     "BUDGET_UNITS",
@@ -502,7 +502,7 @@ def evp_by_budget(
             cost = finite_or_raise(costs, "costs")
         if group_by is not None:
             if isinstance(group_by, str) or callable(group_by):
-                labels = family_labels(trials, group_by)
+                labels = trial_family_labels(forest, positions, group_by)
             else:
                 labels = _labels(group_by, len(trials))
     else:

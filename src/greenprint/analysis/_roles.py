@@ -76,6 +76,7 @@ __all__ = [
     "resolve_roles",
     "roles",
     "study_trials",
+    "trial_family_labels",
 ]
 
 logger = logging.getLogger(__name__)
@@ -657,4 +658,34 @@ def family_labels(runs: Sequence[RunRecord], group_by: Any) -> list[str]:
         for key in rest:
             value = value.get(key) if isinstance(value, Mapping) else None
         labels.append(missing if value is None else str(value))
+    return labels
+
+
+def trial_family_labels(forest: RunForest, positions: Sequence[int], group_by: Any) -> list[str]:
+    """One family label per trial (positions in ``forest``), as :func:`family_labels` gives it.
+
+    A trial that has no value of a dotted path takes the one its parts share: a trial that is
+    ``greenprint run --role trial -- python train.py --model cnn`` records no params itself,
+    while the script's run inside it (its part) records ``params.model``, and it scores the
+    trial too. Parts that disagree (or none that has it) leave it ``"(no <path>)"``.
+
+    Raises:
+        ConfigError: ``group_by`` is neither a string nor callable.
+    """
+    labels = family_labels([forest.runs[p] for p in positions], group_by)
+    if callable(group_by):
+        return labels
+    missing = f"(no {group_by})"
+    for k, pos in enumerate(positions):
+        if labels[k] != missing or not forest.children[pos]:
+            continue
+        below: list[int] = []
+        stack = list(forest.children[pos])
+        while stack:
+            part = stack.pop()
+            below.append(part)
+            stack.extend(forest.children[part])
+        found = set(family_labels([forest.runs[p] for p in below], group_by)) - {missing}
+        if len(found) == 1:
+            labels[k] = found.pop()
     return labels
