@@ -111,3 +111,24 @@ def test_a_final_run_scored_on_the_test_split_does_not_make_the_training_loss_th
     assert (report.metric, report.mode) == ("val_accuracy", "max")
     best = max((r for r in report.runs if r.is_trial), key=lambda r: r.score)
     assert best.name == "trial-1"
+
+
+def test_the_energy_axis_caption_says_what_it_leaves_out_and_how_much(study_with_roles):
+    """The EVP-against-energy axis counts the trials only. Its caption named a fixed list (the
+    sweep, the final model, the baselines, the learning curve) whatever the study held: the
+    demo's greener variants (22% of its energy) were left out without a word, and a sweep
+    that was not there was named. It now names the roles the study has, each with its energy,
+    and the total left out."""
+    report = study_with_roles
+    (figure,) = [f for f in report.figures if f.id == "evp_energy"]
+    tag = report.price_tag
+    left = tag.total.energy_kwh - tag.by_role["trial"].energy_kwh
+    caption = figure.caption
+    assert f"leaves out {format_energy(left)} of the study's" in caption
+    for role, words in [
+        ("baseline", "the baselines"),
+        ("final", "the final model"),
+        ("learning-curve", "the learning curve"),
+    ]:
+        assert f"{words} ({format_energy(tag.by_role[role].energy_kwh)})" in caption
+    assert "sweep" not in caption  # the study has none

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from greenprint._exceptions import AnalysisError
-from greenprint._format import count_of
+from greenprint._format import count_of, format_energy
 from greenprint._records import PowerSample, RunRecord
 from greenprint._units import JOULES_PER_KWH
 from greenprint.analysis import (
@@ -325,8 +325,8 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
             f"The same curve against the expected energy of n trials (n x the mean trial's "
             f"{mean_kwh * factor:.3g} {unit}"
             + ("; each family's x is n x its own mean trial" if family_curves else "")
-            + "). The energy axis counts the trials only: not the sweep's own overhead, the "
-            "final model's training, the baselines or the learning curve (see the price tag)"
+            + "). "
+            + _left_out(inputs.price_tag)
             + ("; horizontal lines are the baselines' scores" if baselines else "")
             + "."
         ),
@@ -348,6 +348,34 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
 
 _FAMILY_STYLES = 6  # family0..family5 in the plot styles (cycled)
 _MAX_FAMILIES = 8  # more families than this are not drawn one by one (a note says so)
+
+
+#: How the energy axis's caption names what it leaves out, per role (the price tag's words).
+_LEFT_OUT = {
+    "sweep": "the sweep's own overhead",
+    "baseline": "the baselines",
+    "final": "the final model",
+    "learning-curve": "the learning curve",
+    "greener": "the greener variants",
+}
+
+
+def _left_out(tag: PriceTag) -> str:
+    """What the EVP energy axis, the trials' energy, leaves out of the study, role by role.
+
+    The roles the study has, each with its energy, and their sum (the price tag by role has
+    them), so that a reader knows how far the axis is from the study's total.
+    """
+    others = [(role, cost) for role, cost in tag.by_role.items() if role not in ("trial", "part")]
+    if not others:
+        return "The energy axis counts the trials, the whole study"
+    left = sum(cost.energy_kwh for _, cost in others)
+    named = [f"{_LEFT_OUT.get(role, role)} ({format_energy(c.energy_kwh)})" for role, c in others]
+    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    return (
+        f"The energy axis counts the trials only: it leaves out {format_energy(left)} of the "
+        f"study's {format_energy(tag.total.energy_kwh)}, {listed} (see the price tag by role)"
+    )
 
 
 def _no_family_note(inputs: FigureInputs) -> str:
