@@ -26,7 +26,10 @@ What it records:
   the run's own fields, not metrics). Callbacks run in list order and
   the Trainer puts its reporters (W&B, MLflow, TensorBoard) before yours, so ``attach(trainer)``
   moves this callback first for those reporters to see the figures;
-* the metrics of each ``on_evaluate``, into the run;
+* the metrics of each ``on_evaluate``, into the run; with ``load_best_model_at_end``, the best
+  checkpoint's evaluation again at the end of training, so that the run's last values are those
+  of the model ``train()`` returns (and the params ``load_best_model_at_end`` and
+  ``metric_for_best_model``); a value that is not finite is logged as NaN (no score);
 * the run's params: learning rate, batch size, epochs, steps, seed, weight decay, gradient
   accumulation, and your ``params``;
 * ``trainer.hyperparameter_search``: each trial is its own run, ``role="trial"``, named after
