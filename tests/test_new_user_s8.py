@@ -132,3 +132,29 @@ def test_the_energy_axis_caption_says_what_it_leaves_out_and_how_much(study_with
     ]:
         assert f"{words} ({format_energy(tag.by_role[role].energy_kwh)})" in caption
     assert "sweep" not in caption  # the study has none
+
+
+def test_the_demo_never_prunes_a_trial_after_its_last_epoch(tmp_path):
+    """The demo printed ``trial-15-mlp  pruned ... (stopped after epoch 15)`` for trials of 15
+    epochs: a trial that ran every epoch was marked pruned (left off the Pareto front and out
+    of the choice of the final configuration) though stopping it saved nothing."""
+    torch = pytest.importorskip("torch")
+    from greenprint.demo._models import Data, MedianPruner, build_model, train
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 64, generator=gen)
+    y = torch.randint(0, 10, (64,), generator=gen)
+    data = Data(x[:48], y[:48], x[48:], y[48:])
+    params = {"model": "mlp", "lr": 1e-3, "batch": 16, "wd": 0.0, "epochs": 3}
+    params.update(hidden=16, layers=1, dropout=0.0)
+    # every finished trial scored 1.0 after each epoch: this one is below the median at each
+    history = {epoch: [1.0, 1.0] for epoch in (1, 2, 3)}
+    for epochs, pruned_at in [(3, 2), (2, None)]:
+        pruner = MedianPruner(startup_trials=2, warmup_epochs=2, history=dict(history))
+        with gp.track("t", study="s", ledger=tmp_path / "l.db") as run:
+            outcome = train(
+                build_model(params), {**params, "epochs": epochs}, data, run, seed=0, pruner=pruner
+            )
+        assert outcome.pruned is (pruned_at is not None)
+        assert outcome.epochs == (pruned_at or epochs)
+        assert run.status == ("pruned" if pruned_at else "finished")

@@ -234,7 +234,8 @@ def train(
     whose ``x_val`` is the held-out test split).
 
     FPO are added to the run as the epochs go (``run.add_fpo``), so a pruned trial records
-    exactly what it did. With a pruner, a trial below the median is marked pruned and stopped.
+    exactly what it did. With a pruner, a trial below the median is marked pruned and stopped
+    (before its last epoch: a trial that ran every epoch is finished).
 
     Raises:
         FloatingPointError: the training loss became NaN or infinite (the run is then failed).
@@ -245,7 +246,8 @@ def train(
     batch = int(params["batch"])
     generator = torch.Generator().manual_seed(seed)
     scores: list[float] = []
-    for epoch in range(1, int(params["epochs"]) + 1):
+    epochs = int(params["epochs"])
+    for epoch in range(1, epochs + 1):
         order = torch.randperm(data.n_train, generator=generator)
         total_loss = 0.0
         for start in range(0, data.n_train, batch):
@@ -264,7 +266,8 @@ def train(
         run.log(step=epoch, train_loss=mean_loss, **{score_name: score})
         if on_epoch is not None:
             on_epoch(epoch, score)
-        if pruner is not None and pruner.should_prune(epoch, score):
+        # never after the last epoch: the trial ran in full, stopping it would save nothing
+        if pruner is not None and epoch < epochs and pruner.should_prune(epoch, score):
             run.prune()
             return TrialOutcome(scores, pruned=True, epochs=epoch)
     return TrialOutcome(scores, pruned=False, epochs=len(scores))
