@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pytest
 
+import greenprint as gp
 from _clean_env import clean_env
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
@@ -254,13 +255,16 @@ with gp.track("fit", params={"lr": args.lr, "model": args.model}) as run:
 print(json.dumps({"lr": args.lr, "model": args.model, "val_loss": loss}))
 """
 
-#: One day of the search: a trial per ``lr:model`` argument, then the final retrain.
+#: One day of the search: a trial per ``lr:model`` argument, then the final retrain; with
+#: ``--param`` as second argument each trial records its configuration itself too.
 CLI_DAY = """
 set -e
-final=$1; shift
+final=$1; with_params=$2; shift 2
 for config in "$@"; do
   lr=${config%:*}; model=${config#*:}
-  greenprint run -q --study cli --role trial --name "trial-$model-$lr" -- \\
+  params=""
+  [ "$with_params" = "--param" ] && params="--param lr=$lr --param model=$model"
+  greenprint run -q --study cli --role trial --name "trial-$model-$lr" $params -- \\
     python train.py --lr "$lr" --model "$model"
 done
 greenprint run -q --study cli --role final --name "$final" -- \\
@@ -404,9 +408,11 @@ def cli_loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict
     (home / "day.sh").write_text(CLI_DAY, encoding="utf-8")
     built: dict[str, dict] = {}
     reports = []
-    for final, configs in (("final", ["0.1:mlp", "0.01:cnn", "0.03:mlp", "0.001:cnn"]),
-                           ("final-day2", ["0.005:cnn", "0.3:mlp"])):  # fmt: skip
-        done = run_in(home, "bash", "day.sh", final, *configs)
+    for final, flag, configs in (
+        ("final", "-", ["0.1:mlp", "0.01:cnn", "0.03:mlp", "0.001:cnn"]),
+        ("final-day2", "--param", ["0.005:cnn", "0.3:mlp"]),
+    ):
+        done = run_in(home, "bash", "day.sh", final, flag, *configs)
         assert done.returncode == 0, done.stderr[-3000:]
         lines = [json.loads(line) for line in done.stdout.splitlines()]
         for config, line in zip(configs, lines, strict=False):
@@ -606,5 +612,22 @@ def test_cli_loop_continued_next_day_counts_both_days(cli_loop):
               "trial-cnn-0.005", "trial-mlp-0.3"]  # fmt: skip
     _cli_reads_right(home, built, day2, trials, "final-day2")
     assert "(the last started of 2)" in day2["price_tag"]["final"]["rule_text"]
+    rows = _rows(day2)  # day two gave each trial its configuration with --param
+    assert rows["trial-cnn-0.005"]["params"] == {"lr": 0.005, "model": "cnn"}
+    assert rows["trial-mlp-0.3"]["params"] == {"lr": 0.3, "model": "mlp"}
+    assert rows["trial-mlp-0.1"]["params"] == {}  # day one's: on its script's run only
     _in_every_format(home, "comprised 6 trials (6 finished) in 16 runs")
     assert math.isclose(day2["price_tag"]["total"]["trials"], 6)
+
+
+def test_cli_param_without_a_value_is_one_line_and_writes_nothing(cli_loop):
+    """``--param lr`` (no ``=``) is refused before anything runs: one line, exit status 2."""
+    home, _, _, day2 = cli_loop
+    done = run_in(home, GREENPRINT, "run", "--study", "cli", "--param", "lr", "--",
+                  sys.executable, "train.py", "--lr", "0.1", "--model", "cnn")  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "greenprint: error: --param 'lr': give it as KEY=VALUE, e.g. --param lr=0.1"
+    ]
+    with gp.Ledger(home / "greenprint.db", create=False) as ledger:
+        assert len(ledger.runs(study="cli")) == len(day2["runs"])

@@ -10,6 +10,7 @@ signal's name (``killed by SIGSEGV``) and greenprint exits with 128+N.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,14 @@ __all__ = ["command", "format_price_tag"]
     type=click.Choice(RUN_ROLES),
     default=None,
     help="What the run is in its study [default: inferred when the study is analysed].",
+)
+@click.option(
+    "--param",
+    "param_texts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A hyper-parameter of the run, e.g. --param lr=0.1 --param model=cnn (repeat it); "
+    "integers, decimals and true/false are recorded as such, the rest as text.",
 )
 @click.option(
     "--prometheus-port",
@@ -116,6 +125,7 @@ def command(
     sample_s: float,
     flush_s: float,
     role: str | None,
+    param_texts: tuple[str, ...],
     prometheus_port: int | None,
     prometheus_host: str,
     prometheus_textfile_dir: str | None,
@@ -139,6 +149,7 @@ def command(
     """
     from greenprint.tracking import track
 
+    params = _params(param_texts)
     program = cmd[0]
     if shutil.which(program) is None:
         raise ConfigError(f"command not found: {program}")
@@ -182,6 +193,7 @@ def command(
         sample_interval_s=sample_s,
         flush_interval_s=flush_s,
         role=role,
+        params=params,
         budget=budget,
     )
     with contextlib.ExitStack() as exporters:
@@ -189,6 +201,40 @@ def command(
             exporters, prometheus_port, prometheus_host, prometheus_textfile_dir, flush_s
         )
         return _run_command(run, cmd, program, quiet=quiet, stopper=stopper)
+
+
+def _params(texts: tuple[str, ...]) -> dict[str, Any]:
+    """The ``--param KEY=VALUE`` options as the run's params, each value as the text reads.
+
+    ``42`` is an integer, ``0.1`` or ``1e-3`` a float, ``true``/``false`` a bool, anything
+    else (``cnn``, ``nan``) text. A key given twice keeps its last value, as a later option
+    does.
+
+    Raises:
+        ConfigError: an option without ``=`` or with an empty key.
+    """
+    params: dict[str, Any] = {}
+    for text in texts:
+        key, equals, value = text.partition("=")
+        if not equals or not key.strip():
+            raise ConfigError(f"--param {text!r}: give it as KEY=VALUE, e.g. --param lr=0.1")
+        params[key.strip()] = _param_value(value)
+    return params
+
+
+def _param_value(text: str) -> Any:
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
 
 
 def _start_prometheus(
