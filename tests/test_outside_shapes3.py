@@ -528,6 +528,8 @@ def test_a_lightning_trial_whose_loss_diverged_scores_as_the_worst(lightning_sea
         if score is not None:
             assert rows[f"trial-{k}"]["score"] == pytest.approx(score, rel=1e-6)
     worst = max(s for s in scores.values() if s is not None)
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    assert "a last value that is NaN: a diverged loss" in evp["provenance"][0]  # why no score
     curves = _evp_curves(report)
     for family in ("linear", "mlp"):
         members = [worst if s is None else s for k, s in scores.items()

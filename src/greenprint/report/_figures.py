@@ -168,7 +168,8 @@ def _score_provenance(
         fill = "" if curve.fill_value is None else f" ({curve.fill_value:.4g})"
         text += (
             f"; {curve.n_missing} of {curve.n_trials} trials without a score (failed, "
-            f"interrupted, lost or never logged) count as the worst score{fill}"
+            f"interrupted, lost, never logged, or a last value that is NaN: a diverged loss) "
+            f"count as the worst score{fill}"
         )
     return text
 
