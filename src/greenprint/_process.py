@@ -28,7 +28,8 @@ about 15 ms once per run) that sets the parent-death signal (``prctl(PR_SET_PDEA
 SIGTERM)``), checks that greenprint is still its parent (closing the race with a parent that died
 first), and ``exec``-s the command in the same process with greenprint's environment. If
 greenprint is killed, even with ``kill -9``, the command gets SIGTERM instead of running on
-unmetered; the run then reads ``lost`` once its heartbeat is stale. Only the command itself gets
+unmetered; the run then reads ``lost`` (at once on this machine: see ``greenprint._liveness``;
+elsewhere once its heartbeat is stale). Only the command itself gets
 the signal, not processes it started (it normally takes them down), and a set-user-ID program
 clears the setting. ``preexec_fn`` is not used: it is unsafe while greenprint's sampler thread
 runs. Elsewhere (macOS, Windows) no such guard exists.
