@@ -190,3 +190,31 @@ def test_make_demo_installs_the_cpu_build_of_torch(tmp_path):
     assert "download.pytorch.org" not in deps and "--no-deps" not in deps
     assert all("download.pytorch.org" not in line for line in torch_step("TORCH_INDEX="))
     assert all('"torch==2.5.1"' in line for line in torch_step("TORCH_SPEC=torch==2.5.1"))
+
+
+def _help(*command: str) -> str:
+    from click.testing import CliRunner
+
+    from greenprint.cli import cli
+
+    done = CliRunner().invoke(cli, [*command, "--help"], terminal_width=200)
+    assert done.exit_code == 0, done.output
+    return " ".join(done.output.split())
+
+
+def test_run_help_says_what_the_intervals_are_and_their_unit():
+    """``greenprint run --help`` showed ``--sample-interval FLOAT [default: 1.0]`` and
+    ``--flush-interval FLOAT [default: 10.0]``: no word of what they are nor of their unit."""
+    text = _help("run")
+    assert re.search(r"--sample-interval S\s+Seconds between two meter samples", text)
+    assert re.search(r"--flush-interval S\s+Seconds between two writes to the ledger", text)
+
+
+def test_demo_help_says_what_the_demo_does_and_how_long_it_takes():
+    """``greenprint demo --help`` said "a few minutes on a laptop CPU" (the docs: 45 s on 2
+    cores) and left out the final model, the greener variants and the pruner comparison."""
+    text = _help("demo")
+    assert "a few minutes" not in text
+    assert "About a minute on 2 CPU cores" in text
+    for part in ("final model", "greener variants", "pruner comparison"):
+        assert part in text, part

@@ -54,8 +54,25 @@ __all__ = ["command", "format_price_tag"]
     help="In a distributed job (srun, torchrun), whether this run meters its node "
     "[default: local rank 0 does, on a node the job has to itself].",
 )
-@click.option("--sample-interval", "sample_s", type=float, default=1.0, show_default=True)
-@click.option("--flush-interval", "flush_s", type=float, default=10.0, show_default=True)
+@click.option(
+    "--sample-interval",
+    "sample_s",
+    type=float,
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between two meter samples (and budget checks).",
+)
+@click.option(
+    "--flush-interval",
+    "flush_s",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between two writes to the ledger (cost so far, heartbeat); at least "
+    "--sample-interval.",
+)
 @click.option(
     "--role",
     type=click.Choice(RUN_ROLES),
