@@ -218,3 +218,18 @@ def test_demo_help_says_what_the_demo_does_and_how_long_it_takes():
     assert "About a minute on 2 CPU cores" in text
     for part in ("final model", "greener variants", "pruner comparison"):
         assert part in text, part
+
+
+def test_the_runs_table_does_not_dump_a_nested_parameter(tmp_path):
+    """The demo's runs table showed each greener variant's ``greener.result`` parameter as a
+    Python dict of 20 keys, cut at 300 characters (``{'name': 'baseline', 'technique': ...``):
+    a wall of text in every greener row. A nested value shows its size; the JSON keeps it."""
+    from greenprint.report._tables import params_text
+
+    result = {f"key{k}": k / 7 for k in range(20)}
+    text = params_text({"greener.step": "variant", "greener.result": result, "lr": 0.1})
+    assert text == "greener.step=variant, greener.result={20 keys}, lr=0.1"
+    assert params_text({"sizes": [1, 2], "opt": {"name": "adam"}}) == (
+        "sizes=[1, 2], opt={'name': 'adam'}"
+    )  # short ones stay as they are
+    assert params_text({"layers": list(range(40))}) == "layers=[40 items]"

@@ -35,10 +35,17 @@ def score_text(value: float | None) -> str:
 
 
 def params_text(params: Mapping[str, Any], *, limit: int | None = 80) -> str:
-    """``"lr=0.01, model=mlp"``, shortened to ``limit`` characters."""
+    """``"lr=0.01, model=mlp"``, shortened to ``limit`` characters.
+
+    A nested value (a dict or list, such as the result a greener variant records) longer than
+    40 characters shows its size (``{20 keys}``, ``[40 items]``): the JSON report has it whole.
+    """
     parts = []
     for key, value in params.items():
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        if isinstance(value, (dict, list, tuple)) and len(shown) > 40:
+            many = f"{len(value)} keys" if isinstance(value, dict) else f"{len(value)} items"
+            shown = "{" + many + "}" if isinstance(value, dict) else "[" + many + "]"
         parts.append(f"{key}={shown}")
     text = ", ".join(parts)
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
