@@ -18,7 +18,8 @@ module logs what greenprint measures, under ``greenprint/`` names:
   ``greenprint/emissions_kg`` (totals so far), ``greenprint/power_w`` (mean since the previous
   log), ``greenprint/cpu_energy_kwh`` (``gpu_``, ``ram_``: each measured component) and
   ``greenprint/fpo`` when known; steps count the logs (0, 1, 2...), like the system metrics'.
-  ``logger.log(step=epoch)`` logs them now at your step (with ``every_flush=False``, only then);
+  ``logger.log(step=epoch)`` logs them now at your step (with ``every_flush=False``, only then),
+  written by a thread of the logger's own so that your loop does not wait for the store;
 * when the greenprint run ends (finished, failed, pruned or interrupted): the totals (the same
   names plus ``greenprint/duration_s``) at the step after the last, so that MLflow's runs table
   (which shows each metric's value at its highest step) shows the totals; the
@@ -41,6 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError
@@ -119,7 +121,8 @@ class MlflowLogger:
         self._lock = threading.Lock()  # one write at a time; steps in order
         self._every_flush = every_flush
         self._next_step = 0  # after every step logged so far
-        self._pending: list[Any] = []  # MLflow's handles of queued logs
+        self._pending: list[Future[Any]] = []  # the logs queued on the writer, in order
+        self._writer: ThreadPoolExecutor | None = None  # made at the first queued log
         self._ended = False
         run.add_listener(self._on_event)
 
@@ -127,8 +130,10 @@ class MlflowLogger:
         """Log the figures so far now, at ``step`` (default: the step after the last logged).
 
         The meters are read first, so the figures are current (e.g. at an epoch's end). The
-        write is queued (MLflow's asynchronous logging), so the training loop does not wait
-        for the tracking store; the queue is drained when the greenprint run ends.
+        write is queued on a thread of this logger's own, so the training loop does not wait
+        for the tracking store; the queue is drained when the greenprint run ends. (Not
+        MLflow's asynchronous logging: a run that used it waits about 1 s in
+        ``mlflow.end_run()`` for MLflow's queue thread, which polls every second.)
 
         Returns:
             The figures logged, by name.
@@ -143,19 +148,24 @@ class MlflowLogger:
         return self._log_figures(step, fresh=True)
 
     def _log_figures(self, step: int | None, *, fresh: bool) -> dict[str, float]:
-        # a step the user logs is queued (MLflow's async logging: the training loop does not
-        # wait for the store); at a flush, on the sampler thread, it is written at once
+        # a step the user logs is queued on the logger's writer thread (the training loop does
+        # not wait for the store); at a flush, on the sampler thread, it is written at once
         with self._lock:
             if step is None:
                 step = self._next_step
             self._next_step = max(self._next_step, step + 1)
             figures = self._figures.read(fresh=fresh)
-            pending = _log_metrics(self._client, self.run_id, figures, step, queued=fresh)
-            if pending is not None:
-                self._pending.append(pending)
-                if len(self._pending) > _MAX_PENDING:  # long done, in practice: no wait
-                    _wait(self._pending[: _MAX_PENDING // 2], self.run_id)
-                    del self._pending[: _MAX_PENDING // 2]
+            if not fresh:
+                _log_metrics(self._client, self.run_id, figures, step)
+                return figures
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="greenprint-mlflow")
+            self._pending.append(
+                self._writer.submit(_log_metrics, self._client, self.run_id, figures, step)
+            )
+            if len(self._pending) > _MAX_PENDING:  # long done, in practice: no wait
+                _wait(self._pending[: _MAX_PENDING // 2], self.run_id)
+                del self._pending[: _MAX_PENDING // 2]
         return figures
 
     def _on_event(self, run: Run, event: str) -> None:
@@ -166,6 +176,8 @@ class MlflowLogger:
             with self._lock:  # the totals at the last step: MLflow's "latest" values
                 _wait(self._pending, self.run_id)
                 self._pending.clear()
+                if self._writer is not None:
+                    self._writer.shutdown(wait=True)
                 _log_record(self._client, self.run_id, run.record, step=self._next_step)
 
 
@@ -273,27 +285,24 @@ def _run_id(client: Any, run_id: str | None) -> str:
     return run_id
 
 
-def _log_metrics(
-    client: Any, run_id: str, figures: dict[str, float], step: int, *, queued: bool
-) -> Any:
-    """Log the figures at ``step``; returns MLflow's handle of a queued log, else ``None``."""
+def _log_metrics(client: Any, run_id: str, figures: dict[str, float], step: int) -> None:
+    """Log the figures at ``step`` (a store that fails is a warning, never an error)."""
     from mlflow.entities import Metric
 
     now_ms = int(time.time() * 1000)
     metrics = [Metric(key, value, now_ms, step) for key, value in figures.items()]
     try:
-        return client.log_batch(run_id, metrics=metrics, synchronous=not queued)
+        client.log_batch(run_id, metrics=metrics, synchronous=True)
     except Exception as e:  # a tracking store that fails must not stop training
         logger.warning("greenprint: could not log figures to MLflow run %s: %s", run_id, e)
-        return None
 
 
-def _wait(pending: list[Any], run_id: str) -> None:
-    """Wait for queued logs to be written (a failed one is a warning, as any log's)."""
+def _wait(pending: list[Future[Any]], run_id: str) -> None:
+    """Wait for queued logs to be written (each logs its own failure as a warning)."""
     for operation in pending:
         try:
-            operation.wait()
-        except Exception as e:
+            operation.result()
+        except Exception as e:  # pragma: no cover - _log_metrics catches the store's errors
             logger.warning("greenprint: could not log figures to MLflow run %s: %s", run_id, e)
 
 
