@@ -42,7 +42,7 @@ def test_reduced_demo_end_to_end(tmp_path):
         "final score",
         "whole study",
         "final model",
-        "measured",
+        "provenance",
         "report",
         "ledger",
         "took",

@@ -233,3 +233,25 @@ def test_the_runs_table_does_not_dump_a_nested_parameter(tmp_path):
         "sizes=[1, 2], opt={'name': 'adam'}"
     )  # short ones stay as they are
     assert params_text({"layers": list(range(40))}) == "layers=[40 items]"
+
+
+def test_the_demo_closing_note_reads_right(study_with_roles, tmp_path):
+    """The demo's closing note said ``whole study    24 trials (7 finished, 17 pruned): 25.8
+    mWh`` (the 25.8 mWh is 40 runs': the search was 14.3) and ``measured       energy
+    estimated``: a label that contradicts its line."""
+    from greenprint.demo._study import _summary
+
+    report = study_with_roles
+    tag = report.price_tag
+    files = {"html": tmp_path / "report.html"}
+    lines = _summary(report, files, tmp_path / "l.db", "s", 1.0).splitlines()
+    (whole,) = [ln for ln in lines if ln.startswith("  whole study")]
+    assert whole.startswith(
+        f"  whole study    {tag.total.runs} runs, 2 of them trials (2 finished)"
+    )
+    search = tag.by_role["trial"].energy_kwh
+    share = search / tag.total.energy_kwh
+    assert f"the search {format_energy(search)} ({share:.0%})" in whole
+    (how,) = [ln for ln in lines if "grid intensity" in ln]
+    assert how.startswith("  provenance     energy estimated;")
+    assert not any(ln.startswith("  measured") for ln in lines)

@@ -429,10 +429,21 @@ def _summary(
         )
     elif final is not None and final.score is not None:
         lines.append(f"  best score     {final.metric} = {final.score:.4f} ({final.name})")
+    # every run's cost, not only the trials': say how many runs, and what the search alone cost
+    trials = f"{total.trials} trials ({statuses})"
+    if total.runs != total.trials:
+        trials = f"{total.runs} runs, {total.trials} of them trials ({statuses})"
+    search = tag.by_role.get("trial")
+    share = (
+        f"; the search {format_energy(search.energy_kwh)} "
+        f"({search.energy_kwh / total.energy_kwh:.0%})"
+        if search is not None and len(tag.by_role) > 1 and total.energy_kwh > 0
+        else ""
+    )
     lines.append(
-        f"  whole study    {total.trials} trials ({statuses}): {format_energy(total.energy_kwh)}, "
+        f"  whole study    {trials}: {format_energy(total.energy_kwh)}, "
         f"{format_emissions(total.emissions_kg)}, {format_fpo(total.fpo)}, "
-        f"{format_duration(total.duration_s)} of runs"
+        f"{format_duration(total.duration_s)} of runs{share}"
     )
     if final is not None:
         ratio = final.study_multiple
@@ -449,7 +460,7 @@ def _summary(
         energy = f"{summary.measured_share:.0%} measured, the rest estimated"
     intensity = ", ".join(s.split(" (", 1)[0] for s in summary.intensity_sources) or "unrecorded"
     pue = ", ".join(f"{v:g}" for v in summary.pue_values)
-    lines.append(f"  measured       energy {energy}; grid intensity {intensity}; PUE {pue}")
+    lines.append(f"  provenance     energy {energy}; grid intensity {intensity}; PUE {pue}")
     main = files.get("html") or next(iter(files.values()))
     others = ", ".join(p.name for k, p in files.items() if p != main)
     lines.append(f"  report         {main}" + (f" (also {others})" if others else ""))
