@@ -28,8 +28,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -278,6 +281,18 @@ greenprint run -q --study cli --role final --name "$final" -- \\
 """
 
 
+#: One user's trials into a shared ledger: ``bash user.sh URL USER lr:model...``.
+PG_USER = """
+set -e
+url=$1; user=$2; shift 2
+for config in "$@"; do
+  lr=${config%:*}; model=${config#*:}
+  greenprint run -q --ledger "$url" --study shared --role trial --name "$user-$model-$lr" \\
+    --param lr="$lr" --param model="$model" -- python train.py --lr "$lr" --model "$model"
+done
+"""
+
+
 # ------------------------------------------------------------------------------- helpers
 def _script(text: str) -> str:
     return text.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
@@ -298,10 +313,10 @@ def _export(home: Path, study: str, *args: str) -> tuple[list[dict[str, str]], l
     return rows, json.loads(done.stdout)["runs"]
 
 
-def _export_reads_as_the_report(home: Path, study: str, report: dict) -> None:
+def _export_reads_as_the_report(home: Path, study: str, report: dict, *args: str) -> None:
     """Both exports give every run (by id) the report's role, and their root rows sum to the
     price tag (each root the larger of what it recorded and what its children add up to)."""
-    rows, items = _export(home, study)
+    rows, items = _export(home, study, *args)
     roles = {r["id"]: r["role"] for r in report["runs"]}
     assert {r["id"]: r["role"] for r in rows} == roles
     assert {i["id"]: i["role"] for i in items} == roles
@@ -642,3 +657,74 @@ def test_cli_param_without_a_value_is_one_line_and_writes_nothing(cli_loop):
     ]
     with gp.Ledger(home / "greenprint.db", create=False) as ledger:
         assert len(ledger.runs(study="cli")) == len(day2["runs"])
+
+
+# ------------------------------------------------------------------------------- PostgreSQL
+@pytest.mark.slow  # a PostgreSQL server and eight greenprint runs: about 15 s
+@pytest.mark.postgres
+def test_two_users_into_one_postgresql_study_read_as_one_study(tmp_path_factory):
+    """Two users (two hosts, ``GREENPRINT_HOST``) run their trial loops at the same time into
+    one study of a PostgreSQL ledger, then one adds a baseline: one study of five trials on
+    two machines, each trial its own configuration and score, EVP per model, the best trial
+    final, the baseline a reference and not a trial."""
+    pgserver = pytest.importorskip("pgserver")
+    parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
+    pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-", dir=parent))  # a short socket path
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        server.psql("CREATE DATABASE shapes3;")
+        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        url = url.replace("/postgres?", "/shapes3?", 1)
+        home = _empty(tmp_path_factory, "shapes3-pg")
+        (home / "train.py").write_text(CLI_TRAIN, encoding="utf-8")
+        (home / "user.sh").write_text(PG_USER, encoding="utf-8")
+        configs = {"alice": ["0.1:mlp", "0.01:cnn", "0.03:mlp"], "bob": ["0.001:cnn", "0.3:mlp"]}
+        users = []
+        for user, mine in configs.items():
+            env = clean_env()
+            env["GREENPRINT_HOST"] = f"{user}-ws"
+            users.append(subprocess.Popen(["bash", "user.sh", url, user, *mine], cwd=home,
+                                          env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))  # fmt: skip
+        built: dict[str, dict] = {}
+        for (user, mine), process in zip(configs.items(), users, strict=True):
+            out, err = process.communicate(timeout=300)
+            assert process.returncode == 0, err[-3000:]
+            for config, line in zip(mine, out.splitlines(), strict=True):
+                lr, model = config.split(":")
+                built[f"{user}-{model}-{lr}"] = json.loads(line)
+        env = clean_env()
+        env["GREENPRINT_HOST"] = "bob-ws"
+        done = run_in(home, GREENPRINT, "run", "-q", "--ledger", url, "--study", "shared",
+                      "--role", "baseline", "--name", "bob-baseline", "--", sys.executable,
+                      "train.py", "--lr", "1.0", "--model", "mlp", env=env)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        baseline = json.loads(done.stdout)["val_loss"]
+        report = _report(home, "--ledger", url, "--study", "shared", "--group-by", "params.model",
+                         "--no-plots")  # fmt: skip
+        rows = _rows(report)
+        tag = report["price_tag"]
+        assert tag["roles"]["counts"] == {"trial": 5, "baseline": 1, "part": 6}
+        assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {
+            "finished": 5
+        }
+        for name, line in built.items():
+            assert rows[name]["params"] == {"lr": line["lr"], "model": line["model"]}
+            assert rows[name]["score"] == pytest.approx(line["val_loss"], rel=1e-12)
+        best = min(built, key=lambda n: built[n]["val_loss"])
+        assert (tag["final"]["name"], tag["final"]["rule"]) == (best, "best-trial")
+        assert rows["bob-baseline"]["score"] == pytest.approx(baseline, rel=1e-12)
+        assert not rows["bob-baseline"]["is_trial"]
+        curves = _evp_curves(report)
+        for family in ("mlp", "cnn"):
+            members = [v["val_loss"] for v in built.values() if v["model"] == family]
+            expected = expected_max_performance(members, mode="min").mean.tolist()
+            assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-12)
+        assert "on 2 machines: host " in report["compute_statement"]
+        for host, runs in (("alice-ws", 6), ("bob-ws", 6)):
+            assert f"host {host}: " in report["compute_statement"]
+            assert f"({runs} runs)" in report["model_card"]["co2_eq_emissions"]["hardware_used"]
+        _in_every_format(home, "comprised 5 trials (5 finished) in 12 runs", "on 2 machines")
+        _export_reads_as_the_report(home, "shared", report, "--ledger", url)
+    finally:
+        server.cleanup()
