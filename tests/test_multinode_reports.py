@@ -168,7 +168,7 @@ def test_every_machine_is_named_with_the_runs_it_carried_in_all_four_formats(two
     used = "; ".join(machines)
     assert report["model_card"]["co2_eq_emissions"]["hardware_used"] == used
     statement = report["compute_statement"]
-    assert f"in 6 runs, all counted in the figures that follow, on 2 machines: {used}." in (
+    assert f"in 6 runs, every one counted in the totals that follow, on 2 machines: {used}." in (
         statement
     )
     md, html = _text(home, "md"), _text(home, "html")

@@ -255,3 +255,18 @@ def test_the_demo_closing_note_reads_right(study_with_roles, tmp_path):
     (how,) = [ln for ln in lines if "grid intensity" in ln]
     assert how.startswith("  provenance     energy estimated;")
     assert not any(ln.startswith("  measured") for ln in lines)
+
+
+def test_compute_statement_and_what_if_read_right_for_a_paper(study_with_roles):
+    """The compute statement, pasted into a paper, said "in 5 runs, all counted in the figures
+    that follow": a paper's figures are its plots. The what-if section priced "the study's
+    measured energy" of a study whose energy was 100% estimated."""
+    report = study_with_roles
+    statement = report.compute_statement
+    assert "figures that follow" not in statement
+    assert "in 5 runs, every one counted in the totals that follow, on " in statement
+    md = render(report, "md", plots=False)
+    assert report.price_tag.provenance.measured_share == 0  # no RAPL, no NVML here
+    assert "measured energy" not in md
+    assert "The study's energy as recorded (with its PUE) priced at" in md
+    assert "measured energy" not in _help("whatif")

@@ -1,4 +1,4 @@
-"""``greenprint whatif``: a run's measured energy priced in other regions and at other hours."""
+"""``greenprint whatif``: a run's recorded energy priced in other regions and at other hours."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def command(
     timezone: str | None,
     as_json: bool,
 ) -> None:
-    """Price a run's measured energy in other regions and at the best start hour.
+    """Price a run's recorded energy in other regions and at the best start hour.
 
     The run's energy (with its PUE) at each region's grid intensity from the tables shipped
     with greenprint, beside the CO2-eq it recorded, with the saving in kg and percent. With

@@ -327,7 +327,7 @@ def compute_statement(
             fpo += f", not counting {unknown} whose FPO is unknown"
     text = [
         f"The study “{study}” comprised {count_of(total.trials, 'trial')}{statuses} in "
-        f"{count_of(total.runs, 'run')}, all counted in the figures that follow, on "
+        f"{count_of(total.runs, 'run')}, every one counted in the totals that follow, on "
         f"{_machines(runs, hardware)}.",
         f"They ran for {_run_time(hours, total.duration_s, tag.elapsed_s)} and used "
         f"{format_energy(total.energy_kwh)} of IT energy "

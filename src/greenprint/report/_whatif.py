@@ -1,4 +1,4 @@
-"""The what-if section of a report: the study's measured energy priced in reference regions.
+"""The what-if section of a report: the study's recorded energy priced in reference regions.
 
 The study's energy is a fact; where it was drawn decides its CO2-eq. :func:`whatif_section`
 prices the study's facility energy (IT energy, counted once as in the price tag, times the
@@ -37,7 +37,7 @@ __all__ = [
 REPORT_REGIONS: tuple[str, ...] = tuple(r for r in DEFAULT_REGIONS if not r.startswith("gcp:"))
 
 _EXPLAIN = (
-    "The study's measured energy (with its PUE) priced at other grids' carbon intensity, from "
+    "The study's energy as recorded (with its PUE) priced at other grids' carbon intensity, from "
     "the tables shipped with greenprint (no network). A positive difference is CO2-eq saved "
     "there. For one run, and for the best start hour given an hourly intensity file: "
     "greenprint whatif --run ID [--hourly CSV]."
