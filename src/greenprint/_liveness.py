@@ -156,15 +156,16 @@ _own_writer: tuple[int, str | None] | None = None
 
 
 def _parse(text: object) -> _Writer | None:
+    """A writer identity from its text; ``None`` for anything else (a hand-edited ledger)."""
     if not isinstance(text, str):
         return None
     words = text.split()
     if len(words) != 10 or words[0::2] != ["pid", "tick", "uid", "boot", "pidns"]:
         return None
-    try:
-        return _Writer(int(words[1]), int(words[3]), int(words[5]), words[7], int(words[9]))
-    except ValueError:
-        return None
+    numbers = (words[1], words[3], words[5], words[9])
+    if not all(n.isascii() and n.isdigit() for n in numbers) or int(words[1]) <= 0:
+        return None  # a pid of 0 or "-1" names no process: never a reason to call a run lost
+    return _Writer(int(words[1]), int(words[3]), int(words[5]), words[7], int(words[9]))
 
 
 class Processes:

@@ -226,18 +226,19 @@ def test_unreadable_proc_records_nothing_and_never_raises(tmp_path, monkeypatch)
         identity = run.provenance["writer"]
     copy = dataclasses.replace(stored, id="f" * 32, status="running", host=run.record.host)
     copy = dataclasses.replace(copy, provenance={**copy.provenance, "writer": identity})
-    words = identity.split()
-    words[3] = str(int(words[3]) + 1)  # this (live) process with another tick: not it
-    gone = dataclasses.replace(copy, provenance={"writer": " ".join(words)})
+    tick = int(identity.split()[3])
+    other = _writer(run, tick=str(tick + 1))  # this (live) process with another tick: not it
+    gone = dataclasses.replace(copy, provenance={"writer": other})
     assert derive_status(gone).status == "lost"
+    # a text that is not an identity is no identity: the heartbeat rule alone
+    negative = _writer(run, pid="-1")  # a pid no process has
+    for garbled in ("pid x", "", "pid 1 tick 2 uid 3 boot 4 pidns five", 42, negative):
+        odd = dataclasses.replace(gone, provenance={"writer": garbled})  # type: ignore[dict-item]
+        assert derive_status(odd).status == "running"
     monkeypatch.setattr(_liveness, "_read_text", unreadable)
     monkeypatch.setattr(_liveness, "_own_place", None)
     assert derive_status(gone).status == "running"
     assert derive_status(copy).status == "running"
-    # and a text that is not an identity is no identity
-    for garbled in ("pid x", "", "pid 1 tick 2 uid 3 boot 4 pidns five", 42):
-        odd = dataclasses.replace(gone, provenance={"writer": garbled})  # type: ignore[dict-item]
-        assert derive_status(odd).status == "running"
 
 
 def test_a_new_user_sees_a_killed_run_lost_at_once(tmp_path, require_component) -> None:
