@@ -103,7 +103,10 @@ with (mlflow.start_run(run_name="final"),
     run.log(val_loss=0.12)
     mlflow.log_metric("val_loss", 0.12)
 
+with mlflow.start_run(run_name="cost-report") as logged:  # the study's report, in MLflow
+    gp_mlflow.log_report("mlf", "greenprint.db", group_by="params.model")
 client = mlflow.MlflowClient()
+client.download_artifacts(logged.info.run_id, "greenprint/report/report.json", "logged")
 # greenprint's logs left MLflow's asynchronous queue unused: each mlflow.end_run() would
 # otherwise wait about 1 s for its thread (5 s of the search's 6 s, on trials of 0.15 s)
 idle = not used_async
@@ -111,7 +114,8 @@ experiment = client.get_experiment_by_name("mlf-search").experiment_id
 print(json.dumps([{"name": r.info.run_name, "id": r.info.run_id, "status": r.info.status,
                    "parent": r.data.tags.get("mlflow.parentRunId"), "idle": idle,
                    "metrics": r.data.metrics, "tags": r.data.tags}
-                  for r in client.search_runs([experiment])]))
+                  for r in client.search_runs([experiment])
+                  if r.info.run_id != logged.info.run_id]))
 """
 
 LIGHTNING_SCRIPT = """
@@ -512,6 +516,15 @@ def test_what_mlflow_shows_is_what_the_report_says(mlflow_search):
         parent = by_name["search"]["id"] if row["parent_id"] else None
         assert run["parent"] == parent
         assert run["tags"].get("greenprint.role") == (None if row["role_inferred"] else row["role"])
+
+
+def test_the_report_logged_into_mlflow_is_the_cli_report(mlflow_search):
+    """``log_report`` puts in MLflow the report ``greenprint report`` writes (same options)."""
+    home, _, report = mlflow_search
+    logged = json.loads((home / "logged" / "report.json").read_text(encoding="utf-8"))
+    assert {k: v for k, v in logged.items() if k != "generated_at"} == {
+        k: v for k, v in report.items() if k != "generated_at"
+    }
 
 
 # ------------------------------------------------------------------------------- Lightning
