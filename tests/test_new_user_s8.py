@@ -270,3 +270,26 @@ def test_compute_statement_and_what_if_read_right_for_a_paper(study_with_roles):
     assert "measured energy" not in md
     assert "The study's energy as recorded (with its PUE) priced at" in md
     assert "measured energy" not in _help("whatif")
+
+
+def test_a_variant_that_costs_more_per_inference_never_breaks_even():
+    """The demo's greener table gave dynamic-int8 (1.04x the baseline's energy per inference,
+    no training) a break-even of 0 inferences, under a legend that reads "never: it saves
+    nothing": a reader takes 0 for "pays off at once". It reads "never"; a variant without
+    training that saves energy still reads 0."""
+    from greenprint.greener._result import GreenerRow, finish, table_cells
+
+    def row(name: str, wh_per_1000: float, training_wh: float = 0.0) -> GreenerRow:
+        return GreenerRow(
+            name=name,
+            technique=name,
+            score=0.9,
+            energy_kwh_per_1000=wh_per_1000 / 1e3,
+            training_energy_kwh=training_wh / 1e3,
+        )
+
+    rows = [row("baseline", 2.0), row("costlier", 2.1), row("cheaper", 1.0), row("same", 2.0)]
+    result = finish(rows, metric="accuracy", mode="max", baseline="baseline")
+    _, body = table_cells(result)
+    even = {cells[0].lstrip("◆ "): cells[-1] for cells in body}
+    assert even == {"baseline": "-", "costlier": "never", "cheaper": "0", "same": "never"}

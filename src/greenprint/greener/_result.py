@@ -435,6 +435,8 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
     header[4] = f"energy ({e_unit}/1000)"
     header[5] = f"CO2-eq ({c_unit}/1000)"
     header[10] = f"training ({t_unit})"
+    base = next((r for r in measured if r.name == result.baseline), None)
+    base_kwh = None if base is None else base.energy_kwh_per_1000
     body = []
     for r in result.rows:
         label = ("◆ " if r.on_front else "") + r.name
@@ -468,7 +470,14 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
                 params,
                 _size(r.size_bytes),
                 _num(r.training_energy_kwh * 1e3 / t_factor) if r.training_energy_kwh else "0",
-                break_even_text(r),
+                # no training to pay back, but no saving either: "never", as the legend says,
+                # not 0 (which reads as "pays off at once")
+                "never"
+                if r.break_even_inferences == 0
+                and base_kwh is not None
+                and r.energy_kwh_per_1000 is not None
+                and r.energy_kwh_per_1000 >= base_kwh
+                else break_even_text(r),
             )
         )
     return tuple(header), body
