@@ -412,3 +412,31 @@ def test_a_final_run_with_a_tiny_share_is_described_without_overflow():
     assert final is not None and final.describe().startswith(
         "the final model cost less than 1/1,000,000 of the study's energy"
     )
+
+
+def test_a_trial_takes_the_family_its_parts_share():
+    """``group_by`` on a trial with no value of its own: the value its parts agree on (the
+    script's run inside ``greenprint run --role trial``), else none; its own value wins."""
+    import dataclasses
+
+    from greenprint.analysis._common import RunForest
+    from greenprint.analysis._roles import trial_family_labels
+
+    def with_params(record, **params):
+        return dataclasses.replace(record, params=params)
+
+    runs = [
+        run("cli", role="trial"),  # its one fit says the model
+        with_params(run("fit", parent="cli", loss=0.3), model="cnn", lr=0.1),
+        run("cv", role="trial"),  # folds that disagree: no family
+        with_params(run("f0", parent="cv", loss=0.2), model="cnn"),
+        with_params(run("f1", parent="cv", loss=0.4), model="mlp"),
+        with_params(run("own", role="trial", loss=0.5), model="mlp"),  # its own value
+        with_params(run("in", parent="own"), model="cnn"),
+    ]
+    forest = RunForest.build(runs)
+    positions = [forest.index[i] for i in ("cli", "cv", "own")]
+    labels = trial_family_labels(forest, positions, "params.model")
+    assert labels == ["cnn", "(no params.model)", "mlp"]
+    curves = evp_by_budget(runs, "trials", metric="loss", group_by="params.model")
+    assert sorted(curves) == ["(no params.model)", "cnn", "mlp"]
