@@ -10,7 +10,7 @@ signal's name (``killed by SIGSEGV``) and greenprint exits with 128+N.
 from __future__ import annotations
 
 import contextlib
-import math
+import re
 import shutil
 import subprocess
 import sys
@@ -224,8 +224,8 @@ def _params(texts: tuple[str, ...]) -> dict[str, Any]:
     """The ``--param KEY=VALUE`` options as the run's params, each value as the text reads.
 
     ``42`` is an integer, ``0.1`` or ``1e-3`` a float, ``true``/``false`` a bool, anything
-    else (``cnn``, ``nan``) text. A key given twice keeps its last value, as a later option
-    does.
+    else (``cnn``, ``nan``, ``007``, ``1_000``) text. A key given twice keeps its last
+    value, as a later option does.
 
     Raises:
         ConfigError: an option without ``=`` or with an empty key.
@@ -239,19 +239,20 @@ def _params(texts: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
+#: How an integer and a decimal number read on the command line (not ``007``, ``1_000``).
+_INTEGER = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+_DECIMAL = re.compile(r"[-+]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
 def _param_value(text: str) -> Any:
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    try:
+    if _INTEGER.fullmatch(text):
         return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return number if math.isfinite(number) else text
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    return text
 
 
 def _start_prometheus(
