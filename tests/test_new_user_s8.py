@@ -78,6 +78,7 @@ def test_the_price_tag_by_role_is_in_every_format_and_sums_to_the_total(study_wi
     assert sum(c.energy_kwh for c in tag.by_role.values()) == pytest.approx(tag.total.energy_kwh)
     html = render(report, "html", plots=False)
     assert "<th>role</th>" in html and "trials (the search)" in html and "final model" in html
+    assert "<th class=num>energy share</th>" in html  # right-aligned, as the numbers are
     tex = render(report, "latex", plots=False)
     paper = tex[tex.index("BEGIN PAPER") : tex.index("END PAPER")]
     assert "by role" in paper and "final model" in paper

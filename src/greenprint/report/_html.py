@@ -80,7 +80,17 @@ footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; }
 # The runs table scrolls in a box of its own on screen above this many rows (never in print).
 _SCROLL_ABOVE_ROWS = 200
 
-_NUMERIC = {"runs", "trials", "energy", "CO2-eq", "FPO", "run time", "time", "examples"}
+_NUMERIC = {
+    "runs",
+    "trials",
+    "energy",
+    "CO2-eq",
+    "FPO",
+    "run time",
+    "time",
+    "examples",
+    "energy share",
+}
 
 
 def _table(
