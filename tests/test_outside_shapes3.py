@@ -15,8 +15,9 @@ the truth of every energy figure is power x time:
   Lightning callback (``count_fpo=True``), some stopped early (one because its loss diverged to
   infinity, as ``EarlyStopping(check_finite=True)`` stops it), then a retrain (``role="final"``);
 * **Hugging Face Trainer, plain training**: four configurations in a loop, each evaluated every
-  epoch with ``EarlyStoppingCallback`` and ``load_best_model_at_end=True`` through greenprint's
-  Trainer callback: each trial is scored as the model it keeps (the best checkpoint);
+  epoch with ``EarlyStoppingCallback`` and ``load_best_model_at_end=True`` (the best by
+  accuracy) through greenprint's Trainer callback: each trial is scored as the model it keeps
+  (the best checkpoint), by the metric it kept it by;
 * **a shell loop of** ``greenprint run --role trial -- python train.py --lr ... --model ...``
   (one process per trial, the configuration on the command line and in the script's own run),
   then ``greenprint run --role final``; continued the next day into the same ledger by a second
@@ -228,7 +229,7 @@ for k, (lr, family) in enumerate([(5e-3, "wide"), (1e-1, "wide"), (1e-4, "narrow
         output_dir=f"out-{k}", report_to="none", use_cpu=True, num_train_epochs=8,
         learning_rate=lr, per_device_train_batch_size=16, eval_strategy="epoch",
         save_strategy="epoch", logging_strategy="epoch", load_best_model_at_end=True,
-        metric_for_best_model="eval_loss", save_total_limit=1, disable_tqdm=True)
+        metric_for_best_model="accuracy", save_total_limit=1, disable_tqdm=True)
     trainer = Trainer(model=AutoModelForSequenceClassification.from_config(config), args=args,
                       train_dataset=data[:48], eval_dataset=data[48:], compute_metrics=accuracy,
                       callbacks=[EarlyStoppingCallback(early_stopping_patience=1)])
@@ -238,8 +239,8 @@ for k, (lr, family) in enumerate([(5e-3, "wide"), (1e-1, "wide"), (1e-4, "narrow
     evaluations = [h for h in trainer.state.log_history if "eval_loss" in h]
     kept = trainer.evaluate()  # the model train() returned with: the best checkpoint
     out[f"trial-{k}"] = {"run": cb.last_run_id, "family": family, "epochs": len(evaluations),
-                         "last": evaluations[-1]["eval_loss"], "best": trainer.state.best_metric,
-                         "kept": kept["eval_loss"], "kept_accuracy": kept["eval_accuracy"]}
+                         "best": trainer.state.best_metric, "kept": kept["eval_accuracy"],
+                         "last_loss": evaluations[-1]["eval_loss"], "kept_loss": kept["eval_loss"]}
 print(json.dumps(out))
 """
 
@@ -368,6 +369,11 @@ def _at_constant_power(report: dict) -> None:
     roots = [r for r in report["runs"] if r["parent_id"] is None]
     total = report["price_tag"]["total"]
     assert total["energy_kwh"] == pytest.approx(sum(r["energy_kwh"] for r in roots), rel=1e-9)
+
+
+def _ledger_runs(ledger: Path, study: str) -> list[gp.RunRecord]:
+    with gp.Ledger(ledger, create=False) as led:
+        return list(led.runs(study=study))
 
 
 def _evp_curves(report: dict) -> dict[str, list[float]]:
@@ -583,27 +589,32 @@ def test_a_lightning_trial_whose_loss_diverged_scores_as_the_worst(lightning_sea
 
 # ------------------------------------------------------------------------------- Hugging Face
 def test_hf_trials_score_the_best_checkpoint_they_keep(hf_trainings):
-    """load_best_model_at_end: train() returns the best checkpoint, so each trial's score is
-    that model's eval_loss (Trainer's best_metric, and what evaluate() then gives), not the
-    last epoch's; the report's rows and EVP read it; the params say the best model was kept."""
+    """load_best_model_at_end: train() returns the best checkpoint (by accuracy), so each trial
+    is scored as that model: the report ranks by eval_accuracy, the metric the trials kept
+    their model by (read: eval_loss, logged as often), each trial's score is the Trainer's
+    best_metric, and its last eval_loss is the kept model's (what evaluate() then gives), not
+    the last epoch's; EVP reads it; the params say the best model was kept and by what."""
     home, built, report = hf_trainings
     rows = _rows(report)
     tag = report["price_tag"]
-    assert any(t["last"] != t["best"] for t in built.values())  # one stopped past its best
+    assert any(t["last_loss"] != t["kept_loss"] for t in built.values())  # stopped past best
+    runs = {r.id: r for r in _ledger_runs(home / "greenprint.db", "hf")}
     for name, trial in built.items():
         row = rows[name]
         assert (row["id"], row["status"], row["role"]) == (trial["run"], "finished", "trial")
-        assert trial["kept"] == pytest.approx(trial["best"], rel=1e-6)
+        assert trial["kept"] == pytest.approx(trial["best"], rel=1e-9)
         assert row["score"] == pytest.approx(trial["best"], rel=1e-9), name
+        assert runs[row["id"]].metric("eval_loss") == pytest.approx(trial["kept_loss"], rel=1e-6)
         assert row["params"]["load_best_model_at_end"] is True
-        assert row["params"]["metric_for_best_model"] == "eval_loss"
-    assert (report["metric"], report["mode"]) == ("eval_loss", "min")
-    best = min(built, key=lambda n: built[n]["best"])
+        assert row["params"]["metric_for_best_model"] == "eval_accuracy"
+    assert (report["metric"], report["mode"]) == ("eval_accuracy", "max")
+    assert any("metric_for_best_model" in note for note in report["notes"]), report["notes"]
+    best = max(built, key=lambda n: (built[n]["best"], -int(n.split("-")[1])))
     assert (tag["final"]["name"], tag["final"]["rule"]) == (best, "best-trial")
     curves = _evp_curves(report)
     for family in ("wide", "narrow"):
         members = [t["best"] for t in built.values() if t["family"] == family]
-        expected = expected_max_performance(members, mode="min").mean.tolist()
+        expected = expected_max_performance(members, mode="max").mean.tolist()
         assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-9)
     _at_constant_power(report)
     _in_every_format(home, "comprised 4 trials (4 finished) in 4 runs")

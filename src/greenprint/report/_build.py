@@ -201,8 +201,9 @@ def pick_metric(
     interrupted or lost trial's figures are no score: scikit-learn gives a candidate that
     failed to fit only the worst ``rank_test_score``), never a training schedule's figure when
     anything else was logged; among those logged as often, the objective a search optimised
-    (``objective``, ``objective_loss``: a Trainer's hyperparameter_search), then a held-out
-    one before a training one.
+    (``objective``, ``objective_loss``: a Trainer's hyperparameter_search), then the metric
+    the trials kept their model by (the param ``metric_for_best_model`` they all record: a
+    Trainer's ``load_best_model_at_end``), then a held-out one before a training one.
     ``ledger export`` infers roles by the same choice, so its roles are the report's.
     """
     if metric is not None and not is_reserved_metric(metric):
@@ -256,9 +257,17 @@ def pick_metric(
     def often(m: str) -> int:
         return trial_counts.get(m, 0)
 
+    kept_by = _kept_by(counted)
+
     chosen = max(
         candidates,
-        key=lambda m: (often(m), m in _SEARCH_OBJECTIVES, _is_held_out(m), counts[m]),
+        key=lambda m: (
+            often(m),
+            m in _SEARCH_OBJECTIVES,
+            m == kept_by,
+            _is_held_out(m),
+            counts[m],
+        ),
     )
     note = None
     if len(counts) > 1:
@@ -267,6 +276,13 @@ def pick_metric(
             often(m) == often(chosen) for m in candidates if m != chosen
         ):
             why += ", the objective the search optimised before the metrics logged as often"
+        elif chosen == kept_by and any(
+            often(m) == often(chosen) for m in candidates if m != chosen
+        ):
+            why += (
+                ", the one each trial kept its best model by (metric_for_best_model) before "
+                "the metrics logged as often"
+            )
         elif _is_held_out(chosen) and any(
             often(m) == often(chosen) and not _is_held_out(m) for m in candidates
         ):
@@ -292,6 +308,13 @@ _BOOKKEEPING_SUFFIXES = ("_runtime", "_per_second")
 _SEARCH_OBJECTIVES = frozenset({"objective", "objective_loss"})
 #: Prefixes of metrics measured on held-out data (Hugging Face's eval_, Keras' val_...).
 _HELD_OUT_PREFIXES = ("eval_", "val_", "valid_", "validation_", "test_", "eval/", "val/", "test/")
+
+
+def _kept_by(runs: Sequence[RunRecord]) -> str | None:
+    """The metric every run that records ``params.metric_for_best_model`` names, if one."""
+    named = {run.params.get("metric_for_best_model") for run in runs}
+    named.discard(None)
+    return str(named.pop()) if len(named) == 1 else None
 
 
 def _is_bookkeeping(name: str) -> bool:
