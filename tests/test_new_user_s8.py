@@ -294,3 +294,24 @@ def test_a_variant_that_costs_more_per_inference_never_breaks_even():
     _, body = table_cells(result)
     even = {cells[0].lstrip("◆ "): cells[-1] for cells in body}
     assert even == {"baseline": "-", "costlier": "never", "cheaper": "0", "same": "never"}
+
+
+def test_the_runs_table_marks_greener_runs(tmp_path):
+    """The demo's runs table listed ``greener-best-cnn`` (5.79 mWh, top-level) with no mark,
+    under a legend naming baselines, learning-curve runs and sweeps only: a reader took it for
+    one more trial. A run with role greener is marked, and the legend says what it is."""
+    from greenprint.report._tables import ROLE_MARKS_LEGEND, runs_table
+
+    path = tmp_path / "g.db"
+    for name, role in [("t1", "trial"), ("t2", "trial")]:
+        with gp.track(name, study="g", ledger=path, role=role) as run:
+            run.log(accuracy=0.5)
+    with gp.track("greener-best", study="g", ledger=path, role="greener"):
+        with gp.track("greener-best:int8", study="g", ledger=path, role="greener"):
+            pass
+    report = build_report(path, "g")
+    _, rows = runs_table(report)
+    labels = [cells[0] for cells in rows]
+    # the comparison is marked, its variants indented under it
+    assert labels == ["t1 ★", "t2", "greener-best (greener)", "  ↳ greener-best:int8"]
+    assert "(greener) a greener variant of a model, or their comparison" in ROLE_MARKS_LEGEND

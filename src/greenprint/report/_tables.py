@@ -235,11 +235,13 @@ _ROLE_MARKS = {
     "baseline": " (baseline)",
     "learning-curve": " (learning curve)",
     "sweep": " (sweep)",
+    "greener": " (greener)",
 }
 #: The runs table's legend for those marks.
 ROLE_MARKS_LEGEND = (
     "★ marks the final run, (baseline) a baseline, (learning curve) a learning-curve run, "
-    "(sweep) a sweep around trials, (part) a sub-step of the run it is listed under, not a "
+    "(sweep) a sweep around trials, (greener) a greener variant of a model, or their "
+    "comparison, (part) a sub-step of the run it is listed under, not a "
     "trial (a trial's folds are not marked)"
 )
 
@@ -259,6 +261,8 @@ def runs_table(
     role_of = {row.id: row.role for row in report.runs}
     for row in tree_rows(report.runs) if rows is None else rows:
         mark = _ROLE_MARKS.get(row.role or "", "")
+        if mark and role_of.get(row.parent_id or "") == row.role:
+            mark = ""  # a greener comparison's variants: its mark says it once
         if row.role == "part" and role_of.get(row.parent_id or "") not in ("trial", "part"):
             # among a sweep's trials (an attempt Ray Tune retried) or under a baseline it reads
             # as one of them unless marked
