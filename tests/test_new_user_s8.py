@@ -315,3 +315,21 @@ def test_the_runs_table_marks_greener_runs(tmp_path):
     # the comparison is marked, its variants indented under it
     assert labels == ["t1 ★", "t2", "greener-best (greener)", "  ↳ greener-best:int8"]
     assert "(greener) a greener variant of a model, or their comparison" in ROLE_MARKS_LEGEND
+
+
+def test_a_learning_curve_of_one_run_per_size_does_not_say_mean(tmp_path):
+    """The demo's learning curve caption read "Mean val_accuracy (left) and energy per run" for
+    four runs, one per training-set size: there is no mean to take."""
+    path = tmp_path / "lc.db"
+    for k, size in enumerate((100, 200, 400)):
+        with gp.track(f"lc-{size}", study="lc", ledger=path, role="learning-curve") as run:
+            run.set(dataset_size=size)
+            run.log(accuracy=0.5 + 0.1 * k)
+    with gp.track("t", study="lc", ledger=path, role="trial") as run:
+        run.log(accuracy=0.7)
+    report = build_report(path, "lc")
+    (figure,) = [f for f in report.figures if f.id == "learning_curve"]
+    assert figure.caption.startswith(
+        "Each run's accuracy (left) and energy (right) against the number of training examples,"
+        " from 3 runs with role 'learning-curve'"
+    )

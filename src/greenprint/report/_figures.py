@@ -672,8 +672,14 @@ def _learning_figure(curve: LearningCurve, inputs: FigureInputs, source: str) ->
         id="learning_curve",
         title="Learning curve: score and energy against training-set size",
         caption=(
-            f"Mean {inputs.metric} (left) and energy per run (right) against the number of "
-            f"training examples, from {int(np.sum(curve.n_runs))} {source}."
+            (
+                f"Each run's {inputs.metric} (left) and energy (right)"
+                if np.all(np.asarray(curve.n_runs) == 1)  # one run per size: no mean to take
+                else f"Mean {inputs.metric} (left) and energy per run (right) over the runs of "
+                "each size"
+            )
+            + " against the number of training examples, from "
+            f"{int(np.sum(curve.n_runs))} {source}."
         ),
         panels=(
             Panel(
