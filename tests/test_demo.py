@@ -144,6 +144,9 @@ def test_reduced_demo_end_to_end(tmp_path):
     assert greener["front"] and all(rows[n]["on_front"] for n in greener["front"])
     assert by_role["greener"]["runs"] == len([r for r in runs if r.role == "greener"])
     assert "  greener        best CNN variants, front:" in summary
+    # each variant's line in the unit the trials' lines use, not "1.63e-05 Wh/1000 inferences"
+    variants = [ln for ln in done.stdout.splitlines() if "per 1,000 inferences" in ln]
+    assert len(variants) == len(rows) and not any("e-0" in ln for ln in variants), variants
     assert "Greener variants" in (out / "report.md").read_text()
     assert any(n.startswith("pruner comparison: ") for n in data["notes"])
     assert (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from greenprint._format import format_energy
 from greenprint.demo._display import Display
 
 __all__ = ["BEST_CNN", "add_to_summary", "run_greener"]
@@ -89,7 +90,7 @@ def run_greener(
         mark = "  (front)" if row.on_front else ""
         show.done(
             f"{row.name:<22} {metric}={row.score:.3f}  "
-            f"{row.energy_kwh_per_1000 * 1e3:.3g} Wh/1000 inferences  "  # type: ignore[operator]
+            f"{format_energy(row.energy_kwh_per_1000)} per 1,000 inferences  "  # type: ignore[arg-type]
             f"{row.latency_s * 1e3:.3g} ms/batch{mark}"  # type: ignore[operator]
         )
     return result
