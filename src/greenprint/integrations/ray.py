@@ -592,7 +592,7 @@ class GreenprintTuneCallback(tune.Callback):
         try:
             current = ledger.run(state.run_id)
             fields_: dict[str, Any] = {**self._link_fields(state), "role": "part"}
-            if current.status == "running":  # the worker died: no final write of its own
+            if current.status in ("running", "lost"):  # the worker died: no final write
                 fields_.update(status="failed", ended_at=current.heartbeat_at or time.time())
             if not current.error:
                 fields_["error"] = _error_text(trial)
