@@ -333,3 +333,15 @@ def test_a_learning_curve_of_one_run_per_size_does_not_say_mean(tmp_path):
         "Each run's accuracy (left) and energy (right) against the number of training examples,"
         " from 3 runs with role 'learning-curve'"
     )
+
+
+def test_latex_figure_captions_start_each_note_as_a_sentence(study_with_roles):
+    """A LaTeX figure caption joined its notes after the provenance as "... of each trial. the
+    shaded band is ±1 standard deviation, clipped to the observed scores. one curve per ...":
+    sentences that begin in lower case."""
+    tex = render(study_with_roles, "latex", plots=False)
+    captions = re.findall(r"\\caption\{(.*?)\}\n", tex)
+    assert captions
+    for caption in captions:
+        assert not re.search(r"\. [a-z]", caption.replace("e.g. ", "")), caption
+    assert "The shaded band is" in tex

@@ -97,6 +97,11 @@ def _tabular(
     return lines
 
 
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter: a note or provenance line after a full stop."""
+    return text[:1].upper() + text[1:]
+
+
 def _price_tag_table(
     report: Report, *, by_role: bool = False
 ) -> tuple[list[str], list[str], list[list[str]]]:
@@ -205,7 +210,7 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         r"nested runs once"
         + (r"; $\geq$: FPO of some runs unknown (not counted)" if at_least else "")
         + ". "
-        + esc("; ".join(energy_provenance(tag.provenance)))
+        + esc(_sentence("; ".join(energy_provenance(tag.provenance))))
         + ".}",
         f"\\label{{tab:gp-price-tag-{key}}}",
     ]
@@ -273,7 +278,7 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
     for figure in report.figures:
         caption = esc(figure.caption + " Provenance: " + "; ".join(figure.provenance) + ".")
         if figure.notes:
-            caption += " " + esc(" ".join(n.rstrip(".") + "." for n in figure.notes))
+            caption += " " + esc(" ".join(_sentence(n.rstrip(".")) + "." for n in figure.notes))
         if plots.available:
             width = r"\linewidth"
             body = (
