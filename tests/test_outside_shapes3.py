@@ -125,6 +125,7 @@ sys.path.insert(0, @METERS@)
 import torch
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 import greenprint as gp
 from greenprint.integrations.lightning import GreenprintCallback
@@ -176,7 +177,8 @@ def fit(name, model, lr, seed, role, epochs, early_stop):
     stop = EarlyStopping("val_loss", patience=2, min_delta=1e-3, mode="min")
     cb = GreenprintCallback(name, study="pl", role=role, count_fpo=True,
                             meters=ConstantProcessPower(W))
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
+    csv = CSVLogger("logs", name=name) if role == "final" else False  # the final's metrics
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=csv,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False,
                          callbacks=[cb, stop] if early_stop else [cb])
@@ -555,6 +557,14 @@ def test_lightning_trials_stopped_early_are_finished_with_their_own_cost(lightni
         assert row["params"]["model"] == fit["model"]
         assert row["fpo"] == fit["batches"] * built["step_fpo"][fit["model"]], name
     assert (tag["final"]["name"], tag["final"]["rule"]) == ("final", "role")
+    # the Trainer's own logger ends with the run's totals (read: the last training epoch's
+    # end, 96% of it, the last validation left out)
+    (logged,) = (home / "logs" / "final").glob("version_*/metrics.csv")
+    with logged.open(encoding="utf-8") as f:
+        energy = [r["greenprint/energy_kwh"] for r in csv.DictReader(f)]
+    energy = [float(v) for v in energy if v]
+    assert len(energy) == 6  # five epochs' figures, then the totals
+    assert energy[-1] == pytest.approx(rows["final"]["energy_kwh"], rel=1e-12)
     fpo = sum(rows[n]["fpo"] for n in rows)
     assert tag["total"]["fpo"] == fpo and tag["total"]["fpo_unknown"] == 0
     _at_constant_power(report)

@@ -84,9 +84,12 @@ def test_a_fit_is_one_finished_run_with_figures_in_every_logger(tmp_path: Path) 
     names = {point.name for point in record.metrics}
     assert {"val_loss", "train_loss"} <= names
     assert not any(n.startswith("greenprint/") for n in names)  # the run's fields, not metrics
-    # every logger got the figures once per epoch: here the CSV logger
+    # every logger got the figures once per epoch: here the CSV logger; then the run's totals
     (metrics_csv,) = (tmp_path / "logs").rglob("metrics.csv")
-    rows = [r for r in csv.DictReader(metrics_csv.open()) if r["greenprint/energy_kwh"]]
+    logged = [r for r in csv.DictReader(metrics_csv.open()) if r["greenprint/energy_kwh"]]
+    *rows, totals = logged
+    assert float(totals["greenprint/energy_kwh"]) == pytest.approx(record.energy_kwh, rel=1e-12)
+    assert float(totals["greenprint/emissions_kg"]) == pytest.approx(record.emissions_kg, rel=1e-12)
     energy = [float(r["greenprint/energy_kwh"]) for r in rows]
     assert len(rows) == 2 and energy == sorted(energy) and 0 < energy[-1] <= record.energy_kwh
     epoch_kwh = [float(r["greenprint/epoch_energy_kwh"]) for r in rows]

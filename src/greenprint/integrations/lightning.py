@@ -17,7 +17,8 @@ What it records:
   ``greenprint/power_w`` (mean over the epoch) through ``pl_module.log(..., on_epoch=True)``, so
   every logger the Trainer has (TensorBoard, CSV, MLflow, W&B) gets them (the run keeps its own
   energy, CO2-eq and power samples, so they are not logged to it as metrics, where a report
-  would take them for scores);
+  would take them for scores); at the fit's end, in a single process, the run's totals
+  (``greenprint/energy_kwh``, ``greenprint/emissions_kg``) to every logger at the last step;
 * the validation metrics (``trainer.callback_metrics``) at each validation end, into the run (a
   value that is not finite, a diverged loss, as NaN: the run has no score, never a stale one);
 * the module's ``hparams`` and the Trainer's epochs and devices as the run's params;
@@ -254,12 +255,28 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             self._log(trainer, metrics)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        """End the run ``finished`` (``interrupted`` by a budget), with the last metrics."""
-        if self._run is not None and self._run.status == "running":
+        """End the run ``finished`` (``interrupted`` by a budget), with the last metrics.
+
+        Then, in a single process, the run's totals go to every logger of the Trainer at the
+        last step, so that a logger's latest ``greenprint/energy_kwh`` is the run's, not the
+        total at the last training epoch's end (which leaves out the last validation).
+        """
+        run = self._run
+        if run is not None and run.status == "running":
             metrics = metric_values(trainer.callback_metrics)
             if metrics:
                 self._log(trainer, metrics)
         self._stop_if_running("finished", None)
+        if run is not None and self._log_figures and getattr(trainer, "world_size", 1) == 1:
+            totals = {
+                FIGURE_PREFIX + "energy_kwh": float(run.energy_kwh),
+                FIGURE_PREFIX + "emissions_kg": float(run.emissions_kg),
+            }
+            for each in getattr(trainer, "loggers", None) or ():
+                try:
+                    each.log_metrics(totals, step=trainer.global_step)
+                except Exception as e:  # a logger that fails must not fail the fit's end
+                    logger.warning("greenprint: could not log the run's totals to %r: %s", each, e)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """End the run if ``on_fit_end`` did not (``finished``)."""
