@@ -4,12 +4,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-# PyPI's Linux torch wheel is the CUDA build (about 3 GB of nvidia-* libraries and triton):
-# torch also comes from PyTorch's CPU index, whose 2.13.0+cpu pip prefers (macOS and Windows
-# wheels too); TORCH_INDEX= installs PyPI's wheel (a CUDA machine), or give another index.
-# Only torch itself is looked up there (--no-deps), its dependencies on the usual indexes: a
-# machine that cannot reach the CPU index waits for pip's retries once, not once per package.
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# Where the pinned torch is the CPU build (this project's machines: the wheels pip is configured
+# with), nothing more is needed. From PyPI, Linux's torch wheel is the CUDA build (about 3 GB of
+# nvidia-* libraries and triton): there, pass TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# and torch alone (--no-deps) is also looked up on that index, whose 2.13.0+cpu pip prefers; its
+# dependencies come from the usual indexes. Empty by default: no lookup that a machine without
+# that index would wait on (pip's retries).
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
@@ -27,7 +28,7 @@ $(BIN)/python:
 # install takes the pin as a constraint, so no extra (lightning, transformers...) can replace it.
 CONSTRAINTS := $(VENV)/torch-constraint.txt
 $(VENV)/.torch-installed: $(BIN)/python
-	$(PIP) install -q --no-deps "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	$(if $(TORCH_INDEX),$(PIP) install -q --no-deps "$(TORCH_SPEC)" --extra-index-url $(TORCH_INDEX))
 	$(PIP) install -q "$(TORCH_SPEC)"
 	echo "$(TORCH_SPEC)" > $(CONSTRAINTS)
 	@touch $@
