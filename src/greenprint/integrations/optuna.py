@@ -42,10 +42,11 @@ constant power), with or without a sweep run around ``study.optimize`` (docs/ana
 measure their own trials and write them to the same ledger.
 
 Child processes: a child links to its run through environment variables, one set per process
-for all its threads. The trials' runs do not export themselves; the callback makes the
-environment name a trial's run while it runs alone, and while two or more run at once, neither:
-only what the environment named around ``study.optimize`` (the sweep run, the trials' common
-parent, or no run), so a child is never linked to a trial that did not start it. Such a child
+for all its threads. Each trial's run exports itself as any run does (:mod:`greenprint._lineage`):
+the environment names a trial's run (or a run nested in it) while that trial runs alone, and
+while two or more run at once, their closest common run: what the environment named around
+``study.optimize`` (the sweep run, the trials' common parent, or no run), never a run inside
+one of them, so a child is never linked to a trial that did not start it. Such a child
 is the sweep's part (counted once in the study, not per trial) or a run of its own.
 :meth:`GreenprintCallback.child_env` gives the environment that links a child to its own trial
 whatever else runs: ``subprocess.run(cmd, env=cb.child_env(trial))``.
@@ -150,10 +151,8 @@ class GreenprintCallback:
         self._metric_names = _check_metric_names(metric_names)
         self._lock = threading.Lock()
         self._running = 0
-        # the trials' runs between their start and their objective's end, oldest first, and
-        # the one the environment names for child processes (with what export_env returned)
+        # the trials' runs between their start and their objective's end (child_env)
         self._live: dict[tuple[str, int], Any] = {}
-        self._exported: tuple[Any, dict[str, str | None]] | None = None
         # (study name, trial number) -> (run id, ledger, recorded status), until the callback
         self._measured: dict[tuple[str, int], tuple[str, Any, str]] = {}
         self._warn = WarnOnce()
@@ -205,7 +204,6 @@ class GreenprintCallback:
                 parent=parent,
                 **self._options,
             )
-            run._exports_env = False  # the callback names it to child processes (_relink)
             recorder = _Recorder(trial, run, names[0])
             run.add_listener(recorder.on_event)
             run.start()
@@ -213,14 +211,12 @@ class GreenprintCallback:
             try:
                 with self._lock:
                     self._live[key] = run
-                    self._relink()
                 try:
                     trial.set_user_attr("greenprint_run_id", run.id)  # also if the trial dies
                     result = objective(trial)
                 finally:
                     with self._lock:
                         del self._live[key]
-                        self._relink()
             except BaseException as e:
                 ended, why = status_for(e)
                 self._finish(run, recorder, study_name, names, ended, why, None)
@@ -231,26 +227,6 @@ class GreenprintCallback:
         finally:
             with self._lock:
                 self._running -= 1
-
-    def _relink(self) -> None:
-        """Make the environment name the trial running alone, else none of them.
-
-        Child processes link to their run through process-wide environment variables
-        (:mod:`greenprint._lineage`), while trials of ``n_jobs > 1`` run in threads of one
-        process: a child started by one trial while another runs could not tell which started
-        it, so then the environment names neither, only what it named around
-        ``study.optimize`` (the trials' common parent, or no run). Called with ``_lock`` held,
-        before an objective starts and after it ends.
-        """
-        alone = next(iter(self._live.values())) if len(self._live) == 1 else None
-        if self._exported is not None:
-            if self._exported[0] is alone:
-                return
-            _lineage.restore_env(self._exported[1])
-            self._exported = None
-        if alone is not None:
-            saved = _lineage.export_env(*alone._child_env(), ancestors=alone._ancestor_ids())
-            self._exported = (alone, saved)
 
     def child_env(self, trial: Trial) -> dict[str, str]:
         """The environment for a child process of ``trial``, with the trial's run as its parent.
