@@ -193,3 +193,183 @@ def test_make_demo_takes_torch_from_the_cpu_index_only_when_asked(tmp_path):
     assert "--no-deps" in only and f"--extra-index-url {cpu}" in only
     assert "download.pytorch.org" not in deps and "--no-deps" not in deps
     assert all('"torch==2.5.1"' in line for line in torch_steps("TORCH_SPEC=torch==2.5.1"))
+
+
+def _help(*command: str) -> str:
+    from click.testing import CliRunner
+
+    from greenprint.cli import cli
+
+    done = CliRunner().invoke(cli, [*command, "--help"], terminal_width=200)
+    assert done.exit_code == 0, done.output
+    return " ".join(done.output.split())
+
+
+def test_run_help_says_what_the_intervals_are_and_their_unit():
+    """``greenprint run --help`` showed ``--sample-interval FLOAT [default: 1.0]`` and
+    ``--flush-interval FLOAT [default: 10.0]``: no word of what they are nor of their unit."""
+    text = _help("run")
+    assert re.search(r"--sample-interval S\s+Seconds between two meter samples", text)
+    assert re.search(r"--flush-interval S\s+Seconds between two writes to the ledger", text)
+
+
+def test_demo_help_says_what_the_demo_does_and_how_long_it_takes():
+    """``greenprint demo --help`` said "a few minutes on a laptop CPU" (the docs: 45 s on 2
+    cores) and left out the final model, the greener variants and the pruner comparison."""
+    text = _help("demo")
+    assert "a few minutes" not in text
+    assert "About a minute on 2 CPU cores" in text
+    for part in ("final model", "greener variants", "pruner comparison"):
+        assert part in text, part
+
+
+def test_the_runs_table_does_not_dump_a_nested_parameter(tmp_path):
+    """The demo's runs table showed each greener variant's ``greener.result`` parameter as a
+    Python dict of 20 keys, cut at 300 characters (``{'name': 'baseline', 'technique': ...``):
+    a wall of text in every greener row. A nested value shows its size; the JSON keeps it."""
+    from greenprint.report._tables import params_text
+
+    result = {f"key{k}": k / 7 for k in range(20)}
+    text = params_text({"greener.step": "variant", "greener.result": result, "lr": 0.1})
+    assert text == "greener.step=variant, greener.result={20 keys}, lr=0.1"
+    assert params_text({"sizes": [1, 2], "opt": {"name": "adam"}}) == (
+        "sizes=[1, 2], opt={'name': 'adam'}"
+    )  # short ones stay as they are
+    assert params_text({"layers": list(range(40))}) == "layers=[40 items]"
+
+
+def test_the_demo_closing_note_reads_right(study_with_roles, tmp_path):
+    """The demo's closing note said ``whole study    24 trials (7 finished, 17 pruned): 25.8
+    mWh`` (the 25.8 mWh is 40 runs': the search was 14.3) and ``measured       energy
+    estimated``: a label that contradicts its line."""
+    from greenprint.demo._study import _summary
+
+    report = study_with_roles
+    tag = report.price_tag
+    files = {"html": tmp_path / "report.html"}
+    lines = _summary(report, files, tmp_path / "l.db", "s", 1.0).splitlines()
+    (whole,) = [ln for ln in lines if ln.startswith("  whole study")]
+    assert whole.startswith(
+        f"  whole study    {tag.total.runs} runs, 2 of them trials (2 finished)"
+    )
+    search = tag.by_role["trial"].energy_kwh
+    share = search / tag.total.energy_kwh
+    assert f"the search {format_energy(search)} ({share:.0%})" in whole
+    (how,) = [ln for ln in lines if "grid intensity" in ln]
+    assert how.startswith("  provenance     energy estimated;")
+    assert not any(ln.startswith("  measured") for ln in lines)
+
+
+def test_compute_statement_and_what_if_read_right_for_a_paper(study_with_roles):
+    """The compute statement, pasted into a paper, said "in 5 runs, all counted in the figures
+    that follow": a paper's figures are its plots. The what-if section priced "the study's
+    measured energy" of a study whose energy was 100% estimated."""
+    report = study_with_roles
+    statement = report.compute_statement
+    assert "figures that follow" not in statement
+    assert "in 5 runs, every one counted in the totals that follow, on " in statement
+    md = render(report, "md", plots=False)
+    assert report.price_tag.provenance.measured_share == 0  # no RAPL, no NVML here
+    assert "measured energy" not in md
+    assert "The study's energy as recorded (with its PUE) priced at" in md
+    assert "measured energy" not in _help("whatif")
+
+
+def test_a_variant_that_costs_more_per_inference_never_breaks_even():
+    """The demo's greener table gave dynamic-int8 (1.04x the baseline's energy per inference,
+    no training) a break-even of 0 inferences, under a legend that reads "never: it saves
+    nothing": a reader takes 0 for "pays off at once". It reads "never"; a variant without
+    training that saves energy still reads 0."""
+    from greenprint.greener._result import GreenerRow, finish, table_cells
+
+    def row(name: str, wh_per_1000: float, training_wh: float = 0.0) -> GreenerRow:
+        return GreenerRow(
+            name=name,
+            technique=name,
+            score=0.9,
+            energy_kwh_per_1000=wh_per_1000 / 1e3,
+            training_energy_kwh=training_wh / 1e3,
+        )
+
+    rows = [row("baseline", 2.0), row("costlier", 2.1), row("cheaper", 1.0), row("same", 2.0)]
+    result = finish(rows, metric="accuracy", mode="max", baseline="baseline")
+    _, body = table_cells(result)
+    even = {cells[0].lstrip("◆ "): cells[-1] for cells in body}
+    assert even == {"baseline": "-", "costlier": "never", "cheaper": "0", "same": "never"}
+
+
+def test_the_runs_table_marks_greener_runs(tmp_path):
+    """The demo's runs table listed ``greener-best-cnn`` (5.79 mWh, top-level) with no mark,
+    under a legend naming baselines, learning-curve runs and sweeps only: a reader took it for
+    one more trial. A run with role greener is marked, and the legend says what it is."""
+    from greenprint.report._tables import ROLE_MARKS_LEGEND, runs_table
+
+    path = tmp_path / "g.db"
+    for name, role in [("t1", "trial"), ("t2", "trial")]:
+        with gp.track(name, study="g", ledger=path, role=role) as run:
+            run.log(accuracy=0.5)
+    with gp.track("greener-best", study="g", ledger=path, role="greener"):
+        with gp.track("greener-best:int8", study="g", ledger=path, role="greener"):
+            pass
+    report = build_report(path, "g")
+    _, rows = runs_table(report)
+    labels = [cells[0] for cells in rows]
+    # the comparison is marked, its variants indented under it
+    assert labels == ["t1 ★", "t2", "greener-best (greener)", "  ↳ greener-best:int8"]
+    assert "(greener) a greener variant of a model, or their comparison" in ROLE_MARKS_LEGEND
+
+
+def test_a_learning_curve_of_one_run_per_size_does_not_say_mean(tmp_path):
+    """The demo's learning curve caption read "Mean val_accuracy (left) and energy per run" for
+    four runs, one per training-set size: there is no mean to take."""
+    path = tmp_path / "lc.db"
+    for k, size in enumerate((100, 200, 400)):
+        with gp.track(f"lc-{size}", study="lc", ledger=path, role="learning-curve") as run:
+            run.set(dataset_size=size)
+            run.log(accuracy=0.5 + 0.1 * k)
+    with gp.track("t", study="lc", ledger=path, role="trial") as run:
+        run.log(accuracy=0.7)
+    report = build_report(path, "lc")
+    (figure,) = [f for f in report.figures if f.id == "learning_curve"]
+    assert figure.caption.startswith(
+        "Each run's accuracy (left) and energy (right) against the number of training examples,"
+        " from 3 runs with role 'learning-curve'"
+    )
+
+
+def test_latex_figure_captions_start_each_note_as_a_sentence(study_with_roles):
+    """A LaTeX figure caption joined its notes after the provenance as "... of each trial. the
+    shaded band is ±1 standard deviation, clipped to the observed scores. one curve per ...":
+    sentences that begin in lower case."""
+    tex = render(study_with_roles, "latex", plots=False)
+    captions = re.findall(r"\\caption\{(.*?)\}\n", tex)
+    assert captions
+    for caption in captions:
+        assert not re.search(r"\. [a-z]", caption.replace("e.g. ", "")), caption
+    assert "The shaded band is" in tex
+
+
+def test_the_greener_table_says_what_throughput_counts_without_exponents():
+    """The greener table's ``throughput (/s)`` column read ``7.788e+04``: per second of what,
+    and in a notation no other column of the report uses for counts."""
+    from greenprint.greener._result import GreenerRow, finish, table_cells
+
+    rows = [
+        GreenerRow(
+            name="baseline",
+            technique="baseline",
+            score=0.9,
+            energy_kwh_per_1000=1e-6,
+            throughput_per_s=77_880.4,
+        ),
+        GreenerRow(
+            name="slow",
+            technique="x",
+            score=0.9,
+            energy_kwh_per_1000=2e-6,
+            throughput_per_s=312.46,
+        ),
+    ]
+    header, body = table_cells(finish(rows, metric="accuracy", mode="max", baseline="baseline"))
+    column = header.index("throughput (inferences/s)")
+    assert [cells[column] for cells in body] == ["77,880", "312"]

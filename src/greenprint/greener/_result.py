@@ -368,6 +368,13 @@ def _num(value: float | None, spec: str = ".3g") -> str:
     return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
 
+def _count(value: float | None) -> str:
+    """A count per second as the report writes counts: ``77,880``, ``312``, ``0.5``."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
@@ -392,7 +399,7 @@ TABLE_HEADER = (
     "variant",
     "score",
     "latency (ms/batch)",
-    "throughput (/s)",
+    "throughput (inferences/s)",
     "energy (Wh/1000)",
     "CO2-eq (g/1000)",
     "FPO dense",
@@ -454,7 +461,7 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
                 label,
                 _num(r.score, ".4g"),
                 _num(None if r.latency_s is None else r.latency_s * 1e3, ".3g"),
-                _num(r.throughput_per_s, ".4g"),
+                _count(r.throughput_per_s),
                 _num(
                     None
                     if r.energy_kwh_per_1000 is None
