@@ -373,3 +373,39 @@ def test_the_greener_table_says_what_throughput_counts_without_exponents():
     header, body = table_cells(finish(rows, metric="accuracy", mode="max", baseline="baseline"))
     column = header.index("throughput (inferences/s)")
     assert [cells[column] for cells in body] == ["77,880", "312"]
+
+
+@pytest.mark.slow
+def test_the_price_tag_by_role_fits_one_column_of_a_paper(
+    study_with_roles, tmp_path, require_component
+):
+    """The LaTeX price tag by role goes in the paper part, one column wide like the table by
+    status: pasted into a two-column paper, without the report's scale-down guard, no table
+    overflows its column."""
+    from greenprint.report._latex import _FIT
+
+    pdflatex = shutil.which("pdflatex")
+    require_component(pdflatex is not None, "pdflatex is not installed")
+    assert pdflatex is not None
+    tex = render(study_with_roles, "latex", plots=False)
+    body = tex[tex.index("\n", tex.index("BEGIN PAPER")) + 1 : tex.index("% ---- END PAPER")]
+    assert "The same price tag by role" in body
+    unguarded = body.replace(_FIT, "").replace("\\end{tabular}}", "\\end{tabular}")
+    paper = (
+        "\\documentclass[twocolumn]{article}\n\\usepackage[T1]{fontenc}\n"
+        "\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
+        + unguarded
+        + "\n\\end{document}\n"
+    )
+    (tmp_path / "paper.tex").write_text(paper, encoding="utf-8")
+    done = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    log = (tmp_path / "paper.log").read_text(encoding="utf-8", errors="replace")
+    # a tabular wider than its column is reported as an overfull box around its line
+    assert "Overfull \\hbox" not in log, log[log.find("Overfull") :][:500]
