@@ -409,3 +409,57 @@ def test_the_price_tag_by_role_fits_one_column_of_a_paper(
     log = (tmp_path / "paper.log").read_text(encoding="utf-8", errors="replace")
     # a tabular wider than its column is reported as an overfull box around its line
     assert "Overfull \\hbox" not in log, log[log.find("Overfull") :][:500]
+
+
+@pytest.mark.chromium
+def test_the_runs_table_fits_a_laptop_screen(tmp_path, chromium_path, require_component):
+    """On a 1280-pixel-wide window the demo's runs table was 129 px wider than the page: its
+    run ids were off screen behind a horizontal scroll bar, because the long run names and the
+    long words of the parameters (``greener.technique=prune-unstructured``) never wrapped."""
+    import importlib.util
+
+    require_component(
+        importlib.util.find_spec("playwright") is not None,
+        "the playwright package is not installed (pip install playwright; no browser download)",
+    )
+    from playwright.sync_api import sync_playwright
+
+    from greenprint.report import write_report
+
+    path = tmp_path / "wide.db"
+    with gp.track("greener-best-cnn", study="w", ledger=path, role="greener") as parent:
+        parent.set(params={"greener.step": "compare", "greener.metric": "val_accuracy"})
+        for name in ("prune-ch-30%", "dynamic-int8"):
+            with gp.track(f"greener-best-cnn:{name}", study="w", ledger=path, role="greener") as r:
+                r.set(
+                    params={
+                        "greener.step": "variant",
+                        "greener.technique": "prune-unstructured-channels",
+                        "greener.result": {f"k{k}": k for k in range(28)},
+                    },
+                    fpo=26_500_000_000,
+                )
+                r.log(val_accuracy=0.9889)
+    for k, fraction in enumerate((0.25, 0.5)):
+        with gp.track(
+            f"learning-curve-{fraction}", study="w", ledger=path, role="learning-curve"
+        ) as r:
+            r.set(
+                params={"fraction": fraction, "model": "cnn", "lr": 0.022661, "wd": 2.0723e-05},
+                dataset_size=268 * (k + 1),
+                fpo=10_800_000_000,
+            )
+            r.log(val_accuracy=0.95)
+    html = write_report(build_report(path, "w"), tmp_path / "out", "html")["html"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(html.as_uri(), wait_until="load")
+            hidden = page.evaluate(
+                "(() => { const box = document.querySelector('#runs .scroll');"
+                " return box.scrollWidth - box.clientWidth; })()"
+            )
+        finally:
+            browser.close()
+    assert hidden <= 0, f"the runs table is {hidden} px wider than the page"
