@@ -463,3 +463,28 @@ def test_the_runs_table_fits_a_laptop_screen(tmp_path, chromium_path, require_co
         finally:
             browser.close()
     assert hidden <= 0, f"the runs table is {hidden} px wider than the page"
+
+
+def test_the_report_states_the_final_models_held_out_score(tmp_path):
+    """The demo's final model is scored on the held-out test split (``test_accuracy = 0.9833``,
+    the number a paper reports): the terminal said so, but no format of the report did. Its row
+    read ``-`` under ``val_accuracy``, and the price tag and the compute statement gave its cost
+    without its score. They now give the held-out score it logged."""
+    path = tmp_path / "demo.db"
+    for k, (loss, acc) in enumerate([(0.5, 0.8), (0.2, 0.95)]):
+        with gp.track(f"trial-{k}", study="d", ledger=path, role="trial") as run:
+            run.log(train_loss=loss)
+            run.log(val_accuracy=acc)
+    with gp.track("final-retrain", study="d", ledger=path, role="final") as run:
+        run.log(train_loss=0.05)
+        run.log(test_accuracy=0.9833)
+    report = build_report(path, "d")
+    assert report.metric == "val_accuracy" and report.final.score is None
+    assert "(run “final-retrain”, test_accuracy = 0.9833) alone used" in (report.compute_statement)
+    md = render(report, "md", plots=False)
+    assert (
+        "Final run final-retrain (the run with role 'final') scored test\\_accuracy = 0.9833 "
+        "(not val\\_accuracy, the trials' metric) and cost" in md
+    )
+    for fmt in ("html", "latex"):
+        assert "0.9833" in render(report, fmt, plots=False), fmt

@@ -338,6 +338,9 @@ class Report:
             (:func:`greenprint.greener.compare`), oldest first.
         prediction: how good the runs' cost predictions were (``None``: no run predicted).
         whatif: the study's energy priced in reference regions (``None``: no energy measured).
+        final_scores: the held-out scores (name, last value) the final run logged when it has
+            no score of ``metric`` (a retrain scored on a test split); in the price tag's
+            sentence and the compute statement.
     """
 
     study: str
@@ -358,6 +361,7 @@ class Report:
     greener: tuple[GreenerResult, ...] = ()
     prediction: PredictionSummary | None = None
     whatif: WhatIfSection | None = None
+    final_scores: tuple[tuple[str, float], ...] = ()
 
     @property
     def final(self) -> RunRow | None:

@@ -122,6 +122,9 @@ def final_sentence(report: Report) -> str:
         else (final.rule_text or f"the best finished run by {final.metric}")
     )
     score = "" if final.score is None else f" scored {final.metric} = {final.score:.4g} and"
+    if final.score is None and report.final_scores:  # a retrain scored on a test split
+        scored = ", ".join(f"{name} = {value:.4g}" for name, value in report.final_scores)
+        score = f" scored {scored} (not {final.metric}, the trials' metric) and"
     text = (
         f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)} of "
         f"energy, {format_emissions(final.emissions_kg)}, {fpo_text(final.fpo)} and "

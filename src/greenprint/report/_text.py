@@ -304,8 +304,12 @@ def compute_statement(
     study: str,
     hardware: Sequence[str],
     version: str,
+    final_scores: Sequence[tuple[str, float]] = (),
 ) -> str:
     """A compute-reporting paragraph for a paper's checklist: every trial counted.
+
+    ``final_scores`` are the held-out scores the final run logged when it has no score of the
+    report's metric (a retrain scored on a test split): the paragraph gives them instead.
 
     Hardware, hours of run time, energy, CO2-eq, FPO, the number of trials by status (failed
     and pruned ones included) and the final model's own share, all from the ledger.
@@ -337,6 +341,8 @@ def compute_statement(
     final = tag.final
     if final is not None:
         score = "" if final.score is None else f", {final.metric} = {final.score:.4g}"
+        if final.score is None and final_scores:
+            score = "".join(f", {name} = {value:.4g}" for name, value in final_scores)
         share = (
             f", {_percent(final.energy_share)} of the study's energy"
             if final.energy_share is not None
