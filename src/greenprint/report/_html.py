@@ -73,6 +73,7 @@ pre { background: #f6f7f9; padding: 12px; overflow: auto; font-size: 0.85em;
 td:first-child { white-space: nowrap; }
 td.params { font-size: 0.9em; color: var(--muted); overflow-wrap: anywhere; min-width: 10em; }
 #runs td:first-child { white-space: normal; min-width: 12em; }
+#greener th, #greener td { padding: 4px 5px; }
 blockquote { margin: 0; padding: 10px 16px; border-left: 4px solid var(--accent);
              background: #f6faf7; }
 footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; }
