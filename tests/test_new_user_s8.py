@@ -513,3 +513,15 @@ def test_the_report_states_the_final_models_held_out_score(tmp_path):
     )
     for fmt in ("html", "latex"):
         assert "0.9833" in render(report, fmt, plots=False), fmt
+
+
+def test_a_bad_pue_on_the_command_line_reads_plainly(tmp_path):
+    """``greenprint run --pue 0 -- true`` said "PUE (argument) must be a finite number ...":
+    "(argument)" is greenprint's provenance tag, not a word a user typed."""
+    from _report_cli import GREENPRINT, run_in
+
+    done = run_in(tmp_path, GREENPRINT, "run", "--pue", "0", "--", "true")
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("greenprint: error: PUE must be a finite number"), line
+    assert not (tmp_path / "greenprint.db").exists()

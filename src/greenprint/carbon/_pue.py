@@ -103,7 +103,10 @@ def validate_pue(value: object, *, what: str = "PUE") -> float:
 def _from_text(text: str, source: str) -> PUE:
     parsed = number_or_name(text)
     if isinstance(parsed, float):
-        return PUE(validate_pue(text, what=f"PUE ({source})"), source)
+        # "PUE (env:GREENPRINT_PUE)" says where a bad value came from; an argument is the
+        # user's own value, and "(argument)" is only greenprint's provenance tag
+        what = "PUE" if source == "argument" else f"PUE ({source})"
+        return PUE(validate_pue(text, what=what), source)
     key = "-".join(parsed.lower().replace("_", "-").split())
     key = _PRESET_ALIASES.get(key, key)
     preset = PUE_PRESETS.get(key)
