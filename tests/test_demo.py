@@ -88,6 +88,11 @@ def test_reduced_demo_end_to_end(tmp_path):
     assert final.metric("val_accuracy") is None  # scored only on the held-out test split
     assert 0.5 < final.metric("test_accuracy") <= 1.0
     assert f"test_accuracy = {final.metric('test_accuracy'):.4f}" in summary
+    # and the report states it too: the price tag's sentence and the compute statement
+    md = (out / "report.md").read_text()
+    assert f"scored test\\_accuracy = {final.metric('test_accuracy'):.4g} (not val" in md
+    data_text = json.loads((out / "report.json").read_text())["compute_statement"]
+    assert f"test_accuracy = {final.metric('test_accuracy'):.4g}) alone used" in data_text
     finished = [r for r in trials if r.status == "finished"]
     best = max(finished, key=lambda r: r.metric("val_accuracy"))
     assert final.params == best.params  # the best configuration of the search

@@ -139,6 +139,7 @@ def build_report(
                 samples_of=led.samples,
                 max_sampled_runs=max_sampled_runs,
                 group_by=group_by,
+                run_of=led.run,
             )
     finally:
         if opened:
@@ -364,6 +365,7 @@ def _assemble(
     samples_of: Any,
     max_sampled_runs: int,
     group_by: str | None = None,
+    run_of: Any = None,
 ) -> Report:
     metric, metric_note = pick_metric(runs, metric, study)
     forest = RunForest.build(runs)
@@ -455,6 +457,9 @@ def _assemble(
     if training_note:
         notes.append(training_note)
     held_out = _final_scores(runs, final_id, metric)
+    if not held_out and run_of is not None and final_id is not None and tag.final is not None:
+        if tag.final.score is None:  # a metric given: the runs were read with its points only
+            held_out = _final_scores((run_of(final_id),), final_id, metric)
     return Report(
         study=study,
         ledger=ledger_url,
