@@ -6,23 +6,31 @@
    trial only while it ran alone), so a run nested inside one trial (``gp.track`` in the
    objective, a Lightning or Hugging Face callback's run) was the only leaf the environment
    saw, and a child process of the *other* trial was linked to it.
+2. ``fork`` from a thread (a ``multiprocessing`` worker of one thread-pooled trial): only the
+   forking thread lives in the child, but the exports of the other threads' runs stayed, so
+   the child's own run never became the environment's run: its child processes were linked
+   to the sweep around the trials, not to it. And a thread of the parent inside
+   ``export_env`` at the fork left the child's exports lock held: its first run hung.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import greenprint as gp
 from greenprint import _lineage
 
-optuna = pytest.importorskip("optuna")
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork: POSIX only")
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.2}
 
@@ -41,6 +49,7 @@ CHILD = textwrap.dedent(
 def test_a_child_of_one_optuna_trial_never_links_to_a_run_nested_in_another(
     tmp_path: Path, sweep: bool
 ) -> None:
+    optuna = pytest.importorskip("optuna")
     from greenprint.integrations.optuna import GreenprintCallback
 
     db, script = tmp_path / "g.db", tmp_path / "child.py"
@@ -49,7 +58,7 @@ def test_a_child_of_one_optuna_trial_never_links_to_a_run_nested_in_another(
     both, done = threading.Barrier(2, timeout=120), threading.Barrier(2, timeout=120)
     before = {k: os.environ.get(k) for k in _lineage._KEYS}
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: Any) -> float:
         if trial.number == 0:  # a run of its own inside the trial (a training loop's)
             with gp.track("inner", ledger=db, study="nested", **FAST):
                 both.wait()
@@ -76,3 +85,86 @@ def test_a_child_of_one_optuna_trial_never_links_to_a_run_nested_in_another(
     # their common parent (the sweep, or no run): never trial 0's inner run
     assert child.parent_id == expected, names.get(child.parent_id or "")
     assert {k: os.environ.get(k) for k in _lineage._KEYS} == before
+
+
+def _forked_worker(db: str, script: str) -> None:
+    """In a forked child of one trial's thread: a run of its own, which starts a process."""
+    with gp.track("worker", ledger=db, **FAST):
+        subprocess.run([sys.executable, script, "grandchild", db, "default"], check=True)
+
+
+@needs_fork
+def test_a_forked_child_of_one_trial_thread_names_its_own_run_to_its_children(
+    tmp_path: Path,
+) -> None:
+    import multiprocessing
+
+    db, script = tmp_path / "g.db", tmp_path / "child.py"
+    script.write_text(CHILD)
+    both = threading.Barrier(2, timeout=120)
+    exits: list[int | None] = []
+
+    def trial(k: int) -> None:
+        with gp.track(f"trial-{k}", ledger=db, role="trial", **FAST):
+            both.wait()  # both trials live: the parent's environment names the sweep
+            if k == 0:
+                process = multiprocessing.get_context("fork").Process(
+                    target=_forked_worker, args=(str(db), str(script))
+                )
+                process.start()
+                process.join(120)
+                exits.append(process.exitcode)
+            both.wait()
+
+    with gp.track("sweep", ledger=db, role="sweep", **FAST) as sweep:
+        # plain threads: a child forked from a ThreadPoolExecutor's thread exits 1 (Python's
+        # own exit handler of the executor, greenprint or not)
+        threads = [threading.Thread(target=trial, args=(k,)) for k in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(240)
+        assert os.environ[_lineage.PARENT_ENV] == sweep.id
+    assert exits == [0]
+    runs = gp.Ledger(db).runs()
+    names = {r.id: r.name for r in runs}
+    parents = {r.name: names.get(r.parent_id or "") for r in runs}
+    # the forked worker nests in the trial that forked it; its child process in the worker
+    assert parents["worker"] == "trial-0"
+    assert parents["grandchild"] == "worker"
+
+
+@needs_fork
+def test_a_fork_while_another_thread_exports_does_not_hang_the_childs_runs() -> None:
+    held, release = threading.Event(), threading.Event()
+
+    def exporting() -> None:  # a thread inside export_env/restore_env when the fork happens
+        with _lineage._exports_lock:
+            held.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=exporting)
+    thread.start()
+    held.wait(60)
+    pid = os.fork()
+    if pid == 0:  # the child: its first run exports itself
+        try:
+            with gp.track("after-fork", ledger=False):
+                pass
+            code = 0
+        except BaseException:
+            code = 1
+        os._exit(code)
+    release.set()
+    thread.join(60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's run hung on the exports lock the parent's thread held")
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -157,13 +157,23 @@ def _main_runs_after_fork() -> None:
 
     The parent's main-thread runs stay (they measure the parent's process tree, this child
     included, as they do for the forking thread's own runs); the forking thread's runs that
-    measure the process, when it was a worker thread, nest inside them. The lock is made anew:
-    another thread of the parent may have held it.
+    measure the process, when it was a worker thread, nest inside them. The exports of other
+    threads' runs are dropped (those threads are not in the child): the child's environment
+    names the forking thread's innermost exporting run, as in a process of one thread. The
+    locks are made anew: another thread of the parent may have held them.
     """
-    global _main_lock
+    global _main_lock, _exports_lock
     _main_lock = threading.RLock()
+    _exports_lock = threading.RLock()
     known = {id(run) for run in _main_runs}
     _main_runs.extend(r for r in _stack.get() if id(r) in _measuring and id(r) not in known)
+    here = {getattr(run, "id", None) for run in (*_main_runs, *_stack.get())}
+    kept = [export for export in _exports if export[1][PARENT_ENV] in here]
+    if len(kept) < len(_exports):
+        _exports[:] = kept
+        _put(_in_force() if _exports else dict(_base))
+        if not _exports:
+            _base.clear()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
