@@ -11,6 +11,9 @@
    the child's own run never became the environment's run: its child processes were linked
    to the sweep around the trials, not to it. And a thread of the parent inside
    ``export_env`` at the fork left the child's exports lock held: its first run hung.
+3. Lost at once: the kernel shows a process's start tick shifted by the *reader's* time
+   namespace (``unshare --time --boottime``): a live run written in a shifted time namespace
+   (or read from one), on the same host, boot and pid namespace, read ``lost`` at once.
 """
 
 from __future__ import annotations
@@ -168,3 +171,56 @@ def test_a_fork_while_another_thread_exports_does_not_hang_the_childs_runs() -> 
         os.waitpid(pid, 0)
         pytest.fail("the forked child's run hung on the exports lock the parent's thread held")
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+#: Flushes once (a heartbeat good for 3 x 2 + 5 = 11 s), says its run id in a file, sleeps.
+WRITER = textwrap.dedent(
+    """
+    import sys, threading, time
+    from pathlib import Path
+    import greenprint as gp
+    flushed = threading.Event()
+    with gp.track("shifted", ledger=sys.argv[2], flush_interval_s=2.0) as run:
+        run.add_listener(lambda run, event: event == "flush" and flushed.set())
+        flushed.wait(60)
+        Path(sys.argv[1]).write_text(run.id)
+        time.sleep(60)
+    """
+)
+
+READER = "import sys, greenprint as gp; print([r.status for r in gp.Ledger(sys.argv[1]).runs()])"
+
+
+def _shifted() -> list[str]:
+    """A command prefix that runs a command in a time namespace with its boot time shifted."""
+    for prefix in (["unshare", "--time", "--boottime", "1000"], ["unshare", "-Ur", "--time"]):
+        if prefix[-1] == "--time":
+            prefix = [*prefix, "--boottime", "1000"]
+        try:
+            done = subprocess.run([*prefix, "true"], capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            return prefix
+    pytest.skip("no time namespace here (unshare --time needs Linux 5.6 and the right)")
+
+
+@pytest.mark.parametrize("shifted", ["writer", "reader"])
+def test_a_live_run_reads_running_across_a_shifted_boot_time(tmp_path: Path, shifted: str) -> None:
+    prefix = _shifted()
+    db, ready = tmp_path / "t.db", tmp_path / "ready"
+    writer = [sys.executable, "-c", WRITER, str(ready), str(db)]
+    proc = subprocess.Popen([*prefix, *writer] if shifted == "writer" else writer)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() or not ready.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, "the writer did not flush"
+            time.sleep(0.05)
+        reader = [sys.executable, "-c", READER, str(db)]
+        if shifted == "reader":
+            reader = [*prefix, *reader]
+        done = subprocess.run(reader, capture_output=True, text=True, timeout=60, check=True)
+        assert done.stdout.strip() == "['running']"  # alive: never lost
+    finally:
+        proc.kill()
+        proc.wait(30)

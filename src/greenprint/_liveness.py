@@ -14,7 +14,9 @@ The start time is the kernel's own, in ticks since boot, not the Unix time that
 ``tracking._process_key`` writes (``"pid N started T"``): that one is the boot time plus the
 ticks, and the kernel recomputes the boot time from the clock on each read, so a step of the
 clock (NTP, a resumed VM) between the run's start and a reader would name one live process two
-ways, and a live run would read ``lost``.
+ways, and a live run would read ``lost``. The kernel shows the tick shifted by the *reader's*
+time namespace (``unshare --time --boottime``, a checkpoint restored): a process whose boot
+time is shifted neither records an identity nor checks one (its ticks are not its neighbours').
 
 A reader on the same host, boot and pid namespace (and with ``/proc`` of its own pid namespace)
 looks the pid up once per read (:class:`Processes`): no such process, a zombie, or a process
@@ -76,8 +78,9 @@ def _place() -> _Place | None:
     """This process's boot id, pid namespace and effective user id; ``None`` if unreadable.
 
     ``None`` also when ``/proc`` is not the procfs of this process's pid namespace (a container
-    that sees its host's ``/proc``): its pids would not be this process's. Read once per
-    process (a forked child reads its own).
+    that sees its host's ``/proc``): its pids would not be this process's; and in a time
+    namespace whose boot time is shifted (``/proc/self/timens_offsets``), where every start
+    tick reads shifted. Read once per process (a forked child reads its own).
     """
     global _own_place
     pid = os.getpid()
@@ -89,7 +92,7 @@ def _place() -> _Place | None:
         if geteuid is not None and os.readlink("/proc/self") == str(pid):  # (not Windows)
             boot = _read_text("/proc/sys/kernel/random/boot_id").strip()
             pidns = os.stat("/proc/self/ns/pid").st_ino
-            if boot and len(boot.split()) == 1:
+            if boot and len(boot.split()) == 1 and not _boottime_shifted():
                 place = _Place(boot, pidns, geteuid())
     except (OSError, ValueError):
         pass  # no /proc, or not this process's: nothing is recorded, nothing checked
@@ -99,6 +102,22 @@ def _place() -> _Place | None:
 
 #: This process's pid and place, once read.
 _own_place: tuple[int, _Place | None] | None = None
+
+
+def _boottime_shifted() -> bool:
+    """Whether this process's time namespace shifts the boot time (start ticks read shifted).
+
+    No ``timens_offsets`` (a kernel without time namespaces): not shifted.
+    """
+    try:
+        text = _read_text("/proc/self/timens_offsets")
+    except FileNotFoundError:
+        return False
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["boottime"]:
+            return words[1:] != ["0", "0"]
+    return False
 
 
 def _start_tick(pid: int) -> int:
