@@ -199,7 +199,7 @@ def test_a_sweep_over_trials_that_counted_fpo_is_not_unknown() -> None:
     ]  # fmt: skip
     tag = price_tag(runs, metric="acc")
     assert tag.total.fpo == 12 * 10**8 and tag.total.fpo_unknown == 0
-    assert "1.2e+09 FPO," in tag.summary() and "unknown" not in tag.summary()
+    assert "1.2 GFPO," in tag.summary() and "unknown" not in tag.summary()
     assert price_tag(runs, final="sweep").final.fpo == 12 * 10**8
 
 
@@ -222,7 +222,7 @@ def test_an_unknown_fold_is_counted_once_and_its_trial_is_not_known() -> None:
     assert tag.final is not None and tag.final.run_id == "t1"
     assert tag.final.fpo is None and tag.final.fpo_share is None  # 2 of its 3 folds known
     assert tag.edh is not None and tag.edh.fpo_per_example == pytest.approx(3 * 10**9 / 100)
-    assert "5e+09 FPO + unknown for 1 run," in tag.summary()
+    assert "5 GFPO + unknown for 1 run," in tag.summary()
     # no fold counted any: each fold is unknown, not its trial or the sweep (6, not 9)
     none = price_tag(_sweep([[None] * 3, [None] * 3]), metric="acc")
     assert (none.total.fpo, none.total.fpo_unknown) == (0, 6)

@@ -421,3 +421,21 @@ def test_energy_a_parent_takes_from_its_children_has_their_provenance():
     assert prov.measured_kwh == pytest.approx(0.05)
     assert prov.estimated_kwh == pytest.approx(0.2 + 0.05)
     assert prov.unknown_kwh == pytest.approx(0.4)
+
+
+def test_summary_writes_the_units_the_reports_write():
+    """``greenprint report`` prints the summary first: a small study read '2.583e-05 kWh,
+    1.241e-05 kg CO2-eq, 7.83e+11 FPO' there while every report said 25.8 mWh."""
+    runs = [
+        RunRecord(id=f"t{k}", name=f"t{k}", study="s", started_at=10.0 * k, ended_at=10.0 * k + 9,
+                  duration_s=9.0, energy_kwh=1.25e-5, emissions_kg=6e-6, fpo=3_900_000_000,
+                  metrics=(MetricPoint("accuracy", 0.8 + k / 100),))
+        for k in range(2)
+    ] + [RunRecord(id="f", name="final", study="s", role="final", started_at=30.0, ended_at=31.0,
+                   duration_s=1.0, energy_kwh=8.3e-7, emissions_kg=4e-7, fpo=30_000_000,
+                   metrics=(MetricPoint("accuracy", 0.9),))]  # fmt: skip
+    lines = price_tag(runs, metric="accuracy").summary().splitlines()
+    assert lines[1] == "25.8 mWh, 12.4 mg CO2-eq, 7.83 GFPO, 19.0 s of runs over 31.0 s elapsed"
+    assert lines[2].endswith(
+        "the final model cost 1/31 of the study's energy (0.83 mWh of 25.8 mWh)"
+    )

@@ -54,7 +54,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from greenprint._exceptions import AnalysisError
-from greenprint._format import count_of
+from greenprint._format import (
+    count_of,
+    format_duration,
+    format_emissions,
+    format_energy,
+    format_fpo,
+)
 from greenprint._jobs import job_notes, job_status
 from greenprint._provenance import Provenance
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
@@ -182,15 +188,15 @@ class FinalRun:
 
     def describe(self) -> str:
         """One sentence, e.g. ``"the final model cost 1/37 of the study's energy (...)"``."""
-        for what, share, unit, own in (
-            ("energy", self.energy_share, "kWh", self.energy_kwh),
-            ("CO2-eq", self.emissions_share, "kg CO2-eq", self.emissions_kg),
-            ("time", self.duration_share, "s", self.duration_s),
+        for what, share, shown, own in (
+            ("energy", self.energy_share, format_energy, self.energy_kwh),
+            ("CO2-eq", self.emissions_share, format_emissions, self.emissions_kg),
+            ("time", self.duration_share, format_duration, self.duration_s),
         ):
             if share:
                 total = own / share
                 return f"the final model cost {_fraction_text(share)} of the study's {what} " + (
-                    f"({own:.3g} of {total:.3g} {unit})"
+                    f"({shown(own)} of {shown(total)})"
                 )
         return "the study's cost is zero or unknown, so the final model's share is unknown"
 
@@ -412,13 +418,14 @@ class PriceTag:
         statuses = ", ".join(f"{v.trials} {k}" for k, v in self.by_status.items() if v.trials)
         statuses = f" ({statuses})" if statuses else ""  # no trial: no "()"
         runs = count_of(t.fpo_unknown, "run")
-        fpo = f"{t.fpo:.3g} FPO" + (f" + unknown for {runs}" if t.fpo_unknown else "")
+        fpo = format_fpo(t.fpo) + (f" + unknown for {runs}" if t.fpo_unknown else "")
         if t.fpo_unknown and not t.fpo:
             fpo = f"FPO unknown for {runs}"
-        lines = [
+        lines = [  # the units the reports write (25.8 mWh, not 2.58e-05 kWh)
             f"{count_of(t.trials, 'trial')}{statuses} in {count_of(t.runs, 'run')}",
-            f"{t.energy_kwh:.4g} kWh, {t.emissions_kg:.4g} kg CO2-eq, {fpo}, "
-            f"{t.duration_s:.4g} s of runs over {self.elapsed_s:.4g} s elapsed",
+            f"{format_energy(t.energy_kwh)}, {format_emissions(t.emissions_kg)}, {fpo}, "
+            f"{format_duration(t.duration_s)} of runs over {format_duration(self.elapsed_s)} "
+            "elapsed",
         ]
         if self.final is not None:
             score = (
