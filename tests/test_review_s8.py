@@ -14,6 +14,8 @@
 3. Lost at once: the kernel shows a process's start tick shifted by the *reader's* time
    namespace (``unshare --time --boottime``): a live run written in a shifted time namespace
    (or read from one), on the same host, boot and pid namespace, read ``lost`` at once.
+4. ``greenprint run --param lr=1e999``: a number too large for a float read as ``inf`` (the
+   rewrite of the number rule dropped the finite check that kept ``nan``/``inf`` as text).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import pytest
 
 import greenprint as gp
+from _clean_env import BIN, clean_env
 from greenprint import _lineage
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork: POSIX only")
@@ -224,3 +227,18 @@ def test_a_live_run_reads_running_across_a_shifted_boot_time(tmp_path: Path, shi
     finally:
         proc.kill()
         proc.wait(30)
+
+
+def test_a_param_too_large_for_a_float_stays_text(tmp_path: Path) -> None:
+    command = [str(BIN / "greenprint"), "run", "--param", "lr=1e999", "--param", "wd=1e-4"]
+    done = subprocess.run(
+        [*command, "--", sys.executable, "-c", "pass"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (run,) = gp.Ledger(tmp_path / "greenprint.db").runs()
+    assert run.params == {"lr": "1e999", "wd": 1e-4}

@@ -10,6 +10,7 @@ signal's name (``killed by SIGSEGV``) and greenprint exits with 128+N.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import shutil
 import subprocess
@@ -224,7 +225,7 @@ def _params(texts: tuple[str, ...]) -> dict[str, Any]:
     """The ``--param KEY=VALUE`` options as the run's params, each value as the text reads.
 
     ``42`` is an integer, ``0.1`` or ``1e-3`` a float, ``true``/``false`` a bool, anything
-    else (``cnn``, ``nan``, ``007``, ``1_000``) text. A key given twice keeps its last
+    else (``cnn``, ``nan``, ``1e999``, ``007``, ``1_000``) text. A key given twice keeps its last
     value, as a later option does.
 
     Raises:
@@ -251,7 +252,8 @@ def _param_value(text: str) -> Any:
     if _INTEGER.fullmatch(text):
         return int(text)
     if _DECIMAL.fullmatch(text):
-        return float(text)
+        number = float(text)  # 1e999 overflows: text, as nan and inf are
+        return number if math.isfinite(number) else text
     return text
 
 
