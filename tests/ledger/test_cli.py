@@ -264,3 +264,22 @@ def test_through_a_real_subprocess(ledger_path, tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("greenprint: error: ") and len(bad.stderr.splitlines()) == 1
     assert notes.read_text() == "not a ledger"
+
+
+def test_show_lists_each_meter_detected_on_a_line_of_its_own(tmp_path, capsys):
+    """A real run's hardware holds the meters detected at its start: one line each, usable or
+    not and why, the fix under an unusable one (it was one list of dicts on one line)."""
+    import greenprint as gp
+
+    with gp.track("one", ledger=tmp_path / "l.db") as run:
+        pass
+    assert main(["ledger", "show", run.id[:8], "--ledger", str(tmp_path / "l.db")]) == 0
+    out = capsys.readouterr().out
+    meters = run.record.hardware["meters"]
+    assert meters and any(m["usable"] for m in meters)
+    assert "[{" not in out
+    for meter in meters:
+        state = "usable" if meter["usable"] else "not usable"
+        assert f"meter {meter['name']}" in out
+        line = next(ln for ln in out.splitlines() if ln.split()[:2] == ["meter", meter["name"]])
+        assert line.split(None, 2)[2].startswith(state)

@@ -99,6 +99,21 @@ def _rank(rank: int | None) -> str:
     return "-" if rank is None else str(rank)
 
 
+def _put_meters(put: Any, meters: list[Any]) -> None:
+    """One line per meter detected at the start: usable or not, and why."""
+    if not meters:
+        put("hardware.meters", "-")
+    for meter in meters:
+        if not isinstance(meter, dict):
+            put("hardware.meters", meter)
+            continue
+        state = "usable" if meter.get("usable") else "not usable"
+        reason = f": {meter['reason']}" if meter.get("reason") else ""
+        put(f"meter {meter.get('name', '?')}", state + reason)
+        if meter.get("fix") and not meter.get("usable"):
+            put("", f"fix: {meter['fix']}")
+
+
 def _when(timestamp: float | None) -> str:
     if timestamp is None or not math.isfinite(timestamp) or timestamp <= 0:
         return "-"
@@ -226,7 +241,7 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     lines: list[str] = []
 
     def put(label: str, value: Any) -> None:
-        lines.append(f"  {_safe(label):<22} {_safe(value)}")
+        lines.append(f"  {_safe(label):<23} {_safe(value)}")
 
     def section(title: str) -> None:
         lines.append(_safe(title))
@@ -255,7 +270,10 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     put("greenprint", record.greenprint_version or "-")
     put("torch", record.torch_version or "-")
     for key, value in record.hardware.items():
-        put(f"hardware.{key}", value)
+        if key == "meters" and isinstance(value, list):
+            _put_meters(put, value)
+        else:
+            put(f"hardware.{key}", value)
     section("cost")
     put("scope", record.scope)
     for component in ("cpu", "gpu", "ram"):
