@@ -224,3 +224,23 @@ def test_a_study_without_comparison_has_no_greener_section(tmp_path):
     report = build_report(tmp_path / "p.db", "plain")
     assert report.greener == () and "Greener variants" not in render(report, "md")
     assert json.loads(render(report, "json"))["greener"] == []
+
+
+def test_the_greener_table_writes_fpo_as_the_report_does():
+    """FPO columns read ``2.43e+03`` and ``130 (+2.3e+03 int8 ops)``; the rest of the report
+    writes ``2.43 kFPO``."""
+    from greenprint.greener._result import table_cells
+
+    rows = [
+        GreenerRow(name="baseline", technique="baseline", score=0.9, energy_kwh_per_1000=1e-6,
+                   fpo_dense=2_432.0, fpo_executed=2_432.0),
+        GreenerRow(name="dynamic-int8", technique="quantize", score=0.9,
+                   energy_kwh_per_1000=2e-6, fpo_dense=2_432.0, fpo_executed=130.0,
+                   int_ops=2_304),
+    ]  # fmt: skip
+    header, body = table_cells(finish(rows, metric="accuracy", mode="max", baseline="baseline"))
+    dense, executed = header.index("FPO dense"), header.index("FPO executed")
+    assert [(cells[dense], cells[executed]) for cells in body] == [
+        ("2.43 kFPO", "2.43 kFPO"),
+        ("2.43 kFPO", "130 FPO (+2,304 int8 ops)"),
+    ]

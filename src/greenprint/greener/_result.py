@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from greenprint._exceptions import ConfigError
+from greenprint._format import format_fpo
 from greenprint.analysis import pareto_front
 from greenprint.analysis._common import json_float
 
@@ -368,6 +369,11 @@ def _num(value: float | None, spec: str = ".3g") -> str:
     return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
 
+def _fpo(value: float | None) -> str:
+    """FPO as the report writes them: ``2.43 kFPO``, ``130 FPO``."""
+    return "-" if value is None or not math.isfinite(value) else format_fpo(value)
+
+
 def _count(value: float | None) -> str:
     """A count per second as the report writes counts: ``77,880``, ``312``, ``0.5``."""
     if value is None or not math.isfinite(value):
@@ -450,9 +456,9 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
         if not r.measured:
             body.append((label, f"skipped: {r.reason}", *("-" for _ in TABLE_HEADER[2:])))
             continue
-        executed = _num(r.fpo_executed, ".3g")
+        executed = _fpo(r.fpo_executed)
         if r.int_ops:
-            executed += f" (+{_num(r.int_ops, '.3g')} int8 ops)"
+            executed += f" (+{_count(r.int_ops)} int8 ops)"
         params = "-" if r.param_count is None else f"{r.param_count:,}"
         if r.nonzero_param_count is not None and r.nonzero_param_count != r.param_count:
             params += f" ({r.nonzero_param_count:,})"
@@ -472,7 +478,7 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
                     if r.emissions_kg_per_1000 is None
                     else r.emissions_kg_per_1000 * 1e3 / c_factor
                 ),
-                _num(r.fpo_dense, ".3g"),
+                _fpo(r.fpo_dense),
                 executed,
                 params,
                 _size(r.size_bytes),
