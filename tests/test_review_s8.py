@@ -16,6 +16,12 @@
    (or read from one), on the same host, boot and pid namespace, read ``lost`` at once.
 4. ``greenprint run --param lr=1e999``: a number too large for a float read as ``inf`` (the
    rewrite of the number rule dropped the finite check that kept ``nan``/``inf`` as text).
+5. A forked child ended its parent's live run: ``with multiprocessing.Pool() as pool:`` (fork)
+   sends its workers SIGTERM on leaving the block, and each worker's inherited greenprint
+   handler stopped the parent's run as ``interrupted`` (``SIGTERM``, an end time) in the
+   ledger while the parent went on; a forked child leaving the ``with gp.track`` block
+   (``sys.exit`` after ``os.fork``) wrote it ``finished``. A killed parent then read
+   ``interrupted`` or ``finished``, never ``lost``.
 """
 
 from __future__ import annotations
@@ -242,3 +248,55 @@ def test_a_param_too_large_for_a_float_stays_text(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     (run,) = gp.Ledger(tmp_path / "greenprint.db").runs()
     assert run.params == {"lr": "1e999", "wd": 1e-4}
+
+
+FORKS = textwrap.dedent(
+    """
+    import multiprocessing, os, sys, time
+    import greenprint as gp
+
+    def idle(ready):
+        ready.set()
+        time.sleep(60)
+
+    if __name__ == "__main__":
+        db, how = sys.argv[1], sys.argv[2]
+        with gp.track("train", ledger=db, flush_interval_s=60) as run:
+            if how == "terminate":  # as Pool.terminate() ends its idle workers: SIGTERM
+                context = multiprocessing.get_context("fork")
+                ready = context.Event()
+                worker = context.Process(target=idle, args=(ready,))
+                worker.start()
+                assert ready.wait(60)
+                worker.terminate()
+                worker.join(60)
+            else:  # a forked helper that ends through the block, as a script does
+                pid = os.fork()
+                if pid == 0:
+                    sys.exit(0)
+                os.waitpid(pid, 0)
+            time.sleep(0.5)
+            live = gp.Ledger(db).run(run.id)
+            print(live.status, live.error, live.ended_at)
+            sys.stdout.flush()
+            os._exit(0)  # the parent is killed: its run must read lost, not ended
+    """
+)
+
+
+@needs_fork
+@pytest.mark.parametrize("how", ["terminate", "fork"])
+def test_a_forked_child_never_ends_its_parents_live_run(tmp_path: Path, how: str) -> None:
+    db = tmp_path / "g.db"
+    done = subprocess.run(
+        [sys.executable, "-c", FORKS, str(db), how],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["running", "None", "None"]  # while the parent runs
+    (run,) = gp.Ledger(db).runs()
+    assert run.status == "lost" and run.ended_at is None  # its process is gone, unended

@@ -4,7 +4,10 @@ The tracker registers each run while it is measured. On SIGTERM every active run
 ``interrupted`` (cost so far written) before the previous handler runs (by default the process
 still terminates); an uncaught exception stops them as ``failed`` (or ``interrupted`` for
 ``KeyboardInterrupt``) before the previous ``sys.excepthook``; interpreter exit stops the rest as
-``finished``. Handlers are installed on the first run, in the main thread only.
+``finished``. Handlers are installed on the first run, in the main thread only. A forked child
+(a ``multiprocessing`` worker) inherits the handlers and the registry, but stops only runs it
+started: ``Pool.terminate()`` (``with Pool() as pool:``) sends its workers SIGTERM, and each
+one ended its parent's live run as ``interrupted`` in the ledger.
 
 The registry knows runs only as :class:`Stoppable` (anything with ``stop(status, error)``), so
 this module sits below :mod:`greenprint.tracking`, which lists its runs with ``active_runs()``.
@@ -56,6 +59,7 @@ class _Registry:
 
     def __init__(self) -> None:
         self._runs: list[Stoppable] = []
+        self._owners: dict[int, int] = {}  # id(run) -> the pid of the process that added it
         self._lock = threading.Lock()
         self._installed = False
         self._previous_sigterm: Any = None
@@ -64,6 +68,7 @@ class _Registry:
     def add(self, run: Stoppable) -> None:
         with self._lock:
             self._runs.append(run)
+            self._owners[id(run)] = os.getpid()
             if not self._installed:
                 self._install()
 
@@ -71,14 +76,23 @@ class _Registry:
         with self._lock:
             if run in self._runs:
                 self._runs.remove(run)
+                self._owners.pop(id(run), None)
 
     def active(self) -> list[Stoppable]:
         with self._lock:
             return list(self._runs)
 
     def stop_all(self, status: str, error: str | None) -> None:
-        for run in reversed(self.active()):
+        """Stop this process's runs (a forked child leaves its parent's runs to the parent)."""
+        pid = os.getpid()
+        with self._lock:
+            own = [run for run in self._runs if self._owners.get(id(run), pid) == pid]
+        for run in reversed(own):
             run.stop(status=status, error=error)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a lock another thread of the parent may have held, made anew."""
+        self._lock = threading.Lock()
 
     def _install(self) -> None:
         self._installed = True
@@ -111,3 +125,5 @@ class _Registry:
 
 
 registry = _Registry()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=registry._after_fork)

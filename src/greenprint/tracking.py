@@ -668,6 +668,9 @@ class Run:
             if self._state != "running":
                 return
             self._state = "stopped"
+        if self._pid != os.getpid():  # a forked child: the run is its parent's, still live
+            self._release()
+            return
         if self._stop_lock.locked():
             self._stop_lock.release()  # wakes the sampler, which then ends
         thread = self._thread
@@ -836,6 +839,7 @@ class Run:
         self._hardware = detect_hardware().to_dict()
         self._meters.start()
         self._started_at = getattr(self._meters, "read_at", None) or time.time()
+        self._pid = os.getpid()  # the process that ends it (not a forked child: see stop)
         self._account = CostAccount(
             scope=self._scope, intensity=self._intensity, pue=self._pue.value, t0=self._started_at
         )
