@@ -69,8 +69,11 @@ def test_learning_curve_aggregates_repeats_by_size():
 def test_learning_curve_without_usable_runs():
     with pytest.raises(AnalysisError, match="dataset_size"):
         learning_curve([_run("x", None, 0.5, 0.1)], metric="acc")
-    with pytest.raises(AnalysisError, match="infinite"):
+    # a diverged run (its last score infinite) has no score, as a NaN: no point from it alone
+    with pytest.raises(AnalysisError, match="dataset_size"):
         learning_curve([_run("x", 10, math.inf, 0.1)], metric="acc")
+    curve = learning_curve([_run("x", 10, math.inf, 0.1), _run("y", 10, 0.5, 0.1)], metric="acc")
+    assert curve.n_runs.tolist() == [1] and curve.score_mean.tolist() == [0.5]
 
 
 def test_efficiency_per_gflop_kwh_and_kg():

@@ -381,12 +381,16 @@ def test_bad_input(runs, options, error, message):
         price_tag(runs, **options)
 
 
-def test_infinite_score_is_an_error_and_nan_is_no_score():
-    runs = [
-        RunRecord(id="a", name="a", status="finished", metrics=(MetricPoint("acc", math.inf),)),
-    ]
-    with pytest.raises(AnalysisError, match="infinite"):
-        price_tag(runs, metric="acc")
+def test_an_infinite_last_score_is_no_score_as_nan_is():
+    """A training that diverged (its last loss inf) produced no model to score: it reads as a
+    NaN does, never as the best (a minimised -inf) nor as an error refusing the whole study."""
+    for value in (math.inf, -math.inf):
+        runs = [
+            RunRecord(id="a", name="a", status="finished", metrics=(MetricPoint("acc", value),)),
+            _run("c", acc=0.3),
+        ]
+        for mode in ("max", "min"):
+            assert price_tag(runs, metric="acc", mode=mode).final.run_id == "c"
     nan_run = RunRecord(
         id="b", name="b", status="finished", metrics=(MetricPoint("acc", math.nan),)
     )

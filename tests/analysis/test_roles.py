@@ -185,8 +185,10 @@ def test_trial_scores_come_from_their_own_metric_else_their_parts():
     assert math.isnan(trials.score_of("s").score)  # a sweep never takes its trials' scores
     assert trials.from_parts == 2 and trials.score_note.startswith("2 of 4 trials")
     assert trials.to_dict()["scored_by_parts"] == 2
-    with pytest.raises(AnalysisError, match="infinite"):
-        study_trials([run("a", acc=math.inf)], metric="acc")
+    diverged = study_trials([run("a", acc=math.inf), run("b", acc=0.5)], metric="acc")
+    assert math.isnan(diverged.score_of("a").score) and diverged.diverged == (0,)
+    assert diverged.diverged_note.startswith("1 run ('a') ended with an infinite 'acc'")
+    assert trials.diverged == () and trials.diverged_note is None
 
 
 def test_the_final_run_rule():

@@ -216,8 +216,15 @@ def test_no_metric_and_infinite_scores(tmp_path):
     led = gp.Ledger(tmp_path / "l.db")
     add_run(led, spec, name="diverged", score=math.inf, start=T0 + 20, metric="loss")
     led.close()
-    with pytest.raises(gp.AnalysisError, match="infinite 'loss'"):
-        build_report(tmp_path / "l.db", "sweep", metric="loss", mode="min")
+    add_run(led := gp.Ledger(tmp_path / "l.db"), spec, name="ok", score=0.4, start=T0 + 40,
+            metric="loss")  # fmt: skip
+    led.close()
+    # the diverged trial (last loss inf) has no score: the worst in EVP, never the final run
+    report = build_report(tmp_path / "l.db", "sweep", metric="loss", mode="min")
+    assert report.price_tag.final.name == "ok"
+    assert any("('diverged') ended with an infinite 'loss'" in n for n in report.notes)
+    row = next(r for r in report.runs if r.name == "diverged")
+    assert row.score is None
 
 
 def test_chosen_final_run_and_multiple_studies(tmp_path):

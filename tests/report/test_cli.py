@@ -141,12 +141,17 @@ def test_unwritable_output_directory(study_ledger, tmp_path, capsys):
         assert "not writable" in _error_line(capsys)
 
 
-def test_infinite_score_is_one_line(tmp_path, capsys):
-    led = gp.Ledger(tmp_path / "l.db")
-    add_run(led, Spec(), name="diverged", score=float("inf"), start=T0)
+def test_an_infinite_score_is_read_as_no_score_with_a_note(tmp_path, capsys):
+    """A diverged training's last value is infinite: the report is written (it refused the
+    whole study with an error), the run has no score and a note names it."""
+    led, spec = gp.Ledger(tmp_path / "l.db"), Spec()
+    add_run(led, spec, name="diverged", score=float("inf"), start=T0)
+    add_run(led, spec, name="fine", score=0.7, start=T0 + 20)
     led.close()
-    assert main(["report", "--ledger", str(tmp_path / "l.db"), "--out", str(tmp_path / "o")]) == 2
-    assert "infinite 'accuracy'" in _error_line(capsys)
+    out = tmp_path / "o"
+    assert main(["report", "--ledger", str(tmp_path / "l.db"), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "('diverged') ended with an infinite 'accuracy'" in text
 
 
 def test_report_through_a_real_subprocess(study_ledger, tmp_path):

@@ -31,6 +31,7 @@ __all__ = [
     "check_mode",
     "finite_or_raise",
     "frozen_array",
+    "infinite_last",
     "json_float",
     "lower_is_better",
     "resolve_mode",
@@ -118,10 +119,9 @@ def run_score(run: RunRecord, metric: str, *, mode: Mode = "max", reduce: Reduce
             ``"best"`` the best finite value over all steps (the best checkpoint).
 
     Returns:
-        The score, or NaN when the run never logged a (finite, for ``"best"``) value of it.
-
-    Raises:
-        AnalysisError: the value is infinite.
+        The score, or NaN when the run never logged a (finite, for ``"best"``) value of it, or
+        when its last value is infinite: a training that diverged (a loss of ``inf``) produced
+        no model to score, as one whose loss went NaN (:func:`infinite_last` tells them apart).
     """
     check_choice(reduce, "reduce", ("last", "best"))
     return score_of(run, metric, "last" if reduce == "last" else mode)
@@ -143,11 +143,15 @@ def score_of(run: RunRecord, metric: str, how: Literal["last", "max", "min"]) ->
     if value is None:
         return math.nan
     value = float(value)
-    if math.isinf(value):
-        raise AnalysisError(
-            f"run {run.id!r} ({run.name}) has an infinite {metric!r}; scores must be finite"
-        )
-    return value
+    return math.nan if math.isinf(value) else value
+
+
+def infinite_last(run: RunRecord, metric: str) -> bool:
+    """Whether the last logged value of ``metric`` is infinite (the run diverged)."""
+    for point in reversed(run.metrics):
+        if point.name == metric:
+            return math.isinf(point.value)
+    return False
 
 
 def json_float(value: float | None) -> float | None:

@@ -231,11 +231,7 @@ def curve_of(
         run = forest.runs[pos]
         if keep is not None and run.status not in keep:
             continue
-        score = float(scores[pos])
-        if math.isinf(score):
-            raise AnalysisError(
-                f"run {run.id!r} ({run.name}) has an infinite {metric!r}; scores must be finite"
-            )
+        score = float(scores[pos])  # NaN: no score (never logged, diverged to NaN or inf)
         if run.dataset_size is None or run.dataset_size <= 0 or math.isnan(score):
             skipped += 1
             continue

@@ -52,6 +52,7 @@ from typing import Any, Literal
 import numpy as np
 
 from greenprint._exceptions import ConfigError
+from greenprint._format import count_of
 from greenprint._frozen import slot_constructor
 from greenprint._prediction import is_reserved_metric
 from greenprint._records import RUN_ROLES, RunRecord
@@ -60,6 +61,7 @@ from greenprint.analysis._common import (
     Reduce,
     RunForest,
     check_choice,
+    infinite_last,
     json_float,
     resolve_mode,
     score_of,
@@ -375,6 +377,8 @@ class StudyTrials:
         mode_note: why the mode was chosen when it was not given (e.g. a ``loss`` is minimised),
             else ``None``.
         reduce: ``"last"`` or ``"best"`` logged value.
+        diverged: positions of the runs whose last value of the metric is infinite (a training
+            that diverged): no score, as a NaN (:attr:`diverged_note` says so).
     """
 
     roles: StudyRoles
@@ -383,6 +387,7 @@ class StudyTrials:
     mode: Mode
     mode_note: str | None
     reduce: Reduce
+    diverged: tuple[int, ...] = ()
 
     @property
     def forest(self) -> RunForest:
@@ -438,6 +443,19 @@ class StudyTrials:
             text += f"; {none} without a score (failed, or no part scored)"
         return text
 
+    @property
+    def diverged_note(self) -> str | None:
+        """A sentence for the report when some runs' last value is infinite, else ``None``."""
+        if not self.diverged:
+            return None
+        names = ", ".join(repr(self.forest.runs[p].name) for p in self.diverged[:5])
+        more = f" and {len(self.diverged) - 5} more" if len(self.diverged) > 5 else ""
+        runs = count_of(len(self.diverged), "run")
+        return (
+            f"{runs} ({names}{more}) ended with an infinite {self.metric!r} (a training that "
+            "diverged): no score, as a NaN, so a trial among them counts as the worst score"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: counts, where scores came from, the mode and its note."""
         return {
@@ -491,6 +509,7 @@ def study_trials(
     forest = study.forest
     scored = set(scored_statuses)
     scores: list[TrialScore] = [TrialScore(math.nan, "none")] * len(forest.runs)
+    diverged: list[int] = []  # runs whose last value is infinite (no score, as a NaN)
     if metric is not None:
         how: Literal["last", "max", "min"] = "last" if reduce == "last" else resolved_mode
         runs, children = forest.runs, forest.children
@@ -504,6 +523,8 @@ def study_trials(
         ranks: dict[int, list[float]] = {}  # linked run -> the scores it stands for
         for pos in forest.order:  # children before parents
             own = score_of(runs[pos], metric, how)
+            if own != own and how == "last" and infinite_last(runs[pos], metric):
+                diverged.append(pos)
             if own == own:  # not NaN
                 scores[pos] = _make_score(own, "own", 0)
                 if virtual is not None and virtual[pos]:
@@ -532,6 +553,7 @@ def study_trials(
         mode=resolved_mode,
         mode_note=note,
         reduce=reduce,
+        diverged=tuple(sorted(diverged)),
     )
 
 

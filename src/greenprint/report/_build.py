@@ -100,8 +100,7 @@ def build_report(
         LedgerPathError: the ledger does not exist (it is not created).
         UnknownStudyError: no such study (the message lists the known ones).
         ReportError: no study given and the ledger holds several (or none).
-        AnalysisError: no run logged a finite value of ``metric`` (when given), an
-            infinite score (see :func:`greenprint.analysis.run_score`), or ``final`` unknown
+        AnalysisError: no run logged a finite value of ``metric`` (when given), or ``final`` unknown
             or a run of another study (the message names both studies).
         ConfigError: a bad ``mode``, ``reduce`` or ``max_sampled_runs``.
     """
@@ -369,13 +368,13 @@ def _assemble(
 ) -> Report:
     metric, metric_note = pick_metric(runs, metric, study)
     forest = RunForest.build(runs)
-    # Scores of every run: its own, else the mean of its parts' (run_score raises AnalysisError
-    # on an infinite score: the documented behaviour).
+    # Scores of every run: its own, else the mean of its parts' (a last value that is infinite,
+    # a diverged training, is no score, as a NaN: trials.diverged_note names those runs).
     trials = study_trials(forest, metric=metric, mode=mode, reduce=reduce)
     given_mode, mode = mode, trials.mode
     scores = {r.id: trials.scores[p].score for p, r in enumerate(forest.runs)}
     notes = [metric_note] if metric_note else []
-    for note in (trials.roles.note, trials.score_note):
+    for note in (trials.roles.note, trials.score_note, trials.diverged_note):
         if note:
             notes.append(note)
     ranked = bool(trials.roles.positions("final")) or any(
