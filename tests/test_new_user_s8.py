@@ -528,3 +528,24 @@ def test_a_bad_pue_on_the_command_line_reads_plainly(tmp_path):
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("greenprint: error: PUE must be a finite number"), line
     assert not (tmp_path / "greenprint.db").exists()
+
+
+def test_report_json_carries_the_final_models_held_out_scores(tmp_path):
+    """The held-out score a final retrain logged is in report.json too (``final_scores``), not
+    only in its sentences: a script reading the JSON gets the number a paper reports."""
+    import json
+
+    from greenprint.report import write_report
+
+    path = tmp_path / "demo.db"
+    with gp.track("trial-0", study="d", ledger=path, role="trial") as run:
+        run.log(val_accuracy=0.95)
+    with gp.track("final-retrain", study="d", ledger=path, role="final") as run:
+        run.log(test_accuracy=0.9833)
+    out = write_report(build_report(path, "d"), tmp_path / "out", "json")
+    document = json.loads(Path(out["json"]).read_text(encoding="utf-8"))
+    assert document["final_scores"] == {"test_accuracy": 0.9833}
+    with gp.track("trial-1", study="e", ledger=path, role="trial") as run:
+        run.log(val_accuracy=0.9)
+    out = write_report(build_report(path, "e"), tmp_path / "out2", "json")
+    assert json.loads(Path(out["json"]).read_text(encoding="utf-8"))["final_scores"] == {}

@@ -392,6 +392,7 @@ class Report:
             "metric": self.metric,
             "mode": self.mode,
             "reduce": self.reduce,
+            "final_scores": {name: json_float(value) for name, value in self.final_scores},
             "price_tag": self.price_tag.to_dict(),
             "hardware": list(self.hardware),
             "model_card": {
