@@ -22,6 +22,9 @@
    ledger while the parent went on; a forked child leaving the ``with gp.track`` block
    (``sys.exit`` after ``os.fork``) wrote it ``finished``. A killed parent then read
    ``interrupted`` or ``finished``, never ``lost``.
+6. SIGTERM while the main thread is inside the run registry (a run starting or ending): the
+   handler took the registry's plain lock again in the same thread and the process hung for
+   ever, its run never ended.
 """
 
 from __future__ import annotations
@@ -300,3 +303,32 @@ def test_a_forked_child_never_ends_its_parents_live_run(tmp_path: Path, how: str
     assert done.stdout.split() == ["running", "None", "None"]  # while the parent runs
     (run,) = gp.Ledger(db).runs()
     assert run.status == "lost" and run.ended_at is None  # its process is gone, unended
+
+
+SIGTERM_INSIDE = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    import greenprint as gp
+    from greenprint._lifecycle import registry
+
+    gp.track("job", ledger=sys.argv[1]).start()
+    with registry._lock:  # the main thread inside registry.add/discard as SIGTERM arrives
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_sigterm_while_a_run_starts_or_ends_does_not_hang(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_INSIDE, str(db)], cwd=tmp_path)
+    try:
+        code = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
+        pytest.fail("the process hung in its SIGTERM handler")
+    assert code == -signal.SIGTERM  # ended by the signal, as without greenprint
+    (run,) = gp.Ledger(db).runs()
+    assert (run.status, run.error) == ("interrupted", "SIGTERM")

@@ -60,7 +60,8 @@ class _Registry:
     def __init__(self) -> None:
         self._runs: list[Stoppable] = []
         self._owners: dict[int, int] = {}  # id(run) -> the pid of the process that added it
-        self._lock = threading.Lock()
+        # an RLock: a SIGTERM handler (stop_all) may run while this thread is inside add/discard
+        self._lock = threading.RLock()
         self._installed = False
         self._previous_sigterm: Any = None
         self._previous_excepthook: Any = None
@@ -92,7 +93,7 @@ class _Registry:
 
     def _after_fork(self) -> None:
         """In a forked child: a lock another thread of the parent may have held, made anew."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def _install(self) -> None:
         self._installed = True
