@@ -395,14 +395,14 @@ def job_status(statuses: Iterable[str]) -> str:
 
 
 def job_notes(runs: Sequence[Any]) -> list[str]:
-    """Notes for a price tag: each job with a lost run (a node whose heartbeat stopped)."""
+    """Notes for a price tag: each job with a lost run (a node whose process is gone)."""
     lost: dict[str, list[str]] = {}
     for run in runs:
         job = getattr(run, "job_id", None)
         if job is not None and run.status == "lost":
             lost.setdefault(job, []).append(f"{run.id[:8]} on {run.host or 'an unknown host'}")
     return [
-        f"job {job} is lost: run(s) {', '.join(where)} stopped sending heartbeats; their cost "
-        "until the last heartbeat is counted"
+        f"job {job} is lost: run(s) {', '.join(where)} ended unrecorded (their process is "
+        "gone, or their heartbeat stopped); their cost until the last heartbeat is counted"
         for job, where in lost.items()
     ]

@@ -365,9 +365,6 @@ class Run:
         self._environment: Any = None
         self._hardware: dict[str, Any] = {}
         self._saved_env: dict[str, str | None] = {}
-        # False: the run does not export itself to child processes (GREENPRINT_PARENT_*); its
-        # owner does, when it alone should be their parent (Optuna's parallel trials)
-        self._exports_env = True
         self._ctx_token: contextvars.Token[tuple[Any, ...]] | None = None
         self._listeners: list[Callable[[Run, str], None]] = []
         self._host = ""
@@ -1422,10 +1419,7 @@ class Run:
                 logger.exception("greenprint: a listener of run %s failed (%s)", self.id[:8], event)
 
     def _export_env(self) -> None:
-        if self._exports_env:
-            self._saved_env = _lineage.export_env(
-                *self._child_env(), ancestors=self._ancestor_ids()
-            )
+        self._saved_env = _lineage.export_env(*self._child_env(), ancestors=self._ancestor_ids())
 
     def _ancestor_ids(self) -> frozenset[str]:
         """The ids of this run's ancestors known in this process (its parent's, and so on)."""
