@@ -262,3 +262,39 @@ def test_a_callable_refit_scores_the_chosen_candidate(tmp_path: Path, digits) ->
     (final,) = [r for r in _runs(db, "callable") if r.role == "final"]
     chosen = search.cv_results_["mean_test_score"][search.best_index_]
     assert final.metric("score") == final.metric("cv_score") == chosen
+
+
+def test_apportioned_trials_folds_and_refit_share_one_reading_of_the_search(
+    tmp_path: Path, digits
+) -> None:
+    """Every apportioned record is a share of the same reading of the search: each trial's
+    folds sum to the trial, and the trials with the refit to that reading. The folds read the
+    search again after the trials were written (its sampler had moved on: a full suite under
+    load read the trials' cost as 1.78e-7 kWh in the price tag by role against their own
+    1.07e-7, the folds counting more than their trials)."""
+    X, y = digits
+    db = tmp_path / "g.db"
+    search = GridSearchCV(
+        LogisticRegression(max_iter=50), {"C": [10.0**k for k in range(-3, 3)]}, cv=3
+    )
+    # samples every 10 ms: the search's reading moves while its 6 trials and 18 folds are written
+    track_search(search, X, y, ledger=db, study="one-reading", method="apportion",
+                 sample_interval_s=0.01, flush_interval_s=0.05)  # fmt: skip
+    runs = _runs(db, "one-reading")
+    trials = [r for r in runs if r.role == "trial"]
+    assert len(trials) == 6
+    for trial in trials:
+        folds = [r for r in runs if r.parent_id == trial.id]
+        assert len(folds) == 3
+        for cost in ("energy_kwh", "emissions_kg", "duration_s"):
+            assert sum(getattr(f, cost) for f in folds) == pytest.approx(
+                getattr(trial, cost), rel=1e-12
+            ), cost
+    (final,) = [r for r in runs if r.role == "final"]
+    shares = [float(t.provenance["trial"].split()[1]) for t in [*trials, final]]
+    reading = [t.energy_kwh / s for t, s in zip([*trials, final], shares, strict=True)]
+    assert max(reading) == pytest.approx(min(reading), rel=1e-3)  # shares printed to 4 digits
+    tag = price_tag(runs, metric="score")
+    assert tag.by_role["trial"].energy_kwh == pytest.approx(
+        sum(t.energy_kwh for t in trials), rel=1e-9
+    )

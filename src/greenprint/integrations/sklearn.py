@@ -381,7 +381,7 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
         folds = children.get(tid, [])
-        _score_folds(ledger, sweep, results, row, tid, folds, refit, n_splits, now, shares)
+        _score_folds(ledger, sweep, base, results, row, tid, folds, refit, n_splits, now, shares)
     if shares is not None and getattr(search, "refit", False) and measured_final is None:
         final = _apportioned(
             base,
@@ -510,6 +510,7 @@ def _cost_sums(runs: Sequence[RunRecord]) -> dict[str, Any]:
 def _score_folds(
     ledger: Any,
     sweep: Run,
+    reading: RunRecord,
     results: Mapping[str, Any],
     row: int,
     tid: str,
@@ -519,7 +520,10 @@ def _score_folds(
     now: float,
     shares: list[float] | None,
 ) -> None:
-    """Give each fold its test scores (measured folds), or write apportioned folds."""
+    """Give each fold its test scores (measured folds), or write apportioned folds.
+
+    ``reading``: the search's record its trials were apportioned from (the folds share it).
+    """
     folds = {int(r.params.get("fold", -1)): r for r in measured}
     for fold in range(n_splits):
         key = f"split{fold}_test_{refit}"
@@ -536,9 +540,8 @@ def _score_folds(
         status = "failed" if failed else "finished"
         error = "the fit failed (error_score)" if failed else None
         if shares is not None:
-            base = replace(sweep.record, metrics=(), error=None)
             record = _apportioned(
-                base,
+                reading,
                 _derived(tid, f"fold{fold}"),
                 f"{sweep.name}-c{row}-fold{fold}",
                 sweep,
@@ -599,8 +602,13 @@ def _summed(
 def _apportioned(
     base: RunRecord, run_id: str, name: str, sweep: Run, share: float, params: dict[str, Any]
 ) -> RunRecord:
-    """A run whose cost is ``share`` of the sweep's measured cost so far."""
-    record = sweep.record
+    """A run whose cost is ``share`` of the sweep's measured cost in ``base``.
+
+    ``base`` is one reading of the sweep (its record, taken once): the trials, their folds and
+    the refit are shares of the same reading, so that a trial's folds sum to it (the sweep's
+    sampler moves its live record on while they are written).
+    """
+    record = base
 
     def part(value: float | None) -> float | None:
         return None if value is None else value * share
