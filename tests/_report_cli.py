@@ -1,11 +1,13 @@
 """``greenprint`` run as a new user runs it, for the tests that read its reports.
 
-Shared by ``test_new_user_reports.py`` and ``test_outside_reports.py``: a command run in a
-directory with a clean environment, an empty home for a study, and the report it writes.
+Shared by ``test_new_user_reports.py`` and the outside checks (``test_outside_*.py``): a
+command run in a directory with a clean environment, an empty home for a study, the report it
+writes, and its exports read against the report.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 from pathlib import Path
@@ -52,3 +54,41 @@ def report_text(home: Path, fmt: str) -> str:
     """The text of the report written in ``fmt`` (``html``, ``md``, ``latex``) under ``home``."""
     name = {"html": "report.html", "md": "report.md", "latex": "report.tex"}[fmt]
     return (home / "rep" / name).read_text(encoding="utf-8")
+
+
+def export_rows(home: Path, study: str, *args: str) -> tuple[list[dict[str, str]], list[dict]]:
+    """``greenprint ledger export`` of ``study``: the CSV rows and the JSON items."""
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--out", "x.csv")
+    assert done.returncode == 0, done.stderr
+    with (home / "x.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return rows, json.loads(done.stdout)["runs"]
+
+
+def roots_sum_to_the_price_tag(rows: list[dict], report: dict) -> None:
+    """The root rows of an export sum to the price tag (each root the larger of what it
+    recorded and what its children add up to, as the price tag counts it)."""
+    children: dict[str, list[dict]] = {}
+    for r in rows:
+        children.setdefault(r["parent_id"] or "", []).append(r)
+
+    def nested(row: dict, key: str) -> float:
+        inner = sum(nested(c, key) for c in children.get(row["id"], ()))
+        return max(float(row[key]), inner)
+
+    total = report["price_tag"]["total"]
+    assert len(rows) == total["runs"]
+    for key in ("energy_kwh", "emissions_kg"):
+        assert sum(nested(r, key) for r in children[""]) == pytest.approx(total[key], rel=1e-9)
+
+
+def export_reads_as_the_report(home: Path, study: str, report: dict, *args: str) -> None:
+    """Both exports give every run (by id) the report's role, and their root rows sum to the
+    price tag (:func:`roots_sum_to_the_price_tag`)."""
+    rows, items = export_rows(home, study, *args)
+    roles = {r["id"]: r["role"] for r in report["runs"]}
+    assert {r["id"]: r["role"] for r in rows} == roles
+    assert {i["id"]: i["role"] for i in items} == roles
+    roots_sum_to_the_price_tag(rows, report)

@@ -38,6 +38,7 @@ from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import report_text as _text
+from _report_cli import roots_sum_to_the_price_tag as _roots_sum_to_the_price_tag
 from greenprint.analysis import expected_max_performance
 
 POOL_SCRIPT = """
@@ -296,23 +297,6 @@ def _export_csv(home: Path, study: str) -> list[dict[str, str]]:
     assert done.returncode == 0, done.stderr
     with (home / "runs.csv").open(encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def _roots_sum_to_the_price_tag(rows: list[dict], report: dict) -> None:
-    """The root rows of an export sum to the price tag (each root the larger of what it
-    recorded and what its children add up to, as the price tag counts it)."""
-    children: dict[str, list[dict]] = {}
-    for r in rows:
-        children.setdefault(r["parent_id"] or "", []).append(r)
-
-    def nested(row: dict, key: str) -> float:
-        inner = sum(nested(c, key) for c in children.get(row["id"], ()))
-        return max(float(row[key]), inner)
-
-    total = report["price_tag"]["total"]
-    assert len(rows) == total["runs"]
-    for key in ("energy_kwh", "emissions_kg"):
-        assert sum(nested(r, key) for r in children[""]) == pytest.approx(total[key], rel=1e-9)
 
 
 # ------------------------------------------------------------------------------- fixtures

@@ -35,7 +35,7 @@ import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
-from _report_cli import GREENPRINT, run_in
+from _report_cli import GREENPRINT, roots_sum_to_the_price_tag, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import report_text as _text
@@ -246,18 +246,7 @@ def _export_reads_as_the_report(home: Path, study: str, report: dict, *args: str
     by_name = _rows(report)
     assert {r["name"]: r["role"] for r in rows} == {n: r["role"] for n, r in by_name.items()}
     assert {n: i["role"] for n, i in items.items()} == {n: r["role"] for n, r in by_name.items()}
-    children: dict[str, list[dict]] = {}
-    for r in rows:
-        children.setdefault(r["parent_id"] or "", []).append(r)
-
-    def nested(row: dict, key: str) -> float:
-        inner = sum(nested(c, key) for c in children.get(row["id"], ()))
-        return max(float(row[key]), inner)
-
-    total = report["price_tag"]["total"]
-    assert len(rows) == total["runs"]
-    for key in ("energy_kwh", "emissions_kg"):
-        assert sum(nested(r, key) for r in children[""]) == pytest.approx(total[key], rel=1e-9)
+    roots_sum_to_the_price_tag(rows, report)
 
 
 def _tree_order_holds(text: str, report: dict) -> None:

@@ -21,7 +21,6 @@ then read in all four report formats and both exports:
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from _clean_env import clean_env
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
+from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
 from _report_cli import report_text as _text
 from greenprint.analysis import expected_max_performance
 
@@ -257,38 +257,6 @@ def _rows(report: dict) -> dict[str, dict]:
 def _runs(ledger: str | Path, study: str) -> list[gp.RunRecord]:
     with gp.Ledger(ledger, create=False) as led:
         return list(led.runs(study=study))
-
-
-def _export(home: Path, study: str, *args: str) -> tuple[list[dict[str, str]], list[dict]]:
-    """``greenprint ledger export`` of ``study``: the CSV rows and the JSON items."""
-    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--out", "x.csv")
-    assert done.returncode == 0, done.stderr
-    with (home / "x.csv").open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--format", "json")
-    assert done.returncode == 0, done.stderr
-    return rows, json.loads(done.stdout)["runs"]
-
-
-def _export_reads_as_the_report(home: Path, study: str, report: dict, *args: str) -> None:
-    """Both exports give every run (by id) the report's role, and their root rows sum to the
-    price tag (each root the larger of what it recorded and what its children add up to)."""
-    rows, items = _export(home, study, *args)
-    roles = {r["id"]: r["role"] for r in report["runs"]}
-    assert {r["id"]: r["role"] for r in rows} == roles
-    assert {i["id"]: i["role"] for i in items} == roles
-    children: dict[str, list[dict]] = {}
-    for r in rows:
-        children.setdefault(r["parent_id"] or "", []).append(r)
-
-    def nested(row: dict, key: str) -> float:
-        inner = sum(nested(c, key) for c in children.get(row["id"], ()))
-        return max(float(row[key]), inner)
-
-    total = report["price_tag"]["total"]
-    assert len(rows) == total["runs"]
-    for key in ("energy_kwh", "emissions_kg"):
-        assert sum(nested(r, key) for r in children[""]) == pytest.approx(total[key], rel=1e-9)
 
 
 #: A number with a unit in a sentence of the price tag: mWh, mg CO2-eq, s...
