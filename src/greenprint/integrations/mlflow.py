@@ -151,6 +151,8 @@ class MlflowLogger:
         # a step the user logs is queued on the logger's writer thread (the training loop does
         # not wait for the store); at a flush, on the sampler thread, it is written at once
         with self._lock:
+            if fresh and self._ended:  # the run stopped after log() checked: its writer is shut
+                raise ConfigError("the greenprint run has ended; its totals are logged already")
             if step is None:
                 step = self._next_step
             self._next_step = max(self._next_step, step + 1)
