@@ -93,3 +93,32 @@ def test_a_sqlite_library_too_old_for_the_triggers_is_refused_in_one_line() -> N
     with pytest.raises(LedgerError, match=r"SQLite library is 3\.22\.0, older than 3\.24") as e:
         check_sqlite_library("x.db", (3, 22, 0))
     assert "\n" not in str(e.value) and "PostgreSQL" in str(e.value)
+
+
+def test_a_signal_handler_on_the_thread_inside_the_pool_lock_does_not_wait_on_itself(
+    tmp_path,
+) -> None:
+    """SIGTERM's handler ends the process's runs and writes their records, on the main thread,
+    which may be inside the connection pool's lock (taking or returning a connection) when the
+    signal lands: a plain lock made the handler wait on its own thread for good. Forced here by
+    writing from inside the lock, on a thread that is given 10 s."""
+    import threading
+
+    from greenprint import RunRecord
+
+    led = Ledger(tmp_path / "l.db")
+    store = led._store
+    led.start_run(RunRecord(id="a" * 32, name="warm", study="s"))  # a connection in the pool
+    done = threading.Event()
+
+    def inside_the_lock() -> None:
+        with store._pool_lock:  # where the handler interrupts the thread
+            led.start_run(RunRecord(id="b" * 32, name="from-the-handler", study="s"))
+        done.set()
+
+    worker = threading.Thread(target=inside_the_lock, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert done.is_set(), "the write waited on the pool lock its own thread holds"
+    assert {r.name for r in led.runs()} == {"warm", "from-the-handler"}
+    led.close()

@@ -163,7 +163,9 @@ class SQLiteStore:
         self.target = target
         self._database = ":memory:" if target.path is None else str(target.path)
         self._idle: list[sqlite3.Connection] = []
-        self._pool_lock = threading.Lock()
+        # re-entrant: a signal handler on the thread inside _acquire/_release (SIGTERM ending
+        # its runs writes their records) takes it again instead of waiting on itself for good
+        self._pool_lock = threading.RLock()
         # The writers of one process queue here rather than in SQLite's busy handler; an
         # in-memory ledger has a single connection, so every access queues.
         self._write_lock = threading.RLock()
@@ -202,8 +204,10 @@ class SQLiteStore:
                 self._memory = self._connect()
             return self._memory
         with self._pool_lock:
-            if self._idle:
+            try:
                 return self._idle.pop()
+            except IndexError:  # none idle (or a handler on this thread took the last)
+                pass
         return self._connect()
 
     def _release(self, conn: sqlite3.Connection) -> None:
