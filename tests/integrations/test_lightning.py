@@ -80,6 +80,7 @@ def test_a_fit_is_one_finished_run_with_figures_in_every_logger(tmp_path: Path) 
     assert (record.name, record.status, record.role) == ("reg", "finished", "final")
     assert record.id == cb.last_run_id
     assert record.params["lr"] == 0.05 and record.params["trainer.max_epochs"] == 2
+    assert record.dataset_size == 64  # the training set's examples (E x D x H), not validation's
     assert record.energy_kwh > 0 and record.emissions_kg > 0
     names = {point.name for point in record.metrics}
     assert {"val_loss", "train_loss"} <= names
@@ -328,3 +329,20 @@ def test_log_figures_false_keeps_the_loggers_clean(tmp_path: Path) -> None:
     trainer.fit(Regressor(), _data())
     assert not any(k.startswith("greenprint/") for k in trainer.callback_metrics)
     assert cb.run.status == "finished" and cb.run.energy_kwh > 0
+
+
+def test_a_dataset_size_given_wins_and_an_iterable_dataset_records_none(tmp_path: Path) -> None:
+    db = tmp_path / "gp.db"
+    cb = GreenprintCallback("given", study="d", ledger=db, dataset_size=1000, **FAST)
+    _trainer(tmp_path, cb, max_epochs=1).fit(Regressor(lr=0.05), _data())
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            gen = torch.Generator().manual_seed(0)
+            for _ in range(32):
+                yield torch.randn(4, generator=gen), torch.randn(1, generator=gen)
+
+    cb = GreenprintCallback("stream", study="d", ledger=db, **FAST)
+    _trainer(tmp_path, cb, max_epochs=1).fit(Regressor(lr=0.05), DataLoader(Stream(), 16))
+    sizes = {r.name: r.dataset_size for r in gp.Ledger(db).runs(study="d")}
+    assert sizes == {"given": 1000, "stream": None}

@@ -84,6 +84,7 @@ def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> No
     (record,) = gp.Ledger(db).runs(study="hf")
     assert (record.name, record.status, record.role) == ("bert", "finished", "final")
     assert record.params["learning_rate"] == 1e-3 and record.params["max_steps"] == 4
+    assert record.dataset_size == 32  # the training set's examples (E x D x H)
     assert record.energy_kwh > 0
     names = {p.name for p in record.metrics}
     assert {"loss", "eval_loss", "learning_rate"} <= names

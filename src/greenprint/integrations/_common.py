@@ -14,6 +14,7 @@ __all__ = [
     "SET_BY_INTEGRATION",
     "WarnOnce",
     "check_run_options",
+    "sized_dataset",
     "stopped_by_budget",
 ]
 
@@ -140,3 +141,20 @@ class WarnOnce:
                 return
             self._given.add(key)
         warnings.warn(message, UserWarning, stacklevel=stacklevel)
+
+
+def sized_dataset(loader: Any) -> int | None:
+    """The number of examples a training data loader's dataset holds, or ``None``.
+
+    ``len(loader.dataset)`` when it has one (a map-style dataset; every rank of a distributed
+    training sees the whole dataset, its sampler a part); ``None`` for an iterable dataset,
+    no loader, or anything that cannot say (a run then records no ``dataset_size``, as before).
+    """
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None:
+        return None
+    try:
+        size = len(dataset)
+    except (TypeError, NotImplementedError):  # no __len__ (an IterableDataset raises TypeError)
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None

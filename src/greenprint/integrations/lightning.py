@@ -61,7 +61,7 @@ from greenprint._exceptions import (
 )
 from greenprint._imports import is_available, require
 from greenprint._lifecycle import status_for
-from greenprint.integrations._common import check_run_options
+from greenprint.integrations._common import check_run_options, sized_dataset
 from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
@@ -190,6 +190,15 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self.last_run_id = run.id
         self._figures = LiveFigures(run)
         self._step_fpo = None  # counted again: this fit may train another module
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Record the training set's size (E x D x H), unless given: its loader is set now."""
+        run = self._run
+        if run is None or run.status != "running" or self._options.get("dataset_size") is not None:
+            return
+        size = sized_dataset(getattr(trainer, "train_dataloader", None))
+        if size is not None:
+            run.set(dataset_size=size)
 
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int

@@ -81,7 +81,7 @@ from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
 from greenprint._units import kg_to_g
-from greenprint.integrations._common import WarnOnce, check_run_options
+from greenprint.integrations._common import WarnOnce, check_run_options, sized_dataset
 from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
@@ -269,6 +269,10 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
                     "logged most (eval_loss, minimised); pass the metric the search optimised "
                     "with --metric and its direction with --mode max|min",
                 )
+        if options.get("dataset_size") is None:  # E x D x H: the examples it trains on
+            size = sized_dataset(kwargs.get("train_dataloader"))
+            if size is not None:
+                options["dataset_size"] = size
         world = int(getattr(args, "world_size", 1) or 1)
         local = int(getattr(args, "local_process_index", 0) or 0)
         if world <= 1:
