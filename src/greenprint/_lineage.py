@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
+from collections.abc import MutableMapping
 from typing import Any
 
 __all__ = [
@@ -171,9 +172,7 @@ def _main_runs_after_fork() -> None:
     kept = [export for export in _exports if export[1][PARENT_ENV] in here]
     if len(kept) < len(_exports):
         _exports[:] = kept
-        _put(_in_force() if _exports else dict(_base))
-        if not _exports:
-            _base.clear()
+        _apply()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
@@ -230,12 +229,26 @@ def inherited_ledger() -> str | None:
     return _inherited(PARENT_LEDGER_ENV) if inherited_parent() else None
 
 
-def _put(values: dict[str, str | None]) -> None:
+def _put(values: dict[str, str | None], env: MutableMapping[str, str] | None = None) -> None:
+    """Set ``values`` in ``env`` (default ``os.environ``); a ``None`` value unsets its key."""
+    target = os.environ if env is None else env
     for key, value in values.items():
         if value is None:
-            os.environ.pop(key, None)
+            target.pop(key, None)
         else:
-            os.environ[key] = value
+            target[key] = value
+
+
+def _values(
+    run_id: str, study: str, ledger_url: str | None, tree: str | None
+) -> dict[str, str | None]:
+    """What a child inherits from a run, by variable (``None``: the variable unset)."""
+    return {
+        PARENT_ENV: run_id,
+        PARENT_STUDY_ENV: study,
+        PARENT_LEDGER_ENV: ledger_url,
+        PARENT_TREE_ENV: tree,
+    }
 
 
 def export_env(
@@ -257,18 +270,15 @@ def export_env(
             while runs of other threads export too, the environment names the closest run
             that encloses them all (:func:`_in_force`).
     """
-    exported = {PARENT_ENV: run_id, PARENT_STUDY_ENV: study}
-    if ledger_url is not None:
-        exported[PARENT_LEDGER_ENV] = ledger_url
-    if tree is not None:
-        exported[PARENT_TREE_ENV] = tree
+    values = _values(run_id, study, ledger_url, tree)
+    exported = {key: value for key, value in values.items() if value is not None}
     with _exports_lock:
         if not _exports:
             _base.clear()
             _base.update({key: os.environ.get(key) for key in _KEYS})
         saved: dict[str, str | None] = {key: os.environ.get(key) for key in exported}
         _exports.append((saved, exported, ancestors | {run_id}))
-        _put(_in_force())
+        _apply()
     return saved
 
 
@@ -284,11 +294,17 @@ def restore_env(saved: dict[str, str | None]) -> None:
             _put(saved)
             return
         del _exports[index]
-        if _exports:
-            _put(_in_force())
-        else:
-            _put(dict(_base))
-            _base.clear()
+        _apply()
+
+
+def _apply() -> None:
+    """Put the environment the exports in force give (called with ``_exports_lock`` held).
+
+    With none left, that is the process's own values, which are then no longer kept apart.
+    """
+    _put(_in_force())
+    if not _exports:
+        _base.clear()
 
 
 def _in_force() -> dict[str, str | None]:
@@ -323,15 +339,5 @@ def child_environ(
     process-wide environment names (runs of other threads live at the same time).
     """
     env = dict(os.environ)
-    exported = {
-        PARENT_ENV: run_id,
-        PARENT_STUDY_ENV: study,
-        PARENT_LEDGER_ENV: ledger_url,
-        PARENT_TREE_ENV: tree,
-    }
-    for key, value in exported.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
+    _put(_values(run_id, study, ledger_url, tree), env)
     return env
