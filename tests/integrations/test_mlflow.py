@@ -193,13 +193,13 @@ def test_a_log_racing_the_runs_end_is_the_documented_error_not_a_crash(
     client: mlflow.MlflowClient,
 ) -> None:
     """``logger.log()`` from a training thread while the run stops: its check of the run's end
-    can pass just before the stop shuts the writer down; it then raised the executor's
-    RuntimeError ('cannot schedule new futures after shutdown') into the training. It is the
-    ConfigError ``log()`` documents for an ended run. The interleaving is forced by calling
-    the step ``log()`` runs after its check."""
+    could pass just before the stop shut the writer down; it then raised the executor's
+    RuntimeError ('cannot schedule new futures after shutdown') into the training. The check
+    is now made under the writer's lock: the ConfigError ``log()`` documents for an ended run.
+    The interleaving is forced by calling the step that writes, after the stop."""
     with mlflow.start_run():
         with gp.track("racing", ledger=False, meters=ConstantPowerMeters(), **FAST) as run:
             logger = gp_mlflow.autolog(run, every_flush=False)
             logger.log(step=1)  # the writer thread exists
         with pytest.raises(gp.ConfigError, match="has ended"):
-            logger._log_figures(2, fresh=True)  # what log() does once its check has passed
+            logger._log_figures(2, fresh=True)  # what log() runs, reached after the stop

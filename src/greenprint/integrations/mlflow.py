@@ -143,15 +143,13 @@ class MlflowLogger:
         """
         if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
             raise ConfigError(f"step must be a non-negative integer, not {step!r}")
-        if self._ended:
-            raise ConfigError("the greenprint run has ended; its totals are logged already")
-        return self._log_figures(step, fresh=True)
+        return self._log_figures(step, fresh=True)  # an ended run: ConfigError, under the lock
 
     def _log_figures(self, step: int | None, *, fresh: bool) -> dict[str, float]:
         # a step the user logs is queued on the logger's writer thread (the training loop does
         # not wait for the store); at a flush, on the sampler thread, it is written at once
         with self._lock:
-            if fresh and self._ended:  # the run stopped after log() checked: its writer is shut
+            if fresh and self._ended:  # checked under the lock: the stop shuts the writer down
                 raise ConfigError("the greenprint run has ended; its totals are logged already")
             if step is None:
                 step = self._next_step
