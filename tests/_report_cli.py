@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -92,3 +93,22 @@ def export_reads_as_the_report(home: Path, study: str, report: dict, *args: str)
     assert {r["id"]: r["role"] for r in rows} == roles
     assert {i["id"]: i["role"] for i in items} == roles
     roots_sum_to_the_price_tag(rows, report)
+
+
+#: A number with a unit in a sentence of the price tag: mWh, mg CO2-eq, s...
+_NUMBER = r"\d+(?:\.\d+)?(?:e[+-]?\d+)?"
+
+
+def price_tag_lines_have_units(md: str) -> None:
+    """Each bullet of the Markdown price tag gives its number with a unit (or 'unknown')."""
+    block = md[md.index("## Price tag") : md.index("| status |")]
+    units = {
+        "energy (IT)": r"(?:k|M|m|µ|G)?Wh",
+        "emissions": r"(?:k|m|µ|n)?g CO2-eq|t CO2-eq",
+        "run time": r"s|min|h|d",
+        "FPO": r"(?:k|M|G|T|P|E)?FPO",
+        "study / final model": r"x the energy",
+    }
+    for label, value in re.findall(r"^- \*\*(.+?)\*\*: (.+)$", block, flags=re.M):
+        if label in units and "unknown" not in value:
+            assert re.fullmatch(rf"{_NUMBER} ?(?:{units[label]})(?: .*)?", value), (label, value)

@@ -22,7 +22,6 @@ then read in all four report formats and both exports:
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -35,7 +34,7 @@ import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
-from _report_cli import GREENPRINT, roots_sum_to_the_price_tag, run_in
+from _report_cli import GREENPRINT, export_rows, roots_sum_to_the_price_tag, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import report_text as _text
@@ -230,13 +229,8 @@ def _rows(report: dict) -> dict[str, dict]:
 
 def _export(home: Path, study: str, *args: str) -> tuple[list[dict[str, str]], dict[str, dict]]:
     """``greenprint ledger export`` of ``study``: the CSV rows and the JSON items by name."""
-    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--out", "x.csv")
-    assert done.returncode == 0, done.stderr
-    with (home / "x.csv").open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, *args, "--format", "json")
-    assert done.returncode == 0, done.stderr
-    return rows, {i["name"]: i for i in json.loads(done.stdout)["runs"]}
+    rows, items = export_rows(home, study, *args)
+    return rows, {i["name"]: i for i in items}
 
 
 def _export_reads_as_the_report(home: Path, study: str, report: dict, *args: str) -> None:

@@ -41,6 +41,7 @@ from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
+from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
 from _report_cli import report_text as _text
 from greenprint.analysis import expected_max_performance
 
@@ -257,26 +258,6 @@ def _rows(report: dict) -> dict[str, dict]:
 def _runs(ledger: str | Path, study: str) -> list[gp.RunRecord]:
     with gp.Ledger(ledger, create=False) as led:
         return list(led.runs(study=study))
-
-
-#: A number with a unit in a sentence of the price tag: mWh, mg CO2-eq, s...
-_NUMBER = r"\d+(?:\.\d+)?(?:e[+-]?\d+)?"
-
-
-def _price_tag_lines_have_units(md: str) -> None:
-    """Each bullet of the Markdown price tag gives its number with a unit (or 'unknown')."""
-    block = md[md.index("## Price tag") : md.index("| status |")]
-    units = {
-        "energy (IT)": r"(?:k|M|m|µ|G)?Wh",
-        "emissions": r"(?:k|m|µ|n)?g CO2-eq|t CO2-eq",
-        "run time": r"s|min|h|d",
-        "FPO": r"(?:k|M|G|T|P|E)?FPO",
-        "study / final model": r"x the energy",
-    }
-    for line in re.findall(r"^- \*\*(.+?)\*\*: (.+)$", block, flags=re.M):
-        label, value = line
-        if label in units and "unknown" not in value:
-            assert re.fullmatch(rf"{_NUMBER} ?(?:{units[label]})(?: .*)?", value), line
 
 
 def _wait_until(check, timeout_s: float, what: str) -> None:

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,7 @@ from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
+from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
 from _report_cli import report_text as _text
 from greenprint.analysis import expected_max_performance
 
@@ -310,25 +312,6 @@ def _rows(report: dict) -> dict[str, dict]:
     return {row["name"]: row for row in report["runs"]}
 
 
-#: A number with a unit in a sentence of the price tag: mWh, mg CO2-eq, s...
-_NUMBER = r"\d+(?:\.\d+)?(?:e[+-]?\d+)?"
-
-
-def _price_tag_lines_have_units(md: str) -> None:
-    """Each bullet of the Markdown price tag gives its number with a unit (or 'unknown')."""
-    block = md[md.index("## Price tag") : md.index("| status |")]
-    units = {
-        "energy (IT)": r"(?:k|M|m|µ|G)?Wh",
-        "emissions": r"(?:k|m|µ|n)?g CO2-eq|t CO2-eq",
-        "run time": r"s|min|h|d",
-        "FPO": r"(?:k|M|G|T|P|E)?FPO",
-        "study / final model": r"x the energy",
-    }
-    for label, value in re.findall(r"^- \*\*(.+?)\*\*: (.+)$", block, flags=re.M):
-        if label in units and "unknown" not in value:
-            assert re.fullmatch(rf"{_NUMBER} ?(?:{units[label]})(?: .*)?", value), (label, value)
-
-
 def _at_constant_power(report: dict) -> None:
     """Every run drew WATTS for its run time: its energy is power x time (a meter of known
     power), its CO2-eq that energy at its grid intensity, and the total the roots' sum."""
@@ -360,42 +343,46 @@ def _in_every_format(home: Path, *texts: str) -> None:
 
 
 # ------------------------------------------------------------------------------- fixtures
+def _study(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    script: str,
+    *report_args: str,
+    env: dict[str, str] | None = None,
+) -> tuple[Path, Any, dict]:
+    """``script`` run as ``search.py`` in a new user's empty directory: the directory, what
+    the script printed last (JSON) and ``greenprint report`` with ``report_args``."""
+    home = _empty(tmp_path_factory, name)
+    (home / "search.py").write_text(_script(script), encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, json.loads(done.stdout.splitlines()[-1]), _report(home, *report_args)
+
+
 @pytest.fixture(scope="module")
 def mlflow_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
     """Five trials as MLflow runs nested under the search's, a failure, a final retrain."""
     pytest.importorskip("mlflow")
-    home = _empty(tmp_path_factory, "shapes3-mlflow")
-    (home / "search.py").write_text(_script(MLFLOW_SCRIPT), encoding="utf-8")
     env = clean_env()  # MLflow's file store, as its docs allow it; no usage reports
     env.update(MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_DISABLE_TELEMETRY="true")
-    done = run_in(home, sys.executable, "search.py", env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    shown = json.loads(done.stdout.splitlines()[-1])
-    return home, shown, _report(home, "--study", "mlf", "--group-by", "params.model")
+    return _study(tmp_path_factory, "shapes3-mlflow", MLFLOW_SCRIPT,
+                  "--study", "mlf", "--group-by", "params.model", env=env)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def lightning_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """Five Lightning trials with EarlyStopping, one diverging, and a retrain."""
     pytest.importorskip("lightning")
-    home = _empty(tmp_path_factory, "shapes3-lightning")
-    (home / "search.py").write_text(_script(LIGHTNING_SCRIPT), encoding="utf-8")
-    done = run_in(home, sys.executable, "search.py")
-    assert done.returncode == 0, done.stderr[-3000:]
-    built = json.loads(done.stdout.splitlines()[-1])
-    return home, built, _report(home, "--study", "pl", "--group-by", "params.model", "--no-plots")
+    return _study(tmp_path_factory, "shapes3-lightning", LIGHTNING_SCRIPT,
+                  "--study", "pl", "--group-by", "params.model", "--no-plots")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def hf_trainings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """Four Trainer trainings evaluated each epoch, early stopping, best model kept."""
     pytest.importorskip("transformers")
-    home = _empty(tmp_path_factory, "shapes3-hf")
-    (home / "search.py").write_text(_script(HF_SCRIPT), encoding="utf-8")
-    done = run_in(home, sys.executable, "search.py")
-    assert done.returncode == 0, done.stderr[-3000:]
-    built = json.loads(done.stdout.splitlines()[-1])
-    return home, built, _report(home, "--study", "hf", "--group-by", "params.family", "--no-plots")
+    return _study(tmp_path_factory, "shapes3-hf", HF_SCRIPT,
+                  "--study", "hf", "--group-by", "params.family", "--no-plots")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
