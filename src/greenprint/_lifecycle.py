@@ -5,9 +5,13 @@ The tracker registers each run while it is measured. On SIGTERM every active run
 still terminates); an uncaught exception stops them as ``failed`` (or ``interrupted`` for
 ``KeyboardInterrupt``) before the previous ``sys.excepthook``; interpreter exit stops the rest as
 ``finished``. Handlers are installed on the first run, in the main thread only. A forked child
-(a ``multiprocessing`` worker) inherits the handlers and the registry, but stops only runs it
-started: ``Pool.terminate()`` (``with Pool() as pool:``) sends its workers SIGTERM, and each
-one ended its parent's live run as ``interrupted`` in the ledger.
+(a ``multiprocessing`` worker) inherits the handlers, but not the parent's runs: they are the
+parent's, still live there and written by it (``Pool.terminate()``, ``with Pool() as pool:``,
+sends its workers SIGTERM, and each one ended its parent's live run as ``interrupted`` in the
+ledger), and their copies in the child stand still at the fork (no sampler thread), so the
+child's :func:`~greenprint.tracking.active_runs` and its study budgets, which read them as live
+runs of the process, counted the parent's runs at their cost at the fork instead of reading
+them from the ledger. The child's registry starts with its own runs only.
 
 The registry knows runs only as :class:`Stoppable` (anything with ``stop(status, error)``), so
 this module sits below :mod:`greenprint.tracking`, which lists its runs with ``active_runs()``.
@@ -92,8 +96,10 @@ class _Registry:
             run.stop(status=status, error=error)
 
     def _after_fork(self) -> None:
-        """In a forked child: a lock another thread of the parent may have held, made anew."""
+        """In a forked child: none of the parent's runs; a lock its other threads held, anew."""
         self._lock = threading.RLock()
+        self._runs = []
+        self._owners = {}
 
     def _install(self) -> None:
         self._installed = True

@@ -618,7 +618,7 @@ class Run:
         self._stop_owned = True
         if guard is not None:
             events: list[BudgetEvent] = []
-            if not guard.idle and self._state == "running":
+            if not guard.idle and self._state == "running" and self._pid == os.getpid():
                 live = self._live_roots()
                 with self._lock:
                     events = guard.check(self._spent(), live)
@@ -825,8 +825,12 @@ class Run:
         guard = self._guard
         reads = self._ledger is not None and guard is not None and guard.counts_fpo
         self._node = RunNode(self, self.id, outer, reads_ledger=reads)
+        # a forked child's copy of its parent's run stands still at the fork: its budgets are
+        # the parent's to check (it reads this run from the ledger, as a child process's)
         self._guarded_up = tuple(
-            node.run for node in self._node.ancestors() if node.run._guard is not None
+            node.run
+            for node in self._node.ancestors()
+            if node.run._guard is not None and node.run._pid == os.getpid()
         )
         from greenprint.meters._set import detect_meters, guard_meters
 
@@ -1070,8 +1074,8 @@ class Run:
             else ``None``.
         """
         guard = self._guard
-        if guard is None or guard.idle or self._state != "running":
-            return None
+        if guard is None or guard.idle or self._state != "running" or self._pid != os.getpid():
+            return None  # (a forked child's copy of its parent's run: the parent checks it)
         live = self._live_roots()
         with self._lock:
             events = guard.check(self._spent(), live)
@@ -1474,7 +1478,11 @@ class Run:
 
 
 def active_runs() -> Iterator[Run]:
-    """The runs currently being measured in this process, outermost first."""
+    """The runs currently being measured in this process, outermost first.
+
+    A forked child (a ``multiprocessing`` worker) lists only the runs it started: its parent's
+    are the parent's, measured and written there (the child reads them from the ledger).
+    """
     return iter([run for run in registry.active() if isinstance(run, Run)])
 
 

@@ -1,0 +1,102 @@
+"""Defects earlier sessions noticed and left, each reproduced by a test that failed first.
+
+1. A forked child (``os.fork``, a ``multiprocessing`` worker started with ``fork``) listed its
+   parent's live runs in ``active_runs()``, as they stood at the fork (their copies there have
+   no sampler thread): a study budget checked in the child left them out of its ledger read
+   and added their fork-time figures instead, so a ``Pool`` worker tracking its own part saw
+   the study at 10 FPO while the parent's trial had flushed 2e9; anything else iterating the
+   active runs acted on runs the child does not own. The child now sees only its own runs and
+   reads its parent's from the ledger; the budgets of the parent's runs are the parent's to
+   check (it reads the child's runs from the ledger, as a child process's).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import greenprint as gp
+from greenprint.tracking import active_runs
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork: POSIX only")
+
+FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
+TRIAL_FPO = 2 * 10**9
+
+
+def _wait_for(predicate: Any, what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _part_with_a_study_budget(args: tuple[str, int]) -> dict[str, Any]:
+    """A ``Pool`` worker's own part of the trial, under a study budget of 1.5e9 FPO."""
+    db, k = args
+    before = [run.name for run in active_runs()]
+    cap = gp.Budget(fpo=1.5e9, per="study", on_exceed="stop")
+    with gp.track(f"part-{k}", ledger=db, role="part", budget=cap, **FAST) as run:
+        inside = [run.name for run in active_runs()]
+        verdict = run.check_budgets()  # the stop is the caller's from here: nothing raised
+        run.add_fpo(10)
+    return {
+        "before": before,
+        "inside": inside,
+        "spent": None if verdict is None else verdict.spent,
+        "parent": run.parent_id,
+    }
+
+
+@needs_fork
+def test_a_pool_worker_sees_its_own_runs_and_reads_its_parents_from_the_ledger(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "g.db")
+    with gp.track("trial", ledger=db, **FAST) as trial:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            trial.add_fpo(TRIAL_FPO)  # after the fork: the workers' copies never see it
+            _wait_for(lambda: gp.Ledger(db).run(trial.id).fpo == TRIAL_FPO, "the flush")
+            parts = pool.map(_part_with_a_study_budget, [(db, 0), (db, 1)])
+        assert [run.name for run in active_runs()] == ["trial"]  # the parent's own, still
+    for k, part in enumerate(parts):
+        assert part["before"] == []  # the parent's trial is not the worker's
+        assert part["inside"] == [f"part-{k}"]
+        # the study: the trial as the ledger has it (the part is inside it), not at the fork
+        assert part["spent"] == TRIAL_FPO
+        assert part["parent"] == trial.id  # still the trial's part
+    assert trial.status == "finished"
+    runs = {r.name: r for r in gp.Ledger(db).runs()}
+    assert runs["trial"].status == "finished" and runs["trial"].fpo == TRIAL_FPO
+    for k in range(2):  # stopped by the study budget, as the stop's caller decided
+        assert runs[f"part-{k}"].status == "interrupted"
+        assert (runs[f"part-{k}"].error or "").startswith("BudgetExceeded: study 'default'")
+
+
+def _part_over_its_trials_budget(args: tuple[str, int]) -> dict[str, Any]:
+    db, fpo = args
+    with gp.track("part", ledger=db, role="part", **FAST) as run:
+        run.add_fpo(fpo)  # crosses the trial's budget: the trial's to notice, not the copy's
+        verdict = run.check_budgets()
+        return {"verdict": verdict, "over": run.over_budget}
+
+
+@needs_fork
+def test_the_budget_of_the_parents_run_is_checked_by_the_parent(tmp_path: Path) -> None:
+    db = str(tmp_path / "g.db")
+    with gp.track("trial", ledger=db, budget_fpo=1.5e9, on_exceed="stop", **FAST) as trial:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            (part,) = pool.map(_part_over_its_trials_budget, [(db, TRIAL_FPO)])
+        # the worker's copy of the trial (frozen at the fork) did not judge it; the trial
+        # reads its part from the ledger on its sampler thread and stops at its next call
+        assert part == {"verdict": None, "over": False}
+        _wait_for(lambda: trial.over_budget, "the trial's own check")
+        verdict = trial.check_budgets()
+    assert verdict is not None and verdict.spent == TRIAL_FPO
+    assert trial.status == "interrupted"
