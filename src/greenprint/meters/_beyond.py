@@ -229,7 +229,7 @@ def add_meters_beyond(
                 meters["gpu"] = PowermetricsMeter("gpu", source, chip=cpu_model)
                 gpu_free = False
     if cpu_free and rapl.psys is not None:
-        meters["cpu"] = RaplMeter("cpu", [rapl.psys], tree=tree, opener=rapl_opener)
+        meters["cpu"] = RaplMeter("cpu", [rapl.psys], tree=tree, opener=rapl_opener, clock=clock)
         cpu_estimate, ram_estimate = estimates.get("cpu"), estimates.pop("ram", None)
         meters.pop("ram", None)  # inside psys
         if cpu_estimate is not None and ram_estimate is not None:

@@ -14,9 +14,14 @@ socket), ``ram`` = the DRAM domains. ``psys`` (platform energy: the packages plu
 chipset and more, Skylake and newer laptops and some desktops) is never added to them; it is
 taken for ``cpu`` only when no package domain can be read and nothing else meters the CPU, and
 is then labelled as platform energy (``rapl:psys (platform: ...)``). ``energy_uj`` is a
-counter in µJ that wraps at ``max_energy_range_uj``; one wrap between two reads is undone (at
-1 s sampling a counter with a 262 kJ range would need 262 kW to wrap twice). Since Linux 5.10
-``energy_uj`` is readable by root only; the status then gives the ``chmod`` that fixes it.
+counter in µJ that wraps at ``max_energy_range_uj``. A counter that went down between two reads
+has wrapped once when the energy that implies is at most :data:`MAX_PLAUSIBLE_RAPL_W` over the
+interval (plus 1 s); otherwise it was reset (firmware, driver reload) and restarted from zero, so
+its new value is the energy since the reset when that is plausible too, and a counter that merely
+stepped back (neither) adds nothing for that step (at 1 s sampling a counter with a 262 kJ range
+would need 262 kW to wrap twice). Since Linux 5.10 ``energy_uj`` is readable by root only; the
+status then gives the ``chmod`` that fixes it. Zone ids are hexadecimal (powercap names zones
+``"%s:%x"``: the eleventh package zone is ``intel-rapl:a``).
 
 Unreadable files are reported through the ``opener`` used to read them (``open`` by default);
 tests inject one that raises :class:`PermissionError`, as root can read any file.
@@ -27,7 +32,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +48,7 @@ from greenprint.meters._status import MeterStatus
 
 __all__ = [
     "DEFAULT_RAPL_ROOT",
+    "MAX_PLAUSIBLE_RAPL_W",
     "PSYS_SCOPE",
     "RAPL_ROOT_ENV",
     "RaplDomain",
@@ -58,8 +65,12 @@ DEFAULT_RAPL_ROOT = "/sys/class/powercap"
 PSYS_SCOPE = "CPU package, memory, chipset and more, so more than the CPU; RAM inside it"
 #: Environment variable overriding the powercap root (tests point it at a fake tree).
 RAPL_ROOT_ENV = "GREENPRINT_RAPL_ROOT"
+#: Above this, one RAPL domain's step is not believed (W): the largest sockets draw 500 W at TDP
+#: and about 1.5 times that in short bursts; a server's psys covers two of them and more.
+MAX_PLAUSIBLE_RAPL_W = 3000.0
 
-_ZONE = re.compile(r"^(?P<ctl>[a-z0-9_-]*rapl[a-z0-9_-]*):(?P<idx>\d+(?::\d+)*)$")
+# zone ids are hexadecimal: powercap names a zone "%s:%x" after its parent
+_ZONE = re.compile(r"^(?P<ctl>[a-z0-9_-]*rapl[a-z0-9_-]*):(?P<idx>[0-9a-f]+(?::[0-9a-f]+)*)$")
 _INDEXED = re.compile(r"^(?P<kind>[a-z_]+)-(?P<n>\d+)$")
 
 
@@ -118,13 +129,14 @@ def _zone_domain(root: Path, entry: str, names: dict[str, str], opener: Opener) 
     match = _ZONE.match(entry)
     if match is None:  # pragma: no cover - callers filter
         raise ValueError(entry)
-    indices = [int(i) for i in match["idx"].split(":")]
+    ids = match["idx"].split(":")
+    indices = [int(i, 16) for i in ids]
     raw = names[entry]
     indexed = _INDEXED.match(raw)
     kind = indexed["kind"] if indexed else raw
     socket: int | None
     if len(indices) > 1:  # subzone: belongs to its parent package
-        parent = names.get(f"{match['ctl']}:{indices[0]}", "")
+        parent = names.get(f"{match['ctl']}:{ids[0]}", "")
         parent_indexed = _INDEXED.match(parent)
         socket = int(parent_indexed["n"]) if parent_indexed else indices[0]
     elif indexed:
@@ -267,6 +279,7 @@ class RaplMeter(Meter):
         tree: process tree for attribution (``process_j``); ``None`` leaves it unattributed.
             The CPU share is the tree's share of busy CPU time; the RAM share its RSS share.
         opener: function that opens a file for reading (injectable for tests).
+        clock: monotonic clock in s (what a step of a counter that went down can be).
     """
 
     def __init__(
@@ -276,6 +289,7 @@ class RaplMeter(Meter):
         *,
         tree: ProcessTree | None = None,
         opener: Opener = open,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if component not in ("cpu", "ram"):
             raise ValueError(f"RAPL measures 'cpu' or 'ram', not {component!r}")
@@ -284,6 +298,8 @@ class RaplMeter(Meter):
         self.component = component
         self.domains = tuple(domains)
         self._opener = opener
+        self._clock = clock
+        self._t_last = 0.0
         self._last_uj: list[int] = []
         self._energy = SharedEnergy(tree, "cpu" if component == "cpu" else "ram")
         self._started = False
@@ -304,6 +320,7 @@ class RaplMeter(Meter):
     def start(self) -> None:
         """Read the baseline counters."""
         self._last_uj = [read_int(d.path, self._opener) for d in self.domains]
+        self._t_last = self._clock()
         self._energy.begin()
         self._started = True
 
@@ -315,17 +332,40 @@ class RaplMeter(Meter):
         """
         if not self._started:
             self.start()
+        t_now = self._clock()
+        limit_uj = MAX_PLAUSIBLE_RAPL_W * (max(t_now - self._t_last, 0.0) + 1.0) * 1e6
+        values = [read_int(d.path, self._opener) for d in self.domains]
         delta_uj = 0
         for i, d in enumerate(self.domains):
-            now = read_int(d.path, self._opener)
-            delta = now - self._last_uj[i]
-            if delta < 0:
-                if d.max_energy_range_uj:
-                    delta += d.max_energy_range_uj  # one wrap-around
-                else:
-                    logger.info("RAPL %s went backwards with no known range: reset", d.name)
-                    delta = now
-                delta = max(delta, 0)
-            self._last_uj[i] = now
-            delta_uj += delta
+            delta_uj += _step_uj(d, self._last_uj[i], values[i], limit_uj)
+        self._last_uj = values
+        self._t_last = t_now
         return self._energy.add(uj_to_j(delta_uj))
+
+
+def _step_uj(domain: RaplDomain, last_uj: int, now_uj: int, limit_uj: float) -> int:
+    """Energy between two reads of ``domain``'s counter, in µJ, never negative.
+
+    Args:
+        domain: the domain (its range and name).
+        last_uj: the previous value, in µJ.
+        now_uj: the current value, in µJ.
+        limit_uj: the largest plausible step, in µJ (:data:`MAX_PLAUSIBLE_RAPL_W` over the
+            interval plus 1 s).
+
+    Returns:
+        The increase; across one wrap at ``max_energy_range_uj`` when that step is plausible;
+        else (a reset) the new value, the energy since the counter restarted from zero, when
+        that is plausible; else 0 (the counter stepped back without restarting).
+    """
+    delta = now_uj - last_uj
+    if delta >= 0:
+        return delta
+    wrap = domain.max_energy_range_uj
+    if wrap and delta + wrap <= limit_uj:
+        return delta + wrap
+    if 0 <= now_uj <= limit_uj:
+        logger.info("RAPL %s restarted (%d -> %d µJ): a reset", domain.name, last_uj, now_uj)
+        return now_uj
+    logger.info("RAPL %s stepped back (%d -> %d µJ): nothing counted", domain.name, last_uj, now_uj)
+    return 0

@@ -528,9 +528,9 @@ def detect_meters(
     meters: dict[str, Meter] = dict(estimates)
     probe = probe_rapl(rapl_root, opener=opener)
     if probe.status.usable and probe.package:
-        meters["cpu"] = RaplMeter("cpu", probe.package, tree=tree, opener=opener)
+        meters["cpu"] = RaplMeter("cpu", probe.package, tree=tree, opener=opener, clock=clock)
         if probe.dram:
-            meters["ram"] = RaplMeter("ram", probe.dram, tree=tree, opener=opener)
+            meters["ram"] = RaplMeter("ram", probe.dram, tree=tree, opener=opener, clock=clock)
     nvml_status = hw.meter("nvml")
     if nvml is not None or nvml_status is None or nvml_status.usable:
         from greenprint.meters._nvml import NvmlMeter

@@ -140,7 +140,8 @@ def make_fake_rapl(
 
     Args:
         root: directory to create the zones in (e.g. ``tmp_path / "powercap"``).
-        packages: sockets; each gets ``<prefix>:N`` named ``package-N``.
+        packages: sockets; each gets ``<prefix>:N`` named ``package-N`` (``N`` in hexadecimal
+            in the zone's directory, as the kernel writes it: ``intel-rapl:a`` is package 10).
         dram: add a ``dram`` subzone per package (``<prefix>:N:2``).
         psys: add a top-level ``psys`` zone (``<prefix>:<packages>``), which counts packages
             and DRAM again: it must never be added to them.
@@ -158,14 +159,15 @@ def make_fake_rapl(
     base.mkdir(parents=True, exist_ok=True)
     (base / prefix).mkdir(exist_ok=True)  # the control type directory itself
     fake = FakeRapl(base, max_energy_range_uj)
+    # zone ids are hexadecimal, as powercap writes them ("%s:%x"): the 11th zone is <prefix>:a
     for s in range(packages):
-        _zone(fake, f"{prefix}:{s}", f"package-{s}", f"package-{s}", start_uj)
+        _zone(fake, f"{prefix}:{s:x}", f"package-{s}", f"package-{s}", start_uj)
         if core:
-            _zone(fake, f"{prefix}:{s}:0", "core", f"core-{s}", start_uj)
+            _zone(fake, f"{prefix}:{s:x}:0", "core", f"core-{s}", start_uj)
         if dram:
-            _zone(fake, f"{prefix}:{s}:2", "dram", f"dram-{s}", start_uj)
+            _zone(fake, f"{prefix}:{s:x}:2", "dram", f"dram-{s}", start_uj)
     if psys:
-        _zone(fake, f"{prefix}:{packages}", "psys", "psys", start_uj)
+        _zone(fake, f"{prefix}:{packages:x}", "psys", "psys", start_uj)
     if mmio_mirror:
         _zone(fake, "intel-rapl-mmio:0", "package-0", "mmio:package-0", start_uj)
     for domain in unreadable:

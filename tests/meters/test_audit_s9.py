@@ -1,0 +1,95 @@
+"""An outside audit of the meters against what real machines do (s9).
+
+Each test names the real behaviour it copies; the fakes in :mod:`greenprint.testing` behave as the
+real interfaces do (powercap writes zone ids in hexadecimal; a RAPL counter restarts at zero
+after a firmware or driver reset).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from greenprint.meters import RaplMeter, probe_rapl
+from greenprint.testing import make_fake_rapl
+
+#: Intel's usual ``max_energy_range_uj`` (about 262 kJ), the fake's default.
+RANGE_UJ = 262_143_328_850
+
+
+class Clock:
+    """A monotonic clock the test moves by hand, in s."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# -- RAPL: a counter that goes backwards is a wrap only when the energy that implies is plausible
+
+
+def test_a_rapl_counter_restarting_at_zero_is_a_reset_not_a_wrap(tmp_path):
+    # a firmware or driver reset restarts energy_uj near 0: taken for a wrap, the step would be
+    # range - last + now = 162 kJ in one second (162 kW); it is the 5 J since the reset
+    rapl = make_fake_rapl(tmp_path / "pc", start_uj=100_000_000_000)
+    clock = Clock()
+    cpu = RaplMeter("cpu", probe_rapl(rapl.root).package, clock=clock)
+    cpu.start()
+    clock.t += 1.0
+    rapl.add_j("package-0", 40.0)
+    assert cpu.read().machine_j == pytest.approx(40.0)
+    rapl.set_uj("package-0", 5_000_000)  # reset, then 5 J
+    clock.t += 1.0
+    assert cpu.read().machine_j == pytest.approx(45.0)
+    clock.t += 1.0
+    rapl.add_j("package-0", 30.0)
+    assert cpu.read().machine_j == pytest.approx(75.0)
+
+
+def test_a_rapl_counter_stepping_back_without_restarting_adds_nothing(tmp_path):
+    # backwards by 3 J, far from zero: neither a wrap (262 kJ) nor a restart (the value would be
+    # the energy since it, 100 kJ in 1 s); the step counts nothing and the count resumes from there
+    rapl = make_fake_rapl(tmp_path / "pc", start_uj=100_000_000_000)
+    clock = Clock()
+    cpu = RaplMeter("cpu", probe_rapl(rapl.root).package, clock=clock)
+    cpu.start()
+    clock.t += 1.0
+    rapl.add_j("package-0", 10.0)
+    assert cpu.read().machine_j == pytest.approx(10.0)
+    rapl.add_j("package-0", -3.0)
+    clock.t += 1.0
+    assert cpu.read().machine_j == pytest.approx(10.0)
+    rapl.add_j("package-0", 2.0)
+    clock.t += 1.0
+    assert cpu.read().machine_j == pytest.approx(12.0)
+
+
+def test_a_wrap_is_still_undone_when_it_is_plausible(tmp_path):
+    rapl = make_fake_rapl(tmp_path / "pc", start_uj=RANGE_UJ - 1_000_000)  # 1 J below the range
+    clock = Clock()
+    cpu = RaplMeter("cpu", probe_rapl(rapl.root).package, clock=clock)
+    cpu.start()
+    clock.t += 1.0
+    rapl.add_j("package-0", 150.0)  # wraps: 149 J past zero
+    assert rapl.get_uj("package-0") == 149_000_000
+    assert cpu.read().machine_j == pytest.approx(150.0)
+
+
+# -- RAPL: zone ids are hexadecimal (powercap's "%s:%x"): a machine with more than ten zones
+
+
+def test_zones_past_the_tenth_are_read_with_their_hexadecimal_ids(tmp_path):
+    # 12 package zones, as a 2-socket, 8-CCD Zen 4 server listed them on Linux 6.10
+    # (intel-rapl:0 ... intel-rapl:9, intel-rapl:a, intel-rapl:b); DRAM subzones intel-rapl:a:2
+    rapl = make_fake_rapl(tmp_path / "pc", packages=12, dram=True, psys=True)
+    assert (rapl.root / "intel-rapl:a").is_dir() and (rapl.root / "intel-rapl:b:2").is_dir()
+    probe = probe_rapl(rapl.root)
+    assert probe.status.usable
+    assert [d.name for d in probe.package] == [f"package-{s}" for s in range(12)]
+    assert [d.name for d in probe.dram] == [f"dram-{s}" for s in range(12)]
+    assert probe.psys is not None and probe.psys.zone == "intel-rapl:c"
+    cpu = RaplMeter("cpu", probe.package)
+    cpu.start()
+    rapl.advance(package_j=[float(s) for s in range(12)])
+    assert cpu.read().machine_j == pytest.approx(sum(range(12)))
