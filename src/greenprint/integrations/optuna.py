@@ -67,6 +67,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import shlex
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -339,16 +341,30 @@ class GreenprintCallback:
             minimised = direction == optuna.study.StudyDirection.MINIMIZE
             if minimised == lower_is_better(name):
                 continue
-            mode = "min" if minimised else "max"
-            metric = f"--metric {name} " if len(names) > 1 else ""  # which one to rank by
+            metric = ["--metric", name] if len(names) > 1 else []  # which one to rank by
+            # a command the user can paste: quoted, and naming the ledger the trials went to
+            command = shlex.join(
+                ["greenprint", "report", *self._ledger_args(), "--study", study_name, *metric]
+                + ["--mode", "min" if minimised else "max"]
+            )
             self._warn(
                 f"direction:{study_name}:{k}",
                 f"greenprint: study {study_name!r} {'minimises' if minimised else 'maximises'} "
                 f"{name!r}, which greenprint report would rank the other way: run "
-                f"`greenprint report --study {study_name} {metric}--mode {mode}`, or give the "
+                f"`{command}`, or give the "
                 f"metric a name that says so, GreenprintCallback(metric_names=[...])",
                 stacklevel=5,
             )
+
+    def _ledger_args(self) -> list[str]:
+        """``--ledger`` for the ledger given to the callback (none for the configured one)."""
+        ledger = self._ledger
+        if isinstance(ledger, (str, os.PathLike)):
+            return ["--ledger", os.fspath(ledger)]
+        url = getattr(ledger, "url", None)  # a Ledger: its URL, unless a password is masked
+        if isinstance(url, str) and url.startswith("sqlite:"):
+            return ["--ledger", url]
+        return []
 
     def _names(self, study: optuna.Study) -> tuple[str, ...]:
         n = len(study.directions)
