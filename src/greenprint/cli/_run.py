@@ -22,7 +22,7 @@ import click
 from greenprint import _process
 from greenprint._exceptions import ConfigError
 from greenprint._records import RUN_ROLES
-from greenprint.cli._common import applied_intensity, ledger_option, study_option
+from greenprint.cli._common import applied_intensity, ledger_option
 
 __all__ = ["command", "format_price_tag"]
 
@@ -32,7 +32,11 @@ __all__ = ["command", "format_price_tag"]
     context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False},
 )
 @click.option("--name", default=None, help="Run name [default: the command's program name].")
-@study_option
+@click.option(
+    "--study",
+    default=None,
+    help="Study name [default: the parent run's, GREENPRINT_STUDY, config, 'default'].",
+)
 @ledger_option
 @click.option("--region", default=None, help="Grid region, e.g. DE, US-CA, aws:eu-west-1.")
 @click.option(
@@ -167,6 +171,16 @@ def command(
     """
     from greenprint.tracking import track
 
+    _check_values(
+        name=name,
+        study=study,
+        ledger=ledger,
+        region=region,
+        intensity=intensity,
+        pue=pue,
+        prometheus_host=prometheus_host,
+        prometheus_textfile_dir=prometheus_textfile_dir,
+    )
     params = _params(param_texts)
     program = cmd[0]
     if shutil.which(program) is None:
@@ -219,6 +233,22 @@ def command(
             exporters, prometheus_port, prometheus_host, prometheus_textfile_dir, flush_s
         )
         return _run_command(run, cmd, program, quiet=quiet, stopper=stopper)
+
+
+def _check_values(**values: str | None) -> None:
+    """Refuse an option whose value is ``--``: its value was left out before the command.
+
+    ``greenprint run --study -- python train.py`` gives ``--study`` the value ``--`` (click
+    takes the next word), and the run would be recorded in a study named ``--``.
+    """
+    for key, value in values.items():
+        if value == "--":
+            option = "--" + key.replace("_", "-")
+            raise click.UsageError(
+                f"{option} needs a value (it took '--', which starts the command): "
+                f"{option} VALUE -- CMD...",
+                ctx=click.get_current_context(),
+            )
 
 
 def _params(texts: tuple[str, ...]) -> dict[str, Any]:
