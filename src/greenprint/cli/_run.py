@@ -31,7 +31,12 @@ __all__ = ["command", "format_price_tag"]
     "run",
     context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False},
 )
-@click.option("--name", default=None, help="Run name [default: the command's program name].")
+@click.option(
+    "--name",
+    default=None,
+    help="Run name [default: the program's name; for python or a shell, the script's "
+    "(train.py) or python's -m module].",
+)
 @click.option(
     "--study",
     default=None,
@@ -213,7 +218,7 @@ def command(
             warn_predicted=False,
         )
     run = track(
-        name or program.rsplit("/", 1)[-1],
+        name or _default_name(cmd),
         study=study,
         ledger=ledger,
         region=region,
@@ -233,6 +238,39 @@ def command(
             exporters, prometheus_port, prometheus_host, prometheus_textfile_dir, flush_s
         )
         return _run_command(run, cmd, program, quiet=quiet, stopper=stopper)
+
+
+#: Interpreters whose run is named after the script they run; the options of theirs that take
+#: a value (skipped with it); the option that runs a module (python's -m).
+_INTERPRETER = re.compile(r"(?:python|pypy)[0-9.]*|bash|sh|dash|zsh")
+_TAKES_VALUE = {"-W", "-X", "-o", "-O", "+o", "+O"}
+
+
+def _default_name(cmd: tuple[str, ...]) -> str:
+    """The run's name when none is given: the program's, or its script's for an interpreter.
+
+    ``python train.py --lr 0.1`` is ``train.py`` (every script run was ``python`` before),
+    ``python -m pkg.train`` is ``pkg.train``; ``python -c CODE``, a shell's ``-c`` and an
+    interpreter reading standard input keep the program's name.
+    """
+    program = cmd[0].rsplit("/", 1)[-1]
+    if not _INTERPRETER.fullmatch(program):
+        return program
+    args = iter(cmd[1:])
+    for arg in args:
+        if arg == "-m" and program.startswith(("python", "pypy")):
+            return next(args, program)
+        if arg.startswith("-m") and len(arg) > 2 and program.startswith(("python", "pypy")):
+            return arg[2:]
+        if arg in _TAKES_VALUE:
+            next(args, None)
+        elif arg == "--":
+            return next(args, program).rsplit("/", 1)[-1] or program
+        elif arg == "-" or arg.startswith("-c"):
+            return program
+        elif not arg.startswith(("-", "+")):
+            return arg.rsplit("/", 1)[-1] or program
+    return program
 
 
 def _check_values(**values: str | None) -> None:
