@@ -8,10 +8,13 @@
    active runs acted on runs the child does not own. The child now sees only its own runs and
    reads its parent's from the ledger; the budgets of the parent's runs are the parent's to
    check (it reads the child's runs from the ledger, as a child process's).
+2. ``greenprint ledger ls`` printed energy and CO2-eq raw (``8.726e-07`` under ``KWH``) where
+   the report and the price tag write units (``0.873 mWh``); ``--json`` keeps the raw numbers.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import time
@@ -21,6 +24,8 @@ from typing import Any
 import pytest
 
 import greenprint as gp
+from greenprint import RunRecord
+from greenprint.cli import main
 from greenprint.tracking import active_runs
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork: POSIX only")
@@ -100,3 +105,46 @@ def test_the_budget_of_the_parents_run_is_checked_by_the_parent(tmp_path: Path) 
         verdict = trial.check_budgets()
     assert verdict is not None and verdict.spent == TRIAL_FPO
     assert trial.status == "interrupted"
+
+
+# ------------------------------------------------------------------ 2. ledger ls in units
+def test_ledger_ls_writes_energy_and_co2_in_the_reports_units(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "l.db"
+    now = time.time()
+    # 8.726e-7 kWh = 0.8726 mWh, 4.2e-4 kg = 420 mg (under 1 g: mg, as the report writes it);
+    # 12.3 kWh, 4.7 kg; 0 (nothing measured yet) in the smallest unit
+    figures = {"tiny": (8.726e-7, 4.2e-4), "big": (12.3, 4.7), "zero": (0.0, 0.0)}
+    with gp.Ledger(db) as led:
+        for k, (name, (kwh, kg)) in enumerate(figures.items()):
+            led.start_run(
+                RunRecord(
+                    id=f"{k}" * 32,
+                    name=name,
+                    study="s",
+                    status="finished",
+                    started_at=now - 10,
+                    duration_s=2.0,
+                    energy_kwh=kwh,
+                    emissions_kg=kg,
+                )
+            )
+    assert main(["ledger", "ls", "--ledger", str(db)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[6:] == ["ENERGY", "CO2-EQ", "METRIC"]
+    energy_at = header.index("ENERGY")
+    co2_at = header.index("CO2-EQ")
+    cells = {
+        row.split()[2]: (row[energy_at:co2_at].strip(), row[co2_at:].split("  ")[0]) for row in rows
+    }
+    assert cells == {
+        "tiny": ("0.873 mWh", "420 mg"),
+        "big": ("12.3 kWh", "4.7 kg"),
+        "zero": ("0 mWh", "0 mg"),
+    }
+    assert "e-0" not in "\n".join(rows)
+    # --json: the raw numbers, in the units their names say
+    assert main(["ledger", "ls", "--ledger", str(db), "--json"]) == 0
+    items = {
+        i["name"]: (i["energy_kwh"], i["emissions_kg"]) for i in json.loads(capsys.readouterr().out)
+    }
+    assert items == figures

@@ -79,7 +79,8 @@ def test_ls_table(ledger_path, capsys):
     assert lines[0].split()[:4] == ["ID", "STUDY", "NAME", "STATUS"]
     assert len(lines) == 4
     assert lines[1].startswith("aaaa1111 ") and "baseline" in lines[1] and "finished" in lines[1]
-    assert "0.0123" in lines[1] and "0.0047" in lines[1] and "accuracy=0.91" in lines[1]
+    # 0.0123 kWh and 0.0047 kg, in the report's units
+    assert "12.3 Wh" in lines[1] and "4.7 g" in lines[1] and "accuracy=0.91" in lines[1]
     assert "1m35s" in lines[1]
 
 

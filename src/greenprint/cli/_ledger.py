@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from greenprint._exceptions import ConfigError
-from greenprint._format import count_of, json_safe
+from greenprint._format import count_of, format_emissions, format_energy, json_safe
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint._validate import FPO_MAX
 from greenprint.cli._common import applied_intensity, ledger_option, study_option
@@ -80,6 +80,16 @@ def _cell(text: object) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+def _energy(kwh: float | None) -> str:
+    """An energy as the report writes it (``12.3 Wh``, ``0.873 mWh``); ``-`` when none."""
+    return "-" if kwh is None else format_energy(kwh)
+
+
+def _emissions(kg: float | None) -> str:
+    """CO2-eq as the report writes it, without the unit's ``CO2-eq`` (the column says it)."""
+    return "-" if kg is None else format_emissions(kg).removesuffix(" CO2-eq")
 
 
 def _fpo_text(fpo: int | None) -> str:
@@ -177,7 +187,11 @@ def command() -> None:
 def ls_command(
     ledger: str | None, study: str | None, statuses: tuple[str, ...], as_json: bool
 ) -> None:
-    """List runs: id, study, name, status, start, duration, energy, CO2-eq, main metric."""
+    """List runs: id, study, name, status, start, duration, energy, CO2-eq, main metric.
+
+    The table writes energy and CO2-eq as the report does (``12.3 Wh``, ``4.7 g``); ``--json``
+    gives the raw numbers (``energy_kwh`` in kWh, ``emissions_kg`` in kg) for scripts.
+    """
     with _open(ledger) as led:
         records = led.runs(study=study, status=list(statuses) or None)
         url = led.url
@@ -215,12 +229,12 @@ def ls_command(
                 _safe(r.status),
                 _when(r.started_at),
                 _duration(r.duration_s),
-                _num(r.energy_kwh),
-                _num(r.emissions_kg),
+                _energy(r.energy_kwh),
+                _emissions(r.emissions_kg),
                 f"{_cell(main[0])}={main[1]:.4g}" if main else "-",
             ]
         )
-    header = ["ID", "STUDY", "NAME", "STATUS", "START", "DURATION", "KWH", "KG CO2-EQ", "METRIC"]
+    header = ["ID", "STUDY", "NAME", "STATUS", "START", "DURATION", "ENERGY", "CO2-EQ", "METRIC"]
     click.echo(_table(header, rows))
 
 
