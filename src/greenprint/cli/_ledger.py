@@ -133,6 +133,8 @@ def _when(timestamp: float | None) -> str:
 def _duration(seconds: float) -> str:
     if not math.isfinite(seconds) or seconds < 0:
         return "-"
+    if 0 < seconds < 1:  # two digits, as the price tag writes it: 40 ms never reads 0.0s
+        return f"{seconds:.2g}s"
     if seconds < 60:
         return f"{seconds:.1f}s"
     if seconds < 3600:
