@@ -7,6 +7,8 @@ after a firmware or driver reset).
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from greenprint.meters import RaplMeter, probe_rapl
@@ -93,3 +95,52 @@ def test_zones_past_the_tenth_are_read_with_their_hexadecimal_ids(tmp_path):
     cpu.start()
     rapl.advance(package_j=[float(s) for s in range(12)])
     assert cpu.read().machine_j == pytest.approx(sum(range(12)))
+
+
+# -- RAPL: reads further apart than a counter's wrap time (a long sample_interval_s)
+
+
+def _wait_for(predicate, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_a_counter_wrapping_several_times_between_two_reads_is_counted_in_full(tmp_path):
+    # AMD's and Intel DRAM's 65.5 kJ range wraps every 234 s at 280 W: with sample_interval_s=600
+    # a read sees the counter modulo the range, 2-3 wraps lost. Here a 1.2 kJ range (wrap time
+    # 0.4 s at 3 kW, watched every 0.1 s) wraps 3 times before the one read
+    rapl = make_fake_rapl(tmp_path / "pc", dram=False, max_energy_range_uj=1_200_000_000)
+    cpu = RaplMeter("cpu", probe_rapl(rapl.root).package)
+    assert cpu.watch_period_s == pytest.approx(0.1)
+    cpu.start()
+    try:
+        for n in range(1, 6):
+            rapl.add_j("package-0", 800.0)  # 2/3 of the range: a read now sees one wrap at most
+            assert _wait_for(lambda n=n: cpu.watch_reads >= n), "the watcher never read"
+        assert rapl.get_uj("package-0") == 4000 * 10**6 % 1_200_000_000  # 400 J shown
+        assert cpu.read().machine_j == pytest.approx(4000.0)
+        assert cpu.read().machine_j == pytest.approx(4000.0)  # counted once
+    finally:
+        cpu.close()
+    reads = cpu.watch_reads
+    rapl.add_j("package-0", 100.0)
+    time.sleep(0.5)
+    assert cpu.watch_reads == reads  # closed: the watcher stopped
+
+
+def test_the_watcher_leaves_a_meter_read_every_second_alone(tmp_path):
+    # Intel's 262 kJ range: watched every 22 s; a meter read more often is never read twice
+    rapl = make_fake_rapl(tmp_path / "pc")
+    cpu = RaplMeter("cpu", probe_rapl(rapl.root).package)
+    assert cpu.watch_period_s == pytest.approx(RANGE_UJ / 1e6 / 3000 / 4)
+    cpu.start()
+    try:
+        rapl.add_j("package-0", 7.0)
+        assert cpu.read().machine_j == pytest.approx(7.0)
+        assert cpu.watch_reads == 0
+    finally:
+        cpu.close()

@@ -32,7 +32,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -68,6 +70,8 @@ RAPL_ROOT_ENV = "GREENPRINT_RAPL_ROOT"
 #: Above this, one RAPL domain's step is not believed (W): the largest sockets draw 500 W at TDP
 #: and about 1.5 times that in short bursts; a server's psys covers two of them and more.
 MAX_PLAUSIBLE_RAPL_W = 3000.0
+#: The wrap watcher wakes at most this often, in s (real ranges, 65.5 kJ and up, give 5.5 s).
+MIN_WATCH_PERIOD_S = 0.05
 
 # zone ids are hexadecimal: powercap names a zone "%s:%x" after its parent
 _ZONE = re.compile(r"^(?P<ctl>[a-z0-9_-]*rapl[a-z0-9_-]*):(?P<idx>[0-9a-f]+(?::[0-9a-f]+)*)$")
@@ -273,6 +277,14 @@ def _with_psys(probe: RaplProbe, opener: Opener) -> RaplProbe:
 class RaplMeter(Meter):
     """Energy of one component (``cpu`` or ``ram``) from RAPL counters, summed over sockets.
 
+    A counter can wrap only once between two reads that are less than its wrap time apart (its
+    range over :data:`MAX_PLAUSIBLE_RAPL_W`: 22 s for AMD's and Intel DRAM's 65.5 kJ, 87 s for
+    Intel's 262 kJ); reads further apart could hide several wraps, which no value can tell. So
+    from :meth:`start` to :meth:`close` a daemon thread wakes every quarter of the wrap time and
+    reads the counters itself whenever no read came in that long (a long ``sample_interval_s``,
+    a stalled sampler), as the kernel's perf RAPL driver polls its counters; at the usual 1 s
+    reads it only wakes. :attr:`watch_reads` counts its reads.
+
     Args:
         component: ``"cpu"`` (package domains) or ``"ram"`` (DRAM domains).
         domains: the domains to sum (from :func:`probe_rapl`).
@@ -301,8 +313,21 @@ class RaplMeter(Meter):
         self._clock = clock
         self._t_last = 0.0
         self._last_uj: list[int] = []
+        self._pending_uj = 0  # counted by the watcher since the last read
         self._energy = SharedEnergy(tree, "cpu" if component == "cpu" else "ram")
         self._started = False
+        self._lock = threading.Lock()
+        ranges = [d.max_energy_range_uj for d in self.domains if d.max_energy_range_uj]
+        #: seconds between the watcher's wake-ups (a quarter of the fastest wrap; two counter
+        #: reads are then at most half of it apart), ``None``: no range known
+        self.watch_period_s: float | None = (
+            max(uj_to_j(min(ranges)) / MAX_PLAUSIBLE_RAPL_W / 4, MIN_WATCH_PERIOD_S)
+            if ranges
+            else None
+        )
+        #: how many times the watcher read the counters because no read came for a period
+        self.watch_reads = 0
+        self._stop_watch: threading.Event | None = None
 
     @property
     def origin(self) -> Provenance:
@@ -318,11 +343,23 @@ class RaplMeter(Meter):
         return str(self.origin)
 
     def start(self) -> None:
-        """Read the baseline counters."""
-        self._last_uj = [read_int(d.path, self._opener) for d in self.domains]
-        self._t_last = self._clock()
-        self._energy.begin()
-        self._started = True
+        """Read the baseline counters and start the wrap watcher."""
+        with self._lock:
+            self._last_uj = [read_int(d.path, self._opener) for d in self.domains]
+            self._t_last = self._clock()
+            self._pending_uj = 0
+            self._energy.begin()
+            self._started = True
+        if self._stop_watch is None and self.watch_period_s is not None:
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=_watch,
+                args=(weakref.ref(self), stop, self.watch_period_s),
+                name="greenprint-rapl-watch",
+                daemon=True,
+            )
+            thread.start()
+            self._stop_watch = stop
 
     def read(self) -> MeterReading:
         """Cumulative energy since :meth:`start`, in J.
@@ -332,6 +369,22 @@ class RaplMeter(Meter):
         """
         if not self._started:
             self.start()
+        with self._lock:
+            delta_uj = self._pending_uj + self._step()
+            self._pending_uj = 0
+            return self._energy.add(uj_to_j(delta_uj))
+
+    def close(self) -> None:
+        """Stop the wrap watcher."""
+        if self._stop_watch is not None:
+            self._stop_watch.set()
+
+    def _step(self) -> int:
+        """Read every counter now; the energy since the last read, in µJ (lock held).
+
+        Raises:
+            MeterError: a counter could not be read (nothing is changed).
+        """
         t_now = self._clock()
         limit_uj = MAX_PLAUSIBLE_RAPL_W * (max(t_now - self._t_last, 0.0) + 1.0) * 1e6
         values = [read_int(d.path, self._opener) for d in self.domains]
@@ -340,7 +393,29 @@ class RaplMeter(Meter):
             delta_uj += _step_uj(d, self._last_uj[i], values[i], limit_uj)
         self._last_uj = values
         self._t_last = t_now
-        return self._energy.add(uj_to_j(delta_uj))
+        return delta_uj
+
+    def _watch_read(self, period_s: float) -> None:
+        """The watcher's turn: read the counters if no read came for ``period_s``."""
+        with self._lock:
+            if self._clock() - self._t_last < period_s:
+                return
+            try:
+                self._pending_uj += self._step()
+            except MeterError as e:  # the next read() fails with it and the set falls back
+                logger.debug("RAPL watcher: %s", e)
+                return
+            self.watch_reads += 1
+
+
+def _watch(ref: weakref.ref[RaplMeter], stop: threading.Event, period_s: float) -> None:
+    """The wrap watcher's loop; ends when the meter closes or is garbage-collected."""
+    while not stop.wait(period_s):
+        meter = ref()
+        if meter is None:
+            return
+        meter._watch_read(period_s)
+        del meter
 
 
 def _step_uj(domain: RaplDomain, last_uj: int, now_uj: int, limit_uj: float) -> int:
