@@ -20,6 +20,7 @@ import click
 
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._imports import require
+from greenprint.cli._common import ledger_option
 from greenprint.cli._fpo import load_factory
 
 __all__ = ["DEFAULT_VARIANTS", "KNOWN_VARIANTS", "command", "parse_variants"]
@@ -201,8 +202,12 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
     show_default=True,
     help="Whether a higher (max) or lower (min) score is better.",
 )
-@click.option("--ledger", default=None, metavar="PATH", help="Ledger to record into.")
-@click.option("--study", default=None, help="Study to record into.")
+@ledger_option
+@click.option(
+    "--study",
+    default=None,
+    help="Study to record into [default: GREENPRINT_STUDY, config, 'default'].",
+)
 @click.option("--name", default="greener", show_default=True, help="Name of the comparison run.")
 @click.option("--region", default=None, help="Grid region for CO2-eq (e.g. DE).")
 @click.option(
