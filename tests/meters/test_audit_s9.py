@@ -144,3 +144,36 @@ def test_the_watcher_leaves_a_meter_read_every_second_alone(tmp_path):
         assert cpu.watch_reads == 0
     finally:
         cpu.close()
+
+
+# -- sums: CPU + GPU + RAM = energy_kwh; PUE and intensity applied once, in the right units
+
+
+def test_components_sum_to_the_energy_and_emissions_are_energy_x_pue_x_intensity(
+    tmp_path, no_other_hardware
+):
+    import greenprint as gp
+    from greenprint.meters import detect_meters
+    from greenprint.testing import FakeGPU, FakeNVML
+
+    rapl = make_fake_rapl(tmp_path / "pc", packages=2, dram=True, psys=True)
+    gpu = FakeGPU(power_w=250.0)
+    nvml = FakeNVML([gpu])
+    meters = detect_meters(rapl_root=str(rapl.root), nvml=nvml)
+    assert set(meters.components) == {"cpu", "gpu", "ram"}
+    with gp.track(
+        "sums", ledger=False, intensity=400.0, pue=1.5, scope="machine", meters=meters
+    ) as run:
+        rapl.advance(package_j=[900.0, 600.0], dram_j=[150.0, 150.0], platform_extra_j=5000.0)
+        gpu.advance(8.0)  # 250 W x 8 s = 2000 J
+    by = run.energy_by_component
+    # first principles: J / 3.6e6 = kWh; psys (which holds the packages and DRAM) never added
+    assert by["cpu"] == pytest.approx(1500.0 / 3.6e6)
+    assert by["ram"] == pytest.approx(300.0 / 3.6e6)
+    assert by["gpu"] == pytest.approx(2000.0 / 3.6e6)
+    assert run.energy_kwh == pytest.approx(by["cpu"] + by["gpu"] + by["ram"])
+    # kWh x PUE x g/kWh = g; / 1000 = kg
+    assert run.emissions_kg == pytest.approx(3800.0 / 3.6e6 * 1.5 * 400.0 / 1000.0)
+    assert run.provenance["cpu"] == "rapl:package-0+package-1"
+    assert run.provenance["ram"] == "rapl:dram-0+dram-1"
+    assert run.provenance["gpu"] == "nvml:counter:GPU-0"
