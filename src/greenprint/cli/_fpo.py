@@ -60,7 +60,7 @@ def load_factory(target: str) -> Any:
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise FPOInputError(f"{module_name!r} has no attribute {attr!r}")
+            raise FPOInputError(f"{module_name!r} has no attribute {attr!r}{_nearest(obj, part)}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise FPOInputError(f"{target!r} is not callable (a function or class returning a model)")
@@ -84,6 +84,15 @@ def _load_file(path: Path) -> Any:
             f"cannot import {str(path)!r}: {type(e).__name__}: {_first_line(e)}"
         ) from e
     return module
+
+
+def _nearest(obj: Any, name: str) -> str:
+    """``"; did you mean 'small_cnn'?"`` for a name typed wrong (public names of ``obj``)."""
+    import difflib
+
+    names = [n for n in dir(obj) if not n.startswith("_")]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return "; did you mean " + " or ".join(repr(n) for n in close) + "?" if close else ""
 
 
 def _first_line(error: BaseException) -> str:
