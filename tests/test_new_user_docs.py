@@ -1,0 +1,248 @@
+"""A researcher with their own code who adopts greenprint from the docs pages, page by page.
+
+``test_docs_examples.py`` runs every example as written; these tests run what a reader does
+next: the same step in a slightly different situation (another study name, a ledger in a
+subfolder, a flag typed wrong or left without its value, a short run, the command a warning
+tells them to run), in an empty directory with a clean environment (no ``GREENPRINT_*``, no
+config), through the installed ``greenprint`` command. Each test is one thing a stranger met:
+bad input is one ``greenprint: error: ...`` line with exit status 2 and a hint that helps, a
+help text says what the code does, and a command greenprint prints runs when pasted.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _clean_env import BIN, clean_env, configured_above
+from conftest import require
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+GREENPRINT = str(BIN / "greenprint")
+
+
+def run_in(directory: Path, *args: str, env: dict[str, str] | None = None):
+    return subprocess.run(
+        list(args),
+        cwd=directory,
+        env={**clean_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The single ``greenprint: error:`` line of a refused command (exit status 2)."""
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("greenprint: error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """The reader's project folder: empty, no greenprint configuration above it."""
+    directory = tmp_path_factory.mktemp("docs-reader")
+    found = configured_above(directory)
+    require(not found, f"greenprint configuration above the temporary dir: {found}")
+    return directory
+
+
+def fresh(home: Path, name: str) -> Path:
+    directory = home / name
+    directory.mkdir()
+    return directory
+
+
+# ---------------------------------------------------------------- integrations.md: Optuna
+
+OPTUNA_STUDY = """
+import optuna
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+cb = GreenprintCallback(ledger="runs/optuna.db")
+study = optuna.create_study(study_name="my quadratic")
+study.optimize(cb.track(lambda t: (t.suggest_float("x", -10, 10) - 2) ** 2), n_trials=3,
+               callbacks=[cb])
+"""
+
+
+def test_the_optuna_direction_warning_names_a_command_that_runs(home):
+    """integrations.md: 'the callback warns once and names the fix: greenprint report --study
+    quadratic --mode min'. With the reader's own study name (with a space) and ledger (not
+    ./greenprint.db), the command the warning names, pasted into a shell, reports the study
+    ranked lowest-first; it named the study unquoted and no ledger ('no ledger at
+    .../greenprint.db')."""
+    pytest.importorskip("optuna")
+    directory = fresh(home, "optuna")
+    (directory / "runs").mkdir()
+    done = run_in(directory, sys.executable, "-c", OPTUNA_STUDY)
+    assert done.returncode == 0, done.stderr
+    (command,) = re.findall(r"`(greenprint report [^`]*)`", done.stderr)
+    words = shlex.split(command)
+    report = run_in(directory, str(BIN / words[0]), *words[1:], "--no-plots", "--format", "md")
+    assert report.returncode == 0, (command, report.stderr)
+    text = (directory / "greenprint-report" / "report.md").read_text()
+    assert "Study **my quadratic**: 3 trials, ranked by **value** (lower is better)" in text
+
+
+# ---------------------------------------------------------------- cli.md: greenprint run
+
+
+@pytest.mark.parametrize("option", ["--study", "--name", "--ledger", "--region"])
+def test_an_option_left_without_its_value_is_refused_not_recorded(home, option):
+    """`greenprint run --study -- python train.py` (the study name forgotten): click took
+    `--` as the study's name, ran the command and recorded a run of study '--'. It is one
+    error line naming the option, and nothing runs or is written."""
+    directory = fresh(home, f"no-value{option}")
+    done = run_in(directory, GREENPRINT, "run", option, "--", "touch", "ran")
+    line = one_error_line(done)
+    assert f"{option} needs a value" in line
+    assert list(directory.iterdir()) == []
+
+
+def test_run_help_says_where_the_study_comes_from(home):
+    """`greenprint run --help` gave `--study TEXT  Study name.` with no default, beside
+    `--ledger`'s 'GREENPRINT_LEDGER, config, ./greenprint.db'; a run without one lands in the
+    study 'default', or GREENPRINT_STUDY's (which no page named)."""
+    directory = fresh(home, "study-default")
+    help_text = " ".join(run_in(directory, GREENPRINT, "run", "--help").stdout.split())
+    assert "--study TEXT Study name [default: the parent run's, GREENPRINT_STUDY, config," in (
+        help_text
+    )
+    assert "'default']" in help_text
+    assert run_in(directory, GREENPRINT, "run", "-q", "--", "true").returncode == 0
+    env = {"GREENPRINT_STUDY": "from-env"}
+    assert run_in(directory, GREENPRINT, "run", "-q", "--", "true", env=env).returncode == 0
+    with gp.Ledger(directory / "greenprint.db", create=False) as led:
+        assert sorted(led.studies()) == ["default", "from-env"]
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [
+        (["python", "train.py", "--lr", "0.1"], "train.py"),
+        (["python3", "-u", "train.py"], "train.py"),
+        (["python", "-m", "json.tool", "--help"], "json.tool"),
+        (["python", "-c", "pass"], "python"),
+        (["bash", "run.sh"], "run.sh"),
+        (["true"], "true"),
+    ],
+)
+def test_a_run_is_named_after_the_script_it_runs(home, command, name):
+    """README/cli.md: `greenprint run --study sweep -- python train.py --lr 0.1`. Every such
+    run was named 'python' (the program), so a study of five learning rates listed five runs
+    'python' in `ledger ls` and the report. An interpreter's run is named after its script
+    (or module); other programs keep their own name."""
+    directory = fresh(home, f"named-{name}-{len(command)}")
+    (directory / "train.py").write_text("print('training')\n")
+    (directory / "run.sh").write_text("true\n")
+    done = run_in(directory, GREENPRINT, "run", "-q", "--", *command)
+    assert done.returncode == 0, done.stderr
+    with gp.Ledger(directory / "greenprint.db", create=False) as led:
+        (run,) = led.runs()
+    assert run.name == name
+
+
+# ---------------------------------------------------------------- ledger.md
+
+
+def test_ledger_ls_gives_a_short_run_its_duration(home):
+    """`greenprint ledger ls` wrote a 40 ms run's duration as `0.0s` (a run that took no time),
+    where the printed price tag and the report say `0.04 s`."""
+    directory = fresh(home, "ls-short")
+    with gp.track("short", study="quick", ledger=directory / "l.db") as run:
+        sum(i * i for i in range(200_000))
+    assert 0 < run.duration_s < 1
+    done = run_in(directory, GREENPRINT, "ledger", "ls", "--ledger", "l.db")
+    assert done.returncode == 0, done.stderr
+    row = done.stdout.splitlines()[1].split()
+    assert row[6] == f"{run.duration_s:.2g}s" != "0.0s"
+
+
+def test_a_ledger_in_a_folder_says_the_folder_must_exist(home):
+    """ledger.md lists `runs/ledger.db` as a location; in a fresh project `--ledger
+    runs/ledger.db` is refused (greenprint creates no folders). The page says so, and the
+    refusal is one line naming the folder; once it exists the same command works."""
+    row = next(line for line in (DOCS / "ledger.md").read_text().splitlines() if "runs/" in line)
+    assert "must exist" in row
+    directory = fresh(home, "subfolder")
+    line = one_error_line(
+        run_in(directory, GREENPRINT, "run", "--ledger", "runs/ledger.db", "--", "true")
+    )
+    assert f"directory {directory / 'runs'} does not exist" in line
+    (directory / "runs").mkdir()
+    done = run_in(directory, GREENPRINT, "run", "-q", "--ledger", "runs/ledger.db", "--", "true")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run"],
+        ["report"],
+        ["ledger", "ls"],
+        ["ledger", "show"],
+        ["ledger", "export"],
+        ["whatif"],
+        ["greener"],
+    ],
+)
+def test_every_ledger_option_says_its_default(home, command):
+    """Every command that reads or writes the configured ledger says where that is: `greener`
+    said only `--ledger PATH  Ledger to record into.` (and `--study` no default), though it
+    records where `gp.track` does, and takes a URL too."""
+    help_text = " ".join(run_in(home, GREENPRINT, *command, "--help").stdout.split())
+    assert (
+        "--ledger PATH|URL Ledger file or database URL [default: GREENPRINT_LEDGER, config, "
+        "./greenprint.db]" in help_text
+    )
+
+
+# ---------------------------------------------------------------- whatif.md and the others
+
+
+def _python_blocks(page: Path):
+    text = page.read_text()
+    for match in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M):
+        yield text[: match.start()].count("\n") + 1, match.group(1)
+
+
+def test_examples_import_only_public_names():
+    """whatif.md imported `RunRecord` from `greenprint._records`, a private module, where
+    ledger.md and distributed.md use the public `gp.RunRecord`: a reader copies the import."""
+    private = re.compile(r"^\s*(?:from|import)\s+greenprint(?:\.\w+)*\._\w+", re.M)
+    found = [
+        f"{page.name}:{line}"
+        for page in sorted(DOCS.glob("*.md"))
+        for line, code in _python_blocks(page)
+        if private.search(code)
+    ]
+    assert found == []
+
+
+# ---------------------------------------------------------------- fpo.md and greener.md
+
+
+def test_a_factory_name_typed_wrong_gets_the_nearest_names(home):
+    """fpo.md: `greenprint fpo models:small_cnn`. With `small_cn` the error said only that
+    'models' has no attribute 'small_cn'; it now names the nearest functions of the module
+    (the same loader serves `greenprint greener`)."""
+    directory = fresh(home, "fpo-typo")
+    (directory / "models.py").write_text(
+        "def small_cnn():\n    pass\n\ndef big_cnn():\n    pass\n\nVERSION = 1\n"
+    )
+    line = one_error_line(
+        run_in(directory, GREENPRINT, "fpo", "models:small_cn", "--input-shape", "1,3")
+    )
+    assert "'models' has no attribute 'small_cn'; did you mean 'small_cnn'" in line
