@@ -177,3 +177,40 @@ def test_components_sum_to_the_energy_and_emissions_are_energy_x_pue_x_intensity
     assert run.provenance["cpu"] == "rapl:package-0+package-1"
     assert run.provenance["ram"] == "rapl:dram-0+dram-1"
     assert run.provenance["gpu"] == "nvml:counter:GPU-0"
+
+
+# -- RAPL: packages of several dies (the kernel names their zones package-N-die-D)
+
+
+def test_dies_with_counters_of_their_own_are_summed(tmp_path):
+    # Intel Cascade Lake-AP (Xeon Platinum 9200): two dies per package, a RAPL counter per die;
+    # zones package-0-die-0, package-0-die-1, ... each with its DRAM. They were not taken for
+    # packages at all: the CPU was estimated
+    rapl = make_fake_rapl(tmp_path / "pc", packages=2, dies=2, dram=True)
+    probe = probe_rapl(rapl.root)
+    assert probe.status.usable, probe.status.reason
+    names = ["package-0-die-0", "package-0-die-1", "package-1-die-0", "package-1-die-1"]
+    assert [d.name for d in probe.package] == names
+    assert [d.name for d in probe.dram] == [n.replace("package", "dram") for n in names]
+    cpu, ram = RaplMeter("cpu", probe.package), RaplMeter("ram", probe.dram)
+    cpu.start()
+    ram.start()
+    rapl.advance(package_j=[100.0, 60.0], dram_j=[10.0, 6.0])
+    assert cpu.read().machine_j == pytest.approx(160.0)
+    assert ram.read().machine_j == pytest.approx(16.0)
+
+
+def test_dies_that_read_one_package_counter_are_counted_once(tmp_path):
+    # AMD on Linux 6.10 (until "powercap/intel_rapl: Fix the energy-pkg event for AMD CPUs"): a
+    # zone per CCD, package-0-die-0 ... package-0-die-7, all reading the one package-scope MSR;
+    # summed they would count each socket 8 times. 2 sockets x 8 CCDs: 16 zones, ids 0 to f
+    rapl = make_fake_rapl(tmp_path / "pc", packages=2, dies=8, dram=False, die_scope="package")
+    probe = probe_rapl(rapl.root)
+    assert probe.status.usable, probe.status.reason
+    assert [d.name for d in probe.package] == ["package-0-die-0", "package-1-die-0"]
+    assert "read one package counter" in probe.status.reason
+    cpu = RaplMeter("cpu", probe.package)
+    cpu.start()
+    rapl.advance(package_j=[100.0, 60.0])
+    assert rapl.get_uj("package-0-die-7") == rapl.get_uj("package-0-die-0")
+    assert cpu.read().machine_j == pytest.approx(160.0)

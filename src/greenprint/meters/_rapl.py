@@ -75,7 +75,9 @@ MIN_WATCH_PERIOD_S = 0.05
 
 # zone ids are hexadecimal: powercap names a zone "%s:%x" after its parent
 _ZONE = re.compile(r"^(?P<ctl>[a-z0-9_-]*rapl[a-z0-9_-]*):(?P<idx>[0-9a-f]+(?::[0-9a-f]+)*)$")
-_INDEXED = re.compile(r"^(?P<kind>[a-z_]+)-(?P<n>\d+)$")
+# "package-0", "psys-1"; "package-0-die-1" on a package of several dies (Intel Cascade Lake-AP,
+# and AMD on Linux 6.10, which made a zone per CCD, each reading the one package counter)
+_INDEXED = re.compile(r"^(?P<kind>[a-z_]+)-(?P<n>\d+)(?:-die-(?P<die>\d+))?$")
 
 
 def resolve_rapl_root(rapl_root: str | os.PathLike[str] | None = None) -> Path:
@@ -90,12 +92,14 @@ class RaplDomain:
     """One RAPL energy counter.
 
     Attributes:
-        name: ``"package-0"``, ``"dram-0"``, ``"core-0"``, ``"psys"``...
+        name: ``"package-0"``, ``"dram-0"``, ``"core-0"``, ``"psys"``...; ``"package-0-die-1"``
+            on a package of several dies.
         kind: ``"package"``, ``"dram"``, ``"core"``, ``"uncore"``, ``"psys"``...
         socket: the package it belongs to, or ``None`` (psys).
         zone: the zone directory, e.g. ``"intel-rapl:0:2"``.
         path: the ``energy_uj`` file.
         max_energy_range_uj: where the counter wraps, in µJ, or ``None`` if unknown.
+        die: the die of its package, or ``None`` (a package of one die, psys).
     """
 
     name: str
@@ -104,6 +108,7 @@ class RaplDomain:
     zone: str
     path: Path
     max_energy_range_uj: int | None
+    die: int | None = None
 
 
 @dataclass(frozen=True)
@@ -139,20 +144,26 @@ def _zone_domain(root: Path, entry: str, names: dict[str, str], opener: Opener) 
     indexed = _INDEXED.match(raw)
     kind = indexed["kind"] if indexed else raw
     socket: int | None
-    if len(indices) > 1:  # subzone: belongs to its parent package
+    die: int | None = None
+    if len(indices) > 1:  # subzone: belongs to its parent package (or die)
         parent = names.get(f"{match['ctl']}:{ids[0]}", "")
         parent_indexed = _INDEXED.match(parent)
         socket = int(parent_indexed["n"]) if parent_indexed else indices[0]
+        if parent_indexed and parent_indexed["die"] is not None:
+            die = int(parent_indexed["die"])
     elif indexed:
         socket = int(indexed["n"])
+        die = None if indexed["die"] is None else int(indexed["die"])
     else:
         socket = None if kind == "psys" else indices[0]
     name = kind if socket is None else f"{kind}-{socket}"
+    if die is not None:
+        name += f"-die-{die}"
     try:
         max_range: int | None = int(read_text(root / entry / "max_energy_range_uj", opener))
     except (OSError, ValueError):
         max_range = None
-    return RaplDomain(name, kind, socket, entry, root / entry / "energy_uj", max_range)
+    return RaplDomain(name, kind, socket, entry, root / entry / "energy_uj", max_range, die)
 
 
 def _fix_for(root: Path, zone: str) -> str:
@@ -206,13 +217,14 @@ def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> Rap
         return RaplProbe(root, empty, empty, domains, status)
 
     def pick(kind: str) -> tuple[RaplDomain, ...]:
-        # mirrored domains (same kind, same socket, e.g. via intel-rapl-mmio) counted once,
-        # preferring the MSR interface
-        chosen: dict[int | None, RaplDomain] = {}
+        # mirrored domains (same kind, same socket and die, e.g. via intel-rapl-mmio) counted
+        # once, preferring the MSR interface
+        chosen: dict[tuple[int, int], RaplDomain] = {}
         for d in sorted(domains, key=lambda d: ("mmio" in d.zone, d.zone)):
-            if d.kind == kind and d.socket not in chosen:
-                chosen[d.socket] = d
-        return tuple(chosen[s] for s in sorted(chosen, key=lambda s: -1 if s is None else s))
+            key = (-1 if d.socket is None else d.socket, -1 if d.die is None else d.die)
+            if d.kind == kind and key not in chosen:
+                chosen[key] = d
+        return tuple(chosen[k] for k in sorted(chosen))
 
     package, dram = pick("package"), pick("dram")
     if not package:
@@ -229,7 +241,9 @@ def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> Rap
         except MeterError as e:
             fix = _fix_for(root, d.zone) if "permission denied" in str(e) else None
             return RaplProbe(root, empty, empty, domains, MeterStatus("rapl", False, str(e), fix))
-    readable_dram = []
+    mirrors = len([d for d in domains if d.kind in ("package", "dram")]) - len(package) - len(dram)
+    package, shared = _one_counter_per_package(package, opener)
+    readable_dram: list[RaplDomain] = []
     dram_note = "no dram domain: RAM is estimated"
     for d in dram:
         try:
@@ -239,17 +253,61 @@ def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> Rap
             dram_note = f"dram unreadable ({e}): RAM is estimated"
             readable_dram = []
             break
+    ram, shared_dram = _one_counter_per_package(readable_dram, opener)
     parts = [f"cpu from {'+'.join(d.name for d in package)}"]
-    parts.append(
-        f"ram from {'+'.join(d.name for d in readable_dram)}" if readable_dram else dram_note
-    )
+    parts.append(f"ram from {'+'.join(d.name for d in ram)}" if ram else dram_note)
     if any(d.kind == "psys" for d in domains):
         parts.append("psys ignored (it contains the packages)")
-    mirrors = len([d for d in domains if d.kind in ("package", "dram")]) - len(package) - len(dram)
     if mirrors > 0:
         parts.append(f"{mirrors} mirrored domain(s) counted once")
+    if shared + shared_dram:
+        parts.append(
+            f"the dies of {', '.join(shared + shared_dram)} read one package counter: counted once"
+        )
     status = MeterStatus("rapl", True, "; ".join(parts), None)
-    return RaplProbe(root, package, tuple(readable_dram), domains, status)
+    return RaplProbe(root, package, ram, domains, status)
+
+
+def _one_counter_per_package(
+    domains: Sequence[RaplDomain], opener: Opener
+) -> tuple[tuple[RaplDomain, ...], list[str]]:
+    """``domains`` with the dies of a package that read one package counter kept once.
+
+    The dies of an Intel Cascade Lake-AP package count on their own and are summed; on AMD
+    Linux 6.10 made a zone per CCD, each reading the one package-scope counter. Such dies read
+    the same value at the same moment: a die read between two reads of the package's first die
+    lies between them, which two counters of their own practically never do.
+
+    Returns:
+        The domains to sum, and the packages whose dies were one counter (``"package-0"``).
+    """
+    groups: dict[int | None, list[RaplDomain]] = {}
+    for d in domains:
+        groups.setdefault(d.socket, []).append(d)
+    kept: list[RaplDomain] = []
+    shared: list[str] = []
+    for socket, group in groups.items():
+        if len(group) > 1 and None not in {d.die for d in group} and _one_counter(group, opener):
+            kept.append(group[0])
+            shared.append(f"{group[0].kind}-{socket}")
+        else:
+            kept.extend(group)
+    return tuple(kept), shared
+
+
+def _one_counter(group: Sequence[RaplDomain], opener: Opener) -> bool:
+    """Whether every domain of ``group`` reads the same counter as its first (see above)."""
+    first = group[0]
+    try:
+        for other in group[1:]:
+            before = read_int(first.path, opener)
+            value = read_int(other.path, opener)
+            after = read_int(first.path, opener)
+            if not before <= value <= after:
+                return False
+    except MeterError:
+        return False
+    return True
 
 
 def _with_psys(probe: RaplProbe, opener: Opener) -> RaplProbe:

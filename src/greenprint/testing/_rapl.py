@@ -24,13 +24,16 @@ __all__ = ["DEFAULT_MAX_ENERGY_RANGE_UJ", "FakeRapl", "make_fake_rapl"]
 
 #: A common real value (Intel server parts): about 262 kJ.
 DEFAULT_MAX_ENERGY_RANGE_UJ = 262_143_328_850
+#: How far apart the counters of a package's dies start (die-scope counters, ``dies > 1``): 7 J.
+_DIE_APART_UJ = 7_000_000
 
 
 class FakeRapl:
     """Handle on a fake powercap tree made by :func:`make_fake_rapl`.
 
     Domains are named like greenprint names them: ``"package-0"``, ``"dram-1"``, ``"core-0"``,
-    ``"psys"``, and ``"mmio:package-0"`` for the MMIO mirror.
+    ``"psys"``, and ``"mmio:package-0"`` for the MMIO mirror; on a package of several dies
+    (``dies=2``) ``"package-0-die-1"``, ``"dram-0-die-1"``.
 
     Attributes:
         root: the tree's root (pass it as ``rapl_root`` or ``GREENPRINT_RAPL_ROOT``).
@@ -44,6 +47,9 @@ class FakeRapl:
         self.zones: dict[str, Path] = {}
         self.denied: set[str] = set()
         self._uj: dict[str, int] = {}
+        self.dies = 1
+        #: domain -> the other domains that read the same counter (dies of a package-scope one)
+        self.mirrors: dict[str, tuple[str, ...]] = {}
 
     # -- counters -------------------------------------------------------------------------
     def get_uj(self, domain: str) -> int:
@@ -51,9 +57,9 @@ class FakeRapl:
         return self._uj[domain]
 
     def set_uj(self, domain: str, value_uj: int) -> None:
-        """Set the counter of ``domain`` (and of its MMIO mirror), wrapping at the range."""
+        """Set the counter of ``domain`` (and of its mirrors), wrapping at the range."""
         value = int(value_uj) % self.max_energy_range_uj
-        for name in (domain, f"mmio:{domain}"):
+        for name in (domain, f"mmio:{domain}", *self.mirrors.get(domain, ())):
             if name in self.zones:
                 self._uj[name] = value
                 path = self.zones[name] / "energy_uj"
@@ -75,25 +81,37 @@ class FakeRapl:
     ) -> None:
         """Add energy to every socket's package and DRAM; psys gets their sum plus the extra.
 
+        A socket of several dies with counters of their own shares its energy equally among
+        them; dies that read one package counter all show the socket's.
+
         Args:
             package_j: J per package (one number for all sockets, or one per socket).
             dram_j: J per DRAM domain (one number, or one per socket).
             platform_extra_j: J that psys sees beyond packages and DRAM (chipset, ...).
         """
-        sockets = sorted(int(n.split("-")[1]) for n in self.zones if n.startswith("package-"))
+        sockets = sorted({int(n.split("-")[1]) for n in self.zones if n.startswith("package-")})
         total = platform_extra_j
         for s in sockets:
             pj = package_j[s] if isinstance(package_j, Sequence) else package_j
-            self.add_j(f"package-{s}", pj)
+            dj = dram_j[s] if isinstance(dram_j, Sequence) else dram_j
             total += pj
-            if f"core-{s}" in self.zones:
-                self.add_j(f"core-{s}", 0.6 * pj)
-            if f"dram-{s}" in self.zones:
-                dj = dram_j[s] if isinstance(dram_j, Sequence) else dram_j
-                self.add_j(f"dram-{s}", dj)
+            for die in self._counters(s):
+                self.add_j(f"package-{s}{die}", pj / len(self._counters(s)))
+                if f"core-{s}{die}" in self.zones:
+                    self.add_j(f"core-{s}{die}", 0.6 * pj / len(self._counters(s)))
+                if f"dram-{s}{die}" in self.zones:
+                    self.add_j(f"dram-{s}{die}", dj / len(self._counters(s)))
+            if f"dram-{s}{self._counters(s)[0]}" in self.zones:
                 total += dj
         if "psys" in self.zones:
             self.add_j("psys", total)
+
+    def _counters(self, socket: int) -> list[str]:
+        """Name suffixes of the distinct package counters of ``socket`` (``""`` or ``"-die-N"``)."""
+        if self.dies == 1:
+            return [""]
+        dies = [f"-die-{d}" for d in range(self.dies)]
+        return dies[:1] if f"package-{socket}-die-0" in self.mirrors else dies
 
     # -- failures -------------------------------------------------------------------------
     def make_unreadable(self, domain: str, how: str = "permission") -> None:
@@ -135,6 +153,8 @@ def make_fake_rapl(
     start_uj: int = 0,
     unreadable: Iterable[str] = (),
     prefix: str = "intel-rapl",
+    dies: int = 1,
+    die_scope: str = "die",
 ) -> FakeRapl:
     """Build a fake powercap tree under ``root`` and return its handle.
 
@@ -148,9 +168,15 @@ def make_fake_rapl(
         core: add a ``core`` subzone per package (``<prefix>:N:0``), inside the package.
         mmio_mirror: add ``intel-rapl-mmio:0`` named ``package-0``: the same counter again.
         max_energy_range_uj: wrap-around point of every counter, in µJ.
-        start_uj: initial value of every counter, in µJ (near the range to test wrap-around).
+        start_uj: initial value of every counter, in µJ (near the range to test wrap-around);
+            die ``D`` of a package whose dies count on their own starts ``D`` x 7 J above it.
         unreadable: domains to make unreadable at once with ``how="permission"``.
         prefix: control type, ``"intel-rapl"`` or ``"amd-rapl"``.
+        dies: dies per package. Above 1 the kernel makes a zone per die, named
+            ``package-N-die-D`` (``<prefix>:<N * dies + D>``), each with its own subzones.
+        die_scope: ``"die"``: each die has its own counter (Intel Cascade Lake-AP); ``"package"``:
+            every die's zone reads the one package counter (AMD on Linux 6.10, whose RAPL made a
+            zone per CCD until it was fixed to make one per package).
 
     Returns:
         The :class:`FakeRapl` handle (advance counters with :meth:`FakeRapl.advance`).
@@ -159,15 +185,27 @@ def make_fake_rapl(
     base.mkdir(parents=True, exist_ok=True)
     (base / prefix).mkdir(exist_ok=True)  # the control type directory itself
     fake = FakeRapl(base, max_energy_range_uj)
+    if die_scope not in ("die", "package"):
+        raise ValueError(f"die_scope must be 'die' or 'package', not {die_scope!r}")
+    fake.dies = max(int(dies), 1)
     # zone ids are hexadecimal, as powercap writes them ("%s:%x"): the 11th zone is <prefix>:a
     for s in range(packages):
-        _zone(fake, f"{prefix}:{s:x}", f"package-{s}", f"package-{s}", start_uj)
-        if core:
-            _zone(fake, f"{prefix}:{s:x}:0", "core", f"core-{s}", start_uj)
-        if dram:
-            _zone(fake, f"{prefix}:{s:x}:2", "dram", f"dram-{s}", start_uj)
+        for d in range(fake.dies):
+            z = s * fake.dies + d
+            die = f"-die-{d}" if fake.dies > 1 else ""
+            # counters of their own have counted different amounts since boot
+            at = start_uj + (d * _DIE_APART_UJ if die_scope == "die" else 0)
+            _zone(fake, f"{prefix}:{z:x}", f"package-{s}{die}", f"package-{s}{die}", at)
+            if core:
+                _zone(fake, f"{prefix}:{z:x}:0", "core", f"core-{s}{die}", at)
+            if dram:
+                _zone(fake, f"{prefix}:{z:x}:2", "dram", f"dram-{s}{die}", at)
+        if fake.dies > 1 and die_scope == "package":
+            for kind in ("package", "core", "dram"):
+                others = tuple(f"{kind}-{s}-die-{d}" for d in range(1, fake.dies))
+                fake.mirrors[f"{kind}-{s}-die-0"] = tuple(o for o in others if o in fake.zones)
     if psys:
-        _zone(fake, f"{prefix}:{packages:x}", "psys", "psys", start_uj)
+        _zone(fake, f"{prefix}:{packages * fake.dies:x}", "psys", "psys", start_uj)
     if mmio_mirror:
         _zone(fake, "intel-rapl-mmio:0", "package-0", "mmio:package-0", start_uj)
     for domain in unreadable:
