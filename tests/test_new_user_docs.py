@@ -246,3 +246,23 @@ def test_a_factory_name_typed_wrong_gets_the_nearest_names(home):
         run_in(directory, GREENPRINT, "fpo", "models:small_cn", "--input-shape", "1,3")
     )
     assert "'models' has no attribute 'small_cn'; did you mean 'small_cnn'" in line
+
+
+# ---------------------------------------------------------------- integrations.md: options
+
+
+def test_an_integration_option_typed_wrong_names_the_option_meant():
+    """integrations.md: 'an unknown option ... is refused when the callback is made'. The
+    Optuna callback's message for `ledgr=` listed the run options without `ledger` (the
+    callback's own argument), and the Lightning callback's said only "unknown option(s)
+    ['studdy'] for a run": each names the option meant."""
+    optuna = pytest.importorskip("greenprint.integrations.optuna")
+    with pytest.raises(
+        gp.ConfigError, match=r"unknown option\(s\) \['ledgr'\]; did you mean 'ledger'"
+    ):
+        optuna.GreenprintCallback(ledgr="x.db")
+    lightning = pytest.importorskip("greenprint.integrations.lightning")
+    with pytest.raises(
+        gp.ConfigError, match=r"unknown option\(s\) \['studdy'\]; did you mean 'study'"
+    ):
+        lightning.GreenprintCallback("fit", studdy="s")

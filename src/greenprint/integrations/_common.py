@@ -87,12 +87,22 @@ def check_run_options(
         taken = sorted(SET_BY_INTEGRATION & set(options))
         if taken:
             raise ConfigError(f"{where} sets {', '.join(taken)} itself; do not pass it")
+        from greenprint.tracking import _OPTIONS
+
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown option(s) {sorted(unknown)}"
+                f"{_nearest(unknown, _OPTIONS - SET_BY_INTEGRATION)}; the options of "
+                "greenprint.track are passed to the run"
+            )
     else:
         unknown = set(options) - set(allowed)
         if unknown:
             raise ConfigError(
-                f"{where}: unknown option(s) {sorted(unknown)}; options passed to each run: "
-                f"{sorted(allowed)}"
+                f"{where}: unknown option(s) {sorted(unknown)}"
+                f"{_nearest(unknown, {*allowed, 'ledger', 'study'})}; options passed to each "
+                f"run: {sorted(allowed)}"
             )
     run_options = {"ledger": ledger, "study": study, **options}
     study = run_options["study"]
@@ -104,6 +114,18 @@ def check_run_options(
         raise LedgerError(f"{where}: ledger {ledger.url} is closed; pass an open ledger")
     Run(name, **run_options)  # checks every option; writes nothing
     return dict(options)
+
+
+def _nearest(unknown: Collection[str], known: Collection[str]) -> str:
+    """``"; did you mean 'ledger'?"`` for options typed wrong (empty when none is close)."""
+    import difflib
+
+    close = [
+        match
+        for name in sorted(unknown)
+        for match in difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    ]
+    return "; did you mean " + " or ".join(repr(n) for n in close) + "?" if close else ""
 
 
 def stopped_by_budget(status: str | None, error: str | None) -> bool:
