@@ -47,7 +47,9 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
 * Pooling: max pooling one compare per window element per output; average pooling one add per
   window element + one division per output; adaptive pooling uses the exact windows.
 * Interpolation per output element: nearest 0, linear 3, bilinear 9, trilinear 21, bicubic 35;
-  backward the same per gradient element (nearest: 1 add).
+  antialiased resizes over the filter's exact window (stretched by the scale when
+  downsampling), ``2k - 1`` per k-tap interpolation; backward the same per gradient element
+  (nearest: 1 add).
 * Dropout 2 per element (mask multiply and rescale); drawing random numbers is 0.
 * Optimizers: whatever ops ``torch.optim`` runs (``add_``, ``lerp_``, ``addcdiv_``, foreach
   ops); the fused kernels count as the op-by-op versions do: Adam 13 per parameter element

@@ -6,6 +6,7 @@ rule's docstring gives its formula, ``N`` being the number of input elements.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from greenprint.fpo._registry import first_shape, numel, register_rule, zero
@@ -239,10 +240,8 @@ def adaptive_max_pool_rule(
 _UPSAMPLE_FORWARD = {
     "upsample_linear1d": 3,
     "upsample_bilinear2d": 9,
-    "_upsample_bilinear2d_aa": 9,
     "upsample_trilinear3d": 21,
     "upsample_bicubic2d": 35,
-    "_upsample_bicubic2d_aa": 35,
 }
 """FPO per output element: a linear interpolation ``a + w * (b - a)`` is 3; bilinear is three
 of them (9), trilinear seven (21); bicubic is five 4-tap cubic interpolations of 7 each (35)."""
@@ -267,6 +266,100 @@ def _upsample_backward(cost: int) -> Any:
 for _name, _cost in _UPSAMPLE_FORWARD.items():
     register_rule(f"aten.{_name}")(_upsample(_cost))
     register_rule(f"aten.{_name}_backward")(_upsample_backward(_cost))
+
+# -- antialiased interpolation: the filter is stretched by the scale when downsampling ---------
+
+_AA_TAPS = {"bilinear": 2, "bicubic": 4, "lanczos": 6}
+"""The filter's width in input samples at scale 1 (triangle, cubic, Lanczos-3)."""
+
+
+def _aa_windows(
+    size_in: int, size_out: int, taps: int, align_corners: Any, scale: Any
+) -> list[int]:
+    """Inputs read by each output index along one dimension, as torch's antialiased kernels.
+
+    ``scale`` is input / output (``1 / scale_factor`` when one is given, ``(in - 1) /
+    (out - 1)`` with ``align_corners``); when downsampling the filter is stretched to
+    ``support = taps / 2 * scale`` samples each side, so a 4x bilinear downsample reads about 8
+    inputs per output. Output ``i`` reads ``[int(c - support + 0.5), int(c + support + 0.5))``
+    clipped to the input, ``c = scale * (i + 0.5)``. A dimension whose size does not change is
+    copied (torch skips it): no window, returned as an empty list.
+    """
+    if size_in == size_out:
+        return []
+    if align_corners:
+        ratio = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
+    else:
+        ratio = 1.0 / scale if scale is not None and scale > 0 else size_in / size_out
+    support = taps * 0.5 * ratio if ratio >= 1.0 else taps * 0.5
+    widest = 2 * math.ceil(support) + 1
+    windows = []
+    for i in range(size_out):
+        center = ratio * (i + 0.5)
+        first = max(int(center - support + 0.5), 0)
+        last = min(int(center + support + 0.5), size_in)
+        windows.append(min(max(last - first, 0), widest))
+    return windows
+
+
+def _aa_fpo(
+    planes: int, size_in: Any, size_out: Any, taps: int, align_corners: Any, scales: Any
+) -> int:
+    """FPO of an antialiased 2-D resize of ``planes`` (N * C) planes, forward or backward.
+
+    Per output element, with windows of ``kh`` rows and ``kw`` columns: one ``kw``-tap
+    interpolation along W for each of the ``kh`` rows (``2kw - 1`` each: ``kw`` multiplies,
+    ``kw - 1`` adds) and one ``kh``-tap interpolation along H (``2kh - 1``); an unchanged
+    dimension costs nothing (``kh = 1``). On a 2 x 2 (4 x 4) window this is the 9 (35) of
+    bilinear (bicubic) upsampling. The backward applies the same weights transposed: the same
+    count.
+    """
+    (h, w), (oh, ow) = (int(v) for v in size_in), (int(v) for v in size_out)
+    scale_h, scale_w = scales
+    rows = _aa_windows(h, oh, taps, align_corners, scale_h)
+    cols = _aa_windows(w, ow, taps, align_corners, scale_w)
+    row_reads = sum(rows) if rows else oh  # sum of kh over the output rows
+    along_w = sum(2 * k - 1 for k in cols)  # sum of (2kw - 1) over the output columns
+    along_h = sum(2 * k - 1 for k in rows)
+    return planes * (row_reads * along_w + ow * along_h)
+
+
+def _aa_rule(mode: str) -> Any:
+    taps = _AA_TAPS[mode]
+
+    def rule(
+        self: tuple[int, ...],
+        output_size: Any,
+        align_corners: Any = False,
+        scales_h: Any = None,
+        scales_w: Any = None,
+        **kwargs: Any,
+    ) -> int:
+        planes = numel(self[:-2])
+        return _aa_fpo(planes, self[-2:], output_size, taps, align_corners, (scales_h, scales_w))
+
+    def backward(
+        grad_output: tuple[int, ...],
+        output_size: Any,
+        input_size: Any,
+        align_corners: Any = False,
+        scales_h: Any = None,
+        scales_w: Any = None,
+        **kwargs: Any,
+    ) -> int:
+        planes = numel(tuple(input_size)[:-2])
+        size_in = tuple(input_size)[-2:]
+        return _aa_fpo(planes, size_in, output_size, taps, align_corners, (scales_h, scales_w))
+
+    rule.__doc__ = f"Antialiased {mode} resize: see :func:`_aa_fpo` ({taps}-sample filter)."
+    backward.__doc__ = "Its backward, the same weights transposed: :func:`_aa_fpo`."
+    return rule, backward
+
+
+for _mode in _AA_TAPS:
+    _forward, _backward = _aa_rule(_mode)
+    register_rule(f"aten._upsample_{_mode}2d_aa")(_forward)
+    register_rule(f"aten._upsample_{_mode}2d_aa_backward")(_backward)
 
 register_rule(
     [
