@@ -183,3 +183,85 @@ def test_a_4x_antialiased_downsample_by_hand():
     x = t(1, 2, 8, 8)
     r = count(lambda: F.interpolate(x, size=(2, 2), mode="bilinear", antialias=True))
     assert r.total == 8 * (6 * 11 + 11) == 616
+
+
+# -- norms: the gradient of the weight alone recomputes the normalised input -------------------
+
+
+def test_layer_norm_weight_gradient_without_an_input_gradient_recomputes_x_hat():
+    """grad_weight = sum(g * x_hat), x_hat = (x - mean) * rstd: 4 per element on its own.
+
+    With the input's gradient, x_hat is recomputed there (2 per element, inside its 9) and
+    grad_weight adds 2 (multiply, accumulate); without it (a norm on data that needs no
+    gradient) nothing else computes x_hat. (2, 3, 5) normalised over 5 with weight and bias:
+    forward 5N + 4 rows + N + N = 150 + 24 + 60 = 234; backward grad_weight 4N = 120,
+    grad_bias N = 30. Before s9 the backward counted 90 (x_hat never computed).
+    """
+    ln = torch.nn.LayerNorm(5)
+    r = count(lambda: ln(t(2, 3, 5)).backward(torch.ones(2, 3, 5)))
+    assert r.by_op_phase["aten.native_layer_norm"]["forward"] == 234
+    assert r.by_op["aten.native_layer_norm_backward"] == 4 * 30 + 30
+    # with the input's gradient: 9N + N (weight) + 2 per row, 2N, N
+    r = count(lambda: ln(t(2, 3, 5, grad=True)).backward(torch.ones(2, 3, 5)))
+    assert r.by_op["aten.native_layer_norm_backward"] == 10 * 30 + 2 * 6 + 2 * 30 + 30
+
+
+def test_group_and_batch_norm_weight_gradient_without_an_input_gradient():
+    """As layer norm: grad_weight alone is 4N, grad_bias N.
+
+    GroupNorm(2, 4) on (3, 4, 5): N = 60 -> 240 + 60. BatchNorm2d(3) training on (2, 3, 4, 5):
+    N = 120 -> 480 + 120.
+    """
+    gn = torch.nn.GroupNorm(2, 4)
+    r = count(lambda: gn(t(3, 4, 5)).backward(torch.ones(3, 4, 5)))
+    assert r.by_op["aten.native_group_norm_backward"] == 4 * 60 + 60
+    bn = torch.nn.BatchNorm2d(3)
+    r = count(lambda: bn(t(2, 3, 4, 5)).backward(torch.ones(2, 3, 4, 5)))
+    assert r.by_op["aten.native_batch_norm_backward"] == 4 * 120 + 120
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_eval_backward_by_hand(affine):
+    """Eval: y = (x - mean) * rstd * w + b with the running statistics (constants).
+
+    grad_input = g * rstd * w: 1 per element, + 1 with a weight (not 2 without one);
+    grad_weight = sum(g * (x - mean) * rstd): subtract, two multiplies, accumulate, 4 per
+    element (x_hat is not computed for the input's gradient in eval); grad_bias = sum(g): 1.
+    (2, 3, 4, 5): N = 120. affine: 240 + 480 + 120 = 840 (before s9: 600); without: 120
+    (before s9: 240).
+    """
+    bn = torch.nn.BatchNorm2d(3, affine=affine).eval()
+    r = count(lambda: bn(t(2, 3, 4, 5, grad=True)).backward(torch.ones(2, 3, 4, 5)))
+    assert r.by_op["aten.native_batch_norm_backward"] == (840 if affine else 120)
+
+
+# -- embedding, vector norm ------------------------------------------------------------------
+
+
+def test_embedding_backward_scaled_by_frequency_multiplies_each_gradient_element():
+    """``scale_grad_by_freq``: each looked-up row's gradient is scaled by 1/count, then added.
+
+    (1, 3) ids into D = 4: 12 gradient elements, 12 adds (+ 12 multiplies when scaled).
+    """
+    ids = torch.tensor([[1, 2, 2]])
+    plain = torch.nn.Embedding(10, 4)
+    scaled = torch.nn.Embedding(10, 4, scale_grad_by_freq=True)
+    r = count(lambda: plain(ids).backward(torch.ones(1, 3, 4)))
+    assert r.by_op["aten.embedding_dense_backward"] == 12
+    r = count(lambda: scaled(ids).backward(torch.ones(1, 3, 4)))
+    assert r.by_op["aten.embedding_dense_backward"] == 24
+
+
+@pytest.mark.parametrize(
+    ("ord_", "per_element", "per_output"),
+    [(0, 2, 0), (1, 2, 0), (2, 2, 1), (math.inf, 2, 0), (-math.inf, 2, 0), (3, 3, 1)],
+)
+def test_vector_norm_by_order(ord_, per_element, per_output):
+    """p = 0 counts the non-zeros (compare, add: 2 per element, no root, as p = 1 and inf).
+
+    p = 2: square, add + one square root; other p: abs, power, add + one root. Before s9
+    p = 0 was counted as a general p (3 per element + a root).
+    """
+    x = t(3, 4)
+    r = count(lambda: torch.linalg.vector_norm(x, ord_, dim=1))
+    assert r.total == per_element * 12 + per_output * 3

@@ -37,7 +37,8 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
 * Norms: layer/group/batch norm (training) 5 per element + 4 per normalised slice, + 1 per
   element each for weight and bias; batch norm in eval 2 per element (+ affine); RMS norm 3
   per element + 3 per row + 1 for the weight; backward 9 per element (+1 with a weight) for
-  the input gradient, 2 for the weight, 1 for the bias.
+  the input gradient, 2 for the weight (4 without an input gradient: the normalised input is
+  recomputed), 1 for the bias.
 * Attention besides its two products: scaling Q and K (1 per element of each), the mask add (1
   per score), softmax (5 per score), dropout (2 per score); backward: softmax backward (4 per
   score) and the scalings. The fused GPU backward overloads also recompute the probabilities

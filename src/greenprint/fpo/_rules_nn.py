@@ -70,9 +70,13 @@ def std_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs:
 def norm_rule(
     self: tuple[int, ...], ord: Any = 2, *args: Any, out_shape: Any = None, **kwargs: Any
 ) -> int:
-    """p=2: 2N + 1 per output (square, sum, sqrt); p=1 or inf: 2N; other p: 3N + 1 per output."""
+    """p=2: 2N + 1 per output (square, sum, sqrt); p=0, 1 or inf: 2N; other p: 3N + 1 per output.
+
+    p=0 counts the non-zeros (compare, add), p=1 sums the absolute values, p=inf takes their
+    max (abs, compare): no root.
+    """
     n, outs = numel(self), _reduced_outputs(out_shape)
-    if ord in (1, float("inf"), float("-inf")):
+    if ord in (0, 1, float("inf"), float("-inf")):
         return 2 * n
     if ord in (2, None, "fro"):
         return 2 * n + outs
@@ -172,14 +176,15 @@ def _norm_backward(n: int, groups: int, weight: Any, mask: Any) -> int:
 
     grad_input: recompute x_hat (2), multiply by weight (1), two sums and a product for the
     mean terms (3), combine (3): 9N (+N with a weight) + 2 per slice; grad_weight:
-    ``sum(g * x_hat)``, 2N; grad_bias: ``sum(g)``, N.
+    ``sum(g * x_hat)``, 2N, + 2N to recompute ``x_hat = (x - mean) * rstd`` when there is no
+    grad_input (a norm on data that needs no gradient); grad_bias: ``sum(g)``, N.
     """
     mask = list(mask) if mask is not None else [True, True, True]
     total = 0
     if mask[0]:
         total += 9 * n + (n if weight is not None else 0) + 2 * groups
     if len(mask) > 1 and mask[1] and weight is not None:
-        total += 2 * n
+        total += 2 * n + (0 if mask[0] else 2 * n)
     if len(mask) > 2 and mask[2] and weight is not None:
         total += n
     return total
@@ -216,12 +221,17 @@ def rms_norm_backward_rule(
     output_mask: Any = None,
     **kwargs: Any,
 ) -> int:
-    """7N (+N with a weight) + 2 per row for grad_input; 2N for grad_weight."""
+    """7N (+N with a weight) + 2 per row for grad_input; grad_weight ``sum(g * x * rstd)``.
+
+    grad_weight is 2N reusing grad_input's ``x * rstd``, 3N without a grad_input.
+    """
     n = numel(input)
     rows = n // max(1, numel(tuple(normalized_shape)))
     mask = list(output_mask) if output_mask is not None else [True, True]
     total = 7 * n + (n if weight is not None else 0) + 2 * rows if mask[0] else 0
-    return total + (2 * n if len(mask) > 1 and mask[1] and weight is not None else 0)
+    if len(mask) > 1 and mask[1] and weight is not None:
+        total += 2 * n + (0 if mask[0] else n)
+    return total
 
 
 @register_rule("aten.native_group_norm")
@@ -323,15 +333,19 @@ def batch_norm_backward_rule(
     *args: Any,
     **kwargs: Any,
 ) -> int:
-    """Training: see :func:`_norm_backward`; eval: grad_input ``g * w * rstd`` is 2N."""
+    """Training: see :func:`_norm_backward`; eval with the running statistics as constants.
+
+    grad_input ``g * rstd * w``: N, + N with a weight; grad_weight ``sum(g * (x - mean) *
+    rstd)``: 4N (x_hat is not computed for grad_input in eval); grad_bias ``sum(g)``: N.
+    """
     n = numel(input)
     c = input[1] if len(input) > 1 else 1
     if train:
         return _norm_backward(n, c, weight, output_mask)
     mask = list(output_mask) if output_mask is not None else [True, True, True]
-    total = 2 * n if mask[0] else 0
+    total = n + (n if weight is not None else 0) if mask[0] else 0
     if len(mask) > 1 and mask[1] and weight is not None:
-        total += 2 * n
+        total += 4 * n
     if len(mask) > 2 and mask[2] and weight is not None:
         total += n
     return total

@@ -290,14 +290,31 @@ def index_put_rule(
     return numel(values) if accumulate else 0
 
 
+@register_rule("aten.embedding_dense_backward")
+def embedding_dense_backward_rule(
+    grad: tuple[int, ...],
+    indices: Any,
+    num_weights: int = 0,
+    padding_idx: int = -1,
+    scale_grad_by_freq: bool = False,
+    **kwargs: Any,
+) -> int:
+    """One add per gradient element (the looked-up rows' gradients summed into the weight).
+
+    With ``scale_grad_by_freq`` each is first scaled by 1/count of its index: + 1 per element.
+    Rows of ``padding_idx`` get no gradient (data-dependent: counted, an upper bound).
+    """
+    return numel(grad) * (2 if scale_grad_by_freq else 1)
+
+
 @register_rule(
-    ["aten.embedding_dense_backward", "aten.col2im", "aten.unfold_backward"]
+    ["aten.col2im", "aten.unfold_backward"]
     + [f"aten.{kind}_pad{d}d_backward" for kind in ("reflection", "replication") for d in (1, 2, 3)]
 )
 def embedding_backward_rule(grad: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
     """One add per gradient element: overlapping pieces are summed back.
 
-    Embedding rows, unfolded patches, padding borders.
+    Unfolded patches, padding borders.
     """
     return numel(grad)
 
