@@ -266,3 +266,27 @@ def test_an_integration_option_typed_wrong_names_the_option_meant():
         gp.ConfigError, match=r"unknown option\(s\) \['studdy'\]; did you mean 'study'"
     ):
         lightning.GreenprintCallback("fit", studdy="s")
+
+
+# ---------------------------------------------------------------- report.md: greenprint demo
+
+
+def test_the_demo_refusing_a_ledger_names_options_its_help_lists(home):
+    """report.md: `greenprint demo --ledger PATH` records into PATH 'if that ledger has no
+    study digits-demo yet'. A second demo into the same ledger is refused with 'give a new
+    --ledger or --study', but `--study` was hidden from `greenprint demo --help`."""
+    directory = fresh(home, "demo-again")
+    with gp.track("old", study="digits-demo", ledger=directory / "d.db"):
+        pass
+    line = one_error_line(run_in(directory, GREENPRINT, "demo", "--ledger", "d.db", "--quiet"))
+    assert "already holds a study 'digits-demo'" in line
+    named = re.findall(r"--[a-z][a-z-]*", line.split("digits-demo'", 1)[1])
+    assert named == ["--ledger", "--study"]
+    help_text = " ".join(run_in(directory, GREENPRINT, "demo", "--help").stdout.split())
+    for option in named:
+        assert f" {option} " in help_text, option
+    assert "--study TEXT Study to record into (a new one in a ledger given with --ledger)." in (
+        help_text
+    )
+    with gp.Ledger(directory / "d.db", create=False) as led:
+        assert [r.name for r in led.runs()] == ["old"]  # nothing added

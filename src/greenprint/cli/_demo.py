@@ -23,7 +23,12 @@ __all__ = ["command"]
     help="Ledger to record into [default: a new DIR/demo-ledger-<time>.db].",
 )
 @click.option("--quiet", is_flag=True, help="Plain log lines instead of the progress display.")
-@click.option("--study", default="digits-demo", show_default=True, help="Study name.", hidden=True)
+@click.option(
+    "--study",
+    default="digits-demo",
+    show_default=True,
+    help="Study to record into (a new one in a ledger given with --ledger).",
+)
 @click.option("--trials", type=click.IntRange(min=1), default=24, hidden=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=15, hidden=True)
 @click.option("--fractions", default="0.1,0.25,0.5,1", hidden=True)
