@@ -214,3 +214,53 @@ def test_dies_that_read_one_package_counter_are_counted_once(tmp_path):
     rapl.advance(package_j=[100.0, 60.0])
     assert rapl.get_uj("package-0-die-7") == rapl.get_uj("package-0-die-0")
     assert cpu.read().machine_j == pytest.approx(160.0)
+
+
+# -- NVML: GPUs a device cgroup denies (Slurm's ConstrainDevices, containers)
+
+
+def _slurm_node():
+    """Four GPUs; the job was given the third (host index 2), the cgroup denies the others."""
+    from greenprint.testing import FakeGPU, FakeNVML
+
+    gpus = [FakeGPU(power_w=100.0 * (i + 1), accessible=(i == 2)) for i in range(4)]
+    return gpus, FakeNVML(gpus)
+
+
+@pytest.mark.parametrize("visible", [None, "0"])
+def test_gpus_a_cgroup_denies_are_left_out_and_the_jobs_gpu_is_metered(visible):
+    # NVML's nvmlDeviceGetCount counts every GPU "even if nvmlDeviceGetHandleByIndex_v2 returns
+    # NVML_ERROR_NO_PERMISSION for such device" (nvml.h); CUDA enumerates the GPUs it can open,
+    # so the job's GPU is CUDA's 0, as Slurm's CUDA_VISIBLE_DEVICES=0 says. NVML was declared
+    # unusable ("no permission to use the NVIDIA devices") and the GPU estimated
+    from greenprint.meters import NvmlMeter, probe_nvml
+
+    gpus, nvml = _slurm_node()
+    env = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    status, infos = probe_nvml(nvml, environ=env)
+    assert status.usable, status.reason
+    assert [g.uuid for g in infos] == [gpus[2].uuid]
+    assert "3 GPU(s) this process may not open" in status.reason
+    clock = Clock()
+    meter = NvmlMeter.open(nvml, environ=env, clock=clock)
+    try:
+        meter.start()
+        nvml.advance(10.0)
+        clock.t += 10.0
+        assert meter.read().machine_j == pytest.approx(300.0 * 10.0)  # GPU 2 alone, 300 W
+        assert meter.provenance == "nvml:counter:GPU-0"
+    finally:
+        meter.close()
+
+
+def test_a_process_that_may_open_no_gpu_is_told_so():
+    from greenprint.meters import probe_nvml
+    from greenprint.testing import FakeGPU, FakeNVML
+
+    nvml = FakeNVML([FakeGPU(accessible=False), FakeGPU(accessible=False)])
+    status, infos = probe_nvml(nvml, environ={})
+    assert not status.usable and infos == ()
+    assert status.reason == (
+        "2 GPU(s) this process may not open (NVML: no permission; a device cgroup gives it "
+        "none of them): not metered"
+    )

@@ -199,11 +199,9 @@ def _nvml_utilisation(nvml: Any, handle: Any) -> Callable[[], float | None]:
 
 def nvml_unmetered(nvml: Any, environ: Mapping[str, str]) -> list[EstimatedGpu]:
     """The visible NVIDIA GPUs NVML lists but cannot meter (NVML initialised by the caller)."""
-    from greenprint.meters._nvml import parse_cuda_visible_devices
+    from greenprint.meters._nvml import open_handles, parse_cuda_visible_devices
 
-    count = int(nvml.nvmlDeviceGetCount())
-    handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-    uuids = [str(nvml.nvmlDeviceGetUUID(h)) for h in handles]
+    handles, uuids, _ = open_handles(nvml)  # GPUs a device cgroup denies are not this process's
     out = []
     for i in parse_cuda_visible_devices(environ.get("CUDA_VISIBLE_DEVICES"), uuids):
         name = str(nvml.nvmlDeviceGetName(handles[i]))

@@ -18,8 +18,11 @@ Per visible GPU:
 
 ``CUDA_VISIBLE_DEVICES`` is honoured as CUDA does: a comma list of indices or UUIDs (``GPU-...``,
 unique prefixes allowed), read up to the first invalid entry; an empty value hides every GPU.
-Indices are NVML's (PCI bus order); CUDA numbers by speed unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``,
-which on machines with mixed GPUs can differ. MIG devices (``MIG-...`` entries, or a GPU in MIG
+GPUs this process may not open (a device cgroup denies them: Slurm's ``ConstrainDevices``, a
+container) are left out, as CUDA leaves them out: NVML counts them, but its handle calls answer
+``NO_PERMISSION`` (:func:`open_handles`). Indices are NVML's (PCI bus order) among the others;
+CUDA numbers by speed unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, which on machines with mixed GPUs
+can differ. MIG devices (``MIG-...`` entries, or a GPU in MIG
 mode) are metered as their share of the parent GPU by compute slices: see
 :mod:`greenprint.meters._mig`.
 
@@ -59,7 +62,7 @@ from greenprint.meters._status import GPUInfo, MeterStatus
 from greenprint.meters._where import NVIDIA_DRIVER_FIX, absent_nvml
 from greenprint.meters._where import nvidia_driver_present as _driver_present
 
-__all__ = ["NvmlMeter", "load_nvml", "parse_cuda_visible_devices", "probe_nvml"]
+__all__ = ["NvmlMeter", "load_nvml", "open_handles", "parse_cuda_visible_devices", "probe_nvml"]
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +181,41 @@ def _nvml_call(nvml: Any, name: str, *args: Any) -> Any:
     return getattr(nvml, name)(*args)
 
 
+def open_handles(nvml: Any) -> tuple[list[Any], list[str], list[str]]:
+    """The handles and UUIDs of the GPUs this process may open (NVML initialised).
+
+    ``nvmlDeviceGetCount`` counts every GPU of the machine "even if
+    nvmlDeviceGetHandleByIndex_v2 returns NVML_ERROR_NO_PERMISSION for such device" (nvml.h):
+    those a device cgroup denies this process (Slurm's ``ConstrainDevices``, a container). They
+    are not its GPUs, and CUDA, which enumerates the GPUs it can open, does not number them (the
+    job's one GPU is its ``0``, as Slurm's ``CUDA_VISIBLE_DEVICES=0`` says); nor does this.
+
+    Returns:
+        ``(handles, uuids, skipped)``: the GPUs it may open in NVML's order, and a line saying
+        how many it may not (none when it may open all).
+
+    Raises:
+        NVMLError: any other error of NVML.
+    """
+    handles: list[Any] = []
+    denied = 0
+    for i in range(int(_nvml_call(nvml, "nvmlDeviceGetCount"))):
+        try:
+            handles.append(_nvml_call(nvml, "nvmlDeviceGetHandleByIndex", i))
+        except nvml.NVMLError as e:
+            if not _code(nvml, e, "NVML_ERROR_NO_PERMISSION"):
+                raise
+            denied += 1
+    uuids = [str(_nvml_call(nvml, "nvmlDeviceGetUUID", h)) for h in handles]
+    skipped = []
+    if denied:
+        skipped.append(
+            f"{denied} GPU(s) this process may not open (NVML: no permission; a device cgroup "
+            "gives it none of them): not metered"
+        )
+    return handles, uuids, skipped
+
+
 def _code(nvml: Any, err: Exception, *names: str) -> bool:
     value = getattr(err, "value", None)
     return any(value == getattr(nvml, n, object()) for n in names)
@@ -238,10 +276,9 @@ def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]
     """Enumerate the visible, measurable GPUs (NVML already initialised)."""
     from greenprint.meters._mig import MigDevice, visible_targets
 
-    count = int(_nvml_call(nvml, "nvmlDeviceGetCount"))
-    handles = [_nvml_call(nvml, "nvmlDeviceGetHandleByIndex", i) for i in range(count)]
-    uuids = [str(_nvml_call(nvml, "nvmlDeviceGetUUID", h)) for h in handles]
+    handles, uuids, denied = open_handles(nvml)
     targets, skipped = visible_targets(nvml, environ.get("CUDA_VISIBLE_DEVICES"), handles, uuids)
+    skipped += denied
     gpus: list[_Gpu] = []
     for target in targets:
         mig = target if isinstance(target, MigDevice) else None

@@ -232,6 +232,11 @@ class FakeGPU:
         max_mig_devices: ``nvmlDeviceGetMaxMigDeviceCount`` (7 on A100/H100, 4 on A30).
         utilization_gpu: ``nvmlDeviceGetUtilizationRates(h).gpu`` in %, or ``None`` when the GPU
             cannot report it (``NotSupported``).
+        accessible: ``False`` for a GPU this process may not open (a device cgroup that denies
+            its ``/dev/nvidiaN``, as Slurm's ``ConstrainDevices`` and container runtimes do):
+            ``nvmlDeviceGetCount`` still counts it, and ``nvmlDeviceGetHandleByIndex`` and
+            ``nvmlDeviceGetHandleByUUID`` raise ``NVMLError_NoPermission`` for it, as NVML's
+            documentation of ``nvmlDeviceGetCount_v2`` says.
     """
 
     name: str = "NVIDIA A100-SXM4-40GB"
@@ -246,6 +251,7 @@ class FakeGPU:
     mig_devices: list[FakeMigDevice] = field(default_factory=list)
     max_mig_devices: int = 7
     utilization_gpu: int | None = 0
+    accessible: bool = True
 
     def __post_init__(self) -> None:
         if not self.uuid:
@@ -400,15 +406,17 @@ class FakeNVML:
         return self.driver_version
 
     def nvmlDeviceGetCount(self) -> int:
-        """Number of GPUs (all of them: NVML ignores CUDA_VISIBLE_DEVICES)."""
+        """Number of GPUs (all of them: NVML ignores CUDA_VISIBLE_DEVICES and device cgroups)."""
         self._enter("nvmlDeviceGetCount")
         return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:
-        """Handle of GPU ``index``; ``NVMLError_InvalidArgument`` if out of range."""
+        """Handle of GPU ``index``: ``InvalidArgument`` out of range, ``NoPermission`` if denied."""
         self._enter("nvmlDeviceGetHandleByIndex")
         if not 0 <= int(index) < len(self.gpus):
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        if not self.gpus[int(index)].accessible:
+            raise NVMLError(NVML_ERROR_NO_PERMISSION)
         return _Handle(int(index))
 
     def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> _Handle:
@@ -416,6 +424,8 @@ class FakeNVML:
         self._enter("nvmlDeviceGetHandleByUUID")
         wanted = uuid.decode() if isinstance(uuid, bytes) else uuid
         for i, gpu in enumerate(self.gpus):
+            if gpu.uuid == wanted and not gpu.accessible:
+                raise NVMLError(NVML_ERROR_NO_PERMISSION)
             if gpu.uuid == wanted:
                 return _Handle(i)
             for m, mig in enumerate(gpu.mig_devices if gpu.mig else []):
