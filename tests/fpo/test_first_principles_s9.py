@@ -4,8 +4,9 @@ Every expected figure here is derived by hand in the test's docstring or counted
 Python reference that performs the computation and counts each multiply and add it does (its
 values are checked against torch, so the reference is the op). Conventions, as docs/fpo.md
 states them: a multiply-accumulate is 2 FPO (``2mkn`` for a product), reducing n values costs
-n adds, one FPO per elementwise arithmetic op, compare or elementary function, a k-tap
-interpolation (k weights times k values, summed) is ``2k - 1`` (a lerp, 2 taps, is 3).
+n adds, one FPO per elementwise arithmetic op, compare or elementary function. A k-tap
+interpolation (k weights times k values, summed) is a dot product of length k: ``2k``, as
+``2mkn`` counts them; a lerp ``a + w (b - a)`` is its own 3-op formula.
 """
 
 from __future__ import annotations
@@ -97,9 +98,9 @@ def _aa_reference(x, size, mode, align_corners):
     """Antialiased resize of (N, C, H, W) as a direct loop; returns (values, FPO it performed).
 
     Per output element: one interpolation along W for each of the ``kh`` input rows of its
-    window (``kw`` multiplies, ``kw - 1`` adds: ``2kw - 1``), then one along H over those
-    ``kh`` results (``2kh - 1``). A dimension whose size does not change is copied (torch skips
-    it): its window is the one input, weight 1, no arithmetic.
+    window (``kw`` multiply-accumulates: ``2kw``), then one along H over those ``kh`` results
+    (``2kh``). A dimension whose size does not change is copied (torch skips it): its window
+    is the one input, weight 1, no arithmetic.
     """
     n, c, h, w = x.shape
     oh, ow = size
@@ -117,18 +118,16 @@ def _aa_reference(x, size, mode, align_corners):
                         if wx is None:
                             partial.append(line[xlo])
                             continue
-                        acc = wx[0] * line[xlo]
-                        fpo += 1
-                        for i in range(1, len(wx)):
+                        acc = 0.0
+                        for i in range(len(wx)):
                             acc += wx[i] * line[xlo + i]
                             fpo += 2
                         partial.append(acc)
                     if wy is None:
                         out[b][ch][oy][ox] = partial[0]
                         continue
-                    acc = wy[0] * partial[0]
-                    fpo += 1
-                    for j in range(1, len(wy)):
+                    acc = 0.0
+                    for j in range(len(wy)):
                         acc += wy[j] * partial[j]
                         fpo += 2
                     out[b][ch][oy][ox] = acc
@@ -158,7 +157,7 @@ def test_antialiased_interpolation_counts_the_stretched_window(mode, h, w, oh, o
     becomes one in the gradient, the same count (as the non-antialiased rules count it).
     Before s9 every antialiased resize cost the non-antialiased 9 (bicubic 35) per output
     element whatever the scale: a 4x bilinear downsample of (1, 2, 8, 8) counted 72 FPO where
-    the loop performs 616 (lanczos had no rule at all: listed as unknown).
+    the loop performs 672 (lanczos had no rule at all: listed as unknown).
     """
     align_corners = align_corners and mode != "lanczos"  # lanczos refuses align_corners
     x = torch.randn(1, 2, h, w, dtype=torch.float64, requires_grad=True)
@@ -178,11 +177,30 @@ def test_a_4x_antialiased_downsample_by_hand():
 
     Each output index's window: center 4i + 2, inputs ``[int(4i - 1.5), int(4i + 6.5))``
     clipped to [0, 8): 6 for i = 0 and 6 for i = 1 (``[2, 8)``). Per output element: 6
-    interpolations of 6 taps along W (11 each) and one of 6 along H (11): 77; 8 outputs: 616.
+    interpolations of 6 taps along W (12 each) and one of 6 along H (12): 84; 8 outputs: 672.
     """
     x = t(1, 2, 8, 8)
     r = count(lambda: F.interpolate(x, size=(2, 2), mode="bilinear", antialias=True))
-    assert r.total == 8 * (6 * 11 + 11) == 616
+    assert r.total == 8 * (6 * 12 + 12) == 672
+
+
+def test_bicubic_taps_are_multiply_accumulates_as_in_every_dot_product():
+    """Bicubic: five 4-tap cubic interpolations per output element (4 along W, 1 along H).
+
+    A 4-tap interpolation is ``sum(w_i * x_i)``, a dot product of length 4: 4 multiplies and 4
+    adds into the accumulator, 8, as ``2mkn`` counts a product and n adds a reduction of n
+    values; so 40 per output element (before s9: 35, counting 3 adds per 4 taps). The same for
+    grid_sample's bicubic mode. (1, 1, 3, 3) -> (5, 5): 25 outputs, 1,000 FPO; backward alike.
+    """
+    x = t(1, 1, 3, 3, grad=True)
+    r = count(
+        lambda: F.interpolate(x, size=(5, 5), mode="bicubic").backward(torch.ones(1, 1, 5, 5))
+    )
+    assert r.by_op["aten.upsample_bicubic2d"] == 25 * 40
+    assert r.by_op["aten.upsample_bicubic2d_backward"] == 25 * 40
+    grid = torch.zeros(1, 5, 5, 2)  # 25 locations, 1 channel, zeros padding: 3 per coordinate
+    r = count(lambda: F.grid_sample(t(1, 1, 3, 3), grid, mode="bicubic", align_corners=False))
+    assert r.total == 25 * 2 * 3 + 25 * 40
 
 
 # -- norms: the gradient of the weight alone recomputes the normalised input -------------------

@@ -241,10 +241,12 @@ _UPSAMPLE_FORWARD = {
     "upsample_linear1d": 3,
     "upsample_bilinear2d": 9,
     "upsample_trilinear3d": 21,
-    "upsample_bicubic2d": 35,
+    "upsample_bicubic2d": 40,
 }
 """FPO per output element: a linear interpolation ``a + w * (b - a)`` is 3; bilinear is three
-of them (9), trilinear seven (21); bicubic is five 4-tap cubic interpolations of 7 each (35)."""
+of them (9), trilinear seven (21); bicubic is five 4-tap cubic interpolations (four along W,
+one along H), each a dot product of 4 weights and 4 values: 8, as ``2mkn`` and the reductions
+count (40)."""
 
 
 def _upsample(cost: int) -> Any:
@@ -308,19 +310,19 @@ def _aa_fpo(
     """FPO of an antialiased 2-D resize of ``planes`` (N * C) planes, forward or backward.
 
     Per output element, with windows of ``kh`` rows and ``kw`` columns: one ``kw``-tap
-    interpolation along W for each of the ``kh`` rows (``2kw - 1`` each: ``kw`` multiplies,
-    ``kw - 1`` adds) and one ``kh``-tap interpolation along H (``2kh - 1``); an unchanged
-    dimension costs nothing (``kh = 1``). On a 2 x 2 (4 x 4) window this is the 9 (35) of
-    bilinear (bicubic) upsampling. The backward applies the same weights transposed: the same
-    count.
+    interpolation along W for each of the ``kh`` rows (a dot product of the weights and the
+    values: ``2kw``) and one ``kh``-tap interpolation along H (``2kh``); an unchanged dimension
+    costs nothing (``kh = 1``). On a 4 x 4 window this is bicubic upsampling's 40 (on 2 x 2,
+    12: the kernel sums weighted taps, where bilinear upsampling's 9 is three lerps). The
+    backward applies the same weights transposed: the same count.
     """
     (h, w), (oh, ow) = (int(v) for v in size_in), (int(v) for v in size_out)
     scale_h, scale_w = scales
     rows = _aa_windows(h, oh, taps, align_corners, scale_h)
     cols = _aa_windows(w, ow, taps, align_corners, scale_w)
     row_reads = sum(rows) if rows else oh  # sum of kh over the output rows
-    along_w = sum(2 * k - 1 for k in cols)  # sum of (2kw - 1) over the output columns
-    along_h = sum(2 * k - 1 for k in rows)
+    along_w = 2 * sum(cols)  # sum of 2kw over the output columns
+    along_h = 2 * sum(rows)
     return planes * (row_reads * along_w + ow * along_h)
 
 

@@ -169,7 +169,7 @@ def pdist_backward_rule(
 _BILINEAR, _NEAREST, _BICUBIC = 0, 1, 2
 # per output element, as the interpolation rules count upsampling: linear in 2 or 3 dims, cubic
 _SAMPLE = {(_BILINEAR, 2): 9, (_BILINEAR, 3): 21, (_NEAREST, 2): 0, (_NEAREST, 3): 0}
-_SAMPLE_BICUBIC = 35
+_SAMPLE_BICUBIC = 40
 _PADDING = {0: 0, 1: 2, 2: 6}  # zeros, border (clip: 2 compares), reflection, per coordinate
 
 
@@ -180,7 +180,7 @@ def _grid_costs(
 
     A location costs 3 per coordinate to unnormalise (``((x + 1) * size - 1) / 2``) plus the
     padding mode's clipping; each of the ``C`` output elements at a location costs what
-    upsampling with the same interpolation costs (bilinear 9, trilinear 21, bicubic 35,
+    upsampling with the same interpolation costs (bilinear 9, trilinear 21, bicubic 40,
     nearest 0).
     """
     dims = grid[-1]
