@@ -154,6 +154,24 @@ def test_a_run_is_named_after_the_script_it_runs(home, command, name):
     assert run.name == name
 
 
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [
+        ("train.py", "train.py is a file here, not a command on PATH: run python train.py"),
+        ("./train.py", "./train.py is not executable: run python ./train.py (or chmod +x"),
+    ],
+)
+def test_a_script_given_as_the_command_gets_a_hint(home, command, hint):
+    """cli.md: `greenprint run [OPTIONS] -- CMD...`. A reader who writes their script as the
+    command (`-- train.py`, `-- ./train.py` without its execute bit) got 'command not found:
+    train.py' for a file right there; the line says how to run it."""
+    directory = fresh(home, f"script-{len(command)}")
+    (directory / "train.py").write_text("print('training')\n")
+    line = one_error_line(run_in(directory, GREENPRINT, "run", "--", command, "--lr", "0.1"))
+    assert hint in line
+    assert sorted(p.name for p in directory.iterdir()) == ["train.py"]
+
+
 # ---------------------------------------------------------------- ledger.md
 
 

@@ -189,7 +189,7 @@ def command(
     params = _params(param_texts)
     program = cmd[0]
     if shutil.which(program) is None:
-        raise ConfigError(f"command not found: {program}")
+        raise ConfigError(f"command not found: {program}{_script_hint(program)}")
     from greenprint._validate import finite_number
 
     stopper = None
@@ -271,6 +271,22 @@ def _default_name(cmd: tuple[str, ...]) -> str:
         elif not arg.startswith(("-", "+")):
             return arg.rsplit("/", 1)[-1] or program
     return program
+
+
+def _script_hint(program: str) -> str:
+    """How to run ``program`` when it is a file here that is not a command (a script)."""
+    import os
+
+    if not os.path.isfile(program):
+        return ""
+    interpreter = {".py": "python", ".sh": "bash"}.get(os.path.splitext(program)[1])
+    if "/" not in program:
+        how = f"{interpreter} {program}" if interpreter else f"./{program}"
+        return f" ({program} is a file here, not a command on PATH: run {how})"
+    if os.access(program, os.X_OK):
+        return ""
+    how = f"run {interpreter} {program} (or chmod +x {program})" if interpreter else ""
+    return f" ({program} is not executable: {how or f'chmod +x {program}'})"
 
 
 def _check_values(**values: str | None) -> None:
