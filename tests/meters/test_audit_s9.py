@@ -264,3 +264,59 @@ def test_a_process_that_may_open_no_gpu_is_told_so():
         "2 GPU(s) this process may not open (NVML: no permission; a device cgroup gives it "
         "none of them): not metered"
     )
+
+
+# -- hwmon (Arm CPU sensors, Intel GPUs): the same rule as RAPL for a counter that went down
+
+
+def test_a_hwmon_counter_stepping_back_without_restarting_adds_nothing(tmp_path):
+    # a 64-bit i915 counter at 10 MJ stepping back by 2 J is neither a wrap nor a restart (its
+    # value would then be the energy since the restart: 10 MJ in 1 s); it added the 10 MJ
+    from greenprint.meters import HwmonMeter
+    from greenprint.meters._intel_gpu import probe_intel_gpu
+    from greenprint.testing import make_fake_intel_gpu
+
+    fake = make_fake_intel_gpu(tmp_path / "drm", cards={"card0": "i915"}, start_uj=10**13)
+    probe = probe_intel_gpu(fake.root)
+    clock = Clock()
+    meter = HwmonMeter("gpu", probe.channels, origin=probe.origin, clock=clock)
+    meter.start()
+    fake.add_j("card0:energy1", 40.0)
+    clock.t += 1.0
+    assert meter.read().machine_j == pytest.approx(40.0)
+    fake.add_j("card0:energy1", -2.0)
+    clock.t += 1.0
+    assert meter.read().machine_j == pytest.approx(40.0)
+    fake.add_j("card0:energy1", 5.0)
+    clock.t += 1.0
+    assert meter.read().machine_j == pytest.approx(45.0)
+
+
+def test_an_nvml_counter_stepping_back_without_restarting_adds_nothing():
+    # the mJ counter counts since the driver loaded (30 days at 300 W: 778 MJ); stepping back by
+    # 2 J is neither a 64-bit wrap nor a GPU reset (whose counter restarts near 0): it added the
+    # whole 778 MJ (216 kWh) in one second
+    from greenprint.meters import NvmlMeter
+    from greenprint.testing import FakeGPU, FakeNVML
+
+    gpu = FakeGPU(energy_mj=777_600_000_000, power_w=300.0)
+    nvml = FakeNVML([gpu])
+    clock = Clock()
+    meter = NvmlMeter.open(nvml, environ={}, clock=clock)
+    try:
+        meter.start()
+        nvml.advance(1.0)
+        clock.t += 1.0
+        assert meter.read().machine_j == pytest.approx(300.0)
+        gpu.energy_mj -= 2_000
+        clock.t += 1.0
+        assert meter.read().machine_j == pytest.approx(300.0)
+        nvml.advance(1.0)
+        clock.t += 1.0
+        assert meter.read().machine_j == pytest.approx(600.0)
+        gpu.reset()  # a real reset still counts the energy since it
+        nvml.advance(1.0)
+        clock.t += 1.0
+        assert meter.read().machine_j == pytest.approx(900.0)
+    finally:
+        meter.close()

@@ -7,7 +7,8 @@ A hwmon device (``/sys/class/hwmon/hwmonN``, also linked under its parent device
 * ``energyN_input``: cumulative energy in µJ (the hwmon sysfs ABI). A decrease between two reads is
   undone as one wrap of a 32-bit counter when the previous value fitted 32 bits and the energy
   that implies is at most :data:`MAX_PLAUSIBLE_W` over the interval; otherwise it is a reset
-  (driver reload, device reset) and the counter's new value is the energy since the reset.
+  (driver reload, device reset) and the counter's new value is the energy since the reset, when
+  that is plausible too (else the counter merely stepped back, and that step adds nothing).
   64-bit counters (i915 and xe extend the hardware's 32-bit one in the driver) never wrap in
   practice (2**64 µJ is 18 TJ).
 * ``powerN_average`` / ``powerN_input``: power in µW, integrated over time by the trapezoid rule
@@ -432,7 +433,9 @@ def energy_delta_uj(last_uj: int, now_uj: int, dt_s: float, name: str = "counter
         The energy in µJ, never negative. A decrease is one wrap of a 32-bit counter when
         ``last_uj`` fitted 32 bits and the wrapped energy implies at most
         :data:`MAX_PLAUSIBLE_W` over ``dt_s``; otherwise a reset, after which the counter's
-        value is the energy since the reset.
+        value is the energy since the reset when that is plausible too (at most
+        :data:`MAX_PLAUSIBLE_W` over ``dt_s`` plus 1 s); else the counter stepped back without
+        restarting and the step adds nothing.
     """
     delta = now_uj - last_uj
     if delta >= 0:
@@ -441,5 +444,8 @@ def energy_delta_uj(last_uj: int, now_uj: int, dt_s: float, name: str = "counter
         wrapped = unwrap(delta, 2**32, MAX_PLAUSIBLE_W * dt_s * 1e6)
         if wrapped is not None:
             return wrapped
-    logger.info("hwmon %s went backwards (%d -> %d µJ): a reset", name, last_uj, now_uj)
-    return max(now_uj, 0)
+    if now_uj <= MAX_PLAUSIBLE_W * (dt_s + 1.0) * 1e6:
+        logger.info("hwmon %s went backwards (%d -> %d µJ): a reset", name, last_uj, now_uj)
+        return max(now_uj, 0)
+    logger.info("hwmon %s stepped back (%d -> %d µJ): nothing counted", name, last_uj, now_uj)
+    return 0

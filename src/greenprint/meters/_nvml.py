@@ -5,7 +5,8 @@ Per visible GPU:
 * **counter** (Volta and newer): ``nvmlDeviceGetTotalEnergyConsumption``, mJ since the driver
   loaded, a 64-bit counter. A decrease is a wrap at 2**64 when the wrapped difference is
   plausible (below 5 kW over the interval), otherwise a reset of the GPU, after which the counter
-  restarts near zero and its new value is the energy since the reset.
+  restarts near zero and its new value is the energy since the reset (when that is plausible too;
+  a counter that merely stepped back adds nothing for that step).
 * **power sampling** (older GPUs): ``nvmlDeviceGetPowerUsage`` (mW) at every read, integrated
   with the trapezoid rule.
 * **counter, then power sampling**: a counter that stops answering mid-run with an error that
@@ -448,9 +449,12 @@ class NvmlMeter(SummedGpuMeter):
                 else:
                     limit_mj = MAX_PLAUSIBLE_GPU_W * (dt + 1.0) * 1000.0
                     delta = unwrap(mj - g.last_mj, COUNTER_MODULUS, limit_mj)
-                    if delta is None:
+                    if delta is None and 0 <= mj <= limit_mj:
                         logger.info("%s energy counter reset (GPU reset?)", g.label)
                         delta = mj
+                    elif delta is None:  # neither a wrap nor a restart: nothing for this step
+                        logger.info("%s energy counter stepped back to %d mJ", g.label, mj)
+                        delta = 0
                     g.last_mj = mj
                     joules = delta / 1000.0
             else:
