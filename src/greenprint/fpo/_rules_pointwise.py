@@ -49,7 +49,8 @@ _ONE = """
     mul div neg reciprocal abs sign sgn exp exp2 expm1 log log2 log10 log1p sqrt rsqrt sin cos
     tan asin acos atan sinh cosh tanh asinh acosh atanh atan2 erf erfc erfinv sigmoid pow floor
     ceil round trunc frac fmod remainder relu threshold eq ne lt le gt ge clamp_min clamp_max
-    lgamma digamma copysign float_power true_divide floor_divide nan_to_num
+    lgamma digamma polygamma igamma igammac heaviside copysign float_power true_divide
+    floor_divide nan_to_num
 """
 _ONE_NO_INPLACE = "maximum minimum fmax fmin isnan isinf isfinite isneginf isposinf signbit"
 
@@ -342,9 +343,10 @@ _ZERO = """
     fill_ zero_
     bernoulli bernoulli_ uniform uniform_ normal normal_ rand rand_like randn randn_like randint
     randint_like randperm random_ multinomial exponential_ geometric_ cauchy_ log_normal_
+    _standard_gamma _sample_dirichlet poisson binomial
     logical_not logical_not_ logical_and logical_and_ logical_or logical_or_ logical_xor
     logical_xor_ bitwise_not bitwise_and bitwise_or bitwise_xor bitwise_left_shift
-    bitwise_right_shift any all
+    bitwise_right_shift any all _is_all_true _is_any_true
     _local_scalar_dense item is_same_size is_nonzero _assert_async _assert_scalar
     _assert_tensor_metadata _functional_assert_async sym_constrain_range
     sym_constrain_range_for_size
