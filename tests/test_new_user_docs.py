@@ -96,6 +96,21 @@ def test_the_optuna_direction_warning_names_a_command_that_runs(home):
     assert "Study **my quadratic**: 3 trials, ranked by **value** (lower is better)" in text
 
 
+# ---------------------------------------------------------------- the first command typed
+
+
+@pytest.mark.parametrize("command", [[], ["ledger"]])
+def test_a_command_typed_alone_shows_its_help(home, command):
+    """`greenprint` alone (the first thing a reader types) and `greenprint ledger` printed
+    their whole help as an error, 'greenprint: error: Usage: ...', its last line cut and glued
+    to "(see 'greenprint --help')". They print the help as `--help` does (on stderr, exit
+    status 2: no command was given)."""
+    done = run_in(home, GREENPRINT, *command)
+    assert done.returncode == 2
+    assert "greenprint: error" not in done.stderr
+    assert done.stderr == run_in(home, GREENPRINT, *command, "--help").stdout
+
+
 # ---------------------------------------------------------------- cli.md: greenprint run
 
 

@@ -42,6 +42,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: click 8.2+ raises this for a group given no command (8.1 prints the help and exits 0)
+_NO_ARGS_IS_HELP: type[click.UsageError] | tuple[()] = getattr(
+    click.exceptions, "NoArgsIsHelpError", ()
+)
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -83,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"greenprint: error: {e}", err=True)
         return _exit(2, argv)
     except click.exceptions.Exit as e:
+        return _exit(e.exit_code, argv)
+    except _NO_ARGS_IS_HELP as e:
+        # `greenprint` or `greenprint ledger` alone: the help, as --help gives it (exit 2)
+        click.echo(e.format_message(), err=True)
         return _exit(e.exit_code, argv)
     except click.UsageError as e:
         # one line, like every other bad input: what is wrong and where the help is
