@@ -320,3 +320,60 @@ def test_an_nvml_counter_stepping_back_without_restarting_adds_nothing():
         assert meter.read().machine_j == pytest.approx(900.0)
     finally:
         meter.close()
+
+
+# -- NVML: CUDA_VISIBLE_DEVICES indices on a machine with mixed GPUs
+
+
+def _workstation():
+    """A display card at PCI index 0, a compute card at 1: CUDA's fastest-first 0 is the A6000."""
+    from greenprint.testing import FakeGPU, FakeNVML
+
+    gpus = [
+        FakeGPU(name="NVIDIA GeForce GT 1030", power_w=30.0, memory_gb=2.0),
+        FakeGPU(name="NVIDIA RTX A6000", power_w=300.0, memory_gb=48.0),
+    ]
+    return FakeNVML(gpus)
+
+
+def test_an_index_on_mixed_gpus_says_cuda_may_number_them_otherwise():
+    # CUDA_DEVICE_ORDER defaults to FASTEST_FIRST: CUDA's device 0 is the A6000, NVML's index 0
+    # the GT 1030. greenprint reads indices in NVML's PCI order; the figure was labelled
+    # nvml:counter:GPU-0 as if it were certainly the GPU the job used
+    from greenprint.meters import NvmlMeter, probe_nvml
+
+    env = {"CUDA_VISIBLE_DEVICES": "0"}
+    status, infos = probe_nvml(_workstation(), environ=env)
+    assert status.usable and [g.name for g in infos] == ["NVIDIA GeForce GT 1030"]
+    note = (
+        "CUDA_VISIBLE_DEVICES indices read in PCI order; CUDA numbers mixed GPUs fastest first "
+        "unless CUDA_DEVICE_ORDER=PCI_BUS_ID, so this may not be the GPU it uses"
+    )
+    assert note in status.reason
+    meter = NvmlMeter.open(_workstation(), environ=env)
+    try:
+        assert meter.provenance == f"nvml:counter:GPU-0 (GPU-0: {note})"
+    finally:
+        meter.close()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},  # CUDA's order is PCI's
+        {},  # every GPU: no index to misread
+    ],
+)
+def test_no_note_when_the_orders_agree_or_no_index_is_given(env):
+    from greenprint.meters import probe_nvml
+
+    status, _ = probe_nvml(_workstation(), environ=env)
+    assert status.usable and "fastest first" not in status.reason
+
+
+def test_no_note_when_the_gpus_are_alike():
+    from greenprint.meters import probe_nvml
+    from greenprint.testing import FakeGPU, FakeNVML
+
+    status, _ = probe_nvml(FakeNVML([FakeGPU(), FakeGPU()]), environ={"CUDA_VISIBLE_DEVICES": "1"})
+    assert status.usable and "fastest first" not in status.reason

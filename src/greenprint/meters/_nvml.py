@@ -280,6 +280,7 @@ def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]
     handles, uuids, denied = open_handles(nvml)
     targets, skipped = visible_targets(nvml, environ.get("CUDA_VISIBLE_DEVICES"), handles, uuids)
     skipped += denied
+    order_note = _order_note(nvml, environ, handles)
     gpus: list[_Gpu] = []
     for target in targets:
         mig = target if isinstance(target, MigDevice) else None
@@ -313,8 +314,32 @@ def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]
                 mig.label,
                 mig.rule,
             )
+        gpu.rule = "; ".join(r for r in (gpu.rule, order_note) if r)
         gpus.append(gpu)
     return gpus, skipped
+
+
+#: What the provenance says of a GPU picked by index where CUDA may number the GPUs otherwise.
+ORDER_NOTE = (
+    "CUDA_VISIBLE_DEVICES indices read in PCI order; CUDA numbers mixed GPUs fastest first "
+    "unless CUDA_DEVICE_ORDER=PCI_BUS_ID, so this may not be the GPU it uses"
+)
+
+
+def _order_note(nvml: Any, environ: Mapping[str, str], handles: Sequence[Any]) -> str:
+    """:data:`ORDER_NOTE` where CUDA may number the GPUs otherwise than NVML, else ``""``.
+
+    That is when ``CUDA_VISIBLE_DEVICES`` names GPUs by index, the GPUs are of different models,
+    and ``CUDA_DEVICE_ORDER`` is not ``PCI_BUS_ID`` (CUDA's default, ``FASTEST_FIRST``, puts the
+    fastest first).
+    """
+    value = environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None or environ.get("CUDA_DEVICE_ORDER", "").strip().upper() == "PCI_BUS_ID":
+        return ""
+    if not any(token.strip().lstrip("-").isdigit() for token in value.split(",")):
+        return ""
+    names = {str(_nvml_call(nvml, "nvmlDeviceGetName", h)) for h in handles}
+    return ORDER_NOTE if len(names) > 1 else ""
 
 
 def probe_nvml(

@@ -433,9 +433,10 @@ class RaplMeter(Meter):
             return self._energy.add(uj_to_j(delta_uj))
 
     def close(self) -> None:
-        """Stop the wrap watcher."""
+        """Stop the wrap watcher (a later :meth:`start` starts another)."""
         if self._stop_watch is not None:
             self._stop_watch.set()
+            self._stop_watch = None
 
     def _step(self) -> int:
         """Read every counter now; the energy since the last read, in µJ (lock held).
