@@ -10,6 +10,12 @@
    check (it reads the child's runs from the ledger, as a child process's).
 2. ``greenprint ledger ls`` printed energy and CO2-eq raw (``8.726e-07`` under ``KWH``) where
    the report and the price tag write units (``0.873 mWh``); ``--json`` keeps the raw numbers.
+3. SIGTERM while the main thread was inside a SQLite write transaction (a fold's final flush, a
+   run starting): the handler ends the process's runs and writes their records on a second
+   connection, which waited on the first one's lock, held by the very thread it interrupted:
+   30 s of SQLite's busy timeout per try, retried for 120 s, then the records were given up
+   and the runs read ``lost``. The handler now waits for the transaction to end (it is
+   committed or rolled back first), then ends the runs.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +34,7 @@ from typing import Any
 import pytest
 
 import greenprint as gp
+from _clean_env import clean_env
 from greenprint import RunRecord
 from greenprint.cli import main
 from greenprint.tracking import active_runs
@@ -148,3 +159,88 @@ def test_ledger_ls_writes_energy_and_co2_in_the_reports_units(tmp_path: Path, ca
         i["name"]: (i["energy_kwh"], i["emissions_kg"]) for i in json.loads(capsys.readouterr().out)
     }
     assert items == figures
+
+
+# ------------------------------------------------------------------ 3. SIGTERM mid-transaction
+SIGTERM_INSIDE = textwrap.dedent(
+    """
+    import os, signal, sys
+    import greenprint as gp
+
+    db, previous = sys.argv[1], sys.argv[2]
+    if previous == "ignored":  # the process goes on after greenprint's handler
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    run = gp.track("trial", ledger=db, flush_interval_s=60).start()
+    store = run.ledger._store
+
+    def renaming(conn):  # a write of this thread's, SIGTERM landing in the middle of it
+        conn.execute("UPDATE runs SET name = 'renamed' WHERE id = ?", (run.id,))
+        os.kill(os.getpid(), signal.SIGTERM)
+        conn.execute("UPDATE runs SET study = 'written' WHERE id = ?", (run.id,))
+        return "done"
+
+    print(store.transaction(renaming, write=True), run.status, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("previous", ["default", "ignored"])
+def test_sigterm_inside_a_write_transaction_ends_the_runs_once_it_is_over(
+    tmp_path: Path, previous: str
+) -> None:
+    db = tmp_path / "g.db"
+    try:  # SQLite's busy timeout is 30 s: the handler waited on its own thread for 30+
+        done = subprocess.run(
+            [sys.executable, "-c", SIGTERM_INSIDE, str(db), previous],
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("SIGTERM's handler waited on the write transaction its own thread holds")
+    (run,) = gp.Ledger(db).runs()
+    # the interrupted write is whole (committed before the handler ran), then the run ended
+    assert (run.name, run.study) == ("renamed", "written")
+    assert (run.status, run.error) == ("interrupted", "SIGTERM"), done.stderr
+    assert "could not write" not in done.stderr
+    if previous == "default":  # then terminated by SIGTERM, as without greenprint
+        assert done.returncode == -signal.SIGTERM, done.stderr
+        assert done.stdout == ""
+    else:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["done", "interrupted"]
+
+
+SIGTERM_INSIDE_MEMORY = textwrap.dedent(
+    """
+    import os, signal
+    import greenprint as gp
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the process goes on after the handler
+    led = gp.Ledger(":memory:")
+    run = gp.track("trial", ledger=led, flush_interval_s=60).start()
+
+    def reading(conn):  # a read: an in-memory ledger has one connection, the handler's too
+        os.kill(os.getpid(), signal.SIGTERM)
+        return conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+    print(led._store.transaction(reading, write=False), led.run(run.id).status, flush=True)
+    """
+)
+
+
+def test_sigterm_inside_an_in_memory_ledgers_read_writes_the_runs_after_it() -> None:
+    """The handler began a transaction on the connection already in one: refused (logged),
+    and the in-memory ledger kept the run ``running``."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_INSIDE_MEMORY],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "interrupted"], done.stderr
+    assert "could not write" not in done.stderr

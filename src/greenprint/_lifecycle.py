@@ -13,6 +13,13 @@ child's :func:`~greenprint.tracking.active_runs` and its study budgets, which re
 runs of the process, counted the parent's runs at their cost at the fork instead of reading
 them from the ledger. The child's registry starts with its own runs only.
 
+SIGTERM landing while the main thread is inside a ledger write transaction (a run's flush, a run
+starting; any transaction of an in-memory ledger) is acted on when that transaction ends
+(:func:`write_section`, around each one): the handler writes the runs' records on another
+connection, which waited on the lock its own thread held (SQLite: 30 s of busy timeout per try
+for 120 s, then the records were given up and the runs read lost); an in-memory ledger's one
+connection cannot begin a transaction inside another.
+
 The registry knows runs only as :class:`Stoppable` (anything with ``stop(status, error)``), so
 this module sits below :mod:`greenprint.tracking`, which lists its runs with ``active_runs()``.
 """
@@ -30,7 +37,7 @@ from typing import Any, Protocol
 from greenprint._exceptions import BudgetExceeded
 from greenprint._records import RunStatus
 
-__all__ = ["Stoppable", "registry", "status_for"]
+__all__ = ["Stoppable", "registry", "status_for", "write_section"]
 
 _PRUNED_EXCEPTION_NAMES = frozenset({"TrialPruned"})
 
@@ -69,6 +76,9 @@ class _Registry:
         self._installed = False
         self._previous_sigterm: Any = None
         self._previous_excepthook: Any = None
+        # the main thread's depth of ledger write transactions, and a SIGTERM held meanwhile
+        self._writing = 0
+        self._held_sigterm: tuple[int, Any] | None = None
 
     def add(self, run: Stoppable) -> None:
         with self._lock:
@@ -100,6 +110,8 @@ class _Registry:
         self._lock = threading.RLock()
         self._runs = []
         self._owners = {}
+        self._writing = 0
+        self._held_sigterm = None
 
     def _install(self) -> None:
         self._installed = True
@@ -121,6 +133,9 @@ class _Registry:
         self._previous_excepthook(exc_type, exc, tb)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if self._writing:  # inside a write transaction: acted on when it ends (_WriteSection)
+            self._held_sigterm = (signum, frame)
+            return
         self.stop_all("interrupted", "SIGTERM")
         previous = self._previous_sigterm
         if callable(previous):
@@ -129,6 +144,38 @@ class _Registry:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
         # SIG_IGN: the process goes on, as it would have without greenprint
+
+
+class _WriteSection:
+    """Around a ledger write transaction: SIGTERM's handler waits for it to end (main thread).
+
+    Signal handlers run in the main thread, between two of its Python instructions: one that
+    lands inside a write transaction of that thread (any transaction of an in-memory ledger,
+    whose one connection the handler would use) is held, and run when the outermost such
+    transaction has been committed or rolled back. Other threads' transactions hold nothing
+    (the handler waits for them as any writer does).
+    """
+
+    __slots__ = ("_main",)
+
+    def __enter__(self) -> None:
+        self._main = threading.current_thread() is threading.main_thread()
+        if self._main:
+            registry._writing += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._main:
+            return
+        registry._writing -= 1
+        held = registry._held_sigterm
+        if held is not None and not registry._writing:
+            registry._held_sigterm = None
+            registry._on_sigterm(*held)
+
+
+def write_section() -> _WriteSection:
+    """A context manager around one ledger write transaction (see :class:`_WriteSection`)."""
+    return _WriteSection()
 
 
 registry = _Registry()

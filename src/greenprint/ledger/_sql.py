@@ -31,6 +31,7 @@ from greenprint._exceptions import (
     SchemaVersionError,
 )
 from greenprint._imports import require
+from greenprint._lifecycle import write_section
 from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger import _schema
@@ -149,9 +150,12 @@ class SQLStore:
         delay_s = 0.005
         engine = self._writer if write else self._engine
         lock = self._write_lock if write else self._read_lock
+        # SIGTERM's handler writes on another connection (an in-memory ledger: this one),
+        # which may wait on this transaction: it waits for the transaction to end instead
+        held: Any = write_section() if write or self.target.memory else contextlib.nullcontext()
         while True:
             try:
-                with lock, engine.begin() as conn:
+                with lock, held, engine.begin() as conn:
                     return fn(conn)
             except sa.exc.DBAPIError as e:
                 if _is_transient(e) and time.monotonic() < deadline:

@@ -34,6 +34,7 @@ from greenprint._exceptions import (
     LedgerPathError,
     NotALedgerError,
 )
+from greenprint._lifecycle import write_section
 from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
 from greenprint._version import __version__
@@ -240,7 +241,12 @@ class SQLiteStore:
         while True:
             try:
                 with lock:
-                    return self._once(fn, write=write)
+                    if lock is _NO_LOCK:
+                        return self._once(fn, write=write)
+                    # SIGTERM's handler would write on another connection (an in-memory
+                    # ledger: this one): it waits for this transaction to end
+                    with write_section():
+                        return self._once(fn, write=write)
             except sqlite3.Error as e:
                 if _is_transient(e) and time.monotonic() < deadline:
                     logger.debug("ledger %s busy, retrying in %.3f s", self.target.display, delay_s)
