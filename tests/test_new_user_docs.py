@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -240,6 +241,40 @@ def test_every_ledger_option_says_its_default(home, command):
         "--ledger PATH|URL Ledger file or database URL [default: GREENPRINT_LEDGER, config, "
         "./greenprint.db]" in help_text
     )
+
+
+# ---------------------------------------------------------------- distributed.md: torchrun
+
+TRAIN_RANK = """
+import greenprint as gp
+
+with gp.track("train") as run:
+    sum(i * i for i in range(200_000))
+    run.log(accuracy=0.9)
+"""
+
+
+def test_the_torchrun_example_records_the_job_the_page_names(home):
+    """distributed.md: the job key is `torchrun:<TORCHELASTIC_RUN_ID>` ('give torchrun
+    --rdzv-id'), and its example ran `torchrun --nproc-per-node 2 --rdzv-id exp7 train.py`.
+    On one node torchrun replaces that id with a random one (no rendezvous endpoint given), so
+    the job was `torchrun:<uuid>`, not exp7. The page's command, run as written, records both
+    ranks under the job it names, rank 0 metering the node."""
+    require(shutil.which("torchrun", path=str(BIN)) is not None, "torchrun is not installed")
+    text = (DOCS / "distributed.md").read_text()
+    (example,) = re.findall(r"^\$ (.*torchrun .*?)\s+#", text, re.M)
+    named = re.search(r"GREENPRINT_JOB_ID=(\S+)", example)  # the job key, as the page says
+    job = named.group(1) if named else "torchrun:" + re.findall(r"--rdzv-id (\S+)", example)[0]
+    directory = fresh(home, "torchrun")
+    (directory / "train.py").write_text(TRAIN_RANK)
+    done = run_in(directory, "bash", "-c", example)
+    assert done.returncode == 0, done.stderr
+    with gp.Ledger(directory / "greenprint.db", create=False) as led:
+        runs = sorted(led.runs(), key=lambda r: r.local_rank)
+    assert [(r.job_id, r.local_rank, r.node_meter) for r in runs] == [
+        (job, 0, True),
+        (job, 1, False),
+    ]
 
 
 # ---------------------------------------------------------------- whatif.md and the others
