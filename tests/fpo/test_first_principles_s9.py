@@ -315,3 +315,373 @@ def test_ops_a_survey_found_without_a_rule_are_counted_or_zero_by_rule():
     )
     assert not r.unknown_ops
     assert {"aten._standard_gamma", "aten._sample_dirichlet", "aten.poisson"} <= set(r.zero_ops)
+
+
+# -- proofs: attention ------------------------------------------------------------------------
+
+
+@_FAST
+@given(
+    batch=st.integers(1, 2),
+    kv_heads=st.integers(1, 2),
+    group=st.integers(1, 3),
+    sq=st.integers(1, 5),
+    sk=st.integers(1, 5),
+    d=st.integers(1, 4),
+    dv=st.integers(1, 4),
+    mask=st.sampled_from(["none", "bool", "float", "causal"]),
+    dropout=st.sampled_from([0.0, 0.5]),
+)
+def test_attention_forward_and_backward_by_hand(
+    batch, kv_heads, group, sq, sk, d, dv, mask, dropout
+):
+    """softmax(Q K^T / sqrt(d) + M) V, S = b h sq sk scores over the h = group * kv_heads heads.
+
+    Forward: Q K^T is S dot products of length d (2Sd), P V is b h sq dv of length sk (2Sdv);
+    Q and K each scaled by sqrt(scale) (b h sq d + b h sk d; K as repeated to the query heads,
+    as the math path does); the mask add (S; a boolean or causal mask becomes an additive one);
+    softmax 5S; dropout 2S (mask multiply, rescale).
+    Backward (dO given): dP = dO V^T (2Sdv), dV = P^T dO (2Sdv), softmax backward 4S, dQ = dS K
+    (2Sd), dK = dS^T Q (2Sd), the two scalings again, dropout S (torch's CPU dropout divides
+    the mask by 1 - p once, in the forward, so its gradient is one multiply by that mask);
+    grouped-query attention sums each K and V gradient over its group's query heads
+    (b h sk (d + dv) adds). Without dropout, CPU runs its fused flash kernel (counted by the
+    same formula, outside ``matmul_total``); with dropout, the math path op by op.
+    """
+    heads = kv_heads * group
+    q = t(batch, heads, sq, d, grad=True)
+    k = t(batch, kv_heads, sk, d, grad=True)
+    v = t(batch, kv_heads, sk, dv, grad=True)
+    kwargs = {"dropout_p": dropout, "enable_gqa": group > 1, "is_causal": mask == "causal"}
+    if mask == "bool":
+        kwargs["attn_mask"] = torch.ones(sq, sk, dtype=torch.bool)
+    elif mask == "float":
+        kwargs["attn_mask"] = torch.zeros(sq, sk)
+    r = count(
+        lambda: F.scaled_dot_product_attention(q, k, v, **kwargs).backward(
+            torch.ones(batch, heads, sq, dv)
+        )
+    )
+    s = batch * heads * sq * sk
+    scalings = batch * heads * (sq + sk) * d
+    masked = s if mask != "none" else 0
+    regroup = batch * heads * sk * (d + dv) if group > 1 else 0
+    assert not r.unknown_ops
+    forward_dropout, backward_dropout = (2 * s, s) if dropout else (0, 0)
+    assert r.forward_total == 2 * s * (d + dv) + scalings + masked + 5 * s + forward_dropout
+    assert r.backward_total == 4 * s * (d + dv) + 4 * s + scalings + backward_dropout + regroup
+
+
+# -- proofs: recurrent layers -----------------------------------------------------------------
+
+_GATES = {torch.nn.LSTM: 4, torch.nn.GRU: 3, torch.nn.RNN: 1}
+_ELEMENTWISE = {torch.nn.LSTM: 13, torch.nn.GRU: 10, torch.nn.RNN: 2}
+
+
+def _recurrent_step(cls, inp, hidden, bias):
+    """FPO of one token through one layer and direction, by hand.
+
+    Pre-activations of the G gates: ``W_ih x`` (2 G H I) + ``W_hh h`` (2 G H H), + the two
+    biases (2 G H). Elementwise, per hidden unit: LSTM 13 (add the two products 4, activations
+    4, ``c' = f c + i g`` 3, ``tanh(c')`` 1, ``h' = o tanh(c')`` 1); GRU 10 (r and z: add 2,
+    sigmoid 2; ``n = tanh(x_n + b + r (h_n + b))``: multiply, add, tanh 3; ``h' = n + z (h -
+    n)`` 3); RNN 2 (add, tanh).
+    """
+    gates = _GATES[cls]
+    return (
+        2 * gates * hidden * (inp + hidden)
+        + (2 * gates * hidden if bias else 0)
+        + _ELEMENTWISE[cls] * hidden
+    )
+
+
+@_FAST
+@given(
+    cls=st.sampled_from([torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN]),
+    steps=st.integers(1, 4),
+    batch=st.integers(1, 3),
+    inp=st.integers(1, 4),
+    hidden=st.integers(1, 4),
+    layers=st.integers(1, 2),
+    bidirectional=st.booleans(),
+    bias=st.booleans(),
+)
+def test_recurrent_layers_forward_by_hand(
+    cls, steps, batch, inp, hidden, layers, bidirectional, bias
+):
+    """Every token through every layer and direction (fused oneDNN LSTM on CPU or op by op).
+
+    A second layer reads the first's output: ``H`` features, ``2H`` when bidirectional.
+    """
+    rnn = cls(inp, hidden, num_layers=layers, bidirectional=bidirectional, bias=bias)
+    x = t(steps, batch, inp)
+    with torch.no_grad():
+        r = count(lambda: rnn(x))
+    directions = 2 if bidirectional else 1
+    expected = 0
+    for layer in range(layers):
+        features = inp if layer == 0 else directions * hidden
+        expected += directions * steps * batch * _recurrent_step(cls, features, hidden, bias)
+    assert not r.unknown_ops and r.total == expected
+
+
+def test_a_packed_batch_counts_the_real_tokens_only():
+    """Lengths 5 and 2 in a (5, 2, 3) batch: 7 tokens, not 10, each ``_recurrent_step``."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    for cls in _GATES:
+        rnn = cls(3, 4)
+        packed = pack_padded_sequence(t(5, 2, 3), [5, 2])
+        with torch.no_grad():
+            r = count(lambda: rnn(packed))  # noqa: B023
+        assert r.total == 7 * _recurrent_step(cls, 3, 4, True)
+
+
+# -- proofs: embedding bags -------------------------------------------------------------------
+
+
+@_FAST
+@given(
+    data=st.data(),
+    mode=st.sampled_from(["sum", "mean", "max"]),
+    dim=st.integers(1, 4),
+    weighted=st.booleans(),
+)
+def test_embedding_bag_against_a_loop_that_counts(data, mode, dim, weighted):
+    """A loop over the bags that reduces each looked-up row into its bag and counts.
+
+    sum: one add per looked-up element into the bag's accumulator (from zero; an empty bag is
+    zeros); per-sample weights: one multiply per looked-up element first; mean: one division
+    per output element (empty bags too: the count is shape-only); max: one compare per
+    looked-up element. Backward: the bag gradient (divided per element for mean) added to
+    each looked-up row, one multiply more per element with weights plus the weights' gradient
+    (a dot product of the row and the bag gradient: 2D); max sends each element to one row.
+    """
+    weighted = weighted and mode == "sum"  # per_sample_weights only with mode="sum"
+    n_idx = data.draw(st.integers(0, 7))
+    cuts = sorted(data.draw(st.lists(st.integers(0, n_idx), min_size=1, max_size=4)))
+    offsets = torch.tensor([0, *cuts[1:]])
+    ids = torch.randint(0, 6, (n_idx,))
+    table = t(6, dim, grad=True)
+    psw = t(n_idx, grad=True) if weighted else None
+    bags = len(offsets)
+    bounds = [*offsets.tolist(), n_idx]
+    expected_values, fpo = [], 0
+    for b in range(bags):
+        rows = [table[i].tolist() for i in ids[bounds[b] : bounds[b + 1]].tolist()]
+        scales = psw[bounds[b] : bounds[b + 1]].tolist() if weighted else [1.0] * len(rows)
+        acc = [0.0 if mode != "max" else -math.inf] * dim
+        for row, scale in zip(rows, scales, strict=True):
+            for j in range(dim):
+                value = row[j] * scale if weighted else row[j]
+                fpo += 2 if weighted else 1
+                acc[j] = max(acc[j], value) if mode == "max" else acc[j] + value
+        if mode == "mean":
+            acc = [a / len(rows) if rows else 0.0 for a in acc]
+            fpo += dim
+        if mode == "max" and not rows:
+            acc = [0.0] * dim
+        expected_values.append(acc)
+
+    def run():
+        F.embedding_bag(ids, table, offsets, mode=mode, per_sample_weights=psw).backward(
+            torch.ones(bags, dim)
+        )
+
+    out = F.embedding_bag(ids, table, offsets, mode=mode, per_sample_weights=psw)
+    torch.testing.assert_close(out, torch.tensor(expected_values).reshape(bags, dim))
+    r = count(run)
+    assert r.forward_total == fpo
+    looked_up = n_idx * dim
+    if mode == "max":
+        backward = bags * dim
+    else:
+        backward = looked_up + (bags * dim if mode == "mean" else 0)
+        backward += 3 * looked_up if weighted else 0  # scale per row + the weights' dot products
+    assert r.backward_total == backward
+
+
+# -- proofs: products with scalings and broadcasting ------------------------------------------
+
+
+def test_addmm_and_baddbmm_with_alpha_and_beta_forward_and_backward():
+    """``beta * C + alpha * (A @ B)``, A (m x k), B (k x n), m, k, n = 3, 4, 5; batch 2.
+
+    Forward: 2mkn, + mn for the add, + mn each for alpha and beta not 1. Backward: dC = beta g
+    (mn; a broadcast bias (n) is then summed over the m rows: mn adds), dA = alpha (g B^T)
+    (2mnk + mk), dB = alpha (A^T g) (2mnk + kn).
+    """
+    m, k, n = 3, 4, 5
+    r = count(
+        lambda: torch.addmm(
+            t(n, grad=True), t(m, k, grad=True), t(k, n, grad=True), beta=0.5, alpha=2
+        ).backward(torch.ones(m, n))
+    )
+    assert r.forward_total == 2 * m * k * n + 3 * m * n
+    assert r.backward_total == (m * n + m * n) + (2 * m * n * k + m * k) + (2 * m * n * k + k * n)
+    b = 2
+    r = count(
+        lambda: torch.baddbmm(
+            t(b, m, n, grad=True), t(b, m, k, grad=True), t(b, k, n, grad=True), beta=0.5, alpha=2
+        ).backward(torch.ones(b, m, n))
+    )
+    assert r.forward_total == b * (2 * m * k * n + 3 * m * n)
+    assert r.backward_total == b * (m * n + (2 * m * n * k + m * k) + (2 * m * n * k + k * n))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "out", "backward"),
+    [
+        # dA = g B^T, dB = A^T g: 240 each; B's sum over the batch of 2 is inside the
+        # contraction over the 6 folded rows
+        ((2, 3, 4), (4, 5), (2, 3, 5), 2 * 240),
+        ((3, 4), (2, 4, 5), (2, 3, 5), 2 * 240),  # the same, A's batch sum folded
+        # two batched products of 1,440, then dA summed over the 5 copies (2*5*3*4 adds) and
+        # dB over the 2 copies (2*5*4*6 adds)
+        ((2, 1, 3, 4), (1, 5, 4, 6), (2, 5, 3, 6), 2 * 1440 + 120 + 240),
+        # dv: one product of length 10 per element of v (2*4*10); dB = v outer g: a product
+        # of length 1 is one multiply per element (2*4*5)
+        ((4,), (2, 4, 5), (2, 5), 80 + 40),
+        ((2, 3, 4), (4,), (2, 3), 24 + 48),  # dA = g outer v: 24 multiplies; dv: 2*4*6
+    ],
+)
+def test_matmul_with_broadcast_batches_forward_and_backward(a, b, out, backward):
+    """Each output element is a dot product of length k: 2k; the backward as commented.
+
+    A gradient summed over the copies its operand was broadcast to costs one add per element
+    of the broadcast gradient, unless the product folds the batch into its contraction.
+    """
+    products = 2 * a[-1] * math.prod(out)
+    r = count(lambda: torch.matmul(t(*a, grad=True), t(*b, grad=True)).backward(torch.ones(out)))
+    assert r.forward_total == products
+    assert r.backward_total == backward
+
+
+@pytest.mark.parametrize(
+    ("equation", "shapes", "expected"),
+    [
+        ("bij,bjk->bik", [(2, 3, 5), (2, 5, 7)], 2 * 2 * 3 * 5 * 7),
+        ("i,i->", [(5,), (5,)], 2 * 5),
+        ("ii->", [(5, 5)], 5),  # the trace: 5 adds
+        ("ij,ij->ij", [(3, 5), (3, 5)], 15),  # no summed index: one multiply each
+        ("ij,jk->i", [(3, 5), (5, 7)], 5 * 7 + 2 * 3 * 5),  # k summed out of B first
+        ("ij,jk,kl->il", [(3, 5), (5, 7), (7, 2)], 2 * 3 * 5 * 7 + 2 * 3 * 7 * 2),
+    ],
+)
+def test_einsum_paths_by_hand(equation, shapes, expected):
+    """Contractions left to right; an index only one operand has is summed out of it first."""
+    r = count(lambda: torch.einsum(equation, *(t(*s) for s in shapes)))
+    assert r.total == expected
+
+
+# -- proofs: losses ---------------------------------------------------------------------------
+
+
+def test_cross_entropy_with_label_smoothing_by_hand():
+    """(1 - eps) * nll + eps / C * smooth, N = 3 rows, C = 5 classes, mean reduction.
+
+    log-softmax 5NC + N; nll: negate the picked value N, mean N + 1; smooth = -sum_c logp: NC
+    adds + N negations, its mean N + 1; the two scalings and the add: 3. 6NC + 5N + 5 = 110.
+    Backward: nll 2N, the smooth term's mean (N divisions... counted as its ops), log-softmax
+    4NC; checked as the sum of the ops' own rules.
+    """
+    n, c = 3, 5
+    r = count(lambda: F.cross_entropy(t(n, c), torch.tensor([0, 1, 4]), label_smoothing=0.1))
+    assert r.total == 6 * n * c + 5 * n + 5 == 110
+
+
+# -- torch.compile, reduced precision --------------------------------------------------------
+
+
+def test_a_compiled_module_is_counted_as_its_eager_code():
+    """Inside the counter torch does not compile (a dispatch mode is active): a module
+    compiled before, or first called inside, runs eagerly and is counted op by op."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    x = t(5, 3)
+    eager = count(lambda: model(x))
+    compiled = torch.compile(model, backend="aot_eager")
+    compiled(x)  # compiled outside the counter
+    r = count(lambda: compiled(x))
+    assert r.total == eager.total == 5 * (2 * 3 * 4 + 4 + 4 + 2 * 4 * 2 + 2)
+    assert r.by_op == eager.by_op and not r.unknown_ops
+
+
+def test_bfloat16_and_autocast_count_as_float32():
+    """FPO count operations, not bits: a bfloat16 model or autocast counts as float32."""
+    model = torch.nn.Linear(3, 4)
+    x = t(5, 3)
+    fp32 = count(lambda: model(x)).total
+
+    def autocast():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x)
+
+    assert count(autocast).total == fp32 == 5 * (2 * 3 * 4 + 4)
+    assert count(lambda: model.bfloat16()(x.bfloat16())).total == fp32
+
+
+_FUSED_ATTENTION = [  # (forward, backward, layout of q/k/v: "bhsd" or "bshd")
+    (
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_flash_attention_backward",
+        "bhsd",
+    ),
+    (
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_efficient_attention_backward",
+        "bhsd",
+    ),
+    (
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_cudnn_attention_backward",
+        "bhsd",
+    ),
+    ("_flash_attention_forward", "_flash_attention_backward", "bshd"),
+    ("_efficient_attention_forward", "_efficient_attention_backward", "bshd"),
+]
+
+
+def _schema_call(name, shapes, dropout_p):
+    """Call the rule of ``aten.<name>`` with positional arguments laid out as its schema is.
+
+    Tensors named in ``shapes`` get those shapes, ``dropout_p`` the given probability, other
+    arguments their default (None, False, 0). The CUDA-only kernels cannot run here; this
+    checks the rule reads each argument where torch passes it.
+    """
+    from greenprint.fpo.rules import RULES
+
+    schema = getattr(torch.ops.aten, name).default._schema
+    args = []
+    for arg in schema.arguments:
+        if arg.kwarg_only:
+            break
+        if arg.name in shapes:
+            args.append(shapes[arg.name])
+        elif arg.name == "dropout_p":
+            args.append(dropout_p)
+        elif arg.has_default_value():
+            args.append(arg.default_value)
+        else:
+            args.append(None if "Tensor" in str(arg.type) else 0)
+    value = RULES[f"aten.{name}"].fn(*args, out_shape=None)
+    return sum(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize(("forward", "backward", "layout"), _FUSED_ATTENTION)
+def test_fused_attention_counts_dropout_forward_and_backward(forward, backward, layout):
+    """Dropout on the S = b h sq sk probabilities: 2S forward (mask multiply, rescale) and 2S
+    backward (the gradient through the same two multiplies), as ``native_dropout`` and its
+    backward count; the fused CUDA backward overloads read no ``dropout_p`` before s9 and
+    counted none. b, h, sq, sk, d = 2, 3, 5, 7, 4.
+    """
+    b, h, sq, sk, d = 2, 3, 5, 7, 4
+    if layout == "bhsd":
+        q, kv = (b, h, sq, d), (b, h, sk, d)
+    else:
+        q, kv = (b, sq, h, d), (b, sk, h, d)
+    names = ("query", "key", "value", "grad_out", "grad_out_", "out")
+    shapes = dict(zip(names, (q, kv, kv, q, q, q), strict=True))
+    s = b * h * sq * sk
+    for name in (forward, backward):
+        with_dropout = _schema_call(name, shapes, 0.5)
+        assert with_dropout - _schema_call(name, shapes, 0.0) == 2 * s, name

@@ -41,7 +41,8 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   recomputed), 1 for the bias.
 * Attention besides its two products: scaling Q and K (1 per element of each), the mask add (1
   per score), softmax (5 per score), dropout (2 per score); backward: softmax backward (4 per
-  score) and the scalings. The fused GPU backward overloads also recompute the probabilities
+  score), the scalings and dropout (2 per score; 1 on CPU, whose dropout makes the rescaled
+  mask in the forward). The fused GPU backward overloads also recompute the probabilities
   (2 per score) and, as in FlopCounterMode, the score product.
 * Losses: mse 2 per element (+ the reduction); nll 1 per target (+1 with class weights);
   cross-entropy is log-softmax + nll; binary cross-entropy 7 per element.

@@ -363,9 +363,19 @@ def sdpa_fused_backward_rule(
     """Five products (scores recomputed, as FlopCounterMode), plus extras.
 
     Extras: recomputing the probabilities (subtract the log-sum-exp, exp: 2 per score), the
-    softmax backward and the scalings.
+    softmax backward, the scalings and dropout's backward (2 per score, as the forward).
     """
-    return sdpa_backward_products(g, q, k, v), 2 * _scores(q, k) + attention_backward_extras(q, k)
+    extras = 2 * _scores(q, k) + attention_backward_extras(q, k, dropout_p=_dropout_of(args))
+    return sdpa_backward_products(g, q, k, v), extras
+
+
+def _dropout_of(args: tuple[Any, ...]) -> Any:
+    """The dropout probability among a fused attention backward's positional arguments.
+
+    It is the only float the schemas pass positionally (the scale is keyword-only; sequence
+    lengths are ints).
+    """
+    return next((a for a in args if isinstance(a, float)), 0.0)
 
 
 @register_rule("aten._scaled_dot_product_flash_attention_for_cpu")
@@ -503,7 +513,8 @@ def flash_backward_rule(
     **kwargs: Any,
 ) -> tuple[int, int]:
     """Five products (scores recomputed); extras as the fused backward overloads."""
-    return _varlen_backward(g, q, k, v, (cum_seq_q, max_q), (cum_seq_k, max_k))
+    seqs = (cum_seq_q, max_q), (cum_seq_k, max_k)
+    return _varlen_backward(g, q, k, v, *seqs, dropout_p=_dropout_of(args))
 
 
 @register_rule("aten._efficient_attention_backward", matmul=True)
@@ -522,7 +533,8 @@ def efficient_backward_rule(
     **kwargs: Any,
 ) -> tuple[int, int]:
     """Five products (scores recomputed); extras as the fused backward overloads."""
-    return _varlen_backward(g, q, k, v, (cu_seqlens_q, max_seqlen_q), (cu_seqlens_k, max_seqlen_k))
+    seqs = (cu_seqlens_q, max_seqlen_q), (cu_seqlens_k, max_seqlen_k)
+    return _varlen_backward(g, q, k, v, *seqs, dropout_p=_dropout_of(args))
 
 
 def _varlen_backward(
@@ -532,6 +544,8 @@ def _varlen_backward(
     v: tuple[int, ...],
     seq_q: tuple[Any, Any],
     seq_k: tuple[Any, Any],
+    *,
+    dropout_p: Any = 0.0,
 ) -> tuple[int, int]:
     """Flash/efficient attention backward, padded or packed (variable-length) inputs.
 
@@ -539,5 +553,5 @@ def _varlen_backward(
     """
     qh, gh = _inner_bhsd(q, *seq_q), _inner_bhsd(g, *seq_q)
     kh, vh = _inner_bhsd(k, *seq_k), _inner_bhsd(v, *seq_k)
-    extras = 2 * _scores(qh, kh) + attention_backward_extras(qh, kh)
+    extras = 2 * _scores(qh, kh) + attention_backward_extras(qh, kh, dropout_p=dropout_p)
     return sdpa_backward_products(gh, qh, kh, vh), extras
