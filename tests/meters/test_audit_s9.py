@@ -377,3 +377,65 @@ def test_no_note_when_the_gpus_are_alike():
 
     status, _ = probe_nvml(FakeNVML([FakeGPU(), FakeGPU()]), environ={"CUDA_VISIBLE_DEVICES": "1"})
     assert status.usable and "fastest first" not in status.reason
+
+
+# -- NVML: several processes sharing a GPU, and a process list that fails once
+
+
+def test_a_process_list_failing_once_keeps_the_gpus_last_share():
+    # this process holds 1 GB of the GPU, another 3 GB: a quarter of its energy is ours. One
+    # failed nvmlDeviceGetComputeRunningProcesses (a timeout, a list that grew between pynvml's
+    # two calls) made the share unknown for good, and the run's GPU figure jumped to the whole
+    # GPU's since the start (4x here; 8x for one GPU of eight), its label unchanged
+    import os
+
+    from greenprint.meters import NvmlMeter
+    from greenprint.meters._attribution import ProcessTree
+    from greenprint.testing import FakeGPU, FakeGpuProcess, FakeNVML
+    from greenprint.testing._nvml import NVML_ERROR_UNKNOWN
+
+    ours, other = os.getpid(), os.getppid()
+    gpu = FakeGPU(
+        power_w=200.0,
+        processes=[FakeGpuProcess(ours, 2**30), FakeGpuProcess(other, 3 * 2**30)],
+    )
+    nvml = FakeNVML([gpu])
+    clock = Clock()
+    meter = NvmlMeter.open(nvml, environ={}, tree=ProcessTree(ours), clock=clock)
+    try:
+        meter.start()
+        nvml.advance(1.0)
+        clock.t += 1.0
+        first = meter.read()
+        assert first.machine_j == pytest.approx(200.0)
+        assert first.process_j == pytest.approx(50.0)
+        gpu.fail("nvmlDeviceGetComputeRunningProcesses", NVML_ERROR_UNKNOWN)
+        nvml.advance(1.0)
+        clock.t += 1.0
+        failed = meter.read()
+        assert failed.process_j == pytest.approx(100.0)  # the last share, a quarter
+        del gpu.errors["nvmlDeviceGetComputeRunningProcesses"]
+        gpu.processes = [FakeGpuProcess(ours, 2**30), FakeGpuProcess(other, 2**30)]  # now half
+        nvml.advance(1.0)
+        clock.t += 1.0
+        assert meter.read().process_j == pytest.approx(200.0)
+    finally:
+        meter.close()
+
+
+def test_a_gpu_that_never_lists_its_processes_stays_unattributed():
+    from greenprint.meters import NvmlMeter
+    from greenprint.meters._attribution import ProcessTree
+    from greenprint.testing import FakeGPU, FakeNVML
+
+    gpu = FakeGPU(power_w=200.0, processes=None)  # NotSupported
+    nvml = FakeNVML([gpu])
+    clock = Clock()
+    meter = NvmlMeter.open(nvml, environ={}, tree=ProcessTree(), clock=clock)
+    try:
+        meter.start()
+        nvml.advance(1.0)
+        clock.t += 1.0
+        assert meter.read().process_j is None
+    finally:
+        meter.close()

@@ -30,7 +30,8 @@ mode) are metered as their share of the parent GPU by compute slices: see
 Per-process share: ``nvmlDeviceGetComputeRunningProcesses`` lists the compute processes on each
 GPU with their memory; the tracked tree gets the fraction of that memory its processes hold (of
 the process count, where memory is not reported). When NVML cannot list processes, or lists none
-that exist in this PID namespace (a container), ``process_j`` is ``None``.
+that exist in this PID namespace (a container), ``process_j`` is ``None``; a listing that fails
+after one that worked keeps that GPU's last share for the interval.
 """
 
 from __future__ import annotations
@@ -231,6 +232,7 @@ class _Gpu:
         "index",
         "last_mj",
         "last_power_w",
+        "last_share",
         "memory_gb",
         "name",
         "proc_handle",
@@ -253,6 +255,7 @@ class _Gpu:
         self.last_mj = 0
         self.last_power_w = 0.0
         self.share = 1.0  # fraction of the handle's energy metered (a MIG device's slices)
+        self.last_share: float | None = None  # the tree's share at the last process listing
         self.proc_handle = handle  # whose compute processes are attributed
         self.tag = ""
         self.rule = ""
@@ -528,10 +531,19 @@ class NvmlMeter(SummedGpuMeter):
         return out
 
     def _share(self, gpu: _Gpu, pids: frozenset[int]) -> float | None:
+        """The tree's share of ``gpu`` now, or ``None`` when NVML cannot list its processes.
+
+        A listing that fails after one that worked keeps the last share (a timeout, a list that
+        grew between pynvml's two calls); one that never worked is ``None``.
+        """
         try:
             procs = _nvml_call(self._nvml, "nvmlDeviceGetComputeRunningProcesses", gpu.proc_handle)
         except self._nvml.NVMLError as e:
+            if gpu.last_share is not None:
+                logger.info("%s: process list failed (%s); its last share kept", gpu.label, e)
+                return gpu.last_share
             logger.info("%s: no per-process attribution (%s)", gpu.label, e)
             return None
         memory = [getattr(p, "usedGpuMemory", None) for p in procs or ()]
-        return memory_share(gpu.label, "NVML", [p.pid for p in procs or ()], memory, pids)
+        gpu.last_share = memory_share(gpu.label, "NVML", [p.pid for p in procs or ()], memory, pids)
+        return gpu.last_share
