@@ -16,6 +16,11 @@
    30 s of SQLite's busy timeout per try, retried for 120 s, then the records were given up
    and the runs read ``lost``. The handler now waits for the transaction to end (it is
    committed or rolled back first), then ends the runs.
+4. Left (not small), recorded here as a strict xfail: runs in threads of one process under
+   different parents (a trial in each of two sweeps that run in threads) are not grouped as
+   threads; their parents are, and each child is scaled by its parent's factor over the
+   parent's whole span, so a sweep that ran alone before its trial lends the trial its
+   factor: the total is right, the split between trials and sweep overhead is not.
 """
 
 from __future__ import annotations
@@ -244,3 +249,56 @@ def test_sigterm_inside_an_in_memory_ledgers_read_writes_the_runs_after_it() -> 
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "interrupted"], done.stderr
     assert "could not write" not in done.stderr
+
+
+# ------------------------------------------------------------------ 4. threads, two parents
+_ONE_PROCESS = {"cpu": "test:constant", "scope": "process", "process": "pid 4242 started 1000.00"}
+
+
+def _threaded(rid: str, kwh: float, parent: str | None, start: float, role: str) -> RunRecord:
+    """A run of the one process, ending at 1200 s, that read the whole process over its span."""
+    acc = {"trial-0": (gp.MetricPoint("acc", 0.8),), "trial-1": (gp.MetricPoint("acc", 0.9),)}
+    return RunRecord(
+        id=rid,
+        name=rid,
+        study="s",
+        parent_id=parent,
+        status="finished",
+        started_at=start,
+        ended_at=1200.0,
+        duration_s=1200.0 - start,
+        host="node-a",
+        energy_kwh=kwh,
+        emissions_kg=kwh * 0.4,
+        provenance=dict(_ONE_PROCESS),
+        contained=None if parent is None else True,
+        role=role,
+        metrics=acc.get(rid, ()),
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="threads under different parents are not grouped: each child takes its parent's "
+    "factor over the parent's whole span (noticed s7, s8, s9; not small: RunForest._scale_down)",
+)
+def test_trials_in_threads_under_two_sweeps_split_their_stretch_evenly() -> None:
+    """The process draws 1 kWh per 100 s, whatever runs in it. Thread 1: sweep-0 from 1000 s,
+    alone until 1100 s, then its trial-0 to 1200 s; thread 2: sweep-1 and its trial-1 from
+    1100 to 1200 s. Each run read the whole process over its span: sweep-0 2 kWh, the three
+    others 1 kWh. First principles: 2 kWh in all; 1000-1100 s is sweep-0's own (1 kWh);
+    1100-1200 s ran the two trials at once (0.5 kWh each), nothing of the sweeps'.
+    Today: trial-0 counts 0.75 (sweep-0's factor 1.5/2), the trials 1.25, the sweeps 0.75."""
+    from greenprint.analysis import price_tag
+
+    runs = [
+        _threaded("sweep-0", 2.0, None, 1000.0, "sweep"),
+        _threaded("trial-0", 1.0, "sweep-0", 1100.0, "trial"),
+        _threaded("sweep-1", 1.0, None, 1100.0, "sweep"),
+        _threaded("trial-1", 1.0, "sweep-1", 1100.0, "trial"),
+    ]
+    tag = price_tag(runs, metric="acc")
+    assert tag.total.energy_kwh == pytest.approx(2.0, rel=1e-12)  # right today
+    assert tag.final is not None and tag.final.energy_kwh == pytest.approx(0.5, rel=1e-12)
+    assert tag.by_role["sweep"].energy_kwh == pytest.approx(1.0, rel=1e-12)
+    assert tag.by_role["trial"].energy_kwh == pytest.approx(1.0, rel=1e-12)
