@@ -593,6 +593,7 @@ def test_cross_entropy_with_label_smoothing_by_hand():
 # -- torch.compile, reduced precision --------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:Using `torch.compile:UserWarning")
 def test_a_compiled_module_is_counted_as_its_eager_code():
     """Inside the counter torch does not compile (a dispatch mode is active): a module
     compiled before, or first called inside, runs eagerly and is counted op by op."""
