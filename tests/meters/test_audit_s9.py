@@ -439,3 +439,31 @@ def test_a_gpu_that_never_lists_its_processes_stays_unattributed():
         assert meter.read().process_j is None
     finally:
         meter.close()
+
+
+def test_an_amd_process_list_failing_once_keeps_the_gpus_last_share():
+    # the same for amdsmi_get_gpu_process_list (AMDSMI_STATUS_BUSY while the driver is busy)
+    import os
+
+    from greenprint.meters import AmdMeter
+    from greenprint.meters._attribution import ProcessTree
+    from greenprint.testing import FakeAmdGpu, FakeAmdProcess, FakeAMDSMI
+    from greenprint.testing._amdsmi import AMDSMI_STATUS_BUSY
+
+    ours, other = os.getpid(), os.getppid()
+    gpu = FakeAmdGpu(
+        power_w=400.0, processes=[FakeAmdProcess(ours, 2**30), FakeAmdProcess(other, 3 * 2**30)]
+    )
+    amdsmi, clock = FakeAMDSMI([gpu]), Clock()
+    meter = AmdMeter.open(amdsmi, environ={}, tree=ProcessTree(ours), clock=clock)
+    try:
+        meter.start()
+        amdsmi.advance(1.0)
+        clock.t += 1.0
+        assert meter.read().process_j == pytest.approx(100.0, rel=1e-3)
+        gpu.fail("amdsmi_get_gpu_process_list", AMDSMI_STATUS_BUSY)
+        amdsmi.advance(1.0)
+        clock.t += 1.0
+        assert meter.read().process_j == pytest.approx(200.0, rel=1e-3)
+    finally:
+        meter.close()

@@ -275,6 +275,7 @@ class _AmdGpu:
         "index",
         "last_count",
         "last_power_w",
+        "last_share",
         "last_t",
         "memory_gb",
         "mode",
@@ -322,6 +323,7 @@ class _AmdGpu:
         self.still_s = 0.0
         self.pending_j = 0.0
         self.switched = False  # the counter was dropped mid-run: power sampled since
+        self.last_share: float | None = None  # the tree's share at the last process listing
 
     @property
     def label(self) -> str:
@@ -630,9 +632,18 @@ class AmdMeter(SummedGpuMeter):
         return out
 
     def _share(self, gpu: _AmdGpu, pids: frozenset[int]) -> float | None:
+        """The tree's share of ``gpu`` now, or ``None`` when amdsmi cannot list its processes.
+
+        A listing that fails after one that worked keeps the last share; one that never worked
+        is ``None``.
+        """
         try:
             procs = self._amdsmi.amdsmi_get_gpu_process_list(gpu.proc_handle)
         except self._amdsmi.AmdSmiException as e:
+            if gpu.last_share is not None:
+                why = _one_line(e)
+                logger.info("%s: process list failed (%s); its last share kept", gpu.label, why)
+                return gpu.last_share
             logger.info("%s: no per-process attribution (%s)", gpu.label, _one_line(e))
             return None
         entries = [p for p in procs if isinstance(p, Mapping) and "pid" in p]
@@ -645,4 +656,5 @@ class AmdMeter(SummedGpuMeter):
             value = vram if isinstance(vram, int) else p.get("mem")
             memory.append(float(value) if isinstance(value, int) else None)
         pid_list = [int(p["pid"]) for p in entries]
-        return memory_share(gpu.label, "amdsmi", pid_list, memory, pids)
+        gpu.last_share = memory_share(gpu.label, "amdsmi", pid_list, memory, pids)
+        return gpu.last_share
