@@ -686,3 +686,32 @@ def test_fused_attention_counts_dropout_forward_and_backward(forward, backward, 
     for name in (forward, backward):
         with_dropout = _schema_call(name, shapes, 0.5)
         assert with_dropout - _schema_call(name, shapes, 0.0) == 2 * s, name
+
+
+# -- sorting ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "length"),
+    [
+        (lambda x: torch.sort(x), 100),
+        (lambda x: torch.sort(x, dim=1), 3),
+        (lambda x: torch.sort(x, dim=0), 2),
+        (lambda x: torch.sort(x, dim=1, descending=True), 3),
+        (lambda x: torch.sort(x, dim=0, descending=True), 2),
+        (lambda x: torch.sort(x, dim=1, stable=True), 3),
+        (lambda x: torch.argsort(x, dim=1), 3),
+        (lambda x: torch.msort(x), 2),
+    ],
+)
+def test_sort_counts_compares_along_the_sorted_dimension(call, length):
+    """A comparison sort of n values: ``n ceil(log2 n)`` compares; every slice along ``dim``.
+
+    (2, 3, 100): N = 600; along the last dim 600 * 7, along dim 1 (n = 3) 600 * 2, along dim 0
+    (n = 2) 600 * 1. Before s9 the rule read ``dim`` from the wrong argument: a given dim was
+    ignored (the last one sorted instead: 4,200 for every call above but the descending ones,
+    which read ``descending=True`` as dim 1).
+    """
+    x = t(2, 3, 100)
+    r = count(lambda: call(x))
+    assert r.total == 600 * max(1, math.ceil(math.log2(length)))

@@ -91,8 +91,14 @@ def logsumexp_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **k
 
 @register_rule(["aten.sort", "aten.argsort"])
 def sort_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-    """N * ceil(log2 n) compares, n being the length of the sorted dimension (last by default)."""
-    dim = args[1] if len(args) > 1 and isinstance(args[1], int) else kwargs.get("dim", -1)
+    """N * ceil(log2 n) compares, n being the length of the sorted dimension (last by default).
+
+    ``sort(self, dim=-1, descending=False)``: ``dim`` is the first argument after the tensor
+    (keyword-only in ``sort.stable``).
+    """
+    first = args[0] if args else None
+    dim = first if isinstance(first, int) and not isinstance(first, bool) else kwargs.get("dim")
+    dim = -1 if dim is None else dim
     n = self[dim % len(self)] if self else 1
     return numel(self) * max(1, math.ceil(math.log2(max(n, 2))))
 
