@@ -182,6 +182,11 @@ def test_a_4x_antialiased_downsample_by_hand():
     x = t(1, 2, 8, 8)
     r = count(lambda: F.interpolate(x, size=(2, 2), mode="bilinear", antialias=True))
     assert r.total == 8 * (6 * 12 + 12) == 672
+    # the .vec overload (output size or scale factors; decomposed before counting) reads alike
+    from greenprint.fpo.rules import RULES
+
+    rule = RULES["aten._upsample_bilinear2d_aa"].fn
+    assert rule((1, 2, 8, 8), None, False, [0.25, 0.25], out_shape=(1, 2, 2, 2)) == 672
 
 
 def test_bicubic_taps_are_multiply_accumulates_as_in_every_dot_product():

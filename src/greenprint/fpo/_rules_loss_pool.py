@@ -335,10 +335,15 @@ def _aa_rule(mode: str) -> Any:
         align_corners: Any = False,
         scales_h: Any = None,
         scales_w: Any = None,
+        *,
+        out_shape: Any = None,
         **kwargs: Any,
     ) -> int:
+        if isinstance(scales_h, list):  # the .vec overload: scale_factors, output_size maybe None
+            scales_h, scales_w = ([*scales_h, None, None])[:2]
+        size_out = first_shape(out_shape)[-2:] if out_shape is not None else output_size
         planes = numel(self[:-2])
-        return _aa_fpo(planes, self[-2:], output_size, taps, align_corners, (scales_h, scales_w))
+        return _aa_fpo(planes, self[-2:], size_out, taps, align_corners, (scales_h, scales_w))
 
     def backward(
         grad_output: tuple[int, ...],
