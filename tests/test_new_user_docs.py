@@ -359,3 +359,22 @@ def test_the_demo_refusing_a_ledger_names_options_its_help_lists(home):
     )
     with gp.Ledger(directory / "d.db", create=False) as led:
         assert [r.name for r in led.runs()] == ["old"]  # nothing added
+
+
+def test_greener_checks_its_output_folder_before_measuring(home):
+    """greener.md: bad input is one line and exit status 2. `--out` naming a file measured
+    every variant, recorded the comparison in the ledger, printed the table and only then
+    failed ('cannot write to ...: File exists'), exit 2 after the work was done. It is
+    checked before any model is built, as `greenprint report` checks its output first."""
+    directory = fresh(home, "greener-out")
+    (directory / "models.py").write_text(
+        "def trained():\n    raise SystemExit('built')\n\n"
+        "def batches():\n    raise SystemExit('loaded')\n"
+    )
+    (directory / "notes.txt").write_text("mine\n")
+    done = run_in(directory, GREENPRINT, "greener", "models.py:trained", "--data",
+                  "models.py:batches", "--out", "notes.txt")  # fmt: skip
+    line = one_error_line(done)
+    assert "notes.txt exists and is not a directory" in line
+    assert sorted(p.name for p in directory.iterdir()) == ["models.py", "notes.txt"]
+    assert (directory / "notes.txt").read_text() == "mine\n"
