@@ -202,7 +202,7 @@ def test_an_unwritable_out_dir_is_one_line(module, tmp_path, capsys):
     )
     assert code == 2 and err.count("\n") == 1
     # checked before anything is measured: nothing recorded
-    assert err.startswith("greenprint: error: cannot create output directory")
+    assert err.startswith(f"greenprint: error: output path {blocker / 'sub'} is under file")
     assert not (tmp_path / "l.db").exists()
 
 

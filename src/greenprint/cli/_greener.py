@@ -268,9 +268,9 @@ def command(
     min_time_s = finite_number("--min-time", min_time_s, low=0.0, unit="s")
     chosen = parse_variants(variants)
     if out_dir is not None:  # before anything is measured or recorded, as the report does
-        from greenprint.report._formats import prepare_out_dir
+        from greenprint.report._formats import check_out_dir
 
-        prepare_out_dir(out_dir)
+        check_out_dir(out_dir)  # creates nothing
     model = _call(target, "the factory")
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"{target} returned {type(model).__name__}, not a torch.nn.Module")
