@@ -720,3 +720,43 @@ def test_sort_counts_compares_along_the_sorted_dimension(call, length):
     x = t(2, 3, 100)
     r = count(lambda: call(x))
     assert r.total == 600 * max(1, math.ceil(math.log2(length)))
+
+
+@_FAST
+@given(
+    steps=st.integers(1, 4),
+    batch=st.integers(1, 3),
+    inp=st.integers(1, 4),
+    hidden=st.integers(1, 4),
+    bias=st.booleans(),
+)
+def test_fused_lstm_backward_by_hand(steps, batch, inp, hidden, bias):
+    """oneDNN's fused LSTM layer backward (CPU), input requiring grad, zero initial state.
+
+    Per step t, with the 4H gate pre-activations a_t: dx_t = da_t W_ih and dW_ih += da_t^T x_t
+    (2 * 4H * B * I each); dW_hh += da_t^T h_{t-1} (2 * 4H * B * H, every step) and dh_{t-1} =
+    da_t W_hh (the same, for t >= 2); the weight gradients summed over the T steps ((T - 1)
+    adds per element of W_ih and W_hh). Per hidden unit and step, 23: dh = g_t + the next
+    step's (1); do = dh tanh(c), d tanh(c) = dh o (2); dc = dc_next + d tanh(c) (1 - tanh^2
+    c) (4); di, dg, df, dc_prev (4); three sigmoid backwards and a tanh backward (12); less
+    dc_prev at t = 1 (c_0 needs no gradient) and the adds for h_T's and c_T's own gradients
+    when unused (the output alone is used here: both). Biases: each sums da_t over the batch
+    (4H * B per step) and over the steps ((T - 1) * 4H adds).
+    """
+    lstm = torch.nn.LSTM(inp, hidden, bias=bias)
+    x = t(steps, batch, inp, grad=True)
+    r = count(lambda: lstm(x)[0].backward(torch.ones(steps, batch, hidden)))
+    g4 = 4 * hidden
+    products = 4 * g4 * batch * inp * steps + (4 * steps - 2) * g4 * batch * hidden
+    sums = (steps - 1) * g4 * (inp + hidden)
+    units = 23 * steps * batch * hidden - batch * hidden - 2 * batch * hidden
+    biases = 2 * (g4 * batch * steps + (steps - 1) * g4) if bias else 0
+    assert r.by_op["aten.mkldnn_rnn_layer_backward"] == products + sums + units + biases
+
+
+def test_index_add_with_alpha_scales_each_source_element():
+    """``self[index[i]] += alpha * source[i]``: one add per source element, + one multiply
+    when ``alpha`` is not 1 (as ``add`` with alpha). Source (4, 3): 12, with alpha 24."""
+    x, src, idx = t(5, 3), t(4, 3), torch.tensor([0, 2, 2, 4])
+    assert count(lambda: x.index_add(0, idx, src)).total == 12
+    assert count(lambda: x.index_add(0, idx, src, alpha=2.0)).total == 24

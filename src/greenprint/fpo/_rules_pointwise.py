@@ -271,10 +271,11 @@ def fused_sgd_rule(
     ]
 )
 def scatter_add_rule(
-    self: tuple[int, ...], dim: int, index: Any, src: Any, *a: Any, **k: Any
+    self: tuple[int, ...], dim: int, index: Any, src: Any, *a: Any, alpha: Any = 1, **k: Any
 ) -> int:
-    """One add (or reduce op) per source element."""
-    return numel(src) if isinstance(src, tuple) else numel(index)
+    """One add (or reduce op) per source element; + one multiply each for ``alpha`` not 1."""
+    n = numel(src) if isinstance(src, tuple) else numel(index)
+    return n if alpha == 1 else 2 * n
 
 
 @register_rule(_ops("index_put", "_index_put_impl"))
