@@ -18,7 +18,7 @@ from greenprint._records import RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode
-from greenprint.analysis._roles import resolve_roles, trial_family_labels
+from greenprint.analysis._roles import TrialScore, resolve_roles, trial_family_labels
 from greenprint.carbon._intensity import applied_intensity
 from greenprint.report._figures import (
     FigureInputs,
@@ -297,6 +297,9 @@ def pick_metric(
 
 #: Statuses of a run whose figures are no score to choose the metric by (it produced no model).
 _NO_SCORE = frozenset({"failed", "interrupted", "lost"})
+
+#: The score of a run of those statuses in the runs table: none.
+_NO_SCORE_OF_RUN = TrialScore(math.nan, "none")
 
 #: Metric names a framework logs about the training schedule, never a score to rank by.
 _BOOKKEEPING = frozenset(
@@ -641,6 +644,11 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     virtual = forest.virtual or (False,) * len(runs)
     for position, run in enumerate(runs):
         scored = scores[position]
+        if run.status in _NO_SCORE and scored.source != "none":
+            # a failed, interrupted or lost run produced no model: what it logged before it
+            # ended is no score (a killed trial's last intermediate value read as its score,
+            # while EVP, the best trials and the final run's choice left it out)
+            scored = _NO_SCORE_OF_RUN
         score = scored.score
         known = None if score != score else score  # NaN: no score
         fpo = run.fpo

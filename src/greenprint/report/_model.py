@@ -173,8 +173,9 @@ class RunRow:
         is_trial: whether its role is ``trial`` (never a part such as a fold, a sweep, a
             baseline, the final run or a learning-curve run).
         status: ``finished``, ``failed``, ``pruned``, ``interrupted``, ``lost`` or ``running``.
-        score: its score of the report's metric, ``None`` when it has none (NaN or not logged):
-            its own, else the mean of its parts' (``score_source`` says which).
+        score: its score of the report's metric, ``None`` when it has none (NaN, not logged,
+            or a run that ended failed, interrupted or lost: it produced no model): its own,
+            else the mean of its parts' (``score_source`` says which).
         started_at: start, seconds since the Unix epoch.
         duration_s: duration, s.
         energy_kwh: IT energy, kWh.

@@ -1,0 +1,313 @@
+"""Issue 12, a sixth outside check: study shapes the first five checks did not use.
+
+Each study is built the way users build one, through the real frameworks and the CLI, in a
+fresh empty directory with a clean environment (no ``GREENPRINT_*`` variable, no configuration),
+then read in all four report formats and both exports. Where a script measures its runs itself,
+its meter draws a known constant power (``tests/tracking/_meters.ConstantProcessPower``), so that
+the truth of every energy figure is power x time:
+
+* **a nested search**: an Optuna study whose objective runs a scikit-learn
+  ``GridSearchCV(n_jobs=2)`` (loky worker processes) through greenprint's ``track_search`` per
+  trial, through greenprint's Optuna callback, then a final refit (``role="final"``) scored on
+  a held-out split;
+* **an Optuna RDB study resumed after a crash**: the first process (greenprint's Optuna
+  callback, a ``sqlite:///optuna.db`` storage, no ``greenprint run`` around it) is killed with
+  SIGKILL in the middle of a trial, the second ``load_study``-s and goes on;
+* **Ray Tune with** ``ASHAScheduler`` on a local Ray cluster, stopping trials early;
+* **the greener-techniques harness**: a baseline model, its dynamic-quantized and pruned
+  variants through ``greenprint.greener.compare`` and ``greenprint greener``;
+* **``greenprint run`` around a script that spawns two workers** (``multiprocessing`` with
+  ``spawn``), each tracking its part of the work.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _clean_env import clean_env
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
+from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
+from _report_cli import report_text as _text
+from _report_cli import run_in
+from greenprint.analysis import expected_max_performance
+
+#: Where the constant-power meter of the tracker tests lives (the scripts import it).
+METERS_DIR = str(Path(__file__).resolve().parent / "tracking")
+
+#: The constant power every script's meter draws, in W: 1 s of run time is 1e-4 kWh.
+WATTS = 360.0
+
+NESTED_SCRIPT = """
+import json, sys
+sys.path.insert(0, @METERS@)
+import optuna
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.svm import SVC
+import greenprint as gp
+from greenprint.integrations.optuna import GreenprintCallback
+from greenprint.integrations.sklearn import track_search
+from _meters import ConstantProcessPower
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+W = @WATTS@
+X, y = load_digits(return_X_y=True)
+X = X / 16
+X_search, y_search, X_test, y_test = X[:300], y[:300], X[1500:], y[1500:]
+
+
+def make(model, c):
+    return SVC(C=c) if model == "svc" else LogisticRegression(C=c, max_iter=300)
+
+
+out = {}
+
+
+def objective(trial):
+    model = trial.suggest_categorical("model", ["svc", "logreg"])
+    c = trial.suggest_float("C", 0.01, 10, log=True)
+    grid = {"gamma": [1e-3, 1e-2]} if model == "svc" else {"tol": [1e-4, 1e-3]}
+    search = GridSearchCV(make(model, c), grid, cv=3, n_jobs=2)  # loky worker processes
+    sweep = track_search(search, X_search, y_search, name=f"grid-{trial.number}")
+    out[f"trial-{trial.number}"] = {"model": model, "best": float(search.best_score_),
+                                    "sweep": sweep.id}
+    return search.best_score_
+
+
+cb = GreenprintCallback(meters=ConstantProcessPower(W, per_thread=True))
+study = optuna.create_study(study_name="nested", direction="maximize",
+                            sampler=optuna.samplers.TPESampler(seed=0))
+study.optimize(cb.track(objective), n_trials=4, callbacks=[cb])
+best = study.best_params
+model = make(best["model"], best["C"])
+with gp.track("final", study="nested", role="final", params=best,
+              meters=ConstantProcessPower(W)) as run:
+    model.fit(X_search, y_search)
+    run.log(value=float(model.score(X_test, y_test)))
+out["final"] = {"id": run.id, "value": float(model.score(X_test, y_test)),
+                "best_trial": f"trial-{study.best_trial.number}"}
+for t in study.trials:
+    out[f"trial-{t.number}"]["run"] = t.user_attrs["greenprint_run_id"]
+print(json.dumps(out))
+"""
+
+RESUMED_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, @METERS@)
+import optuna
+from greenprint.integrations.optuna import GreenprintCallback
+from _meters import ConstantProcessPower
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+W = @WATTS@
+KILL_AT, N = int(sys.argv[1]), int(sys.argv[2])  # the trial this process dies in (-1: none)
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def objective(trial):
+    model = trial.suggest_categorical("model", ["mlp", "cnn"])
+    lr = trial.suggest_float("lr", 1e-3, 1.0, log=True)
+    for step in range(3):
+        busy(0.03)
+        loss = abs(lr - 0.03) + (0.1 if model == "mlp" else 0.0) + 0.1 / (step + 1)
+        trial.report(loss, step)
+        if trial.number == KILL_AT and step == 1:
+            open("killme", "w").close()
+            while True:  # killed here, with SIGKILL
+                busy(0.05)
+    return loss
+
+
+cb = GreenprintCallback(meters=ConstantProcessPower(W, per_thread=True), metric_names=["val_loss"],
+                        sample_interval_s=0.1, flush_interval_s=0.2)
+if KILL_AT >= 0:
+    study = optuna.create_study(study_name="resumed", storage="sqlite:///optuna.db",
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+else:
+    study = optuna.load_study(study_name="resumed", storage="sqlite:///optuna.db",
+                              sampler=optuna.samplers.RandomSampler(seed=2))
+study.optimize(cb.track(objective), n_trials=N, callbacks=[cb])
+print(json.dumps([{"number": t.number, "state": t.state.name, "value": t.value,
+                   "params": t.params, "run": t.user_attrs.get("greenprint_run_id"),
+                   "steps": t.intermediate_values} for t in study.trials]))
+"""
+
+
+# ------------------------------------------------------------------------------- helpers
+def _script(text: str) -> str:
+    return text.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
+
+
+def _rows(report: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in report["runs"]}
+
+
+def _at_constant_power(report: dict, names: list[str]) -> None:
+    """The runs named drew WATTS for their run time: energy is power x time, CO2-eq that
+    energy at the grid intensity."""
+    rows = _rows(report)
+    for name in names:
+        row = rows[name]
+        kwh = WATTS * row["duration_s"] / 3.6e6
+        assert row["energy_kwh"] == pytest.approx(kwh, rel=1e-3), name
+        co2 = row["energy_kwh"] * row["pue"] * row["intensity_g_per_kwh"] / 1000
+        assert row["emissions_kg"] == pytest.approx(co2, rel=1e-9), name
+
+
+def _evp_curves(report: dict) -> dict[str, list[float]]:
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    return {s["label"]: s["y"] for panel in evp["panels"] for s in panel["series"]}
+
+
+def _in_every_format(home: Path, *texts: str) -> None:
+    for fmt in ("md", "html", "latex"):
+        page = _text(home, fmt)
+        for text in texts:
+            assert text in page, (fmt, text)
+
+
+def _wait_until(check: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def nested_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """Four Optuna trials, each a GridSearchCV(n_jobs=2) through track_search, and a final."""
+    pytest.importorskip("optuna")
+    pytest.importorskip("sklearn")
+    home = _empty(tmp_path_factory, "shapes4-nested")
+    (home / "search.py").write_text(_script(NESTED_SCRIPT), encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = json.loads(done.stdout.splitlines()[-1])
+    return home, built, _report(home, "--study", "nested", "--group-by", "params.model",
+                                "--no-plots")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """Three trials, SIGKILL in trial 2, then ``load_study`` and three more."""
+    pytest.importorskip("optuna")
+    home = _empty(tmp_path_factory, "shapes4-resumed")
+    (home / "search.py").write_text(_script(RESUMED_SCRIPT), encoding="utf-8")
+    first = subprocess.Popen([sys.executable, "search.py", "2", "5"], cwd=home, env=clean_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        _wait_until(lambda: (home / "killme").exists() or first.poll() is not None, 120, "trial 2")
+        assert first.poll() is None, first.communicate()[1].decode()[-3000:]
+        time.sleep(0.6)  # trial 2 flushes its cost so far every 0.2 s
+    finally:
+        first.send_signal(signal.SIGKILL)
+        killed_at = time.time()
+        first.communicate()
+    done = run_in(home, sys.executable, "search.py", "-1", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = {"trials": json.loads(done.stdout.splitlines()[-1]), "killed_at": killed_at}
+    return home, built, _report(home, "--study", "resumed", "--group-by", "params.model",
+                                "--no-plots")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- nested search
+def test_nested_grid_searches_are_parts_of_their_optuna_trials(nested_search):
+    """Each Optuna trial holds a whole GridSearchCV (its sweep, two candidates with three folds
+    each from loky workers, its refit): four trials scored by Optuna's value, the search's
+    runs their parts (the note says they were given roles inside a trial), the refit final."""
+    home, built, report = nested_search
+    rows = _rows(report)
+    tag = report["price_tag"]
+    # per trial: the sweep, 2 candidates, 6 folds, the refit
+    assert tag["roles"]["counts"] == {"trial": 4, "part": 40, "final": 1}
+    assert tag["roles"]["inferred"] == 16 and tag["roles"]["note"].startswith(
+        "16 of 45 runs were given a role but ran inside a trial"
+    )
+    for k in range(4):
+        trial = built[f"trial-{k}"]
+        row = rows[f"trial-{k}"]
+        assert (row["id"], row["role"], row["status"]) == (trial["run"], "trial", "finished")
+        assert row["score"] == pytest.approx(trial["best"], rel=1e-12)
+        assert row["score_source"] == "own"
+        sweep = next(r for r in report["runs"] if r["id"] == trial["sweep"])
+        assert (sweep["parent_id"], sweep["role"], sweep["is_trial"]) == (row["id"], "part", False)
+        folds = [r for r in report["runs"] if r["name"].startswith(f"grid-{k}-c")
+                 and "-fold" in r["name"]]  # fmt: skip
+        assert len(folds) == 6 and all(r["role"] == "part" for r in folds)
+    assert (tag["final"]["name"], tag["final"]["rule"]) == ("final", "role")
+    assert tag["final"]["score"] == pytest.approx(built["final"]["value"], rel=1e-12)
+    assert rows["final"]["params"]["model"] == rows[built["final"]["best_trial"]]["params"]["model"]
+    assert (report["metric"], report["mode"]) == ("value", "max")
+    curves = _evp_curves(report)
+    for family in ("svc", "logreg"):
+        members = [t["best"] for n, t in built.items() if n != "final" and t["model"] == family]
+        if members:
+            expected = expected_max_performance(members, mode="max").mean.tolist()
+            assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-12)
+    _at_constant_power(report, [f"trial-{k}" for k in range(4)] + ["final"])
+    _in_every_format(home, "comprised 4 trials (4 finished) in 45 runs")
+    _price_tag_lines_have_units(_text(home, "md"))
+    _export_reads_as_the_report(home, "nested", report)
+
+
+# ------------------------------------------------------------------------------- resumed study
+def test_a_trial_killed_mid_run_is_lost_counted_and_scores_nothing(resumed_study):
+    """SIGKILL in trial 2: Optuna leaves it RUNNING; greenprint reads it lost with its params
+    and the cost it flushed (power x time, up to its last flush before the kill), counted in
+    the price tag; the value it reported before dying is no score of a trial (it produced no
+    model): not in the runs table, the JSON, EVP, nor the best trials."""
+    home, built, report = resumed_study
+    rows = _rows(report)
+    tag = report["price_tag"]
+    states = {t["number"]: t["state"] for t in built["trials"]}
+    assert states == {0: "COMPLETE", 1: "COMPLETE", 2: "RUNNING", 3: "COMPLETE", 4: "COMPLETE",
+                      5: "COMPLETE"}  # fmt: skip
+    killed = next(t for t in built["trials"] if t["number"] == 2)
+    lost = rows["trial-2"]
+    assert (lost["id"], lost["status"], lost["is_trial"]) == (killed["run"], "lost", True)
+    assert lost["params"] == killed["params"]  # flushed while it ran
+    assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {
+        "finished": 5,
+        "lost": 1,
+    }
+    assert tag["by_status"]["lost"]["energy_kwh"] == pytest.approx(lost["energy_kwh"], rel=1e-12)
+    # its run time ends at its last flush, at most a flush interval (and a sample) before the
+    # kill
+    end = lost["started_at"] + lost["duration_s"]
+    assert built["killed_at"] - 0.5 < end <= built["killed_at"]
+    _at_constant_power(report, [f"trial-{k}" for k in range(6) if k != 2])
+    # its energy: the power over its time up to its last meter sample (every 0.1 s), which
+    # its last flush wrote (a flush's heartbeat ends its run time)
+    assert WATTS * (lost["duration_s"] - 0.3) / 3.6e6 < lost["energy_kwh"]
+    assert lost["energy_kwh"] <= WATTS * lost["duration_s"] / 3.6e6 * (1 + 1e-9)
+    assert lost["score"] is None  # its last reported value, as if a finished trial
+    for t in built["trials"]:
+        if t["state"] == "COMPLETE":
+            assert rows[f"trial-{t['number']}"]["score"] == pytest.approx(t["value"], rel=1e-12)
+    md = _text(home, "md")
+    table = md[md.index("## Runs") :]
+    line = next(x for x in table.splitlines() if x.startswith("| trial-2 |"))
+    assert line.split(" | ")[2] == "-", line
+    best = min((t for t in built["trials"] if t["state"] == "COMPLETE"), key=lambda t: t["value"])
+    assert (tag["final"]["name"], tag["final"]["rule"]) == (f"trial-{best['number']}", "best-trial")
+    assert (report["metric"], report["mode"]) == ("val_loss", "min")
+    _in_every_format(home, "comprised 6 trials (5 finished, 1 lost) in 6 runs")
+    _price_tag_lines_have_units(md)
+    _export_reads_as_the_report(home, "resumed", report)
