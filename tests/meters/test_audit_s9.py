@@ -467,3 +467,28 @@ def test_an_amd_process_list_failing_once_keeps_the_gpus_last_share():
         assert meter.read().process_j == pytest.approx(200.0, rel=1e-3)
     finally:
         meter.close()
+
+
+def test_a_32_bit_hwmon_counter_wrapping_twice_between_two_reads_is_counted_in_full(tmp_path):
+    # a 32-bit µJ counter (scmi on Arm servers) wraps every 4.3 kJ: 14 s at 300 W, so reads a
+    # minute apart lost wraps. Watched every quarter of its wrap time at 2 kW (0.54 s)
+    from greenprint.meters import HwmonMeter
+    from greenprint.meters._hwmon import probe_hwmon_cpu
+    from greenprint.testing import make_fake_hwmon
+
+    fake = make_fake_hwmon(
+        tmp_path / "h",
+        devices={"hwmon0": {"driver": "scmi_sensors", "energy": {1: "cpu"}, "bits": 32}},
+    )
+    probe = probe_hwmon_cpu(fake.root)
+    meter = HwmonMeter("cpu", probe.channels, origin=probe.origin)
+    assert meter.watch_period_s == pytest.approx(2**32 / 1e6 / 2000.0 / 4)
+    meter.start()
+    try:
+        for n in range(1, 7):
+            fake.add_j("hwmon0:energy1", 800.0)  # 1.5 kW over a watch period: plausible
+            assert _wait_for(lambda n=n: meter.watch_reads >= n), "the watcher never read"
+        assert fake.get("hwmon0:energy1") == 4800 * 10**6 % 2**32  # 505 J shown
+        assert meter.read().machine_j == pytest.approx(4800.0)
+    finally:
+        meter.close()

@@ -6,13 +6,20 @@ down has either wrapped once (at its modulus) or restarted (driver reload, devic
 :func:`unwrap` takes it for a wrap only when the increase that implies is plausible, because a
 reset taken for a wrap would add most of a counter's range (an 18 TJ jump for a 64-bit µJ one).
 Each meter keeps its own rule for what is plausible and what a reset is worth: see its module.
+
+Reads further apart than a counter's wrap time (its range over the largest plausible power) could
+hide several wraps, which no value can tell; a :class:`WrapWatcher` then reads the counter in
+between (a long ``sample_interval_s``, a stalled sampler), as the kernel's perf RAPL driver and
+turbostat poll theirs.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from greenprint._exceptions import MeterError
 from greenprint.meters._attribution import ProcessTree, UsageSample, fresh_usage, share_between
@@ -22,7 +29,9 @@ __all__ = [
     "GPU_COUNTER_MODULUS",
     "SharedEnergy",
     "MAX_PLAUSIBLE_GPU_W",
+    "MIN_WATCH_PERIOD_S",
     "Opener",
+    "WrapWatcher",
     "read_int",
     "read_text",
     "unwrap",
@@ -36,6 +45,8 @@ Opener = Callable[[str], IO[Any]]
 GPU_COUNTER_MODULUS = 2**64
 #: Above this, a GPU counter's step is not believed (W per GPU).
 MAX_PLAUSIBLE_GPU_W = 5000.0
+#: A :class:`WrapWatcher` wakes at most this often, in s.
+MIN_WATCH_PERIOD_S = 0.05
 
 
 def read_text(path: Path, opener: Opener = open) -> str:
@@ -130,3 +141,47 @@ class SharedEnergy:
             share = usage.cpu_share if self.share == "cpu" else usage.ram_share
         self.process_j += delta_j * share
         return MeterReading(self.machine_j, self.process_j)
+
+
+class _Watched(Protocol):
+    def watch_read(self, period_s: float) -> None: ...
+
+
+class WrapWatcher:
+    """A daemon thread that has a meter read its counters when no read came for a while.
+
+    Every ``period_s`` it calls ``meter.watch_read(period_s)``; the meter reads its counters if
+    its last read is at least ``period_s`` old and keeps the energy for its next ``read()``. At a
+    period of a quarter of the fastest wrap, two reads of a counter are at most half its wrap
+    time apart, so it wraps at most once between them. The thread holds the meter weakly: it
+    ends at :meth:`stop` or when the meter is garbage-collected.
+
+    Args:
+        meter: the meter (with ``watch_read``).
+        period_s: seconds between wake-ups (at least :data:`MIN_WATCH_PERIOD_S`).
+        name: the thread's name.
+    """
+
+    def __init__(self, meter: _Watched, period_s: float, name: str) -> None:
+        self.period_s = max(float(period_s), MIN_WATCH_PERIOD_S)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=_watch,
+            args=(weakref.ref(meter), self._stop, self.period_s),
+            name=name,
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (it ends at its next wake-up)."""
+        self._stop.set()
+
+
+def _watch(ref: weakref.ref[_Watched], stop: threading.Event, period_s: float) -> None:
+    while not stop.wait(period_s):
+        meter = ref()
+        if meter is None:
+            return
+        meter.watch_read(period_s)
+        del meter

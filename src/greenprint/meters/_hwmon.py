@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from greenprint._units import uj_to_j
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._counter import Opener as Opener  # re-exported: callers pass openers
-from greenprint.meters._counter import SharedEnergy, read_int, read_text, unwrap
+from greenprint.meters._counter import SharedEnergy, WrapWatcher, read_int, read_text, unwrap
 from greenprint.meters._status import MeterStatus
 from greenprint.meters._where import (
     DEFAULT_HWMON_ROOT,
@@ -349,6 +350,12 @@ def probe_hwmon_cpu(
 class HwmonMeter(Meter):
     """Energy of one component from hwmon channels, summed: counters read, powers integrated.
 
+    A 32-bit counter wraps every 4.3 kJ (14 s at 300 W): from :meth:`start` to :meth:`close`, when
+    an energy counter's value fits 32 bits, a :class:`~greenprint.meters._counter.WrapWatcher`
+    reads the channels whenever no read came for a quarter of its wrap time at
+    :data:`MAX_PLAUSIBLE_W` (:attr:`watch_period_s`), so that no wrap is lost between reads far
+    apart; :attr:`watch_reads` counts its reads.
+
     Args:
         component: ``"cpu"`` or ``"gpu"``.
         channels: the channels to sum.
@@ -380,6 +387,17 @@ class HwmonMeter(Meter):
         self._t_last = 0.0
         self._energy = SharedEnergy(tree if component == "cpu" else None, "cpu")
         self._started = False
+        self._lock = threading.Lock()
+        self._pending_j = 0.0  # read by the watcher since the last read
+        #: seconds between the watcher's wake-ups, ``None`` without an energy channel
+        self.watch_period_s: float | None = (
+            uj_to_j(2**32) / MAX_PLAUSIBLE_W / 4
+            if any(c.kind == "energy" for c in self.channels)
+            else None
+        )
+        #: how many times the watcher read the channels because no read came for a period
+        self.watch_reads = 0
+        self._watcher: WrapWatcher | None = None
 
     @property
     def origin(self) -> Provenance:
@@ -392,11 +410,19 @@ class HwmonMeter(Meter):
         return str(self._origin)
 
     def start(self) -> None:
-        """Read the baseline of every channel."""
-        self._last = [read_hwmon_value(c.path, self._opener) for c in self.channels]
-        self._t_last = self._clock()
-        self._energy.begin()
-        self._started = True
+        """Read the baseline of every channel; watch a counter that may wrap at 32 bits."""
+        with self._lock:
+            self._last = [read_hwmon_value(c.path, self._opener) for c in self.channels]
+            self._t_last = self._clock()
+            self._pending_j = 0.0
+            self._energy.begin()
+            self._started = True
+        may_wrap = any(
+            c.kind == "energy" and 0 <= v < 2**32
+            for c, v in zip(self.channels, self._last, strict=True)
+        )
+        if may_wrap and self._watcher is None and self.watch_period_s is not None:
+            self._watcher = WrapWatcher(self, self.watch_period_s, "greenprint-hwmon-watch")
 
     def read(self) -> MeterReading:
         """Cumulative energy since :meth:`start`, in J.
@@ -406,6 +432,35 @@ class HwmonMeter(Meter):
         """
         if not self._started:
             self.start()
+        with self._lock:
+            delta_j = self._pending_j + self._step()
+            self._pending_j = 0.0
+            return self._energy.add(delta_j)
+
+    def close(self) -> None:
+        """Stop the wrap watcher (a later :meth:`start` starts another)."""
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
+    def watch_read(self, period_s: float) -> None:
+        """The watcher's turn: read the channels if no read came for ``period_s``."""
+        with self._lock:
+            if self._clock() - self._t_last < period_s:
+                return
+            try:
+                self._pending_j += self._step()
+            except MeterError as e:  # the next read() fails with it and the set falls back
+                logger.debug("hwmon watcher: %s", e)
+                return
+            self.watch_reads += 1
+
+    def _step(self) -> float:
+        """Read every channel now; the energy since the last read, in J (lock held).
+
+        Raises:
+            MeterError: a channel could not be read (nothing is changed).
+        """
         now = self._clock()
         dt = max(now - self._t_last, 0.0)
         values = [read_hwmon_value(c.path, self._opener) for c in self.channels]
@@ -417,7 +472,7 @@ class HwmonMeter(Meter):
                 delta_j += 0.5 * (max(self._last[i], 0) + max(values[i], 0)) * 1e-6 * dt
         self._last = values
         self._t_last = now
-        return self._energy.add(delta_j)
+        return delta_j
 
 
 def energy_delta_uj(last_uj: int, now_uj: int, dt_s: float, name: str = "counter") -> int:

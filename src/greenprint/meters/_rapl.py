@@ -34,7 +34,6 @@ import os
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,8 +43,14 @@ from greenprint._provenance import Provenance
 from greenprint._units import uj_to_j
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._counter import (
+    MIN_WATCH_PERIOD_S,
+    SharedEnergy,
+    WrapWatcher,
+    read_int,
+    read_text,
+)
 from greenprint.meters._counter import Opener as Opener  # re-exported: callers pass openers
-from greenprint.meters._counter import SharedEnergy, read_int, read_text
 from greenprint.meters._status import MeterStatus
 
 __all__ = [
@@ -70,8 +75,6 @@ RAPL_ROOT_ENV = "GREENPRINT_RAPL_ROOT"
 #: Above this, one RAPL domain's step is not believed (W): the largest sockets draw 500 W at TDP
 #: and about 1.5 times that in short bursts; a server's psys covers two of them and more.
 MAX_PLAUSIBLE_RAPL_W = 3000.0
-#: The wrap watcher wakes at most this often, in s (real ranges, 65.5 kJ and up, give 5.5 s).
-MIN_WATCH_PERIOD_S = 0.05
 
 # zone ids are hexadecimal: powercap names a zone "%s:%x" after its parent
 _ZONE = re.compile(r"^(?P<ctl>[a-z0-9_-]*rapl[a-z0-9_-]*):(?P<idx>[0-9a-f]+(?::[0-9a-f]+)*)$")
@@ -338,10 +341,10 @@ class RaplMeter(Meter):
     A counter can wrap only once between two reads that are less than its wrap time apart (its
     range over :data:`MAX_PLAUSIBLE_RAPL_W`: 22 s for AMD's and Intel DRAM's 65.5 kJ, 87 s for
     Intel's 262 kJ); reads further apart could hide several wraps, which no value can tell. So
-    from :meth:`start` to :meth:`close` a daemon thread wakes every quarter of the wrap time and
-    reads the counters itself whenever no read came in that long (a long ``sample_interval_s``,
-    a stalled sampler), as the kernel's perf RAPL driver polls its counters; at the usual 1 s
-    reads it only wakes. :attr:`watch_reads` counts its reads.
+    from :meth:`start` to :meth:`close` a :class:`~greenprint.meters._counter.WrapWatcher` wakes
+    every quarter of the wrap time and reads the counters itself whenever no read came in that
+    long (a long ``sample_interval_s``, a stalled sampler); at the usual 1 s reads it only wakes.
+    :attr:`watch_reads` counts its reads.
 
     Args:
         component: ``"cpu"`` (package domains) or ``"ram"`` (DRAM domains).
@@ -385,7 +388,7 @@ class RaplMeter(Meter):
         )
         #: how many times the watcher read the counters because no read came for a period
         self.watch_reads = 0
-        self._stop_watch: threading.Event | None = None
+        self._watcher: WrapWatcher | None = None
 
     @property
     def origin(self) -> Provenance:
@@ -408,16 +411,8 @@ class RaplMeter(Meter):
             self._pending_uj = 0
             self._energy.begin()
             self._started = True
-        if self._stop_watch is None and self.watch_period_s is not None:
-            stop = threading.Event()
-            thread = threading.Thread(
-                target=_watch,
-                args=(weakref.ref(self), stop, self.watch_period_s),
-                name="greenprint-rapl-watch",
-                daemon=True,
-            )
-            thread.start()
-            self._stop_watch = stop
+        if self._watcher is None and self.watch_period_s is not None:
+            self._watcher = WrapWatcher(self, self.watch_period_s, "greenprint-rapl-watch")
 
     def read(self) -> MeterReading:
         """Cumulative energy since :meth:`start`, in J.
@@ -434,9 +429,9 @@ class RaplMeter(Meter):
 
     def close(self) -> None:
         """Stop the wrap watcher (a later :meth:`start` starts another)."""
-        if self._stop_watch is not None:
-            self._stop_watch.set()
-            self._stop_watch = None
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
 
     def _step(self) -> int:
         """Read every counter now; the energy since the last read, in µJ (lock held).
@@ -454,7 +449,7 @@ class RaplMeter(Meter):
         self._t_last = t_now
         return delta_uj
 
-    def _watch_read(self, period_s: float) -> None:
+    def watch_read(self, period_s: float) -> None:
         """The watcher's turn: read the counters if no read came for ``period_s``."""
         with self._lock:
             if self._clock() - self._t_last < period_s:
@@ -465,16 +460,6 @@ class RaplMeter(Meter):
                 logger.debug("RAPL watcher: %s", e)
                 return
             self.watch_reads += 1
-
-
-def _watch(ref: weakref.ref[RaplMeter], stop: threading.Event, period_s: float) -> None:
-    """The wrap watcher's loop; ends when the meter closes or is garbage-collected."""
-    while not stop.wait(period_s):
-        meter = ref()
-        if meter is None:
-            return
-        meter._watch_read(period_s)
-        del meter
 
 
 def _step_uj(domain: RaplDomain, last_uj: int, now_uj: int, limit_uj: float) -> int:
