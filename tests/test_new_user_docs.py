@@ -11,6 +11,7 @@ help text says what the code does, and a command greenprint prints runs when pas
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -302,14 +303,30 @@ def test_examples_import_only_public_names():
 # ---------------------------------------------------------------- fpo.md and greener.md
 
 
-def test_a_factory_name_typed_wrong_gets_the_nearest_names(home):
-    """fpo.md: `greenprint fpo models:small_cnn`. With `small_cn` the error said only that
-    'models' has no attribute 'small_cn'; it now names the nearest functions of the module
-    (the same loader serves `greenprint greener`)."""
-    directory = fresh(home, "fpo-typo")
+def test_the_fpo_command_on_the_quick_start_model_counts_what_the_page_says(home):
+    """fpo.md: `count_fpo` counts forward and backward by default (the Quick start's `c.total`),
+    `greenprint fpo` an inference unless `--backward`: the page gives both counts for the Quick
+    start's model in `models.py`, and the command prints them. A factory name typed wrong
+    (`small_cn`) said only that 'models' has no attribute 'small_cn'; it now names the nearest
+    functions of the module (the same loader serves `greenprint greener`)."""
+    text = (DOCS / "fpo.md").read_text()
+    _, quick_start = next(_python_blocks(DOCS / "fpo.md"))
+    model = quick_start.split("model = ", 1)[1].split("\nc = ", 1)[0]
+    directory = fresh(home, "fpo")
     (directory / "models.py").write_text(
-        "def small_cnn():\n    pass\n\ndef big_cnn():\n    pass\n\nVERSION = 1\n"
+        f"from torch import nn\n\n\ndef small_cnn():\n    return {model}\n"
     )
+    section = text.split("## Command line", 1)[1]
+    claimed = re.search(r"`greenprint fpo\s+models:small_cnn --input-shape 8,3,32,32` counts "
+                        r"([\d,]+) FPO.*?with `--backward` ([\d,]+)", section, re.S)  # fmt: skip
+    assert claimed, "the Command line section gives the command's counts"
+    inference, training = (int(n.replace(",", "")) for n in claimed.groups())
+    # the API's default, which test_docs_examples checks (one CLI run of torch is enough here)
+    assert f"c.total            # {training}:" in quick_start
+    done = run_in(directory, GREENPRINT, "fpo", "models:small_cnn", "--input-shape", "8,3,32,32",
+                  "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["total"] == inference
     line = one_error_line(
         run_in(directory, GREENPRINT, "fpo", "models:small_cn", "--input-shape", "1,3")
     )
