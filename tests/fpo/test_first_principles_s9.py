@@ -760,3 +760,35 @@ def test_index_add_with_alpha_scales_each_source_element():
     x, src, idx = t(5, 3), t(4, 3), torch.tensor([0, 2, 2, 4])
     assert count(lambda: x.index_add(0, idx, src)).total == 12
     assert count(lambda: x.index_add(0, idx, src, alpha=2.0)).total == 24
+
+
+def test_pooling_and_cumsum_backward_by_hand():
+    """(1, 1, 5, 5), 3 x 3 windows, stride 2, padding 1, ceil_mode: 3 x 3 = 9 outputs.
+
+    max: 9 compares per output (padding included, as convolutions count padded taps: 81);
+    backward, each output's gradient added to its arg-max: 9. average: 9 adds and a division
+    per output (90); backward, the division and the 9 adds spread back per gradient element
+    (90). cumsum over 5 of a (3, 5): 15 adds (n values, n adds); its backward is a cumsum of
+    the flipped gradient: 15.
+    """
+    x = t(1, 1, 5, 5, grad=True)
+    kwargs = {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}
+    r = count(lambda: F.max_pool2d(x, **kwargs).backward(torch.ones(1, 1, 3, 3)))
+    assert (r.forward_total, r.backward_total) == (81, 9)
+    x = t(1, 1, 5, 5, grad=True)  # a fresh x: adding into an existing x.grad is 25 more
+    r = count(lambda: F.avg_pool2d(x, **kwargs).backward(torch.ones(1, 1, 3, 3)))
+    assert (r.forward_total, r.backward_total) == (90, 90)
+    y = t(3, 5, grad=True)
+    r = count(lambda: y.cumsum(1).backward(torch.ones(3, 5)))
+    assert (r.forward_total, r.backward_total) == (15, 15)
+
+
+def test_arithmetic_outside_torch_ops_is_invisible_as_docs_fpo_says():
+    """What never reaches PyTorch's dispatcher (NumPy here; a C++/CUDA extension called
+    directly, a hand-launched Triton kernel) is neither counted nor listed: docs/fpo.md's
+    Limits say so. Only the torch op around it (the add) is seen."""
+    import numpy as np
+
+    a, b = np.ones((3, 4)), np.ones((4, 5))
+    r = count(lambda: torch.from_numpy(a @ b) + 1.0)
+    assert r.total == 15 and not r.unknown_ops
