@@ -341,7 +341,12 @@ def _order_note(nvml: Any, environ: Mapping[str, str], handles: Sequence[Any]) -
         return ""
     if not any(token.strip().lstrip("-").isdigit() for token in value.split(",")):
         return ""
-    names = {str(_nvml_call(nvml, "nvmlDeviceGetName", h)) for h in handles}
+    names: set[str] = set()
+    for i, handle in enumerate(handles):
+        try:
+            names.add(str(_nvml_call(nvml, "nvmlDeviceGetName", handle)))
+        except nvml.NVMLError:  # a model unknown: the orders may differ
+            names.add(f"unknown GPU {i}")
     return ORDER_NOTE if len(names) > 1 else ""
 
 
