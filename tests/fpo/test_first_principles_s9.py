@@ -587,12 +587,15 @@ def test_cross_entropy_with_label_smoothing_by_hand():
 
     log-softmax 5NC + N; nll: negate the picked value N, mean N + 1; smooth = -sum_c logp: NC
     adds + N negations, its mean N + 1; the two scalings and the add: 3. 6NC + 5N + 5 = 110.
-    Backward: nll 2N, the smooth term's mean (N divisions... counted as its ops), log-softmax
-    4NC; checked as the sum of the ops' own rules.
+    Backward: the two scalings (2) and the mean's division (1) on scalars; nll 2N (-g / N into
+    the picked entries); the smooth term's negation N (its sum's gradient is a broadcast); the
+    two gradients of log p added, NC; log-softmax backward 4NC. 5NC + 3N + 3 = 87.
     """
     n, c = 3, 5
-    r = count(lambda: F.cross_entropy(t(n, c), torch.tensor([0, 1, 4]), label_smoothing=0.1))
-    assert r.total == 6 * n * c + 5 * n + 5 == 110
+    x = t(n, c, grad=True)
+    r = count(lambda: F.cross_entropy(x, torch.tensor([0, 1, 4]), label_smoothing=0.1).backward())
+    assert r.forward_total == 6 * n * c + 5 * n + 5 == 110
+    assert r.backward_total == 5 * n * c + 3 * n + 3 == 87
 
 
 # -- torch.compile, reduced precision --------------------------------------------------------
