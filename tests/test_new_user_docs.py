@@ -145,6 +145,29 @@ def test_run_help_says_where_the_study_comes_from(home):
         assert sorted(led.studies()) == ["default", "from-env"]
 
 
+def test_run_help_gives_the_carbon_settings_their_order(home):
+    """carbon.md: intensity, region and PUE are taken from the argument, then
+    GREENPRINT_INTENSITY / GREENPRINT_REGION / GREENPRINT_PUE, then the config file, then the
+    default. `greenprint run --help` said `--pue PUE|PRESET  Data-centre PUE [default: 1.0]`
+    (with GREENPRINT_PUE=1.5 set, a run without --pue records 1.5) and gave --region and
+    --intensity no default at all: each names the variable and the config file it reads."""
+    help_text = " ".join(run_in(home, GREENPRINT, "run", "--help").stdout.split())
+    help_text = help_text.split(" Options: ", 1)[1]
+    for option, variable in (
+        ("--region", "GREENPRINT_REGION"),
+        ("--intensity", "GREENPRINT_INTENSITY"),
+        ("--pue", "GREENPRINT_PUE"),
+    ):
+        described = help_text.split(f" {option} ", 1)[1].split(" --scope", 1)[0]
+        default = described.split("[default: ", 1)[1].split("]", 1)[0]
+        assert variable in default and "config" in default, (option, described)
+    directory = fresh(home, "pue-env")
+    env = {"GREENPRINT_PUE": "1.5"}
+    assert run_in(directory, GREENPRINT, "run", "-q", "--", "true", env=env).returncode == 0
+    with gp.Ledger(directory / "greenprint.db", create=False) as led:
+        assert [r.pue for r in led.runs()] == [1.5]
+
+
 @pytest.mark.parametrize(
     ("command", "name"),
     [

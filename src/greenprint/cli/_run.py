@@ -43,14 +43,27 @@ __all__ = ["command", "format_price_tag"]
     help="Study name [default: the parent run's, GREENPRINT_STUDY, config, 'default'].",
 )
 @ledger_option
-@click.option("--region", default=None, help="Grid region, e.g. DE, US-CA, aws:eu-west-1.")
+@click.option(
+    "--region",
+    default=None,
+    help="Grid region, e.g. DE, US-CA, aws:eu-west-1; --intensity wins over it [default: as "
+    "configured (GREENPRINT_INTENSITY or GREENPRINT_REGION, config), else the world average].",
+)
 @click.option(
     "--intensity",
     default=None,
     metavar="G_PER_KWH|CSV",
-    help="Grid intensity in g CO2-eq/kWh, or an hourly CSV (timestamp,g_per_kwh).",
+    help="Grid intensity in g CO2-eq/kWh, or an hourly CSV (timestamp,g_per_kwh) [default: "
+    "--region's, else as configured (GREENPRINT_INTENSITY or GREENPRINT_REGION, config), else "
+    "the world average].",
 )
-@click.option("--pue", default=None, metavar="PUE|PRESET", help="Data-centre PUE [default: 1.0].")
+@click.option(
+    "--pue",
+    default=None,
+    metavar="PUE|PRESET",
+    help="Data-centre PUE, a number in [1, 3] or a preset (google, aws, azure...) "
+    "[default: GREENPRINT_PUE, config, 1.0].",
+)
 @click.option(
     "--scope",
     type=click.Choice(["process", "machine"]),
