@@ -795,3 +795,41 @@ def test_arithmetic_outside_torch_ops_is_invisible_as_docs_fpo_says():
     a, b = np.ones((3, 4)), np.ones((4, 5))
     r = count(lambda: torch.from_numpy(a @ b) + 1.0)
     assert r.total == 15 and not r.unknown_ops
+
+
+def test_cudnn_rnn_on_a_packed_batch_counts_every_token():
+    """cuDNN's fused RNN on packed sequences (lengths 5 and 2: batch_sizes [2, 2, 1, 1, 1]).
+
+    The input is the 7 packed tokens; each costs ``_recurrent_step`` forward (as the CPU's
+    op-by-op packed LSTM counts: 2,156). Before s9 the rule took ``7 // 2 = 3`` steps of the
+    full batch: 6 tokens, 1,848. Backward, by hand as the LSTM backward above with T * B
+    replaced by the 7 tokens, B by the 2 sequences (each one's first step has no dh_{t-1}
+    product and no dc_prev) and T by the 5 steps the weight gradients are summed over:
+    4,300. The CUDA kernel cannot run here: the rule is called as the schema lays the
+    arguments out.
+    """
+    from greenprint.fpo.rules import RULES
+
+    i, h, g4 = 3, 4, 16
+    weights = [(g4, i), (g4, h), (g4,), (g4,)]
+    common = {"input": (7, i), "weight": weights, "weight_stride0": 4, "hx": (1, 2, h)}
+    common |= {"cx": (1, 2, h), "mode": 2, "hidden_size": h, "num_layers": 1}
+    common |= {"batch_sizes": [2, 2, 1, 1, 1], "output": (7, h), "grad_output": (7, h)}
+
+    def call(name):
+        schema = getattr(torch.ops.aten, name).default._schema
+        args = [common.get(a.name) for a in schema.arguments if not a.kwarg_only]
+        return RULES[f"aten.{name}"].fn(*args, out_shape=None)
+
+    assert call("_cudnn_rnn") == 7 * _recurrent_step(torch.nn.LSTM, i, h, True) == 2156
+    tokens, sequences, steps = 7, 2, 5
+    backward = (
+        4 * g4 * tokens * i  # dx and dW_ih, every token
+        + 2 * g4 * h * (tokens + tokens - sequences)  # dW_hh every token, dh_{t-1} past the first
+        + (steps - 1) * g4 * (i + h)  # the weight gradients summed over the steps
+        + 23 * tokens * h
+        - sequences * h
+        - 2 * sequences * h  # elementwise (h_n, c_n unused)
+        + 2 * (g4 * tokens + (steps - 1) * g4)  # the two biases
+    )
+    assert call("_cudnn_rnn_backward") == backward == 4300

@@ -14,7 +14,9 @@ direction, ``T`` steps, batch ``B``, input size ``I``, hidden size ``H`` and ``G
   requires grad and the initial state does not.
 
 ``e_f``/``e_b``/``c`` are the gate nonlinearities and cell updates: LSTM 13/23/1, GRU 10/17/1,
-RNN-tanh 2/4/0, RNN-ReLU 2/2/0.
+RNN-tanh 2/4/0, RNN-ReLU 2/2/0. A packed batch (cuDNN, sequences of different lengths) counts
+its tokens in place of ``T*B``, its sequences in place of ``B`` where a term is per sequence,
+and its longest sequence as ``T``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ def _constants(gates: int, relu: bool) -> tuple[int, int, int]:
 
 
 def rnn_layer_forward_fpo(
-    steps: int, batch: int, inp: int, hidden: int, gates: int, *, bias: bool, relu: bool = False
+    steps: int,
+    batch: int,
+    inp: int,
+    hidden: int,
+    gates: int,
+    *,
+    bias: bool,
+    relu: bool = False,
+    tokens: int | None = None,
 ) -> int:
     """Forward FPO of one recurrent layer, one direction (see the module docstring).
 
@@ -50,14 +60,16 @@ def rnn_layer_forward_fpo(
         gates: 4 (LSTM), 3 (GRU) or 1 (RNN).
         bias: the layer has biases.
         relu: an RNN with ReLU instead of tanh.
+        tokens: the tokens of a packed batch (sequences of different lengths), in place of
+            ``T * B``; every token costs the same.
 
     Returns:
         FPO.
     """
     e_f, _, _ = _constants(gates, relu)
-    t, b, i, h, g = steps, batch, inp, hidden, gates
-    total = t * (2 * g * b * i * h + 2 * g * b * h * h + e_f * b * h)
-    return total + (2 * g * t * b * h if bias else 0)
+    n, i, h, g = steps * batch if tokens is None else tokens, inp, hidden, gates
+    total = n * (2 * g * i * h + 2 * g * h * h + e_f * h)
+    return total + (2 * g * n * h if bias else 0)
 
 
 def rnn_layer_backward_fpo(
@@ -71,6 +83,7 @@ def rnn_layer_backward_fpo(
     relu: bool = False,
     grad_hy: bool = True,
     grad_cy: bool = True,
+    tokens: int | None = None,
 ) -> int:
     """Backward FPO of one recurrent layer, one direction (see the module docstring).
 
@@ -84,6 +97,9 @@ def rnn_layer_backward_fpo(
         relu: an RNN with ReLU instead of tanh.
         grad_hy: the final hidden state receives a gradient (it is used after the layer).
         grad_cy: the final cell state receives a gradient (LSTM only).
+        tokens: the tokens of a packed batch, in place of ``T * B``; ``batch`` is then the
+            number of sequences (each one's first step has no ``dh_{t-1}`` product) and
+            ``steps`` the longest one (the weight gradients are summed over the steps).
 
     Returns:
         FPO.
@@ -91,15 +107,16 @@ def rnn_layer_backward_fpo(
     _, e_b, c = _constants(gates, relu)
     unused = (not grad_hy) + (gates == 4 and not grad_cy)
     t, b, i, h, g = steps, batch, inp, hidden, gates
+    n = t * b if tokens is None else tokens
     total = (
-        4 * g * t * b * i * h
-        + (4 * g * t - 2 * g) * b * h * h
-        + e_b * t * b * h
+        4 * g * n * i * h
+        + (4 * g * n - 2 * g * b) * h * h
+        + e_b * n * h
         - c * b * h
         + g * (t - 1) * (h * h + i * h)
         - unused * b * h
     )
-    return total + (2 * g * t * b * h + 2 * g * (t - 1) * h if bias else 0)
+    return total + (2 * g * n * h + 2 * g * (t - 1) * h if bias else 0)
 
 
 def _mkldnn_dims(
@@ -178,17 +195,24 @@ def _cudnn_layers(
     hx: tuple[int, ...],
     mode: int,
     hidden_size: int,
-) -> list[tuple[int, int, int, int, bool, bool]]:
-    """(T, B, I, gates, bias, relu) for every layer and direction of a cuDNN RNN call."""
+    batch_sizes: Any = None,
+) -> list[tuple[int, int, int, int, bool, bool, int]]:
+    """(T, B, I, gates, bias, relu, tokens) for every layer and direction of a cuDNN RNN call.
+
+    A packed input (``batch_sizes``: sequences still running at each step) is the ``tokens``
+    of all its sequences, ``T`` the longest, ``B`` the number of sequences.
+    """
     gates = _CUDNN_GATES.get(mode, 4)
     batch = hx[1] if len(hx) == 3 else 1
     shapes = list(weights) if isinstance(weights, list) else []
     stride = max(1, int(stride))
+    packed = [int(n) for n in batch_sizes] if isinstance(batch_sizes, list) else []
+    tokens = numel(input) // max(1, input[-1])  # every row of the input is one token
+    steps = len(packed) if packed else tokens // max(1, batch)
     layers = []
     for start in range(0, len(shapes), stride):
         w_ih = shapes[start]
-        steps = numel(input) // max(1, batch * input[-1])
-        layers.append((steps, batch, w_ih[1], gates, stride >= 4, mode == 0))
+        layers.append((steps, batch, w_ih[1], gates, stride >= 4, mode == 0, tokens))
     return layers
 
 
@@ -202,14 +226,21 @@ def cudnn_rnn_rule(
     cx: Any,
     mode: int,
     hidden_size: int,
+    proj_size: Any = 0,
+    num_layers: Any = 1,
+    batch_first: Any = False,
+    dropout: Any = 0.0,
+    train: Any = True,
+    bidirectional: Any = False,
+    batch_sizes: Any = None,
     *args: Any,
     **kwargs: Any,
 ) -> int:
     """The fused cuDNN RNN (all layers and directions): the sum of the per-layer forwards."""
     return sum(
-        rnn_layer_forward_fpo(t, b, i, hidden_size, g, bias=bias, relu=relu)
-        for t, b, i, g, bias, relu in _cudnn_layers(
-            input, weight, weight_stride0, hx, mode, hidden_size
+        rnn_layer_forward_fpo(t, b, i, hidden_size, g, bias=bias, relu=relu, tokens=n)
+        for t, b, i, g, bias, relu, n in _cudnn_layers(
+            input, weight, weight_stride0, hx, mode, hidden_size, batch_sizes
         )
     )
 
@@ -228,6 +259,13 @@ def cudnn_rnn_backward_rule(
     grad_cy: Any,
     mode: int,
     hidden_size: int,
+    proj_size: Any = 0,
+    num_layers: Any = 1,
+    batch_first: Any = False,
+    dropout: Any = 0.0,
+    train: Any = True,
+    bidirectional: Any = False,
+    batch_sizes: Any = None,
     *args: Any,
     **kwargs: Any,
 ) -> int:
@@ -243,8 +281,9 @@ def cudnn_rnn_backward_rule(
             relu=relu,
             grad_hy=grad_hy is not None,
             grad_cy=grad_cy is not None,
+            tokens=n,
         )
-        for t, b, i, g, bias, relu in _cudnn_layers(
-            input, weight, weight_stride0, hx, mode, hidden_size
+        for t, b, i, g, bias, relu, n in _cudnn_layers(
+            input, weight, weight_stride0, hx, mode, hidden_size, batch_sizes
         )
     )
