@@ -58,10 +58,11 @@ class CostAccount:
             interval_j += delta
             powers[component] = delta / dt if dt > 0 else 0.0
         self.last_t = max(now, t0)
+        kwh = j_to_kwh(interval_j)
+        # a wall clock stepped back (NTP) still charges the energy it read, at the last time
+        self.emissions_g += self.intensity.emissions_g(t0, max(now, t0), kwh * self.pue)
         if dt <= 0:
             return None
-        kwh = j_to_kwh(interval_j)
-        self.emissions_g += self.intensity.emissions_g(t0, now, kwh * self.pue)
         return PowerSample(
             t0=t0,
             t1=now,

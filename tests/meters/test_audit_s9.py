@@ -492,3 +492,22 @@ def test_a_32_bit_hwmon_counter_wrapping_twice_between_two_reads_is_counted_in_f
         assert meter.read().machine_j == pytest.approx(4800.0)
     finally:
         meter.close()
+
+
+def test_energy_read_after_the_wall_clock_stepped_back_still_has_its_emissions():
+    # samples are stamped with the wall clock (time.time), which an NTP step can move back; the
+    # energy of such an interval was added to energy_kwh but its CO2-eq dropped, so emissions
+    # fell short of energy x PUE x intensity (by every interval until the clock caught up)
+    from greenprint._accounting import CostAccount
+    from greenprint.carbon import Intensity
+    from greenprint.meters import MeterReading
+
+    kwh_j = 3.6e6
+    account = CostAccount(
+        scope="machine", intensity=Intensity(400.0, "argument"), pue=1.5, t0=1000.0
+    )
+    account.add(1001.0, {"cpu": MeterReading(1 * kwh_j)})
+    account.add(995.0, {"cpu": MeterReading(2 * kwh_j)})  # the clock stepped back 6 s
+    account.add(1002.0, {"cpu": MeterReading(3 * kwh_j)})
+    assert account.energy_kwh == pytest.approx(3.0)
+    assert account.emissions_kg == pytest.approx(3.0 * 1.5 * 400.0 / 1000.0)
