@@ -418,3 +418,18 @@ def test_greener_checks_its_output_folder_before_measuring(home):
     assert "notes.txt exists and is not a directory" in line
     assert sorted(p.name for p in directory.iterdir()) == ["models.py", "notes.txt"]
     assert (directory / "notes.txt").read_text() == "mine\n"
+
+
+def test_log_report_with_the_ledger_first_says_the_order(home, monkeypatch):
+    """report.md builds a report as `build_report("report-demo.db", "sweep")`, ledger first;
+    integrations.md logs one to MLflow as `log_report("mlflow-demo", "greenprint.db")`, study
+    first. A reader who kept report.md's order got 'no ledger at .../sweep' (the study taken
+    for the ledger); the error says which comes first, before any MLflow run is needed."""
+    gp_mlflow = pytest.importorskip("greenprint.integrations.mlflow")
+    directory = fresh(home, "mlflow-order")
+    with gp.track("t", study="sweep", ledger=directory / "report-demo.db") as run:
+        run.log(accuracy=0.9)
+    monkeypatch.chdir(directory)
+    with pytest.raises(gp.ConfigError, match=r"log_report\('sweep', 'report-demo.db'\)"):
+        gp_mlflow.log_report("report-demo.db", "sweep")
+    assert sorted(p.name for p in directory.iterdir() if "mlruns" in p.name) == []

@@ -238,10 +238,22 @@ def log_report(
         LedgerError: the ledger cannot be read, or the study is not in it.
         ReportError: an unknown format.
     """
+    import os
     from pathlib import Path
 
     from greenprint.report import build_report, write_report
 
+    if (  # build_report's order (ledger, study): a file given as the study, no ledger there
+        isinstance(study, str)
+        and os.path.isfile(study)
+        and isinstance(ledger, str)
+        and "://" not in ledger
+        and not os.path.exists(ledger)
+    ):
+        raise ConfigError(
+            f"log_report takes the study first, then the ledger: {study!r} is a file and there "
+            f"is no ledger at {ledger!r}; call log_report({ledger!r}, {study!r})"
+        )
     client = _client(client)
     mlflow_run = _run_id(client, run_id)
     report = build_report(ledger, study, **report_options)
