@@ -833,3 +833,33 @@ def test_cudnn_rnn_on_a_packed_batch_counts_every_token():
         + 2 * (g4 * tokens + (steps - 1) * g4)  # the two biases
     )
     assert call("_cudnn_rnn_backward") == backward == 4300
+
+
+# -- binary cross-entropy, unpooling ---------------------------------------------------------
+
+
+def test_binary_cross_entropy_by_torchs_formula():
+    """torch computes ``(t - 1) * max(log(1 - x), -100) - t * max(log(x), -100)``: per element
+    t - 1, 1 - x, two logs, two clamps, two products, the subtraction: 9 (before s9: 7, which
+    also missed the 1 - x of the textbook form); + 1 with weights; mean: N adds + 1.
+    Backward ``g * (x - t) / max((1 - x) x, eps)``: subtract, 1 - x, multiply, clamp, divide,
+    times g: 6 (before s9: 5); + 1 with weights; + 1 for the mean's division.
+    With logits: ``(1 - t) x - log_sigmoid(x)``: log-sigmoid 6 (as its own rule), 1 - t,
+    multiply, subtract: 9 (before s9: 7). (3, 4): N = 12.
+    """
+    x, target, w = torch.rand(3, 4, requires_grad=True), torch.rand(3, 4), torch.rand(3, 4)
+    r = count(lambda: F.binary_cross_entropy(x, target).backward())
+    assert (r.forward_total, r.backward_total) == (9 * 12 + 12 + 1, 6 * 12 + 12)
+    x.grad = None
+    r = count(lambda: F.binary_cross_entropy(x, target, weight=w, reduction="sum").backward())
+    assert (r.forward_total, r.backward_total) == (10 * 12 + 12, 7 * 12)
+    r = count(lambda: F.binary_cross_entropy_with_logits(x.detach(), target))
+    assert r.total == 9 * 12 + 12 + 1
+
+
+def test_max_unpooling_moves_values_and_computes_nothing():
+    """``max_unpool2d`` writes each value at its index into zeros (a scatter without
+    accumulation, 0 by rule like index_put); before s9 it counted one add per value."""
+    pooled, idx = F.max_pool2d(t(1, 1, 4, 4), 2, return_indices=True)
+    r = count(lambda: F.max_unpool2d(pooled, idx, 2))
+    assert r.total == 0 and "aten.max_unpool2d" in r.zero_ops

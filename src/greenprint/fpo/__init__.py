@@ -45,7 +45,7 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   mask in the forward). The fused GPU backward overloads also recompute the probabilities
   (2 per score) and, as in FlopCounterMode, the score product.
 * Losses: mse 2 per element (+ the reduction); nll 1 per target (+1 with class weights);
-  cross-entropy is log-softmax + nll; binary cross-entropy 7 per element.
+  cross-entropy is log-softmax + nll; binary cross-entropy 9 per element.
 * Pooling: max pooling one compare per window element per output; average pooling one add per
   window element + one division per output; adaptive pooling uses the exact windows.
 * Interpolation per output element: nearest 0, linear 3, bilinear 9, trilinear 21 (lerps,

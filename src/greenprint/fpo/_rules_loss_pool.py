@@ -85,10 +85,14 @@ def smooth_l1_backward_rule(grad_output: Any, self: tuple[int, ...], *a: Any, **
 def bce_rule(
     self: tuple[int, ...], target: Any, weight: Any = None, *args: Any, **kwargs: Any
 ) -> int:
-    """7N (two logs, two products, 1 - t, add, negate), + N with weights, reduced (mean)."""
+    """9N, + N with weights, reduced (mean by default).
+
+    torch's formula ``(t - 1) * max(log(1 - x), -100) - t * max(log(x), -100)``: t - 1,
+    1 - x, two logs, two clamps, two products, the subtraction.
+    """
     n = numel(self)
     reduction = args[-1] if args and isinstance(args[-1], int) else kwargs.get("reduction", 1)
-    return 7 * n + (n if weight is not None else 0) + _reduce(n, reduction)
+    return 9 * n + (n if weight is not None else 0) + _reduce(n, reduction)
 
 
 @register_rule("aten.binary_cross_entropy_with_logits")
@@ -100,10 +104,12 @@ def bce_with_logits_rule(
     reduction: int = 1,
     **kwargs: Any,
 ) -> int:
-    """As :func:`bce_rule`; with ``pos_weight`` + 3N + one subtract per ``pos_weight`` element.
+    """9N as :func:`bce_rule`; with ``pos_weight`` + 3N + one subtract per ``pos_weight`` element.
 
-    ``pos_weight`` scales the log-sigmoid term by ``(pos_weight - 1) * target + 1``: the
-    subtract on ``pos_weight``, then a multiply, an add and the scaling multiply per element.
+    ``(1 - t) * x - log_sigmoid(x)``: log-sigmoid 6 (as ``log_sigmoid_forward``), 1 - t, the
+    product, the subtraction. ``pos_weight`` scales the log-sigmoid term by ``(pos_weight - 1)
+    * target + 1``: the subtract on ``pos_weight``, then a multiply, an add and the scaling
+    multiply per element.
     """
     n = numel(self)
     extra = 3 * n + numel(pos_weight) if pos_weight is not None else 0
@@ -111,9 +117,17 @@ def bce_with_logits_rule(
 
 
 @register_rule("aten.binary_cross_entropy_backward")
-def bce_backward_rule(grad_output: Any, self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-    """5N: ``g * (x - t) / (x * (1 - x))``."""
-    return 5 * numel(self)
+def bce_backward_rule(
+    grad_output: Any,
+    self: tuple[int, ...],
+    target: Any = None,
+    weight: Any = None,
+    reduction: int = 1,
+    **kwargs: Any,
+) -> int:
+    """6N: ``g * (x - t) / max((1 - x) * x, eps)``; + N with weights, + N for the mean."""
+    n = numel(self)
+    return 6 * n + (n if weight is not None else 0) + (n if reduction == 1 else 0)
 
 
 # -- pooling ---------------------------------------------------------------------------------
@@ -148,8 +162,6 @@ def max_pool3d_rule(
         "aten.max_pool3d_with_indices_backward",
         "aten.adaptive_max_pool2d_backward",
         "aten.adaptive_max_pool3d_backward",
-        "aten.max_unpool2d",
-        "aten.max_unpool3d",
     ]
 )
 def max_pool_backward_rule(grad_output: tuple[int, ...], *args: Any, **kwargs: Any) -> int:

@@ -338,7 +338,8 @@ _ZERO = """
     cat stack split split_with_sizes unsafe_split unsafe_split_with_sizes chunk unsafe_chunk
     unbind narrow flip roll repeat repeat_interleave constant_pad_nd reflection_pad1d
     reflection_pad2d reflection_pad3d replication_pad1d replication_pad2d replication_pad3d
-    im2col pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle
+    im2col pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle max_unpool2d
+    max_unpool3d
     empty empty_like empty_strided new_empty new_empty_strided zeros zeros_like new_zeros ones
     ones_like new_ones full full_like new_full scalar_tensor arange linspace logspace eye fill
     fill_ zero_
