@@ -399,6 +399,7 @@ def test_the_demo_refusing_a_ledger_names_options_its_help_lists(home):
     )
     with gp.Ledger(directory / "d.db", create=False) as led:
         assert [r.name for r in led.runs()] == ["old"]  # nothing added
+    assert not (directory / "greenprint-report").exists()  # no empty report folder left
 
 
 def test_greener_checks_its_output_folder_before_measuring(home):

@@ -184,16 +184,23 @@ def run_demo(
     ensure("sklearn", extra="demo", purpose="greenprint demo", package="scikit-learn")
     from greenprint.ledger import Ledger
     from greenprint.report import build_report, write_report
-    from greenprint.report._formats import prepare_out_dir
+    from greenprint.report._formats import check_out_dir, prepare_out_dir
 
-    out = prepare_out_dir(out_dir)
-    ledger_path = Path(ledger) if ledger is not None else _fresh_ledger_path(out)
-    led = Ledger(ledger_path)
-    if study in led.studies():
-        led.close()
-        raise ConfigError(
-            f"ledger {ledger_path} already holds a study {study!r}; give a new --ledger or --study"
-        )
+    check_out_dir(out_dir)  # creates nothing: a refused demo leaves no empty folder
+    if ledger is not None:
+        ledger_path = Path(ledger)
+        led = Ledger(ledger_path)
+        if study in led.studies():
+            led.close()
+            raise ConfigError(
+                f"ledger {ledger_path} already holds a study {study!r}; give a new --ledger "
+                "or --study"
+            )
+        out = prepare_out_dir(out_dir)
+    else:
+        out = prepare_out_dir(out_dir)
+        ledger_path = _fresh_ledger_path(out)
+        led = Ledger(ledger_path)
     import torch
 
     previous_threads = torch.get_num_threads()
