@@ -23,6 +23,7 @@ the truth of every energy figure is power x time:
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -33,12 +34,12 @@ from typing import Any
 import pytest
 
 from _clean_env import clean_env
+from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
 from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
 from _report_cli import report_text as _text
-from _report_cli import run_in
 from greenprint.analysis import expected_max_performance
 
 #: Where the constant-power meter of the tracker tests lives (the scripts import it).
@@ -149,6 +150,71 @@ print(json.dumps([{"number": t.number, "state": t.state.name, "value": t.value,
 """
 
 
+GREENER_MODELS = """
+import torch
+from torch import nn
+
+
+def data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 16, generator=g)
+    return x, (x.sum(dim=1) > 0).long()
+
+
+def trained():
+    torch.manual_seed(0)
+    x, y = data()
+    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+def batches():
+    x, y = data()
+    return [(x[i:i + 64], y[i:i + 64]) for i in range(0, 256, 64)]
+"""
+
+GREENER_SCRIPT = """
+import json
+import torch
+from torch import nn
+import greenprint as gp
+from greenprint import greener
+from models import batches, data, trained
+
+x, y = data()
+with gp.track("train", study="green", role="baseline") as run:  # the model, trained
+    model = trained()
+    run.log(accuracy=(model(x).argmax(1) == y).float().mean().item())
+
+
+def accuracy(m):
+    with torch.inference_mode():
+        return (m(x).argmax(dim=1) == y).float().mean().item()
+
+
+def fine_tune(m):
+    opt = torch.optim.SGD(m.parameters(), lr=0.05)
+    for _ in range(20):
+        opt.zero_grad()
+        nn.functional.cross_entropy(m(x), y).backward()
+        opt.step()
+
+
+student = nn.Sequential(nn.Linear(16, 4), nn.ReLU(), nn.Linear(4, 2))
+result = greener.compare(
+    model, accuracy, x[:64],
+    [greener.dynamic_int8(), greener.prune_unstructured(0.5, fine_tune=fine_tune),
+     greener.distilled(student, batches(), epochs=3, lr=1e-2)],
+    study="green", ledger="greenprint.db", metric="accuracy", min_time_s=0.1, num_threads=1)
+print(json.dumps({"run": result.run_id, "front": list(result.front)}))
+"""
+
+
 # ------------------------------------------------------------------------------- helpers
 def _script(text: str) -> str:
     return text.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
@@ -225,6 +291,25 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict,
     built = {"trials": json.loads(done.stdout.splitlines()[-1]), "killed_at": killed_at}
     return home, built, _report(home, "--study", "resumed", "--group-by", "params.model",
                                 "--no-plots")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def greener_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """A trained model (a baseline run), ``greener.compare`` of its int8, pruned (fine-tuned)
+    and distilled variants, then ``greenprint greener`` of its int8 and pruned ones."""
+    pytest.importorskip("torch")
+    home = _empty(tmp_path_factory, "shapes4-greener")
+    (home / "models.py").write_text(GREENER_MODELS, encoding="utf-8")
+    (home / "compare.py").write_text(GREENER_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "compare.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = json.loads(done.stdout.splitlines()[-1])
+    done = run_in(home, GREENPRINT, "greener", "models.py:trained", "--data", "models.py:batches",
+                  "--variants", "dynamic-int8,prune-50", "--min-time", "0.05", "--threads", "1",
+                  "--study", "green", "--name", "greener-cli", "--out", "gout")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    built["cli"] = json.loads((home / "gout" / "greener.json").read_text(encoding="utf-8"))
+    return home, built, _report(home, "--study", "green", "--no-plots")
 
 
 # ------------------------------------------------------------------------------- nested search
@@ -311,3 +396,89 @@ def test_a_trial_killed_mid_run_is_lost_counted_and_scores_nothing(resumed_study
     _in_every_format(home, "comprised 6 trials (5 finished, 1 lost) in 6 runs")
     _price_tag_lines_have_units(md)
     _export_reads_as_the_report(home, "resumed", report)
+
+
+# ------------------------------------------------------------------------------- greener
+#: A number with an energy or a CO2-eq unit, as the reports write them.
+_ENERGY = r"\d+(?:\.\d+)? (?:nWh|µWh|mWh|Wh|kWh|MWh)"
+_CO2 = r"\d+(?:\.\d+)? (?:ng|µg|mg|g|kg|t) CO2-eq"
+
+
+def _per_inference(row: dict) -> float:
+    return row["energy_kwh_per_1000"] / 1000
+
+
+def test_greener_break_evens_add_up_by_hand(greener_study):
+    """Each variant's break-even is its extra training energy over its saving per inference
+    against the baseline (never without a saving, 0 without training), in the JSON and the
+    tables; the comparisons' runs are the price tag's greener role, the trained model its
+    baseline; both comparisons (the API's and the CLI's) are in the report."""
+    home, built, report = greener_study
+    compared = {g["run_id"]: g for g in report["greener"]}
+    assert sorted(compared) == sorted([built["run"], built["cli"]["run_id"]])
+    md = _text(home, "md")
+    for result in compared.values():
+        rows = {r["name"]: r for r in result["rows"]}
+        base = _per_inference(rows["baseline"])
+        for name, row in rows.items():
+            if name == "baseline":
+                assert row["break_even_inferences"] is None
+                continue
+            saving = base - _per_inference(row)
+            training = row["training_energy_kwh"]
+            if not training:
+                assert row["break_even_inferences"] == 0.0, name
+            elif saving > 0:
+                expected = training / saving
+                assert row["break_even_inferences"] == pytest.approx(expected, rel=1e-9), name
+            else:
+                assert row["break_even_inferences"] is None, name
+        section = md[md.index(f"\n## Greener variants (run {result['run_id'][:8]})\n") :]
+        section = section[: section.index("Provenance:")]
+        for name, row in rows.items():
+            line = next(x for x in section.splitlines() if x.startswith("| ") and f" {name} |" in x)
+            cell = line.rstrip(" |").rsplit(" | ", 1)[1]
+            if name == "baseline":
+                assert cell == "-"
+            elif row["break_even_inferences"] is None or (
+                not row["training_energy_kwh"] and _per_inference(row) >= base
+            ):
+                assert cell == "never", (name, cell)
+            elif not row["training_energy_kwh"]:
+                assert cell == "0", (name, cell)
+    api = {r["name"]: r for r in compared[built["run"]]["rows"]}
+    assert (
+        api["prune-50%"]["training_energy_kwh"] > 0 and api["distilled"]["training_energy_kwh"] > 0
+    )
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"]["baseline"] == 1 and tag["total"]["trials"] == 0
+    greener_roots = [r for r in report["runs"] if r["role"] == "greener" and r["parent_id"] is None]
+    assert sorted(r["id"] for r in greener_roots) == sorted(compared)
+    assert tag["by_role"]["greener"]["energy_kwh"] == pytest.approx(
+        sum(r["energy_kwh"] for r in greener_roots), rel=1e-9
+    )
+    _price_tag_lines_have_units(md)
+    _export_reads_as_the_report(home, "green", report)
+
+
+def test_greener_sections_write_every_number_with_its_unit(greener_study):
+    """The lines under each greener table give the extra training as the report writes
+    energy and CO2-eq ('775 µWh, 373 µg CO2-eq', read '0.000775 Wh, 0.000373 g CO2-eq'); each
+    comparison's figure says which run it is (two read the same title); with a baseline that
+    scored and no trial, the final run is not identified because there is no trial and no
+    run with role 'final' (read 'no finished run has a score': the baseline and every
+    variant had one)."""
+    home, built, report = greener_study
+    md = _text(home, "md")
+    details = [x for x in md.splitlines() if x.startswith("- ") and "training " in x]
+    assert len(details) == 2  # prune-50% (fine-tuned) and distilled
+    for line in details:
+        assert re.search(rf"training {_ENERGY}, {_CO2} \(runs ", line), line
+    titles = [f["title"] for f in report["figures"] if f["id"].startswith("greener")]
+    assert len(titles) == 2 and len(set(titles)) == 2, titles
+    for run_id in (built["run"], built["cli"]["run_id"]):
+        assert any(run_id[:8] in t for t in titles), titles
+    for fmt in ("md", "html", "latex"):
+        page = _text(home, fmt)
+        assert "no finished run has a score" not in page, fmt
+    assert "no finished trial has a score and no run has role 'final'" in md

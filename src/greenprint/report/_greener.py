@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from greenprint._format import format_emissions, format_energy
 from greenprint._records import RunRecord
 from greenprint.greener._result import (
     GreenerResult,
@@ -88,7 +89,9 @@ def greener_figure(result: GreenerResult, index: int = 0) -> Figure | None:
     better = "higher" if result.mode == "max" else "lower"
     return Figure(
         id="greener" if index == 0 else f"greener_{index + 1}",
-        title="Greener variants: score against energy per 1,000 inferences",
+        # the run, as its section's title says: a study of two comparisons had two figures
+        # of one title
+        title=f"{_title(result)}: score against energy per 1,000 inferences",
         caption=(
             f"Each point is a variant of the model ({result.metric}, {better} is better); the "
             "line joins the Pareto front: no other variant scores better for less energy."
@@ -122,8 +125,8 @@ def _details(result: GreenerResult) -> list[str]:
         parts.extend(r.notes)
         if r.training_energy_kwh:
             parts.append(
-                f"training {r.training_energy_kwh * 1e3:.3g} Wh, "
-                f"{r.training_emissions_kg * 1e3:.3g} g CO2-eq "
+                f"training {format_energy(r.training_energy_kwh)}, "
+                f"{format_emissions(r.training_emissions_kg)} "
                 f"(runs {', '.join(i[:8] for i in r.training_run_ids) or '-'}); "
                 + (
                     "never paid back (no saving per inference)"
