@@ -115,7 +115,10 @@ def final_sentence(report: Report) -> str:
             "(gp.track(..., role='final'))."
         )
     if final is None:
-        return "The final run is not identified (no finished run has a score)."
+        return (
+            "The final run is not identified (no finished trial has a score and no run has "
+            "role 'final')."
+        )
     how = (
         "chosen"
         if final.chosen
