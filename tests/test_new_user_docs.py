@@ -212,6 +212,22 @@ def test_a_script_given_as_the_command_gets_a_hint(home, command, hint):
     assert sorted(p.name for p in directory.iterdir()) == ["train.py"]
 
 
+def test_a_ledger_set_in_the_project_config_is_one_ledger_for_the_project(home):
+    """ledger.md: with no location, greenprint uses `ledger = ...` in the nearest
+    greenprint.toml. A relative path there was taken from the working directory: the same
+    project file put `runs.db` in every folder a command ran from, while carbon.md's relative
+    CSV path in that file is relative to the file. Both are relative to the file now."""
+    project = fresh(home, "project")
+    (project / "greenprint.toml").write_text('ledger = "runs.db"\nstudy = "proj"\n')
+    (project / "src").mkdir()
+    done = run_in(project / "src", GREENPRINT, "run", "-q", "--", "true")
+    assert done.returncode == 0, done.stderr
+    assert not (project / "src" / "runs.db").exists()
+    listed = run_in(project, GREENPRINT, "ledger", "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["study"] for r in json.loads(listed.stdout)] == ["proj"]
+
+
 # ---------------------------------------------------------------- ledger.md
 
 

@@ -134,8 +134,21 @@ class Config:
 
     @property
     def ledger(self) -> str:
-        """The ledger path or URL to use when none is given (``./greenprint.db`` by default)."""
-        return self.values.get("ledger", DEFAULT_LEDGER)
+        """The ledger path or URL to use when none is given (``./greenprint.db`` by default).
+
+        A relative path set in a config file is relative to that file's folder (as a relative
+        intensity CSV there is), so one project file names one ledger from every folder; one
+        from ``GREENPRINT_LEDGER`` is relative to the working directory.
+        """
+        value = self.values.get("ledger")
+        if value is None:
+            return DEFAULT_LEDGER
+        source = self.sources.get("ledger", "")
+        if not source.startswith("file:") or ":" in value or value.startswith("~"):
+            return value  # the environment's, a URL (sqlite:///..., postgresql://...), ~/...
+        if os.path.isabs(value):
+            return value
+        return str(Path(source[len("file:") :]).parent / value)
 
 
 def _find_file(start: Path) -> tuple[Path, dict[str, Any]] | None:
