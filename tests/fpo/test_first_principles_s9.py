@@ -863,3 +863,24 @@ def test_max_unpooling_moves_values_and_computes_nothing():
     pooled, idx = F.max_pool2d(t(1, 1, 4, 4), 2, return_indices=True)
     r = count(lambda: F.max_unpool2d(pooled, idx, 2))
     assert r.total == 0 and "aten.max_unpool2d" in r.zero_ops
+
+
+# -- complex tensors: counted as real, and said so ------------------------------------------
+
+
+def test_ops_on_complex_tensors_are_listed_as_counted_as_real():
+    """A complex multiply is 6 real FPO (4 MUL, 2 ADD), a complex multiply-add 8; greenprint
+    counts complex elementwise ops and products as if real (docs/fpo.md, Limits). The result
+    says which ops that was, in ``complex_ops`` (op -> calls), the table and the JSON, as it
+    says which ops have no rule; the FFT rules count real FPO on complex data and are not
+    listed, and neither are real ops. Before s9 nothing in the result said so.
+    """
+    a = torch.randn(2, 3, dtype=torch.complex64)
+    b = torch.randn(3, 4, dtype=torch.complex64)
+    r = count(lambda: (a @ b, a * a, torch.fft.fft(torch.randn(8)), torch.randn(3) + 1.0))
+    assert r.complex_ops == {"aten.mm": 1, "aten.mul": 1}
+    assert r.by_op["aten.mm"] == 2 * 2 * 3 * 4  # the real convention, as documented
+    assert "COMPLEX" in r.table() and "aten.mm x1" in r.table()
+    assert r.to_dict()["complex_ops"] == {"aten.mm": 1, "aten.mul": 1}
+    assert r.times(3).complex_ops == {"aten.mm": 3, "aten.mul": 3}
+    assert count(lambda: torch.randn(2, 3) @ torch.randn(3, 4)).complex_ops == {}

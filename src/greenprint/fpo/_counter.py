@@ -60,6 +60,9 @@ _PASSTHROUGH = {
     torch.ops.prim.layout.default,
 }
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
+# Rules that count real FPO on complex data (the FFTs); other ops on complex tensors are
+# counted as if real and listed in FPOResult.complex_ops.
+_REAL_ON_COMPLEX = frozenset({"aten._fft_c2c", "aten._fft_r2c", "aten._fft_c2r"})
 _NO_SEQ = 2**64 - 1  # AccumulateGrad nodes have no sequence number
 
 
@@ -144,6 +147,7 @@ class FPOCounter:
             calls=dict(self._calls),
             by_op_phase=by_op_phase,
             by_module_phase=by_module_phase,
+            complex_ops=dict(self._complex),
         )
 
     @property
@@ -238,6 +242,12 @@ class FPOCounter:
                 len(self._unknown),
                 ", ".join(f"{op} x{n}" for op, n in sorted(self._unknown.items())),
             )
+        if self._complex and exc_type is None:
+            logger.warning(
+                "%d op(s) ran on complex tensors and are counted as if real (too low): %s",
+                len(self._complex),
+                ", ".join(f"{op} x{n}" for op, n in sorted(self._complex.items())),
+            )
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -266,6 +276,7 @@ class FPOCounter:
     _module: dict[str, list[int]]  # module -> [forward, backward, recompute] FPO
     _calls: dict[str, int]
     _unknown: dict[str, int]
+    _complex: dict[str, int]  # op -> calls on complex tensors, counted as if real
     _matmul: int
     _recompute: int  # backward FPO that re-ran forward ops (activation checkpointing)
     _forced_phase: int | None
@@ -286,6 +297,7 @@ class FPOCounter:
         self._module = {}
         self._calls = {}
         self._unknown = {}
+        self._complex = {}
         self._matmul = 0
         self._recompute = 0
         self._forced_phase = None
@@ -432,7 +444,7 @@ class FPOCounter:
             entry = self._op[name] = [0, 0, 0]
         if rule.is_zero:
             return
-        floating = [False]
+        floating = [False, False]  # any floating (or complex) tensor; any complex tensor
         s_args = _shapes(args, floating)
         s_kwargs = {k: _shapes(v, floating) for k, v in kwargs.items()}
         s_out = _shapes(out, floating)
@@ -448,6 +460,8 @@ class FPOCounter:
             fpo = int(value) if floating[0] else 0
         if not fpo:
             return
+        if floating[1] and name not in _REAL_ON_COMPLEX:
+            self._complex[name] = self._complex.get(name, 0) + 1
         if self._forced_phase is not None:
             phase = self._forced_phase
         elif self._optimizer_depth:
@@ -507,9 +521,15 @@ def _chain_of(name: str) -> tuple[str, ...]:
 
 
 def _shapes(value: Any, floating: list[bool]) -> Any:
-    """Tensors -> shapes (tuples), lists/tuples -> lists; notes whether any tensor is floating."""
+    """Tensors -> shapes (tuples), lists/tuples -> lists.
+
+    Notes in ``floating`` whether any tensor is floating or complex (``[0]``) and whether any
+    is complex (``[1]``).
+    """
     if isinstance(value, torch.Tensor):
-        if value.is_floating_point() or value.is_complex():
+        if value.is_complex():
+            floating[0] = floating[1] = True
+        elif value.is_floating_point():
             floating[0] = True
         try:
             return value.shape

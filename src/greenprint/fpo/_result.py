@@ -44,6 +44,10 @@ class FPOResult:
         by_module_phase: module -> {"forward": FPO, "backward": FPO, "recompute": FPO}
             (recompute is part of backward).
         steps: how many identical steps the counts cover (see :func:`training_fpo`).
+        complex_ops: op -> number of calls, for ops that ran on complex tensors and are
+            counted as if real (one FPO per complex add or multiply, ``2mkn`` per complex
+            product; in real FPO a complex multiply is 6, a multiply-add 8): the counts of
+            these ops are too low. The FFT rules count real FPO and are not listed.
     """
 
     total: int
@@ -60,6 +64,7 @@ class FPOResult:
     by_op_phase: dict[str, dict[str, int]] = field(default_factory=dict)
     by_module_phase: dict[str, dict[str, int]] = field(default_factory=dict)
     steps: int = 1
+    complex_ops: dict[str, int] = field(default_factory=dict)
 
     @property
     def forward_by_module(self) -> dict[str, int]:
@@ -119,6 +124,7 @@ class FPOResult:
             by_op_phase={k: mul(v) for k, v in self.by_op_phase.items()},
             by_module_phase={k: mul(v) for k, v in self.by_module_phase.items()},
             steps=self.steps * steps,
+            complex_ops=mul(self.complex_ops),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +145,7 @@ class FPOResult:
             "calls": dict(self.calls),
             "by_op_phase": {k: dict(v) for k, v in self.by_op_phase.items()},
             "by_module_phase": {k: dict(v) for k, v in self.by_module_phase.items()},
+            "complex_ops": dict(self.complex_ops),
         }
 
     def table(self, *, by: str = "module", depth: int | None = None) -> str:
@@ -239,6 +246,12 @@ class FPOResult:
         if self.unknown_ops:
             listed = ", ".join(f"{op} x{n}" for op, n in sorted(self.unknown_ops.items()))
             lines.append(f"NO RULE    {listed} (not counted)")
+        if self.complex_ops:
+            listed = ", ".join(f"{op} x{n}" for op, n in sorted(self.complex_ops.items()))
+            lines.append(
+                f"COMPLEX    {listed} (complex arithmetic counted as real: a complex multiply "
+                "is 6 real FPO, counted 1; too low)"
+            )
         return lines
 
 
