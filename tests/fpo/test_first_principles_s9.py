@@ -884,3 +884,10 @@ def test_ops_on_complex_tensors_are_listed_as_counted_as_real():
     assert r.to_dict()["complex_ops"] == {"aten.mm": 1, "aten.mul": 1}
     assert r.times(3).complex_ops == {"aten.mm": 3, "aten.mul": 3}
     assert count(lambda: torch.randn(2, 3) @ torch.randn(3, 4)).complex_ops == {}
+
+
+def test_hypot_counts_its_four_ops():
+    """``sqrt(a^2 + b^2)``: two squares, an add, a square root: 4 per element (before s9: 3,
+    though its rule's docstring listed the four)."""
+    a, b = t(3, 4), t(3, 4)
+    assert count(lambda: torch.hypot(a, b)).total == 4 * 12

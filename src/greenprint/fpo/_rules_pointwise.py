@@ -104,10 +104,12 @@ register_rule([*_ops("xlogy", "silu", "leaky_relu", "hardtanh"), "aten._prelu_ke
         " hardtanh (two compares)",
     )
 )
-register_rule(_ops("logit", "hypot"))(
-    _per_element(3, "logit (sub, div, log), hypot (two squares, add, sqrt counted as 3)")
+register_rule(_ops("logit"))(_per_element(3, "logit (sub, div, log)"))
+register_rule(_ops("hardsigmoid", "hypot"))(
+    _per_element(
+        4, "hardsigmoid (add 3, two compares, divide by 6), hypot (two squares, add, sqrt)"
+    )
 )
-register_rule(_ops("hardsigmoid"))(_per_element(4, "add 3, two compares, divide by 6"))
 register_rule([*_ops("hardswish", "mish"), "aten.softplus"])(
     _per_element(
         5,
