@@ -884,6 +884,9 @@ def test_ops_on_complex_tensors_are_listed_as_counted_as_real():
     assert r.to_dict()["complex_ops"] == {"aten.mm": 1, "aten.mul": 1}
     assert r.times(3).complex_ops == {"aten.mm": 3, "aten.mul": 3}
     assert count(lambda: torch.randn(2, 3) @ torch.randn(3, 4)).complex_ops == {}
+    with gp.FPOCounter() as c:
+        a @ b
+    assert c.complex_ops == {"aten.mm": 1}
 
 
 def test_hypot_counts_its_four_ops():

@@ -191,6 +191,11 @@ class FPOCounter:
         return dict(self._unknown)
 
     @property
+    def complex_ops(self) -> dict[str, int]:
+        """Op -> calls, for the ops on complex tensors counted as if real (too low)."""
+        return dict(self._complex)
+
+    @property
     def params(self) -> int:
         """Parameter count of the model (or of the top-level modules that ran)."""
         return self._params()
