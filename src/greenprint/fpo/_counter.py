@@ -318,7 +318,10 @@ class FPOCounter:
         self._last_seq = -1
         self._last_chain = ()
         if self._model is not None:
-            self._name_tree(self._model, "")
+            root = _uncompiled(self._model)
+            if root is not self._model:  # torch.compile's wrapper: the model, named ""
+                self._names[self._model] = ""
+            self._name_tree(root, "")
             self._in_model = {id(m) for m in self._model.modules() if m is not self._model}
 
     def _params(self) -> int:
@@ -515,6 +518,18 @@ class FPOCounter:
         hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)
         pack = getattr(hooks[0], "__qualname__", "") if hooks else ""
         return pack.startswith("_recomputation_hook.")
+
+
+def _uncompiled(model: torch.nn.Module) -> torch.nn.Module:
+    """The module ``torch.compile`` wrapped (``OptimizedModule._orig_mod``), else ``model``.
+
+    Inside the counter a compiled module runs its eager code; its modules are named as the
+    uncompiled model's (``"0"``, not ``"_orig_mod.0"``).
+    """
+    inner = getattr(model, "_orig_mod", None)
+    if type(model).__name__ == "OptimizedModule" and isinstance(inner, torch.nn.Module):
+        return inner
+    return model
 
 
 def _chain_of(name: str) -> tuple[str, ...]:
