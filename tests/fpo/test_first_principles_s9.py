@@ -428,6 +428,7 @@ def test_recurrent_layers_forward_by_hand(
         features = inp if layer == 0 else directions * hidden
         expected += directions * steps * batch * _recurrent_step(cls, features, hidden, bias)
     assert not r.unknown_ops and r.total == expected
+    assert r.by_module[cls.__name__] == expected  # all of it charged to the layer
 
 
 def test_a_packed_batch_counts_the_real_tokens_only():
@@ -757,6 +758,13 @@ def test_fused_lstm_backward_by_hand(steps, batch, inp, hidden, bias):
     units = 23 * steps * batch * hidden - batch * hidden - 2 * batch * hidden
     biases = 2 * (g4 * batch * steps + (steps - 1) * g4) if bias else 0
     assert r.by_op["aten.mkldnn_rnn_layer_backward"] == products + sums + units + biases
+    # per module: the layer's forward and backward are charged to it (named by class here)
+    assert (
+        r.by_module_phase["LSTM"]["backward"]
+        == r.backward_total
+        == r.by_op["aten.mkldnn_rnn_layer_backward"]
+    )
+    assert r.by_module["LSTM"] == r.total
 
 
 def test_index_add_with_alpha_scales_each_source_element():
