@@ -610,12 +610,16 @@ def test_a_compiled_module_is_counted_as_its_eager_code():
     x = t(5, 3)
     eager = count(lambda: model(x))
     compiled = torch.compile(model, backend="aot_eager")
-    compiled(x)  # compiled outside the counter
-    r = count(lambda: compiled(x))
-    assert r.total == eager.total == 5 * (2 * 3 * 4 + 4 + 4 + 2 * 4 * 2 + 2)
-    assert r.by_op == eager.by_op and not r.unknown_ops
-    # the compiled wrapper is the model: its modules keep their names ("0", not "_orig_mod.0")
-    assert gp.count_fpo(compiled, x).by_module == gp.count_fpo(model, x).by_module
+    try:
+        compiled(x)  # compiled outside the counter
+        r = count(lambda: compiled(x))
+        assert r.total == eager.total == 5 * (2 * 3 * 4 + 4 + 4 + 2 * 4 * 2 + 2)
+        assert r.by_op == eager.by_op and not r.unknown_ops
+        # the compiled wrapper is the model: its modules keep their names ("0", not
+        # "_orig_mod.0")
+        assert gp.count_fpo(compiled, x).by_module == gp.count_fpo(model, x).by_module
+    finally:
+        torch._dynamo.reset()  # leave no compiled code behind for other tests
 
 
 def test_bfloat16_and_autocast_count_as_float32():
