@@ -215,6 +215,37 @@ print(json.dumps({"run": result.run_id, "front": list(result.front)}))
 """
 
 
+WORKERS_SCRIPT = """
+import json, multiprocessing as mp, time
+import greenprint as gp
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def work(shard, out):  # a worker process: its share of the job, a part of the job's run
+    with gp.track(f"shard-{shard}", role="part", params={"shard": shard}) as run:
+        busy(0.3)
+        run.log(val_loss=0.5 + 0.1 * shard)
+    out.put({"shard": shard, "id": run.id, "parent": run.record.parent_id})
+
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    workers = [ctx.Process(target=work, args=(shard, out)) for shard in range(2)]
+    for w in workers:
+        w.start()
+    got = [out.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join()
+    print(json.dumps(sorted(got, key=lambda g: g["shard"])))
+"""
+
+
 # ------------------------------------------------------------------------------- helpers
 def _script(text: str) -> str:
     return text.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
@@ -310,6 +341,19 @@ def greener_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict,
     assert done.returncode == 0, done.stderr[-3000:]
     built["cli"] = json.loads((home / "gout" / "greener.json").read_text(encoding="utf-8"))
     return home, built, _report(home, "--study", "green", "--no-plots")
+
+
+@pytest.fixture(scope="module")
+def spawned_workers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
+    """``greenprint run -- python train.py``: the script spawns two worker processes, each
+    tracking its part (``role="part"``)."""
+    home = _empty(tmp_path_factory, "shapes4-workers")
+    (home / "train.py").write_text(WORKERS_SCRIPT, encoding="utf-8")
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "mp", "--name", "job", "--param",
+                  "lr=0.1", "--", sys.executable, "train.py")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = json.loads(done.stdout.splitlines()[-1])
+    return home, built, _report(home, "--study", "mp", "--no-plots")
 
 
 # ------------------------------------------------------------------------------- nested search
@@ -482,3 +526,33 @@ def test_greener_sections_write_every_number_with_its_unit(greener_study):
         page = _text(home, fmt)
         assert "no finished run has a score" not in page, fmt
     assert "no finished trial has a score and no run has role 'final'" in md
+
+
+# ------------------------------------------------------------------------------- workers
+def test_spawned_workers_are_parts_of_one_trial_counted_once(spawned_workers):
+    """Two ``spawn`` workers each tracked ``role="part"``: both link to the job's run (through
+    the environment ``greenprint run`` set), which is one trial (read: a sweep of no trial,
+    as its parts' shard varies and it logged no score of its own; the report then found no
+    trial and no final run), scored by its parts' mean; their cost is inside the job's and
+    counted once (the price tag is the job's own reading)."""
+    home, built, report = spawned_workers
+    rows = _rows(report)
+    job = rows["job"]
+    for worker in built:
+        row = rows[f"shard-{worker['shard']}"]
+        assert (row["id"], row["parent_id"]) == (worker["id"], job["id"])
+        assert worker["parent"] == job["id"]
+        assert (row["role"], row["role_inferred"], row["is_trial"]) == ("part", False, False)
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"trial": 1, "part": 2}
+    assert (job["role"], job["role_inferred"], job["is_trial"]) == ("trial", True, True)
+    assert job["score"] == pytest.approx(0.55, rel=1e-12) and job["score_source"] == "parts"
+    assert (tag["final"]["name"], tag["final"]["rule"]) == ("job", "best-trial")
+    # the job's run measured its process tree, its workers in it: counted once
+    parts = [rows["shard-0"], rows["shard-1"]]
+    assert sum(p["energy_kwh"] for p in parts) <= job["energy_kwh"]
+    assert tag["total"]["energy_kwh"] == pytest.approx(job["energy_kwh"], rel=1e-12)
+    assert tag["total"]["runs"] == 3
+    _in_every_format(home, "comprised 1 trial (1 finished) in 3 runs")
+    _price_tag_lines_have_units(_text(home, "md"))
+    _export_reads_as_the_report(home, "mp", report)

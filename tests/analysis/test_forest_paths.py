@@ -179,9 +179,13 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
             ranks_of_one_job = len({items[c].job_id for c in kids} - {None}) == 1 and all(
                 items[c].job_id is not None for c in kids
             )
-            is_sweep = bool(kids) and (
-                not (_has_score(run, metric) or ranks_of_one_job)
-                or any(items[c].role == "trial" for c in kids)
+            is_sweep = (
+                bool(kids)
+                and not all(items[c].role == "part" for c in kids)
+                and (
+                    not (_has_score(run, metric) or ranks_of_one_job)
+                    or any(items[c].role == "trial" for c in kids)
+                )
             )
             role[pos] = "sweep" if is_sweep else "trial"
         elif role[parent] == "sweep" and not forest.virtual[pos]:

@@ -77,7 +77,8 @@ def reference_roles(runs):
         if run.parent_id not in by_id:
             has_score = any(math.isfinite(p.value) for p in run.metrics)
             tracked = any(by_id[c].role == "trial" for c in children.get(rid, ()))
-            sweep = children.get(rid) and (not has_score or tracked)
+            parts = all(by_id[c].role == "part" for c in children.get(rid, ()))
+            sweep = children.get(rid) and not parts and (not has_score or tracked)
             return ("sweep" if sweep else "trial"), True
         return ("trial" if role(run.parent_id)[0] == "sweep" else "part"), True
 

@@ -8,14 +8,15 @@ or inferred here, at read time, from the nesting of runs within the set:
 
 * a run whose parent is not in the set (a *root*) is a ``trial``, except that a root with
   children that logged no score, or whose children were given role ``trial`` (an integration's
-  trials inside ``gp.track("study")``), is a ``sweep``; a root whose children are all ranks of
-  one distributed job (one ``job_id``: ``greenprint run`` around a script that spawns the ranks
-  of one training) is a ``trial``, unless they were given role ``trial``; a root with params
-  whose children
-  do not vary a configuration (they give its params the same values, and their own params one
-  value across them: a plain cross-validation loop, ``gp.track("lr-0.1", params={"lr": 0.1})``
-  around its folds, or a trial around the Lightning fit of its hyper-parameters) is a
-  ``trial`` all the same, unless its children were given role ``trial``;
+  trials inside ``gp.track("study")``), is a ``sweep``, unless its children were all given
+  role ``part`` (the workers of one training, tracked as its parts); a root whose children
+  are all ranks of one distributed job (one ``job_id``: ``greenprint run`` around a script
+  that spawns the ranks of one training) is a ``trial``, unless they were given role
+  ``trial``; a root with params whose children do not vary a configuration (they give its
+  params the same values, and their own params one value across them: a plain
+  cross-validation loop, ``gp.track("lr-0.1", params={"lr": 0.1})`` around its folds, or a
+  trial around the Lightning fit of its hyper-parameters) is a ``trial`` all the same, unless
+  its children were given role ``trial``;
 * a child of a ``sweep`` is a ``trial``;
 * any other child (of a trial, a part, a baseline, the final run or a learning-curve run) is a
   ``part``: a fold, a worker or a sub-step, whose cost is inside its parent's (or, for a node or
@@ -96,7 +97,7 @@ _INFERENCE_RULES = (
     "a top-level run is a trial; runs inside a trial are its parts; a top-level run with child "
     "runs and no score (or with children given role 'trial') is a sweep, whose children are "
     "trials, unless it has params and its children do not vary a configuration (its folds or "
-    "its fit)"
+    "its fit), or its children were all given role 'part'"
 )
 
 
@@ -308,13 +309,19 @@ def resolve_roles(
             jobs = {items[c].job_id for c in kids}
             one_job = None not in jobs and len(jobs) == 1
             # no score of its own, or children tracked as trials (an integration's, e.g. Optuna
-            # trials inside gp.track("study") that logs the best score): a container
-            is_sweep = bool(kids) and (
-                any(items[c].role == "trial" for c in kids)
-                or not (
-                    one_job
-                    or _has_score(run, metric)
-                    or _runs_its_params(run, [items[c] for c in kids])
+            # trials inside gp.track("study") that logs the best score): a container; never
+            # one whose children were all given role 'part' (workers of one training tracked
+            # as its parts: a sweep holds trials)
+            is_sweep = (
+                bool(kids)
+                and not all(items[c].role == "part" for c in kids)
+                and (
+                    any(items[c].role == "trial" for c in kids)
+                    or not (
+                        one_job
+                        or _has_score(run, metric)
+                        or _runs_its_params(run, [items[c] for c in kids])
+                    )
                 )
             )
             role[pos] = "sweep" if is_sweep else "trial"
