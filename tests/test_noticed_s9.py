@@ -277,11 +277,6 @@ def _threaded(rid: str, kwh: float, parent: str | None, start: float, role: str)
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="threads under different parents are not grouped: each child takes its parent's "
-    "factor over the parent's whole span (noticed s7, s8, s9; not small: RunForest._scale_down)",
-)
 def test_trials_in_threads_under_two_sweeps_split_their_stretch_evenly() -> None:
     """The process draws 1 kWh per 100 s, whatever runs in it. Thread 1: sweep-0 from 1000 s,
     alone until 1100 s, then its trial-0 to 1200 s; thread 2: sweep-1 and its trial-1 from

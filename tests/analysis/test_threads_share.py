@@ -240,6 +240,44 @@ def test_a_threads_folds_go_with_it() -> None:
     assert math.fsum(sums.exclusive) == pytest.approx(3.0, rel=1e-12)
 
 
+def test_a_staggered_threads_folds_count_what_ran_beside_each_of_them() -> None:
+    """The process at 1 kWh per 100 s; t0 from 0 to 100 s (folds 0-50 and 50-100), t1 from
+    50 to 150 s (folds 50-100 and 100-150), each run read the whole process over its span.
+    First principles: 0-50 s t0's first fold alone (0.5 kWh), 50-100 s t0's second fold beside
+    t1's first (0.25 each), 100-150 s t1's second fold alone (0.5). Each trial counts 0.75.
+    Before, each fold took its trial's mean factor over the trial's span (0.75): 0.375 each,
+    the fold that ran alone counted as though it had shared its time."""
+    runs = [
+        _run("search", 1.5, parent=None, start=1000.0, end=1150.0),
+        _run("t0", 1.0, start=1000.0, end=1100.0),
+        _run("t0-f0", 0.5, parent="t0", start=1000.0, end=1050.0),
+        _run("t0-f1", 0.5, parent="t0", start=1050.0, end=1100.0),
+        _run("t1", 1.0, start=1050.0, end=1150.0),
+        _run("t1-f0", 0.5, parent="t1", start=1050.0, end=1100.0),
+        _run("t1-f1", 0.5, parent="t1", start=1100.0, end=1150.0),
+    ]
+    sums = RunForest.build(runs).shared_sums("energy_kwh")
+    assert sums.inclusive == pytest.approx([1.5, 0.75, 0.5, 0.25, 0.75, 0.25, 0.5], rel=1e-12)
+    assert sums.exclusive == pytest.approx([0.0, 0.0, 0.5, 0.25, 0.0, 0.25, 0.5], abs=1e-12)
+
+
+def test_trials_in_two_sweeps_that_ran_in_threads_count_their_own_stretch() -> None:
+    """Two sweeps with no run around them, in threads of one process at 1 kWh per 100 s:
+    sweep-0 from 0 to 200 s, its trial from 100 s; sweep-1 and its trial from 100 to 200 s.
+    First principles: 0-100 s is sweep-0's own (1 kWh), 100-200 s the two trials' (0.5 each).
+    Before, sweep-0's trial took its sweep's mean factor over 0-200 s: 0.75."""
+    runs = [
+        _run("sweep-0", 2.0, parent=None, start=1000.0, end=1200.0),
+        _run("trial-0", 1.0, parent="sweep-0", start=1100.0, end=1200.0),
+        _run("sweep-1", 1.0, parent=None, start=1100.0, end=1200.0),
+        _run("trial-1", 1.0, parent="sweep-1", start=1100.0, end=1200.0),
+    ]
+    sums = RunForest.build(runs).shared_sums("energy_kwh")
+    assert sums.inclusive == pytest.approx([1.5, 0.5, 0.5, 0.5], rel=1e-12)
+    assert sums.exclusive == pytest.approx([1.0, 0.5, 0.0, 0.5], abs=1e-12)
+    assert math.fsum(sums.exclusive) == pytest.approx(2.0, rel=1e-12)
+
+
 # ------------------------------------------------------------------------------ properties
 @st.composite
 def pools(draw: Any) -> tuple[list[RunRecord], float]:
@@ -278,6 +316,51 @@ def test_at_constant_power_each_child_counts_power_times_its_own_share_of_time(
     assert sums.inclusive[0] == pytest.approx(runs[0].energy_kwh, rel=1e-9)
     assert sums.exclusive[0] >= -1e-12 * runs[0].energy_kwh
     assert math.fsum(sums.exclusive) == pytest.approx(runs[0].energy_kwh, rel=1e-9)
+
+
+def _own_time_s(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """The share of time of a run inside one of ``spans`` from ``start`` to ``end``, from first
+    principles: each piece between two cuts gives it 1/k of its length, k the spans over it."""
+    cuts = sorted({t for span in spans for t in span} | {start, end})
+    total = 0.0
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        if start <= a and b <= end:
+            total += (b - a) / sum(1 for s, e in spans if s <= a and b <= e)
+    return total
+
+
+@settings(max_examples=200, deadline=None)
+@given(pools(), st.lists(st.integers(1, 4), min_size=9, max_size=9), st.booleans())
+def test_at_constant_power_each_fold_of_a_thread_counts_its_own_share_of_time(
+    case: tuple[list[RunRecord], float], folds: list[int], sweep: bool
+) -> None:
+    """Each child split into 1-4 folds one after another, in its thread: a fold counts the
+    power times its own share of time (what ran beside it while it ran), under a sweep run or
+    with none around the threads; the folds of a thread sum to it, nothing counted twice."""
+    runs, power = case
+    kids = runs[1:]
+    if not sweep:
+        kids = [dataclasses.replace(k, parent_id=None, contained=None) for k in kids]
+        runs = list(kids)
+    spans = [(k.started_at, k.ended_at or 0.0) for k in kids]
+    expected: dict[str, float] = {}
+    for kid, pieces in zip(kids, folds, strict=False):
+        start, end = kid.started_at, kid.ended_at or 0.0
+        step = (end - start) / pieces
+        for j in range(pieces):
+            a, b = start + j * step, (end if j == pieces - 1 else start + (j + 1) * step)
+            name = f"{kid.id}-f{j}"
+            runs.append(_run(name, power * (b - a), parent=kid.id, start=a, end=b))
+            expected[name] = power * _own_time_s(spans, a, b)
+    sums = RunForest.build(runs).shared_sums("energy_kwh")
+    at = {r.id: k for k, r in enumerate(runs)}
+    for name, want in expected.items():
+        assert sums.inclusive[at[name]] == pytest.approx(want, rel=1e-9, abs=1e-15), name
+    for kid, share_s in zip(kids, _share_time_s(spans), strict=True):
+        assert sums.inclusive[at[kid.id]] == pytest.approx(power * share_s, rel=1e-9)
+        assert sums.exclusive[at[kid.id]] == pytest.approx(0.0, abs=1e-9 * kid.energy_kwh)
+    assert math.fsum(sums.exclusive) == pytest.approx(sums.inclusive[0] if sweep else math.fsum(
+        sums.inclusive[at[k.id]] for k in kids), rel=1e-9)  # fmt: skip
 
 
 def _counted(spans: list[tuple[float, float]], amounts: list[float]) -> list[float]:

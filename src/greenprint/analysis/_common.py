@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -15,7 +16,12 @@ import numpy as np
 from greenprint._exceptions import AnalysisError, ConfigError
 from greenprint._records import RunRecord
 from greenprint._validate import FPO_MAX
-from greenprint.analysis._stretches import group_counts, stretch_shares
+from greenprint.analysis._stretches import (
+    StretchProfile,
+    group_counts,
+    stretch_profile,
+    stretch_shares,
+)
 
 __all__ = [
     "LOWER_IS_BETTER_WORDS",
@@ -391,8 +397,11 @@ class RunForest:
           measured beyond its other children (the power varied), each group of them is a group
           of the rule above, weighed at and capped at its count and floored at its largest
           member's amount. A parent that measured less than its children count (outlived, 0,
-          or below the floor) keeps 0 of its own: :attr:`ShareOut.short`. Other children
-          (other processes, other hosts, machine scope, runs recorded before runs named their
+          or below the floor) keeps 0 of its own: :attr:`ShareOut.short`. The runs inside
+          such a child (a trial's folds in its thread) count by what ran beside each of them:
+          the rate at which the child counts, stretch by stretch, averaged over each one's own
+          span (:attr:`ShareOut.profiles`, :meth:`_scale_down`). Other children (other
+          processes, other hosts, machine scope, runs recorded before runs named their
           process) keep the rule above.
         * Threads with no run around them: top-level runs (no parent in the set) of one host
           that name the same process and ran at the same time (``study.optimize(n_jobs=2)``
@@ -676,6 +685,7 @@ class RunForest:
             threads_shared=sum(threaded),
             threads_counted=threads.shared,
             short=floored,
+            profiles=threads.profiles,
         )
 
     def thread_groups(self, pos: int) -> list[tuple[int, ...]]:
@@ -730,7 +740,7 @@ class RunForest:
         Each child's amount inside the parent (its inclusive amount less what adds to it) is
         read over its span (:meth:`_count_chains`). ``None`` when no group of two remains.
         """
-        counts, measured, groups = self._count_chains(self._chains(pos), inclusive, far)
+        counts, measured, groups, profiles = self._count_chains(self._chains(pos), inclusive, far)
         if not counts:
             return None
         others = [c for c in self.children[pos] if c not in counts]  # inside, not in a group
@@ -751,6 +761,7 @@ class RunForest:
             groups=tuple(groups),
             latest=max(span[1] for chain in self._chains(pos) for span in chain),
             everyone=not others,
+            profiles=profiles,
         )
 
     def _count_chains(
@@ -758,7 +769,12 @@ class RunForest:
         chains: Sequence[Sequence[tuple[float, float, int]]],
         inclusive: Sequence[Any],
         far: Sequence[Any] | None,
-    ) -> tuple[dict[int, Any], dict[int, Any], list[tuple[tuple[int, ...], Any, Any]]]:
+    ) -> tuple[
+        dict[int, Any],
+        dict[int, Any],
+        list[tuple[tuple[int, ...], Any, Any]],
+        dict[int, StretchProfile],
+    ]:
         """What the runs of each chain (runs of one process that ran at once) count.
 
         Each run's amount (its inclusive amount less what adds to it, ``far``) is read over
@@ -769,14 +785,18 @@ class RunForest:
         largest member read, its members scaled up alike (:func:`group_counts`).
 
         Returns:
-            ``(counts, measured, groups)``: position -> what it counts, and what it measured,
-            for the runs in a group of two or more that read; each group's members, count
-            (summed) and largest amount.
+            ``(counts, measured, groups, profiles)``: position -> what it counts, and what it
+            measured, for the runs in a group of two or more that read; each group's members,
+            count (summed) and largest amount; of each member with runs inside it whose rate
+            of counting changes over its span (another member started or ended within it),
+            that rate (:class:`~greenprint.analysis._stretches.StretchProfile`: the runs
+            inside it count by it, :meth:`_scale_down`).
         """
         amount = inclusive.__getitem__ if far is None else _less(inclusive, far)
         counts: dict[int, Any] = {}
         measured: dict[int, Any] = {}
         groups: list[tuple[tuple[int, ...], Any, Any]] = []
+        profiles: dict[int, StretchProfile] = {}
         read: list[Sequence[tuple[float, float, int]]] = []
         for chain in chains:
             amounts = [amount(child) for _, _, child in chain]
@@ -789,11 +809,19 @@ class RunForest:
         for chain in read:
             amounts = [amount(child) for _, _, child in chain]
             members = [child for _, _, child in chain]
-            got = group_counts([(start, end) for start, end, _ in chain], amounts)
+            bounds = [(start, end) for start, end, _ in chain]
+            got = group_counts(bounds, amounts)
             groups.append((tuple(members), sum(got), max(amounts)))
             measured.update(zip(members, amounts, strict=True))
             counts.update(zip(members, got, strict=True))
-        return counts, measured, groups
+            profile: StretchProfile | None = None
+            for start, end, child in chain:
+                if self.children[child]:  # runs inside it count by the rate over their span
+                    if profile is None:
+                        profile = stretch_profile(bounds, amounts)
+                    if profile.varies(start, end):
+                        profiles[child] = profile
+        return counts, measured, groups, profiles
 
     @cached_property
     def _root_chains(self) -> list[list[tuple[float, float, int]]]:
@@ -846,7 +874,7 @@ class RunForest:
         if not chains:
             return None
         chains = [c for c in chains if all(inclusive[p] == inclusive[p] for _, _, p in c)]
-        counts, measured, _ = self._count_chains(chains, inclusive, far)
+        counts, measured, _, profiles = self._count_chains(chains, inclusive, far)
         if not counts:
             return None
         return _threads_only(
@@ -855,6 +883,7 @@ class RunForest:
             tuple(counts),
             sum(measured.values()),
             sum(counts.values()),
+            profiles=profiles,
         )
 
     @cached_property
@@ -1007,6 +1036,7 @@ class RunForest:
                         threads.measured,
                         threads.shared,
                         short=own is not None and below - outside > own,
+                        profiles=threads.profiles,
                     )
             total = below if own is None else max(own, below)
             inclusive[pos] = total + added
@@ -1033,33 +1063,125 @@ class RunForest:
         multiplied by its factor there (1 for a child that ran alone) times the factors of the
         runs above it; what adds to it (``far``) is kept. The top-level runs in threads
         (``scale[_ROOTS]``) are multiplied by their own factors, their descendants with them.
+
+        A run in threads whose rate of counting changed over its span (another thread started
+        or ended within it: :attr:`ShareOut.profiles`) passes no single factor down: each run
+        inside it takes the rate's mean over its own span (a trial that ran while a sweep in
+        another thread ran too counts half of it, not its sweep's mean over a span it partly
+        ran alone); its descendants with it. Such a run's own part is what is left of its
+        count beyond theirs; where they would count more than it, they are scaled down to it
+        (its own part 0).
         """
         children = self.children
         remote = self._remote
         roots = scale.get(_ROOTS)  # top-level runs in threads: their own factors
         # a run below a scaled parent (or a top-level run in threads) -> its factor
         factor: dict[int, Any] = {} if roots is None else dict(roots.factors)
+        # a run counting by a rate that changed over the span of a run in threads (that run or
+        # one inside it) -> (the rate, the run's factor per unit of the rate's mean)
+        rated: dict[int, tuple[StretchProfile, Any]] = {}
+        if roots is not None:
+            for root, rates in roots.profiles.items():
+                self._rate(rated, root, rates, factor[root])
+        left: set[int] = set()  # runs whose own part is what their count leaves
         for pos in reversed(self.inner_order):  # parents before children
             above = factor.get(pos)
             share = scale.get(pos)
             if share is None and above is None:
                 continue
             own = {} if share is None else share.factors
+            profiles = {} if share is None else share.profiles
+            rate = rated.get(pos)
+            inside: list[int] = []
             for child in children[pos]:
                 if remote and self.adds(child):
                     continue
+                inside.append(child)
                 f = own.get(child)
+                base = above if rate is None else self._rated(rate, child, above)
                 if f is None:
-                    if above is not None:
-                        factor[child] = above
-                else:
-                    factor[child] = f if above is None else above * f
+                    if base is not None:
+                        factor[child] = base
+                        if rate is not None:
+                            rated[child] = rate
+                    continue
+                factor[child] = f if base is None else base * f
+                profile = profiles.get(child)
+                if profile is not None:
+                    self._rate(rated, child, profile, factor[child])
+                elif rate is not None:
+                    rated[child] = (rate[0], rate[1] * f)
+            if rate is not None and inside:
+                self._fit(pos, inside, factor, rated, inclusive, far)
+                left.add(pos)
+        counted = {pos: self._inside(pos, inclusive, far) * f for pos, f in factor.items()}
+        for pos in left:  # the rest of its count beyond the runs inside it
+            rest = counted[pos] - sum(
+                counted.get(c, self._inside(c, inclusive, far))
+                for c in children[pos]
+                if not (remote and self.adds(c))
+            )
+            exclusive[pos] = rest if rest > 0 else rest - rest
         for pos, f in factor.items():
-            exclusive[pos] *= f
+            if pos not in left:
+                exclusive[pos] *= f
             if far is None or not far[pos]:
                 inclusive[pos] *= f
             else:
                 inclusive[pos] = (inclusive[pos] - far[pos]) * f + far[pos]
+
+    @staticmethod
+    def _inside(pos: int, inclusive: Sequence[Any], far: Sequence[Any] | None) -> Any:
+        """The run's inclusive amount inside its own measurement (less what adds to it)."""
+        return inclusive[pos] if far is None else inclusive[pos] - far[pos]
+
+    def _rate(
+        self,
+        rated: dict[int, tuple[StretchProfile, Any]],
+        pos: int,
+        profile: StretchProfile,
+        factor: Any,
+    ) -> None:
+        """Record that the runs inside ``pos`` count by ``profile`` (``pos`` counts ``factor``)."""
+        span = self._span(pos)
+        mean = None if span is None else profile.mean(*span)
+        if mean:
+            rated[pos] = (profile, factor / mean)
+
+    def _rated(self, rate: tuple[StretchProfile, Any], child: int, above: Any) -> Any:
+        """A child's factor by its parent's rate over its own span (``above`` without one)."""
+        span = self._span(child)
+        mean = None if span is None else rate[0].mean(*span)
+        return above if mean is None else rate[1] * mean
+
+    def _span(self, pos: int) -> tuple[float, float] | None:
+        """The run's ``(start, end)`` (a running run's last heartbeat), or ``None``."""
+        run = self.runs[pos]
+        start, end = run.started_at, run_end(run)
+        if start > 0.0 and end > start:
+            return start, end
+        return None
+
+    def _fit(
+        self,
+        pos: int,
+        inside: Sequence[int],
+        factor: dict[int, Any],
+        rated: dict[int, tuple[StretchProfile, Any]],
+        inclusive: Sequence[Any],
+        far: Sequence[Any] | None,
+    ) -> None:
+        """Scale the runs inside ``pos`` down to its count where, by its rate, they exceed it."""
+        theirs = sum(self._inside(c, inclusive, far) * factor.get(c, 1) for c in inside)
+        mine = self._inside(pos, inclusive, far) * factor[pos]
+        if not theirs > mine:
+            return
+        ratio = mine / theirs
+        for child in inside:
+            factor[child] = factor.get(child, 1) * ratio
+            found = rated.get(child)
+            if found is not None:
+                rated[child] = (found[0], found[1] * ratio)
 
     def _beyond_float(self, values: Sequence[float | int | None], *, fpo: bool) -> AnalysisError:
         """The error of the first run whose amount is an integer above the largest float."""
@@ -1239,6 +1361,9 @@ class ShareOut(NamedTuple):
         short: the parent measured less than its children count (with the threads at their
             count, or at their largest members' amounts: the floor): its own part would be
             negative; it is 0 and the children's count stands.
+        profiles: of each child in :attr:`threads` with runs inside it whose rate of
+            counting changed over its span, that rate: the runs inside count by it over their
+            own spans (:meth:`RunForest._scale_down`).
     """
 
     own: Any
@@ -1254,6 +1379,7 @@ class ShareOut(NamedTuple):
     threads_shared: Any = 0
     threads_counted: Any = 0
     short: bool = False
+    profiles: Mapping[int, StretchProfile] = MappingProxyType({})
 
 
 def _threads_only(
@@ -1264,6 +1390,7 @@ def _threads_only(
     counted: Any,
     *,
     short: bool = False,
+    profiles: Mapping[int, StretchProfile] = MappingProxyType({}),
 ) -> ShareOut:
     """A :class:`ShareOut` of threads alone, no group sharing a parent's measurement out.
 
@@ -1283,6 +1410,7 @@ def _threads_only(
         threads_shared=counted,
         threads_counted=counted,
         short=short,
+        profiles=profiles,
     )
 
 
@@ -1345,6 +1473,8 @@ class _Threads(NamedTuple):
         groups: each group's members, count (summed) and largest amount measured.
         latest: the last end of a member of a group, s.
         everyone: whether every child inside the parent is in a group.
+        profiles: the members' rates of counting that change over their spans
+            (:meth:`RunForest._count_chains`).
     """
 
     members: tuple[int, ...]
@@ -1355,6 +1485,7 @@ class _Threads(NamedTuple):
     groups: tuple[tuple[tuple[int, ...], Any, Any], ...] = ()
     latest: float = -math.inf
     everyone: bool = False
+    profiles: Mapping[int, StretchProfile] = MappingProxyType({})
 
 
 def run_end(run: RunRecord) -> float:

@@ -6,12 +6,13 @@ which applies it to a parent's children that name the same process.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["group_counts", "stretch_shares"]
+__all__ = ["StretchProfile", "group_counts", "stretch_profile", "stretch_shares"]
 
 
 def stretch_shares(spans: Sequence[tuple[float, float]], amounts: Sequence[Any]) -> list[Any]:
@@ -34,6 +35,15 @@ def stretch_shares(spans: Sequence[tuple[float, float]], amounts: Sequence[Any])
     """
     if len(spans) > _STRETCHES_IN_PYTHON:
         return _stretch_shares_array(spans, amounts)
+    points, reached = _reached(spans, amounts)
+    at = {t: k for k, t in enumerate(points)}
+    return [reached[at[end]] - reached[at[start]] for start, end in spans]
+
+
+def _reached(
+    spans: Sequence[tuple[float, float]], amounts: Sequence[Any]
+) -> tuple[list[float], list[float]]:
+    """The stretches' bounds, and what one run that ran from the first to each counts."""
     points = sorted({t for span in spans for t in span})
     at = {t: k for k, t in enumerate(points)}
     rate = [0.0] * len(points)  # change of the summed power at each point
@@ -57,7 +67,77 @@ def stretch_shares(spans: Sequence[tuple[float, float]], amounts: Sequence[Any])
         else:
             power = 0.0  # no run: what rounding left
         reached[idx + 1] = total
-    return [reached[at[end]] - reached[at[start]] for start, end in spans]
+    return points, reached
+
+
+class StretchProfile:
+    """When, within a group's time, a run of the group counts more or less of what it read.
+
+    :func:`stretch_shares` gives a run of the group, over each stretch, its summed power over
+    ``k`` squared times the stretch's length (:func:`stretch_profile`): a rate that changes
+    from stretch to stretch (a run counts all of a stretch it ran alone, half of one shared
+    with another...). A run inside a member of the group (a trial inside a sweep that ran in
+    a thread, a fold inside a trial) read the same process over part of the member's span:
+    at constant power it counts what the member counts over that part, so its factor is the
+    member's scaled by the rate's mean over its own span against the mean over the member's
+    (:meth:`mean`).
+
+    Attributes:
+        points: the stretches' bounds, s (Unix time), increasing.
+        reached: what one run that ran from the first bound to each counts (the rate's
+            integral), as many as ``points``.
+    """
+
+    __slots__ = ("points", "reached")
+
+    def __init__(self, points: Sequence[float], reached: Sequence[float]) -> None:
+        self.points = points
+        self.reached = reached
+
+    def mean(self, start: float, end: float) -> float | None:
+        """The rate's mean from ``start`` to ``end`` (cut to the group's time), or ``None``.
+
+        ``None`` when the span (so cut) is empty or not a span.
+        """
+        points = self.points
+        start, end = max(start, points[0]), min(end, points[-1])
+        if not end > start:
+            return None
+        return (self._at(end) - self._at(start)) / (end - start)
+
+    def varies(self, start: float, end: float) -> bool:
+        """Whether the rate changes from ``start`` to ``end`` (stretches of other rates there)."""
+        points, reached = self.points, self.reached
+        first = max(bisect_right(points, start) - 1, 0)  # the stretches it ran in
+        last = min(bisect_left(points, end), len(points) - 1)
+        rates = [
+            (reached[k + 1] - reached[k]) / (points[k + 1] - points[k]) for k in range(first, last)
+        ]
+        # beyond rounding: a rate summed from the same powers in another order is the same
+        return bool(rates) and max(rates) - min(rates) > 1e-9 * max(map(abs, rates))
+
+    def _at(self, t: float) -> float:
+        points, reached = self.points, self.reached
+        k = bisect_right(points, t) - 1
+        if k >= len(points) - 1:
+            return reached[-1]
+        return reached[k] + (reached[k + 1] - reached[k]) * (t - points[k]) / (
+            points[k + 1] - points[k]
+        )
+
+
+def stretch_profile(spans: Sequence[tuple[float, float]], amounts: Sequence[Any]) -> StretchProfile:
+    """The rate at which a run of the group counts, stretch by stretch (:func:`stretch_shares`).
+
+    Args:
+        spans: ``(start, end)`` of each run, s (Unix time), each end after its start.
+        amounts: what each run measured (kWh, kg CO2-eq), 0 or more.
+
+    Returns:
+        The :class:`StretchProfile` (a run's count is ``mean(start, end) x (end - start)``).
+    """
+    points, reached = _reached(spans, amounts)
+    return StretchProfile(points, reached)
 
 
 def group_counts(spans: Sequence[tuple[float, float]], amounts: Sequence[Any]) -> list[Any]:
