@@ -276,6 +276,13 @@ def test_trials_in_two_sweeps_that_ran_in_threads_count_their_own_stretch() -> N
     assert sums.inclusive == pytest.approx([1.5, 0.5, 0.5, 0.5], rel=1e-12)
     assert sums.exclusive == pytest.approx([1.0, 0.5, 0.0, 0.5], abs=1e-12)
     assert math.fsum(sums.exclusive) == pytest.approx(2.0, rel=1e-12)
+    roles = {"sweep-0": "sweep", "sweep-1": "sweep", "trial-0": "trial", "trial-1": "trial"}
+    runs = [dataclasses.replace(r, role=roles[r.id]) for r in runs]
+    runs[1] = dataclasses.replace(runs[1], metrics=(MetricPoint("acc", 0.8),))
+    (note,) = [n for n in price_tag(runs, metric="acc").notes if "top-level" in n]
+    assert note.startswith("the 2 top-level runs ('sweep-0', 'sweep-1') ran at the same time")
+    # they are sweeps already: the hint is a run around them, not role='sweep' (it said so)
+    assert note.endswith("track the process in one run around them, gp.track(...))"), note
 
 
 # ------------------------------------------------------------------------------ properties

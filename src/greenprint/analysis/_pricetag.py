@@ -857,17 +857,24 @@ def _shared_notes(
         if roots_co2 is not None and roots_co2.threads == roots_energy.threads:  # usual
             measured, shared = roots_co2.threads_measured, roots_co2.threads_shared
             note += f"; their CO2-eq likewise, {measured:.3g} to {shared:.3g} kg"
-        notes.append(note + _AROUND_THEM)
+        notes.append(note + _around_them(roles, roots_energy))
     elif roots_co2 is not None:
-        notes.append(_root_threads_note(forest, roles, roots_co2, "CO2-eq", "kg") + _AROUND_THEM)
+        note = _root_threads_note(forest, roles, roots_co2, "CO2-eq", "kg")
+        notes.append(note + _around_them(roles, roots_co2))
     return notes
 
 
-#: The end of the note on top-level runs in threads: what would measure the rest.
-_AROUND_THEM = (
-    " (no run measured what ran around them: to count it too, run them inside one, "
-    "gp.track(..., role='sweep'))"
-)
+def _around_them(roles: Sequence[str], share: ShareOut) -> str:
+    """The end of the note on top-level runs in threads: what would measure the rest."""
+    if any(roles[p] == "sweep" for p in share.threads):  # sweeps in threads: a run around them
+        return (
+            " (no run measured what ran around them: to count it too, track the process in one "
+            "run around them, gp.track(...))"
+        )
+    return (
+        " (no run measured what ran around them: to count it too, run them inside one, "
+        "gp.track(..., role='sweep'))"
+    )
 
 
 def _root_threads_note(
