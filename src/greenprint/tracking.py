@@ -246,6 +246,32 @@ def track(
     )
 
 
+def _metric_number(metric: str, value: Any) -> float:
+    """A metric's value as a float: a number, a NumPy scalar, a tensor or array of one value.
+
+    A tensor that requires grad is detached first (``float()`` on it warns from torch). Text is
+    refused rather than parsed (``float("0.5")`` would take it), as is anything ``float()``
+    cannot read (``None``, a complex number, a tensor of several values, a meta tensor).
+
+    Raises:
+        ConfigError: ``value`` is not a number; the message names the metric and its type.
+    """
+    if not isinstance(value, (str, bytes, bytearray)):
+        if getattr(value, "requires_grad", False) and callable(getattr(value, "detach", None)):
+            value = value.detach()
+        try:
+            return float(value)
+        except (TypeError, ValueError, RuntimeError):  # RuntimeError: torch (a meta tensor)
+            pass
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise ConfigError(
+        f"metric {metric!r} must be a number (int, float, a NumPy scalar or a one-value "
+        f"tensor), not {type(value).__name__}: {shown}"
+        + ("; convert it with float() if it is one" if isinstance(value, str) else "")
+    )
+
+
 class Run:
     """One tracked run. Create it with :func:`track`; see the module docstring for its life.
 
@@ -404,10 +430,14 @@ class Run:
     def log(self, step: int | None = None, **metrics: float) -> None:
         """Record metric values, e.g. ``run.log(accuracy=0.93, step=10)``.
 
-        Values are stored as floats (NaN and infinities are kept as such).
+        Values are stored as floats (NaN and infinities are kept as such). A value is a number:
+        a Python ``int``, ``float`` or ``bool``, a NumPy scalar, or a tensor or array of one
+        value (a loss that requires grad is read detached). Text such as ``"0.5"`` is refused,
+        not parsed.
 
         Raises:
-            ConfigError: a value is not a number.
+            ConfigError: a value is not a number (the message names the metric and the type);
+                nothing of the call is recorded then.
             BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once, after
                 the values are recorded).
         """
@@ -424,11 +454,7 @@ class Run:
         now = time.time()
         points = []
         for metric, value in metrics.items():
-            try:
-                number = float(value)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"metric {metric!r} must be a number, not {value!r}") from e
-            points.append(MetricPoint(metric, number, step, now))
+            points.append(MetricPoint(metric, _metric_number(metric, value), step, now))
         with self._lock:
             self._metrics.extend(points)
             self._pending_metrics.extend(points)
@@ -1336,7 +1362,7 @@ class Run:
             provenance = dict(self._meters.provenance)
             with self._lock:
                 sample = self._account.add(now, readings)
-                self._provenance.update(provenance)
+                self._provenance.update(self._account.annotated(provenance))
                 if sample is not None:
                     self._pending_samples.append(sample)
         finally:

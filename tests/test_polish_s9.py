@@ -1,0 +1,67 @@
+"""API and CLI input hygiene a new user met (session 9), fixed one by one.
+
+Every test runs in an empty working directory with no greenprint configuration above it and no
+``GREENPRINT_*`` variable (``conftest.py`` strips them; :func:`_clean_env.clean_env` for the
+subprocess), as a new user meets greenprint.
+
+1. ``run.log(loss="0.5")`` is refused (a metric value is a number); a tensor that requires grad
+   is read without torch's warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import greenprint as gp
+from _clean_env import configured_above
+from greenprint._exceptions import ConfigError
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, require_component) -> Path:
+    """A fresh, empty working directory with no greenprint configuration above it."""
+    directory = tmp_path / "new-user"
+    directory.mkdir()
+    found = configured_above(directory)
+    require_component(not found, f"greenprint configuration above the temporary dir: {found}")
+    monkeypatch.chdir(directory)
+    return directory
+
+
+# 1. metric values -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0.5", b"0.5", None, 1j, np.array([0.5, 0.25]), [0.5]])
+def test_log_refuses_a_value_that_is_not_a_number(home, value):
+    with gp.track("x", ledger=False) as run:
+        with pytest.raises(ConfigError) as err:
+            run.log(loss=value)
+        run.log(accuracy=0.5)  # the run goes on
+    assert "'loss'" in str(err.value) and type(value).__name__ in str(err.value)
+    # nothing of the refused call was recorded
+    assert [(p.name, p.value) for p in run.metrics] == [("accuracy", 0.5)]
+
+
+def test_log_takes_numbers_numpy_scalars_and_one_value_tensors(home):
+    torch = pytest.importorskip("torch")
+    weight = torch.tensor(2.0, requires_grad=True)
+    values = {
+        "a": 1,
+        "b": 0.25,
+        "c": True,
+        "d": np.float32(0.5),
+        "e": np.int64(3),
+        "f": torch.tensor(0.75),
+        "g": weight * 3,  # a loss straight from the forward pass: requires grad
+    }
+    with gp.track("x", ledger=False) as run:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch's "Converting a tensor with requires_grad"
+            run.log(**values)
+    logged = {p.name: p.value for p in run.metrics}
+    assert logged == {"a": 1.0, "b": 0.25, "c": 1.0, "d": 0.5, "e": 3.0, "f": 0.75, "g": 6.0}
+    assert weight.grad is None  # reading the loss did not touch the graph
