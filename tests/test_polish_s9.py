@@ -65,3 +65,17 @@ def test_log_takes_numbers_numpy_scalars_and_one_value_tensors(home):
     logged = {p.name: p.value for p in run.metrics}
     assert logged == {"a": 1.0, "b": 0.25, "c": 1.0, "d": 0.5, "e": 3.0, "f": 0.75, "g": 6.0}
     assert weight.grad is None  # reading the loss did not touch the graph
+
+
+# 2. unknown options -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [gp.Run, gp.track], ids=["Run", "track"])
+def test_an_unknown_option_names_the_nearest(home, make):
+    with pytest.raises(ConfigError) as err:
+        make("x", studdy="s")
+    assert str(err.value) == "unknown option(s) ['studdy'] for a run; did you mean 'study'?"
+    with pytest.raises(ConfigError) as err:
+        make("x", colour="green")
+    assert str(err.value) == "unknown option(s) ['colour'] for a run"  # nothing close
+    assert list(home.iterdir()) == []  # refused before any ledger is made

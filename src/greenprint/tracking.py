@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 from greenprint import _lineage
 from greenprint._accounting import CostAccount
@@ -64,6 +64,7 @@ from greenprint._liveness import WRITER_KEY, writer_identity
 from greenprint._prediction import Prediction, Predictor, metric_name
 from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
 from greenprint._run_tree import RunNode
+from greenprint._suggest import did_you_mean
 from greenprint._validate import (
     check_fpo,
     finite_number,
@@ -150,6 +151,7 @@ def track(
     budget: Budget | Sequence[Budget] | None = None,
     role: str | None = None,
     node_meter: bool | None = None,
+    **unknown: NoReturn,
 ) -> Run:
     """Track a run's energy, CO2-eq, time and metrics into a ledger.
 
@@ -204,13 +206,17 @@ def track(
             this run meters its node (the whole machine, once for every rank on it); default
             ``None``: local rank 0 does, on a node the job has to itself, unless the run is
             nested in another on this host. ``True`` outside a job records the machine.
+        **unknown: no other option is taken: one typed wrong is refused with the nearest
+            name (a type checker flags it too).
 
     Returns:
         A :class:`Run`, not yet started.
 
     Raises:
-        ConfigError: an invalid argument or setting: PUE, intensity, region, scope, an interval
-            or budget that is not a finite number in range (bools and text refused), a name,
+        ConfigError: an unknown option (the message names the nearest one: ``studdy=``,
+            "did you mean 'study'?"), or an invalid argument or setting: PUE, intensity,
+            region, scope, an interval or budget that is not a finite number in range (bools
+            and text refused), a name,
             study or command that is not text, ``params`` that is not a mapping with string
             keys, a negative or non-integer ``dataset_size``, a ``parent`` that is neither a
             run nor a run id, a ``pid`` of no running process, or a bad ``cpu_tdp_w`` setting.
@@ -219,6 +225,10 @@ def track(
             written then.
         LedgerError: the ledger path is not usable.
     """
+    if unknown:  # typed as NoReturn: a type checker flags it; at run time, the nearest name
+        raise ConfigError(
+            f"unknown option(s) {sorted(unknown)} for a run{did_you_mean(unknown, _OPTIONS)}"
+        )
     return Run(
         name,
         study=study,
@@ -284,7 +294,9 @@ class Run:
         # leaves no ledger file behind (greenprint run inherits this).
         unknown = set(options) - _OPTIONS
         if unknown:
-            raise ConfigError(f"unknown option(s) {sorted(unknown)} for a run")
+            raise ConfigError(
+                f"unknown option(s) {sorted(unknown)} for a run{did_you_mean(unknown, _OPTIONS)}"
+            )
         self._options = dict(options)
         optional_text("name", name)
         optional_text("study", options.get("study"))

@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from greenprint._exceptions import ConfigError, LedgerError
+from greenprint._suggest import did_you_mean as _nearest
 
 __all__ = [
     "RUN_OPTION_NAMES",
@@ -114,18 +115,6 @@ def check_run_options(
         raise LedgerError(f"{where}: ledger {ledger.url} is closed; pass an open ledger")
     Run(name, **run_options)  # checks every option; writes nothing
     return dict(options)
-
-
-def _nearest(unknown: Collection[str], known: Collection[str]) -> str:
-    """``"; did you mean 'ledger'?"`` for options typed wrong (empty when none is close)."""
-    import difflib
-
-    close = [
-        match
-        for name in sorted(unknown)
-        for match in difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    ]
-    return "; did you mean " + " or ".join(repr(n) for n in close) + "?" if close else ""
 
 
 def stopped_by_budget(status: str | None, error: str | None) -> bool:

@@ -1,0 +1,33 @@
+"""Suggestions for names typed wrong: "did you mean 'study'?", the nearest first.
+
+One place for the rule (:func:`difflib.get_close_matches`, cutoff 0.6), used for run options
+(:class:`~greenprint.Run`, :func:`~greenprint.track`, the integrations' callbacks) and study
+names (:meth:`~greenprint.Ledger.runs`). ``difflib`` is imported when a name is wrong only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+__all__ = ["did_you_mean", "nearest"]
+
+
+def nearest(name: str, known: Collection[str], *, n: int = 1) -> list[str]:
+    """The names of ``known`` closest to ``name``, best first (empty when none is close)."""
+    import difflib
+
+    return difflib.get_close_matches(name, sorted(known), n=n, cutoff=0.6)
+
+
+def did_you_mean(unknown: Collection[str], known: Collection[str]) -> str:
+    """``"; did you mean 'ledger'?"`` for names typed wrong (empty when none is close).
+
+    Args:
+        unknown: the names given that are not known.
+        known: the names that are.
+
+    Returns:
+        The clause, one suggestion per unknown name that has a close one, or ``""``.
+    """
+    close = [match for name in sorted(unknown) for match in nearest(name, known)]
+    return "; did you mean " + " or ".join(repr(n) for n in close) + "?" if close else ""
