@@ -151,11 +151,12 @@ class SQLStore:
         engine = self._writer if write else self._engine
         lock = self._write_lock if write else self._read_lock
         # SIGTERM's handler writes on another connection (an in-memory ledger: this one),
-        # which may wait on this transaction: it waits for the transaction to end instead
+        # which may wait on this transaction: it waits for the transaction to end instead,
+        # and for the lock to be let go (a sampler waiting on it to flush must stop first)
         held: Any = write_section() if write or self.target.memory else contextlib.nullcontext()
         while True:
             try:
-                with lock, held, engine.begin() as conn:
+                with held, lock, engine.begin() as conn:
                     return fn(conn)
             except sa.exc.DBAPIError as e:
                 if _is_transient(e) and time.monotonic() < deadline:

@@ -240,13 +240,13 @@ class SQLiteStore:
         lock: Any = self._write_lock if write or self.target.memory else _NO_LOCK
         while True:
             try:
-                with lock:
-                    if lock is _NO_LOCK:
-                        return self._once(fn, write=write)
-                    # SIGTERM's handler would write on another connection (an in-memory
-                    # ledger: this one): it waits for this transaction to end
-                    with write_section():
-                        return self._once(fn, write=write)
+                if lock is _NO_LOCK:
+                    return self._once(fn, write=write)
+                # SIGTERM's handler would write on another connection (an in-memory
+                # ledger: this one): it waits for this transaction to end, and for the
+                # lock to be let go (a sampler waiting on it to flush must stop first)
+                with write_section(), lock:
+                    return self._once(fn, write=write)
             except sqlite3.Error as e:
                 if _is_transient(e) and time.monotonic() < deadline:
                     logger.debug("ledger %s busy, retrying in %.3f s", self.target.display, delay_s)
