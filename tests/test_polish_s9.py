@@ -6,6 +6,8 @@ subprocess), as a new user meets greenprint.
 
 1. ``run.log(loss="0.5")`` is refused (a metric value is a number); a tensor that requires grad
    is read without torch's warning.
+2. ``gp.Run("x", studdy=1)`` and ``gp.track(..., studdy=1)`` name the nearest option.
+3. ``Ledger.runs(study="typo")`` names the nearest study first and lists a few, not hundreds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 import greenprint as gp
 from _clean_env import configured_above
 from greenprint._exceptions import ConfigError
+from greenprint._records import RunRecord
 
 
 @pytest.fixture
@@ -79,3 +82,31 @@ def test_an_unknown_option_names_the_nearest(home, make):
         make("x", colour="green")
     assert str(err.value) == "unknown option(s) ['colour'] for a run"  # nothing close
     assert list(home.iterdir()) == []  # refused before any ledger is made
+
+
+# 3. a study typed wrong -------------------------------------------------------------------------
+
+
+def _record(run_id: str, study: str, **fields: object) -> RunRecord:
+    return RunRecord(id=run_id, name=run_id, study=study, status="finished", **fields)
+
+
+def test_an_unknown_study_names_the_nearest_first_and_lists_a_few(home):
+    studies = [f"study-{k:02d}" for k in range(30)] + ["cifar-sweep"]
+    with gp.Ledger("greenprint.db") as led:
+        for k, study in enumerate(studies):
+            led.start_run(_record(f"r{k:02d}", study))
+        with pytest.raises(gp.UnknownStudyError) as err:
+            led.runs(study="cifar-swep")
+        message = str(err.value)
+        assert message.startswith(
+            f"no study 'cifar-swep' in ledger {led.url}; did you mean 'cifar-sweep'?; "
+            "known: 'cifar-sweep', 'study-00', "
+        )
+        assert message.count("'study-") == 9 and message.endswith(
+            " and 21 more (Ledger.studies() lists them all)"
+        )
+        with pytest.raises(gp.UnknownStudyError) as err:  # nothing close: the first ten
+            led.runs(study="zzz")
+        assert "did you mean" not in str(err.value)
+        assert "known: 'cifar-sweep', 'study-00', 'study-01'," in str(err.value)

@@ -238,7 +238,8 @@ class Ledger(BaseLedger):
             parent_id: ``...``: any; ``None``: top-level runs only; an id: that run's children.
 
         Raises:
-            UnknownStudyError: no run has this study (the message lists the known studies).
+            UnknownStudyError: no run has this study (the message names the nearest
+                study first and lists at most ten of the known ones).
             ConfigError: an unknown status.
         """
         return self._read(study=study, status=status, parent_id=parent_id)
@@ -288,9 +289,7 @@ class Ledger(BaseLedger):
             if not in_order:
                 records.sort(key=operator.attrgetter("started_at", "id"))
         if study is not None and not found and study not in store.select_studies():
-            known = self.studies()
-            listing = ", ".join(repr(s) for s in known) if known else "none (the ledger is empty)"
-            raise UnknownStudyError(f"no study {study!r} in ledger {self.url}; known: {listing}")
+            raise UnknownStudyError(_unknown_study(study, self.studies(), self.url))
         return records
 
     def studies(self) -> list[str]:
@@ -464,3 +463,23 @@ def shared_ledger(location: str | os.PathLike[str]) -> Ledger:
         ledger = Ledger(location)
         _SHARED[key] = (file_identity(target.path), _pin(target.path), ledger)
         return ledger
+
+
+#: How many study names the "no study" message lists at most (a ledger may hold hundreds).
+_STUDIES_LISTED = 10
+
+
+def _unknown_study(study: str, known: list[str], url: str) -> str:
+    """The "no study" message: the nearest names first, then at most a few of the others."""
+    if not known:
+        return f"no study {study!r} in ledger {url}; known: none (the ledger is empty)"
+    from greenprint._suggest import nearest
+
+    close = nearest(study, known, n=3) if isinstance(study, str) else []
+    hint = "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
+    shown = [*close, *(s for s in known if s not in close)][: max(_STUDIES_LISTED, len(close))]
+    more = len(known) - len(shown)
+    listing = ", ".join(map(repr, shown)) + (
+        f" and {more} more (Ledger.studies() lists them all)" if more else ""
+    )
+    return f"no study {study!r} in ledger {url}{hint}; known: {listing}"
