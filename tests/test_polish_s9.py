@@ -8,10 +8,12 @@ subprocess), as a new user meets greenprint.
    is read without torch's warning.
 2. ``gp.Run("x", studdy=1)`` and ``gp.track(..., studdy=1)`` name the nearest option.
 3. ``Ledger.runs(study="typo")`` names the nearest study first and lists a few, not hundreds.
+4. A ledger path in a folder that does not exist says what to do (``mkdir -p DIR``).
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -22,6 +24,16 @@ import greenprint as gp
 from _clean_env import configured_above
 from greenprint._exceptions import ConfigError
 from greenprint._records import RunRecord
+from greenprint.cli import main
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
+    """The CLI's error: exit status 2, one line on stderr, nothing on stdout, no traceback."""
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert out == ""
+    assert err.startswith("greenprint: error: ") and err.count("\n") == 1, err
+    return err
 
 
 @pytest.fixture
@@ -110,3 +122,21 @@ def test_an_unknown_study_names_the_nearest_first_and_lists_a_few(home):
             led.runs(study="zzz")
         assert "did you mean" not in str(err.value)
         assert "known: 'cifar-sweep', 'study-00', 'study-01'," in str(err.value)
+
+
+# 4. a ledger in a folder that does not exist ----------------------------------------------------
+
+
+def test_a_ledger_in_a_missing_folder_says_what_to_do(home, capsys):
+    with pytest.raises(gp.LedgerPathError) as err:
+        gp.Ledger("my runs/sweep/runs.db")
+    folder = home / "my runs" / "sweep"
+    assert str(err.value).endswith(
+        f"directory {folder} does not exist; create it first (mkdir -p '{folder}') or give a "
+        "path in an existing one"
+    )
+    code = main(["run", "--ledger", "my runs/sweep/runs.db", "--", sys.executable, "-c", "pass"])
+    assert _one_line_error(capsys, code).endswith(
+        f"(mkdir -p '{folder}') or give a path in an existing one\n"
+    )
+    assert list(home.iterdir()) == []

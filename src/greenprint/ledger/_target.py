@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -127,7 +128,10 @@ class Target:
             raise LedgerPathError(f"no ledger at {path}")
         parent = path.parent
         if not parent.exists():
-            raise LedgerPathError(f"cannot create ledger {path}: directory {parent} does not exist")
+            raise LedgerPathError(
+                f"cannot create ledger {path}: directory {parent} does not exist; create it "
+                f"first (mkdir -p {shlex.quote(str(parent))}) or give a path in an existing one"
+            )
         if not parent.is_dir():
             raise LedgerPathError(f"cannot create ledger {path}: {parent} is not a directory")
         if dry_run:
