@@ -9,10 +9,12 @@ subprocess), as a new user meets greenprint.
 2. ``gp.Run("x", studdy=1)`` and ``gp.track(..., studdy=1)`` name the nearest option.
 3. ``Ledger.runs(study="typo")`` names the nearest study first and lists a few, not hundreds.
 4. A ledger path in a folder that does not exist says what to do (``mkdir -p DIR``).
+5. ``greenprint ledger show`` writes energy, CO2-eq and FPO as the report does; ``--json`` raw.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -140,3 +142,36 @@ def test_a_ledger_in_a_missing_folder_says_what_to_do(home, capsys):
         f"(mkdir -p '{folder}') or give a path in an existing one\n"
     )
     assert list(home.iterdir()) == []
+
+
+# 5. ledger show in the report's units -----------------------------------------------------------
+
+
+def test_ledger_show_writes_the_report_units_and_json_keeps_the_numbers(home, capsys):
+    fields = {
+        "energy_kwh": 0.0123,
+        "energy_cpu_kwh": 0.01,
+        "energy_ram_kwh": 1.156e-08,
+        "machine_energy_kwh": 1.5,
+        "emissions_kg": 0.0047,
+        "fpo": 3_100_000_000_000_000,
+        "pue": 1.0,
+        "intensity_g_per_kwh": 382.1,
+    }
+    with gp.Ledger("greenprint.db") as led:
+        led.start_run(_record("a1b2c3d4e5", "s", **fields))
+    assert main(["ledger", "show", "a1b2c3d4"]) == 0
+    shown = dict(
+        line.strip().split("  ", 1) for line in capsys.readouterr().out.splitlines() if "  " in line
+    )
+    shown = {label: value.strip() for label, value in shown.items()}
+    assert shown["energy cpu"] == "10 Wh"
+    assert shown["energy gpu"] == "-"
+    assert shown["energy ram"] == "0.0116 mWh"  # 1.156e-08 kWh
+    assert shown["energy"] == "12.3 Wh"
+    assert shown["machine energy"] == "1.5 kWh"
+    assert shown["CO2-eq"] == "4.7 g CO2-eq"
+    assert shown["FPO"] == "3.1 PFPO"
+    assert main(["ledger", "show", "a1b2c3d4", "--json"]) == 0
+    raw = json.loads(capsys.readouterr().out)
+    assert {key: raw[key] for key in fields} == fields

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from greenprint._exceptions import ConfigError
-from greenprint._format import count_of, format_emissions, format_energy, json_safe
+from greenprint._format import count_of, format_emissions, format_energy, format_fpo, json_safe
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint._validate import FPO_MAX
 from greenprint.cli._common import applied_intensity, ledger_option, study_option
@@ -93,7 +93,7 @@ def _emissions(kg: float | None) -> str:
 
 
 def _fpo_text(fpo: int | None) -> str:
-    """An FPO as ``_num`` shows it; one above the largest float as its number of digits.
+    """An FPO as the report writes it (``3.1 PFPO``); one above the largest float as its digits.
 
     greenprint refuses to record such an FPO; one in a ledger was written by an older
     greenprint or by hand (``report`` names it and says how to repair it).
@@ -102,7 +102,7 @@ def _fpo_text(fpo: int | None) -> str:
         return "-"
     if abs(fpo) > FPO_MAX:
         return f"an integer of {len(str(abs(fpo)))} digits (corrupt: above the largest float)"
-    return f"{fpo:.4g}"
+    return format_fpo(fpo)
 
 
 def _rank(rank: int | None) -> str:
@@ -245,7 +245,11 @@ def ls_command(
 @ledger_option
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
-    """Show everything about one run (RUN_ID: full id or a unique prefix of 4+ characters)."""
+    """Show everything about one run (RUN_ID: full id or a unique prefix of 4+ characters).
+
+    Energy, CO2-eq and FPO are written as the report writes them (``12.3 Wh``, ``4.7 g
+    CO2-eq``, ``3.1 PFPO``); ``--json`` gives the raw numbers (kWh, kg, FPO) for scripts.
+    """
     with _open(ledger) as led:
         record = led.run(run_id)
         power = led.samples(record.id)
@@ -292,10 +296,10 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
             put(f"hardware.{key}", value)
     section("cost")
     put("scope", record.scope)
-    for component in ("cpu", "gpu", "ram"):
-        put(f"energy {component} (kWh)", _num(getattr(record, f"energy_{component}_kwh")))
-    put("energy (kWh)", _num(record.energy_kwh))
-    put("machine energy (kWh)", _num(record.machine_energy_kwh))
+    for component in ("cpu", "gpu", "ram"):  # as the report writes them; --json has kWh
+        put(f"energy {component}", _energy(getattr(record, f"energy_{component}_kwh")))
+    put("energy", _energy(record.energy_kwh))
+    put("machine energy", _energy(record.machine_energy_kwh))
     put("PUE", _num(record.pue))
     g_per_kwh, intensity_source = applied_intensity(
         energy_kwh=record.energy_kwh,
@@ -306,7 +310,7 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     )
     source = f" [{intensity_source}]" if intensity_source else ""
     put("intensity (g/kWh)", _num(g_per_kwh) + source)
-    put("CO2-eq (kg)", _num(record.emissions_kg))
+    put("CO2-eq", "-" if record.emissions_kg is None else format_emissions(record.emissions_kg))
     put("FPO", _fpo_text(record.fpo))
     put("parameters", "-" if record.param_count is None else f"{record.param_count:,}")
     put("dataset size", "-" if record.dataset_size is None else f"{record.dataset_size:,}")
