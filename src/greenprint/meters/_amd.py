@@ -519,7 +519,7 @@ class AmdMeter(SummedGpuMeter):
         return vendor_origin(
             "amdsmi",
             [(g.label, g.source) for g in self._gpus],
-            [f"{g.label} {g.reason}" for g in self._gpus if g.reason],
+            [f"{g.label} {g.reason}" for g in self._gpus if g.reason] + [self.unattributed],
         )
 
     def _call(self, gpu: _AmdGpu, name: str, handle: Any = None) -> Any:
@@ -634,21 +634,19 @@ class AmdMeter(SummedGpuMeter):
     def _share(self, gpu: _AmdGpu, pids: frozenset[int]) -> float | None:
         """The tree's share of ``gpu`` now, or ``None`` when amdsmi cannot list its processes.
 
-        A listing that fails after one that worked keeps the last share; one that never worked
-        is ``None``.
+        A listing that fails after one that worked keeps the last share for up to
+        :data:`~greenprint.meters._gpu_meter.HELD_LISTINGS` reads in a row; one that never
+        worked, or fails once more, is ``None`` (the provenance says which GPU, why and when).
         """
         try:
             procs = self._amdsmi.amdsmi_get_gpu_process_list(gpu.proc_handle)
         except self._amdsmi.AmdSmiException as e:
-            if gpu.last_share is not None:
-                why = _one_line(e)
-                logger.info("%s: process list failed (%s); its last share kept", gpu.label, why)
-                return gpu.last_share
-            logger.info("%s: no per-process attribution (%s)", gpu.label, _one_line(e))
-            return None
+            return self._listing_failed(gpu.label, gpu.last_share, _one_line(e))
+        self._listed(gpu.label)
         entries = [p for p in procs if isinstance(p, Mapping) and "pid" in p]
-        if len(entries) != len(procs):
-            return None  # an older amdsmi returning process handles: not attributed
+        if len(entries) != len(procs):  # an older amdsmi returning process handles
+            self._no_share(gpu.label, "amdsmi lists process handles, not process ids")
+            return None
         memory: list[float | None] = []
         for p in entries:
             usage = p.get("memory_usage")
@@ -657,4 +655,6 @@ class AmdMeter(SummedGpuMeter):
             memory.append(float(value) if isinstance(value, int) else None)
         pid_list = [int(p["pid"]) for p in entries]
         gpu.last_share = memory_share(gpu.label, "amdsmi", pid_list, memory, pids)
+        if gpu.last_share is None:
+            self._no_share(gpu.label, "amdsmi lists no process of this PID namespace")
         return gpu.last_share

@@ -18,7 +18,13 @@ a GPU (:func:`memory_share`) is the memory its processes hold on the GPU over th
 process there, as the vendor lists them; a GPU where any size is unknown (or all are zero) is
 shared equally by process. When a GPU cannot attribute (no process list, or process ids from
 another PID namespace, as in a container), the meter's ``process_j`` becomes ``None`` for good:
-a share that covers only some GPUs would be wrong without saying so.
+a share that covers only some GPUs would be wrong without saying so. A process list that fails
+after one that worked keeps the GPU's last share for up to :data:`HELD_LISTINGS` reads in a row
+(a timeout, a list that grew between two calls); one more failure loses the share. Either way the
+provenance's detail says which GPU lost it, why and after how many seconds
+(``GPU-0 not attributed after 12 s: process list failed 4 times in a row (Unknown Error)``), and
+the run (:class:`~greenprint._accounting.CostAccount`) counts the whole GPUs' energy from that
+read on, saying what share of the run was attributed.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ __all__ = [
     "COUNTER_THEN_POWER",
     "GpuVendor",
     "GpuVendorUnavailable",
+    "HELD_LISTINGS",
     "POWER_SAMPLING",
     "SummedGpuMeter",
     "VendorSumMeter",
@@ -59,6 +66,10 @@ COUNTER = "counter"
 POWER_SAMPLING = "power-sampling"
 COUNTER_THEN_POWER = "counter-then-power-sampling"
 _SOURCES = (COUNTER, POWER_SAMPLING, COUNTER_THEN_POWER)
+
+#: Failed process listings in a row for which a GPU keeps the share of its last listing; at the
+#: next one the meter cannot attribute for the rest of the run (``process_j`` is ``None``).
+HELD_LISTINGS = 3
 
 
 class GpuVendorUnavailable(Exception):
@@ -224,6 +235,9 @@ class SummedGpuMeter(Meter):
         self._open = True
         #: the tree's share of all the energy so far (``None`` before a read or unattributed)
         self.last_share: float | None = None
+        #: which GPU could not be attributed, why, and from when (``""`` while attributed)
+        self.unattributed = ""
+        self._failed_listings: dict[str, int] = {}
 
     @classmethod
     def _open_with(
@@ -280,6 +294,38 @@ class SummedGpuMeter(Meter):
         self._t_start = self._t_last = now
         self._machine_j = 0.0
         self._process_j = 0.0 if self._tree is not None else None
+        self.unattributed = ""
+        self._failed_listings.clear()
+
+    def _listed(self, label: str) -> None:
+        """A process list of GPU ``label`` was read: its run of failures ends."""
+        self._failed_listings.pop(label, None)
+
+    def _listing_failed(self, label: str, last_share: float | None, why: str) -> float | None:
+        """GPU ``label``'s share after a failed process list: its last, or ``None`` (lost).
+
+        The last share is kept for :data:`HELD_LISTINGS` failures in a row; the share of a GPU
+        that never listed its processes, or failed once more, is lost (:meth:`_no_share`).
+        """
+        failures = self._failed_listings.get(label, 0) + 1
+        self._failed_listings[label] = failures
+        if last_share is not None and failures <= HELD_LISTINGS:
+            logger.info("%s: process list failed (%s); its last share kept", label, why)
+            return last_share
+        if last_share is not None:
+            why = f"process list failed {failures} times in a row ({why})"
+        else:
+            why = f"no process list ({why})"
+        self._no_share(label, why)
+        return None
+
+    def _no_share(self, label: str, why: str) -> None:
+        """Record that GPU ``label`` cannot be attributed from this read on, and why."""
+        if not self.unattributed and self._process_j is not None:
+            since_s = max(self._t_last - self._t_start, 0.0)
+            when = f"after {since_s:.0f} s" if self._t_last > self._t_start else "from the start"
+            self.unattributed = f"{label} not attributed {when}: {why}"
+            logger.info("%s: no per-process attribution %s (%s)", label, when, why)
 
     def _tree_pids(self) -> frozenset[int] | None:
         """The tree's processes now, or ``None`` when this meter does not attribute."""

@@ -31,7 +31,9 @@ Per-process share: ``nvmlDeviceGetComputeRunningProcesses`` lists the compute pr
 GPU with their memory; the tracked tree gets the fraction of that memory its processes hold (of
 the process count, where memory is not reported). When NVML cannot list processes, or lists none
 that exist in this PID namespace (a container), ``process_j`` is ``None``; a listing that fails
-after one that worked keeps that GPU's last share for the interval.
+after one that worked keeps that GPU's last share for the interval, up to
+:data:`~greenprint.meters._gpu_meter.HELD_LISTINGS` times in a row. The provenance says which GPU
+was not attributed, why and from when (``GPU-0 not attributed after 12 s: ...``).
 """
 
 from __future__ import annotations
@@ -446,6 +448,7 @@ class NvmlMeter(SummedGpuMeter):
         """
         notes = [f"{g.label}: {g.rule}" for g in self._gpus if g.rule]
         notes += [f"{g.label} {g.switched}" for g in self._gpus if g.switched]
+        notes += [self.unattributed]
         return vendor_origin("nvml", [(g.label, g.source) for g in self._gpus], notes)
 
     def _call(self, gpu: _Gpu, name: str) -> Any:
@@ -539,16 +542,17 @@ class NvmlMeter(SummedGpuMeter):
         """The tree's share of ``gpu`` now, or ``None`` when NVML cannot list its processes.
 
         A listing that fails after one that worked keeps the last share (a timeout, a list that
-        grew between pynvml's two calls); one that never worked is ``None``.
+        grew between pynvml's two calls) for up to
+        :data:`~greenprint.meters._gpu_meter.HELD_LISTINGS` reads in a row; one that never
+        worked, or fails once more, is ``None`` (the provenance says which GPU, why and when).
         """
         try:
             procs = _nvml_call(self._nvml, "nvmlDeviceGetComputeRunningProcesses", gpu.proc_handle)
         except self._nvml.NVMLError as e:
-            if gpu.last_share is not None:
-                logger.info("%s: process list failed (%s); its last share kept", gpu.label, e)
-                return gpu.last_share
-            logger.info("%s: no per-process attribution (%s)", gpu.label, e)
-            return None
+            return self._listing_failed(gpu.label, gpu.last_share, str(e))
+        self._listed(gpu.label)
         memory = [getattr(p, "usedGpuMemory", None) for p in procs or ()]
         gpu.last_share = memory_share(gpu.label, "NVML", [p.pid for p in procs or ()], memory, pids)
+        if gpu.last_share is None:
+            self._no_share(gpu.label, "NVML lists no process of this PID namespace")
         return gpu.last_share
