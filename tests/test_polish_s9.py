@@ -10,12 +10,15 @@ subprocess), as a new user meets greenprint.
 3. ``Ledger.runs(study="typo")`` names the nearest study first and lists a few, not hundreds.
 4. A ledger path in a folder that does not exist says what to do (``mkdir -p DIR``).
 5. ``greenprint ledger show`` writes energy, CO2-eq and FPO as the report does; ``--json`` raw.
+6. A budget's over-budget message: 3 significant figures, units as the report writes them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -175,3 +178,29 @@ def test_ledger_show_writes_the_report_units_and_json_keeps_the_numbers(home, ca
     assert main(["ledger", "show", "a1b2c3d4", "--json"]) == 0
     raw = json.loads(capsys.readouterr().out)
     assert {key: raw[key] for key in fields} == fields
+
+
+# 6. over budget: 3 significant figures, the report's units -------------------------------------
+
+
+def _significant(number: str) -> int:
+    return len(number.replace(".", "").lstrip("0"))
+
+
+def test_over_budget_reads_three_figures_in_the_report_units(home):
+    with pytest.raises(gp.BudgetExceeded) as err:
+        with gp.track("x", ledger=False, budget_fpo=1e9, on_exceed="stop") as run:
+            run.add_fpo(1_063_770_000)
+    assert str(err.value).endswith("is over budget: FPO 1.06 GFPO > budget_fpo 1 GFPO")
+    with pytest.raises(gp.BudgetExceeded) as err:
+        with gp.track("x", ledger=False, budget_s=0.05, on_exceed="stop") as run:
+            time.sleep(0.12)
+            run.log(loss=1.0)
+    found = re.search(r"is over budget: time (\S+) s > budget_s 0.05 s$", str(err.value))
+    assert found is not None, str(err.value)
+    assert float(found[1]) >= 0.12 and _significant(found[1]) <= 3
+    # a spend that 3 figures would round to the limit is written with the figures that differ
+    with pytest.raises(gp.BudgetExceeded) as err:
+        with gp.track("x", ledger=False, budget_fpo=1e9, on_exceed="stop") as run:
+            run.add_fpo(1_000_400_000)
+    assert str(err.value).endswith("FPO 1.0004 GFPO > budget_fpo 1 GFPO")

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from greenprint._exceptions import BudgetExceeded, ConfigError
+from greenprint._format import format_emissions, format_energy, format_fpo
 from greenprint._validate import finite_number
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -307,9 +308,9 @@ class BudgetGuard:
     def _error(self, budget: Budget, key: str, value: float, limit: float) -> BudgetExceeded:
         option, unit, word, _ = LIMITS[key]
         option = option if budget.per == "run" else f"study {option}"
+        spent_text, limit_text = _amounts(key, value, limit)
         return BudgetExceeded(
-            f"{self._whose(budget)} is over budget: {word} {value:.6g} {unit} > {option} "
-            f"{limit:.6g} {unit}",
+            f"{self._whose(budget)} is over budget: {word} {spent_text} > {option} {limit_text}",
             limit=option,
             budget=limit,
             spent=value,
@@ -324,14 +325,42 @@ class BudgetGuard:
     def _predicted_message(
         self, budget: Budget, key: str, total: float, limit: float, estimate: Any, fraction: float
     ) -> str:
-        option, unit, word, _ = LIMITS[key]
+        option, _, word, _ = LIMITS[key]
         interval = (
-            f" ({estimate.low:.6g} to {estimate.high:.6g} for the run)"
+            f" ({_amount(key, estimate.low)} to {_amount(key, estimate.high)} for the run)"
             if estimate.low is not None
             else ""
         )
+        total_text, limit_text = _amounts(key, total, limit)
         return (
             f"greenprint: {self._whose(budget)} is predicted to go over budget: {word} "
-            f"{total:.6g} {unit} in all{interval}, {option} {limit:.6g} {unit} "
-            f"({fraction:.0%} done)"
+            f"{total_text} in all{interval}, {option} {limit_text} ({fraction:.0%} done)"
         )
+
+
+def _amount(key: str, value: float, digits: int = 3) -> str:
+    """A budget's quantity as the report writes it, ``digits`` significant figures.
+
+    Energy ``12.3 Wh``, CO2-eq ``4.7 g CO2-eq``, FPO ``3.1 PFPO``, time in seconds ``1.06 s``
+    (``1234 s`` rather than ``1.23e+03 s``).
+    """
+    if key == "kwh":
+        return format_energy(value, digits=digits)
+    if key == "kg":
+        return format_emissions(value, digits=digits)
+    if key == "fpo":
+        return format_fpo(value, digits=digits)
+    text = f"{value:.{digits}g}"
+    return f"{value:.0f} s" if "e+" in text else f"{text} s"
+
+
+def _amounts(key: str, spent: float, limit: float) -> tuple[str, str]:
+    """``spent`` and ``limit`` at 3 significant figures, more where 3 would read the same.
+
+    100.04 Wh against 100 Wh reads ``100.04 Wh > 100 Wh``, not ``100 Wh > 100 Wh``.
+    """
+    for digits in range(3, 10):
+        pair = _amount(key, spent, digits), _amount(key, limit, digits)
+        if pair[0] != pair[1]:
+            return pair
+    return pair

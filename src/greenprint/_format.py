@@ -24,18 +24,19 @@ def _scaled(value: float, units: tuple[tuple[float, str], ...], digits: int = 3)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def format_energy(kwh: float) -> str:
-    """``0.0123`` kWh -> ``"12.3 Wh"``; picks MWh, kWh, Wh or mWh."""
-    return _scaled(kwh, ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh")))
+def format_energy(kwh: float, *, digits: int = 3) -> str:
+    """``0.0123`` kWh -> ``"12.3 Wh"``; picks MWh, kWh, Wh or mWh (``digits`` significant)."""
+    return _scaled(kwh, ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh")), digits)
 
 
-def format_emissions(kg: float) -> str:
-    """``0.0042`` kg CO2-eq -> ``"4.2 g CO2-eq"``; picks t, kg, g or mg."""
-    return _scaled(kg, ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))) + " CO2-eq"
+def format_emissions(kg: float, *, digits: int = 3) -> str:
+    """``0.0042`` kg CO2-eq -> ``"4.2 g CO2-eq"``; picks t, kg, g or mg (``digits`` significant)."""
+    units = ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))
+    return _scaled(kg, units, digits) + " CO2-eq"
 
 
-def format_fpo(fpo: float) -> str:
-    """``3.1e15`` -> ``"3.1 PFPO"`` (decimal prefixes)."""
+def format_fpo(fpo: float, *, digits: int = 3) -> str:
+    """``3.1e15`` -> ``"3.1 PFPO"`` (decimal prefixes, ``digits`` significant)."""
     return _scaled(
         float(fpo),
         (
@@ -47,6 +48,7 @@ def format_fpo(fpo: float) -> str:
             (1e3, "kFPO"),
             (1.0, "FPO"),
         ),
+        digits,
     )
 
 
