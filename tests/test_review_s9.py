@@ -7,6 +7,9 @@
    exit: ``SIG_IGN``, a framework's flag-setting one), the sampler's flush, its fields taken
    before the stop, overwrote the record: ``status='running'``, the cost of a second earlier;
    the run was later read ``lost``.
+2. ``greenprint run -- python -O train.py`` (536d325 names a run after its script) read
+   python's ``-O`` (optimise, no value) as the shell's ``-O shopt`` (which takes one): it
+   skipped ``train.py`` as its value and named the run ``python``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
+from greenprint.cli import main
 
 # ------------------------------------------------------------------ 1. SIGTERM, sampler flushing
 SIGTERM_WHILE_SAMPLER_FLUSHES = textwrap.dedent(
@@ -64,3 +68,25 @@ def test_sigterm_held_in_a_transaction_lets_the_sampler_stop_before_the_final_re
     assert (record.name, record.status, record.error) == ("renamed", "interrupted", "SIGTERM")
     assert record.duration_s == pytest.approx(float(lines[1]))
     assert "did not stop" not in done.stderr
+
+
+# ------------------------------------------------------------------ 2. python -O train.py
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (["-O", "train.py"], "train.py"),
+        (["-OO", "-u", "train.py", "--lr", "0.1"], "train.py"),
+        (["-W", "ignore", "-X", "dev", "train.py"], "train.py"),
+        (["bash", "-O", "extglob", "-o", "errexit", "train.py"], "train.py"),
+    ],
+)
+def test_a_python_run_with_options_before_its_script_is_named_after_the_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("print('trained')\n" if args[0] != "bash" else "true\n")
+    db = str(tmp_path / "g.db")
+    cmd = args if args[0] == "bash" else [sys.executable, *args]
+    assert main(["run", "--ledger", db, "-q", "--", *cmd]) == 0
+    (record,) = gp.Ledger(db).runs()
+    assert record.name == name

@@ -256,7 +256,8 @@ def command(
 #: Interpreters whose run is named after the script they run; the options of theirs that take
 #: a value (skipped with it); the option that runs a module (python's -m).
 _INTERPRETER = re.compile(r"(?:python|pypy)[0-9.]*|bash|sh|dash|zsh")
-_TAKES_VALUE = {"-W", "-X", "-o", "-O", "+o", "+O"}
+_TAKES_VALUE = {"-W", "-X"}  # python's (its -O, optimise, takes none)
+_SHELL_TAKES_VALUE = {"-o", "-O", "+o", "+O"}
 
 
 def _default_name(cmd: tuple[str, ...]) -> str:
@@ -269,13 +270,15 @@ def _default_name(cmd: tuple[str, ...]) -> str:
     program = cmd[0].rsplit("/", 1)[-1]
     if not _INTERPRETER.fullmatch(program):
         return program
+    python = program.startswith(("python", "pypy"))
+    takes_value = _TAKES_VALUE if python else _SHELL_TAKES_VALUE
     args = iter(cmd[1:])
     for arg in args:
         if arg == "-m" and program.startswith(("python", "pypy")):
             return next(args, program)
         if arg.startswith("-m") and len(arg) > 2 and program.startswith(("python", "pypy")):
             return arg[2:]
-        if arg in _TAKES_VALUE:
+        if arg in takes_value:
             next(args, None)
         elif arg == "--":
             return next(args, program).rsplit("/", 1)[-1] or program
