@@ -11,6 +11,7 @@ subprocess), as a new user meets greenprint.
 4. A ledger path in a folder that does not exist says what to do (``mkdir -p DIR``).
 5. ``greenprint ledger show`` writes energy, CO2-eq and FPO as the report does; ``--json`` raw.
 6. A budget's over-budget message: 3 significant figures, units as the report writes them.
+7. ``pareto_runs`` takes the cost names ``evp_by_budget`` takes (``"kwh"``...); others listed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import pytest
 import greenprint as gp
 from _clean_env import configured_above
 from greenprint._exceptions import ConfigError
-from greenprint._records import RunRecord
+from greenprint._records import MetricPoint, RunRecord
+from greenprint.analysis import evp_by_budget, pareto_runs
 from greenprint.cli import main
 
 
@@ -204,3 +206,41 @@ def test_over_budget_reads_three_figures_in_the_report_units(home):
         with gp.track("x", ledger=False, budget_fpo=1e9, on_exceed="stop") as run:
             run.add_fpo(1_000_400_000)
     assert str(err.value).endswith("FPO 1.0004 GFPO > budget_fpo 1 GFPO")
+
+
+# 7. one set of cost names across the analysis API ----------------------------------------------
+
+
+def _study() -> list[RunRecord]:
+    """Four trials: accuracy against energy, the front is t0, t1, t3 (t2 is dominated)."""
+    rows = [(0.8, 0.10), (0.9, 0.20), (0.85, 0.30), (0.95, 0.50)]
+    return [
+        _record(
+            f"t{k}",
+            "s",
+            energy_kwh=kwh,
+            emissions_kg=kwh * 0.4,
+            duration_s=kwh * 1000,
+            fpo=int(kwh * 1e15),
+            started_at=float(k),
+            ended_at=k + 0.5,
+            metrics=[MetricPoint("accuracy", acc, None, k + 0.5)],
+        )
+        for k, (acc, kwh) in enumerate(rows)
+    ]
+
+
+def test_pareto_runs_takes_the_cost_names_evp_by_budget_takes(home):
+    runs = _study()
+    for names in (("energy_kwh", "kwh", "KWh"), ("emissions_kg", "kg"), ("duration_s", "s")):
+        fronts = [[r.id for r in pareto_runs(runs, metric="accuracy", cost=n)] for n in names]
+        assert fronts == [["t3", "t1", "t0"]] * len(names), names
+        curves = [evp_by_budget(runs, n, metric="accuracy").budget.tolist() for n in names]
+        assert curves[1:] == curves[:1] * (len(names) - 1)
+    listed = "'energy_kwh', 'kwh', 'emissions_kg', 'kg', 'fpo', 'duration_s', 's'"
+    with pytest.raises(ConfigError) as err:
+        pareto_runs(runs, metric="accuracy", cost="joules")
+    assert str(err.value) == f"cost must be one of {listed}, not 'joules'"
+    with pytest.raises(ConfigError) as err:
+        evp_by_budget(runs, "joules", metric="accuracy")
+    assert str(err.value) == f"costs must be one of 'trials', {listed}, not 'joules'"

@@ -17,7 +17,8 @@ from numpy.typing import ArrayLike
 
 from greenprint._exceptions import AnalysisError, ConfigError
 from greenprint._records import RunRecord
-from greenprint.analysis._common import Mode, Reduce, RunForest
+from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice
+from greenprint.analysis._evp import BUDGET_UNITS
 from greenprint.analysis._roles import study_trials
 
 __all__ = ["hypervolume", "pareto_front", "pareto_runs"]
@@ -114,6 +115,11 @@ def hypervolume(
     return float(_hv(inside, ref))
 
 
+#: Cost names :func:`pareto_runs` takes -> RunRecord attribute: :data:`BUDGET_UNITS`'s but
+#: ``"trials"`` (every trial costs one: no front).
+_COSTS: dict[str, str] = {name: a for name, (a, _) in BUDGET_UNITS.items() if a is not None}
+
+
 def pareto_runs(
     runs: Sequence[RunRecord],
     *,
@@ -132,8 +138,9 @@ def pareto_runs(
     Args:
         runs: the runs (e.g. ``ledger.runs(study=...)``).
         metric: the score's metric name.
-        cost: a RunRecord cost attribute: ``"energy_kwh"``, ``"emissions_kg"``, ``"fpo"`` or
-            ``"duration_s"`` (always minimised).
+        cost: a RunRecord cost attribute: ``"energy_kwh"`` (or ``"kwh"``), ``"emissions_kg"``
+            (``"kg"``), ``"fpo"`` or ``"duration_s"`` (``"s"``), always minimised: the names
+            :func:`~greenprint.analysis.evp_by_budget` takes, but ``"trials"``.
         mode: ``"max"`` if higher scores are better, else ``"min"``; ``None`` infers it from
             ``metric``'s name (``loss``, ``error``... are minimised).
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
@@ -142,12 +149,10 @@ def pareto_runs(
         The front's runs, best score first.
 
     Raises:
-        ConfigError: an unknown cost or mode.
+        ConfigError: an unknown cost (the message lists the names) or mode.
     """
-    if cost not in ("energy_kwh", "emissions_kg", "fpo", "duration_s"):
-        raise ConfigError(
-            f"cost must be 'energy_kwh', 'emissions_kg', 'fpo' or 'duration_s', not {cost!r}"
-        )
+    # the cost names evp_by_budget takes (aliases included, any case), but "trials"
+    cost = _COSTS[check_choice(cost.lower() if isinstance(cost, str) else cost, "cost", _COSTS)]
     study = study_trials(RunForest.build(runs), metric=metric, mode=mode, reduce=reduce)
     mode = study.mode
     forest = study.forest
