@@ -12,6 +12,7 @@ subprocess), as a new user meets greenprint.
 5. ``greenprint ledger show`` writes energy, CO2-eq and FPO as the report does; ``--json`` raw.
 6. A budget's over-budget message: 3 significant figures, units as the report writes them.
 7. ``pareto_runs`` takes the cost names ``evp_by_budget`` takes (``"kwh"``...); others listed.
+8. ``price_tag(runs, metric="acc")`` when no run logged ``acc`` lists the metrics logged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ import greenprint as gp
 from _clean_env import configured_above
 from greenprint._exceptions import ConfigError
 from greenprint._records import MetricPoint, RunRecord
-from greenprint.analysis import evp_by_budget, pareto_runs
+from greenprint.analysis import evp_by_budget, pareto_runs, price_tag
 from greenprint.cli import main
 
 
@@ -244,3 +246,19 @@ def test_pareto_runs_takes_the_cost_names_evp_by_budget_takes(home):
     with pytest.raises(ConfigError) as err:
         evp_by_budget(runs, "joules", metric="accuracy")
     assert str(err.value) == f"costs must be one of 'trials', {listed}, not 'joules'"
+
+
+# 8. price_tag with a metric nobody logged ------------------------------------------------------
+
+
+def test_price_tag_with_a_metric_no_run_logged_lists_the_logged_ones(home):
+    runs = _study()
+    runs[1] = replace(runs[1], metrics=[*runs[1].metrics, MetricPoint("loss", 0.3, None, 1.5)])
+    with pytest.raises(gp.AnalysisError) as err:
+        price_tag(runs, metric="acc")
+    assert str(err.value) == (
+        "no finished trial has a value of metric 'acc' to rank by, and no run has role 'final'; "
+        "metrics logged: 'accuracy', 'loss'"
+    )
+    with pytest.raises(gp.AnalysisError, match="metrics logged: none$"):
+        price_tag([replace(r, metrics=[]) for r in runs], metric="acc")

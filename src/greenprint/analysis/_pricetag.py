@@ -62,6 +62,7 @@ from greenprint._format import (
     format_fpo,
 )
 from greenprint._jobs import job_notes, job_status
+from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import Provenance
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
 from greenprint.analysis._common import (
@@ -566,7 +567,7 @@ def price_tag(
     if chosen is None and metric is not None:
         raise AnalysisError(
             f"no finished trial has a value of metric {metric!r} to rank by, and no run has "
-            "role 'final'"
+            f"role 'final'; metrics logged: {_logged_metrics(items)}"
         )
     final_run = None
     if chosen is not None:
@@ -1167,3 +1168,18 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
         pue_values=tuple(sorted({float(r.pue) for r in forest.runs})),
         pue_sources=tuple(sorted(pue_sources)),
     )
+
+
+def _logged_metrics(runs: Sequence[RunRecord]) -> str:
+    """The metrics the runs logged a value of, as ``build_report``'s error lists them.
+
+    In the order first logged, NaN values and greenprint's own metrics (predictions) left out;
+    ``"none"`` when there is none.
+    """
+    names = {
+        p.name: None
+        for run in runs
+        for p in run.metrics
+        if p.value == p.value and not is_reserved_metric(p.name)
+    }
+    return ", ".join(map(repr, names)) or "none"
