@@ -13,6 +13,9 @@ subprocess), as a new user meets greenprint.
 6. A budget's over-budget message: 3 significant figures, units as the report writes them.
 7. ``pareto_runs`` takes the cost names ``evp_by_budget`` takes (``"kwh"``...); others listed.
 8. ``price_tag(runs, metric="acc")`` when no run logged ``acc`` lists the metrics logged.
+9. ``greenprint report`` without ``--out`` in a ledger of several studies writes each study's
+   report to ``./greenprint-report-STUDY`` (the second replaced the first's files silently);
+   a report of another study replaced in ``./greenprint-report`` is said on stderr.
 """
 
 from __future__ import annotations
@@ -262,3 +265,47 @@ def test_price_tag_with_a_metric_no_run_logged_lists_the_logged_ones(home):
     )
     with pytest.raises(gp.AnalysisError, match="metrics logged: none$"):
         price_tag([replace(r, metrics=[]) for r in runs], metric="acc")
+
+
+# 9. greenprint report's default folder ----------------------------------------------------------
+
+
+def _ledger_of(path: str, *studies: str) -> None:
+    with gp.Ledger(path) as led:
+        for study in studies:
+            for run in _study():
+                led.start_run(replace(run, id=f"{study[:4]}-{run.id}", study=study))
+
+
+def _reported(folder: Path) -> str:
+    return json.loads((folder / "report.json").read_text(encoding="utf-8"))["study"]
+
+
+def test_report_of_each_study_keeps_its_own_default_folder(home, capsys):
+    _ledger_of("greenprint.db", "cifar", "mnist sweep/2")
+    args = ["report", "--format", "json,md", "--no-plots", "--study"]
+    assert main([*args, "cifar"]) == 0
+    assert main([*args, "mnist sweep/2"]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert _reported(home / "greenprint-report-cifar") == "cifar"
+    assert _reported(home / "greenprint-report-mnist-sweep-2") == "mnist sweep/2"
+    assert not (home / "greenprint-report").exists()
+    # explicit --out as before: where it says
+    assert main([*args, "cifar", "--out", "mine"]) == 0
+    assert _reported(home / "mine") == "cifar"
+
+
+def test_report_into_the_default_folder_says_it_replaced_another_study(home, capsys):
+    _ledger_of("one.db", "cifar")
+    _ledger_of("two.db", "mnist")
+    args = ["report", "--format", "json", "--no-plots", "--ledger"]
+    assert main([*args, "one.db"]) == 0  # one study: ./greenprint-report, as before
+    assert "note:" not in capsys.readouterr().err
+    assert main([*args, "one.db"]) == 0  # the same study again: nothing to say
+    assert "note:" not in capsys.readouterr().err
+    assert main([*args, "two.db"]) == 0
+    assert capsys.readouterr().err == (
+        "note: replaced the report of study 'cifar' in greenprint-report (give --out DIR to "
+        "keep both)\n"
+    )
+    assert _reported(home / "greenprint-report") == "mnist"

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import click
 
 from greenprint.cli._common import ledger_option
 from greenprint.report._formats import FORMATS  # the registry: no plotting library imported
 
-__all__ = ["command"]
+__all__ = ["DEFAULT_OUT", "command"]
+
+#: Where a report goes without ``--out`` (a ledger of several studies: one folder per study).
+DEFAULT_OUT = "greenprint-report"
 
 _FORMAT_HELP = (
     ", ".join(FORMATS)
@@ -23,10 +30,10 @@ _FORMAT_HELP = (
 @click.option(
     "--out",
     "out_dir",
-    default="greenprint-report",
-    show_default=True,
+    default=None,
     metavar="DIR",
-    help="Output directory (created if needed).",
+    help=f"Output directory (created if needed) [default: ./{DEFAULT_OUT}; "
+    f"./{DEFAULT_OUT}-STUDY when the ledger holds several studies].",
 )
 @click.option("--metric", default=None, help="Metric to rank runs by [default: the most logged].")
 @click.option(
@@ -76,26 +83,47 @@ def command(
     The report holds the study's cost by run status (failed and pruned trials included), the
     expected best score against trials and energy, score against energy with the Pareto front,
     the learning curve, power over time, a model-card block and a compute statement.
+
+    Without --out the report goes to ./greenprint-report, or, when the ledger holds several
+    studies, to ./greenprint-report-STUDY, so that one study's report never replaces
+    another's; a report of another study found in the folder is replaced with a note.
     """
+    from greenprint.ledger import get_ledger
     from greenprint.report import build_report, resolve_formats, write_report
     from greenprint.report._formats import check_out_dir
 
     names = resolve_formats(formats or ("all",))  # bad format: one line, before any work
-    check_out_dir(out_dir)  # unwritable output: one line, before any work
-    report = build_report(
-        ledger,
-        study,
-        metric=metric,
-        mode=None if mode is None else ("max" if mode == "max" else "min"),
-        final=final,
-        reduce="last" if reduce == "last" else "best",
-        training_type=training_type,
-        group_by=group_by,
-    )
+    default = out_dir is None
+    if out_dir is not None:
+        check_out_dir(out_dir)  # unwritable output: one line, before any work
+    led = get_ledger(ledger, create=False)
+    try:
+        if out_dir is None:
+            out_dir = _default_out(led.studies(), study)
+            check_out_dir(out_dir)
+        report = build_report(
+            led,
+            study,
+            metric=metric,
+            mode=None if mode is None else ("max" if mode == "max" else "min"),
+            final=final,
+            reduce="last" if reduce == "last" else "best",
+            training_type=training_type,
+            group_by=group_by,
+        )
+    finally:
+        led.close()
+    replaced = _reported_study(Path(out_dir)) if default else None
     written = write_report(report, out_dir, names, plots=not no_plots)
     click.echo(report.price_tag.summary())
     for name, path in written.items():
         click.echo(f"{name:6} {path}")
+    if replaced is not None and replaced != report.study:
+        click.echo(
+            f"note: replaced the report of study {replaced!r} in {out_dir} (give --out DIR to "
+            "keep both)",
+            err=True,
+        )
     if not no_plots and report.figures:
         from greenprint.report._plots import FigureRenderer
 
@@ -103,3 +131,25 @@ def command(
             from greenprint.report import PLOTS_HINT
 
             click.echo(f"note: {PLOTS_HINT}", err=True)
+
+
+def _default_out(studies: list[str], study: str | None) -> str:
+    """``greenprint-report``, or ``greenprint-report-STUDY`` in a ledger of several studies.
+
+    The study's name is made safe for a folder name (``cifar sweep/2`` -> ``cifar-sweep-2``).
+    With several studies and none given, ``build_report`` refuses (the folder is not used).
+    """
+    if study is None or len(studies) <= 1:
+        return DEFAULT_OUT
+    slug = re.sub(r"[^\w.-]+", "-", study).strip("-.")[:80] or "study"
+    return f"{DEFAULT_OUT}-{slug}"
+
+
+def _reported_study(out: Path) -> str | None:
+    """The study of the report already in ``out`` (from its ``report.json``), or ``None``."""
+    try:
+        data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none there, unreadable or not JSON: nothing to say
+        return None
+    study = data.get("study") if isinstance(data, dict) else None
+    return study if isinstance(study, str) else None
