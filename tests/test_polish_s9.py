@@ -16,6 +16,7 @@ subprocess), as a new user meets greenprint.
 9. ``greenprint report`` without ``--out`` in a ledger of several studies writes each study's
    report to ``./greenprint-report-STUDY`` (the second replaced the first's files silently);
    a report of another study replaced in ``./greenprint-report`` is said on stderr.
+10. ``greenprint greener --pue`` (the API took ``pue=``; the command had no option).
 """
 
 from __future__ import annotations
@@ -309,3 +310,36 @@ def test_report_into_the_default_folder_says_it_replaced_another_study(home, cap
         "keep both)\n"
     )
     assert _reported(home / "greenprint-report") == "mnist"
+
+
+# 10. greenprint greener --pue -------------------------------------------------------------------
+
+MODELS = """
+import torch
+from torch import nn
+
+def trained():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 2)).eval()
+
+def batches():
+    x = torch.randn(8, 4)
+    return [(x, (x.sum(dim=1) > 0).long())]
+"""
+
+
+def test_greener_takes_pue_as_the_api_does(home, capsys):
+    pytest.importorskip("torch")
+    (home / "models.py").write_text(MODELS)
+    argv = ["greener", "models.py:trained", "--data", "models.py:batches", "--min-time", "0"]
+    argv += ["--variants", "prune-50", "--study", "g", "--region", "DE"]
+    err = _one_line_error(capsys, main([*argv, "--pue", "7"]))
+    assert "PUE must be a finite number with 1 <= x <= 3, got '7'" in err
+    assert not (home / "greenprint.db").exists()  # refused before anything was measured
+    assert main([*argv, "--pue", "1.5"]) == 0, capsys.readouterr().err
+    with gp.Ledger("greenprint.db") as led:
+        runs = led.runs(study="g")
+    assert runs and {r.pue for r in runs} == {1.5}
+    for run in runs:  # CO2-eq = IT energy x PUE x intensity
+        intensity_kg = run.intensity_g_per_kwh / 1000
+        assert run.emissions_kg == pytest.approx(run.energy_kwh * 1.5 * intensity_kg, rel=1e-6)

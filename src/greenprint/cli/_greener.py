@@ -20,7 +20,7 @@ import click
 
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._imports import require
-from greenprint.cli._common import ledger_option
+from greenprint.cli._common import ledger_option, pue_option
 from greenprint.cli._fpo import load_factory
 
 __all__ = ["DEFAULT_VARIANTS", "KNOWN_VARIANTS", "command", "parse_variants"]
@@ -210,6 +210,7 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
 )
 @click.option("--name", default="greener", show_default=True, help="Name of the comparison run.")
 @click.option("--region", default=None, help="Grid region for CO2-eq (e.g. DE).")
+@pue_option
 @click.option(
     "--min-time",
     "min_time_s",
@@ -245,6 +246,7 @@ def command(
     study: str | None,
     name: str,
     region: str | None,
+    pue: str | None,
     min_time_s: float,
     num_threads: int | None,
     out_dir: str | None,
@@ -266,6 +268,10 @@ def command(
 
     # named as the user typed them, before any model is built
     min_time_s = finite_number("--min-time", min_time_s, low=0.0, unit="s")
+    if pue is not None:  # a bad PUE: one line before any model is built, as run's --pue
+        from greenprint.carbon._pue import resolve_pue
+
+        resolve_pue(pue)
     chosen = parse_variants(variants)
     if out_dir is not None:  # before anything is measured or recorded, as the report does
         from greenprint.report._formats import check_out_dir
@@ -320,6 +326,7 @@ def command(
             calibration=[inputs for inputs, _ in batches[:_CALIBRATION_BATCHES]],
             min_time_s=min_time_s,
             region=region,
+            pue=pue,
             num_threads=num_threads,
         )
     except GreenprintError:

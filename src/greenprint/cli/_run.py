@@ -22,7 +22,7 @@ import click
 from greenprint import _process
 from greenprint._exceptions import ConfigError
 from greenprint._records import RUN_ROLES
-from greenprint.cli._common import applied_intensity, ledger_option
+from greenprint.cli._common import applied_intensity, ledger_option, pue_option
 
 __all__ = ["command", "format_price_tag"]
 
@@ -57,13 +57,7 @@ __all__ = ["command", "format_price_tag"]
     "--region's, else as configured (GREENPRINT_INTENSITY or GREENPRINT_REGION, config), else "
     "the world average].",
 )
-@click.option(
-    "--pue",
-    default=None,
-    metavar="PUE|PRESET",
-    help="Data-centre PUE, a number in [1, 3] or a preset (google, aws, azure...) "
-    "[default: GREENPRINT_PUE, config, 1.0].",
-)
+@pue_option
 @click.option(
     "--scope",
     type=click.Choice(["process", "machine"]),
