@@ -18,6 +18,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -126,6 +127,7 @@ class SQLStore:
         self._write_lock = lock if target.backend == "sqlite" else unlocked
         self._read_lock = lock if target.memory else unlocked
         self._pid = os.getpid()
+        _STORES.add(self)  # a forked child makes its lock anew (_after_fork)
         try:
             self.schema_version = self._open(create=create)
         except BaseException:
@@ -497,3 +499,21 @@ def _marked_points(conditions: Sequence[Any], metrics: Sequence[str] | None) -> 
         .where(*runs, reserved),
     ).subquery("kept")
     return sa.select(*(kept.c[name] for name in METRIC_COLUMNS)).order_by(kept.c.seq)
+
+
+#: This process's stores, whose lock a forked child makes anew.
+_STORES: weakref.WeakSet[SQLStore] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child: every store's lock anew (a parent's thread may have held it)."""
+    for store in list(_STORES):
+        lock = threading.RLock()
+        if store.target.backend == "sqlite":
+            store._write_lock = lock
+        if store.target.memory:
+            store._read_lock = lock
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)

@@ -172,6 +172,7 @@ class SQLiteStore:
         self._write_lock = threading.RLock()
         self._memory: sqlite3.Connection | None = None
         self._pid = os.getpid()
+        _STORES.add(self)  # a forked child makes its locks anew (_after_fork)
         # the file this store holds open: no handle of this process on it is closed meanwhile
         # (closing one would release this store's locks: see _handles)
         identity = None if target.path is None else file_identity(target.path)
@@ -673,3 +674,22 @@ class _NoLock:
 
 
 _NO_LOCK = _NoLock()
+
+#: This process's stores, whose locks a forked child makes anew.
+_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child: every store's locks anew.
+
+    A thread of the parent inside a transaction at the fork (a run's sampler flushing) is not
+    in the child, but its hold on the store's write lock is: the child's first write to that
+    store (a ``Ledger`` object it inherited) waited on it for good.
+    """
+    for store in list(_STORES):
+        store._pool_lock = threading.RLock()
+        store._write_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)
