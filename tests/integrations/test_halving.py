@@ -153,6 +153,12 @@ def test_halving_grid_search_candidates_are_trials_pruned_as_iter_says(
     assert best.score == pytest.approx(search.best_score_)
     chosen = next(r for r in runs if r.id == best.run_id)
     assert (chosen.status, chosen.params["n_resources"]) == ("finished", 240)
+    # each candidate trained on its last iteration's samples: its dataset size (E x D x H)
+    assert all(r.dataset_size == r.params["n_resources"] for r in runs if r.role == "trial")
+    assert tag.edh is not None and (tag.edh.dataset_size_min, tag.edh.dataset_size_max) == (
+        60,
+        240,
+    )
 
     report = build_report(db, "halving")
     assert report.metric == "score" and report.price_tag.final.name == "halving-refit"

@@ -107,16 +107,31 @@ def test_randomized_search_in_process(tmp_path: Path, digits) -> None:
     runs = _runs(db, "random")
     _check_tree(runs, search, 2)
     assert {r.name for r in runs if r.role == "trial"} == {f"tree-search-c{i}" for i in range(3)}
+    # the data searched on is each trial's dataset size, so the report's E x D x H line
+    # appears (it never did for a scikit-learn search); the refit trains on all of it too
+    assert {r.role: r.dataset_size for r in runs if r.role != "part"} == {
+        "sweep": 240,
+        "trial": 240,
+        "final": 240,
+    }
+    edh = price_tag(runs, metric="score").edh
+    assert edh is not None and (edh.trials, edh.dataset_size) == (3, 240)
+    trials = [r for r in runs if r.role == "trial"]
+    assert edh.energy_kwh == pytest.approx(sum(r.energy_kwh for r in trials), rel=1e-9)
 
 
 def test_apportion_path_shares_the_measured_search(tmp_path: Path, digits) -> None:
     X, y = digits
     db = tmp_path / "g.db"
     search = GridSearchCV(LogisticRegression(max_iter=100), {"C": [0.01, 1.0]}, cv=2)
-    sweep = track_search(search, X, y, ledger=db, study="shared", method="apportion", **FAST)
+    sweep = track_search(
+        search, X, y, ledger=db, study="shared", method="apportion", dataset_size=200, **FAST
+    )
     runs = _runs(db, "shared")
     roles = Counter(r.role for r in runs)
     assert roles == {"sweep": 1, "trial": 2, "part": 4, "final": 1}
+    # a dataset size given wins over X's 240 samples
+    assert {r.dataset_size for r in runs if r.role in ("sweep", "trial", "final")} == {200}
     children = [r for r in runs if r.parent_id == sweep.id]
     assert sum(r.energy_kwh for r in children) <= gp.Ledger(db).run(sweep.id).energy_kwh * 1.0001
     assert all("apportioned" in r.provenance["trial"] for r in runs if r.role != "sweep")

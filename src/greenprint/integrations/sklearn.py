@@ -112,6 +112,7 @@ def track_search(
     name: str | None = None,
     method: Method = "auto",
     fit_params: Mapping[str, Any] | None = None,
+    dataset_size: int | None = None,
     **run_options: Any,
 ) -> Run:
     """Fit ``search`` on ``X``, ``y`` and record every fit of it in a ledger.
@@ -129,6 +130,10 @@ def track_search(
             ``"GridSearchCV-SVC"``); trials and folds are named after it.
         method: ``"auto"``, ``"callbacks"`` or ``"apportion"`` (see the module docstring).
         fit_params: keyword arguments for ``search.fit`` (e.g. ``groups``).
+        dataset_size: the training examples each trial is evaluated on (examples), recorded
+            on the sweep, the trials and the refit; default ``X``'s number of samples (a
+            successive-halving search on ``resource="n_samples"``: each trial its
+            ``n_resources``). The report's E x D x H line reads it.
         **run_options: passed to each run: ``region``, ``intensity``, ``pue``, ``scope``,
             ``meters``, ``sample_interval_s``, ``flush_interval_s``, ``budget_kwh``,
             ``budget_kg``, ``budget_fpo``, ``budget_s``, ``on_exceed``, ``budget`` (see
@@ -174,6 +179,7 @@ def track_search(
         raise ConfigError(f"fit_params must be a mapping, not {type(fit_params).__name__}")
     options = check_run_options(run_options, where="track_search", ledger=ledger, study=study)
     name = name or f"{type(search).__name__}-{type(search.estimator).__name__}"
+    size = _sample_count(X) if dataset_size is None else dataset_size
     sweep = Run(
         name,
         study=study,
@@ -185,6 +191,7 @@ def track_search(
             "n_jobs": search.n_jobs,
             "method": chosen,
         },
+        dataset_size=size,
         **options,
     )
     with sweep:
@@ -198,6 +205,7 @@ def track_search(
                 study=sweep.study,
                 name=name,
                 options={k: v for k, v in options.items() if k != "meters"},
+                dataset_size=size,
             )
             search.set_callbacks(*previous, callback)
         fitted = False
@@ -226,13 +234,21 @@ class _FoldCallback:
     """
 
     def __init__(
-        self, *, sweep_id: str, ledger_url: str, study: str, name: str, options: dict[str, Any]
+        self,
+        *,
+        sweep_id: str,
+        ledger_url: str,
+        study: str,
+        name: str,
+        options: dict[str, Any],
+        dataset_size: int | None = None,
     ) -> None:
         self.sweep_id = sweep_id
         self.ledger_url = ledger_url
         self.study = study
         self.name = name
         self.options = options
+        self.dataset_size = dataset_size  # the refit's: it trains on the whole of X
         self._runs: dict[int, Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -274,6 +290,7 @@ class _FoldCallback:
                 role="final",
                 parent=self.sweep_id,
                 params=_plain_params(best),
+                dataset_size=self.dataset_size,
                 **self.options,
             )
             score = _refit_score(estimator)
@@ -289,6 +306,20 @@ class _FoldCallback:
         if run is not None:
             run.stop()
         return False
+
+
+def _sample_count(X: Any) -> int | None:
+    """How many samples ``X`` holds (rows of an array or data frame, items of a list).
+
+    ``None`` when it cannot say: then no ``dataset_size`` is recorded, as before.
+    """
+    from sklearn.utils.validation import _num_samples
+
+    try:
+        count = _num_samples(X)
+    except TypeError:  # not array-like (a callable, a generator...)
+        return None
+    return count if isinstance(count, int) and count > 0 else None
 
 
 def _position(search: Any, context: Any) -> tuple[int, int]:
@@ -349,6 +380,8 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
             type(search).__name__,
         )
         shares = _time_shares(search, results)
+    # a successive-halving search on samples: each candidate trained on its n_resources
+    on_samples = getattr(search, "resource", None) == "n_samples" and "n_resources" in results
     rows: list[RunRecord] = []
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
@@ -374,6 +407,9 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
                 status=status,
                 error=None if status == "finished" else "a fold failed to fit (error_score)",
                 metrics=tuple(metrics),
+                dataset_size=(
+                    int(results["n_resources"][row]) if on_samples else record.dataset_size
+                ),
             )
         )
     for record in _candidates(rows, results, sweep.id):
