@@ -218,3 +218,49 @@ def test_a_child_forked_while_a_thread_is_in_a_transaction_writes_to_the_ledger(
         timeout=60,
     )
     assert done.stdout.split() == ["0"], done.stderr
+
+
+FORK_WHILE_A_THREAD_OPENS_A_SHARED_LEDGER = (
+    textwrap.dedent(
+        """
+    import os, sys, threading, time
+    import greenprint as gp
+    from greenprint.ledger import _handles, _store
+
+    db, WAIT_S = sys.argv[1], 15
+    # another thread opening the process's shared ledger (a first gp.track: its schema check)
+    # or counting an open file holds these module locks at the fork, as this thread does here
+    _store._SHARED_LOCK.acquire()
+    _handles._lock.acquire()
+    pid = os.fork()
+    if pid == 0:
+        with gp.track("child", ledger=db) as run:
+            pass
+        os._exit(0 if run.status == "finished" else 3)
+    _handles._lock.release()
+    _store._SHARED_LOCK.release()
+    """
+    )
+    + _FORK_WAIT
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_child_forked_while_a_thread_holds_the_shared_ledgers_lock_tracks_a_run(
+    tmp_path: Path,
+) -> None:
+    """The shared ledgers' lock and the open files' count lock (ledger/_store.py,
+    ledger/_handles.py), held by another thread of the parent at the fork, were copied held:
+    the child's first gp.track into a path waited for good (killed after 15 s here)."""
+    db = tmp_path / "g.db"
+    gp.Ledger(db).close()
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_WHILE_A_THREAD_OPENS_A_SHARED_LEDGER, str(db)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["0"], done.stderr
+    assert [r.name for r in gp.Ledger(db).runs()] == ["child"]

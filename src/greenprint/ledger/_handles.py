@@ -35,6 +35,16 @@ __all__ = [
 FileIdentity = tuple[int, int]
 
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    """A forked child's lock made anew (a thread of the parent may have held it at the fork)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 # file -> how many of this process's stores have it open
 _open: dict[FileIdentity, int] = {}
 # file -> handles whose closing waits for its last store to close

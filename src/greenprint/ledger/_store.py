@@ -428,6 +428,21 @@ _SHARED: dict[tuple[int, str], tuple[tuple[int, int] | None, Any, Ledger]] = {}
 _SHARED_LOCK = threading.Lock()
 
 
+def _new_shared_lock_after_fork() -> None:
+    """A forked child's lock of the shared ledgers, made anew.
+
+    Another thread of the parent may have held it at the fork (opening a ledger: a schema
+    check, a migration), a thread the child does not have: the child's first shared ledger
+    would wait for it for good.
+    """
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_shared_lock_after_fork)
+
+
 def _pin(path: Path | None) -> Any:
     if path is None:
         return None
