@@ -176,3 +176,213 @@ def test_a_list_failing_for_a_moment_keeps_the_share_and_says_nothing(tmp_path):
             _second(run, nvml, clock)
     assert run.energy_by_component["gpu"] == pytest.approx((3 + HELD_LISTINGS) * 50.0 / 3.6e6)
     assert run.provenance["gpu"] == "nvml:counter:GPU-0"
+
+
+# -- 2. FPO counted with ops it could not count in full: a lower bound ----------------------------
+
+LOWER_BOUND = (
+    "counted; lower bound: 1 op without a rule: aten.special_bessel_j0; 1 op on complex tensors "
+    "counted as real: aten.mul"
+)
+
+
+def _counts() -> tuple[gp.FPOResult, gp.FPOResult, gp.FPOResult]:
+    """An exact count, one with an op with no rule, one on complex tensors."""
+    import torch
+
+    x = torch.randn(5)
+    z = torch.randn(3, dtype=torch.complex64)
+    with gp.FPOCounter() as exact_counter:
+        x * 2
+    with gp.FPOCounter() as unknown_counter:
+        torch.special.bessel_j0(x), x * 2
+    with gp.FPOCounter() as complex_counter:
+        z * z
+    exact, unknown = exact_counter.result, unknown_counter.result
+    complex_ = complex_counter.result
+    assert (exact.total, exact.unknown_ops, exact.complex_ops) == (5, {}, {})
+    assert (unknown.total, unknown.unknown_ops) == (5, {"aten.special_bessel_j0": 1})
+    assert (complex_.total, complex_.complex_ops) == (3, {"aten.mul": 1})
+    return exact, unknown, complex_
+
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, gp.Run]]:
+    """A study of three trials: exact FPO, a lower bound (two counts added), and one reset."""
+    db = tmp_path_factory.mktemp("fpo") / "runs.db"
+    exact, unknown, complex_ = _counts()
+    runs = {}
+    with gp.track("exact", study="fpo", ledger=db, role="trial", **SLOW) as run:
+        run.add_fpo(exact)
+        run.log(accuracy=0.5)
+    runs["exact"] = run
+    with gp.track("bound", study="fpo", ledger=db, role="trial", **SLOW) as run:
+        run.add_fpo(unknown)
+        run.add_fpo(complex_)
+        run.add_fpo(2)  # an int added to a lower bound is still one
+        run.log(accuracy=0.9)
+    runs["bound"] = run
+    with gp.track("reset", study="fpo", ledger=db, role="trial", **SLOW) as run:
+        run.set(fpo=unknown)
+        assert run.provenance["fpo"].startswith("counted; lower bound: 1 op without a rule")
+        run.set(fpo=7)  # a total given as an int replaces the count, and its bound
+        run.log(accuracy=0.7)
+    runs["reset"] = run
+    return db, runs
+
+
+def test_a_lower_bound_fpo_is_recorded_as_one(bounded):
+    db, runs = bounded
+    assert runs["bound"].fpo == 5 + 3 + 2
+    assert runs["bound"].provenance["fpo"] == LOWER_BOUND
+    assert "fpo" not in runs["exact"].provenance and runs["exact"].fpo == 5
+    assert "fpo" not in runs["reset"].provenance and runs["reset"].fpo == 7
+    stored = {r.name: r for r in gp.Ledger(db).runs(study="fpo")}
+    assert stored["bound"].provenance["fpo"] == LOWER_BOUND
+    assert "fpo" not in stored["exact"].provenance
+
+
+def test_set_fpo_takes_a_count_result(tmp_path):
+    _, unknown, _ = _counts()
+    with gp.track("set", ledger=tmp_path / "g.db", **SLOW) as run:
+        run.set(fpo=unknown)
+    assert run.fpo == 5
+    assert run.provenance["fpo"] == (
+        "counted; lower bound: 1 op without a rule: aten.special_bessel_j0"
+    )
+
+
+def test_the_price_tag_counts_the_runs_whose_fpo_is_a_lower_bound(bounded):
+    from greenprint.analysis import price_tag
+
+    db, _ = bounded
+    tag = price_tag(gp.Ledger(db).runs(study="fpo"), metric="accuracy")
+    assert tag.total.fpo == 5 + 10 + 7
+    assert tag.total.fpo_lower_bound == 1
+    assert tag.total.to_dict()["fpo_lower_bound"] == 1
+    assert tag.final is not None and tag.final.name == "bound" and tag.final.fpo_lower_bound
+    assert "at least 22 FPO" in tag.summary()
+
+
+def test_the_report_says_at_least_for_the_run_the_sums_and_the_statement(bounded, tmp_path):
+    import json
+
+    db, _ = bounded
+    out = tmp_path / "rep"
+    done = _cli(
+        "report", "--ledger", str(db), "--study", "fpo", "--metric", "accuracy",
+        "--format", "md,json,latex", "--no-plots", "--out", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    md = "\n".join(p.read_text() for p in out.rglob("*.md"))
+    assert "at least 22 FPO" in md  # the totals
+    assert "at least 10 FPO" in md  # the run, and the final run's sentence
+    assert re.search(r"\|\s*exact[^|]*\|[^\n]*\|\s*5 FPO\s*\|", md), md  # an exact one as it was
+    assert (
+        "at least 22 FPO (floating-point operations; a lower bound: 1 run counted ops with no "
+        "FPO rule or on complex tensors)"
+    ) in md
+    (doc,) = [json.loads(p.read_text()) for p in out.rglob("*.json")]
+    rows = {r["name"]: r for r in doc["runs"]}
+    assert rows["bound"]["fpo_lower_bound"] is True
+    assert rows["exact"]["fpo_lower_bound"] is rows["reset"]["fpo_lower_bound"] is False
+    tex = "\n".join(p.read_text() for p in out.rglob("*.tex"))
+    assert r"$\geq$" in tex
+
+
+def test_export_and_merge_keep_it(bounded, tmp_path):
+    import csv
+    import io
+    import json
+
+    db, runs = bounded
+    exported = _cli("ledger", "export", "--ledger", str(db), "--format", "json", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    by_name = {r["name"]: r for r in json.loads(exported.stdout)["runs"]}
+    assert by_name["bound"]["provenance"]["fpo"] == LOWER_BOUND
+    flat = _cli("ledger", "export", "--ledger", str(db), cwd=tmp_path)
+    assert flat.returncode == 0, flat.stderr
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(flat.stdout))}
+    assert LOWER_BOUND in json.dumps(rows["bound"])
+    merged = tmp_path / "merged.db"
+    done = _cli("ledger", "merge", str(merged), str(db), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert gp.Ledger(merged).run(runs["bound"].id).provenance["fpo"] == LOWER_BOUND
+    assert "fpo" not in gp.Ledger(merged).run(runs["exact"].id).provenance
+
+
+@pytest.mark.postgres
+def test_postgresql_keeps_both_notes(bounded, lost, tmp_path):
+    # provenance is a JSON column: both notes go in and come out of PostgreSQL as they are
+    import shutil
+    import subprocess as sp
+    import tempfile
+    import warnings
+
+    from conftest import require
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR not set
+            import pgserver
+    except ImportError:
+        require(False, "pgserver is not installed (pip install -e '.[dev]')")
+    parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
+    pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-", dir=parent))  # a short socket path
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    except (OSError, sp.SubprocessError) as e:
+        shutil.rmtree(pgdata, ignore_errors=True)
+        require(False, f"pgserver could not start PostgreSQL: {e}")
+    try:
+        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        (fpo_db, fpo_runs), (gpu_db, gpu_run) = bounded, lost
+        done = _cli("ledger", "merge", url, str(fpo_db), str(gpu_db), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        ledger = gp.Ledger(url)
+        assert ledger.run(fpo_runs["bound"].id).provenance["fpo"] == LOWER_BOUND
+        assert ledger.run(gpu_run.id).provenance["gpu"] == gpu_run.provenance["gpu"]
+        ledger.close()
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def test_lightning_count_fpo_records_its_lower_bound(tmp_path):
+    pl = pytest.importorskip("lightning.pytorch")
+    import torch
+
+    from greenprint.integrations.lightning import GreenprintCallback
+
+    class Complex(pl.LightningModule):
+        """A linear layer whose loss squares a complex number: counted as real, too low."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            h = self.layer(x)
+            z = torch.complex(h, h)
+            return (((z * z).imag - y) ** 2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randn(8, 1)), batch_size=4
+    )
+    cb = GreenprintCallback(ledger=tmp_path / "g.db", count_fpo=True, **SLOW)
+    pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[cb],
+    ).fit(Complex(), data)
+    assert cb.run is not None and cb.run.fpo and cb.run.fpo > 0
+    assert cb.run.provenance["fpo"].startswith("counted; lower bound: ")
+    assert "on complex tensors counted as real: " in cb.run.provenance["fpo"]

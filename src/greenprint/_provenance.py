@@ -23,10 +23,18 @@ Example:
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, cast
 
-__all__ = ["MEASURED_SOURCES", "Provenance", "ProvenanceKind"]
+__all__ = [
+    "FPO_KEY",
+    "MEASURED_SOURCES",
+    "Provenance",
+    "ProvenanceKind",
+    "fpo_lower_bound",
+    "is_fpo_lower_bound",
+]
 
 ProvenanceKind = Literal[
     "measured",
@@ -148,3 +156,44 @@ class Provenance:
 def _parse_cached(text: str) -> Provenance:
     """:meth:`Provenance.parse` of a string, memoised (provenances are frozen, so shared)."""
     return Provenance._parse_text(text)
+
+
+#: The key of a run's provenance that says where its FPO came from, when a rule of reading them
+#: applies: ``"counted; lower bound: ..."`` for FPO counted with ops the counter could not count
+#: in full (:func:`fpo_lower_bound`).
+FPO_KEY = "fpo"
+_LOWER_BOUND = "counted; lower bound"
+_NAMED_OPS = 5
+
+
+def _ops_text(ops: Mapping[str, int], what: str) -> str:
+    names = sorted(ops)
+    shown = ", ".join(names[:_NAMED_OPS])
+    more = f" and {len(names) - _NAMED_OPS} more" if len(names) > _NAMED_OPS else ""
+    return f"{len(names)} op{'' if len(names) == 1 else 's'} {what}: {shown}{more}"
+
+
+def fpo_lower_bound(unknown_ops: Mapping[str, int], complex_ops: Mapping[str, int]) -> str | None:
+    """The provenance of counted FPO that are a lower bound, or ``None`` when they are exact.
+
+    FPO counted with ops that have no rule (``FPOResult.unknown_ops``, not in the total) or
+    on complex tensors (``FPOResult.complex_ops``, counted as if real) are fewer than were done.
+
+    Example:
+        >>> fpo_lower_bound({"aten.foo": 2, "aten.bar": 1}, {})
+        'counted; lower bound: 2 ops without a rule: aten.bar, aten.foo'
+        >>> fpo_lower_bound({}, {}) is None
+        True
+    """
+    parts = []
+    if unknown_ops:
+        parts.append(_ops_text(unknown_ops, "without a rule"))
+    if complex_ops:
+        parts.append(_ops_text(complex_ops, "on complex tensors counted as real"))
+    return f"{_LOWER_BOUND}: " + "; ".join(parts) if parts else None
+
+
+def is_fpo_lower_bound(provenance: Mapping[str, str]) -> bool:
+    """Whether a run's provenance says its FPO are a lower bound (:func:`fpo_lower_bound`)."""
+    note = provenance.get(FPO_KEY)
+    return isinstance(note, str) and note.startswith(_LOWER_BOUND)

@@ -3,8 +3,8 @@
 Jupyter calls an object's ``_repr_html_``; :class:`~greenprint.Run`,
 :class:`~greenprint.analysis.PriceTag` and :class:`~greenprint.report.Report` return
 :func:`run_html`, :func:`price_tag_html` and :func:`report_html`. This module sits below all
-three (it imports nothing of greenprint but the formatting helpers), so it types them as
-``Any``. The
+three (it imports nothing of greenprint but the formatting and provenance helpers), so it
+types them as ``Any``. The
 HTML is a fragment (no ``<style>`` that would restyle the notebook, no script, no URL), and every
 string that comes from the user (names, studies, statuses, provenance, notes) is escaped.
 """
@@ -22,6 +22,7 @@ from greenprint._format import (
     format_energy,
     format_fpo,
 )
+from greenprint._provenance import is_fpo_lower_bound
 
 __all__ = ["price_tag_html", "report_html", "run_html", "table_html"]
 
@@ -66,7 +67,8 @@ def run_html(run: Any) -> str:
     for component, kwh in run.energy_by_component.items():
         rows.append((f"energy: {component}", format_energy(kwh)))
     if run.fpo is not None:
-        rows.append(("FPO", format_fpo(run.fpo)))
+        least = "at least " if is_fpo_lower_bound(run.provenance) else ""  # said in provenance
+        rows.append(("FPO", least + format_fpo(run.fpo)))
     latest: dict[str, float] = {}
     for point in run.metrics:
         latest[point.name] = point.value
@@ -116,6 +118,8 @@ def _totals_row(label: str, t: Any) -> list[Any]:
     elif t.fpo_unknown:  # as the report's fpo_text: a count, never a silent zero
         runs = count_of(t.fpo_unknown, "run")
         fpo = f"FPO unknown for {runs}" if not t.fpo else f"{fpo} + unknown for {runs}"
+    if t.fpo and t.fpo_lower_bound:  # counted with ops it could not count in full
+        fpo = f"at least {fpo}"
     return [
         label,
         t.runs,

@@ -62,6 +62,7 @@ from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._liveness import WRITER_KEY, writer_identity
 from greenprint._prediction import Prediction, Predictor, metric_name
+from greenprint._provenance import FPO_KEY, fpo_lower_bound
 from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
 from greenprint._run_tree import RunNode
 from greenprint._suggest import did_you_mean
@@ -77,6 +78,7 @@ from greenprint._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._types import IntensityLike, LedgerLike, MeterSetLike, PUELike
+    from greenprint.fpo import FPOResult
     from greenprint.ledger import Ledger
 
 __all__ = ["PARENT_ENV", "Run", "active_runs", "track"]
@@ -365,6 +367,9 @@ class Run:
         self._dataset_size: int | None = dataset_size
         self._role: str | None = role
         self._fpo: int | None = None
+        #: ops the FPO recorded from count results could not count in full (a lower bound)
+        self._fpo_unknown_ops: dict[str, int] = {}
+        self._fpo_complex_ops: dict[str, int] = {}
         self._param_count: int | None = None
         self._lock = threading.RLock()  # guards the run's state; never held around a meter read
         self._sample_lock = threading.Lock()  # one meter read at a time (sampler thread, stop())
@@ -474,6 +479,10 @@ class Run:
     def set(self, **fields: Any) -> None:
         """Record facts: ``params`` (merged), ``dataset_size``, ``fpo``, ``param_count``, ``role``.
 
+        ``fpo`` may be an :class:`~greenprint.FPOResult` (``gp.count_fpo(...)``): its total is
+        recorded, and when it ran ops with no rule or on complex tensors the run's provenance
+        says that the figure is a lower bound (``provenance["fpo"]``); an int replaces that.
+
         Raises:
             ConfigError: an unknown field, ``params`` that is not a mapping with string keys, or
                 a count that is not a non-negative integer, a ``dataset_size`` or ``param_count``
@@ -488,6 +497,9 @@ class Run:
             )
         params = fields.get("params")
         params = None if params is None else mapping_of_names("params", params)
+        counted = _fpo_result(fields["fpo"]) if "fpo" in fields else None
+        if counted is not None:
+            fields = {**fields, "fpo": counted[0]}
         counts = {
             key: None if fields[key] is None else check(key, fields[key])
             for key, check in (
@@ -507,11 +519,21 @@ class Run:
             for key, value in counts.items():
                 setattr(self, f"_{key}", value)
                 self._pending_fields[key] = value
+            if "fpo" in fields:  # a new total: exact unless its count result says otherwise
+                self._fpo_unknown_ops, self._fpo_complex_ops = (
+                    (dict(counted[1]), dict(counted[2])) if counted is not None else ({}, {})
+                )
+                self._note_fpo_bound()
             if "role" in fields:
                 self._role = self._pending_fields["role"] = role
 
-    def add_fpo(self, fpo: int) -> None:
+    def add_fpo(self, fpo: int | FPOResult) -> None:
         """Add floating-point operations done by this run (e.g. one training step's, per step).
+
+        ``fpo`` may be an :class:`~greenprint.FPOResult`: its total is added, and when it ran
+        ops with no rule or on complex tensors the run's provenance says that its FPO are a
+        lower bound (``provenance["fpo"]``: ``"counted; lower bound: 2 ops without a rule:
+        aten.bar, aten.foo"``), which the report reads as "at least".
 
         Raises:
             ConfigError: ``fpo`` is not a non-negative integer, or the run's total would be
@@ -519,13 +541,31 @@ class Run:
             BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once, after
                 the operations are added).
         """
+        counted = _fpo_result(fpo)
+        if counted is not None:
+            fpo = counted[0]
         if not isinstance(fpo, int) or fpo < 0:
             raise ConfigError(f"fpo must be a non-negative integer, not {fpo!r}")
         with self._lock:
             self._fpo = check_fpo("fpo (the run's total)", (self._fpo or 0) + fpo)
             self._pending_fields["fpo"] = self._fpo
+            if counted is not None and (counted[1] or counted[2]):
+                for ops, more in zip(
+                    (self._fpo_unknown_ops, self._fpo_complex_ops), counted[1:], strict=True
+                ):
+                    for op, calls in more.items():
+                        ops[op] = ops.get(op, 0) + calls
+                self._note_fpo_bound()
         if self._guard is not None or self._guarded_up:
             self._enforce_budgets()
+
+    def _note_fpo_bound(self) -> None:
+        """Say in the provenance whether the FPO are a lower bound (the caller holds the lock)."""
+        note = fpo_lower_bound(self._fpo_unknown_ops, self._fpo_complex_ops)
+        if note is not None:
+            self._provenance[FPO_KEY] = note
+        else:
+            self._provenance.pop(FPO_KEY, None)
 
     def add_listener(self, listener: Callable[[Run, str], None]) -> None:
         """Call ``listener(run, event)`` after each flush and once when the run has stopped.
@@ -958,6 +998,9 @@ class Run:
             measured = _process_key(self._options.get("pid") or os.getpid())
             if measured is not None:  # (threads) count their overlap once: analysis/_common.py
                 provenance["process"] = measured
+        note = fpo_lower_bound(self._fpo_unknown_ops, self._fpo_complex_ops)
+        if note is not None:  # FPO recorded before the run started
+            provenance[FPO_KEY] = note
         writer = writer_identity()  # the process that writes the run: a reader on this machine
         if writer is not None:  # reads it lost at once when the process is gone
             provenance[WRITER_KEY] = writer
@@ -1571,6 +1614,20 @@ def _counted_once(group: list[tuple[float, Spent]], now: float) -> Spent:
         sum(spent.fpo for _, spent in group),
         sum(spent.s for _, spent in group),
     )
+
+
+def _fpo_result(value: object) -> tuple[int, dict[str, int], dict[str, int]] | None:
+    """``(total, unknown_ops, complex_ops)`` of an :class:`~greenprint.FPOResult`, else ``None``.
+
+    Without the counter imported nothing can be one: the check imports nothing.
+    """
+    if isinstance(value, int) or "greenprint.fpo._result" not in sys.modules:
+        return None
+    from greenprint.fpo._result import FPOResult
+
+    if not isinstance(value, FPOResult):
+        return None
+    return value.total, dict(value.unknown_ops), dict(value.complex_ops)
 
 
 def _process_key(pid: int) -> str | None:

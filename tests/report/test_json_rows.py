@@ -71,6 +71,7 @@ _FIELD_VALUES: dict[str, Any] = {
     "role": _PLAIN,
     "role_inferred": _PLAIN,
     "score_source": _PLAIN,
+    "fpo_lower_bound": _PLAIN,
 }
 _NUMBER_FIELDS = (
     "score", "started_at", "duration_s", "energy_kwh", "emissions_kg", "pue",

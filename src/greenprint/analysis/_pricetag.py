@@ -63,7 +63,7 @@ from greenprint._format import (
 )
 from greenprint._jobs import job_notes, job_status
 from greenprint._prediction import is_reserved_metric
-from greenprint._provenance import Provenance
+from greenprint._provenance import Provenance, is_fpo_lower_bound
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
 from greenprint.analysis._common import (
     Mode,
@@ -97,6 +97,9 @@ class CostTotals:
             contained in a known parent's FPO, and no child inside them (a container that
             counted none counts as its children; see the module).
         duration_s: sum of run durations in s (nested runs not counted twice).
+        fpo_lower_bound: runs whose FPO, in ``fpo``, are a lower bound: counted with ops that
+            have no rule or on complex tensors (their provenance says so,
+            :func:`~greenprint._provenance.is_fpo_lower_bound`); ``fpo`` is then "at least".
         fpo_known: ``False`` when ``fpo`` is 0 but means unknown: no run of the set knows its
             FPO or lies inside a run that does: each counted none (they are ``fpo_unknown``;
             10 Optuna trials that counted none) or is a container that counted none over
@@ -113,6 +116,7 @@ class CostTotals:
     fpo_unknown: int = 0
     duration_s: float = 0.0
     fpo_known: bool = True
+    fpo_lower_bound: int = 0
 
     @property
     def gflop(self) -> float:
@@ -128,6 +132,7 @@ class CostTotals:
             "emissions_kg": json_float(self.emissions_kg),
             "fpo": self.fpo if self.fpo_known else None,
             "fpo_unknown": self.fpo_unknown,
+            "fpo_lower_bound": self.fpo_lower_bound,
             "duration_s": json_float(self.duration_s),
         }
 
@@ -160,6 +165,8 @@ class FinalRun:
             ``final``) or ``"best-trial"`` (the best finished trial by ``metric``).
         rule_text: that rule in words, for the report.
         score_source: ``"own"``, ``"parts"`` (the mean of its parts' scores) or ``"none"``.
+        fpo_lower_bound: ``True`` when its FPO are a lower bound (it, or a run inside it,
+            counted ops with no rule or on complex tensors).
     """
 
     run_id: str
@@ -180,6 +187,7 @@ class FinalRun:
     rule: str = "best-trial"
     rule_text: str = ""
     score_source: str = "own"
+    fpo_lower_bound: bool = False
 
     @property
     def study_multiple(self) -> float | None:
@@ -224,6 +232,7 @@ class FinalRun:
             "rule": self.rule,
             "rule_text": self.rule_text,
             "score_source": self.score_source,
+            "fpo_lower_bound": self.fpo_lower_bound,
         }
 
 
@@ -422,6 +431,8 @@ class PriceTag:
         fpo = format_fpo(t.fpo) + (f" + unknown for {runs}" if t.fpo_unknown else "")
         if t.fpo_unknown and not t.fpo:
             fpo = f"FPO unknown for {runs}"
+        elif t.fpo_lower_bound:
+            fpo = f"at least {fpo}"
         lines = [  # the units the reports write (25.8 mWh, not 2.58e-05 kWh)
             f"{count_of(t.trials, 'trial')}{statuses} in {count_of(t.runs, 'run')}",
             f"{format_energy(t.energy_kwh)}, {format_emissions(t.emissions_kg)}, {fpo}, "
@@ -509,6 +520,9 @@ def price_tag(
     # One pass per figure over the positions of a group, picked in C (itemgetter).
     is_trial = [role == "trial" for role in roles.roles]
     fpo_unknown = fpo.unknown
+    # runs whose FPO (counted in the sums) are a lower bound, as their provenance says
+    bound = [r.fpo is not None and is_fpo_lower_bound(r.provenance) for r in items]
+    any_bound = any(bound)
 
     def totals(positions: Sequence[int]) -> CostTotals:
         pick = _picker(positions)
@@ -520,6 +534,7 @@ def price_tag(
             fpo=int(sum(pick(fpo_ex))),
             fpo_unknown=sum(pick(fpo_unknown)),
             duration_s=float(sum(pick(time_ex))),
+            fpo_lower_bound=sum(pick(bound)) if any_bound else 0,
         )
 
     total = totals(range(len(items)))
@@ -594,6 +609,9 @@ def price_tag(
             rule=choice.rule or "given",
             rule_text=choice.text,
             score_source=scored.source,
+            fpo_lower_bound=final_fpo is not None
+            and any_bound
+            and any(bound[p] for p in _with_descendants(forest, chosen)),
         )
     else:
         notes.append("no metric given: the final run is not identified")
@@ -1085,6 +1103,16 @@ def _lifted_mix(
     if not spent > 0:
         return [0.0, 0.0, 0.0]
     return [lifted * kwh / spent for kwh in mix]
+
+
+def _with_descendants(forest: RunForest, position: int) -> list[int]:
+    """``position`` and the positions of every run inside it."""
+    found, stack = [], [position]
+    while stack:
+        p = stack.pop()
+        found.append(p)
+        stack.extend(forest.children[p])
+    return found
 
 
 def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:

@@ -20,6 +20,7 @@ import click
 
 from greenprint._exceptions import ConfigError
 from greenprint._format import count_of, format_emissions, format_energy, format_fpo, json_safe
+from greenprint._provenance import is_fpo_lower_bound
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint._validate import FPO_MAX
 from greenprint.cli._common import applied_intensity, ledger_option, study_option
@@ -311,7 +312,10 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     source = f" [{intensity_source}]" if intensity_source else ""
     put("intensity (g/kWh)", _num(g_per_kwh) + source)
     put("CO2-eq", "-" if record.emissions_kg is None else format_emissions(record.emissions_kg))
-    put("FPO", _fpo_text(record.fpo))
+    fpo_shown = _fpo_text(record.fpo)
+    if record.fpo is not None and is_fpo_lower_bound(record.provenance):
+        fpo_shown = f"at least {fpo_shown} (a lower bound: see provenance)"
+    put("FPO", fpo_shown)
     put("parameters", "-" if record.param_count is None else f"{record.param_count:,}")
     put("dataset size", "-" if record.dataset_size is None else f"{record.dataset_size:,}")
     put("power samples", len(power))

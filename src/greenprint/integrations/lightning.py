@@ -73,6 +73,7 @@ from greenprint.integrations._dl import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.fpo import FPOResult
     from greenprint.tracking import Run
 
 __all__ = ["GreenprintCallback"]
@@ -144,7 +145,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._log_figures = log_figures
         self._run: Run | None = None
         self._figures: LiveFigures | None = None
-        self._step_fpo: int | None = None
+        self._step_fpo: FPOResult | int | None = None
         self.last_run_id: str | None = None
 
     @property
@@ -330,8 +331,11 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         if stop:
             trainer.should_stop = True
 
-    def _count_step(self, pl_module: Any, batch: Any) -> int:
+    def _count_step(self, pl_module: Any, batch: Any) -> FPOResult | int:
         """FPO of one training step on ``batch``, counted on a meta copy of ``pl_module``.
+
+        The count's result, so that the run's provenance says when it is a lower bound (ops
+        with no rule, or on complex tensors); 0 when nothing was counted.
 
         By default ``training_step`` runs on the copy (forward and loss) and its loss is
         back-propagated; with ``fpo_inputs`` (or ``example_input_array``), the module's forward
@@ -358,14 +362,15 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
                 if self._fpo_inputs is not None or example is not None:
                     inputs = self._fpo_inputs(batch) if self._fpo_inputs is not None else example
                     inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-                    return int(count_fpo(model, *_tree_map(_to_meta, inputs)).total)
+                    counted = count_fpo(model, *_tree_map(_to_meta, inputs))
+                    return counted if counted.total else 0
                 counter = FPOCounter(model)
                 with counter:
                     out = model.training_step(_tree_map(_to_meta, batch), 0)
                     loss = out.get("loss") if isinstance(out, Mapping) else out
                     if isinstance(loss, torch.Tensor) and loss.requires_grad:
                         loss.backward()
-                return int(counter.result.total)
+                return counter.result if counter.result.total else 0
         except (GreenprintError, RuntimeError, TypeError, ValueError, NotImplementedError) as e:
             # a figure, not a reason to stop training: say why it is missing
             logger.warning(

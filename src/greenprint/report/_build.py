@@ -13,7 +13,7 @@ from greenprint._exceptions import AnalysisError, ConfigError, ReportError
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
 from greenprint._prediction import is_reserved_metric
-from greenprint._provenance import Provenance
+from greenprint._provenance import FPO_KEY, Provenance, is_fpo_lower_bound
 from greenprint._records import RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
@@ -605,6 +605,7 @@ ROW_FIELD_ORDER = (
     "role",
     "role_inferred",
     "score_source",
+    "fpo_lower_bound",
 )
 
 
@@ -720,6 +721,8 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 role_of[position],  # role
                 inferred[position],  # role_inferred
                 scored.source,  # score_source
+                # its own FPO counted with ops it could not count in full: "at least"
+                run.fpo is not None and FPO_KEY in provenance and is_fpo_lower_bound(provenance),
             )
         )
     return tuple(rows)

@@ -83,6 +83,7 @@ ROW_KEYS = (
     "score_source", "status", "score", "started_at", "duration_s", "energy_kwh", "emissions_kg",
     "fpo", "dataset_size", "param_count", "params", "energy_source", "pue",
     "intensity_g_per_kwh", "intensity_source", "score_per_kwh", "score_per_gflop", "error",
+    "fpo_lower_bound",
 )  # fmt: skip
 
 _text = json.encoder.encode_basestring  # a JSON string, non-ASCII kept (ensure_ascii=False)
@@ -197,7 +198,8 @@ def _columns(rows: Sequence[RunRow]) -> list[tuple[Any, ...]]:
         (r.id, r.name, r.parent_id, r.depth, r.is_trial, r.is_final, r.role, r.role_inferred,
          r.score_source, r.status, r.score, r.started_at, r.duration_s, r.energy_kwh,
          r.emissions_kg, r.fpo, r.dataset_size, r.param_count, r.params, r.energy_source, r.pue,
-         r.intensity_g_per_kwh, r.intensity_source, r.score_per_kwh, r.score_per_gflop, r.error)
+         r.intensity_g_per_kwh, r.intensity_source, r.score_per_kwh, r.score_per_gflop, r.error,
+         r.fpo_lower_bound)
         for r in rows
     ]  # fmt: skip
     return list(zip(*by_row, strict=True))

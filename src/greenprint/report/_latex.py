@@ -131,7 +131,8 @@ def _price_tag_table(
         if fpo_unknown:
             fpo_cell = "unknown"
         else:
-            fpo_cell = (r"$\geq$" if cost.fpo_unknown else "") + _num(float(cost.fpo), fpo[0])
+            at_least = cost.fpo_unknown or cost.fpo_lower_bound  # a lower bound
+            fpo_cell = (r"$\geq$" if at_least else "") + _num(float(cost.fpo), fpo[0])
         rows.append(
             [
                 esc(status),
@@ -174,7 +175,8 @@ def _runs_table(
                 esc(score_text(row.score)),
                 _num(row.energy_kwh, energy[0]),
                 _num(row.emissions_kg, mass[0]),
-                _num(None if row.fpo is None else float(row.fpo), fpo[0]),
+                (r"$\geq$" if row.fpo_lower_bound else "")  # a lower bound
+                + _num(None if row.fpo is None else float(row.fpo), fpo[0]),
                 _num(row.duration_s, time_unit[0]),
                 "-" if row.dataset_size is None else f"{row.dataset_size:,}".replace(",", "{,}"),
             ]

@@ -199,6 +199,8 @@ class RunRow:
             ``sweep``.
         role_inferred: whether the role was inferred (no role was given when it was tracked).
         score_source: ``"own"``, ``"parts"`` (the mean of its parts' scores) or ``"none"``.
+        fpo_lower_bound: whether its own ``fpo`` is a lower bound: counted with ops that have no
+            rule or on complex tensors (its provenance says so); the report writes "at least".
     """
 
     id: str
@@ -227,6 +229,7 @@ class RunRow:
     role: str = "trial"
     role_inferred: bool = True
     score_source: str = "own"
+    fpo_lower_bound: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -257,6 +260,7 @@ class RunRow:
             "score_per_kwh": json_float(self.score_per_kwh),
             "score_per_gflop": json_float(self.score_per_gflop),
             "error": self.error,
+            "fpo_lower_bound": self.fpo_lower_bound,
         }
 
 

@@ -90,7 +90,7 @@ def headline(report: Report) -> list[tuple[str, str]]:
         ),
         ("run time", format_duration(total.duration_s)),
         # under the label FPO: "unknown for 3 runs", not "FPO: FPO unknown for 3 runs"
-        ("FPO", fpo_text(total.fpo, total.fpo_unknown).removeprefix("FPO ")),
+        ("FPO", fpo_text(total.fpo, total.fpo_unknown, total.fpo_lower_bound).removeprefix("FPO ")),
     ]
     final = report.price_tag.final
     if final is not None and final.study_multiple is not None:
@@ -128,9 +128,10 @@ def final_sentence(report: Report) -> str:
     if final.score is None and report.final_scores:  # a retrain scored on a test split
         scored = ", ".join(f"{name} = {value:.4g}" for name, value in report.final_scores)
         score = f" scored {scored} (not {final.metric}, the trials' metric) and"
+    fpo = fpo_text(final.fpo, lower_bound=final.fpo_lower_bound)
     text = (
         f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)} of "
-        f"energy, {format_emissions(final.emissions_kg)}, {fpo_text(final.fpo)} and "
+        f"energy, {format_emissions(final.emissions_kg)}, {fpo} and "
         f"{format_duration(final.duration_s)} of run time"
     )
     share = final.energy_share
@@ -167,7 +168,9 @@ def _fpo_cell(cost: Any) -> str:
     # a set none of whose runs knows its FPO: "FPO unknown", not "0 FPO"
     # (or "FPO unknown for N runs" when N of them counted none)
     known = cost.fpo_known or cost.fpo_unknown
-    return fpo_text(cost.fpo, cost.fpo_unknown) if known else "FPO unknown"
+    if not known:
+        return "FPO unknown"
+    return fpo_text(cost.fpo, cost.fpo_unknown, getattr(cost, "fpo_lower_bound", 0))
 
 
 def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
@@ -279,7 +282,7 @@ def runs_table(
             score_text(row.score),
             format_energy(row.energy_kwh),
             format_emissions(row.emissions_kg).replace(" CO2-eq", ""),
-            "-" if row.fpo is None else format_fpo(row.fpo),
+            "-" if row.fpo is None else fpo_text(row.fpo, lower_bound=row.fpo_lower_bound),
             format_duration(row.duration_s),
             "-" if row.dataset_size is None else str(row.dataset_size),
             params_text(row.params, limit=params_limit),

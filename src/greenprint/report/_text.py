@@ -35,26 +35,30 @@ __all__ = [
 ]
 
 
-def fpo_text(fpo: int | None, unknown: int = 0) -> str:
+def fpo_text(fpo: int | None, unknown: int = 0, lower_bound: int | bool = 0) -> str:
     """FPO with its unit, never a zero that stands for "not counted".
 
     Args:
         fpo: the FPO counted (``None``: unknown).
         unknown: how many runs' FPO is unknown (not in ``fpo``): ``CostTotals.fpo_unknown``,
             where a run that counted none of its own counts as its children inside it.
+        lower_bound: how many runs in ``fpo`` counted a lower bound (``CostTotals.
+            fpo_lower_bound``; ops with no rule or on complex tensors), or whether ``fpo`` is
+            one: ``fpo`` is then "at least".
 
     Returns:
-        ``"1.23 GFPO"``, ``"1.23 GFPO + unknown for 3 runs"``, ``"FPO unknown for 26 runs"``
-        (nothing counted) or ``"FPO unknown"``.
+        ``"1.23 GFPO"``, ``"at least 1.23 GFPO"``, ``"1.23 GFPO + unknown for 3 runs"``,
+        ``"FPO unknown for 26 runs"`` (nothing counted) or ``"FPO unknown"``.
     """
     if fpo is None:
         return "FPO unknown"
+    least = "at least " if lower_bound else ""
     if not unknown:
-        return format_fpo(fpo)
+        return least + format_fpo(fpo)
     runs = count_of(unknown, "run")
     if fpo == 0:
         return f"FPO unknown for {runs}"
-    return f"{format_fpo(fpo)} + unknown for {runs}"
+    return f"{least}{format_fpo(fpo)} + unknown for {runs}"
 
 
 def short_source(source: str) -> str:
@@ -327,6 +331,12 @@ def compute_statement(
         fpo = f"their floating-point operations (FPO) are unknown ({unknown} counted none)"
     else:
         fpo = f"{format_fpo(total.fpo)} (floating-point operations)"
+        if total.fpo_lower_bound:
+            bound = count_of(total.fpo_lower_bound, "run")
+            fpo = (
+                f"at least {format_fpo(total.fpo)} (floating-point operations; a lower bound: "
+                f"{bound} counted ops with no FPO rule or on complex tensors)"
+            )
         if total.fpo_unknown:
             fpo += f", not counting {unknown} whose FPO is unknown"
     text = [
@@ -348,7 +358,7 @@ def compute_statement(
             if final.energy_share is not None
             else ""
         )
-        fpo_final = "FPO unknown" if final.fpo is None else format_fpo(final.fpo)
+        fpo_final = fpo_text(final.fpo, lower_bound=final.fpo_lower_bound)
         text.append(
             f"The final model (run “{final.name}”{score}) alone used "
             f"{format_energy(final.energy_kwh)} of energy, "
