@@ -386,3 +386,31 @@ def test_lightning_count_fpo_records_its_lower_bound(tmp_path):
     assert cb.run is not None and cb.run.fpo and cb.run.fpo > 0
     assert cb.run.provenance["fpo"].startswith("counted; lower bound: ")
     assert "on complex tensors counted as real: " in cb.run.provenance["fpo"]
+
+
+def test_an_amd_gpu_losing_its_process_list_says_so_too():
+    from greenprint.testing import FakeAmdGpu, FakeAmdProcess, FakeAMDSMI
+
+    ours, other = os.getpid(), os.getppid()
+    gpu = FakeAmdGpu(
+        power_w=300.0, processes=[FakeAmdProcess(ours, 2**30), FakeAmdProcess(other, 2**30)]
+    )
+    clock = Clock()
+    meters = detect_meters(nvml=FakeNVML(), amdsmi=FakeAMDSMI([gpu]), environ={}, clock=clock)
+    try:
+        meters.start()
+        clock.t += 1.0
+        assert meters.read()["gpu"].process_j is not None
+        gpu.processes = None  # the list is no longer supported: fails from now on
+        shares = []
+        for _ in range(HELD_LISTINGS + 1):
+            clock.t += 1.0
+            shares.append(meters.read()["gpu"].process_j)
+        assert None not in shares[:HELD_LISTINGS] and shares[-1] is None
+        assert (
+            f"GPU-0 not attributed after {1 + HELD_LISTINGS} s: process list failed "
+            f"{HELD_LISTINGS + 1} times in a row (AMDSMI_STATUS_NOT_SUPPORTED"
+        ) in meters.provenance["gpu"]
+        assert Provenance.parse(meters.provenance["gpu"]).is_measured
+    finally:
+        meters.close()
