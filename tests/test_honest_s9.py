@@ -414,3 +414,26 @@ def test_an_amd_gpu_losing_its_process_list_says_so_too():
         assert Provenance.parse(meters.provenance["gpu"]).is_measured
     finally:
         meters.close()
+
+
+def test_distill_records_its_lower_bound(tmp_path):
+    import torch
+
+    from greenprint import greener
+
+    class Bessel(torch.nn.Module):
+        """A teacher's last layer with no FPO rule (run without grad: distill never trains it)."""
+
+        def forward(self, x):
+            return torch.special.bessel_j0(x)
+
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Linear(4, 3), Bessel())
+    student = torch.nn.Linear(4, 3)
+    data = [(torch.randn(8, 4), torch.randint(0, 3, (8,)))]
+    result = greener.distill(teacher, student, data, 1, ledger=tmp_path / "kd.db")
+    assert result.fpo
+    assert result.provenance["fpo"] == (
+        "counted; lower bound: 1 op without a rule: aten.special_bessel_j0"
+    )
+    assert gp.Ledger(tmp_path / "kd.db").run(result.run_id).fpo == result.fpo

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError
@@ -162,6 +162,7 @@ def distill(
     losses: list[float] = []
     examples = 0
     fpo_per_example: float | None = None
+    counts: list[Any] = []  # one step's count results (the ops they could not count in full)
     with gp.track(
         name, study=study, ledger=ledger, region=region, pue=pue, params=params, role=GREENER_ROLE
     ) as run:
@@ -172,7 +173,8 @@ def distill(
                 inputs, targets = _split(batch)
                 size = int(targets.shape[0]) if targets.dim() else 1
                 if fpo_per_example is None:
-                    fpo_per_example = _step_fpo(teacher, student, inputs, count_fpo) / max(size, 1)
+                    fpo_per_example = _step_fpo(teacher, student, inputs, count_fpo, counts)
+                    fpo_per_example /= max(size, 1)
                 with torch.no_grad():
                     soft = F.softmax(teacher(*inputs) / t, dim=-1)
                 logits = student(*inputs)
@@ -194,7 +196,7 @@ def distill(
         fpo = None
         if fpo_per_example is not None:
             fpo = int(round(fpo_per_example * examples * epochs))
-            run.add_fpo(fpo)
+            run.add_fpo(_as_counted(fpo, counts))  # a lower bound, said so, when it is one
         run.set(dataset_size=examples)
     student.eval()
     return DistillResult(
@@ -211,8 +213,32 @@ def distill(
     )
 
 
-def _step_fpo(teacher: nn.Module, student: nn.Module, inputs: tuple[Any, ...], count: Any) -> int:
-    """FPO of one training step on ``inputs``: student forward + backward, teacher forward."""
-    return int(
-        count(student, *inputs, backward=True).total + count(teacher, *inputs, backward=False).total
-    )
+def _step_fpo(
+    teacher: nn.Module,
+    student: nn.Module,
+    inputs: tuple[Any, ...],
+    count: Any,
+    counts: list[Any] | None = None,
+) -> int:
+    """FPO of one training step on ``inputs``: student forward + backward, teacher forward.
+
+    ``counts``, when given, receives the two count results (their ops with no rule or on
+    complex tensors make the run's FPO a lower bound).
+    """
+    results = [count(student, *inputs, backward=True), count(teacher, *inputs, backward=False)]
+    if counts is not None:
+        counts.extend(results)
+    return int(sum(r.total for r in results))
+
+
+def _as_counted(fpo: int, counts: list[Any]) -> Any:
+    """``fpo`` as a count result with the ops ``counts`` could not count in full, or the int."""
+    unknown: dict[str, int] = {}
+    complex_ops: dict[str, int] = {}
+    for result in counts:
+        for ops, more in ((unknown, result.unknown_ops), (complex_ops, result.complex_ops)):
+            for op, calls in more.items():
+                ops[op] = ops.get(op, 0) + calls
+    if not (unknown or complex_ops):
+        return fpo
+    return replace(counts[0], total=fpo, unknown_ops=unknown, complex_ops=complex_ops)
