@@ -296,6 +296,10 @@ def test_export_and_merge_keep_it(bounded, tmp_path):
     import json
 
     db, runs = bounded
+    shown = _cli("ledger", "show", runs["bound"].id, "--ledger", str(db), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "at least 10 FPO (a lower bound: see provenance)" in shown.stdout
+    assert LOWER_BOUND in shown.stdout
     exported = _cli("ledger", "export", "--ledger", str(db), "--format", "json", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     by_name = {r["name"]: r for r in json.loads(exported.stdout)["runs"]}
