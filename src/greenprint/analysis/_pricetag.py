@@ -521,7 +521,10 @@ def price_tag(
     is_trial = [role == "trial" for role in roles.roles]
     fpo_unknown = fpo.unknown
     # runs whose FPO (counted in the sums) are a lower bound, as their provenance says
-    bound = [r.fpo is not None and is_fpo_lower_bound(r.provenance) for r in items]
+    bound = [
+        "fpo" in r.provenance and r.fpo is not None and is_fpo_lower_bound(r.provenance)
+        for r in items
+    ]
     any_bound = any(bound)
 
     def totals(positions: Sequence[int]) -> CostTotals:
