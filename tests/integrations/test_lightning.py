@@ -154,7 +154,10 @@ def test_a_stop_budget_ends_fit_at_the_step_that_crosses_it(tmp_path: Path) -> N
     assert trainer.global_step == 3  # stopped after the third step, the one over 2.5 steps
     (record,) = gp.Ledger(db).runs(study="lit")
     assert record.status == "interrupted" and (record.error or "").startswith("BudgetExceeded:")
-    assert "budget_fpo" in record.error and f"FPO {3 * step_fpo:.6g} FPO" in record.error
+    # the message writes FPO as the report does ('FPO 1.2 kFPO > budget_fpo 1 kFPO')
+    from greenprint._format import format_fpo
+
+    assert "budget_fpo" in record.error and f"FPO {format_fpo(3 * step_fpo)} >" in record.error
     assert record.fpo == 3 * step_fpo and record.energy_kwh > 0  # the cost so far is kept
 
 
