@@ -92,11 +92,15 @@ def test_a_tree_sample_counts_a_new_child_found_by_the_walk():
             sys.executable,
             "-c",
             "import time\nt = time.process_time()\n"
-            "while time.process_time() - t < 0.5: pass\ntime.sleep(30)",
-        ]
+            "while time.process_time() - t < 0.5: pass\nprint('burnt', flush=True)\n"
+            "time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        time.sleep(1.5)
+        # once it has burnt its 0.5 s of CPU, however long that took on a loaded machine
+        assert child.stdout is not None and child.stdout.readline().strip() == "burnt"
         sample = tree.sample()
         assert child.pid in sample.pids
         assert sample.tree_cpu_s >= 0.4  # the child's CPU time, counted from its start
