@@ -301,10 +301,17 @@ class ProvenanceSummary:
         measured_kwh: energy from hardware counters, kWh.
         estimated_kwh: energy from estimates, kWh.
         unknown_kwh: energy of unknown provenance, kWh.
-        sources: component (``"cpu"``, ``"gpu"``, ``"ram"``) -> the distinct provenance strings.
+        sources: component (``"cpu"``, ``"gpu"``, ``"ram"``) -> the distinct provenance strings
+            of every run.
         intensity_sources: distinct grid-intensity sources (e.g. ``"table:DE:2023"``).
         pue_values: distinct PUE values applied.
         pue_sources: distinct PUE provenance strings (e.g. ``"default"``).
+        counted_sources: as ``sources``, of the runs whose components the shares are made of:
+            the runs the total sums (top-level runs; runs of other hosts in a job) and the
+            children of one that measured less than they spent. Runs inside others (parts,
+            a search's fits inside a trial) are not among them: their energy is inside their
+            parents' figures, whatever meter their parents used. ``None``: the same as
+            ``sources``.
     """
 
     measured_kwh: float = 0.0
@@ -314,6 +321,7 @@ class ProvenanceSummary:
     intensity_sources: tuple[str, ...] = ()
     pue_values: tuple[float, ...] = ()
     pue_sources: tuple[str, ...] = ()
+    counted_sources: Mapping[str, tuple[str, ...]] | None = None
 
     @property
     def measured_share(self) -> float | None:
@@ -347,6 +355,9 @@ class ProvenanceSummary:
             "intensity_sources": list(self.intensity_sources),
             "pue_values": [json_float(v) for v in self.pue_values],
             "pue_sources": list(self.pue_sources),
+            "counted_sources": {
+                k: list(v) for k, v in (self.counted_sources or self.sources).items()
+            },
         }
 
 
@@ -1135,6 +1146,7 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
     # and set of components present. The sums are taken run by run, component by component,
     # in the same order as always, so every figure is the same float.
     plans: dict[tuple[int, bool, bool, bool], tuple[int, int, int]] = {}
+    lifted_in: list[int] = []  # runs whose share holds their children's energy
     for position in counted:
         run = runs[position]
         cpu, gpu, ram = run.energy_cpu_kwh, run.energy_gpu_kwh, run.energy_ram_kwh
@@ -1167,6 +1179,8 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
             # a run that measured less than its children spent (killed before its first
             # flush...) counts their sum: that energy has their provenance, not unknown
             lifted = _lifted_mix(forest, position, own, parts, energy_in)
+            if sum(lifted) > 0:
+                lifted_in.append(position)
             measured += lifted[_MEASURED]
             estimated += lifted[_ESTIMATED]
             unknown += lifted[_UNKNOWN]
@@ -1190,11 +1204,26 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
             intensity.add(source)
         if "pue" in provenance:
             pue_sources.add(provenance["pue"])
+    # the sources of the runs the shares are made of (the list beside the share says the same
+    # runs' meters: a trial's own counter, not the estimates of the fits inside it)
+    counted_sources: dict[str, set[str]] = {}
+    if len(counted) < len(runs):
+        for position in {
+            *counted,
+            *(p for q in lifted_in for p in _with_descendants(forest, q)),
+        }:
+            provenance = runs[position].provenance
+            for component in _COMPONENTS:
+                if component in provenance:
+                    counted_sources.setdefault(component, set()).add(provenance[component])
+    all_sources = {k: tuple(sorted(v)) for k, v in sorted(sources.items())}
+    mine = {k: tuple(sorted(v)) for k, v in sorted(counted_sources.items())}
     return ProvenanceSummary(
         measured_kwh=measured,
         estimated_kwh=estimated,
         unknown_kwh=unknown,
-        sources={k: tuple(sorted(v)) for k, v in sorted(sources.items())},
+        counted_sources=None if len(counted) == len(runs) or mine == all_sources else mine,
+        sources=all_sources,
         intensity_sources=tuple(sorted(intensity)),
         pue_values=tuple(sorted({float(r.pue) for r in forest.runs})),
         pue_sources=tuple(sorted(pue_sources)),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from greenprint._format import (
@@ -87,13 +87,34 @@ def _share_text(summary: ProvenanceSummary) -> str:
     return "energy: " + (", ".join(parts) or "none recorded")
 
 
+def _sources_text(sources: Mapping[str, Sequence[str]]) -> str:
+    """``"cpu: rapl, estimate:tdp; ram: ..."`` (components with no source left out)."""
+    return "; ".join(f"{k}: {', '.join(v)}" for k, v in sources.items() if v)
+
+
 def energy_provenance(summary: ProvenanceSummary) -> tuple[str, ...]:
     """Lines saying where the energy and CO2-eq figures came from.
 
     Example lines: ``"energy: 100% estimated (cpu: estimate:tdp ...; ram: ...)"``,
     ``"carbon intensity: table:DE:2023 (...)"``, ``"PUE: 1.2 (preset:...)"``.
+
+    The sources beside the share are those of the runs the share is made of; where runs
+    inside them (parts, a search's fits inside a trial) recorded others, those are listed
+    apart, as what they are: ``"energy: 100% measured by hardware counters (the runs summed
+    in the total: cpu: rapl; the runs inside them (their energy is in those runs' figures)
+    also recorded cpu: estimate:tdp ...)"``.
     """
-    sources = "; ".join(f"{k}: {', '.join(v)}" for k, v in summary.sources.items())
+    sources = _sources_text(summary.sources)
+    if summary.counted_sources is not None:
+        inside = {
+            k: tuple(s for s in v if s not in (summary.counted_sources.get(k) or ()))
+            for k, v in summary.sources.items()
+        }
+        sources = (
+            "the runs summed in the total: "
+            f"{_sources_text(summary.counted_sources) or 'no source recorded'}; the runs inside "
+            "them (their energy is in those runs' figures) also recorded " + _sources_text(inside)
+        )
     lines = [_share_text(summary) + (f" ({sources})" if sources else "")]
     if summary.intensity_sources:
         lines.append("carbon intensity: " + "; ".join(summary.intensity_sources))
