@@ -70,7 +70,10 @@ def metric_values(
             continue
         item = getattr(value, "item", None)
         if item is not None and getattr(value, "numel", lambda: 1)() == 1:
-            value = item()
+            try:
+                value = item()
+            except (ValueError, RuntimeError):  # an array of several values, a meta tensor
+                continue
         if isinstance(value, numbers.Real):
             out[key] = float(value) if math.isfinite(float(value)) else math.nan
     return out

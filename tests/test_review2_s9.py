@@ -1,0 +1,124 @@
+"""A second review of session 9's later changes: each defect found, reproduced first.
+
+1. A Hugging Face Trainer whose logs hold an array (``trainer.log({"per_class_f1":
+   np.array([0.5, 0.7])})``, as a custom callback or a ``compute_metrics`` logged by hand
+   does; Hugging Face's own TensorBoard and W&B callbacks skip such values) crashed the
+   training from greenprint's ``on_log``: ``metric_values`` called ``.item()`` on the array
+   (``ValueError: can only convert an array of size 1 to a Python scalar``). Greenprint's
+   bookkeeping never raises into a training: an entry that is not one number is left out.
+2. ``greenprint report --study S`` without ``--out`` in a ledger of several studies writes
+   ``./greenprint-report-SLUG`` (bd2583f); two studies whose names make the same slug
+   (``cifar sweep`` and ``cifar/sweep``, or ``Sweep`` and ``sweep`` on a case-insensitive
+   file system) shared one folder, the second's report replacing the first's: the very thing
+   the per-study folder was made to prevent. Such a study's folder now ends in a short hash
+   of its name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _clean_env import configured_above
+from greenprint.cli import main
+
+FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, require_component) -> Path:
+    """A fresh, empty working directory with no greenprint configuration above it."""
+    directory = tmp_path / "new-user"
+    directory.mkdir()
+    found = configured_above(directory)
+    require_component(not found, f"greenprint configuration above the temporary dir: {found}")
+    monkeypatch.chdir(directory)
+    return directory
+
+
+# 1. a framework's logs holding an array --------------------------------------------------------
+
+
+def test_hf_trainer_log_of_an_array_does_not_stop_the_training(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    np = pytest.importorskip("numpy")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from greenprint.integrations.transformers import GreenprintCallback
+    from integrations._hf import Tokens, tiny_bert
+
+    class PerClass(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                trainer.log({"per_class_f1": np.array([0.5, 0.7]), "note": "warm", "x": None})
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        report_to="none",
+        use_cpu=True,
+        max_steps=4,
+        per_device_train_batch_size=8,
+        logging_steps=2,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=Tokens(), callbacks=[PerClass()])
+    db = tmp_path / "gp.db"
+    GreenprintCallback("bert", study="hf", ledger=db, **FAST).attach(trainer)
+    trainer.train()  # raised ValueError from greenprint's on_log
+
+    (record,) = gp.Ledger(db).runs(study="hf")
+    assert record.status == "finished"
+    names = {p.name for p in record.metrics}
+    assert "loss" in names
+    assert not {"per_class_f1", "note", "x"} & names  # not one number: left out
+
+
+def test_metric_values_leaves_out_what_is_not_one_number() -> None:
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    from greenprint.integrations._dl import metric_values
+
+    metrics = {
+        "array": np.array([0.5, 0.7]),
+        "tensor": torch.tensor([0.5, 0.7]),
+        "meta": torch.empty((), device="meta"),
+        "text": "0.5",
+        "none": None,
+        "one": np.array([0.25]),
+        "loss": torch.tensor(0.5, requires_grad=True),
+        "int": np.int64(3),
+    }
+    assert metric_values(metrics) == {"one": 0.25, "loss": 0.5, "int": 3.0}
+
+
+# 2. the report's default folder of studies whose names make the same slug ----------------------
+
+
+def _study(db: str, study: str) -> None:
+    with gp.track("t", study=study, ledger=db, **FAST) as run:
+        run.log(accuracy=0.5)
+
+
+def _reported(folder: Path) -> str:
+    return json.loads((folder / "report.json").read_text(encoding="utf-8"))["study"]
+
+
+def test_studies_of_one_slug_keep_their_own_default_folders(home: Path, capsys) -> None:
+    studies = ["cifar sweep", "cifar/sweep", "Cifar-Sweep", "mnist"]
+    for study in studies:
+        _study("greenprint.db", study)
+    args = ["report", "--format", "json", "--no-plots", "--study"]
+    for study in studies:
+        assert main([*args, study]) == 0
+    assert "note:" not in capsys.readouterr().err  # no report replaced another's
+    folders = sorted(p for p in home.iterdir() if p.name.startswith("greenprint-report"))
+    reported = {_reported(p) for p in folders}
+    assert reported == set(studies)
+    assert len({p.name.lower() for p in folders}) == 4  # apart on a case-insensitive disk too
+    assert (home / "greenprint-report-mnist").is_dir()  # a slug of its own: as before
