@@ -12,6 +12,11 @@
    file system) shared one folder, the second's report replacing the first's: the very thing
    the per-study folder was made to prevent. Such a study's folder now ends in a short hash
    of its name.
+3. A successive-halving search on an estimator's parameter (``resource="n_estimators"``):
+   scikit-learn puts the resource's value of each iteration into the row's params (copies),
+   so rows of one candidate never matched: 4 candidates over 3 iterations read 7 trials, the
+   earlier iterations as trials of their own, ``pruned``. The rows are linked without the
+   resource now (older than session 9; found checking ad180c4's ``dataset_size``).
 """
 
 from __future__ import annotations
@@ -122,3 +127,45 @@ def test_studies_of_one_slug_keep_their_own_default_folders(home: Path, capsys) 
     assert reported == set(studies)
     assert len({p.name.lower() for p in folders}) == 4  # apart on a case-insensitive disk too
     assert (home / "greenprint-report-mnist").is_dir()  # a slug of its own: as before
+
+
+# 3. a successive-halving search on an estimator's parameter -----------------------------------
+
+
+def test_halving_on_an_estimator_parameter_is_one_trial_per_candidate(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.model_selection import HalvingGridSearchCV
+
+    from greenprint.integrations.sklearn import track_search
+
+    X, y = load_digits(return_X_y=True)
+    search = HalvingGridSearchCV(
+        RandomForestClassifier(random_state=0),
+        {"max_depth": [2, 3, 4, 8]},
+        resource="n_estimators",  # scikit-learn adds it to each row's params: 2, 4, 8
+        min_resources=2,
+        max_resources=8,
+        factor=2,
+        cv=2,
+        random_state=0,
+    )
+    db = tmp_path / "h.db"
+    track_search(search, X[:200], y[:200], ledger=db, study="halving", **FAST)
+    assert list(search.n_candidates_) == [4, 2, 1]
+    runs = gp.Ledger(db).runs(study="halving")
+    trials = [r for r in runs if r.role == "trial"]
+    # four candidates, four trials (rows of one candidate at 2, 4 and 8 estimators differ in
+    # n_estimators, so they were taken for different candidates: more trials, wrong statuses)
+    assert len(trials) == 4
+    assert sorted(r.status for r in trials) == ["finished", "pruned", "pruned", "pruned"]
+    (kept,) = [r for r in trials if r.status == "finished"]
+    assert kept.params["n_estimators"] == 8
+    assert kept.params["max_depth"] == search.best_params_["max_depth"]
+    iterations = [
+        r for r in runs if r.role == "part" and r.parent_id == kept.id and "iter" in r.params
+    ]
+    assert sorted(r.params["n_estimators"] for r in iterations) == [2, 4]
+    assert all(r.dataset_size == 200 for r in trials)  # every sample, each iteration

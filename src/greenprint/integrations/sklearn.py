@@ -412,7 +412,7 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
                 ),
             )
         )
-    for record in _candidates(rows, results, sweep.id):
+    for record in _candidates(rows, results, sweep.id, getattr(search, "resource", None)):
         ledger.start_run(record)
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
@@ -436,7 +436,7 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
 
 
 def _candidates(
-    rows: list[RunRecord], results: Mapping[str, Any], sweep_id: str
+    rows: list[RunRecord], results: Mapping[str, Any], sweep_id: str, resource: Any = None
 ) -> list[RunRecord]:
     """The runs of ``cv_results_``'s rows: one trial per candidate, its earlier rows its parts.
 
@@ -446,13 +446,15 @@ def _candidates(
     rows are its parts, ``role="part"``, with their folds), ``finished`` when that was the
     search's last iteration, else ``pruned`` (eliminated there, as a scheduler's early stop of a
     Ray Tune trial); ``failed`` when a fold failed to fit. So the best finished trials are the
-    candidates scored on the most resources, as ``best_score_`` is.
+    candidates scored on the most resources, as ``best_score_`` is. ``resource``: the search's
+    (an estimator's parameter other than ``"n_samples"`` is in each row's params, at that
+    iteration's value).
     """
     if "iter" not in results:
         return rows
     iters = [int(i) for i in results["iter"]]
     last_iter = max(iters, default=0)
-    trial_row = _last_rows(results["params"], iters)
+    trial_row = _last_rows(results["params"], iters, resource)
     earlier: dict[int, list[RunRecord]] = {}
     for row, last in enumerate(trial_row):
         if last != row:
@@ -470,13 +472,15 @@ def _candidates(
     return out
 
 
-def _last_rows(params: Any, iters: list[int]) -> list[int]:
+def _last_rows(params: Any, iters: list[int], resource: Any = None) -> list[int]:
     """For each row of a halving search, the row of the same candidate at its last iteration.
 
     A candidate kept for iteration ``i + 1`` is the same ``params`` dict as its row of
-    iteration ``i`` (scikit-learn passes the dicts on); equal parameters link rows otherwise.
+    iteration ``i`` (scikit-learn passes the dicts on); equal parameters link rows otherwise,
+    but for ``resource``, an estimator's parameter that the search sets anew each iteration
+    (``resource="n_estimators"``: 2, 4, 8; its rows are copies then).
     """
-    plain = [_plain_params(p) for p in params]
+    plain = [{k: v for k, v in _plain_params(p).items() if k != resource} for p in params]
     by_iter: dict[int, list[int]] = {}
     for row, it in enumerate(iters):
         by_iter.setdefault(it, []).append(row)
