@@ -4,6 +4,9 @@
    meters of every run, the parts inside them too: a study of trials measured by a counter,
    each running an estimated search, read "100% measured by hardware counters (cpu: estimate
    ...)". The sources beside the share are now those runs'; the others are listed apart.
+2. The note on concurrent children said "each measuring the whole process (threads) or machine
+   over its span" also of children in separate processes, each of which metered its own: it
+   now says which they read, and for separate processes what the rule makes of their sum.
 
 Studies are built through the real API (Optuna, scikit-learn, gp.track) and the CLI; CLI
 commands run as a new user meets them, in an empty folder with a clean environment.
@@ -12,16 +15,61 @@ commands run as a new user meets them, in an empty folder with a clean environme
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import warnings
 from pathlib import Path
 
 import pytest
 
 import greenprint as gp
+from _clean_env import BIN, clean_env
 from greenprint.analysis import price_tag
+from greenprint.meters._base import MeterReading
 from greenprint.report import build_report
 from greenprint.report._text import energy_provenance
 from tracking._meters import ConstantProcessPower
+
+
+class FixedEnergy:
+    """A process meter that reads ``joules`` (cpu) whenever it is read: no clock involved."""
+
+    components = ("cpu",)
+    provenance = {"cpu": "test:fixed-energy"}
+
+    def __init__(self, joules: float) -> None:
+        self.joules = joules
+
+    def start(self) -> None:
+        pass
+
+    def read(self) -> dict[str, MeterReading]:
+        return {"cpu": MeterReading(machine_j=self.joules, process_j=self.joules)}
+
+    def close(self) -> None:
+        pass
+
+
+#: a worker process: one part, metered by FixedEnergy(JOULES), alive 1 s beside the other
+WORKER = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    import greenprint as gp
+    from test_wording_s9 import FixedEnergy
+    with gp.track("worker-" + sys.argv[1], role="part", meters=FixedEnergy(float(sys.argv[2]))):
+        time.sleep(1.0)
+    """
+)
+#: the job: two workers at once
+JOB = textwrap.dedent(
+    """
+    import subprocess, sys
+    workers = [subprocess.Popen([sys.executable, "worker.py", str(k), "100"]) for k in range(2)]
+    sys.exit(max(w.wait() for w in workers))
+    """
+)
 
 
 # ------------------------------------------------------------------ 1. the energy line
@@ -113,3 +161,74 @@ def test_json_report_with_inner_runs_keeps_its_schema(trials_with_searches: Path
     provenance = data["price_tag"]["provenance"]
     assert provenance["counted_sources"] == {"cpu": ["test:constant-power"]}
     assert set(provenance) <= set(schema["$defs"]["provenance"]["properties"])
+
+
+# ------------------------------------------------------- 2. children in separate processes
+def _write_scripts(folder: Path) -> None:
+    tests = str(Path(__file__).parent)
+    (folder / "worker.py").write_text(WORKER.format(tests=tests), encoding="utf-8")
+    (folder / "job.py").write_text(JOB, encoding="utf-8")
+
+
+def _shared_notes(notes: tuple[str, ...]) -> list[str]:
+    return [n for n in notes if "ran at the same time" in n]
+
+
+def test_workers_of_a_greenprint_run_job_are_not_said_to_read_the_whole_process(
+    tmp_path: Path,
+) -> None:
+    """greenprint run -- python job.py, two worker processes each metering their own."""
+    _write_scripts(tmp_path)
+    env = clean_env()
+    done = subprocess.run(
+        [str(BIN / "greenprint"), "run", "--name", "job", "--study", "s", "--", "python", "job.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    with gp.Ledger(tmp_path / "greenprint.db", create=False) as led:
+        runs = led.runs(study="s")
+    workers = [r for r in runs if r.name.startswith("worker-")]
+    assert len(workers) == 2 and all(r.parent_id for r in workers)
+    assert len({r.provenance["process"] for r in workers}) == 2  # two processes, each its own
+    job = next(r for r in runs if r.name == "job")
+    assert job.energy_kwh < 100 / 3.6e6  # the job's estimate: less than either worker read
+    [note] = _shared_notes(price_tag(runs).notes)
+    assert "whole process" not in note and "machine" not in note
+    assert note.startswith(
+        "the 2 parts of run 'job' ran at the same time, each measuring its own process over "
+        "its span; run 'job' measured less than the largest run of each group ("
+    )
+    # the rule: the group counts its largest run's 100 J, a lower bound of their 200 J
+    assert "their measured energies, 5.56e-05 kWh in all, are scaled to 2.78e-05 kWh (x0.5)" in note
+    assert "a lower bound, as runs in separate processes do not read each other's energy" in note
+
+
+def test_separate_processes_scaled_to_their_parent_say_its_reading_is_the_truth(
+    tmp_path: Path,
+) -> None:
+    """Two worker processes of 100 J each, their parent 150 J: scaled to the parent's."""
+    _write_scripts(tmp_path)
+    db = tmp_path / "g.db"
+    with gp.track("job", study="s", ledger=db, meters=FixedEnergy(150.0)) as run:
+        env = run.child_env()
+        workers = [
+            subprocess.Popen([sys.executable, "worker.py", str(k), "100"], cwd=tmp_path, env=env)
+            for k in range(2)
+        ]
+        assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    with gp.Ledger(db, create=False) as led:
+        runs = led.runs(study="s")
+    assert len(runs) == 3
+    tag = price_tag(runs)
+    [note] = _shared_notes(tag.notes)
+    assert note == (
+        "the 2 parts of run 'job' ran at the same time, each measuring its own process over its "
+        "span: their measured energies, 5.56e-05 kWh in all, add to more than their parent "
+        "measured over the same time; their parent's reading is taken as the truth: they are "
+        "scaled to its 4.17e-05 kWh (x0.75)" + note[note.index("; their CO2-eq") :]
+    )
+    assert tag.total.energy_kwh == pytest.approx(150.0 / 3.6e6)

@@ -1055,29 +1055,66 @@ def _shared_note(
         if alone
         else ""
     )
+    read, separate = _what_they_read(forest, together)
     ran = (
         f"{whose} that ran at the same time each measured"
         if alone
         else f"{whose} ran at the same time, each measuring"
     )
-    ran += " the whole process (threads) or machine over its span"
+    ran += f" {read} over its span"
     if not floored:
+        if separate:  # no overlap between them: their parent's reading is taken as the truth
+            return (
+                f"{ran}: their measured {what}, {measured:.3g} {unit} in all, add to more than "
+                f"{parent} measured over the same time{besides}; {parent}'s reading is taken "
+                f"as the truth: they are scaled to its {shared:.3g} {unit} ({by})"
+            ).replace("parents's", "parents'")
         return (
             f"{ran}: their measured {what}, {measured:.3g} {unit} in all, are scaled to the "
             f"{shared:.3g} {unit} {parent} measured{besides} ({by}), so none is counted twice"
         )
     own = math.fsum(s.own for s in scaled.values())
+    least = "the largest run of each group" if separate else "the least its children spent"
     short = (
-        f"run {names[0]} measured less than the least its children spent"
+        f"run {names[0]} measured less than {least}"
         if len(scaled) == 1
-        else "each of their parents measured less than the least its children spent"
+        else f"each of their parents measured less than {least}"
     )
+    if separate:  # each read its own process: their sum may all be true
+        return (
+            f"{ran}; {short} ({own:.3g} {unit}, against {kept + shared:.3g}{besides}), so "
+            "its reading is not taken as the truth: each group that ran together counts what "
+            f"its largest run measured, their measured {what}, {measured:.3g} {unit} in all, "
+            f"are scaled to {shared:.3g} {unit} ({by}); a lower bound, as runs in separate "
+            "processes do not read each other's energy"
+        )
     return (
         f"{ran}; {short} ({own:.3g} {unit}, against {kept + shared:.3g}{besides}): each group "
         f"that ran together counts what its largest run measured, their measured {what}, "
         f"{measured:.3g} {unit} in all, are scaled to {shared:.3g} {unit} ({by}), so none is "
         "counted twice"
     )
+
+
+def _what_they_read(forest: RunForest, positions: Sequence[int]) -> tuple[str, bool]:
+    """What children that ran at the same time each read, and whether in separate processes.
+
+    Runs of machine scope read the whole machine; runs that name the process their meters read
+    (scope ``"process"``) read that process: the same one (threads of it) or each its own
+    (separate processes, whose readings do not overlap). Runs that say neither (recorded before
+    runs named their process), or a mix, get the words that hold for any of them.
+    """
+    scopes = forest.column("scope")
+    keys = forest._process_keys  # (host, process), or the process alone on one host
+    if all(scopes[p] == "machine" for p in positions):
+        return "the whole machine", False
+    named = [keys[p] for p in positions]
+    if None not in named:
+        if len(set(named)) == len(named):
+            return "its own process", True
+        if len(set(named)) == 1:
+            return "the whole process (threads)", False
+    return "the whole process (threads) or machine", False
 
 
 def _lifted_mix(
