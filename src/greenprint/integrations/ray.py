@@ -79,6 +79,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
+from numbers import Integral, Real
 from typing import Any, Literal
 
 from greenprint._imports import require
@@ -333,7 +334,7 @@ class _TrialRun:
             for key, value in metrics.items()
             if key not in _TUNE_KEYS
             and not key.startswith(FIGURE_PREFIX)
-            and isinstance(value, (int, float))
+            and isinstance(value, Real)  # NumPy's float32, int64 too (not int or float)
             and not isinstance(value, bool)
         }
         stop = None
@@ -424,7 +425,10 @@ def _params(config: Mapping[str, Any]) -> dict[str, Any]:
                 visit(f"{prefix}/{key}" if prefix else str(key), inner)
         elif isinstance(value, bool) or value is None or isinstance(value, str):
             out[prefix] = value
-        elif isinstance(value, (int, float)):
+        elif isinstance(value, Integral):  # NumPy's int64 too (tune.grid_search(np.arange(3)))
+            out[prefix] = int(value)
+        elif isinstance(value, Real):
+            value = float(value)
             out[prefix] = value if math.isfinite(value) else str(value)
 
     if isinstance(config, Mapping):
@@ -696,7 +700,7 @@ class GreenprintTuneCallback(tune.Callback):
             for key, value in result.items()
             if key not in _TUNE_KEYS
             and not key.startswith(FIGURE_PREFIX)
-            and isinstance(value, (int, float))
+            and isinstance(value, Real)  # NumPy's float32, int64 too (not int or float)
             and not isinstance(value, bool)
         ]
         if not state.written:
