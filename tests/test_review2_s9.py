@@ -22,6 +22,10 @@
    ``int`` and ``float`` were taken (``np.float64`` is a float, ``np.float32`` is not): the
    trial read as unscored; a config value from ``np.arange`` left out of its params. Any real
    number is taken now (never a bool; text is skipped, as before).
+5. ``integrations.mlflow.log_report`` of two studies into one MLflow run wrote both to
+   ``greenprint/report/``: the second replaced the first (as ``greenprint report``'s default
+   folder did before bd2583f). From a ledger of several studies the default artifact path is
+   ``greenprint/report-STUDY`` now, the slug shared with the CLI (``study_slug``).
 """
 
 from __future__ import annotations
@@ -238,3 +242,31 @@ def test_ray_results_in_numpy_types_are_the_trials_metrics(
     assert trial.metric("accuracy") == 0.5
     assert trial.metric("epoch") == 1.0
     assert trial.params["x"] == 1  # np.int64 was left out of the params too
+
+
+# 5. MLflow's log_report of two studies into one MLflow run --------------------------------------
+
+
+def test_mlflow_log_report_of_two_studies_keeps_both(tmp_path: Path) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    from greenprint.integrations import mlflow as gp_mlflow
+
+    db = str(tmp_path / "gp.db")
+    for study in ("baseline", "sweep"):
+        _study(db, study)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("two", artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(experiment)
+    run_id = parent.info.run_id
+    first = gp_mlflow.log_report("baseline", db, run_id=run_id, client=client, formats="json")
+    second = gp_mlflow.log_report("sweep", db, run_id=run_id, client=client, formats="json")
+    assert first != second  # both landed at greenprint/report/report.json: sweep's replaced
+    for study, (path,) in (("baseline", first), ("sweep", second)):
+        local = client.download_artifacts(run_id, path, str(tmp_path / "dl" / study))
+        assert json.loads(Path(local).read_text(encoding="utf-8"))["study"] == study
+    # a ledger of one study: where it always went
+    one = str(tmp_path / "one.db")
+    _study(one, "only")
+    assert gp_mlflow.log_report("only", one, run_id=run_id, client=client, formats="json") == [
+        "greenprint/report/report.json"
+    ]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from pathlib import Path
 
 import click
@@ -137,24 +135,15 @@ def command(
 def _default_out(studies: list[str], study: str | None) -> str:
     """``greenprint-report``, or ``greenprint-report-STUDY`` in a ledger of several studies.
 
-    The study's name is made safe for a folder name (``cifar sweep/2`` -> ``cifar-sweep-2``).
-    When another study of the ledger makes the same name, in any case (``cifar sweep`` and
-    ``cifar/sweep``; ``Sweep`` and ``sweep`` share a folder on a case-insensitive disk), each
-    such study's name ends in 8 hex digits of its name's SHA-256, so that neither report
-    replaces the other's. With several studies and none given, ``build_report`` refuses (the
-    folder is not used).
+    The study's name is made safe for a folder name (``cifar sweep/2`` -> ``cifar-sweep-2``;
+    with a hash when another study makes the same name: :func:`study_slug`). With several
+    studies and none given, ``build_report`` refuses (the folder is not used).
     """
+    from greenprint.report._formats import study_slug
+
     if study is None or len(studies) <= 1:
         return DEFAULT_OUT
-    slug = _slug(study)
-    if any(_slug(other).lower() == slug.lower() for other in studies if other != study):
-        slug += "-" + hashlib.sha256(study.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"{DEFAULT_OUT}-{slug}"
-
-
-def _slug(study: str) -> str:
-    """A study's name as part of a folder's name (``cifar sweep/2`` -> ``cifar-sweep-2``)."""
-    return re.sub(r"[^\w.-]+", "-", study).strip("-.")[:80] or "study"
+    return f"{DEFAULT_OUT}-{study_slug(study, studies)}"
 
 
 def _reported_study(out: Path) -> str | None:

@@ -208,7 +208,7 @@ def log_report(
     run_id: str | None = None,
     client: Any = None,
     formats: str | Iterable[str] = ("html", "json"),
-    artifact_path: str = ARTIFACT_PATH + "/report",
+    artifact_path: str | None = None,
     plots: bool = False,
     **report_options: Any,
 ) -> list[str]:
@@ -224,7 +224,10 @@ def log_report(
         run_id: the MLflow run; default the active one.
         client: an :class:`mlflow.MlflowClient`; default one for the current tracking URI.
         formats: the report formats (``"html"``, ``"md"``, ``"latex"``, ``"json"``, ``"all"``).
-        artifact_path: the artifacts' folder in the MLflow run.
+        artifact_path: the artifacts' folder in the MLflow run; default ``greenprint/report``,
+            or ``greenprint/report-STUDY`` when the ledger holds several studies (as
+            ``greenprint report`` names its folder), so that one study's report never replaces
+            another's in one MLflow run.
         plots: draw plots (needs matplotlib: inline SVG in HTML, PNG beside Markdown, PDF
             beside LaTeX); off by default, which keeps it fast.
         **report_options: passed to :func:`~greenprint.report.build_report` (``metric``,
@@ -241,7 +244,9 @@ def log_report(
     import os
     from pathlib import Path
 
+    from greenprint.ledger import Ledger, get_ledger
     from greenprint.report import build_report, write_report
+    from greenprint.report._formats import study_slug
 
     if (  # build_report's order (ledger, study): a file given as the study, no ledger there
         isinstance(study, str)
@@ -256,7 +261,18 @@ def log_report(
         )
     client = _client(client)
     mlflow_run = _run_id(client, run_id)
-    report = build_report(ledger, study, **report_options)
+    opened = not isinstance(ledger, Ledger)
+    led = get_ledger(ledger, create=False)
+    try:
+        report = build_report(led, study, **report_options)
+        studies = led.studies()
+    finally:
+        if opened:
+            led.close()
+    if artifact_path is None:
+        artifact_path = ARTIFACT_PATH + "/report"
+        if len(studies) > 1:
+            artifact_path += "-" + study_slug(report.study, studies)
     with tempfile.TemporaryDirectory(prefix="greenprint-report-") as tmp:
         written = write_report(report, tmp, formats, plots=plots)
         client.log_artifacts(mlflow_run, tmp, artifact_path)

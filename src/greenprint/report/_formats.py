@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ __all__ = [
     "prepare_out_dir",
     "render",
     "resolve_formats",
+    "study_slug",
     "write_report",
 ]
 
@@ -179,6 +182,24 @@ def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ReportError(f"output directory {path} is not writable ({existing} is read-only)")
     return path
+
+
+def study_slug(study: str, studies: Iterable[str]) -> str:
+    """A study's name as part of a folder's (or an artifact path's) name, apart from the others'.
+
+    ``cifar sweep/2`` -> ``cifar-sweep-2``. When another of ``studies`` (the ledger's) makes the
+    same name, in any case (``cifar sweep`` and ``cifar/sweep``; ``Sweep`` and ``sweep`` share
+    a folder on a case-insensitive disk), the name ends in 8 hex digits of the study's name's
+    SHA-256, so that neither study's report replaces the other's.
+    """
+    slug = _slug(study)
+    if any(_slug(other).lower() == slug.lower() for other in studies if other != study):
+        slug += "-" + hashlib.sha256(study.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return slug
+
+
+def _slug(study: str) -> str:
+    return re.sub(r"[^\w.-]+", "-", study).strip("-.")[:80] or "study"
 
 
 def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
