@@ -26,6 +26,8 @@
    ``greenprint/report/``: the second replaced the first (as ``greenprint report``'s default
    folder did before bd2583f). From a ledger of several studies the default artifact path is
    ``greenprint/report-STUDY`` now, the slug shared with the CLI (``study_slug``).
+6. ``run.log(count=10**400)`` raised Python's ``OverflowError`` from ``float()`` (3a93817 reads
+   every value with it), not a ``ConfigError`` naming the metric.
 """
 
 from __future__ import annotations
@@ -270,3 +272,16 @@ def test_mlflow_log_report_of_two_studies_keeps_both(tmp_path: Path) -> None:
     assert gp_mlflow.log_report("only", one, run_id=run_id, client=client, formats="json") == [
         "greenprint/report/report.json"
     ]
+
+
+# 6. run.log of an integer beyond the largest float ----------------------------------------------
+
+
+def test_run_log_of_an_integer_beyond_a_float_is_a_config_error(tmp_path: Path) -> None:
+    with gp.track("big", ledger=tmp_path / "g.db", **FAST) as run:
+        with pytest.raises(
+            gp.ConfigError, match="metric 'count' must be a number a float can hold"
+        ):
+            run.log(count=10**400)  # float() raises OverflowError: it reached the caller
+        run.log(count=1)
+    assert [p.value for p in run.metrics if p.name == "count"] == [1.0]

@@ -275,6 +275,11 @@ def _metric_number(metric: str, value: Any) -> float:
             return float(value)
         except (TypeError, ValueError, RuntimeError):  # RuntimeError: torch (a meta tensor)
             pass
+        except OverflowError:  # an int beyond the largest float
+            raise ConfigError(
+                f"metric {metric!r} must be a number a float can hold (up to about 1.8e308), "
+                f"not an integer of {value.bit_length() if isinstance(value, int) else '?'} bits"
+            ) from None
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     raise ConfigError(
