@@ -396,7 +396,7 @@ def test_optuna_runs_table_is_a_tree_and_exports_sum_to_the_price_tag(optuna_stu
     # sweep, which are their children (all unknown, each counted once)
     assert total["fpo_unknown"] == len(_fpo_unknown_runs(_runs(home, "digits").values()))
     assert total["fpo_unknown"] == len(rows) - len(children) + 1  # runs without children
-    assert f"FPO unknown for {total['fpo_unknown']} runs" in md
+    assert f"FPO unknown (none of the {total['runs']} runs counted FPO)" in md
     # the pruned trials' line is what they cost, their finished folds included, and their
     # folds' FPO is unknown: the line counts them, never 0
     runs = _runs(home, "digits").values()
@@ -404,7 +404,8 @@ def test_optuna_runs_table_is_a_tree_and_exports_sum_to_the_price_tag(optuna_stu
     unknown = _fpo_unknown_runs(runs)
     pruned = next(line for line in md.splitlines() if line.startswith("| pruned |"))
     assert pruned.startswith(f"| pruned | {len(under['pruned'])} | 5 |")
-    assert f"| FPO unknown for {len(unknown & set(under['pruned']))} runs |" in pruned
+    assert unknown & set(under["pruned"])  # none of them counted FPO: said of them all
+    assert f"| FPO unknown (none of the {len(under['pruned'])} runs counted FPO) |" in pruned
     assert not re.search(r"(?<![\d.])0 FPO", md)
     # the model card: exactly Hugging Face's keys; training_type unknown and how to set it
     card = report["model_card"]["co2_eq_emissions"]
@@ -574,7 +575,7 @@ def test_cli_study_fpo_unknown_counts_and_units_in_sentences(cli_study):
     # failed: trial 3 and its 2 folds (one failed), whose FPO is unknown: what the failure cost
     under = _counted_under(runs.values(), {row["id"]: row["role"] for row in report["runs"]})
     assert sorted(under["failed"]) == ["trial-3", "trial-3-fold0", "trial-3-fold1"]
-    assert "| failed | 3 | 1 |" in md and "FPO unknown for 2 runs |" in md
+    assert "| failed | 3 | 1 |" in md and "FPO unknown (none of the 3 runs counted FPO) |" in md
     # trial 2 (pruned) did nothing beyond its fold, which counted its FPO: 3 GFPO, the pruned
     # trial's (it read "0 FPO" with the fold's 3 GFPO under "finished", the fold's status)
     pruned = next(line for line in md.splitlines() if line.startswith("| pruned |"))

@@ -420,8 +420,10 @@ def test_pool_price_tag_says_fpo_unknown_once(pool_study):
     home, report = pool_study
     unknown = report["price_tag"]["total"]["fpo_unknown"]
     assert unknown > 0
-    assert f"- **FPO**: unknown for {unknown} runs\n" in _text(home, "md")
-    card = f'<div class="v">unknown for {unknown} runs</div><div class="k">FPO</div>'
+    runs = report["price_tag"]["total"]["runs"]  # none counted: said of them all
+    assert f"- **FPO**: unknown (none of the {runs} runs counted FPO)\n" in _text(home, "md")
+    card = f'<div class="v">unknown (none of the {runs} runs counted FPO)</div>'
+    card += '<div class="k">FPO</div>'
     assert card in _text(home, "html")
 
 
@@ -548,7 +550,7 @@ def test_ray_no_fpo_counted_never_reads_as_zero(ray_study):
     assert all(c["fpo"] is None or (c["fpo"], c["fpo_unknown"] > 0) == (0, True) for c in groups)
     assert tag["by_status"]["pruned"]["fpo"] is None and tag["by_role"]["sweep"]["fpo"] is None
     md = _text(home, "md")
-    assert "FPO unknown for" in md
+    assert f"FPO unknown (none of the {tag['total']['runs']} runs counted FPO)" in md
     assert not re.search(r"(?<![\d.])0 FPO", md)
 
 

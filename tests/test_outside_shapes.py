@@ -424,7 +424,8 @@ def test_optuna_resumed_study_reads_as_optunas_trials(optuna_mo):
     # no trial counted FPO: unknown for all 10, null (not 0) for each status in the JSON
     assert tag["total"]["fpo"] is None and tag["total"]["fpo_unknown"] == 10
     assert all(v["fpo"] is None for v in tag["by_status"].values())
-    assert "- **FPO**: unknown for 10 runs\n" in _text(home, "md")
+    none = f"none of the {tag['total']['runs']} runs counted FPO"
+    assert f"- **FPO**: unknown ({none})\n" in _text(home, "md")
     _export_reads_as_the_report(home, "mo", report)
     # EVP per family (--group-by params.model) from Optuna's values; no value: the worst
     scores = [t["values"][0] if t["values"] else math.nan for t in trials]

@@ -432,7 +432,7 @@ def test_mlflow_nested_runs_read_as_a_sweep_of_trials(mlflow_search):
     _in_every_format(home, "comprised 5 trials (4 finished, 1 failed) in 7 runs")
     md = _text(home, "md")
     _price_tag_lines_have_units(md)
-    assert "- **FPO**: unknown for 6 runs\n" in md and "0 FPO" not in md
+    assert "- **FPO**: unknown (none of the 7 runs counted FPO)\n" in md and "0 FPO" not in md
     timeline = next(f for f in report["figures"] if f["id"] == "timeline")
     power, energy = timeline["panels"]  # one process at a constant power: WATTS drawn once
     peak = max(v for s in power["series"] for v in s["y"] if v is not None)

@@ -7,6 +7,8 @@
 2. The note on concurrent children said "each measuring the whole process (threads) or machine
    over its span" also of children in separate processes, each of which metered its own: it
    now says which they read, and for separate processes what the rule makes of their sum.
+3. "FPO unknown for 29 runs" in a 45-run study where no run counted any: the count is of the
+   innermost runs; such a set now reads "FPO unknown (none of the 45 runs counted FPO)".
 
 Studies are built through the real API (Optuna, scikit-learn, gp.track) and the CLI; CLI
 commands run as a new user meets them, in an empty folder with a clean environment.
@@ -232,3 +234,44 @@ def test_separate_processes_scaled_to_their_parent_say_its_reading_is_the_truth(
         "scaled to its 4.17e-05 kWh (x0.75)" + note[note.index("; their CO2-eq") :]
     )
     assert tag.total.energy_kwh == pytest.approx(150.0 / 3.6e6)
+
+
+# --------------------------------------------------- 3. FPO unknown: of which runs
+def test_a_study_where_no_run_counted_fpo_says_so_of_all_its_runs(
+    trials_with_searches: Path, tmp_path: Path
+) -> None:
+    """18 runs (2 trials, their searches, candidates, folds, refits), none counted FPO."""
+    from greenprint.report import write_report
+
+    with gp.Ledger(trials_with_searches, create=False) as led:
+        runs = led.runs(study="s")
+    assert len(runs) == 18 and all(r.fpo is None for r in runs)
+    tag = price_tag(runs, metric="value")
+    assert tag.total.fpo_unknown == 10  # the innermost (8 folds, 2 refits): the count's meaning
+    summary = tag.summary()
+    assert "FPO unknown (none of the 18 runs counted FPO)" in summary
+    assert "unknown for 10 runs" not in summary
+    assert "none of the 18 runs counted FPO" in tag._repr_html_()
+
+    report = build_report(trials_with_searches, "s", metric="value")
+    md = write_report(report, tmp_path / "out", formats=["md"])["md"].read_text(encoding="utf-8")
+    assert "- **FPO**: unknown (none of the 18 runs counted FPO)\n" in md
+    assert "10 runs" not in md
+    assert "floating-point operations (FPO) are unknown (none of the 18 counted any)" in md
+
+
+def test_a_count_of_runs_with_unknown_fpo_stays_where_some_counted(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    with gp.track("counted", study="s", ledger=db, meters=ConstantProcessPower(1.0)) as run:
+        run.set(fpo=2_000_000_000)
+        run.log(acc=0.5)
+    for k in range(2):
+        with gp.track(
+            f"uncounted-{k}", study="s", ledger=db, meters=ConstantProcessPower(1.0)
+        ) as run:
+            run.log(acc=0.4)
+    with gp.Ledger(db, create=False) as led:
+        tag = price_tag(led.runs(study="s"), metric="acc")
+    assert "2 GFPO + unknown for 2 runs" in tag.summary()
+    assert "none of" not in tag.summary()
+

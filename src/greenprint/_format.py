@@ -11,6 +11,7 @@ __all__ = [
     "format_emissions",
     "format_energy",
     "format_fpo",
+    "fpo_none_counted",
     "json_safe",
 ]
 
@@ -33,6 +34,17 @@ def format_emissions(kg: float, *, digits: int = 3) -> str:
     """``0.0042`` kg CO2-eq -> ``"4.2 g CO2-eq"``; picks t, kg, g or mg (``digits`` significant)."""
     units = ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))
     return _scaled(kg, units, digits) + " CO2-eq"
+
+
+def fpo_none_counted(runs: int) -> str:
+    """``"FPO unknown (none of the 45 runs counted FPO)"``: a set none of whose runs counted.
+
+    Said of every run of the set (``CostTotals.runs``), not of the innermost that
+    ``CostTotals.fpo_unknown`` counts (45 runs of trials over folds: the 29 folds and refits).
+    """
+    if runs == 1:
+        return "FPO unknown (the run counted no FPO)"
+    return f"FPO unknown (none of the {runs} runs counted FPO)"
 
 
 def format_fpo(fpo: float, *, digits: int = 3) -> str:

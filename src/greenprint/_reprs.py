@@ -21,6 +21,7 @@ from greenprint._format import (
     format_emissions,
     format_energy,
     format_fpo,
+    fpo_none_counted,
 )
 from greenprint._provenance import is_fpo_lower_bound
 
@@ -113,8 +114,8 @@ def price_tag_html(tag: Any) -> str:
 
 def _totals_row(label: str, t: Any) -> list[Any]:
     fpo = format_fpo(t.fpo) if t.fpo else "-"
-    if not t.fpo_known and not t.fpo_unknown:  # a status none of whose runs knows its FPO
-        fpo = "FPO unknown"
+    if not t.fpo_known:  # a set none of whose runs counted FPO: said of them all
+        fpo = fpo_none_counted(t.runs)
     elif t.fpo_unknown:  # as the report's fpo_text: a count, never a silent zero
         runs = count_of(t.fpo_unknown, "run")
         fpo = f"FPO unknown for {runs}" if not t.fpo else f"{fpo} + unknown for {runs}"

@@ -264,7 +264,7 @@ def test_evp_and_pareto_over_fpo_read_a_trial_as_its_folds() -> None:
 
 def test_the_notebook_price_tag_counts_unknown_fpo_never_a_dash_or_zero() -> None:
     none = price_tag(_sweep([[None] * 3]), metric="acc")._repr_html_()
-    assert "FPO unknown for 3 runs" in none
+    assert "FPO unknown (none of the 4 runs counted FPO)" in none  # the sweep and 3 folds
     some = price_tag(_sweep([[4 * 10**8] * 3, [None, 10**9]]), metric="acc")._repr_html_()
     assert "2.2 GFPO + unknown for 1 run<" in some
 
@@ -284,7 +284,7 @@ def test_a_status_whose_runs_know_no_fpo_is_unknown_never_zero() -> None:
     finished = tag.by_status["finished"]  # the sweep, t2 and its 3 folds
     assert (finished.runs, finished.trials) == (5, 1)
     assert (finished.fpo, finished.fpo_unknown, finished.fpo_known) == (3 * 10**9, 0, True)
-    assert ">FPO unknown for 6 runs</td>" in tag._repr_html_()
+    assert ">FPO unknown (none of the 8 runs counted FPO)</td>" in tag._repr_html_()
     # a pruned trial whose folds counted theirs: what they counted is the pruned trial's
     runs = [
         replace(r, status="pruned") if r.id == "t1" else r

@@ -311,13 +311,13 @@ def test_unknown_fpo_reads_unknown_with_its_count_never_zero(tmp_path):
     led.close()
     report = build_report(tmp_path / "l.db", "sweep")
     cards = dict(headline(report))
-    assert cards["FPO"] == "unknown for 3 runs"  # under the label FPO, said once
+    assert cards["FPO"] == "unknown (none of the 3 runs counted FPO)"  # under FPO, said once
     _, rows = price_tag_table(report)
-    assert rows[-1][0] == "total" and rows[-1][5] == "FPO unknown for 3 runs"
+    assert rows[-1][0] == "total" and rows[-1][5] == "FPO unknown (none of the 3 runs counted FPO)"
     sentence = final_sentence(report)
     assert "FPO unknown" in sentence and " of energy" in sentence and " of run time" in sentence
     assert "0 FPO" not in report.compute_statement
-    assert "floating-point operations (FPO) are unknown (3 runs counted none)" in (
+    assert "floating-point operations (FPO) are unknown (none of the 3 counted any)" in (
         report.compute_statement
     )
     for fmt in ("html", "md"):

@@ -60,6 +60,7 @@ from greenprint._format import (
     format_emissions,
     format_energy,
     format_fpo,
+    fpo_none_counted,
 )
 from greenprint._jobs import job_notes, job_status
 from greenprint._prediction import is_reserved_metric
@@ -440,7 +441,9 @@ class PriceTag:
         statuses = f" ({statuses})" if statuses else ""  # no trial: no "()"
         runs = count_of(t.fpo_unknown, "run")
         fpo = format_fpo(t.fpo) + (f" + unknown for {runs}" if t.fpo_unknown else "")
-        if t.fpo_unknown and not t.fpo:
+        if not t.fpo_known:  # no run counted any: said of them all, not of the innermost
+            fpo = fpo_none_counted(t.runs)
+        elif t.fpo_unknown and not t.fpo:
             fpo = f"FPO unknown for {runs}"
         elif t.fpo_lower_bound:
             fpo = f"at least {fpo}"

@@ -90,7 +90,15 @@ def headline(report: Report) -> list[tuple[str, str]]:
         ),
         ("run time", format_duration(total.duration_s)),
         # under the label FPO: "unknown for 3 runs", not "FPO: FPO unknown for 3 runs"
-        ("FPO", fpo_text(total.fpo, total.fpo_unknown, total.fpo_lower_bound).removeprefix("FPO ")),
+        (
+            "FPO",
+            fpo_text(
+                total.fpo,
+                total.fpo_unknown,
+                total.fpo_lower_bound,
+                none_of=0 if total.fpo_known else total.runs,
+            ).removeprefix("FPO "),
+        ),
     ]
     final = report.price_tag.final
     if final is not None and final.study_multiple is not None:
@@ -165,11 +173,11 @@ def edh_sentence(report: Report) -> str | None:
 
 
 def _fpo_cell(cost: Any) -> str:
-    # a set none of whose runs knows its FPO: "FPO unknown", not "0 FPO"
-    # (or "FPO unknown for N runs" when N of them counted none)
-    known = cost.fpo_known or cost.fpo_unknown
-    if not known:
-        return "FPO unknown"
+    # a set none of whose runs counted FPO: "FPO unknown (none of the 12 runs counted FPO)",
+    # not "0 FPO" nor "FPO unknown for 8 runs" (its innermost); "FPO unknown for N runs"
+    # when others counted
+    if not cost.fpo_known:
+        return fpo_text(None, none_of=cost.runs)
     return fpo_text(cost.fpo, cost.fpo_unknown, getattr(cost, "fpo_lower_bound", 0))
 
 

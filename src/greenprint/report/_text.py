@@ -17,6 +17,7 @@ from greenprint._format import (
     format_emissions,
     format_energy,
     format_fpo,
+    fpo_none_counted,
 )
 from greenprint._provenance import Provenance
 from greenprint._records import RunRecord
@@ -35,7 +36,9 @@ __all__ = [
 ]
 
 
-def fpo_text(fpo: int | None, unknown: int = 0, lower_bound: int | bool = 0) -> str:
+def fpo_text(
+    fpo: int | None, unknown: int = 0, lower_bound: int | bool = 0, *, none_of: int = 0
+) -> str:
     """FPO with its unit, never a zero that stands for "not counted".
 
     Args:
@@ -45,11 +48,18 @@ def fpo_text(fpo: int | None, unknown: int = 0, lower_bound: int | bool = 0) -> 
         lower_bound: how many runs in ``fpo`` counted a lower bound (``CostTotals.
             fpo_lower_bound``; ops with no rule or on complex tensors), or whether ``fpo`` is
             one: ``fpo`` is then "at least".
+        none_of: the number of runs of the set when none of them counted FPO (``CostTotals.
+            runs`` where ``fpo_known`` is false): said of them all, as ``unknown`` counts
+            only the innermost (45 runs in trials over folds: the 29 folds and refits).
 
     Returns:
         ``"1.23 GFPO"``, ``"at least 1.23 GFPO"``, ``"1.23 GFPO + unknown for 3 runs"``,
-        ``"FPO unknown for 26 runs"`` (nothing counted) or ``"FPO unknown"``.
+        ``"FPO unknown (none of the 45 runs counted FPO)"`` (nothing counted, ``none_of``),
+        ``"FPO unknown for 26 runs"`` (nothing counted by the runs ``unknown`` counts) or
+        ``"FPO unknown"``.
     """
+    if none_of:
+        return fpo_none_counted(none_of)
     if fpo is None:
         return "FPO unknown"
     least = "at least " if lower_bound else ""
@@ -348,7 +358,11 @@ def compute_statement(
     intensity = "; ".join(short_source(s) for s in summary.intensity_sources) or "unrecorded"
     # fpo_unknown counts no container: a run that counted none of its own is its children
     unknown = count_of(total.fpo_unknown, "run")
-    if total.fpo_unknown and total.fpo == 0:
+    if not total.fpo_known:  # no run counted any: said of them all, not of the innermost
+        fpo = "their floating-point operations (FPO) are unknown (" + (
+            "the run counted none)" if total.runs == 1 else f"none of the {total.runs} counted any)"
+        )
+    elif total.fpo_unknown and total.fpo == 0:
         fpo = f"their floating-point operations (FPO) are unknown ({unknown} counted none)"
     else:
         fpo = f"{format_fpo(total.fpo)} (floating-point operations)"
