@@ -9,6 +9,12 @@
    now says which they read, and for separate processes what the rule makes of their sum.
 3. "FPO unknown for 29 runs" in a 45-run study where no run counted any: the count is of the
    innermost runs; such a set now reads "FPO unknown (none of the 45 runs counted FPO)".
+4. ``greenprint ledger export --help`` said the root rows sum to the price tag's total; top-level
+   runs in threads of one process, each stretch of their time counted once, are an exception.
+5. The GPU "not attributed" note is left out of runs of machine scope, which count every GPU
+   whole: attribution does not apply to them.
+6. greener.compare recorded its variants' and its own FPO as plain ints, also when the count
+   ran ops with no rule: they now say they are a lower bound, as run.add_fpo(result) does.
 
 Studies are built through the real API (Optuna, scikit-learn, gp.track) and the CLI; CLI
 commands run as a new user meets them, in an empty folder with a clean environment.
@@ -274,4 +280,53 @@ def test_a_count_of_runs_with_unknown_fpo_stays_where_some_counted(tmp_path: Pat
         tag = price_tag(led.runs(study="s"), metric="acc")
     assert "2 GFPO + unknown for 2 runs" in tag.summary()
     assert "none of" not in tag.summary()
+
+
+# ------------------------------------------- 4. ledger export: when root rows do not sum
+def test_export_help_names_the_top_level_runs_in_threads_whose_rows_sum_to_more(
+    tmp_path: Path,
+) -> None:
+    """Two top-level runs in threads of one process, overlapping: their export rows add up to
+    more than the price tag's total, which counts each stretch of their time once."""
+    import csv
+    import threading
+    import time
+
+    db = tmp_path / "g.db"
+    go = threading.Barrier(2)
+
+    def trial(k: int) -> None:
+        go.wait()
+        time.sleep(0.3 * k)  # t0 over [0, 0.6], t1 over [0.3, 0.9]: 0.3 s together
+        with gp.track(f"t{k}", study="s", ledger=db, meters=ConstantProcessPower(100.0)) as run:
+            time.sleep(0.6)
+            run.log(acc=0.5 + k / 10)
+
+    threads = [threading.Thread(target=trial, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with gp.Ledger(db, create=False) as led:
+        tag = price_tag(led.runs(study="s"), metric="acc")
+    [note] = [n for n in tag.notes if "top-level" in n]
+    assert "ran at the same time in one process (threads)" in note
+
+    env = clean_env()
+    cli = [str(BIN / "greenprint"), "ledger", "export", "--ledger", str(db), "--study", "s"]
+    done = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    roots = sum(float(r["energy_kwh"]) for r in rows if not r["parent_id"])
+    assert roots > tag.total.energy_kwh * 1.2  # ~0.3 s x 100 W counted once, not twice
+    helped = subprocess.run(
+        [*cli[:3], "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    text = " ".join(helped.stdout.split())
+    assert "gives the price tag's total" in text
+    assert (
+        "except for top-level runs that ran at the same time in threads of one process, each "
+        "measuring all of it" in text
+    )
+    assert "their rows add up to more than its total" in text
 

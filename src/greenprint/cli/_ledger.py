@@ -455,7 +455,11 @@ def export_command(
     inferred as the study's report infers it, by --metric or the metric the report chooses),
     so summing the rows with no parent among them gives the price tag's total (where a parent
     recorded less than its children, the price tag takes their sum, or, when they ran at the
-    same time inside it, shares its own amount out among them; its note says which).
+    same time inside it, shares its own amount out among them; its note says which), except
+    for top-level runs that ran at the same time in threads of one process, each measuring all
+    of it (study.optimize(n_jobs=2) with no run around the trials): the price tag counts each
+    stretch of their time once, so their rows add up to more than its total (its note gives
+    both figures).
     """
     with _open(ledger) as led:
         if out is not None and led.path is not None and _same_file(out, led.path):
