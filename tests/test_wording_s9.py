@@ -23,6 +23,7 @@ commands run as a new user meets them, in an empty folder with a clean environme
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -329,4 +330,48 @@ def test_export_help_names_the_top_level_runs_in_threads_whose_rows_sum_to_more(
         "measuring all of it" in text
     )
     assert "their rows add up to more than its total" in text
+
+
+# ----------------------------------------- 5. the GPU "not attributed" note, machine scope
+class Clock:
+    def __init__(self, t: float = 100.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize("lose", ["never", "mid-run"])
+def test_a_machine_scope_run_says_nothing_of_a_gpu_share_it_never_takes(
+    tmp_path: Path, lose: str
+) -> None:
+    """Machine scope counts every GPU whole: "GPU-0 not attributed ..." does not apply there;
+    the same GPU under process scope keeps the note (tests/test_honest_s9.py)."""
+    from greenprint.meters import detect_meters
+    from greenprint.meters._gpu_meter import HELD_LISTINGS
+    from greenprint.testing import FakeGPU, FakeGpuProcess, FakeNVML
+    from greenprint.testing._nvml import NVML_ERROR_UNKNOWN
+
+    provenance = {}
+    for scope in ("machine", "process"):
+        listed = [FakeGpuProcess(os.getpid(), 2**30), FakeGpuProcess(os.getppid(), 3 * 2**30)]
+        gpu = FakeGPU(power_w=200.0, processes=None if lose == "never" else listed)
+        nvml, clock = FakeNVML([gpu]), Clock()
+        meters = detect_meters(nvml=nvml, environ={}, clock=clock)
+        db = tmp_path / f"{scope}.db"
+        slow = {"sample_interval_s": 600.0, "flush_interval_s": 600.0}
+        with gp.track("r", ledger=db, meters=meters, scope=scope, **slow) as run:
+            for second in range(HELD_LISTINGS + 3):
+                if second == 1 and lose == "mid-run":
+                    gpu.fail("nvmlDeviceGetComputeRunningProcesses", NVML_ERROR_UNKNOWN)
+                clock.t += 1.0
+                nvml.advance(1.0)
+                run._sample()
+        with gp.Ledger(db, create=False) as led:
+            provenance[scope] = led.run(run.id).provenance["gpu"]
+        whole_j = 200.0 * (HELD_LISTINGS + 3)
+        if scope == "machine":  # every GPU whole, whatever the process list said
+            assert run.energy_by_component["gpu"] == pytest.approx(whole_j / 3.6e6)
+    assert provenance["machine"] == "nvml:counter:GPU-0"
+    assert "GPU-0 not attributed" in provenance["process"]
 

@@ -994,8 +994,19 @@ class Run:
         pid = self._options.get("pid")
         return self._scope == "machine" or pid is None or pid == os.getpid()
 
-    def _build_provenance(self) -> dict[str, str]:
+    def _meter_sources(self) -> dict[str, str]:
+        """The meters' provenance; of machine scope, no GPU "not attributed" note (no share)."""
         provenance = {f"{c}": p for c, p in self._meters.provenance.items()}
+        if self._scope == "machine" and "gpu" in provenance:
+            from greenprint.meters._gpu_meter import without_attribution_note
+
+            provenance["gpu"] = without_attribution_note(
+                provenance["gpu"], self._meters.meter("gpu")
+            )
+        return provenance
+
+    def _build_provenance(self) -> dict[str, str]:
+        provenance = self._meter_sources()
         provenance["intensity"] = self._intensity.source
         provenance["pue"] = self._pue.source
         provenance["scope"] = self._scope
@@ -1419,7 +1430,7 @@ class Run:
             now = time.time()
             readings = self._meters.read()
             now = getattr(self._meters, "read_at", None) or now
-            provenance = dict(self._meters.provenance)
+            provenance = self._meter_sources()
             with self._lock:
                 sample = self._account.add(now, readings)
                 self._provenance.update(self._account.annotated(provenance))

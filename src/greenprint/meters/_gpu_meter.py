@@ -54,6 +54,7 @@ __all__ = [
     "memory_share",
     "open_vendor",
     "vendor_origin",
+    "without_attribution_note",
 ]
 
 logger = logging.getLogger(__name__)
@@ -157,6 +158,33 @@ def vendor_origin(
         if labels:
             parts.append(f"{vendor}:{source}:" + "+".join(labels))
     return Provenance("measured", "+".join(parts), "; ".join(n for n in notes if n))
+
+
+def without_attribution_note(text: str, meter: Any) -> str:
+    """``text``, a GPU's provenance, without the note that ``meter`` did not attribute a GPU.
+
+    For a run of machine scope, which counts every GPU whole: attribution to a process tree
+    does not apply there, so "GPU-0 not attributed from the start: ..." would say something
+    of a share the run never asked for. ``meter`` is the run's ``gpu`` meter (one vendor's,
+    or the vendors' sum, each note after its vendor's name); other text is kept as it is.
+    """
+    vendors = getattr(meter, "meters", None)
+    for one in vendors if isinstance(vendors, list) else [meter]:
+        note = getattr(one, "unattributed", "")
+        if not isinstance(note, str) or not note or note not in text:
+            continue
+        said = [note]
+        if vendors is not None:  # the vendors' sum: "nvml GPU-0 not attributed ..."
+            said.insert(0, f"{one.origin.source.split(':', 1)[0]} {note}")
+        for candidate in said:
+            for wrapped in (f" ({candidate})", f"; {candidate}", f"{candidate}; "):
+                if wrapped in text:  # the only note, one after others, one before others
+                    text = text.replace(wrapped, "", 1)
+                    break
+            else:
+                continue
+            break
+    return text
 
 
 def memory_share(
