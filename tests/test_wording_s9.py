@@ -375,3 +375,38 @@ def test_a_machine_scope_run_says_nothing_of_a_gpu_share_it_never_takes(
     assert provenance["machine"] == "nvml:counter:GPU-0"
     assert "GPU-0 not attributed" in provenance["process"]
 
+
+# ------------------------------------------------- 6. greener.compare's FPO: a lower bound
+def test_compare_records_the_timed_loops_fpo_as_a_lower_bound(tmp_path: Path) -> None:
+    """A model with an op that has no FPO rule: each variant's run and the comparison's run
+    say their FPO are a lower bound (they were recorded as exact ints)."""
+    torch = pytest.importorskip("torch")
+    from greenprint import greener
+
+    class Bessel(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.special.bessel_j0(x)
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), Bessel()).eval()
+    db = tmp_path / "g.db"
+    result = greener.compare(
+        model,
+        None,  # no evaluation: the timed loop's count alone
+        torch.randn(2, 4),
+        ledger=db,
+        study="s",
+        min_time_s=0.0,
+        min_batches=2,
+        warmup_batches=1,
+    )
+    bound = "counted; lower bound: 1 op without a rule: aten.special_bessel_j0"
+    with gp.Ledger(db, create=False) as led:
+        runs = {r.id: r for r in led.runs(study="s")}
+    variant = runs[result.rows[0].run_id]
+    container = runs[result.run_id]
+    assert variant.fpo and variant.fpo == container.fpo  # the one variant: the baseline
+    assert variant.provenance["fpo"] == bound
+    assert container.provenance["fpo"] == bound
+    tag = price_tag(list(runs.values()))
+    assert tag.total.fpo_lower_bound and "at least" in tag.summary()

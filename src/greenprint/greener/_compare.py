@@ -155,7 +155,7 @@ def compare(
     from torch import nn
 
     import greenprint as gp
-    from greenprint.greener._measure import measure
+    from greenprint.greener._measure import counted_as, measure
 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, not {type(model).__name__}")
@@ -200,7 +200,7 @@ def compare(
         raise ConfigError("calibration holds no batch")
     options: dict[str, Any] = {"ledger": ledger, "region": region, "pue": pue}
     rows: list[GreenerRow] = []
-    spent: list[int] = []  # FPO of each variant's run
+    spent: list[Any] = []  # FPO of each variant's run (an int, or a count: a lower bound)
     notes: list[str] = []
     with gp.track(
         name,
@@ -235,7 +235,9 @@ def compare(
             rows.append(row)
             spent.append(fpo)
         container.set(params={"greener.notes": notes})
-        container.add_fpo(sum(spent))  # a parent's FPO contain its children's
+        # a parent's FPO contain its children's, a lower bound when any of theirs is one
+        total = sum(f if isinstance(f, int) else f.total for f in spent)
+        container.add_fpo(counted_as(total, spent))
     return finish(
         rows,
         metric=metric,
@@ -261,13 +263,17 @@ def _one(
     timing: tuple[float, int, int, int | None],
     notes: list[str],
     measure: Any,
-) -> tuple[GreenerRow, int]:
-    """Apply, check, score and measure one variant in its own run: its row and FPO."""
+) -> tuple[GreenerRow, Any]:
+    """Apply, check, score and measure one variant in its own run: its row and FPO.
+
+    The FPO as its run recorded them: an int, or a count result when they are a lower bound
+    (ops with no rule or on complex tensors: :func:`~greenprint.greener._measure.counted_as`).
+    """
     import torch
 
     import greenprint as gp
     from greenprint.fpo import FPOCounter
-    from greenprint.greener._measure import unknown_ops_kept
+    from greenprint.greener._measure import counted_as, unknown_ops_kept
 
     params = {STEP_KEY: "variant", VARIANT_KEY: variant.name, TECHNIQUE_KEY: variant.technique}
 
@@ -397,12 +403,12 @@ def _one(
             run_id=run.id,
         )
         run.set(params={RESULT_KEY: row.to_dict()})
-        fpo = evaluated_fpo + figures.run_fpo + sum(ctx.fpo)
-        if evaluated is not None and (evaluated.unknown_ops or evaluated.complex_ops):
-            run.add_fpo(evaluated)  # its provenance then says the FPO are a lower bound
-            run.add_fpo(fpo - evaluated_fpo)
-        else:
-            run.add_fpo(fpo)
+        # the evaluation's and the timed loop's counts: a lower bound, said so, when either
+        # ran ops with no rule or on complex tensors
+        fpo = counted_as(
+            evaluated_fpo + figures.run_fpo + sum(ctx.fpo), [evaluated, figures.run_fpo_count]
+        )
+        run.add_fpo(fpo)
         if score is not None and math.isfinite(score):
             run.log(None, **{metric: score})
     return row, fpo

@@ -24,9 +24,9 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from greenprint.greener._variants import Applied, quiet_torch_ao, weighted_modules
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Figures",
     "count_variant_fpo",
+    "counted_as",
     "measure",
     "provenance_line",
     "saved_size_bytes",
@@ -85,6 +86,9 @@ class Figures:
     loop_duration_s: float
     energy_provenance: str
     run_fpo: int
+    #: the one-batch count ``run_fpo`` is made of (its ops with no rule or on complex tensors
+    #: make ``run_fpo`` a lower bound: :func:`counted_as`), or ``None``
+    run_fpo_count: Any = None
 
 
 def saved_size_bytes(model: nn.Module) -> int:
@@ -101,13 +105,33 @@ def saved_size_bytes(model: nn.Module) -> int:
         os.unlink(path)
 
 
+def counted_as(fpo: int, counts: Sequence[Any]) -> Any:
+    """``fpo`` as a count result carrying the ops ``counts`` could not count in full, or the int.
+
+    ``counts``: the :class:`~greenprint.FPOResult` (or ints, which add nothing) that ``fpo`` was
+    made of. When any ran ops with no rule or on complex tensors, ``run.add_fpo(counted_as(...))``
+    records ``fpo`` with the provenance that says it is a lower bound; else it records the int.
+    """
+    unknown: dict[str, int] = {}
+    complex_ops: dict[str, int] = {}
+    results = [c for c in counts if not isinstance(c, int) and c is not None]
+    for result in results:
+        for ops, more in ((unknown, result.unknown_ops), (complex_ops, result.complex_ops)):
+            for op, calls in more.items():
+                ops[op] = ops.get(op, 0) + calls
+    if not (unknown or complex_ops):
+        return fpo
+    return replace(results[0], total=fpo, unknown_ops=unknown, complex_ops=complex_ops)
+
+
 def count_variant_fpo(
     twin: nn.Module, inputs: tuple[Any, ...], int8_modules: frozenset[str]
-) -> tuple[int, int, int, str, list[str], int]:
+) -> tuple[int, int, int, str, list[str], int, Any]:
     """FPO of one batch of ``twin``: dense, executed, int8 ops, a note, unknown ops, kernels'.
 
-    The last is the FPO the variant's kernels run on one batch (dense kernels multiply zeros
-    too; products in int8 kernels are integer operations, not FPO).
+    Then the FPO the variant's kernels run on one batch (dense kernels multiply zeros too;
+    products in int8 kernels are integer operations, not FPO), and the count result itself
+    (its ops with no rule or on complex tensors: :func:`counted_as`).
     A linear or convolution layer's FPO are ``2 * multiply-adds`` plus one per output element
     for its bias; the multiply-adds scale with its share of nonzero weights.
     """
@@ -156,7 +180,8 @@ def count_variant_fpo(
             "(quantize/dequantize not counted)"
         )
     note = "; ".join(notes) or "executed = dense (dense kernels, no zero weights)"
-    return dense, executed, int(round(int_ops)), note, sorted(counted.unknown_ops), dense - in_int8
+    unknown = sorted(counted.unknown_ops)
+    return dense, executed, int(round(int_ops)), note, unknown, dense - in_int8, counted
 
 
 def _weight(module: nn.Module) -> torch.Tensor:
@@ -196,7 +221,7 @@ def measure(
 
     model = applied.model
     twin = applied.float_twin if applied.float_twin is not None else model
-    dense, executed, int_ops, note, unknown, kernel = count_variant_fpo(
+    dense, executed, int_ops, note, unknown, kernel, count = count_variant_fpo(
         twin, inputs, applied.int8_modules
     )
     params = list(twin.parameters())
@@ -233,5 +258,6 @@ def measure(
         energy_provenance=provenance_line(run.provenance),
         # the counted forward, then the warm-up and timed batches as the kernels run them
         run_fpo=dense + kernel * (checked_batches + warmup_batches + len(times)),
+        run_fpo_count=count,
     )
     return figures, unknown
