@@ -1107,7 +1107,11 @@ def _what_they_read(forest: RunForest, positions: Sequence[int]) -> tuple[str, b
     (separate processes, whose readings do not overlap). Runs that say neither (recorded before
     runs named their process), or a mix, get the words that hold for any of them.
     """
-    scopes = forest.column("scope")
+    generic = "the whole process (threads) or machine", False
+    try:
+        scopes = forest.column("scope")
+    except AttributeError:  # a partial record (greenprint.ledger._study_cost's): not said
+        return generic
     keys = forest._process_keys  # (host, process), or the process alone on one host
     if all(scopes[p] == "machine" for p in positions):
         return "the whole machine", False
@@ -1117,7 +1121,7 @@ def _what_they_read(forest: RunForest, positions: Sequence[int]) -> tuple[str, b
             return "its own process", True
         if len(set(named)) == 1:
             return "the whole process (threads)", False
-    return "the whole process (threads) or machine", False
+    return generic
 
 
 def _lifted_mix(
