@@ -35,6 +35,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in the
     # processes they start: the tests of Ctrl-C reaching a command need it delivered
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The workers share the cores: torch's (OpenMP's, OpenBLAS's) default of one thread per
+    # core in every worker and in every process a test starts oversubscribes them, and the
+    # threads spin waiting for each other (``pytest -n 2 --dist loadfile tests/greener
+    # tests/fpo/test_fpo_zoo.py tests/integrations/test_transformers.py tests/test_jobs.py`` on
+    # 2 busy cores: 170 s wall, 95 s CPU with a thread per core; 84 s, 46 s with one).
+    # Each worker's share of the cores, unless the caller chose; the processes started inherit
+    # it. Before torch is imported: no test module has run yet.
+    _share = (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
 
 #: Test files that take minutes (real Ray, Lightning DDP, HF and Optuna studies, the README's

@@ -144,6 +144,8 @@ def test_evaluate_must_return_a_number(small, tmp_path):
 
 
 def test_num_threads_is_set_for_the_loop_and_restored(small, tmp_path):
+    outside = torch.get_num_threads()
+    torch.set_num_threads(2)  # not the 1 asked for (the suite's workers may run one thread)
     kept = torch.get_num_threads()
     seen = []
 
@@ -151,8 +153,13 @@ def test_num_threads_is_set_for_the_loop_and_restored(small, tmp_path):
         seen.append(torch.get_num_threads())  # evaluate runs outside the timed loop
         return 1.0
 
-    greener.compare(small, evaluate, _x(), ledger=tmp_path / "t.db", min_time_s=0, num_threads=1)
-    assert torch.get_num_threads() == kept and seen == [kept]
+    try:
+        greener.compare(
+            small, evaluate, _x(), ledger=tmp_path / "t.db", min_time_s=0, num_threads=1
+        )
+        assert kept == 2 and torch.get_num_threads() == kept and seen == [kept]
+    finally:
+        torch.set_num_threads(outside)
     (container,) = [r for r in gp.Ledger(tmp_path / "t.db").runs() if r.parent_id is None]
     assert container.params["greener.num_threads"] == 1
     with pytest.raises(gp.ConfigError, match="num_threads"):
