@@ -814,12 +814,16 @@ class RunForest:
             groups.append((tuple(members), sum(got), max(amounts)))
             measured.update(zip(members, amounts, strict=True))
             counts.update(zip(members, got, strict=True))
-            profile: StretchProfile | None = None
-            for start, end, child in chain:
-                if self.children[child]:  # runs inside it count by the rate over their span
-                    if profile is None:
-                        profile = stretch_profile(bounds, amounts)
-                    if profile.varies(start, end):
+            # members with runs inside: those count by the member's rate over their own span
+            holders = [span for span in chain if self.children[span[2]]]
+            if holders:
+                profile = stretch_profile(bounds, amounts)
+                starts = [start for start, _, _ in holders]
+                ends = [end for _, end, _ in holders]
+                for (_, _, child), varies in zip(
+                    holders, profile.varying(starts, ends), strict=True
+                ):
+                    if varies:
                         profiles[child] = profile
         return counts, measured, groups, profiles
 
@@ -1080,10 +1084,12 @@ class RunForest:
         # a run counting by a rate that changed over the span of a run in threads (that run or
         # one inside it) -> (the rate, the run's factor per unit of the rate's mean)
         rated: dict[int, tuple[StretchProfile, Any]] = {}
+        self._prepare_rates(scale)
         if roots is not None:
             for root, rates in roots.profiles.items():
                 self._rate(rated, root, rates, factor[root])
-        left: set[int] = set()  # runs whose own part is what their count leaves
+        # a run whose own part is what its count leaves beyond the runs inside it -> that part
+        rests: dict[int, Any] = {}
         for pos in reversed(self.inner_order):  # parents before children
             above = factor.get(pos)
             share = scale.get(pos)
@@ -1098,7 +1104,12 @@ class RunForest:
                     continue
                 inside.append(child)
                 f = own.get(child)
-                base = above if rate is None else self._rated(rate, child, above)
+                if rate is None:
+                    base = above
+                else:  # the rate's mean over the child's span (worked out ahead: inline)
+                    known = rate[0].known
+                    mean = known[child] if child in known else self._mean(rate[0], child)
+                    base = above if mean is None else rate[1] * mean
                 if f is None:
                     if base is not None:
                         factor[child] = base
@@ -1111,29 +1122,57 @@ class RunForest:
                     self._rate(rated, child, profile, factor[child])
                 elif rate is not None:
                     rated[child] = (rate[0], rate[1] * f)
-            if rate is not None and inside:
-                self._fit(pos, inside, factor, rated, inclusive, far)
-                left.add(pos)
-        counted = {pos: self._inside(pos, inclusive, far) * f for pos, f in factor.items()}
-        for pos in left:  # the rest of its count beyond the runs inside it
-            rest = counted[pos] - sum(
-                counted.get(c, self._inside(c, inclusive, far))
-                for c in children[pos]
-                if not (remote and self.adds(c))
-            )
-            exclusive[pos] = rest if rest > 0 else rest - rest
+            if rate is not None and inside:  # their factors are final from here
+                rests[pos] = self._fit(pos, inside, factor, rated, inclusive, far)
         for pos, f in factor.items():
-            if pos not in left:
-                exclusive[pos] *= f
+            rest = rests.get(pos)
+            exclusive[pos] = exclusive[pos] * f if rest is None else rest
             if far is None or not far[pos]:
                 inclusive[pos] *= f
             else:
                 inclusive[pos] = (inclusive[pos] - far[pos]) * f + far[pos]
 
-    @staticmethod
-    def _inside(pos: int, inclusive: Sequence[Any], far: Sequence[Any] | None) -> Any:
-        """The run's inclusive amount inside its own measurement (less what adds to it)."""
-        return inclusive[pos] if far is None else inclusive[pos] - far[pos]
+    def _prepare_rates(self, scale: Mapping[int, ShareOut]) -> None:
+        """Work out the rates' means over the spans of the runs that will ask for them.
+
+        Each run with a rate (:attr:`ShareOut.profiles`) and every run inside it, in one numpy
+        pass per rate (:meth:`~greenprint.analysis._stretches.StretchProfile.prepare`).
+        """
+        asking: dict[int, tuple[StretchProfile, list[int]]] = {}
+        children = self.children
+        for share in scale.values():
+            for member, profile in share.profiles.items():
+                found = asking.setdefault(id(profile), (profile, []))[1]
+                stack = [member]
+                while stack:  # the member and every run inside it
+                    pos = stack.pop()
+                    found.append(pos)
+                    stack.extend(children[pos])
+        if not asking:
+            return
+        starts, ends = self._span_arrays
+        for profile, positions in asking.values():
+            at = np.asarray(positions, dtype=np.int64)
+            profile.prepare(positions, starts[at], ends[at])
+
+    @cached_property
+    def _span_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each run's start and end (a running run's last heartbeat), s; NaN where unknown."""
+        starts, ends, runs = self._spans_columns
+        begin = np.fromiter(starts, dtype=float, count=len(starts))
+        last = [run_end(r) if e is None else e for e, r in zip(ends, runs, strict=True)]
+        finish = np.fromiter(last, dtype=float, count=len(last))
+        unknown = ~((begin > 0.0) & (finish > begin))
+        begin[unknown] = np.nan
+        finish[unknown] = np.nan
+        return begin, finish
+
+    def _mean(self, profile: StretchProfile, pos: int) -> float | None:
+        """``profile``'s mean over the run's span (worked out ahead, else now), or ``None``."""
+        if pos in profile.known:
+            return profile.known[pos]
+        span = self._span(pos)
+        return None if span is None else profile.mean(*span)
 
     def _rate(
         self,
@@ -1143,16 +1182,9 @@ class RunForest:
         factor: Any,
     ) -> None:
         """Record that the runs inside ``pos`` count by ``profile`` (``pos`` counts ``factor``)."""
-        span = self._span(pos)
-        mean = None if span is None else profile.mean(*span)
+        mean = self._mean(profile, pos)
         if mean:
             rated[pos] = (profile, factor / mean)
-
-    def _rated(self, rate: tuple[StretchProfile, Any], child: int, above: Any) -> Any:
-        """A child's factor by its parent's rate over its own span (``above`` without one)."""
-        span = self._span(child)
-        mean = None if span is None else rate[0].mean(*span)
-        return above if mean is None else rate[1] * mean
 
     def _span(self, pos: int) -> tuple[float, float] | None:
         """The run's ``(start, end)`` (a running run's last heartbeat), or ``None``."""
@@ -1170,18 +1202,28 @@ class RunForest:
         rated: dict[int, tuple[StretchProfile, Any]],
         inclusive: Sequence[Any],
         far: Sequence[Any] | None,
-    ) -> None:
-        """Scale the runs inside ``pos`` down to its count where, by its rate, they exceed it."""
-        theirs = sum(self._inside(c, inclusive, far) * factor.get(c, 1) for c in inside)
-        mine = self._inside(pos, inclusive, far) * factor[pos]
+    ) -> Any:
+        """Scale the runs inside ``pos`` down to its count where, by its rate, they exceed it.
+
+        Returns:
+            What its count leaves beyond theirs: its own part (0 when they were scaled down).
+        """
+        get = factor.get
+        if far is None:
+            theirs = sum(inclusive[c] * get(c, 1) for c in inside)
+            mine = inclusive[pos] * factor[pos]
+        else:
+            theirs = sum((inclusive[c] - far[c]) * get(c, 1) for c in inside)
+            mine = (inclusive[pos] - far[pos]) * factor[pos]
         if not theirs > mine:
-            return
+            return mine - theirs
         ratio = mine / theirs
         for child in inside:
-            factor[child] = factor.get(child, 1) * ratio
+            factor[child] = get(child, 1) * ratio
             found = rated.get(child)
             if found is not None:
                 rated[child] = (found[0], found[1] * ratio)
+        return mine - mine
 
     def _beyond_float(self, values: Sequence[float | int | None], *, fpo: bool) -> AnalysisError:
         """The error of the first run whose amount is an integer above the largest float."""
