@@ -410,3 +410,32 @@ def test_compare_records_the_timed_loops_fpo_as_a_lower_bound(tmp_path: Path) ->
     assert container.provenance["fpo"] == bound
     tag = price_tag(list(runs.values()))
     assert tag.total.fpo_lower_bound and "at least" in tag.summary()
+
+
+def test_an_int8_variant_is_no_lower_bound_for_its_int8_kernels(tmp_path: Path) -> None:
+    """The int8 kernels (quantized.linear_dynamic) have no FPO rule on purpose: their products
+    are integer operations the comparison counts apart. The dynamic-int8 variant's FPO read
+    'at least 1.91 MFPO' (and the demo's runs table outgrew a 1280 px page)."""
+    torch = pytest.importorskip("torch")
+    from greenprint import greener
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    db = tmp_path / "g.db"
+    result = greener.compare(
+        model.eval(),
+        None,
+        torch.randn(8, 16),
+        [greener.dynamic_int8()],
+        ledger=db,
+        study="s",
+        min_time_s=0.0,
+        min_batches=2,
+        warmup_batches=1,
+    )
+    with gp.Ledger(db, create=False) as led:
+        runs = {r.id: r for r in led.runs(study="s")}
+    (int8,) = [row for row in result.rows if row.name == "dynamic-int8"]
+    assert runs[int8.run_id].fpo and "fpo" not in runs[int8.run_id].provenance
+    assert "fpo" not in runs[result.run_id].provenance
+    assert not price_tag(list(runs.values())).total.fpo_lower_bound
