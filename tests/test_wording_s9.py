@@ -422,10 +422,11 @@ def test_an_int8_variant_is_no_lower_bound_for_its_int8_kernels(tmp_path: Path) 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
     db = tmp_path / "g.db"
+    x = torch.randn(8, 16)
     result = greener.compare(
         model.eval(),
-        None,
-        torch.randn(8, 16),
+        lambda m: float((m(x).argmax(dim=1) == 0).float().mean()),  # evaluated: counted too
+        x,
         [greener.dynamic_int8()],
         ledger=db,
         study="s",
