@@ -223,10 +223,13 @@ def _search(
     def after(study_: Any, trial: Any) -> None:
         callback(study_, trial)
         value = "-" if trial.value is None else f"{trial.value:.3f}"
-        steps = len(trial.intermediate_values)
+        # a complete trial trained every epoch; its last one is never reported to the pruner
+        complete = trial.state == optuna.trial.TrialState.COMPLETE
+        steps = max_epochs if complete else len(trial.intermediate_values)
         show.done(
             f"{label.split(' ')[0]:<10} trial {trial.number:>2} {trial.params['model']:<4} "
-            f"{trial.state.name.lower():<9} {METRIC}={value} after {steps} epoch(s)"
+            f"{trial.state.name.lower():<9} {METRIC}={value} after {steps} "
+            f"epoch{'' if steps == 1 else 's'}"
         )
 
     objective = functools.partial(

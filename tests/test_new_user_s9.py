@@ -1,0 +1,103 @@
+"""What a new user stumbled on after ``make demo`` and the README's next steps (session 9).
+
+A stranger cloned greenprint, ran ``make demo`` with a clean environment, read what it printed
+against the report it wrote, then tracked a script of their own (``greenprint run``, ``ledger
+ls``, ``ledger show``, ``greenprint report``). Each test is one thing that read wrong there:
+two figures of one fact that disagree, a help text showing markup, a Python ``None`` where the
+rest of the page writes ``-``. Session 8's findings are in tests/test_new_user_s8.py.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from types import SimpleNamespace
+
+import pytest
+
+import greenprint as gp
+from greenprint.cli import main
+
+
+def test_the_pruner_comparison_says_a_complete_trial_ran_every_epoch(tmp_path):
+    """The demo printed 'Optuna trial 0 cnn complete ... after 14 epoch(s)' under 'the same
+    random search of 24 trials (seed 0, up to 15 epochs)': a complete trial trains every epoch,
+    and only the last one is never reported to the pruner (there is nothing left to stop)."""
+    pytest.importorskip("optuna")
+    pytest.importorskip("sklearn")
+    from greenprint.demo._display import PlainDisplay
+    from greenprint.demo._pruning import compare_pruners
+    from greenprint.demo._study import _load_digits
+
+    stream = io.StringIO()
+    led = gp.Ledger(tmp_path / "p.db")
+    result = compare_pruners(
+        led,
+        "s",
+        _load_digits(0),
+        PlainDisplay(stream),
+        trials=3,
+        max_epochs=3,
+        seed=0,
+        startup_trials=1,
+        warmup_epochs=2,
+    )
+    assert "up to 3 epochs" in result.lines()[0]
+    complete = [x for x in stream.getvalue().splitlines() if " complete " in x]
+    assert complete, stream.getvalue()
+    for line in complete:
+        assert re.search(r"after 3 epochs?\b", line), line
+    for line in stream.getvalue().splitlines():
+        if " pruned " in line:  # stopped at a reported epoch, before the last
+            assert re.search(r"after [12] epochs?\b", line), line
+
+
+def test_the_demo_summary_and_the_report_give_one_break_even():
+    """The demo's closing lines read 'pays back its training after 45,122 inferences' and the
+    report's greener table '45,123' for one variant: the terminal rounded 45,122.4, the report
+    rounds up (after 45,122 inferences it has not yet paid back)."""
+    from greenprint.demo._greener import add_to_summary
+    from greenprint.greener._result import break_even_text
+
+    base = SimpleNamespace(
+        name="baseline", score=0.99, energy_kwh_per_1000=2e-5, training_energy_kwh=0.0,
+        break_even_inferences=None, measured=True,
+    )  # fmt: skip
+    student = SimpleNamespace(
+        name="distilled-cnn4", score=0.95, energy_kwh_per_1000=6e-6, training_energy_kwh=4.73e-7,
+        break_even_inferences=45_122.4, measured=True,
+    )  # fmt: skip
+    result = SimpleNamespace(
+        baseline="baseline", rows=[base, student], front=["distilled-cnn4"], row=lambda _: base
+    )
+    text = add_to_summary("greenprint demo: done\n  report         r.html", result)
+    assert break_even_text(student) == "45,123"
+    assert "pays back its training after 45,123 inferences" in text, text
+
+
+@pytest.mark.parametrize("command", [["ledger", "ls"], ["ledger", "show"]])
+def test_ledger_help_shows_no_markup(command, capsys):
+    """``greenprint ledger ls --help`` read 'as the report does (``12.3 Wh``, ``4.7 g``)': the
+    docstring's reStructuredText quotes, printed as they are by the terminal."""
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "12.3 Wh" in out and "`" not in out, out
+
+
+def test_ledger_show_writes_a_missing_hardware_figure_as_a_dash(tmp_path, capsys):
+    """``ledger show`` of a run on a CPU the TDP table does not know read 'hardware.cpu_tdp_w
+    None' among lines that write a missing figure as '-'."""
+    path = tmp_path / "l.db"
+    with gp.track("train.py", study="s", ledger=path) as run:
+        pass
+    led = gp.Ledger(path)
+    record = led.run(run.id)
+    led.close()
+    assert main(["ledger", "show", run.id[:8], "--ledger", str(path)]) in (0, None)
+    out = capsys.readouterr().out
+    assert "None" not in out, out
+    for key, value in record.hardware.items():
+        if value is None:
+            assert re.search(rf"hardware\.{key}\s+-$", out, re.M), out
