@@ -9,6 +9,7 @@ break-even pays back. The report shows the table, its front and the break-evens.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from greenprint._format import format_energy
@@ -121,7 +122,7 @@ def add_to_summary(summary: str, result: Any) -> str:
             text += (
                 ", never pays back its training"
                 if even is None
-                else f", pays back its training after {even:,.0f} inferences"
+                else f", pays back its training after {math.ceil(even):,} inferences"
             )
         lines.append(text)
     block = "\n".join([f"  greener        {lines[0]}", *(f"{'':17}{x}" for x in lines[1:])])
