@@ -192,8 +192,8 @@ def ls_command(
 ) -> None:
     """List runs: id, study, name, status, start, duration, energy, CO2-eq, main metric.
 
-    The table writes energy and CO2-eq as the report does (``12.3 Wh``, ``4.7 g``); ``--json``
-    gives the raw numbers (``energy_kwh`` in kWh, ``emissions_kg`` in kg) for scripts.
+    The table writes energy and CO2-eq as the report does (12.3 Wh, 4.7 g); --json gives the
+    raw numbers (energy_kwh in kWh, emissions_kg in kg) for scripts.
     """
     with _open(ledger) as led:
         records = led.runs(study=study, status=list(statuses) or None)
@@ -248,8 +248,8 @@ def ls_command(
 def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     """Show everything about one run (RUN_ID: full id or a unique prefix of 4+ characters).
 
-    Energy, CO2-eq and FPO are written as the report writes them (``12.3 Wh``, ``4.7 g
-    CO2-eq``, ``3.1 PFPO``); ``--json`` gives the raw numbers (kWh, kg, FPO) for scripts.
+    Energy, CO2-eq and FPO are written as the report writes them (12.3 Wh, 4.7 g CO2-eq,
+    3.1 PFPO); --json gives the raw numbers (kWh, kg, FPO) for scripts.
     """
     with _open(ledger) as led:
         record = led.run(run_id)
