@@ -294,7 +294,7 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
         if key == "meters" and isinstance(value, list):
             _put_meters(put, value)
         else:
-            put(f"hardware.{key}", value)
+            put(f"hardware.{key}", "-" if value is None else value)
     section("cost")
     put("scope", record.scope)
     for component in ("cpu", "gpu", "ram"):  # as the report writes them; --json has kWh
