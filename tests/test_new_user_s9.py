@@ -99,3 +99,26 @@ def test_ledger_show_writes_a_missing_hardware_figure_as_a_dash(tmp_path, capsys
     for key, value in record.hardware.items():
         if value is None:
             assert re.search(rf"hardware\.{key}\s+-$", out, re.M), out
+
+
+def test_the_pruner_comparison_says_its_searches_are_not_in_the_price_tag():
+    """The demo's report closes with 'pruner comparison: ... MedianPruner: 14/24 pruned,
+    13.3 mWh ...; best val_accuracy 0.9833 (trial-13)' under a price tag of 25 mWh: a reader
+    cannot tell that the 48 trials are two studies of their own, left out of that 25 mWh, nor
+    that 'trial-13' is not the study's own trial-13-mlp."""
+    from greenprint.demo._pruning import PrunerComparison, PrunerOutcome
+
+    def outcome(label, study, best):
+        return PrunerOutcome(label, study, 24, 14, 0.0133, 0.0064, 10**11, 9.0, 0.98, best)
+
+    comparison = PrunerComparison(
+        median=outcome("Optuna MedianPruner (per epoch)", "digits-demo-median-pruner", "trial-13"),
+        cost_aware=outcome("CostAwarePruner (at equal FPO)", "digits-demo-cost-pruner", "trial-10"),
+        trials=24,
+        max_epochs=15,
+        seed=0,
+    )
+    note = comparison.note()
+    assert "not in this study's price tag" in note, note
+    assert "(trial-13 of study digits-demo-median-pruner)" in note, note
+    assert "(trial-10 of study digits-demo-cost-pruner)" in note, note

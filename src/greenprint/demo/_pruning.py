@@ -98,14 +98,15 @@ class PrunerComparison:
         """One line per search and one for the difference (the terminal and the report)."""
         out = [
             f"the same random search of {self.trials} trials (seed {self.seed}, up to "
-            f"{self.max_epochs} epochs), stopped two ways:"
+            f"{self.max_epochs} epochs), stopped two ways, each search a study of its own "
+            "(not in this study's price tag):"
         ]
         for o in (self.median, self.cost_aware):
             score = "-" if o.best_score is None else f"{o.best_score:.4f}"
             out.append(
                 f"{o.label}: {o.pruned}/{o.trials} pruned, {format_energy(o.energy_kwh)}, "
                 f"{format_emissions(o.emissions_kg)}, {format_fpo(o.fpo)}; best {METRIC} "
-                f"{score} ({o.best_trial or '-'})"
+                f"{score} ({o.best_trial or '-'} of study {o.study})"
             )
         energy, fpo = self.energy_saving_pct, self.fpo_saving_pct
         if energy is not None and fpo is not None:
