@@ -122,3 +122,32 @@ def test_the_pruner_comparison_says_its_searches_are_not_in_the_price_tag():
     assert "not in this study's price tag" in note, note
     assert "(trial-13 of study digits-demo-median-pruner)" in note, note
     assert "(trial-10 of study digits-demo-cost-pruner)" in note, note
+
+
+def test_latex_price_tag_says_what_at_least_means_when_every_run_counted_fpo(tmp_path):
+    """The demo's LaTeX price tag read '$\\geq$: FPO of some runs unknown (not counted)' over
+    '$\\geq$761' when every run had counted its FPO: the bound came from ops with no FPO rule
+    (the int8 variants), which the compute statement above it says; the table by role carried
+    the same mark with no word on it."""
+    torch = pytest.importorskip("torch")
+    from greenprint.report import build_report, render
+
+    class Bessel(torch.nn.Module):  # aten.special_bessel_j0 has no FPO rule
+        def forward(self, x):
+            return torch.special.bessel_j0(x) * 2
+
+    counted = gp.count_fpo(Bessel(), torch.randn(4, 4), backward=False)
+    assert counted.unknown_ops
+    path = tmp_path / "l.db"
+    for name, role in (("logreg", "baseline"), ("trial-1", "trial")):
+        with gp.track(name, study="s", ledger=path, role=role) as run:
+            run.add_fpo(counted)
+            run.log(accuracy=0.9)
+    tex = render(build_report(path, "s", metric="accuracy"), "latex", plots=False)
+    captions = [
+        x for x in tex.splitlines() if x.startswith((r"\caption{Price tag", r"\caption{The same"))
+    ]
+    assert len(captions) == 2, captions
+    for caption in captions:
+        assert "unknown" not in caption, caption
+        assert r"$\geq$: a lower bound (some runs counted ops with no FPO rule" in caption, caption
