@@ -151,3 +151,31 @@ def test_latex_price_tag_says_what_at_least_means_when_every_run_counted_fpo(tmp
     for caption in captions:
         assert "unknown" not in caption, caption
         assert r"$\geq$: a lower bound (some runs counted ops with no FPO rule" in caption, caption
+
+
+def test_the_demo_names_its_greener_variants_as_the_report_does(tmp_path):
+    """After 'baseline-majority' and 'baseline-logreg', the demo printed 'baseline
+    val_accuracy=0.989 ...': the unmodified best CNN of the greener comparison, which the
+    report's runs table names 'greener-best-cnn:baseline'. Each line now carries that name."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    from greenprint.demo._display import PlainDisplay
+    from greenprint.demo._greener import BEST_CNN, run_greener
+    from greenprint.demo._models import build_model
+    from greenprint.demo._study import _load_digits
+
+    torch.manual_seed(0)
+    model = build_model({"model": "cnn", "channels": 4})
+    stream = io.StringIO()
+    led = gp.Ledger(tmp_path / "g.db")
+    result = run_greener(
+        led, "s", _load_digits(0), PlainDisplay(stream), (0.5, model, {"channels": 4}),
+        metric="val_accuracy", seed=0, min_time_s=0.01,
+    )  # fmt: skip
+    names = {r.name for r in led.runs(study="s")}
+    lines = [x for x in stream.getvalue().splitlines() if "val_accuracy=" in x]
+    assert len(lines) == len(result.rows)
+    for row, line in zip(result.rows, lines, strict=True):
+        name = f"{BEST_CNN}:{row.name}"
+        assert name in names
+        assert re.search(rf"\d+/\d+ {re.escape(name)} ", line), line

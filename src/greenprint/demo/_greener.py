@@ -85,12 +85,13 @@ def run_greener(
         num_threads=1,
     )
     for row in result.rows:
+        name = f"{BEST_CNN}:{row.name}"  # the run's name in the ledger and the report
         if not row.measured:
-            show.done(f"{row.name:<22} skipped: {row.reason}")
+            show.done(f"{name:<32} skipped: {row.reason}")
             continue
         mark = "  (front)" if row.on_front else ""
         show.done(
-            f"{row.name:<22} {metric}={row.score:.3f}  "
+            f"{name:<32} {metric}={row.score:.3f}  "
             f"{format_energy(row.energy_kwh_per_1000)} per 1,000 inferences  "  # type: ignore[arg-type]
             f"{row.latency_s * 1e3:.3g} ms/batch{mark}"  # type: ignore[operator]
         )
