@@ -179,3 +179,27 @@ def test_the_demo_names_its_greener_variants_as_the_report_does(tmp_path):
         name = f"{BEST_CNN}:{row.name}"
         assert name in names
         assert re.search(rf"\d+/\d+ {re.escape(name)} ", line), line
+
+
+def test_the_what_if_table_never_breaks_a_figure_from_its_unit(tmp_path):
+    """At 1280 px the demo's 'What if it ran elsewhere?' table read '12 mg CO2-' over 'eq' and
+    '11 mg CO2-eq (92' over '%)': its figures wrapped like text. They are numeric cells now
+    (right-aligned, never wrapped), as in every other table of the report."""
+    from greenprint.report import build_report, render
+    from greenprint.report._html import _CSS
+
+    path = tmp_path / "l.db"
+    with gp.track("train.py", study="s", ledger=path, region="DE") as run:
+        run.log(accuracy=0.9)
+    html = render(build_report(path, "s", metric="accuracy"), "html", plots=False)
+    section = html[html.index('<section id="whatif">') :]
+    section = section[: section.index("</section>")]
+    assert re.search(r"td\.num, th\.num \{[^}]*white-space: nowrap", _CSS)
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    assert len(rows) > 3
+    for row in rows:
+        cells = re.findall(r"<t[hd]( class=\"num\")?>(.*?)</t[hd]>", row)
+        assert len(cells) == 5, row
+        region, intensity, co2, difference, source = cells
+        assert not region[0] and not source[0], row  # text: it may wrap
+        assert intensity[0] and co2[0] and difference[0], row  # figures: never split

@@ -144,10 +144,16 @@ def html_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> st
     if section is None:
         return ""
     header, rows = section.table()
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in rows
-    )
+    # the figures (intensity, CO2-eq, difference) as in the report's other tables: right-aligned
+    # and never wrapped ("12 mg CO2-" over "eq"); the region and the source are text
+
+    def cell(tag: str, k: int, text: str) -> str:
+        num = ' class="num"' if 0 < k < len(header) - 1 else ""
+        return f"<{tag}{num}>{esc(text)}</{tag}>"
+
+    head = "".join(cell("th", k, h) for k, h in enumerate(header))
+    lines = ("".join(cell("td", k, c) for k, c in enumerate(cells)) for cells in rows)
+    body = "".join(f"<tr>{line}</tr>" for line in lines)
     return (
         '<section id="whatif"><h2>What if it ran elsewhere?</h2>'
         f'<p class="muted">{esc(_EXPLAIN)}</p><p>{esc(section.sentence())}</p>'
