@@ -203,3 +203,12 @@ def test_the_what_if_table_never_breaks_a_figure_from_its_unit(tmp_path):
         region, intensity, co2, difference, source = cells
         assert not region[0] and not source[0], row  # text: it may wrap
         assert intensity[0] and co2[0] and difference[0], row  # figures: never split
+
+
+def test_whatif_help_gives_the_unit_the_table_writes(capsys):
+    """``greenprint whatif --help`` said 'with the saving in kg and percent' over a table that
+    writes '0.387 mg CO2-eq (89 %)': kg is what ``--json`` gives (saving_kg)."""
+    assert main(["whatif", "--help"]) in (0, None)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "saving in kg" not in out, out
+    assert "the saving in CO2-eq (mg, g, kg or t as it fits; kg with --json)" in out, out

@@ -125,11 +125,12 @@ def command(
     """Price a run's recorded energy in other regions and at the best start hour.
 
     The run's energy (with its PUE) at each region's grid intensity from the tables shipped
-    with greenprint, beside the CO2-eq it recorded, with the saving in kg and percent. With
-    --hourly, the run's energy spread over its duration is integrated against the file's mean
-    intensity of each UTC hour of the day, for every start hour: the best one and the saving
-    against the run's actual start time. Hours are UTC, or whole hours of --timezone's clock
-    (at its offset when the run started). Offline: no network.
+    with greenprint, beside the CO2-eq it recorded, with the saving in CO2-eq (mg, g, kg or t
+    as it fits; kg with --json) and percent. With --hourly, the run's energy spread over its
+    duration is integrated against the file's mean intensity of each UTC hour of the day, for
+    every start hour: the best one and the saving against the run's actual start time. Hours
+    are UTC, or whole hours of --timezone's clock (at its offset when the run started).
+    Offline: no network.
     """
     from greenprint._exceptions import ConfigError
     from greenprint.greener import whatif
