@@ -10,6 +10,7 @@ rest of the page writes ``-``. Session 8's findings are in tests/test_new_user_s
 from __future__ import annotations
 
 import io
+import json
 import re
 from types import SimpleNamespace
 
@@ -212,3 +213,29 @@ def test_whatif_help_gives_the_unit_the_table_writes(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "saving in kg" not in out, out
     assert "the saving in CO2-eq (mg, g, kg or t as it fits; kg with --json)" in out, out
+
+
+def test_ledger_ls_shows_one_metric_for_a_study(tmp_path, capsys):
+    """``ledger ls`` of the demo's ledger read 'val_accuracy=0.1028' for baseline-majority and
+    'train_loss=0.2237' for baseline-logreg: each run's first-logged metric. A study's rows
+    show the metric most of its runs logged, where the run has it (the report's default)."""
+    path = tmp_path / "l.db"
+    with gp.track("baseline-logreg", study="s", ledger=path) as run:
+        run.log(train_loss=0.22, step=0)
+        run.log(val_accuracy=0.94)
+    for name, score in (("trial-1", 0.95), ("trial-2", 0.97)):
+        with gp.track(name, study="s", ledger=path) as run:
+            run.log(val_accuracy=score)
+    with gp.track("other", study="t", ledger=path) as run:  # another study: its own metric
+        run.log(loss=0.5)
+    assert main(["ledger", "ls", "--ledger", str(path)]) in (0, None)
+    rows = {x.split()[2]: x.split()[-1] for x in capsys.readouterr().out.splitlines()[1:]}
+    assert rows == {
+        "baseline-logreg": "val_accuracy=0.94",
+        "trial-1": "val_accuracy=0.95",
+        "trial-2": "val_accuracy=0.97",
+        "other": "loss=0.5",
+    }, rows
+    assert main(["ledger", "ls", "--ledger", str(path), "--study", "s", "--json"]) in (0, None)
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["main_metric"]["name"] for r in listed} == {"val_accuracy"}

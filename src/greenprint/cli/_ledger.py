@@ -143,14 +143,29 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
-def _main_metric(record: RunRecord) -> tuple[str, float] | None:
+def _main_metric(record: RunRecord, prefer: str | None = None) -> tuple[str, float] | None:
+    """``prefer`` (its study's metric) when the run logged it, else its first-logged metric."""
     from greenprint._prediction import is_reserved_metric
 
     names = [n for n in record.metric_names if not is_reserved_metric(n)]  # not predictions
     if not names:
         return None
-    value = record.metric(names[0])
-    return (names[0], value) if value is not None else None
+    name = prefer if prefer in names else names[0]
+    value = record.metric(name)
+    return (name, value) if value is not None else None
+
+
+def _study_metrics(records: Sequence[RunRecord]) -> dict[str, str]:
+    """Each study's metric: the one most of its runs logged (first logged on a tie)."""
+    from greenprint._prediction import is_reserved_metric
+
+    counts: dict[str, dict[str, int]] = {}
+    for r in records:
+        names = counts.setdefault(r.study, {})
+        for n in r.metric_names:
+            if not is_reserved_metric(n):
+                names[n] = names.get(n, 0) + 1
+    return {study: max(names, key=names.__getitem__) for study, names in counts.items() if names}
 
 
 def _dump(value: Any) -> str:
@@ -193,15 +208,17 @@ def ls_command(
     """List runs: id, study, name, status, start, duration, energy, CO2-eq, main metric.
 
     The table writes energy and CO2-eq as the report does (12.3 Wh, 4.7 g); --json gives the
-    raw numbers (energy_kwh in kWh, emissions_kg in kg) for scripts.
+    raw numbers (energy_kwh in kWh, emissions_kg in kg) for scripts. The metric is the one most
+    of the study's runs logged, where the run logged it (else the run's first).
     """
     with _open(ledger) as led:
         records = led.runs(study=study, status=list(statuses) or None)
         url = led.url
+    metrics = _study_metrics(records)  # one metric per study's rows, where a run logged it
     if as_json:
         items = []
         for r in records:
-            main = _main_metric(r)
+            main = _main_metric(r, metrics.get(r.study))
             items.append(
                 {
                     "id": r.id,
@@ -223,7 +240,7 @@ def ls_command(
         return
     rows = []
     for r in records:
-        main = _main_metric(r)
+        main = _main_metric(r, metrics.get(r.study))
         rows.append(
             [
                 _safe(r.id[:8]),
