@@ -239,3 +239,17 @@ def test_ledger_ls_shows_one_metric_for_a_study(tmp_path, capsys):
     assert main(["ledger", "ls", "--ledger", str(path), "--study", "s", "--json"]) in (0, None)
     listed = json.loads(capsys.readouterr().out)
     assert {r["main_metric"]["name"] for r in listed} == {"val_accuracy"}
+
+
+def test_the_model_card_source_counts_the_runs_its_grams_cover(tmp_path):
+    """The demo's model card gave 'emissions: 0.0120305' (grams, the whole study: 40 runs) with
+    'source: "greenprint 0.1.0: 24 trials (failed and pruned included), ...': it read as the
+    24 trials' grams, the baselines, final model, learning curve and greener runs unsaid."""
+    from greenprint.report import build_report
+
+    path = tmp_path / "l.db"
+    for name, role in (("logreg", "baseline"), ("t1", "trial"), ("t2", "trial"), ("f", "final")):
+        with gp.track(name, study="s", ledger=path, role=role) as run:
+            run.log(accuracy=0.9)
+    card = build_report(path, "s", metric="accuracy").model_card
+    assert "2 trials (failed and pruned included) in 4 runs, energy" in card.source, card.source

@@ -303,6 +303,8 @@ def model_card_emissions(
         if tag.total.trials
         else f"{count_of(tag.total.runs, 'run')} (no trial)"
     )
+    if tag.total.trials and tag.total.runs > tag.total.trials:  # the grams are every run's
+        counted += f" in {count_of(tag.total.runs, 'run')}"
     source = (
         f"greenprint {version}: {counted}, energy {_energy_clause(summary)}, grid intensity "
         f"{intensity}, PUE {pue}"
