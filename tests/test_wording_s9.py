@@ -427,7 +427,7 @@ def test_an_int8_variant_is_no_lower_bound_for_its_int8_kernels(tmp_path: Path) 
         model.eval(),
         lambda m: float((m(x).argmax(dim=1) == 0).float().mean()),  # evaluated: counted too
         x,
-        [greener.dynamic_int8()],
+        [greener.dynamic_int8(), greener.static_int8()],
         ledger=db,
         study="s",
         min_time_s=0.0,
@@ -436,7 +436,9 @@ def test_an_int8_variant_is_no_lower_bound_for_its_int8_kernels(tmp_path: Path) 
     )
     with gp.Ledger(db, create=False) as led:
         runs = {r.id: r for r in led.runs(study="s")}
-    (int8,) = [row for row in result.rows if row.name == "dynamic-int8"]
-    assert runs[int8.run_id].fpo and "fpo" not in runs[int8.run_id].provenance
+    int8 = [row for row in result.rows if row.name in ("dynamic-int8", "static-int8")]
+    assert len(int8) == 2  # static int8 ran aten.quantize_per_tensor and aten.dequantize too
+    for row in int8:
+        assert runs[row.run_id].fpo and "fpo" not in runs[row.run_id].provenance, row.name
     assert "fpo" not in runs[result.run_id].provenance
     assert not price_tag(list(runs.values())).total.fpo_lower_bound

@@ -105,11 +105,12 @@ def saved_size_bytes(model: nn.Module) -> int:
         os.unlink(path)
 
 
-#: The int8 kernels' ops (``quantized.linear_dynamic``...): no FPO rule on purpose, their
-#: products are integer operations the comparison counts apart (``int_ops``), so a count that
-#: ran them is no lower bound for them (their quantize/dequantize steps are left out, as the
-#: comparison's note says).
-_INT8_KERNELS = ("quantized.",)
+#: The int8 kernels' ops (``quantized.linear_dynamic``...) and the steps into and out of int8
+#: (``aten.quantize_per_tensor``, ``aten.dequantize``...): no FPO rule on purpose. The kernels'
+#: products are integer operations the comparison counts apart (``int_ops``), and the
+#: quantize/dequantize steps are left out, as the comparison's note on each int8 row says: a
+#: count that ran them is no lower bound for them.
+_INT8_KERNELS = ("quantized.", "aten.quantize_per_", "aten.dequantize")
 
 
 def counted_as(fpo: int, counts: Sequence[Any]) -> Any:
