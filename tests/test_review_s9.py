@@ -58,18 +58,24 @@ SIGTERM_WHILE_SAMPLER_FLUSHES = textwrap.dedent(
 )
 
 
-def test_sigterm_held_in_a_transaction_lets_the_sampler_stop_before_the_final_record(
-    tmp_path: Path,
-) -> None:
-    db = tmp_path / "g.db"
-    done = subprocess.run(
-        [sys.executable, "-c", SIGTERM_WHILE_SAMPLER_FLUSHES, str(db)],
-        cwd=tmp_path,
+def _run_script(source: str, db: Path) -> subprocess.CompletedProcess[str]:
+    """``source`` in a fresh interpreter, in ``db``'s folder with a clean environment (its
+    argument: ``db``), as a user's script runs."""
+    return subprocess.run(
+        [sys.executable, "-c", source, str(db)],
+        cwd=db.parent,
         env=clean_env(),
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_sigterm_held_in_a_transaction_lets_the_sampler_stop_before_the_final_record(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "g.db"
+    done = _run_script(SIGTERM_WHILE_SAMPLER_FLUSHES, db)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split("\n")
     assert lines[0].split() == ["done", "interrupted"]
@@ -156,14 +162,7 @@ def test_a_child_forked_while_a_thread_waits_to_write_the_ledger_writes_to_it(
     its workers) inside the store's write lock; the child forked then waited for that lock,
     copied held, for good (killed after 15 s here). It writes once the other process is done."""
     db = tmp_path / "g.db"
-    done = subprocess.run(
-        [sys.executable, "-c", FORK_WHILE_A_THREAD_WAITS_TO_WRITE, str(db)],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _run_script(FORK_WHILE_A_THREAD_WAITS_TO_WRITE, db)
     assert done.stdout.split() == ["0"], done.stderr
     assert sorted(r.name for r in gp.Ledger(db).runs()) == ["child", "thread"]
 
@@ -209,14 +208,7 @@ def test_a_child_forked_while_a_thread_is_in_a_transaction_writes_to_the_ledger(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "g.db"
-    done = subprocess.run(
-        [sys.executable, "-c", FORK_WHILE_A_THREAD_WRITES, str(db)],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _run_script(FORK_WHILE_A_THREAD_WRITES, db)
     assert done.stdout.split() == ["0"], done.stderr
 
 
@@ -254,13 +246,6 @@ def test_a_child_forked_while_a_thread_holds_the_shared_ledgers_lock_tracks_a_ru
     the child's first gp.track into a path waited for good (killed after 15 s here)."""
     db = tmp_path / "g.db"
     gp.Ledger(db).close()
-    done = subprocess.run(
-        [sys.executable, "-c", FORK_WHILE_A_THREAD_OPENS_A_SHARED_LEDGER, str(db)],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _run_script(FORK_WHILE_A_THREAD_OPENS_A_SHARED_LEDGER, db)
     assert done.stdout.split() == ["0"], done.stderr
     assert [r.name for r in gp.Ledger(db).runs()] == ["child"]
