@@ -94,6 +94,19 @@ def require_component():
     return require
 
 
+@pytest.fixture(name="home")
+def new_user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty working directory with no greenprint configuration above it (the cwd)."""
+    from _clean_env import configured_above
+
+    directory = tmp_path / "new-user"
+    directory.mkdir()
+    found = configured_above(directory)
+    require(not found, f"greenprint configuration above the temporary dir: {found}")
+    monkeypatch.chdir(directory)
+    return directory
+
+
 @pytest.fixture
 def chromium_path() -> str:
     """Path to a headless-capable Chromium, or skip (fail under CI)."""

@@ -33,7 +33,6 @@ import numpy as np
 import pytest
 
 import greenprint as gp
-from _clean_env import configured_above
 from greenprint._exceptions import ConfigError
 from greenprint._records import MetricPoint, RunRecord
 from greenprint.analysis import evp_by_budget, pareto_runs, price_tag
@@ -47,17 +46,6 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
     assert out == ""
     assert err.startswith("greenprint: error: ") and err.count("\n") == 1, err
     return err
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, require_component) -> Path:
-    """A fresh, empty working directory with no greenprint configuration above it."""
-    directory = tmp_path / "new-user"
-    directory.mkdir()
-    found = configured_above(directory)
-    require_component(not found, f"greenprint configuration above the temporary dir: {found}")
-    monkeypatch.chdir(directory)
-    return directory
 
 
 # 1. metric values -----------------------------------------------------------------------------

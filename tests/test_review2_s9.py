@@ -41,21 +41,9 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
-from _clean_env import configured_above
 from greenprint.cli import main
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, require_component) -> Path:
-    """A fresh, empty working directory with no greenprint configuration above it."""
-    directory = tmp_path / "new-user"
-    directory.mkdir()
-    found = configured_above(directory)
-    require_component(not found, f"greenprint configuration above the temporary dir: {found}")
-    monkeypatch.chdir(directory)
-    return directory
 
 
 # 1. a framework's logs holding an array --------------------------------------------------------
