@@ -155,7 +155,8 @@ def compare(
     from torch import nn
 
     import greenprint as gp
-    from greenprint.greener._measure import counted_as, measure
+    from greenprint.greener._measure import measure
+    from greenprint.greener._result import counted_as
 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, not {type(model).__name__}")
@@ -267,13 +268,14 @@ def _one(
     """Apply, check, score and measure one variant in its own run: its row and FPO.
 
     The FPO as its run recorded them: an int, or a count result when they are a lower bound
-    (ops with no rule or on complex tensors: :func:`~greenprint.greener._measure.counted_as`).
+    (ops with no rule or on complex tensors: :func:`~greenprint.greener._result.counted_as`).
     """
     import torch
 
     import greenprint as gp
     from greenprint.fpo import FPOCounter
-    from greenprint.greener._measure import counted_as, unknown_ops_kept
+    from greenprint.greener._measure import unknown_ops_kept
+    from greenprint.greener._result import counted_as
 
     params = {STEP_KEY: "variant", VARIANT_KEY: variant.name, TECHNIQUE_KEY: variant.technique}
 

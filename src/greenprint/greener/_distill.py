@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError
-from greenprint.greener._result import GREENER_ROLE, STEP_KEY
+from greenprint.greener._result import GREENER_ROLE, STEP_KEY, counted_as
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -196,7 +196,7 @@ def distill(
         fpo = None
         if fpo_per_example is not None:
             fpo = int(round(fpo_per_example * examples * epochs))
-            run.add_fpo(_as_counted(fpo, counts))  # a lower bound, said so, when it is one
+            run.add_fpo(counted_as(fpo, counts))  # a lower bound, said so, when it is one
         run.set(dataset_size=examples)
     student.eval()
     return DistillResult(
@@ -229,16 +229,3 @@ def _step_fpo(
     if counts is not None:
         counts.extend(results)
     return int(sum(r.total for r in results))
-
-
-def _as_counted(fpo: int, counts: list[Any]) -> Any:
-    """``fpo`` as a count result with the ops ``counts`` could not count in full, or the int."""
-    unknown: dict[str, int] = {}
-    complex_ops: dict[str, int] = {}
-    for result in counts:
-        for ops, more in ((unknown, result.unknown_ops), (complex_ops, result.complex_ops)):
-            for op, calls in more.items():
-                ops[op] = ops.get(op, 0) + calls
-    if not (unknown or complex_ops):
-        return fpo
-    return replace(counts[0], total=fpo, unknown_ops=unknown, complex_ops=complex_ops)

@@ -24,9 +24,9 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from greenprint.greener._variants import Applied, quiet_torch_ao, weighted_modules
@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Figures",
     "count_variant_fpo",
-    "counted_as",
     "measure",
     "provenance_line",
     "saved_size_bytes",
@@ -87,7 +86,7 @@ class Figures:
     energy_provenance: str
     run_fpo: int
     #: the one-batch count ``run_fpo`` is made of (its ops with no rule or on complex tensors
-    #: make ``run_fpo`` a lower bound: :func:`counted_as`), or ``None``
+    #: make ``run_fpo`` a lower bound: :func:`~greenprint.greener._result.counted_as`), or ``None``
     run_fpo_count: Any = None
 
 
@@ -105,35 +104,6 @@ def saved_size_bytes(model: nn.Module) -> int:
         os.unlink(path)
 
 
-#: The int8 kernels' ops (``quantized.linear_dynamic``...) and the steps into and out of int8
-#: (``aten.quantize_per_tensor``, ``aten.dequantize``...): no FPO rule on purpose. The kernels'
-#: products are integer operations the comparison counts apart (``int_ops``), and the
-#: quantize/dequantize steps are left out, as the comparison's note on each int8 row says: a
-#: count that ran them is no lower bound for them.
-_INT8_KERNELS = ("quantized.", "aten.quantize_per_", "aten.dequantize")
-
-
-def counted_as(fpo: int, counts: Sequence[Any]) -> Any:
-    """``fpo`` as a count result carrying the ops ``counts`` could not count in full, or the int.
-
-    ``counts``: the :class:`~greenprint.FPOResult` (or ints, which add nothing) that ``fpo`` was
-    made of. When any ran ops with no rule or on complex tensors, ``run.add_fpo(counted_as(...))``
-    records ``fpo`` with the provenance that says it is a lower bound; else it records the int.
-    """
-    unknown: dict[str, int] = {}
-    complex_ops: dict[str, int] = {}
-    results = [c for c in counts if not isinstance(c, int) and c is not None]
-    for result in results:
-        for ops, more in ((unknown, result.unknown_ops), (complex_ops, result.complex_ops)):
-            for op, calls in more.items():
-                if op.startswith(_INT8_KERNELS):  # integer work, counted apart: no FPO missed
-                    continue
-                ops[op] = ops.get(op, 0) + calls
-    if not (unknown or complex_ops):
-        return fpo
-    return replace(results[0], total=fpo, unknown_ops=unknown, complex_ops=complex_ops)
-
-
 def count_variant_fpo(
     twin: nn.Module, inputs: tuple[Any, ...], int8_modules: frozenset[str]
 ) -> tuple[int, int, int, str, list[str], int, Any]:
@@ -141,7 +111,7 @@ def count_variant_fpo(
 
     Then the FPO the variant's kernels run on one batch (dense kernels multiply zeros too;
     products in int8 kernels are integer operations, not FPO), and the count result itself
-    (its ops with no rule or on complex tensors: :func:`counted_as`).
+    (its ops with no rule or on complex tensors: :func:`~greenprint.greener._result.counted_as`).
     A linear or convolution layer's FPO are ``2 * multiply-adds`` plus one per output element
     for its bias; the multiply-adds scale with its share of nonzero weights.
     """

@@ -34,6 +34,7 @@ __all__ = [
     "GreenerRow",
     "RowStatus",
     "break_even_inferences",
+    "counted_as",
 ]
 
 #: The run role of everything greenprint.greener records (see ``greenprint.RUN_ROLES``).
@@ -494,3 +495,32 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
             )
         )
     return tuple(header), body
+
+
+#: The int8 kernels' ops (``quantized.linear_dynamic``...) and the steps into and out of int8
+#: (``aten.quantize_per_tensor``, ``aten.dequantize``...): no FPO rule on purpose. The kernels'
+#: products are integer operations the comparison counts apart (``int_ops``), and the
+#: quantize/dequantize steps are left out, as the comparison's note on each int8 row says: a
+#: count that ran them is no lower bound for them.
+_INT8_KERNELS = ("quantized.", "aten.quantize_per_", "aten.dequantize")
+
+
+def counted_as(fpo: int, counts: Sequence[Any]) -> Any:
+    """``fpo`` as a count result carrying the ops ``counts`` could not count in full, or the int.
+
+    ``counts``: the :class:`~greenprint.FPOResult` (or ints, which add nothing) that ``fpo`` was
+    made of. When any ran ops with no rule or on complex tensors, ``run.add_fpo(counted_as(...))``
+    records ``fpo`` with the provenance that says it is a lower bound; else it records the int.
+    """
+    unknown: dict[str, int] = {}
+    complex_ops: dict[str, int] = {}
+    results = [c for c in counts if not isinstance(c, int) and c is not None]
+    for result in results:
+        for ops, more in ((unknown, result.unknown_ops), (complex_ops, result.complex_ops)):
+            for op, calls in more.items():
+                if op.startswith(_INT8_KERNELS):  # integer work, counted apart: no FPO missed
+                    continue
+                ops[op] = ops.get(op, 0) + calls
+    if not (unknown or complex_ops):
+        return fpo
+    return replace(results[0], total=fpo, unknown_ops=unknown, complex_ops=complex_ops)
