@@ -30,13 +30,13 @@ children's is folded into its parent's :attr:`RunNode.ended_fpo`.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import LedgerError
+from greenprint._forks import renew_after_fork
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._records import RunRecord
@@ -48,16 +48,7 @@ logger = logging.getLogger(__name__)
 #: Guards every node's ``kids`` and ``ended_fpo`` (held for a few attribute updates only, never
 #: around a run's lock or a ledger read).
 _LOCK = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    """A forked child starts with a free lock (another thread may have held it at the fork)."""
-    global _LOCK
-    _LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(after_in_child=_new_lock_after_fork)
+renew_after_fork(globals(), "_LOCK")  # a forked child starts with a free lock
 
 
 class RunNode:

@@ -22,6 +22,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from greenprint._forks import renew_after_fork
+
 __all__ = [
     "FileIdentity",
     "close_handle",
@@ -35,16 +37,7 @@ __all__ = [
 FileIdentity = tuple[int, int]
 
 _lock = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    """A forked child's lock made anew (a thread of the parent may have held it at the fork)."""
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_new_lock_after_fork)
+renew_after_fork(globals(), "_lock")  # a parent's thread may have held it at the fork
 # file -> how many of this process's stores have it open
 _open: dict[FileIdentity, int] = {}
 # file -> handles whose closing waits for its last store to close

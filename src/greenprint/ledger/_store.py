@@ -19,6 +19,7 @@ from greenprint._exceptions import (
     UnknownRunError,
     UnknownStudyError,
 )
+from greenprint._forks import renew_after_fork
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
 from greenprint._records import RUN_STATUSES, MetricPoint, PowerSample, RunRecord
@@ -426,21 +427,8 @@ def get_ledger(ledger: None | str | os.PathLike[str] | Ledger, *, create: bool =
 # open the inode cannot be reused, so a replaced file is always told apart from the original.
 _SHARED: dict[tuple[int, str], tuple[tuple[int, int] | None, Any, Ledger]] = {}
 _SHARED_LOCK = threading.Lock()
-
-
-def _new_shared_lock_after_fork() -> None:
-    """A forked child's lock of the shared ledgers, made anew.
-
-    Another thread of the parent may have held it at the fork (opening a ledger: a schema
-    check, a migration), a thread the child does not have: the child's first shared ledger
-    would wait for it for good.
-    """
-    global _SHARED_LOCK
-    _SHARED_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_new_shared_lock_after_fork)
+# a parent's thread may have held it at the fork (opening a ledger: a schema check, a migration)
+renew_after_fork(globals(), "_SHARED_LOCK")
 
 
 def _pin(path: Path | None) -> Any:
