@@ -5,7 +5,9 @@ RAPL (``energy_uj``) and hwmon (``energyN_input``, Intel GPUs' too) are integers
 down has either wrapped once (at its modulus) or restarted (driver reload, device reset):
 :func:`unwrap` takes it for a wrap only when the increase that implies is plausible, because a
 reset taken for a wrap would add most of a counter's range (an 18 TJ jump for a 64-bit µJ one).
-Each meter keeps its own rule for what is plausible and what a reset is worth: see its module.
+Each meter sets what is plausible (the most its device can draw over the interval);
+:func:`counter_step` applies the rule for RAPL, hwmon and NVML (a reset counts its new value,
+a step back nothing); the AMD meter falls back to power sampling instead (see its module).
 
 Reads further apart than a counter's wrap time (its range over the largest plausible power) could
 hide several wraps, which no value can tell; a :class:`WrapWatcher` then reads the counter in
@@ -15,6 +17,7 @@ turbostat poll theirs.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -32,10 +35,13 @@ __all__ = [
     "MIN_WATCH_PERIOD_S",
     "Opener",
     "WrapWatcher",
+    "counter_step",
     "read_int",
     "read_text",
     "unwrap",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: A file opener, ``open`` by default (tests inject one that denies some files).
 Opener = Callable[[str], IO[Any]]
@@ -94,6 +100,46 @@ def unwrap(delta: int, modulus: int, limit: float) -> int | None:
         return delta
     wrapped = delta + modulus
     return wrapped if wrapped <= limit else None
+
+
+def counter_step(
+    last: int,
+    now: int,
+    modulus: int | None,
+    limit: float,
+    *,
+    name: str,
+    unit: str,
+    reset_limit: float | None = None,
+) -> int:
+    """What a cumulative counter counted between two reads, never negative.
+
+    The increase; when the counter went down, one wrap at ``modulus`` when the step that
+    implies is at most ``limit`` (:func:`unwrap`); else a reset, whose new value is what was
+    counted since it, when that value is plausible too (at most ``reset_limit``, default
+    ``limit``); else the counter merely stepped back, and the step adds nothing.
+
+    Args:
+        last: the previous value, in the counter's unit.
+        now: the current value.
+        modulus: where the counter wraps to zero (``None`` or 0: it is not taken to wrap).
+        limit: the largest plausible step (the most a device can draw over the interval).
+        name: the counter, for the log (``"RAPL package-0"``).
+        unit: its unit, for the log (``"µJ"``).
+        reset_limit: the largest plausible value after a reset, when it differs from ``limit``.
+    """
+    delta = now - last
+    if delta >= 0:
+        return delta
+    if modulus:
+        wrapped = unwrap(delta, modulus, limit)
+        if wrapped is not None:
+            return wrapped
+    if 0 <= now <= (limit if reset_limit is None else reset_limit):
+        logger.info("%s restarted (%d -> %d %s): a reset", name, last, now, unit)
+        return now
+    logger.info("%s stepped back (%d -> %d %s): nothing counted", name, last, now, unit)
+    return 0
 
 
 class SharedEnergy:

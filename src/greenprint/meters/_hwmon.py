@@ -41,7 +41,13 @@ from greenprint._units import uj_to_j
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._counter import Opener as Opener  # re-exported: callers pass openers
-from greenprint.meters._counter import SharedEnergy, WrapWatcher, read_int, read_text, unwrap
+from greenprint.meters._counter import (
+    SharedEnergy,
+    WrapWatcher,
+    counter_step,
+    read_int,
+    read_text,
+)
 from greenprint.meters._status import MeterStatus
 from greenprint.meters._where import (
     DEFAULT_HWMON_ROOT,
@@ -492,15 +498,12 @@ def energy_delta_uj(last_uj: int, now_uj: int, dt_s: float, name: str = "counter
         :data:`MAX_PLAUSIBLE_W` over ``dt_s`` plus 1 s); else the counter stepped back without
         restarting and the step adds nothing.
     """
-    delta = now_uj - last_uj
-    if delta >= 0:
-        return delta
-    if 0 <= last_uj < 2**32 and now_uj >= 0:
-        wrapped = unwrap(delta, 2**32, MAX_PLAUSIBLE_W * dt_s * 1e6)
-        if wrapped is not None:
-            return wrapped
-    if now_uj <= MAX_PLAUSIBLE_W * (dt_s + 1.0) * 1e6:
-        logger.info("hwmon %s went backwards (%d -> %d µJ): a reset", name, last_uj, now_uj)
-        return max(now_uj, 0)
-    logger.info("hwmon %s stepped back (%d -> %d µJ): nothing counted", name, last_uj, now_uj)
-    return 0
+    return counter_step(
+        last_uj,
+        now_uj,
+        2**32 if 0 <= last_uj < 2**32 and now_uj >= 0 else None,  # a 32-bit counter's wrap
+        MAX_PLAUSIBLE_W * dt_s * 1e6,
+        name=f"hwmon {name}",
+        unit="µJ",
+        reset_limit=MAX_PLAUSIBLE_W * (dt_s + 1.0) * 1e6,
+    )

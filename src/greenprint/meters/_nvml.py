@@ -50,7 +50,11 @@ from greenprint._imports import require
 from greenprint._provenance import Provenance
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import MeterReading
-from greenprint.meters._counter import GPU_COUNTER_MODULUS, MAX_PLAUSIBLE_GPU_W, unwrap
+from greenprint.meters._counter import (
+    GPU_COUNTER_MODULUS,
+    MAX_PLAUSIBLE_GPU_W,
+    counter_step,
+)
 from greenprint.meters._gpu_meter import (
     COUNTER,
     COUNTER_THEN_POWER,
@@ -484,13 +488,14 @@ class NvmlMeter(SummedGpuMeter):
                     joules = g.last_power_w * dt
                 else:
                     limit_mj = MAX_PLAUSIBLE_GPU_W * (dt + 1.0) * 1000.0
-                    delta = unwrap(mj - g.last_mj, COUNTER_MODULUS, limit_mj)
-                    if delta is None and 0 <= mj <= limit_mj:
-                        logger.info("%s energy counter reset (GPU reset?)", g.label)
-                        delta = mj
-                    elif delta is None:  # neither a wrap nor a restart: nothing for this step
-                        logger.info("%s energy counter stepped back to %d mJ", g.label, mj)
-                        delta = 0
+                    delta = counter_step(
+                        g.last_mj,
+                        mj,
+                        COUNTER_MODULUS,
+                        limit_mj,
+                        name=f"{g.label} energy counter",
+                        unit="mJ",
+                    )
                     g.last_mj = mj
                     joules = delta / 1000.0
             else:

@@ -47,6 +47,7 @@ from greenprint.meters._counter import (
     MIN_WATCH_PERIOD_S,
     SharedEnergy,
     WrapWatcher,
+    counter_step,
     read_int,
     read_text,
 )
@@ -477,14 +478,6 @@ def _step_uj(domain: RaplDomain, last_uj: int, now_uj: int, limit_uj: float) -> 
         else (a reset) the new value, the energy since the counter restarted from zero, when
         that is plausible; else 0 (the counter stepped back without restarting).
     """
-    delta = now_uj - last_uj
-    if delta >= 0:
-        return delta
-    wrap = domain.max_energy_range_uj
-    if wrap and delta + wrap <= limit_uj:
-        return delta + wrap
-    if 0 <= now_uj <= limit_uj:
-        logger.info("RAPL %s restarted (%d -> %d µJ): a reset", domain.name, last_uj, now_uj)
-        return now_uj
-    logger.info("RAPL %s stepped back (%d -> %d µJ): nothing counted", domain.name, last_uj, now_uj)
-    return 0
+    return counter_step(
+        last_uj, now_uj, domain.max_energy_range_uj, limit_uj, name=f"RAPL {domain.name}", unit="µJ"
+    )
