@@ -1106,9 +1106,8 @@ class RunForest:
                 f = own.get(child)
                 if rate is None:
                     base = above
-                else:  # the rate's mean over the child's span (worked out ahead: inline)
-                    known = rate[0].known
-                    mean = known[child] if child in known else self._mean(rate[0], child)
+                else:  # the rate's mean over the child's span (worked out ahead)
+                    mean = rate[0].known.get(child)
                     base = above if mean is None else rate[1] * mean
                 if f is None:
                     if base is not None:
@@ -1167,13 +1166,6 @@ class RunForest:
         finish[unknown] = np.nan
         return begin, finish
 
-    def _mean(self, profile: StretchProfile, pos: int) -> float | None:
-        """``profile``'s mean over the run's span (worked out ahead, else now), or ``None``."""
-        if pos in profile.known:
-            return profile.known[pos]
-        span = self._span(pos)
-        return None if span is None else profile.mean(*span)
-
     def _rate(
         self,
         rated: dict[int, tuple[StretchProfile, Any]],
@@ -1182,17 +1174,9 @@ class RunForest:
         factor: Any,
     ) -> None:
         """Record that the runs inside ``pos`` count by ``profile`` (``pos`` counts ``factor``)."""
-        mean = self._mean(profile, pos)
+        mean = profile.known.get(pos)  # worked out ahead (_prepare_rates)
         if mean:
             rated[pos] = (profile, factor / mean)
-
-    def _span(self, pos: int) -> tuple[float, float] | None:
-        """The run's ``(start, end)`` (a running run's last heartbeat), or ``None``."""
-        run = self.runs[pos]
-        start, end = run.started_at, run_end(run)
-        if start > 0.0 and end > start:
-            return start, end
-        return None
 
     def _fit(
         self,

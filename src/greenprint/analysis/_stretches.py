@@ -6,7 +6,6 @@ which applies it to a parent's children that name the same process.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,7 +79,7 @@ class StretchProfile:
     a thread, a fold inside a trial) read the same process over part of the member's span:
     at constant power it counts what the member counts over that part, so its factor is the
     member's scaled by the rate's mean over its own span against the mean over the member's
-    (:meth:`mean`).
+    (:meth:`prepare` works the means out, :attr:`known` holds them).
 
     Attributes:
         points: the stretches' bounds, s (Unix time), increasing.
@@ -93,14 +92,16 @@ class StretchProfile:
     def __init__(self, points: Sequence[float], reached: Sequence[float]) -> None:
         self.points = points
         self.reached = reached
-        #: run position -> :meth:`mean` over its span, worked out ahead (:meth:`prepare`)
+        #: run position -> the rate's mean over its span (:meth:`prepare`; ``None``: no span
+        #: within the group's time)
         self.known: dict[int, float | None] = {}
 
     def prepare(self, positions: Sequence[int], starts: np.ndarray, ends: np.ndarray) -> None:
-        """Work out :meth:`mean` over the spans of many runs at once, into :attr:`known`.
+        """Work out the rate's mean over the spans of many runs at once, into :attr:`known`.
 
-        A study of 25,000 trials in threads with 3 folds each asks for 100,000 means: one
-        numpy pass instead of a search per run (the spans' starts and ends, s; NaN: no span).
+        Each span (its start and end, s; NaN: no span) is cut to the group's time; one that is
+        then empty has no mean (``None``). A study of 25,000 trials in threads with 3 folds each
+        asks for 100,000 means: one numpy pass instead of a search per run.
         """
         if not positions:
             return
@@ -121,17 +122,6 @@ class StretchProfile:
             )
         )
 
-    def mean(self, start: float, end: float) -> float | None:
-        """The rate's mean from ``start`` to ``end`` (cut to the group's time), or ``None``.
-
-        ``None`` when the span (so cut) is empty or not a span.
-        """
-        points = self.points
-        start, end = max(start, points[0]), min(end, points[-1])
-        if not end > start:
-            return None
-        return (self._at(end) - self._at(start)) / (end - start)
-
     def varying(self, starts: Sequence[float], ends: Sequence[float]) -> list[bool]:
         """Whether the rate changes within each span (stretches of other rates there).
 
@@ -151,15 +141,6 @@ class StretchProfile:
         inner = np.maximum(last - 1, first)
         return (changes[inner] - changes[first] > 0).tolist()
 
-    def _at(self, t: float) -> float:
-        points, reached = self.points, self.reached
-        k = bisect_right(points, t) - 1
-        if k >= len(points) - 1:
-            return reached[-1]
-        return reached[k] + (reached[k + 1] - reached[k]) * (t - points[k]) / (
-            points[k + 1] - points[k]
-        )
-
 
 def stretch_profile(spans: Sequence[tuple[float, float]], amounts: Sequence[Any]) -> StretchProfile:
     """The rate at which a run of the group counts, stretch by stretch (:func:`stretch_shares`).
@@ -169,7 +150,8 @@ def stretch_profile(spans: Sequence[tuple[float, float]], amounts: Sequence[Any]
         amounts: what each run measured (kWh, kg CO2-eq), 0 or more.
 
     Returns:
-        The :class:`StretchProfile` (a run's count is ``mean(start, end) x (end - start)``).
+        The :class:`StretchProfile` (a run counts the rate's mean over its span times its
+        length).
     """
     points, reached = _reached(spans, amounts)
     return StretchProfile(points, reached)
