@@ -112,3 +112,17 @@ def price_tag_lines_have_units(md: str) -> None:
     for label, value in re.findall(r"^- \*\*(.+?)\*\*: (.+)$", block, flags=re.M):
         if label in units and "unknown" not in value:
             assert re.fullmatch(rf"{_NUMBER} ?(?:{units[label]})(?: .*)?", value), (label, value)
+
+
+def evp_curves(report: dict) -> dict[str, list[float]]:
+    """The JSON report's EVP-over-trials figure: each curve's label -> its y values."""
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    return {s["label"]: s["y"] for panel in evp["panels"] for s in panel["series"]}
+
+
+def in_every_format(home: Path, *texts: str) -> None:
+    """Each text stands in the Markdown, HTML and LaTeX reports written in ``home``."""
+    for fmt in ("md", "html", "latex"):
+        page = report_text(home, fmt)
+        for text in texts:
+            assert text in page, (fmt, text)

@@ -38,7 +38,9 @@ from _clean_env import clean_env
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
+from _report_cli import evp_curves as _evp_curves
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
+from _report_cli import in_every_format as _in_every_format
 from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
 from _report_cli import report_text as _text
 from greenprint.analysis import expected_max_performance
@@ -316,18 +318,6 @@ def _at_constant_power(report: dict, names: list[str]) -> None:
         assert row["energy_kwh"] == pytest.approx(kwh, rel=1e-3), name
         co2 = row["energy_kwh"] * row["pue"] * row["intensity_g_per_kwh"] / 1000
         assert row["emissions_kg"] == pytest.approx(co2, rel=1e-9), name
-
-
-def _evp_curves(report: dict) -> dict[str, list[float]]:
-    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
-    return {s["label"]: s["y"] for panel in evp["panels"] for s in panel["series"]}
-
-
-def _in_every_format(home: Path, *texts: str) -> None:
-    for fmt in ("md", "html", "latex"):
-        page = _text(home, fmt)
-        for text in texts:
-            assert text in page, (fmt, text)
 
 
 def _wait_until(check: Any, timeout_s: float, what: str) -> None:
