@@ -5,7 +5,8 @@ RAPL (``energy_uj``) and hwmon (``energyN_input``, Intel GPUs' too) are integers
 down has either wrapped once (at its modulus) or restarted (driver reload, device reset):
 :func:`unwrap` takes it for a wrap only when the increase that implies is plausible, because a
 reset taken for a wrap would add most of a counter's range (an 18 TJ jump for a 64-bit µJ one).
-Each meter sets what is plausible (the most its device can draw over the interval);
+Each meter sets what is plausible (the most its device can draw over the interval plus 1 s,
+for a value that lags its hardware: RAPL, hwmon and NVML alike);
 :func:`counter_step` applies the rule for RAPL, hwmon and NVML (a reset counts its new value,
 a step back nothing); the AMD meter falls back to power sampling instead (see its module).
 
@@ -110,14 +111,13 @@ def counter_step(
     *,
     name: str,
     unit: str,
-    reset_limit: float | None = None,
 ) -> int:
     """What a cumulative counter counted between two reads, never negative.
 
     The increase; when the counter went down, one wrap at ``modulus`` when the step that
     implies is at most ``limit`` (:func:`unwrap`); else a reset, whose new value is what was
-    counted since it, when that value is plausible too (at most ``reset_limit``, default
-    ``limit``); else the counter merely stepped back, and the step adds nothing.
+    counted since it, when that value is plausible too (at most ``limit``); else the counter
+    merely stepped back, and the step adds nothing.
 
     Args:
         last: the previous value, in the counter's unit.
@@ -126,7 +126,6 @@ def counter_step(
         limit: the largest plausible step (the most a device can draw over the interval).
         name: the counter, for the log (``"RAPL package-0"``).
         unit: its unit, for the log (``"µJ"``).
-        reset_limit: the largest plausible value after a reset, when it differs from ``limit``.
     """
     delta = now - last
     if delta >= 0:
@@ -135,7 +134,7 @@ def counter_step(
         wrapped = unwrap(delta, modulus, limit)
         if wrapped is not None:
             return wrapped
-    if 0 <= now <= (limit if reset_limit is None else reset_limit):
+    if 0 <= now <= limit:
         logger.info("%s restarted (%d -> %d %s): a reset", name, last, now, unit)
         return now
     logger.info("%s stepped back (%d -> %d %s): nothing counted", name, last, now, unit)

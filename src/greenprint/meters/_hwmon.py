@@ -6,7 +6,8 @@ A hwmon device (``/sys/class/hwmon/hwmonN``, also linked under its parent device
 
 * ``energyN_input``: cumulative energy in µJ (the hwmon sysfs ABI). A decrease between two reads is
   undone as one wrap of a 32-bit counter when the previous value fitted 32 bits and the energy
-  that implies is at most :data:`MAX_PLAUSIBLE_W` over the interval; otherwise it is a reset
+  that implies is at most :data:`MAX_PLAUSIBLE_W` over the interval plus 1 s (RAPL's slack: a
+  driver's value may lag the hardware by a refresh period); otherwise it is a reset
   (driver reload, device reset) and the counter's new value is the energy since the reset, when
   that is plausible too (else the counter merely stepped back, and that step adds nothing).
   64-bit counters (i915 and xe extend the hardware's 32-bit one in the driver) never wrap in
@@ -493,17 +494,19 @@ def energy_delta_uj(last_uj: int, now_uj: int, dt_s: float, name: str = "counter
     Returns:
         The energy in µJ, never negative. A decrease is one wrap of a 32-bit counter when
         ``last_uj`` fitted 32 bits and the wrapped energy implies at most
-        :data:`MAX_PLAUSIBLE_W` over ``dt_s``; otherwise a reset, after which the counter's
-        value is the energy since the reset when that is plausible too (at most
-        :data:`MAX_PLAUSIBLE_W` over ``dt_s`` plus 1 s); else the counter stepped back without
-        restarting and the step adds nothing.
+        :data:`MAX_PLAUSIBLE_W` over ``dt_s`` plus 1 s; otherwise a reset, after which the
+        counter's value is the energy since the reset when that is plausible too (the same
+        limit); else the counter stepped back without restarting and the step adds nothing.
+        The second of slack is RAPL's too: a driver that refreshes its value from the hardware
+        or firmware now and then (``amd_energy`` adds the 32-bit MSR, updated every 1 ms, to
+        its 64-bit sum; a PMBus or firmware sensor caches its reading) can show, between two
+        reads a few ms apart, the energy of a whole refresh period.
     """
     return counter_step(
         last_uj,
         now_uj,
         2**32 if 0 <= last_uj < 2**32 and now_uj >= 0 else None,  # a 32-bit counter's wrap
-        MAX_PLAUSIBLE_W * dt_s * 1e6,
+        MAX_PLAUSIBLE_W * (dt_s + 1.0) * 1e6,
         name=f"hwmon {name}",
         unit="µJ",
-        reset_limit=MAX_PLAUSIBLE_W * (dt_s + 1.0) * 1e6,
     )
