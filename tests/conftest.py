@@ -119,8 +119,8 @@ def chromium_path() -> str:
 #: The environment variables that move the sysfs trees greenprint's meters read (RAPL and psys
 #: under powercap, hwmon CPU and ARM sensors, Intel GPUs and AMD GPUs' sysfs under DRM), and the
 #: paths of the GPU drivers' and powermetrics' presence checks (/dev/kfd, /dev/nvidiactl,
-#: /proc/driver/nvidia, /usr/bin/powermetrics) and of pci.ids (/usr/share): an empty folder means
-#: none of them.
+#: /proc/driver/nvidia, /usr/bin/powermetrics), of pci.ids (/usr/share) and of the device cgroup
+#: (/sys/fs/cgroup): an empty folder means none of them.
 SYSFS_ROOT_ENVS = (
     "GREENPRINT_RAPL_ROOT",
     "GREENPRINT_HWMON_ROOT",
@@ -129,6 +129,7 @@ SYSFS_ROOT_ENVS = (
     "GREENPRINT_PROC_DRIVER_ROOT",
     "GREENPRINT_USR_BIN_ROOT",
     "GREENPRINT_HWDATA_ROOT",
+    "GREENPRINT_CGROUP_ROOT",
 )
 
 

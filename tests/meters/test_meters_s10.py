@@ -3,8 +3,13 @@ could not read every process, and a VM's share of its chip's TDP."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
+from greenprint.meters import _device_cgroup, detect_meters
+from greenprint.meters._device_cgroup import allowed_minors
+from greenprint.meters._gpu_estimate import GpuTdpEstimateMeter, find_unmetered_gpus
 from greenprint.meters._hwmon import HwmonMeter, energy_delta_uj, probe_hwmon_cpu
 from greenprint.testing import make_fake_hwmon
 
@@ -47,3 +52,103 @@ def test_hwmon_wrap_and_reset_share_rapls_limit():
     assert energy_delta_uj(last, 900_000_000, 0.01) == 1_900_000_000
     # 2.1 kJ: above it; the counter restarted, and 0.9 kJ since is plausible
     assert energy_delta_uj(last, 1_100_000_000, 0.01) == 1_100_000_000
+
+
+# -- 2. the GPU estimate without NVML counts the GPUs this process may open -------------------
+
+
+def _nvidia_listing(root, models, *, excluded=()):
+    """``/proc/driver/nvidia/gpus/*/information`` as the driver writes it, one GPU per model."""
+    for i, model in enumerate(models):
+        d = root / "nvidia" / "gpus" / f"0000:{i + 1:02x}:00.0"
+        d.mkdir(parents=True)
+        (d / "information").write_text(
+            f"Model: \t\t {model}\nIRQ:   \t\t 42\nGPU UUID: \t GPU-{i}aaaaaaa-bbbb\n"
+            f"Video BIOS: \t 96.00.30.00.01\nBus Type: \t PCIe\nDMA Size: \t 47 bits\n"
+            f"Bus Location: \t 0000:{i + 1:02x}:00.0\nDevice Minor: \t {i}\n"
+            f"GPU Excluded:\t {'Yes' if i in excluded else 'No'}\n"
+        )
+    return root
+
+
+@pytest.fixture
+def no_nvml(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+
+
+def _estimate(environ):
+    gpus = find_unmetered_gpus(environ=environ, vendors=("nvidia",))
+    return [(g.label, g.name) for g in gpus], GpuTdpEstimateMeter(gpus).provenance
+
+
+FOUR = ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe", "NVIDIA L4", "NVIDIA H100 PCIe")
+
+
+def test_a_slurm_job_given_one_gpu_by_its_device_cgroup_counts_that_gpu(tmp_path, monkeypatch):
+    """Slurm's ConstrainDevices (cgroup v1) lets the job open /dev/nvidia2 alone and sets
+    CUDA_VISIBLE_DEVICES=0, CUDA's number for it. Before: GPU-0 was the driver's first GPU, an
+    H100 the job cannot use (and with the variable unset, all four were counted)."""
+    monkeypatch.setenv("GREENPRINT_PROC_DRIVER_ROOT", str(_nvidia_listing(tmp_path, FOUR)))
+    devices = tmp_path / "cgroup" / "devices" / "slurm" / "uid_1000" / "job_7" / "step_0"
+    devices.mkdir(parents=True)
+    (devices / "devices.list").write_text("c 195:255 rwm\nc 195:2 rwm\nc 1:3 rwm\n")
+    (tmp_path / "cgroup" / "devices" / "devices.list").write_text("a *:* rwm\n")
+    monkeypatch.setenv("GREENPRINT_CGROUP_ROOT", str(tmp_path / "cgroup"))
+    own = "12:devices:/slurm/uid_1000/job_7/step_0\n0::/user.slice\n"
+    assert allowed_minors([0, 1, 2, 3], self_cgroup=own)[0] == {2}
+    monkeypatch.setattr(_device_cgroup, "_read", _with_self_cgroup(own))
+    for environ in ({"CUDA_VISIBLE_DEVICES": "0"}, {}):
+        gpus, provenance = _estimate(environ)
+        assert gpus == [("GPU-0", "NVIDIA L4")]
+        assert "counted 0000:03:00.0 of the driver's 4 NVIDIA GPUs (the device cgroup (v1 " in (
+            provenance
+        )
+    assert provenance.endswith("allows /dev/nvidia2; CUDA_VISIBLE_DEVICES unset))")
+    assert _estimate({"CUDA_VISIBLE_DEVICES": "1"})[0] == []  # CUDA has no device 1 here
+
+
+def _with_self_cgroup(text):
+    real = _device_cgroup._read
+
+    def read(path):
+        return text if str(path) == "/proc/self/cgroup" else real(path)
+
+    return read
+
+
+def test_a_containers_dev_tells_its_gpus(tmp_path, monkeypatch):
+    """A container given the second GPU has /dev/nvidia1 and no other (cgroup v2: no rules to
+    read). Before: both GPUs were counted."""
+    monkeypatch.setenv("GREENPRINT_PROC_DRIVER_ROOT", str(_nvidia_listing(tmp_path, FOUR[1:3])))
+    (tmp_path / "dev").mkdir()
+    for name in ("nvidiactl", "nvidia-uvm", "nvidia1"):
+        (tmp_path / "dev" / name).touch()
+    monkeypatch.setenv("GREENPRINT_DEV_ROOT", str(tmp_path / "dev"))
+    (tmp_path / "cgroup").mkdir()
+    (tmp_path / "cgroup" / "cgroup.controllers").write_text("cpu memory pids\n")
+    monkeypatch.setenv("GREENPRINT_CGROUP_ROOT", str(tmp_path / "cgroup"))
+    gpus, provenance = _estimate({})
+    assert gpus == [("GPU-0", "NVIDIA L4")]
+    assert provenance.endswith(
+        "counted 0000:02:00.0 of the driver's 2 NVIDIA GPUs (/dev has nvidia1 only (a "
+        "container's); CUDA_VISIBLE_DEVICES unset))"
+    )
+    (tmp_path / "dev" / "nvidia0").touch()  # every GPU's file: the rules are unknown
+    gpus, provenance = _estimate({})
+    assert [label for label, _ in gpus] == ["GPU-0", "GPU-1"]
+    assert "(device cgroup rules not readable (cgroup v2); CUDA_VISIBLE_DEVICES unset)" in (
+        provenance
+    )
+
+
+def test_a_gpu_the_driver_excludes_is_not_counted(tmp_path, monkeypatch, no_nvml):
+    monkeypatch.setenv(
+        "GREENPRINT_PROC_DRIVER_ROOT", str(_nvidia_listing(tmp_path, FOUR[:2], excluded=(0,)))
+    )
+    meters = detect_meters(environ={})
+    assert meters.provenance["gpu"] == (
+        "estimate:gpu-tdp:GPU-0 (GPU-0 NVIDIA H100 PCIe 350 W table:NVIDIA H100 PCIe, "
+        "utilisation unknown: full load; counted 0000:02:00.0 of the driver's 2 NVIDIA GPUs "
+        "(1 excluded by the driver; no device cgroup read; CUDA_VISIBLE_DEVICES unset))"
+    )
+    meters.close()

@@ -71,7 +71,9 @@ def test_the_nvidia_driver_listing_is_read_under_the_proc_root(tmp_path, monkeyp
     (gpu / "information").write_text("Model: \t\t NVIDIA L4\nGPU UUID: \t GPU-1234\n")
     assert nvidia_proc_gpus() == []  # the empty stand-in
     monkeypatch.setenv("GREENPRINT_PROC_DRIVER_ROOT", str(tmp_path))
-    assert nvidia_proc_gpus() == [("NVIDIA L4", "GPU-1234")]
+    assert [(g.model, g.uuid, g.bus) for g in nvidia_proc_gpus()] == [
+        ("NVIDIA L4", "GPU-1234", "0000:3b:00.0")
+    ]
 
 
 def test_hardware_detection_is_cached_per_root(tmp_path, monkeypatch):

@@ -32,6 +32,7 @@ from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._rapl import Opener, RaplMeter, RaplProbe
 from greenprint.meters._status import MeterStatus
 from greenprint.meters._where import (
+    CGROUP_ROOT_ENV,
     DEV_ROOT_ENV,
     DRM_ROOT_ENV,
     HWMON_ROOT_ENV,
@@ -58,6 +59,7 @@ _ENV = (
     DEV_ROOT_ENV,
     PROC_DRIVER_ROOT_ENV,
     USR_BIN_ROOT_ENV,
+    CGROUP_ROOT_ENV,
     "GREENPRINT_HWDATA_ROOT",  # _intel_gpu.HWDATA_ROOT_ENV (pci.ids), not imported here
 )
 

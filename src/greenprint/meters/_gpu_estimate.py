@@ -57,6 +57,7 @@ __all__ = [  # the model and the table live in _gpu_tdp; their names are kept he
     "GPU_IDLE_FRACTION",
     "GpuTdpEstimateMeter",
     "GpuTdpMatch",
+    "NvidiaProcGpu",
     "busy_fraction",
     "estimate_status",
     "find_unmetered_gpus",
@@ -66,6 +67,7 @@ __all__ = [  # the model and the table live in _gpu_tdp; their names are kept he
     "other_gpu_meter",
     "tdp_for",
     "unmetered_gpus",
+    "visible_nvidia_proc_gpus",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,8 +83,27 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def nvidia_proc_gpus(root: str | os.PathLike[str] | None = None) -> list[tuple[str, str]]:
-    """``(model, uuid)`` of each NVIDIA GPU the driver lists, in PCI order (no NVML needed).
+@dataclass(frozen=True)
+class NvidiaProcGpu:
+    """An NVIDIA GPU as the driver lists it in ``/proc/driver/nvidia/gpus/<bus>/information``.
+
+    Attributes:
+        model: ``Model``.
+        uuid: ``GPU UUID`` (``""`` when absent).
+        bus: the PCI address, the listing's directory name (``"0000:3b:00.0"``).
+        minor: ``Device Minor``, the ``N`` of ``/dev/nvidiaN`` (``None`` when absent).
+        excluded: ``GPU Excluded: Yes`` (``NVreg_ExcludedGpus``): no process can use it.
+    """
+
+    model: str
+    uuid: str
+    bus: str = ""
+    minor: int | None = None
+    excluded: bool = False
+
+
+def nvidia_proc_gpus(root: str | os.PathLike[str] | None = None) -> list[NvidiaProcGpu]:
+    """Each NVIDIA GPU the driver lists, in PCI order (no NVML needed).
 
     ``root`` defaults to ``/proc/driver/nvidia`` (under ``$GREENPRINT_PROC_DRIVER_ROOT``).
     """
@@ -101,8 +122,53 @@ def nvidia_proc_gpus(root: str | os.PathLike[str] | None = None) -> list[tuple[s
             key, _, value = line.partition(":")
             fields[key.strip().lower()] = value.strip()
         if fields.get("model"):
-            out.append((fields["model"], fields.get("gpu uuid", "")))
+            minor = fields.get("device minor", "")
+            out.append(
+                NvidiaProcGpu(
+                    fields["model"],
+                    fields.get("gpu uuid", ""),
+                    entry.name,
+                    int(minor) if minor.isdigit() else None,
+                    fields.get("gpu excluded", "").lower() == "yes",
+                )
+            )
     return out
+
+
+def visible_nvidia_proc_gpus(
+    environ: Mapping[str, str], root: str | os.PathLike[str] | None = None
+) -> tuple[list[tuple[int, NvidiaProcGpu]], str]:
+    """The listed NVIDIA GPUs this process can use, numbered as CUDA numbers them, and why.
+
+    Left out: GPUs the driver excludes, GPUs the device cgroup (or a container's ``/dev``)
+    denies (:func:`greenprint.meters._device_cgroup.allowed_minors`); CUDA numbers the rest
+    from 0, which ``CUDA_VISIBLE_DEVICES`` picks from by index or UUID (as NVML's path does).
+
+    Returns:
+        ``([(cuda_index, gpu)...], note)``: ``note`` names the GPUs counted and why (``"counted
+        0000:3b:00.0 of the driver's 4 NVIDIA GPUs (the device cgroup (v1 devices.list) allows
+        /dev/nvidia2; CUDA_VISIBLE_DEVICES unset)"``), ``""`` when the driver lists none.
+    """
+    from greenprint.meters._device_cgroup import allowed_minors
+    from greenprint.meters._nvml import parse_cuda_visible_devices
+
+    listed = nvidia_proc_gpus(root)
+    if not listed:
+        return [], ""
+    usable = [g for g in listed if not g.excluded]
+    why = []
+    if len(usable) < len(listed):
+        why.append(f"{len(listed) - len(usable)} excluded by the driver")
+    allowed, how = allowed_minors([g.minor for g in usable])
+    why.append(how)
+    if allowed is not None:  # a GPU without a minor cannot be told apart: kept
+        usable = [g for g in usable if g.minor is None or g.minor in allowed]
+    value = environ.get("CUDA_VISIBLE_DEVICES")
+    picked = parse_cuda_visible_devices(value, [g.uuid for g in usable])
+    why.append("CUDA_VISIBLE_DEVICES unset" if value is None else f"CUDA_VISIBLE_DEVICES={value}")
+    counted = ", ".join(usable[i].bus for i in picked) or "none"
+    note = f"counted {counted} of the driver's {len(listed)} NVIDIA GPUs ({'; '.join(why)})"
+    return [(i, usable[i]) for i in picked], note
 
 
 @dataclass(frozen=True)
@@ -229,21 +295,20 @@ def find_unmetered_gpus(
 ) -> list[EstimatedGpu]:
     """The GPUs visible to this process found without a vendor library. Never raises.
 
-    NVIDIA: ``/proc/driver/nvidia/gpus/*/information`` (``CUDA_VISIBLE_DEVICES`` honoured);
+    NVIDIA: ``/proc/driver/nvidia/gpus/*/information``, those this process may open
+    (:func:`visible_nvidia_proc_gpus`: device cgroup, ``CUDA_VISIBLE_DEVICES``);
     AMD: sysfs cards of vendor 0x1002 (``ROCR/HIP/CUDA_VISIBLE_DEVICES`` honoured, by card order),
     with ``gpu_busy_percent`` as utilisation and ``power1_cap`` as TDP where readable.
     """
     from greenprint.meters._amd import parse_rocm_visible_devices
-    from greenprint.meters._nvml import parse_cuda_visible_devices
 
     env = os.environ if environ is None else environ
     out: list[EstimatedGpu] = []
     if "nvidia" in vendors:
-        found = nvidia_proc_gpus(nvidia_root)
-        for i in parse_cuda_visible_devices(env.get("CUDA_VISIBLE_DEVICES"), [u for _, u in found]):
-            name = found[i][0]
-            tdp_w, source = tdp_for(name)
-            out.append(EstimatedGpu(f"GPU-{i}", name, tdp_w, source))
+        found, note = visible_nvidia_proc_gpus(env, nvidia_root)
+        for i, gpu in found:
+            tdp_w, source = tdp_for(gpu.model)
+            out.append(EstimatedGpu(f"GPU-{i}", gpu.model, tdp_w, source, counted=note))
     if "amd" in vendors:
         cards = amd_sysfs_gpus(drm_root)
         for i in parse_rocm_visible_devices(env, [c.uuid or c.card for c in cards]):
@@ -296,7 +361,8 @@ def estimate_status(
         if not any(g.utilisation_source for g in gpus)
         else None
     )
-    return MeterStatus("estimate:gpu", True, f"{parts}; {floor}", fix)
+    counted = "".join(f"; {c}" for c in dict.fromkeys(g.counted for g in gpus if g.counted))
+    return MeterStatus("estimate:gpu", True, f"{parts}; {floor}{counted}", fix)
 
 
 def unmetered_gpus(

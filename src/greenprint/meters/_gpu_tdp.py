@@ -137,6 +137,8 @@ class EstimatedGpu:
         utilisation_source: ``"nvml"``, ``"sysfs"`` or ``""``.
         reads: utilisation reads made by the estimate.
         unknown_reads: those that gave no valid figure (full load used).
+        counted: which GPUs were counted with this one and why, for the provenance (``""``:
+            not said; see :func:`greenprint.meters._gpu_estimate.visible_nvidia_proc_gpus`).
     """
 
     label: str
@@ -147,6 +149,7 @@ class EstimatedGpu:
     utilisation_source: str = ""
     reads: int = 0
     unknown_reads: int = 0
+    counted: str = ""
 
     @property
     def utilisation_note(self) -> str:
@@ -231,10 +234,12 @@ class GpuTdpEstimateMeter(Meter):
     def origin(self) -> Provenance:
         """``estimate:gpu-tdp:GPU-0 (NVIDIA A100-PCIE-40GB 250 W table:..., utilisation nvml)``."""
         labels = "+".join(g.label for g in self.gpus)
-        detail = "; ".join(
+        parts = [
             f"{g.label} {g.name} {g.tdp_w:g} W {g.tdp_source}, {g.utilisation_note}"
             for g in self.gpus
-        )
+        ]
+        parts.extend(dict.fromkeys(g.counted for g in self.gpus if g.counted))
+        detail = "; ".join(parts)
         return Provenance("estimate", f"gpu-tdp:{labels}", detail)
 
     @property

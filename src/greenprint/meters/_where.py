@@ -16,6 +16,8 @@ from pathlib import Path
 from greenprint.meters._status import MeterStatus
 
 __all__ = [
+    "CGROUP_ROOT_ENV",
+    "DEFAULT_CGROUP_ROOT",
     "DEFAULT_DEV_ROOT",
     "DEFAULT_DRM_ROOT",
     "DEFAULT_HWMON_ROOT",
@@ -40,6 +42,7 @@ __all__ = [
     "nvidia_driver_present",
     "nvidia_proc_root",
     "powermetrics_path",
+    "resolve_cgroup_root",
     "resolve_drm_root",
     "resolve_hwmon_root",
 ]
@@ -59,6 +62,10 @@ DEV_ROOT_ENV = "GREENPRINT_DEV_ROOT"
 DEFAULT_PROC_DRIVER_ROOT = "/proc/driver"
 #: Environment variable standing for ``/proc/driver`` (``nvidia/``: the NVIDIA driver's listing).
 PROC_DRIVER_ROOT_ENV = "GREENPRINT_PROC_DRIVER_ROOT"
+DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
+#: Environment variable standing for ``/sys/fs/cgroup`` (the device cgroup the GPU estimate
+#: reads to know which GPUs a job may open); tests point it at an empty folder.
+CGROUP_ROOT_ENV = "GREENPRINT_CGROUP_ROOT"
 DEFAULT_USR_BIN_ROOT = "/usr/bin"
 #: Environment variable standing for ``/usr/bin`` where ``powermetrics`` is looked for (macOS).
 USR_BIN_ROOT_ENV = "GREENPRINT_USR_BIN_ROOT"
@@ -80,6 +87,13 @@ def resolve_drm_root(drm_root: str | os.PathLike[str] | None = None) -> Path:
     if drm_root is not None:
         return Path(drm_root)
     return Path(os.environ.get(DRM_ROOT_ENV) or DEFAULT_DRM_ROOT)
+
+
+def resolve_cgroup_root(cgroup_root: str | os.PathLike[str] | None = None) -> Path:
+    """Where cgroups are mounted: ``cgroup_root``, else ``$GREENPRINT_CGROUP_ROOT``, else ours."""
+    if cgroup_root is not None:
+        return Path(cgroup_root)
+    return Path(os.environ.get(CGROUP_ROOT_ENV) or DEFAULT_CGROUP_ROOT)
 
 
 def dev_path(name: str) -> str:
