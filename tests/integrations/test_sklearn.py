@@ -166,6 +166,11 @@ def test_failed_fits_make_failed_folds_and_trials(tmp_path: Path, digits) -> Non
     runs = _runs(db, "raised")
     (sweep,) = [r for r in runs if r.role == "sweep"]
     assert sweep.status == "failed" and "max_depth" in (sweep.error or "")
+    # the fold whose fit raised is failed with its error, as is its trial (it read finished)
+    (fold,) = [r for r in runs if r.role == "part"]
+    assert fold.status == "failed" and "max_depth" in (fold.error or "")
+    (trial,) = [r for r in runs if r.role == "trial"]
+    assert trial.status == "failed" and trial.error == fold.error
 
 
 def test_bad_input_is_a_clear_greenprint_error(tmp_path: Path, digits) -> None:

@@ -58,6 +58,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -72,6 +73,7 @@ require(
 from sklearn.model_selection._search import BaseSearchCV  # noqa: E402
 
 from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
+from greenprint._lifecycle import status_for  # noqa: E402
 from greenprint._records import MetricPoint, RunRecord  # noqa: E402
 from greenprint.integrations._common import check_run_options  # noqa: E402
 
@@ -249,7 +251,7 @@ class _FoldCallback:
         self.name = name
         self.options = options
         self.dataset_size = dataset_size  # the refit's: it trains on the whole of X
-        self._runs: dict[int, Any] = {}
+        self._runs: dict[int, tuple[Any, BaseException | None]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -261,7 +263,7 @@ class _FoldCallback:
 
     def teardown(self, estimator: Any, context: Any) -> None:
         """End any run a failed fit left open."""
-        for run in list(self._runs.values()):
+        for run, _ in list(self._runs.values()):
             run.stop(status="failed", error="the search stopped during this fit")
         self._runs.clear()
 
@@ -298,13 +300,27 @@ class _FoldCallback:
                 run.log(score=score, cv_score=score)
         else:
             return
-        self._runs[id(context)] = run.start()
+        # the exception being handled around the search now, if any (track_search called in
+        # an except block): on_fit_task_end tells a fit that raised from it
+        self._runs[id(context)] = (run.start(), sys.exc_info()[1])
 
     def on_fit_task_end(self, estimator: Any, context: Any) -> bool:
-        """End the run of a fold fit or the refit. Never asks the search to stop."""
-        run = self._runs.pop(id(context), None)
-        if run is not None:
-            run.stop()
+        """End the run of a fold fit or the refit. Never asks the search to stop.
+
+        scikit-learn calls this in a ``finally`` block, also for a fit that raised with
+        ``error_score="raise"``: that exception, propagating now, ends the run ``failed``
+        with its error (with a numeric ``error_score`` it was handled before, and the scores
+        mark the fold failed when the search is done).
+        """
+        entry = self._runs.pop(id(context), None)
+        if entry is not None:
+            run, around = entry
+            raised = sys.exc_info()[1]
+            if raised is None or raised is around:
+                run.stop()
+            else:
+                status, error = status_for(raised)
+                run.stop(status=status, error=error)
         return False
 
 
@@ -352,9 +368,13 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
         for tid, parts in groups.items():
             label = parts[0].name[len(name) + 2 :].partition("-fold")[0]
             if tid == trial_id(sweep.id, int(label) if label.isdigit() else -1):
-                ledger.start_run(
-                    _summed(base, tid, f"{name}-c{label}", sweep.id, parts, "failed", {}, ())
+                # the error of its fold that raised (error_score="raise"), else the search's
+                failed = [p.error for p in parts if p.status == "failed" and p.error]
+                error = (
+                    failed[0] if failed else "the search failed before this candidate was scored"
                 )
+                trial = _summed(base, tid, f"{name}-c{label}", sweep.id, parts, "failed", {}, ())
+                ledger.start_run(replace(trial, error=error))
         return
     children: dict[str, list[RunRecord]] = {}
     measured_final: RunRecord | None = None
