@@ -84,6 +84,7 @@ def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> No
     (record,) = gp.Ledger(db).runs(study="hf")
     assert (record.name, record.status, record.role) == ("bert", "finished", "final")
     assert record.params["learning_rate"] == 1e-3 and record.params["max_steps"] == 4
+    assert "num_train_epochs" not in record.params  # max_steps overrides it: it read 3.0
     assert record.dataset_size == 32  # the training set's examples (E x D x H)
     assert record.energy_kwh > 0
     names = {p.name for p in record.metrics}
@@ -105,11 +106,14 @@ def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> No
 
 def test_without_attach_the_callback_still_records(tmp_path: Path) -> None:
     cb = GreenprintCallback(ledger=False, **FAST)
-    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path, eval_strategy="steps"),
+    args = _args(tmp_path, eval_strategy="steps", max_steps=-1, num_train_epochs=1)  # 4 steps
+    trainer = Trainer(model=tiny_bert(), args=args,
                       train_dataset=Tokens(), eval_dataset=Tokens(16), callbacks=[cb])  # fmt: skip
     trainer.train()
     assert cb.run is not None and cb.run.status == "finished"
     assert cb.run.name == "BertForSequenceClassification"
+    # trained by epochs: those are its params, not max_steps=-1 (which it read)
+    assert cb.run.record.params["num_train_epochs"] == 1 and "max_steps" not in cb.run.record.params
 
 
 def test_an_exception_caught_around_train_still_ends_the_run_failed(tmp_path: Path) -> None:

@@ -30,8 +30,9 @@ What it records:
   checkpoint's evaluation again at the end of training, so that the run's last values are those
   of the model ``train()`` returns (and the params ``load_best_model_at_end`` and
   ``metric_for_best_model``); a value that is not finite is logged as NaN (no score);
-* the run's params: learning rate, batch size, epochs, steps, seed, weight decay, gradient
-  accumulation, and your ``params``;
+* the run's params: learning rate, batch size, epochs (``num_train_epochs``) or, when it is
+  set and so overrides them, ``max_steps``, seed, weight decay, gradient accumulation, and
+  your ``params``;
 * ``trainer.hyperparameter_search``: each trial is its own run, ``role="trial"``, named after
   the trial (``hp_name``, else ``trial-<number>`` with ``attach``), with the trial's
   hyper-parameters as params; with ``attach``, a trial the Optuna pruner stops ends ``pruned``
@@ -251,6 +252,12 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._stop_if_running("failed", "training ended without on_train_end (an exception)")
         options = dict(self._options)
         params = plain_params({key: getattr(args, key, None) for key in _ARGS})
+        # the Trainer trains max_steps optimizer steps when it is set (> 0) and then ignores
+        # num_train_epochs; else it trains num_train_epochs (max_steps -1): the one that rules
+        if isinstance(args.max_steps, int) and args.max_steps > 0:
+            params.pop("num_train_epochs", None)
+        else:
+            params.pop("max_steps", None)
         if getattr(args, "load_best_model_at_end", False):  # the run is scored as kept
             params["load_best_model_at_end"] = True
             params["metric_for_best_model"] = _best_metric_key(args)
