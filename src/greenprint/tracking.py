@@ -62,7 +62,7 @@ from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._liveness import WRITER_KEY, writer_identity
 from greenprint._prediction import Prediction, Predictor, metric_name
-from greenprint._provenance import FPO_KEY, fpo_lower_bound
+from greenprint._provenance import FPO_KEY, Provenance, fpo_lower_bound
 from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
 from greenprint._run_tree import RunNode
 from greenprint._suggest import did_you_mean
@@ -995,8 +995,16 @@ class Run:
         return self._scope == "machine" or pid is None or pid == os.getpid()
 
     def _meter_sources(self) -> dict[str, str]:
-        """The meters' provenance; of machine scope, no GPU "not attributed" note (no share)."""
+        """The meters' provenance, with what a process share lacks (processes not read).
+
+        Of machine scope, no GPU "not attributed" note: the run asks for no share.
+        """
         provenance = {f"{c}": p for c, p in self._meters.provenance.items()}
+        if self._scope == "process":
+            notes = getattr(self._meters, "attribution_notes", None) or {}
+            for comp, note in notes.items():
+                if comp in provenance:
+                    provenance[comp] = str(Provenance.parse(provenance[comp]).with_note(note))
         if self._scope == "machine" and "gpu" in provenance:
             from greenprint.meters._gpu_meter import without_attribution_note
 

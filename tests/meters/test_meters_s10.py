@@ -3,15 +3,31 @@ could not read every process, and a VM's share of its chip's TDP."""
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 
-from greenprint.meters import _device_cgroup, detect_meters
+import greenprint as gp
+from greenprint.meters import (
+    CpuEstimateMeter,
+    MeterSet,
+    ProcessTree,
+    _attribution,
+    _device_cgroup,
+    detect_meters,
+)
 from greenprint.meters._device_cgroup import allowed_minors
 from greenprint.meters._gpu_estimate import GpuTdpEstimateMeter, find_unmetered_gpus
 from greenprint.meters._hwmon import HwmonMeter, energy_delta_uj, probe_hwmon_cpu
 from greenprint.testing import make_fake_hwmon
+
+#: one read at the end only, unless the test samples
+SLOW = {"sample_interval_s": 600.0, "flush_interval_s": 600.0}
 
 
 class Clock:
@@ -152,3 +168,106 @@ def test_a_gpu_the_driver_excludes_is_not_counted(tmp_path, monkeypatch, no_nvml
         "(1 excluded by the driver; no device cgroup read; CUDA_VISIBLE_DEVICES unset))"
     )
     meters.close()
+
+
+# -- 3. attribution says when it could not read every process of the tree ---------------------
+
+TDP = "estimate:tdp:Test CPU (100 W)"
+needs_procfs = pytest.mark.skipif(not _attribution._PROCFS, reason="no /proc/<pid>/stat")
+
+
+@pytest.fixture
+def parent_and_child():
+    """A real process with one child, both sleeping: ``(parent, child pid)``."""
+    code = (
+        "import subprocess, sys, time\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(c.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    yield parent, child
+    psutil.Process(child).kill()
+    parent.kill()
+    parent.wait()
+
+
+def _deny(monkeypatch, pid, error):
+    """``/proc/<pid>/stat`` fails to open with ``error``, as hidepid makes it for another user's."""
+    real = os.open
+    path = f"/proc/{pid}/stat"
+
+    def opener(file, flags, *args, **kwargs):
+        if file == path:
+            raise error(errno.EACCES if error is PermissionError else errno.ENOENT, "denied", file)
+        return real(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opener)
+
+
+@needs_procfs
+@pytest.mark.parametrize(
+    ("error", "why"),
+    [
+        (PermissionError, "permission denied reading /proc/{pid}/stat"),
+        (FileNotFoundError, "/proc/{pid}/stat hidden (/proc mounted with hidepid)"),
+    ],
+)
+def test_a_child_that_cannot_be_read_makes_the_share_a_lower_bound(
+    parent_and_child, monkeypatch, error, why
+):
+    parent, child = parent_and_child
+    _deny(monkeypatch, child, error)
+    tree = ProcessTree(parent.pid)
+    tree.start()
+    tree.sample()
+    why = why.format(pid=child)
+    assert tree.unreadable == {child: why}  # before: left out without a word
+    assert tree.root_unreadable is None
+    meters = MeterSet({"cpu": CpuEstimateMeter(tdp_w=100.0, provenance=TDP, tree=tree)}, tree=tree)
+    meters.start()
+    meters.read()
+    assert meters.attribution_notes == {
+        "cpu": f"process share a lower bound: 1 process of the tree could not be read ({why}), "
+        "nor their children"
+    }
+    meters.close()
+
+
+@needs_procfs
+def test_a_child_that_exits_is_no_lower_bound(parent_and_child):
+    parent, child = parent_and_child
+    tree = ProcessTree(parent.pid)
+    tree.start()
+    psutil.Process(child).kill()
+    time.sleep(0.2)
+    tree.sample()
+    assert tree.unreadable == {}
+    assert tree.attribution_note() == ""
+
+
+@needs_procfs
+def test_a_root_that_cannot_be_read_counts_the_whole_machine_and_says_why(
+    parent_and_child, monkeypatch, tmp_path
+):
+    """Tracking a process of another user under hidepid: the share read 0 (0 J charged, no
+    word); now the whole machine's energy, an upper bound, with the reason."""
+    parent, _ = parent_and_child
+    _deny(monkeypatch, parent.pid, PermissionError)
+    clock = Clock()
+    tree = ProcessTree(parent.pid, clock=clock)
+    meters = MeterSet(
+        {"cpu": CpuEstimateMeter(tdp_w=100.0, provenance=TDP, tree=tree)}, tree=tree, clock=clock
+    )
+    with gp.track("hidden", ledger=tmp_path / "r.db", meters=meters, **SLOW) as run:
+        time.sleep(0.01)
+        clock.t += 2.0
+        run._sample()
+    reading = meters.read()
+    assert reading["cpu"].process_j is None
+    assert run.energy_by_component["cpu"] == pytest.approx(reading["cpu"].machine_j / 3.6e6)
+    assert run.energy_by_component["cpu"] > 0
+    why = f"permission denied reading /proc/{parent.pid}/stat"
+    assert run.provenance["cpu"].endswith(f"(not attributed: {why}: the whole machine's energy)")
+    assert gp.Ledger(tmp_path / "r.db").run(run.id).provenance["cpu"] == run.provenance["cpu"]

@@ -21,6 +21,13 @@ Processes started before :meth:`ProcessTree.start` count from their CPU time at 
 process once seen stays tracked after it is re-parented (daemonised), but its later children
 are not found.
 
+A process of the tree that exists but cannot be read (``/proc`` mounted with ``hidepid`` and a
+child run as another user: its ``stat`` is denied, or hidden and reads as absent while the
+process answers signal 0) is left out, its children with it: the tree's share is then a lower
+bound, and :attr:`ProcessTree.unreadable` counts those processes (a meter set's provenance says
+so). A root that cannot be read gives no share at all: :attr:`ProcessTree.root_unreadable` says
+why, and a meter set counts the whole machine's energy instead of a share of 0.
+
 **How it reads, on Linux.** A sample runs once a second for the whole run, so it is a few
 ``pread`` calls on descriptors kept open (for a one-process tree: four, about 0.2 ms of CPU on the
 2-vCPU VM of ``BENCHMARKS.md``, where a read costs 5-30 µs once a second's sleep has cooled the
@@ -92,6 +99,21 @@ _RELIST_EVERY = 10
 #: One process's figures: (ppid, own CPU s, reaped children's CPU s, RSS bytes, start time s,
 #: threads; -1 when unknown).
 _Figures = tuple[int, float, float, float, float, int]
+
+
+class _Unreadable(Exception):
+    """A process that exists but whose figures this process may not read."""
+
+
+def _exists(pid: int) -> bool:
+    """Whether ``pid`` is a live process (signal 0: denied means it exists, as another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: someone else's
+        return True
+    return True
 
 
 def _procfs_available() -> bool:
@@ -216,10 +238,19 @@ class _ProcStat:
 
     @classmethod
     def open(cls, pid: int, *, keep: bool) -> tuple[_ProcStat, _Figures] | None:
-        """Open ``pid``; ``None`` when it does not exist (or cannot be read)."""
+        """Open ``pid``; ``None`` when it does not exist.
+
+        Raises:
+            _Unreadable: it exists, but its ``stat`` is denied (or hidden: ``hidepid=2``).
+        """
+        path = f"/proc/{pid}/stat"
         try:
-            fd = os.open(f"/proc/{pid}/stat", _O_FLAGS)
-        except OSError:
+            fd = os.open(path, _O_FLAGS)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                raise _Unreadable(f"permission denied reading {path}") from e
+            if e.errno == errno.ENOENT and _exists(pid):
+                raise _Unreadable(f"{path} hidden (/proc mounted with hidepid)") from e
             return None
         try:
             figures = _parse_stat(os.pread(fd, 1024, 0), b"%d (" % pid)
@@ -252,7 +283,10 @@ class _ProcStat:
                     return None
                 # another file now has this descriptor number: not ours to close
                 self._fd = -1
-        opened = _ProcStat.open(self.pid, keep=False)
+        try:
+            opened = _ProcStat.open(self.pid, keep=False)
+        except _Unreadable:  # read before: now another user's (its pid reused), not ours
+            return None
         if opened is None or opened[1][4] != self.started_s:
             return None
         return opened[1]
@@ -287,11 +321,18 @@ class _PsutilProc:
 
     @classmethod
     def open(cls, pid: int, *, keep: bool) -> tuple[_PsutilProc, _Figures] | None:
+        """Open ``pid``; ``None`` when it does not exist.
+
+        Raises:
+            _Unreadable: it exists, but psutil may not read it (access denied).
+        """
         import psutil
 
         try:
             proc = psutil.Process(pid)
             handle = cls(proc, proc.create_time())
+        except psutil.AccessDenied as e:
+            raise _Unreadable(f"access denied to process {pid}") from e
         except psutil.Error:
             return None
         figures = handle.read()
@@ -475,6 +516,7 @@ class ProcessTree:
         self._walked_at_pid: int | None = None
         self._lock = threading.RLock()
         self._users = 0
+        self._unreadable: dict[int, str] = {}
         self.total_ram_bytes = total_ram_bytes(self._procfs)
         self.last = UsageSample(0, clock(), 0.0, 0.0, 0.0, 0.0, 0.0)
         _LIVE.add(self)
@@ -488,6 +530,43 @@ class ProcessTree:
     def users(self) -> int:
         """How many attached users (meter sets) share the tree now."""
         return self._users
+
+    @property
+    def unreadable(self) -> dict[int, str]:
+        """Processes of the tree that exist but could not be read since :meth:`start`.
+
+        pid -> why (``"permission denied reading /proc/123/stat"``); each is left out with its
+        children.
+        """
+        with self._lock:
+            return dict(self._unreadable)
+
+    @property
+    def root_unreadable(self) -> str | None:
+        """Why the root cannot be read (it exists), or ``None``: the tree has no share then."""
+        with self._lock:
+            return self._unreadable.get(self.pid)
+
+    def attribution_note(self) -> str:
+        """What the provenance of an attributed figure says about unread processes, or ``""``.
+
+        ``"process share a lower bound: 2 processes of the tree could not be read (permission
+        denied reading /proc/123/stat), nor their children"``; for an unreadable root, ``"not
+        attributed: permission denied reading /proc/123/stat"``.
+        """
+        with self._lock:
+            root = self._unreadable.get(self.pid)
+            if root is not None:
+                return f"not attributed: {root}"
+            if not self._unreadable:
+                return ""
+            n = len(self._unreadable)
+            first = self._unreadable[min(self._unreadable)]
+            noun = "process" if n == 1 else "processes"
+            return (
+                f"process share a lower bound: {n} {noun} of the tree could not be read "
+                f"({first}), nor their children"
+            )
 
     def attach(self) -> UsageSample:
         """Begin using the tree: the first user resets it (:meth:`start`), later ones sample.
@@ -523,9 +602,16 @@ class ProcessTree:
         self._walked_at_pid = None
         self._departed_s = 0.0
         self._tree_cpu_s = 0.0
+        self._unreadable.clear()
         self._machine = _machine_times(self._procfs) or (0.0, 0.0)
         self._root_alive = self._add(self.pid, existed=True) is not None
-        if not self._root_alive:
+        if self.pid in self._unreadable:
+            logger.warning(
+                "process %d cannot be read for attribution (%s): its share is unknown",
+                self.pid,
+                self._unreadable[self.pid],
+            )
+        elif not self._root_alive:
             logger.warning("process %d not found for attribution", self.pid)
         pids, rss = self._scan(baseline=True)
         self._started = True
@@ -636,7 +722,13 @@ class ProcessTree:
                 tree's); ``None``: decide from its start time.
             keep: keep its stat file open (Linux).
         """
-        opened = (_ProcStat if self._procfs else _PsutilProc).open(pid, keep=keep)
+        try:
+            opened = (_ProcStat if self._procfs else _PsutilProc).open(pid, keep=keep)
+        except _Unreadable as e:
+            if pid not in self._unreadable:
+                logger.info("process %d of the tree left out: %s", pid, e)
+            self._unreadable[pid] = str(e)
+            return None
         if opened is None:
             return None
         handle, figures = opened

@@ -130,6 +130,7 @@ class MeterSet:
             whose source changes mid-run, such as a GPU counter dropped for sampled power, says
             so in its own provenance) and on fallback.
         tree: the process tree used for attribution.
+        attribution_notes: component -> what its process share lacks (see the property).
 
     Args:
         meters: component -> primary meter.
@@ -171,6 +172,7 @@ class MeterSet:
                 shadow = None
             self._slots[comp] = _Slot(meter, shadow)
         self.provenance: dict[str, str] = {c: s.meter.provenance for c, s in self._slots.items()}
+        self._attributed: set[str] = set()  # components whose meter gave a process share
         self._started = False
         self._attached = False
         self._closed = False
@@ -222,6 +224,7 @@ class MeterSet:
             logger.warning("process-tree sample failed: %s", e)
         now = self._clock()
         guarded = self._guarded("read")
+        root_unread = self.tree.root_unreadable is not None
         out: dict[str, MeterReading] = {}
         for comp, slot in self._slots.items():
             shadow_now = self._read_shadow(comp, slot)
@@ -250,10 +253,39 @@ class MeterSet:
                     # (a GPU's counter dropped for sampled power): record what it says now;
                     # greenprint's own estimates and continuations keep theirs for the run
                     self.provenance[comp] = _provenance_of(slot.meter, self.provenance[comp])
+            if reading.process_j is not None:
+                self._attributed.add(comp)
+                if root_unread:  # a share of 0 would be made up: the whole machine's instead
+                    reading = MeterReading(reading.machine_j, None)
             reading = self._monotone(slot.last, reading)
             slot.last, slot.last_t = reading, now
             out[comp] = reading
         return out
+
+    @property
+    def attribution_notes(self) -> dict[str, str]:
+        """Component -> what its process share lacks, for its provenance; empty when nothing.
+
+        For each component whose meter attributes to the tree: ``"process share a lower bound:
+        1 process of the tree could not be read (permission denied reading /proc/123/stat), nor
+        their children"`` when processes of the tree exist but cannot be read; when the root
+        cannot be read, ``"not attributed: ...: the whole machine's energy"`` (the device's for
+        ``gpu``): :meth:`read` then gives no process figure (``process_j`` is ``None``), so a run
+        counts the whole domain, an upper bound, rather than a share of 0.
+        """
+        note = self.tree.attribution_note()
+        if not note:
+            return {}
+        notes = {}
+        for comp in self.components:
+            if comp not in self._attributed:
+                continue
+            if self.tree.root_unreadable is not None:
+                domain = "device" if comp == "gpu" else "machine"
+                notes[comp] = f"{note}: the whole {domain}'s energy"
+            else:
+                notes[comp] = note
+        return notes
 
     def _guarded(self, action: str) -> dict[str, Any]:
         """Call ``start`` or ``read`` on every meter that needs a deadline, in one hand-off.
