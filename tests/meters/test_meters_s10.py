@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 import greenprint as gp
+from greenprint._provenance import Provenance
 from greenprint.meters import (
     CpuEstimateMeter,
     MeterSet,
@@ -22,8 +23,10 @@ from greenprint.meters import (
     detect_meters,
 )
 from greenprint.meters._device_cgroup import allowed_minors
+from greenprint.meters._discovery import HardwareInfo, cpu_estimate_for
 from greenprint.meters._gpu_estimate import GpuTdpEstimateMeter, find_unmetered_gpus
 from greenprint.meters._hwmon import HwmonMeter, energy_delta_uj, probe_hwmon_cpu
+from greenprint.meters._tdp import chip_cores
 from greenprint.testing import make_fake_hwmon
 
 #: one read at the end only, unless the test samples
@@ -271,3 +274,63 @@ def test_a_root_that_cannot_be_read_counts_the_whole_machine_and_says_why(
     why = f"permission denied reading /proc/{parent.pid}/stat"
     assert run.provenance["cpu"].endswith(f"(not attributed: {why}: the whole machine's energy)")
     assert gp.Ledger(tmp_path / "r.db").run(run.id).provenance["cpu"] == run.provenance["cpu"]
+
+
+# -- 4. a VM's share of its chip's TDP -----------------------------------------------------------
+
+
+def _epyc(**kw):
+    base = {
+        "cpu_model": "AMD EPYC 7763 64-Core Processor",
+        "sockets": 1,
+        "physical_cores": 1,
+        "logical_cores": 2,
+        "ram_gb": 8.0,
+        "gpus": (),
+        "meters": (),
+        "cpu_tdp_w": 280.0,
+        "cpu_tdp_source": "table:AMD EPYC 7763",
+    }
+    return HardwareInfo(**{**base, **kw})
+
+
+def test_a_vm_with_2_vcpus_of_a_64_core_epyc_draws_its_share_of_the_tdp():
+    """Before: the whole chip's 280 W for a VM that sees 2 of its 128 threads."""
+    meter = cpu_estimate_for(_epyc())
+    assert meter.tdp_w == pytest.approx(280.0 * 2 / 128)
+    assert meter.provenance == (
+        "estimate:tdp:AMD EPYC 7763 (280 W x 2 of 128 threads (64 cores x 2) = 4.38 W)"
+    )
+    assert Provenance.parse(meter.provenance) == meter.origin
+    # a VM showing one thread per core: 8 of 64, charged more, never less
+    assert cpu_estimate_for(_epyc(physical_cores=8, logical_cores=8)).tdp_w == 35.0
+
+
+def test_whole_chips_and_strings_without_cores_keep_the_table_tdp():
+    bare = _epyc(sockets=2, physical_cores=128, logical_cores=256)
+    assert cpu_estimate_for(bare).provenance == "estimate:tdp:AMD EPYC 7763 (2 x 280 W)"
+    smt_off = _epyc(sockets=2, physical_cores=128, logical_cores=128)
+    assert cpu_estimate_for(smt_off).tdp_w == 560.0
+    intel = _epyc(cpu_model="Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", cpu_tdp_w=300.0)
+    assert cpu_estimate_for(intel).tdp_w == 300.0  # no core count in the string: the chip's
+    assert chip_cores("AMD Ryzen 7 1700 Eight-Core Processor") == 8
+
+
+def test_greenprint_hardware_says_what_the_vm_sees(tmp_path, monkeypatch):
+    from greenprint.meters import _discovery
+
+    monkeypatch.setattr(_discovery, "cpu_model_name", lambda: (_epyc().cpu_model, 1))
+    monkeypatch.setattr(_discovery, "_cpu_counts", lambda: (2, 1))
+    _discovery._detect.cache_clear()
+    try:
+        hw = _discovery.detect_hardware(rapl_root=str(tmp_path))
+        meters = detect_meters(environ={})
+    finally:
+        _discovery._detect.cache_clear()
+    assert hw.cpu_tdp_w == 280.0  # the table's, per socket
+    assert hw.meter("estimate:cpu").reason.startswith(
+        "TDP 280 W (exact match of 'AMD EPYC 7763' in the shipped table); this machine sees "
+        "2 of 128 threads (64 cores x 2): 4.38 W; idle floor"
+    )
+    assert meters.provenance["cpu"].endswith("(280 W x 2 of 128 threads (64 cores x 2) = 4.38 W)")
+    meters.close()

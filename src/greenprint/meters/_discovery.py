@@ -30,7 +30,7 @@ from greenprint.meters._estimate import (
 )
 from greenprint.meters._rapl import Opener, probe_rapl, resolve_rapl_root
 from greenprint.meters._status import GPUInfo, MeterStatus
-from greenprint.meters._tdp import match_cpu_tdp
+from greenprint.meters._tdp import match_cpu_tdp, visible_share
 from greenprint.meters._where import (
     absent_amdsmi,
     absent_nvml,
@@ -174,12 +174,24 @@ def cpu_model_name() -> tuple[str, int]:
 
 
 def _estimate_statuses(
-    model: str, tdp_w: float | None, rule: str, sockets: int, logical: int, ram_gb: float
+    model: str,
+    tdp_w: float | None,
+    rule: str,
+    sockets: int,
+    logical: int,
+    ram_gb: float,
+    physical: int,
 ) -> tuple[MeterStatus, MeterStatus]:
     idle = f"idle floor {IDLE_FRACTION:.0%} of TDP, scaled by CPU utilisation"
     if tdp_w is not None:
         per = f"{tdp_w:g} W" if sockets == 1 else f"{sockets} x {tdp_w:g} W"
-        cpu_reason = f"TDP {per} ({rule}); {idle}"
+        share = visible_share(model, sockets=sockets, logical=logical, physical=physical)
+        seen = (
+            ""
+            if share is None
+            else f"; this machine sees {share.note}: {tdp_w * sockets * share.fraction:.3g} W"
+        )
+        cpu_reason = f"TDP {per} ({rule}){seen}; {idle}"
         cpu_fix = None
     else:
         cpu_reason = (
@@ -297,7 +309,7 @@ def _detect(
     else:
         env["CUDA_VISIBLE_DEVICES"] = cuda_visible
     nvml_status, gpus, amd_status, gpu_est = _gpu_statuses(nvml, amdsmi, env)
-    cpu_est, ram_est = _estimate_statuses(model, tdp_w, rule, sockets, logical, ram_gb)
+    cpu_est, ram_est = _estimate_statuses(model, tdp_w, rule, sockets, logical, ram_gb, physical)
     return HardwareInfo(
         cpu_model=model,
         sockets=sockets,
@@ -376,12 +388,9 @@ def cpu_estimate_for(
     if hardware.cpu_tdp_w is not None:
         origin = hardware.cpu_tdp_origin
         row = origin.source if origin.kind == "table" else hardware.cpu_tdp_source
-        sockets = max(hardware.sockets, 1)
-        watts = (
-            f"{hardware.cpu_tdp_w:g} W" if sockets == 1 else f"{sockets} x {hardware.cpu_tdp_w:g} W"
-        )
+        tdp_w, watts = _table_tdp(hardware)
         return CpuEstimateMeter(
-            tdp_w=hardware.cpu_tdp_w * sockets,
+            tdp_w=tdp_w,
             provenance=Provenance("estimate", f"tdp:{row}", watts),
             tree=tree,
         )
@@ -393,6 +402,29 @@ def cpu_estimate_for(
         ),
         tree=tree,
     )
+
+
+def _table_tdp(hardware: HardwareInfo) -> tuple[float, str]:
+    """The table TDP for what this machine sees, in W, and how it was reached.
+
+    The table's TDP per socket x sockets (``"2 x 150 W"``); in a VM that sees part of a chip
+    whose model string gives its cores, that part of it (``"280 W x 2 of 128 threads (64 cores
+    x 2) = 4.38 W"``, see :func:`~greenprint.meters._tdp.visible_share`), never more than the
+    chips' TDP.
+    """
+    per_socket = hardware.cpu_tdp_w or 0.0
+    sockets = max(hardware.sockets, 1)
+    watts = f"{per_socket:g} W" if sockets == 1 else f"{sockets} x {per_socket:g} W"
+    share = visible_share(
+        hardware.cpu_model,
+        sockets=sockets,
+        logical=hardware.logical_cores,
+        physical=hardware.physical_cores,
+    )
+    if share is None:
+        return per_socket * sockets, watts
+    tdp_w = per_socket * sockets * share.fraction
+    return tdp_w, f"{watts} x {share.note} = {tdp_w:.3g} W"
 
 
 def ram_estimate_for(hardware: HardwareInfo, *, tree: ProcessTree | None = None) -> Meter:

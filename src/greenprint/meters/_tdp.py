@@ -18,6 +18,11 @@ A tie between names with different TDPs is *no match* (never a guess); a tie bet
 the same TDP takes the first alphabetically. A query without a model-number token (``AMD EPYC``,
 ``Intel(R) Xeon(R) CPU @ 2.20GHz``, as many hypervisors report) names a whole family, whose TDPs
 span 65-400 W, so it does not match and the per-core default applies.
+
+A table TDP is the whole chip's. A VM sees a few vCPUs of a many-core chip whose model string it
+passes on (``AMD EPYC 7763 64-Core Processor`` with 2 vCPUs): :func:`visible_share` scales the
+TDP by the logical CPUs the machine sees over the chips' hardware threads, the chip's cores read
+from the model string's ``NN-Core`` (the table, codecarbon's, has no core or thread counts).
 """
 
 from __future__ import annotations
@@ -29,7 +34,16 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TDPMatch", "light_key", "load_tdp_table", "match_cpu_tdp", "normalise_cpu_model"]
+__all__ = [
+    "TDPMatch",
+    "VisibleShare",
+    "chip_cores",
+    "light_key",
+    "load_tdp_table",
+    "match_cpu_tdp",
+    "normalise_cpu_model",
+    "visible_share",
+]
 
 #: The shipped table; a plain path next to this module (importlib.resources costs ~20 ms).
 TDP_TABLE_PATH = Path(__file__).with_name("data") / "cpu_tdp.csv"
@@ -223,3 +237,88 @@ def match_cpu_tdp(model: str) -> TDPMatch | None:
     if chosen is None:
         return None
     return TDPMatch(table.names[chosen], table.tdps[chosen], query, "tokens")
+
+
+_CORES = re.compile(r"\b(\d{1,3}|[a-z]+)[- ]cores?\b", re.IGNORECASE)
+_CORE_WORDS = {
+    "single": 1,
+    "dual": 2,
+    "triple": 3,
+    "quad": 4,
+    "six": 6,
+    "hexa": 6,
+    "eight": 8,
+    "octa": 8,
+    "ten": 10,
+    "twelve": 12,
+    "sixteen": 16,
+}
+
+
+def chip_cores(model: str) -> int | None:
+    """One chip's cores as its model string gives them (``"64-Core"``, ``"Eight-Core"``).
+
+    AMD writes them into its EPYC, Threadripper and Ryzen strings (``AMD EPYC 7763 64-Core
+    Processor``); Intel's strings have none.
+
+    Returns:
+        The count, or ``None`` when the string gives none.
+
+    Example:
+        >>> chip_cores("AMD EPYC 7763 64-Core Processor"), chip_cores("Intel(R) Xeon(R) Gold 6148")
+        (64, None)
+    """
+    for m in _CORES.finditer(model):  # "Intel Core 2 Quad-Core": the first that is a count
+        word = m.group(1).lower()
+        cores = int(word) if word.isdigit() else _CORE_WORDS.get(word)
+        if cores:
+            return cores
+    return None
+
+
+@dataclass(frozen=True)
+class VisibleShare:
+    """The part of its chips' hardware threads a machine sees (a VM's vCPUs).
+
+    Attributes:
+        fraction: visible logical CPUs over the chips' threads, in (0, 1).
+        logical: the logical CPUs the machine sees.
+        threads: the chips' hardware threads, all sockets: cores x threads per core x sockets.
+        cores: one chip's cores (from the model string).
+        per_core: threads per core, as the machine's own CPUs show (logical over physical).
+    """
+
+    fraction: float
+    logical: int
+    threads: int
+    cores: int
+    per_core: int
+
+    @property
+    def note(self) -> str:
+        """``"2 of 128 threads (64 cores x 2)"``."""
+        return f"{self.logical} of {self.threads} threads ({self.cores} cores x {self.per_core})"
+
+
+def visible_share(model: str, *, sockets: int, logical: int, physical: int) -> VisibleShare | None:
+    """What part of its chips' TDP a machine that sees ``logical`` CPUs of them draws, or ``None``.
+
+    The chip's cores come from the model string (:func:`chip_cores`); its threads per core are
+    the machine's own (logical over physical CPUs, at least 1: a VM showing one thread per core
+    is counted so, which charges it more, never less). ``None`` when the string gives no core
+    count, or the machine sees all the threads (bare metal), so the whole TDP applies.
+
+    Args:
+        model: the CPU model string (``"AMD EPYC 7763 64-Core Processor"``).
+        sockets: CPU packages the machine reports.
+        logical: logical CPUs it sees (vCPUs in a VM).
+        physical: physical cores it sees.
+    """
+    cores = chip_cores(model)
+    if cores is None or logical < 1:
+        return None
+    per_core = max(round(logical / physical), 1) if physical > 0 else 1
+    threads = cores * per_core * max(sockets, 1)
+    if logical >= threads:
+        return None
+    return VisibleShare(logical / threads, logical, threads, cores, per_core)
