@@ -24,7 +24,11 @@ from greenprint.meters import (
 )
 from greenprint.meters._device_cgroup import allowed_minors
 from greenprint.meters._discovery import HardwareInfo, cpu_estimate_for
-from greenprint.meters._gpu_estimate import GpuTdpEstimateMeter, find_unmetered_gpus
+from greenprint.meters._gpu_estimate import (
+    GpuTdpEstimateMeter,
+    estimate_status,
+    find_unmetered_gpus,
+)
 from greenprint.meters._hwmon import HwmonMeter, energy_delta_uj, probe_hwmon_cpu
 from greenprint.meters._tdp import chip_cores
 from greenprint.testing import make_fake_hwmon
@@ -334,3 +338,18 @@ def test_greenprint_hardware_says_what_the_vm_sees(tmp_path, monkeypatch):
     )
     assert meters.provenance["cpu"].endswith("(280 W x 2 of 128 threads (64 cores x 2) = 4.38 W)")
     meters.close()
+
+
+def test_greenprint_hardware_says_why_a_job_has_none_of_the_listed_gpus(
+    tmp_path, monkeypatch, no_nvml
+):
+    monkeypatch.setenv("GREENPRINT_PROC_DRIVER_ROOT", str(_nvidia_listing(tmp_path, FOUR[:2])))
+    (tmp_path / "cgroup" / "devices").mkdir(parents=True)
+    (tmp_path / "cgroup" / "devices" / "devices.list").write_text("c 136:* rwm\nc 5:2 rwm\n")
+    monkeypatch.setenv("GREENPRINT_CGROUP_ROOT", str(tmp_path / "cgroup"))
+    status = estimate_status(False, environ={})
+    assert not status.usable
+    assert status.reason == (
+        "no GPU this process can use: counted none of the driver's 2 NVIDIA GPUs (the device "
+        "cgroup (v1 devices.list) allows none of them; CUDA_VISIBLE_DEVICES unset)"
+    )

@@ -349,6 +349,9 @@ def estimate_status(
         )
         return MeterStatus("estimate:gpu", False, reason, "make NVML usable (see the nvml line)")
     if not gpus:
+        _, note = visible_nvidia_proc_gpus(env)
+        if note:  # the driver lists GPUs, none of them this process's
+            return MeterStatus("estimate:gpu", False, f"no GPU this process can use: {note}", None)
         return no_gpu_found()  # also said, without importing this module, by discovery
     parts = "; ".join(
         f"{g.label} {g.name}: {g.tdp_w:g} W ({g.tdp_source}), utilisation "
