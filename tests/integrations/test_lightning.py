@@ -46,6 +46,10 @@ class Regressor(pl.LightningModule):
         x, y = batch
         self.log("val_loss", torch.nn.functional.mse_loss(self(x), y))
 
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test_loss", torch.nn.functional.mse_loss(self(x), y))
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
@@ -98,6 +102,21 @@ def test_a_fit_is_one_finished_run_with_figures_in_every_logger(tmp_path: Path) 
     emissions = [float(r["greenprint/emissions_kg"]) for r in rows]
     assert 0 < emissions[-1] <= record.emissions_kg
     assert all(float(r["greenprint/power_w"]) >= 0 for r in rows)
+
+    # a test and a validation by this Trainer after the fit score the model it trained: on the
+    # fit's run, at its last step (they were dropped: the run had ended)
+    module, held_out = trainer.lightning_module, _data(n=32, batch_size=32)
+    (tested,) = trainer.test(module, held_out, verbose=False)
+    (validated,) = trainer.validate(module, held_out, verbose=False)
+    (record,) = gp.Ledger(db).runs(study="lit")
+    assert [(p.step, p.value) for p in record.metrics if p.name == "test_loss"] == [
+        (trainer.global_step, pytest.approx(tested["test_loss"]))
+    ]
+    assert record.metric("val_loss") == pytest.approx(validated["val_loss"])
+    # another Trainer's test is not this fit's
+    _trainer(tmp_path, cb, logger=False).test(module, held_out, verbose=False)
+    (record,) = gp.Ledger(db).runs(study="lit")
+    assert [p.name for p in record.metrics].count("test_loss") == 1
 
 
 def test_count_fpo_adds_one_counted_step_per_batch(tmp_path: Path) -> None:

@@ -103,6 +103,17 @@ def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> No
     # eval metrics are copied once per evaluation (on_evaluate), not twice
     assert [p.step for p in record.metrics if p.name == "eval_loss"] == [2, 4]
 
+    # evaluations after train() are the trained model's scores: on the run, at its last step
+    # (they were dropped: the run had ended)
+    tested = trainer.evaluate(Tokens(16, seed=2), metric_key_prefix="test")
+    predicted = trainer.predict(Tokens(8, seed=3), metric_key_prefix="holdout").metrics
+    (record,) = gp.Ledger(db).runs(study="hf")
+    assert [(p.step, p.value) for p in record.metrics if p.name == "test_loss"] == [
+        (4, pytest.approx(tested["test_loss"]))
+    ]
+    assert record.metric("holdout_loss") == pytest.approx(predicted["holdout_loss"])
+    assert record.status == "finished" and [p.step for p in record.metrics][-1] == 4
+
 
 def test_without_attach_the_callback_still_records(tmp_path: Path) -> None:
     cb = GreenprintCallback(ledger=False, **FAST)

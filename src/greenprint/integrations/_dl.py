@@ -9,11 +9,14 @@ node's first use (one meter per node). A callback's options are checked when it 
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from greenprint._exceptions import GreenprintError
 from greenprint._units import JOULES_PER_KWH
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,11 +27,14 @@ __all__ = [
     "FIGURE_PREFIX",
     "LiveFigures",
     "NoMeters",
+    "append_metrics",
     "metric_values",
     "plain_params",
     "refresh",
     "share_node_run_id",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Prefix of the names under which the integrations log greenprint's figures.
 FIGURE_PREFIX = "greenprint/"
@@ -77,6 +83,27 @@ def metric_values(
         if isinstance(value, numbers.Real):
             out[key] = float(value) if math.isfinite(float(value)) else math.nan
     return out
+
+
+def append_metrics(run: Run, values: Mapping[str, float], *, step: int | None) -> None:
+    """Append metric points to an ended run's record in its ledger (``run.log`` is closed).
+
+    For what the framework evaluates after the run's training ended (a search trial's last
+    evaluation, ``trainer.evaluate()`` or ``trainer.test()`` after training): the scores of
+    the model the run trained. A ledger that cannot take them is logged as a warning, never
+    raised into the framework.
+    """
+    from greenprint._records import MetricPoint
+
+    ledger = run.ledger
+    if ledger is None or not values:
+        return
+    now = time.time()
+    points = [MetricPoint(name, float(v), step, now) for name, v in values.items()]
+    try:
+        ledger.flush(run.id, metrics=points)
+    except GreenprintError as e:  # the run stays as recorded; never stop the framework
+        logger.warning("greenprint: could not add %s to run %s: %s", ", ".join(values), run.id, e)
 
 
 def refresh(run: Run) -> None:

@@ -21,6 +21,9 @@ What it records:
   (``greenprint/energy_kwh``, ``greenprint/emissions_kg``) to every logger at the last step;
 * the validation metrics (``trainer.callback_metrics``) at each validation end, into the run (a
   value that is not finite, a diverged loss, as NaN: the run has no score, never a stale one);
+  a ``trainer.test()`` or ``trainer.validate()`` by the same Trainer after the fit adds its
+  metrics to the fit's ended run at its last step (the model the fit trained; the cost of that
+  evaluation is not measured);
 * the module's ``hparams`` and the Trainer's epochs and devices as the run's params;
 * with ``count_fpo=True``, the FPO of one training step (``training_step`` and the backward of its
   loss, counted once on a meta copy of the module: nothing is allocated), added to the run at
@@ -50,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +70,7 @@ from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
     NoMeters,
+    append_metrics,
     metric_values,
     plain_params,
     refresh,
@@ -146,6 +151,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._run: Run | None = None
         self._figures: LiveFigures | None = None
         self._step_fpo: FPOResult | int | None = None
+        self._fit_trainer: weakref.ref[Any] | None = None  # the Trainer of the run's fit
         self.last_run_id: str | None = None
 
     @property
@@ -158,6 +164,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         state = dict(self.__dict__)
         state["_run"] = None
         state["_figures"] = None
+        state["_fit_trainer"] = None
         return state
 
     # ------------------------------------------------------------------ hooks
@@ -190,6 +197,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._run = run
         self.last_run_id = run.id
         self._figures = LiveFigures(run)
+        self._fit_trainer = weakref.ref(trainer)
         self._step_fpo = None  # counted again: this fit may train another module
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -257,12 +265,28 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             )
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        """Copy the validation metrics to the run (not during the sanity check)."""
-        if self._run is None or self._run.status != "running" or trainer.sanity_checking:
+        """Copy the validation metrics to the run (not during the sanity check).
+
+        A ``trainer.validate()`` after the fit, by the fit's Trainer, adds them to the fit's
+        ended run at its last step, as :meth:`on_test_end` does.
+        """
+        if self._run is None or trainer.sanity_checking:
+            return
+        if self._run.status != "running":
+            self._after_fit(trainer)
             return
         metrics = metric_values(trainer.callback_metrics)
         if metrics:
             self._log(trainer, metrics)
+
+    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+        """Add the metrics of a ``trainer.test()`` after the fit to the fit's run.
+
+        The test scores the model the fit trained: they go to its ended run at the fit's last
+        step (their cost is not measured: the run has ended), when the same Trainer tests.
+        """
+        if self._run is not None and self._run.status != "running":
+            self._after_fit(trainer)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         """End the run ``finished`` (``interrupted`` by a budget), with the last metrics.
@@ -301,6 +325,15 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._stop_if_running(status, error)
 
     # ------------------------------------------------------------------ internals
+    def _after_fit(self, trainer: Any) -> None:
+        """Append an evaluation by the fit's Trainer, after the fit, to the fit's ended run."""
+        run = self._run
+        fit_trainer = self._fit_trainer() if self._fit_trainer is not None else None
+        if run is None or fit_trainer is None or fit_trainer is not trainer:
+            return
+        metrics = metric_values(fit_trainer.callback_metrics)
+        append_metrics(run, metrics, step=fit_trainer.global_step)
+
     def _stop_if_running(self, status: str, error: str | None) -> None:
         run = self._run
         if run is not None and run.status == "running":

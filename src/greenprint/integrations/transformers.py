@@ -26,7 +26,10 @@ What it records:
   the run's own fields, not metrics). Callbacks run in list order and
   the Trainer puts its reporters (W&B, MLflow, TensorBoard) before yours, so ``attach(trainer)``
   moves this callback first for those reporters to see the figures;
-* the metrics of each ``on_evaluate``, into the run; with ``load_best_model_at_end``, the best
+* the metrics of each ``on_evaluate``, into the run, and those of the trainer's evaluations
+  after ``train()`` returned (``trainer.evaluate()``, ``trainer.predict()``'s ``test_*``), into
+  the ended run at its last step (their cost is not measured); with
+  ``load_best_model_at_end``, the best
   checkpoint's evaluation again at the end of training, so that the run's last values are those
   of the model ``train()`` returns (and the params ``load_best_model_at_end`` and
   ``metric_for_best_model``); a value that is not finite is logged as NaN (no score);
@@ -73,12 +76,11 @@ import logging
 import math
 import os
 import socket
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from greenprint._budget import BudgetGuard
-from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
+from greenprint._exceptions import BudgetExceeded, ConfigError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
 from greenprint._units import kg_to_g
@@ -87,6 +89,7 @@ from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
     NoMeters,
+    append_metrics,
     metric_values,
     plain_params,
     refresh,
@@ -150,6 +153,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._run: Run | None = None
         self._figures: LiveFigures | None = None
         self._attached: Any = None
+        self._state: Any = None  # the TrainerState of the run's training (a new one per train())
         self._in_train = 0  # depth of the wrapped train() calls in progress
         self._searching = 0  # depth of the wrapped hyperparameter_search() calls in progress
         #: the last search's objective (its compute_objective and metric names), for retrains
@@ -301,6 +305,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._run = run
         self.last_run_id = run.id
         self._figures = LiveFigures(run)
+        self._state = state  # the Trainer's state of this training: its later evaluations
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any):
         """Add greenprint's figures to ``logs`` and copy the numeric logs to the run.
@@ -327,9 +332,10 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any):
         """Copy the evaluation metrics to the run.
 
-        A search trial's evaluation after its training (the Trainer evaluates once more when
-        none ran during training) goes to the trial's ended run. After a search, a training of
-        the same trainer also logs the search's objective of each evaluation.
+        An evaluation after the training (``trainer.evaluate()`` once ``train()`` returned, or a
+        search trial's, which the Trainer runs when none ran during training) goes to the
+        training's ended run, at its last step: the trained model's score. After a search, a
+        training of the same trainer also logs the search's objective of each evaluation.
         """
         run = self._run
         if run is None or not metrics:
@@ -341,8 +347,23 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
                 self._log(run, args, state, control, values)
             if self._objective is not None and not searching:
                 self._objective.log_of(metrics, step=state.global_step)
-        elif searching and self._searching and values:
-            _append(run, values, step=state.global_step)
+        elif values and (state is self._state or (searching and self._searching)):
+            append_metrics(run, values, step=state.global_step)
+
+    def on_predict(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any):
+        """Copy the metrics of ``trainer.predict()`` (``test_loss``...) to the training's run.
+
+        As an evaluation's: after the training, to its ended run at its last step.
+        """
+        run = self._run
+        if run is None or not metrics or state is not self._state:
+            return
+        values = metric_values(metrics)
+        if run.status == "running":
+            if values:
+                self._log(run, args, state, control, values)
+        elif values:
+            append_metrics(run, values, step=state.global_step)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
         """Stop training cleanly when a ``"stop"`` budget has been crossed (see the module)."""
@@ -423,7 +444,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_run=None, _figures=None, _attached=None, _objective=None)
+        state.update(_run=None, _figures=None, _attached=None, _objective=None, _state=None)
         return state
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -440,7 +461,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             except BudgetExceeded:  # raised once, after the values were logged
                 pass
         elif self._searching:  # the trial's evaluation after its training
-            _append(run, values, step=step)
+            append_metrics(run, values, step=step)
 
 
 class _Objective:
@@ -526,21 +547,6 @@ def _objective_names(direction: Any) -> tuple[str, ...] | None:
         base = f"objective_{k}" if many else "objective"
         names.append(base if word == "maximize" else f"{base}_loss")
     return tuple(names) or None
-
-
-def _append(run: Run, values: Mapping[str, float], *, step: int | None) -> None:
-    """Append metric points to an ended run's record in its ledger (``run.log`` is closed)."""
-    from greenprint._records import MetricPoint
-
-    ledger = run.ledger
-    if ledger is None:
-        return
-    now = time.time()
-    points = [MetricPoint(name, float(v), step, now) for name, v in values.items()]
-    try:
-        ledger.flush(run.id, metrics=points)
-    except GreenprintError as e:  # the run stays as recorded; never stop the search
-        logger.warning("greenprint: could not add %s to run %s: %s", ", ".join(values), run.id, e)
 
 
 def model_card_co2(
