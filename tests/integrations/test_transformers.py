@@ -100,8 +100,10 @@ def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> No
     energies = [logs["greenprint/energy_kwh"] for logs in training]
     assert energies == sorted(energies) and energies[-1] <= record.energy_kwh
     assert all(logs["greenprint/power_w"] >= 0 for logs in training)
-    # eval metrics are copied once per evaluation (on_evaluate), not twice
+    # eval metrics are copied once per evaluation (on_evaluate), not twice; so is the epoch the
+    # evaluation's logs carry (it was copied from on_log too: 3 points at step 2, 4 at step 4)
     assert [p.step for p in record.metrics if p.name == "eval_loss"] == [2, 4]
+    assert [p.step for p in record.metrics if p.name == "epoch"] == [2, 2, 4, 4, 4]
 
     # evaluations after train() are the trained model's scores: on the run, at its last step
     # (they were dropped: the run had ended)

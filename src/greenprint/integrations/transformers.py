@@ -317,12 +317,14 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         run, figures = self._run, self._figures
         if run is None or figures is None or run.status != "running" or logs is None:
             return
-        # eval_* come through on_evaluate; the rest (loss, learning rate) is copied here.
-        # greenprint's figures are the run's own fields, not metrics a report would rank by.
+        # an evaluation's logs (eval_*, and its epoch) come through on_evaluate; the rest (loss,
+        # learning rate) is copied here. greenprint's figures are the run's own fields, not
+        # metrics a report would rank by.
+        evaluation = _is_evaluation(logs)
         metrics = {k: v for k, v in metric_values(logs).items() if not k.startswith("eval_")}
-        if metrics:
+        if metrics and not evaluation:
             self._log(run, args, state, control, metrics)
-        if self._log_figures and not _is_evaluation(logs):
+        if self._log_figures and not evaluation:
             refresh(run)
             now = figures.read()
             logs[FIGURE_PREFIX + "energy_kwh"] = now["energy_kwh"]
