@@ -218,6 +218,27 @@ def test_backward_without_anything_requiring_grad_is_bad_input():
     assert gp.count_fpo(model, torch.randn(4, 12), backward=False).total > 0
 
 
+def test_a_function_of_tensors_is_counted_as_a_model_would_be():
+    # count_fpo(function, ...) raised AttributeError ('function' object has no attribute
+    # 'named_modules') deep inside the counter; a function is counted like the model it calls
+    model = build(zoo.mlp, "cpu")
+    x = torch.randn(4, 12)
+    as_model = gp.count_fpo(model, x)
+    as_function = gp.count_fpo(lambda t: model(t), x)
+    assert as_function.total == as_model.total > 0
+    assert as_function.by_op == as_model.by_op
+    assert as_function.params == as_model.params  # the modules it called
+    # a functional op alone: (2, 3) @ (3, 5) is 2 x 5 dot products of 2k FPO (docs/fpo.md)
+    a, b = torch.randn(2, 3, requires_grad=True), torch.randn(3, 5, requires_grad=True)
+    assert gp.count_fpo(torch.matmul, a, b, backward=False).total == 2 * 5 * (2 * 3)
+    assert gp.count_fpo(torch.matmul, a, b).backward_total == 2 * 60  # two matmuls back
+    assert a.grad is None and b.grad is None  # a counted backward leaves no gradient behind
+    with pytest.raises(gp.FPOInputError, match="a torch.nn.Module or a function"):
+        gp.count_fpo("resnet50", x)
+    with pytest.raises(gp.FPOInputError, match="FPOCounter\\(\\) without one"):
+        gp.FPOCounter(lambda t: t)
+
+
 def test_keyword_inputs_reach_the_model():
     class TwoInputs(torch.nn.Module):
         def __init__(self):

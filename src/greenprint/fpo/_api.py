@@ -24,7 +24,7 @@ _OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter]], torch.optim.Opti
 
 
 def count_fpo(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Callable[..., Any],
     *inputs: Any,
     backward: bool = True,
     strict: bool = False,
@@ -40,7 +40,10 @@ def count_fpo(
     (so old gradients add nothing) and restored after it.
 
     Args:
-        model: the model (any ``torch.nn.Module``).
+        model: the model (any ``torch.nn.Module``), or any other callable of tensors (a
+            function such as ``torch.nn.functional.scaled_dot_product_attention``, a lambda
+            around a model): counted the same, its modules named by class (``"Linear"``) and
+            ``params`` those of the modules it called.
         *inputs: its positional inputs (see :func:`greenprint.fpo.example_inputs`).
         backward: count the backward pass too.
         strict: raise :class:`greenprint.UnknownOpError` on an op with no rule.
@@ -51,11 +54,18 @@ def count_fpo(
         The counts (FPO), per op and per module.
 
     Raises:
-        FPOInputError: ``backward=True`` but no output requires grad.
+        FPOInputError: ``model`` is not callable, or ``backward=True`` but no output requires
+            grad.
         UnknownOpError: ``strict=True`` and an op has no rule.
     """
-    counter = FPOCounter(model, strict=strict, rules=rules)
-    saved = _save_grads(model, inputs, kwargs)
+    module = model if isinstance(model, torch.nn.Module) else None
+    if module is None and not callable(model):
+        raise FPOInputError(
+            f"count_fpo needs a torch.nn.Module or a function of tensors to call, not "
+            f"{type(model).__name__} {model!r:.60}"
+        )
+    counter = FPOCounter(module, strict=strict, rules=rules)
+    saved = _save_grads(module, inputs, kwargs)
     try:
         with counter:
             output = model(*inputs, **kwargs)
@@ -246,9 +256,9 @@ def _backward_from(output: Any) -> None:
 
 
 def _save_grads(
-    model: torch.nn.Module, inputs: Any, kwargs: Any
+    model: torch.nn.Module | None, inputs: Any, kwargs: Any
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Stash and clear the ``.grad`` of the parameters and of leaf inputs.
+    """Stash and clear the ``.grad`` of the parameters (of ``model``, if any) and of leaf inputs.
 
     A fresh backward then does not accumulate into old gradients (which would count extra
     adds), and the caller's gradients are restored afterwards.
@@ -256,7 +266,8 @@ def _save_grads(
     from torch.utils._pytree import tree_leaves
 
     leaves = [t for t in tree_leaves((inputs, kwargs)) if isinstance(t, torch.Tensor) and t.is_leaf]
-    saved = [(t, t.grad) for t in [*model.parameters(), *leaves] if t.requires_grad]
+    params = [*model.parameters()] if model is not None else []
+    saved = [(t, t.grad) for t in [*params, *leaves] if t.requires_grad]
     for t, _ in saved:
         t.grad = None
     return saved

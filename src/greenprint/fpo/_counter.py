@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from greenprint._exceptions import FPOError, UnknownOpError
+from greenprint._exceptions import FPOError, FPOInputError, UnknownOpError
 from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
 from greenprint.fpo._higher_order import run_higher_order
 from greenprint.fpo._registry import Rule, merged_rules
@@ -99,6 +99,10 @@ class FPOCounter:
         rules: per-instance overrides, op -> formula (``{"aten.mm": fn}``); merged into a copy
             of the registry, which is never mutated.
 
+    Raises:
+        FPOInputError: ``model`` is not a ``torch.nn.Module`` (a function is counted with
+            ``FPOCounter()`` around its call, or :func:`~greenprint.count_fpo`).
+
     Example::
 
         model = torch.nn.Linear(4, 3)
@@ -114,6 +118,12 @@ class FPOCounter:
         strict: bool = False,
         rules: Mapping[Any, Any] | None = None,
     ) -> None:
+        if model is not None and not isinstance(model, torch.nn.Module):
+            raise FPOInputError(
+                f"FPOCounter(model) takes a torch.nn.Module, whose submodules name the counts, "
+                f"not {type(model).__name__} {model!r:.60}; to count a function, use "
+                "FPOCounter() without one, or count_fpo(function, *inputs)"
+            )
         self._model = model
         self.strict = strict
         self._rules = merged_rules(dict(rules) if rules else None)
