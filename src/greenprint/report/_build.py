@@ -641,6 +641,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     role_of, inferred, scores = roles.roles, roles.inferred, trials.scores
     row = _make_row
     counted_by_children = _container_fpo(forest)
+    lower_is_better = trials.mode == "min"
     runs, parents = forest.runs, forest.parents
     virtual = forest.virtual or (False,) * len(runs)
     for position, run in enumerate(runs):
@@ -669,8 +670,9 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 run.energy_ram_kwh is None,
             )
         ) or _energy_source(run, sources)
-        # score_per_cost, without a call in the common case (finite score, positive energy)
-        if known is None:
+        # score_per_cost, without a call in the common case (finite score, positive energy);
+        # a score that is better lower (a loss) per kWh or per GFLOP means nothing: None
+        if known is None or lower_is_better:
             per_kwh = per_gflop = None
         else:
             finite = -_INF < known < _INF

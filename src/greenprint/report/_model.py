@@ -191,8 +191,10 @@ class RunRow:
         intensity_g_per_kwh: grid intensity applied, g CO2-eq/kWh (``None`` if unknown); for
             a run priced by an hourly series, the series' energy-weighted mean over the run.
         intensity_source: where the intensity came from.
-        score_per_kwh: score per kWh (``None`` without a score or energy).
-        score_per_gflop: score per GFLOP (``None`` without a score or FPO).
+        score_per_kwh: score per kWh (``None`` without a score or energy, or when a lower
+            score is better: a loss per kWh is no efficiency).
+        score_per_gflop: score per GFLOP (``None`` without a score or FPO, or when a lower
+            score is better).
         error: the recorded error of a failed or interrupted run.
         is_final: whether it is the run behind the reported result.
         role: its role: ``trial``, ``part``, ``baseline``, ``final``, ``learning-curve`` or
