@@ -671,7 +671,8 @@ def family_labels(runs: Sequence[RunRecord], group_by: Any) -> list[str]:
     A run without the value gets ``"(no <path>)"``.
 
     Raises:
-        ConfigError: ``group_by`` is neither a string nor callable.
+        ConfigError: ``group_by`` is neither a string nor callable, or its first name is no
+            field of a run (``"model"`` for ``"params.model"``: no run could have a value).
     """
     if callable(group_by):
         return [str(group_by(run)) for run in runs]
@@ -680,6 +681,12 @@ def family_labels(runs: Sequence[RunRecord], group_by: Any) -> list[str]:
             f"group_by must be a dotted path such as 'params.model' or a function, not {group_by!r}"
         )
     head, *rest = group_by.split(".")
+    if not hasattr(RunRecord, head):
+        if any(isinstance(run.params, Mapping) and head in run.params for run in runs):
+            hint = f"did you mean 'params.{group_by}'?"
+        else:
+            hint = "give a dotted path into a run such as 'params.model', 'host' or 'status'"
+        raise ConfigError(f"group_by {group_by!r}: a run has no field {head!r}; {hint}")
     labels = []
     missing = f"(no {group_by})"
     for run in runs:
