@@ -165,11 +165,12 @@ def _score_provenance(
     how = "last logged" if inputs.reduce == "last" else "best logged"
     text = f"scores: {how} value of {inputs.metric!r} of each {of}"
     if curve is not None and curve.n_missing:
-        fill = "" if curve.fill_value is None else f" ({curve.fill_value:.4g})"
+        # how many, and the worst score they count as, are the curve's note (said once: the
+        # caption read '... count as the worst score (16.96). 1 of 12 trials had no score and
+        # count as the worst (16.9626)')
         text += (
-            f"; {curve.n_missing} of {curve.n_trials} trials without a score (failed, "
-            f"interrupted, lost, never logged, or a last value that is NaN: a diverged loss) "
-            f"count as the worst score{fill}"
+            "; a trial without a score (failed, interrupted, lost, never logged, or a last "
+            "value that is NaN: a diverged loss) counts as the worst score"
         )
     return text
 
