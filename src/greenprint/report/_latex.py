@@ -248,14 +248,15 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         )
         out += [r"\end{table}", ""]
     best = top_runs(report, _TOP_RUNS)
+    better = "higher" if report.mode == "max" else "lower"  # said nowhere else in the LaTeX
     baselines = [r for r in report.runs if r.role == "baseline" and r not in best]
     if best or baselines:
         run_header, run_units, run_rows = _runs_table(report, [*best, *baselines])
         shown = sum(1 for r in best if r.is_trial)  # the final run is added when not a trial
         what = (
             ("The best trial" if shown == 1 else f"The {shown} best trials")
-            + f" by {esc(report.metric or '')} out of {tag.total.trials}; $\\star$ marks the "
-            "final run"
+            + f" by {esc(report.metric or '')} out of {tag.total.trials} ({better} is better); "
+            "$\\star$ marks the final run"
             if best
             else "Runs"
         )
