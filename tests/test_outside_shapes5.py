@@ -302,6 +302,24 @@ def test_latex_says_which_way_the_loss_is_ranked(families):
     _in_every_format(home, "lower is better")
 
 
+def test_the_summary_writes_the_final_score_as_the_reports_do(families):
+    """``greenprint report`` prints the price tag's summary (a notebook shows the same lines):
+    its final run's score has the 4 significant digits of the reports and ``ledger ls`` (it
+    read 'objective=0.0836331' above a report of 'objective = 0.08363')."""
+    import greenprint as gp
+    from greenprint.analysis import price_tag
+
+    home, report = families
+    score = report["price_tag"]["final"]["score"]
+    runs = gp.Ledger(home / "greenprint.db").runs(study="loss-families")
+    tag = price_tag(runs, metric="objective", mode="min")
+    assert f"final run retrain (objective={score:.4g}): " in tag.summary()
+    assert f"final run retrain (objective={score:.4g}): " in tag._repr_html_()  # a notebook's
+    _in_every_format(home, f"objective = {score:.4g}")
+    done = run_in(home, GREENPRINT, "ledger", "ls")
+    assert f"objective={score:.4g}" in done.stdout
+
+
 def test_group_by_a_parameter_name_alone_is_one_line_naming_params(families, tmp_path):
     """``--group-by model`` (no run has a field 'model', every trial a parameter): one line,
     exit status 2, naming ``params.model``, and nothing written (it drew one curve of family

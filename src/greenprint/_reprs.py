@@ -101,7 +101,7 @@ def price_tag_html(tag: Any) -> str:
         )
     lines = []
     if tag.final is not None:
-        score = "" if tag.final.score is None else f" ({tag.final.metric}={tag.final.score:g})"
+        score = "" if tag.final.score is None else f" ({tag.final.metric}={tag.final.score:.4g})"
         lines.append(f"final run {tag.final.name}{score}: {tag.final.describe()}")
     share = tag.provenance.measured_share
     if share is not None:

@@ -454,8 +454,8 @@ class PriceTag:
             "elapsed",
         ]
         if self.final is not None:
-            score = (
-                "" if self.final.score is None else f" ({self.final.metric}={self.final.score:g})"
+            score = (  # 4 significant digits, as the reports and ``ledger ls`` write a score
+                "" if self.final.score is None else f" ({self.final.metric}={self.final.score:.4g})"
             )
             lines.append(f"final run {self.final.name}{score}: {self.final.describe()}")
         share = self.provenance.measured_share
