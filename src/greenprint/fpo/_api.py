@@ -36,7 +36,8 @@ def count_fpo(
     Runs ``model(*inputs, **kwargs)`` inside an :class:`FPOCounter`; with ``backward=True`` it
     then back-propagates from every floating output that requires grad, seeded with ones (so no
     loss is counted). Works on real, meta and FakeTensor models and inputs; on meta nothing is
-    allocated. Existing ``.grad`` fields of the model and inputs are set aside during the count
+    allocated. Existing ``.grad`` fields of the model and inputs, and of every other tensor the
+    backward reaches (the parameters a function's modules hold), are set aside during the count
     (so old gradients add nothing) and restored after it.
 
     Args:
@@ -69,7 +70,8 @@ def count_fpo(
     try:
         with counter:
             output = model(*inputs, **kwargs)
-            if backward:
+            if backward:  # a function's parameters are known only from its graph
+                saved += _clear_grads(_graph_leaves(output), saved)
                 _backward_from(output)
     finally:
         _restore_grads(saved)
@@ -271,6 +273,49 @@ def _save_grads(
     for t, _ in saved:
         t.grad = None
     return saved
+
+
+def _graph_leaves(output: Any) -> list[torch.Tensor]:
+    """The leaf tensors a backward from ``output`` writes a ``.grad`` into.
+
+    The ``AccumulateGrad`` nodes of its autograd graph: the parameters of every module a
+    function called, and any other tensor it used that requires grad (a closure's weight).
+    """
+    from torch.utils._pytree import tree_leaves
+
+    leaves: list[torch.Tensor] = []
+    stack: list[Any] = []
+    for t in tree_leaves(output):
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            if t.grad_fn is None:
+                leaves.append(t)
+            else:
+                stack.append(t.grad_fn)
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            leaves.append(variable)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return leaves
+
+
+def _clear_grads(
+    tensors: Sequence[torch.Tensor], saved: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Stash and clear the ``.grad`` of ``tensors`` not already in ``saved``."""
+    done = {id(t) for t, _ in saved}
+    out = []
+    for t in tensors:
+        if id(t) not in done:
+            done.add(id(t))
+            out.append((t, t.grad))
+            t.grad = None
+    return out
 
 
 def _restore_grads(saved: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
