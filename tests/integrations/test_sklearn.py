@@ -19,6 +19,8 @@ from sklearn.model_selection import (  # noqa: E402
     GridSearchCV,
     RandomizedSearchCV,
 )
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.tree import DecisionTreeClassifier  # noqa: E402
 
 import greenprint as gp  # noqa: E402
@@ -97,8 +99,11 @@ def test_randomized_search_in_process(tmp_path: Path, digits) -> None:
     X, y = digits
     db = tmp_path / "g.db"
     search = RandomizedSearchCV(
-        DecisionTreeClassifier(random_state=0),
-        {"max_depth": [2, 4, 8], "min_samples_leaf": [1, 5]},
+        make_pipeline(StandardScaler(), DecisionTreeClassifier(random_state=0)),
+        {
+            "decisiontreeclassifier__max_depth": [2, 4, 8],
+            "decisiontreeclassifier__min_samples_leaf": [1, 5],
+        },
         n_iter=3,
         cv=2,
         random_state=0,
@@ -106,6 +111,12 @@ def test_randomized_search_in_process(tmp_path: Path, digits) -> None:
     track_search(search, X, y, ledger=db, study="random", name="tree-search", **FAST)
     runs = _runs(db, "random")
     _check_tree(runs, search, 2)
+    # the pipeline on one line (its repr spans three: it read "...StandardScaler()),\n    ...")
+    (sweep,) = [r for r in runs if r.role == "sweep"]
+    assert sweep.params["estimator"] == (
+        "Pipeline(steps=[('standardscaler', StandardScaler()), ('decisiontreeclassifier', "
+        "DecisionTreeClassifier(random_state=0))])"
+    )
     assert {r.name for r in runs if r.role == "trial"} == {f"tree-search-c{i}" for i in range(3)}
     # the data searched on is each trial's dataset size, so the report's E x D x H line
     # appears (it never did for a scikit-learn search); the refit trains on all of it too

@@ -751,7 +751,12 @@ def _derived(seed: str, what: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """A parameter value as the ledger can store it: JSON scalars kept, anything else its repr."""
+    """A parameter value as the ledger can store it: JSON scalars kept, anything else its repr.
+
+    The repr on one line: scikit-learn pretty-prints a long estimator over several lines
+    (a ``Pipeline``'s steps), which would stand in the ledger and its tables as line breaks
+    and runs of spaces.
+    """
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
@@ -759,7 +764,7 @@ def _plain(value: Any) -> Any:
             return value.item()
         except (TypeError, ValueError):
             pass
-    text = repr(value)
+    text = " ".join(repr(value).split())
     return text if len(text) <= 200 else text[:197] + "..."
 
 
