@@ -389,3 +389,23 @@ def test_three_days_of_one_optuna_study_read_as_one_search(three_days):
     assert families["trial-4"] == "(no params.model)"
     _evp_is_brute_force(report, families)
     _export_reads_as_the_report(home, "three-days", report)
+
+
+def test_final_given_by_its_name_is_one_line_giving_its_id(three_days, tmp_path):
+    """``--final trial-N``, the name the ledger and the report show, is refused in one line
+    that gives the run's id (it read only "no run with id 'trial-N'"); its id prefix works."""
+    home, _, report = three_days
+    final = report["price_tag"]["final"]
+    out = str(tmp_path / "r")
+    done = run_in(home, GREENPRINT, "report", "--study", "three-days", "--out", out,
+                  "--final", final["name"])  # fmt: skip
+    assert done.returncode == 2, done.stdout
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith(
+        f"; {final['name']!r} is the name of run {final['run_id'][:8]} of study 'three-days': "
+        "give its id"
+    ), line
+    assert not (tmp_path / "r").exists()
+    done = run_in(home, GREENPRINT, "report", "--study", "three-days", "--out", out,
+                  "--format", "json", "--no-plots", "--final", final["run_id"][:8])  # fmt: skip
+    assert done.returncode == 0, done.stderr
