@@ -242,6 +242,29 @@ def test_a_child_that_cannot_be_read_makes_the_share_a_lower_bound(
     meters.close()
 
 
+def test_a_child_psutil_may_not_read_makes_the_share_a_lower_bound(parent_and_child, monkeypatch):
+    """Without /proc files (macOS, Windows), psutil gives another user's child its start time
+    but denies its CPU times (macOS without root). Before: taken for a process that had
+    exited, the share was a lower bound that said nothing."""
+    parent, child = parent_and_child
+    monkeypatch.setattr(_attribution, "_PROCFS", False)
+    platform = psutil._psplatform.Process  # what psutil.Process asks, behind its cache
+    real = platform.cpu_times
+
+    def cpu_times(self):
+        if self.pid == child:
+            raise psutil.AccessDenied(self.pid)
+        return real(self)
+
+    monkeypatch.setattr(platform, "cpu_times", cpu_times)
+    tree = ProcessTree(parent.pid)
+    tree.start()
+    tree.sample()
+    assert tree.unreadable == {child: f"access denied to process {child}"}
+    assert tree.attribution_note().startswith("process share a lower bound: 1 process")
+    tree.close()
+
+
 @needs_procfs
 def test_a_child_that_exits_is_no_lower_bound(parent_and_child):
     parent, child = parent_and_child

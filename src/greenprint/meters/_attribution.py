@@ -331,29 +331,37 @@ class _PsutilProc:
         try:
             proc = psutil.Process(pid)
             handle = cls(proc, proc.create_time())
+            # macOS gives another user's start time but not its CPU times: denied here too
+            figures = handle._figures()
         except psutil.AccessDenied as e:
             raise _Unreadable(f"access denied to process {pid}") from e
         except psutil.Error:
             return None
-        figures = handle.read()
         return None if figures is None else (handle, figures)
 
     def read(self) -> _Figures | None:
+        """The process's figures now; ``None`` once it is gone (or cannot be read)."""
+        import psutil
+
+        try:
+            return self._figures()
+        except psutil.Error:
+            return None
+
+    def _figures(self) -> _Figures | None:
+        """As :meth:`read`, but psutil's errors raised (``AccessDenied``)."""
         import psutil
 
         proc = self.proc
-        try:
-            if not proc.is_running():  # gone, or its pid now names another process
-                return None
-            with proc.oneshot():
-                times = proc.cpu_times()
-                ppid = proc.ppid()
-                try:
-                    rss = float(proc.memory_info().rss)
-                except psutil.Error:  # zombies have no memory
-                    rss = 0.0
-        except psutil.Error:
+        if not proc.is_running():  # gone, or its pid now names another process
             return None
+        with proc.oneshot():
+            times = proc.cpu_times()
+            ppid = proc.ppid()
+            try:
+                rss = float(proc.memory_info().rss)
+            except psutil.Error:  # zombies have no memory
+                rss = 0.0
         own = times.user + times.system
         reaped = getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
         return ppid, own, reaped, rss, self.started_s, -1
