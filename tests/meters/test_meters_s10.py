@@ -30,6 +30,7 @@ from greenprint.meters._gpu_estimate import (
     find_unmetered_gpus,
 )
 from greenprint.meters._hwmon import HwmonMeter, energy_delta_uj, probe_hwmon_cpu
+from greenprint.meters._nvml import ORDER_NOTE
 from greenprint.meters._tdp import chip_cores
 from greenprint.testing import make_fake_hwmon
 
@@ -128,6 +129,25 @@ def test_a_slurm_job_given_one_gpu_by_its_device_cgroup_counts_that_gpu(tmp_path
         )
     assert provenance.endswith("allows /dev/nvidia2; CUDA_VISIBLE_DEVICES unset))")
     assert _estimate({"CUDA_VISIBLE_DEVICES": "1"})[0] == []  # CUDA has no device 1 here
+
+
+def test_an_index_among_mixed_gpus_says_cuda_may_number_them_otherwise(tmp_path, monkeypatch):
+    """The job may open an H100 and an L4: CUDA numbers them fastest first by default, the
+    estimate in PCI order, so index 1 may be another GPU than CUDA's 1. Before: the provenance
+    said nothing (NVML's path says so)."""
+    monkeypatch.setenv("GREENPRINT_PROC_DRIVER_ROOT", str(_nvidia_listing(tmp_path, FOUR)))
+    (tmp_path / "cgroup" / "devices").mkdir(parents=True)
+    (tmp_path / "cgroup" / "devices" / "devices.list").write_text("c 195:1 rwm\nc 195:2 rwm\n")
+    monkeypatch.setenv("GREENPRINT_CGROUP_ROOT", str(tmp_path / "cgroup"))
+    gpus, provenance = _estimate({"CUDA_VISIBLE_DEVICES": "1"})
+    assert gpus == [("GPU-1", "NVIDIA L4")]
+    assert provenance.endswith(f"CUDA_VISIBLE_DEVICES=1; {ORDER_NOTE}))")
+    for environ in (
+        {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+        {"CUDA_VISIBLE_DEVICES": "GPU-2"},  # a UUID names one GPU in any order
+        {},
+    ):
+        assert ORDER_NOTE not in _estimate(environ)[1]
 
 
 def _with_self_cgroup(text):

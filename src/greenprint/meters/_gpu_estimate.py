@@ -138,11 +138,14 @@ def nvidia_proc_gpus(root: str | os.PathLike[str] | None = None) -> list[NvidiaP
 def visible_nvidia_proc_gpus(
     environ: Mapping[str, str], root: str | os.PathLike[str] | None = None
 ) -> tuple[list[tuple[int, NvidiaProcGpu]], str]:
-    """The listed NVIDIA GPUs this process can use, numbered as CUDA numbers them, and why.
+    """The listed NVIDIA GPUs this process can use, numbered in PCI order, and why.
 
     Left out: GPUs the driver excludes, GPUs the device cgroup (or a container's ``/dev``)
-    denies (:func:`greenprint.meters._device_cgroup.allowed_minors`); CUDA numbers the rest
-    from 0, which ``CUDA_VISIBLE_DEVICES`` picks from by index or UUID (as NVML's path does).
+    denies (:func:`greenprint.meters._device_cgroup.allowed_minors`); the rest are numbered
+    from 0 in PCI order, which ``CUDA_VISIBLE_DEVICES`` picks from by index or UUID (as NVML's
+    path does). CUDA numbers them so with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``; by default it puts
+    the fastest first, so where the GPUs left are of different models and an index picks one,
+    the note says the index may name another GPU (:data:`~greenprint.meters._nvml.ORDER_NOTE`).
 
     Returns:
         ``([(cuda_index, gpu)...], note)``: ``note`` names the GPUs counted and why (``"counted
@@ -150,7 +153,7 @@ def visible_nvidia_proc_gpus(
         /dev/nvidia2; CUDA_VISIBLE_DEVICES unset)"``), ``""`` when the driver lists none.
     """
     from greenprint.meters._device_cgroup import allowed_minors
-    from greenprint.meters._nvml import parse_cuda_visible_devices
+    from greenprint.meters._nvml import ORDER_NOTE, parse_cuda_visible_devices, picks_by_index
 
     listed = nvidia_proc_gpus(root)
     if not listed:
@@ -166,6 +169,8 @@ def visible_nvidia_proc_gpus(
     value = environ.get("CUDA_VISIBLE_DEVICES")
     picked = parse_cuda_visible_devices(value, [g.uuid for g in usable])
     why.append("CUDA_VISIBLE_DEVICES unset" if value is None else f"CUDA_VISIBLE_DEVICES={value}")
+    if picks_by_index(environ) and len({g.model for g in usable}) > 1:
+        why.append(ORDER_NOTE)  # CUDA numbers mixed GPUs fastest first: not PCI order
     counted = ", ".join(usable[i].bus for i in picked) or "none"
     note = f"counted {counted} of the driver's {len(listed)} NVIDIA GPUs ({'; '.join(why)})"
     return [(i, usable[i]) for i in picked], note

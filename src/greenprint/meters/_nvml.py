@@ -335,6 +335,18 @@ ORDER_NOTE = (
 )
 
 
+def picks_by_index(environ: Mapping[str, str]) -> bool:
+    """Whether ``CUDA_VISIBLE_DEVICES`` picks GPUs by index in an order CUDA may not share.
+
+    That is an index among its entries and ``CUDA_DEVICE_ORDER`` not ``PCI_BUS_ID``: greenprint
+    numbers the GPUs in PCI order (NVML's, and the driver's listing), CUDA fastest first.
+    """
+    value = environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None or environ.get("CUDA_DEVICE_ORDER", "").strip().upper() == "PCI_BUS_ID":
+        return False
+    return any(token.strip().lstrip("-").isdigit() for token in value.split(","))
+
+
 def _order_note(nvml: Any, environ: Mapping[str, str], handles: Sequence[Any]) -> str:
     """:data:`ORDER_NOTE` where CUDA may number the GPUs otherwise than NVML, else ``""``.
 
@@ -342,10 +354,7 @@ def _order_note(nvml: Any, environ: Mapping[str, str], handles: Sequence[Any]) -
     and ``CUDA_DEVICE_ORDER`` is not ``PCI_BUS_ID`` (CUDA's default, ``FASTEST_FIRST``, puts the
     fastest first).
     """
-    value = environ.get("CUDA_VISIBLE_DEVICES")
-    if value is None or environ.get("CUDA_DEVICE_ORDER", "").strip().upper() == "PCI_BUS_ID":
-        return ""
-    if not any(token.strip().lstrip("-").isdigit() for token in value.split(",")):
+    if not picks_by_index(environ):
         return ""
     names: set[str] = set()
     for i, handle in enumerate(handles):
