@@ -218,6 +218,24 @@ def test_prefix_lookup(led):
         led.run("ab%_")
 
 
+def test_a_run_name_given_for_an_id_says_which_id_to_give(led):
+    # `greenprint ledger show trial-7`, `whatif --run trial-7`, `report --final trial-7`: the
+    # name users see in `ledger ls`; the error read only "no run with id 'trial-7'"
+    led.start_run(make_record("aaaa1111", name="trial-7"))
+    with pytest.raises(gp.UnknownRunError) as found:
+        led.run("trial-7")
+    assert str(found.value).endswith(
+        "; 'trial-7' is the name of run aaaa1111 of study 'sweep': give its id"
+    )
+    for k in range(7):
+        led.start_run(make_record(f"bbbb{k}000", name="fold", study=f"s{k % 2}"))
+    with pytest.raises(gp.UnknownRunError, match=r"'fold' is the name of 6 or more runs \(bbbb0"):
+        led.run("fold")
+    with pytest.raises(gp.UnknownRunError) as found:
+        led.run("zzzz")
+    assert "is the name of" not in str(found.value)  # no run has it as a name either
+
+
 def test_a_short_full_id_is_found_exactly(led):
     led.start_run(make_record("ab"))
     led.start_run(make_record("abXYZW"))

@@ -371,6 +371,20 @@ class SQLStore:
 
         return self.transaction(do, write=False)
 
+    def find_named(self, name: str, *, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` runs named ``name``: (id, study) pairs (an unknown id's hint)."""
+
+        def do(conn: Connection) -> list[tuple[str, str]]:
+            rows = conn.execute(
+                sa.select(runs_t.c.id, runs_t.c.study)
+                .where(runs_t.c.name == name)
+                .order_by(runs_t.c.started_at, runs_t.c.id)
+                .limit(limit)
+            )
+            return [(row[0], row[1]) for row in rows]
+
+        return self.transaction(do, write=False)
+
     def select_runs(
         self,
         *,

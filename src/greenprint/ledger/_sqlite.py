@@ -488,6 +488,21 @@ class SQLiteStore:
 
         return self.transaction(do, write=False)
 
+    def find_named(self, name: str, *, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` runs named ``name``: (id, study) pairs (an unknown id's hint).
+
+        A scan of ``runs`` (no index on names): on the error path only.
+        """
+
+        def do(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = conn.execute(
+                "SELECT id, study FROM runs WHERE name = ? ORDER BY started_at, id LIMIT ?",
+                (name, limit),
+            )
+            return [(row[0], row[1]) for row in rows]
+
+        return self.transaction(do, write=False)
+
     def select_runs(
         self,
         *,

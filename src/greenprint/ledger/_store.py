@@ -201,7 +201,9 @@ class Ledger(BaseLedger):
         if len(ids) == 1 and (ids[0] == run_id or len(run_id) >= MIN_PREFIX_LEN):
             return ids[0]
         if not ids:
-            raise UnknownRunError(f"no run with id {run_id!r} in ledger {self.url}")
+            raise UnknownRunError(
+                f"no run with id {run_id!r} in ledger {self.url}" + self._named_hint(run_id)
+            )
         if len(run_id) < MIN_PREFIX_LEN:
             raise UnknownRunError(
                 f"run id prefix {run_id!r} is too short: give at least {MIN_PREFIX_LEN} characters"
@@ -210,6 +212,19 @@ class Ledger(BaseLedger):
         raise UnknownRunError(
             f"run id prefix {run_id!r} is ambiguous: it matches {shown}; give more characters"
         )
+
+    def _named_hint(self, name: str) -> str:
+        """What to add to an unknown id's message when runs have it as their name."""
+        named = self._live().find_named(name, limit=6)
+        if not named:
+            return ""
+        studies = {study for _, study in named}
+        where = f" of study {next(iter(studies))!r}" if len(studies) == 1 else ""
+        if len(named) == 1:
+            return f"; {name!r} is the name of run {named[0][0][:8]}{where}: give its id"
+        shown = ", ".join(i[:8] for i, _ in named[:5]) + (", ..." if len(named) > 5 else "")
+        count = f"{len(named)} runs" if len(named) < 6 else "6 or more runs"
+        return f"; {name!r} is the name of {count}{where} ({shown}): give one's id"
 
     def run(self, run_id: str) -> RunRecord:
         """One run with its metrics, by full id or unique prefix (at least 4 characters).

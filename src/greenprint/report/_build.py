@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import AnalysisError, ConfigError, ReportError, UnknownRunError
+from greenprint._exceptions import AnalysisError, ConfigError, ReportError
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
 from greenprint._prediction import is_reserved_metric
@@ -118,7 +118,7 @@ def build_report(
         if not runs:  # pragma: no cover - a study exists only through its runs
             raise ReportError(f"study {study!r} has no runs in ledger {led.url}")
         if final is not None:
-            final = _final_id(led, final, runs, study)
+            final = led.resolve_id(final)  # a run's name: the message gives its id
             if all(run.id != final for run in runs):
                 other = led.run(final)
                 raise AnalysisError(
@@ -327,28 +327,6 @@ def _is_bookkeeping(name: str) -> bool:
 
 def _is_held_out(name: str) -> bool:
     return name.lower().startswith(_HELD_OUT_PREFIXES)
-
-
-def _final_id(led: Ledger, final: str, runs: Sequence[RunRecord], study: str) -> str:
-    """The full id of the run ``final`` names (an id or a unique prefix of one).
-
-    Raises:
-        UnknownRunError: no run has that id; when runs of the study have it as their name
-            (``--final trial-7``), the message gives their ids.
-    """
-    try:
-        return led.resolve_id(final)
-    except UnknownRunError as e:
-        named = [run.id[:8] for run in runs if run.name == final]
-        if not named:
-            raise
-        which = (
-            f"run {named[0]} of study {study!r}: give its id"
-            if len(named) == 1
-            else f"{len(named)} runs of study {study!r} ({', '.join(named[:5])}"
-            f"{', ...' if len(named) > 5 else ''}): give one's id"
-        )
-        raise UnknownRunError(f"{e.args[0]}; {final!r} is the name of {which}") from None
 
 
 def _final_scores(
