@@ -89,6 +89,9 @@ def test_a_fit_is_one_finished_run_with_figures_in_every_logger(tmp_path: Path) 
     names = {point.name for point in record.metrics}
     assert {"val_loss", "train_loss"} <= names
     assert not any(n.startswith("greenprint/") for n in names)  # the run's fields, not metrics
+    # one point per validation (4 batches an epoch): the fit's end adds none at the last step
+    # (it logged every metric there again: val_loss at steps 4, 8, 8)
+    assert [p.step for p in record.metrics if p.name == "val_loss"] == [4, 8]
     # every logger got the figures once per epoch: here the CSV logger; then the run's totals
     (metrics_csv,) = (tmp_path / "logs").rglob("metrics.csv")
     logged = [r for r in csv.DictReader(metrics_csv.open()) if r["greenprint/energy_kwh"]]

@@ -52,6 +52,7 @@ the callback derives from that package's ``Callback``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import weakref
 from collections.abc import Callable, Mapping
@@ -152,6 +153,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._figures: LiveFigures | None = None
         self._step_fpo: FPOResult | int | None = None
         self._fit_trainer: weakref.ref[Any] | None = None  # the Trainer of the run's fit
+        self._logged: dict[str, tuple[int, float]] = {}  # each metric's last (step, value) logged
         self.last_run_id: str | None = None
 
     @property
@@ -198,6 +200,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self.last_run_id = run.id
         self._figures = LiveFigures(run)
         self._fit_trainer = weakref.ref(trainer)
+        self._logged = {}
         self._step_fpo = None  # counted again: this fit may train another module
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -297,7 +300,13 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         """
         run = self._run
         if run is not None and run.status == "running":
-            metrics = metric_values(trainer.callback_metrics)
+            # what changed since the last validation logged them at this step (each point once)
+            step = trainer.global_step
+            metrics = {
+                name: value
+                for name, value in metric_values(trainer.callback_metrics).items()
+                if not _same(self._logged.get(name), (step, value))
+            }
             if metrics:
                 self._log(trainer, metrics)
         self._stop_if_running("finished", None)
@@ -348,6 +357,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             run.log(step=trainer.global_step, **metrics)
         except BudgetExceeded:  # raised once, after the metrics were logged
             pass
+        self._logged.update((name, (trainer.global_step, v)) for name, v in metrics.items())
         if int(getattr(trainer, "world_size", 1)) <= 1 and run.check_budgets() is not None:
             trainer.should_stop = True
 
@@ -425,6 +435,13 @@ def _check_objects(trainer: Any, pl_module: Any) -> None:
             f"GreenprintCallback needs a {_pl.__name__}.LightningModule, "
             f"not {type(pl_module).__name__}"
         )
+
+
+def _same(logged: tuple[int, float] | None, now: tuple[int, float]) -> bool:
+    """Whether a metric's (step, value) is the one logged last (NaN equal to NaN)."""
+    if logged is None or logged[0] != now[0]:
+        return False
+    return logged[1] == now[1] or (math.isnan(logged[1]) and math.isnan(now[1]))
 
 
 def _tree_map(fn: Callable[[Any], Any], value: Any) -> Any:
