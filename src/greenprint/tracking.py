@@ -464,7 +464,9 @@ class Run:
                 the values are recorded).
         """
         self._add_metrics(step, metrics)
-        if self._guard is not None or self._guarded_up:
+        if self._ended_here():
+            self._flush()  # after the run's end: written at once (a test score of the model)
+        elif self._guard is not None or self._guarded_up:
             self._enforce_budgets()
 
     def _add_metrics(self, step: int | None, metrics: Mapping[str, Any]) -> None:
@@ -531,6 +533,8 @@ class Run:
                 self._note_fpo_bound()
             if "role" in fields:
                 self._role = self._pending_fields["role"] = role
+        if self._ended_here():
+            self._flush()
 
     def add_fpo(self, fpo: int | FPOResult) -> None:
         """Add floating-point operations done by this run (e.g. one training step's, per step).
@@ -561,8 +565,19 @@ class Run:
                     for op, calls in more.items():
                         ops[op] = ops.get(op, 0) + calls
                 self._note_fpo_bound()
-        if self._guard is not None or self._guarded_up:
+        if self._ended_here():
+            self._flush()
+        elif self._guard is not None or self._guarded_up:
             self._enforce_budgets()
+
+    def _ended_here(self) -> bool:
+        """Whether the run has ended in this process (its final record written).
+
+        What :meth:`log`, :meth:`set` and :meth:`add_fpo` record after that (a test score
+        computed after the ``with`` block) is written to the ledger at once; the run's cost,
+        final at its end, is not changed.
+        """
+        return self._state == "stopped" and self._ended_at is not None and self._pid == os.getpid()
 
     def _note_fpo_bound(self) -> None:
         """Say in the provenance whether the FPO are a lower bound (the caller holds the lock)."""

@@ -168,6 +168,32 @@ def test_a_run_starts_once(ledger_path):
         run.start()
 
 
+def test_what_is_recorded_after_the_block_reaches_the_ledger_and_the_cost_stays(ledger_path):
+    # a test score computed after `with gp.track(...)` ended, a late count of FPO, params:
+    # they stayed in memory and never reached the ledger (the report had no test score)
+    with gp.track("final", ledger=ledger_path, role="final") as run:
+        run.log(val_acc=0.8, step=1)
+    led = gp.Ledger(ledger_path)
+    ended = led.run(run.id)
+    run.log(test_acc=0.9, step=2)
+    run.set(params={"lr": 0.1}, dataset_size=1000)
+    run.add_fpo(150)
+    late = led.run(run.id)
+    assert [(p.name, p.value, p.step) for p in late.metrics] == [
+        ("val_acc", 0.8, 1),
+        ("test_acc", 0.9, 2),
+    ]
+    assert (late.params, late.dataset_size, late.fpo) == ({"lr": 0.1}, 1000, 150)
+    cost = ("status", "ended_at", "duration_s", "energy_kwh", "emissions_kg")
+    assert [getattr(late, f) for f in cost] == [getattr(ended, f) for f in cost]
+    # before the start: kept, and written with the run
+    later = gp.track("later", ledger=ledger_path)
+    later.log(acc=0.3)
+    with later:
+        pass
+    assert [p.name for p in led.run(later.id).metrics] == ["acc"]
+
+
 def test_in_memory_run_needs_no_ledger():
     with gp.track("mem", ledger=False, **fast()) as run:
         run.log(loss=math.nan)

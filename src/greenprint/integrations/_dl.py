@@ -86,7 +86,10 @@ def metric_values(
 
 
 def append_metrics(run: Run, values: Mapping[str, float], *, step: int | None) -> None:
-    """Append metric points to an ended run's record in its ledger (``run.log`` is closed).
+    """Append metric points to an ended run's record in its ledger.
+
+    As ``run.log`` after the run's end does, but each value taken as ``float(v)`` (a
+    framework's values: never a ConfigError into its loop).
 
     For what the framework evaluates after the run's training ended (a search trial's last
     evaluation, ``trainer.evaluate()`` or ``trainer.test()`` after training): the scores of
