@@ -161,6 +161,10 @@ def test_budgets_pick_trial_counts_and_match_the_full_curve():
         expected_max_performance(scores, budgets=[0])
     with pytest.raises(AnalysisError, match="whole"):
         expected_max_performance(scores, budgets=[1.5])
+    # runs, not scores: the message says how to get their scores
+    runs = [RunRecord(id="a", name="a", metrics=(MetricPoint("accuracy", 0.5),))]
+    with pytest.raises(AnalysisError, match=r"r.metric\('accuracy'\) for r in runs"):
+        expected_max_performance(runs)
 
 
 def test_nan_counts_as_the_worst_score_by_default():

@@ -361,6 +361,8 @@ def test_json_and_summary_are_complete():
     text = tag.summary()
     assert "5 trials (3 finished, 1 failed, 1 pruned) in 6 runs" in text
     assert "1/21" in text
+    assert str(tag) == text  # print(tag) in a notebook or a script: the summary, not a dump
+    assert repr(tag).startswith("PriceTag(studies=")
 
 
 @pytest.mark.parametrize(

@@ -1685,7 +1685,15 @@ def finite_or_raise(values: Any, what: str) -> np.ndarray:
     try:
         array = np.asarray(values, dtype=float)
     except (TypeError, ValueError) as e:
-        raise AnalysisError(f"{what} must be numbers: {e}") from e
+        hint = ""
+        if any(
+            isinstance(v, RunRecord) for v in (values if isinstance(values, list | tuple) else ())
+        ):
+            hint = (
+                "; for runs, pass their scores ([r.metric('accuracy') for r in runs]) or use "
+                "evp_by_budget(runs, metric='accuracy'), which reads a study's trials"
+            )
+        raise AnalysisError(f"{what} must be numbers: {e}{hint}") from e
     if array.ndim != 1:
         raise AnalysisError(f"{what} must be one-dimensional, got shape {array.shape}")
     if np.isinf(array).any():

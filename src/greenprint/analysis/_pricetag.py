@@ -434,6 +434,10 @@ class PriceTag:
 
         return price_tag_html(self)
 
+    def __str__(self) -> str:
+        """:meth:`summary`: ``print(tag)`` shows the price tag, ``repr(tag)`` every field."""
+        return self.summary()
+
     def summary(self) -> str:
         """A few lines of plain text for a terminal or a log."""
         t = self.total
