@@ -369,5 +369,9 @@ def test_a_dataset_size_given_wins_and_an_iterable_dataset_records_none(tmp_path
 
     cb = GreenprintCallback("stream", study="d", ledger=db, **FAST)
     _trainer(tmp_path, cb, max_epochs=1).fit(Regressor(lr=0.05), DataLoader(Stream(), 16))
+    # an epoch of 2 of the 4 batches trains on 32 of the 64 examples (it read 64: a learning
+    # curve by limit_train_batches had one size)
+    cb = GreenprintCallback("half", study="d", ledger=db, **FAST)
+    _trainer(tmp_path, cb, max_epochs=1, limit_train_batches=0.5).fit(Regressor(), _data())
     sizes = {r.name: r.dataset_size for r in gp.Ledger(db).runs(study="d")}
-    assert sizes == {"given": 1000, "stream": None}
+    assert sizes == {"given": 1000, "stream": None, "half": 32}

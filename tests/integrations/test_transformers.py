@@ -246,9 +246,11 @@ def _has(module: str) -> bool:
 
 
 def test_model_card_gets_co2_eq_emissions_in_grams(tmp_path: Path) -> None:
-    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path), train_dataset=Tokens())  # fmt: skip
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path), train_dataset=Tokens(64))
     cb = GreenprintCallback(ledger=False, region="DE", **FAST).attach(trainer)
     trainer.train()
+    # max_steps=4 of 8 examples reach 32 of the 64 (it read 64: E x D x H's D)
+    assert cb.run.record.dataset_size == 32
     path = cb.create_model_card(trainer, model_name="tiny", training_type="fine-tuning")
     from huggingface_hub import ModelCard
 

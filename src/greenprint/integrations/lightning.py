@@ -204,13 +204,18 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._step_fpo = None  # counted again: this fit may train another module
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        """Record the training set's size (E x D x H), unless given: its loader is set now."""
+        """Record the training set's size (E x D x H), unless given: its loader is set now.
+
+        The examples an epoch trains on: the loader's dataset, or the part of it that
+        ``limit_train_batches`` leaves (a fraction or a number of batches).
+        """
         run = self._run
         if run is None or run.status != "running" or self._options.get("dataset_size") is not None:
             return
-        size = sized_dataset(getattr(trainer, "train_dataloader", None))
+        loader = getattr(trainer, "train_dataloader", None)
+        size = sized_dataset(loader)
         if size is not None:
-            run.set(dataset_size=size)
+            run.set(dataset_size=_limited(trainer, loader, size))
 
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
@@ -435,6 +440,24 @@ def _check_objects(trainer: Any, pl_module: Any) -> None:
             f"GreenprintCallback needs a {_pl.__name__}.LightningModule, "
             f"not {type(pl_module).__name__}"
         )
+
+
+def _limited(trainer: Any, loader: Any, size: int) -> int:
+    """``size`` examples, or those of the batches ``limit_train_batches`` keeps of an epoch.
+
+    ``trainer.num_training_batches`` (each rank's, after the limit) below the loader's length:
+    that many batches of ``loader.batch_size`` on each rank, at most ``size``.
+    """
+    batches = getattr(trainer, "num_training_batches", None)
+    batch_size = getattr(loader, "batch_size", None)
+    try:
+        full = len(loader)
+    except TypeError:  # no length: no limit to read
+        return size
+    if not isinstance(batches, int) or not isinstance(batch_size, int) or batches >= full:
+        return size
+    world = int(getattr(trainer, "world_size", 1) or 1)
+    return max(1, min(size, batches * batch_size * world))
 
 
 def _same(logged: tuple[int, float] | None, now: tuple[int, float]) -> bool:

@@ -283,7 +283,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         if options.get("dataset_size") is None:  # E x D x H: the examples it trains on
             size = sized_dataset(kwargs.get("train_dataloader"))
             if size is not None:
-                options["dataset_size"] = size
+                options["dataset_size"] = _within_max_steps(args, size)
         world = int(getattr(args, "world_size", 1) or 1)
         local = int(getattr(args, "local_process_index", 0) or 0)
         if world <= 1:
@@ -637,6 +637,24 @@ def _hardware_text(hardware: Mapping[str, Any] | None) -> str:
         names = [g.get("name", "GPU") if isinstance(g, Mapping) else str(g) for g in gpus]
         parts.append(f"{len(names)} x {names[0]}")
     return ", ".join(parts)
+
+
+def _within_max_steps(args: Any, size: int) -> int:
+    """The examples training reaches: ``size``, or fewer when ``max_steps`` ends it sooner.
+
+    ``max_steps`` optimizer steps of ``train_batch_size`` x gradient accumulation x processes
+    examples each, when that is less than one pass over the ``size`` examples.
+    """
+    steps = getattr(args, "max_steps", -1)
+    if not isinstance(steps, int) or steps <= 0:
+        return size
+    batch = getattr(args, "train_batch_size", None) or getattr(
+        args, "per_device_train_batch_size", None
+    )
+    accumulation = getattr(args, "gradient_accumulation_steps", 1) or 1
+    if not isinstance(batch, int) or not isinstance(accumulation, int):
+        return size
+    return max(1, min(size, steps * batch * accumulation * _world_size(args)))
 
 
 def _world_size(args: Any) -> int:
