@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import greenprint as gp
 from greenprint import MetricPoint, PowerSample
 from greenprint.cli import main
 from greenprint.ledger import Ledger
@@ -105,6 +106,23 @@ def test_ls_filters_and_json(ledger_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "wide" in out and "mnist-1" in out and "baseline" not in out
+
+
+def test_ls_shows_a_score_not_the_epoch_every_training_logs(tmp_path, capsys):
+    # Hugging Face trainings log `epoch` in every run: it was the study's METRIC column
+    db = tmp_path / "hf.db"
+    for k in range(3):
+        with gp.track(f"t{k}", study="hf", ledger=db) as run:
+            run.log(epoch=1.0, learning_rate=1e-4, step=1)
+            if k:
+                run.log(eval_accuracy=(0.8, 0.9)[k - 1], step=1)
+    assert main(["ledger", "ls", "--ledger", str(db), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["main_metric"] for r in listed] == [
+        {"name": "epoch", "value": 1.0},  # it logged nothing else
+        {"name": "eval_accuracy", "value": 0.8},
+        {"name": "eval_accuracy", "value": 0.9},
+    ]
 
 
 def test_ls_empty_ledger(tmp_path, capsys):

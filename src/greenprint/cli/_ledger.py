@@ -156,7 +156,12 @@ def _main_metric(record: RunRecord, prefer: str | None = None) -> tuple[str, flo
 
 
 def _study_metrics(records: Sequence[RunRecord]) -> dict[str, str]:
-    """Each study's metric: the one most of its runs logged (first logged on a tie)."""
+    """Each study's metric: the one most of its runs logged (first logged on a tie).
+
+    Bookkeeping such as ``epoch`` or ``learning_rate``, which every run of a Hugging Face
+    training logs, only when the study logged nothing else (as the report chooses).
+    """
+    from greenprint._metric_names import is_bookkeeping_metric
     from greenprint._prediction import is_reserved_metric
 
     counts: dict[str, dict[str, int]] = {}
@@ -165,7 +170,12 @@ def _study_metrics(records: Sequence[RunRecord]) -> dict[str, str]:
         for n in r.metric_names:
             if not is_reserved_metric(n):
                 names[n] = names.get(n, 0) + 1
-    return {study: max(names, key=names.__getitem__) for study, names in counts.items() if names}
+    chosen = {}
+    for study, names in counts.items():
+        scores = {n: c for n, c in names.items() if not is_bookkeeping_metric(n)} or names
+        if scores:
+            chosen[study] = max(scores, key=scores.__getitem__)
+    return chosen
 
 
 def _dump(value: Any) -> str:

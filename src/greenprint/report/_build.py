@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from greenprint._exceptions import AnalysisError, ConfigError, ReportError
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
+from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import FPO_KEY, Provenance, is_fpo_lower_bound
 from greenprint._records import RunRecord
@@ -252,7 +253,7 @@ def pick_metric(
     # anything else was logged; among the most logged, the objective a search optimised (a
     # Trainer's hyperparameter_search), then a held-out metric (eval_loss) before a training
     # one logged as often (a Trainer's loss); else the first logged (dict order)
-    candidates = [m for m in counts if not _is_bookkeeping(m)] or list(counts)
+    candidates = [m for m in counts if not is_bookkeeping_metric(m)] or list(counts)
 
     def often(m: str) -> int:
         return trial_counts.get(m, 0)
@@ -301,11 +302,6 @@ _NO_SCORE = frozenset({"failed", "interrupted", "lost"})
 #: The score of a run of those statuses in the runs table: none.
 _NO_SCORE_OF_RUN = TrialScore(math.nan, "none")
 
-#: Metric names a framework logs about the training schedule, never a score to rank by.
-_BOOKKEEPING = frozenset(
-    {"learning_rate", "lr", "epoch", "step", "global_step", "grad_norm", "total_flos"}
-)
-_BOOKKEEPING_SUFFIXES = ("_runtime", "_per_second")
 #: The metric a search logs as the objective it optimised (greenprint's Hugging Face callback:
 #: ``objective`` when maximised, ``objective_loss`` when minimised): the default ranking.
 _SEARCH_OBJECTIVES = frozenset({"objective", "objective_loss"})
@@ -318,11 +314,6 @@ def _kept_by(runs: Sequence[RunRecord]) -> str | None:
     named = {run.params.get("metric_for_best_model") for run in runs}
     named.discard(None)
     return str(named.pop()) if len(named) == 1 else None
-
-
-def _is_bookkeeping(name: str) -> bool:
-    lower = name.lower()
-    return lower in _BOOKKEEPING or lower.endswith(_BOOKKEEPING_SUFFIXES) or lower.startswith("lr-")
 
 
 def _is_held_out(name: str) -> bool:
