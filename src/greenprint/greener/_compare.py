@@ -302,6 +302,8 @@ def _one(
             track=nested,
             ledger=options["ledger"],
             study=container.study,
+            region=options["region"],
+            pue=options["pue"],
         )
         try:
             applied = variant.apply(copy.deepcopy(model), ctx)

@@ -85,6 +85,9 @@ class Context:
             done by a technique (distillation, fine-tuning); its cost is the variant's.
         ledger: the ledger the comparison records into (``False``: in memory).
         study: the study it records into.
+        region: the comparison's grid region (``None``: as configured), for training runs a
+            technique opens itself (as :func:`~greenprint.greener.distill`'s).
+        pue: the comparison's PUE (``None``: as configured), likewise.
         fpo: FPO of the training runs a technique opened (appended by it), counted into the
             variant's run, which contains them.
     """
@@ -94,6 +97,8 @@ class Context:
     track: Callable[[str, str], AbstractContextManager[Any]]
     ledger: Any = None
     study: str | None = None
+    region: str | None = None
+    pue: Any = None
     fpo: list[int] = field(default_factory=list)
 
 
@@ -537,6 +542,8 @@ def distilled(
             name="distill",
             ledger=ctx.ledger,
             study=ctx.study,
+            region=ctx.region,
+            pue=ctx.pue,
         )
         if result.fpo is not None:
             ctx.fpo.append(result.fpo)
