@@ -308,7 +308,7 @@ def pool_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     done = run_in(home, GREENPRINT, "run", "-q", "--study", "pool", "--role", "sweep",
                   "--name", "sweep", "--", sys.executable, "sweep.py")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return home, _report(home, "--study", "pool", "--group-by", "params.model")
+    return home, _report(home, "--study", "pool", "--group-by", "params.model", "--no-plots")
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +325,8 @@ def ray_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
     done = run_in(home, sys.executable, "study.py", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     tune_results = json.loads(done.stdout.splitlines()[-1])
-    return home, tune_results, _report(home, "--study", "ray-exp", "--group-by", "params.model")
+    return home, tune_results, _report(home, "--study", "ray-exp", "--group-by", "params.model",
+                                       "--no-plots")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

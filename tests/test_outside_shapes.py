@@ -323,7 +323,7 @@ def nodes_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         assert node.returncode == 0, err.decode()[-3000:]
     done = run_in(home, GREENPRINT, "ledger", "merge", "all.db", "node0.db", "node1.db")
     assert done.returncode == 0, done.stderr
-    return home, _report(home, "--ledger", "all.db", "--study", "ddp")
+    return home, _report(home, "--ledger", "all.db", "--study", "ddp", "--no-plots")
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +338,8 @@ def optuna_mo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
         assert done.returncode == 0, done.stderr[-3000:]
         warned += done.stderr
     trials = json.loads(done.stdout.splitlines()[-1])
-    return home, trials, warned, _report(home, "--study", "mo", "--group-by", "params.model")
+    return home, trials, warned, _report(home, "--study", "mo", "--group-by", "params.model",
+                                         "--no-plots")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -476,7 +477,7 @@ def test_random_search_in_worker_processes_reads_as_its_cv_results(sklearn_studi
     """Four candidates whose folds ran in loky worker processes: four trials scored as
     scikit-learn scored them, their folds parts, the refit final, the search counted once."""
     home, built = sklearn_studies
-    report = _report(home, "--study", "random")  # all four formats
+    report = _report(home, "--study", "random", "--no-plots")  # all four formats
     rows = _rows(report)
     tag = report["price_tag"]
     assert tag["roles"]["counts"] == {"trial": 4, "part": 12, "final": 1, "sweep": 1}
@@ -626,7 +627,7 @@ def test_hf_hyperparameter_search_reads_as_its_trials_and_the_retrain(tmp_path_f
     done = run_in(home, sys.executable, "study.py")
     assert done.returncode == 0, done.stderr[-3000:]
     best = json.loads(done.stdout.splitlines()[-1])
-    report = _report(home, "--study", "hf-hpo")
+    report = _report(home, "--study", "hf-hpo", "--no-plots")
     rows = _rows(report)
     tag = report["price_tag"]
     assert tag["roles"]["counts"] == {"trial": 3, "final": 1, "part": 1}

@@ -634,7 +634,7 @@ def test_ray_trial_retried_after_a_failure_is_one_trial(tmp_path_factory):
     results = json.loads(done.stdout.splitlines()[-1])
     assert sorted(r["score"] for r in results) == [3.0, 6.0, 9.0]
     assert not any(r["error"] for r in results)
-    report = _report(home, "--study", "retry")
+    report = _report(home, "--study", "retry", "--no-plots")
     tag = report["price_tag"]
     assert tag["total"]["trials"] == 3
     assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {"finished": 3}

@@ -356,7 +356,8 @@ def mlflow_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[
     env = clean_env()  # MLflow's file store, as its docs allow it; no usage reports
     env.update(MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_DISABLE_TELEMETRY="true")
     return _study(tmp_path_factory, "shapes3-mlflow", MLFLOW_SCRIPT,
-                  "--study", "mlf", "--group-by", "params.model", env=env)  # fmt: skip
+                  "--study", "mlf", "--group-by", "params.model", "--no-plots",
+                  env=env)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -450,4 +450,4 @@ def test_report_final_of_another_study_names_both(tmp_path, capsys):
     assert f"the final run {ids['mnist'][:12]} ('t-mnist') belongs to study 'mnist'" in err
     assert "not to study 'cifar' that is being reported" in err
     assert not out.exists()
-    assert main([*argv, "--final", ids["cifar"]]) == 0
+    assert main([*argv, "--final", ids["cifar"], "--no-plots"]) == 0

@@ -117,7 +117,8 @@ def test_compares_records_and_writes_the_files(module, tmp_path, capsys):
     assert {r.role for r in runs} == {"greener"}
     assert any(r.params.get("greener.step") == "distill" for r in runs)
     # the study's report shows the comparison again
-    code = main(["report", "--ledger", str(ledger), "--study", "cli", "--out", str(tmp_path / "r")])
+    out = ["--out", str(tmp_path / "r"), "--no-plots"]
+    code = main(["report", "--ledger", str(ledger), "--study", "cli", *out])
     capsys.readouterr()
     assert code == 0
     assert "Greener variants" in (tmp_path / "r" / "report.md").read_text()
