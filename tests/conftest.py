@@ -46,29 +46,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
 
-#: Test files that take minutes (real Ray, Lightning DDP, HF and Optuna studies, the README's
-#: demo): under pytest-xdist they are handed out first, so that no worker starts one of them
-#: when the others are nearly done (``--dist loadfile`` hands out files in collection order).
-_LONG_FILES = (
-    "tests/test_docs_examples.py",
-    "tests/test_outside_shapes.py",
-    "tests/test_outside_shapes2.py",
-    "tests/test_outside_reports.py",
-    "tests/test_demo.py",
-    "tests/integrations/test_lightning.py",
-    "tests/integrations/test_budget_integrations.py",
-    "tests/integrations/test_transformers_search.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, the long test files first (each worker collects the same order)."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    rank = {name: k for k, name in enumerate(_LONG_FILES)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the session if any process tried to reach a non-loopback address."""
     if _guard_log.exists() and _guard_log.read_text().strip():
