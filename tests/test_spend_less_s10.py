@@ -86,3 +86,38 @@ def test_an_fpo_budget_reads_child_processes_every_flush_interval_from_the_first
     read, every_s = done.stdout.split()
     assert read == "True"
     assert float(every_s) == 0.1
+
+
+def test_a_report_says_which_runs_a_budget_stopped_and_why(tmp_path):
+    # a budget-stopped trial read "interrupted" in every report, as one stopped by Ctrl-C;
+    # why it stopped was only in the JSON's runs[].error
+    import greenprint as gp
+    from greenprint.report import build_report, render
+
+    ledger = str(tmp_path / "greenprint.db")
+    with gp.track("t0", study="capped", ledger=ledger) as run:
+        run.add_fpo(10**9)
+        run.log(accuracy=0.8)
+    with pytest.raises(gp.BudgetExceeded):
+        with gp.track(
+            "t1", study="capped", ledger=ledger, budget_fpo=1.5e9, on_exceed="stop"
+        ) as trial:
+            for k in range(3):
+                with gp.track(f"fold-{k}", role="part") as fold:
+                    fold.add_fpo(10**9)  # the second fold crosses its trial's budget
+    with gp.track("t2", study="capped", ledger=ledger) as run:
+        run.log(accuracy=0.7)
+    runs = {r.name: r for r in gp.Ledger(ledger).runs(study="capped")}
+    assert [runs[n].status for n in ("t1", "fold-1")] == ["interrupted", "interrupted"]
+
+    report = build_report(ledger, "capped")
+    (note,) = [n for n in report.notes if "stopped by a budget" in n]
+    reason = runs["t1"].error.removeprefix("BudgetExceeded: ")
+    assert note == (
+        "1 run was stopped by a budget (status interrupted; what it spent is in the price "
+        f"tag): t1: {reason}"
+    )
+    assert f"run {trial.id[:8]} is over budget: FPO 2 GFPO > budget_fpo 1.5 GFPO" in note
+    assert "fold-1" not in note  # stopped with its trial, which is named
+    for fmt in ("md", "html", "latex"):
+        assert "stopped by a budget" in render(report, fmt, plots=False)

@@ -368,7 +368,7 @@ def _assemble(
     given_mode, mode = mode, trials.mode
     scores = {r.id: trials.scores[p].score for p, r in enumerate(forest.runs)}
     notes = [metric_note] if metric_note else []
-    for note in (trials.roles.note, trials.score_note, trials.diverged_note):
+    for note in (trials.roles.note, trials.score_note, trials.diverged_note, _budget_note(runs)):
         if note:
             notes.append(note)
     ranked = bool(trials.roles.positions("final")) or any(
@@ -476,6 +476,35 @@ def _assemble(
         greener=greener,
         prediction=prediction_summary(runs),
         whatif=whatif_section(runs, tag, forest=forest),
+    )
+
+
+#: How the error of a run a "stop" budget ended begins (its status is ``interrupted``).
+_BUDGET_STOP = "BudgetExceeded: "
+
+
+def _budget_note(runs: Sequence[RunRecord]) -> str | None:
+    """Which runs a budget stopped, and why: their status alone reads as a Ctrl-C's.
+
+    A run stopped with the run it is nested in (a fold in its trial) is left to that run.
+    """
+    stopped = {
+        r.id: r
+        for r in runs
+        if r.status == "interrupted" and r.error and r.error.startswith(_BUDGET_STOP)
+    }
+    if not stopped:
+        return None
+    shown = sorted(
+        (r for r in stopped.values() if r.parent_id not in stopped), key=lambda r: r.started_at
+    )
+    reasons = "; ".join(f"{r.name}: {(r.error or '')[len(_BUDGET_STOP) :]}" for r in shown[:3])
+    more = f"; and {len(shown) - 3} more" if len(shown) > 3 else ""
+    count = "1 run was" if len(shown) == 1 else f"{len(shown)} runs were"
+    spent = "what it spent" if len(shown) == 1 else "what they spent"
+    return (
+        f"{count} stopped by a budget (status interrupted; {spent} is in the price tag): "
+        f"{reasons}{more}"
     )
 
 
