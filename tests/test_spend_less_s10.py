@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
-from _clean_env import clean_env
+import greenprint as gp
+from _clean_env import BIN, clean_env
 from greenprint.carbon import lookup_region
 
 
@@ -91,7 +93,6 @@ def test_an_fpo_budget_reads_child_processes_every_flush_interval_from_the_first
 def test_a_report_says_which_runs_a_budget_stopped_and_why(tmp_path):
     # a budget-stopped trial read "interrupted" in every report, as one stopped by Ctrl-C;
     # why it stopped was only in the JSON's runs[].error
-    import greenprint as gp
     from greenprint.report import build_report, render
 
     ledger = str(tmp_path / "greenprint.db")
@@ -121,3 +122,60 @@ def test_a_report_says_which_runs_a_budget_stopped_and_why(tmp_path):
     assert "fold-1" not in note  # stopped with its trial, which is named
     for fmt in ("md", "html", "latex"):
         assert "stopped by a budget" in render(report, fmt, plots=False)
+
+
+def test_greenprint_run_stops_side_by_side_commands_at_the_studys_budget(tmp_path):
+    # greenprint run had budgets of its run only: a sweep of commands could not be capped
+    # (gp.Budget(per="study") was in the Python API alone)
+    greenprint = str(BIN / "greenprint")
+    options = ["--study", "cmds", "--study-budget-s", "1.5", "--sample-interval", "0.1"]
+    options += ["--flush-interval", "0.2", "--budget-grace-s", "5", "-q", "--"]
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    env, started = clean_env(), time.perf_counter()
+    side_by_side = [
+        subprocess.Popen(
+            [greenprint, "run", *options, *sleeper],
+            cwd=tmp_path,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    stderr = [p.communicate(timeout=60)[1] for p in side_by_side]
+    assert [p.returncode for p in side_by_side] == [143, 143], stderr  # SIGTERM, not 30 s
+    assert time.perf_counter() - started < 20
+    after = subprocess.run(  # the study is over: stopped at once
+        [greenprint, "run", *options, *sleeper],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert after.returncode == 143, after.stderr
+    runs = gp.Ledger(str(tmp_path / "greenprint.db")).runs(study="cmds")
+    assert len(runs) == 3 and {r.status for r in runs} == {"interrupted"}
+    first_two = sorted(runs, key=lambda r: r.started_at)[:2]
+    assert sum(r.duration_s for r in first_two) >= 1.5  # what the study spent crossed it
+    for run in runs:
+        assert run.error.startswith(f"BudgetExceeded: study 'cmds' (at run {run.id[:8]}) is over")
+        assert "> study budget_s 1.5 s; SIGTERM sent" in run.error
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_a_bad_study_budget_is_one_line_and_exit_2(tmp_path, value):
+    done = subprocess.run(
+        [str(BIN / "greenprint"), "run", "--study-budget-kwh", value, "--", "true"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"greenprint: error: --study-budget-kwh must be a finite number of kWh with x > 0, "
+        f"got {float(value)}"
+    ]
+    assert not (tmp_path / "greenprint.db").exists()

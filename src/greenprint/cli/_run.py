@@ -138,6 +138,24 @@ __all__ = ["command", "format_price_tag"]
     "--budget-s", type=float, default=None, metavar="S", help="Wall-time budget, likewise."
 )
 @click.option(
+    "--study-budget-kwh",
+    type=float,
+    default=None,
+    metavar="KWH",
+    help="Energy budget of the whole study (its price tag: every run of it in the ledger, "
+    "this one's live): over it, the command gets SIGTERM likewise.",
+)
+@click.option(
+    "--study-budget-kg", type=float, default=None, metavar="KG", help="Study CO2-eq budget."
+)
+@click.option(
+    "--study-budget-s",
+    type=float,
+    default=None,
+    metavar="S",
+    help="Study run-time budget (run-seconds, summed over its runs).",
+)
+@click.option(
     "--budget-grace-s",
     type=float,
     default=10.0,
@@ -166,6 +184,9 @@ def command(
     budget_kwh: float | None,
     budget_kg: float | None,
     budget_s: float | None,
+    study_budget_kwh: float | None,
+    study_budget_kg: float | None,
+    study_budget_s: float | None,
     budget_grace_s: float,
     quiet: bool,
     cmd: tuple[str, ...],
@@ -176,8 +197,9 @@ def command(
     it once, from the terminal, and greenprint waits while it cleans up; SIGTERM and SIGHUP sent
     to greenprint are forwarded once. The run is then recorded as interrupted, with its cost so
     far. On Linux, if greenprint is killed the command gets SIGTERM. Over a budget
-    (--budget-kwh, --budget-kg, --budget-s) the command gets SIGTERM, then SIGKILL after
-    --budget-grace-s, and the run is recorded as interrupted with the reason.
+    (--budget-kwh, --budget-kg, --budget-s, or the study's: --study-budget-kwh...) the command
+    gets SIGTERM, then SIGKILL after --budget-grace-s, and the run is recorded as interrupted
+    with the reason.
 
     Example: greenprint run --study sweep --region DE -- python train.py --lr 0.1
     """
@@ -200,30 +222,42 @@ def command(
     from greenprint._validate import finite_number
 
     stopper = None
-    budget = None
+    budgets = []
     # checked before anything runs, named as the user wrote them (a grace without a budget too)
     grace_s = finite_number("--budget-grace-s", budget_grace_s, low=0.0, unit="s")
-    for option, value, unit in (
-        ("--budget-kwh", budget_kwh, "kWh"),
-        ("--budget-kg", budget_kg, "kg CO2-eq"),
-        ("--budget-s", budget_s, "s"),
-    ):
-        if value is not None:
-            finite_number(option, value, low=0.0, low_open=True, unit=unit)
+    limits = {
+        "run": (budget_kwh, budget_kg, budget_s),
+        "study": (study_budget_kwh, study_budget_kg, study_budget_s),
+    }
+    for per, values in limits.items():
+        prefix = "--budget" if per == "run" else "--study-budget"
+        for option, value, unit in zip(
+            (f"{prefix}-kwh", f"{prefix}-kg", f"{prefix}-s"),
+            values,
+            ("kWh", "kg CO2-eq", "s"),
+            strict=True,
+        ):
+            if value is not None:
+                finite_number(option, value, low=0.0, low_open=True, unit=unit)
     finite_number("--sample-interval", sample_s, low=0.0, low_open=True, unit="s")
     finite_number("--flush-interval (at least --sample-interval)", flush_s, low=sample_s, unit="s")
-    if (budget_kwh, budget_kg, budget_s) != (None, None, None):
+    if any(v is not None for values in limits.values() for v in values):
         from greenprint._budget import Budget
 
         stopper = _process.ChildStopper(grace_s, say=lambda line: click.echo(line, err=True))
         request = stopper.request
-        budget = Budget(
-            kwh=budget_kwh,
-            kg=budget_kg,
-            s=budget_s,
-            on_exceed=lambda _run, exceeded: request(str(exceeded)),
-            warn_predicted=False,
-        )
+        for per, (kwh, kg, s) in limits.items():
+            if (kwh, kg, s) != (None, None, None):
+                budgets.append(
+                    Budget(
+                        kwh=kwh,
+                        kg=kg,
+                        s=s,
+                        per=per,  # type: ignore[arg-type]
+                        on_exceed=lambda _run, exceeded: request(str(exceeded)),
+                        warn_predicted=False,
+                    )
+                )
     run = track(
         name or _default_name(cmd),
         study=study,
@@ -238,7 +272,7 @@ def command(
         flush_interval_s=flush_s,
         role=role,
         params=params,
-        budget=budget,
+        budget=budgets or None,
     )
     with contextlib.ExitStack() as exporters:
         _start_prometheus(
