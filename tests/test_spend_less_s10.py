@@ -179,3 +179,32 @@ def test_a_bad_study_budget_is_one_line_and_exit_2(tmp_path, value):
         f"got {float(value)}"
     ]
     assert not (tmp_path / "greenprint.db").exists()
+
+
+def test_an_optuna_search_over_its_study_budget_stops_at_the_next_trial(tmp_path):
+    # an objective that only calls trial.report() never met BudgetExceeded: a search with a
+    # 0.7 s study budget ran all its 6 trials (2.7 s of run time), Optuna saying COMPLETE
+    optuna = pytest.importorskip("optuna")
+    from greenprint.integrations.optuna import GreenprintCallback
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        for epoch in range(2):
+            time.sleep(0.15)
+            trial.report(x * epoch, epoch)
+        return x
+
+    ledger = str(tmp_path / "greenprint.db")
+    cap = gp.Budget(s=0.5, per="study", on_exceed="stop")
+    cb = GreenprintCallback(ledger=ledger, budget=cap)
+    study = optuna.create_study(study_name="capped-search", direction="maximize")
+    with pytest.raises(gp.BudgetExceeded, match="study 'capped-search' .* over budget"):
+        study.optimize(cb.track(objective), n_trials=6, callbacks=[cb])
+    states = [t.state.name for t in study.trials]
+    assert states[-1] == "FAIL" and len(states) < 6, states
+    runs = sorted(gp.Ledger(ledger).runs(study="capped-search"), key=lambda r: r.started_at)
+    before = sum(r.duration_s for r in runs[:-1])
+    assert before > 0.5 >= before - runs[-2].duration_s  # the last trial run crossed it
+    assert runs[-1].status == "interrupted" and runs[-1].duration_s < 0.15  # never trained

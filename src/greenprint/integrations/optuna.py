@@ -59,7 +59,8 @@ per="study")`` for the whole search) are given to every trial's run. With ``"sto
 fails the trial and re-raises, which ends ``study.optimize`` (right for a study budget). To go on
 with the next trial instead, pass ``catch=(gp.BudgetExceeded,)`` to ``study.optimize``. The
 callback keeps such a run ``interrupted`` whatever state Optuna gives the trial. An objective that
-never calls its run is not stopped: its run ends ``interrupted`` when the objective returns.
+never calls its run is not stopped: its run ends ``interrupted`` when the objective returns, and
+the next trial of a study over its budget raises before its objective is called.
 """
 
 from __future__ import annotations
@@ -215,6 +216,10 @@ class GreenprintCallback:
                     self._live[key] = run
                 try:
                     trial.set_user_attr("greenprint_run_id", run.id)  # also if the trial dies
+                    # a study already over a "stop" budget (read as the run started) ends the
+                    # search here, before the objective: one that only calls trial.report()
+                    # would never meet the exception, and every later trial ran whole
+                    run._enforce_budgets()
                     result = objective(trial)
                 finally:
                     with self._lock:
