@@ -209,3 +209,27 @@ def test_an_optuna_search_over_its_study_budget_stops_at_the_next_trial(tmp_path
     before = sum(r.duration_s for r in runs[:-1])
     assert before > 0.5 >= before - runs[-2].duration_s  # the last trial run crossed it
     assert runs[-1].status == "interrupted" and runs[-1].duration_s < 0.15  # never trained
+
+
+def test_a_scikit_learn_search_in_a_study_over_its_budget_fits_nothing(tmp_path):
+    # nothing in a fit calls its run: a search started in a study already over its "stop"
+    # budget fitted every candidate and fold before its sweep was marked interrupted
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    from greenprint.integrations.sklearn import track_search
+
+    ledger = str(tmp_path / "greenprint.db")
+    with gp.track("first-search", study="searches", ledger=ledger) as run:
+        run.add_fpo(2 * 10**9)
+    X = [[float(i % 7), float(i % 3)] for i in range(40)]
+    y = [i % 2 for i in range(40)]
+    search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, cv=2)
+    cap = gp.Budget(fpo=10**9, per="study", on_exceed="stop")
+    with pytest.raises(gp.BudgetExceeded, match="FPO 2 GFPO > study budget_fpo 1 GFPO"):
+        track_search(search, X, y, ledger=ledger, study="searches", budget=cap)
+    assert not hasattr(search, "cv_results_")  # nothing fitted
+    runs = gp.Ledger(ledger).runs(study="searches")
+    (sweep,) = [r for r in runs if r.name != "first-search"]  # no trial, no fold
+    assert sweep.status == "interrupted" and sweep.error.startswith("BudgetExceeded: study")

@@ -143,7 +143,9 @@ def track_search(
             sweep only; fold and refit runs detect their own. A budget applies to the sweep and
             to each fold run; nothing in a fit calls its run, so ``on_exceed="stop"`` does not
             interrupt scikit-learn: a run over budget warns, and ends ``interrupted`` when the
-            crossing was noticed while it ran (at a meter sample).
+            crossing was noticed while it ran (at a meter sample). A study already over a
+            ``"stop"`` budget when the search starts raises
+            :class:`~greenprint.BudgetExceeded` before anything is fitted.
 
     Returns:
         The sweep :class:`~greenprint.Run`, ended: its ``energy_kwh``, ``emissions_kg`` and
@@ -154,6 +156,8 @@ def track_search(
             ``"callbacks"`` where scikit-learn has no callback API, ``ledger=False``, or a bad
             run option. Checked before anything is fitted or written.
         LedgerError: the ledger cannot be used (closed, not a ledger).
+        BudgetExceeded: the study is already over a ``"stop"`` budget given (nothing is
+            fitted; the sweep ends ``interrupted`` with the reason).
         Exception: whatever ``search.fit`` raises (the sweep then ends ``failed``, with the
             folds measured so far).
     """
@@ -198,6 +202,9 @@ def track_search(
     )
     with sweep:
         assert sweep.ledger is not None  # ledger=False refused above
+        # a study already over a "stop" budget (read as the sweep started) fits nothing:
+        # nothing in a fit calls its run, so the whole search would run
+        sweep._enforce_budgets()
         callback = None
         previous: list[Any] = list(getattr(search, "_skl_callbacks", []))
         if chosen == "callbacks":
