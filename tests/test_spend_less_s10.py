@@ -3,8 +3,9 @@
 Each figure greenprint prints is checked against first principles: the training CO2-eq of a
 distilled variant against its energy x PUE x the region's intensity, the lag of an FPO budget
 over a child process against the child's flush interval, what a report says about the runs a
-budget stopped, and where a study budget stops ``greenprint run`` commands side by side and an
-Optuna search whose objective never calls its run (the ledger summed by hand).
+budget stopped, and where a study budget stops ``greenprint run`` commands side by side, an
+Optuna search whose objective never calls its run and a scikit-learn search (the ledger summed
+by hand).
 """
 
 from __future__ import annotations
