@@ -333,3 +333,25 @@ def test_unknown_fpo_reads_unknown_with_its_count_never_zero(tmp_path):
     led.close()
     cards = dict(headline(build_report(tmp_path / "l.db", "sweep")))
     assert cards["FPO"] == "5 GFPO + unknown for 3 runs"
+
+
+def test_a_trial_row_counts_the_fpo_of_its_folds_as_the_price_tag_does(tmp_path):
+    # a trial counted 1 GFPO of its own, its two folds 1 GFPO each: the price tag counts
+    # 2 GFPO (a parent's FPO hold its nested children's, the larger of the two), the trial's
+    # row read 1 GFPO and 0.9 per GFLOP
+    db = tmp_path / "f.db"
+    for name, own in (("small", 10**9), ("large", 5 * 10**9)):
+        with gp.track(name, study="f", ledger=db) as trial:
+            trial.add_fpo(own)
+            for k in range(2):
+                with gp.track(f"{name}-fold{k}", study="f", ledger=db) as fold:
+                    fold.add_fpo(10**9)
+                    fold.log(acc=0.9)
+            trial.log(acc=0.9)
+    report = build_report(db, "f", metric="acc")
+    rows = {r.name: r for r in report.runs}
+    assert (rows["small"].fpo, rows["small"].score_per_gflop) == (2 * 10**9, 0.45)
+    assert rows["large"].fpo == 5 * 10**9  # its own count holds its folds'
+    assert rows["small-fold0"].fpo == 10**9
+    roots = sum(r.fpo for r in report.runs if r.parent_id is None)
+    assert roots == report.price_tag.total.fpo == 7 * 10**9

@@ -630,21 +630,26 @@ ROW_FIELD_ORDER = (
 
 
 def _container_fpo(forest: RunForest) -> dict[int, int]:
-    """Position -> FPO of each run that counted none of its own but is counted by its children.
+    """Position -> FPO of each run whose children inside it counted more than it did.
 
-    Such a run has children inside it that all know their FPO (recursively): its FPO is their
-    sum, as the price tag counts it (:meth:`~greenprint.analysis._common.RunForest.known_sums`).
+    A run with children inside it that all know their FPO (recursively) counts at least their
+    sum, as the price tag counts it (:meth:`~greenprint.analysis._common.RunForest.known_sums`):
+    a sweep container that counted none of its own, or a trial that counted 1 GFPO of its own
+    while its two folds counted 1 GFPO each (its row read 1 GFPO and 0.9 per GFLOP, where the
+    price tag counted 2 GFPO).
     """
-    fpos = forest.column("fpo")
-    empty = [p for p in forest.inner_order if fpos[p] is None]
-    if not empty:
+    if not forest.inner_order:
         return {}
+    fpos = forest.column("fpo")
     sums = forest.fpo_sums
     found = {}
-    for position in empty:
+    for position in forest.inner_order:
         inside = [c for c in forest.children[position] if not forest.adds(c, fpo=True)]
         if inside and all(sums.complete[c] for c in inside):
-            found[position] = int(sum(sums.inclusive[c] for c in inside))
+            total = int(sum(sums.inclusive[c] for c in inside))
+            own = fpos[position]
+            if own is None or total > own:
+                found[position] = total
     return found
 
 
@@ -674,8 +679,8 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
         score = scored.score
         known = None if score != score else score  # NaN: no score
         fpo = run.fpo
-        if fpo is None and counted_by_children:
-            fpo = counted_by_children.get(position)
+        if counted_by_children:
+            fpo = counted_by_children.get(position, fpo)
         energy_kwh = run.energy_kwh
         provenance = run.provenance
         parent_id = run.parent_id
