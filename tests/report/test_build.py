@@ -1,5 +1,6 @@
 """build_report: the report model's numbers come from the ledger and the analysis."""
 
+import dataclasses
 import math
 import time
 
@@ -355,3 +356,16 @@ def test_a_trial_row_counts_the_fpo_of_its_folds_as_the_price_tag_does(tmp_path)
     assert rows["small-fold0"].fpo == 10**9
     roots = sum(r.fpo for r in report.runs if r.parent_id is None)
     assert roots == report.price_tag.total.fpo == 7 * 10**9
+    # a worker on another host (contained=False) adds its FPO to its trial's
+    led = gp.Ledger(db)
+    worker = dataclasses.replace(
+        led.run(rows["large-fold0"].id), id="remote-worker", name="worker", contained=False,
+        parent_id=rows["large"].id, host="node-2", fpo=3 * 10**9,
+    )  # fmt: skip
+    led.start_run(worker)
+    led.close()
+    report = build_report(db, "f", metric="acc")
+    rows = {r.name: r for r in report.runs}
+    assert rows["large"].fpo == 8 * 10**9
+    roots = sum(r.fpo for r in report.runs if r.parent_id is None)
+    assert roots == report.price_tag.total.fpo == 10 * 10**9

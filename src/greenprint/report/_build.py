@@ -630,27 +630,24 @@ ROW_FIELD_ORDER = (
 
 
 def _container_fpo(forest: RunForest) -> dict[int, int]:
-    """Position -> FPO of each run whose children inside it counted more than it did.
+    """Position -> FPO of each run with children, where the price tag counts more than its own.
 
-    A run with children inside it that all know their FPO (recursively) counts at least their
-    sum, as the price tag counts it (:meth:`~greenprint.analysis._common.RunForest.known_sums`):
-    a sweep container that counted none of its own, or a trial that counted 1 GFPO of its own
-    while its two folds counted 1 GFPO each (its row read 1 GFPO and 0.9 per GFLOP, where the
-    price tag counted 2 GFPO).
+    A run's FPO as the price tag counts them (:meth:`~greenprint.analysis._common.RunForest.
+    known_sums`), when they are known: at least its nested children's sum (a sweep container
+    that counted none of its own; a trial that counted 1 GFPO of its own while its two folds
+    counted 1 GFPO each: its row read 1 GFPO and 0.9 per GFLOP, where the price tag counted 2),
+    plus what children outside it add (workers in other processes). The root rows then add up
+    to the price tag's FPO.
     """
     if not forest.inner_order:
         return {}
     fpos = forest.column("fpo")
     sums = forest.fpo_sums
-    found = {}
-    for position in forest.inner_order:
-        inside = [c for c in forest.children[position] if not forest.adds(c, fpo=True)]
-        if inside and all(sums.complete[c] for c in inside):
-            total = int(sum(sums.inclusive[c] for c in inside))
-            own = fpos[position]
-            if own is None or total > own:
-                found[position] = total
-    return found
+    return {
+        position: int(sums.inclusive[position])
+        for position in forest.inner_order
+        if sums.complete[position] and sums.inclusive[position] != fpos[position]
+    }
 
 
 def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
