@@ -43,6 +43,7 @@ from typing import Any
 
 __all__ = [
     "PARENT_ENV",
+    "PARENT_CARBON_ENV",
     "PARENT_LEDGER_ENV",
     "PARENT_STUDY_ENV",
     "child_environ",
@@ -63,6 +64,9 @@ PARENT_ENV = "GREENPRINT_PARENT_RUN"
 PARENT_LEDGER_ENV = "GREENPRINT_PARENT_LEDGER"
 PARENT_STUDY_ENV = "GREENPRINT_PARENT_STUDY"
 PARENT_TREE_ENV = "GREENPRINT_PARENT_TREE"
+#: The grid intensity, region and PUE the run was given (JSON), which its children take when
+#: they are given none (a fold of a run priced in FR; the script of ``greenprint run --region``).
+PARENT_CARBON_ENV = "GREENPRINT_PARENT_CARBON"
 
 # the stack of active runs in this context (thread or task), innermost last
 _stack: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
@@ -179,7 +183,7 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_main_runs_after_fork)
 
 
-_KEYS = (PARENT_ENV, PARENT_LEDGER_ENV, PARENT_STUDY_ENV, PARENT_TREE_ENV)
+_KEYS = (PARENT_ENV, PARENT_LEDGER_ENV, PARENT_STUDY_ENV, PARENT_TREE_ENV, PARENT_CARBON_ENV)
 
 # this process's exports, oldest first: (the dict export_env returned, the values exported, the
 # ids of the exporting run and of its ancestors); _base holds the process's own values of _KEYS
@@ -212,6 +216,35 @@ def inherited_study() -> str | None:
     return _inherited(PARENT_STUDY_ENV) if inherited_parent() else None
 
 
+def inherited_carbon() -> dict[str, str] | None:
+    """The grid intensity, region and PUE the enclosing run was given, else the parent's.
+
+    The enclosing run (:func:`enclosing`), else the inherited parent run's
+    (``GREENPRINT_PARENT_CARBON``): ``{"intensity": ..., "region": ..., "pue": ...}`` (the keys
+    given only), or ``None``. A run given none of them takes its enclosing run's, as it takes
+    its study; a configured region or PUE (``GREENPRINT_REGION``, greenprint.toml) is read by
+    each run itself.
+    """
+    import json
+
+    parent = enclosing()
+    if parent is not None:
+        given = getattr(parent, "_carbon_given", None)
+        return dict(given) if given else None
+    text = _inherited(PARENT_CARBON_ENV) if inherited_parent() else None
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {
+        k: v for k, v in value.items() if k in ("intensity", "region", "pue") and isinstance(v, str)
+    }
+
+
 def inherited_tree() -> str | None:
     """The inherited parent run's ``GREENPRINT_PARENT_TREE`` value, or ``None``."""
     return _inherited(PARENT_TREE_ENV) if inherited_parent() else None
@@ -240,7 +273,7 @@ def _put(values: dict[str, str | None], env: MutableMapping[str, str] | None = N
 
 
 def _values(
-    run_id: str, study: str, ledger_url: str | None, tree: str | None
+    run_id: str, study: str, ledger_url: str | None, tree: str | None, carbon: str | None = None
 ) -> dict[str, str | None]:
     """What a child inherits from a run, by variable (``None``: the variable unset)."""
     return {
@@ -248,6 +281,7 @@ def _values(
         PARENT_STUDY_ENV: study,
         PARENT_LEDGER_ENV: ledger_url,
         PARENT_TREE_ENV: tree,
+        PARENT_CARBON_ENV: carbon,
     }
 
 
@@ -256,6 +290,7 @@ def export_env(
     study: str,
     ledger_url: str | None,
     tree: str | None = None,
+    carbon: str | None = None,
     *,
     ancestors: frozenset[str] = frozenset(),
 ) -> dict[str, str | None]:
@@ -266,11 +301,12 @@ def export_env(
         study: its study (``GREENPRINT_PARENT_STUDY``).
         ledger_url: its ledger (``GREENPRINT_PARENT_LEDGER``; ``None``: kept in memory).
         tree: its scope, process-tree root and host (``GREENPRINT_PARENT_TREE``).
+        carbon: the intensity, region and PUE it was given, JSON (``GREENPRINT_PARENT_CARBON``).
         ancestors: the ids of the run's ancestors known here (its parent's, that one's...):
             while runs of other threads export too, the environment names the closest run
             that encloses them all (:func:`_in_force`).
     """
-    values = _values(run_id, study, ledger_url, tree)
+    values = _values(run_id, study, ledger_url, tree, carbon)
     exported = {key: value for key, value in values.items() if value is not None}
     with _exports_lock:
         if not _exports:
@@ -331,7 +367,7 @@ def _in_force() -> dict[str, str | None]:
 
 
 def child_environ(
-    run_id: str, study: str, ledger_url: str | None, tree: str | None
+    run_id: str, study: str, ledger_url: str | None, tree: str | None, carbon: str | None = None
 ) -> dict[str, str]:
     """A copy of ``os.environ`` whose ``GREENPRINT_PARENT_*`` variables name this run.
 
@@ -339,5 +375,5 @@ def child_environ(
     process-wide environment names (runs of other threads live at the same time).
     """
     env = dict(os.environ)
-    _put(_values(run_id, study, ledger_url, tree), env)
+    _put(_values(run_id, study, ledger_url, tree, carbon), env)
     return env

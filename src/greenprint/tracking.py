@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import json
 import logging
 import numbers
 import os
@@ -78,6 +79,7 @@ from greenprint._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._types import IntensityLike, LedgerLike, MeterSetLike, PUELike
+    from greenprint.carbon import PUE, Intensity
     from greenprint.fpo import FPOResult
     from greenprint.ledger import Ledger
 
@@ -351,10 +353,28 @@ class Run:
         from greenprint.meters._estimate import configured_cpu_tdp
 
         config = load_config()
-        self._intensity = resolve_intensity(
-            intensity=options.get("intensity"), region=options.get("region"), config=config
-        )
-        self._pue = resolve_pue(options.get("pue"), config=config)
+        given = _carbon_given(options)
+        from_parent = _lineage.inherited_carbon() if len(given) < 2 or "pue" not in given else None
+        if from_parent and not given.keys() & {"intensity", "region"}:
+            # a run given no intensity or region takes its enclosing run's, as its study
+            given.update((k, v) for k, v in from_parent.items() if k in ("intensity", "region"))
+            self._intensity = _from_parent(
+                resolve_intensity(
+                    intensity=given.get("intensity"), region=given.get("region"), config=config
+                )
+            )
+        else:
+            self._intensity = resolve_intensity(
+                intensity=options.get("intensity"), region=options.get("region"), config=config
+            )
+        if from_parent and "pue" not in given and "pue" in from_parent:
+            given["pue"] = from_parent["pue"]
+            self._pue = _from_parent(resolve_pue(given["pue"], config=config))
+        else:
+            self._pue = resolve_pue(options.get("pue"), config=config)
+        #: the intensity, region and PUE given (or taken from the enclosing run), as text: what
+        #: runs inside it take when given none (``_lineage.inherited_carbon``)
+        self._carbon_given: dict[str, str] = given
         configured_cpu_tdp(config)  # a bad cpu_tdp_w is refused now, not when meters start
         # the ledger is checked now (nothing is created) and opened when the run starts, so
         # decorating a function at import time writes nothing
@@ -1578,15 +1598,21 @@ class Run:
             )
         return _lineage.child_environ(*self._child_env())
 
-    def _child_env(self) -> tuple[str, str, str | None, str]:
-        """What a child process inherits from this run: id, study, ledger URL, process tree."""
+    def _child_env(self) -> tuple[str, str, str | None, str, str | None]:
+        """What a child process inherits from this run.
+
+        Its id, study, ledger URL, process tree, and the intensity, region and PUE it was given
+        (JSON, ``None`` when none).
+        """
         url = None
         if self._ledger is not None:
             url = getattr(self._ledger, "url_unmasked", self._ledger.url)
         from greenprint._jobs import parent_tree_value
 
         root = self._options.get("pid") or os.getpid()
-        return self.id, self._study, url, parent_tree_value(self._scope, root, self._host)
+        carbon = json.dumps(self._carbon_given, sort_keys=True) if self._carbon_given else None
+        tree = parent_tree_value(self._scope, root, self._host)
+        return self.id, self._study, url, tree, carbon
 
     def _release(self) -> None:
         _lineage.restore_env(self._saved_env)
@@ -1595,6 +1621,32 @@ class Run:
             _lineage.leave(self, self._ctx_token)
             self._ctx_token = None
         registry.discard(self)
+
+
+def _carbon_given(options: Mapping[str, Any]) -> dict[str, str]:
+    """The ``intensity``, ``region`` and ``pue`` options given, as text a child can resolve.
+
+    A file's path (an hourly CSV) absolute, so that a child in another folder finds it.
+    """
+    given = {}
+    for key in ("intensity", "region", "pue"):
+        value = options.get(key)
+        if value is None:
+            continue
+        if isinstance(value, os.PathLike) or (
+            key == "intensity" and isinstance(value, str) and os.path.isfile(value)
+        ):
+            value = os.path.abspath(os.fspath(value))
+        given[key] = str(value) if not isinstance(value, float) else repr(value)
+    return given
+
+
+_T = TypeVar("_T", "Intensity", "PUE")
+
+
+def _from_parent(setting: _T) -> _T:
+    """``setting`` with its source saying it was taken from the enclosing run."""
+    return replace(setting, source=f"parent run -> {setting.source}")
 
 
 def active_runs() -> Iterator[Run]:

@@ -160,6 +160,54 @@ def test_nested_runs_link_to_their_parent(ledger_path):
     assert led.run(child.id).study == parent.study
 
 
+def test_runs_inside_a_run_take_its_region_and_pue_when_given_none(ledger_path, tmp_path):
+    # a fold inside gp.track(region="FR", pue=1.3) was priced at the world average and PUE 1,
+    # and the script's trials under `greenprint run --region FR --pue 1.3` too: the price tag,
+    # which takes nested children's larger CO2-eq, counted 4.3x the FR figure
+    from greenprint.carbon import lookup_region
+
+    fr = lookup_region("FR").g_per_kwh
+    with gp.track("trial", ledger=ledger_path, region="FR", pue=1.3, **fast()) as trial:
+        with gp.track("fold", ledger=ledger_path, **fast()) as fold:
+            with gp.track("step", ledger=ledger_path, **fast()) as step:
+                pass
+        with gp.track("de", ledger=ledger_path, region="DE", **fast()) as de:
+            pass
+    led = gp.Ledger(ledger_path)
+    for run in (fold, step):
+        record = led.run(run.id)
+        assert (record.intensity_g_per_kwh, record.pue) == (fr, 1.3)
+        assert record.intensity_source.startswith("parent run -> table:FR:")
+        assert record.provenance["pue"] == "parent run -> argument"
+    record = led.run(de.id)  # its own region, its parent's PUE
+    assert record.intensity_source.startswith("table:DE:") and record.pue == 1.3
+    with gp.track("alone", ledger=ledger_path, **fast()) as alone:  # no parent: the default
+        pass
+    assert led.run(alone.id).intensity_source.startswith("default:world")
+    # across processes: the script's runs under `greenprint run --region FR --pue 1.3`
+    import subprocess
+    import sys
+
+    from _clean_env import clean_env
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import greenprint as gp\nwith gp.track('inner', sample_interval_s=0.05) as r:\n"
+        "    pass\n",
+        encoding="utf-8",
+    )
+    db = tmp_path / "cli.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "greenprint", "run", "--ledger", str(db), "--region", "FR",
+         "--pue", "1.3", "--", sys.executable, str(script)],
+        env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (inner,) = [r for r in gp.Ledger(db).runs() if r.name == "inner"]
+    assert (inner.intensity_g_per_kwh, inner.pue) == (fr, 1.3)
+    assert inner.intensity_source.startswith("parent run -> table:FR:")
+
+
 def test_a_run_starts_once(ledger_path):
     run = gp.track("once", ledger=ledger_path, **fast())
     with run:
