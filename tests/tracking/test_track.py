@@ -167,7 +167,7 @@ def test_runs_inside_a_run_take_its_region_and_pue_when_given_none(ledger_path, 
     from greenprint.carbon import lookup_region
 
     fr = lookup_region("FR").g_per_kwh
-    with gp.track("trial", ledger=ledger_path, region="FR", pue=1.3, **fast()) as trial:
+    with gp.track("trial", ledger=ledger_path, region="FR", pue=1.3, **fast()):
         with gp.track("fold", ledger=ledger_path, **fast()) as fold:
             with gp.track("step", ledger=ledger_path, **fast()) as step:
                 pass
