@@ -192,8 +192,7 @@ def test_runs_inside_a_run_take_its_region_and_pue_when_given_none(ledger_path, 
 
     script = tmp_path / "train.py"
     script.write_text(
-        "import greenprint as gp\nwith gp.track('inner', sample_interval_s=0.05) as r:\n"
-        "    pass\n",
+        "import greenprint as gp\nwith gp.track('inner', sample_interval_s=0.05) as r:\n    pass\n",
         encoding="utf-8",
     )
     db = tmp_path / "cli.db"
