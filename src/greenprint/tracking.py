@@ -1626,7 +1626,8 @@ class Run:
 def _carbon_given(options: Mapping[str, Any]) -> dict[str, str]:
     """The ``intensity``, ``region`` and ``pue`` options given, as text a child can resolve.
 
-    A file's path (an hourly CSV) absolute, so that a child in another folder finds it.
+    A number as Python writes a float (a NumPy scalar's too); a file's path (an hourly CSV)
+    absolute, so that a child in another folder finds it.
     """
     given = {}
     for key in ("intensity", "region", "pue"):
@@ -1637,7 +1638,9 @@ def _carbon_given(options: Mapping[str, Any]) -> dict[str, str]:
             key == "intensity" and isinstance(value, str) and os.path.isfile(value)
         ):
             value = os.path.abspath(os.fspath(value))
-        given[key] = str(value) if not isinstance(value, float) else repr(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = repr(float(value))  # numpy's repr is 'np.float64(56.0)', no number
+        given[key] = str(value)
     return given
 
 

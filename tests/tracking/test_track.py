@@ -207,6 +207,21 @@ def test_runs_inside_a_run_take_its_region_and_pue_when_given_none(ledger_path, 
     assert inner.intensity_source.startswith("parent run -> table:FR:")
 
 
+def test_a_numpy_intensity_or_pue_reaches_the_runs_inside(ledger_path):
+    # a number computed with NumPy (a mean over an hourly series) was passed on as its repr,
+    # 'np.float64(56.0)': every run inside gp.track(intensity=np.float64(56.0)) raised
+    # InvalidIntensityError ('... is neither a number of g CO2-eq/kWh nor an existing CSV
+    # file'), and InvalidPUEError for a NumPy PUE
+    np = pytest.importorskip("numpy")
+    outer = {"intensity": np.float64(56.0), "pue": np.float64(1.3)}
+    with gp.track("trial", ledger=ledger_path, **outer, **fast()):
+        with gp.track("fold", ledger=ledger_path, **fast()) as fold:
+            pass
+    record = gp.Ledger(ledger_path).run(fold.id)
+    assert (record.intensity_g_per_kwh, record.pue) == (56.0, 1.3)
+    assert record.intensity_source == "parent run -> argument"
+
+
 def test_a_run_starts_once(ledger_path):
     run = gp.track("once", ledger=ledger_path, **fast())
     with run:
