@@ -355,23 +355,27 @@ class Run:
         config = load_config()
         given = _carbon_given(options)
         from_parent = _lineage.inherited_carbon() if len(given) < 2 or "pue" not in given else None
+        intensity = pue = None
         if from_parent and not given.keys() & {"intensity", "region"}:
             # a run given no intensity or region takes its enclosing run's, as its study
-            given.update((k, v) for k, v in from_parent.items() if k in ("intensity", "region"))
-            self._intensity = _from_parent(
-                resolve_intensity(
-                    intensity=given.get("intensity"), region=given.get("region"), config=config
+            taken = {k: v for k, v in from_parent.items() if k in ("intensity", "region")}
+            if taken:
+                intensity = _inherited_setting(
+                    resolve_intensity,
+                    intensity=taken.get("intensity"),
+                    region=taken.get("region"),
+                    config=config,
                 )
-            )
-        else:
-            self._intensity = resolve_intensity(
-                intensity=options.get("intensity"), region=options.get("region"), config=config
-            )
+                if intensity is not None:
+                    given.update(taken)
         if from_parent and "pue" not in given and "pue" in from_parent:
-            given["pue"] = from_parent["pue"]
-            self._pue = _from_parent(resolve_pue(given["pue"], config=config))
-        else:
-            self._pue = resolve_pue(options.get("pue"), config=config)
+            pue = _inherited_setting(resolve_pue, from_parent["pue"], config=config)
+            if pue is not None:
+                given["pue"] = from_parent["pue"]
+        self._intensity = intensity or resolve_intensity(
+            intensity=options.get("intensity"), region=options.get("region"), config=config
+        )
+        self._pue = pue or resolve_pue(options.get("pue"), config=config)
         #: the intensity, region and PUE given (or taken from the enclosing run), as text: what
         #: runs inside it take when given none (``_lineage.inherited_carbon``)
         self._carbon_given: dict[str, str] = given
@@ -1647,8 +1651,18 @@ def _carbon_given(options: Mapping[str, Any]) -> dict[str, str]:
 _T = TypeVar("_T", "Intensity", "PUE")
 
 
-def _from_parent(setting: _T) -> _T:
-    """``setting`` with its source saying it was taken from the enclosing run."""
+def _inherited_setting(resolve: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
+    """``resolve(*args, **kwargs)`` of what the enclosing run was given, its source saying so.
+
+    ``None`` (with a warning) when it cannot be resolved here (a CSV the child cannot read, a
+    value the parent's greenprint wrote differently): the run then resolves its own, never
+    raising for its parent's setting.
+    """
+    try:
+        setting = resolve(*args, **kwargs)
+    except GreenprintError as e:
+        logger.warning("greenprint: the enclosing run's carbon setting does not apply here: %s", e)
+        return None
     return replace(setting, source=f"parent run -> {setting.source}")
 
 

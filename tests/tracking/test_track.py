@@ -184,6 +184,14 @@ def test_runs_inside_a_run_take_its_region_and_pue_when_given_none(ledger_path, 
     with gp.track("alone", ledger=ledger_path, **fast()) as alone:  # no parent: the default
         pass
     assert led.run(alone.id).intensity_source.startswith("default:world")
+    # a parent's hourly CSV gone before a run inside starts: that run takes its own, no error
+    hourly = tmp_path / "hourly.csv"
+    hourly.write_text("timestamp,g_per_kwh\n2026-01-01T00:00:00Z,100\n2026-01-02T00:00:00Z,200\n")
+    with gp.track("csv", ledger=ledger_path, intensity=hourly, **fast()):
+        hourly.unlink()
+        with gp.track("inside", ledger=ledger_path, **fast()) as inside:
+            pass
+    assert led.run(inside.id).intensity_source.startswith("default:world")
     # across processes: the script's runs under `greenprint run --region FR --pue 1.3`
     import subprocess
     import sys
