@@ -489,7 +489,7 @@ class Run:
         """
         self._add_metrics(step, metrics)
         if self._ended_here():
-            self._flush()  # after the run's end: written at once (a test score of the model)
+            self._flush_late()  # after the run's end: written at once (a test score of the model)
         elif self._guard is not None or self._guarded_up:
             self._enforce_budgets()
 
@@ -558,7 +558,7 @@ class Run:
             if "role" in fields:
                 self._role = self._pending_fields["role"] = role
         if self._ended_here():
-            self._flush()
+            self._flush_late()
 
     def add_fpo(self, fpo: int | FPOResult) -> None:
         """Add floating-point operations done by this run (e.g. one training step's, per step).
@@ -590,9 +590,27 @@ class Run:
                         ops[op] = ops.get(op, 0) + calls
                 self._note_fpo_bound()
         if self._ended_here():
-            self._flush()
+            self._flush_late()
         elif self._guard is not None or self._guarded_up:
             self._enforce_budgets()
+
+    def _flush_late(self) -> None:
+        """Write what was recorded after the run's end: those values only.
+
+        Not its cost, status or time, final at its end: the ledger may hold a status set since
+        by someone else (a driver's callback marking the trial pruned), which stays.
+        """
+        if self._ledger is None:
+            return
+        with self._lock:
+            fields, self._pending_fields = self._pending_fields, {}
+            metrics, self._pending_metrics = self._pending_metrics, []
+            if "fpo" in fields:  # whether the FPO are a lower bound now
+                fields["provenance"] = dict(self._provenance)
+        try:
+            self._ledger.flush(self.id, fields=fields, metrics=metrics)
+        except Exception as e:  # never raise into the user's code for the ledger
+            logger.warning("greenprint: could not write run %s to the ledger: %s", self.id[:8], e)
 
     def _ended_here(self) -> bool:
         """Whether the run has ended in this process (its final record written).

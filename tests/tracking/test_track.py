@@ -256,6 +256,11 @@ def test_what_is_recorded_after_the_block_reaches_the_ledger_and_the_cost_stays(
     assert (late.params, late.dataset_size, late.fpo) == ({"lr": 0.1}, 1000, 150)
     cost = ("status", "ended_at", "duration_s", "energy_kwh", "emissions_kg")
     assert [getattr(late, f) for f in cost] == [getattr(ended, f) for f in cost]
+    # a status set since by someone else (a driver's callback marking the trial pruned) stays
+    led.flush(run.id, fields={"status": "pruned"})
+    run.log(test_loss=0.1)
+    assert led.run(run.id).status == "pruned"
+    assert led.run(run.id).metric("test_loss") == 0.1
     # before the start: kept, and written with the run
     later = gp.track("later", ledger=ledger_path)
     later.log(acc=0.3)
