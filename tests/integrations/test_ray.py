@@ -268,3 +268,24 @@ def test_the_callback_tells_workers_inside_the_drivers_tree_from_others(tmp_path
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_reported_result_is_in_the_ledger_at_once(tmp_path: Path) -> None:
+    """A trial Tune stops at a report (ASHA) may have its actor killed before its run ends: the
+    result it is ranked by was held until the next flush (10 s) and lost with it (a pruned
+    trial's score read None under load). Each report now writes its run."""
+    from greenprint.integrations._dl import LiveFigures
+    from greenprint.integrations.ray import _TrialRun, _TrialSpec
+    from greenprint.tracking import Run
+
+    ledger = tmp_path / "l.db"
+    spec = _TrialSpec(str(ledger), "s", "worker", "host", os.getpid(), {})
+    trial = _TrialRun(spec, {"x": 1})
+    trial.run = Run("t", study="s", ledger=str(ledger), role="trial", flush_interval_s=600).start()
+    trial._figures = LiveFigures(trial.run)
+    try:
+        trial._annotate({"val_loss": 0.9})
+        record = gp.Ledger(ledger).run(trial.run.id)  # before the run ends or flushes
+        assert record.metric("val_loss") == 0.9 and record.status == "running"
+    finally:
+        trial.run.stop()

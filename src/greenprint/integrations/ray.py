@@ -347,6 +347,10 @@ class _TrialRun:
             run._sample(wait_s=_SAMPLE_WAIT_S)
         except Exception:  # measurement must never reach the trial's code
             logger.exception("greenprint: sampling trial run %s at a report failed", run.id[:8])
+        # written now, not at the next flush interval: a trial Tune stops at this report (ASHA)
+        # may have its actor killed before the run ends, which lost the result it was ranked by
+        # (a pruned trial's score read None); a write per report, a report per epoch or so
+        run._flush()
         figures = self._figures.read()
         out = dict(metrics)
         out[FIGURE_PREFIX + "energy_kwh"] = figures["energy_kwh"]
