@@ -354,7 +354,10 @@ class Run:
 
         config = load_config()
         given = _carbon_given(options)
-        from_parent = _lineage.inherited_carbon() if len(given) < 2 or "pue" not in given else None
+        # the enclosing run's settings fill what this run was not given (an intensity or region;
+        # a PUE)
+        complete = "pue" in given and bool(given.keys() & {"intensity", "region"})
+        from_parent = None if complete else _lineage.inherited_carbon()
         intensity = pue = None
         if from_parent and not given.keys() & {"intensity", "region"}:
             # a run given no intensity or region takes its enclosing run's, as its study

@@ -629,7 +629,7 @@ ROW_FIELD_ORDER = (
 )
 
 
-def _container_fpo(forest: RunForest) -> dict[int, int]:
+def _fpo_with_children(forest: RunForest) -> dict[int, int]:
     """Position -> FPO of each run with children, where the price tag counts more than its own.
 
     A run's FPO as the price tag counts them (:meth:`~greenprint.analysis._common.RunForest.
@@ -662,7 +662,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     index = forest.index
     role_of, inferred, scores = roles.roles, roles.inferred, trials.scores
     row = _make_row
-    counted_by_children = _container_fpo(forest)
+    counted_by_children = _fpo_with_children(forest)
     lower_is_better = trials.mode == "min"
     runs, parents = forest.runs, forest.parents
     virtual = forest.virtual or (False,) * len(runs)
