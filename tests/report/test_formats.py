@@ -1,5 +1,6 @@
 """The four formats: files, self-containment, escaping, the JSON schema, no-matplotlib fallback."""
 
+import io
 import json
 import re
 import shutil
@@ -263,3 +264,40 @@ def test_rewriting_replaces_the_files(written, tmp_path):
     first.write_text("stale")
     again = write_report(report, tmp_path, ["json"])["json"]
     assert again == first and json.loads(again.read_text())["schema"] == "greenprint.report/2"
+
+
+def test_figures_laid_out_once_for_every_format_look_as_drawn_alone(written, tmp_path):
+    """A report in several formats lays each figure out once and saves it in every image
+    format (a layout is two of a save's three passes); each image keeps the size and the
+    picture of the figure drawn alone in that format, also under a matplotlibrc that asks for
+    another layout engine."""
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    from greenprint.report._plots import FigureRenderer, figure_file_name
+
+    report, _, out = written
+    for figure in report.figures:
+        alone = FigureRenderer()
+        png = Image.open(io.BytesIO(alone.image(figure, "png"))).convert("L")
+        shared = Image.open(out / "figures" / figure_file_name(figure, "png")).convert("L")
+        assert shared.size == png.size, figure.id
+        # the layout was found with the SVG's text metrics, not Agg's: a pixel's shift at most
+        diff = np.abs(np.asarray(shared, float) - np.asarray(png, float))
+        assert diff.mean() < 8.0, figure.id
+        assert _pdf_page_size(alone.image(figure, "pdf")) == _pdf_page_size(
+            (out / "figures" / figure_file_name(figure, "pdf")).read_bytes()
+        )
+    with matplotlib.rc_context({"figure.autolayout": True}):
+        files = write_report(report, tmp_path / "rc", formats="html,md")
+    assert "<svg" in files["html"].read_text(encoding="utf-8")
+    first = report.figures[0]
+    png = Image.open(tmp_path / "rc" / "figures" / figure_file_name(first, "png"))
+    assert png.size == Image.open(out / "figures" / figure_file_name(first, "png")).size
+
+
+def _pdf_page_size(data: bytes) -> bytes:
+    found = re.search(rb"/MediaBox \[([^\]]*)\]", data)
+    assert found is not None
+    return found.group(1)

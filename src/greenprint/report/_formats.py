@@ -49,6 +49,7 @@ class ReportFormat:
         aliases: other accepted names.
         stream: ``stream(report, plots, handle)`` writes the same text to a file piece by
             piece (large documents: JSON), used by :func:`write_report` when given.
+        inline_ext: the image format drawn into the document itself (HTML: ``"svg"``).
     """
 
     name: str
@@ -58,6 +59,7 @@ class ReportFormat:
     render: Callable[[Report, FigureRenderer], str]
     aliases: tuple[str, ...] = ()
     stream: Callable[[Report, FigureRenderer, TextIO], None] | None = None
+    inline_ext: str | None = None
 
 
 _REGISTRY: dict[str, ReportFormat] = {}
@@ -78,6 +80,7 @@ _register(
         None,
         render_html,
         aliases=("htm",),
+        inline_ext="svg",
     )
 )
 _register(
@@ -280,7 +283,9 @@ def write_report(
     """
     names = resolve_formats(formats)
     out = prepare_out_dir(out_dir)
-    renderer = FigureRenderer(enabled=plots)
+    # each figure laid out once for every image format the documents hold
+    exts = [e for n in names for e in (FORMATS[n].figure_ext, FORMATS[n].inline_ext) if e]
+    renderer = FigureRenderer(enabled=plots, exts=exts)
     written: dict[str, Path] = {}
     for name in names:
         fmt = FORMATS[name]

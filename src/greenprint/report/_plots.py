@@ -12,6 +12,7 @@ import importlib.util
 import io
 import logging
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from greenprint._imports import require
@@ -81,10 +82,14 @@ class FigureRenderer:
 
     Args:
         enabled: ``False`` draws nothing (every figure is reported unavailable).
+        exts: the image formats the figures will be asked for (a report in several formats):
+            each figure is then laid out once and saved in all of them when first asked for,
+            instead of drawn again per format (its layout is two of a save's three passes).
     """
 
-    def __init__(self, *, enabled: bool = True) -> None:
+    def __init__(self, *, enabled: bool = True, exts: Iterable[str] = ()) -> None:
         self._cache: dict[tuple[str, str], bytes] = {}
+        self._exts = tuple(dict.fromkeys(exts))
         self.unavailable: str | None = None if enabled else "plots were turned off"
         # Whether matplotlib is installed, without importing it (0.7 s): a JSON report never
         # draws. A broken install raises MissingDependencyError when the first figure is drawn.
@@ -105,7 +110,10 @@ class FigureRenderer:
         """
         key = (figure.id, ext)
         if key not in self._cache:
-            self._draw(figure, [ext])
+            self._draw(
+                figure,
+                [e for e in dict.fromkeys((ext, *self._exts)) if (figure.id, e) not in self._cache],
+            )
         return self._cache[key]
 
     def svg(self, figure: Figure) -> str:
@@ -123,6 +131,9 @@ class FigureRenderer:
             "font.size": 9,
             "axes.spines.top": False,
             "axes.spines.right": False,
+            # no layout engine from the user's matplotlibrc: set_layout_engine(None) below
+            "figure.autolayout": False,
+            "figure.constrained_layout.use": False,
         }
         with matplotlib.rc_context(settings):
             fig = mpl_figure(figsize=(width, 3.6), layout="constrained")
@@ -133,6 +144,9 @@ class FigureRenderer:
                 buffer = io.BytesIO()
                 fig.savefig(buffer, format=ext, **_SAVE_OPTIONS.get(ext, {}))
                 self._cache[(figure.id, ext)] = buffer.getvalue()
+                # laid out by the first save: the next formats keep that layout (a layout
+                # engine makes each save draw the figure once more to lay it out again)
+                fig.set_layout_engine(None)
 
 
 def _finite(values: tuple[float, ...]) -> list[float]:
