@@ -25,6 +25,15 @@ from greenprint._prediction import (
 from ._meters import ConstantPowerMeters
 
 
+def _sampled(run, timeout_s: float = 30.0) -> None:
+    """Wait for the run's first meter sample (its thread first records the environment, which
+    can take longer than a few sample intervals on a loaded machine)."""
+    deadline = time.monotonic() + timeout_s
+    while run.energy_kwh <= 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert run.energy_kwh > 0, "no meter sample"
+
+
 def fast(**kw):
     meters = ConstantPowerMeters(cpu_w=3600.0, ram_w=0.0, process_share=1.0)
     return {"sample_interval_s": 0.02, "flush_interval_s": 0.05, "meters": meters, **kw}
@@ -172,11 +181,11 @@ def test_progress_by_epoch_predicts_energy_time_and_co2_against_first_principles
 def test_an_interrupted_or_unfinished_run_records_no_prediction_error(ledger_path):
     with pytest.raises(KeyboardInterrupt):
         with gp.track("cut", ledger=ledger_path, **fast()) as cut:
-            time.sleep(0.1)  # a meter sample first
+            _sampled(cut)
             cut.progress(0.5)
             raise KeyboardInterrupt
     with gp.track("early-exit", ledger=ledger_path, **fast()) as short:
-        time.sleep(0.1)  # a meter sample first
+        _sampled(short)
         short.progress(0.5)  # finished at half of what it said
     for run in (cut, short):
         rec = gp.Ledger(ledger_path).run(run.id)
@@ -188,12 +197,12 @@ def test_predictions_are_never_taken_for_a_score(ledger_path):
     from greenprint.report import build_report
 
     with gp.track("scored", study="s", ledger=ledger_path, **fast()) as run:
-        time.sleep(0.1)  # a meter sample first
+        _sampled(run)
         run.progress(0.5)
         run.progress(1.0)
         run.log(accuracy=0.9)
     with gp.track("unscored", study="s", ledger=ledger_path, **fast()) as run:
-        time.sleep(0.1)  # a meter sample first
+        _sampled(run)
         run.progress(1.0)
     runs = gp.Ledger(ledger_path).runs(study="s")
     assert all(r.metric("greenprint.predicted_energy_kwh") is not None for r in runs)

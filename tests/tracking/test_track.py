@@ -390,3 +390,28 @@ def test_a_run_shorter_than_one_sample_still_records_where_it_ran(tmp_path, monk
     assert record.host == socket.gethostname()
     assert record.command == "python train.py"
     assert record.git_commit == head.strip() and record.git_dirty is False
+
+
+def test_a_flush_records_the_cost_as_of_the_last_sample(tmp_path):
+    """A live run's flushed row pairs its energy with the time that energy covers (up to its
+    last meter sample), not with the time of the flush: a run killed after a flush that came
+    late (a busy machine) keeps energy = power x its duration, and its duration does not run
+    past its heartbeat. (Tune's ASHA kills a stopped trial's actor; the outside check of such
+    a study read energy and time apart by more than 1e-3 under load.)"""
+    path = tmp_path / "l.db"
+    meters = ConstantPowerMeters(cpu_w=3600.0, ram_w=0.0, process_share=1.0)
+    with gp.track(
+        "live", ledger=str(path), meters=meters, sample_interval_s=60, flush_interval_s=60
+    ) as run:
+        time.sleep(0.2)
+        run._sample()
+        time.sleep(0.4)  # the flush comes late after the sample
+        run._flush()
+        row = gp.Ledger(path, create=False).run(run.id)
+        assert row.status == "running"
+        # (the meter starts and reads a few microseconds off the run's clock)
+        assert row.energy_kwh == pytest.approx(3600.0 * row.duration_s / 3.6e6, rel=1e-3)
+        assert row.started_at + row.duration_s == pytest.approx(row.heartbeat_at, abs=1e-6)
+        assert 0.2 <= row.duration_s < 0.5
+    ended = gp.Ledger(path, create=False).run(run.id)
+    assert ended.energy_kwh == pytest.approx(3600.0 * ended.duration_s / 3.6e6, rel=1e-3)
