@@ -30,9 +30,11 @@ from greenprint.ledger._base import STALE_GRACE_S, derive_status, derive_statuse
 
 GREENPRINT = str(BIN / "greenprint")
 
-#: Busy until its first flush has written some cost, then tells the test (a file) and sleeps.
-#: A flush every 2 s: the heartbeat stays fresh for 3 x 2 + 5 = 11 s after the last one, so a
-#: run read as lost within that time is lost by its process, not by the heartbeat rule.
+#: Busy a moment (0.2 s of CPU, so the estimate has a cost to flush), then waits for its first
+#: flush to write that cost, tells the test (a file) and sleeps. (Busy until the flush, it
+#: burnt 2 s of CPU a process.) A flush every 2 s: the heartbeat stays fresh for 3 x 2 + 5 =
+#: 11 s after the last one, so a run read as lost within that time is lost by its process, not
+#: by the heartbeat rule.
 SLEEPER = textwrap.dedent(
     """
     import sys, threading, time
@@ -46,9 +48,10 @@ SLEEPER = textwrap.dedent(
                   **options) as run:
         run.add_listener(lambda run, event: event == "flush" and flushed.set())
         run.log(accuracy=0.5)
-        x = 0
-        while not flushed.is_set():  # busy, so the estimate has a cost to flush
-            x += 1
+        busy = time.process_time() + 0.2
+        while time.process_time() < busy:  # busy, so the estimate has a cost to flush
+            pass
+        flushed.wait()
         ready.write_text(run.id)
         time.sleep(600)
     """
