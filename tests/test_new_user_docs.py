@@ -437,6 +437,25 @@ def test_greener_checks_its_output_folder_before_measuring(home):
     assert (directory / "notes.txt").read_text() == "mine\n"
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("--out", "notes.txt"), ("--min-time", "-1"), ("--pue", "0.5")]
+)
+def test_greener_refuses_bad_input_before_importing_torch(home, option, value):
+    """Bad input to `greenprint greener` is refused before torch is imported: saying that
+    `--out` names a file took torch's import first (2 s of CPU), the model not yet built."""
+    directory = fresh(home, f"greener-no-torch{option}")
+    (directory / "notes.txt").write_text("mine\n")
+    code = (
+        "import sys\nfrom greenprint.cli import main\n"
+        "rc = main(['greener', 'models.py:trained', '--data', 'models.py:batches', "
+        f"{option!r}, {value!r}])\n"
+        "print(rc, 'torch' in sys.modules)\n"
+    )
+    done = run_in(directory, sys.executable, "-c", code)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert done.stderr.startswith("greenprint: error: "), done.stderr
+
+
 def test_log_report_with_the_ledger_first_says_the_order(home, monkeypatch):
     """report.md builds a report as `build_report("report-demo.db", "sweep")`, ledger first;
     integrations.md logs one to MLflow as `log_report("mlflow-demo", "greenprint.db")`, study

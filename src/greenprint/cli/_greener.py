@@ -260,7 +260,6 @@ def command(
 
     Example: greenprint greener models.py:trained --data models.py:batches --out greener
     """
-    torch = require("torch", extra="torch", purpose="greenprint greener")
     from greenprint import greener
     from greenprint._validate import finite_number
     from greenprint.report._escape import markdown_text
@@ -277,6 +276,8 @@ def command(
         from greenprint.report._formats import check_out_dir
 
         check_out_dir(out_dir)  # creates nothing
+    # torch only now: bad input is refused without its import (about 2 s of CPU)
+    torch = require("torch", extra="torch", purpose="greenprint greener")
     model = _call(target, "the factory")
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"{target} returned {type(model).__name__}, not a torch.nn.Module")
