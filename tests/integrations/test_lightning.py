@@ -3,55 +3,77 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("lightning", reason="lightning is not installed (greenprint[lightning])")
-torch = pytest.importorskip("torch")
+import greenprint as gp
+from greenprint import ConfigError, LedgerError
+from integrations._frameworks import need_installed, one_thread
 
-import lightning.pytorch as pl  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
-
-import greenprint as gp  # noqa: E402
-from greenprint import ConfigError, LedgerError  # noqa: E402
-from greenprint.integrations.lightning import GreenprintCallback  # noqa: E402
+need_installed("lightning", "lightning")
+need_installed("torch", "torch")
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Regressor(pl.LightningModule):
-    def __init__(self, lr: float = 0.1, fail_at: int = -1) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.layer = torch.nn.Linear(4, 1)
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> Iterator[None]:
+    """Import torch and Lightning when this module's tests run, not at collection.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x)
+    Every pytest-xdist worker collects every module; Lightning alone takes 6-9 s of CPU to import.
+    The names are this module's globals, as a top-level import would make them. Training runs on
+    one thread (tiny models: the pool's spinning threads cost more CPU than they save).
+    """
+    global torch, pl, CSVLogger, DataLoader, TensorDataset, GreenprintCallback, Regressor
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader, TensorDataset
 
-    def training_step(self, batch, batch_idx):
-        if self.global_step == self.hparams.fail_at:
-            raise RuntimeError("loss is NaN")
-        x, y = batch
-        loss = torch.nn.functional.mse_loss(self(x), y)
-        self.log("train_loss", loss)
-        return loss
+    from greenprint.integrations.lightning import GreenprintCallback
 
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", torch.nn.functional.mse_loss(self(x), y))
+    Regressor = _regressor()
+    with one_thread():
+        yield
 
-    def test_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("test_loss", torch.nn.functional.mse_loss(self(x), y))
 
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+def _regressor() -> type:
+    class Regressor(pl.LightningModule):
+        def __init__(self, lr: float = 0.1, fail_at: int = -1) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(x)
+
+        def training_step(self, batch, batch_idx):
+            if self.global_step == self.hparams.fail_at:
+                raise RuntimeError("loss is NaN")
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val_loss", torch.nn.functional.mse_loss(self(x), y))
+
+        def test_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("test_loss", torch.nn.functional.mse_loss(self(x), y))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    return Regressor
 
 
 def _data(n: int = 64, batch_size: int = 16) -> DataLoader:
@@ -230,6 +252,11 @@ def test_a_wrong_trainer_or_module_is_a_config_error(tmp_path: Path) -> None:
     assert cb.run is None
 
 
+#: torch on one thread in the scripts, as in this module's tests (the pool's spinning threads
+#: cost more CPU than they save on tiny modules)
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -237,6 +264,7 @@ def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=240,
         cwd=cwd,
+        env=ONE_THREAD,
     )
 
 
@@ -331,7 +359,12 @@ if __name__ == "__main__":
 def test_ddp_meters_once_per_node_and_other_ranks_are_parts(tmp_path: Path) -> None:
     (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
     done = subprocess.run(
-        [sys.executable, "ddp.py"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [sys.executable, "ddp.py"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=ONE_THREAD,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     records = {r.name: r for r in gp.Ledger(tmp_path / "gp.db").runs(study="ddp")}

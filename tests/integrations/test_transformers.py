@@ -6,37 +6,51 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import greenprint as gp
+from greenprint import ConfigError, LedgerError
+from integrations._frameworks import need_installed, one_thread
+
+need_installed("transformers", "transformers")
+need_installed("torch", "torch")
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-pytest.importorskip(
-    "transformers", reason="transformers is not installed (greenprint[transformers])"
-)
-torch = pytest.importorskip("torch")
-
-import transformers  # noqa: E402
-from transformers import (  # noqa: E402
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
-
-import greenprint as gp  # noqa: E402
-from greenprint import ConfigError, LedgerError  # noqa: E402
-from greenprint.integrations.transformers import (  # noqa: E402
-    GreenprintCallback,
-    add_co2_to_model_card,
-    model_card_co2,
-)
-from integrations._hf import Tokens, tiny_bert  # noqa: E402
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # as in the tests here: see _frameworks
 
-transformers.logging.set_verbosity_error()
+
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> Iterator[None]:
+    """Import torch and transformers when this module's tests run, not at collection.
+
+    Every pytest-xdist worker collects every module; these imports take seconds of CPU. The names
+    are this module's globals, as a top-level import would make them. Training runs on one
+    thread (tiny models: the pool's spinning threads cost more CPU than they save).
+    """
+    global torch, transformers, Trainer, TrainerCallback, TrainingArguments, GreenprintCallback
+    global add_co2_to_model_card, model_card_co2, Tokens, tiny_bert, Reporter
+    import torch
+    import transformers
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from greenprint.integrations.transformers import (
+        GreenprintCallback,
+        add_co2_to_model_card,
+        model_card_co2,
+    )
+    from integrations._hf import Tokens, tiny_bert
+
+    transformers.logging.set_verbosity_error()
+    Reporter = _reporter_class()
+    with one_thread():
+        yield
 
 
 def _args(tmp_path: Path, **kwargs) -> TrainingArguments:
@@ -57,14 +71,17 @@ def _args(tmp_path: Path, **kwargs) -> TrainingArguments:
     return TrainingArguments(**options)
 
 
-class Reporter(TrainerCallback):
-    """Stands for W&B or MLflow: a reporter that the Trainer lists before user callbacks."""
+def _reporter_class() -> type:
+    class Reporter(TrainerCallback):
+        """Stands for W&B or MLflow: a reporter that the Trainer lists before user callbacks."""
 
-    def __init__(self) -> None:
-        self.seen: list[dict] = []
+        def __init__(self) -> None:
+            self.seen: list[dict] = []
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        self.seen.append(dict(logs or {}))
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.seen.append(dict(logs or {}))
+
+    return Reporter
 
 
 def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> None:
@@ -176,8 +193,9 @@ trainer.train()  # not attached: greenprint's own excepthook ends the run
 def test_a_crash_that_ends_the_program_ends_the_run_failed(tmp_path: Path) -> None:
     script = tmp_path / "crash.py"
     script.write_text(CRASH_SCRIPT)
+    env = {**os.environ, **OFFLINE, **ONE_THREAD}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=240, cwd=tmp_path, env={**os.environ, **OFFLINE})  # fmt: skip
+                          timeout=240, cwd=tmp_path, env=env)  # fmt: skip
     assert done.returncode == 1 and "RuntimeError: loss is NaN" in done.stderr
     (record,) = gp.Ledger(tmp_path / "gp.db").runs(study="hf")
     assert (record.name, record.status) == ("crash", "failed")

@@ -9,33 +9,51 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import greenprint as gp
+from greenprint.report import build_report, render
+from integrations._frameworks import need_installed, one_thread
+
+need_installed("transformers", "transformers")
+need_installed("torch", "torch")
+need_installed("optuna", "optuna")
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-pytest.importorskip(
-    "transformers", reason="transformers is not installed (greenprint[transformers])"
-)
-pytest.importorskip("torch")
-optuna = pytest.importorskip("optuna", reason="optuna is not installed (greenprint[optuna])")
 
-import transformers  # noqa: E402
-from transformers import Trainer, TrainingArguments  # noqa: E402
 
-import greenprint as gp  # noqa: E402
-from greenprint.integrations.transformers import GreenprintCallback  # noqa: E402
-from greenprint.report import build_report, render  # noqa: E402
-from integrations._hf import Tokens, tiny_bert  # noqa: E402
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> Iterator[None]:
+    """Import transformers (and torch) when this module's tests run, not at collection; train on
+    one thread.
+
+    Every pytest-xdist worker collects every module; these imports take seconds of CPU. The names
+    are this module's globals, as a top-level import would make them. A tiny BERT gains nothing
+    from torch's thread pool, whose threads spin for work: one thread halves the CPU training
+    takes (the loaded 2-core suite), the figures are the same.
+    """
+    global optuna, transformers, Trainer, TrainingArguments, GreenprintCallback, Tokens, tiny_bert
+    import optuna
+    import transformers
+    from transformers import Trainer, TrainingArguments
+
+    from greenprint.integrations.transformers import GreenprintCallback
+    from integrations._hf import Tokens, tiny_bert
+
+    transformers.logging.set_verbosity_error()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with one_thread():
+        yield
+
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 #: Learning rates of the trials, one per trial number. On this data the highest accuracy
 #: (0.2) and the lowest evaluation loss (1e-4) are different trials: each ranking is visible.
 RATES = [1e-4, 3e-2, 2e-1]
-
-transformers.logging.set_verbosity_error()
-optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def _hp_space(trial):
