@@ -181,7 +181,9 @@ def cli_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         command = [*args[: split + 1], sys.executable, *args[split + 1 :]]
         done = run_in(home, GREENPRINT, "run", *study, *command)
         assert done.returncode == 0, done.stderr
-    return home, _report(home, "--study", "cifar", "--group-by", "params.model")
+    # no plots: no test reads this study's figures, only their data (the JSON) and the text
+    # around them (the optuna study's report keeps them, for the PDF Chromium prints and LaTeX)
+    return home, _report(home, "--study", "cifar", "--group-by", "params.model", "--no-plots")
 
 
 def _runs(home: Path, study: str) -> dict[str, gp.RunRecord]:
