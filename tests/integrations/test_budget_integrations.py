@@ -12,38 +12,59 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from integrations._frameworks import need
+import greenprint as gp
+from integrations._frameworks import need_installed, one_thread
+
+need_installed("torch", "torch")
+need_installed("transformers", "transformers")
+need_installed("lightning.pytorch", "lightning")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch = need("torch", "torch")
-transformers = need("transformers", "transformers")
-pl = need("lightning.pytorch", "lightning")
-
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
-from transformers import (  # noqa: E402
-    AutoModelForSequenceClassification,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
-
-import greenprint as gp  # noqa: E402
-from greenprint.integrations.lightning import GreenprintCallback as LightningCallback  # noqa: E402
-from greenprint.integrations.transformers import GreenprintCallback as HFCallback  # noqa: E402
-from integrations._hf import Tokens, tiny_bert  # noqa: E402
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 MANY_STEPS = 5_000  # far more than any budget here lets run (about 0.5 s of steps)
 
-transformers.logging.set_verbosity_error()
+
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> Iterator[None]:
+    """Import torch, transformers and Lightning when this module's tests run, not at collection.
+
+    Every pytest-xdist worker collects every module; Lightning alone takes 6-9 s of CPU to import.
+    The names are this module's globals, as a top-level import would make them. Training runs on
+    one thread (tiny models: the pool's spinning threads cost more CPU than they save).
+    """
+    global torch, transformers, pl, DataLoader, TensorDataset
+    global AutoModelForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
+    global LightningCallback, HFCallback, Tokens, tiny_bert, SetsFpo, Regressor
+    import lightning.pytorch as pl
+    import torch
+    import transformers
+    from torch.utils.data import DataLoader, TensorDataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from greenprint.integrations.lightning import GreenprintCallback as LightningCallback
+    from greenprint.integrations.transformers import GreenprintCallback as HFCallback
+    from integrations._hf import Tokens, tiny_bert
+
+    transformers.logging.set_verbosity_error()
+    SetsFpo, Regressor = _sets_fpo(), _regressor()
+    with one_thread():
+        yield
 
 
 # ----------------------------------------------------------------------------- Hugging Face
@@ -92,19 +113,22 @@ def test_hf_a_stop_budget_ends_training_cleanly_with_a_usable_checkpoint(tmp_pat
     assert logits.shape == (1, 2) and torch.isfinite(logits).all()
 
 
-class SetsFpo(TrainerCallback):
-    """After the greenprint callback's step-end check: record FPO over the budget at a step.
+def _sets_fpo() -> type:
+    class SetsFpo(TrainerCallback):
+        """After the greenprint callback's step-end check: record FPO over the budget at a step.
 
-    ``run.set`` does not check budgets, so the crossing is found by the ``run.log`` of the
-    Trainer's next log (same step): the callback must stop training there too.
-    """
+        ``run.set`` does not check budgets, so the crossing is found by the ``run.log`` of the
+        Trainer's next log (same step): the callback must stop training there too.
+        """
 
-    def __init__(self, cb: HFCallback, at_step: int) -> None:
-        self.cb, self.at_step = cb, at_step
+        def __init__(self, cb: HFCallback, at_step: int) -> None:
+            self.cb, self.at_step = cb, at_step
 
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.at_step:
-            self.cb.run.set(fpo=1_000)
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == self.at_step:
+                self.cb.run.set(fpo=1_000)
+
+    return SetsFpo
 
 
 def test_hf_a_stop_budget_crossed_at_a_log_stops_at_that_step(tmp_path: Path) -> None:
@@ -141,20 +165,23 @@ def test_hf_warn_only_warns_and_training_runs_to_the_end(tmp_path: Path, caplog)
 
 
 # ----------------------------------------------------------------------------- Lightning
-class Regressor(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 1)
+def _regressor() -> type:
+    class Regressor(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
 
-    def forward(self, x):
-        return self.layer(x)
+        def forward(self, x):
+            return self.layer(x)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return torch.nn.functional.mse_loss(self(x), y)
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.mse_loss(self(x), y)
 
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.05)
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    return Regressor
 
 
 def _data() -> DataLoader:
@@ -254,7 +281,7 @@ if __name__ == "__main__":
     ds = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
     cb = GreenprintCallback("ddp", study="ddp", ledger=os.path.abspath("gp.db"), budget_kwh=1e-12,
                             on_exceed="stop", sample_interval_s=0.05, flush_interval_s=0.1)
-    trainer = pl.Trainer(max_epochs=100_000, accelerator="cpu", devices=2, strategy="ddp_spawn",
+    trainer = pl.Trainer(max_epochs=100_000, accelerator="cpu", devices=2, strategy="ddp_fork",
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[cb])
     trainer.fit(M(), DataLoader(ds, batch_size=16))
@@ -294,6 +321,9 @@ def test_hf_processes_stop_together_when_one_is_over_its_budget(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_lightning_ddp_ranks_stop_together_when_one_is_over_its_budget(tmp_path: Path) -> None:
+    """The ranks are forked (``ddp_fork``): spawned ones would each import Lightning again (6-9 s
+    of CPU a process); test_lightning.py's DDP test spawns them, and the test below checks that
+    the copy of the callback a spawned rank gets keeps its budget."""
     (tmp_path / "ddp.py").write_text(PL_DDP_SCRIPT)
     done = subprocess.run(
         [sys.executable, "ddp.py"], capture_output=True, text=True, timeout=240, cwd=tmp_path
@@ -302,3 +332,18 @@ def test_lightning_ddp_ranks_stop_together_when_one_is_over_its_budget(tmp_path:
     node, part = _ddp_records(tmp_path)
     assert node.status == "interrupted" and "budget_kwh" in node.error
     assert part.status == "finished" and node.duration_s < 120
+
+
+def test_lightning_a_callback_pickled_as_ddp_spawn_sends_it_keeps_its_budget(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "gp.db"
+    cb = LightningCallback(
+        "copy", study="lit", ledger=db, budget_kwh=1e-12, on_exceed="stop", **FAST
+    )
+    copy = pickle.loads(pickle.dumps(cb))  # what ddp_spawn does to send it to each rank
+    trainer = _lightning(copy, max_epochs=MANY_STEPS)
+    trainer.fit(Regressor(), _data())
+    assert trainer.should_stop and trainer.global_step < 4 * MANY_STEPS
+    (record,) = gp.Ledger(db).runs(study="lit")
+    assert record.status == "interrupted" and "budget_kwh" in record.error
