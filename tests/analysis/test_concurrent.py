@@ -39,6 +39,20 @@ def _end(run: RunRecord) -> float:
     return run.ended_at if run.ended_at is not None else run.started_at + run.duration_s
 
 
+#: The strategies the generators below draw from, made once: a strategy made inside a draw is
+#: a new object each time (``sampled_from`` of a list is not cached), which Hypothesis validates
+#: and labels again on every draw: most of this module's CPU. Same strategies, same examples.
+_PARENT = [st.sampled_from([None, *range(k)]) for k in range(12)]
+_DURATION_SEQUENTIAL = st.sampled_from([0.0, 1.0, 5.0, 10.0])
+_DURATION = st.sampled_from([0.0, 1.0, 2.0, 5.0])
+_ENERGY = st.one_of(st.sampled_from([0.0, 0.25, 1.0, 3.0]), st.floats(1e-6, 5.0))
+_INTENSITY = st.sampled_from([0.1, 0.4])
+_KID_START = st.sampled_from([0, 1, 2, 3, 5, 8, 9, 10])
+_KID_DURATION = st.sampled_from([0.0, 1.0, 2.0, 3.0])
+_OWN_SHARE = st.sampled_from([0.0, 0.1, 0.5, 0.8, 0.95, 1.0, 1.2])
+_PARENT_END = st.sampled_from([20.0, 20.0, 20.0, 4.0])
+
+
 @st.composite
 def forests(draw: Any, *, sequential: bool = False, remote: bool = False) -> list[RunRecord]:
     """Runs nested at random with energies, CO2-eq and spans drawn to overlap (or never).
@@ -49,7 +63,7 @@ def forests(draw: Any, *, sequential: bool = False, remote: bool = False) -> lis
     count = draw(st.integers(1, 12))
     parents: list[int | None] = [None]
     for k in range(1, count):
-        parents.append(draw(st.sampled_from([None, *range(k)])))  # mostly nested
+        parents.append(draw(_PARENT[k]))  # mostly nested
     slot = [0] * count  # sequential: each child of a parent takes the next slot of 10 s
     runs = []
     for k in range(count):
@@ -59,12 +73,12 @@ def forests(draw: Any, *, sequential: bool = False, remote: bool = False) -> lis
             start = 10.0 * slot[key] if key >= 0 else 10.0 * k
             if key >= 0:
                 slot[key] += 1
-            duration = draw(st.sampled_from([0.0, 1.0, 5.0, 10.0]))
+            duration = draw(_DURATION_SEQUENTIAL)
         else:
             start = float(draw(st.integers(0, 4)))
-            duration = draw(st.sampled_from([0.0, 1.0, 2.0, 5.0]))
+            duration = draw(_DURATION)
         running = draw(st.booleans())  # no ended_at: its end is started_at + duration_s
-        energy = draw(st.one_of(st.sampled_from([0.0, 0.25, 1.0, 3.0]), st.floats(1e-6, 5.0)))
+        energy = draw(_ENERGY)
         runs.append(
             RunRecord(
                 id=f"r{k}",
@@ -75,7 +89,7 @@ def forests(draw: Any, *, sequential: bool = False, remote: bool = False) -> lis
                 ended_at=None if running else start + duration,
                 duration_s=duration,
                 energy_kwh=energy,
-                emissions_kg=energy * draw(st.sampled_from([0.1, 0.4])),
+                emissions_kg=energy * draw(_INTENSITY),
                 contained=False if remote and draw(st.booleans()) else None,
             )
         )
@@ -152,16 +166,16 @@ def families(draw: Any) -> list[RunRecord]:
     count = draw(st.integers(2, 8))
     kids = []
     for k in range(count):
-        start = float(draw(st.sampled_from([0, 1, 2, 3, 5, 8, 9, 10])))  # 0: no start time
-        duration = float(draw(st.sampled_from([0.0, 1.0, 2.0, 3.0])))
+        start = float(draw(_KID_START))  # 0: no start time
+        duration = float(draw(_KID_DURATION))
         energy = draw(st.floats(0.0, 5.0))
         kid = _run(f"c{k}", energy, parent="p", start=start, end=start + duration)
         if draw(st.booleans()):  # running: its last heartbeat is its end so far
             kid = dataclasses.replace(kid, status="running", ended_at=None)
         kids.append(kid)
     measured = math.fsum(k.energy_kwh for k in kids)
-    own = measured * draw(st.sampled_from([0.0, 0.1, 0.5, 0.8, 0.95, 1.0, 1.2]))
-    end = draw(st.sampled_from([20.0, 20.0, 20.0, 4.0]))  # 4: some children outlive it
+    own = measured * draw(_OWN_SHARE)
+    end = draw(_PARENT_END)  # 4: some children outlive it
     return [_run("p", own, start=0.5, end=end), *kids]
 
 
@@ -820,19 +834,19 @@ def _stretch_split(
     power is the mean over the runs then running, split equally among them; the shares are
     then scaled to ``total`` (the parent's measurement beyond its runs alone: the cap).
     """
+    import numpy as np
+
     start = min(a for a, _ in spans.values())
     end = max(b for _, b in spans.values())
     power = {k: kwh[k] / (b - a) for k, (a, b) in spans.items()}
     steps = 200_000
     width = (end - start) / steps
-    raw = dict.fromkeys(spans, 0.0)
-    for i in range(steps):
-        t = start + (i + 0.5) * width
-        active = [k for k, (a, b) in spans.items() if a <= t < b]
-        if active:
-            rate = sum(power[k] for k in active) / len(active)
-            for k in active:
-                raw[k] += rate * width / len(active)
+    t = start + (np.arange(steps) + 0.5) * width  # the grid's midpoints, a step at a time
+    active = {k: (a <= t) & (t < b) for k, (a, b) in spans.items()}
+    running = sum(mask.astype(float) for mask in active.values())
+    rate = sum(power[k] * mask for k, mask in active.items())
+    each = np.divide(rate * width, running**2, out=np.zeros(steps), where=running > 0)
+    raw = {k: float(each[mask].sum()) for k, mask in active.items()}
     scale = total / sum(raw.values())
     return {k: v * scale for k, v in raw.items()}
 
