@@ -14,17 +14,28 @@ from pathlib import Path
 
 import pytest
 
-from integrations._frameworks import need
+from integrations._frameworks import need_installed
 
-optuna = need("optuna", "optuna")
-need("sklearn", "sklearn")
+need_installed("optuna", "optuna")
+need_installed("sklearn", "sklearn")
 
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
 
-from greenprint.integrations.optuna import GreenprintCallback  # noqa: E402
-from greenprint.integrations.sklearn import track_search  # noqa: E402
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> None:
+    """Import Optuna and scikit-learn when this module's tests run, not at collection.
+
+    Every pytest-xdist worker collects every module; scikit-learn and SciPy take about 2 s of CPU
+    to import. The names are this module's globals, as a top-level import would make them.
+    """
+    global optuna, load_digits, LogisticRegression, GridSearchCV, GreenprintCallback, track_search
+    import optuna
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    from greenprint.integrations.optuna import GreenprintCallback
+    from greenprint.integrations.sklearn import track_search
+
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 

@@ -26,18 +26,30 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-from integrations._frameworks import need  # noqa: E402
-
-mlflow = need("mlflow", "mlflow")
-wandb = need("wandb", "wandb")
-need("tensorboard", "tensorboard")
-
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-
 import greenprint as gp  # noqa: E402
-from greenprint.integrations import mlflow as gp_mlflow  # noqa: E402
-from greenprint.integrations import tensorboard as gp_tensorboard  # noqa: E402
-from greenprint.integrations import wandb as gp_wandb  # noqa: E402
+from integrations._frameworks import need_installed  # noqa: E402
+
+need_installed("mlflow", "mlflow")
+need_installed("wandb", "wandb")
+need_installed("tensorboard", "tensorboard")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> None:
+    """Import MLflow, W&B and TensorBoard's writer when this module's tests run, not at collection.
+
+    Every pytest-xdist worker collects every module; these imports take seconds of CPU. The names
+    are this module's globals, as a top-level import would make them.
+    """
+    global mlflow, wandb, SummaryWriter, gp_mlflow, gp_tensorboard, gp_wandb
+    import mlflow
+    import wandb
+    from torch.utils.tensorboard import SummaryWriter
+
+    from greenprint.integrations import mlflow as gp_mlflow
+    from greenprint.integrations import tensorboard as gp_tensorboard
+    from greenprint.integrations import wandb as gp_wandb
+
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 

@@ -13,23 +13,38 @@ from pathlib import Path
 
 import pytest
 
-from integrations._frameworks import need
+import greenprint as gp
+from greenprint.analysis import price_tag
+from integrations._frameworks import need_installed
 
-need("sklearn", "sklearn")
+need_installed("sklearn", "sklearn")
 
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.experimental import enable_halving_search_cv  # noqa: E402, F401
-from sklearn.model_selection import (  # noqa: E402
-    HalvingGridSearchCV,
-    HalvingRandomSearchCV,
-)
-from sklearn.svm import SVC  # noqa: E402
-from sklearn.tree import DecisionTreeClassifier  # noqa: E402
 
-import greenprint as gp  # noqa: E402
-from greenprint.analysis import price_tag  # noqa: E402
-from greenprint.integrations import sklearn as gp_sklearn  # noqa: E402
-from greenprint.integrations.sklearn import track_search, trial_id  # noqa: E402
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> None:
+    """Import scikit-learn when this module's tests run, not at collection.
+
+    Every pytest-xdist worker collects every module; scikit-learn and SciPy take about 2 s of CPU
+    to import. The names are this module's globals, as a top-level import would make them.
+    """
+    global load_digits, HalvingGridSearchCV, HalvingRandomSearchCV, SVC, DecisionTreeClassifier
+    global gp_sklearn, track_search, trial_id
+    from sklearn.datasets import load_digits
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.model_selection import HalvingGridSearchCV, HalvingRandomSearchCV
+    from sklearn.svm import SVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    from greenprint.integrations import sklearn as gp_sklearn
+    from greenprint.integrations.sklearn import track_search, trial_id
+
+
+@pytest.fixture
+def callback_api() -> None:
+    """Skip a test where scikit-learn has no callback API (known once it is imported)."""
+    if gp_sklearn.METHOD != "callbacks":
+        pytest.skip("no scikit-learn callback API")
+
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 GRID = {"C": [0.01, 0.1, 1, 10], "gamma": [1e-3, 1e-2]}  # 8 candidates
@@ -104,7 +119,7 @@ def _check_candidates(runs: list[gp.RunRecord], search, n_splits: int) -> gp.Run
     return sweep
 
 
-@pytest.mark.skipif(gp_sklearn.METHOD != "callbacks", reason="no scikit-learn callback API")
+@pytest.mark.usefixtures("callback_api")
 def test_halving_grid_search_candidates_are_trials_pruned_as_iter_says(
     tmp_path: Path, digits
 ) -> None:
@@ -191,7 +206,7 @@ def test_halving_apportioned_candidates_share_the_search_once(tmp_path: Path, di
     assert tag.total.energy_kwh == pytest.approx(sweep_run.energy_kwh, rel=1e-9)
 
 
-@pytest.mark.skipif(gp_sklearn.METHOD != "callbacks", reason="no scikit-learn callback API")
+@pytest.mark.usefixtures("callback_api")
 def test_halving_random_search_in_worker_processes(tmp_path: Path, digits) -> None:
     """Folds of later iterations measured in joblib's worker processes find their rows; each
     candidate is one trial with the status its last iteration says."""

@@ -16,14 +16,26 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no usage reports, even off CI
 
-from integrations._frameworks import need
+import greenprint as gp
+from greenprint import ConfigError
+from integrations._frameworks import need_installed
+from tracking._meters import ConstantPowerMeters
 
-mlflow = need("mlflow", "mlflow")
+need_installed("mlflow", "mlflow")
 
-import greenprint as gp  # noqa: E402
-from greenprint import ConfigError  # noqa: E402
-from greenprint.integrations import mlflow as gp_mlflow  # noqa: E402
-from tracking._meters import ConstantPowerMeters  # noqa: E402
+
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> None:
+    """Import MLflow when this module's tests run, not at collection.
+
+    Every pytest-xdist worker collects every module; MLflow takes 2-3 s of CPU to import. The
+    names are this module's globals, as a top-level import would make them.
+    """
+    global mlflow, gp_mlflow
+    import mlflow
+
+    from greenprint.integrations import mlflow as gp_mlflow
+
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 

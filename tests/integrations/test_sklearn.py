@@ -9,25 +9,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from integrations._frameworks import need
+import greenprint as gp
+from greenprint._exceptions import ConfigError, LedgerError
+from greenprint.analysis import price_tag
+from integrations._frameworks import need_installed
 
-need("sklearn", "sklearn")
+need_installed("sklearn", "sklearn")
 
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import (  # noqa: E402
-    GridSearchCV,
-    RandomizedSearchCV,
-)
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.tree import DecisionTreeClassifier  # noqa: E402
 
-import greenprint as gp  # noqa: E402
-from greenprint._exceptions import ConfigError, LedgerError  # noqa: E402
-from greenprint.analysis import price_tag  # noqa: E402
-from greenprint.integrations import sklearn as gp_sklearn  # noqa: E402
-from greenprint.integrations.sklearn import track_search, trial_id  # noqa: E402
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> None:
+    """Import scikit-learn when this module's tests run, not at collection.
+
+    Every pytest-xdist worker collects every module; scikit-learn and SciPy take about 2 s of CPU
+    to import. The names are this module's globals, as a top-level import would make them.
+    """
+    global load_digits, LogisticRegression, GridSearchCV, RandomizedSearchCV, make_pipeline
+    global StandardScaler, DecisionTreeClassifier, gp_sklearn, track_search, trial_id
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    from greenprint.integrations import sklearn as gp_sklearn
+    from greenprint.integrations.sklearn import track_search, trial_id
+
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 

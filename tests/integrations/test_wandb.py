@@ -26,14 +26,26 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-from integrations._frameworks import need  # noqa: E402
-
-wandb = need("wandb", "wandb")
-
 import greenprint as gp  # noqa: E402
 from greenprint import ConfigError  # noqa: E402
-from greenprint.integrations import wandb as gp_wandb  # noqa: E402
+from integrations._frameworks import need_installed  # noqa: E402
 from tracking._meters import ConstantPowerMeters  # noqa: E402
+
+need_installed("wandb", "wandb")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> None:
+    """Import W&B when this module's tests run, not at collection.
+
+    Every pytest-xdist worker collects every module; W&B takes about 1 s of CPU to import. The
+    names are this module's globals, as a top-level import would make them.
+    """
+    global wandb, gp_wandb
+    import wandb
+
+    from greenprint.integrations import wandb as gp_wandb
+
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 _BLOCK = 32768  # the log's block size; a record header is 7 bytes
