@@ -17,17 +17,27 @@ from typing import Any
 
 import pytest
 
-from integrations._frameworks import need
+import greenprint as gp
+from greenprint.analysis import price_tag
+from integrations._frameworks import need_installed
 
-need("ray.tune", "ray")
+need_installed("ray.tune", "ray")
 
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 
-import greenprint as gp  # noqa: E402
-from greenprint.analysis import price_tag  # noqa: E402
-from greenprint.integrations.ray import GreenprintTuneCallback, trainable  # noqa: E402
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> None:
+    """Import Ray Tune when this module's tests run, not at collection.
+
+    Every pytest-xdist worker collects every module; Ray Tune takes about 2 s of CPU to import.
+    The names are this module's globals, as a top-level import would make them. Ray's workers
+    import this module by name without running the fixture: the trainables import Tune themselves.
+    """
+    global ray, tune, ASHAScheduler, GreenprintTuneCallback, trainable
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from greenprint.integrations.ray import GreenprintTuneCallback, trainable
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +86,8 @@ FAIL_AT = {1: 1, 3: 0}
 
 
 def _train(config: dict[str, Any]) -> None:
+    from ray import tune
+
     x = config["x"]
     for i in range(4):
         _busy(0.1)
@@ -183,6 +195,8 @@ def test_driver_writes_trials_when_workers_cannot_reach_the_ledger(
 
 
 def _train_capped(config: dict[str, Any]) -> None:
+    from ray import tune
+
     from greenprint.tracking import active_runs
 
     run = list(active_runs())[-1]  # the trial's run in this worker
