@@ -28,6 +28,16 @@ _FAST = settings(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """torch on one thread here, as it was after: these tensors are tiny, and the thread pool's
+    spinning threads cost more CPU than they save (FPO are counted from shapes, not timed)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def count(fn):
     """Run ``fn()`` inside a counter; return the result."""
     with gp.FPOCounter() as c:
