@@ -1,7 +1,8 @@
 """A tiny BERT and a dataset of random tokens for Hugging Face Trainer tests (CPU, seconds).
 
-Import after ``need("transformers", ...)`` (``integrations._frameworks``): this module imports
-torch and transformers at the top.
+It imports torch and transformers at the top: import it where a test module imports them, in a
+fixture after ``need_installed("transformers", ...)`` (``integrations._frameworks``), not at
+collection.
 """
 
 from __future__ import annotations
