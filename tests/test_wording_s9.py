@@ -63,12 +63,17 @@ class FixedEnergy:
 #: a worker process: one part, metered by FixedEnergy(JOULES), alive 1 s beside the other
 WORKER = textwrap.dedent(
     """
-    import sys, time
+    import pathlib, sys, time
     sys.path.insert(0, {tests!r})
     import greenprint as gp
     from test_wording_s9 import FixedEnergy
     with gp.track("worker-" + sys.argv[1], role="part", meters=FixedEnergy(float(sys.argv[2]))):
-        time.sleep(1.0)
+        # both workers inside their runs at once, however slowly each started (a loaded machine)
+        pathlib.Path("ready-" + sys.argv[1]).touch()
+        deadline = time.monotonic() + 60
+        while len(list(pathlib.Path().glob("ready-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
     """
 )
 #: the job: two workers at once
