@@ -26,6 +26,9 @@ How a block runs:
   top-level expression (``c.total  # 55623280: every FPO``, ``c.unknown_ops  # {}``) is
   checked: a float to the precision written, anything else exactly (see ``claims``).
 * A block that runs ``greenprint demo`` (about 45 s) is marked ``slow``; it still runs by default.
+  The demo runs once in the suite: the README's quickstart runs it as written, and
+  ``test_readme_demo_runs_the_whole_study`` reads that run (its output, ledger and report), after
+  the blocks (or, selected alone, running the README's blocks it needs first).
 
 Inputs a block needs but that belong to the reader (their training script) come from
 ``tests/docs_fixtures/``, copied into every directory before the file's first block runs; a
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -177,10 +181,30 @@ def _params() -> list[object]:
 
 @dataclass
 class DocDir:
-    """The shared working directory of one Markdown file and which of its blocks ran."""
+    """The shared working directory of one Markdown file and which of its blocks ran.
+
+    ``runs`` keeps each block's last run (by its fence's line) for the tests that read what a
+    block did, such as the README's demo.
+    """
 
     path: Path
     passed: dict[int, bool] = field(default_factory=dict)
+    runs: dict[int, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+
+    def run(self, block: Block) -> subprocess.CompletedProcess[str]:
+        """Run ``block`` here and record how it went."""
+        done = run_block(block, self.path)
+        self.passed[block.line] = done.returncode == 0
+        self.runs[block.line] = done
+        return done
+
+    def run_earlier(self, block: Block) -> list[Block]:
+        """Run the file's earlier blocks that have not run yet (not the slow ones); all of them."""
+        earlier = [b for b in BLOCKS[block.doc] if b.line < block.line and not b.not_run]
+        for before in earlier:
+            if before.line not in self.passed and not SLOW.search(before.code):
+                self.run(before)
+        return earlier
 
 
 class Workspace:
@@ -348,13 +372,8 @@ def test_example_runs(block: Block, workspace: Workspace, require_component) -> 
     doc_dir = workspace.dir_for(block.doc)
     found = configured_above(doc_dir.path)
     require_component(not found, f"greenprint configuration above the temporary dir: {found}")
-    earlier = [b for b in BLOCKS[block.doc] if b.line < block.line and not b.not_run]
-    for before in earlier:  # when selected alone (-k), the file's earlier blocks first
-        if before.line not in doc_dir.passed and not SLOW.search(before.code):
-            doc_dir.passed[before.line] = run_block(before, doc_dir.path).returncode == 0
-
-    done = run_block(block, doc_dir.path)
-    doc_dir.passed[block.line] = done.returncode == 0
+    earlier = doc_dir.run_earlier(block)  # when selected alone (-k), the file's earlier blocks
+    done = doc_dir.run(block)
     if done.returncode != 0:
         failed = [b.id for b in earlier if doc_dir.passed.get(b.line) is False]
         note = f"\n(earlier blocks of this file failed too: {', '.join(failed)})" if failed else ""
@@ -364,6 +383,164 @@ def test_example_runs(block: Block, workspace: Workspace, require_component) -> 
             f"--- stdout ---\n{_tail(done.stdout)}\n--- stderr ---\n{_tail(done.stderr)}",
             pytrace=False,
         )
+
+
+# The README's demo, read after its quickstart ran it.
+
+#: The README block that runs ``greenprint demo`` as a new user does (the price-tag quickstart).
+DEMO_BLOCKS = [b for b in BLOCKS["README.md"] if SLOW.search(b.code) and not b.not_run]
+
+
+def _demo_run(workspace: Workspace) -> tuple[DocDir, subprocess.CompletedProcess[str]]:
+    """The README's demo block as it ran in the README's directory (run now if it has not)."""
+    assert len(DEMO_BLOCKS) == 1, "the README runs `greenprint demo` in one block"
+    (block,) = DEMO_BLOCKS
+    doc_dir = workspace.dir_for(block.doc)
+    if block.line not in doc_dir.runs:  # selected alone (-k): the README's blocks up to it
+        doc_dir.run_earlier(block)
+        doc_dir.run(block)
+    done = doc_dir.runs[block.line]
+    assert done.returncode == 0, f"{block.id} failed:\n{_tail(done.stdout)}\n{_tail(done.stderr)}"
+    return doc_dir, done
+
+
+@pytest.mark.slow
+def test_readme_demo_runs_the_whole_study(workspace, require_component):
+    """`greenprint demo` as the README runs it: 24 trials of 15 epochs, 4 learning-curve fractions.
+
+    Its closing summary, its ledger (every run with its role, status, FPO and data size) and its
+    report in every format, read from the README quickstart's own run.
+    """
+    import greenprint as gp
+
+    found = configured_above(workspace.dir_for("README.md").path)
+    require_component(not found, f"greenprint configuration above the temporary dir: {found}")
+    doc_dir, done = _demo_run(workspace)
+    out = doc_dir.path / "greenprint-report"  # the demo's default --out
+    start = done.stdout.index("greenprint demo: done")
+    took = done.stdout.index("\n  took ", start)
+    demo_out = done.stdout[: done.stdout.index("\n", took + 1)]  # not the report command's
+    summary = demo_out[start:]
+    for label in (
+        "final score",
+        "whole study",
+        "final model",
+        "provenance",
+        "report",
+        "ledger",
+        "took",
+    ):
+        assert f"  {label}" in summary
+    assert "the whole study cost" in summary
+    # the pruner comparison: the same search stopped two ways (tests/greener/test_pruner_demo.py)
+    assert "  pruners        the same random search of 24 trials" in summary
+    assert "CostAwarePruner (at equal FPO)" in summary
+
+    (ledger_path,) = out.glob("demo-ledger-*.db")
+    assert str(ledger_path.relative_to(doc_dir.path)) in summary  # as the user gave --out
+    runs = gp.Ledger(ledger_path, create=False).runs(study="digits-demo")
+    names = [r.name for r in runs]
+    assert names[:2] == ["baseline-majority", "baseline-logreg"]  # baselines first
+    trials = [r for r in runs if r.name.startswith("trial-")]
+    assert len(trials) == 24
+    assert {r.params["model"] for r in trials} == {"mlp", "cnn"}
+    pruned = [r for r in trials if r.status == "pruned"]
+    assert pruned and all(r.energy_kwh > 0 and r.duration_s > 0 for r in pruned)
+    assert all(r.status in ("finished", "pruned") for r in runs)
+    # FPO from the counter: every trained run has it, a pruned trial only its epochs' share
+    assert all(r.fpo and r.fpo > 0 for r in runs if r.name != "baseline-majority")
+    for run in pruned:
+        epochs = len([p for p in run.metrics if p.name == "val_accuracy"])
+        assert epochs < run.params["epochs"]
+        twin = [r for r in trials if r.params == run.params and r is not run]
+        assert not twin or twin[0].fpo > run.fpo
+    # 1,797 digits: 20% held out for the final model's test, the rest split 75/25 train/val
+    assert all(r.dataset_size == 1077 for r in trials)
+    curve = [r for r in runs if r.name.startswith("learning-curve")]
+    assert [r.params["fraction"] for r in curve] == [0.1, 0.25, 0.5, 1.0]
+    sizes = [r.dataset_size for r in curve]
+    assert sizes == sorted(set(sizes)) and sizes[-1] == 1077  # each fraction more data
+    # roles as given: baselines, trials, learning curve, and the final retrain
+    roles = {r.name: r.role for r in runs}
+    assert roles["baseline-majority"] == roles["baseline-logreg"] == "baseline"
+    assert {roles[r.name] for r in trials} == {"trial"}
+    assert {roles[r.name] for r in curve} == {"learning-curve"}
+    (final,) = [r for r in runs if r.role == "final"]
+    assert final.name == "final-retrain"
+    assert [r for r in runs if r.role != "greener"][-1] is final  # then the greener variants
+    assert final.dataset_size == 1077 + 360  # retrained on training + validation data
+    assert final.metric("val_accuracy") is None  # scored only on the held-out test split
+    assert 0.5 < final.metric("test_accuracy") <= 1.0
+    assert f"test_accuracy = {final.metric('test_accuracy'):.4f}" in summary
+    # and the report states it too: the price tag's sentence and the compute statement
+    md = (out / "report.md").read_text()
+    assert f"scored test\\_accuracy = {final.metric('test_accuracy'):.4g} (not val" in md
+    data_text = json.loads((out / "report.json").read_text())["compute_statement"]
+    assert f"test_accuracy = {final.metric('test_accuracy'):.4g}) alone used" in data_text
+    finished = [r for r in trials if r.status == "finished"]
+    best = max(finished, key=lambda r: r.metric("val_accuracy"))
+    assert final.params == best.params  # the best configuration of the search
+
+    for name in ("report.html", "report.md", "report.tex", "report.json"):
+        assert (out / name).stat().st_size > 1000
+    assert len(list((out / "figures").glob("*.png"))) == 6
+    assert len(list((out / "figures").glob("*.pdf"))) == 6
+    data = json.loads((out / "report.json").read_text())
+    assert data["study"] == "digits-demo" and data["metric"] == "val_accuracy"
+    # the search's trials only: not the baselines, the learning curve or the final retrain
+    assert data["price_tag"]["total"]["trials"] == len(trials) == 24
+    by_role = data["price_tag"]["by_role"]
+    assert by_role["learning-curve"]["runs"] == len(curve)
+    assert by_role["baseline"]["runs"] == 2 and by_role["final"]["runs"] == 1
+    assert data["price_tag"]["final"]["name"] == "final-retrain"
+    assert data["model_card"]["co2_eq_emissions"]["training_type"] == "pre-training"
+    figures = {f["id"]: f for f in data["figures"]}
+    for fid in ("evp_trials", "evp_energy"):  # one EVP curve per model family, baselines
+        series = figures[fid]["panels"][0]["series"]
+        labels = [s["label"] for s in series if s["role"].startswith("family")]
+        assert [label.split(" ")[0] for label in labels] == ["mlp", "cnn"], labels
+        baselines = [s for s in series if s["role"] == "baseline"]
+        assert [s["label"].split(" ")[0] for s in baselines] == [
+            "baseline-majority",
+            "baseline-logreg",
+        ]
+        assert all(len(set(s["y"])) == 1 for s in baselines)  # horizontal
+    pareto = figures["pareto"]["panels"][0]["series"]
+    assert [s["role"] for s in pareto].count("baseline") == 2
+    (star,) = [s for s in pareto if s["role"] == "final"]
+    assert "final run's configuration" in star["label"]
+    assert next(r for r in runs if r.id == star["run_ids"][0]).params == final.params
+    assert data["price_tag"]["by_status"]["pruned"]["energy_kwh"] > 0
+    assert {f["id"] for f in data["figures"]} == {
+        "evp_trials",
+        "evp_energy",
+        "pareto",
+        "learning_curve",
+        "timeline",
+        "greener",
+    }
+    # the greener variants of the best CNN: distilled, quantized, pruned, with break-even
+    (greener,) = data["greener"]
+    rows = {r["name"]: r for r in greener["rows"]}
+    assert list(rows)[0] == "baseline" and rows["baseline"]["technique"] == "baseline"
+    techniques = {r["technique"] for r in rows.values()}
+    assert {"dynamic-int8", "static-int8", "prune-unstructured", "distilled"} <= techniques
+    (student,) = [r for r in rows.values() if r["technique"] == "distilled"]
+    assert (
+        student["training_energy_kwh"] > 0
+        and student["param_count"] < rows["baseline"]["param_count"]
+    )
+    assert greener["front"] and all(rows[n]["on_front"] for n in greener["front"])
+    assert by_role["greener"]["runs"] == len([r for r in runs if r.role == "greener"])
+    assert "  greener        best CNN variants, front:" in summary
+    # each variant's line in the unit the trials' lines use, not "1.63e-05 Wh/1000 inferences"
+    variants = [ln for ln in demo_out.splitlines() if "per 1,000 inferences" in ln]
+    assert len(variants) == len(rows) and not any("e-0" in ln for ln in variants), variants
+    assert "Greener variants" in (out / "report.md").read_text()
+    assert any(n.startswith("pruner comparison: ") for n in data["notes"])
+    assert (
+        "pruner comparison: the same random search of 24 trials" in (out / "report.md").read_text()
+    )
 
 
 # The collector itself.
