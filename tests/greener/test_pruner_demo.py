@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+from importlib.util import find_spec
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("sklearn")
-pytest.importorskip("optuna")
-
 from greenprint.demo._display import PlainDisplay
 from greenprint.ledger import Ledger
+
+# found without importing them: collection (in every worker) stays light
+pytestmark = pytest.mark.skipif(
+    any(find_spec(name) is None for name in ("torch", "sklearn", "optuna")),
+    reason="the pruner comparison needs torch, scikit-learn and Optuna",
+)
 
 
 @pytest.mark.slow
@@ -64,4 +67,5 @@ def test_the_same_search_stopped_two_ways(tmp_path):
     led.close()
 
 
-# The demo's summary and report show the comparison: tests/test_demo.py checks them on its run.
+# The demo's summary and report show the comparison: tests/test_docs_examples.py checks them
+# on the README quickstart's run (test_readme_demo_runs_the_whole_study).
