@@ -466,3 +466,45 @@ def test_docstring_examples_run():
     for module in (greenprint.fpo, greenprint.fpo.rules):
         failures, tried = doctest.testmod(module, verbose=False)
         assert tried > 0 and failures == 0, module.__name__
+
+
+_FRESH_PROCESS_COUNT = """
+import sys
+import torch
+import greenprint as gp
+from greenprint.fpo import FPOCounter
+
+model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+x = torch.randn(5, 3)
+first = gp.count_fpo(model, x, backward=True).total
+print("dynamo after a count:", "torch._dynamo" in sys.modules)
+# torch.compile first called inside a count: the compiled model runs its eager code
+with FPOCounter() as inside:
+    torch.compile(model, backend="aot_eager")(x)
+print("compiled inside:", inside.total)
+with FPOCounter() as again:  # Dynamo now loaded: the mode that keeps it out of the count
+    torch.compile(model, backend="aot_eager")(x)
+print("compiled again:", again.total, first)
+"""
+
+
+def test_a_count_in_a_fresh_process_does_not_import_dynamo_and_compiled_code_counts_eagerly():
+    """torch keeps Dynamo out of a dispatch mode by importing torch._dynamo at the mode's first
+    op (1.2-1.5 s of CPU, a third of `greenprint fpo`); a count in a process that has not
+    imported it does without, and torch.compile first called inside a count, or later, still
+    runs the eager code, counted op by op (forward 5 x 50 FPO)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _FRESH_PROCESS_COUNT],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "dynamo after a count: False"
+    assert lines[1] == "compiled inside: 250"
+    assert lines[2].startswith("compiled again: 250 ")
+    assert int(lines[2].split()[-1]) > 250  # forward and backward
