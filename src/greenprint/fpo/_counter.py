@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -234,11 +233,7 @@ class FPOCounter:
             optim_module.register_optimizer_step_pre_hook(self._optimizer_pre_hook),
             optim_module.register_optimizer_step_post_hook(self._optimizer_post_hook),
         ]
-        # torch keeps Dynamo out of a mode's __torch_dispatch__ by importing torch._dynamo at
-        # its first call (1.2-1.5 s of CPU in a fresh process: a third of `greenprint fpo`).
-        # Dynamo can only run where it is imported: until then the plain mode serves.
-        mode = _CountingMode if "torch._dynamo" in sys.modules else _CountingModeNoDynamo
-        self._mode = mode(self)
+        self._mode = _CountingMode(self)
         self._mode.__enter__()
         return self
 
@@ -589,27 +584,6 @@ def _padded_shape(value: torch.Tensor) -> tuple[int, ...]:
     return (int(sizes.shape[0]), *(int(n) for n in sizes.amax(dim=0).tolist()))
 
 
-def _dispatch(
-    mode: _CountingMode, func: Any, types: Any, args: Any = (), kwargs: Any = None
-) -> Any:
-    """The counting modes' ``__torch_dispatch__``: run ``func``, count it."""
-    kwargs = kwargs or {}
-    if func in _PASSTHROUGH:
-        return NotImplemented
-    if isinstance(func, torch._ops.HigherOrderOperator):
-        return run_higher_order(mode, func, args, kwargs)
-    counter = mode.counter
-    info = counter._op_info(func)
-    if info.decompose:
-        with mode:
-            result = func.decompose(*args, **kwargs)
-        if result is not NotImplemented:
-            return result
-    out = func(*args, **kwargs)
-    counter._count(func, info, args, kwargs, out)
-    return out
-
-
 class _CountingMode(TorchDispatchMode):
     supports_higher_order_operators = True  # torch.cond, while_loop: see _higher_order
 
@@ -617,18 +591,19 @@ class _CountingMode(TorchDispatchMode):
         super().__init__()
         self.counter = counter
 
-    __torch_dispatch__ = _dispatch  # torch wraps it: Dynamo never traces a count
-
-
-class _CountingModeNoDynamo(_CountingMode):
-    """The counting mode without torch's lazy Dynamo guard.
-
-    For a process that has not imported ``torch._dynamo`` when the count starts (see
-    :meth:`FPOCounter.__enter__`).
-    """
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False
-
-    __torch_dispatch__ = _dispatch  # not wrapped: see _should_skip_dynamo
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _PASSTHROUGH:
+            return NotImplemented
+        if isinstance(func, torch._ops.HigherOrderOperator):
+            return run_higher_order(self, func, args, kwargs)
+        counter = self.counter
+        info = counter._op_info(func)
+        if info.decompose:
+            with self:
+                result = func.decompose(*args, **kwargs)
+            if result is not NotImplemented:
+                return result
+        out = func(*args, **kwargs)
+        counter._count(func, info, args, kwargs, out)
+        return out
