@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +13,18 @@ import pytest
 import greenprint as gp
 from greenprint._exceptions import ConfigError, LedgerError
 from greenprint.analysis import price_tag
-from integrations._frameworks import need_installed
+from integrations._frameworks import need_installed, one_blas_thread
 
 need_installed("sklearn", "sklearn")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _frameworks() -> None:
+def _frameworks() -> Iterator[None]:
     """Import scikit-learn when this module's tests run, not at collection.
 
     Every pytest-xdist worker collects every module; scikit-learn and SciPy take about 2 s of CPU
-    to import. The names are this module's globals, as a top-level import would make them.
+    to import. The names are this module's globals, as a top-level import would make them. Fits
+    run on one BLAS thread (small fits: spinning pool threads cost more CPU than they save).
     """
     global load_digits, LogisticRegression, GridSearchCV, RandomizedSearchCV, make_pipeline
     global StandardScaler, DecisionTreeClassifier, gp_sklearn, track_search, trial_id
@@ -35,6 +37,9 @@ def _frameworks() -> None:
 
     from greenprint.integrations import sklearn as gp_sklearn
     from greenprint.integrations.sklearn import track_search, trial_id
+
+    with one_blas_thread():
+        yield
 
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
