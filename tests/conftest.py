@@ -31,6 +31,12 @@ import sitecustomize as _network_guard  # noqa: E402  (ours, from tests/_guard)
 
 _network_guard.install()
 
+# A local Ray cluster's GCS server must write its port within 30 s by default; on a loaded CI
+# runner it once took longer ("Timed out waiting for file .../gcs_server_port_..."): the Ray
+# tests' clusters, in-process and in the scripts they run, wait up to 120 s (Ray's own figure
+# for a slow GCS store).
+os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in the
     # processes they start: the tests of Ctrl-C reaching a command need it delivered

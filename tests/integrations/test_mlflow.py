@@ -72,7 +72,13 @@ def test_autolog_steps_totals_tags_and_record(client: mlflow.MlflowClient, tmp_p
     ):
         logger = gp_mlflow.autolog(run)
         assert logger.run_id == ml.info.run_id
-        time.sleep(0.5)  # a few flushes: figures logged from the sampler thread
+        # a few flushes: figures logged from the sampler thread (its first loop records the
+        # environment first, slow on a loaded machine: waited for, not a fixed sleep)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if len(_history(client, ml.info.run_id, "greenprint/energy_kwh")) >= 2:
+                break
+            time.sleep(0.05)
         at_epoch = logger.log(step=100)
         run.log(accuracy=0.9)
     assert at_epoch["greenprint/energy_kwh"] > 0
