@@ -31,11 +31,13 @@ import sitecustomize as _network_guard  # noqa: E402  (ours, from tests/_guard)
 
 _network_guard.install()
 
-# A local Ray cluster's GCS server must write its port within 30 s by default; on a loaded CI
-# runner it once took longer ("Timed out waiting for file .../gcs_server_port_..."): the Ray
-# tests' clusters, in-process and in the scripts they run, wait up to 120 s (Ray's own figure
-# for a slow GCS store).
-os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
+# Ray (2.60) starts a local cluster with token authentication: ray.init writes a token to
+# ~/.ray/auth_token unless its process already holds one (cached for the process's life), and the
+# cluster's GCS server reads it from its own HOME. Two in-process clusters of one xdist worker
+# under different HOMEs (each Ray test keeps Ray's files in its own) left the second GCS without
+# a token: it aborted ("couldn't find an authentication token"), and ray.init timed out after
+# 30 s. One token in the environment serves every cluster, in-process and in the scripts' alike.
+os.environ.setdefault("RAY_AUTH_TOKEN", "0123456789abcdef" * 4)
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in the
