@@ -941,7 +941,11 @@ class Run:
 
     @property
     def record(self) -> RunRecord:
-        """A snapshot of the run as the ledger stores it."""
+        """A snapshot of the run as the ledger stores it.
+
+        While the run is running, its ``duration_s`` is the time up to its last meter sample, the
+        time its energy covers (as a flush writes it), not the time so far of :attr:`duration_s`.
+        """
         with self._lock:
             return replace(self._base_record(), **self._cost_fields(), metrics=tuple(self._metrics))
 

@@ -252,9 +252,11 @@ def test_a_wrong_trainer_or_module_is_a_config_error(tmp_path: Path) -> None:
     assert cb.run is None
 
 
-#: torch on one thread in the scripts, as in this module's tests (the pool's spinning threads
-#: cost more CPU than they save on tiny modules)
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _one_thread() -> dict[str, str]:
+    """The test's environment as it is now (conftest's empty sysfs roots, no GREENPRINT_* of the
+    user's), with torch on one thread in the scripts, as in this module's tests (the pool's
+    spinning threads cost more CPU than they save on tiny modules)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -264,8 +266,22 @@ def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=240,
         cwd=cwd,
-        env=ONE_THREAD,
+        env=_one_thread(),
     )
+
+
+def test_scripts_run_in_the_tests_environment(tmp_path: Path) -> None:
+    """The scripts here see the environment of the test that runs them, as the meters' isolation
+    needs (its sysfs roots point at empty folders), not the one at collection; one torch thread."""
+    done = _python(
+        """
+        import os
+        print(os.environ.get("GREENPRINT_RAPL_ROOT"), os.environ.get("OMP_NUM_THREADS"))
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [os.environ["GREENPRINT_RAPL_ROOT"], "1"]
 
 
 def test_without_lightning_the_import_error_names_the_extra(tmp_path: Path) -> None:
@@ -364,7 +380,7 @@ def test_ddp_meters_once_per_node_and_other_ranks_are_parts(tmp_path: Path) -> N
         text=True,
         timeout=300,
         cwd=tmp_path,
-        env=ONE_THREAD,
+        env=_one_thread(),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     records = {r.name: r for r in gp.Ledger(tmp_path / "gp.db").runs(study="ddp")}
