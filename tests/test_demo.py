@@ -6,18 +6,17 @@ The demo itself runs once in the suite, as the README's quickstart runs it (24 t
 """
 
 import io
-from importlib.util import find_spec
 
 import pytest
 
 import greenprint as gp
 from greenprint.cli import main
+from integrations._frameworks import need_installed
 
-# the demo needs both; found without importing them (collection stays light)
-pytestmark = pytest.mark.skipif(
-    find_spec("torch") is None or find_spec("sklearn") is None,
-    reason="the demo needs torch and scikit-learn",
-)
+# the demo needs both: looked up, not imported (collection stays light); a skip, but a failure
+# under CI=true (a broken environment)
+need_installed("torch", "torch")
+need_installed("sklearn", "demo")
 
 
 @pytest.mark.parametrize(

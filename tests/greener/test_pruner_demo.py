@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-from importlib.util import find_spec
 
 import pytest
 
 from greenprint.demo._display import PlainDisplay
 from greenprint.ledger import Ledger
+from integrations._frameworks import need_installed
 
-# found without importing them: collection (in every worker) stays light
-pytestmark = pytest.mark.skipif(
-    any(find_spec(name) is None for name in ("torch", "sklearn", "optuna")),
-    reason="the pruner comparison needs torch, scikit-learn and Optuna",
-)
+# looked up without importing them: collection (in every worker) stays light; a skip, but a
+# failure under CI=true (a broken environment)
+need_installed("torch", "torch")
+need_installed("sklearn", "demo")
+need_installed("optuna", "demo")
 
 
 @pytest.mark.slow
