@@ -60,7 +60,8 @@ class FixedEnergy:
         pass
 
 
-#: a worker process: one part, metered by FixedEnergy(JOULES), alive 1 s beside the other
+#: a worker process: one part, metered by FixedEnergy(JOULES), in its run 0.5 s beside the other
+#: (each waits for both to be in their runs first)
 WORKER = textwrap.dedent(
     """
     import pathlib, sys, time
