@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import greenprint as gp  # noqa: E402
+from integrations._frameworks import one_thread  # noqa: E402
 
 _FAST = settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -30,12 +31,10 @@ _FAST = settings(
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
-    """torch on one thread here, as it was after: these tensors are tiny, and the thread pool's
-    spinning threads cost more CPU than they save (FPO are counted from shapes, not timed)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """torch on one thread here: these tensors are tiny, and the thread pool's spinning threads
+    cost more CPU than they save (FPO are counted from shapes, not timed)."""
+    with one_thread():
+        yield
 
 
 def count(fn):
