@@ -1145,12 +1145,13 @@ class Run:
 
     def _cost_fields(self) -> dict[str, Any]:
         fields = self._account.fields() if self._account is not None else {}
-        fields["duration_s"] = self.duration_s
         if self._ended_at is None and self._started_at and self._last_sample_t:
             # a live run's cost as of its last meter sample, which its energy covers: a flush
             # that comes later (a busy machine, a budget check) must not add time without
             # energy; a run killed before its end keeps that consistent pair
             fields["duration_s"] = max(self._last_sample_t - self._started_at, 0.0)
+        else:
+            fields["duration_s"] = self.duration_s
         fields["heartbeat_at"] = self._last_sample_t
         fields["provenance"] = dict(self._provenance)
         fields["status"] = self._status
