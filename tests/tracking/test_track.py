@@ -6,7 +6,7 @@ import pytest
 import greenprint as gp
 from greenprint.tracking import PARENT_ENV
 
-from ._meters import ConstantPowerMeters
+from ._meters import READ_LAG_S, ConstantPowerMeters
 
 
 @pytest.fixture
@@ -409,9 +409,10 @@ def test_a_flush_records_the_cost_as_of_the_last_sample(tmp_path):
         run._flush()
         row = gp.Ledger(path, create=False).run(run.id)
         assert row.status == "running"
-        # (the meter starts and reads a few microseconds off the run's clock)
-        assert row.energy_kwh == pytest.approx(3600.0 * row.duration_s / 3.6e6, rel=1e-3)
+        # (the meter starts and reads a moment off the run's clock: READ_LAG_S)
+        lag = 3600.0 * READ_LAG_S / 3.6e6
+        assert row.energy_kwh == pytest.approx(3600.0 * row.duration_s / 3.6e6, rel=1e-3, abs=lag)
         assert row.started_at + row.duration_s == pytest.approx(row.heartbeat_at, abs=1e-6)
         assert 0.2 <= row.duration_s < 0.5
     ended = gp.Ledger(path, create=False).run(run.id)
-    assert ended.energy_kwh == pytest.approx(3600.0 * ended.duration_s / 3.6e6, rel=1e-3)
+    assert ended.energy_kwh == pytest.approx(3600.0 * ended.duration_s / 3.6e6, rel=1e-3, abs=lag)
