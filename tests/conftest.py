@@ -38,6 +38,13 @@ _network_guard.install()
 # a token: it aborted ("couldn't find an authentication token"), and ray.init timed out after
 # 30 s. One token in the environment serves every cluster, in-process and in the scripts' alike.
 os.environ.setdefault("RAY_AUTH_TOKEN", "0123456789abcdef" * 4)
+# Work no Ray test reads, left out of every cluster (in-process and the scripts'): Tune's
+# default loggers (CSV, JSON, TensorBoard: tensorboardX imports torch, 1.9 s of each driver's
+# CPU) and the raylet's prestarted workers (two idle processes, ~0.7 s of CPU each, never used:
+# Tune's trial actors carry a runtime environment, so each trial asks for a worker of its own)
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_enable_worker_prestart", "0")
+os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in the
