@@ -134,7 +134,8 @@ if __name__ == "__main__":
                      "model": tune.sample_from(lambda config: MODEL[config["x"]])},
         tune_config=tune.TuneConfig(
             metric="val_loss", mode="min",
-            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2)),
+            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2),
+            reuse_actors=True),  # a worker per CPU, not per trial (~2 s of CPU each)
         run_config=tune.RunConfig(
             name="ray-exp", storage_path=os.path.abspath("tune"), verbose=0,
             callbacks=[GreenprintTuneCallback()],

@@ -238,7 +238,8 @@ ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
 tuner = tune.Tuner(
     trainable(train),
     param_space={"x": tune.grid_search([1, 2, 3])},
-    tune_config=tune.TuneConfig(metric="score", mode="max"),
+    # a worker per CPU, not per trial (~2 s of CPU each); a failed attempt's is not reused
+    tune_config=tune.TuneConfig(metric="score", mode="max", reuse_actors=True),
     run_config=tune.RunConfig(
         name="retry", storage_path=os.path.join(HERE, "results"), verbose=0,
         callbacks=[GreenprintTuneCallback(study="retry")],

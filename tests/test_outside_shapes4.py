@@ -277,7 +277,10 @@ def train(config):
 
 if __name__ == "__main__":
     scratch = tempfile.mkdtemp(prefix="gp-ray-")  # short: Ray's socket paths are limited
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+    # one trial at a time, in one worker Tune reuses (a worker costs ~2 s of CPU to start):
+    # the trials' run times lie one after another inside the sweep's, which each run draws W
+    # for whatever runs beside it, so the trials' energy sums to less than the sweep's
+    ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1",
              _temp_dir=scratch, log_to_driver=False)
     tuner = tune.Tuner(
         trainable(train, meters=ConstantProcessPower(W)),
@@ -285,7 +288,8 @@ if __name__ == "__main__":
                      "model": tune.sample_from(lambda config: MODEL[config["x"]])},
         tune_config=tune.TuneConfig(
             metric="val_loss", mode="min",
-            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2)),
+            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2),
+            reuse_actors=True),
         run_config=tune.RunConfig(
             name="asha", storage_path=os.path.abspath("tune"), verbose=0,
             callbacks=[GreenprintTuneCallback(meters=ConstantProcessPower(W))]),
