@@ -21,7 +21,8 @@
    computed on float32 data) or ``np.int64`` was left out of the run's metrics, since only
    ``int`` and ``float`` were taken (``np.float64`` is a float, ``np.float32`` is not): the
    trial read as unscored; a config value from ``np.arange`` left out of its params. Any real
-   number is taken now (never a bool; text is skipped, as before).
+   number is taken now (never a bool; text is skipped, as before). (Tested in
+   ``tests/integrations/test_ray.py``, on its Ray cluster.)
 5. ``integrations.mlflow.log_report`` of two studies into one MLflow run wrote both to
    ``greenprint/report/``: the second replaced the first (as ``greenprint report``'s default
    folder did before bd2583f). From a ledger of several studies the default artifact path is
@@ -34,8 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -175,63 +174,8 @@ def test_halving_on_an_estimator_parameter_is_one_trial_per_candidate(tmp_path: 
 # 4. Ray Tune results in NumPy types -------------------------------------------------------------
 
 
-def _numpy_trial(config: dict) -> None:
-    import numpy as np
-    from ray import tune
-
-    for i in range(2):  # a score computed with NumPy on float32 data, as many are
-        tune.report({"accuracy": np.float32(0.25 * (i + 1)), "epoch": np.int64(i), "x": "a"})
-
-
-def test_ray_results_in_numpy_types_are_the_trials_metrics(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ray = pytest.importorskip("ray")
-    np = pytest.importorskip("numpy")
-    from ray import tune
-
-    from greenprint.integrations.ray import GreenprintTuneCallback, trainable
-
-    home = tmp_path / "ray-home"  # as tests/integrations/test_ray.py: nothing leaves loopback
-    home.mkdir()
-    (home / "ray_bootstrap_config.yaml").write_text("{}\n")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.setenv("RAY_USAGE_STATS_REPORT_URL", "http://127.0.0.1:9/")
-    tests_dir = str(Path(__file__).resolve().parent)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
-    scratch = tempfile.mkdtemp(prefix="gp-ray-")
-    ray.init(
-        num_cpus=1,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        _temp_dir=scratch,
-        log_to_driver=False,
-    )
-    try:
-        db = tmp_path / "gp.db"
-        fn = trainable(_numpy_trial, ledger=db, study="ray-np", sample_interval_s=0.1)
-        tuner = tune.Tuner(
-            fn,
-            param_space={"x": tune.grid_search([np.int64(1)])},  # as np.arange(...) gives
-            tune_config=tune.TuneConfig(metric="accuracy", mode="max"),
-            run_config=tune.RunConfig(
-                name="ray-np",
-                storage_path=str(tmp_path / "tune"),
-                callbacks=[GreenprintTuneCallback(ledger=db, study="ray-np")],
-                verbose=0,
-            ),
-        )
-        tuner.fit()
-    finally:
-        ray.shutdown()
-        shutil.rmtree(scratch, ignore_errors=True)
-    (trial,) = [r for r in gp.Ledger(db).runs(study="ray-np") if r.role == "trial"]
-    assert trial.status == "finished"
-    # np.float32 is not a float: the score was left out and the trial read as unscored
-    assert trial.metric("accuracy") == 0.5
-    assert trial.metric("epoch") == 1.0
-    assert trial.params["x"] == 1  # np.int64 was left out of the params too
+# Tested in tests/integrations/test_ray.py (test_ray_results_in_numpy_types_are_the_trials_metrics),
+# on that module's Ray cluster: a cluster of its own here took ~8 s to start and stop.
 
 
 # 5. MLflow's log_report of two studies into one MLflow run --------------------------------------

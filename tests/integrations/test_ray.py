@@ -257,6 +257,41 @@ def test_a_stop_budget_in_a_trial_the_driver_writes_is_recorded_as_in_process(
     assert trial.ended_at is not None and trial.fpo == 1_200 and trial.energy_kwh > 0
 
 
+def _numpy_trial(config: dict[str, Any]) -> None:
+    import numpy as np
+    from ray import tune
+
+    for i in range(2):  # a score computed with NumPy on float32 data, as many are
+        tune.report({"accuracy": np.float32(0.25 * (i + 1)), "epoch": np.int64(i), "x": "a"})
+
+
+def test_ray_results_in_numpy_types_are_the_trials_metrics(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    """From tests/test_review2_s9.py (4): results and configs in NumPy types were left out."""
+    np = pytest.importorskip("numpy")
+    db = tmp_path / "gp.db"
+    fn = trainable(_numpy_trial, ledger=db, study="ray-np", sample_interval_s=0.1)
+    tuner = tune.Tuner(
+        fn,
+        param_space={"x": tune.grid_search([np.int64(1)])},  # as np.arange(...) gives
+        tune_config=tune.TuneConfig(metric="accuracy", mode="max"),
+        run_config=tune.RunConfig(
+            name="ray-np",
+            storage_path=str(tmp_path / "tune"),
+            callbacks=[GreenprintTuneCallback(ledger=db, study="ray-np")],
+            verbose=0,
+        ),
+    )
+    tuner.fit()
+    (trial,) = [r for r in gp.Ledger(db).runs(study="ray-np") if r.role == "trial"]
+    assert trial.status == "finished"
+    # np.float32 is not a float: the score was left out and the trial read as unscored
+    assert trial.metric("accuracy") == 0.5
+    assert trial.metric("epoch") == 1.0
+    assert trial.params["x"] == 1  # np.int64 was left out of the params too
+
+
 def test_bad_setup_is_refused_on_the_driver(tmp_path: Path) -> None:
     with pytest.raises(gp.ConfigError):
         trainable(_train, ledger=tmp_path / "x.db", write="somewhere")
