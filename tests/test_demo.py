@@ -66,9 +66,11 @@ def test_baselines_are_seeded_and_not_charged_the_fpo_counters_start(tmp_path, m
     """The logistic-regression baseline starts from the same weights on every run of a seed, and
     its run is not charged the FPO counter's start: the demo's first count (torch imports
     torch._dynamo then, ~1.7 s of CPU) was 95 % of that run (2 s for 15 epochs of 0.1 s)."""
+    import torch
+
     import greenprint.demo._models as models
     from greenprint.demo._display import PlainDisplay
-    from greenprint.demo._study import _baselines, _load_digits
+    from greenprint.demo._study import _baselines
     from greenprint.tracking import active_runs
 
     counted_in: list[list[str]] = []  # the runs open at each count of the baseline's FPO
@@ -79,7 +81,14 @@ def test_baselines_are_seeded_and_not_charged_the_fpo_counters_start(tmp_path, m
         return count(model, params, data)
 
     monkeypatch.setattr(models, "fpo_per_epoch", spy)
-    data = _load_digits(0)
+    # digits-shaped data (8x8 images, 10 classes), no scikit-learn import for a split
+    g = torch.Generator().manual_seed(0)
+    data = models.Data(
+        torch.rand(200, 64, generator=g),
+        torch.randint(0, 10, (200,), generator=g),
+        torch.rand(50, 64, generator=g),
+        torch.randint(0, 10, (50,), generator=g),
+    )
     losses = []
     for k in range(2):  # the same seed twice in one process: the same training
         led = gp.Ledger(tmp_path / f"l{k}.db")
