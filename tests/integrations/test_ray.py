@@ -149,12 +149,15 @@ def test_asha_study_every_trial_its_status_and_one_price_tag(
 
     # each trial measured in its worker process (one trial after another), not the driver
     driver_pid = os.getpid()
-    for result in results:
-        if result.metrics and "greenprint/worker" in result.metrics:
-            worker_pid = int(result.metrics["greenprint/worker"].rpartition(" ")[2])
-            assert worker_pid == result.metrics["pid"] != driver_pid
-            assert result.metrics["greenprint/run_id"] in {t.id for t in trials}
-            assert result.metrics["greenprint/energy_kwh"] > 0
+    carried = [r for r in results if r.metrics and "greenprint/worker" in r.metrics]
+    assert len(carried) == 5  # every trial's last result but x=3's (it failed before any)
+    for result in carried:
+        worker_pid = int(result.metrics["greenprint/worker"].rpartition(" ")[2])
+        assert worker_pid == result.metrics["pid"] != driver_pid
+        assert result.metrics["greenprint/run_id"] in {t.id for t in trials}
+        assert result.metrics["greenprint/energy_kwh"] > 0
+    # a reused worker's trials are runs of their own (as in the test below): one per trial
+    assert len({r.metrics["greenprint/run_id"] for r in carried}) == 5
     for trial in trials:
         assert trial.energy_kwh > 0, trial.name
         assert trial.provenance["scope"] == "process"
@@ -196,6 +199,71 @@ def test_driver_writes_trials_when_workers_cannot_reach_the_ledger(
         assert trial.energy_kwh > 0 and trial.host  # the worker's figures, written by the driver
     assert [p.value for p in trials[2].metrics if p.name == "score"] == [5.0, 10.0, 15.0, 20.0]
     assert [p.step for p in trials[2].metrics if p.name == "score"] == [1, 2, 3, 4]
+
+
+#: x -> CPU seconds the trial burns before its first report (0: it sleeps as long instead);
+#: the busy trial runs first
+REUSE_BUSY = {1: 0.6, 2: 0.0, 3: 0.0}
+
+
+def _train_reused(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    x = config["x"]
+    if REUSE_BUSY[x]:
+        _busy(REUSE_BUSY[x])
+    else:
+        time.sleep(0.6)  # as long, idle: a run of its own has next to no CPU of this process
+    for i in range(x):
+        tune.report({"score": float(10 * x + i), "pid": os.getpid()})
+
+
+def test_trials_that_share_a_reused_worker_are_runs_of_their_own(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    """reuse_actors=True (as _fit): one worker process hosts the trials one after another.
+    Each trial is still a run of its own: its results only, its own time, and the process
+    tree's CPU from its own start (the trial after a heavy one is not charged for it)."""
+    ledger = tmp_path / "gp.db"
+    fn = trainable(_train_reused, ledger=ledger, study="ray-reuse", sample_interval_s=0.1)
+    tuner = tune.Tuner(
+        fn,
+        param_space={"x": tune.grid_search([1, 2, 3])},
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", reuse_actors=True, max_concurrent_trials=1
+        ),
+        run_config=tune.RunConfig(
+            name="ray-reuse",
+            storage_path=str(tmp_path / "tune"),
+            callbacks=[GreenprintTuneCallback(ledger=ledger, study="ray-reuse")],
+            verbose=0,
+        ),
+    )
+    results = tuner.fit()
+    workers = {r.metrics["greenprint/worker"] for r in results}
+    assert len(workers) == 1  # the scenario: Tune did reuse the one worker for every trial
+
+    runs = gp.Ledger(ledger).runs(study="ray-reuse")
+    sweep = next(r for r in runs if r.role == "sweep")
+    trials = {r.params["x"]: r for r in runs if r.role == "trial"}
+    assert sorted(trials) == [1, 2, 3] and len({t.id for t in trials.values()}) == 3
+    for x, trial in trials.items():
+        assert trial.status == "finished" and trial.parent_id == sweep.id, x
+        # its own results, numbered from its own start (not the worker's previous trial's)
+        assert [(p.step, p.value) for p in trial.metrics if p.name == "score"] == [
+            (i + 1, float(10 * x + i)) for i in range(x)
+        ], x
+    # one after another in the worker: a run ends before the next one starts
+    ordered = sorted(trials.values(), key=lambda t: t.started_at)
+    assert [t.params["x"] for t in ordered] == [1, 2, 3]
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        assert before.ended_at is not None and before.ended_at <= after.started_at
+    # the process tree's CPU counted from each run's start: the 0.6 s of CPU the first trial
+    # burned in this process is its own, not the idle trials' after it (as long, 0.6 s asleep)
+    assert min(trials[2].duration_s, trials[3].duration_s) >= 0.6
+    assert trials[1].energy_kwh > 0
+    assert trials[2].energy_kwh < trials[1].energy_kwh / 3
+    assert trials[3].energy_kwh < trials[1].energy_kwh / 3
 
 
 def _train_capped(config: dict[str, Any]) -> None:
