@@ -39,9 +39,12 @@ def spawn(code: str, *, stdin: int | None = None) -> subprocess.Popen:
 
 
 def test_busy_child_gets_the_cpu_energy_an_idle_one_does_not():
-    busy = spawn(BURN.format(s=5.0))
-    idle = spawn("import time; time.sleep(5)")
+    # Both children say when they are up: their Python start-up (~0.03 s of CPU, seconds of
+    # wall on a loaded machine) is before the meters' baseline, not charged to the idle one.
+    busy = spawn("print('up', flush=True)\n" + BURN.format(s=60.0))
+    idle = spawn("import time; print('up', flush=True); time.sleep(60)")
     try:
+        assert busy.stdout.readline().strip() == idle.stdout.readline().strip() == "up"
         trees = {"busy": ProcessTree(busy.pid), "idle": ProcessTree(idle.pid)}
         meters = {
             k: CpuEstimateMeter(tdp_w=100.0, provenance="estimate:test", tree=t)
@@ -49,7 +52,14 @@ def test_busy_child_gets_the_cpu_energy_an_idle_one_does_not():
         }
         for m in meters.values():
             m.start()
-        time.sleep(1.0)
+        # until the busy child has had 0.3 s of CPU since the baseline, not a fixed wall time:
+        # a third test worker's load or a busier machine only makes this wait longer (it was
+        # 1 s of wall, and a loaded machine gave the busy child 0.09 s of CPU in it)
+        cpu = psutil.Process(busy.pid)
+        base = sum(cpu.cpu_times()[:2])
+        deadline = time.monotonic() + 60
+        while sum(cpu.cpu_times()[:2]) - base < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
         readings = {k: m.read() for k, m in meters.items()}
     finally:
         busy.kill()
@@ -61,7 +71,9 @@ def test_busy_child_gets_the_cpu_energy_an_idle_one_does_not():
     assert trees["busy"].last.cpu_share > 0.05
     # both see the same machine; only the busy tree is charged for it
     for r in readings.values():
-        assert 0 < r.process_j <= r.machine_j
+        assert 0 <= r.process_j <= r.machine_j
+    # (the idle child's is 0 or nearly: its start-up is before the baseline)
+    assert readings["busy"].process_j > 0
     assert readings["busy"].process_j > 10 * readings["idle"].process_j
     assert readings["idle"].process_j < 0.05 * readings["idle"].machine_j
 
