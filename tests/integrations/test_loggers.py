@@ -27,7 +27,11 @@ def test_listeners_hear_each_flush_then_the_stop_once() -> None:
         run.add_listener(
             lambda r, event: events.append((event, r.status, threading.current_thread().name))
         )
-        time.sleep(0.4)
+        # two flushes (every 0.1 s), however late a loaded machine starts the sampler: it first
+        # records the environment (it was a fixed 0.4 s)
+        deadline = time.monotonic() + 30
+        while sum(e[0] == "flush" for e in events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
     run.stop()  # again: nothing more
     flushes = [e for e in events if e[0] == "flush"]
     assert len(flushes) >= 2
