@@ -144,8 +144,12 @@ def test_study_budget_sums_the_top_level_runs_of_the_ledger_once(ledger_path):
     roots_kwh, part_kwh = study_of_three_roots(ledger_path, "sweep")
     assert part_kwh > 2e-4  # counting the part again would put the study over at once
     budget = gp.Budget(kwh=roots_kwh + 1.5e-4, per="study", on_exceed="stop")
+    # this run at a tenth of the power (1e-4 kWh a second): its 1.5e-4 kWh left are 1.5 s, not
+    # 0.15 s a loaded machine can take before its first log; the part counted again would
+    # still be over at once (> 2e-4)
+    slow = fast(meters=ConstantPowerMeters(cpu_w=360.0, ram_w=0.0, process_share=1.0))
     with pytest.raises(gp.BudgetExceeded) as caught:
-        with gp.track("trial-c", study="sweep", ledger=ledger_path, budget=budget, **fast()) as run:
+        with gp.track("trial-c", study="sweep", ledger=ledger_path, budget=budget, **slow) as run:
             run.log(loss=1.0)  # not over at the start: the part is inside its trial
             assert not run.over_budget
             log_until_raised(run)
@@ -171,7 +175,10 @@ def test_a_study_already_over_budget_stops_the_next_run_at_its_first_log(ledger_
 def test_study_budget_ignores_other_studies(ledger_path):
     study_of_three_roots(ledger_path, "other")
     budget = gp.Budget(kwh=1e-4, per="study", on_exceed="stop")
-    with gp.track("alone", study="fresh", ledger=ledger_path, budget=budget, **fast()) as run:
+    # the other study spent > 3.5e-4 kWh (over this budget if counted); this run draws 36 W
+    # (1e-5 kWh a second): 10 s to its budget, not the 0.1 s a loaded machine could take
+    low = fast(meters=ConstantPowerMeters(cpu_w=36.0, ram_w=0.0, process_share=1.0))
+    with gp.track("alone", study="fresh", ledger=ledger_path, budget=budget, **low) as run:
         run.log(loss=1.0)
     assert run.status == "finished"
 
