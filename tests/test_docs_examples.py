@@ -15,6 +15,14 @@ How a block runs:
   first runs the file's earlier blocks in its directory (slow ones only in their own test).
   Each block is its own process, so a Python block makes its own imports, as it would when
   pasted alone.
+* Python blocks of a page that import the same heavy third-party packages (torch, lightning,
+  transformers, Optuna, MLflow: found by parsing the blocks), two blocks or more, run as
+  children of a fork server (``tests/_docs_fork.py``) that imported those packages once, never
+  greenprint: each child is what a fresh ``python -c RUNNER`` is (its cwd, exactly the clean
+  environment, its own stdin/stdout/stderr and ``__main__``, a normal exit with atexit
+  handlers), holding only heavy modules its block imports. Importing torch and torch._dynamo
+  (~3.5 s), lightning (~10 s) or transformers (~9 s) per example was most of this file's time.
+  Other blocks, pages in ``SUBPROCESS_PAGES`` and bash blocks run in a fresh process.
 * With a clean environment: no ``GREENPRINT_*`` variable (the network guard is kept), no
   ``greenprint.toml`` or ``pyproject.toml`` above the directory, the virtual environment's
   ``bin`` first on ``PATH`` so that ``greenprint`` resolves.
@@ -61,6 +69,7 @@ from pathlib import Path
 import pytest
 
 from _clean_env import clean_env, configured_above
+from _docs_fork import ForkServer, heavy_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "docs_fixtures"
@@ -74,6 +83,8 @@ LANGUAGES = {
     "shell": "bash",
 }
 TIMEOUT_S = 240
+#: Pages whose Python examples run in a fresh ``python`` each, not a fork server's children.
+SUBPROCESS_PAGES: dict[str, str] = {}
 #: Blocks running one of these get the ``slow`` mark (``greenprint demo``: about 45 s).
 SLOW = re.compile(r"^\s*greenprint demo\b", re.M)
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
@@ -168,7 +179,7 @@ BLOCKS = collect()
 
 
 def _params() -> list[object]:
-    params = []
+    params: list[object] = []
     for blocks in BLOCKS.values():
         for block in blocks:
             why = f"not run by the test suite: {block.not_run}"
@@ -190,10 +201,47 @@ class DocDir:
     path: Path
     passed: dict[int, bool] = field(default_factory=dict)
     runs: dict[int, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+    doc: str = ""
+    servers: dict[tuple[str, ...], ForkServer] = field(default_factory=dict)
+
+    def _key(self, block: Block) -> tuple[str, ...]:
+        """The heavy packages ``block`` imports (top-level names), or () for a bash block."""
+        if block.language != "python":
+            return ()
+        return tuple(sorted({item[0].split(".")[0] for item in heavy_imports([block.code])}))
+
+    def _sharing(self, block: Block) -> list[int]:
+        """The page's runnable blocks that import the same heavy modules as ``block`` (lines)."""
+        key = self._key(block)
+        return [b.line for b in BLOCKS.get(self.doc, []) if not b.not_run and self._key(b) == key]
+
+    def fork_server(self, block: Block) -> ForkServer | None:
+        """The fork server for ``block``: one per page and set of heavy imports, started on first
+        use, when two blocks or more import that set; None for a block that imports nothing
+        heavy (a fresh ``python``). A child holds only the heavy modules its block imports."""
+        key = self._key(block)
+        if not key or self.doc in SUBPROCESS_PAGES or len(self._sharing(block)) < 2:
+            return None
+        if key not in self.servers:
+            codes = [b.code for b in BLOCKS[self.doc] if b.line in self._sharing(block)]
+            server = ForkServer(self.path, clean_env(), heavy_imports(codes))
+            if server.ready["project_modules"]:  # never share the project's state
+                server.close()
+                return None
+            self.servers[key] = server
+        return self.servers[key]
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.close()
+        self.servers.clear()
 
     def run(self, block: Block) -> subprocess.CompletedProcess[str]:
         """Run ``block`` here and record how it went."""
-        done = run_block(block, self.path)
+        server = self.fork_server(block)
+        done = run_block(block, self.path, server)
+        if server is not None and block.line == max(self._sharing(block)):  # its last: free it
+            self.servers.pop(self._key(block)).close()
         self.passed[block.line] = done.returncode == 0
         self.runs[block.line] = done
         return done
@@ -220,13 +268,19 @@ class Workspace:
             for fixture in sorted(FIXTURES.iterdir()):
                 if fixture.is_file() and not fixture.name.startswith((".", "_")):
                     shutil.copy(fixture, path / fixture.name)
-            self._dirs[doc] = DocDir(path)
+            self._dirs[doc] = DocDir(path, doc=doc)
         return self._dirs[doc]
+
+    def close(self) -> None:
+        for doc_dir in self._dirs.values():
+            doc_dir.close()
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    return Workspace(tmp_path_factory)
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    found = Workspace(tmp_path_factory)
+    yield found
+    found.close()
 
 
 # Values a Python example claims in a comment: a top-level expression statement followed by
@@ -345,7 +399,14 @@ if wrong:
 """
 
 
-def run_block(block: Block, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_block(
+    block: Block, cwd: Path, server: ForkServer | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``block`` in ``cwd``: a Python block in a child of the page's ``server`` if given."""
+    if block.language == "python" and server is not None:
+        argv = ["-c", str(ROOT / block.doc)]
+        code = instrument(block.code, block.line)
+        return server.run(RUNNER, argv, code, cwd, clean_env(), TIMEOUT_S)
     if block.language == "python":
         command = [sys.executable, "-c", RUNNER, str(ROOT / block.doc)]
         stdin = instrument(block.code, block.line)
@@ -652,3 +713,73 @@ def test_runner_checks_claims_and_reports_the_markdown_lines(tmp_path):
     assert done.returncode == 1
     assert 'File "docs/x.md", line 23, in <module>' in done.stderr
     assert "ValueError: math domain error" in done.stderr
+
+
+def test_fork_server_children_are_fresh_interpreters(tmp_path):
+    """A page's fork server gives each example what a fresh ``python -c RUNNER`` would."""
+    server = ForkServer(tmp_path, clean_env(), heavy_imports(["from optuna import samplers"]))
+    try:
+        assert server.ready["project_modules"] == []  # greenprint is not imported before fork
+        code = "\n".join(
+            [
+                "import atexit, os, sys",
+                "assert 'optuna' in sys.modules  # preloaded by the server",
+                "assert not [m for m in sys.modules if m.startswith('greenprint')], 'greenprint'",
+                "assert 'GP_DOCS_SEEN' not in os.environ, 'an earlier example set it'",
+                "import greenprint",
+                "os.environ['GP_DOCS_SEEN'] = '1'",
+                "atexit.register(lambda: open('atexit-ran', 'a').write(f'{os.getpid()}\\n'))",
+                "print(os.getcwd(), sys.argv, sys.path[0] == '', sys.stdin.read() == '')",
+                "len(sys.argv)  # 1",
+            ]
+        )
+        block = Block("docs/x.md", 10, "python", code + "\n")
+        pids = set()
+        for _ in range(2):
+            done = run_block(block, tmp_path, server)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == f"{tmp_path} ['-'] True True\n"
+            pids.add((tmp_path / "atexit-ran").read_text())
+            (tmp_path / "atexit-ran").unlink()  # the example's atexit handler ran, at exit
+        assert len(pids) == 2
+        # the environment is the request's exactly: not the server's, not an earlier example's
+        show = "import json, os\nprint(json.dumps(dict(os.environ)))"
+        done = server.run(show, ["-c"], "", tmp_path, {**clean_env(), "GP_DOCS_ONLY": "1"}, 60)
+        assert json.loads(done.stdout) == {**clean_env(), "GP_DOCS_ONLY": "1"}
+        done = server.run(show, ["-c"], "", tmp_path, clean_env(), 60)
+        assert json.loads(done.stdout) == clean_env()
+
+        done = run_block(Block("docs/x.md", 20, "python", "x = 2\nx  # 3\n"), tmp_path, server)
+        assert done.returncode == 1
+        assert "line 22: the doc shows x as 3, the code gives 2" in done.stderr
+        done = run_block(Block("docs/x.md", 30, "python", "\n1 / 0\n"), tmp_path, server)
+        assert done.returncode == 1
+        assert 'docs/x.md", line 32, in <module>' in done.stderr, done.stderr
+        assert "ZeroDivisionError" in done.stderr
+        done = run_block(
+            Block("docs/x.md", 1, "python", "import os\nos.kill(os.getpid(), 9)\n"),
+            tmp_path,
+            server,
+        )
+        assert done.returncode == -9
+        with pytest.raises(subprocess.TimeoutExpired):  # a hanging example is killed
+            server.run("while True: pass", ["-c"], "", tmp_path, clean_env(), timeout=1)
+        done = run_block(
+            Block("docs/x.md", 1, "python", "import sys\nsys.exit(3)\n"), tmp_path, server
+        )
+        assert done.returncode == 3  # and the server still serves
+    finally:
+        server.close()
+    assert server.process.returncode == 0
+
+
+def test_fork_servers_preload_only_third_party_heavy_imports():
+    code = "import greenprint as gp\nimport torch\nfrom sklearn import svm\nimport ray\n"
+    assert heavy_imports([code, "from transformers import Trainer\n"]) == [
+        ["torch"],
+        ["transformers", "Trainer"],
+        ["torch._dynamo"],
+    ]
+    page = DocDir(Path("."), doc="README.md")
+    assert page._key(Block("README.md", 1, "python", code)) == ("torch",)
+    assert page._key(Block("README.md", 1, "bash", "python -c 'import torch'\n")) == ()

@@ -1,0 +1,211 @@
+"""A fork server for one Markdown page's Python examples (``test_docs_examples.py``).
+
+Most of a documentation example's time is importing torch, torch._dynamo, lightning or
+transformers, not greenprint. A page's server is a ``python -c SERVER`` started in the page's
+directory with the examples' environment; it imports only the heavy third-party modules that the
+page's Python blocks import (found with :mod:`ast`; never greenprint or anything of this
+project), then forks one child per example. The child is what a fresh ``python -c RUNNER`` is
+for the example: its cwd and environment set (``os.environ`` cleared and filled), fds 0/1/2 its
+own (the example's source, and files the test reads), ``sys.argv`` as ``python -c`` sets it, a
+fresh ``__main__``, import caches invalidated, and a normal interpreter exit (atexit handlers
+run) with the exit status ``python -c`` would give. The server never calls a torch function.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+#: Third-party packages worth importing once per page (top-level names). Not Ray (it starts
+#: threads and processes of its own), not scikit-learn (~1 s to import; its joblib workers and
+#: OpenBLAS's threads are not worth a fork), not greenprint: its state must be fresh.
+HEAVY = {"torch", "lightning", "pytorch_lightning", "transformers", "optuna", "mlflow"}
+
+
+def heavy_imports(codes: Iterable[str]) -> list[list[str]]:
+    """``[module, *names]`` for each heavy ``import``/``from ... import`` of the codes, in order.
+
+    ``torch._dynamo`` follows torch (greenprint's FPO counter imports it). Names are what a
+    ``from`` import takes (transformers loads its classes lazily, on that access).
+    """
+    found: list[list[str]] = []
+    for code in codes:
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [[a.name] for a in node.names if a.name.split(".")[0] in HEAVY]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                if node.module.split(".")[0] in HEAVY:
+                    found.append([node.module, *(a.name for a in node.names if a.name != "*")])
+    found = [item for item in found if ".experimental" not in item[0]]  # side effects
+    if any(item[0].split(".")[0] == "torch" for item in found):
+        found.append(["torch._dynamo"])
+    unique: list[list[str]] = []
+    for item in found:
+        if item not in unique:
+            unique.append(item)
+    return unique
+
+
+# The server: imports the page's heavy modules, answers "ready", then per request line (JSON:
+# env, cwd, argv, stdin/stdout/stderr paths) forks a child, answers "pid N" and, when the child
+# has ended, "exit STATUS" (subprocess's return code: -N for a signal). The child leaves the loop
+# and runs the request's code at the top level, as ``python -c`` runs it.
+SERVER = r"""
+import importlib, json, os, sys
+
+for _item in json.loads(sys.argv[1]):
+    try:
+        _module = importlib.import_module(_item[0])
+        for _name in _item[1:]:
+            if not hasattr(_module, _name):
+                importlib.import_module(_item[0] + "." + _name)
+    except Exception:
+        pass  # the example meets the same error itself
+_mine = sorted(m for m in sys.modules if m.split(".")[0] in ("greenprint", "_clean_env"))
+_threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
+_ready = {"ready": True, "project_modules": _mine, "threads": _threads}
+os.write(1, (json.dumps(_ready) + "\n").encode())
+
+_buffer = b""
+while True:
+    while b"\n" not in _buffer:
+        _chunk = os.read(0, 65536)
+        if not _chunk:
+            sys.exit(0)  # the test process closed its end
+        _buffer += _chunk
+    _line, _buffer = _buffer.split(b"\n", 1)
+    _request = json.loads(_line)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _pid = os.fork()
+    if _pid == 0:
+        break
+    os.write(1, f"pid {_pid}\n".encode())
+    _, _status = os.waitpid(_pid, 0)
+    os.write(1, f"exit {os.waitstatus_to_exitcode(_status)}\n".encode())
+
+# the child: what `python -c CODE ARGS...` in cwd with env would be
+os.chdir(_request["cwd"])
+os.environ.clear()
+os.environ.update(_request["env"])
+for _fd, (_path, _flags) in enumerate([
+    (_request["stdin"], os.O_RDONLY),
+    (_request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+    (_request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+]):
+    _opened = os.open(_path, _flags, 0o600)
+    os.dup2(_opened, _fd)
+    os.close(_opened)
+_encoding = sys.stdout.encoding
+sys.stdin = sys.__stdin__ = open(0, "r", encoding=_encoding, closefd=False)
+sys.stdout = sys.__stdout__ = open(1, "w", encoding=_encoding, closefd=False)
+sys.stderr = sys.__stderr__ = open(
+    2, "w", encoding=_encoding, errors="backslashreplace", buffering=1, closefd=False
+)
+sys.argv[:] = _request["argv"]
+importlib.invalidate_caches()
+_code = compile(_request["code"], "<string>", "exec")
+_main = type(sys)("__main__")
+_main.__dict__["__builtins__"] = __builtins__
+sys.modules["__main__"] = _main
+exec(_code, _main.__dict__)
+"""
+
+
+class ForkServer:
+    """One page's server: started on first use, closed by :meth:`close`."""
+
+    def __init__(self, cwd: Path, env: dict[str, str], preload: list[list[str]]) -> None:
+        self._io = Path(tempfile.mkdtemp(prefix="gp-docs-fork-"))
+        self._log = open(self._io / "server.err", "wb")  # closed in close()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVER, json.dumps(preload)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            cwd=cwd,
+            env=env,
+        )
+        self._buffer = b""
+        self._count = 0
+        self.ready = json.loads(self._line(timeout=240))
+
+    def _line(self, timeout: float) -> str:
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            readable, _, _ = select.select([fd], [], [], timeout)
+            if not readable:
+                raise TimeoutError
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                log = (self._io / "server.err").read_text(errors="replace")
+                raise RuntimeError(f"the docs' fork server ended:\n{log[-4000:]}")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+    def run(
+        self,
+        code: str,
+        argv: list[str],
+        stdin: str,
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float,
+    ) -> subprocess.CompletedProcess[str]:
+        """``python -c code ARGS`` (``argv`` is ``["-c", *ARGS]``) fed ``stdin``, in a child."""
+        self._count += 1
+        paths = {k: self._io / f"{self._count}.{k}" for k in ("stdin", "stdout", "stderr")}
+        paths["stdin"].write_text(stdin)  # as subprocess encodes text input
+        request = {"code": code, "argv": argv, "cwd": str(cwd), "env": env}
+        request.update({k: str(p) for k, p in paths.items()})
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
+        self.process.stdin.flush()
+        pid = int(self._line(timeout=60).split()[1])
+        try:
+            status = int(self._line(timeout=timeout).split()[1])
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            self._line(timeout=60)
+            raise subprocess.TimeoutExpired(
+                [sys.executable, "-c", "...", *argv[1:]],
+                timeout,
+                paths["stdout"].read_text(errors="replace"),
+                paths["stderr"].read_text(errors="replace"),
+            ) from None
+        out, err = paths["stdout"].read_text(), paths["stderr"].read_text()
+        for path in paths.values():
+            path.unlink()
+        return subprocess.CompletedProcess(
+            [sys.executable, "-c", "...", *argv[1:]], status, out, err
+        )
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
+        for path in self._io.iterdir():
+            path.unlink()
+        self._io.rmdir()
