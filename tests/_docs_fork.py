@@ -65,6 +65,10 @@ def heavy_imports(codes: Iterable[str]) -> list[list[str]]:
 SERVER = r"""
 import importlib, json, os, sys
 
+# the answers go to the test on a descriptor of their own; what the imports print (a framework's
+# banner: "[INFO] Running in WANDB offline mode") goes to the server's log with its stderr
+_answers = os.dup(1)
+os.dup2(2, 1)
 for _item in json.loads(sys.argv[1]):
     try:
         _module = importlib.import_module(_item[0])
@@ -76,7 +80,7 @@ for _item in json.loads(sys.argv[1]):
 _mine = sorted(m for m in sys.modules if m.split(".")[0] in ("greenprint", "_clean_env"))
 _threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
 _ready = {"ready": True, "project_modules": _mine, "threads": _threads}
-os.write(1, (json.dumps(_ready) + "\n").encode())
+os.write(_answers, (json.dumps(_ready) + "\n").encode())
 
 _buffer = b""
 while True:
@@ -92,11 +96,12 @@ while True:
     _pid = os.fork()
     if _pid == 0:
         break
-    os.write(1, f"pid {_pid}\n".encode())
+    os.write(_answers, f"pid {_pid}\n".encode())
     _, _status = os.waitpid(_pid, 0)
-    os.write(1, f"exit {os.waitstatus_to_exitcode(_status)}\n".encode())
+    os.write(_answers, f"exit {os.waitstatus_to_exitcode(_status)}\n".encode())
 
 # the child: what `python -c CODE ARGS...` in cwd with env would be
+os.close(_answers)
 os.chdir(_request["cwd"])
 os.environ.clear()
 os.environ.update(_request["env"])

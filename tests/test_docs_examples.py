@@ -773,6 +773,20 @@ def test_fork_server_children_are_fresh_interpreters(tmp_path):
     assert server.process.returncode == 0
 
 
+def test_a_preload_printing_a_banner_does_not_break_the_fork_server(tmp_path):
+    """What a preloaded framework prints on import (wandb's "[INFO] Running in WANDB offline
+    mode" when the environment says so) is the server's log, not an answer to the test, nor
+    the example's output."""
+    (tmp_path / "noisy_banner.py").write_text("print('[INFO] a banner on import')\n")
+    server = ForkServer(tmp_path, clean_env(), [["noisy_banner"]])
+    try:
+        assert server.ready["ready"] is True
+        done = server.run("print('hi')", ["-c"], "", tmp_path, clean_env(), 60)
+        assert (done.returncode, done.stdout) == (0, "hi\n")
+    finally:
+        server.close()
+
+
 def test_fork_servers_preload_only_third_party_heavy_imports():
     code = "import greenprint as gp\nimport torch\nfrom sklearn import svm\nimport ray\n"
     assert heavy_imports([code, "from transformers import Trainer\n"]) == [
