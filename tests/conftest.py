@@ -45,11 +45,6 @@ os.environ.setdefault("RAY_AUTH_TOKEN", "0123456789abcdef" * 4)
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_enable_worker_prestart", "0")
 os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
-# Tune reuses a trial's worker (reuse_actors=True) once the trial's thread has ended there,
-# waiting this long (default 2 s) for it; past that the experiment hung until pytest's timeout.
-# greenprint stops and writes the trial's run in that thread (a final sample, a ledger write that
-# may wait for other writers): on a loaded machine 2 s is not a bound on that
-os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "30")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in the

@@ -266,54 +266,6 @@ def test_trials_that_share_a_reused_worker_are_runs_of_their_own(
     assert trials[3].energy_kwh < trials[1].energy_kwh / 3
 
 
-def _slow_end(config: dict[str, Any]) -> None:
-    from ray import tune
-
-    try:
-        tune.report({"score": float(config["x"])})
-        tune.report({"score": float(config["x"])})  # never reached: stopped at the first
-    finally:
-        time.sleep(2.5)  # an end that takes a while: greenprint's final write, a checkpoint
-
-
-def test_a_reused_worker_waits_for_a_trial_end_longer_than_tunes_default(
-    ray_cluster: Any, tmp_path: Path
-) -> None:
-    """Tune reuses a worker only once the trial before has ended in it, which it waits for
-    TUNE_FUNCTION_THREAD_TIMEOUT_S (2 s by default); past it the experiment hung (till pytest's
-    300 s timeout; a time_budget_s did not end it). The suite's is 30 s (conftest): greenprint
-    stops and writes a trial's run in that thread, inside that wait (a final sample, a ledger
-    write that may wait for other writers), on machines three test workers load."""
-    ledger = tmp_path / "gp.db"
-    fn = trainable(_slow_end, ledger=ledger, study="ray-slow")
-    tuner = tune.Tuner(
-        fn,
-        param_space={"x": tune.grid_search([1, 2])},
-        tune_config=tune.TuneConfig(
-            metric="score",
-            mode="max",
-            reuse_actors=True,
-            max_concurrent_trials=1,
-        ),
-        run_config=tune.RunConfig(
-            name="ray-slow",
-            storage_path=str(tmp_path / "tune"),
-            stop={"training_iteration": 1},  # Tune stops each trial inside its first report
-            callbacks=[GreenprintTuneCallback(ledger=ledger, study="ray-slow")],
-            verbose=0,
-        ),
-    )
-    results = tuner.fit()
-    assert [r.error for r in results] == [None, None]
-    assert len({r.metrics["greenprint/worker"] for r in results}) == 1  # one worker, reused
-    trials = [r for r in gp.Ledger(ledger).runs(study="ray-slow") if r.role == "trial"]
-    assert sorted((t.params["x"], t.status) for t in trials) == [(1, "finished"), (2, "finished")]
-    # each run ended after its trial's slow end, in its worker, before the next one started
-    first, second = sorted(trials, key=lambda t: t.started_at)
-    assert first.ended_at is not None and first.ended_at <= second.started_at
-    assert first.duration_s >= 2.5
-
-
 def _train_capped(config: dict[str, Any]) -> None:
     from ray import tune
 
