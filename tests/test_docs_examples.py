@@ -54,6 +54,7 @@ suite) carries a visible line right before its fence, starting with the exact te
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import json
 import re
@@ -190,6 +191,14 @@ def _params() -> list[object]:
     return params
 
 
+@functools.cache
+def _heavy_key(language: str, code: str) -> tuple[str, ...]:
+    """:meth:`DocDir._key`, parsed once per block: a page's blocks are compared on every run."""
+    if language != "python":
+        return ()
+    return tuple(sorted({item[0].split(".")[0] for item in heavy_imports([code])}))
+
+
 @dataclass
 class DocDir:
     """The shared working directory of one Markdown file and which of its blocks ran.
@@ -206,9 +215,7 @@ class DocDir:
 
     def _key(self, block: Block) -> tuple[str, ...]:
         """The heavy packages ``block`` imports (top-level names), or () for a bash block."""
-        if block.language != "python":
-            return ()
-        return tuple(sorted({item[0].split(".")[0] for item in heavy_imports([block.code])}))
+        return _heavy_key(block.language, block.code)
 
     def _sharing(self, block: Block) -> list[int]:
         """The page's runnable blocks that import the same heavy modules as ``block`` (lines)."""
@@ -220,10 +227,13 @@ class DocDir:
         use, when two blocks or more import that set; None for a block that imports nothing
         heavy (a fresh ``python``). A child holds only the heavy modules its block imports."""
         key = self._key(block)
-        if not key or self.doc in SUBPROCESS_PAGES or len(self._sharing(block)) < 2:
+        if not key or self.doc in SUBPROCESS_PAGES:
+            return None
+        sharing = self._sharing(block)
+        if len(sharing) < 2:
             return None
         if key not in self.servers:
-            codes = [b.code for b in BLOCKS[self.doc] if b.line in self._sharing(block)]
+            codes = [b.code for b in BLOCKS[self.doc] if b.line in sharing]
             server = ForkServer(self.path, clean_env(), heavy_imports(codes))
             if server.ready["project_modules"]:  # never share the project's state
                 server.close()
@@ -403,13 +413,12 @@ def run_block(
     block: Block, cwd: Path, server: ForkServer | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``block`` in ``cwd``: a Python block in a child of the page's ``server`` if given."""
-    if block.language == "python" and server is not None:
-        argv = ["-c", str(ROOT / block.doc)]
-        code = instrument(block.code, block.line)
-        return server.run(RUNNER, argv, code, cwd, clean_env(), TIMEOUT_S)
     if block.language == "python":
-        command = [sys.executable, "-c", RUNNER, str(ROOT / block.doc)]
         stdin = instrument(block.code, block.line)
+        if server is not None:
+            argv = ["-c", str(ROOT / block.doc)]
+            return server.run(RUNNER, argv, stdin, cwd, clean_env(), TIMEOUT_S)
+        command = [sys.executable, "-c", RUNNER, str(ROOT / block.doc)]
     else:
         command, stdin = ["bash", "-euxo", "pipefail", "-c", block.code], None
     return subprocess.run(

@@ -147,7 +147,7 @@ def test_asha_study_every_trial_its_status_and_one_price_tag(
     assert by_x[4].status == by_x[5].status == "pruned"
     assert {t.status for t in trials} <= {"finished", "pruned", "failed"}
 
-    # each trial measured in its worker process (one trial after another), not the driver
+    # each trial measured in the worker process that ran it (reused by later trials), not the driver
     driver_pid = os.getpid()
     carried = [r for r in results if r.metrics and "greenprint/worker" in r.metrics]
     assert len(carried) == 5  # every trial's last result but x=3's (it failed before any)
