@@ -70,14 +70,17 @@ def export_rows(home: Path, study: str, *args: str) -> tuple[list[dict[str, str]
 
 def roots_sum_to_the_price_tag(rows: list[dict], report: dict) -> None:
     """The root rows of an export sum to the price tag (each root the larger of what it
-    recorded and what its children add up to, as the price tag counts it)."""
+    recorded and what its children inside it add up to, plus what its children outside its
+    measurement add, ``contained`` false, as the price tag counts it)."""
     children: dict[str, list[dict]] = {}
     for r in rows:
         children.setdefault(r["parent_id"] or "", []).append(r)
 
     def nested(row: dict, key: str) -> float:
-        inner = sum(nested(c, key) for c in children.get(row["id"], ()))
-        return max(float(row[key]), inner)
+        below = children.get(row["id"], ())
+        inner = sum(nested(c, key) for c in below if c.get("contained") != "False")
+        added = sum(nested(c, key) for c in below if c.get("contained") == "False")
+        return max(float(row[key]), inner) + added
 
     total = report["price_tag"]["total"]
     assert len(rows) == total["runs"]

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 import greenprint as gp
-from greenprint.analysis import price_tag
+from _report_cli import cli_report, export_reads_as_the_report
+from greenprint.analysis import expected_max_performance, price_tag
 from integrations._frameworks import need_installed
 
 need_installed("ray.tune", "ray")
@@ -323,6 +324,100 @@ def test_a_stop_budget_in_a_trial_the_driver_writes_is_recorded_as_in_process(
     # not "failed" (Tune's ERROR) nor "finished": the status and reason a budget stop has
     assert (trial.status, trial.error) == ("interrupted", reason)
     assert trial.ended_at is not None and trial.fpo == 1_200 and trial.energy_kwh > 0
+
+
+def _train_fails_twice(config: dict[str, Any]) -> None:
+    """x=1 fails after its first result, its first two times (marker files remember)."""
+    from ray import tune
+
+    x = config["x"]
+    folder = Path(config["folder"])
+    for i in range(2):
+        _busy(0.1)
+        failed = len(list(folder.glob(f"failed-{x}-*")))
+        if x == 1 and i == 1 and failed < 2:
+            (folder / f"failed-{x}-{failed}").touch()
+            raise ValueError(f"the data loader's worker died ({failed + 1})")
+        tune.report({"score": float(x * (i + 1))})
+
+
+def test_a_study_restored_after_errors_reads_as_one_study(ray_cluster: Any, tmp_path: Path) -> None:
+    """Issue 12: Tuner.restore(path, resume_errored=True), then restart_errored=True, rerun the
+    errored trial each time with a callback that has no memory of it (as in a new driver
+    process: Tune unpickles it from the experiment; restart gives the trial a new id and name).
+    One configuration is one trial, the attempt that ends it: each failed attempt is a part of
+    the first sweep (its error and cost kept, counted once); the trial that finished at first
+    and was restored, not rerun, keeps its one run; each later driver's sweep is a child of
+    the first, added to it (its measurement is later)."""
+    ledger = tmp_path / "gp.db"
+    callback = GreenprintTuneCallback(ledger=ledger, study="ray-resume")
+    fn = trainable(_train_fails_twice, ledger=ledger, study="ray-resume", sample_interval_s=0.1)
+    tuner = tune.Tuner(
+        fn,
+        param_space={"x": tune.grid_search([1, 2]), "folder": str(tmp_path)},
+        tune_config=tune.TuneConfig(metric="score", mode="max", reuse_actors=True),
+        run_config=tune.RunConfig(
+            name="ray-resume",
+            storage_path=str(tmp_path / "tune"),
+            callbacks=[callback],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),  # fmt: skip
+    )
+    assert sorted(r.error is not None for r in tuner.fit()) == [False, True]  # x=1 errored
+    before = {r.id: r for r in gp.Ledger(ledger).runs(study="ray-resume")}
+    path = str(tmp_path / "tune" / "ray-resume")
+    again = tune.Tuner.restore(path, fn, resume_errored=True).fit()  # x=1: the same trial id
+    assert sorted(r.error is not None for r in again) == [False, True]  # failed again
+    grid = tune.Tuner.restore(path, fn, restart_errored=True).fit()  # x=1: a new trial id
+    assert sorted((r.config["x"], r.metrics["score"], r.error) for r in grid) == [
+        (1, 2.0, None),
+        (2, 4.0, None),
+    ]
+
+    runs = gp.Ledger(ledger).runs(study="ray-resume")
+    sweeps = sorted((r for r in runs if r.role == "sweep"), key=lambda r: r.started_at)
+    trials = {r.params["x"]: r for r in runs if r.role == "trial"}
+    parts = sorted((r for r in runs if r.role == "part"), key=lambda r: r.started_at)
+    assert len(sweeps) == 3 and len(runs) == 7
+    first_sweep = sweeps[0]
+    assert first_sweep.parent_id is None and first_sweep.id in before
+    for later in sweeps[1:]:
+        assert later.parent_id == first_sweep.id and later.contained is False
+    # x=2 finished in the first driver and was not rerun: its one run, as it was
+    assert sorted(trials) == [1, 2] and trials[2].id in before
+    assert trials[2].parent_id == first_sweep.id and trials[2].status == "finished"
+    # x=1: the last attempt is the trial; each failed one a part of the sweep it ran under
+    assert trials[1].parent_id == sweeps[2].id and trials[1].status == "finished"
+    assert [p.parent_id for p in parts] == [first_sweep.id, sweeps[1].id]
+    for n, part in enumerate(parts, 1):
+        assert part.params["x"] == 1 and part.status == "failed"
+        assert f"worker died ({n})" in (part.error or "") and part.energy_kwh > 0
+    assert parts[0].energy_kwh == before[parts[0].id].energy_kwh  # its cost kept
+
+    report = cli_report(
+        tmp_path, "--ledger", str(ledger), "--study", "ray-resume", "--format", "json",
+        "--no-plots",
+    )  # fmt: skip
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 2 and tag["total"]["runs"] == 7
+    assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {"finished": 2}
+    assert tag["by_status"]["failed"]["runs"] == 2
+
+    # every attempt's cost once: each sweep's measurement holds its own trials (a local
+    # cluster's workers are the driver's children), and the later sweeps add to the first
+    def held(sweep: gp.RunRecord) -> float:
+        inside = sum(r.energy_kwh for r in runs if r.parent_id == sweep.id and r.role != "sweep")
+        return max(sweep.energy_kwh, inside)
+
+    assert tag["total"]["energy_kwh"] == pytest.approx(sum(map(held, sweeps)), rel=1e-9)
+    assert sum(r.energy_kwh for r in runs if r.role != "sweep") <= tag["total"]["energy_kwh"]
+    assert tag["total"]["energy_kwh"] < sum(r.energy_kwh for r in runs)
+    assert {r["id"]: r["role"] for r in report["runs"]} == {r.id: r.role for r in runs}
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    mean = next(s for p in evp["panels"] for s in p["series"] if s["role"] == "mean")
+    assert mean["y"] == pytest.approx(expected_max_performance([2.0, 4.0]).mean.tolist())
+    export_reads_as_the_report(tmp_path, "ray-resume", report, "--ledger", str(ledger))
 
 
 def _numpy_trial(config: dict[str, Any]) -> None:

@@ -45,6 +45,21 @@ child, and sets each trial's final status when the experiment ends:
 Tune itself does not tell these apart: a trial stopped by ASHA and one that ran to the end are
 both ``TERMINATED`` (ray-project/ray#54564), hence the rule above.
 
+**A restored experiment** (``Tuner.restore(path, trainable, ...)`` in a new driver, after a
+crash, a Ctrl-C or errored trials) reads as one study, one configuration one trial. The new
+driver's sweep becomes a child of the first driver's (``contained`` false: its measurement is
+later, so its cost adds). A trial Tune runs again (``resume_errored``, ``restart_errored``,
+which gives it a new id and name, or ``resume_unfinished`` for one still running, or not yet
+saved as ended, when the driver stopped) is the attempt that ends it; each earlier attempt
+becomes a ``part`` of the sweep it ran under, with its status, error and cost (one that was
+running when its driver died ends ``interrupted``), counted once and never as a trial. A trial
+restored and not run again keeps its one run. The callback finds the earlier attempts through
+the state Tune saves with the experiment (:meth:`GreenprintTuneCallback.get_state`: the first
+sweep, and the names each configuration ran under, by experiment tag) and the ledger: trial
+runs named as the trial under an earlier sweep of the same name in the study, or under none.
+Earlier runs not in the ledger (another ledger, deleted): the experiment is recorded as a new
+one, as before, and a debug log says so.
+
 **Who writes the trial runs** (``trainable(..., write=...)``):
 
 * ``"auto"`` (default): the worker writes its run itself when it can reach the ledger, a
@@ -78,7 +93,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from numbers import Integral, Real
 from typing import Any, Literal
 
@@ -467,6 +482,18 @@ class _TrialState:
     budget_error: str | None = None  # "BudgetExceeded: ..." of a "stop" budget in the worker
 
 
+@dataclass
+class _Resume:
+    """What the callback knows of the drivers it resumes (``Tuner.restore``)."""
+
+    restored_sweep: str | None = None  # the first sweep, as Tune's saved state names it
+    attempts: dict[str, list[str]] = field(default_factory=dict)  # attempt key -> names
+    looked: bool = False  # the ledger was read for earlier runs
+    root: str | None = None  # the first driver's sweep, this one's parent
+    sweeps: list[Any] = field(default_factory=list)  # earlier sweeps, by start
+    earlier: dict[str, list[tuple[str | None, Any]]] = field(default_factory=dict)  # name -> runs
+
+
 class GreenprintTuneCallback(tune.Callback):
     """Record a Ray Tune experiment as a ``sweep`` run whose children are its trials.
 
@@ -513,11 +540,12 @@ class GreenprintTuneCallback(tune.Callback):
         self._sweep: Any = None
         self._trials: dict[str, _TrialState] = {}
         self._warn = WarnOnce()
+        self._resume = _Resume()
 
     def __getstate__(self) -> dict[str, Any]:
         """What Tune pickles with the run config (the settings; no run, no lock)."""
         state = dict(self.__dict__)
-        state.update(_sweep=None, _trials={}, _warn=None)
+        state.update(_sweep=None, _trials={}, _warn=None, _resume=_Resume())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -530,10 +558,52 @@ class GreenprintTuneCallback(tune.Callback):
         return self._sweep
 
     # ---------------------------------------------------------------- Tune's hooks
+    def get_state(self) -> dict[str, Any] | None:
+        """What Tune saves with the experiment's state, for :meth:`set_state` on a restore.
+
+        The sweep this experiment's runs hang under and the names each trial ran under (a
+        trial Tune restarts after ``Tuner.restore(..., restart_errored=True)`` gets a new id
+        and name; its experiment tag stays).
+        """
+        if self._sweep is None:
+            return None
+        return {
+            "greenprint_sweep": self._resume.root or self._sweep.id,
+            "attempts": {key: list(names) for key, names in self._resume.attempts.items()},
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Take the state :meth:`get_state` saved, in the driver of ``Tuner.restore``."""
+        if not isinstance(state, Mapping):
+            return
+        sweep = state.get("greenprint_sweep")
+        self._resume.restored_sweep = sweep if isinstance(sweep, str) else None
+        attempts = state.get("attempts")
+        if isinstance(attempts, Mapping):
+            self._resume.attempts = {
+                str(key): [str(name) for name in names]
+                for key, names in attempts.items()
+                if isinstance(names, list)
+            }
+
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        """Start the sweep run with the first trial (the experiment's name is known then)."""
+        """Start the sweep run with the first trial (the experiment's name is known then).
+
+        In the driver of ``Tuner.restore``, the first start also finds the runs the earlier
+        drivers wrote, and each trial that starts turns its earlier attempts into parts.
+        """
         if self._sweep is None:
             self._start_sweep(_experiment_name(trial))
+        names = self._resume.attempts.setdefault(_attempt_key(trial), [])
+        if _trial_name(trial) not in names:
+            names.append(_trial_name(trial))
+        ledger = self._sweep.ledger
+        if ledger is None:
+            return
+        if not self._resume.looked:
+            self._resume.looked = True
+            self._find_earlier(ledger, trials)
+        self._supersede(ledger, trial)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -722,11 +792,7 @@ class GreenprintTuneCallback(tune.Callback):
         Such a run is found by its name, the trial's name (unique to the experiment), in the
         sweep's study, among the runs no other sweep has adopted.
         """
-        silent = {
-            str(getattr(t, "trial_name", None) or str(t)): t
-            for t in trials
-            if t.trial_id not in self._trials
-        }
+        silent = {_trial_name(t): t for t in trials if t.trial_id not in self._trials}
         if not silent:
             return
         try:
@@ -755,7 +821,7 @@ class GreenprintTuneCallback(tune.Callback):
         Found by the trial's name, as :meth:`_find_silent` finds a trial's, among the runs not
         known already (the latest if several).
         """
-        name = str(getattr(trial, "trial_name", None) or str(trial))
+        name = _trial_name(trial)
         known = {s.run_id for s in self._trials.values()}
         try:
             runs = ledger.runs(study=self._sweep.study)
@@ -773,6 +839,105 @@ class GreenprintTuneCallback(tune.Callback):
         if not found:
             return None
         return _TrialState(max(found, key=lambda run: run.started_at).id)
+
+    def _find_earlier(self, ledger: Any, trials: list[Any]) -> None:
+        """Index the trial runs of the drivers this one resumes (``Tuner.restore``) by name.
+
+        Those are the trial runs under an earlier sweep of this experiment (the one Tune's
+        saved state names, or one of the same name in the study started before this one, with
+        the sweeps that resumed it), and the trial runs of the study no sweep adopted (their
+        driver ended first). The sweep of this driver becomes a child of the first sweep once
+        one of them is a run of this experiment's trials (``contained`` false: a later
+        measurement, added to it). Nothing found, or a ledger that cannot say: as a new
+        experiment (a debug log says so).
+        """
+        sweep = self._sweep
+        since = sweep.record.started_at
+        resume = self._resume
+        try:
+            tops = ledger.runs(study=sweep.study, parent_id=None)
+            roots = [
+                r
+                for r in tops
+                if r.role == "sweep"
+                and r.id != sweep.id
+                and r.started_at <= since
+                and (r.id == resume.restored_sweep or r.name == sweep.name)
+            ]
+            found: list[tuple[str | None, Any]] = [
+                (None, r) for r in tops if r.role == "trial" and r.started_at < since
+            ]
+            for root in roots:
+                resume.sweeps.append(root)
+                below = [root.id]
+                while below:
+                    for run in ledger.runs(study=sweep.study, parent_id=below.pop()):
+                        if run.role == "sweep":
+                            resume.sweeps.append(run)
+                            below.append(run.id)
+                        elif run.role == "trial":
+                            found.append((root.id, run))
+        except GreenprintError as e:
+            logger.debug("greenprint: no earlier drivers' runs read for this experiment: %s", e)
+            return
+        resume.sweeps.sort(key=lambda run: run.started_at)
+        for root_id, run in found:
+            resume.earlier.setdefault(run.name, []).append((root_id, run))
+        restored = {_trial_name(t) for t in trials}
+        for key_names in resume.attempts.values():
+            restored.update(key_names)
+        root = resume.restored_sweep if any(r.id == resume.restored_sweep for r in roots) else None
+        if root is None:
+            root = next(
+                (rid for name in restored for rid, _ in resume.earlier.get(name, ()) if rid),
+                None,
+            )
+        if root is None:
+            logger.debug(
+                "greenprint: no earlier run of this experiment's trials in the ledger: "
+                "recorded as a new experiment"
+            )
+            return
+        resume.root = root
+        try:
+            ledger.flush(sweep.id, fields={"parent_id": root, "contained": False})
+        except GreenprintError as e:
+            logger.warning("greenprint: could not link the sweep to the one it resumes: %s", e)
+
+    def _supersede(self, ledger: Any, trial: Any) -> None:
+        """Make the earlier drivers' attempts of a trial that starts again parts of its sweep.
+
+        A trial Tune runs again after ``Tuner.restore`` (an errored one with
+        ``resume_errored``/``restart_errored``, one still running when the driver died) is
+        one configuration: the attempt that ends it is the trial, each earlier one a ``part``
+        (its status, error and cost kept; one that was running when its driver died ends
+        ``interrupted``). An attempt no sweep adopted goes under the earlier sweep that was
+        running when it started, else under this one as not contained.
+        """
+        resume = self._resume
+        names = {_trial_name(trial), *resume.attempts.get(_attempt_key(trial), ())}
+        for name in sorted(names):
+            for _, run in resume.earlier.pop(name, ()):
+                fields_: dict[str, Any] = {"role": "part"}
+                if run.parent_id is None:
+                    under = [s for s in resume.sweeps if s.started_at <= run.started_at]
+                    if under:
+                        fields_["parent_id"] = under[-1].id
+                    else:
+                        fields_.update(parent_id=self._sweep.id, contained=False)
+                if run.status in ("running", "lost"):  # its driver ended: no final status
+                    fields_.update(
+                        status="interrupted",
+                        ended_at=run.heartbeat_at or run.started_at,
+                        error="the experiment's driver ended before the trial; "
+                        "Tuner.restore ran it again",
+                    )
+                try:
+                    ledger.flush(run.id, fields=fields_)
+                except GreenprintError as e:
+                    logger.warning(
+                        "greenprint: could not record trial run %s's resumption: %s", run.id, e
+                    )
 
     def _settle(self, ledger: Any) -> None:
         """Wait a little for workers still writing their final record (Tune does not wait)."""
@@ -799,6 +964,17 @@ def _experiment_name(trial: Any) -> str:
         if isinstance(name, str) and name:
             return name
     return "ray-tune"
+
+
+def _trial_name(trial: Any) -> str:
+    """The trial's name, the name of its run."""
+    return str(getattr(trial, "trial_name", None) or str(trial))
+
+
+def _attempt_key(trial: Any) -> str:
+    """What names a configuration across its attempts: its experiment tag, else its id."""
+    tag = getattr(trial, "experiment_tag", None)
+    return tag if isinstance(tag, str) and tag else f"id:{trial.trial_id}"
 
 
 def _criteria_met(trial: Any, result: Mapping[str, Any]) -> bool:
