@@ -749,3 +749,45 @@ def test_optuna_inside_a_tracked_run_that_logs_the_best_score(tmp_path_factory):
         f"trial-{k}" for k in range(4)
     ]
     assert report["price_tag"]["final"]["rule"] == "best-trial"
+
+
+MANUAL_CV_SCRIPT = """
+import greenprint as gp
+
+# a hand-written 3-fold cross-validation: each trial's folds log val_acc, the trial nothing;
+# a baseline, and the final model retrained and scored on the test split (test_acc only)
+FOLDS = {0.1: [0.90, 0.91, 0.92], 0.01: [0.81, 0.82, 0.83], 0.001: [0.70, 0.74, 0.72]}
+with gp.track("majority", study="cv", role="baseline") as run:
+    run.log(val_acc=0.10)
+for lr, accs in FOLDS.items():
+    with gp.track(f"lr={lr}", study="cv", params={"lr": lr}):
+        for k, acc in enumerate(accs):
+            with gp.track(f"fold{k}", study="cv") as fold:
+                fold.log(val_acc=acc)
+with gp.track("final", study="cv", role="final", params={"lr": 0.1}) as run:
+    run.log(test_acc=0.93)
+"""
+
+
+def test_a_hand_written_cv_is_ranked_by_its_folds_metric_not_the_finals(tmp_path_factory):
+    """Trials that log nothing themselves are scored by their folds' val_acc: that is the
+    study's metric, not the test_acc only the final retrain logged (the report once ranked by
+    test_acc: every trial unscored, no EVP, no Pareto), and the final's test_acc is stated."""
+    home = _empty(tmp_path_factory, "new-user-manual-cv")
+    (home / "cv.py").write_text(MANUAL_CV_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "cv.py")
+    assert done.returncode == 0, done.stderr
+    report = _report(home, "--format", "json", "--no-plots")
+    assert report["metric"] == "val_acc" and report["mode"] == "max"
+    rows = _rows(report)
+    for lr, mean in ((0.1, 0.91), (0.01, 0.82), (0.001, 0.72)):
+        row = rows[f"lr={lr}"]
+        assert row["is_trial"] and row["score_source"] == "parts"
+        assert row["score"] == pytest.approx(mean)
+    assert report["price_tag"]["total"]["trials"] == 3
+    assert report["price_tag"]["final"]["run_id"] == rows["final"]["id"]
+    assert report["final_scores"] == {"test_acc": pytest.approx(0.93)}
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    mean = next(s for p in evp["panels"] for s in p["series"] if s["role"] == "mean")
+    assert mean["y"] == pytest.approx(expected_max_performance([0.91, 0.82, 0.72]).mean.tolist())
+    assert any("ranked by 'val_acc'" in n for n in report["notes"])

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, ReportError
@@ -19,7 +19,7 @@ from greenprint._records import RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode
-from greenprint.analysis._roles import TrialScore, resolve_roles, trial_family_labels
+from greenprint.analysis._roles import StudyRoles, TrialScore, resolve_roles, trial_family_labels
 from greenprint.carbon._intensity import applied_intensity
 from greenprint.report._figures import (
     FigureInputs,
@@ -220,25 +220,24 @@ def pick_metric(
     trial_counts: dict[str, int] = {}
     finals: set[int] = set()
     counted, who = runs, "runs"
+    names_of: Callable[[RunRecord], list[str]] = _logged_names
     if metric is None:
         # the trials' and the final run's metrics, not their folds' (a scikit-learn fold logs
         # "score", the Optuna trial around it "accuracy"); every run's when they logged none
         study_roles = resolve_roles(runs)
         picked = [runs[p] for p in (*study_roles.trials, *study_roles.positions("final"))]
         finals = {id(runs[p]) for p in study_roles.positions("final")}
+        names_of = _trial_names(study_roles)
         scored = [r for r in picked if r.status not in _NO_SCORE]
         for some in (scored, picked):  # every trial's when those that did not fail logged none
-            if any(p.value == p.value for r in some for p in r.metrics):
+            if any(names_of(r) for r in some):
                 counted, who = some, "trials"
                 break
     for run in counted:
-        # in logged order (not a set's hash order), so that ties go the same way every time;
-        # a NaN value (v != v) does not count
-        for name in {p.name: None for p in run.metrics if p.value == p.value}:
-            if not is_reserved_metric(name):  # greenprint's own (predictions): never a score
-                counts[name] = counts.get(name, 0) + 1
-                if id(run) not in finals:
-                    trial_counts[name] = trial_counts.get(name, 0) + 1
+        for name in names_of(run):
+            counts[name] = counts.get(name, 0) + 1
+            if id(run) not in finals:
+                trial_counts[name] = trial_counts.get(name, 0) + 1
     if metric is not None:
         if metric not in counts:
             logged = ", ".join(repr(m) for m in counts) or "none"
@@ -298,6 +297,50 @@ def pick_metric(
 
 #: Statuses of a run whose figures are no score to choose the metric by (it produced no model).
 _NO_SCORE = frozenset({"failed", "interrupted", "lost"})
+
+
+def _logged_names(run: RunRecord) -> list[str]:
+    """The metrics a run logged a value of (not NaN), in logged order, greenprint's own left out.
+
+    In logged order (not a set's hash order), so that ties go the same way every time; a
+    NaN value (``v != v``) does not count; a reserved metric (predictions) is never a score.
+    """
+    return [
+        name
+        for name in {p.name: None for p in run.metrics if p.value == p.value}
+        if not is_reserved_metric(name)
+    ]
+
+
+def _trial_names(roles: StudyRoles) -> Callable[[RunRecord], list[str]]:
+    """The metrics each run stands for when the metric is chosen: its own, else its parts'.
+
+    A trial that logged no metric of its own is scored by the mean of its parts' (its folds,
+    :func:`~greenprint.analysis.study_trials`): the metrics its parts logged (that did not
+    fail) are the ones it can be ranked by. A cross-validated search whose folds log
+    ``val_acc`` and whose final retrain logs ``test_acc`` is ranked by ``val_acc``, not by the
+    one metric a trial-level run happened to log. A trial that logged any metric keeps its own
+    (an Optuna trial's ``accuracy`` over its scikit-learn folds' ``score``).
+    """
+    forest = roles.forest
+    memo: dict[int, list[str]] = {}
+
+    def of(pos: int) -> list[str]:
+        found = memo.get(pos)
+        if found is None:
+            found = _logged_names(forest.runs[pos])
+            if not found:
+                merged: dict[str, None] = {}
+                for child in forest.children[pos]:
+                    if roles.roles[child] == "part" and forest.runs[child].status not in _NO_SCORE:
+                        merged.update(dict.fromkeys(of(child)))
+                found = list(merged)
+            memo[pos] = found
+        return found
+
+    index = forest.index
+    return lambda run: of(index[run.id])
+
 
 #: The score of a run of those statuses in the runs table: none.
 _NO_SCORE_OF_RUN = TrialScore(math.nan, "none")
