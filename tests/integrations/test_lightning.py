@@ -176,6 +176,43 @@ def test_an_exception_in_fit_ends_the_run_failed_and_propagates(tmp_path: Path) 
     assert record.energy_kwh > 0  # the cost so far is kept
 
 
+def test_a_fit_resumed_from_its_checkpoint_after_a_crash_is_one_training(tmp_path: Path) -> None:
+    """Issue 12: trainer.fit(model, ckpt_path=...) after a crash, with a new callback (as in a
+    new process), is one training: the crashed fit's run, whose id the checkpoint keeps,
+    becomes a part of the resumed fit's run (failed, its error and cost kept, added once: it
+    ran before), not a second trial."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from greenprint.analysis import price_tag
+
+    db = tmp_path / "gp.db"
+
+    def trainer(cb: GreenprintCallback) -> pl.Trainer:
+        saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+        return _trainer(
+            tmp_path, cb, logger=False, enable_checkpointing=True, callbacks=[cb, saver]
+        )
+
+    first = GreenprintCallback("reg", study="lit", ledger=db, **FAST)
+    with pytest.raises(RuntimeError, match="loss is NaN"):  # in the second epoch (4 batches each)
+        trainer(first).fit(Regressor(fail_at=6), _data())
+    again = GreenprintCallback("reg", study="lit", ledger=db, **FAST)
+    resumed_trainer = trainer(again)
+    resumed_trainer.fit(Regressor(), _data(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    assert resumed_trainer.global_step == 8  # the second epoch only, from the checkpoint
+
+    runs = {r.id: r for r in gp.Ledger(db).runs(study="lit")}
+    assert len(runs) == 2
+    resumed, earlier = runs[again.last_run_id], runs[first.last_run_id]
+    assert resumed.status == "finished" and resumed.parent_id is None
+    assert (earlier.role, earlier.parent_id, earlier.contained) == ("part", resumed.id, False)
+    assert earlier.status == "failed" and "loss is NaN" in (earlier.error or "")
+    assert earlier.energy_kwh > 0  # its cost kept
+    tag = price_tag(list(runs.values()))
+    assert tag.total.trials == 1 and tag.by_status["failed"].runs == 1
+    assert tag.total.energy_kwh == pytest.approx(resumed.energy_kwh + earlier.energy_kwh)
+
+
 def test_a_stop_budget_ends_fit_at_the_step_that_crosses_it(tmp_path: Path) -> None:
     x, y = next(iter(_data()))
     with gp.FPOCounter() as counter:  # one training step's FPO, on real tensors

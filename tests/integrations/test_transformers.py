@@ -172,7 +172,7 @@ from greenprint.integrations.transformers import GreenprintCallback
 
 class Boom(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == 2:
+        if state.global_step == 3:  # after the checkpoint of step 2
             raise RuntimeError("loss is NaN")
 
 
@@ -181,7 +181,8 @@ data = [{"input_ids": torch.randint(0, 50, (8,)), "labels": torch.tensor(i % 2)}
 config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                     intermediate_size=32, max_position_embeddings=16, num_labels=2)
 args = TrainingArguments(output_dir="out", report_to="none", use_cpu=True, max_steps=4,
-                         per_device_train_batch_size=8, save_strategy="no", disable_tqdm=True)
+                         per_device_train_batch_size=8, save_strategy="steps", save_steps=2,
+                         disable_tqdm=True)
 cb = GreenprintCallback("crash", study="hf", ledger="gp.db", sample_interval_s=0.05,
                         flush_interval_s=0.1)
 trainer = Trainer(model=AutoModelForSequenceClassification.from_config(config), args=args,
@@ -191,6 +192,10 @@ trainer.train()  # not attached: greenprint's own excepthook ends the run
 
 
 def test_a_crash_that_ends_the_program_ends_the_run_failed(tmp_path: Path) -> None:
+    """And the training resumed from its checkpoint in a new process is one training (issue
+    12): the crashed run, which wrote its id beside each checkpoint, becomes a part of the
+    resumed run (failed, its error and cost kept, added once: it ran before), not a second
+    trial."""
     script = tmp_path / "crash.py"
     script.write_text(CRASH_SCRIPT)
     env = {**os.environ, **OFFLINE, **ONE_THREAD}
@@ -201,6 +206,26 @@ def test_a_crash_that_ends_the_program_ends_the_run_failed(tmp_path: Path) -> No
     assert (record.name, record.status) == ("crash", "failed")
     assert "RuntimeError: loss is NaN" in record.error
     assert record.energy_kwh > 0
+    assert (tmp_path / "out" / "checkpoint-2" / "greenprint_run.json").is_file()
+
+    from greenprint.analysis import price_tag
+
+    # resumed here, as a new process would (a new trainer and callback, the same ledger)
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path, save_strategy="steps",
+                      save_steps=2), train_dataset=Tokens())  # fmt: skip
+    cb = GreenprintCallback("crash", study="hf", ledger=tmp_path / "gp.db", **FAST)
+    cb.attach(trainer)
+    trainer.train(resume_from_checkpoint=True)
+    runs = {r.id: r for r in gp.Ledger(tmp_path / "gp.db").runs(study="hf")}
+    assert len(runs) == 2
+    resumed, earlier = runs[cb.last_run_id], runs[record.id]
+    assert resumed.status == "finished" and resumed.parent_id is None
+    assert (earlier.role, earlier.parent_id, earlier.contained) == ("part", resumed.id, False)
+    assert earlier.status == "failed" and "loss is NaN" in earlier.error
+    assert earlier.energy_kwh == record.energy_kwh  # its cost kept
+    tag = price_tag(list(runs.values()))
+    assert tag.total.trials == 1 and tag.by_status["failed"].runs == 1
+    assert tag.total.energy_kwh == pytest.approx(resumed.energy_kwh + earlier.energy_kwh)
 
 
 def test_hyperparameter_search_trials_are_trials_pruned_and_failed_too(

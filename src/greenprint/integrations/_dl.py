@@ -28,6 +28,7 @@ __all__ = [
     "LiveFigures",
     "NoMeters",
     "append_metrics",
+    "continue_from",
     "metric_values",
     "plain_params",
     "refresh",
@@ -121,6 +122,60 @@ def refresh(run: Run) -> None:
         run._sample(wait_s=0.05)  # at the framework's pace
     except Exception:  # a failing meter must not stop training; the sampler logs it too
         return
+
+
+def continue_from(run: Run, earlier_id: object, *, how: str) -> None:
+    """Make the run of an earlier attempt of this training, which ``run`` resumes, its part.
+
+    A training resumed from a checkpoint in a new process (after a crash, a kill, a Ctrl-C) is
+    one training: ``run``, the attempt that ends it, stays what it is, and the earlier
+    attempt's run becomes a ``part`` of it with its status, error and cost. It ran before
+    ``run``, outside its measurement, so it is recorded ``contained`` false and the price tag
+    adds its cost once. An earlier run whose process died without a final write (read
+    ``lost``) ends ``interrupted``. One that is not in ``run``'s ledger (another ledger, one
+    deleted), is of another study, or is ``run`` or its parent already: nothing changes, and a
+    debug log says why (never an error: the training goes on).
+
+    Args:
+        run: the running run of the resumed training.
+        earlier_id: the earlier attempt's run id, as the checkpoint recorded it.
+        how: how the training resumed, for the interrupted run's error
+            (``"trainer.fit(ckpt_path=...)"``).
+    """
+    ledger = run.ledger
+    if not isinstance(earlier_id, str) or not earlier_id or ledger is None or not run.id:
+        logger.debug("greenprint: no earlier run to continue from (%r)", earlier_id)
+        return
+    try:
+        earlier = ledger.run(earlier_id)
+    except GreenprintError as e:  # another ledger's run, or a deleted one: as a new training
+        logger.debug("greenprint: the run the checkpoint names is not in the ledger: %s", e)
+        return
+    linked = earlier.parent_id == run.id or run.parent_id == earlier.id
+    if earlier.id == run.id or earlier.study != run.study or linked:
+        logger.debug(
+            "greenprint: run %s is not an earlier attempt of run %s (same run, another study, "
+            "or linked already)",
+            earlier.id[:8],
+            run.id[:8],
+        )
+        return
+    fields: dict[str, Any] = {"parent_id": run.id, "role": "part", "contained": False}
+    if earlier.status == "lost":  # its process died without a final write
+        fields.update(
+            status="interrupted",
+            ended_at=earlier.heartbeat_at or earlier.started_at,
+            error=f"its process ended without a final write; {how} resumed it from a checkpoint",
+        )
+    try:
+        ledger.flush(earlier.id, fields=fields)
+    except GreenprintError as e:
+        logger.warning(
+            "greenprint: could not record run %s as resumed by run %s: %s",
+            earlier.id[:8],
+            run.id[:8],
+            e,
+        )
 
 
 def share_node_run_id(node: object, local_rank: int, own_id: str | None) -> str | None:

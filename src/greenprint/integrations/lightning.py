@@ -39,6 +39,14 @@ your code. With several processes (DDP) the ranks decide together at each traini
 (``strategy.reduce_boolean_decision``, as ``EarlyStopping``), so that none is left waiting for
 the others. ``"warn"`` only warns (once) and a callable is called; the fit goes on.
 
+A fit resumed from a checkpoint (``trainer.fit(model, ckpt_path=...)`` after a crash, a kill or
+a Ctrl-C, in a new process or not) is one training: the checkpoint keeps the fit's run id (the
+callback's ``state_dict``), and the resumed fit's run takes that run as a ``part``, with its
+status, error and cost (``interrupted`` if its process died without a last write), recorded
+``contained`` false (it ran before, outside the resumed run's measurement: the price tag adds
+it once); never a second trial. A checkpoint without callback state, or a run not in this
+ledger or study: the resumed fit is a run of its own, as before (a debug log says why).
+
 Multi-process training (DDP): one meter per node. The node's local rank 0 runs the meters and
 attributes the energy of the whole process tree that launched the ranks; every other rank records
 a run with ``role="part"`` whose parent is that node run (its time, metrics and FPO, no energy
@@ -72,6 +80,7 @@ from greenprint.integrations._dl import (
     LiveFigures,
     NoMeters,
     append_metrics,
+    continue_from,
     metric_values,
     plain_params,
     refresh,
@@ -154,6 +163,8 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._step_fpo: FPOResult | int | None = None
         self._fit_trainer: weakref.ref[Any] | None = None  # the Trainer of the run's fit
         self._logged: dict[str, tuple[int, float]] = {}  # each metric's last (step, value) logged
+        self._resumes: str | None = None  # the run a checkpoint being resumed names
+        self._first_rank = False  # the run is global rank 0's (the one a checkpoint names)
         self.last_run_id: str | None = None
 
     @property
@@ -202,6 +213,27 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._fit_trainer = weakref.ref(trainer)
         self._logged = {}
         self._step_fpo = None  # counted again: this fit may train another module
+        self._first_rank = int(getattr(trainer, "global_rank", 0) or 0) == 0
+        self._continue()  # a checkpoint restored before this hook (the usual order)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps: the fit's run id, for a fit resumed from it.
+
+        ``trainer.fit(model, ckpt_path=...)`` in a new process (after a crash, a kill) gives it
+        to :meth:`load_state_dict`; the run of the fit that saved the checkpoint becomes a
+        ``part`` of the resumed fit's run (see the module).
+        """
+        run = self._run
+        if run is None or not self._first_rank or not run.id:
+            return {}
+        return {"greenprint_run_id": run.id}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Note the run a resumed checkpoint names (linked once this fit's run is started)."""
+        earlier = state_dict.get("greenprint_run_id") if isinstance(state_dict, Mapping) else None
+        self._resumes = earlier if isinstance(earlier, str) else None
+        if self._run is not None and self._run.status == "running":
+            self._continue()  # a strategy that restores after on_fit_start
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Record the training set's size (E x D x H), unless given: its loader is set now.
@@ -339,6 +371,13 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._stop_if_running(status, error)
 
     # ------------------------------------------------------------------ internals
+    def _continue(self) -> None:
+        """Make the run of the checkpoint's fit a part of this fit's run (global rank 0)."""
+        earlier, self._resumes = self._resumes, None
+        run = self._run
+        if earlier is not None and run is not None and self._first_rank:
+            continue_from(run, earlier, how="trainer.fit(ckpt_path=...)")
+
     def _after_fit(self, trainer: Any) -> None:
         """Append an evaluation by the fit's Trainer, after the fit, to the fit's ended run."""
         run = self._run

@@ -60,6 +60,14 @@ processes they decide together at every step's end (one all-reduce of a flag, on
 ``"stop"`` budget is set): any process over its budget stops them all at the same step, so
 none is left waiting for the others.
 
+Training resumed from a checkpoint (``trainer.train(resume_from_checkpoint=...)`` after a crash,
+in a new process or not) is one training: the callback writes ``greenprint_run.json`` (the
+run's id) into each checkpoint folder saved (``output_dir/checkpoint-<step>``, main process,
+not search trials), and the resumed run takes that run as a ``part``, with its status, error
+and cost (``interrupted`` if its process died without a last write), recorded ``contained``
+false (it ran before: the price tag adds it once); never a second trial. No such file, or a run
+not in this ledger or study: the resumed run is one of its own, as before (a debug log says).
+
 The model card gets ``co2_eq_emissions`` (in grams, as the Hugging Face Hub wants) through
 :meth:`GreenprintCallback.create_model_card`, or :func:`model_card_co2` for any run.
 
@@ -72,6 +80,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import math
 import os
@@ -90,6 +99,7 @@ from greenprint.integrations._dl import (
     LiveFigures,
     NoMeters,
     append_metrics,
+    continue_from,
     metric_values,
     plain_params,
     refresh,
@@ -106,6 +116,9 @@ logger = logging.getLogger(__name__)
 
 _PURPOSE = "greenprint.integrations.transformers"
 _transformers = require("transformers", extra="transformers", purpose=_PURPOSE)
+
+#: The file beside each checkpoint that names the run that saved it (``{"run_id": ...}``).
+RUN_FILE = "greenprint_run.json"
 
 #: Fields of the co2_eq_emissions block that a caller may give.
 _CO2_FIELDS = ("training_type", "geographical_location", "hardware_used")
@@ -159,6 +172,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         #: the last search's objective (its compute_objective and metric names), for retrains
         self._objective: _Objective | None = None
         self._warn = WarnOnce()
+        self._resume_path: Any = None  # resume_from_checkpoint of the wrapped train() call
         self.last_run_id: str | None = None
 
     @property
@@ -206,6 +220,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         @functools.wraps(train)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             self._in_train += 1
+            self._resume_path = kwargs.get("resume_from_checkpoint", args[0] if args else None)
             try:
                 result = train(*args, **kwargs)
             except BaseException as e:
@@ -306,6 +321,30 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self.last_run_id = run.id
         self._figures = LiveFigures(run)
         self._state = state  # the Trainer's state of this training: its later evaluations
+        resumed = int(getattr(state, "global_step", 0) or 0) > 0  # a checkpoint's state
+        search = getattr(state, "is_hyper_param_search", False)
+        if resumed and getattr(state, "is_world_process_zero", True) and not search:
+            self._continue(args, state)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any):
+        """Write the run's id beside the checkpoint just saved (``greenprint_run.json``).
+
+        A ``trainer.train(resume_from_checkpoint=...)`` from that checkpoint, in a new process,
+        reads it and makes this run a ``part`` of the resumed training's run (see the module).
+        """
+        run = self._run
+        if run is None or not run.id or not getattr(state, "is_world_process_zero", True):
+            return
+        if getattr(state, "is_hyper_param_search", False):
+            return  # a trial's checkpoints are under its own folder; a search resumes by trial
+        folder = _checkpoint_folder(args, state)
+        if folder is None or not os.path.isdir(folder):
+            return
+        try:
+            with open(os.path.join(folder, RUN_FILE), "w", encoding="utf-8") as f:
+                json.dump({"run_id": run.id, "study": run.study}, f)
+        except OSError as e:  # a read-only or full disk must not fail the training
+            logger.warning("greenprint: could not write %s beside the checkpoint: %s", RUN_FILE, e)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any):
         """Add greenprint's figures to ``logs`` and copy the numeric logs to the run.
@@ -425,6 +464,24 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         return path
 
     # ------------------------------------------------------------------ internals
+    def _continue(self, args: Any, state: Any) -> None:
+        """Make the run of the checkpoint's training a part of this run (a resumed training)."""
+        folders = [_checkpoint_folder(args, state)]
+        if isinstance(self._resume_path, (str, os.PathLike)):
+            folders.insert(0, os.fspath(self._resume_path))
+        for folder in folders:
+            if folder is None:
+                continue
+            try:
+                with open(os.path.join(folder, RUN_FILE), encoding="utf-8") as f:
+                    earlier = json.load(f).get("run_id")
+            except (OSError, ValueError, AttributeError) as e:
+                logger.debug("greenprint: no run id read beside checkpoint %s: %s", folder, e)
+                continue
+            if self._run is not None:
+                continue_from(self._run, earlier, how="trainer.train(resume_from_checkpoint=...)")
+            return
+
     def _stop_if_running(self, status: str, error: str | None) -> None:
         run = self._run
         if run is not None and run.status == "running":
@@ -683,6 +740,14 @@ def _stop_training(args: Any, control: Any) -> None:
     strategy = getattr(args, "save_strategy", "no")
     if str(getattr(strategy, "value", strategy)) in ("steps", "epoch"):
         control.should_save = True
+
+
+def _checkpoint_folder(args: Any, state: Any) -> str | None:
+    """The folder the Trainer saves the checkpoint of the current step in (``None``: unknown)."""
+    output_dir = getattr(args, "output_dir", None)
+    if not isinstance(output_dir, (str, os.PathLike)):
+        return None
+    return os.path.join(os.fspath(output_dir), f"checkpoint-{state.global_step}")
 
 
 def _best_metric_key(args: Any) -> str:
