@@ -85,6 +85,19 @@ def _compile_greenprint() -> None:
 _compile_greenprint()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Before xdist starts its workers: write the test modules' rewritten bytecode once.
+
+    Each worker otherwise rewrote the asserts of every test module it collected (under
+    ``PYTHONDONTWRITEBYTECODE`` on every run: ~10 s of CPU each); see :mod:`_rewritten_pycs`.
+    """
+    workers = session.config.getoption("numprocesses", None)
+    if session.config.pluginmanager.has_plugin("dsession") and workers:
+        from _rewritten_pycs import write_rewritten_pycs
+
+        write_rewritten_pycs(session.config, processes=min(workers, os.cpu_count() or 1))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the session if any process tried to reach a non-loopback address."""
     if _guard_log.exists() and _guard_log.read_text().strip():

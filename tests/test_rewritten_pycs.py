@@ -1,0 +1,71 @@
+"""The suite's controller writes the test modules' rewritten bytecode once, for xdist's workers.
+
+A copy of the suite's own set-up (``conftest.py``, ``_rewritten_pycs.py``, the network guard)
+around two small test modules, run as ``make test`` runs the suite (``-n 2``) under
+``PYTHONDONTWRITEBYTECODE``: the workers read pytest's rewritten ``.pyc`` instead of each
+rewriting every module, and a failing assert still reads as pytest rewrote it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+
+
+def _suite_copy(root: Path) -> Path:
+    tests = root / "tests"
+    tests.mkdir()
+    for name in ("conftest.py", "_rewritten_pycs.py", "_clean_env.py"):
+        shutil.copy(TESTS / name, tests / name)
+    shutil.copytree(TESTS / "_guard", tests / "_guard")
+    (tests / "test_passes.py").write_text("def test_sum():\n    assert 1 + 1 == 2\n")
+    (tests / "sub").mkdir()
+    (tests / "sub" / "test_fails.py").write_text(
+        "def test_explained():\n    total = 1 + 1\n    assert total == 3\n"
+    )
+    return tests
+
+
+def _pytest(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    env.pop("PYTEST_XDIST_WORKER_COUNT", None)
+    env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_workers_read_the_rewritten_modules_the_controller_wrote(tmp_path: Path) -> None:
+    tests = _suite_copy(tmp_path)
+    result = _pytest(tmp_path, "-n", "2", "--dist", "loadfile", "tests")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed, 1 passed" in result.stdout
+    # pytest's own explanation of the failing assert: the module ran rewritten
+    assert "assert 2 == 3" in result.stdout
+    for module in (tests / "test_passes.py", tests / "sub" / "test_fails.py"):
+        written = list((module.parent / "__pycache__").glob(f"{module.stem}.*-pytest-*.pyc"))
+        assert len(written) == 1, (module, written)
+    # nothing else: no plain bytecode under PYTHONDONTWRITEBYTECODE, no leftover partial file
+    assert sorted(p.name.split(".")[0] for p in tests.rglob("__pycache__/*")) == [
+        "conftest",
+        "test_fails",
+        "test_passes",
+    ]
+
+
+def test_one_process_run_writes_nothing(tmp_path: Path) -> None:
+    tests = _suite_copy(tmp_path)
+    result = _pytest(tmp_path, "tests/test_passes.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not list(tests.rglob("*.pyc"))
