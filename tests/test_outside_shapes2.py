@@ -43,6 +43,7 @@ from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
 from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
 from _report_cli import report_text as _text
+from _wait import wait_until
 from greenprint.analysis import expected_max_performance
 
 #: One worker of a process-parallel search: ``python search.py SEED N_TRIALS LEDGER``.
@@ -261,13 +262,6 @@ def _runs(ledger: str | Path, study: str) -> list[gp.RunRecord]:
         return list(led.runs(study=study))
 
 
-def _wait_until(check, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 # ------------------------------------------------------------------------------- fixtures
 def _parallel_search(home: Path, ledger: str) -> list[dict]:
     """Two workers of one Optuna study started together, six trials each; Optuna's trials."""
@@ -321,7 +315,10 @@ def crashed_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
     job = subprocess.Popen([*command, "6"], cwd=home, env=clean_env(), start_new_session=True,
                            stderr=subprocess.PIPE)  # fmt: skip
     try:
-        _wait_until(lambda: (home / "killme").exists() or job.poll() is not None, 120, "trial 3")
+        started = wait_until(
+            lambda: (home / "killme").exists() or job.poll() is not None, 120, every_s=0.1
+        )
+        assert started, "timed out waiting for trial 3"
         assert job.poll() is None, job.communicate()[1].decode()[-3000:]
         time.sleep(1.5)  # trial 3 flushes its cost so far every 0.5 s
     finally:
@@ -334,7 +331,7 @@ def crashed_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
     def lost() -> bool:
         return any(r.status == "lost" for r in _runs(home / "greenprint.db", "crash"))
 
-    _wait_until(lost, 30, "the killed trial to read lost")
+    assert wait_until(lost, 30, every_s=0.1), "timed out waiting for the killed trial to read lost"
     done = run_in(home, sys.executable, "trials.py", "crash")
     assert done.returncode == 0, done.stderr[-3000:]
     return home, json.loads(done.stdout), _report(home, "--study", "crash", "--no-plots")

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -43,6 +42,7 @@ from _report_cli import export_reads_as_the_report as _export_reads_as_the_repor
 from _report_cli import in_every_format as _in_every_format
 from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
 from _report_cli import report_text as _text
+from _wait import wait_until
 from greenprint.analysis import expected_max_performance
 from tracking._meters import READ_LAG_S
 
@@ -326,13 +326,6 @@ def _at_constant_power(report: dict, names: list[str]) -> None:
         assert row["emissions_kg"] == pytest.approx(co2, rel=1e-9), name
 
 
-def _wait_until(check: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 # ------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def nested_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
@@ -357,7 +350,10 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict,
     first = subprocess.Popen([sys.executable, "search.py", "2", "5"], cwd=home, env=clean_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        _wait_until(lambda: (home / "killme").exists() or first.poll() is not None, 120, "trial 2")
+        started = wait_until(
+            lambda: (home / "killme").exists() or first.poll() is not None, 120, every_s=0.05
+        )
+        assert started, "timed out waiting for trial 2"
         assert first.poll() is None, first.communicate()[1].decode()[-3000:]
         time.sleep(0.6)  # trial 2 flushes its cost so far every 0.2 s
     finally:

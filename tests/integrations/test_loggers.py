@@ -9,6 +9,7 @@ import time
 import pytest
 
 import greenprint as gp
+from _wait import wait_until
 from greenprint import ConfigError
 from greenprint.integrations._loggers import (
     StepFigures,
@@ -29,9 +30,7 @@ def test_listeners_hear_each_flush_then_the_stop_once() -> None:
         )
         # two flushes (every 0.1 s), however late a loaded machine starts the sampler: it first
         # records the environment (it was a fixed 0.4 s)
-        deadline = time.monotonic() + 30
-        while sum(e[0] == "flush" for e in events) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: sum(e[0] == "flush" for e in events) >= 2, 30, every_s=0.01)
     run.stop()  # again: nothing more
     flushes = [e for e in events if e[0] == "flush"]
     assert len(flushes) >= 2

@@ -17,6 +17,7 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no usage reports, even off CI
 
 import greenprint as gp
+from _wait import wait_until
 from greenprint import ConfigError
 from integrations._frameworks import need_installed
 from tracking._meters import ConstantPowerMeters
@@ -74,11 +75,11 @@ def test_autolog_steps_totals_tags_and_record(client: mlflow.MlflowClient, tmp_p
         assert logger.run_id == ml.info.run_id
         # a few flushes: figures logged from the sampler thread (its first loop records the
         # environment first, slow on a loaded machine: waited for, not a fixed sleep)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if len(_history(client, ml.info.run_id, "greenprint/energy_kwh")) >= 2:
-                break
-            time.sleep(0.05)
+        wait_until(
+            lambda: len(_history(client, ml.info.run_id, "greenprint/energy_kwh")) >= 2,
+            60,
+            every_s=0.05,
+        )
         at_epoch = logger.log(step=100)
         run.log(accuracy=0.9)
     assert at_epoch["greenprint/energy_kwh"] > 0

@@ -8,6 +8,7 @@ import time
 import psutil
 import pytest
 
+from _wait import wait_until
 from greenprint.meters import CpuEstimateMeter, ProcessTree, RamEstimateMeter, _attribution
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\n"
@@ -57,9 +58,7 @@ def test_busy_child_gets_the_cpu_energy_an_idle_one_does_not():
         # 1 s of wall, and a loaded machine gave the busy child 0.09 s of CPU in it)
         cpu = psutil.Process(busy.pid)
         base = sum(cpu.cpu_times()[:2])
-        deadline = time.monotonic() + 60
-        while sum(cpu.cpu_times()[:2]) - base < 0.3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: sum(cpu.cpu_times()[:2]) - base >= 0.3, 60, every_s=0.05)
         readings = {k: m.read() for k, m in meters.items()}
     finally:
         busy.kill()

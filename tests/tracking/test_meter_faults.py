@@ -21,6 +21,7 @@ import time
 import pytest
 
 import greenprint as gp
+from _wait import wait_until
 from greenprint.meters import CpuEstimateMeter, MeterSet, RamEstimateMeter
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import Meter, MeterReading
@@ -90,12 +91,7 @@ class FaultyCpu(Meter):
 
 def wait_for(condition, timeout_s: float = 10.0) -> bool:
     """Poll ``condition`` until it holds (a loaded CI machine may delay the sampler)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    return wait_until(condition, timeout_s)
 
 
 def meter_set(cpu: Meter, *, deadline_s: float = NO_TIMEOUT_S) -> MeterSet:
@@ -123,10 +119,7 @@ def test_a_hanging_meter_never_blocks_log_live_figures_or_the_end_of_the_run(tmp
     ledger = tmp_path / "g.db"
     meters = meter_set(cpu, deadline_s=HANG_DEADLINE_S)
     with gp.track("hang", ledger=ledger, meters=meters, **FAST) as run:
-        deadline = time.monotonic() + 10
-        while cpu.reads < 3 and time.monotonic() < deadline:  # the sampler is now stuck
-            time.sleep(0.01)
-        assert cpu.reads >= 3
+        assert wait_for(lambda: cpu.reads >= 3)  # the sampler is now stuck
         t = time.monotonic()
         run.log(loss=0.5, step=1)
         _ = (run.energy_kwh, run.emissions_kg, run.provenance, run.record)
