@@ -19,8 +19,15 @@ else:  # pragma: no cover - Python 3.10
 BIN = Path(sys.executable).parent
 
 
+#: Settings a new user has not made: greenprint's, and those of the loggers greenprint writes to
+#: (a developer's ``MLFLOW_TRACKING_URI`` or ``WANDB_MODE``/``WANDB_API_KEY`` would send the
+#: examples' runs to their server, or change what the loggers print)
+NOT_A_NEW_USERS = ("GREENPRINT_", "MLFLOW_", "WANDB_")
+
+
 def clean_env() -> dict[str, str]:
-    """This process's environment without GREENPRINT_* settings, the venv's bin first on PATH.
+    """This process's environment without GREENPRINT_*, MLFLOW_* or WANDB_* settings, the venv's
+    bin first on PATH.
 
     The test suite's network guard is kept: ``PYTHONPATH`` (which carries ``tests/_guard``) and
     ``GREENPRINT_NETWORK_GUARD*``.
@@ -28,7 +35,7 @@ def clean_env() -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("GREENPRINT_") or key.startswith("GREENPRINT_NETWORK_GUARD")
+        if not key.startswith(NOT_A_NEW_USERS) or key.startswith("GREENPRINT_NETWORK_GUARD")
     }
     env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
     return env

@@ -10,6 +10,7 @@ runs land in ``./greenprint.db``, as the README promises, for the API and the CL
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,35 @@ def test_environment_is_clean():
     assert not [k for k in env if k.startswith("GREENPRINT_") and "NETWORK_GUARD" not in k]
     assert env["GREENPRINT_NETWORK_GUARD"] == "1"  # the guard still reaches the subprocesses
     assert "_guard" in env["PYTHONPATH"]
+
+
+def test_environment_holds_no_logger_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    env = clean_env()
+    assert not [k for k in env if k.startswith(("MLFLOW_", "WANDB_"))]
+
+
+@pytest.mark.parametrize("module", ["test_wandb.py", "test_done_when_loggers.py", "test_mlflow.py"])
+def test_importing_a_logger_test_module_leaves_the_environment_alone(
+    module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Collection imports every module in every xdist worker: what one sets at import reaches
+    every later test in that worker (W&B's offline mode printed its banner in a docs example)."""
+    import importlib.util
+
+    for key in list(os.environ):
+        if key.startswith(("MLFLOW_", "WANDB_")):
+            monkeypatch.delenv(key)
+    before = dict(os.environ)
+    path = Path(__file__).parent / "integrations" / module
+    spec = importlib.util.spec_from_file_location(f"_imported_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    try:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    except pytest.skip.Exception:
+        pass  # the framework is not installed: what ran before the skip still counts
+    assert dict(os.environ) == before
 
 
 def test_track_writes_greenprint_db_in_the_working_directory(empty_dir):

@@ -9,46 +9,52 @@ report reads them right. A last test checks what the network guard cannot see: W
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-for _key, _value in {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "WANDB_MODE": "offline",
-    "WANDB_SILENT": "true",
-    "WANDB_ERROR_REPORTING": "false",
-    "WANDB_DISABLE_GIT": "true",
-}.items():
-    os.environ.setdefault(_key, _value)
-
-import greenprint as gp  # noqa: E402
-from integrations._frameworks import need_installed  # noqa: E402
+import greenprint as gp
+from integrations._frameworks import need_installed
 
 need_installed("mlflow", "mlflow")
 need_installed("wandb", "wandb")
 need_installed("tensorboard", "tensorboard")
 
+#: MLflow without usage reports, W&B offline and quiet, while this module's tests run (set at
+#: import, they stayed in every xdist worker's environment for all later tests)
+LOGGERS_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "WANDB_ERROR_REPORTING": "false",
+    "WANDB_DISABLE_GIT": "true",
+}
+
 
 @pytest.fixture(scope="module", autouse=True)
-def _frameworks() -> None:
+def _frameworks() -> Iterator[None]:
     """Import MLflow, W&B and TensorBoard's writer when this module's tests run, not at collection.
 
     Every pytest-xdist worker collects every module; these imports take seconds of CPU. The names
     are this module's globals, as a top-level import would make them.
     """
     global mlflow, wandb, SummaryWriter, gp_mlflow, gp_tensorboard, gp_wandb
-    import mlflow
-    import wandb
-    from torch.utils.tensorboard import SummaryWriter
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in LOGGERS_ENV.items():
+            env.setenv(key, value)
+        import mlflow
+        import wandb
+        from torch.utils.tensorboard import SummaryWriter
 
-    from greenprint.integrations import mlflow as gp_mlflow
-    from greenprint.integrations import tensorboard as gp_tensorboard
-    from greenprint.integrations import wandb as gp_wandb
+        from greenprint.integrations import mlflow as gp_mlflow
+        from greenprint.integrations import tensorboard as gp_tensorboard
+        from greenprint.integrations import wandb as gp_wandb
+
+        yield
 
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}

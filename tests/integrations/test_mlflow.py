@@ -8,13 +8,11 @@ so the module shares one store and each test has its own experiment.
 from __future__ import annotations
 
 import json
-import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no usage reports, even off CI
 
 import greenprint as gp
 from _wait import wait_until
@@ -26,16 +24,22 @@ need_installed("mlflow", "mlflow")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _frameworks() -> None:
+def _frameworks() -> Iterator[None]:
     """Import MLflow when this module's tests run, not at collection.
 
     Every pytest-xdist worker collects every module; MLflow takes 2-3 s of CPU to import. The
     names are this module's globals, as a top-level import would make them.
     """
     global mlflow, gp_mlflow
-    import mlflow
+    with pytest.MonkeyPatch.context() as env:
+        # no usage reports, even off CI (set at import, it stayed in every xdist worker's
+        # environment, which collects every module, for all later tests)
+        env.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        import mlflow
 
-    from greenprint.integrations import mlflow as gp_mlflow
+        from greenprint.integrations import mlflow as gp_mlflow
+
+        yield
 
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}

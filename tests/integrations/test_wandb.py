@@ -9,7 +9,6 @@ protobufs, as ``wandb sync`` reads it.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import time
 from collections.abc import Iterator
@@ -18,33 +17,39 @@ from typing import Any
 
 import pytest
 
-for _key, _value in {
+import greenprint as gp
+from greenprint import ConfigError
+from integrations._frameworks import need_installed
+from tracking._meters import ConstantPowerMeters
+
+need_installed("wandb", "wandb")
+
+#: W&B offline and quiet while this module's tests run (set at import, they stayed in every
+#: xdist worker's environment, which collects every module, for all later tests)
+WANDB_ENV = {
     "WANDB_MODE": "offline",
     "WANDB_SILENT": "true",
     "WANDB_ERROR_REPORTING": "false",  # no crash reports to Sentry
     "WANDB_DISABLE_GIT": "true",
-}.items():
-    os.environ.setdefault(_key, _value)
-
-import greenprint as gp  # noqa: E402
-from greenprint import ConfigError  # noqa: E402
-from integrations._frameworks import need_installed  # noqa: E402
-from tracking._meters import ConstantPowerMeters  # noqa: E402
-
-need_installed("wandb", "wandb")
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _frameworks() -> None:
-    """Import W&B when this module's tests run, not at collection.
+def _frameworks() -> Iterator[None]:
+    """Import W&B when this module's tests run, not at collection, in W&B's offline settings.
 
     Every pytest-xdist worker collects every module; W&B takes about 1 s of CPU to import. The
     names are this module's globals, as a top-level import would make them.
     """
     global wandb, gp_wandb
-    import wandb
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in WANDB_ENV.items():
+            env.setenv(key, value)
+        import wandb
 
-    from greenprint.integrations import wandb as gp_wandb
+        from greenprint.integrations import wandb as gp_wandb
+
+        yield
 
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
