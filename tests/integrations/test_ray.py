@@ -420,6 +420,102 @@ def test_a_study_restored_after_errors_reads_as_one_study(ray_cluster: Any, tmp_
     export_reads_as_the_report(tmp_path, "ray-resume", report, "--ledger", str(ledger))
 
 
+def _train_kills_its_driver(config: dict[str, Any]) -> None:
+    """x=2 kills the driver (SIGKILL) after its first result, the first time only."""
+    import signal
+
+    from ray import tune
+
+    marker = Path(config["folder"]) / "killed"
+    for i in range(2):
+        _busy(0.05)
+        tune.report({"score": float(config["x"] * (i + 1))})
+        if config["x"] == 2 and not marker.exists():
+            marker.touch()
+            os.kill(config["driver"], signal.SIGKILL)
+            time.sleep(60)  # until Ray ends this worker with its dead driver's job
+
+
+#: A driver of its own on the module's cluster, killed by its second trial.
+KILLED_DRIVER = """
+import os, sys
+import ray
+from ray import tune
+from greenprint.integrations.ray import GreenprintTuneCallback, trainable
+from integrations.test_ray import _train_kills_its_driver
+
+ray.init(address=sys.argv[1], log_to_driver=False)
+folder = sys.argv[2]
+ledger = os.path.join(folder, "gp.db")
+tune.Tuner(
+    trainable(_train_kills_its_driver, ledger=ledger, sample_interval_s=0.1),
+    param_space={"x": tune.grid_search([1, 2]), "folder": folder, "driver": os.getpid()},
+    tune_config=tune.TuneConfig(metric="score", mode="max", max_concurrent_trials=1,
+                                reuse_actors=True),
+    run_config=tune.RunConfig(name="ray-killed", storage_path=os.path.join(folder, "tune"),
+                              verbose=0, callbacks=[GreenprintTuneCallback(ledger=ledger)]),
+).fit()
+"""
+
+
+def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    """Issue 12: the driver killed (SIGKILL) under a running trial, then Tuner.restore (its
+    unfinished trials run again): each configuration is one finished trial; the attempt that
+    was running when the driver died is a part, interrupted, its cost kept once."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "driver.py"
+    script.write_text(KILLED_DRIVER, encoding="utf-8")
+    address = ray.get_runtime_context().gcs_address
+    done = subprocess.run([sys.executable, str(script), address, str(tmp_path)],
+                          capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert done.returncode == -9, done.stderr[-3000:]  # the trial killed it
+    ledger = tmp_path / "gp.db"
+    fn = trainable(_train_kills_its_driver, ledger=ledger, sample_interval_s=0.1)
+    grid = tune.Tuner.restore(str(tmp_path / "tune" / "ray-killed"), fn).fit()
+    assert sorted((r.config["x"], r.metrics["score"], r.error) for r in grid) == [
+        (1, 2.0, None),
+        (2, 4.0, None),
+    ]
+
+    runs = gp.Ledger(ledger).runs(study="ray-killed")
+    sweeps = sorted((r for r in runs if r.role == "sweep"), key=lambda r: r.started_at)
+    trials = {r.params["x"]: r for r in runs if r.role == "trial"}
+    parts = {r.params["x"]: r for r in runs if r.role == "part"}
+    assert len(sweeps) == 2 and sweeps[0].status == "lost"  # the killed driver's
+    assert sweeps[1].parent_id == sweeps[0].id and sweeps[1].contained is False
+    assert sorted(trials) == [1, 2] and {t.status for t in trials.values()} == {"finished"}
+    assert trials[2].parent_id == sweeps[1].id
+    # x=2 was running when its driver died: that attempt is a part, interrupted, its cost kept
+    assert parts[2].parent_id == sweeps[0].id and parts[2].status == "interrupted"
+    assert "driver ended before the trial" in (parts[2].error or "")
+    assert parts[2].energy_kwh > 0 and parts[2].ended_at is not None
+    # x=1 finished before; Tune runs it again only if its end was not saved yet: then its
+    # first run is a part (finished), else it is the trial, under the first sweep
+    if 1 in parts:
+        assert parts[1].status == "finished" and trials[1].parent_id == sweeps[1].id
+    else:
+        assert trials[1].parent_id == sweeps[0].id
+    assert len(runs) == 2 + len(trials) + len(parts)
+    tag = price_tag(runs)
+    assert tag.total.trials == 2
+    assert {k: v.trials for k, v in tag.by_status.items() if v.trials} == {"finished": 2}
+
+    # every attempt's cost once: the killed driver's measurement holds none of its trials (the
+    # cluster is not its child: each adds to it), the second driver's holds its own, and the
+    # second sweep adds to the first
+    def held(run: gp.RunRecord) -> float:
+        below = [r for r in runs if r.parent_id == run.id]
+        inside = sum(held(r) for r in below if r.contained is not False)
+        return max(run.energy_kwh, inside) + sum(held(r) for r in below if r.contained is False)
+
+    assert tag.total.energy_kwh == pytest.approx(held(sweeps[0]), rel=1e-9)
+    assert tag.total.energy_kwh >= sum(r.energy_kwh for r in runs if r.role != "sweep")
+
+
 def _numpy_trial(config: dict[str, Any]) -> None:
     import numpy as np
     from ray import tune
