@@ -55,8 +55,10 @@ becomes a ``part`` of the sweep it ran under, with its status, error and cost (o
 running when its driver died ends ``interrupted``), counted once and never as a trial. A trial
 restored and not run again keeps its one run. The callback finds the earlier attempts through
 the state Tune saves with the experiment (:meth:`GreenprintTuneCallback.get_state`: the first
-sweep, and the names each configuration ran under, by experiment tag) and the ledger: trial
-runs named as the trial under an earlier sweep of the same name in the study, or under none.
+sweep, and the names each configuration ran under, by experiment tag; saved from Tune's first
+snapshot on, so only a restore has it) and the ledger: trial runs named as the trial under an
+earlier sweep of the same name in the study, or under none. A new experiment reads nothing
+back, and never takes an earlier experiment's trials of the same names for its own.
 Earlier runs not in the ledger (another ledger, deleted): the experiment is recorded as a new
 one, as before, and a debug log says so.
 
@@ -486,6 +488,7 @@ class _TrialState:
 class _Resume:
     """What the callback knows of the drivers it resumes (``Tuner.restore``)."""
 
+    restored: bool = False  # Tune gave the state an earlier driver saved: Tuner.restore
     restored_sweep: str | None = None  # the first sweep, as Tune's saved state names it
     attempts: dict[str, list[str]] = field(default_factory=dict)  # attempt key -> names
     looked: bool = False  # the ledger was read for earlier runs
@@ -558,24 +561,26 @@ class GreenprintTuneCallback(tune.Callback):
         return self._sweep
 
     # ---------------------------------------------------------------- Tune's hooks
-    def get_state(self) -> dict[str, Any] | None:
+    def get_state(self) -> dict[str, Any]:
         """What Tune saves with the experiment's state, for :meth:`set_state` on a restore.
 
         The sweep this experiment's runs hang under and the names each trial ran under (a
         trial Tune restarts after ``Tuner.restore(..., restart_errored=True)`` gets a new id
         and name; its experiment tag stays).
         """
-        if self._sweep is None:
-            return None
+        sweep = self._resume.root or (self._sweep.id if self._sweep is not None else None)
+        # never None, even before the first trial: Tune saves it with its first snapshot, so a
+        # restore of a driver killed at any point finds it and knows it is a restore
         return {
-            "greenprint_sweep": self._resume.root or self._sweep.id,
+            "greenprint_sweep": sweep or self._resume.restored_sweep,
             "attempts": {key: list(names) for key, names in self._resume.attempts.items()},
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Take the state :meth:`get_state` saved, in the driver of ``Tuner.restore``."""
-        if not isinstance(state, Mapping):
+        if not isinstance(state, Mapping) or "attempts" not in state:
             return
+        self._resume.restored = True
         sweep = state.get("greenprint_sweep")
         self._resume.restored_sweep = sweep if isinstance(sweep, str) else None
         attempts = state.get("attempts")
@@ -600,7 +605,7 @@ class GreenprintTuneCallback(tune.Callback):
         ledger = self._sweep.ledger
         if ledger is None:
             return
-        if not self._resume.looked:
+        if self._resume.restored and not self._resume.looked:
             self._resume.looked = True
             self._find_earlier(ledger, trials)
         self._supersede(ledger, trial)
