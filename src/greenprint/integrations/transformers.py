@@ -342,7 +342,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             return
         try:
             with open(os.path.join(folder, RUN_FILE), "w", encoding="utf-8") as f:
-                json.dump({"run_id": run.id, "study": run.study}, f)
+                json.dump({"run_id": run.id}, f)  # only the id: checkpoints may be shared
         except OSError as e:  # a read-only or full disk must not fail the training
             logger.warning("greenprint: could not write %s beside the checkpoint: %s", RUN_FILE, e)
 
