@@ -212,6 +212,17 @@ def test_a_fit_resumed_from_its_checkpoint_after_a_crash_is_one_training(tmp_pat
     assert tag.total.trials == 1 and tag.by_status["failed"].runs == 1
     assert tag.total.energy_kwh == pytest.approx(resumed.energy_kwh + earlier.energy_kwh)
 
+    # a validation from the checkpoint restores the callback's state too, and resumes nothing:
+    # the next fit by that callback is a training of its own
+    other = GreenprintCallback("reg", study="lit", ledger=db, **FAST)
+    trainer(other).validate(Regressor(), _data(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    trainer(other).fit(Regressor(), _data())
+    assert {r.id: r.parent_id for r in gp.Ledger(db).runs(study="lit")} == {
+        earlier.id: resumed.id,
+        resumed.id: None,
+        other.last_run_id: None,
+    }
+
 
 def test_a_stop_budget_ends_fit_at_the_step_that_crosses_it(tmp_path: Path) -> None:
     x, y = next(iter(_data()))

@@ -359,7 +359,12 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
                     logger.warning("greenprint: could not log the run's totals to %r: %s", each, e)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """End the run if ``on_fit_end`` did not (``finished``)."""
+        """End the run if ``on_fit_end`` did not (``finished``).
+
+        A checkpoint's run id that no fit took (``trainer.validate(ckpt_path=...)`` restores
+        callbacks too) is forgotten: a later fit does not resume that run.
+        """
+        self._resumes = None
         if stage == "fit":
             self._stop_if_running("finished", None)
 
