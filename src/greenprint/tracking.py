@@ -437,6 +437,7 @@ class Run:
         self._pending_samples: list[PowerSample] = []
         self._pending_fields: dict[str, Any] = {}
         self._provenance: dict[str, str] = {}
+        self._measured_process: str | None = None  # its provenance "process" (_process_key)
         self._environment: Any = None
         self._hardware: dict[str, Any] = {}
         self._saved_env: dict[str, str | None] = {}
@@ -985,6 +986,14 @@ class Run:
         pid = self._options.get("pid")
         self._meters = detect_meters(pid=pid) if given is None else guard_meters(given, pid=pid)
         self._hardware = detect_hardware().to_dict()
+        # what the provenance names that does not depend on the meters' readings, found before
+        # they start: a process's first run was charged psutil's import (0.07-0.2 s) otherwise
+        self._measured_process = (
+            _process_key(self._options.get("pid") or os.getpid())
+            if self._scope == "process"
+            else None
+        )
+        writer_identity()
         self._meters.start()
         self._started_at = getattr(self._meters, "read_at", None) or time.time()
         self._pid = os.getpid()  # the process that ends it (not a forked child: see stop)
@@ -1082,10 +1091,10 @@ class Run:
         provenance["intensity"] = self._intensity.source
         provenance["pue"] = self._pue.source
         provenance["scope"] = self._scope
-        if self._scope == "process":  # which process: runs that read the same one at once
-            measured = _process_key(self._options.get("pid") or os.getpid())
-            if measured is not None:  # (threads) count their overlap once: analysis/_common.py
-                provenance["process"] = measured
+        # which process: runs that read the same one at once (threads) count their overlap
+        # once (analysis/_common.py); found before the meters started (_begin)
+        if self._scope == "process" and self._measured_process is not None:
+            provenance["process"] = self._measured_process
         note = fpo_lower_bound(self._fpo_unknown_ops, self._fpo_complex_ops)
         if note is not None:  # FPO recorded before the run started
             provenance[FPO_KEY] = note

@@ -1,9 +1,13 @@
+import json
 import math
+import subprocess
+import sys
 import time
 
 import pytest
 
 import greenprint as gp
+from _clean_env import clean_env
 from greenprint.tracking import PARENT_ENV
 
 from ._meters import READ_LAG_S, ConstantPowerMeters
@@ -419,3 +423,38 @@ def test_a_flush_records_the_cost_as_of_the_last_sample(tmp_path):
         assert 0.2 <= row.duration_s and row.started_at + row.duration_s <= sampled_by
     ended = gp.Ledger(path, create=False).run(run.id)
     assert ended.energy_kwh == pytest.approx(3600.0 * ended.duration_s / 3.6e6, rel=1e-3, abs=lag)
+
+
+FIRST_RUN_SCRIPT = """
+import json, sys, time
+
+imported = []
+
+
+class Spy:  # every import asked for, with the time it was asked
+    def find_spec(self, name, path=None, target=None):
+        imported.append((time.time(), name))
+
+
+sys.meta_path.insert(0, Spy())
+import greenprint as gp
+
+with gp.track("first", study="x") as run:
+    pass
+rec = gp.Ledger("greenprint.db").runs(study="x")[0]
+end = rec.started_at + rec.duration_s
+print(json.dumps([name for at, name in imported if rec.started_at <= at <= end]))
+"""
+
+
+def test_a_processs_first_run_is_not_charged_greenprints_own_imports(tmp_path):
+    """greenprint imports what it needs (psutil, for the process's start time in the
+    provenance) before the meters start: a fresh process's first run read 0.07-0.25 s and
+    its energy for an empty body (24 modules imported inside it), the next runs 0.008 s."""
+    (tmp_path / "first.py").write_text(FIRST_RUN_SCRIPT, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "first.py"], cwd=tmp_path, env=clean_env(), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
