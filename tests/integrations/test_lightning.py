@@ -224,6 +224,42 @@ def test_a_fit_resumed_from_its_checkpoint_after_a_crash_is_one_training(tmp_pat
     }
 
 
+def test_a_resumed_training_takes_a_killed_attempt_as_an_interrupted_part(
+    tmp_path: Path,
+) -> None:
+    """The run of a training whose process was killed (no last write: read ``lost``) becomes an
+    ``interrupted`` part of the run that resumes it, its cost kept; a run id of another study
+    or not in the ledger changes nothing and raises nothing (the training goes on)."""
+    from greenprint.integrations._dl import continue_from
+
+    db = tmp_path / "gp.db"
+    code = (
+        "import os, time, greenprint as gp\n"
+        f"run = gp.track('reg', study='lit', ledger={str(db)!r}, sample_interval_s=0.05,\n"
+        "               flush_interval_s=0.1).start()\n"
+        "time.sleep(0.3)\n"
+        "print(run.id, flush=True)\n"
+        "os._exit(9)  # killed: no last write\n"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert killed.returncode == 9, killed.stderr
+    earlier_id = killed.stdout.split()[-1]
+    assert gp.Ledger(db).run(earlier_id).status == "lost"
+    elsewhere = gp.track("other", study="another", ledger=db).start()
+    elsewhere.stop()
+    with gp.track("reg", study="lit", ledger=db, **FAST) as run:
+        continue_from(run, "0" * 32, how="trainer.fit(ckpt_path=...)")  # not in this ledger
+        continue_from(run, elsewhere.id, how="trainer.fit(ckpt_path=...)")  # another study
+        continue_from(run, earlier_id, how="trainer.fit(ckpt_path=...)")
+    earlier = gp.Ledger(db).run(earlier_id)
+    assert (earlier.role, earlier.parent_id, earlier.contained) == ("part", run.id, False)
+    assert earlier.status == "interrupted" and earlier.ended_at == earlier.heartbeat_at
+    assert "ended without a final write; trainer.fit(ckpt_path=...) resumed" in earlier.error
+    assert gp.Ledger(db).run(elsewhere.id).parent_id is None
+
+
 def test_a_stop_budget_ends_fit_at_the_step_that_crosses_it(tmp_path: Path) -> None:
     x, y = next(iter(_data()))
     with gp.FPOCounter() as counter:  # one training step's FPO, on real tensors
