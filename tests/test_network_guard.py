@@ -35,3 +35,26 @@ def test_guard_is_active_in_subprocesses(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "NetworkGuardError" in out.stdout
     assert "192.0.2.1" in log.read_text()
+
+
+def test_guard_costs_a_process_that_connects_nowhere_no_more_imports():
+    """Every Python process the suite starts loads the guard: what it needs only to judge an
+    address (ipaddress) or to log a violation (traceback) is imported then, not at start-up."""
+    code = "import sys; print(sorted({'ipaddress', 'traceback'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "127.0.0.2", "0.0.0.0", "localhost"])
+def test_loopback_addresses_are_allowed(host):
+    from sitecustomize import _is_loopback
+
+    assert _is_loopback((host, 80))
+
+
+@pytest.mark.parametrize("host", ["192.0.2.1", "2001:db8::1", "example.com", "128.0.0.1"])
+def test_other_addresses_are_refused(host):
+    from sitecustomize import _is_loopback
+
+    assert not _is_loopback((host, 80))
