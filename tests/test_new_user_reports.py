@@ -791,3 +791,45 @@ def test_a_hand_written_cv_is_ranked_by_its_folds_metric_not_the_finals(tmp_path
     mean = next(s for p in evp["panels"] for s in p["series"] if s["role"] == "mean")
     assert mean["y"] == pytest.approx(expected_max_performance([0.91, 0.82, 0.72]).mean.tolist())
     assert any("ranked by 'val_acc'" in n for n in report["notes"])
+
+
+SEARCH_LOGS_BEST_SCRIPT = """
+import greenprint as gp
+
+# a hand-written search: a run around trials of their own lr, which logs the best at the end
+ACCS = {0.3: [0.5, 0.6, 0.7], 0.1: [0.6, 0.7, 0.75], 0.03: [0.6, 0.75, 0.85],
+        0.01: [0.5, 0.55, 0.6]}
+best = 0.0
+with gp.track("search", study="hand", params={"n_trials": 4, "sampler": "grid"}) as search:
+    for lr, accs in ACCS.items():
+        with gp.track(f"lr={lr}", params={"lr": lr}) as trial:
+            for epoch, acc in enumerate(accs):
+                trial.log(val_loss=1 - acc, val_acc=acc, step=epoch)
+        best = max(best, accs[-1])
+    search.log(val_acc=best)
+"""
+
+
+def test_a_hand_written_search_that_logs_its_best_reads_as_its_trials(tmp_path_factory):
+    """The search's run logged the best trial's val_acc: it was read as one trial of four parts
+    (1 trial, the search itself the final run at 100% of the study); it is their sweep."""
+    home = _empty(tmp_path_factory, "new-user-search-logs-best")
+    (home / "search.py").write_text(SEARCH_LOGS_BEST_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr
+    report = _report(home, "--format", "json", "--no-plots")
+    rows = _rows(report)
+    assert rows["search"]["role"] == "sweep" and rows["search"]["role_inferred"]
+    assert report["price_tag"]["total"]["trials"] == 4
+    assert sorted(r["name"] for r in report["runs"] if r["is_trial"]) == [
+        "lr=0.01", "lr=0.03", "lr=0.1", "lr=0.3"
+    ]  # fmt: skip
+    # ranked by what the search logged (its trials logged val_loss as often)
+    assert report["metric"] == "val_acc" and report["mode"] == "max"
+    assert report["price_tag"]["final"]["run_id"] == rows["lr=0.03"]["id"]
+    assert report["price_tag"]["final"]["energy_share"] < 1
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    mean = next(s for p in evp["panels"] for s in p["series"] if s["role"] == "mean")
+    expected = expected_max_performance([0.7, 0.75, 0.85, 0.6]).mean
+    assert mean["y"] == pytest.approx(expected.tolist())
+    assert any("the one the sweep logged (its best)" in n for n in report["notes"])

@@ -442,3 +442,56 @@ def test_a_trial_takes_the_family_its_parts_share():
     assert labels == ["cnn", "(no params.model)", "mlp"]
     curves = evp_by_budget(runs, "trials", metric="loss", group_by="params.model")
     assert sorted(curves) == ["(no params.model)", "cnn", "mlp"]
+
+
+def _with(rid, parent=None, params=None, **metrics):
+    """A finished run with params and each metric's values in logged order (lists)."""
+    points = tuple(
+        MetricPoint(k, v, step)
+        for k, vs in metrics.items()
+        for step, v in enumerate(vs if isinstance(vs, list) else [vs])
+    )
+    return RunRecord(
+        id=rid, name=rid, parent_id=parent, status="finished", params=params or {}, metrics=points
+    )
+
+
+def test_a_hand_written_search_that_logs_its_best_trials_score_is_their_sweep():
+    # gp.track("search") around trials of their own lr, then search.log(val_acc=best)
+    accs = {"t0": [0.5, 0.7], "t1": [0.6, 0.8], "t2": [0.5, 0.6]}
+    runs = [_with("search", params={"n_trials": 3}, val_acc=0.8)] + [
+        _with(t, "search", {"lr": 10.0**-k}, val_acc=a) for k, (t, a) in enumerate(accs.items())
+    ]
+    for metric in (None, "val_acc"):
+        got = roles(runs, metric=metric)
+        assert got["search"] == ("sweep", True)
+        assert {got[t] for t in accs} == {("trial", True)}
+    trials = study_trials(runs, metric="val_acc")
+    assert [r.id for r in trials.runs] == ["t0", "t1", "t2"]
+    assert trials.runs[0].id == "t0" and choose_final(trials).position == 2  # t1
+    # it logged its best trial's lowest loss: a sweep too, judged by the lower end
+    low = [_with("s", val_loss=0.2), _with("a", "s", {"lr": 1}, val_loss=[0.5, 0.2]),
+           _with("b", "s", {"lr": 2}, val_loss=0.4)]  # fmt: skip
+    assert roles(low)["s"] == ("sweep", True)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["mean of folds", "folds that vary no configuration", "one scored child", "all equal"],
+)
+def test_a_root_whose_score_is_not_a_best_among_configurations_stays_a_trial(case):
+    if case == "mean of folds":  # folds carry their index: the trial logs their mean
+        kids = [_with(f"f{k}", "t", {"fold": k}, acc=a) for k, a in enumerate([0.8, 0.9, 0.7])]
+        root = _with("t", params={"lr": 0.1}, acc=0.8)  # the mean, = fold 0's, not the best
+    elif case == "folds that vary no configuration":
+        kids = [_with(f"f{k}", "t", {"lr": 0.1}, acc=a) for k, a in enumerate([0.8, 0.9])]
+        root = _with("t", params={"lr": 0.1}, acc=0.9)  # its best fold, but one configuration
+    elif case == "one scored child":
+        kids = [_with("a", "t", {"lr": 1}, acc=0.9), _with("b", "t", {"lr": 2})]
+        root = _with("t", acc=0.9)
+    else:
+        kids = [_with(f"f{k}", "t", {"fold": k}, acc=0.9) for k in range(3)]
+        root = _with("t", acc=0.9)
+    got = roles([root, *kids])
+    assert got["t"] == ("trial", True)
+    assert {got[k.id] for k in kids} == {("part", True)}

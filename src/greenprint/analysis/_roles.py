@@ -6,17 +6,18 @@ Each run has a role (:data:`~greenprint.RUN_ROLES`), given when it was tracked
 (``gp.track(..., role=...)``, ``run.set(role=...)``, ``greenprint run --role``, integrations)
 or inferred here, at read time, from the nesting of runs within the set:
 
-* a run whose parent is not in the set (a *root*) is a ``trial``, except that a root with
-  children that logged no score, or whose children were given role ``trial`` (an integration's
-  trials inside ``gp.track("study")``), is a ``sweep``, unless its children were all given
-  role ``part`` (the workers of one training, tracked as its parts); a root whose children
-  are all ranks of one distributed job (one ``job_id``: ``greenprint run`` around a script
-  that spawns the ranks of one training) is a ``trial``, unless they were given role
-  ``trial``; a root with params whose children do not vary a configuration (they give its
-  params the same values, and their own params one value across them: a plain
-  cross-validation loop, ``gp.track("lr-0.1", params={"lr": 0.1})`` around its folds, or a
-  trial around the Lightning fit of its hyper-parameters) is a ``trial`` all the same, unless
-  its children were given role ``trial``;
+* a run whose parent is not in the set (a *root*) is a ``trial``, except that a root with children
+  that logged no score, or whose children were given role ``trial`` (an integration's trials inside
+  ``gp.track("study")``), or whose score is its best child's among children that vary a
+  configuration (a hand-written search that logs its best trial's score), is a ``sweep``, unless its
+  children were all given role ``part`` (the workers of one training, tracked as its parts); a root
+  whose children are all ranks of one distributed job (one ``job_id``: ``greenprint run`` around a
+  script that spawns the ranks of one training) is a ``trial``, unless they were given role
+  ``trial``; a root with params whose children do not vary a configuration (they give its params the
+  same values, and their own params one value across them: a plain cross-validation loop,
+  ``gp.track("lr-0.1", params={"lr": 0.1})`` around its folds, or a trial around the Lightning fit
+  of its hyper-parameters) is a ``trial`` all the same, unless its children were given role
+  ``trial``;
 * a child of a ``sweep`` is a ``trial``;
 * any other child (of a trial, a part, a baseline, the final run or a learning-curve run) is a
   ``part``: a fold, a worker or a sub-step, whose cost is inside its parent's (or, for a node or
@@ -95,7 +96,8 @@ _CONTAINERS = ("sweep", "greener")
 
 _INFERENCE_RULES = (
     "a top-level run is a trial; runs inside a trial are its parts; a top-level run with child "
-    "runs and no score (or with children given role 'trial') is a sweep, whose children are "
+    "runs and no score (or with children given role 'trial', or whose score is its best "
+    "child's among children that vary a configuration) is a sweep, whose children are "
     "trials, unless it has params and its children do not vary a configuration (its folds or "
     "its fit), or its children were all given role 'part'"
 )
@@ -129,6 +131,62 @@ def _has_score(run: RunRecord, metric: str | None) -> bool:
         (p.name == metric if metric is not None else not is_reserved_metric(p.name))
         and math.isfinite(p.value)
         for p in run.metrics
+    )
+
+
+def _logs_its_best_child(run: RunRecord, kids: Sequence[RunRecord], metric: str | None) -> bool:
+    """Whether ``run``'s score is its best child's, among children that vary a configuration.
+
+    A search written by hand, ``gp.track("search")`` around a loop of ``gp.track(f"lr={lr}",
+    params={"lr": lr})`` trials, often logs the best trial's score on the search's run at the
+    end: that run is their sweep, not a trial of four parts that happens to score best. A
+    trial around its cross-validation folds logs their mean instead, which is their best only
+    when every fold scored the same (then it stays a trial). The children must vary a
+    configuration (their params take two values or more, or other values than ``run``'s own:
+    not :func:`_runs_its_params`), and at least two must have logged the metric; the score is
+    ``run``'s last finite value of the metric (each metric it logged when ``metric`` is
+    ``None``), equal to the highest or the lowest finite value any child logged of it.
+    """
+    if len(kids) < 2 or _runs_its_params(run, kids) or not _vary_params(kids):
+        return False
+    for name in _scored_names(run, metric):
+        own = score_of(run, name, "last")
+        if own != own:
+            continue
+        lows, highs, lasts = [], [], []
+        for kid in kids:
+            values = [p.value for p in kid.metrics if p.name == name and math.isfinite(p.value)]
+            if values:
+                lows.append(min(values))
+                highs.append(max(values))
+                lasts.append(values[-1])
+        if len(lasts) < 2 or min(lows) == max(highs):
+            continue  # one child scored, or every child scored the same: no best among them
+        if own in (max(highs), min(lows)) and own != math.fsum(lasts) / len(lasts):
+            return True
+    return False
+
+
+def _vary_params(kids: Sequence[RunRecord]) -> bool:
+    """Whether the children's params take two values or more for some name (or differ in names)."""
+    seen: dict[str, Any] = {}
+    names = {tuple(sorted(kid.params)) for kid in kids}
+    if len(names) > 1:
+        return True
+    for kid in kids:
+        for key, value in kid.params.items():
+            if seen.setdefault(key, value) != value:
+                return True
+    return False
+
+
+def _scored_names(run: RunRecord, metric: str | None) -> list[str]:
+    if metric is not None:
+        return [metric]
+    return list(
+        dict.fromkeys(
+            p.name for p in run.metrics if not is_reserved_metric(p.name) and math.isfinite(p.value)
+        )
     )
 
 
@@ -319,7 +377,11 @@ def resolve_roles(
                     any(items[c].role == "trial" for c in kids)
                     or not (
                         one_job
-                        or _has_score(run, metric)
+                        or (
+                            _has_score(run, metric)
+                            # a search that logs its best trial's score is their sweep
+                            and not _logs_its_best_child(run, [items[c] for c in kids], metric)
+                        )
                         or _runs_its_params(run, [items[c] for c in kids])
                     )
                 )

@@ -202,7 +202,8 @@ def pick_metric(
     interrupted or lost trial's figures are no score: scikit-learn gives a candidate that
     failed to fit only the worst ``rank_test_score``), never a training schedule's figure when
     anything else was logged; among those logged as often, the objective a search optimised
-    (``objective``, ``objective_loss``: a Trainer's hyperparameter_search), then the metric
+    (``objective``, ``objective_loss``: a Trainer's hyperparameter_search), then one a sweep
+    logged (a hand-written search that logs its best trial's score), then the metric
     the trials kept their model by (the param ``metric_for_best_model`` they all record: a
     Trainer's ``load_best_model_at_end``), then a held-out one before a training one.
     ``ledger export`` infers roles by the same choice, so its roles are the report's.
@@ -219,6 +220,7 @@ def pick_metric(
     # every trial too, outnumber the trials' held-out score by one
     trial_counts: dict[str, int] = {}
     finals: set[int] = set()
+    swept: set[str] = set()
     counted, who = runs, "runs"
     names_of: Callable[[RunRecord], list[str]] = _logged_names
     if metric is None:
@@ -228,6 +230,9 @@ def pick_metric(
         picked = [runs[p] for p in (*study_roles.trials, *study_roles.positions("final"))]
         finals = {id(runs[p]) for p in study_roles.positions("final")}
         names_of = _trial_names(study_roles)
+        # what a sweep logged (a hand-written search logs its best trial's score): the
+        # metric the search was run for, before others its trials logged as often
+        swept = {n for p in study_roles.positions("sweep") for n in _logged_names(runs[p])}
         scored = [r for r in picked if r.status not in _NO_SCORE]
         for some in (scored, picked):  # every trial's when those that did not fail logged none
             if any(names_of(r) for r in some):
@@ -264,6 +269,7 @@ def pick_metric(
         key=lambda m: (
             often(m),
             m in _SEARCH_OBJECTIVES,
+            m in swept,
             m == kept_by,
             _is_held_out(m),
             counts[m],
@@ -276,6 +282,10 @@ def pick_metric(
             often(m) == often(chosen) for m in candidates if m != chosen
         ):
             why += ", the objective the search optimised before the metrics logged as often"
+        elif chosen in swept and any(
+            often(m) == often(chosen) for m in candidates if m != chosen and m not in swept
+        ):
+            why += ", the one the sweep logged (its best) before the metrics logged as often"
         elif chosen == kept_by and any(
             often(m) == often(chosen) for m in candidates if m != chosen
         ):
