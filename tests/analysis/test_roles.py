@@ -473,6 +473,16 @@ def test_a_hand_written_search_that_logs_its_best_trials_score_is_their_sweep():
     low = [_with("s", val_loss=0.2), _with("a", "s", {"lr": 1}, val_loss=[0.5, 0.2]),
            _with("b", "s", {"lr": 2}, val_loss=0.4)]  # fmt: skip
     assert roles(low)["s"] == ("sweep", True)
+    # its best under a name of its own: best_val_acc is the highest val_acc of its trials
+    named = [_with("search", params={"n_trials": 3}, best_val_acc=0.8), *runs[1:]]
+    assert roles(named)["search"] == ("sweep", True)
+    # a training's bookkeeping is never compared: a trial logging the last epoch its
+    # early-stopped folds reached stays a trial
+    epochs = [_with("t", params={"lr": 0.1}, epoch=5, acc=0.8)] + [
+        _with(f"f{k}", "t", {"fold": k}, epoch=list(range(e + 1)), acc=a)
+        for k, (e, a) in enumerate([(3, 0.7), (5, 0.9), (4, 0.8)])
+    ]
+    assert roles(epochs)["t"] == ("trial", True)
 
 
 @pytest.mark.parametrize(

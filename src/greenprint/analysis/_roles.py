@@ -56,6 +56,7 @@ import numpy as np
 from greenprint._exceptions import ConfigError
 from greenprint._format import count_of
 from greenprint._frozen import slot_constructor
+from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._records import RUN_ROLES, RunRecord
 from greenprint.analysis._common import (
@@ -139,32 +140,52 @@ def _logs_its_best_child(run: RunRecord, kids: Sequence[RunRecord], metric: str 
 
     A search written by hand, ``gp.track("search")`` around a loop of ``gp.track(f"lr={lr}",
     params={"lr": lr})`` trials, often logs the best trial's score on the search's run at the
-    end: that run is their sweep, not a trial of four parts that happens to score best. A
-    trial around its cross-validation folds logs their mean instead, which is their best only
-    when every fold scored the same (then it stays a trial). The children must vary a
-    configuration (their params take two values or more, or other values than ``run``'s own:
-    not :func:`_runs_its_params`), and at least two must have logged the metric; the score is
-    ``run``'s last finite value of the metric (each metric it logged when ``metric`` is
-    ``None``), equal to the highest or the lowest finite value any child logged of it.
+    end (``search.log(val_acc=best)``, or ``best_val_acc=best``): that run is their sweep, not
+    a trial of four parts that happens to score best. A trial around its cross-validation
+    folds logs their mean instead, which is their best only when every fold scored the same
+    (then it stays a trial). The children must vary a configuration (their params take two
+    values or more, or other values than ``run``'s own: not :func:`_runs_its_params`), and at
+    least two must have logged the metric compared; ``run``'s score is its last finite value of
+    the metric (of each metric it logged when ``metric`` is ``None``), equal to the highest or
+    the lowest finite value any child logged of one metric (that metric, or another name: a
+    ``best_val_acc`` is the highest ``val_acc``: a name that holds the child's), and not to
+    the mean of their last values. A training's bookkeeping (``epoch``, ``step``, a learning
+    rate: :func:`~greenprint._metric_names.is_bookkeeping_metric`) is never compared.
     """
     if len(kids) < 2 or _runs_its_params(run, kids) or not _vary_params(kids):
         return False
-    for name in _scored_names(run, metric):
-        own = score_of(run, name, "last")
-        if own != own:
-            continue
-        lows, highs, lasts = [], [], []
-        for kid in kids:
-            values = [p.value for p in kid.metrics if p.name == name and math.isfinite(p.value)]
-            if values:
-                lows.append(min(values))
-                highs.append(max(values))
-                lasts.append(values[-1])
+    owns = [
+        (n, v)
+        for n in _scored_names(run, metric)
+        if not is_bookkeeping_metric(n) and (v := score_of(run, n, "last")) == v
+    ]
+    if not owns:
+        return False
+    by_name: dict[str, tuple[list[float], list[float], list[float]]] = {}
+    for kid in kids:
+        values: dict[str, list[float]] = {}
+        for p in kid.metrics:
+            if math.isfinite(p.value) and not _not_a_score(p.name):
+                values.setdefault(p.name, []).append(p.value)
+        for name, logged in values.items():
+            lows, highs, lasts = by_name.setdefault(name, ([], [], []))
+            lows.append(min(logged))
+            highs.append(max(logged))
+            lasts.append(logged[-1])
+    for name, (lows, highs, lasts) in by_name.items():
         if len(lasts) < 2 or min(lows) == max(highs):
             continue  # one child scored, or every child scored the same: no best among them
-        if own in (max(highs), min(lows)) and own != math.fsum(lasts) / len(lasts):
+        best = (max(highs), min(lows))
+        mean = math.fsum(lasts) / len(lasts)
+        # the same metric, or one whose name holds it (best_val_acc, val_acc_max)
+        if any(name in own_name and own in best and own != mean for own_name, own in owns):
             return True
     return False
+
+
+def _not_a_score(name: str) -> bool:
+    """Whether a metric is never compared: greenprint's own, or a training's bookkeeping."""
+    return is_reserved_metric(name) or is_bookkeeping_metric(name)
 
 
 def _vary_params(kids: Sequence[RunRecord]) -> bool:
