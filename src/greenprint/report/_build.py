@@ -13,7 +13,7 @@ from greenprint._exceptions import AnalysisError, ConfigError, ReportError
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
 from greenprint._metric_names import is_bookkeeping_metric
-from greenprint._prediction import is_reserved_metric
+from greenprint._prediction import RESERVED_METRIC_PREFIX, is_reserved_metric
 from greenprint._provenance import FPO_KEY, Provenance, is_fpo_lower_bound
 from greenprint._records import RunRecord
 from greenprint._version import __version__
@@ -221,25 +221,34 @@ def pick_metric(
     trial_counts: dict[str, int] = {}
     finals: set[int] = set()
     swept: set[str] = set()
-    counted, who = runs, "runs"
-    names_of: Callable[[RunRecord], list[str]] = _logged_names
+    named: Sequence[tuple[RunRecord, Sequence[str]]] = ()
+    who = "runs"
     if metric is None:
         # the trials' and the final run's metrics, not their folds' (a scikit-learn fold logs
         # "score", the Optuna trial around it "accuracy"); every run's when they logged none
         study_roles = resolve_roles(runs)
-        picked = [runs[p] for p in (*study_roles.trials, *study_roles.positions("final"))]
+        positions = (*study_roles.trials, *study_roles.positions("final"))
         finals = {id(runs[p]) for p in study_roles.positions("final")}
-        names_of = _trial_names(study_roles)
+        parts_of = _trial_names(study_roles)
+        children = study_roles.forest.children
+        picked = []
+        for pos in positions:  # its own names, in one pass (100,000 trials); else its parts'
+            run = runs[pos]
+            names = _logged_names(run)
+            picked.append((run, names if names or not children[pos] else parts_of(pos)))
         # what a sweep logged (a hand-written search logs its best trial's score): the
         # metric the search was run for, before others its trials logged as often
         swept = {n for p in study_roles.positions("sweep") for n in _logged_names(runs[p])}
-        scored = [r for r in picked if r.status not in _NO_SCORE]
+        scored = [(r, names) for r, names in picked if r.status not in _NO_SCORE]
         for some in (scored, picked):  # every trial's when those that did not fail logged none
-            if any(names_of(r) for r in some):
-                counted, who = some, "trials"
+            if any(names for _, names in some):
+                named, who = some, "trials"
                 break
-    for run in counted:
-        for name in names_of(run):
+    if who == "runs":
+        named = [(run, _logged_names(run)) for run in runs]
+    counted = [run for run, _ in named]
+    for run, logged in named:
+        for name in logged:
             counts[name] = counts.get(name, 0) + 1
             if id(run) not in finals:
                 trial_counts[name] = trial_counts.get(name, 0) + 1
@@ -315,15 +324,14 @@ def _logged_names(run: RunRecord) -> list[str]:
     In logged order (not a set's hash order), so that ties go the same way every time; a
     NaN value (``v != v``) does not count; a reserved metric (predictions) is never a score.
     """
-    return [
-        name
-        for name in {p.name: None for p in run.metrics if p.value == p.value}
-        if not is_reserved_metric(name)
-    ]
+    names = [p.name for p in run.metrics if p.value == p.value]
+    if len(names) > 1:
+        names = list(dict.fromkeys(names))
+    return [name for name in names if not name.startswith(RESERVED_METRIC_PREFIX)]
 
 
-def _trial_names(roles: StudyRoles) -> Callable[[RunRecord], list[str]]:
-    """The metrics each run stands for when the metric is chosen: its own, else its parts'.
+def _trial_names(roles: StudyRoles) -> Callable[[int], list[str]]:
+    """The metrics the run at a position stands for when choosing one: its own, else its parts'.
 
     A trial that logged no metric of its own is scored by the mean of its parts' (its folds,
     :func:`~greenprint.analysis.study_trials`): the metrics its parts logged (that did not
@@ -333,23 +341,19 @@ def _trial_names(roles: StudyRoles) -> Callable[[RunRecord], list[str]]:
     (an Optuna trial's ``accuracy`` over its scikit-learn folds' ``score``).
     """
     forest = roles.forest
-    memo: dict[int, list[str]] = {}
+    runs, children, role = forest.runs, forest.children, roles.roles
 
     def of(pos: int) -> list[str]:
-        found = memo.get(pos)
-        if found is None:
-            found = _logged_names(forest.runs[pos])
-            if not found:
-                merged: dict[str, None] = {}
-                for child in forest.children[pos]:
-                    if roles.roles[child] == "part" and forest.runs[child].status not in _NO_SCORE:
-                        merged.update(dict.fromkeys(of(child)))
-                found = list(merged)
-            memo[pos] = found
-        return found
+        found = _logged_names(runs[pos])
+        if found or not children[pos]:
+            return found
+        merged: dict[str, None] = {}
+        for child in children[pos]:
+            if role[child] == "part" and runs[child].status not in _NO_SCORE:
+                merged.update(dict.fromkeys(of(child)))
+        return list(merged)
 
-    index = forest.index
-    return lambda run: of(index[run.id])
+    return of
 
 
 #: The score of a run of those statuses in the runs table: none.
