@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -221,6 +222,60 @@ def test_a_fit_resumed_from_its_checkpoint_after_a_crash_is_one_training(tmp_pat
         earlier.id: resumed.id,
         resumed.id: None,
         other.last_run_id: None,
+    }
+
+
+def test_a_training_that_crashes_twice_before_its_next_checkpoint_is_still_one(
+    tmp_path: Path,
+) -> None:
+    """A resumed fit that crashes again before saving a checkpoint of its own is resumed from
+    the same checkpoint, which names the first fit's run: the third fit takes the second (which
+    holds the first) as its part, one training, not a failed second trial beside it (2 trials
+    before). Another fit from that checkpoint once the training finished leaves it as it is."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from greenprint.analysis import price_tag
+
+    db = tmp_path / "gp.db"
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+
+    def fit(fail_at: int, ckpt_path: Path | None) -> GreenprintCallback:
+        cb = GreenprintCallback("reg", study="lit", ledger=db, **FAST)
+        saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+        trainer = _trainer(
+            tmp_path, cb, logger=False, enable_checkpointing=True, callbacks=[cb, saver]
+        )
+        if fail_at < 0:
+            trainer.fit(Regressor(), _data(), ckpt_path=ckpt_path)
+        else:
+            with pytest.raises(RuntimeError, match="loss is NaN"):
+                trainer.fit(Regressor(fail_at=fail_at), _data(), ckpt_path=ckpt_path)
+        return cb
+
+    # both crash at step 6, before the next checkpoint: last.ckpt stays the first fit's (step 4)
+    ids = [fit(6, None).last_run_id]
+    shutil.copy(ckpt, tmp_path / "first.ckpt")
+    ids.append(fit(6, ckpt).last_run_id)
+    last = fit(-1, ckpt).last_run_id
+
+    runs = {r.id: r for r in gp.Ledger(db).runs(study="lit")}
+    assert {r.id: r.parent_id for r in runs.values()} == {
+        ids[0]: ids[1],
+        ids[1]: last,
+        last: None,
+    }
+    assert [runs[i].role for i in ids] == ["part", "part"]
+    tag = price_tag(list(runs.values()))
+    assert tag.total.trials == 1 and tag.by_status["failed"].runs == 2
+    assert tag.total.energy_kwh == pytest.approx(sum(r.energy_kwh for r in runs.values()))
+
+    # a fourth fit from the first checkpoint, once the training finished, is one of its own
+    branch = fit(-1, tmp_path / "first.ckpt").last_run_id
+    assert {r.id: r.parent_id for r in gp.Ledger(db).runs(study="lit")} == {
+        ids[0]: ids[1],
+        ids[1]: last,
+        last: None,
+        branch: None,
     }
 
 

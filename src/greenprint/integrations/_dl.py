@@ -129,12 +129,15 @@ def continue_from(run: Run, earlier_id: object, *, how: str) -> None:
 
     A training resumed from a checkpoint in a new process (after a crash, a kill, a Ctrl-C) is
     one training: ``run``, the attempt that ends it, stays what it is, and the earlier
-    attempt's run becomes a ``part`` of it with its status, error and cost. It ran before
-    ``run``, outside its measurement, so it is recorded ``contained`` false and the price tag
-    adds its cost once. An earlier run whose process died without a final write (read
-    ``lost``) ends ``interrupted``. One that is not in ``run``'s ledger (another ledger, one
-    deleted), is of another study, or is ``run`` or its parent already: nothing changes, and a
-    debug log says why (never an error: the training goes on).
+    attempt's run becomes a ``part`` of it with its status, error and cost. An earlier attempt
+    resumed already by one that failed before a checkpoint of its own: that one becomes the
+    part (it holds the first); by one that finished or is running (two trainings went on from
+    one checkpoint): nothing changes. It ran before ``run``, outside its measurement, so it is
+    recorded ``contained`` false and the price tag adds its cost once. An earlier run whose
+    process died without a final write (read ``lost``) ends ``interrupted``. One that is not in
+    ``run``'s ledger (another ledger, one deleted), is of another study, or is ``run`` or its
+    parent already: nothing changes, and a debug log says why (never an error: the training
+    goes on).
 
     Args:
         run: the running run of the resumed training.
@@ -151,6 +154,31 @@ def continue_from(run: Run, earlier_id: object, *, how: str) -> None:
     except GreenprintError as e:  # another ledger's run, or a deleted one: as a new training
         logger.debug("greenprint: the run the checkpoint names is not in the ledger: %s", e)
         return
+    # the run a checkpoint names may have been resumed already: by an attempt that ended
+    # before a checkpoint of its own (failed, killed), which this one resumes in its place,
+    # or by another training that went on from the checkpoint (finished, or running now)
+    seen = {run.id}
+    while earlier.role == "part" and earlier.contained is False and earlier.parent_id:
+        if earlier.parent_id in seen or earlier.id in seen:
+            break
+        seen.add(earlier.id)
+        try:
+            above = ledger.run(earlier.parent_id)
+        except GreenprintError:
+            break
+        if above.study != run.study:
+            break
+        if above.status not in ("failed", "interrupted", "lost"):
+            logger.debug(
+                "greenprint: run %s was resumed by run %s already (%s): run %s is a training "
+                "of its own",
+                earlier.id[:8],
+                above.id[:8],
+                above.status,
+                run.id[:8],
+            )
+            return
+        earlier = above
     linked = earlier.parent_id == run.id or run.parent_id == earlier.id
     if earlier.id == run.id or earlier.study != run.study or linked:
         logger.debug(
