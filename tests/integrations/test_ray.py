@@ -451,7 +451,8 @@ tune.Tuner(
     trainable(_train_kills_its_driver, ledger=ledger, sample_interval_s=0.1),
     param_space={"x": tune.grid_search([1, 2]), "folder": folder, "driver": os.getpid()},
     tune_config=tune.TuneConfig(metric="score", mode="max", max_concurrent_trials=1,
-                                reuse_actors=True),
+                                reuse_actors=True,
+                                trial_name_creator=lambda t: f"x={t.config['x']}"),
     run_config=tune.RunConfig(name="ray-killed", storage_path=os.path.join(folder, "tune"),
                               verbose=0, callbacks=[GreenprintTuneCallback(ledger=ledger)]),
 ).fit()
@@ -467,13 +468,22 @@ def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
     import subprocess
     import sys
 
+    ledger = tmp_path / "gp.db"
+    # an earlier experiment of the same name in the study, its trials named as this one's
+    # (trial_name_creator), and a trial run of one whose driver ended first: none of them is
+    # an earlier attempt of this experiment's trials
+    with gp.track("ray-killed", study="ray-killed", ledger=ledger, role="sweep") as other:
+        with gp.track("x=2", parent=other, role="trial"):
+            pass
+    with gp.track("x=2", study="ray-killed", ledger=ledger, role="trial"):
+        pass
+    others = {r.id: r for r in gp.Ledger(ledger).runs(study="ray-killed")}
     script = tmp_path / "driver.py"
     script.write_text(KILLED_DRIVER, encoding="utf-8")
     address = ray.get_runtime_context().gcs_address
     done = subprocess.run([sys.executable, str(script), address, str(tmp_path)],
                           capture_output=True, text=True, timeout=240)  # fmt: skip
     assert done.returncode == -9, done.stderr[-3000:]  # the trial killed it
-    ledger = tmp_path / "gp.db"
     fn = trainable(_train_kills_its_driver, ledger=ledger, sample_interval_s=0.1)
     grid = tune.Tuner.restore(str(tmp_path / "tune" / "ray-killed"), fn).fit()
     assert sorted((r.config["x"], r.metrics["score"], r.error) for r in grid) == [
@@ -482,6 +492,8 @@ def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
     ]
 
     runs = gp.Ledger(ledger).runs(study="ray-killed")
+    assert {r.id: r for r in runs if r.id in others} == others  # as they were
+    runs = [r for r in runs if r.id not in others]
     sweeps = sorted((r for r in runs if r.role == "sweep"), key=lambda r: r.started_at)
     trials = {r.params["x"]: r for r in runs if r.role == "trial"}
     parts = {r.params["x"]: r for r in runs if r.role == "part"}

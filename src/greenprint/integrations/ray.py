@@ -56,9 +56,11 @@ running when its driver died ends ``interrupted``), counted once and never as a 
 restored and not run again keeps its one run. The callback finds the earlier attempts through
 the state Tune saves with the experiment (:meth:`GreenprintTuneCallback.get_state`: the first
 sweep, and the names each configuration ran under, by experiment tag; saved from Tune's first
-snapshot on, so only a restore has it) and the ledger: trial runs named as the trial under an
-earlier sweep of the same name in the study, or under none. A new experiment reads nothing
-back, and never takes an earlier experiment's trials of the same names for its own.
+snapshot on, so only a restore has it) and the ledger: trial runs named as the trial under the
+first sweep (the one the saved state names; where it names none, as when Tune's last snapshot
+came before the first trial, the latest sweep of the same name in the study) and the sweeps
+that resumed it, or under none since it started. Neither a new experiment nor a restored one
+takes an earlier experiment's trials of the same names for its own.
 Earlier runs not in the ledger (another ledger, deleted): the experiment is recorded as a new
 one, as before, and a debug log says so.
 
@@ -848,29 +850,39 @@ class GreenprintTuneCallback(tune.Callback):
     def _find_earlier(self, ledger: Any, trials: list[Any]) -> None:
         """Index the trial runs of the drivers this one resumes (``Tuner.restore``) by name.
 
-        Those are the trial runs under an earlier sweep of this experiment (the one Tune's
-        saved state names, or one of the same name in the study started before this one, with
-        the sweeps that resumed it), and the trial runs of the study no sweep adopted (their
-        driver ended first). The sweep of this driver becomes a child of the first sweep once
-        one of them is a run of this experiment's trials (``contained`` false: a later
-        measurement, added to it). Nothing found, or a ledger that cannot say: as a new
-        experiment (a debug log says so).
+        Those are the trial runs under the first sweep of this experiment (the one Tune's
+        saved state names, or, where it names none, the latest of the same name in the study
+        started before this one; with the sweeps that resumed it), and the trial runs of the
+        study no sweep adopted (their driver ended first) started since that sweep. The sweep
+        of this driver becomes a child of the first sweep once one of them is a run of this
+        experiment's trials (``contained`` false: a later measurement, added to it). Nothing
+        found, or a ledger that cannot say: as a new experiment (a debug log says so).
         """
         sweep = self._sweep
         since = sweep.record.started_at
         resume = self._resume
         try:
             tops = ledger.runs(study=sweep.study, parent_id=None)
+            # the sweep Tune's saved state names, and no other: an earlier experiment of the
+            # same name (the same script run again, trial names of its own making) is not
+            # this one. Where the state names none (Tune's last snapshot came before the first
+            # trial started: a driver killed before the next one), the latest sweep of this
+            # name started before this one
+            named = resume.restored_sweep
             roots = [
                 r
                 for r in tops
                 if r.role == "sweep"
                 and r.id != sweep.id
                 and r.started_at <= since
-                and (r.id == resume.restored_sweep or r.name == sweep.name)
+                and (r.id == named if named is not None else r.name == sweep.name)
             ]
+            roots = sorted(roots, key=lambda r: r.started_at)[-1:]
+            first = min((r.started_at for r in roots), default=since)
             found: list[tuple[str | None, Any]] = [
-                (None, r) for r in tops if r.role == "trial" and r.started_at < since
+                (None, r)
+                for r in tops
+                if r.role == "trial" and first <= r.started_at < since  # not before the first
             ]
             for root in roots:
                 resume.sweeps.append(root)
