@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -226,6 +227,22 @@ def test_a_crash_that_ends_the_program_ends_the_run_failed(tmp_path: Path) -> No
     tag = price_tag(list(runs.values()))
     assert tag.total.trials == 1 and tag.by_status["failed"].runs == 1
     assert tag.total.energy_kwh == pytest.approx(resumed.energy_kwh + earlier.energy_kwh)
+
+    # a training resumed from a checkpoint given by its path, one without the file (pushed to
+    # the Hub before the callback wrote it, copied from elsewhere), is one of its own: the
+    # checkpoint of the same step in output_dir is another training's
+    assert (tmp_path / "out" / "checkpoint-4" / "greenprint_run.json").is_file()  # resumed's
+    shutil.copytree(tmp_path / "out" / "checkpoint-4", tmp_path / "hub" / "last-checkpoint")
+    (tmp_path / "hub" / "last-checkpoint" / "greenprint_run.json").unlink()
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path), train_dataset=Tokens())
+    other = GreenprintCallback("crash", study="hf", ledger=tmp_path / "gp.db", **FAST)
+    other.attach(trainer)
+    trainer.train(resume_from_checkpoint=str(tmp_path / "hub" / "last-checkpoint"))
+    assert {r.id: r.parent_id for r in gp.Ledger(tmp_path / "gp.db").runs(study="hf")} == {
+        earlier.id: resumed.id,
+        resumed.id: None,
+        other.last_run_id: None,
+    }
 
 
 def test_hyperparameter_search_trials_are_trials_pruned_and_failed_too(

@@ -466,21 +466,22 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
     # ------------------------------------------------------------------ internals
     def _continue(self, args: Any, state: Any) -> None:
         """Make the run of the checkpoint's training a part of this run (a resumed training)."""
-        folders = [_checkpoint_folder(args, state)]
+        # the checkpoint given by its path, else (resume_from_checkpoint=True) the latest in
+        # output_dir; never output_dir's of the same step for a path given: another training's
         if isinstance(self._resume_path, (str, os.PathLike)):
-            folders.insert(0, os.fspath(self._resume_path))
-        for folder in folders:
-            if folder is None:
-                continue
-            try:
-                with open(os.path.join(folder, RUN_FILE), encoding="utf-8") as f:
-                    earlier = json.load(f).get("run_id")
-            except (OSError, ValueError, AttributeError) as e:
-                logger.debug("greenprint: no run id read beside checkpoint %s: %s", folder, e)
-                continue
-            if self._run is not None:
-                continue_from(self._run, earlier, how="trainer.train(resume_from_checkpoint=...)")
+            folder: str | None = os.fspath(self._resume_path)
+        else:
+            folder = _checkpoint_folder(args, state)
+        if folder is None:
             return
+        try:
+            with open(os.path.join(folder, RUN_FILE), encoding="utf-8") as f:
+                earlier = json.load(f).get("run_id")
+        except (OSError, ValueError, AttributeError) as e:
+            logger.debug("greenprint: no run id read beside checkpoint %s: %s", folder, e)
+            return
+        if self._run is not None:
+            continue_from(self._run, earlier, how="trainer.train(resume_from_checkpoint=...)")
 
     def _stop_if_running(self, status: str, error: str | None) -> None:
         run = self._run
