@@ -833,3 +833,58 @@ def test_a_hand_written_search_that_logs_its_best_reads_as_its_trials(tmp_path_f
     expected = expected_max_performance([0.7, 0.75, 0.85, 0.6]).mean
     assert mean["y"] == pytest.approx(expected.tolist())
     assert any("the one the sweep logged (its best)" in n for n in report["notes"])
+
+
+SEEDS_AND_FAMILIES_SCRIPT = """
+import greenprint as gp
+
+# each configuration over three seeds, one run a seed; the configuration's run logs nothing
+for lr, acc in {0.1: 0.7, 0.01: 0.8, 0.001: 0.75}.items():
+    with gp.track(f"lr={lr}", study="seeds", params={"lr": lr}):
+        for seed in range(3):
+            with gp.track(f"lr={lr}-seed{seed}", params={"lr": lr, "seed": seed}) as run:
+                run.log(val_acc=acc + 0.01 * seed)
+
+# a search per model family, each around trials of its own C, each a 3-fold cross-validation
+ACCS = {"svc": {0.1: 0.9, 1.0: 0.95}, "logreg": {0.1: 0.85, 1.0: 0.88}}
+with gp.track("search", study="families"):
+    for model, by_c in ACCS.items():
+        with gp.track(model, params={"model": model}):
+            for c, acc in by_c.items():
+                with gp.track(f"{model}-C={c}", params={"model": model, "C": c}):
+                    for k in range(3):
+                        with gp.track(f"{model}-C={c}-fold{k}", params={"fold": k}) as fold:
+                            fold.log(val_acc=acc + 0.01 * k)
+"""
+
+
+def test_seeds_and_a_search_per_family_read_as_their_configurations(tmp_path_factory):
+    """Seeds as child runs of a configuration that logs nothing were 9 trials in 3 sweeps (the
+    best seed the final run); a search per model family was 2 trials (the families, each
+    scored by the mean over all its C's folds, the family the final run)."""
+    home = _empty(tmp_path_factory, "new-user-seeds-families")
+    (home / "study.py").write_text(SEEDS_AND_FAMILIES_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr
+    report = _report(home, "--study", "seeds", "--format", "json", "--no-plots")
+    rows = _rows(report)
+    assert report["price_tag"]["total"]["trials"] == 3
+    assert {r["name"] for r in report["runs"] if r["is_trial"]} == {"lr=0.1", "lr=0.01", "lr=0.001"}
+    assert {rows[f"lr=0.01-seed{s}"]["role"] for s in range(3)} == {"part"}
+    assert report["price_tag"]["final"]["run_id"] == rows["lr=0.01"]["id"]
+    assert any(
+        "differ only by a seed or fold" in n and "role='trial'" in n for n in report["notes"]
+    )
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    mean = next(s for p in evp["panels"] for s in p["series"] if s["role"] == "mean")
+    assert mean["y"] == pytest.approx(expected_max_performance([0.71, 0.81, 0.76]).mean.tolist())
+
+    report = _report(home, "--study", "families", "--format", "json", "--no-plots")
+    rows = _rows(report)
+    assert [rows[n]["role"] for n in ("search", "svc", "logreg")] == ["sweep"] * 3
+    assert report["price_tag"]["total"]["trials"] == 4
+    assert report["price_tag"]["final"]["run_id"] == rows["svc-C=1.0"]["id"]
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    mean = next(s for p in evp["panels"] for s in p["series"] if s["role"] == "mean")
+    expected = expected_max_performance([0.91, 0.96, 0.86, 0.89]).mean
+    assert mean["y"] == pytest.approx(expected.tolist())

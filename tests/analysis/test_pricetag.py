@@ -80,7 +80,14 @@ def reference_roles(runs):
             parts = all(by_id[c].role == "part" for c in children.get(rid, ()))
             sweep = children.get(rid) and not parts and (not has_score or tracked)
             return ("sweep" if sweep else "trial"), True
-        return ("trial" if role(run.parent_id)[0] == "sweep" else "part"), True
+        if role(run.parent_id)[0] != "sweep":
+            return "part", True
+        # a sweep's child is a trial, or a sweep of its own around children given role
+        # 'trial' (no params here: no children that vary a configuration)
+        kids = children.get(rid, ())
+        tracked = any(by_id[c].role == "trial" for c in kids)
+        parts = all(by_id[c].role == "part" for c in kids)
+        return ("sweep" if kids and not parts and tracked else "trial"), True
 
     return {rid: role(rid) for rid in by_id}
 

@@ -505,3 +505,129 @@ def test_a_root_whose_score_is_not_a_best_among_configurations_stays_a_trial(cas
     got = roles([root, *kids])
     assert got["t"] == ("trial", True)
     assert {got[k.id] for k in kids} == {("part", True)}
+
+
+@pytest.mark.parametrize("params", [{"lr": 0.1}, {}])
+@pytest.mark.parametrize("index", ["seed", "fold", "random_state", "data_seed"])
+def test_children_that_differ_by_a_seed_or_fold_only_are_the_trials_repeats(params, index):
+    """A configuration run over seeds (or folds as params) that logs nothing itself was a sweep
+    of one trial per seed: 3 configurations x 3 seeds read as 9 trials, the best seed final."""
+    runs = []
+    for c, lr in enumerate([0.1, 0.01, 0.001]):
+        runs.append(_with(f"c{c}", params=params and {"lr": lr}))
+        for s in range(3):
+            kid_params = {index: s, **({"lr": lr} if params else {})}
+            runs.append(_with(f"c{c}s{s}", f"c{c}", kid_params, acc=0.7 + 0.1 * c + 0.01 * s))
+    study = resolve_roles(runs, metric="acc")
+    got = study.as_dict()
+    assert [got[f"c{c}"] for c in range(3)] == [("trial", True)] * 3
+    assert {got[f"c{c}s{s}"] for c in range(3) for s in range(3)} == {("part", True)}
+    assert study.repeats == 3 and "3 trials held child runs that differ only by a seed" in (
+        study.note or ""
+    )
+    trials = study_trials(study, metric="acc")
+    assert trials.score_of("c2").score == pytest.approx(0.91)  # the mean of its seeds
+    # a configuration that varies besides the seed: a sweep of trials, as before
+    swept = [_with("s"), *(_with(f"t{k}", "s", {"lr": k, "seed": 0}, acc=0.8) for k in range(2))]
+    assert roles(swept)["s"] == ("sweep", True)
+    # seed runs given role 'trial' are ranked each as a trial: their parent is their sweep
+    given = [_with("c", params={"lr": 0.1})] + [
+        RunRecord(id=f"s{k}", name=f"s{k}", parent_id="c", role="trial", params={"seed": k})
+        for k in range(2)
+    ]
+    assert roles(given)["c"] == ("sweep", True)
+    assert resolve_roles(given).repeats == 0
+
+
+def test_a_sweep_inside_a_sweep_holds_the_trials():
+    """A search per model family (no score), each around trials of its own C with their folds,
+    was read as 2 trials (the families, scored by the mean over all their C's folds)."""
+    runs = [_with("search")]
+    for fam, accs in {"svc": (0.9, 0.95), "lin": (0.85, 0.88)}.items():
+        runs.append(_with(fam, "search", {"model": fam}))
+        for c, acc in enumerate(accs):
+            runs.append(_with(f"{fam}{c}", fam, {"model": fam, "C": c}))
+            runs += [_with(f"{fam}{c}f{k}", f"{fam}{c}", {"fold": k}, acc=acc) for k in range(3)]
+    got = roles(runs, metric="acc")
+    assert got["search"] == got["svc"] == got["lin"] == ("sweep", True)
+    assert [r for r, (role, _) in got.items() if role == "trial"] == [
+        "svc0",
+        "svc1",
+        "lin0",
+        "lin1",
+    ]
+    trials = study_trials(runs, metric="acc")
+    assert choose_final(trials).position == trials.forest.index["svc1"]
+    # a trial of a sweep around its own folds (or its fit) stays a trial, with params or not
+    for trial_params in ({"C": 1}, {}):
+        cv = [_with("s"), _with("t", "s", trial_params)]
+        cv += [_with(f"f{k}", "t", {"fold": k}, acc=0.8) for k in range(3)]
+        assert roles(cv, metric="acc")["t"] == ("trial", True)
+        fit = [_with("s"), _with("t", "s", trial_params), _with("fit", "t", acc=0.8)]
+        assert roles(fit, metric="acc")["t"] == ("trial", True)
+    # a trial whose children give its own params other values is no sweep of them
+    odd = [_with("s"), _with("t", "s", {"lr": 1})]
+    odd += [_with(f"k{k}", "t", {"lr": 2 + k}, acc=0.8) for k in range(2)]
+    assert roles(odd, metric="acc")["t"] == ("trial", True)
+    # one given role 'trial' inside a sweep's child: that child is their sweep (no override)
+    given = [
+        _with("s"),
+        _with("fam", "s"),
+        RunRecord(id="o", name="o", parent_id="fam", role="trial"),
+    ]
+    assert roles(given)["fam"] == ("sweep", True) and roles(given)["o"] == ("trial", False)
+    # a trial that logged its own score, around children of other configurations: a trial
+    scored = [_with("s"), _with("t", "s", {"C": 1}, acc=0.7)]
+    scored += [_with(f"k{k}", "t", {"C": 1, "gamma": k}, acc=0.8 - 0.01 * k) for k in range(2)]
+    assert roles(scored, metric="acc")["t"] == ("trial", True)
+
+
+def test_trials_that_differ_by_their_training_set_size_only_say_how_they_were_read():
+    """A learning curve written by hand (fractions as params, dataset_size set, no role) read
+    as 4 trials of a search with no word: EVP over data sizes, the full-data run final."""
+
+    def sized(rid, size, **params):
+        return RunRecord(id=rid, name=rid, status="finished", dataset_size=size, params=params)
+
+    fracs = [
+        sized(f"f{k}", int(1797 * f), fraction=f, model="svc") for k, f in enumerate([0.1, 0.5, 1])
+    ]
+    study = resolve_roles(fracs)
+    assert study.trials == (0, 1, 2) and study.sizes_only == (179, 898, 1797)
+    assert "the 3 trials differ only by their training-set size (dataset_size 179 to 1,797)" in (
+        study.note or ""
+    ) and "role='learning-curve'" in (study.note or "")
+    # no note: a param that varies otherwise, one size, a size missing, or roles given
+    searched = [*fracs[:2], sized("x", 1797, fraction=1.0, model="mlp")]
+    same_size = [sized(f"s{k}", 500, lr=k) for k in range(1, 3)]
+    missing = [*fracs[:2], sized("m", None, fraction=1.0, model="svc")]
+    given = [
+        RunRecord(id=r.id, name=r.id, dataset_size=r.dataset_size, role="trial") for r in fracs
+    ]
+    for runs in (searched, same_size, missing, given):
+        assert resolve_roles(runs).sizes_only == ()
+        assert "training-set size" not in (resolve_roles(runs).note or "")
+
+
+def test_trials_named_like_a_baseline_or_the_final_run_say_how_to_give_the_role():
+    """A baseline and a retrain tracked without roles were trials with no word (the retrain
+    final as the best trial, the baseline's 0.11 in the EVP): they stay trials, with a note."""
+    runs = [
+        _with("majority-baseline", acc=0.11),
+        _with("mlp-lr=0.1", acc=0.8),
+        _with("final_retrain", acc=0.9),
+        _with("baselines-mlp", acc=0.85),
+        RunRecord(id="b", name="dummy", role="baseline"),  # given: no note
+        _with("finalize-lr", acc=0.7),  # 'finalize' is no word of the list
+    ]
+    study = resolve_roles(runs)
+    assert study.named_like == {
+        "baseline": ["majority-baseline", "baselines-mlp"],
+        "final": ["final_retrain"],
+    }
+    assert len(study.trials) == 5
+    assert (
+        "2 trials named like a baseline run ('majority-baseline', 'baselines-mlp'), 1 trial "
+        "named like a final run ('final_retrain'): read as trials, as no role was given"
+    ) in (study.note or "")
+    assert resolve_roles(runs[1:2] + runs[4:]).named_like == {}

@@ -17,8 +17,13 @@ or inferred here, at read time, from the nesting of runs within the set:
   same values, and their own params one value across them: a plain cross-validation loop,
   ``gp.track("lr-0.1", params={"lr": 0.1})`` around its folds, or a trial around the Lightning fit
   of its hyper-parameters) is a ``trial`` all the same, unless its children were given role
-  ``trial``;
-* a child of a ``sweep`` is a ``trial``;
+  ``trial``; so is a root, with params or without, whose children differ only by a param
+  indexing a repetition (``seed``, ``fold``, ``random_state``, ``*_seed``: its seeds or its
+  folds, each run with ``params={"seed": s}``), with a note saying so;
+* a child of a ``sweep`` is a ``trial``, unless it is a sweep by the same rule (no score of its
+  own, or its best child's, and children that vary a configuration within its own: they give
+  its params its values; or children given role ``trial``): a search per model family, each
+  around trials of its own ``lr``;
 * any other child (of a trial, a part, a baseline, the final run or a learning-curve run) is a
   ``part``: a fold, a worker or a sub-step, whose cost is inside its parent's (or, for a node or
   rank of a distributed job linked under the job's head, counted once with it: see
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -95,13 +101,36 @@ SCORED_STATUSES: tuple[str, ...] = ("finished", "pruned")
 #: variants. Inside any other run, a run is a part of it whatever role it was given.
 _CONTAINERS = ("sweep", "greener")
 
+#: Words of a run's name that say it is a baseline or the final run (a note, never a role).
+_NAMED_ROLES = {
+    "baseline": frozenset({"baseline", "baselines", "dummy", "majority"}),
+    "final": frozenset({"final", "retrain", "retrained", "refit"}),
+}
+
+_NAMED_HINTS = tuple(sorted(set().union(*_NAMED_ROLES.values())))
+
 _INFERENCE_RULES = (
     "a top-level run is a trial; runs inside a trial are its parts; a top-level run with child "
     "runs and no score (or with children given role 'trial', or whose score is its best "
     "child's among children that vary a configuration) is a sweep, whose children are "
-    "trials, unless it has params and its children do not vary a configuration (its folds or "
-    "its fit), or its children were all given role 'part'"
+    "trials (or sweeps, read by the same rule: a search per model family), unless its children "
+    "do not vary a configuration (it has params they share, or they differ by a seed or fold "
+    "only: its folds, seeds or fit), or its children were all given role 'part'"
 )
+
+
+#: Param names that index a repetition of one configuration, never a configuration: a random
+#: seed, a cross-validation fold or split. Children that differ by these only are repeats of
+#: their parent's configuration (its seeds, its folds), not trials of their own.
+REPEAT_PARAMS = frozenset(
+    {"seed", "random_seed", "random_state", "fold", "cv_fold", "fold_index", "fold_idx", "split"}
+)
+
+
+def is_repeat_param(name: str) -> bool:
+    """Whether a param indexes a repetition (``seed``, ``fold``, ``data_seed``...), see above."""
+    lower = name.lower()
+    return lower in REPEAT_PARAMS or lower.endswith("_seed")
 
 
 def _runs_its_params(run: RunRecord, kids: Sequence[RunRecord]) -> bool:
@@ -111,20 +140,32 @@ def _runs_its_params(run: RunRecord, kids: Sequence[RunRecord]) -> bool:
     other param they have takes one value across them (a framework's run of the trial's
     hyper-parameters, e.g. a Lightning fit with its Trainer's epochs). A sweep's trials each
     bring a configuration of their own: other values of its params, or of their own (a search
-    per model family whose trials vary ``lr``).
+    per model family whose trials vary ``lr``). A param that indexes a repetition
+    (:func:`is_repeat_param`: ``seed``, ``fold``...) is no configuration: children that differ
+    by these only (its seeds, its folds) run ``run``'s configuration, with params or without.
     """
     params = run.params
     if not params:
-        return False
+        return _repeats_only(kids)
     seen: dict[str, Any] = {}
     for kid in kids:
         for key, value in kid.params.items():
+            if is_repeat_param(key):
+                continue
             if key in params:
                 if params[key] != value:
                     return False
             elif seen.setdefault(key, value) != value:
                 return False
     return True
+
+
+def _refine_its_params(run: RunRecord, kids: Sequence[RunRecord]) -> bool:
+    """Whether no child gives one of ``run``'s params another value (a family's trials do)."""
+    params = run.params
+    return all(
+        params[key] == value for kid in kids for key, value in kid.params.items() if key in params
+    )
 
 
 def _has_score(run: RunRecord, metric: str | None) -> bool:
@@ -188,17 +229,31 @@ def _not_a_score(name: str) -> bool:
     return is_reserved_metric(name) or is_bookkeeping_metric(name)
 
 
-def _vary_params(kids: Sequence[RunRecord]) -> bool:
-    """Whether the children's params take two values or more for some name (or differ in names)."""
+def _vary_params(kids: Sequence[RunRecord], *, repeats: bool = False) -> bool:
+    """Whether the children's params take two values or more for some name (or differ in names).
+
+    A param indexing a repetition (:func:`is_repeat_param`) counts only with ``repeats``.
+    """
     seen: dict[str, Any] = {}
-    names = {tuple(sorted(kid.params)) for kid in kids}
+    names = {
+        tuple(sorted(k for k in kid.params if repeats or not is_repeat_param(k))) for kid in kids
+    }
     if len(names) > 1:
         return True
     for kid in kids:
         for key, value in kid.params.items():
-            if seen.setdefault(key, value) != value:
+            if (repeats or not is_repeat_param(key)) and seen.setdefault(key, value) != value:
                 return True
     return False
+
+
+def _repeats_only(kids: Sequence[RunRecord]) -> bool:
+    """Whether every child has a param indexing a repetition, and they vary by those only."""
+    return (
+        len(kids) >= 2
+        and all(any(is_repeat_param(k) for k in kid.params) for kid in kids)
+        and not _vary_params(kids)
+    )
 
 
 def _scored_names(run: RunRecord, metric: str | None) -> list[str]:
@@ -225,6 +280,9 @@ class StudyRoles:
         overridden: how many runs were given a role inside a run that is not a sweep or a
             greener comparison (a trial, a part, a baseline, the final run or a learning-curve
             run) and are read as its parts (counted among the inferred).
+        repeats: how many inferred trials hold child runs that differ by a param indexing a
+            repetition only (``seed``, ``fold``...: :func:`is_repeat_param`), read as its
+            repeats (its parts), not as trials of a sweep.
     """
 
     forest: RunForest
@@ -233,6 +291,7 @@ class StudyRoles:
     owners: tuple[int, ...]
     metric: str | None = None
     overridden: int = 0
+    repeats: int = 0
 
     @property
     def runs(self) -> tuple[RunRecord, ...]:
@@ -310,7 +369,89 @@ class StudyRoles:
                 "parts, their cost inside its own (e.g. a scikit-learn search inside an Optuna "
                 "trial)"
             )
+        if named := self.named_like:
+            listing = ", ".join(
+                f"{count_of(len(names), 'trial')} named like a {role} run "
+                f"({', '.join(repr(n) for n in names[:3])}{', ...' if len(names) > 3 else ''})"
+                for role, names in named.items()
+            )
+            texts.append(
+                f"{listing}: read as trials, as no role was given; if they are not, give "
+                "them role='baseline' or role='final' (gp.track(..., role=...), "
+                "greenprint run --role)"
+            )
+        if sizes := self.sizes_only:
+            texts.append(
+                f"the {len(self.trials)} trials differ only by their training-set size "
+                f"(dataset_size {min(sizes):,} to {max(sizes):,}): read as trials of a search; "
+                "if they are a learning curve, give them role='learning-curve' "
+                "(gp.track(..., role='learning-curve'))"
+            )
+        if self.repeats:
+            texts.append(
+                f"{count_of(self.repeats, 'trial')} held child runs that differ only by a seed "
+                "or fold param (seed, fold, random_state, *_seed...): read as repeats of the "
+                "trial's configuration, its parts, the trial scored by their mean; to rank each "
+                "as a trial of its own, give those runs role='trial'"
+            )
         return "; ".join(texts)
+
+    @cached_property
+    def named_like(self) -> dict[str, list[str]]:
+        """``{"baseline" | "final": names}`` of the inferred trials whose name says so.
+
+        A word of the name (split at anything but letters and digits): ``baseline``,
+        ``dummy``, ``majority`` for a baseline; ``final``, ``retrain``, ``refit`` for the final
+        run. Names are no roles: the runs stay trials, and the note says how to give roles.
+        """
+        names = self.forest.column("name")
+        found: dict[str, list[str]] = {}
+        inferred = [p for p in self.trials if self.inferred[p]]
+        # every name scanned at once first (substring search, 7 ms on 100,000): most have none
+        joined = "\n".join([names[p] for p in inferred]).lower()
+        hints = [w for w in _NAMED_HINTS if w in joined]
+        if not hints:
+            return found
+        for p in inferred:
+            lower = names[p].lower()
+            if not any(w in lower for w in hints):
+                continue
+            words = set(re.split(r"[^a-z0-9]+", lower))
+            for role, says in _NAMED_ROLES.items():
+                if words & says:
+                    found.setdefault(role, []).append(names[p])
+                    break
+        return found
+
+    @cached_property
+    def sizes_only(self) -> tuple[int, ...]:
+        """The training-set sizes of the trials, when they differ by those only, else ``()``.
+
+        Every trial was inferred and has a ``dataset_size``, two sizes or more, and each of
+        their params (but a seed or fold: :func:`is_repeat_param`) takes one value across them
+        or is a number proportional to the size (a ``fraction`` of the data, ``n_samples``,
+        within 5%): a learning curve written by hand, or a search over the data's size. The
+        note says how it was read (as trials) and how to give the role.
+        """
+        runs = self.forest.runs
+        trials = [runs[p] for p in self.trials]
+        if len(trials) < 2 or not all(self.inferred[p] for p in self.trials):
+            return ()
+        sizes = [run.dataset_size for run in trials]
+        if any(not size for size in sizes) or len(set(sizes)) < 2:
+            return ()
+        names = {k for run in trials for k in run.params if not is_repeat_param(k)}
+        for name in names:
+            values = [run.params.get(name) for run in trials]
+            if all(v == values[0] for v in values):
+                continue
+            numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+            if len(numbers) < len(values):
+                return ()
+            ratios = [v / size for v, size in zip(numbers, sizes, strict=True) if size]
+            if min(ratios) <= 0 or max(ratios) > 1.05 * min(ratios):
+                return ()  # a param that varies otherwise: a search
+        return tuple(sorted({size for size in sizes if size}))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: counts by role, how many were inferred, and the note."""
@@ -358,7 +499,7 @@ def resolve_roles(
     role: list[str] = list(given_roles)  # the others' are set below
     inferred = [False] * count
     owner = list(range(count))
-    unknown = overridden = 0
+    unknown = overridden = repeats = 0
     for pos in [
         p
         for p in reversed(forest.order)  # parents before children
@@ -409,11 +550,36 @@ def resolve_roles(
             )
             role[pos] = "sweep" if is_sweep else "trial"
         elif role[parent] == "sweep" and not forest.virtual[pos]:
-            role[pos] = "trial"
+            # a sweep inside a sweep (a search per model family, each around trials of its
+            # own lr): a run with no score of its own (or its best child's) whose children
+            # vary a configuration within its own (they give its params its values), or
+            # were given role 'trial'
+            kids = [c for c in forest.children[pos] if not forest.virtual[c]]
+            nested = (
+                bool(kids)
+                and not all(items[c].role == "part" for c in kids)
+                and (
+                    any(items[c].role == "trial" for c in kids)
+                    or (
+                        _vary_params([items[c] for c in kids])
+                        and _refine_its_params(run, [items[c] for c in kids])
+                        and not _runs_its_params(run, [items[c] for c in kids])
+                        and (
+                            not _has_score(run, metric)
+                            or _logs_its_best_child(run, [items[c] for c in kids], metric)
+                        )
+                    )
+                )
+            )
+            role[pos] = "sweep" if nested else "trial"
         else:
             role[pos] = "part"
         if role[pos] == "part" and parent is not None:
             owner[pos] = owner[parent]
+        elif role[pos] == "trial" and inferred[pos] and forest.children[pos]:
+            kids_runs = [items[c] for c in forest.children[pos] if not forest.virtual[c]]
+            if _vary_params(kids_runs, repeats=True) and not _vary_params(kids_runs):
+                repeats += 1  # its children differ by a seed or a fold only: its repeats
     if unknown:
         logger.warning(
             "%d runs have a role this greenprint does not know: inferred instead", unknown
@@ -425,6 +591,7 @@ def resolve_roles(
         owners=tuple(owner),
         metric=metric,
         overridden=overridden,
+        repeats=repeats,
     )
 
 
