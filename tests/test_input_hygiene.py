@@ -282,6 +282,8 @@ def test_good_arguments_of_every_accepted_type_are_taken(empty_dir):
         ({"param_count": "1000"}, "param_count must be a non-negative integer"),
         ({"params": {"lr": 1}, "fpo": -1}, "fpo must be a non-negative integer"),
         ({"colour": "green"}, "unknown run field"),
+        # a status is not set: the message says what sets it
+        ({"status": "pruned"}, r"unknown run field.*run\.prune\(\) for a trial stopped early"),
     ],
 )
 def test_run_set_refuses_bad_fields_and_records_none_of_them(tmp_path, fields, message):

@@ -527,8 +527,14 @@ class Run:
         """
         unknown = set(fields) - _SETTABLE
         if unknown:
+            hint = ""
+            if "status" in unknown:  # a run's status is what happens to it, not a field
+                hint = (
+                    "; a run's status is set by how it ends: run.prune() for a trial stopped "
+                    "early, an exception for a failed one"
+                )
             raise ConfigError(
-                f"unknown run field(s) {sorted(unknown)}; settable: {sorted(_SETTABLE)}"
+                f"unknown run field(s) {sorted(unknown)}; settable: {sorted(_SETTABLE)}{hint}"
             )
         params = fields.get("params")
         params = None if params is None else mapping_of_names("params", params)
