@@ -469,15 +469,22 @@ def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
     import sys
 
     ledger = tmp_path / "gp.db"
-    # an earlier experiment of the same name in the study, its trials named as this one's
-    # (trial_name_creator), and a trial run of one whose driver ended first: none of them is
-    # an earlier attempt of this experiment's trials
-    with gp.track("ray-killed", study="ray-killed", ledger=ledger, role="sweep") as other:
-        with gp.track("x=2", parent=other, role="trial"):
-            pass
-    with gp.track("x=2", study="ray-killed", ledger=ledger, role="trial"):
-        pass
-    others = {r.id: r for r in gp.Ledger(ledger).runs(study="ray-killed")}
+    # an earlier experiment of the same name in the study (the same script, an hour ago), its
+    # trials named as this one's (trial_name_creator), and a trial run of one whose driver
+    # ended first: none of them is an earlier attempt of this experiment's trials
+    hour_ago = time.time() - 3600
+    earlier = gp.Ledger(ledger)
+    for n, (name, role, parent) in enumerate(
+        [("ray-killed", "sweep", None), ("x=2", "trial", "0" * 32), ("x=2", "trial", None)]
+    ):
+        earlier.start_run(
+            gp.RunRecord(
+                id=str(n) * 32, name=name, study="ray-killed", status="finished", role=role,
+                parent_id=parent, started_at=hour_ago + n, ended_at=hour_ago + 60,
+            )
+        )  # fmt: skip
+    others = {r.id: r for r in earlier.runs(study="ray-killed")}
+    earlier.close()
     script = tmp_path / "driver.py"
     script.write_text(KILLED_DRIVER, encoding="utf-8")
     address = ray.get_runtime_context().gcs_address

@@ -486,6 +486,11 @@ class _TrialState:
     budget_error: str | None = None  # "BudgetExceeded: ..." of a "stop" budget in the worker
 
 
+#: How far a worker node's clock may lag the driver's when a restore matches the trial runs its
+#: workers started (in seconds): a run started that long before the first sweep is not its.
+_WORKER_CLOCK_S = 60.0
+
+
 @dataclass
 class _Resume:
     """What the callback knows of the drivers it resumes (``Tuner.restore``)."""
@@ -878,11 +883,10 @@ class GreenprintTuneCallback(tune.Callback):
                 and (r.id == named if named is not None else r.name == sweep.name)
             ]
             roots = sorted(roots, key=lambda r: r.started_at)[-1:]
-            first = min((r.started_at for r in roots), default=since)
+            # unadopted trial runs since the first sweep started, less a worker's clock offset
+            first = min((r.started_at - _WORKER_CLOCK_S for r in roots), default=since)
             found: list[tuple[str | None, Any]] = [
-                (None, r)
-                for r in tops
-                if r.role == "trial" and first <= r.started_at < since  # not before the first
+                (None, r) for r in tops if r.role == "trial" and first <= r.started_at < since
             ]
             for root in roots:
                 resume.sweeps.append(root)
