@@ -195,6 +195,16 @@ def _rows(report: dict) -> dict[str, dict]:
     return {row["name"]: row for row in report["runs"]}
 
 
+def _script_report(tmp_path_factory, name: str, script: str, *args: str) -> dict:
+    """``script`` run as a new user runs it (an empty directory, a clean environment), then
+    ``greenprint report --format json --no-plots`` there (``args`` added): the JSON."""
+    home = _empty(tmp_path_factory, name)
+    (home / "script.py").write_text(script, encoding="utf-8")
+    done = run_in(home, sys.executable, "script.py")
+    assert done.returncode == 0, done.stderr
+    return _report(home, *args, "--format", "json", "--no-plots")
+
+
 def _counted_under(runs: Iterable[gp.RunRecord], roles: dict[str, str]) -> dict[str, list[str]]:
     """Status -> the names of the runs whose cost the table by status counts under it.
 
@@ -736,11 +746,7 @@ with gp.track("study", study="wrapped") as run:  # no role; it logs the best sco
 
 def test_optuna_inside_a_tracked_run_that_logs_the_best_score(tmp_path_factory):
     pytest.importorskip("optuna")
-    home = _empty(tmp_path_factory, "new-user-wrapped")
-    (home / "study.py").write_text(WRAPPED_OPTUNA_SCRIPT, encoding="utf-8")
-    done = run_in(home, sys.executable, "study.py")
-    assert done.returncode == 0, done.stderr
-    report = _report(home, "--format", "json", "--no-plots")
+    report = _script_report(tmp_path_factory, "new-user-wrapped", WRAPPED_OPTUNA_SCRIPT)
     rows = _rows(report)
     # the wrapper is the trials' sweep (they were tracked as trials), not one trial of four parts
     assert rows["study"]["role"] == "sweep" and rows["study"]["role_inferred"]
@@ -773,11 +779,7 @@ def test_a_hand_written_cv_is_ranked_by_its_folds_metric_not_the_finals(tmp_path
     """Trials that log nothing themselves are scored by their folds' val_acc: that is the
     study's metric, not the test_acc only the final retrain logged (the report once ranked by
     test_acc: every trial unscored, no EVP, no Pareto), and the final's test_acc is stated."""
-    home = _empty(tmp_path_factory, "new-user-manual-cv")
-    (home / "cv.py").write_text(MANUAL_CV_SCRIPT, encoding="utf-8")
-    done = run_in(home, sys.executable, "cv.py")
-    assert done.returncode == 0, done.stderr
-    report = _report(home, "--format", "json", "--no-plots")
+    report = _script_report(tmp_path_factory, "new-user-manual-cv", MANUAL_CV_SCRIPT)
     assert report["metric"] == "val_acc" and report["mode"] == "max"
     rows = _rows(report)
     for lr, mean in ((0.1, 0.91), (0.01, 0.82), (0.001, 0.72)):
@@ -813,11 +815,7 @@ with gp.track("search", study="hand", params={"n_trials": 4, "sampler": "grid"})
 def test_a_hand_written_search_that_logs_its_best_reads_as_its_trials(tmp_path_factory):
     """The search's run logged the best trial's val_acc: it was read as one trial of four parts
     (1 trial, the search itself the final run at 100% of the study); it is their sweep."""
-    home = _empty(tmp_path_factory, "new-user-search-logs-best")
-    (home / "search.py").write_text(SEARCH_LOGS_BEST_SCRIPT, encoding="utf-8")
-    done = run_in(home, sys.executable, "search.py")
-    assert done.returncode == 0, done.stderr
-    report = _report(home, "--format", "json", "--no-plots")
+    report = _script_report(tmp_path_factory, "new-user-search-logs-best", SEARCH_LOGS_BEST_SCRIPT)
     rows = _rows(report)
     assert rows["search"]["role"] == "sweep" and rows["search"]["role_inferred"]
     assert report["price_tag"]["total"]["trials"] == 4
