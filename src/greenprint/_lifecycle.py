@@ -1,17 +1,19 @@
 """Process-wide bookkeeping of active runs: SIGTERM, uncaught exceptions, interpreter exit.
 
 The tracker registers each run while it is measured. On SIGTERM every active run is stopped as
-``interrupted`` (cost so far written) before the previous handler runs (by default the process
-still terminates); an uncaught exception stops them as ``failed`` (or ``interrupted`` for
+``interrupted`` (cost so far written) before the previous handler runs (by default the process still
+terminates); an uncaught exception stops them as ``failed`` (or ``interrupted`` for
 ``KeyboardInterrupt``) before the previous ``sys.excepthook``; interpreter exit stops the rest as
-``finished``. Handlers are installed on the first run, in the main thread only. A forked child
-(a ``multiprocessing`` worker) inherits the handlers, but not the parent's runs: they are the
-parent's, still live there and written by it (``Pool.terminate()``, ``with Pool() as pool:``,
-sends its workers SIGTERM, and each one ended its parent's live run as ``interrupted`` in the
-ledger), and their copies in the child stand still at the fork (no sampler thread), so the
-child's :func:`~greenprint.tracking.active_runs` and its study budgets, which read them as live
-runs of the process, counted the parent's runs at their cost at the fork instead of reading
-them from the ledger. The child's registry starts with its own runs only.
+``finished``, or ``interrupted`` where the thread that started the run is still running (a daemon
+thread cut off: a Ray worker exiting because its driver died, its trial mid-work). Handlers are
+installed on the first run, in the main thread only. A forked child (a ``multiprocessing`` worker)
+inherits the handlers, but not the parent's runs: they are the parent's, still live there and
+written by it (``Pool.terminate()``, ``with Pool() as pool:``, sends its workers SIGTERM, and each
+one ended its parent's live run as ``interrupted`` in the ledger), and their copies in the child
+stand still at the fork (no sampler thread), so the child's :func:`~greenprint.tracking.active_runs`
+and its study budgets, which read them as live runs of the process, counted the parent's runs at
+their cost at the fork instead of reading them from the ledger. The child's registry starts with its
+own runs only.
 
 SIGTERM landing while the main thread is inside a ledger write transaction (a run's flush, a run
 starting; any transaction of an in-memory ledger) is acted on when that transaction ends
@@ -40,6 +42,9 @@ from greenprint._records import RunStatus
 __all__ = ["Stoppable", "registry", "status_for", "write_section"]
 
 _PRUNED_EXCEPTION_NAMES = frozenset({"TrialPruned"})
+
+#: The error of a run whose thread was still running when the interpreter exited.
+_CUT_OFF = "the process exited while the thread that started the run was still running"
 
 
 class Stoppable(Protocol):
@@ -71,6 +76,7 @@ class _Registry:
     def __init__(self) -> None:
         self._runs: list[Stoppable] = []
         self._owners: dict[int, int] = {}  # id(run) -> the pid of the process that added it
+        self._threads: dict[int, threading.Thread] = {}  # id(run) -> the thread that added it
         # an RLock: a SIGTERM handler (stop_all) may run while this thread is inside add/discard
         self._lock = threading.RLock()
         self._installed = False
@@ -84,6 +90,7 @@ class _Registry:
         with self._lock:
             self._runs.append(run)
             self._owners[id(run)] = os.getpid()
+            self._threads[id(run)] = threading.current_thread()
             if not self._installed:
                 self._install()
 
@@ -92,6 +99,7 @@ class _Registry:
             if run in self._runs:
                 self._runs.remove(run)
                 self._owners.pop(id(run), None)
+                self._threads.pop(id(run), None)
 
     def active(self) -> list[Stoppable]:
         with self._lock:
@@ -105,17 +113,38 @@ class _Registry:
         for run in reversed(own):
             run.stop(status=status, error=error)
 
+    def _at_exit(self) -> None:
+        """Interpreter exit: each run still open ends ``finished``, or ``interrupted`` if cut off.
+
+        Cut off: the thread that started it is still running (a daemon thread stopped mid-work:
+        a Ray worker whose driver died exits while its trial's thread sleeps or trains).
+        """
+        pid = os.getpid()
+        main = threading.main_thread()
+        with self._lock:
+            own = [
+                (run, self._threads.get(id(run)))
+                for run in self._runs
+                if self._owners.get(id(run), pid) == pid
+            ]
+        for run, thread in reversed(own):
+            if thread is not None and thread is not main and thread.is_alive():
+                run.stop(status="interrupted", error=_CUT_OFF)
+            else:
+                run.stop(status="finished", error=None)
+
     def _after_fork(self) -> None:
         """In a forked child: none of the parent's runs; a lock its other threads held, anew."""
         self._lock = threading.RLock()
         self._runs = []
         self._owners = {}
+        self._threads = {}
         self._writing = 0
         self._held_sigterm = None
 
     def _install(self) -> None:
         self._installed = True
-        atexit.register(self.stop_all, "finished", None)
+        atexit.register(self._at_exit)
         self._previous_excepthook = sys.excepthook
         sys.excepthook = self._excepthook
         if threading.current_thread() is threading.main_thread():

@@ -458,3 +458,39 @@ def test_a_processs_first_run_is_not_charged_greenprints_own_imports(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+CUT_OFF_SCRIPT = """
+import threading, time
+import greenprint as gp
+
+started = threading.Event()
+
+
+def work():  # a daemon thread's run, still working when the interpreter exits
+    gp.track("daemon", study="x").start()
+    started.set()
+    time.sleep(60)
+
+
+gp.track("main", study="x").start()  # left open by the main thread: it ends with the program
+threading.Thread(target=work, daemon=True).start()
+started.wait(30)
+"""
+
+
+def test_a_run_whose_thread_is_cut_off_at_exit_is_interrupted_not_finished(tmp_path):
+    """A Ray worker whose driver died exits while its trial's thread sleeps or trains: the
+    trial's run read 'finished' (the exit handler ended every open run so) and a restored
+    experiment kept it as a finished attempt; a run left open by the main thread is finished."""
+    (tmp_path / "cut.py").write_text(CUT_OFF_SCRIPT, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "cut.py"], cwd=tmp_path, env=clean_env(), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs = {r.name: r for r in gp.Ledger(tmp_path / "greenprint.db").runs(study="x")}
+    assert runs["main"].status == "finished" and runs["main"].error is None
+    assert runs["daemon"].status == "interrupted"
+    assert "thread that started the run was still running" in runs["daemon"].error
+    assert runs["daemon"].energy_kwh is not None and runs["daemon"].ended_at is not None
