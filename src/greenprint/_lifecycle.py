@@ -105,12 +105,22 @@ class _Registry:
         with self._lock:
             return list(self._runs)
 
-    def stop_all(self, status: str, error: str | None) -> None:
-        """Stop this process's runs (a forked child leaves its parent's runs to the parent)."""
+    def _own(self) -> list[tuple[Stoppable, threading.Thread | None]]:
+        """This process's runs, latest last, each with the thread that started it.
+
+        A forked child leaves its parent's runs to the parent.
+        """
         pid = os.getpid()
         with self._lock:
-            own = [run for run in self._runs if self._owners.get(id(run), pid) == pid]
-        for run in reversed(own):
+            return [
+                (run, self._threads.get(id(run)))
+                for run in self._runs
+                if self._owners.get(id(run), pid) == pid
+            ]
+
+    def stop_all(self, status: str, error: str | None) -> None:
+        """Stop this process's runs (a forked child leaves its parent's runs to the parent)."""
+        for run, _ in reversed(self._own()):
             run.stop(status=status, error=error)
 
     def _at_exit(self) -> None:
@@ -119,15 +129,8 @@ class _Registry:
         Cut off: the thread that started it is still running (a daemon thread stopped mid-work:
         a Ray worker whose driver died exits while its trial's thread sleeps or trains).
         """
-        pid = os.getpid()
         main = threading.main_thread()
-        with self._lock:
-            own = [
-                (run, self._threads.get(id(run)))
-                for run in self._runs
-                if self._owners.get(id(run), pid) == pid
-            ]
-        for run, thread in reversed(own):
+        for run, thread in reversed(self._own()):
             if thread is not None and thread is not main and thread.is_alive():
                 run.stop(status="interrupted", error=_CUT_OFF)
             else:

@@ -425,6 +425,17 @@ def test_a_flush_records_the_cost_as_of_the_last_sample(tmp_path):
     assert ended.energy_kwh == pytest.approx(3600.0 * ended.duration_s / 3.6e6, rel=1e-3, abs=lag)
 
 
+def _run_script(folder, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run in ``folder`` as a new user runs it (a clean environment); it succeeded."""
+    (folder / "script.py").write_text(script, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "script.py"], cwd=folder, env=clean_env(), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 FIRST_RUN_SCRIPT = """
 import json, sys, time
 
@@ -451,12 +462,7 @@ def test_a_processs_first_run_is_not_charged_greenprints_own_imports(tmp_path):
     """greenprint imports what it needs (psutil, for the process's start time in the
     provenance) before the meters start: a fresh process's first run read 0.07-0.25 s and
     its energy for an empty body (24 modules imported inside it), the next runs 0.008 s."""
-    (tmp_path / "first.py").write_text(FIRST_RUN_SCRIPT, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "first.py"], cwd=tmp_path, env=clean_env(), capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _run_script(tmp_path, FIRST_RUN_SCRIPT)
     assert json.loads(done.stdout.splitlines()[-1]) == []
 
 
@@ -483,12 +489,7 @@ def test_a_run_whose_thread_is_cut_off_at_exit_is_interrupted_not_finished(tmp_p
     """A Ray worker whose driver died exits while its trial's thread sleeps or trains: the
     trial's run read 'finished' (the exit handler ended every open run so) and a restored
     experiment kept it as a finished attempt; a run left open by the main thread is finished."""
-    (tmp_path / "cut.py").write_text(CUT_OFF_SCRIPT, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "cut.py"], cwd=tmp_path, env=clean_env(), capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    _run_script(tmp_path, CUT_OFF_SCRIPT)
     runs = {r.name: r for r in gp.Ledger(tmp_path / "greenprint.db").runs(study="x")}
     assert runs["main"].status == "finished" and runs["main"].error is None
     assert runs["daemon"].status == "interrupted"

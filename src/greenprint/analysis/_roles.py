@@ -524,6 +524,7 @@ def resolve_roles(
         elif parent is None:
             # a job's nodes and ranks linked under its head do not make it a sweep
             kids = [c for c in forest.children[pos] if not forest.virtual[c]]
+            kid_runs = [items[c] for c in kids]
             # nor do the ranks of one distributed job inside it (`greenprint run` around a
             # script that spawns them): they train one model, its parts
             jobs = {items[c].job_id for c in kids}
@@ -542,9 +543,9 @@ def resolve_roles(
                         or (
                             _has_score(run, metric)
                             # a search that logs its best trial's score is their sweep
-                            and not _logs_its_best_child(run, [items[c] for c in kids], metric)
+                            and not _logs_its_best_child(run, kid_runs, metric)
                         )
-                        or _runs_its_params(run, [items[c] for c in kids])
+                        or _runs_its_params(run, kid_runs)
                     )
                 )
             )
@@ -555,18 +556,19 @@ def resolve_roles(
             # vary a configuration within its own (they give its params its values), or
             # were given role 'trial'
             kids = [c for c in forest.children[pos] if not forest.virtual[c]]
+            kid_runs = [items[c] for c in kids]
             nested = (
                 bool(kids)
                 and not all(items[c].role == "part" for c in kids)
                 and (
                     any(items[c].role == "trial" for c in kids)
                     or (
-                        _vary_params([items[c] for c in kids])
-                        and _refine_its_params(run, [items[c] for c in kids])
-                        and not _runs_its_params(run, [items[c] for c in kids])
+                        _vary_params(kid_runs)
+                        and _refine_its_params(run, kid_runs)
+                        and not _runs_its_params(run, kid_runs)
                         and (
                             not _has_score(run, metric)
-                            or _logs_its_best_child(run, [items[c] for c in kids], metric)
+                            or _logs_its_best_child(run, kid_runs, metric)
                         )
                     )
                 )

@@ -13,7 +13,7 @@ from greenprint._exceptions import AnalysisError, ConfigError, ReportError
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
 from greenprint._metric_names import is_bookkeeping_metric
-from greenprint._prediction import RESERVED_METRIC_PREFIX, is_reserved_metric
+from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import FPO_KEY, Provenance, is_fpo_lower_bound
 from greenprint._records import RunRecord
 from greenprint._version import __version__
@@ -327,7 +327,7 @@ def _logged_names(run: RunRecord) -> list[str]:
     names = [p.name for p in run.metrics if p.value == p.value]
     if len(names) > 1:
         names = list(dict.fromkeys(names))
-    return [name for name in names if not name.startswith(RESERVED_METRIC_PREFIX)]
+    return [name for name in names if not is_reserved_metric(name)]
 
 
 def _trial_names(roles: StudyRoles) -> Callable[[int], list[str]]:
