@@ -504,7 +504,10 @@ def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
     sweeps = sorted((r for r in runs if r.role == "sweep"), key=lambda r: r.started_at)
     trials = {r.params["x"]: r for r in runs if r.role == "trial"}
     parts = {r.params["x"]: r for r in runs if r.role == "part"}
-    assert len(sweeps) == 2 and sweeps[0].status == "lost"  # the killed driver's
+    # the killed driver's sweep ends interrupted, as its running attempt does (it read 'lost')
+    assert len(sweeps) == 2 and sweeps[0].status == "interrupted"
+    assert "Tuner.restore resumed it" in (sweeps[0].error or "")
+    assert sweeps[0].ended_at == sweeps[0].heartbeat_at
     assert sweeps[1].parent_id == sweeps[0].id and sweeps[1].contained is False
     assert sorted(trials) == [1, 2] and {t.status for t in trials.values()} == {"finished"}
     assert trials[2].parent_id == sweeps[1].id

@@ -45,24 +45,24 @@ child, and sets each trial's final status when the experiment ends:
 Tune itself does not tell these apart: a trial stopped by ASHA and one that ran to the end are
 both ``TERMINATED`` (ray-project/ray#54564), hence the rule above.
 
-**A restored experiment** (``Tuner.restore(path, trainable, ...)`` in a new driver, after a
-crash, a Ctrl-C or errored trials) reads as one study, one configuration one trial. The new
-driver's sweep becomes a child of the first driver's (``contained`` false: its measurement is
-later, so its cost adds). A trial Tune runs again (``resume_errored``, ``restart_errored``,
-which gives it a new id and name, or ``resume_unfinished`` for one still running, or not yet
-saved as ended, when the driver stopped) is the attempt that ends it; each earlier attempt
-becomes a ``part`` of the sweep it ran under, with its status, error and cost (one that was
-running when its driver died ends ``interrupted``), counted once and never as a trial. A trial
-restored and not run again keeps its one run. The callback finds the earlier attempts through
-the state Tune saves with the experiment (:meth:`GreenprintTuneCallback.get_state`: the first
-sweep, and the names each configuration ran under, by experiment tag; saved from Tune's first
-snapshot on, so only a restore has it) and the ledger: trial runs named as the trial under the
-first sweep (the one the saved state names; where it names none, as when Tune's last snapshot
-came before the first trial, the latest sweep of the same name in the study) and the sweeps
-that resumed it, or under none since it started. Neither a new experiment nor a restored one
-takes an earlier experiment's trials of the same names for its own.
-Earlier runs not in the ledger (another ledger, deleted): the experiment is recorded as a new
-one, as before, and a debug log says so.
+**A restored experiment** (``Tuner.restore(path, trainable, ...)`` in a new driver, after a crash,
+a Ctrl-C or errored trials) reads as one study, one configuration one trial. The new driver's sweep
+becomes a child of the first driver's (``contained`` false: its measurement is later, so its cost
+adds); an earlier driver's sweep left without a final status (a killed driver) ends ``interrupted``
+with its cost so far. A trial Tune runs again (``resume_errored``, ``restart_errored``, which gives
+it a new id and name, or ``resume_unfinished`` for one still running, or not yet saved as ended,
+when the driver stopped) is the attempt that ends it; each earlier attempt becomes a ``part`` of
+the sweep it ran under, with its status, error and cost (one that was running when its driver died
+ends ``interrupted``), counted once and never as a trial. A trial restored and not run again keeps
+its one run. The callback finds the earlier attempts through the state Tune saves with the
+experiment (:meth:`GreenprintTuneCallback.get_state`: the first sweep, and the names each
+configuration ran under, by experiment tag; saved from Tune's first snapshot on, so only a restore
+has it) and the ledger: trial runs named as the trial under the first sweep (the one the saved
+state names; where it names none, as when Tune's last snapshot came before the first trial, the
+latest sweep of the same name in the study) and the sweeps that resumed it, or under none since it
+started. Neither a new experiment nor a restored one takes an earlier experiment's trials of the
+same names for its own. Earlier runs not in the ledger (another ledger, deleted): the experiment is
+recorded as a new one, as before, and a debug log says so.
 
 **Who writes the trial runs** (``trainable(..., write=...)``):
 
@@ -924,6 +924,24 @@ class GreenprintTuneCallback(tune.Callback):
             ledger.flush(sweep.id, fields={"parent_id": root, "contained": False})
         except GreenprintError as e:
             logger.warning("greenprint: could not link the sweep to the one it resumes: %s", e)
+        # an earlier driver's sweep with no final status: that driver died (killed, its machine
+        # lost), as its running trial attempts did; it ends interrupted with its cost so far,
+        # as they do (else it read 'lost' beside its own restored experiment)
+        for earlier in resume.sweeps:
+            if earlier.status not in ("running", "lost"):
+                continue
+            try:
+                ledger.flush(
+                    earlier.id,
+                    fields={
+                        "status": "interrupted",
+                        "ended_at": earlier.heartbeat_at or earlier.started_at,
+                        "error": "the experiment's driver ended before the experiment; "
+                        "Tuner.restore resumed it",
+                    },
+                )
+            except GreenprintError as e:
+                logger.warning("greenprint: could not end the sweep it resumes: %s", e)
 
     def _supersede(self, ledger: Any, trial: Any) -> None:
         """Make the earlier drivers' attempts of a trial that starts again parts of its sweep.
