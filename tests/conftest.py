@@ -69,14 +69,16 @@ def _compile_greenprint() -> None:
     of the package it imported (about 70 for ``greenprint report``: 0.1-0.5 s of CPU each time,
     on a fresh clone). Written once here, beside the sources (``__pycache__``, ignored by git,
     where any import would write them without the variable), they are read by every process;
-    up-to-date files are kept (a few ms). Nothing else is compiled: installed packages came
-    with their bytecode.
+    up-to-date files are kept (a few ms). The network guard too: every one of those processes
+    loads it (compiling it cost each ~2 ms of CPU). Nothing else is compiled: installed packages
+    came with their bytecode.
     """
     if not sys.flags.dont_write_bytecode or os.environ.get("PYTEST_XDIST_WORKER"):
         return  # Python writes it as it imports; or the controller has written it
     import compileall
     import importlib.util
 
+    compileall.compile_dir(GUARD_DIR, quiet=2)
     spec = importlib.util.find_spec("greenprint")
     if spec is not None and spec.origin is not None:
         compileall.compile_dir(Path(spec.origin).parent, quiet=2)
