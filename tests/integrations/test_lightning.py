@@ -279,6 +279,60 @@ def test_a_training_that_crashes_twice_before_its_next_checkpoint_is_still_one(
     }
 
 
+def test_a_fit_resumed_inside_the_users_own_run_is_one_trial(tmp_path: Path) -> None:
+    """A script that opens its own run around fit (``with gp.track("lr=0.01", params=...)``,
+    logging its test score after) and is run again after a crash: the crashed attempt's own run
+    becomes a part of the new one, the crashed fit inside it; one trial, not a failed trial
+    beside it (2 trials, the failed one the worst score in EVP). Twice crashed before the next
+    checkpoint: still one."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from greenprint.analysis import price_tag, study_trials
+
+    db = tmp_path / "gp.db"
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+
+    def script(fail_at: int, ckpt_path: Path | None) -> tuple[str, str | None]:
+        cb = GreenprintCallback(study="lit", ledger=db, **FAST)
+        saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+        trainer = _trainer(
+            tmp_path, cb, logger=False, enable_checkpointing=True, callbacks=[cb, saver]
+        )
+        outer = gp.track("lr=0.01", study="lit", ledger=db, params={"lr": 0.01}, **FAST)
+        try:
+            with outer:
+                trainer.fit(Regressor(fail_at=fail_at), _data(), ckpt_path=ckpt_path)
+                outer.log(test_loss=0.5)
+        except RuntimeError as e:
+            assert "loss is NaN" in str(e)
+        return outer.id, cb.last_run_id
+
+    first, first_fit = script(6, None)  # crashes in epoch 2, after last.ckpt of epoch 1
+    second, second_fit = script(6, ckpt)  # again, before a checkpoint of its own
+    third, third_fit = script(-1, ckpt)
+    runs = {r.id: r for r in gp.Ledger(db).runs(study="lit")}
+    assert {r.id: r.parent_id for r in runs.values()} == {
+        first: second,  # each crashed attempt a part of the next
+        second: third,
+        third: None,
+        first_fit: first,  # each fit inside the script's own run
+        second_fit: second,
+        third_fit: third,
+    }
+    assert [(runs[i].role, runs[i].contained, runs[i].status) for i in (first, second)] == [
+        ("part", False, "failed"),
+        ("part", False, "failed"),
+    ]
+    assert runs[third].status == "finished"
+    tag = price_tag(list(runs.values()))
+    assert tag.total.trials == 1
+    assert tag.total.energy_kwh == pytest.approx(
+        sum(runs[i].energy_kwh for i in (first, second, third))
+    )
+    trials = study_trials(list(runs.values()), metric="test_loss")
+    assert [trials.forest.runs[p].id for p in trials.positions] == [third]
+
+
 def test_a_resumed_training_takes_a_killed_attempt_as_an_interrupted_part(
     tmp_path: Path,
 ) -> None:

@@ -188,22 +188,89 @@ def continue_from(run: Run, earlier_id: object, *, how: str) -> None:
             run.id[:8],
         )
         return
-    fields: dict[str, Any] = {"parent_id": run.id, "role": "part", "contained": False}
-    if earlier.status == "lost":  # its process died without a final write
-        fields.update(
-            status="interrupted",
-            ended_at=earlier.heartbeat_at or earlier.started_at,
-            error=f"its process ended without a final write; {how} resumed it from a checkpoint",
-        )
+    ended = _ended_fields(earlier, how)
+    wrapped = _wrapping_attempt(ledger, earlier, run.parent_id)
+    if wrapped is not None:
+        # the training ran inside the user's own run both times (``with gp.track("lr=0.1"):
+        # trainer.fit(...)``): that earlier run, which holds only the crashed training, is the
+        # earlier attempt, a part of the run that wraps this one (not a failed trial of its own
+        # beside it); the crashed training stays inside it
+        moved, fields = wrapped, {"parent_id": run.parent_id, "role": "part", "contained": False}
+        fields.update(_ended_fields(wrapped, how))
+        if ended:
+            _record(ledger, earlier.id, ended, run.id)
+    else:
+        moved, fields = earlier, {"parent_id": run.id, "role": "part", "contained": False}
+        fields.update(ended)
+    _record(ledger, moved.id, fields, run.id)
+
+
+def _ended_fields(earlier: Any, how: str) -> dict[str, Any]:
+    """The fields ending an earlier attempt whose process died without a final write (``lost``).
+
+    ``interrupted`` at its last heartbeat, with an error that says so; none for any other status.
+    """
+    if earlier.status != "lost":
+        return {}
+    return {
+        "status": "interrupted",
+        "ended_at": earlier.heartbeat_at or earlier.started_at,
+        "error": f"its process ended without a final write; {how} resumed it from a checkpoint",
+    }
+
+
+def _record(ledger: Any, run_id: str, fields: dict[str, Any], resumed_by: str) -> None:
     try:
-        ledger.flush(earlier.id, fields=fields)
+        ledger.flush(run_id, fields=fields)
     except GreenprintError as e:
         logger.warning(
             "greenprint: could not record run %s as resumed by run %s: %s",
-            earlier.id[:8],
-            run.id[:8],
+            run_id[:8],
+            resumed_by[:8],
             e,
         )
+
+
+def _wrapping_attempt(ledger: Any, earlier: Any, parent_id: str | None) -> Any | None:
+    """The user's run that wrapped only the earlier training, when the resumed one is wrapped.
+
+    ``earlier`` (the crashed training's run) is the only child of a run that did not finish
+    (failed, interrupted, lost): the run a script opened around its ``fit`` or ``train``. The
+    resumed training is inside a run of its own (``parent_id``) beside it (both roots, or both
+    in one sweep). Then that wrapper is the earlier attempt of ``parent_id``'s run. A wrapper
+    already made a part of a wrapper that did not finish either (a training that crashed twice
+    before its next checkpoint) is climbed to that one. ``None`` otherwise: a wrapper that holds
+    other runs (a sweep), one that finished, a resumed training not wrapped.
+    """
+    if parent_id is None or earlier.parent_id is None or earlier.parent_id == parent_id:
+        return None
+    try:
+        outer = ledger.run(earlier.parent_id)
+        new_outer = ledger.run(parent_id)
+        inside = ledger.runs(study=outer.study, parent_id=outer.id)
+        if [r.id for r in inside] != [earlier.id] or outer.status not in _NOT_FINISHED:
+            return None
+        seen = {outer.id}
+        while (
+            outer.role == "part"
+            and outer.contained is False
+            and outer.parent_id not in (None, parent_id)
+        ):
+            above = ledger.run(outer.parent_id)
+            if above.status not in _NOT_FINISHED or above.id in seen:
+                return None
+            seen.add(above.id)
+            outer = above
+    except GreenprintError as e:
+        logger.debug("greenprint: the run around the earlier training was not read: %s", e)
+        return None
+    if outer.parent_id != new_outer.parent_id or outer.study != new_outer.study:
+        return None
+    return outer
+
+
+#: Statuses of a run that did not end by finishing its work.
+_NOT_FINISHED = ("failed", "interrupted", "lost")
 
 
 def share_node_run_id(node: object, local_rank: int, own_id: str | None) -> str | None:
