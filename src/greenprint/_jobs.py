@@ -302,6 +302,23 @@ def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) 
     for job, members in groups.items():
         if len(members) < 2:
             continue
+        searched, metered = _search_trials(runs, members)
+        if metered:
+            notes.append(
+                f"job {job}: its processes ran {metered} runs given role 'trial', one after "
+                "another in a process, but some of them metered the node (the whole machine, "
+                "the other processes' runs included): read as one job, its runs as the parts "
+                "of one trial; give each trial node_meter=False to read them as trials"
+            )
+        elif searched:
+            # the job's processes each ran a search's trials one after another (Optuna
+            # workers started by `srun -n 3 python search.py`): each is a trial of its own
+            notes.append(
+                f"job {job}: its processes ran {len(searched)} runs given role 'trial', one "
+                "after another in a process: read as the trials of a search its processes "
+                "ran, each its own trial, not as the ranks of one training"
+            )
+            members = [p for p in members if p not in searched]
         by_host: dict[str, list[int]] = {}
         for pos in members:
             by_host.setdefault(runs[pos].host, []).append(pos)
@@ -336,6 +353,47 @@ def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) 
                 parents[pos], kinds[pos] = head, "remote"
     _link_spawned(runs, parents, kinds)
     return notes
+
+
+def _search_trials(runs: Sequence[Any], members: Sequence[int]) -> tuple[set[int], int]:
+    """A job's runs that are the trials of a search its processes ran, not ranks of a training.
+
+    Runs given role ``trial`` are such trials when one process (a host, node rank and local
+    rank) ran two or more of them (a search's worker runs one trial after another: each Optuna
+    trial of ``srun -n 3 python search.py``), and no two of them that ran at the same time in
+    two processes share their params: those are the ranks of one training of the search, each
+    tracked as the trial (``trainer.hyperparameter_search`` over two nodes, a run per node).
+    When one of them metered the node, its machine reading holds the other processes' trials,
+    whose energy then counts once only inside it: none is taken out.
+
+    Returns:
+        The positions of the trials (none when one metered the node), and the number of such
+        trials when one metered the node (else 0).
+    """
+    trials = [p for p in members if getattr(runs[p], "role", None) == "trial"]
+    per_process: dict[tuple[Any, ...], int] = {}
+    for p in trials:
+        per_process[_process(runs[p])] = per_process.get(_process(runs[p]), 0) + 1
+    if not per_process or max(per_process.values()) < 2:
+        return set(), 0
+    alike: dict[str, list[int]] = {}
+    for p in trials:
+        alike.setdefault(repr(sorted((runs[p].params or {}).items())), []).append(p)
+    for same in alike.values():
+        live: list[int] = []  # those started earlier and not ended yet
+        for p in sorted(same, key=lambda p: runs[p].started_at):
+            live = [q for q in live if _overlap_s(runs[q], runs[p]) > 0]
+            if any(_process(runs[q]) != _process(runs[p]) for q in live):
+                return set(), 0  # one training's ranks, a trial each: one trial
+            live.append(p)
+    if any(runs[p].node_meter for p in trials):
+        return set(), len(trials)
+    return set(trials), 0
+
+
+def _process(run: Any) -> tuple[Any, ...]:
+    """The process of a job a run was in: its host, node rank and local rank."""
+    return (run.host, run.node_rank, run.local_rank)
 
 
 def _head_order(run: Any) -> tuple[Any, ...]:

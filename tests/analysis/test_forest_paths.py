@@ -162,6 +162,22 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
     inferred = [True] * count
     owner = list(range(count))
     overridden = 0
+
+    def container(pos: int) -> str:
+        """The role pos's children see: a job's rank linked under a sweep is the sweep."""
+        while forest.virtual[pos] and role[forest.parents[pos]] in _CONTAINERS:
+            pos = forest.parents[pos]
+        return role[pos]
+
+    def ranks_trial(pos: int) -> bool:
+        """Whether a rank its job linked under pos (at any depth) holds a given trial."""
+        ranks = [c for c in forest.children[pos] if forest.virtual[c]]
+        return any(
+            any(items[k].role == "trial" and not forest.virtual[k] for k in forest.children[r])
+            or ranks_trial(r)
+            for r in ranks
+        )
+
     for pos in reversed(forest.order):
         run = items[pos]
         parent = forest.parents[pos]
@@ -169,7 +185,7 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
         if given is not None and given not in RUN_ROLES:
             given = None
         if given is not None and given != "part" and parent is not None:
-            if role[parent] not in _CONTAINERS:
+            if container(parent) not in _CONTAINERS:
                 given = None
                 overridden += 1
         if given is not None:
@@ -186,10 +202,18 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
                     not (_has_score(run, metric) or ranks_of_one_job)
                     or any(items[c].role == "trial" for c in kids)
                 )
-            )
+            ) or ranks_trial(pos)
             role[pos] = "sweep" if is_sweep else "trial"
-        elif role[parent] == "sweep" and not forest.virtual[pos]:
-            role[pos] = "trial"
+        elif container(parent) == "sweep" and not forest.virtual[pos]:
+            # a sweep inside a sweep: children given role 'trial' (no params are drawn, so
+            # none varies a configuration)
+            kids = [c for c in forest.children[pos] if not forest.virtual[c]]
+            nested = (
+                bool(kids)
+                and not all(items[c].role == "part" for c in kids)
+                and any(items[c].role == "trial" for c in kids)
+            )
+            role[pos] = "sweep" if nested else "trial"
         else:
             role[pos] = "part"
         if role[pos] == "part" and parent is not None:

@@ -27,7 +27,11 @@ or inferred here, at read time, from the nesting of runs within the set:
 * any other child (of a trial, a part, a baseline, the final run or a learning-curve run) is a
   ``part``: a fold, a worker or a sub-step, whose cost is inside its parent's (or, for a node or
   rank of a distributed job linked under the job's head, counted once with it: see
-  :class:`~greenprint.analysis._common.RunForest`).
+  :class:`~greenprint.analysis._common.RunForest`);
+* a node or rank of a job linked under a ``sweep`` (the workers of one search started as one
+  job: ``srun -n 3 greenprint run -- python search.py``) is a ``part`` of it, and its own
+  children are read as the sweep's (its trials are the sweep's trials); a job's head is a sweep
+  when such a worker's children were given role ``trial``, whichever worker ran them.
 
 A given role wins, except inside a run that is not a container (a sweep, or a greener
 comparison whose children are its variants): a run inside a trial (or a part, a baseline, the
@@ -497,6 +501,12 @@ def resolve_roles(
     # their roles: 15 -> 9 ms CPU).
     given_roles = forest.column("role")
     role: list[str] = list(given_roles)  # the others' are set below
+    # the role a run's children see as their parent's: its own, but a node or rank linked
+    # under a sweep by its job (the workers of a search started as one job: `srun -n 3` around
+    # `greenprint run -- python search.py`) hands on the sweep, so that the trials it ran are
+    # the sweep's trials, not its parts
+    hands: list[str] = list(given_roles)
+    virtual = forest.virtual or (False,) * count
     inferred = [False] * count
     owner = list(range(count))
     unknown = overridden = repeats = 0
@@ -512,7 +522,7 @@ def resolve_roles(
             unknown += 1
             given = None
         if given is not None and given != "part" and parent is not None:
-            if role[parent] not in _CONTAINERS:
+            if hands[parent] not in _CONTAINERS:
                 # inside a trial (or a part, baseline, final or learning-curve run): its cost is
                 # inside its parent's whatever role it was given (e.g. a scikit-learn search's
                 # sweep, trials and refit inside an Optuna trial)
@@ -523,7 +533,7 @@ def resolve_roles(
             role[pos] = given
         elif parent is None:
             # a job's nodes and ranks linked under its head do not make it a sweep
-            kids = [c for c in forest.children[pos] if not forest.virtual[c]]
+            kids = [c for c in forest.children[pos] if not virtual[c]]
             kid_runs = [items[c] for c in kids]
             # nor do the ranks of one distributed job inside it (`greenprint run` around a
             # script that spawns them): they train one model, its parts
@@ -548,14 +558,16 @@ def resolve_roles(
                         or _runs_its_params(run, kid_runs)
                     )
                 )
-            )
+            ) or any(items[c].role == "trial" for c in _held_by_ranks(forest, pos))
+            # (the job's workers each ran trials given role 'trial': a search started as one
+            # job, `srun -n 3 greenprint run -- python search.py`, is their sweep)
             role[pos] = "sweep" if is_sweep else "trial"
-        elif role[parent] == "sweep" and not forest.virtual[pos]:
+        elif hands[parent] == "sweep" and not virtual[pos]:
             # a sweep inside a sweep (a search per model family, each around trials of its
             # own lr): a run with no score of its own (or its best child's) whose children
             # vary a configuration within its own (they give its params its values), or
             # were given role 'trial'
-            kids = [c for c in forest.children[pos] if not forest.virtual[c]]
+            kids = [c for c in forest.children[pos] if not virtual[c]]
             kid_runs = [items[c] for c in kids]
             nested = (
                 bool(kids)
@@ -576,6 +588,9 @@ def resolve_roles(
             role[pos] = "sweep" if nested else "trial"
         else:
             role[pos] = "part"
+        hands[pos] = role[pos]
+        if virtual[pos] and parent is not None and hands[parent] in _CONTAINERS:
+            hands[pos] = hands[parent]  # a worker of the sweep: its trials are the sweep's
         if role[pos] == "part" and parent is not None:
             owner[pos] = owner[parent]
         elif role[pos] == "trial" and inferred[pos] and forest.children[pos]:
@@ -595,6 +610,21 @@ def resolve_roles(
         overridden=overridden,
         repeats=repeats,
     )
+
+
+def _held_by_ranks(forest: RunForest, pos: int) -> list[int]:
+    """The runs held by the nodes and ranks that a job links under run ``pos`` (its head).
+
+    Those are the children each node or rank recorded of its own (``parent_id``), the job's
+    links followed down.
+    """
+    held: list[int] = []
+    stack = [c for c in forest.children[pos] if forest.virtual and forest.virtual[c]]
+    while stack:
+        rank = stack.pop()
+        for c in forest.children[rank]:
+            (stack if forest.virtual[c] else held).append(c)
+    return held
 
 
 def roles(runs: Iterable[RunRecord], *, metric: str | None = None) -> dict[str, tuple[str, bool]]:

@@ -39,7 +39,11 @@ run names the process it read, so the price tag, the report and a study budget c
 stretch of the trials' time once, split equally among the trials that ran in it (exact at
 constant power), with or without a sweep run around ``study.optimize`` (docs/analysis.md,
 "Price tag"). Process-parallel workers (several processes or machines on one RDB storage) each
-measure their own trials and write them to the same ledger.
+measure their own trials and write them to the same ledger. Each trial measures its own process
+(``node_meter=False``) unless ``scope`` is given: workers started as the tasks of one job
+(``srun -n 3 python search.py``) are not ranks of one training, and local rank 0's trials
+would otherwise meter the whole machine, the other workers' trials in it (see
+docs/distributed.md).
 
 Child processes: a child links to its run through environment variables, one set per process
 for all its threads. Each trial's run exports itself as any run does (:mod:`greenprint._lineage`):
@@ -205,6 +209,7 @@ class GreenprintCallback:
                 ledger=self._ledger,
                 role="trial",
                 parent=parent,
+                **self._node_meter(),
                 **self._options,
             )
             recorder = _Recorder(trial, run, names[0])
@@ -234,6 +239,15 @@ class GreenprintCallback:
         finally:
             with self._lock:
                 self._running -= 1
+
+    def _node_meter(self) -> dict[str, Any]:
+        """``node_meter=False`` unless ``scope`` was given: a trial measures its own process.
+
+        In a job of several processes (``srun -n 3 python search.py``: workers of one study),
+        local rank 0's trials would otherwise meter the whole machine, the other workers'
+        trials included, and read as that job's ranks. ``scope="machine"`` meters the node.
+        """
+        return {} if "scope" in self._options else {"node_meter": False}
 
     def child_env(self, trial: Trial) -> dict[str, str]:
         """The environment for a child process of ``trial``, with the trial's run as its parent.

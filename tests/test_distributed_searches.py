@@ -1,0 +1,306 @@
+"""Issue 12: a search whose trials run in several processes at once reads as one study.
+
+Each study is built the way a team runs a sweep on a cluster, in a fresh empty directory with a
+clean environment: three Optuna workers started at the same time, as ``srun -n 3`` starts the
+tasks of one SLURM job (``SLURM_JOB_ID``, ``SLURM_NTASKS=3``, ``SLURM_PROCID``,
+``SLURM_LOCALID``, ``SLURM_NODEID`` in each one's environment), on one shared Optuna storage
+(``JournalStorage(JournalFileBackend(...))``) and one greenprint ledger, some trials pruned and
+one failing, then a final retrain as a job of its own (``greenprint run --role final``):
+
+* each worker under ``greenprint run`` (``srun -n 3 greenprint run -- python search.py``): the
+  job's three runs are one sweep (worker 0 its head, the others linked under it by the job),
+  and the trials each worker ran are the sweep's trials, not its workers' parts;
+* each worker a plain ``python search.py`` (``srun -n 3 python search.py``): every trial is a
+  run of the job, and reads as a trial of its own, not as a rank of one training.
+
+What a reader relies on: exactly Optuna's trials (names, run ids, states), one sweep, the final
+job's share, the price tag by status, and EVP over every trial from Optuna's own values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _clean_env import clean_env
+from _report_cli import GREENPRINT, run_in
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from _report_cli import evp_curves as _evp_curves
+from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
+from _report_cli import export_rows as _export_rows
+from greenprint.analysis import expected_max_performance, price_tag
+
+#: One worker: ``python search.py WORKER LEDGER``; four trials each, trial 5 fails.
+SEARCH_SCRIPT = """
+import os, sys, time
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+worker, ledger = int(sys.argv[1]), sys.argv[2]
+open(f"ready-{worker}", "w").close()  # the workers search at the same time, whatever the load
+deadline = time.monotonic() + 120
+while not all(os.path.exists(f"ready-{k}") for k in range(3)) and time.monotonic() < deadline:
+    time.sleep(0.01)
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def objective(trial):
+    lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    if trial.number == 5:
+        raise RuntimeError("CUDA out of memory")
+    loss = 1.0
+    for step in range(3):
+        busy(0.02)
+        loss = abs(lr - 0.01) * 10 + 0.1 / (step + 1)
+        trial.report(loss, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return loss
+
+
+storage = JournalStorage(JournalFileBackend("journal.log"))
+study = optuna.create_study(
+    study_name="dist", direction="minimize", storage=storage, load_if_exists=True,
+    sampler=optuna.samplers.RandomSampler(seed=worker),
+    pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+cb = GreenprintCallback(ledger=ledger, metric_names=["val_loss"])
+study.optimize(cb.track(objective), n_trials=4, callbacks=[cb], catch=(RuntimeError,))
+"""
+
+#: The final retrain of the best trial's configuration, and Optuna's own reading of the study.
+FINAL_SCRIPT = """
+import json
+import optuna
+import greenprint as gp
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+storage = JournalStorage(JournalFileBackend("journal.log"))
+study = optuna.load_study(study_name="dist", storage=storage)
+with gp.track("retrain", params=study.best_params) as run:
+    run.log(val_loss=study.best_value * 0.9)
+print(json.dumps([{"number": t.number, "state": t.state.name, "value": t.value,
+                   "run": t.user_attrs.get("greenprint_run_id")} for t in study.trials]))
+"""
+
+STATES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed"}
+
+
+def _task_env(job: int, task: int | None = None) -> dict[str, str]:
+    """A task's environment as ``srun -n 3`` sets it on one node (``task``), or a job's."""
+    env = {**clean_env(), "SLURM_JOB_ID": str(job), "SLURM_NODEID": "0"}
+    if task is not None:
+        env.update(SLURM_NTASKS="3", SLURM_PROCID=str(task), SLURM_LOCALID=str(task))
+    return env
+
+
+def _search(home: Path, ledger: str, *, wrapped: bool) -> list[dict]:
+    """Three workers of one job at once (each under ``greenprint run`` when ``wrapped``), then
+    the final job; Optuna's trials."""
+    (home / "search.py").write_text(SEARCH_SCRIPT, encoding="utf-8")
+    (home / "final.py").write_text(FINAL_SCRIPT, encoding="utf-8")
+    run = [GREENPRINT, "run", "-q", "--ledger", ledger, "--study", "dist"]
+    wrap = [[*run, "--name", f"worker-{k}", "--"] if wrapped else [] for k in range(3)]
+    workers = [
+        subprocess.Popen(
+            [*wrap[k], sys.executable, "search.py", str(k), ledger],
+            cwd=home,
+            env=_task_env(700, k),
+            stderr=subprocess.PIPE,
+        )
+        for k in range(3)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err.decode()[-3000:]
+    command = [*run, "--role", "final", "--name", "final", "--", sys.executable, "final.py"]
+    done = run_in(home, *command, env=_task_env(701))
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = json.loads(done.stdout)
+    assert len(trials) == 12 and {t["state"] for t in trials} >= {"COMPLETE", "FAIL"}
+    return trials
+
+
+def _reads_as_optunas_trials(report: dict, trials: list[dict]) -> None:
+    """The report's trials are Optuna's (names, run ids, states), the final job is final, and
+    EVP is over every trial from Optuna's values (the failed one as the worst)."""
+    rows = {row["name"]: row for row in report["runs"]}
+    assert sorted(r["name"] for r in report["runs"] if r["is_trial"]) == sorted(
+        f"trial-{t['number']}" for t in trials
+    )
+    for t in trials:
+        row = rows[f"trial-{t['number']}"]
+        assert (row["id"], row["status"], row["role"]) == (t["run"], STATES[t["state"]], "trial")
+        if t["state"] != "FAIL":
+            assert row["score"] == pytest.approx(t["value"], rel=1e-12)
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 12
+    counts = {STATES[s]: sum(t["state"] == s for t in trials) for s in STATES}
+    assert {k: v["trials"] for k, v in tag["by_status"].items()} == {
+        k: v for k, v in counts.items() if v
+    }
+    assert (report["metric"], report["mode"]) == ("val_loss", "min")
+    assert (tag["final"]["name"], rows["final"]["role"]) == ("final", "final")
+    assert rows["retrain"]["role"] == "part"  # inside the final job
+    scores = [math.nan if t["state"] == "FAIL" else t["value"] for t in trials]
+    worst = max(v for v in scores if not math.isnan(v))
+    expected = expected_max_performance(
+        [worst if math.isnan(v) else v for v in scores], mode="min"
+    ).mean.tolist()
+    curve = _evp_curves(report)["with replacement (Dodge et al.)"]
+    assert curve == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.fixture(scope="module")
+def srun_workers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
+    """``srun -n 3 greenprint run -- python search.py``: three wrapped workers of one job."""
+    pytest.importorskip("optuna")
+    home = _empty(tmp_path_factory, "distributed-wrapped")
+    trials = _search(home, "greenprint.db", wrapped=True)
+    return home, trials, _report(home, "--study", "dist", "--no-plots")
+
+
+@pytest.fixture(scope="module")
+def srun_bare(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
+    """``srun -n 3 python search.py``: every trial a run of the job, no run around them."""
+    pytest.importorskip("optuna")
+    home = _empty(tmp_path_factory, "distributed-bare")
+    trials = _search(home, "greenprint.db", wrapped=False)
+    return home, trials, _report(home, "--study", "dist", "--no-plots")
+
+
+def _workers_are_one_sweep(report: dict) -> None:
+    rows = {row["name"]: row for row in report["runs"]}
+    assert report["price_tag"]["roles"]["counts"] == {
+        "sweep": 1,
+        "part": 3,
+        "trial": 12,
+        "final": 1,
+    }
+    assert rows["worker-0"]["role"] == "sweep"  # the job's head: its workers' sweep
+    assert rows["worker-1"]["role"] == rows["worker-2"]["role"] == "part"
+    # every worker's cost is the sweep's overhead; no worker carries a score of its trials'
+    by_role = report["price_tag"]["by_role"]
+    assert by_role["sweep"]["runs"] == 3
+    for worker in ("worker-0", "worker-1", "worker-2"):
+        assert rows[worker]["score"] is None
+
+
+def _export_gives_the_reports_roles(home: Path, report: dict, *args: str) -> None:
+    """Both exports give every run the report's role (their root rows do not sum to the price
+    tag here: worker 0 meters the node, the other workers' energy inside its reading)."""
+    rows, items = _export_rows(home, "dist", *args)
+    roles = {r["id"]: r["role"] for r in report["runs"]}
+    assert {r["id"]: r["role"] for r in rows} == roles
+    assert {i["id"]: i["role"] for i in items} == roles
+
+
+def test_workers_of_one_job_under_greenprint_run_read_as_one_sweep(srun_workers):
+    """The trials of workers 1 and 2 (linked under worker 0 by the job) were read as their
+    parts: 4 trials (worker 0's own) and 8 parts; now Optuna's 12 trials in one sweep."""
+    home, trials, report = srun_workers
+    _reads_as_optunas_trials(report, trials)
+    _workers_are_one_sweep(report)
+    _export_gives_the_reports_roles(home, report)
+
+
+def test_trials_of_a_job_without_a_run_around_them_are_trials(srun_bare):
+    """Every trial a root run of job slurm:700, the first worker's first trial its head: read
+    as 1 trial of 11 parts; now 12 trials, with a note saying how the job was read."""
+    home, trials, report = srun_bare
+    _reads_as_optunas_trials(report, trials)
+    assert report["price_tag"]["roles"]["counts"] == {"trial": 12, "final": 1, "part": 1}
+    note = (
+        "job slurm:700: its processes ran 12 runs given role 'trial', one after another in a "
+        "process: read as the trials of a search its processes ran"
+    )
+    assert any(n.startswith(note) for n in report["notes"]), report["notes"]
+    _export_reads_as_the_report(home, "dist", report)
+
+
+@pytest.mark.slow  # a PostgreSQL server and three more workers: about 10 s
+@pytest.mark.postgres
+def test_workers_of_one_job_into_one_postgresql_ledger(tmp_path_factory):
+    """The wrapped workers writing to one PostgreSQL ledger read the same."""
+    pytest.importorskip("optuna")
+    pgserver = pytest.importorskip("pgserver")
+    parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
+    pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-", dir=parent))  # a short socket path
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        server.psql("CREATE DATABASE dist;")
+        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        url = url.replace("/postgres?", "/dist?", 1)
+        home = _empty(tmp_path_factory, "distributed-pg")
+        trials = _search(home, url, wrapped=True)
+        report = _report(home, "--ledger", url, "--study", "dist", "--no-plots")
+        _reads_as_optunas_trials(report, trials)
+        _workers_are_one_sweep(report)
+        _export_gives_the_reports_roles(home, report, "--ledger", url)
+    finally:
+        server.cleanup()
+
+
+# ------------------------------------------------------------ the job rule on records
+def _trial(rid: str, start: float, params: dict, *, host: str = "h0", local: int = 0, **kw):
+    return gp.RunRecord(
+        id=rid,
+        name=rid,
+        host=host,
+        job_id="slurm:9",
+        node_rank=0,
+        local_rank=local,
+        role="trial",
+        status="finished",
+        started_at=start,
+        ended_at=start + 1.0,
+        params=params,
+        metrics=(gp.MetricPoint("val_loss", float(len(rid))),),
+        **kw,
+    )
+
+
+def test_one_trainings_ranks_tracked_as_trials_stay_one_trial_each_time():
+    """Two nodes each tracking every training of a search as its trial, with the same params
+    at the same time (a run per node): the ranks of one training, not a search's workers."""
+    runs = [
+        _trial(f"n{n}-t{k}", 10.0 * k, {"lr": k}, host=f"h{n}", node_meter=False)
+        for k in range(3)
+        for n in range(2)
+    ]
+    tag = price_tag(runs)
+    assert tag.roles.counts == {"trial": 1, "part": 5}  # as before: linked by the job
+    assert not any("read as the trials of a search" in n for n in tag.notes)
+
+
+def test_trials_that_metered_the_node_stay_one_job_with_a_note_saying_how():
+    """Worker 0's trials metered the machine (an older greenprint, or gp.track by hand): the
+    other workers' energy is inside them, so the job is read as before, and a note says how
+    to record such a search."""
+    runs = [
+        _trial(f"w{w}-t{k}", 10.0 * k + 0.3 * w, {"lr": 3 * k + w}, local=w, node_meter=w == 0)
+        for k in range(2)
+        for w in range(2)
+    ]
+    tag = price_tag(runs)
+    assert tag.roles.counts == {"trial": 1, "part": 3}
+    assert any(
+        "some of them metered the node" in n and "node_meter=False" in n for n in tag.notes
+    ), tag.notes
