@@ -439,10 +439,25 @@ def _train_kills_its_driver(config: dict[str, Any]) -> None:
 #: A driver of its own on the module's cluster, killed by its second trial.
 KILLED_DRIVER = """
 import os, sys
+# the experiment's state saved at each step (by default at most every few seconds), so that x=1's
+# end is saved before x=2 kills the driver and the restore does not run x=1 again
+os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0"
 import ray
 from ray import tune
 from greenprint.integrations.ray import GreenprintTuneCallback, trainable
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from integrations.test_ray import _train_kills_its_driver
+
+
+class StopsX2OnceRestored(FIFOScheduler):
+    # stops x=2 at its first result once the test restores the experiment (an early stop: x=1
+    # went further, under the killed driver)
+    def on_trial_result(self, tune_controller, trial, result):
+        restored = os.path.exists(os.path.join(trial.config["folder"], "restored"))
+        if trial.config["x"] == 2 and restored:
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
 
 ray.init(address=sys.argv[1], log_to_driver=False)
 folder = sys.argv[2]
@@ -451,7 +466,7 @@ tune.Tuner(
     trainable(_train_kills_its_driver, ledger=ledger, sample_interval_s=0.1),
     param_space={"x": tune.grid_search([1, 2]), "folder": folder, "driver": os.getpid()},
     tune_config=tune.TuneConfig(metric="score", mode="max", max_concurrent_trials=1,
-                                reuse_actors=True,
+                                reuse_actors=True, scheduler=StopsX2OnceRestored(),
                                 trial_name_creator=lambda t: f"x={t.config['x']}"),
     run_config=tune.RunConfig(name="ray-killed", storage_path=os.path.join(folder, "tune"),
                               verbose=0, callbacks=[GreenprintTuneCallback(ledger=ledger)]),
@@ -463,8 +478,10 @@ def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
     """Issue 12: the driver killed (SIGKILL) under a running trial, then Tuner.restore (its
-    unfinished trials run again): each configuration is one finished trial; the attempt that
-    was running when the driver died is a part, interrupted, its cost kept once."""
+    unfinished trials run again): each configuration is one trial; the attempt that was running
+    when the driver died is a part, interrupted, its cost kept once. The scheduler stops the
+    rerun at its first result: pruned, since x=1 went further under the killed driver (it read
+    finished: the restored driver judged it against the trials it saw run only)."""
     import subprocess
     import sys
 
@@ -492,10 +509,11 @@ def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
                           capture_output=True, text=True, timeout=240)  # fmt: skip
     assert done.returncode == -9, done.stderr[-3000:]  # the trial killed it
     fn = trainable(_train_kills_its_driver, ledger=ledger, sample_interval_s=0.1)
+    (tmp_path / "restored").touch()  # the scheduler stops x=2 at its first result from now on
     grid = tune.Tuner.restore(str(tmp_path / "tune" / "ray-killed"), fn).fit()
     assert sorted((r.config["x"], r.metrics["score"], r.error) for r in grid) == [
         (1, 2.0, None),
-        (2, 4.0, None),
+        (2, 2.0, None),
     ]
 
     runs = gp.Ledger(ledger).runs(study="ray-killed")
@@ -509,8 +527,9 @@ def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
     assert "Tuner.restore resumed it" in (sweeps[0].error or "")
     assert sweeps[0].ended_at == sweeps[0].heartbeat_at
     assert sweeps[1].parent_id == sweeps[0].id and sweeps[1].contained is False
-    assert sorted(trials) == [1, 2] and {t.status for t in trials.values()} == {"finished"}
-    assert trials[2].parent_id == sweeps[1].id
+    assert sorted(trials) == [1, 2] and trials[2].parent_id == sweeps[1].id
+    # x=2 stopped at its first result, x=1 had gone to its second: pruned
+    assert (trials[1].status, trials[2].status) == ("finished", "pruned")
     # x=2 was running when its driver died: that attempt is a part, interrupted, its cost kept
     assert parts[2].parent_id == sweeps[0].id and parts[2].status == "interrupted"
     assert "driver ended before the trial" in (parts[2].error or "")
@@ -524,7 +543,10 @@ def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
     assert len(runs) == 2 + len(trials) + len(parts)
     tag = price_tag(runs)
     assert tag.total.trials == 2
-    assert {k: v.trials for k, v in tag.by_status.items() if v.trials} == {"finished": 2}
+    assert {k: v.trials for k, v in tag.by_status.items() if v.trials} == {
+        "finished": 1,
+        "pruned": 1,
+    }
 
     # every attempt's cost once: the killed driver's measurement holds none of its trials (the
     # cluster is not its child: each adds to it), the second driver's holds its own, and the

@@ -702,6 +702,8 @@ class GreenprintTuneCallback(tune.Callback):
         if self._sweep is None:
             return
         ledger = self._sweep.ledger
+        if self._resume.restored:
+            self._restored_ended(trials)
         furthest = max((s.progress for s in self._trials.values()), default=0.0)
         if ledger is not None:
             self._find_silent(ledger, trials)
@@ -734,6 +736,36 @@ class GreenprintTuneCallback(tune.Callback):
         self._sweep.stop()
 
     # ---------------------------------------------------------------- helpers
+    def _restored_ended(self, trials: list[Any]) -> None:
+        """Note the trials a restored experiment did not run again, from their last results.
+
+        Tune restores a trial that had ended (``TERMINATED``, ``ERROR``) with its last result;
+        this driver never saw it run. Its status is judged with the others' at the end, by the
+        same rule: how far it went counts in how far the experiment went (a rerun stopped early
+        read ``finished`` when only this driver's trials were compared), and one whose driver
+        died before the end (its worker's status kept: a trial a scheduler stopped read
+        ``finished``) gets its status from Tune's.
+        """
+        seen = {state.run_id for state in self._trials.values()}
+        for trial in trials:
+            ended = {"TERMINATED": "complete", "ERROR": "error"}.get(getattr(trial, "status", ""))
+            result = getattr(trial, "last_result", None)
+            if ended is None or trial.trial_id in self._trials or not isinstance(result, dict):
+                continue
+            run_id = result.get(_RUN_ID)
+            if not isinstance(run_id, str) or run_id in seen:
+                continue
+            state = self._trials[trial.trial_id] = _TrialState(run_id, ended=ended)
+            progress = result.get(self._time_attr)
+            if isinstance(progress, (int, float)) and not isinstance(progress, bool):
+                state.progress = float(progress)
+            state.stopped_by_tune = bool(result.get("done"))
+            state.criteria_met = state.stopped_by_tune and _criteria_met(trial, result)
+            if isinstance(result.get(_BUDGET), str):
+                state.budget_error = result[_BUDGET]
+            if ended == "error":
+                state.error = _error_text(trial)
+
     def _start_sweep(self, experiment: str) -> None:
         from greenprint.tracking import Run
 
