@@ -54,15 +54,16 @@ it a new id and name, or ``resume_unfinished`` for one still running, or not yet
 when the driver stopped) is the attempt that ends it; each earlier attempt becomes a ``part`` of
 the sweep it ran under, with its status, error and cost (one that was running when its driver died
 ends ``interrupted``), counted once and never as a trial. A trial restored and not run again keeps
-its one run. The callback finds the earlier attempts through the state Tune saves with the
-experiment (:meth:`GreenprintTuneCallback.get_state`: the first sweep, and the names each
-configuration ran under, by experiment tag; saved from Tune's first snapshot on, so only a restore
-has it) and the ledger: trial runs named as the trial under the first sweep (the one the saved
-state names; where it names none, as when Tune's last snapshot came before the first trial, the
-latest sweep of the same name in the study) and the sweeps that resumed it, or under none since it
-started. Neither a new experiment nor a restored one takes an earlier experiment's trials of the
-same names for its own. Earlier runs not in the ledger (another ledger, deleted): the experiment is
-recorded as a new one, as before, and a debug log says so.
+its one run; its status is judged with the others' at the end, from the last result Tune restored
+(how far it went counts in how far the experiment went). The callback finds the earlier attempts
+through the state Tune saves with the experiment (:meth:`GreenprintTuneCallback.get_state`: the
+first sweep, and the names each configuration ran under, by experiment tag; saved from Tune's first
+snapshot on, so only a restore has it) and the ledger: trial runs named as the trial under the
+first sweep (the one the saved state names; where it names none, as when Tune's last snapshot came
+before the first trial, the latest sweep of the same name in the study) and the sweeps that resumed
+it, or under none since it started. Neither a new experiment nor a restored one takes an earlier
+experiment's trials of the same names for its own. Earlier runs not in the ledger (another ledger,
+deleted): the experiment is recorded as a new one, as before, and a debug log says so.
 
 **Who writes the trial runs** (``trainable(..., write=...)``):
 
