@@ -364,7 +364,8 @@ class StudyRoles:
             )
             texts.append(
                 f"roles inferred for {whose} ({listing}), as no role was given: "
-                f"{_INFERENCE_RULES}; give roles with gp.track(..., role=...)"
+                f"{_INFERENCE_RULES}; give roles with gp.track(..., role=...), or afterwards with "
+                "greenprint ledger set-role ROLE RUN_ID..."
             )
         if self.overridden:
             texts.append(
@@ -382,14 +383,15 @@ class StudyRoles:
             texts.append(
                 f"{listing}: read as trials, as no role was given; if they are not, give "
                 "them role='baseline' or role='final' (gp.track(..., role=...), "
-                "greenprint run --role)"
+                "greenprint run --role, or afterwards greenprint ledger set-role)"
             )
         if sizes := self.sizes_only:
             texts.append(
                 f"the {len(self.trials)} trials differ only by their training-set size "
                 f"(dataset_size {min(sizes):,} to {max(sizes):,}): read as trials of a search; "
                 "if they are a learning curve, give them role='learning-curve' "
-                "(gp.track(..., role='learning-curve'))"
+                "(gp.track(..., role='learning-curve'), or afterwards greenprint ledger "
+                "set-role learning-curve RUN_ID...)"
             )
         if self.repeats:
             texts.append(

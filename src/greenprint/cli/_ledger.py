@@ -1,6 +1,7 @@
-"""``greenprint ledger ls|show|export|merge``: read a ledger; ``merge`` combines ledgers into one.
+"""``greenprint ledger``: list, show, export runs; give them roles afterwards; merge ledgers.
 
-``ls``, ``show`` and ``export`` never create or change a ledger; ``merge`` writes only its OUT.
+``ls``, ``show`` and ``export`` never create or change a ledger; ``set-role`` writes only the
+roles (and parents) of the runs it is given; ``merge`` writes only its OUT.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def _record_dict(record: RunRecord) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- commands
 @click.group(name="ledger")
 def command() -> None:
-    """List, show and export the runs in a ledger; merge ledgers into one."""
+    """List, show and export the runs in a ledger; give runs roles; merge ledgers into one."""
 
 
 @command.command(name="ls")
@@ -519,6 +520,41 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.exists() and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+@command.command(name="set-role")
+@click.argument("role")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@click.option(
+    "--part-of",
+    "part_of",
+    default=None,
+    metavar="RUN_ID",
+    help="Make the runs parts of this run, measured apart (their cost added to it once).",
+)
+@ledger_option
+def set_role_command(
+    role: str, run_ids: tuple[str, ...], part_of: str | None, ledger: str | None
+) -> None:
+    """Give runs that have ended a ROLE afterwards, without running them again.
+
+    ROLE is one of trial, part, baseline, final, learning-curve, sweep, greener; RUN_ID a full
+    id or a unique prefix of 4+ characters (from `ledger ls`). For the runs a report's notes
+    name as read one way that may be another: `set-role baseline 3f2a` for a baseline read as a
+    trial; `set-role part 9c1e --part-of 7b0d` for the failed attempt of a configuration that
+    was run again (one trial, not two). Every run is checked before any is written: on bad input
+    (an unknown role or run, a run still running, a part of another study's run or of itself)
+    nothing changes.
+    """
+    with _open(ledger) as led:
+        was = {led.resolve_id(run_id): led.run(run_id).role for run_id in run_ids}
+        for now in led.set_role(role, *run_ids, part_of=part_of):
+            under = f", part of run {now.parent_id[:8]}" if part_of and now.parent_id else ""
+            click.echo(
+                f"run {now.id[:8]} {_safe(now.name, limit=_MAX_CELL)} (study "
+                f"{_safe(now.study, limit=_MAX_CELL)}): role {was[now.id] or 'none given'} -> "
+                f"{now.role}{under}"
+            )
 
 
 @command.command(name="merge")

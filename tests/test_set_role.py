@@ -1,0 +1,140 @@
+"""``greenprint ledger set-role``: roles given afterwards to a study already run, from the CLI.
+
+A new user's study, run as four invocations of one script in an empty directory (no role given
+anywhere): a majority baseline, a configuration that crashed, the same configuration run again,
+and another configuration. The report reads 4 trials (the baseline by its name, and a failed
+trial that counts as the worst score); its notes name the baseline. Two commands fix it without
+running anything again: one trial per configuration, the baseline a reference line, the cost
+the same.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _report_cli import GREENPRINT, run_in
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+
+SCRIPT = """
+import sys
+import greenprint as gp
+
+what = sys.argv[1]
+if what == "baseline":
+    with gp.track("majority-baseline", study="search", params={"model": "majority"}) as run:
+        run.log(val_acc=0.1)
+else:
+    with gp.track(f"lr={what}", study="search", params={"lr": float(what)}) as run:
+        run.log(val_acc=0.5, step=0)
+        if sys.argv[2:] == ["crash"]:
+            raise RuntimeError("CUDA out of memory")
+        run.log(val_acc=0.9 if what == "0.1" else 0.8, step=1)
+"""
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The four invocations in an empty directory; their run ids by what they ran."""
+    home = _empty(tmp_path_factory, "set-role")
+    (home / "train.py").write_text(SCRIPT, encoding="utf-8")
+    ids = {}
+    for what in ("baseline", "0.1 crash", "0.1", "0.01"):
+        done = run_in(home, sys.executable, "train.py", *what.split())
+        assert done.returncode == (1 if "crash" in what else 0), done.stderr
+        with gp.Ledger(home / "greenprint.db", create=False) as led:
+            ids[what] = max(led.runs(study="search"), key=lambda r: r.started_at).id
+    with gp.Ledger(home / "greenprint.db") as led, gp.track("x", study="other", ledger=led) as run:
+        pass  # a run of another study
+    ids["other"] = run.id
+    ids["home"] = str(home)
+    return ids
+
+
+def _roles(home: str) -> dict[str, tuple[str | None, str | None, bool | None]]:
+    with gp.Ledger(f"{home}/greenprint.db", create=False) as led:
+        return {r.id: (r.role, r.parent_id, r.contained) for r in led.runs()}
+
+
+def test_roles_given_afterwards_make_the_report_read_the_study_right(study):
+    home = Path(study["home"])
+    before = _report(home, "--study", "search")
+    assert before["price_tag"]["total"]["trials"] == 4
+    assert any("majority-baseline" in note for note in before["notes"])
+
+    done = run_in(home, GREENPRINT, "ledger", "set-role", "baseline", study["baseline"][:8])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        f"run {study['baseline'][:8]} majority-baseline (study search): role none given -> "
+        "baseline\n"
+    )
+    failed, rerun = study["0.1 crash"], study["0.1"]
+    done = run_in(
+        home, GREENPRINT, "ledger", "set-role", "part", failed[:8], "--part-of", rerun[:8]
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"role none given -> part, part of run {rerun[:8]}" in done.stdout
+
+    after = _report(home, "--study", "search")
+    tag = after["price_tag"]
+    assert tag["total"]["trials"] == 2  # one per configuration
+    assert tag["by_role"]["baseline"]["runs"] == 1
+    # nothing was run again: the same cost, the failed attempt's counted once, in its trial's
+    assert tag["total"]["energy_kwh"] == pytest.approx(before["price_tag"]["total"]["energy_kwh"])
+    assert tag["total"]["runs"] == 4
+    rows = {row["id"]: row for row in after["runs"]}
+    assert (rows[failed]["role"], rows[failed]["parent_id"]) == ("part", rerun)
+    assert rows[failed]["is_trial"] is False and rows[rerun]["is_trial"] is True
+    assert after["price_tag"]["final"]["run_id"] == rerun  # 0.9, a trial
+    assert not any("majority-baseline" in note for note in after["notes"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["basline", "{baseline}"], "unknown run role 'basline'; roles: trial, part, baseline"),
+        (["part", "{0.01}"], "has no parent: a part belongs to a run"),
+        (["trial", "{0.01}", "--part-of", "{0.1}"], "--part-of gives role 'part', not 'trial'"),
+        (["part", "{0.1}", "--part-of", "{0.1}"], "a run cannot be a part of itself"),
+        (["part", "{0.01}", "--part-of", "{other}"], "a part belongs to a run of its own study"),
+        (["baseline", "{0.01}", "{0.01}"], "a run is given twice"),
+        (["baseline", "{0.01}", "zzzz9999"], "no run with id 'zzzz9999'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(study, args, message):
+    home = study["home"]
+    before = _roles(home)
+    args = [study[a[1:-1]] if a.startswith("{") else a for a in args]
+    done = run_in(Path(home), GREENPRINT, "ledger", "set-role", *args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert _roles(home) == before
+
+
+def test_a_run_still_running_is_refused_and_one_that_ended_is_given_its_role(tmp_path):
+    """The API, as the CLI calls it: a running run's tracker writes its role (refused, with how
+    to give it); once ended, set; a run measured inside its parent cannot move to another."""
+    led = gp.Ledger(tmp_path / "gp.db")
+    run = gp.track("fold-0", study="cv", ledger=led).start()
+    with pytest.raises(gp.ConfigError, match=r"still running: .* run.set\(role=...\)"):
+        led.set_role("part", run.id, part_of=run.id)
+    run.stop()
+    with gp.track("trial-a", study="cv", ledger=led) as a:
+        with gp.track("fold-1", study="cv", ledger=led) as inner:
+            pass
+    with gp.track("trial-b", study="cv", ledger=led) as b:
+        pass
+    (fold,) = led.set_role("part", run.id, part_of=a.id)
+    assert (fold.role, fold.parent_id, fold.contained) == ("part", a.id, False)
+    with pytest.raises(gp.ConfigError, match="measured inside its parent run"):
+        led.set_role("part", inner.id, part_of=b.id)
+    (same,) = led.set_role("part", inner.id, part_of=a.id)  # its parent already: kept as is
+    assert (same.parent_id, same.contained) == (a.id, inner.record.contained)
+    with pytest.raises(gp.ConfigError, match="at least one run id"):
+        led.set_role("trial")
+    led.close()
