@@ -65,6 +65,14 @@ def test_roles_given_afterwards_make_the_report_read_the_study_right(study):
     before = _report(home, "--study", "search")
     assert before["price_tag"]["total"]["trials"] == 4
     assert any("majority-baseline" in note for note in before["notes"])
+    failed, rerun = study["0.1 crash"], study["0.1"]
+    # the crashed configuration and its rerun: named, with the command that links them
+    command = f"greenprint ledger set-role part {failed[:8]} --part-of {rerun[:8]}"
+    assert any(
+        "1 trial that did not finish had a later run of the same name and params" in note
+        and command in note
+        for note in before["notes"]
+    ), before["notes"]
 
     done = run_in(home, GREENPRINT, "ledger", "set-role", "baseline", study["baseline"][:8])
     assert done.returncode == 0, done.stderr
@@ -72,7 +80,6 @@ def test_roles_given_afterwards_make_the_report_read_the_study_right(study):
         f"run {study['baseline'][:8]} majority-baseline (study search): role none given -> "
         "baseline\n"
     )
-    failed, rerun = study["0.1 crash"], study["0.1"]
     done = run_in(
         home, GREENPRINT, "ledger", "set-role", "part", failed[:8], "--part-of", rerun[:8]
     )
@@ -90,7 +97,7 @@ def test_roles_given_afterwards_make_the_report_read_the_study_right(study):
     assert (rows[failed]["role"], rows[failed]["parent_id"]) == ("part", rerun)
     assert rows[failed]["is_trial"] is False and rows[rerun]["is_trial"] is True
     assert after["price_tag"]["final"]["run_id"] == rerun  # 0.9, a trial
-    assert not any("majority-baseline" in note for note in after["notes"])
+    assert not any("majority-baseline" in note or "later run" in note for note in after["notes"])
 
 
 @pytest.mark.parametrize(
@@ -138,3 +145,34 @@ def test_a_run_still_running_is_refused_and_one_that_ended_is_given_its_role(tmp
     with pytest.raises(gp.ConfigError, match="at least one run id"):
         led.set_role("trial")
     led.close()
+
+
+def test_the_rerun_note_names_only_an_unfinished_trial_and_a_later_one_of_its_configuration():
+    """The note pairs a trial that failed, was interrupted or lost with the first trial started
+    after it of the same name and params; another name, other params, an earlier run, a
+    finished first run or a role given: no pair."""
+    from greenprint.analysis import resolve_roles
+
+    def trial(rid: str, name: str, started: float, status: str = "finished", **params):
+        return gp.RunRecord(
+            id=rid, name=name, study="s", status=status, started_at=started, params=params
+        )
+
+    runs = [
+        trial("a1", "lr=0.1", 1, "failed", lr=0.1),
+        trial("a0", "lr=0.1", 0, lr=0.1),  # before it: not its rerun
+        trial("a2", "lr=0.1", 2, lr=0.1),  # the first after it
+        trial("a3", "lr=0.1", 3, lr=0.1),
+        trial("b1", "lr=0.2", 1, "lost", lr=0.2),
+        trial("b2", "lr=0.2", 2, lr=0.2, seed=1),  # other params
+        trial("c1", "c", 1, "interrupted", lr=0.3),
+        trial("c2", "other", 2, lr=0.3),  # another name
+        trial("d1", "d", 1, lr=0.4),  # finished first
+        trial("d2", "d", 2, lr=0.4),
+    ]
+    assert resolve_roles(runs).reruns == (("a1", "a2"),)
+    roled = gp.RunRecord(
+        id="a1", name="lr=0.1", study="s", status="failed", started_at=1, params={"lr": 0.1},
+        role="trial",
+    )  # fmt: skip
+    assert resolve_roles([roled, runs[2]]).reruns == ()

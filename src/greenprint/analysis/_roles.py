@@ -393,6 +393,17 @@ class StudyRoles:
                 "(gp.track(..., role='learning-curve'), or afterwards greenprint ledger "
                 "set-role learning-curve RUN_ID...)"
             )
+        if reruns := self.reruns:
+            shown = ", ".join(f"{a[:8]} then {b[:8]}" for a, b in reruns[:3])
+            more = ", ..." if len(reruns) > 3 else ""
+            first, then = reruns[0]
+            texts.append(
+                f"{count_of(len(reruns), 'trial')} that did not finish had a later run of the "
+                f"same name and params ({shown}{more}): read as trials of their own, each "
+                "counted as the worst score; if one is an attempt of the later run (a script "
+                "run again after a crash), make it its part: greenprint ledger set-role part "
+                f"{first[:8]} --part-of {then[:8]}"
+            )
         if self.repeats:
             texts.append(
                 f"{count_of(self.repeats, 'trial')} held child runs that differ only by a seed "
@@ -428,6 +439,40 @@ class StudyRoles:
                     found.setdefault(role, []).append(names[p])
                     break
         return found
+
+    @cached_property
+    def reruns(self) -> tuple[tuple[str, str], ...]:
+        """Inferred trials that did not finish, each with the next trial of its name and params.
+
+        ``(earlier, later)`` run ids: a trial failed, interrupted or lost, and the first trial
+        started after it with the same name and params.
+
+        A script run again after a crash records the same configuration twice: two trials, the
+        first counted as the worst score. Nothing links them in the ledger, and two runs of one
+        name and params may be meant (a flaky configuration tried twice): the note names them
+        and how to make the first a part of the second (``greenprint ledger set-role``).
+        """
+        runs = self.forest.runs
+        inferred = [p for p in self.trials if self.inferred[p]]
+        ended = [p for p in inferred if runs[p].status in ("failed", "interrupted", "lost")]
+        if not ended:
+            return ()
+        names = {runs[p].name for p in ended}
+        by_name: dict[str, list[int]] = {}
+        for p in inferred:
+            if runs[p].name in names:
+                by_name.setdefault(runs[p].name, []).append(p)
+        found = []
+        for p in ended:
+            run = runs[p]
+            later = [
+                runs[q]
+                for q in by_name[run.name]
+                if q != p and runs[q].started_at > run.started_at and runs[q].params == run.params
+            ]
+            if later:
+                found.append((run.id, min(later, key=lambda r: (r.started_at, r.id)).id))
+        return tuple(found)
 
     @cached_property
     def sizes_only(self) -> tuple[int, ...]:
