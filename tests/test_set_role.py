@@ -86,6 +86,13 @@ def test_roles_given_afterwards_make_the_report_read_the_study_right(study):
     assert done.returncode == 0, done.stderr
     assert f"role none given -> part, part of run {rerun[:8]}" in done.stdout
 
+    # ledger show says so (it showed no role at all)
+    shown = run_in(home, GREENPRINT, "ledger", "show", failed[:8]).stdout
+    assert "  role                    part\n" in shown
+    assert f"  parent                  {rerun} (measured apart: its cost adds)\n" in shown
+    shown = run_in(home, GREENPRINT, "ledger", "show", study["0.01"][:8]).stdout
+    assert "  role                    - (none given: a report infers it" in shown
+
     after = _report(home, "--study", "search")
     tag = after["price_tag"]
     assert tag["total"]["trials"] == 2  # one per configuration

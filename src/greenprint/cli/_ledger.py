@@ -299,7 +299,12 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     put("name", record.name)
     put("study", record.study)
     put("status", record.status + (f" ({record.error})" if record.error else ""))
-    put("parent", record.parent_id or "-")
+    put("role", record.role or "- (none given: a report infers it; ledger set-role gives it)")
+    put(
+        "parent",
+        (record.parent_id or "-")
+        + (" (measured apart: its cost adds)" if record.contained is False else ""),
+    )
     put("started", _when(record.started_at))
     put("ended", _when(record.ended_at))
     put("heartbeat", _when(record.heartbeat_at))
