@@ -38,6 +38,7 @@ from _report_cli import evp_curves as _evp_curves
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
 from _report_cli import export_rows as _export_rows
 from greenprint.analysis import expected_max_performance, price_tag
+from greenprint.analysis._common import RunForest
 
 #: One worker: ``python search.py WORKER LEDGER``; four trials each, trial 5 fails.
 SEARCH_SCRIPT = """
@@ -304,3 +305,68 @@ def test_trials_that_metered_the_node_stay_one_job_with_a_note_saying_how():
     assert any(
         "some of them metered the node" in n and "node_meter=False" in n for n in tag.notes
     ), tag.notes
+
+
+# ------------------------------------------------------------ a reused worker pool
+#: Two searches one after the other in one script, each trial a task of joblib's default
+#: (loky) pool: the pool's two worker processes, started in the first search, serve the second.
+POOL_SCRIPT = """
+import time
+from joblib import Parallel, delayed
+import greenprint as gp
+
+
+def train(model, lr):
+    with gp.track(f"{model}-lr={lr}", params={"model": model, "lr": lr}) as run:
+        time.sleep(0.05)
+        run.log(val_acc=1 - abs(lr - 0.01) * 5 - (0.05 if model == "mlp" else 0.0))
+
+
+for model in ("mlp", "cnn"):
+    with gp.track(f"search-{model}", study="pool", role="sweep"):
+        Parallel(n_jobs=2)(delayed(train)(model, lr) for lr in (0.1, 0.01))
+"""
+
+
+def test_a_reused_worker_pools_runs_read_under_the_search_that_ran_them(tmp_path_factory):
+    """The second search's trials named the first search, their workers' parent when the pool
+    started, as their parent: search-cnn read with no trial and search-mlp with four; now
+    each search holds its own two, and a note says how they were read."""
+    pytest.importorskip("joblib")
+    home = _empty(tmp_path_factory, "distributed-pool")
+    (home / "search.py").write_text(POOL_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = _report(home, "--study", "pool", "--no-plots", "--format", "json")
+    ids = {row["name"]: row["id"] for row in report["runs"]}
+    for model in ("mlp", "cnn"):
+        for lr in (0.1, 0.01):
+            row = next(r for r in report["runs"] if r["name"] == f"{model}-lr={lr}")
+            assert (row["parent_id"], row["role"]) == (ids[f"search-{model}"], "trial")
+    assert any(n.startswith("2 runs of a reused worker process") for n in report["notes"])
+    _export_reads_as_the_report(home, "pool", report)
+
+
+def test_a_child_process_run_started_after_its_parent_ended_moves_to_the_run_open_then():
+    """Records: a run of another process under a parent that had ended moves to the run the
+    parent's process had open when it started (the innermost); a parent given in the run's
+    own process, or with no run open then, stays."""
+    main, worker = {"writer": "pid 1"}, {"writer": "pid 2"}
+
+    def run(rid: str, start: float, end: float | None, parent=None, provenance=main):
+        return gp.RunRecord(id=rid, name=rid, parent_id=parent, started_at=start, ended_at=end,
+                            status="finished", provenance=provenance)  # fmt: skip
+
+    runs = [
+        run("a", 0.0, 10.0),
+        run("b", 11.0, 20.0),
+        run("b-inner", 12.0, 19.0, parent="b"),
+        run("late", 13.0, 14.0, parent="a", provenance=worker),  # -> b-inner
+        run("own", 15.0, 16.0, parent="a"),  # parent=a given in its own process: stays
+        run("after", 25.0, 26.0, parent="a", provenance=worker),  # nothing open then: stays
+    ]
+    forest = RunForest.build(runs)
+    parents = zip(runs, forest.parents, strict=True)
+    parent = {r.id: (None if p is None else runs[p].id) for r, p in parents}
+    assert (parent["late"], parent["own"], parent["after"]) == ("b-inner", "a", "a")
+    assert forest.notes and "read as children of run b-inner" in forest.notes[0]

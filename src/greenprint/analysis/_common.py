@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from greenprint._exceptions import AnalysisError, ConfigError
+from greenprint._format import count_of
 from greenprint._records import RunRecord
 from greenprint._validate import FPO_MAX
 from greenprint.analysis._stretches import (
@@ -183,6 +184,11 @@ class RunForest:
     meter: energy, CO2-eq and time inside, FPO its own) or ``"remote"`` (a child on another host
     or outside the parent's process tree, ``contained`` false: its cost adds to its parent's).
 
+    A run of another process recorded under a parent that had ended before it started (a
+    reused worker pool's process, which took its parent from the environment it was started
+    with) is read under the run its parent's process had open when it started (see
+    :func:`_reused_workers`), with a note.
+
     Attributes:
         runs: the runs, in the order given.
         index: run id -> position in ``runs``.
@@ -192,7 +198,8 @@ class RunForest:
         parents: position -> its parent's position, or ``None`` for a root.
         kinds: position -> the kind of its link to its parent (``"nested"`` for a root).
         virtual: position -> whether that link comes from the job, not from ``parent_id``.
-        notes: caveats found while linking jobs (two node meters on one host...).
+        notes: caveats found while linking jobs (two node meters on one host...) or reused
+            workers' runs.
     """
 
     runs: tuple[RunRecord, ...]
@@ -224,6 +231,9 @@ class RunForest:
             if parent_ids.count(None) == count
             else [index.get(p) if p is not None else None for p in parent_ids]
         )
+        notes: list[str] = []
+        if parents.count(None) != count:
+            notes.extend(_reused_workers(items, parents))
         jobs = list(map(_JOB_ID, items)).count(None) != count
         if jobs or False in set(map(_CONTAINED, items)):
             kinds = [
@@ -235,11 +245,10 @@ class RunForest:
         else:
             kinds = ["nested"] * count
         explicit = list(parents)
-        notes: list[str] = []
         if jobs:  # link_jobs links only a job's runs
             from greenprint._jobs import link_jobs
 
-            notes = link_jobs(items, parents, kinds)
+            notes.extend(link_jobs(items, parents, kinds))
         kids: dict[int, list[int]] = {}  # position -> its children, for runs with any
         if parents.count(None) == count:  # no run has a parent in the set (a search of trials)
             roots = list(range(count))
@@ -1641,6 +1650,71 @@ def _post_order(roots: Sequence[int], kids: Mapping[int, list[int]]) -> list[int
             stack.append((pos, True))
             stack.extend((child, False) for child in reversed(kids.get(pos, ())))
     return order
+
+
+_STARTED_AT = operator.attrgetter("started_at")
+_ENDED_AT = operator.attrgetter("ended_at")
+
+
+def _writer(run: RunRecord) -> str | None:
+    return run.provenance.get("writer")
+
+
+def _reused_workers(items: Sequence[RunRecord], parents: list[int | None]) -> list[str]:
+    """Re-parent, in place, the runs of a reused worker process recorded under a run that ended.
+
+    A worker process takes its parent run from the environment it was started with: a pool that
+    outlives the run it was started in (joblib's loky workers, reused by every later
+    ``Parallel`` call of the process) names that run for every later run it holds. A run of
+    another process that started after its recorded parent ended cannot be inside it: it is
+    read as a child of the run that the same process (the parent's ``writer``) had live when
+    it started, the innermost (the latest started), when there is one; else it keeps its
+    parent. Returns a note for the report when any was re-parented.
+    """
+    ends = [end for p in set(parents) if p is not None and (end := items[p].ended_at) is not None]
+    if not ends or min(ends) >= max(map(_STARTED_AT, items)):
+        return []  # every parent ended after the last run started (a sweep around trials)
+    started = list(map(_STARTED_AT, items))
+    ended = list(map(_ENDED_AT, items))
+    stale = [
+        pos
+        for pos, p in enumerate(parents)
+        if p is not None and ended[p] is not None and started[pos] > ended[p]
+    ]
+    if not stale:
+        return []
+    by_writer: dict[str, list[int]] = {}
+    for pos, run in enumerate(items):
+        writer = _writer(run)
+        if writer is not None:
+            by_writer.setdefault(writer, []).append(pos)
+    moved: dict[str, list[str]] = {}
+    for pos in stale:
+        old = parents[pos]
+        writer = None if old is None else _writer(items[old])
+        if old is None or writer is None or writer == _writer(items[pos]):
+            continue  # a parent given in its own process (parent=run) stays its parent
+        at = started[pos]
+        live = [
+            q
+            for q in by_writer.get(writer, ())
+            if started[q] < at and (ended[q] is None or ended[q] >= at) and q != pos
+        ]
+        if live:
+            new = max(live, key=lambda q: (started[q], q))
+            parents[pos] = new
+            moved.setdefault(items[new].id, []).append(items[old].id)
+    if not moved:
+        return []
+    count = sum(map(len, moved.values()))
+    names = ", ".join(sorted({r[:8] for ids in moved.values() for r in ids}))
+    into = ", ".join(sorted(r[:8] for r in moved))
+    return [
+        f"{count_of(count, 'run')} of a reused worker process (e.g. joblib's loky pool, "
+        f"started during an earlier run) named run {names} as their parent, which had ended "
+        f"before they started: read as children of run {into}, the run their parent's "
+        "process had open when they started; give such runs parent= to link them yourself"
+    ]
 
 
 def _index(items: Sequence[RunRecord]) -> dict[str, int]:

@@ -722,7 +722,6 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     counted_by_children = _fpo_with_children(forest)
     lower_is_better = trials.mode == "min"
     runs, parents = forest.runs, forest.parents
-    virtual = forest.virtual or (False,) * len(runs)
     for position, run in enumerate(runs):
         scored = scores[position]
         if run.status in _NO_SCORE and scored.source != "none":
@@ -739,8 +738,8 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
         provenance = run.provenance
         parent_id = run.parent_id
         linked = parents[position]
-        if virtual[position] and linked is not None:  # a job's node or rank, under its counter
-            parent_id = runs[linked].id
+        if linked is not None:  # a job's node or rank, under its counter; a reused worker's
+            parent_id = runs[linked].id  # run, under the run open when it started
         source = sources.get(
             (
                 id(provenance),

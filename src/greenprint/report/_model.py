@@ -168,7 +168,8 @@ class RunRow:
         name: run name.
         parent_id: the enclosing run's id, or ``None``; for a node or rank of a distributed
             job that recorded no parent there, the run the job links it under (its node's
-            meter, the job's head), as ``depth`` counts it.
+            meter, the job's head), as ``depth`` counts it; for a run of a reused worker
+            process recorded under a run that had ended, the run open when it started.
         depth: nesting depth within the study.
         is_trial: whether its role is ``trial`` (never a part such as a fold, a sweep, a
             baseline, the final run or a learning-curve run).
