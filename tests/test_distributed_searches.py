@@ -350,12 +350,12 @@ def test_a_reused_worker_pools_runs_read_under_the_search_that_ran_them(tmp_path
 def test_a_child_process_run_started_after_its_parent_ended_moves_to_the_run_open_then():
     """Records: a run of another process under a parent that had ended moves to the run the
     parent's process had open when it started (the innermost); a parent given in the run's
-    own process, or with no run open then, stays."""
+    own process, with no run open then, or on another host (another clock), stays."""
     main, worker = {"writer": "pid 1"}, {"writer": "pid 2"}
 
-    def run(rid: str, start: float, end: float | None, parent=None, provenance=main):
+    def run(rid: str, start: float, end: float | None, parent=None, provenance=main, host="a"):
         return gp.RunRecord(id=rid, name=rid, parent_id=parent, started_at=start, ended_at=end,
-                            status="finished", provenance=provenance)  # fmt: skip
+                            status="finished", provenance=provenance, host=host)  # fmt: skip
 
     runs = [
         run("a", 0.0, 10.0),
@@ -364,9 +364,15 @@ def test_a_child_process_run_started_after_its_parent_ended_moves_to_the_run_ope
         run("late", 13.0, 14.0, parent="a", provenance=worker),  # -> b-inner
         run("own", 15.0, 16.0, parent="a"),  # parent=a given in its own process: stays
         run("after", 25.0, 26.0, parent="a", provenance=worker),  # nothing open then: stays
+        run("remote", 13.0, 14.0, parent="a", provenance=worker, host="b"),  # stays
     ]
     forest = RunForest.build(runs)
     parents = zip(runs, forest.parents, strict=True)
     parent = {r.id: (None if p is None else runs[p].id) for r, p in parents}
-    assert (parent["late"], parent["own"], parent["after"]) == ("b-inner", "a", "a")
+    assert (parent["late"], parent["own"], parent["after"], parent["remote"]) == (
+        "b-inner",
+        "a",
+        "a",
+        "a",
+    )
     assert forest.notes and "read as children of run b-inner" in forest.notes[0]

@@ -1668,8 +1668,9 @@ def _reused_workers(items: Sequence[RunRecord], parents: list[int | None]) -> li
     ``Parallel`` call of the process) names that run for every later run it holds. A run of
     another process that started after its recorded parent ended cannot be inside it: it is
     read as a child of the run that the same process (the parent's ``writer``) had live when
-    it started, the innermost (the latest started), when there is one; else it keeps its
-    parent. Returns a note for the report when any was re-parented.
+    it started, the innermost (the latest started), when there is one; else (or on another
+    host than its parent, whose clock may differ) it keeps its parent. Returns a note for the
+    report when any was re-parented.
     """
     ends = [end for p in set(parents) if p is not None and (end := items[p].ended_at) is not None]
     if not ends or min(ends) >= max(map(_STARTED_AT, items)):
@@ -1694,6 +1695,8 @@ def _reused_workers(items: Sequence[RunRecord], parents: list[int | None]) -> li
         writer = None if old is None else _writer(items[old])
         if old is None or writer is None or writer == _writer(items[pos]):
             continue  # a parent given in its own process (parent=run) stays its parent
+        if items[old].host != items[pos].host:
+            continue  # another host's clock: no telling which came first
         at = started[pos]
         live = [
             q
