@@ -554,6 +554,7 @@ def resolve_roles(
     # the sweep's trials, not its parts
     hands: list[str] = list(given_roles)
     virtual = forest.virtual or (False,) * count
+    linked = True in virtual  # a job linked some run under another
     inferred = [False] * count
     owner = list(range(count))
     unknown = overridden = repeats = 0
@@ -605,7 +606,7 @@ def resolve_roles(
                         or _runs_its_params(run, kid_runs)
                     )
                 )
-            ) or any(items[c].role == "trial" for c in _held_by_ranks(forest, pos))
+            ) or (linked and any(items[c].role == "trial" for c in _held_by_ranks(forest, pos)))
             # (the job's workers each ran trials given role 'trial': a search started as one
             # job, `srun -n 3 greenprint run -- python search.py`, is their sweep)
             role[pos] = "sweep" if is_sweep else "trial"
