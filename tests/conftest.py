@@ -7,6 +7,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         from _rewritten_pycs import write_rewritten_pycs
 
         write_rewritten_pycs(session.config, processes=min(workers, os.cpu_count() or 1))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_warning_recorded(warning_message: warnings.WarningMessage) -> None:
+    """In an xdist worker: report a third-party warning under its built-in base class.
+
+    pytest-xdist's controller rebuilds each warning a worker reports by importing the module of
+    its class: one Lightning warning (``PossibleUserWarning``) made the controller import
+    lightning, torch, torchmetrics, transformers and scipy (~9 s of CPU, on the cores the
+    workers share), a ConvergenceWarning scikit-learn. The summary still names the class (the
+    message starts with it); where it was raised and its filters are as before.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    category = warning_message.category
+    if category.__module__ == "builtins":
+        return
+    base = next(c for c in category.__mro__ if c.__module__ == "builtins")
+    warning_message.category = base
+    name = f"{category.__module__}.{category.__qualname__}"
+    warning_message.message = base(f"{name}: {warning_message.message}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
