@@ -1724,14 +1724,24 @@ def _reused_workers(items: Sequence[RunRecord], parents: list[int | None]) -> li
     if not moved:
         return []
     count = sum(map(len, moved.values()))
-    names = ", ".join(sorted({r[:8] for ids in moved.values() for r in ids}))
-    into = ", ".join(sorted(r[:8] for r in moved))
+    names = _first_ids({r for ids in moved.values() for r in ids})
+    into = _first_ids(moved)
     return [
         f"{count_of(count, 'run')} of a reused worker process (e.g. joblib's loky pool, "
         f"started during an earlier run) named run {names} as their parent, which had ended "
         f"before they started: read as children of run {into}, the run their parent's "
         "process had open when they started; give such runs parent= to link them yourself"
     ]
+
+
+def _first_ids(ids: Iterable[str], shown: int = 3) -> str:
+    """Run ids for a note: the first ``shown`` (sorted, 8 characters each), then how many more.
+
+    A note names a few runs, not all: 2,000 searches in one driver named each of their sweeps.
+    """
+    every = sorted({i[:8] for i in ids})
+    more = f" and {len(every) - shown:,} more" if len(every) > shown else ""
+    return ", ".join(every[:shown]) + more
 
 
 def _index(items: Sequence[RunRecord]) -> dict[str, int]:
