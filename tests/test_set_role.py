@@ -212,3 +212,40 @@ def test_the_rerun_note_is_not_quadratic_in_trials_of_one_name():
     # each configuration ran twice (its params in another order the second time): the failed
     # first run's rerun is the second
     assert reruns == tuple((f"{i:08d}", f"{i + 1:08d}") for i in range(0, 30_000, 20))
+
+
+def test_a_run_holding_trials_is_not_made_a_part_until_it_is_given_role_trial(tmp_path, capsys):
+    """A search run again after its driver crashed: making the crashed search's sweep a part of
+    the new one took its 2 finished trials out of the trials (5 -> 3), nothing said, and no
+    command gives a parent back. Refused (one line, exit 2, nothing written), naming them and
+    the command that says they are its parts; after that command, allowed."""
+    from greenprint.analysis import resolve_roles
+    from greenprint.cli import main
+
+    db = str(tmp_path / "gp.db")
+    ids = {}
+    with gp.Ledger(db) as led:
+        for attempt, count in (("crashed", 2), ("again", 3)):
+            with gp.track("search", study="s", ledger=led) as sweep:
+                for i in range(count):
+                    with gp.track(f"t{i}", study="s", ledger=led, params={"lr": i}) as t:
+                        t.log(acc=0.5 + i / 10)
+            ids[attempt] = sweep.id
+        assert len(resolve_roles(led.runs(study="s")).trials) == 5
+        stored = {r.id: (r.role, r.parent_id) for r in led.runs()}
+
+    crashed, again = ids["crashed"][:8], ids["again"][:8]
+    assert main(["ledger", "set-role", "part", crashed, "--part-of", again, "--ledger", db]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"greenprint: error: run {crashed} (search) holds 2 runs read as trials")
+    assert f"give it role trial first (greenprint ledger set-role trial {crashed})" in err
+    assert len(err.strip().splitlines()) == 1
+    with gp.Ledger(db) as led:
+        assert {r.id: (r.role, r.parent_id) for r in led.runs()} == stored
+        assert len(resolve_roles(led.runs(study="s")).trials) == 5
+
+    # said to be one trial (its runs its parts), it can become a part of the new search
+    assert main(["ledger", "set-role", "trial", crashed, "--ledger", db]) == 0
+    assert main(["ledger", "set-role", "part", crashed, "--part-of", again, "--ledger", db]) == 0
+    with gp.Ledger(db) as led:
+        assert (led.run(crashed).role, led.run(crashed).parent_id) == ("part", ids["again"])

@@ -548,17 +548,57 @@ def set_role_command(
     name as read one way that may be another: `set-role baseline 3f2a` for a baseline read as a
     trial; `set-role part 9c1e --part-of 7b0d` for the failed attempt of a configuration that
     was run again (one trial, not two). Every run is checked before any is written: on bad input
-    (an unknown role or run, a run still running, a part of another study's run or of itself)
-    nothing changes.
+    (an unknown role or run, a run still running, a part of another study's run or of itself,
+    a part holding runs read as trials: they would read as its parts) nothing changes.
     """
     with _open(ledger) as led:
         was = {led.resolve_id(run_id): led.run(run_id).role for run_id in run_ids}
+        if role == "part":
+            _refuse_trials_inside(led, list(was))
         for now in led.set_role(role, *run_ids, part_of=part_of):
             under = f", part of run {now.parent_id[:8]}" if part_of and now.parent_id else ""
             click.echo(
                 f"run {now.id[:8]} {_safe(now.name, limit=_MAX_CELL)} (study "
                 f"{_safe(now.study, limit=_MAX_CELL)}): role {was[now.id] or 'none given'} -> "
                 f"{now.role}{under}"
+            )
+
+
+def _refuse_trials_inside(led: Any, run_ids: list[str]) -> None:
+    """Refuse to make a part of a run that holds runs its study reads as trials.
+
+    A part's runs are its parts: a search's sweep made a part (the earlier attempt of a search
+    run again) would take its trials out of the trials, with nothing said, and a parent given
+    cannot be taken back. Made a trial first (its runs then read as its parts, as the command
+    says), it can be made a part.
+
+    Raises:
+        ConfigError: such a run, naming a few of the trials inside it.
+    """
+    from greenprint.analysis import resolve_roles
+
+    by_study: dict[str, Any] = {}
+    for run_id in run_ids:
+        record = led.run(run_id)
+        if not led.runs(study=record.study, parent_id=record.id):
+            continue  # no run inside it: nothing else is read otherwise
+        if record.study not in by_study:
+            by_study[record.study] = resolve_roles(led.runs(study=record.study))
+        resolved = by_study[record.study]
+        forest = resolved.forest
+        inside, stack = [], list(forest.children[forest.index[record.id]])
+        while stack:
+            pos = stack.pop()
+            if resolved.roles[pos] == "trial":
+                inside.append(forest.runs[pos].id[:8])
+            stack.extend(forest.children[pos])
+        if inside:
+            shown = ", ".join(sorted(inside)[:3]) + (", ..." if len(inside) > 3 else "")
+            raise ConfigError(
+                f"run {record.id[:8]} ({_safe(record.name, limit=_MAX_CELL)}) holds "
+                f"{count_of(len(inside), 'run')} read as trials ({shown}): as a part, they "
+                "would read as its parts, no longer trials; if they are its parts, give it "
+                f"role trial first (greenprint ledger set-role trial {record.id[:8]})"
             )
 
 

@@ -204,6 +204,8 @@ class Ledger(BaseLedger):
         ``part_of`` makes the runs parts of that run, measured apart from it
         (``contained`` false: the price tag adds their cost to that run's once): the failed
         attempt of a configuration that was run again, or a fold tracked as a run of its own.
+        A part's runs are read as its parts (``greenprint ledger set-role`` refuses to make a
+        part of a run holding runs read as trials; this does not check it).
         ``greenprint ledger set-role ROLE RUN_ID... [--part-of RUN_ID]`` calls it.
 
         Args:
