@@ -376,3 +376,35 @@ def test_a_child_process_run_started_after_its_parent_ended_moves_to_the_run_ope
         "a",
     )
     assert forest.notes and "read as children of run b-inner" in forest.notes[0]
+
+
+# ------------------------------------------------------------ a worker killed before it flushed
+def test_a_lost_run_that_recorded_nothing_is_named_as_missing_from_the_totals():
+    """A pool's worker killed with the trial it had just started (joblib's loky pool ends every
+    worker when one dies): the run recorded nothing, read as 0 Wh in every total with no word;
+    now a note names it and how much of it is missing (one flush interval at most)."""
+    common = dict(study="s", host="h", flush_interval_s=0.2, heartbeat_at=5.0)
+
+    def lost(rid: str, start: float, duration_s: float, energy_kwh: float) -> gp.RunRecord:
+        return gp.RunRecord(id=rid, name=rid, status="lost", started_at=start,
+                            duration_s=duration_s, energy_kwh=energy_kwh, **common)  # fmt: skip
+
+    runs = [
+        lost("killed00", 0.0, 0.9, 2e-7),  # flushed before the kill: its cost so far
+        lost("sibling0", 5.0, 0.0, 0.0),  # killed with it, before its first flush
+        gp.RunRecord(
+            id="done0000",
+            name="done",
+            status="finished",
+            started_at=0.0,
+            ended_at=1.0,
+            duration_s=1.0,
+            energy_kwh=3e-7,
+            **common,
+        ),  # fmt: skip
+    ]
+    notes = price_tag(runs).notes
+    assert (
+        "1 lost run (sibling0) recorded no cost (killed before its first flush): up to one "
+        "flush interval (0.2 s) of it is in no total"
+    ) in notes

@@ -523,6 +523,8 @@ def price_tag(
     notes.extend(forest.notes)
     if forest.column("job_id").count(None) != len(items):
         notes.extend(job_notes(items))
+    if "lost" in forest.column("status"):
+        notes.extend(_unflushed_note(forest))
     if any(
         energy_in[p] - _added(forest, p, energy_in) > items[p].energy_kwh * (1 + 1e-9) + 1e-12
         for p in forest.inner_order
@@ -657,6 +659,31 @@ def price_tag(
 
 
 # ---------------------------------------------------------------------------------- internals
+def _unflushed_note(forest: RunForest) -> list[str]:
+    """A note for the lost runs that recorded nothing: killed before their first flush.
+
+    Such a run (no child in the set, no energy, no run time) reads 0 in every total, but it
+    ran: up to one flush interval of it is missing from the totals (the cost a kill -9 loses).
+    """
+    empty = [
+        run
+        for pos, run in enumerate(forest.runs)
+        if run.status == "lost"
+        and not forest.children[pos]
+        and run.energy_kwh == 0.0
+        and run.duration_s == 0.0
+    ]
+    if not empty:
+        return []
+    longest = max(run.flush_interval_s for run in empty)
+    ids = ", ".join(run.id[:8] for run in empty)
+    its, it = ("its", "it") if len(empty) == 1 else ("their", "each")
+    return [
+        f"{count_of(len(empty), 'lost run')} ({ids}) recorded no cost (killed before {its} "
+        f"first flush): up to one flush interval ({longest:g} s) of {it} is in no total"
+    ]
+
+
 def _owner_statuses(statuses: Sequence[str], owners: Sequence[int]) -> list[str]:
     """The status each run's cost counts under in the price tag's table by status.
 
