@@ -398,3 +398,26 @@ def test_a_machine_scope_run_of_a_job_is_a_node_meter_whatever_its_rank(monkeypa
     assert run.record.node_meter is True and run.record.scope == "machine"
     with pytest.raises(gp.ConfigError, match="node meter"):
         gp.track(node_meter=True, scope="process")
+
+
+def test_ranks_that_log_their_own_local_rank_in_params_stay_one_trainings_ranks():
+    """Two ranks of one job (``python -m torch.distributed.launch`` passes ``--local_rank``,
+    logged with the script's arguments), each tracking two trainings one after another as
+    role 'trial': the ranks of one training ran at once with the same params but their rank,
+    so they read as before, not as a search's 4 trials (they did: params compared whole)."""
+
+    def rank_run(config: int, rank: int, **params: object) -> RunRecord:
+        start = 100.0 * config + 0.1 * rank
+        return RunRecord(
+            id=f"c{config}r{rank}", name=f"train-{config}", study="ddp", status="finished",
+            started_at=start, ended_at=start + 90, role="trial", job_id="slurm:9", host="h",
+            node_rank=0, local_rank=rank, node_meter=False,
+            params={"lr": 0.1 / (1 + config), **params},
+        )  # fmt: skip
+
+    with_rank = [rank_run(c, r, local_rank=r) for c in (0, 1) for r in (0, 1)]
+    without = [rank_run(c, r) for c in (0, 1) for r in (0, 1)]
+    read = resolve_roles(with_rank)
+    assert [read.forest.runs[p].id for p in read.trials] == ["c0r0"]
+    assert [read.forest.runs[p].id for p in resolve_roles(without).trials] == ["c0r0"]
+    assert not any("read as the trials of a search" in note for note in read.forest.notes)

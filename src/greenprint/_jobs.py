@@ -363,6 +363,9 @@ def _search_trials(runs: Sequence[Any], members: Sequence[int]) -> tuple[set[int
     trial of ``srun -n 3 python search.py``), and no two of them that ran at the same time in
     two processes share their params: those are the ranks of one training of the search, each
     tracked as the trial (``trainer.hyperparameter_search`` over two nodes, a run per node).
+    Params that name the process (its rank, its device: ``--local_rank`` that
+    ``torch.distributed.launch`` passes, logged with the script's arguments) are left out of
+    that comparison.
     When one of them metered the node, its machine reading holds the other processes' trials,
     whose energy then counts once only inside it: none is taken out.
 
@@ -378,7 +381,7 @@ def _search_trials(runs: Sequence[Any], members: Sequence[int]) -> tuple[set[int
         return set(), 0
     alike: dict[str, list[int]] = {}
     for p in trials:
-        alike.setdefault(repr(sorted((runs[p].params or {}).items())), []).append(p)
+        alike.setdefault(_training_params(runs[p]), []).append(p)
     for same in alike.values():
         live: list[int] = []  # those started earlier and not ended yet
         for p in sorted(same, key=lambda p: runs[p].started_at):
@@ -389,6 +392,37 @@ def _search_trials(runs: Sequence[Any], members: Sequence[int]) -> tuple[set[int
     if any(runs[p].node_meter for p in trials):
         return set(), len(trials)
     return set(trials), 0
+
+
+#: Params that name a rank's process, not its training (compared without them, see below).
+_RANK_PARAMS = frozenset(
+    {
+        "rank",
+        "local_rank",
+        "global_rank",
+        "node_rank",
+        "world_rank",
+        "process_index",
+        "local_process_index",
+        "device",
+    }
+)
+
+
+def _training_params(run: Any) -> str:
+    """A run's params without those naming its process (its rank, its device), as a key.
+
+    The ranks of one training log the same params but these: ``vars(args)`` of a script started
+    by ``python -m torch.distributed.launch`` holds ``local_rank``, different in each.
+    """
+    params = run.params or {}
+    return repr(
+        sorted(
+            (k, v)
+            for k, v in params.items()
+            if str(k).lower().lstrip("-").replace("-", "_") not in _RANK_PARAMS
+        )
+    )
 
 
 def _process(run: Any) -> tuple[Any, ...]:
