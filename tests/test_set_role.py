@@ -249,3 +249,27 @@ def test_a_run_holding_trials_is_not_made_a_part_until_it_is_given_role_trial(tm
     assert main(["ledger", "set-role", "part", crashed, "--part-of", again, "--ledger", db]) == 0
     with gp.Ledger(db) as led:
         assert (led.run(crashed).role, led.run(crashed).parent_id) == ("part", ids["again"])
+
+
+def test_the_rerun_note_names_no_trial_measured_inside_its_parent():
+    """A script whose sweep runs its trials in its own process, crashed in a trial and run
+    again: the failed trial is inside the crashed sweep (its cost in the sweep's), and
+    set-role refuses to make it a part of another run; the note named it with that command
+    (exit 2 when followed). A trial measured apart from its parent is still named."""
+    from greenprint.analysis import resolve_roles
+
+    def run(rid: str, started: float, status: str = "finished", **fields):
+        return gp.RunRecord(
+            id=rid, name=fields.pop("name", "lr=1"), study="s", status=status,
+            started_at=started, params=fields.pop("params", {"lr": 1}), **fields,
+        )  # fmt: skip
+
+    runs = [
+        run("sweep-1", 0, "failed", name="search", params={}),
+        run("trial-1", 1, "failed", parent_id="sweep-1", contained=True),
+        run("sweep-2", 2, name="search", params={}),
+        run("trial-2", 3, parent_id="sweep-2", contained=True),
+    ]
+    assert resolve_roles(runs).reruns == ()
+    apart = [*runs[:1], run("trial-1", 1, "failed", parent_id="sweep-1", contained=False)]
+    assert resolve_roles([*apart, *runs[2:]]).reruns == (("trial-1", "trial-2"),)

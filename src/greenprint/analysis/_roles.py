@@ -451,11 +451,18 @@ class StudyRoles:
         A script run again after a crash records the same configuration twice: two trials, the
         first counted as the worst score. Nothing links them in the ledger, and two runs of one
         name and params may be meant (a flaky configuration tried twice): the note names them
-        and how to make the first a part of the second (``greenprint ledger set-role``).
+        and how to make the first a part of the second (``greenprint ledger set-role``). A
+        trial measured inside its parent (a sweep's, in the script's process) is not named:
+        its cost is in that run's, so the command cannot make it a part of another.
         """
         runs = self.forest.runs
         inferred = [p for p in self.trials if self.inferred[p]]
-        ended = [p for p in inferred if runs[p].status in ("failed", "interrupted", "lost")]
+        ended = [
+            p
+            for p in inferred
+            if runs[p].status in ("failed", "interrupted", "lost")
+            and (runs[p].parent_id is None or runs[p].contained is False)
+        ]
         if not ended:
             return ()
         names = {runs[p].name for p in ended}
