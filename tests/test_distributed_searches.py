@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
+from _pg import postgres_server
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -241,21 +240,13 @@ def test_trials_of_a_job_without_a_run_around_them_are_trials(srun_bare):
 def test_workers_of_one_job_into_one_postgresql_ledger(tmp_path_factory):
     """The wrapped workers writing to one PostgreSQL ledger read the same."""
     pytest.importorskip("optuna")
-    pgserver = pytest.importorskip("pgserver")
-    parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
-    pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-", dir=parent))  # a short socket path
-    server = pgserver.get_server(pgdata, cleanup_mode="delete")
-    try:
-        server.psql("CREATE DATABASE dist;")
-        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-        url = url.replace("/postgres?", "/dist?", 1)
+    with postgres_server() as server:
+        url = server.new_database()
         home = _empty(tmp_path_factory, "distributed-pg")
         trials = _search(home, url, wrapped=True)
         report = _report(home, "--ledger", url, "--study", "dist", "--no-plots", "--format", "json")
         _reads_as_optunas_trials(report, trials)
         _workers_are_one_sweep(report)
-    finally:
-        server.cleanup()
 
 
 # ------------------------------------------------------------ the job rule on records

@@ -318,28 +318,10 @@ def test_export_and_merge_keep_it(bounded, tmp_path):
 @pytest.mark.postgres
 def test_postgresql_keeps_both_notes(bounded, lost, tmp_path):
     # provenance is a JSON column: both notes go in and come out of PostgreSQL as they are
-    import shutil
-    import subprocess as sp
-    import tempfile
-    import warnings
+    from _pg import postgres_server
 
-    from conftest import require
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR not set
-            import pgserver
-    except ImportError:
-        require(False, "pgserver is not installed (pip install -e '.[dev]')")
-    parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
-    pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-", dir=parent))  # a short socket path
-    try:
-        server = pgserver.get_server(pgdata, cleanup_mode="delete")
-    except (OSError, sp.SubprocessError) as e:
-        shutil.rmtree(pgdata, ignore_errors=True)
-        require(False, f"pgserver could not start PostgreSQL: {e}")
-    try:
-        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    with postgres_server() as server:
+        url = server.url()
         (fpo_db, fpo_runs), (gpu_db, gpu_run) = bounded, lost
         done = _cli("ledger", "merge", url, str(fpo_db), str(gpu_db), cwd=tmp_path)
         assert done.returncode == 0, done.stderr
@@ -347,9 +329,6 @@ def test_postgresql_keeps_both_notes(bounded, lost, tmp_path):
         assert ledger.run(fpo_runs["bound"].id).provenance["fpo"] == LOWER_BOUND
         assert ledger.run(gpu_run.id).provenance["gpu"] == gpu_run.provenance["gpu"]
         ledger.close()
-    finally:
-        server.cleanup()
-        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 def test_lightning_count_fpo_records_its_lower_bound(tmp_path):

@@ -37,6 +37,7 @@ import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
+from _pg import postgres_server
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -460,21 +461,13 @@ def test_two_worker_processes_read_as_one_optuna_study(parallel_optuna):
 def test_two_worker_processes_into_one_postgresql_ledger(tmp_path_factory):
     """The same search with both workers writing to one PostgreSQL ledger reads the same."""
     pytest.importorskip("optuna")
-    pgserver = pytest.importorskip("pgserver")
-    parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
-    pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-", dir=parent))  # a short socket path
-    server = pgserver.get_server(pgdata, cleanup_mode="delete")
-    try:
-        server.psql("CREATE DATABASE shapes2;")
-        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-        url = url.replace("/postgres?", "/shapes2?", 1)
+    with postgres_server() as server:
+        url = server.new_database()
         home = _empty(tmp_path_factory, "shapes2-parallel-pg")
         trials = _parallel_search(home, url)
         report = _report(home, "--ledger", url, "--study", "par", "--group-by", "params.model")
         _reads_as_optunas_trials(home, trials, report)
         _export_reads_as_the_report(home, "par", report, "--ledger", url)
-    finally:
-        server.cleanup()
 
 
 # ------------------------------------------------------------ a search resumed after a crash

@@ -29,11 +29,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
+from _pg import postgres_server
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -656,14 +655,8 @@ def test_two_users_into_one_postgresql_study_read_as_one_study(tmp_path_factory)
     one study of a PostgreSQL ledger, then one adds a baseline: one study of five trials on
     two machines, each trial its own configuration and score, EVP per model, the best trial
     final, the baseline a reference and not a trial."""
-    pgserver = pytest.importorskip("pgserver")
-    parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
-    pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-", dir=parent))  # a short socket path
-    server = pgserver.get_server(pgdata, cleanup_mode="delete")
-    try:
-        server.psql("CREATE DATABASE shapes3;")
-        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-        url = url.replace("/postgres?", "/shapes3?", 1)
+    with postgres_server() as server:
+        url = server.new_database()
         home = _empty(tmp_path_factory, "shapes3-pg")
         (home / "train.py").write_text(CLI_TRAIN, encoding="utf-8")
         (home / "user.sh").write_text(PG_USER, encoding="utf-8")
@@ -715,8 +708,6 @@ def test_two_users_into_one_postgresql_study_read_as_one_study(tmp_path_factory)
             assert f"({runs} runs)" in report["model_card"]["co2_eq_emissions"]["hardware_used"]
         _in_every_format(home, "comprised 5 trials (5 finished) in 12 runs", "on 2 machines")
         _export_reads_as_the_report(home, "shared", report, "--ledger", url)
-    finally:
-        server.cleanup()
 
 
 def test_cli_param_values_read_as_the_command_line_writes_them():
