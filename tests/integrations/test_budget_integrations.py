@@ -233,6 +233,7 @@ def test_lightning_warn_only_warns_and_the_fit_runs_to_the_end(tmp_path: Path, c
 # ----------------------------------------------------------------------------- several processes
 HF_DDP_SCRIPT = """
 import os
+from pathlib import Path
 import torch
 import transformers
 from transformers import AutoModelForSequenceClassification, BertConfig, Trainer, TrainingArguments
@@ -253,7 +254,8 @@ trainer = Trainer(model=AutoModelForSequenceClassification.from_config(config), 
 cb = GreenprintCallback("ddp", study="ddp", ledger=os.path.abspath("gp.db"), budget_kwh=1e-12,
                         on_exceed="stop", sample_interval_s=0.05, flush_interval_s=0.1)
 out = cb.attach(trainer) and trainer.train()
-print(f"rank {args.process_index} step {out.global_step}", flush=True)
+# a file per rank: on the ranks' shared stdout a line could be cut by the other's log line
+Path(f"steps-{args.process_index}").write_text(str(out.global_step))
 """
 
 PL_DDP_SCRIPT = """
@@ -308,11 +310,7 @@ def test_hf_processes_stop_together_when_one_is_over_its_budget(tmp_path: Path) 
     command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "ddp.py"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    steps = {
-        line.split()[1]: int(line.split()[3])
-        for line in done.stdout.splitlines()
-        if line.startswith("rank ")
-    }
+    steps = {p.name.split("-")[1]: int(p.read_text()) for p in tmp_path.glob("steps-*")}
     assert set(steps) == {"0", "1"} and steps["0"] == steps["1"] < 100_000
     node, part = _ddp_records(tmp_path)
     assert node.status == "interrupted" and "budget_kwh" in node.error
