@@ -56,17 +56,33 @@ while True:
 
 
 def start_greenprint(tmp_path, *cmd, prefix=()):
-    """greenprint run -- cmd, in a new session; returns once the command printed its first line."""
+    """greenprint run -- cmd, in a new session; returns once the command printed its first line.
+
+    With faulthandler on (``PYTHONFAULTHANDLER=1``): a greenprint that does not exit is sent
+    SIGABRT by :func:`wait_for`, and the test fails with every thread's stack.
+    """
     proc = subprocess.Popen(
         [*prefix, *GP, "run", "--ledger", str(tmp_path / "l.db"), *FAST, "--", *cmd],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     first = proc.stdout.readline().strip()
     assert first, proc.stderr.read()
     return proc, first
+
+
+def wait_for(proc, timeout=30.0):
+    """``proc.wait(timeout)``; past it, the stacks of greenprint's threads as the failure (one
+    run in the whole suite under load once did not exit in 30 s, with nothing to say why)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler dumps every thread to stderr, then aborts
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"greenprint run did not exit in {timeout:g} s; its stderr:\n{err[-8000:]}")
 
 
 def script(tmp_path, name, code):
@@ -80,7 +96,7 @@ def test_ctrl_c_to_the_process_group_reaches_the_command_once(tmp_path):
     proc, first = start_greenprint(tmp_path, sys.executable, trainer, str(tmp_path))
     assert first == "up"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
-    rc = proc.wait(timeout=30)
+    rc = wait_for(proc)
     stderr = proc.stderr.read()
     assert (tmp_path / "cleanup started").exists()
     assert (tmp_path / "cleanup done").exists(), stderr  # not aborted by a second SIGINT
@@ -97,7 +113,7 @@ def test_sigterm_to_greenprint_alone_is_forwarded_once(tmp_path):
     counter = script(tmp_path, "counter.py", SIGTERM_COUNTER)
     proc, _ = start_greenprint(tmp_path, sys.executable, counter, str(tmp_path))
     proc.send_signal(signal.SIGTERM)  # kill -TERM <greenprint pid>
-    rc = proc.wait(timeout=30)
+    rc = wait_for(proc)
     assert (tmp_path / "sigterm").read_text() == "SIGTERM\n"
     assert rc == 128 + signal.SIGTERM
     (rec,) = gp.Ledger(str(tmp_path / "l.db")).runs()
@@ -111,7 +127,7 @@ def test_sigint_reaches_a_command_in_a_process_group_of_its_own(tmp_path):
     )
     proc, _ = start_greenprint(tmp_path, sys.executable, trainer, str(tmp_path))
     os.killpg(proc.pid, signal.SIGINT)  # greenprint's group no longer holds the command
-    assert proc.wait(timeout=30) == 130
+    assert wait_for(proc) == 130
     assert (tmp_path / "cleanup done").exists()
     (rec,) = gp.Ledger(str(tmp_path / "l.db")).runs()
     assert rec.status == "interrupted"
@@ -136,7 +152,7 @@ def test_a_signal_greenprint_was_started_ignoring_stays_ignored(tmp_path):
     with pytest.raises(subprocess.TimeoutExpired):
         proc.wait(timeout=0.5)  # neither greenprint nor the command stopped
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert wait_for(proc) == 128 + signal.SIGTERM
     (rec,) = gp.Ledger(str(tmp_path / "l.db")).runs()
     assert rec.error == "SIGTERM, then killed by SIGTERM"
 
