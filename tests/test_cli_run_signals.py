@@ -6,6 +6,7 @@ greenprint runs as a real process in a session of its own, so that signalling it
 """
 
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -119,6 +120,28 @@ def test_sigterm_to_greenprint_alone_is_forwarded_once(tmp_path):
     (rec,) = gp.Ledger(str(tmp_path / "l.db")).runs()
     assert rec.status == "interrupted"
     assert rec.error == "SIGTERM, then killed by SIGTERM"
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"),
+    reason="tgkill: a signal sent to one thread of another process (Linux syscall numbers)",
+)
+def test_a_sigterm_that_another_thread_of_greenprint_takes_is_forwarded(tmp_path):
+    """The kernel gives a signal sent to a process to any of its threads that does not block
+    it; Python runs the handler in the main thread, which a signal taken by another thread does
+    not wake from waitpid(). Under load the meters' sampler thread took a SIGTERM: greenprint
+    waited for the command and the command for the signal (a whole-suite run hung 30 s)."""
+    import ctypes
+
+    counter = script(tmp_path, "counter.py", SIGTERM_COUNTER)
+    proc, _ = start_greenprint(tmp_path, sys.executable, counter, str(tmp_path))
+    others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+    assert others, "greenprint run has a thread besides its main one (the meters' sampler)"
+    tgkill = {"x86_64": 234, "aarch64": 131}[platform.machine()]
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(tgkill, proc.pid, others[0], int(signal.SIGTERM)) == 0
+    assert wait_for(proc, timeout=10) == 128 + signal.SIGTERM
+    assert (tmp_path / "sigterm").read_text() == "SIGTERM\n"
 
 
 def test_sigint_reaches_a_command_in_a_process_group_of_its_own(tmp_path):

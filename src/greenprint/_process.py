@@ -70,6 +70,10 @@ TERMINAL_SIGNALS: tuple[int, ...] = _signals("SIGINT", "SIGQUIT")
 FORWARDED_SIGNALS: tuple[int, ...] = _signals("SIGTERM", "SIGHUP")
 """Signals forwarded to the command each time greenprint receives one."""
 
+WAIT_TICK_S = 0.5
+"""Longest the main thread waits for the command at a stretch before it runs the handlers of
+signals another thread took (seconds; see :meth:`SignalRelay.wait`)."""
+
 STOP_SIGNALS: frozenset[int] = frozenset(TERMINAL_SIGNALS + FORWARDED_SIGNALS)
 """Signals that ask a command to stop: a death by one of them is an interruption, not a failure."""
 
@@ -227,6 +231,26 @@ class SignalRelay:
         self._child = child
         for signum in list(self.received):
             self._relay(signum)
+
+    def wait(self, child: subprocess.Popen[bytes]) -> int:
+        """``child.wait()``, waking at least every :data:`WAIT_TICK_S` to relay signals.
+
+        The kernel gives a signal sent to the process to any of its threads that does not
+        block it, and Python runs the handler in the main thread at its next instruction. A
+        main thread blocked in ``waitpid()`` is woken only by a signal given to it: a SIGTERM
+        that the meters' sampler thread took was never relayed, greenprint waiting for the
+        command and the command for the signal (a ``tgkill`` test reproduces it). Waiting with
+        a timeout, the main thread runs pending handlers between polls (``Popen.wait`` sleeps
+        at most 50 ms between them).
+
+        Returns:
+            The command's return code (negative: killed by that signal).
+        """
+        while True:
+            try:
+                return child.wait(timeout=WAIT_TICK_S)
+            except subprocess.TimeoutExpired:
+                continue
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)

@@ -427,7 +427,7 @@ def _run_command(
         if stopper is not None:
             stopper.attach(child, program)
         try:
-            returncode = child.wait()
+            returncode = relay.wait(child)
         finally:
             if stopper is not None:
                 stopper.close()
