@@ -229,13 +229,8 @@ def pick_metric(
         study_roles = resolve_roles(runs)
         positions = (*study_roles.trials, *study_roles.positions("final"))
         finals = {id(runs[p]) for p in study_roles.positions("final")}
-        parts_of = _trial_names(study_roles)
-        children = study_roles.forest.children
-        picked = []
-        for pos in positions:  # its own names, in one pass (100,000 trials); else its parts'
-            run = runs[pos]
-            names = _logged_names(run)
-            picked.append((run, names if names or not children[pos] else parts_of(pos)))
+        names_of = _trial_names(study_roles)  # its own names, else its parts'
+        picked = [(runs[pos], names_of(pos)) for pos in positions]
         # what a sweep logged (a hand-written search logs its best trial's score): the
         # metric the search was run for, before others its trials logged as often
         swept = {n for p in study_roles.positions("sweep") for n in _logged_names(runs[p])}
