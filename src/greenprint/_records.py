@@ -22,6 +22,7 @@ from greenprint._exceptions import ConfigError
 from greenprint._units import j_to_kwh
 
 __all__ = [
+    "CUT_SHORT_STATUSES",
     "RUN_ROLES",
     "RUN_STATUSES",
     "MetricPoint",
@@ -35,6 +36,9 @@ __all__ = [
 RunStatus = Literal["running", "finished", "failed", "interrupted", "pruned", "lost"]
 #: The statuses of :data:`RunStatus`, in order (the ledger's check and the CLI's choices).
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
+#: The statuses of a run cut short before its work was done: by an error, an interruption, or a
+#: process that died without a final write (read ``lost``).
+CUT_SHORT_STATUSES: tuple[str, ...] = ("failed", "interrupted", "lost")
 
 RunRole = Literal["trial", "part", "baseline", "final", "learning-curve", "sweep", "greener"]
 #: What a run is in its study (see ``greenprint.analysis.resolve_roles``):

@@ -69,7 +69,7 @@ from greenprint._format import count_of
 from greenprint._frozen import slot_constructor
 from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
-from greenprint._records import RUN_ROLES, RunRecord
+from greenprint._records import CUT_SHORT_STATUSES, RUN_ROLES, RunRecord
 from greenprint.analysis._common import (
     Mode,
     Reduce,
@@ -460,7 +460,7 @@ class StudyRoles:
         ended = [
             p
             for p in inferred
-            if runs[p].status in ("failed", "interrupted", "lost")
+            if runs[p].status in CUT_SHORT_STATUSES
             and (runs[p].parent_id is None or runs[p].contained is False)
         ]
         if not ended:
@@ -656,7 +656,7 @@ def resolve_roles(
         if role[pos] == "part" and parent is not None:
             owner[pos] = owner[parent]
         elif role[pos] == "trial" and inferred[pos] and forest.children[pos]:
-            kids_runs = [items[c] for c in forest.children[pos] if not forest.virtual[c]]
+            kids_runs = [items[c] for c in forest.children[pos] if not virtual[c]]
             if _vary_params(kids_runs, repeats=True) and not _vary_params(kids_runs):
                 repeats += 1  # its children differ by a seed or a fold only: its repeats
     if unknown:

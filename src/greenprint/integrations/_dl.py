@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import GreenprintError
+from greenprint._records import CUT_SHORT_STATUSES
 from greenprint._units import JOULES_PER_KWH
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,7 +169,7 @@ def continue_from(run: Run, earlier_id: object, *, how: str) -> None:
             break
         if above.study != run.study:
             break
-        if above.status not in ("failed", "interrupted", "lost"):
+        if above.status not in CUT_SHORT_STATUSES:
             logger.debug(
                 "greenprint: run %s was resumed by run %s already (%s): run %s is a training "
                 "of its own",
@@ -248,7 +249,7 @@ def _wrapping_attempt(ledger: Any, earlier: Any, parent_id: str | None) -> Any |
         outer = ledger.run(earlier.parent_id)
         new_outer = ledger.run(parent_id)
         inside = ledger.runs(study=outer.study, parent_id=outer.id)
-        if [r.id for r in inside] != [earlier.id] or outer.status not in _NOT_FINISHED:
+        if [r.id for r in inside] != [earlier.id] or outer.status not in CUT_SHORT_STATUSES:
             return None
         seen = {outer.id}
         while (
@@ -257,7 +258,7 @@ def _wrapping_attempt(ledger: Any, earlier: Any, parent_id: str | None) -> Any |
             and outer.parent_id not in (None, parent_id)
         ):
             above = ledger.run(outer.parent_id)
-            if above.status not in _NOT_FINISHED or above.id in seen:
+            if above.status not in CUT_SHORT_STATUSES or above.id in seen:
                 return None
             seen.add(above.id)
             outer = above
@@ -267,10 +268,6 @@ def _wrapping_attempt(ledger: Any, earlier: Any, parent_id: str | None) -> Any |
     if outer.parent_id != new_outer.parent_id or outer.study != new_outer.study:
         return None
     return outer
-
-
-#: Statuses of a run that did not end by finishing its work.
-_NOT_FINISHED = ("failed", "interrupted", "lost")
 
 
 def share_node_run_id(node: object, local_rank: int, own_id: str | None) -> str | None:

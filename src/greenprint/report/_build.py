@@ -15,7 +15,7 @@ from greenprint._gc import gc_paused
 from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import FPO_KEY, Provenance, is_fpo_lower_bound
-from greenprint._records import RunRecord
+from greenprint._records import CUT_SHORT_STATUSES, RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode
@@ -310,7 +310,7 @@ def pick_metric(
 
 
 #: Statuses of a run whose figures are no score to choose the metric by (it produced no model).
-_NO_SCORE = frozenset({"failed", "interrupted", "lost"})
+_NO_SCORE = frozenset(CUT_SHORT_STATUSES)
 
 
 def _logged_names(run: RunRecord) -> list[str]:
