@@ -637,14 +637,7 @@ class GreenprintTuneCallback(tune.Callback):
             state = self._trials[trial.trial_id] = _TrialState(run_id)
         state.worker = str(result.get(_WORKER, state.worker))
         state.steps += 1
-        progress = result.get(self._time_attr)
-        if isinstance(progress, (int, float)) and not isinstance(progress, bool):
-            state.progress = max(state.progress, float(progress))
-        if result.get("done"):
-            state.stopped_by_tune = True
-            state.criteria_met = _criteria_met(trial, result)
-        if isinstance(result.get(_BUDGET), str):
-            state.budget_error = result[_BUDGET]
+        self._note_result(state, trial, result)
         try:
             if isinstance(result.get(_RECORD), str):
                 state.relayed = True
@@ -737,6 +730,21 @@ class GreenprintTuneCallback(tune.Callback):
         self._sweep.stop()
 
     # ---------------------------------------------------------------- helpers
+    def _note_result(self, state: _TrialState, trial: Any, result: Mapping[str, Any]) -> None:
+        """Note what a trial's result tells of its end, as its status is judged at the end.
+
+        How far it went, whether Tune stopped it (and on its own stopping criteria), a
+        ``"stop"`` budget's reason: a result seen as it came, or a restored trial's last.
+        """
+        progress = result.get(self._time_attr)
+        if isinstance(progress, (int, float)) and not isinstance(progress, bool):
+            state.progress = max(state.progress, float(progress))
+        if result.get("done"):
+            state.stopped_by_tune = True
+            state.criteria_met = _criteria_met(trial, result)
+        if isinstance(result.get(_BUDGET), str):
+            state.budget_error = result[_BUDGET]
+
     def _restored_ended(self, trials: list[Any]) -> None:
         """Note the trials a restored experiment did not run again, from their last results.
 
@@ -757,13 +765,7 @@ class GreenprintTuneCallback(tune.Callback):
             if not isinstance(run_id, str) or run_id in seen:
                 continue
             state = self._trials[trial.trial_id] = _TrialState(run_id, ended=ended)
-            progress = result.get(self._time_attr)
-            if isinstance(progress, (int, float)) and not isinstance(progress, bool):
-                state.progress = float(progress)
-            state.stopped_by_tune = bool(result.get("done"))
-            state.criteria_met = state.stopped_by_tune and _criteria_met(trial, result)
-            if isinstance(result.get(_BUDGET), str):
-                state.budget_error = result[_BUDGET]
+            self._note_result(state, trial, result)
             if ended == "error":
                 state.error = _error_text(trial)
 
