@@ -552,9 +552,10 @@ def set_role_command(
     a part holding runs read as trials: they would read as its parts) nothing changes.
     """
     with _open(ledger) as led:
-        was = {led.resolve_id(run_id): led.run(run_id).role for run_id in run_ids}
+        records = [led.run(run_id) for run_id in run_ids]
+        was = {record.id: record.role for record in records}
         if role == "part":
-            _refuse_trials_inside(led, list(was))
+            _refuse_trials_inside(led, records)
         for now in led.set_role(role, *run_ids, part_of=part_of):
             under = f", part of run {now.parent_id[:8]}" if part_of and now.parent_id else ""
             click.echo(
@@ -564,7 +565,7 @@ def set_role_command(
             )
 
 
-def _refuse_trials_inside(led: Any, run_ids: list[str]) -> None:
+def _refuse_trials_inside(led: Any, records: Sequence[RunRecord]) -> None:
     """Refuse to make a part of a run that holds runs its study reads as trials.
 
     A part's runs are its parts: a search's sweep made a part (the earlier attempt of a search
@@ -578,8 +579,7 @@ def _refuse_trials_inside(led: Any, run_ids: list[str]) -> None:
     from greenprint.analysis import resolve_roles
 
     by_study: dict[str, Any] = {}
-    for run_id in run_ids:
-        record = led.run(run_id)
+    for record in records:
         if not led.runs(study=record.study, parent_id=record.id):
             continue  # no run inside it: nothing else is read otherwise
         if record.study not in by_study:
