@@ -15,6 +15,7 @@ __all__ = [
     "SET_BY_INTEGRATION",
     "WarnOnce",
     "check_run_options",
+    "interrupted_at_heartbeat",
     "sized_dataset",
     "stopped_by_budget",
 ]
@@ -115,6 +116,20 @@ def check_run_options(
         raise LedgerError(f"{where}: ledger {ledger.url} is closed; pass an open ledger")
     Run(name, **run_options)  # checks every option; writes nothing
     return dict(options)
+
+
+def interrupted_at_heartbeat(run: Any, error: str) -> dict[str, Any]:
+    """The fields that end ``run``, whose process died without a final write, ``interrupted``.
+
+    Ended at its last heartbeat (its start if it never beat), with ``error`` saying what
+    resumed it: a crashed training resumed from its checkpoint, a killed Ray driver's sweep or
+    trial attempt that ``Tuner.restore`` ran again. Its cost stays what it last flushed.
+    """
+    return {
+        "status": "interrupted",
+        "ended_at": run.heartbeat_at or run.started_at,
+        "error": error,
+    }
 
 
 def stopped_by_budget(status: str | None, error: str | None) -> bool:

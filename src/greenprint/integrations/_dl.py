@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from greenprint._exceptions import GreenprintError
 from greenprint._records import CUT_SHORT_STATUSES
 from greenprint._units import JOULES_PER_KWH
+from greenprint.integrations._common import interrupted_at_heartbeat
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.meters._base import MeterReading
@@ -213,11 +214,9 @@ def _ended_fields(earlier: Any, how: str) -> dict[str, Any]:
     """
     if earlier.status != "lost":
         return {}
-    return {
-        "status": "interrupted",
-        "ended_at": earlier.heartbeat_at or earlier.started_at,
-        "error": f"its process ended without a final write; {how} resumed it from a checkpoint",
-    }
+    return interrupted_at_heartbeat(
+        earlier, f"its process ended without a final write; {how} resumed it from a checkpoint"
+    )
 
 
 def _record(ledger: Any, run_id: str, fields: dict[str, Any], resumed_by: str) -> None:

@@ -114,6 +114,7 @@ from greenprint._lifecycle import status_for  # noqa: E402
 from greenprint.integrations._common import (  # noqa: E402
     WarnOnce,
     check_run_options,
+    interrupted_at_heartbeat,
     stopped_by_budget,
 )
 
@@ -968,12 +969,11 @@ class GreenprintTuneCallback(tune.Callback):
             try:
                 ledger.flush(
                     earlier.id,
-                    fields={
-                        "status": "interrupted",
-                        "ended_at": earlier.heartbeat_at or earlier.started_at,
-                        "error": "the experiment's driver ended before the experiment; "
+                    fields=interrupted_at_heartbeat(
+                        earlier,
+                        "the experiment's driver ended before the experiment; "
                         "Tuner.restore resumed it",
-                    },
+                    ),
                 )
             except GreenprintError as e:
                 logger.warning("greenprint: could not end the sweep it resumes: %s", e)
@@ -1001,10 +1001,11 @@ class GreenprintTuneCallback(tune.Callback):
                         fields_.update(parent_id=self._sweep.id, contained=False)
                 if run.status in ("running", "lost"):  # its driver ended: no final status
                     fields_.update(
-                        status="interrupted",
-                        ended_at=run.heartbeat_at or run.started_at,
-                        error="the experiment's driver ended before the trial; "
-                        "Tuner.restore ran it again",
+                        interrupted_at_heartbeat(
+                            run,
+                            "the experiment's driver ended before the trial; "
+                            "Tuner.restore ran it again",
+                        )
                     )
                 try:
                     ledger.flush(run.id, fields=fields_)
