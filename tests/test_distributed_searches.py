@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -366,6 +367,177 @@ def test_a_child_process_run_started_after_its_parent_ended_moves_to_the_run_ope
         "a",
     )
     assert forest.notes and "read as children of run b-inner" in forest.notes[0]
+
+
+# ------------------------------------------------------------ a pool made before the searches
+#: ``multiprocessing.Pool`` made at the top of the script, then two searches around
+#: ``pool.map``: the workers were started before either search, so their trials name no parent
+#: run, while each search's meters read the workers' process tree. ``START`` picks the start
+#: method: under "forkserver" the workers are the fork server's children, the script's
+#: grandchildren.
+MP_POOL_SCRIPT = """
+import multiprocessing as mp
+import sys
+import time
+import greenprint as gp
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def trial(x):
+    with gp.track(f"x={x}", study="mp", params={"x": x}) as run:
+        busy(0.05)
+        run.log(accuracy=x / 10)
+    return x
+
+
+if __name__ == "__main__":
+    pool = mp.get_context(sys.argv[1]).Pool(2)
+    for name, xs in (("search-a", [1, 2, 3]), ("search-b", [4, 5, 6])):
+        with gp.track(name, study="mp"):
+            pool.map(trial, xs)
+    pool.close()
+    pool.join()
+    with gp.track("after", study="mp", params={"x": 0}) as run:  # a trial of the script's own
+        run.log(accuracy=0.05)
+"""
+
+
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_a_pool_made_before_the_searches_reads_as_their_trials_counted_once(
+    tmp_path_factory, start
+):
+    """Before: 9 trials (the two searches unscored trials beside the six), and the energy of
+    every worker trial counted twice (in its search's process-tree reading and as a top-level
+    run). Now each search is a sweep of its three trials, with a note; the study's energy is
+    what the searches and the script's own trial measured, in the report, in a study budget's
+    read of the ledger (both of its paths) and in the exports."""
+    home = _empty(tmp_path_factory, f"distributed-mp-{start}")
+    (home / "search.py").write_text(MP_POOL_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py", start)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = _report(home, "--study", "mp", "--no-plots", "--format", "json")
+    rows = {row["name"]: row for row in report["runs"]}
+    for search, xs in (("search-a", (1, 2, 3)), ("search-b", (4, 5, 6))):
+        assert rows[search]["role"] == "sweep"
+        for x in xs:
+            assert (rows[f"x={x}"]["parent_id"], rows[f"x={x}"]["role"]) == (
+                rows[search]["id"],
+                "trial",
+            )
+    assert rows["after"]["parent_id"] is None and rows["after"]["role"] == "trial"
+    assert report["price_tag"]["total"]["runs"] == 9
+    trials = [r for r in report["runs"] if r["role"] == "trial"]
+    assert len(trials) == 7
+    runs = gp.Ledger(home / "greenprint.db").runs(study="mp")
+    measured = sum(r.energy_kwh for r in runs if r.name in ("search-a", "search-b", "after"))
+    every = sum(r.energy_kwh for r in runs)
+    assert every > measured * 1.2  # the worker trials' own readings, inside the searches'
+    assert report["price_tag"]["total"]["energy_kwh"] == pytest.approx(measured, rel=1e-9)
+    note = next(n for n in report["notes"] if n.startswith("6 runs of worker processes"))
+    assert "multiprocessing.Pool" in note and "parent=" in note
+    with gp.Ledger(home / "greenprint.db") as led:
+        assert led._live().select_study_cost("mp", []).energy_kwh == pytest.approx(measured)
+    assert price_tag(runs).total.energy_kwh == pytest.approx(measured, rel=1e-9)
+    # the exports link each worker's trial as the report does, and say the link was read: the
+    # root rows' own figures are the price tag (a search that read less than its concurrent
+    # trials' sum shares its own out: never more than it measured)
+    csv_rows, items = _export_rows(home, "mp")
+    for exported in (csv_rows, items):
+        by_name = {r["name"]: r for r in exported}
+        for name, row in rows.items():
+            assert by_name[name]["parent_id"] in (
+                row["parent_id"],
+                None if row["parent_id"] else "",
+            )
+            assert by_name[name]["role"] == row["role"]
+            assert str(by_name[name]["parent_inferred"]) == str(name.startswith("x="))
+        roots = [r for r in exported if not r["parent_id"]]
+        assert sum(float(r["energy_kwh"]) for r in roots) == pytest.approx(measured, rel=1e-9)
+
+
+@pytest.mark.postgres
+def test_a_pool_made_before_the_searches_into_a_postgresql_ledger(tmp_path_factory):
+    """The same study written to PostgreSQL: the report and a study budget's read of the
+    ledger (the rule's read of the provenance there) count each worker's trial once."""
+    with postgres_server() as server:
+        url = server.new_database()
+        home = _empty(tmp_path_factory, "distributed-mp-pg")
+        (home / "search.py").write_text(MP_POOL_SCRIPT, encoding="utf-8")
+        env = {**clean_env(), "GREENPRINT_LEDGER": url}
+        done = run_in(home, sys.executable, "search.py", "fork", env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = _report(home, "--ledger", url, "--study", "mp", "--no-plots", "--format", "json")
+        with gp.Ledger(url) as led:
+            runs = led.runs(study="mp")
+            cost = led._live().select_study_cost("mp", [])
+    measured = sum(r.energy_kwh for r in runs if not r.name.startswith("x="))
+    assert [r["role"] for r in report["runs"]].count("trial") == 7
+    assert report["price_tag"]["total"]["energy_kwh"] == pytest.approx(measured, rel=1e-9)
+    assert cost.energy_kwh == pytest.approx(measured, rel=1e-9)
+
+
+def test_a_worker_run_is_read_inside_its_parent_processs_run_only_when_that_one_held_it():
+    """Records: a top-level run started under a process is read inside the run that process
+    had open when it started (the innermost, from the nearest process up that had one), if
+    that run read its own process's tree on the same host, boot and pid namespace. Stays
+    top-level: started when no run of it was open, a run of another host, a run of a job, a
+    machine-wide reading, a parent's run that read another process (``pid=``), a text that
+    is not a list of processes."""
+    boot = "pid {} tick {} uid 0 boot b0 pidns 7"
+
+    def run(rid, start, end, writer, *, up=None, process=None, host="a", **fields):
+        provenance = {"writer": boot.format(*writer)}
+        if up is not None:
+            provenance["ancestors"] = up
+        provenance["process"] = process or f"pid {writer[0]} started 1.0"
+        return gp.RunRecord(id=rid, name=rid, started_at=start, ended_at=end, status="finished",
+                            provenance=provenance, host=host, **fields)  # fmt: skip
+
+    under = "pid 10 tick 5; pid 1 tick 1"
+    runs = [
+        run("search", 0.0, 10.0, (10, 5)),
+        run("inner", 1.0, 9.0, (10, 5), parent_id="search"),
+        run("t1", 2.0, 3.0, (20, 6), up=under),  # -> inner (the innermost open)
+        run("t2", 2.0, 3.0, (21, 6), up="pid 30 tick 9; pid 10 tick 5"),  # a fork server: inner
+        run("late", 11.0, 12.0, (20, 6), up=under),  # nothing open then
+        run("remote", 2.0, 3.0, (20, 6), up=under, host="b"),
+        run("rank", 2.0, 3.0, (20, 6), up=under, job_id="j"),
+        run("machine", 2.0, 3.0, (20, 6), up=under, scope="machine"),
+        run("reused", 2.0, 3.0, (20, 6), up="pid 10 tick 4"),  # the pid of an older process
+        run("garbage", 2.0, 3.0, (20, 6), up="pid ten tick 5"),
+    ]
+    forest = RunForest.build(runs)
+    parent = {
+        r.id: None if p is None else runs[p].id for r, p in zip(runs, forest.parents, strict=True)
+    }
+    assert parent == {"search": None, "inner": "search", "t1": "inner", "t2": "inner",
+                      "late": None, "remote": None, "rank": None, "machine": None,
+                      "reused": None, "garbage": None}  # fmt: skip
+    other = [run("s", 0.0, 10.0, (10, 5), process="pid 99 started 1.0"),
+             run("t", 2.0, 3.0, (20, 6), up=under)]  # fmt: skip
+    assert RunForest.build(other).parents == (None, None)  # s read process 99's tree
+
+
+def test_a_run_names_the_processes_it_was_started_under():
+    """The provenance of a top-level run names its parent process, then that one's parent
+    (pid and start tick, as the writer identity names a process); a nested run's does not."""
+    from greenprint._liveness import ancestors, parse_ancestors
+
+    text = ancestors()
+    found = parse_ancestors(text)
+    assert found and found[0][0] == os.getppid()
+    stat = Path(f"/proc/{os.getppid()}/stat").read_text().rpartition(")")[2].split()
+    assert found[0][1] == int(stat[19])
+    assert parse_ancestors("pid 1 tick 2; pid x tick 3") == () == parse_ancestors(None)
+    with gp.track("outer", ledger=":memory:") as outer, gp.track("inner") as inner:
+        pass
+    assert outer.record.provenance["ancestors"] == text
+    assert "ancestors" not in inner.record.provenance
 
 
 # ------------------------------------------------------------ a worker killed before it flushed

@@ -36,10 +36,22 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-__all__ = ["WRITER_KEY", "Processes", "writer_identity"]
+__all__ = [
+    "ANCESTORS_KEY",
+    "WRITER_KEY",
+    "Processes",
+    "ancestors",
+    "parse_ancestors",
+    "writer_identity",
+    "writer_place",
+]
 
 #: The provenance key of a run's writer process.
 WRITER_KEY = "writer"
+#: The provenance key of the processes the writer was started under (see :func:`ancestors`).
+ANCESTORS_KEY = "ancestors"
+#: How many of them: a pool's worker (1), under a fork server (2), and two more.
+_ANCESTRY = 4
 
 _GONE = -1  # a start tick no process has: the pid names no live process
 _UNKNOWN = -2  # the pid could not be looked up (permission, a format not understood)
@@ -172,6 +184,72 @@ def writer_identity() -> str | None:
 
 #: This process's pid and writer identity, once read.
 _own_writer: tuple[int, str | None] | None = None
+
+
+def ancestors() -> str | None:
+    """The processes this one was started under, parent first: ``"pid 4200 tick 830100; ..."``.
+
+    Each as its writer identity names it (pid and start tick; the boot and pid namespace are the
+    writer's own), up to four, up to the first with no parent in this pid namespace (pid 1, a
+    container's first process, included). A run with no parent run records them
+    (:data:`ANCESTORS_KEY`): a worker of a pool made before its parent process's run started
+    (``multiprocessing.Pool``) inherited no parent run, yet that run's meters read the worker's
+    process tree; the analysis reads such a run inside it (``analysis._common``). ``None``
+    where the writer has no identity or its parent cannot be read. Read once per process.
+    """
+    global _own_ancestors
+    pid = os.getpid()
+    if _own_ancestors is not None and _own_ancestors[0] == pid:
+        return _own_ancestors[1]
+    found: list[str] = []
+    if writer_identity() is not None:
+        at = pid
+        while len(found) < _ANCESTRY:
+            at = _parent_of(at)
+            if at <= 0:
+                break
+            tick = _start_tick(at)
+            if tick < 0:
+                break
+            found.append(f"pid {at} tick {tick}")
+    text = "; ".join(found) or None
+    _own_ancestors = (pid, text)
+    return text
+
+
+#: This process's pid and ancestors, once read.
+_own_ancestors: tuple[int, str | None] | None = None
+
+
+def _parent_of(pid: int) -> int:
+    """The parent pid of ``pid`` (0: none in this pid namespace; -1: unreadable)."""
+    try:
+        fields = _read_text(f"/proc/{pid}/stat").rpartition(")")[2].split()
+        return int(fields[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def parse_ancestors(text: object) -> tuple[tuple[int, int], ...]:
+    """``(pid, start tick)`` of each process :func:`ancestors` names; ``()`` for anything else."""
+    if not isinstance(text, str):
+        return ()
+    found = []
+    for item in text.split(";"):
+        words = item.split()
+        numbers = words[1::2]
+        if len(words) != 4 or words[0::2] != ["pid", "tick"]:
+            return ()
+        if not all(n.isascii() and n.isdigit() for n in numbers):
+            return ()  # a hand-edited ledger: no process named
+        found.append((int(words[1]), int(words[3])))
+    return tuple(found)
+
+
+def writer_place(text: object) -> tuple[int, int, str, int] | None:
+    """``(pid, start tick, boot, pid namespace)`` of a writer identity; ``None`` if not one."""
+    parsed = _parse(text)
+    return None if parsed is None else (parsed.pid, parsed.tick, parsed.boot, parsed.pidns)
 
 
 def _parse(text: object) -> _Writer | None:

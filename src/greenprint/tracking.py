@@ -61,7 +61,7 @@ from greenprint._config import load_config
 from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
 from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
-from greenprint._liveness import WRITER_KEY, writer_identity
+from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY, ancestors, writer_identity
 from greenprint._prediction import Prediction, Predictor, metric_name
 from greenprint._provenance import FPO_KEY, Provenance, fpo_lower_bound
 from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
@@ -1108,6 +1108,11 @@ class Run:
         if writer is not None:  # reads it lost at once when the process is gone
             provenance[WRITER_KEY] = writer
         job = self._job
+        if self.parent_id is None and job.job_id is None:
+            # a pool's worker made before its parent process's run: read inside that run
+            started_under = ancestors()
+            if started_under is not None:
+                provenance[ANCESTORS_KEY] = started_under
         if job.job_id is not None:
             if job.node_meter:
                 provenance["job"] = f"node meter of job {job.job_id} on {self._host}"

@@ -379,28 +379,44 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def _roles(records: Sequence[RunRecord], metric: str | None) -> dict[str, tuple[str, bool]]:
-    """Each run's role, given or inferred within the exported runs: ``{id: (role, inferred)}``.
+def _roles(
+    records: Sequence[RunRecord], metric: str | None
+) -> dict[str, tuple[str, bool, str | None, bool]]:
+    """Each run's role and parent as its study's report reads them, by run id.
 
-    Inferred as its study's report infers it: within the runs of its study (a run whose parent
-    is in another study is a root there), a root run with children being a sweep when it logged
-    no value of the metric the report ranks by (``metric``, else, or where the study logged no
-    value of it, the one the report chooses for the study), so both say the same role.
+    ``(role, role inferred, parent id, parent inferred)``. The role given, or inferred within
+    the runs of its study (a run whose parent is in another study is a root there), a root run
+    with children being a sweep when it logged no value of the metric the report ranks by
+    (``metric``, else, or where the study logged no value of it, the one the report chooses for
+    the study), so both say the same role. The parent: the one recorded, or the run the report
+    reads it under (``parent inferred``): a pool worker's run under the run open in the process
+    it was started under, a reused worker's under the run its process had open
+    (:class:`~greenprint.analysis._common.RunForest`); a distributed job's links are not
+    parents (a rank inside its node meter's reading) and are left as recorded.
     """
     from greenprint._exceptions import AnalysisError
-    from greenprint.analysis import roles
+    from greenprint.analysis import resolve_roles
     from greenprint.report._build import pick_metric
 
     by_study: dict[str, list[RunRecord]] = {}
     for record in records:
         by_study.setdefault(record.study, []).append(record)
-    resolved: dict[str, tuple[str, bool]] = {}
+    resolved: dict[str, tuple[str, bool, str | None, bool]] = {}
     for study, runs in by_study.items():
         try:
             ranked = pick_metric(runs, metric, study)[0]
         except AnalysisError:  # the study logged no value of it: its report cannot rank by it
             ranked = pick_metric(runs, None, study)[0]
-        resolved.update(roles(runs, metric=ranked))
+        read = resolve_roles(runs, metric=ranked)
+        forest = read.forest
+        # a job's links stay as recorded: their kind (a node's rank inside its meter's
+        # reading, another node adding to the head's) is not a parent's nesting
+        linked = [None if v else p for p, v in zip(forest.parents, forest.virtual, strict=True)]
+        for (rid, (role, inferred)), run, parent in zip(
+            read.as_dict().items(), forest.runs, linked, strict=True
+        ):
+            read_under = run.parent_id if parent is None else forest.runs[parent].id
+            resolved[rid] = (role, inferred, read_under, read_under != run.parent_id)
     return resolved
 
 
@@ -409,12 +425,15 @@ def _csv(records: Sequence[RunRecord], metric: str | None) -> str:
         f.name for f in dataclasses.fields(RunRecord) if f.name not in ("metrics", *_JSON_FIELDS)
     ]
     base.insert(base.index("role") + 1, "role_inferred")
+    base.insert(base.index("parent_id") + 1, "parent_inferred")
     resolved = _roles(records, metric)
     rows: list[dict[str, Any]] = []
     extra: dict[str, list[str]] = {name: [] for name in (*_JSON_FIELDS, "metric")}
     for record in records:
         row: dict[str, Any] = {name: getattr(record, name) for name in base if name in _FIELDS}
-        row["role"], row["role_inferred"] = resolved[record.id]
+        row["role"], row["role_inferred"], row["parent_id"], row["parent_inferred"] = resolved[
+            record.id
+        ]
         for name in _JSON_FIELDS:
             flat: dict[str, Any] = {}
             _flatten(name, getattr(record, name), flat)
@@ -486,7 +505,10 @@ def export_command(
     Each run carries parent_id and its role (role_inferred: true when it was inferred from the
     exported runs' nesting: no role was given, or a run given one inside a trial is its part;
     inferred as the study's report infers it, by --metric or the metric the report chooses),
-    so summing the rows with no parent among them gives the price tag's total (where a parent
+    and parent_id is the parent the report reads it under (parent_inferred: true where the
+    ledger records another or none: a pool worker's run under the run open in the process that
+    made the pool; a distributed job's links are left as recorded), so summing the rows with no
+    parent among them gives the price tag's total (where a parent
     recorded less than its children, the price tag takes their sum, or, when they ran at the
     same time inside it, shares its own amount out among them; its note says which), except
     for top-level runs that ran at the same time in threads of one process, each measuring all
@@ -503,7 +525,9 @@ def export_command(
             resolved = _roles(records, metric)
             for record in records:
                 item = _record_dict(record)
-                item["role"], item["role_inferred"] = resolved[record.id]
+                role, role_inferred, parent_id, parent_inferred = resolved[record.id]
+                item.update(role=role, role_inferred=role_inferred, parent_id=parent_id)
+                item["parent_inferred"] = parent_inferred
                 item["samples"] = [dataclasses.asdict(s) for s in led.samples(record.id)]
                 items.append(item)
             text = _dump({"ledger": led.url, "schema_version": led.schema_version, "runs": items})

@@ -254,9 +254,40 @@ def _provenances(values: list[Any]) -> list[Any]:
             found = json.loads(text) if isinstance(text, str) else None
         except ValueError:
             found = None
-        process = found.get("process") if isinstance(found, dict) else None
-        read[text] = {"process": process} if isinstance(process, str) else {}
+        read[text] = (
+            {k: v for k in _RULE_PROVENANCE if isinstance(v := found.get(k), str)}
+            if isinstance(found, dict)
+            else {}
+        )
     return list(map(read.__getitem__, values))
+
+
+#: What the rule reads of a provenance: the process a run read (threads of one process), and
+#: the process that wrote it with those it was started under (a pool's worker made before its
+#: parent process's run: RunForest reads its runs inside that run).
+_RULE_PROVENANCE = ("process", "writer", "ancestors")
+
+
+def _started_under_a_run(rows: Iterable[Sequence[Any]]) -> bool:
+    """Whether a top-level run was started under a process that wrote a run reading its tree.
+
+    Rows of ``host, writer, ancestors`` (``ancestors`` only for top-level runs). RunForest may
+    then read that run inside the other (``_pool_workers``), which only the rule's read does;
+    whether it started while that run was open is left to the rule.
+    """
+    from greenprint._liveness import parse_ancestors, writer_place
+
+    writers: set[tuple[Any, ...]] = set()
+    started_under: list[tuple[Any, ...]] = []
+    for host, writer, ancestors in rows:
+        where = writer_place(writer)
+        if where is None:
+            continue
+        pid, tick, boot, pidns = where
+        writers.add((host, pid, tick, boot, pidns))
+        for up_pid, up_tick in parse_ancestors(ancestors):
+            started_under.append((host, up_pid, up_tick, boot, pidns))
+    return any(key in writers for key in started_under)
 
 
 def study_cost(ledger: Any, study: str, *, exclude: Collection[str] = ()) -> StudyCost:
@@ -357,6 +388,13 @@ _SQLITE_THREADS = (
     + _SQLITE_TOP.format(r="r")
     + ") WHERE process IS NOT NULL AND s < reach)"
 )
+#: Each process that wrote runs of the study that read its tree, with the processes it was
+#: started under when it wrote a run with no parent (see _started_under_a_run)
+_SQLITE_PROCESSES = (
+    "SELECT DISTINCT r.host, json_extract(r.provenance, '$.writer'), CASE WHEN r.parent_id IS "
+    "NULL THEN json_extract(r.provenance, '$.ancestors') END FROM runs AS r WHERE r.study = ? "
+    "AND r.scope = 'process' AND json_valid(r.provenance)"
+)
 _SQLITE_MORE_THAN_PARENT = (
     "SELECT EXISTS (SELECT 1 FROM runs AS c JOIN runs AS p ON p.id = c.parent_id "
     "WHERE c.study = ? AND p.study = c.study GROUP BY c.parent_id HAVING "
@@ -381,6 +419,7 @@ def sqlite_study_cost(conn: sqlite3.Connection, study: str, left_out: list[str])
         adds
         or (nested and conn.execute(_SQLITE_MORE_THAN_PARENT, [study]).fetchone()[0])
         or (overlap and conn.execute(_SQLITE_THREADS, [study]).fetchone()[0])
+        or (overlap and _started_under_a_run(conn.execute(_SQLITE_PROCESSES, [study])))
     ):
         return study_cost_by_rule(conn.execute(_SQLITE_RULE_ROWS, [study]).fetchall(), left_out)
     top_level: frozenset[str] = frozenset()
