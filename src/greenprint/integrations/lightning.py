@@ -28,6 +28,14 @@ What it records:
 * with ``count_fpo=True``, the FPO of one training step (``training_step`` and the backward of its
   loss, counted once on a meta copy of the module: nothing is allocated), added to the run at
   every training batch.
+* Lightning's learning-rate and batch-size finders (``Tuner(trainer).lr_find(...)``,
+  ``Tuner(trainer).scale_batch_size(...)``, or a ``LearningRateFinder``/``BatchSizeFinder``
+  callback, which Lightning runs before every other callback) train the model before this
+  callback's ``on_fit_start``: a run of its own, ``<name>-lr_find`` (``-scale_batch_size``),
+  from the fit's ``setup`` to the finder's end, which the next fit's run takes as a ``part``
+  recorded ``contained`` false (it ran before that run, outside its measurement: the price tag
+  adds it once), never a trial of its own. In a single process; a finder that runs after this
+  callback's ``on_fit_start`` is inside the fit's run (measured there).
 
 Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``budget=gp.Budget(...)``):
 with ``on_exceed="stop"`` the callback stops the fit the way Lightning's ``EarlyStopping`` does,
@@ -165,6 +173,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._logged: dict[str, tuple[int, float]] = {}  # each metric's last (step, value) logged
         self._resumes: str | None = None  # the run a checkpoint being resumed names
         self._first_rank = False  # the run is global rank 0's (the one a checkpoint names)
+        self._tuning: list[Run] = []  # runs of finders before this fit (see :meth:`setup`)
         self.last_run_id: str | None = None
 
     @property
@@ -178,14 +187,48 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         state["_run"] = None
         state["_figures"] = None
         state["_fit_trainer"] = None
+        state["_tuning"] = []
         return state
 
     # ------------------------------------------------------------------ hooks
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Start the run (local rank 0 meters its node; other ranks record parts)."""
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Start a run for a finder that trains before this callback's ``on_fit_start``.
+
+        ``Tuner(trainer).lr_find(...)`` (``scale_batch_size``) puts Lightning's
+        ``LearningRateFinder`` (``BatchSizeFinder``) first among the Trainer's callbacks and
+        calls ``fit``: the finder trains for up to ``num_training`` steps in its own
+        ``on_fit_start``, with the Trainer's callbacks replaced, then ends the fit before this
+        callback's ``on_fit_start`` (a finder given as a callback, which Lightning orders first,
+        trains there too, then the fit goes on). Nothing measured that training. In a single
+        process, when such a finder comes before this callback, a run ``<name>-lr_find`` starts
+        here and ends when the finder is done (this callback's ``on_fit_start``, or the
+        ``teardown`` of the tuner's fit); the next fit's run takes it as a part.
+        """
+        if stage != "fit" or int(getattr(trainer, "world_size", 1) or 1) > 1:
+            return
+        finder = _finder_before(trainer, self)
+        if finder is None:
+            return
         _check_objects(trainer, pl_module)
         from greenprint.tracking import track
 
+        self._stop_tuning("finished", None)
+        options = dict(self._options)
+        options.pop("role", None)  # a part of the fit it tunes, once that fit starts
+        params = {**_module_params(pl_module), **_trainer_params(trainer)}
+        params.update(options.pop("params", None) or {})
+        name = self._name or type(pl_module).__name__
+        self._tuning.append(track(f"{name}-{finder}", params=params, **options).start())
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start the run (local rank 0 meters its node; other ranks record parts).
+
+        The runs of finders that trained before it (see :meth:`setup`) become its parts.
+        """
+        _check_objects(trainer, pl_module)
+        from greenprint.tracking import track
+
+        self._stop_tuning("finished", None)
         self._stop_if_running("failed", "a new fit started before this one ended")
         options = dict(self._options)
         params = {**_module_params(pl_module), **_trainer_params(trainer)}
@@ -215,6 +258,9 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._step_fpo = None  # counted again: this fit may train another module
         self._first_rank = int(getattr(trainer, "global_rank", 0) or 0) == 0
         self._continue()  # a checkpoint restored before this hook (the usual order)
+        tuned, self._tuning = self._tuning, []
+        for finder in tuned:
+            _part_of(run, finder)
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps: the fit's run id, for a fit resumed from it.
@@ -224,6 +270,8 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         ``part`` of the resumed fit's run (see the module).
         """
         run = self._run
+        if any(t.status == "running" for t in self._tuning):
+            return {}  # the finder's own checkpoint, restored when it is done: no fit resumes
         if run is None or not self._first_rank or not run.id:
             return {}
         return {"greenprint_run_id": run.id}
@@ -366,6 +414,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         """
         self._resumes = None
         if stage == "fit":
+            self._stop_tuning("finished", None)  # the tuner's fit ends after its finder
             self._stop_if_running("finished", None)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
@@ -373,6 +422,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         status, error = status_for(exception)
         if status == "finished":  # SystemExit(0) inside fit: still not a normal end of fit
             status, error = "interrupted", f"{type(exception).__name__} during fit"
+        self._stop_tuning(status, error)
         self._stop_if_running(status, error)
 
     # ------------------------------------------------------------------ internals
@@ -396,6 +446,11 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         run = self._run
         if run is not None and run.status == "running":
             run.stop(status=status, error=error)
+
+    def _stop_tuning(self, status: str, error: str | None) -> None:
+        for run in self._tuning:
+            if run.status == "running":
+                run.stop(status=status, error=error)
 
     def _log(self, trainer: Any, metrics: Mapping[str, float]) -> None:
         """``run.log`` the metrics; a ``"stop"`` budget it finds crossed stops the fit."""
@@ -483,6 +538,38 @@ def _check_objects(trainer: Any, pl_module: Any) -> None:
         raise ConfigError(
             f"GreenprintCallback needs a {_pl.__name__}.LightningModule, "
             f"not {type(pl_module).__name__}"
+        )
+
+
+#: Lightning's finders that train the model in their ``on_fit_start``: class name -> run suffix.
+_FINDERS = {"LearningRateFinder": "lr_find", "BatchSizeFinder": "scale_batch_size"}
+
+
+def _finder_before(trainer: Any, callback: Any) -> str | None:
+    """The run suffix of a finder among the Trainer's callbacks before ``callback``, if any."""
+    for each in getattr(trainer, "callbacks", None) or ():
+        if each is callback:
+            return None
+        for kind, suffix in _FINDERS.items():
+            finder = getattr(_pl.callbacks, kind, None)
+            if isinstance(finder, type) and isinstance(each, finder):
+                return suffix
+    return None
+
+
+def _part_of(run: Run, finder: Run) -> None:
+    """Record ``finder``'s run (ended before ``run`` started) as a part outside ``run``."""
+    ledger = run.ledger
+    if ledger is None or not run.id or not finder.id:
+        return
+    try:
+        ledger.flush(finder.id, fields={"parent_id": run.id, "role": "part", "contained": False})
+    except GreenprintError as e:
+        logger.warning(
+            "greenprint: could not record run %s as a part of run %s: %s",
+            finder.id[:8],
+            run.id[:8],
+            e,
         )
 
 

@@ -1,0 +1,145 @@
+"""Issue 12, an eighth outside check: study shapes the first seven checks did not use.
+
+Each study is built the way users build one, through the real frameworks and the CLI, in a
+fresh empty directory with a clean environment (no ``GREENPRINT_*`` variable, no configuration),
+then read by ``greenprint report`` and ``greenprint ledger export``. The scripts' runs are
+measured by a constant-power meter (``tests/tracking/_meters.ConstantProcessPower``), so that
+the truth of every energy figure is power x time:
+
+* **Lightning's learning-rate finder before the fit**: ``Tuner(trainer).lr_find(...)``, then
+  ``trainer.fit(...)`` and ``trainer.test(...)`` by the same Trainer with greenprint's
+  Lightning callback; and the same finder given as a ``LearningRateFinder`` callback (before
+  or after greenprint's: Lightning moves it first). The finder trains the model for up to 100
+  steps (then restores it): work done before greenprint's ``on_fit_start``, which the
+  callback never measured.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
+from _report_cli import run_in
+
+#: Where the constant-power meter of the tracker tests lives (the scripts import it).
+METERS_DIR = str(Path(__file__).resolve().parent / "tracking")
+
+#: The constant power every script's meter draws, in W: 1 s of run time is 1e-4 kWh.
+WATTS = 360.0
+
+# ------------------------------------------------------------ Lightning's lr finder
+#: ``Tuner.lr_find`` then fit and test (study ``lit-tuner``); a ``LearningRateFinder`` callback
+#: before greenprint's (study ``lit-cb``), and after it (``lit-first``: Lightning runs its
+#: finders before every other callback whatever the order given).
+LR_FIND_SCRIPT = """
+import sys
+sys.path.insert(0, @METERS@)
+import torch
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import LearningRateFinder
+from lightning.pytorch.tuner import Tuner
+from torch.utils.data import DataLoader, TensorDataset
+from greenprint.integrations.lightning import GreenprintCallback
+from _meters import ConstantProcessPower
+
+torch.manual_seed(0)
+
+
+class Regressor(pl.LightningModule):
+    def __init__(self, lr=0.1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.lr = lr
+        self.layer = torch.nn.Linear(8, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+data = TensorDataset(torch.randn(256, 8), torch.randn(256, 1))
+train, val = DataLoader(data, batch_size=16), DataLoader(data, batch_size=64)
+
+
+def trainer(study, *before, after=()):
+    cb = GreenprintCallback("regressor", study=study, meters=ConstantProcessPower(@WATTS@))
+    return pl.Trainer(max_epochs=2, accelerator="cpu", callbacks=[*before, cb, *after],
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False)
+
+
+t = trainer("lit-tuner")
+model = Regressor()
+Tuner(t).lr_find(model, train, val, num_training=60)
+t.fit(model, train, val)
+t.test(model, val)
+trainer("lit-cb", LearningRateFinder(num_training_steps=60)).fit(Regressor(), train, val)
+trainer("lit-first", after=[LearningRateFinder(num_training_steps=60)]).fit(
+    Regressor(), train, val
+)
+"""
+
+
+@pytest.fixture(scope="module")
+def lr_find_home(tmp_path_factory):
+    """The lr-finder script run once in an empty directory."""
+    pytest.importorskip("lightning")
+    home = _empty(tmp_path_factory, "lr-find")
+    script = LR_FIND_SCRIPT.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
+    (home / "train.py").write_text(script, encoding="utf-8")
+    done = run_in(home, sys.executable, "train.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home
+
+
+@pytest.mark.parametrize("study", ["lit-tuner", "lit-cb", "lit-first"])
+def test_the_lr_finders_training_is_a_part_of_the_fit_it_tuned(lr_find_home, study):
+    """Before: one run, the fit; the finder's 60 training steps before it were measured by
+    nobody (a third of the wall time of this tuning and fit, 0.10 of 0.29 s with 100 steps on
+    a new user's script). Now the finder is a run of its own, finished, a part of the fit's
+    run outside its measurement (contained false), so the price tag adds it once: one trial,
+    and the study's energy is both runs' power x time. A ``LearningRateFinder`` given after
+    greenprint's callback is run first all the same (Lightning orders its finders first)."""
+    runs = {r.name: r for r in gp.Ledger(lr_find_home / "greenprint.db").runs(study=study)}
+    assert set(runs) == {"regressor", "regressor-lr_find"}
+    fit, finder = runs["regressor"], runs["regressor-lr_find"]
+    assert (finder.parent_id, finder.role, finder.contained, finder.status) == (
+        fit.id,
+        "part",
+        False,
+        "finished",
+    )
+    assert finder.ended_at <= fit.started_at
+    assert finder.energy_kwh == pytest.approx(WATTS * finder.duration_s / 3.6e6, rel=0.05)
+    report = _report(lr_find_home, "--study", study, "--no-plots", "--format", "json")
+    total = report["price_tag"]["total"]
+    assert (total["runs"], total["trials"]) == (2, 1)
+    assert total["energy_kwh"] == pytest.approx(fit.energy_kwh + finder.energy_kwh, rel=1e-9)
+    roles = {row["name"]: row["role"] for row in report["runs"]}
+    assert roles == {"regressor": "trial", "regressor-lr_find": "part"}
+    _export_reads_as_the_report(lr_find_home, study, report)
+
+
+def test_the_test_after_the_fit_scores_the_fits_run(lr_find_home):
+    """``trainer.test`` after the tuned fit adds ``test_loss`` to the fit's run, not to the
+    finder's, and makes no run of its own."""
+    runs = {r.name: r for r in gp.Ledger(lr_find_home / "greenprint.db").runs(study="lit-tuner")}
+    assert runs["regressor"].metric("test_loss")
+    assert not runs["regressor-lr_find"].metric("test_loss")
