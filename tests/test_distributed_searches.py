@@ -37,7 +37,7 @@ from _report_cli import empty_home as _empty
 from _report_cli import evp_curves as _evp_curves
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
 from _report_cli import export_rows as _export_rows
-from greenprint.analysis import expected_max_performance, price_tag
+from greenprint.analysis import expected_max_performance, price_tag, resolve_roles
 from greenprint.analysis._common import RunForest
 
 #: One worker: ``python search.py WORKER LEDGER``; four trials each, trial 5 fails.
@@ -271,15 +271,20 @@ def _trial(rid: str, start: float, params: dict, *, host: str = "h0", local: int
 
 def test_one_trainings_ranks_tracked_as_trials_stay_one_trial_each_time():
     """Two nodes each tracking every training of a search as its trial, with the same params
-    at the same time (a run per node): the ranks of one training, not a search's workers."""
+    at the same time (a run per node: ``trainer.hyperparameter_search`` over two nodes): the
+    ranks of one training, not a search's workers; each training one trial, its other node's
+    run its part (before: the whole search one trial, linked by the job)."""
     runs = [
         _trial(f"n{n}-t{k}", 10.0 * k, {"lr": k}, host=f"h{n}", node_meter=False)
         for k in range(3)
         for n in range(2)
     ]
     tag = price_tag(runs)
-    assert tag.roles.counts == {"trial": 1, "part": 5}  # as before: linked by the job
+    assert tag.roles.counts == {"trial": 3, "part": 3}
+    read = resolve_roles(runs)
+    assert [read.forest.runs[p].id for p in read.trials] == ["n0-t0", "n0-t1", "n0-t2"]
     assert not any("read as the trials of a search" in n for n in tag.notes)
+    assert any("ran 3 trainings one after another" in n for n in tag.notes)
 
 
 def test_trials_that_metered_the_node_stay_one_job_with_a_note_saying_how():

@@ -8,6 +8,7 @@ ranks are inside it; on a shared node every rank records its own process and the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -404,7 +405,9 @@ def test_ranks_that_log_their_own_local_rank_in_params_stay_one_trainings_ranks(
     """Two ranks of one job (``python -m torch.distributed.launch`` passes ``--local_rank``,
     logged with the script's arguments), each tracking two trainings one after another as
     role 'trial': the ranks of one training ran at once with the same params but their rank,
-    so they read as before, not as a search's 4 trials (they did: params compared whole)."""
+    so each training reads as one trial with its other rank as its part, not as a search's 4
+    trials (they did: params compared whole), nor as 1 trial (they did before the job's
+    trainings one after another were told apart)."""
 
     def rank_run(config: int, rank: int, **params: object) -> RunRecord:
         start = 100.0 * config + 0.1 * rank
@@ -418,6 +421,128 @@ def test_ranks_that_log_their_own_local_rank_in_params_stay_one_trainings_ranks(
     with_rank = [rank_run(c, r, local_rank=r) for c in (0, 1) for r in (0, 1)]
     without = [rank_run(c, r) for c in (0, 1) for r in (0, 1)]
     read = resolve_roles(with_rank)
-    assert [read.forest.runs[p].id for p in read.trials] == ["c0r0"]
-    assert [read.forest.runs[p].id for p in resolve_roles(without).trials] == ["c0r0"]
+    assert [read.forest.runs[p].id for p in read.trials] == ["c0r0", "c1r0"]
+    assert [read.forest.runs[p].id for p in resolve_roles(without).trials] == ["c0r0", "c1r0"]
+    assert read.as_dict()["c0r1"] == read.as_dict()["c1r1"] == ("part", True)
     assert not any("read as the trials of a search" in note for note in read.forest.notes)
+
+
+def _training_run(
+    rid: str, start: float, end: float, lr: float, *, node: int = 0, local: int = 0, **kw: object
+) -> RunRecord:
+    return RunRecord(
+        id=rid, name=rid, study="ddp", status=kw.pop("status", "finished"), started_at=start,
+        ended_at=end, job_id="torchrun:h:29500", host=f"h{node}", node_rank=node,
+        local_rank=local, node_meter=local == 0, params={"lr": lr},
+        metrics=(gp.MetricPoint("acc", lr * 10),), **kw,
+    )  # fmt: skip
+
+
+def test_a_job_that_trains_two_configurations_one_after_another_reads_as_two_trials():
+    """A ``torchrun`` script that loops over two learning rates, on two nodes of two ranks:
+    each training's node meters and ranks ran at the same time; the second training started
+    after the first ended. Before: 1 trial (every run of the job linked under its head) scored
+    by the first training alone. Now 2 trials, each with its nodes and ranks as parts, the
+    job's cost the same, and a note. A training restarted after a failure (the same params)
+    stays one trial, read from its last attempt, the failed one a part adding its cost (it
+    was the trial, failed, before)."""
+    runs = [
+        _training_run(f"lr{lr}-n{n}r{r}", start + 0.01 * n, start + 50 + 0.01 * n, lr,
+                      node=n, local=r, energy_kwh=1.0 if r == 0 else 0.25)
+        for lr, start in ((0.1, 0.0), (0.01, 60.0))
+        for n in (0, 1)
+        for r in (0, 1)
+    ]  # fmt: skip
+    read = resolve_roles(runs)
+    trials = [read.forest.runs[p].id for p in read.trials]
+    assert trials == ["lr0.1-n0r0", "lr0.01-n0r0"]
+    assert sorted(read.counts.items()) == [("part", 6), ("trial", 2)]
+    assert any("ran 2 trainings one after another" in n for n in read.forest.notes)
+    tag = price_tag(runs, metric="acc")
+    assert tag.total.energy_kwh == pytest.approx(4.0)  # each node meter once, ranks inside
+    assert tag.final is not None and tag.final.run_id == "lr0.1-n0r0"
+    assert tag.final.energy_kwh == pytest.approx(2.0)  # its two nodes
+    restarted = [
+        _training_run("try1-n0", 0.0, 10.0, 0.1, status="failed", energy_kwh=1.0),
+        _training_run("try1-n1", 0.0, 10.0, 0.1, node=1, status="failed", energy_kwh=1.0),
+        _training_run("try2-n0", 20.0, 80.0, 0.1, energy_kwh=1.0),
+        _training_run("try2-n1", 20.0, 80.0, 0.1, node=1, energy_kwh=1.0),
+    ]
+    again = resolve_roles(restarted)
+    assert [again.forest.runs[p].id for p in again.trials] == ["try2-n0"]
+    tag = price_tag(restarted, metric="acc")
+    assert tag.total.energy_kwh == pytest.approx(4.0) == tag.final.energy_kwh
+    assert tag.total.trials == 1
+    # after an attempt that finished (a fit, then its test in the same job), read from the first
+    done_twice = [r if r.status == "finished" else dataclasses.replace(r, status="finished")
+                  for r in restarted]  # fmt: skip
+    assert [
+        resolve_roles(done_twice).forest.runs[p].id for p in resolve_roles(done_twice).trials
+    ] == ["try1-n0"]
+
+
+#: One process of a two-node job (``srun -N 2 python loop.py``): two trainings one after
+#: another, the nodes in step (each waits for the other before a training and after it).
+LOOP_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+import greenprint as gp
+
+node = os.environ["SLURM_NODEID"]
+
+
+def barrier(name):
+    Path(f"{name}-{node}").touch()
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{name}-{n}").exists() for n in "01") and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+for lr in (0.1, 0.01):
+    barrier(f"start-{lr}")
+    with gp.track("train", study="loop", params={"lr": lr}) as run:
+        time.sleep(0.2)
+        run.log(val_acc=0.9 - abs(lr - 0.01))
+    barrier(f"end-{lr}")
+"""
+
+
+def test_a_two_node_job_looping_over_two_learning_rates_reads_as_two_trials(tmp_path):
+    """The job's four runs (two nodes x two trainings), written by real processes: the report
+    reads two trials, each with its other node as its part, the better learning rate the
+    final run, and says how it read the job (before: 1 trial, the second training a part)."""
+    (tmp_path / "loop.py").write_text(LOOP_SCRIPT, encoding="utf-8")
+    ledger = tmp_path / "greenprint.db"
+    gp.Ledger(ledger).close()
+    procs = [
+        _start({**_slurm(ledger, f"node-{'ab'[n]}", n, 0), "SLURM_NTASKS": "2",
+                "GREENPRINT_LEDGER": str(ledger)}, tmp_path, sys.executable, "loop.py")
+        for n in (0, 1)
+    ]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+    done = subprocess.run(
+        [str(BIN / "greenprint"), "report", "--study", "loop", "--format", "json", "--no-plots"],
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    import json
+
+    report = json.loads((tmp_path / "greenprint-report" / "report.json").read_text())
+    rows = report["runs"]
+    trials = [r for r in rows if r["role"] == "trial"]
+    assert sorted(r["params"]["lr"] for r in trials) == [0.01, 0.1]
+    assert all(r["name"] == "train" and r["params"]["lr"] in (0.1, 0.01) for r in rows)
+    parts = [r for r in rows if r["role"] == "part"]
+    assert len(parts) == 2
+    by_id = {r["id"]: r for r in rows}
+    assert all(by_id[p["parent_id"]]["params"] == p["params"] for p in parts)
+    final = next(r for r in rows if r["is_final"])
+    assert final["role"] == "trial" and final["params"] == {"lr": 0.01}
+    assert any("ran 2 trainings one after another" in n for n in report["notes"])
+    with gp.Ledger(ledger) as led:
+        runs = led.runs(study="loop")
+    assert report["price_tag"]["total"]["energy_kwh"] == pytest.approx(
+        sum(r.energy_kwh for r in runs), rel=1e-9
+    )  # two hosts: every node meter adds

@@ -44,6 +44,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from greenprint._records import CUT_SHORT_STATUSES
+
 __all__ = [
     "HOST_ENV",
     "EDGE_KINDS",
@@ -347,12 +349,58 @@ def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) 
         loose = [p for p in members if parents[p] is None]
         if len(loose) < 2:
             continue
-        head = min(loose, key=lambda p: _head_order(runs[p]))
-        for pos in loose:
-            if pos != head:
-                parents[pos], kinds[pos] = head, "remote"
+        # a search's trials that metered the node stay one job (the note above says why)
+        trainings = [(loose, loose)] if metered else _trainings(runs, loose)
+        for training, last in trainings:
+            head = min(last, key=lambda p: _head_order(runs[p]))
+            for pos in training:
+                if pos != head:
+                    parents[pos], kinds[pos] = head, "remote"
+        if len(trainings) > 1:
+            notes.append(
+                f"job {job}: its processes ran {len(trainings)} trainings one after another, "
+                "with different params: each read as a trial of its own, its ranks' runs as its "
+                "parts"
+            )
     _link_spawned(runs, parents, kinds)
     return notes
+
+
+def _trainings(runs: Sequence[Any], loose: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+    """A job's top-level runs grouped by training, in start order, with its last attempt's runs.
+
+    The runs of one training run at the same time (its ranks, its nodes): runs whose spans
+    overlap, directly or through others, are one attempt. A job whose processes ran two
+    trainings one after another (a script that loops over two learning rates under
+    ``torchrun``) has two; a later attempt with the same params as the one before it (params
+    naming a rank left out) is that training again (a restart after a failure, a resumed
+    training), not another: its runs join the training, which is read from its last attempt
+    (its head, status and score) when the attempts before it were cut short (failed,
+    interrupted, lost), else from its first, the others adding their cost.
+    """
+    ordered = sorted(loose, key=lambda p: (runs[p].started_at, runs[p].id))
+    groups: list[list[int]] = []
+    reach = -float("inf")
+    for pos in ordered:
+        if groups and runs[pos].started_at < reach:
+            groups[-1].append(pos)
+        else:
+            groups.append([pos])
+        reach = max(reach, _end(runs[pos]))
+    merged: list[tuple[list[int], list[int]]] = []
+    key_of_last: str | None = None
+    for group in groups:
+        key = _training_params(runs[min(group, key=lambda p: _head_order(runs[p]))])
+        if merged and key == key_of_last:
+            training, last = merged[-1]
+            ended = {runs[p].status for p in last}
+            # read from the new attempt when the one before was cut short (a restart); after
+            # one that finished (a fit, then its test) the training stays read from the first
+            merged[-1] = (training + group, group if ended <= set(CUT_SHORT_STATUSES) else last)
+        else:
+            merged.append((group, group))
+        key_of_last = key
+    return merged
 
 
 def _search_trials(runs: Sequence[Any], members: Sequence[int]) -> tuple[set[int], int]:
