@@ -16,6 +16,7 @@ the truth of every energy figure is power x time:
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ WATTS = 360.0
 #: before greenprint's (study ``lit-cb``), and after it (``lit-first``: Lightning runs its
 #: finders before every other callback whatever the order given).
 LR_FIND_SCRIPT = """
+import json
 import sys
 sys.path.insert(0, @METERS@)
 import torch
@@ -143,3 +145,79 @@ def test_the_test_after_the_fit_scores_the_fits_run(lr_find_home):
     runs = {r.name: r for r in gp.Ledger(lr_find_home / "greenprint.db").runs(study="lit-tuner")}
     assert runs["regressor"].metric("test_loss")
     assert not runs["regressor-lr_find"].metric("test_loss")
+
+
+# ------------------------------------------------------------ HF: the retrain after a search
+#: ``Trainer.hyperparameter_search(backend="optuna", n_trials=3)`` with Hugging Face's
+#: defaults (no ``compute_metrics``: the objective is the evaluation loss, minimised), then the
+#: retrain as Hugging Face's documentation writes it (each best hyper-parameter set on
+#: ``trainer.args``, ``trainer.train()``), no run of greenprint's around it; then one more
+#: training with another learning rate.
+HF_RETRAIN_SCRIPT = """
+import json, warnings
+import optuna
+from transformers import Trainer, TrainingArguments
+from greenprint.integrations.transformers import GreenprintCallback
+from hf_tiny import Tokens, tiny_bert
+
+warnings.filterwarnings("ignore")
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def hp_space(trial):
+    return {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)}
+
+
+args = TrainingArguments(output_dir="out", num_train_epochs=2, eval_strategy="epoch",
+                         save_strategy="no", logging_steps=2, report_to=[], use_cpu=True,
+                         disable_tqdm=True)
+trainer = Trainer(model_init=tiny_bert, args=args, train_dataset=Tokens(64, seed=0),
+                  eval_dataset=Tokens(32, seed=1))
+GreenprintCallback(study="hf-retrain").attach(trainer)
+best = trainer.hyperparameter_search(hp_space=hp_space, backend="optuna", n_trials=3,
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+for name, value in best.hyperparameters.items():
+    setattr(trainer.args, name, value)
+trainer.train()
+trainer.args.learning_rate = best.hyperparameters["learning_rate"] / 10
+trainer.train()
+print(json.dumps(best.hyperparameters))
+"""
+
+
+@pytest.fixture(scope="module")
+def hf_retrain_home(tmp_path_factory):
+    """The search-then-retrain script run once in an empty directory."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("optuna")
+    home = _empty(tmp_path_factory, "hf-retrain")
+    here = Path(__file__).parent / "integrations" / "_hf.py"
+    (home / "hf_tiny.py").write_text(here.read_text(encoding="utf-8"), encoding="utf-8")
+    (home / "study.py").write_text(HF_RETRAIN_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_retrain_with_the_searchs_best_hyperparameters_is_the_final_run(hf_retrain_home):
+    """Before: the retrain read as a fourth trial of the search (4 trials where Optuna ran 3,
+    the best configuration twice in the EVP), and the final run the best of the four by the
+    rule 'best trial'. Now the training of the attached trainer after its search with exactly
+    the search's best hyper-parameters has role 'final' (given by the integration): 3 trials
+    of the search, the final run chosen by its role, scored by the objective as the trials
+    are; a training with other hyper-parameters after it is a trial of its own."""
+    home, best = hf_retrain_home
+    report = _report(home, "--study", "hf-retrain", "--no-plots", "--format", "json")
+    rows = {row["id"]: row for row in report["runs"]}
+    runs = gp.Ledger(home / "greenprint.db").runs(study="hf-retrain")
+    searched = [r for r in runs if r.name.startswith("trial-")]
+    retrain, other = (r for r in runs if not r.name.startswith("trial-"))
+    assert len(searched) == 3 and all(r.role == "trial" for r in searched)
+    assert retrain.role == "final" and retrain.params["learning_rate"] == best["learning_rate"]
+    assert other.role is None and rows[other.id]["role"] == "trial"
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"trial": 4, "final": 1}
+    assert (tag["final"]["run_id"], tag["final"]["rule"]) == (retrain.id, "role")
+    assert report["metric"] == "objective_loss" and report["mode"] == "min"
+    assert tag["final"]["score"] == pytest.approx(retrain.metric("objective_loss"))
+    _export_reads_as_the_report(home, "hf-retrain", report)

@@ -46,7 +46,11 @@ What it records:
   ``greenprint report`` ranks by that metric (its name says the direction) before the
   evaluation metrics logged as often; later trainings of the same trainer (the retrain with
   the best hyper-parameters) log the objective of their evaluations too, so they rank with the
-  trials. Without ``attach`` the callback cannot see the objective, and warns.
+  trials. A later training whose ``args`` hold exactly the search's best hyper-parameters (Hugging
+  Face's recipe: each of ``best.hyperparameters`` set on ``trainer.args``, then
+  ``trainer.train()``), with no run of yours around it and no ``role`` given, is the retrain:
+  ``role="final"``, not one more trial. Without ``attach`` the callback cannot see the
+  objective, and warns.
 
 Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``budget=gp.Budget(...)``):
 with ``on_exceed="stop"`` the callback stops training the way Hugging Face's own
@@ -171,6 +175,9 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._searching = 0  # depth of the wrapped hyperparameter_search() calls in progress
         #: the last search's objective (its compute_objective and metric names), for retrains
         self._objective: _Objective | None = None
+        #: the last search's best hyper-parameters: a later training with exactly these is its
+        #: retrain (role "final", see on_train_begin)
+        self._best: dict[str, Any] | None = None
         self._warn = WarnOnce()
         self._resume_path: Any = None  # resume_from_checkpoint of the wrapped train() call
         self.last_run_id: str | None = None
@@ -255,9 +262,11 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             self._objective = objective
             self._searching += 1
             try:
-                return search(*bound.args, **bound.kwargs)
+                found = search(*bound.args, **bound.kwargs)
             finally:
                 self._searching -= 1
+            self._best = _best_hyperparameters(found)
+            return found
 
         return wrapped
 
@@ -295,6 +304,8 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
                     "logged most (eval_loss, minimised); pass the metric the search optimised "
                     "with --metric and its direction with --mode max|min",
                 )
+        elif "role" not in options and self._retrains_best(args):
+            options["role"] = "final"  # the retrain with the search's best hyper-parameters
         if options.get("dataset_size") is None:  # E x D x H: the examples it trains on
             size = sized_dataset(kwargs.get("train_dataloader"))
             if size is not None:
@@ -325,6 +336,23 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         search = getattr(state, "is_hyper_param_search", False)
         if resumed and getattr(state, "is_world_process_zero", True) and not search:
             self._continue(args, state)
+
+    def _retrains_best(self, args: Any) -> bool:
+        """Whether a training outside a search is the retrain of the last search's best.
+
+        Hugging Face's own recipe after ``best = trainer.hyperparameter_search(...)``: each of
+        ``best.hyperparameters`` set on ``trainer.args``, then ``trainer.train()``. A training
+        of the attached trainer whose arguments hold exactly those values (all of them), with
+        no run of this process around it (a run you opened, ``role="final"`` or not, says what
+        it is), is the model the search chose: role ``final``, not one more trial.
+        """
+        from greenprint.tracking import active_runs
+
+        best = self._best
+        if not best or next(active_runs(), None) is not None:
+            return False
+        missing = object()
+        return all(_same_value(getattr(args, key, missing), value) for key, value in best.items())
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any):
         """Write the run's id beside the checkpoint just saved (``greenprint_run.json``).
@@ -782,6 +810,24 @@ def _is_evaluation(logs: Mapping[str, Any]) -> bool:
     return any(
         isinstance(key, str) and key.endswith("_runtime") and key != "train_runtime" for key in logs
     )
+
+
+def _best_hyperparameters(found: Any) -> dict[str, Any] | None:
+    """The hyper-parameters of a search's ``BestRun`` (``None``: several, or none given)."""
+    hyperparameters = getattr(found, "hyperparameters", None)
+    if not isinstance(hyperparameters, Mapping) or not hyperparameters:
+        return None  # a multi-objective search returns its Pareto front: no one best
+    return dict(hyperparameters)
+
+
+def _same_value(have: Any, want: Any) -> bool:
+    """``have == want`` for a hyper-parameter: same type family, equal (no error raised)."""
+    if isinstance(have, bool) != isinstance(want, bool):
+        return False
+    try:
+        return bool(have == want)
+    except (TypeError, ValueError):  # an array: == is elementwise, its truth undefined
+        return False
 
 
 def _trial_name(trainer: Any) -> str | None:
