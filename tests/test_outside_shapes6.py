@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
+from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
-from _report_cli import run_in
 
 #: Where the constant-power meter of the tracker tests lives (the scripts import it).
 METERS_DIR = str(Path(__file__).resolve().parent / "tracking")
@@ -221,3 +221,75 @@ def test_the_retrain_with_the_searchs_best_hyperparameters_is_the_final_run(hf_r
     assert report["metric"] == "objective_loss" and report["mode"] == "min"
     assert tag["final"]["score"] == pytest.approx(retrain.metric("objective_loss"))
     _export_reads_as_the_report(home, "hf-retrain", report)
+
+
+# ------------------------------------------------------------ a pool's workers in another study
+#: A ``multiprocessing.Pool`` made before two searches (as ``test_distributed_searches``'s
+#: pool script), whose worker's ``gp.track`` forgot ``study=``: the trials land in the study
+#: ``default``, measured inside the searches of study ``mp`` all the same.
+FORGOT_STUDY_SCRIPT = """
+import multiprocessing as mp
+import time
+import greenprint as gp
+
+
+def trial(x):
+    with gp.track(f"x={x}", params={"x": x}) as run:  # no study=: the user forgot it
+        end = time.process_time() + 0.05
+        while time.process_time() < end:
+            pass
+        run.log(accuracy=x / 10)
+    return x
+
+
+if __name__ == "__main__":
+    pool = mp.get_context("fork").Pool(2)
+    for name, xs in (("search-a", [1, 2, 3]), ("search-b", [4, 5, 6])):
+        with gp.track(name, study="mp"):
+            pool.map(trial, xs)
+    pool.close()
+    pool.join()
+"""
+
+
+@pytest.fixture(scope="module")
+def forgot_study_home(tmp_path_factory):
+    """The pool script whose workers forgot ``study=``, run once in an empty directory."""
+    home = _empty(tmp_path_factory, "forgot-study")
+    (home / "search.py").write_text(FORGOT_STUDY_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home
+
+
+def test_a_search_whose_workers_wrote_another_study_says_so(forgot_study_home):
+    """Before: the report of study 'mp' read two unscored trials, 'no run logged a metric',
+    and nothing said where the six trials went. Now a note names the runs of study 'default'
+    that the searches measured (started in worker processes of their process trees), says
+    that their cost is in this study's already, and how to read them as its trials. The
+    price tag stays what the searches measured (links across studies are not guessed)."""
+    home = forgot_study_home
+    runs = gp.Ledger(home / "greenprint.db").runs()
+    assert {r.study for r in runs} == {"mp", "default"}
+    report = _report(home, "--study", "mp", "--no-plots", "--format", "json")
+    (note,) = [n for n in report["notes"] if "study 'default'" in n]
+    assert note.startswith("6 top-level runs of study 'default'")
+    for search in ("search-a", "search-b"):
+        run = next(r for r in runs if r.name == search)
+        assert run.id[:8] in note
+    assert "study='mp'" in note and "counts it twice" in note
+    measured = sum(r.energy_kwh for r in runs if r.study == "mp")
+    assert report["price_tag"]["total"]["energy_kwh"] == pytest.approx(measured, rel=1e-9)
+    assert report["price_tag"]["total"]["runs"] == 2
+    done = run_in(home, GREENPRINT, "report", "--study", "mp", "--format", "md", "--no-plots",
+                  "--out", "md")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "study 'default'" in (home / "md" / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_study_without_such_runs_reads_no_other_study(forgot_study_home):
+    """The workers' own study reads as before: six trials, and no note about 'mp' (this
+    direction is not looked for)."""
+    report = _report(forgot_study_home, "--study", "default", "--no-plots", "--format", "json")
+    assert report["price_tag"]["total"]["trials"] == 6
+    assert not [n for n in report["notes"] if "study 'mp'" in n]

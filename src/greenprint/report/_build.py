@@ -10,8 +10,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, ReportError
+from greenprint._format import count_of
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
+from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY, writer_place
 from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import FPO_KEY, Provenance, is_fpo_lower_bound
@@ -127,7 +129,7 @@ def build_report(
                     f"{other.study!r}, not to study {study!r} that is being reported"
                 )
         with gc_paused():  # hundreds of thousands of small acyclic objects (see gc_paused)
-            return _assemble(
+            report = _assemble(
                 runs,
                 study=study,
                 ledger_url=led.url,
@@ -141,9 +143,90 @@ def build_report(
                 group_by=group_by,
                 run_of=led.run,
             )
+            elsewhere = _other_studies_inside(led, study, runs)
+        if elsewhere:
+            report = dataclasses.replace(report, notes=(*report.notes, *elsewhere))
+        return report
     finally:
         if opened:
             led.close()
+
+
+def _other_studies_inside(led: Ledger, study: str, runs: Sequence[RunRecord]) -> list[str]:
+    """Notes naming top-level runs of other studies that this study's runs measured.
+
+    A pool made before a search (``multiprocessing.Pool``) whose worker's ``gp.track`` gives
+    no ``study=`` (or another): the workers' runs land in that study (``default``), top-level,
+    while the search's run read their process tree. This study then reads the search as an
+    unscored trial and nothing says where its trials went. Such runs are found by the rule
+    that reads a pool's workers' runs inside the run open in their parent process
+    (:class:`~greenprint.analysis._common.RunForest`), applied to this study's candidate runs
+    and the other studies' top-level runs that record their ancestors; a note per other study
+    names them and the runs of this study that hold their cost. They are not linked across
+    studies (never guessed): the price tag stays this study's runs'.
+
+    Only looked for when this study has a top-level run that read its own process's tree, has
+    no child run and logged no metric (the search that reads as an unscored trial) and the
+    ledger holds other studies: then their top-level runs are read. Any other study's report
+    reads nothing more.
+    """
+    ids = {run.id for run in runs}
+    parents = {run.parent_id for run in runs}
+    readers = [
+        run
+        for run in runs
+        if (run.parent_id is None or run.parent_id not in ids)
+        and run.id not in parents
+        and run.scope == "process"
+        and run.job_id is None
+        and _read_own_tree(run)
+        and all(is_reserved_metric(point.name) for point in run.metrics)
+    ]
+    if not readers:
+        return []
+    others = [name for name in led.studies() if name != study]
+    found = [
+        run
+        for other in others
+        for run in led._read(study=other, parent_id=None, points="score")
+        if ANCESTORS_KEY in run.provenance
+    ]
+    if not found:
+        return []
+    forest = RunForest.build([*readers, *found])
+    inside: dict[str, list[RunRecord]] = {}  # other study -> its runs inside this study's
+    holders: dict[str, set[str]] = {}
+    for pos, run in enumerate(forest.runs):
+        parent = forest.parents[pos]
+        if run.study == study or parent is None or forest.runs[parent].study != study:
+            continue
+        inside.setdefault(run.study, []).append(run)
+        holders.setdefault(run.study, set()).add(forest.runs[parent].id[:8])
+    notes = []
+    for other, held in inside.items():
+        names = sorted({run.name for run in held})
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        by = sorted(holders[other])
+        notes.append(
+            f"{count_of(len(held), 'top-level run')} of study {other!r} ({shown}) ran in "
+            f"worker processes inside {'run' if len(by) == 1 else 'runs'} {', '.join(by[:3])}"
+            + (f" and {len(by) - 3} more" if len(by) > 3 else "")
+            + " of this study (e.g. a multiprocessing.Pool made before the search, whose "
+            "workers' gp.track gave no study=): this study's energy holds their cost, so "
+            "adding both studies' totals counts it twice, and they are not read as this "
+            f"study's trials; give the workers' gp.track study={study!r} (or parent=) to "
+            "read them as its trials"
+        )
+    return notes
+
+
+def _read_own_tree(run: RunRecord) -> bool:
+    """Whether ``run`` read its own process's tree (not ``pid=`` another process's)."""
+    where = writer_place(run.provenance.get(WRITER_KEY))
+    measured = run.provenance.get("process")
+    return (
+        where is not None and isinstance(measured, str) and measured.split()[1:2] == [str(where[0])]
+    )
 
 
 def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[RunRecord, ...]:
