@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import AnalysisError, ConfigError, ReportError
+from greenprint._exceptions import AnalysisError, ConfigError, GreenprintError, ReportError
 from greenprint._format import count_of
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
@@ -184,16 +184,20 @@ def _other_studies_inside(led: Ledger, study: str, runs: Sequence[RunRecord]) ->
     ]
     if not readers:
         return []
-    others = [name for name in led.studies() if name != study]
-    found = [
-        run
-        for other in others
-        for run in led._read(study=other, parent_id=None, points="score")
-        if ANCESTORS_KEY in run.provenance
-    ]
-    if not found:
+    try:
+        others = [name for name in led.studies() if name != study]
+        found = [
+            run
+            for other in others
+            for run in led._read(study=other, parent_id=None, points="score")
+            if ANCESTORS_KEY in run.provenance
+        ]
+        forest = RunForest.build([*readers, *found]) if found else None
+    except GreenprintError as e:  # another study's corrupt row: this study's report stands
+        logger.debug("greenprint: the other studies were not read for the note: %s", e)
         return []
-    forest = RunForest.build([*readers, *found])
+    if forest is None:
+        return []
     inside: dict[str, list[RunRecord]] = {}  # other study -> its runs inside this study's
     holders: dict[str, set[str]] = {}
     for pos, run in enumerate(forest.runs):
