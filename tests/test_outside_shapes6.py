@@ -287,9 +287,37 @@ def test_a_search_whose_workers_wrote_another_study_says_so(forgot_study_home):
     assert "study 'default'" in (home / "md" / "report.md").read_text(encoding="utf-8")
 
 
-def test_a_study_without_such_runs_reads_no_other_study(forgot_study_home):
-    """The workers' own study reads as before: six trials, and no note about 'mp' (this
-    direction is not looked for)."""
-    report = _report(forgot_study_home, "--study", "default", "--no-plots", "--format", "json")
+def test_the_workers_study_says_its_runs_ran_inside_another_studys(forgot_study_home):
+    """Before: study 'default' read six trials and nothing said that study 'mp''s searches
+    measured them too. Now a note names the searches that hold their cost, that adding both
+    totals counts it twice, and the study= to give; its trials and total stay its own."""
+    home = forgot_study_home
+    runs = gp.Ledger(home / "greenprint.db").runs()
+    report = _report(home, "--study", "default", "--no-plots", "--format", "json")
     assert report["price_tag"]["total"]["trials"] == 6
-    assert not [n for n in report["notes"] if "study 'mp'" in n]
+    own = sum(r.energy_kwh for r in runs if r.study == "default")
+    assert report["price_tag"]["total"]["energy_kwh"] == pytest.approx(own, rel=1e-9)
+    (note,) = [n for n in report["notes"] if "study 'mp'" in n]
+    assert note.startswith("6 top-level runs of this study (x=1, x=2, x=3 and 3 more)")
+    for search in ("search-a", "search-b"):
+        assert next(r for r in runs if r.name == search).id[:8] in note
+    assert "counts it twice" in note and "study='mp'" in note
+
+
+def test_scripts_started_from_one_shell_read_no_other_study(tmp_path_factory):
+    """Two scripts of study 'one' started at once from one shell (two processes under one
+    process that wrote no run, as a pool's workers: the other studies are read), then a
+    script of study 'two': no run of either was measured inside the other's, so no note."""
+    home = _empty(tmp_path_factory, "two-scripts")
+    for name in ("one", "two"):
+        (home / f"{name}.py").write_text(
+            f"import greenprint as gp\nwith gp.track('{name}', study='{name}') as r:\n"
+            "    r.log(accuracy=0.5)\n",
+            encoding="utf-8",
+        )
+    python = sys.executable
+    done = run_in(home, "sh", "-c", f"{python} one.py & {python} one.py & wait; {python} two.py")
+    assert done.returncode == 0, done.stderr
+    for name in ("one", "two"):
+        report = _report(home, "--study", name, "--no-plots", "--format", "json")
+        assert not [n for n in report["notes"] if "ran in worker processes" in n]

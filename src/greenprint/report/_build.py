@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger import Ledger
 
 __all__ = ["build_report"]
+
+_STARTED_AT = operator.attrgetter("started_at")
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +146,7 @@ def build_report(
                 group_by=group_by,
                 run_of=led.run,
             )
-            elsewhere = _other_studies_inside(led, study, runs)
+            elsewhere = _other_studies_inside(led, study, runs, report.runs)
         if elsewhere:
             report = dataclasses.replace(report, notes=(*report.notes, *elsewhere))
         return report
@@ -152,76 +155,141 @@ def build_report(
             led.close()
 
 
-def _other_studies_inside(led: Ledger, study: str, runs: Sequence[RunRecord]) -> list[str]:
-    """Notes naming top-level runs of other studies that this study's runs measured.
+def _other_studies_inside(
+    led: Ledger, study: str, runs: Sequence[RunRecord], rows: Sequence[RunRow]
+) -> list[str]:
+    """Notes naming top-level runs of one study measured inside runs of another.
 
     A pool made before a search (``multiprocessing.Pool``) whose worker's ``gp.track`` gives
     no ``study=`` (or another): the workers' runs land in that study (``default``), top-level,
-    while the search's run read their process tree. This study then reads the search as an
-    unscored trial and nothing says where its trials went. Such runs are found by the rule
-    that reads a pool's workers' runs inside the run open in their parent process
-    (:class:`~greenprint.analysis._common.RunForest`), applied to this study's candidate runs
-    and the other studies' top-level runs that record their ancestors; a note per other study
-    names them and the runs of this study that hold their cost. They are not linked across
-    studies (never guessed): the price tag stays this study's runs'.
+    while the search's run read their process tree. The search's study then reads the search
+    as an unscored trial, nothing says where its trials went, and the workers' study's total
+    is inside the search's too. Such runs are found by the rule that reads a pool's workers'
+    runs inside the run open in their parent process
+    (:class:`~greenprint.analysis._common.RunForest`), applied to this study's candidates and
+    the other studies' top-level runs; a note per other study names them and the runs that
+    hold their cost. They are not linked across studies (never guessed): the price tag stays
+    this study's runs'.
 
-    Only looked for when this study has a top-level run that read its own process's tree, has
-    no child run and logged no metric (the search that reads as an unscored trial) and the
-    ledger holds other studies: then their top-level runs are read. Any other study's report
+    Other studies are read only when this study has either side's candidate, and the ledger
+    holds other studies: a top-level run that read its own process's tree, has no child and
+    logged no metric (the search read as an unscored trial), or top-level runs that the report
+    reads as roots, of at least two processes started under one process that wrote no run of
+    this study (a pool's workers, whose parent's run is elsewhere). Any other study's report
     reads nothing more.
     """
     ids = {run.id for run in runs}
     parents = {run.parent_id for run in runs}
-    readers = [
+    readers = [  # the cheap tests first; whether each read its own tree once others exist
         run
         for run in runs
-        if (run.parent_id is None or run.parent_id not in ids)
-        and run.id not in parents
-        and run.scope == "process"
+        if run.scope == "process"
         and run.job_id is None
-        and _read_own_tree(run)
+        and run.id not in parents
+        and (run.parent_id is None or run.parent_id not in ids)
         and all(is_reserved_metric(point.name) for point in run.metrics)
     ]
-    if not readers:
+    workers = _orphan_workers(runs, rows)
+    if not readers and not workers:
         return []
     try:
         others = [name for name in led.studies() if name != study]
+        if not others:
+            return []
+        readers = [run for run in readers if _read_own_tree(run)]
+        if not readers and not workers:
+            return []
         found = [
             run
             for other in others
             for run in led._read(study=other, parent_id=None, points="score")
-            if ANCESTORS_KEY in run.provenance
+            if (readers and ANCESTORS_KEY in run.provenance)
+            or (workers and run.scope == "process" and _read_own_tree(run))
         ]
-        forest = RunForest.build([*readers, *found]) if found else None
+        forest = RunForest.build([*readers, *workers, *found]) if found else None
     except GreenprintError as e:  # another study's corrupt row: this study's report stands
         logger.debug("greenprint: the other studies were not read for the note: %s", e)
         return []
     if forest is None:
         return []
-    inside: dict[str, list[RunRecord]] = {}  # other study -> its runs inside this study's
-    holders: dict[str, set[str]] = {}
+    inside: dict[tuple[str, str], list[str]] = {}  # (worker's study, holder's) -> names
+    holders: dict[tuple[str, str], set[str]] = {}
     for pos, run in enumerate(forest.runs):
         parent = forest.parents[pos]
-        if run.study == study or parent is None or forest.runs[parent].study != study:
+        if parent is None or forest.runs[parent].study == run.study:
             continue
-        inside.setdefault(run.study, []).append(run)
-        holders.setdefault(run.study, set()).add(forest.runs[parent].id[:8])
+        holder = forest.runs[parent]
+        if study not in (run.study, holder.study):
+            continue
+        inside.setdefault((run.study, holder.study), []).append(run.name)
+        holders.setdefault((run.study, holder.study), set()).add(holder.id[:8])
     notes = []
-    for other, held in inside.items():
-        names = sorted({run.name for run in held})
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        by = sorted(holders[other])
-        notes.append(
-            f"{count_of(len(held), 'top-level run')} of study {other!r} ({shown}) ran in "
-            f"worker processes inside {'run' if len(by) == 1 else 'runs'} {', '.join(by[:3])}"
-            + (f" and {len(by) - 3} more" if len(by) > 3 else "")
-            + " of this study (e.g. a multiprocessing.Pool made before the search, whose "
-            "workers' gp.track gave no study=): this study's energy holds their cost, so "
-            "adding both studies' totals counts it twice, and they are not read as this "
-            f"study's trials; give the workers' gp.track study={study!r} (or parent=) to "
-            "read them as its trials"
+    for (theirs, held_by), names in inside.items():
+        by = sorted(holders[theirs, held_by])
+        listed = sorted(set(names))
+        shown = ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
+        runs_by = f"{'run' if len(by) == 1 else 'runs'} {', '.join(by[:3])}" + (
+            f" and {len(by) - 3} more" if len(by) > 3 else ""
         )
+        if held_by == study:
+            notes.append(
+                f"{count_of(len(names), 'top-level run')} of study {theirs!r} ({shown}) ran in "
+                f"worker processes inside {runs_by} of this study (e.g. a multiprocessing.Pool "
+                "made before the search, whose workers' gp.track gave no study=): this study's "
+                "energy holds their cost, so adding both studies' totals counts it twice, and "
+                f"they are not read as this study's trials; give the workers' gp.track "
+                f"study={study!r} (or parent=) to read them as its trials"
+            )
+        else:
+            notes.append(
+                f"{count_of(len(names), 'top-level run')} of this study ({shown}) ran in worker "
+                f"processes inside {runs_by} of study {held_by!r}, which measured their process "
+                "tree (e.g. a multiprocessing.Pool made before a search, whose workers' "
+                f"gp.track gave no study=): study {held_by!r}'s energy holds their cost too, so "
+                "adding both studies' totals counts it twice; if they are its trials, give the "
+                f"workers' gp.track study={held_by!r}"
+            )
     return notes
+
+
+def _orphan_workers(runs: Sequence[RunRecord], rows: Sequence[RunRow]) -> list[RunRecord]:
+    """Root runs of processes that ran at once under one process that wrote no run here.
+
+    Top-level runs the report reads as roots (no parent found in the study), grouped by the
+    process each was started under (the first of its ancestors), where two of different
+    processes overlap in time: a pool's workers whose parent's run is elsewhere (not a shell
+    loop's scripts, one after another). Text comparisons only.
+    """
+    roots = {row.id for row in rows if row.parent_id is None}
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for run in runs:
+        up = run.provenance.get(ANCESTORS_KEY)
+        if not isinstance(up, str) or run.scope != "process" or run.job_id is not None:
+            continue
+        if run.id in roots:
+            groups.setdefault((run.host, up.split(";", 1)[0].strip()), []).append(run)
+    pools = []
+    for key, group in groups.items():
+        if len(group) < 2:
+            continue
+        group.sort(key=_STARTED_AT)  # in start order already: one pass
+        reach, by = -math.inf, None  # the latest end so far, and its process
+        for run in group:
+            writer = run.provenance.get(WRITER_KEY)
+            if run.started_at < reach and writer != by:
+                pools.append((key, group))
+                break
+            ended = math.inf if run.ended_at is None else run.ended_at
+            if ended > reach:
+                reach, by = ended, writer
+    if not pools:
+        return []
+    wrote = {  # "pid N tick T" of each process that wrote a run of the study, by host
+        (run.host, " ".join(text.split()[:4]))
+        for run in runs
+        if isinstance(text := run.provenance.get(WRITER_KEY), str)
+    }
+    return [run for key, group in pools if key not in wrote for run in group]
 
 
 def _read_own_tree(run: RunRecord) -> bool:
