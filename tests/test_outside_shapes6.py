@@ -37,7 +37,8 @@ WATTS = 360.0
 # ------------------------------------------------------------ Lightning's lr finder
 #: ``Tuner.lr_find`` then fit and test (study ``lit-tuner``); a ``LearningRateFinder`` callback
 #: before greenprint's (study ``lit-cb``), and after it (``lit-first``: Lightning runs its
-#: finders before every other callback whatever the order given).
+#: finders before every other callback whatever the order given); the finder by one Trainer
+#: and callback, the fit by new ones (``lit-new``).
 LR_FIND_SCRIPT = """
 import json
 import sys
@@ -96,6 +97,9 @@ trainer("lit-cb", LearningRateFinder(num_training_steps=60)).fit(Regressor(), tr
 trainer("lit-first", after=[LearningRateFinder(num_training_steps=60)]).fit(
     Regressor(), train, val
 )
+t = trainer("lit-new")
+Tuner(t).lr_find(Regressor(), train, val, num_training=60)
+trainer("lit-new").fit(Regressor(), train, val)  # a new Trainer and callback fit
 """
 
 
@@ -321,3 +325,15 @@ def test_scripts_started_from_one_shell_read_no_other_study(tmp_path_factory):
     for name in ("one", "two"):
         report = _report(home, "--study", name, "--no-plots", "--format", "json")
         assert not [n for n in report["notes"] if "ran in worker processes" in n]
+
+
+def test_a_finder_whose_fit_has_another_callback_is_a_part_of_no_run(lr_find_home):
+    """The fit by a new Trainer and callback cannot take the finder's run: it stays a part of
+    no run, counted in the price tag and no trial (one trial, the fit)."""
+    runs = {r.name: r for r in gp.Ledger(lr_find_home / "greenprint.db").runs(study="lit-new")}
+    fit, finder = runs["regressor"], runs["regressor-lr_find"]
+    assert (finder.parent_id, finder.role) == (None, "part")
+    report = _report(lr_find_home, "--study", "lit-new", "--no-plots", "--format", "json")
+    total = report["price_tag"]["total"]
+    assert (total["runs"], total["trials"]) == (2, 1)
+    assert total["energy_kwh"] == pytest.approx(fit.energy_kwh + finder.energy_kwh, rel=1e-9)

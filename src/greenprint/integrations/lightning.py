@@ -32,10 +32,11 @@ What it records:
   ``Tuner(trainer).scale_batch_size(...)``, or a ``LearningRateFinder``/``BatchSizeFinder``
   callback, which Lightning runs before every other callback) train the model before this
   callback's ``on_fit_start``: a run of its own, ``<name>-lr_find`` (``-scale_batch_size``),
-  from the fit's ``setup`` to the finder's end, which the next fit's run takes as a ``part``
-  recorded ``contained`` false (it ran before that run, outside its measurement: the price tag
-  adds it once), never a trial of its own. In a single process; a finder that runs after this
-  callback's ``on_fit_start`` is inside the fit's run (measured there).
+  from the fit's ``setup`` to the finder's end, with role ``part``: the next fit's run (with
+  this callback) takes it as its part, recorded ``contained`` false (it ran before that run,
+  outside its measurement: the price tag adds it once); never a trial of its own (with no such
+  fit, a part of no run: its cost is counted, no trial). In a single process; a finder that
+  runs after this callback's ``on_fit_start`` is inside the fit's run (measured there).
 
 Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``budget=gp.Budget(...)``):
 with ``on_exceed="stop"`` the callback stops the fit the way Lightning's ``EarlyStopping`` does,
@@ -214,11 +215,12 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
 
         self._stop_tuning("finished", None)
         options = dict(self._options)
-        options.pop("role", None)  # a part of the fit it tunes, once that fit starts
+        options.pop("role", None)  # a part: of the fit it tunes, once that fit starts
         params = {**_module_params(pl_module), **_trainer_params(trainer)}
         params.update(options.pop("params", None) or {})
         name = self._name or type(pl_module).__name__
-        self._tuning.append(track(f"{name}-{finder}", params=params, **options).start())
+        run = track(f"{name}-{finder}", params=params, role="part", **options)
+        self._tuning.append(run.start())
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Start the run (local rank 0 meters its node; other ranks record parts).
