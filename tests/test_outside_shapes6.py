@@ -337,3 +337,60 @@ def test_a_finder_whose_fit_has_another_callback_is_a_part_of_no_run(lr_find_hom
     total = report["price_tag"]["total"]
     assert (total["runs"], total["trials"]) == (2, 1)
     assert total["energy_kwh"] == pytest.approx(fit.energy_kwh + finder.energy_kwh, rel=1e-9)
+
+
+# ------------------------------------------------------------ a search run around every role
+#: One run around the whole study, no role given to it, logging the best trial's score at the
+#: end (as a search script prints its best): a baseline (``role="baseline"``), three trials (no
+#: role), a refit of the best (``role="final"``).
+AROUND_ROLES_SCRIPT = """
+import time
+import greenprint as gp
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+with gp.track("search", study="around") as search:
+    with gp.track("majority", role="baseline") as run:
+        busy(0.02)
+        run.log(accuracy=0.1)
+    for lr in (0.1, 0.01, 0.001):
+        with gp.track(f"lr={lr}", params={"lr": lr}) as run:
+            busy(0.05)
+            run.log(accuracy=0.5 + lr)
+    with gp.track("refit", role="final", params={"lr": 0.1}) as run:
+        busy(0.05)
+        run.log(accuracy=0.62)
+    search.log(accuracy=0.6)  # the best trial's score
+"""
+
+
+def test_a_run_around_a_baseline_trials_and_a_final_is_their_sweep(tmp_path_factory):
+    """Before: the search (its score 0.6, not its best child's 0.62, the refit's) read as
+    the one trial, the baseline and the refit given their roles demoted to its parts ('ran
+    inside a trial'), and the final run the search itself at 100% of the study's energy.
+    Now a run holding runs given role baseline, final or learning-curve is a container: the
+    search is a sweep, the three runs without a role its trials, the roles given kept, the
+    final run the refit by its role; the total is what the search measured."""
+    home = _empty(tmp_path_factory, "around-roles")
+    (home / "study.py").write_text(AROUND_ROLES_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = _report(home, "--study", "around", "--no-plots", "--format", "json")
+    roles = {row["name"]: row["role"] for row in report["runs"]}
+    assert roles == {"search": "sweep", "majority": "baseline", "lr=0.1": "trial",
+                     "lr=0.01": "trial", "lr=0.001": "trial", "refit": "final"}  # fmt: skip
+    tag = report["price_tag"]
+    assert (tag["total"]["trials"], tag["final"]["name"], tag["final"]["rule"]) == (
+        3,
+        "refit",
+        "role",
+    )
+    assert not [n for n in report["notes"] if "ran inside a trial" in n]
+    (search,) = gp.Ledger(home / "greenprint.db").runs(study="around", parent_id=None)
+    assert tag["total"]["energy_kwh"] == pytest.approx(search.energy_kwh, rel=1e-9)
+    _export_reads_as_the_report(home, "around", report)
