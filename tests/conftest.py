@@ -9,6 +9,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,114 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         from _rewritten_pycs import write_rewritten_pycs
 
         write_rewritten_pycs(session.config, processes=min(workers, os.cpu_count() or 1))
+
+
+#: Seconds each of the suite's longest files took in its worker, in a whole-suite run
+#: (``pytest -n 3 --dist loadfile``, 3f578c9, 2026-12-02 13:43 UTC, load 5-7 from other work:
+#: relative figures). Under ``--dist loadfile`` the files start longest first (below), so no
+#: long file starts last while the other workers sit idle. A file missing here, or an estimate
+#: out of date, changes only the order, never what runs.
+LONG_FILES_S = {
+    "test_docs_examples.py": 507,
+    "integrations/test_ray.py": 241,
+    "test_outside_shapes.py": 169,
+    "test_outside_reports.py": 160,
+    "integrations/test_lightning.py": 113,
+    "test_outside_shapes2.py": 86,
+    "test_distributed_searches.py": 77,
+    "test_outside_shapes3.py": 71,
+    "test_outside_shapes4.py": 68,
+    "test_outside_shapes6.py": 65,  # new since: its time in the next run (2026-12-02 14:07)
+    "integrations/test_transformers_search.py": 65,
+    "test_new_user_reports.py": 59,
+    "integrations/test_transformers.py": 55,
+    "test_new_user_docs.py": 50,
+    "analysis/test_forest_paths.py": 46,
+    "report/test_formats.py": 44,
+    "test_jobs.py": 41,
+    "test_set_role.py": 36,
+    "test_honest_s9.py": 31,
+    "test_rewritten_pycs.py": 28,
+    "integrations/test_done_when_dl.py": 27,
+    "ledger/test_metric_marks.py": 26,
+    "ledger/test_corrupt_rows.py": 24,
+    "analysis/test_pareto.py": 20,
+    "analysis/test_threads_share.py": 20,
+    "meters/test_attribution.py": 20,
+    "integrations/test_budget_integrations.py": 19,
+    "integrations/test_sklearn.py": 18,
+    "ledger/test_store.py": 16,
+    "test_cli_run_budget.py": 15,
+    "report/test_html_print.py": 15,
+    "integrations/test_done_when_loggers.py": 15,
+    "test_new_user_s8.py": 14,
+    "tracking/test_lost_at_once.py": 14,
+    "test_outside_shapes5.py": 14,
+    "report/test_no_metric.py": 14,
+    "report/test_scale_paths.py": 13,
+    "test_multinode_reports.py": 13,
+    "test_new_user_spend_less.py": 12,
+    "ledger/test_study_cost.py": 12,
+    "integrations/test_optuna.py": 12,
+    "ledger/test_merge.py": 12,
+    "fpo/test_fpo_cli.py": 11,
+    "test_wording_s9.py": 11,
+    "test_cli_run_signals.py": 11,
+    "report/test_json_rows.py": 11,
+    "analysis/test_pricetag.py": 10,
+    "analysis/test_concurrent.py": 10,
+}
+
+
+def _loadfile(config: pytest.Config) -> bool:
+    return config.pluginmanager.has_plugin("xdist") and config.getvalue("dist") == "loadfile"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadfile``: the files longest first (:data:`LONG_FILES_S`), then the
+    others by their number of tests, as pytest-xdist orders them; each file's tests keep their
+    order. Every worker collects the same order, which the scheduler (below) keeps.
+
+    pytest-xdist hands a worker the next file in the queue when it is nearly done; ordered by
+    number of tests, a long file of few tests could start last and run alone at the end
+    (``test_done_when_dl.py``, one test of 27 s, started 30 s before the end in the run above).
+    Replayed with that run's per-test times, the three workers end 927 s (by count) or 914 s
+    (longest first) after the start; the ideal split is 914 s.
+    """
+    if not getattr(config, "workerinput", {}).get("longest_files_first"):
+        return  # not an xdist worker under --dist loadfile (workers read dist as "no")
+    tests_dir = Path(__file__).parent
+    counts: dict[Path, int] = {}
+    for item in items:
+        counts[item.path] = counts.get(item.path, 0) + 1
+
+    def longest_first(item: pytest.Item) -> tuple[float, int]:
+        try:
+            name = item.path.relative_to(tests_dir).as_posix()
+        except ValueError:  # a test outside tests/
+            name = ""
+        return -LONG_FILES_S.get(name, 0), -counts[item.path]
+
+    items.sort(key=longest_first)  # stable: a file's tests stay in their order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Tell each pytest-xdist worker whether to collect the longest files first."""
+    node.workerinput["longest_files_first"] = _loadfile(node.config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``--dist loadfile``: pytest-xdist's file scheduler, taking the files in the order
+    the workers collected them (:func:`pytest_collection_modifyitems`) instead of sorting them
+    again by their number of tests (``--no-loadscope-reorder``)."""
+    if not _loadfile(config):
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False
+    return LoadFileScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
