@@ -394,3 +394,24 @@ def test_a_run_around_a_baseline_trials_and_a_final_is_their_sweep(tmp_path_fact
     (search,) = gp.Ledger(home / "greenprint.db").runs(study="around", parent_id=None)
     assert tag["total"]["energy_kwh"] == pytest.approx(search.energy_kwh, rel=1e-9)
     _export_reads_as_the_report(home, "around", report)
+
+
+def test_a_training_with_its_test_given_final_or_a_trial_with_folds_stays_a_trial():
+    """Records: a scored run holding a run given 'final' or 'baseline' beside children that
+    do not vary a configuration (a training and its test evaluation; a trial's folds) is a
+    trial, the given role read as its part, as before."""
+    from greenprint.analysis import resolve_roles
+
+    def run(rid, parent=None, *, role=None, params=None, acc=None):
+        points = () if acc is None else (gp.MetricPoint("acc", acc),)
+        return gp.RunRecord(id=rid, name=rid, parent_id=parent, role=role, params=params or {},
+                            started_at=0.0, ended_at=1.0, status="finished",
+                            metrics=points)  # fmt: skip
+
+    training = [run("resnet", acc=0.9), run("test", "resnet", role="final", acc=0.88)]
+    folds = [run("t", acc=0.8), *(run(f"t-f{k}", "t", params={"fold": k}) for k in range(3)),
+             run("t-test", "t", role="final"), run("t-dummy", "t", role="baseline")]  # fmt: skip
+    for runs in (training, folds):
+        got = resolve_roles(runs).as_dict()
+        assert got[runs[0].id] == ("trial", True)
+        assert all(got[r.id][0] == "part" for r in runs[1:])

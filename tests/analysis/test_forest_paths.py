@@ -200,11 +200,7 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
                 and not all(items[c].role == "part" for c in kids)
                 and (
                     not (_has_score(run, metric) or ranks_of_one_job)
-                    # children given a role only a container holds
-                    or any(
-                        items[c].role in ("trial", "baseline", "final", "learning-curve")
-                        for c in kids
-                    )
+                    or any(items[c].role == "trial" for c in kids)
                 )
             ) or ranks_trial(pos)
             role[pos] = "sweep" if is_sweep else "trial"

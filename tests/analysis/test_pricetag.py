@@ -76,10 +76,7 @@ def reference_roles(runs):
             return run.role, False  # given, unless inside a run that is not a container
         if run.parent_id not in by_id:
             has_score = any(math.isfinite(p.value) for p in run.metrics)
-            # children given a role only a container holds (a trial holds no baseline, final
-            # model or learning curve)
-            held = ("trial", "baseline", "final", "learning-curve")
-            tracked = any(by_id[c].role in held for c in children.get(rid, ()))
+            tracked = any(by_id[c].role == "trial" for c in children.get(rid, ()))
             parts = all(by_id[c].role == "part" for c in children.get(rid, ()))
             sweep = children.get(rid) and not parts and (not has_score or tracked)
             return ("sweep" if sweep else "trial"), True

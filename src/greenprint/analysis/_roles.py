@@ -105,9 +105,10 @@ SCORED_STATUSES: tuple[str, ...] = ("finished", "pruned")
 #: Roles whose children keep the roles given to them: a sweep's trials, a greener comparison's
 #: variants. Inside any other run, a run is a part of it whatever role it was given.
 _CONTAINERS = ("sweep", "greener")
-#: Roles of runs that only a study's container holds: a run holding one is their sweep (a trial
-#: does not hold a baseline, the final model or a learning curve).
-_HELD_BY_CONTAINERS = ("trial", "baseline", "final", "learning-curve")
+#: Roles given to runs that a study's container holds beside its trials: a run holding one and
+#: children that vary a configuration is their sweep (a trial does not hold a baseline, the
+#: final model or a learning curve beside configurations of its own)
+_BESIDE_TRIALS = ("baseline", "final", "learning-curve")
 
 #: Words of a run's name that say it is a baseline or the final run (a note, never a role).
 _NAMED_ROLES = {
@@ -119,9 +120,9 @@ _NAMED_HINTS = tuple(sorted(set().union(*_NAMED_ROLES.values())))
 
 _INFERENCE_RULES = (
     "a top-level run is a trial; runs inside a trial are its parts; a top-level run with child "
-    "runs and no score (or with children given role 'trial', 'baseline', 'final' or "
-    "'learning-curve', or whose score is its best child's among children that vary a "
-    "configuration) is a sweep, whose children are "
+    "runs and no score (or with children given role 'trial', or given role 'baseline', "
+    "'final' or 'learning-curve' beside children that vary a configuration, or whose score is "
+    "its best child's among children that vary a configuration) is a sweep, whose children are "
     "trials (or sweeps, read by the same rule: a search per model family), unless its children "
     "do not vary a configuration (it has params they share, or they differ by a seed or fold "
     "only: its folds, seeds or fit), or its children were all given role 'part'"
@@ -606,15 +607,21 @@ def resolve_roles(
             jobs = {items[c].job_id for c in kids}
             one_job = None not in jobs and len(jobs) == 1
             # no score of its own, or children tracked as trials (an integration's, e.g. Optuna
-            # trials inside gp.track("study") that logs the best score), baselines, the final
-            # model or a learning curve (a search script's run around all of them): a
-            # container; never one whose children were all given role 'part' (workers of one
-            # training tracked as its parts: a sweep holds trials)
+            # trials inside gp.track("study") that logs the best score), or children given
+            # role baseline, final or learning-curve beside children that vary a configuration
+            # (a search script's run around all of them; a training with its test evaluation
+            # given role 'final', or a trial with its folds, is no search): a container;
+            # never one whose children were all given role 'part' (workers of one training
+            # tracked as its parts: a sweep holds trials)
             is_sweep = (
                 bool(kids)
                 and not all(items[c].role == "part" for c in kids)
                 and (
-                    any(items[c].role in _HELD_BY_CONTAINERS for c in kids)
+                    any(items[c].role == "trial" for c in kids)
+                    or (
+                        any(items[c].role in _BESIDE_TRIALS for c in kids)
+                        and _vary_params([r for r in kid_runs if r.role is None])
+                    )
                     or not (
                         one_job
                         or (
