@@ -393,7 +393,7 @@ def _trainings(runs: Sequence[Any], loose: Sequence[int]) -> list[tuple[list[int
         key = _training_params(runs[min(group, key=lambda p: _head_order(runs[p]))])
         if merged and key == key_of_last:
             training, last = merged[-1]
-            ended = {runs[p].status for p in last}
+            ended = {getattr(runs[p], "status", None) for p in last}  # (partial: unknown)
             # read from the new attempt when the one before was cut short (a restart); after
             # one that finished (a fit, then its test) the training stays read from the first
             merged[-1] = (training + group, group if ended <= set(CUT_SHORT_STATUSES) else last)
@@ -463,7 +463,7 @@ def _training_params(run: Any) -> str:
     The ranks of one training log the same params but these: ``vars(args)`` of a script started
     by ``python -m torch.distributed.launch`` holds ``local_rank``, different in each.
     """
-    params = run.params or {}
+    params = getattr(run, "params", None) or {}  # a study budget's partial record has none
     return repr(
         sorted(
             (k, v)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import greenprint as gp
-from greenprint.analysis import price_tag
+from greenprint.analysis import price_tag, resolve_roles
 from greenprint.ledger._study_cost import StudyCost, study_cost, study_cost_of_records
 
 from .conftest import make_record
@@ -299,6 +299,28 @@ def test_a_jobs_nodes_and_ranks_count_as_its_price_tag_does(ledger):
     assert (cost.energy_kwh, cost.fpo, cost.runs) == (3.0, 300.0, 1)
     want = _tag_total(ledger.runs(study="ddp"), set())
     _same(cost, want._replace(runs=1))  # the job's head is its one root (not by parent_id)
+
+
+def test_a_jobs_trainings_one_after_another_count_as_its_price_tag_does(ledger):
+    """Two trainings of a two-node job one after another (each its own trial), and a restart
+    of the second after it failed: the study budget's read (which reads no params or status)
+    counts every node meter once, as the price tag does (it once failed on the partial
+    records)."""
+    spans = {"t1": (0, 10, 0.1, "finished"), "t2": (20, 30, 0.01, "failed"),
+             "t3": (40, 50, 0.01, "finished")}  # fmt: skip
+    for name, (start, end, lr, status) in spans.items():
+        for node, host in enumerate("ab"):
+            ledger.start_run(
+                make_record(f"{name}{host}", study="loop", job_id="slurm:8", host=host,
+                            node_meter=True, node_rank=node, local_rank=0, energy_kwh=1.0 + node,
+                            fpo=10, started_at=T0 + start, ended_at=T0 + end,
+                            heartbeat_at=T0 + end, status=status, params={"lr": lr})
+            )  # fmt: skip
+    runs = ledger.runs(study="loop")
+    assert resolve_roles(runs).counts == {"trial": 2, "part": 4}
+    cost = study_cost(ledger, "loop")
+    assert (cost.energy_kwh, cost.fpo) == (9.0, 60.0)
+    _same(cost, _tag_total(runs, set())._replace(runs=cost.runs))
 
 
 def test_parallel_folds_add_their_run_seconds(ledger):
