@@ -1766,12 +1766,11 @@ def _pool_workers(items: Sequence[RunRecord], parents: list[int | None]) -> list
     around ``pool.map``) has workers that inherited no parent run: their runs are top-level,
     yet the run open in the process they were started under read their process tree, so each
     counted twice and a search of trials read as its trials beside an unscored run. A
-    top-level run that records the processes it was started under (provenance ``"ancestors"``,
+    top-level run that records the processes it was started under (provenance ``"ancestors"``;
     reading its own process, not a distributed job's) is read as a child of the run open when it
-    started in the nearest
-    of them that has one, the innermost (the latest started): on the same host, boot and pid
-    namespace, a run that read that process's tree (scope ``"process"``, its own process).
-    Returns a note for the report when any was linked.
+    started in the nearest of them that has one, the innermost (the latest started): on the
+    same host, boot and pid namespace, a run that read that process's tree (scope
+    ``"process"``, its own process). Returns a note for the report when any was linked.
     """
     provenances = list(map(_PROVENANCE, items))
     distinct = {id(p): p for p in provenances}.values()  # a ledger's runs share their dicts
