@@ -465,6 +465,35 @@ def test_a_pool_made_before_the_searches_reads_as_their_trials_counted_once(
         assert sum(float(r["energy_kwh"]) for r in roots) == pytest.approx(measured, rel=1e-9)
 
 
+def test_a_pool_made_before_the_searches_under_greenprint_run_reads_as_its_sweeps(
+    tmp_path_factory,
+):
+    """The same script under ``greenprint run``: the workers took the run around the whole
+    script as their parent from their environment, so the searches read as unscored trials
+    beside the six (9 trials, the total right: the script's run holds it all). Now the run
+    around the script is a sweep of the two searches, each a sweep of its three trials."""
+    home = _empty(tmp_path_factory, "distributed-mp-run")
+    (home / "search.py").write_text(MP_POOL_SCRIPT, encoding="utf-8")
+    done = run_in(home, GREENPRINT, "run", "--study", "mp", "--", sys.executable, "search.py",
+                  "fork")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = _report(home, "--study", "mp", "--no-plots", "--format", "json")
+    rows = {row["name"]: row for row in report["runs"]}
+    assert rows["search.py"]["role"] == "sweep"
+    for search, xs in (("search-a", (1, 2, 3)), ("search-b", (4, 5, 6))):
+        assert (rows[search]["parent_id"], rows[search]["role"]) == (rows["search.py"]["id"],
+                                                                     "sweep")  # fmt: skip
+        for x in xs:
+            assert rows[f"x={x}"]["parent_id"] == rows[search]["id"]
+            assert rows[f"x={x}"]["role"] == "trial"
+    assert report["price_tag"]["total"]["trials"] == 7
+    runs = gp.Ledger(home / "greenprint.db").runs(study="mp")
+    root = next(r for r in runs if r.name == "search.py")
+    assert report["price_tag"]["total"]["energy_kwh"] == pytest.approx(root.energy_kwh, rel=1e-9)
+    assert any("named the run around the whole script" in n for n in report["notes"])
+    _export_reads_as_the_report(home, "mp", report)
+
+
 @pytest.mark.postgres
 def test_a_pool_made_before_the_searches_into_a_postgresql_ledger(tmp_path_factory):
     """The same study written to PostgreSQL: the report and a study budget's read of the
@@ -526,6 +555,18 @@ def test_a_worker_run_is_read_inside_its_parent_processs_run_only_when_that_one_
     other = [run("s", 0.0, 10.0, (10, 5), process="pid 99 started 1.0"),
              run("t", 2.0, 3.0, (20, 6), up=under)]  # fmt: skip
     assert RunForest.build(other).parents == (None, None)  # s read process 99's tree
+    # a parent named from the environment (a run around the script, in process 1): a run of a
+    # nearer process open then and inside that parent is nearer; one outside it is not
+    around = [run("script", 0.0, 20.0, (1, 1)),
+              run("search", 1.0, 9.0, (10, 5), parent_id="script"),
+              run("t", 2.0, 3.0, (20, 6), up=under, parent_id="script"),
+              run("alone", 0.0, 20.0, (11, 5)),
+              run("u", 2.0, 3.0, (20, 6), up="pid 11 tick 5; pid 1 tick 1", parent_id="script"),
+              run("own", 2.0, 3.0, (10, 5), parent_id="script")]  # fmt: skip
+    read = RunForest.build(around)
+    parent = {r.id: None if p is None else around[p].id for r, p in zip(around, read.parents,
+                                                                          strict=True)}  # fmt: skip
+    assert (parent["t"], parent["u"], parent["own"]) == ("search", "script", "script")
 
 
 def test_a_run_names_the_processes_it_was_started_under():

@@ -1108,8 +1108,10 @@ class Run:
         if writer is not None:  # reads it lost at once when the process is gone
             provenance[WRITER_KEY] = writer
         job = self._job
-        if self.parent_id is None and job.job_id is None:
-            # a pool's worker made before its parent process's run: read inside that run
+        if job.job_id is None and (self.parent_id is None or not self._parent_here):
+            # a pool's worker made before its parent process's run: read inside that run (its
+            # parent, if any, from the environment the worker was started with: a run around
+            # the whole script, `greenprint run`)
             started_under = ancestors()
             if started_under is not None:
                 provenance[ANCESTORS_KEY] = started_under

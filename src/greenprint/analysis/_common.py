@@ -1823,28 +1823,63 @@ def _pool_workers(items: Sequence[RunRecord], parents: list[int | None]) -> list
         return []
     open_at = _OpenRuns(trees, list(map(_STARTED_AT, items)), list(map(_ENDED_AT, items)))
     linked: dict[str, list[str]] = {}
+    moved: dict[str, list[str]] = {}  # from a parent run of another process, further up
     for pos, run in enumerate(items):
         prov = provenances[pos]
-        if parents[pos] is not None or ANCESTORS_KEY not in prov:
+        if ANCESTORS_KEY not in prov:
             continue
         where = place(prov.get(WRITER_KEY))
         if where is None or run.job_id is not None or run.scope != "process":
             continue  # a job's runs are linked by the job; a machine's reading is not inside
+        old = parents[pos]
+        stop = None  # the process of the parent it names: no run up from there is nearer
+        if old is not None:
+            stop = place(_writer(items[old]))
+            if stop is None or stop[:2] == where[:2]:
+                continue  # a parent in its own process, or one of unknown process: kept
         for pid, tick in lineage(prov[ANCESTORS_KEY]):
+            if stop is not None and (pid, tick) == stop[:2]:
+                break
             new = open_at.innermost((run.host, where[2], where[3], pid, tick), run.started_at, pos)
             if new is not None:
-                parents[pos] = new
-                linked.setdefault(items[new].id, []).append(run.id)
+                if old is None:
+                    parents[pos] = new
+                    linked.setdefault(items[new].id, []).append(run.id)
+                elif _below(parents, new, old):  # inside the parent it names: the nearer
+                    parents[pos] = new
+                    moved.setdefault(items[new].id, []).append(run.id)
                 break
-    if not linked:
-        return []
-    count = sum(map(len, linked.values()))
-    return [
-        f"{count_of(count, 'run')} of worker processes made before their parent process's run "
-        f"(e.g. a multiprocessing.Pool made before the search) named no parent run: read as "
-        f"children of run {_first_ids(linked)}, the run open in the process they were started "
-        "under, whose measurement holds theirs; give such runs parent= to link them yourself"
-    ]
+    notes = []
+    if linked:
+        count = sum(map(len, linked.values()))
+        notes.append(
+            f"{count_of(count, 'run')} of worker processes made before their parent process's "
+            f"run (e.g. a multiprocessing.Pool made before the search) named no parent run: "
+            f"read as children of run {_first_ids(linked)}, the run open in the process they "
+            "were started under, whose measurement holds theirs; give such runs parent= to "
+            "link them yourself"
+        )
+    if moved:
+        count = sum(map(len, moved.values()))
+        notes.append(
+            f"{count_of(count, 'run')} of worker processes made before their parent process's "
+            f"run (e.g. a multiprocessing.Pool made before the search, under greenprint run) "
+            f"named the run around the whole script as their parent: read as children of run "
+            f"{_first_ids(moved)}, the run inside it open in the process they were started "
+            "under; give such runs parent= to link them yourself"
+        )
+    return notes
+
+
+def _below(parents: Sequence[int | None], pos: int, ancestor: int) -> bool:
+    """Whether the run at ``pos`` is ``ancestor`` or nested below it (by ``parents``)."""
+    seen = 0
+    at: int | None = pos
+    while at is not None and seen <= len(parents):
+        if at == ancestor:
+            return True
+        at, seen = parents[at], seen + 1
+    return False
 
 
 def _first_ids(ids: Iterable[str], shown: int = 3) -> str:
