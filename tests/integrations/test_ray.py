@@ -532,7 +532,12 @@ def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
     assert (trials[1].status, trials[2].status) == ("finished", "pruned")
     # x=2 was running when its driver died: that attempt is a part, interrupted, its cost kept
     assert parts[2].parent_id == sweeps[0].id and parts[2].status == "interrupted"
-    assert "driver ended before the trial" in (parts[2].error or "")
+    # its error: the restore's, or, when the worker outlived the driver long enough to run
+    # its exit handler (under load), the handler's own (a final status the restore keeps)
+    assert any(
+        text in (parts[2].error or "")
+        for text in ("driver ended before the trial", "the process exited while the thread")
+    ), parts[2].error
     assert parts[2].energy_kwh > 0 and parts[2].ended_at is not None
     # x=1 finished before; Tune runs it again only if its end was not saved yet: then its
     # first run is a part (finished), else it is the trial, under the first sweep
