@@ -191,10 +191,12 @@ def ancestors() -> str | None:
 
     Each as its writer identity names it (pid and start tick; the boot and pid namespace are the
     writer's own), up to four, up to the first with no parent in this pid namespace (pid 1, a
-    container's first process, included). A run with no parent run records them
+    container's first process, included). A run whose parent is not a run of its own process
+    (none, or one named by the environment it was started with) records them
     (:data:`ANCESTORS_KEY`): a worker of a pool made before its parent process's run started
-    (``multiprocessing.Pool``) inherited no parent run, yet that run's meters read the worker's
-    process tree; the analysis reads such a run inside it (``analysis._common``). ``None``
+    (``multiprocessing.Pool``) inherited no parent run, or the run around the whole script, yet
+    that run's meters read the worker's process tree; the analysis reads such a run inside it
+    (``analysis._common``). ``None``
     where the writer has no identity or its parent cannot be read. Read once per process.
     """
     global _own_ancestors

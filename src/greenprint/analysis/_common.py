@@ -1798,27 +1798,18 @@ def _pool_workers(items: Sequence[RunRecord], parents: list[int | None]) -> list
     readers: set[tuple[Any, ...]] = set()
     under: set[tuple[Any, ...]] = set()
     for prov in distinct:
-        where = place(prov.get(WRITER_KEY))
-        if where is None:
-            continue
-        pid, _, boot, pidns = where
-        measured = prov.get("process")
-        if isinstance(measured, str) and measured.split()[1:2] == [str(pid)]:
-            readers.add((*where[:2], boot, pidns))
-        if ANCESTORS_KEY in prov:
-            under.update((*up, boot, pidns) for up in lineage(prov[ANCESTORS_KEY]))
+        if (own := own_tree_writer(prov, place)) is not None:
+            readers.add(own)
+        if ANCESTORS_KEY in prov and (where := place(prov.get(WRITER_KEY))) is not None:
+            under.update((*up, *where[2:]) for up in lineage(prov[ANCESTORS_KEY]))
     if readers.isdisjoint(under):
         return []
     trees: dict[tuple[Any, ...], list[int]] = {}  # (host, boot, pidns, pid, tick) -> its runs
     for pos, run in enumerate(items):
-        prov = provenances[pos]
-        measured = prov.get("process")
-        where = place(prov.get(WRITER_KEY))
-        if run.scope != "process" or not isinstance(measured, str) or where is None:
+        if run.scope != "process" or (own := own_tree_writer(provenances[pos], place)) is None:
             continue
-        pid, tick, boot, pidns = where
-        if measured.split()[1:2] == [str(pid)]:  # its own process's tree (not pid=another)
-            trees.setdefault((run.host, boot, pidns, pid, tick), []).append(pos)
+        pid, tick, boot, pidns = own
+        trees.setdefault((run.host, boot, pidns, pid, tick), []).append(pos)
     if not trees:
         return []
     open_at = _OpenRuns(trees, list(map(_STARTED_AT, items)), list(map(_ENDED_AT, items)))
@@ -1869,6 +1860,22 @@ def _pool_workers(items: Sequence[RunRecord], parents: list[int | None]) -> list
             "under; give such runs parent= to link them yourself"
         )
     return notes
+
+
+def own_tree_writer(
+    provenance: Mapping[str, Any],
+    place: Callable[[Any], tuple[int, int, str, int] | None] = writer_place,
+) -> tuple[int, int, str, int] | None:
+    """The writer's ``(pid, start tick, boot, pid namespace)`` if the run read its own tree.
+
+    Its ``"process"`` is its writer's pid, not ``pid=`` another's; else ``None``. ``place``
+    reads a writer identity (a caller's memo of :func:`writer_place`).
+    """
+    where = place(provenance.get(WRITER_KEY))
+    measured = provenance.get("process")
+    if where is None or not isinstance(measured, str) or measured.split()[1:2] != [str(where[0])]:
+        return None
+    return where
 
 
 def _below(parents: Sequence[int | None], pos: int, ancestor: int) -> bool:

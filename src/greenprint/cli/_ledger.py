@@ -412,11 +412,11 @@ def _roles(
         # a job's links stay as recorded: their kind (a node's rank inside its meter's
         # reading, another node adding to the head's) is not a parent's nesting
         linked = [None if v else p for p, v in zip(forest.parents, forest.virtual, strict=True)]
-        for (rid, (role, inferred)), run, parent in zip(
-            read.as_dict().items(), forest.runs, linked, strict=True
+        for run, role, inferred, parent in zip(
+            forest.runs, read.roles, read.inferred, linked, strict=True
         ):
             read_under = run.parent_id if parent is None else forest.runs[parent].id
-            resolved[rid] = (role, inferred, read_under, read_under != run.parent_id)
+            resolved[run.id] = (role, inferred, read_under, read_under != run.parent_id)
     return resolved
 
 

@@ -14,14 +14,21 @@ from greenprint._exceptions import AnalysisError, ConfigError, GreenprintError, 
 from greenprint._format import count_of
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
-from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY, writer_place
+from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY
 from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import FPO_KEY, Provenance, is_fpo_lower_bound
 from greenprint._records import CUT_SHORT_STATUSES, RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
-from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_mode
+from greenprint.analysis._common import (
+    Mode,
+    Reduce,
+    RunForest,
+    check_choice,
+    check_mode,
+    own_tree_writer,
+)
 from greenprint.analysis._roles import StudyRoles, TrialScore, resolve_roles, trial_family_labels
 from greenprint.carbon._intensity import applied_intensity
 from greenprint.report._figures import (
@@ -294,11 +301,7 @@ def _orphan_workers(runs: Sequence[RunRecord], rows: Sequence[RunRow]) -> list[R
 
 def _read_own_tree(run: RunRecord) -> bool:
     """Whether ``run`` read its own process's tree (not ``pid=`` another process's)."""
-    where = writer_place(run.provenance.get(WRITER_KEY))
-    measured = run.provenance.get("process")
-    return (
-        where is not None and isinstance(measured, str) and measured.split()[1:2] == [str(where[0])]
-    )
+    return own_tree_writer(run.provenance) is not None
 
 
 def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[RunRecord, ...]:
