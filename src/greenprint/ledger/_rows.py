@@ -27,6 +27,7 @@ __all__ = [
     "REPEATED_COLUMNS",
     "RUN_COLUMNS",
     "SCAN_ALL_METRICS_SHARE",
+    "Fetcher",
     "PointsRead",
     "columns_of_rows",
     "decoded_columns",

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -41,10 +41,13 @@ from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_la
 from greenprint.ledger._marks import MARK_SEQS, MARKS_WORTH_READING
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
+    REPEATED_COLUMNS,
     RUN_COLUMNS,
+    Fetcher,
     PointsRead,
     decoded_columns,
     read_points,
+    rows_in_batches,
 )
 from greenprint.ledger._schema import metric_marks as marks_t
 from greenprint.ledger._schema import metrics as metrics_t
@@ -414,17 +417,32 @@ class SQLStore:
             conditions.append(runs_t.c.parent_id == parent_id)
 
         def do(conn: Connection) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
-            selected = sa.select(*(runs_t.c[name] for name in RUN_COLUMNS)).where(*conditions)
+            repeated = sa.select(*(runs_t.c[name] for name in REPEATED_COLUMNS))
+            first = conn.execute(repeated.where(*conditions).limit(1)).first()
+            if first is None:
+                return {name: [] for name in RUN_COLUMNS}, {}
+            # the values runs usually share read as NULL where they equal the first run's (as
+            # SQLiteStore reads them: the driver makes no string for each run)
+            shared = dict(zip(REPEATED_COLUMNS, first, strict=True))
+            selected = sa.select(
+                *(
+                    sa.func.nullif(runs_t.c[name], shared[name]).label(name)
+                    if name in shared
+                    else runs_t.c[name]
+                    for name in RUN_COLUMNS
+                )
+            ).where(*conditions)
             try:
-                columns = decoded_columns(conn.execute(selected))
+                with _fetched(conn, selected) as fetched:
+                    columns = decoded_columns(fetched, shared)
             except CorruptValueError as e:  # names the run and column: and the ledger
                 raise e.in_ledger(self.target.display) from e.__cause__
             ids = columns["id"]
             if not ids:
                 return columns, {}
             if points == "score" and _marks_worth_reading(conn):
-                query = _marked_points(conditions, metrics)
-                return columns, read_points(conn.execute(query), ids, points)
+                with _fetched(conn, _marked_points(conditions, metrics)) as fetched:
+                    return columns, read_points(rows_in_batches(fetched), ids, points)
             query = sa.select(*(metrics_t.c[name] for name in METRIC_COLUMNS))
             if conditions:
                 query = query.where(
@@ -435,7 +453,8 @@ class SQLStore:
                 query = query.where(
                     sa.or_(metrics_t.c.name.in_(list(metrics)), reserved == RESERVED_METRIC_PREFIX)
                 )
-            return columns, read_points(conn.execute(query.order_by(metrics_t.c.seq)), ids, points)
+            with _fetched(conn, query.order_by(metrics_t.c.seq)) as fetched:
+                return columns, read_points(rows_in_batches(fetched), ids, points)
 
         return self.transaction(do, write=False)
 
@@ -480,6 +499,32 @@ class SQLStore:
             ]
 
         return self.transaction(do, write=False)
+
+
+@contextlib.contextmanager
+def _fetched(conn: Connection, query: sa.Select[Any]) -> Iterator[Fetcher]:
+    """A read's ``SELECT`` run in ``conn``'s transaction, its rows fetched in batches.
+
+    On psycopg (PostgreSQL), the rows as the driver makes them: a read's columns need no
+    conversion by SQLAlchemy (``_rows`` decodes the stored values, as it does those that
+    ``sqlite3`` hands out), so its processing of each value (a call per value of the
+    ``NonFiniteFloat`` columns) and a ``Row`` per row are left out, and the query runs on the
+    driver's own cursor in binary format (numbers sent as numbers, not as text to parse). A
+    100,000-run report's read from a local server: see ``BENCHMARKS.md``. Any other driver:
+    SQLAlchemy's result.
+    """
+    if conn.dialect.driver != "psycopg":
+        yield conn.execute(query)
+        return
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    sql, params = str(compiled), compiled.params
+    dbapi = conn.dialect.loaded_dbapi
+    with conn.connection.driver_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+        except dbapi.Error as e:  # as SQLAlchemy raises it: transaction() retries, translates
+            raise sa.exc.DBAPIError.instance(sql, params, e, dbapi.Error) from e
+        yield cursor
 
 
 def _marks_worth_reading(conn: Connection) -> bool:
