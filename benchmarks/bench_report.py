@@ -1,7 +1,7 @@
 """Benchmark ``greenprint report`` on a synthetic ledger of 10,000 trials, beside its peers.
 
     .venv/bin/python benchmarks/bench_report.py [--trials 10000] [--repeat 3]
-    .venv/bin/python benchmarks/bench_report.py --scale 10000,100000 [--repeat 3]
+    .venv/bin/python benchmarks/bench_report.py --scale 10000,100000 [--repeat 3] [--postgres]
 
 Targets from issue 6: JSON report < 2 s, HTML report < 5 s, each timed end to end from the
 ledger file on disk (open read-only, read every run, analyse, render, write the file).
@@ -161,7 +161,17 @@ _PROBE = """
 import resource, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
 what, ledger, out = sys.argv[1:4]
-if what == "floor":
+if what == "floor" and "://" in ledger:
+    # the PostgreSQL driver alone (psycopg, binary): the same rows fetched, nothing decoded
+    import psycopg
+    with psycopg.connect(ledger.replace("+psycopg", "", 1)) as con:
+        cur = con.cursor(binary=True)
+        runs = cur.execute("SELECT * FROM runs WHERE study = 'big-sweep'").fetchall()
+        points = cur.execute(
+            "SELECT run_id, name, value, step, time FROM metrics ORDER BY seq"
+        ).fetchall()
+    n = len(runs) + len(points)
+elif what == "floor":
     # the SQLite driver alone: the same rows fetched, nothing decoded, no objects built
     import sqlite3
     con = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
@@ -197,9 +207,12 @@ print(time.perf_counter() - t0, time.process_time() - c0, rss, n if what != "rea
 """
 
 
-def probe(what: str, ledger: Path, out: Path, repeat: int) -> tuple[float, float, float, float]:
+def probe(
+    what: str, ledger: Path | str, out: Path, repeat: int
+) -> tuple[float, float, float, float]:
     """Median (wall s, CPU s, peak RSS MB, the report's own read s) of ``what`` in fresh
-    interpreters (the read: the wall time inside ``Ledger._read`` of a JSON or HTML report)."""
+    interpreters (the read: the wall time inside ``Ledger._read`` of a JSON or HTML report).
+    ``ledger``: a SQLite file or a PostgreSQL URL."""
     import subprocess
 
     results = []
@@ -215,7 +228,7 @@ def probe(what: str, ledger: Path, out: Path, repeat: int) -> tuple[float, float
     return tuple(statistics.median(r[k] for r in results) for k in range(4))  # type: ignore[return-value]
 
 
-def scale(sizes: list[int], repeat: int) -> None:
+def scale(sizes: list[int], repeat: int, *, postgres: bool = False) -> None:
     """Issue 12's scale targets, each size in fresh interpreters.
 
     The ledger-read share is the wall time the JSON report spends in its own read of the
@@ -246,6 +259,8 @@ def scale(sizes: list[int], repeat: int) -> None:
         }
         _print_rows(f"{size + 12:,}", measured, steps, targets if size >= 100_000 else {})
     size = max(sizes)
+    if postgres:
+        postgres_scale(ledger, size, repeat, steps)
     work = Path(tempfile.mkdtemp(prefix="gp-bench-series-"))
     ledger = work / "ledger.db"
     make_ledger(ledger, size, series=SERIES)
@@ -258,6 +273,42 @@ def scale(sizes: list[int], repeat: int) -> None:
     measured = {what: probe(what, ledger, work / "out", repeat) for what in PER_STUDY}
     _print_rows(f"{LONG_TRIALS + 12:,}, {2 * LONG_STEPS + 3} points a run", measured, steps, {})
     print(f"# load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+
+
+def postgres_scale(ledger: Path, size: int, repeat: int, steps: dict[str, str]) -> None:
+    """The largest study of ``--scale`` read from PostgreSQL: a team's ledger.
+
+    A local server started by ``pgserver`` (unix socket, on this machine: its CPU time is not
+    in the CPU column, which is the reading process's), the SQLite ledger merged into it
+    (``Ledger.merge``), then the same steps as SQLite's; the floor is psycopg's own fetch of
+    the same rows in binary format.
+    """
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pgserver
+    except ImportError:
+        print("# pgserver is not installed: PostgreSQL skipped (pip install -e '.[dev]')")
+        return
+    parent = "/tmp" if os.geteuid() == 0 else None  # a short unix socket path
+    pgdata = Path(tempfile.mkdtemp(prefix="gp-bench-pg-", dir=parent))
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        start = time.perf_counter()
+        with gp.Ledger(url) as led:
+            led.merge(ledger)
+        print(f"# PostgreSQL: {size + 12:,} runs merged in {time.perf_counter() - start:.0f} s")
+        out = Path(tempfile.mkdtemp(prefix="gp-bench-pg-out-"))
+        measured = {
+            what: probe(what, url, out, repeat) for what in ("floor", "read", "json", "html")
+        }
+        targets = {"json": "< 5 s, < 500 MB", "html": "< 10 s", "json-read": "a small part"}
+        _print_rows(f"{size + 12:,}, PostgreSQL", measured, steps, targets)
+    finally:
+        server.cleanup()
 
 
 def _print_rows(
@@ -295,10 +346,13 @@ def main() -> None:
     parser.add_argument(
         "--scale", default=None, help="comma-separated trial counts: issue 12's scale table"
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="--scale: the largest study from PostgreSQL too"
+    )
     args = parser.parse_args()
     if args.scale:
         print(f"# {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}")
-        scale([int(v) for v in args.scale.split(",")], args.repeat)
+        scale([int(v) for v in args.scale.split(",")], args.repeat, postgres=args.postgres)
         return
 
     work = Path(tempfile.mkdtemp(prefix="gp-bench-report-"))
