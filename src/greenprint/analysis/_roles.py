@@ -57,6 +57,7 @@ import bisect
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -410,6 +411,8 @@ class StudyRoles:
                 "run again after a crash), make it its part: greenprint ledger set-role part "
                 f"{first[:8]} --part-of {then[:8]}"
             )
+        if repeated := self.repeated:
+            texts.append(_repeated_text(repeated, self.forest))
         if self.repeats:
             texts.append(
                 f"{count_of(self.repeats, 'trial')} held child runs that differ only by a seed "
@@ -491,6 +494,52 @@ class StudyRoles:
             then = next((q for q in later if runs[q].params == run.params), None)
             if then is not None:
                 found.append((run.id, runs[then].id))
+        return tuple(found)
+
+    @cached_property
+    def repeated(self) -> tuple[tuple[int, ...], ...]:
+        """Inferred trials that are one configuration run again with another seed or fold.
+
+        Each group (positions, in start order) holds two or more trials of one parent (or
+        none: top-level runs) with the same name and params but a param indexing a repetition
+        (:func:`is_repeat_param`: ``fold``, ``seed``...), which takes two values or more among
+        them: ``for fold in range(5): with gp.track(f"lr={lr}", params={"lr": lr, "fold":
+        fold})`` with no run around a configuration's folds. Each is read as a trial of its
+        own (nothing links them: repeated seeds may be meant as draws of the search), so the
+        expected best score draws single folds and the final run is one fold; the note says
+        so and how to make each configuration one trial.
+        """
+        runs = self.forest.runs
+        parents = self.forest.parents
+        trials = [p for p in self.trials if self.inferred[p] and runs[p].params]
+        # most studies have no repeat param: their names looked at once (100,000 trials: 10 ms)
+        names = set().union(*(runs[p].params for p in trials))
+        repeat = frozenset(filter(is_repeat_param, names))
+        if not repeat:
+            return ()
+        # a name two of them share first (an Optuna trial's name is its own: counted without
+        # a container per trial, 100,000 trials named apart take 40 ms), then its parent and
+        # the params
+        trials = [p for p in trials if not repeat.isdisjoint(runs[p].params)]
+        shared = {name for name, n in Counter(runs[p].name for p in trials).items() if n > 1}
+        by_name: dict[tuple[Any, str], list[int]] = {}
+        for p in trials:
+            if runs[p].name in shared:
+                by_name.setdefault((parents[p], runs[p].name), []).append(p)
+        found = []
+        for named in by_name.values():
+            if len(named) < 2:
+                continue
+            alike: dict[str, tuple[list[int], set[str]]] = {}
+            for p in named:
+                items = sorted(runs[p].params.items())
+                config = repr([kv for kv in items if kv[0] not in repeat])
+                group, seeds = alike.setdefault(config, ([], set()))
+                group.append(p)
+                seeds.add(repr([kv for kv in items if kv[0] in repeat]))
+            for group, seeds in alike.values():
+                if len(seeds) > 1:
+                    found.append(tuple(sorted(group, key=lambda p: (runs[p].started_at, p))))
         return tuple(found)
 
     @cached_property
@@ -686,6 +735,38 @@ def resolve_roles(
     )
 
 
+def _repeated_text(groups: Sequence[Sequence[int]], forest: RunForest) -> str:
+    """The note on :attr:`StudyRoles.repeated`: how they were read, and how to fix it."""
+    runs = forest.runs
+    trials = sum(map(len, groups))
+    sizes = sorted({len(g) for g in groups})
+    times = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+    names = sorted({k for g in groups for p in g for k in runs[p].params if is_repeat_param(k)})
+    by = " or ".join(repr(k) for k in names)
+    first = groups[0]
+    text = (
+        f"{trials} trials are {count_of(len(groups), 'configuration')} run {times} times each, "
+        f"with the same name and params but {by} (e.g. {runs[first[0]].name!r}): each is read "
+        "as a trial of its own, so the expected best score draws single runs and the final "
+        "run is one of them; if they are repeats of one configuration (its cross-validation "
+        "folds or seeds), "
+    )
+    apart = all(forest.parents[p] is None or runs[p].contained is False for g in groups for p in g)
+    if apart:  # runs measured apart can be made parts of another afterwards
+        ids = " ".join(runs[p].id[:8] for p in first[1:])
+        return text + (
+            "make each configuration's later runs parts of its first, one command per "
+            f"configuration (greenprint ledger set-role part {ids} --part-of "
+            f"{runs[first[0]].id[:8]}): each configuration is then one trial, scored by the "
+            "mean of its runs and costing them all; or track them inside one run per "
+            "configuration (gp.track(name, params=...) around its folds)"
+        )
+    return text + (
+        "track them inside one run per configuration (gp.track(name, params=...) around its "
+        "folds): each configuration is then one trial, scored by the mean of its runs"
+    )
+
+
 def _configuration(run: RunRecord) -> tuple[str, str]:
     """A run's name and params as a key: runs of one configuration share it."""
     return run.name, repr(sorted((run.params or {}).items()))
@@ -795,16 +876,34 @@ class StudyTrials:
         if not self.from_parts:
             return None
         n = len(self.positions)
-        if self.from_parts == n:
+        runs, metric = self.forest.runs, self.metric
+        how: Literal["last", "max", "min"] = "last" if self.reduce == "last" else self.mode
+        # those with a score of their own too: their repeats were made their parts afterwards
+        again = sum(
+            1
+            for p in self.positions
+            if self.scores[p].source == "parts"
+            and metric is not None
+            and not math.isnan(score_of(runs[p], metric, how))
+        )
+        why = "(runs of its name and params but another seed or fold, made its parts)"
+        if again == n:
+            return f"each trial's score is the mean of its own and its repeats' {why}"
+        repeats = f"{again} of {n} trials are scored by the mean of their own and their repeats'"
+        repeats += f" {why}"
+        parts = self.from_parts - again
+        if parts == n:
             return (
                 f"no trial logged {self.metric!r} of its own: each trial's score is the mean of "
                 "its parts' (e.g. cross-validation folds)"
             )
         own = sum(1 for p in self.positions if self.scores[p].source == "own")
         text = (
-            f"{self.from_parts} of {n} trials logged no {self.metric!r} of their own: their score "
+            f"{parts} of {n} trials logged no {self.metric!r} of their own: their score "
             "is the mean of their parts' (e.g. cross-validation folds)"
         )
+        if again:
+            text = f"{text}; {repeats}" if parts else repeats
         if own:
             text += f"; {own} scored by their own"
         if none := n - self.from_parts - own:
@@ -889,12 +988,26 @@ def study_trials(
         # 1/ranks-per-node). No job, no links: the plain mean of the parts' scores.
         virtual = forest.virtual if True in forest.virtual else None
         ranks: dict[int, list[float]] = {}  # linked run -> the scores it stands for
+        # runs with a child measured apart from them (set-role --part-of: a fold or seed of
+        # its configuration tracked as a run of its own may be one), found once
+        contained = forest.column("contained")
+        apart = (
+            {forest.parents[c] for c, kept in enumerate(contained) if kept is False}
+            if False in contained
+            else set()
+        )
         for pos in forest.order:  # children before parents
             own = score_of(runs[pos], metric, how)
             if own != own and how == "last" and infinite_last(runs[pos], metric):
                 diverged.append(pos)
             if own == own:  # not NaN
                 scores[pos] = _make_score(own, "own", 0)
+                if pos in apart and (again := _repeats_apart(pos, study, scored, scores)):
+                    # its folds or seeds, tracked as runs of their own, made its parts
+                    # afterwards: one configuration's runs, each weighing the same
+                    scores[pos] = TrialScore(
+                        math.fsum((own, *again)) / (len(again) + 1), "parts", len(again) + 1
+                    )
                 if virtual is not None and virtual[pos]:
                     ranks[pos] = [own, *_scores_of_parts(pos, study, scored, scores, ranks, True)]
                 continue
@@ -923,6 +1036,48 @@ def study_trials(
         reduce=reduce,
         diverged=tuple(sorted(diverged)),
     )
+
+
+def _repeats_apart(
+    pos: int, study: StudyRoles, scored: set[str], scores: Sequence[TrialScore]
+) -> list[float]:
+    """The scores of run ``pos``'s repeats measured apart from it, which its mean takes.
+
+    Those are its parts recorded outside its measurement (``contained`` false: given it with
+    ``greenprint ledger set-role part ID --part-of ID``), not linked by a job, with its name
+    and params but another value of a param indexing a repetition (:func:`is_repeat_param`:
+    the other folds or seeds of its configuration, tracked as runs of their own), whose
+    status is in ``scored``.
+    """
+    forest = study.forest
+    runs, roles = forest.runs, study.roles
+    run = runs[pos]
+    virtual = forest.virtual
+    values: list[float] = []
+    for c in forest.children[pos]:
+        kid = runs[c]
+        if (
+            kid.contained is False
+            and roles[c] == "part"
+            and not (virtual and virtual[c])
+            and kid.status in scored
+            and kid.name == run.name
+            and not math.isnan(scores[c].score)
+            and _repeat_of(kid.params, run.params)
+        ):
+            values.append(scores[c].score)
+    return values
+
+
+def _repeat_of(params: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether two runs' params differ by params indexing a repetition only, and by one."""
+    repeat = False
+    for key in params.keys() | other.keys():
+        if is_repeat_param(key):
+            repeat = repeat or params.get(key) != other.get(key)
+        elif key not in params or key not in other or params[key] != other[key]:
+            return False
+    return repeat
 
 
 def _scores_of_parts(
