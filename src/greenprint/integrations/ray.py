@@ -32,7 +32,10 @@ child, and sets each trial's final status when the experiment ends:
 * ``failed``: Tune marked the trial ``ERROR`` (an exception, or its worker died: the run keeps
   the cost of its last write); an attempt that Tune retries (``FailureConfig(max_failures=...)``)
   ends ``failed`` too but is a ``part`` of the sweep, its cost counted, the trial being the
-  attempt that ends it (one configuration, one trial);
+  attempt that ends it (one configuration, one trial); likewise a trial Tune pauses and
+  resumes from a checkpoint (PBT, HyperBand) runs the function once per stretch: the run that
+  reports its last result is the trial, the others (one resumed at the last step that reports
+  nothing too) ``part`` s of the sweep, ``interrupted`` where Tune ended the worker first;
 * ``finished``: the function returned, or Tune stopped it on a stopping criterion of the trial
   (``RunConfig(stop={...})``) or once it had gone as far (``time_attr``, by default
   ``training_iteration``) as the furthest trial of the experiment (ASHA's ``max_t``, a
@@ -551,13 +554,14 @@ class GreenprintTuneCallback(tune.Callback):
         self._time_attr = time_attr
         self._sweep: Any = None
         self._trials: dict[str, _TrialState] = {}
+        self._paused: list[str] = []  # runs of trials' earlier stretches (paused, resumed)
         self._warn = WarnOnce()
         self._resume = _Resume()
 
     def __getstate__(self) -> dict[str, Any]:
         """What Tune pickles with the run config (the settings; no run, no lock)."""
         state = dict(self.__dict__)
-        state.update(_sweep=None, _trials={}, _warn=None, _resume=_Resume())
+        state.update(_sweep=None, _trials={}, _paused=[], _warn=None, _resume=_Resume())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -635,7 +639,11 @@ class GreenprintTuneCallback(tune.Callback):
             self._start_sweep(_experiment_name(trial))
         state = self._trials.get(trial.trial_id)
         if state is None or state.run_id != run_id:
-            state = self._trials[trial.trial_id] = _TrialState(run_id)
+            earlier, state = state, _TrialState(run_id)
+            self._trials[trial.trial_id] = state
+            if earlier is not None:  # paused and resumed (PBT, HyperBand): a new run
+                state.progress = earlier.progress
+                self._segments_before(earlier)
         state.worker = str(result.get(_WORKER, state.worker))
         state.steps += 1
         self._note_result(state, trial, result)
@@ -702,7 +710,9 @@ class GreenprintTuneCallback(tune.Callback):
         furthest = max((s.progress for s in self._trials.values()), default=0.0)
         if ledger is not None:
             self._find_silent(ledger, trials)
+            self._find_tails(ledger, trials)
             self._settle(ledger)
+            self._end_paused(ledger)
         for state in self._trials.values():
             status, error = _final_status(state, furthest)
             if ledger is None:
@@ -860,6 +870,82 @@ class GreenprintTuneCallback(tune.Callback):
                 state.error = _error_text(trial)
             try:
                 self._adopt(state)
+            except GreenprintError as e:
+                logger.warning("greenprint: could not adopt trial run %s: %s", run.id, e)
+
+    def _segments_before(self, earlier: _TrialState) -> None:
+        """Make the run of a trial's earlier stretch a ``part`` of the sweep.
+
+        A trial Tune pauses and resumes from its checkpoint (PBT's exploit, HyperBand's
+        brackets) calls the function again: a run per stretch, each named as the trial. The
+        trial is one configuration: the run that reports its last result is the trial, each
+        earlier one a ``part`` of the sweep (its status and cost kept), not one more trial.
+        """
+        ledger = self._sweep.ledger
+        if ledger is None:
+            return
+        self._paused.append(earlier.run_id)
+        try:
+            ledger.flush(earlier.run_id, fields={**self._link_fields(earlier), "role": "part"})
+        except GreenprintError as e:
+            logger.warning(
+                "greenprint: could not record trial run %s's resumption: %s", earlier.run_id, e
+            )
+
+    def _end_paused(self, ledger: Any) -> None:
+        """End ``interrupted`` the earlier stretches whose worker ended before their last write.
+
+        Tune ends the worker of a trial it pauses (PBT, HyperBand): a run whose final write did
+        not come (it read ``lost``) ends at its last heartbeat with its cost so far, a later
+        run of the trial having resumed it.
+        """
+        for run_id in self._paused:
+            try:
+                current = ledger.run(run_id)
+                if current.status in ("running", "lost"):
+                    ledger.flush(
+                        run_id,
+                        fields=interrupted_at_heartbeat(
+                            current,
+                            "Ray Tune paused the trial and ended its worker before the run "
+                            "ended; a later run of the trial resumed it",
+                        ),
+                    )
+            except GreenprintError as e:
+                logger.warning("greenprint: could not end trial run %s: %s", run_id, e)
+
+    def _find_tails(self, ledger: Any, trials: list[Any]) -> None:
+        """Make the runs of trials' stretches that reported nothing ``part`` s of the sweep.
+
+        A trial resumed from a checkpoint taken at its last step (PBT pauses it there to
+        exploit) calls the function once more, which returns at once: a run named as the
+        trial with no result, never adopted, beside the run that reported the trial's last
+        result (the trial). Found by the trial's name in the sweep's study among the trial
+        runs not adopted by another sweep, started since this one (less a worker's clock
+        offset).
+        """
+        names = {_trial_name(t): t.trial_id for t in trials if t.trial_id in self._trials}
+        if not names:
+            return
+        sweep = self._sweep
+        since = sweep.record.started_at - _WORKER_CLOCK_S
+        try:
+            candidates = ledger.runs(study=sweep.study)
+        except GreenprintError as e:
+            logger.warning("greenprint: could not look for trials' later runs: %s", e)
+            return
+        for run in candidates:
+            trial_id = names.get(run.name)
+            if (
+                trial_id is None
+                or run.role != "trial"
+                or run.parent_id not in (None, sweep.id)
+                or run.started_at < since
+                or run.id == self._trials[trial_id].run_id
+            ):
+                continue
+            try:
+                ledger.flush(run.id, fields={"parent_id": sweep.id, "role": "part"})
             except GreenprintError as e:
                 logger.warning("greenprint: could not adopt trial run %s: %s", run.id, e)
 
