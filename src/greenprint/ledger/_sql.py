@@ -544,13 +544,20 @@ def _marks_worth_reading(conn: Connection) -> bool:
 
 
 def _marked_points(conditions: Sequence[Any], metrics: Sequence[str] | None) -> sa.Select[Any]:
-    """The points a report reads, through the marks (``_marks.marked_points_sql``'s query)."""
+    """The points a report reads, through the marks (``_marks.marked_points_sql``'s query).
+
+    PostgreSQL only (SQLite reads its marks through ``SQLiteStore``).
+    """
+    from sqlalchemy.dialects import postgresql  # the dialect in use: loaded already
+
     k, m = marks_t.alias("k"), metrics_t.alias("m")
     columns = (m.c.seq, *(m.c[name] for name in METRIC_COLUMNS))
     reserved = sa.func.substr(k.c.name, 1, len(RESERVED_METRIC_PREFIX)) == RESERVED_METRIC_PREFIX
     runs = [k.c.run_id.in_(sa.select(runs_t.c.id).where(*conditions))] if conditions else []
     named = [k.c.name.in_(list(metrics))] if metrics is not None else []
-    marked = m.c.seq.in_([k.c[c] for c in MARK_SEQS])
+    # seq = ANY(ARRAY[...]): one index scan of the five seqs per mark, where IN (...) made a
+    # bitmap of five (100,012 runs' 184,080 marked points: 0.55 s against 0.71-0.79 server-side)
+    marked = m.c.seq == sa.any_(postgresql.array([k.c[c] for c in MARK_SEQS]))
     kept = sa.union_all(
         sa.select(*columns).select_from(k.join(m, marked)).where(*runs, *named, ~reserved),
         sa.select(*columns)
