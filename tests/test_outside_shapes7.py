@@ -14,6 +14,9 @@ figure is power x time:
   cluster: PBT pauses each trial every ``perturbation_interval`` steps and resumes it from a
   checkpoint (its own, or a better trial's it exploits), which calls the function trainable
   again: a run per stretch of a trial, each named as the trial.
+* **Two-stage fine-tuning with Lightning**: ``trainer.fit`` with the backbone frozen, then a
+  second ``trainer.fit`` of the same module with it unfrozen, greenprint's Lightning callback
+  on both Trainers.
 """
 
 from __future__ import annotations
@@ -257,3 +260,103 @@ def test_ray_pbt_trials_resumed_from_checkpoints_are_one_trial_each(tmp_path_fac
     assert not [n for n in report["notes"] if "worker processes" in n]
     assert tag["total"]["energy_kwh"] == pytest.approx(sweep.energy_kwh, rel=1e-9)
     _export_reads_as_the_report(home, "pbt", report)
+
+
+# ------------------------------------------------------------ Lightning, two-stage fine-tuning
+TWO_STAGE_SCRIPT = """
+import sys
+sys.path.insert(0, @METERS@)
+import torch
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+from greenprint.integrations.lightning import GreenprintCallback
+from _meters import ConstantProcessPower
+
+torch.manual_seed(0)
+
+
+class Net(pl.LightningModule):
+    def __init__(self, lr=0.05):
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = torch.nn.Linear(8, 8)
+        self.head = torch.nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.backbone(x)))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self(x), y))
+
+    def configure_optimizers(self):
+        trained = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.SGD(trained, lr=self.hparams.lr)
+
+
+data = TensorDataset(torch.randn(256, 8), torch.randn(256, 1))
+train, val = DataLoader(data, batch_size=16), DataLoader(data, batch_size=64)
+
+
+def fit(model, study):
+    cb = GreenprintCallback("finetune", study=study, meters=ConstantProcessPower(@WATTS@))
+    pl.Trainer(max_epochs=2, accelerator="cpu", callbacks=[cb], logger=False,
+               enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False).fit(model, train, val)
+
+
+model = Net()
+model.backbone.requires_grad_(False)  # stage 1: the head only
+fit(model, "two-stage")
+model.backbone.requires_grad_(True)  # stage 2: the whole model, from stage 1's weights
+fit(model, "two-stage")
+fit(Net(), "two-models")  # two models trained apart: two trials
+fit(Net(), "two-models")
+"""
+
+
+@pytest.fixture(scope="module")
+def two_stage_home(tmp_path_factory):
+    """The two-stage script run once in an empty directory."""
+    pytest.importorskip("lightning")
+    home = _empty(tmp_path_factory, "two-stage")
+    script = TWO_STAGE_SCRIPT.replace("@METERS@", repr(METERS_DIR))
+    (home / "ft.py").write_text(script.replace("@WATTS@", repr(WATTS)), encoding="utf-8")
+    done = run_in(home, sys.executable, "ft.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home
+
+
+def test_a_module_fitted_twice_is_one_training_scored_by_its_last_fit(two_stage_home):
+    """Before: two trials of one name and params, the final run stage 2 at half the study's
+    energy, though its model is stage 1's weights trained further. Now the second fit of the
+    same module takes the first fit's run as its part (contained false: measured apart, added
+    once): one trial, scored by stage 2's val_loss, costing both stages."""
+    home = two_stage_home
+    first, second = sorted(
+        gp.Ledger(home / "greenprint.db").runs(study="two-stage"), key=lambda r: r.started_at
+    )
+    assert (first.parent_id, first.role, first.contained) == (second.id, "part", False)
+    assert first.ended_at <= second.started_at
+    report = _report(home, "--study", "two-stage", "--no-plots", "--format", "json")
+    tag = report["price_tag"]
+    assert (tag["total"]["runs"], tag["total"]["trials"]) == (2, 1)
+    assert (tag["final"]["run_id"], tag["final"]["score_source"]) == (second.id, "own")
+    assert tag["final"]["score"] == second.metric("val_loss")
+    both = first.energy_kwh + second.energy_kwh
+    assert tag["total"]["energy_kwh"] == pytest.approx(both, rel=1e-9)
+    assert tag["final"]["energy_kwh"] == pytest.approx(both, rel=1e-9)
+    assert both == pytest.approx(WATTS * (first.duration_s + second.duration_s) / 3.6e6, rel=0.05)
+    _export_reads_as_the_report(home, "two-stage", report)
+
+
+def test_two_modules_fitted_apart_stay_two_trials(two_stage_home):
+    """Two new modules, one fit each: two trainings, two trials, as before."""
+    runs = gp.Ledger(two_stage_home / "greenprint.db").runs(study="two-models")
+    assert [(r.parent_id, r.role) for r in runs] == [(None, None), (None, None)]
+    report = _report(two_stage_home, "--study", "two-models", "--no-plots", "--format", "json")
+    assert report["price_tag"]["total"]["trials"] == 2
