@@ -14,6 +14,8 @@ figure is power x time:
   cluster: PBT pauses each trial every ``perturbation_interval`` steps and resumes it from a
   checkpoint (its own, or a better trial's it exploits), which calls the function trainable
   again: a run per stretch of a trial, each named as the trial.
+* **A hand-written search that retrains its best configuration** in a run of its own,
+  ``gp.track("best-model", params=best)``, scored on the test set, with no role given.
 * **Two-stage fine-tuning with Lightning**: ``trainer.fit`` with the backbone frozen, then a
   second ``trainer.fit`` of the same module with it unfrozen, greenprint's Lightning callback
   on both Trainers.
@@ -360,3 +362,59 @@ def test_two_modules_fitted_apart_stay_two_trials(two_stage_home):
     assert [(r.parent_id, r.role) for r in runs] == [(None, None), (None, None)]
     report = _report(two_stage_home, "--study", "two-models", "--no-plots", "--format", "json")
     assert report["price_tag"]["total"]["trials"] == 2
+
+
+# ------------------------------------------------------------ the best configuration retrained
+RETRAIN_SCRIPT = """
+import sys
+sys.path.insert(0, @METERS@)
+import greenprint as gp
+from _meters import ConstantProcessPower
+
+scores = {}
+for lr in (0.001, 0.01, 0.1):
+    with gp.track(f"lr={lr}", study="hand", params={"lr": lr},
+                  meters=ConstantProcessPower(@WATTS@)) as run:
+        sum(i * i for i in range(20000))
+        scores[lr] = {0.001: 0.80, 0.01: 0.90, 0.1: 0.85}[lr]
+        run.log(val_acc=scores[lr])
+best = max(scores, key=scores.get)
+with gp.track("best-model", study="hand", params={"lr": best},
+              meters=ConstantProcessPower(@WATTS@)) as run:
+    sum(i * i for i in range(40000))
+    run.log(test_acc=0.88)
+"""
+
+
+def test_a_retrain_of_the_best_configuration_says_how_to_make_it_final(tmp_path_factory):
+    """Before: the retrain, which logged test_acc and no val_acc, read as a fourth trial with
+    no score (counted as the worst in the expected best score) and the final run the trial
+    lr=0.01, with nothing said. The read stays (nothing says it is not a trial that forgot its
+    score), but a note names it, the trial whose params it reran, and the command; run as the
+    note says, the report reads 3 trials and the retrain as the final run."""
+    home = _empty(tmp_path_factory, "retrain")
+    script = RETRAIN_SCRIPT.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
+    (home / "s.py").write_text(script, encoding="utf-8")
+    done = run_in(home, sys.executable, "s.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = _report(home, "--study", "hand", "--no-plots", "--format", "json")
+    assert report["price_tag"]["total"]["trials"] == 4
+    runs = {r.name: r for r in gp.Ledger(home / "greenprint.db").runs(study="hand")}
+    note = _note(report, "logged no 'val_acc' but test_acc")
+    said = note[note.index("1 trial ('best-model')") :]
+    assert "(e.g. 'lr=0.01')" in said
+    assert f"greenprint ledger set-role final {runs['best-model'].id[:8]}" in said
+    done = run_in(home, GREENPRINT, "ledger", "set-role", "final", runs["best-model"].id[:8])
+    assert done.returncode == 0, done.stderr
+    report = _report(home, "--study", "hand", "--no-plots", "--format", "json")
+    tag = report["price_tag"]
+    assert (tag["total"]["trials"], tag["final"]["name"], tag["final"]["rule"]) == (
+        3,
+        "best-model",
+        "role",
+    )
+    assert not [n for n in report["notes"] if "logged no 'val_acc' but" in n]
+    curve = evp_curves(report)["with replacement (Dodge et al.)"]
+    expected = expected_max_performance([0.80, 0.90, 0.85], mode="max").mean.tolist()
+    assert curve == pytest.approx(expected, abs=1e-12)
+    _export_reads_as_the_report(home, "hand", report)

@@ -413,6 +413,8 @@ class StudyRoles:
             )
         if repeated := self.repeated:
             texts.append(_repeated_text(repeated, self.forest))
+        if retrained := self.retrained:
+            texts.append(self._retrained_text(retrained))
         if self.repeats:
             texts.append(
                 f"{count_of(self.repeats, 'trial')} held child runs that differ only by a seed "
@@ -495,6 +497,71 @@ class StudyRoles:
             if then is not None:
                 found.append((run.id, runs[then].id))
         return tuple(found)
+
+    @cached_property
+    def retrained(self) -> tuple[tuple[int, int], ...]:
+        """Inferred trials that look like the final model retrained with a trial's params.
+
+        ``(retrain, trial)`` positions: a finished trial with params and no child that logged
+        no value of the ranked metric (:attr:`metric`) but another score (a ``test_acc``),
+        started after a trial with the same params, scored by the metric, had ended (the
+        latest such): a hand-written search that retrains its best configuration,
+        ``gp.track("best-model", params=best)``, without ``role="final"``. It stays a trial
+        (counted as the worst score): the note says how to give it its role. ``()`` when no
+        metric ranks the study.
+        """
+        metric = self.metric
+        if metric is None:
+            return ()
+        runs, children = self.forest.runs, self.forest.children
+        trials = [p for p in self.trials if self.inferred[p]]
+        unscored = []
+        for p in trials:  # a loop, not _has_score's generator: 100,000 scored trials in 25 ms
+            run = runs[p]
+            if children[p] or run.status != "finished" or not run.params:
+                continue
+            for point in run.metrics:
+                if point.name == metric and math.isfinite(point.value):
+                    break
+            else:
+                if any(math.isfinite(m.value) and not _not_a_score(m.name) for m in run.metrics):
+                    unscored.append(p)
+        if not unscored:
+            return ()
+        scored: dict[str, list[int]] = {}
+        for p in trials:
+            if _has_score(runs[p], metric) or any(_has_score(runs[c], metric) for c in children[p]):
+                scored.setdefault(_configuration(runs[p])[1], []).append(p)
+        found = []
+        for p in unscored:
+            start = runs[p].started_at
+            before = [
+                q
+                for q in scored.get(_configuration(runs[p])[1], ())
+                if (ended := runs[q].ended_at) is not None and ended <= start
+            ]
+            if before:
+                found.append((p, max(before, key=lambda q: (runs[q].started_at, q))))
+        return tuple(found)
+
+    def _retrained_text(self, pairs: Sequence[tuple[int, int]]) -> str:
+        """The note on :attr:`retrained`."""
+        runs = self.forest.runs
+        names = ", ".join(repr(runs[p].name) for p, _ in pairs[:3]) + (
+            ", ..." if len(pairs) > 3 else ""
+        )
+        logged = sorted(
+            {m.name for p, _ in pairs for m in runs[p].metrics if not _not_a_score(m.name)}
+        )
+        first, trial = pairs[0]
+        return (
+            f"{count_of(len(pairs), 'trial')} ({names}) logged no {self.metric!r} but "
+            f"{', '.join(logged[:3])}, and ran after a trial with the same params had ended "
+            f"(e.g. {runs[trial].name!r}): read as trials without a score, each counted as "
+            "the worst; if it is the final model retrained with that configuration, give it "
+            "role='final' (gp.track(..., role='final'), or afterwards greenprint ledger "
+            f"set-role final {runs[first].id[:8]})"
+        )
 
     @cached_property
     def repeated(self) -> tuple[tuple[int, ...], ...]:
