@@ -421,19 +421,104 @@ def test_a_study_restored_after_errors_reads_as_one_study(ray_cluster: Any, tmp_
 
 
 def _train_kills_its_driver(config: dict[str, Any]) -> None:
-    """x=2 kills the driver (SIGKILL) after its first result, the first time only."""
-    import signal
-
+    """x=2 kills the driver (SIGKILL) after its first result, the first time only, at a moment
+    the experiment's state on disk is what the restore needs (:func:`_kill_once_saved`)."""
     from ray import tune
 
-    marker = Path(config["folder"]) / "killed"
+    folder = Path(config["folder"])
+    marker = folder / "killed"
     for i in range(2):
         _busy(0.05)
         tune.report({"score": float(config["x"] * (i + 1))})
         if config["x"] == 2 and not marker.exists():
             marker.touch()
-            os.kill(config["driver"], signal.SIGKILL)
+            _kill_once_saved(config["driver"], folder / "tune" / "ray-killed", note=marker)
             time.sleep(60)  # until Ray ends this worker with its dead driver's job
+
+
+def _kill_once_saved(driver: int, experiment: Path, *, note: Path, timeout_s: float = 30) -> None:
+    """SIGKILL the driver at a moment its experiment's saved state is whole.
+
+    Tune saves its state (trials, searcher, callbacks) to a staging folder at each step and a
+    thread of the driver copies it into the experiment's folder, each file emptied first: a
+    driver killed during a copy left empty files there (1 run in 8 to 40), and
+    ``Tuner.restore`` then started the experiment anew with no config (``KeyError: 'x'`` in
+    the trial name). So the driver is stopped (SIGSTOP: its threads, the copy's too, hold
+    still), the files are read as the restore reads them, and the driver is killed if they hold
+    both trials and a searcher with none left to generate, else let go on and looked at again,
+    for up to ``timeout_s`` seconds. ``note`` gets what was found: it starts with "saved".
+    """
+    import signal
+
+    deadline = time.monotonic() + timeout_s
+    looks: list[str] = []
+    while True:
+        os.kill(driver, signal.SIGSTOP)
+        looks.append(_unsaved(experiment) if _stopped(driver) else "the driver did not stop")
+        if not looks[-1] or time.monotonic() > deadline:
+            break
+        os.kill(driver, signal.SIGCONT)
+        time.sleep(0.05)
+    verdict = "saved" if not looks[-1] else f"not saved: {looks[-1]}"
+    note.write_text(f"{verdict} (look {len(looks)}; the first: {looks[0] or 'saved'})")
+    os.kill(driver, signal.SIGKILL)
+
+
+def _stopped(pid: int, timeout_s: float = 5) -> bool:
+    """Wait until every thread of the process is stopped (SIGSTOP takes effect later)."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():  # no /proc: give the signal time
+        time.sleep(0.2)
+        return True
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = set()
+        for stat in tasks.glob("*/stat"):
+            try:  # the state follows the name, in parentheses
+                states.add(stat.read_text().rpartition(")")[2].split()[0])
+            except (OSError, IndexError):  # a thread that ended meanwhile
+                continue
+        if states and states <= {"T", "t", "Z", "X"}:
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def _unsaved(experiment: Path) -> str:
+    """What ``Tuner.restore`` would miss in the experiment's saved state ('' when nothing).
+
+    The newest file of each kind, as Tune takes it: the trials (JSON), the searcher's and the
+    callbacks' states (pickles).
+    """
+    import json
+
+    import ray.cloudpickle as cloudpickle
+
+    def newest(pattern: str) -> Path:
+        return max(experiment.glob(pattern), default=experiment / pattern)
+
+    trials = newest("experiment_state-*.json")
+    searcher = newest("basic-variant-state-*.json")
+    callbacks = newest("callback-states-*.pkl")
+    reading = trials
+    try:
+        saved = json.loads(trials.read_bytes())["trial_data"]
+        xs = sorted(json.loads(state)["config"]["x"] for state, _ in saved)
+        if xs != [1, 2]:
+            return f"{trials.name}: the trials of x={xs}"
+        reading = searcher
+        iterators = cloudpickle.loads(searcher.read_bytes())["_iterators"]
+        if any(
+            it.num_samples_left or it.points_to_evaluate or (it.variants and it.variants.has_next())
+            for it in iterators
+        ):
+            return f"{searcher.name}: variants left to generate"
+        reading = callbacks
+        if not cloudpickle.loads(callbacks.read_bytes()):
+            return f"{callbacks.name}: empty"
+    except Exception as e:  # a file caught in a copy fails to load in many ways
+        return f"{reading.name}: {type(e).__name__}: {e}"
+    return ""
 
 
 #: A driver of its own on the module's cluster, killed by its second trial.
@@ -508,6 +593,8 @@ def test_a_study_restored_after_its_driver_was_killed_reads_as_one_study(
     done = subprocess.run([sys.executable, str(script), address, str(tmp_path)],
                           capture_output=True, text=True, timeout=240)  # fmt: skip
     assert done.returncode == -9, done.stderr[-3000:]  # the trial killed it
+    note = (tmp_path / "killed").read_text()
+    assert note.startswith("saved"), note  # with the state the restore needs on disk
     fn = trainable(_train_kills_its_driver, ledger=ledger, sample_interval_s=0.1)
     (tmp_path / "restored").touch()  # the scheduler stops x=2 at its first result from now on
     grid = tune.Tuner.restore(str(tmp_path / "tune" / "ray-killed"), fn).fit()
