@@ -14,6 +14,8 @@ figure is power x time:
   cluster: PBT pauses each trial every ``perturbation_interval`` steps and resumes it from a
   checkpoint (its own, or a better trial's it exploits), which calls the function trainable
   again: a run per stretch of a trial, each named as the trial.
+* **Two-stage fine-tuning with Hugging Face's Trainer**: ``Trainer(model=model, ...).train()``
+  with the encoder frozen, then a new ``Trainer`` on the same model unfrozen.
 * **A hand-written search that retrains its best configuration** in a run of its own,
   ``gp.track("best-model", params=best)``, scored on the test set, with no role given.
 * **Two-stage fine-tuning with Lightning**: ``trainer.fit`` with the backbone frozen, then a
@@ -418,3 +420,57 @@ def test_a_retrain_of_the_best_configuration_says_how_to_make_it_final(tmp_path_
     expected = expected_max_performance([0.80, 0.90, 0.85], mode="max").mean.tolist()
     assert curve == pytest.approx(expected, abs=1e-12)
     _export_reads_as_the_report(home, "hand", report)
+
+
+# ------------------------------------------------------------ Hugging Face, two-stage fine-tuning
+HF_TWO_STAGE_SCRIPT = """
+import sys
+sys.path.insert(0, @TESTS@)
+from transformers import Trainer, TrainingArguments
+from greenprint.integrations.transformers import GreenprintCallback
+from integrations._hf import Tokens, tiny_bert
+
+
+def train(model, out):
+    args = TrainingArguments(out, num_train_epochs=2, per_device_train_batch_size=8,
+                             report_to=[], use_cpu=True, eval_strategy="epoch",
+                             save_strategy="no", logging_strategy="epoch", disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=Tokens(), eval_dataset=Tokens(seed=1),
+            callbacks=[GreenprintCallback("bert-ft", study="hf-two-stage")]).train()
+
+
+model = tiny_bert()
+model.bert.requires_grad_(False)  # stage 1: the classifier head only
+train(model, "stage1")
+model.bert.requires_grad_(True)  # stage 2: the whole model, from stage 1's weights
+train(model, "stage2")
+"""
+
+
+def test_a_hf_model_trained_twice_is_one_training_scored_by_its_last_train(tmp_path_factory):
+    """Before: two trials 'bert-ft' of one params, the final run stage 2 at about half the
+    study's energy. Now the second train() of the same model takes the first's run as its part
+    (contained false): one trial, scored by stage 2's eval_loss, costing both stages."""
+    pytest.importorskip("transformers")
+    home = _empty(tmp_path_factory, "hf-two-stage")
+    tests_dir = str(Path(__file__).resolve().parent)
+    script = HF_TWO_STAGE_SCRIPT.replace("@TESTS@", repr(tests_dir))
+    (home / "ft.py").write_text(script, encoding="utf-8")
+    done = run_in(home, sys.executable, "ft.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = sorted(
+        gp.Ledger(home / "greenprint.db").runs(study="hf-two-stage"), key=lambda r: r.started_at
+    )
+    assert (first.parent_id, first.role, first.contained) == (second.id, "part", False)
+    report = _report(home, "--study", "hf-two-stage", "--no-plots", "--format", "json")
+    tag = report["price_tag"]
+    assert (tag["total"]["runs"], tag["total"]["trials"], tag["final"]["run_id"]) == (
+        2,
+        1,
+        second.id,
+    )
+    assert tag["final"]["score"] == second.metric("eval_loss")
+    both = first.energy_kwh + second.energy_kwh
+    assert tag["final"]["energy_kwh"] == pytest.approx(both, rel=1e-9)
+    assert tag["total"]["energy_kwh"] == pytest.approx(both, rel=1e-9)
+    _export_reads_as_the_report(home, "hf-two-stage", report)

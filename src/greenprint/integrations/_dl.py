@@ -13,10 +13,11 @@ import logging
 import math
 import numbers
 import time
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import GreenprintError
+from greenprint._exceptions import GreenprintError, UnknownRunError
 from greenprint._records import CUT_SHORT_STATUSES
 from greenprint._units import JOULES_PER_KWH
 from greenprint.integrations._common import interrupted_at_heartbeat
@@ -35,6 +36,7 @@ __all__ = [
     "plain_params",
     "refresh",
     "share_node_run_id",
+    "trained_again",
 ]
 
 logger = logging.getLogger(__name__)
@@ -205,6 +207,50 @@ def continue_from(run: Run, earlier_id: object, *, how: str) -> None:
         moved, fields = earlier, {"parent_id": run.id, "role": "part", "contained": False}
         fields.update(ended)
     _record(ledger, moved.id, fields, run.id)
+
+
+#: Each model's last training's run id, in this process (a module object, weakly: the entry goes
+#: with it): a later training of the same object continues it (:func:`trained_again`).
+_LAST_TRAINING: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def trained_again(run: Run, model: Any, *, link: bool = True) -> None:
+    """Record ``run`` as ``model``'s latest training; an earlier one becomes its part.
+
+    A second training of the same model object in this process (two-stage fine-tuning: the
+    head with the backbone frozen, then the whole model; or more epochs on a trained model)
+    trains the weights the first left: one training, whose model is the last one's. The
+    earlier training's run becomes a ``part`` of ``run``, ``contained`` false (it ran before,
+    outside its measurement: the price tag adds it once), not a trial of its own. Only two
+    top-level runs of one study (trainings inside a run of the user's are its parts already):
+    else nothing changes. A model that cannot be weakly referenced is not followed.
+
+    Args:
+        run: the running run of the training that starts now (a single process's).
+        model: the model object it trains (a ``LightningModule``, a Hugging Face model).
+        link: link the earlier training (``False``: only record this one, for a training
+            resumed from a checkpoint, which is linked to the checkpoint's run instead).
+    """
+    try:
+        earlier_id = _LAST_TRAINING.get(model)
+        _LAST_TRAINING[model] = run.id
+    except TypeError:  # not weakly referenceable, or unhashable
+        return
+    ledger = run.ledger
+    if not link or earlier_id is None or ledger is None or run.parent_id is not None:
+        return
+    if earlier_id == run.id:
+        return
+    try:
+        earlier = ledger.run(earlier_id)
+    except UnknownRunError:  # the earlier training wrote to another ledger: one of its own
+        return
+    except GreenprintError as e:
+        logger.warning("greenprint: could not read run %s: %s", earlier_id[:8], e)
+        return
+    if earlier.parent_id is not None or earlier.study != run.study:
+        return
+    _record(ledger, earlier_id, {"parent_id": run.id, "role": "part", "contained": False}, run.id)
 
 
 def _ended_fields(earlier: Any, how: str) -> dict[str, Any]:

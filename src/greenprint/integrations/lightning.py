@@ -59,7 +59,8 @@ ledger or study: the resumed fit is a run of its own, as before (a debug log say
 A second ``trainer.fit`` of the same module object in this process (two-stage fine-tuning, or
 more epochs on a fitted model) trains the weights the first left: its run takes the earlier
 fit's run as a ``part`` (``contained`` false), one training, not a trial per stage (top-level
-runs of one study, single-process fits; see :func:`_fitted_again`).
+runs of one study, single-process fits; see
+:func:`~greenprint.integrations._dl.trained_again`).
 
 Multi-process training (DDP): one meter per node. The node's local rank 0 runs the meters and
 attributes the energy of the whole process tree that launched the ranks; every other rank records
@@ -85,7 +86,6 @@ from greenprint._exceptions import (
     ConfigError,
     GreenprintError,
     MissingDependencyError,
-    UnknownRunError,
 )
 from greenprint._imports import is_available, require
 from greenprint._lifecycle import status_for
@@ -100,6 +100,7 @@ from greenprint.integrations._dl import (
     plain_params,
     refresh,
     share_node_run_id,
+    trained_again,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -270,11 +271,8 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         tuned, self._tuning = self._tuning, []
         for finder in tuned:
             _part_of(run, finder)
-        if int(getattr(trainer, "world_size", 1)) <= 1:
-            earlier = _LAST_FIT.get(pl_module)
-            _LAST_FIT[pl_module] = run.id
-            if earlier is not None and not resuming:
-                _fitted_again(run, earlier)
+        if int(getattr(trainer, "world_size", 1)) <= 1:  # a second fit continues the first
+            trained_again(run, pl_module, link=not resuming)
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps: the fit's run id, for a fit resumed from it.
@@ -569,43 +567,6 @@ def _finder_before(trainer: Any, callback: Any) -> str | None:
             if isinstance(finder, type) and isinstance(each, finder):
                 return suffix
     return None
-
-
-#: Each module's last fit's run id (in this process): a fit of the same module continues it.
-_LAST_FIT: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-
-
-def _fitted_again(run: Run, earlier_id: str) -> None:
-    """Record the run of an earlier fit of the module ``run`` fits again as its part.
-
-    A second ``trainer.fit`` of the same module object (two-stage fine-tuning: the head with
-    the backbone frozen, then the whole model; or more epochs on a fitted model) trains the
-    weights the first left: one training, whose model is the last fit's. The earlier fit's run
-    becomes a ``part`` of the later one, ``contained`` false (it ran before, outside its
-    measurement: the price tag adds it once), not a trial of its own. Only two top-level runs
-    of one study (fits inside a run of yours are its parts already): else nothing changes.
-    """
-    ledger = run.ledger
-    if ledger is None or not run.id or run.parent_id is not None or earlier_id == run.id:
-        return
-    try:
-        earlier = ledger.run(earlier_id)
-    except UnknownRunError:  # the earlier fit wrote to another ledger: a training of its own
-        return
-    except GreenprintError as e:
-        logger.warning("greenprint: could not read run %s: %s", earlier_id[:8], e)
-        return
-    if earlier.parent_id is not None or earlier.study != run.study:
-        return
-    try:
-        ledger.flush(earlier_id, fields={"parent_id": run.id, "role": "part", "contained": False})
-    except GreenprintError as e:
-        logger.warning(
-            "greenprint: could not record run %s as a part of run %s: %s",
-            earlier_id[:8],
-            run.id[:8],
-            e,
-        )
 
 
 def _part_of(run: Run, finder: Run) -> None:

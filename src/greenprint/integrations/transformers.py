@@ -72,6 +72,12 @@ and cost (``interrupted`` if its process died without a last write), recorded ``
 false (it ran before: the price tag adds it once); never a second trial. No such file, or a run
 not in this ledger or study: the resumed run is one of its own, as before (a debug log says).
 
+A second ``trainer.train()`` of the same model object in this process (two-stage fine-tuning: a
+new Trainer on the model the first trained) trains the weights the first left: its run takes
+the earlier training's run as a ``part`` (``contained`` false), one training, not a trial per
+stage (top-level runs of one study, a single process, no search; a ``model_init`` makes a new
+model each time: a training of its own).
+
 The model card gets ``co2_eq_emissions`` (in grams, as the Hugging Face Hub wants) through
 :meth:`GreenprintCallback.create_model_card`, or :func:`model_card_co2` for any run.
 
@@ -108,6 +114,7 @@ from greenprint.integrations._dl import (
     plain_params,
     refresh,
     share_node_run_id,
+    trained_again,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -336,6 +343,8 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         search = getattr(state, "is_hyper_param_search", False)
         if resumed and getattr(state, "is_world_process_zero", True) and not search:
             self._continue(args, state)
+        if world <= 1 and not search and model is not None:  # a second train() continues
+            trained_again(run, model, link=not resumed)
 
     def _retrains_best(self, args: Any) -> bool:
         """Whether a training outside a search is the retrain of the last search's best.
