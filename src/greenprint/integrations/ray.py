@@ -847,22 +847,29 @@ class GreenprintTuneCallback(tune.Callback):
     def _find_silent(self, ledger: Any, trials: list[Any]) -> None:
         """Adopt the runs of trials that ended before their first result (a worker wrote them).
 
-        Such a run is found by its name, the trial's name (unique to the experiment), in the
-        sweep's study, among the runs no other sweep has adopted.
+        Such a run is found by its name, the trial's name, in the sweep's study, among the runs
+        no other sweep has adopted and no trial of this one has (a ``trial_name_creator`` may
+        give trials one name: ``f"lr={t.config['lr']}"`` with ``num_samples=2``).
         """
-        silent = {_trial_name(t): t for t in trials if t.trial_id not in self._trials}
+        silent: dict[str, list[Any]] = {}
+        for t in trials:
+            if t.trial_id not in self._trials:
+                silent.setdefault(_trial_name(t), []).append(t)
         if not silent:
             return
+        known = {s.run_id for s in self._trials.values()}
         try:
             candidates = ledger.runs(study=self._sweep.study)
         except GreenprintError as e:
             logger.warning("greenprint: could not look for trials without results: %s", e)
             return
         for run in candidates:
-            trial = silent.get(run.name)
+            named = silent.get(run.name)
             adopted = run.parent_id not in (None, self._sweep.id)  # another sweep's (resumed)
-            if trial is None or run.role != "trial" or adopted:
+            if not named or run.role != "trial" or adopted or run.id in known:
                 continue
+            # of trials sharing the name, the one whose config gave the run its params
+            trial = next((t for t in named if _params(t.config) == run.params), named[-1])
             state = self._trials[trial.trial_id] = _TrialState(run.id)
             status = str(getattr(trial, "status", ""))
             state.ended = "error" if status == "ERROR" else "complete"
@@ -922,11 +929,13 @@ class GreenprintTuneCallback(tune.Callback):
         trial with no result, never adopted, beside the run that reported the trial's last
         result (the trial). Found by the trial's name in the sweep's study among the trial
         runs not adopted by another sweep, started since this one (less a worker's clock
-        offset).
+        offset), that are no trial's run: trials may share a name (a ``trial_name_creator``
+        of ``f"lr={t.config['lr']}"`` with ``num_samples=2``), each its own trial.
         """
-        names = {_trial_name(t): t.trial_id for t in trials if t.trial_id in self._trials}
+        names = {_trial_name(t) for t in trials if t.trial_id in self._trials}
         if not names:
             return
+        known = {s.run_id for s in self._trials.values()}
         sweep = self._sweep
         since = sweep.record.started_at - _WORKER_CLOCK_S
         try:
@@ -935,13 +944,12 @@ class GreenprintTuneCallback(tune.Callback):
             logger.warning("greenprint: could not look for trials' later runs: %s", e)
             return
         for run in candidates:
-            trial_id = names.get(run.name)
             if (
-                trial_id is None
+                run.name not in names
                 or run.role != "trial"
                 or run.parent_id not in (None, sweep.id)
                 or run.started_at < since
-                or run.id == self._trials[trial_id].run_id
+                or run.id in known
             ):
                 continue
             try:
