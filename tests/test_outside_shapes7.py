@@ -64,16 +64,18 @@ def accuracy(lr, k):
     return {0.01: 0.80, 0.1: 0.86, 1.0: 0.81}[lr] + 0.004 * ((k * 7) % 5 - 2)
 
 
-def folds(study, param):
+def folds(study, param, named=False):
     for lr in (0.01, 0.1, 1.0):
         for k in range(5):
-            with gp.track(f"lr={lr}", study=study, params={"lr": lr, param: k},
+            name = f"lr={lr}-{param}{k}" if named else f"lr={lr}"
+            with gp.track(name, study=study, params={"lr": lr, param: k},
                           meters=ConstantProcessPower(@WATTS@)) as run:
                 sum(i * i for i in range(20000))
                 run.log(accuracy=accuracy(lr, k))
 
 
 folds("cv-roots", "fold")
+folds("cv-named", "fold", named=True)
 folds("seed-roots", "seed")
 with gp.track("search", study="cv-search", meters=ConstantProcessPower(@WATTS@)):
     folds("cv-search", "fold")
@@ -100,20 +102,22 @@ def _note(report: dict, text: str) -> str:
     return found
 
 
-def test_folds_as_top_level_runs_say_they_are_read_as_trials_and_the_fix(folds_home):
+@pytest.mark.parametrize("study", ["cv-roots", "cv-named"])
+def test_folds_as_top_level_runs_say_they_are_read_as_trials_and_the_fix(folds_home, study):
     """Before: 15 trials, the expected best score drawn over single folds and the final run
     the best fold (0.868 of a configuration whose folds' mean is 0.86), with nothing said. The
     read stays (nothing links the folds: they may be meant as trials), but a note says that
     the 15 trials are 3 configurations run 5 times, differing by 'fold' only, and gives the
     commands that make each configuration one trial; run as the note says, the report reads 3
-    trials, each scored by its 5 folds' mean and costing them all, the total unchanged."""
+    trials, each scored by its 5 folds' mean and costing them all, the total unchanged. The
+    same with each fold named apart (f"lr={lr}-fold{k}")."""
     home = folds_home
-    report = _report(home, "--study", "cv-roots", "--no-plots", "--format", "json")
+    report = _report(home, "--study", study, "--no-plots", "--format", "json")
     assert report["price_tag"]["total"]["trials"] == 15
     note = _note(report, "configurations")
     assert "15 trials are 3 configurations run 5 times each" in note
     assert "'fold'" in note and "greenprint ledger set-role part" in note
-    runs = gp.Ledger(home / "greenprint.db").runs(study="cv-roots")
+    runs = gp.Ledger(home / "greenprint.db").runs(study=study)
     by_lr: dict[float, list[gp.RunRecord]] = {}
     for run in sorted(runs, key=lambda r: r.started_at):
         by_lr.setdefault(run.params["lr"], []).append(run)
@@ -128,7 +132,7 @@ def test_folds_as_top_level_runs_say_they_are_read_as_trials_and_the_fix(folds_h
         done = run_in(home, GREENPRINT, "ledger", "set-role", "part", *ids[1:],
                       "--part-of", ids[0])  # fmt: skip
         assert done.returncode == 0, done.stderr
-    report = _report(home, "--study", "cv-roots", "--no-plots", "--format", "json")
+    report = _report(home, "--study", study, "--no-plots", "--format", "json")
     tag = report["price_tag"]
     assert (tag["total"]["runs"], tag["total"]["trials"]) == (15, 3)
     assert tag["total"]["energy_kwh"] == pytest.approx(total, rel=1e-9)
@@ -142,13 +146,13 @@ def test_folds_as_top_level_runs_say_they_are_read_as_trials_and_the_fix(folds_h
         assert (row["role"], row["score_source"]) == ("trial", "parts")
         assert row["score"] == pytest.approx(means[lr], abs=1e-12)
     best = by_lr[0.1]
-    assert (tag["final"]["name"], tag["final"]["run_id"]) == ("lr=0.1", best[0].id)
+    assert (tag["final"]["name"], tag["final"]["run_id"]) == (best[0].name, best[0].id)
     assert tag["final"]["score"] == pytest.approx(means[0.1], abs=1e-12)
     assert tag["final"]["energy_kwh"] == pytest.approx(sum(r.energy_kwh for r in best), rel=1e-9)
     curve = evp_curves(report)["with replacement (Dodge et al.)"]
     expected = expected_max_performance(list(means.values()), mode="max").mean.tolist()
     assert curve == pytest.approx(expected, abs=1e-12)
-    _export_reads_as_the_report(home, "cv-roots", report)
+    _export_reads_as_the_report(home, study, report)
 
 
 def test_seeds_as_top_level_runs_say_so_too(folds_home):

@@ -568,7 +568,8 @@ class StudyRoles:
         """Inferred trials that are one configuration run again with another seed or fold.
 
         Each group (positions, in start order) holds two or more trials of one parent (or
-        none: top-level runs) with the same name and params but a param indexing a repetition
+        none: top-level runs) with the same name (or names alike but for the value of the
+        repeat, ``f"lr={lr}-fold{fold}"``) and params but a param indexing a repetition
         (:func:`is_repeat_param`: ``fold``, ``seed``...), which takes two values or more among
         them: ``for fold in range(5): with gp.track(f"lr={lr}", params={"lr": lr, "fold":
         fold})`` with no run around a configuration's folds. Each is read as a trial of its
@@ -584,29 +585,17 @@ class StudyRoles:
         repeat = frozenset(filter(is_repeat_param, names))
         if not repeat:
             return ()
-        # a name two of them share first (an Optuna trial's name is its own: counted without
-        # a container per trial, 100,000 trials named apart take 40 ms), then its parent and
-        # the params
         trials = [p for p in trials if not repeat.isdisjoint(runs[p].params)]
-        shared = {name for name, n in Counter(runs[p].name for p in trials).items() if n > 1}
-        by_name: dict[tuple[Any, str], list[int]] = {}
-        for p in trials:
-            if runs[p].name in shared:
-                by_name.setdefault((parents[p], runs[p].name), []).append(p)
-        found = []
-        for named in by_name.values():
-            if len(named) < 2:
-                continue
-            alike: dict[str, tuple[list[int], set[str]]] = {}
-            for p in named:
-                items = sorted(runs[p].params.items())
-                config = repr([kv for kv in items if kv[0] not in repeat])
-                group, seeds = alike.setdefault(config, ([], set()))
-                group.append(p)
-                seeds.add(repr([kv for kv in items if kv[0] in repeat]))
-            for group, seeds in alike.values():
-                if len(seeds) > 1:
-                    found.append(tuple(sorted(group, key=lambda p: (runs[p].started_at, p))))
+        try:  # one seed for every trial (a search that records its seed 42): no repeats
+            if len({(k, runs[p].params.get(k)) for p in trials for k in repeat}) <= len(repeat):
+                return ()
+        except TypeError:  # a value that cannot be hashed: looked at below
+            pass
+        found = _repeat_groups(runs, parents, trials, repeat, lambda run: run.name)
+        # then names that hold the repeat's value (f"lr={lr}-fold{fold}"), less that value
+        grouped = {p for group in found for p in group}
+        rest = [p for p in trials if p not in grouped]
+        found += _repeat_groups(runs, parents, rest, repeat, lambda run: _less_repeat(run, repeat))
         return tuple(found)
 
     @cached_property
@@ -800,6 +789,57 @@ def resolve_roles(
         overridden=overridden,
         repeats=repeats,
     )
+
+
+def _repeat_groups(
+    runs: Sequence[RunRecord],
+    parents: Sequence[int | None],
+    trials: Sequence[int],
+    repeat: frozenset[str],
+    name_of: Any,
+) -> list[tuple[int, ...]]:
+    """Groups of ``trials`` (positions) of one parent, ``name_of`` and params but ``repeat``.
+
+    Each group has two or more trials and two or more values of the ``repeat`` params among
+    them; positions in start order. A name two of them share is looked for first (an Optuna
+    trial's name is its own: counted without a container per trial, 100,000 trials named
+    apart take 40 ms), then the parent and the params.
+    """
+    names = [name_of(runs[p]) for p in trials]
+    shared = {name for name, n in Counter(names).items() if n > 1 and name is not None}
+    by_name: dict[tuple[Any, str], list[int]] = {}
+    for p, name in zip(trials, names, strict=True):
+        if name in shared:
+            by_name.setdefault((parents[p], name), []).append(p)
+    keys = sorted(repeat)
+    found = []
+    for named in by_name.values():
+        # one value of the repeat params among them (every trial's seed 0): no repeats
+        if len(named) < 2 or len({repr([runs[p].params.get(k) for k in keys]) for p in named}) < 2:
+            continue
+        alike: dict[str, tuple[list[int], set[str]]] = {}
+        for p in named:
+            items = sorted(runs[p].params.items())
+            config = repr([kv for kv in items if kv[0] not in repeat])
+            group, seeds = alike.setdefault(config, ([], set()))
+            group.append(p)
+            seeds.add(repr([kv for kv in items if kv[0] in repeat]))
+        for group, seeds in alike.values():
+            if len(seeds) > 1:
+                found.append(tuple(sorted(group, key=lambda p: (runs[p].started_at, p))))
+    return found
+
+
+def _less_repeat(run: RunRecord, repeat: frozenset[str]) -> str | None:
+    """``run``'s name less the last place it writes a repeat param's value, or ``None``.
+
+    ``"lr=0.1-fold"`` for ``"lr=0.1-fold3"`` with ``fold`` 3; ``None`` when it writes none.
+    """
+    name, cut, params = run.name, False, run.params
+    for key in repeat:  # most often one: seed, or fold
+        if key in params and (text := str(params[key])) and (at := name.rfind(text)) >= 0:
+            name, cut = name[:at] + name[at + len(text) :], True
+    return name if cut else None
 
 
 def _repeated_text(groups: Sequence[Sequence[int]], forest: RunForest) -> str:
@@ -1112,7 +1152,8 @@ def _repeats_apart(
 
     Those are its parts recorded outside its measurement (``contained`` false: given it with
     ``greenprint ledger set-role part ID --part-of ID``), not linked by a job, with its name
-    and params but another value of a param indexing a repetition (:func:`is_repeat_param`:
+    (or one alike but for the repeat's value: ``lr=0.1-fold3``) and params but another value
+    of a param indexing a repetition (:func:`is_repeat_param`:
     the other folds or seeds of its configuration, tracked as runs of their own), whose
     status is in ``scored``.
     """
@@ -1128,12 +1169,19 @@ def _repeats_apart(
             and roles[c] == "part"
             and not (virtual and virtual[c])
             and kid.status in scored
-            and kid.name == run.name
             and not math.isnan(scores[c].score)
             and _repeat_of(kid.params, run.params)
+            and (kid.name == run.name or _alike_but_repeats(kid, run))
         ):
             values.append(scores[c].score)
     return values
+
+
+def _alike_but_repeats(run: RunRecord, other: RunRecord) -> bool:
+    """Whether two runs' names are one but for their repeat params' values (``-fold3``)."""
+    repeat = frozenset(k for k in (*run.params, *other.params) if is_repeat_param(k))
+    name = _less_repeat(run, repeat)
+    return name is not None and name == _less_repeat(other, repeat)
 
 
 def _repeat_of(params: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
