@@ -144,6 +144,16 @@ def is_repeat_param(name: str) -> bool:
     return lower in REPEAT_PARAMS or lower.endswith("_seed")
 
 
+def _repeat_value(value: Any) -> bool:
+    """Whether a repeat param's value indexes a repetition: a number (a seed, a fold's index).
+
+    A name is none: a ``split`` of ``"val"`` or ``"test"`` says which data a run scored, so
+    runs that differ by it are no repeats of one configuration (the notes on top-level runs
+    and the mean of a trial's repeats made its parts, :attr:`StudyRoles.repeated`).
+    """
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _runs_its_params(run: RunRecord, kids: Sequence[RunRecord]) -> bool:
     """Whether ``run``'s children run its own configuration (its folds or its fit): a trial.
 
@@ -591,6 +601,7 @@ class StudyRoles:
                 return ()
         except TypeError:  # a value that cannot be hashed: looked at below
             pass
+        trials = [p for p in trials if any(_repeat_value(runs[p].params.get(k)) for k in repeat)]
         found = _repeat_groups(runs, parents, trials, repeat, lambda run: run.name)
         # then names that hold the repeat's value (f"lr={lr}-fold{fold}"), less that value
         grouped = {p for group in found for p in group}
@@ -819,11 +830,12 @@ def _repeat_groups(
             continue
         alike: dict[str, tuple[list[int], set[str]]] = {}
         for p in named:
-            items = sorted(runs[p].params.items())
-            config = repr([kv for kv in items if kv[0] not in repeat])
-            group, seeds = alike.setdefault(config, ([], set()))
+            mine: tuple[list[Any], list[Any]] = ([], [])  # (its configuration, its repeat)
+            for kv in sorted(runs[p].params.items()):
+                mine[kv[0] in repeat and _repeat_value(kv[1])].append(kv)
+            group, seeds = alike.setdefault(repr(mine[0]), ([], set()))
             group.append(p)
-            seeds.add(repr([kv for kv in items if kv[0] in repeat]))
+            seeds.add(repr(mine[1]))
         for group, seeds in alike.values():
             if len(seeds) > 1:
                 found.append(tuple(sorted(group, key=lambda p: (runs[p].started_at, p))))
@@ -837,7 +849,8 @@ def _less_repeat(run: RunRecord, repeat: frozenset[str]) -> str | None:
     """
     name, cut, params = run.name, False, run.params
     for key in repeat:  # most often one: seed, or fold
-        if key in params and (text := str(params[key])) and (at := name.rfind(text)) >= 0:
+        value = params.get(key)
+        if _repeat_value(value) and (text := str(value)) and (at := name.rfind(text)) >= 0:
             name, cut = name[:at] + name[at + len(text) :], True
     return name if cut else None
 
@@ -848,7 +861,15 @@ def _repeated_text(groups: Sequence[Sequence[int]], forest: RunForest) -> str:
     trials = sum(map(len, groups))
     sizes = sorted({len(g) for g in groups})
     times = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
-    names = sorted({k for g in groups for p in g for k in runs[p].params if is_repeat_param(k)})
+    names = sorted(
+        {
+            k
+            for g in groups
+            for p in g
+            for k, v in runs[p].params.items()
+            if is_repeat_param(k) and _repeat_value(v)
+        }
+    )
     by = " or ".join(repr(k) for k in names)
     first = groups[0]
     text = (
@@ -1185,12 +1206,19 @@ def _alike_but_repeats(run: RunRecord, other: RunRecord) -> bool:
 
 
 def _repeat_of(params: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
-    """Whether two runs' params differ by params indexing a repetition only, and by one."""
+    """Whether two runs' params differ by params indexing a repetition only, and by one.
+
+    Such a param differs as a repetition where both give it a number (:func:`_repeat_value`:
+    a fold's index, a seed); a ``split`` of ``"val"`` and ``"test"`` is another configuration.
+    """
     repeat = False
     for key in params.keys() | other.keys():
-        if is_repeat_param(key):
-            repeat = repeat or params.get(key) != other.get(key)
-        elif key not in params or key not in other or params[key] != other[key]:
+        if key not in params or key not in other:
+            return False
+        mine, theirs = params[key], other[key]
+        if is_repeat_param(key) and _repeat_value(mine) and _repeat_value(theirs):
+            repeat = repeat or mine != theirs
+        elif mine != theirs:
             return False
     return repeat
 
