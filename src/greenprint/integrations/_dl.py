@@ -222,8 +222,11 @@ def trained_again(run: Run, model: Any, *, link: bool = True) -> None:
     trains the weights the first left: one training, whose model is the last one's. The
     earlier training's run becomes a ``part`` of ``run``, ``contained`` false (it ran before,
     outside its measurement: the price tag adds it once), not a trial of its own. Only two
-    top-level runs of one study (trainings inside a run of the user's are its parts already):
-    else nothing changes. A model that cannot be weakly referenced is not followed.
+    top-level runs of one study (trainings inside a run of the user's are its parts already),
+    of one name and params, neither given a role: a loop of configurations that reuses one
+    model object (``model.hparams.lr = lr`` then a fit, other params) is a search, and a
+    role given (a learning curve over epochs) is kept. Else nothing changes. A model that
+    cannot be weakly referenced is not followed.
 
     Args:
         run: the running run of the training that starts now (a single process's).
@@ -249,6 +252,13 @@ def trained_again(run: Run, model: Any, *, link: bool = True) -> None:
         logger.warning("greenprint: could not read run %s: %s", earlier_id[:8], e)
         return
     if earlier.parent_id is not None or earlier.study != run.study:
+        return
+    # one configuration trained on: a loop of configurations reusing one model object (other
+    # params or names: a search) is not one training, nor are runs given a role
+    record = run.record
+    if (earlier.name, earlier.params) != (record.name, record.params):
+        return
+    if earlier.role is not None or record.role is not None:
         return
     _record(ledger, earlier_id, {"parent_id": run.id, "role": "part", "contained": False}, run.id)
 

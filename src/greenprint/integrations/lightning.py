@@ -59,7 +59,7 @@ ledger or study: the resumed fit is a run of its own, as before (a debug log say
 A second ``trainer.fit`` of the same module object in this process (two-stage fine-tuning, or
 more epochs on a fitted model) trains the weights the first left: its run takes the earlier
 fit's run as a ``part`` (``contained`` false), one training, not a trial per stage (top-level
-runs of one study, single-process fits; see
+runs of one study and of one name and params, no role given, single-process fits; see
 :func:`~greenprint.integrations._dl.trained_again`).
 
 Multi-process training (DDP): one meter per node. The node's local rank 0 runs the meters and

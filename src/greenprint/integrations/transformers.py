@@ -75,8 +75,8 @@ not in this ledger or study: the resumed run is one of its own, as before (a deb
 A second ``trainer.train()`` of the same model object in this process (two-stage fine-tuning: a
 new Trainer on the model the first trained) trains the weights the first left: its run takes
 the earlier training's run as a ``part`` (``contained`` false), one training, not a trial per
-stage (top-level runs of one study, a single process, no search; a ``model_init`` makes a new
-model each time: a training of its own).
+stage (top-level runs of one study and of one name and params, no role given, a single
+process, no search; a ``model_init`` makes a new model each time: a training of its own).
 
 The model card gets ``co2_eq_emissions`` (in grams, as the Hugging Face Hub wants) through
 :meth:`GreenprintCallback.create_model_card`, or :func:`model_card_co2` for any run.
