@@ -310,9 +310,9 @@ data = TensorDataset(torch.randn(256, 8), torch.randn(256, 1))
 train, val = DataLoader(data, batch_size=16), DataLoader(data, batch_size=64)
 
 
-def fit(model, study):
+def fit(model, study, epochs=2):
     cb = GreenprintCallback("finetune", study=study, meters=ConstantProcessPower(@WATTS@))
-    pl.Trainer(max_epochs=2, accelerator="cpu", callbacks=[cb], logger=False,
+    pl.Trainer(max_epochs=epochs, accelerator="cpu", callbacks=[cb], logger=False,
                enable_checkpointing=False, enable_progress_bar=False,
                enable_model_summary=False).fit(model, train, val)
 
@@ -321,7 +321,7 @@ model = Net()
 model.backbone.requires_grad_(False)  # stage 1: the head only
 fit(model, "two-stage")
 model.backbone.requires_grad_(True)  # stage 2: the whole model, from stage 1's weights
-fit(model, "two-stage")
+fit(model, "two-stage", epochs=3)  # for longer: trainer.max_epochs is the stage's, not a config
 fit(Net(), "two-models")  # two models trained apart: two trials
 fit(Net(), "two-models")
 """
@@ -341,7 +341,8 @@ def two_stage_home(tmp_path_factory):
 
 def test_a_module_fitted_twice_is_one_training_scored_by_its_last_fit(two_stage_home):
     """Before: two trials of one name and params, the final run stage 2 at half the study's
-    energy, though its model is stage 1's weights trained further. Now the second fit of the
+    energy, though its model is stage 1's weights trained further (stage 2 runs 3 epochs to stage
+    1's 2: trainer.max_epochs is the stage's, not a configuration). Now the second fit of the
     same module takes the first fit's run as its part (contained false: measured apart, added
     once): one trial, scored by stage 2's val_loss, costing both stages."""
     home = two_stage_home

@@ -214,7 +214,7 @@ def continue_from(run: Run, earlier_id: object, *, how: str) -> None:
 _LAST_TRAINING: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
-def trained_again(run: Run, model: Any, *, link: bool = True) -> None:
+def trained_again(run: Run, model: Any, *, link: bool = True, schedule: str = "") -> None:
     """Record ``run`` as ``model``'s latest training; an earlier one becomes its part.
 
     A second training of the same model object in this process (two-stage fine-tuning: the
@@ -233,6 +233,10 @@ def trained_again(run: Run, model: Any, *, link: bool = True) -> None:
         model: the model object it trains (a ``LightningModule``, a Hugging Face model).
         link: link the earlier training (``False``: only record this one, for a training
             resumed from a checkpoint, which is linked to the checkpoint's run instead).
+        schedule: the prefix of params that set a training's schedule, not the model's
+            configuration (Lightning's ``"trainer."``: its epochs, precision, accumulation),
+            left out of the comparison: a second stage trained for more epochs continues the
+            first (``""``: every param compared).
     """
     try:
         earlier_id = _LAST_TRAINING.get(model)
@@ -256,11 +260,20 @@ def trained_again(run: Run, model: Any, *, link: bool = True) -> None:
     # one configuration trained on: a loop of configurations reusing one model object (other
     # params or names: a search) is not one training, nor are runs given a role
     record = run.record
-    if (earlier.name, earlier.params) != (record.name, record.params):
+    if earlier.name != record.name or _configured(earlier.params, schedule) != _configured(
+        record.params, schedule
+    ):
         return
     if earlier.role is not None or record.role is not None:
         return
     _record(ledger, earlier_id, {"parent_id": run.id, "role": "part", "contained": False}, run.id)
+
+
+def _configured(params: Mapping[str, Any], schedule: str) -> dict[str, Any]:
+    """``params`` without those whose name starts with ``schedule`` (none when it is ``""``)."""
+    if not schedule:
+        return dict(params)
+    return {k: v for k, v in params.items() if not k.startswith(schedule)}
 
 
 def _ended_fields(earlier: Any, how: str) -> dict[str, Any]:

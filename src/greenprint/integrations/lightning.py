@@ -59,7 +59,8 @@ ledger or study: the resumed fit is a run of its own, as before (a debug log say
 A second ``trainer.fit`` of the same module object in this process (two-stage fine-tuning, or
 more epochs on a fitted model) trains the weights the first left: its run takes the earlier
 fit's run as a ``part`` (``contained`` false), one training, not a trial per stage (top-level
-runs of one study and of one name and params, no role given, single-process fits; see
+runs of one study and of one name and params, the Trainer's ``trainer.*`` ones aside: a stage
+may run more epochs; no role given, single-process fits; see
 :func:`~greenprint.integrations._dl.trained_again`).
 
 Multi-process training (DDP): one meter per node. The node's local rank 0 runs the meters and
@@ -272,7 +273,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         for finder in tuned:
             _part_of(run, finder)
         if int(getattr(trainer, "world_size", 1)) <= 1:  # a second fit continues the first
-            trained_again(run, pl_module, link=not resuming)
+            trained_again(run, pl_module, link=not resuming, schedule="trainer.")
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps: the fit's run id, for a fit resumed from it.
