@@ -556,13 +556,19 @@ def test_real_threads_of_one_process_count_their_overlap_once(tmp_path: Path) ->
     ledger = tmp_path / "l.db"
     fast = {"sample_interval_s": 0.02, "flush_interval_s": 0.05, "intensity": 400, "pue": 1.0}
     go = threading.Event()
+    second_started = threading.Event()
 
     def trial(k: int, search: Any) -> None:
         go.wait(timeout=30)
         time.sleep(0.15 * k)
         with gp.track(f"trial-{k}", ledger=ledger, study="s", role="trial", parent=search,
                       meters=ConstantProcessPower(1000.0), **fast) as run:  # fmt: skip
-            time.sleep(0.5)
+            started = time.monotonic()
+            if k == 1:
+                second_started.set()
+            else:  # trial 0 ends after trial 1 started, however slow the machine (they overlap)
+                second_started.wait(timeout=30)
+            time.sleep(max(0.5 - (time.monotonic() - started), 0.05))
             run.log(acc=0.8 + k / 10)
 
     with gp.track("search", ledger=ledger, study="s", role="sweep",
