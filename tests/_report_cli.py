@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,6 +37,27 @@ def run_in(
         text=True,
         timeout=300,
     )
+
+
+def run_ray_script(home: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
+    """``text`` written to ``home/name`` and run there as a new user runs a Ray Tune script.
+
+    A clean environment with a home of its own (no cloud metadata probe, no usage stats), and
+    Ray's temporary folder at a short path (its unix sockets live there), given to the script
+    as its first argument and removed after.
+    """
+    ray_home = home / "ray-home"
+    ray_home.mkdir(exist_ok=True)
+    (ray_home / "ray_bootstrap_config.yaml").write_text("{}\n")  # no cloud metadata probe
+    (home / name).write_text(text, encoding="utf-8")
+    env = clean_env()
+    env.update(HOME=str(ray_home), RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0",
+               RAY_USAGE_STATS_REPORT_URL="http://127.0.0.1:9/")  # fmt: skip
+    ray_tmp = tempfile.mkdtemp(prefix="gp-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    try:
+        return run_in(home, sys.executable, name, ray_tmp, env=env)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def empty_home(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

@@ -25,11 +25,9 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +36,7 @@ import pytest
 import greenprint as gp
 from _clean_env import clean_env
 from _pg import postgres_server
-from _report_cli import GREENPRINT, run_in
+from _report_cli import GREENPRINT, run_in, run_ray_script
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
@@ -609,18 +607,7 @@ def test_ray_trial_retried_after_a_failure_is_one_trial(tmp_path_factory):
     fourth trial scored as the worst in EVP."""
     pytest.importorskip("ray.tune")
     home = _empty(tmp_path_factory, "shapes2-ray")
-    ray_home = home / "ray-home"
-    ray_home.mkdir()
-    (ray_home / "ray_bootstrap_config.yaml").write_text("{}\n")  # no cloud metadata probe
-    (home / "tune_study.py").write_text(RAY_SCRIPT, encoding="utf-8")
-    env = clean_env()
-    env.update(HOME=str(ray_home), RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0",
-               RAY_USAGE_STATS_REPORT_URL="http://127.0.0.1:9/")  # fmt: skip
-    ray_tmp = tempfile.mkdtemp(prefix="gp-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
-    try:
-        done = run_in(home, sys.executable, "tune_study.py", ray_tmp, env=env)
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    done = run_ray_script(home, "tune_study.py", RAY_SCRIPT)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.splitlines()[-1])
     assert sorted(r["score"] for r in results) == [3.0, 6.0, 9.0]

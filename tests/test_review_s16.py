@@ -27,17 +27,14 @@ rules must leave alone.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 import greenprint as gp
-from _clean_env import clean_env
-from _report_cli import GREENPRINT, run_in
+from _report_cli import GREENPRINT, run_in, run_ray_script
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
@@ -106,18 +103,7 @@ def test_ray_trials_sharing_a_name_stay_trials_each(tmp_path_factory):
     two that failed before their first result failed."""
     pytest.importorskip("ray.tune")
     home = _empty(tmp_path_factory, "ray-dup")
-    ray_home = home / "ray-home"
-    ray_home.mkdir()
-    (ray_home / "ray_bootstrap_config.yaml").write_text("{}\n")  # no cloud metadata probe
-    (home / "dup.py").write_text(DUP_NAMES_SCRIPT, encoding="utf-8")
-    env = clean_env()
-    env.update(HOME=str(ray_home), RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0",
-               RAY_USAGE_STATS_REPORT_URL="http://127.0.0.1:9/")  # fmt: skip
-    ray_tmp = tempfile.mkdtemp(prefix="gp-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
-    try:
-        done = run_in(home, sys.executable, "dup.py", ray_tmp, env=env)
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    done = run_ray_script(home, "dup.py", DUP_NAMES_SCRIPT)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.splitlines()[-1])
     assert sorted((r["copy"], r["error"]) for r in results) == [
