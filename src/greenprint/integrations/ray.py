@@ -709,8 +709,9 @@ class GreenprintTuneCallback(tune.Callback):
             self._restored_ended(trials)
         furthest = max((s.progress for s in self._trials.values()), default=0.0)
         if ledger is not None:
-            self._find_silent(ledger, trials)
-            self._find_tails(ledger, trials)
+            candidates = self._study_runs(ledger) if trials else []
+            self._find_silent(ledger, trials, candidates)
+            self._find_tails(ledger, trials, candidates)
             self._settle(ledger)
             self._end_paused(ledger)
         for state in self._trials.values():
@@ -844,12 +845,25 @@ class GreenprintTuneCallback(tune.Callback):
         values.pop("id", None)
         ledger.flush(state.run_id, fields=values, metrics=metrics)
 
-    def _find_silent(self, ledger: Any, trials: list[Any]) -> None:
+    def _study_runs(self, ledger: Any) -> list[Any]:
+        """The sweep's study's runs, read once at the experiment's end.
+
+        :meth:`_find_silent` and :meth:`_find_tails` look among them; none when the ledger
+        cannot be read (a warning says so).
+        """
+        try:
+            return list(ledger.runs(study=self._sweep.study))
+        except GreenprintError as e:
+            logger.warning("greenprint: could not look for the trials' runs: %s", e)
+            return []
+
+    def _find_silent(self, ledger: Any, trials: list[Any], candidates: list[Any]) -> None:
         """Adopt the runs of trials that ended before their first result (a worker wrote them).
 
-        Such a run is found by its name, the trial's name, in the sweep's study, among the runs
-        no other sweep has adopted and no trial of this one has (a ``trial_name_creator`` may
-        give trials one name: ``f"lr={t.config['lr']}"`` with ``num_samples=2``).
+        Such a run is found among ``candidates`` (the sweep's study's runs) by its name, the
+        trial's name, among the runs no other sweep has adopted and no trial of this one has (a
+        ``trial_name_creator`` may give trials one name: ``f"lr={t.config['lr']}"`` with
+        ``num_samples=2``).
         """
         silent: dict[str, list[Any]] = {}
         for t in trials:
@@ -858,11 +872,6 @@ class GreenprintTuneCallback(tune.Callback):
         if not silent:
             return
         known = {s.run_id for s in self._trials.values()}
-        try:
-            candidates = ledger.runs(study=self._sweep.study)
-        except GreenprintError as e:
-            logger.warning("greenprint: could not look for trials without results: %s", e)
-            return
         for run in candidates:
             named = silent.get(run.name)
             adopted = run.parent_id not in (None, self._sweep.id)  # another sweep's (resumed)
@@ -921,16 +930,18 @@ class GreenprintTuneCallback(tune.Callback):
             except GreenprintError as e:
                 logger.warning("greenprint: could not end trial run %s: %s", run_id, e)
 
-    def _find_tails(self, ledger: Any, trials: list[Any]) -> None:
+    def _find_tails(self, ledger: Any, trials: list[Any], candidates: list[Any]) -> None:
         """Make the runs of trials' stretches that reported nothing ``part`` s of the sweep.
 
         A trial resumed from a checkpoint taken at its last step (PBT pauses it there to
         exploit) calls the function once more, which returns at once: a run named as the
         trial with no result, never adopted, beside the run that reported the trial's last
-        result (the trial). Found by the trial's name in the sweep's study among the trial
-        runs not adopted by another sweep, started since this one (less a worker's clock
-        offset), that are no trial's run: trials may share a name (a ``trial_name_creator``
-        of ``f"lr={t.config['lr']}"`` with ``num_samples=2``), each its own trial.
+        result (the trial). Found by the trial's name among ``candidates`` (the sweep's study's
+        runs, read before :meth:`_find_silent` adopted any: those it adopted are trials' runs
+        now): the trial runs not adopted by another sweep, started since this one (less a
+        worker's clock offset), that are no trial's run: trials may share a name (a
+        ``trial_name_creator`` of ``f"lr={t.config['lr']}"`` with ``num_samples=2``), each its
+        own trial.
         """
         names = {_trial_name(t) for t in trials if t.trial_id in self._trials}
         if not names:
@@ -938,11 +949,6 @@ class GreenprintTuneCallback(tune.Callback):
         known = {s.run_id for s in self._trials.values()}
         sweep = self._sweep
         since = sweep.record.started_at - _WORKER_CLOCK_S
-        try:
-            candidates = ledger.runs(study=sweep.study)
-        except GreenprintError as e:
-            logger.warning("greenprint: could not look for trials' later runs: %s", e)
-            return
         for run in candidates:
             if (
                 run.name not in names
