@@ -154,6 +154,20 @@ def _repeat_value(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _split_repeats(params: Mapping[str, Any]) -> tuple[list[tuple[str, Any]], ...]:
+    """A run's params as its configuration and its repetition, each sorted by name.
+
+    The repetition holds the params indexing one (:func:`is_repeat_param`) that are numbers
+    (:func:`_repeat_value`: a seed, a fold's index); every other param is the configuration.
+    One rule for the top-level repeats (:attr:`StudyRoles.repeated`) and for the repeats made
+    a trial's parts (:func:`_repeat_of`).
+    """
+    parts: tuple[list[tuple[str, Any]], list[tuple[str, Any]]] = ([], [])
+    for name, value in sorted(params.items()):
+        parts[is_repeat_param(name) and _repeat_value(value)].append((name, value))
+    return parts
+
+
 def _runs_its_params(run: RunRecord, kids: Sequence[RunRecord]) -> bool:
     """Whether ``run``'s children run its own configuration (its folds or its fit): a trial.
 
@@ -830,12 +844,10 @@ def _repeat_groups(
             continue
         alike: dict[str, tuple[list[int], set[str]]] = {}
         for p in named:
-            mine: tuple[list[Any], list[Any]] = ([], [])  # (its configuration, its repeat)
-            for kv in sorted(runs[p].params.items()):
-                mine[kv[0] in repeat and _repeat_value(kv[1])].append(kv)
-            group, seeds = alike.setdefault(repr(mine[0]), ([], set()))
+            configuration, repetition = _split_repeats(runs[p].params)
+            group, seeds = alike.setdefault(repr(configuration), ([], set()))
             group.append(p)
-            seeds.add(repr(mine[1]))
+            seeds.add(repr(repetition))
         for group, seeds in alike.values():
             if len(seeds) > 1:
                 found.append(tuple(sorted(group, key=lambda p: (runs[p].started_at, p))))
@@ -1211,16 +1223,10 @@ def _repeat_of(params: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
     Such a param differs as a repetition where both give it a number (:func:`_repeat_value`:
     a fold's index, a seed); a ``split`` of ``"val"`` and ``"test"`` is another configuration.
     """
-    repeat = False
-    for key in params.keys() | other.keys():
-        if key not in params or key not in other:
-            return False
-        mine, theirs = params[key], other[key]
-        if is_repeat_param(key) and _repeat_value(mine) and _repeat_value(theirs):
-            repeat = repeat or mine != theirs
-        elif mine != theirs:
-            return False
-    return repeat
+    if params.keys() != other.keys():
+        return False
+    mine, theirs = _split_repeats(params), _split_repeats(other)
+    return mine[0] == theirs[0] and mine[1] != theirs[1]
 
 
 def _scores_of_parts(
