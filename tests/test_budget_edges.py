@@ -231,14 +231,17 @@ def test_a_stop_already_raised_is_still_returned_by_check_budgets(ledger_path):
 # ---------------------------------------------------------------------------- study budgets
 def test_a_study_budget_counts_a_live_parent_once_not_its_live_part_too(ledger_path):
     """Earlier runs from the ledger (one query) + this process's live top-level run only."""
-    fast = {"sample_interval_s": 0.02, "flush_interval_s": 0.05, "meters": meters()}
-    with gp.track("earlier", study="nest", ledger=ledger_path, **fast):
-        with gp.track("earlier-fold", study="nest", ledger=ledger_path, **fast):
+    # a meter set per run: one object started by a nested run would restart its parent's clock
+    fast = {"sample_interval_s": 0.02, "flush_interval_s": 0.05}
+    with gp.track("earlier", study="nest", ledger=ledger_path, meters=meters(), **fast):
+        with gp.track("earlier-fold", study="nest", ledger=ledger_path, meters=meters(), **fast):
             time.sleep(0.1)
     earlier = gp.Ledger(ledger_path).runs(study="nest", parent_id=None)[0].energy_kwh
     budget = gp.Budget(kwh=earlier + 1e-4, per="study", on_exceed="stop")
-    with gp.track("trial", study="nest", ledger=ledger_path, **fast) as trial:
-        with gp.track("fold", study="nest", ledger=ledger_path, budget=budget, **fast) as fold:
+    with gp.track("trial", study="nest", ledger=ledger_path, meters=meters(), **fast) as trial:
+        with gp.track(
+            "fold", study="nest", ledger=ledger_path, budget=budget, meters=meters(), **fast
+        ) as fold:
             with pytest.raises(gp.BudgetExceeded) as caught:
                 for step in range(500):
                     fold.log(loss=1.0, step=step)

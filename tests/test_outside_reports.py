@@ -100,7 +100,8 @@ from greenprint.integrations.ray import GreenprintTuneCallback, trainable
 # reports the mean of its folds; ASHA (max_t 4, grace 1, factor 2) stops the weak ones early
 LOSS = {1: 0.9, 2: 0.4, 3: 0.5, 4: 2.0, 5: 0.45, 6: 2.2}
 MODEL = {1: "mlp", 2: "cnn", 3: "mlp", 4: "cnn", 5: "mlp", 6: "cnn"}
-FAIL = 3  # fails in its second iteration, second fold
+FAIL = 3  # fails in its first iteration, second fold: before it reports, so before any
+# decision of ASHA's (failing later, it could be stopped first when faster trials reported first)
 
 
 def busy(seconds):
@@ -116,7 +117,7 @@ def train(config):
         for f in range(3):
             with gp.track(f"x{x}-it{i}-fold{f}") as fold:  # a child of the trial's run
                 busy(0.005)
-                if x == FAIL and (i, f) == (1, 1):
+                if x == FAIL and (i, f) == (0, 1):
                     raise ValueError(f"x={x} diverged")
                 loss = LOSS[x] / (i + 1) + 0.01 * f
                 fold.log(val_loss=loss)
