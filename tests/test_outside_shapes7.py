@@ -209,7 +209,8 @@ pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_inter
 tuner = tune.Tuner(
     trainable(train),
     param_space={"lr": tune.grid_search([0.1, 0.5, 1.0, 2.0])},
-    tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
+    tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt,
+                                reuse_actors=True),  # a worker per CPU, not per stretch
     run_config=tune.RunConfig(name="pbt", storage_path=os.path.join(HERE, "results"),
                               verbose=0, callbacks=[GreenprintTuneCallback(study="pbt")]))
 grid = tuner.fit()
@@ -219,7 +220,7 @@ ray.shutdown()
 """
 
 
-@pytest.mark.slow  # a local Ray cluster and PBT's pauses: about 40 s
+@pytest.mark.slow  # a local Ray cluster and PBT's pauses: about 35 s on a slow 2-vCPU VM
 def test_ray_pbt_trials_resumed_from_checkpoints_are_one_trial_each(tmp_path_factory):
     """Before: every stretch of a trial between PBT's pauses was a trial of its own (23 trials
     for Tune's 4 in a probe of 8 steps), and the stretch resumed at the last step, which
