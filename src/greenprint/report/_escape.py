@@ -61,11 +61,15 @@ def latex_text(text: object) -> str:
 
     Typographic quotes, dashes and a few symbols become LaTeX commands; other characters beyond
     Latin Extended-A (which a default pdflatex may lack glyphs for) become ``?`` so that the
-    document always compiles.
+    document always compiles. Hyphens stay hyphens: ``--metric`` is typeset as two, not as an
+    en dash (TeX's ``--`` ligature), so a command the report suggests reads as typed.
     """
     out = []
-    for ch in str(text):
-        if ch in _LATEX:
+    text = str(text)
+    for i, ch in enumerate(text):
+        if ch == "-" and text[i + 1 : i + 2] == "-":
+            out.append("-{}")
+        elif ch in _LATEX:
             out.append(_LATEX[ch])
         elif ch in _LATEX_UNICODE:
             out.append(_LATEX_UNICODE[ch])

@@ -1,0 +1,101 @@
+"""What a new user read wrong in the reports of a study of their own (session 17).
+
+A stranger cloned greenprint, ran ``make demo``, then tracked a search of their own the way
+issue 12's "Done when" names it: ``greenprint run --study s -- python search.py`` around a
+script whose trials are child runs (``gp.track`` inside), each trial with three cross-validation
+folds as its children, two baselines, one failed trial and a final retrain scored on a
+held-out test split, then ``greenprint report`` in all four formats. Each test is one thing
+that read wrong there.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _report_cli import GREENPRINT, cli_report, empty_home, report_text, run_in
+
+#: The user's search: 2 baselines, 4 configurations of 3 folds each (the last one fails in
+#: its first fold; the odd ones log no score of their own: their folds' mean is theirs), and
+#: the best configuration retrained on all the data, scored on a test split the search never
+#: saw (a metric of its own, so the report's notes name the metric it ranks by).
+SCRIPT = """
+import greenprint as gp
+
+for name, score in (("majority", 0.10), ("logreg-default", 0.90)):
+    with gp.track(name, role="baseline") as run:
+        run.log(val_accuracy=score)
+
+folds = {0.01: [0.80, 0.82, 0.84], 0.1: [0.90, 0.92, 0.94], 1.0: [0.86, 0.88, 0.90], 10.0: []}
+for i, (lr, scores) in enumerate(folds.items()):
+    try:
+        with gp.track(f"trial-{i}", params={"model": "mlp", "lr": lr}, role="trial") as trial:
+            for k in range(3):
+                with gp.track(f"trial-{i}-fold{k}", params={"fold": k}, role="part") as fold:
+                    if not scores:
+                        raise FloatingPointError("diverged")
+                    fold.log(val_accuracy=scores[k])
+            if i % 2 == 0:
+                trial.log(val_accuracy=sum(scores) / len(scores))
+    except FloatingPointError:
+        pass
+
+with gp.track("final", params={"model": "mlp", "lr": 0.1}, role="final") as run:
+    run.log(test_accuracy=0.93)
+"""
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """The user's search run under ``greenprint run`` in an empty directory, and its report."""
+    home = empty_home(tmp_path_factory, "s17-search")
+    (home / "search.py").write_text(SCRIPT, encoding="utf-8")
+    done = run_in(home, GREENPRINT, "run", "--study", "s", "--", sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr
+    return home, cli_report(home, "--study", "s")
+
+
+def test_the_study_reads_as_the_user_built_it(study):
+    """The outside check's study itself, as a baseline for what follows: four configurations
+    are the trials (not their folds), one failed, two scored by their folds' mean; the final
+    run is the one given role 'final'."""
+    _, report = study
+    total = report["price_tag"]["total"]
+    assert total["trials"] == 4
+    by_name = {r["name"]: r for r in report["runs"]}
+    assert by_name["trial-1"]["score_source"] == "parts"
+    assert by_name["trial-1"]["score"] == pytest.approx(0.92)
+    assert report["price_tag"]["final"]["name"] == "final"
+
+
+def test_latex_keeps_the_double_hyphen_of_the_commands_it_suggests(study, require_component):
+    """The LaTeX report's notes read 'choose another with –metric' and its what-if section
+    'greenprint whatif –run ID [–hourly CSV]': TeX typesets ``--`` as an en dash, so the
+    command the report tells the reader to type, read or copied from the PDF, is wrong."""
+    home, _ = study
+    tex = report_text(home, "latex")
+    assert r"-{}-metric" in tex and r"whatif -{}-run ID [-{}-hourly CSV]" in tex
+    body = tex[tex.index(r"\begin{document}") :]
+    prose = [line for line in body.splitlines() if not line.lstrip().startswith("%")]
+    assert not [x for x in prose if re.search(r"(?<![-{}])--[A-Za-z]", x)], prose
+    pdflatex, pdftotext = shutil.which("pdflatex"), shutil.which("pdftotext")
+    require_component(pdflatex is not None, "pdflatex is not installed")
+    require_component(pdftotext is not None, "pdftotext is not installed (poppler-utils)")
+    assert pdflatex is not None and pdftotext is not None
+    rep = home / "rep"
+    done = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+        cwd=rep, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
+    text = subprocess.run(
+        [pdftotext, "report.pdf", "-"], cwd=rep, capture_output=True, text=True, check=True
+    ).stdout
+    text = re.sub(r"-\s*\n\s*", "-", text)  # a line may break after a hyphen
+    assert "choose another with --metric" in " ".join(text.split()), text
+    assert "whatif --run ID [--hourly CSV]" in " ".join(text.split()), text
