@@ -99,3 +99,43 @@ def test_latex_keeps_the_double_hyphen_of_the_commands_it_suggests(study, requir
     text = re.sub(r"-\s*\n\s*", "-", text)  # a line may break after a hyphen
     assert "choose another with --metric" in " ".join(text.split()), text
     assert "whatif --run ID [--hourly CSV]" in " ".join(text.split()), text
+
+
+def test_a_trial_scored_by_its_folds_mean_is_marked_in_the_runs_tables(study):
+    """The runs tables gave trial-1 'val_accuracy 0.92' like trial-0's own 0.82, where
+    ``greenprint ledger ls`` and ``ledger show`` give trial-1 no score: it logged none, and
+    0.92 is its folds' mean. Only a note counted such trials ('1 of 4 trials logged no
+    val_accuracy of their own'), never saying which; each such score is marked now."""
+    home, report = study
+    parts = {r["name"] for r in report["runs"] if r["score_source"] == "parts"}
+    own = {r["name"] for r in report["runs"] if r["role"] == "trial"} - parts
+    assert parts == {"trial-1"} and own == {"trial-0", "trial-2", "trial-3"}
+
+    def score_cells(rows: list[str]) -> dict[str, str]:
+        cells = {}
+        for row in rows:
+            name, _, score = row[:3]
+            cells[re.sub(r"^[\s↳]*|\s*[★$].*$", "", name)] = score
+        return cells
+
+    md = report_text(home, "md")
+    md_rows = [
+        [c.strip() for c in x.strip("|").split(" | ")]
+        for x in md[md.index("## Runs") :].splitlines()
+        if x.startswith("| ") and "trial-" in x
+    ]
+    html = report_text(home, "html")
+    runs = html[html.index('<section id="runs">') :]
+    html_rows = [
+        re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", x)
+        for x in re.findall(r"<tr>(.*?)</tr>", runs[: runs.index("</section>")], flags=re.S)
+        if "trial-" in x
+    ]
+    for cells in (score_cells(md_rows), score_cells(html_rows)):
+        assert cells["trial-1"] == "0.92 (mean of its parts)", cells
+        assert cells["trial-0"] == "0.82" and cells["trial-2"] == "0.88", cells
+        assert cells["trial-3"] == "-" and cells["trial-1-fold0"] == "0.9", cells
+    tex = report_text(home, "latex")
+    rows = {x.split(" & ")[0]: x.split(" & ")[2] for x in tex.splitlines() if x.startswith("trial-")}
+    assert rows["trial-1"] == r"0.92$^{\circ}$" and rows["trial-0"] == "0.82", rows
+    assert r"is the mean of their parts' (e.g. cross-validation folds), marked $^{\circ}$" in tex

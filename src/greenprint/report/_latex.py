@@ -26,6 +26,7 @@ from greenprint.report._tables import (
     final_sentence,
     role_label,
     score_text,
+    scored_by_parts,
     top_runs,
 )
 from greenprint.report._text import energy_provenance
@@ -185,7 +186,7 @@ def _runs_table(
             [
                 esc(row.name) + mark,
                 esc(row.status),
-                esc(score_text(row.score)),
+                esc(score_text(row.score)) + (r"$^{\circ}$" if scored_by_parts(row) else ""),
                 _num(row.energy_kwh, energy[0]),
                 _num(row.emissions_kg, mass[0]),
                 (r"$\geq$" if row.fpo_lower_bound else "")  # a lower bound
@@ -277,7 +278,7 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             )
             what += (
                 f"; for {which.format(esc(report.metric or ''))} parts' "
-                "(e.g. cross-validation folds)"
+                "(e.g. cross-validation folds), marked $^{\\circ}$"
             )
         if baselines:
             what += "; $\\dagger$ marks a baseline (not a trial)"

@@ -24,6 +24,7 @@ __all__ = [
     "run_label",
     "runs_table",
     "score_text",
+    "scored_by_parts",
     "top_runs",
     "tree_rows",
 ]
@@ -287,7 +288,7 @@ def runs_table(
         cells = [
             run_label(row) + (" ★" if row.is_final else "") + mark,
             row.status,
-            score_text(row.score),
+            score_text(row.score) + (_PARTS_MEAN_MARK if scored_by_parts(row) else ""),
             format_energy(row.energy_kwh),
             format_emissions(row.emissions_kg).replace(" CO2-eq", ""),
             "-" if row.fpo is None else fpo_text(row.fpo, lower_bound=row.fpo_lower_bound),
@@ -299,6 +300,16 @@ def runs_table(
             cells.append(row.id[:8])
         out.append(cells)
     return header, out
+
+
+#: After the score of a trial that logged none of its own: it is its parts' mean (its folds').
+#: ``ledger ls`` and ``ledger show`` give that trial no score, the runs table this mean.
+_PARTS_MEAN_MARK = " (mean of its parts)"
+
+
+def scored_by_parts(row: RunRow) -> bool:
+    """Whether the row's score is the mean of its parts' (a trial that logged no score)."""
+    return row.is_trial and row.score_source == "parts" and score_text(row.score) != "-"
 
 
 def top_runs(report: Report, count: int) -> list[RunRow]:
