@@ -85,9 +85,18 @@ def reference_build(runs: Any) -> dict[str, Any]:
     parents: list[int | None] = [
         index.get(run.parent_id) if run.parent_id is not None else None for run in items
     ]
+
+    def elsewhere(pos: int) -> bool:
+        """A child that recorded no containment under a parent of another host (it adds)."""
+        parent = parents[pos]
+        if parent is None or items[pos].contained is not None:
+            return False
+        host, above = items[pos].host, items[parent].host
+        return bool(host and above and host != above)
+
     kinds = [
         "nested"
-        if run.job_id is None and run.contained is not False
+        if run.job_id is None and run.contained is not False and not elsewhere(pos)
         else _link_kind(run, items, parents[pos])
         for pos, run in enumerate(items)
     ]
@@ -164,9 +173,11 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
     overridden = 0
 
     def container(pos: int) -> str:
-        """The role pos's children see: a job's rank linked under a sweep is the sweep."""
-        while forest.virtual[pos] and role[forest.parents[pos]] in _CONTAINERS:
-            pos = forest.parents[pos]
+        """The role pos's children see: a job's rank linked under a sweep is the sweep (also
+        through its node, linked under the sweep in turn)."""
+        parent = forest.parents[pos]
+        if forest.virtual[pos] and parent is not None and container(parent) in _CONTAINERS:
+            return container(parent)
         return role[pos]
 
     def ranks_trial(pos: int) -> bool:

@@ -239,10 +239,15 @@ class RunForest:
             notes.extend(_reused_workers(items, parents))
         notes.extend(_pool_workers(items, parents))
         jobs = list(map(_JOB_ID, items)).count(None) != count
-        if jobs or False in set(map(_CONTAINED, items)):
+        # runs of two hosts or more, some with a parent: a child given its parent by id on
+        # another machine (gp.track(parent=...)) recorded no containment, and is outside it
+        hosts = parents.count(None) != count and len(set(map(_HOST, items))) > 1
+        if jobs or hosts or False in set(map(_CONTAINED, items)):
             kinds = [
                 "nested"  # the common case, decided without a call (see _link_kind)
-                if run.job_id is None and run.contained is not False
+                if run.job_id is None
+                and run.contained is not False
+                and not (hosts and run.contained is None and parents[pos] is not None)
                 else _link_kind(run, items, parents[pos])
                 for pos, run in enumerate(items)
             ]
@@ -1636,6 +1641,7 @@ _ID = operator.attrgetter("id")
 _PARENT_ID = operator.attrgetter("parent_id")
 _JOB_ID = operator.attrgetter("job_id")
 _CONTAINED = operator.attrgetter("contained")
+_HOST = operator.attrgetter("host")
 
 
 def _post_order(roots: Sequence[int], kids: Mapping[int, list[int]]) -> list[int]:
@@ -1923,12 +1929,18 @@ def _index(items: Sequence[RunRecord]) -> dict[str, int]:
 def _link_kind(run: RunRecord, items: Sequence[RunRecord], parent: int | None) -> str:
     """The kind of a recorded parent link (see :class:`RunForest`).
 
-    ``contained`` false: ``"remote"``. A rank of a job linked by id to its node's meter on the
-    same host, not known to be nested in it (an integration's part rank): ``"peer"``.
-    Otherwise ``"nested"``.
+    ``contained`` false: ``"remote"``, and so is a run of no job that recorded no containment
+    under a parent of another host (``gp.track(parent=...)`` given the id of a run on another
+    machine: that machine's measurement is not inside the parent's). A rank of a job linked by
+    id to its node's meter on the same host, not known to be nested in it (an integration's
+    part rank): ``"peer"``. Otherwise ``"nested"``.
     """
     if run.contained is False:
         return "remote"
+    if parent is not None and run.contained is None and run.job_id is None:
+        host, above = run.host, items[parent].host
+        if host and above and host != above:
+            return "remote"
     if parent is not None and run.contained is None and run.job_id is not None:
         up = items[parent]
         if up.job_id == run.job_id and up.node_meter and not run.node_meter and up.host == run.host:

@@ -381,18 +381,21 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 def _roles(
     records: Sequence[RunRecord], metric: str | None
-) -> dict[str, tuple[str, bool, str | None, bool]]:
+) -> dict[str, tuple[str, bool, str | None, bool, bool | None]]:
     """Each run's role and parent as its study's report reads them, by run id.
 
-    ``(role, role inferred, parent id, parent inferred)``. The role given, or inferred within
-    the runs of its study (a run whose parent is in another study is a root there), a root run
+    ``(role, role inferred, parent id, parent inferred, contained)``. The role given, or
+    inferred within the runs of its study (a run whose parent is in another study is a root
+    there), a root run
     with children being a sweep when it logged no value of the metric the report ranks by
     (``metric``, else, or where the study logged no value of it, the one the report chooses for
     the study), so both say the same role. The parent: the one recorded, or the run the report
     reads it under (``parent inferred``): a pool worker's run under the run open in the process
     it was started under, a reused worker's under the run its process had open
     (:class:`~greenprint.analysis._common.RunForest`); a distributed job's links are not
-    parents (a rank inside its node meter's reading) and are left as recorded.
+    parents (a rank inside its node meter's reading) and are left as recorded. ``contained``:
+    the one recorded, but false for a run read as outside its parent's measurement though it
+    recorded none (a child given its parent's id on another host).
     """
     from greenprint._exceptions import AnalysisError
     from greenprint.analysis import resolve_roles
@@ -401,7 +404,7 @@ def _roles(
     by_study: dict[str, list[RunRecord]] = {}
     for record in records:
         by_study.setdefault(record.study, []).append(record)
-    resolved: dict[str, tuple[str, bool, str | None, bool]] = {}
+    resolved: dict[str, tuple[str, bool, str | None, bool, bool | None]] = {}
     for study, runs in by_study.items():
         try:
             ranked = pick_metric(runs, metric, study)[0]
@@ -412,11 +415,13 @@ def _roles(
         # a job's links stay as recorded: their kind (a node's rank inside its meter's
         # reading, another node adding to the head's) is not a parent's nesting
         linked = [None if v else p for p, v in zip(forest.parents, forest.virtual, strict=True)]
-        for run, role, inferred, parent in zip(
-            forest.runs, read.roles, read.inferred, linked, strict=True
+        kinds = forest.kinds or ("nested",) * len(forest.runs)
+        for run, role, inferred, parent, kind in zip(
+            forest.runs, read.roles, read.inferred, linked, kinds, strict=True
         ):
             read_under = run.parent_id if parent is None else forest.runs[parent].id
-            resolved[run.id] = (role, inferred, read_under, read_under != run.parent_id)
+            contained = False if kind == "remote" and parent is not None else run.contained
+            resolved[run.id] = (role, inferred, read_under, read_under != run.parent_id, contained)
     return resolved
 
 
@@ -431,9 +436,13 @@ def _csv(records: Sequence[RunRecord], metric: str | None) -> str:
     extra: dict[str, list[str]] = {name: [] for name in (*_JSON_FIELDS, "metric")}
     for record in records:
         row: dict[str, Any] = {name: getattr(record, name) for name in base if name in _FIELDS}
-        row["role"], row["role_inferred"], row["parent_id"], row["parent_inferred"] = resolved[
-            record.id
-        ]
+        (
+            row["role"],
+            row["role_inferred"],
+            row["parent_id"],
+            row["parent_inferred"],
+            row["contained"],
+        ) = resolved[record.id]
         for name in _JSON_FIELDS:
             flat: dict[str, Any] = {}
             _flatten(name, getattr(record, name), flat)
@@ -507,7 +516,9 @@ def export_command(
     inferred as the study's report infers it, by --metric or the metric the report chooses),
     and parent_id is the parent the report reads it under (parent_inferred: true where the
     ledger records another or none: a pool worker's run under the run open in the process that
-    made the pool; a distributed job's links are left as recorded), so summing the rows with no
+    made the pool; a distributed job's links are left as recorded), and contained is false
+    where the report reads a run as outside its parent's measurement (a child given its
+    parent's id on another host records none), so summing the rows with no
     parent among them gives the price tag's total (where a parent
     recorded less than its children, the price tag takes their sum, or, when they ran at the
     same time inside it, shares its own amount out among them; its note says which), except
@@ -525,8 +536,9 @@ def export_command(
             resolved = _roles(records, metric)
             for record in records:
                 item = _record_dict(record)
-                role, role_inferred, parent_id, parent_inferred = resolved[record.id]
+                role, role_inferred, parent_id, parent_inferred, contained = resolved[record.id]
                 item.update(role=role, role_inferred=role_inferred, parent_id=parent_id)
+                item["contained"] = contained
                 item["parent_inferred"] = parent_inferred
                 item["samples"] = [dataclasses.asdict(s) for s in led.samples(record.id)]
                 items.append(item)

@@ -18,8 +18,9 @@ memory: every run counted, none twice, by
   them) count each stretch of their time once (the rule reads each run's scope, host and the
   process its provenance names);
 * children that add to their parent (``contained`` false: another host, outside its process
-  tree; a job's nodes under its head; for FPO, a node meter's peer ranks) are outside its
-  measurement and add to it;
+  tree; none recorded by a child of another host than its parent's, given its id; a job's
+  nodes under its head; for FPO, a node meter's peer ranks) are outside its measurement and
+  add to it;
 * the runs of ``exclude`` that are top-level (this process's live runs, whose cost the caller
   adds from memory, their nested runs' with it) are left out with every run nested in them,
   ended ones too (a live trial's ended folds are in its figure from memory: never counted
@@ -363,7 +364,8 @@ _SQLITE_SCAN = (
     "TOTAL(CASE WHEN k THEN CAST(f AS REAL) END), TOTAL(CASE WHEN k THEN d END), "
     "TOTAL(k), TOTAL(n), MAX(a), MAX(o) FROM (SELECT r.energy_kwh AS e, r.emissions_kg AS g, "
     "r.fpo AS f, r.duration_s AS d, p.id IS NULL{left_out} AS k, p.id IS NOT NULL AS n, "
-    "(r.job_id IS NOT NULL OR (p.id IS NOT NULL AND (r.contained = 0 OR r.fpo IS NOT NULL))) "
+    "(r.job_id IS NOT NULL OR (p.id IS NOT NULL AND (r.contained = 0 OR r.fpo IS NOT NULL "
+    "OR (r.contained IS NULL AND r.host <> p.host)))) "
     "AS a, (p.id IS NULL AND (SELECT b.started_at FROM runs AS b WHERE b.rowid > r.rowid AND "
     "+b.study = r.study AND "
     + _SQLITE_TOP.format(r="b")
@@ -459,7 +461,15 @@ def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCo
 
     adds = sa.or_(
         r.c.job_id.is_not(None),
-        sa.and_(nested, sa.or_(r.c.contained.is_(False), r.c.fpo.is_not(None))),
+        sa.and_(
+            nested,
+            sa.or_(
+                r.c.contained.is_(False),
+                r.c.fpo.is_not(None),
+                # a child given its parent's id on another host: it adds (RunForest's rule)
+                sa.and_(r.c.contained.is_(None), r.c.host != p.c.host),
+            ),
+        ),
     )
     scan = (
         sa.select(
