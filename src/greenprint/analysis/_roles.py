@@ -48,7 +48,13 @@ same: a node or rank linked under it by the job hands it the scores of its ranks
 Analyses over "trials" (expected max performance, Pareto fronts, trial counts, E·D·H) take the
 ``trial`` runs only: never a part, a sweep, a baseline, the final run or a learning-curve run.
 The final run is the ``final`` run if there is one, else the best finished trial
-(:func:`choose_final`).
+(:func:`choose_final`); a ``final`` run that did not finish (a retrain that failed) made no
+model: the best finished trial then, the rule saying so.
+
+A finished run with no params, no score and no child beside trials that have both (a search
+script's ``gp.track("load-data")`` before its trials) is a step of the study, not a trial: a
+``part`` (:attr:`StudyRoles.steps`), whose cost is its own at the top level, its sweep's inside
+one.
 """
 
 from __future__ import annotations
@@ -318,6 +324,9 @@ class StudyRoles:
         repeats: how many inferred trials hold child runs that differ by a param indexing a
             repetition only (``seed``, ``fold``...: :func:`is_repeat_param`), read as its
             repeats (its parts), not as trials of a sweep.
+        steps: positions of the runs read as steps of the study, not trials (role ``part``):
+            a finished run with no params, no score and no child beside trials that have
+            params (varying) and a score (a search script's data preparation or warm-up run).
     """
 
     forest: RunForest
@@ -327,6 +336,7 @@ class StudyRoles:
     metric: str | None = None
     overridden: int = 0
     repeats: int = 0
+    steps: tuple[int, ...] = ()
 
     @property
     def runs(self) -> tuple[RunRecord, ...]:
@@ -439,6 +449,16 @@ class StudyRoles:
             texts.append(_repeated_text(repeated, self.forest))
         if retrained := self.retrained:
             texts.append(self._retrained_text(retrained))
+        if self.steps:
+            names = ", ".join(repr(self.forest.runs[p].name) for p in self.steps[:3])
+            texts.append(
+                f"{count_of(len(self.steps), 'run')} with no params and no score beside trials "
+                f"that have both ({names}{', ...' if len(self.steps) > 3 else ''}): read as "
+                "steps of the study (data preparation, a warm-up), role part: counted in the "
+                "totals, never a trial; if one is a trial, give it role='trial' "
+                "(gp.track(..., role='trial'), or afterwards greenprint ledger set-role trial "
+                f"{self.forest.runs[self.steps[0]].id[:8]})"
+            )
         if self.repeats:
             texts.append(
                 f"{count_of(self.repeats, 'trial')} held child runs that differ only by a seed "
@@ -805,6 +825,12 @@ def resolve_roles(
         logger.warning(
             "%d runs have a role this greenprint does not know: inferred instead", unknown
         )
+    steps = _steps(forest, role, inferred, metric)
+    for pos in steps:
+        role[pos] = "part"
+        up = parents[pos]
+        if up is not None:
+            owner[pos] = owner[up]  # a step of a sweep: its overhead
     return StudyRoles(
         forest=forest,
         roles=tuple(role),
@@ -813,7 +839,58 @@ def resolve_roles(
         metric=metric,
         overridden=overridden,
         repeats=repeats,
+        steps=steps,
     )
+
+
+def _steps(
+    forest: RunForest, role: Sequence[str], inferred: Sequence[bool], metric: str | None
+) -> tuple[int, ...]:
+    """Inferred trials that are steps of the study, not trials (:attr:`StudyRoles.steps`).
+
+    A finished run with no params, no child and no score (no metric but greenprint's own or a
+    training's bookkeeping), among siblings (the runs of its parent, or the top-level runs) of
+    which two or more are trials with params that vary and a score of their own or their
+    children's: a search script's ``gp.track("load-data")`` before its trials. Read as a trial,
+    it was one more draw of the search counted as the worst score, and the mean trial's cost
+    held it. A trial that forgot its score has the params of its configuration: it stays one.
+    """
+    runs, children, parents = forest.runs, forest.children, forest.parents
+    virtual = forest.virtual or (False,) * len(runs)
+    candidates = [
+        p
+        for p, r in enumerate(role)
+        if r == "trial"
+        and inferred[p]
+        and not runs[p].params
+        and not children[p]
+        and runs[p].status == "finished"
+        and runs[p].job_id is None
+        and not virtual[p]
+        and all(_not_a_score(m.name) for m in runs[p].metrics)
+    ]
+    if not candidates:
+        return ()
+    found = []
+    by_parent: dict[int | None, bool] = {}
+    for p in candidates:
+        parent = parents[p]
+        if parent not in by_parent:
+            siblings = forest.roots if parent is None else children[parent]
+            scored = [
+                runs[q]
+                for q in siblings
+                if role[q] == "trial"
+                and runs[q].params
+                and (
+                    _has_score(runs[q], metric)
+                    or any(_has_score(runs[c], metric) for c in children[q])
+                )
+            ]
+            by_parent[parent] = len(scored) >= 2 and _vary_params(scored)
+        if by_parent[parent]:
+            found.append(p)
+    return tuple(found)
 
 
 def _repeat_groups(
@@ -1278,9 +1355,12 @@ def choose_final(trials: StudyTrials, *, final: str | None = None) -> FinalChoic
     """The final run: the one named, else the ``final`` run, else the best finished trial.
 
     Among several ``final`` runs the last started finished one is taken (the text says how many
-    there were). The best trial is ranked by its score (own, or the mean of its parts'), ties
-    to the earliest started; a sweep, a part, a baseline or a learning-curve run is never chosen
-    by a rule.
+    there were). When no ``final`` run finished (a retrain that failed, was interrupted or is
+    still running), there is no final model: the best finished trial is taken, and the text
+    says what became of the ``final`` runs (the unfinished one stays the choice only when no
+    trial can be ranked). The best trial is ranked by its score (own, or the mean of its
+    parts'), ties to the earliest started; a sweep, a part, a baseline or a learning-curve run
+    is never chosen by a rule.
 
     Args:
         trials: the study's trials and scores (:func:`study_trials`).
@@ -1297,15 +1377,40 @@ def choose_final(trials: StudyTrials, *, final: str | None = None) -> FinalChoic
         position = forest.index[final]
         return FinalChoice(position, "given", "the run named as final")
     finals = trials.roles.positions("final")
+    unfinished = ""
     if finals:
         runs = forest.runs
         position = max(finals, key=lambda p: (runs[p].status == "finished", runs[p].started_at, p))
         text = "the run with role 'final'"
         if len(finals) > 1:
             text += f" (the last started of {len(finals)})"
-        return FinalChoice(position, "role", text)
+        if runs[position].status == "finished":
+            return FinalChoice(position, "role", text)
+        # no final model came out (a retrain that failed): the best trial is the result
+        ended = [f"{runs[p].name!r} {_UNFINISHED.get(runs[p].status, runs[p].status)}"
+                 for p in sorted(finals, key=lambda p: (runs[p].started_at, p))]  # fmt: skip
+        unfinished = (
+            f"the run with role 'final', {ended[0]}"
+            if len(ended) == 1
+            else f"no run with role 'final' finished: {', '.join(ended[:3])}"
+            + (", ..." if len(ended) > 3 else "")
+        )
+        best = _best_trial(trials, unfinished)
+        if best.position is not None:
+            return best
+        return FinalChoice(position, "role", f"{text} ({unfinished})")
+    return _best_trial(trials, "no run has role 'final'")
+
+
+#: How the final-run rule says a ``final`` run that did not finish ended.
+_UNFINISHED = {"running": "is still running", "lost": "was lost"}
+
+
+def _best_trial(trials: StudyTrials, why: str) -> FinalChoice:
+    """The best finished trial by the metric (:func:`choose_final`), ``why`` no final run."""
+    forest = trials.forest
     if trials.metric is None:
-        return FinalChoice(None, None, "no run has role 'final' and no metric ranks the trials")
+        return FinalChoice(None, None, f"{why} and no metric ranks the trials")
     # The best score first, then the earliest start among the trials that have it: the
     # smallest (sign * score, started_at, position), as a scan comparing those keys finds
     # (scores compare as == and < do in a tuple; NaN scores are left out), without a key
@@ -1326,7 +1431,7 @@ def choose_final(trials: StudyTrials, *, final: str | None = None) -> FinalChoic
     return FinalChoice(
         best[1],
         "best-trial",
-        f"the finished trial with the {better} {trials.metric} (no run has role 'final')",
+        f"the finished trial with the {better} {trials.metric} ({why})",
     )
 
 

@@ -363,7 +363,9 @@ def pick_metric(
     (``objective``, ``objective_loss``: a Trainer's hyperparameter_search), then one a sweep
     logged (a hand-written search that logs its best trial's score), then the metric
     the trials kept their model by (the param ``metric_for_best_model`` they all record: a
-    Trainer's ``load_best_model_at_end``), then a held-out one before a training one.
+    Trainer's ``load_best_model_at_end``), then a trial's best value of a metric it logged too
+    (``best_val_acc`` at the end beside ``val_acc`` each epoch: the model it kept), then a
+    held-out one before a training one.
     ``ledger export`` infers roles by the same choice, so its roles are the report's.
     """
     if metric is not None and not is_reserved_metric(metric):
@@ -425,6 +427,9 @@ def pick_metric(
         return trial_counts.get(m, 0)
 
     kept_by = _kept_by(counted)
+    # a trial's best value of a metric it logged each epoch (best_val_acc beside val_acc): the
+    # score of the model it kept, before its last epoch's
+    best_of = {m: of for m in candidates if (of := _best_of(m)) is not None and of in counts}
 
     chosen = max(
         candidates,
@@ -433,7 +438,8 @@ def pick_metric(
             m in _SEARCH_OBJECTIVES,
             m in swept,
             m == kept_by,
-            _is_held_out(m),
+            m in best_of,
+            _is_held_out(m) or _is_held_out(best_of.get(m, "")),
             counts[m],
         ),
     )
@@ -454,6 +460,13 @@ def pick_metric(
             why += (
                 ", the one each trial kept its best model by (metric_for_best_model) before "
                 "the metrics logged as often"
+            )
+        elif chosen in best_of and any(
+            often(m) == often(chosen) for m in candidates if m != chosen and m not in best_of
+        ):
+            why += (
+                f", each trial's best {best_of[chosen]!r} (the model it kept) before its last "
+                "value and the metrics logged as often"
             )
         elif _is_held_out(chosen) and any(
             often(m) == often(chosen) and not _is_held_out(m) for m in candidates
@@ -524,6 +537,18 @@ def _kept_by(runs: Sequence[RunRecord]) -> str | None:
     named = {run.params.get("metric_for_best_model") for run in runs}
     named.discard(None)
     return str(named.pop()) if len(named) == 1 else None
+
+
+def _best_of(name: str) -> str | None:
+    """The metric whose best value ``name`` says it is (``best_val_acc``, ``val_acc_best``)."""
+    lower = name.lower()
+    for prefix in ("best_", "best-", "best/"):
+        if lower.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix) :]
+    for suffix in ("_best", "-best", "/best"):
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
 
 
 def _is_held_out(name: str) -> bool:

@@ -359,6 +359,7 @@ _LEFT_OUT = {
     "final": "the final model",
     "learning-curve": "the learning curve",
     "greener": "the greener variants",
+    "part": "the steps outside any trial",
 }
 
 
@@ -368,7 +369,9 @@ def _left_out(tag: PriceTag) -> str:
     The roles the study has, each with its energy, and their sum (the price tag by role has
     them), so that a reader knows how far the axis is from the study's total.
     """
-    others = [(role, cost) for role, cost in tag.by_role.items() if role not in ("trial", "part")]
+    # (a part counts apart only at the top level: a step of the study, such as its data
+    # preparation; any other part is in its trial's, baseline's... cost)
+    others = [(role, cost) for role, cost in tag.by_role.items() if role != "trial"]
     if not others:
         return "The energy axis counts the trials, the whole study"
     left = sum(cost.energy_kwh for _, cost in others)
