@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import greenprint as gp
 from _report_cli import GREENPRINT, cli_report, empty_home, report_text, run_in
 
 #: The user's search: 2 baselines, 4 configurations of 3 folds each (the last one fails in
@@ -141,3 +142,26 @@ def test_a_trial_scored_by_its_folds_mean_is_marked_in_the_runs_tables(study):
     }
     assert rows["trial-1"] == r"0.92$^{\circ}$" and rows["trial-0"] == "0.82", rows
     assert r"is the mean of their parts' (e.g. cross-validation folds), marked $^{\circ}$" in tex
+
+
+def test_examples_are_written_as_counts_in_the_edh_line_and_the_runs_table(tmp_path):
+    """With the README's ``run.set(params=..., dataset_size=50_000)`` on each trial (one on
+    60,000), the E x D x H line read '... x 5.333e+04 examples per trial x 3 trials', and the
+    runs table '50000' beside the greener table's '46,729': a count, in scientific notation
+    and without the separators the rest of the report writes; the mean now says it is one."""
+    from greenprint.report import build_report, render
+
+    path = tmp_path / "greenprint.db"
+    for i, (size, accuracy) in enumerate(((50_000, 0.90), (50_000, 0.92), (60_000, 0.91))):
+        with gp.track(f"resnet-{i}", study="cifar-sweep", ledger=path) as run:
+            run.set(params={"lr": 0.1 / 10**i}, dataset_size=size)
+            run.log(accuracy=accuracy)
+    report = build_report(path, "cifar-sweep", metric="accuracy")
+    for fmt in ("md", "html"):
+        page = render(report, fmt, plots=False)
+        assert "e+04" not in page, fmt
+        assert " x 53,333 examples per trial (a mean: 50,000 to 60,000) x 3 trials = " in page, fmt
+        rows = re.findall(r"resnet-0 \| finished \|.*", page) or re.findall(
+            r"<td>resnet-0</td>.*?</tr>", page, flags=re.S
+        )
+        assert rows and re.search(r"\b50,000\b", rows[0]), (fmt, rows)

@@ -157,9 +157,15 @@ def edh_sentence(report: Report) -> str | None:
     if edh is None:
         return None
     fpo = "" if edh.fpo_per_example is None else f" ({format_fpo(edh.fpo_per_example)})"
+    # a count as counts are written ('53,333', not '5.333e+04'); a mean says it is one
+    sizes = (
+        ""
+        if edh.dataset_size_min == edh.dataset_size_max
+        else f" (a mean: {edh.dataset_size_min:,} to {edh.dataset_size_max:,})"
+    )
     text = (
         f"E x D x H: {format_energy(edh.energy_kwh_per_example)} per example{fpo} x "
-        f"{edh.dataset_size:.4g} examples per trial x {edh.trials} trials = "
+        f"{edh.dataset_size:,.0f} examples per trial{sizes} x {edh.trials} trials = "
         f"{format_energy(edh.energy_kwh)}"
     )
     whole = report.price_tag.total.energy_kwh
@@ -293,7 +299,7 @@ def runs_table(
             format_emissions(row.emissions_kg).replace(" CO2-eq", ""),
             "-" if row.fpo is None else fpo_text(row.fpo, lower_bound=row.fpo_lower_bound),
             format_duration(row.duration_s),
-            "-" if row.dataset_size is None else str(row.dataset_size),
+            "-" if row.dataset_size is None else f"{row.dataset_size:,}",
             params_text(row.params, limit=params_limit),
         ]
         if with_id:
