@@ -18,7 +18,9 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
   named ``<sweep>-c<row>``, with ``params`` from ``cv_results_["params"]`` and metrics
   ``score`` (the mean test score of the metric that ranks, i.e. ``refit``'s), and
   ``mean_test_*``, ``std_test_*``, ``rank_test_*`` (``mean_train_*`` with
-  ``return_train_score``); status ``failed`` when a fold failed to fit (``error_score``);
+  ``return_train_score``); status ``failed`` when a fold failed to fit (``error_score``),
+  ``interrupted`` (``KeyboardInterrupt``) for a candidate a Ctrl-C stopped before
+  scikit-learn scored it;
 * a halving search has one row per candidate and iteration it reached: the row of the
   candidate's last iteration is its trial (params ``iter`` and ``n_resources`` say which), with
   the cost of all its iterations; its earlier rows are parts of it (``role="part"``, with their
@@ -217,15 +219,17 @@ def track_search(
                 dataset_size=size,
             )
             search.set_callbacks(*previous, callback)
-        fitted = False
+        stopped_by: BaseException | None = None
         try:
             search.fit(X, y, **dict(fit_params or {}))
-            fitted = True
+        except BaseException as e:  # a Ctrl-C too: the trials measured so far say so
+            stopped_by = e
+            raise
         finally:
             if callback is not None:
                 search.set_callbacks(*previous)
             try:
-                _write_trials(sweep, search, name, chosen, fitted)
+                _write_trials(sweep, search, name, chosen, stopped_by)
             except GreenprintError as e:  # the measured runs stay; the summary could not
                 logger.warning("greenprint: could not write the search's trials: %s", e)
         sweep.set(params={"n_candidates": len(search.cv_results_["params"])})
@@ -360,11 +364,18 @@ def trial_id(sweep_id: str, row: int) -> str:
 
 
 # ---------------------------------------------------------------------- the summary
-def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool) -> None:
-    """Write one trial run per candidate (and, for ``"apportion"``, its folds and the refit)."""
+def _write_trials(
+    sweep: Run, search: Any, name: str, method: str, stopped_by: BaseException | None
+) -> None:
+    """Write one trial run per candidate (and, for ``"apportion"``, its folds and the refit).
+
+    ``stopped_by``: what the search's fit raised, if it raised. A candidate it stopped before
+    scikit-learn scored it is ``interrupted`` by a Ctrl-C (``KeyboardInterrupt``) or a budget,
+    ``failed`` otherwise (with its fold's error where a fold raised).
+    """
     ledger = sweep.ledger
     assert ledger is not None
-    results = getattr(search, "cv_results_", None) if fitted else None
+    results = getattr(search, "cv_results_", None) if stopped_by is None else None
     base = replace(sweep.record, metrics=(), error=None, fpo=None, param_count=None)
     now = time.time()
     if results is None:  # the fit failed: the trials of the folds measured, without scores
@@ -377,10 +388,17 @@ def _write_trials(sweep: Run, search: Any, name: str, method: str, fitted: bool)
             if tid == trial_id(sweep.id, int(label) if label.isdigit() else -1):
                 # the error of its fold that raised (error_score="raise"), else the search's
                 failed = [p.error for p in parts if p.status == "failed" and p.error]
-                error = (
-                    failed[0] if failed else "the search failed before this candidate was scored"
-                )
-                trial = _summed(base, tid, f"{name}-c{label}", sweep.id, parts, "failed", {}, ())
+                status, why = status_for(stopped_by)
+                if failed or status != "interrupted":
+                    status = "failed"
+                    error = (
+                        failed[0]
+                        if failed
+                        else "the search failed before this candidate was scored"
+                    )
+                else:  # a Ctrl-C or a "stop" budget ended the search: nothing failed
+                    error = f"{why} (the search stopped before this candidate was scored)"
+                trial = _summed(base, tid, f"{name}-c{label}", sweep.id, parts, status, {}, ())
                 ledger.start_run(replace(trial, error=error))
         return
     children: dict[str, list[RunRecord]] = {}
