@@ -16,11 +16,12 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
   counts the search once;
 * each candidate (each row of ``cv_results_``): a run, ``role="trial"``, child of the sweep,
   named ``<sweep>-c<row>``, with ``params`` from ``cv_results_["params"]`` and metrics
-  ``score`` (the mean test score of the metric that ranks, i.e. ``refit``'s), and
-  ``mean_test_*``, ``std_test_*``, ``rank_test_*`` (``mean_train_*`` with
-  ``return_train_score``); status ``failed`` when a fold failed to fit (``error_score``),
-  ``interrupted`` (``KeyboardInterrupt``) for a candidate a Ctrl-C stopped before
-  scikit-learn scored it;
+  ``score`` (the mean test score of the metric that ranks, i.e. ``refit``'s; with several
+  scorers and ``refit=False``, the first scorer's; the sweep's param ``score_metric`` names it,
+  e.g. ``mean_test_f1``, whenever there are several), and ``mean_test_*``, ``std_test_*``,
+  ``rank_test_*`` (``mean_train_*`` with ``return_train_score``); status ``failed`` when a
+  fold failed to fit (``error_score``), ``interrupted`` (``KeyboardInterrupt``) for a
+  candidate a Ctrl-C stopped before scikit-learn scored it;
 * a halving search has one row per candidate and iteration it reached: the row of the
   candidate's last iteration is its trial (params ``iter`` and ``n_resources`` say which), with
   the cost of all its iterations; its earlier rows are parts of it (``role="part"``, with their
@@ -232,7 +233,11 @@ def track_search(
                 _write_trials(sweep, search, name, chosen, stopped_by)
             except GreenprintError as e:  # the measured runs stay; the summary could not
                 logger.warning("greenprint: could not write the search's trials: %s", e)
-        sweep.set(params={"n_candidates": len(search.cv_results_["params"])})
+        facts: dict[str, Any] = {"n_candidates": len(search.cv_results_["params"])}
+        scorer = _refit_metric(search)
+        if scorer != "score":  # several scorers: which one the trials' ``score`` is
+            facts["score_metric"] = f"mean_test_{scorer}"
+        sweep.set(params=facts)
     return sweep
 
 
