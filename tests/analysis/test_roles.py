@@ -522,7 +522,7 @@ def test_children_that_differ_by_a_seed_or_fold_only_are_the_trials_repeats(para
     got = study.as_dict()
     assert [got[f"c{c}"] for c in range(3)] == [("trial", True)] * 3
     assert {got[f"c{c}s{s}"] for c in range(3) for s in range(3)} == {("part", True)}
-    assert study.repeats == 3 and "3 trials held child runs that differ only by a seed" in (
+    assert study.repeats == 3 and "3 trials hold child runs that differ only by a seed" in (
         study.note or ""
     )
     trials = study_trials(study, metric="acc")

@@ -321,9 +321,10 @@ class StudyRoles:
         overridden: how many runs were given a role inside a run that is not a sweep or a
             greener comparison (a trial, a part, a baseline, the final run or a learning-curve
             run) and are read as its parts (counted among the inferred).
-        repeats: how many inferred trials hold child runs that differ by a param indexing a
-            repetition only (``seed``, ``fold``...: :func:`is_repeat_param`), read as its
-            repeats (its parts), not as trials of a sweep.
+        repeat_trials: positions of the inferred trials that hold child runs that differ by a
+            param indexing a repetition only (``seed``, ``fold``...: :func:`is_repeat_param`),
+            read as its repeats (its parts), not as trials of a sweep (:attr:`repeats` counts
+            them).
         steps: positions of the runs read as steps of the study, not trials (role ``part``):
             a finished run with no params, no score and no child beside trials that have
             params (varying) and a score (a search script's data preparation or warm-up run).
@@ -335,8 +336,13 @@ class StudyRoles:
     owners: tuple[int, ...]
     metric: str | None = None
     overridden: int = 0
-    repeats: int = 0
+    repeat_trials: tuple[int, ...] = ()
     steps: tuple[int, ...] = ()
+
+    @property
+    def repeats(self) -> int:
+        """How many inferred trials hold their repeats as parts (:attr:`repeat_trials`)."""
+        return len(self.repeat_trials)
 
     @property
     def runs(self) -> tuple[RunRecord, ...]:
@@ -387,7 +393,19 @@ class StudyRoles:
 
     @property
     def note(self) -> str | None:
-        """A sentence for the report when any role was inferred, else ``None``."""
+        """A sentence for the report when any role was inferred, else ``None``.
+
+        It says how the trials holding their repeats are scored only in general (the scores
+        are not known here): :meth:`note_with` counts them.
+        """
+        return self.note_with(None)
+
+    def note_with(self, scores: Sequence[TrialScore] | None) -> str | None:
+        """:attr:`note`, counting the trials that hold their repeats by score source.
+
+        ``scores``: every run's, by position (:attr:`StudyTrials.scores`); ``None``: the note
+        says how such a trial is scored only in general.
+        """
         if not self.n_inferred:
             return None
         found: dict[str, int] = {}
@@ -460,13 +478,41 @@ class StudyRoles:
                 f"{self.forest.runs[self.steps[0]].id[:8]})"
             )
         if self.repeats:
-            texts.append(
-                f"{count_of(self.repeats, 'trial')} held child runs that differ only by a seed "
-                "or fold param (seed, fold, random_state, *_seed...): read as repeats of the "
-                "trial's configuration, its parts, the trial scored by their mean; to rank each "
-                "as a trial of its own, give those runs role='trial'"
-            )
+            texts.append(self._repeats_text(scores))
         return "; ".join(texts)
+
+    def _repeats_text(self, scores: Sequence[TrialScore] | None) -> str:
+        """The note on :attr:`repeat_trials`: how they were read, and how they are scored.
+
+        With ``scores``, how many are scored by their parts' mean and how many by their own.
+        """
+        n = self.repeats
+        held = "hold" if n > 1 else "holds"
+        text = (
+            f"{count_of(n, 'trial')} {held} child runs that differ only by a seed or fold "
+            "param (seed, fold, random_state, *_seed...): read as repeats of "
+            f"{'each' if n > 1 else 'the'} trial's configuration, its parts"
+        )
+        metric = repr(self.metric) if self.metric is not None else "a score"
+        if scores is None:
+            text += f" (a trial that logged no {metric} of its own is scored by its parts' mean)"
+        else:
+            sources = Counter(scores[p].source for p in self.repeat_trials)
+            parts, own, none = sources["parts"], sources["own"], sources["none"]
+            counted = []
+            if parts:
+                them = "it is" if n == 1 else ("each is" if parts == n else _of_them(parts, "is"))
+                whose = "their" if 1 < parts < n else "its"
+                counted.append(f"{them} scored by {whose} parts' mean")
+            if own:
+                them = "it is" if n == 1 else ("each is" if own == n else _of_them(own, "is"))
+                its = "their" if 1 < own < n else "its"
+                counted.append(f"{them} scored by {its} own logged {metric}")
+            if none:
+                them = "it has" if n == 1 else ("none has" if none == n else _of_them(none, "has"))
+                counted.append(f"{them} no score (failed, or no part scored)")
+            text += ": " + ", ".join(counted)
+        return text + "; to rank each as a trial of its own, give those runs role='trial'"
 
     @cached_property
     def named_like(self) -> dict[str, list[str]]:
@@ -726,7 +772,8 @@ def resolve_roles(
     linked = True in virtual  # a job linked some run under another
     inferred = [False] * count
     owner = list(range(count))
-    unknown = overridden = repeats = 0
+    unknown = overridden = 0
+    repeat_trials: list[int] = []
     for pos in [
         p
         for p in reversed(forest.order)  # parents before children
@@ -820,7 +867,7 @@ def resolve_roles(
         elif role[pos] == "trial" and inferred[pos] and forest.children[pos]:
             kids_runs = [items[c] for c in forest.children[pos] if not virtual[c]]
             if _vary_params(kids_runs, repeats=True) and not _vary_params(kids_runs):
-                repeats += 1  # its children differ by a seed or a fold only: its repeats
+                repeat_trials.append(pos)  # its children differ by a seed or fold only
     if unknown:
         logger.warning(
             "%d runs have a role this greenprint does not know: inferred instead", unknown
@@ -838,7 +885,7 @@ def resolve_roles(
         owners=tuple(owner),
         metric=metric,
         overridden=overridden,
-        repeats=repeats,
+        repeat_trials=tuple(sorted(repeat_trials)),
         steps=steps,
     )
 
@@ -891,6 +938,12 @@ def _steps(
         if by_parent[parent]:
             found.append(p)
     return tuple(found)
+
+
+def _of_them(count: int, verb: str) -> str:
+    """``"1 of them is"``, ``"3 of them are"``: ``verb`` is ``"is"`` or ``"has"``."""
+    plural = {"is": "are", "has": "have"}[verb]
+    return f"{count} of them {verb if count == 1 else plural}"
 
 
 def _repeat_groups(
@@ -1126,6 +1179,15 @@ class StudyTrials:
         if none := n - self.from_parts - own:
             text += f"; {none} without a score (failed, or no part scored)"
         return text
+
+    @property
+    def roles_note(self) -> str | None:
+        """The roles' note (:attr:`StudyRoles.note`), scores counted.
+
+        The trials that hold their repeats are counted by where their score came from (their
+        parts' mean, or their own).
+        """
+        return self.roles.note_with(self.scores)
 
     @property
     def diverged_note(self) -> str | None:

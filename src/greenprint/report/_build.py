@@ -603,7 +603,7 @@ def _assemble(
     given_mode, mode = mode, trials.mode
     scores = {r.id: trials.scores[p].score for p, r in enumerate(forest.runs)}
     notes = [metric_note] if metric_note else []
-    for note in (trials.roles.note, trials.score_note, trials.diverged_note, _budget_note(runs)):
+    for note in (trials.roles_note, trials.score_note, trials.diverged_note, _budget_note(runs)):
         if note:
             notes.append(note)
     ranked = bool(trials.roles.positions("final")) or any(
