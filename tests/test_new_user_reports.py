@@ -534,7 +534,8 @@ def test_cli_study_evp_per_family_with_baselines_as_reference_lines(cli_study):
     # the cnn curve too, not as the cnn family's worst
     cnn = expected_max_performance([scores[1], 0.9, scores[4]], mode="min")
     assert families["cnn (3)"]["y"] == pytest.approx(cnn.mean.tolist(), abs=1e-12)
-    assert "1 of 6 trials had no score and count as the worst (0.9)" in evp["notes"]
+    note = f"1 of 6 trials had no score and counts as the worst {report['metric']} (0.9)"
+    assert note in evp["notes"]
     assert "one curve per params.model" in evp["caption"]
     energy = _figure(report, "evp_energy")
     # what the axis leaves out: the roles this study has, each with its energy

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from _report_cli import GREENPRINT, cli_report, empty_home, in_every_format, run_in
+from _report_cli import GREENPRINT, cli_report, empty_home, in_every_format, report_text, run_in
 
 
 def _run_script(home: Path, text: str, *args: str) -> None:
@@ -60,3 +60,51 @@ def test_the_repeats_note_counts_the_trials_scored_by_their_mean_and_by_their_ow
         "'acc'; to rank each as a trial of its own, give those runs role='trial'"
     ) in note
     in_every_format(home, "3 of them are scored by their parts")
+
+
+#: Two trials and the best configuration retrained under the name "final" with no role, scored
+#: on a test split only: a trial (inferred) without the trials' score.
+RETRAIN = """
+import greenprint as gp
+
+for i, lr in enumerate((0.01, 0.1)):
+    with gp.track(f"lr={lr}", params={"lr": lr}) as run:
+        run.log(val_acc=0.8 + i / 10)
+with gp.track("final", params={"lr": 0.1}) as run:
+    run.log(test_acc=0.91)
+"""
+
+
+def test_the_notes_on_one_run_are_in_the_singular_and_the_final_rule_has_no_nested_brackets(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """One retrain read as a trial: the notes read '1 trial named like a final run ('final'):
+    read as trials ..., if they are not, give them', '1 trial ('final') ... read as trials
+    without a score, each counted as the worst', the EVP figures '1 of 3 trials had no score
+    and count as the worst (0.8)' (which score?), and the final run 'lr=0.1 (the finished
+    trial with the highest val_acc (no run has role 'final'))'."""
+    home = empty_home(tmp_path_factory, "s18-singular")
+    _run_script(home, RETRAIN)
+    report = cli_report(home, "--study", "s")
+    notes = " ".join(report["notes"])
+    assert (
+        "1 trial named like a final run ('final'): read as a trial, as no role was given; "
+        "if it is not, give it role='baseline' or role='final'"
+    ) in notes
+    assert (
+        "1 trial ('final') logged no 'val_acc' but test_acc, and ran after a trial with the same "
+        "params had ended (e.g. 'lr=0.1'): read as a trial without a score, counted as the "
+        "worst; if it is the final model"
+    ) in notes
+    assert "read as trials" not in notes and "each counted" not in notes
+    rule = "the finished trial with the highest val_acc, as no run has role 'final'"
+    assert report["price_tag"]["final"]["rule_text"] == rule
+    for figure in report["figures"]:
+        if figure["id"].startswith("evp"):
+            assert (
+                "1 of 3 trials had no score and counts as the worst val_acc (0.8)"
+                in (figure["notes"])
+            ), figure["notes"]
+    in_every_format(home, "counts as the worst val", "as no run has role")
+    for page in (report_text(home, fmt) for fmt in ("md", "html", "latex")):
+        assert "(no run has role" not in page

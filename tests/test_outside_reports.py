@@ -501,7 +501,8 @@ def test_ray_evp_counts_the_failed_trial_as_the_worst_and_pareto_holds_trials(ra
     (mean,) = _series(evp, "mean")
     reference = expected_max_performance(every, mode="min").mean.tolist()
     assert sorted(mean["y"]) == pytest.approx(sorted(reference), abs=1e-12)
-    assert f"1 of 6 trials had no score and count as the worst ({max(scored):g})" in evp["notes"]
+    worst = f"counts as the worst {report['metric']} ({max(scored):g})"
+    assert f"1 of 6 trials had no score and {worst}" in evp["notes"]
     pareto = _figure(report, "pareto")
     assert pareto is not None
     by_id = {row["id"]: row for row in report["runs"]}

@@ -625,7 +625,7 @@ def test_cli_loop_continued_next_day_counts_both_days(cli_loop):
     trials = ["trial-mlp-0.1", "trial-cnn-0.01", "trial-mlp-0.03", "trial-cnn-0.001",
               "trial-cnn-0.005", "trial-mlp-0.3"]  # fmt: skip
     _cli_reads_right(home, built, day2, trials, "final-day2")
-    assert "(the last started of 2)" in day2["price_tag"]["final"]["rule_text"]
+    assert "the last started of the 2 runs" in day2["price_tag"]["final"]["rule_text"]
     rows = _rows(day2)  # day two gave each trial its configuration with --param
     assert rows["trial-cnn-0.005"]["params"] == {"lr": 0.005, "model": "cnn"}
     assert rows["trial-mlp-0.3"]["params"] == {"lr": 0.3, "model": "mlp"}

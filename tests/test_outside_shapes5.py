@@ -341,7 +341,7 @@ def test_the_worst_score_a_trial_without_one_counts_as_is_written_once(families)
     no score and count as the worst (4.37338e+11)', two figures of one number)."""
     home, report = families
     worst = max(s for s in _trial_scores(report).values() if s is not None)
-    note = f"1 of 9 trials had no score and count as the worst ({worst:g})"
+    note = f"1 of 9 trials had no score and counts as the worst {report['metric']} ({worst:g})"
     for figure in report["figures"]:
         if figure["id"] in ("evp_trials", "evp_energy"):
             assert note in figure["notes"]
@@ -384,7 +384,7 @@ def test_three_days_of_one_optuna_study_read_as_one_search(three_days):
     finished = {n: r["score"] for n, r in trials.items() if r["status"] == "finished"}
     best = min(finished, key=finished.__getitem__)
     assert tag["final"]["name"] == best
-    _in_every_format(home, f"{best} (the finished trial with the lowest value (no run has role")
+    _in_every_format(home, f"{best} (the finished trial with the lowest value, as no run has role")
     families = {n: (r["params"] or {}).get("model", "(no params.model)") for n, r in trials.items()}
     assert families["trial-4"] == "(no params.model)"
     _evp_is_brute_force(report, families)

@@ -210,7 +210,7 @@ def test_the_final_run_rule():
     finals.append(run("f3", role="final", status="failed", started=7))
     choice = choose_final(study_trials(finals, metric="acc"))
     assert finals[choice.position].id == "f2" and choice.rule == "role"
-    assert "last started of 3" in choice.text
+    assert "last started of the 3 runs" in choice.text
     named = choose_final(study_trials(runs, metric="acc"), final="s")
     assert runs[named.position].id == "s" and named.rule == "given"
     with pytest.raises(AnalysisError, match="no finished trial.*role 'final'"):

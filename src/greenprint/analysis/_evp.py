@@ -323,8 +323,9 @@ def _evp(
         mean = -mean
     notes: list[str] = []
     if n_missing and policy == "worst":
+        count = "counts" if n_missing == 1 else "count"
         notes.append(
-            f"{n_missing} of {total} trials had no score and count as the worst ({used_fill:g})"
+            f"{n_missing} of {total} trials had no score and {count} as the worst ({used_fill:g})"
         )
     elif n_missing:
         notes.append(f"{n_missing} trials without a score were left out")

@@ -439,9 +439,11 @@ class StudyRoles:
                 f"({', '.join(repr(n) for n in names[:3])}{', ...' if len(names) > 3 else ''})"
                 for role, names in named.items()
             )
+            one = sum(map(len, named.values())) == 1
             texts.append(
-                f"{listing}: read as trials, as no role was given; if they are not, give "
-                "them role='baseline' or role='final' (gp.track(..., role=...), "
+                f"{listing}: read as {'a trial' if one else 'trials'}, as no role was given; "
+                f"if {'it is' if one else 'they are'} not, give {'it' if one else 'them'} "
+                "role='baseline' or role='final' (gp.track(..., role=...), "
                 "greenprint run --role, or afterwards greenprint ledger set-role)"
             )
         if sizes := self.sizes_only:
@@ -644,11 +646,16 @@ class StudyRoles:
             {m.name for p, _ in pairs for m in runs[p].metrics if not _not_a_score(m.name)}
         )
         first, trial = pairs[0]
+        read = (
+            "a trial without a score, counted as the worst"
+            if len(pairs) == 1
+            else "trials without a score, each counted as the worst"
+        )
         return (
             f"{count_of(len(pairs), 'trial')} ({names}) logged no {self.metric!r} but "
             f"{', '.join(logged[:3])}, and ran after a trial with the same params had ended "
-            f"(e.g. {runs[trial].name!r}): read as trials without a score, each counted as "
-            "the worst; if it is the final model retrained with that configuration, give it "
+            f"(e.g. {runs[trial].name!r}): read as {read}; if it is the final model "
+            "retrained with that configuration, give it "
             "role='final' (gp.track(..., role='final'), or afterwards greenprint ledger "
             f"set-role final {runs[first].id[:8]})"
         )
@@ -1444,23 +1451,26 @@ def choose_final(trials: StudyTrials, *, final: str | None = None) -> FinalChoic
         runs = forest.runs
         position = max(finals, key=lambda p: (runs[p].status == "finished", runs[p].started_at, p))
         text = "the run with role 'final'"
-        if len(finals) > 1:
-            text += f" (the last started of {len(finals)})"
+        if len(finals) > 1:  # no brackets: the report writes the rule in brackets
+            text = f"the last started of the {len(finals)} runs with role 'final'"
         if runs[position].status == "finished":
             return FinalChoice(position, "role", text)
         # no final model came out (a retrain that failed): the best trial is the result
-        ended = [f"{runs[p].name!r} {_UNFINISHED.get(runs[p].status, runs[p].status)}"
-                 for p in sorted(finals, key=lambda p: (runs[p].started_at, p))]  # fmt: skip
+        # no brackets in these texts: the report writes the rule in brackets after the name
+        ordered = sorted(finals, key=lambda p: (runs[p].started_at, p))
+        how = [_UNFINISHED.get(runs[p].status, runs[p].status) for p in ordered]
+        ended = [f"{runs[p].name!r} {h}" for p, h in zip(ordered, how, strict=True)]
+        listed = ", ".join(ended[:3]) + (", ..." if len(ended) > 3 else "")
         unfinished = (
-            f"the run with role 'final', {ended[0]}"
+            f"{runs[ordered[0]].name!r}, the run with role 'final', {how[0]}"
             if len(ended) == 1
-            else f"no run with role 'final' finished: {', '.join(ended[:3])}"
-            + (", ..." if len(ended) > 3 else "")
+            else f"no run with role 'final' finished: {listed}"
         )
         best = _best_trial(trials, unfinished)
         if best.position is not None:
             return best
-        return FinalChoice(position, "role", f"{text} ({unfinished})")
+        though = f"it {how[0]}" if len(ended) == 1 else f"none finished: {listed}"
+        return FinalChoice(position, "role", f"{text}, though {though}")
     return _best_trial(trials, "no run has role 'final'")
 
 
@@ -1493,7 +1503,7 @@ def _best_trial(trials: StudyTrials, why: str) -> FinalChoice:
     return FinalChoice(
         best[1],
         "best-trial",
-        f"the finished trial with the {better} {trials.metric} ({why})",
+        f"the finished trial with the {better} {trials.metric}, as {why}",
     )
 
 
