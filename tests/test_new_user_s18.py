@@ -108,3 +108,63 @@ def test_the_notes_on_one_run_are_in_the_singular_and_the_final_rule_has_no_nest
     in_every_format(home, "counts as the worst val", "as no run has role")
     for page in (report_text(home, fmt) for fmt in ("md", "html", "latex")):
         assert "(no run has role" not in page
+
+
+#: A two-objective Optuna study through greenprint's callback: accuracy maximised, latency
+#: minimised, under Optuna's default names (values_0, values_1).
+OPTUNA_MO = """
+import optuna
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+cb = GreenprintCallback()
+
+
+def objective(trial):
+    lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    width = trial.suggest_int("width", 8, 64)
+    return 0.9 - abs(lr - 0.01) - 0.001 * (64 - width), width * 0.1
+
+
+study = optuna.create_study(study_name="mo", directions=["maximize", "minimize"],
+                            sampler=optuna.samplers.RandomSampler(seed=0))
+study.optimize(cb.track(objective), n_trials=6, callbacks=[cb])
+"""
+
+
+def test_a_two_objective_optuna_study_is_named_with_the_objective_the_report_ranks_by(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """The report ranked an Optuna study of two objectives by values_0 and never said the
+    study had two, nor that values_1 was minimised (ranked by ``--metric values_1`` alone, it
+    read highest first); the trials record the objectives now, and a note names them, the
+    one ranked by, the flags that rank by the other, and what the Pareto figure's front is."""
+    pytest.importorskip("optuna")
+    import greenprint as gp
+
+    home = empty_home(tmp_path_factory, "s18-optuna-mo")
+    (home / "study.py").write_text(OPTUNA_MO, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr
+    runs = gp.Ledger(home / "greenprint.db").runs(study="mo")
+    assert {r.provenance.get("objectives") for r in runs} == {
+        "values_0: maximize; values_1: minimize"
+    }
+    report = cli_report(home, "--study", "mo")
+    assert (
+        "the search optimised 2 objectives, values_0 (maximised) and values_1 (minimised): the "
+        "report ranks the trials by one, values_0 (higher is better); rank by another with "
+        "--metric values_1 --mode min; the score-against-energy figure's front is values_0 "
+        "against energy, not the search's front over its objectives"
+    ) in report["notes"]
+    in_every_format(home, "the search optimised 2 objectives")
+    report = cli_report(home, "--study", "mo", "--metric", "values_1")
+    (note,) = [n for n in report["notes"] if "objectives" in n]
+    assert note.endswith(
+        "the search minimised 'values_1', the report ranks it highest first: greenprint "
+        "report --study mo --metric values_1 --mode min"
+    ), note
+    report = cli_report(home, "--study", "mo", "--metric", "values_1", "--mode", "min")
+    (note,) = [n for n in report["notes"] if "objectives" in n]
+    assert "values_1 (lower is better); rank by another with --metric values_0 --mode max" in note
+    assert "the report ranks it" not in note

@@ -23,17 +23,20 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
 __all__ = [
     "FPO_KEY",
     "MEASURED_SOURCES",
+    "OBJECTIVES_KEY",
     "Provenance",
     "ProvenanceKind",
     "fpo_lower_bound",
     "is_fpo_lower_bound",
+    "objectives_of",
+    "objectives_text",
 ]
 
 ProvenanceKind = Literal[
@@ -197,3 +200,38 @@ def is_fpo_lower_bound(provenance: Mapping[str, str]) -> bool:
     """Whether a run's provenance says its FPO are a lower bound (:func:`fpo_lower_bound`)."""
     note = provenance.get(FPO_KEY)
     return isinstance(note, str) and note.startswith(_LOWER_BOUND)
+
+
+#: The key of a trial's provenance that names the objectives of the search that ran it, each
+#: with its direction (``"values_0: maximize; values_1: minimize"``): a search's own ranking
+#: (an Optuna study's ``directions``), which the report names beside the metric it ranks by.
+OBJECTIVES_KEY = "objectives"
+
+
+def objectives_text(objectives: Sequence[tuple[str, str]]) -> str:
+    """The :data:`OBJECTIVES_KEY` provenance of ``(metric, direction)`` pairs.
+
+    Example:
+        >>> objectives_text([("values_0", "maximize"), ("values_1", "minimize")])
+        'values_0: maximize; values_1: minimize'
+    """
+    return "; ".join(f"{name}: {direction}" for name, direction in objectives)
+
+
+def objectives_of(provenance: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The ``(metric, direction)`` pairs a run's provenance records (``()``: none, or unread).
+
+    Example:
+        >>> objectives_of({"objectives": "values_0: maximize; values_1: minimize"})
+        (('values_0', 'maximize'), ('values_1', 'minimize'))
+    """
+    text = provenance.get(OBJECTIVES_KEY)
+    if not isinstance(text, str) or not text:
+        return ()
+    pairs = []
+    for item in text.split("; "):
+        name, _, direction = item.rpartition(": ")
+        if not name or direction not in ("maximize", "minimize"):
+            return ()
+        pairs.append((name, direction))
+    return tuple(pairs)

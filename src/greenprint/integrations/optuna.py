@@ -18,7 +18,9 @@ Each trial is one run: name ``trial-<number>``, ``role="trial"``, study = the Op
 name, ``params`` = ``trial.params``, the objective value(s) as metrics (``value``, or
 ``values_0``, ``values_1``... for a multi-objective study, or the names given in
 ``metric_names``), intermediate values (``trial.report(value, step)``) as that metric's steps,
-and status ``finished``/``pruned``/``failed``. The trial gets the user attributes
+and status ``finished``/``pruned``/``failed``; its provenance names the study's objectives,
+each metric with its direction (``objectives``: ``"values_0: maximize; values_1: minimize"``),
+which ``greenprint report`` names beside the metric it ranks by. The trial gets the user attributes
 ``energy_kwh``, ``emissions_kg`` and ``greenprint_run_id`` (the last one when it starts).
 
 A trial killed mid-run (SIGKILL, an OOM kill, a node lost) keeps its configuration: at each
@@ -88,6 +90,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState  # noqa: E402
 from greenprint import _lineage  # noqa: E402
 from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError  # noqa: E402
 from greenprint._lifecycle import status_for  # noqa: E402
+from greenprint._provenance import OBJECTIVES_KEY, objectives_text  # noqa: E402
 from greenprint.integrations._common import WarnOnce, check_run_options  # noqa: E402
 
 __all__ = ["GreenprintCallback"]
@@ -215,6 +218,7 @@ class GreenprintCallback:
             recorder = _Recorder(trial, run, names[0])
             run.add_listener(recorder.on_event)
             run.start()
+            _record_objectives(run, names, trial.study.directions)
             key = (study_name, trial.number)
             try:
                 with self._lock:
@@ -395,6 +399,20 @@ class GreenprintCallback:
                 )
             return self._metric_names
         return ("value",) if n == 1 else tuple(f"values_{i}" for i in range(n))
+
+
+def _record_objectives(run: Any, names: Sequence[str], directions: Sequence[Any]) -> None:
+    """Put the study's objectives, each metric with its direction, in the run's provenance.
+
+    ``"values_0: maximize; values_1: minimize"`` (:data:`~greenprint._provenance.OBJECTIVES_KEY`):
+    the report names them and the one it ranks by, and says when it ranks one the other way.
+    """
+    pairs = [
+        (name, "minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize")
+        for name, d in zip(names, directions, strict=True)
+    ]
+    with run._lock:  # the run's provenance, written with its next flush
+        run._provenance[OBJECTIVES_KEY] = objectives_text(pairs)
 
 
 def _check_metric_names(names: Sequence[str] | None) -> tuple[str, ...] | None:

@@ -6,7 +6,9 @@ import dataclasses
 import logging
 import math
 import operator
+import shlex
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ from greenprint._gc import gc_paused
 from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY
 from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
-from greenprint._provenance import FPO_KEY, Provenance, is_fpo_lower_bound
+from greenprint._provenance import FPO_KEY, Provenance, is_fpo_lower_bound, objectives_of
 from greenprint._records import CUT_SHORT_STATUSES, RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
@@ -603,6 +605,8 @@ def _assemble(
     given_mode, mode = mode, trials.mode
     scores = {r.id: trials.scores[p].score for p, r in enumerate(forest.runs)}
     notes = [metric_note] if metric_note else []
+    if objectives_note := _objectives_note(forest, trials.positions, metric, mode, study):
+        notes.append(objectives_note)
     for note in (trials.roles_note, trials.score_note, trials.diverged_note, _budget_note(runs)):
         if note:
             notes.append(note)
@@ -712,6 +716,57 @@ def _assemble(
         prediction=prediction_summary(runs),
         whatif=whatif_section(runs, tag, forest=forest),
     )
+
+
+def _objectives_note(
+    forest: RunForest, positions: Sequence[int], metric: str | None, mode: Mode, study: str
+) -> str | None:
+    """What the search the trials ran in optimised, against what the report ranks by.
+
+    The objectives (each metric and its direction) a search recorded in its trials'
+    provenance (``objectives``: greenprint's Optuna callback), the most trials' record: a
+    study of several objectives is ranked by one metric, and a metric can be ranked the other
+    way than the search's direction (Optuna minimises ``value`` by default). ``None`` when no
+    trial recorded them, or one objective ranked as its search did.
+    """
+    runs = forest.runs
+    recorded = Counter(
+        found for p in positions if (found := objectives_of(runs[p].provenance))
+    ).most_common(1)
+    if not recorded or metric is None:
+        return None
+    objectives = recorded[0][0]
+    directions = dict(objectives)
+    better = "higher" if mode == "max" else "lower"
+    against = directions.get(metric)
+    wrong = against is not None and (against == "minimize") != (mode == "min")
+    if len(objectives) == 1 and not wrong:
+        return None
+    flag = {"maximize": "max", "minimize": "min"}
+    done = {"maximize": "maximised", "minimize": "minimised"}
+    text = ""
+    if len(objectives) > 1:
+        named = [f"{name} ({done[d]})" for name, d in objectives]
+        text = (
+            f"the search optimised {len(objectives)} objectives, {', '.join(named[:-1])} and "
+            f"{named[-1]}: the report ranks the trials by one, {metric} ({better} is better)"
+        )
+        others = [f"--metric {name} --mode {flag[d]}" for name, d in objectives if name != metric]
+        if others:
+            text += f"; rank by another with {' or '.join(others)}"
+        text += (
+            f"; the score-against-energy figure's front is {metric} against energy, not the "
+            "search's front over its objectives"
+        )
+    if wrong:
+        way = against or "maximize"
+        first = "highest" if mode == "max" else "lowest"
+        which = f"the search {done[way]} {metric!r}, the report ranks it {first} first"
+        fix = shlex.join(
+            ["greenprint", "report", "--study", study, "--metric", metric, "--mode", flag[way]]
+        )
+        text = f"{text}; {which}: {fix}" if text else f"{which}: {fix}"
+    return text
 
 
 #: How the error of a run a "stop" budget ended begins (its status is ``interrupted``).
