@@ -168,3 +168,82 @@ def test_a_two_objective_optuna_study_is_named_with_the_objective_the_report_ran
     (note,) = [n for n in report["notes"] if "objectives" in n]
     assert "values_1 (lower is better); rank by another with --metric values_0 --mode max" in note
     assert "the report ranks it" not in note
+
+
+#: scikit-learn's learning_curve called inside one tracked run, each point logged as a step.
+LEARNING_CURVE_IN_ONE_RUN = """
+import warnings
+import greenprint as gp
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import learning_curve
+
+warnings.filterwarnings("ignore")
+X, y = load_digits(return_X_y=True)
+with gp.track("learning-curve", params={"model": "logreg"}) as run:
+    sizes, _, val = learning_curve(LogisticRegression(max_iter=100), X[:300], y[:300],
+                                   train_sizes=[0.25, 0.5, 1.0], cv=3)
+    for step, (n, scores) in enumerate(zip(sizes, val)):
+        run.log(train_size=int(n), val_acc=float(scores.mean()), step=step)
+"""
+
+#: Two trials of a search over C, then scikit-learn's validation_curve over C in one run.
+VALIDATION_CURVE_IN_ONE_RUN = """
+import warnings
+import greenprint as gp
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score, validation_curve
+
+warnings.filterwarnings("ignore")
+X, y = load_digits(return_X_y=True)
+X, y = X[:300], y[:300]
+for C in (0.1, 1.0):
+    with gp.track(f"C={C}", params={"C": C}) as run:
+        run.log(val_acc=float(cross_val_score(LogisticRegression(C=C, max_iter=100), X, y,
+                                              cv=3).mean()))
+with gp.track("validation-curve") as run:
+    Cs = [0.01, 0.1, 1.0]
+    _, val = validation_curve(LogisticRegression(max_iter=100), X, y, param_name="C",
+                              param_range=Cs, cv=3)
+    for step, (C, scores) in enumerate(zip(Cs, val)):
+        run.log(C=C, val_acc=float(scores.mean()), step=step)
+"""
+
+
+def test_a_curve_logged_as_the_steps_of_one_run_is_named_with_the_api_that_records_one(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """scikit-learn's learning_curve inside one ``gp.track`` run, each size logged as a step:
+    the report said 'no learning curve: fewer than two training-set sizes among the runs'
+    (true, but the user logged four); a validation_curve over C in one run beside the trials
+    of a search over C read as a third trial, the final run by its last C, with no word. Each
+    note now says how the run was read and the API that records such a curve."""
+    pytest.importorskip("sklearn")
+    home = empty_home(tmp_path_factory, "s18-curves")
+    _run_script(home, LEARNING_CURVE_IN_ONE_RUN)
+    report = cli_report(home, "--study", "s")
+    (note,) = [n for n in report["notes"] if n.startswith("no learning curve")]
+    assert note.startswith(
+        "no learning curve: 'learning-curve' logged train_size (50 to 200) with val_acc at "
+        "each step: a learning curve inside one run, read as one trial"
+    ), note
+    assert "greenprint.analysis.run_learning_curve(fn, fractions, study=...)" in note
+    assert "gp.track(..., role='learning-curve') run per size with run.set(dataset_size=n)" in (
+        note
+    )
+    in_every_format(home, "a learning curve inside one run")
+
+    (home / "greenprint.db").unlink()
+    _run_script(home, VALIDATION_CURVE_IN_ONE_RUN)
+    report = cli_report(home, "--study", "s")
+    assert report["price_tag"]["total"]["trials"] == 3
+    (note,) = [n for n in report["notes"] if "validation curve" in n]
+    assert note == (
+        "'validation-curve' logged C (0.01 to 1) with val_acc at each step: a validation curve "
+        "inside one run (e.g. scikit-learn's validation_curve), read as one trial, scored by "
+        "its last val_acc (its last C) among the search's trials; to rank each C as a trial, "
+        "track each value in a run of its own (gp.track(..., params={'C': value}) logging "
+        "val_acc)"
+    )
+    in_every_format(home, "a validation curve inside one run")

@@ -33,6 +33,7 @@ from greenprint.analysis._common import (
 )
 from greenprint.analysis._roles import StudyRoles, TrialScore, resolve_roles, trial_family_labels
 from greenprint.carbon._intensity import applied_intensity
+from greenprint.report._curve_runs import one_run_curve_notes, one_run_curves
 from greenprint.report._figures import (
     FigureInputs,
     evp_figures,
@@ -671,6 +672,12 @@ def _assemble(
                 figures.append(figure)
             elif why:
                 notes.append(why)
+        # a learning or validation curve logged as the steps of one run: said how it was read
+        if curves := one_run_curves(forest, trials.positions, metric):
+            drawn = any(f.id == "learning_curve" for f in figures)
+            if not drawn and any(c.kind == "learning" for c in curves):
+                notes = [n for n in notes if not n.startswith("no learning curve:")]
+            notes.extend(one_run_curve_notes(forest, curves, metric, drawn=drawn))
     figure, why = timeline_figure(inputs, samples_of, max_sampled_runs=max_sampled_runs)
     if figure is not None:
         figures.append(figure)
