@@ -247,3 +247,36 @@ def test_a_curve_logged_as_the_steps_of_one_run_is_named_with_the_api_that_recor
         "val_acc)"
     )
     in_every_format(home, "a validation curve inside one run")
+
+
+#: A search over two model families, three learning rates each.
+FAMILIES = """
+import greenprint as gp
+
+for model, base in (("mlp", 0.80), ("cnn", 0.85)):
+    for k, lr in enumerate((0.001, 0.01, 0.1)):
+        with gp.track(f"{model}-lr{lr}", params={"model": model, "lr": lr}) as run:
+            run.log(val_acc=base + 0.02 * k)
+"""
+
+
+def test_a_search_over_model_families_is_told_the_flag_that_draws_a_curve_per_family(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """The trials vary params.model (mlp, cnn), and the report drew one expected-best-score
+    curve over both, never saying that ``--group-by params.model`` draws one per family, as
+    Dodge et al. draw them; a note says so now, and is gone once the flag is given."""
+    home = empty_home(tmp_path_factory, "s18-families")
+    _run_script(home, FAMILIES)
+    report = cli_report(home, "--study", "s")
+    hint = (
+        "the trials vary params.model (cnn, mlp): greenprint report --group-by params.model "
+        "draws one expected-best-score curve per model"
+    )
+    assert hint in report["notes"]
+    in_every_format(home, "draws one expected-best-score curve per model")
+    report = cli_report(home, "--study", "s", "--group-by", "params.model")
+    assert not [n for n in report["notes"] if "--group-by" in n]
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    labels = {s["label"] for panel in evp["panels"] for s in panel["series"]}
+    assert {"mlp (3)", "cnn (3)"} <= labels, labels

@@ -37,6 +37,7 @@ from greenprint.report._curve_runs import one_run_curve_notes, one_run_curves
 from greenprint.report._figures import (
     FigureInputs,
     evp_figures,
+    family_hint,
     learning_curve_figure,
     pareto_figure,
     timeline_figure,
@@ -666,6 +667,8 @@ def _assemble(
         evp, evp_notes = evp_figures(inputs)
         figures.extend(evp)
         notes.extend(evp_notes)
+        if evp and (hint := family_hint(inputs)):
+            notes.append(hint)
         for builder in (pareto_figure, learning_curve_figure):
             figure, why = builder(inputs)
             if figure is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -392,6 +393,45 @@ def _left_out(tag: PriceTag) -> str:
     return (
         f"The energy axis counts the trials only: it leaves out {format_energy(left)} of the "
         f"study's {format_energy(tag.total.energy_kwh)}, {listed} (see the price tag by role)"
+    )
+
+
+#: Param names that name a model family, hinted before any other param (:func:`family_hint`).
+_FAMILY_NAMES = frozenset({"model", "model_type", "model_name", "arch", "architecture", "family"})
+
+
+def family_hint(inputs: FigureInputs) -> str | None:
+    """A note naming the flag that draws one EVP curve per family, when none was asked for.
+
+    The trials (ended ones) vary a param by name, not number (``params.model``: ``"mlp"``,
+    ``"cnn"``): two to :data:`_MAX_FAMILIES` values, one of them held by two trials or more
+    (Dodge et al. draw one curve per model family). ``None`` when ``group_by`` was given or
+    no param is such.
+    """
+    if inputs.group_by is not None:
+        return None
+    runs = inputs.forest.runs
+    values: dict[str, list[str]] = {}
+    numbers: set[str] = set()
+    for p in inputs.trials:
+        for key, value in runs[p].params.items():
+            if isinstance(value, str):
+                values.setdefault(key, []).append(value)
+            else:
+                numbers.add(key)
+    found = []
+    # a model family's name first (Dodge et al.'s families), then in name order
+    for key in sorted(values.keys() - numbers, key=lambda k: (k.lower() not in _FAMILY_NAMES, k)):
+        counts = Counter(values[key])
+        if 2 <= len(counts) <= _MAX_FAMILIES and max(counts.values()) >= 2:
+            found.append(key)
+    if not found:
+        return None
+    key = found[0]
+    return (
+        f"the trials vary params.{key} ({', '.join(sorted(set(values[key]))[:4])}"
+        f"{', ...' if len(set(values[key])) > 4 else ''}): greenprint report --group-by "
+        f"params.{key} draws one expected-best-score curve per {key}"
     )
 
 
