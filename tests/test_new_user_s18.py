@@ -8,6 +8,9 @@ that read wrong each.
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -280,3 +283,36 @@ def test_a_search_over_model_families_is_told_the_flag_that_draws_a_curve_per_fa
     evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
     labels = {s["label"] for panel in evp["panels"] for s in panel["series"]}
     assert {"mlp (3)", "cnn (3)"} <= labels, labels
+
+
+def test_the_latex_report_is_set_in_type1_fonts_that_keep_their_fi_ligatures(
+    tmp_path_factory: pytest.TempPathFactory, require_component
+):
+    """``\\usepackage[T1]{fontenc}`` without Latin Modern sets Computer Modern's T1 fonts as
+    bitmaps (Type 3, which paper submission systems refuse), and the PDF's text lost each
+    "fi" ligature: 'nal run', 'rst'. The report loads lmodern where it is installed."""
+    home = empty_home(tmp_path_factory, "s18-latex-fonts")
+    _run_script(home, RETRAIN)
+    cli_report(home, "--study", "s")
+    tex = report_text(home, "latex")
+    preamble = tex[: tex.index(r"\begin{document}")]
+    lmodern = r"\IfFileExists{lmodern.sty}{\usepackage{lmodern}}{}"
+    assert preamble.index(r"\usepackage[T1]{fontenc}") < preamble.index(lmodern), preamble
+    tools = [shutil.which(t) for t in ("pdflatex", "pdftotext", "pdffonts", "kpsewhich")]
+    require_component(None not in tools, "pdflatex, pdftotext, pdffonts or kpsewhich missing")
+    pdflatex, pdftotext, pdffonts, kpsewhich = (str(t) for t in tools)
+    found = subprocess.run([kpsewhich, "lmodern.sty"], capture_output=True, text=True).stdout
+    require_component(bool(found.strip()), "the lmodern LaTeX package is not installed")
+    rep = home / "rep"
+    done = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+        cwd=rep, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
+    fonts = subprocess.run([pdffonts, "report.pdf"], cwd=rep, capture_output=True, text=True)
+    assert "Type 3" not in fonts.stdout, fonts.stdout
+    text = subprocess.run(
+        [pdftotext, "report.pdf", "-"], cwd=rep, capture_output=True, text=True, check=True
+    ).stdout
+    words = set(re.findall(r"[A-Za-z]+", text))
+    assert {"final", "finished"} <= words and not words & {"nal", "nished", "rst"}, text
