@@ -316,3 +316,35 @@ def test_the_latex_report_is_set_in_type1_fonts_that_keep_their_fi_ligatures(
     ).stdout
     words = set(re.findall(r"[A-Za-z]+", text))
     assert {"final", "finished"} <= words and not words & {"nal", "nished", "rst"}, text
+
+
+def test_small_wordings_of_the_report_and_set_role(tmp_path_factory: pytest.TempPathFactory):
+    """The status table read 'finished | 5 | 3' under 'runs | trials' (two counts of what?),
+    the compute statement '0.0113 hours in total', the price tag 'study / final model:
+    1.22e+03x the energy' beside the final sentence's '1/1224', the runs tables '-' for an FPO
+    the price tag calls 'unknown', and ``ledger set-role`` 'role none given -> baseline' for a
+    run read as a trial."""
+    home = empty_home(tmp_path_factory, "s18-wording")
+    _run_script(home, RETRAIN)
+    report = cli_report(home, "--study", "s")
+    md = report_text(home, "md")
+    assert "| status | runs (any role) | of them trials |" in md
+    assert "(runs of any role, and the trials among them)" in report_text(home, "latex")
+    assert " hours" not in md and re.search(r"They ran for [\d.]+ s in total \(run time", md), md
+    multiple = re.search(r"\*\*study / final model\*\*: (\S+) the energy", md)
+    share = re.search(r" 1/(\d+) of the whole study's energy", md)
+    assert multiple and share, md
+    assert multiple.group(1) == f"{share.group(1)}x", (multiple.group(1), share.group(1))
+    rows = [x for x in md[md.index("## Runs") :].splitlines() if "↳ lr=" in x]
+    assert rows and all(" | unknown | " in x for x in rows), rows
+    tex = report_text(home, "latex")
+    assert [x for x in tex.splitlines() if x.startswith("lr=") and " & unknown & " in x], tex
+
+    final = next(r for r in report["runs"] if r["name"] == "final")
+    done = run_in(home, GREENPRINT, "ledger", "set-role", "final", final["id"][:8])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        f"run {final['id'][:8]} final (study s): role (none given, read as trial) -> final\n"
+    )
+    shown = run_in(home, GREENPRINT, "ledger", "show", final["id"][:8]).stdout
+    assert re.search(r"^\s*FPO\s+unknown$", shown, flags=re.M), shown

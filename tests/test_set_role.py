@@ -77,14 +77,14 @@ def test_roles_given_afterwards_make_the_report_read_the_study_right(study):
     done = run_in(home, GREENPRINT, "ledger", "set-role", "baseline", study["baseline"][:8])
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
-        f"run {study['baseline'][:8]} majority-baseline (study search): role none given -> "
-        "baseline\n"
+        f"run {study['baseline'][:8]} majority-baseline (study search): role (none given, "
+        "read as trial) -> baseline\n"
     )
     done = run_in(
         home, GREENPRINT, "ledger", "set-role", "part", failed[:8], "--part-of", rerun[:8]
     )
     assert done.returncode == 0, done.stderr
-    assert f"role none given -> part, part of run {rerun[:8]}" in done.stdout
+    assert f"role (none given, read as trial) -> part, part of run {rerun[:8]}" in done.stdout
 
     # ledger show says so (it showed no role at all)
     shown = run_in(home, GREENPRINT, "ledger", "show", failed[:8]).stdout

@@ -101,7 +101,7 @@ def _fpo_text(fpo: int | None) -> str:
     greenprint or by hand (``report`` names it and says how to repair it).
     """
     if fpo is None:
-        return "-"
+        return "unknown"  # not counted, as the report writes it
     if abs(fpo) > FPO_MAX:
         return f"an integer of {len(str(abs(fpo)))} digits (corrupt: above the largest float)"
     return format_fpo(fpo)
@@ -592,13 +592,34 @@ def set_role_command(
         was = {record.id: record.role for record in records}
         if role == "part":
             _refuse_trials_inside(led, records)
+        read = _inferred_roles(led, [r for r in records if r.role is None])
         for now in led.set_role(role, *run_ids, part_of=part_of):
             under = f", part of run {now.parent_id[:8]}" if part_of and now.parent_id else ""
+            before = was[now.id] or (
+                f"(none given, read as {read[now.id]})" if now.id in read else "(none given)"
+            )
             click.echo(
                 f"run {now.id[:8]} {_safe(now.name, limit=_MAX_CELL)} (study "
-                f"{_safe(now.study, limit=_MAX_CELL)}): role {was[now.id] or 'none given'} -> "
-                f"{now.role}{under}"
+                f"{_safe(now.study, limit=_MAX_CELL)}): role {before} -> {now.role}{under}"
             )
+
+
+def _inferred_roles(led: Any, records: Sequence[RunRecord]) -> dict[str, str]:
+    """The role a report infers for each of ``records`` (runs given none), by run id.
+
+    Read as ``greenprint report`` reads the study with no metric named (the metric it picks
+    may read a top-level run with children otherwise: a sweep or a trial). ``set-role`` says
+    what a run was read as: "role none given -> baseline" did not say it was a trial.
+    """
+    from greenprint.analysis import resolve_roles
+
+    found: dict[str, str] = {}
+    for study in {record.study for record in records}:
+        resolved = resolve_roles(led.runs(study=study))
+        for record in records:
+            if record.study == study and record.id in resolved.forest.index:
+                found[record.id] = resolved.role_of(record.id)
+    return found
 
 
 def _refuse_trials_inside(led: Any, records: Sequence[RunRecord]) -> None:

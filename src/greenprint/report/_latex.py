@@ -189,8 +189,10 @@ def _runs_table(
                 esc(score_text(row.score)) + (r"$^{\circ}$" if scored_by_parts(row) else ""),
                 _num(row.energy_kwh, energy[0]),
                 _num(row.emissions_kg, mass[0]),
-                (r"$\geq$" if row.fpo_lower_bound else "")  # a lower bound
-                + _num(None if row.fpo is None else float(row.fpo), fpo[0]),
+                "unknown"  # not counted, as the price tag writes it (not "-")
+                if row.fpo is None
+                else (r"$\geq$" if row.fpo_lower_bound else "")  # a lower bound
+                + _num(float(row.fpo), fpo[0]),
                 _num(row.duration_s, time_unit[0]),
                 "-" if row.dataset_size is None else f"{row.dataset_size:,}".replace(",", "{,}"),
             ]
@@ -224,8 +226,8 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         "% one column of a two-column paper (scaled down only if it would not fit)",
         r"\begin{table}[t]",
         r"\centering\footnotesize\setlength{\tabcolsep}{3pt}",
-        r"\caption{Price tag of the study ``" + study + "'' by run status: every trial counted, "
-        r"nested runs once"
+        r"\caption{Price tag of the study ``" + study + "'' by run status (runs of any role, "
+        r"and the trials among them): every trial counted, nested runs once"
         + _at_least(rows, tag.total)
         + ". "
         + esc(_sentence("; ".join(energy_provenance(tag.provenance))))

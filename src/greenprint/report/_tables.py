@@ -103,8 +103,17 @@ def headline(report: Report) -> list[tuple[str, str]]:
     ]
     final = report.price_tag.final
     if final is not None and final.study_multiple is not None:
-        out.append(("study / final model", f"{final.study_multiple:.3g}x the energy"))
+        out.append(("study / final model", f"{multiple_text(final.study_multiple)} the energy"))
     return out
+
+
+def multiple_text(multiple: float) -> str:
+    """How many times the final model's energy the study used: ``"1224x"``, ``"1.5x"``.
+
+    From 2 on a whole number, as the final sentence's ``1/1224`` share of the study writes it
+    (one figure, two forms: ``2.02e+05x`` stood beside ``1/202186``).
+    """
+    return f"{round(multiple)}x" if multiple >= 2 else f"{multiple:.3g}x"
 
 
 def ranking_text(report: Report) -> str:
@@ -189,8 +198,13 @@ def _fpo_cell(cost: Any) -> str:
 
 
 def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
-    """The price tag by status, then the total: header and rows."""
-    header = ["status", "runs", "trials", "energy", "CO2-eq", "FPO", "run time"]
+    """The price tag by status, then the total: header and rows.
+
+    ``runs`` counts every run of the status (trials, their parts, sweeps, baselines...),
+    ``trials`` the trials among them: the header says so ("pruned: 8, 4" read as two counts
+    of one thing).
+    """
+    header = ["status", "runs (any role)", "of them trials", "energy", "CO2-eq", "FPO", "run time"]
     rows = []
     tag = report.price_tag
     for status, cost in [*tag.by_status.items(), ("total", tag.total)]:
@@ -297,7 +311,8 @@ def runs_table(
             score_text(row.score) + (_PARTS_MEAN_MARK if scored_by_parts(row) else ""),
             format_energy(row.energy_kwh),
             format_emissions(row.emissions_kg).replace(" CO2-eq", ""),
-            "-" if row.fpo is None else fpo_text(row.fpo, lower_bound=row.fpo_lower_bound),
+            # not counted: "unknown", as the price tag and the totals write it (not "-")
+            "unknown" if row.fpo is None else fpo_text(row.fpo, lower_bound=row.fpo_lower_bound),
             format_duration(row.duration_s),
             "-" if row.dataset_size is None else f"{row.dataset_size:,}",
             params_text(row.params, limit=params_limit),

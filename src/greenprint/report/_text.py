@@ -420,10 +420,10 @@ def _machines(runs: Sequence[RunRecord], hardware: Sequence[str]) -> str:
 def _run_time(hours: float, duration_s: float, elapsed_s: float) -> str:
     """How long the runs ran, summed (parallel runs add up), beside the wall-clock span.
 
-    In hours as papers report compute, unless that is under a hundredth of an hour (a study of
-    seconds read "9.7e-05 hours"): then in seconds.
+    In hours as papers report compute, from one hour; a shorter study in minutes and seconds
+    (a study of 41 s read "0.0113 hours", one of seconds "9.7e-05 hours").
     """
-    if hours >= 0.01:
+    if hours >= 1:
         return (
             f"{hours:.3g} hours in total ({format_duration(duration_s)} of run time over "
             f"{format_duration(elapsed_s)} of wall-clock time)"
