@@ -55,19 +55,41 @@ class Stoppable(Protocol):
 
 
 def status_for(exc: BaseException | None) -> tuple[RunStatus, str | None]:
-    """The final status and error text for a run ended by ``exc`` (``None``: normal end)."""
+    """The final status and error text for a run ended by ``exc`` (``None``: normal end).
+
+    A non-zero ``SystemExit`` raised while a ``KeyboardInterrupt`` was being handled is that
+    Ctrl-C: Lightning's ``Trainer`` answers one during ``fit`` with ``sys.exit(1)``, so a run
+    around the fit (``gp.track``, an Optuna trial, a notebook cell, a search's candidate) ends
+    ``interrupted`` (``"KeyboardInterrupt"``), as the fit's own run does, not ``failed`` with
+    ``"SystemExit: 1"``.
+    """
     if exc is None:
         return "finished", None
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", "KeyboardInterrupt"
-    if isinstance(exc, SystemExit) and exc.code in (0, None):
-        return "finished", None
+    if isinstance(exc, SystemExit):
+        if exc.code in (0, None):
+            return "finished", None
+        if _handling_ctrl_c(exc):
+            return "interrupted", "KeyboardInterrupt"
     if isinstance(exc, BudgetExceeded):  # a budget stopped it: the cost so far is kept
         return "interrupted", f"BudgetExceeded: {exc}"[:2000]
     if type(exc).__name__ in _PRUNED_EXCEPTION_NAMES:
         return "pruned", None
     message = f"{type(exc).__name__}: {exc}"
     return "failed", message[:2000]
+
+
+def _handling_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a ``KeyboardInterrupt`` was handled (its contexts)."""
+    seen: set[int] = set()
+    cause = exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__context__
+    return False
 
 
 class _Registry:

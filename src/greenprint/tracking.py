@@ -64,7 +64,7 @@ from greenprint._lifecycle import registry, status_for
 from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY, ancestors, writer_identity
 from greenprint._prediction import Prediction, Predictor, metric_name
 from greenprint._provenance import FPO_KEY, Provenance, fpo_lower_bound
-from greenprint._records import MetricPoint, PowerSample, RunRecord, RunStatus, check_role
+from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
 from greenprint._run_tree import RunNode
 from greenprint._suggest import did_you_mean
 from greenprint._validate import (
@@ -258,25 +258,6 @@ def track(
         role=role,
         node_meter=node_meter,
     )
-
-
-def _ended_by(exc: BaseException | None) -> tuple[RunStatus, str | None]:
-    """The status and error of a run whose ``with`` block ``exc`` ended (``status_for``'s).
-
-    A non-zero ``SystemExit`` raised while a ``KeyboardInterrupt`` was being handled is that
-    Ctrl-C: Lightning's ``Trainer`` answers one during ``fit`` with ``sys.exit(1)``, so a
-    ``gp.track`` trial around the fit ends ``interrupted`` (``"KeyboardInterrupt"``), as its
-    fit's run does, not ``failed`` with ``"SystemExit: 1"``.
-    """
-    if isinstance(exc, SystemExit) and exc.code not in (0, None):
-        seen: set[int] = set()
-        cause = exc.__context__
-        while cause is not None and id(cause) not in seen:
-            if isinstance(cause, KeyboardInterrupt):
-                return status_for(cause)
-            seen.add(id(cause))
-            cause = cause.__context__
-    return status_for(exc)
 
 
 def _metric_number(metric: str, value: Any) -> float:
@@ -481,7 +462,7 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        status, error = _ended_by(exc)
+        status, error = status_for(exc)
         self.stop(status=status, error=error)
         return False
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sys
 import time
 
 import pytest
@@ -238,3 +239,37 @@ def test_a_stop_limit_crossed_in_the_last_moments_ends_the_run_interrupted(ledge
     assert run.over_budget
     assert run.status == "interrupted"
     assert gp.Ledger(ledger_path).run(run.id).error.startswith("BudgetExceeded: ")
+
+
+def _ended(raise_exit) -> BaseException:
+    try:
+        raise_exit()
+    except BaseException as e:  # the exception a run's block would see
+        return e
+    raise AssertionError("nothing raised")
+
+
+def test_an_exit_while_a_ctrl_c_is_handled_is_that_ctrl_c():
+    """Lightning answers a Ctrl-C in ``fit`` with ``sys.exit(1)``: every run around it (a
+    ``gp.track`` block, an Optuna trial, a notebook cell) reads it as the Ctrl-C; an exit of
+    its own, or one while another error is handled, stays what it was."""
+
+    def exit_in_handler(code):
+        def raise_exit():
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                sys.exit(code)
+
+        return raise_exit
+
+    def exit_in_error_handler():
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            sys.exit(3)
+
+    assert status_for(_ended(exit_in_handler(1))) == ("interrupted", "KeyboardInterrupt")
+    assert status_for(_ended(exit_in_handler(0))) == ("finished", None)
+    assert status_for(_ended(lambda: sys.exit(2))) == ("failed", "SystemExit: 2")
+    assert status_for(_ended(exit_in_error_handler)) == ("failed", "SystemExit: 3")
