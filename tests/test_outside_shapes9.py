@@ -301,11 +301,6 @@ def test_a_search_with_several_scorers_says_which_one_score_is(scorers_home):
     export_reads_as_the_report(home, "scorers", report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the report ranks by 'score' without saying it is scikit-learn's mean_test_f1 "
-    "(the sweep's score_metric param): report/_build.py's ranking note should name it",
-)
 def test_the_report_says_score_is_the_refit_scorer(scorers_home):
     """The ranking note names the scorer the trials' ``score`` holds."""
     _, _, report = scorers_home
@@ -340,12 +335,6 @@ study.optimize(callback.track(objective), n_trials=4, callbacks=[callback])
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="greenprint's Optuna integration ends a trial that Lightning's sys.exit(1) after a "
-    "Ctrl-C ended 'failed' ('SystemExit: 1'): integrations/optuna.py calls status_for(e) "
-    "without tracking._ended_by's rule (better: that rule inside _lifecycle.status_for)",
-)
 def test_a_ctrl_c_in_a_lightning_fit_interrupts_its_optuna_trial(tmp_path_factory):
     """Ctrl-C in the third Optuna trial's Lightning fit (greenprint's Optuna and Lightning
     callbacks): the trial is ``interrupted`` (``KeyboardInterrupt``) as its fit, not
@@ -377,12 +366,6 @@ with gp.track("experiment", study="wrapped") as run:  # the whole script, tracke
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a top-level run around track_search (its child given role 'sweep') reads as the "
-    "study's one trial, the search's candidates and refit its parts: analysis/_roles.py "
-    "resolve_roles should read a run with a child given role 'sweep' as a sweep",
-)
 def test_a_run_around_a_grid_search_is_its_sweep_not_its_one_trial(tmp_path_factory):
     """``gp.track("experiment")`` around the whole script: a ``GridSearchCV`` through
     ``track_search`` (a sweep, its candidates trials, its refit final) and the refitted

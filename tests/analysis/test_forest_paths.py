@@ -211,7 +211,7 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
                 and not all(items[c].role == "part" for c in kids)
                 and (
                     not (_has_score(run, metric) or ranks_of_one_job)
-                    or any(items[c].role == "trial" for c in kids)
+                    or any(items[c].role in ("trial", "sweep") for c in kids)
                 )
             ) or ranks_trial(pos)
             role[pos] = "sweep" if is_sweep else "trial"
@@ -222,7 +222,7 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
             nested = (
                 bool(kids)
                 and not all(items[c].role == "part" for c in kids)
-                and any(items[c].role == "trial" for c in kids)
+                and any(items[c].role in ("trial", "sweep") for c in kids)
             )
             role[pos] = "sweep" if nested else "trial"
         else:

@@ -76,7 +76,7 @@ def reference_roles(runs):
             return run.role, False  # given, unless inside a run that is not a container
         if run.parent_id not in by_id:
             has_score = any(math.isfinite(p.value) for p in run.metrics)
-            tracked = any(by_id[c].role == "trial" for c in children.get(rid, ()))
+            tracked = any(by_id[c].role in ("trial", "sweep") for c in children.get(rid, ()))
             parts = all(by_id[c].role == "part" for c in children.get(rid, ()))
             sweep = children.get(rid) and not parts and (not has_score or tracked)
             return ("sweep" if sweep else "trial"), True
@@ -85,7 +85,7 @@ def reference_roles(runs):
         # a sweep's child is a trial, or a sweep of its own around children given role
         # 'trial' (no params here: no children that vary a configuration)
         kids = children.get(rid, ())
-        tracked = any(by_id[c].role == "trial" for c in kids)
+        tracked = any(by_id[c].role in ("trial", "sweep") for c in kids)
         parts = all(by_id[c].role == "part" for c in kids)
         return ("sweep" if kids and not parts and tracked else "trial"), True
 

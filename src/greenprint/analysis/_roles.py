@@ -117,6 +117,10 @@ _CONTAINERS = ("sweep", "greener")
 #: final model or a learning curve beside configurations of its own)
 _BESIDE_TRIALS = ("baseline", "final", "learning-curve")
 
+#: Roles given to children that make their parent a sweep: trials, or a sweep of its own (a
+#: ``gp.track("experiment")`` run around a script whose ``track_search`` is a sweep of trials).
+_HOLDS_TRIALS = ("trial", "sweep")
+
 #: Words of a run's name that say it is a baseline or the final run (a note, never a role).
 _NAMED_ROLES = {
     "baseline": frozenset({"baseline", "baselines", "dummy", "majority"}),
@@ -810,8 +814,9 @@ def resolve_roles(
             # script that spawns them): they train one model, its parts
             jobs = {items[c].job_id for c in kids}
             one_job = None not in jobs and len(jobs) == 1
-            # no score of its own, or children tracked as trials (an integration's, e.g. Optuna
-            # trials inside gp.track("study") that logs the best score), or children given
+            # no score of its own, or children tracked as trials or sweeps (an integration's,
+            # e.g. Optuna trials inside gp.track("study") that logs the best score, or a
+            # track_search sweep inside gp.track("experiment")), or children given
             # role baseline, final or learning-curve beside children that vary a configuration
             # (a search script's run around all of them; a training with its test evaluation
             # given role 'final', or a trial with its folds, is no search): a container;
@@ -821,7 +826,7 @@ def resolve_roles(
                 bool(kids)
                 and not all(items[c].role == "part" for c in kids)
                 and (
-                    any(items[c].role == "trial" for c in kids)
+                    any(items[c].role in _HOLDS_TRIALS for c in kids)
                     or (
                         any(items[c].role in _BESIDE_TRIALS for c in kids)
                         and _vary_params([r for r in kid_runs if r.role is None])
@@ -851,7 +856,7 @@ def resolve_roles(
                 bool(kids)
                 and not all(items[c].role == "part" for c in kids)
                 and (
-                    any(items[c].role == "trial" for c in kids)
+                    any(items[c].role in _HOLDS_TRIALS for c in kids)
                     or (
                         _vary_params(kid_runs)
                         and _refine_its_params(run, kid_runs)

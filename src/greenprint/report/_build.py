@@ -609,6 +609,8 @@ def _assemble(
     notes = [metric_note] if metric_note else []
     if objectives_note := _objectives_note(forest, trials.positions, metric, mode, study):
         notes.append(objectives_note)
+    if scorer_note := _scorer_note(forest, trials.roles.positions("sweep"), metric):
+        notes.append(scorer_note)
     for note in (trials.roles_note, trials.score_note, trials.diverged_note, _budget_note(runs)):
         if note:
             notes.append(note)
@@ -725,6 +727,28 @@ def _assemble(
         greener=greener,
         prediction=prediction_summary(runs),
         whatif=whatif_section(runs, tag, forest=forest),
+    )
+
+
+def _scorer_note(forest: RunForest, sweeps: Sequence[int], metric: str | None) -> str | None:
+    """Which scorer a scikit-learn search's ``score`` is, when the report ranks by ``score``.
+
+    A search of several scorers (``scoring={"acc": ..., "f1": ...}, refit="f1"``) logs each
+    candidate's ``score`` as its refit scorer's mean (the first scorer's with ``refit=False``);
+    ``track_search`` records its column name as the sweep's param ``score_metric``. ``None``
+    when the report ranks by another metric or no sweep recorded one.
+    """
+    if metric != "score":
+        return None
+    named = sorted(
+        {str(found) for p in sweeps if (found := forest.runs[p].params.get("score_metric"))}
+    )
+    if not named:
+        return None
+    return (
+        f"'score' is scikit-learn's {' or '.join(named)} (the search's refit scorer, each "
+        "candidate's mean over its folds); the other scorers' means are logged as "
+        "mean_test_<scorer>: rank by one with --metric"
     )
 
 
