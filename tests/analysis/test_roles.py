@@ -155,6 +155,35 @@ def test_a_root_around_trials_given_that_role_is_a_sweep_even_with_a_score():
     assert [r.id for r in study_trials(runs, metric="acc").runs] == ["trial-0", "trial-1"]
 
 
+def test_a_root_around_searches_is_their_sweep_unless_it_repeats_one_search():
+    """Children given role 'sweep' (track_search inside gp.track): one search, or searches of
+    different spaces (one per model family), make the root their sweep, its score or not; the
+    same search repeated per outer fold under a root that logs the nested estimate is a
+    nested cross-validation: the root is the one trial, the searches its parts."""
+    import dataclasses
+
+    def searches(root_score, spaces):
+        runs = [run("experiment", acc=0.9) if root_score else run("experiment")]
+        for k, space in enumerate(spaces):
+            runs.append(run(f"search{k}", "experiment", role="sweep"))
+            runs += [
+                dataclasses.replace(
+                    run(f"s{k}-c{c}", f"search{k}", role="trial", acc=0.5 + c / 10),
+                    params={"C": value},
+                )
+                for c, value in enumerate(space)
+            ]
+        return roles(runs, metric="acc")
+
+    for root_score in (False, True):
+        assert searches(root_score, [[0.1, 1.0]])["experiment"] == ("sweep", True)
+        assert searches(root_score, [[0.1, 1.0], [5, 50]])["experiment"] == ("sweep", True)
+    assert searches(False, [[0.1, 1.0]] * 3)["experiment"] == ("sweep", True)
+    nested = searches(True, [[0.1, 1.0]] * 3)
+    assert nested["experiment"] == ("trial", True)
+    assert {nested[f"search{k}"][0] for k in range(3)} == {"part"}
+
+
 def test_an_unknown_stored_role_is_inferred_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
         assert roles([run("a", role="champion", acc=1.0)]) == {"a": ("trial", True)}

@@ -117,9 +117,6 @@ _CONTAINERS = ("sweep", "greener")
 #: final model or a learning curve beside configurations of its own)
 _BESIDE_TRIALS = ("baseline", "final", "learning-curve")
 
-#: Roles given to children that make their parent a sweep: trials, or a sweep of its own (a
-#: ``gp.track("experiment")`` run around a script whose ``track_search`` is a sweep of trials).
-_HOLDS_TRIALS = ("trial", "sweep")
 
 #: Words of a run's name that say it is a baseline or the final run (a note, never a role).
 _NAMED_ROLES = {
@@ -219,6 +216,36 @@ def _has_score(run: RunRecord, metric: str | None) -> bool:
         and math.isfinite(p.value)
         for p in run.metrics
     )
+
+
+def _holds_trials(forest: RunForest, pos: int, kids: Sequence[int], metric: str | None) -> bool:
+    """Whether children given a role make the run at ``pos`` their sweep.
+
+    Children given role ``trial`` (an integration's, e.g. Optuna trials inside
+    ``gp.track("study")`` that logs the best score) do; so do children given role ``sweep``
+    (``gp.track("experiment")`` around a script whose ``track_search`` is a sweep of trials),
+    unless the run logged a score of its own and two or more of those sweeps tried the same
+    configurations: the same search repeated, once per outer fold of a nested
+    cross-validation whose estimate the run logged, is a trial, its searches its parts.
+    """
+    runs, children = forest.runs, forest.children
+    if any(runs[c].role == "trial" for c in kids):
+        return True
+    sweeps = [c for c in kids if runs[c].role == "sweep"]
+    if not sweeps:
+        return False
+    if len(sweeps) < 2 or not _has_score(runs[pos], metric):
+        return True
+    tried = [
+        frozenset(
+            tuple(sorted((k, repr(v)) for k, v in runs[g].params.items()))
+            for g in children[c]
+            if runs[g].role == "trial" and runs[g].params
+        )
+        for c in sweeps
+    ]
+    searches = [t for t in tried if t]
+    return len(set(searches)) == len(searches)  # no search repeated
 
 
 def _logs_its_best_child(run: RunRecord, kids: Sequence[RunRecord], metric: str | None) -> bool:
@@ -826,7 +853,7 @@ def resolve_roles(
                 bool(kids)
                 and not all(items[c].role == "part" for c in kids)
                 and (
-                    any(items[c].role in _HOLDS_TRIALS for c in kids)
+                    _holds_trials(forest, pos, kids, metric)
                     or (
                         any(items[c].role in _BESIDE_TRIALS for c in kids)
                         and _vary_params([r for r in kid_runs if r.role is None])
@@ -856,7 +883,7 @@ def resolve_roles(
                 bool(kids)
                 and not all(items[c].role == "part" for c in kids)
                 and (
-                    any(items[c].role in _HOLDS_TRIALS for c in kids)
+                    _holds_trials(forest, pos, kids, metric)
                     or (
                         _vary_params(kid_runs)
                         and _refine_its_params(run, kid_runs)
