@@ -161,7 +161,17 @@ def test_a_two_objective_optuna_study_is_named_with_the_objective_the_report_ran
         "against energy, not the search's front over its objectives"
     ) in report["notes"]
     in_every_format(home, "the search optimised 2 objectives")
+    # ranked by the other objective: the way the study optimised it (its recorded direction)
     report = cli_report(home, "--study", "mo", "--metric", "values_1")
+    assert report["mode"] == "min"
+    assert any(
+        n.startswith("'values_1' is minimised, as the search that ran the trials minimised it")
+        for n in report["notes"]
+    ), report["notes"]
+    (note,) = [n for n in report["notes"] if "objectives" in n]
+    assert "the report ranks it" not in note
+    # ranked the other way than the study, when asked: the note gives the command
+    report = cli_report(home, "--study", "mo", "--metric", "values_1", "--mode", "max")
     (note,) = [n for n in report["notes"] if "objectives" in n]
     assert note.endswith(
         "the search minimised 'values_1', the report ranks it highest first: greenprint "

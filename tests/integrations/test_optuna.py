@@ -234,23 +234,42 @@ def test_bad_input_is_a_clear_greenprint_error(tmp_path: Path) -> None:
     assert [r.status for r in gp.Ledger(tmp_path / "g.db").runs(study="given")] == ["finished"]
 
 
-def test_a_direction_the_report_would_misread_is_warned_once(tmp_path: Path) -> None:
+def test_the_study_direction_ranks_its_trials_and_nothing_warns(tmp_path: Path) -> None:
+    """Optuna minimises ``value`` by default: the trials record the study's direction, and
+    the analysis (the report, ``study_trials``, ``price_tag``) ranks ``value`` lowest first
+    with a note, where it maximised it before (the callback warned instead); a name that says
+    so ranks as before, without the note."""
     import warnings
 
-    def ranked(direction: str, **kwargs: object) -> list[str]:
+    from greenprint.analysis import price_tag, study_trials
+
+    def ranked(direction: str, **kwargs: object) -> tuple[str, str | None, list[str]]:
         cb = GreenprintCallback(ledger=tmp_path / "g.db", **kwargs)  # type: ignore[arg-type]
-        study = optuna.create_study(study_name=f"dir-{direction}-{kwargs}", direction=direction)
+        name = f"dir-{direction}-{len(kwargs)}"
+        study = optuna.create_study(study_name=name, direction=direction)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             study.optimize(cb.track(lambda t: t.suggest_float("x", 0, 1)), n_trials=3)
-        return [str(w.message) for w in caught if "rank the other way" in str(w.message)]
+        runs = gp.Ledger(tmp_path / "g.db").runs(study=name)
+        metric = runs[0].metrics[-1].name
+        trials = study_trials(runs, metric=metric)
+        assert price_tag(runs, metric=metric).mode == trials.mode
+        best = min if trials.mode == "min" else max
+        best_value = best(t.value for t in study.trials)
+        tag = price_tag(runs, metric=metric)
+        assert tag.final is not None and tag.final.score == best_value
+        return trials.mode, trials.mode_note, [str(w.message) for w in caught]
 
-    (message,) = ranked("minimize")
-    assert "--mode min" in message
-    assert ranked("maximize") == []
-    assert ranked("minimize", metric_names=["val_loss"]) == []
-    (message,) = ranked("maximize", metric_names=["error_rate"])
-    assert "--mode max" in message
+    mode, note, warned = ranked("minimize")
+    assert (mode, warned) == ("min", [])
+    assert note is not None and note.startswith(
+        "'value' is minimised, as the search that ran the trials minimised it"
+    )
+    assert ranked("maximize") == ("max", None, [])
+    mode, note, _ = ranked("minimize", metric_names=["val_loss"])
+    assert mode == "min" and note is not None and "its name says lower is better" in note
+    mode, note, _ = ranked("maximize", metric_names=["error_rate"])
+    assert mode == "max" and note is not None and "'error_rate' is maximised, as the search" in note
 
 
 def _trial_run() -> gp.Run:

@@ -218,6 +218,29 @@ def _has_score(run: RunRecord, metric: str | None) -> bool:
     )
 
 
+def searched_direction(runs: Sequence[RunRecord], metric: str) -> Mode | None:
+    """The direction the search that ran ``runs`` optimised ``metric`` in, if they recorded it.
+
+    An Optuna study's directions, recorded by greenprint's callback in each trial's provenance
+    (:data:`~greenprint._provenance.OBJECTIVES_KEY`): ``"min"`` for Optuna's default
+    ``direction="minimize"`` of a metric named ``value``, whose name says nothing. The
+    direction most runs that name ``metric`` recorded; ``None`` when none did.
+    """
+    from greenprint._provenance import OBJECTIVES_KEY, objectives_of
+
+    texts = Counter(
+        text for run in runs if isinstance(text := run.provenance.get(OBJECTIVES_KEY), str)
+    )
+    found: Counter[str] = Counter()
+    for text, count in texts.items():
+        direction = dict(objectives_of({OBJECTIVES_KEY: text})).get(metric)
+        if direction is not None:
+            found[direction] += count
+    if not found:
+        return None
+    return "min" if found.most_common(1)[0][0] == "minimize" else "max"
+
+
 def _holds_trials(forest: RunForest, pos: int, kids: Sequence[int], metric: str | None) -> bool:
     """Whether children given a role make the run at ``pos`` their sweep.
 
@@ -1271,8 +1294,10 @@ def study_trials(
     Args:
         runs: the runs, a built forest, or resolved roles.
         metric: the score's metric name (``None``: no scores).
-        mode: ``"max"`` or ``"min"``; ``None`` infers it from the metric's name (a ``loss``,
-            ``error``, ``perplexity``, ``rmse``... is minimised, with a note).
+        mode: ``"max"`` or ``"min"``; ``None``: the direction the search that ran the trials
+            recorded (an Optuna study's, :func:`searched_direction`), else inferred from the
+            metric's name (a ``loss``, ``error``, ``perplexity``, ``rmse``... is minimised);
+            a note says so either way.
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
         scored_statuses: statuses of the parts whose score counts in their parent's mean,
             and of the runs a mean of parts can score (a failed trial gets none from its
@@ -1292,6 +1317,16 @@ def study_trials(
     else:
         study = resolve_roles(runs, metric=metric)
     forest = study.forest
+    if mode is None and metric is not None:
+        searched = searched_direction(forest.runs, metric)
+        if searched is not None and searched != resolved_mode:
+            resolved_mode = searched
+            done, other = ("minimised", "max") if searched == "min" else ("maximised", "min")
+            note = (
+                f"{metric!r} is {done}, as the search that ran the trials {done} it (the "
+                f"direction its trials recorded; to rank it the other way: --mode {other}, "
+                f"or mode='{other}' in Python)"
+            )
     scored = set(scored_statuses)
     scores: list[TrialScore] = [TrialScore(math.nan, "none")] * len(forest.runs)
     diverged: list[int] = []  # runs whose last value is infinite (no score, as a NaN)

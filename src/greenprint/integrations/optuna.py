@@ -74,8 +74,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
-import shlex
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -199,7 +197,6 @@ class GreenprintCallback:
             )
         study_name = self._study_name(trial.study)
         names = self._names(trial.study)
-        self._check_directions(trial.study, study_name, names)
         with self._lock:
             self._running += 1
             concurrent = self._running > 1
@@ -350,44 +347,6 @@ class GreenprintCallback:
                 "GreenprintCallback(study=...)"
             )
         return name
-
-    def _check_directions(self, study: optuna.Study, study_name: str, names: Sequence[str]) -> None:
-        """Warn once per objective that the report would rank the other way round.
-
-        ``greenprint report`` maximises a metric unless its name says lower is better (a
-        ``loss``, an ``error``...); Optuna's default direction is to minimise ``value``, and a
-        multi-objective study's ``values_1``... are ranked by ``--metric values_1``.
-        """
-        from greenprint.analysis import lower_is_better
-
-        for k, (name, direction) in enumerate(zip(names, study.directions, strict=True)):
-            minimised = direction == optuna.study.StudyDirection.MINIMIZE
-            if minimised == lower_is_better(name):
-                continue
-            metric = ["--metric", name] if len(names) > 1 else []  # which one to rank by
-            # a command the user can paste: quoted, and naming the ledger the trials went to
-            command = shlex.join(
-                ["greenprint", "report", *self._ledger_args(), "--study", study_name, *metric]
-                + ["--mode", "min" if minimised else "max"]
-            )
-            self._warn(
-                f"direction:{study_name}:{k}",
-                f"greenprint: study {study_name!r} {'minimises' if minimised else 'maximises'} "
-                f"{name!r}, which greenprint report would rank the other way: run "
-                f"`{command}`, or give the "
-                f"metric a name that says so, GreenprintCallback(metric_names=[...])",
-                stacklevel=5,
-            )
-
-    def _ledger_args(self) -> list[str]:
-        """``--ledger`` for the ledger given to the callback (none for the configured one)."""
-        ledger = self._ledger
-        if isinstance(ledger, (str, os.PathLike)):
-            return ["--ledger", os.fspath(ledger)]
-        url = getattr(ledger, "url", None)  # a Ledger: its URL, unless a password is masked
-        if isinstance(url, str) and url.startswith("sqlite:"):
-            return ["--ledger", url]
-        return []
 
     def _names(self, study: optuna.Study) -> tuple[str, ...]:
         n = len(study.directions)
