@@ -154,3 +154,16 @@ def in_every_format(home: Path, *texts: str) -> None:
         page = report_text(home, fmt)
         for text in texts:
             assert text in page, (fmt, text)
+
+
+def pdf_text(rep: Path, pdflatex: str, pdftotext: str) -> str:
+    """``report.tex`` in ``rep`` compiled by ``pdflatex`` (it must compile), and the text
+    ``pdftotext`` reads from its PDF (what a reader copies out of the paper)."""
+    done = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+        cwd=rep, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
+    return subprocess.run(
+        [pdftotext, "report.pdf", "-"], cwd=rep, capture_output=True, text=True, check=True
+    ).stdout

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import greenprint as gp
-from _report_cli import GREENPRINT, cli_report, empty_home, report_text, run_in
+from _report_cli import GREENPRINT, cli_report, empty_home, pdf_text, report_text, run_in
 
 #: The user's search: 2 baselines, 4 configurations of 3 folds each (the last one fails in
 #: its first fold; the odd ones log no score of their own: their folds' mean is theirs), and
@@ -88,15 +87,7 @@ def test_latex_keeps_the_double_hyphen_of_the_commands_it_suggests(study, requir
     require_component(pdflatex is not None, "pdflatex is not installed")
     require_component(pdftotext is not None, "pdftotext is not installed (poppler-utils)")
     assert pdflatex is not None and pdftotext is not None
-    rep = home / "rep"
-    done = subprocess.run(
-        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
-        cwd=rep, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:]
-    text = subprocess.run(
-        [pdftotext, "report.pdf", "-"], cwd=rep, capture_output=True, text=True, check=True
-    ).stdout
+    text = pdf_text(home / "rep", pdflatex, pdftotext)
     text = re.sub(r"-\s*\n\s*", "-", text)  # a line may break after a hyphen
     assert "choose another with --metric" in " ".join(text.split()), text
     assert "whatif --run ID [--hourly CSV]" in " ".join(text.split()), text

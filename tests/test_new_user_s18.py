@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from _report_cli import GREENPRINT, cli_report, empty_home, in_every_format, report_text, run_in
+from _report_cli import (
+    GREENPRINT,
+    cli_report,
+    empty_home,
+    in_every_format,
+    pdf_text,
+    report_text,
+    run_in,
+)
 
 
 def _run_script(home: Path, text: str, *args: str) -> None:
@@ -314,16 +322,9 @@ def test_the_latex_report_is_set_in_type1_fonts_that_keep_their_fi_ligatures(
     found = subprocess.run([kpsewhich, "lmodern.sty"], capture_output=True, text=True).stdout
     require_component(bool(found.strip()), "the lmodern LaTeX package is not installed")
     rep = home / "rep"
-    done = subprocess.run(
-        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
-        cwd=rep, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:]
+    text = pdf_text(rep, pdflatex, pdftotext)
     fonts = subprocess.run([pdffonts, "report.pdf"], cwd=rep, capture_output=True, text=True)
     assert "Type 3" not in fonts.stdout, fonts.stdout
-    text = subprocess.run(
-        [pdftotext, "report.pdf", "-"], cwd=rep, capture_output=True, text=True, check=True
-    ).stdout
     words = set(re.findall(r"[A-Za-z]+", text))
     assert {"final", "finished"} <= words and not words & {"nal", "nished", "rst"}, text
 

@@ -18,6 +18,7 @@ constant-power meter (``tests/tracking/_meters.ConstantProcessPower``):
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +33,15 @@ METERS_DIR = str(Path(__file__).resolve().parent / "tracking")
 
 #: The constant power every script's meter draws, in W.
 WATTS = 360.0
+
+
+def _searched(
+    tmp_path_factory: pytest.TempPathFactory, name: str, text: str
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``text`` run as ``search.py`` in a new empty home, as a user runs a script."""
+    home = _empty(tmp_path_factory, name)
+    _script(home, "search.py", text)
+    return home, run_in(home, sys.executable, "search.py")
 
 
 def _script(home: Path, name: str, text: str) -> None:
@@ -115,9 +125,7 @@ def test_lightning_folds_inside_a_trial_are_its_parts_and_the_trial_its_mean(tmp
     the final run, and the price tag the three trials (each measured around its folds),
     counted once."""
     pytest.importorskip("lightning")
-    home = _empty(tmp_path_factory, "kfold")
-    _script(home, "search.py", KFOLD_SCRIPT)
-    done = run_in(home, sys.executable, "search.py")
+    home, done = _searched(tmp_path_factory, "kfold", KFOLD_SCRIPT)
     assert done.returncode == 0, done.stderr
     report = _report(home)
     runs = _runs(report)
@@ -160,9 +168,7 @@ def test_a_trial_stopped_by_ctrl_c_is_interrupted_counted_and_unranked(tmp_path_
     """Ctrl-C in the third trial of a loop: that trial is ``interrupted`` (its cost counted,
     no score: its half-trained val_acc is not its result), the best finished trial the final
     run, and the compute statement says 2 finished, 1 interrupted."""
-    home = _empty(tmp_path_factory, "loop")
-    _script(home, "search.py", LOOP_SCRIPT)
-    done = run_in(home, sys.executable, "search.py")
+    home, done = _searched(tmp_path_factory, "loop", LOOP_SCRIPT)
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
     report = _report(home)
     stopped = _runs(report)["lr=0.1"]
@@ -196,9 +202,7 @@ def test_a_ctrl_c_in_a_lightning_fit_interrupts_the_trial_around_it(tmp_path_fac
     compute statement '1 failed'), where the user stopped it. Now it is ``interrupted``
     (``KeyboardInterrupt``), as its fit."""
     pytest.importorskip("lightning")
-    home = _empty(tmp_path_factory, "fits")
-    _script(home, "search.py", CTRL_C_FIT_SCRIPT)
-    done = run_in(home, sys.executable, "search.py")
+    home, done = _searched(tmp_path_factory, "fits", CTRL_C_FIT_SCRIPT)
     assert done.returncode == 1, done.stderr  # Lightning's sys.exit(1)
     report = _report(home)
     by_parent = {r["parent_id"]: r for r in report["runs"] if r["parent_id"]}
@@ -246,9 +250,7 @@ def test_a_ctrl_c_in_a_grid_search_interrupts_the_candidates_it_stopped(tmp_path
     beside an interrupted sweep. Now they are ``interrupted`` (``KeyboardInterrupt``), their
     cost counted, and nothing reads failed."""
     pytest.importorskip("sklearn")
-    home = _empty(tmp_path_factory, "stopped")
-    _script(home, "search.py", CTRL_C_SEARCH_SCRIPT)
-    done = run_in(home, sys.executable, "search.py")
+    home, done = _searched(tmp_path_factory, "stopped", CTRL_C_SEARCH_SCRIPT)
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
     report = _report(home)
     trials = [r for r in report["runs"] if r["role"] == "trial"]
@@ -280,9 +282,7 @@ print(search.best_score_)
 @pytest.fixture(scope="module")
 def scorers_home(tmp_path_factory):
     pytest.importorskip("sklearn")
-    home = _empty(tmp_path_factory, "scorers")
-    _script(home, "search.py", MULTI_SCORER_SCRIPT)
-    done = run_in(home, sys.executable, "search.py")
+    home, done = _searched(tmp_path_factory, "scorers", MULTI_SCORER_SCRIPT)
     assert done.returncode == 0, done.stderr
     return home, float(done.stdout.split()[-1]), _report(home)
 
@@ -341,9 +341,7 @@ def test_a_ctrl_c_in_a_lightning_fit_interrupts_its_optuna_trial(tmp_path_factor
     ``failed`` with ``SystemExit: 1``."""
     pytest.importorskip("lightning")
     pytest.importorskip("optuna")
-    home = _empty(tmp_path_factory, "optc")
-    _script(home, "search.py", CTRL_C_OPTUNA_SCRIPT)
-    done = run_in(home, sys.executable, "search.py")
+    home, done = _searched(tmp_path_factory, "optc", CTRL_C_OPTUNA_SCRIPT)
     assert done.returncode == 1, done.stderr
     report = _report(home)
     stopped = _runs(report)["trial-2"]
@@ -374,9 +372,7 @@ def test_a_run_around_a_grid_search_is_its_sweep_not_its_one_trial(tmp_path_fact
     parts ('study / final model: 1x'). It should read the three candidates as the trials,
     the refit as the final run, and the experiment as the sweep around the search."""
     pytest.importorskip("sklearn")
-    home = _empty(tmp_path_factory, "wrapped")
-    _script(home, "search.py", WRAPPED_SEARCH_SCRIPT)
-    done = run_in(home, sys.executable, "search.py")
+    home, done = _searched(tmp_path_factory, "wrapped", WRAPPED_SEARCH_SCRIPT)
     assert done.returncode == 0, done.stderr
     report = _report(home)
     runs = _runs(report)
