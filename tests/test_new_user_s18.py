@@ -169,6 +169,14 @@ def test_a_two_objective_optuna_study_is_named_with_the_objective_the_report_ran
         "against energy, not the search's front over its objectives"
     ) in report["notes"]
     in_every_format(home, "the search optimised 2 objectives")
+    # both objectives were logged by every trial: the ranking note does not call values_0
+    # 'the metric logged by the most trials'
+    assert any(
+        n.startswith(
+            "runs ranked by 'values_0', the first logged of 2 metrics logged by as many trials"
+        )
+        for n in report["notes"]
+    ), report["notes"]
     # ranked by the other objective: the way the study optimised it (its recorded direction)
     report = cli_report(home, "--study", "mo", "--metric", "values_1")
     assert report["mode"] == "min"

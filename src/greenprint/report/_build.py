@@ -435,9 +435,8 @@ def pick_metric(
     # score of the model it kept, before its last epoch's
     best_of = {m: of for m in candidates if (of := _best_of(m)) is not None and of in counts}
 
-    chosen = max(
-        candidates,
-        key=lambda m: (
+    def rank(m: str) -> tuple[int, bool, bool, bool, bool, bool, int]:
+        return (
             often(m),
             m in _SEARCH_OBJECTIVES,
             m in swept,
@@ -445,8 +444,9 @@ def pick_metric(
             m in best_of,
             _is_held_out(m) or _is_held_out(best_of.get(m, "")),
             counts[m],
-        ),
-    )
+        )
+
+    chosen = max(candidates, key=rank)
     note = None
     if len(counts) > 1:
         why = f"the metric logged by the most {who}"
@@ -476,6 +476,12 @@ def pick_metric(
             often(m) == often(chosen) and not _is_held_out(m) for m in candidates
         ):
             why += ", a held-out one before the training metrics logged as often"
+        elif ties := [m for m in candidates if m != chosen and rank(m) == rank(chosen)]:
+            # nothing told them apart: the first logged of those logged as often
+            why = (
+                f"the first logged of {len(ties) + 1} metrics logged by as many {who} (none "
+                "of them named as a search's objective, a sweep's or a kept model's)"
+            )
         note = (
             f"runs ranked by {chosen!r}, {why} "
             f"(also logged: {', '.join(m for m in counts if m != chosen)}); choose another with "
