@@ -29,6 +29,12 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(GUARD_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
 sys.path.insert(0, str(GUARD_DIR))
+_theirs = sys.modules.get("sitecustomize")
+if _theirs is not None and Path(getattr(_theirs, "__file__", None) or ".").parent != GUARD_DIR:
+    # a distribution's own, imported at startup (Debian's Python runs
+    # /usr/lib/python3.X/sitecustomize.py): it has run; the name is ours from here on, else
+    # `import sitecustomize` below returned it and the guard was never installed
+    del sys.modules["sitecustomize"]
 import sitecustomize as _network_guard  # noqa: E402  (ours, from tests/_guard)
 
 _network_guard.install()
