@@ -70,7 +70,7 @@ with gp.track("final", study="messy", role="final", region="DE", pue=1.25,
         time.sleep(0.06)
         run.progress((epoch + 1) / 5)
     run.log(val_accuracy=0.95)
-print(run.id)
+print(run.id, flush=True)  # the process is killed below: nothing buffered survives it
 
 lost = gp.track("killed", study="messy", flush_interval_s=0.1, sample_interval_s=0.05)
 lost.start()
