@@ -37,6 +37,7 @@ __all__ = [
     "is_fpo_lower_bound",
     "objectives_of",
     "objectives_text",
+    "parse_objectives",
 ]
 
 ProvenanceKind = Literal[
@@ -225,7 +226,16 @@ def objectives_of(provenance: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         >>> objectives_of({"objectives": "values_0: maximize; values_1: minimize"})
         (('values_0', 'maximize'), ('values_1', 'minimize'))
     """
-    text = provenance.get(OBJECTIVES_KEY)
+    return parse_objectives(provenance.get(OBJECTIVES_KEY))
+
+
+def parse_objectives(text: object) -> tuple[tuple[str, str], ...]:
+    """The ``(metric, direction)`` pairs of an :data:`OBJECTIVES_KEY` text (``()``: not one).
+
+    Example:
+        >>> parse_objectives("value: minimize")
+        (('value', 'minimize'),)
+    """
     if not isinstance(text, str) or not text:
         return ()
     pairs = []

@@ -117,7 +117,6 @@ _CONTAINERS = ("sweep", "greener")
 #: final model or a learning curve beside configurations of its own)
 _BESIDE_TRIALS = ("baseline", "final", "learning-curve")
 
-
 #: Words of a run's name that say it is a baseline or the final run (a note, never a role).
 _NAMED_ROLES = {
     "baseline": frozenset({"baseline", "baselines", "dummy", "majority"}),
@@ -226,14 +225,15 @@ def searched_direction(runs: Sequence[RunRecord], metric: str) -> Mode | None:
     ``direction="minimize"`` of a metric named ``value``, whose name says nothing. The
     direction most runs that name ``metric`` recorded; ``None`` when none did.
     """
-    from greenprint._provenance import OBJECTIVES_KEY, objectives_of
+    from greenprint._provenance import OBJECTIVES_KEY, parse_objectives
 
+    # each distinct text parsed once (a study's trials record one or a few)
     texts = Counter(
         text for run in runs if isinstance(text := run.provenance.get(OBJECTIVES_KEY), str)
     )
     found: Counter[str] = Counter()
     for text, count in texts.items():
-        direction = dict(objectives_of({OBJECTIVES_KEY: text})).get(metric)
+        direction = dict(parse_objectives(text)).get(metric)
         if direction is not None:
             found[direction] += count
     if not found:

@@ -388,12 +388,13 @@ def _write_trials(
         for run in ledger.runs(study=sweep.study):
             if run.role == "part" and run.name.startswith(f"{name}-c") and run.parent_id:
                 groups.setdefault(run.parent_id, []).append(run)
+        ended, why = status_for(stopped_by)  # how the search's fit ended, for each candidate
         for tid, parts in groups.items():
             label = parts[0].name[len(name) + 2 :].partition("-fold")[0]
             if tid == trial_id(sweep.id, int(label) if label.isdigit() else -1):
                 # the error of its fold that raised (error_score="raise"), else the search's
                 failed = [p.error for p in parts if p.status == "failed" and p.error]
-                status, why = status_for(stopped_by)
+                status = ended
                 if failed or status != "interrupted":
                     status = "failed"
                     error = (
