@@ -389,7 +389,8 @@ def test_run_summary_and_ledger_show_print_the_runs_own_intensity(tmp_path, caps
     from first principles the energy-weighted mean of the samples' intensities, each sample
     split at the boundary.
     """
-    boundary = time.time() + 1.0
+    # to the millisecond the file writes, so that the test splits the samples where the run did
+    boundary = round(time.time() + 1.0, 3)
     csv = tmp_path / "hourly.csv"
     csv.write_text(
         "timestamp,g_per_kwh\n"
