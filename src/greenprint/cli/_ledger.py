@@ -590,10 +590,11 @@ def set_role_command(
     with _open(ledger) as led:
         records = [led.run(run_id) for run_id in run_ids]
         was = {record.id: record.role for record in records}
+        studies = _StudyRoles(led)  # each study read once, for both of these
         if role == "part":
-            _refuse_trials_inside(led, records)
-        read = _inferred_roles(led, [r for r in records if r.role is None])
-        for now in led.set_role(role, *run_ids, part_of=part_of):
+            _refuse_trials_inside(led, records, studies)
+        read = _inferred_roles(studies, [r for r in records if r.role is None])
+        for now in led.set_role(role, *(record.id for record in records), part_of=part_of):
             under = f", part of run {now.parent_id[:8]}" if part_of and now.parent_id else ""
             before = was[now.id] or (
                 f"(none given, read as {read[now.id]})" if now.id in read else "(none given)"
@@ -604,25 +605,41 @@ def set_role_command(
             )
 
 
-def _inferred_roles(led: Any, records: Sequence[RunRecord]) -> dict[str, str]:
-    """The role a report infers for each of ``records`` (runs given none), by run id.
+class _StudyRoles:
+    """The roles a report infers in each study, each study read from the ledger at most once.
 
     Read as ``greenprint report`` reads the study with no metric named (the metric it picks
-    may read a top-level run with children otherwise: a sweep or a trial). ``set-role`` says
-    what a run was read as: "role none given -> baseline" did not say it was a trial.
+    may read a top-level run with children otherwise: a sweep or a trial).
     """
-    from greenprint.analysis import resolve_roles
 
+    def __init__(self, led: Any) -> None:
+        self._led = led
+        self._read: dict[str, Any] = {}
+
+    def of(self, study: str) -> Any:
+        """``resolve_roles`` of the runs of ``study`` (a :class:`StudyRoles`)."""
+        if study not in self._read:
+            from greenprint.analysis import resolve_roles
+
+            self._read[study] = resolve_roles(self._led.runs(study=study))
+        return self._read[study]
+
+
+def _inferred_roles(studies: _StudyRoles, records: Sequence[RunRecord]) -> dict[str, str]:
+    """The role a report infers for each of ``records`` (runs given none), by run id.
+
+    ``set-role`` says what a run was read as: "role none given -> baseline" did not say it was
+    a trial.
+    """
     found: dict[str, str] = {}
-    for study in {record.study for record in records}:
-        resolved = resolve_roles(led.runs(study=study))
-        for record in records:
-            if record.study == study and record.id in resolved.forest.index:
-                found[record.id] = resolved.role_of(record.id)
+    for record in records:
+        resolved = studies.of(record.study)
+        if record.id in resolved.forest.index:
+            found[record.id] = resolved.role_of(record.id)
     return found
 
 
-def _refuse_trials_inside(led: Any, records: Sequence[RunRecord]) -> None:
+def _refuse_trials_inside(led: Any, records: Sequence[RunRecord], studies: _StudyRoles) -> None:
     """Refuse to make a part of a run that holds runs its study reads as trials.
 
     A part's runs are its parts: a search's sweep made a part (the earlier attempt of a search
@@ -633,15 +650,10 @@ def _refuse_trials_inside(led: Any, records: Sequence[RunRecord]) -> None:
     Raises:
         ConfigError: such a run, naming a few of the trials inside it.
     """
-    from greenprint.analysis import resolve_roles
-
-    by_study: dict[str, Any] = {}
     for record in records:
         if not led.runs(study=record.study, parent_id=record.id):
             continue  # no run inside it: nothing else is read otherwise
-        if record.study not in by_study:
-            by_study[record.study] = resolve_roles(led.runs(study=record.study))
-        resolved = by_study[record.study]
+        resolved = studies.of(record.study)
         forest = resolved.forest
         inside, stack = [], list(forest.children[forest.index[record.id]])
         while stack:

@@ -31,6 +31,7 @@ from greenprint._records import (
     check_role,
 )
 from greenprint.ledger._base import BaseLedger, derive_statuses
+from greenprint.ledger._batch import update_runs
 from greenprint.ledger._fields import (
     check_metric,
     check_sample,
@@ -224,6 +225,8 @@ class Ledger(BaseLedger):
                 of another study, one of the runs or a run inside one; a run measured inside
                 the parent it has (its cost would count twice) given another parent. Every run
                 is checked before any is written: on an error nothing is.
+            LedgerError: the ledger cannot be written; the runs are written in one transaction,
+                so none is changed.
         """
         if not run_ids:
             raise ConfigError("set_role needs at least one run id")
@@ -231,10 +234,10 @@ class Ledger(BaseLedger):
         if len({r.id for r in records}) != len(records):
             raise ConfigError("a run is given twice")
         parent = self.run(part_of) if part_of is not None else None
-        changes = [(r.id, self._check_role(r, role, parent)) for r in records]
-        for run_id, fields in changes:
-            self.flush(run_id, fields=fields)
-        return [self.run(run_id) for run_id, _ in changes]
+        changes = [(r, self._check_role(r, role, parent)) for r in records]
+        encoded = [(r.id, {n: encode_field(n, v) for n, v in f.items()}) for r, f in changes]
+        update_runs(self._live(), encoded, where=self.url)  # one transaction: all or none
+        return [dataclasses.replace(r, **fields) for r, fields in changes]
 
     def _check_role(self, record: RunRecord, role: str, parent: RunRecord | None) -> dict[str, Any]:
         """The fields :meth:`set_role` writes, checked (its errors); nothing written here."""
