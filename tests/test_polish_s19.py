@@ -6,10 +6,14 @@ Every test runs in an empty working directory with no greenprint configuration a
 1. ``greenprint ledger set-role ROLE A B C`` writes the roles in one transaction: when the
    ledger refuses the write of B (a database trigger here), A is not left changed; one line on
    stderr, exit 2. SQLite and PostgreSQL.
+2. Ctrl-C during a scikit-learn search's refit: every candidate had been scored (scikit-learn
+   sets ``cv_results_`` only after the refit); the trials keep their scores, the refit reads
+   ``interrupted``. Before, each trial read "stopped before this candidate was scored".
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,8 @@ from typing import Any
 import pytest
 
 import greenprint as gp
-from _report_cli import GREENPRINT, run_in
+from _report_cli import GREENPRINT, in_every_format, report_text, run_in
+from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 
 # ---------------------------------------------------------------------------- 1. set-role
@@ -126,3 +131,78 @@ def test_set_role_api_returns_the_runs_as_stored(tmp_path: Path) -> None:
         given = led.set_role("part", second, third, part_of=first)
         assert given == [led.run(second), led.run(third)]
         assert [(r.role, r.parent_id, r.contained) for r in given] == [("part", first, False)] * 2
+
+
+# ---------------------------------------------------------------------------- 2. refit Ctrl-C
+REFIT_CTRL_C_SCRIPT = """
+import sys
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from greenprint.integrations.sklearn import track_search
+
+WHEN = sys.argv[1]  # "refit": Ctrl-C in the refit; "fit7": in the third candidate's first fold
+FITS = [0]
+
+
+class Model(LogisticRegression):
+    def fit(self, X, y, sample_weight=None):
+        FITS[0] += 1
+        if (WHEN == "refit" and len(X) == len(y_all)) or (WHEN == "fit7" and FITS[0] == 7):
+            raise KeyboardInterrupt  # the user presses Ctrl-C
+        return super().fit(X, y, sample_weight)
+
+
+X, y_all = load_iris(return_X_y=True)
+search = GridSearchCV(Model(max_iter=300), {"C": [0.01, 0.1, 1.0]}, cv=3)
+WHEN, armed = "", WHEN
+search.fit(X, y_all)  # fitted once before, as in a notebook: its results are not this fit's
+print(" ".join(str(float(v)) for v in search.cv_results_["mean_test_score"]), flush=True)
+WHEN, FITS[0] = armed, 0
+track_search(search, X, y_all, study="stopped")
+"""
+
+
+def _refit_stopped(tmp_path_factory: pytest.TempPathFactory, when: str) -> tuple[Path, Any]:
+    home = _empty(tmp_path_factory, f"refit-{when}")
+    (home / "search.py").write_text(REFIT_CTRL_C_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py", when)
+    assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr, done.stderr
+    return home, done
+
+
+def test_a_ctrl_c_in_a_search_refit_keeps_every_candidate_score(tmp_path_factory):
+    pytest.importorskip("sklearn")
+    home, done = _refit_stopped(tmp_path_factory, "refit")
+    scores = [float(v) for v in done.stdout.split()]
+    report = _report(home)
+    trials = sorted((r for r in report["runs"] if r["role"] == "trial"), key=lambda r: r["name"])
+    assert [(t["status"], t["error"]) for t in trials] == [("finished", None)] * 3
+    assert [t["score"] for t in trials] == pytest.approx(scores)  # cv_results_'s, this fit's
+    (refit,) = [r for r in report["runs"] if r["name"].endswith("-refit")]
+    assert (refit["role"], refit["status"], refit["error"]) == (
+        "final", "interrupted", "KeyboardInterrupt")  # fmt: skip
+    folds = [r for r in report["runs"] if r["role"] == "part"]
+    assert len(folds) == 9 and all(f["score"] is not None for f in folds)
+    # the best trial stands for the model the refit did not finish
+    best = max(trials, key=lambda t: t["score"])
+    assert report["price_tag"]["final"]["run_id"] == best["id"]
+    in_every_format(home, "3 trials (3 finished)")
+    for fmt in ("md", "html", "latex"):
+        assert "before this candidate was scored" not in report_text(home, fmt)
+
+
+def test_a_ctrl_c_among_the_candidates_of_a_search_fitted_before_keeps_no_old_score(
+    tmp_path_factory,
+):
+    """The search's results of its earlier fit are not taken for this fit's."""
+    pytest.importorskip("sklearn")
+    home, _ = _refit_stopped(tmp_path_factory, "fit7")
+    report = _report(home)
+    trials = [r for r in report["runs"] if r["role"] == "trial"]
+    assert len(trials) == 3
+    for trial in trials:
+        assert (trial["status"], trial["score"]) == ("interrupted", None)
+        assert trial["error"] == (
+            "KeyboardInterrupt (the search stopped before this candidate was scored)"
+        )

@@ -21,7 +21,8 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
   e.g. ``mean_test_f1``, whenever there are several), and ``mean_test_*``, ``std_test_*``,
   ``rank_test_*`` (``mean_train_*`` with ``return_train_score``); status ``failed`` when a
   fold failed to fit (``error_score``), ``interrupted`` (``KeyboardInterrupt``) for a
-  candidate a Ctrl-C stopped before scikit-learn scored it;
+  candidate a Ctrl-C stopped before scikit-learn scored it (a Ctrl-C during the refit stops
+  no candidate: each keeps its scores, and the refit's run is ``interrupted``);
 * a halving search has one row per candidate and iteration it reached: the row of the
   candidate's last iteration is its trial (params ``iter`` and ``n_resources`` say which), with
   the cost of all its iterations; its earlier rows are parts of it (``role="part"``, with their
@@ -221,6 +222,7 @@ def track_search(
             )
             search.set_callbacks(*previous, callback)
         stopped_by: BaseException | None = None
+        earlier_best = search.__dict__.get("best_params_")  # a fit before this one's
         try:
             search.fit(X, y, **dict(fit_params or {}))
         except BaseException as e:  # a Ctrl-C too: the trials measured so far say so
@@ -230,7 +232,7 @@ def track_search(
             if callback is not None:
                 search.set_callbacks(*previous)
             try:
-                _write_trials(sweep, search, name, chosen, stopped_by)
+                _write_trials(sweep, search, name, chosen, stopped_by, earlier_best)
             except GreenprintError as e:  # the measured runs stay; the summary could not
                 logger.warning("greenprint: could not write the search's trials: %s", e)
         facts: dict[str, Any] = {"n_candidates": len(search.cv_results_["params"])}
@@ -278,9 +280,18 @@ class _FoldCallback:
         """Nothing to do: the sweep run is started by :func:`track_search`."""
 
     def teardown(self, estimator: Any, context: Any) -> None:
-        """End any run a failed fit left open."""
-        for run, _ in list(self._runs.values()):
-            run.stop(status="failed", error="the search stopped during this fit")
+        """End any run a stopped fit left open (the refit's: its end is not called then).
+
+        scikit-learn calls this in a ``finally`` block: what stopped the search, propagating
+        now, ends the run as it ends a fold's (a Ctrl-C: ``interrupted``).
+        """
+        raised = sys.exc_info()[1]
+        for run, around in list(self._runs.values()):
+            if raised is None or raised is around:
+                run.stop(status="failed", error="the search stopped during this fit")
+            else:
+                status, error = status_for(raised)
+                run.stop(status=status, error=error)
         self._runs.clear()
 
     def on_fit_task_begin(self, estimator: Any, context: Any) -> None:
@@ -370,17 +381,28 @@ def trial_id(sweep_id: str, row: int) -> str:
 
 # ---------------------------------------------------------------------- the summary
 def _write_trials(
-    sweep: Run, search: Any, name: str, method: str, stopped_by: BaseException | None
+    sweep: Run,
+    search: Any,
+    name: str,
+    method: str,
+    stopped_by: BaseException | None,
+    earlier_best: Any = None,
 ) -> None:
     """Write one trial run per candidate (and, for ``"apportion"``, its folds and the refit).
 
     ``stopped_by``: what the search's fit raised, if it raised. A candidate it stopped before
     scikit-learn scored it is ``interrupted`` by a Ctrl-C (``KeyboardInterrupt``) or a budget,
-    ``failed`` otherwise (with its fold's error where a fold raised).
+    ``failed`` otherwise (with its fold's error where a fold raised). Stopped during the
+    refit, every candidate was scored: each is written with its scores, as after a whole fit
+    (see :func:`_scored_before_refit`; ``earlier_best``: the search's ``best_params_`` before
+    this fit, if it was fitted before).
     """
     ledger = sweep.ledger
     assert ledger is not None
-    results = getattr(search, "cv_results_", None) if stopped_by is None else None
+    if stopped_by is None:
+        results = getattr(search, "cv_results_", None)
+    else:
+        results = _scored_before_refit(search, stopped_by, earlier_best)
     base = replace(sweep.record, metrics=(), error=None, fpo=None, param_count=None)
     now = time.time()
     if results is None:  # the fit failed: the trials of the folds measured, without scores
@@ -402,6 +424,11 @@ def _write_trials(
                         if failed
                         else "the search failed before this candidate was scored"
                     )
+                elif _refit_began(search, earlier_best):  # scored, but the scores are lost
+                    error = (
+                        f"{why} (scored, then the search was interrupted during its refit, "
+                        "before scikit-learn kept the scores)"
+                    )
                 else:  # a Ctrl-C or a "stop" budget ended the search: nothing failed
                     error = f"{why} (the search stopped before this candidate was scored)"
                 trial = _summed(base, tid, f"{name}-c{label}", sweep.id, parts, status, {}, ())
@@ -414,12 +441,12 @@ def _write_trials(
             children.setdefault(run.parent_id, []).append(run)
         if run.role == "final" and run.parent_id == sweep.id:
             measured_final = run
-    best = _refit_score(search)
+    best = _refit_score(search, results)
     if measured_final is not None and best is not None and not measured_final.metrics:
         # a callable refit: no best_score_ while the refit ran, its candidate's score now
         points = [MetricPoint(key, best, None, now) for key in ("score", "cv_score")]
         ledger.flush(measured_final.id, metrics=points)
-    refit = _refit_metric(search)
+    refit = _refit_metric(search, results)
     n_rows = len(results["params"])
     n_splits = int(search.n_splits_)
     shares = _time_shares(search, results) if method == "apportion" else None
@@ -483,7 +510,8 @@ def _write_trials(
             if best is not None
             else ()
         )
-        ledger.start_run(replace(final, role="final", metrics=scores))
+        stopped, why = status_for(stopped_by)  # a refit stopped: as a measured one ends
+        ledger.start_run(replace(final, role="final", metrics=scores, status=stopped, error=why))
 
 
 def _candidates(
@@ -744,33 +772,74 @@ def _time_shares(search: Any, results: Mapping[str, Any]) -> list[float]:
     return [t / whole for t in times]
 
 
-def _refit_metric(search: Any) -> str:
-    """The scorer name whose mean test score ranks the candidates (``"score"`` for one)."""
+def _refit_metric(search: Any, results: Mapping[str, Any] | None = None) -> str:
+    """The scorer name whose mean test score ranks the candidates (``"score"`` for one).
+
+    ``results``: the search's ``cv_results_`` (default: the attribute).
+    """
     refit = search.refit
     if isinstance(refit, str):
         return refit
-    keys = [k.removeprefix("mean_test_") for k in search.cv_results_ if k.startswith("mean_test_")]
+    results = search.cv_results_ if results is None else results
+    keys = [k.removeprefix("mean_test_") for k in results if k.startswith("mean_test_")]
     return "score" if "score" in keys else keys[0]
 
 
-def _refit_score(search: Any) -> float | None:
+def _refit_score(search: Any, results: Mapping[str, Any] | None = None) -> float | None:
     """The refit's score: the mean cross-validated score of the best candidate's parameters.
 
     scikit-learn's ``best_score_`` (the ``refit`` metric's, for several metrics); with a
     callable ``refit``, which sets no ``best_score_``, the best candidate's mean test score of
     the metric the trials log as ``score``. ``None`` when the search has neither.
+    ``results``: the search's ``cv_results_`` (default: the attribute).
     """
     best = getattr(search, "best_score_", None)
     if best is None:
         index = getattr(search, "best_index_", None)
-        results = getattr(search, "cv_results_", None)
+        if results is None:
+            results = getattr(search, "cv_results_", None)
         if index is None or results is None:
             return None
-        key = f"mean_test_{_refit_metric(search)}"
+        key = f"mean_test_{_refit_metric(search, results)}"
         if key not in results:
             return None
         best = results[key][int(index)]
     return float(best)
+
+
+def _refit_began(search: Any, earlier_best: Any) -> bool:
+    """Whether this fit of ``search`` scored every candidate and chose the best.
+
+    Its refit came next: ``best_params_`` set anew (not ``earlier_best``, a fit before this
+    one's).
+    """
+    best = search.__dict__.get("best_params_")
+    return best is not None and best is not earlier_best
+
+
+def _scored_before_refit(
+    search: Any, stopped_by: BaseException, earlier_best: Any
+) -> Mapping[str, Any] | None:
+    """The candidates' scores of a search stopped during its refit (a Ctrl-C), else ``None``.
+
+    scikit-learn sets ``cv_results_`` only once the refit is done, but chooses the best
+    candidate (``best_params_``, one of the results' ``params``) before it: the results it was
+    to set are a local of its ``fit`` (``results``), which the traceback of what stopped it
+    keeps. Taken only when its ``best_params_`` is one of them (so they are this fit's, every
+    candidate scored); a scikit-learn that keeps them otherwise gets ``None``: the trials are
+    then said to be scored, without their scores.
+    """
+    if not _refit_began(search, earlier_best):
+        return None
+    best = search.__dict__["best_params_"]
+    traceback = stopped_by.__traceback__
+    while traceback is not None:
+        local = traceback.tb_frame.f_locals
+        results = local.get("results") if local.get("self") is search else None
+        if isinstance(results, dict) and any(p is best for p in results.get("params", ())):
+            return results
+        traceback = traceback.tb_next
+    return None
 
 
 def _derived(seed: str, what: str) -> str:
