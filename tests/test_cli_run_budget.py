@@ -69,7 +69,7 @@ def test_over_its_time_budget_the_command_gets_sigterm_and_the_run_is_interrupte
     run = the_run(tmp_path)
     assert run.status == "interrupted"
     assert "budget_s" in run.error and "SIGTERM sent" in run.error
-    assert run.error.endswith("killed by SIGTERM")
+    assert run.error.endswith("; SIGTERM sent, which killed the command")
     # recorded as every budget stop is, so integrations never overwrite it
     assert run.error.startswith("BudgetExceeded: ")
     assert stopped_by_budget(run.status, run.error)
@@ -88,7 +88,7 @@ def test_a_command_that_ignores_sigterm_gets_sigkill_after_the_grace(tmp_path):
     run = the_run(tmp_path)
     assert run.status == "interrupted"
     assert "SIGTERM sent, then SIGKILL after 0.5 s" in run.error
-    assert run.error.endswith("killed by SIGKILL")
+    assert run.error.endswith("SIGTERM sent, then SIGKILL after 0.5 s, which killed the command")
     assert run.duration_s >= 0.3 + 0.5 - 0.1  # the grace was given
 
 

@@ -119,7 +119,7 @@ def test_sigterm_to_greenprint_alone_is_forwarded_once(tmp_path):
     assert rc == 128 + signal.SIGTERM
     (rec,) = gp.Ledger(str(tmp_path / "l.db")).runs()
     assert rec.status == "interrupted"
-    assert rec.error == "SIGTERM, then killed by SIGTERM"
+    assert rec.error == "SIGTERM, which killed the command"
 
 
 @pytest.mark.skipif(
@@ -177,7 +177,7 @@ def test_a_signal_greenprint_was_started_ignoring_stays_ignored(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert wait_for(proc) == 128 + signal.SIGTERM
     (rec,) = gp.Ledger(str(tmp_path / "l.db")).runs()
-    assert rec.error == "SIGTERM, then killed by SIGTERM"
+    assert rec.error == "SIGTERM, which killed the command"
 
 
 def gone(pid):

@@ -9,10 +9,15 @@ Every test runs in an empty working directory with no greenprint configuration a
 2. Ctrl-C during a scikit-learn search's refit: every candidate had been scored (scikit-learn
    sets ``cv_results_`` only after the refit); the trials keep their scores, the refit reads
    ``interrupted``. Before, each trial read "stopped before this candidate was scored".
+3. ``greenprint run`` stopped by SIGTERM: "SIGTERM, which killed the command" when the signal
+   greenprint forwarded killed it (it said "SIGTERM, then killed by SIGTERM"); both facts when
+   they differ ("SIGTERM, then exit status 1").
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +26,7 @@ from typing import Any
 import pytest
 
 import greenprint as gp
+from _clean_env import clean_env
 from _report_cli import GREENPRINT, in_every_format, report_text, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -206,3 +212,42 @@ def test_a_ctrl_c_among_the_candidates_of_a_search_fitted_before_keeps_no_old_sc
         assert trial["error"] == (
             "KeyboardInterrupt (the search stopped before this candidate was scored)"
         )
+
+
+# ---------------------------------------------------------------------------- 3. SIGTERM text
+#: A command that prints a line, then waits; with "exit1" it answers SIGTERM with exit status 1.
+WAITER = """
+import signal, sys, time
+if sys.argv[1:] == ["exit1"]:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+print("up", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "said", "status"),
+    [
+        ("dies", "SIGTERM, which killed the command", 128 + signal.SIGTERM),
+        ("exit1", "SIGTERM, then exit status 1", 1),
+    ],
+)
+def test_a_sigterm_greenprint_forwarded_is_said_once(tmp_path_factory, how, said, status):
+    home = _empty(tmp_path_factory, "sigterm")
+    (home / "wait.py").write_text(WAITER, encoding="utf-8")
+    proc = subprocess.Popen(
+        [GREENPRINT, "run", "--name", "trainer", "--", sys.executable, "wait.py", how],
+        cwd=home, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+        proc.send_signal(signal.SIGTERM)  # kill <greenprint pid>, as docker stop does
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == status, err
+    assert f"interrupted ({said}) in " in err and "then killed by" not in err
+    with gp.Ledger(home / "greenprint.db", create=False) as led:
+        (run,) = led.runs()
+    assert (run.status, run.error) == ("interrupted", said)

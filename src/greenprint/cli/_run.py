@@ -433,8 +433,8 @@ def _run_command(
                 stopper.close()
         status, error = _outcome(returncode, relay.received)
         stopped = stopper.describe() if stopper is not None else None
-        if stopped is not None:  # even if the command then exits 0: a budget ended it
-            status, error = "interrupted", f"{stopped}, then {_process.describe_exit(returncode)}"
+        if stopper is not None and stopped is not None:  # even if the command then exits 0
+            status, error = "interrupted", stopped + _then(stopper.sent[-1], returncode)
         run.stop(status=status, error=error)
     if not quiet:
         click.echo(format_price_tag(run, error=error), err=True)
@@ -452,10 +452,21 @@ def _outcome(returncode: int, received: list[int]) -> tuple[str, str | None]:
         return "finished", None
     ended = _process.describe_exit(returncode)
     if received:
-        return "interrupted", f"{_process.signal_name(received[0])}, then {ended}"
+        return "interrupted", _process.signal_name(received[0]) + _then(received[0], returncode)
     if -returncode in _process.STOP_SIGNALS:
         return "interrupted", ended
     return "failed", ended
+
+
+def _then(sent: int, returncode: int) -> str:
+    """How the command ended after signal ``sent`` reached it, to follow that signal's name.
+
+    ``", which killed the command"`` when ``sent`` did (said once: "SIGTERM, then killed by
+    SIGTERM" said it twice), else ``", then exit status 1"`` or ``", then killed by SIGKILL"``.
+    """
+    if returncode == -sent:
+        return ", which killed the command"
+    return f", then {_process.describe_exit(returncode)}"
 
 
 def format_price_tag(run: Any, *, error: str | None = None) -> str:
