@@ -602,7 +602,7 @@ def test_cli_study_fpo_unknown_counts_and_units_in_sentences(cli_study):
     assert re.fullmatch(
         rf"Final run retrain \(the run with role 'final'\) scored val\\_loss = 0\.29 and cost "
         rf"{number} (?:m|k)?Wh of energy, {number} (?:mg|g|kg) CO2-eq, FPO unknown and "
-        rf"{number} (?:s|min|h) of run time: 1/{number} of the whole study's energy "
+        rf"{number} (?:s|min|h) of run time: (?:1/[\d,]+|[\d.]+%) of the whole study's energy "
         rf"\({number} (?:m|k)?Wh\)\.",
         sentence,
     ), sentence
@@ -611,7 +611,7 @@ def test_cli_study_fpo_unknown_counts_and_units_in_sentences(cli_study):
     counted = {"trials", "finished,", "failed,", "pruned)", "runs,", "runs", "logical"}
     for found in re.finditer(rf"(?<![\w.:]){number}(%?)\s*(\S*)", statement):
         value, percent, after = found.group(0), found.group(1), found.group(2)
-        if percent or value.startswith("0.1.0"):  # a share, greenprint's version
+        if percent or after.startswith("/") or value.startswith("0.1.0"):  # a share, the version
             continue
         if statement[: found.start()].endswith(("a PUE of ", "= ")):  # a ratio, a score
             continue

@@ -351,7 +351,7 @@ def test_small_wordings_of_the_report_and_set_role(tmp_path_factory: pytest.Temp
     assert "(runs of any role, and the trials among them)" in report_text(home, "latex")
     assert " hours" not in md and re.search(r"They ran for [\d.]+ s in total \(run time", md), md
     multiple = re.search(r"\*\*study / final model\*\*: (\S+) the energy", md)
-    share = re.search(r" 1/(\d+) of the whole study's energy", md)
+    share = re.search(r" 1/([\d,]+) of the whole study's energy", md)
     assert multiple and share, md
     assert multiple.group(1) == f"{share.group(1)}x", (multiple.group(1), share.group(1))
     rows = [x for x in md[md.index("## Runs") :].splitlines() if "↳ lr=" in x]

@@ -12,10 +12,15 @@ Every test runs in an empty working directory with no greenprint configuration a
 3. ``greenprint run`` stopped by SIGTERM: "SIGTERM, which killed the command" when the signal
    greenprint forwarded killed it (it said "SIGTERM, then killed by SIGTERM"); both facts when
    they differ ("SIGTERM, then exit status 1").
+4. The final model's share of the study's energy is said in one form by the price tag and the
+   compute statement, in every format: "1/129,134" (the statement said "0.00077%" beside the
+   price tag's "1/129134"), "40.2%" from a tenth on.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import signal
 import subprocess
 import sys
@@ -30,6 +35,7 @@ from _clean_env import clean_env
 from _report_cli import GREENPRINT, in_every_format, report_text, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
+from greenprint._records import MetricPoint, RunRecord
 
 # ---------------------------------------------------------------------------- 1. set-role
 
@@ -251,3 +257,45 @@ def test_a_sigterm_greenprint_forwarded_is_said_once(tmp_path_factory, how, said
     with gp.Ledger(home / "greenprint.db", create=False) as led:
         (run,) = led.runs()
     assert (run.status, run.error) == ("interrupted", said)
+
+
+# ---------------------------------------------------------------------------- 4. final's share
+def _study_with_final(home: Path, final_kwh: float, trials_kwh: float) -> None:
+    """Two trials and a final run (role given) in ``home/greenprint.db``: energy in kWh."""
+    now = 1_764_000_000.0
+    with gp.Ledger(home / "greenprint.db") as led:
+        for i, (name, role, kwh, score) in enumerate(
+            [("lr=0.1", None, trials_kwh / 2, 0.8), ("lr=0.01", None, trials_kwh / 2, 0.9),
+             ("final", "final", final_kwh, 0.91)]
+        ):  # fmt: skip
+            led.start_run(
+                RunRecord(
+                    id=f"{i:04d}" + "a" * 28, name=name, study="s", status="finished", role=role,
+                    started_at=now + 100 * i, ended_at=now + 100 * i + 60, duration_s=60.0,
+                    energy_kwh=kwh, emissions_kg=kwh * 0.4,
+                    metrics=(MetricPoint("accuracy", score, None, now + 100 * i + 60),),
+                )
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("final_kwh", "trials_kwh", "said", "multiple"),
+    [(0.001, 129.133, "1/129,134", "129,134x"), (40.2, 59.8, "40.2%", "2x")],
+)
+def test_the_final_model_share_is_said_in_one_form(
+    tmp_path_factory, final_kwh, trials_kwh, said, multiple
+):
+    home = _empty(tmp_path_factory, "final-share")
+    _study_with_final(home, final_kwh, trials_kwh)
+    done = run_in(home, GREENPRINT, "report", "--study", "s", "--out", "rep", "--no-plots")
+    assert done.returncode == 0, done.stderr
+    for fmt in ("md", "html", "latex"):
+        page = report_text(home, fmt).replace("\\%", "%")  # LaTeX writes \% for %
+        page = html.unescape(page) if fmt == "html" else page  # &#x27; for '
+        assert f": {said} of the whole study's energy (" in page, fmt  # the price tag
+        assert f"of run time, {said} of the study's energy." in page, fmt  # compute statement
+        if fmt != "latex":  # the headline's ratio (the LaTeX report has no headline list)
+            assert f"{multiple} the energy" in page, fmt
+        assert "0.00077" not in page and "1/129134" not in page
+    statement = json.loads((home / "rep" / "report.json").read_text(encoding="utf-8"))
+    assert f", {said} of the study's energy." in json.dumps(statement, ensure_ascii=False)

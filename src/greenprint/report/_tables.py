@@ -8,7 +8,7 @@ from typing import Any
 
 from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
 from greenprint.report._model import Report, RunRow
-from greenprint.report._text import fpo_text
+from greenprint.report._text import fpo_text, share_text
 
 __all__ = [
     "ROLE_LABELS",
@@ -108,12 +108,12 @@ def headline(report: Report) -> list[tuple[str, str]]:
 
 
 def multiple_text(multiple: float) -> str:
-    """How many times the final model's energy the study used: ``"1224x"``, ``"1.5x"``.
+    """How many times the final model's energy the study used: ``"1,224x"``, ``"1.5x"``.
 
-    From 2 on a whole number, as the final sentence's ``1/1224`` share of the study writes it
+    From 2 on a whole number, as the final sentence's ``1/1,224`` share of the study writes it
     (one figure, two forms: ``2.02e+05x`` stood beside ``1/202186``).
     """
-    return f"{round(multiple)}x" if multiple >= 2 else f"{multiple:.3g}x"
+    return f"{round(multiple):,d}x" if multiple >= 2 else f"{multiple:.3g}x"
 
 
 def ranking_text(report: Report) -> str:
@@ -155,8 +155,7 @@ def final_sentence(report: Report) -> str:
     share = final.energy_share
     if share:
         whole = format_energy(report.price_tag.total.energy_kwh)
-        part = f"1/{round(1 / share):d}" if share < 0.5 else f"{share:.0%}"
-        text += f": {part} of the whole study's energy ({whole})"
+        text += f": {share_text(share)} of the whole study's energy ({whole})"
     return text + "."
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "geographical_location",
     "hardware_descriptions",
     "model_card_emissions",
+    "share_text",
     "short_source",
 ]
 
@@ -76,10 +77,21 @@ def short_source(source: str) -> str:
     return source.split(" (", 1)[0].strip()
 
 
-def _percent(share: float) -> str:
-    """``0.237`` -> ``"23.7%"``; a share under 0.1% with two significant digits, never "0.0%"."""
-    percent = 100.0 * share
-    return f"{percent:.2g}%" if 0 < percent < 0.1 else f"{percent:.1f}%"
+def share_text(share: float) -> str:
+    """A part's share of a whole (a fraction, 0 to 1) as a reader takes it in.
+
+    Under a tenth, one part in N: ``"1/129,134"`` (``"0.00077%"`` made the reader count
+    zeros); from a tenth on, a percent of three significant figures: ``"40.2%"``, ``"100%"``
+    (``"1/2"`` for 40% would round too much). The report gives the final model's share of the
+    study's energy in this one form wherever it says it (the price tag's final sentence, the
+    compute statement).
+    """
+    inverse = 1.0 / share if share > 0 else math.inf
+    if not math.isfinite(inverse):
+        return "0%"
+    if share < 0.1:
+        return f"1/{round(inverse):,d}"
+    return f"{100.0 * share:.3g}%"
 
 
 def _share_text(summary: ProvenanceSummary) -> str:
@@ -391,7 +403,7 @@ def compute_statement(
         if final.score is None and final_scores:
             score = "".join(f", {name} = {value:.4g}" for name, value in final_scores)
         share = (
-            f", {_percent(final.energy_share)} of the study's energy"
+            f", {share_text(final.energy_share)} of the study's energy"
             if final.energy_share is not None
             else ""
         )
