@@ -11,6 +11,7 @@ __all__ = [
     "format_emissions",
     "format_energy",
     "format_fpo",
+    "format_share",
     "fpo_none_counted",
     "json_safe",
 ]
@@ -23,6 +24,29 @@ def _scaled(value: float, units: tuple[tuple[float, str], ...], digits: int = 3)
         if abs(value) >= factor or factor == units[-1][0]:
             return f"{value / factor:.{digits}g} {unit}"
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_share(share: float) -> str:
+    """A part's share of a whole (a fraction, 0 to 1) as a reader takes it in.
+
+    Under a tenth, one part in N: ``"1/129,134"`` (``"0.00077%"`` made the reader count
+    zeros); from a tenth on, a percent of three significant figures: ``"40.2%"``, ``"100%"``
+    (``"1/2"`` for 40% would round too much); under one in a million, ``"less than
+    1/1,000,000"``; none (or NaN), ``"0%"``. The final model's share of the study's energy is
+    said in this one form wherever it is said (the price tag's sentence, the compute statement,
+    :meth:`~greenprint.analysis.FinalRun.describe`).
+
+    Example:
+        >>> [format_share(s) for s in (1 / 129134, 0.402, 1.0, 1e-9, 0.0)]
+        ['1/129,134', '40.2%', '100%', 'less than 1/1,000,000', '0%']
+    """
+    if not share > 0:
+        return "0%"
+    if share < 1e-6:
+        return "less than 1/1,000,000"
+    if share < 0.1:
+        return f"1/{round(1.0 / share):,d}"
+    return f"{100.0 * share:.3g}%"
 
 
 def format_energy(kwh: float, *, digits: int = 3) -> str:

@@ -445,6 +445,20 @@ def test_a_final_run_with_a_tiny_share_is_described_without_overflow():
     )
 
 
+def test_the_final_runs_sentence_says_its_share_as_the_report_does():
+    """``FinalRun.describe`` (the JSON price tag's ``final.text``, the price tag's repr) and the
+    report's sentences say a share in one form: it said "1/4" for 24.2% beside the report's
+    "24.2%"."""
+    runs = [run("search", kwh=0.758, acc=0.5), run("f", role="final", kwh=0.242, acc=0.9)]
+    final = price_tag(runs, metric="acc").final
+    assert final is not None
+    assert final.describe().startswith("the final model cost 24.2% of the study's energy")
+    runs = [run("search", kwh=129133.0, acc=0.5), run("f", role="final", kwh=1.0, acc=0.9)]
+    final = price_tag(runs, metric="acc").final
+    assert final is not None
+    assert final.describe().startswith("the final model cost 1/129,134 of the study's energy")
+
+
 def test_a_trial_takes_the_family_its_parts_share():
     """``group_by`` on a trial with no value of its own: the value its parts agree on (the
     script's run inside ``greenprint run --role trial``), else none; its own value wins."""

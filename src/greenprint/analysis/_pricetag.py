@@ -60,6 +60,7 @@ from greenprint._format import (
     format_emissions,
     format_energy,
     format_fpo,
+    format_share,
     fpo_none_counted,
 )
 from greenprint._jobs import job_notes, job_status
@@ -205,7 +206,7 @@ class FinalRun:
         ):
             if share:
                 total = own / share
-                return f"the final model cost {_fraction_text(share)} of the study's {what} " + (
+                return f"the final model cost {format_share(share)} of the study's {what} " + (
                     f"({shown(own)} of {shown(total)})"
                 )
         return "the study's cost is zero or unknown, so the final model's share is unknown"
@@ -747,17 +748,6 @@ def _positions_of(keys: Sequence[str]) -> dict[str, list[int]]:
 
 def _ratio(part: float, whole: float) -> float | None:
     return float(part) / float(whole) if whole > 0 else None
-
-
-def _fraction_text(share: float) -> str:
-    if share <= 0:
-        return "nothing"
-    if share < 0.5:
-        inverse = 1.0 / share
-        if not math.isfinite(inverse) or inverse >= 1e6:  # a tiny share: no absurd 1/N
-            return "less than 1/1,000,000"
-        return f"1/{round(inverse):d}"
-    return f"{share:.0%}"
 
 
 def _edh(

@@ -17,6 +17,7 @@ from greenprint._format import (
     format_emissions,
     format_energy,
     format_fpo,
+    format_share,
     fpo_none_counted,
 )
 from greenprint._provenance import Provenance
@@ -77,21 +78,8 @@ def short_source(source: str) -> str:
     return source.split(" (", 1)[0].strip()
 
 
-def share_text(share: float) -> str:
-    """A part's share of a whole (a fraction, 0 to 1) as a reader takes it in.
-
-    Under a tenth, one part in N: ``"1/129,134"`` (``"0.00077%"`` made the reader count
-    zeros); from a tenth on, a percent of three significant figures: ``"40.2%"``, ``"100%"``
-    (``"1/2"`` for 40% would round too much). The report gives the final model's share of the
-    study's energy in this one form wherever it says it (the price tag's final sentence, the
-    compute statement).
-    """
-    inverse = 1.0 / share if share > 0 else math.inf
-    if not math.isfinite(inverse):
-        return "0%"
-    if share < 0.1:
-        return f"1/{round(inverse):,d}"
-    return f"{100.0 * share:.3g}%"
+#: A part's share of a whole, e.g. ``"1/129,134"``, ``"40.2%"`` (:func:`format_share`).
+share_text = format_share
 
 
 def _share_text(summary: ProvenanceSummary) -> str:
