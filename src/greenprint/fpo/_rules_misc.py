@@ -471,10 +471,13 @@ def nms_rule(
     return sort + 3 * n + 13 * (n * (n - 1) // 2)
 
 
-# -- 0 by rule: nested-tensor conversions (the transformer fast path), checks, diagonals ----
+# -- 0 by rule: nested-tensor conversions (the transformer fast path), checks, diagonals,
+# packing a padded batch for a recurrent layer (a gather of the real tokens; its backward and
+# unpacking are composites of ops counted on their own) ----------------------------------------
 
 register_rule(
     [
+        "aten._pack_padded_sequence",
         "aten._nested_tensor_from_mask",
         "aten._nested_tensor_from_mask_left_aligned",
         "aten.to_padded_tensor",
