@@ -23,7 +23,8 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -38,6 +39,7 @@ __all__ = [
     "objectives_of",
     "objectives_text",
     "parse_objectives",
+    "recorded_objectives",
 ]
 
 ProvenanceKind = Literal[
@@ -227,6 +229,29 @@ def objectives_of(provenance: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         (('values_0', 'maximize'), ('values_1', 'minimize'))
     """
     return parse_objectives(provenance.get(OBJECTIVES_KEY))
+
+
+def recorded_objectives(
+    provenances: Iterable[Mapping[str, str]],
+) -> Counter[tuple[tuple[str, str], ...]]:
+    """How many of ``provenances`` record each search's objectives (:func:`objectives_of`).
+
+    Runs read from a ledger share one provenance object per distinct text: each object is read
+    once. The report's two readings (the direction a search minimised a metric in, the note on
+    what it optimised) both count with this.
+
+    Example:
+        >>> same = {"objectives": "value: minimize"}
+        >>> recorded_objectives([same, same, {"objectives": "acc: maximize"}, {}])
+        Counter({(('value', 'minimize'),): 2, (('acc', 'maximize'),): 1})
+    """
+    held = list(provenances)  # keeps each object, so no id below is reused while counting
+    objects = dict(zip(map(id, held), held, strict=True))
+    found: Counter[tuple[tuple[str, str], ...]] = Counter()
+    for key, count in Counter(map(id, held)).items():
+        if objectives := objectives_of(objects[key]):
+            found[objectives] += count
+    return found
 
 
 def parse_objectives(text: object) -> tuple[tuple[str, str], ...]:

@@ -225,15 +225,11 @@ def searched_direction(runs: Sequence[RunRecord], metric: str) -> Mode | None:
     ``direction="minimize"`` of a metric named ``value``, whose name says nothing. The
     direction most runs that name ``metric`` recorded; ``None`` when none did.
     """
-    from greenprint._provenance import OBJECTIVES_KEY, parse_objectives
+    from greenprint._provenance import recorded_objectives
 
-    # each distinct text parsed once (a study's trials record one or a few)
-    texts = Counter(
-        text for run in runs if isinstance(text := run.provenance.get(OBJECTIVES_KEY), str)
-    )
     found: Counter[str] = Counter()
-    for text, count in texts.items():
-        direction = dict(parse_objectives(text)).get(metric)
+    for objectives, count in recorded_objectives(run.provenance for run in runs).items():
+        direction = dict(objectives).get(metric)
         if direction is not None:
             found[direction] += count
     if not found:

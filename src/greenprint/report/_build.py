@@ -8,7 +8,6 @@ import math
 import operator
 import shlex
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,12 @@ from greenprint._gc import gc_paused
 from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY
 from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
-from greenprint._provenance import FPO_KEY, Provenance, is_fpo_lower_bound, objectives_of
+from greenprint._provenance import (
+    FPO_KEY,
+    Provenance,
+    is_fpo_lower_bound,
+    recorded_objectives,
+)
 from greenprint._records import CUT_SHORT_STATUSES, RunRecord
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
@@ -182,32 +186,31 @@ def _other_studies_inside(
     hold their cost. They are not linked across studies (never guessed): the price tag stays
     this study's runs'.
 
-    Other studies are read only when this study has either side's candidate, and the ledger
-    holds other studies: a top-level run that read its own process's tree, has no child and
+    Other studies are read only when the ledger holds other studies and this study has either
+    side's candidate: a top-level run that read its own process's tree, has no child and
     logged no metric (the search read as an unscored trial), or top-level runs that the report
     reads as roots, of at least two processes started under one process that wrote no run of
     this study (a pool's workers, whose parent's run is elsewhere). Any other study's report
     reads nothing more.
     """
-    ids = {run.id for run in runs}
-    parents = {run.parent_id for run in runs}
-    readers = [  # the cheap tests first; whether each read its own tree once others exist
-        run
-        for run in runs
-        if run.scope == "process"
-        and run.job_id is None
-        and run.id not in parents
-        and (run.parent_id is None or run.parent_id not in ids)
-        and all(is_reserved_metric(point.name) for point in run.metrics)
-    ]
-    workers = _orphan_workers(runs, rows)
-    if not readers and not workers:
-        return []
-    try:
+    try:  # the ledger's study names first: one indexed query (13 ms for 100,000 runs) where
+        # looking for candidates among the study's runs takes 0.2 s
         others = [name for name in led.studies() if name != study]
         if not others:
             return []
-        readers = [run for run in readers if _read_own_tree(run)]
+        ids = {run.id for run in runs}
+        parents = {run.parent_id for run in runs}
+        readers = [  # the cheap tests first
+            run
+            for run in runs
+            if run.scope == "process"
+            and run.job_id is None
+            and run.id not in parents
+            and (run.parent_id is None or run.parent_id not in ids)
+            and all(is_reserved_metric(point.name) for point in run.metrics)
+            and _read_own_tree(run)
+        ]
+        workers = _orphan_workers(runs, rows)
         if not readers and not workers:
             return []
         found = [
@@ -263,6 +266,9 @@ def _other_studies_inside(
     return notes
 
 
+_PROVENANCE = operator.attrgetter("provenance")
+
+
 def _orphan_workers(runs: Sequence[RunRecord], rows: Sequence[RunRow]) -> list[RunRecord]:
     """Root runs of processes that ran at once under one process that wrote no run here.
 
@@ -271,6 +277,10 @@ def _orphan_workers(runs: Sequence[RunRecord], rows: Sequence[RunRow]) -> list[R
     processes overlap in time: a pool's workers whose parent's run is elsewhere (not a shell
     loop's scripts, one after another). Text comparisons only.
     """
+    provenances = list(map(_PROVENANCE, runs))
+    distinct = dict(zip(map(id, provenances), provenances, strict=True))
+    if not any(isinstance(p.get(ANCESTORS_KEY), str) for p in distinct.values()):
+        return []  # no run recorded the process it was started under (each object read once)
     roots = {row.id for row in rows if row.parent_id is None}
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for run in runs:
@@ -769,10 +779,8 @@ def _objectives_note(
     way than the search's direction (Optuna minimises ``value`` by default). ``None`` when no
     trial recorded them, or one objective ranked as its search did.
     """
-    runs = forest.runs
-    recorded = Counter(
-        found for p in positions if (found := objectives_of(runs[p].provenance))
-    ).most_common(1)
+    provenances = forest.column("provenance")
+    recorded = recorded_objectives(provenances[p] for p in positions).most_common(1)
     if not recorded or metric is None:
         return None
     objectives = recorded[0][0]
