@@ -83,3 +83,83 @@ def test_a_batch_packed_in_the_forward_counts_its_tokens_and_no_unknown_op(cls, 
     assert five.forward_by_module["head"] == 3 * 5 * 2 * (2 * 8 + 1)
     assert five.by_module["rnn"] == nine.by_module["rnn"]
     assert five.backward_by_module["rnn"] == nine.backward_by_module["rnn"] > 0
+
+
+# -- the per-module table adds up to the total -------------------------------------------------
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    """The table's rows by label (stripped), each the cells after the label."""
+    rows = {}
+    for line in table.split("\n\n", 1)[0].splitlines()[1:]:
+        label, *cells = line.strip().split("  ")
+        rows[label.strip()] = [c.strip() for c in cells if c.strip()]
+    return rows
+
+
+def _fpo(cell: str) -> int:
+    """'14 FPO' -> 14 (the tests keep every figure under 1,000 FPO, which prints exactly)."""
+    assert cell.endswith(" FPO") and cell[0].isdigit(), cell
+    return int(cell.removesuffix(" FPO"))
+
+
+def test_the_module_table_shows_own_ops_the_loss_and_the_optimizer_so_its_rows_add_up():
+    """A residual block ``x + lin2(relu(lin1(x)))`` with ``F.relu``, an MSE loss and SGD.
+
+    The table listed the model (its share under 100%), lin1 and lin2, and nothing for the relu
+    and the residual add (in the block's own forward), the loss or the optimizer: its rows did
+    not add up to the total. Now: ``(own ops)`` forward relu 8 + add 6 = 14, backward relu 8
+    (the residual's gradient is passed through: 0); lin1 forward ``2*4*(2*3 + 1)`` = 56,
+    backward grad_weight ``2*2*3*4`` 48 + bias 8 (the input needs no grad) = 56; lin2 forward
+    ``2*3*(2*4 + 1)`` = 54, backward grad_input 48 + grad_weight 48 + bias 6 = 102;
+    ``(optimizer)`` SGD ``p - lr*g`` 2 per parameter element, 2 * 31 = 62;
+    ``(outside the model)`` the loss, the rest.
+    """
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin1, self.lin2 = nn.Linear(3, 4), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return x + self.lin2(torch.nn.functional.relu(self.lin1(x)))
+
+    model = Block()
+    x, y = torch.randn(2, 3), torch.randn(2, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gp.FPOCounter(model) as counter:
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+    result = counter.result
+    rows = _rows(result.table())
+    assert list(rows) == [
+        "(model)", "(own ops)", "lin1", "lin2", "(outside the model)", "(optimizer)"
+    ]  # fmt: skip
+    forward, backward, total = (_fpo(c) for c in rows["(own ops)"][:3])
+    assert (forward, backward, total) == (14, 8, 22)
+    assert [_fpo(c) for c in rows["lin1"][:3]] == [56, 56, 112]
+    assert [_fpo(c) for c in rows["lin2"][:3]] == [54, 102, 156]
+    assert rows["(optimizer)"][:3] == ["-", "-", "62 FPO"]
+    model_total = _fpo(rows["(model)"][2])
+    assert model_total == 22 + 112 + 156 == result.by_module[""]
+    outside = _fpo(rows["(outside the model)"][2])
+    assert model_total + outside + 62 == result.total
+    assert rows["(model)"][3] != "100.0%"  # the model's share is less than all of it
+
+
+def test_a_module_whose_only_fpo_are_in_the_backward_is_listed_under_its_parent():
+    """GPT-2's token and position embeddings do arithmetic only in the backward (their
+    gradients), so they were listed last, after ``lm_head``, indented as if inside it; each
+    module is now listed under its parent."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(
+        vocab_size=100, n_embd=32, n_layer=1, n_head=2, n_positions=16, bos_token_id=0,
+        eos_token_id=0,
+    )  # fmt: skip
+    model = transformers.GPT2LMHeadModel(config)
+    result = gp.count_fpo(model, torch.randint(0, 100, (2, 6)))
+    labels = [line.split()[0] for line in result.table(depth=2).split("\n\n")[0].splitlines()]
+    assert labels[-1] == "lm_head" and labels.index("wte") < labels.index("lm_head")
+    assert labels[labels.index("transformer") + 1 : labels.index("lm_head")] == [
+        "(own", "drop", "h", "ln_f", "wpe", "wte"
+    ]  # fmt: skip

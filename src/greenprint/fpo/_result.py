@@ -178,26 +178,60 @@ class FPOResult:
         return f"{100 * value / self.total:.1f}%" if self.total else "-"
 
     def _module_rows(self, depth: int | None) -> list[list[str]]:
+        """One row per module, then the rows that make the shares add up to the total.
+
+        Under a module whose submodules are shown, ``(own ops)`` is what it ran itself (the
+        arithmetic in its ``forward`` outside its submodules: attention scores, residual adds,
+        a functional activation), so that each module's row is the sum of the rows under it.
+        After the model, ``(outside the model)`` is what ran outside it (a loss, code around
+        the call) and ``(optimizer)`` the optimizer steps: the rows' totals sum to the total.
+        """
         # with activation checkpointing, a column for the forward re-run inside backward
         recompute = self.recompute_total > 0
         header = ["module", "forward", "backward", "total", "share"]
         rows = [header[:3] + ["recompute"] + header[3:] if recompute else header]
-        for name, fpo in self.by_module.items():
+
+        def row(label: str, phases: dict[str, int] | None, fpo: int) -> list[str]:
+            def cell(phase: str) -> str:
+                return "-" if phases is None else format_fpo(phases.get(phase, 0))
+
+            cells = [label, cell("forward"), cell("backward"), format_fpo(fpo), self._pct(fpo)]
+            if recompute:
+                cells.insert(3, cell("recompute"))
+            return cells
+
+        children = _children(list(self.by_module))
+        below_some = {c for below in children.values() for c in below}
+        top = [name for name in self.by_module if name not in below_some]
+        for name in _tree_order(top, children):
+            fpo = self.by_module[name]
             level = 0 if name == "" else name.count(".") + 1
             if depth is not None and level > depth:
                 continue
-            phase = self.by_module_phase.get(name, {})
             label = "  " * level + (name.rsplit(".", 1)[-1] if name else "(model)")
-            row = [
-                label,
-                format_fpo(phase.get("forward", 0)),
-                format_fpo(phase.get("backward", 0)),
-                format_fpo(fpo),
-                self._pct(fpo),
-            ]
-            if recompute:
-                row.insert(3, format_fpo(phase.get("recompute", 0)))
-            rows.append(row)
+            rows.append(row(label, self.by_module_phase.get(name, {}), fpo))
+            below = children.get(name, [])
+            shown = [c for c in below if depth is None or c.count(".") + 1 <= depth]
+            if shown:
+                phases = _minus(self.by_module_phase.get(name, {}), below, self.by_module_phase)
+                own = fpo - sum(self.by_module[c] for c in below)
+                if own > 0:
+                    indent = "  " * (min(c.count(".") + 1 for c in shown))
+                    rows.append(row(indent + "(own ops)", phases, own))
+        # the modules with no module above them: the model, or (no model given) those named
+        # by class
+        outside = {
+            "forward": self.forward_total,
+            "backward": self.backward_total,
+            "recompute": self.recompute_total,
+        }
+        outside = _minus(outside, top, self.by_module_phase)
+        rest = self.total - self.optimizer_total - sum(self.by_module[name] for name in top)
+        if rest > 0:
+            label = "(outside the model)" if "" in self.by_module else "(outside any module)"
+            rows.append(row(label, outside, rest))
+        if self.optimizer_total:
+            rows.append(row("(optimizer)", None, self.optimizer_total))
         return rows
 
     def _op_rows(self) -> list[list[str]]:
@@ -253,6 +287,51 @@ class FPOResult:
                 "is 6 real FPO, counted 1; too low)"
             )
         return lines
+
+
+def _children(names: list[str]) -> dict[str, list[str]]:
+    """Module -> the modules directly under it among ``names``.
+
+    A module whose parent has no entry counts under its nearest listed ancestor.
+    """
+    listed = set(names)
+    out: dict[str, list[str]] = {}
+    for name in names:
+        if name == "":
+            continue
+        parent = name
+        while True:
+            parent = parent.rsplit(".", 1)[0] if "." in parent else ""
+            if parent in listed or parent == "":
+                break
+        if parent in listed:
+            out.setdefault(parent, []).append(name)
+    return out
+
+
+def _tree_order(top: list[str], children: dict[str, list[str]]) -> list[str]:
+    """The modules depth first, each under its parent.
+
+    ``by_module`` lists a module when it first runs an op: an embedding whose only FPO are in
+    the backward comes last there.
+    """
+    order: list[str] = []
+    stack = list(reversed(top))
+    while stack:
+        name = stack.pop()
+        order.append(name)
+        stack.extend(reversed(children.get(name, [])))
+    return order
+
+
+def _minus(
+    phases: dict[str, int], below: list[str], by_phase: dict[str, dict[str, int]]
+) -> dict[str, int]:
+    """A module's FPO per phase less those of the modules under it."""
+    return {
+        key: value - sum(by_phase.get(c, {}).get(key, 0) for c in below)
+        for key, value in phases.items()
+    }
 
 
 def _align(rows: list[list[str]]) -> list[str]:
