@@ -163,3 +163,33 @@ def test_a_module_whose_only_fpo_are_in_the_backward_is_listed_under_its_parent(
     assert labels[labels.index("transformer") + 1 : labels.index("lm_head")] == [
         "(own", "drop", "h", "ln_f", "wpe", "wte"
     ]  # fmt: skip
+
+
+# -- torch.compile ------------------------------------------------------------------------------
+
+
+def test_a_compiled_model_counts_its_eager_program_without_a_warning_about_the_counters_hooks():
+    """``torch.compile(model)`` counted inside the counter runs its eager code (docs/fpo.md,
+    Limits): Linear(4, 8), ReLU, Linear(8, 2) on a (3, 4) batch is forward ``3*8*(2*4 + 1)``
+    216 + relu 24 + ``3*2*(2*8 + 1)`` 102 = 342, backward grad_weight ``2*3*4*8`` 192 + bias
+    24, relu 24, grad_input and grad_weight ``2*3*8*2`` 96 each + bias 6 = 438, as uncompiled.
+
+    torch warned, from inside greenprint, that the 'global hooks on modules' fire an extra time
+    for the compiled wrapper: the counter's hooks, which only track the module stack. The
+    warning is no longer shown while counting (and still is elsewhere).
+    """
+    import warnings
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    compiled = torch.compile(model)
+    x = torch.randn(3, 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = gp.count_fpo(compiled, x)
+    assert (result.forward_total, result.backward_total, result.unknown_ops) == (342, 438, {})
+    assert result.by_module["0"] == 216 + 192 + 24
+    assert not [w for w in caught if "global hooks" in str(w.message)], caught[0].message
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("Using `torch.compile(module)` when there are global hooks", stacklevel=1)
+    assert len(caught) == 1  # the filter ended with the count

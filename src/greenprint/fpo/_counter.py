@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,6 +131,7 @@ class FPOCounter:
         self._info: dict[Any, _OpInfo] = {}
         self._mode: _CountingMode | None = None
         self._handles: list[Any] = []
+        self._quiet: Any = None
         self._reset()
 
     # -- results ------------------------------------------------------------------------------
@@ -233,6 +235,14 @@ class FPOCounter:
             optim_module.register_optimizer_step_pre_hook(self._optimizer_pre_hook),
             optim_module.register_optimizer_step_post_hook(self._optimizer_post_hook),
         ]
+        # torch warns, for every compiled model called while global module hooks exist, that
+        # the hooks fire once more for the compiled wrapper: true of the counter's hooks, which
+        # only track the module stack, so the warning says nothing to a user counting FPO
+        self._quiet = warnings.catch_warnings()
+        self._quiet.__enter__()
+        warnings.filterwarnings(
+            "ignore", message=r"Using `torch.compile\(module\)` when there are global hooks"
+        )
         self._mode = _CountingMode(self)
         self._mode.__enter__()
         return self
@@ -251,6 +261,9 @@ class FPOCounter:
             for handle in self._handles:
                 handle.remove()
             self._handles = []
+            quiet, self._quiet = self._quiet, None
+            if quiet is not None:
+                quiet.__exit__(None, None, None)
         if self._unknown and exc_type is None:
             logger.warning(
                 "%d op(s) have no FPO rule and were not counted: %s",
