@@ -329,3 +329,31 @@ def test_a_grid_of_trial_counts_reads_the_full_curve(replacement):
     # without, the products are the same but the sums are taken over other row sets
     np.testing.assert_allclose(some.mean, full.mean[grid - 1], rtol=1e-13)
     np.testing.assert_allclose(some.std, full.std[grid - 1], rtol=1e-9, atol=1e-13)
+
+
+def test_a_curve_names_the_metric_a_trial_without_a_score_counts_as_the_worst_of():
+    """The note names the score it speaks of: the report said '... counts as the worst (0.7)'
+    and named the metric by editing that text; every caller now gives the name."""
+    nan = math.nan
+    assert expected_max_performance([0.7, 0.9, nan], metric="val_acc").notes == (
+        "1 of 3 trials had no score and counts as the worst val_acc (0.7)",
+    )
+    assert expected_max_performance([0.7, 0.9, nan]).notes == (
+        "1 of 3 trials had no score and counts as the worst (0.7)",
+    )
+    runs = [
+        RunRecord(id=f"t{k}", name=f"t{k}", status=status, energy_kwh=0.1, metrics=points)
+        for k, (status, points) in enumerate(
+            [
+                ("finished", (MetricPoint("loss", 0.4),)),
+                ("finished", (MetricPoint("loss", 0.3),)),
+                ("failed", ()),
+            ]
+        )
+    ]
+    curve = evp_by_budget(runs, "trials", metric="loss")
+    assert isinstance(curve, EVPCurve)
+    assert curve.notes[0] == "1 of 3 trials had no score and counts as the worst loss (0.4)"
+    families = expected_max_performance([0.7, nan, 0.5], group_by=["a", "a", "b"], metric="f1")
+    assert isinstance(families, dict)
+    assert families["a"].notes == ("1 of 2 trials had no score and counts as the worst f1 (0.5)",)

@@ -187,6 +187,7 @@ def expected_max_performance(
     nan_policy: NanPolicy = "worst",
     fill_value: float | None = None,
     group_by: Sequence[Any] | None = None,
+    metric: str | None = None,
 ) -> EVPCurve | dict[str, EVPCurve]:
     """Expected best score of n trials, and its standard deviation, for n = 1..N.
 
@@ -213,6 +214,8 @@ def expected_max_performance(
             family, as Dodge et al. draw them, each from that family's trials only. Under
             ``"worst"`` a trial without a score counts as the worst score of every family
             together (or ``fill_value``), the same in each family's curve.
+        metric: the scores' name, said in the curve's notes (``"1 of 4 trials had no score
+            and counts as the worst acc (0.71)"``); ``None``: ``"... the worst (0.71)"``.
 
     Returns:
         The :class:`EVPCurve`, with ``budget`` equal to ``n`` (unit ``"trials"``); with
@@ -240,6 +243,7 @@ def expected_max_performance(
         mode=mode,
         nan_policy=nan_policy,
         fill_value=fill_value,
+        metric=metric,
     )
     if group_by is None:
         return curve(scores)
@@ -286,6 +290,7 @@ def _evp(
     mode: Mode,
     nan_policy: NanPolicy,
     fill_value: float | None,
+    metric: str | None = None,
 ) -> EVPCurve:
     mode = check_mode(mode)
     policy = check_choice(nan_policy, "nan_policy", ("worst", "omit", "raise"))
@@ -324,8 +329,9 @@ def _evp(
     notes: list[str] = []
     if n_missing and policy == "worst":
         count = "counts" if n_missing == 1 else "count"
+        worst = f"the worst {metric}" if metric else "the worst"
         notes.append(
-            f"{n_missing} of {total} trials had no score and {count} as the worst ({used_fill:g})"
+            f"{n_missing} of {total} trials had no score and {count} as {worst} ({used_fill:g})"
         )
     elif n_missing:
         notes.append(f"{n_missing} trials without a score were left out")
@@ -417,7 +423,8 @@ def evp_by_budget(
         costs: with runs, which cost: ``"trials"``, ``"energy_kwh"`` (or ``"kwh"``),
             ``"emissions_kg"`` (``"kg"``), ``"fpo"``, ``"duration_s"`` (``"s"``); or one cost
             per trial (same order as the scores; required with scores).
-        metric: the metric to rank runs by (required with runs).
+        metric: the metric to rank runs by (required with runs); with scores, their name,
+            said in the curve's notes as :func:`expected_max_performance` says it.
         unit: label of the budget axis for explicit costs (default ``"cost"``).
         mode: ``"max"`` if higher scores are better, else ``"min"``; ``None`` infers it from
             ``metric``'s name (``loss``, ``error``... are minimised, and ``mode_note`` says so).
@@ -535,6 +542,7 @@ def evp_by_budget(
             mode=mode,
             nan_policy=nan_policy,
             fill_value=fill_value,
+            metric=metric,
         )
         per_trial = float(part_cost.mean()) if part_cost.size else 0.0
         return replace(

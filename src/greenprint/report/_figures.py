@@ -176,18 +176,6 @@ def _score_provenance(
     return text
 
 
-def _name_the_worst(note: str, curve: EVPCurve, metric: str | None) -> str:
-    """The curve's note on trials without a score, naming the metric of the worst score.
-
-    ``"1 of 12 trials had no score and counts as the worst acc (0.182628)"``: the curve
-    itself (:func:`~greenprint.analysis.expected_max_performance`) knows no metric name.
-    """
-    worst = f" as the worst ({curve.fill_value:g})" if curve.fill_value is not None else None
-    if metric is None or worst is None or not note.endswith(worst):
-        return note
-    return f"{note.removesuffix(worst)} as the worst {metric} ({curve.fill_value:g})"
-
-
 # ------------------------------------------------------------------------------------- EVP
 def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     """Expected max performance against trials and against energy (Dodge et al., 2019).
@@ -222,6 +210,7 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
             scores,
             costs,
             unit="kWh",
+            metric=inputs.metric,
             mode=inputs.mode,
             replacement=replacement,
             budgets=grid,
@@ -232,7 +221,7 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     n = _tuple(dodge.n)
     scale: Literal["linear", "log"] = "log" if positions.size > 50 else "linear"
     factor, unit = energy_unit(float(np.max(dodge.budget)) if len(dodge) else 0.0)
-    notes = [_name_the_worst(n, dodge, inputs.metric) for n in dodge.notes]
+    notes = list(dodge.notes)
     if inputs.price_tag.mode_note:  # e.g. a loss minimised because of its name
         notes.append(inputs.price_tag.mode_note)
     if grid is not None:
@@ -477,6 +466,7 @@ def _family_curves(
             scores[keep],
             costs[keep],
             unit="kWh",
+            metric=inputs.metric,
             mode=inputs.mode,
             replacement=True,
             budgets=budgets,
