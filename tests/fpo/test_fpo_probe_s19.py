@@ -193,3 +193,34 @@ def test_a_compiled_model_counts_its_eager_program_without_a_warning_about_the_c
         warnings.simplefilter("always")
         warnings.warn("Using `torch.compile(module)` when there are global hooks", stacklevel=1)
     assert len(caught) == 1  # the filter ended with the count
+
+
+# -- mixed precision ----------------------------------------------------------------------------
+
+
+def test_a_mixed_precision_step_with_a_grad_scaler_is_counted_in_full():
+    """The AMP recipe: autocast float16, ``GradScaler`` scale, backward, step, update.
+
+    The scaler's two kernels had no rule, so every such training step was a lower bound.
+    Linear(4, 2) has 10 parameter elements: unscale tests and multiplies each gradient element
+    (2 x 10 = 20), update tests ``found_inf`` and multiplies the one-element scale (2); AdamW
+    14 per element + 1 per parameter tensor for its step count (140 + 2). The linear layer:
+    forward ``3*2*(2*4 + 1)`` = 54, backward grad_weight ``2*3*4*2`` 48 + bias 6 (the input
+    needs no grad).
+    """
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    x, y = torch.randn(3, 4), torch.randn(3, 2)
+    with gp.FPOCounter(model) as counter:
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = torch.nn.functional.mse_loss(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    result = counter.result
+    assert result.unknown_ops == {}
+    assert result.by_op["aten._amp_foreach_non_finite_check_and_unscale_"] == 20
+    assert result.by_op["aten._amp_update_scale_"] == 2
+    assert result.optimizer_total == 14 * 10 + 2  # the step was taken: no inf at this scale
+    assert (result.forward_by_module[""], result.backward_by_module[""]) == (54, 54)

@@ -213,6 +213,30 @@ def foreach_addcmul_rule(tensors: Any, t1: Any, t2: Any, value: Any = 1, **kwarg
 register_rule(["aten._foreach_zero_", "aten._foreach_copy_"])(zero)
 
 
+# -- mixed precision: torch.amp.GradScaler ----------------------------------------------------
+
+
+@register_rule(_ops("_amp_foreach_non_finite_check_and_unscale"))
+def amp_unscale_rule(grads: Any, *args: Any, **kwargs: Any) -> int:
+    """``GradScaler.unscale_``: 2 FPO per gradient element.
+
+    The kernel tests each element for inf/NaN (1, a comparison) and multiplies it by the
+    inverse scale (1): ``found_inf |= !isfinite(g); g *= inv_scale``.
+    """
+    return 2 * _elements(grads)
+
+
+@register_rule(_ops("_amp_update_scale"))
+def amp_update_scale_rule(scale: Any, *args: Any, **kwargs: Any) -> int:
+    """``GradScaler.update``: 2 FPO per element of the scale (one element).
+
+    The kernel tests ``found_inf`` (1) and multiplies the scale by the backoff factor, or by the
+    growth factor once ``growth_interval`` steps have passed without one (1); the growth
+    tracker is an integer.
+    """
+    return 2 * numel(first_shape(scale))
+
+
 def _adam(params: Any, weight_decay: float, amsgrad: bool, decay_cost: int) -> int:
     per = 13 + (decay_cost if weight_decay else 0) + (1 if amsgrad else 0)
     return per * sum(numel(s) for s in shapes_in(params))
