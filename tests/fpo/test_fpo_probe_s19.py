@@ -224,3 +224,41 @@ def test_a_mixed_precision_step_with_a_grad_scaler_is_counted_in_full():
     assert result.by_op["aten._amp_update_scale_"] == 2
     assert result.optimizer_total == 14 * 10 + 2  # the step was taken: no inf at this scale
     assert (result.forward_by_module[""], result.backward_by_module[""]) == (54, 54)
+
+
+# -- an optimizer step with a closure -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["SGD", "LBFGS"])
+def test_a_closure_passed_to_the_optimizer_counts_as_forward_and_backward_of_the_model(name):
+    """``optimizer.step(closure)`` (LBFGS needs one; any optimizer takes one) runs the forward,
+    loss and backward inside the step: all of it was counted as the optimizer's, and none of it
+    charged to the model (``by_module`` empty, a table of one '(optimizer)' row).
+
+    Per closure call, Linear(4, 2) on (3, 4): forward ``3*2*(2*4 + 1)`` = 54; MSE loss 2 per
+    element (subtract, square) + the sum's 6 adds + the mean's division = 19; backward: the
+    loss's ``2 (x - y) g / n`` 4 per element = 24, the layer's grad_weight ``2*3*4*2`` 48 +
+    bias 6 = 54. SGD's update ``p - lr*g`` is 2 per parameter element: 20.
+    """
+    model = nn.Linear(4, 2)
+    x, y = torch.randn(3, 4), torch.randn(3, 2)
+    optimizer = getattr(torch.optim, name)(model.parameters(), lr=0.01)
+    calls = []
+
+    def closure():
+        calls.append(1)
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    with gp.FPOCounter(model) as counter:
+        optimizer.step(closure)
+    result, k = counter.result, len(calls)
+    assert result.unknown_ops == {}
+    assert (result.forward_total, result.backward_total) == (73 * k, 78 * k)
+    assert result.by_module[""] == (54 + 54) * k
+    if name == "SGD":
+        assert k == 1 and result.optimizer_total == 20
+    else:  # LBFGS's own arithmetic (directions, dot products) between the calls
+        assert k > 1 and result.optimizer_total == result.total - (73 + 78) * k > 0
