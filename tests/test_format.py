@@ -20,6 +20,14 @@ def test_energy_picks_readable_units():
     assert format_energy(1500.0) == "1.5 MWh"
     assert format_energy(0.0) == "0 mWh"
     assert format_energy(math.nan) == "n/a"
+    # an example's share of a run: "0.00116 mWh per example" made the reader count zeros
+    assert format_energy(1.16e-9) == "1.16 µWh"
+    assert format_energy(8.726e-7) == "873 µWh"
+    # a value that rounds up to a thousand reads in the unit above, never "1e+03 Wh"
+    assert format_energy(0.9996) == "1 kWh"
+    assert format_emissions(0.9996) == "1 kg CO2-eq"
+    assert format_fpo(999.7e12) == "1 PFPO"
+    assert format_fpo(2e21) == "2,000 EFPO"  # the largest unit counts on in digits
 
 
 def test_emissions_fpo_duration():
@@ -39,8 +47,11 @@ def test_emissions_fpo_duration():
 def test_energy_round_trips_to_three_significant_digits(kwh):
     text = format_energy(kwh)
     number, unit = text.split()
-    factor = {"MWh": 1e3, "kWh": 1.0, "Wh": 1e-3, "mWh": 1e-6}[unit]
-    assert math.isclose(float(number) * factor, kwh, rel_tol=5e-3, abs_tol=1e-12)
+    factor = {"MWh": 1e3, "kWh": 1.0, "Wh": 1e-3, "mWh": 1e-6, "µWh": 1e-9}[unit]
+    value = float(number.replace(",", ""))
+    assert "e" not in number or kwh < 1e-12  # below a thousandth of a µWh: an exponent
+    assert math.isclose(value * factor, kwh, rel_tol=5e-3, abs_tol=1e-15)
+    assert kwh == 0 or 1 <= value < 1000 or unit in ("MWh", "µWh")
 
 
 def test_json_safe_writes_non_finite_floats_as_strings_throughout():

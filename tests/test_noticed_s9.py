@@ -127,7 +127,7 @@ def test_the_budget_of_the_parents_run_is_checked_by_the_parent(tmp_path: Path) 
 def test_ledger_ls_writes_energy_and_co2_in_the_reports_units(tmp_path: Path, capsys) -> None:
     db = tmp_path / "l.db"
     now = time.time()
-    # 8.726e-7 kWh = 0.8726 mWh, 4.2e-4 kg = 420 mg (under 1 g: mg, as the report writes it);
+    # 8.726e-7 kWh = 873 µWh, 4.2e-4 kg = 420 mg (under 1 g: mg, as the report writes it);
     # 12.3 kWh, 4.7 kg; 0 (nothing measured yet) in the smallest unit
     figures = {"tiny": (8.726e-7, 4.2e-4), "big": (12.3, 4.7), "zero": (0.0, 0.0)}
     with gp.Ledger(db) as led:
@@ -153,7 +153,7 @@ def test_ledger_ls_writes_energy_and_co2_in_the_reports_units(tmp_path: Path, ca
         row.split()[2]: (row[energy_at:co2_at].strip(), row[co2_at:].split("  ")[0]) for row in rows
     }
     assert cells == {
-        "tiny": ("0.873 mWh", "420 mg"),
+        "tiny": ("873 µWh", "420 mg"),
         "big": ("12.3 kWh", "4.7 kg"),
         "zero": ("0 mWh", "0 mg"),
     }

@@ -166,7 +166,7 @@ def test_ledger_show_writes_the_report_units_and_json_keeps_the_numbers(home, ca
     shown = {label: value.strip() for label, value in shown.items()}
     assert shown["energy cpu"] == "10 Wh"
     assert shown["energy gpu"] == "-"
-    assert shown["energy ram"] == "0.0116 mWh"  # 1.156e-08 kWh
+    assert shown["energy ram"] == "11.6 µWh"  # 1.156e-08 kWh
     assert shown["energy"] == "12.3 Wh"
     assert shown["machine energy"] == "1.5 kWh"
     assert shown["CO2-eq"] == "4.7 g CO2-eq"

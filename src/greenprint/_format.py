@@ -18,11 +18,22 @@ __all__ = [
 
 
 def _scaled(value: float, units: tuple[tuple[float, str], ...], digits: int = 3) -> str:
+    """``value`` in the largest of ``units`` (largest first) it holds at least one of.
+
+    A value that rounds up to a thousand takes the unit above (999.6 Wh reads ``"1 kWh"``, not
+    ``"1e+03 Wh"``); the largest unit writes any count in digits (``"2,000 EFPO"``).
+    """
     if value is None or not math.isfinite(value):
         return "n/a"
-    for factor, unit in units:
-        if abs(value) >= factor or factor == units[-1][0]:
-            return f"{value / factor:.{digits}g} {unit}"
+    for at, (factor, unit) in enumerate(units):
+        if abs(value) >= factor or at == len(units) - 1:
+            text = f"{value / factor:.{digits}g}"
+            if "e+" not in text:
+                return f"{text} {unit}"
+            if at > 0:  # rounded up to 10 ** digits: the unit above holds it
+                above, bigger = units[at - 1]
+                return f"{value / above:.{digits}g} {bigger}"
+            return f"{value / factor:,.0f} {unit}"
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -50,8 +61,15 @@ def format_share(share: float) -> str:
 
 
 def format_energy(kwh: float, *, digits: int = 3) -> str:
-    """``0.0123`` kWh -> ``"12.3 Wh"``; picks MWh, kWh, Wh or mWh (``digits`` significant)."""
-    return _scaled(kwh, ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh")), digits)
+    """``0.0123`` kWh -> ``"12.3 Wh"``; picks MWh, kWh, Wh, mWh or µWh (``digits`` significant).
+
+    A tiny energy (a run's RAM, an example's share) reads ``"1.16 µWh"``, not ``"0.00116
+    mWh"``; none reads ``"0 mWh"``.
+    """
+    if kwh == 0:
+        return "0 mWh"
+    units = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, "µWh"))
+    return _scaled(kwh, units, digits)
 
 
 def format_emissions(kg: float, *, digits: int = 3) -> str:
