@@ -299,3 +299,17 @@ def test_the_final_model_share_is_said_in_one_form(
         assert "0.00077" not in page and "1/129134" not in page
     statement = json.loads((home / "rep" / "report.json").read_text(encoding="utf-8"))
     assert f", {said} of the study's energy." in json.dumps(statement, ensure_ascii=False)
+
+
+# ------------------------------------------------------------- 5. a study with no hardware
+def test_a_study_that_recorded_no_hardware_says_so_in_its_compute_statement(tmp_path_factory):
+    """Runs written without the machine's description (a ledger merged from an older
+    greenprint, records built by a script): the statement read "..., every one counted in the
+    totals that follow, on unknown (the runs recorded no hardware)."."""
+    home = _empty(tmp_path_factory, "no-hardware")
+    _study_with_final(home, 0.001, 0.002)
+    done = run_in(home, GREENPRINT, "report", "--study", "s", "--out", "rep", "--no-plots")
+    assert done.returncode == 0, done.stderr
+    said = "every one counted in the totals that follow, on hardware the runs did not record."
+    in_every_format(home, said)
+    assert "on unknown" not in report_text(home, "md")

@@ -162,6 +162,10 @@ def _describe_hardware(hw: dict[str, Any]) -> str | None:
     return text
 
 
+#: What the report says of the hardware when no run recorded any.
+_NO_HARDWARE = "unknown (the runs recorded no hardware)"
+
+
 def hardware_descriptions(runs: Iterable[RunRecord]) -> tuple[str, ...]:
     """The distinct hardware the runs recorded, most used first (``"unknown"`` if none).
 
@@ -201,7 +205,7 @@ def hardware_descriptions(runs: Iterable[RunRecord]) -> tuple[str, ...]:
         if host not in described:
             counts[host, _NOT_RECORDED] = n
     if not counts:
-        return ("unknown (the runs recorded no hardware)",)
+        return (_NO_HARDWARE,)
     order = sorted(counts, key=lambda where: (-counts[where], where[0] == "", where[0]))
     if not several:
         return tuple(text for _, text in order)
@@ -413,6 +417,9 @@ def _machines(runs: Sequence[RunRecord], hardware: Sequence[str]) -> str:
     (:func:`hardware_descriptions` names each), else the hardware alone.
     """
     hosts = {run.host for run in runs if run.host}
+    if tuple(hardware) == (_NO_HARDWARE,):  # "..., on unknown (the runs recorded no hardware)"
+        where = f"{len(hosts)} machines" if len(hosts) > 1 else "hardware"
+        return f"{where} the runs did not record"
     text = "; ".join(hardware)
     return f"{len(hosts)} machines: {text}" if len(hosts) > 1 else text
 
