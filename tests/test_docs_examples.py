@@ -15,13 +15,16 @@ How a block runs:
   first runs the file's earlier blocks in its directory (slow ones only in their own test).
   Each block is its own process, so a Python block makes its own imports, as it would when
   pasted alone.
-* Python blocks of a page that import the same heavy third-party packages (torch, lightning,
-  transformers, Optuna, MLflow: found by parsing the blocks), two blocks or more, run as
-  children of a fork server (``tests/_docs_fork.py``) that imported those packages once, never
-  greenprint: each child is what a fresh ``python -c RUNNER`` is (its cwd, exactly the clean
-  environment, its own stdin/stdout/stderr and ``__main__``, a normal exit with atexit
-  handlers), holding only heavy modules its block imports. Importing torch and torch._dynamo
-  (~3.5 s), lightning (~10 s) or transformers (~9 s) per example was most of this file's time.
+* Python blocks that import the same heavy third-party packages (torch, lightning,
+  transformers, Optuna, MLflow: found by parsing the blocks), two blocks or more on any pages,
+  run as children of a fork server (``tests/_docs_fork.py``) that imported those packages once,
+  never greenprint (a block whose set no other block has borrows the server of the largest
+  such set within its own, and imports the rest itself): each child is what a fresh
+  ``python -c RUNNER`` is (its cwd, exactly the clean environment, its own
+  stdin/stdout/stderr and ``__main__``, a normal exit with atexit handlers), holding only
+  heavy modules its block imports. Importing torch and torch._dynamo (~3.5 s), lightning
+  (~10 s) or transformers (~9 s) per example was most of this file's time; one server per
+  page still imported torch four times (the README, fpo.md, greener.md, integrations.md).
   Other blocks, pages in ``SUBPROCESS_PAGES`` and bash blocks run in a fresh process.
 * With a clean environment: no ``GREENPRINT_*`` variable (the network guard is kept), no
   ``greenprint.toml`` or ``pyproject.toml`` above the directory, the virtual environment's
@@ -199,6 +202,89 @@ def _heavy_key(language: str, code: str) -> tuple[str, ...]:
     return tuple(sorted({item[0].split(".")[0] for item in heavy_imports([code])}))
 
 
+def _suite_order() -> list[Block]:
+    """Every runnable block of the docs, in the order the tests run them (pages, then lines)."""
+    return [b for blocks in BLOCKS.values() for b in blocks if not b.not_run]
+
+
+def server_key(block: Block) -> tuple[str, ...]:
+    """The heavy imports of the fork server that runs ``block``, or () for a fresh ``python``.
+
+    A server preloads a set of heavy packages two blocks or more import exactly (on any page:
+    the README's torch example, fpo.md's and greener.md's share one). A block whose own set no
+    other block has takes the largest such set within its own, if any (integrations.md's
+    Optuna + Transformers example, a child of the Transformers server that imports Optuna
+    itself): either way a child holds only heavy modules its block imports.
+    """
+    key = _heavy_key(block.language, block.code)
+    if not key or block.doc in SUBPROCESS_PAGES:
+        return ()
+    shared = _shared_keys()
+    if key in shared:
+        return key
+    within = [k for k in shared if set(k) < set(key)]
+    return max(within, key=lambda k: (len(k), k)) if within else ()
+
+
+@functools.cache
+def _shared_keys() -> frozenset[tuple[str, ...]]:
+    """The heavy-import sets two runnable blocks or more import exactly (outside
+    ``SUBPROCESS_PAGES``)."""
+    counts: dict[tuple[str, ...], int] = {}
+    for b in _suite_order():
+        key = _heavy_key(b.language, b.code)
+        if key and b.doc not in SUBPROCESS_PAGES:
+            counts[key] = counts.get(key, 0) + 1
+    return frozenset(k for k, n in counts.items() if n >= 2)
+
+
+class Servers:
+    """The fork servers of the docs' blocks, one per :func:`server_key`, shared by the pages:
+    started on first use, each closed after the last block that uses it (in the suite's
+    order), the rest when the module ends (a selection of blocks, ``-k``)."""
+
+    def __init__(self) -> None:
+        self._servers: dict[tuple[str, ...], ForkServer] = {}
+        self._refused: set[tuple[str, ...]] = set()
+        self._last: dict[tuple[str, ...], Block] = {}
+        for b in _suite_order():
+            if server_key(b):
+                self._last[server_key(b)] = b
+
+    def get(self, block: Block, cwd: Path) -> ForkServer | None:
+        key = server_key(block)
+        if not key:
+            return None
+        if key in self._refused:
+            return None
+        if key not in self._servers:
+            # what the blocks of exactly this set import (a block that borrows the server
+            # imports the rest itself)
+            codes = [b.code for b in _suite_order() if self._key(b) == key]
+            server = ForkServer(cwd, clean_env(), heavy_imports(codes))
+            if server.ready["project_modules"]:  # never share the project's state
+                server.close()
+                self._refused.add(key)
+                return None
+            self._servers[key] = server
+        return self._servers[key]
+
+    @staticmethod
+    def _key(block: Block) -> tuple[str, ...]:
+        return _heavy_key(block.language, block.code)
+
+    def done(self, block: Block) -> None:
+        """``block`` has run: its server is closed if no later block uses it."""
+        key = server_key(block)
+        if key in self._servers and self._last[key] == block:
+            self._servers.pop(key).close()
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.close()
+        self._servers.clear()
+
+
 @dataclass
 class DocDir:
     """The shared working directory of one Markdown file and which of its blocks ran.
@@ -211,47 +297,17 @@ class DocDir:
     passed: dict[int, bool] = field(default_factory=dict)
     runs: dict[int, subprocess.CompletedProcess[str]] = field(default_factory=dict)
     doc: str = ""
-    servers: dict[tuple[str, ...], ForkServer] = field(default_factory=dict)
+    servers: Servers = field(default_factory=Servers)
 
     def _key(self, block: Block) -> tuple[str, ...]:
         """The heavy packages ``block`` imports (top-level names), or () for a bash block."""
         return _heavy_key(block.language, block.code)
 
-    def _sharing(self, block: Block) -> list[int]:
-        """The page's runnable blocks that import the same heavy modules as ``block`` (lines)."""
-        key = self._key(block)
-        return [b.line for b in BLOCKS.get(self.doc, []) if not b.not_run and self._key(b) == key]
-
-    def fork_server(self, block: Block) -> ForkServer | None:
-        """The fork server for ``block``: one per page and set of heavy imports, started on first
-        use, when two blocks or more import that set; None for a block that imports nothing
-        heavy (a fresh ``python``). A child holds only the heavy modules its block imports."""
-        key = self._key(block)
-        if not key or self.doc in SUBPROCESS_PAGES:
-            return None
-        sharing = self._sharing(block)
-        if len(sharing) < 2:
-            return None
-        if key not in self.servers:
-            codes = [b.code for b in BLOCKS[self.doc] if b.line in sharing]
-            server = ForkServer(self.path, clean_env(), heavy_imports(codes))
-            if server.ready["project_modules"]:  # never share the project's state
-                server.close()
-                return None
-            self.servers[key] = server
-        return self.servers[key]
-
-    def close(self) -> None:
-        for server in self.servers.values():
-            server.close()
-        self.servers.clear()
-
     def run(self, block: Block) -> subprocess.CompletedProcess[str]:
-        """Run ``block`` here and record how it went."""
-        server = self.fork_server(block)
-        done = run_block(block, self.path, server)
-        if server is not None and block.line == max(self._sharing(block)):  # its last: free it
-            self.servers.pop(self._key(block)).close()
+        """Run ``block`` here (a Python block in a child of its fork server, if it has one)
+        and record how it went."""
+        done = run_block(block, self.path, self.servers.get(block, self.path))
+        self.servers.done(block)
         self.passed[block.line] = done.returncode == 0
         self.runs[block.line] = done
         return done
@@ -266,11 +322,13 @@ class DocDir:
 
 
 class Workspace:
-    """One fresh directory per Markdown file, created on first use, fixtures copied in."""
+    """One fresh directory per Markdown file, created on first use, fixtures copied in; the
+    fork servers, shared by the files."""
 
     def __init__(self, factory: pytest.TempPathFactory) -> None:
         self._factory = factory
         self._dirs: dict[str, DocDir] = {}
+        self._servers = Servers()
 
     def dir_for(self, doc: str) -> DocDir:
         if doc not in self._dirs:
@@ -278,12 +336,11 @@ class Workspace:
             for fixture in sorted(FIXTURES.iterdir()):
                 if fixture.is_file() and not fixture.name.startswith((".", "_")):
                     shutil.copy(fixture, path / fixture.name)
-            self._dirs[doc] = DocDir(path, doc=doc)
+            self._dirs[doc] = DocDir(path, doc=doc, servers=self._servers)
         return self._dirs[doc]
 
     def close(self) -> None:
-        for doc_dir in self._dirs.values():
-            doc_dir.close()
+        self._servers.close()
 
 
 @pytest.fixture(scope="module")
