@@ -313,3 +313,31 @@ def test_a_study_that_recorded_no_hardware_says_so_in_its_compute_statement(tmp_
     said = "every one counted in the totals that follow, on hardware the runs did not record."
     in_every_format(home, said)
     assert "on unknown" not in report_text(home, "md")
+
+
+# ------------------------------------------------- 6. the JSON price tag's roles note, counted
+REPEATS = """
+import greenprint as gp
+
+for lr in (0.01, 0.1, 0.3):
+    with gp.track(f"lr={lr}", study="s", params={"lr": lr}) as trial:
+        for seed in (0, 1):
+            with gp.track(f"lr={lr}-seed{seed}", study="s", params={"lr": lr, "seed": seed}) as r:
+                r.log(acc=0.7 + lr / 10 + seed / 100)
+        if lr != 0.3:
+            trial.log(acc=0.8 + lr / 10)
+"""
+
+
+def test_the_json_price_tags_roles_note_counts_the_trials_as_the_report_does(tmp_path_factory):
+    """The report's notes counted the trials that hold their repeats by where their score came
+    from; the JSON price tag's ``roles.note`` (what a script reads) kept the general wording,
+    'the trial scored by their mean'."""
+    home = _empty(tmp_path_factory, "roles-note")
+    done = run_in(home, sys.executable, "-c", REPEATS)
+    assert done.returncode == 0, done.stderr
+    report = _report(home, "--study", "s", "--no-plots")
+    note = report["price_tag"]["roles"]["note"]
+    said = next(n for n in report["notes"] if "differ only by a seed or fold" in n)
+    assert note in said or said in note, (note, said)
+    assert "1 of them is scored by its parts' mean, 2 of them are scored by their own" in note

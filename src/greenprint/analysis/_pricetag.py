@@ -391,6 +391,9 @@ class PriceTag:
         roles: every run's role (given or inferred); ``roles.note`` says when any was inferred.
         mode_note: why ``mode`` was chosen when it was not given (a ``loss`` is minimised),
             else ``None``; also among ``notes``.
+        roles_note: ``roles.note`` with the trials that hold their repeats counted by where
+            their score came from (:attr:`StudyTrials.roles_note`): the JSON's ``roles.note``,
+            as the report says it.
     """
 
     studies: tuple[str, ...]
@@ -408,6 +411,7 @@ class PriceTag:
     by_role: Mapping[str, CostTotals] = field(default_factory=dict)
     roles: StudyRoles | None = None
     mode_note: str | None = None
+    roles_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every figure (NaN and infinities become ``None``)."""
@@ -416,7 +420,7 @@ class PriceTag:
             "total": self.total.to_dict(),
             "by_status": {k: v.to_dict() for k, v in self.by_status.items()},
             "by_role": {k: v.to_dict() for k, v in self.by_role.items()},
-            "roles": self.roles.to_dict() if self.roles is not None else None,
+            "roles": self._roles_dict(),
             "mode_note": self.mode_note,
             "elapsed_s": json_float(self.elapsed_s),
             "started_at": json_float(self.started_at),
@@ -428,6 +432,15 @@ class PriceTag:
             "mode": self.mode,
             "notes": list(self.notes),
         }
+
+    def _roles_dict(self) -> dict[str, Any] | None:
+        """``roles.to_dict()`` with its note as the report says it (``roles_note``)."""
+        if self.roles is None:
+            return None
+        found = self.roles.to_dict()
+        if self.roles_note is not None:
+            found["note"] = self.roles_note
+        return found
 
     def _repr_html_(self) -> str:
         """The price tag as HTML tables, for notebooks (every name escaped)."""
@@ -656,6 +669,7 @@ def price_tag(
         by_role=by_role,
         roles=roles,
         mode_note=trials.mode_note,
+        roles_note=trials.roles_note,
     )
 
 
