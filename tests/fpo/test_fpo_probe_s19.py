@@ -12,6 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from pathlib import Path  # noqa: E402
+
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
@@ -262,3 +264,376 @@ def test_a_closure_passed_to_the_optimizer_counts_as_forward_and_backward_of_the
         assert k == 1 and result.optimizer_total == 20
     else:  # LBFGS's own arithmetic (directions, dot products) between the calls
         assert k > 1 and result.optimizer_total == result.total - (73 + 78) * k > 0
+
+
+# -- Hugging Face transformers, built from configs ----------------------------------------------
+
+B, S, E, FF, L, H = 2, 6, 32, 64, 2, 2  # batch, tokens, hidden, intermediate, layers, heads
+T, SCORES = B * S, B * H * S * S  # token positions; attention scores per layer
+LAYER_NORM = 7 * T * E + 4 * T  # 5 per element + weight + bias, 4 per row (docs/fpo.md)
+
+
+def _bert(impl):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=100, hidden_size=E, num_hidden_layers=L, num_attention_heads=H,
+        intermediate_size=FF, max_position_embeddings=16, attn_implementation=impl,
+    )  # fmt: skip
+    return transformers.BertModel(config, add_pooling_layer=False).eval()
+
+
+def _bert_eval_fpo(impl):
+    """BERT's forward in eval, from its maths.
+
+    Embeddings: word + position + token type, 2 adds per element, then a layer norm. Per
+    layer: Q, K, V projections ``3 T E (2E + 1)``; ``QK^T`` and ``PV`` ``2 * 2 b h s^2 d``
+    (``d = E/H``); the scaling: eager multiplies the scores (1 per score), sdpa's math path
+    scales Q and K (1 per element of each, ``2 T E``); the padding mask added (1 per score);
+    softmax 5 per score; the output projection ``T E (2E + 1)``, residual add ``T E``, layer
+    norm; the feed-forward ``T FF (2E + 1)``, GELU (erf form) 5 per element,
+    ``T E (2 FF + 1)``, residual add, layer norm.
+    """
+    embeddings = 2 * T * E + LAYER_NORM
+    scaling = SCORES if impl == "eager" else 2 * T * E
+    attention = 3 * T * E * (2 * E + 1) + 2 * 2 * SCORES * (E // H) + scaling + SCORES
+    attention += 5 * SCORES + T * E * (2 * E + 1) + T * E + LAYER_NORM
+    feed_forward = T * FF * (2 * E + 1) + 5 * T * FF + T * E * (2 * FF + 1) + T * E + LAYER_NORM
+    return embeddings + L * (attention + feed_forward)
+
+
+def test_bert_with_a_padding_mask_eager_and_sdpa_counted_from_its_maths():
+    """docs/fpo.md gives the two counts and says why they differ: 442,704 (eager) and 443,952
+    (sdpa), ``L (2 T E - SCORES)`` = 1,248 apart; the padded positions cost as much as tokens."""
+    ids = torch.randint(0, 100, (B, S))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+    counts = {}
+    for impl in ("eager", "sdpa"):
+        with torch.no_grad():
+            result = gp.count_fpo(_bert(impl), ids, attention_mask=mask, backward=False)
+        assert result.unknown_ops == {} and result.total == _bert_eval_fpo(impl)
+        counts[impl] = result.total
+    assert counts == {"eager": 442_704, "sdpa": 443_952}
+    assert counts["sdpa"] - counts["eager"] == L * (2 * T * E - SCORES) == 1_248
+    text = " ".join((Path(__file__).parents[2] / "docs" / "fpo.md").read_text().split())
+    assert "is 443,952 FPO with sdpa and 442,704 with eager in eval, 1,248 apart" in text
+
+
+def test_gpt2_training_step_forward_counted_from_its_maths():
+    """A GPT-2 decoder (eager attention) in train mode, forward, with a padding mask.
+
+    Token + position embeddings (1 add per element), dropout 2 per element (the embeddings',
+    the attention probabilities', the two residual branches'); per layer: layer norm,
+    ``c_attn`` ``T 3E (2E + 1)``, the two products, scores scaled (1) and masked (1),
+    softmax 5 per score, ``c_proj`` ``T E (2E + 1)``, residual add, layer norm, ``c_fc``
+    ``T 4E (2E + 1)``, GPT-2's GELU written in Python 8 ops per element (``x^3`` one pow,
+    ``0.044715 *``, ``x +``, ``sqrt(2/pi) *``, tanh, ``1 +``, ``0.5 * x``, the product), ``c_proj``
+    ``T E (2 * 4E + 1)``, residual add; the final layer norm and the tied head ``2 T E V``.
+    """
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(
+        vocab_size=100, n_embd=E, n_layer=L, n_head=H, n_positions=16, bos_token_id=0,
+        eos_token_id=0, attn_implementation="eager",
+    )  # fmt: skip
+    model = transformers.GPT2LMHeadModel(config).train()
+    ids = torch.randint(0, 100, (B, S))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+    result = gp.count_fpo(model, ids, attention_mask=mask)
+    dropout = 2 * T * E
+    layer = LAYER_NORM + T * 3 * E * (2 * E + 1) + 2 * 2 * SCORES * (E // H) + 2 * SCORES
+    layer += 5 * SCORES + 2 * SCORES + T * E * (2 * E + 1) + dropout + T * E
+    layer += LAYER_NORM + T * 4 * E * (2 * E + 1) + 8 * T * 4 * E + T * E * (2 * 4 * E + 1)
+    layer += dropout + T * E
+    expected = T * E + dropout + L * layer + LAYER_NORM + 2 * T * E * 100
+    assert result.unknown_ops == {} and result.forward_total == expected
+    assert result.backward_total > 0 and result.by_module[""] == result.total
+
+
+def test_gru_on_cpu_and_on_meta_differ_by_the_per_step_weight_gradient_sums():
+    """docs/fpo.md (Limits): a 2-layer bidirectional GRU (I = 3, H = 4, T = 5, batch 3) is
+    51,525 FPO on meta and 1,248 fewer on CPU, ``G (T - 1) (I H + H)`` per layer and
+    direction with G = 3: ``2 * 3 * 4 * (12 + 4) + 2 * 3 * 4 * (32 + 4)``."""
+    totals = {}
+    for device in ("cpu", "meta"):
+        with torch.device(device):
+            gru = nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+            x = torch.randn(3, 5, 3, requires_grad=True)
+        totals[device] = gp.count_fpo(lambda x: gru(x)[0], x).total  # noqa: B023
+    assert totals == {"meta": 51_525, "cpu": 51_525 - 1_248}
+    assert 2 * 3 * 4 * (12 + 4) + 2 * 3 * 4 * (32 + 4) == 1_248
+
+
+# -- torch's attention: nn.MultiheadAttention, TransformerEncoderLayer, SDPA --------------------
+
+b, s, e, h, ff = 2, 5, 8, 2, 16  # batch, tokens, model dimension, heads, feed-forward
+t, scores = b * s, b * h * s * s
+n = t * e  # elements of a (b, s, e) activation
+PADDED = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])  # key padding: True = ignore
+
+
+def _mha_forward(*, masked: bool) -> int:
+    """nn.MultiheadAttention(8, 2) on (2, 5, 8), from its maths: in-projection
+    ``t 3e (2e + 1)``, out-projection ``t e (2e + 1)``; the attention as SDPA's math path:
+    ``QK^T`` and ``PV`` ``2 * 2 b h s^2 (e/h)`` = ``4 b s^2 e``, Q and K scaled (``2 t e``),
+    the mask added (1 per score), softmax 5 per score."""
+    projections = t * 3 * e * (2 * e + 1) + t * e * (2 * e + 1)
+    return projections + 4 * b * s * s * e + 2 * t * e + (scores if masked else 0) + 5 * scores
+
+
+def test_multihead_attention_fast_path_with_a_key_padding_mask_counts_the_slow_paths_maths():
+    """Eval, no_grad, ``need_weights=False``: the fused ``_native_multi_head_attention``
+    (the fast path) and the same module with the fast path off both count the maths."""
+    mha = nn.MultiheadAttention(e, h, batch_first=True).eval()
+    x = torch.randn(b, s, e)
+    with torch.no_grad():
+        fast = gp.count_fpo(
+            mha, x, x, x, key_padding_mask=PADDED, need_weights=False, backward=False
+        )
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            slow = gp.count_fpo(
+                mha, x, x, x, key_padding_mask=PADDED, need_weights=False, backward=False
+            )
+        finally:
+            torch.backends.mha.set_fastpath_enabled(True)
+    assert "aten._native_multi_head_attention" in fast.by_op
+    assert "aten._native_multi_head_attention" not in slow.by_op
+    assert fast.total == slow.total == _mha_forward(masked=True) == 7_800
+
+
+def test_transformer_encoder_layer_norm_first_training_step_counted_from_its_maths():
+    """TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first, norm_first), train mode,
+    key padding mask, input without grad, forward and backward.
+
+    Forward: two layer norms (``7n + 4t`` each), the attention (above, masked) with dropout on
+    the probabilities (2 per score), dropout1/dropout/dropout2 (2 per element), the two
+    residual adds (``n`` each), linear1 ``t ff (2e + 1)``, relu ``t ff``, linear2
+    ``t e (2ff + 1)``.
+    Backward: norm1 weight 4 + bias 1 per element (its input needs no grad); the attention's
+    in-projection grad_input and grad_weight ``2 t e 3e`` each + bias ``t 3e``, + ``2 t 3e``
+    where the q, k, v slices' gradients are summed into the packed projection's; the four
+    products ``2 b h s^2 (e/h)`` each; softmax backward 4 per score, dropout 1 per score (CPU:
+    one multiply by the saved scaled mask), the scalings' ``2 t e``; out-projection ``2 t e e``
+    twice + ``t e``; dropouts 1 per element; norm2 input grad ``10 n + 2t``, weight ``2n``, bias
+    ``n``, + ``n`` adding the residual's gradient; linear1 grad_input, grad_weight
+    ``2 t e ff`` each + ``t ff``; relu ``t ff``; linear2 the same products + ``t e``.
+    """
+    layer = nn.TransformerEncoderLayer(
+        e, h, ff, dropout=0.1, batch_first=True, norm_first=True
+    ).train()
+    result = gp.count_fpo(layer, torch.randn(b, s, e), src_key_padding_mask=PADDED)
+    norm = 7 * n + 4 * t
+    forward = 2 * norm + _mha_forward(masked=True) + 2 * scores + 2 * n + 2 * t * ff + 2 * n
+    forward += 2 * n + t * ff * (2 * e + 1) + t * ff + t * e * (2 * ff + 1)
+    attention = 2 * (2 * t * e * 3 * e) + t * 3 * e + 2 * t * 3 * e
+    attention += 4 * 2 * scores * (e // h) + 4 * scores + scores + 2 * t * e
+    attention += 2 * (2 * t * e * e) + t * e
+    backward = 5 * n + attention + n + (10 * n + 2 * t + 2 * n + n) + n
+    backward += t * ff + 2 * (2 * t * e * ff) + t * ff + t * ff + 2 * (2 * t * e * ff) + t * e
+    backward += n
+    assert result.unknown_ops == {}
+    assert (result.forward_total, result.backward_total) == (forward, backward)
+    assert (forward, backward) == (15_520, 27_400)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "mask"),
+    [
+        ({}, 0),
+        ({"is_causal": True}, 1),
+        ({"attn_mask": torch.ones(5, 5, dtype=torch.bool).tril()}, 1),
+        ({"attn_mask": torch.randn(5, 5)}, 1),
+    ],
+    ids=["plain", "causal", "bool-mask", "float-mask"],
+)
+def test_sdpa_forward_and_backward_counted_from_its_maths(kwargs, mask):
+    """F.scaled_dot_product_attention on (2, 3, 5, 4) Q, K, V that need grad.
+
+    Forward: ``QK^T`` and ``PV`` ``2 b h s^2 d`` each, Q and K scaled (1 per element each),
+    the mask added (1 per score, causal included: the full score matrix, as FlopCounterMode),
+    softmax 5 per score. Backward: ``dV = P^T dO``, ``dP = dO V^T``, ``dQ = dS K``,
+    ``dK = dS^T Q``: four products; softmax backward 4 per score; the scalings' backward.
+    """
+    bb, hh, ss, dd = 2, 3, 5, 4
+    q, k, v = (torch.randn(bb, hh, ss, dd, requires_grad=True) for _ in range(3))
+    attention = torch.nn.functional.scaled_dot_product_attention
+    result = gp.count_fpo(lambda q, k, v: attention(q, k, v, **kwargs), q, k, v)
+    product, n_scores, elements = 2 * bb * hh * ss * ss * dd, bb * hh * ss * ss, bb * hh * ss * dd
+    assert result.forward_total == 2 * product + 2 * elements + mask * n_scores + 5 * n_scores
+    assert result.backward_total == 4 * product + 4 * n_scores + 2 * elements
+
+
+def test_sdpa_dropout_in_training_costs_two_per_score_forward_and_one_backward_on_cpu():
+    """``dropout_p=0.1``: the math path; the mask multiply and the ``1/(1 - p)`` rescale of the
+    mask (2 per score), backward one multiply by the saved rescaled mask (1 per score)."""
+    q = torch.randn(2, 3, 5, 4, requires_grad=True)
+    attention = torch.nn.functional.scaled_dot_product_attention
+    plain = gp.count_fpo(lambda q: attention(q, q, q), q)
+    dropped = gp.count_fpo(lambda q: attention(q, q, q, dropout_p=0.1), q)
+    n_scores = 2 * 3 * 5 * 5
+    assert dropped.forward_total - plain.forward_total == 2 * n_scores
+    assert dropped.backward_total - plain.backward_total == n_scores
+
+
+# -- convolutions, norms, embeddings, products --------------------------------------------------
+
+
+def test_grouped_strided_transposed_conv_and_dilated_conv1d_counted_from_their_maths():
+    """ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2) on
+    (2, 4, 5, 5): every input element of a group meets ``C_out/groups * 3 * 3`` weights, 2 FPO
+    each: ``2 * 2*4*25 * 3*9`` = 10,800, + the bias on the (2, 6, 10, 10) output, 1,200;
+    backward grad_input and grad_weight the same multiply-accumulates each, + the bias's sum.
+    Conv1d(3, 4, 3, dilation=2, padding=2) on (2, 3, 10): 10 output positions each
+    ``2 * 3 * 3`` per output channel (padded zeros count), + bias."""
+    deconv = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+    result = gp.count_fpo(deconv, torch.randn(2, 4, 5, 5, requires_grad=True))
+    macs = 2 * 4 * 25 * 3 * 9
+    assert result.forward_total == 2 * macs + 1_200
+    assert result.backward_total == 2 * (2 * macs) + 1_200
+    conv = nn.Conv1d(3, 4, 3, dilation=2, padding=2)
+    result = gp.count_fpo(conv, torch.randn(2, 3, 10), backward=False)
+    assert result.total == 2 * 4 * 10 * (2 * 3 * 3) + 2 * 4 * 10
+
+
+def test_depthwise_separable_block_batch_norm_in_training_and_in_eval():
+    """depthwise Conv2d(4, 4, 3, groups=4) + BN + ReLU + pointwise Conv2d(4, 8, 1) + BN + ReLU,
+    no bias, on (2, 4, 6, 6): 36 positions.
+
+    Convolutions ``2 * 2*4*36 * 9`` and ``2 * 2*8*36 * 4``. Training batch norm: 5 per element
+    + weight + bias, 4 per channel, + 7 per channel updating the running mean and the unbiased
+    running variance; eval: 2 per element + weight + bias, 2 per channel. ReLU 1 per element.
+    Backward (the input needs no grad): the depthwise conv's grad_weight only; each BN input
+    grad ``10 N + 2 C``, weight 2, bias 1 per element; ReLU 1; the pointwise conv's two terms.
+    """
+    block = nn.Sequential(
+        nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 8, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+    )  # fmt: skip
+    x = torch.randn(2, 4, 6, 6)
+    n4, n8 = 2 * 4 * 36, 2 * 8 * 36
+    convs = 2 * n4 * 9 + 2 * n8 * 4
+    train = gp.count_fpo(block, x)
+    assert train.forward_total == convs + (7 * n4 + 11 * 4) + n4 + (7 * n8 + 11 * 8) + n8
+    bn_backward = (13 * n4 + 2 * 4) + (13 * n8 + 2 * 8)
+    assert train.backward_total == 2 * n4 * 9 + 2 * (2 * n8 * 4) + bn_backward + n4 + n8
+    evaluated = gp.count_fpo(block.eval(), x, backward=False)
+    assert evaluated.total == convs + (4 * n4 + 2 * 4) + n4 + (4 * n8 + 2 * 8) + n8
+
+
+def test_group_norm_layer_norm_embedding_and_embedding_bag_counted_from_their_maths():
+    """GroupNorm(3, 6) on (2, 6, 4, 4): 192 elements, 6 groups: forward ``7N + 4G``, backward
+    ``13N + 2G``. LayerNorm(8) on (3, 5, 8): ``7N + 4`` per row, backward ``13N + 2`` per row.
+    Embedding: the lookup 0, backward 1 add per gradient element. EmbeddingBag(mode="mean"):
+    1 add per looked-up element + 1 division per output element, backward alike."""
+    gn = gp.count_fpo(nn.GroupNorm(3, 6), torch.randn(2, 6, 4, 4, requires_grad=True))
+    assert (gn.forward_total, gn.backward_total) == (7 * 192 + 4 * 6, 13 * 192 + 2 * 6)
+    ln = gp.count_fpo(nn.LayerNorm(8), torch.randn(3, 5, 8, requires_grad=True))
+    assert (ln.forward_total, ln.backward_total) == (7 * 120 + 4 * 15, 13 * 120 + 2 * 15)
+    embedding = gp.count_fpo(nn.Embedding(10, 4), torch.tensor([[1, 2, 2], [3, 1, 0]]))
+    assert (embedding.forward_total, embedding.backward_total) == (0, 6 * 4)
+    bag = nn.EmbeddingBag(10, 4, mode="mean")
+    bags = gp.count_fpo(bag, torch.tensor([1, 2, 4, 5, 4, 3]), torch.tensor([0, 2]))
+    assert (bags.forward_total, bags.backward_total) == (6 * 4 + 2 * 4, 6 * 4 + 2 * 4)
+
+
+def test_einsum_and_broadcast_matmul_counted_from_their_maths():
+    """``bhik,bhkj->bhij`` on (2, 3, 4, 5) x (2, 3, 5, 6): ``2 * 2*3 * 4*5*6``, backward two
+    products as big. (2, 1, 4, 5) @ (3, 5, 6) broadcasts to 6 products of ``2*4*5*6``;
+    backward 2 x that, + summing the broadcast gradients back: (2, 3, 4, 5) to (2, 1, 4, 5)
+    adds 120 elements, (2, 3, 5, 6) to (3, 5, 6) adds 180."""
+    a, c = torch.randn(2, 3, 4, 5, requires_grad=True), torch.randn(2, 3, 5, 6, requires_grad=True)
+    result = gp.count_fpo(lambda a, c: torch.einsum("bhik,bhkj->bhij", a, c), a, c)
+    assert (result.forward_total, result.backward_total) == (1_440, 2 * 1_440)
+    a, c = torch.randn(2, 1, 4, 5, requires_grad=True), torch.randn(3, 5, 6, requires_grad=True)
+    result = gp.count_fpo(torch.matmul, a, c)
+    assert result.forward_total == 6 * 2 * 4 * 5 * 6
+    assert result.backward_total == 2 * 6 * 2 * 4 * 5 * 6 + 120 + 180
+
+
+def test_frozen_layers_count_no_weight_gradients():
+    """Conv, BN, conv and LayerNorm frozen, a Linear(5, 3) head trained, on (2, 3, 5, 5): the
+    backward is the head's grad_weight ``2 * 20 * 5 * 3`` and bias ``20 * 3`` only (no layer
+    below it needs a gradient). A frozen LayerNorm between trained layers: input grad
+    ``10 N + 2`` per row, no weight or bias grad."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 2, 3, padding=1), nn.LayerNorm(5), nn.Linear(5, 3),
+    )  # fmt: skip
+    for layer in list(model)[:5]:
+        layer.requires_grad_(False)
+    result = gp.count_fpo(model, torch.randn(2, 3, 5, 5))
+    assert result.backward_total == 2 * 20 * 5 * 3 + 20 * 3
+    assert result.backward_by_module["5"] == result.backward_total
+    norm = nn.LayerNorm(5).requires_grad_(False)
+    result = gp.count_fpo(norm, torch.randn(6, 5, requires_grad=True))
+    assert result.backward_total == 10 * 30 + 2 * 6
+
+
+def test_checkpointing_autocast_and_a_training_run():
+    """Linear(4, 8) -> relu -> Linear(8, 2) on (3, 4): forward 216 + 24 + 102 = 342, backward
+    (no input grad) 198 + 24 + 216 = 438.
+
+    Checkpointing ``relu(a(x))`` (non-reentrant) re-runs it in the backward to get relu's
+    saved output: + 216 + 24 recompute. Checkpointing ``a`` alone re-runs nothing: its
+    backward needs only ``x``, saved again before the product runs, where the non-reentrant
+    checkpoint stops (docs/fpo.md). bfloat16 autocast changes dtypes, not the arithmetic: the
+    same counts.
+    ``training_fpo`` with SGD: ``p - lr*g`` 2 per parameter element (58), times the steps.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    class Net(nn.Module):
+        def __init__(self, ckpt):
+            super().__init__()
+            self.a, self.b, self.ckpt = nn.Linear(4, 8), nn.Linear(8, 2), ckpt
+
+        def forward(self, x):
+            if self.ckpt == "relu(a)":
+                hidden = checkpoint(lambda t: torch.relu(self.a(t)), x, use_reentrant=False)
+            elif self.ckpt == "a":
+                hidden = torch.relu(checkpoint(self.a, x, use_reentrant=False))
+            else:
+                hidden = torch.relu(self.a(x))
+            return self.b(hidden)
+
+    x = torch.randn(3, 4)
+    plain = gp.count_fpo(Net(False), x)
+    assert (plain.forward_total, plain.backward_total) == (342, 438)
+    ckpt = gp.count_fpo(Net("relu(a)"), x)
+    assert (ckpt.forward_total, ckpt.backward_total, ckpt.recompute_total) == (342, 678, 240)
+    assert ckpt.recompute_by_module["a"] == 216
+    ckpt = gp.count_fpo(Net("a"), x)
+    assert (ckpt.forward_total, ckpt.backward_total, ckpt.recompute_total) == (342, 438, 0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = gp.count_fpo(Net(False), x)
+    assert (mixed.forward_total, mixed.backward_total) == (342, 438)
+    run = gp.training_fpo(Net(False), x, steps=10, optimizer="sgd")
+    assert (run.total, run.optimizer_total, run.params) == (10 * (780 + 2 * 58), 10 * 116, 58)
+
+
+# -- the command line, as a new user runs it ----------------------------------------------------
+
+
+def test_the_fpo_command_counts_a_transformer_layer_as_proved(tmp_path):
+    """A new user's ``model.py`` with an ``nn.TransformerEncoderLayer(8, 2, 16, batch_first,
+    norm_first)`` factory, counted by ``greenprint fpo --backward`` in an empty directory:
+    the training-mode count proved above without the padding mask's 100 adds, forward 15,420,
+    backward 27,400."""
+    import json
+    import subprocess
+
+    from _clean_env import BIN, clean_env
+
+    (tmp_path / "model.py").write_text(
+        "from torch import nn\n\n\n"
+        "def encoder_layer():\n"
+        "    return nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, norm_first=True)\n"
+    )
+    command = [str(BIN / "greenprint"), "fpo", "model:encoder_layer", "--input-shape", "2,5,8"]
+    done = subprocess.run(
+        [*command, "--backward", "--json"], cwd=tmp_path, env=clean_env(),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    counted = json.loads(done.stdout)
+    assert (counted["forward_total"], counted["backward_total"]) == (15_520 - 100, 27_400)
+    assert counted["unknown_ops"] == {}
