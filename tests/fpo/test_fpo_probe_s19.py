@@ -348,6 +348,49 @@ def test_gpt2_training_step_forward_counted_from_its_maths():
     assert result.backward_total > 0 and result.by_module[""] == result.total
 
 
+def test_a_llama_decoder_with_grouped_query_attention_counted_from_its_maths():
+    """LlamaForCausalLM from a config: hidden 32, 4 heads of 8, 2 key/value heads, MLP 64,
+    2 layers, vocabulary 100, no biases; eval, 2 x 6 tokens, sdpa and eager.
+
+    Rotary table: ``pos * inv_freq`` (6 x 4), cos and sin of the doubled (6, 8) table, each
+    times ``attention_scaling``: 24 + 4 x 48 = 216. Per layer: two RMS norms ``4N + 3T``
+    (square, mean's N adds + T divisions, ``+ eps`` and rsqrt per row, two multiplies); the
+    projections ``2 T E (E + 2 * 16 + E)``; rotary on Q and K, ``x cos + rotate_half(x) sin``:
+    2 multiplies and an add per element, a negation per half; attention: ``QK^T`` and ``PV``
+    ``2 b h s^2 d`` each over the 4 query heads, causal mask 1 and softmax 5 per score, sdpa's
+    math path scaling Q and K repeated to the query heads (``2 T E``), eager the scores
+    (1 per score); two residual adds; gate, up and down projections ``2 T E FF`` each, SiLU 2
+    and the gating multiply 1 per element of ``T FF``. The final norm and the head
+    ``2 T E V``.
+    """
+    transformers = pytest.importorskip("transformers")
+    heads, kv_heads, d, vocab = 4, 2, 8, 100
+    q_elems, k_elems, n_scores = B * heads * S * d, B * kv_heads * S * d, B * heads * S * S
+    rms = 4 * T * E + 3 * T
+
+    def rotary(elements):
+        return 2 * elements + elements // 2 + elements
+
+    counts = {}
+    for impl in ("sdpa", "eager"):
+        config = transformers.LlamaConfig(
+            vocab_size=vocab, hidden_size=E, intermediate_size=FF, num_hidden_layers=L,
+            num_attention_heads=heads, num_key_value_heads=kv_heads,
+            max_position_embeddings=16, attn_implementation=impl,
+        )  # fmt: skip
+        model = transformers.LlamaForCausalLM(config).eval()
+        with torch.no_grad():
+            result = gp.count_fpo(model, torch.randint(0, vocab, (B, S)), backward=False)
+        scaling = 2 * T * E if impl == "sdpa" else n_scores
+        attention = 2 * 2 * n_scores * d + scaling + n_scores + 5 * n_scores
+        layer = 2 * rms + 2 * T * E * (E + 2 * kv_heads * d + E) + rotary(q_elems)
+        layer += rotary(k_elems) + attention + 2 * T * E + 3 * 2 * T * E * FF + 3 * T * FF
+        assert result.unknown_ops == {}
+        assert result.total == 216 + L * layer + rms + 2 * T * E * vocab
+        counts[impl] = result.total
+    assert counts["sdpa"] - counts["eager"] == L * (2 * T * E - n_scores) == 960
+
+
 def test_gru_on_cpu_and_on_meta_differ_by_the_per_step_weight_gradient_sums():
     """docs/fpo.md (Limits): a 2-layer bidirectional GRU (I = 3, H = 4, T = 5, batch 3) is
     51,525 FPO on meta and 1,248 fewer on CPU, ``G (T - 1) (I H + H)`` per layer and
