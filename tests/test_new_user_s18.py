@@ -86,17 +86,24 @@ with gp.track("final", params={"lr": 0.1}) as run:
 """
 
 
+@pytest.fixture(scope="module")
+def retrain_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The RETRAIN study under ``greenprint run`` and its report in all four formats, built once
+    for the tests that only read them (one copies the study before it changes a role)."""
+    home = empty_home(tmp_path_factory, "s18-retrain")
+    _run_script(home, RETRAIN)
+    return home, cli_report(home, "--study", "s")
+
+
 def test_the_notes_on_one_run_are_in_the_singular_and_the_final_rule_has_no_nested_brackets(
-    tmp_path_factory: pytest.TempPathFactory,
+    retrain_study: tuple[Path, dict],
 ):
     """One retrain read as a trial: the notes read '1 trial named like a final run ('final'):
     read as trials ..., if they are not, give them', '1 trial ('final') ... read as trials
     without a score, each counted as the worst', the EVP figures '1 of 3 trials had no score
     and count as the worst (0.8)' (which score?), and the final run 'lr=0.1 (the finished
     trial with the highest val_acc (no run has role 'final'))'."""
-    home = empty_home(tmp_path_factory, "s18-singular")
-    _run_script(home, RETRAIN)
-    report = cli_report(home, "--study", "s")
+    home, report = retrain_study
     notes = " ".join(report["notes"])
     assert (
         "1 trial named like a final run ('final'): read as a trial, as no role was given; "
@@ -178,7 +185,7 @@ def test_a_two_objective_optuna_study_is_named_with_the_objective_the_report_ran
         for n in report["notes"]
     ), report["notes"]
     # ranked by the other objective: the way the study optimised it (its recorded direction)
-    report = cli_report(home, "--study", "mo", "--metric", "values_1")
+    report = cli_report(home, "--study", "mo", "--metric", "values_1", "--no-plots")
     assert report["mode"] == "min"
     assert any(
         n.startswith("'values_1' is minimised, as the search that ran the trials minimised it")
@@ -187,13 +194,17 @@ def test_a_two_objective_optuna_study_is_named_with_the_objective_the_report_ran
     (note,) = [n for n in report["notes"] if "objectives" in n]
     assert "the report ranks it" not in note
     # ranked the other way than the study, when asked: the note gives the command
-    report = cli_report(home, "--study", "mo", "--metric", "values_1", "--mode", "max")
+    report = cli_report(
+        home, "--study", "mo", "--metric", "values_1", "--mode", "max", "--no-plots"
+    )
     (note,) = [n for n in report["notes"] if "objectives" in n]
     assert note.endswith(
         "the search minimised 'values_1', the report ranks it highest first: greenprint "
         "report --study mo --metric values_1 --mode min"
     ), note
-    report = cli_report(home, "--study", "mo", "--metric", "values_1", "--mode", "min")
+    report = cli_report(
+        home, "--study", "mo", "--metric", "values_1", "--mode", "min", "--no-plots"
+    )
     (note,) = [n for n in report["notes"] if "objectives" in n]
     assert "values_1 (lower is better); rank by another with --metric values_0 --mode max" in note
     assert "the report ranks it" not in note
@@ -304,7 +315,7 @@ def test_a_search_over_model_families_is_told_the_flag_that_draws_a_curve_per_fa
     )
     assert hint in report["notes"]
     in_every_format(home, "draws one expected-best-score curve per model")
-    report = cli_report(home, "--study", "s", "--group-by", "params.model")
+    report = cli_report(home, "--study", "s", "--group-by", "params.model", "--no-plots")
     assert not [n for n in report["notes"] if "--group-by" in n]
     evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
     labels = {s["label"] for panel in evp["panels"] for s in panel["series"]}
@@ -312,14 +323,12 @@ def test_a_search_over_model_families_is_told_the_flag_that_draws_a_curve_per_fa
 
 
 def test_the_latex_report_is_set_in_type1_fonts_that_keep_their_fi_ligatures(
-    tmp_path_factory: pytest.TempPathFactory, require_component
+    retrain_study: tuple[Path, dict], require_component
 ):
     """``\\usepackage[T1]{fontenc}`` without Latin Modern sets Computer Modern's T1 fonts as
     bitmaps (Type 3, which paper submission systems refuse), and the PDF's text lost each
     "fi" ligature: 'nal run', 'rst'. The report loads lmodern where it is installed."""
-    home = empty_home(tmp_path_factory, "s18-latex-fonts")
-    _run_script(home, RETRAIN)
-    cli_report(home, "--study", "s")
+    home, _ = retrain_study
     tex = report_text(home, "latex")
     preamble = tex[: tex.index(r"\begin{document}")]
     lmodern = r"\IfFileExists{lmodern.sty}{\usepackage{lmodern}}{}"
@@ -329,7 +338,8 @@ def test_the_latex_report_is_set_in_type1_fonts_that_keep_their_fi_ligatures(
     pdflatex, pdftotext, pdffonts, kpsewhich = (str(t) for t in tools)
     found = subprocess.run([kpsewhich, "lmodern.sty"], capture_output=True, text=True).stdout
     require_component(bool(found.strip()), "the lmodern LaTeX package is not installed")
-    rep = home / "rep"
+    rep = home / "rep-pdf"  # LaTeX's files beside a copy: the shared report stays as written
+    shutil.copytree(home / "rep", rep)
     text = pdf_text(rep, pdflatex, pdftotext)
     fonts = subprocess.run([pdffonts, "report.pdf"], cwd=rep, capture_output=True, text=True)
     assert "Type 3" not in fonts.stdout, fonts.stdout
@@ -337,15 +347,15 @@ def test_the_latex_report_is_set_in_type1_fonts_that_keep_their_fi_ligatures(
     assert {"final", "finished"} <= words and not words & {"nal", "nished", "rst"}, text
 
 
-def test_small_wordings_of_the_report_and_set_role(tmp_path_factory: pytest.TempPathFactory):
+def test_small_wordings_of_the_report_and_set_role(
+    retrain_study: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory
+):
     """The status table read 'finished | 5 | 3' under 'runs | trials' (two counts of what?),
     the compute statement '0.0113 hours in total', the price tag 'study / final model:
     1.22e+03x the energy' beside the final sentence's '1/1224', the runs tables '-' for an FPO
     the price tag calls 'unknown', and ``ledger set-role`` 'role none given -> baseline' for a
     run read as a trial."""
-    home = empty_home(tmp_path_factory, "s18-wording")
-    _run_script(home, RETRAIN)
-    report = cli_report(home, "--study", "s")
+    home, report = retrain_study
     md = report_text(home, "md")
     assert "| status | runs (any role) | of them trials |" in md
     assert "(runs of any role, and the trials among them)" in report_text(home, "latex")
@@ -360,6 +370,9 @@ def test_small_wordings_of_the_report_and_set_role(tmp_path_factory: pytest.Temp
     assert [x for x in tex.splitlines() if x.startswith("lr=") and " & unknown & " in x], tex
 
     final = next(r for r in report["runs"] if r["name"] == "final")
+    shared, home = home, empty_home(tmp_path_factory, "s18-wording")
+    for part in shared.glob("greenprint.db*"):  # the role set on a copy of the ledger
+        shutil.copy(part, home / part.name)
     done = run_in(home, GREENPRINT, "ledger", "set-role", "final", final["id"][:8])
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
