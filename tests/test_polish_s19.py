@@ -341,3 +341,54 @@ def test_the_json_price_tags_roles_note_counts_the_trials_as_the_report_does(tmp
     said = next(n for n in report["notes"] if "differ only by a seed or fold" in n)
     assert note in said or said in note, (note, said)
     assert "1 of them is scored by its parts' mean, 2 of them are scored by their own" in note
+
+
+# ----------------------------------------- 7. a refit stopped under method="apportion"
+APPORTION_REFIT_SCRIPT = """
+import time
+from sklearn.datasets import load_iris
+from sklearn.dummy import DummyClassifier
+from sklearn.model_selection import GridSearchCV
+from greenprint.integrations.sklearn import track_search
+
+X, y = load_iris(return_X_y=True)
+
+
+class Model(DummyClassifier):
+    def fit(self, X, y, sample_weight=None):
+        if len(X) == 150:  # the refit, on the whole data: a second, then the user's Ctrl-C
+            time.sleep(1.0)
+            raise KeyboardInterrupt
+        return super().fit(X, y, sample_weight)
+
+
+search = GridSearchCV(Model(), {"strategy": ["prior", "uniform", "stratified"]}, cv=3)
+# sampled every 0.05 s: the search's reading (which the runs share) ends at the stop
+track_search(search, X, y, study="s", method="apportion", sample_interval_s=0.05)
+"""
+
+
+def test_a_refit_stopped_under_apportion_keeps_its_share_of_the_search(tmp_path_factory):
+    """``method="apportion"`` shares the search's measured cost by fit and score times, the
+    refit's from scikit-learn's ``refit_time_``, which a Ctrl-C in the refit never sets: the
+    refit read a share of 0 and the candidates took its second of energy. It is now timed from
+    the candidates' end to the stop."""
+    home = _empty(tmp_path_factory, "apportion-refit")
+    (home / "search.py").write_text(APPORTION_REFIT_SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr, done.stderr
+    with gp.Ledger(home / "greenprint.db", create=False) as led:
+        runs = led.runs(study="s")
+    (sweep,) = [r for r in runs if r.role == "sweep"]
+    (refit,) = [r for r in runs if r.role == "final"]
+    trials = [r for r in runs if r.role == "trial"]
+    assert refit.status == "interrupted" and len(trials) == 3
+    share = float(refit.provenance["trial"].split()[1])  # "apportioned: 0.8 of the search's..."
+    # nine fits of a dummy classifier take a millisecond or so each; the refit ran a second:
+    # most of the search's time (it read 0 before)
+    assert 0.5 < share < 1.0
+    # the shares are of one reading of the search, taken as the stop reached greenprint: the
+    # refit's and the trials' energies add up to it, a little under the sweep's final figure
+    shared = refit.energy_kwh + sum(t.energy_kwh for t in trials)
+    assert refit.energy_kwh == pytest.approx(share * shared, rel=1e-3)
+    assert 0 < shared <= sweep.energy_kwh

@@ -59,6 +59,7 @@ installed scikit-learn gets.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -223,16 +224,18 @@ def track_search(
             search.set_callbacks(*previous, callback)
         stopped_by: BaseException | None = None
         earlier_best = search.__dict__.get("best_params_")  # a fit before this one's
+        scored_at = _CandidatesTimer(search)  # when the refit began
         try:
             search.fit(X, y, **dict(fit_params or {}))
         except BaseException as e:  # a Ctrl-C too: the trials measured so far say so
             stopped_by = e
             raise
         finally:
+            scored_at.restore()
             if callback is not None:
                 search.set_callbacks(*previous)
             try:
-                _write_trials(sweep, search, name, chosen, stopped_by, earlier_best)
+                _write_trials(sweep, search, name, chosen, stopped_by, earlier_best, scored_at.time)
             except GreenprintError as e:  # the measured runs stay; the summary could not
                 logger.warning("greenprint: could not write the search's trials: %s", e)
         facts: dict[str, Any] = {"n_candidates": len(search.cv_results_["params"])}
@@ -387,6 +390,7 @@ def _write_trials(
     method: str,
     stopped_by: BaseException | None,
     earlier_best: Any = None,
+    scored_at: float | None = None,
 ) -> None:
     """Write one trial run per candidate (and, for ``"apportion"``, its folds and the refit).
 
@@ -395,7 +399,8 @@ def _write_trials(
     ``failed`` otherwise (with its fold's error where a fold raised). Stopped during the
     refit, every candidate was scored: each is written with its scores, as after a whole fit
     (see :func:`_scored_before_refit`; ``earlier_best``: the search's ``best_params_`` before
-    this fit, if it was fitted before).
+    this fit, if it was fitted before; ``scored_at``: when the candidates were all scored, s
+    since the epoch, which a refit stopped before scikit-learn timed it is measured from).
     """
     ledger = sweep.ledger
     assert ledger is not None
@@ -449,7 +454,10 @@ def _write_trials(
     refit = _refit_metric(search, results)
     n_rows = len(results["params"])
     n_splits = int(search.n_splits_)
-    shares = _time_shares(search, results) if method == "apportion" else None
+    refit_s = None  # a refit a Ctrl-C stopped set no refit_time_ (or an earlier fit's stands):
+    if stopped_by is not None and scored_at is not None:  # it ran from the candidates' end
+        refit_s = max((base.heartbeat_at or now) - scored_at, 0.0)
+    shares = _time_shares(search, results, refit_s) if method == "apportion" else None
     if shares is None and not any(trial_id(sweep.id, row) in children for row in range(n_rows)):
         # a search class whose _run_search takes no callback context measures no fold
         logger.warning(
@@ -457,7 +465,7 @@ def _write_trials(
             "the search's measured cost instead (method='apportion')",
             type(search).__name__,
         )
-        shares = _time_shares(search, results)
+        shares = _time_shares(search, results, refit_s)
     # a successive-halving search on samples: each candidate trained on its n_resources
     on_samples = getattr(search, "resource", None) == "n_samples" and "n_resources" in results
     rows: list[RunRecord] = []
@@ -758,14 +766,21 @@ def _apportioned(
     )
 
 
-def _time_shares(search: Any, results: Mapping[str, Any]) -> list[float]:
-    """Each candidate's share of the search's time, then the refit's (last)."""
+def _time_shares(
+    search: Any, results: Mapping[str, Any], refit_s: float | None = None
+) -> list[float]:
+    """Each candidate's share of the search's time, then the refit's (last).
+
+    The refit's time is scikit-learn's ``refit_time_``, or ``refit_s`` (s, from the
+    candidates' end to the stop) for a refit stopped before it set one (a Ctrl-C).
+    """
     n_splits = int(search.n_splits_)
     times = [
         (float(f) + float(s)) * n_splits
         for f, s in zip(results["mean_fit_time"], results["mean_score_time"], strict=True)
     ]
-    times.append(float(getattr(search, "refit_time_", 0.0) or 0.0))
+    refit_time = getattr(search, "refit_time_", None) if refit_s is None else refit_s
+    times.append(float(refit_time or 0.0))
     whole = sum(times)
     if whole <= 0:
         return [1.0 / len(times)] * len(times)
@@ -805,6 +820,40 @@ def _refit_score(search: Any, results: Mapping[str, Any] | None = None) -> float
             return None
         best = results[key][int(index)]
     return float(best)
+
+
+class _CandidatesTimer:
+    """When a search's fit scored its last candidate: its ``_run_search`` timed for one fit.
+
+    scikit-learn's ``fit`` calls ``self._run_search(evaluate_candidates)``, which returns when
+    every candidate is scored; the refit comes next. An attribute of the instance shadows the
+    method for this fit, and :meth:`restore` removes it (or puts back one the instance had).
+    """
+
+    def __init__(self, search: Any) -> None:
+        self.search = search
+        self.time: float | None = None
+        self._had = search.__dict__.get("_run_search", _MISSING)
+        run_search = search._run_search
+
+        @functools.wraps(run_search)  # its signature: scikit-learn reads it (callback_ctx)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return run_search(*args, **kwargs)
+            finally:
+                self.time = time.time()
+
+        search._run_search = timed
+
+    def restore(self) -> None:
+        """Give the search back its own ``_run_search``."""
+        if self._had is _MISSING:
+            self.search.__dict__.pop("_run_search", None)
+        else:
+            self.search._run_search = self._had
+
+
+_MISSING = object()
 
 
 def _refit_began(search: Any, earlier_best: Any) -> bool:
