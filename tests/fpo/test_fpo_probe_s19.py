@@ -680,3 +680,32 @@ def test_the_fpo_command_counts_a_transformer_layer_as_proved(tmp_path):
     counted = json.loads(done.stdout)
     assert (counted["forward_total"], counted["backward_total"]) == (15_520 - 100, 27_400)
     assert counted["unknown_ops"] == {}
+
+
+# -- ops a training script calls besides the model ----------------------------------------------
+
+
+def test_mask_logic_in_place_products_and_checks_have_rules():
+    """Each op here had no rule, so any count that ran it read as a lower bound.
+
+    ``mask &= causal`` (``bitwise_and_``), ``rot90`` and ``tril_indices``: 0 (boolean logic,
+    a copy, integer index math). ``out.addmm_(a, b)`` on (3, 4) x (4, 3): ``2*3*4*3`` + the add
+    9 = 81; ``baddbmm_`` on two of them 162. ``count_nonzero`` of 12 values: 12 compares.
+    ``torch.dist`` of two 3-vectors: 3 subtractions + the 2-norm's 3 squares, 3 adds and a root.
+    ``allclose`` on 3 values: ``isclose``'s 10 per element. ``deg2rad``: 1 multiply each.
+    """
+    cases = [
+        (lambda: torch.ones(3, 3, dtype=torch.bool).__iand__(torch.eye(3, dtype=torch.bool)), 0),
+        (lambda: torch.rot90(torch.randn(3, 3)), 0),
+        (lambda: torch.tril_indices(3, 3), 0),
+        (lambda: torch.zeros(3, 3).addmm_(torch.randn(3, 4), torch.randn(4, 3)), 81),
+        (lambda: torch.zeros(2, 3, 3).baddbmm_(torch.randn(2, 3, 4), torch.randn(2, 4, 3)), 162),
+        (lambda: torch.randn(3, 4).count_nonzero(), 12),
+        (lambda: torch.dist(torch.randn(3), torch.randn(3)), 3 + 3 + 3 + 1),
+        (lambda: torch.allclose(torch.randn(3), torch.randn(3)), 30),
+        (lambda: torch.deg2rad(torch.randn(5)), 5),
+    ]
+    for run, expected in cases:
+        with gp.FPOCounter() as counter:
+            run()
+        assert (counter.result.unknown_ops, counter.result.total) == ({}, expected)

@@ -115,6 +115,22 @@ def addbmm_rule(
     return bmm_fpo(a, b) + a[0] * mn + _scalings(mn, alpha, beta, True)
 
 
+@register_rule(["aten.addmm_", "aten.baddbmm_", "aten.addbmm_"])
+def inplace_product_rule(
+    self: Any, a: tuple[int, ...], b: tuple[int, ...], *args: Any, **kw: Any
+) -> int:
+    """``out.addmm_(a, b)`` and the batched forms: as their out-of-place ops.
+
+    The product, the add, the scalings. FlopCounterMode does not count the in-place forms, so
+    neither does ``matmul_total``.
+    """
+    if len(a) == 2:
+        return sum(addmm_rule(self, a, b, *args, **kw))
+    if len(self) == 3:
+        return sum(baddbmm_rule(self, a, b, *args, **kw))
+    return addbmm_rule(self, a, b, *args, **kw)
+
+
 @register_rule(["aten.mv", "aten.addmv", "aten.addmv_"])
 def mv_rule(*args: Any, out_shape: Any = None, beta: Any = 1, alpha: Any = 1, **kw: Any) -> int:
     """``2mn`` (+ the add and scalings for addmv); not counted by FlopCounterMode."""

@@ -473,11 +473,19 @@ def nms_rule(
 
 # -- 0 by rule: nested-tensor conversions (the transformer fast path), checks, diagonals,
 # packing a padded batch for a recurrent layer (a gather of the real tokens; its backward and
-# unpacking are composites of ops counted on their own) ----------------------------------------
+# unpacking are composites of ops counted on their own), rotations, block diagonals and index
+# tensors (copies and integer index math) -----------------------------------------------------
 
 register_rule(
     [
         "aten._pack_padded_sequence",
+        "aten.rot90",
+        "aten.block_diag",
+        "aten.tril_indices",
+        "aten.triu_indices",
+        "aten.nonzero_static",
+        "aten.empty_permuted",
+        "aten.slice_inverse",
         "aten._nested_tensor_from_mask",
         "aten._nested_tensor_from_mask_left_aligned",
         "aten.to_padded_tensor",

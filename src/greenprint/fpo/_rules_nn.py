@@ -83,6 +83,42 @@ def norm_rule(
     return 3 * n + outs
 
 
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape two shapes broadcast to."""
+    width = max(len(a), len(b))
+    a, b = (1,) * (width - len(a)) + tuple(a), (1,) * (width - len(b)) + tuple(b)
+    return tuple(max(x, y) if min(x, y) != 0 else 0 for x, y in zip(a, b, strict=True))
+
+
+@register_rule("aten.dist")
+def dist_rule(
+    self: tuple[int, ...], other: tuple[int, ...], p: Any = 2, *args: Any, **kwargs: Any
+) -> int:
+    """``torch.dist(a, b, p)``: the difference and its p-norm.
+
+    The difference is N over the broadcast shape, the norm as :func:`norm_rule` counts it.
+    """
+    n = numel(_broadcast(self, other))
+    return n + norm_rule((n,), p, out_shape=())
+
+
+@register_rule("aten.count_nonzero")
+def count_nonzero_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """1 per element: the compare with zero (the count is integer arithmetic)."""
+    return numel(self)
+
+
+@register_rule("aten.allclose")
+def allclose_rule(self: tuple[int, ...], other: tuple[int, ...], *args: Any, **kw: Any) -> int:
+    """10 per element of the broadcast shape: ``isclose`` as torch writes it.
+
+    ``a == b``; ``|a - b|`` and ``atol + rtol |b|``: subtract, two abs, multiply, add; the
+    finiteness test ``x == x`` and ``|x| != inf``: an abs and two compares; ``<=``. The
+    ``all`` is boolean.
+    """
+    return 10 * numel(_broadcast(self, other))
+
+
 @register_rule("aten.logsumexp")
 def logsumexp_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kw: Any) -> int:
     """4N + 2 per output: max, subtract, exp, sum; then log and add the max back."""

@@ -50,7 +50,7 @@ _ONE = """
     tan asin acos atan sinh cosh tanh asinh acosh atanh atan2 erf erfc erfinv sigmoid pow floor
     ceil round trunc frac fmod remainder relu threshold eq ne lt le gt ge clamp_min clamp_max
     lgamma digamma polygamma igamma igammac heaviside copysign float_power true_divide
-    floor_divide nan_to_num
+    floor_divide nan_to_num deg2rad rad2deg
 """
 _ONE_NO_INPLACE = "maximum minimum fmax fmin isnan isinf isfinite isneginf isposinf signbit"
 
@@ -374,7 +374,9 @@ _ZERO = """
     _standard_gamma _sample_dirichlet poisson binomial
     logical_not logical_not_ logical_and logical_and_ logical_or logical_or_ logical_xor
     logical_xor_ bitwise_not bitwise_and bitwise_or bitwise_xor bitwise_left_shift
-    bitwise_right_shift any all _is_all_true _is_any_true
+    bitwise_right_shift bitwise_and_ bitwise_or_ bitwise_xor_ bitwise_not_
+    bitwise_left_shift_ bitwise_right_shift_ __ilshift__ __irshift__ __lshift__ __rshift__ any
+    all _is_all_true _is_any_true
     _local_scalar_dense item is_same_size is_nonzero _assert_async _assert_scalar
     _assert_tensor_metadata _functional_assert_async sym_constrain_range
     sym_constrain_range_for_size
