@@ -709,3 +709,39 @@ def test_mask_logic_in_place_products_and_checks_have_rules():
         with gp.FPOCounter() as counter:
             run()
         assert (counter.result.unknown_ops, counter.result.total) == ({}, expected)
+
+
+# -- a tokenizer's batch ------------------------------------------------------------------------
+
+
+def test_training_fpo_takes_a_tokenizers_batch_and_says_why_a_meta_copy_cannot_run_it():
+    """``gp.training_fpo(model, tokenizer(texts, return_tensors="pt"), ...)``: the batch is a
+    mapping (``BatchEncoding``), which was iterated as positional inputs (its keys, strings:
+    'linear(): argument must be Tensor, not str' from deep inside the model); it is passed as
+    keyword arguments, as ``model(**batch)``. A Hugging Face model reads its attention mask's
+    values (``Tensor.item()``), which a meta copy has not: the error said only 'Tensor.item()
+    cannot be called on meta tensors'; it now says to pass ``on_meta=False``. An all-ones mask
+    computes what no mask does: the real step counts as the token ids alone on meta.
+    ``table(depth="1")`` said "'<' not supported between instances of 'str' and 'int'"."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.tokenization_utils_base import BatchEncoding
+
+    config = transformers.GPT2Config(
+        vocab_size=100, n_embd=E, n_layer=1, n_head=H, n_positions=16, bos_token_id=0,
+        eos_token_id=0,
+    )  # fmt: skip
+    model = transformers.GPT2LMHeadModel(config)
+    ids = torch.randint(0, 100, (B, S))
+    batch = BatchEncoding({"input_ids": ids, "attention_mask": torch.ones(B, S, dtype=torch.long)})
+
+    def loss_fn(output, target):
+        return torch.nn.functional.cross_entropy(output.logits.flatten(0, 1), target.flatten())
+
+    with pytest.raises(gp.FPOInputError, match=r"meta tensors do not have .*on_meta=False"):
+        gp.training_fpo(model, batch, steps=2, target=ids, loss_fn=loss_fn)
+    real = gp.training_fpo(model, batch, steps=2, target=ids, loss_fn=loss_fn, on_meta=False)
+    ids_only = gp.training_fpo(model, {"input_ids": ids}, steps=2, target=ids, loss_fn=loss_fn)
+    positional = gp.training_fpo(model, ids, steps=2, target=ids, loss_fn=loss_fn)
+    assert real.unknown_ops == {} and real.total == ids_only.total == positional.total > 0
+    with pytest.raises(gp.FPOInputError, match="depth must be a whole number >= 0, got '1'"):
+        real.table(depth="1")

@@ -98,7 +98,8 @@ def training_fpo(
 
     Args:
         model: the model.
-        inputs: one batch: a tensor, or a sequence of tensors passed positionally.
+        inputs: one batch: a tensor, a sequence of tensors passed positionally, or a mapping
+            passed as keyword arguments (a tokenizer's output: ``model(**inputs)``).
         steps: number of optimizer steps in the run (>= 1).
         target: passed to ``loss_fn`` after the output, when given.
         loss_fn: ``loss_fn(output[, target]) -> scalar``; without it, backward starts from the
@@ -120,28 +121,46 @@ def training_fpo(
         is one step.
 
     Raises:
-        FPOInputError: bad steps, inputs or optimizer name.
+        FPOInputError: bad steps, inputs or optimizer name, or (``on_meta``) a model that reads
+            values, which a meta copy does not have.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise FPOInputError(f"steps must be a positive integer, got {steps!r}")
-    batch = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    batch: tuple[Any, ...]
+    keywords: dict[str, Any]
+    if isinstance(inputs, Mapping):  # a tokenizer's output: the model's keyword arguments
+        batch, keywords = (), dict(inputs)
+    else:
+        batch = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+        keywords = {}
+    make_optimizer = _optimizer_factory(optimizer)
     if on_meta:
         model = meta_copy(model)
         batch = tuple(_to_meta(x) for x in batch)
+        keywords = {key: _to_meta(value) for key, value in keywords.items()}
         target = _to_meta(target)
-    make_optimizer = _optimizer_factory(optimizer)
-    counter = FPOCounter(model, strict=strict, rules=rules)
-    if on_meta:
-        _step(model, batch, target, loss_fn, make_optimizer, counter)
+        counter = FPOCounter(model, strict=strict, rules=rules)
+        try:
+            _step(model, batch, keywords, target, loss_fn, make_optimizer, counter)
+        except (RuntimeError, NotImplementedError) as e:
+            if "meta" not in str(e):
+                raise
+            raise FPOInputError(
+                f"the step cannot run on a meta copy of the model ({type(e).__name__}: "
+                f"{str(e).splitlines()[0]}): the model reads values, which meta tensors do "
+                "not have (a Hugging Face model reads its attention_mask); pass on_meta=False "
+                "to count a real step"
+            ) from e
         return counter.result.times(steps)
+    counter = FPOCounter(model, strict=strict, rules=rules)
     # On the model itself: the counted step runs after a warm-up update (a steady-state step,
     # not the first), so it is undone and one real step taken, from the same state.
-    grads = _save_grads(model, batch, {})
+    grads = _save_grads(model, batch, keywords)
     state = [(t, t.detach().clone()) for t in [*model.parameters(), *model.buffers()]]
     cuda = sorted({t.device.index or 0 for t, _ in state if t.device.type == "cuda"})
     try:
         with torch.random.fork_rng(devices=cuda):
-            _step(model, batch, target, loss_fn, make_optimizer, counter)
+            _step(model, batch, keywords, target, loss_fn, make_optimizer, counter)
     finally:
         with torch.no_grad():
             for t, saved in state:
@@ -149,7 +168,7 @@ def training_fpo(
         for t, _ in grads:
             t.grad = None
     try:
-        _step(model, batch, target, loss_fn, make_optimizer, None)
+        _step(model, batch, keywords, target, loss_fn, make_optimizer, None)
     finally:
         _restore_grads(grads)
     return counter.result.times(steps)
@@ -158,6 +177,7 @@ def training_fpo(
 def _step(
     model: torch.nn.Module,
     batch: tuple[Any, ...],
+    keywords: dict[str, Any],
     target: Any,
     loss_fn: Callable[..., torch.Tensor] | None,
     make_optimizer: Callable[..., torch.optim.Optimizer] | None,
@@ -173,7 +193,7 @@ def _step(
     if opt is not None and counter is not None:
         _warm_up(opt)
     with counter if counter is not None else contextlib.nullcontext():
-        output = model(*batch)
+        output = model(*batch, **keywords)
         if loss_fn is not None:
             loss = loss_fn(output, target) if target is not None else loss_fn(output)
             loss.backward()

@@ -163,8 +163,10 @@ class FPOResult:
         """
         if by not in ("module", "op"):
             raise FPOInputError(f"by must be 'module' or 'op', got {by!r}")
-        if depth is not None and depth < 0:
-            raise FPOInputError(f"depth must be >= 0, got {depth}")
+        if depth is not None and (
+            isinstance(depth, bool) or not isinstance(depth, int) or depth < 0
+        ):
+            raise FPOInputError(f"depth must be a whole number >= 0, got {depth!r}")
         rows = self._module_rows(depth) if by == "module" else self._op_rows()
         lines = _align(rows)
         lines.append("")
