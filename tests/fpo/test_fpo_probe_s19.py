@@ -737,7 +737,7 @@ def test_training_fpo_takes_a_tokenizers_batch_and_says_why_a_meta_copy_cannot_r
     def loss_fn(output, target):
         return torch.nn.functional.cross_entropy(output.logits.flatten(0, 1), target.flatten())
 
-    with pytest.raises(gp.FPOInputError, match=r"meta tensors do not have .*on_meta=False"):
+    with pytest.raises(gp.FPOInputError, match=r"a meta copy .*pass on_meta=False"):
         gp.training_fpo(model, batch, steps=2, target=ids, loss_fn=loss_fn)
     real = gp.training_fpo(model, batch, steps=2, target=ids, loss_fn=loss_fn, on_meta=False)
     ids_only = gp.training_fpo(model, {"input_ids": ids}, steps=2, target=ids, loss_fn=loss_fn)
@@ -745,3 +745,32 @@ def test_training_fpo_takes_a_tokenizers_batch_and_says_why_a_meta_copy_cannot_r
     assert real.unknown_ops == {} and real.total == ids_only.total == positional.total > 0
     with pytest.raises(gp.FPOInputError, match="depth must be a whole number >= 0, got '1'"):
         real.table(depth="1")
+
+
+def test_a_model_that_tests_a_value_on_meta_tensors_says_to_count_on_real_ones(tmp_path, capsys):
+    """nn.Transformer tests whether its ``tgt_mask`` is causal (``(mask == causal).all()``),
+    and a model may branch on its input: meta tensors have no values, so torch raised
+    'Tensor.item() cannot be called on meta tensors' from inside the counter. ``count_fpo``
+    and ``greenprint fpo`` (meta by default) now say to count on real tensors
+    (``--device cpu``), and the command exits 2."""
+    from greenprint.cli import main
+
+    with torch.device("meta"):
+        model = nn.Transformer(8, 2, 1, 1, 16, batch_first=True)
+        src, tgt = torch.randn(2, 5, 8), torch.randn(2, 4, 8)
+        mask = nn.Transformer.generate_square_subsequent_mask(4)
+    with pytest.raises(gp.FPOInputError, match="meta tensors do not have: count it on real"):
+        gp.count_fpo(model, src, tgt, tgt_mask=mask)
+    (tmp_path / "branchy.py").write_text(
+        "from torch import nn\n\n\n"
+        "class Branchy(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.lin = nn.Linear(4, 4)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.lin(x) if x.sum() > 0 else x\n"
+    )
+    rc = main(["fpo", f"{tmp_path / 'branchy.py'}:Branchy", "--input-shape", "2,4"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "meta tensors do not have" in err and "greenprint fpo --device cpu" in err

@@ -55,8 +55,8 @@ def count_fpo(
         The counts (FPO), per op and per module.
 
     Raises:
-        FPOInputError: ``model`` is not callable, or ``backward=True`` but no output requires
-            grad.
+        FPOInputError: ``model`` is not callable, ``backward=True`` but no output requires
+            grad, or the model reads the value of a meta tensor.
         UnknownOpError: ``strict=True`` and an op has no rule.
     """
     module = model if isinstance(model, torch.nn.Module) else None
@@ -73,6 +73,15 @@ def count_fpo(
             if backward:  # a function's parameters are known only from its graph
                 saved += _clear_grads(_graph_leaves(output), saved)
                 _backward_from(output)
+    except RuntimeError as e:
+        if "on meta tensors" not in str(e):
+            raise
+        raise FPOInputError(
+            f"the model reads a value ({str(e).splitlines()[0]}), which meta tensors do not "
+            "have: count it on real tensors, with `greenprint fpo --device cpu` on the "
+            "command line (a mask it tests, such as nn.Transformer's tgt_mask or a Hugging "
+            "Face attention_mask, decides what it runs)"
+        ) from e
     finally:
         _restore_grads(saved)
     return counter.result
@@ -147,9 +156,9 @@ def training_fpo(
                 raise
             raise FPOInputError(
                 f"the step cannot run on a meta copy of the model ({type(e).__name__}: "
-                f"{str(e).splitlines()[0]}): the model reads values, which meta tensors do "
-                "not have (a Hugging Face model reads its attention_mask); pass on_meta=False "
-                "to count a real step"
+                f"{str(e).splitlines()[0]}); pass on_meta=False to count a real step (a model "
+                "that reads values, as a Hugging Face model reads its attention_mask, or makes "
+                "tensors on another device cannot run on meta)"
             ) from e
         return counter.result.times(steps)
     counter = FPOCounter(model, strict=strict, rules=rules)
