@@ -98,16 +98,27 @@ def _train(config: dict[str, Any]) -> None:
 
 
 def _fit(
-    tmp_path: Path, fn: Any, ledger: Path, xs: list[int], *, scheduler: Any = None
+    tmp_path: Path,
+    fn: Any,
+    ledger: Path,
+    xs: list[int],
+    *,
+    scheduler: Any = None,
+    concurrent: int | None = None,
 ) -> tune.ResultGrid:
     callback = GreenprintTuneCallback(ledger=ledger, study="ray-study")
     tuner = tune.Tuner(
         fn,
         param_space={"x": tune.grid_search(xs)},
         # a trial starts in the actor a finished one leaves (one worker process per CPU, ~2 s
-        # of CPU to start each, instead of one per trial)
+        # of CPU to start each, instead of one per trial); ``concurrent=1``: one actor in all
+        # (about 4.5 s of CPU less than two on this VM), where the trials need not overlap
         tune_config=tune.TuneConfig(
-            metric="score", mode="max", scheduler=scheduler, reuse_actors=True
+            metric="score",
+            mode="max",
+            scheduler=scheduler,
+            reuse_actors=True,
+            max_concurrent_trials=concurrent,
         ),
         run_config=tune.RunConfig(
             name="ray-exp",
@@ -187,7 +198,7 @@ def test_driver_writes_trials_when_workers_cannot_reach_the_ledger(
 ) -> None:
     ledger = tmp_path / "driver.db"
     fn = trainable(_train, ledger=ledger, study="ray-study", write="driver")
-    results = _fit(tmp_path, fn, ledger, [2, 1])
+    results = _fit(tmp_path, fn, ledger, [2, 1], concurrent=1)  # x=1 in x=2's actor
     assert any(r.metrics.get("greenprint/record") for r in results if r.metrics)
 
     runs = gp.Ledger(ledger).runs(study="ray-study")
@@ -306,21 +317,56 @@ def _train_capped_caught(config: dict[str, Any]) -> None:
         return
 
 
-@pytest.mark.parametrize("train", [_train_capped, _train_capped_caught])
-def test_a_stop_budget_in_a_trial_the_driver_writes_is_recorded_as_in_process(
-    ray_cluster: Any, tmp_path: Path, train: Any
-) -> None:
+def _train_capped_either(config: dict[str, Any]) -> None:
+    """_train_capped_caught for ``caught``, else _train_capped."""
+    (_train_capped_caught if config["caught"] else _train_capped)(config)
+
+
+@pytest.fixture(scope="module")
+def driver_stops(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A stop budget in two trials the driver writes, one after the other in one actor: the
+    first catches the stop and returns (Tune: TERMINATED), the second lets it raise (ERROR).
+    One experiment for both tests below (a trial's actor is ~4.5 s of CPU to start)."""
+    tmp_path = tmp_path_factory.mktemp("ray-driver-stops")
     ledger = tmp_path / "driver.db"
     fn = trainable(
-        train, ledger=ledger, study="ray-study", write="driver", budget_fpo=1_000, on_exceed="stop"
+        _train_capped_either, ledger=ledger, study="ray-study", write="driver",
+        budget_fpo=1_000, on_exceed="stop",
+    )  # fmt: skip
+    tuner = tune.Tuner(
+        fn,
+        param_space={"caught": tune.grid_search([True, False])},
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", reuse_actors=True, max_concurrent_trials=1
+        ),
+        run_config=tune.RunConfig(
+            name="ray-exp",
+            storage_path=str(tmp_path / "tune"),
+            callbacks=[GreenprintTuneCallback(ledger=ledger, study="ray-study")],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
     )
-    (result,) = _fit(tmp_path, fn, ledger, [1])
+    return ledger, tuner.fit()
+
+
+@pytest.mark.parametrize("train", [_train_capped, _train_capped_caught])
+def test_a_stop_budget_in_a_trial_the_driver_writes_is_recorded_as_in_process(
+    driver_stops: tuple[Path, Any], train: Any
+) -> None:
+    ledger, results = driver_stops
+    caught = train is _train_capped_caught
+    (result,) = [r for r in results if r.config["caught"] == caught]
 
     # the report that crossed the budget carried the reason to the driver
     reason = result.metrics["greenprint/budget_stop"]
     assert reason.startswith("BudgetExceeded: run ") and "budget_fpo" in reason
     assert (result.error is not None) == (train is _train_capped)
-    (trial,) = [r for r in gp.Ledger(ledger).runs(study="ray-study") if r.role == "trial"]
+    (trial,) = [
+        r
+        for r in gp.Ledger(ledger).runs(study="ray-study")
+        if r.role == "trial" and r.params["caught"] == caught
+    ]
     # not "failed" (Tune's ERROR) nor "finished": the status and reason a budget stop has
     assert (trial.status, trial.error) == ("interrupted", reason)
     assert trial.ended_at is not None and trial.fpo == 1_200 and trial.energy_kwh > 0
