@@ -54,10 +54,13 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_enable_worker_prestart", "0")
 os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in the
-    # processes they start: the tests of Ctrl-C reaching a command need it delivered
+# pytest-xdist's workers ignore SIGINT, and so does a shell's background job (``make test &``,
+# ``nohup``); an ignored signal stays ignored in the processes they start: the tests of Ctrl-C
+# reaching a command need it delivered (four of outside shapes 9 failed in a background run)
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
     # The workers share the cores: torch's (OpenMP's, OpenBLAS's) default of one thread per
     # core in every worker and in every process a test starts oversubscribes them, and the
     # threads spin waiting for each other (``pytest -n 2 --dist loadfile tests/greener
