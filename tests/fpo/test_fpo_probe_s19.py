@@ -774,3 +774,81 @@ def test_a_model_that_tests_a_value_on_meta_tensors_says_to_count_on_real_ones(t
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert "meta tensors do not have" in err and "greenprint fpo --device cpu" in err
+
+
+# -- SyncBatchNorm's kernels ------------------------------------------------------------------
+@pytest.fixture
+def sync_batch_norm_kernels():
+    """CPU kernels for SyncBatchNorm's ops, which PyTorch has for CUDA only: the schemas are
+    aten's own, the kernels a plain reference (what a rank computes with one rank)."""
+    lib = torch.library.Library("aten", "IMPL")
+
+    def stats(x, eps):
+        dims = [d for d in range(x.dim()) if d != 1]
+        return x.mean(dims), (x.var(dims, unbiased=False) + eps).rsqrt()
+
+    def gather(x, mean, invstd, running_mean, running_var, momentum, eps, counts):
+        return mean[0].clone(), invstd[0].clone()
+
+    def elemt(x, weight, bias, mean, invstd, eps):
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        out = (x - mean.view(shape)) * invstd.view(shape)
+        out = out * weight.view(shape) if weight is not None else out
+        return out + bias.view(shape) if bias is not None else out
+
+    def reduce(g, x, mean, invstd, weight, input_g, weight_g, bias_g):
+        dims = [d for d in range(x.dim()) if d != 1]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        sum_dy = g.sum(dims)
+        sum_dy_xmu = (g * (x - mean.view(shape))).sum(dims)
+        return sum_dy, sum_dy_xmu, sum_dy_xmu * invstd, sum_dy.clone()
+
+    def backward_elemt(g, x, mean, invstd, weight, sum_dy, sum_dy_xmu, count):
+        return g.clone()
+
+    for name, kernel in [
+        ("batch_norm_stats", stats),
+        ("batch_norm_gather_stats_with_counts", gather),
+        ("batch_norm_elemt", elemt),
+        ("batch_norm_backward_reduce", reduce),
+        ("batch_norm_backward_elemt", backward_elemt),
+    ]:
+        lib.impl(name, kernel, "CPU")
+    yield
+    lib._destroy()
+
+
+def test_sync_batch_norm_ops_are_counted_from_their_maths(sync_batch_norm_kernels):
+    """A DDP training step with nn.SyncBatchNorm runs these five ops instead of
+    native_batch_norm: they were unknown ops (the count read as a lower bound). One rank's
+    input (4, 3, 5, 5): N = 300, C = 3; W = 2 ranks' statistics gathered."""
+    n, c, ranks = 300, 3, 2
+    x = torch.randn(4, c, 5, 5)
+    w, b = torch.ones(c), torch.zeros(c)
+    running_mean, running_var = torch.zeros(c), torch.ones(c)
+    with gp.FPOCounter() as counter:
+        mean, invstd = torch.batch_norm_stats(x, 1e-5)
+        mean_all, invstd_all = torch.stack([mean, mean]), torch.stack([invstd, invstd])
+        counts = torch.tensor([100.0, 100.0])
+        mean, invstd = torch.batch_norm_gather_stats_with_counts(
+            x, mean_all, invstd_all, running_mean, running_var, 0.1, 1e-5, counts
+        )
+        y = torch.batch_norm_elemt(x, w, b, mean, invstd, 1e-5)
+        g = torch.ones_like(y)
+        sum_dy, sum_dy_xmu, _, _ = torch.batch_norm_backward_reduce(
+            g, x, mean, invstd, w, True, True, True
+        )
+        count = torch.tensor([100, 100], dtype=torch.int32)
+        torch.batch_norm_backward_elemt(g, x, mean, invstd, w, sum_dy, sum_dy_xmu, count)
+    found = counter.result.by_op
+    assert counter.result.unknown_ops == {}
+    assert found["aten.batch_norm_stats"] == 4 * n + 4 * c  # sum, x - mean, square, sum; 4 / C
+    # per rank and channel: variance from 1/std (3), count * mean (2), count * (var + d**2) (6);
+    # the counts summed; per channel the two divisions, eps, rsqrt; the running statistics 7
+    assert (
+        found["aten.batch_norm_gather_stats_with_counts"] == 11 * ranks * c + ranks + 4 * c + 7 * c
+    )
+    assert found["aten.batch_norm_elemt"] == 2 * n + n + n  # (x - mean) * invstd, * w, + b
+    assert found["aten.batch_norm_backward_reduce"] == n + 3 * n + c  # sum(g), sum(g (x - m)); C
+    # per channel: two means, invstd**2 * mean_dy_xmu (2), w * invstd; per element 5; the counts
+    assert found["aten.batch_norm_backward_elemt"] == 5 * n + 4 * c + c + ranks

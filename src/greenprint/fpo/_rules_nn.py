@@ -393,6 +393,102 @@ def batch_norm_backward_rule(
     return total
 
 
+# SyncBatchNorm (torch.nn.modules._functions.SyncBatchNorm): each rank's statistics, their
+# combination over the W ranks' (an all-gather), the normalisation, and the backward's two
+# reductions (summed over the ranks by an all-reduce) and element-wise pass. CUDA kernels only.
+@register_rule("aten.batch_norm_stats")
+def batch_norm_stats_rule(input: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """This rank's mean and 1/std per channel: 4N + 4C.
+
+    Per element: sum, subtract the mean, square, sum (4); per channel: the two divisions by the
+    count, add eps, rsqrt (4). As :func:`_stats`, less its normalising multiply (that is
+    ``batch_norm_elemt``'s).
+    """
+    n = numel(input)
+    c = input[1] if len(input) > 1 else 1
+    return 4 * n + 4 * c
+
+
+@register_rule(["aten.batch_norm_gather_stats_with_counts", "aten.batch_norm_gather_stats"])
+def batch_norm_gather_stats_rule(
+    input: tuple[int, ...],
+    mean: tuple[int, ...],
+    invstd: Any = None,
+    running_mean: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """The W ranks' statistics combined per channel: 11WC + W + 4C (+7C running statistics).
+
+    ``mean`` is (W, C). Per rank and channel: its variance from its 1/std (square, reciprocal,
+    subtract eps: 3), its count times its mean into the sum (2), its count times its variance
+    plus its count times its squared distance to the whole mean into the sum (6); the W counts
+    summed (W); per channel: the two divisions by the whole count, add eps, rsqrt (4); the
+    running mean and unbiased variance updated as ``native_batch_norm``'s (7).
+    """
+    ranks = mean[0] if len(mean) > 1 else 1
+    c = mean[-1] if mean else 1
+    update = 7 * c if running_mean is not None else 0
+    return 11 * ranks * c + ranks + 4 * c + update
+
+
+@register_rule("aten.batch_norm_elemt")
+def batch_norm_elemt_rule(
+    input: tuple[int, ...], weight: Any = None, bias: Any = None, *args: Any, **kwargs: Any
+) -> int:
+    """``(x - mean) * invstd`` with the combined statistics: 2N, + N each for weight and bias."""
+    return 2 * numel(input) + _affine(numel(input), weight, bias)
+
+
+@register_rule("aten.batch_norm_backward_reduce")
+def batch_norm_backward_reduce_rule(
+    grad_out: tuple[int, ...],
+    input: tuple[int, ...],
+    mean: Any = None,
+    invstd: Any = None,
+    weight: Any = None,
+    input_g: Any = True,
+    weight_g: Any = True,
+    bias_g: Any = True,
+    **kwargs: Any,
+) -> int:
+    """This rank's reductions: 4N, + C for grad_weight.
+
+    ``sum(g)`` (N) and ``sum(g * (x - mean))`` (3N); grad_weight is the latter times 1/std (C),
+    grad_bias the former.
+    """
+    n = numel(input)
+    c = input[1] if len(input) > 1 else 1
+    if not (input_g or weight_g or bias_g):
+        return 0
+    return 4 * n + (c if weight_g and weight is not None else 0)
+
+
+@register_rule("aten.batch_norm_backward_elemt")
+def batch_norm_backward_elemt_rule(
+    grad_out: tuple[int, ...],
+    input: tuple[int, ...],
+    mean: Any = None,
+    invstd: Any = None,
+    weight: Any = None,
+    sum_dy: Any = None,
+    sum_dy_xmu: Any = None,
+    count: Any = None,
+    **kwargs: Any,
+) -> int:
+    """grad_input from the ranks' summed reductions: 5N + 4C (+C with a weight) + W.
+
+    The W counts summed (W); per channel: the two means over the whole count (2),
+    ``invstd**2 * mean(g * (x - mean))`` (2), ``weight * invstd`` (1 with a weight); per
+    element: ``x - mean``, times that factor, ``g`` less the mean of ``g``, less the product,
+    times ``weight * invstd`` (5).
+    """
+    n = numel(input)
+    c = input[1] if len(input) > 1 else 1
+    ranks = numel(count) if isinstance(count, tuple) else 1
+    return 5 * n + 4 * c + (c if weight is not None else 0) + ranks
+
+
 @register_rule(["aten.cudnn_batch_norm_backward", "aten.miopen_batch_norm_backward"])
 def cudnn_batch_norm_backward_rule(
     input: tuple[int, ...], grad_out: tuple[int, ...], weight: Any = None, *args: Any, **kw: Any
