@@ -179,6 +179,11 @@ def _affine(n: int, weight: Any, bias: Any) -> int:
     return (n if weight is not None else 0) + (n if bias is not None else 0)
 
 
+def _channels(shape: tuple[int, ...]) -> int:
+    """The channels of a batch norm's input ``(N, C, ...)``: its second dimension (1 without)."""
+    return shape[1] if len(shape) > 1 else 1
+
+
 def _stats(n: int, groups: int) -> int:
     """Mean and variance over ``groups`` slices of ``n`` elements, then normalise.
 
@@ -315,7 +320,7 @@ def _batch_norm(
     input: tuple[int, ...], weight: Any, bias: Any, running: bool, training: bool
 ) -> int:
     n = numel(input)
-    c = input[1] if len(input) > 1 else 1
+    c = _channels(input)
     if training:
         update = 7 * c if running else 0  # (1 - m) * r + m * x for mean and unbiased var
         return _stats(n, c) + update + _affine(n, weight, bias)
@@ -381,7 +386,7 @@ def batch_norm_backward_rule(
     rstd)``: 4N (x_hat is not computed for grad_input in eval); grad_bias ``sum(g)``: N.
     """
     n = numel(input)
-    c = input[1] if len(input) > 1 else 1
+    c = _channels(input)
     if train:
         return _norm_backward(n, c, weight, output_mask)
     mask = list(output_mask) if output_mask is not None else [True, True, True]
@@ -405,7 +410,7 @@ def batch_norm_stats_rule(input: tuple[int, ...], *args: Any, **kwargs: Any) -> 
     ``batch_norm_elemt``'s).
     """
     n = numel(input)
-    c = input[1] if len(input) > 1 else 1
+    c = _channels(input)
     return 4 * n + 4 * c
 
 
@@ -458,7 +463,7 @@ def batch_norm_backward_reduce_rule(
     grad_bias the former.
     """
     n = numel(input)
-    c = input[1] if len(input) > 1 else 1
+    c = _channels(input)
     if not (input_g or weight_g or bias_g):
         return 0
     return 4 * n + (c if weight_g and weight is not None else 0)
@@ -484,7 +489,7 @@ def batch_norm_backward_elemt_rule(
     times ``weight * invstd`` (5).
     """
     n = numel(input)
-    c = input[1] if len(input) > 1 else 1
+    c = _channels(input)
     ranks = numel(count) if isinstance(count, tuple) else 1
     return 5 * n + 4 * c + (c if weight is not None else 0) + ranks
 
@@ -494,4 +499,4 @@ def cudnn_batch_norm_backward_rule(
     input: tuple[int, ...], grad_out: tuple[int, ...], weight: Any = None, *args: Any, **kw: Any
 ) -> int:
     """Training backward: see :func:`_norm_backward` (all three grads)."""
-    return _norm_backward(numel(input), input[1] if len(input) > 1 else 1, weight, None)
+    return _norm_backward(numel(input), _channels(input), weight, None)

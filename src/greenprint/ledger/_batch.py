@@ -3,8 +3,8 @@
 ``Ledger.flush`` writes one run per transaction; :meth:`Ledger.set_role` gives roles to several
 runs at once, and a failure half-way (a run deleted meanwhile, a database trigger, the disk full)
 must leave none of them changed. Both stores run a function in one transaction
-(``transaction(fn, write=True)``, rolled back when ``fn`` raises); this writes through it with
-the statement each store's own ``update_run`` issues.
+(``transaction(fn, write=True)``, rolled back when ``fn`` raises); this writes each run's fields
+through it with the store's own ``update_fields``, which its ``update_run`` uses too.
 """
 
 from __future__ import annotations
@@ -41,43 +41,12 @@ def update_runs(
         UnknownRunError: a run is not in the ledger (any more); nothing is written.
         LedgerError: the ledger cannot be written; nothing is written.
     """
-    from greenprint.ledger._sqlite import SQLiteStore
 
-    if isinstance(store, SQLiteStore):
-        store.transaction(lambda conn: _sqlite_updates(conn, changes, where), write=True)
-    else:
-        store.transaction(lambda conn: _sql_updates(conn, changes, where), write=True)
+    def do(conn: Any) -> None:
+        for run_id, values in changes:
+            if not store.update_fields(conn, run_id, values):  # raising rolls all back
+                raise UnknownRunError(
+                    f"no run with id {run_id!r} in ledger {where} (any more): none changed"
+                )
 
-
-def _gone(run_id: str, where: str) -> UnknownRunError:
-    return UnknownRunError(f"no run with id {run_id!r} in ledger {where} (any more): none changed")
-
-
-def _sqlite_updates(conn: Any, changes: _Changes, where: str) -> None:
-    from greenprint.ledger._sqlite import _bound, _columns
-
-    for run_id, values in changes:
-        names = _columns(values)
-        if not names:
-            if conn.execute("SELECT id FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-                raise _gone(run_id, where)
-            continue
-        statement = f"UPDATE runs SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?"
-        params = [_bound(n, values[n]) for n in names] + [run_id]
-        if conn.execute(statement, params).rowcount == 0:
-            raise _gone(run_id, where)
-
-
-def _sql_updates(conn: Any, changes: _Changes, where: str) -> None:
-    import sqlalchemy as sa
-
-    from greenprint.ledger._schema import runs as runs_t
-
-    for run_id, values in changes:
-        if not values:
-            if conn.execute(sa.select(runs_t.c.id).where(runs_t.c.id == run_id)).first() is None:
-                raise _gone(run_id, where)
-            continue
-        result = conn.execute(runs_t.update().where(runs_t.c.id == run_id).values(**values))
-        if result.rowcount == 0:
-            raise _gone(run_id, where)
+    store.transaction(do, write=True)

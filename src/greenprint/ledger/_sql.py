@@ -307,18 +307,25 @@ class SQLStore:
         """Update fields and append metrics and samples; ``False`` if the run does not exist."""
 
         def do(conn: Connection) -> bool:
-            if values:
-                result = conn.execute(runs_t.update().where(runs_t.c.id == run_id).values(**values))
-                if result.rowcount == 0:
-                    return False
-            else:
-                found = conn.execute(sa.select(runs_t.c.id).where(runs_t.c.id == run_id)).first()
-                if found is None:
-                    return False
+            if not self.update_fields(conn, run_id, values):
+                return False
             self._insert_points(conn, run_id, points, power)
             return True
 
         return self.transaction(do, write=True)
+
+    @staticmethod
+    def update_fields(conn: Connection, run_id: str, values: Mapping[str, Any]) -> bool:
+        """Set a run's fields in the transaction of ``conn``; ``False`` if it does not exist.
+
+        ``values``: stored values, as ``encode_field`` returns them; none only checks that the
+        run exists.
+        """
+        if not values:
+            found = conn.execute(sa.select(runs_t.c.id).where(runs_t.c.id == run_id)).first()
+            return found is not None
+        result = conn.execute(runs_t.update().where(runs_t.c.id == run_id).values(**values))
+        return bool(result.rowcount)
 
     @staticmethod
     def _insert_points(

@@ -426,22 +426,29 @@ class SQLiteStore:
         power: Sequence[PowerSample],
     ) -> bool:
         """Update fields and append metrics and samples; ``False`` if the run does not exist."""
-        names = _columns(values)
-        statement = f"UPDATE runs SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?"
-        params = [_bound(n, values[n]) for n in names] + [run_id]
 
         def do(conn: sqlite3.Connection) -> bool:
-            if names:
-                if conn.execute(statement, params).rowcount == 0:
-                    return False
-            else:
-                found = conn.execute("SELECT id FROM runs WHERE id = ?", (run_id,)).fetchone()
-                if found is None:
-                    return False
+            if not self.update_fields(conn, run_id, values):
+                return False
             self._insert_points(conn, run_id, points, power)
             return True
 
         return self.transaction(do, write=True)
+
+    @staticmethod
+    def update_fields(conn: sqlite3.Connection, run_id: str, values: Mapping[str, Any]) -> bool:
+        """Set a run's fields in the transaction of ``conn``; ``False`` if it does not exist.
+
+        ``values``: stored values, as ``encode_field`` returns them; none only checks that the
+        run exists.
+        """
+        names = _columns(values)
+        if not names:
+            found = conn.execute("SELECT id FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return found is not None
+        statement = f"UPDATE runs SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?"
+        params = [_bound(n, values[n]) for n in names] + [run_id]
+        return bool(conn.execute(statement, params).rowcount)
 
     @staticmethod
     def _insert_points(

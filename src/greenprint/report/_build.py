@@ -21,6 +21,7 @@ from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import (
     FPO_KEY,
     Provenance,
+    distinct_provenances,
     is_fpo_lower_bound,
     recorded_objectives,
 )
@@ -277,9 +278,8 @@ def _orphan_workers(runs: Sequence[RunRecord], rows: Sequence[RunRow]) -> list[R
     processes overlap in time: a pool's workers whose parent's run is elsewhere (not a shell
     loop's scripts, one after another). Text comparisons only.
     """
-    provenances = list(map(_PROVENANCE, runs))
-    distinct = dict(zip(map(id, provenances), provenances, strict=True))
-    if not any(isinstance(p.get(ANCESTORS_KEY), str) for p in distinct.values()):
+    distinct = distinct_provenances(map(_PROVENANCE, runs))
+    if not any(isinstance(p.get(ANCESTORS_KEY), str) for p, _ in distinct):
         return []  # no run recorded the process it was started under (each object read once)
     roots = {row.id for row in rows if row.parent_id is None}
     groups: dict[tuple[str, str], list[RunRecord]] = {}

@@ -6,9 +6,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+from greenprint._format import (
+    format_duration,
+    format_emissions,
+    format_energy,
+    format_fpo,
+    format_share,
+)
 from greenprint.report._model import Report, RunRow
-from greenprint.report._text import fpo_text, share_text
+from greenprint.report._text import fpo_text
 
 __all__ = [
     "ROLE_LABELS",
@@ -155,7 +161,7 @@ def final_sentence(report: Report) -> str:
     share = final.energy_share
     if share:
         whole = format_energy(report.price_tag.total.energy_kwh)
-        text += f": {share_text(share)} of the whole study's energy ({whole})"
+        text += f": {format_share(share)} of the whole study's energy ({whole})"
     return text + "."
 
 

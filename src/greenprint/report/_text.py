@@ -33,7 +33,6 @@ __all__ = [
     "geographical_location",
     "hardware_descriptions",
     "model_card_emissions",
-    "share_text",
     "short_source",
 ]
 
@@ -76,10 +75,6 @@ def fpo_text(
 def short_source(source: str) -> str:
     """A provenance string without its parenthesised detail: ``"table:DE:2023"``."""
     return source.split(" (", 1)[0].strip()
-
-
-#: A part's share of a whole, e.g. ``"1/129,134"``, ``"40.2%"`` (:func:`format_share`).
-share_text = format_share
 
 
 def _share_text(summary: ProvenanceSummary) -> str:
@@ -395,7 +390,7 @@ def compute_statement(
         if final.score is None and final_scores:
             score = "".join(f", {name} = {value:.4g}" for name, value in final_scores)
         share = (
-            f", {share_text(final.energy_share)} of the study's energy"
+            f", {format_share(final.energy_share)} of the study's energy"
             if final.energy_share is not None
             else ""
         )
