@@ -30,6 +30,24 @@ def test_energy_picks_readable_units():
     assert format_fpo(2e21) == "2,000 EFPO"  # the largest unit counts on in digits
 
 
+def test_a_part_beside_its_whole_reads_in_the_wholes_unit():
+    # the final run's sentence said "830 µWh of 25.8 mWh": the reader had to convert
+    assert format_energy(8.3e-7, unit_of=2.58e-5) == "0.83 mWh"
+    assert format_emissions(4e-4, unit_of=0.3) == "0.4 g CO2-eq"
+    assert format_energy(0.0, unit_of=2.58e-5) == "0 mWh"
+    # a part too small to read in the whole's unit keeps its own (no "1e-09 kWh")
+    assert format_energy(1e-9, unit_of=1.0) == "1 µWh"
+    from greenprint.analysis import FinalRun
+
+    final = FinalRun(
+        "r1", "final", "finished", False, "acc", 0.9, 8.3e-7, 1e-7, None, 1.0,
+        8.3e-7 / 2.58e-5, 0.1, None, 0.5,
+    )  # fmt: skip
+    assert final.describe() == (
+        "the final model cost 1/31 of the study's energy (0.83 mWh of 25.8 mWh)"
+    )
+
+
 def test_emissions_fpo_duration():
     assert format_emissions(0.0042) == "4.2 g CO2-eq"
     assert format_fpo(3.1e15) == "3.1 PFPO"

@@ -17,14 +17,27 @@ __all__ = [
 ]
 
 
-def _scaled(value: float, units: tuple[tuple[float, str], ...], digits: int = 3) -> str:
+def _scaled(
+    value: float,
+    units: tuple[tuple[float, str], ...],
+    digits: int = 3,
+    unit_of: float | None = None,
+) -> str:
     """``value`` in the largest of ``units`` (largest first) it holds at least one of.
 
     A value that rounds up to a thousand takes the unit above (999.6 Wh reads ``"1 kWh"``, not
-    ``"1e+03 Wh"``); the largest unit writes any count in digits (``"2,000 EFPO"``).
+    ``"1e+03 Wh"``); the largest unit writes any count in digits (``"2,000 EFPO"``). With
+    ``unit_of``, the unit is the one that value would take: a part said beside its whole reads
+    in the whole's unit (``"0.83 mWh of 25.8 mWh"``, not ``"830 µWh of 25.8 mWh"``), unless
+    it would read under a thousandth of that unit (then in its own: never ``"1e-06 kWh"``).
     """
     if value is None or not math.isfinite(value):
         return "n/a"
+    if unit_of is not None and math.isfinite(unit_of) and unit_of != 0:
+        unit = _scaled(unit_of, units, digits).rsplit(" ", 1)[1]
+        factor = next(f for f, name in units if name == unit)
+        if value == 0 or abs(value / factor) >= 1e-3:
+            return f"{value / factor:.{digits}g} {unit}"
     for at, (factor, unit) in enumerate(units):
         if abs(value) >= factor or at == len(units) - 1:
             text = f"{value / factor:.{digits}g}"
@@ -60,22 +73,28 @@ def format_share(share: float) -> str:
     return f"{100.0 * share:.3g}%"
 
 
-def format_energy(kwh: float, *, digits: int = 3) -> str:
+_ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, "µWh"))
+_EMISSION_UNITS = ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))
+
+
+def format_energy(kwh: float, *, digits: int = 3, unit_of: float | None = None) -> str:
     """``0.0123`` kWh -> ``"12.3 Wh"``; picks MWh, kWh, Wh, mWh or µWh (``digits`` significant).
 
     A tiny energy (a run's RAM, an example's share) reads ``"1.16 µWh"``, not ``"0.00116
-    mWh"``; none reads ``"0 mWh"``.
+    mWh"``; none reads ``"0 mWh"``. ``unit_of`` (kWh): said in the unit that energy takes, for
+    a part beside its whole (``format_energy(0.00000083, unit_of=0.0000258)`` -> ``"0.83 mWh"``).
     """
-    if kwh == 0:
+    if kwh == 0 and unit_of is None:
         return "0 mWh"
-    units = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, "µWh"))
-    return _scaled(kwh, units, digits)
+    return _scaled(kwh, _ENERGY_UNITS, digits, unit_of)
 
 
-def format_emissions(kg: float, *, digits: int = 3) -> str:
-    """``0.0042`` kg CO2-eq -> ``"4.2 g CO2-eq"``; picks t, kg, g or mg (``digits`` significant)."""
-    units = ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))
-    return _scaled(kg, units, digits) + " CO2-eq"
+def format_emissions(kg: float, *, digits: int = 3, unit_of: float | None = None) -> str:
+    """``0.0042`` kg CO2-eq -> ``"4.2 g CO2-eq"``; picks t, kg, g or mg (``digits`` significant).
+
+    ``unit_of`` (kg CO2-eq): said in the unit those emissions take (see :func:`format_energy`).
+    """
+    return _scaled(kg, _EMISSION_UNITS, digits, unit_of) + " CO2-eq"
 
 
 def fpo_none_counted(runs: int) -> str:

@@ -461,5 +461,5 @@ def test_summary_writes_the_units_the_reports_write():
     lines = price_tag(runs, metric="accuracy").summary().splitlines()
     assert lines[1] == "25.8 mWh, 12.4 mg CO2-eq, 7.83 GFPO, 19.0 s of runs over 31.0 s elapsed"
     assert lines[2].endswith(
-        "the final model cost 1/31 of the study's energy (830 µWh of 25.8 mWh)"
+        "the final model cost 1/31 of the study's energy (0.83 mWh of 25.8 mWh)"
     )

@@ -202,12 +202,19 @@ class FinalRun:
         for what, share, shown, own in (
             ("energy", self.energy_share, format_energy, self.energy_kwh),
             ("CO2-eq", self.emissions_share, format_emissions, self.emissions_kg),
-            ("time", self.duration_share, format_duration, self.duration_s),
+            ("time", self.duration_share, None, self.duration_s),
         ):
             if share:
                 total = own / share
-                return f"the final model cost {format_share(share)} of the study's {what} " + (
-                    f"({shown(own)} of {shown(total)})"
+                # the part in its whole's unit: "0.83 mWh of 25.8 mWh", not "830 µWh of ..."
+                part, whole = (
+                    (format_duration(own), format_duration(total))
+                    if shown is None
+                    else (shown(own, unit_of=total), shown(total))
+                )
+                return (
+                    f"the final model cost {format_share(share)} of the study's {what} "
+                    f"({part} of {whole})"
                 )
         return "the study's cost is zero or unknown, so the final model's share is unknown"
 
