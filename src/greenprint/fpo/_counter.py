@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import bisect
 import logging
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -235,14 +236,7 @@ class FPOCounter:
             optim_module.register_optimizer_step_pre_hook(self._optimizer_pre_hook),
             optim_module.register_optimizer_step_post_hook(self._optimizer_post_hook),
         ]
-        # torch warns, for every compiled model called while global module hooks exist, that
-        # the hooks fire once more for the compiled wrapper: true of the counter's hooks, which
-        # only track the module stack, so the warning says nothing to a user counting FPO
-        self._quiet = warnings.catch_warnings()
-        self._quiet.__enter__()
-        warnings.filterwarnings(
-            "ignore", message=r"Using `torch.compile\(module\)` when there are global hooks"
-        )
+        self._quiet = _quiet_compile_hooks_warning()
         self._mode = _CountingMode(self)
         self._mode.__enter__()
         return self
@@ -262,8 +256,7 @@ class FPOCounter:
                 handle.remove()
             self._handles = []
             quiet, self._quiet = self._quiet, None
-            if quiet is not None:
-                quiet.__exit__(None, None, None)
+            _remove_filter(quiet)
         if self._unknown and exc_type is None:
             logger.warning(
                 "%d op(s) have no FPO rule and were not counted: %s",
@@ -570,6 +563,40 @@ class FPOCounter:
         hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)
         pack = getattr(hooks[0], "__qualname__", "") if hooks else ""
         return pack.startswith("_recomputation_hook.")
+
+
+# torch warns, for every compiled model called while global module hooks exist, that the hooks
+# fire once more for the compiled wrapper: true of the counter's hooks, which only track the
+# module stack, so the warning says nothing to a user counting FPO.
+_COMPILE_HOOKS_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
+
+
+def _quiet_compile_hooks_warning() -> Any:
+    """Add a filter ignoring torch's warning about global hooks; return it (None if present).
+
+    Only this one entry is added, and :func:`_remove_filter` removes only it: the filters and
+    ``warnings.showwarning`` the user's code sets while counting stay as that code left them
+    (``warnings.catch_warnings`` would restore the whole state of before the count).
+    """
+    entry = ("ignore", re.compile(_COMPILE_HOOKS_WARNING, re.I), Warning, None, 0)
+    if entry in warnings.filters:  # the user's own: theirs to keep
+        return None
+    warnings.filterwarnings("ignore", message=_COMPILE_HOOKS_WARNING)
+    return warnings.filters[0]
+
+
+def _remove_filter(entry: Any) -> None:
+    """Remove ``entry`` (the very object) from ``warnings.filters``, if it is still there."""
+    if entry is None:
+        return
+    filters = cast(list[Any], warnings.filters)  # a list (typeshed says Sequence)
+    for i, item in enumerate(filters):
+        if item is entry:
+            del filters[i]
+            mutated = getattr(warnings, "_filters_mutated", None)  # clears the "once" caches
+            if callable(mutated):
+                mutated()
+            return
 
 
 def _uncompiled(model: torch.nn.Module) -> torch.nn.Module:

@@ -1,0 +1,79 @@
+"""The FPO counter's known gaps closed, each count proved from first principles (s20).
+
+Each expected count is derived by hand in a comment beside it, under the conventions of
+docs/fpo.md: a multiply-accumulate is 2 FPO (``2mkn`` for a product), one FPO per elementwise
+arithmetic op, compare or elementary function, reducing n values costs n adds. Tiny tensors on
+CPU; ops PyTorch has for CUDA only run through stand-in CPU kernels registered for aten's own
+schemas, or on meta tensors where the op has a meta kernel.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import logging  # noqa: E402
+import warnings  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+from integrations._frameworks import one_thread  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """torch on one thread: the tensors are tiny, and FPO are counted from shapes."""
+    with one_thread():
+        yield
+
+
+# -- the user's warning settings ----------------------------------------------------------------
+
+
+def test_warning_settings_the_model_makes_while_counted_outlive_the_count():
+    """A model that silences a warning and routes warnings to logging in its forward (as a
+    tokenizer wrapper or a training script does on first call) keeps both after ``count_fpo``,
+    as after a plain call: the counter wrapped the count in ``warnings.catch_warnings``, which
+    put back the whole warnings state of before the count, the user's filter and
+    ``showwarning`` included. Now the counter adds its one filter (torch's warning about
+    global module hooks) and removes only that one. Linear(2, 2) on (1, 2): forward
+    ``2*(2*2 + 1)`` = 10 FPO."""
+
+    class Quiet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+        def forward(self, x):
+            warnings.filterwarnings("ignore", message="tokenizers parallelism")
+            logging.captureWarnings(True)
+            return self.lin(x)
+
+    hooks_warning = "Using `torch.compile(module)` when there are global hooks"
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+        try:
+            result = gp.count_fpo(Quiet(), torch.randn(1, 2), backward=False)
+            assert result.total == 10
+            assert any(
+                f[0] == "ignore" and f[1] is not None and f[1].pattern == "tokenizers parallelism"
+                for f in warnings.filters
+            )
+            assert warnings.showwarning is not shown  # logging's, as the model set it
+            assert not any(
+                f[1] is not None and "global hooks" in f[1].pattern for f in warnings.filters
+            )
+        finally:
+            logging.captureWarnings(False)
+        # a filter the user had before the count, equal to the counter's, is theirs to keep
+        warnings.filterwarnings(
+            "ignore", message=r"Using `torch.compile\(module\)` when there are global hooks"
+        )
+        before = list(warnings.filters)
+        gp.count_fpo(nn.Linear(2, 2), torch.randn(1, 2), backward=False)
+        assert warnings.filters == before
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.warn(hooks_warning, stacklevel=1)
+        assert caught == []
