@@ -77,3 +77,37 @@ def test_warning_settings_the_model_makes_while_counted_outlive_the_count():
         with warnings.catch_warnings(record=True) as caught:
             warnings.warn(hooks_warning, stacklevel=1)
         assert caught == []
+
+
+# -- one handling of what meta tensors cannot run -------------------------------------------------
+
+
+def test_count_fpo_and_training_fpo_say_the_same_things_about_meta_tensors():
+    """``count_fpo`` and ``training_fpo`` each had their own copy of the code that turns torch's
+    meta-tensor errors into a one-line FPOInputError, and they had drifted: ``count_fpo`` caught
+    only the RuntimeError of a value read, so an op with no meta kernel (``_masked_softmax``)
+    escaped as torch's NotImplementedError, many lines long. One helper now serves both, each
+    with its advice: count on real tensors; pass ``on_meta=False``."""
+
+    class Gate(nn.Module):  # reads a value: ``if`` on a tensor
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.lin(x) if x.sum() > 0 else x
+
+    meta = torch.empty(2, 3, device="meta")
+    mask = torch.empty(2, 3, dtype=torch.bool, device="meta")
+    with pytest.raises(gp.FPOInputError) as raised:
+        gp.count_fpo(lambda s: torch._masked_softmax(s, mask, -1, None), meta, backward=False)
+    message = str(raised.value)
+    assert "no kernel for meta tensors (aten::_masked_softmax" in message
+    assert "greenprint fpo --device cpu" in message and "\n" not in message
+    with pytest.raises(gp.FPOInputError, match="meta tensors do not have: count it on real"):
+        gp.count_fpo(Gate().to("meta"), torch.empty(2, 4, device="meta"))
+    with pytest.raises(gp.FPOInputError, match=r"cannot run on a meta copy .*pass on_meta=False"):
+        gp.training_fpo(Gate(), torch.randn(2, 4), steps=1)
+    # on real tensors the model counts: the test, ``x.sum()`` 8 adds and ``> 0`` 1 compare, and
+    # Linear(4, 4) on (2, 4): 2 * 4 * (2*4 + 1) = 72
+    assert gp.count_fpo(Gate(), torch.ones(2, 4), backward=False).total == 8 + 1 + 72

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -56,7 +57,8 @@ def count_fpo(
 
     Raises:
         FPOInputError: ``model`` is not callable, ``backward=True`` but no output requires
-            grad, or the model reads the value of a meta tensor.
+            grad, or the model reads the value of a meta tensor or runs an op with no meta
+            kernel.
         UnknownOpError: ``strict=True`` and an op has no rule.
     """
     module = model if isinstance(model, torch.nn.Module) else None
@@ -68,20 +70,11 @@ def count_fpo(
     counter = FPOCounter(module, strict=strict, rules=rules)
     saved = _save_grads(module, inputs, kwargs)
     try:
-        with counter:
+        with _meta_errors(_count_on_real), counter:
             output = model(*inputs, **kwargs)
             if backward:  # a function's parameters are known only from its graph
                 saved += _clear_grads(_graph_leaves(output), saved)
                 _backward_from(output)
-    except RuntimeError as e:
-        if "on meta tensors" not in str(e):
-            raise
-        raise FPOInputError(
-            f"the model reads a value ({str(e).splitlines()[0]}), which meta tensors do not "
-            "have: count it on real tensors, with `greenprint fpo --device cpu` on the "
-            "command line (a mask it tests, such as nn.Transformer's tgt_mask or a Hugging "
-            "Face attention_mask, decides what it runs)"
-        ) from e
     finally:
         _restore_grads(saved)
     return counter.result
@@ -149,17 +142,8 @@ def training_fpo(
         keywords = {key: _to_meta(value) for key, value in keywords.items()}
         target = _to_meta(target)
         counter = FPOCounter(model, strict=strict, rules=rules)
-        try:
+        with _meta_errors(_pass_not_on_meta):
             _step(model, batch, keywords, target, loss_fn, make_optimizer, counter)
-        except (RuntimeError, NotImplementedError) as e:
-            if "meta" not in str(e):
-                raise
-            raise FPOInputError(
-                f"the step cannot run on a meta copy of the model ({type(e).__name__}: "
-                f"{str(e).splitlines()[0]}); pass on_meta=False to count a real step (a model "
-                "that reads values, as a Hugging Face model reads its attention_mask, or makes "
-                "tensors on another device cannot run on meta)"
-            ) from e
         return counter.result.times(steps)
     counter = FPOCounter(model, strict=strict, rules=rules)
     # On the model itself: the counted step runs after a warm-up update (a steady-state step,
@@ -181,6 +165,53 @@ def training_fpo(
     finally:
         _restore_grads(grads)
     return counter.result.times(steps)
+
+
+_META = re.compile(r"\bmeta\b", re.IGNORECASE)  # "on meta tensors", "the 'Meta' backend"
+
+
+@contextlib.contextmanager
+def _meta_errors(advice: Callable[[BaseException], str]) -> Iterator[None]:
+    """Turn torch's error for code that cannot run on meta tensors into an FPOInputError.
+
+    The RuntimeError of a value read (``.item()``, ``if mask.all()``: "cannot be called on
+    meta tensors") or the NotImplementedError of an op with no meta kernel; ``advice(error)``
+    is the message. Other errors pass unchanged.
+    """
+    try:
+        yield
+    except (RuntimeError, NotImplementedError) as e:
+        if not _META.search(str(e)):
+            raise
+        raise FPOInputError(advice(e)) from e
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's first sentence (torch's missing-kernel message goes on for lines)."""
+    return (str(error).splitlines() or [""])[0].split(". ")[0]
+
+
+def _count_on_real(error: BaseException) -> str:
+    if isinstance(error, NotImplementedError):
+        return (
+            f"the model runs an op that has no kernel for meta tensors ({_first_line(error)}): "
+            "count it on real tensors, with `greenprint fpo --device cpu` on the command line"
+        )
+    return (
+        f"the model reads a value ({_first_line(error)}), which meta tensors do not have: count "
+        "it on real tensors, with `greenprint fpo --device cpu` on the command line (a mask it "
+        "tests, such as nn.Transformer's tgt_mask or a Hugging Face attention_mask, decides "
+        "what it runs)"
+    )
+
+
+def _pass_not_on_meta(error: BaseException) -> str:
+    return (
+        f"the step cannot run on a meta copy of the model ({type(error).__name__}: "
+        f"{_first_line(error)}); pass on_meta=False to count a real step (a model that reads "
+        "values, as a Hugging Face model reads its attention_mask, or makes tensors on another "
+        "device cannot run on meta)"
+    )
 
 
 def _step(
