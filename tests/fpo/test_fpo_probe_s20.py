@@ -111,3 +111,66 @@ def test_count_fpo_and_training_fpo_say_the_same_things_about_meta_tensors():
     # on real tensors the model counts: the test, ``x.sum()`` 8 adds and ``> 0`` 1 compare, and
     # Linear(4, 4) on (2, 4): 2 * 4 * (2*4 + 1) = 72
     assert gp.count_fpo(Gate(), torch.ones(2, 4), backward=False).total == 8 + 1 + 72
+
+
+# -- recurrent layers on data: no gradient for the data ------------------------------------------
+
+
+def test_a_fused_lstm_on_data_counts_no_input_gradient_as_linear_and_the_meta_count():
+    """A user's LSTM(3, 4) over a (T=5, B=2, I=3) batch of data (no ``requires_grad``): on CPU
+    the layer is one oneDNN op, whose backward rule counted the input-gradient product
+    ``dx_t = da_t W_ih`` (``2 * 4H * B * I`` per step, 960 FPO) though the data needs no
+    gradient; the same model on meta (the recurrence op by op) and a Linear layer on data skip
+    it. By hand, per step t with the 4H gate pre-activations ``a_t``: ``dW_ih += da_t^T x_t``
+    ``2 * 4H * B * I``; ``dW_hh += da_t^T h_{t-1}`` ``2 * 4H * B * H`` every step and
+    ``dh_{t-1} = da_t W_hh`` as much from t = 2; the weight gradients summed over the steps
+    ``(T - 1) * 4H * (I + H)``; 23 per hidden unit and step (the gates' backward, see
+    test_first_principles_s9's fused LSTM test), less ``dc_0`` (``B H``: the initial state
+    needs no gradient; ``count_fpo`` seeds the output, ``h_T`` and ``c_T``, so their adds
+    count); biases ``2 (4H B T + (T - 1) 4H)``.
+    """
+    from greenprint.fpo._api import meta_copy
+
+    steps, batch, inp, hidden = 5, 2, 3, 4
+    g4 = 4 * hidden
+    lstm = nn.LSTM(inp, hidden)
+    data = torch.randn(steps, batch, inp)
+    weight_grads = 2 * g4 * batch * inp * steps + (4 * steps - 2) * g4 * batch * hidden
+    sums = (steps - 1) * g4 * (inp + hidden)
+    units = 23 * steps * batch * hidden - batch * hidden
+    biases = 2 * (g4 * batch * steps + (steps - 1) * g4)
+    by_hand = weight_grads + sums + units + biases
+    cpu = gp.count_fpo(lstm, data)
+    assert cpu.by_op["aten.mkldnn_rnn_layer_backward"] == cpu.backward_total == by_hand == 5_072
+    meta = gp.count_fpo(meta_copy(lstm), data.to("meta"))
+    assert meta.backward_total == by_hand
+    # the input needing a gradient adds exactly dx: 2 * 4H * B * I * T = 960
+    grad = gp.count_fpo(lstm, data.clone().requires_grad_())
+    assert grad.backward_total - by_hand == 2 * g4 * batch * inp * steps == 960
+    # as a Linear layer on data: the backward is grad_weight 2*10*3*16 and the bias 10*16
+    linear = gp.count_fpo(nn.Linear(inp, g4), data.reshape(10, inp))
+    assert linear.backward_total == 2 * 10 * inp * g4 + 10 * g4
+
+
+def test_the_cudnn_rnn_rule_leaves_out_the_first_layers_input_gradient_by_its_output_mask():
+    """``_cudnn_rnn_backward`` (CUDA: the rule is called as the schema lays the arguments out)
+    gets ``output_mask``, whose first entry says whether the input needs a gradient. A 2-layer
+    LSTM (I = 3, H = 4) on 7 tokens of 2 sequences: on data, the first layer's ``dx``,
+    ``2 * 4H * tokens * I`` = 672, is not counted; the second layer's input (the first layer's
+    output) needs its gradient either way."""
+    from greenprint.fpo.rules import RULES
+
+    i, h, g4 = 3, 4, 16
+    weights = [(g4, i), (g4, h), (g4,), (g4,), (g4, h), (g4, h), (g4,), (g4,)]
+    common = {"input": (7, i), "weight": weights, "weight_stride0": 4, "hx": (2, 2, h)}
+    common |= {"cx": (2, 2, h), "mode": 2, "hidden_size": h, "num_layers": 2}
+    common |= {"batch_sizes": [2, 2, 1, 1, 1], "output": (7, h), "grad_output": (7, h)}
+
+    def backward(mask):
+        schema = torch.ops.aten._cudnn_rnn_backward.default._schema
+        args = [{**common, "output_mask": mask}.get(a.name) for a in schema.arguments]
+        return RULES["aten._cudnn_rnn_backward"].fn(*args, out_shape=None)
+
+    with_dx = backward([True, False, False, True])
+    assert with_dx - backward([False, False, False, True]) == 2 * g4 * 7 * i == 672
+    assert with_dx == backward(None)  # called without a mask: every gradient

@@ -501,6 +501,8 @@ class FPOCounter:
         s_args = _shapes(args, floating)
         s_kwargs = {k: _shapes(v, floating) for k, v in kwargs.items()}
         s_out = _shapes(out, floating)
+        if rule.grad_mask:
+            s_kwargs["needs_input_grad"] = _needs_input_grad()
         try:
             value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
@@ -609,6 +611,18 @@ def _uncompiled(model: torch.nn.Module) -> torch.nn.Module:
     if type(model).__name__ == "OptimizedModule" and isinstance(inner, torch.nn.Module):
         return inner
     return model
+
+
+def _needs_input_grad() -> tuple[bool, ...] | None:
+    """Which inputs of the autograd node running now need a gradient (None outside backward).
+
+    A node's ``next_functions`` has None where its forward op's input needs no gradient (data,
+    a frozen weight).
+    """
+    node = torch._C._current_autograd_node()
+    if node is None:
+        return None
+    return tuple(fn is not None for fn, _ in node.next_functions)
 
 
 def _chain_of(name: str) -> tuple[str, ...]:

@@ -51,11 +51,15 @@ class Rule:
         matmul: True when the op is one that FlopCounterMode counts; ``fn`` then returns a
             ``(matmul_fpo, other_fpo)`` pair.
         is_zero: True for the explicit "0 by rule" ops (views, copies, indexing, creation).
+        grad_mask: the formula takes ``needs_input_grad``: for a backward op, which inputs of
+            the forward op need a gradient (a tuple of bools, in the forward op's argument
+            order), or None when the op runs outside a backward pass.
     """
 
     fn: RuleFn
     matmul: bool = False
     is_zero: bool = False
+    grad_mask: bool = False
 
 
 RULES: dict[str, Rule] = {}
@@ -105,7 +109,7 @@ def _targets(targets: Any) -> list[str]:
 
 
 def register_rule(
-    targets: Any, *, matmul: bool = False, replace: bool = False
+    targets: Any, *, matmul: bool = False, replace: bool = False, grad_mask: bool = False
 ) -> Callable[[RuleFn], RuleFn]:
     """Register a shape-only FPO formula for one or more ops (a decorator).
 
@@ -116,6 +120,9 @@ def register_rule(
             ``matmul_total``. Reserved for the ops FlopCounterMode counts, so that
             ``matmul_total`` keeps equal to its total.
         replace: allow replacing an existing rule (otherwise a duplicate raises).
+        grad_mask: the formula also takes ``needs_input_grad`` (see :class:`Rule`), for a
+            backward op that computes every gradient whether needed or not, where the
+            op-by-op backward computes only the needed ones.
 
     Returns:
         A decorator that registers the function and returns it unchanged, so rules can call
@@ -137,7 +144,7 @@ def register_rule(
             if name in RULES and not replace:
                 raise FPOError(f"duplicate FPO rule for {name} (pass replace=True to override)")
         for name in names:
-            RULES[name] = Rule(fn=fn, matmul=matmul, is_zero=fn is zero)
+            RULES[name] = Rule(fn=fn, matmul=matmul, is_zero=fn is zero, grad_mask=grad_mask)
         return fn
 
     return decorator

@@ -10,8 +10,10 @@ direction, ``T`` steps, batch ``B``, input size ``I``, hidden size ``H`` and ``G
 * forward: ``T * (2G*B*I*H + 2G*B*H^2 + e_f*B*H)``, + ``2G*T*B*H`` for the two biases;
 * backward: ``4G*T*B*I*H + (4G*T - 2G)*B*H^2 + e_b*T*B*H - c*B*H + G*(T-1)*(H^2 + I*H)``,
   + ``2G*T*B*H + 2G*(T-1)*H`` with biases, - ``B*H`` for each of the final hidden and cell
-  states that gets no gradient; it assumes, as in a language model, that the layer's input
-  requires grad and the initial state does not.
+  states that gets no gradient, and ``- 2G*T*B*I*H`` when the layer's input needs no
+  gradient (the first layer's input is data): the op-by-op backward, as a Linear layer's,
+  then skips the input-gradient product ``dgates @ W_ih``, which the fused kernels compute
+  anyway. It assumes, as in a language model, that the initial state needs no gradient.
 
 ``e_f``/``e_b``/``c`` are the gate nonlinearities and cell updates: LSTM 13/23/1, GRU 10/17/1,
 RNN-tanh 2/4/0, RNN-ReLU 2/2/0. A packed batch (cuDNN, sequences of different lengths) counts
@@ -84,6 +86,7 @@ def rnn_layer_backward_fpo(
     grad_hy: bool = True,
     grad_cy: bool = True,
     tokens: int | None = None,
+    grad_input: bool = True,
 ) -> int:
     """Backward FPO of one recurrent layer, one direction (see the module docstring).
 
@@ -100,6 +103,8 @@ def rnn_layer_backward_fpo(
         tokens: the tokens of a packed batch, in place of ``T * B``; ``batch`` is then the
             number of sequences (each one's first step has no ``dh_{t-1}`` product) and
             ``steps`` the longest one (the weight gradients are summed over the steps).
+        grad_input: the layer's input needs a gradient: the product ``dgates @ W_ih``,
+            ``2G * I * H`` per token, is counted.
 
     Returns:
         FPO.
@@ -115,6 +120,7 @@ def rnn_layer_backward_fpo(
         - c * b * h
         + g * (t - 1) * (h * h + i * h)
         - unused * b * h
+        - (0 if grad_input else 2 * g * n * i * h)
     )
     return total + (2 * g * n * h + 2 * g * (t - 1) * h if bias else 0)
 
@@ -151,7 +157,7 @@ def mkldnn_rnn_layer_rule(
     return rnn_layer_forward_fpo(t, b, i, hidden_size, g, bias=bool(has_biases))
 
 
-@register_rule("aten.mkldnn_rnn_layer_backward")
+@register_rule("aten.mkldnn_rnn_layer_backward", grad_mask=True)
 def mkldnn_rnn_layer_backward_rule(
     input: tuple[int, ...],
     w_ih: tuple[int, ...],
@@ -172,9 +178,14 @@ def mkldnn_rnn_layer_backward_rule(
     num_layers: int,
     has_biases: bool,
     *args: Any,
+    needs_input_grad: tuple[bool, ...] | None = None,
     **kwargs: Any,
 ) -> int:
-    """Its backward: :func:`rnn_layer_backward_fpo`."""
+    """Its backward: :func:`rnn_layer_backward_fpo`.
+
+    Without the input's gradient when the layer's input needs none (``needs_input_grad[0]``
+    False: the first layer on data), as the op-by-op recurrence.
+    """
     t, b, i, g = _mkldnn_dims(input, w_ih, hx, hidden_size)
     return rnn_layer_backward_fpo(
         t,
@@ -185,6 +196,7 @@ def mkldnn_rnn_layer_backward_rule(
         bias=bool(has_biases),
         grad_hy=grad_hy is not None,
         grad_cy=grad_cy is not None,
+        grad_input=not needs_input_grad or bool(needs_input_grad[0]),
     )
 
 
@@ -269,7 +281,15 @@ def cudnn_rnn_backward_rule(
     *args: Any,
     **kwargs: Any,
 ) -> int:
-    """Its backward: the sum of the per-layer backwards."""
+    """Its backward: the sum of the per-layer backwards.
+
+    ``output_mask[0]`` False (the input needs no gradient): the first layer's directions
+    without the input-gradient product, as the op-by-op recurrence.
+    """
+    mask = args[-1] if args and isinstance(args[-1], list) else kwargs.get("output_mask")
+    grad_input = not mask or bool(mask[0])
+    directions = 2 if bidirectional else 1
+    layers = _cudnn_layers(input, weight, weight_stride0, hx, mode, hidden_size, batch_sizes)
     return sum(
         rnn_layer_backward_fpo(
             t,
@@ -282,8 +302,7 @@ def cudnn_rnn_backward_rule(
             grad_hy=grad_hy is not None,
             grad_cy=grad_cy is not None,
             tokens=n,
+            grad_input=grad_input or k >= directions,
         )
-        for t, b, i, g, bias, relu, n in _cudnn_layers(
-            input, weight, weight_stride0, hx, mode, hidden_size, batch_sizes
-        )
+        for k, (t, b, i, g, bias, relu, n) in enumerate(layers)
     )
