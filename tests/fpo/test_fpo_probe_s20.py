@@ -174,3 +174,27 @@ def test_the_cudnn_rnn_rule_leaves_out_the_first_layers_input_gradient_by_its_ou
     with_dx = backward([True, False, False, True])
     assert with_dx - backward([False, False, False, True]) == 2 * g4 * 7 * i == 672
     assert with_dx == backward(None)  # called without a mask: every gradient
+
+
+# -- embedding with padding_idx ------------------------------------------------------------------
+
+
+def test_embedding_backward_counts_no_gradient_for_padding_tokens():
+    """Embedding(10, 4, padding_idx=0) on ids ``[[1, 2, 0], [3, 0, 0]]``: the backward sums each
+    looked-up row's gradient into the weight, 4 adds per index, and the kernels (CPU and CUDA)
+    skip the indices equal to ``padding_idx``, whose row gets no gradient. The rule saw shapes
+    only and counted all 6 indices (24 FPO); it now reads the 3 padding tokens from the
+    indices: 3 * 4 = 12. ``scale_grad_by_freq`` scales each counted row first: 2 * 12. On meta
+    (no values) every index is counted: 24, an upper bound (docs/fpo.md)."""
+    ids = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    real = gp.count_fpo(nn.Embedding(10, 4, padding_idx=0), ids)
+    assert (real.forward_total, real.backward_total) == (0, 3 * 4)
+    assert real.by_op["aten.embedding_dense_backward"] == 12
+    scaled = gp.count_fpo(nn.Embedding(10, 4, padding_idx=0, scale_grad_by_freq=True), ids)
+    assert scaled.backward_total == 2 * 3 * 4
+    negative = gp.count_fpo(nn.Embedding(10, 4, padding_idx=-10), ids)  # -10 is row 0
+    assert negative.backward_total == 12
+    plain = gp.count_fpo(nn.Embedding(10, 4), ids)
+    assert plain.backward_total == 6 * 4
+    meta = gp.count_fpo(nn.Embedding(10, 4, padding_idx=0, device="meta"), ids.to("meta"))
+    assert meta.backward_total == 6 * 4

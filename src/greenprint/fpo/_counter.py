@@ -503,6 +503,8 @@ class FPOCounter:
         s_out = _shapes(out, floating)
         if rule.grad_mask:
             s_kwargs["needs_input_grad"] = _needs_input_grad()
+        if rule.reads is not None and _has_values(args, kwargs):
+            s_kwargs.update(rule.reads(*args, **kwargs))
         try:
             value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
@@ -623,6 +625,17 @@ def _needs_input_grad() -> tuple[bool, ...] | None:
     if node is None:
         return None
     return tuple(fn is not None for fn, _ in node.next_functions)
+
+
+def _has_values(args: Any, kwargs: Any) -> bool:
+    """Whether every tensor among the arguments has values (none is meta or fake)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+    from torch.utils._pytree import tree_leaves
+
+    return not any(
+        isinstance(t, torch.Tensor) and (t.device.type == "meta" or isinstance(t, FakeTensor))
+        for t in tree_leaves((args, kwargs))
+    )
 
 
 def _chain_of(name: str) -> tuple[str, ...]:

@@ -54,12 +54,16 @@ class Rule:
         grad_mask: the formula takes ``needs_input_grad``: for a backward op, which inputs of
             the forward op need a gradient (a tuple of bools, in the forward op's argument
             order), or None when the op runs outside a backward pass.
+        reads: for an op whose work depends on values (rows it skips): called with the op's
+            real tensors (never on meta or fake tensors, which have no values), it returns
+            keyword arguments for ``fn``; without them ``fn`` counts every element.
     """
 
     fn: RuleFn
     matmul: bool = False
     is_zero: bool = False
     grad_mask: bool = False
+    reads: RuleFn | None = None
 
 
 RULES: dict[str, Rule] = {}
@@ -109,7 +113,12 @@ def _targets(targets: Any) -> list[str]:
 
 
 def register_rule(
-    targets: Any, *, matmul: bool = False, replace: bool = False, grad_mask: bool = False
+    targets: Any,
+    *,
+    matmul: bool = False,
+    replace: bool = False,
+    grad_mask: bool = False,
+    reads: RuleFn | None = None,
 ) -> Callable[[RuleFn], RuleFn]:
     """Register a shape-only FPO formula for one or more ops (a decorator).
 
@@ -123,6 +132,8 @@ def register_rule(
         grad_mask: the formula also takes ``needs_input_grad`` (see :class:`Rule`), for a
             backward op that computes every gradient whether needed or not, where the
             op-by-op backward computes only the needed ones.
+        reads: a function of the op's real tensors returning keyword arguments for the
+            formula (see :class:`Rule`).
 
     Returns:
         A decorator that registers the function and returns it unchanged, so rules can call
@@ -144,7 +155,9 @@ def register_rule(
             if name in RULES and not replace:
                 raise FPOError(f"duplicate FPO rule for {name} (pass replace=True to override)")
         for name in names:
-            RULES[name] = Rule(fn=fn, matmul=matmul, is_zero=fn is zero, grad_mask=grad_mask)
+            RULES[name] = Rule(
+                fn=fn, matmul=matmul, is_zero=fn is zero, grad_mask=grad_mask, reads=reads
+            )
         return fn
 
     return decorator

@@ -318,21 +318,37 @@ def index_put_rule(
     return numel(values) if accumulate else 0
 
 
-@register_rule("aten.embedding_dense_backward")
+def _padding_tokens(
+    grad: Any, indices: Any, num_weights: int = 0, padding_idx: int = -1, *a: Any, **k: Any
+) -> dict[str, int]:
+    """How many of the (real) indices are ``padding_idx``: ``{"padded": n}``."""
+    if padding_idx is None or padding_idx < 0:
+        return {}
+    return {"padded": int((indices == padding_idx).sum())}
+
+
+@register_rule("aten.embedding_dense_backward", reads=_padding_tokens)
 def embedding_dense_backward_rule(
     grad: tuple[int, ...],
     indices: Any,
     num_weights: int = 0,
     padding_idx: int = -1,
     scale_grad_by_freq: bool = False,
+    *,
+    padded: int = 0,
     **kwargs: Any,
 ) -> int:
-    """One add per gradient element (the looked-up rows' gradients summed into the weight).
+    """One add per gradient element of each looked-up row (summed into the weight's row).
 
-    With ``scale_grad_by_freq`` each is first scaled by 1/count of its index: + 1 per element.
-    Rows of ``padding_idx`` get no gradient (data-dependent: counted, an upper bound).
+    ``D`` adds per index (``grad`` is ``(*indices, D)``); with ``scale_grad_by_freq`` each row
+    is first scaled by 1/count of its index: + ``D``. Indices equal to ``padding_idx`` are
+    skipped by the kernels (that row gets no gradient): ``padded`` of them, read from the
+    indices when they have values; on meta or fake tensors every index is counted (an upper
+    bound, ``D`` per padding token too many).
     """
-    return numel(grad) * (2 if scale_grad_by_freq else 1)
+    rows = max(0, numel(indices) - padded) if isinstance(indices, tuple) else 0
+    per_row = grad[-1] if grad else 1
+    return rows * per_row * (2 if scale_grad_by_freq else 1)
 
 
 @register_rule(
