@@ -198,3 +198,56 @@ def test_embedding_backward_counts_no_gradient_for_padding_tokens():
     assert plain.backward_total == 6 * 4
     meta = gp.count_fpo(nn.Embedding(10, 4, padding_idx=0, device="meta"), ids.to("meta"))
     assert meta.backward_total == 6 * 4
+
+
+# -- where count_fpo's backward starts -----------------------------------------------------------
+
+
+class _Encoder(nn.Module):
+    """A BERT-shaped output: every position's state and a pooled first position (tanh)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(3, 4)
+        self.pooler = nn.Linear(4, 4)
+
+    def forward(self, x, labels=None):
+        hidden = self.body(x)
+        out = {"last_hidden_state": hidden, "pooler_output": torch.tanh(self.pooler(hidden[:, 0]))}
+        if labels is not None:
+            out["loss"] = nn.functional.mse_loss(out["pooler_output"], labels)
+        return out
+
+
+def test_count_fpo_back_propagates_from_the_loss_or_what_backward_from_picks():
+    """``count_fpo`` back-propagated from every floating output, seeded with ones. On data
+    x (2, 5, 3): body Linear(3, 4), pooler Linear(4, 4) on the first position, tanh.
+
+    No loss in the output (BertModel): both outputs seeded, as before and documented. By hand:
+    the pooler's tanh backward 3 per element (8 elements: 24), its Linear grad_input and
+    grad_weight ``2*2*4*4`` each (128) and bias 8; the first position's gradient scattered
+    back (0) and added to the seed of ``last_hidden_state`` (40 adds); the body's grad_weight
+    ``2*10*3*4`` (240) and bias 40 (x is data: no grad_input) = 480.
+    ``backward_from=lambda out: out["last_hidden_state"]`` (a token-level task): the body's
+    280 only. With a loss in the output (a Hugging Face model given labels) the backward
+    starts from the loss, as ``loss.backward()`` in training: the MSE backward
+    ``2 (p - y) / N * g`` 4 per element (32), tanh 24, the pooler's 128 + 8, the body's 240 +
+    40 = 472. Before, the two other outputs were seeded with ones too, and each seed added to
+    the gradient the loss sent there: 8 + 40 adds, 520.
+    """
+    x = torch.randn(2, 5, 3)
+    model = _Encoder()
+    both = gp.count_fpo(model, x)
+    assert both.backward_total == 24 + 128 + 8 + 40 + 240 + 40 == 480
+    tokens = gp.count_fpo(model, x, backward_from=lambda out: out["last_hidden_state"])
+    assert tokens.backward_total == 240 + 40 and tokens.backward_by_module["pooler"] == 0
+    labels = torch.zeros(2, 4)
+    with_loss = gp.count_fpo(model, x, labels=labels)
+    with gp.FPOCounter(model) as counter:
+        model(x, labels=labels)["loss"].backward()
+    assert with_loss.backward_total == counter.result.backward_total == 32 + 24 + 136 + 280
+    assert with_loss.forward_total == counter.result.forward_total
+    with pytest.raises(gp.FPOInputError, match="backward_from must be a function"):
+        gp.count_fpo(model, x, backward_from="loss")
+    with pytest.raises(gp.FPOInputError, match="backward_from picked no floating tensor"):
+        gp.count_fpo(model, x, backward_from=lambda out: x)

@@ -28,6 +28,7 @@ def count_fpo(
     model: torch.nn.Module | Callable[..., Any],
     *inputs: Any,
     backward: bool = True,
+    backward_from: Callable[[Any], Any] | None = None,
     strict: bool = False,
     rules: Mapping[Any, Any] | None = None,
     **kwargs: Any,
@@ -35,11 +36,13 @@ def count_fpo(
     """Count the FPO of one forward (and backward) pass of a model.
 
     Runs ``model(*inputs, **kwargs)`` inside an :class:`FPOCounter`; with ``backward=True`` it
-    then back-propagates from every floating output that requires grad, seeded with ones (so no
-    loss is counted). Works on real, meta and FakeTensor models and inputs; on meta nothing is
-    allocated. Existing ``.grad`` fields of the model and inputs, and of every other tensor the
-    backward reaches (the parameters a function's modules hold), are set aside during the count
-    (so old gradients add nothing) and restored after it.
+    then back-propagates, as training would: from the output's ``loss`` when it has one (a
+    Hugging Face model given ``labels``: ``loss.backward()``), otherwise from every floating
+    output that requires grad, seeded with ones (so no loss is counted), or from what
+    ``backward_from`` picks. Works on real, meta and FakeTensor models and inputs; on meta
+    nothing is allocated. Existing ``.grad`` fields of the model and inputs, and of every other
+    tensor the backward reaches (the parameters a function's modules hold), are set aside
+    during the count (so old gradients add nothing) and restored after it.
 
     Args:
         model: the model (any ``torch.nn.Module``), or any other callable of tensors (a
@@ -48,6 +51,9 @@ def count_fpo(
             ``params`` those of the modules it called.
         *inputs: its positional inputs (see :func:`greenprint.fpo.example_inputs`).
         backward: count the backward pass too.
+        backward_from: ``output -> tensor`` (or tensors) to back-propagate from, seeded with
+            ones, such as ``lambda out: out.last_hidden_state`` (a model whose other outputs
+            a training step does not use: their backward is then not counted).
         strict: raise :class:`greenprint.UnknownOpError` on an op with no rule.
         rules: per-count rule overrides, op -> formula.
         **kwargs: keyword inputs passed to the model.
@@ -56,9 +62,9 @@ def count_fpo(
         The counts (FPO), per op and per module.
 
     Raises:
-        FPOInputError: ``model`` is not callable, ``backward=True`` but no output requires
-            grad, or the model reads the value of a meta tensor or runs an op with no meta
-            kernel.
+        FPOInputError: ``model`` or ``backward_from`` is not callable, ``backward=True`` but no
+            output (or nothing ``backward_from`` picked) requires grad, or the model reads
+            the value of a meta tensor or runs an op with no meta kernel.
         UnknownOpError: ``strict=True`` and an op has no rule.
     """
     module = model if isinstance(model, torch.nn.Module) else None
@@ -67,6 +73,11 @@ def count_fpo(
             f"count_fpo needs a torch.nn.Module or a function of tensors to call, not "
             f"{type(model).__name__} {model!r:.60}"
         )
+    if backward_from is not None and not callable(backward_from):
+        raise FPOInputError(
+            "backward_from must be a function of the model's output returning the tensor(s) "
+            f"to back-propagate from, such as lambda out: out[0]; got {backward_from!r:.60}"
+        )
     counter = FPOCounter(module, strict=strict, rules=rules)
     saved = _save_grads(module, inputs, kwargs)
     try:
@@ -74,7 +85,7 @@ def count_fpo(
             output = model(*inputs, **kwargs)
             if backward:  # a function's parameters are known only from its graph
                 saved += _clear_grads(_graph_leaves(output), saved)
-                _backward_from(output)
+                _backward_from(output, backward_from)
     finally:
         _restore_grads(saved)
     return counter.result
@@ -104,8 +115,9 @@ def training_fpo(
             passed as keyword arguments (a tokenizer's output: ``model(**inputs)``).
         steps: number of optimizer steps in the run (>= 1).
         target: passed to ``loss_fn`` after the output, when given.
-        loss_fn: ``loss_fn(output[, target]) -> scalar``; without it, backward starts from the
-            outputs seeded with ones (no loss counted).
+        loss_fn: ``loss_fn(output[, target]) -> scalar``; without it, backward starts from
+            the output's ``loss`` when it has one (a Hugging Face model given ``labels``),
+            else from every floating output, seeded with ones (no loss counted).
         optimizer: ``"sgd"``, ``"sgd-momentum"``, ``"adam"``, ``"adamw"``, a factory
             ``params -> torch.optim.Optimizer`` (e.g. ``functools.partial(torch.optim.AdamW,
             lr=3e-4)``), or None for no update.
@@ -300,21 +312,37 @@ def _optimizer_factory(
     return factory
 
 
-def _backward_from(output: Any) -> None:
-    """Back-propagate from every floating output that requires grad, seeded with ones."""
+def _backward_from(output: Any, pick: Callable[[Any], Any] | None = None) -> None:
+    """Back-propagate as a training step would, seeded with ones.
+
+    From ``pick(output)`` when given; else from the output's ``loss`` (a Hugging Face
+    ``ModelOutput`` with ``labels`` given, or a mapping with a "loss" key) when it is a
+    floating tensor that requires grad; else from every floating output that requires grad.
+    """
     from torch.utils._pytree import tree_leaves
 
-    tensors = [
-        t
-        for t in tree_leaves(output)
-        if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point()
-    ]
+    if pick is not None:
+        output = pick(output)
+    else:
+        loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
+        if _differentiable(loss):
+            output = loss
+    tensors = [t for t in tree_leaves(output) if _differentiable(t)]
     if not tensors:
+        if pick is not None:
+            raise FPOInputError(
+                "backward_from picked no floating tensor that requires grad from the output; "
+                "pick one (lambda out: out[0]) or pass backward=False"
+            )
         raise FPOInputError(
             "backward=True but no output of the model requires grad (frozen parameters, "
             "torch.no_grad() or inference mode?); pass backward=False"
         )
     torch.autograd.backward(tensors, grad_tensors=[torch.ones_like(t) for t in tensors])
+
+
+def _differentiable(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.requires_grad and value.is_floating_point()
 
 
 def _save_grads(
