@@ -251,3 +251,150 @@ def test_count_fpo_back_propagates_from_the_loss_or_what_backward_from_picks():
         gp.count_fpo(model, x, backward_from="loss")
     with pytest.raises(gp.FPOInputError, match="backward_from picked no floating tensor"):
         gp.count_fpo(model, x, backward_from=lambda out: x)
+
+
+# -- rules for the ops that had none ---------------------------------------------------------------
+
+F8 = torch.float8_e4m3fn
+
+
+def _ops(fn):
+    """``fn()`` counted: (by_op, unknown_ops)."""
+    with gp.FPOCounter() as counter:
+        fn()
+    return counter.result.by_op, counter.result.unknown_ops
+
+
+def test_fp8_scaled_products_are_counted_from_their_maths():
+    """fp8 products ``out[i, j] = sum over k-blocks of sa sb sum_{k in block} a[i, k] b[k, j]``
+    (a (16, 64) by (64, 32)): the product ``2mkn`` = 65,536; each operand's scale multiplies
+    each output element once after the sum when it is constant along k (tensor-wise,
+    row-wise: ``mn`` = 512 each, as ``_scaled_mm`` counts), once per k-block when block-wise
+    (MX ``BlockWise1x32``: 64 / 32 = 2 blocks, 1,024 each); the block sums are added into the
+    output as the product's ``2k`` already counts. ``torch.nn.functional.scaled_mm`` runs
+    ``_scaled_mm_v2``, which had no rule (the count read as a lower bound). CPU runs the
+    tensor-wise and row-wise recipes; MX (swizzled e8m0 scales) runs on meta."""
+    a, b = torch.randn(16, 64).to(F8), torch.randn(32, 64).to(F8).t()
+    one = torch.ones(())
+    v1, _ = _ops(lambda: torch._scaled_mm(a, b, one, one, out_dtype=torch.bfloat16))
+    assert v1["aten._scaled_mm"] == 65_536 + 2 * 512
+    v2 = torch.ops.aten._scaled_mm_v2
+    found, unknown = _ops(lambda: v2(a, b, [one], [0], [0], [one], [0], [0], None, torch.bfloat16))
+    assert unknown == {} and found["aten._scaled_mm_v2"] == 65_536 + 2 * 512
+    rows, cols, bias = torch.ones(16, 1), torch.ones(1, 32), torch.zeros(32, dtype=torch.bfloat16)
+    found, _ = _ops(lambda: v2(a, b, [rows], [1], [0], [cols], [1], [0], bias, torch.bfloat16))
+    assert found["aten._scaled_mm_v2"] == 65_536 + 2 * 512 + 512  # + the bias add
+    e8 = torch.float8_e8m0fnu
+    a, b = a.to("meta"), b.to("meta")
+    scale = torch.empty(512, device="meta").to(e8)  # 128 x 4 swizzled tiles
+    found, _ = _ops(lambda: v2(a, b, [scale], [3], [1], [scale], [3], [1], None, torch.bfloat16))
+    assert found["aten._scaled_mm_v2"] == 65_536 + 2 * 512 * 2
+    # _scaled_mm's own scale_result (fp8 output) multiplies each output element once more
+    from greenprint.fpo.rules import RULES
+
+    rule = RULES["aten._scaled_mm"].fn
+    assert sum(rule((16, 64), (64, 32), (), (), None, (), out_shape=(16, 32))) == 65_536 + 3 * 512
+
+
+@pytest.fixture
+def scaled_grouped_mm_v2_kernel():
+    """A CPU kernel for ``_scaled_grouped_mm_v2`` (PyTorch has it for CUDA only): aten's schema,
+    a plain reference (tokens ``(M, K)`` by experts ``(G, K, N)``, rows split by ``offs``)."""
+    lib = torch.library.Library("aten", "IMPL")
+
+    def kernel(a, b, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_b, offs=None,
+               bias=None, out_dtype=None, contraction_dim=(), use_fast_accum=False):  # fmt: skip
+        out, start = [], 0
+        for g, end in enumerate(offs.tolist()):
+            out.append(a[start:end].float() @ b[g].float())
+            start = end
+        return torch.cat(out).to(out_dtype or torch.bfloat16)
+
+    lib.impl("_scaled_grouped_mm_v2", kernel, "CPU")
+    yield
+    lib._destroy()
+
+
+def test_fp8_grouped_products_of_mixture_of_experts_are_counted(scaled_grouped_mm_v2_kernel):
+    """64 tokens ``(64, 64)`` by 4 experts ``(4, 64, 32)``, 16 tokens each: the products
+    ``sum 2 m_g K N`` = ``2 * 64 * 64 * 32`` = 262,144, as ``_grouped_mm``. ``_scaled_grouped_mm``
+    (row-wise scales, constant along k): + 2 per output element (64 * 32 = 2,048 elements);
+    its meta kernel runs it. ``_scaled_grouped_mm_v2`` (``F.scaled_grouped_mm``), on the
+    stand-in CPU kernel: row-wise scales 2 per output element; MX block-wise (1 x 32) scales
+    ``64 / 32`` = 2 per output element and operand."""
+    a = torch.empty(64, 64, device="meta").to(F8)
+    b = torch.empty(4, 32, 64, device="meta").to(F8).transpose(-2, -1)
+    offs = torch.tensor([16, 32, 48, 64], dtype=torch.int32, device="meta")
+    rows, cols = torch.ones(64, device="meta"), torch.ones(4, 32, device="meta")
+    found, unknown = _ops(
+        lambda: torch._scaled_grouped_mm(a, b, rows, cols, offs=offs, out_dtype=torch.bfloat16)
+    )
+    assert unknown == {} and found["aten._scaled_grouped_mm"] == 262_144 + 2 * 2_048
+    a = torch.randn(64, 64).to(F8)
+    b = torch.randn(4, 32, 64).to(F8).transpose(-2, -1)
+    offs = torch.tensor([16, 32, 48, 64], dtype=torch.int32)
+    v2 = torch.ops.aten._scaled_grouped_mm_v2
+    rows, cols = torch.ones(64), torch.ones(4, 32)
+    found, unknown = _ops(lambda: v2(a, b, [rows], [1], [0], [cols], [1], [0], offs))
+    assert unknown == {} and found["aten._scaled_grouped_mm_v2"] == 262_144 + 2 * 2_048
+    mx = torch.ones(1)
+    found, _ = _ops(lambda: v2(a, b, [mx], [3], [1], [mx], [3], [1], offs))
+    assert found["aten._scaled_grouped_mm_v2"] == 262_144 + 2 * 2 * 2_048
+
+
+def test_isin_histograms_and_masked_softmax_are_counted_from_their_maths():
+    """docs/fpo.md counts a compare as 1 FPO (on floating-point values; integer ids: 0).
+
+    ``isin``: 100 floats against 7 (ATen compares each with each when ``T < int(10 N^0.145)``,
+    19 here): 700 compares, an upper bound (each stops at its first match). 20 against 200
+    (ATen sorts): the unique values of each side, sort ``n ceil(log2 n)`` and neighbours
+    ``n``: 20*5 + 20 = 120 and 200*8 + 200 = 1,800, then the 220 together 220*8 + 220 = 1,980:
+    3,900; ``assume_unique`` 1,980.
+    ``histogram`` (bins a count, as ``histc``): per element two compares (in range), subtract
+    the low edge, scale, one add into the bin, 5; + 2 per element for the data's min and max
+    without a range; ``density`` ``hist / (sum * width)``: sum, widths, two divisions, 4 per
+    bin. Edges given (5): two compares, a binary search ``ceil(log2(5 + 1))`` = 3, the add: 6.
+    ``histogramdd`` of 50 points in 2 dimensions, bins (3, 4): the edges' op finds the range
+    (2 per element, 200), the counting op finds it again (200) and per point ``4 D + 1`` = 9
+    (450); density over 12 cells ``2*12 + (3 + 12) + (4 + 12)`` = 55.
+    ``_masked_softmax`` (the fused attention paths' softmax): 5 per element, as softmax over
+    the full matrix (a mask only masks); its backward 4 per element.
+    """
+    x = torch.randn(100)
+    assert _ops(lambda: torch.isin(x, torch.randn(7)))[0]["aten.isin"] == 700
+    assert _ops(lambda: torch.isin(x, 0.5))[0]["aten.isin"] == 100
+    few, many = torch.randn(20), torch.randn(200)
+    assert _ops(lambda: torch.isin(few, many))[0]["aten.isin"] == 3_900
+    assert _ops(lambda: torch.isin(few, many, assume_unique=True))[0]["aten.isin"] == 1_980
+    ids = torch.arange(10)
+    assert _ops(lambda: torch.isin(ids, torch.tensor([1, 2])))[0]["aten.isin"] == 0
+
+    hist = "aten.histogram"
+    assert _ops(lambda: torch.histogram(x, bins=10))[0][hist] == 700
+    assert _ops(lambda: torch.histogram(x, bins=10, range=(-1.0, 1.0)))[0][hist] == 500
+    dense = _ops(lambda: torch.histogram(x, bins=10, range=(-1.0, 1.0), density=True))[0]
+    assert dense[hist] == 500 + 4 * 10
+    edges = torch.linspace(-2, 2, 5)
+    assert _ops(lambda: torch.histogram(x, bins=edges))[0][hist] == 100 * (2 + 3 + 1)
+    points = torch.randn(50, 2)
+    found, unknown = _ops(lambda: torch.histogramdd(points, bins=[3, 4]))
+    assert unknown == {}
+    assert found["aten._histogramdd_bin_edges"] == 200
+    assert found["aten._histogramdd_from_bin_cts"] == 200 + 450
+    found, _ = _ops(lambda: torch.histogramdd(points, bins=[3, 4], range=[-1.0, 1.0] * 2))
+    assert found["aten._histogramdd_from_bin_cts"] == 450
+    found, _ = _ops(
+        lambda: torch.histogramdd(points, bins=[3, 4], range=[-1.0, 1.0] * 2, density=True)
+    )
+    assert found["aten._histogramdd_from_bin_cts"] == 450 + 55
+    # edges given, 4 and 5: per point (2 + ceil(log2 5)) + (2 + ceil(log2 6)) + 1 = 11
+    found, _ = _ops(
+        lambda: torch.histogramdd(points, bins=[torch.linspace(-1, 1, n) for n in (4, 5)])
+    )
+    assert found["aten._histogramdd_from_bin_tensors"] == 50 * 11
+
+    scores = torch.randn(2, 3, 4, requires_grad=True)
+    mask = torch.rand(2, 3, 4) > 0.5
+    found, unknown = _ops(lambda: torch._masked_softmax(scores, mask, -1, None).sum().backward())
+    assert unknown == {}
+    assert (found["aten._masked_softmax"], found["aten._masked_softmax_backward"]) == (120, 96)

@@ -200,10 +200,70 @@ def grouped_mm_rule(
     split dimension, as when the tokens are sorted by expert.
     """
     out = first_shape(out_shape)
+    return _grouped_products(a, b, out) + (numel(out) if bias is not None else 0)
+
+
+def _grouped_products(a: tuple[int, ...], b: tuple[int, ...], out: tuple[int, ...]) -> int:
+    """``2mkn`` summed over the groups, for the four layouts of :func:`grouped_mm_rule`."""
     if len(a) == 2 and len(b) == 2:
-        products = 2 * a[0] * a[1] * b[1]
-    elif len(a) == 3 and len(b) == 2:
-        products = 2 * a[1] * a[2] * b[1]
-    else:  # (M, K) x (G, K, N) and (G, M, K) x (G, K, N): 2K per output element
-        products = 2 * a[-1] * numel(out)
-    return products + (numel(out) if bias is not None else 0)
+        return 2 * a[0] * a[1] * b[1]
+    if len(a) == 3 and len(b) == 2:
+        return 2 * a[1] * a[2] * b[1]
+    return 2 * a[-1] * numel(out)  # (M, K) x (G, K, N) and (G, M, K) x (G, K, N)
+
+
+@register_rule("aten._scaled_grouped_mm")
+def scaled_grouped_mm_rule(
+    a: tuple[int, ...],
+    b: tuple[int, ...],
+    scale_a: Any,
+    scale_b: Any,
+    offs: Any = None,
+    bias: Any = None,
+    scale_result: Any = None,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    """fp8 grouped product (MoE experts): as ``_grouped_mm``, + 2 per output element.
+
+    Its scales are row-wise (one per row of ``a``, one per column of each expert's ``b``),
+    constant along ``k``: each output element is multiplied by its two scales once after the
+    sum (as ``_scaled_mm``); + 1 per output element for a bias and for ``scale_result``.
+    """
+    out = first_shape(out_shape)
+    n = numel(out)
+    extra = 2 * n + (n if bias is not None else 0) + (n if scale_result is not None else 0)
+    return _grouped_products(a, b, out) + extra
+
+
+@register_rule("aten._scaled_grouped_mm_v2")
+def scaled_grouped_mm_v2_rule(
+    a: tuple[int, ...],
+    b: tuple[int, ...],
+    scale_a: Any,
+    recipe_a: Any,
+    swizzle_a: Any,
+    scale_b: Any,
+    recipe_b: Any,
+    swizzle_b: Any,
+    offs: Any = None,
+    bias: Any = None,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    """``torch.nn.functional.scaled_grouped_mm``: as ``_grouped_mm`` + the scalings.
+
+    Each output element sums over ``k = products / (2 outputs)`` values of its group; each
+    operand's scales multiply it once (tensor-wise, row-wise) or once per ``k``-block
+    (block-wise): see :func:`greenprint.fpo._rules_linalg.scale_multiplies`.
+    """
+    from greenprint.fpo._rules_linalg import scale_multiplies
+
+    out = first_shape(out_shape)
+    n = numel(out)
+    products = _grouped_products(a, b, out)
+    k = products // (2 * n) if n else 0
+    scalings = scale_multiplies(n, k, recipe_a) + scale_multiplies(n, k, recipe_b)
+    return products + scalings + (n if bias is not None else 0)

@@ -92,12 +92,70 @@ def scaled_mm_rule(
     scale_a: Any,
     scale_b: Any,
     bias: Any = None,
+    scale_result: Any = None,
     *args: Any,
     **kwargs: Any,
 ) -> tuple[int, int]:
-    """``2mkn``; on top: the two scalings and the bias add (``mn`` each)."""
+    """``2mkn``; on top: the two scalings, the bias add and ``scale_result`` (``mn`` each).
+
+    fp8 products (``out = (a @ b) * scale_a * scale_b + bias``): a tensor-wise or row-wise
+    scale is constant along ``k``, so it multiplies each output element once, after the sum.
+    """
     n = a[0] * b[1]
-    return mm_fpo(a, b), 2 * n + (n if bias is not None else 0)
+    extra = (n if bias is not None else 0) + (n if scale_result is not None else 0)
+    return mm_fpo(a, b), 2 * n + extra
+
+
+# ScalingType (torch.nn.functional.ScalingType) -> the scale's block along k; None: constant
+# along k (TensorWise 0, RowWise 1); BlockWise1x16 2, 1x32 3, 1x128 4, 128x128 5.
+_SCALE_BLOCK_K: dict[int, int | None] = {0: None, 1: None, 2: 16, 3: 32, 4: 128, 5: 128}
+
+
+def scale_multiplies(outputs: int, k: int, recipes: Any) -> int:
+    """The multiplies by the decoding scales of one operand of a scaled product.
+
+    ``out[i, j] = sum over k-blocks of sa(i, blk) sb(blk, j) sum_{k in blk} a[i, k] b[k, j]``:
+    a scale constant along ``k`` (tensor-wise, row-wise) multiplies each of the ``outputs``
+    elements once after the sum; a block-wise one (``BlockWise1xβ``, MX and NVFP4 formats)
+    multiplies each block's partial sum, ``ceil(k / β)`` per output element. The partial sums
+    are added into the output as the ``2k`` of the product already counts (one add per
+    multiply). One term per scale of the operand (NVFP4 has a block and a tensor-wise one).
+    """
+    total = 0
+    for recipe in recipes if isinstance(recipes, list) else [recipes]:
+        block = _SCALE_BLOCK_K.get(int(recipe)) if recipe is not None else None
+        total += outputs * (1 if not block else -(-k // block))
+    return total
+
+
+@register_rule("aten._scaled_mm_v2")
+def scaled_mm_v2_rule(
+    a: tuple[int, ...],
+    b: tuple[int, ...],
+    scale_a: Any,
+    recipe_a: Any,
+    swizzle_a: Any,
+    scale_b: Any,
+    recipe_b: Any,
+    swizzle_b: Any,
+    bias: Any = None,
+    out_dtype: Any = None,
+    contraction_dim: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """``torch.nn.functional.scaled_mm``: ``2mkn`` + the scalings + ``mn`` for a bias.
+
+    The scalings by :func:`scale_multiplies` for each operand's scales: tensor-wise and
+    row-wise ``mn`` each (as ``_scaled_mm``), block-wise ``mn ceil(k / β)``. FlopCounterMode
+    does not count this op, so neither does ``matmul_total``.
+    """
+    dims = list(contraction_dim) if contraction_dim else [len(a) - 1, 0]
+    k = a[dims[0]]
+    m, n = a[1 - dims[0]], b[1 - dims[1]]
+    outputs = m * n
+    scalings = scale_multiplies(outputs, k, recipe_a) + scale_multiplies(outputs, k, recipe_b)
+    return 2 * outputs * k + scalings + (outputs if bias is not None else 0)
 
 
 @register_rule("aten.addbmm")

@@ -39,6 +39,138 @@ def histc_rule(
     return 5 * n + (2 * n if min == max else 0)
 
 
+def _range_compares(n: int, given: Any) -> int:
+    """2 compares per element (its min and max) when the range is not given."""
+    return 0 if given else 2 * n
+
+
+def _density(bins: list[int]) -> int:
+    """``hist / (sum(hist) * bin widths)`` over ``H = prod(bins)`` cells.
+
+    The sum ``H`` adds and one division ``H``; per dimension the bin widths (``bins_d``
+    subtractions of the edges) and one division per cell ``H``. One dimension: ``4 bins``.
+    """
+    cells = math.prod(bins)
+    return 2 * cells + sum(b + cells for b in bins)
+
+
+def _search(edges: int) -> int:
+    """Compares of a binary search among ``edges`` sorted edges: ``ceil(log2(edges + 1))``."""
+    return max(1, math.ceil(math.log2(edges + 1)))
+
+
+@register_rule("aten.histogram")
+def histogram_rule(
+    self: tuple[int, ...],
+    bins: Any = 100,
+    *args: Any,
+    range: Any = None,
+    weight: Any = None,
+    density: bool = False,
+    **kwargs: Any,
+) -> int:
+    """``torch.histogram``: every element binned, as ``histc`` (``5N``, + ``2N`` for the range).
+
+    ``bins`` a count: per element two compares (in range), subtract the low edge, scale by
+    ``bins / (max - min)``, one add into the bin (a weight adds its value: the same add).
+    ``bins`` a tensor of ``E`` edges (any spacing): per element the two compares, a binary
+    search ``ceil(log2(E + 1))`` compares, the add. The edges themselves are made like
+    ``linspace`` (0, tensor creation). ``density``: :func:`_density`.
+    """
+    n = numel(self)
+    if isinstance(bins, tuple):  # the bins_tensor overload: E edges
+        count = len(bins) and bins[0]
+        return n * (3 + _search(count)) + (_density([count - 1]) if density else 0)
+    return 5 * n + _range_compares(n, range) + (_density([int(bins)]) if density else 0)
+
+
+def _points(self: tuple[int, ...]) -> tuple[int, int]:
+    """(points, dimensions) of ``histogramdd``'s ``(..., D)`` input."""
+    d = self[-1] if self else 1
+    return numel(self) // max(1, d), d
+
+
+@register_rule("aten._histogramdd_bin_edges")
+def histogramdd_bin_edges_rule(
+    self: tuple[int, ...], bins: Any, *args: Any, range: Any = None, **kwargs: Any
+) -> int:
+    """The edges of ``histogramdd`` from bin counts.
+
+    Each dimension's min and max when no range is given (2 compares per element), then
+    ``linspace`` (0).
+    """
+    return _range_compares(numel(self), range)
+
+
+@register_rule("aten._histogramdd_from_bin_cts")
+def histogramdd_from_bin_cts_rule(
+    self: tuple[int, ...],
+    bins: Any,
+    *args: Any,
+    range: Any = None,
+    weight: Any = None,
+    density: bool = False,
+    **kwargs: Any,
+) -> int:
+    """``histogramdd`` with bin counts.
+
+    Per point and dimension as ``histc`` (two compares, subtract, scale: 4), one add per
+    point; the range found again from the data when not given (2 compares per element: this
+    op does it too); ``density`` :func:`_density`.
+    """
+    points, d = _points(self)
+    counts = [int(b) for b in bins] if isinstance(bins, list) else [int(bins)] * d
+    total = points * (4 * d + 1) + _range_compares(numel(self), range)
+    return total + (_density(counts) if density else 0)
+
+
+@register_rule("aten._histogramdd_from_bin_tensors")
+def histogramdd_from_bin_tensors_rule(
+    self: tuple[int, ...], bins: Any, *args: Any, density: bool = False, **kwargs: Any
+) -> int:
+    """``histogramdd`` with edge tensors.
+
+    Per point and dimension two compares and a binary search among that dimension's ``E_d``
+    edges (``ceil(log2(E_d + 1))``), one add per point; ``density`` :func:`_density` over
+    ``E_d - 1`` bins.
+    """
+    points, _ = _points(self)
+    edges = [e[0] if e else 1 for e in bins] if isinstance(bins, list) else []
+    total = points * (sum(2 + _search(e) for e in edges) + 1)
+    return total + (_density([e - 1 for e in edges]) if density else 0)
+
+
+def _isin_uses_sorting(n: int, t: int) -> bool:
+    """ATen's choice (numpy's heuristic): sort when ``t >= int(10 * n ** 0.145)``."""
+    return t >= int(10.0 * float(n) ** 0.145)
+
+
+def _sorted_compares(n: int) -> int:
+    """Sorting ``n`` values (``n ceil(log2 n)``, as the sort rule) and comparing neighbours."""
+    return n * max(1, math.ceil(math.log2(max(n, 2)))) + n
+
+
+@register_rule("aten.isin")
+def isin_rule(
+    elements: Any, test_elements: Any, *args: Any, assume_unique: bool = False, **kwargs: Any
+) -> int:
+    """Equality compares (1 FPO each, on floating-point values; integer ids: 0).
+
+    ``N`` elements against ``T`` test elements (a Python number is 1). Few test elements
+    (``T < int(10 N^0.145)``, ATen's rule): each element against each test element, ``N T``
+    (the loop stops at the first match: an upper bound). Otherwise ATen sorts: the unique
+    values of each side (sort and neighbour compares, ``n ceil(log2 n) + n``, skipped with
+    ``assume_unique``), then their concatenation is sorted and neighbours compared: counted
+    at ``N + T`` values (fewer when values repeat: an upper bound).
+    """
+    n = numel(elements) if isinstance(elements, tuple) else 1
+    t = numel(test_elements) if isinstance(test_elements, tuple) else 1
+    if n == 0 or not _isin_uses_sorting(n, t):
+        return n * t
+    unique = 0 if assume_unique else _sorted_compares(n) + _sorted_compares(t)
+    return unique + _sorted_compares(n + t)
+
+
 @register_rule("aten.glu")
 def glu_rule(self: tuple[int, ...], dim: int = -1, *, out_shape: Any = None, **kw: Any) -> int:
     """``a * sigmoid(b)`` over the two halves: 2 per output element (sigmoid, multiply)."""

@@ -160,13 +160,33 @@ def softmax_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
     return 5 * numel(self)
 
 
+@register_rule("aten._masked_softmax")
+def masked_softmax_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """5N, as softmax over every element: the mask selects (as ``where``, 0), it saves nothing.
+
+    ``_masked_softmax(x, mask)`` (the fused attention paths' softmax) is softmax over the
+    unmasked elements of each row, masked ones 0. The CPU kernel skips the masked elements,
+    but greenprint counts attention over the full score matrix whatever the mask (a causal or
+    padding mask only masks, docs/fpo.md), as FlopCounterMode does, and as the unfused path
+    counts ``softmax`` after adding the mask: so this op counts the same. Its backward
+    ``_masked_softmax_backward``: 4N, as softmax's.
+    """
+    return 5 * numel(self)
+
+
 @register_rule(["aten._log_softmax", "aten.log_softmax"])
 def log_softmax_rule(self: tuple[int, ...], dim: int = -1, *args: Any, **kwargs: Any) -> int:
     """5N + 1 per row: max, subtract, exp, sum, subtract per element; one log per row."""
     return 5 * numel(self) + _rows(self, dim)
 
 
-@register_rule(["aten._softmax_backward_data", "aten._log_softmax_backward_data"])
+@register_rule(
+    [
+        "aten._softmax_backward_data",
+        "aten._log_softmax_backward_data",
+        "aten._masked_softmax_backward",
+    ]
+)
 def softmax_backward_rule(grad: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
     """4N: softmax ``y * (g - sum(g * y))``; log-softmax ``g - exp(y) * sum(g)``."""
     return 4 * numel(grad)
