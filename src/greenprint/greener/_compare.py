@@ -275,7 +275,7 @@ def _one(
     import greenprint as gp
     from greenprint.fpo import FPOCounter
     from greenprint.greener._measure import unknown_ops_kept
-    from greenprint.greener._result import counted_as
+    from greenprint.greener._result import INT8_KERNELS, counted_as
 
     params = {STEP_KEY: "variant", VARIANT_KEY: variant.name, TECHNIQUE_KEY: variant.technique}
 
@@ -342,10 +342,17 @@ def _one(
                 value = evaluate(applied.model)
             evaluated_fpo = int(counter.result.total)
             evaluated = counter.result
-            if counter.result.unknown_ops:
+            int8 = sorted(op for op in counter.result.unknown_ops if op.startswith(INT8_KERNELS))
+            unknown = sorted(set(counter.result.unknown_ops) - set(int8))
+            if unknown:
                 notes.append(
                     f"{variant.name}: the evaluation ran ops with no FPO rule, not counted in "
-                    f"its run's FPO: {', '.join(sorted(counter.result.unknown_ops))}"
+                    f"its run's FPO: {', '.join(unknown)}"
+                )
+            if int8:
+                notes.append(
+                    f"{variant.name}: the evaluation's int8 kernels and quantize/dequantize "
+                    f"steps are integer work, not FPO, left out of its run's FPO: {', '.join(int8)}"
                 )
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 try:

@@ -497,12 +497,12 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
     return tuple(header), body
 
 
-#: The int8 kernels' ops (``quantized.linear_dynamic``...) and the steps into and out of int8
-#: (``aten.quantize_per_tensor``, ``aten.dequantize``...): no FPO rule on purpose. The kernels'
-#: products are integer operations the comparison counts apart (``int_ops``), and the
-#: quantize/dequantize steps are left out, as the comparison's note on each int8 row says: a
-#: count that ran them is no lower bound for them.
-_INT8_KERNELS = ("quantized.", "aten.quantize_per_", "aten.dequantize")
+#: The int8 kernels' ops (``quantized.linear_dynamic``, ``aten.quantized_max_pool2d``...) and
+#: the steps into and out of int8 (``aten.quantize_per_tensor``, ``aten.dequantize``...): no FPO
+#: rule on purpose. The kernels' products are integer operations the comparison counts apart
+#: (``int_ops``), and the quantize/dequantize steps are left out, as the comparison's note on
+#: each int8 row says: a count that ran them is no lower bound for them.
+INT8_KERNELS = ("quantized.", "aten.quantized_", "aten.quantize_per_", "aten.dequantize")
 
 
 def counted_as(fpo: int, counts: Sequence[Any]) -> Any:
@@ -518,7 +518,7 @@ def counted_as(fpo: int, counts: Sequence[Any]) -> Any:
     for result in results:
         for ops, more in ((unknown, result.unknown_ops), (complex_ops, result.complex_ops)):
             for op, calls in more.items():
-                if op.startswith(_INT8_KERNELS):  # integer work, counted apart: no FPO missed
+                if op.startswith(INT8_KERNELS):  # integer work, counted apart: no FPO missed
                     continue
                 ops[op] = ops.get(op, 0) + calls
     if not (unknown or complex_ops):
