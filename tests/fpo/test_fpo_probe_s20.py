@@ -108,6 +108,25 @@ def test_count_fpo_and_training_fpo_say_the_same_things_about_meta_tensors():
         gp.count_fpo(Gate().to("meta"), torch.empty(2, 4, device="meta"))
     with pytest.raises(gp.FPOInputError, match=r"cannot run on a meta copy .*pass on_meta=False"):
         gp.training_fpo(Gate(), torch.randn(2, 4), steps=1)
+
+    class Maker(nn.Module):  # makes a tensor on the CPU: "not on the expected device meta"
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.lin(x) + torch.ones(2, 4)
+
+    with pytest.raises(gp.FPOInputError, match=r"expected device meta!\); pass on_meta=False"):
+        gp.training_fpo(Maker(), torch.randn(2, 4), steps=1)
+    # a NotImplementedError of the user's own that merely says "meta" is the model's error
+    # (the command line reports it as such), not torch's: it passes unchanged
+
+    def own(x):
+        raise NotImplementedError("no meta kernel")
+
+    with pytest.raises(NotImplementedError, match="no meta kernel"):
+        gp.count_fpo(own, meta)
     # on real tensors the model counts: the test, ``x.sum()`` 8 adds and ``> 0`` 1 compare, and
     # Linear(4, 4) on (2, 4): 2 * 4 * (2*4 + 1) = 72
     assert gp.count_fpo(Gate(), torch.ones(2, 4), backward=False).total == 8 + 1 + 72

@@ -179,7 +179,13 @@ def training_fpo(
     return counter.result.times(steps)
 
 
-_META = re.compile(r"\bmeta\b", re.IGNORECASE)  # "on meta tensors", "the 'Meta' backend"
+# torch's words for code that cannot run on meta tensors: "cannot be called on meta tensors",
+# "with Meta tensors, but there was no fake impl", "from the 'Meta' backend", "copy out of meta
+# tensor", "found at least two devices, cpu and meta" (not a user's own "no meta kernel" error,
+# which the command line reports as the model's)
+_META = re.compile(
+    r"\bmeta tensors?\b|'Meta' backend|\bdevices?\b.*\bmeta\b|\bmeta\b.*\bdevices?\b", re.I
+)
 
 
 @contextlib.contextmanager
@@ -187,8 +193,9 @@ def _meta_errors(advice: Callable[[BaseException], str]) -> Iterator[None]:
     """Turn torch's error for code that cannot run on meta tensors into an FPOInputError.
 
     The RuntimeError of a value read (``.item()``, ``if mask.all()``: "cannot be called on
-    meta tensors") or the NotImplementedError of an op with no meta kernel; ``advice(error)``
-    is the message. Other errors pass unchanged.
+    meta tensors"), the NotImplementedError of an op with no meta kernel, or a device
+    mismatch with meta tensors (see ``_META``); ``advice(error)`` is the message. Other errors
+    pass unchanged.
     """
     try:
         yield
