@@ -503,9 +503,9 @@ class FPOCounter:
         s_out = _shapes(out, floating)
         if rule.grad_mask:
             s_kwargs["needs_input_grad"] = _needs_input_grad()
-        if rule.reads is not None and _has_values(args, kwargs):
-            s_kwargs.update(rule.reads(*args, **kwargs))
         try:
+            if rule.reads is not None and _has_values(args, kwargs):
+                s_kwargs.update(rule.reads(*args, **kwargs))
             value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
             raise FPOError(f"the FPO rule for {func} failed: {type(e).__name__}: {e}") from e
