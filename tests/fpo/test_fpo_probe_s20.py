@@ -119,6 +119,8 @@ def test_count_fpo_and_training_fpo_say_the_same_things_about_meta_tensors():
 
     with pytest.raises(gp.FPOInputError, match=r"expected device meta!\); pass on_meta=False"):
         gp.training_fpo(Maker(), torch.randn(2, 4), steps=1)
+    with pytest.raises(gp.FPOInputError, match=r"^the model cannot run on meta tensors \(Tensor"):
+        gp.count_fpo(Maker().to("meta"), torch.empty(2, 4, device="meta"))
     # a NotImplementedError of the user's own that merely says "meta" is the model's error
     # (the command line reports it as such), not torch's: it passes unchanged
 

@@ -211,14 +211,14 @@ def _first_line(error: BaseException) -> str:
 
 
 def _count_on_real(error: BaseException) -> str:
+    line = _first_line(error)
+    real = "count it on real tensors, with `greenprint fpo --device cpu` on the command line"
     if isinstance(error, NotImplementedError):
-        return (
-            f"the model runs an op that has no kernel for meta tensors ({_first_line(error)}): "
-            "count it on real tensors, with `greenprint fpo --device cpu` on the command line"
-        )
+        return f"the model runs an op that has no kernel for meta tensors ({line}): {real}"
+    if "on meta tensors" not in line:  # a device mismatch: it makes tensors elsewhere
+        return f"the model cannot run on meta tensors ({line}): {real}"
     return (
-        f"the model reads a value ({_first_line(error)}), which meta tensors do not have: count "
-        "it on real tensors, with `greenprint fpo --device cpu` on the command line (a mask it "
+        f"the model reads a value ({line}), which meta tensors do not have: {real} (a mask it "
         "tests, such as nn.Transformer's tgt_mask or a Hugging Face attention_mask, decides "
         "what it runs)"
     )
