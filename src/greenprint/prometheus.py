@@ -14,8 +14,11 @@ measuring (:func:`greenprint.tracking.active_runs`, read at each scrape or write
 
 The text exposition format (version 0.0.4) is written here, so no extra package is needed.
 Metric names follow Prometheus' conventions: base units (joules, grams, watts, seconds) as
-suffixes, ``_total`` for counters; labels ``run_id``, ``name``, ``study`` and, per measured
-component, ``component`` (``cpu``, ``gpu``, ``ram``):
+suffixes, ``_total`` for counters; labels ``run_id``, ``name``, ``study``, ``nested``
+(``"true"`` when the run's energy, CO2-eq and time are already inside another run's figures: a
+fold inside its trial, a script's run inside the run that started it, a rank inside its node
+meter; sum the ``nested="false"`` series) and, per measured component, ``component`` (``cpu``,
+``gpu``, ``ram``):
 
 =====================================  =======  ===============================================
 metric                                 type     meaning
@@ -39,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
@@ -134,7 +138,12 @@ class Collector:
         with self._lock:
             for run in runs:
                 count += 1
-                base = {"run_id": run.id, "name": run.name, "study": run.study}
+                base = {
+                    "run_id": run.id,
+                    "name": run.name,
+                    "study": run.study,
+                    "nested": "true" if _nested(run) else "false",
+                }
                 for component, kwh in sorted(run.energy_by_component.items()):
                     joules = kwh * _JOULES_PER_KWH
                     key = (run.id, component)
@@ -168,6 +177,28 @@ class Collector:
         return "\n".join(lines) + "\n"
 
 
+def _nested(run: Any) -> bool:
+    """Whether a run's cost is inside another run's figures, so that a sum must leave it out.
+
+    A run nested in a run of this process (a fold in its trial), one in a child process of a
+    run (its process tree is inside the parent's meter), and a rank of a job whose node its local
+    rank 0 meters (provenance ``this process only; the node is metered by ...``) are inside; a
+    top-level run, a child on another host, a rank on a shared node and a run given
+    ``node_meter=False`` (each measures its own process) add to the total.
+    """
+    if getattr(run, "_contained", None):
+        return True
+    job = getattr(run, "_job", None)
+    options = getattr(run, "_options", None) or {}
+    return bool(
+        job is not None
+        and job.job_id is not None
+        and not job.node_meter
+        and not job.shared
+        and options.get("node_meter") is None
+    )
+
+
 def _started_at(run: Any, now: float) -> float:
     """When a run started (s since the epoch), from its wall time so far."""
     return now - float(run.duration_s)
@@ -195,6 +226,33 @@ def _textfile_path(directory: str | os.PathLike[str], filename: str | None) -> P
     return folder / name
 
 
+#: Textfiles this process wrote, to remove when it exits: path -> (pid, inode) of the last write.
+_written: dict[Path, tuple[int, int]] = {}
+_written_lock = threading.Lock()
+
+
+def _remove_written() -> None:
+    """Remove the textfiles this process wrote that still hold its last write (at exit).
+
+    A file rewritten since by another process (a new inode), or written by the process this
+    one was forked from, is left alone.
+    """
+    with _written_lock:
+        entries = list(_written.items())
+        _written.clear()
+    for path, (pid, inode) in entries:
+        if pid != os.getpid():
+            continue
+        try:
+            if path.stat().st_ino == inode:
+                path.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
+atexit.register(_remove_written)
+
+
 def write_textfile(
     directory: str | os.PathLike[str],
     *,
@@ -204,7 +262,9 @@ def write_textfile(
     """Write the live runs' metrics into ``directory`` for node_exporter, atomically.
 
     The text goes to a temporary file in the same directory, which is then renamed over the
-    target, so node_exporter never reads half a file.
+    target, so node_exporter never reads half a file. The file is removed when this process
+    exits (unless another process has rewritten it since), so node_exporter stops reporting
+    runs that ended with it.
 
     Args:
         directory: node_exporter's ``--collector.textfile.directory``.
@@ -231,8 +291,11 @@ def write_textfile(
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        inode = path.stat().st_ino
     except OSError as e:
         raise ConfigError(f"cannot write the Prometheus textfile {path}: {e}") from e
+    with _written_lock:
+        _written[path.absolute()] = (os.getpid(), inode)
     return path
 
 
@@ -293,6 +356,8 @@ class TextfileExporter:
             self._thread.join()
             self._thread = None
         self.path.unlink(missing_ok=True)
+        with _written_lock:
+            _written.pop(self.path.absolute(), None)
 
     def __enter__(self) -> TextfileExporter:
         return self
