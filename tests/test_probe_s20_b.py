@@ -92,3 +92,65 @@ def test_prometheus_sums_no_nested_run_twice_and_leaves_no_stale_textfile(
     assert grams == pytest.approx(last_j / 3.6e6 * 1.2 * 380.95, rel=1e-9)
     assert trial.emissions_kg * 1e3 == pytest.approx(trial.energy_kwh * 1.2 * 380.95, rel=1e-9)
     assert list(home.glob("*.prom")) == []  # the textfile went with its process
+
+
+#: An Optuna search of 30 trials of about 0.3 s each under a study budget of 1 s, with
+#: ``catch=(gp.BudgetExceeded,)`` (as the docs say, to go on after a trial's own budget): one
+#: objective that logs its loss through its run every 0.05 s, one that never calls its run.
+OPTUNA_SWEEP = """
+import json, time
+import optuna
+import greenprint as gp
+from greenprint.integrations.optuna import GreenprintCallback
+from greenprint.tracking import active_runs
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+out = {}
+for study_name, logs in (("logged", True), ("silent", False)):
+    cap = gp.Budget(s=1.0, per="study", on_exceed="stop")
+    cb = GreenprintCallback(study=study_name, budget=cap, sample_interval_s=0.05,
+                            flush_interval_s=0.1)
+
+    def objective(trial):
+        x = trial.suggest_float("x", -5, 5)
+        for step in range(6):
+            time.sleep(0.05)  # one training step
+            if logs:
+                list(active_runs())[-1].log(loss=(x - 1) ** 2, step=step)
+        return (x - 1) ** 2
+
+    study = optuna.create_study(study_name=study_name)
+    study.optimize(cb.track(objective), n_trials=30, callbacks=[cb],
+                   catch=(gp.BudgetExceeded,))
+    out[study_name] = len(study.trials)
+json.dump(out, open("trials.json", "w"))
+"""
+
+
+def test_a_study_budget_ends_an_optuna_search_that_catches_budget_exceeded(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """docs/integrations.md: pass ``catch=(gp.BudgetExceeded,)`` to go on after a trial's
+    budget, and "with a study budget the next trial raises before its objective is called, so
+    the search stops there". Under that catch it did not stop: a 30-trial search over a study
+    budget of 1 s ran every remaining trial, each raising at its start, and left 27 empty
+    'interrupted' runs in the ledger (Optuna: 30 trials, 27 FAIL). The search now ends after
+    the trial that crossed the study budget (the one that went over it while its objective
+    logged; the next one, raised at its start, when the objective never calls its run)."""
+    home = empty_home(tmp_path_factory, "s20b-optuna")
+    (home / "search.py").write_text(OPTUNA_SWEEP, encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr
+    trials = json.loads((home / "trials.json").read_text())
+    ledger = gp.Ledger(home / "greenprint.db")
+    for study, extra in (("logged", 0), ("silent", 1)):
+        runs = sorted(ledger.runs(study=study), key=lambda r: r.started_at)
+        finished = [r for r in runs if r.status == "finished"]
+        # each trial takes about 0.3 s: the third or fourth crosses 1 s
+        assert 3 <= len(finished) + 1 <= 5, [(r.name, r.status) for r in runs]
+        assert len(runs) == len(finished) + 1 + extra == trials[study]
+        assert all(r.status == "interrupted" for r in runs[len(finished) :])
+        assert all("study budget_s 1 s" in (r.error or "") for r in runs[len(finished) :])
+        # the price tag's time stops within one step (0.05 s) of 1 s: a run's own time
+        spent = sum(r.duration_s for r in runs)
+        assert 1.0 <= spent < (1.5 if extra == 0 else 1.6)

@@ -233,6 +233,11 @@ class GreenprintCallback:
             except BaseException as e:
                 ended, why = status_for(e)
                 self._finish(run, recorder, study_name, names, ended, why, None)
+                if isinstance(e, BudgetExceeded) and e.per == "study" and e.study == study_name:
+                    # the search ends after this trial also under catch=(gp.BudgetExceeded,),
+                    # which is there to go on after a trial's own budget: else every later
+                    # trial started, raised at once and left an empty interrupted run
+                    trial.study.stop()
                 raise
             status, error, values = _check_result(result, names)
             self._finish(run, recorder, study_name, names, status, error, values)
