@@ -8,12 +8,13 @@ a mistake gets.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 
 import pytest
 
 import greenprint as gp
-from _report_cli import empty_home, run_in
+from _report_cli import GREENPRINT, empty_home, run_in
 
 #: Scrapes the process's own /metrics over loopback while a trial and its fold are open, then
 #: writes a textfile once; prints what it read as JSON for the test.
@@ -154,3 +155,40 @@ def test_a_study_budget_ends_an_optuna_search_that_catches_budget_exceeded(
         # the price tag's time stops within one step (0.05 s) of 1 s: a run's own time
         spent = sum(r.duration_s for r in runs)
         assert 1.0 <= spent < (1.5 if extra == 0 else 1.6)
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_the_metrics_endpoint_binds_ipv6_loopback(tmp_path_factory: pytest.TempPathFactory):
+    """``greenprint run --prometheus-port 9464 --prometheus-host ::1`` (an IPv6-only node)
+    read "greenprint: error: cannot serve Prometheus metrics on ::1:9464: Address family for
+    hostname not supported", exit 2: the server was IPv4 only, though its URL is written with
+    brackets for IPv6. It now binds the host's address family and the command scrapes itself
+    at http://[::1]:PORT/metrics."""
+    if not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine")
+    home = empty_home(tmp_path_factory, "s20b-ipv6")
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    scrape = (
+        "import urllib.request, sys\n"
+        f"url = 'http://[::1]:{port}/metrics'\n"
+        "open('scraped.txt', 'w').write(urllib.request.urlopen(url, timeout=10).read().decode())\n"
+    )
+    (home / "scrape.py").write_text(scrape, encoding="utf-8")
+    done = run_in(
+        home, GREENPRINT, "run", "--study", "v6", "--prometheus-port", str(port),
+        "--prometheus-host", "::1", "--", sys.executable, "scrape.py",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"Prometheus metrics at http://[::1]:{port}/metrics" in done.stderr
+    (run,) = gp.Ledger(home / "greenprint.db").runs(study="v6")
+    assert f'run_id="{run.id}"' in (home / "scraped.txt").read_text()

@@ -46,6 +46,7 @@ import atexit
 import logging
 import math
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -420,6 +421,22 @@ class _Server(ThreadingHTTPServer):
     collector: Collector
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def _server_class(host: str, port: int) -> type[_Server]:
+    """The server of the address family ``host`` resolves to first (IPv6 for ``::1``).
+
+    As ``python -m http.server`` chooses it: ``0.0.0.0`` and ``127.0.0.1`` are IPv4.
+
+    Raises:
+        OSError: ``host`` cannot be resolved.
+    """
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    return _Server6 if infos and infos[0][0] == socket.AF_INET6 else _Server
+
+
 class MetricsServer:
     """An HTTP server answering ``GET /metrics`` with the live runs, on a daemon thread.
 
@@ -431,7 +448,7 @@ class MetricsServer:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"a port is an integer from 0 to 65535, not {port!r}")
         try:
-            self._server = _Server((host, port), _Handler)
+            self._server = _server_class(host, port)((host, port), _Handler)
         except OSError as e:
             raise ConfigError(
                 f"cannot serve Prometheus metrics on {host}:{port}: {e.strerror or e}"
@@ -474,7 +491,8 @@ def serve(port: int, host: str = "127.0.0.1") -> MetricsServer:
 
     Args:
         port: the TCP port (0: any free port; read it from the result's ``port``).
-        host: the address to bind: loopback by default; ``"0.0.0.0"`` for every interface.
+        host: the address to bind: loopback by default; ``"0.0.0.0"`` for every interface
+            (IPv4), ``"::1"`` or ``"::"`` for IPv6.
 
     Returns:
         The running server; :meth:`MetricsServer.close` (or ``with``) stops it.

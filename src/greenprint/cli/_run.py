@@ -115,7 +115,7 @@ __all__ = ["command", "format_price_tag"]
     "--prometheus-host",
     default="127.0.0.1",
     show_default=True,
-    help="Address the metrics endpoint binds (0.0.0.0: every interface).",
+    help="Address the metrics endpoint binds (0.0.0.0: every IPv4 interface; ::1, :: IPv6).",
 )
 @click.option(
     "--prometheus-textfile-dir",
