@@ -80,9 +80,12 @@ def test_html_is_one_self_contained_file(written):
     whatif_rows = len(report.whatif.regions) + 1 if report.whatif is not None else 0
     roles = len(report.price_tag.by_role)
     role_rows = roles + 2 if roles > 1 else 0  # the price tag by role: header, roles, total
+    assert report.efficiency is not None  # accuracy: a score per kWh means something
+    efficiency_rows = len(report.efficiency.rows) + 1
     assert (
         html.count("<tr")
-        == len(report.runs) + 1 + len(report.price_tag.by_status) + 2 + whatif_rows + role_rows
+        == (len(report.runs) + 1 + len(report.price_tag.by_status) + 2 + whatif_rows + role_rows)
+        + efficiency_rows
     )
 
 
@@ -116,8 +119,9 @@ def test_latex_has_booktabs_tables_and_pdf_figures(written):
     report, files, out = written
     tex = files["latex"].read_text(encoding="utf-8")
     _check_latex(tex)
-    # price tag by status (and by role when the study has several), runs, what-if
+    # price tag by status (and by role when the study has several), runs, what-if, efficiency
     tables = 2 + (len(report.price_tag.by_role) > 1) + (report.whatif is not None)
+    tables += report.efficiency is not None
     assert tex.count(r"\toprule") == tex.count(r"\bottomrule") == tables
     assert r"\usepackage{booktabs}" in tex and r"\usepackage{graphicx}" in tex
     graphics = re.findall(r"\\includegraphics\[[^\]]*\]\{([^}]+)\}", tex)
@@ -188,10 +192,17 @@ def test_hostile_strings_are_escaped_everywhere(hostile):
     md = files["md"].read_text(encoding="utf-8")
     assert markdown_text(HOSTILE) in md
     assert "<script>" not in md
-    header = next(line for line in md.splitlines() if line.startswith("| run |"))
-    rows = [line for line in md.splitlines() if line.startswith("| ") and "\\<script" in line]
+    # every table's rows that hold the name have as many cell bars as its header (a bar in the
+    # name escaped): the runs table and the efficiency table
     unescaped = lambda line: len(re.findall(r"(?<!\\)\|", line))  # noqa: E731
-    assert rows and all(unescaped(line) == unescaped(header) for line in rows)
+    tables = re.findall(r"(?:^\|.*\n)+", md, re.M)
+    checked = 0
+    for table in tables:
+        header, *rows = table.splitlines()
+        rows = [line for line in rows if "\\<script" in line]
+        assert all(unescaped(line) == unescaped(header) for line in rows)
+        checked += bool(rows)
+    assert checked == 2
     data = json.loads(files["json"].read_text(encoding="utf-8"))
     assert data["study"] == f"study {HOSTILE}"
     assert data["runs"][0]["params"]["model"] == "majority"

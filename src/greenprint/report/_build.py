@@ -39,6 +39,7 @@ from greenprint.analysis._common import (
 from greenprint.analysis._roles import StudyRoles, TrialScore, resolve_roles, trial_family_labels
 from greenprint.carbon._intensity import applied_intensity
 from greenprint.report._curve_runs import one_run_curve_notes, one_run_curves
+from greenprint.report._efficiency import efficiency_section
 from greenprint.report._figures import (
     FigureInputs,
     evp_figures,
@@ -720,6 +721,17 @@ def _assemble(
     if not held_out and run_of is not None and final_id is not None and tag.final is not None:
         if tag.final.score is None:  # a metric given: the runs were read with its points only
             held_out = _final_scores((run_of(final_id),), final_id, metric)
+    pareto = next((f for f in figures if f.id == "pareto"), None)
+    front_ids = (
+        ()
+        if pareto is None
+        else next((s.run_ids for p in pareto.panels for s in p.series if s.role == "front"), ())
+    )
+    efficiency, efficiency_note = efficiency_section(
+        forest, trials, metric=metric, final_id=final_id, front_ids=front_ids, held_out=held_out
+    )
+    if efficiency_note:
+        notes.append(efficiency_note)
     return Report(
         study=study,
         ledger=ledger_url,
@@ -743,6 +755,7 @@ def _assemble(
         greener=greener,
         prediction=prediction_summary(runs),
         whatif=whatif_section(runs, tag, forest=forest),
+        efficiency=efficiency,
     )
 
 

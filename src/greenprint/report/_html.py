@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from greenprint._format import count_of
+from greenprint.report._efficiency import html_section as efficiency_section
 from greenprint.report._escape import html_text as esc
 from greenprint.report._greener import html_section
 from greenprint.report._model import Figure, Report
@@ -189,6 +190,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         f"Ledger {esc(report.ledger)}. Generated {esc(when)} by greenprint "
         f"{esc(report.greenprint_version)}.</p>",
         '<nav><a href="#price-tag">Price tag</a><a href="#figures">Figures</a>'
+        + ('<a href="#efficiency">Efficiency</a>' if report.efficiency else "")
         + ('<a href="#greener">Greener variants</a>' if report.greener else "")
         + '<a href="#runs">Runs</a><a href="#model-card">Model card</a>'
         '<a href="#compute">Compute statement</a></nav></header>',
@@ -203,6 +205,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         "</section>",
         f'<section id="figures"><h2>Figures</h2>{figures or "<p>No figure could be drawn.</p>"}',
         "</section>",
+        efficiency_section(report.efficiency, esc),
         html_section(report.greener, esc),
         prediction_section(report.prediction, esc),
         whatif_section(report.whatif, esc),

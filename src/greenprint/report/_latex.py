@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 
 from greenprint.analysis._pricetag import CostTotals
+from greenprint.report._efficiency import latex_section as efficiency_section
 from greenprint.report._escape import latex_text as esc
 from greenprint.report._greener import latex_section
 from greenprint.report._markdown import FIGURE_DIR
@@ -319,6 +320,7 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             f"\\end{{{env}}}",
             "",
         ]
+    out += efficiency_section(report.efficiency, esc)
     out += latex_section(report.greener, esc)
     out += prediction_section(report.prediction, esc)
     out += whatif_section(report.whatif, esc)

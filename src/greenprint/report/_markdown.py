@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from greenprint._format import count_of
+from greenprint.report._efficiency import markdown_section as efficiency_section
 from greenprint.report._escape import markdown_text as esc
 from greenprint.report._greener import markdown_section
 from greenprint.report._model import Report
@@ -91,6 +92,7 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
         if figure.notes:
             out += ["", "Notes:", ""] + [f"- {esc(n)}" for n in figure.notes]
         out.append("")
+    out += efficiency_section(report.efficiency, esc, _table)
     out += markdown_section(report.greener, esc, _table)
     out += prediction_section(report.prediction, esc, _table)
     out += whatif_section(report.whatif, esc, _table)

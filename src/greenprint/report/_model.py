@@ -19,6 +19,7 @@ from greenprint.analysis._common import json_float
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.greener._result import GreenerResult
+    from greenprint.report._efficiency import EfficiencySection
     from greenprint.report._prediction import PredictionSummary
     from greenprint.report._whatif import WhatIfSection
 
@@ -349,6 +350,8 @@ class Report:
         final_scores: the held-out scores (name, last value) the final run logged when it has
             no score of ``metric`` (a retrain scored on a test split); in the price tag's
             sentence and the compute statement.
+        efficiency: score per unit of cost of the final run, the best trial, the Pareto front
+            and the baselines (``None``: no metric, or a metric that is better lower).
     """
 
     study: str
@@ -370,6 +373,7 @@ class Report:
     prediction: PredictionSummary | None = None
     whatif: WhatIfSection | None = None
     final_scores: tuple[tuple[str, float], ...] = ()
+    efficiency: EfficiencySection | None = None
 
     @property
     def final(self) -> RunRow | None:
@@ -413,6 +417,7 @@ class Report:
             "greener": [g.to_dict() for g in self.greener],
             "prediction": None if self.prediction is None else self.prediction.to_dict(),
             "whatif": None if self.whatif is None else self.whatif.to_dict(),
+            "efficiency": None if self.efficiency is None else self.efficiency.to_dict(),
         }
         if with_runs:
             document["runs"] = [r.to_dict() for r in self.runs]

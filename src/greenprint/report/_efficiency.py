@@ -1,0 +1,407 @@
+"""The efficiency section of a report: score per unit of cost of the runs a reader compares.
+
+Green AI (Schwartz et al.) asks a result to report its efficiency beside its score: accuracy
+per GFLOP, per kWh. Every run's ratio is in the JSON report's runs (``score_per_kwh``,
+``score_per_gflop``); this section puts the ones a reader compares side by side in every
+format: the final run, the best trial, the finished trials on the Pareto front of score
+against energy (no other finished trial scores higher for less energy) and the baselines.
+
+A trial's energy and FPO are its own with its parts' (``RunForest.cost_sums``, as on the Pareto
+plot and in :func:`greenprint.analysis.efficiencies`); the ratios are per a unit chosen for the
+rows (``score per mWh``, ``score per GFPO``), so that they read as plain numbers. A score that is
+better lower (a loss) per kWh means nothing: such a study has no section, and a note says why.
+The ``*_section`` functions render it for HTML, Markdown and LaTeX; the JSON report holds
+:meth:`EfficiencySection.to_dict` under ``"efficiency"``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from greenprint._format import format_energy, format_fpo
+from greenprint._provenance import FPO_KEY, is_fpo_lower_bound
+from greenprint.analysis._common import RunForest, json_float
+from greenprint.analysis._efficiency import FPO_PER_GFLOP, score_per_cost
+from greenprint.analysis._roles import StudyTrials
+
+__all__ = [
+    "MAX_FRONT_ROWS",
+    "EfficiencyRow",
+    "EfficiencySection",
+    "efficiency_section",
+    "html_section",
+    "latex_section",
+    "markdown_section",
+]
+
+#: At most this many trials of the Pareto front are rows (the cheapest first); the section
+#: says how many more the front has (the plot shows them all).
+MAX_FRONT_ROWS = 10
+
+#: Why a run is a row, in the order the rows are listed.
+_WHY_ORDER = ("final run", "best trial", "Pareto front", "baseline")
+
+_ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"))
+_FPO_UNITS = (
+    (1e18, "EFPO"),
+    (1e15, "PFPO"),
+    (1e12, "TFPO"),
+    (1e9, "GFPO"),
+    (1e6, "MFPO"),
+    (1e3, "kFPO"),
+    (1.0, "FPO"),
+)
+
+
+@dataclass(frozen=True)
+class EfficiencyRow:
+    """One run of the section.
+
+    Attributes:
+        run_id: the run's id.
+        name: its name.
+        role: its role (``"trial"``, ``"final"``, ``"baseline"``...).
+        why: why it is a row: ``"final run"``, ``"best trial"``, ``"Pareto front"``,
+            ``"baseline"`` (one or more).
+        metric: the metric its score is of (the final run's held-out score may be of another).
+        score: its score.
+        energy_kwh: its IT energy with its parts', kWh.
+        fpo: its FPO with its parts' (``None``: unknown).
+        fpo_lower_bound: its FPO are a lower bound (ops with no rule were run).
+        score_per_kwh: score per kWh (``None``: no energy).
+        score_per_gflop: score per GFLOP, 1e9 FPO (``None``: FPO unknown or 0).
+    """
+
+    run_id: str
+    name: str
+    role: str
+    why: tuple[str, ...]
+    metric: str
+    score: float
+    energy_kwh: float
+    fpo: int | None
+    fpo_lower_bound: bool
+    score_per_kwh: float | None
+    score_per_gflop: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "run_id": self.run_id,
+            "name": self.name,
+            "role": self.role,
+            "why": list(self.why),
+            "metric": self.metric,
+            "score": json_float(self.score),
+            "energy_kwh": json_float(self.energy_kwh),
+            "fpo": self.fpo,
+            "fpo_lower_bound": self.fpo_lower_bound,
+            "score_per_kwh": json_float(self.score_per_kwh),
+            "score_per_gflop": json_float(self.score_per_gflop),
+        }
+
+
+@dataclass(frozen=True)
+class EfficiencySection:
+    """Score per unit of cost of the runs a reader compares.
+
+    Attributes:
+        metric: the trials' metric (higher is better).
+        rows: the runs, in the order of :data:`_WHY_ORDER` (the front by energy).
+        energy_unit: the unit of the per-energy column (``"mWh"``: score per mWh).
+        energy_unit_kwh: that unit in kWh (``1e-6`` for mWh).
+        fpo_unit: the unit of the per-FPO column (``"GFPO"``).
+        fpo_unit_fpo: that unit in FPO (``1e9`` for GFPO).
+        front_size: finished trials on the Pareto front (:data:`MAX_FRONT_ROWS` of them rows).
+    """
+
+    metric: str
+    rows: tuple[EfficiencyRow, ...]
+    energy_unit: str
+    energy_unit_kwh: float
+    fpo_unit: str
+    fpo_unit_fpo: float
+    front_size: int = 0
+
+    def per_energy(self, row: EfficiencyRow) -> float | None:
+        """The row's score per :attr:`energy_unit`."""
+        ratio = row.score_per_kwh
+        return None if ratio is None else ratio * self.energy_unit_kwh
+
+    def per_fpo(self, row: EfficiencyRow) -> float | None:
+        """The row's score per :attr:`fpo_unit`."""
+        ratio = row.score_per_gflop
+        return None if ratio is None else ratio * self.fpo_unit_fpo / FPO_PER_GFLOP
+
+    def caption(self) -> str:
+        """What the section shows, in two sentences."""
+        why = {w for r in self.rows for w in r.why}
+        shown: list[str] = [f"the {w}" for w in ("final run", "best trial") if w in why]
+        if "Pareto front" in why:
+            on = "on the Pareto front of score against energy"
+            if self.front_size > MAX_FRONT_ROWS:
+                shown.append(
+                    f"the {MAX_FRONT_ROWS} cheapest of the {self.front_size} finished trials {on}"
+                )
+            elif self.front_size == 1:
+                shown.append(f"the finished trial {on}")
+            else:
+                shown.append(f"the {self.front_size} finished trials {on}")
+        baselines = sum(1 for r in self.rows if "baseline" in r.why)
+        if baselines:
+            shown.append("the baseline" if baselines == 1 else "the baselines")
+        what = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+        other = sorted({r.metric for r in self.rows if r.metric != self.metric})
+        scores = f"Scores are {self.metric}" + (
+            f" ({', '.join(other)} for the final run, scored on its own split)" if other else ""
+        )
+        return (
+            f"Score per unit of cost (Green AI's efficiency) of {what}: a higher number is more "
+            f"score for the same cost. {scores}; a run's energy and FPO are its own with its "
+            "parts' (as on the Pareto plot)."
+        )
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows (text, for every format)."""
+        header = ["run", "why", "score", "energy", "FPO"]
+        header += [f"score per {self.energy_unit}", f"score per {self.fpo_unit}"]
+        rows = []
+        for row in self.rows:
+            score = f"{row.score:.4g}"
+            if row.metric != self.metric:
+                score += f" ({row.metric})"
+            fpo = "unknown" if row.fpo is None else format_fpo(row.fpo)
+            if row.fpo is not None and row.fpo_lower_bound:
+                fpo = f"at least {fpo}"
+            per_fpo = _ratio(self.per_fpo(row))
+            if row.fpo_lower_bound and per_fpo != "-":
+                per_fpo = f"at most {per_fpo}"  # FPO at least that: score per FPO at most
+            rows.append(
+                [
+                    row.name,
+                    ", ".join(row.why),
+                    score,
+                    format_energy(row.energy_kwh),
+                    fpo,
+                    _ratio(self.per_energy(row)),
+                    per_fpo,
+                ]
+            )
+        return header, rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the ratios per kWh and per GFLOP; the units the tables use)."""
+        return {
+            "metric": self.metric,
+            "energy_unit": self.energy_unit,
+            "fpo_unit": self.fpo_unit,
+            "front_size": self.front_size,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+def _ratio(value: float | None) -> str:
+    """A ratio with 3 significant digits, thousands written out (``"1,410"``, ``"0.0219"``)."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def _unit(values: Sequence[float], units: tuple[tuple[float, str], ...]) -> tuple[float, str]:
+    """The smallest of ``units`` (largest first) that holds the median of positive ``values``.
+
+    A score per that unit then reads about the score or more (a median run of 903 µWh:
+    ``score per mWh``, 1.05 for 0.95), never ``0.000183``.
+    """
+    known = [v for v in values if math.isfinite(v) and v > 0]
+    if not known:
+        return units[len(units) // 2]
+    middle = statistics.median(known)
+    return next(((f, u) for f, u in reversed(units) if f >= middle), units[0])
+
+
+def _counted_in_part(forest: RunForest, position: int) -> bool:
+    """Whether the run at ``position``, or a run inside it, counted its FPO in part only."""
+    stack = [position]
+    while stack:
+        p = stack.pop()
+        run = forest.runs[p]
+        if run.fpo is not None and FPO_KEY in run.provenance and is_fpo_lower_bound(run.provenance):
+            return True
+        stack.extend(forest.children[p])
+    return False
+
+
+def efficiency_section(
+    forest: RunForest,
+    trials: StudyTrials,
+    *,
+    metric: str | None,
+    final_id: str | None,
+    front_ids: Sequence[str],
+    held_out: Sequence[tuple[str, float]] = (),
+) -> tuple[EfficiencySection | None, str | None]:
+    """The section of a study, or ``None`` and why not (``None`` too when there is no metric).
+
+    Args:
+        forest: the study's runs arranged by nesting.
+        trials: its trials, roles and scores (``study_trials``).
+        metric: the trials' metric.
+        final_id: the final run's id.
+        front_ids: the finished trials on the Pareto front of score against energy, cheapest
+            first (the Pareto figure's front).
+        held_out: the final run's own scores when it has none of ``metric`` (name, value).
+    """
+    if metric is None:
+        return None, None
+    if trials.mode == "min":
+        return None, (
+            f"no efficiency table: {metric} is better lower, and a loss per kWh or per GFLOP "
+            "is no efficiency"
+        )
+    index = forest.index
+    scores = trials.scores
+    reasons: dict[int, list[str]] = {}
+
+    def add(position: int | None, why: str) -> None:
+        if position is not None:
+            reasons.setdefault(position, []).append(why)
+
+    final = None if final_id is None else index.get(final_id)
+    add(final, "final run")
+    best = None
+    for p in trials.positions:
+        run, score = forest.runs[p], scores[p].score
+        if run.status not in ("finished", "pruned") or not math.isfinite(score):
+            continue
+        if best is None or score > scores[best].score:
+            best = p
+    add(best, "best trial")
+    front = [index[i] for i in front_ids if i in index]
+    for p in front[:MAX_FRONT_ROWS]:
+        add(p, "Pareto front")
+    for p in trials.roles.positions("baseline"):
+        if math.isfinite(scores[p].score):
+            add(p, "baseline")
+    energy = forest.cost_sums("energy_kwh")
+    fpo_sums = forest.fpo_sums
+    rows = []
+    for p, why in reasons.items():
+        run = forest.runs[p]
+        score, of = scores[p].score, metric
+        if not math.isfinite(score):
+            if p != final or not held_out:
+                continue  # a final run with no score at all: nothing to divide
+            of, score = held_out[0]
+        kwh = float(energy[p])
+        fpo = int(fpo_sums.inclusive[p]) if fpo_sums.complete[p] else None
+        rows.append(
+            EfficiencyRow(
+                run_id=run.id,
+                name=run.name,
+                role=trials.roles.roles[p],
+                why=tuple(sorted(why, key=_WHY_ORDER.index)),
+                metric=of,
+                score=score,
+                energy_kwh=kwh,
+                fpo=fpo,
+                fpo_lower_bound=fpo is not None and _counted_in_part(forest, p),
+                score_per_kwh=score_per_cost(score, kwh),
+                score_per_gflop=score_per_cost(score, None if fpo is None else fpo / FPO_PER_GFLOP),
+            )
+        )
+    if not rows:
+        return None, None
+    # final run, best trial, the front by energy (as front_ids), baselines; each once
+    order = {run_id: k for k, run_id in enumerate(front_ids)}
+    rows.sort(key=lambda r: (_WHY_ORDER.index(r.why[0]), order.get(r.run_id, 0)))
+    energy_factor, energy_unit = _unit([r.energy_kwh for r in rows], _ENERGY_UNITS)
+    fpo_factor, fpo_unit = _unit([float(r.fpo) for r in rows if r.fpo], _FPO_UNITS)
+    return (
+        EfficiencySection(
+            metric=metric,
+            rows=tuple(rows),
+            energy_unit=energy_unit,
+            energy_unit_kwh=energy_factor,
+            fpo_unit=fpo_unit,
+            fpo_unit_fpo=fpo_factor,
+            front_size=len(front),
+        ),
+        None,
+    )
+
+
+_TITLE = "Efficiency: score per unit of cost"
+
+
+def html_section(section: EfficiencySection | None, esc: Callable[[str], str]) -> str:
+    """The section as HTML (every string escaped with ``esc``)."""
+    if section is None:
+        return ""
+    header, rows = section.table()
+
+    def cell(tag: str, k: int, text: str) -> str:
+        num = ' class="num"' if k >= 2 else ""  # score, energy, FPO and the ratios
+        return f"<{tag}{num}>{esc(text)}</{tag}>"
+
+    head = "".join(cell("th", k, h) for k, h in enumerate(header))
+    lines = ("".join(cell("td", k, c) for k, c in enumerate(cells)) for cells in rows)
+    body = "".join(f"<tr>{line}</tr>" for line in lines)
+    return (
+        f'<section id="efficiency"><h2>{esc(_TITLE)}</h2>'
+        f'<p class="muted">{esc(section.caption())}</p>'
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div></section>"
+    )
+
+
+def markdown_section(
+    section: EfficiencySection | None,
+    esc: Callable[[str], str],
+    table: Callable[[Sequence[str], Sequence[Sequence[str]]], list[str]],
+) -> list[str]:
+    """The section as Markdown lines (``table`` renders a header and rows)."""
+    if section is None:
+        return []
+    header, rows = section.table()
+    return [f"## {_TITLE}", "", esc(section.caption()), "", *table(header, rows), ""]
+
+
+def latex_section(section: EfficiencySection | None, esc: Callable[[str], str]) -> list[str]:
+    """The section as LaTeX lines: a compact ``booktabs`` table that fits one paper column."""
+    if section is None:
+        return []
+    out = [
+        "\\begin{table}[t]\\centering\\footnotesize\\setlength{\\tabcolsep}{3pt}",
+        "\\caption{"
+        + esc(section.caption())
+        + " $\\star$ marks the final run, $\\dagger$ a baseline; per unit of energy and of FPO.}",
+        "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
+        "\\begin{tabular}{@{}lrrr@{}}",
+        "\\toprule",
+        " & ".join(
+            esc(h)
+            for h in ("run", "score", f"per {section.energy_unit}", f"per {section.fpo_unit}")
+        )
+        + " \\\\",
+        "\\midrule",
+    ]
+    _, rows = section.table()
+    for row, cells in zip(section.rows, rows, strict=True):
+        mark = r" $\star$" if "final run" in row.why else ""
+        mark += r" $\dagger$" if "baseline" in row.why else ""
+        per_fpo = cells[6]
+        per_fpo = (
+            r"$\leq$" + esc(per_fpo.removeprefix("at most "))
+            if per_fpo.startswith("at most ")
+            else esc(per_fpo)
+        )
+        out.append(
+            " & ".join([esc(cells[0]) + mark, esc(cells[2]), esc(cells[5]), per_fpo]) + " \\\\"
+        )
+    out += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
+    return out
