@@ -500,9 +500,9 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         By default ``training_step`` runs on the copy (forward and loss) and its loss is
         back-propagated; with ``fpo_inputs`` (or ``example_input_array``), the module's forward
         on those inputs and ``count_fpo``'s backward (from the output's loss when it carries
-        one, else from every floating output, seeded with ones). The optimizer is not counted. A
-        step
-        that cannot run on meta tensors logs a warning and counts as 0 (the run keeps no FPO).
+        one, else from every floating output, seeded with ones). The optimizer is not counted.
+        A step that cannot run on meta tensors logs a warning and counts as 0 (the run keeps no
+        FPO).
         """
         import warnings
 
