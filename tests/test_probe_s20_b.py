@@ -192,3 +192,39 @@ def test_the_metrics_endpoint_binds_ipv6_loopback(tmp_path_factory: pytest.TempP
     assert f"Prometheus metrics at http://[::1]:{port}/metrics" in done.stderr
     (run,) = gp.Ledger(home / "greenprint.db").runs(study="v6")
     assert f'run_id="{run.id}"' in (home / "scraped.txt").read_text()
+
+
+#: A training loop given an FPO budget that records no FPO, then one that does.
+FPO_UNRECORDED = """
+import greenprint as gp
+
+with gp.track("forgot", study="fpo", budget_fpo=1e12, on_exceed="stop") as run:
+    for step in range(3):
+        run.log(loss=1 / (step + 1), step=step)
+with gp.track("counted", study="fpo", budget_fpo=1e12, on_exceed="stop") as run:
+    for step in range(3):
+        run.add_fpo(10**9)
+        run.log(loss=1 / (step + 1), step=step)
+"""
+
+
+def test_an_fpo_budget_on_a_run_that_records_no_fpo_says_it_never_acted(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """``gp.track(..., budget_fpo=1e12, on_exceed="stop")`` on a loop that never calls
+    ``run.add_fpo`` (FPO is only what the run records) ended ``finished`` without a word: the
+    user believed the loop capped at 1 TFPO. The run now says once, at its end, that it
+    recorded no FPO and the budget was never checked, and how to record it; a run that records
+    its FPO hears nothing."""
+    home = empty_home(tmp_path_factory, "s20b-fpo")
+    (home / "loop.py").write_text(FPO_UNRECORDED, encoding="utf-8")
+    done = run_in(home, sys.executable, "loop.py")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "FPO" in line]
+    (forgot,) = [r for r in gp.Ledger(home / "greenprint.db").runs(study="fpo") if r.fpo is None]
+    assert lines == [
+        f"greenprint: run {forgot.id[:8]} recorded no FPO, so its budget_fpo 1 TFPO was never "
+        "checked: record its FPO with run.add_fpo(...) or run.set(fpo=...) "
+        "(greenprint.count_fpo or training_fpo count a PyTorch model's)"
+    ]
+    assert forgot.status == "finished"

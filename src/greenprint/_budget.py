@@ -264,6 +264,27 @@ class BudgetGuard:
             self._open = [entry for entry in self._open if entry[0] not in self._exceeded]
         return events
 
+    def unchecked_fpo(self, run: Spent) -> list[str]:
+        """Warnings for the run's FPO budgets that never saw a figure: no FPO was recorded.
+
+        An FPO budget counts what ``run.add_fpo``/``run.set(fpo=...)`` recorded (the run's and
+        its nested runs'); a run that recorded none ran unchecked by it, which the user should
+        hear of once, at its end.
+
+        Args:
+            run: the run's final cost.
+        """
+        if run.fpo > 0:
+            return []
+        return [
+            f"greenprint: {self._whose(budget)} recorded no FPO, so its budget_fpo "
+            f"{_amount('fpo', budget.fpo)} was never checked: record its FPO with "
+            "run.add_fpo(...) or run.set(fpo=...) (greenprint.count_fpo or training_fpo count "
+            "a PyTorch model's)"
+            for _, budget, per_run, _ in self._open
+            if per_run and budget.fpo is not None
+        ]
+
     @property
     def idle(self) -> bool:
         """Whether nothing is left to check or raise (every budget exceeded, any stop raised)."""

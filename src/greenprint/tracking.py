@@ -1293,8 +1293,11 @@ class Run:
             self._node.read_outside(self._ledger, every_s=0.0, force=True)
         live = self._live_roots()
         with self._lock:
-            events = guard.check(self._spent(), live)
+            spent = self._spent()
+            events = guard.check(spent, live)
         self._act_on_budgets(events)
+        for message in guard.unchecked_fpo(spent):
+            logger.warning("%s", message)
 
     def _final_status(self, status: str, error: str | None) -> tuple[str, str | None]:
         """The status and error to record, given those asked for and the budgets' verdict.
