@@ -6,6 +6,9 @@ import math
 from typing import Any
 
 __all__ = [
+    "EMISSION_UNITS",
+    "ENERGY_UNITS",
+    "FPO_UNITS",
     "count_of",
     "format_duration",
     "format_emissions",
@@ -73,8 +76,19 @@ def format_share(share: float) -> str:
     return f"{100.0 * share:.3g}%"
 
 
-_ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, "µWh"))
-_EMISSION_UNITS = ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))
+#: The units energies (kWh), emissions (kg CO2-eq) and FPO are written in, largest first:
+#: (how many of the base unit one holds, its name).
+ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, "µWh"))
+EMISSION_UNITS = ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))
+FPO_UNITS = (
+    (1e18, "EFPO"),
+    (1e15, "PFPO"),
+    (1e12, "TFPO"),
+    (1e9, "GFPO"),
+    (1e6, "MFPO"),
+    (1e3, "kFPO"),
+    (1.0, "FPO"),
+)
 
 
 def format_energy(kwh: float, *, digits: int = 3, unit_of: float | None = None) -> str:
@@ -86,7 +100,7 @@ def format_energy(kwh: float, *, digits: int = 3, unit_of: float | None = None) 
     """
     if kwh == 0 and unit_of is None:
         return "0 mWh"
-    return _scaled(kwh, _ENERGY_UNITS, digits, unit_of)
+    return _scaled(kwh, ENERGY_UNITS, digits, unit_of)
 
 
 def format_emissions(kg: float, *, digits: int = 3, unit_of: float | None = None) -> str:
@@ -94,7 +108,7 @@ def format_emissions(kg: float, *, digits: int = 3, unit_of: float | None = None
 
     ``unit_of`` (kg CO2-eq): said in the unit those emissions take (see :func:`format_energy`).
     """
-    return _scaled(kg, _EMISSION_UNITS, digits, unit_of) + " CO2-eq"
+    return _scaled(kg, EMISSION_UNITS, digits, unit_of) + " CO2-eq"
 
 
 def fpo_none_counted(runs: int) -> str:
@@ -110,19 +124,7 @@ def fpo_none_counted(runs: int) -> str:
 
 def format_fpo(fpo: float, *, digits: int = 3) -> str:
     """``3.1e15`` -> ``"3.1 PFPO"`` (decimal prefixes, ``digits`` significant)."""
-    return _scaled(
-        float(fpo),
-        (
-            (1e18, "EFPO"),
-            (1e15, "PFPO"),
-            (1e12, "TFPO"),
-            (1e9, "GFPO"),
-            (1e6, "MFPO"),
-            (1e3, "kFPO"),
-            (1.0, "FPO"),
-        ),
-        digits,
-    )
+    return _scaled(float(fpo), FPO_UNITS, digits)
 
 
 def format_duration(seconds: float) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenprint._format import format_energy, format_fpo
+from greenprint._format import ENERGY_UNITS, FPO_UNITS, format_energy, format_fpo
 from greenprint._provenance import FPO_KEY, is_fpo_lower_bound
 from greenprint.analysis._common import RunForest, json_float
 from greenprint.analysis._efficiency import FPO_PER_GFLOP, score_per_cost
@@ -45,16 +45,8 @@ MAX_FRONT_ROWS = 10
 #: Why a run is a row, in the order the rows are listed.
 _WHY_ORDER = ("final run", "best trial", "Pareto front", "baseline")
 
-_ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"))
-_FPO_UNITS = (
-    (1e18, "EFPO"),
-    (1e15, "PFPO"),
-    (1e12, "TFPO"),
-    (1e9, "GFPO"),
-    (1e6, "MFPO"),
-    (1e3, "kFPO"),
-    (1.0, "FPO"),
-)
+#: A column's unit: mWh at the smallest (the LaTeX tables' units), FPO as the report writes them
+_ENERGY_UNITS = tuple(u for u in ENERGY_UNITS if u[1] != "µWh")
 
 
 @dataclass(frozen=True)
@@ -320,7 +312,7 @@ def efficiency_section(
     order = {run_id: k for k, run_id in enumerate(front_ids)}
     rows.sort(key=lambda r: (_WHY_ORDER.index(r.why[0]), order.get(r.run_id, 0)))
     energy_factor, energy_unit = _unit([r.energy_kwh for r in rows], _ENERGY_UNITS)
-    fpo_factor, fpo_unit = _unit([float(r.fpo) for r in rows if r.fpo], _FPO_UNITS)
+    fpo_factor, fpo_unit = _unit([float(r.fpo) for r in rows if r.fpo], FPO_UNITS)
     return (
         EfficiencySection(
             metric=metric,
