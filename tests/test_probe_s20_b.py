@@ -228,3 +228,27 @@ def test_an_fpo_budget_on_a_run_that_records_no_fpo_says_it_never_acted(
         "(greenprint.count_fpo or training_fpo count a PyTorch model's)"
     ]
     assert forgot.status == "finished"
+
+
+def test_a_time_budget_stops_the_command_when_it_runs_out_not_at_the_next_sample(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """docs/budgets.md's ``greenprint run --budget-s 0.6 ... -- python train.py`` read "over
+    budget: time 1.01 s > budget_s 0.6 s": the budget was checked at meter samples only (1 s
+    apart by default), though a run's time is known at every instant; with
+    ``--sample-interval 5`` a 0.5 s budget let the command run 5 s. The time budget is now
+    checked when it runs out: the command gets SIGTERM at 0.5 s, whatever the sample interval,
+    and the run records about 0.5 s."""
+    home = empty_home(tmp_path_factory, "s20b-deadline")
+    done = run_in(
+        home, GREENPRINT, "run", "--study", "deadline", "--budget-s", "0.5",
+        "--sample-interval", "5", "--flush-interval", "5", "--",
+        sys.executable, "-c", "import time; time.sleep(30)",
+    )  # fmt: skip
+    assert done.returncode == 143, done.stderr  # SIGTERM
+    (run,) = gp.Ledger(home / "greenprint.db").runs(study="deadline")
+    assert run.status == "interrupted"
+    assert 0.5 <= run.duration_s < 1.5
+    (line,) = [x for x in done.stderr.splitlines() if "is over budget" in x and "sending" in x]
+    spent = float(line.split("time ", 1)[1].split(" s >", 1)[0])
+    assert 0.5 < spent < 1.0 and "budget_s 0.5 s" in line

@@ -78,7 +78,7 @@ __all__ = ["command", "format_price_tag"]
     default=1.0,
     show_default=True,
     metavar="S",
-    help="Seconds between two meter samples (and budget checks).",
+    help="Seconds between two meter samples (and energy and CO2-eq budget checks).",
 )
 @click.option(
     "--flush-interval",
@@ -278,7 +278,7 @@ def command(
         _start_prometheus(
             exporters, prometheus_port, prometheus_host, prometheus_textfile_dir, flush_s
         )
-        return _run_command(run, cmd, program, quiet=quiet, stopper=stopper)
+        return _run_command(run, cmd, program, quiet=quiet, stopper=stopper, budget_s=budget_s)
 
 
 #: Interpreters whose run is named after the script they run; the options of theirs that take
@@ -414,9 +414,17 @@ def _run_command(
     *,
     quiet: bool,
     stopper: _process.ChildStopper | None = None,
+    budget_s: float | None = None,
 ) -> int:
-    """Start the run and the command, wait for it, stop the run; the exit status to return."""
+    """Start the run and the command, wait for it, stop the run; the exit status to return.
+
+    A wall-time budget (``budget_s``, s) is checked when it runs out, not at the next meter
+    sample (up to ``--sample-interval`` later): a timer calls :meth:`Run.check_budgets` then.
+    """
+    import threading
+
     run.start()
+    deadline: threading.Timer | None = None
     with _process.SignalRelay() as relay:
         try:
             child = _process.start(cmd)
@@ -426,9 +434,16 @@ def _run_command(
         relay.attach(child)
         if stopper is not None:
             stopper.attach(child, program)
+            if budget_s is not None:  # the run's time is known exactly: no sample to wait for
+                left_s = budget_s - run.duration_s + _DEADLINE_MARGIN_S
+                deadline = threading.Timer(max(left_s, 0.0), run.check_budgets)
+                deadline.daemon = True
+                deadline.start()
         try:
             returncode = relay.wait(child)
         finally:
+            if deadline is not None:
+                deadline.cancel()
             if stopper is not None:
                 stopper.close()
         status, error = _outcome(returncode, relay.received)
@@ -439,6 +454,10 @@ def _run_command(
     if not quiet:
         click.echo(format_price_tag(run, error=error), err=True)
     return _process.exit_status(returncode)
+
+
+#: Seconds after a wall-time budget runs out that it is checked: over it, not at it.
+_DEADLINE_MARGIN_S = 0.005
 
 
 def _outcome(returncode: int, received: list[int]) -> tuple[str, str | None]:
