@@ -23,6 +23,7 @@ from greenprint.fpo import (
     _rules_misc,
     _rules_nn,
     _rules_pointwise,
+    _rules_quant,
     _rules_rnn,
     _rules_spectral,
 )
@@ -61,6 +62,7 @@ _FAMILIES = (
     _rules_misc,
     _rules_nn,
     _rules_pointwise,
+    _rules_quant,
     _rules_rnn,
     _rules_spectral,
 )  # loaded for effect
