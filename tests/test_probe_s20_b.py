@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import time
 
 import pytest
 
 import greenprint as gp
 from _report_cli import GREENPRINT, empty_home, run_in
+from greenprint import prometheus
+from greenprint.meters import MeterReading
 
 #: Scrapes the process's own /metrics over loopback while a trial and its fold are open, then
 #: writes a textfile once; prints what it read as JSON for the test.
@@ -252,3 +255,52 @@ def test_a_time_budget_stops_the_command_when_it_runs_out_not_at_the_next_sample
     (line,) = [x for x in done.stderr.splitlines() if "is over budget" in x and "sending" in x]
     spent = float(line.split("time ", 1)[1].split(" s >", 1)[0])
     assert 0.5 < spent < 1.0 and "budget_s 0.5 s" in line
+
+
+class _TenWatts:
+    """The CPU at 10 W, all of it the run's: J = 10 x the seconds since start()."""
+
+    components = ("cpu",)
+    provenance = {"cpu": "test:10 W"}
+
+    def __init__(self) -> None:
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        self.t0 = time.time()
+
+    def read(self) -> dict[str, MeterReading]:
+        joules = 10.0 * (time.time() - self.t0)
+        return {"cpu": MeterReading(machine_j=joules, process_j=joules)}
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_power_gauge_scraped_between_samples_reads_the_measured_power():
+    """Scraped more often than the run samples its meters (a 5 s scrape of a run sampled
+    every 10 s; here every 0.05 s against 0.3 s), ``greenprint_power_watts`` of a CPU drawing a
+    steady 10 W read 0 W, 0 W, 0 W, then about 60 W: the energy counter moves at samples
+    only, and the gauge divided its steps by the wall time between scrapes. The power is now
+    taken between the meter samples: 10 W at every scrape once the first sample is in, and
+    0 W once the run has ended."""
+    collector = prometheus.Collector()
+
+    def watts(run: gp.Run) -> list[float]:
+        text = collector.render([run])
+        return [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("greenprint_power_watts{")
+        ]
+
+    readings = []
+    with gp.track("steady", ledger=False, meters=_TenWatts(), sample_interval_s=0.3) as run:
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:
+            readings.extend(watts(run))
+            time.sleep(0.05)
+    assert len(readings) >= 10  # none before the first sample: no energy series yet
+    assert readings == pytest.approx([10.0] * len(readings), rel=0.1)
+    assert watts(run)[-1] == pytest.approx(10.0, rel=0.1)  # the samples up to its end
+    assert watts(run) == [0.0]  # ended: no more energy

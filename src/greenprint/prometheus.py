@@ -24,8 +24,9 @@ meter; sum the ``nested="false"`` series) and, per measured component, ``compone
 metric                                 type     meaning
 =====================================  =======  ===============================================
 ``greenprint_energy_joules_total``     counter  IT energy so far (before PUE), per component
-``greenprint_power_watts``             gauge    mean IT power since the previous scrape (the
-                                                first: since the run started), per component
+``greenprint_power_watts``             gauge    mean IT power between the meter samples since
+                                                the previous scrape (the first: since the run
+                                                started), per component
 ``greenprint_emissions_grams_total``   counter  CO2-eq so far (PUE and grid intensity applied)
 ``greenprint_run_duration_seconds``    gauge    wall time so far
 ``greenprint_runs_active``             gauge    runs being measured by this process
@@ -86,7 +87,7 @@ _HELP = {
     "greenprint_energy_joules_total": ("counter", "IT energy of a live run so far, before PUE."),
     "greenprint_power_watts": (
         "gauge",
-        "Mean IT power of a live run since the previous scrape (the first: since its start).",
+        "Mean IT power of a live run between its meter samples since the previous scrape.",
     ),
     "greenprint_emissions_grams_total": (
         "counter",
@@ -123,8 +124,8 @@ class Collector:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # (run id, component) -> (time s, joules) at the previous collection
-        self._previous: dict[tuple[str, str], tuple[float, float]] = {}
+        # (run id, component) -> (time s of the sample, joules, W) at the previous collection
+        self._previous: dict[tuple[str, str], tuple[float, float, float]] = {}
 
     def render(self, runs: Iterable[Run] | None = None) -> str:
         """The metrics of ``runs`` (default: this process's active runs) as exposition text."""
@@ -145,14 +146,12 @@ class Collector:
                     "study": run.study,
                     "nested": "true" if _nested(run) else "false",
                 }
-                for component, kwh in sorted(run.energy_by_component.items()):
+                figures = _Figures.read(run, now)
+                for component, kwh in sorted(figures.energy_kwh.items()):
                     joules = kwh * _JOULES_PER_KWH
                     key = (run.id, component)
                     seen.add(key)
-                    last_t, last_j = self._previous.get(key, (_started_at(run, now), 0.0))
-                    dt = now - last_t
-                    watts = (joules - last_j) / dt if dt > 0 else 0.0
-                    self._previous[key] = (now, joules)
+                    watts = self._power(key, joules, figures)
                     labels = _labels({**base, "component": component})
                     samples["greenprint_energy_joules_total"].append(
                         f"greenprint_energy_joules_total{labels} {_number(joules)}"
@@ -162,10 +161,10 @@ class Collector:
                     )
                 labels = _labels(base)
                 samples["greenprint_emissions_grams_total"].append(
-                    f"greenprint_emissions_grams_total{labels} {_number(run.emissions_kg * 1e3)}"
+                    f"greenprint_emissions_grams_total{labels} {_number(figures.grams)}"
                 )
                 samples["greenprint_run_duration_seconds"].append(
-                    f"greenprint_run_duration_seconds{labels} {_number(run.duration_s)}"
+                    f"greenprint_run_duration_seconds{labels} {_number(figures.duration_s)}"
                 )
             for key in set(self._previous) - seen:  # runs that ended
                 del self._previous[key]
@@ -176,6 +175,64 @@ class Collector:
             lines.append(f"# TYPE {name} {kind}")
             lines.extend(samples[name])
         return "\n".join(lines) + "\n"
+
+    def _power(self, key: tuple[str, str], joules: float, figures: _Figures) -> float:
+        """Mean power in W of one run's component since the previous collection (lock held).
+
+        Energy moves at the run's meter samples only, so the power is taken between the
+        samples: from the last sample seen at the previous collection (the first time: from
+        the run's start) to the latest one. Collected again before a new sample, a running
+        run's power is the last one measured (0 W once it has ended), not the 0 W of a
+        counter that has not moved yet, nor twice the power at the next collection.
+        """
+        if figures.sample_t is None:  # not a tracking.Run: the wall clock between collections
+            last_t, last_j, _ = self._previous.get(key, (figures.started_t, 0.0, 0.0))
+            dt = figures.now - last_t
+            watts = (joules - last_j) / dt if dt > 0 else 0.0
+            self._previous[key] = (figures.now, joules, watts)
+            return watts
+        last_t, last_j, last_w = self._previous.get(key, (figures.started_t, 0.0, 0.0))
+        if figures.sample_t > last_t:
+            watts = (joules - last_j) / (figures.sample_t - last_t)
+            self._previous[key] = (figures.sample_t, joules, watts)
+            return watts
+        return last_w if figures.running else 0.0
+
+
+class _Figures:
+    """A run's figures read at once, under its lock: a meter sample never falls between them.
+
+    Attributes:
+        now: when they were read (s since the epoch).
+        energy_kwh: IT energy per component, kWh.
+        grams: CO2-eq so far, g.
+        duration_s: wall time so far, s.
+        started_t: when the run started (s since the epoch).
+        sample_t: when its energy was last sampled (s since the epoch), ``None`` when the run
+            does not say (not a :class:`~greenprint.tracking.Run`).
+        running: whether it is still measuring.
+    """
+
+    __slots__ = ("duration_s", "energy_kwh", "grams", "now", "running", "sample_t", "started_t")
+
+    def __init__(self, run: Any, now: float) -> None:
+        self.now = now
+        self.energy_kwh: dict[str, float] = dict(run.energy_by_component)
+        self.grams = float(run.emissions_kg) * 1e3
+        self.duration_s = float(run.duration_s)
+        started = getattr(run, "_started_at", None)
+        sample = getattr(run, "_last_sample_t", None)
+        self.started_t = float(started) if started else now - self.duration_s
+        self.sample_t = float(sample) if started and sample is not None else None
+        self.running = getattr(run, "_state", "running") == "running"
+
+    @classmethod
+    def read(cls, run: Any, now: float) -> _Figures:
+        lock = getattr(run, "_lock", None)
+        if lock is None:
+            return cls(run, now)
+        with lock:  # a re-entrant lock: the properties take it again
+            return cls(run, now)
 
 
 def _nested(run: Any) -> bool:
@@ -198,11 +255,6 @@ def _nested(run: Any) -> bool:
         and not job.shared
         and options.get("node_meter") is None
     )
-
-
-def _started_at(run: Any, now: float) -> float:
-    """When a run started (s since the epoch), from its wall time so far."""
-    return now - float(run.duration_s)
 
 
 def render(runs: Iterable[Run] | None = None) -> str:
