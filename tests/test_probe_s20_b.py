@@ -304,3 +304,49 @@ def test_the_power_gauge_scraped_between_samples_reads_the_measured_power():
     assert readings == pytest.approx([10.0] * len(readings), rel=0.1)
     assert watts(run)[-1] == pytest.approx(10.0, rel=0.1)  # the samples up to its end
     assert watts(run) == [0.0]  # ended: no more energy
+
+
+#: Five folds of a trial in two worker threads, each adding 0.1 GFPO ten times, under the
+#: trial's stop budget of 2.5 GFPO.
+THREADED_FOLDS = """
+import time
+from concurrent.futures import ThreadPoolExecutor
+import greenprint as gp
+
+def fold(k):
+    with gp.track(f"fold-{k}", role="part") as run:
+        for _ in range(10):
+            time.sleep(0.02)  # one batch
+            run.add_fpo(10**8)
+
+try:
+    with gp.track("trial", study="cv", budget_fpo=2.5e9, on_exceed="stop") as trial:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(fold, range(5)))
+except gp.BudgetExceeded as e:
+    print(f"stopped: {e}")
+"""
+
+
+def test_a_trials_stop_budget_stops_its_folds_in_other_threads_too(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """A cross-validation in a thread pool (two folds at a time) under its trial's
+    ``budget_fpo=2.5e9, on_exceed="stop"``: the budget was raised once, in the fold that
+    crossed it; the fold running beside it went on to its end, and the pool then ran the last
+    fold whole, 'finished': 4.3 GFPO recorded against 2.5 GFPO. The stop is now raised once in
+    each nested run, so every fold running then, or started after, stops at its next call:
+    2.8 GFPO at most (the crossing step, one more step of the fold beside it, the first of the
+    one started after)."""
+    home = empty_home(tmp_path_factory, "s20b-threads")
+    (home / "cv.py").write_text(THREADED_FOLDS, encoding="utf-8")
+    done = run_in(home, sys.executable, "cv.py")
+    assert done.returncode == 0, done.stderr
+    assert "stopped: run " in done.stdout and "> budget_fpo 2.5 GFPO" in done.stdout
+    runs = {r.name: r for r in gp.Ledger(home / "greenprint.db").runs(study="cv")}
+    assert runs["trial"].status == "interrupted"
+    folds = [runs[f"fold-{k}"] for k in range(5)]
+    assert [f.status for f in folds[:2]] == ["finished", "finished"]  # 2 GFPO: under
+    assert [f.status for f in folds[2:]] == ["interrupted"] * 3
+    assert all(f.error == runs["trial"].error for f in folds[2:])
+    assert 2.5e9 < sum(f.fpo or 0 for f in folds) <= 2.8e9

@@ -1250,13 +1250,17 @@ class Run:
         """On the user's thread (log, step, progress, add_fpo): check, act, raise a "stop".
 
         The budgets of the runs of this process this one is nested in are checked too (they
-        count its FPO), and their "stop" is raised here, once, unless this run's stop is its
-        caller's (:meth:`check_budgets`) or theirs is.
+        count its FPO), and their "stop" is raised here, once in each nested run, unless this
+        run's stop is its caller's (:meth:`check_budgets`) or theirs is: a fold running in
+        another thread when its trial's budget was crossed, or started after, stops too.
         """
         error = self._check_guard(take=not self._stop_owned)
-        if error is None and not self._stop_owned:
+        if error is None and not self._stop_owned and self._outer_stop is None:
             for outer in self._guarded_up:
                 error = outer._check_guard(take=not outer._stop_owned)
+                crossed = outer._guard.stop_error if outer._guard is not None else None
+                if error is None and crossed is not None and not outer._stop_owned:
+                    error = crossed  # raised in another nested run (a thread): here too, once
                 if error is not None:
                     self._outer_stop = error
                     break
