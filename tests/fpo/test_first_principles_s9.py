@@ -892,24 +892,28 @@ def test_max_unpooling_moves_values_and_computes_nothing():
 
 
 def test_ops_on_complex_tensors_are_listed_as_counted_as_real():
-    """A complex multiply is 6 real FPO (4 MUL, 2 ADD), a complex multiply-add 8; greenprint
-    counts complex elementwise ops and products as if real (docs/fpo.md, Limits). The result
-    says which ops that was, in ``complex_ops`` (op -> calls), the table and the JSON, as it
-    says which ops have no rule; the FFT rules count real FPO on complex data and are not
-    listed, and neither are real ops. Before s9 nothing in the result said so.
+    """A complex multiply is 6 real FPO (4 MUL, 2 ADD), a complex multiply-add 8. The common
+    arithmetic on complex tensors (products, multiply, add, divide, sums) is counted in real
+    FPO (s20; before, 1 per complex element and ``2mkn`` per product, listed as too low), the
+    other ops as if real (docs/fpo.md, Limits). The result says which ops that was, in
+    ``complex_ops`` (op -> calls), the table and the JSON, as it says which ops have no rule;
+    the FFT rules count real FPO on complex data and are not listed, and neither are real ops.
+    Before s9 nothing in the result said so.
     """
     a = torch.randn(2, 3, dtype=torch.complex64)
     b = torch.randn(3, 4, dtype=torch.complex64)
-    r = count(lambda: (a @ b, a * a, torch.fft.fft(torch.randn(8)), torch.randn(3) + 1.0))
-    assert r.complex_ops == {"aten.mm": 1, "aten.mul": 1}
-    assert r.by_op["aten.mm"] == 2 * 2 * 3 * 4  # the real convention, as documented
-    assert "COMPLEX" in r.table() and "aten.mm x1" in r.table()
-    assert r.to_dict()["complex_ops"] == {"aten.mm": 1, "aten.mul": 1}
-    assert r.times(3).complex_ops == {"aten.mm": 3, "aten.mul": 3}
+    r = count(lambda: (a @ b, a * a, a.sin(), torch.fft.fft(torch.randn(8)), torch.randn(3) + 1.0))
+    assert r.complex_ops == {"aten.sin": 1}
+    assert r.by_op["aten.mm"] == 8 * 2 * 3 * 4  # 8 real FPO per complex multiply-add
+    assert r.matmul_total == 2 * 2 * 3 * 4  # FlopCounterMode's 2mkn
+    assert r.by_op["aten.mul"] == 6 * 6 and r.by_op["aten.sin"] == 6  # sin: as if real
+    assert "COMPLEX" in r.table() and "aten.sin x1" in r.table()
+    assert r.to_dict()["complex_ops"] == {"aten.sin": 1}
+    assert r.times(3).complex_ops == {"aten.sin": 3}
     assert count(lambda: torch.randn(2, 3) @ torch.randn(3, 4)).complex_ops == {}
     with gp.FPOCounter() as c:
-        a @ b
-    assert c.complex_ops == {"aten.mm": 1}
+        a @ b, a.sin()
+    assert c.complex_ops == {"aten.sin": 1}
 
 
 def test_hypot_counts_its_four_ops():

@@ -153,3 +153,88 @@ def test_fake_quantize_ops_and_learnable_quantization_are_counted_from_their_ker
     assert lsq6.unknown_ops == {}
     assert lsq6.forward_total == 7 * 24 + 4 * 6
     assert lsq6.backward_total == 17 * 24 + clipped + 3 * 6
+
+
+# -- complex tensors: rotary embeddings and a Fourier neural operator -----------------------------
+
+
+def _rope_complex(x, freqs_cis):
+    """LLaMA's rotary embedding: pairs of ``x`` as complex numbers times ``freqs_cis``."""
+    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(xc * freqs_cis).flatten(-2)
+
+
+def _rope_real(x, cos, sin):
+    """The same rotation written with cos and sin (GPT-NeoX style, on interleaved pairs)."""
+    x1, x2 = x[..., ::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).flatten(-2)
+
+
+def test_rotary_embeddings_count_the_same_maths_complex_or_with_cos_and_sin():
+    """A rotary embedding written with ``torch.view_as_complex`` counted 32 FPO forward for the
+    32 rotated pairs of a (2, 4, 8) query (1 per complex multiply, listed in ``complex_ops``);
+    the same rotation written with cos and sin counted 192. A complex multiply
+    ``(a + bi)(c + di) = (ac - bd) + (ad + bc)i`` is 4 multiplies and 2 adds: both forms are
+    now 6 per pair forward, 192. Backward, the complex form multiplies the gradient by
+    ``conj(freqs_cis)`` (6 per pair, 192); the cos/sin form runs what its autograd graph holds:
+    four multiplies by cos/sin (128), the negation of ``sin``'s term (32), the two adds into
+    each half (64) and the add of the two halves' gradients back into ``x`` (64): 288."""
+    torch.manual_seed(0)
+    pairs = 2 * 4 * 4
+    freqs = torch.polar(torch.ones(4, 4), torch.randn(4, 4))
+    q = torch.randn(2, 4, 8, requires_grad=True)
+    complex_form = gp.count_fpo(_rope_complex, q, freqs)
+    real_form = gp.count_fpo(_rope_real, q, freqs.real, freqs.imag)
+    assert complex_form.forward_total == real_form.forward_total == 6 * pairs == 192
+    assert complex_form.complex_ops == {} and complex_form.unknown_ops == {}
+    assert complex_form.backward_total == 6 * pairs
+    assert real_form.backward_total == 4 * pairs + pairs + 2 * pairs + 2 * pairs == 288
+    # the two forms compute the same numbers
+    torch.testing.assert_close(_rope_complex(q, freqs), _rope_real(q, freqs.real, freqs.imag))
+    # a complex op with no real-FPO conversion (sin) is still counted as if real, and listed
+    z = torch.randn(3, dtype=torch.complex64)
+    listed = gp.count_fpo(torch.sin, z, backward=False)
+    assert (listed.total, listed.complex_ops) == (3, {"aten.sin": 1})
+
+
+class SpectralConv2d(nn.Module):
+    """A Fourier neural operator layer: rfft2, complex weights on the lowest modes, irfft2."""
+
+    def __init__(self, c_in: int, c_out: int, modes: int) -> None:
+        super().__init__()
+        self.modes = modes
+        scale = 1 / (c_in * c_out)
+        self.weight = nn.Parameter(
+            scale * torch.randn(c_in, c_out, modes, modes, dtype=torch.cfloat)
+        )
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        m = self.modes
+        x_ft = torch.fft.rfft2(x)
+        out_ft = torch.zeros(b, self.weight.shape[1], h, w // 2 + 1, dtype=torch.cfloat)
+        out_ft[:, :, :m, :m] = torch.einsum("bixy,ioxy->boxy", x_ft[:, :, :m, :m], self.weight)
+        return torch.fft.irfft2(out_ft, s=(h, w))
+
+
+def test_a_fourier_neural_operator_layer_counts_real_fpo_for_its_ffts_and_complex_weights():
+    """SpectralConv2d(3 -> 4 channels, 2 x 2 modes) on (2, 3, 8, 8). Its complex einsum ran as a
+    ``bmm`` counted ``2mkn`` as if real (192, listed as too low). A complex multiply-add is 8
+    real FPO: the product is now ``8mkn``.
+
+    Forward: rfft2 of 6 planes of 64 points, ``2.5 N log2 N`` = 960 each: 5,760; the einsum,
+    per mode (4) a (2 x 3) @ (3 x 4) complex product, 24 multiply-adds of 8: 768; irfft2 of
+    8 planes: 7,680 + the ``1/N`` per output element (512): 8,192. Backward (the input is
+    data): irfft2's backward is an rfft2 of the gradient (7,680) scaled by ``1/N`` per
+    one-sided element (2*4*8*5 = 320), the 3 inner columns of the one-sided spectrum doubled
+    (a complex times 2: 2 real FPO each, 2*4*8*3 elements: 384); the weight's gradient, per
+    mode a (3 x 2) @ (2 x 4) complex product: 768.
+    """
+    torch.manual_seed(0)
+    layer = SpectralConv2d(3, 4, 2)
+    c = gp.count_fpo(layer, torch.randn(2, 3, 8, 8))
+    assert (c.unknown_ops, c.complex_ops) == ({}, {})
+    assert c.forward_total == 5_760 + 768 + 8_192 == 14_720
+    assert c.backward_total == 7_680 + 320 + 384 + 768 == 9_152
+    assert c.by_op["aten.bmm"] == 2 * 768
+    assert c.matmul_total == 2 * 192  # FlopCounterMode's 2mkn for each complex product

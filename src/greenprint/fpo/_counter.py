@@ -33,6 +33,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from greenprint._exceptions import FPOError, FPOInputError, UnknownOpError
+from greenprint.fpo import _complex
 from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
 from greenprint.fpo._higher_order import run_higher_order
 from greenprint.fpo._registry import Rule, merged_rules
@@ -62,8 +63,9 @@ _PASSTHROUGH = {
     torch.ops.prim.layout.default,
 }
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
-# Rules that count real FPO on complex data (the FFTs); other ops on complex tensors are
-# counted as if real and listed in FPOResult.complex_ops.
+# Rules that count real FPO on complex data (the FFTs); the common arithmetic ops on complex
+# tensors are counted in real FPO by greenprint.fpo._complex, the others as if real and listed
+# in FPOResult.complex_ops.
 _REAL_ON_COMPLEX = frozenset({"aten._fft_c2c", "aten._fft_r2c", "aten._fft_c2r"})
 _NO_SEQ = 2**64 - 1  # AccumulateGrad nodes have no sequence number
 
@@ -509,15 +511,24 @@ class FPOCounter:
             value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
             raise FPOError(f"the FPO rule for {func} failed: {type(e).__name__}: {e}") from e
+        # complex tensors: real FPO per FPO the rule counts (0: not known, counted as if real)
+        real_fpo, real_other = 1, 1
+        if floating[1] and name not in _REAL_ON_COMPLEX:
+            if rule.matmul and name in _complex.PRODUCTS:
+                real_fpo, real_other = _complex.PRODUCTS[name](args)
+            elif not rule.matmul and name in _complex.ELEMENTWISE:
+                real_fpo = _complex.ELEMENTWISE[name](args)
+            else:
+                real_fpo = real_other = 0
         if rule.matmul:
             products, other = value
-            self._matmul += int(products)
-            fpo = int(products) + int(other)
+            self._matmul += int(products)  # FlopCounterMode's 2mkn, complex or not
+            fpo = int(products) * (real_fpo or 1) + int(other) * (real_other or 1)
         else:
-            fpo = int(value) if floating[0] else 0
+            fpo = int(value) * (real_fpo or 1) if floating[0] else 0
         if not fpo:
             return
-        if floating[1] and name not in _REAL_ON_COMPLEX:
+        if not real_fpo:
             self._complex[name] = self._complex.get(name, 0) + 1
         if self._forced_phase is not None:
             phase = self._forced_phase

@@ -45,9 +45,10 @@ class FPOResult:
             (recompute is part of backward).
         steps: how many identical steps the counts cover (see :func:`training_fpo`).
         complex_ops: op -> number of calls, for ops that ran on complex tensors and are
-            counted as if real (one FPO per complex add or multiply, ``2mkn`` per complex
-            product; in real FPO a complex multiply is 6, a multiply-add 8): the counts of
-            these ops are too low. The FFT rules count real FPO and are not listed.
+            counted as if real (one FPO per complex element, where in real FPO even a complex
+            add is 2): the counts of these ops are too low. The FFTs and the common arithmetic
+            (multiply, add, divide, sums, products: see ``greenprint.fpo._complex``) are
+            counted in real FPO and are not listed.
     """
 
     total: int
@@ -285,8 +286,8 @@ class FPOResult:
         if self.complex_ops:
             listed = ", ".join(f"{op} x{n}" for op, n in sorted(self.complex_ops.items()))
             lines.append(
-                f"COMPLEX    {listed} (complex arithmetic counted as real: a complex multiply "
-                "is 6 real FPO, counted 1; too low)"
+                f"COMPLEX    {listed} (ops on complex tensors counted as if real, 1 FPO per "
+                "complex element; too low)"
             )
         return lines
 
