@@ -478,15 +478,17 @@ class _Server6(_Server):
 
 
 def _server_class(host: str, port: int) -> type[_Server]:
-    """The server of the address family ``host`` resolves to first (IPv6 for ``::1``).
+    """The server of ``host``'s address family: IPv4 unless ``host`` has IPv6 addresses only.
 
-    As ``python -m http.server`` chooses it: ``0.0.0.0`` and ``127.0.0.1`` are IPv4.
+    ``0.0.0.0``, ``127.0.0.1`` and ``localhost`` stay IPv4 wherever ``localhost`` also resolves
+    to ``::1``; ``::1``, ``::`` and a name with IPv6 addresses only are served on IPv6.
 
     Raises:
         OSError: ``host`` cannot be resolved.
     """
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    return _Server6 if infos and infos[0][0] == socket.AF_INET6 else _Server
+    families = {info[0] for info in infos}
+    return _Server6 if socket.AF_INET6 in families and socket.AF_INET not in families else _Server
 
 
 class MetricsServer:
