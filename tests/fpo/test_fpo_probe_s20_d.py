@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 import warnings  # noqa: E402
 
 from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 
 import greenprint as gp  # noqa: E402
 from integrations._frameworks import one_thread  # noqa: E402
@@ -238,3 +239,444 @@ def test_a_fourier_neural_operator_layer_counts_real_fpo_for_its_ffts_and_comple
     assert c.backward_total == 7_680 + 320 + 384 + 768 == 9_152
     assert c.by_op["aten.bmm"] == 2 * 768
     assert c.matmul_total == 2 * 192  # FlopCounterMode's 2mkn for each complex product
+
+
+# -- vision transformers ---------------------------------------------------------------------------
+
+
+def _children_add_up(result) -> None:
+    """Each module's row holds its children's: no child row exceeds its parent's share."""
+    by_module = result.by_module
+    for name, fpo in by_module.items():
+        if not name:
+            continue
+        parent = name.rsplit(".", 1)[0] if "." in name else ""
+        children = [
+            v
+            for k, v in by_module.items()
+            if k.startswith(f"{name}.") and "." not in k[len(name) + 1 :]
+        ]
+        assert sum(children) <= fpo, name
+        assert fpo <= by_module[parent], name
+
+
+class ViTBlock(nn.Module):
+    """A ViT: patch embedding (a stride-4 conv), a cls token, a learned position embedding and
+    one pre-norm block (SDPA attention, GELU MLP). 8 x 8 images, dimension 8, 2 heads."""
+
+    def __init__(self, dim: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.patch = nn.Conv2d(3, dim, 4, stride=4)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.zeros(1, 5, dim))
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        b, n, d = x.shape
+        qkv = self.qkv(self.ln1(x)).reshape(b, n, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+        x = x + self.proj(a)
+        return x + self.mlp(self.ln2(x))
+
+
+def test_a_vit_block_forward_backward_and_training_step_counted_from_its_maths():
+    """ViTBlock on (2, 3, 8, 8): 4 patches + the cls token, 10 tokens of 8.
+
+    Forward: patch conv ``2 * 2 * 8 * 3 * 16 * 4`` = 6,144 + bias 64; position add 80; each
+    LayerNorm ``5 * 80 + 4 * 10 + 80 + 80`` = 600; qkv ``10 * 24 * 17`` = 4,080; SDPA (b 2,
+    h 2, s 5, d 4) products ``2 * 4 * 25 * 8`` = 1,600 + scaling Q and K 160 + softmax
+    ``5 * 100``: 2,260; proj ``10 * 8 * 17`` = 1,360; two residual adds 160; MLP
+    ``10 * 32 * 17`` = 5,440, GELU ``5 * 320`` = 1,600, ``10 * 8 * 65`` = 5,200. Backward
+    (the images need no gradient): MLP out grad_input and grad_weight 5,120 each + bias 80,
+    GELU ``11 * 320``, MLP in 5,120 + 5,120 + 320; each LayerNorm ``9 * 80 + 80 + 2 * 10``
+    (input) + 160 (weight) + 80 (bias) = 1,060; the two residual gradients summed, 80 each;
+    proj 1,280 + 1,280 + 80; SDPA four products of 800, softmax ``4 * 100``, the scalings
+    160: 3,760; qkv 3,840 + 3,840 + 240; the position gradient summed over the batch 80, the
+    cls token's 16; the patch conv's grad_weight 6,144 + bias 64.
+    """
+    torch.manual_seed(0)
+    model, x = ViTBlock(), torch.randn(2, 3, 8, 8)
+    c = gp.count_fpo(model, x)
+    forward = 6_208 + 80 + 600 + 4_080 + 2_260 + 1_360 + 160 + 600 + 5_440 + 1_600 + 5_200
+    backward = 10_320 + 3_520 + 10_560 + 1_060 + 160 + 2_640 + 3_760 + 7_920 + 1_060 + 96 + 6_208
+    assert (c.forward_total, c.backward_total) == (forward, backward) == (27_588, 47_304)
+    assert c.unknown_ops == {} and c.by_module[""] == c.total
+    assert c.by_module["patch"] == 2 * 6_208 and c.by_module["qkv"] == 4_080 + 7_920
+    assert c.by_module["mlp.1"] == 1_600 + 3_520
+    _children_add_up(c)
+    # a training step with AdamW: the same forward and backward, an MSE loss on (2, 5, 8):
+    # ``(y - t)^2`` 2 per element + the mean 80 + 1 = 241, backward ``2 (y - t) g / N`` 4 per
+    # element = 320; the update: AdamW with weight decay 14 per parameter element (1,312 of
+    # them) + 1 per parameter tensor (16) for its step count
+    run = gp.training_fpo(
+        model, x, steps=10, target=torch.zeros(2, 5, 8), loss_fn=F.mse_loss, optimizer="adamw"
+    )
+    assert run.params == 1_312
+    assert run.optimizer_total // run.steps == 14 * 1_312 + 16
+    assert run.total // run.steps == c.total + 241 + 320 + 14 * 1_312 + 16
+
+
+class WindowAttention(nn.Module):
+    """Swin's shifted-window attention: roll, partition into 2 x 2 windows, attention with a
+    relative position bias gathered from a learned table, merge, roll back."""
+
+    def __init__(self, dim: int = 4, window: int = 2, heads: int = 2) -> None:
+        super().__init__()
+        self.window, self.heads = window, heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.table = nn.Parameter(torch.randn((2 * window - 1) ** 2, heads))
+        grid = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+        coords = torch.stack(grid).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window - 1
+        self.register_buffer("index", rel[..., 0] * (2 * window - 1) + rel[..., 1])
+
+    def forward(self, x):
+        b, h, w, c = x.shape
+        ws = self.window
+        x = torch.roll(x, (-1, -1), (1, 2))
+        win = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+        win = win.reshape(-1, ws * ws, c)
+        nw, n, _ = win.shape
+        q, k, v = (
+            self.qkv(win).reshape(nw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        )
+        attn = (q * (c // self.heads) ** -0.5) @ k.transpose(-2, -1)
+        bias = self.table[self.index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+        attn = (attn + bias.unsqueeze(0)).softmax(-1)
+        out = self.proj((attn @ v).transpose(1, 2).reshape(nw, n, c))
+        out = out.view(b, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+        return torch.roll(out, (1, 1), (1, 2))
+
+
+def test_swin_window_attention_counted_from_its_maths():
+    """WindowAttention on (1, 4, 4, 4): 4 windows of 4 tokens, 2 heads of 2.
+
+    Forward: qkv ``16 * 12 * 9`` = 1,728; scaling q 64; the two products, ``2 * 8 * 4 * 4 * 2``
+    = 512 each; the bias add 128 (rolls, window views and the table gather: 0); softmax
+    ``5 * 128`` = 640; proj ``16 * 4 * 9`` = 576. Backward (the input is data): proj 512 + 512
+    + bias 64; the two products' backward, two products each: 4 * 512; softmax ``4 * 128``;
+    the bias gradient summed over the 4 windows 128 and scattered into the table (index_put
+    with accumulation, 1 add per gathered entry: 32); the scaling 64; qkv grad_weight
+    ``2 * 16 * 4 * 12`` = 1,536 + bias 192.
+    """
+    torch.manual_seed(0)
+    c = gp.count_fpo(WindowAttention(), torch.randn(1, 4, 4, 4))
+    assert c.forward_total == 1_728 + 64 + 1_024 + 128 + 640 + 576 == 4_160
+    assert c.backward_total == 1_088 + 2_048 + 512 + 128 + 32 + 64 + 1_728 == 5_600
+    assert c.by_op["aten.index_put"] == 32 and c.unknown_ops == {}
+    _children_add_up(c)
+
+
+# -- a diffusion UNet block ------------------------------------------------------------------------
+
+
+def _timestep_embedding(t, dim: int):
+    """The sinusoidal timestep embedding of DDPM/Stable Diffusion."""
+    half = dim // 2
+    freqs = torch.exp(-9.210340371976184 * torch.arange(half, dtype=torch.float32) / half)
+    args = t[:, None].float() * freqs[None]
+    return torch.cat([args.sin(), args.cos()], -1)
+
+
+class UNetBlock(nn.Module):
+    """GroupNorm + SiLU + conv twice with the timestep added, a residual, cross-attention to a
+    text context (nn.MultiheadAttention with kdim/vdim), and an upsampling."""
+
+    def __init__(self, mode: str = "nearest", align_corners: bool | None = None) -> None:
+        super().__init__()
+        self.mode, self.align_corners = mode, align_corners
+        self.norm1, self.norm2 = nn.GroupNorm(2, 4), nn.GroupNorm(2, 4)
+        self.conv1, self.conv2 = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.time = nn.Linear(8, 4)
+        self.attn = nn.MultiheadAttention(4, 2, kdim=6, vdim=6, batch_first=True)
+
+    def forward(self, x, t, context):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time(F.silu(_timestep_embedding(t, 8)))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h))) + x
+        b, c, hh, ww = h.shape
+        a, _ = self.attn(h.flatten(2).transpose(1, 2), context, context, need_weights=False)
+        h = h + a.transpose(1, 2).reshape(b, c, hh, ww)
+        kwargs = {} if self.align_corners is None else {"align_corners": self.align_corners}
+        return F.interpolate(h, scale_factor=2, mode=self.mode, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("mode", "align_corners", "upsample"),
+    [("nearest", None, 32), ("bilinear", False, 9 * 512), ("bilinear", True, 9 * 512)],
+)
+def test_a_diffusion_unet_block_counted_from_its_maths(mode, align_corners, upsample):
+    """UNetBlock on x (2, 4, 4, 4), timesteps (3, 700), a context of (2, 5, 6).
+
+    Forward: each GroupNorm(2, 4) over 128 elements in 4 slices ``5 * 128 + 4 * 4 + 128 + 128``
+    = 912; SiLU 2 per element over 128 + 16 + 128; each conv ``2 * 2 * 4 * 4 * 9 * 16`` =
+    9,216 + bias 128; the timestep embedding: ``-log(10^4) * arange`` 4, ``/ half`` 4, exp 4,
+    ``t * freqs`` 8, sin 8, cos 8 = 36; its Linear(8, 4) ``2 * 4 * 17`` = 136, added to h 128;
+    the residual 128; cross-attention: q projection ``2 * 32 * 4 * 4`` = 1,024, k and v
+    ``2 * 10 * 6 * 4`` = 480 each, their biases 128 + 40 + 40; SDPA (b 2, h 2, 16 queries,
+    5 keys, d 2) products ``2 * 4 * 16 * 5 * 4`` = 2,560 + scaling Q 128 and K 40 + softmax
+    ``5 * 320`` = 4,328; out projection ``32 * 4 * 9`` = 1,152; the residual 128. The
+    upsampling to (2, 4, 8, 8), 512 elements: bilinear 9 per element (three lerps), the same
+    with ``align_corners`` either way; nearest 0 per element, and its source indices, computed
+    in floating point for each output row and column (``(i + offset) * scale``: 2 each,
+    ``2 * (8 + 8)`` = 32).
+    """
+    torch.manual_seed(0)
+    block = UNetBlock(mode, align_corners)
+    x, t, context = torch.randn(2, 4, 4, 4), torch.tensor([3, 700]), torch.randn(2, 5, 6)
+    c = gp.count_fpo(block, x, t, context, backward=False)
+    convs = 2 * (912 + 2 * 128 + 9_344)
+    time = 36 + 2 * 16 + 136 + 128
+    attention = 1_024 + 480 + 480 + 208 + 4_328 + 1_152 + 128
+    assert c.total == convs + time + 128 + attention + upsample
+    assert c.unknown_ops == {}
+    grad = gp.count_fpo(block, x, t, context)
+    # backward of the upsampling: nearest 1 add per gradient element (512), bilinear 9 each
+    assert grad.by_op.get("aten.upsample_nearest2d_backward", 0) + grad.by_op.get(
+        "aten.upsample_bilinear2d_backward", 0
+    ) == (512 if mode == "nearest" else 9 * 512)
+    _children_add_up(grad)
+
+
+# -- mixture of experts: what ran, not a dense upper bound -----------------------------------------
+
+
+class TopKMoE(nn.Module):
+    """A top-2 router over 4 experts (Linear 4 -> 8, ReLU, Linear 8 -> 4): softmax over the k
+    chosen logits, each expert run on its tokens only, outputs summed back with index_add."""
+
+    def __init__(self, dim: int = 4, experts: int = 4, hidden: int = 8, k: int = 2) -> None:
+        super().__init__()
+        self.k = k
+        self.gate = nn.Linear(dim, experts, bias=False)
+        self.experts = nn.ModuleList(
+            nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+            for _ in range(experts)
+        )
+
+    def forward(self, x):
+        weights, chosen = torch.topk(self.gate(x), self.k, dim=-1)
+        weights = F.softmax(weights, dim=-1)
+        load = torch.bincount(chosen.flatten(), minlength=len(self.experts))
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            token, slot = torch.where(chosen == e)
+            if token.numel():
+                out = out.index_add(0, token, expert(x[token]) * weights[token, slot, None])
+        return out, load
+
+
+def test_a_mixture_of_experts_counts_the_tokens_each_expert_ran():
+    """TopKMoE on 6 tokens: each expert's count is its tokens', read from what ran.
+
+    Per token an expert costs ``8 * (2 * 4 + 1)`` + ReLU 8 + ``4 * (2 * 8 + 1)`` = 148; the
+    router ``2 * 6 * 4 * 4`` = 192, topk 1 compare per logit (24), softmax over the 2 chosen
+    ``5 * 12`` = 60; weighting the expert outputs 1 per element and summing them back 1 per
+    element (``12 * 4`` each); bincount counts integers (0).
+    """
+    torch.manual_seed(0)
+    moe, x = TopKMoE(), torch.randn(6, 4)
+    with torch.no_grad():
+        load = torch.bincount(torch.topk(moe.gate(x), 2, dim=-1)[1].flatten(), minlength=4)
+    c = gp.count_fpo(moe, x, backward=False)
+    assert int(load.sum()) == 12  # 6 tokens x 2 choices, spread unevenly over the experts
+    for e, tokens in enumerate(load.tolist()):
+        assert c.by_module.get(f"experts.{e}", 0) == 148 * tokens  # a dense count: 148 * 6
+    assert c.total == 192 + 24 + 60 + 148 * 12 + 48 + 48 == 2_148
+    assert c.unknown_ops == {}
+    _children_add_up(c)
+
+
+# -- LoRA: the frozen weight gets no gradient ------------------------------------------------------
+
+
+class LoRALinear(nn.Module):
+    """A frozen Linear(8, 6) plus a trained low-rank update ``B A`` of rank 2, scaled."""
+
+    def __init__(self, fan_in: int = 8, fan_out: int = 6, rank: int = 2, alpha: float = 4) -> None:
+        super().__init__()
+        self.base = nn.Linear(fan_in, fan_out).requires_grad_(False)
+        self.A = nn.Parameter(torch.randn(rank, fan_in) * 0.1)
+        self.B = nn.Parameter(torch.zeros(fan_out, rank))
+        self.scale = alpha / rank
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.A.T @ self.B.T) * self.scale
+
+
+def test_lora_counts_no_gradient_for_the_frozen_weight_and_updates_only_the_adapters():
+    """LoRALinear on (3, 8). Forward: the frozen product ``3 * 6 * 17`` = 306; ``x A^T``
+    ``2 * 3 * 8 * 2`` = 96, ``(x A^T) B^T`` ``2 * 3 * 2 * 6`` = 72, the scaling 18 and the add
+    18. Backward: the scaling's 18; B's gradient ``2 * 6 * 3 * 2`` = 72 and the gradient into
+    ``x A^T`` 72; A's gradient ``2 * 2 * 3 * 8`` = 96; nothing for the frozen weight or bias
+    (a full fine-tune would add ``2 * 6 * 3 * 8`` = 288 + 18) or for the data. AdamW updates
+    the 28 adapter elements only: 14 each + 1 per tensor for the step count."""
+    torch.manual_seed(0)
+    lora, x = LoRALinear(), torch.randn(3, 8)
+    c = gp.count_fpo(lora, x)
+    assert (c.forward_total, c.backward_total) == (306 + 96 + 72 + 36, 18 + 72 + 72 + 96)
+    assert c.by_module["base"] == 306  # forward only
+    run = gp.training_fpo(
+        lora, x, steps=1, target=torch.randn(3, 6), loss_fn=F.mse_loss, optimizer="adamw"
+    )
+    assert run.optimizer_total == 14 * 28 + 2
+
+
+# -- RMSNorm and SwiGLU ----------------------------------------------------------------------------
+
+
+class SwiGLUBlock(nn.Module):
+    """A LLaMA feed-forward block: ``x + W2(silu(W1 n) * W3 n)``, ``n = RMSNorm(x)``."""
+
+    def __init__(self, dim: int = 8, hidden: int = 16) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(dim)
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x):
+        n = self.norm(x)
+        return x + self.w2(F.silu(self.w1(n)) * self.w3(n))
+
+
+def test_rms_norm_and_swiglu_counted_from_their_maths():
+    """SwiGLUBlock on (2, 3, 8): 6 rows. RMSNorm ``x * rsqrt(mean(x^2) + eps) * w``: square
+    48, mean 48 + 6, + eps 6, rsqrt 6, two multiplies 96: 210 (3 per element + 3 per row + 1
+    for the weight, docs/fpo.md). W1 and W3 ``2 * 6 * 8 * 16`` = 1,536 each, SiLU 2 per
+    element (192), the gate's multiply 96, W2 1,536, the residual 48. Backward (the input is
+    data; the norm's weight is trained): W2's two products 3,072; the gate's multiply 2 * 96;
+    SiLU's backward 6 per element (576); W1 and W3 3,072 each; their gradients into n summed
+    (48); the norm weight's gradient ``sum(g * x_hat)`` 96."""
+    torch.manual_seed(0)
+    c = gp.count_fpo(SwiGLUBlock(), torch.randn(2, 3, 8))
+    assert c.by_module["norm"] == 210 + 96
+    assert c.forward_total == 210 + 3 * 1_536 + 192 + 96 + 48 == 5_154
+    assert c.backward_total == 3_072 + 192 + 576 + 2 * 3_072 + 48 + 96 == 10_128
+    # the input needing a gradient: nn.RMSNorm runs as its decomposition, each op's backward
+    # counts: ``out = x_hat * w``: ``g * w`` 48, the weight's ``sum(g * x_hat)`` 96;
+    # ``x_hat = x * r``: ``g' * r`` 48, ``sum(g' * x)`` per row 96; ``r = rsqrt(v)``:
+    # ``-0.5 r^3 g`` per row, the cube 6 and two multiplies 12; the mean's backward divides by
+    # 8 (48); the square's backward ``g * 2 * x^1``, as autograd runs it, 3 per element
+    # (144: ``x^1`` is a pow); the two paths into x added 48: 546
+    norm = gp.count_fpo(nn.RMSNorm(8), torch.randn(2, 3, 8, requires_grad=True))
+    assert norm.backward_total == 48 + 96 + 48 + 96 + 6 + 12 + 48 + 144 + 48 == 546
+    assert (norm.forward_total, norm.unknown_ops) == (210, {})
+
+
+# -- torch.func: per-sample gradients --------------------------------------------------------------
+
+
+def test_per_sample_gradients_with_vmap_grad_and_functional_call_count_what_vmap_runs():
+    """Per-sample gradients of an MSE loss through Linear(4, 3) for 5 samples, the torch.func
+    recipe (``vmap(grad(loss))`` over ``functional_call``). vmap runs batched ops:
+
+    forward: the product ``2 * 5 * 4 * 3`` = 120, the bias ``beta * b`` (3, beta 1) and its
+    add 15; the loss ``(y - t)^2`` 30 and each sample's mean ``15 + 5``. Backward (autograd
+    inside ``grad``): ``y - t`` 15, times ``2 / 3`` 15, times the per-sample gradient 15; the
+    weight gradients as one batched product ``2 * 5 * 3 * 1 * 4`` = 120; the bias gradients
+    15. A Python loop over the samples runs the unbatched ops instead: 76 per sample
+    (``addmm`` 27, ``mse_loss`` 2 * 3 + 4, its fused backward 4 per element 12, grad_weight 24,
+    bias 3), 380.
+    """
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(p, x, y):
+        return F.mse_loss(torch.func.functional_call(model, p, (x[None],)), y[None])
+
+    x, y = torch.randn(5, 4), torch.randn(5, 3)
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))
+    with gp.FPOCounter() as counter:
+        grads = per_sample(params, x, y)
+    c = counter.result
+    assert (c.forward_total, c.backward_total) == (120 + 3 + 15 + 30 + 20, 45 + 120 + 15)
+    assert c.unknown_ops == {} and grads["weight"].shape == (5, 3, 4)
+    with gp.FPOCounter() as loop_counter:
+        for i in range(5):
+            torch.func.grad(loss)(params, x[i], y[i])
+    assert loop_counter.result.total == 5 * 76
+
+
+# -- an EMA of the weights in the training step ----------------------------------------------------
+
+
+def test_an_ema_of_the_weights_is_counted_outside_the_model_and_apart_from_the_optimizer():
+    """A training step of Linear(6, 3) (21 parameter elements) with SGD, then EMA updates of a
+    copy of the weights, each as users write it: ``torch._foreach_lerp_`` (3 per element: 63),
+    ``_foreach_mul_`` + ``_foreach_add_(alpha=)`` (1 + 2: 63), a loop of ``mul_().add_(alpha=)``
+    (63), and ``AveragedModel`` with ``get_ema_multi_avg_fn`` (its first update copies the
+    weights: 0; the second is a lerp, 63). The forward ``4 * 3 * 13`` = 156, the backward's
+    grad_weight ``2 * 3 * 4 * 6`` = 144 + bias 12 (the loss ``sum`` 12 outside the model), SGD
+    ``p - lr g`` 2 per element: 42."""
+    import copy
+
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    averaged = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999)
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gp.FPOCounter(model) as counter:
+        model(torch.randn(4, 6)).sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            weights, current = list(ema.parameters()), list(model.parameters())
+            torch._foreach_lerp_(weights, current, 0.01)
+            torch._foreach_mul_(weights, 0.99)
+            torch._foreach_add_(weights, current, alpha=0.01)
+            for e, p in zip(weights, current, strict=True):
+                e.mul_(0.99).add_(p, alpha=0.01)
+        averaged.update_parameters(model)
+        averaged.update_parameters(model)
+    c = counter.result
+    assert c.unknown_ops == {}
+    assert c.by_module[""] == 156 + 144 + 12
+    assert c.optimizer_total == 42
+    assert c.total == 156 + 144 + 12 + 12 + 42 + 4 * 63
+
+
+# -- the command line, as a new user runs it -------------------------------------------------------
+
+
+def test_the_fpo_command_counts_a_qat_model_on_meta_as_on_the_cpu(tmp_path):
+    """A new user's ``model.py`` with the QAT model above, counted by ``greenprint fpo
+    --backward`` in an empty directory with a clean environment: on the meta device (the
+    default) the weight's per-channel observer has not yet resized its scale (one element
+    before the first call, which the meta kernel does not resize), so the fused observer's
+    channels are read from the weight's size along ``ch_axis``: 3 channels, the CPU count
+    proved above, forward 739 and backward 198, on meta and with ``--device cpu``."""
+    import json
+    import subprocess
+
+    from _clean_env import BIN, clean_env
+
+    (tmp_path / "model.py").write_text(
+        "import warnings\n\n"
+        "import torch.ao.quantization as tq\n"
+        "from torch import nn\n\n\n"
+        "def qat():\n"
+        "    model = nn.Sequential(tq.QuantStub(), nn.Linear(6, 3), nn.ReLU(), tq.DeQuantStub())\n"
+        "    model.qconfig = tq.get_default_qat_qconfig('x86')\n"
+        "    with warnings.catch_warnings():\n"
+        "        warnings.simplefilter('ignore')\n"
+        "        return tq.prepare_qat(model.train())\n"
+    )
+    command = [str(BIN / "greenprint"), "fpo", "model:qat", "--input-shape", "4,6", "--backward"]
+    for device in ("meta", "cpu"):
+        done = subprocess.run(
+            [*command, "--device", device, "--json"], cwd=tmp_path, env=clean_env(),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        counted = json.loads(done.stdout)
+        assert (counted["forward_total"], counted["backward_total"]) == (739, 198), device
+        assert counted["unknown_ops"] == {}

@@ -98,6 +98,12 @@ def fused_moving_avg_obs_fq_rule(
     running_min: Any = None,
     running_max: Any = None,
     scale: Any = None,
+    zero_point: Any = None,
+    averaging_const: Any = None,
+    quant_min: Any = None,
+    quant_max: Any = None,
+    ch_axis: int = 0,
+    per_row_fake_quant: bool = False,
     *args: Any,
     observe: bool = True,
     quantize: bool = True,
@@ -109,14 +115,17 @@ def fused_moving_avg_obs_fq_rule(
     (``aminmax``, per channel for a per-channel observer); their moving averages
     ``r + c (x - r)``, 3 each, 6 per channel; the scale and zero point chosen from them, 10 per
     channel (see ``CHOOSE_QPARAMS``). Quantizing (``fake_quant_on``): ``7N + C`` as
-    ``fake_quantize_per_channel_affine``. ``C`` is the number of scales (1 per tensor).
+    ``fake_quantize_per_channel_affine``. ``C`` is the number of channels, the input's size
+    along ``ch_axis`` (1 per tensor).
 
     The flags are read from real tensors; on meta or fake tensors both are counted (an upper
     bound when an observer or the quantization is disabled). The first observation, which
     copies the min and max instead of averaging, is counted as the others (6 FPO too many).
     """
     n = numel(self)
-    channels = numel(scale) if isinstance(scale, tuple) else 1
+    # per channel: the input's size along ch_axis (the scale is resized to it by the first call,
+    # which a meta kernel does not do)
+    channels = self[ch_axis] if per_row_fake_quant and self else 1
     fpo = 0
     if observe:
         fpo += 2 * n + (MOVING_AVERAGE + CHOOSE_QPARAMS) * channels
