@@ -71,6 +71,7 @@ the next trial of a study over its budget raises before its objective is called.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -237,7 +238,8 @@ class GreenprintCallback:
                     # the search ends after this trial also under catch=(gp.BudgetExceeded,),
                     # which is there to go on after a trial's own budget: else every later
                     # trial started, raised at once and left an empty interrupted run
-                    trial.study.stop()
+                    with contextlib.suppress(RuntimeError):  # called outside study.optimize
+                        trial.study.stop()
                 raise
             status, error, values = _check_result(result, names)
             self._finish(run, recorder, study_name, names, status, error, values)
