@@ -680,3 +680,27 @@ def test_the_fpo_command_counts_a_qat_model_on_meta_as_on_the_cpu(tmp_path):
         counted = json.loads(done.stdout)
         assert (counted["forward_total"], counted["backward_total"]) == (739, 198), device
         assert counted["unknown_ops"] == {}
+
+
+def test_grouped_mm_counts_the_rows_its_groups_hold_not_the_padded_buffer():
+    """A mixture of experts that sorts its tokens by expert into a buffer of capacity 8 and
+    calls ``torch._grouped_mm(tokens, expert_weights, offs)``: with 4 tokens routed
+    (``offs = [2, 4]``) rows 4-7 belong to no expert and are not computed (their output is
+    left uninitialised), but the count took every row: 1,024 FPO forward. Now ``offs[-1]`` is
+    read: ``2 * 4 * 8 * 8`` = 512; backward grad_tokens (rows split) 512 and the experts'
+    gradient (``k`` split over the 4 tokens) ``2 * 8 * 4 * 8`` = 512. A full buffer
+    (``offs = [3, 8]``) is ``2 * 8 * 8 * 8`` = 1,024; on meta tensors offs cannot be read and
+    every row counts (an upper bound)."""
+    torch.manual_seed(0)
+    weights = torch.randn(2, 8, 8, dtype=torch.bfloat16).transpose(-2, -1)
+
+    def count(ends, device="cpu"):
+        offs = torch.tensor(ends, dtype=torch.int32, device=device)
+        tokens = torch.randn(8, 8, dtype=torch.bfloat16, device=device, requires_grad=True)
+        experts = weights.detach().to(device).requires_grad_()
+        return gp.count_fpo(lambda a, b: torch._grouped_mm(a, b, offs=offs), tokens, experts)
+
+    padded, full = count([2, 4]), count([3, 8])
+    assert (padded.forward_total, padded.backward_total) == (512, 512 + 512)
+    assert (full.forward_total, full.backward_total) == (1_024, 2_048)
+    assert count([2, 4], "meta").forward_total == 1_024

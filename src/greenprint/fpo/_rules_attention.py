@@ -175,7 +175,14 @@ def transformer_encoder_layer_rule(
     return attention + feed_forward + 2 * n + 2 * _layer_norm(n, rows)
 
 
-@register_rule("aten._grouped_mm")
+def _group_end(a: Any, b: Any, offs: Any = None, *args: Any, **kwargs: Any) -> dict[str, int]:
+    """Where the (real) groups end along the split dimension, ``offs[-1]``: ``{"used": n}``."""
+    if offs is None or not offs.numel():
+        return {}
+    return {"used": int(offs.reshape(-1)[-1])}
+
+
+@register_rule("aten._grouped_mm", reads=_group_end)
 def grouped_mm_rule(
     a: tuple[int, ...],
     b: tuple[int, ...],
@@ -184,6 +191,7 @@ def grouped_mm_rule(
     out_dtype: Any = None,
     *,
     out_shape: Any = None,
+    used: int | None = None,
     **kwargs: Any,
 ) -> int:
     """``2mkn`` summed over the groups (+ one add per output element with a bias).
@@ -196,10 +204,19 @@ def grouped_mm_rule(
     * ``(M, K) x (K, N) -> (G, M, N)``, K split (the weight gradient): ``2MKN``;
     * ``(G, M, K) x (K, N) -> (M, N)``, columns split: ``2MKN``.
 
-    Shapes only: every row (column) is taken to belong to a group, i.e. ``offs[-1]`` equals the
-    split dimension, as when the tokens are sorted by expert.
+    Rows (or ``k``, or columns) past ``offs[-1]`` belong to no group and are not computed
+    (a buffer padded to a capacity): ``offs[-1]`` is read from real tensors and only the rows
+    up to it count. On meta or fake tensors, which have no values, every row is taken to
+    belong to a group (an upper bound when the buffer is padded).
     """
     out = first_shape(out_shape)
+    if used is not None and offs is not None:
+        if len(a) == 2 and len(b) == 3:  # rows split: the first ``used`` rows of a
+            return 2 * used * a[1] * b[-1] + (used * b[-1] if bias is not None else 0)
+        if len(a) == 2 and len(b) == 2:  # k split
+            return 2 * a[0] * used * b[1] + (numel(out) if bias is not None else 0)
+        if len(a) == 3 and len(b) == 2:  # columns split
+            return 2 * a[1] * a[2] * used + (a[1] * used if bias is not None else 0)
     return _grouped_products(a, b, out) + (numel(out) if bias is not None else 0)
 
 
