@@ -704,3 +704,28 @@ def test_grouped_mm_counts_the_rows_its_groups_hold_not_the_padded_buffer():
     assert (padded.forward_total, padded.backward_total) == (512, 512 + 512)
     assert (full.forward_total, full.backward_total) == (1_024, 2_048)
     assert count([2, 4], "meta").forward_total == 1_024
+
+
+def test_a_complex_valued_layer_is_counted_forward_and_backward():
+    """A complex-valued Linear(4, 3) (``dtype=torch.cfloat``) on 5 complex samples:
+    ``count_fpo(layer, z)`` said "backward=True but no output of the model requires grad
+    (frozen parameters, torch.no_grad() or inference mode?)": only floating outputs were
+    seeded, and the output is complex. It is now seeded with ones as a floating one. Forward:
+    ``5 * 3`` complex dot products of 4, ``4 * 2 * 5 * 4 * 3`` = 480 real FPO (8 per complex
+    multiply-add), + the complex bias 2 per element (30); backward: the weight's gradient 480
+    and the bias's complex sum 30 (the data needs none). ``matmul_total`` is FlopCounterMode's
+    ``2mkn`` for each product, 240. Other complex ops: a divide 11 per element, ``abs`` 4,
+    ``exp`` 5, ``angle`` (``atan2``) 1, a complex mean 2 per element + 2 per output,
+    subtracting a real number 1; none is listed as counted as if real."""
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 3, dtype=torch.cfloat)
+    z = torch.randn(5, 4, dtype=torch.cfloat)
+    c = gp.count_fpo(layer, z)
+    assert (c.forward_total, c.backward_total, c.matmul_total) == (510, 510, 240)
+    assert c.complex_ops == {}
+    w = torch.randn(5, 4, dtype=torch.cfloat)
+    ops = gp.count_fpo(
+        lambda a, b: (a / b, a.abs(), a.exp(), a.angle(), a.mean(), a - 1.0), z, w, backward=False
+    )
+    assert ops.total == 20 * (11 + 4 + 5 + 1 + 2 + 1) + 2
+    assert ops.complex_ops == {}

@@ -324,7 +324,8 @@ def _backward_from(output: Any, pick: Callable[[Any], Any] | None = None) -> Non
 
     From ``pick(output)`` when given; else from the output's ``loss`` (a Hugging Face
     ``ModelOutput`` with ``labels`` given, or a mapping with a "loss" key) when it is a
-    floating tensor that requires grad; else from every floating output that requires grad.
+    floating tensor that requires grad; else from every floating (or complex) output that
+    requires grad.
     """
     from torch.utils._pytree import tree_leaves
 
@@ -349,7 +350,12 @@ def _backward_from(output: Any, pick: Callable[[Any], Any] | None = None) -> Non
 
 
 def _differentiable(value: Any) -> bool:
-    return isinstance(value, torch.Tensor) and value.requires_grad and value.is_floating_point()
+    """A tensor that requires grad, floating point or complex (a spectral or complex model)."""
+    return (
+        isinstance(value, torch.Tensor)
+        and value.requires_grad
+        and (value.is_floating_point() or value.is_complex())
+    )
 
 
 def _save_grads(

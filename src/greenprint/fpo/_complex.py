@@ -12,7 +12,8 @@ both count, or a Fourier neural operator's complex weights):
   negation 2; a sum or mean over complex values 2 per element (both parts);
 * ``(a + bi) / (c + di) = ((ac + bd) + (bc - ad)i) / (c^2 + d^2)``: 6 multiplies, 3 adds, 2
   divides, 11 per element; by a real: 2;
-* ``|a + bi| = sqrt(a^2 + b^2)``: 4; ``exp(a + bi) = e^a (cos b + i sin b)``: 5;
+* ``|a + bi| = sqrt(a^2 + b^2)``: 4; ``exp(a + bi) = e^a (cos b + i sin b)``: 5; the angle
+  ``atan2(b, a)``: 1;
 * a complex product's multiply-add is 8 real FPO (a complex multiply 6 and an add 2) where a
   real one is 2: ``4 x 2mkn``; a complex matrix times a real one ``2 x 2mkn``. The added
   bias or ``alpha``/``beta`` scalings of ``addmm``/``baddbmm`` on complex output: 2 each.
@@ -77,6 +78,7 @@ ELEMENTWISE: dict[str, Callable[[Any], int]] = {
     **_ops("div div_", _div),
     **_ops("neg neg_ sum mean", _constant(2)),
     **_ops("abs", _constant(4)),
+    **_ops("angle", _constant(1)),
     **_ops("exp exp_", _constant(5)),
     **_ops("dot vdot mv", _product),
 }
