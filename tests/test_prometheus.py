@@ -267,3 +267,12 @@ def test_cli_bad_textfile_dir_is_one_line(tmp_path):
         f"greenprint: error: the Prometheus textfile directory {tmp_path / 'missing'} is not a "
         "directory"
     ]
+
+
+def test_a_server_on_every_interface_names_the_address_it_took():
+    # serve(0, "") listens on every interface; its URL read "http://:PORT/metrics"
+    from greenprint.prometheus import serve
+
+    with serve(0, "") as server:
+        assert server.url == f"http://0.0.0.0:{server.port}/metrics"
+        assert server.host == "0.0.0.0"

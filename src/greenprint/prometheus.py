@@ -508,7 +508,8 @@ class MetricsServer:
                 f"cannot serve Prometheus metrics on {host}:{port}: {e.strerror or e}"
             ) from e
         self._server.collector = Collector()
-        self.host = host
+        # "" binds every interface: say which address it took ("0.0.0.0"), as the URL needs one
+        self.host = host or str(self._server.server_address[0])
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="greenprint-prometheus-http", daemon=True
