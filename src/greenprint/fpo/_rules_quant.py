@@ -154,6 +154,7 @@ def learnable_per_channel_rule(
 
 
 def _count_clipped(x: Any, scale: Any, zero_point: Any, q_min: int, q_max: int) -> int:
+    x, scale, zero_point = x.detach(), scale.detach(), zero_point.detach()  # no autograd graph
     q = (x * (1.0 / scale)).round() + zero_point
     return int(((q < q_min) | (q > q_max)).sum())
 
@@ -165,7 +166,7 @@ def _clipped_per_tensor(
 
     The zero point is rounded half up and clamped, as ATen's backward does.
     """
-    z = (zero_point.reshape(-1)[0] + 0.5).clamp(q_min, q_max).floor()
+    z = (zero_point.detach().reshape(-1)[0] + 0.5).clamp(q_min, q_max).floor()
     return {"clipped": _count_clipped(x, scale.reshape(-1)[0], z, q_min, q_max)}
 
 
@@ -183,7 +184,7 @@ def _clipped_per_channel(
     """As :func:`_clipped_per_tensor`, with one scale and zero point per channel of ``axis``."""
     view = [1] * x.dim()
     view[axis] = -1
-    z = zero_point.reshape(view).round().clamp(q_min, q_max)
+    z = zero_point.detach().reshape(view).round().clamp(q_min, q_max)
     return {"clipped": _count_clipped(x, scale.reshape(view), z, q_min, q_max)}
 
 
