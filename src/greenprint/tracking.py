@@ -671,7 +671,9 @@ class Run:
             ConfigError: fraction outside (0, 1].
             BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once).
         """
-        if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+        if isinstance(fraction, bool) or not (
+            isinstance(fraction, (int, float)) and 0 < fraction <= 1
+        ):  # progress(True) is no fraction (it read 1.0: "done")
             raise ConfigError(f"progress must be a fraction in (0, 1], not {fraction!r}")
         self._report_progress(float(fraction))
 

@@ -338,6 +338,8 @@ def test_progress_predicts_the_whole_run_and_budgets_warn(ledger_path, caplog):
         assert run.predicted_duration_s == pytest.approx(4 * run.duration_s, rel=0.05)
         with pytest.raises(gp.ConfigError):
             run.progress(1.5)
+        with pytest.raises(gp.ConfigError, match="not True"):
+            run.progress(True)  # no fraction, though True == 1 (it read "done")
     # 3600 W for 0.3 s = 3e-4 kWh > budget
     assert run.over_budget
     assert any("over budget" in r.getMessage() for r in caplog.records)
