@@ -716,7 +716,9 @@ def test_a_complex_valued_layer_is_counted_forward_and_backward():
     and the bias's complex sum 30 (the data needs none). ``matmul_total`` is FlopCounterMode's
     ``2mkn`` for each product, 240. Other complex ops: a divide 11 per element, ``abs`` 4,
     ``exp`` 5, ``angle`` (``atan2``) 1, a complex mean 2 per element + 2 per output,
-    subtracting a real number 1; none is listed as counted as if real."""
+    subtracting a real number 1; none is listed as counted as if real. ``conj_physical`` (1:
+    ``-b``) had no rule and ``torch.complex(re, im)`` (a copy, 0) neither; ``sgn`` (``z/|z|``),
+    ``log`` (``log|z| + i atan2``) and ``reciprocal`` (``(a - bi) / (a^2 + b^2)``) are 6."""
     torch.manual_seed(0)
     layer = nn.Linear(4, 3, dtype=torch.cfloat)
     z = torch.randn(5, 4, dtype=torch.cfloat)
@@ -729,3 +731,15 @@ def test_a_complex_valued_layer_is_counted_forward_and_backward():
     )
     assert ops.total == 20 * (11 + 4 + 5 + 1 + 2 + 1) + 2
     assert ops.complex_ops == {}
+    more = gp.count_fpo(
+        lambda a: (
+            a.conj_physical(),
+            torch.complex(a.real, a.imag),
+            a.sgn(),
+            a.log(),
+            a.reciprocal(),
+        ),
+        z,
+        backward=False,
+    )
+    assert (more.total, more.unknown_ops, more.complex_ops) == (20 * (1 + 0 + 6 + 6 + 6), {}, {})

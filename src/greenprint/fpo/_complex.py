@@ -13,7 +13,8 @@ both count, or a Fourier neural operator's complex weights):
 * ``(a + bi) / (c + di) = ((ac + bd) + (bc - ad)i) / (c^2 + d^2)``: 6 multiplies, 3 adds, 2
   divides, 11 per element; by a real: 2;
 * ``|a + bi| = sqrt(a^2 + b^2)``: 4; ``exp(a + bi) = e^a (cos b + i sin b)``: 5; the angle
-  ``atan2(b, a)``: 1;
+  ``atan2(b, a)``: 1; the conjugate made physical (``-b``): 1; ``sgn`` ``z / |z|`` and
+  ``log`` ``log|z| + i atan2(b, a)``: 6; ``1 / (a + bi) = (a - bi) / (a^2 + b^2)``: 6;
 * a complex product's multiply-add is 8 real FPO (a complex multiply 6 and an add 2) where a
   real one is 2: ``4 x 2mkn``; a complex matrix times a real one ``2 x 2mkn``. The added
   bias or ``alpha``/``beta`` scalings of ``addmm``/``baddbmm`` on complex output: 2 each.
@@ -78,7 +79,8 @@ ELEMENTWISE: dict[str, Callable[[Any], int]] = {
     **_ops("div div_", _div),
     **_ops("neg neg_ sum mean", _constant(2)),
     **_ops("abs", _constant(4)),
-    **_ops("angle", _constant(1)),
+    **_ops("angle conj_physical conj_physical_ _conj_physical", _constant(1)),
+    **_ops("sgn sgn_ log log_ reciprocal reciprocal_", _constant(6)),
     **_ops("exp exp_", _constant(5)),
     **_ops("dot vdot mv", _product),
 }

@@ -57,6 +57,9 @@ _ONE_NO_INPLACE = "maximum minimum fmax fmin isnan isinf isfinite isneginf ispos
 register_rule(_ops(*_ONE.split()) + _ops(*_ONE_NO_INPLACE.split(), inplace=False))(
     _per_element(1, "one arithmetic op, compare or elementary function")
 )
+register_rule(_ops("conj_physical") + _ops("_conj_physical", inplace=False))(
+    _per_element(1, "the imaginary parts negated (complex tensors only; real ones are returned)")
+)
 
 
 @register_rule([*_ops("add", "sub"), "aten.rsub"])
@@ -368,12 +371,12 @@ def embedding_backward_rule(grad: tuple[int, ...], *args: Any, **kwargs: Any) ->
 _ZERO = """
     view _unsafe_view _reshape_alias reshape expand expand_copy permute permute_copy transpose
     transpose_ t t_ squeeze squeeze_ unsqueeze unsqueeze_ slice select diagonal as_strided
-    as_strided_ unfold alias view_as_real view_as_complex view_copy unsqueeze_copy squeeze_copy
-    t_copy transpose_copy slice_copy select_copy detach detach_ lift_fresh lift_fresh_copy
-    _conj _neg_view resolve_conj resolve_neg select_backward slice_backward diagonal_backward
-    clone copy copy_ _to_copy _copy_from _copy_from_and_resize contiguous _pin_memory
-    record_stream slice_scatter select_scatter diagonal_scatter as_strided_scatter set_ resize_
-    resize_as_
+    as_strided_ unfold alias view_as_real view_as_complex complex view_copy unsqueeze_copy
+    squeeze_copy t_copy transpose_copy slice_copy select_copy detach detach_ lift_fresh
+    lift_fresh_copy _conj _neg_view resolve_conj resolve_neg select_backward slice_backward
+    diagonal_backward clone copy copy_ _to_copy _copy_from _copy_from_and_resize contiguous
+    _pin_memory record_stream slice_scatter select_scatter diagonal_scatter as_strided_scatter
+    set_ resize_ resize_as_
     index _unsafe_index index_select gather take masked_select masked_fill masked_fill_
     masked_scatter masked_scatter_ where scatter scatter_ index_copy index_copy_ index_fill
     index_fill_ embedding nonzero one_hot tril tril_ triu triu_
@@ -390,10 +393,9 @@ _ZERO = """
     _standard_gamma _sample_dirichlet poisson binomial
     logical_not logical_not_ logical_and logical_and_ logical_or logical_or_ logical_xor
     logical_xor_ bitwise_not bitwise_and bitwise_or bitwise_xor bitwise_left_shift
-    bitwise_right_shift bitwise_and_ bitwise_or_ bitwise_xor_ bitwise_not_
-    bitwise_left_shift_ bitwise_right_shift_ __ilshift__ __irshift__ __lshift__ __rshift__ any
-    all _is_all_true _is_any_true
-    _local_scalar_dense item is_same_size is_nonzero _assert_async _assert_scalar
+    bitwise_right_shift bitwise_and_ bitwise_or_ bitwise_xor_ bitwise_not_ bitwise_left_shift_
+    bitwise_right_shift_ __ilshift__ __irshift__ __lshift__ __rshift__ any all _is_all_true
+    _is_any_true _local_scalar_dense item is_same_size is_nonzero _assert_async _assert_scalar
     _assert_tensor_metadata _functional_assert_async sym_constrain_range
     sym_constrain_range_for_size
 """
