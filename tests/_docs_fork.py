@@ -23,6 +23,7 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 #: Third-party packages worth importing once per page (top-level names). Not Ray (it starts
 #: threads and processes of its own), not scikit-learn (~1 s to import; its joblib workers and
@@ -121,9 +122,23 @@ sys.stderr = sys.__stderr__ = open(
 )
 sys.argv[:] = _request["argv"]
 importlib.invalidate_caches()
-_code = compile(_request["code"], "<string>", "exec")
 _main = type(sys)("__main__")
 _main.__dict__["__builtins__"] = __builtins__
+if "path" in _request:
+    # `python PATH ARGS...`: argv[0] the path as given, the script's folder first on sys.path
+    # (where `python -c` has ""), __file__ its absolute path, its source's own encoding
+    import importlib.machinery
+
+    _path = os.path.abspath(_request["path"])
+    sys.path[0] = os.path.dirname(_path)
+    with open(_path, "rb") as _file:
+        _code = compile(_file.read(), _path, "exec", dont_inherit=True)
+    _main.__file__ = _path
+    _main.__cached__ = None
+    _main.__loader__ = importlib.machinery.SourceFileLoader("__main__", _path)
+    _main.__annotations__ = {}
+else:
+    _code = compile(_request["code"], "<string>", "exec")
 sys.modules["__main__"] = _main
 exec(_code, _main.__dict__)
 """
@@ -172,10 +187,24 @@ class ForkServer:
         timeout: float,
     ) -> subprocess.CompletedProcess[str]:
         """``python -c code ARGS`` (``argv`` is ``["-c", *ARGS]``) fed ``stdin``, in a child."""
+        return self._run({"code": code, "argv": argv}, stdin, cwd, env, timeout)
+
+    def run_script(
+        self, path: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """``python path ARGS`` in ``cwd``, in a child (its stdin empty, as at end of file)."""
+        done = self._run({"path": path, "argv": [path, *args]}, "", cwd, env, timeout)
+        done.args = [sys.executable, path, *args]
+        return done
+
+    def _run(
+        self, request: dict[str, Any], stdin: str, cwd: Path, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        argv = request["argv"]
         self._count += 1
         paths = {k: self._io / f"{self._count}.{k}" for k in ("stdin", "stdout", "stderr")}
         paths["stdin"].write_text(stdin)  # as subprocess encodes text input
-        request = {"code": code, "argv": argv, "cwd": str(cwd), "env": env}
+        request = {**request, "cwd": str(cwd), "env": env}
         request.update({k: str(p) for k, p in paths.items()})
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(request).encode() + b"\n")

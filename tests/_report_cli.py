@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from _clean_env import BIN, clean_env, configured_above
+from _script_fork import run_script
 
 #: The virtual environment's ``greenprint`` command.
 GREENPRINT = str(BIN / "greenprint")
@@ -28,7 +29,17 @@ GREENPRINT = str(BIN / "greenprint")
 def run_in(
     directory: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``args`` run in ``directory`` with a new user's environment (``clean_env``) or ``env``."""
+    """``args`` run in ``directory`` with a new user's environment (``clean_env``) or ``env``.
+
+    A Lightning or Transformers script (``sys.executable, "script.py", ...``) with the new
+    user's environment runs in a child of a fork server that imported those frameworks once
+    (:mod:`_script_fork`): what ``python script.py ...`` there would be, without importing them
+    again for each script.
+    """
+    if env is None:
+        done = run_script(directory, list(args), clean_env(), timeout=300)
+        if done is not None:
+            return done
     return subprocess.run(
         list(args),
         cwd=directory,
