@@ -40,6 +40,7 @@ from _report_cli import empty_home as _empty
 from _report_cli import report_text as _text
 from _report_cli import roots_sum_to_the_price_tag as _roots_sum_to_the_price_tag
 from greenprint.analysis import expected_max_performance
+from integrations._frameworks import need_installed
 
 POOL_SCRIPT = """
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -316,7 +317,7 @@ def pool_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def ray_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
     """Ray Tune with ASHA, CV folds as child runs of each trial, and a final retrain."""
-    pytest.importorskip("ray.tune")
+    need_installed("ray.tune", "ray")
     home = _empty(tmp_path_factory, "outside-ray")
     # Ray's dashboard probes cloud metadata addresses unless it finds an autoscaler config in
     # the home directory (see tests/integrations/test_ray.py): an empty one keeps it local
@@ -335,7 +336,7 @@ def ray_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
 def lightning_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """Lightning fits inside hand-written trials, baselines, a learning curve, a retrain, the
     whole script under ``greenprint run`` (no role: a sweep, inferred)."""
-    pytest.importorskip("lightning")
+    need_installed("lightning", "lightning")
     home = _empty(tmp_path_factory, "outside-lightning")
     (home / "study.py").write_text(LIGHTNING_SCRIPT, encoding="utf-8")
     done = run_in(home, GREENPRINT, "run", "-q", "--study", "reg", "--name", "script", "--",
@@ -620,7 +621,7 @@ def test_hf_trainer_trials_are_ranked_by_a_held_out_metric_not_the_training_loss
 ):
     """No metric given: every Trainer run logged the training loss, the learning rate, the
     epoch... as often as its evaluation metrics; the report ranks by an evaluation metric."""
-    pytest.importorskip("transformers")
+    need_installed("transformers", "transformers")
     home = _empty(tmp_path_factory, "outside-hf")
     here = Path(__file__).parent / "integrations" / "_hf.py"
     (home / "hf_tiny.py").write_text(here.read_text(encoding="utf-8"), encoding="utf-8")

@@ -39,6 +39,7 @@ from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import report_text as _text
 from greenprint.analysis import expected_max_performance
+from integrations._frameworks import need_installed
 
 DDP_SCRIPT = """
 import os, sys
@@ -278,7 +279,7 @@ def _report_in(home: Path, out: str, *args: str) -> dict:
 @pytest.fixture(scope="module")
 def ddp_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """Two ranks of one training spawned by a script under ``greenprint run``."""
-    pytest.importorskip("torch.distributed")
+    need_installed("torch.distributed", "torch")
     home = _empty(tmp_path_factory, "shapes-ddp")
     (home / "train.py").write_text(DDP_SCRIPT, encoding="utf-8")
     done = run_in(home, GREENPRINT, "run", "-q", "--study", "ddp", "--name", "job", "--",
@@ -291,7 +292,7 @@ def ddp_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def ddp_sweeps(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sweep of two such trainings one after another on one master port, on its own (the
     study "default") and under ``greenprint run --role sweep`` (the study "ddp-sweep")."""
-    pytest.importorskip("torch.distributed")
+    need_installed("torch.distributed", "torch")
     home = _empty(tmp_path_factory, "shapes-ddp-sweeps")
     (home / "train.py").write_text(DDP_SCRIPT, encoding="utf-8")
     (home / "sweep.py").write_text(DDP_SWEEP_SCRIPT, encoding="utf-8")
@@ -307,7 +308,7 @@ def ddp_sweeps(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def nodes_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """One four-rank training on two "nodes", each a ``greenprint run`` with its own ledger
     (the batch script's job id, node rank and host name in its environment), merged."""
-    pytest.importorskip("torch.distributed")
+    need_installed("torch.distributed", "torch")
     home = _empty(tmp_path_factory, "shapes-nodes")
     (home / "train.py").write_text(DDP_SCRIPT, encoding="utf-8")
     port, nodes = _free_port(), []
@@ -329,7 +330,7 @@ def nodes_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def optuna_mo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], str, dict]:
     """A two-objective Optuna study: 6 trials, then 4 more in a second process (resumed)."""
-    pytest.importorskip("optuna")
+    need_installed("optuna", "optuna")
     home = _empty(tmp_path_factory, "shapes-optuna-mo")
     (home / "study.py").write_text(OPTUNA_MO_SCRIPT, encoding="utf-8")
     warned = ""
@@ -345,7 +346,7 @@ def optuna_mo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
 @pytest.fixture(scope="module")
 def sklearn_studies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """Halving, a random search in worker processes and nested cross-validation."""
-    pytest.importorskip("sklearn")
+    need_installed("sklearn", "sklearn")
     home = _empty(tmp_path_factory, "shapes-sklearn")
     (home / "study.py").write_text(SKLEARN_SCRIPT, encoding="utf-8")
     done = run_in(home, sys.executable, "study.py")
@@ -624,8 +625,8 @@ def test_hf_hyperparameter_search_reads_as_its_trials_and_the_retrain(tmp_path_f
     is a trial with its hyper-parameters, the retrain in a run with role 'final' is the final
     run (the Trainer's run inside it its part, which gives it its score); the report ranks by
     the objective the search maximised."""
-    pytest.importorskip("transformers")
-    pytest.importorskip("optuna")
+    need_installed("transformers", "transformers")
+    need_installed("optuna", "optuna")
     home = _empty(tmp_path_factory, "shapes-hf")
     here = Path(__file__).parent / "integrations" / "_hf.py"
     (home / "hf_tiny.py").write_text(here.read_text(encoding="utf-8"), encoding="utf-8")

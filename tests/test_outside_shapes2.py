@@ -44,6 +44,7 @@ from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_unit
 from _report_cli import report_text as _text
 from _wait import wait_until
 from greenprint.analysis import expected_max_performance
+from integrations._frameworks import need_installed
 
 #: One worker of a process-parallel search: ``python search.py SEED N_TRIALS LEDGER``.
 PARALLEL_SCRIPT = """
@@ -294,7 +295,7 @@ def _parallel_search(home: Path, ledger: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def parallel_optuna(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
     """Process-parallel Optuna into one SQLite ledger."""
-    pytest.importorskip("optuna")
+    need_installed("optuna", "optuna")
     home = _empty(tmp_path_factory, "shapes2-parallel")
     trials = _parallel_search(home, "greenprint.db")
     return home, trials, _report(home, "--study", "par", "--group-by", "params.model")
@@ -304,7 +305,7 @@ def parallel_optuna(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, lis
 def crashed_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
     """``greenprint run -- python search.py`` killed (SIGKILL, the whole job) in trial 3, then
     run again to completion; read once the killed trial's heartbeat is stale (lost)."""
-    pytest.importorskip("optuna")
+    need_installed("optuna", "optuna")
     home = _empty(tmp_path_factory, "shapes2-crash")
     (home / "search.py").write_text(CRASH_SCRIPT, encoding="utf-8")
     (home / "trials.py").write_text(TRIALS_SCRIPT, encoding="utf-8")
@@ -339,7 +340,7 @@ def crashed_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
 @pytest.fixture(scope="module")
 def threaded_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """GridSearchCV with the threading backend under ``greenprint run --role sweep``."""
-    pytest.importorskip("sklearn")
+    need_installed("sklearn", "sklearn")
     home = _empty(tmp_path_factory, "shapes2-grid")
     (home / "search.py").write_text(GRID_SCRIPT, encoding="utf-8")
     done = run_in(home, GREENPRINT, "run", "-q", "--study", "grid", "--role", "sweep",
@@ -357,7 +358,7 @@ def threaded_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict,
 def scaling_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """Baselines and a final retrain through ``greenprint run --role``, a learning curve
     through ``run_learning_curve``: one study, no trial."""
-    pytest.importorskip("sklearn")
+    need_installed("sklearn", "sklearn")
     home = _empty(tmp_path_factory, "shapes2-scale")
     for name, text in (("common", SCALE_COMMON), ("curve", SCALE_CURVE),
                        ("baseline", SCALE_BASELINE), ("final", SCALE_FINAL)):  # fmt: skip
@@ -458,7 +459,7 @@ def test_two_worker_processes_read_as_one_optuna_study(parallel_optuna):
 @pytest.mark.postgres
 def test_two_worker_processes_into_one_postgresql_ledger(tmp_path_factory):
     """The same search with both workers writing to one PostgreSQL ledger reads the same."""
-    pytest.importorskip("optuna")
+    need_installed("optuna", "optuna")
     with postgres_server() as server:
         url = server.new_database()
         home = _empty(tmp_path_factory, "shapes2-parallel-pg")
@@ -607,7 +608,7 @@ def test_ray_trial_retried_after_a_failure_is_one_trial(tmp_path_factory):
     """max_failures=1 and a trainable that fails once: Tune has three trials, all finished.
     The failed attempt's cost stays in the price tag (inside the sweep), but it is not a
     fourth trial scored as the worst in EVP."""
-    pytest.importorskip("ray.tune")
+    need_installed("ray.tune", "ray")
     home = _empty(tmp_path_factory, "shapes2-ray")
     done = run_ray_script(home, "tune_study.py", RAY_SCRIPT)
     assert done.returncode == 0, done.stderr[-3000:]

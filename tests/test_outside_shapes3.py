@@ -49,6 +49,7 @@ from _report_cli import in_every_format as _in_every_format
 from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
 from _report_cli import report_text as _text
 from greenprint.analysis import expected_max_performance
+from integrations._frameworks import need_installed
 from tracking._meters import READ_LAG_S
 
 #: Where the constant-power meter of the tracker tests lives (the scripts import it).
@@ -364,7 +365,7 @@ def mlflow_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[
 @pytest.fixture(scope="module")
 def lightning_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """Five Lightning trials with EarlyStopping, one diverging, and a retrain."""
-    pytest.importorskip("lightning")
+    need_installed("lightning", "lightning")
     return _study(tmp_path_factory, "shapes3-lightning", LIGHTNING_SCRIPT,
                   "--study", "pl", "--group-by", "params.model", "--no-plots")  # fmt: skip
 
@@ -372,7 +373,7 @@ def lightning_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
 @pytest.fixture(scope="module")
 def hf_trainings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """Four Trainer trainings evaluated each epoch, early stopping, best model kept."""
-    pytest.importorskip("transformers")
+    need_installed("transformers", "transformers")
     return _study(tmp_path_factory, "shapes3-hf", HF_SCRIPT,
                   "--study", "hf", "--group-by", "params.family", "--no-plots")  # fmt: skip
 

@@ -44,6 +44,7 @@ from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_unit
 from _report_cli import report_text as _text
 from _wait import wait_until
 from greenprint.analysis import expected_max_performance
+from integrations._frameworks import need_installed
 from tracking._meters import READ_LAG_S
 
 #: Where the constant-power meter of the tracker tests lives (the scripts import it).
@@ -330,8 +331,8 @@ def _at_constant_power(report: dict, names: list[str]) -> None:
 @pytest.fixture(scope="module")
 def nested_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """Four Optuna trials, each a GridSearchCV(n_jobs=2) through track_search, and a final."""
-    pytest.importorskip("optuna")
-    pytest.importorskip("sklearn")
+    need_installed("optuna", "optuna")
+    need_installed("sklearn", "sklearn")
     home = _empty(tmp_path_factory, "shapes4-nested")
     (home / "search.py").write_text(_script(NESTED_SCRIPT), encoding="utf-8")
     done = run_in(home, sys.executable, "search.py")
@@ -344,7 +345,7 @@ def nested_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict,
 @pytest.fixture(scope="module")
 def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """Three trials, SIGKILL in trial 2, then ``load_study`` and three more."""
-    pytest.importorskip("optuna")
+    need_installed("optuna", "optuna")
     home = _empty(tmp_path_factory, "shapes4-resumed")
     (home / "search.py").write_text(_script(RESUMED_SCRIPT), encoding="utf-8")
     first = subprocess.Popen([sys.executable, "search.py", "2", "5"], cwd=home, env=clean_env(),
@@ -371,7 +372,7 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict,
 def greener_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """A trained model (a baseline run), ``greener.compare`` of its int8, pruned (fine-tuned)
     and distilled variants, then ``greenprint greener`` of its int8 and pruned ones."""
-    pytest.importorskip("torch")
+    need_installed("torch", "torch")
     home = _empty(tmp_path_factory, "shapes4-greener")
     (home / "models.py").write_text(GREENER_MODELS, encoding="utf-8")
     (home / "compare.py").write_text(GREENER_SCRIPT, encoding="utf-8")
@@ -403,7 +404,7 @@ def spawned_workers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, lis
 def asha_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
     """Ray Tune on a local Ray cluster, ASHA stopping trials early; every run (the driver's
     sweep, each trial in its worker process) at a known constant power."""
-    pytest.importorskip("ray.tune")
+    need_installed("ray.tune", "ray")
     home = _empty(tmp_path_factory, "shapes4-asha")
     # Ray's dashboard probes cloud metadata addresses unless it finds an autoscaler config in
     # the home directory (see tests/integrations/test_ray.py): an empty one keeps it local

@@ -27,6 +27,7 @@ from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
+from integrations._frameworks import need_installed
 
 #: Where the constant-power meter of the tracker tests lives (the scripts import it).
 METERS_DIR = str(Path(__file__).resolve().parent / "tracking")
@@ -106,7 +107,7 @@ trainer("lit-new").fit(Regressor(), train, val)  # a new Trainer and callback fi
 @pytest.fixture(scope="module")
 def lr_find_home(tmp_path_factory):
     """The lr-finder script run once in an empty directory."""
-    pytest.importorskip("lightning")
+    need_installed("lightning", "lightning")
     home = _empty(tmp_path_factory, "lr-find")
     script = LR_FIND_SCRIPT.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
     (home / "train.py").write_text(script, encoding="utf-8")
@@ -192,8 +193,8 @@ print(json.dumps(best.hyperparameters))
 @pytest.fixture(scope="module")
 def hf_retrain_home(tmp_path_factory):
     """The search-then-retrain script run once in an empty directory."""
-    pytest.importorskip("transformers")
-    pytest.importorskip("optuna")
+    need_installed("transformers", "transformers")
+    need_installed("optuna", "optuna")
     home = _empty(tmp_path_factory, "hf-retrain")
     here = Path(__file__).parent / "integrations" / "_hf.py"
     (home / "hf_tiny.py").write_text(here.read_text(encoding="utf-8"), encoding="utf-8")

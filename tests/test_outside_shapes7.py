@@ -38,6 +38,7 @@ from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
 from greenprint.analysis import expected_max_performance
+from integrations._frameworks import need_installed
 
 #: Where the constant-power meter of the tracker tests lives (the scripts import it).
 METERS_DIR = str(Path(__file__).resolve().parent / "tracking")
@@ -228,7 +229,7 @@ def test_ray_pbt_trials_resumed_from_checkpoints_are_one_trial_each(tmp_path_fac
     worker's run. Now each Tune trial is one trial, the run that reported its last result;
     its other runs are parts of the sweep, their cost kept; the total is what the sweep
     measured (a local cluster's workers are inside the driver's process tree)."""
-    pytest.importorskip("ray.tune")
+    need_installed("ray.tune", "ray")
     home = _empty(tmp_path_factory, "pbt")
     done = run_ray_script(home, "pbt.py", PBT_SCRIPT)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -316,7 +317,7 @@ fit(Net(), "two-models")
 @pytest.fixture(scope="module")
 def two_stage_home(tmp_path_factory):
     """The two-stage script run once in an empty directory."""
-    pytest.importorskip("lightning")
+    need_installed("lightning", "lightning")
     home = _empty(tmp_path_factory, "two-stage")
     script = TWO_STAGE_SCRIPT.replace("@METERS@", repr(METERS_DIR))
     (home / "ft.py").write_text(script.replace("@WATTS@", repr(WATTS)), encoding="utf-8")
@@ -442,7 +443,7 @@ def test_a_hf_model_trained_twice_is_one_training_scored_by_its_last_train(tmp_p
     """Before: two trials 'bert-ft' of one params, the final run stage 2 at about half the
     study's energy. Now the second train() of the same model takes the first's run as its part
     (contained false): one trial, scored by stage 2's eval_loss, costing both stages."""
-    pytest.importorskip("transformers")
+    need_installed("transformers", "transformers")
     home = _empty(tmp_path_factory, "hf-two-stage")
     tests_dir = str(Path(__file__).resolve().parent)
     script = HF_TWO_STAGE_SCRIPT.replace("@TESTS@", repr(tests_dir))

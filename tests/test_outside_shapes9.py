@@ -27,6 +27,7 @@ import pytest
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report, in_every_format, report_text, run_in
+from integrations._frameworks import need_installed
 
 #: Where the constant-power meter of the tracker tests lives (the scripts import it).
 METERS_DIR = str(Path(__file__).resolve().parent / "tracking")
@@ -124,7 +125,7 @@ def test_lightning_folds_inside_a_trial_are_its_parts_and_the_trial_its_mean(tmp
     three trials scored by their folds' mean loss, the nine fits their parts, the best trial
     the final run, and the price tag the three trials (each measured around its folds),
     counted once."""
-    pytest.importorskip("lightning")
+    need_installed("lightning", "lightning")
     home, done = _searched(tmp_path_factory, "kfold", KFOLD_SCRIPT)
     assert done.returncode == 0, done.stderr
     report = _report(home)
@@ -201,7 +202,7 @@ def test_a_ctrl_c_in_a_lightning_fit_interrupts_the_trial_around_it(tmp_path_fac
     the fit read ``failed`` with ``SystemExit: 1`` (the status table a 'failed' row, the
     compute statement '1 failed'), where the user stopped it. Now it is ``interrupted``
     (``KeyboardInterrupt``), as its fit."""
-    pytest.importorskip("lightning")
+    need_installed("lightning", "lightning")
     home, done = _searched(tmp_path_factory, "fits", CTRL_C_FIT_SCRIPT)
     assert done.returncode == 1, done.stderr  # Lightning's sys.exit(1)
     report = _report(home)
@@ -249,7 +250,7 @@ def test_a_ctrl_c_in_a_grid_search_interrupts_the_candidates_it_stopped(tmp_path
     search failed before this candidate was scored'): the status table '2 trials failed',
     beside an interrupted sweep. Now they are ``interrupted`` (``KeyboardInterrupt``), their
     cost counted, and nothing reads failed."""
-    pytest.importorskip("sklearn")
+    need_installed("sklearn", "sklearn")
     home, done = _searched(tmp_path_factory, "stopped", CTRL_C_SEARCH_SCRIPT)
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
     report = _report(home)
@@ -281,7 +282,7 @@ print(search.best_score_)
 
 @pytest.fixture(scope="module")
 def scorers_home(tmp_path_factory):
-    pytest.importorskip("sklearn")
+    need_installed("sklearn", "sklearn")
     home, done = _searched(tmp_path_factory, "scorers", MULTI_SCORER_SCRIPT)
     assert done.returncode == 0, done.stderr
     return home, float(done.stdout.split()[-1]), _report(home)
@@ -339,8 +340,8 @@ def test_a_ctrl_c_in_a_lightning_fit_interrupts_its_optuna_trial(tmp_path_factor
     """Ctrl-C in the third Optuna trial's Lightning fit (greenprint's Optuna and Lightning
     callbacks): the trial is ``interrupted`` (``KeyboardInterrupt``) as its fit, not
     ``failed`` with ``SystemExit: 1``."""
-    pytest.importorskip("lightning")
-    pytest.importorskip("optuna")
+    need_installed("lightning", "lightning")
+    need_installed("optuna", "optuna")
     home, done = _searched(tmp_path_factory, "optc", CTRL_C_OPTUNA_SCRIPT)
     assert done.returncode == 1, done.stderr
     report = _report(home)
@@ -371,7 +372,7 @@ def test_a_run_around_a_grid_search_is_its_sweep_not_its_one_trial(tmp_path_fact
     the experiment the final run (its test accuracy), the three candidates and the refit its
     parts ('study / final model: 1x'). It should read the three candidates as the trials,
     the refit as the final run, and the experiment as the sweep around the search."""
-    pytest.importorskip("sklearn")
+    need_installed("sklearn", "sklearn")
     home, done = _searched(tmp_path_factory, "wrapped", WRAPPED_SEARCH_SCRIPT)
     assert done.returncode == 0, done.stderr
     report = _report(home)

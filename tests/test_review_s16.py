@@ -38,6 +38,7 @@ from _report_cli import GREENPRINT, run_in, run_ray_script
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
+from integrations._frameworks import need_installed
 
 #: Where the constant-power meter of the tracker tests lives (the scripts import it).
 METERS_DIR = str(Path(__file__).resolve().parent / "tracking")
@@ -101,7 +102,7 @@ def test_ray_trials_sharing_a_name_stay_trials_each(tmp_path_factory):
     configurations per rate) became a part of the sweep: 6 Tune trials read as 2, both the
     failed ones, no final run. Now each Tune trial is a trial, scored by its own runs, the
     two that failed before their first result failed."""
-    pytest.importorskip("ray.tune")
+    need_installed("ray.tune", "ray")
     home = _empty(tmp_path_factory, "ray-dup")
     done = run_ray_script(home, "dup.py", DUP_NAMES_SCRIPT)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -193,7 +194,7 @@ fit(model, "study-b", "net")
 @pytest.fixture(scope="module")
 def fit_again_home(tmp_path_factory):
     """The fit-again script run once in an empty directory (about 10 s)."""
-    pytest.importorskip("lightning")
+    need_installed("lightning", "lightning")
     home = _empty(tmp_path_factory, "fit-again")
     _script(home, "fit.py", FIT_AGAIN_SCRIPT)
     return home
@@ -259,7 +260,7 @@ def test_a_hf_search_reusing_one_model_object_is_a_search(tmp_path_factory):
     model object, one name: two configurations (their ``learning_rate`` params differ), two
     trials. Before e0c17b0 the rule read one trial, the first learning rate a part of the
     second."""
-    pytest.importorskip("transformers")
+    need_installed("transformers", "transformers")
     home = _empty(tmp_path_factory, "hf-lr")
     tests_dir = str(Path(__file__).resolve().parent)
     (home / "lr.py").write_text(HF_LR_LOOP_SCRIPT.replace("@TESTS@", repr(tests_dir)))
