@@ -263,14 +263,17 @@ def efficiency_section(
         if position is not None:
             reasons.setdefault(position, []).append(why)
 
+    energy = forest.cost_sums("energy_kwh")
     final = None if final_id is None else index.get(final_id)
     add(final, "final run")
+    # the best-trials table's first: the highest score, ties to the least energy (then the
+    # first listed), so that a tie is never a costlier twin of a front trial
     best = None
     for p in trials.positions:
         run, score = forest.runs[p], scores[p].score
         if run.status not in ("finished", "pruned") or not math.isfinite(score):
             continue
-        if best is None or score > scores[best].score:
+        if best is None or (score, -energy[p]) > (scores[best].score, -energy[best]):
             best = p
     add(best, "best trial")
     front = [index[i] for i in front_ids if i in index]
@@ -279,7 +282,6 @@ def efficiency_section(
     for p in trials.roles.positions("baseline"):
         if math.isfinite(scores[p].score):
             add(p, "baseline")
-    energy = forest.cost_sums("energy_kwh")
     fpo_sums = forest.fpo_sums
     rows = []
     for p, why in reasons.items():

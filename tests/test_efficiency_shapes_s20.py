@@ -1,0 +1,141 @@
+"""The report's efficiency section on studies built as users build them (session 20).
+
+* a sweep script under ``greenprint run --role sweep`` whose trials are child runs, two of them
+  tied on the best score at different costs, a baseline and a final retrain scored on its own
+  split (a scikit-learn search's tied candidates read the same way).
+
+Each row is checked against :func:`greenprint.analysis.efficiencies` and a Pareto front found
+by brute force; every format is written (the JSON validated against docs/report-schema.json).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _report_cli import GREENPRINT, empty_home, run_in  # tests/_report_cli.py
+from greenprint.analysis import efficiencies
+from greenprint.meters._base import MeterReading
+from greenprint.report import build_report, write_report
+
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "report-schema.json"
+
+#: A hand-written search: trial-1 and trial-3 tie on 0.8, trial-3 at a fifth of the CPU time
+SWEEP_SCRIPT = """
+import time
+import greenprint as gp
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+with gp.track("majority", role="baseline") as run:
+    busy(0.01)
+    run.log(accuracy=0.2)
+for k, (score, seconds) in enumerate([(0.6, 0.02), (0.8, 0.15), (0.7, 0.08), (0.8, 0.03)]):
+    with gp.track(f"trial-{k}", role="trial") as trial:
+        busy(seconds)
+        trial.add_fpo(int(seconds * 1e10))
+        trial.log(accuracy=score)
+with gp.track("retrain", role="final") as run:
+    busy(0.05)
+    run.add_fpo(10**9)
+    run.log(test_accuracy=0.79)
+"""
+
+
+class Power:
+    """``watts`` by the clock, all of it the process's (0 W: a meter that measured nothing)."""
+
+    components = ("cpu",)
+    provenance = {"cpu": "test:constant"}
+
+    def __init__(self, watts: float) -> None:
+        self.watts = watts
+
+    def start(self):
+        self.t0 = time.time()
+
+    def read(self):
+        joules = self.watts * (time.time() - self.t0)
+        return {"cpu": MeterReading(machine_j=joules, process_j=joules)}
+
+    def close(self):
+        pass
+
+
+def _written(report, out: Path) -> dict[str, str]:
+    """Every format written; the JSON validated against the documented schema."""
+    jsonschema = pytest.importorskip("jsonschema")
+    files = write_report(report, out, "html,md,latex,json")
+    data = json.loads(files["json"].read_text(encoding="utf-8"))
+    jsonschema.validate(data, json.loads(SCHEMA.read_text(encoding="utf-8")))
+    return {fmt: path.read_text(encoding="utf-8") for fmt, path in files.items()}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory):
+    home = empty_home(tmp_path_factory, "eff-sweep")
+    (home / "search.py").write_text(SWEEP_SCRIPT, encoding="utf-8")
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "sw", "--role", "sweep",
+                  "--name", "job", "--", sys.executable, "search.py")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ledger = str(home / "greenprint.db")
+    with gp.Ledger(ledger) as led:
+        runs = list(led.runs(study="sw"))
+    return home, runs, build_report(ledger, "sw")
+
+
+def test_a_tie_on_the_best_score_names_the_cheaper_trial_best(sweep, tmp_path):
+    # the script's trial-1 and trial-3 both score 0.8; trial-1 took five times the CPU. The
+    # section read "trial-1 | best trial" (the first of the tie), a costlier twin of the front
+    # trial trial-3, where the best-trials table lists trial-3 first
+    _, runs, report = sweep
+    section = report.efficiency
+    assert section is not None and report.metric == "accuracy"
+    eff = {e.name: e for e in efficiencies(runs, metric="accuracy", statuses=None)}
+    trials = [e for e in eff.values() if e.role == "trial" and e.status == "finished"]
+    front = sorted(
+        (
+            e
+            for e in trials
+            if not any(
+                o.score >= e.score
+                and o.energy_kwh <= e.energy_kwh
+                and (o.score > e.score or o.energy_kwh < e.energy_kwh)
+                for o in trials
+                if o is not e
+            )
+        ),
+        key=lambda e: e.energy_kwh,
+    )
+    assert eff["trial-3"].energy_kwh < eff["trial-1"].energy_kwh
+    assert [e.name for e in front][-1] == "trial-3" and "trial-1" not in [e.name for e in front]
+    names = [r.name for r in section.rows]
+    assert names[0] == "retrain" and names[1] == "trial-3" and names[-1] == "majority"
+    assert "trial-1" not in names and section.front_size == len(front)
+    assert section.rows[1].why == ("best trial", "Pareto front")
+    assert set(names[1:-1]) == {e.name for e in front}
+    for row in section.rows[1:]:  # each ratio as the public API's
+        e = eff[row.name]
+        assert (row.score, row.energy_kwh, row.fpo) == (e.score, e.energy_kwh, e.fpo)
+        assert row.score_per_kwh == pytest.approx(e.score_per_kwh, rel=1e-12)
+        assert row.score_per_gflop == e.score_per_gflop or row.score_per_gflop == pytest.approx(
+            e.score_per_gflop, rel=1e-12
+        )
+    final = next(r for r in runs if r.name == "retrain")
+    assert section.rows[0].score_per_kwh == pytest.approx(0.79 / final.energy_kwh, rel=1e-12)
+    text = _written(report, tmp_path / "out")
+    assert "| trial-3 | best trial, Pareto front | 0.8 |" in text["md"]
+    assert "| trial-1 |" not in text["md"].split("## Efficiency")[1].split("\n## ")[0]
+    assert "| majority | baseline | 0.2 |" in text["md"]
+    paper = text["latex"][text["latex"].index("BEGIN PAPER") : text["latex"].index("END PAPER")]
+    assert "trial-3 & 0.8 &" in paper and "retrain $\\star$ & 0.79 (test\\_accuracy)" in paper
