@@ -2,7 +2,8 @@
 
 * a sweep script under ``greenprint run --role sweep`` whose trials are child runs, two of them
   tied on the best score at different costs, a baseline and a final retrain scored on its own
-  split (a scikit-learn search's tied candidates read the same way).
+  split (a scikit-learn search's tied candidates read the same way);
+* a study whose meter measured nothing and that counted no FPO.
 
 Each row is checked against :func:`greenprint.analysis.efficiencies` and a Pareto front found
 by brute force; every format is written (the JSON validated against docs/report-schema.json).
@@ -139,3 +140,21 @@ def test_a_tie_on_the_best_score_names_the_cheaper_trial_best(sweep, tmp_path):
     assert "| majority | baseline | 0.2 |" in text["md"]
     paper = text["latex"][text["latex"].index("BEGIN PAPER") : text["latex"].index("END PAPER")]
     assert "trial-3 & 0.8 &" in paper and "retrain $\\star$ & 0.79 (test\\_accuracy)" in paper
+
+
+def test_a_study_that_measured_no_energy_and_counted_no_fpo_has_a_note_not_a_table(tmp_path):
+    # a meter that read 0 J (or runs imported with no energy) and no FPO: the section was rows
+    # of dashes under "score per Wh", each energy "0 mWh", beside a front of trials tied at 0
+    ledger = str(tmp_path / "zero.db")
+    with gp.track("majority", study="z", ledger=ledger, role="baseline", meters=Power(0)) as r:
+        r.log(accuracy=0.3)
+    for k in range(3):
+        with gp.track(f"t{k}", study="z", ledger=ledger, role="trial", meters=Power(0)) as r:
+            r.log(accuracy=0.5 + 0.1 * k)
+    report = build_report(ledger, "z")
+    assert report.efficiency is None
+    note = next(n for n in report.notes if n.startswith("no efficiency table:"))
+    assert "measured energy or counted FPO" in note
+    text = _written(report, tmp_path / "out")
+    assert "## Efficiency" not in text["md"] and note in text["md"].replace("\\", "")
+    assert json.loads(text["json"])["efficiency"] is None

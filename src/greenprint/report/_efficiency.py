@@ -310,6 +310,11 @@ def efficiency_section(
         )
     if not rows:
         return None, None
+    if all(r.score_per_kwh is None and r.score_per_gflop is None for r in rows):
+        return None, (
+            "no efficiency table: none of the runs it would list (final run, best trial, "
+            "Pareto front, baselines) measured energy or counted FPO to divide its score by"
+        )
     # final run, best trial, the front by energy (as front_ids), baselines; each once
     order = {run_id: k for k, run_id in enumerate(front_ids)}
     rows.sort(key=lambda r: (_WHY_ORDER.index(r.why[0]), order.get(r.run_id, 0)))
