@@ -3,7 +3,8 @@
 * a sweep script under ``greenprint run --role sweep`` whose trials are child runs, two of them
   tied on the best score at different costs, a baseline and a final retrain scored on its own
   split (a scikit-learn search's tied candidates read the same way);
-* a study whose meter measured nothing and that counted no FPO.
+* a study whose meter measured nothing and that counted no FPO;
+* a final retrain that logged no score.
 
 Each row is checked against :func:`greenprint.analysis.efficiencies` and a Pareto front found
 by brute force; every format is written (the JSON validated against docs/report-schema.json).
@@ -137,7 +138,8 @@ def test_a_tie_on_the_best_score_names_the_cheaper_trial_best(sweep, tmp_path):
     text = _written(report, tmp_path / "out")
     assert "| trial-3 | best trial, Pareto front | 0.8 |" in text["md"]
     assert "| trial-1 |" not in text["md"].split("## Efficiency")[1].split("\n## ")[0]
-    assert "| majority | baseline | 0.2 |" in text["md"]
+    # the baseline counted no FPO: its dash is explained
+    assert "| majority | baseline | 0.2 |" in text["md"] and "A dash: no ratio" in text["md"]
     paper = text["latex"][text["latex"].index("BEGIN PAPER") : text["latex"].index("END PAPER")]
     assert "trial-3 & 0.8 &" in paper and "retrain $\\star$ & 0.79 (test\\_accuracy)" in paper
 
@@ -158,3 +160,37 @@ def test_a_study_that_measured_no_energy_and_counted_no_fpo_has_a_note_not_a_tab
     text = _written(report, tmp_path / "out")
     assert "## Efficiency" not in text["md"] and note in text["md"].replace("\\", "")
     assert json.loads(text["json"])["efficiency"] is None
+
+
+def test_a_final_retrain_without_a_score_is_a_row_that_says_so(tmp_path):
+    # a final retrain that logged nothing (no accuracy, no held-out score): it was left out of
+    # the section without a word, so the reader saw no final run at all
+    ledger = str(tmp_path / "final.db")
+
+    def track(name, role):
+        return gp.track(name, study="f", ledger=ledger, role=role, meters=Power(3600.0),
+                        sample_interval_s=0.01)  # fmt: skip
+
+    for k in range(3):
+        with track(f"t{k}", "trial") as r:
+            time.sleep(0.02 * (k + 1))
+            r.add_fpo(10**8 * (k + 1))
+            r.log(accuracy=0.5 + 0.1 * k)
+    with track("retrain", "final") as r:
+        time.sleep(0.03)
+        r.add_fpo(10**9)
+    report = build_report(ledger, "f")
+    section = report.efficiency
+    assert section is not None and report.price_tag.final.name == "retrain"
+    row = section.rows[0]
+    assert (row.name, row.why, row.score) == ("retrain", ("final run",), None)
+    assert row.score_per_kwh is None and row.score_per_gflop is None and row.fpo == 10**9
+    assert [r.name for r in section.rows[1:]] == ["t2", "t0", "t1"]  # best, then the front
+    assert "The final run logged no accuracy nor a score of its own: no ratio." in (
+        section.caption()
+    )
+    text = _written(report, tmp_path / "out")
+    assert "| retrain | final run | no score |" in text["md"]
+    assert "retrain $\\star$ & no score & - & -" in text["latex"]
+    data = json.loads(text["json"])["efficiency"]["rows"][0]
+    assert data["name"] == "retrain" and data["score"] is None

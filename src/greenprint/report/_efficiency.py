@@ -60,7 +60,7 @@ class EfficiencyRow:
         why: why it is a row: ``"final run"``, ``"best trial"``, ``"Pareto front"``,
             ``"baseline"`` (one or more).
         metric: the metric its score is of (the final run's held-out score may be of another).
-        score: its score.
+        score: its score (``None``: a final run that logged none; it has no ratio).
         energy_kwh: its IT energy with its parts', kWh.
         fpo: its FPO with its parts' (``None``: unknown).
         fpo_lower_bound: its FPO are a lower bound (ops with no rule were run).
@@ -73,7 +73,7 @@ class EfficiencyRow:
     role: str
     why: tuple[str, ...]
     metric: str
-    score: float
+    score: float | None
     energy_kwh: float
     fpo: int | None
     fpo_lower_bound: bool
@@ -151,11 +151,17 @@ class EfficiencySection:
         scores = f"Scores are {self.metric}" + (
             f" ({', '.join(other)} for the final run, scored on its own split)" if other else ""
         )
-        return (
+        text = (
             f"Score per unit of cost (Green AI's efficiency) of {what}: a higher number is more "
             f"score for the same cost. {scores}; a run's energy and FPO are its own with its "
             "parts' (as on the Pareto plot)."
         )
+        if any(r.score is None for r in self.rows):
+            text += f" The final run logged no {self.metric} nor a score of its own: no ratio."
+        _, cells = self.table()
+        if any(c == "-" for row in cells for c in row[5:]):
+            text += " A dash: no ratio (the cost is unknown or 0)."
+        return text
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Header and rows (text, for every format)."""
@@ -163,8 +169,8 @@ class EfficiencySection:
         header += [f"score per {self.energy_unit}", f"score per {self.fpo_unit}"]
         rows = []
         for row in self.rows:
-            score = f"{row.score:.4g}"
-            if row.metric != self.metric:
+            score = "no score" if row.score is None else f"{row.score:.4g}"
+            if row.score is not None and row.metric != self.metric:
                 score += f" ({row.metric})"
             fpo = "unknown" if row.fpo is None else format_fpo(row.fpo)
             if row.fpo is not None and row.fpo_lower_bound:
@@ -286,11 +292,15 @@ def efficiency_section(
     rows = []
     for p, why in reasons.items():
         run = forest.runs[p]
-        score, of = scores[p].score, metric
-        if not math.isfinite(score):
-            if p != final or not held_out:
-                continue  # a final run with no score at all: nothing to divide
-            of, score = held_out[0]
+        value: float | None = scores[p].score
+        of = metric
+        if not math.isfinite(scores[p].score):
+            if p != final:
+                continue
+            if held_out:
+                of, value = held_out[0]
+            else:  # a final run with no score at all: a row that says so, no ratio
+                value = None
         kwh = float(energy[p])
         fpo = int(fpo_sums.inclusive[p]) if fpo_sums.complete[p] else None
         rows.append(
@@ -300,12 +310,12 @@ def efficiency_section(
                 role=trials.roles.roles[p],
                 why=tuple(sorted(why, key=_WHY_ORDER.index)),
                 metric=of,
-                score=score,
+                score=value,
                 energy_kwh=kwh,
                 fpo=fpo,
                 fpo_lower_bound=fpo is not None and _counted_in_part(forest, p),
-                score_per_kwh=score_per_cost(score, kwh),
-                score_per_gflop=score_per_cost(score, None if fpo is None else fpo / FPO_PER_GFLOP),
+                score_per_kwh=score_per_cost(value, kwh),
+                score_per_gflop=score_per_cost(value, None if fpo is None else fpo / FPO_PER_GFLOP),
             )
         )
     if not rows:
