@@ -194,3 +194,21 @@ def test_a_final_retrain_without_a_score_is_a_row_that_says_so(tmp_path):
     assert "retrain $\\star$ & no score & - & -" in text["latex"]
     data = json.loads(text["json"])["efficiency"]["rows"][0]
     assert data["name"] == "retrain" and data["score"] is None
+
+
+def test_a_tie_that_holds_the_final_run_names_it_best_trial(tmp_path):
+    # no run has role 'final' (a Hugging Face Trainer's trainings, each a trial): the report
+    # takes the earliest of the tied best trials as final (t-a). 3f8f973's tie to the cheaper
+    # one read "t-a | final run" and "t-b | best trial", two bests of one score; the final run
+    # is the best trial
+    ledger = str(tmp_path / "tie.db")
+    for name, seconds in (("t-a", 0.15), ("t-b", 0.02), ("t-c", 0.01)):
+        with gp.track(name, study="t", ledger=ledger, role="trial", meters=Power(3600.0),
+                      sample_interval_s=0.01) as run:  # fmt: skip
+            time.sleep(seconds)
+            run.log(accuracy=0.5 if name == "t-c" else 0.9)
+    report = build_report(ledger, "t")
+    assert report.price_tag.final.name == "t-a"
+    rows = {r.name: r.why for r in report.efficiency.rows}
+    assert rows == {"t-a": ("final run", "best trial"), "t-b": ("Pareto front",),
+                    "t-c": ("Pareto front",)}  # fmt: skip

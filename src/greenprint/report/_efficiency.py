@@ -272,14 +272,16 @@ def efficiency_section(
     energy = forest.cost_sums("energy_kwh")
     final = None if final_id is None else index.get(final_id)
     add(final, "final run")
-    # the best-trials table's first: the highest score, ties to the least energy (then the
-    # first listed), so that a tie is never a costlier twin of a front trial
+    # the highest score; of a tie, the final run when it is one of them (the best finished
+    # trial the report took as final: it is the best trial), else the least energy (then the
+    # first listed), as the best-trials table ranks them: never a costlier twin of a front trial
     best = None
     for p in trials.positions:
         run, score = forest.runs[p], scores[p].score
         if run.status not in ("finished", "pruned") or not math.isfinite(score):
             continue
-        if best is None or (score, -energy[p]) > (scores[best].score, -energy[best]):
+        rank = (score, p == final, -energy[p])
+        if best is None or rank > (scores[best].score, best == final, -energy[best]):
             best = p
     add(best, "best trial")
     front = [index[i] for i in front_ids if i in index]
