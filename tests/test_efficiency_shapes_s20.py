@@ -212,3 +212,47 @@ def test_a_tie_that_holds_the_final_run_names_it_best_trial(tmp_path):
     rows = {r.name: r.why for r in report.efficiency.rows}
     assert rows == {"t-a": ("final run", "best trial"), "t-b": ("Pareto front",),
                     "t-c": ("Pareto front",)}  # fmt: skip
+
+
+def _front(runs, metric="accuracy"):
+    """The finished trials no other finished trial beats on score and energy (brute force)."""
+    trials = [
+        e for e in efficiencies(runs, metric=metric) if e.role == "trial" and e.status == "finished"
+    ]
+    return {
+        e.name
+        for e in trials
+        if not any(
+            o.score >= e.score
+            and o.energy_kwh <= e.energy_kwh
+            and (o.score > e.score or o.energy_kwh < e.energy_kwh)
+            for o in trials
+            if o is not e
+        )
+    }
+
+
+def test_a_best_trial_past_the_ten_cheapest_of_the_front_is_said_to_be_on_it(tmp_path):
+    # twelve trials, each better for more energy: all on the front. The rows were the ten
+    # cheapest and "t11 | final run, best trial", as if the best trial were off the front
+    ledger = str(tmp_path / "front.db")
+    for k in range(12):
+        with gp.track(f"t{k:02d}", study="fr", ledger=ledger, role="trial", meters=Power(3600.0),
+                      sample_interval_s=0.01) as run:  # fmt: skip
+            time.sleep(0.02 * (k + 1))
+            run.log(accuracy=0.5 + 0.01 * k)
+    with gp.Ledger(ledger) as led:
+        front = _front(led.runs(study="fr"))
+    report = build_report(ledger, "fr")
+    section = report.efficiency
+    assert section.front_size == len(front) > 10 and "t11" in front
+    for row in section.rows:
+        assert ("Pareto front" in row.why) == (row.name in front)
+    assert section.rows[0].name == "t11"
+    assert section.rows[0].why == ("final run", "best trial", "Pareto front")
+    listed = sum(1 for r in section.rows if "Pareto front" in r.why)
+    assert listed == 11
+    assert (
+        f"11 of the {len(front)} finished trials on the Pareto front of score against energy "
+        "(the 10 cheapest and the best)"
+    ) in section.caption()

@@ -38,8 +38,9 @@ __all__ = [
     "markdown_section",
 ]
 
-#: At most this many trials of the Pareto front are rows (the cheapest first); the section
-#: says how many more the front has (the plot shows them all).
+#: At most this many trials of the Pareto front are rows (the cheapest first; the best trial,
+#: the front's costliest, is a row too); the section says how many the front has (the plot
+#: shows them all).
 MAX_FRONT_ROWS = 10
 
 #: Why a run is a row, in the order the rows are listed.
@@ -135,7 +136,13 @@ class EfficiencySection:
         shown: list[str] = [f"the {w}" for w in ("final run", "best trial") if w in why]
         if "Pareto front" in why:
             on = "on the Pareto front of score against energy"
-            if self.front_size > MAX_FRONT_ROWS:
+            listed = sum(1 for r in self.rows if "Pareto front" in r.why)
+            if self.front_size > listed > MAX_FRONT_ROWS:  # the best trial, past the cheapest
+                shown.append(
+                    f"{listed} of the {self.front_size} finished trials {on} (the "
+                    f"{MAX_FRONT_ROWS} cheapest and the best)"
+                )
+            elif self.front_size > MAX_FRONT_ROWS:
                 shown.append(
                     f"the {MAX_FRONT_ROWS} cheapest of the {self.front_size} finished trials {on}"
                 )
@@ -285,8 +292,9 @@ def efficiency_section(
             best = p
     add(best, "best trial")
     front = [index[i] for i in front_ids if i in index]
-    for p in front[:MAX_FRONT_ROWS]:
-        add(p, "Pareto front")
+    for k, p in enumerate(front):  # the cheapest, and a row past them that is on the front
+        if k < MAX_FRONT_ROWS or p in reasons:
+            add(p, "Pareto front")
     for p in trials.roles.positions("baseline"):
         if math.isfinite(scores[p].score):
             add(p, "baseline")
