@@ -256,3 +256,21 @@ def test_a_best_trial_past_the_ten_cheapest_of_the_front_is_said_to_be_on_it(tmp
         f"11 of the {len(front)} finished trials on the Pareto front of score against energy "
         "(the 10 cheapest and the best)"
     ) in section.caption()
+
+
+def test_a_pruned_trial_is_never_the_best_trial(tmp_path):
+    # an Optuna-style search whose pruned trial's last intermediate accuracy (0.9, a training
+    # stopped early) beats every finished trial's: the section listed "b | best trial | 0.9"
+    # with no status, beside "a | final run" (the best finished trial, as the report chose)
+    ledger = str(tmp_path / "pruned.db")
+    for name, score in (("a", 0.7), ("b", 0.9), ("c", 0.6)):
+        with gp.track(name, study="p", ledger=ledger, role="trial", meters=Power(3600.0),
+                      sample_interval_s=0.01) as run:  # fmt: skip
+            time.sleep(0.02)
+            run.log(accuracy=score)
+            if name == "b":
+                run.prune()
+    report = build_report(ledger, "p")
+    assert report.price_tag.final.name == "a"
+    rows = {r.name: r.why for r in report.efficiency.rows}
+    assert "b" not in rows and rows["a"][:2] == ("final run", "best trial")

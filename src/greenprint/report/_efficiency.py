@@ -279,13 +279,14 @@ def efficiency_section(
     energy = forest.cost_sums("energy_kwh")
     final = None if final_id is None else index.get(final_id)
     add(final, "final run")
-    # the highest score; of a tie, the final run when it is one of them (the best finished
-    # trial the report took as final: it is the best trial), else the least energy (then the
-    # first listed), as the best-trials table ranks them: never a costlier twin of a front trial
+    # the finished trial with the highest score (a pruned trial's is an intermediate value of a
+    # training stopped early, as Optuna's best_trial and the final-run rule leave it out); of
+    # a tie, the final run when it is one of them (the best trial the report took as final),
+    # else the least energy (then the first listed): never a costlier twin of a front trial
     best = None
     for p in trials.positions:
         run, score = forest.runs[p], scores[p].score
-        if run.status not in ("finished", "pruned") or not math.isfinite(score):
+        if run.status != "finished" or not math.isfinite(score):
             continue
         rank = (score, p == final, -energy[p])
         if best is None or rank > (scores[best].score, best == final, -energy[best]):
