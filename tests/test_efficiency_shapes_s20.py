@@ -13,6 +13,8 @@ by brute force; every format is written (the JSON validated against docs/report-
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -274,3 +276,62 @@ def test_a_pruned_trial_is_never_the_best_trial(tmp_path):
     assert report.price_tag.final.name == "a"
     rows = {r.name: r.why for r in report.efficiency.rows}
     assert "b" not in rows and rows["a"][:2] == ("final run", "best trial")
+
+
+def _lower_bound(fpo: int) -> gp.FPOResult:
+    """Counted FPO that ran an op with no rule: a lower bound, as count_fpo returns them."""
+    return gp.FPOResult(total=fpo, forward_total=fpo, backward_total=0, matmul_total=fpo,
+                        params=1, by_op={}, by_module={}, unknown_ops={"aten.foo": 2})  # fmt: skip
+
+
+def test_a_lower_bound_on_fpo_reads_at_most_in_every_format(tmp_path):
+    # folds that counted FPO with an op that has no rule: the trial's FPO are a lower bound and
+    # its score per GFPO an upper bound. Markdown and HTML said "at least 300 MFPO" and
+    # "at most 2.33"; the LaTeX table (no FPO column) wrote "$\leq$2.33" with no word of why
+    ledger = str(tmp_path / "bound.db")
+    for name, score, bound in (("exact", 0.6, False), ("bound", 0.7, True)):
+        with gp.track(name, study="b", ledger=ledger, role="trial", meters=Power(3600.0),
+                      sample_interval_s=0.01):  # fmt: skip
+            for k in range(2):
+                with gp.track(f"{name}/fold-{k}", study="b", ledger=ledger, meters=Power(3600.0),
+                              sample_interval_s=0.01) as fold:  # fmt: skip
+                    time.sleep(0.02 if name == "exact" else 0.05)
+                    fold.add_fpo(_lower_bound(15 * 10**7) if bound else 5 * 10**7)
+                    fold.log(accuracy=score)
+    with gp.Ledger(ledger) as led:
+        runs = list(led.runs(study="b"))
+    report = build_report(ledger, "b")
+    rows = {r.name: r for r in report.efficiency.rows}
+    assert rows["bound"].fpo == 3 * 10**8 and rows["bound"].fpo_lower_bound
+    assert rows["bound"].score_per_gflop == pytest.approx(0.7 / 0.3, rel=1e-12)
+    assert not rows["exact"].fpo_lower_bound and rows["exact"].fpo == 10**8
+    eff = {e.name: e for e in efficiencies(runs, metric="accuracy")}
+    assert rows["bound"].score_per_gflop == pytest.approx(eff["bound"].score_per_gflop, rel=1e-12)
+    text = _written(report, tmp_path / "out")
+    assert "| bound | final run, best trial, Pareto front | 0.7 |" in text["md"]
+    assert "| at least 300 MFPO |" in text["md"] and "| at most 2.33 |" in text["md"]
+    assert '<td class="num">at most 2.33</td>' in text["html"]
+    tex = text["latex"]
+    paper = tex[tex.index("BEGIN PAPER") : tex.index("% ---- END PAPER")]
+    assert "bound $\\star$ & 0.7 &" in paper and "$\\leq$2.33" in paper
+    assert "$\\leq$: at most, as the run's FPO counted are a lower bound." in paper
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        return  # the rest needs pdflatex (tests/report/test_latex_layout.py says how)
+    start = paper.index("\\caption{Score per unit of cost")  # the section's table alone
+    body = paper[paper.rindex("\\begin{table}", 0, start) : paper.index("\\end{table}", start)]
+    body += "\\end{table}"
+    out = tmp_path / "out"  # beside the report's figures
+    (out / "paper.tex").write_text(
+        "\\documentclass[twocolumn]{article}\n\\usepackage[T1]{fontenc}\n"
+        "\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
+        + "Some text of the paper around the table.\n"
+        + body
+        + "\n\\end{document}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+                          cwd=out, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    log = (out / "paper.log").read_text(encoding="utf-8", errors="replace")
+    assert "Overfull" not in log

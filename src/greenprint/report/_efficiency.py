@@ -395,11 +395,16 @@ def latex_section(section: EfficiencySection | None, esc: Callable[[str], str]) 
     """The section as LaTeX lines: a compact ``booktabs`` table that fits one paper column."""
     if section is None:
         return []
+    _, rows = section.table()
+    # the table has no FPO column to say "at least": the caption says what a bound means
+    bound = any(c[6].startswith("at most ") for c in rows)
     out = [
         "\\begin{table}[t]\\centering\\footnotesize\\setlength{\\tabcolsep}{3pt}",
         "\\caption{"
         + esc(section.caption())
-        + " $\\star$ marks the final run, $\\dagger$ a baseline; per unit of energy and of FPO.}",
+        + " $\\star$ marks the final run, $\\dagger$ a baseline; per unit of energy and of FPO"
+        + ("; $\\leq$: at most, as the run's FPO counted are a lower bound" if bound else "")
+        + ".}",
         "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
         "\\begin{tabular}{@{}lrrr@{}}",
         "\\toprule",
@@ -410,7 +415,6 @@ def latex_section(section: EfficiencySection | None, esc: Callable[[str], str]) 
         + " \\\\",
         "\\midrule",
     ]
-    _, rows = section.table()
     for row, cells in zip(section.rows, rows, strict=True):
         mark = r" $\star$" if "final run" in row.why else ""
         mark += r" $\dagger$" if "baseline" in row.why else ""
