@@ -33,6 +33,20 @@ What it records:
   checkpoint's evaluation again at the end of training, so that the run's last values are those
   of the model ``train()`` returns (and the params ``load_best_model_at_end`` and
   ``metric_for_best_model``); a value that is not finite is logged as NaN (no score);
+* with ``count_fpo=True``, the FPO of the training (``run.fpo``): the forward and backward of
+  each micro-batch trained (each micro-batch of a gradient accumulation; the optimizer is not
+  counted, as for Lightning), as :func:`greenprint.count_fpo` counts them from the loss the
+  model returns. A forward pre-hook on the model sees each training micro-batch's inputs; the
+  first of each input shape is counted and that count added for every micro-batch of the
+  shape, so padded batches of different lengths are each counted as they ran. Counted on a
+  meta copy of the model (nothing allocated); a model that reads its inputs' values (a Hugging
+  Face model tests whether its ``attention_mask`` pads anything) is counted, in a single
+  process, on its own parameters: one more forward and backward per shape (and per whether
+  each ``*mask*`` input pads), its random number generators, buffers and gradients left as
+  they were. An op with no rule makes the FPO a lower bound (the run's provenance says so); a
+  count that fails, a model compiled (``torch_compile``) or copied onto several GPUs of one
+  process (the hook sees no training forward), and a model that cannot run on meta tensors in
+  several processes: a warning, and the run keeps no FPO;
 * the run's params: learning rate, batch size, epochs (``num_train_epochs``) or, when it is
   set and so overrides them, ``max_steps``, seed, weight decay, gradient accumulation, and
   your ``params``;
@@ -52,10 +66,12 @@ What it records:
   ``role="final"``, not one more trial. Without ``attach`` the callback cannot see the
   objective, and warns.
 
-Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``budget=gp.Budget(...)``):
-with ``on_exceed="stop"`` the callback stops training the way Hugging Face's own
-``EarlyStoppingCallback`` does, ``control.should_training_stop = True``, at the end of the step in
-which the limit was found crossed (checked at every step's end, log and evaluation); with
+Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo`` with ``count_fpo=True``, ``budget_s``,
+``budget=gp.Budget(...)``): with ``on_exceed="stop"`` the callback stops training the way
+Hugging Face's own ``EarlyStoppingCallback`` does, ``control.should_training_stop = True``, at
+the end of the optimizer step in which the limit was found crossed (checked at every step's
+end, log and evaluation; a micro-batch of a gradient accumulation that crosses an FPO budget
+stops training after that step's last micro-batch); with
 ``save_strategy`` ``"steps"`` or ``"epoch"`` that step is saved as a checkpoint too.
 ``trainer.train()`` then returns normally, the model trained so far in ``trainer.model``, and the
 run ends ``interrupted`` with ``"BudgetExceeded: <reason>"`` as its error: no exception reaches
@@ -95,11 +111,12 @@ import logging
 import math
 import os
 import socket
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from greenprint._budget import BudgetGuard
-from greenprint._exceptions import BudgetExceeded, ConfigError
+from greenprint._exceptions import BudgetExceeded, ConfigError, FPOInputError, GreenprintError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
 from greenprint._units import kg_to_g
@@ -119,6 +136,7 @@ from greenprint.integrations._dl import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._records import RunRecord
+    from greenprint.fpo import FPOResult
     from greenprint.tracking import Run
 
 __all__ = ["GreenprintCallback", "add_co2_to_model_card", "model_card_co2"]
@@ -152,6 +170,9 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
     Args:
         name: the run's name (default: ``args.run_name`` when you set it, else the model's
             class name; a search trial is named after the trial).
+        count_fpo: count the FPO (floating-point operations) of each micro-batch trained,
+            forward and backward, once per input shape, and add them to the run (see the
+            module docstring); the optimizer is not counted.
         log_figures: add greenprint's figures to the Trainer's logs at each ``on_log``.
         **track_options: keyword options of :func:`greenprint.track` (``study``, ``ledger``,
             ``region``, ``pue``, ``params``, ``role``, ``sample_interval_s``, ``meters``...);
@@ -162,8 +183,17 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         LedgerError: an unusable ledger path, or a closed :class:`~greenprint.Ledger`.
     """
 
-    def __init__(self, name: str | None = None, *, log_figures: bool = True, **track_options: Any):
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        count_fpo: bool = False,
+        log_figures: bool = True,
+        **track_options: Any,
+    ):
         super().__init__()
+        if not isinstance(count_fpo, bool):
+            raise ConfigError(f"count_fpo must be True or False, not {count_fpo!r}")
         if not isinstance(log_figures, bool):
             raise ConfigError("log_figures must be True or False")
         self._options = check_run_options(
@@ -173,6 +203,8 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         #: a "stop" budget is set: processes of one training agree on stopping at each step
         self._may_stop = guard is not None and any(b.on_exceed == "stop" for b in guard.budgets)
         self._name = name
+        self._count_fpo = count_fpo
+        self._fpo: _MicroBatchFPO | None = None  # counts the training's micro-batches
         self._log_figures = log_figures
         self._run: Run | None = None
         self._figures: LiveFigures | None = None
@@ -345,6 +377,10 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             self._continue(args, state)
         if world <= 1 and not search and model is not None:  # a second train() continues
             trained_again(run, model, link=not resumed)
+        self._end_fpo()
+        if self._count_fpo and model is not None:
+            single = world <= 1 and int(getattr(args, "n_gpu", 1) or 1) <= 1
+            self._fpo = _MicroBatchFPO(model, single_process=single, warn=self._warn_once)
 
     def _retrains_best(self, args: Any) -> bool:
         """Whether a training outside a search is the retrain of the last search's best.
@@ -443,8 +479,13 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         elif values:
             append_metrics(run, values, step=state.global_step)
 
+    def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
+        """Add the FPO of the micro-batch just trained (``count_fpo=True``), within a step."""
+        self._add_fpo(step_end=False)
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
-        """Stop training cleanly when a ``"stop"`` budget has been crossed (see the module)."""
+        """Add the last micro-batch's FPO; stop training when a ``"stop"`` budget is crossed."""
+        self._add_fpo(step_end=True)
         if not self._may_stop:
             return
         run = self._run
@@ -463,6 +504,8 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         checkpoint: the metrics of that checkpoint's evaluation are logged again at the last
         step, so that the run's last values (its score in a report) are the kept model's.
         """
+        self._add_fpo(step_end=False)
+        self._end_fpo()
         run = self._run
         if run is not None and run.status == "running":
             best = _best_evaluation(args, state)
@@ -521,9 +564,39 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             continue_from(self._run, earlier, how="trainer.train(resume_from_checkpoint=...)")
 
     def _stop_if_running(self, status: str, error: str | None) -> None:
+        self._end_fpo()
         run = self._run
         if run is not None and run.status == "running":
             run.stop(status=status, error=error)
+
+    def _add_fpo(self, *, step_end: bool) -> None:
+        """Add the FPO of the micro-batches trained since the last call to the run.
+
+        At a step's end, a training in which the model's hook saw no training forward (a
+        compiled model, or copies of it on several GPUs in one process) stops counting, warned.
+        """
+        counting, run = self._fpo, self._run
+        if counting is None or run is None or run.status != "running":
+            return
+        for counted in counting.take():
+            try:
+                run.add_fpo(counted)
+            except BudgetExceeded:  # raised once; on_step_end's check_budgets() sees it again
+                pass
+        if step_end and not counting.seen_since_step():
+            self._end_fpo()
+            self._warn_once(
+                "fpo-unseen",
+                "greenprint: count_fpo saw no training forward of the Trainer's model in this "
+                "step (a compiled model, torch_compile=True, or the model copied onto several "
+                "GPUs of one process), so the run records no FPO for this training",
+            )
+
+    def _end_fpo(self) -> None:
+        """Remove the counting hook from the model (the training is over)."""
+        counting, self._fpo = self._fpo, None
+        if counting is not None:
+            counting.close()
 
     def _log(
         self, run: Run, args: Any, state: Any, control: Any, values: Mapping[str, float]
@@ -541,7 +614,9 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_run=None, _figures=None, _attached=None, _objective=None, _state=None)
+        state.update(
+            _run=None, _figures=None, _attached=None, _objective=None, _state=None, _fpo=None
+        )
         return state
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -618,6 +693,182 @@ class _Objective:
         named = self.named(value)
         if named:
             self.callback._log_objective(named, step)
+
+
+class _MicroBatchFPO:
+    """The FPO of each micro-batch a Trainer trains, counted once per input shape.
+
+    A forward pre-hook on the model sees the inputs of every forward it runs in training mode
+    with gradients on (the Trainer's ``compute_loss``; not evaluation, which runs in eval mode
+    under ``no_grad``). The first micro-batch of each input shape is counted forward and
+    backward with :func:`greenprint.count_fpo` (back-propagated from the ``loss`` the model
+    returns when given ``labels``, else from every floating output seeded with ones), on a meta
+    copy of the model: nothing is allocated, nothing of the training changes. A model that
+    reads its inputs' values, which meta tensors do not have (a Hugging Face model tests
+    whether its ``attention_mask`` pads anything), is counted once per shape on its own
+    parameters instead, in a single process: one more forward and backward on that micro-batch,
+    with its random number generators, buffers and gradients as they were before (its
+    count is keyed by whether each ``*mask*`` input pads too, which changes what it runs).
+    Each micro-batch's count waits in :meth:`take` until the micro-batch's step (or substep)
+    ends. The optimizer is not counted.
+    """
+
+    def __init__(self, model: Any, *, single_process: bool, warn: Callable[[str, str], None]):
+        self.model = model
+        self.single_process = single_process
+        self.warn = warn
+        self.cache: dict[Any, FPOResult] = {}
+        self.pending: list[FPOResult] = []
+        self.meta: Any = None  # the meta copy, made at the first count
+        self.on_meta = True  # False once the model turned out to read values
+        self.failed = False
+        self.counted = False  # a micro-batch's count was added already (for the warning)
+        self.seen = False  # a training forward ran since the last step's end
+        self.inside = False  # the count on the model itself is running (its own forward)
+        this = weakref.ref(self)
+
+        def hook(module: Any, args: Any, kwargs: Any) -> None:
+            # a plain function: a meta copy (copy.deepcopy) shares it, and is not this model
+            counting = this()
+            if counting is not None and module is counting.model:
+                counting.forward(args, kwargs)
+
+        self.handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+
+    def close(self) -> None:
+        """Remove the hook; the model trains on unwatched."""
+        self.handle.remove()
+        self.pending = []
+        self.meta = None
+
+    def take(self) -> list[FPOResult]:
+        """The counts of the micro-batches trained since the last call (added once each)."""
+        taken, self.pending = self.pending, []
+        self.counted = self.counted or bool(taken)
+        return taken
+
+    def seen_since_step(self) -> bool:
+        """Whether a training forward ran since the last call (or counting stopped on error)."""
+        seen, self.seen = self.seen, False
+        return seen or self.failed
+
+    def forward(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """The hook: the count of this training forward's inputs, pending until its step ends."""
+        import torch
+
+        if self.inside or self.failed or not self.model.training or not torch.is_grad_enabled():
+            return
+        if torch.compiler.is_compiling():  # traced into a compiled graph: no Python per call
+            return
+        self.seen = True
+        key = _input_key((args, kwargs), values=not self.on_meta)
+        counted = self.cache.get(key)
+        if counted is None:
+            counted = self.count(args, kwargs)
+            if counted is None:
+                return
+            if not self.on_meta:  # the model read a value: key its counts by the masks too
+                key = _input_key((args, kwargs), values=True)
+            self.cache[key] = counted
+        self.pending.append(counted)
+
+    def count(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FPOResult | None:
+        """One micro-batch's forward and backward (``None``: it cannot be counted, warned)."""
+        self.inside = True
+        try:
+            if self.on_meta:
+                try:
+                    return self.count_on_meta(args, kwargs)
+                except FPOInputError as e:  # reads values, or an op with no meta kernel
+                    if not self.single_process:  # the model's own backward would sync
+                        raise ConfigError(
+                            f"{e}; in a training of several processes (or GPUs) it is counted "
+                            "on meta tensors only"
+                        ) from e
+                    logger.debug("greenprint: counting on the model itself: %s", e)
+                    self.on_meta, self.meta = False, None
+            return self.count_on_model(args, kwargs)
+        except (GreenprintError, RuntimeError, TypeError, ValueError, NotImplementedError) as e:
+            self.failed = True
+            self.pending = []
+            more = (
+                "; the run's FPO counts the micro-batches before this one only"
+                if self.counted
+                else "; the run records no FPO"
+            )
+            self.warn(
+                "fpo-failed",
+                "greenprint: count_fpo could not count a training micro-batch of "
+                f"{type(self.model).__name__} ({type(e).__name__}: {e}){more}",
+            )
+            return None
+        finally:
+            self.inside = False
+
+    def count_on_meta(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FPOResult:
+        from greenprint.fpo import count_fpo
+        from greenprint.fpo._api import _to_meta, meta_copy
+
+        if self.meta is None:
+            self.meta = meta_copy(self.model)
+        meta_args, meta_kwargs = _tree_map(_to_meta, (args, kwargs))
+        return count_fpo(self.meta, *meta_args, **meta_kwargs)
+
+    def count_on_model(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FPOResult:
+        """The count on the model's own parameters, leaving the training as it was.
+
+        Its gradients are set aside and restored by ``count_fpo``; its buffers (batch-norm
+        statistics) are restored here, and its random number generators run forked (dropout
+        draws the same masks in the training as without the count).
+        """
+        import torch
+
+        from greenprint.fpo import count_fpo
+
+        model = self.model
+        buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                return count_fpo(model, *args, **kwargs)
+        finally:
+            with torch.no_grad():
+                for buffer, saved in buffers:
+                    buffer.copy_(saved)
+
+
+def _input_key(value: Any, *, values: bool) -> Any:
+    """What a micro-batch's count depends on: its tensors' shapes and dtypes, other values.
+
+    With ``values``, also whether each integer or boolean tensor named ``*mask*`` is all
+    non-zero (a Hugging Face model skips an attention mask that pads nothing).
+    """
+    import torch
+
+    def key(v: Any, name: str = "") -> Any:
+        if isinstance(v, torch.Tensor):
+            pads = None
+            if values and "mask" in name and not v.is_floating_point() and v.device.type != "meta":
+                pads = not bool(v.all())
+            return ("tensor", tuple(v.shape), str(v.dtype), v.requires_grad, pads)
+        if isinstance(v, Mapping):
+            return ("map", tuple((str(k), key(x, str(k))) for k, x in v.items()))
+        if isinstance(v, (list, tuple)):
+            return ("seq", tuple(key(x, name) for x in v))
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return ("value", type(v).__name__, v)
+        return ("object", type(v).__name__)
+
+    return key(value)
+
+
+def _tree_map(fn: Callable[[Any], Any], value: Any) -> Any:
+    """``fn`` applied to every leaf of nested tuples, lists and dicts."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_tree_map(fn, v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _tree_map(fn, v) for k, v in value.items()}
+    return fn(value)
 
 
 def _default_objective() -> Callable[[dict[str, float]], Any]:

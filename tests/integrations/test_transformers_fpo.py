@@ -1,0 +1,280 @@
+"""``GreenprintCallback(count_fpo=True)``: the FPO of a Hugging Face Trainer's training.
+
+A real Trainer on a tiny BERT built from a config, CPU, offline. The run's FPO must be what
+``greenprint.count_fpo`` counts for each micro-batch the Trainer trained (its forward and
+backward, from the loss the model returns), summed: gradient accumulation, a last short batch
+and padded batches of different lengths included; an FPO budget then stops training.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from greenprint import ConfigError
+from integrations._frameworks import need_installed, one_thread
+
+need_installed("transformers", "transformers")
+need_installed("torch", "torch")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks() -> Iterator[None]:
+    """Import torch and transformers when this module's tests run, not at collection; train on
+    one thread (a tiny BERT gains nothing from torch's thread pool)."""
+    global torch, transformers, Trainer, TrainingArguments, GreenprintCallback, count_fpo
+    global Tokens, tiny_bert
+    import torch
+    import transformers
+    from transformers import Trainer, TrainingArguments
+
+    from greenprint.fpo import count_fpo
+    from greenprint.integrations.transformers import GreenprintCallback
+    from integrations._hf import Tokens, tiny_bert
+
+    transformers.logging.set_verbosity_error()
+    with one_thread():
+        yield
+
+
+def _args(tmp_path: Path, **kwargs) -> TrainingArguments:
+    options = dict(
+        output_dir=str(tmp_path / "out"),
+        report_to="none",
+        use_cpu=True,
+        per_device_train_batch_size=8,
+        logging_steps=1,
+        eval_strategy="no",
+        save_strategy="no",
+        disable_tqdm=True,
+        learning_rate=1e-3,
+    )
+    options.update(kwargs)
+    return TrainingArguments(**options)
+
+
+class Recorder:
+    """A data collator that stacks the examples and keeps a copy of each batch it made.
+
+    The Trainer's loader calls it once per micro-batch, in training order (no workers; it
+    may collate one batch ahead: the tests that read the batches train every batch made).
+    """
+
+    def __init__(self, *, mask: bool = True, pad_to_longest: bool = False) -> None:
+        self.mask = mask
+        self.pad_to_longest = pad_to_longest
+        self.batches: list[dict] = []
+
+    def __call__(self, items: list[dict]) -> dict:
+        if self.pad_to_longest:  # dynamic padding: each batch as long as its longest example
+            longest = max(len(i["input_ids"]) for i in items)
+            ids = torch.zeros(len(items), longest, dtype=torch.long)
+            mask = torch.zeros(len(items), longest, dtype=torch.long)
+            for row, item in enumerate(items):
+                ids[row, : len(item["input_ids"])] = item["input_ids"]
+                mask[row, : len(item["input_ids"])] = 1
+            batch = {"input_ids": ids, "attention_mask": mask}
+        else:
+            batch = {k: torch.stack([i[k] for i in items]) for k in ("input_ids", "attention_mask")}
+        batch["labels"] = torch.stack([i["labels"] for i in items])
+        if not self.mask:
+            del batch["attention_mask"]
+        self.batches.append({k: v.clone() for k, v in batch.items()})
+        return batch
+
+
+def _examples(n: int, lengths: list[int] | None = None) -> list[dict]:
+    """``n`` examples (of these token lengths, else 8 each): random tokens, binary labels.
+
+    Token ids 1..49: none is BERT's padding id 0, whose rows an embedding's backward skips
+    (a count that reads the batch's values would differ by a few FPO from batch to batch).
+    """
+    gen = torch.Generator().manual_seed(0)
+    lengths = lengths or [8] * n
+    return [
+        {
+            "input_ids": torch.randint(1, 50, (length,), generator=gen),
+            "attention_mask": torch.ones(length, dtype=torch.long),
+            "labels": torch.tensor(k % 3 % 2),
+        }
+        for k, length in enumerate(lengths)
+    ]
+
+
+def _batch(size: int = 8) -> dict:
+    """``size`` examples, stacked as the Trainer's collator does."""
+    items = _examples(size)
+    return {k: torch.stack([i[k] for i in items]) for k in items[0]}
+
+
+def _first_principles(batches: list[dict], accumulation: int) -> list[int]:
+    """``count_fpo(model, **batch)`` (forward + backward from the loss) of each micro-batch.
+
+    As the Trainer calls the model: with ``num_items_in_batch``, the labels of the micro-batch's
+    accumulation group (the loss is summed and divided by it, so that accumulated gradients are
+    those of the whole group).
+    """
+    model = tiny_bert().train()
+    counts = []
+    for start in range(0, len(batches), accumulation):
+        group = batches[start : start + accumulation]
+        items = torch.tensor(sum(len(b["labels"]) for b in group))
+        counts += [count_fpo(model, **b, num_items_in_batch=items).total for b in group]
+    return counts
+
+
+@pytest.mark.parametrize("mask", [True, False], ids=["attention-mask", "no-mask"])
+def test_each_micro_batch_trained_is_counted_forward_and_backward(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, mask: bool
+) -> None:
+    """20 examples in batches of 8 with gradient accumulation 2: micro-batches of 8, 8 and a
+    last short one of 4, two optimizer steps. The run's FPO is the sum of each micro-batch's
+    forward and backward (the optimizer not counted), exact, whether the model reads its
+    attention mask (then counted on its own parameters) or not (on a meta copy), the report's
+    price tag says so, and the model is left with no hook."""
+    from _report_cli import cli_report, empty_home
+
+    home = empty_home(tmp_path_factory, f"hf-fpo-{mask}")
+    collate = Recorder(mask=mask)
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=_args(tmp_path, num_train_epochs=1, gradient_accumulation_steps=2),
+        train_dataset=_examples(20),
+        data_collator=collate,
+    )
+    cb = GreenprintCallback("bert", count_fpo=True, study="fpo", ledger=home / "greenprint.db",
+                            **FAST).attach(trainer)  # fmt: skip
+    trainer.train()
+
+    assert trainer.state.global_step == 2
+    assert [len(b["labels"]) for b in collate.batches] == [8, 8, 4]
+    counts = _first_principles(collate.batches, accumulation=2)
+    (record,) = gp.Ledger(home / "greenprint.db").runs(study="fpo")
+    assert record.fpo == sum(counts) == cb.run.fpo
+    # the figure is each micro-batch's own: the short one is not counted as a full one
+    assert counts[0] == counts[1] != counts[2]
+    assert "fpo" not in record.provenance  # every op had a rule: exact, not a lower bound
+    assert not trainer.model._forward_pre_hooks
+    total = cli_report(home)["price_tag"]["total"]
+    assert total["fpo"] == sum(counts) and total["fpo_unknown"] == 0
+
+
+def test_padded_batches_of_different_lengths_are_each_counted(tmp_path: Path) -> None:
+    """Dynamic padding: each batch padded to its longest example. Two batches of one shape,
+    one padded and one not, differ (the model skips a mask that pads nothing): each batch is
+    counted as it ran, not as the first batch times the number of batches."""
+    lengths = [8, 8, 8, 8] + [8, 5, 8, 3] + [4, 4, 2, 3] + [6, 6, 6, 6]
+    collate = Recorder(pad_to_longest=True)
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=_args(
+            tmp_path,
+            num_train_epochs=1,
+            per_device_train_batch_size=4,
+            train_sampling_strategy="sequential",
+        ),
+        train_dataset=_examples(len(lengths), lengths),
+        data_collator=collate,
+    )
+    cb = GreenprintCallback("bert", count_fpo=True, ledger=False, **FAST).attach(trainer)
+    trainer.train()
+
+    shapes = [tuple(b["input_ids"].shape) for b in collate.batches]
+    assert shapes == [(4, 8), (4, 8), (4, 4), (4, 6)]
+    counts = _first_principles(collate.batches, accumulation=1)
+    assert counts[0] != counts[1]  # same shape, one padded
+    assert cb.run.fpo == sum(counts)
+
+
+def test_counting_leaves_the_training_as_it_was(tmp_path: Path) -> None:
+    """The count on the model's own parameters (its attention mask is read) runs one more
+    forward and backward of a micro-batch: with dropout on, the trained weights are exactly
+    those of the same training without the callback (random numbers, gradients kept)."""
+
+    def train(callback: bool) -> dict:
+        torch.manual_seed(0)
+        model = tiny_bert()  # dropout 0.1
+        trainer = Trainer(
+            model=model,
+            args=_args(tmp_path, max_steps=3, gradient_accumulation_steps=2, seed=1),
+            train_dataset=Tokens(48),
+        )
+        if callback:
+            GreenprintCallback(count_fpo=True, ledger=False, **FAST).attach(trainer)
+        trainer.train()
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    counted, plain = train(True), train(False)
+    assert all(torch.equal(counted[k], plain[k]) for k in plain)
+
+
+def test_an_fpo_budget_stops_training_at_the_step_that_crosses_it(tmp_path: Path) -> None:
+    """budget_fpo of 2.5 micro-batches, gradient accumulation 2: the third micro-batch (in
+    the second optimizer step) crosses it; training stops at that step's end, after its
+    fourth micro-batch; train() returns, the run ends interrupted by the budget."""
+    per = _first_principles([_batch(), _batch()], accumulation=2)[0]
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=_args(tmp_path, max_steps=10, gradient_accumulation_steps=2),
+        train_dataset=_examples(160),
+    )
+    cb = GreenprintCallback(count_fpo=True, ledger=False, budget_fpo=2.5 * per,
+                            on_exceed="stop", **FAST).attach(trainer)  # fmt: skip
+    trainer.train()
+
+    assert trainer.state.global_step == 2
+    assert cb.run.fpo == 4 * per  # two steps of two micro-batches
+    assert cb.run.status == "interrupted"
+    assert cb.run.record.error.startswith("BudgetExceeded") and "budget_fpo" in cb.run.record.error
+
+
+def test_each_trial_of_a_hyperparameter_search_counts_its_own_training(
+    tmp_path: Path, require_component
+) -> None:
+    """trainer.hyperparameter_search with model_init: a new model per trial, each trial's run
+    has the FPO of its own micro-batches (two steps of 8), and no trial's model keeps a hook."""
+    from greenprint._imports import is_available
+
+    require_component(is_available("optuna"), "optuna is not installed (greenprint[optuna])")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    models: list = []
+
+    def model_init(trial=None):
+        models.append(tiny_bert())
+        return models[-1]
+
+    db = tmp_path / "gp.db"
+    trainer = Trainer(
+        model_init=model_init,
+        args=_args(tmp_path, max_steps=2),
+        train_dataset=_examples(32),
+        eval_dataset=Tokens(8, seed=1),
+    )
+    GreenprintCallback(count_fpo=True, study="hpo", ledger=db, **FAST).attach(trainer)
+    trainer.hyperparameter_search(
+        hp_space=lambda trial: {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-3)},
+        direction="minimize",
+        backend="optuna",
+        n_trials=2,
+    )
+    per = _first_principles([_batch()], accumulation=1)[0]
+    records = gp.Ledger(db).runs(study="hpo")
+    assert sorted((r.role, r.fpo) for r in records) == [("trial", 2 * per), ("trial", 2 * per)]
+    assert all(not m._forward_pre_hooks for m in models)
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_count_fpo_must_be_true_or_false(bad) -> None:
+    with pytest.raises(ConfigError, match="count_fpo must be True or False"):
+        GreenprintCallback(count_fpo=bad, ledger=False)
