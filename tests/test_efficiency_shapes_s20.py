@@ -335,3 +335,40 @@ def test_a_lower_bound_on_fpo_reads_at_most_in_every_format(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:]
     log = (out / "paper.log").read_text(encoding="utf-8", errors="replace")
     assert "Overfull" not in log
+
+
+@pytest.mark.parametrize("logged", [("test_loss", "test_accuracy"), ("test_loss",)])
+def test_a_final_runs_held_out_loss_is_no_efficiency(tmp_path, logged):
+    # a final retrain that logs its test loss first, then its test accuracy (or the loss
+    # alone): the row read "final | final run | 0.31 (test_loss) | ... | 14.1": a loss per Wh,
+    # which the section refuses for the trials' metric
+    ledger = str(tmp_path / "held.db")
+
+    def track(name, role):
+        return gp.track(name, study="h", ledger=ledger, role=role, meters=Power(3600.0),
+                        sample_interval_s=0.01)  # fmt: skip
+
+    for k in range(2):
+        with track(f"t{k}", "trial") as run:
+            time.sleep(0.02 * (k + 1))
+            run.log(accuracy=0.5 + 0.1 * k)
+    with track("final", "final") as run:
+        time.sleep(0.02)
+        run.log(**dict(zip(logged, (0.31, 0.88), strict=False)))
+    with gp.Ledger(ledger) as led:
+        final = next(r for r in led.runs(study="h") if r.name == "final")
+    report = build_report(ledger, "h")
+    section = report.efficiency
+    row = section.rows[0]
+    assert row.name == "final" and row.why == ("final run",)
+    text = _written(report, tmp_path / "out")
+    if "test_accuracy" in logged:
+        assert (row.metric, row.score) == ("test_accuracy", 0.88)
+        assert row.score_per_kwh == pytest.approx(0.88 / final.energy_kwh, rel=1e-12)
+        assert "| final | final run | 0.88 (test\\_accuracy) |" in text["md"]
+    else:
+        assert (row.metric, row.score) == ("test_loss", 0.31)
+        assert row.score_per_kwh is None and row.score_per_gflop is None
+        assert "The final run's test_loss is better lower: no ratio." in section.caption()
+        line = next(x for x in text["md"].splitlines() if x.startswith("| final | final run |"))
+        assert line.endswith("| - | - |") and "0.31 (test\\_loss)" in line

@@ -24,7 +24,7 @@ from typing import Any
 
 from greenprint._format import ENERGY_UNITS, FPO_UNITS, format_energy, format_fpo
 from greenprint._provenance import FPO_KEY, is_fpo_lower_bound
-from greenprint.analysis._common import RunForest, json_float
+from greenprint.analysis._common import RunForest, json_float, lower_is_better
 from greenprint.analysis._efficiency import FPO_PER_GFLOP, score_per_cost
 from greenprint.analysis._roles import StudyTrials
 
@@ -165,6 +165,9 @@ class EfficiencySection:
         )
         if any(r.score is None for r in self.rows):
             text += f" The final run logged no {self.metric} nor a score of its own: no ratio."
+        if loss := next((r.metric for r in self.rows if r.metric in other), None):
+            if lower_is_better(loss):  # a held-out loss: no efficiency
+                text += f" The final run's {loss} is better lower: no ratio."
         _, cells = self.table()
         if any(c == "-" for row in cells for c in row[5:]):
             text += " A dash: no ratio (the cost is unknown or 0)."
@@ -304,12 +307,14 @@ def efficiency_section(
     for p, why in reasons.items():
         run = forest.runs[p]
         value: float | None = scores[p].score
-        of = metric
+        of, ratio = metric, True
         if not math.isfinite(scores[p].score):
             if p != final:
                 continue
-            if held_out:
-                of, value = held_out[0]
+            if held_out:  # its first held-out score that is better higher (not a test loss)
+                usable = [s for s in held_out if not lower_is_better(s[0])]
+                of, value = (usable or held_out)[0]
+                ratio = bool(usable)  # a test loss alone: shown, with no ratio
             else:  # a final run with no score at all: a row that says so, no ratio
                 value = None
         kwh = float(energy[p])
@@ -325,8 +330,10 @@ def efficiency_section(
                 energy_kwh=kwh,
                 fpo=fpo,
                 fpo_lower_bound=fpo is not None and _counted_in_part(forest, p),
-                score_per_kwh=score_per_cost(value, kwh),
-                score_per_gflop=score_per_cost(value, None if fpo is None else fpo / FPO_PER_GFLOP),
+                score_per_kwh=score_per_cost(value, kwh) if ratio else None,
+                score_per_gflop=score_per_cost(value, fpo / FPO_PER_GFLOP)
+                if ratio and fpo is not None
+                else None,
             )
         )
     if not rows:
