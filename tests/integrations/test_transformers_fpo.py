@@ -274,6 +274,28 @@ def test_each_trial_of_a_hyperparameter_search_counts_its_own_training(
     assert all(not m._forward_pre_hooks for m in models)
 
 
+def test_forwards_the_callback_cannot_see_are_said_and_no_fpo_is_recorded(tmp_path: Path):
+    """A training whose forwards run where the hook is not (a compiled model, torch_compile:
+    its graph runs no Python hook; here a compute_loss that calls ``model.forward``, which skips
+    hooks): one warning at the first step's end, and the run records no FPO rather than a
+    wrong figure."""
+
+    class Direct(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = model.forward(**inputs)
+            return (out.loss, out) if return_outputs else out.loss
+
+    trainer = Direct(model=tiny_bert(), args=_args(tmp_path, max_steps=3), train_dataset=Tokens())
+    cb = GreenprintCallback(count_fpo=True, ledger=False, **FAST).attach(trainer)
+    with pytest.warns(UserWarning, match="count_fpo saw no training forward") as seen:
+        trainer.train()
+
+    assert len([w for w in seen if "count_fpo" in str(w.message)]) == 1
+    assert trainer.state.global_step == 3 and cb.run.status == "finished"
+    assert cb.run.fpo is None
+    assert not trainer.model._forward_pre_hooks
+
+
 @pytest.mark.parametrize("bad", [1, "yes", None])
 def test_count_fpo_must_be_true_or_false(bad) -> None:
     with pytest.raises(ConfigError, match="count_fpo must be True or False"):
