@@ -13,6 +13,7 @@ by brute force; every format is written (the JSON validated against docs/report-
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,26 @@ class Power:
     def read(self):
         joules = self.watts * (time.time() - self.t0)
         return {"cpu": MeterReading(machine_j=joules, process_j=joules)}
+
+    def close(self):
+        pass
+
+
+class Joules:
+    """``joules`` measured by the run however long it takes: energies that a loaded machine's
+    timing cannot reorder (the front and ties of these tests are set, not raced)."""
+
+    components = ("cpu",)
+    provenance = {"cpu": "test:constant"}
+
+    def __init__(self, joules: float) -> None:
+        self.joules = joules
+
+    def start(self):
+        pass
+
+    def read(self):
+        return {"cpu": MeterReading(machine_j=self.joules, process_j=self.joules)}
 
     def close(self):
         pass
@@ -169,17 +190,15 @@ def test_a_final_retrain_without_a_score_is_a_row_that_says_so(tmp_path):
     # the section without a word, so the reader saw no final run at all
     ledger = str(tmp_path / "final.db")
 
-    def track(name, role):
-        return gp.track(name, study="f", ledger=ledger, role=role, meters=Power(3600.0),
+    def track(name, role, joules):
+        return gp.track(name, study="f", ledger=ledger, role=role, meters=Joules(joules),
                         sample_interval_s=0.01)  # fmt: skip
 
     for k in range(3):
-        with track(f"t{k}", "trial") as r:
-            time.sleep(0.02 * (k + 1))
+        with track(f"t{k}", "trial", 72.0 * (k + 1)) as r:
             r.add_fpo(10**8 * (k + 1))
             r.log(accuracy=0.5 + 0.1 * k)
-    with track("retrain", "final") as r:
-        time.sleep(0.03)
+    with track("retrain", "final", 108.0) as r:
         r.add_fpo(10**9)
     report = build_report(ledger, "f")
     section = report.efficiency
@@ -204,10 +223,9 @@ def test_a_tie_that_holds_the_final_run_names_it_best_trial(tmp_path):
     # one read "t-a | final run" and "t-b | best trial", two bests of one score; the final run
     # is the best trial
     ledger = str(tmp_path / "tie.db")
-    for name, seconds in (("t-a", 0.15), ("t-b", 0.02), ("t-c", 0.01)):
-        with gp.track(name, study="t", ledger=ledger, role="trial", meters=Power(3600.0),
+    for name, joules in (("t-a", 540.0), ("t-b", 72.0), ("t-c", 36.0)):
+        with gp.track(name, study="t", ledger=ledger, role="trial", meters=Joules(joules),
                       sample_interval_s=0.01) as run:  # fmt: skip
-            time.sleep(seconds)
             run.log(accuracy=0.5 if name == "t-c" else 0.9)
     report = build_report(ledger, "t")
     assert report.price_tag.final.name == "t-a"
@@ -239,9 +257,8 @@ def test_a_best_trial_past_the_ten_cheapest_of_the_front_is_said_to_be_on_it(tmp
     # cheapest and "t11 | final run, best trial", as if the best trial were off the front
     ledger = str(tmp_path / "front.db")
     for k in range(12):
-        with gp.track(f"t{k:02d}", study="fr", ledger=ledger, role="trial", meters=Power(3600.0),
-                      sample_interval_s=0.01) as run:  # fmt: skip
-            time.sleep(0.02 * (k + 1))
+        with gp.track(f"t{k:02d}", study="fr", ledger=ledger, role="trial",
+                      meters=Joules(72.0 * (k + 1)), sample_interval_s=0.01) as run:  # fmt: skip
             run.log(accuracy=0.5 + 0.01 * k)
     with gp.Ledger(ledger) as led:
         front = _front(led.runs(study="fr"))
@@ -290,12 +307,12 @@ def test_a_lower_bound_on_fpo_reads_at_most_in_every_format(tmp_path):
     # "at most 2.33"; the LaTeX table (no FPO column) wrote "$\leq$2.33" with no word of why
     ledger = str(tmp_path / "bound.db")
     for name, score, bound in (("exact", 0.6, False), ("bound", 0.7, True)):
-        with gp.track(name, study="b", ledger=ledger, role="trial", meters=Power(3600.0),
+        joules = 72.0 if name == "exact" else 180.0
+        with gp.track(name, study="b", ledger=ledger, role="trial", meters=Joules(2 * joules),
                       sample_interval_s=0.01):  # fmt: skip
             for k in range(2):
-                with gp.track(f"{name}/fold-{k}", study="b", ledger=ledger, meters=Power(3600.0),
-                              sample_interval_s=0.01) as fold:  # fmt: skip
-                    time.sleep(0.02 if name == "exact" else 0.05)
+                with gp.track(f"{name}/fold-{k}", study="b", ledger=ledger,
+                              meters=Joules(joules), sample_interval_s=0.01) as fold:  # fmt: skip
                     fold.add_fpo(_lower_bound(15 * 10**7) if bound else 5 * 10**7)
                     fold.log(accuracy=score)
     with gp.Ledger(ledger) as led:
@@ -310,6 +327,13 @@ def test_a_lower_bound_on_fpo_reads_at_most_in_every_format(tmp_path):
     text = _written(report, tmp_path / "out")
     assert "| bound | final run, best trial, Pareto front | 0.7 |" in text["md"]
     assert "| at least 300 MFPO |" in text["md"] and "| at most 2.33 |" in text["md"]
+    # the runs table: the trial's row, its folds' sum, reads "at least" as its folds' rows do
+    # (it read "300 MFPO" under folds of "at least 150 MFPO")
+    (trial_row,) = [r for r in report.runs if r.name == "bound"]
+    assert trial_row.fpo == 3 * 10**8 and trial_row.fpo_lower_bound
+    assert not next(r for r in report.runs if r.name == "exact").fpo_lower_bound
+    runs_table = text["md"][text["md"].index("## Runs") :]
+    assert re.search(r"\| bound ★ \| finished \| 0\.7 [^\n]*\| at least 300 MFPO \|", runs_table)
     assert '<td class="num">at most 2.33</td>' in text["html"]
     tex = text["latex"]
     paper = tex[tex.index("BEGIN PAPER") : tex.index("% ---- END PAPER")]

@@ -8,7 +8,7 @@ import math
 import operator
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, GreenprintError, ReportError
@@ -1001,6 +1001,31 @@ def _fpo_with_children(forest: RunForest) -> dict[int, int]:
     }
 
 
+def _bounded_within(forest: RunForest, positions: Collection[int]) -> set[int]:
+    """Of ``positions`` (rows showing FPO with their children's), those that are a lower bound.
+
+    A run inside them, or they, counted ops with no rule: their row reads "at least", as
+    their children's rows do.
+    """
+    cache: dict[int, bool] = {}  # id(provenance) -> a lower bound (runs share provenances)
+
+    def own(p: int) -> bool:
+        run = forest.runs[p]
+        if run.fpo is None or FPO_KEY not in run.provenance:
+            return False
+        key = id(run.provenance)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = is_fpo_lower_bound(run.provenance)
+        return found
+
+    children = forest.children
+    bounded: dict[int, bool] = {}
+    for p in forest.inner_order:  # children before parents
+        bounded[p] = own(p) or any(bounded[c] if c in bounded else own(c) for c in children[p])
+    return {p for p in positions if bounded.get(p)}
+
+
 def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     forest = trials.forest
     roles = trials.roles
@@ -1014,6 +1039,8 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     role_of, inferred, scores = roles.roles, roles.inferred, trials.scores
     row = _make_row
     counted_by_children = _fpo_with_children(forest)
+    # a row showing its children's FPO reads "at least" when one of them counted in part
+    bounded = _bounded_within(forest, counted_by_children) if counted_by_children else set()
     lower_is_better = trials.mode == "min"
     runs, parents = forest.runs, forest.parents
     for position, run in enumerate(runs):
@@ -1095,8 +1122,9 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 role_of[position],  # role
                 inferred[position],  # role_inferred
                 scored.source,  # score_source
-                # its own FPO counted with ops it could not count in full: "at least"
-                run.fpo is not None and FPO_KEY in provenance and is_fpo_lower_bound(provenance),
+                # its FPO counted with ops it could not count in full: "at least"
+                (run.fpo is not None and FPO_KEY in provenance and is_fpo_lower_bound(provenance))
+                or position in bounded,
             )
         )
     return tuple(rows)

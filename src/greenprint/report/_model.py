@@ -203,8 +203,9 @@ class RunRow:
             ``sweep``.
         role_inferred: whether the role was inferred (no role was given when it was tracked).
         score_source: ``"own"``, ``"parts"`` (the mean of its parts' scores) or ``"none"``.
-        fpo_lower_bound: whether its own ``fpo`` is a lower bound: counted with ops that have no
-            rule or on complex tensors (its provenance says so); the report writes "at least".
+        fpo_lower_bound: whether its ``fpo`` is a lower bound: counted with ops that have no
+            rule or on complex tensors (its provenance says so), or, when ``fpo`` is its
+            children's sum, one of them was; the report writes "at least".
     """
 
     id: str
