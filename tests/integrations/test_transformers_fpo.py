@@ -138,9 +138,9 @@ def test_each_micro_batch_trained_is_counted_forward_and_backward(
 ) -> None:
     """20 examples in batches of 8 with gradient accumulation 2: micro-batches of 8, 8 and a
     last short one of 4, two optimizer steps. The run's FPO is the sum of each micro-batch's
-    forward and backward (the optimizer not counted), exact, whether the model reads its
-    attention mask (then counted on its own parameters) or not (on a meta copy), the report's
-    price tag says so, and the model is left with no hook."""
+    forward and backward (the optimizer not counted), exact, counted live whether the model
+    reads its attention mask or not, the report's price tag says so, and the model is left with
+    no hook."""
     from _report_cli import cli_report, empty_home
 
     home = empty_home(tmp_path_factory, f"hf-fpo-{mask}")
@@ -196,9 +196,9 @@ def test_padded_batches_of_different_lengths_are_each_counted(tmp_path: Path) ->
 
 
 def test_counting_leaves_the_training_as_it_was(tmp_path: Path) -> None:
-    """The count on the model's own parameters (its attention mask is read) runs one more
-    forward and backward of a micro-batch: with dropout on, the trained weights are exactly
-    those of the same training without the callback (random numbers, gradients kept)."""
+    """The count is of the micro-batches that train, as they train: with dropout on and
+    gradient accumulation, the trained weights are exactly those of the same training without
+    the callback (random numbers, gradients, buffers as they were)."""
 
     def train(callback: bool) -> dict:
         torch.manual_seed(0)
@@ -300,3 +300,197 @@ def test_forwards_the_callback_cannot_see_are_said_and_no_fpo_is_recorded(tmp_pa
 def test_count_fpo_must_be_true_or_false(bad) -> None:
     with pytest.raises(ConfigError, match="count_fpo must be True or False"):
         GreenprintCallback(count_fpo=bad, ledger=False)
+
+
+class Forwards:
+    """Counts the model's forwards (training ones and all) and keeps each training forward's
+    tensors, as the model received them."""
+
+    def __init__(self, model) -> None:
+        self.all = 0
+        self.training: list[dict] = []
+        model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs) -> None:
+        self.all += 1
+        if module.training and torch.is_grad_enabled():
+            keep = ("input_ids", "attention_mask", "labels")
+            self.training.append({k: kwargs[k].clone() for k in keep if k in kwargs})
+
+
+def test_counting_runs_no_forward_of_its_own_and_no_evaluation(tmp_path: Path) -> None:
+    """Dynamic padding, every batch a new shape, an evaluation every second step: with
+    count_fpo=True the model runs exactly the forwards it runs without (each micro-batch is
+    counted as it trains, not run again), and the run's FPO is that of the training
+    micro-batches only (the evaluations' forwards are not counted)."""
+    lengths = [8, 3, 5, 7, 3, 8, 6, 4, 8, 8, 1, 5, 3, 3, 7, 6]  # (2, 8) padding 5 twice
+
+    def train(count: bool) -> tuple[Forwards, GreenprintCallback]:
+        model = tiny_bert()
+        forwards = Forwards(model)
+        trainer = Trainer(
+            model=model,
+            args=_args(
+                tmp_path,
+                max_steps=6,
+                per_device_train_batch_size=2,
+                eval_strategy="steps",
+                eval_steps=2,
+                per_device_eval_batch_size=4,
+                train_sampling_strategy="sequential",
+            ),
+            train_dataset=_examples(len(lengths), lengths),
+            eval_dataset=Tokens(8, seed=1),
+            data_collator=Recorder(pad_to_longest=True),
+        )
+        cb = GreenprintCallback(count_fpo=count, ledger=False, **FAST).attach(trainer)
+        trainer.train()
+        return forwards, cb
+
+    (counted, cb), (plain, _) = train(True), train(False)
+    assert len(counted.training) == len(plain.training) == 6
+    assert counted.all == plain.all > 6  # the evaluations' forwards, as many
+    shapes = [tuple(b["input_ids"].shape) for b in counted.training]
+    assert shapes == [(2, 8), (2, 7), (2, 8), (2, 6), (2, 8), (2, 5)]
+    assert cb.run.fpo == sum(_first_principles(counted.training, accumulation=1))
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_a_training_that_raises_inside_a_counted_micro_batch_leaves_no_counter(
+    tmp_path: Path, where: str
+) -> None:
+    """An exception in the first micro-batch (counted as it trains), after the model's forward
+    or in the backward: train() raises it, the run ends failed, and no FPO counter is left
+    active (torch's dispatch-mode stack is empty, no global module hook is left), nor a hook
+    on the model; the next training of the model counts as usual."""
+    from torch.nn.modules import module as nn_module
+
+    class Boom(RuntimeError):
+        pass
+
+    def boom(grad):
+        raise Boom("in the backward")
+
+    class Failing(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            assert torch._C._len_torch_dispatch_stack() == 1  # counted: the counter is on
+            if where == "forward":
+                raise Boom("after the forward")
+            loss.register_hook(boom)
+            return loss
+
+    model = tiny_bert()
+    trainer = Failing(model=model, args=_args(tmp_path, max_steps=2), train_dataset=_examples(16))
+    cb = GreenprintCallback(count_fpo=True, ledger=False, **FAST).attach(trainer)
+    with pytest.raises(Boom):
+        trainer.train()
+
+    assert torch._C._len_torch_dispatch_stack() == 0
+    assert not nn_module._global_forward_pre_hooks and not nn_module._global_forward_hooks
+    assert not model._forward_pre_hooks and not model._forward_hooks
+    assert cb.run.status == "failed" and cb.run.fpo is None
+
+    trainer = Trainer(model=model, args=_args(tmp_path, max_steps=2), train_dataset=_examples(16))
+    cb = GreenprintCallback(count_fpo=True, ledger=False, **FAST).attach(trainer)
+    trainer.train()
+    assert cb.run.fpo == 2 * _first_principles([_batch()], accumulation=1)[0]
+    assert torch._C._len_torch_dispatch_stack() == 0
+
+
+DDP_SCRIPT = """
+import json, os, sys
+import torch, transformers
+from transformers import Trainer, TrainingArguments
+sys.path[:0] = [{tests!r}, {integrations!r}]
+from integrations._hf import tiny_bert
+from greenprint.fpo import count_fpo
+from greenprint.integrations.transformers import GreenprintCallback
+
+transformers.logging.set_verbosity_error()
+gen = torch.Generator().manual_seed(0)
+examples = [
+    {{"input_ids": torch.randint(1, 50, (8,), generator=gen),
+      "attention_mask": torch.ones(8, dtype=torch.long), "labels": torch.tensor(k % 2)}}
+    for k in range(32)
+]
+model = tiny_bert()
+trained = []
+model.register_forward_pre_hook(
+    lambda m, a, k: trained.append({{n: k[n].clone() for n in ("input_ids", "attention_mask",
+                                                               "labels")}}) if m.training else None,
+    with_kwargs=True,
+)
+args = TrainingArguments(output_dir="out", report_to="none", use_cpu=True, ddp_backend="gloo",
+                         per_device_train_batch_size=4, max_steps=2, save_strategy="no",
+                         disable_tqdm=True)
+trainer = Trainer(model=model, args=args, train_dataset=examples)
+GreenprintCallback("ddp", count_fpo=True, study="ddp", ledger="gp.db").attach(trainer)
+trainer.train()
+alone = [count_fpo(tiny_bert().train(), **b).total for b in trained]
+params = sum(p.numel() for p in model.parameters())
+with open(f"rank{{args.process_index}}.json", "w") as f:
+    json.dump({{"world": args.world_size, "alone": alone, "params": params}}, f)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
+    tmp_path: Path,
+) -> None:
+    """torchrun, two CPU processes (gloo), DDP: each process counts its own micro-batches as
+    they train, its gradients' all-reduce inside the counted backward counts 0 FPO and is no
+    op without a rule (the FPO is exact, not a lower bound), and nothing hangs or raises. Each
+    micro-batch is what count_fpo counts alone plus DDP's averaging of the all-reduced
+    gradients (one division per parameter)."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as free:  # a port for the processes' rendezvous (loopback only)
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+
+    here = Path(__file__).parent
+    script = DDP_SCRIPT.format(tests=str(here.parent), integrations=str(here))
+    (tmp_path / "ddp.py").write_text(script)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", port, "ddp.py"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {r.name: r for r in gp.Ledger(tmp_path / "gp.db").runs(study="ddp")}
+    assert set(records) == {"ddp", "ddp-rank1"}
+    for rank, name in enumerate(("ddp", "ddp-rank1")):
+        seen = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert seen["world"] == 2 and len(seen["alone"]) == 2
+        assert records[name].fpo == sum(seen["alone"]) + 2 * seen["params"]
+        assert "fpo" not in records[name].provenance  # no op without a rule: exact
+
+
+def test_the_arithmetic_of_the_models_own_forward_is_counted(tmp_path: Path) -> None:
+    """A model whose top-level forward computes outside its submodules (its logits scaled, a
+    functional cross-entropy): those ops and their backward count, exactly as count_fpo
+    counts the model."""
+
+    class Scaled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = tiny_bert()
+
+        def forward(self, input_ids, attention_mask=None, labels=None):
+            logits = self.bert(input_ids=input_ids, attention_mask=attention_mask).logits * 0.5
+            loss = torch.nn.functional.cross_entropy(logits.softmax(-1), labels)
+            return {"loss": loss, "logits": logits}
+
+    model = Scaled()
+    trainer = Trainer(model=model, args=_args(tmp_path, max_steps=2), train_dataset=_examples(16))
+    cb = GreenprintCallback(count_fpo=True, ledger=False, **FAST).attach(trainer)
+    trainer.train()
+
+    alone = count_fpo(Scaled().train(), **_batch())
+    assert alone.by_module[""] > alone.by_module["bert"]  # the forward's own arithmetic
+    assert cb.run.fpo == 2 * alone.total

@@ -34,19 +34,20 @@ What it records:
   of the model ``train()`` returns (and the params ``load_best_model_at_end`` and
   ``metric_for_best_model``); a value that is not finite is logged as NaN (no score);
 * with ``count_fpo=True``, the FPO of the training (``run.fpo``): the forward and backward of
-  each micro-batch trained (each micro-batch of a gradient accumulation; the optimizer is not
-  counted, as for Lightning), as :func:`greenprint.count_fpo` counts them from the loss the
-  model returns. A forward pre-hook on the model sees each training micro-batch's inputs; the
-  first of each input shape is counted and that count added for every micro-batch of the
-  shape, so padded batches of different lengths are each counted as they ran. Counted on a
-  meta copy of the model (nothing allocated); a model that reads its inputs' values (a Hugging
-  Face model tests whether its ``attention_mask`` pads anything) is counted, in a single
-  process, on its own parameters: one more forward and backward per shape (and per whether
-  each ``*mask*`` input pads), its random number generators, buffers and gradients left as
-  they were. An op with no rule makes the FPO a lower bound (the run's provenance says so); a
-  count that fails, a model compiled (``torch_compile``) or copied onto several GPUs of one
-  process (the hook sees no training forward), and a model that cannot run on meta tensors in
-  several processes: a warning, and the run keeps no FPO;
+  each micro-batch trained (each micro-batch of a gradient accumulation; the gradient clipping
+  and the optimizer are not counted, as for Lightning), as :func:`greenprint.count_fpo` counts
+  the model's forward and the backward of what it computed. Counted live: a forward pre-hook on
+  the model sees each training micro-batch; at the first of each input shape (and of whether
+  each ``*mask*`` input pads) an :class:`~greenprint.FPOCounter` is entered, and it counts
+  until that micro-batch's backward is done, so nothing runs twice (the counter's dispatch
+  overhead on that micro-batch is the whole cost); later micro-batches of the shape take its
+  count, so padded batches of different lengths are each counted as they ran. Evaluation
+  forwards are not counted; a training that raises inside a counted micro-batch leaves the
+  counter (with :meth:`~GreenprintCallback.attach`, else at the next ``train()``). In several
+  processes each counts its own micro-batches; collectives count 0. An op with no rule makes
+  the FPO a lower bound (the run's provenance says so); a count whose rule fails, and a model
+  compiled (``torch_compile``) or copied onto several GPUs of one process (the hook sees no
+  training forward): a warning, and the run keeps no FPO;
 * the run's params: learning rate, batch size, epochs (``num_train_epochs``) or, when it is
   set and so overrides them, ``max_steps``, seed, weight decay, gradient accumulation, and
   your ``params``;
@@ -116,7 +117,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from greenprint._budget import BudgetGuard
-from greenprint._exceptions import BudgetExceeded, ConfigError, FPOInputError, GreenprintError
+from greenprint._exceptions import BudgetExceeded, ConfigError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
 from greenprint._units import kg_to_g
@@ -171,8 +172,8 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         name: the run's name (default: ``args.run_name`` when you set it, else the model's
             class name; a search trial is named after the trial).
         count_fpo: count the FPO (floating-point operations) of each micro-batch trained,
-            forward and backward, once per input shape, and add them to the run (see the
-            module docstring); the optimizer is not counted.
+            forward and backward, live as it trains, once per input shape, and add them to the
+            run (see the module docstring); the optimizer is not counted.
         log_figures: add greenprint's figures to the Trainer's logs at each ``on_log``.
         **track_options: keyword options of :func:`greenprint.track` (``study``, ``ledger``,
             ``region``, ``pue``, ``params``, ``role``, ``sample_interval_s``, ``meters``...);
@@ -379,8 +380,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             trained_again(run, model, link=not resumed)
         self._end_fpo()
         if self._count_fpo and model is not None:
-            single = world <= 1 and int(getattr(args, "n_gpu", 1) or 1) <= 1
-            self._fpo = _MicroBatchFPO(model, single_process=single, warn=self._warn_once)
+            self._fpo = _MicroBatchFPO(model, warn=self._warn_once)
 
     def _retrains_best(self, args: Any) -> bool:
         """Whether a training outside a search is the retrain of the last search's best.
@@ -481,10 +481,16 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
     def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
         """Add the FPO of the micro-batch just trained (``count_fpo=True``), within a step."""
+        self._end_micro_batch()
         self._add_fpo(step_end=False)
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any):
+        """End the count of a step's last micro-batch (``count_fpo=True``) before the optimizer."""
+        self._end_micro_batch()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
         """Add the last micro-batch's FPO; stop training when a ``"stop"`` budget is crossed."""
+        self._end_micro_batch()  # a Trainer without on_pre_optimizer_step
         self._add_fpo(step_end=True)
         if not self._may_stop:
             return
@@ -592,8 +598,12 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
                 "GPUs of one process), so the run records no FPO for this training",
             )
 
+    def _end_micro_batch(self) -> None:
+        if self._fpo is not None:
+            self._fpo.end_micro_batch()
+
     def _end_fpo(self) -> None:
-        """Remove the counting hook from the model (the training is over)."""
+        """Leave a count still open, remove the counting hooks (the training is over)."""
         counting, self._fpo = self._fpo, None
         if counting is not None:
             counting.close()
@@ -695,51 +705,120 @@ class _Objective:
             self.callback._log_objective(named, step)
 
 
+#: Collectives (``torch.distributed``, DDP's gradient all-reduce, functional collectives) move
+#: data between processes: no FPO of this process's training, and not an op without a rule
+#: (which would make the run's FPO a lower bound).
+_COLLECTIVES = (
+    *(
+        f"c10d.{op}"
+        for op in (
+            "broadcast_", "allreduce_", "allreduce_coalesced_", "allgather_", "_allgather_base_",
+            "allgather_coalesced_", "allgather_into_tensor_coalesced_", "reduce_scatter_",
+            "_reduce_scatter_base_", "reduce_scatter_tensor_coalesced_", "reduce_", "gather_",
+            "scatter_", "alltoall_", "alltoall_base_", "barrier", "monitored_barrier_", "send",
+            "recv_", "recv_any_source_",
+        )
+    ),
+    *(
+        f"_c10d_functional.{op}"
+        for op in (
+            "all_reduce", "all_reduce_", "all_reduce_coalesced", "all_reduce_coalesced_",
+            "all_gather_into_tensor", "all_gather_into_tensor_out",
+            "all_gather_into_tensor_coalesced", "reduce_scatter_tensor",
+            "reduce_scatter_tensor_coalesced", "all_to_all_single", "broadcast", "broadcast_",
+            "wait_tensor",
+        )
+    ),
+)  # fmt: skip
+
+
+def _live_counter(model: Any) -> Any:
+    """An :class:`~greenprint.FPOCounter` of ``model``'s forward and of its backward.
+
+    It counts the ops of the model's own forward and, in the backward pass, those of the
+    gradients of what that forward computed (as :func:`~greenprint.count_fpo` of the model):
+    not the Trainer's scaling of the loss the model returned (``loss / accumulation steps``,
+    ``loss * processes``: a few scalar ops), a loss computed outside the model, the gradient
+    clipping or the optimizer step. Once :attr:`done` is set (the backward finished) nothing
+    more is counted, and an FPO rule that fails stops the count (:attr:`failure`), not the
+    training.
+    """
+    import torch
+
+    from greenprint._exceptions import FPOError
+    from greenprint.fpo import FPOCounter
+    from greenprint.fpo._registry import zero
+
+    class LiveCounter(FPOCounter):
+        done = False
+        failure: str | None = None
+
+        def _count(self, func: Any, info: Any, args: Any, kwargs: Any, out: Any) -> None:
+            if self.done or self.failure is not None:
+                return
+            if torch._C._current_graph_task_id() == -1:
+                if not self._stack:  # outside the model's forward (or in the optimizer)
+                    return
+            elif not self._backward_chain():  # the gradient of an op outside the model
+                return
+            try:
+                super()._count(func, info, args, kwargs, out)
+            except FPOError as e:
+                self.failure = str(e)
+
+    return LiveCounter(model, rules=dict.fromkeys(_COLLECTIVES, zero))
+
+
 class _MicroBatchFPO:
-    """The FPO of each micro-batch a Trainer trains, counted once per input shape.
+    """The FPO of each micro-batch a Trainer trains, counted live once per input shape.
 
     A forward pre-hook on the model sees the inputs of every forward it runs in training mode
     with gradients on (the Trainer's ``compute_loss``; not evaluation, which runs in eval mode
-    under ``no_grad``). The first micro-batch of each input shape is counted forward and
-    backward with :func:`greenprint.count_fpo` (back-propagated from the ``loss`` the model
-    returns when given ``labels``, else from every floating output seeded with ones), on a meta
-    copy of the model: nothing is allocated, nothing of the training changes. A model that
-    reads its inputs' values, which meta tensors do not have (a Hugging Face model tests
-    whether its ``attention_mask`` pads anything), is counted once per shape on its own
-    parameters instead, in a single process: one more forward and backward on that micro-batch,
-    with its random number generators, buffers and gradients as they were before (its
-    count is keyed by whether each ``*mask*`` input pads too, which changes what it runs).
-    Each micro-batch's count waits in :meth:`take` until the micro-batch's step (or substep)
-    ends. The optimizer is not counted.
+    under ``no_grad``). The first micro-batch of each input shape (and of whether each
+    ``*mask*`` input pads, which changes what a Hugging Face model runs) is counted as it
+    trains: an :class:`~greenprint.FPOCounter` is entered before its forward and counts until
+    its backward is done (a hook on the forward's outputs queues the end on the autograd
+    engine); the counter is left at the micro-batch's end (``on_substep_end``, else
+    ``on_pre_optimizer_step``). Nothing runs twice: the count adds only the counter's dispatch
+    overhead to that one micro-batch. Later micro-batches of the same key take its count. The
+    counts wait in :meth:`take` until the micro-batch's step (or substep) ends. The gradient
+    clipping and the optimizer are not counted; collectives count 0.
     """
 
-    def __init__(self, model: Any, *, single_process: bool, warn: Callable[[str, str], None]):
+    def __init__(self, model: Any, *, warn: Callable[[str, str], None]):
         self.model = model
-        self.single_process = single_process
         self.warn = warn
         self.cache: dict[Any, FPOResult] = {}
         self.pending: list[FPOResult] = []
-        self.meta: Any = None  # the meta copy, made at the first count
-        self.on_meta = True  # False once the model turned out to read values
         self.failed = False
         self.counted = False  # a micro-batch's count was added already (for the warning)
         self.seen = False  # a training forward ran since the last step's end
-        self.inside = False  # the count on the model itself is running (its own forward)
+        self.key: Any = None  # the input key of the micro-batch training now (None: between)
+        self.counter: Any = None  # the live counter of that micro-batch, when it is counted
+        self.grad_hooks: list[Any] = []
         this = weakref.ref(self)
 
-        def hook(module: Any, args: Any, kwargs: Any) -> None:
-            # a plain function: a meta copy (copy.deepcopy) shares it, and is not this model
+        def pre_hook(module: Any, args: Any, kwargs: Any) -> None:
             counting = this()
             if counting is not None and module is counting.model:
                 counting.forward(args, kwargs)
 
-        self.handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+        def post_hook(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+            counting = this()
+            if counting is not None and module is counting.model:
+                counting.watch_backward(output)
+
+        self.handles = [
+            model.register_forward_pre_hook(pre_hook, with_kwargs=True),
+            model.register_forward_hook(post_hook, with_kwargs=True),
+        ]
 
     def close(self) -> None:
-        """Remove the hook; the model trains on unwatched."""
-        self.handle.remove()
+        """Leave a counter still open (a training that raised), remove the hooks."""
+        self.abort()
+        for handle in self.handles:
+            handle.remove()
         self.pending = []
-        self.meta = None
 
     def take(self) -> list[FPOResult]:
         """The counts of the micro-batches trained since the last call (added once each)."""
@@ -753,102 +832,116 @@ class _MicroBatchFPO:
         return seen or self.failed
 
     def forward(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """The hook: the count of this training forward's inputs, pending until its step ends."""
+        """The pre-hook: a training micro-batch begins; count it live when its key is new.
+
+        A second forward before the micro-batch ends (a ``compute_loss`` that calls the model
+        twice) is part of the same micro-batch.
+        """
         import torch
 
-        if self.inside or self.failed or not self.model.training or not torch.is_grad_enabled():
+        if self.failed or not self.model.training or not torch.is_grad_enabled():
             return
         if torch.compiler.is_compiling():  # traced into a compiled graph: no Python per call
             return
         self.seen = True
-        key = _input_key((args, kwargs), values=not self.on_meta)
-        counted = self.cache.get(key)
-        if counted is None:
-            counted = self.count(args, kwargs)
-            if counted is None:
-                return
-            if not self.on_meta:  # the model read a value: key its counts by the masks too
-                key = _input_key((args, kwargs), values=True)
-            self.cache[key] = counted
-        self.pending.append(counted)
+        if self.key is not None:
+            return
+        self.key = _input_key((args, kwargs))
+        if self.key in self.cache:
+            return
+        counter = _live_counter(self.model)
+        counter.__enter__()
+        # the model's call began before the counter's global module hooks existed: its
+        # forward is entered by hand (the counter's forward hook ends it, as for its modules)
+        counter._pre_hook(self.model, args)
+        self.counter = counter
 
-    def count(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FPOResult | None:
-        """One micro-batch's forward and backward (``None``: it cannot be counted, warned)."""
-        self.inside = True
-        try:
-            if self.on_meta:
-                try:
-                    return self.count_on_meta(args, kwargs)
-                except FPOInputError as e:  # reads values, or an op with no meta kernel
-                    if not self.single_process:  # the model's own backward would sync
-                        raise ConfigError(
-                            f"{e}; in a training of several processes (or GPUs) it is counted "
-                            "on meta tensors only"
-                        ) from e
-                    logger.debug("greenprint: counting on the model itself: %s", e)
-                    self.on_meta, self.meta = False, None
-            return self.count_on_model(args, kwargs)
-        except (GreenprintError, RuntimeError, TypeError, ValueError, NotImplementedError) as e:
-            self.failed = True
-            self.pending = []
-            more = (
-                "; the run's FPO counts the micro-batches before this one only"
-                if self.counted
-                else "; the run records no FPO"
-            )
-            self.warn(
-                "fpo-failed",
-                "greenprint: count_fpo could not count a training micro-batch of "
-                f"{type(self.model).__name__} ({type(e).__name__}: {e}){more}",
-            )
-            return None
-        finally:
-            self.inside = False
+    def watch_backward(self, output: Any) -> None:
+        """The forward hook: end the count when the backward through ``output`` is done.
 
-    def count_on_meta(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FPOResult:
-        from greenprint.fpo import count_fpo
-        from greenprint.fpo._api import _to_meta, meta_copy
-
-        if self.meta is None:
-            self.meta = meta_copy(self.model)
-        meta_args, meta_kwargs = _tree_map(_to_meta, (args, kwargs))
-        return count_fpo(self.meta, *meta_args, **meta_kwargs)
-
-    def count_on_model(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FPOResult:
-        """The count on the model's own parameters, leaving the training as it was.
-
-        Its gradients are set aside and restored by ``count_fpo``; its buffers (batch-norm
-        statistics) are restored here, and its random number generators run forked (dropout
-        draws the same masks in the training as without the count).
+        A hook on each output tensor that requires a gradient queues, when the backward reaches
+        it, a callback that the autograd engine runs once that whole backward is done (after the
+        gradients are accumulated, before the Trainer clips them).
         """
         import torch
 
-        from greenprint.fpo import count_fpo
+        counter = self.counter
+        if counter is None or self.grad_hooks:
+            return
+        engine = torch.autograd.Variable._execution_engine  # type: ignore[attr-defined]
+        queued: list[bool] = []
 
-        model = self.model
-        buffers = [(b, b.detach().clone()) for b in model.buffers()]
-        cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
-        try:
-            with torch.random.fork_rng(devices=cuda):
-                return count_fpo(model, *args, **kwargs)
-        finally:
-            with torch.no_grad():
-                for buffer, saved in buffers:
-                    buffer.copy_(saved)
+        def finished() -> None:
+            counter.done = True
+
+        def reached(grad: Any) -> None:
+            if not queued:
+                queued.append(True)
+                engine.queue_callback(finished)
+
+        tensors = [
+            t
+            for t in _leaves(output)
+            if isinstance(t, torch.Tensor) and t.requires_grad and t.grad_fn is not None
+        ]
+        self.grad_hooks = [t.register_hook(reached) for t in tensors]
+
+    def end_micro_batch(self) -> None:
+        """The micro-batch's backward is over: its count (or its key's) is pending."""
+        key, counter, self.key = self.key, self.counter, None
+        if key is None:
+            return
+        if counter is None:
+            self.pending.append(self.cache[key])
+            return
+        self.leave()
+        if counter.failure is not None:
+            self.fail(f"FPOError: {counter.failure}")
+            return
+        counted = counter.result
+        self.cache[key] = counted
+        self.pending.append(counted)
+
+    def abort(self) -> None:
+        """Leave the counter of a micro-batch that will not end (its training raised)."""
+        self.key = None
+        self.leave()
+
+    def leave(self) -> None:
+        counter, self.counter = self.counter, None
+        for handle in self.grad_hooks:
+            handle.remove()
+        self.grad_hooks = []
+        if counter is not None:
+            counter.__exit__(None, None, None)
+
+    def fail(self, why: str) -> None:
+        self.failed = True
+        self.pending = []
+        more = (
+            "; the run's FPO counts the micro-batches before this one only"
+            if self.counted
+            else "; the run records no FPO"
+        )
+        self.warn(
+            "fpo-failed",
+            "greenprint: count_fpo could not count a training micro-batch of "
+            f"{type(self.model).__name__} ({why}){more}",
+        )
 
 
-def _input_key(value: Any, *, values: bool) -> Any:
+def _input_key(value: Any) -> Any:
     """What a micro-batch's count depends on: its tensors' shapes and dtypes, other values.
 
-    With ``values``, also whether each integer or boolean tensor named ``*mask*`` is all
-    non-zero (a Hugging Face model skips an attention mask that pads nothing).
+    Also whether each integer or boolean tensor named ``*mask*`` is all non-zero (a Hugging
+    Face model skips an attention mask that pads nothing).
     """
     import torch
 
     def key(v: Any, name: str = "") -> Any:
         if isinstance(v, torch.Tensor):
             pads = None
-            if values and "mask" in name and not v.is_floating_point() and v.device.type != "meta":
+            if "mask" in name and not v.is_floating_point() and v.device.type != "meta":
                 pads = not bool(v.all())
             return ("tensor", tuple(v.shape), str(v.dtype), v.requires_grad, pads)
         if isinstance(v, Mapping):
@@ -862,13 +955,13 @@ def _input_key(value: Any, *, values: bool) -> Any:
     return key(value)
 
 
-def _tree_map(fn: Callable[[Any], Any], value: Any) -> Any:
-    """``fn`` applied to every leaf of nested tuples, lists and dicts."""
+def _leaves(value: Any) -> list[Any]:
+    """The leaves of nested tuples, lists and dicts (a ``ModelOutput`` is a dict)."""
     if isinstance(value, (tuple, list)):
-        return type(value)(_tree_map(fn, v) for v in value)
+        return [leaf for v in value for leaf in _leaves(v)]
     if isinstance(value, Mapping):
-        return {k: _tree_map(fn, v) for k, v in value.items()}
-    return fn(value)
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    return [value]
 
 
 def _default_objective() -> Callable[[dict[str, float]], Any]:
