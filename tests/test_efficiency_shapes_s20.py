@@ -24,6 +24,7 @@ import pytest
 
 import greenprint as gp
 from _report_cli import GREENPRINT, empty_home, run_in  # tests/_report_cli.py
+from _set_energy import Joules  # tests/_set_energy.py
 from greenprint.analysis import efficiencies
 from greenprint.meters._base import MeterReading
 from greenprint.report import build_report, write_report
@@ -72,26 +73,6 @@ class Power:
     def read(self):
         joules = self.watts * (time.time() - self.t0)
         return {"cpu": MeterReading(machine_j=joules, process_j=joules)}
-
-    def close(self):
-        pass
-
-
-class Joules:
-    """``joules`` measured by the run however long it takes: energies that a loaded machine's
-    timing cannot reorder (the front and ties of these tests are set, not raced)."""
-
-    components = ("cpu",)
-    provenance = {"cpu": "test:constant"}
-
-    def __init__(self, joules: float) -> None:
-        self.joules = joules
-
-    def start(self):
-        pass
-
-    def read(self):
-        return {"cpu": MeterReading(machine_j=self.joules, process_j=self.joules)}
 
     def close(self):
         pass

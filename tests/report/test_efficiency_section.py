@@ -18,7 +18,7 @@ import pytest
 
 import greenprint as gp
 from _report_cli import GREENPRINT, run_in  # tests/_report_cli.py
-from greenprint.meters._base import MeterReading
+from _set_energy import Joules  # tests/_set_energy.py
 from greenprint.report import build_report, write_report
 
 STUDY = "cv-search"
@@ -30,26 +30,6 @@ TRIALS = (
     ("t-waste", (0.85, 0.83), 0.10, 2 * 10**9, "finished"),  # beaten by t-mid on both
     ("t-pruned", (0.70,), 0.02, 10**8, "pruned"),
 )
-
-
-class Joules:
-    """A meter that measured ``joules`` (all of it the process's) however long the run took:
-    the study's front and ties are set here, never raced by a loaded machine's timing."""
-
-    components = ("cpu",)
-    provenance = {"cpu": "test:constant"}
-
-    def __init__(self, joules: float) -> None:
-        self.joules = joules
-
-    def start(self):
-        pass
-
-    def read(self):
-        return {"cpu": MeterReading(machine_j=self.joules, process_j=self.joules)}
-
-    def close(self):
-        pass
 
 
 def track(name, ledger, joules, **kw):

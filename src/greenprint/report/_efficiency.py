@@ -27,6 +27,7 @@ from greenprint._provenance import FPO_KEY, is_fpo_lower_bound
 from greenprint.analysis._common import RunForest, json_float, lower_is_better
 from greenprint.analysis._efficiency import FPO_PER_GFLOP, score_per_cost
 from greenprint.analysis._roles import StudyTrials
+from greenprint.report._tables import html_section_table
 
 __all__ = [
     "MAX_FRONT_ROWS",
@@ -370,19 +371,11 @@ def html_section(section: EfficiencySection | None, esc: Callable[[str], str]) -
     if section is None:
         return ""
     header, rows = section.table()
-
-    def cell(tag: str, k: int, text: str) -> str:
-        num = ' class="num"' if k >= 2 else ""  # score, energy, FPO and the ratios
-        return f"<{tag}{num}>{esc(text)}</{tag}>"
-
-    head = "".join(cell("th", k, h) for k, h in enumerate(header))
-    lines = ("".join(cell("td", k, c) for k, c in enumerate(cells)) for cells in rows)
-    body = "".join(f"<tr>{line}</tr>" for line in lines)
+    # score, energy, FPO and the ratios right-aligned; the run and why it is listed are text
+    table = html_section_table(header, rows, esc, numeric=lambda k: k >= 2)
     return (
         f'<section id="efficiency"><h2>{esc(_TITLE)}</h2>'
-        f'<p class="muted">{esc(section.caption())}</p>'
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table></div></section>"
+        f'<p class="muted">{esc(section.caption())}</p>{table}</section>'
     )
 
 

@@ -21,6 +21,7 @@ from greenprint._records import RunRecord
 from greenprint.analysis import PriceTag
 from greenprint.analysis._common import RunForest
 from greenprint.greener._whatif import DEFAULT_REGIONS, RegionPrice, price_regions, saving_text
+from greenprint.report._tables import html_section_table
 
 __all__ = [
     "REPORT_REGIONS",
@@ -145,20 +146,11 @@ def html_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> st
         return ""
     header, rows = section.table()
     # the figures (intensity, CO2-eq, difference) as in the report's other tables: right-aligned
-    # and never wrapped ("12 mg CO2-" over "eq"); the region and the source are text
-
-    def cell(tag: str, k: int, text: str) -> str:
-        num = ' class="num"' if 0 < k < len(header) - 1 else ""
-        return f"<{tag}{num}>{esc(text)}</{tag}>"
-
-    head = "".join(cell("th", k, h) for k, h in enumerate(header))
-    lines = ("".join(cell("td", k, c) for k, c in enumerate(cells)) for cells in rows)
-    body = "".join(f"<tr>{line}</tr>" for line in lines)
+    # and never wrapped; the region and the source are text
+    table = html_section_table(header, rows, esc, numeric=lambda k: 0 < k < len(header) - 1)
     return (
         '<section id="whatif"><h2>What if it ran elsewhere?</h2>'
-        f'<p class="muted">{esc(_EXPLAIN)}</p><p>{esc(section.sentence())}</p>'
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table></div></section>"
+        f'<p class="muted">{esc(_EXPLAIN)}</p><p>{esc(section.sentence())}</p>{table}</section>'
     )
 
 
