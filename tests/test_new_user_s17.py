@@ -128,8 +128,11 @@ def test_a_trial_scored_by_its_folds_mean_is_marked_in_the_runs_tables(study):
         assert cells["trial-0"] == "0.82" and cells["trial-2"] == "0.88", cells
         assert cells["trial-3"] == "-" and cells["trial-1-fold0"] == "0.9", cells
     tex = report_text(home, "latex")
+    runs_table = tex[tex.index(r"\begin{table*}") : tex.index(r"\end{table*}")]  # not efficiency
     rows = {
-        x.split(" & ")[0]: x.split(" & ")[2] for x in tex.splitlines() if x.startswith("trial-")
+        x.split(" & ")[0]: x.split(" & ")[2]
+        for x in runs_table.splitlines()
+        if x.startswith("trial-")
     }
     assert rows["trial-1"] == r"0.92$^{\circ}$" and rows["trial-0"] == "0.82", rows
     assert r"is the mean of their parts' (e.g. cross-validation folds), marked $^{\circ}$" in tex
