@@ -27,7 +27,7 @@ from greenprint._provenance import FPO_KEY, is_fpo_lower_bound
 from greenprint.analysis._common import RunForest, json_float, lower_is_better
 from greenprint.analysis._efficiency import FPO_PER_GFLOP, score_per_cost
 from greenprint.analysis._roles import StudyTrials
-from greenprint.report._tables import html_section_table
+from greenprint.report._escape import html_section_table
 
 __all__ = [
     "MAX_FRONT_ROWS",

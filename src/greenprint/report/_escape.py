@@ -7,8 +7,9 @@ called ``<script>`` or ``50% of {data}\_x`` is shown as written and never interp
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Sequence
 
-__all__ = ["html_text", "latex_text", "markdown_text"]
+__all__ = ["html_section_table", "html_text", "latex_text", "markdown_text"]
 
 _LATEX = {
     "\\": r"\textbackslash{}",
@@ -98,3 +99,29 @@ def markdown_text(text: object) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def html_section_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    esc: Callable[[str], str],
+    numeric: Callable[[int], bool],
+) -> str:
+    """A section's table as HTML in its on-screen scroll box, every cell escaped with ``esc``.
+
+    The columns ``numeric`` says yes to (by position) are right-aligned and never wrapped
+    (``class="num"``: "12 mg CO2-" over "eq" misreads a figure); the others are text, which
+    may wrap. The what-if and efficiency sections' tables.
+    """
+
+    def cell(tag: str, k: int, text: str) -> str:
+        num = ' class="num"' if numeric(k) else ""
+        return f"<{tag}{num}>{esc(text)}</{tag}>"
+
+    head = "".join(cell("th", k, h) for k, h in enumerate(header))
+    lines = ("".join(cell("td", k, c) for k, c in enumerate(cells)) for cells in rows)
+    body = "".join(f"<tr>{line}</tr>" for line in lines)
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from greenprint._format import (
@@ -20,7 +20,6 @@ __all__ = [
     "ROLE_LABELS",
     "ROLE_MARKS_LEGEND",
     "edh_sentence",
-    "html_section_table",
     "final_sentence",
     "headline",
     "params_text",
@@ -357,29 +356,3 @@ def top_runs(report: Report, count: int) -> list[RunRow]:
     if final is not None and final not in chosen:
         chosen.append(final)
     return chosen
-
-
-def html_section_table(
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    esc: Callable[[str], str],
-    numeric: Callable[[int], bool],
-) -> str:
-    """A section's table as HTML in its on-screen scroll box, every cell escaped with ``esc``.
-
-    The columns ``numeric`` says yes to (by position) are right-aligned and never wrapped
-    (``class="num"``: "12 mg CO2-" over "eq" misreads a figure); the others are text, which
-    may wrap. The what-if and efficiency sections' tables.
-    """
-
-    def cell(tag: str, k: int, text: str) -> str:
-        num = ' class="num"' if numeric(k) else ""
-        return f"<{tag}{num}>{esc(text)}</{tag}>"
-
-    head = "".join(cell("th", k, h) for k, h in enumerate(header))
-    lines = ("".join(cell("td", k, c) for k, c in enumerate(cells)) for cells in rows)
-    body = "".join(f"<tr>{line}</tr>" for line in lines)
-    return (
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table></div>"
-    )

@@ -21,7 +21,7 @@ from greenprint._records import RunRecord
 from greenprint.analysis import PriceTag
 from greenprint.analysis._common import RunForest
 from greenprint.greener._whatif import DEFAULT_REGIONS, RegionPrice, price_regions, saving_text
-from greenprint.report._tables import html_section_table
+from greenprint.report._escape import html_section_table
 
 __all__ = [
     "REPORT_REGIONS",
