@@ -34,30 +34,15 @@ import pytest
 
 import greenprint as gp
 from _clean_env import BIN, clean_env
+from _set_energy import Joules  # tests/_set_energy.py
 from greenprint.analysis import price_tag
-from greenprint.meters._base import MeterReading
 from greenprint.report import build_report
 from greenprint.report._text import energy_provenance
 from tracking._meters import ConstantProcessPower
 
-
-class FixedEnergy:
-    """A process meter that reads ``joules`` (cpu) whenever it is read: no clock involved."""
-
-    components = ("cpu",)
-    provenance = {"cpu": "test:fixed-energy"}
-
-    def __init__(self, joules: float) -> None:
-        self.joules = joules
-
-    def start(self) -> None:
-        pass
-
-    def read(self) -> dict[str, MeterReading]:
-        return {"cpu": MeterReading(machine_j=self.joules, process_j=self.joules)}
-
-    def close(self) -> None:
-        pass
+#: A process meter that reads a set energy whatever the clock (tests/_set_energy.py); the
+#: worker script below imports it from here
+FixedEnergy = Joules
 
 
 #: a worker process: one part, metered by FixedEnergy(JOULES), in its run 0.5 s beside the other
