@@ -264,6 +264,31 @@ class BudgetGuard:
             self._open = [entry for entry in self._open if entry[0] not in self._exceeded]
         return events
 
+    def seconds_left(self, run: Spent, live_roots: Spent) -> float | None:
+        """The least time left (s) before a wall-time limit not yet exceeded is crossed.
+
+        For a run's limit that is the time it will take; for a study's, at least that long
+        (the study's time grows by each of its live runs' at once): a watcher that waits this
+        long and checks again meets the limit as it is crossed, not at the next meter sample.
+
+        Args:
+            run: this run's cost so far.
+            live_roots: the live cost of this process's active top-level runs of the study.
+
+        Returns:
+            Seconds (0 when a limit is already crossed but not yet checked), or ``None``
+            when no budget not yet exceeded limits time.
+        """
+        position = Spent._fields.index("s")
+        left: float | None = None
+        for _, _, per_run, limits in self._open:
+            spent = run if per_run else self.study_base + live_roots
+            for at, _, limit in limits:
+                if at == position:
+                    here = max(limit - spent[position], 0.0)
+                    left = here if left is None else min(left, here)
+        return left
+
     def unchecked_fpo(self, run: Spent) -> list[str]:
         """Warnings for the run's FPO budgets that never saw a figure: no FPO was recorded.
 

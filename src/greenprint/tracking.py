@@ -785,6 +785,21 @@ class Run:
                 return self._outer_stop
         return None
 
+    def _time_budget_left_s(self) -> float | None:
+        """Seconds before this run's (or its study's) wall-time budget is crossed, at least.
+
+        ``None`` when no such budget is left to check, or the run is not running here. See
+        :meth:`~greenprint._budget.BudgetGuard.seconds_left`; ``greenprint run`` waits this
+        long, then calls :meth:`check_budgets`, so that a time budget stops the command when
+        it runs out rather than at the next meter sample.
+        """
+        guard = self._guard
+        if guard is None or self._state != "running" or self._pid != os.getpid():
+            return None
+        live = self._live_roots()
+        with self._lock:
+            return guard.seconds_left(self._spent(), live)
+
     def start(self) -> Run:
         """Start measuring. Returns the run itself.
 

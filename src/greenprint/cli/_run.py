@@ -278,7 +278,7 @@ def command(
         _start_prometheus(
             exporters, prometheus_port, prometheus_host, prometheus_textfile_dir, flush_s
         )
-        return _run_command(run, cmd, program, quiet=quiet, stopper=stopper, budget_s=budget_s)
+        return _run_command(run, cmd, program, quiet=quiet, stopper=stopper)
 
 
 #: Interpreters whose run is named after the script they run; the options of theirs that take
@@ -414,17 +414,17 @@ def _run_command(
     *,
     quiet: bool,
     stopper: _process.ChildStopper | None = None,
-    budget_s: float | None = None,
 ) -> int:
     """Start the run and the command, wait for it, stop the run; the exit status to return.
 
-    A wall-time budget (``budget_s``, s) is checked when it runs out, not at the next meter
-    sample (up to ``--sample-interval`` later): a timer calls :meth:`Run.check_budgets` then.
+    A wall-time budget (``--budget-s``, or the study's ``--study-budget-s``) is checked when
+    it runs out, not at the next meter sample (up to ``--sample-interval`` later): a watcher
+    thread calls :meth:`Run.check_budgets` then (:func:`_watch_time_budgets`).
     """
     import threading
 
     run.start()
-    deadline: threading.Timer | None = None
+    deadline: threading.Event | None = None
     with _process.SignalRelay() as relay:
         try:
             child = _process.start(cmd)
@@ -434,16 +434,19 @@ def _run_command(
         relay.attach(child)
         if stopper is not None:
             stopper.attach(child, program)
-            if budget_s is not None:  # the run's time is known exactly: no sample to wait for
-                left_s = budget_s - run.duration_s + _DEADLINE_MARGIN_S
-                deadline = threading.Timer(max(left_s, 0.0), run.check_budgets)
-                deadline.daemon = True
-                deadline.start()
+            if run._time_budget_left_s() is not None:  # time is known exactly: no sample
+                deadline = threading.Event()
+                threading.Thread(
+                    target=_watch_time_budgets,
+                    args=(run, deadline),
+                    name="greenprint-time-budget",
+                    daemon=True,
+                ).start()
         try:
             returncode = relay.wait(child)
         finally:
             if deadline is not None:
-                deadline.cancel()
+                deadline.set()
             if stopper is not None:
                 stopper.close()
         status, error = _outcome(returncode, relay.received)
@@ -458,6 +461,25 @@ def _run_command(
 
 #: Seconds after a wall-time budget runs out that it is checked: over it, not at it.
 _DEADLINE_MARGIN_S = 0.005
+
+
+def _watch_time_budgets(run: Any, done: Any) -> None:
+    """Check ``run``'s wall-time budgets as each runs out, until one is crossed or ``done``.
+
+    The run's own time is known exactly; the study's grows by each of its live runs' at once
+    (and its other runs' read from the ledger from time to time), so the wait is the least
+    that can be left and the check is repeated until the limit is crossed.
+
+    Args:
+        run: the running :class:`~greenprint.Run`.
+        done: a :class:`threading.Event` set when the command has ended.
+    """
+    while (left_s := run._time_budget_left_s()) is not None:
+        if done.wait(left_s + _DEADLINE_MARGIN_S):
+            return
+        run.check_budgets()
+        if run.over_budget:
+            return
 
 
 def _outcome(returncode: int, received: list[int]) -> tuple[str, str | None]:
