@@ -169,6 +169,35 @@ class WarnOnce:
         warnings.warn(message, UserWarning, stacklevel=stacklevel)
 
 
+def warn_fpo_budget_uncounted(options: dict[str, Any], count_fpo: bool) -> None:
+    """Warn, where a callback is made, that its FPO budget needs ``count_fpo`` to act.
+
+    A framework callback records FPO only when it counts them (``count_fpo=True``): a limit on
+    the run's own FPO (``budget_fpo``, or a ``gp.Budget(fpo=...)`` per run) would otherwise see
+    only what the user records by hand (``callback.run.add_fpo``), usually nothing, which the
+    run's end said only in general terms. A study's FPO budget can still act on the study's
+    other runs: not warned.
+
+    Args:
+        options: the callback's run options (``check_run_options``'s result).
+        count_fpo: the callback's ``count_fpo``.
+    """
+    if count_fpo:
+        return
+    from greenprint._budget import BudgetGuard
+
+    guard = BudgetGuard.from_options(options, study="")
+    if guard is None or not any(b.per == "run" and b.fpo is not None for b in guard.budgets):
+        return
+    warnings.warn(
+        "greenprint: GreenprintCallback's budget_fpo without count_fpo=True acts only on FPO "
+        "you record yourself (callback.run.add_fpo(...)): pass count_fpo=True to count the "
+        "training's",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def sized_dataset(loader: Any) -> int | None:
     """The number of examples a training data loader's dataset holds, or ``None``.
 

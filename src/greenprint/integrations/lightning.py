@@ -90,7 +90,11 @@ from greenprint._exceptions import (
 )
 from greenprint._imports import is_available, require
 from greenprint._lifecycle import status_for
-from greenprint.integrations._common import check_run_options, sized_dataset
+from greenprint.integrations._common import (
+    check_run_options,
+    sized_dataset,
+    warn_fpo_budget_uncounted,
+)
 from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
@@ -171,6 +175,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._options = check_run_options(
             track_options, where="GreenprintCallback", name=name, allowed=None
         )
+        warn_fpo_budget_uncounted(self._options, count_fpo)
         self._name = name
         self._count_fpo = count_fpo
         self._fpo_inputs = fpo_inputs

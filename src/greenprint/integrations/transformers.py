@@ -121,7 +121,12 @@ from greenprint._exceptions import BudgetExceeded, ConfigError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
 from greenprint._units import kg_to_g
-from greenprint.integrations._common import WarnOnce, check_run_options, sized_dataset
+from greenprint.integrations._common import (
+    WarnOnce,
+    check_run_options,
+    sized_dataset,
+    warn_fpo_budget_uncounted,
+)
 from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
@@ -200,6 +205,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._options = check_run_options(
             track_options, where="GreenprintCallback", name=name, allowed=None
         )
+        warn_fpo_budget_uncounted(self._options, count_fpo)
         guard = BudgetGuard.from_options(self._options, study="")
         #: a "stop" budget is set: processes of one training agree on stopping at each step
         self._may_stop = guard is not None and any(b.on_exceed == "stop" for b in guard.budgets)
