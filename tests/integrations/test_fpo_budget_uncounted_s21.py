@@ -34,7 +34,8 @@ def _callback(framework: str):
 )
 def test_an_fpo_budget_without_count_fpo_is_warned_at_the_users_line(framework, options):
     callback = _callback(framework)
-    with pytest.warns(UserWarning, match=r"budget_fpo without count_fpo=True acts only on FPO you record") as seen:
+    uncounted = r"budget_fpo without count_fpo=True acts only on FPO you record"
+    with pytest.warns(UserWarning, match=uncounted) as seen:
         callback(study="s", **options)
     assert seen[0].filename == __file__  # the warning points at the user's line
 
