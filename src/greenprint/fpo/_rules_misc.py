@@ -1,8 +1,8 @@
 """FPO rules for the less common ops real models run.
 
 Histograms, GLU, CELU, log-add-exp, pairwise distances, grid sampling, embedding bags, CTC
-loss, torchvision's RoI align and NMS, and the nested-tensor conversions of the transformer
-fast path.
+loss, torchvision's RoI align and NMS, the nested-tensor conversions of the transformer
+fast path, and the collectives of ``torch.distributed``.
 
 Conventions as in the other families: one FPO per arithmetic op, compare or elementary
 function; reducing n elements costs n. Each rule's docstring derives its count. Where the work
@@ -636,3 +636,40 @@ register_rule(
         "aten._coalesced_",
     ]
 )(zero)
+
+
+# -- collectives ------------------------------------------------------------------------------
+
+#: Collectives (``torch.distributed``: DDP's gradient all-reduce, FSDP's gathers and scatters,
+#: functional collectives) move tensors between processes: 0 FPO by rule, as data movement.
+#: A summing all-reduce of ``n`` elements across ``W`` processes also adds, ``(W - 1) n`` in
+#: all, in the communication backend (NCCL, gloo): for a DDP step that is about one add per
+#: parameter, against ``6 N`` per example for the training itself (under a sixth of a percent
+#: at batch size 1 per process), and not counted, as by FlopCounterMode and every counter
+#: compared in BENCHMARKS.md. DDP's division of the summed gradients by ``W`` is an op of
+#: its own and counted. Before this rule they were ops without a rule, which made the FPO of
+#: any training counted in a DDP process a lower bound.
+COLLECTIVES: tuple[str, ...] = (
+    *(
+        f"c10d.{op}"
+        for op in (
+            "broadcast_", "allreduce_", "allreduce_coalesced_", "allgather_", "_allgather_base_",
+            "allgather_coalesced_", "allgather_into_tensor_coalesced_", "reduce_scatter_",
+            "_reduce_scatter_base_", "reduce_scatter_tensor_coalesced_", "reduce_", "gather_",
+            "scatter_", "alltoall_", "alltoall_base_", "barrier", "monitored_barrier_", "send",
+            "recv_", "recv_any_source_",
+        )
+    ),
+    *(
+        f"_c10d_functional.{op}"
+        for op in (
+            "all_reduce", "all_reduce_", "all_reduce_coalesced", "all_reduce_coalesced_",
+            "all_gather_into_tensor", "all_gather_into_tensor_out",
+            "all_gather_into_tensor_coalesced", "reduce_scatter_tensor",
+            "reduce_scatter_tensor_coalesced", "all_to_all_single", "broadcast", "broadcast_",
+            "wait_tensor",
+        )
+    ),
+)  # fmt: skip
+
+register_rule(list(COLLECTIVES))(zero)

@@ -711,33 +711,6 @@ class _Objective:
             self.callback._log_objective(named, step)
 
 
-#: Collectives (``torch.distributed``, DDP's gradient all-reduce, functional collectives) move
-#: data between processes: no FPO of this process's training, and not an op without a rule
-#: (which would make the run's FPO a lower bound).
-_COLLECTIVES = (
-    *(
-        f"c10d.{op}"
-        for op in (
-            "broadcast_", "allreduce_", "allreduce_coalesced_", "allgather_", "_allgather_base_",
-            "allgather_coalesced_", "allgather_into_tensor_coalesced_", "reduce_scatter_",
-            "_reduce_scatter_base_", "reduce_scatter_tensor_coalesced_", "reduce_", "gather_",
-            "scatter_", "alltoall_", "alltoall_base_", "barrier", "monitored_barrier_", "send",
-            "recv_", "recv_any_source_",
-        )
-    ),
-    *(
-        f"_c10d_functional.{op}"
-        for op in (
-            "all_reduce", "all_reduce_", "all_reduce_coalesced", "all_reduce_coalesced_",
-            "all_gather_into_tensor", "all_gather_into_tensor_out",
-            "all_gather_into_tensor_coalesced", "reduce_scatter_tensor",
-            "reduce_scatter_tensor_coalesced", "all_to_all_single", "broadcast", "broadcast_",
-            "wait_tensor",
-        )
-    ),
-)  # fmt: skip
-
-
 def _live_counter(model: Any) -> Any:
     """An :class:`~greenprint.FPOCounter` of ``model``'s forward and of its backward.
 
@@ -753,7 +726,6 @@ def _live_counter(model: Any) -> Any:
 
     from greenprint._exceptions import FPOError
     from greenprint.fpo import FPOCounter
-    from greenprint.fpo._registry import zero
 
     class LiveCounter(FPOCounter):
         done = False
@@ -772,7 +744,7 @@ def _live_counter(model: Any) -> Any:
             except FPOError as e:
                 self.failure = str(e)
 
-    return LiveCounter(model, rules=dict.fromkeys(_COLLECTIVES, zero))
+    return LiveCounter(model)
 
 
 class _MicroBatchFPO:
