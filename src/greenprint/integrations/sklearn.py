@@ -51,7 +51,12 @@ Two ways of measuring, chosen by ``method``:
   likewise.
 * ``"apportion"`` (older scikit-learn): the search is measured as a whole, and its energy and
   CO2-eq are shared out to candidates, folds and the refit in proportion to the fit and score
-  times ``cv_results_`` reports; provenance says so (``"apportioned"``).
+  times ``cv_results_`` reports; provenance says so (``"apportioned"``): candidate ``i`` gets
+  ``(mean_fit_time[i] + mean_score_time[i]) * n_splits / T``, the refit ``refit_time_ / T``
+  (``T`` the sum of these), each fold ``1 / n_splits`` of its candidate's. The shares are of
+  the sweep's final reading (its meters read at its end, once the fit returned), so they sum
+  to what the sweep measured, also for a search shorter than one meter sample. A fit that
+  raises leaves no times to share by: the sweep holds the whole cost.
 
 ``"auto"`` (the default) takes ``"callbacks"`` when it can; :data:`METHOD` says which one the
 installed scikit-learn gets.
@@ -234,6 +239,10 @@ def track_search(
             scored_at.restore()
             if callback is not None:
                 search.set_callbacks(*previous)
+            # the search's cost is final at the sweep's end, its meters read once more: the
+            # trials, folds and refit share that reading (one taken before could be the start's,
+            # 0 kWh for a search shorter than a sample interval), and writing them is not its cost
+            sweep.stop(*status_for(stopped_by))
             try:
                 _write_trials(sweep, search, name, chosen, stopped_by, earlier_best, scored_at.time)
             except GreenprintError as e:  # the measured runs stay; the summary could not
