@@ -145,7 +145,14 @@ def test_a_tie_on_the_best_score_names_the_cheaper_trial_best(sweep, tmp_path):
     # the baseline counted no FPO: its dash is explained
     assert "| majority | baseline | 0.2 |" in text["md"] and "A dash: no ratio" in text["md"]
     paper = text["latex"][text["latex"].index("BEGIN PAPER") : text["latex"].index("END PAPER")]
-    assert "trial-3 & 0.8 &" in paper and "retrain $\\star$ & 0.79 (test\\_accuracy)" in paper
+    assert "retrain $\\star$ & 0.79 (test\\_accuracy)" in paper
+    # each row marked with what the other formats' "why" column says (session 21: the best
+    # trial and the front were unmarked, the caption naming only the final run and baselines)
+    assert "trial-3 $\\ddagger$ $\\circ$ & 0.8 &" in paper and "majority $\\dagger$ &" in paper
+    assert (
+        "$\\star$: the final run, $\\ddagger$: the best trial, $\\circ$: a trial on the Pareto "
+        "front, $\\dagger$: a baseline; per unit of energy and of FPO." in paper
+    )
 
 
 def test_a_study_that_measured_no_energy_and_counted_no_fpo_has_a_note_not_a_table(tmp_path):
@@ -318,7 +325,7 @@ def test_a_lower_bound_on_fpo_reads_at_most_in_every_format(tmp_path):
     assert '<td class="num">at most 2.33</td>' in text["html"]
     tex = text["latex"]
     paper = tex[tex.index("BEGIN PAPER") : tex.index("% ---- END PAPER")]
-    assert "bound $\\star$ & 0.7 &" in paper and "$\\leq$2.33" in paper
+    assert "bound $\\star$ $\\ddagger$ $\\circ$ & 0.7 &" in paper and "$\\leq$2.33" in paper
     assert "$\\leq$: at most, as the run's FPO counted are a lower bound." in paper
     pdflatex = shutil.which("pdflatex")
     if pdflatex is None:

@@ -391,6 +391,28 @@ def markdown_section(
     return [f"## {_TITLE}", "", esc(section.caption()), "", *table(header, rows), ""]
 
 
+#: What each row is, as the LaTeX table marks it (the Markdown and HTML tables have a "why"
+#: column, which one paper column has no room for).
+_LATEX_MARKS = (
+    ("final run", r"$\star$"),
+    ("best trial", r"$\ddagger$"),
+    ("Pareto front", r"$\circ$"),
+    ("baseline", r"$\dagger$"),
+)
+
+
+def _latex_legend(section: EfficiencySection) -> str:
+    r"""The caption's key to the marks its rows have ("$\star$: the final run, ..."), or ""."""
+    why = {w for row in section.rows for w in row.why}
+    named = {
+        "final run": "the final run",
+        "best trial": "the best trial",
+        "Pareto front": "a trial on the Pareto front",
+        "baseline": "a baseline",
+    }
+    return ", ".join(f"{symbol}: {named[w]}" for w, symbol in _LATEX_MARKS if w in why)
+
+
 def latex_section(section: EfficiencySection | None, esc: Callable[[str], str]) -> list[str]:
     """The section as LaTeX lines: a compact ``booktabs`` table that fits one paper column."""
     if section is None:
@@ -402,7 +424,8 @@ def latex_section(section: EfficiencySection | None, esc: Callable[[str], str]) 
         "\\begin{table}[t]\\centering\\footnotesize\\setlength{\\tabcolsep}{3pt}",
         "\\caption{"
         + esc(section.caption())
-        + " $\\star$ marks the final run, $\\dagger$ a baseline; per unit of energy and of FPO"
+        + " "
+        + "; ".join(filter(None, (_latex_legend(section), "per unit of energy and of FPO")))
         + ("; $\\leq$: at most, as the run's FPO counted are a lower bound" if bound else "")
         + ".}",
         "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
@@ -416,8 +439,7 @@ def latex_section(section: EfficiencySection | None, esc: Callable[[str], str]) 
         "\\midrule",
     ]
     for row, cells in zip(section.rows, rows, strict=True):
-        mark = r" $\star$" if "final run" in row.why else ""
-        mark += r" $\dagger$" if "baseline" in row.why else ""
+        mark = "".join(f" {symbol}" for why, symbol in _LATEX_MARKS if why in row.why)
         per_fpo = cells[6]
         per_fpo = (
             r"$\leq$" + esc(per_fpo.removeprefix("at most "))
