@@ -98,7 +98,10 @@ def training_fpo(
     *,
     target: Any = None,
     loss_fn: Callable[..., torch.Tensor] | None = None,
-    optimizer: str | Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = "sgd",
+    optimizer: str
+    | torch.optim.Optimizer
+    | Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+    | None = "sgd",
     on_meta: bool = True,
     strict: bool = False,
     rules: Mapping[Any, Any] | None = None,
@@ -120,7 +123,10 @@ def training_fpo(
             else from every floating output, seeded with ones (no loss counted).
         optimizer: ``"sgd"``, ``"sgd-momentum"``, ``"adam"``, ``"adamw"``, a factory
             ``params -> torch.optim.Optimizer`` (e.g. ``functools.partial(torch.optim.AdamW,
-            lr=3e-4)``), or None for no update.
+            lr=3e-4)``), the training's own optimizer (one of the same class and settings,
+            each parameter group's, is made for the counted step: the one given is neither
+            stepped nor changed; parameters it holds that are not the model's are left out),
+            or None for no update.
         on_meta: count on a meta copy; False counts a real step on the model itself, then
             leaves the model exactly as one real training step would: its parameters and
             buffers (batch-norm statistics included) are those of one forward, loss, backward
@@ -147,7 +153,7 @@ def training_fpo(
     else:
         batch = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
         keywords = {}
-    make_optimizer = _optimizer_factory(optimizer)
+    make_optimizer = _optimizer_factory(optimizer, model)
     if on_meta:
         model = meta_copy(model)
         batch = tuple(_to_meta(x) for x in batch)
@@ -307,16 +313,63 @@ def _to_meta(value: Any) -> Any:
 
 
 def _optimizer_factory(
-    optimizer: str | Callable[..., torch.optim.Optimizer] | None,
+    optimizer: str | torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None,
+    model: torch.nn.Module,
 ) -> Callable[..., torch.optim.Optimizer] | None:
+    """What makes the counted step's optimizer from the trainable parameters it updates.
+
+    An optimizer instance (the training's own) gives a factory of its class and settings (see
+    :func:`_like`); a name, one of :data:`_OPTIMIZERS`.
+    """
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return _like(optimizer, [p for p in model.parameters() if p.requires_grad])
     if optimizer is None or callable(optimizer):
         return optimizer
-    factory = _OPTIMIZERS.get(str(optimizer).lower())
+    factory = _OPTIMIZERS.get(optimizer.lower()) if isinstance(optimizer, str) else None
     if factory is None:
+        given = repr(optimizer) if isinstance(optimizer, str) else type(optimizer).__name__
         raise FPOInputError(
-            f"unknown optimizer {optimizer!r}; use one of {sorted(_OPTIMIZERS)} or a factory"
+            f"unknown optimizer {given}; use one of {sorted(_OPTIMIZERS)}, a factory "
+            "params -> torch.optim.Optimizer or an optimizer"
         )
     return factory
+
+
+def _like(
+    optimizer: torch.optim.Optimizer, originals: list[torch.nn.Parameter]
+) -> Callable[..., torch.optim.Optimizer]:
+    """A factory of optimizers of ``optimizer``'s class and parameter groups, settings and all.
+
+    ``originals``: the model's trainable parameters in order; the factory is given the model's
+    (or its meta copy's) trainable parameters in the same order, and puts each where
+    ``optimizer`` has its original (groups of different learning rates or weight decay count
+    as they run). Parameters ``optimizer`` holds that are not the model's (a loss's own) are
+    left out; a group left with none is dropped.
+    """
+    groups = [
+        ([id(p) for p in group["params"]], {k: v for k, v in group.items() if k != "params"})
+        for group in optimizer.param_groups
+    ]
+    kind = type(optimizer)
+
+    def make(params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        copies = dict(zip((id(p) for p in originals), params, strict=False))
+        made = [
+            {**settings, "params": [copies[i] for i in ids if i in copies]}
+            for ids, settings in groups
+        ]
+        made = [group for group in made if group["params"]]
+        if not made:
+            raise FPOInputError(
+                f"the optimizer given ({kind.__name__}) holds none of the model's trainable "
+                "parameters"
+            )
+        try:  # every group holds every setting: the class's defaults are not needed
+            return kind(made)  # type: ignore[call-arg]
+        except TypeError:  # an optimizer whose settings have no defaults (lr required)
+            return kind(made, **optimizer.defaults)
+
+    return make
 
 
 def _backward_from(output: Any, pick: Callable[[Any], Any] | None = None) -> None:
