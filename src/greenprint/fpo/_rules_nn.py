@@ -44,8 +44,56 @@ def cumulative_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
 
 @register_rule("aten.logcumsumexp")
 def logcumsumexp_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-    """4N: max, subtract, exp and add per element (log-add-exp)."""
-    return 4 * numel(self)
+    """7N: a log-add-exp per element, as ``logaddexp`` counts it.
+
+    ATen's CPU kernel folds each element into the running value with
+    ``_log_add_exp_helper(x, acc)``: ``min`` and ``max`` (2), the test ``min != max`` (1), then
+    ``log1p(exp(min - max)) + max`` (subtract, exp, log1p, add: 4).
+    """
+    return 7 * numel(self)
+
+
+@register_rule("aten.segment_reduce")
+def segment_reduce_rule(
+    data: tuple[int, ...], reduce: str = "sum", *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
+    """N: one add, multiply or compare per element; ``mean`` + 1 division per segment.
+
+    ATen's ``_segment_reduce_lengths_cpu_kernel1`` folds each element into its segment's value
+    (``sum``, ``mean``, ``prod``, ``max``/``min``) and divides a mean by the segment's length
+    once per output element.
+    """
+    n = numel(data)
+    if reduce == "mean":
+        return n + numel(first_shape(out_shape))
+    return n
+
+
+@register_rule("aten._segment_reduce_backward")
+def segment_reduce_backward_rule(
+    grad: tuple[int, ...],
+    output: tuple[int, ...],
+    data: tuple[int, ...],
+    reduce: str = "sum",
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """The gradient of ``segment_reduce``, per element of ``data`` unless stated.
+
+    ATen's ``_segment_reduce_cpu_lengths_backward_kernel1``: ``sum`` 0 (the segment's gradient
+    copied), ``mean`` 1 division per segment (``grad / length``, then copied), ``max`` and
+    ``min`` 1 compare (``value == output``; ties share the gradient, a division each,
+    data-dependent and not counted), ``prod`` 2 (``value == 0``, then
+    ``(grad * output) / value`` with the product once per segment: + 1 per output element; a
+    zero's exclusive product is data-dependent and not counted).
+    """
+    if reduce == "mean":
+        return numel(grad)
+    if reduce in ("max", "min"):
+        return numel(data)
+    if reduce == "prod":
+        return 2 * numel(data) + numel(grad)
+    return 0
 
 
 @register_rule(["aten.mean", "aten.nanmean"])

@@ -193,7 +193,28 @@ _FOREACH_ONE = """
 """
 
 register_rule(_ops(*(f"_foreach_{name}" for name in _FOREACH_ONE.split())))(_foreach(1))
-register_rule(["aten._foreach_norm"])(_foreach(2))
+
+
+@register_rule("aten._foreach_norm")
+def foreach_norm_rule(tensors: Any, ord: Any = 2, *args: Any, **kwargs: Any) -> int:
+    """Each tensor's vector norm, as ``linalg_vector_norm`` counts it.
+
+    The CPU kernel runs ``linalg_vector_norm`` per tensor: p=2 ``2N + 1`` (square, add, one
+    square root per tensor), p=0, 1 or inf ``2N``, other p ``3N + 1``. ``clip_grad_norm_``
+    with ``foreach=True`` thus counts as with ``foreach=False``.
+    """
+    total = 0
+    for shape in shapes_in(tensors):
+        n = numel(shape)
+        if ord in (0, 1, float("inf"), float("-inf")):
+            total += 2 * n
+        elif ord in (2, None, "fro"):
+            total += 2 * n + 1
+        else:
+            total += 3 * n + 1
+    return total
+
+
 register_rule(_ops("_foreach_lerp"))(_foreach(3))
 
 
@@ -265,6 +286,28 @@ def fused_adamw_rule(
     return _adam(params, weight_decay, amsgrad, 1)
 
 
+@register_rule(["aten._fused_adagrad", "aten._fused_adagrad_"])
+def fused_adagrad_rule(
+    params: Any,
+    *args: Any,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    grad_scale: Any = None,
+    **kwargs: Any,
+) -> int:
+    """Adagrad step, as the op-by-op implementation counts: 7 FPO per parameter element.
+
+    ATen's FusedAdagradKernel:
+    ``state_sum += g * g`` 2, ``std = sqrt(state_sum) + eps`` 2, ``p -= clr * g / std`` 3 (the
+    step size ``clr = lr / (1 + (step - 1) lr_decay)`` is one scalar per tensor); weight
+    decay ``g += wd * p`` +2, ``maximize`` (``-g``) +1, a ``GradScaler``'s ``grad_scale``
+    (``g / scale``) +1.
+    """
+    per = 7 + (2 if weight_decay else 0) + (1 if maximize else 0)
+    per += 1 if grad_scale is not None else 0
+    return per * sum(numel(s) for s in shapes_in(params))
+
+
 @register_rule(["aten._fused_sgd", "aten._fused_sgd_"])
 def fused_sgd_rule(
     params: Any,
@@ -291,7 +334,7 @@ def fused_sgd_rule(
 
 
 @register_rule(
-    _ops("scatter_add", "index_add", "scatter_reduce", "index_reduce")
+    _ops("scatter_add", "index_add")
     + [
         "aten.scatter.reduce",
         "aten.scatter.value_reduce",
@@ -305,6 +348,31 @@ def scatter_add_rule(
     """One add (or reduce op) per source element; + one multiply each for ``alpha`` not 1."""
     n = numel(src) if isinstance(src, tuple) else numel(index)
     return n if alpha == 1 else 2 * n
+
+
+@register_rule(_ops("scatter_reduce", "index_reduce"))
+def scatter_reduce_rule(
+    self: tuple[int, ...],
+    dim: int,
+    index: Any,
+    src: Any,
+    reduce: str = "sum",
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """One add, multiply or compare per source element (``sum``, ``prod``, ``amax``/``amin``).
+
+    ``mean`` (ATen's ``scatter_reduce.two`` and ``index_reduce``) also counts in floating point:
+    the sums ``N``, a count tensor of ``self``'s dtype filled by adding a one per source
+    element (``count.scatter_add_(dim, index, ones)``: ``N``), ``count == 0`` (1 per element
+    of ``self``) and the division ``out / count`` (1 per element): ``2N + 2 numel(self)``.
+    (A CPU ``scatter_reduce`` whose index is expanded along the other dimensions takes a
+    sorted kernel that counts in integers: ``N`` adds + 1 division per element, fewer.)
+    """
+    n = numel(src) if isinstance(src, tuple) else numel(index)
+    if reduce == "mean":
+        return 2 * n + 2 * numel(self)
+    return n
 
 
 @register_rule(_ops("index_put", "_index_put_impl"))
@@ -397,7 +465,7 @@ _ZERO = """
     bitwise_right_shift_ __ilshift__ __irshift__ __lshift__ __rshift__ any all _is_all_true
     _is_any_true _local_scalar_dense item is_same_size is_nonzero _assert_async _assert_scalar
     _assert_tensor_metadata _functional_assert_async sym_constrain_range
-    sym_constrain_range_for_size
+    sym_constrain_range_for_size _has_same_storage_numel _efficientzerotensor
 """
 """The ops that do no floating-point arithmetic, by group: views and layout; copies and moves;
 gather-like indexing, masking and selection; joining, splitting, tiling and padding; creation

@@ -1,0 +1,225 @@
+"""Ops and training utilities nobody had checked, each count proved from first principles (s21).
+
+Each expected count is derived by hand in a comment beside it from the op's maths and the
+kernel torch runs (ATen's CPU kernel where the op is one kernel), under docs/fpo.md's
+conventions: a multiply-accumulate is 2 FPO (``2mkn`` for a product), one FPO per elementwise
+arithmetic op, compare or elementary function, reducing n values costs n adds. Counted as a
+user counts them: ``gp.count_fpo``, ``gp.FPOCounter`` around a step.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+from integrations._frameworks import one_thread  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """torch on one thread: the tensors are tiny, and FPO are counted from shapes."""
+    with one_thread():
+        yield
+
+
+def _trained(sizes: tuple[int, ...] = (4, 3, 2)) -> nn.Module:
+    """A stack of Linear layers with its gradients from one backward."""
+    torch.manual_seed(0)
+    layers = [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:], strict=False)]
+    model = nn.Sequential(*layers)
+    model(torch.randn(2, sizes[0])).sum().backward()
+    return model
+
+
+def _counted(fn):
+    with gp.FPOCounter() as counter:
+        fn()
+    result = counter.result
+    assert result.unknown_ops == {}
+    return result
+
+
+# -- clip_grad_norm_ --------------------------------------------------------------------------
+
+
+def test_clip_grad_norm_counts_the_same_with_foreach_as_with_a_loop():
+    """``clip_grad_norm_(params, 1.0)`` of Linear(4, 3) + Linear(3, 2): gradients of 12, 3, 6
+    and 2 elements (23). Each tensor's 2-norm is ``sqrt(sum g^2)``: square and add, 2 per
+    element, and one square root per tensor: 46 + 4 = 50. The total norm is the 2-norm of the
+    4 norms, 2 * 4 + 1 = 9; the clip coefficient ``max_norm / (total + 1e-6)`` (add, reciprocal,
+    multiply: 3) clamped at 1 (1); every gradient multiplied by it, 23. Total 86 with
+    ``foreach=True`` (``_foreach_norm``, which counted 46: no square roots) as with
+    ``foreach=False`` (one ``linalg_vector_norm`` per tensor). With ``norm_type=inf`` the norms
+    are ``max |g|`` (abs, compare: 2 per element, no root): 46 + 8 (the max of 4 norms) + 4 + 23
+    = 81."""
+    for foreach in (True, False):
+        model = _trained()
+        result = _counted(
+            lambda m=model, f=foreach: nn.utils.clip_grad_norm_(m.parameters(), 1.0, foreach=f)
+        )
+        assert result.total == 50 + 9 + 3 + 1 + 23 == 86
+    model = _trained()
+    result = _counted(
+        lambda: nn.utils.clip_grad_norm_(model.parameters(), 1.0, norm_type=float("inf"))
+    )
+    assert result.total == 46 + 8 + 3 + 1 + 23 == 81
+    assert result.by_op["aten._foreach_norm"] == 46
+
+
+# -- Adagrad: for-loop, foreach and fused -----------------------------------------------------
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adagrad_counts_the_same_for_loop_foreach_and_fused(weight_decay):
+    """Adagrad on Linear(4, 3) (15 parameter elements), one step after a warm-up step:
+    ``state_sum += g * g`` (addcmul, value 1: 2), ``std = sqrt(state_sum) + eps`` (2),
+    ``p -= clr * g / std`` (3): 7 per element, 105; L2 weight decay ``g + wd * p`` +2 per
+    element (30); + the step counters, 1 per parameter tensor (2). The fused kernel
+    (``_fused_adagrad_``, ATen's FusedAdagradKernel: the same three lines) had no rule: a
+    fused step counted 2 FPO, a lower bound. Now all three count 107 (137 with decay)."""
+    x = torch.randn(2, 4)
+    expected = 105 + (30 if weight_decay else 0) + 2
+    for impl in ({"foreach": False}, {"foreach": True}, {"fused": True}):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 3)
+        opt = torch.optim.Adagrad(model.parameters(), weight_decay=weight_decay, **impl)
+        model(x).sum().backward()
+        opt.step()
+        with gp.FPOCounter(model) as counter:
+            opt.step()
+        assert counter.result.unknown_ops == {}, impl
+        assert counter.result.optimizer_total == expected, impl
+
+
+def test_training_fpo_with_a_fused_adagrad_factory_is_exact():
+    """``training_fpo`` with ``optimizer=partial(Adagrad, fused=True)`` counts each step as
+    the for-loop Adagrad does: Adagrad's 107 above per step. (torch refuses a fused optimizer
+    on meta tensors, so the count runs on the model: ``on_meta=False``; greenprint's message
+    for ``on_meta=True`` says so.)"""
+    model, x, y = nn.Linear(4, 3), torch.randn(2, 4), torch.randn(2, 3)
+    fused = gp.training_fpo(
+        model,
+        x,
+        steps=3,
+        target=y,
+        loss_fn=nn.functional.mse_loss,
+        optimizer=functools.partial(torch.optim.Adagrad, fused=True),
+        on_meta=False,
+    )
+    loop = gp.training_fpo(
+        model,
+        x,
+        steps=3,
+        target=y,
+        loss_fn=nn.functional.mse_loss,
+        optimizer=functools.partial(torch.optim.Adagrad, foreach=False),
+        on_meta=False,
+    )
+    assert fused.total == loop.total
+    assert fused.optimizer_total == 3 * 107
+
+
+# -- scatter/index/segment reductions ---------------------------------------------------------
+
+
+def test_scatter_reduce_and_index_reduce_mean_count_their_floating_point_counts():
+    """``self.scatter_reduce(0, index, src, "mean")`` with self (3,), src (6,): ATen
+    (``scatter_reduce.two``) sums the 6 sources into self (6 adds), then builds a count tensor
+    of self's dtype, ``count.scatter_add_(0, index, ones)`` (6 adds), tests ``count == 0`` (3)
+    and divides ``out / count`` (3): 18, where the rule counted the 6 sums only. ``sum``,
+    ``prod``, ``amax`` count 1 per source, include_self or not (the identity is filled in
+    first, then the same 6 ops). ``index_reduce(0, index, (6, 2), "mean")`` on (3, 2): 12 + 12
+    + 6 + 6 = 36."""
+    index = torch.tensor([0, 1, 0, 2, 1, 0])
+    for include_self in (True, False):
+        mean = gp.count_fpo(
+            lambda s, x, i=include_self: s.scatter_reduce(0, index, x, "mean", include_self=i),
+            torch.randn(3),
+            torch.randn(6),
+            backward=False,
+        )
+        assert mean.by_op["aten.scatter_reduce"] == 6 + 6 + 3 + 3
+    for reduce in ("sum", "prod", "amax", "amin"):
+        other = gp.count_fpo(
+            lambda s, x, r=reduce: s.scatter_reduce(0, index, x, r),
+            torch.randn(3),
+            torch.randn(6),
+            backward=False,
+        )
+        assert other.total == 6, reduce
+    index_mean = gp.count_fpo(
+        lambda s, x: s.index_reduce(0, index, x, "mean"),
+        torch.randn(3, 2),
+        torch.randn(6, 2),
+        backward=False,
+    )
+    assert index_mean.total == 12 + 12 + 6 + 6
+
+
+@pytest.mark.parametrize(
+    ("reduce", "forward", "backward"),
+    [
+        # each of the 6 elements folded into its segment's value: 1 add/multiply/compare each
+        # mean: + 1 division per segment (3); backward: one division grad / length per segment
+        ("sum", 6, 0),  # backward copies the segment's gradient
+        ("mean", 6 + 3, 3),
+        ("max", 6, 6),  # backward: value == output, 1 compare per element
+        ("min", 6, 6),
+        ("prod", 6, 3 + 2 * 6),  # grad * output per segment, then == 0 and / value per element
+    ],
+)
+def test_segment_reduce_forward_and_backward_by_its_kernels(reduce, forward, backward):
+    """``torch.segment_reduce(x, reduce, lengths=[2, 3, 1])`` on 6 values: both ops had no rule
+    (the count was 0, a lower bound). ATen's ``_segment_reduce_lengths_cpu_kernel1`` and
+    ``_segment_reduce_cpu_lengths_backward_kernel1``, counted per line (see the parameters);
+    the data has no zero and no tie, so no data-dependent extra work runs."""
+    lengths = torch.tensor([2, 3, 1])
+    x = torch.tensor([0.5, 1.5, -2.0, 3.0, 0.25, 4.0], requires_grad=True)
+    result = gp.count_fpo(lambda v: torch.segment_reduce(v, reduce, lengths=lengths), x)
+    assert result.unknown_ops == {}
+    assert (result.forward_total, result.backward_total) == (forward, backward)
+
+
+def test_logcumsumexp_forward_counts_the_kernels_log_add_exp():
+    """``torch.logcumsumexp(x, 0)`` on 6 values: ATen's CPU kernel folds each value into the
+    running one with ``_log_add_exp_helper``: min and max (2), ``min != max`` (1),
+    ``log1p(exp(min - max)) + max`` (4): 7 per element, 42 (the rule counted 4: no min, no
+    log1p), as ``logaddexp`` counts 7."""
+    result = gp.count_fpo(lambda v: torch.logcumsumexp(v, 0), torch.randn(6), backward=False)
+    assert result.total == 7 * 6
+
+
+# -- forward-mode AD --------------------------------------------------------------------------
+
+
+def test_forward_mode_ad_runs_no_op_without_a_rule():
+    """``torch.func.jvp`` of ``tanh(x @ W.T).sum()``, x (4,), W (3, 4), and the same with
+    dual tensors (``torch.autograd.forward_ad``): the forward-AD checks
+    (``_has_same_storage_numel``) and the zero tangent of W (``_efficientzerotensor``) had no
+    rule, so the count was a lower bound. They are metadata and creation, 0 by rule. What
+    runs: the primal product 24 (``2 * 3 * 4``), the tangent's two products ``t @ W.T`` and
+    ``x @ 0`` (mm has no kernel for the zero tensor: it is made real and multiplied) 48, their
+    sum 3, tanh 3, its tangent ``t * (1 - y^2)`` 9, the two sums 6: 93."""
+    w = torch.randn(3, 4)
+    x, t = torch.randn(4), torch.randn(4)
+
+    def f(v):
+        return torch.tanh(v @ w.T).sum()
+
+    jvp = _counted(lambda: torch.func.jvp(f, (x,), (t,)))
+    assert jvp.total == 24 + 48 + 3 + 3 + 9 + 6 == 93
+
+    def dual():
+        import torch.autograd.forward_ad as fw
+
+        with fw.dual_level():
+            fw.unpack_dual(f(fw.make_dual(x, t)))
+
+    assert _counted(dual).total == 93
+    assert _counted(lambda: torch.func.hessian(f)(x)).unknown_ops == {}
