@@ -34,7 +34,8 @@ def run_in(
     A Lightning or Transformers script (``sys.executable, "script.py", ...``) with the new
     user's environment runs in a child of a fork server that imported those frameworks once
     (:mod:`_script_fork`): what ``python script.py ...`` there would be, without importing them
-    again for each script.
+    again for each script; so does ``greenprint report`` drawing figures (matplotlib imported
+    once).
     """
     if env is None:
         done = run_script(directory, list(args), clean_env(), timeout=300)

@@ -16,6 +16,14 @@ and the rest start threads or processes of their own, or are cheap to import), i
 environment ``run_in`` gives by default, and the server has no thread but its main one (a fork
 copies one thread; under pytest-xdist each worker's ``OMP_NUM_THREADS`` keeps torch's pools
 unstarted). Anything else runs in a fresh process, as before.
+
+``greenprint report`` drawing its figures (the outside checks' and new-user tests' ~170 reports)
+goes to a server too, the same way: the virtual environment's ``greenprint`` script run as
+``python SCRIPT ARGS`` runs it (what its shebang does), in a child of a server that imported
+matplotlib, its Agg, SVG and PDF backends, numpy and fontTools' subsetter (which the PDF figures
+use): about 1 s of CPU of each report's 3-4 s. Not a report with ``--no-plots`` (it imports no
+matplotlib), nor one run where a ``matplotlibrc`` would be read (its directory's, read when
+matplotlib is imported: the server's directory is empty).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _clean_env import BIN
 from _docs_fork import ForkServer, heavy_imports
 
 #: The frameworks whose import a server saves (top-level names), with what their server
@@ -45,9 +54,25 @@ PRELOADS = {
     ],
 }
 
-#: Servers kept at once in one pytest process (each holds 300-450 MB): the least recently
-#: used is closed when another set of frameworks needs one.
-MAX_SERVERS = 2
+#: The modules ``greenprint report`` imports to draw its figures (in SVG, PNG and PDF: the
+#: PDF's fonts are subset with fontTools), imported by the report's server.
+REPORT_PRELOAD = [
+    ["numpy"],
+    ["matplotlib"],
+    ["matplotlib.figure"],
+    ["matplotlib.backends.backend_agg"],
+    ["matplotlib.backends.backend_svg"],
+    ["matplotlib.backends.backend_pdf"],
+    ["fontTools.subset"],
+]
+
+#: The key of the report's server (no framework is named so)
+REPORT_KEY = ("greenprint report",)
+
+#: Servers kept at once in one pytest process (a framework's holds 300-450 MB, the report's
+#: about 100 MB): the least recently used is closed when another needs one. Three: a file of
+#: the outside checks alternates Lightning scripts, Transformers scripts and reports.
+MAX_SERVERS = 3
 
 #: Environment variables that differ from test to test and that no framework reads at import.
 _PER_TEST = ("PYTEST_CURRENT_TEST",)
@@ -97,26 +122,34 @@ def _server(key: tuple[str, ...], preload: list[list[str]], env: dict[str, str])
 def run_script(
     directory: Path, args: list[str], env: dict[str, str], timeout: float
 ) -> subprocess.CompletedProcess[str] | None:
-    """``args`` (``[sys.executable, SCRIPT, *ARGS]``) run in ``directory`` in a child of a
-    fork server, or ``None`` when the command is not such a script (run it yourself)."""
-    if len(args) < 2 or args[0] != sys.executable or not args[1].endswith(".py"):
-        return None
-    script = directory / args[1]
-    try:
-        source = script.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    key = tuple(sorted({m[0].split(".")[0] for m in heavy_imports([source])} & set(PRELOADS)))
-    if not key:
-        return None
-    preload = [m for name in key for m in PRELOADS[name]]
-    preload = [m for i, m in enumerate(preload) if m not in preload[:i]]
+    """``args`` (``[sys.executable, SCRIPT, *ARGS]``, or ``[greenprint, "report", *ARGS]``
+    drawing figures) run in ``directory`` in a child of a fork server, or ``None`` when the
+    command is not such a script (run it yourself)."""
+    if _draws_a_report(directory, args):
+        key, preload, script, rest = REPORT_KEY, REPORT_PRELOAD, args[0], list(args[1:])
+    else:
+        if len(args) < 2 or args[0] != sys.executable or not args[1].endswith(".py"):
+            return None
+        try:
+            source = (directory / args[1]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        names = {m[0].split(".")[0] for m in heavy_imports([source])} & set(PRELOADS)
+        key = tuple(sorted(names))
+        if not key:
+            return None
+        preload = [m for name in key for m in PRELOADS[name]]
+        preload = [m for i, m in enumerate(preload) if m not in preload[:i]]
+        script, rest = args[1], list(args[2:])
     try:
         server = _server(key, preload, env)
     except LookupError:
         return None
     try:
-        return server.run_script(args[1], list(args[2:]), directory, env, timeout)
+        done = server.run_script(script, rest, directory, env, timeout)
+        if key == REPORT_KEY:
+            done.args = list(args)  # as the test gave it: greenprint report ...
+        return done
     except subprocess.TimeoutExpired:
         raise  # the child was killed and its end read: the server serves on
     except BaseException:
@@ -127,6 +160,18 @@ def run_script(
             server.process.kill()
             server.close()
         raise
+
+
+def _draws_a_report(directory: Path, args: list[str]) -> bool:
+    """Whether ``args`` is the virtual environment's ``greenprint report`` drawing figures, in
+    a directory without a ``matplotlibrc`` (which a fresh process would read)."""
+    return (
+        len(args) >= 2
+        and args[0] == str(BIN / "greenprint")
+        and args[1] == "report"
+        and "--no-plots" not in args
+        and not (directory / "matplotlibrc").exists()
+    )
 
 
 @atexit.register

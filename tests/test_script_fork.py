@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,8 @@ import pytest
 
 import _docs_fork
 import _script_fork
-from _clean_env import clean_env
+import greenprint as gp
+from _clean_env import BIN, clean_env
 from _docs_fork import ForkServer
 from _report_cli import run_in
 
@@ -108,3 +111,62 @@ def test_a_framework_script_run_as_a_new_user_runs_it_is_a_fork_servers_child(
         held = _script_fork._servers.pop(("csv",), None)
         if held is not None:
             held[0].close()
+
+
+def _written(folder: Path) -> dict[str, object]:
+    """Every file under ``folder`` by its relative path: the time the report was generated
+    masked (the JSON's ``generated_at``, the pages' ``Generated 2026-12-03 14:48:26 UTC``)."""
+    stamp = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+    files: dict[str, object] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.suffix == ".json":
+            files[path.name] = {**json.loads(path.read_bytes()), "generated_at": None}
+        else:
+            files[path.relative_to(folder).as_posix()] = stamp.sub(b"<time>", path.read_bytes())
+    return files
+
+
+def test_a_report_drawn_in_a_fork_servers_child_is_what_greenprint_report_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``run_in`` sends ``greenprint report`` drawing figures to the report's server (which
+    imported matplotlib): the same exit status, output and files (every figure's SVG, PNG and
+    PDF bytes) as a fresh ``greenprint report``, but for the time it was generated; a study
+    the ledger lacks is the same one error line and exit status 2. ``--no-plots`` imports no
+    matplotlib: a fresh process. One OpenMP thread, as in every pytest-xdist worker."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ledger = tmp_path / "greenprint.db"
+    for k, lr in enumerate((0.1, 0.01, 0.001)):
+        with gp.track(f"trial-{k}", study="s", ledger=ledger, params={"lr": lr}) as run:
+            run.log(val_acc=0.8 + 0.05 * k)
+    greenprint = str(BIN / "greenprint")
+
+    def served() -> tuple[object, int]:
+        """The report's server and how many commands it has run."""
+        held = _script_fork._servers.get(_script_fork.REPORT_KEY)
+        return (held[0], held[0]._count) if held is not None else (None, 0)
+
+    def one_more(before: tuple[object, int]) -> bool:
+        """The server ran one more command (a new one, if the environment changed since)."""
+        server, count = served()
+        return count == (before[1] + 1 if server is before[0] else 1)
+
+    for study, status in (("s", 0), ("nope", 2)):
+        args = [greenprint, "report", "--study", study, "--out", "rep"]
+        fresh = subprocess.run(args, cwd=tmp_path, env=clean_env(), capture_output=True,
+                               text=True, timeout=300)  # fmt: skip
+        if status == 0:
+            shutil.move(tmp_path / "rep", tmp_path / "fresh")
+        before = served()
+        forked = run_in(tmp_path, *args)
+        assert one_more(before)  # in a child of the report's server
+        assert forked.args == args
+        assert (forked.returncode, forked.stdout, forked.stderr) == (
+            fresh.returncode, fresh.stdout, fresh.stderr)  # fmt: skip
+        assert forked.returncode == status, forked.stderr
+    written = _written(tmp_path / "rep")
+    assert any(name.endswith(".pdf") for name in written), sorted(written)
+    assert written == _written(tmp_path / "fresh")
+    before = served()
+    done = run_in(tmp_path, greenprint, "report", "--study", "s", "--out", "bare", "--no-plots")
+    assert done.returncode == 0 and served() == before  # a fresh process
