@@ -223,3 +223,66 @@ def test_forward_mode_ad_runs_no_op_without_a_rule():
 
     assert _counted(dual).total == 93
     assert _counted(lambda: torch.func.hessian(f)(x)).unknown_ops == {}
+
+
+# -- grid_sample (2-D), from ATen's vectorised CPU kernel ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "padding", "align_corners", "forward", "backward"),
+    [
+        # 9 locations, 2 channels: 18 output elements. Per coordinate: unnormalise 3 (2 with
+        # align_corners), clip (border 2; reflection 9 + 2, 7 + 2 with align_corners; with the
+        # gradient 10 + 1 + 2, 8 + 1 + 2). Bilinear: + 10 per location (2 floors, 4 distances,
+        # 4 corner weights), 7 per output (4 products, 3 adds); backward + 2 per location (the
+        # multipliers), 14 per element for the grid and 8 for the input (4 products, 4 adds)
+        ("bilinear", "zeros", False, 9 * (6 + 10) + 7 * 18, 9 * (6 + 12) + 22 * 18),
+        ("bilinear", "zeros", True, 9 * (4 + 10) + 7 * 18, 9 * (4 + 12) + 22 * 18),
+        ("bilinear", "border", False, 9 * (10 + 10) + 7 * 18, 9 * (10 + 12) + 22 * 18),
+        ("bilinear", "reflection", False, 9 * (28 + 10) + 7 * 18, 9 * (32 + 12) + 22 * 18),
+        ("bilinear", "reflection", True, 9 * (22 + 10) + 7 * 18, 9 * (26 + 12) + 22 * 18),
+        # nearest: 2 rounds per location, a gather; backward recomputes the locations and adds
+        # each gradient element into its pixel (1); the grid's gradient is zero (set, not summed)
+        ("nearest", "zeros", False, 9 * (6 + 2), 9 * (6 + 2) + 18),
+        ("nearest", "border", True, 9 * (8 + 2), 9 * (8 + 2) + 18),
+    ],
+)
+def test_grid_sample_2d_forward_and_backward_by_the_cpu_kernel(
+    mode, padding, align_corners, forward, backward
+):
+    """``F.grid_sample(x, grid)``, x (1, 2, 4, 4), grid (1, 3, 3, 2), both needing gradients:
+    counted as ATen's ``GridSamplerKernel.cpp`` computes (see each parameter's derivation).
+    Before, bilinear counted 9 per output element (upsampling's three lerps) and 3 per
+    coordinate whatever ``align_corners``, reflection 6 per coordinate, and nothing for the
+    interpolation weights: bilinear zeros was 216 forward and 540 backward (now 270, 558)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    grid = (torch.rand(1, 3, 3, 2) * 2 - 1).requires_grad_()
+    result = gp.count_fpo(
+        lambda a, g: nn.functional.grid_sample(
+            a, g, mode=mode, padding_mode=padding, align_corners=align_corners
+        ),
+        x,
+        grid,
+    )
+    assert result.unknown_ops == {}
+    assert (result.forward_total, result.backward_total) == (forward, backward)
+
+
+def test_grid_sample_backward_computes_the_grids_gradient_always_and_the_inputs_on_demand():
+    """A spatial transformer on data (the input needs no gradient): the kernel skips the
+    input's gradient (``output_mask[0]``) but always computes the grid's: 9 * (6 + 12) + 14 *
+    18 = 414. The same step on the meta device counts the same."""
+    grid = (torch.rand(1, 3, 3, 2) * 2 - 1).requires_grad_()
+
+    def sample(g, a):
+        return nn.functional.grid_sample(a, g, align_corners=False)
+
+    cpu = gp.count_fpo(sample, grid, torch.randn(1, 2, 4, 4))
+    assert cpu.backward_total == 9 * (6 + 12) + 14 * 18
+    meta = gp.count_fpo(
+        sample,
+        torch.empty(1, 3, 3, 2, device="meta", requires_grad=True),
+        torch.empty(1, 2, 4, 4, device="meta"),
+    )
+    assert (meta.forward_total, meta.backward_total) == (cpu.forward_total, cpu.backward_total)

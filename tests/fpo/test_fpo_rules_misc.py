@@ -108,10 +108,12 @@ def test_pdist_counts_each_pair_once():
 @pytest.mark.parametrize(
     ("mode", "padding", "expected"),
     [
-        # 16 locations, 48 outputs: coordinates 3 per dim (+ clipping), then per output
-        ("bilinear", "zeros", 16 * 6 + 48 * 9),
-        ("bilinear", "border", 16 * (6 + 4) + 48 * 9),
-        ("nearest", "zeros", 16 * 6),
+        # 16 locations, 48 outputs: coordinates 3 per dim (+ clipping: border 2), then (ATen's
+        # vectorised CPU kernel) bilinear 10 per location (2 floors, 4 distances, 4 weights)
+        # and 7 per output (4 products, 3 adds); nearest 2 rounds per location
+        ("bilinear", "zeros", 16 * (6 + 10) + 48 * 7),
+        ("bilinear", "border", 16 * (6 + 4 + 10) + 48 * 7),
+        ("nearest", "zeros", 16 * (6 + 2)),
         ("bicubic", "reflection", 16 * (6 + 12) + 48 * 40),
     ],
 )
@@ -129,14 +131,18 @@ def test_grid_sample_3d_trilinear():
 
 
 def test_grid_sample_backward_input_and_grid():
-    """grad_input 48 * 9; grad_grid 2 * 48 * 9 + 3 * 2 * 16."""
+    """ATen's CPU kernel: per location (16) the coordinates 2 * 3, the interpolation
+    parameters 10 and the two gradient multipliers 2; per gradient element (48) the grid's
+    gradient 14 and the input's 8 (four ``w * g`` scattered with an add each). The grid's
+    gradient is always computed, also for a grid that needs none (was 432 + 864 + 96 and 432:
+    ``9`` per element for the input, twice that for the grid, and no grid work when fixed)."""
     x = t(1, 3, 8, 8, grad=True)
     grid = (torch.rand(1, 4, 4, 2) * 2 - 1).requires_grad_()
     r = count(lambda: F.grid_sample(x, grid, align_corners=False).sum().backward())
-    assert r.by_op["aten.grid_sampler_2d_backward"] == 432 + 864 + 96
+    assert r.by_op["aten.grid_sampler_2d_backward"] == 16 * (6 + 10 + 2) + 48 * (14 + 8)
     fixed = torch.rand(1, 4, 4, 2) * 2 - 1
     r = count(lambda: F.grid_sample(x, fixed, align_corners=False).sum().backward())
-    assert r.by_op["aten.grid_sampler_2d_backward"] == 432
+    assert r.by_op["aten.grid_sampler_2d_backward"] == 16 * (6 + 10 + 2) + 48 * (14 + 8)
 
 
 # -- embedding bags ----------------------------------------------------------------------------

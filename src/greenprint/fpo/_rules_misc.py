@@ -322,9 +322,106 @@ def _grid_costs(
     return locations, outputs, per
 
 
-@register_rule(
-    ["aten.grid_sampler_2d", "aten.grid_sampler_3d", "aten._grid_sampler_2d_cpu_fallback"]
-)
+def _unnormalise(align_corners: Any) -> int:
+    """Unnormalising a grid coordinate: 2 with ``align_corners``, else 3.
+
+    ``(x + 1) * (size - 1) / 2`` (add, multiply: the factor is a constant) or
+    ``(x + 1) * size / 2 - 0.5`` (add, multiply, subtract).
+    """
+    return 2 if align_corners else 3
+
+
+def _clip_2d(padding: int, align_corners: Any, gradient: bool) -> int:
+    """Per coordinate, the padding mode of ATen's vectorised CPU kernel (``ComputeLocation``).
+
+    Border: ``clamp_max(clamp_min(x))``, 2 (with the gradient ``maximum``, ``minimum``, and
+    integer compares: 2). Reflection (``reflect_coordinates``): ``abs``, ``/ twice_span``,
+    ``trunc``, ``* twice_span``, subtract, ``twice_span - extra``, ``minimum``: 7, + 2 without
+    align_corners (``- low``, ``+ low``), then the border clip 2; with the gradient
+    (``reflect_coordinates_get_grad``) + the sign compare and the flip compare instead of
+    ``minimum`` (8, or 10), the multiplier ``grad_refl * scaling`` 1 and the clip 2.
+    """
+    if padding == 1:
+        return 2
+    if padding == 2:
+        reflect = (8 if gradient else 7) + (0 if align_corners else 2)
+        return reflect + 2 + (1 if gradient else 0)
+    return 0
+
+
+def _grid_2d_vectorised(mode: int) -> bool:
+    """Whether the 2-D rules below derive the mode from the CPU kernel (bicubic: not yet)."""
+    return int(mode) in (_BILINEAR, _NEAREST)
+
+
+@register_rule("aten.grid_sampler_2d")
+def grid_sampler_2d_rule(
+    input: tuple[int, ...],
+    grid: tuple[int, ...],
+    interpolation_mode: int = 0,
+    padding_mode: int = 0,
+    align_corners: Any = False,
+    **kwargs: Any,
+) -> int:
+    """2-D grid sampling as ATen's vectorised CPU kernel computes it (``GridSamplerKernel.cpp``).
+
+    Per location (``L``), each of the two coordinates unnormalised (2 with align_corners, else
+    3) and clipped by the padding mode (:func:`_clip_2d`). Bilinear: the interpolation
+    parameters ``compute_interp_params``, 10 per location (2 floors, the four distances
+    ``x - floor(x)``, ``1 - w``, ..., 4, the four corner weights, 4 products), then per output
+    element ``nw*v + ne*v + sw*v + se*v``, 7. Nearest: 2 ``round`` per location, 0 per
+    element (a gather). Bicubic as :func:`grid_sampler_rule`.
+    """
+    if not _grid_2d_vectorised(interpolation_mode):
+        return grid_sampler_rule(input, grid, interpolation_mode, padding_mode)
+    locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
+    coordinate = 2 * (_unnormalise(align_corners) + _clip_2d(padding_mode, align_corners, False))
+    if int(interpolation_mode) == _NEAREST:
+        return locations * (coordinate + 2)
+    return locations * (coordinate + 10) + 7 * outputs
+
+
+@register_rule("aten.grid_sampler_2d_backward")
+def grid_sampler_2d_backward_rule(
+    grad_output: tuple[int, ...],
+    input: tuple[int, ...],
+    grid: tuple[int, ...],
+    interpolation_mode: int = 0,
+    padding_mode: int = 0,
+    align_corners: Any = False,
+    output_mask: Any = None,
+    **kwargs: Any,
+) -> int:
+    """2-D grid sampling's backward as ATen's vectorised CPU kernel computes it.
+
+    The kernel always computes the grid's gradient (its comment: "grid gradient is always
+    computed"), the input's when ``output_mask[0]``. Bilinear, per location: the coordinates
+    with their gradient multipliers (unnormalise + :func:`_clip_2d` with the gradient, per
+    coordinate), the interpolation parameters 10, and ``gx * gx_mult``, ``gy * gy_mult`` 2;
+    per gradient element the grid's ``gx += ((ne - nw) * s + (se - sw) * n) * g`` and ``gy``
+    alike, 7 each, and for the input four ``w * g`` scattered with an add each, 8. Nearest: the
+    grid's gradient is set to zero; the input's recomputes the locations (as the forward,
+    + 2 ``round``) and adds each gradient element into its pixel, 1. Bicubic as
+    :func:`grid_sampler_backward_rule`.
+    """
+    if not _grid_2d_vectorised(interpolation_mode):
+        return grid_sampler_backward_rule(
+            grad_output, input, grid, interpolation_mode, padding_mode, align_corners, output_mask
+        )
+    input_grad = True if output_mask is None else bool(list(output_mask)[0])
+    locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
+    if int(interpolation_mode) == _NEAREST:
+        if not input_grad:
+            return 0
+        coordinate = 2 * (
+            _unnormalise(align_corners) + _clip_2d(padding_mode, align_corners, False)
+        )
+        return locations * (coordinate + 2) + outputs
+    coordinate = 2 * (_unnormalise(align_corners) + _clip_2d(padding_mode, align_corners, True))
+    return locations * (coordinate + 10 + 2) + outputs * (14 + (8 if input_grad else 0))
+
+
+@register_rule(["aten.grid_sampler_3d", "aten._grid_sampler_2d_cpu_fallback"])
 def grid_sampler_rule(
     input: tuple[int, ...],
     grid: tuple[int, ...],
@@ -339,13 +436,7 @@ def grid_sampler_rule(
     return locations * coordinate + outputs * per
 
 
-@register_rule(
-    [
-        "aten.grid_sampler_2d_backward",
-        "aten.grid_sampler_3d_backward",
-        "aten._grid_sampler_2d_cpu_fallback_backward",
-    ]
-)
+@register_rule(["aten.grid_sampler_3d_backward", "aten._grid_sampler_2d_cpu_fallback_backward"])
 def grid_sampler_backward_rule(
     grad_output: tuple[int, ...],
     input: tuple[int, ...],
