@@ -286,3 +286,47 @@ def test_grid_sample_backward_computes_the_grids_gradient_always_and_the_inputs_
         torch.empty(1, 2, 4, 4, device="meta"),
     )
     assert (meta.forward_total, meta.backward_total) == (cpu.forward_total, cpu.backward_total)
+
+
+# -- a transformer decoder layer with cross-attention, training --------------------------------
+
+
+def test_a_decoder_layer_with_cross_attention_training_step_counted_from_its_maths():
+    """``nn.TransformerDecoderLayer(4, 2, 8, dropout=0.0, batch_first=True)`` in training, a
+    target of T = 3 tokens with a causal mask, a memory of S = 5 tokens that needs a gradient
+    (an encoder's output). E = 4, 2 heads of d = 2, feed-forward 8.
+
+    Forward. Self-attention: the packed in-projection ``T x 3E`` outputs of ``2E + 1`` = 36 * 9
+    = 324; SDPA (as proved in s19/s20) ``2 b h T T (d + d)`` = 144, scaling Q and K 24, the
+    mask 18 (1 per score), softmax 5 * 18 = 90; out-projection 12 * 9 = 108: 708. Cross-
+    attention: q from the target 12 * 9 = 108, k and v from the memory in one product
+    ``S x 2E`` = 40 * 9 = 360; SDPA ``2 b h T S (d + d)`` = 240, scaling Q 12 and K 20,
+    softmax 5 * 30 = 150; out-projection 108: 998. Feed-forward 24 * 9 + 24 (relu) + 12 * 17 =
+    444. Three residual adds 36, three layer norms 3 * (12 * 7 + 3 * 4) = 288. Total 2,474.
+
+    Backward. Layer norms 3 * (12 * 10 + 3 * 2 + 12 * 2 + 12) = 486; the products' gradients
+    (``2mkn`` each for the input and the weight): out-projections 2 * 192, self in-projection
+    weight 288 (the target needs no gradient), cross q 192, kv 320 + its input 320, linear1
+    384, linear2 384: 2,272; bias sums 12 + 36 + 12 + 40 + 12 + 24 + 12 = 148; SDPA backward
+    (four products, softmax 4 per score, the scalings) 384 + 632 = 1,016; relu 24; gradients
+    summed where a tensor is used twice: q, k and v of the packed projection 2 * 36, k and v of
+    the memory's 40, the two residual branches 2 * 12: 136. Total 4,082. The meta device counts
+    the same."""
+    torch.manual_seed(0)
+    layer = nn.TransformerDecoderLayer(4, 2, 8, dropout=0.0, batch_first=True)
+    tgt, memory = torch.randn(1, 3, 4), torch.randn(1, 5, 4, requires_grad=True)
+    mask = nn.Transformer.generate_square_subsequent_mask(3)
+    cpu = gp.count_fpo(layer, tgt, memory, tgt_mask=mask)
+    assert cpu.unknown_ops == {}
+    assert (cpu.forward_total, cpu.backward_total) == (2474, 4082)
+    assert cpu.forward_by_module["self_attn"] == 708
+    assert cpu.forward_by_module["multihead_attn"] == 998
+    with torch.device("meta"):
+        meta_layer = nn.TransformerDecoderLayer(4, 2, 8, dropout=0.0, batch_first=True)
+    meta = gp.count_fpo(
+        meta_layer,
+        tgt.to("meta"),
+        torch.empty(1, 5, 4, device="meta", requires_grad=True),
+        tgt_mask=mask.to("meta"),
+    )
+    assert (meta.forward_total, meta.backward_total) == (2474, 4082)
