@@ -306,7 +306,7 @@ def pools(draw: Any) -> tuple[list[RunRecord], float]:
     return [_run("search", own, parent=None, start=first, end=last), *kids], power
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(pools())
 def test_at_constant_power_each_child_counts_power_times_its_own_share_of_time(
     case: tuple[list[RunRecord], float],
@@ -336,7 +336,7 @@ def _own_time_s(spans: list[tuple[float, float]], start: float, end: float) -> f
     return total
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(pools(), st.lists(st.integers(1, 4), min_size=9, max_size=9), st.booleans())
 def test_at_constant_power_each_fold_of_a_thread_counts_its_own_share_of_time(
     case: tuple[list[RunRecord], float], folds: list[int], sweep: bool
@@ -384,7 +384,7 @@ def _counted(spans: list[tuple[float, float]], amounts: list[float]) -> list[flo
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(pools(), st.data())
 def test_any_readings_count_by_the_rule_and_the_parent_holds_them(
     case: tuple[list[RunRecord], float], data: Any
@@ -472,7 +472,7 @@ def trees(draw: Any, *, keys: str) -> list[RunRecord]:
     return runs
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.one_of(trees(keys="one"), trees(keys="other")),
     st.sampled_from(["energy_kwh", "emissions_kg"]),
@@ -512,7 +512,7 @@ def mixed(draw: Any) -> list[RunRecord]:
     return runs
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(mixed(), st.sampled_from(["energy_kwh", "emissions_kg"]))
 def test_nothing_is_lost_or_counted_twice_with_threads_among_the_runs(
     runs: list[RunRecord], name: str

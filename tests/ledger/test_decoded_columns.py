@@ -83,7 +83,7 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(_row, max_size=30), st.integers(1, 8), st.booleans())
 def test_every_batch_size_decodes_as_one_field_at_a_time(
     rows: list[tuple[Any, ...]], batch: int, sharing: bool
@@ -227,7 +227,7 @@ def _kept_by_rule(logged: list[tuple[str, float]]) -> list[int]:
     return sorted(keep)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(_run_points, min_size=1, max_size=4), st.randoms(use_true_random=False))
 def test_score_points_are_those_the_rule_keeps(
     runs: list[list[tuple[str, float]]], rng: Any

@@ -106,7 +106,7 @@ def _encoded(rows: list[RunRow]) -> str:
     return ",".join(ENCODER.encode(row.to_dict()) for row in rows)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chunks())
 def test_rows_json_is_the_encoded_row_dicts(rows: list[RunRow]) -> None:
     try:
