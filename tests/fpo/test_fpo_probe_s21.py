@@ -330,3 +330,29 @@ def test_a_decoder_layer_with_cross_attention_training_step_counted_from_its_mat
         tgt_mask=mask.to("meta"),
     )
     assert (meta.forward_total, meta.backward_total) == (2474, 4082)
+
+
+# -- losses ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p", "weighted", "forward", "backward"),
+    [
+        # forward per sample: 4 other classes * (z = margin - x[y] + x[i]: 2, z > 0: 1, its add
+        # into the sum: 1) + 1 division by C; the mean: 4 adds + 1 division
+        (1, False, 4 * (4 * 4 + 1) + 5, 4 * (3 * 5 + 4 * 2)),
+        # p = 2: z * z (+1), weighted (+1); backward 2 * g * z (+2), weighted (+1)
+        (2, True, 4 * (4 * 6 + 1) + 5, 4 * (3 * 5 + 4 * 5)),
+    ],
+)
+def test_multi_margin_loss_by_its_cpu_kernels(p, weighted, forward, backward):
+    """``F.multi_margin_loss(x, y)`` on (4, 5) scores: ATen's kernels skip the target class in
+    the forward (the rule counted it: 89 for p = 1, now 73); the backward computes ``z`` for
+    every class (2 each), then for the 4 others ``z > 0`` and the gradient subtracted from the
+    target's (2), and multiplies all 5 by the output's gradient (1 each): 3C + 2(C - 1) = 23
+    per sample (the rule counted 3 per element: 60, now 92)."""
+    x = torch.randn(4, 5, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3])
+    w = torch.rand(5) if weighted else None
+    result = gp.count_fpo(lambda a: nn.functional.multi_margin_loss(a, y, p=p, weight=w), x)
+    assert (result.forward_total, result.backward_total) == (forward, backward)

@@ -119,6 +119,12 @@ def _loss_reduce(n: int, reduction: int) -> int:
     return 0 if reduction == 0 else n + (1 if reduction == 1 else 0)
 
 
+def _margin_rows(self: tuple[int, ...]) -> tuple[int, int]:
+    """``(samples, classes)`` of a multi-margin input: ``(C,)`` or ``(N, C)``."""
+    classes = self[-1] if self else 1
+    return (numel(self[:-1]) if len(self) > 1 else 1), classes
+
+
 @register_rule("aten.multi_margin_loss")
 def multi_margin_loss_rule(
     self: tuple[int, ...],
@@ -129,20 +135,39 @@ def multi_margin_loss_rule(
     reduction: int = 1,
     **kwargs: Any,
 ) -> int:
-    """3 to 5 per element, 1 more per element and per sample, reduced.
+    """Per sample ``(C - 1)(4 + [p = 2] + [weight]) + 1``, reduced.
 
-    Per element ``max(0, margin - x[y] + x[i])``: 3, squared for p = 2 (+1), weighted (+1), and
-    its add into the sample's sum; per sample the division by the number of classes.
+    ATen's ``multi_margin_inner_sum_cpu`` skips the target class; for each of the ``C - 1``
+    others ``z = margin - x[y] + x[i]`` (2), ``z > 0`` (1), squared for p = 2 (+1), weighted
+    (+1), and added into the sample's sum (1; only where ``z > 0``: counted for every class,
+    an upper bound); then the division by ``C``; the mean adds the samples and divides once.
     """
-    n, rows = numel(self), numel(self[:-1]) if len(self) > 1 else 1
-    per = 3 + (1 if p == 2 else 0) + (1 if weight is not None else 0)
-    return per * n + n + rows + _loss_reduce(rows, reduction)
+    rows, classes = _margin_rows(self)
+    per = 4 + (1 if p == 2 else 0) + (1 if weight is not None else 0)
+    return rows * ((classes - 1) * per + 1) + _loss_reduce(rows, reduction)
 
 
 @register_rule("aten.multi_margin_loss_backward")
-def multi_margin_loss_backward_rule(grad: Any, self: tuple[int, ...], *a: Any, **k: Any) -> int:
-    """Per element: the compare, the scaled gradient, the add into the target's entry: 3."""
-    return 3 * numel(self)
+def multi_margin_loss_backward_rule(
+    grad: Any,
+    self: tuple[int, ...],
+    target: Any = None,
+    p: Any = 1,
+    margin: Any = 1,
+    weight: Any = None,
+    *a: Any,
+    **k: Any,
+) -> int:
+    """Per sample ``3C + (C - 1)(2 + 2[p = 2] + [weight])``.
+
+    ATen's ``multi_margin_loss_backward_cpu_kernel`` computes ``z = margin - x[y] + x[i]`` for
+    every class, the target's too (2 each); for the ``C - 1`` others ``z > 0`` (1), the
+    gradient ``g`` or ``2 * g * z`` for p = 2 (+2), weighted (+1), subtracted from the
+    target's (1); then every element is multiplied by the output's gradient (1 per element).
+    """
+    rows, classes = _margin_rows(self)
+    per = 2 + (2 if p == 2 else 0) + (1 if weight is not None else 0)
+    return rows * (3 * classes + (classes - 1) * per)
 
 
 @register_rule("aten.multilabel_margin_loss_forward")
