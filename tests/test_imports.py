@@ -12,9 +12,12 @@ cycle is a circle in disguise and fails too. The one dynamic import upwards is
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import greenprint
+from _clean_env import clean_env
 
 SRC = Path(greenprint.__file__).parent
 
@@ -170,3 +173,22 @@ def test_the_lower_floors_never_import_the_tracker():
     for module in [m for m in graph if m.startswith("greenprint.analysis._")]:
         assert not [m for m in reaches(module) if m.startswith(upper)], module
     assert "greenprint.hardware" not in reaches("greenprint.meters._estimate")
+
+
+def test_greenprint_fpo_refuses_a_malformed_shape_before_importing_torch(tmp_path: Path):
+    """``greenprint fpo models:net --input-shape 1;3`` (a typo) is one error line and exit
+    status 2 without importing torch: it imported torch first, ~2 s of CPU before the
+    shape's error (the suite's bad-shape checks paid it each time)."""
+    code = (
+        "import sys\nfrom greenprint.cli import main\n"
+        "rc = main(['fpo', 'models:net', '--input-shape', '1,3', '--input-shape', '1;3'])\n"
+        "print(rc, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert done.stderr.splitlines() == [
+        "greenprint: error: bad shape '1;3': expected comma-separated integers like 1,3,224,224"
+    ]

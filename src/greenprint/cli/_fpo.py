@@ -163,6 +163,10 @@ def command(
 
     Example: greenprint fpo mypkg.models:resnet50 --input-shape 1,3,224,224 --backward
     """
+    from greenprint.fpo._inputs import parse_shape
+
+    for shape in shapes:  # a malformed shape is refused before importing torch (~2 s of CPU)
+        parse_shape(shape)
     torch = require("torch", extra="torch", purpose="greenprint fpo")
     from greenprint.fpo import count_fpo, example_inputs
 
