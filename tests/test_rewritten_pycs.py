@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).parent
 
 
@@ -51,34 +53,6 @@ def _pytest(
     )
 
 
-def test_workers_read_the_rewritten_modules_the_controller_wrote(tmp_path: Path) -> None:
-    tests = _suite_copy(tmp_path)
-    result = _pytest(tmp_path, "-n", "2", "--dist", "loadfile", "tests")
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 failed, 1 passed" in result.stdout
-    # pytest's own explanation of the failing assert: the module ran rewritten
-    assert "assert 2 == 3" in result.stdout
-    for module in (tests / "test_passes.py", tests / "sub" / "test_fails.py"):
-        written = list((module.parent / "__pycache__").glob(f"{module.stem}.*-pytest-*.pyc"))
-        assert len(written) == 1, (module, written)
-    # nothing else: no plain bytecode under PYTHONDONTWRITEBYTECODE but the network guard's
-    # (every process the tests start loads it), no leftover partial file
-    assert sorted(p.name.split(".")[0] for p in tests.rglob("__pycache__/*")) == [
-        "conftest",
-        "sitecustomize",
-        "test_fails",
-        "test_passes",
-    ]
-
-
-def test_one_process_run_writes_only_the_guards_bytecode(tmp_path: Path) -> None:
-    tests = _suite_copy(tmp_path)
-    result = _pytest(tmp_path, "tests/test_passes.py")
-    assert result.returncode == 0, result.stdout + result.stderr
-    written = [p.relative_to(tests).parts for p in tests.rglob("*.pyc")]
-    assert [(folder, cache) for folder, cache, _ in written] == [("_guard", "__pycache__")]
-
-
 #: a third-party module whose warning class a test raises: it writes who imported it
 HEAVY_WARNINGS = """
 import os
@@ -92,22 +66,64 @@ class PossibleUserWarning(UserWarning):
 """
 
 
-def test_the_controller_reports_a_workers_warning_without_importing_its_module(
-    tmp_path: Path,
-) -> None:
-    """xdist's controller imported each reported warning's module (Lightning's: ~9 s of CPU)."""
-    tests = _suite_copy(tmp_path)
-    (tmp_path / "heavy_warnings.py").write_text(HEAVY_WARNINGS)
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """The suite's copy run as ``make test`` runs it (``-n 2 --dist loadfile``) with a test
+    that warns with a third-party module's warning class: its tests folder, the file that
+    module writes who imported it into, and pytest's output. One run serves both tests below
+    (each run of three pytest processes: ~5 s of CPU)."""
+    root = tmp_path_factory.mktemp("suite")
+    tests = _suite_copy(root)
+    (root / "heavy_warnings.py").write_text(HEAVY_WARNINGS)
     (tests / "test_warns.py").write_text(
         "import warnings\n"
         "from heavy_warnings import PossibleUserWarning\n\n"
         "def test_warns():\n"
         "    warnings.warn('few batches', PossibleUserWarning)\n"
     )
-    imported_by = tmp_path / "imported-by"
-    env = {"IMPORTED_BY": str(imported_by), "PYTHONPATH": str(tmp_path)}
-    result = _pytest(tmp_path, "-n", "1", "tests/test_warns.py", env=env)
+    imported_by = root / "imported-by"
+    env = {"IMPORTED_BY": str(imported_by), "PYTHONPATH": str(root)}
+    result = _pytest(root, "-n", "2", "--dist", "loadfile", "tests", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    return tests, imported_by, result.stdout
+
+
+def test_workers_read_the_rewritten_modules_the_controller_wrote(
+    two_workers: tuple[Path, Path, str],
+) -> None:
+    tests, _, stdout = two_workers
+    assert "1 failed, 2 passed" in stdout
+    # pytest's own explanation of the failing assert: the module ran rewritten
+    assert "assert 2 == 3" in stdout
+    modules = (tests / "test_passes.py", tests / "sub" / "test_fails.py", tests / "test_warns.py")
+    for module in modules:
+        written = list((module.parent / "__pycache__").glob(f"{module.stem}.*-pytest-*.pyc"))
+        assert len(written) == 1, (module, written)
+    # nothing else: no plain bytecode under PYTHONDONTWRITEBYTECODE but the network guard's
+    # (every process the tests start loads it), no leftover partial file
+    assert sorted(p.name.split(".")[0] for p in tests.rglob("__pycache__/*")) == [
+        "conftest",
+        "sitecustomize",
+        "test_fails",
+        "test_passes",
+        "test_warns",
+    ]
+
+
+def test_one_process_run_writes_only_the_guards_bytecode(tmp_path: Path) -> None:
+    tests = _suite_copy(tmp_path)
+    result = _pytest(tmp_path, "tests/test_passes.py")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert imported_by.read_text().split() == ["gw0"]  # not "controller" as well
+    written = [p.relative_to(tests).parts for p in tests.rglob("*.pyc")]
+    assert [(folder, cache) for folder, cache, _ in written] == [("_guard", "__pycache__")]
+
+
+def test_the_controller_reports_a_workers_warning_without_importing_its_module(
+    two_workers: tuple[Path, Path, str],
+) -> None:
+    """xdist's controller imported each reported warning's module (Lightning's: ~9 s of CPU)."""
+    _, imported_by, stdout = two_workers
+    # each worker collects every module; the controller none
+    assert sorted(imported_by.read_text().split()) == ["gw0", "gw1"]
     # the summary still names the warning's class
-    assert "UserWarning: heavy_warnings.PossibleUserWarning: few batches" in result.stdout
+    assert "UserWarning: heavy_warnings.PossibleUserWarning: few batches" in stdout
