@@ -356,3 +356,80 @@ def test_multi_margin_loss_by_its_cpu_kernels(p, weighted, forward, backward):
     w = torch.rand(5) if weighted else None
     result = gp.count_fpo(lambda a: nn.functional.multi_margin_loss(a, y, p=p, weight=w), x)
     assert (result.forward_total, result.backward_total) == (forward, backward)
+
+
+# -- CTC loss, against a loop that counts ATen's CPU kernel ------------------------------------
+
+
+def _prime(labels: list[int], s: int) -> int:
+    """The class of lattice state ``s``: blank (0) for even states, else its label."""
+    return 0 if s % 2 == 0 else labels[s // 2]
+
+
+def _ctc_kernel_count(steps: int, labels: list[int]) -> tuple[int, int, int]:
+    """The arithmetic of ``ctc_loss_cpu_template`` and ``ctc_loss_backward_cpu_template`` for
+    one sample (without the gradient's 6 per element), counted line by line as the kernels
+    run them: ``(forward, backward as the rule counts it, backward exactly)``. The exact
+    backward follows which sums are still ``-inf`` (states no path reaches), which decides
+    whether a state's alpha * beta is assigned to its class or log-added (8)."""
+    n = 2 * len(labels) + 1
+    forward = 0
+    reach = [[False] * n for _ in range(steps)]
+    reach[0][0] = True
+    if labels:
+        reach[0][1] = True
+    for t in range(1, steps):
+        for s in range(n):
+            jump = s > 1 and _prime(labels, s - 2) != _prime(labels, s)
+            forward += (s > 0) + jump  # the compares that find the max
+            forward += 12  # == -inf, 3 subtractions, 3 exps, 2 adds, log, + max, + log_prob
+            reach[t][s] = reach[t - 1][s] or (s > 0 and reach[t - 1][s - 1])
+            reach[t][s] = reach[t][s] or (jump and reach[t - 1][s - 2])
+    forward += 10 if labels else 1
+    rule = exact = 2 if labels else 1
+    back = [[False] * n for _ in range(steps)]
+    back[-1][n - 1] = True
+    if labels:
+        back[-1][n - 2] = True
+    for t in range(steps - 2, -1, -1):
+        held: set[int] = set()
+        finite: dict[int, bool] = {}
+        for s in range(n - 1, -1, -1):
+            jump = s < n - 2 and _prime(labels, s + 2) != _prime(labels, s)
+            cost = (s < n - 1) + jump + 12 + 2  # the recursion, alpha + beta, lcab == -inf
+            back[t][s] = back[t + 1][s] or (s < n - 1 and back[t + 1][s + 1])
+            back[t][s] = back[t][s] or (jump and back[t + 1][s + 2])
+            c = _prime(labels, s)
+            rule += cost + (8 if c in held else 0)
+            exact += cost + (8 if finite.get(c) else 0)
+            held.add(c)
+            finite[c] = finite.get(c) or (reach[t][s] and back[t][s])
+    return forward, rule, exact
+
+
+def test_ctc_loss_counts_its_cpu_kernels_from_the_lengths_and_labels():
+    """``F.ctc_loss`` on 4 samples of up to 7 steps and 4 labels, with repeated labels (which
+    drop a compare and add log-adds) and shorter inputs and targets, lengths given as tensors
+    and as lists: the rule (which reads the lengths and labels) equals a loop that counts each
+    line of ATen's kernels, forward exactly; backward with every class's repeated state
+    log-added, which is at most 8 per state over the exact count (a state no path reaches yet
+    is assigned, not added). The rule counted 15 per cell of the (4, 7, 9) lattice + 11 per
+    sample, 3,824 forward, and 20 per cell + 6 per gradient element, 5,880 backward: now
+    1,833 and 3,377 (exactly, 2,985)."""
+    torch.manual_seed(0)
+    log_probs = torch.randn(7, 4, 5).log_softmax(2).detach().requires_grad_()
+    targets = torch.tensor([[1, 2, 2, 3], [4, 4, 4, 1], [1, 3, 1, 3], [2, 1, 0, 0]])
+    steps, sizes = [7, 5, 6, 3], [4, 3, 4, 2]
+    counts = [_ctc_kernel_count(steps[b], targets[b, : sizes[b]].tolist()) for b in range(4)]
+    forward = sum(c[0] for c in counts)
+    backward = sum(c[1] for c in counts) + 6 * 5 * sum(steps)
+    exact = sum(c[2] for c in counts) + 6 * 5 * sum(steps)
+    assert (forward, backward, exact) == (1833, 3377, 2985)
+    for lengths in ((steps, sizes), (torch.tensor(steps), torch.tensor(sizes))):
+        result = gp.count_fpo(
+            lambda x, ln=lengths: nn.functional.ctc_loss(x, targets, *ln, reduction="sum"),
+            log_probs,
+        )
+        assert result.by_op["aten._ctc_loss"] == forward
+        assert result.by_op["aten._ctc_loss_backward"] == backward
+        assert result.by_op["aten._ctc_loss_backward"] - exact <= 8 * 4 * 9 * 7
