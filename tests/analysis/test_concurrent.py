@@ -115,7 +115,7 @@ def _inside(forest: RunForest, pos: int) -> list[int]:
     return [c for c in forest.children[pos] if not forest.adds(c)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(forests(remote=True), st.sampled_from(["energy_kwh", "emissions_kg"]))
 def test_nothing_is_lost_or_counted_twice(runs: list[RunRecord], name: str) -> None:
     forest = RunForest.build(runs)
@@ -245,7 +245,7 @@ def _check_rule(runs: list[RunRecord], name: str) -> None:
         )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(forests(), st.sampled_from(["energy_kwh", "emissions_kg"]))
 def test_concurrent_children_share_their_parents_measurement_by_the_rule(
     runs: list[RunRecord], name: str
@@ -253,7 +253,7 @@ def test_concurrent_children_share_their_parents_measurement_by_the_rule(
     _check_rule(runs, name)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(families(), st.sampled_from(["energy_kwh", "emissions_kg"]))
 def test_children_alone_and_in_groups_share_by_the_rule(runs: list[RunRecord], name: str) -> None:
     _check_rule(runs, name)
@@ -289,7 +289,7 @@ def tilings(draw: Any) -> tuple[list[RunRecord], float, list[list[int]]]:
     return runs, power, groups
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(tilings())
 def test_the_rule_is_exact_at_constant_power(case: Any) -> None:
     """At constant power, with children that fill their parent's life: each run that ran
@@ -310,7 +310,7 @@ def test_the_rule_is_exact_at_constant_power(case: Any) -> None:
     assert math.fsum(sums.exclusive) == pytest.approx(runs[0].energy_kwh, rel=1e-9)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(forests(remote=True), st.data())
 def test_an_amount_that_is_not_a_number_makes_every_sum_above_it_nan(
     runs: list[RunRecord], data: Any
@@ -354,7 +354,7 @@ def _subtree_ids(forest: RunForest, pos: int) -> list[int]:
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(forests(sequential=True, remote=True), st.sampled_from(["energy_kwh", "emissions_kg"]))
 def test_children_one_after_another_give_exactly_the_old_sums(
     runs: list[RunRecord], name: str
@@ -367,7 +367,7 @@ def test_children_one_after_another_give_exactly_the_old_sums(
     assert not sums.scaled
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(forests(remote=True), st.data())
 def test_unknown_amounts_keep_their_rule(runs: list[RunRecord], data: Any) -> None:
     """An unknown own amount counts as its children's sum; it is never shared out."""

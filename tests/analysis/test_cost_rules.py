@@ -162,7 +162,7 @@ def _roots(study: dict[str, Any]) -> list[int]:
     return [k for k, p in enumerate(study["parents"]) if p is None]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(study=studies())
 def test_efficiencies_from_first_principles(study: dict[str, Any]) -> None:
     found = {e.run_id: e for e in efficiencies(study["runs"], metric="acc", statuses=None)}
@@ -189,7 +189,7 @@ def test_efficiencies_from_first_principles(study: dict[str, Any]) -> None:
     ]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(study=studies())
 def test_learning_curve_from_first_principles(study: dict[str, Any]) -> None:
     points: dict[int, list[int]] = {}
@@ -428,7 +428,7 @@ def test_trials_in_threads_share_their_search_runs_energy(tmp_path: Path) -> Non
     np.testing.assert_allclose(curve.energy_kwh_mean, [by_size[s] for s in (100, 200, 300)])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     own=st.floats(0.1, 10.0),
     fractions=st.lists(st.floats(0.05, 1.0), min_size=2, max_size=6),

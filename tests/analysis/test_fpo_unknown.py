@@ -134,7 +134,7 @@ def _known_with_children(study: dict[str, Any], k: int) -> bool:
     return all(counted[c] or c in containers or counted_above_within(c) for c in below)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(study=forests())
 def test_unknown_count_and_known_total_from_first_principles(study: dict[str, Any]) -> None:
     runs, work = study["runs"], study["work"]
@@ -155,7 +155,7 @@ def test_unknown_count_and_known_total_from_first_principles(study: dict[str, An
         assert sums.complete[pos] == _known_with_children(study, k), k
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(study=forests(), pick=st.integers(0, 15))
 def test_a_runs_fpo_is_known_only_when_all_work_under_it_was_counted(
     study: dict[str, Any], pick: int

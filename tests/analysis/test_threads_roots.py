@@ -163,7 +163,7 @@ def _key(run: RunRecord) -> str:
     return run.host + run.provenance["process"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(top_level_runs())
 def test_at_constant_power_each_top_level_run_counts_power_times_its_own_share(
     case: tuple[list[RunRecord], dict[str, float]],
@@ -187,7 +187,7 @@ def test_at_constant_power_each_top_level_run_counts_power_times_its_own_share(
     assert price_tag(runs).total.energy_kwh == pytest.approx(total, rel=1e-9)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(top_level_runs(), st.data())
 def test_any_readings_of_top_level_threads_count_by_the_rule(
     case: tuple[list[RunRecord], dict[str, float]], data: Any
@@ -237,7 +237,7 @@ def apart(draw: Any) -> list[RunRecord]:
     return runs
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(apart(), st.sampled_from(["energy_kwh", "emissions_kg"]))
 def test_top_level_runs_that_never_ran_in_one_process_at_once_keep_what_they_measured(
     runs: list[RunRecord], name: str

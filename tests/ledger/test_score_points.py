@@ -51,7 +51,7 @@ def _rows(points: list[tuple[str, float]], run_id: str = "r") -> list[tuple[Any,
     ]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_points, _points)
 def test_kept_points_give_every_figure_of_all_points(
     points: list[tuple[str, float]], other: list[tuple[str, float]]

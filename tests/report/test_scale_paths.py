@@ -406,7 +406,7 @@ _params = st.dictionaries(
 _ints = st.one_of(st.none(), st.integers(0, 2**70))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.builds(
         RunRow,
@@ -445,7 +445,7 @@ def test_row_json_is_the_encoded_row_dict(row: RunRow) -> None:
 _MARKER_TEXT = "\x00greenprint: next run\x00"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @example([{"tags": ["a", _MARKER_TEXT, "b"]}, {"x": 1.5}])  # the fallback: one piece too many
 @example([])
 @given(
