@@ -433,3 +433,37 @@ def test_ctc_loss_counts_its_cpu_kernels_from_the_lengths_and_labels():
         assert result.by_op["aten._ctc_loss"] == forward
         assert result.by_op["aten._ctc_loss_backward"] == backward
         assert result.by_op["aten._ctc_loss_backward"] - exact <= 8 * 4 * 9 * 7
+
+
+@pytest.fixture
+def cudnn_ctc_kernel():
+    """A CPU kernel for ``_cudnn_ctc_loss`` (PyTorch has it for CUDA only): aten's schema, the
+    loss and its gradient from the CPU ops (run inside the kernel, so not counted again)."""
+    lib = torch.library.Library("aten", "IMPL")
+
+    def kernel(log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero):
+        aten = torch.ops.aten
+        lengths = (targets, input_lengths, target_lengths)
+        loss, alpha = aten._ctc_loss(log_probs, *lengths, blank, zero)
+        ones = torch.ones_like(loss)
+        grad = aten._ctc_loss_backward(ones, log_probs, *lengths, loss, alpha, blank, zero)
+        return loss, grad
+
+    lib.impl("_cudnn_ctc_loss", kernel, "CPU")
+    yield
+    lib._destroy()
+
+
+def test_cudnn_ctc_loss_counts_as_the_cpu_kernels_forward_and_backward(cudnn_ctc_kernel):
+    """``torch._cudnn_ctc_loss`` (what ``F.ctc_loss`` runs on CUDA for float32, blank 0 and
+    concatenated targets) returns the loss and the gradient at once: it had no rule (0 FPO and
+    an unknown op on a GPU). It counts as the CPU kernels' forward and backward: for the
+    samples of the CTC test above, 1,833 + 3,377."""
+    targets = torch.tensor([[1, 2, 2, 3], [4, 4, 4, 1], [1, 3, 1, 3], [2, 1, 0, 0]])
+    steps, sizes = [7, 5, 6, 3], [4, 3, 4, 2]
+    flat = torch.cat([targets[b, : sizes[b]] for b in range(4)]).int()
+    log_probs = torch.randn(7, 4, 5).log_softmax(2)
+    with gp.FPOCounter() as counter:
+        torch._cudnn_ctc_loss(log_probs, flat, steps, sizes, 0, True, False)
+    assert counter.result.unknown_ops == {}
+    assert counter.result.by_op["aten._cudnn_ctc_loss"] == 1833 + 3377

@@ -729,6 +729,41 @@ def ctc_loss_backward_rule(
     return total
 
 
+@register_rule("aten._cudnn_ctc_loss", reads=_ctc_reads)
+def cudnn_ctc_loss_rule(
+    log_probs: tuple[int, ...],
+    targets: Any,
+    input_lengths: Any = None,
+    target_lengths: Any = None,
+    *args: Any,
+    out_shape: Any = None,
+    samples: list[_CTCSample] | None = None,
+    **kw: Any,
+) -> int:
+    """The loss and gradient of cuDNN's CTC in one call, as the CPU kernels count them.
+
+    CUDA, float32, blank 0, lengths as lists: :func:`ctc_loss_rule` +
+    :func:`ctc_loss_backward_rule` (cuDNN's own arithmetic is not published).
+    """
+    if samples is None:
+        lattice = (2 * _longest_target(targets, target_lengths) + 1,)
+        samples = _ctc_shape_samples(log_probs, lattice, input_lengths, target_lengths)
+    forward = ctc_loss_rule(log_probs, targets, samples=samples)
+    return forward + ctc_loss_backward_rule(
+        (), log_probs, targets, input_lengths, target_lengths, None, (), samples=samples
+    )
+
+
+def _longest_target(targets: Any, target_lengths: Any) -> int:
+    """The longest target, from the lengths when given as a list, else the targets' shape."""
+    if isinstance(target_lengths, list) and target_lengths:
+        return max(int(v) for v in target_lengths)
+    return int(targets[-1]) if isinstance(targets, tuple) and targets else 0
+
+
+register_rule("aten._use_cudnn_ctc_loss")(zero)
+
+
 # -- torchvision detection ops ----------------------------------------------------------------
 
 _ADAPTIVE_SAMPLES = 2  # sampling_ratio <= 0 samples ceil(roi size / bins): data, counted as 2
