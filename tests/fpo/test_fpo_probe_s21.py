@@ -467,3 +467,89 @@ def test_cudnn_ctc_loss_counts_as_the_cpu_kernels_forward_and_backward(cudnn_ctc
         torch._cudnn_ctc_loss(log_probs, flat, steps, sizes, 0, True, False)
     assert counter.result.unknown_ops == {}
     assert counter.result.by_op["aten._cudnn_ctc_loss"] == 1833 + 3377
+
+
+# -- normalisation and layers nobody had checked (greenprint counted them right) -----------------
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "shapes", "forward", "backward"),
+    [
+        # instance norm = batch norm over (1, N*C, H, W): 120 elements in 6 slices, training:
+        # 5 per element + 4 per slice; backward 9 per element + 2 per slice
+        ("instance", lambda: nn.InstanceNorm2d(3), [(2, 3, 4, 5)], 624, 1092),
+        # affine: + weight and bias 1 each per element (the repeated (6,) weight); backward
+        # + 1 per element for the input grad, weight 2, bias 1, and the repeat's sums 6 + 6
+        ("instance affine", lambda: nn.InstanceNorm2d(3, affine=True), [(2, 3, 4, 5)], 864, 1584),
+        # running statistics: + 7 per (repeated) channel, then each is the mean of its 2 copies
+        # (6 adds + 3 divisions, twice)
+        (
+            "instance tracked",
+            lambda: nn.InstanceNorm2d(3, affine=True, track_running_stats=True),
+            [(2, 3, 4, 5)],
+            864 + 42 + 18,
+            1584,
+        ),
+        # batch statistics without running ones: 120 * 5 + 3 * 4 + 240; backward 1200 + 6 +
+        # 240 + 120
+        (
+            "batch untracked",
+            lambda: nn.BatchNorm2d(3, track_running_stats=False),
+            [(2, 3, 4, 5)],
+            852,
+            1566,
+        ),  # fmt: skip
+        # x*x 160, the 3-channel window average 3 + 1 per element, * alpha, + k, ** beta, x /:
+        # 9 per element. Backward per element: x / d for x 1 and for d -g * ((x / d) / d) 4,
+        # pow 3 (g * beta * d^(beta - 1)), * alpha 1, the window's backward 4, x * x 2, and the
+        # two sums of x's gradients 2: 17
+        ("local response", lambda: nn.LocalResponseNorm(3), [(2, 5, 4, 4)], 1440, 2720),
+        # weight norm of (3, 4): norms 2 per element + sqrt per row, g / norm per row, v * it:
+        # 3 * 12 + 2 * 3; addmm 48 + 6; backward 5 * 12 + 3 * 3, the products 96, bias 6
+        (
+            "weight norm",
+            lambda: nn.utils.parametrizations.weight_norm(nn.Linear(4, 3)),
+            [(2, 4)],
+            42 + 54,
+            69 + 96 + 6,
+        ),
+        # Conv3d(2, 3, 2) on 3^3: 8 output positions * 2 * 3 * 2 * 8 = 768 + bias 24; backward
+        # grad_input and grad_weight 768 each + bias 24
+        ("conv3d", lambda: nn.Conv3d(2, 3, 2), [(1, 2, 3, 3, 3)], 792, 1560),
+        # transposed, stride 2: 8 input positions * 2 * 48 = 768 + bias on 3 * 4^3 = 192
+        (
+            "conv_transpose3d",
+            lambda: nn.ConvTranspose3d(2, 3, 2, stride=2),
+            [(1, 2, 2, 2, 2)],
+            960,
+            1728,
+        ),  # fmt: skip
+        ("pixel shuffle", lambda: nn.PixelShuffle(2), [(1, 8, 3, 3)], 0, 0),
+        # im2col copies; its backward col2im adds each of the 8 * 9 column elements back
+        ("unfold", lambda: nn.Unfold(2), [(1, 2, 4, 4)], 0, 72),
+        ("fold", lambda: nn.Fold((4, 4), 2), [(1, 8, 9)], 72, 0),
+    ],
+)
+def test_normalisation_and_layers_counted_from_their_maths(name, make, shapes, forward, backward):
+    """Each layer in training, forward and backward from ones, as ``count_fpo`` runs it (the
+    derivation beside each case)."""
+    torch.manual_seed(0)
+    inputs = [torch.randn(*s, requires_grad=True) for s in shapes]
+    result = gp.count_fpo(make(), *inputs)
+    assert result.unknown_ops == {}, name
+    assert (result.forward_total, result.backward_total) == (forward, backward), name
+
+
+def test_spectral_norm_power_iteration_and_cosine_similarity_forward_by_hand():
+    """``spectral_norm(Linear(4, 3))`` in training, one power iteration on W (3, 4):
+    ``u = normalize(W v)``, ``v = normalize(W^T u)`` (2 products of 24, 2-norms 7 and 9, 2
+    clamps, 3 + 4 divisions), ``sigma = u . (W v)`` (24 + 6), ``W / sigma`` 12, then the addmm
+    54: 169. ``F.cosine_similarity`` of (3, 4) rows: two 2-norms (2 * 27), clamped (6),
+    ``(a / |a|) * (b / |b|)`` summed per row (24 + 12 + 12): 108; ``F.normalize`` 27 + 3 + 12."""
+    sn = nn.utils.parametrizations.spectral_norm(nn.Linear(4, 3))
+    assert gp.count_fpo(sn, torch.randn(2, 4), backward=False).total == 169
+    a, b = torch.randn(3, 4), torch.randn(3, 4)
+    cos = gp.count_fpo(nn.functional.cosine_similarity, a, b, backward=False)
+    assert cos.total == 54 + 6 + 24 + 12 + 12
+    norm = gp.count_fpo(lambda x: nn.functional.normalize(x, dim=1), a, backward=False)
+    assert norm.total == 27 + 3 + 12
