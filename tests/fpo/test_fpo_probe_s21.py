@@ -553,3 +553,33 @@ def test_spectral_norm_power_iteration_and_cosine_similarity_forward_by_hand():
     assert cos.total == 54 + 6 + 24 + 12 + 12
     norm = gp.count_fpo(lambda x: nn.functional.normalize(x, dim=1), a, backward=False)
     assert norm.total == 27 + 3 + 12
+
+
+# -- double backward: a WGAN-GP gradient penalty ----------------------------------------------
+
+
+def test_a_gradient_penalty_with_create_graph_counted_from_its_maths():
+    """WGAN-GP's penalty on a critic Linear(4, 5) -> Tanh -> Linear(5, 1), 3 interpolates:
+
+    Forward: the critic ``2*3*4*5 + 15`` + tanh 15 + ``2*3*5 + 3`` = 183, ``out.sum()`` 3, the
+    penalty ``((|g|_2 - 1)^2).mean()``: norms 3 * (2 * 4 + 1), - 1 3, square 3, mean 3 + 1 =
+    37: 223. Backward (what autograd runs): ``autograd.grad(out.sum(), x, create_graph=True)``
+    computes only the path to x: ``g_h = 1 @ W2`` 30, ``t = g_h * (1 - y^2)`` 45, ``g = t @ W1``
+    120: 195. ``penalty.backward()``: mean 3, the square ``g * (2 * d^1)`` 9, the norm
+    ``g * (x / |x|)`` 12 + 12 + 3 (``|x| == 0``); through ``g = t @ W1``: 120 + 120 (t and W1);
+    through ``tanh_backward(g_h, y)``: ``tanh_backward`` 45 for g_h and ``g * (-2 y * g_h)``
+    45 for y; y = tanh(z) 45; z = x W1^T + b: x 120, W1 120, b 15; W1's two gradients summed
+    20; ``g_h = 1 @ W2``: W2 30. 719 + 195 = 914."""
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 1))
+
+    def step():
+        x = torch.randn(3, 4, requires_grad=True)
+        (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        ((g.norm(2, dim=1) - 1) ** 2).mean().backward()
+
+    with gp.FPOCounter(critic) as counter:
+        step()
+    result = counter.result
+    assert result.unknown_ops == {}
+    assert (result.forward_total, result.backward_total) == (223, 195 + 719)
