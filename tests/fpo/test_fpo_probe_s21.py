@@ -583,3 +583,29 @@ def test_a_gradient_penalty_with_create_graph_counted_from_its_maths():
     result = counter.result
     assert result.unknown_ops == {}
     assert (result.forward_total, result.backward_total) == (223, 195 + 719)
+
+
+# -- torch.distributions: a VAE's reparameterised sample and its log-density ---------------------
+
+
+def test_normal_rsample_and_log_prob_counted_as_torch_distributions_runs_them():
+    """``q = Normal(mu, sd)``, ``z = q.rsample()``, ``q.log_prob(z).sum()`` on (5, 4), N = 20.
+
+    Forward: argument validation (on by default) checks ``loc == loc`` and ``scale > 0``, and
+    log_prob ``z == z``: 3N compares; ``z = mu + eps * sd`` 2N; log_prob
+    ``-(z - mu)^2 / (2 sd^2) - log(sd) - log(sqrt(2 pi))``: sd^2, log, subtract, square,
+    negate, 2 *, divide, two subtractions: 9N; the sum N: 15N = 300. Backward (torch's
+    autograd formulas): log sd's -g N; the division's ``g / b`` and ``-g * ((a / b) / b)`` 5N;
+    ``2 *`` N; the negation N; the square ``g * 2 * d^1`` 3N; mu's -g N; log's ``g / sd`` N;
+    sd^2's 3N; z = mu + eps * sd: ``g * eps`` N; sd's and mu's gradients summed 3N: 20N."""
+    torch.manual_seed(0)
+    mu = torch.randn(5, 4, requires_grad=True)
+    sd = (torch.rand(5, 4) + 0.5).requires_grad_()
+
+    def elbo_term(m, s):
+        q = torch.distributions.Normal(m, s)
+        return q.log_prob(q.rsample()).sum()
+
+    result = gp.count_fpo(elbo_term, mu, sd)
+    assert result.unknown_ops == {}
+    assert (result.forward_total, result.backward_total) == (15 * 20, 20 * 20)
