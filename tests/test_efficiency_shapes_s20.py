@@ -207,18 +207,19 @@ def test_a_final_retrain_without_a_score_is_a_row_that_says_so(tmp_path):
 
 def test_a_tie_that_holds_the_final_run_names_it_best_trial(tmp_path):
     # no run has role 'final' (a Hugging Face Trainer's trainings, each a trial): the report
-    # takes the earliest of the tied best trials as final (t-a). 3f8f973's tie to the cheaper
-    # one read "t-a | final run" and "t-b | best trial", two bests of one score; the final run
-    # is the best trial
+    # takes the cheapest of the tied best trials as final (t-b; session 21: the earliest, t-a,
+    # before). 3f8f973's tie to the cheaper one read "t-a | final run" and "t-b | best trial",
+    # two bests of one score; the final run is the best trial, and the costlier twin t-a is
+    # not on the front
     ledger = str(tmp_path / "tie.db")
     for name, joules in (("t-a", 540.0), ("t-b", 72.0), ("t-c", 36.0)):
         with gp.track(name, study="t", ledger=ledger, role="trial", meters=Joules(joules),
                       sample_interval_s=0.01) as run:  # fmt: skip
             run.log(accuracy=0.5 if name == "t-c" else 0.9)
     report = build_report(ledger, "t")
-    assert report.price_tag.final.name == "t-a"
+    assert report.price_tag.final.name == "t-b"
     rows = {r.name: r.why for r in report.efficiency.rows}
-    assert rows == {"t-a": ("final run", "best trial"), "t-b": ("Pareto front",),
+    assert rows == {"t-b": ("final run", "best trial", "Pareto front"),
                     "t-c": ("Pareto front",)}  # fmt: skip
 
 

@@ -48,7 +48,7 @@ from _report_cli import export_reads_as_the_report as _export_reads_as_the_repor
 from _report_cli import in_every_format as _in_every_format
 from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
 from _report_cli import report_text as _text
-from greenprint.analysis import expected_max_performance
+from greenprint.analysis import efficiencies, expected_max_performance
 from integrations._frameworks import need_installed
 from tracking._meters import READ_LAG_S
 
@@ -568,7 +568,9 @@ def test_hf_trials_score_the_best_checkpoint_they_keep(hf_trainings):
         assert row["params"]["metric_for_best_model"] == "eval_accuracy"
     assert (report["metric"], report["mode"]) == ("eval_accuracy", "max")
     assert any("metric_for_best_model" in note for note in report["notes"]), report["notes"]
-    best = max(built, key=lambda n: (built[n]["best"], -int(n.split("-")[1])))
+    # of a tie on the best score, the cheapest (its energy with its parts'), then the earliest
+    energy = {e.name: e.energy_kwh for e in efficiencies(runs.values(), metric="eval_accuracy")}
+    best = min(built, key=lambda n: (-built[n]["best"], energy[n], int(n.split("-")[1])))
     assert (tag["final"]["name"], tag["final"]["rule"]) == (best, "best-trial")
     curves = _evp_curves(report)
     for family in ("wide", "narrow"):

@@ -234,16 +234,17 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
 
 def reference_best_trial(trials: Any) -> int | None:
     sign = -1.0 if trials.mode == "max" else 1.0
-    best: tuple[float, float, int] | None = None
+    energy = trials.forest.cost_sums("energy_kwh")  # a trial's own with its parts'
+    best: tuple[float, float, float, int] | None = None
     for position in trials.positions:
         run = trials.forest.runs[position]
         score = trials.scores[position].score
         if run.status != "finished" or math.isnan(score):
             continue
-        key = (sign * score, run.started_at, position)
+        key = (sign * score, energy[position], run.started_at, position)
         if best is None or key < best:
             best = key
-    return None if best is None else best[2]
+    return None if best is None else best[-1]
 
 
 def reference_edh(

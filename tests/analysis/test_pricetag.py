@@ -266,12 +266,15 @@ def test_final_is_best_finished_run_and_can_be_chosen():
     assert container.energy_kwh == 1.0 and container.score is None
 
 
-def test_ties_go_to_the_earliest_started_run():
+def test_ties_go_to_the_least_energy_then_the_earliest_started_run():
+    """The cheaper of equal results (session 21: the earliest started won, the costlier)."""
     runs = [
         _run("late", kwh=0.1, acc=0.9, started_at=50.0),
         _run("early", kwh=0.2, acc=0.9, started_at=10.0),
     ]
-    assert price_tag(runs, metric="acc").final.run_id == "early"
+    assert price_tag(runs, metric="acc").final.run_id == "late"
+    runs.append(_run("earlier", kwh=0.1, acc=0.9, started_at=20.0))
+    assert price_tag(runs, metric="acc").final.run_id == "earlier"
 
 
 def test_edh_decomposition():

@@ -502,8 +502,9 @@ def price_tag(
     """The price tag of a set of runs (a study): every run counted, none twice.
 
     The final run is the one named by ``final``, else the run with role ``final``, else the best
-    *finished trial* by ``metric`` (ties: the earliest started; a trial that logged no score of
-    its own is ranked by the mean of its parts'); never a sweep or a part by a rule.
+    *finished trial* by ``metric`` (ties: the least energy, then the earliest started; a trial
+    that logged no score of its own is ranked by the mean of its parts'); never a sweep or a
+    part by a rule.
 
     Args:
         runs: the runs, any status (e.g. ``ledger.runs(study="sweep")``).

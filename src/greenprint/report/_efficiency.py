@@ -286,14 +286,19 @@ def efficiency_section(
     # the finished trial with the highest score (a pruned trial's is an intermediate value of a
     # training stopped early, as Optuna's best_trial and the final-run rule leave it out); of
     # a tie, the final run when it is one of them (the best trial the report took as final),
-    # else the least energy (then the first listed): never a costlier twin of a front trial
+    # else the least energy, then the earliest started (then the first listed), as the
+    # final-run rule breaks it (analysis.choose_final): never a costlier twin of a front trial
+    started = forest.column("started_at")
+
+    def rank(p: int) -> tuple[float, bool, float, float]:
+        return (scores[p].score, p == final, -energy[p], -started[p])
+
     best = None
     for p in trials.positions:
         run, score = forest.runs[p], scores[p].score
         if run.status != "finished" or not math.isfinite(score):
             continue
-        rank = (score, p == final, -energy[p])
-        if best is None or rank > (scores[best].score, best == final, -energy[best]):
+        if best is None or rank(p) > rank(best):
             best = p
     add(best, "best trial")
     front = [index[i] for i in front_ids if i in index]

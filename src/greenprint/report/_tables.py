@@ -342,7 +342,9 @@ def top_runs(report: Report, count: int) -> list[RunRow]:
     """The ``count`` best-scoring trials (the final run always included), best first.
 
     Only finished and pruned trials rank: a failed, interrupted or lost one produced no model
-    (the expected-max-performance curves count it as the worst score).
+    (the expected-max-performance curves count it as the worst score). Of equal scores, the
+    one that used less energy first, then the earlier started: the final-run rule's order
+    (``analysis.choose_final``).
     """
     sign = -1.0 if report.mode == "max" else 1.0
     scored = [
@@ -350,7 +352,7 @@ def top_runs(report: Report, count: int) -> list[RunRow]:
         for r in report.runs
         if r.is_trial and r.score is not None and r.status in ("finished", "pruned")
     ]
-    scored.sort(key=lambda r: (sign * (r.score or 0.0), r.energy_kwh))
+    scored.sort(key=lambda r: (sign * (r.score or 0.0), r.energy_kwh, r.started_at))
     chosen = scored[:count]
     final = report.final
     if final is not None and final not in chosen:
