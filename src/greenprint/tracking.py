@@ -87,6 +87,16 @@ __all__ = ["PARENT_ENV", "Run", "active_runs", "track"]
 
 logger = logging.getLogger(__name__)
 
+#: Seconds between two ledger writes of a run when none is given (and its sample interval is
+#: shorter: a longer sample interval is the flush interval then).
+DEFAULT_FLUSH_INTERVAL_S = 10.0
+
+
+def _or(value: Any, default: Any) -> Any:
+    """``value``, or ``default`` when it is ``None`` (an option not given)."""
+    return default if value is None else value
+
+
 #: Environment variable through which a child process inherits its parent run (see _lineage).
 PARENT_ENV = _lineage.PARENT_ENV
 
@@ -145,7 +155,7 @@ def track(
     pid: int | None = None,
     command: str | None = None,
     sample_interval_s: float = 1.0,
-    flush_interval_s: float = 10.0,
+    flush_interval_s: float | None = None,
     meters: MeterSetLike | None = None,
     budget_kwh: float | None = None,
     budget_kg: float | None = None,
@@ -183,7 +193,8 @@ def track(
         pid: root of the process tree to attribute (default: this process).
         command: command line to record (default: ``sys.argv``).
         sample_interval_s: seconds between meter reads.
-        flush_interval_s: seconds between ledger writes (and heartbeats).
+        flush_interval_s: seconds between ledger writes (and heartbeats); at least
+            ``sample_interval_s``. Default: 10, or ``sample_interval_s`` when that is longer.
         meters: a ready :class:`~greenprint.meters.MeterSet`, or any object with
             ``components``, ``provenance``, ``start()``, ``read()`` and ``close()`` (tests, fakes,
             your own meters: wrapped so that they get the same read deadline and checks);
@@ -333,7 +344,8 @@ class Run:
         )
         flush_s = finite_number(
             "flush_interval_s (at least sample_interval_s)",
-            options.get("flush_interval_s", 10.0),
+            # not given: 10 s, or the sample interval when longer (a flush writes a sample)
+            _or(options.get("flush_interval_s"), max(DEFAULT_FLUSH_INTERVAL_S, sample_s)),
             low=sample_s,
             unit="s",
             text=False,

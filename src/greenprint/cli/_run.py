@@ -84,11 +84,10 @@ __all__ = ["command", "format_price_tag"]
     "--flush-interval",
     "flush_s",
     type=float,
-    default=10.0,
-    show_default=True,
+    default=None,
     metavar="S",
     help="Seconds between two writes to the ledger (cost so far, heartbeat); at least "
-    "--sample-interval.",
+    "--sample-interval.  [default: 10, or --sample-interval when longer]",
 )
 @click.option(
     "--role",
@@ -175,7 +174,7 @@ def command(
     scope: str | None,
     node_meter: bool | None,
     sample_s: float,
-    flush_s: float,
+    flush_s: float | None,
     role: str | None,
     param_texts: tuple[str, ...],
     prometheus_port: int | None,
@@ -240,6 +239,10 @@ def command(
             if value is not None:
                 finite_number(option, value, low=0.0, low_open=True, unit=unit)
     finite_number("--sample-interval", sample_s, low=0.0, low_open=True, unit="s")
+    if flush_s is None:
+        from greenprint.tracking import DEFAULT_FLUSH_INTERVAL_S
+
+        flush_s = max(DEFAULT_FLUSH_INTERVAL_S, sample_s)
     finite_number("--flush-interval (at least --sample-interval)", flush_s, low=sample_s, unit="s")
     if any(v is not None for values in limits.values() for v in values):
         from greenprint._budget import Budget
