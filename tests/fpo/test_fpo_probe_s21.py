@@ -591,7 +591,7 @@ def test_a_gradient_penalty_with_create_graph_counted_from_its_maths():
 def test_normal_rsample_and_log_prob_counted_as_torch_distributions_runs_them():
     """``q = Normal(mu, sd)``, ``z = q.rsample()``, ``q.log_prob(z).sum()`` on (5, 4), N = 20.
 
-    Forward: argument validation (on by default) checks ``loc == loc`` and ``scale > 0``, and
+    Forward: argument validation (on by default; here asked for) checks ``loc == loc`` and ``scale > 0``, and
     log_prob ``z == z``: 3N compares; ``z = mu + eps * sd`` 2N; log_prob
     ``-(z - mu)^2 / (2 sd^2) - log(sd) - log(sqrt(2 pi))``: sd^2, log, subtract, square,
     negate, 2 *, divide, two subtractions: 9N; the sum N: 15N = 300. Backward (torch's
@@ -603,9 +603,35 @@ def test_normal_rsample_and_log_prob_counted_as_torch_distributions_runs_them():
     sd = (torch.rand(5, 4) + 0.5).requires_grad_()
 
     def elbo_term(m, s):
-        q = torch.distributions.Normal(m, s)
+        q = torch.distributions.Normal(m, s, validate_args=True)
         return q.log_prob(q.rsample()).sum()
 
     result = gp.count_fpo(elbo_term, mu, sd)
     assert result.unknown_ops == {}
     assert (result.forward_total, result.backward_total) == (15 * 20, 20 * 20)
+
+
+# -- nn.Bilinear: ATen's _trilinear, forward and backward ---------------------------------------
+
+
+@pytest.mark.parametrize(("b", "i", "j", "o"), [(2, 3, 4, 5), (8, 16, 12, 10)])
+def test_bilinear_forward_and_backward_as_aten_unrolls_trilinear(b, i, j, o):
+    """``nn.Bilinear(I, J, O)`` on x1 (B, I), x2 (B, J): ATen's ``_trilinear`` loops over the
+    O output features (``unroll_dim``); per feature ``sumproduct_pair(x1, W_k)`` over I (a
+    ``bmm``, 2BIJ), then with x2 over J (2BJ), and the result added into the output (B):
+    ``2BOIJ + 2BOJ + BO`` (+ the bias BO). The backward is three ``_trilinear`` calls, still
+    unrolled over O: x1's gradient ``grad_k * W_k`` has nothing summed, an elementwise product
+    (BIJ), then over J with x2 (2BIJ), added (BI): ``3BOIJ + BOI``; W's ``x1 * grad_k`` (BI),
+    over B with x2 (2BIJ), added (IJ): ``2BOIJ + BOI + OIJ``; x2's over I (2BIJ), times
+    ``grad_k`` (BJ), added (BJ): ``2BOIJ + 2BOJ``; + the bias's sum BO. The rule counted 2 per
+    element for the elementwise product (as a contraction) and no adds: (2, 3, 4, 5) backward
+    908, now 1,040."""
+    layer = nn.Bilinear(i, j, o)
+    x1, x2 = torch.randn(b, i, requires_grad=True), torch.randn(b, j, requires_grad=True)
+    result = gp.count_fpo(layer, x1, x2)
+    bo, boij = b * o, b * o * i * j
+    forward = 2 * boij + 2 * bo * j + bo
+    backward = (3 * boij + bo * i) + (2 * boij + bo * i + o * i * j) + (2 * boij + 2 * bo * j)
+    assert result.by_op_phase["aten._trilinear"]["forward"] == forward
+    assert result.by_op_phase["aten._trilinear"]["backward"] == backward
+    assert (result.forward_total, result.backward_total) == (forward + bo, backward + bo)

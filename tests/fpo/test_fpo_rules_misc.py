@@ -288,13 +288,14 @@ def test_detection_ops_on_meta(torchvision_ops):
 
 
 def test_bilinear_layer_is_two_contractions():
-    """nn.Bilinear(4, 5, 3) on a batch of 2: x1 W contracted over I (2*2*3*4*5 = 240), then
-    with x2 over J (2*2*3*5 = 60); the bias add 6."""
+    """nn.Bilinear(4, 5, 3) on a batch of 2: per output feature (ATen unrolls O) x1 W
+    contracted over I (2*2*3*4*5 = 240), then with x2 over J (2*2*3*5 = 60), and each slice
+    added into the output (2 * 3 = 6; s21: was 300 without it); the bias add 6."""
     layer = nn.Bilinear(4, 5, 3)
     x1, x2 = t(2, 4), t(2, 5)
     r = count(lambda: layer(x1, x2))
-    assert r.by_op["aten._trilinear"] == 300
-    assert r.total == 306
+    assert r.by_op["aten._trilinear"] == 306
+    assert r.total == 312
     x1.requires_grad_()
     assert count(lambda: layer(x1, x2).sum().backward()).unknown_ops == {}
 

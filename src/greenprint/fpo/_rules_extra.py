@@ -24,9 +24,38 @@ def _expanded(shape: tuple[int, ...], expand: Any) -> list[int]:
     return out
 
 
-def _pair_cost(a: list[int], b: list[int]) -> int:
-    """``2 *`` the product of the sizes over every dimension either operand has (a contraction)."""
-    return 2 * math.prod(max(x, y) for x, y in zip(a, b, strict=True))
+def _sumproduct_pair(
+    left: list[int], right: list[int], sum_dims: list[int]
+) -> tuple[int, list[int]]:
+    """ATen's ``sumproduct_pair`` of two (unsqueezed) shapes: ``(FPO, result shape)``.
+
+    No dimension summed: an elementwise product, 1 per element of the broadcast shape.
+    Otherwise a summed dimension only one side has is summed on that side first (1 per
+    element), then one ``bmm`` over the dimensions both have, ``2 * lro * lo * sum * ro``.
+    """
+    if not sum_dims:
+        out = [max(a, b) for a, b in zip(left, right, strict=True)]
+        return math.prod(out), out
+    left, right, cost = list(left), list(right), 0
+    both = lo = ro = summed = 1
+    for i, (a, b) in enumerate(zip(left, right, strict=True)):
+        if i in sum_dims:
+            if a != 1 and b != 1:
+                summed *= a
+            elif a != 1:
+                cost, left[i] = cost + math.prod(left), 1
+            elif b != 1:
+                cost, right[i] = cost + math.prod(right), 1
+        elif a != 1 and b != 1:
+            both *= a
+        elif a != 1:
+            lo *= a
+        elif b != 1:
+            ro *= b
+    out = [
+        1 if i in sum_dims else max(a, b) for i, (a, b) in enumerate(zip(left, right, strict=True))
+    ]
+    return cost + 2 * both * lo * summed * ro, out
 
 
 @register_rule("aten._trilinear")
@@ -38,22 +67,33 @@ def trilinear_rule(
     expand2: Any,
     expand3: Any,
     sumdim: Any,
+    unroll_dim: int = 1,
     *args: Any,
     **kwargs: Any,
 ) -> int:
-    """Two contractions, as ATen runs them; each 2 per element of the pair's joint index space.
+    """ATen's ``_trilinear``: per slice of ``unroll_dim``, two contractions and an add.
 
-    ``i1 * i2`` summed over the dims ``i3`` lacks, then times ``i3`` summed over the rest.
-
-    ``nn.Bilinear`` (``x1 (B, I)``, ``W (O, I, J)``, ``x2 (B, J)``): ``2BOIJ + 2BOJ``.
+    For each slice ``k`` of the unrolled dimension, two ``sumproduct_pair`` calls and the add
+    of their result into the output: ``i1 * i2`` summed over the summed dimensions ``i3``
+    lacks, then times ``i3`` summed over the rest (see :func:`_sumproduct_pair`: an
+    elementwise product where nothing is summed); the unrolled dimension is summed by those
+    adds. ``nn.Bilinear`` (``x1 (B, I)``,
+    ``W (O, I, J)``, ``x2 (B, J)``): ``2BOIJ + 2BOJ + BO``; its backward (three
+    ``_trilinear`` calls): ``x1`` ``3BOIJ + BOI``, ``W`` ``2BOIJ + BOI + OIJ``, ``x2``
+    ``2BOIJ + 2BOJ``.
     """
     s1, s2, s3 = (_expanded(tuple(s), e) for s, e in ((i1, expand1), (i2, expand2), (i3, expand3)))
-    first = _pair_cost(s1, s2)
-    joint = [max(x, y) for x, y in zip(s1, s2, strict=True)]
-    for d in sumdim:
-        if s3[d] == 1:
-            joint[d] = 1
-    return first + _pair_cost(joint, s3)
+    if 0 in s1 or 0 in s2 or 0 in s3:
+        return 0
+    summed, e3 = set(sumdim), set(expand3)
+    first = [i for i in range(len(s1)) if i in e3 and i in summed and i != unroll_dim]
+    second = [i for i in range(len(s1)) if i not in e3 and i in summed and i != unroll_dim]
+    unroll = max(s1[unroll_dim], s2[unroll_dim], s3[unroll_dim])
+    a, b, c = list(s1), list(s2), list(s3)
+    a[unroll_dim] = b[unroll_dim] = c[unroll_dim] = 1
+    cost1, buf = _sumproduct_pair(a, b, first)
+    cost2, buf = _sumproduct_pair(buf, c, second)
+    return unroll * (cost1 + cost2 + math.prod(buf))
 
 
 register_rule(["aten.bartlett_window"])(
