@@ -628,7 +628,13 @@ def _assemble(
         notes.append(objectives_note)
     if scorer_note := _scorer_note(forest, trials.roles.positions("sweep"), metric):
         notes.append(scorer_note)
-    for note in (trials.roles_note, trials.score_note, trials.diverged_note, _budget_note(runs)):
+    for note in (
+        trials.roles_note,
+        trials.score_note,
+        trials.diverged_note,
+        _budget_note(runs),
+        _apportioned_note(runs),
+    ):
         if note:
             notes.append(note)
     ranked = bool(trials.roles.positions("final")) or any(
@@ -856,6 +862,48 @@ def _budget_note(runs: Sequence[RunRecord]) -> str | None:
     return (
         f"{count} stopped by a budget (status interrupted; {spent} is in the price tag): "
         f"{reasons}{more}"
+    )
+
+
+#: How the scikit-learn integration's ``method="apportion"`` marks a run's provenance
+#: (``provenance["trial"]``): its cost is a share of its search's measured cost.
+_APPORTIONED = "apportioned:"
+
+
+def _apportioned_note(runs: Sequence[RunRecord]) -> str | None:
+    """Which runs' energy is a share of their search's, not metered run by run.
+
+    scikit-learn's ``track_search(..., method="apportion")`` meters the search once and gives
+    each candidate, fold and refit a share of it by their fit and score times: their energy
+    reads as measured (the search's meters), but a run's own figure is an estimate of its share.
+    """
+    seen: dict[int, bool] = {}  # provenance dictionaries, most shared by many runs
+    shares = []
+    for run in runs:
+        found = seen.get(id(run.provenance))
+        if found is None:
+            found = seen[id(run.provenance)] = str(run.provenance.get("trial", "")).startswith(
+                _APPORTIONED
+            )
+        if found:
+            shares.append(run)
+    if not shares:
+        return None
+    ids = {r.id for r in shares}
+    by_id = {r.id: r for r in runs}
+    searches = sorted(
+        {r.parent_id for r in shares if r.parent_id is not None and r.parent_id not in ids},
+        key=lambda i: by_id[i].started_at if i in by_id else 0.0,
+    )
+    names = [repr(by_id[i].name) for i in searches if i in by_id]
+    named = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    of = f"of {'search' if len(searches) == 1 else f'{len(searches)} searches'} {named}".rstrip()
+    count = "1 run" if len(shares) == 1 else f"{len(shares)} runs"
+    return (
+        f"the energy of {count} (the candidates, folds and refit {of}, tracked with "
+        "method='apportion') is not metered run by run: each is a share of its search's "
+        "measured energy by its fit and score times (scikit-learn's cv_results_), and the "
+        "shares add up to it; a run's own figure is an estimate"
     )
 
 
