@@ -591,8 +591,8 @@ def test_a_gradient_penalty_with_create_graph_counted_from_its_maths():
 def test_normal_rsample_and_log_prob_counted_as_torch_distributions_runs_them():
     """``q = Normal(mu, sd)``, ``z = q.rsample()``, ``q.log_prob(z).sum()`` on (5, 4), N = 20.
 
-    Forward: argument validation (on by default; here asked for) checks ``loc == loc`` and ``scale > 0``, and
-    log_prob ``z == z``: 3N compares; ``z = mu + eps * sd`` 2N; log_prob
+    Forward: argument validation (on by default; here asked for) checks ``loc == loc`` and
+    ``scale > 0``, and log_prob ``z == z``: 3N compares; ``z = mu + eps * sd`` 2N; log_prob
     ``-(z - mu)^2 / (2 sd^2) - log(sd) - log(sqrt(2 pi))``: sd^2, log, subtract, square,
     negate, 2 *, divide, two subtractions: 9N; the sum N: 15N = 300. Backward (torch's
     autograd formulas): log sd's -g N; the division's ``g / b`` and ``-g * ((a / b) / b)`` 5N;
@@ -635,3 +635,41 @@ def test_bilinear_forward_and_backward_as_aten_unrolls_trilinear(b, i, j, o):
     assert result.by_op_phase["aten._trilinear"]["forward"] == forward
     assert result.by_op_phase["aten._trilinear"]["backward"] == backward
     assert (result.forward_total, result.backward_total) == (forward + bo, backward + bo)
+
+
+# -- LBFGS: several inner iterations with a closure ---------------------------------------------
+
+
+def test_lbfgs_step_with_four_inner_iterations_counted_from_torch_optim():
+    """``LBFGS(Linear(4, 3).parameters(), max_iter=4)`` (n = 15 parameters, history empty),
+    one ``step(closure)``; the closure (forward, loss, backward) is the model's, 4 calls.
+
+    The optimizer's own arithmetic (torch/optim/lbfgs.py): the first gradient's test
+    ``|g|.max() <= tol`` 2n + 1. Iteration 1: ``d = -g`` n, ``t = min(1, 1 / |g|.sum()) * lr``
+    2n + 4, ``g . d`` 2n + its test 1, the update ``p += t d`` 2n (t a tensor), the new
+    gradient's test 2n + 1, lack of progress ``|d t|.max() <= tol`` 3n + 1: 12n + 7.
+    Iteration k (m = k - 1 stored pairs): ``y = g - g_prev``, ``s = d t`` 2n, ``y . s`` 2n
+    and its test 1, ``1 / ys`` 2, ``ys / y . y`` 2n + 1, ``q = -g`` n, the two loops m * (a dot
+    2n, its scaling 1, the coefficient's negation or difference 1, ``add_`` with alpha 2n),
+    ``r = q * H`` n, ``g . d`` 2n + 1, the update (lr = 1: alpha 1) n, then (not in the last)
+    the gradient's test 2n + 1 and lack of progress 3n + 1: k = 2: 24n + 11, k = 3: 32n + 15,
+    k = 4: 35n + 17. Total 103n + 81 = 1,626."""
+    torch.manual_seed(0)
+    model, x = nn.Linear(4, 3), torch.randn(2, 4)
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=4)
+
+    def closure():
+        opt.zero_grad()
+        loss = model(x).pow(2).sum()
+        loss.backward()
+        return loss
+
+    with gp.FPOCounter(model) as counter:
+        opt.step(closure)
+    n = 15
+    assert counter.result.unknown_ops == {}
+    assert (
+        counter.result.optimizer_total
+        == (2 * n + 1) + (12 * n + 7) + (24 * n + 11) + (32 * n + 15) + (35 * n + 17)
+        == 103 * n + 81
+    )
