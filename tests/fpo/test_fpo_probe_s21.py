@@ -673,3 +673,55 @@ def test_lbfgs_step_with_four_inner_iterations_counted_from_torch_optim():
         == (2 * n + 1) + (12 * n + 7) + (24 * n + 11) + (32 * n + 15) + (35 * n + 17)
         == 103 * n + 81
     )
+
+
+# -- optimizers: for-loop and foreach count what each runs ---------------------------------------
+
+
+def _optimizer_fpo(factory) -> int:
+    """The optimizer FPO of a steady step (after one warm-up step) on Linear(4, 3), n = 15."""
+    torch.manual_seed(0)
+    model, x = nn.Linear(4, 3), torch.randn(2, 4)
+    opt = factory(model.parameters())
+    model(x).sum().backward()
+    opt.step()
+    with gp.FPOCounter(model) as counter:
+        opt.step()
+    assert counter.result.unknown_ops == {}
+    return counter.result.optimizer_total
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        functools.partial(torch.optim.RMSprop, centered=True, momentum=0.9),
+        torch.optim.NAdam,
+        functools.partial(torch.optim.NAdam, weight_decay=0.1, decoupled_weight_decay=True),
+        torch.optim.Adamax,
+        torch.optim.Adadelta,
+        torch.optim.Rprop,
+    ],
+)
+def test_for_loop_and_foreach_optimizers_run_the_same_arithmetic(factory):
+    """Where torch's for-loop and foreach implementations run the same arithmetic per element
+    they count the same."""
+    assert _optimizer_fpo(functools.partial(factory, foreach=False)) == _optimizer_fpo(
+        functools.partial(factory, foreach=True)
+    )
+
+
+def test_asgd_and_radam_foreach_run_more_arithmetic_than_their_for_loops():
+    """n = 15, 2 parameter tensors (2 step increments in both). ASGD's for-loop:
+    ``p *= 1 - lambd * eta`` and ``p += -eta * g`` 3 per element; the average ``ax`` is a copy
+    while ``mu == 1`` (the first t0 = 1e6 steps): 3n + 2 = 47. Its foreach: ``g + lambd * p``
+    2, ``p += -1 * g' * eta`` (addcmul, value -1) 3, ``ax += (p - ax) * mu`` 3 whatever mu, and
+    the new eta ``lr / (1 + lambd * lr * step) ** alpha`` on the step tensors 5 per tensor:
+    8n + 10 + 2 = 132. RAdam (step 2, unrectified): the for-loop's update
+    ``p -= exp_avg / bc1 * lr`` 4 after the moments 7: 11n + 2 = 167; the foreach computes the
+    adaptive term anyway (sqrt, + eps, /, reciprocal, + the unrectified step) and applies it
+    with one addcmul: 14n + 2 = 212."""
+    n = 15
+    asgd = [_optimizer_fpo(functools.partial(torch.optim.ASGD, foreach=f)) for f in (False, True)]
+    assert asgd == [3 * n + 2, 8 * n + 10 + 2]
+    radam = [_optimizer_fpo(functools.partial(torch.optim.RAdam, foreach=f)) for f in (False, True)]
+    assert radam == [11 * n + 2, 14 * n + 2]
