@@ -114,6 +114,19 @@ def append_metrics(run: Run, values: Mapping[str, float], *, step: int | None) -
         logger.warning("greenprint: could not add %s to run %s: %s", ", ".join(values), run.id, e)
 
 
+def _sampled(run: Run) -> tuple[float, float, float]:
+    """The run's energy (kWh) and CO2-eq (kg) so far and the time they refer to, read at once.
+
+    Read apart, a meter sample landing between the energy and its time (the sampler thread)
+    paired an earlier energy with a later time: a power 0.2 % low at a constant 360 W.
+    """
+    with run._lock:
+        account = run._account
+        if account is None:
+            return 0.0, 0.0, 0.0
+        return account.energy_kwh, account.emissions_kg, account.last_t
+
+
 def refresh(run: Run) -> None:
     """Read the run's meters now, so that its figures are current at an epoch or log boundary.
 
@@ -393,9 +406,7 @@ class LiveFigures:
         Also ``delta_energy_kwh`` and ``delta_emissions_kg``: what was added since the last
         read. Before a whole window has passed, the power is the mean since the run started.
         """
-        run = self._run
-        kwh, kg = run.energy_kwh, run.emissions_kg
-        t = run._last_sample_t
+        kwh, kg, t = _sampled(self._run)
         span = t - self._anchor_t
         if span >= self._window_s:
             self._power_w = (kwh - self._anchor_kwh) * JOULES_PER_KWH / span
