@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import logging
 import re
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -239,6 +240,7 @@ class FPOCounter:
             optim_module.register_optimizer_step_post_hook(self._optimizer_post_hook),
         ]
         self._quiet = _quiet_compile_hooks_warning()
+        self._flex = _eager_flex_attention()
         self._mode = _CountingMode(self)
         self._mode.__enter__()
         return self
@@ -259,6 +261,8 @@ class FPOCounter:
             self._handles = []
             quiet, self._quiet = self._quiet, None
             _remove_filter(quiet)
+            flex, self._flex = self._flex, None
+            _restore_flex_attention(flex)
         if self._unknown and exc_type is None:
             logger.warning(
                 "%d op(s) have no FPO rule and were not counted: %s",
@@ -598,6 +602,34 @@ def _quiet_compile_hooks_warning() -> Any:
         return None
     warnings.filterwarnings("ignore", message=_COMPILE_HOOKS_WARNING)
     return warnings.filters[0]
+
+
+#: torch's switch that makes ``flex_attention`` called outside ``torch.compile`` run its
+#: higher-order op eagerly instead of compiling a wrapper around it (which refuses to trace
+#: under a dispatch mode: "torch.compile with fullgraph=True found no compiled frames").
+_FLEX_EAGER = "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"
+
+
+def _eager_flex_attention() -> tuple[Any, Any] | None:
+    """Make eager ``flex_attention`` run its op while counting: (its module, the old value).
+
+    The op then reaches the counter, which counts its dense implementation (see
+    ``_higher_order``): what eager ``flex_attention`` computes on a CPU. ``None`` when the
+    module was not imported (no model here uses it) or has no such switch.
+    """
+    module = sys.modules.get("torch.nn.attention.flex_attention")
+    if module is None or not hasattr(module, _FLEX_EAGER):
+        return None
+    old = getattr(module, _FLEX_EAGER)
+    setattr(module, _FLEX_EAGER, True)
+    return module, old
+
+
+def _restore_flex_attention(saved: tuple[Any, Any] | None) -> None:
+    """Put back what :func:`_eager_flex_attention` changed."""
+    if saved is not None:
+        module, old = saved
+        setattr(module, _FLEX_EAGER, old)
 
 
 def _remove_filter(entry: Any) -> None:

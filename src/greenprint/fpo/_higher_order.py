@@ -11,6 +11,8 @@ them itself, so the ops inside are counted one by one like any other code:
 * ``while_loop``: every iteration that runs, the condition included. On meta or fake tensors
   the number of iterations is unknown: the op is listed in ``unknown_ops`` and its carried
   values come back unchanged.
+* ``flex_attention``: its dense implementation, as eager execution runs it (the counter
+  makes eager ``flex_attention`` call the op instead of compiling a wrapper around it).
 * any other higher-order op: listed in ``unknown_ops`` (``"higher_order.<name>"``) and run
   without counting what it does.
 """
@@ -67,8 +69,25 @@ def run_higher_order(mode: Any, func: Any, args: tuple[Any, ...], kwargs: dict[s
         return _cond(mode, *args, **kwargs)
     if func is torch.ops.higher_order.while_loop:
         return _while_loop(mode, func, args, kwargs)
+    if getattr(torch.ops.higher_order, "flex_attention", None) is func:
+        return _flex_attention(mode, args, kwargs)
     _unknown(mode.counter, func)
     return func(*args, **kwargs)
+
+
+def _flex_attention(mode: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``flex_attention`` as eager execution runs it: its dense implementation, counted.
+
+    torch's own eager kernel of the op (``sdpa_dense``): the scores ``Q K^T`` in float32, the
+    scale, the ``score_mod`` and ``mask_mod`` vectorised over every (batch, head, query, key)
+    (their ops counted as they run, on the whole score matrix), the masked scores' log-sum-exp
+    and maximum (outputs of the op), a softmax and the product with ``V``. A block mask's
+    sparsity is not used by this implementation: every score is computed, as eager code does.
+    """
+    from torch._higher_order_ops.flex_attention import sdpa_dense
+
+    with mode:
+        return sdpa_dense(*args, **kwargs)
 
 
 def _name(func: Any) -> str:
