@@ -129,7 +129,7 @@ LONG_FILES_S = {
     "integrations/test_ray.py": 183,
     "test_docs_examples.py": 179,
     "test_outside_shapes.py": 83,
-    "test_review_s16.py": 77,
+    "test_review_s16.py": 61,
     "test_outside_shapes7.py": 75,
     "test_outside_shapes9.py": 60,
     "test_outside_shapes2.py": 59,

@@ -85,8 +85,11 @@ ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
 tuner = tune.Tuner(
     trainable(train),
     param_space={"lr": tune.grid_search([0.1, 1.0]), "copy": tune.grid_search([0, 1, 2])},
+    # one worker, not one per trial (~3 s of CPU each), the trials one after another; a failed
+    # trial's is not reused: two in all
     tune_config=tune.TuneConfig(metric="score", mode="max",
-                                trial_name_creator=lambda t: f"lr={t.config['lr']}"),
+                                trial_name_creator=lambda t: f"lr={t.config['lr']}",
+                                reuse_actors=True, max_concurrent_trials=1),
     run_config=tune.RunConfig(name="dup", storage_path=os.path.join(HERE, "results"),
                               verbose=0, callbacks=[GreenprintTuneCallback(study="dup")]))
 grid = tuner.fit()
