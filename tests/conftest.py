@@ -126,7 +126,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 #: files whose properties draw 100 examples now, by their CPU alone after/before (threads share
 #: 0.84, cost rules 0.6, concurrent 0.4, decoded columns 0.65, json rows 0.84).
 LONG_FILES_S = {
-    "integrations/test_ray.py": 183,
+    "integrations/test_ray.py": 176,
     "test_docs_examples.py": 179,
     "test_outside_shapes.py": 83,
     "test_review_s16.py": 61,

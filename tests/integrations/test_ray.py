@@ -400,8 +400,11 @@ def test_a_study_restored_after_errors_reads_as_one_study(ray_cluster: Any, tmp_
     fn = trainable(_train_fails_twice, ledger=ledger, study="ray-resume", sample_interval_s=0.1)
     tuner = tune.Tuner(
         fn,
-        param_space={"x": tune.grid_search([1, 2]), "folder": str(tmp_path)},
-        tune_config=tune.TuneConfig(metric="score", mode="max", reuse_actors=True),
+        # x=2, then x=1 in x=2's actor (one actor, not one each: nothing here needs them at once)
+        param_space={"x": tune.grid_search([2, 1]), "folder": str(tmp_path)},
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", reuse_actors=True, max_concurrent_trials=1
+        ),
         run_config=tune.RunConfig(
             name="ray-resume",
             storage_path=str(tmp_path / "tune"),
