@@ -53,6 +53,10 @@ os.environ.setdefault("RAY_AUTH_TOKEN", "0123456789abcdef" * 4)
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_enable_worker_prestart", "0")
 os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+# Ray starts its workers (every trial's actor) at niceness 15: beside the other xdist workers'
+# processes (niceness 0) on busy cores they get a few percent of a core, and an actor that needs
+# ~3 s of CPU to start took 27-62 s (the ASHA test alone beside two CPU burners: 237 s, 59 s at 0)
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 # pytest-xdist's workers ignore SIGINT, and so does a shell's background job (``make test &``,
 # ``nohup``); an ignored signal stays ignored in the processes they start: the tests of Ctrl-C
