@@ -60,8 +60,10 @@ import ast
 import functools
 import io
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tokenize
@@ -87,6 +89,9 @@ LANGUAGES = {
     "shell": "bash",
 }
 TIMEOUT_S = 240
+#: A block running ``greenprint demo`` (the README's quickstart): the whole study, 65-120 s
+#: alone on a 2-vCPU machine, more than twice that beside two other test workers
+DEMO_TIMEOUT_S = 600
 #: Pages whose Python examples run in a fresh ``python`` each, not a fork server's children.
 SUBPROCESS_PAGES: dict[str, str] = {}
 #: Blocks running one of these get the ``slow`` mark (``greenprint demo``: about 45 s).
@@ -478,16 +483,26 @@ def run_block(
         command = [sys.executable, "-c", RUNNER, str(ROOT / block.doc)]
     else:
         command, stdin = ["bash", "-euxo", "pipefail", "-c", block.code], None
-    return subprocess.run(
+    timeout = DEMO_TIMEOUT_S if SLOW.search(block.code) else TIMEOUT_S
+    # its own process group, killed whole on a timeout: a shell's `greenprint demo` outlived
+    # the shell killed alone, and went on loading the machine of the tests after it
+    with subprocess.Popen(
         command,
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         cwd=cwd,
         env=clean_env(),
-        capture_output=True,
         text=True,
-        timeout=TIMEOUT_S,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def _tail(text: str, limit: int = 4000) -> str:

@@ -305,9 +305,9 @@ def test_the_runs_table_marks_greener_runs(tmp_path):
     from greenprint.report._tables import ROLE_MARKS_LEGEND, runs_table
 
     path = tmp_path / "g.db"
-    for name, role in [("t1", "trial"), ("t2", "trial")]:
+    for name, role, accuracy in [("t1", "trial", 0.6), ("t2", "trial", 0.5)]:
         with gp.track(name, study="g", ledger=path, role=role) as run:
-            run.log(accuracy=0.5)
+            run.log(accuracy=accuracy)  # t1 the best (a tie goes to the cheaper trial)
     with gp.track("greener-best", study="g", ledger=path, role="greener"):
         with gp.track("greener-best:int8", study="g", ledger=path, role="greener"):
             pass
