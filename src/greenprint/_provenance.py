@@ -26,7 +26,7 @@ import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 __all__ = [
     "FPO_KEY",
@@ -204,6 +204,20 @@ def is_fpo_lower_bound(provenance: Mapping[str, str]) -> bool:
     """Whether a run's provenance says its FPO are a lower bound (:func:`fpo_lower_bound`)."""
     note = provenance.get(FPO_KEY)
     return isinstance(note, str) and note.startswith(_LOWER_BOUND)
+
+
+#: The key of a search trial's provenance that says how its cost was found (scikit-learn's
+#: integration: the sum of its measured folds, or a share of its search's measured cost).
+TRIAL_KEY = "trial"
+#: How :data:`TRIAL_KEY`'s text begins for a run whose cost is a share of its search's
+#: (``track_search(..., method="apportion")``): estimated, not metered run by run.
+APPORTIONED = "apportioned:"
+
+
+def is_apportioned(provenance: Mapping[str, Any]) -> bool:
+    """Whether a run's cost is a share of its search's measured cost (see :data:`APPORTIONED`)."""
+    note = provenance.get(TRIAL_KEY)
+    return isinstance(note, str) and note.startswith(APPORTIONED)
 
 
 #: The key of a trial's provenance that names the objectives of the search that ran it, each

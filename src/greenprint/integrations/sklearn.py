@@ -84,6 +84,7 @@ from sklearn.model_selection._search import BaseSearchCV  # noqa: E402
 
 from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
 from greenprint._lifecycle import status_for  # noqa: E402
+from greenprint._provenance import APPORTIONED, TRIAL_KEY  # noqa: E402
 from greenprint._records import MetricPoint, RunRecord  # noqa: E402
 from greenprint.integrations._common import check_run_options  # noqa: E402
 
@@ -610,8 +611,8 @@ def _with_parts(trial: RunRecord, parts: list[RunRecord]) -> RunRecord:
     started = min(r.started_at for r in every)
     ended = max(r.ended_at or r.started_at for r in every)
     provenance = dict(trial.provenance)
-    note = provenance.get("trial", "")
-    provenance["trial"] = f"{note}; with its {len(parts)} earlier halving iteration(s)"
+    note = provenance.get(TRIAL_KEY, "")
+    provenance[TRIAL_KEY] = f"{note}; with its {len(parts)} earlier halving iteration(s)"
     return replace(
         trial,
         started_at=started,
@@ -713,7 +714,7 @@ def _summed(
     started = min((p.started_at for p in parts), default=base.started_at)
     ended = max((p.ended_at or p.started_at for p in parts), default=started)
     provenance = dict(parts[0].provenance) if parts else dict(base.provenance)
-    provenance["trial"] = f"sum of {len(parts)} measured fold run(s)"
+    provenance[TRIAL_KEY] = f"sum of {len(parts)} measured fold run(s)"
     # a sum, not a reading of the process over the trial's span (a halving candidate's spans
     # its iterations, interleaved with others'): never read as threads sharing the process
     provenance.pop("process", None)
@@ -750,8 +751,8 @@ def _apportioned(
         return None if value is None else value * share
 
     provenance = dict(record.provenance)
-    provenance["trial"] = (
-        f"apportioned: {share:.4g} of the search's measured cost, by cv_results_ fit+score times"
+    provenance[TRIAL_KEY] = (
+        f"{APPORTIONED} {share:.4g} of the search's measured cost, by cv_results_ fit+score times"
     )
     provenance.pop("process", None)  # a share of the search's reading, not one of its own
     return replace(

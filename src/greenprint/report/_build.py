@@ -22,6 +22,7 @@ from greenprint._provenance import (
     FPO_KEY,
     Provenance,
     distinct_provenances,
+    is_apportioned,
     is_fpo_lower_bound,
     recorded_objectives,
 )
@@ -865,11 +866,6 @@ def _budget_note(runs: Sequence[RunRecord]) -> str | None:
     )
 
 
-#: How the scikit-learn integration's ``method="apportion"`` marks a run's provenance
-#: (``provenance["trial"]``): its cost is a share of its search's measured cost.
-_APPORTIONED = "apportioned:"
-
-
 def _apportioned_note(runs: Sequence[RunRecord]) -> str | None:
     """Which runs' energy is a share of their search's, not metered run by run.
 
@@ -882,9 +878,7 @@ def _apportioned_note(runs: Sequence[RunRecord]) -> str | None:
     for run in runs:
         found = seen.get(id(run.provenance))
         if found is None:
-            found = seen[id(run.provenance)] = str(run.provenance.get("trial", "")).startswith(
-                _APPORTIONED
-            )
+            found = seen[id(run.provenance)] = is_apportioned(run.provenance)
         if found:
             shares.append(run)
     if not shares:
