@@ -92,9 +92,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_FLUSH_INTERVAL_S = 10.0
 
 
-def _or(value: Any, default: Any) -> Any:
-    """``value``, or ``default`` when it is ``None`` (an option not given)."""
-    return default if value is None else value
+def default_flush_interval_s(sample_interval_s: float) -> float:
+    """The flush interval (s) of a run given none: 10 s, or its sample interval when longer.
+
+    A flush writes what the last sample read, so it cannot come more often than samples do.
+    """
+    return max(DEFAULT_FLUSH_INTERVAL_S, sample_interval_s)
 
 
 #: Environment variable through which a child process inherits its parent run (see _lineage).
@@ -342,10 +345,10 @@ class Run:
             unit="s",
             text=False,
         )
+        flush_given = options.get("flush_interval_s")
         flush_s = finite_number(
             "flush_interval_s (at least sample_interval_s)",
-            # not given: 10 s, or the sample interval when longer (a flush writes a sample)
-            _or(options.get("flush_interval_s"), max(DEFAULT_FLUSH_INTERVAL_S, sample_s)),
+            default_flush_interval_s(sample_s) if flush_given is None else flush_given,
             low=sample_s,
             unit="s",
             text=False,

@@ -240,9 +240,9 @@ def command(
                 finite_number(option, value, low=0.0, low_open=True, unit=unit)
     finite_number("--sample-interval", sample_s, low=0.0, low_open=True, unit="s")
     if flush_s is None:
-        from greenprint.tracking import DEFAULT_FLUSH_INTERVAL_S
+        from greenprint.tracking import default_flush_interval_s
 
-        flush_s = max(DEFAULT_FLUSH_INTERVAL_S, sample_s)
+        flush_s = default_flush_interval_s(sample_s)
     finite_number("--flush-interval (at least --sample-interval)", flush_s, low=sample_s, unit="s")
     if any(v is not None for values in limits.values() for v in values):
         from greenprint._budget import Budget
