@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError, LedgerError
 from greenprint._suggest import did_you_mean as _nearest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._budget import BudgetGuard
 
 __all__ = [
     "RUN_OPTION_NAMES",
@@ -169,7 +172,7 @@ class WarnOnce:
         warnings.warn(message, UserWarning, stacklevel=stacklevel)
 
 
-def warn_fpo_budget_uncounted(options: dict[str, Any], count_fpo: bool) -> None:
+def warn_fpo_budget_uncounted(guard: BudgetGuard | None, count_fpo: bool) -> None:
     """Warn, where a callback is made, that its FPO budget needs ``count_fpo`` to act.
 
     A framework callback records FPO only when it counts them (``count_fpo=True``): a limit on
@@ -179,15 +182,12 @@ def warn_fpo_budget_uncounted(options: dict[str, Any], count_fpo: bool) -> None:
     other runs: not warned.
 
     Args:
-        options: the callback's run options (``check_run_options``'s result).
+        guard: the budgets of the callback's run options (``BudgetGuard.from_options``).
         count_fpo: the callback's ``count_fpo``.
     """
-    if count_fpo:
+    if count_fpo or guard is None:
         return
-    from greenprint._budget import BudgetGuard
-
-    guard = BudgetGuard.from_options(options, study="")
-    if guard is None or not any(b.per == "run" and b.fpo is not None for b in guard.budgets):
+    if not any(b.per == "run" and b.fpo is not None for b in guard.budgets):
         return
     warnings.warn(
         "greenprint: GreenprintCallback's budget_fpo without count_fpo=True acts only on FPO "

@@ -82,6 +82,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from greenprint._budget import BudgetGuard
 from greenprint._exceptions import (
     BudgetExceeded,
     ConfigError,
@@ -175,7 +176,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._options = check_run_options(
             track_options, where="GreenprintCallback", name=name, allowed=None
         )
-        warn_fpo_budget_uncounted(self._options, count_fpo)
+        warn_fpo_budget_uncounted(BudgetGuard.from_options(self._options, study=""), count_fpo)
         self._name = name
         self._count_fpo = count_fpo
         self._fpo_inputs = fpo_inputs

@@ -205,8 +205,8 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._options = check_run_options(
             track_options, where="GreenprintCallback", name=name, allowed=None
         )
-        warn_fpo_budget_uncounted(self._options, count_fpo)
         guard = BudgetGuard.from_options(self._options, study="")
+        warn_fpo_budget_uncounted(guard, count_fpo)
         #: a "stop" budget is set: processes of one training agree on stopping at each step
         self._may_stop = guard is not None and any(b.on_exceed == "stop" for b in guard.budgets)
         self._name = name
