@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from greenprint.fpo._registry import first_shape, numel, register_rule, shapes_in, zero
+from greenprint.fpo._rules_nn import norm_rule
 
 __all__: list[str] = []
 
@@ -197,22 +198,13 @@ register_rule(_ops(*(f"_foreach_{name}" for name in _FOREACH_ONE.split())))(_for
 
 @register_rule("aten._foreach_norm")
 def foreach_norm_rule(tensors: Any, ord: Any = 2, *args: Any, **kwargs: Any) -> int:
-    """Each tensor's vector norm, as ``linalg_vector_norm`` counts it.
+    """Each tensor's vector norm, as ``linalg_vector_norm`` counts it (:func:`norm_rule`).
 
     The CPU kernel runs ``linalg_vector_norm`` per tensor: p=2 ``2N + 1`` (square, add, one
     square root per tensor), p=0, 1 or inf ``2N``, other p ``3N + 1``. ``clip_grad_norm_``
     with ``foreach=True`` thus counts as with ``foreach=False``.
     """
-    total = 0
-    for shape in shapes_in(tensors):
-        n = numel(shape)
-        if ord in (0, 1, float("inf"), float("-inf")):
-            total += 2 * n
-        elif ord in (2, None, "fro"):
-            total += 2 * n + 1
-        else:
-            total += 3 * n + 1
-    return total
+    return sum(norm_rule(shape, ord, out_shape=()) for shape in shapes_in(tensors))
 
 
 register_rule(_ops("_foreach_lerp"))(_foreach(3))

@@ -398,24 +398,19 @@ def markdown_section(
 
 #: What each row is, as the LaTeX table marks it (the Markdown and HTML tables have a "why"
 #: column, which one paper column has no room for).
+#: Each: the row's reason, its mark, what the caption's key calls it.
 _LATEX_MARKS = (
-    ("final run", r"$\star$"),
-    ("best trial", r"$\ddagger$"),
-    ("Pareto front", r"$\circ$"),
-    ("baseline", r"$\dagger$"),
+    ("final run", r"$\star$", "the final run"),
+    ("best trial", r"$\ddagger$", "the best trial"),
+    ("Pareto front", r"$\circ$", "a trial on the Pareto front"),
+    ("baseline", r"$\dagger$", "a baseline"),
 )
 
 
 def _latex_legend(section: EfficiencySection) -> str:
     r"""The caption's key to the marks its rows have ("$\star$: the final run, ..."), or ""."""
     why = {w for row in section.rows for w in row.why}
-    named = {
-        "final run": "the final run",
-        "best trial": "the best trial",
-        "Pareto front": "a trial on the Pareto front",
-        "baseline": "a baseline",
-    }
-    return ", ".join(f"{symbol}: {named[w]}" for w, symbol in _LATEX_MARKS if w in why)
+    return ", ".join(f"{mark}: {named}" for w, mark, named in _LATEX_MARKS if w in why)
 
 
 def latex_section(section: EfficiencySection | None, esc: Callable[[str], str]) -> list[str]:
@@ -444,7 +439,7 @@ def latex_section(section: EfficiencySection | None, esc: Callable[[str], str]) 
         "\\midrule",
     ]
     for row, cells in zip(section.rows, rows, strict=True):
-        mark = "".join(f" {symbol}" for why, symbol in _LATEX_MARKS if why in row.why)
+        mark = "".join(f" {symbol}" for why, symbol, _ in _LATEX_MARKS if why in row.why)
         per_fpo = cells[6]
         per_fpo = (
             r"$\leq$" + esc(per_fpo.removeprefix("at most "))
