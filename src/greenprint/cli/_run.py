@@ -214,6 +214,7 @@ def command(
         prometheus_host=prometheus_host,
         prometheus_textfile_dir=prometheus_textfile_dir,
     )
+    _check_prometheus_host(prometheus_port)
     params = _params(param_texts)
     program = cmd[0]
     if shutil.which(program) is None:
@@ -350,6 +351,25 @@ def _check_values(**values: str | None) -> None:
                 f"{option} VALUE -- CMD...",
                 ctx=click.get_current_context(),
             )
+
+
+def _check_prometheus_host(port: int | None) -> None:
+    """Refuse ``--prometheus-host`` given without ``--prometheus-port``: nothing would be served.
+
+    ``--prometheus-host 0.0.0.0`` alone would start no endpoint and say nothing, and whoever
+    scrapes the machine would find no metrics.
+    """
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    if port is None and ctx.get_parameter_source("prometheus_host") not in (
+        None,
+        ParameterSource.DEFAULT,
+    ):
+        raise click.UsageError(
+            "--prometheus-host only applies with --prometheus-port (the port to serve on)",
+            ctx=ctx,
+        )
 
 
 def _params(texts: tuple[str, ...]) -> dict[str, Any]:
