@@ -6,11 +6,13 @@ Each test runs greenprint as a stranger does: in an empty directory with a clean
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
 
 import pytest
 
-from _report_cli import GREENPRINT, empty_home, run_in
+from _report_cli import GREENPRINT, cli_report, empty_home, run_in
 
 
 def test_a_prometheus_host_without_a_port_is_refused_before_anything_runs(
@@ -39,3 +41,59 @@ def test_a_prometheus_host_without_a_port_is_refused_before_anything_runs(
     assert done.returncode == 0, done.stderr
     assert "greenprint: Prometheus metrics at http://127.0.0.1:" in done.stderr
     assert (home / "ran").is_file()
+
+
+#: A configuration whose first attempt failed and was run again, and a second configuration.
+ATTEMPTS = """
+import greenprint as gp
+
+try:
+    with gp.track("lr=0.1", study="s", params={"lr": 0.1}) as first:
+        sum(i * i for i in range(200_000))
+        raise RuntimeError("out of memory")
+except RuntimeError:
+    pass
+for lr in (0.1, 0.01):
+    with gp.track(f"lr={lr}", study="s", params={"lr": lr}) as run:
+        sum(i * i for i in range(300_000))
+        run.log(accuracy=0.8 + lr)
+print(first.id)
+"""
+
+
+def test_the_export_rows_that_add_up_to_the_price_tag_include_the_parts_measured_apart(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """``ledger export``'s help and docs/ledger.md said that summing the rows with no parent
+    among them gives the price tag's total. After ``set-role part ID --part-of ID`` (as the
+    docs advise for a crashed attempt run again) that sum left the part out: its row has a
+    parent, and ``contained`` false, so its cost adds to its parent's. The rows with no parent
+    and the rows with ``contained`` false add up to the report's total."""
+    home = empty_home(tmp_path_factory, "s22-export-parts")
+    (home / "search.py").write_text(ATTEMPTS, encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr
+    failed = done.stdout.split()[-1]
+    runs = json.loads(run_in(home, GREENPRINT, "ledger", "ls", "--json").stdout)
+    again = next(r["id"] for r in runs if r["name"] == "lr=0.1" and r["status"] == "finished")
+    done = run_in(home, GREENPRINT, "ledger", "set-role", "part", failed[:8], "--part-of", again)
+    assert done.returncode == 0, done.stderr
+    help_text = " ".join(run_in(home, GREENPRINT, "ledger", "export", "--help").stdout.split())
+    assert (
+        "Summing the rows with no parent among them and those with contained false gives "
+        "the price tag's total"
+    ) in help_text
+    done = run_in(home, GREENPRINT, "ledger", "export", "--out", "runs.csv")
+    assert done.returncode == 0, done.stderr
+    with (home / "runs.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    ids = {row["id"] for row in rows}
+    part = next(row for row in rows if row["id"] == failed)
+    assert (part["parent_id"], part["role"], part["contained"]) == (again, "part", "False")
+    counted = [r for r in rows if r["parent_id"] not in ids or r["contained"] == "False"]
+    total = cli_report(home, "--study", "s", "--format", "json")["price_tag"]["total"]
+    for column in ("energy_kwh", "emissions_kg", "duration_s"):
+        assert sum(float(r[column]) for r in counted) == pytest.approx(total[column], rel=1e-9)
+    # the sum the page gave leaves the failed attempt out
+    roots = sum(float(r["energy_kwh"]) for r in rows if r["parent_id"] not in ids)
+    assert roots < total["energy_kwh"] - float(part["energy_kwh"]) / 2

@@ -517,9 +517,10 @@ def export_command(
     and parent_id is the parent the report reads it under (parent_inferred: true where the
     ledger records another or none: a pool worker's run under the run open in the process that
     made the pool; a distributed job's links are left as recorded), and contained is false
-    where the report reads a run as outside its parent's measurement (a child given its
-    parent's id on another host records none), so summing the rows with no
-    parent among them gives the price tag's total (where a parent
+    where the report reads a run as outside its parent's measurement (a part made with
+    set-role --part-of; a child given its parent's id on another host records none): its cost
+    adds to its parent's. Summing the rows with no parent among them and those with
+    contained false gives the price tag's total (where a parent
     recorded less than its children, the price tag takes their sum, or, when they ran at the
     same time inside it, shares its own amount out among them; its note says which), except
     for top-level runs that ran at the same time in threads of one process, each measuring all
