@@ -97,3 +97,29 @@ def test_the_export_rows_that_add_up_to_the_price_tag_include_the_parts_measured
     # the sum the page gave leaves the failed attempt out
     roots = sum(float(r["energy_kwh"]) for r in rows if r["parent_id"] not in ids)
     assert roots < total["energy_kwh"] - float(part["energy_kwh"]) / 2
+
+
+def test_a_run_outside_its_hourly_file_is_told_so_in_utc_times(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """``greenprint run --intensity hourly.csv`` with a file of last year printed
+    ``interval [1796321838.8606896, 1796321838.8907318] lies partly outside the intensity series
+    ... (covers 1709251200.0-1709262000.0)``: Unix seconds with no unit, and "partly" for a run
+    wholly outside. The times are UTC dates now, and the values used at the edges are named."""
+    home = empty_home(tmp_path_factory, "s22-hourly-edge")
+    (home / "hourly.csv").write_text(
+        "timestamp,g_per_kwh\n2024-03-01T00:00:00Z,100\n2024-03-01T01:00:00Z,200\n"
+        "2024-03-01T02:00:00Z,400\n",
+        encoding="utf-8",
+    )
+    done = run_in(home, GREENPRINT, "run", "-q", "--intensity", "hourly.csv", "--", "true")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("greenprint: energy drawn from 20")
+    assert line.endswith(
+        f"UTC falls outside the intensity series csv:{home / 'hourly.csv'}, which covers "
+        "2024-03-01 00:00:00 to 2024-03-01 03:00:00 UTC; its nearest edge value is used there "
+        "(100 g CO2-eq/kWh before it, 400 after)"
+    )
+    (run,) = json.loads(run_in(home, GREENPRINT, "ledger", "ls", "--json").stdout)
+    assert run["emissions_kg"] == pytest.approx(run["energy_kwh"] * 400 / 1000)  # the last row

@@ -164,15 +164,19 @@ class Intensity:
             return energy_kwh * self.g_per_kwh
         if not self.covers(t0, t1) and not self._warned[0]:
             self._warned[0] = True
-            span = self.span_s
+            span = self.span_s or (t0, t1)  # a series always has one
             logger.warning(
-                "interval [%s, %s] lies partly outside the intensity series %s (covers %s-%s); "
-                "the nearest edge value is used there",
-                t0,
-                t1,
+                "greenprint: energy drawn from %s to %s UTC falls %s the intensity series %s, "
+                "which covers %s to %s UTC; its nearest edge value is used there "
+                "(%.4g g CO2-eq/kWh before it, %.4g after)",
+                _utc(t0),
+                _utc(t1),
+                "outside" if t1 <= span[0] or t0 >= span[1] else "partly outside",
                 self.source,
-                span[0] if span else None,
-                span[1] if span else None,
+                _utc(span[0]),
+                _utc(span[1]),
+                self._values[0],
+                self._values[-1],
             )
         if t1 == t0:
             return energy_kwh * self.at(t0)
@@ -188,6 +192,13 @@ class Intensity:
             start = piece_end
             index += 1
         return energy_kwh * total / duration
+
+
+def _utc(t: float) -> str:
+    """Unix time ``t`` (s) as ``2024-03-01 00:30:00``, UTC, for a message."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def applied_intensity(
