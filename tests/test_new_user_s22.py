@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,41 @@ def test_a_run_outside_its_hourly_file_is_told_so_in_utc_times(
     )
     (run,) = json.loads(run_in(home, GREENPRINT, "ledger", "ls", "--json").stdout)
     assert run["emissions_kg"] == pytest.approx(run["energy_kwh"] * 400 / 1000)  # the last row
+
+
+#: The repository's documentation pages.
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _meters_with_a_fix(text: str) -> set[str]:
+    """The meters of ``greenprint hardware``'s text that are followed by a ``fix:`` line."""
+    lines = text.splitlines()
+    return {
+        line.split()[0]
+        for line, after in zip(lines, lines[1:], strict=False)
+        if line.startswith("  ") and after.lstrip().startswith("fix:") and line.split()
+    }
+
+
+def test_the_hardware_page_shows_the_fix_the_command_prints_for_a_cpu_not_in_the_table(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """docs/hardware.md's first example (a VM with no RAPL and no GPU, a CPU not in the TDP
+    table) left out the ``fix:`` line ``greenprint hardware`` prints under ``estimate:cpu``
+    there (set GREENPRINT_CPU_TDP_W), and its table of fixes had no row for it."""
+    home = empty_home(tmp_path_factory, "s22-hardware")
+    done = run_in(home, GREENPRINT, "hardware")
+    assert done.returncode == 0, done.stderr
+    page = (DOCS / "hardware.md").read_text(encoding="utf-8")
+    example = page.split("```console\n$ greenprint hardware\n", 1)[1].split("```", 1)[0]
+    fix = (
+        "fix: if you know the power at full load of the CPUs this machine sees, set "
+        "GREENPRINT_CPU_TDP_W (or cpu_tdp_w in greenprint.toml)"
+    )
+    assert fix in example
+    assert "is not in the TDP table: default 4 W per logical CPU` (estimate:cpu)" in page
+    shape = ("CPU TDP   not in the shipped table", "GPUs      none visible", "  rapl          no ")
+    if not all(s in done.stdout for s in shape):
+        pytest.skip("this machine is not the page's example (a CPU in the table, a GPU or RAPL)")
+    assert fix in done.stdout
+    assert _meters_with_a_fix(example) == _meters_with_a_fix(done.stdout)
