@@ -162,3 +162,49 @@ def test_the_hardware_page_shows_the_fix_the_command_prints_for_a_cpu_not_in_the
         pytest.skip("this machine is not the page's example (a CPU in the table, a GPU or RAPL)")
     assert fix in done.stdout
     assert _meters_with_a_fix(example) == _meters_with_a_fix(done.stdout)
+
+
+#: The models of docs/greener.md's command-line example.
+MODELS = """
+import torch
+from torch import nn
+
+def trained():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2)).eval()
+
+def batches():
+    x = torch.randn(128, 16)
+    return [(x[i:i + 32], (x[i:i + 32].sum(dim=1) > 0).long()) for i in range(0, 128, 32)]
+"""
+
+
+def test_the_greener_table_names_the_pue_and_intensity_its_co2_column_is_priced_with(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """``greenprint greener ... --pue 1.2 --region DE --out DIR`` wrote greener.md and
+    greener.json whose only word on the CO2-eq column's pricing was ``intensity:
+    table:DE:2023 (...), pue: argument``: the PUE, 1.2, was nowhere in them, so the column
+    could not be checked (or compared with another machine's). They give the values now."""
+    pytest.importorskip("torch")
+    home = empty_home(tmp_path_factory, "s22-greener-pue")
+    (home / "models.py").write_text(MODELS, encoding="utf-8")
+    done = run_in(
+        home, GREENPRINT, "greener", "models.py:trained", "--data", "models.py:batches",
+        "--variants", "prune-50", "--min-time", "0.02", "--pue", "1.2", "--region", "DE",
+        "--out", "out",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads((home / "out" / "greener.json").read_text(encoding="utf-8"))
+    line = (
+        "intensity: 380.95 g CO2-eq/kWh (table:DE:2023 (Our World in Data / Ember)), "
+        "pue: 1.2 (argument)"
+    )
+    assert line in (home / "out" / "greener.md").read_text(encoding="utf-8")
+    rows = [row for row in result["rows"] if row["status"] == "measured"]
+    assert [row["name"] for row in rows] == ["baseline", "prune-50"]
+    for row in rows:
+        assert row["energy_provenance"].endswith(line)
+        # kWh x PUE x g/kWh = g CO2-eq, as the provenance says
+        priced = row["energy_kwh_per_1000"] * 1.2 * 380.95 / 1000
+        assert row["emissions_kg_per_1000"] == pytest.approx(priced, rel=1e-9)

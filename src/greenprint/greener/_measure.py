@@ -168,10 +168,25 @@ def _weight(module: nn.Module) -> torch.Tensor:
     return cast("torch.Tensor", module.weight).detach()
 
 
-def provenance_line(provenance: dict[str, str]) -> str:
-    """``"cpu: estimate:..., ram: ..., intensity: ..."`` from a run's provenance."""
+def provenance_line(
+    provenance: dict[str, str], *, g_per_kwh: float | None = None, pue: float | None = None
+) -> str:
+    """``"cpu: estimate:..., ram: ..., intensity: 480.6 g CO2-eq/kWh (...), pue: 1.2 (...)"``.
+
+    Args:
+        provenance: the run's provenance (component meters, intensity, PUE).
+        g_per_kwh: the grid intensity applied, g CO2-eq/kWh, shown beside its source (not for
+            an hourly series, whose value varies over the run).
+        pue: the PUE applied, shown beside its source: the CO2-eq column is priced with it.
+    """
+    shown = dict(provenance)
+    intensity = shown.get("intensity")
+    if intensity and g_per_kwh is not None and "csv:" not in intensity:
+        shown["intensity"] = f"{g_per_kwh:.5g} g CO2-eq/kWh ({intensity})"
+    if shown.get("pue") and pue is not None:
+        shown["pue"] = f"{pue:g} ({shown['pue']})"
     keys = ("cpu", "gpu", "ram", "intensity", "pue")
-    return ", ".join(f"{k}: {provenance[k]}" for k in keys if provenance.get(k))
+    return ", ".join(f"{k}: {shown[k]}" for k in keys if shown.get(k))
 
 
 def measure(
@@ -235,7 +250,9 @@ def measure(
         size_bytes=size,
         measured_inferences=inferences,
         loop_duration_s=loop_s,
-        energy_provenance=provenance_line(run.provenance),
+        energy_provenance=provenance_line(
+            run.provenance, g_per_kwh=run.intensity_g_per_kwh, pue=run.pue
+        ),
         # the counted forward, then the warm-up and timed batches as the kernels run them
         run_fpo=dense + kernel * (checked_batches + warmup_batches + len(times)),
         run_fpo_count=count,
