@@ -791,19 +791,22 @@ def test_index_add_with_alpha_scales_each_source_element():
 def test_pooling_and_cumsum_backward_by_hand():
     """(1, 1, 5, 5), 3 x 3 windows, stride 2, padding 1, ceil_mode: 3 x 3 = 9 outputs.
 
-    max: 9 compares per output (padding included, as convolutions count padded taps: 81);
-    backward, each output's gradient added to its arg-max: 9. average: 9 adds and a division
-    per output (90); backward, the division and the 9 adds spread back per gradient element
-    (90). cumsum over 5 of a (3, 5): 15 adds (n values, n adds); its backward is a cumsum of
-    the flipped gradient: 15.
+    ATen's CPU kernels visit only the window's taps inside the input (padded zeros are never
+    read, unlike a convolution's im2col): along each dimension the windows start at -1, 1, 3
+    and hold 2, 3 and 2 input rows (7), so the 9 windows hold 7 * 7 = 49 input elements. max:
+    49 compares (it was 81, the padding counted as convolutions count padded taps); backward,
+    each output's gradient added to its arg-max: 9. average: 49 adds and a division per
+    output, 58 (it was 90); backward, the division and the adds spread back: 58. cumsum over 5
+    of a (3, 5): 15 adds (n values, n adds); its backward is a cumsum of the flipped gradient:
+    15.
     """
     x = t(1, 1, 5, 5, grad=True)
     kwargs = {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}
     r = count(lambda: F.max_pool2d(x, **kwargs).backward(torch.ones(1, 1, 3, 3)))
-    assert (r.forward_total, r.backward_total) == (81, 9)
+    assert (r.forward_total, r.backward_total) == (49, 9)
     x = t(1, 1, 5, 5, grad=True)  # a fresh x: adding into an existing x.grad is 25 more
     r = count(lambda: F.avg_pool2d(x, **kwargs).backward(torch.ones(1, 1, 3, 3)))
-    assert (r.forward_total, r.backward_total) == (90, 90)
+    assert (r.forward_total, r.backward_total) == (58, 58)
     y = t(3, 5, grad=True)
     r = count(lambda: y.cumsum(1).backward(torch.ones(3, 5)))
     assert (r.forward_total, r.backward_total) == (15, 15)

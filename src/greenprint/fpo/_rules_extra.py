@@ -113,12 +113,30 @@ def cross_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     return 3 * numel(first_shape(out_shape))
 
 
-@register_rule(
-    ["aten.rrelu_with_noise", "aten.rrelu_with_noise_", "aten.rrelu_with_noise_backward"]
-)
+@register_rule(["aten.rrelu_with_noise", "aten.rrelu_with_noise_"])
 def rrelu_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     """As leaky ReLU, with a random slope: compare and multiply, 2 per element (either way)."""
     return 2 * numel(first_shape(out_shape))
+
+
+@register_rule("aten.rrelu_with_noise_backward")
+def rrelu_backward_rule(
+    grad_output: tuple[int, ...],
+    self: Any = None,
+    noise: Any = None,
+    lower: Any = 0.125,
+    upper: Any = 1 / 3,
+    training: bool = False,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """RReLU's gradient: in training 1 per element, in eval 2.
+
+    As ATen's ``rrelu_with_noise_backward`` computes it: in training ``noise * grad`` (the
+    slopes the forward drew, 1 where ``x > 0``); in eval leaky ReLU's backward with the mean
+    slope (compare, multiply).
+    """
+    return (1 if training else 2) * numel(grad_output)
 
 
 @register_rule(["aten.hardshrink", "aten.hardshrink_backward", "aten.softshrink_backward"])
@@ -244,8 +262,13 @@ def soft_margin_loss_rule(
 
 @register_rule("aten.soft_margin_loss_backward")
 def soft_margin_loss_backward_rule(grad: Any, self: tuple[int, ...], *a: Any, **k: Any) -> int:
-    """``-y g sigmoid(-y x)`` (+ the mean's division): 5 per element."""
-    return 5 * numel(self)
+    """``-norm y z / (1 + z) g`` with ``z = exp(-y x)``: 8 per element, as ATen runs it.
+
+    ``soft_margin_loss_backward_out``: ``-y`` (1), ``* x`` (1), exp (1); ``y * z`` (1),
+    ``* -norm`` (1, also for the sum, where ``norm`` is 1); ``z + 1`` (1), the division (1), the
+    product with the output's gradient (1).
+    """
+    return 8 * numel(self)
 
 
 @register_rule("aten.equal")

@@ -133,27 +133,48 @@ def bce_backward_rule(
 # -- pooling ---------------------------------------------------------------------------------
 
 
-def _window(kernel_size: Any, dims: int) -> int:
-    ks = list(kernel_size) if isinstance(kernel_size, (list, tuple)) else [kernel_size]
-    if len(ks) == 1:
-        ks = ks * dims
-    return numel(tuple(ks))
+def _per_dim(value: Any, dims: int, default: Any) -> list[int]:
+    """A pooling argument (an int or a list of one or ``dims`` ints; empty: ``default``)."""
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        value = default
+    v = list(value) if isinstance(value, (list, tuple)) else [value]
+    return v * dims if len(v) == 1 else v[-dims:]
 
 
-@register_rule(["aten.max_pool2d_with_indices", "aten.max_pool2d", "aten.max_pool1d"])
-def max_pool2d_rule(
-    self: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **kw: Any
-) -> int:
-    """One compare per window element per output element."""
-    return numel(first_shape(out_shape)) * _window(kernel_size, 2)
+def _max_pool_rule(dims: int) -> Any:
+    def rule(
+        self: tuple[int, ...],
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        *args: Any,
+        out_shape: Any = None,
+        **kwargs: Any,
+    ) -> int:
+        ks = _per_dim(kernel_size, dims, 1)
+        st = _per_dim(stride, dims, ks)
+        pad, dil = _per_dim(padding, dims, 0), _per_dim(dilation, dims, 1)
+        out = first_shape(out_shape)
+        compares = numel(tuple(self[: len(self) - dims]))
+        for i, o, k, s_, p, d in zip(self[-dims:], out[-dims:], ks, st, pad, dil, strict=True):
+            compares *= sum(
+                sum(1 for m in range(k) if 0 <= j * s_ - p + m * d < i) for j in range(o)
+            )
+        return compares
+
+    rule.__doc__ = (
+        f"{dims}-D max pooling: one compare per window element inside the input. ATen's CPU "
+        "kernel starts each window at its first tap inside the input (``while (ih0 < 0) ih0 "
+        "+= dilation``), ends it at the input's edge, and compares only those taps: padding "
+        "and ``ceil_mode``'s overhang add none."
+    )
+    return rule
 
 
-@register_rule(["aten.max_pool3d_with_indices", "aten.max_pool3d"])
-def max_pool3d_rule(
-    self: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **kw: Any
-) -> int:
-    """One compare per window element per output element."""
-    return numel(first_shape(out_shape)) * _window(kernel_size, 3)
+register_rule(["aten.max_pool2d_with_indices", "aten.max_pool2d"])(_max_pool_rule(2))
+register_rule("aten.max_pool1d")(_max_pool_rule(1))
+register_rule(["aten.max_pool3d_with_indices", "aten.max_pool3d"])(_max_pool_rule(3))
 
 
 @register_rule(
@@ -169,36 +190,79 @@ def max_pool_backward_rule(grad_output: tuple[int, ...], *args: Any, **kwargs: A
     return numel(grad_output)
 
 
-@register_rule(["aten.avg_pool2d", "aten.avg_pool1d"])
-def avg_pool2d_rule(
-    self: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **kw: Any
+def _avg_pool_fpo(
+    input: tuple[int, ...],
+    output: tuple[int, ...],
+    dims: int,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
 ) -> int:
-    """Per output element: one add per window element and one division."""
-    return numel(first_shape(out_shape)) * (_window(kernel_size, 2) + 1)
+    """The adds and divisions of ATen's CPU average pooling (forward or backward).
+
+    ``cpu_avg_pool`` clips each window to the input (``ih0 = max(o s - p, 0)``, ``ih1 =
+    min(o s - p + k, in)``) and sums only the elements inside it, whatever
+    ``count_include_pad`` says (that flag only picks the divisor); a window entirely in the
+    padding (``ceil_mode``) is skipped. So per output one add per element of its clipped window
+    and one division; the backward divides each gradient element once and adds it into the
+    same elements. Windows are separable: the adds are the product over dimensions of the
+    summed clipped lengths, the divisions the product of the non-empty windows' counts.
+    """
+    ks = _per_dim(kernel_size, dims, 1)
+    st = _per_dim(stride, dims, ks)
+    pad = _per_dim(padding, dims, 0)
+    planes = numel(tuple(input[: len(input) - dims]))
+    adds, divisions = planes, planes
+    for i, o, k, s_, p in zip(input[-dims:], output[-dims:], ks, st, pad, strict=True):
+        lengths = [max(0, min(j * s_ - p + k, i) - max(j * s_ - p, 0)) for j in range(o)]
+        adds *= sum(lengths)
+        divisions *= sum(1 for n in lengths if n > 0)
+    return adds + divisions
 
 
-@register_rule("aten.avg_pool3d")
-def avg_pool3d_rule(
-    self: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **kw: Any
-) -> int:
-    """Per output element: one add per window element and one division."""
-    return numel(first_shape(out_shape)) * (_window(kernel_size, 3) + 1)
+def _avg_pool_rule(dims: int) -> Any:
+    def rule(
+        self: tuple[int, ...],
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        *args: Any,
+        out_shape: Any = None,
+        **kwargs: Any,
+    ) -> int:
+        return _avg_pool_fpo(self, first_shape(out_shape), dims, kernel_size, stride, padding)
+
+    rule.__doc__ = (
+        f"{dims}-D average pooling: per output one add per element of its window clipped to "
+        "the input, and one division (see :func:`_avg_pool_fpo`)."
+    )
+    return rule
 
 
-@register_rule("aten.avg_pool2d_backward")
-def avg_pool2d_backward_rule(
-    grad_output: tuple[int, ...], self: Any, kernel_size: Any, *args: Any, **kwargs: Any
-) -> int:
-    """Per gradient element: one division and one add per window element."""
-    return numel(grad_output) * (_window(kernel_size, 2) + 1)
+def _avg_pool_backward_rule(dims: int) -> Any:
+    def rule(
+        grad_output: tuple[int, ...],
+        self: tuple[int, ...],
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        *args: Any,
+        **kwargs: Any,
+    ) -> int:
+        return _avg_pool_fpo(self, grad_output, dims, kernel_size, stride, padding)
+
+    rule.__doc__ = (
+        f"{dims}-D average pooling's backward: per gradient element one division and one add "
+        "per element of its window clipped to the input (see :func:`_avg_pool_fpo`)."
+    )
+    return rule
 
 
-@register_rule("aten.avg_pool3d_backward")
-def avg_pool3d_backward_rule(
-    grad_output: tuple[int, ...], self: Any, kernel_size: Any, *args: Any, **kwargs: Any
-) -> int:
-    """Per gradient element: one division and one add per window element."""
-    return numel(grad_output) * (_window(kernel_size, 3) + 1)
+register_rule("aten.avg_pool1d")(_avg_pool_rule(1))
+register_rule("aten.avg_pool2d")(_avg_pool_rule(2))
+register_rule("aten.avg_pool3d")(_avg_pool_rule(3))
+register_rule("aten.avg_pool2d_backward")(_avg_pool_backward_rule(2))
+register_rule("aten.avg_pool3d_backward")(_avg_pool_backward_rule(3))
 
 
 def _adaptive_window_sum(in_size: int, out_size: int) -> int:

@@ -114,12 +114,15 @@ register_rule(_ops("hardsigmoid", "hypot"))(
         4, "hardsigmoid (add 3, two compares, divide by 6), hypot (two squares, add, sqrt)"
     )
 )
-register_rule([*_ops("hardswish", "mish"), "aten.softplus"])(
+register_rule([*_ops("hardswish"), "aten.softplus"])(
     _per_element(
         5,
-        "hardswish (hardsigmoid, mul), mish (exp, log1p, tanh, mul, +1),"
-        " softplus (mul beta, compare, exp, log1p, div beta)",
+        "hardswish (add 3, max, min, mul, div 6), softplus (mul beta, compare, exp, log1p,"
+        " div beta)",
     )
+)
+register_rule(_ops("mish"))(
+    _per_element(4, "mish: ATen's kernel computes x * tanh(log1p(exp(x))): exp, log1p, tanh, mul")
 )
 register_rule(_ops("elu") + ["aten.log_sigmoid_forward"])(
     _per_element(6, "elu (compare, scale, exp, sub, alpha, scale), log_sigmoid (stable form)")
@@ -136,8 +139,16 @@ def gelu_rule(*args: Any, out_shape: Any = None, approximate: str = "none", **kw
 def gelu_backward_rule(
     *args: Any, out_shape: Any = None, approximate: str = "none", **kw: Any
 ) -> int:
-    """d/dx GELU times the grad: 11 FPO per element (erf form), 16 for the tanh form."""
-    return (16 if approximate == "tanh" else 11) * numel(first_shape(out_shape))
+    """d/dx GELU times the grad: 11 FPO per element (erf form), 18 for the tanh form.
+
+    As ATen's CPU kernel computes it.
+    erf form: the cdf ``0.5 (1 + erf(x / sqrt 2))`` 4, the pdf ``k exp(-x^2 / 2)`` 4,
+    ``dy (cdf + x pdf)`` 3. tanh form: ``x^2``, ``x^3 = x^2 x``, ``kappa x^3``, ``+ x``,
+    ``* beta``, tanh (6); ``left = x / 2``, ``right = 1 + t``, ``right / 2`` (3);
+    ``1 - t^2`` (2); ``beta (1 + 3 kappa x^2)`` (3, the constant ``3 kappa`` folded);
+    ``left * (1 - t^2) * inner'`` (2); the sum and the product with ``dy`` (2).
+    """
+    return (18 if approximate == "tanh" else 11) * numel(first_shape(out_shape))
 
 
 # activation backward: FPO per element of the gradient
@@ -148,12 +159,53 @@ register_rule(["aten.hardtanh_backward", "aten.leaky_relu_backward"])(
 register_rule(["aten.sigmoid_backward", "aten.tanh_backward", "aten.hardsigmoid_backward"])(
     _per_element(3, "g * y * (1 - y), g * (1 - y * y)")
 )
-register_rule(["aten.elu_backward", "aten.logit_backward", "aten.softplus_backward"])(
-    _per_element(4, "the derivative's formula times the grad")
+register_rule(["aten.logit_backward"])(_per_element(4, "the derivative's formula times the grad"))
+
+
+@register_rule("aten.elu_backward")
+def elu_backward_rule(
+    grad_output: tuple[int, ...],
+    alpha: Any = 1,
+    scale: Any = 1,
+    input_scale: Any = 1,
+    is_result: bool = False,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """ELU's (and SELU's, CELU's) gradient as ATen's CPU kernel computes it, per element.
+
+    ``b`` is the input ``x``: ``b <= 0 ? g * s_in * (alpha s) * exp(b * s_in) : g * s`` (the
+    vectorised kernel computes both sides and blends): the compare, three multiplies and the
+    exp on the negative side, ``g * s`` on the other: 7. With ``is_result`` (an in-place ELU
+    saves its output ``y``, ``exp(x s_in) = y / (alpha s) + 1``): ``g * s_in * (y + alpha s)``
+    and ``g * s``, and the compare: 5.
+    """
+    return (5 if is_result else 7) * numel(grad_output)
+
+
+register_rule(["aten.softplus_backward"])(
+    _per_element(
+        6,
+        "ATen's kernel: z = exp(x * beta), x * beta > threshold ? g : g * z / (z + 1): the"
+        " product, exp, compare, multiply, add and divide",
+    )
 )
-register_rule(["aten.log_sigmoid_backward"])(_per_element(5, "the derivative times the grad"))
-register_rule(["aten.silu_backward", "aten.hardswish_backward"])(
+register_rule(["aten.log_sigmoid_backward"])(
+    _per_element(
+        6,
+        "ATen's kernel, from the forward's buffer b = exp(-|x|): (m - s * (b / (1 + b))) * g,"
+        " m and s picked by the sign of x (compare): add, divide, multiply, subtract, multiply",
+    )
+)
+register_rule(["aten.silu_backward"])(
     _per_element(6, "silu: g * s * (1 + x * (1 - s)) with s = sigmoid(x)")
+)
+register_rule(["aten.hardswish_backward"])(
+    _per_element(
+        5,
+        "ATen's kernel: x < -3 ? 0 : x <= 3 ? g * (x / 3 + 1 / 2) : g: two compares, divide,"
+        " add, multiply",
+    )
 )
 register_rule(["aten.mish_backward"])(_per_element(10, "the derivative times the grad"))
 

@@ -1,0 +1,303 @@
+"""Activations, pooling, losses, linear algebra and recurrent layers nobody had checked (s22).
+
+Each expected count is derived by hand beside it from the op's maths and the kernel torch runs
+(ATen's CPU kernel, ``aten/src/ATen/native/cpu/Activation.cpp``, ``AvgPoolKernel.cpp``,
+``Loss.cpp``), under docs/fpo.md's conventions: one FPO per elementwise arithmetic op, compare
+or elementary function (``sigmoid``, ``tanh``, ``exp``, ``log1p`` are 1 each), reducing n values
+costs n adds, ``2mkn`` per product. A vectorised kernel that computes both sides of a branch
+and blends them is counted with both sides (the blend moves data). Counted as a user counts:
+``gp.count_fpo(model, inputs)`` (forward and backward, seeded with ones) on CPU and on meta.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+from integrations._frameworks import one_thread  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """torch on one thread: the tensors are tiny, and FPO are counted from shapes."""
+    with one_thread():
+        yield
+
+
+def _op(result, op: str, phase: str) -> int:
+    return result.by_op_phase[op][phase]
+
+
+def _both(model, *shape: int):
+    """The count on a CPU input and on a meta input of ``shape`` (no op without a rule)."""
+    torch.manual_seed(0)
+    cpu = gp.count_fpo(model, torch.randn(*shape, requires_grad=True))
+    meta = gp.count_fpo(model.to("meta"), torch.randn(*shape, device="meta", requires_grad=True))
+    for result in (cpu, meta):
+        assert result.unknown_ops == {}
+    return cpu, meta
+
+
+# -- activations: the backward kernels --------------------------------------------------------
+
+N = 2 * 3 * 4  # elements of the activations' input
+
+
+@pytest.mark.parametrize(
+    ("module", "op", "forward", "backward"),
+    [
+        # x <= 0 ? (exp(x s_in) - 1) alpha s : x s. The vectorised kernel computes both sides:
+        # compare, x * s_in, exp, - 1, * (alpha s), x * s: 6. Backward (is_result false, the
+        # input saved): g * s_in * (alpha s) * exp(x * s_in) (three multiplies, the product
+        # x * s_in and exp: 5), g * s (1) and the compare (1): 7. It was 4.
+        (nn.ELU(), "elu", 6, 7),
+        (nn.SELU(), "elu", 6, 7),  # ELU with scale 1.0507 and alpha 1.6733: the same kernel
+        (nn.CELU(0.5), "celu", 6, 7),  # ELU with input scale 1 / alpha; elu_backward
+        # (x * beta) > threshold ? x : log1p(exp(x * beta)) / beta: 5. Backward, from the
+        # input: z = exp(x * beta) (2), g * z / (z + 1) (3), the compare (1): 6. It was 4.
+        (nn.Softplus(), "softplus", 5, 6),
+        (nn.Softplus(beta=2.0, threshold=3.0), "softplus", 5, 6),
+        # x * min(max(x + 3, 0), 6) / 6: 5. Backward x < -3 ? 0 : x <= 3 ? g (x / 3 + 1/2) : g:
+        # two compares, divide, add, multiply: 5. It was 6.
+        (nn.Hardswish(), "hardswish", 5, 5),
+        # min(x, 0) - log1p(exp(-|x|)): min, abs, neg, exp, log1p, subtract: 6 (the buffer
+        # exp(-|x|) is kept). Backward (m - s * (b / (1 + b))) * g, m and s picked by x < 0:
+        # compare, add, divide, multiply, subtract, multiply: 6. It was 5.
+        (nn.LogSigmoid(), "log_sigmoid_forward", 6, 6),
+        # gelu, tanh form: the kernel's backward is 18 per element (see gelu_backward_rule's
+        # docstring: x^2, x^3 = x^2 x, kappa x^3, + x, * beta, tanh; x / 2, 1 + t, / 2;
+        # 1 - t^2; beta (1 + 3 kappa x^2); two products; the sum and * dy). It was 16.
+        (nn.GELU("tanh"), "gelu", 9, 18),
+        (nn.GELU(), "gelu", 5, 11),  # erf form: cdf 4, pdf 4, dy (cdf + x pdf) 3: right
+        # (x > -3 && x < 3) ? g / 6 : 0 as g * (1/6): two compares and a multiply: right
+        (nn.Hardsigmoid(), "hardsigmoid", 4, 3),
+    ],
+)
+def test_activation_backward_kernels_counted_from_aten(module, op, forward, backward):
+    cpu, meta = _both(module, 2, 3, 4)
+    for result in (cpu, meta):
+        assert result.forward_total == forward * N
+        assert result.backward_total == backward * N
+
+
+def test_mish_forward_is_the_kernels_four_ops():
+    """ATen's ``mish_kernel`` is ``x * tanh(log1p(exp(x)))``: exp, log1p, tanh, multiply: 4
+    per element (it was 5, a ``+ 1`` that ``log1p`` holds). Its backward runs as autograd's
+    decomposition, counted op by op: softplus 5, tanh 1, sigmoid 1, four multiplies, a
+    subtract (``1 - t^2``) and an add: 13 per element."""
+    cpu, meta = _both(nn.Mish(), 2, 3, 4)
+    for result in (cpu, meta):
+        assert _op(result, "aten.mish", "forward") == 4 * N
+        assert result.backward_total == 13 * N
+
+
+def test_in_place_elu_backward_reads_its_output():
+    """``nn.ELU(inplace=True)`` saves its output ``y`` (``is_result``): the kernel's negative
+    side is ``g * s_in * (y + alpha s)`` (3), the positive ``g * s`` (1), the compare (1): 5 per
+    element, where the out-of-place ELU's is 7."""
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    with gp.FPOCounter() as counter:
+        nn.ELU(inplace=True)(x * 1.0).sum().backward()
+    result = counter.result
+    assert _op(result, "aten.elu_backward", "backward") == 5 * N
+
+
+def test_rrelu_backward_in_training_multiplies_by_the_drawn_slopes():
+    """RReLU in training draws a slope per negative element (random numbers: 0) and saves them
+    as ``noise`` (1 where ``x > 0``): forward compare and multiply, 2 per element; backward
+    ATen's ``rrelu_with_noise_backward`` is ``noise * grad``: 1 per element (it was 2). In eval
+    it is leaky ReLU with the mean slope, backward compare and multiply: 2."""
+    train, meta = _both(nn.RReLU().train(), 2, 3, 4)
+    for result in (train, meta):
+        assert (result.forward_total, result.backward_total) == (2 * N, 1 * N)
+    evaluated, _ = _both(nn.RReLU().eval(), 2, 3, 4)
+    assert (evaluated.forward_total, evaluated.backward_total) == (2 * N, 2 * N)
+
+
+def test_prelu_per_channel_and_glu_counted_right():
+    """PReLU(3) on (2, 3, 4): forward ``x > 0 ? x : w x`` 2 per element; backward ATen's
+    ``prelu_backward_kernel`` computes both gradients per element (mask; ``w g``; ``x g``:
+    4 with the two selects' compare), then the weight's gradient is summed over the 8
+    elements of each channel (24 adds). GLU over the last dimension of (2, 3, 4): 12 outputs,
+    ``a * sigmoid(b)`` 2 each; backward ``g * s`` (sigmoid, multiply: 2) and
+    ``(1 - s) s b g`` (subtract, three multiplies: 4): 6 per output."""
+    prelu, _ = _both(nn.PReLU(3), 2, 3, 4)
+    assert (prelu.forward_total, prelu.backward_total) == (2 * N, 4 * N + N)
+    glu, _ = _both(nn.GLU(-1), 2, 3, 4)
+    assert (glu.forward_total, glu.backward_total) == (2 * 12, 6 * 12)
+
+
+# -- pooling ----------------------------------------------------------------------------------
+
+
+def _avg_pool_by_loop(in_sizes, kernel, stride, padding, ceil_mode):
+    """Counts the arithmetic of ATen's ``cpu_avg_pool`` by running its loops: per output the
+    window clipped to the input (``max(o s - p, 0)`` to ``min(o s - p + k, in)``), one add per
+    element summed and one division; a window entirely in the padding is skipped."""
+    out_sizes = []
+    for i, k, s, p in zip(in_sizes, kernel, stride, padding, strict=True):
+        if ceil_mode:
+            o = -(-(i + 2 * p - k) // s) + 1
+            if (o - 1) * s >= i + p:  # the last window must start inside the input or padding
+                o -= 1
+        else:
+            o = (i + 2 * p - k) // s + 1
+        out_sizes.append(o)
+    fpo = 0
+    for index in range(math.prod(out_sizes)):
+        rest, window = index, []
+        for o in reversed(out_sizes):
+            window.append(rest % o)
+            rest //= o
+        window.reverse()
+        lengths = [
+            max(0, min(j * s - p + k, i) - max(j * s - p, 0))
+            for j, i, k, s, p in zip(window, in_sizes, kernel, stride, padding, strict=True)
+        ]
+        if all(lengths):
+            fpo += math.prod(lengths) + 1
+    return fpo
+
+
+@pytest.mark.parametrize(
+    ("dims", "in_sizes", "kernel", "stride", "padding", "ceil_mode", "include_pad"),
+    [
+        (2, (6, 6), (3, 3), (2, 2), (1, 1), True, False),
+        (2, (6, 6), (3, 3), (2, 2), (1, 1), True, True),  # the same adds: only the divisor differs
+        (2, (7, 5), (3, 2), (1, 2), (1, 0), False, True),  # Inception's branch pool shape
+        (1, (7,), (3,), (2,), (1,), False, False),
+        (3, (5, 5, 5), (2, 2, 2), (2, 2, 2), (0, 0, 0), True, True),
+    ],
+)
+def test_average_pooling_adds_only_the_window_inside_the_input(
+    dims, in_sizes, kernel, stride, padding, ceil_mode, include_pad
+):
+    """ATen's CPU average pooling sums the elements of each window that lie in the input,
+    never the padded zeros (``count_include_pad`` only picks the divisor), and skips a window
+    entirely in the padding that ``ceil_mode`` adds; the backward divides each gradient element
+    once and adds it into the same elements. So (6, 6) with a 3 x 3 window, stride 2, padding
+    1 and ceil_mode: 4 x 4 outputs whose windows along each dimension hold 2, 3, 3 and 1 input
+    rows (9): 81 adds and 16 divisions per plane, 97 (it was 16 * (9 + 1) = 160, the full
+    window everywhere). The loop above counts it, here for two planes, forward and backward."""
+    pool = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[dims](
+        kernel, stride, padding, ceil_mode=ceil_mode, count_include_pad=include_pad
+    )
+    expected = 2 * _avg_pool_by_loop(in_sizes, kernel, stride, padding, ceil_mode)
+    cpu, meta = _both(pool, 1, 2, *in_sizes)
+    for result in (cpu, meta):
+        assert (result.forward_total, result.backward_total) == (expected, expected)
+    if in_sizes == (6, 6):
+        assert expected == 2 * 97
+
+
+@pytest.mark.parametrize(
+    ("in_sizes", "kernel", "stride", "padding", "dilation", "ceil_mode"),
+    [
+        ((112, 112), (3, 3), (2, 2), (1, 1), (1, 1), False),  # ResNet's stem pool
+        ((5, 5), (3, 3), (2, 2), (1, 1), (1, 1), True),
+        ((9, 7), (3, 2), (2, 1), (1, 1), (2, 3), False),  # dilated taps, some in the padding
+    ],
+)
+def test_max_pooling_compares_only_the_taps_inside_the_input(
+    in_sizes, kernel, stride, padding, dilation, ceil_mode
+):
+    """ATen's ``cpu_max_pool`` starts each window at its first tap inside the input (``while
+    (ih0 < 0) ih0 += dilation``), stops at the input's edge, and compares only those taps, one
+    compare each (``val > maxval``). ResNet's stem pool, 3 x 3, stride 2, padding 1 on
+    112 x 112: along each dimension the first window holds 2 rows and the other 55 hold 3, 167:
+    ``167^2 = 27,889`` compares per plane, where the full window counts ``56^2 * 9 = 28,224``
+    (it counted that). The loop below counts the taps; the backward adds each gradient element
+    at its arg-max."""
+    pool = nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil_mode)
+    x = torch.randn(1, 2, *in_sizes, requires_grad=True)
+    out = pool(x)
+    taps = 1
+    for i, o, k, s, p, d in zip(
+        in_sizes, out.shape[-2:], kernel, stride, padding, dilation, strict=True
+    ):
+        taps *= sum(1 for j in range(o) for m in range(k) if 0 <= j * s - p + m * d < i)
+    cpu, meta = _both(pool, 1, 2, *in_sizes)
+    for result in (cpu, meta):
+        assert (result.forward_total, result.backward_total) == (2 * taps, out.numel())
+    if in_sizes == (112, 112):
+        assert taps == 167 * 167
+
+
+def test_adaptive_pooling_over_overlapping_windows():
+    """``AdaptiveAvgPool2d((3, 2))`` on (2, 3, 7, 5): windows along H ``[0, 3), [2, 5),
+    [4, 7)`` (3 each, overlapping), along W ``[0, 3), [2, 5)``: 9 elements per output, 6
+    outputs per plane, 6 planes: 324 adds + 36 divisions = 360, the backward alike.
+    ``AdaptiveMaxPool2d((3, 2))`` compares the same 324 elements; its backward adds each of
+    the 36 gradient elements at its arg-max."""
+    avg, _ = _both(nn.AdaptiveAvgPool2d((3, 2)), 2, 3, 7, 5)
+    assert (avg.forward_total, avg.backward_total) == (360, 360)
+    mx, _ = _both(nn.AdaptiveMaxPool2d((3, 2)), 2, 3, 7, 5)
+    assert (mx.forward_total, mx.backward_total) == (324, 36)
+
+
+# -- losses -----------------------------------------------------------------------------------
+
+
+def test_soft_margin_loss_backward_as_aten_runs_it():
+    """``F.soft_margin_loss`` on (4, 5): forward ``log1p(exp(-x y))`` (negate, multiply, exp,
+    log1p: 4 per element) and the mean (20 + 1): 101. Backward,
+    ``soft_margin_loss_backward_out``: ``z = exp(-y * x)`` (negate, multiply, exp: 3),
+    ``y * z * -norm`` (2), ``z + 1`` and the division (2), times the output's gradient (1):
+    8 per element, 160 (it was 5 per element, 100)."""
+    x = torch.randn(4, 5, requires_grad=True)
+    target = torch.sign(torch.randn(4, 5))
+    result = gp.count_fpo(lambda a: F.soft_margin_loss(a, target), x)
+    assert result.unknown_ops == {}
+    assert _op(result, "aten.soft_margin_loss", "forward") == 101
+    assert _op(result, "aten.soft_margin_loss_backward", "backward") == 160
+
+
+def test_weighted_nll_loss_counted_from_its_kernel():
+    """``F.nll_loss`` with class weights on (4, 5), mean: ATen's ``nll_loss_out_frame`` per
+    sample adds the weight to the total weight (1) and subtracts ``x[t] * w[t]`` (2): 12, then
+    divides by the total weight: 13. The backward's kernel per sample ``-(g / total) * w[t]``
+    (divide, negate, multiply: 3): 12."""
+    x = torch.randn(4, 5, requires_grad=True)
+    target, weight = torch.tensor([0, 1, 2, 3]), torch.rand(5)
+    result = gp.count_fpo(lambda a: F.nll_loss(a, target, weight=weight), x)
+    assert (result.forward_total, result.backward_total) == (13, 12)
+
+
+# -- linear algebra and recurrent layers ------------------------------------------------------
+
+
+def test_cdist_p1_and_p2_forward_and_backward_per_pair():
+    """``torch.cdist`` of (3, 4) and (5, 4): 15 pairs of 4-vectors. p = 2: difference, square,
+    add per coordinate and the square root, ``3M + 1`` = 13 per pair: 195; backward per pair
+    and input ``diff * g / dist`` summed: ``4M + 1`` = 17, twice: 510. p = 1: difference, abs,
+    add, ``3M`` = 12: 180; backward ``sign(diff) * g`` summed: difference, sign, multiply, add,
+    ``4M`` = 16, twice: 480."""
+    a = torch.randn(3, 4, requires_grad=True)
+    b = torch.randn(5, 4, requires_grad=True)
+    two = gp.count_fpo(torch.cdist, a, b)
+    one = gp.count_fpo(lambda u, v: torch.cdist(u, v, p=1), a, b)
+    assert (two.forward_total, two.backward_total) == (195, 510)
+    assert (one.forward_total, one.backward_total) == (180, 480)
+
+
+def test_a_packed_lstm_counts_the_real_lengths():
+    """An LSTM(3, 4) on a packed batch of lengths 5, 3 and 2 (10 tokens): per token the input
+    projection ``2 * 3 * 16`` + bias 16 = 112 and the hidden one ``2 * 4 * 16`` + 16 = 144
+    (``addmm``), 256: 2,560 for the 10 tokens, not 15 x 256 for the padded (5, 3) batch."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 4)
+
+    def packed(x):
+        seq = nn.utils.rnn.pack_padded_sequence(x, [5, 3, 2])
+        return nn.utils.rnn.pad_packed_sequence(lstm(seq)[0])[0]
+
+    result = gp.count_fpo(packed, torch.randn(5, 3, 3, requires_grad=True))
+    assert result.unknown_ops == {}
+    assert _op(result, "aten.addmm", "forward") == 10 * 256
