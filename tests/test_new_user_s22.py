@@ -7,12 +7,14 @@ Each test runs greenprint as a stranger does: in an empty directory with a clean
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from _clean_env import clean_env
 from _report_cli import GREENPRINT, cli_report, empty_home, run_in
 
 
@@ -208,3 +210,21 @@ def test_the_greener_table_names_the_pue_and_intensity_its_co2_column_is_priced_
         # kWh x PUE x g/kWh = g CO2-eq, as the provenance says
         priced = row["energy_kwh_per_1000"] * 1.2 * 380.95 / 1000
         assert row["emissions_kg_per_1000"] == pytest.approx(priced, rel=1e-9)
+
+
+def test_ledger_show_says_which_clock_its_times_are_on(tmp_path_factory: pytest.TempPathFactory):
+    """In India (``TZ=Asia/Kolkata``) ``ledger show`` gave ``started 2026-12-03 23:43:45``,
+    the local clock with no word of it, while ``whatif`` on the same run said ``actual 18:14
+    UTC``: the same start read as two times. Its times carry their offset now."""
+    home = empty_home(tmp_path_factory, "s22-show-zone")
+    env = {**clean_env(), "TZ": "Asia/Kolkata"}
+    done = run_in(home, GREENPRINT, "run", "-q", "--", "true", env=env)
+    assert done.returncode == 0, done.stderr
+    (run,) = json.loads(run_in(home, GREENPRINT, "ledger", "ls", "--json", env=env).stdout)
+    shown = run_in(home, GREENPRINT, "ledger", "show", run["id"][:8], env=env).stdout
+    started = next(line for line in shown.splitlines() if line.startswith("  started "))
+    local = dt.datetime.fromtimestamp(run["started_at"], dt.timezone(dt.timedelta(minutes=330)))
+    assert started.split(None, 1)[1] == local.strftime("%Y-%m-%d %H:%M:%S UTC+05:30")
+    for field in ("ended", "heartbeat"):
+        line = next(line for line in shown.splitlines() if line.startswith(f"  {field} "))
+        assert line.endswith(" UTC+05:30")

@@ -132,6 +132,21 @@ def _when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
+def _when_zoned(timestamp: float | None) -> str:
+    """``_when`` with the offset of the local clock then: ``2026-12-03 23:43:45 UTC+05:30``.
+
+    A time read beside ``whatif``'s UTC hours then says which clock it is on.
+    """
+    when = _when(timestamp)
+    if when == "-" or timestamp is None:
+        return when
+    offset = time.localtime(timestamp).tm_gmtoff
+    sign = "-" if offset < 0 else "+"
+    minutes = abs(offset) // 60
+    zone = f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}" if offset else "UTC"
+    return f"{when} {zone}"
+
+
 def _duration(seconds: float) -> str:
     if not math.isfinite(seconds) or seconds < 0:
         return "-"
@@ -305,9 +320,9 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
         (record.parent_id or "-")
         + (" (measured apart: its cost adds)" if record.contained is False else ""),
     )
-    put("started", _when(record.started_at))
-    put("ended", _when(record.ended_at))
-    put("heartbeat", _when(record.heartbeat_at))
+    put("started", _when_zoned(record.started_at))
+    put("ended", _when_zoned(record.ended_at))
+    put("heartbeat", _when_zoned(record.heartbeat_at))
     put("duration", f"{_duration(record.duration_s)} ({record.duration_s:.3f} s)")
     section("where")
     put("host", record.host or "-")
