@@ -228,3 +228,24 @@ def test_ledger_show_says_which_clock_its_times_are_on(tmp_path_factory: pytest.
     for field in ("ended", "heartbeat"):
         line = next(line for line in shown.splitlines() if line.startswith(f"  {field} "))
         assert line.endswith(" UTC+05:30")
+
+
+def test_the_pruning_page_names_every_option_of_the_pruners():
+    """docs/pruning.md never named ``direction`` (how to prune on a loss) nor ``cost_unit``:
+    a user reporting FPO read ``0.9 ≥ median 0.6 of 1 trial(s) at cost 4e+07 kWh``. Every
+    keyword of ``CostAwarePruner`` and ``CostAwareOptunaPruner`` is on the page now, and
+    ``cost_unit`` does what it says."""
+    import inspect
+
+    from greenprint.greener import CostAwareOptunaPruner, CostAwarePruner
+
+    page = (DOCS / "pruning.md").read_text(encoding="utf-8")
+    for cls in (CostAwarePruner, CostAwareOptunaPruner):
+        for name in inspect.signature(cls).parameters:
+            assert f"`{name}" in page or f" {name}=" in page, (cls.__name__, name)
+    pruner = CostAwarePruner(n_startup_trials=1, cost_unit="FPO")
+    for epoch in (1, 2, 3):
+        pruner.report("wide", 1e7 * epoch, 0.2 * epoch)
+    pruner.finish("wide")
+    assert pruner.report("narrow", 4e7, 0.9) is False
+    assert pruner.decision("narrow").reason == "0.9 ≥ median 0.6 of 1 trial(s) at cost 4e+07 FPO"
