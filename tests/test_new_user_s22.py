@@ -249,3 +249,40 @@ def test_the_pruning_page_names_every_option_of_the_pruners():
     pruner.finish("wide")
     assert pruner.report("narrow", 4e7, 0.9) is False
     assert pruner.decision("narrow").reason == "0.9 ≥ median 0.6 of 1 trial(s) at cost 4e+07 FPO"
+
+
+#: Each command and the pages that document it.
+PAGES = {
+    "run": ("cli.md", "budgets.md", "prometheus.md", "carbon.md", "distributed.md", "ledger.md"),
+    "ledger": ("ledger.md",),
+    "whatif": ("whatif.md",),
+    "greener": ("greener.md",),
+    "intensity": ("carbon.md",),
+    "hardware": ("hardware.md",),
+}
+
+
+def test_every_option_of_the_commands_is_on_their_pages():
+    """``greenprint greener --threads``, ``--metric``, ``--mode``, ``--name`` and ``--ledger``,
+    ``whatif --ledger`` and ``run --role``, ``--param`` and ``--quiet`` were on no page of
+    their command: a user reading docs/greener.md could not learn how to score by a loss
+    (``--mode min``). docs/cli.md now has a table of ``run``'s options."""
+    import click
+
+    from greenprint.cli import cli
+
+    ctx = click.Context(cli)
+    missing = []
+    for name, pages in PAGES.items():
+        text = "\n".join((DOCS / page).read_text(encoding="utf-8") for page in pages)
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        commands = (
+            list(command.commands.values()) if isinstance(command, click.Group) else [command]
+        )
+        for each in commands:
+            for param in each.params:
+                for option in (*param.opts, *param.secondary_opts):
+                    if option.startswith("--") and option != "--help" and option not in text:
+                        missing.append(f"{name} {each.name} {option}")
+    assert missing == []
