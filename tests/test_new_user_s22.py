@@ -286,3 +286,26 @@ def test_every_option_of_the_commands_is_on_their_pages():
                     if option.startswith("--") and option != "--help" and option not in text:
                         missing.append(f"{name} {each.name} {option}")
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "line"),
+    [
+        ("--study", "", "greenprint: error: --study needs a study name, not ''"),
+        ("--study", "  ", "greenprint: error: --study needs a study name, not '  '"),
+        ("--name", "", "greenprint: error: --name needs a run name, not ''"),
+    ],
+)
+def test_a_blank_study_or_name_is_refused_as_a_blank_ledger_or_region_is(
+    tmp_path_factory: pytest.TempPathFactory, option: str, value: str, line: str
+):
+    """``greenprint run --study "$STUDY" -- ...`` with the variable unset ran the command into
+    the study ``default`` (``--name ''``: the program's name) without a word, and ``--study
+    '  '`` made a study whose name ``ledger ls`` shows blank; ``--ledger ''`` and ``--region
+    ''`` were refused. So are these now: one line, exit status 2, nothing run or written."""
+    home = empty_home(tmp_path_factory, "s22-blank")
+    done = run_in(
+        home, GREENPRINT, "run", option, value, "--", sys.executable, "-c", "open('ran', 'w')"
+    )
+    assert (done.returncode, done.stderr.splitlines()) == (2, [line])
+    assert sorted(p.name for p in home.iterdir()) == []

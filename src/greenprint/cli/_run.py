@@ -215,6 +215,9 @@ def command(
         prometheus_textfile_dir=prometheus_textfile_dir,
     )
     _check_prometheus_host(prometheus_port)
+    for option, given, what in (("--name", name, "run"), ("--study", study, "study")):
+        if given is not None and not given.strip():  # as --ledger '' and --region '' are
+            raise ConfigError(f"{option} needs a {what} name, not {given!r}")
     params = _params(param_texts)
     program = cmd[0]
     if shutil.which(program) is None:
