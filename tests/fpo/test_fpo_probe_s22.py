@@ -78,6 +78,10 @@ N = 2 * 3 * 4  # elements of the activations' input
         (nn.GELU(), "gelu", 5, 11),  # erf form: cdf 4, pdf 4, dy (cdf + x pdf) 3: right
         # (x > -3 && x < 3) ? g / 6 : 0 as g * (1/6): two compares and a multiply: right
         (nn.Hardsigmoid(), "hardsigmoid", 4, 3),
+        # the vectorised kernel (x > l) & (x - l) | (x < -l) & (x + l): two compares and both
+        # shifts, 4 (it was 3); backward (x < -l) | (x > l) & g: two compares
+        (nn.Softshrink(0.5), "softshrink", 4, 2),
+        (nn.Hardshrink(0.5), "hardshrink", 2, 2),  # two compares each way: right
     ],
 )
 def test_activation_backward_kernels_counted_from_aten(module, op, forward, backward):
@@ -257,6 +261,28 @@ def test_soft_margin_loss_backward_as_aten_runs_it():
     assert result.unknown_ops == {}
     assert _op(result, "aten.soft_margin_loss", "forward") == 101
     assert _op(result, "aten.soft_margin_loss_backward", "backward") == 160
+
+
+def test_multilabel_margin_loss_counts_the_pairs_its_kernel_visits():
+    """``F.multilabel_margin_loss`` of (3, 6) with labels ``[2, 0]``, ``[5]`` and ``[1, 1, 4]``
+    (each ended by -1): ATen's kernel visits, per sample, each label before the -1 (repeats
+    too) against each class that is not a label: 2 x 4, 1 x 5, 3 x 4 (the repeated 1 is one
+    class): 25 pairs. Forward 4 per pair (``1 - x[label] + x[d]``, ``z > 0``, ``sum += z``),
+    each sample's sum added (3), divided by C and by N (2): 105. Backward ``g = 1 / (N C)`` (1),
+    5 per pair (``z``, the compare, ``-= g`` and ``+= g``), the 18 elements times the output's
+    gradient: 144. On meta the targets have no values: ``C (C - 1)`` = 30 pairs per sample, an
+    upper bound, 4 * 90 + 5 = 365 (the backward has no meta kernel in torch 2.13)."""
+    target = torch.tensor([[2, 0, -1, 0, 0, 0], [5, -1, 3, 3, 3, 3], [1, 1, 4, -1, 0, 0]])
+    x = torch.randn(3, 6, requires_grad=True)
+    cpu = gp.count_fpo(lambda a: F.multilabel_margin_loss(a, target), x)
+    meta = gp.count_fpo(
+        lambda a: F.multilabel_margin_loss(a, target.to("meta")),
+        torch.randn(3, 6, device="meta"),
+        backward=False,
+    )
+    assert cpu.unknown_ops == meta.unknown_ops == {}
+    assert (cpu.forward_total, cpu.backward_total) == (105, 144)
+    assert meta.forward_total == 365
 
 
 def test_weighted_nll_loss_counted_from_its_kernel():

@@ -147,8 +147,12 @@ def shrink_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
 
 @register_rule("aten.softshrink")
 def softshrink_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    """Two compares and the shift by ``lambda``: 3 per element."""
-    return 3 * numel(first_shape(out_shape))
+    """4 per element: ATen's vectorised ``softshrink_kernel`` computes both shifted sides.
+
+    ``(x > l) & (x - l) | (x < -l) & (x + l)``: two compares, the subtraction and the addition
+    (the masks and the or move bits).
+    """
+    return 4 * numel(first_shape(out_shape))
 
 
 @register_rule(["aten.fractional_max_pool2d", "aten.fractional_max_pool3d"])
@@ -228,27 +232,74 @@ def multi_margin_loss_backward_rule(
     return rows * (3 * classes + (classes - 1) * per)
 
 
-@register_rule("aten.multilabel_margin_loss_forward")
-def multilabel_margin_loss_rule(
-    self: tuple[int, ...], target: Any, reduction: int = 1, **kwargs: Any
-) -> int:
-    """``4 C^2 + 1`` per sample of ``C`` classes, reduced (an upper bound).
+def _multilabel_pairs(self: Any, target: Any, *args: Any, **kwargs: Any) -> dict[str, int]:
+    """The (label, other class) pairs ATen's multilabel-margin kernels visit: ``{"pairs": n}``.
 
-    Every (target, class) pair: ``max(0, 1 - (x[j] - x[i]))``, 3, and its add, taking all ``C``
-    classes as targets; then the division by ``C``.
+    Read from the target's values: per sample the ``T`` labels before the first ``-1``
+    (repeats included) times the ``C - U`` classes that are not among its ``U`` distinct labels.
+    """
+    classes = target.shape[-1] if target.dim() else 1
+    pairs = 0
+    for row in target.reshape(-1, classes).tolist():
+        labels = []
+        for label in row:
+            if label < 0:
+                break
+            labels.append(label)
+        pairs += len(labels) * (classes - len(set(labels)))
+    return {"pairs": pairs}
+
+
+def _multilabel_shape(self: tuple[int, ...], pairs: int | None) -> tuple[int, int, int]:
+    """``(samples, classes, pairs)``.
+
+    Without values (meta, fake tensors) the most pairs a sample can have, ``C (C - 1)`` (every
+    label slot holding one repeated class): an upper bound.
     """
     c = self[-1] if self else 1
     rows = numel(self) // max(1, c)
-    return rows * (4 * c * c + 1) + _loss_reduce(rows, reduction)
+    return rows, c, rows * c * (c - 1) if pairs is None else pairs
 
 
-@register_rule("aten.multilabel_margin_loss_backward")
-def multilabel_margin_loss_backward_rule(
-    grad: Any, self: tuple[int, ...], *args: Any, **kwargs: Any
+def _multilabel_backward_pairs(grad: Any, self: Any, target: Any, *a: Any, **k: Any) -> Any:
+    return _multilabel_pairs(self, target)
+
+
+@register_rule("aten.multilabel_margin_loss_forward", reads=_multilabel_pairs)
+def multilabel_margin_loss_rule(
+    self: tuple[int, ...],
+    target: Any,
+    reduction: int = 1,
+    *args: Any,
+    pairs: int | None = None,
+    **kwargs: Any,
 ) -> int:
-    """Per sample and pair: compare, two adds (``C^2`` pairs, an upper bound): ``3 C^2``."""
-    c = self[-1] if self else 1
-    return numel(self) // max(1, c) * 3 * c * c
+    """ATen's ``multilabel_margin_loss_forward_out_frame``: 4 per pair, + 1 per sample, + 2.
+
+    For each of a sample's labels (before the first ``-1``) and each class that is not one of
+    its labels: ``z = 1 - x[label] + x[d]`` (2), ``z > 0`` (1) and ``sum += z`` (1, counted for
+    every pair: an upper bound). The pairs are read from the target's values (on meta, which
+    has none, ``C (C - 1)`` per sample, an upper bound). Then each sample's sum is added to the
+    total (1 per sample) and divided by ``C`` (1), and by the number of samples for the mean
+    (1); with ``reduction='none'`` each sample's sum is divided by ``C`` (1 per sample).
+    """
+    rows, _, pairs = _multilabel_shape(self, pairs)
+    return 4 * pairs + rows + (0 if reduction == 0 else (2 if reduction == 1 else 1))
+
+
+@register_rule("aten.multilabel_margin_loss_backward", reads=_multilabel_backward_pairs)
+def multilabel_margin_loss_backward_rule(
+    grad: Any, self: tuple[int, ...], *args: Any, pairs: int | None = None, **kwargs: Any
+) -> int:
+    """ATen's ``multilabel_margin_loss_backward_out_frame``: 5 per pair + 1 per element + 1.
+
+    ``g = 1 / (N C)`` (or ``1 / C``) once (1); per pair ``z`` (2), ``z > 0`` (1) and, where it
+    holds, ``g`` subtracted from the label's gradient and added to the class's (2, counted for
+    every pair: an upper bound); then every element of the gradient times the output's
+    gradient (1 per element). Pairs as the forward counts them.
+    """
+    _, _, pairs = _multilabel_shape(self, pairs)
+    return 5 * pairs + numel(self) + 1
 
 
 @register_rule("aten.soft_margin_loss")
