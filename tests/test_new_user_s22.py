@@ -296,16 +296,21 @@ def test_every_option_of_the_commands_is_on_their_pages():
         ("--name", "", "greenprint: error: --name needs a run name, not ''"),
     ],
 )
+@pytest.mark.parametrize("command", ["run", "greener"])
 def test_a_blank_study_or_name_is_refused_as_a_blank_ledger_or_region_is(
-    tmp_path_factory: pytest.TempPathFactory, option: str, value: str, line: str
+    tmp_path_factory: pytest.TempPathFactory, command: str, option: str, value: str, line: str
 ):
     """``greenprint run --study "$STUDY" -- ...`` with the variable unset ran the command into
     the study ``default`` (``--name ''``: the program's name) without a word, and ``--study
-    '  '`` made a study whose name ``ledger ls`` shows blank; ``--ledger ''`` and ``--region
-    ''`` were refused. So are these now: one line, exit status 2, nothing run or written."""
+    '  '`` made a study whose name ``ledger ls`` shows blank; ``greenprint greener`` measured
+    and recorded into ``default`` likewise. ``--ledger ''`` and ``--region ''`` were refused,
+    and so are these now: one line, exit status 2, nothing run, measured or written."""
     home = empty_home(tmp_path_factory, "s22-blank")
-    done = run_in(
-        home, GREENPRINT, "run", option, value, "--", sys.executable, "-c", "open('ran', 'w')"
-    )
+    (home / "models.py").write_text(MODELS, encoding="utf-8")
+    if command == "run":
+        args = ["run", option, value, "--", sys.executable, "-c", "open('ran', 'w')"]
+    else:
+        args = ["greener", "models.py:trained", "--data", "models.py:batches", option, value]
+    done = run_in(home, GREENPRINT, *args)
     assert (done.returncode, done.stderr.splitlines()) == (2, [line])
-    assert sorted(p.name for p in home.iterdir()) == []
+    assert sorted(p.name for p in home.iterdir()) == ["models.py"]

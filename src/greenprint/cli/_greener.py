@@ -266,6 +266,9 @@ def command(
     from greenprint.report._greener import markdown_section
 
     # named as the user typed them, before any model is built
+    for option, given, what in (("--name", name, "run"), ("--study", study, "study")):
+        if given is not None and not given.strip():  # as greenprint run's
+            raise ConfigError(f"{option} needs a {what} name, not {given!r}")
     min_time_s = finite_number("--min-time", min_time_s, low=0.0, unit="s")
     if pue is not None:  # a bad PUE: one line before any model is built, as run's --pue
         from greenprint.carbon._pue import resolve_pue
