@@ -40,6 +40,7 @@ before the ledger is opened, so a refused run leaves no ledger file behind).
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import functools
 import json
@@ -59,6 +60,7 @@ from greenprint._accounting import CostAccount
 from greenprint._budget import Budget, BudgetEvent, BudgetGuard, OnExceed, Spent
 from greenprint._config import load_config
 from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
+from greenprint._forks import renew_after_fork
 from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY, ancestors, writer_identity
@@ -451,6 +453,10 @@ class Run:
         self._pending_metrics: list[MetricPoint] = []
         self._pending_samples: list[PowerSample] = []
         self._pending_fields: dict[str, Any] = {}
+        # whether the ledger took the run's final record (else kept by _keep_unsaved), and the
+        # last write's error
+        self._final_written = False
+        self._write_error: str | None = None
         self._provenance: dict[str, str] = {}
         self._measured_process: str | None = None  # its provenance "process" (_process_key)
         self._environment: Any = None
@@ -619,14 +625,24 @@ class Run:
         elif self._guard is not None or self._guarded_up:
             self._enforce_budgets()
 
-    def _flush_late(self) -> None:
+    def _flush_late(self, *, quiet: bool = False) -> bool:
         """Write what was recorded after the run's end: those values only.
 
         Not its cost, status or time, final at its end: the ledger may hold a status set since
-        by someone else (a driver's callback marking the trial pruned), which stays.
+        by someone else (a driver's callback marking the trial pruned), which stays. A run whose
+        final record is not written yet (:func:`_keep_unsaved`) is written whole instead.
+
+        Returns:
+            Whether the ledger holds everything recorded (``False``: kept to try again).
         """
         if self._ledger is None:
-            return
+            return True
+        if not self._final_written:
+            if not self._flush(quiet=quiet):
+                return False
+            self._final_written = True
+            _forget_unsaved(self)
+            return True
         with self._lock:
             fields, self._pending_fields = self._pending_fields, {}
             metrics, self._pending_metrics = self._pending_metrics, []
@@ -635,7 +651,18 @@ class Run:
         try:
             self._ledger.flush(self.id, fields=fields, metrics=metrics)
         except Exception as e:  # never raise into the user's code for the ledger
-            logger.warning("greenprint: could not write run %s to the ledger: %s", self.id[:8], e)
+            if not quiet:
+                logger.warning(
+                    "greenprint: could not write run %s to the ledger: %s", self.id[:8], e
+                )
+            with self._lock:  # kept, to be written with what comes next or tried again
+                self._pending_metrics[:0] = metrics
+                self._pending_fields = {**fields, **self._pending_fields}
+                self._write_error = str(e)
+            _keep_unsaved(self)
+            return False
+        _forget_unsaved(self)
+        return True
 
     def _ended_here(self) -> bool:
         """Whether the run has ended in this process (its final record written).
@@ -881,7 +908,10 @@ class Run:
             self._error = error
             self._pending_fields.update(status=status, ended_at=self._ended_at, error=error)
             self._record_prediction_error(status)
-        self._flush()
+        if self._flush():
+            self._final_written = True
+        else:  # a full disk, a database that stayed locked: tried again later, then kept apart
+            _keep_unsaved(self)
         if self._node is not None:  # its FPO with its children's goes to its parent's figure
             node = self._node
             record = self.record if node.collecting() else None
@@ -1042,6 +1072,7 @@ class Run:
         self._status = "running"
         self._state = "running"
         if self._ledger is not None:
+            _write_unsaved()  # runs of this process the ledger could not take: room again?
             self._ledger.start_run(self._base_record())
         if self._guard is not None:
             self._guard.run_id = self.id
@@ -1578,12 +1609,22 @@ class Run:
         finally:
             self._sample_lock.release()
 
-    def _flush(self) -> None:
+    def _flush(self, *, quiet: bool = False) -> bool:
+        """Write the run's cost so far and what was recorded since the last flush.
+
+        Args:
+            quiet: no warning when the write fails (a write tried again: warned once).
+
+        Returns:
+            Whether it was written (``False``: kept pending, for the next flush).
+        """
         if self._ledger is None:
-            return
+            return True
+        if getattr(self._ledger, "_closed", False):
+            self._reopen_ledger()
         replaced = getattr(self._ledger, "_file_replaced", None)
         if replaced is not None and replaced() and not self._recover_ledger():
-            return  # the pending data stays pending; the next flush tries again
+            return False  # the pending data stays pending; the next flush tries again
         with self._lock:
             fields = {**self._cost_fields(), **self._pending_fields}
             metrics, self._pending_metrics = self._pending_metrics, []
@@ -1592,11 +1633,109 @@ class Run:
         try:
             self._ledger.flush(self.id, fields=fields, metrics=metrics, samples=samples)
         except Exception as e:  # a full disk or a locked database must not stop the user's code
-            logger.warning("greenprint: could not write run %s to the ledger: %s", self.id[:8], e)
+            if not quiet and self._write_error is None:  # once, not at every flush that fails
+                logger.warning(
+                    "greenprint: could not write run %s to the ledger: %s (what it records is "
+                    "kept and written at its next flush)",
+                    self.id[:8],
+                    e,
+                )
             with self._lock:
                 self._pending_metrics[:0] = metrics
                 self._pending_samples[:0] = samples
                 self._pending_fields = {**pending_fields, **self._pending_fields}
+                self._write_error = str(e)
+            return False
+        if self._write_error is not None and self._state == "running":
+            logger.warning("greenprint: run %s is written to the ledger again", self.id[:8])
+        self._write_error = None
+        return True
+
+    def _reopen_ledger(self) -> None:
+        """The run's ledger opened again after it was closed under the running run.
+
+        The user's code closed the ledger object the run writes to (the process's shared one,
+        or its own given as ``ledger=``): the run is written on to the same database, where it
+        was meant to be. An in-memory ledger (gone with its object), or one that cannot be
+        opened, stays as it is: the write then fails and the run is kept (:func:`_keep_unsaved`).
+        """
+        from greenprint.ledger._store import shared_ledger
+
+        old = self._ledger
+        target = getattr(old, "_target", None)
+        if old is None or target is None or target.memory:
+            return
+        try:
+            self._ledger = shared_ledger(old.url_unmasked)
+        except GreenprintError:
+            return
+
+    def _spill(self) -> None:
+        """Save a run whose final record the ledger never took into a ledger file of its own.
+
+        Called at the interpreter's exit (:func:`_write_unsaved`). The file, in the temporary
+        folder, holds the run as it ended: its row, every metric point, and its power samples
+        (those written to its ledger before, when they can still be read there, and the rest),
+        so that ``greenprint ledger merge LEDGER FILE`` replaces the run's ``running`` row (read
+        ``lost``) by its final state, as it does for a node's ledger copied mid-run.
+        """
+        import tempfile
+        from pathlib import Path
+
+        from greenprint.ledger import Ledger
+
+        ledger = self._ledger
+        where = getattr(ledger, "path", None) or getattr(ledger, "url", "its ledger")
+        written: list[PowerSample] = []
+        if ledger is not None:
+            try:  # what earlier flushes wrote: the merge keeps a run's samples whole
+                written = ledger.samples(self.id)
+            except Exception:  # an unreadable ledger: the samples kept here only
+                written = []
+        with self._lock:
+            fields = {
+                **self._cost_fields(),
+                **self._pending_fields,
+                "ended_at": self._ended_at,
+            }
+            record = replace(self._base_record(), **fields, metrics=tuple(self._metrics))
+            samples = [*written, *self._pending_samples]
+            error = self._write_error
+        path = Path(tempfile.gettempdir()) / f"greenprint-unsaved-{self.id}.db"
+        try:
+            path.unlink(missing_ok=True)  # an earlier process's copy of the same run id
+            saved = Ledger(path)
+            try:
+                saved.start_run(record)
+                if samples:
+                    saved.flush(self.id, samples=samples)
+            finally:
+                saved.close()
+        except Exception as e:  # never raise at exit: say what is lost
+            logger.warning(
+                "greenprint: run %s (%r) is lost: its ledger %s could not take its final record "
+                "(%s) and neither could %s (%s); the ledger reads it 'lost' at %.4g kWh",
+                self.id[:8],
+                self.name,
+                where,
+                error,
+                path,
+                e,
+                record.energy_kwh,
+            )
+            return
+        logger.warning(
+            "greenprint: run %s (%r) could not be written to its ledger %s (%s); it is saved "
+            "in %s: `greenprint ledger merge %s %s` puts it in the ledger (it reads 'lost' "
+            "there until then)",
+            self.id[:8],
+            self.name,
+            where,
+            error,
+            path,
+            where,
+            path,
+        )
 
     def _recover_ledger(self) -> bool:
         """Write the run into a new ledger at the path of one whose file was deleted or replaced.
@@ -1756,6 +1895,86 @@ def _inherited_setting(resolve: Callable[..., _T], *args: Any, **kwargs: Any) ->
         logger.warning("greenprint: the enclosing run's carbon setting does not apply here: %s", e)
         return None
     return replace(setting, source=f"parent run -> {setting.source}")
+
+
+# Runs of this process that ended but whose ledger did not take everything they recorded (a
+# full disk, a quota, a database that stayed locked, a server down): written again when another
+# run starts and at the interpreter's exit; a run whose final record is still not written then
+# is saved in a ledger file of its own (Run._spill), a warning saying how to merge it.
+_UNSAVED: list[Run] = []
+_UNSAVED_LOCK = threading.Lock()
+
+
+def _keep_unsaved(run: Run) -> None:
+    """Keep ``run`` to be written again later (see :data:`_UNSAVED`)."""
+    with _UNSAVED_LOCK:
+        if run not in _UNSAVED:
+            _UNSAVED.append(run)
+
+
+def _forget_unsaved(run: Run) -> None:
+    """``run`` is written whole now: no longer kept, and said so if it was."""
+    if run not in _UNSAVED:
+        return
+    with _UNSAVED_LOCK:
+        if run not in _UNSAVED:
+            return
+        _UNSAVED.remove(run)
+    logger.warning(
+        "greenprint: run %s (%r) is in the ledger now: written after its earlier failure",
+        run.id[:8],
+        run.name,
+    )
+
+
+def _write_unsaved(*, at_exit: bool = False) -> None:
+    """Write the kept runs again; at exit, save the runs still not written apart.
+
+    Each run is written with what it kept (its final record with its cost, status, metrics and
+    samples, or what it recorded after its end); a run written now is said to be, since its
+    failure was. Never raises.
+    """
+    if not _UNSAVED:
+        return
+    with _UNSAVED_LOCK:
+        runs = list(_UNSAVED)
+    for run in runs:
+        try:
+            written = run._flush_late(quiet=True)  # says so when written (_forget_unsaved)
+        except Exception:  # pragma: no cover - _flush_late catches the ledger's errors
+            written = False
+        if not written and at_exit:
+            with _UNSAVED_LOCK:
+                if run in _UNSAVED:
+                    _UNSAVED.remove(run)
+            if not run._final_written:
+                run._spill()
+            else:
+                lost = {p.name for p in run._pending_metrics} | set(run._pending_fields)
+                logger.warning(
+                    "greenprint: what run %s (%r) recorded after its end could not be written "
+                    "to its ledger (%s) and is lost: %s",
+                    run.id[:8],
+                    run.name,
+                    run._write_error,
+                    ", ".join(sorted(lost)),
+                )
+
+
+def _unsaved_at_exit() -> None:
+    try:
+        _write_unsaved(at_exit=True)
+    except Exception:  # pragma: no cover - never raise at exit
+        logger.exception("greenprint: could not write the runs kept unsaved")
+
+
+# Registered when this module is imported, before the run registry's exit handler (installed
+# with the first run): exit handlers run last-registered first, so this one runs after the
+# registry has ended the runs still live at exit, whose final records may fail too.
+atexit.register(_unsaved_at_exit)
+renew_after_fork(globals(), "_UNSAVED_LOCK")
+if hasattr(os, "register_at_fork"):  # a forked child writes its own runs, not its parent's
+    os.register_at_fork(after_in_child=_UNSAVED.clear)
 
 
 def active_runs() -> Iterator[Run]:

@@ -1,0 +1,164 @@
+"""A run whose ledger cannot take its final record (a full disk, a quota, a database that stays
+locked, a server down) loses nothing that can still be saved.
+
+The ledger's file is stopped from growing with ``RLIMIT_FSIZE`` (the kernel then refuses the
+writes that would extend it, ``EFBIG``, as a full disk or an exhausted quota refuses them) while
+the run is running, so its flushes and its final record fail for real. Before: the run read
+``lost`` in the ledger for good, with none of its metrics, and its cost since the last flush
+was gone. Now its record is kept in memory and written when the next run of the process starts
+(room again); one still not written at the interpreter's exit is saved in a ledger file of its
+own, and ``greenprint ledger merge LEDGER FILE`` (the command the warning gives) puts it in the
+ledger as it ended.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from _clean_env import clean_env
+from _report_cli import GREENPRINT, empty_home, run_in
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE refusing writes: Linux"
+)
+
+#: A study of three runs: t0 fills the ledger's write-ahead log; t1's ledger stops growing
+#: while it runs (its flushes and final record fail); then, with ``free``, the room comes back
+#: and t2 runs; with ``late``, t1 also logs a test score after its end, before the room is back.
+SCRIPT = """
+import os, resource, signal, sys, time
+import greenprint as gp
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write fails (EFBIG), as a full disk
+ledger = "greenprint.db"
+with gp.track("t0", study="s", ledger=ledger, sample_interval_s=0.05) as run:
+    for step in range(3000):
+        run.log(loss=1 / (step + 1), step=step)
+with gp.track("t1", study="s", ledger=ledger, params={"lr": 0.1}, sample_interval_s=0.05,
+              flush_interval_s=0.1) as run:
+    time.sleep(0.3)  # flushes that are written
+    limit = os.path.getsize(ledger + "-wal")  # the ledger cannot grow from here on
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    for step in range(300):
+        run.log(loss=1 / (step + 1), step=step)
+    time.sleep(0.3)  # flushes that fail
+if "late" in sys.argv:
+    run.log(test_accuracy=0.91)  # after the run's end: refused too
+print(json.dumps({"id": run.id, "status": run.status, "energy_kwh": run.energy_kwh}))
+if "free" in sys.argv:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    with gp.track("t2", study="s", ledger=ledger) as later:
+        later.log(loss=0.5)
+""".replace("import os,", "import json, os,")
+
+#: What prints the runs of the ledger as JSON lines (id, name, status, points, samples, kWh).
+LIST = """
+import json, greenprint as gp
+led = gp.Ledger("greenprint.db", create=False)
+for r in led.runs():
+    print(json.dumps({"id": r.id, "name": r.name, "status": r.status, "points": len(r.metrics),
+                      "names": sorted({p.name for p in r.metrics}), "energy_kwh": r.energy_kwh,
+                      "samples": len(led.samples(r.id)), "params": r.params}))
+"""
+
+
+def _script(home: Path, *args: str) -> tuple[dict, str]:
+    (home / "study.py").write_text(SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py", *args)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return json.loads(done.stdout.splitlines()[-1]), done.stderr
+
+
+def _runs(home: Path) -> dict[str, dict]:
+    (home / "list.py").write_text(LIST, encoding="utf-8")
+    done = run_in(home, sys.executable, "list.py")
+    assert done.returncode == 0, done.stderr
+    return {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
+
+
+def test_a_run_the_ledger_refused_at_its_end_is_written_when_the_next_run_starts(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The ledger refuses t1's flushes and final record; t1 ends normally in the user's code
+    (no exception), a warning says once that what it records is kept; when t2 starts, the
+    ledger has room again and t1 is written whole: finished, its 300 points, its cost as it
+    ended. Before: t1 read ``lost`` with no metric."""
+    home = empty_home(tmp_path_factory, "unsaved-next-run")
+    ended, stderr = _script(home, "free")
+    assert ended["status"] == "finished"
+    refused = [line for line in stderr.splitlines() if "could not write run" in line]
+    assert len(refused) == 1, stderr  # once, not at every flush that failed
+    assert "kept and written at its next flush" in refused[0]
+    assert f"run {ended['id'][:8]} ('t1') is in the ledger now" in stderr
+    runs = _runs(home)
+    t1 = runs["t1"]
+    assert (t1["status"], t1["points"], t1["params"]) == ("finished", 300, {"lr": 0.1})
+    assert t1["energy_kwh"] == pytest.approx(ended["energy_kwh"], rel=1e-12)
+    assert runs["t2"]["status"] == "finished"
+
+
+def test_a_run_still_refused_at_exit_is_saved_apart_and_merged_back_as_the_warning_says(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The room never comes back before the program exits: t1 is saved in a ledger file of
+    its own in the temporary folder, and the warning gives the command that puts it in the
+    ledger; run as given, ``greenprint ledger merge`` replaces t1's row (read ``lost``) by t1
+    as it ended: finished, every point (those written before the refusal and the rest), its
+    power samples, its cost."""
+    home = empty_home(tmp_path_factory, "unsaved-at-exit")
+    temp = home / "tmp"
+    temp.mkdir()
+    (home / "study.py").write_text(SCRIPT, encoding="utf-8")
+    env = {**clean_env(), "TMPDIR": str(temp)}
+    done = run_in(home, sys.executable, "study.py", env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    ended = json.loads(done.stdout.splitlines()[-1])
+    before = _runs(home)["t1"]
+    assert before["status"] == "lost"  # until it is merged: a ledger row that never ended
+    saved = temp / f"greenprint-unsaved-{ended['id']}.db"
+    assert saved.is_file(), done.stderr
+    command = re.search(r"`(greenprint ledger merge [^`]+)`", done.stderr)
+    assert command is not None, done.stderr
+    assert command.group(1) == f"greenprint ledger merge {home / 'greenprint.db'} {saved}"
+    merged = run_in(home, GREENPRINT, *command.group(1).split()[1:])
+    assert merged.returncode == 0, merged.stderr
+    assert "1 updated" in merged.stdout
+    after = _runs(home)["t1"]
+    assert (after["status"], after["points"]) == ("finished", 300)
+    assert after["energy_kwh"] == pytest.approx(ended["energy_kwh"], rel=1e-12)
+    assert after["samples"] >= before["samples"] > 0  # those written before, and the rest
+    again = run_in(home, *command.group(1).split())  # merging twice changes nothing
+    assert again.returncode == 0 and "0 run(s) added, 0 updated, 1 already there" in again.stdout
+
+
+def test_a_score_logged_after_a_refused_end_is_written_with_the_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A test score logged after t1's end, while the ledger still refuses it, is not lost: it is
+    written with t1's final record when t2 starts."""
+    home = empty_home(tmp_path_factory, "unsaved-late")
+    _script(home, "late", "free")
+    t1 = _runs(home)["t1"]
+    assert t1["status"] == "finished"
+    assert t1["names"] == ["loss", "test_accuracy"] and t1["points"] == 301
+
+
+def test_a_ledger_closed_under_a_running_run_gets_the_run_all_the_same(tmp_path: Path) -> None:
+    """The user's code closes the ledger object a run writes to (the process's shared one):
+    the run goes on into the same database, its end and its score written. Before: its final
+    record failed ("ledger ... is closed") and the run read ``lost``."""
+    import greenprint as gp
+
+    db = tmp_path / "gp.db"
+    with gp.track("trial", study="s", ledger=db, sample_interval_s=0.05) as run:
+        run.ledger.close()
+        run.log(acc=0.5)
+    with gp.Ledger(db) as led:
+        record = led.run(run.id)
+    assert (record.status, record.metric("acc")) == ("finished", 0.5)
