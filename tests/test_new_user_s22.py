@@ -314,3 +314,18 @@ def test_a_blank_study_or_name_is_refused_as_a_blank_ledger_or_region_is(
     done = run_in(home, GREENPRINT, *args)
     assert (done.returncode, done.stderr.splitlines()) == (2, [line])
     assert sorted(p.name for p in home.iterdir()) == ["models.py"]
+
+
+def test_a_mistyped_command_gets_the_nearest_name(tmp_path_factory: pytest.TempPathFactory):
+    """``greenprint ledger lss`` said ``Did you mean 'ls'?`` but ``greenprint whatiff`` only
+    ``No such command 'whatiff'``: the top-level commands are imported when invoked, and
+    click suggested from the (empty) table of those already imported."""
+    home = empty_home(tmp_path_factory, "s22-typo")
+    for typed, line in [
+        (["whatiff"], "No such command 'whatiff'. Did you mean 'whatif'? (see 'greenprint "),
+        (["ledger", "lss"], "No such command 'lss'. Did you mean 'ls'? (see 'greenprint ledger "),
+        (["zzzzz"], "No such command 'zzzzz' (see 'greenprint "),
+    ]:
+        done = run_in(home, GREENPRINT, *typed)
+        expected = f"greenprint: error: {line}--help')"
+        assert (done.returncode, done.stderr.splitlines()) == (2, [expected])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -48,6 +49,10 @@ _NO_ARGS_IS_HELP: type[click.UsageError] | tuple[()] = getattr(
 )
 
 
+#: click 8.2+ raises this for an unknown command (8.1 a plain UsageError, with no suggestion)
+_NO_SUCH_COMMAND: Any = getattr(click.exceptions, "NoSuchCommand", ())
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -64,6 +69,24 @@ class _LazyGroup(click.Group):
             raise
         command: click.Command = module.command
         return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """As click's, but a mistyped command gets the nearest names (``whatiff``: whatif).
+
+        click suggests from ``self.commands``, which this group leaves empty (its commands are
+        imported when invoked), so ``greenprint whatiff`` had no "Did you mean" where
+        ``greenprint ledger lss`` had one.
+        """
+        try:
+            return super().resolve_command(ctx, args)
+        except _NO_SUCH_COMMAND as e:
+            if e.possibilities:
+                raise
+            raise _NO_SUCH_COMMAND(
+                e.command_name, possibilities=self.list_commands(ctx), ctx=ctx
+            ) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
