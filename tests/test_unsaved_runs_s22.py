@@ -162,3 +162,53 @@ def test_a_ledger_closed_under_a_running_run_gets_the_run_all_the_same(tmp_path:
     with gp.Ledger(db) as led:
         record = led.run(run.id)
     assert (record.status, record.metric("acc")) == ("finished", 0.5)
+
+
+#: A run into a PostgreSQL ledger whose server goes down while it runs (the script stops it).
+PG_SCRIPT = """
+import json, sys, time
+import pgserver
+import greenprint as gp
+
+url, pgdata, user = sys.argv[1], sys.argv[2], sys.argv[3] or None  # the server's user
+with gp.track("t1", study="s", ledger=url, sample_interval_s=0.05, flush_interval_s=0.1) as run:
+    time.sleep(0.3)
+    pgserver.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata, user=user)
+    for step in range(100):
+        run.log(loss=1 / (step + 1), step=step)
+    time.sleep(0.3)
+    ending = time.monotonic()
+print(json.dumps({"id": run.id, "status": run.status, "energy_kwh": run.energy_kwh,
+                  "end_s": time.monotonic() - ending}))
+"""
+
+
+def test_a_postgresql_server_down_at_the_end_costs_no_wait_and_the_run_is_saved_apart(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The ledger's PostgreSQL server goes down in the middle of a run: the run's block ends
+    at once in the user's code (no exception, no wait on the dead server), and at exit the run
+    is saved in a ledger file of its own, whole (finished, its 100 points, its cost); the
+    warning's merge command does not print the URL's password (a placeholder, said so)."""
+    from _pg import postgres_server
+
+    home = empty_home(tmp_path_factory, "unsaved-postgres")
+    (home / "pg.py").write_text(PG_SCRIPT, encoding="utf-8")
+    env = {**clean_env(), "TMPDIR": str(home)}
+    with postgres_server() as pg:
+        server = pg.server
+        done = run_in(
+            home, sys.executable, "pg.py", pg.url(), str(server.pgdata), server.system_user or "",
+            env=env,
+        )  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    ended = json.loads(done.stdout.splitlines()[-1])
+    assert ended["status"] == "finished" and ended["end_s"] < 5.0
+    assert "`greenprint ledger merge LEDGER_URL " in done.stderr, done.stderr
+    assert "LEDGER_URL: the ledger's URL above, with its password" in done.stderr
+    saved = home / f"greenprint-unsaved-{ended['id']}.db"
+    (home / "greenprint.db").unlink(missing_ok=True)
+    saved.rename(home / "greenprint.db")
+    t1 = _runs(home)["t1"]
+    assert (t1["status"], t1["points"]) == ("finished", 100)
+    assert t1["energy_kwh"] == pytest.approx(ended["energy_kwh"], rel=1e-12)

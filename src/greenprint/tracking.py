@@ -1724,17 +1724,23 @@ class Run:
                 record.energy_kwh,
             )
             return
+        import shlex
+
+        # the command as it can be run; a URL's password is not printed: a placeholder then
+        hidden = ledger is not None and ledger.path is None and ledger.url != ledger.url_unmasked
+        into = "LEDGER_URL" if hidden else shlex.quote(str(where))
         logger.warning(
             "greenprint: run %s (%r) could not be written to its ledger %s (%s); it is saved "
             "in %s: `greenprint ledger merge %s %s` puts it in the ledger (it reads 'lost' "
-            "there until then)",
+            "there until then)%s",
             self.id[:8],
             self.name,
             where,
             error,
             path,
-            where,
-            path,
+            into,
+            shlex.quote(str(path)),
+            "; LEDGER_URL: the ledger's URL above, with its password" if hidden else "",
         )
 
     def _recover_ledger(self) -> bool:
