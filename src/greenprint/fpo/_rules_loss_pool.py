@@ -22,21 +22,56 @@ def _reduce(n: int, reduction: int) -> int:
     return 0 if reduction == 0 else n + (1 if reduction == 1 else 0)
 
 
-@register_rule(["aten.nll_loss_forward", "aten.nll_loss2d_forward"])
+def _counted_targets(
+    self: Any,
+    target: Any,
+    weight: Any = None,
+    reduction: int = 1,
+    ignore_index: int = -100,
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, int]:
+    """How many targets ATen's NLL kernels compute (not ``ignore_index``): ``{"kept": n}``."""
+    return {"kept": int((target != ignore_index).sum())}
+
+
+def _counted_targets_backward(
+    grad_output: Any,
+    self: Any,
+    target: Any,
+    weight: Any = None,
+    reduction: int = 1,
+    ignore_index: int = -100,
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, int]:
+    return _counted_targets(self, target, weight, reduction, ignore_index)
+
+
+@register_rule(["aten.nll_loss_forward", "aten.nll_loss2d_forward"], reads=_counted_targets)
 def nll_loss_rule(
     self: tuple[int, ...],
     target: tuple[int, ...],
     weight: Any = None,
     reduction: int = 1,
     *args: Any,
+    kept: int | None = None,
     **kwargs: Any,
 ) -> int:
-    """Per target: negate the picked log-probability (1), times its class weight (1); reduced."""
-    t = numel(target)
+    """Per target: negate the picked log-probability (1), times its class weight (1); reduced.
+
+    Targets equal to ``ignore_index`` (-100 by default: padding tokens in language-model labels)
+    are skipped by ATen's kernels (``if (cur_target == ignore_index) continue``) and cost
+    nothing; how many are read from the target's values (on meta, which has none, every target
+    counts: an upper bound).
+    """
+    t = numel(target) if kept is None else kept
     return t * (2 if weight is not None else 1) + _reduce(t, reduction)
 
 
-@register_rule(["aten.nll_loss_backward", "aten.nll_loss2d_backward"])
+@register_rule(
+    ["aten.nll_loss_backward", "aten.nll_loss2d_backward"], reads=_counted_targets_backward
+)
 def nll_loss_backward_rule(
     grad_output: tuple[int, ...],
     self: tuple[int, ...],
@@ -44,10 +79,14 @@ def nll_loss_backward_rule(
     weight: Any = None,
     reduction: int = 1,
     *args: Any,
+    kept: int | None = None,
     **kwargs: Any,
 ) -> int:
-    """Per target: ``-g * w / total_weight`` scattered into a zero gradient: 2 (3 with weights)."""
-    return numel(target) * (3 if weight is not None else 2)
+    """Per target: ``-g * w / total_weight`` scattered into a zero gradient: 2 (3 with weights).
+
+    Targets equal to ``ignore_index`` are skipped, as in the forward.
+    """
+    return (numel(target) if kept is None else kept) * (3 if weight is not None else 2)
 
 
 @register_rule("aten.mse_loss")
