@@ -329,3 +329,30 @@ def test_a_mistyped_command_gets_the_nearest_name(tmp_path_factory: pytest.TempP
         done = run_in(home, GREENPRINT, *typed)
         expected = f"greenprint: error: {line}--help')"
         assert (done.returncode, done.stderr.splitlines()) == (2, [expected])
+
+
+def test_which_config_file_applies_is_the_one_the_carbon_page_says(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """docs/carbon.md said "the nearest greenprint.toml or pyproject.toml" without saying which
+    of the two wins in one folder, nor that a project's own pyproject.toml with no
+    ``[tool.greenprint]`` is passed over. It says both now, as ``greenprint intensity`` does."""
+    home = empty_home(tmp_path_factory, "s22-config")
+    (home / "pyproject.toml").write_text('[tool.greenprint]\nregion = "PL"\n', encoding="utf-8")
+    (home / "greenprint.toml").write_text('region = "FR"\n', encoding="utf-8")
+    deep = home / "src"
+    deep.mkdir()
+    (deep / "pyproject.toml").write_text('[project]\nname = "x"\n', encoding="utf-8")
+    page = " ".join((DOCS / "carbon.md").read_text(encoding="utf-8").split())
+    assert "(in one folder `greenprint.toml` wins; a `pyproject.toml` with no" in page
+    for where, region, source in [
+        (home, "FR", home / "greenprint.toml"),
+        (deep, "FR", home / "greenprint.toml"),
+    ]:
+        done = run_in(where, GREENPRINT, "intensity", "--json")
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(done.stdout)
+        assert (shown["region"], shown["source"].split(" -> ")[0]) == (region, f"file:{source}")
+    (home / "greenprint.toml").unlink()
+    shown = json.loads(run_in(deep, GREENPRINT, "intensity", "--json").stdout)
+    assert shown["source"].startswith(f"file:{home / 'pyproject.toml'} -> table:PL:")
