@@ -234,6 +234,18 @@ def test_max_pooling_compares_only_the_taps_inside_the_input(
         assert taps == 167 * 167
 
 
+def test_fractional_max_pooling_counts_the_windows_starts_it_computes():
+    """``FractionalMaxPool2d(2, output_size=(3, 4))`` on (1, 2, 7, 9): 12 outputs per plane,
+    4 compares each (96 for 2 planes). ATen's ``generate_intervals`` also places each plane's
+    windows from its random sample ``u``: per dimension ``alpha = (in - k) / (o - 1)`` (1) and
+    ``int((i + u) alpha) - int(u alpha)`` for the first ``o - 1`` starts (3 each): rows
+    1 + 3 * 2 = 7, columns 1 + 3 * 3 = 10, 17 per plane, 34 (it was not counted): 130. The
+    backward adds each of the 24 gradient elements at its arg-max. The same on meta."""
+    cpu, meta = _both(nn.FractionalMaxPool2d(2, output_size=(3, 4)), 1, 2, 7, 9)
+    for result in (cpu, meta):
+        assert (result.forward_total, result.backward_total) == (96 + 34, 24)
+
+
 def test_adaptive_pooling_over_overlapping_windows():
     """``AdaptiveAvgPool2d((3, 2))`` on (2, 3, 7, 5): windows along H ``[0, 3), [2, 5),
     [4, 7)`` (3 each, overlapping), along W ``[0, 3), [2, 5)``: 9 elements per output, 6

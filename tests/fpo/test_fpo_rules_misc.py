@@ -314,8 +314,12 @@ CASES = {
     "hardshrink": (lambda: F.hardshrink(SMALL), 2 * 20),
     # ATen's vectorised kernel: (x > l) & (x - l) | (x < -l) & (x + l), both shifts: 4 (was 3)
     "softshrink": (lambda: F.softshrink(SMALL), 4 * 20),
-    # 2 * 3 * 3 * 3 = 54 outputs, 2 x 2 windows
-    "fractional_max_pool": (lambda: F.fractional_max_pool2d(IMAGE, 2, output_size=3), 54 * 4),
+    # 2 * 3 * 3 * 3 = 54 outputs, 2 x 2 windows; + each of the 6 planes' window starts, per
+    # dimension alpha (1) and 3 for each of the first 2 starts: 6 * 2 * 7 (was 54 * 4 alone)
+    "fractional_max_pool": (
+        lambda: F.fractional_max_pool2d(IMAGE, 2, output_size=3),
+        54 * 4 + 6 * 2 * 7,
+    ),
     # 4 x 5: per sample the 4 classes other than the target (ATen skips it), 3 each and
     # its add, 1 division per sample, the mean over 4 samples (4 + 1): 4 * 17 + 5 (was 89)
     "multi_margin_loss": (lambda: F.multi_margin_loss(SMALL, torch.tensor([0, 1, 2, 3])), 73),

@@ -159,8 +159,18 @@ def softshrink_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
 def fractional_max_pool_rule(
     self: tuple[int, ...], kernel_size: Any, *args: Any, out_shape: Any = None, **kwargs: Any
 ) -> int:
-    """One compare per window element per output element."""
-    return numel(first_shape(out_shape)) * math.prod(kernel_size)
+    """One compare per window element per output element, + the windows' starts.
+
+    ATen's ``generate_intervals`` places each plane's windows from its random sample ``u``,
+    per pooled dimension of ``o > 1`` outputs: ``alpha = (in - k) / (o - 1)`` (1), then for
+    each of the first ``o - 1`` starts ``int((i + u) alpha) - int(u alpha)`` (3 in floating
+    point; the subtraction is of integers). The windows lie inside the input.
+    """
+    out = first_shape(out_shape)
+    dims = len(kernel_size)
+    planes = numel(tuple(out[: len(out) - dims]))
+    starts = sum(1 + 3 * (o - 1) for o in out[-dims:] if o > 1)
+    return numel(out) * math.prod(kernel_size) + planes * starts
 
 
 @register_rule(["aten.fractional_max_pool2d_backward", "aten.fractional_max_pool3d_backward"])
