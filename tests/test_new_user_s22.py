@@ -356,3 +356,25 @@ def test_which_config_file_applies_is_the_one_the_carbon_page_says(
     (home / "greenprint.toml").unlink()
     shown = json.loads(run_in(deep, GREENPRINT, "intensity", "--json").stdout)
     assert shown["source"].startswith(f"file:{home / 'pyproject.toml'} -> table:PL:")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_greener_refuses_an_out_dir_it_cannot_make_before_measuring(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """docs/greener.md: an ``--out`` that cannot be written is refused "before anything is
+    measured". ``--out /proc/gp`` (as root, or any folder whose permissions say yes but where
+    no folder can be made) measured every variant, recorded them in the ledger, then failed
+    to write. It is refused first now: one line, exit 2, no ledger."""
+    pytest.importorskip("torch")
+    home = empty_home(tmp_path_factory, "s22-greener-out")
+    (home / "models.py").write_text(MODELS, encoding="utf-8")
+    done = run_in(
+        home, GREENPRINT, "greener", "models.py:trained", "--data", "models.py:batches",
+        "--variants", "prune-50", "--min-time", "0.01", "--out", "/proc/greenprint-out",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("greenprint: error: ")
+    assert "/proc/greenprint-out" in line
+    assert sorted(p.name for p in home.iterdir()) == ["models.py"]

@@ -279,6 +279,7 @@ def command(
         from greenprint.report._formats import check_out_dir
 
         check_out_dir(out_dir)  # creates nothing
+        _try_writing(out_dir)
     # torch only now: bad input is refused without its import (about 2 s of CPU)
     torch = require("torch", extra="torch", purpose="greenprint greener")
     model = _call(target, "the factory")
@@ -355,6 +356,27 @@ def command(
         except OSError as e:
             raise ConfigError(f"cannot write to {out_dir!r}: {e.strerror or e}") from e
         click.echo(f"wrote {out / 'greener.md'} and {out / 'greener.json'}")
+
+
+def _try_writing(out_dir: str) -> None:
+    """Refuse ``out_dir`` where a folder cannot be made, before anything is measured.
+
+    ``check_out_dir`` asks the permissions (``os.access``), which say yes to root everywhere
+    and to anyone under ``/proc``; a folder made and removed at once in its nearest existing
+    parent is the real answer, and leaves nothing behind.
+
+    Raises:
+        ConfigError: no folder can be made there.
+    """
+    import tempfile
+
+    existing = Path(out_dir)
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        Path(tempfile.mkdtemp(prefix=".greenprint-", dir=existing)).rmdir()
+    except OSError as e:
+        raise ConfigError(f"cannot write to {out_dir!r}: {e.strerror or e}") from e
 
 
 def _md_table(header: Any, rows: Any) -> list[str]:
