@@ -355,6 +355,28 @@ def test_cdist_p1_and_p2_forward_and_backward_per_pair():
     assert (one.forward_total, one.backward_total) == (180, 480)
 
 
+def test_ldl_solve_and_lu_unpack_have_rules():
+    """Two ops that ran with no rule (the count a lower bound). ``linalg.ldl_solve`` after
+    ``ldl_factor`` of a 4 x 4 symmetric matrix, 2 right-hand sides: the factorisation
+    ``n^3 / 3`` = 21, the solve (LAPACK ``sytrs``: ``L``, ``D``'s blocks, ``L^T``) ``2 n^2``
+    per right-hand side, 64: 85. ``lu_unpack`` (``torch.lu_unpack``, and the backward of
+    ``linalg.lu_factor``) copies L and U out of the packed factors and turns the pivots into a
+    permutation: 0 by rule, so ``lu_unpack(*lu_factor(a))`` is the factorisation's
+    ``2 n^3 / 3`` = 43 alone."""
+    torch.manual_seed(0)
+    a = torch.randn(4, 4)
+    a = a @ a.T + 4 * torch.eye(4)
+    b = torch.randn(4, 2)
+    ldl = gp.count_fpo(
+        lambda m, r: torch.linalg.ldl_solve(*torch.linalg.ldl_factor(m), r), a, b, backward=False
+    )
+    assert ldl.unknown_ops == {}
+    assert ldl.total == 21 + 64
+    lu = gp.count_fpo(lambda m: torch.lu_unpack(*torch.linalg.lu_factor(m))[2], a, backward=False)
+    assert lu.unknown_ops == {}
+    assert (lu.total, lu.by_op["aten.lu_unpack"]) == (43, 0)
+
+
 def test_a_packed_lstm_counts_the_real_lengths():
     """An LSTM(3, 4) on a packed batch of lengths 5, 3 and 2 (10 tokens): per token the input
     projection ``2 * 3 * 16`` + bias 16 = 112 and the hidden one ``2 * 4 * 16`` + 16 = 144

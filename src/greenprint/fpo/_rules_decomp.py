@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from greenprint.fpo._registry import register_rule
+from greenprint.fpo._registry import register_rule, zero
 
 __all__: list[str] = []
 
@@ -235,6 +235,24 @@ def lu_solve_rule(
     """Two triangular solves: ``2 n^2`` per right-hand side."""
     n = lu[-1]
     return _batch_of(lu, b) * 2 * n * n * _rhs(lu, b, left)
+
+
+@register_rule("aten.linalg_ldl_solve")
+def ldl_solve_rule(
+    ld: tuple[int, ...], pivots: Any, b: tuple[int, ...], *args: Any, **kwargs: Any
+) -> int:
+    """``2 n^2`` per right-hand side, as ``lu_solve``.
+
+    LAPACK's ``sytrs`` from ``ldl_factor``'s Bunch-Kaufman factors: the unit triangular solves
+    with ``L`` and ``L^T`` (``n^2`` each) and the 1 x 1 and 2 x 2 blocks of ``D`` (lower order).
+    """
+    n = ld[-1]
+    return _batch_of(ld, b) * 2 * n * n * _rhs(ld, b)
+
+
+# ``lu_unpack`` copies L (unit diagonal) and U out of the packed LU and turns the pivots into a
+# permutation matrix: data movement and integer swaps, 0 by rule.
+register_rule("aten.lu_unpack")(zero)
 
 
 @register_rule("aten.linalg_solve_triangular")
