@@ -249,11 +249,21 @@ def test_fractional_max_pooling_counts_the_windows_starts_it_computes():
 def test_adaptive_pooling_over_overlapping_windows():
     """``AdaptiveAvgPool2d((3, 2))`` on (2, 3, 7, 5): windows along H ``[0, 3), [2, 5),
     [4, 7)`` (3 each, overlapping), along W ``[0, 3), [2, 5)``: 9 elements per output, 6
-    outputs per plane, 6 planes: 324 adds + 36 divisions = 360, the backward alike.
-    ``AdaptiveMaxPool2d((3, 2))`` compares the same 324 elements; its backward adds each of
-    the 36 gradient elements at its arg-max."""
+    outputs per plane, 6 planes: 324 adds; ATen's kernel divides each sum by kh then by kw
+    (``sum / kh / kw``), 2 divisions for each of the 36 outputs (it counted 1): 396; the
+    backward (``g / kh / kw`` added into each window element) alike. Unbatched (3, 7, 5): half,
+    198 each way (its backward counted 144, reading the first pooled dimension as a batch).
+    ``AdaptiveAvgPool3d((2, 3, 2))`` on (1, 2, 5, 7, 3): windows 3 + 3 along D, 3 + 3 + 3
+    along H, 2 + 2 along W: 6 * 9 * 4 = 216 per plane, 432, + 3 divisions for each of the 24
+    outputs: 504, unbatched the same. ``AdaptiveMaxPool2d((3, 2))`` compares the same 324
+    elements; its backward adds each of the 36 gradient elements at its arg-max."""
     avg, _ = _both(nn.AdaptiveAvgPool2d((3, 2)), 2, 3, 7, 5)
-    assert (avg.forward_total, avg.backward_total) == (360, 360)
+    assert (avg.forward_total, avg.backward_total) == (396, 396)
+    unbatched, _ = _both(nn.AdaptiveAvgPool2d((3, 2)), 3, 7, 5)
+    assert (unbatched.forward_total, unbatched.backward_total) == (198, 198)
+    for shape in ((1, 2, 5, 7, 3), (2, 5, 7, 3)):
+        avg3, _ = _both(nn.AdaptiveAvgPool3d((2, 3, 2)), *shape)
+        assert (avg3.forward_total, avg3.backward_total) == (504, 504)
     mx, _ = _both(nn.AdaptiveMaxPool2d((3, 2)), 2, 3, 7, 5)
     assert (mx.forward_total, mx.backward_total) == (324, 36)
 

@@ -323,22 +323,38 @@ def _size_dims(output_size: Any) -> int:
     return len(output_size) if isinstance(output_size, (list, tuple)) else 1
 
 
-@register_rule(["aten._adaptive_avg_pool2d", "aten._adaptive_avg_pool3d"])
-def adaptive_avg_pool_rule(
-    self: tuple[int, ...], output_size: Any, *, out_shape: Any = None, **kwargs: Any
-) -> int:
-    """One add per element of every window, one division per output element."""
-    out = first_shape(out_shape)
-    return _adaptive_reads(self, out, _size_dims(output_size)) + numel(out)
+def _adaptive_avg_rule(dims: int) -> Any:
+    def rule(
+        self: tuple[int, ...], output_size: Any, *, out_shape: Any = None, **kwargs: Any
+    ) -> int:
+        out = first_shape(out_shape)
+        return _adaptive_reads(self, out, dims) + dims * numel(out)
+
+    rule.__doc__ = (
+        f"One add per element of every window, {dims} divisions per output element: ATen's "
+        "kernel (CPU, contiguous, and CUDA) divides the sum by each window length in turn, "
+        "``sum / kh / kw`` (``/ kd`` first in 3-D); a channels-last input divides once by the "
+        "product, counted as contiguous."
+    )
+    return rule
 
 
-@register_rule(["aten._adaptive_avg_pool2d_backward", "aten._adaptive_avg_pool3d_backward"])
-def adaptive_avg_pool_backward_rule(
-    grad_output: tuple[int, ...], self: tuple[int, ...], **k: Any
-) -> int:
-    """The forward's count: one division per gradient element, one add per window element."""
-    dims = len(self) - 2 if len(self) > 2 else 1
-    return _adaptive_reads(self, grad_output, dims) + numel(grad_output)
+def _adaptive_avg_backward_rule(dims: int) -> Any:
+    def rule(grad_output: tuple[int, ...], self: tuple[int, ...], **kwargs: Any) -> int:
+        return _adaptive_reads(self, grad_output, dims) + dims * numel(grad_output)
+
+    rule.__doc__ = (
+        f"The forward's count: {dims} divisions per gradient element (``g / kh / kw``), one add "
+        "per window element. The pooled dimensions are the last "
+        f"{dims}, batched or not."
+    )
+    return rule
+
+
+register_rule("aten._adaptive_avg_pool2d")(_adaptive_avg_rule(2))
+register_rule("aten._adaptive_avg_pool3d")(_adaptive_avg_rule(3))
+register_rule("aten._adaptive_avg_pool2d_backward")(_adaptive_avg_backward_rule(2))
+register_rule("aten._adaptive_avg_pool3d_backward")(_adaptive_avg_backward_rule(3))
 
 
 @register_rule(["aten.adaptive_max_pool2d", "aten.adaptive_max_pool3d"])
