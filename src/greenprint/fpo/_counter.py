@@ -157,6 +157,7 @@ class FPOCounter:
             recompute_total=self._recompute,
             matmul_total=self._matmul,
             params=self._params(),
+            trainable_params=self._params(trainable=True),
             by_op={op: sum(v) for op, v in self._op.items()},
             by_module={m: v[0] + v[1] for m, v in self._module.items()},  # recompute in v[1]
             unknown_ops=dict(self._unknown),
@@ -215,6 +216,11 @@ class FPOCounter:
     def params(self) -> int:
         """Parameter count of the model (or of the top-level modules that ran)."""
         return self._params()
+
+    @property
+    def trainable_params(self) -> int:
+        """How many of :attr:`params` require a gradient (what a fine-tuning trains)."""
+        return self._params(trainable=True)
 
     def table(self, *, by: str = "module", depth: int | None = None) -> str:
         """The result as a readable table (see :meth:`FPOResult.table`)."""
@@ -346,12 +352,14 @@ class FPOCounter:
             self._name_tree(root, "")
             self._in_model = {id(m) for m in self._model.modules() if m is not self._model}
 
-    def _params(self) -> int:
+    def _params(self, *, trainable: bool = False) -> int:
+        """The parameter count (shared parameters once); ``trainable``: those needing a gradient."""
         roots = [self._model] if self._model is not None else list(self._top)
         seen: dict[int, int] = {}
         for root in roots:
             for p in root.parameters():
-                seen[id(p)] = p.numel()
+                if p.requires_grad or not trainable:
+                    seen[id(p)] = p.numel()
         return sum(seen.values())
 
     # -- module naming and tracking -----------------------------------------------------------

@@ -33,7 +33,10 @@ class FPOResult:
             times (see docs/fpo.md).
         recompute_total: the part of ``backward_total`` that re-ran forward ops: the cost of
             activation checkpointing (``torch.utils.checkpoint``); 0 without it.
-        params: parameter count of the model (shared parameters once).
+        params: parameter count of the model (shared parameters once), frozen ones included.
+        trainable_params: how many of them require a gradient (shared once): what a
+            fine-tuning trains (LoRA's adapters, a head over a frozen backbone); ``None`` for a
+            result made without a model to read it from.
         by_op: op (``"aten.mm"``) -> FPO; ops that ran and count 0 (data movement by rule,
             integer-only arithmetic) are listed with 0.
         by_module: dotted module name -> FPO of everything that ran inside it, forward and
@@ -66,6 +69,7 @@ class FPOResult:
     by_module_phase: dict[str, dict[str, int]] = field(default_factory=dict)
     steps: int = 1
     complex_ops: dict[str, int] = field(default_factory=dict)
+    trainable_params: int | None = None
 
     @property
     def forward_by_module(self) -> dict[str, int]:
@@ -139,6 +143,7 @@ class FPOResult:
             "recompute_total": self.recompute_total,
             "matmul_total": self.matmul_total,
             "params": self.params,
+            "trainable_params": self.trainable_params,
             "steps": self.steps,
             "by_op": dict(self.by_op),
             "by_module": dict(self.by_module),
@@ -273,7 +278,10 @@ class FPOResult:
             f"matmul     {format_fpo(self.matmul_total)} (matrix products and convolutions: "
             "FlopCounterMode's part)"
         )
-        lines.append(f"params     {self.params:,}")
+        trainable = self.trainable_params
+        frozen = trainable is not None and trainable != self.params
+        trained = f" ({trainable:,} trainable)" if frozen else ""
+        lines.append(f"params     {self.params:,}{trained}")
         if self.steps != 1:
             lines.append(f"steps      {self.steps:,}")
         zero = self.zero_ops
