@@ -473,12 +473,14 @@ def test_a_job_that_trains_two_configurations_one_after_another_reads_as_two_tri
     tag = price_tag(restarted, metric="acc")
     assert tag.total.energy_kwh == pytest.approx(4.0) == tag.final.energy_kwh
     assert tag.total.trials == 1
-    # after an attempt that finished (a fit, then its test in the same job), read from the first
+    # after an attempt that finished, the same params again is a training of its own (a
+    # seed repeated, a fit then its test): two trials, as the same two runs outside a job read
+    # (they read as one, from the first, before session 22; tests/test_outside_shapes10.py)
     done_twice = [r if r.status == "finished" else dataclasses.replace(r, status="finished")
                   for r in restarted]  # fmt: skip
     assert [
         resolve_roles(done_twice).forest.runs[p].id for p in resolve_roles(done_twice).trials
-    ] == ["try1-n0"]
+    ] == ["try1-n0", "try2-n0"]
 
 
 #: One process of a two-node job (``srun -N 2 python loop.py``): two trainings one after

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from greenprint._liveness import WRITER_KEY
 from greenprint._records import CUT_SHORT_STATUSES
 
 __all__ = [
@@ -358,9 +359,9 @@ def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) 
                     parents[pos], kinds[pos] = head, "remote"
         if len(trainings) > 1:
             notes.append(
-                f"job {job}: its processes ran {len(trainings)} trainings one after another, "
-                "with different params: each read as a trial of its own, its ranks' runs as its "
-                "parts"
+                f"job {job}: its processes ran {len(trainings)} trainings one after another: "
+                "each read as a trial of its own, its ranks' runs as its parts (a run after a "
+                "failed or interrupted one with the same params is read as its restart)"
             )
     _link_spawned(runs, parents, kinds)
     return notes
@@ -370,33 +371,49 @@ def _trainings(runs: Sequence[Any], loose: Sequence[int]) -> list[tuple[list[int
     """A job's top-level runs grouped by training, in start order, with its last attempt's runs.
 
     The runs of one training run at the same time (its ranks, its nodes): runs whose spans
-    overlap, directly or through others, are one attempt. A job whose processes ran two
+    overlap, directly or through others, are one attempt, which holds one run per process (a
+    process runs one training at a time: a rank that starts its next training while another
+    rank is still closing the last one starts the next attempt). A job whose processes ran two
     trainings one after another (a script that loops over two learning rates under
-    ``torchrun``) has two; a later attempt with the same params as the one before it (params
-    naming a rank left out) is that training again (a restart after a failure, a resumed
-    training), not another: its runs join the training, which is read from its last attempt
-    (its head, status and score) when the attempts before it were cut short (failed,
-    interrupted, lost), else from its first, the others adding their cost.
+    ``torchrun``) has two. A later attempt with the same params as the one before it (params
+    naming a rank left out) after that one was cut short (failed, interrupted, lost) is that
+    training again (a restart, a resumed training), not another: its runs join the training,
+    which is read from its last attempt (its head, status and score), the attempts before it
+    adding their cost. After one that finished (or with other params) it is a training of its
+    own: ranks without params that ran two trainings one after another (a sweep inside the job,
+    seeds, a fit then its test) ran two.
     """
     ordered = sorted(loose, key=lambda p: (runs[p].started_at, runs[p].id))
     groups: list[list[int]] = []
-    reach = -float("inf")
+    reaches: list[float] = []  # each group's latest end
+    held: list[set[tuple[Any, ...]]] = []  # each group's processes
     for pos in ordered:
-        if groups and runs[pos].started_at < reach:
-            groups[-1].append(pos)
-        else:
-            groups.append([pos])
-        reach = max(reach, _end(runs[pos]))
+        process = _writer(runs[pos])
+        into = next(
+            (
+                g
+                for g in range(len(groups) - 1, -1, -1)
+                if runs[pos].started_at < reaches[g] and process not in held[g]
+            ),
+            None,
+        )
+        if into is None:
+            groups.append([])
+            reaches.append(-float("inf"))
+            held.append(set())
+            into = len(groups) - 1
+        groups[into].append(pos)
+        reaches[into] = max(reaches[into], _end(runs[pos]))
+        held[into].add(process)
     merged: list[tuple[list[int], list[int]]] = []
     key_of_last: str | None = None
     for group in groups:
         key = _training_params(runs[min(group, key=lambda p: _head_order(runs[p]))])
-        if merged and key == key_of_last:
-            training, last = merged[-1]
-            ended = {getattr(runs[p], "status", None) for p in last}  # (partial: unknown)
-            # read from the new attempt when the one before was cut short (a restart); after
-            # one that finished (a fit, then its test) the training stays read from the first
-            merged[-1] = (training + group, group if ended <= set(CUT_SHORT_STATUSES) else last)
+        last = merged[-1][1] if merged else []
+        ended = {getattr(runs[p], "status", None) for p in last}  # (partial: unknown)
+        if merged and key == key_of_last and ended <= set(CUT_SHORT_STATUSES):
+            # a restart: the training read from its new attempt, the one before adding its cost
+            merged[-1] = (merged[-1][0] + group, group)
         else:
             merged.append((group, group))
         key_of_last = key
@@ -476,6 +493,16 @@ def _training_params(run: Any) -> str:
 def _process(run: Any) -> tuple[Any, ...]:
     """The process of a job a run was in: its host, node rank and local rank."""
     return (run.host, run.node_rank, run.local_rank)
+
+
+def _writer(run: Any) -> tuple[Any, ...]:
+    """The process that wrote a run, as a key.
+
+    Its host and ``provenance["writer"]`` (pid, start tick, boot), else its host, node rank and
+    local rank (records without one).
+    """
+    writer = (getattr(run, "provenance", None) or {}).get(WRITER_KEY)
+    return (run.host, writer) if writer else _process(run)
 
 
 def _head_order(run: Any) -> tuple[Any, ...]:
