@@ -141,7 +141,9 @@ def refresh(run: Run) -> None:
         return
 
 
-def continue_from(run: Run, earlier_id: object, *, how: str) -> None:
+def continue_from(
+    run: Run, earlier_id: object, *, how: str, resumed: str = "resumed it from a checkpoint"
+) -> None:
     """Make the run of an earlier attempt of this training, which ``run`` resumes, its part.
 
     A training resumed from a checkpoint in a new process (after a crash, a kill, a Ctrl-C) is
@@ -161,6 +163,8 @@ def continue_from(run: Run, earlier_id: object, *, how: str) -> None:
         earlier_id: the earlier attempt's run id, as the checkpoint recorded it.
         how: how the training resumed, for the interrupted run's error
             (``"trainer.fit(ckpt_path=...)"``).
+        resumed: what ``how`` did with the earlier attempt, for that error (an Optuna trial
+            retried after a kill "ran it again", from the start).
     """
     ledger = run.ledger
     if not isinstance(earlier_id, str) or not earlier_id or ledger is None or not run.id:
@@ -205,6 +209,7 @@ def continue_from(run: Run, earlier_id: object, *, how: str) -> None:
             run.id[:8],
         )
         return
+    how = f"{how} {resumed}"
     ended = _ended_fields(earlier, how)
     wrapped = _wrapping_attempt(ledger, earlier, run.parent_id)
     if wrapped is not None:
@@ -296,9 +301,7 @@ def _ended_fields(earlier: Any, how: str) -> dict[str, Any]:
     """
     if earlier.status != "lost":
         return {}
-    return interrupted_at_heartbeat(
-        earlier, f"its process ended without a final write; {how} resumed it from a checkpoint"
-    )
+    return interrupted_at_heartbeat(earlier, f"its process ended without a final write; {how}")
 
 
 def _record(ledger: Any, run_id: str, fields: dict[str, Any], resumed_by: str) -> None:

@@ -89,6 +89,17 @@ and cost (``interrupted`` if its process died without a last write), recorded ``
 false (it ran before: the price tag adds it once); never a second trial. No such file, or a run
 not in this ledger or study: the resumed run is one of its own, as before (a debug log says).
 
+Inside ``trainer.hyperparameter_search`` (Optuna), an attached callback puts each trial's run
+id on the Optuna trial (user attribute ``greenprint_run_id``, when the trial starts). The
+Trainer never resumes a trial from its checkpoint: a search killed in the middle of a trial
+and run again on the same storage (``storage=..., load_if_exists=True``) leaves the killed
+trial ``RUNNING`` in Optuna and its run ``interrupted`` (SIGTERM, Ctrl-C) or ``lost``
+(``kill -9``) with its cost, one trial each, as Optuna counts them. With Optuna's
+``RetryFailedTrialCallback`` on a heartbeat storage, the killed trial is retried as a new trial
+with its params (and its user attributes): that trial's run takes the killed attempt's run as
+a ``part`` (``interrupted`` if it was ``lost``, its cost added once), one configuration one
+trial, where Optuna lists the killed attempt ``FAIL`` and the retry as another trial.
+
 A second ``trainer.train()`` of the same model object in this process (two-stage fine-tuning: a
 new Trainer on the model the first trained) trains the weights the first left: its run takes
 the earlier training's run as a ``part`` (``contained`` false), one training, not a trial per
@@ -382,6 +393,8 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         search = getattr(state, "is_hyper_param_search", False)
         if resumed and getattr(state, "is_world_process_zero", True) and not search:
             self._continue(args, state)
+        if search and getattr(state, "is_world_process_zero", True):
+            self._continue_retried(run)
         if world <= 1 and not search and model is not None:  # a second train() continues
             trained_again(run, model, link=not resumed)
         self._end_fpo()
@@ -574,6 +587,34 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             return
         if self._run is not None:
             continue_from(self._run, earlier, how="trainer.train(resume_from_checkpoint=...)")
+
+    def _continue_retried(self, run: Run) -> None:
+        """Link an Optuna trial retried after a kill to its earlier attempt's run; name the run.
+
+        The trial gets the user attribute ``greenprint_run_id`` (this run's id, stored when the
+        trial starts, so a trial whose process is killed names its run). Optuna's
+        ``RetryFailedTrialCallback`` (``RetryHeartbeatStaleTrialCallback``) retries a trial
+        whose heartbeat stopped as a new trial with its params and user attributes and the
+        system attribute ``failed_trial``: the run id it inherited is the earlier attempt's,
+        which becomes a ``part`` of this run (one configuration, one trial; see
+        :func:`continue_from`). Only for an attached trainer (the callback sees its trial).
+        """
+        trial = getattr(self._attached, "_trial", None)
+        set_user_attr = getattr(trial, "set_user_attr", None)
+        if not callable(set_user_attr) or not run.id:
+            return  # not attached, or a Ray Tune trial's dict
+        users = getattr(trial, "user_attrs", None)
+        earlier = users.get(RUN_ID_ATTR) if isinstance(users, Mapping) else None
+        retried = _retried_trial(trial) if earlier is not None else None
+        if retried is not None:
+            number = getattr(trial, "number", "?")
+            continue_from(
+                run,
+                earlier,
+                how=f"Optuna's retry of trial {retried} (trial {number})",
+                resumed="ran it again",
+            )
+        set_user_attr(RUN_ID_ATTR, run.id)
 
     def _stop_if_running(self, status: str, error: str | None) -> None:
         self._end_fpo()
@@ -1159,6 +1200,28 @@ def _same_value(have: Any, want: Any) -> bool:
         return bool(have == want)
     except (TypeError, ValueError):  # an array: == is elementwise, its truth undefined
         return False
+
+
+#: The Optuna trial's user attribute that names its run (as greenprint's Optuna callback sets).
+RUN_ID_ATTR = "greenprint_run_id"
+
+
+def _retried_trial(trial: Any) -> int | None:
+    """The number of the trial that Optuna's retry callback retries as ``trial``, if any.
+
+    A ``Trial`` has no system attributes of its own (Optuna 4): they are read from the study's
+    running trials (``failed_trial``, as ``RetryFailedTrialCallback.retried_trial_number``).
+    """
+    study = getattr(trial, "study", None)
+    if study is None or not hasattr(study, "get_trials"):
+        return None
+    from optuna.trial import TrialState
+
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if frozen.number == trial.number:
+            retried = frozen.system_attrs.get("failed_trial")
+            return retried if isinstance(retried, int) else None
+    return None
 
 
 def _trial_name(trainer: Any) -> str | None:
