@@ -160,11 +160,13 @@ _AA_OP = {
     align_corners=st.booleans(),
 )
 def test_antialiased_interpolation_counts_the_stretched_window(mode, h, w, oh, ow, align_corners):
-    """Forward and backward equal the direct loop's count; its values equal torch's.
+    """Forward and backward equal the direct loops' counts; the forward's values equal torch's.
 
-    The backward is the forward's weights transposed: each product and add of the forward
-    becomes one in the gradient, the same count (as the non-antialiased rules count it).
-    Before s9 every antialiased resize cost the non-antialiased 9 (bicubic 35) per output
+    The backward (ATen's ``cpu_upsample_genNd_backward_aa``) adds ``wx[x] * wy[y] * g`` into
+    each input of an output's ``kh x kw`` window, two multiplies and an add, and weighs an
+    unchanged dimension too (its scale-1 window): ``3 kh kw`` per gradient element (before s22
+    it was counted as the forward's separable count). Before s9 every antialiased resize cost
+    the non-antialiased 9 (bicubic 35) per output
     element whatever the scale: a 4x bilinear downsample of (1, 2, 8, 8) counted 72 FPO where
     the loop performs 672 (lanczos had no rule at all: listed as unknown).
     """
@@ -178,7 +180,9 @@ def test_antialiased_interpolation_counts_the_stretched_window(mode, h, w, oh, o
     assert not r.unknown_ops
     op = _AA_OP[mode]
     assert r.by_op_phase[op]["forward"] == expected
-    assert r.by_op_phase[f"{op}_backward"]["backward"] == expected
+    rows = sum(len(wy) for _, wy in _aa_windows(h, oh, mode, align_corners))
+    cols = sum(len(wx) for _, wx in _aa_windows(w, ow, mode, align_corners))
+    assert r.by_op_phase[f"{op}_backward"]["backward"] == 2 * 3 * rows * cols
 
 
 def test_a_4x_antialiased_downsample_by_hand():
@@ -204,14 +208,16 @@ def test_bicubic_taps_are_multiply_accumulates_as_in_every_dot_product():
     A 4-tap interpolation is ``sum(w_i * x_i)``, a dot product of length 4: 4 multiplies and 4
     adds into the accumulator, 8, as ``2mkn`` counts a product and n adds a reduction of n
     values; so 40 per output element (before s9: 35, counting 3 adds per 4 taps). The same for
-    grid_sample's bicubic mode. (1, 1, 3, 3) -> (5, 5): 25 outputs, 1,000 FPO; backward alike.
+    grid_sample's bicubic mode. (1, 1, 3, 3) -> (5, 5): 25 outputs, 1,000 FPO. The backward
+    kernel scatters ``out_value * y_coeffs[j] * x_coeffs[i]`` into each of the 16 taps (two
+    multiplies and an add): 48 per gradient element, 1,200 (it counted 1,000, the forward's).
     """
     x = t(1, 1, 3, 3, grad=True)
     r = count(
         lambda: F.interpolate(x, size=(5, 5), mode="bicubic").backward(torch.ones(1, 1, 5, 5))
     )
     assert r.by_op["aten.upsample_bicubic2d"] == 25 * 40
-    assert r.by_op["aten.upsample_bicubic2d_backward"] == 25 * 40
+    assert r.by_op["aten.upsample_bicubic2d_backward"] == 25 * 48
     grid = torch.zeros(1, 5, 5, 2)  # 25 locations, 1 channel, zeros padding: 3 per coordinate
     r = count(lambda: F.grid_sample(t(1, 1, 3, 3), grid, mode="bicubic", align_corners=False))
     assert r.total == 25 * 2 * 3 + 25 * 40

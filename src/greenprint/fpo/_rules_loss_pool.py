@@ -388,17 +388,30 @@ def _upsample(cost: int) -> Any:
     return rule
 
 
+_UPSAMPLE_BACKWARD = {
+    "upsample_linear1d": 4,
+    "upsample_bilinear2d": 12,
+    "upsample_trilinear3d": 32,
+    "upsample_bicubic2d": 48,
+}
+"""FPO per gradient element, as ATen's CPU backward kernels scatter it: each of the ``2^d``
+corners (bicubic: the 4 x 4 taps) gets ``weight_1 * ... * weight_d * g`` added into the input's
+gradient, ``d`` multiplies and an add: linear 2 x 2 = 4, bilinear 4 x 3 = 12, trilinear 8 x 4 =
+32, bicubic 16 x 3 = 48 (``out_value * y_coeffs[j] * x_coeffs[i]``). The forward's separable
+lerps share their products between corners; the scatter does not."""
+
+
 def _upsample_backward(cost: int) -> Any:
     def rule(grad_output: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
         return cost * numel(grad_output)
 
-    rule.__doc__ = f"{cost} FPO per gradient element (the forward's weights, transposed)."
+    rule.__doc__ = f"{cost} FPO per gradient element (see ``_UPSAMPLE_BACKWARD``)."
     return rule
 
 
 for _name, _cost in _UPSAMPLE_FORWARD.items():
     register_rule(f"aten.{_name}")(_upsample(_cost))
-    register_rule(f"aten.{_name}_backward")(_upsample_backward(_cost))
+    register_rule(f"aten.{_name}_backward")(_upsample_backward(_UPSAMPLE_BACKWARD[_name]))
 
 # -- antialiased interpolation: the filter is stretched by the scale when downsampling ---------
 
@@ -407,7 +420,12 @@ _AA_TAPS = {"bilinear": 2, "bicubic": 4, "lanczos": 6}
 
 
 def _aa_windows(
-    size_in: int, size_out: int, taps: int, align_corners: Any, scale: Any
+    size_in: int,
+    size_out: int,
+    taps: int,
+    align_corners: Any,
+    scale: Any,
+    skip_unchanged: bool = True,
 ) -> list[int]:
     """Inputs read by each output index along one dimension, as torch's antialiased kernels.
 
@@ -416,9 +434,10 @@ def _aa_windows(
     ``support = taps / 2 * scale`` samples each side, so a 4x bilinear downsample reads about 8
     inputs per output. Output ``i`` reads ``[int(c - support + 0.5), int(c + support + 0.5))``
     clipped to the input, ``c = scale * (i + 0.5)``. A dimension whose size does not change is
-    copied (torch skips it): no window, returned as an empty list.
+    copied by the forward (torch skips it): no window, returned as an empty list, unless
+    ``skip_unchanged`` is False (the backward weighs it too).
     """
-    if size_in == size_out:
+    if size_in == size_out and skip_unchanged:
         return []
     if align_corners:
         ratio = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
@@ -444,8 +463,7 @@ def _aa_fpo(
     interpolation along W for each of the ``kh`` rows (a dot product of the weights and the
     values: ``2kw``) and one ``kh``-tap interpolation along H (``2kh``); an unchanged dimension
     costs nothing (``kh = 1``). On a 4 x 4 window this is bicubic upsampling's 40 (on 2 x 2,
-    12: the kernel sums weighted taps, where bilinear upsampling's 9 is three lerps). The
-    backward applies the same weights transposed: the same count.
+    12: the kernel sums weighted taps, where bilinear upsampling's 9 is three lerps).
     """
     (h, w), (oh, ow) = (int(v) for v in size_in), (int(v) for v in size_out)
     scale_h, scale_w = scales
@@ -455,6 +473,23 @@ def _aa_fpo(
     along_w = 2 * sum(cols)  # sum of 2kw over the output columns
     along_h = 2 * sum(rows)
     return planes * (row_reads * along_w + ow * along_h)
+
+
+def _aa_backward_fpo(
+    planes: int, size_in: Any, size_out: Any, taps: int, align_corners: Any, scales: Any
+) -> int:
+    """FPO of an antialiased 2-D resize's backward: ``3 kh kw`` per gradient element.
+
+    ATen's ``cpu_upsample_genNd_backward_aa`` adds ``wx[x] * wy[y] * g`` into every input of
+    the output's ``kh x kw`` window (two multiplies and an add), not separably; it weighs an
+    unchanged dimension too (its window at scale 1: 2 taps for bilinear, clipped at the edges),
+    where the forward copies it.
+    """
+    (h, w), (oh, ow) = (int(v) for v in size_in), (int(v) for v in size_out)
+    scale_h, scale_w = scales
+    rows = _aa_windows(h, oh, taps, align_corners, scale_h, skip_unchanged=False)
+    cols = _aa_windows(w, ow, taps, align_corners, scale_w, skip_unchanged=False)
+    return planes * 3 * sum(rows) * sum(cols)
 
 
 def _aa_rule(mode: str) -> Any:
@@ -487,10 +522,11 @@ def _aa_rule(mode: str) -> Any:
     ) -> int:
         planes = numel(tuple(input_size)[:-2])
         size_in = tuple(input_size)[-2:]
-        return _aa_fpo(planes, size_in, output_size, taps, align_corners, (scales_h, scales_w))
+        scales = (scales_h, scales_w)
+        return _aa_backward_fpo(planes, size_in, output_size, taps, align_corners, scales)
 
     rule.__doc__ = f"Antialiased {mode} resize: see :func:`_aa_fpo` ({taps}-sample filter)."
-    backward.__doc__ = "Its backward, the same weights transposed: :func:`_aa_fpo`."
+    backward.__doc__ = "Its backward, scattered per window element: :func:`_aa_backward_fpo`."
     return rule, backward
 
 
