@@ -212,3 +212,51 @@ def test_a_postgresql_server_down_at_the_end_costs_no_wait_and_the_run_is_saved_
     t1 = _runs(home)["t1"]
     assert (t1["status"], t1["points"]) == ("finished", 100)
     assert t1["energy_kwh"] == pytest.approx(ended["energy_kwh"], rel=1e-12)
+
+
+def test_greenprint_run_says_its_ledger_refused_the_run_and_saves_it_apart(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``greenprint run`` whose ledger stops taking its writes while the command runs: the
+    command runs to its end, the price tag says the ledger refused the run's final record, and
+    at exit the run is saved apart with the merge command that puts it back (finished)."""
+    import os
+    import resource
+    import subprocess
+    import time
+
+    home = empty_home(tmp_path_factory, "unsaved-cli")
+    # the command: a training that logs 3,000 points (the ledger's log grows), then more work
+    (home / "work.py").write_text(
+        "import pathlib, time\n"
+        "import greenprint as gp\n"
+        "with gp.track('t0', study='s') as run:\n"
+        "    for step in range(3000):\n"
+        "        run.log(loss=1 / (step + 1), step=step)\n"
+        "pathlib.Path('trained').touch()\n"
+        "time.sleep(2)\n"
+        "print('done')\n",
+        encoding="utf-8",
+    )
+    env = {**clean_env(), "TMPDIR": str(home)}
+    command = [GREENPRINT, "run", "--study", "s", "--name", "job", "--sample-interval", "0.1",
+               "--flush-interval", "0.2", "--", sys.executable, "work.py"]  # fmt: skip
+    job = subprocess.Popen(command, cwd=home, env=env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (home / "trained").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # from here the ledger cannot grow for greenprint run (the command is not limited)
+        wal = os.path.getsize(home / "greenprint.db-wal")
+        resource.prlimit(job.pid, resource.RLIMIT_FSIZE, (wal, resource.RLIM_INFINITY))
+        out, err = job.communicate(timeout=120)
+    finally:
+        job.kill()
+    assert job.returncode == 0 and out.strip() == "done" and "Traceback" not in err, err
+    assert "(refused the run's final record: kept to be written, see above and below)" in err
+    merge = re.search(r"`(greenprint ledger merge [^`]+)`", err)
+    assert merge is not None, err
+    assert run_in(home, *merge.group(1).split()).returncode == 0
+    runs = _runs(home)
+    assert (runs["job"]["status"], runs["t0"]["status"]) == ("finished", "finished")

@@ -1712,6 +1712,8 @@ class Run:
             finally:
                 saved.close()
         except Exception as e:  # never raise at exit: say what is lost
+            for leftover in (path, *(path.with_name(path.name + x) for x in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)  # not a broken file left to be merged
             logger.warning(
                 "greenprint: run %s (%r) is lost: its ledger %s could not take its final record "
                 "(%s) and neither could %s (%s); the ledger reads it 'lost' at %.4g kWh",

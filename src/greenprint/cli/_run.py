@@ -559,6 +559,8 @@ def format_price_tag(run: Any, *, error: str | None = None) -> str:
         for component, kwh in sorted(run.energy_by_component.items())
     ]
     ledger = run.ledger.url if run.ledger is not None else "(not recorded)"
+    if run.ledger is not None and not run._final_written:  # a full disk: kept, see the warnings
+        ledger += " (refused the run's final record: kept to be written, see above and below)"
     lines = [
         f"greenprint: run {run.id[:8]} '{run.name}' (study {run.study}) {run.status}"
         f"{f' ({error})' if error else ''} in {format_duration(run.duration_s)}",
