@@ -166,7 +166,7 @@ def main() -> None:
         "aten._native_batch_norm_legit_no_training": "eval BN: 4 per element + 2 per channel",
         "aten.relu_": "1 per element",
         "aten.add": "16 residual adds, 1 per element",
-        "aten.max_pool2d_with_indices": "9 compares per output (3x3 window)",
+        "aten.max_pool2d_with_indices": "a compare per tap inside the input (3x3, padding 1)",
         "aten.mean": "global average pool: 1 add per input + 1 division per output",
     }
     for op, n in sorted(result.by_op.items(), key=lambda kv: -kv[1]):
