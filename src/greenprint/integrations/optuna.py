@@ -29,6 +29,15 @@ intermediate values not yet logged on the run, and they go out with the next flu
 then reads ``lost`` with them. Each step is logged once (the objective's end logs only what
 the flushes had not).
 
+A killed trial retried: on a storage with a heartbeat and Optuna's ``RetryFailedTrialCallback``
+(``RDBStorage(..., heartbeat_interval=..., failed_trial_callback=...)``), the study run again
+(``load_if_exists=True``) fails the killed trial and adds a new one with its params, its user
+attributes and the system attribute ``failed_trial``. That is one configuration, one trial:
+the retry's run takes the killed attempt's run (named by the inherited ``greenprint_run_id``)
+as a ``part``, ``interrupted`` at its last heartbeat if it read ``lost``, its cost added once
+(``contained`` false), its params the retry's if it was killed before its first flush. Optuna
+lists the killed attempt ``FAIL``; the report counts the trials Optuna completed.
+
 The study itself is not a run: its cost is the sum of its trials (the sampler's own work
 between trials, milliseconds for TPE, is not measured). To measure that too, wrap
 ``study.optimize`` in ``gp.track(..., role="sweep")`` in the same thread: the trials become its
@@ -91,10 +100,14 @@ from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError 
 from greenprint._lifecycle import status_for  # noqa: E402
 from greenprint._provenance import OBJECTIVES_KEY, objectives_text  # noqa: E402
 from greenprint.integrations._common import WarnOnce, check_run_options  # noqa: E402
+from greenprint.integrations._dl import continue_from  # noqa: E402
 
 __all__ = ["GreenprintCallback"]
 
 logger = logging.getLogger(__name__)
+
+#: The trial's user attribute that names its run (set when the trial starts).
+RUN_ID_ATTR = "greenprint_run_id"
 
 #: Optuna's trial states and the run status each becomes.
 _STATUS = {
@@ -222,7 +235,8 @@ class GreenprintCallback:
                 with self._lock:
                     self._live[key] = run
                 try:
-                    trial.set_user_attr("greenprint_run_id", run.id)  # also if the trial dies
+                    _continue_retried(run, trial)  # before the id is this run's
+                    trial.set_user_attr(RUN_ID_ATTR, run.id)  # also if the trial dies
                     # a study already over a "stop" budget (read as the run started) ends the
                     # search here, before the objective: one that only calls trial.report()
                     # would never meet the exception, and every later trial ran whole
@@ -304,7 +318,7 @@ class GreenprintCallback:
             self._measured[(study_name, trial.number)] = (run.id, run.ledger, run.status)
         trial.set_user_attr("energy_kwh", run.energy_kwh)
         trial.set_user_attr("emissions_kg", run.emissions_kg)
-        trial.set_user_attr("greenprint_run_id", run.id)
+        trial.set_user_attr(RUN_ID_ATTR, run.id)
 
     # ------------------------------------------------------------------ the callback
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -365,6 +379,55 @@ class GreenprintCallback:
                 )
             return self._metric_names
         return ("value",) if n == 1 else tuple(f"values_{i}" for i in range(n))
+
+
+def _continue_retried(run: Any, trial: Trial) -> None:
+    """Make the run of the killed attempt that ``trial`` retries a part of ``run``.
+
+    Optuna's ``RetryFailedTrialCallback`` (``RetryHeartbeatStaleTrialCallback``, on a storage
+    with a heartbeat) fails a trial whose process died and adds a new trial with its params, its
+    user attributes (the killed attempt's ``greenprint_run_id``) and the system attribute
+    ``failed_trial``. One configuration is one trial: the killed attempt's run becomes a
+    ``part`` of ``run``, ``interrupted`` at its last heartbeat if it read ``lost``, with its
+    cost, ``contained`` false (counted once), and the params it ran if it was killed before
+    its first flush wrote them (see :func:`~greenprint.integrations._dl.continue_from`). Any
+    other trial (not a retry, a run not in this ledger or study): nothing changes.
+    """
+    earlier = trial.user_attrs.get(RUN_ID_ATTR)
+    if not isinstance(earlier, str) or not earlier or earlier == run.id:
+        return
+    retried = _retried_trial(trial)
+    ledger = run.ledger
+    if retried is None or ledger is None:
+        return
+    how = f"Optuna's retry of trial {retried} (as trial {trial.number})"
+    continue_from(run, earlier, how=how, resumed="ran it again")
+    try:
+        record = ledger.run(earlier)
+        if record.parent_id == run.id and not record.params and trial.params:
+            ledger.flush(earlier, fields={"params": dict(trial.params)})
+    except GreenprintError as e:  # the killed attempt keeps what it recorded
+        logger.warning("greenprint: could not give run %s its params: %s", earlier[:8], e)
+
+
+def _retried_trial(trial: Trial) -> int | None:
+    """The number of the killed trial that Optuna's retry callback retries as ``trial``, if any.
+
+    The last of the trial's ``retry_history`` (``RetryFailedTrialCallback.retry_history``: a
+    retry of a retry retries the attempt killed last, whose run id it inherited), else its
+    ``failed_trial`` (``retried_trial_number``). A ``Trial`` has no system attributes of its
+    own: they are read from its frozen trial.
+    """
+    frozen = getattr(trial, "_cached_frozen_trial", None)
+    try:
+        if frozen is None:
+            frozen = trial.storage.get_trial(trial._trial_id)
+        attrs = frozen.system_attrs
+    except Exception:  # another Optuna's internals: as a trial of its own
+        return None
+    history = attrs.get("retry_history")
+    retried = history[-1] if isinstance(history, list) and history else attrs.get("failed_trial")
+    return retried if isinstance(retried, int) and not isinstance(retried, bool) else None
 
 
 def _record_objectives(run: Any, names: Sequence[str], directions: Sequence[Any]) -> None:

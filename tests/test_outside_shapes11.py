@@ -1,0 +1,185 @@
+"""Outside checks, session 22: an Optuna trial killed and retried is one trial.
+
+A study measured by greenprint's Optuna callback (``study.optimize(cb.track(objective),
+callbacks=[cb])``) on a SQLite storage with a heartbeat and Optuna's
+``RetryFailedTrialCallback``, built the way users build one: a script run in a fresh empty
+directory with a clean environment, killed in the middle of a trial (``kill -9``, or SIGTERM as
+a scheduler's preemption), then run again with ``load_if_exists=True``. Optuna fails the killed
+trial and retries its params as a new trial (system attribute ``failed_trial``). One
+configuration is one trial: the killed attempt's run is a ``part`` of the retry's,
+``interrupted`` (a ``lost`` run read as interrupted at its last heartbeat), its cost counted
+once, its params kept; the report's trial count is Optuna's completed trials. Before: every
+attempt a trial of its own (4 trials where Optuna completed 3), the ``kill -9`` one ``lost``
+with params ``{}`` when it died before its first flush, not linked to its retry.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from _report_cli import report_text, run_in
+from integrations._frameworks import need_installed
+
+#: An Optuna search measured by greenprint: 8 steps of 50 ms per trial, each reported.
+#: ``argv[1]``: "KILL" or "TERM" kills this process with that signal in the trial numbered
+#: ``argv[2]`` at step ``argv[3]`` (0: right after its suggest, before the run's first flush);
+#: ``argv[4]``: "retry" gives the storage a heartbeat and RetryFailedTrialCallback(max_retry=2),
+#: "plain" a storage without either; ``argv[5]``: the number of trials to run.
+SEARCH = """
+import os, signal, sys, time, warnings
+warnings.simplefilter("ignore")
+import optuna
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+kill, number, at, how, n_trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \\
+    sys.argv[4], int(sys.argv[5])
+storage = "sqlite:///optuna.db"
+if how == "retry":
+    storage = RDBStorage(storage, heartbeat_interval=1, grace_period=2,
+                         failed_trial_callback=RetryFailedTrialCallback(max_retry=2))
+
+
+def objective(trial):
+    lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    loss = 1.0
+    for step in range(8):
+        if kill != "none" and trial.number == number and step == at:
+            os.kill(os.getpid(), getattr(signal, "SIG" + kill))
+        t = time.time()
+        while time.time() - t < 0.05:
+            pass
+        loss *= 1 - lr
+        trial.report(loss, step)
+    return loss
+
+
+cb = GreenprintCallback(sample_interval_s=0.05, flush_interval_s=0.1)
+study = optuna.create_study(study_name="hp", storage=storage, load_if_exists=True,
+                            sampler=optuna.samplers.RandomSampler(seed=0))
+study.optimize(cb.track(objective), n_trials=n_trials, callbacks=[cb])
+"""
+
+
+def _search(home: Path, *args: str, killed: bool) -> None:
+    done = run_in(home, sys.executable, "search.py", *args)
+    if killed:
+        assert done.returncode != 0, done.stderr[-3000:]
+        time.sleep(2.5)  # the killed trial's heartbeat is stale (grace period 2 s)
+    else:
+        assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _searched(home: Path, *kills: tuple[str, int, int], how: str = "retry") -> tuple[dict, list]:
+    """The search killed as each of ``kills`` says (signal, trial number, step), three trials
+    asked the first time and two each time after, then run to its end for two more; the JSON
+    report and Optuna's trials."""
+    need_installed("optuna", "optuna")
+    (home / "search.py").write_text(SEARCH, encoding="utf-8")
+    for i, (signal, number, step) in enumerate(kills):
+        _search(home, signal, str(number), str(step), how, "3" if i == 0 else "2", killed=True)
+    _search(home, "none", "0", "0", how, "2", killed=False)
+    import optuna
+
+    study = optuna.load_study(study_name="hp", storage=f"sqlite:///{home / 'optuna.db'}")
+    report = _report(home, "--study", "hp", "--format", "json", "--format", "md", "--no-plots")
+    return report, study.trials
+
+
+def _by_name(report: dict) -> dict[str, dict]:
+    return {r["name"]: r for r in report["runs"]}
+
+
+def _counted_once(home: Path, report: dict, trials: list) -> None:
+    """The price tag's trials are Optuna's completed ones, its energy every attempt's once."""
+    total = report["price_tag"]["total"]
+    assert total["trials"] == sum(t.state.name == "COMPLETE" for t in trials) == 3
+    assert total["runs"] == len(trials) == len(report["runs"])
+    assert total["energy_kwh"] == pytest.approx(sum(r["energy_kwh"] for r in report["runs"]))
+    assert "Study **hp**: 3 trials" in report_text(home, "md")
+
+
+@pytest.mark.parametrize(("signal", "step"), [("KILL", 0), ("KILL", 4), ("TERM", 4)])
+def test_an_optuna_trial_killed_and_retried_is_one_trial_its_killed_attempt_a_part(
+    tmp_path_factory, signal, step
+):
+    """Trial 1 killed (``kill -9`` right after its suggest, before its run's first flush, or
+    mid-trial; SIGTERM mid-trial), the search run again: Optuna fails trial 1 and retries its
+    params as trial 2. The report: trial-2 the trial of that configuration, trial-1 its part,
+    ``interrupted`` (lost: at its last heartbeat, the error naming the retry; SIGTERM: as it
+    recorded), with its params and its cost added once; 3 trials, Optuna's 3 completed, of 4
+    runs. Before: 4 trials, trial-1 ``lost`` with params ``{}`` (killed before a flush)."""
+    home = _empty(tmp_path_factory, f"optuna-retry-{signal}-{step}")
+    report, trials = _searched(home, (signal, 1, step))
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[2].system_attrs["failed_trial"] == 1
+    rows = _by_name(report)
+    killed, retried = rows["trial-1"], rows["trial-2"]
+    assert killed["role"] == "part" and killed["parent_id"] == retried["id"]
+    assert killed["status"] == "interrupted"
+    if signal == "KILL":
+        assert killed["error"] == (
+            "its process ended without a final write; Optuna's retry of trial 1 (as trial 2) "
+            "ran it again"
+        )
+        with gp.Ledger(home / "greenprint.db") as led:
+            record = led.run(killed["id"])
+        assert record.ended_at == (record.heartbeat_at or record.started_at)  # its last beat
+    else:
+        assert killed["error"] == "SIGTERM"
+    assert killed["params"] == retried["params"] == {"lr": pytest.approx(trials[1].params["lr"])}
+    if step > 0:
+        assert killed["energy_kwh"] > 0  # the cost it had flushed
+    assert retried["role"] == "trial" and retried["status"] == "finished"
+    assert [r["name"] for r in report["runs"] if r["role"] == "trial"] == [
+        "trial-0",
+        "trial-2",
+        "trial-3",
+    ]
+    assert trials[2].user_attrs["greenprint_run_id"] == retried["id"]
+    _counted_once(home, report, trials)
+
+
+def test_an_optuna_trial_killed_twice_is_one_trial_each_attempt_a_part(tmp_path_factory):
+    """Trial 1 killed, its retry (trial 2) killed too, the search run a third time: Optuna
+    retries trial 2 as trial 3 (retry history [1, 2]). One configuration, one trial: trial-3,
+    trial-2 its part, trial-1 trial-2's, both ``interrupted``, each naming the attempt that ran
+    it again; 3 trials of 5 runs, every attempt's cost once. Before: 5 trials."""
+    home = _empty(tmp_path_factory, "optuna-retry-twice")
+    report, trials = _searched(home, ("KILL", 1, 4), ("KILL", 2, 4))
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[3].system_attrs["retry_history"] == [1, 2]
+    rows = _by_name(report)
+    first, second, last = rows["trial-1"], rows["trial-2"], rows["trial-3"]
+    assert last["role"] == "trial" and last["status"] == "finished"
+    assert second["role"] == "part" and second["parent_id"] == last["id"]
+    assert first["role"] == "part" and first["parent_id"] == second["id"]
+    assert first["status"] == second["status"] == "interrupted"
+    assert "Optuna's retry of trial 1 (as trial 2)" in first["error"]
+    assert "Optuna's retry of trial 2 (as trial 3)" in second["error"]
+    assert first["params"] == second["params"] == last["params"]
+    _counted_once(home, report, trials)
+
+
+def test_an_optuna_trial_killed_and_not_retried_stays_a_trial_of_its_own(tmp_path_factory):
+    """No heartbeat, no retry callback: Optuna keeps the killed trial 1 ``RUNNING`` and the
+    search run again runs new trials. Nothing retries trial 1, so nothing links it: 4 trials
+    as Optuna's 4, trial-1 ``lost`` with the params it flushed. (Pinned: it read so already.)"""
+    home = _empty(tmp_path_factory, "optuna-plain")
+    report, trials = _searched(home, ("KILL", 1, 4), how="plain")
+    assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING", "COMPLETE", "COMPLETE"]
+    rows = _by_name(report)
+    assert sorted(rows) == ["trial-0", "trial-1", "trial-2", "trial-3"]
+    assert all(r["role"] == "trial" and r["parent_id"] is None for r in rows.values())
+    killed = rows["trial-1"]
+    assert killed["status"] == "lost"
+    assert killed["params"] == {"lr": pytest.approx(trials[1].params["lr"])}
+    assert report["price_tag"]["total"]["trials"] == 4
