@@ -1209,19 +1209,14 @@ RUN_ID_ATTR = "greenprint_run_id"
 def _retried_trial(trial: Any) -> int | None:
     """The number of the trial that Optuna's retry callback retries as ``trial``, if any.
 
-    A ``Trial`` has no system attributes of its own (Optuna 4): they are read from the study's
-    running trials (``failed_trial``, as ``RetryFailedTrialCallback.retried_trial_number``).
+    Read as greenprint's Optuna callback reads it (the last of its ``retry_history``, else its
+    ``failed_trial``): a retry of a retry names the attempt killed last.
     """
-    study = getattr(trial, "study", None)
-    if study is None or not hasattr(study, "get_trials"):
+    try:
+        from greenprint.integrations.optuna import _retried_trial as retried_of
+    except ImportError:  # no Optuna: the trial is not an Optuna trial
         return None
-    from optuna.trial import TrialState
-
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if frozen.number == trial.number:
-            retried = frozen.system_attrs.get("failed_trial")
-            return retried if isinstance(retried, int) else None
-    return None
+    return retried_of(trial)
 
 
 def _trial_name(trainer: Any) -> str | None:
