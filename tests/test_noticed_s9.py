@@ -146,7 +146,7 @@ def test_ledger_ls_writes_energy_and_co2_in_the_reports_units(tmp_path: Path, ca
             )
     assert main(["ledger", "ls", "--ledger", str(db)]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
-    assert header.split()[6:] == ["ENERGY", "CO2-EQ", "METRIC"]
+    assert header.split()[7:] == ["ENERGY", "CO2-EQ", "METRIC"]  # after "START (UTC...)"
     energy_at = header.index("ENERGY")
     co2_at = header.index("CO2-EQ")
     cells = {

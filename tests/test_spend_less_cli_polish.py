@@ -416,11 +416,13 @@ def test_run_summary_and_ledger_show_print_the_runs_own_intensity(tmp_path, caps
         kwh += watts * (s.t1 - s.t0)
     assert applied == pytest.approx(grams / kwh, rel=1e-3)
     line = next(x for x in summary.splitlines() if "intensity" in x)
-    assert line.strip() == f"intensity {applied:.0f} g/kWh [mean over the run; csv:{csv.resolve()}]"
+    assert line.strip() == (
+        f"intensity {applied:.0f} g CO2-eq/kWh [mean over the run; csv:{csv.resolve()}]"
+    )
     assert "833" not in summary
     assert main(["ledger", "show", record.id, "--ledger", str(db)]) == 0
-    shown = next(x for x in capsys.readouterr().out.splitlines() if "intensity (g/kWh)" in x)
-    assert f"{applied:.4g} [mean over the run; csv:{csv.resolve()}]" in shown
+    shown = next(x for x in capsys.readouterr().out.splitlines() if "intensity" in x)
+    assert f"{applied:.4g} g CO2-eq/kWh [mean over the run; csv:{csv.resolve()}]" in shown
     assert "833" not in shown
 
 
@@ -428,11 +430,11 @@ def test_a_constant_intensity_is_shown_as_recorded(tmp_path, capsys):
     db = tmp_path / "l.db"
     argv = ["run", "--ledger", str(db), "--region", "FR", "--sample-interval", "0.05"]
     assert main([*argv, "--flush-interval", "0.1", "--", sys.executable, "-c", "pass"]) == 0
-    assert "intensity 56 g/kWh [table:FR:2023" in capsys.readouterr().err
+    assert "intensity 56 g CO2-eq/kWh [table:FR:2023" in capsys.readouterr().err
     (record,) = Ledger(db).runs()
     assert main(["ledger", "show", record.id, "--ledger", str(db)]) == 0
-    shown = next(x for x in capsys.readouterr().out.splitlines() if "intensity (g/kWh)" in x)
-    assert shown.split()[2:4] == ["56.04", "[table:FR:2023"]
+    shown = next(x for x in capsys.readouterr().out.splitlines() if "intensity" in x)
+    assert shown.split()[1:5] == ["56.04", "g", "CO2-eq/kWh", "[table:FR:2023"]
 
 
 # ------------------------------------------------------------ report --final of another study

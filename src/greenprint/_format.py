@@ -79,7 +79,14 @@ def format_share(share: float) -> str:
 #: The units energies (kWh), emissions (kg CO2-eq) and FPO are written in, largest first:
 #: (how many of the base unit one holds, its name).
 ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, "µWh"))
-EMISSION_UNITS = ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))
+EMISSION_UNITS = (
+    (1e3, "t"),
+    (1.0, "kg"),
+    (1e-3, "g"),
+    (1e-6, "mg"),
+    (1e-9, "µg"),
+    (1e-12, "ng"),
+)
 FPO_UNITS = (
     (1e18, "EFPO"),
     (1e15, "PFPO"),
@@ -104,10 +111,15 @@ def format_energy(kwh: float, *, digits: int = 3, unit_of: float | None = None) 
 
 
 def format_emissions(kg: float, *, digits: int = 3, unit_of: float | None = None) -> str:
-    """``0.0042`` kg CO2-eq -> ``"4.2 g CO2-eq"``; picks t, kg, g or mg (``digits`` significant).
+    """``0.0042`` kg CO2-eq -> ``"4.2 g CO2-eq"``; picks t, kg, g, mg, µg or ng.
 
-    ``unit_of`` (kg CO2-eq): said in the unit those emissions take (see :func:`format_energy`).
+    ``digits`` significant figures. A tiny run's emissions read ``"2.62 ng CO2-eq"``, not
+    ``"2.62e-06 mg CO2-eq"`` (µWh of energy at a clean grid's intensity are nanograms); none
+    reads ``"0 mg CO2-eq"``. ``unit_of`` (kg CO2-eq): said in the unit those emissions take
+    (see :func:`format_energy`).
     """
+    if kg == 0 and unit_of is None:
+        return "0 mg CO2-eq"
     return _scaled(kg, EMISSION_UNITS, digits, unit_of) + " CO2-eq"
 
 

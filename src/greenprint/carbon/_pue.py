@@ -115,8 +115,9 @@ def _from_text(text: str, source: str) -> PUE:
 
         near = difflib.get_close_matches(key, [*PUE_PRESETS, *_PRESET_ALIASES], n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
+        where = "" if source == "argument" else f" ({source})"  # as a bad number says it
         raise InvalidPUEError(
-            f"PUE {text!r} ({source}) is neither a number in [{MIN_PUE:g}, {MAX_PUE:g}] nor a "
+            f"PUE {text!r}{where} is neither a number in [{MIN_PUE:g}, {MAX_PUE:g}] nor a "
             f"preset ({', '.join(PUE_PRESETS)}){hint}"
         )
     value, citation = preset

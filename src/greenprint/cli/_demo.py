@@ -29,10 +29,29 @@ __all__ = ["command"]
     show_default=True,
     help="Study to record into (a new one in a ledger given with --ledger).",
 )
-@click.option("--trials", type=click.IntRange(min=1), default=24, hidden=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=15, hidden=True)
-@click.option("--fractions", default="0.1,0.25,0.5,1", hidden=True)
-@click.option("--seed", type=int, default=0, hidden=True)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=24,
+    show_default=True,
+    help="Trials of the random search (fewer: a shorter demo).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=15,
+    show_default=True,
+    help="Epochs of a trial that is not pruned.",
+)
+@click.option(
+    "--fractions",
+    default="0.1,0.25,0.5,1",
+    show_default=True,
+    help="Training-set fractions of the learning curve, separated by commas.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the search and the splits."
+)
 def command(
     out_dir: str,
     ledger: str | None,
@@ -59,6 +78,8 @@ def command(
         shares = tuple(float(f) for f in fractions.split(",") if f.strip())
     except ValueError as e:
         raise ConfigError(f"--fractions must be numbers separated by commas: {fractions!r}") from e
+    if not shares or not all(0 < f <= 1 for f in shares):  # refused before the search, not after
+        raise ConfigError(f"--fractions must each be in (0, 1]: {fractions!r}")
     result = run_demo(
         out_dir,
         ledger=ledger,

@@ -20,7 +20,14 @@ from typing import Any
 import click
 
 from greenprint._exceptions import ConfigError
-from greenprint._format import count_of, format_emissions, format_energy, format_fpo, json_safe
+from greenprint._format import (
+    count_of,
+    format_duration,
+    format_emissions,
+    format_energy,
+    format_fpo,
+    json_safe,
+)
 from greenprint._provenance import is_fpo_lower_bound
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint._validate import FPO_MAX
@@ -140,23 +147,22 @@ def _when_zoned(timestamp: float | None) -> str:
     when = _when(timestamp)
     if when == "-" or timestamp is None:
         return when
+    return f"{when} {_zone(timestamp)}"
+
+
+def _zone(timestamp: float) -> str:
+    """The local clock's offset at ``timestamp`` (s since the epoch): ``UTC+05:30``, ``UTC``."""
     offset = time.localtime(timestamp).tm_gmtoff
     sign = "-" if offset < 0 else "+"
     minutes = abs(offset) // 60
-    zone = f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}" if offset else "UTC"
-    return f"{when} {zone}"
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}" if offset else "UTC"
 
 
 def _duration(seconds: float) -> str:
+    """A duration (s) as the price tag and the report write it: ``0.04 s``, ``1m 35s``."""
     if not math.isfinite(seconds) or seconds < 0:
         return "-"
-    if 0 < seconds < 1:  # two digits, as the price tag writes it: 40 ms never reads 0.0s
-        return f"{seconds:.2g}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return format_duration(seconds)
 
 
 def _main_metric(record: RunRecord, prefer: str | None = None) -> tuple[str, float] | None:
@@ -233,9 +239,11 @@ def ls_command(
 ) -> None:
     """List runs: id, study, name, status, start, duration, energy, CO2-eq, main metric.
 
-    The table writes energy and CO2-eq as the report does (12.3 Wh, 4.7 g); --json gives the
-    raw numbers (energy_kwh in kWh, emissions_kg in kg) for scripts. The metric is the one most
-    of the study's runs logged, where the run logged it (else the run's first).
+    The table writes energy, CO2-eq and duration as the report does (12.3 Wh, 4.7 g, 1m 35s),
+    and START on the local clock its header names (START (UTC+05:30)); --json gives the raw
+    numbers (energy_kwh in kWh, emissions_kg in kg, started_at in s since the epoch) for
+    scripts. The metric is the one most of the study's runs logged, where the run logged it
+    (else the run's first).
     """
     with _open(ledger) as led:
         records = led.runs(study=study, status=list(statuses) or None)
@@ -264,6 +272,10 @@ def ls_command(
     if not records:
         click.echo(f"no runs in {_safe(url)}", err=True)
         return
+    # START on the local clock, which the header names (START (UTC+05:30)); runs on either side
+    # of a daylight-saving change are on two: each start then says its own, as `show` does
+    zones = {_zone(r.started_at) for r in records if _when(r.started_at) != "-"}
+    when = _when if len(zones) <= 1 else _when_zoned
     rows = []
     for r in records:
         main = _main_metric(r, metrics.get(r.study))
@@ -273,14 +285,15 @@ def ls_command(
                 _cell(r.study),
                 _cell(r.name),
                 _safe(r.status),
-                _when(r.started_at),
+                when(r.started_at),
                 _duration(r.duration_s),
                 _energy(r.energy_kwh),
                 _emissions(r.emissions_kg),
                 f"{_cell(main[0])}={main[1]:.4g}" if main else "-",
             ]
         )
-    header = ["ID", "STUDY", "NAME", "STATUS", "START", "DURATION", "ENERGY", "CO2-EQ", "METRIC"]
+    start = f"START ({zones.pop()})" if len(zones) == 1 else "START"
+    header = ["ID", "STUDY", "NAME", "STATUS", start, "DURATION", "ENERGY", "CO2-EQ", "METRIC"]
     click.echo(_table(header, rows))
 
 
@@ -358,7 +371,8 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
         source=record.intensity_source,
     )
     source = f" [{intensity_source}]" if intensity_source else ""
-    put("intensity (g/kWh)", _num(g_per_kwh) + source)
+    shown = "-" if g_per_kwh is None else f"{_num(g_per_kwh)} g CO2-eq/kWh"
+    put("intensity", shown + source)
     put("CO2-eq", "-" if record.emissions_kg is None else format_emissions(record.emissions_kg))
     fpo_shown = _fpo_text(record.fpo)
     if record.fpo is not None and is_fpo_lower_bound(record.provenance):

@@ -567,7 +567,7 @@ def format_price_tag(run: Any, *, error: str | None = None) -> str:
         f"  energy  {format_energy(run.energy_kwh)}",
         *(f"            {part}" for part in parts),
         f"  CO2-eq  {format_emissions(run.emissions_kg)}",
-        f"            intensity {intensity} g/kWh [{intensity_source}]",
+        f"            intensity {intensity} g CO2-eq/kWh [{intensity_source}]",
         f"            PUE {run.pue:g} [{prov.get('pue', '?')}]",
         f"  ledger  {ledger}",
     ]

@@ -39,8 +39,16 @@ _TOP_RUNS = 10
 
 # Column units: (factor to divide by, unit), largest first; a column takes the unit of its
 # largest value, so its cells are bare numbers and the header carries the unit.
-_ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"))
-_MASS_UNITS = ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg"))
+# A tiny study's columns go on to µWh and ng, as the text does (never "2.62e-06" mg).
+_ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, r"\textmu{}Wh"))
+_MASS_UNITS = (
+    (1e3, "t"),
+    (1.0, "kg"),
+    (1e-3, "g"),
+    (1e-6, "mg"),
+    (1e-9, r"\textmu{}g"),
+    (1e-12, "ng"),
+)
 _FPO_UNITS = ((1e18, "EFPO"), (1e15, "PFPO"), (1e12, "TFPO"), (1e9, "GFPO"), (1e6, "MFPO"))
 _TIME_UNITS = ((3600.0, "h"), (60.0, "min"), (1.0, "s"))
 

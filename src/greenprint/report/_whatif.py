@@ -188,7 +188,7 @@ def latex_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> l
         "\\begin{table}[h]\\centering\\footnotesize\\setlength{\\tabcolsep}{3pt}",
         "\\begin{tabular}{@{}lrrr@{}}",
         "\\toprule",
-        " & ".join(esc(h) for h in ("Region", "g/kWh", "CO2-eq", "Saved")) + " \\\\",
+        " & ".join(esc(h) for h in ("Region", "g CO2-eq/kWh", "CO2-eq", "Saved")) + " \\\\",
         "\\midrule",
     ]
     for r in section.regions:
