@@ -72,6 +72,11 @@ _FIELD_VALUES: dict[str, Any] = {
     "role_inferred": _PLAIN,
     "score_source": _PLAIN,
     "fpo_lower_bound": _PLAIN,
+    "job_id": st.one_of(st.none(), _TEXTS),
+    "node_rank": _PLAIN,
+    "local_rank": _PLAIN,
+    "node_meter": _PLAIN,
+    "contained": _PLAIN,
 }
 _NUMBER_FIELDS = (
     "score", "started_at", "duration_s", "energy_kwh", "emissions_kg", "pue",
@@ -204,6 +209,25 @@ def test_a_chunk_like_a_search() -> None:
         )
         for k in range(1000)
     ]
+    assert rows_json(rows, ENCODER) == _encoded(rows)
+
+
+@pytest.mark.parametrize("in_job", [1, 3, 1000], ids=["one-job-run", "a-third", "all"])
+def test_a_chunk_like_a_job(in_job: int) -> None:
+    """A job's ranks (one run in ``in_job`` of the chunk): ranks, meters and links."""
+    rows = []
+    for k in range(1000):
+        job = k % in_job == 0
+        rows.append(
+            _row(
+                id=f"{k:016x}",
+                job_id="torchrun:h:29500" if job else None,
+                node_rank=k // 8 % 4 if job else None,
+                local_rank=k % 8 if job else None,
+                node_meter=k % 8 == 0 if job else None,
+                contained=None if k == 0 else k % 8 != 0 if job else True,
+            )
+        )
     assert rows_json(rows, ENCODER) == _encoded(rows)
 
 

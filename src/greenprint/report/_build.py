@@ -1019,6 +1019,11 @@ ROW_FIELD_ORDER = (
     "role_inferred",
     "score_source",
     "fpo_lower_bound",
+    "job_id",
+    "node_rank",
+    "local_rank",
+    "node_meter",
+    "contained",
 )
 
 
@@ -1085,6 +1090,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     bounded = _bounded_within(forest, counted_by_children) if counted_by_children else set()
     lower_is_better = trials.mode == "min"
     runs, parents = forest.runs, forest.parents
+    kinds = forest.kinds or ("nested",) * len(runs)
     for position, run in enumerate(runs):
         scored = scores[position]
         if run.status in _NO_SCORE and scored.source != "none":
@@ -1103,6 +1109,8 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
         linked = parents[position]
         if linked is not None:  # a job's node or rank, under its counter; a reused worker's
             parent_id = runs[linked].id  # run, under the run open when it started
+        if parent_id is not None and parent_id not in index:
+            parent_id = None  # its parent is not in the study: a root here
         source = sources.get(
             (
                 id(provenance),
@@ -1140,7 +1148,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
             row(  # in ROW_FIELD_ORDER
                 run.id,  # id
                 run.name,  # name
-                parent_id if parent_id in index else None,  # parent_id
+                parent_id,  # parent_id
                 depth[position],  # depth
                 role_of[position] == "trial",  # is_trial
                 run.status,  # status
@@ -1167,6 +1175,13 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 # its FPO counted with ops it could not count in full: "at least"
                 (run.fpo is not None and FPO_KEY in provenance and is_fpo_lower_bound(provenance))
                 or position in bounded,
+                run.job_id,  # job_id
+                run.node_rank,  # node_rank
+                run.local_rank,  # local_rank
+                run.node_meter,  # node_meter
+                # inside its parent's row (nested, a rank under its node's meter), or adding
+                # to it (another node of its job, a run outside its parent's measurement)
+                None if parent_id is None else kinds[position] != "remote",  # contained
             )
         )
     return tuple(rows)

@@ -83,7 +83,7 @@ ROW_KEYS = (
     "score_source", "status", "score", "started_at", "duration_s", "energy_kwh", "emissions_kg",
     "fpo", "dataset_size", "param_count", "params", "energy_source", "pue",
     "intensity_g_per_kwh", "intensity_source", "score_per_kwh", "score_per_gflop", "error",
-    "fpo_lower_bound",
+    "fpo_lower_bound", "job_id", "node_rank", "local_rank", "node_meter", "contained",
 )  # fmt: skip
 
 _text = json.encoder.encode_basestring  # a JSON string, non-ASCII kept (ensure_ascii=False)
@@ -174,17 +174,31 @@ def rows_json(
                 slots.append((f"{prefix}{_text(name)}:", _texts(column, param)))
                 prefix = ","
             close = "}"
+    # A field with one text for every row (null job fields outside a job, a constant PUE, no
+    # error) is written with the key after it: its key and text go into the next field's
+    # prefix, or after the row's last field (100,000 runs of a search: 12 of 32 fields).
+    varying: list[tuple[str, Sequence[str]]] = []
+    carry = ""  # the constant fields' keys and texts since the last varying field
+    for prefix, texts in slots:
+        first_text = texts[0]
+        if texts[-1] == first_text and texts.count(first_text) == count:
+            carry += prefix + first_text
+        else:
+            varying.append((carry + prefix, texts))
+            carry = ""
+    if not varying:  # every row the same text
+        return ",".join(["{" + carry[1:] + "}"] * count)
     # Each row's key and value texts go into one list, in order, a field at a time (slice
     # assignments), and are joined once: a third of the time of a format string applied to
     # each row (100,000 runs: 0.04 s instead of 0.12 s).
-    stride = 2 * len(slots)
+    stride = 2 * len(varying)
     pieces: list[str] = [""] * (stride * count)
-    for k, (prefix, texts) in enumerate(slots):
+    for k, (prefix, texts) in enumerate(varying):
         pieces[2 * k :: stride] = [prefix] * count
         pieces[2 * k + 1 :: stride] = texts
-    first = slots[0][0][1:]  # without its comma: each row's first key opens its object
-    pieces[0::stride] = ["{" + first] + ["},{" + first] * (count - 1)
-    pieces.append("}")
+    first = varying[0][0][1:]  # without its comma: each row's first key opens its object
+    pieces[0::stride] = ["{" + first] + [carry + "},{" + first] * (count - 1)
+    pieces.append(carry + "}")
     return "".join(pieces)
 
 
@@ -199,7 +213,7 @@ def _columns(rows: Sequence[RunRow]) -> list[tuple[Any, ...]]:
          r.score_source, r.status, r.score, r.started_at, r.duration_s, r.energy_kwh,
          r.emissions_kg, r.fpo, r.dataset_size, r.param_count, r.params, r.energy_source, r.pue,
          r.intensity_g_per_kwh, r.intensity_source, r.score_per_kwh, r.score_per_gflop, r.error,
-         r.fpo_lower_bound)
+         r.fpo_lower_bound, r.job_id, r.node_rank, r.local_rank, r.node_meter, r.contained)
         for r in rows
     ]  # fmt: skip
     return list(zip(*by_row, strict=True))

@@ -206,6 +206,20 @@ class RunRow:
         fpo_lower_bound: whether its ``fpo`` is a lower bound: counted with ops that have no
             rule or on complex tensors (its provenance says so), or, when ``fpo`` is its
             children's sum, one of them was; the report writes "at least".
+        job_id: the distributed job it is a process of (``torchrun:...``, ``slurm:...``, or
+            ``GREENPRINT_JOB_ID``), ``None`` outside a job (see ``docs/distributed.md``).
+        node_rank: the rank of the node that ran it in its job, ``None`` outside a job.
+        local_rank: the rank of its process on that node, ``None`` when not known.
+        node_meter: whether it metered its node for its job (the whole machine, once: the
+            ranks on that node measure their own process, inside its reading); ``None``
+            outside a job.
+        contained: whether its energy, CO2-eq and time are inside its parent's row (a nested
+            run, a rank under its node's meter); ``False`` when they add to it (another node
+            of its job, or a run outside its parent's process tree or on another host);
+            ``None`` for a run with no parent in the study. The rows whose ``contained`` is
+            not true sum to the price tag's energy, CO2-eq and time (save where a parent
+            recorded less than the runs inside it: the price tag then counts theirs); the
+            rows with no parent sum to its FPO (a row's ``fpo`` includes its children's).
     """
 
     id: str
@@ -235,6 +249,11 @@ class RunRow:
     role_inferred: bool = True
     score_source: str = "own"
     fpo_lower_bound: bool = False
+    job_id: str | None = None
+    node_rank: int | None = None
+    local_rank: int | None = None
+    node_meter: bool | None = None
+    contained: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -266,6 +285,11 @@ class RunRow:
             "score_per_gflop": json_float(self.score_per_gflop),
             "error": self.error,
             "fpo_lower_bound": self.fpo_lower_bound,
+            "job_id": self.job_id,
+            "node_rank": self.node_rank,
+            "local_rank": self.local_rank,
+            "node_meter": self.node_meter,
+            "contained": self.contained,
         }
 
 

@@ -17,6 +17,7 @@ from greenprint.report._model import Report, RunRow
 from greenprint.report._text import fpo_text
 
 __all__ = [
+    "RANK_HEADER",
     "ROLE_LABELS",
     "ROLE_MARKS_LEGEND",
     "edh_sentence",
@@ -25,6 +26,7 @@ __all__ = [
     "params_text",
     "price_tag_role_table",
     "price_tag_table",
+    "rank_text",
     "ranking_text",
     "role_label",
     "run_label",
@@ -296,9 +298,17 @@ def runs_table(
     with_id: bool = True,
     params_limit: int | None = 80,
 ) -> tuple[list[str], list[list[str]]]:
-    """One line per run: header and rows (all runs by default, in tree order: :func:`tree_rows`)."""
+    """One line per run: header and rows (all runs by default, in tree order: :func:`tree_rows`).
+
+    In a study with a distributed job's runs, a ``node/local rank`` column before the params
+    says which node and which process on it ran each run (``1/0``: node 1, local rank 0;
+    ``-`` for a run of no job); other studies have no such column.
+    """
     score = report.metric if report.metric is not None else "score"
     header = ["run", "status", score, "energy", "CO2-eq", "FPO", "time", "examples"]
+    jobs = any(row.job_id is not None for row in report.runs)
+    if jobs:
+        header.append(RANK_HEADER)
     header += ["params"] + (["id"] if with_id else [])
     out = []
     role_of = {row.id: row.role for row in report.runs}
@@ -320,12 +330,30 @@ def runs_table(
             "unknown" if row.fpo is None else fpo_text(row.fpo, lower_bound=row.fpo_lower_bound),
             format_duration(row.duration_s),
             "-" if row.dataset_size is None else f"{row.dataset_size:,}",
-            params_text(row.params, limit=params_limit),
         ]
+        if jobs:
+            cells.append(rank_text(row))
+        cells += [params_text(row.params, limit=params_limit)]
         if with_id:
             cells.append(row.id[:8])
         out.append(cells)
     return header, out
+
+
+#: The runs table's column of a job's ranks (only in a study with a job's runs).
+RANK_HEADER = "node/local rank"
+
+
+def rank_text(row: RunRow) -> str:
+    """Which node and process of its job ran the run: ``"1/0"`` (node 1, local rank 0).
+
+    ``"-"`` for a run of no job; a rank the launcher did not give reads ``?``.
+    """
+    if row.job_id is None:
+        return "-"
+    node = "?" if row.node_rank is None else str(row.node_rank)
+    local = "?" if row.local_rank is None else str(row.local_rank)
+    return f"{node}/{local}"
 
 
 #: After the score of a trial that logged none of its own: it is its parts' mean (its folds').
