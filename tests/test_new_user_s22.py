@@ -84,7 +84,7 @@ def test_the_export_rows_that_add_up_to_the_price_tag_include_the_parts_measured
     help_text = " ".join(run_in(home, GREENPRINT, "ledger", "export", "--help").stdout.split())
     assert (
         "Summing the rows with no parent among them and those with contained false gives "
-        "the price tag's total"
+        "the price tag's energy and CO2-eq"
     ) in help_text
     done = run_in(home, GREENPRINT, "ledger", "export", "--out", "runs.csv")
     assert done.returncode == 0, done.stderr

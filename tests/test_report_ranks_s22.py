@@ -178,6 +178,23 @@ def test_a_jobs_report_names_each_runs_node_and_rank(tmp_path_factory, shape):
         assert roots < report["price_tag"]["total"]["energy_kwh"] * 0.75
     _adds_up(report)
     _rank_column(home, rows)
+    _export_reads_as_the_report(home, report)
+
+
+def _export_reads_as_the_report(home: Path, report: dict) -> None:
+    """``greenprint ledger export``: each run's parent and containment are the report's, so
+    its rows sum alike (before, a job's ranks kept the parent they recorded, none, and the
+    root rows of the two-node job summed to 1.25x the price tag's energy)."""
+    done = run_in(home, GREENPRINT, "ledger", "export", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    exported = {r["id"]: r for r in json.loads(done.stdout)["runs"]}
+    for row in report["runs"]:
+        run = exported[row["id"]]
+        assert (run["parent_id"], run["contained"]) == (row["parent_id"], row["contained"])
+    counted = [r for r in exported.values() if r["parent_id"] is None or r["contained"] is False]
+    total = report["price_tag"]["total"]
+    for key in ("energy_kwh", "emissions_kg"):
+        assert sum(r[key] for r in counted) == pytest.approx(total[key], rel=1e-9), key
 
 
 def test_a_study_of_no_job_has_no_rank_column_and_null_ranks(tmp_path_factory):

@@ -421,10 +421,12 @@ def _roles(
     the study), so both say the same role. The parent: the one recorded, or the run the report
     reads it under (``parent inferred``): a pool worker's run under the run open in the process
     it was started under, a reused worker's under the run its process had open
-    (:class:`~greenprint.analysis._common.RunForest`); a distributed job's links are not
-    parents (a rank inside its node meter's reading) and are left as recorded. ``contained``:
-    the one recorded, but false for a run read as outside its parent's measurement though it
-    recorded none (a child given its parent's id on another host).
+    (:class:`~greenprint.analysis._common.RunForest`), a distributed job's rank under its
+    node's meter and another node's meter under the job's head, as the report's rows read them.
+    ``contained``: the one recorded, but false for a run read as outside its parent's
+    measurement though it recorded none (a child given its parent's id on another host, a node
+    adding to its job's head), true for a job's run inside its parent's reading (a rank under
+    its node's meter).
     """
     from greenprint._exceptions import AnalysisError
     from greenprint.analysis import resolve_roles
@@ -441,15 +443,16 @@ def _roles(
             ranked = pick_metric(runs, None, study)[0]
         read = resolve_roles(runs, metric=ranked)
         forest = read.forest
-        # a job's links stay as recorded: their kind (a node's rank inside its meter's
-        # reading, another node adding to the head's) is not a parent's nesting
-        linked = [None if v else p for p, v in zip(forest.parents, forest.virtual, strict=True)]
         kinds = forest.kinds or ("nested",) * len(forest.runs)
         for run, role, inferred, parent, kind in zip(
-            forest.runs, read.roles, read.inferred, linked, kinds, strict=True
+            forest.runs, read.roles, read.inferred, forest.parents, kinds, strict=True
         ):
+            # the parent the report reads it under: a job's rank under its node's meter (its
+            # cost inside it), another node's meter under the job's head (its cost adding)
             read_under = run.parent_id if parent is None else forest.runs[parent].id
-            contained = False if kind == "remote" and parent is not None else run.contained
+            contained = run.contained
+            if parent is not None:
+                contained = kind != "remote" if kind == "remote" or run.job_id else contained
             resolved[run.id] = (role, inferred, read_under, read_under != run.parent_id, contained)
     return resolved
 
@@ -545,11 +548,12 @@ def export_command(
     inferred as the study's report infers it, by --metric or the metric the report chooses),
     and parent_id is the parent the report reads it under (parent_inferred: true where the
     ledger records another or none: a pool worker's run under the run open in the process that
-    made the pool; a distributed job's links are left as recorded), and contained is false
-    where the report reads a run as outside its parent's measurement (a part made with
-    set-role --part-of; a child given its parent's id on another host records none): its cost
-    adds to its parent's. Summing the rows with no parent among them and those with
-    contained false gives the price tag's total (where a parent
+    made the pool; a distributed job's rank under its node's meter, another node's meter under
+    the job's head), and contained is false where the report reads a run as outside its
+    parent's measurement (a part made with set-role --part-of; a child given its parent's id on
+    another host records none; a job's other node): its cost adds to its parent's. Summing the
+    rows with no parent among them and those with contained false gives the price tag's
+    energy and CO2-eq (where a parent
     recorded less than its children, the price tag takes their sum, or, when they ran at the
     same time inside it, shares its own amount out among them; its note says which), except
     for top-level runs that ran at the same time in threads of one process, each measuring all
