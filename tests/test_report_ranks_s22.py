@@ -179,6 +179,11 @@ def test_a_jobs_report_names_each_runs_node_and_rank(tmp_path_factory, shape):
     _adds_up(report)
     _rank_column(home, rows)
     _export_reads_as_the_report(home, report)
+    html = (home / "rep" / "report.html").read_text(encoding="utf-8")
+    apart = "save a run measured apart from it (a job's node or rank that measured its own"
+    adding = any(r["contained"] is False for r in rows.values())
+    assert (apart in html) == adding  # the runs' note says so only where a row adds
+    assert adding == (shape != "torchrun")  # torchrun's ranks on one metered node: inside
 
 
 def _export_reads_as_the_report(home: Path, report: dict) -> None:

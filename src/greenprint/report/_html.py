@@ -212,7 +212,13 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
         '<p class="muted">Every run of the study, each right under the run it ran in '
         "(top-level runs in start order); "
-        f"{esc(ROLE_MARKS_LEGEND)}. A nested run's cost is part of its parent's.</p>",
+        f"{esc(ROLE_MARKS_LEGEND)}. A nested run's cost is part of its parent's"
+        + (
+            ", save a run measured apart from it (a job's node or rank that measured its own, "
+            "a part given with set-role --part-of), whose cost adds to it.</p>"
+            if any(row.contained is False for row in report.runs)
+            else ".</p>"
+        ),
         f'<div class="{scroll}">{_table(run_header, run_rows, classes=run_classes)}</div>',
         "</section>",
         '<section id="model-card"><h2>Model card</h2>',
