@@ -260,3 +260,37 @@ def test_greenprint_run_says_its_ledger_refused_the_run_and_saves_it_apart(
     assert run_in(home, *merge.group(1).split()).returncode == 0
     runs = _runs(home)
     assert (runs["job"]["status"], runs["t0"]["status"]) == ("finished", "finished")
+
+
+def test_a_run_saved_apart_without_its_earlier_samples_merges_end_to_end(tmp_path: Path) -> None:
+    """A run saved apart while its ledger could not even be read (a PostgreSQL server down)
+    holds only the power samples its ledger lacks: merged back, the ledger holds both parts end
+    to end, the run finished. Samples that overlap are still a conflict, nothing written."""
+    import greenprint as gp
+    from greenprint.ledger import MergeConflictError
+
+    def sample(t0: float) -> gp.PowerSample:
+        return gp.PowerSample(t0=t0, t1=t0 + 1.0, cpu_w=10.0, gpu_w=None, ram_w=1.0)
+
+    record = gp.RunRecord(id="0123456789abcdef", name="t1", study="s", started_at=100.0)
+    with gp.Ledger(tmp_path / "main.db") as main:
+        main.start_run(record)  # as the ledger holds it: running, its first two samples
+        main.flush(record.id, samples=[sample(100.0), sample(101.0)])
+    ended = gp.RunRecord(
+        id=record.id, name="t1", study="s", started_at=100.0, status="finished",
+        ended_at=104.0, duration_s=4.0, energy_kwh=1e-5, heartbeat_at=104.0,
+    )  # fmt: skip
+    with gp.Ledger(tmp_path / "saved.db") as saved:  # the rest, as Run._spill writes it
+        saved.start_run(ended)
+        saved.flush(record.id, samples=[sample(102.0), sample(103.0)])
+    with gp.Ledger(tmp_path / "overlapping.db") as overlapping:
+        overlapping.start_run(ended)
+        overlapping.flush(record.id, samples=[sample(101.5)])
+    with gp.Ledger(tmp_path / "main.db") as main:
+        with pytest.raises(MergeConflictError, match="samples"):
+            main.merge(tmp_path / "overlapping.db")
+        assert main.run(record.id).status == "lost"  # nothing written: still its running row
+        summary = main.merge(tmp_path / "saved.db")
+        assert summary.updated == 1
+        assert main.run(record.id).status == "finished"
+        assert [s.t0 for s in main.samples(record.id)] == [100.0, 101.0, 102.0, 103.0]

@@ -9,7 +9,9 @@ their runs, metrics and power samples into one target ledger (SQLite or PostgreS
   still ``running`` and the same run later finished (or sent later heartbeats). When the two
   rows agree on the run's identity (``name``, ``study``, ``host``, ``started_at``), the older one
   is stored as ``running`` and its metrics and power samples are a prefix of the newer one's, the
-  newer state wins: its row replaces the older one and its metrics and samples are stored.
+  newer state wins: its row replaces the older one and its metrics and samples are stored. Its
+  samples may also all come after the older one's (a run saved apart when its ledger refused
+  its last writes holds the samples that ledger lacks): the two are then stored end to end.
 * **Anything else that differs is a conflict**: :class:`~greenprint.ledger.MergeConflictError`
   names the runs and the fields that differ, and nothing is written (one transaction).
 
@@ -120,6 +122,16 @@ def _differing_fields(a: _Run, b: _Run) -> list[str]:
     return fields
 
 
+def _continues(short: Sequence[_Sample], long: Sequence[_Sample]) -> bool:
+    """Whether the samples ``long`` all come after those of ``short`` (none overlapping).
+
+    A run saved apart when its ledger refused its last writes (``greenprint-unsaved-<id>.db``)
+    holds the samples its ledger lacks, and the earlier ones only when that ledger could still
+    be read (a PostgreSQL server down could not).
+    """
+    return bool(short) and bool(long) and long[0][0] >= short[-1][1]
+
+
 def _progressed(older: _Run, newer: _Run) -> bool:
     """Whether ``newer`` is a later state of the same run as ``older`` (see the module doc)."""
     return (
@@ -127,7 +139,7 @@ def _progressed(older: _Run, newer: _Run) -> bool:
         and all(_same(older.row[k], newer.row[k]) for k in IDENTITY_FIELDS)
         and newer.last_seen >= older.last_seen
         and _is_prefix(older.metrics, newer.metrics)
-        and _is_prefix(older.samples, newer.samples)
+        and (_is_prefix(older.samples, newer.samples) or _continues(older.samples, newer.samples))
     )
 
 
@@ -138,7 +150,9 @@ def _combine(a: _Run, b: _Run, conflicts: list[tuple[str, str]]) -> _Run:
         return a
     older, newer = (a, b) if a.last_seen <= b.last_seen else (b, a)
     if _progressed(older, newer):
-        return newer
+        if _is_prefix(older.samples, newer.samples):
+            return newer
+        return dataclasses.replace(newer, samples=[*older.samples, *newer.samples])
     conflicts.append(
         (
             a.row["id"],
