@@ -170,7 +170,7 @@ def test_a_rank_slow_to_close_its_run_does_not_fold_the_next_training_into_its_o
 #: its second trial; ``argv[2]``: "retry" gives the storage a heartbeat and Optuna's
 #: RetryFailedTrialCallback; ``argv[3]``: the number of trials to run.
 SEARCH = """
-import os, signal, sys
+import os, signal, sys, time
 sys.path.insert(0, @HF@)
 import optuna
 import transformers
@@ -193,6 +193,7 @@ class KillInSecondTrial(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if kill != "none" and self.trainings == 2 and state.global_step == 4:
+            time.sleep(1.0)  # its run flushes its cost so far (every 0.1 s), even on a busy box
             os.kill(os.getpid(), getattr(signal, "SIG" + kill))
 
 

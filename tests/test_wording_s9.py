@@ -315,7 +315,7 @@ def test_export_help_names_the_top_level_runs_in_threads_whose_rows_sum_to_more(
         [*cli[:3], "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     text = " ".join(helped.stdout.split())
-    assert "gives the price tag's total" in text
+    assert "gives the price tag's energy and CO2-eq" in text
     assert (
         "except for top-level runs that ran at the same time in threads of one process, each "
         "measuring all of it" in text
