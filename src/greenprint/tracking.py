@@ -1072,7 +1072,7 @@ class Run:
         self._status = "running"
         self._state = "running"
         if self._ledger is not None:
-            _write_unsaved()  # runs of this process the ledger could not take: room again?
+            _write_unsaved(into=self._ledger)  # runs it could not take: room again?
             self._ledger.start_run(self._base_record())
         if self._guard is not None:
             self._guard.run_id = self.id
@@ -1935,17 +1935,25 @@ def _forget_unsaved(run: Run) -> None:
     )
 
 
-def _write_unsaved(*, at_exit: bool = False) -> None:
+def _write_unsaved(*, into: Ledger | None = None, at_exit: bool = False) -> None:
     """Write the kept runs again; at exit, save the runs still not written apart.
 
     Each run is written with what it kept (its final record with its cost, status, metrics and
     samples, or what it recorded after its end); a run written now is said to be, since its
     failure was. Never raises.
+
+    Args:
+        into: only the runs kept for this ledger (a run starting in it: it needs that ledger
+            anyway, and another ledger's retries, a server's connect timeout, never hold it).
+        at_exit: save apart the runs still not written.
     """
     if not _UNSAVED:
         return
     with _UNSAVED_LOCK:
         runs = list(_UNSAVED)
+    if into is not None:
+        url = into.url
+        runs = [r for r in runs if r._ledger is not None and r._ledger.url == url]
     for run in runs:
         try:
             written = run._flush_late(quiet=True)  # says so when written (_forget_unsaved)
