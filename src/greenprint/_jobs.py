@@ -414,6 +414,15 @@ def _trainings(runs: Sequence[Any], loose: Sequence[int]) -> list[tuple[list[int
         if merged and key == key_of_last and ended <= set(CUT_SHORT_STATUSES):
             # a restart: the training read from its new attempt, the one before adding its cost
             merged[-1] = (merged[-1][0] + group, group)
+        elif (
+            merged
+            and key == key_of_last
+            and _writers(runs, group).isdisjoint(_writers(runs, merged[-1][0]))
+        ):
+            # other processes' runs of the same params that did not overlap the training's (a
+            # node whose ranks started after another node's had ended, nothing holding them
+            # together): its other ranks, not a training run again by its processes
+            merged[-1] = (merged[-1][0] + group, merged[-1][1] + group)
         else:
             merged.append((group, group))
         key_of_last = key
@@ -493,6 +502,11 @@ def _training_params(run: Any) -> str:
 def _process(run: Any) -> tuple[Any, ...]:
     """The process of a job a run was in: its host, node rank and local rank."""
     return (run.host, run.node_rank, run.local_rank)
+
+
+def _writers(runs: Sequence[Any], positions: Sequence[int]) -> set[tuple[Any, ...]]:
+    """The processes that wrote the runs at ``positions`` (see :func:`_writer`)."""
+    return {_writer(runs[p]) for p in positions}
 
 
 def _writer(run: Any) -> tuple[Any, ...]:
