@@ -451,8 +451,10 @@ def _roles(
             # cost inside it), another node's meter under the job's head (its cost adding)
             read_under = run.parent_id if parent is None else forest.runs[parent].id
             contained = run.contained
-            if parent is not None:
-                contained = kind != "remote" if kind == "remote" or run.job_id else contained
+            if parent is not None and kind == "remote":  # its cost adds to its parent's
+                contained = False
+            elif parent is not None and run.job_id:  # a rank inside its node meter's reading
+                contained = True
             resolved[run.id] = (role, inferred, read_under, read_under != run.parent_id, contained)
     return resolved
 
