@@ -130,6 +130,9 @@ def test_estimate_from_the_table_multiplies_by_sockets():
 
 def test_estimate_without_a_table_match_uses_the_per_core_default():
     meter = cpu_estimate_for(hardware(logical_cores=8))
-    assert meter.provenance == f"estimate:default-per-core ({DEFAULT_W_PER_CORE:g} W/core x 8)"
+    assert meter.provenance == (
+        f"estimate:default-per-core ({DEFAULT_W_PER_CORE:g} W/core x 8; 'AMD EPYC' is not in the "
+        "TDP table: set GREENPRINT_CPU_TDP_W or cpu_tdp_w to its power at full load)"
+    )
     assert meter.tdp_w == DEFAULT_W_PER_CORE * 8
     assert ram_estimate_for(hardware()).provenance == "estimate:ram:0.3725W/GB x 16.0 GB"

@@ -372,6 +372,10 @@ def cpu_estimate_for(
 ) -> Meter:
     """The CPU estimate: a configured TDP, else table TDP x sockets, else the per-core default.
 
+    The per-core default's provenance names the model and the setting that gives its real
+    figure: ``"estimate:default-per-core (4 W/core x 2; 'AMD EPYC' is not in the TDP table: set
+    GREENPRINT_CPU_TDP_W or cpu_tdp_w to its power at full load)"``.
+
     Args:
         hardware: the detected hardware.
         tree: the tracked process tree.
@@ -395,10 +399,15 @@ def cpu_estimate_for(
             tree=tree,
         )
     cores = max(hardware.logical_cores, 1)
+    # the user is told how to give the real figure, as `greenprint hardware` tells it
+    missing = (
+        f"{hardware.cpu_model!r} is not in the TDP table: set GREENPRINT_CPU_TDP_W or cpu_tdp_w "
+        "to its power at full load"
+    )
     return CpuEstimateMeter(
         tdp_w=DEFAULT_W_PER_CORE * cores,
         provenance=Provenance(
-            "estimate", "default-per-core", f"{DEFAULT_W_PER_CORE:g} W/core x {cores}"
+            "estimate", "default-per-core", f"{DEFAULT_W_PER_CORE:g} W/core x {cores}; {missing}"
         ),
         tree=tree,
     )

@@ -29,6 +29,7 @@ tests inject one that raises :class:`PermissionError`, as root can read any file
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -127,6 +128,8 @@ class RaplProbe:
         status: usable or not, why, and the fix.
         psys: the readable ``psys`` domain, or ``None`` (see the module docstring).
         psys_status: whether ``psys`` could meter the CPU here, and why.
+        dram_status: why the DRAM domains found are not read (unusable, with the fix), or
+            ``None`` when they are read or there are none.
     """
 
     root: Path
@@ -136,6 +139,34 @@ class RaplProbe:
     status: MeterStatus
     psys: RaplDomain | None = None
     psys_status: MeterStatus | None = None
+    dram_status: MeterStatus | None = None
+
+    def not_used(self, component: str) -> str | None:
+        """Why RAPL domains found for ``component`` are not read, for an estimate's provenance.
+
+        Where the machine has the counters but they cannot be read (``energy_uj`` root-only
+        since Linux 5.10), the estimate that stands in says so, with the fix:
+        ``"rapl not used: permission denied reading .../intel-rapl:0/energy_uj; fix: sudo chmod
+        a+r .../intel-rapl:*/energy_uj (or run as root)"``. ``None`` where there are no such
+        domains (a VM without RAPL: nothing to fix) or they are read.
+
+        Args:
+            component: ``"cpu"`` (package domains) or ``"ram"`` (DRAM domains).
+        """
+        kind = "package" if component == "cpu" else "dram"
+        if not any(d.kind == kind for d in self.domains):
+            return None
+        if not self.status.usable:
+            status: MeterStatus | None = self.status
+        elif component == "ram" and not self.dram:
+            status = self.dram_status
+        else:
+            return None
+        if status is None:
+            return None
+        what = "rapl" if component == "cpu" else "rapl dram"
+        fix = f"; fix: {status.fix}" if status.fix else ""
+        return f"{what} not used: {status.reason}{fix}"
 
 
 def _zone_domain(root: Path, entry: str, names: dict[str, str], opener: Opener) -> RaplDomain:
@@ -249,12 +280,15 @@ def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> Rap
     package, shared = _one_counter_per_package(package, opener)
     readable_dram: list[RaplDomain] = []
     dram_note = "no dram domain: RAM is estimated"
+    dram_status: MeterStatus | None = None
     for d in dram:
         try:
             read_int(d.path, opener)
             readable_dram.append(d)
         except MeterError as e:
             dram_note = f"dram unreadable ({e}): RAM is estimated"
+            fix = _fix_for(root, d.zone) if "permission denied" in str(e) else None
+            dram_status = MeterStatus("rapl", False, str(e), fix)
             readable_dram = []
             break
     ram, shared_dram = _one_counter_per_package(readable_dram, opener)
@@ -269,7 +303,7 @@ def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> Rap
             f"the dies of {', '.join(shared + shared_dram)} read one package counter: counted once"
         )
     status = MeterStatus("rapl", True, "; ".join(parts), None)
-    return RaplProbe(root, package, ram, domains, status)
+    return RaplProbe(root, package, ram, domains, status, dram_status=dram_status)
 
 
 def _one_counter_per_package(
@@ -374,7 +408,10 @@ class RaplMeter(Meter):
         self._opener = opener
         self._clock = clock
         self._t_last = 0.0
+        self._t_start = 0.0
         self._last_uj: list[int] = []
+        #: domains whose zone disappeared mid-run (a package's last CPU taken offline), and when
+        self.gone: list[str] = []
         self._pending_uj = 0  # counted by the watcher since the last read
         self._energy = SharedEnergy(tree, "cpu" if component == "cpu" else "ram")
         self._started = False
@@ -393,11 +430,15 @@ class RaplMeter(Meter):
 
     @property
     def origin(self) -> Provenance:
-        """``Provenance("measured", "rapl:package-0+package-1")``; psys says it is the platform."""
+        """``Provenance("measured", "rapl:package-0+package-1")``; psys says it is the platform.
+
+        A domain whose zone disappeared mid-run is left out of the source and named in the
+        detail: ``rapl:package-0 (package-1 gone after 12 s (intel-rapl:1 removed: its CPUs
+        taken offline?): not counted after)``.
+        """
         source = "rapl:" + "+".join(d.name for d in self.domains)
-        if any(d.kind == "psys" for d in self.domains):
-            return Provenance("measured", source, f"platform: {PSYS_SCOPE}")
-        return Provenance("measured", source)
+        notes = [f"platform: {PSYS_SCOPE}"] if any(d.kind == "psys" for d in self.domains) else []
+        return Provenance("measured", source, "; ".join(notes + self.gone))
 
     @property
     def provenance(self) -> str:
@@ -408,7 +449,7 @@ class RaplMeter(Meter):
         """Read the baseline counters and start the wrap watcher."""
         with self._lock:
             self._last_uj = [read_int(d.path, self._opener) for d in self.domains]
-            self._t_last = self._clock()
+            self._t_last = self._t_start = self._clock()
             self._pending_uj = 0
             self._energy.begin()
             self._started = True
@@ -442,13 +483,52 @@ class RaplMeter(Meter):
         """
         t_now = self._clock()
         limit_uj = MAX_PLAUSIBLE_RAPL_W * (max(t_now - self._t_last, 0.0) + 1.0) * 1e6
-        values = [read_int(d.path, self._opener) for d in self.domains]
+        values = self._read_all()
         delta_uj = 0
         for i, d in enumerate(self.domains):
             delta_uj += _step_uj(d, self._last_uj[i], values[i], limit_uj)
         self._last_uj = values
         self._t_last = t_now
         return delta_uj
+
+    def _read_all(self) -> list[int]:
+        """Every domain's counter, in µJ; a domain whose zone is gone is dropped (lock held).
+
+        When the last CPU of a package goes offline, the kernel unregisters that package's
+        powercap zones: its ``energy_uj`` is gone for good, while the other packages still
+        count. Those are kept, the domain that went is named in the provenance, and its energy
+        after its last read is not counted (an offline package draws little, but not nothing).
+
+        Raises:
+            MeterError: a counter could not be read for another reason (permission, content),
+                or every domain is gone (nothing is changed).
+        """
+        values: list[int | None] = []
+        first_gone: MeterError | None = None
+        for d in self.domains:
+            try:
+                values.append(read_int(d.path, self._opener))
+            except MeterError as e:
+                if not _zone_gone(e):
+                    raise
+                first_gone = first_gone or e
+                values.append(None)
+        if first_gone is None:
+            return [v for v in values if v is not None]
+        if all(v is None for v in values):
+            raise first_gone
+        kept = [i for i, v in enumerate(values) if v is not None]
+        after_s = max(self._t_last - self._t_start, 0.0)  # its last good read
+        for i, d in enumerate(self.domains):
+            if values[i] is None:
+                logger.warning("RAPL %s is gone (%s): the other domains go on", d.name, d.zone)
+                self.gone.append(
+                    f"{d.name} gone after {after_s:.0f} s ({d.zone} removed: its CPUs taken "
+                    "offline?): not counted after"
+                )
+        self.domains = tuple(self.domains[i] for i in kept)
+        self._last_uj = [self._last_uj[i] for i in kept]
+        return [v for v in values if v is not None]
 
     def watch_read(self, period_s: float) -> None:
         """The watcher's turn: read the counters if no read came for ``period_s``."""
@@ -461,6 +541,14 @@ class RaplMeter(Meter):
                 logger.debug("RAPL watcher: %s", e)
                 return
             self.watch_reads += 1
+
+
+def _zone_gone(err: MeterError) -> bool:
+    """Whether a counter's read failed because its file no longer exists (a removed zone)."""
+    cause = err.__cause__
+    return isinstance(cause, FileNotFoundError) or (
+        isinstance(cause, OSError) and cause.errno == errno.ENODEV
+    )
 
 
 def _step_uj(domain: RaplDomain, last_uj: int, now_uj: int, limit_uj: float) -> int:

@@ -16,6 +16,9 @@ by the estimate of that component, continuing from the last good cumulative valu
 runs in the shadow from the start, so the interval in which the failure happened is covered by
 the estimate's own figure for that interval. The provenance then says, for example,
 ``"estimate:tdp:AMD EPYC 7B13 (240 W) (rapl failed: permission denied reading ...)"``.
+A counter the machine has but this process cannot read from the start (``energy_uj`` root-only
+since Linux 5.10, NVML refusing) leaves its estimate saying so, with the fix:
+``"estimate:tdp:AMD EPYC 7B13 (240 W) (rapl not used: permission denied reading ...; fix: ...)"``.
 A component without such an estimate (``gpu``) continues at the mean power it measured so far;
 one that failed before measuring anything (``powermetrics`` dying before its first sample, NVML
 failing at its first read) continues with the estimate the meter names
@@ -41,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenprint._config import Config
 from greenprint._exceptions import MeterError
-from greenprint._provenance import MEASURED_SOURCES
+from greenprint._provenance import MEASURED_SOURCES, Provenance
 from greenprint.meters._attribution import ProcessTree, shared_tree
 from greenprint.meters._base import Meter, MeterReading
 from greenprint.meters._deadline import DEFAULT_READ_TIMEOUT_S, DeadlineWorker, MeterTimeoutError
@@ -145,6 +148,8 @@ class MeterSet:
         clock: monotonic clock in s.
         read_timeout_s: longest wait for one call into a hardware or foreign meter, in s; a
             meter that overruns it is treated as failed.
+        notes: component -> a note its provenance carries while its first meter is in use, in
+            parentheses (why a counter the machine has is not used: ``"rapl not used: ..."``).
     """
 
     def __init__(
@@ -155,8 +160,10 @@ class MeterSet:
         estimates: Mapping[str, Meter] | None = None,
         clock: Callable[[], float] = time.monotonic,
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        notes: Mapping[str, str] | None = None,
     ) -> None:
         self.tree = tree
+        self._notes = {c: n for c, n in (notes or {}).items() if n}
         self._clock = clock
         self._timeout_s = read_timeout_s
         self._worker = DeadlineWorker("greenprint-meter-read")
@@ -171,7 +178,9 @@ class MeterSet:
             if shadow is meter or meter.is_estimate:
                 shadow = None
             self._slots[comp] = _Slot(meter, shadow)
-        self.provenance: dict[str, str] = {c: s.meter.provenance for c, s in self._slots.items()}
+        self.provenance: dict[str, str] = {
+            c: self._noted(c, s.meter.provenance) for c, s in self._slots.items()
+        }
         self._attributed: set[str] = set()  # components whose meter gave a process share
         self._started = False
         self._attached = False
@@ -252,7 +261,9 @@ class MeterSet:
                 if _needs_deadline(slot.meter):  # a hardware meter may change source mid-run
                     # (a GPU's counter dropped for sampled power): record what it says now;
                     # greenprint's own estimates and continuations keep theirs for the run
-                    self.provenance[comp] = _provenance_of(slot.meter, self.provenance[comp])
+                    self.provenance[comp] = self._noted(
+                        comp, _provenance_of(slot.meter, self.provenance[comp])
+                    )
             if reading.process_j is not None:
                 self._attributed.add(comp)
                 if root_unread:  # a share of 0 would be made up: the whole machine's instead
@@ -329,6 +340,13 @@ class MeterSet:
         self.read_at = stamp[0] if stamp[0] is not None else time.time()
         return results
 
+    def _noted(self, comp: str, text: str) -> str:
+        """``text``, ``comp``'s provenance, with its note (see ``notes``) appended once."""
+        note = self._notes.get(comp)
+        if not note or text.endswith(f"({note})"):
+            return text
+        return str(Provenance.parse(text).with_note(note))
+
     @staticmethod
     def _read_shadow(comp: str, slot: _Slot) -> MeterReading | None:
         if slot.shadow is None:
@@ -384,6 +402,7 @@ class MeterSet:
                 component=comp,
             )
             base = MeterReading(0.0, 0.0)
+        self._notes.pop(comp, None)  # said of the meter that failed
         provenance = f"{estimate.provenance} ({source} failed: {why})"
         slot.meter = _Continuation(estimate, offset=slot.last, base=base, provenance=provenance)
         slot.shadow = None
@@ -564,6 +583,7 @@ def detect_meters(
         if probe.dram:
             meters["ram"] = RaplMeter("ram", probe.dram, tree=tree, opener=opener, clock=clock)
     nvml_status = hw.meter("nvml")
+    nvml_refused: str | None = None  # why NVML, there, could not meter
     if nvml is not None or nvml_status is None or nvml_status.usable:
         from greenprint.meters._nvml import NvmlMeter
 
@@ -571,6 +591,7 @@ def detect_meters(
             meters["gpu"] = NvmlMeter.open(nvml, environ=env, tree=tree, clock=clock)
         except MeterError as e:
             logger.debug("no GPU meter: %s", e)
+            nvml_refused = _refusal(e)
     amd_status = hw.meter("amdsmi")
     if "gpu" in meters and (amdsmi is not None or amd_status is None or amd_status.usable):
         from greenprint.meters._amd import AmdMeter  # NVIDIA and AMD GPUs in one machine
@@ -611,7 +632,36 @@ def detect_meters(
         clock=clock,
         cpu_model=hw.cpu_model,
     )
-    return MeterSet(meters, tree=tree, estimates=estimates, clock=clock)
+    notes: dict[str, str | None] = {
+        c: probe.not_used(c)
+        for c in ("cpu", "ram")
+        if c in meters and meters[c] is estimates.get(c)  # the estimate stands in for RAPL
+    }
+    if nvml_refused is not None and "gpu" in meters and meters["gpu"].is_estimate:
+        notes["gpu"] = f"nvml not used: {nvml_refused}"
+    return MeterSet(
+        meters,
+        tree=tree,
+        estimates=estimates,
+        clock=clock,
+        notes={c: n for c, n in notes.items() if n},
+    )
+
+
+def _refusal(err: MeterError) -> str | None:
+    """Why a GPU vendor's library refused to meter (``"...; fix: ..."``), for the provenance.
+
+    ``None`` where there is nothing to say: the driver is absent, or the library listed no GPU
+    it could meter (a GPU reporting neither energy nor power: its estimate says so itself).
+    """
+    from greenprint.meters._gpu_meter import GpuVendorUnavailable
+    from greenprint.meters._where import absent_nvml
+
+    cause = err.__cause__
+    if not isinstance(cause, GpuVendorUnavailable) or cause.status == absent_nvml():
+        return None
+    fix = f"; fix: {cause.status.fix}" if cause.status.fix else ""
+    return f"{cause.status.reason}{fix}"
 
 
 class _ForeignSource:
