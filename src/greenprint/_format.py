@@ -76,6 +76,20 @@ def format_share(share: float) -> str:
     return f"{100.0 * share:.3g}%"
 
 
+def format_multiple(multiple: float) -> str:
+    """How many times the final model's energy the study used: ``"1,224x"``, ``"6.62x"``.
+
+    Above 10 a whole number, as :func:`format_share` writes a share under a tenth
+    (``1/1,224``: one figure, two forms, where ``2.02e+05x`` stood beside ``1/202186``); up to
+    10 three significant figures, as its percent (``15.1%`` stood beside a rounded ``7x``).
+
+    Example:
+        >>> [format_multiple(m) for m in (1224.4, 6.6225, 1.0)]
+        ['1,224x', '6.62x', '1x']
+    """
+    return f"{round(multiple):,d}x" if multiple > 10 else f"{multiple:.3g}x"
+
+
 #: The units energies (kWh), emissions (kg CO2-eq) and FPO are written in, largest first:
 #: (how many of the base unit one holds, its name).
 ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, "µWh"))

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from greenprint._exceptions import ConfigError
-from greenprint._format import format_duration, format_emissions, format_energy, format_fpo
+from greenprint._format import (
+    format_duration,
+    format_emissions,
+    format_energy,
+    format_fpo,
+    format_multiple,
+)
 from greenprint._imports import ensure
 from greenprint.demo._display import Display, make_display
 
@@ -477,7 +483,7 @@ def _summary(
             f"{format_emissions(final.emissions_kg)}, "
             f"{'unknown FPO' if final.fpo is None else format_fpo(final.fpo)}, "
             f"{format_duration(final.duration_s)}"
-            + (f": the whole study cost {ratio:.3g}x its energy" if ratio else "")
+            + (f": the whole study cost {format_multiple(ratio)} its energy" if ratio else "")
         )
     summary = tag.provenance
     energy = "measured" if (summary.measured_share or 0) >= 0.995 else "estimated"

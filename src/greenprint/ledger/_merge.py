@@ -220,7 +220,7 @@ def _snapshot(path: Path) -> Iterator[Target]:
     with tempfile.TemporaryDirectory(prefix="greenprint-merge-") as tmp:
         copy = Path(tmp) / "snapshot.db"
         try:
-            src = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+            src = _reader(path)
         except sqlite3.Error as e:
             raise LedgerPathError(f"cannot read ledger {path}: {e}") from e
         try:
@@ -238,6 +238,24 @@ def _snapshot(path: Path) -> Iterator[Target]:
         finally:
             src.close()
         yield resolve_target(copy)
+
+
+def _reader(path: Path) -> sqlite3.Connection:
+    """A connection that reads ``path`` and, closed, leaves no ``-wal``/``-shm`` file behind.
+
+    A read-only connection to a ledger in WAL mode creates the two files (readers need the
+    shared-memory index) and, unable to checkpoint, leaves them next to the input after the
+    merge. A read-write connection that writes nothing changes no byte of the database and,
+    the last one to close, removes them (as any other read of the ledger does). A file or
+    folder the user may not write is read read-only instead.
+    """
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True)
+        conn.execute("PRAGMA schema_version").fetchone()  # opens the file: fails if read-only
+        return conn
+    except sqlite3.Error:
+        pass
+    return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
 
 
 def _retarget(error: LedgerError, snapshot: Target, shown: str) -> LedgerError:

@@ -11,6 +11,7 @@ from greenprint._format import (
     format_emissions,
     format_energy,
     format_fpo,
+    format_multiple,
     format_share,
 )
 from greenprint.report._model import Report, RunRow
@@ -111,17 +112,8 @@ def headline(report: Report) -> list[tuple[str, str]]:
     ]
     final = report.price_tag.final
     if final is not None and final.study_multiple is not None:
-        out.append(("study / final model", f"{multiple_text(final.study_multiple)} the energy"))
+        out.append(("study / final model", f"{format_multiple(final.study_multiple)} the energy"))
     return out
-
-
-def multiple_text(multiple: float) -> str:
-    """How many times the final model's energy the study used: ``"1,224x"``, ``"1.5x"``.
-
-    From 2 on a whole number, as the final sentence's ``1/1,224`` share of the study writes it
-    (one figure, two forms: ``2.02e+05x`` stood beside ``1/202186``).
-    """
-    return f"{round(multiple):,d}x" if multiple >= 2 else f"{multiple:.3g}x"
 
 
 def ranking_text(report: Report) -> str:
