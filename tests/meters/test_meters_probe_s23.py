@@ -11,6 +11,9 @@ Each test names the real behaviour it copies:
   The other packages' counters still read.
 * A CPU model missing from the TDP table: the per-core default is used, and the user is told
   how to give the real figure (``GREENPRINT_CPU_TDP_W`` / ``cpu_tdp_w``).
+* A container limited to 2 CPUs' time (cgroup v2 ``cpu.max`` "200000 100000", v1
+  ``cpu.cfs_quota_us``) sees all its host's CPUs: the CPU estimate must not charge it the idle
+  floor of CPUs it cannot use.
 * NVML refusing at start (``NVML_ERROR_NO_PERMISSION``, ``NVML_ERROR_GPU_IS_LOST``): the GPUs
   are estimated from their TDP, and the provenance says why NVML was not used.
 """
@@ -27,8 +30,11 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
+from greenprint.hardware import detect_hardware
 from greenprint.meters import detect_meters
+from greenprint.meters._attribution import UsageSample
 from greenprint.meters._discovery import HardwareInfo, cpu_estimate_for
+from greenprint.meters._quota import CpuQuota, cpu_quota
 from greenprint.testing import FakeGPU, FakeNVML, make_fake_rapl
 from greenprint.testing._nvml import NVML_ERROR_GPU_IS_LOST, NVML_ERROR_NO_PERMISSION
 
@@ -216,5 +222,110 @@ def test_nvml_refusing_at_start_is_named_in_the_gpu_estimates_provenance(tmp_pat
     meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=FakeNVML([quiet]), environ={})
     try:
         assert "not used" not in meters.provenance["gpu"]
+    finally:
+        meters.close()
+
+
+# -- a container's CPU quota (cgroup v2 cpu.max, v1 cfs_quota_us) ----------------------------
+
+
+def _cgroup_v2(root: Path, cpu_max: dict[str, str]) -> Path:
+    """A cgroup v2 mount: ``cgroup.controllers`` at the root, ``cpu.max`` where given."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    for rel, text in cpu_max.items():
+        d = root / rel if rel else root
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cpu.max").write_text(text)
+    return root
+
+
+def test_cpu_max_is_read_as_the_kernel_documents_it(tmp_path):
+    # "$MAX $PERIOD"; "max" is no limit; every ancestor's limit applies: the smallest wins
+    root = _cgroup_v2(
+        tmp_path / "v2",
+        {"kubepods/pod1": "100000 100000\n", "kubepods/pod1/ctr": "300000 100000\n"},
+    )
+    quota = cpu_quota(root, "0::/kubepods/pod1/ctr\n")
+    assert quota is not None and quota.cpus == 1.0
+    assert quota.text == "1 CPU (cgroup v2 cpu.max 100000 100000)"
+    # a container with its own cgroup namespace: "0::/", its cgroup mounted as the root
+    inside = _cgroup_v2(tmp_path / "ns", {"": "200000 100000\n"})
+    assert cpu_quota(inside, "0::/\n").cpus == 2.0
+    unlimited = _cgroup_v2(tmp_path / "max", {"": "max 100000\n"})
+    assert cpu_quota(unlimited, "0::/\n") is None
+    # cgroup v1: cfs_quota_us over cfs_period_us in the cpu hierarchy; -1 is no limit
+    v1 = tmp_path / "v1" / "cpu" / "docker" / "abc"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("150000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(tmp_path / "v1", "4:cpu,cpuacct:/docker/abc\n").cpus == 1.5
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cpu_quota(tmp_path / "v1", "4:cpu,cpuacct:/docker/abc\n") is None
+
+
+class _Tree:
+    """A process tree whose samples the test scripts: the only busy process of a 64-CPU host,
+    keeping 2 CPUs busy (a container run with ``--cpus=2``)."""
+
+    started = True
+
+    def __init__(self) -> None:
+        self.last = UsageSample(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+    def start(self) -> None:
+        """Already started."""
+
+    def sample(self) -> UsageSample:
+        util, dt = 2 / 64, 10.0
+        prev = self.last
+        self.last = UsageSample(
+            prev.seq + 1,
+            prev.t + dt,
+            dt,
+            util,
+            1.0,
+            0.0,
+            prev.tree_cpu_s + 2 * dt,
+            elapsed_s=prev.elapsed_s + dt,
+            busy_s=prev.busy_s + util * dt,
+            share_s=prev.share_s + dt,
+            tree_busy_s=prev.tree_busy_s + util * dt,
+        )
+        return self.last
+
+
+def test_a_container_with_a_cpu_quota_carries_its_part_of_the_idle_floor_only():
+    # 64 logical CPUs, not in the TDP table: 4 W x 64 = 256 W, idle floor 25.6 W. The container
+    # may use 2 CPUs: kept busy for 10 s it is charged 2 CPUs' worth, 8 W, not the idle floor
+    # of the 62 CPUs it cannot use
+    hw = HardwareInfo("AMD EPYC", 1, 32, 64, 8.0, (), (), None, "default-per-core")
+    quota = CpuQuota(2.0, "cgroup v2 cpu.max 200000 100000")
+    meter = cpu_estimate_for(hw, tree=_Tree(), quota=quota)  # type: ignore[arg-type]
+    meter.start()
+    reading = meter.read()
+    assert reading.machine_j == pytest.approx(25.6 * 10 + 230.4 * 10 * 2 / 64)  # the host: 328 J
+    assert reading.process_j == pytest.approx(80.0)  # 8 W: 2 CPUs x 4 W
+    assert meter.provenance.endswith(
+        "; idle floor shared at most 2/64: a CPU quota of 2 CPUs (cgroup v2 cpu.max 200000 100000))"
+    )
+    unlimited = cpu_estimate_for(hw, tree=_Tree(), quota=CpuQuota(64.0, "cgroup v2 cpu.max"))
+    unlimited.start()
+    assert unlimited.read().process_j == pytest.approx(328.0)  # a quota of every CPU: no cap
+    assert "quota" not in unlimited.provenance
+
+
+def test_greenprint_hardware_and_the_run_name_the_quota(tmp_path, monkeypatch):
+    logical = os.cpu_count() or 1
+    root = _cgroup_v2(tmp_path / "cg", {"": f"{50000 * logical} 100000\n"})  # half the CPUs
+    monkeypatch.setenv("GREENPRINT_CGROUP_ROOT", str(root))
+    hw = detect_hardware(rapl_root=str(tmp_path / "none"), nvml=_no_gpu())
+    half = f"{logical / 2:.3g}/{hw.logical_cores}"
+    assert f"the process carries at most {half} of the idle floor" in (
+        hw.meter("estimate:cpu").reason
+    )
+    meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=_no_gpu())
+    try:
+        assert f"idle floor shared at most {half}: a CPU quota of " in meters.provenance["cpu"]
     finally:
         meters.close()

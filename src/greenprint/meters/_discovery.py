@@ -28,10 +28,12 @@ from greenprint.meters._estimate import (
     CpuEstimateMeter,
     RamEstimateMeter,
 )
+from greenprint.meters._quota import CpuQuota, cpu_quota
 from greenprint.meters._rapl import Opener, probe_rapl, resolve_rapl_root
 from greenprint.meters._status import GPUInfo, MeterStatus
 from greenprint.meters._tdp import match_cpu_tdp, visible_share
 from greenprint.meters._where import (
+    CGROUP_ROOT_ENV,
     absent_amdsmi,
     absent_nvml,
     amd_driver_present,
@@ -181,8 +183,14 @@ def _estimate_statuses(
     logical: int,
     ram_gb: float,
     physical: int,
+    quota: CpuQuota | None = None,
 ) -> tuple[MeterStatus, MeterStatus]:
     idle = f"idle floor {IDLE_FRACTION:.0%} of TDP, scaled by CPU utilisation"
+    if quota is not None and quota.cpus < logical:
+        idle += (
+            f"; a CPU quota of {quota.text}: the process carries at most "
+            f"{quota.cpus:.3g}/{logical} of the idle floor"
+        )
     if tdp_w is not None:
         per = f"{tdp_w:g} W" if sockets == 1 else f"{sockets} x {tdp_w:g} W"
         share = visible_share(model, sockets=sockets, logical=logical, physical=physical)
@@ -233,8 +241,8 @@ def detect_hardware(
     Returns:
         The :class:`HardwareInfo`. ``ROCR_VISIBLE_DEVICES``, ``HIP_VISIBLE_DEVICES``,
         ``CUDA_VISIBLE_DEVICES``, ``GREENPRINT_RAPL_ROOT``,
-        ``GREENPRINT_HWMON_ROOT``, ``GREENPRINT_DRM_ROOT`` and ``GREENPRINT_POWERMETRICS`` are
-        part of the cache key.
+        ``GREENPRINT_HWMON_ROOT``, ``GREENPRINT_DRM_ROOT``, ``GREENPRINT_POWERMETRICS`` and
+        ``GREENPRINT_CGROUP_ROOT`` (the CPU quota) are part of the cache key.
     """
     return _detect(
         str(resolve_rapl_root(rapl_root)),
@@ -242,6 +250,7 @@ def detect_hardware(
         rapl_opener,
         os.environ.get("CUDA_VISIBLE_DEVICES"),
         beyond_key=beyond_cache_key(),
+        cgroup_root=os.environ.get(CGROUP_ROOT_ENV),
         amdsmi=amdsmi,
         rocm_visible=(
             os.environ.get("ROCR_VISIBLE_DEVICES"),
@@ -290,6 +299,7 @@ def _detect(
     beyond_key: tuple[str | None, ...] = (),  # hwmon, DRM and powermetrics overrides
     amdsmi: Any = None,
     rocm_visible: tuple[str | None, ...] = (),  # ROCR_ and HIP_VISIBLE_DEVICES
+    cgroup_root: str | None = None,  # where the CPU quota is read
 ) -> HardwareInfo:
     model, sockets = cpu_model_name()
     logical, physical = _cpu_counts()
@@ -309,7 +319,10 @@ def _detect(
     else:
         env["CUDA_VISIBLE_DEVICES"] = cuda_visible
     nvml_status, gpus, amd_status, gpu_est = _gpu_statuses(nvml, amdsmi, env)
-    cpu_est, ram_est = _estimate_statuses(model, tdp_w, rule, sockets, logical, ram_gb, physical)
+    quota = cpu_quota(cgroup_root)
+    cpu_est, ram_est = _estimate_statuses(
+        model, tdp_w, rule, sockets, logical, ram_gb, physical, quota
+    )
     return HardwareInfo(
         cpu_model=model,
         sockets=sockets,
@@ -369,47 +382,63 @@ def cpu_estimate_for(
     *,
     tree: ProcessTree | None = None,
     configured: tuple[float, str] | None = None,
+    quota: CpuQuota | None = None,
 ) -> Meter:
     """The CPU estimate: a configured TDP, else table TDP x sockets, else the per-core default.
 
     The per-core default's provenance names the model and the setting that gives its real
     figure: ``"estimate:default-per-core (4 W/core x 2; 'AMD EPYC' is not in the TDP table: set
-    GREENPRINT_CPU_TDP_W or cpu_tdp_w to its power at full load)"``.
+    GREENPRINT_CPU_TDP_W or cpu_tdp_w to its power at full load)"``. Under a CPU quota below
+    the machine's CPUs (a container's ``--cpus``), the tree carries at most that part of the idle
+    floor, and the provenance says so (``"...; idle floor shared at most 2/64: a CPU quota of 2
+    CPUs (cgroup v2 cpu.max 200000 100000)"``).
 
     Args:
         hardware: the detected hardware.
         tree: the tracked process tree.
         configured: ``(W, source)`` from
             :func:`~greenprint.meters._estimate.configured_cpu_tdp`, which wins when given.
+        quota: this process's CPU quota (:func:`~greenprint.meters._quota.cpu_quota`), or
+            ``None``.
     """
     if configured is not None:
         configured_w, source = configured
-        return CpuEstimateMeter(
-            tdp_w=configured_w,
-            provenance=Provenance("estimate", "configured-tdp", f"{configured_w:g} W, {source}"),
-            tree=tree,
-        )
-    if hardware.cpu_tdp_w is not None:
+        tdp_w, kind, detail = configured_w, "configured-tdp", f"{configured_w:g} W, {source}"
+    elif hardware.cpu_tdp_w is not None:
         origin = hardware.cpu_tdp_origin
         row = origin.source if origin.kind == "table" else hardware.cpu_tdp_source
-        tdp_w, watts = _table_tdp(hardware)
-        return CpuEstimateMeter(
-            tdp_w=tdp_w,
-            provenance=Provenance("estimate", f"tdp:{row}", watts),
-            tree=tree,
+        tdp_w, detail = _table_tdp(hardware)
+        kind = f"tdp:{row}"
+    else:
+        cores = max(hardware.logical_cores, 1)
+        # the user is told how to give the real figure, as `greenprint hardware` tells it
+        missing = (
+            f"{hardware.cpu_model!r} is not in the TDP table: set GREENPRINT_CPU_TDP_W or "
+            "cpu_tdp_w to its power at full load"
         )
-    cores = max(hardware.logical_cores, 1)
-    # the user is told how to give the real figure, as `greenprint hardware` tells it
-    missing = (
-        f"{hardware.cpu_model!r} is not in the TDP table: set GREENPRINT_CPU_TDP_W or cpu_tdp_w "
-        "to its power at full load"
-    )
+        tdp_w, kind = DEFAULT_W_PER_CORE * cores, "default-per-core"
+        detail = f"{DEFAULT_W_PER_CORE:g} W/core x {cores}; {missing}"
+    max_share, quota_note = _quota_share(hardware, quota)
+    if quota_note:
+        detail = f"{detail}; {quota_note}"
     return CpuEstimateMeter(
-        tdp_w=DEFAULT_W_PER_CORE * cores,
-        provenance=Provenance(
-            "estimate", "default-per-core", f"{DEFAULT_W_PER_CORE:g} W/core x {cores}; {missing}"
-        ),
+        tdp_w=tdp_w,
+        provenance=Provenance("estimate", kind, detail),
         tree=tree,
+        max_share=max_share,
+    )
+
+
+def _quota_share(hardware: HardwareInfo, quota: CpuQuota | None) -> tuple[float | None, str]:
+    """The largest share of the idle floor a quota allows, and the words saying so.
+
+    ``(None, "")`` without a quota, or with one of at least the machine's logical CPUs.
+    """
+    logical = max(hardware.logical_cores, 1)
+    if quota is None or quota.cpus >= logical:
+        return None, ""
+    return quota.cpus / logical, (
+        f"idle floor shared at most {quota.cpus:.3g}/{logical}: a CPU quota of {quota.text}"
     )
 
 

@@ -95,6 +95,10 @@ class CpuEstimateMeter(_UsageMeter):
             string ``"estimate:tdp:Intel Xeon Gold 6148 (150 W)"``.
         tree: process tree for utilisation and attribution (default: this process).
         idle_fraction: idle floor as a fraction of ``tdp_w``.
+        max_share: the largest part of the idle floor the tree carries, or ``None`` (no cap).
+            A container limited to 2 CPUs' time of a 64-CPU host (a cgroup CPU quota, see
+            :mod:`greenprint.meters._quota`) carries at most 2/64 of the host's idle floor, even
+            when it is the only busy process there: the host's other CPUs idle without it.
     """
 
     component = "cpu"
@@ -106,10 +110,12 @@ class CpuEstimateMeter(_UsageMeter):
         provenance: Provenance | str,
         tree: ProcessTree | None = None,
         idle_fraction: float = IDLE_FRACTION,
+        max_share: float | None = None,
     ) -> None:
         super().__init__(tree)
         self.tdp_w = float(tdp_w)
         self.idle_w = idle_fraction * self.tdp_w
+        self.max_share = None if max_share is None else min(max(float(max_share), 0.0), 1.0)
         self._origin = Provenance.parse(provenance)
 
     @property
@@ -129,9 +135,10 @@ class CpuEstimateMeter(_UsageMeter):
         machine = self.idle_w * (u.elapsed_s - base.elapsed_s) + dynamic_w * (
             u.busy_s - base.busy_s
         )
-        process = self.idle_w * (u.share_s - base.share_s) + dynamic_w * (
-            u.tree_busy_s - base.tree_busy_s
-        )
+        idle_share_s = u.share_s - base.share_s
+        if self.max_share is not None:  # a quota: never more than its part of the machine
+            idle_share_s = min(idle_share_s, self.max_share * (u.elapsed_s - base.elapsed_s))
+        process = self.idle_w * idle_share_s + dynamic_w * (u.tree_busy_s - base.tree_busy_s)
         return MeterReading(max(machine, 0.0), max(process, 0.0))
 
 

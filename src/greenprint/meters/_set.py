@@ -572,8 +572,10 @@ def detect_meters(
         if cpu_tdp_w is None
         else configured_cpu_tdp(Config({"cpu_tdp_w": str(cpu_tdp_w)}, {"cpu_tdp_w": "argument"}))
     )
+    from greenprint.meters._quota import cpu_quota
+
     estimates = {
-        "cpu": cpu_estimate_for(hw, tree=tree, configured=configured),
+        "cpu": cpu_estimate_for(hw, tree=tree, configured=configured, quota=cpu_quota()),
         "ram": ram_estimate_for(hw, tree=tree),
     }
     meters: dict[str, Meter] = dict(estimates)
