@@ -37,6 +37,10 @@ What it records:
   outside its measurement: the price tag adds it once); never a trial of its own (with no such
   fit, a part of no run: its cost is counted, no trial). In a single process; a finder that
   runs after this callback's ``on_fit_start`` is inside the fit's run (measured there).
+* a ``Trainer(fast_dev_run=...)`` fit, Lightning's "unit test" of the loops, is a run
+  ``<name>-fast_dev_run`` with role ``part`` (whatever role was given) and the param
+  ``trainer.fast_dev_run``: counted, never a trial; the next fit of the same module object in
+  this process takes it as its part (``contained`` false), else it is a part of no run.
 
 Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``budget=gp.Budget(...)``):
 with ``on_exceed="stop"`` the callback stops the fit the way Lightning's ``EarlyStopping`` does,
@@ -250,6 +254,11 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         params = {**_module_params(pl_module), **_trainer_params(trainer)}
         params.update(options.pop("params", None) or {})
         name = self._name or type(pl_module).__name__
+        dev_run = _dev_run(trainer)
+        if dev_run:  # Lightning's "unit test" of the loops: a part, never a trial
+            name = f"{name}-fast_dev_run"
+            options["role"] = "part"
+            params["trainer.fast_dev_run"] = dev_run
         if int(getattr(trainer, "world_size", 1)) <= 1:
             run = track(name, params=params, **options).start()
         elif trainer.local_rank == 0:
@@ -278,8 +287,19 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         tuned, self._tuning = self._tuning, []
         for finder in tuned:
             _part_of(run, finder)
-        if int(getattr(trainer, "world_size", 1)) <= 1:  # a second fit continues the first
-            trained_again(run, pl_module, link=not resuming, schedule="trainer.")
+        if int(getattr(trainer, "world_size", 1)) > 1:
+            return
+        if dev_run:  # the next fit of this module takes it as a part
+            _dev_runs_of(pl_module).append(run)
+            return
+        for checked in _dev_runs_of(pl_module, take=True):
+            if (
+                checked.parent_id is None
+                and checked.study == run.study
+                and _same_ledger(checked, run)
+            ):
+                _part_of(run, checked)
+        trained_again(run, pl_module, link=not resuming, schedule="trainer.")  # a second fit
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps: the fit's run id, for a fit resumed from it.
@@ -576,6 +596,38 @@ def _finder_before(trainer: Any, callback: Any) -> str | None:
             if isinstance(finder, type) and isinstance(each, finder):
                 return suffix
     return None
+
+
+def _dev_run(trainer: Any) -> int:
+    """The batches of a ``Trainer(fast_dev_run=...)`` fit (``True``: 1), else 0."""
+    value = getattr(trainer, "fast_dev_run", False)
+    if isinstance(value, bool):
+        return int(value)
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+#: Each module's ``fast_dev_run`` fits not yet taken by a fit of it (see :func:`_dev_runs_of`).
+_DEV_RUNS: weakref.WeakKeyDictionary[Any, list[Run]] = weakref.WeakKeyDictionary()
+
+
+def _dev_runs_of(pl_module: Any, *, take: bool = False) -> list[Run]:
+    """The runs of ``pl_module``'s ``fast_dev_run`` fits that no fit of it has taken yet.
+
+    ``take``: hand them over (the list is emptied), for the fit that starts now. A module
+    that cannot be weakly referenced keeps none: its dev runs stay parts of no run.
+    """
+    try:
+        runs = _DEV_RUNS.pop(pl_module, []) if take else _DEV_RUNS.setdefault(pl_module, [])
+    except TypeError:  # not weakly referenceable, or unhashable
+        return []
+    return runs
+
+
+def _same_ledger(one: Run, other: Run) -> bool:
+    """Whether two runs write to the same ledger."""
+    if one.ledger is None or other.ledger is None:
+        return False
+    return bool(one.ledger.url_unmasked == other.ledger.url_unmasked)
 
 
 def _part_of(run: Run, finder: Run) -> None:

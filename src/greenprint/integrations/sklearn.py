@@ -22,7 +22,10 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
   ``rank_test_*`` (``mean_train_*`` with ``return_train_score``); status ``failed`` when a
   fold failed to fit (``error_score``), ``interrupted`` (``KeyboardInterrupt``) for a
   candidate a Ctrl-C stopped before scikit-learn scored it (a Ctrl-C during the refit stops
-  no candidate: each keeps its scores, and the refit's run is ``interrupted``);
+  no candidate: each keeps its scores, and the refit's run is ``interrupted``); a fit that
+  stopped the search leaves no ``cv_results_``: each candidate's params are those the search
+  gave ``evaluate_candidates``, and a fold whose worker process joblib killed as the search
+  stopped ends ``interrupted``, not ``lost``;
 * a halving search has one row per candidate and iteration it reached: the row of the
   candidate's last iteration is its trial (params ``iter`` and ``n_resources`` say which), with
   the cost of all its iterations; its earlier rows are parts of it (``role="part"``, with their
@@ -70,7 +73,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -86,7 +89,10 @@ from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
 from greenprint._lifecycle import status_for  # noqa: E402
 from greenprint._provenance import APPORTIONED, TRIAL_KEY  # noqa: E402
 from greenprint._records import MetricPoint, RunRecord  # noqa: E402
-from greenprint.integrations._common import check_run_options  # noqa: E402
+from greenprint.integrations._common import (  # noqa: E402
+    check_run_options,
+    interrupted_at_heartbeat,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.tracking import Run
@@ -245,7 +251,16 @@ def track_search(
             # 0 kWh for a search shorter than a sample interval), and writing them is not its cost
             sweep.stop(*status_for(stopped_by))
             try:
-                _write_trials(sweep, search, name, chosen, stopped_by, earlier_best, scored_at.time)
+                _write_trials(
+                    sweep,
+                    search,
+                    name,
+                    chosen,
+                    stopped_by,
+                    earlier_best,
+                    scored_at.time,
+                    scored_at.params,
+                )
             except GreenprintError as e:  # the measured runs stay; the summary could not
                 logger.warning("greenprint: could not write the search's trials: %s", e)
         facts: dict[str, Any] = {"n_candidates": len(search.cv_results_["params"])}
@@ -401,6 +416,7 @@ def _write_trials(
     stopped_by: BaseException | None,
     earlier_best: Any = None,
     scored_at: float | None = None,
+    candidates: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """Write one trial run per candidate (and, for ``"apportion"``, its folds and the refit).
 
@@ -410,7 +426,9 @@ def _write_trials(
     refit, every candidate was scored: each is written with its scores, as after a whole fit
     (see :func:`_scored_before_refit`; ``earlier_best``: the search's ``best_params_`` before
     this fit, if it was fitted before; ``scored_at``: when the candidates were all scored, s
-    since the epoch, which a refit stopped before scikit-learn timed it is measured from).
+    since the epoch, which a refit stopped before scikit-learn timed it is measured from;
+    ``candidates``: each row's parameters as the search evaluated them, for the trials of a
+    fit stopped before it set ``cv_results_``).
     """
     ledger = sweep.ledger
     assert ledger is not None
@@ -426,6 +444,8 @@ def _write_trials(
             if run.role == "part" and run.name.startswith(f"{name}-c") and run.parent_id:
                 groups.setdefault(run.parent_id, []).append(run)
         ended, why = status_for(stopped_by)  # how the search's fit ended, for each candidate
+        for parts in groups.values():  # fits whose worker joblib killed as the search stopped
+            parts[:] = [_ended_with_search(ledger, part, why) for part in parts]
         for tid, parts in groups.items():
             label = parts[0].name[len(name) + 2 :].partition("-fold")[0]
             if tid == trial_id(sweep.id, int(label) if label.isdigit() else -1):
@@ -446,7 +466,9 @@ def _write_trials(
                     )
                 else:  # a Ctrl-C or a "stop" budget ended the search: nothing failed
                     error = f"{why} (the search stopped before this candidate was scored)"
-                trial = _summed(base, tid, f"{name}-c{label}", sweep.id, parts, status, {}, ())
+                row = int(label) if label.isdigit() else -1
+                params = _plain_params(candidates[row]) if 0 <= row < len(candidates) else {}
+                trial = _summed(base, tid, f"{name}-c{label}", sweep.id, parts, status, params, ())
                 ledger.start_run(replace(trial, error=error))
         return
     children: dict[str, list[RunRecord]] = {}
@@ -530,6 +552,27 @@ def _write_trials(
         )
         stopped, why = status_for(stopped_by)  # a refit stopped: as a measured one ends
         ledger.start_run(replace(final, role="final", metrics=scores, status=stopped, error=why))
+
+
+def _ended_with_search(ledger: Any, part: RunRecord, why: str | None) -> RunRecord:
+    """A fold fit's run whose worker process ended as the search stopped, ``interrupted``.
+
+    joblib's process workers (loky) are killed when a fit raises (``error_score="raise"``) or
+    the search is interrupted: a fit running in another worker then ends with no final
+    write, and would read ``lost`` (its cost so far, 0 kWh before its first flush, is in the
+    sweep's, which measured the workers). Any other part is returned as it is.
+    """
+    if part.status != "lost":
+        return part
+    fields = interrupted_at_heartbeat(
+        part, f"its worker process was ended when the search stopped ({why or 'an error'})"
+    )
+    try:
+        ledger.flush(part.id, fields=fields)
+    except GreenprintError as e:
+        logger.warning("greenprint: could not end run %s: %s", part.id[:8], e)
+        return part
+    return replace(part, **fields)
 
 
 def _candidates(
@@ -833,27 +876,43 @@ def _refit_score(search: Any, results: Mapping[str, Any] | None = None) -> float
 
 
 class _CandidatesTimer:
-    """When a search's fit scored its last candidate: its ``_run_search`` timed for one fit.
+    """When a search's fit scored its last candidate, and which candidates it evaluated.
 
     scikit-learn's ``fit`` calls ``self._run_search(evaluate_candidates)``, which returns when
     every candidate is scored; the refit comes next. An attribute of the instance shadows the
     method for this fit, and :meth:`restore` removes it (or puts back one the instance had).
+    ``params``: each candidate's parameters, in the order of the rows of ``cv_results_``, as
+    ``evaluate_candidates`` received them (before any is fitted): a fit that raises sets no
+    ``cv_results_``, and its candidates keep their parameters all the same.
     """
 
     def __init__(self, search: Any) -> None:
         self.search = search
         self.time: float | None = None
+        self.params: list[Mapping[str, Any]] = []
         self._had = search.__dict__.get("_run_search", _MISSING)
         run_search = search._run_search
 
         @functools.wraps(run_search)  # its signature: scikit-learn reads it (callback_ctx)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if args and callable(args[0]):
+                args = (self._noting(args[0]), *args[1:])
             try:
                 return run_search(*args, **kwargs)
             finally:
                 self.time = time.time()
 
         search._run_search = timed
+
+    def _noting(self, evaluate_candidates: Callable[..., Any]) -> Callable[..., Any]:
+        """``evaluate_candidates`` noting the parameters of the candidates it evaluates."""
+
+        def evaluate(candidate_params: Any, *args: Any, **kwargs: Any) -> Any:
+            candidate_params = list(candidate_params)  # as scikit-learn does: one pass
+            self.params.extend(p if isinstance(p, Mapping) else {} for p in candidate_params)
+            return evaluate_candidates(candidate_params, *args, **kwargs)
+
+        return evaluate
 
     def restore(self) -> None:
         """Give the search back its own ``_run_search``."""

@@ -1,0 +1,187 @@
+"""Session 23's probe of the integrations as their users write studies (helper L's findings).
+
+Each test builds its ledger the way a user's script does, through the integration, and asserts
+what the user reads back from the ledger and the report:
+
+* Lightning's ``Trainer(fast_dev_run=True)``, the "unit test" of the loops that a script runs
+  before the real fit (or that a user runs once with a ``--fast-dev-run`` flag), was recorded
+  as a trial of its own: a study of two configurations read as 4 trials, each dev run scored
+  by the ``val_loss`` of one batch (it could be the study's best trial).
+* A scikit-learn search stopped by a fit that raises (``error_score="raise"``) wrote its
+  candidates with no params: the configuration that broke the estimator was not named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import greenprint as gp
+from greenprint.analysis import price_tag
+from greenprint.report import build_report
+from integrations._frameworks import installed, one_thread
+
+FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
+
+
+def _need(module: str, extra: str) -> None:
+    from integrations._frameworks import _missing
+
+    if not installed(module):
+        _missing(module, extra)
+
+
+def _root_energy(runs: list[gp.RunRecord]) -> float:
+    """The energy the price tag sums: root runs, and parts recorded outside their parent's."""
+    return sum(r.energy_kwh or 0.0 for r in runs if r.parent_id is None or r.contained is False)
+
+
+# ---------------------------------------------------------------------- Lightning
+@pytest.fixture(scope="module")
+def lightning() -> Iterator[dict[str, object]]:
+    _need("lightning", "lightning")
+    _need("torch", "torch")
+    import lightning.pytorch as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from greenprint.integrations.lightning import GreenprintCallback
+
+    class Regressor(pl.LightningModule):
+        def __init__(self, lr: float = 0.1) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self.layer(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+
+    def trainer(callback: object, **options: object) -> object:
+        return pl.Trainer(
+            accelerator="cpu",
+            callbacks=[callback],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            **options,
+        )
+
+    with one_thread():
+        yield {
+            "Regressor": Regressor,
+            "Callback": GreenprintCallback,
+            "trainer": trainer,
+            "loader": lambda: DataLoader(data, batch_size=16),
+        }
+
+
+def test_a_fast_dev_run_before_each_fit_is_no_trial(tmp_path: Path, lightning) -> None:
+    """A loop of configurations, each smoke-tested with fast_dev_run and then fitted."""
+    db = tmp_path / "gp.db"
+    Regressor, Callback, trainer, loader = (
+        lightning["Regressor"],
+        lightning["Callback"],
+        lightning["trainer"],
+        lightning["loader"],
+    )
+    for lr in (0.1, 0.01):  # new objects each time, as a script run twice would make
+        dev = Callback(f"lr{lr}", study="dev", ledger=db, **FAST)
+        trainer(dev, fast_dev_run=True).fit(Regressor(lr), loader(), loader())
+        real = Callback(f"lr{lr}", study="dev", ledger=db, **FAST)
+        trainer(real, max_epochs=2).fit(Regressor(lr), loader(), loader())
+    runs = gp.Ledger(db).runs(study="dev")
+    dev_runs = [r for r in runs if r.params.get("trainer.fast_dev_run")]
+    assert sorted(r.name for r in dev_runs) == ["lr0.01-fast_dev_run", "lr0.1-fast_dev_run"]
+    assert {r.role for r in dev_runs} == {"part"}
+    assert all(r.status == "finished" and (r.energy_kwh or 0) > 0 for r in dev_runs)
+
+    report = build_report(db, "dev")
+    total = report.price_tag.total
+    assert total.trials == 2 and total.runs == 4  # was 4 trials: the dev runs among them
+    assert total.energy_kwh == pytest.approx(_root_energy(runs), rel=1e-9)  # counted, once
+    assert report.metric == "val_loss"
+    assert report.price_tag.final is not None
+    assert "fast_dev_run" not in report.price_tag.final.name
+
+
+def test_a_fast_dev_run_of_the_module_then_fitted_is_a_part_of_that_fit(
+    tmp_path: Path, lightning
+) -> None:
+    """One callback (given role='final'), one module: smoke test, then the real fit."""
+    db = tmp_path / "gp.db"
+    Regressor, Callback, trainer, loader = (
+        lightning["Regressor"],
+        lightning["Callback"],
+        lightning["trainer"],
+        lightning["loader"],
+    )
+    model = Regressor(0.05)
+    cb = Callback("model", study="one", ledger=db, role="final", **FAST)
+    trainer(cb, fast_dev_run=2).fit(model, loader(), loader())
+    dev_id = cb.last_run_id
+    trainer(cb, max_epochs=2).fit(model, loader(), loader())
+    ledger = gp.Ledger(db)
+    dev, fit = ledger.run(dev_id), ledger.run(cb.last_run_id)
+    assert dev.name == "model-fast_dev_run" and dev.params["trainer.fast_dev_run"] == 2
+    # never the final model (the callback's role is the real fit's), a part of that fit
+    assert (dev.role, dev.parent_id, dev.contained) == ("part", fit.id, False)
+    assert fit.role == "final" and fit.parent_id is None
+    runs = ledger.runs(study="one")
+    tag = price_tag(runs)
+    assert tag.total.energy_kwh == pytest.approx(
+        (fit.energy_kwh or 0) + (dev.energy_kwh or 0), rel=1e-9
+    )
+    assert tag.total.energy_kwh == pytest.approx(_root_energy(runs), rel=1e-9)
+
+
+# ---------------------------------------------------------------------- scikit-learn
+def test_a_search_stopped_by_a_raising_fit_names_each_candidates_params(tmp_path: Path) -> None:
+    """GridSearchCV(n_jobs=2, error_score="raise"): which configuration broke the estimator?"""
+    _need("sklearn", "sklearn")
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.tree import DecisionTreeClassifier
+
+    from greenprint.integrations.sklearn import track_search
+
+    X, y = load_digits(return_X_y=True)
+    db = tmp_path / "gp.db"
+    # max_depth=0 is refused by the tree at fit time: the search stops there
+    search = GridSearchCV(
+        DecisionTreeClassifier(random_state=0),
+        {"max_depth": [3, 0, 5]},
+        cv=2,
+        n_jobs=2,
+        error_score="raise",
+    )
+    with pytest.raises(ValueError, match="max_depth"):
+        track_search(search, X[:200], y[:200], ledger=db, study="raised", **FAST)
+    runs = gp.Ledger(db).runs(study="raised")
+    (sweep,) = [r for r in runs if r.role == "sweep"]
+    assert sweep.status == "failed"
+    trials = [r for r in runs if r.role == "trial"]
+    assert trials and all("max_depth" in r.params for r in trials)  # were {}
+    (broken,) = [r for r in trials if r.params["max_depth"] == 0]
+    assert broken.status == "failed" and "max_depth" in (broken.error or "")
+    # a fold that the other worker was fitting when joblib killed it is not left 'lost'
+    assert "lost" not in {r.status for r in runs}
+    tag = price_tag(runs)
+    assert tag.total.energy_kwh == pytest.approx(sweep.energy_kwh, rel=1e-9)
+    assert np.isfinite(tag.total.energy_kwh) and tag.total.trials == len(trials)
