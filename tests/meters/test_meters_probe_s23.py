@@ -329,3 +329,15 @@ def test_greenprint_hardware_and_the_run_name_the_quota(tmp_path, monkeypatch):
         assert f"idle floor shared at most {half}: a CPU quota of " in meters.provenance["cpu"]
     finally:
         meters.close()
+
+
+def test_a_root_only_psys_alone_is_named_in_the_cpu_provenance(tmp_path):
+    # a laptop whose only RAPL counter is psys, 0400 like the rest
+    rapl = make_fake_rapl(tmp_path / "pc", packages=0, dram=False, psys=True, unreadable=["psys"])
+    meters = detect_meters(rapl_root=str(rapl.root), nvml=_no_gpu(), rapl_opener=rapl.opener)
+    try:
+        cpu = meters.provenance["cpu"]
+        assert cpu.startswith("estimate:")
+        assert f"(rapl psys not used: permission denied reading {rapl.root}/intel-rapl:0/" in cpu
+    finally:
+        meters.close()

@@ -141,6 +141,11 @@ class RaplProbe:
     psys_status: MeterStatus | None = None
     dram_status: MeterStatus | None = None
 
+    @property
+    def has_psys(self) -> bool:
+        """Whether a ``psys`` domain was found (readable or not)."""
+        return any(d.kind == "psys" for d in self.domains)
+
     def not_used(self, component: str) -> str | None:
         """Why RAPL domains found for ``component`` are not read, for an estimate's provenance.
 
@@ -155,6 +160,10 @@ class RaplProbe:
         """
         kind = "package" if component == "cpu" else "dram"
         if not any(d.kind == kind for d in self.domains):
+            psys = self.psys_status
+            if component == "cpu" and psys is not None and not psys.usable and self.has_psys:
+                fix = f"; fix: {psys.fix}" if psys.fix else ""  # a platform domain, unread
+                return f"rapl psys not used: {psys.reason}{fix}"
             return None
         if not self.status.usable:
             status: MeterStatus | None = self.status
