@@ -262,6 +262,10 @@ def test_cpu_max_is_read_as_the_kernel_documents_it(tmp_path):
     assert cpu_quota(tmp_path / "v1", "4:cpu,cpuacct:/docker/abc\n").cpus == 1.5
     (v1 / "cpu.cfs_quota_us").write_text("-1\n")
     assert cpu_quota(tmp_path / "v1", "4:cpu,cpuacct:/docker/abc\n") is None
+    # pinned CPUs (docker run --cpuset-cpus=0,1) limit it as well: v2 cpuset.cpus.effective
+    pinned = _cgroup_v2(tmp_path / "pinned", {})
+    (pinned / "cpuset.cpus.effective").write_text("0-1\n")
+    assert cpu_quota(pinned, "0::/\n").text == "2 CPUs (cgroup v2 cpuset.cpus.effective 0-1)"
 
 
 class _Tree:

@@ -13,6 +13,9 @@ only two CPUs' worth of time per second. The kernel's interfaces:
 * cgroup v1: ``cpu.cfs_quota_us`` (``-1``: no limit) over ``cpu.cfs_period_us`` in the ``cpu``
   hierarchy (``/sys/fs/cgroup/cpu/<path>``, the path from the ``cpu`` line of
   ``/proc/self/cgroup``; in a container, the hierarchy's root is its own cgroup).
+* The CPUs the cgroup may run on (``docker run --cpuset-cpus=0,1``): v2
+  ``cpuset.cpus.effective``, v1 ``cpuset.effective_cpus`` in the ``cpuset`` hierarchy, a CPU
+  list (``"0-3,8"``). Fewer CPUs than the machine has is a limit too.
 
 :func:`cpu_quota` reads them (``/sys/fs/cgroup`` under ``$GREENPRINT_CGROUP_ROOT``); the CPU
 estimate uses the quota to share the machine's idle floor (see
@@ -28,7 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from greenprint.meters._where import resolve_cgroup_root
 
-__all__ = ["CpuQuota", "cpu_quota", "parse_cpu_max"]
+__all__ = ["CpuQuota", "cpu_quota", "parse_cpu_list", "parse_cpu_max"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,26 @@ def parse_cpu_max(text: str) -> float | None:
     return quota / period if quota > 0 and period > 0 else None
 
 
+def parse_cpu_list(text: str) -> int | None:
+    """How many CPUs a kernel CPU list names (``"0-3,8"`` -> 5), or ``None`` if it is not one.
+
+    Example:
+        >>> parse_cpu_list("0-3,8"), parse_cpu_list(""), parse_cpu_list("x")
+        (5, None, None)
+    """
+    count = 0
+    for part in text.strip().split(","):
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            return None
+        if last < first:
+            return None
+        count += last - first + 1
+    return count or None
+
+
 def _read(path: Path | str) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
@@ -103,6 +126,17 @@ def _along(base: Path, path: PurePosixPath) -> list[Path]:
     return dirs
 
 
+def _cpuset(dirs: list[Path], name: str, version: str) -> list[CpuQuota]:
+    """The CPUs of the deepest of ``dirs`` that has the file ``name`` (it has its ancestors')."""
+    for d in dirs:
+        raw = _read(d / name)
+        if raw is None:
+            continue
+        count = parse_cpu_list(raw)
+        return [] if count is None else [CpuQuota(float(count), f"{version} {name} {raw.strip()}")]
+    return []
+
+
 def cpu_quota(
     cgroup_root: str | os.PathLike[str] | None = None, self_cgroup: str | None = None
 ) -> CpuQuota | None:
@@ -124,6 +158,7 @@ def cpu_quota(
                 cpus = parse_cpu_max(raw) if raw is not None else None
                 if cpus is not None:
                     found.append(CpuQuota(cpus, f"cgroup v2 cpu.max {raw.strip() if raw else ''}"))
+            found += _cpuset(_along(root, path), "cpuset.cpus.effective", "cgroup v2")
     else:  # v1: the cpu controller's hierarchy
         base = root / "cpu"
         for path in _paths(text, "cpu") or [PurePosixPath("/")]:
@@ -135,8 +170,10 @@ def cpu_quota(
                     continue
                 if q > 0 and p > 0:
                     found.append(CpuQuota(q / p, f"cgroup v1 cpu.cfs_quota_us {q} / period {p}"))
+        for path in _paths(text, "cpuset") or [PurePosixPath("/")]:
+            found += _cpuset(_along(root / "cpuset", path), "cpuset.effective_cpus", "cgroup v1")
     if not found:
         return None
-    smallest = min(found, key=lambda f: f.cpus)
+    smallest = min(found, key=lambda f: f.cpus)  # a cpu.max wins a tie: found first
     logger.debug("CPU quota: %.3g CPUs (%s)", smallest.cpus, smallest.source)
     return smallest
