@@ -168,9 +168,18 @@ def addbmm_rule(
     alpha: Any = 1,
     **kwargs: Any,
 ) -> int:
-    """``2bmkn`` + ``bmn`` to sum the batch + the add and scalings (not counted by torch)."""
-    mn = a[1] * b[2]
-    return bmm_fpo(a, b) + a[0] * mn + _scalings(mn, alpha, beta, True)
+    """``beta * input + alpha * sum_b (a_b @ b_b)``, as ATen's ``addbmm_impl_`` runs it.
+
+    One ``addmm_`` per batch (not counted by FlopCounterMode): each is the product (``2mkn``),
+    the add into the output (``mn``; none for the first when ``beta`` is 0) and ``alpha``'s
+    scaling when it is not 1 (``mn``); ``beta``'s scaling (not 0 or 1) once, in the first.
+    So ``2bmkn + bmn`` for plain ``addbmm`` (it was ``2bmkn + bmn + mn``: the add into the
+    input counted twice).
+    """
+    batches, mn = a[0], a[1] * b[2]
+    adds = batches * mn - (mn if beta == 0 and batches else 0)
+    scalings = (batches * mn if alpha != 1 else 0) + (mn if beta not in (0, 1) else 0)
+    return bmm_fpo(a, b) + adds + scalings
 
 
 @register_rule(["aten.addmm_", "aten.baddbmm_", "aten.addbmm_"])

@@ -209,13 +209,19 @@ def logaddexp_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
 
 
 def _distance_per_pair(p: Any, m: int) -> int:
-    """One p-norm distance between two ``m``-vectors.
+    """One p-norm distance between two ``m``-vectors, as ATen's CPU kernel computes it.
 
-    p = 0, 1 or inf: 3m (subtract, abs or compare, sum or max); p = 2: 3m + 1 (subtract,
-    square, sum, one square root); other p: 4m + 1 (subtract, abs, power, sum, one root).
+    ``DistanceOpsKernel.cpp`` folds ``map(|a - b|)`` into an accumulator per coordinate and
+    finishes once per pair. Per coordinate the difference and its abs (2), then: p = 1 the
+    sum (1): 3m; inf the max (1): 3m; p = 2 square and sum (2, the abs is not counted: 3m + 1
+    with the square root, the figure greenprint has always given); other p power and sum (2):
+    4m + 1 with the root ``agg^(1/p)``; p = 0 ``min(ceil(|d|), 1)`` (abs again, ceil, min: 3)
+    and the sum: 6m.
     """
-    if p in (0, 1, math.inf):
+    if p in (1, math.inf):
         return 3 * m
+    if p == 0:
+        return 6 * m
     if p == 2:
         return 3 * m + 1
     return 4 * m + 1
@@ -224,30 +230,49 @@ def _distance_per_pair(p: Any, m: int) -> int:
 def _distance_backward_per_pair(p: Any, m: int) -> int:
     """The gradient of one distance with respect to the first vector, accumulated.
 
-    Per coordinate: the difference (1), its derivative factor (p = 1: sign, 1; p = 2: 1, times
-    ``g / d`` computed once per pair; inf: compare with the max and sign, 2; other p: abs,
-    power and sign, 3), times the pair's factor and added into the gradient (2). Per pair:
-    p = 2 one division, other p two (``d^(p-1)`` and the division).
+    ATen's ``backward_down_column_cdist``: per coordinate the difference (1), the norm's
+    ``backward`` and the add into the gradient (1); the sign is 1 (the kernel builds it from
+    ceil, floor, min and max). ``backward`` per coordinate: p = 1 ``g * sign(d)`` (2): 4m;
+    p = 2 ``g * d / dist`` (2): 4m + 1 (the test ``dist == 0`` once per pair); inf
+    ``g * sign(d) * (1 - min(1, ceil(||d| - dist|)))`` (9): 11m; other p above 2
+    ``d * |d|^(p - 2) * g / dist^(p - 1)`` (``p - 2``, ``p - 1`` and the powers are computed on
+    vectors, per coordinate: 8): 10m + 1; p below 2 ``sign(d) * |d|^(p - 1) * g /
+    dist^(p - 1)``, then zeroed where ``d == 0 and p < 1`` (11): 13m + 1. p = 0: the kernel
+    does nothing (the gradient is zero): 0.
     """
-    if p == 1 or p == 0:
+    if p == 0:
+        return 0
+    if p == 1:
         return 4 * m
     if p == 2:
         return 4 * m + 1
     if p == math.inf:
-        return 5 * m
-    return 6 * m + 2
+        return 11 * m
+    if p < 2:
+        return 13 * m + 1
+    return 10 * m + 1
+
+
+def _pairs(out_shape: Any) -> int:
+    """The distances an op computes: the elements of its ``(*batch, P, R)`` result."""
+    return numel(first_shape(out_shape))
 
 
 @register_rule("aten._cdist_forward")
 def cdist_rule(
-    x1: tuple[int, ...], x2: tuple[int, ...], p: Any = 2.0, *args: Any, **kwargs: Any
+    x1: tuple[int, ...],
+    x2: tuple[int, ...],
+    p: Any = 2.0,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
 ) -> int:
     """One distance per pair (see :func:`_distance_per_pair`).
 
-    ``(B, P, M)`` and ``(B, R, M)`` inputs: ``B * P * R`` pairs of ``M``-vectors.
+    ``(*B1, P, M)`` and ``(*B2, R, M)`` inputs: the batch dimensions broadcast (the kernel
+    expands them), so ``numel(broadcast(B1, B2)) * P * R`` pairs, the output's elements.
     """
-    pairs = numel(x1[:-1]) * x2[-2]
-    return pairs * _distance_per_pair(float(p), x1[-1])
+    return _pairs(out_shape) * _distance_per_pair(float(p), x1[-1])
 
 
 @register_rule("aten._cdist_backward")
@@ -261,10 +286,11 @@ def cdist_backward_rule(
 ) -> int:
     """The gradient of ``x1``, per pair :func:`_distance_backward_per_pair`.
 
-    Autograd calls the op again, with the inputs swapped, for the gradient of ``x2``.
+    ``grad`` has one element per pair, over the broadcast batch (the kernel expands ``x1``
+    and ``x2``; autograd then sums a broadcast ``x1``'s gradient). Autograd calls the op
+    again, with the inputs swapped, for the gradient of ``x2``.
     """
-    pairs = numel(x1[:-1]) * x2[-2]
-    return pairs * _distance_backward_per_pair(float(p), x1[-1])
+    return numel(grad) * _distance_backward_per_pair(float(p), x1[-1])
 
 
 @register_rule("aten._euclidean_dist")
@@ -291,9 +317,13 @@ def pdist_rule(self: tuple[int, ...], p: Any = 2.0, **kwargs: Any) -> int:
 def pdist_backward_rule(
     grad: tuple[int, ...], self: tuple[int, ...], p: Any = 2.0, *args: Any, **kwargs: Any
 ) -> int:
-    """Per pair: the gradient of one row, and one more add per coordinate for the other row."""
+    """Per pair: the gradient of one row, and one more add per coordinate for the other row.
+
+    p = 0: the kernel does nothing (the gradient is zero).
+    """
     n, m = self
-    return n * (n - 1) // 2 * (_distance_backward_per_pair(float(p), m) + m)
+    per_pair = _distance_backward_per_pair(float(p), m)
+    return n * (n - 1) // 2 * (per_pair + m if per_pair else 0)
 
 
 # -- grid sampling ----------------------------------------------------------------------------
@@ -467,7 +497,32 @@ def grid_sampler_backward_rule(
 _SUM, _MEAN, _MAX = 0, 1, 2
 
 
-@register_rule(["aten._embedding_bag", "aten._embedding_bag_forward_only"])
+def _padded_entries(indices: Any, padding_idx: Any) -> dict[str, int]:
+    """How many of the (real) indices are ``padding_idx``: ``{"padded": n}`` (none: ``{}``)."""
+    if padding_idx is None or isinstance(padding_idx, bool) or padding_idx < 0:
+        return {}
+    return {"padded": int((indices == padding_idx).sum())}
+
+
+def _bag_forward_padding(
+    weight: Any,
+    indices: Any,
+    offsets: Any,
+    scale_grad_by_freq: Any = False,
+    mode: Any = 0,
+    sparse: Any = False,
+    per_sample_weights: Any = None,
+    include_last_offset: Any = False,
+    padding_idx: Any = -1,
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, int]:
+    return _padded_entries(indices, padding_idx)
+
+
+@register_rule(
+    ["aten._embedding_bag", "aten._embedding_bag_forward_only"], reads=_bag_forward_padding
+)
 def embedding_bag_rule(
     weight: tuple[int, ...],
     indices: tuple[int, ...],
@@ -478,35 +533,63 @@ def embedding_bag_rule(
     per_sample_weights: Any = None,
     *args: Any,
     out_shape: Any = None,
+    padded: int = 0,
     **kwargs: Any,
 ) -> int:
     """Reduce the ``I`` looked-up rows of ``D`` elements into their bags.
 
     sum: ``I * D`` adds; mean: + one division per output element; max: ``I * D`` compares;
-    ``per_sample_weights`` (sum mode): + ``I * D`` multiplies.
+    ``per_sample_weights`` (sum mode): + ``I * D`` multiplies. Indices equal to
+    ``padding_idx`` are skipped by ATen's kernels (``if (idx != padding_idx)``: not added,
+    compared or weighted; a mean divides by the bag's other rows): ``padded`` of them, read
+    from the indices when they have values (on meta or fake tensors every index counts, an
+    upper bound).
     """
-    rows = numel(indices) * weight[-1]
+    rows = max(0, numel(indices) - padded) * weight[-1]
     total = rows + (rows if per_sample_weights is not None else 0)
     if mode == _MEAN:
         total += numel(first_shape(out_shape))
     return total
 
 
-def _bag_backward(grad: tuple[int, ...], indices: tuple[int, ...], mode: int, psw: Any) -> int:
+def _bag_backward(
+    grad: tuple[int, ...], indices: tuple[int, ...], mode: int, psw: Any, padded: int = 0
+) -> int:
     """Scatter the bags' gradients back to the looked-up rows.
 
     sum: ``I * D`` adds (each of the ``I`` rows gets its bag's gradient); mean: + one division
     per gradient element; per-sample weights: + ``I * D`` multiplies; max: one add per
-    gradient element (only the max row of each bag gets it).
+    gradient element (only the max row of each bag gets it). The ``padded`` indices equal to
+    ``padding_idx`` get no gradient (``_embedding_bag_dense_backward_cpu_sum_mean`` skips
+    them).
     """
     if mode == _MAX:
         return numel(grad)
-    rows = numel(indices) * grad[-1]
+    rows = max(0, numel(indices) - padded) * grad[-1]
     total = rows + (rows if psw is not None else 0)
     return total + (numel(grad) if mode == _MEAN else 0)
 
 
-@register_rule("aten._embedding_bag_backward")
+def _bag_backward_padding(
+    grad: Any,
+    indices: Any,
+    offsets: Any,
+    offset2bag: Any,
+    bag_size: Any,
+    maximum_indices: Any,
+    num_weights: Any,
+    scale_grad_by_freq: Any,
+    mode: Any,
+    sparse: Any,
+    per_sample_weights: Any,
+    padding_idx: Any = -1,
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, int]:
+    return _padded_entries(indices, padding_idx)
+
+
+@register_rule("aten._embedding_bag_backward", reads=_bag_backward_padding)
 def embedding_bag_backward_rule(
     grad: tuple[int, ...],
     indices: tuple[int, ...],
@@ -520,13 +603,31 @@ def embedding_bag_backward_rule(
     sparse: bool,
     per_sample_weights: Any,
     *args: Any,
+    padded: int = 0,
     **kwargs: Any,
 ) -> int:
     """See :func:`_bag_backward`."""
-    return _bag_backward(grad, indices, int(mode), per_sample_weights)
+    return _bag_backward(grad, indices, int(mode), per_sample_weights, padded)
 
 
-@register_rule("aten._embedding_bag_dense_backward")
+def _bag_dense_backward_padding(
+    grad: Any,
+    indices: Any,
+    offset2bag: Any,
+    bag_size: Any,
+    maximum_indices: Any,
+    num_weights: Any,
+    scale_grad_by_freq: Any,
+    mode: Any,
+    per_sample_weights: Any,
+    padding_idx: Any = -1,
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, int]:
+    return _padded_entries(indices, padding_idx)
+
+
+@register_rule("aten._embedding_bag_dense_backward", reads=_bag_dense_backward_padding)
 def embedding_bag_dense_backward_rule(
     grad: tuple[int, ...],
     indices: tuple[int, ...],
@@ -538,13 +639,31 @@ def embedding_bag_dense_backward_rule(
     mode: int,
     per_sample_weights: Any,
     *args: Any,
+    padded: int = 0,
     **kwargs: Any,
 ) -> int:
     """See :func:`_bag_backward`."""
-    return _bag_backward(grad, indices, int(mode), per_sample_weights)
+    return _bag_backward(grad, indices, int(mode), per_sample_weights, padded)
 
 
-@register_rule("aten._embedding_bag_sparse_backward")
+def _bag_sparse_backward_padding(
+    grad: Any,
+    indices: Any,
+    offsets: Any,
+    offset2bag: Any,
+    bag_size: Any,
+    num_weights: Any,
+    scale_grad_by_freq: Any,
+    mode: Any,
+    per_sample_weights: Any,
+    padding_idx: Any = -1,
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, int]:
+    return _padded_entries(indices, padding_idx)
+
+
+@register_rule("aten._embedding_bag_sparse_backward", reads=_bag_sparse_backward_padding)
 def embedding_bag_sparse_backward_rule(
     grad: tuple[int, ...],
     indices: tuple[int, ...],
@@ -556,18 +675,41 @@ def embedding_bag_sparse_backward_rule(
     mode: int,
     per_sample_weights: Any,
     *args: Any,
+    padded: int = 0,
     **kwargs: Any,
 ) -> int:
     """See :func:`_bag_backward`."""
-    return _bag_backward(grad, indices, int(mode), per_sample_weights)
+    return _bag_backward(grad, indices, int(mode), per_sample_weights, padded)
 
 
-@register_rule("aten._embedding_bag_per_sample_weights_backward")
+def _bag_psw_backward_padding(
+    grad: Any,
+    weight: Any,
+    indices: Any,
+    offsets: Any,
+    offset2bag: Any,
+    mode: Any,
+    padding_idx: Any = -1,
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, int]:
+    return _padded_entries(indices, padding_idx)
+
+
+@register_rule("aten._embedding_bag_per_sample_weights_backward", reads=_bag_psw_backward_padding)
 def embedding_bag_psw_backward_rule(
-    grad: tuple[int, ...], weight: tuple[int, ...], indices: tuple[int, ...], *a: Any, **k: Any
+    grad: tuple[int, ...],
+    weight: tuple[int, ...],
+    indices: tuple[int, ...],
+    *a: Any,
+    padded: int = 0,
+    **k: Any,
 ) -> int:
-    """Per looked-up row, the dot product of its bag's gradient and the row: ``2 * I * D``."""
-    return 2 * numel(indices) * weight[-1]
+    """Per looked-up row, the dot product of its bag's gradient and the row: ``2 * I * D``.
+
+    Rows equal to ``padding_idx`` are skipped (their weight's gradient is 0).
+    """
+    return 2 * max(0, numel(indices) - padded) * weight[-1]
 
 
 # -- CTC loss ---------------------------------------------------------------------------------
