@@ -345,3 +345,19 @@ def test_a_root_only_psys_alone_is_named_in_the_cpu_provenance(tmp_path):
         assert f"(rapl psys not used: permission denied reading {rapl.root}/intel-rapl:0/" in cpu
     finally:
         meters.close()
+
+
+def test_a_visible_gpu_reporting_neither_energy_nor_power_is_named_in_the_runs_provenance(
+    tmp_path,
+):
+    # NVML answers NOT_SUPPORTED to both nvmlDeviceGetTotalEnergyConsumption and
+    # nvmlDeviceGetPowerUsage on GPU-1: it is visible (the job may use it) but not counted, and
+    # the run's figures lack its energy: the run must say so, not only `greenprint hardware`
+    gpus = [FakeGPU(power_w=100.0), FakeGPU(name="NVIDIA L4", energy_mj=None, power_w=None)]
+    meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=FakeNVML(gpus), environ={})
+    try:
+        assert meters.provenance["gpu"] == (
+            "nvml:counter:GPU-0 (GPU-1 (NVIDIA L4) reports neither energy nor power: not counted)"
+        )
+    finally:
+        meters.close()

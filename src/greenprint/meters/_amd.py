@@ -66,6 +66,7 @@ from greenprint.meters._gpu_meter import (
     GpuVendorUnavailable,
     SummedGpuMeter,
     memory_share,
+    not_counted,
     open_vendor,
     vendor_origin,
 )
@@ -392,7 +393,7 @@ def _open(module: Any, environ: Mapping[str, str]) -> tuple[list[_AmdGpu], list[
             except MeterError:
                 mode, reason = "power", "no energy counter"
         if mode == "power" and power is None:
-            skipped.append(f"GPU-{i} ({name}) reports neither energy nor power: not counted")
+            skipped.append(not_counted(f"GPU-{i}", name))
             continue
         gpu = _AmdGpu(
             i, source, mode=mode, reason=reason, share=share, proc_handle=handle, **common
@@ -519,7 +520,8 @@ class AmdMeter(SummedGpuMeter):
         return vendor_origin(
             "amdsmi",
             [(g.label, g.source) for g in self._gpus],
-            [f"{g.label} {g.reason}" for g in self._gpus if g.reason] + [self.unattributed],
+            [f"{g.label} {g.reason}" for g in self._gpus if g.reason]
+            + [*self.left_out, self.unattributed],
         )
 
     def _call(self, gpu: _AmdGpu, name: str, handle: Any = None) -> Any:

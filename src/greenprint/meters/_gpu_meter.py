@@ -52,6 +52,7 @@ __all__ = [
     "SummedGpuMeter",
     "VendorSumMeter",
     "memory_share",
+    "not_counted",
     "open_vendor",
     "vendor_origin",
     "without_attribution_note",
@@ -160,6 +161,22 @@ def vendor_origin(
     return Provenance("measured", "+".join(parts), "; ".join(n for n in notes if n))
 
 
+_NOT_COUNTED = "reports neither energy nor power: not counted"
+
+
+def not_counted(label: str, name: str) -> str:
+    """The line for a visible GPU that reports neither energy nor power.
+
+    ``greenprint hardware`` lists it; a meter of the other GPUs names it in its provenance
+    (:attr:`SummedGpuMeter.left_out`), since its energy is missing from the figures.
+
+    Example:
+        >>> not_counted("GPU-1", "NVIDIA L4")
+        'GPU-1 (NVIDIA L4) reports neither energy nor power: not counted'
+    """
+    return f"{label} ({name}) {_NOT_COUNTED}"
+
+
 def without_attribution_note(text: str, meter: Any) -> str:
     """``text``, a GPU's provenance, without the note that ``meter`` did not attribute a GPU.
 
@@ -265,6 +282,9 @@ class SummedGpuMeter(Meter):
         self.last_share: float | None = None
         #: which GPU could not be attributed, why, and from when (``""`` while attributed)
         self.unattributed = ""
+        #: visible GPUs left out because they report neither energy nor power (see
+        #: :func:`not_counted`): their energy is not in the figures, which the provenance says
+        self.left_out: list[str] = []
         self._failed_listings: dict[str, int] = {}
 
     @classmethod
@@ -285,12 +305,14 @@ class SummedGpuMeter(Meter):
             raise TypeError(f"{cls.__name__} names no vendor calls")
         env = os.environ if environ is None else environ
         try:
-            loaded, gpus, _ = open_vendor(cls._vendor, module, env, keep=True)
+            loaded, gpus, skipped = open_vendor(cls._vendor, module, env, keep=True)
         except GpuVendorUnavailable as e:
             raise MeterError(e.status.reason) from e
         if not gpus:
             raise MeterError(cls._none_visible)
-        return cls(loaded, gpus, tree=tree, clock=clock)
+        meter = cls(loaded, gpus, tree=tree, clock=clock)
+        meter.left_out = [line for line in skipped if line.endswith(_NOT_COUNTED)]
+        return meter
 
     @property
     def gpus(self) -> tuple[GPUInfo, ...]:

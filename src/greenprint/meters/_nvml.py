@@ -63,6 +63,7 @@ from greenprint.meters._gpu_meter import (
     GpuVendorUnavailable,
     SummedGpuMeter,
     memory_share,
+    not_counted,
     open_vendor,
     vendor_origin,
 )
@@ -313,7 +314,7 @@ def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]
                 if not _code(nvml, e2, "NVML_ERROR_NOT_SUPPORTED"):
                     raise
                 label = mig.label if mig is not None else f"GPU-{i}"
-                skipped.append(f"{label} ({name}) reports neither energy nor power: not counted")
+                skipped.append(not_counted(label, name))
                 continue
         gpu = _Gpu(i, handle, uuids[i] if mig is None else mig.uuid, name, memory_gb, has_counter)
         if mig is not None:
@@ -461,7 +462,7 @@ class NvmlMeter(SummedGpuMeter):
         """
         notes = [f"{g.label}: {g.rule}" for g in self._gpus if g.rule]
         notes += [f"{g.label} {g.switched}" for g in self._gpus if g.switched]
-        notes += [self.unattributed]
+        notes += [*self.left_out, self.unattributed]
         return vendor_origin("nvml", [(g.label, g.source) for g in self._gpus], notes)
 
     def _call(self, gpu: _Gpu, name: str) -> Any:
