@@ -361,3 +361,21 @@ def test_a_visible_gpu_reporting_neither_energy_nor_power_is_named_in_the_runs_p
         )
     finally:
         meters.close()
+
+
+def test_a_sysfs_file_that_is_not_utf8_never_raises_into_the_run(tmp_path):
+    # hardware detection and meter choice never raise: bytes that are not text (a corrupt
+    # attribute, a firmware string) read as "cannot read", the counter is not used and the
+    # estimate says why
+    rapl = make_fake_rapl(tmp_path / "pc", packages=1)
+    (rapl.zones["package-0"] / "energy_uj").write_bytes(b"\xff\xfe12\n")
+    detect_hardware(rapl_root=str(rapl.root), nvml=_no_gpu())
+    meters = detect_meters(rapl_root=str(rapl.root), nvml=_no_gpu())
+    try:
+        with gp.track("bytes", ledger=False, meters=meters, sample_interval_s=0.05) as run:
+            pass
+    finally:
+        meters.close()
+    assert run.provenance["cpu"].startswith("estimate:")
+    assert "rapl not used: cannot read " in run.provenance["cpu"]
+    assert "not UTF-8 text" in run.provenance["cpu"]

@@ -18,6 +18,7 @@ turbostat poll theirs.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import weakref
@@ -59,12 +60,19 @@ MIN_WATCH_PERIOD_S = 0.05
 def read_text(path: Path, opener: Opener = open) -> str:
     """The whole content of ``path`` as text (sysfs files may be opened in binary mode).
 
+    Bytes that are not UTF-8 (a corrupt or foreign attribute) are an :class:`OSError` too, so
+    that every caller's "cannot read" path takes them, never a :class:`UnicodeDecodeError` out
+    of a probe that must not raise.
+
     Raises:
-        OSError: as ``opener`` raises it.
+        OSError: as ``opener`` raises it, or the content is not UTF-8 text (``EILSEQ``).
     """
-    with opener(str(path)) as fh:
-        data = fh.read()
-    return data.decode() if isinstance(data, bytes) else str(data)
+    try:
+        with opener(str(path)) as fh:
+            data = fh.read()
+        return data.decode() if isinstance(data, bytes) else str(data)
+    except UnicodeDecodeError as e:
+        raise OSError(errno.EILSEQ, f"not UTF-8 text ({e.reason})", str(path)) from e
 
 
 def read_int(path: Path, opener: Opener = open) -> int:

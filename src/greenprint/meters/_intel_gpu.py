@@ -142,7 +142,7 @@ def _uevent(card_dir: Path, opener: Opener) -> dict[str, str]:
             data = fh.read()
     except OSError:
         return {}
-    text = data.decode() if isinstance(data, bytes) else str(data)
+    text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
     fields = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")

@@ -207,6 +207,8 @@ def _zone_domain(root: Path, entry: str, names: dict[str, str], opener: Opener) 
         max_range: int | None = int(read_text(root / entry / "max_energy_range_uj", opener))
     except (OSError, ValueError):
         max_range = None
+    if max_range is not None and max_range <= 0:  # no range to wrap at
+        max_range = None
     return RaplDomain(name, kind, socket, entry, root / entry / "energy_uj", max_range, die)
 
 
