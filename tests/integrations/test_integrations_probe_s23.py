@@ -13,6 +13,11 @@ what the user reads back from the ledger and the report:
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,3 +190,72 @@ def test_a_search_stopped_by_a_raising_fit_names_each_candidates_params(tmp_path
     tag = price_tag(runs)
     assert tag.total.energy_kwh == pytest.approx(sweep.energy_kwh, rel=1e-9)
     assert np.isfinite(tag.total.energy_kwh) and tag.total.trials == len(trials)
+
+
+_CTRL_C_SEARCH = """
+import sys, time
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import GridSearchCV
+
+from greenprint.integrations.sklearn import track_search
+
+
+class Slow(BaseEstimator, ClassifierMixin):
+    def __init__(self, s=0.1):
+        self.s = s
+
+    def fit(self, X, y):
+        Path(sys.argv[1], f"fit-{time.time_ns()}").touch()  # a fit has begun
+        time.sleep(self.s)
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+X, y = np.arange(80.0).reshape(40, 2), np.arange(40) % 2
+search = GridSearchCV(Slow(), {"s": [20.0, 21.0, 22.0]}, cv=2, n_jobs=2)
+try:
+    track_search(search, X, y, ledger=sys.argv[2], study="ctrl-c",
+                 sample_interval_s=0.05, flush_interval_s=0.1)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_a_search_stopped_by_ctrl_c_keeps_params_and_its_killed_folds(tmp_path: Path) -> None:
+    """Ctrl-C in a GridSearchCV(n_jobs=2) whose workers are fitting: joblib kills them."""
+    _need("sklearn", "sklearn")
+
+    script, marks, db = tmp_path / "search.py", tmp_path / "marks", tmp_path / "gp.db"
+    script.write_text(_CTRL_C_SEARCH)
+    marks.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the test's own (isolated) configuration
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(marks), str(db)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(marks.iterdir())) < 2 and time.monotonic() < deadline:  # both workers fit
+        time.sleep(0.1)
+    time.sleep(0.5)  # their fold runs started
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=60)
+    assert "interrupted" in out
+    runs = gp.Ledger(db).runs(study="ctrl-c")
+    (sweep,) = [r for r in runs if r.role == "sweep"]
+    assert (sweep.status, sweep.error) == ("interrupted", "KeyboardInterrupt")
+    trials = [r for r in runs if r.role == "trial"]
+    assert trials and {r.status for r in trials} == {"interrupted"}
+    assert all(r.params.get("s") in (20.0, 21.0, 22.0) for r in trials)  # were {}
+    folds = [r for r in runs if r.role == "part"]
+    # the two folds the workers were fitting: interrupted when joblib killed them (were lost)
+    assert len(folds) == 2 and {r.status for r in folds} == {"interrupted"}
+    assert all("worker process was ended" in (r.error or "") for r in folds)
+    assert price_tag(runs).total.energy_kwh == pytest.approx(sweep.energy_kwh, rel=1e-9)
