@@ -379,3 +379,18 @@ def test_a_sysfs_file_that_is_not_utf8_never_raises_into_the_run(tmp_path):
     assert run.provenance["cpu"].startswith("estimate:")
     assert "rapl not used: cannot read " in run.provenance["cpu"]
     assert "not UTF-8 text" in run.provenance["cpu"]
+
+
+def test_the_old_pynvml_package_returning_bytes_still_picks_the_gpu_by_uuid(tmp_path):
+    # the `pynvml` package up to 11.4 (it installs the same module as nvidia-ml-py) returns
+    # names and UUIDs as bytes: str() of them ("b'GPU-...'") matched no CUDA_VISIBLE_DEVICES
+    # UUID, and the GPU was not metered at all
+    gpus = [FakeGPU(power_w=100.0), FakeGPU(name="NVIDIA H100 80GB HBM3", power_w=300.0)]
+    nvml = FakeNVML(gpus, text_as_bytes=True)
+    env = {"CUDA_VISIBLE_DEVICES": gpus[1].uuid}
+    meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=nvml, environ=env)
+    try:
+        assert meters.provenance["gpu"] == "nvml:counter:GPU-1"
+        assert [g.name for g in meters.meter("gpu").gpus] == ["NVIDIA H100 80GB HBM3"]
+    finally:
+        meters.close()

@@ -48,7 +48,7 @@ from greenprint.meters._gpu_tdp import (
     match_gpu_tdp,
     tdp_for,
 )
-from greenprint.meters._status import MeterStatus
+from greenprint.meters._status import MeterStatus, vendor_text
 from greenprint.meters._where import no_gpu_found
 
 __all__ = [  # the model and the table live in _gpu_tdp; their names are kept here too
@@ -275,7 +275,7 @@ def nvml_unmetered(nvml: Any, environ: Mapping[str, str]) -> list[EstimatedGpu]:
     handles, uuids, _ = open_handles(nvml)  # GPUs a device cgroup denies are not this process's
     out = []
     for i in parse_cuda_visible_devices(environ.get("CUDA_VISIBLE_DEVICES"), uuids):
-        name = str(nvml.nvmlDeviceGetName(handles[i]))
+        name = vendor_text(nvml.nvmlDeviceGetName(handles[i]))
         try:
             limit_w: float | None = float(nvml.nvmlDeviceGetEnforcedPowerLimit(handles[i])) / 1e3
         except nvml.NVMLError:

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from greenprint.meters._status import vendor_text
+
 __all__ = ["MigDevice", "mig_devices", "mig_enabled", "visible_targets"]
 
 logger = logging.getLogger(__name__)
@@ -112,8 +114,8 @@ def mig_devices(nvml: Any, index: int, handle: Any) -> list[MigDevice]:
             MigDevice(
                 parent=index,
                 handle=mig,
-                uuid=str(nvml.nvmlDeviceGetUUID(mig)),
-                name=str(nvml.nvmlDeviceGetName(mig)),
+                uuid=vendor_text(nvml.nvmlDeviceGetUUID(mig)),
+                name=vendor_text(nvml.nvmlDeviceGetName(mig)),
                 gpu_instance=int(nvml.nvmlDeviceGetGpuInstanceId(mig)),
                 compute_instance=int(nvml.nvmlDeviceGetComputeInstanceId(mig)),
                 slices=slices,

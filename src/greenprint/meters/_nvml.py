@@ -67,7 +67,7 @@ from greenprint.meters._gpu_meter import (
     open_vendor,
     vendor_origin,
 )
-from greenprint.meters._status import GPUInfo, MeterStatus
+from greenprint.meters._status import GPUInfo, MeterStatus, vendor_text
 from greenprint.meters._where import NVIDIA_DRIVER_FIX, absent_nvml
 from greenprint.meters._where import nvidia_driver_present as _driver_present
 
@@ -215,7 +215,7 @@ def open_handles(nvml: Any) -> tuple[list[Any], list[str], list[str]]:
             if not _code(nvml, e, "NVML_ERROR_NO_PERMISSION"):
                 raise
             denied += 1
-    uuids = [str(_nvml_call(nvml, "nvmlDeviceGetUUID", h)) for h in handles]
+    uuids = [vendor_text(_nvml_call(nvml, "nvmlDeviceGetUUID", h)) for h in handles]
     skipped = []
     if denied:
         skipped.append(
@@ -299,7 +299,7 @@ def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]
         if mig is not None:
             name, memory_gb = mig.name, mig.memory_gb
         else:
-            name = str(_nvml_call(nvml, "nvmlDeviceGetName", handle))
+            name = vendor_text(_nvml_call(nvml, "nvmlDeviceGetName", handle))
             memory_gb = float(_nvml_call(nvml, "nvmlDeviceGetMemoryInfo", handle).total) / 2**30
         try:
             _nvml_call(nvml, "nvmlDeviceGetTotalEnergyConsumption", handle)
@@ -360,7 +360,7 @@ def _order_note(nvml: Any, environ: Mapping[str, str], handles: Sequence[Any]) -
     names: set[str] = set()
     for i, handle in enumerate(handles):
         try:
-            names.add(str(_nvml_call(nvml, "nvmlDeviceGetName", handle)))
+            names.add(vendor_text(_nvml_call(nvml, "nvmlDeviceGetName", handle)))
         except nvml.NVMLError:  # a model unknown: the orders may differ
             names.add(f"unknown GPU {i}")
     return ORDER_NOTE if len(names) > 1 else ""

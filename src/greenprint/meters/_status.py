@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GPUInfo", "MeterStatus"]
+__all__ = ["GPUInfo", "MeterStatus", "vendor_text"]
+
+
+def vendor_text(value: object) -> str:
+    """A name or UUID as a GPU library returned it, as text.
+
+    nvidia-ml-py decodes them; the older ``pynvml`` package (11.4 and before), which installs
+    the same ``pynvml`` module, returns ``bytes``, whose ``str()`` would be ``"b'GPU-...'"``: no
+    ``CUDA_VISIBLE_DEVICES`` UUID would match it and no TDP table row its name.
+
+    Example:
+        >>> vendor_text(b"NVIDIA A100-SXM4-40GB"), vendor_text("GPU-1234")
+        ('NVIDIA A100-SXM4-40GB', 'GPU-1234')
+    """
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
 
 
 @dataclass(frozen=True)

@@ -311,6 +311,9 @@ class FakeNVML:
             for a machine without the driver).
         errors: function name -> error code raised regardless of the device.
         driver_version: what ``nvmlSystemGetDriverVersion`` returns.
+        text_as_bytes: return names and UUIDs as ``bytes``, as the ``pynvml`` package up to
+            11.4 did (it installs the same ``pynvml`` module as nvidia-ml-py, which decodes
+            them to ``str``).
 
     Attributes:
         calls: how many times each function was called.
@@ -326,8 +329,10 @@ class FakeNVML:
         init_error: int | None = None,
         errors: dict[str, int] | None = None,
         driver_version: str = "550.54.15",
+        text_as_bytes: bool = False,
     ) -> None:
         self.gpus: list[FakeGPU] = list(gpus)
+        self.text_as_bytes = text_as_bytes
         self.init_error = init_error
         self.errors = dict(errors or {})
         self.driver_version = driver_version
@@ -438,15 +443,19 @@ class FakeNVML:
         self._gpu("nvmlDeviceGetIndex", handle)
         return handle.index
 
-    def nvmlDeviceGetName(self, handle: _Handle) -> str:
+    def nvmlDeviceGetName(self, handle: _Handle) -> str | bytes:
         """Model name (a str, as pynvml decodes it); a MIG device's ends ``MIG <profile>``."""
         gpu, mig = self._both("nvmlDeviceGetName", handle)
-        return gpu.name if mig is None else f"{gpu.name} MIG {mig.profile}"
+        return self._text(gpu.name if mig is None else f"{gpu.name} MIG {mig.profile}")
 
-    def nvmlDeviceGetUUID(self, handle: _Handle) -> str:
+    def nvmlDeviceGetUUID(self, handle: _Handle) -> str | bytes:
         """``"GPU-..."`` UUID, or ``"MIG-..."`` for a MIG device (a str)."""
         gpu, mig = self._both("nvmlDeviceGetUUID", handle)
-        return gpu.uuid if mig is None else mig.uuid
+        return self._text(gpu.uuid if mig is None else mig.uuid)
+
+    def _text(self, value: str) -> str | bytes:
+        """``value``, or its bytes for an old pynvml (``text_as_bytes``)."""
+        return value.encode() if self.text_as_bytes else value
 
     def nvmlDeviceGetMemoryInfo(self, handle: _Handle, version: int | None = None) -> _Memory:
         """Memory in bytes: ``.total``, ``.free``, ``.used`` (a MIG device's own)."""
