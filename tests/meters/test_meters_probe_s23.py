@@ -394,3 +394,29 @@ def test_the_old_pynvml_package_returning_bytes_still_picks_the_gpu_by_uuid(tmp_
         assert [g.name for g in meters.meter("gpu").gpus] == ["NVIDIA H100 80GB HBM3"]
     finally:
         meters.close()
+
+
+def test_one_gpu_fallen_off_the_bus_leaves_the_others_metered(tmp_path):
+    # nvml.h: nvmlDeviceGetHandleByIndex returns NVML_ERROR_GPU_IS_LOST for a GPU that has
+    # fallen off the bus (Xid 79). That one error made all of NVML unusable: the healthy GPU
+    # was estimated from its TDP instead of read from its counter
+    gpus = [FakeGPU(power_w=100.0), FakeGPU(power_w=300.0)]
+    gpus[0].fail("nvmlDeviceGetHandleByIndex", NVML_ERROR_GPU_IS_LOST)
+    nvml, clock = FakeNVML(gpus), Clock()
+    meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=nvml, environ={}, clock=clock)
+    try:
+        meters.start()
+        nvml.advance(2.0)
+        clock.t += 2.0
+        assert meters.read()["gpu"].machine_j == pytest.approx(600.0)  # the healthy GPU's counter
+        assert meters.provenance["gpu"] == (
+            "nvml:counter:GPU-0 (the GPU at NVML index 0 has fallen off the bus (NVML: GPU is "
+            "lost): not counted; the others are numbered without it)"
+        )
+    finally:
+        meters.close()
+    alone = FakeGPU()
+    alone.fail("nvmlDeviceGetHandleByIndex", NVML_ERROR_GPU_IS_LOST)
+    status = detect_hardware(rapl_root=str(tmp_path / "none"), nvml=FakeNVML([alone])).meter("nvml")
+    assert status is not None and not status.usable  # no GPU left: NVML's error, as before
+    assert status.reason == "a GPU has fallen off the bus (NVML: GPU is lost)"

@@ -51,6 +51,7 @@ __all__ = [
     "POWER_SAMPLING",
     "SummedGpuMeter",
     "VendorSumMeter",
+    "lost_gpu",
     "memory_share",
     "not_counted",
     "open_vendor",
@@ -162,6 +163,25 @@ def vendor_origin(
 
 
 _NOT_COUNTED = "reports neither energy nor power: not counted"
+_LOST = "has fallen off the bus"
+
+
+def lost_gpu(index: int, why: str) -> str:
+    """The line for a GPU the library cannot open because it is lost (``GPU_IS_LOST``).
+
+    Example:
+        >>> lost_gpu(1, "GPU is lost")
+        'the GPU at NVML index 1 has fallen off the bus (NVML: GPU is lost): not counted; the others are numbered without it'
+    """  # noqa: E501
+    return (
+        f"the GPU at NVML index {index} {_LOST} (NVML: {why}): not counted; the others are "
+        "numbered without it"
+    )
+
+
+def _not_counted_line(line: str) -> bool:
+    """Whether a listing's line is a visible GPU left out of the figures (see ``left_out``)."""
+    return line.endswith(_NOT_COUNTED) or (line.startswith("the GPU at ") and _LOST in line)
 
 
 def not_counted(label: str, name: str) -> str:
@@ -311,7 +331,7 @@ class SummedGpuMeter(Meter):
         if not gpus:
             raise MeterError(cls._none_visible)
         meter = cls(loaded, gpus, tree=tree, clock=clock)
-        meter.left_out = [line for line in skipped if line.endswith(_NOT_COUNTED)]
+        meter.left_out = [line for line in skipped if _not_counted_line(line)]
         return meter
 
     @property

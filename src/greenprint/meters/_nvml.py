@@ -62,6 +62,7 @@ from greenprint.meters._gpu_meter import (
     GpuVendor,
     GpuVendorUnavailable,
     SummedGpuMeter,
+    lost_gpu,
     memory_share,
     not_counted,
     open_vendor,
@@ -199,22 +200,33 @@ def open_handles(nvml: Any) -> tuple[list[Any], list[str], list[str]]:
     are not its GPUs, and CUDA, which enumerates the GPUs it can open, does not number them (the
     job's one GPU is its ``0``, as Slurm's ``CUDA_VISIBLE_DEVICES=0`` says); nor does this.
 
+    A GPU that has fallen off the bus (``NVML_ERROR_GPU_IS_LOST`` from
+    ``nvmlDeviceGetHandleByIndex``, an Xid 79) is left out too, so that the others are still
+    metered; its line ends ``": not counted"`` (:func:`~greenprint.meters._gpu_meter.lost_gpu`)
+    and the meter's provenance names it. Every GPU lost is NVML's error, as before.
+
     Returns:
         ``(handles, uuids, skipped)``: the GPUs it may open in NVML's order, and a line saying
-        how many it may not (none when it may open all).
+        how many it may not (none when it may open all), and one per GPU lost.
 
     Raises:
         NVMLError: any other error of NVML.
     """
     handles: list[Any] = []
     denied = 0
+    lost: list[tuple[int, Exception]] = []
     for i in range(int(_nvml_call(nvml, "nvmlDeviceGetCount"))):
         try:
             handles.append(_nvml_call(nvml, "nvmlDeviceGetHandleByIndex", i))
         except nvml.NVMLError as e:
+            if _code(nvml, e, "NVML_ERROR_GPU_IS_LOST"):
+                lost.append((i, e))
+                continue
             if not _code(nvml, e, "NVML_ERROR_NO_PERMISSION"):
                 raise
             denied += 1
+    if lost and not handles and not denied:
+        raise lost[0][1]  # no GPU left: NVML's own error says why
     uuids = [vendor_text(_nvml_call(nvml, "nvmlDeviceGetUUID", h)) for h in handles]
     skipped = []
     if denied:
@@ -222,6 +234,7 @@ def open_handles(nvml: Any) -> tuple[list[Any], list[str], list[str]]:
             f"{denied} GPU(s) this process may not open (NVML: no permission; a device cgroup "
             "gives it none of them): not metered"
         )
+    skipped += [lost_gpu(i, str(e)) for i, e in lost]
     return handles, uuids, skipped
 
 

@@ -422,6 +422,9 @@ class FakeNVML:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         if not self.gpus[int(index)].accessible:
             raise NVMLError(NVML_ERROR_NO_PERMISSION)
+        code = self.gpus[int(index)].errors.get("nvmlDeviceGetHandleByIndex")
+        if code is not None:  # a GPU that fell off the bus: GPU_IS_LOST, as nvml.h documents
+            raise NVMLError(code)
         return _Handle(int(index))
 
     def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> _Handle:
