@@ -7,8 +7,10 @@ what the user reads back from the ledger and the report:
   before the real fit (or that a user runs once with a ``--fast-dev-run`` flag), was recorded
   as a trial of its own: a study of two configurations read as 4 trials, each dev run scored
   by the ``val_loss`` of one batch (it could be the study's best trial).
-* A scikit-learn search stopped by a fit that raises (``error_score="raise"``) wrote its
-  candidates with no params: the configuration that broke the estimator was not named.
+* A scikit-learn search stopped by a fit that raises (``error_score="raise"``) or by Ctrl-C
+  wrote its candidates with no params: the configuration that broke the estimator was not
+  named; every candidate begun read ``failed`` ('3 trials (3 failed)' where one configuration
+  raised); a fold that joblib killed in another worker read ``lost``.
 """
 
 from __future__ import annotations
@@ -185,6 +187,10 @@ def test_a_search_stopped_by_a_raising_fit_names_each_candidates_params(tmp_path
     assert trials and all("max_depth" in r.params for r in trials)  # were {}
     (broken,) = [r for r in trials if r.params["max_depth"] == 0]
     assert broken.status == "failed" and "max_depth" in (broken.error or "")
+    # the others were only stopped by it: one configuration failed, not every one begun
+    for stopped in (r for r in trials if r is not broken):
+        assert stopped.status == "interrupted"  # was failed
+        assert "in another candidate's fit" in (stopped.error or "")
     # a fold that the other worker was fitting when joblib killed it is not left 'lost'
     assert "lost" not in {r.status for r in runs}
     tag = price_tag(runs)

@@ -22,7 +22,8 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
   ``rank_test_*`` (``mean_train_*`` with ``return_train_score``); status ``failed`` when a
   fold failed to fit (``error_score``), ``interrupted`` (``KeyboardInterrupt``) for a
   candidate a Ctrl-C stopped before scikit-learn scored it (a Ctrl-C during the refit stops
-  no candidate: each keeps its scores, and the refit's run is ``interrupted``); a fit that
+  no candidate: each keeps its scores, and the refit's run is ``interrupted``), or by another
+  candidate's fit that raised (``error_score="raise"``: that candidate is ``failed``); a fit that
   stopped the search leaves no ``cv_results_``: each candidate's params are those the search
   gave ``evaluate_candidates``, and a fold whose worker process joblib killed as the search
   stopped ends ``interrupted``, not ``lost``;
@@ -422,7 +423,8 @@ def _write_trials(
 
     ``stopped_by``: what the search's fit raised, if it raised. A candidate it stopped before
     scikit-learn scored it is ``interrupted`` by a Ctrl-C (``KeyboardInterrupt``) or a budget,
-    ``failed`` otherwise (with its fold's error where a fold raised). Stopped during the
+    or by another candidate's fit that raised (``error_score="raise"``); ``failed`` otherwise
+    (with its fold's error where its own fold raised). Stopped during the
     refit, every candidate was scored: each is written with its scores, as after a whole fit
     (see :func:`_scored_before_refit`; ``earlier_best``: the search's ``best_params_`` before
     this fit, if it was fitted before; ``scored_at``: when the candidates were all scored, s
@@ -446,13 +448,21 @@ def _write_trials(
         ended, why = status_for(stopped_by)  # how the search's fit ended, for each candidate
         for parts in groups.values():  # fits whose worker joblib killed as the search stopped
             parts[:] = [_ended_with_search(ledger, part, why) for part in parts]
+        # a candidate's own fit raised (error_score="raise"): the others were only stopped
+        raised = any(p.status == "failed" and p.error for ps in groups.values() for p in ps)
         for tid, parts in groups.items():
             label = parts[0].name[len(name) + 2 :].partition("-fold")[0]
             if tid == trial_id(sweep.id, int(label) if label.isdigit() else -1):
                 # the error of its fold that raised (error_score="raise"), else the search's
                 failed = [p.error for p in parts if p.status == "failed" and p.error]
                 status = ended
-                if failed or status != "interrupted":
+                if not failed and raised:  # nothing of its own failed: it was stopped
+                    status = "interrupted"
+                    error = (
+                        f"{why} in another candidate's fit (the search stopped before this "
+                        "candidate was scored)"
+                    )
+                elif failed or status != "interrupted":
                     status = "failed"
                     error = (
                         failed[0]
