@@ -165,15 +165,15 @@ class RaplProbe:
                 fix = f"; fix: {psys.fix}" if psys.fix else ""  # a platform domain, unread
                 return f"rapl psys not used: {psys.reason}{fix}"
             return None
+        what = "rapl"  # RAPL as a whole (its package counter) could not be read
         if not self.status.usable:
             status: MeterStatus | None = self.status
         elif component == "ram" and not self.dram:
-            status = self.dram_status
+            status, what = self.dram_status, "rapl dram"
         else:
             return None
         if status is None:
             return None
-        what = "rapl" if component == "cpu" else "rapl dram"
         fix = f"; fix: {status.fix}" if status.fix else ""
         return f"{what} not used: {status.reason}{fix}"
 
