@@ -418,3 +418,32 @@ def test_one_gpu_fallen_off_the_bus_leaves_the_others_metered(tmp_path):
     status = detect_hardware(rapl_root=str(tmp_path / "none"), nvml=FakeNVML([alone])).meter("nvml")
     assert status is not None and not status.usable  # no GPU left: NVML's error, as before
     assert status.reason == "a GPU has fallen off the bus (NVML: GPU is lost)"
+
+
+def test_one_gpu_lost_mid_run_leaves_the_other_gpus_read_from_their_counters(tmp_path):
+    # GPU_IS_LOST on one GPU of two, mid-run: the whole GPU figure went on at the mean power of
+    # both, the healthy GPU's counter no longer read. Now the lost one goes on at its own mean
+    # power and the other is still measured
+    gpus = [FakeGPU(power_w=100.0), FakeGPU(power_w=300.0)]
+    nvml, clock = FakeNVML(gpus), Clock()
+    meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=nvml, environ={}, clock=clock)
+    try:
+        meters.start()
+        nvml.advance(2.0)
+        clock.t += 2.0
+        assert meters.read()["gpu"].machine_j == pytest.approx(800.0)
+        for function in ("nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetPowerUsage"):
+            gpus[1].fail(function, NVML_ERROR_GPU_IS_LOST)
+        gpus[0].advance(2.0, power_w=250.0)  # GPU-0 draws more now: its counter shows it
+        clock.t += 2.0
+        # 800 J + GPU-0's 500 J (read) + GPU-1's 300 W mean x 2 s
+        assert meters.read()["gpu"].machine_j == pytest.approx(800.0 + 500.0 + 600.0)
+        prov = meters.provenance["gpu"]
+        assert prov.startswith("nvml:counter:GPU-0+nvml:then-mean-power:GPU-1 (GPU-1 failed ")
+        assert "GPU is lost" in prov and "its mean power so far (300 W) after" in prov
+        gpus[0].fail("nvmlDeviceGetTotalEnergyConsumption", NVML_ERROR_GPU_IS_LOST)
+        clock.t += 1.0
+        assert meters.read()["gpu"].machine_j >= 1900.0  # both gone: the meter set's fallback
+        assert "(nvml failed: GPU-0: " in meters.provenance["gpu"]
+    finally:
+        meters.close()

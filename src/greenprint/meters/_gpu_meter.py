@@ -50,6 +50,7 @@ __all__ = [
     "HELD_LISTINGS",
     "POWER_SAMPLING",
     "SummedGpuMeter",
+    "THEN_MEAN_POWER",
     "VendorSumMeter",
     "lost_gpu",
     "memory_share",
@@ -68,7 +69,9 @@ _Self = TypeVar("_Self", bound="SummedGpuMeter")
 COUNTER = "counter"
 POWER_SAMPLING = "power-sampling"
 COUNTER_THEN_POWER = "counter-then-power-sampling"
-_SOURCES = (COUNTER, POWER_SAMPLING, COUNTER_THEN_POWER)
+#: a GPU that failed mid-run beside GPUs that still read: its mean power so far continues
+THEN_MEAN_POWER = "then-mean-power"
+_SOURCES = (COUNTER, POWER_SAMPLING, COUNTER_THEN_POWER, THEN_MEAN_POWER)
 
 #: Failed process listings in a row for which a GPU keeps the share of its last listing; at the
 #: next one the meter cannot attribute for the rest of the run (``process_j`` is ``None``).

@@ -14,8 +14,10 @@ Per visible GPU:
   while the GPU's power still reads is dropped for power sampling for the rest of the run; the
   interval in which it failed is the power read then times its length. The provenance becomes
   ``nvml:counter-then-power-sampling:GPU-0 (GPU-0 energy counter failed: ...: power sampled
-  after 12 s)``. Any other error (the GPU is lost, the driver gone) fails the meter, and the meter
-  set continues at the mean power, labelled.
+  after 12 s)``. Any other error (the GPU is lost, the driver gone) on a GPU while other GPUs
+  still read leaves that GPU at its own mean power so far (``nvml:then-mean-power:GPU-1``, the
+  detail saying why and when); on the last GPU still read, or before any energy was read, it
+  fails the meter, and the meter set continues at the mean power, labelled.
 
 ``CUDA_VISIBLE_DEVICES`` is honoured as CUDA does: a comma list of indices or UUIDs (``GPU-...``,
 unique prefixes allowed), read up to the first invalid entry; an empty value hides every GPU.
@@ -59,6 +61,7 @@ from greenprint.meters._gpu_meter import (
     COUNTER,
     COUNTER_THEN_POWER,
     POWER_SAMPLING,
+    THEN_MEAN_POWER,
     GpuVendor,
     GpuVendorUnavailable,
     SummedGpuMeter,
@@ -247,6 +250,7 @@ class _Gpu:
     """One metered GPU and its last counter (mJ) or power (W) reading."""
 
     __slots__ = (
+        "failed",
         "handle",
         "has_counter",
         "index",
@@ -260,6 +264,7 @@ class _Gpu:
         "share",
         "switched",
         "tag",
+        "total_j",
         "uuid",
     )
 
@@ -280,6 +285,8 @@ class _Gpu:
         self.tag = ""
         self.rule = ""
         self.switched = ""  # why and when the counter was dropped mid-run, or ""
+        self.total_j = 0.0  # its energy since the start, J (before its MIG share)
+        self.failed = ""  # why and when it failed beside GPUs that still read, or ""
 
     @property
     def label(self) -> str:
@@ -288,6 +295,8 @@ class _Gpu:
     @property
     def source(self) -> str:
         """Where its energy comes from (see :func:`~greenprint.meters._gpu_meter.vendor_origin`)."""
+        if self.failed:
+            return THEN_MEAN_POWER
         if self.has_counter:
             return COUNTER
         return COUNTER_THEN_POWER if self.switched else POWER_SAMPLING
@@ -475,6 +484,7 @@ class NvmlMeter(SummedGpuMeter):
         """
         notes = [f"{g.label}: {g.rule}" for g in self._gpus if g.rule]
         notes += [f"{g.label} {g.switched}" for g in self._gpus if g.switched]
+        notes += [f"{g.label} {g.failed}" for g in self._gpus if g.failed]
         notes += [*self.left_out, self.unattributed]
         return vendor_origin("nvml", [(g.label, g.source) for g in self._gpus], notes)
 
@@ -488,6 +498,7 @@ class NvmlMeter(SummedGpuMeter):
         """Read the baseline counters and powers."""
         now = self._clock()
         for g in self._gpus:
+            g.total_j, g.failed = 0.0, ""
             if g.has_counter:
                 g.last_mj = int(self._call(g, "nvmlDeviceGetTotalEnergyConsumption"))
             else:
@@ -497,36 +508,75 @@ class NvmlMeter(SummedGpuMeter):
     def read(self) -> MeterReading:
         """Cumulative energy of the GPUs since :meth:`start`, in J.
 
+        A GPU whose calls fail (it fell off the bus, an NVML error of its own) while others
+        still read continues at its own mean power so far, with its last process share; the
+        others go on being read, and the provenance names it
+        (``nvml:counter:GPU-0+nvml:then-mean-power:GPU-1 (GPU-1 failed after 12 s (...): its
+        mean power so far (300 W) after)``).
+
         Raises:
-            MeterError: an NVML call failed (GPU lost, driver gone...).
+            MeterError: an NVML call failed (GPU lost, driver gone...) for every GPU still
+                read, or for one before any energy was read (no mean power to go on at).
         """
         now = self._clock()
         dt = max(now - self._t_last, 0.0)
         pids = self._tree_pids()
         shares: list[tuple[float, float | None]] = []
         for g in self._gpus:
-            if g.has_counter:
-                mj = self._counter(g, now, dt)
-                if mj is None:  # dropped at this read: the power read then, over the interval
-                    joules = g.last_power_w * dt
+            share: float | None
+            if not g.failed:
+                try:
+                    joules = self._energy(g, now, dt)
+                except MeterError as e:
+                    if not self._fail_one(g, e):
+                        raise
                 else:
-                    limit_mj = MAX_PLAUSIBLE_GPU_W * (dt + 1.0) * 1000.0
-                    delta = counter_step(
-                        g.last_mj,
-                        mj,
-                        COUNTER_MODULUS,
-                        limit_mj,
-                        name=f"{g.label} energy counter",
-                        unit="mJ",
-                    )
-                    g.last_mj = mj
-                    joules = delta / 1000.0
-            else:
-                power_w = float(self._call(g, "nvmlDeviceGetPowerUsage")) / 1000.0
-                joules = 0.5 * (power_w + g.last_power_w) * dt
-                g.last_power_w = power_w
-            shares.append((joules * g.share, self._share(g, pids) if pids is not None else None))
+                    share = self._share(g, pids) if pids is not None else None
+            if g.failed:  # failed now or before: its mean power, its last share
+                joules = g.last_power_w * dt
+                share = g.last_share if pids is not None else None
+            g.total_j += joules
+            shares.append((joules * g.share, share))
         return self._add(now, shares)
+
+    def _energy(self, g: _Gpu, now: float, dt: float) -> float:
+        """``g``'s energy since the last read, in J (its counter, else its sampled power).
+
+        Raises:
+            MeterError: an NVML call for it failed.
+        """
+        if not g.has_counter:
+            power_w = float(self._call(g, "nvmlDeviceGetPowerUsage")) / 1000.0
+            joules = 0.5 * (power_w + g.last_power_w) * dt
+            g.last_power_w = power_w
+            return joules
+        mj = self._counter(g, now, dt)
+        if mj is None:  # dropped at this read: the power read then, over the interval
+            return g.last_power_w * dt
+        limit_mj = MAX_PLAUSIBLE_GPU_W * (dt + 1.0) * 1000.0
+        delta = counter_step(
+            g.last_mj, mj, COUNTER_MODULUS, limit_mj, name=f"{g.label} energy counter", unit="mJ"
+        )
+        g.last_mj = mj
+        return delta / 1000.0
+
+    def _fail_one(self, g: _Gpu, err: MeterError) -> bool:
+        """Let ``g`` go on at its mean power so far, if other GPUs still read and it read some.
+
+        Returns:
+            False when the whole meter must fail instead (no other GPU left, or no energy read
+            yet to take a mean power from).
+        """
+        elapsed = self._t_last - self._t_start
+        if elapsed <= 1e-3 or not any(o is not g and not o.failed for o in self._gpus):
+            return False
+        g.last_power_w = g.total_j / elapsed
+        g.failed = (
+            f"failed after {elapsed:.0f} s ({err}): its mean power so far "
+            f"({g.last_power_w:.0f} W) after"
+        )
+        logger.warning("%s; the other GPUs go on being read", f"{g.label} {g.failed}")
+        return True
 
     def _counter(self, g: _Gpu, now: float, dt: float) -> int | None:
         """``g``'s energy counter in mJ, or ``None`` when it is dropped now for power sampling.
