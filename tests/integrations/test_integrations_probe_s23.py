@@ -265,3 +265,58 @@ def test_a_search_stopped_by_ctrl_c_keeps_params_and_its_killed_folds(tmp_path: 
     assert len(folds) == 2 and {r.status for r in folds} == {"interrupted"}
     assert all("worker process was ended" in (r.error or "") for r in folds)
     assert price_tag(runs).total.energy_kwh == pytest.approx(sweep.energy_kwh, rel=1e-9)
+
+
+def test_a_halving_search_stopped_by_a_raising_fit_has_one_trial_per_candidate(
+    tmp_path: Path,
+) -> None:
+    """HalvingGridSearchCV(error_score="raise"), one candidate raising on more resources.
+
+    Before: each row begun was a trial of its own (5 trials for 4 candidates: the raising
+    candidate's first iteration an 'interrupted' trial beside its failed one), and the two
+    candidates the search had eliminated read as stopped, not pruned.
+    """
+    _need("sklearn", "sklearn")
+    from sklearn.datasets import load_digits
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.model_selection import HalvingGridSearchCV
+    from sklearn.tree import DecisionTreeClassifier
+
+    from greenprint.integrations.sklearn import track_search
+
+    class Diverges(DecisionTreeClassifier):
+        """A tree that refuses max_depth 9 on more than 60 samples (a diverging config)."""
+
+        def fit(self, X, y, sample_weight=None, check_input=True):
+            if self.max_depth == 9 and len(X) > 60:
+                raise ValueError(f"max_depth=9 diverged on {len(X)} samples")
+            return super().fit(X, y, sample_weight=sample_weight, check_input=check_input)
+
+    X, y = load_digits(return_X_y=True)
+    db = tmp_path / "gp.db"
+    search = HalvingGridSearchCV(
+        Diverges(random_state=0),
+        {"max_depth": [1, 2, 9, 12]},
+        cv=2,
+        factor=2,
+        min_resources=100,
+        random_state=0,
+        error_score="raise",
+    )
+    with pytest.raises(ValueError, match="diverged"):
+        track_search(search, X[:400], y[:400], ledger=db, study="halving-raised", **FAST)
+    runs = gp.Ledger(db).runs(study="halving-raised")
+    listed = [r for r in runs if r.role == "trial"]
+    trials = {r.params["max_depth"]: r for r in listed}
+    assert len(listed) == 4 and sorted(trials) == [1, 2, 9, 12]  # one per candidate (were 5)
+    assert trials[9].status == "failed" and "diverged" in (trials[9].error or "")
+    assert trials[9].params["iter"] == 1  # its row of the iteration it reached
+    (first,) = [r for r in runs if r.parent_id == trials[9].id and "iter" in r.params]
+    assert (first.role, first.params["iter"], first.status) == ("part", 0, "finished")
+    # the search had eliminated two candidates after iteration 0: pruned, as in a whole fit
+    statuses = sorted(r.status for d, r in trials.items() if d != 9)
+    assert statuses == ["interrupted", "pruned", "pruned"]
+    tag = build_report(db, "halving-raised").price_tag
+    assert tag.total.trials == 4
+    (sweep,) = [r for r in runs if r.role == "sweep"]
+    assert tag.total.energy_kwh == pytest.approx(sweep.energy_kwh, rel=1e-9)

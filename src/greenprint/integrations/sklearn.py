@@ -261,6 +261,7 @@ def track_search(
                     earlier_best,
                     scored_at.time,
                     scored_at.params,
+                    scored_at.iterations,
                 )
             except GreenprintError as e:  # the measured runs stay; the summary could not
                 logger.warning("greenprint: could not write the search's trials: %s", e)
@@ -418,6 +419,7 @@ def _write_trials(
     earlier_best: Any = None,
     scored_at: float | None = None,
     candidates: Sequence[Mapping[str, Any]] = (),
+    iterations: Sequence[int] = (),
 ) -> None:
     """Write one trial run per candidate (and, for ``"apportion"``, its folds and the refit).
 
@@ -429,8 +431,9 @@ def _write_trials(
     (see :func:`_scored_before_refit`; ``earlier_best``: the search's ``best_params_`` before
     this fit, if it was fitted before; ``scored_at``: when the candidates were all scored, s
     since the epoch, which a refit stopped before scikit-learn timed it is measured from;
-    ``candidates``: each row's parameters as the search evaluated them, for the trials of a
-    fit stopped before it set ``cv_results_``).
+    ``candidates``: each row's parameters as the search evaluated them, and ``iterations``
+    each row's call of ``evaluate_candidates`` (a halving search's iteration), for the trials
+    of a fit stopped before it set ``cv_results_``).
     """
     ledger = sweep.ledger
     assert ledger is not None
@@ -441,45 +444,7 @@ def _write_trials(
     base = replace(sweep.record, metrics=(), error=None, fpo=None, param_count=None)
     now = time.time()
     if results is None:  # the fit failed: the trials of the folds measured, without scores
-        groups: dict[str, list[RunRecord]] = {}
-        for run in ledger.runs(study=sweep.study):
-            if run.role == "part" and run.name.startswith(f"{name}-c") and run.parent_id:
-                groups.setdefault(run.parent_id, []).append(run)
-        ended, why = status_for(stopped_by)  # how the search's fit ended, for each candidate
-        for parts in groups.values():  # fits whose worker joblib killed as the search stopped
-            parts[:] = [_ended_with_search(ledger, part, why) for part in parts]
-        # a candidate's own fit raised (error_score="raise"): the others were only stopped
-        raised = any(p.status == "failed" and p.error for ps in groups.values() for p in ps)
-        for tid, parts in groups.items():
-            label = parts[0].name[len(name) + 2 :].partition("-fold")[0]
-            if tid == trial_id(sweep.id, int(label) if label.isdigit() else -1):
-                # the error of its fold that raised (error_score="raise"), else the search's
-                failed = [p.error for p in parts if p.status == "failed" and p.error]
-                status = ended
-                if not failed and raised:  # nothing of its own failed: it was stopped
-                    status = "interrupted"
-                    error = (
-                        f"{why} in another candidate's fit (the search stopped before this "
-                        "candidate was scored)"
-                    )
-                elif failed or status != "interrupted":
-                    status = "failed"
-                    error = (
-                        failed[0]
-                        if failed
-                        else "the search failed before this candidate was scored"
-                    )
-                elif _refit_began(search, earlier_best):  # scored, but the scores are lost
-                    error = (
-                        f"{why} (scored, then the search was interrupted during its refit, "
-                        "before scikit-learn kept the scores)"
-                    )
-                else:  # a Ctrl-C or a "stop" budget ended the search: nothing failed
-                    error = f"{why} (the search stopped before this candidate was scored)"
-                row = int(label) if label.isdigit() else -1
-                params = _plain_params(candidates[row]) if 0 <= row < len(candidates) else {}
-                trial = _summed(base, tid, f"{name}-c{label}", sweep.id, parts, status, params, ())
-                ledger.start_run(replace(trial, error=error))
+        _write_stopped(sweep, search, name, stopped_by, earlier_best, candidates, iterations)
         return
     children: dict[str, list[RunRecord]] = {}
     measured_final: RunRecord | None = None
@@ -562,6 +527,104 @@ def _write_trials(
         )
         stopped, why = status_for(stopped_by)  # a refit stopped: as a measured one ends
         ledger.start_run(replace(final, role="final", metrics=scores, status=stopped, error=why))
+
+
+def _write_stopped(
+    sweep: Run,
+    search: Any,
+    name: str,
+    stopped_by: BaseException | None,
+    earlier_best: Any,
+    candidates: Sequence[Mapping[str, Any]],
+    iterations: Sequence[int],
+) -> None:
+    """The trials of a search whose fit raised before it set ``cv_results_`` (no scores).
+
+    One trial per candidate whose folds were measured, with its params. ``failed`` when a fold
+    of its own raised; ``interrupted`` when another candidate's fit raised
+    (``error_score="raise"``), or a Ctrl-C or a budget stopped the search; ``failed``
+    otherwise. A halving search's candidate is one trial as in a whole fit: its row of the
+    last iteration it reached, its earlier rows its parts (``finished``, scored then, the scores
+    lost with the search); eliminated at an iteration before the one the search stopped in, it
+    is ``pruned``.
+    """
+    ledger = sweep.ledger
+    assert ledger is not None
+    base = replace(sweep.record, metrics=(), error=None, fpo=None, param_count=None)
+    measured: dict[int, list[RunRecord]] = {}  # row -> its fold runs
+    for run in ledger.runs(study=sweep.study):
+        if run.role == "part" and run.name.startswith(f"{name}-c") and run.parent_id:
+            label = run.name[len(name) + 2 :].partition("-fold")[0]
+            row = int(label) if label.isdigit() else -1
+            if run.parent_id == trial_id(sweep.id, row):
+                measured.setdefault(row, []).append(run)
+    ended, why = status_for(stopped_by)  # how the search's fit ended, for each candidate
+    for parts in measured.values():  # fits whose worker joblib killed as the search stopped
+        parts[:] = [_ended_with_search(ledger, part, why) for part in parts]
+    # a candidate's own fit raised (error_score="raise"): the others were only stopped
+    raised = any(p.status == "failed" and p.error for ps in measured.values() for p in ps)
+    # a halving search (its n_candidates_ per iteration): a candidate's rows are one trial
+    halving = isinstance(getattr(search, "n_candidates_", None), list)
+    halving = halving and len(iterations) == len(candidates)
+    last_row = list(range(len(candidates)))
+    if halving:
+        resource = getattr(search, "resource", None)
+        last_row = _last_rows(list(candidates), list(iterations), resource)
+    stopped_in = max(iterations, default=0)
+    earlier: dict[int, list[int]] = {}  # a candidate's trial row -> its earlier rows measured
+    for row in measured:
+        last = last_row[row] if 0 <= row < len(last_row) else row
+        if last != row:
+            earlier.setdefault(last, []).append(row)
+    n_resources = getattr(search, "n_resources_", None)
+
+    def params_of(row: int) -> dict[str, Any]:
+        params = _plain_params(candidates[row]) if 0 <= row < len(candidates) else {}
+        if halving and 0 <= row < len(iterations):
+            params["iter"] = int(iterations[row])
+            if isinstance(n_resources, list) and iterations[row] < len(n_resources):
+                params["n_resources"] = _plain(n_resources[iterations[row]])
+        return params
+
+    went_on = {row for rows in earlier.values() for row in rows}  # a later row is the trial
+    for trial_row in sorted((set(measured) - went_on) | set(earlier)):
+        parts = measured.get(trial_row, [])
+        failed = [p.error for p in parts if p.status == "failed" and p.error]
+        status = ended
+        if failed or (not raised and status != "interrupted"):
+            status = "failed"
+            error: str | None = (
+                failed[0] if failed else "the search failed before this candidate was scored"
+            )
+        elif halving and 0 <= trial_row < len(iterations) and iterations[trial_row] < stopped_in:
+            status, error = "pruned", None  # eliminated before the iteration that stopped
+        elif raised:  # nothing of its own failed: another candidate's fit stopped the search
+            status = "interrupted"
+            error = (
+                f"{why} in another candidate's fit (the search stopped before this candidate "
+                "was scored)"
+            )
+        elif _refit_began(search, earlier_best):  # scored, but the scores are lost
+            error = (
+                f"{why} (scored, then the search was interrupted during its refit, before "
+                "scikit-learn kept the scores)"
+            )
+        else:  # a Ctrl-C or a "stop" budget ended the search: nothing failed
+            error = f"{why} (the search stopped before this candidate was scored)"
+        tid = trial_id(sweep.id, trial_row)
+        rows = []
+        for row in sorted(earlier.get(trial_row, [])):  # its earlier iterations: its parts
+            run_id, run_name = trial_id(sweep.id, row), f"{name}-c{row}"
+            run = _summed(
+                base, run_id, run_name, tid, measured[row], "finished", params_of(row), ()
+            )
+            rows.append(replace(run, role="part"))
+        trial = _summed(
+            base, tid, f"{name}-c{trial_row}", sweep.id, parts, status, params_of(trial_row), ()
+        )
+        ledger.start_run(replace(_with_parts(trial, rows), error=error))
+        for run in rows:
+            ledger.start_run(run)
 
 
 def _ended_with_search(ledger: Any, part: RunRecord, why: str | None) -> RunRecord:
@@ -900,6 +963,7 @@ class _CandidatesTimer:
         self.search = search
         self.time: float | None = None
         self.params: list[Mapping[str, Any]] = []
+        self.iterations: list[int] = []  # each row's call of evaluate_candidates
         self._had = search.__dict__.get("_run_search", _MISSING)
         run_search = search._run_search
 
@@ -919,7 +983,9 @@ class _CandidatesTimer:
 
         def evaluate(candidate_params: Any, *args: Any, **kwargs: Any) -> Any:
             candidate_params = list(candidate_params)  # as scikit-learn does: one pass
+            call = max(self.iterations, default=-1) + 1
             self.params.extend(p if isinstance(p, Mapping) else {} for p in candidate_params)
+            self.iterations.extend(call for _ in candidate_params)
             return evaluate_candidates(candidate_params, *args, **kwargs)
 
         return evaluate
