@@ -207,7 +207,9 @@ def test_a_cpu_missing_from_the_tdp_table_is_named_and_the_setting_given(tmp_pat
     ],
 )
 def test_nvml_refusing_at_start_is_named_in_the_gpu_estimates_provenance(tmp_path, code, why):
-    gpu = FakeGPU(errors={"nvmlDeviceGetTotalEnergyConsumption": code})
+    gpu = FakeGPU(
+        errors={"nvmlDeviceGetTotalEnergyConsumption": code, "nvmlDeviceGetPowerUsage": code}
+    )
     meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=FakeNVML([gpu]), environ={})
     try:
         prov = meters.provenance["gpu"]
@@ -445,5 +447,41 @@ def test_one_gpu_lost_mid_run_leaves_the_other_gpus_read_from_their_counters(tmp
         clock.t += 1.0
         assert meters.read()["gpu"].machine_j >= 1900.0  # both gone: the meter set's fallback
         assert "(nvml failed: GPU-0: " in meters.provenance["gpu"]
+    finally:
+        meters.close()
+
+
+def test_a_gpu_failing_at_the_start_leaves_the_others_read_and_a_refused_counter_sampled(
+    tmp_path,
+):
+    # one GPU of two answers GPU_IS_LOST to every call at the start: the other was estimated
+    # with it (both from their TDP, 10% idle floor: 320 J for 1600 J over 4 s); now it is read
+    lost = FakeGPU(power_w=100.0)
+    for function in ("nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetPowerUsage"):
+        lost.fail(function, NVML_ERROR_GPU_IS_LOST)
+    healthy = FakeGPU(power_w=300.0)
+    nvml, clock = FakeNVML([healthy, lost]), Clock()
+    meters = detect_meters(rapl_root=str(tmp_path / "none"), nvml=nvml, environ={}, clock=clock)
+    try:
+        meters.start()
+        nvml.advance(4.0)
+        clock.t += 4.0
+        assert meters.read()["gpu"].machine_j == pytest.approx(1200.0)
+        assert meters.provenance["gpu"] == (
+            "nvml:counter:GPU-0 (GPU-1 failed to open (NVML: GPU is lost): not counted)"
+        )
+    finally:
+        meters.close()
+    # a counter refused (not "not supported") while the power reads: sampled power, said
+    refused = FakeGPU(power_w=200.0)
+    refused.fail("nvmlDeviceGetTotalEnergyConsumption", NVML_ERROR_NO_PERMISSION)
+    meters = detect_meters(
+        rapl_root=str(tmp_path / "none"), nvml=FakeNVML([refused]), environ={}, clock=clock
+    )
+    try:
+        assert meters.provenance["gpu"] == (
+            "nvml:power-sampling:GPU-0 (GPU-0: energy counter refused (NVML: Insufficient "
+            "Permissions): power sampled)"
+        )
     finally:
         meters.close()

@@ -235,6 +235,11 @@ def test_init_errors_give_reason_and_fix(code, reason, fix):
 def test_no_permission_on_the_energy_counter_is_reported():
     gpu = FakeGPU()
     gpu.fail("nvmlDeviceGetTotalEnergyConsumption", fake_module.NVML_ERROR_NO_PERMISSION)
+    status, gpus = probe_nvml(FakeNVML([gpu]), environ={})
+    # the power still reads: sampled (s23), the refusal said
+    assert status.usable and [g.has_energy_counter for g in gpus] == [False]
+    assert "energy counter refused (NVML: Insufficient Permissions)" in status.reason
+    gpu.fail("nvmlDeviceGetPowerUsage", fake_module.NVML_ERROR_NO_PERMISSION)
     status, _ = probe_nvml(FakeNVML([gpu]), environ={})
     assert not status.usable and "no permission" in status.reason
 

@@ -52,6 +52,7 @@ __all__ = [
     "SummedGpuMeter",
     "THEN_MEAN_POWER",
     "VendorSumMeter",
+    "failed_gpu",
     "lost_gpu",
     "memory_share",
     "not_counted",
@@ -182,9 +183,26 @@ def lost_gpu(index: int, why: str) -> str:
     )
 
 
+_FAILED = "failed to open"
+
+
+def failed_gpu(label: str, why: str) -> str:
+    """The line for a visible GPU whose library calls failed at the start, beside GPUs that work.
+
+    Example:
+        >>> failed_gpu("GPU-1", "GPU is lost")
+        'GPU-1 failed to open (NVML: GPU is lost): not counted'
+    """
+    return f"{label} {_FAILED} (NVML: {why}): not counted"
+
+
 def _not_counted_line(line: str) -> bool:
     """Whether a listing's line is a visible GPU left out of the figures (see ``left_out``)."""
-    return line.endswith(_NOT_COUNTED) or (line.startswith("the GPU at ") and _LOST in line)
+    if line.endswith(_NOT_COUNTED):
+        return True
+    if line.startswith("the GPU at ") and _LOST in line:
+        return True
+    return f" {_FAILED} (" in line and line.endswith(": not counted")
 
 
 def not_counted(label: str, name: str) -> str:

@@ -8,7 +8,10 @@ Per visible GPU:
   restarts near zero and its new value is the energy since the reset (when that is plausible too;
   a counter that merely stepped back adds nothing for that step).
 * **power sampling** (older GPUs): ``nvmlDeviceGetPowerUsage`` (mW) at every read, integrated
-  with the trapezoid rule.
+  with the trapezoid rule; also a GPU whose counter refuses with another error than "not
+  supported" (``NO_PERMISSION``) while its power reads, the detail saying so.
+* A GPU whose calls fail at the start (``GPU_IS_LOST``, a refusal of its own) beside GPUs that
+  answer is left out, named in the provenance (``GPU-1 failed to open (...): not counted``).
 * **counter, then power sampling**: a counter that stops answering mid-run with an error that
   means "not available" (``NOT_SUPPORTED``, ``FUNCTION_NOT_FOUND``, ``NO_DATA``, ``NOT_READY``)
   while the GPU's power still reads is dropped for power sampling for the rest of the run; the
@@ -65,6 +68,7 @@ from greenprint.meters._gpu_meter import (
     GpuVendor,
     GpuVendorUnavailable,
     SummedGpuMeter,
+    failed_gpu,
     lost_gpu,
     memory_share,
     not_counted,
@@ -306,7 +310,13 @@ class _Gpu:
 
 
 def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]:
-    """Enumerate the visible, measurable GPUs (NVML already initialised)."""
+    """Enumerate the visible, measurable GPUs (NVML already initialised).
+
+    A GPU whose calls fail here with an error of its own (``GPU_IS_LOST``, a refusal) while
+    other GPUs answer is left out (``"GPU-1 (...) failed (...): not counted"``, which the
+    meter's provenance names), so that the others are still read; when no GPU answers, the
+    first error is NVML's, as before. A counter refused while the power reads is power-sampled.
+    """
     from greenprint.meters._mig import MigDevice, visible_targets
 
     handles, uuids, denied = open_handles(nvml)
@@ -314,41 +324,63 @@ def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]
     skipped += denied
     order_note = _order_note(nvml, environ, handles)
     gpus: list[_Gpu] = []
+    errors: list[Exception] = []
     for target in targets:
         mig = target if isinstance(target, MigDevice) else None
         i = target.parent if isinstance(target, MigDevice) else target
-        handle = handles[i]
-        if mig is not None:
-            name, memory_gb = mig.name, mig.memory_gb
-        else:
-            name = vendor_text(_nvml_call(nvml, "nvmlDeviceGetName", handle))
-            memory_gb = float(_nvml_call(nvml, "nvmlDeviceGetMemoryInfo", handle).total) / 2**30
+        label = mig.label if mig is not None else f"GPU-{i}"
         try:
-            _nvml_call(nvml, "nvmlDeviceGetTotalEnergyConsumption", handle)
-            has_counter = True
+            gpu = _open_one(nvml, handles[i], i, uuids[i], mig, skipped)
         except nvml.NVMLError as e:
-            if not _code(nvml, e, "NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND"):
-                raise
-            has_counter = False
-            try:
-                _nvml_call(nvml, "nvmlDeviceGetPowerUsage", handle)
-            except nvml.NVMLError as e2:
-                if not _code(nvml, e2, "NVML_ERROR_NOT_SUPPORTED"):
-                    raise
-                label = mig.label if mig is not None else f"GPU-{i}"
-                skipped.append(not_counted(label, name))
-                continue
-        gpu = _Gpu(i, handle, uuids[i] if mig is None else mig.uuid, name, memory_gb, has_counter)
-        if mig is not None:
-            gpu.share, gpu.proc_handle, gpu.tag, gpu.rule = (
-                mig.share,
-                mig.handle,
-                mig.label,
-                mig.rule,
-            )
-        gpu.rule = "; ".join(r for r in (gpu.rule, order_note) if r)
+            errors.append(e)
+            skipped.append(failed_gpu(label, str(e)))
+            continue
+        if gpu is None:
+            continue
         gpus.append(gpu)
+        gpu.rule = "; ".join(r for r in (gpu.rule, order_note) if r)
+    if errors and not gpus:
+        raise errors[0]  # no GPU answers: NVML's own error says why
     return gpus, skipped
+
+
+def _open_one(
+    nvml: Any, handle: Any, i: int, uuid: str, mig: Any, skipped: list[str]
+) -> _Gpu | None:
+    """GPU ``i`` (or its MIG device ``mig``) ready to meter, or ``None``.
+
+    ``None`` with a line in ``skipped`` when it reports neither energy nor power.
+
+    Raises:
+        NVMLError: a call for it failed otherwise.
+    """
+    if mig is not None:
+        name, memory_gb = mig.name, mig.memory_gb
+    else:
+        name = vendor_text(_nvml_call(nvml, "nvmlDeviceGetName", handle))
+        memory_gb = float(_nvml_call(nvml, "nvmlDeviceGetMemoryInfo", handle).total) / 2**30
+    refused = ""
+    try:
+        _nvml_call(nvml, "nvmlDeviceGetTotalEnergyConsumption", handle)
+        has_counter = True
+    except nvml.NVMLError as e:
+        unavailable = _code(nvml, e, "NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
+        has_counter = False
+        try:
+            _nvml_call(nvml, "nvmlDeviceGetPowerUsage", handle)
+        except nvml.NVMLError as e2:
+            if not (unavailable and _code(nvml, e2, "NVML_ERROR_NOT_SUPPORTED")):
+                raise e if not unavailable else e2 from None
+            skipped.append(not_counted(mig.label if mig is not None else f"GPU-{i}", name))
+            return None
+        if not unavailable:  # the counter refused (not "not supported"): its power still reads
+            refused = f"energy counter refused (NVML: {e}): power sampled"
+    gpu = _Gpu(i, handle, uuid if mig is None else mig.uuid, name, memory_gb, has_counter)
+    gpu.rule = refused
+    if mig is not None:
+        gpu.share, gpu.proc_handle, gpu.tag = mig.share, mig.handle, mig.label
+        gpu.rule = "; ".join(r for r in (mig.rule, refused) if r)
+    return gpu
 
 
 #: What the provenance says of a GPU picked by index where CUDA may number the GPUs otherwise.
