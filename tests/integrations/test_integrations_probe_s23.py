@@ -320,3 +320,79 @@ def test_a_halving_search_stopped_by_a_raising_fit_has_one_trial_per_candidate(
     assert tag.total.trials == 4
     (sweep,) = [r for r in runs if r.role == "sweep"]
     assert tag.total.energy_kwh == pytest.approx(sweep.energy_kwh, rel=1e-9)
+
+
+# ---------------------------------------------------------------------- MLflow autolog
+_AUTOLOG_FIT = """
+import sys, warnings
+warnings.filterwarnings("ignore")
+import mlflow, mlflow.pytorch
+import torch
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+
+import greenprint as gp
+from greenprint.integrations.lightning import GreenprintCallback
+
+torch.set_num_threads(1)
+
+
+class Regressor(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+mlflow.set_tracking_uri(f"sqlite:///{sys.argv[1]}")
+mlflow.set_experiment("autolog")
+mlflow.pytorch.autolog(log_models=False, checkpoint=False)
+data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+cb = GreenprintCallback("autologged", study="autolog", ledger=sys.argv[2],
+                        sample_interval_s=0.05, flush_interval_s=0.1)
+trainer = pl.Trainer(max_epochs=3, accelerator="cpu", callbacks=[cb], logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False)
+trainer.fit(Regressor(), DataLoader(data, batch_size=16), DataLoader(data, batch_size=32))
+client = mlflow.MlflowClient()
+(found,) = client.search_runs([client.get_experiment_by_name("autolog").experiment_id])
+history = client.get_metric_history(found.info.run_id, "greenprint/energy_kwh")
+print(repr(found.data.metrics["greenprint/energy_kwh"]), [m.step for m in history])
+print(repr(gp.Ledger(sys.argv[2]).run(cb.last_run_id).energy_kwh))
+"""
+
+
+def test_mlflow_autolog_of_a_lightning_fit_ends_at_the_runs_energy(tmp_path: Path) -> None:
+    """``mlflow.pytorch.autolog()`` with the Lightning callback (MLflow is no logger then).
+
+    MLflow's runs table showed the last epoch end's ``greenprint/energy_kwh`` (the last
+    validation left out: 85% of a 3-epoch fit's energy); now its latest value is the run's.
+    """
+    _need("mlflow", "mlflow")
+    _need("lightning", "lightning")
+    script = tmp_path / "fit.py"
+    script.write_text(_AUTOLOG_FIT)
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "mlflow.db"), str(tmp_path / "gp.db")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown, ledger = done.stdout.strip().splitlines()[-2:]
+    latest, steps = shown.split(" ", 1)
+    assert float(latest) == pytest.approx(float(ledger), rel=1e-9)  # was the last epoch's
+    assert steps == "[0, 1, 2, 3]"  # the epochs MLflow logged, then the totals after them

@@ -420,7 +420,9 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
 
         Then, in a single process, the run's totals go to every logger of the Trainer at the
         last step, so that a logger's latest ``greenprint/energy_kwh`` is the run's, not the
-        total at the last training epoch's end (which leaves out the last validation).
+        total at the last training epoch's end (which leaves out the last validation); and to
+        the MLflow run of ``mlflow.pytorch.autolog()`` (no logger of the Trainer: a callback),
+        at the epoch after the last it logged.
         """
         run = self._run
         if run is not None and run.status == "running":
@@ -444,6 +446,12 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
                     each.log_metrics(totals, step=trainer.global_step)
                 except Exception as e:  # a logger that fails must not fail the fit's end
                     logger.warning("greenprint: could not log the run's totals to %r: %s", each, e)
+            for autolog in _mlflow_autologs(trainer):  # mlflow.pytorch.autolog(): no logger
+                try:  # at its epoch steps: the step after the last epoch it logged
+                    autolog.record_metrics(totals, int(trainer.current_epoch))
+                    autolog.flush()
+                except Exception as e:  # MLflow's store failing must not fail the fit's end
+                    logger.warning("greenprint: could not log the run's totals to MLflow: %s", e)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """End the run if ``on_fit_end`` did not (``finished``).
@@ -596,6 +604,26 @@ def _finder_before(trainer: Any, callback: Any) -> str | None:
             if isinstance(finder, type) and isinstance(each, finder):
                 return suffix
     return None
+
+
+def _mlflow_autologs(trainer: Any) -> list[Any]:
+    """The metrics loggers of ``mlflow.pytorch.autolog()``'s callbacks on ``trainer``.
+
+    MLflow's autolog is no Lightning logger: it adds a callback of its own that logs
+    ``trainer.callback_metrics`` (greenprint's figures among them) at each epoch's end, at
+    the epoch's number, through a ``BatchMetricsLogger`` (``record_metrics(metrics, step)``,
+    ``flush()``). None when MLflow's autolog is off.
+    """
+    found = []
+    for each in getattr(trainer, "callbacks", None) or ():
+        kind = type(each)
+        if kind.__module__.startswith("mlflow.") and kind.__name__.endswith("MlflowPLCallback"):
+            metrics = getattr(each, "metrics_logger", None)
+            if callable(getattr(metrics, "record_metrics", None)) and callable(
+                getattr(metrics, "flush", None)
+            ):
+                found.append(metrics)
+    return found
 
 
 def _dev_run(trainer: Any) -> int:
