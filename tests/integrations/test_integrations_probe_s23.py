@@ -10,7 +10,10 @@ what the user reads back from the ledger and the report:
 * A scikit-learn search stopped by a fit that raises (``error_score="raise"``) or by Ctrl-C
   wrote its candidates with no params: the configuration that broke the estimator was not
   named; every candidate begun read ``failed`` ('3 trials (3 failed)' where one configuration
-  raised); a fold that joblib killed in another worker read ``lost``.
+  raised); a fold that joblib killed in another worker read ``lost``; a halving search's
+  candidate was a trial per iteration begun.
+* ``mlflow.pytorch.autolog()`` of a Lightning fit left MLflow's ``greenprint/energy_kwh`` at
+  the last epoch end's figure (78-85% of the run's energy).
 """
 
 from __future__ import annotations
