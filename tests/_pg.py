@@ -44,6 +44,27 @@ class PgServer:
 
 
 @contextlib.contextmanager
+def _system_tools_on_path() -> Iterator[None]:
+    """``/usr/sbin`` and ``/sbin`` on ``PATH`` while pgserver starts, as root.
+
+    As root pgserver creates its user with ``useradd``, which lives in ``/usr/sbin``: a clean
+    environment (``env -i PATH=/usr/local/bin:/usr/bin:/bin``, as CI may run) lacks it, and the
+    first test to start a server on a fresh machine failed with "No such file or directory:
+    'useradd'".
+    """
+    path = os.environ.get("PATH", "")
+    if os.geteuid() != 0:
+        yield
+        return
+    missing = [d for d in ("/usr/sbin", "/sbin") if d not in path.split(os.pathsep)]
+    os.environ["PATH"] = os.pathsep.join([path, *missing]) if path else os.pathsep.join(missing)
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = path
+
+
+@contextlib.contextmanager
 def postgres_server() -> Iterator[PgServer]:
     """Start a real PostgreSQL server; stop it and delete its data after.
 
@@ -62,7 +83,8 @@ def postgres_server() -> Iterator[PgServer]:
     parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
     pgdata = Path(tempfile.mkdtemp(prefix="gp-pg-", dir=parent))
     try:
-        server = pgserver.get_server(pgdata, cleanup_mode="delete")
+        with _system_tools_on_path():
+            server = pgserver.get_server(pgdata, cleanup_mode="delete")
     except (OSError, subprocess.SubprocessError) as e:
         shutil.rmtree(pgdata, ignore_errors=True)
         require(False, f"pgserver could not start PostgreSQL: {e}")
