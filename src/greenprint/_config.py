@@ -30,8 +30,10 @@ key when there is one.
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -152,16 +154,71 @@ class Config:
 
 
 def _find_file(start: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The nearest config file from ``start`` upwards, with its table, or ``None``.
+
+    Never raises for the file system: a folder the user cannot search (a working directory
+    inherited from root, ``sudo -u user`` in ``/root/x``) is passed over and logged at debug,
+    since nothing says a config file is there; a config file that is there but cannot be read
+    is passed over with a warning, since its settings (region, ledger) would silently not apply.
+    A file that is read but is not valid TOML still raises :class:`ConfigError`.
+    """
     for directory in (start, *start.parents):
         candidate = directory / "greenprint.toml"
-        if candidate.is_file():
-            return candidate, _read_toml(candidate)
+        if _is_file(candidate):
+            table = _read_toml_or_warn(candidate)
+            if table is not None:
+                return candidate, table
         pyproject = directory / "pyproject.toml"
-        if pyproject.is_file():
-            table = _read_toml(pyproject).get("tool", {}).get("greenprint")
-            if isinstance(table, dict):
-                return pyproject, table
+        if _is_file(pyproject):
+            table = _read_toml_or_warn(pyproject)
+            section = table.get("tool", {}).get("greenprint") if table is not None else None
+            if isinstance(section, dict):
+                return pyproject, section
     return None
+
+
+#: errno values of a path that is simply not there (``Path.is_file``'s own list).
+_ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP, errno.ENAMETOOLONG)
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file; ``False`` (logged at debug) when it cannot be known."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError as e:
+        if e.errno not in _ABSENT:
+            logger.debug("greenprint: config file %s not looked at: %s", path, e)
+        return False
+    except ValueError:  # a NUL byte in the path
+        return False
+
+
+#: Config files already warned about as unreadable, so a run reading its settings several
+#: times warns once.
+_WARNED_UNREADABLE: set[Path] = set()
+
+
+def _read_toml_or_warn(path: Path) -> dict[str, Any] | None:
+    """:func:`_read_toml`, or ``None`` with one warning when the file cannot be opened."""
+    try:
+        return _read_toml(path)
+    except _Unreadable as e:
+        if path not in _WARNED_UNREADABLE:
+            _WARNED_UNREADABLE.add(path)
+            logger.warning(
+                "greenprint: cannot read config file %s (%s); its settings are not used",
+                path,
+                e.reason,
+            )
+        return None
+
+
+class _Unreadable(Exception):
+    """A config file that exists but cannot be opened or read (permission, I/O error)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 #: Parsed config files by path, with the (mtime, size) they were parsed at: a run reads its
@@ -183,10 +240,21 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return cached[1]
         with path.open("rb") as fh:
             table = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except OSError as e:
+        raise _Unreadable(e.strerror or str(e)) from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file {path}: {e}") from e
     _PARSED[path] = (stamp, table)
     return table
+
+
+def _cwd() -> Path | None:
+    """The working directory, or ``None`` (logged at debug) when it was deleted."""
+    try:
+        return Path.cwd()
+    except OSError as e:
+        logger.debug("greenprint: no config file looked for: the working directory: %s", e)
+        return None
 
 
 def load_config(
@@ -209,7 +277,8 @@ def load_config(
     env = os.environ if environ is None else environ
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
-    found = _find_file(Path(cwd) if cwd is not None else Path.cwd())
+    start = Path(cwd) if cwd is not None else _cwd()
+    found = _find_file(start) if start is not None else None
     if found is not None:
         path, table = found
         _warn_unknown(path, table)

@@ -8,6 +8,7 @@ imported (greenprint never imports it for this).
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import subprocess
@@ -27,6 +28,8 @@ __all__ = [
     "git_state",
     "python_version",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Environment variables recorded when present: batch schedulers, cluster and device selection.
 SCHEDULER_VARIABLES = (
@@ -179,8 +182,16 @@ _git_lock = threading.Lock()
 
 
 def cached_git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
-    """:func:`git_state` of ``cwd`` (default: the working directory), reused for 30 s."""
-    key = os.path.abspath(cwd or os.curdir)
+    """:func:`git_state` of ``cwd`` (default: the working directory), reused for 30 s.
+
+    ``(None, None)`` when the working directory was deleted (``os.getcwd`` fails): the rest
+    of the run's environment is still recorded.
+    """
+    try:
+        key = os.path.abspath(cwd or os.curdir)
+    except OSError as e:
+        logger.debug("greenprint: git state not recorded: the working directory: %s", e)
+        return None, None
     now = time.monotonic()
     with _git_lock:
         hit = _git_cache.get(key)

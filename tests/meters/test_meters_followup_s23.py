@@ -1,0 +1,120 @@
+"""Follow-ups of session 23's meters probe (test_meters_probe_s23.py).
+
+Each test names the real behaviour it copies:
+
+* ``sudo -u alice python train.py`` from ``/root/x`` keeps root's working directory: alice cannot
+  search ``/root`` (0700), so ``stat`` of ``/root/x/greenprint.toml`` fails with ``EACCES``
+  (not ``ENOENT``; ``Path.is_file`` of Python < 3.14 raises it). Looking for a config file must
+  skip such a folder, never raise out of ``gp.track``. A config file that is there but cannot be
+  read is skipped with a warning (its settings would silently not apply). A working directory
+  deleted under a running shell (``os.getcwd`` raising ``ENOENT``) is the same.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from greenprint._config import load_config
+from greenprint._environment import cached_git_state
+from greenprint._exceptions import ConfigError
+
+# -- config lookup and environment from a folder the user cannot search ------------------------
+
+_AS_ANOTHER_USER = """
+import logging, os, sys
+import greenprint as gp
+top = sys.argv[1]
+# a first run as root loads every module the run needs: the interpreter lives under /root
+# (0700) here, closed to the user this process becomes
+os.chdir(top)
+with gp.track("warm", ledger=False, sample_interval_s=0.05):
+    pass
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+os.chdir(os.path.join(top, "closed", "x"))  # inherited from root, as `sudo -u` keeps it
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+with gp.track("closed", ledger=False, sample_interval_s=0.05) as run:
+    pass
+print("closed:", run.status, run.provenance["intensity"])
+os.chdir(os.path.join(top, "shared"))  # a greenprint.toml of root's, mode 0600
+for name in ("first", "second"):
+    with gp.track(name, ledger=False, sample_interval_s=0.05) as run:
+        pass
+    print(name + ":", run.status, run.provenance["intensity"])
+"""
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or os.geteuid() != 0,
+    reason="needs root to become another user (os.setuid) in a child process",
+)
+def test_a_folder_closed_to_the_user_is_skipped_and_an_unreadable_config_warns_once():
+    # pytest's tmp_path is root's (0700): a folder of its own in /tmp, open to the user
+    with tempfile.TemporaryDirectory() as name:
+        top = Path(name)
+        os.chmod(top, 0o755)
+        (top / "greenprint.toml").write_text('region = "SE"\n')  # readable, further up
+        (top / "closed" / "x").mkdir(parents=True)
+        os.chmod(top / "closed", 0o700)  # as /root
+        os.chmod(top / "closed" / "x", 0o777)
+        (top / "closed" / "x" / "greenprint.toml").write_text('region = "FR"\n')
+        shared = top / "shared"
+        shared.mkdir()
+        os.chmod(shared, 0o777)
+        (shared / "greenprint.toml").write_text('region = "DE"\n')
+        os.chmod(shared / "greenprint.toml", 0o600)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(shared)}
+        out = subprocess.run(
+            [sys.executable, "-c", _AS_ANOTHER_USER, str(top)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=top,
+            timeout=120,
+            check=False,
+        )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    project = f"file:{top}/greenprint.toml -> table:SE:"
+    # the folder cannot be searched: passed over (FR unseen) without a warning, the search
+    # goes on upwards to the project's file
+    assert lines[0].startswith(f"closed: finished {project}"), lines
+    assert "closed" not in out.stderr
+    # the file is there but closed: passed over too, and said so once
+    assert lines[1].startswith(f"first: finished {project}"), lines
+    assert lines[2].startswith(f"second: finished {project}"), lines
+    warning = f"cannot read config file {shared}/greenprint.toml (Permission denied)"
+    assert out.stderr.count(warning) == 1, out.stderr
+    assert "its settings are not used" in out.stderr
+
+
+def test_a_deleted_working_directory_still_records_the_run(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # the shell's folder removed while it runs: os.getcwd raises ENOENT
+    with pytest.raises(FileNotFoundError):
+        os.getcwd()
+    assert load_config(environ={}).values == {}
+    assert cached_git_state() == (None, None)
+    ledger = tmp_path / "runs.db"
+    with gp.track("orphan", ledger=str(ledger), sample_interval_s=0.05) as run:
+        pass
+    assert run.status == "finished"
+    (record,) = gp.Ledger(str(ledger)).runs()
+    assert record.host  # the environment was recorded (it was lost with a logged traceback)
+    assert record.python_version
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    (tmp_path / "greenprint.toml").write_bytes(b'region = "\xff"\n')
+    with pytest.raises(ConfigError, match="greenprint.toml"):
+        load_config(tmp_path, environ={})
