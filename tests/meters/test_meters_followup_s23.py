@@ -23,7 +23,10 @@ import pytest
 import greenprint as gp
 from greenprint._config import load_config
 from greenprint._environment import cached_git_state
-from greenprint._exceptions import ConfigError
+from greenprint._exceptions import ConfigError, MeterError
+from greenprint.meters._nvml import NvmlMeter, probe_nvml
+from greenprint.testing import FakeGPU, FakeNVML
+from greenprint.testing._nvml import NVML_ERROR_NO_PERMISSION, NVML_ERROR_NOT_SUPPORTED
 
 # -- config lookup and environment from a folder the user cannot search ------------------------
 
@@ -118,3 +121,58 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path):
     (tmp_path / "greenprint.toml").write_bytes(b'region = "\xff"\n')
     with pytest.raises(ConfigError, match="greenprint.toml"):
         load_config(tmp_path, environ={})
+
+
+# -- NVML refusing a GPU's readings while the GPU opens -----------------------------------------
+#
+# nvml.h: nvmlDeviceGetTotalEnergyConsumption answers NVML_ERROR_NOT_SUPPORTED on a GPU without
+# the counter (before Volta); a driver that keeps queries to administrators answers
+# NVML_ERROR_NO_PERMISSION, while the device itself (/dev/nvidia*) opened: the handle, name and
+# memory read. Giving the user /dev/nvidia* is then no help.
+
+
+@pytest.mark.parametrize(
+    ("counter", "power", "says"),
+    [
+        (
+            NVML_ERROR_NO_PERMISSION,
+            NVML_ERROR_NO_PERMISSION,
+            "its energy counter is refused (NVML: Insufficient Permissions) and its power "
+            "reading is refused (NVML: Insufficient Permissions)",
+        ),
+        (
+            NVML_ERROR_NOT_SUPPORTED,
+            NVML_ERROR_NO_PERMISSION,
+            "it has no energy counter (NVML: Not Supported; GPUs before Volta have none) and "
+            "its power reading is refused (NVML: Insufficient Permissions)",
+        ),
+        (
+            NVML_ERROR_NO_PERMISSION,
+            NVML_ERROR_NOT_SUPPORTED,
+            "its energy counter is refused (NVML: Insufficient Permissions) and it reports no "
+            "power (NVML: Not Supported)",
+        ),
+    ],
+)
+def test_refused_readings_name_the_call_and_give_the_fix_that_helps(counter, power, says):
+    gpu = FakeGPU(name="Tesla V100-SXM2-16GB")
+    gpu.fail("nvmlDeviceGetTotalEnergyConsumption", counter)
+    gpu.fail("nvmlDeviceGetPowerUsage", power)
+    status, gpus = probe_nvml(FakeNVML([gpu]), environ={})
+    assert not status.usable and gpus == ()
+    assert status.reason == f"GPU-0 (Tesla V100-SXM2-16GB): {says}"
+    assert status.fix is not None and status.fix.startswith("run as root")
+    assert "/dev/nvidia* is not what is missing" in status.fix
+    with pytest.raises(MeterError, match="refused"):
+        NvmlMeter.open(FakeNVML([gpu]), environ={})
+    # beside a GPU that reads, the same words in the provenance's line for it
+    status, gpus = probe_nvml(FakeNVML([gpu, FakeGPU()]), environ={})
+    assert status.usable and [g.index for g in gpus] == [1]
+    assert f"GPU-0: {says}: not counted (run as root" in status.reason
+    assert "failed to open" not in status.reason
+
+
+def test_a_device_nvml_cannot_open_keeps_the_device_access_fix():
+    status, _ = probe_nvml(FakeNVML([FakeGPU()], init_error=NVML_ERROR_NO_PERMISSION), environ={})
+    assert status.reason.startswith("no permission to use the NVIDIA devices")
+    assert "/dev/nvidia*" in (status.fix or "")

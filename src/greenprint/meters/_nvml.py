@@ -98,11 +98,50 @@ _COUNTER_UNAVAILABLE = (
 )
 
 
+#: What helps when NVML refuses a GPU's readings while the GPU itself opens.
+READINGS_REFUSED_FIX = (
+    "run as root, or ask the administrator to allow these NVML queries to users (the GPU "
+    "itself opens, so access to /dev/nvidia* is not what is missing)"
+)
+
+
+def _readings_refused(
+    nvml: Any, gpu: str, counter_err: Exception, power_err: Exception
+) -> tuple[str, str | None] | None:
+    """Reason and fix for a GPU that opens but whose energy counter and power both fail.
+
+    Only for the errors that say "not here" (``NOT_SUPPORTED``, ``FUNCTION_NOT_FOUND``) or
+    "not for you" (``NO_PERMISSION``), at least one a refusal; ``None`` for any other error
+    (a GPU lost, the driver gone), whose own advice stands.
+    """
+    absent = ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
+    refused = "NVML_ERROR_NO_PERMISSION"
+    errors = (counter_err, power_err)
+    if not all(_code(nvml, e, *absent, refused) for e in errors):
+        return None
+    if not any(_code(nvml, e, refused) for e in errors):
+        return None
+    counter = (
+        f"it has no energy counter (NVML: {counter_err}; GPUs before Volta have none)"
+        if _code(nvml, counter_err, *absent)
+        else f"its energy counter is refused (NVML: {counter_err})"
+    )
+    power = (
+        f"it reports no power (NVML: {power_err})"
+        if _code(nvml, power_err, *absent)
+        else f"its power reading is refused (NVML: {power_err})"
+    )
+    return f"{gpu}: {counter} and {power}", READINGS_REFUSED_FIX
+
+
 class NvmlUnavailable(GpuVendorUnavailable):
     """Internal: NVML cannot be used; carries the status to report."""
 
 
 def _status_for(nvml: Any, err: BaseException) -> MeterStatus:
+    refusal = getattr(err, "greenprint_refusal", None)
+    if refusal is not None:  # a GPU that opens but refuses its readings (_open_one)
+        return MeterStatus("nvml", False, refusal[0], refusal[1])
     code = getattr(err, "value", None)
     known = {
         "NVML_ERROR_LIBRARY_NOT_FOUND": (
@@ -333,7 +372,12 @@ def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]
             gpu = _open_one(nvml, handles[i], i, uuids[i], mig, skipped)
         except nvml.NVMLError as e:
             errors.append(e)
-            skipped.append(failed_gpu(label, str(e)))
+            refusal = getattr(e, "greenprint_refusal", None)
+            if refusal is not None:
+                why = refusal[0].split(": ", 1)[1]
+                skipped.append(f"{label}: {why}: not counted ({refusal[1]})")
+            else:
+                skipped.append(failed_gpu(label, str(e)))
             continue
         if gpu is None:
             continue
@@ -370,7 +414,11 @@ def _open_one(
             _nvml_call(nvml, "nvmlDeviceGetPowerUsage", handle)
         except nvml.NVMLError as e2:
             if not (unavailable and _code(nvml, e2, "NVML_ERROR_NOT_SUPPORTED")):
-                raise e if not unavailable else e2 from None
+                raised = e if not unavailable else e2
+                refusal = _readings_refused(nvml, f"GPU-{i} ({name})", e, e2)
+                if refusal is not None:
+                    raised.greenprint_refusal = refusal  # type: ignore[attr-defined]
+                raise raised from None
             skipped.append(not_counted(mig.label if mig is not None else f"GPU-{i}", name))
             return None
         if not unavailable:  # the counter refused (not "not supported"): its power still reads
