@@ -175,7 +175,11 @@ def test_a_list_failing_for_a_moment_keeps_the_share_and_says_nothing(tmp_path):
         for _ in range(2):
             _second(run, nvml, clock)
     assert run.energy_by_component["gpu"] == pytest.approx((3 + HELD_LISTINGS) * 50.0 / 3.6e6)
-    assert run.provenance["gpu"] == "nvml:counter:GPU-0"
+    # nothing of the blip; the GPU shared with another process is said (s23)
+    assert run.provenance["gpu"] == (
+        "nvml:counter:GPU-0 (GPU-0 shared with 1 other process: this process tree's share by "
+        "GPU memory)"
+    )
 
 
 # -- 2. FPO counted with ops it could not count in full: a lower bound ----------------------------

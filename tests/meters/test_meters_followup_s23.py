@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,21 @@ import greenprint as gp
 from greenprint._config import load_config
 from greenprint._environment import cached_git_state
 from greenprint._exceptions import ConfigError, MeterError
+from greenprint.meters import detect_meters
 from greenprint.meters._nvml import NvmlMeter, probe_nvml
-from greenprint.testing import FakeGPU, FakeNVML
+from greenprint.testing import FakeGPU, FakeGpuProcess, FakeNVML
 from greenprint.testing._nvml import NVML_ERROR_NO_PERMISSION, NVML_ERROR_NOT_SUPPORTED
+
+
+class Clock:
+    """A monotonic clock the test moves by hand, in s."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
 
 # -- config lookup and environment from a folder the user cannot search ------------------------
 
@@ -176,3 +189,67 @@ def test_a_device_nvml_cannot_open_keeps_the_device_access_fix():
     status, _ = probe_nvml(FakeNVML([FakeGPU()], init_error=NVML_ERROR_NO_PERMISSION), environ={})
     assert status.reason.startswith("no permission to use the NVIDIA devices")
     assert "/dev/nvidia*" in (status.fix or "")
+
+
+# -- a GPU shared with other processes: the run's figure is a share, and says so ----------------
+#
+# nvmlDeviceGetComputeRunningProcesses lists every compute process on a GPU with its memory
+# (usedGpuMemory, None where the driver cannot tell: Windows WDDM); a process-scope run counts
+# its tree's share of the GPU's energy by that memory, which its provenance must say.
+
+_SLOW = {"sample_interval_s": 600.0, "flush_interval_s": 600.0}
+
+
+def _seconds(run: gp.Run, nvml: FakeNVML, clock: Clock, n: int) -> None:
+    for _ in range(n):
+        time.sleep(0.01)
+        clock.t += 1.0
+        nvml.advance(1.0)
+        run._sample()
+
+
+def _others(n: int, memory: int | None = 2**30) -> list[FakeGpuProcess]:
+    # ids of this machine's processes outside the tree (pid 1 and its like exist; never ours)
+    return [FakeGpuProcess(2 + i, memory) for i in range(n)]
+
+
+def test_a_shared_gpu_says_the_run_counts_its_share_by_gpu_memory(tmp_path):
+    gpu = FakeGPU(power_w=200.0, processes=[FakeGpuProcess(os.getpid(), 2**30), *_others(3)])
+    nvml, clock = FakeNVML([gpu]), Clock()
+    meters = detect_meters(nvml=nvml, environ={}, clock=clock)
+    with gp.track("shared", ledger=tmp_path / "g.db", meters=meters, **_SLOW) as run:
+        _seconds(run, nvml, clock, 2)
+        gpu.processes = [FakeGpuProcess(os.getpid(), 2**30), *_others(1)]  # two finished
+        _seconds(run, nvml, clock, 2)
+    # 2 s at a quarter of 200 W, 2 s at a half
+    assert run.energy_by_component["gpu"] == pytest.approx((2 * 50.0 + 2 * 100.0) / 3.6e6)
+    expected = (
+        "nvml:counter:GPU-0 (GPU-0 shared with up to 3 other processes: this process tree's "
+        "share by GPU memory)"
+    )
+    assert run.provenance["gpu"] == expected
+    assert gp.Ledger(tmp_path / "g.db").run(run.id).provenance["gpu"] == expected
+
+
+def test_a_machine_scope_run_on_a_shared_gpu_counts_it_whole_and_says_no_share(tmp_path):
+    gpu = FakeGPU(power_w=200.0, processes=[FakeGpuProcess(os.getpid(), 2**30), *_others(1)])
+    nvml, clock = FakeNVML([gpu]), Clock()
+    meters = detect_meters(nvml=nvml, environ={}, clock=clock)
+    with gp.track("whole", ledger=False, meters=meters, scope="machine", **_SLOW) as run:
+        _seconds(run, nvml, clock, 2)
+    assert run.energy_by_component["gpu"] == pytest.approx(400.0 / 3.6e6)
+    assert run.provenance["gpu"] == "nvml:counter:GPU-0"
+
+
+def test_a_share_by_process_count_says_so_and_a_gpu_of_its_own_says_nothing(tmp_path):
+    mine = FakeGPU(power_w=100.0, processes=[FakeGpuProcess(os.getpid(), 2**30)])
+    shared = FakeGPU(power_w=200.0, processes=[FakeGpuProcess(os.getpid(), None), *_others(1)])
+    nvml, clock = FakeNVML([mine, shared]), Clock()
+    meters = detect_meters(nvml=nvml, environ={}, clock=clock)
+    with gp.track("count", ledger=False, meters=meters, **_SLOW) as run:
+        _seconds(run, nvml, clock, 1)
+    assert run.energy_by_component["gpu"] == pytest.approx((100.0 + 100.0) / 3.6e6)
+    assert run.provenance["gpu"] == (
+        "nvml:counter:GPU-0+GPU-1 (GPU-1 shared with 1 other process: this process tree's "
+        "share by process count)"
+    )

@@ -65,7 +65,6 @@ from greenprint.meters._gpu_meter import (
     GpuVendor,
     GpuVendorUnavailable,
     SummedGpuMeter,
-    memory_share,
     not_counted,
     open_vendor,
     vendor_origin,
@@ -521,7 +520,7 @@ class AmdMeter(SummedGpuMeter):
             "amdsmi",
             [(g.label, g.source) for g in self._gpus],
             [f"{g.label} {g.reason}" for g in self._gpus if g.reason]
-            + [*self.left_out, self.unattributed],
+            + [*self.left_out, self.unattributed, self.shared],
         )
 
     def _call(self, gpu: _AmdGpu, name: str, handle: Any = None) -> Any:
@@ -656,7 +655,7 @@ class AmdMeter(SummedGpuMeter):
             value = vram if isinstance(vram, int) else p.get("mem")
             memory.append(float(value) if isinstance(value, int) else None)
         pid_list = [int(p["pid"]) for p in entries]
-        gpu.last_share = memory_share(gpu.label, "amdsmi", pid_list, memory, pids)
+        gpu.last_share = self._tree_share(gpu.label, "amdsmi", pid_list, memory, pids)
         if gpu.last_share is None:
             self._no_share(gpu.label, "amdsmi lists no process of this PID namespace")
         return gpu.last_share

@@ -228,20 +228,25 @@ def without_attribution_note(text: str, meter: Any) -> str:
     """
     vendors = getattr(meter, "meters", None)
     for one in vendors if isinstance(vendors, list) else [meter]:
-        note = getattr(one, "unattributed", "")
-        if not isinstance(note, str) or not note or note not in text:
-            continue
-        said = [note]
-        if vendors is not None:  # the vendors' sum: "nvml GPU-0 not attributed ..."
-            said.insert(0, f"{one.origin.source.split(':', 1)[0]} {note}")
-        for candidate in said:
-            for wrapped in (f" ({candidate})", f"; {candidate}", f"{candidate}; "):
-                if wrapped in text:  # the only note, one after others, one before others
-                    text = text.replace(wrapped, "", 1)
-                    break
-            else:
+        notes = getattr(one, "share_notes", None)
+        if not isinstance(notes, list):
+            notes = [getattr(one, "unattributed", "")]
+        for note in notes:
+            if not isinstance(note, str) or not note or note not in text:
                 continue
-            break
+            said = [note]
+            if vendors is not None:  # the vendors' sum: "nvml GPU-0 not attributed ..."
+                said.insert(0, f"{one.origin.source.split(':', 1)[0]} {note}")
+            text = _without(text, said)
+    return text
+
+
+def _without(text: str, said: Sequence[str]) -> str:
+    """``text`` without the first of ``said`` found as a note in it."""
+    for candidate in said:
+        for wrapped in (f" ({candidate})", f"; {candidate}", f"{candidate}; "):
+            if wrapped in text:  # the only note, one after others, one before others
+                return text.replace(wrapped, "", 1)
     return text
 
 
@@ -272,13 +277,30 @@ def memory_share(
     if not any(pid in pids or psutil.pid_exists(pid) for pid in pid_list):
         logger.info("%s: %s process ids are not in this PID namespace", label, vendor)
         return None
-    known = [m for m in memory if m is not None and m >= 0]
-    if len(known) != len(memory) or not sum(known):
-        weights = [1.0] * len(pid_list)
+    if _by_memory(memory):
+        weights = [float(m or 0) for m in memory]
     else:
-        weights = [float(m) for m in known]
+        weights = [1.0] * len(pid_list)
     mine = sum(w for pid, w in zip(pid_list, weights, strict=True) if pid in pids)
     return mine / sum(weights)
+
+
+def _by_memory(memory: Sequence[float | None]) -> bool:
+    """Whether a share is taken by memory (every process's known, some held), else by count."""
+    known = [m for m in memory if m is not None and m >= 0]
+    return len(known) == len(memory) and bool(sum(known))
+
+
+def shared_note(label: str, fewest: int, most: int, basis: str) -> str:
+    """The provenance's line for a GPU the tree shared with other processes.
+
+    Example:
+        >>> shared_note("GPU-0", 1, 3, "GPU memory")
+        "GPU-0 shared with up to 3 other processes: this process tree's share by GPU memory"
+    """
+    count = f"{most}" if fewest == most else f"up to {most}"
+    plural = "process" if most == 1 else "processes"
+    return f"{label} shared with {count} other {plural}: this process tree's share by {basis}"
 
 
 class SummedGpuMeter(Meter):
@@ -327,6 +349,23 @@ class SummedGpuMeter(Meter):
         #: :func:`not_counted`): their energy is not in the figures, which the provenance says
         self.left_out: list[str] = []
         self._failed_listings: dict[str, int] = {}
+        #: GPU label -> (fewest, most other processes seen beside the tree's, share's basis)
+        self._sharing: dict[str, tuple[int, int, str]] = {}
+
+    @property
+    def shared(self) -> str:
+        """Which GPUs the tree shared with other processes and how its share was taken.
+
+        ``"GPU-0 shared with 2 other processes: this process tree's share by GPU memory"`` (by
+        ``process count`` where the library does not report each process's memory), one line
+        per GPU on which the tree held a share beside other processes; ``""`` when none.
+        """
+        return "; ".join(shared_note(label, *seen) for label, seen in self._sharing.items())
+
+    @property
+    def share_notes(self) -> list[str]:
+        """The provenance's notes about the tree's share, which a machine-scope run drops."""
+        return [n for n in (self.unattributed, self.shared) if n]
 
     @classmethod
     def _open_with(
@@ -387,6 +426,24 @@ class SummedGpuMeter(Meter):
         self._process_j = 0.0 if self._tree is not None else None
         self.unattributed = ""
         self._failed_listings.clear()
+        self._sharing.clear()
+
+    def _tree_share(
+        self,
+        label: str,
+        vendor: str,
+        pid_list: Sequence[int],
+        memory: Sequence[float | None],
+        pids: frozenset[int],
+    ) -> float | None:
+        """:func:`memory_share`, remembering a GPU the tree shares with other processes."""
+        share = memory_share(label, vendor, pid_list, memory, pids)
+        others = len({pid for pid in pid_list if pid not in pids})
+        if share and others:
+            basis = "GPU memory" if _by_memory(memory) else "process count"
+            fewest, most, _ = self._sharing.get(label, (others, others, basis))
+            self._sharing[label] = (min(fewest, others), max(most, others), basis)
+        return share
 
     def _listed(self, label: str) -> None:
         """A process list of GPU ``label`` was read: its run of failures ends."""

@@ -70,7 +70,6 @@ from greenprint.meters._gpu_meter import (
     SummedGpuMeter,
     failed_gpu,
     lost_gpu,
-    memory_share,
     not_counted,
     open_vendor,
     vendor_origin,
@@ -565,7 +564,7 @@ class NvmlMeter(SummedGpuMeter):
         notes = [f"{g.label}: {g.rule}" for g in self._gpus if g.rule]
         notes += [f"{g.label} {g.switched}" for g in self._gpus if g.switched]
         notes += [f"{g.label} {g.failed}" for g in self._gpus if g.failed]
-        notes += [*self.left_out, self.unattributed]
+        notes += [*self.left_out, self.unattributed, self.shared]
         return vendor_origin("nvml", [(g.label, g.source) for g in self._gpus], notes)
 
     def _call(self, gpu: _Gpu, name: str) -> Any:
@@ -710,7 +709,8 @@ class NvmlMeter(SummedGpuMeter):
             return self._listing_failed(gpu.label, gpu.last_share, str(e))
         self._listed(gpu.label)
         memory = [getattr(p, "usedGpuMemory", None) for p in procs or ()]
-        gpu.last_share = memory_share(gpu.label, "NVML", [p.pid for p in procs or ()], memory, pids)
+        pid_list = [p.pid for p in procs or ()]
+        gpu.last_share = self._tree_share(gpu.label, "NVML", pid_list, memory, pids)
         if gpu.last_share is None:
             self._no_share(gpu.label, "NVML lists no process of this PID namespace")
         return gpu.last_share
