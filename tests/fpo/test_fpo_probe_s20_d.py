@@ -227,7 +227,8 @@ def test_a_fourier_neural_operator_layer_counts_real_fpo_for_its_ffts_and_comple
     per mode (4) a (2 x 3) @ (3 x 4) complex product, 24 multiply-adds of 8: 768; irfft2 of
     8 planes: 7,680 + the ``1/N`` per output element (512): 8,192. Backward (the input is
     data): irfft2's backward is an rfft2 of the gradient (7,680) scaled by ``1/N`` per
-    one-sided element (2*4*8*5 = 320), the 3 inner columns of the one-sided spectrum doubled
+    one-sided complex element, 2 real multiplies each (2 * 2*4*8*5 = 640; it was 320, one per
+    complex element), the 3 inner columns of the one-sided spectrum doubled
     (a complex times 2: 2 real FPO each, 2*4*8*3 elements: 384); the weight's gradient, per
     mode a (3 x 2) @ (2 x 4) complex product: 768.
     """
@@ -236,7 +237,7 @@ def test_a_fourier_neural_operator_layer_counts_real_fpo_for_its_ffts_and_comple
     c = gp.count_fpo(layer, torch.randn(2, 3, 8, 8))
     assert (c.unknown_ops, c.complex_ops) == ({}, {})
     assert c.forward_total == 5_760 + 768 + 8_192 == 14_720
-    assert c.backward_total == 7_680 + 320 + 384 + 768 == 9_152
+    assert c.backward_total == 7_680 + 640 + 384 + 768 == 9_472
     assert c.by_op["aten.bmm"] == 2 * 768
     assert c.matmul_total == 2 * 192  # FlopCounterMode's 2mkn for each complex product
 

@@ -393,17 +393,21 @@ def test_cross_entropy_skips_the_targets_equal_to_ignore_index():
 
 
 def test_cdist_p1_and_p2_forward_and_backward_per_pair():
-    """``torch.cdist`` of (3, 4) and (5, 4): 15 pairs of 4-vectors. p = 2: difference, square,
-    add per coordinate and the square root, ``3M + 1`` = 13 per pair: 195; backward per pair
-    and input ``diff * g / dist`` summed: ``4M + 1`` = 17, twice: 510. p = 1: difference, abs,
-    add, ``3M`` = 12: 180; backward ``sign(diff) * g`` summed: difference, sign, multiply, add,
-    ``4M`` = 16, twice: 480."""
+    """``torch.cdist`` of (3, 4) and (5, 4): 15 pairs of 4-vectors (under 25 rows: ATen's
+    ``_cdist_forward`` kernel, not the matrix-product path). p = 2: the kernel's
+    ``agg += map(std::abs(a - b))`` with ``map = d * d``: difference, abs, square, add per
+    coordinate and the square root, ``4M + 1`` = 17 per pair: 255 (it was 195, ``3M + 1``: the
+    abs went uncounted); backward per pair and input ``diff * g / dist`` summed: ``4M + 1`` =
+    17, twice: 510. p = 1: difference, abs, add, ``3M`` = 12: 180; backward ``g * sign(diff)``
+    summed, the kernel's sign ``min(max(0, ceil(d)), 1) + min(max(-1, floor(d)), 0)`` 7 ops:
+    difference 1, sign 7, multiply 1, add 1, ``10M`` = 40, twice: 1,200 (it was 480, the sign
+    counted as 1)."""
     a = torch.randn(3, 4, requires_grad=True)
     b = torch.randn(5, 4, requires_grad=True)
     two = gp.count_fpo(torch.cdist, a, b)
     one = gp.count_fpo(lambda u, v: torch.cdist(u, v, p=1), a, b)
-    assert (two.forward_total, two.backward_total) == (195, 510)
-    assert (one.forward_total, one.backward_total) == (180, 480)
+    assert (two.forward_total, two.backward_total) == (255, 510)
+    assert (one.forward_total, one.backward_total) == (180, 1200)
 
 
 def test_ldl_solve_and_lu_unpack_have_rules():

@@ -51,13 +51,15 @@ def test_cdist_with_broadcast_batches_counts_every_pair(device):
     """``cdist`` of (1, 3, 4) and (2, 5, 4), p = 1: the kernel expands the batch to 2, so
     2 * 3 * 5 = 30 pairs of 4-vectors (the output's 30 elements), 3 per coordinate
     (difference, abs, add): 30 * 12 = 360. Backward: ``_cdist_backward`` once per input, each
-    over the 30 pairs, 4 per coordinate (difference, sign, times the gradient, the add into
-    the gradient): 2 * 30 * 16 = 960, and autograd sums x1's expanded (2, 3, 4) gradient into
-    its (1, 3, 4): 24. It was 180 and 744: the rule took x1's own batch (1) for the pairs."""
+    over the 30 pairs, 10 per coordinate (difference 1, the kernel's sign
+    ``min(max(0, ceil(d)), 1) + min(max(-1, floor(d)), 0)`` 7, times the gradient 1, the add
+    into the gradient 1): 2 * 30 * 40 = 2,400 (960 with the sign counted as 1), and autograd
+    sums x1's expanded (2, 3, 4) gradient into its (1, 3, 4): 24. It was 180 and 744: the rule
+    took x1's own batch (1) for the pairs."""
     a, b = _leaf(1, 3, 4, device=device), _leaf(2, 5, 4, device=device)
     result = _count(lambda u, v: torch.cdist(u, v, p=1.0), a, b)
-    assert (result.forward_total, result.backward_total) == (360, 960 + 24)
-    assert _op(result, "aten._cdist_backward", "backward") == 960
+    assert (result.forward_total, result.backward_total) == (360, 2400 + 24)
+    assert _op(result, "aten._cdist_backward", "backward") == 2400
 
 
 def test_cdist_p0_counts_the_kernels_ops_and_no_gradient():
@@ -74,21 +76,25 @@ def test_cdist_p0_counts_the_kernels_ops_and_no_gradient():
     ("p", "forward", "backward"),
     [
         # |d| max: 3 per coordinate. Backward g * sign(d) * (1 - min(1, ceil(||d| - dist|))):
-        # sign, two multiplies, abs, subtract, abs, ceil, min, 1 - : 9, + the difference and
-        # the add into the gradient: 11 per coordinate (it was 5)
-        (float("inf"), 15 * 12, 2 * 15 * 44),
+        # the kernel's sign min(max(0, ceil(d)), 1) + min(max(-1, floor(d)), 0) (7), two
+        # multiplies, abs, subtract, abs, ceil, min, 1 - : 15, + the difference and the add
+        # into the gradient: 17 per coordinate (11 with the sign as 1; it was 5 before s23)
+        (float("inf"), 15 * 12, 2 * 15 * 68),
         # |d|^3 summed, then ^(1/3): 4 per coordinate + 1. Backward d * |d|^(p - 2) * g /
         # dist^(p - 1), p - 2 and p - 1 and both powers computed on vectors: abs, subtract,
         # pow, multiply, multiply, subtract, pow, divide (8) + 2: 10 per coordinate, + the
         # test dist == 0 per pair: 41 (it was 6 * 4 + 2 = 26)
         (3.0, 15 * 17, 2 * 15 * 41),
-        # p below 2: sign(d) * |d|^(p - 1) * g / dist^(p - 1) (sign, abs, subtract, pow,
-        # multiply, multiply, subtract, pow, divide: 9), zeroed where d == 0 and p < 1 (two
-        # compares): 11 + 2 = 13 per coordinate + 1 per pair: 53
-        (1.5, 15 * 17, 2 * 15 * 53),
-        # p = 1 and p = 2 unchanged: sign(d) * g, 4 per coordinate; g * d / dist, 4 + 1
-        (1.0, 15 * 12, 2 * 15 * 16),
-        (2.0, 15 * 13, 2 * 15 * 17),
+        # |d|^1.5 summed: 4 per coordinate + the root, 17. Backward p below 2:
+        # sign(d) * |d|^(p - 1) * g / dist^(p - 1) (sign 7, abs, subtract, pow, multiply,
+        # multiply, subtract, pow, divide: 15), zeroed where d == 0 and p < 1 (two compares):
+        # 17 + 2 = 19 per coordinate + 1 per pair: 77 (53 with the sign as 1)
+        (1.5, 15 * 17, 2 * 15 * 77),
+        # p = 1: g * sign(d), 1 + 7 + 1 + 1 = 10 per coordinate (4 with the sign as 1)
+        (1.0, 15 * 12, 2 * 15 * 40),
+        # p = 2: |d| squared and summed, 4 per coordinate + the root: 17 (it was 13, the abs
+        # uncounted); backward g * d / dist, 4 per coordinate + the test dist == 0: 17
+        (2.0, 15 * 17, 2 * 15 * 17),
     ],
 )
 def test_cdist_backward_follows_the_kernel_for_every_p(p, forward, backward):
@@ -100,11 +106,12 @@ def test_cdist_backward_follows_the_kernel_for_every_p(p, forward, backward):
 def test_pdist_p0_has_no_backward_and_inf_the_kernels():
     """``pdist`` of 5 rows of 4: 10 pairs. p = 0: 6 per coordinate, 240, backward nothing
     (the kernel returns zeros; it was 10 * (16 + 4) = 200). p = inf: forward 3 per coordinate,
-    120; backward per pair the row's 11 per coordinate and the other row's subtract, 12: 480."""
+    120; backward per pair the row's 17 per coordinate (the sign 7 ops, see the cdist test)
+    and the other row's subtract, 18: 720 (480 with the sign as 1)."""
     zero = _count(lambda x: F.pdist(x, p=0.0), _leaf(5, 4))
     assert (zero.forward_total, zero.backward_total) == (240, 0)
     inf = _count(lambda x: F.pdist(x, p=float("inf")), _leaf(5, 4))
-    assert (inf.forward_total, inf.backward_total) == (120, 480)
+    assert (inf.forward_total, inf.backward_total) == (120, 720)
 
 
 # -- embeddings --------------------------------------------------------------------------------
@@ -115,17 +122,18 @@ TOKENS = [[1, 2, 2], [7, 1, 3]]  # 6 tokens, 4 distinct rows
 def test_embedding_max_norm_renormalises_each_distinct_row_once():
     """``Embedding(10, 4, max_norm=1.0)``: ATen's ``embedding_renorm_`` sorts the indices and
     renormalises each distinct row once: its 2-norm (2 * 4 + 1), the compare with
-    ``max_norm``, ``row *= scale`` (4): 14 per row, 4 distinct rows of the 6 tokens: 56 (it
+    ``max_norm``, ``scale = max_norm / (norm + 1e-7)`` (add, divide: 2), ``row *= scale`` (4):
+    16 per row (14 before the scale's 2 were counted), 4 distinct rows of the 6 tokens: 64 (it
     was 84, a repeated token counted again). ``norm_type=1``: the norm is 2 per element, no
-    root: 13 per row, 52. On meta the indices have no values: every token counts, 84 (an
+    root: 15 per row, 60. On meta the indices have no values: every token counts, 96 (an
     upper bound)."""
     ids = torch.tensor(TOKENS)
     two = _count(nn.Embedding(10, 4, max_norm=1.0), ids)
-    assert _op(two, "aten.embedding_renorm_") == 56
+    assert _op(two, "aten.embedding_renorm_") == 64
     one = _count(nn.Embedding(10, 4, max_norm=1.0, norm_type=1.0), ids)
-    assert _op(one, "aten.embedding_renorm_") == 52
+    assert _op(one, "aten.embedding_renorm_") == 60
     meta = _count(nn.Embedding(10, 4, max_norm=1.0, device="meta"), ids.to("meta"))
-    assert _op(meta, "aten.embedding_renorm_") == 84
+    assert _op(meta, "aten.embedding_renorm_") == 96
 
 
 BAG_IDS, BAG_OFFSETS = [1, 2, 4, 4, 3, 0, 1], [0, 3, 5]  # 3 bags, two entries padding (4)

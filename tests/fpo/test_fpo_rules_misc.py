@@ -71,10 +71,13 @@ def test_bce_with_logits_pos_weight_adds_its_terms():
 
 
 @pytest.mark.parametrize(
-    ("p", "per_pair"), [(2.0, 3 * 5 + 1), (1.0, 3 * 5), (float("inf"), 3 * 5), (3.0, 4 * 5 + 1)]
+    ("p", "per_pair"), [(2.0, 4 * 5 + 1), (1.0, 3 * 5), (float("inf"), 3 * 5), (3.0, 4 * 5 + 1)]
 )
 def test_cdist_per_pair(p, per_pair):
-    """(3, 4, 5) and (3, 6, 5): 3 * 4 * 6 = 72 pairs of 5-vectors."""
+    """(3, 4, 5) and (3, 6, 5): 3 * 4 * 6 = 72 pairs of 5-vectors. Per coordinate ATen's kernel
+    takes ``|a - b|`` (2) and maps and reduces it: p = 1 add, inf max (3); p = 2 ``d * d`` and
+    add (4, it was 3: the abs went uncounted), other p ``pow`` and add (4); + the root per
+    pair for p = 2 and other p."""
     a, b = t(3, 4, 5), t(3, 6, 5)
     assert count(lambda: torch.cdist(a, b, p=p)).by_op == {"aten._cdist_forward": 72 * per_pair}
 
@@ -98,10 +101,12 @@ def test_large_cdist_takes_the_matrix_product_path():
 
 
 def test_pdist_counts_each_pair_once():
-    """5 rows: 10 pairs of 4-vectors, 3 * 4 + 1 each."""
+    """5 rows: 10 pairs of 4-vectors, 4 * 4 + 1 each (``(a - b).abs()``, square, add per
+    coordinate, the root: 170; it was 3 * 4 + 1, 130, the abs uncounted); backward per pair
+    ``4M + 1`` for one row and ``M`` subtractions for the other."""
     x = t(5, 4, grad=True)
     r = count(lambda: F.pdist(x).sum().backward())
-    assert r.by_op["aten._pdist_forward"] == 130
+    assert r.by_op["aten._pdist_forward"] == 170
     assert r.by_op["aten._pdist_backward"] == 10 * (4 * 4 + 1 + 4)
 
 
@@ -350,10 +355,12 @@ def test_more_ops_by_hand(name):
 
 
 def test_embedding_max_norm_renormalises_the_looked_up_rows():
-    """3 rows of 4: the norm (2 * 4 + 1), the compare, the scale (4): 14 each."""
+    """3 rows of 4: the norm (2 * 4 + 1), the compare, ``scale = max_norm / (norm + 1e-7)``
+    (add, divide: 2) and ``row *= scale`` (4): 16 each, 48 (it was 14 each, 42: the scale's 2
+    missed; every row counted as over ``max_norm``, an upper bound)."""
     embedding = nn.Embedding(10, 4, max_norm=1.0)
     ids = torch.tensor([1, 2, 3])
-    assert count(lambda: embedding(ids)).by_op["aten.embedding_renorm_"] == 42
+    assert count(lambda: embedding(ids)).by_op["aten.embedding_renorm_"] == 48
 
 
 @pytest.mark.parametrize(
@@ -411,7 +418,13 @@ def test_window_functions_by_hand():
 
 
 def test_embedding_bag_kernels_reached_by_direct_calls():
-    """The dense and sparse backward kernels count as _embedding_bag_backward does."""
+    """The dense and sparse backward kernels count as _embedding_bag_backward does. 2 bags of
+    4, 4 entries. Dense, mean: each entry's row gets its bag's gradient (16 adds) + 1 division
+    per gradient element (8). Sparse (``_embedding_bag_sparse_backward``): the bags' gradients
+    are gathered per entry (a copy) and handed to the sparse embedding backward (no adds), so
+    sum with per-sample weights is their ``I * D`` = 16 multiplies only (it was 16 + 16, the
+    dense scatter's adds counted); mean ``1 / bag_size`` per bag (2) and ``I * D`` multiplies
+    (16): 18."""
     from greenprint.fpo.rules import RULES as rules
 
     grad, indices = (2, 4), (4,)
@@ -420,4 +433,5 @@ def test_embedding_bag_kernels_reached_by_direct_calls():
     # (grad, indices, offset2bag, bag_size, maximum_indices, num_weights, scale, mode, psw)
     assert dense(grad, indices, (4,), (2,), (2,), 10, False, 1, None) == 16 + 8
     # (grad, indices, offsets, offset2bag, bag_size, num_weights, scale, mode, psw)
-    assert sparse(grad, indices, (2,), (4,), (2,), 10, False, 0, (4,)) == 16 + 16
+    assert sparse(grad, indices, (2,), (4,), (2,), 10, False, 0, (4,)) == 16
+    assert sparse(grad, indices, (2,), (4,), (2,), 10, False, 1, None) == 2 + 16

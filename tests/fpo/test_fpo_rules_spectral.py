@@ -31,18 +31,22 @@ def test_complex_fft_is_5_n_log2_n_per_transform():
     assert r.by_op == {"aten._fft_c2c": 480}
 
 
-def test_inverse_adds_one_multiply_per_output_element_for_its_1_over_n():
+def test_inverse_scales_each_complex_output_element_by_its_1_over_n():
+    """ifft of (4, 8): 480 + its 32 complex outputs times the real ``1/n``, 2 real multiplies
+    each: 64 (it was 32, one per complex element; docs/fpo.md: a complex times a real is 2).
+    ``norm="ortho"`` alike."""
     x = complex_randn(4, 8)
-    assert count(lambda: torch.fft.ifft(x)).total == 480 + 32
-    assert count(lambda: torch.fft.fft(x, norm="ortho")).total == 480 + 32
+    assert count(lambda: torch.fft.ifft(x)).total == 480 + 64
+    assert count(lambda: torch.fft.fft(x, norm="ortho")).total == 480 + 64
 
 
 def test_real_input_and_real_output_transforms_cost_half():
-    """rfft of (4, 8): 2.5 * 32 * 3 = 240; its one-sided output is (4, 5), so ortho adds 20.
-    irfft back to (4, 8): 240 + 32 for the 1/n; fft of a real input is a two-sided r2c: 240."""
+    """rfft of (4, 8): 2.5 * 32 * 3 = 240; its one-sided output is (4, 5) complex, so ortho
+    adds 2 * 20 = 40 (it was 20, one per complex element). irfft back to (4, 8): 240 + 32 for
+    the 1/n on its real output (1 each); fft of a real input is a two-sided r2c: 240."""
     x = torch.randn(4, 8)
     assert count(lambda: torch.fft.rfft(x)).by_op == {"aten._fft_r2c": 240}
-    assert count(lambda: torch.fft.rfft(x, norm="ortho")).total == 240 + 20
+    assert count(lambda: torch.fft.rfft(x, norm="ortho")).total == 240 + 40
     y = complex_randn(4, 5)
     assert count(lambda: torch.fft.irfft(y)).by_op == {"aten._fft_c2r": 272}
     assert count(lambda: torch.fft.fft(x)).by_op["aten._fft_r2c"] == 240

@@ -1,10 +1,10 @@
 """FPO rules for further ops a survey of real models found without one.
 
 ``nn.Bilinear`` (``_trilinear``), window functions, cross products, RReLU and the shrink
-activations, fractional max pooling, embeddings with ``max_norm``, the margin losses,
-``affine_grid``, binary searches, ``unique``, ``bincount``, ``trace``, ``renorm``, ``polar``,
-``sinc``, Bessel functions, weight normalisation and the matrix exponential. Conventions as in
-:mod:`greenprint.fpo._rules_misc`; each docstring derives its count.
+activations, fractional max pooling, the margin losses, ``affine_grid``, binary searches,
+``unique``, ``bincount``, ``trace``, ``renorm``, ``polar``, ``sinc``, Bessel functions, weight
+normalisation and the matrix exponential. Conventions as in :mod:`greenprint.fpo._rules_misc`;
+each docstring derives its count.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import math
 from typing import Any
 
 from greenprint.fpo._registry import first_shape, numel, register_rule
-from greenprint.fpo._rules_nn import norm_rule
 
 __all__: list[str] = []
 
@@ -178,36 +177,6 @@ def fractional_max_pool_rule(
 def fractional_max_pool_backward_rule(grad_output: tuple[int, ...], *a: Any, **k: Any) -> int:
     """One add per gradient element (into the max's position)."""
     return numel(grad_output)
-
-
-def _distinct_rows(self: Any, indices: Any, *args: Any, **kwargs: Any) -> dict[str, int]:
-    """How many distinct rows the (real) indices look up: ``{"rows": n}``."""
-    return {"rows": int(indices.unique().numel())}
-
-
-@register_rule("aten.embedding_renorm_", reads=_distinct_rows)
-def embedding_renorm_rule(
-    self: tuple[int, ...],
-    indices: tuple[int, ...],
-    max_norm: Any = None,
-    norm_type: Any = 2.0,
-    *args: Any,
-    rows: int | None = None,
-    **kwargs: Any,
-) -> int:
-    """Per distinct looked-up row of ``D``: its norm, the compare, the scaling (``D``).
-
-    ATen's ``embedding_renorm_cpu_`` sorts the indices and renormalises each distinct row
-    once (a token repeated in the batch is not renormalised again): the row's
-    ``norm(norm_type)`` (p = 2 ``2D + 1``, as :func:`norm_rule` counts it), the compare with
-    ``max_norm`` and ``row *= scale``: ``3D + 2`` for p = 2. The distinct rows are read from
-    the indices when they have values; on meta or fake tensors every index counts (an upper
-    bound). The scale is applied only to rows over ``max_norm`` (data-dependent; counted for
-    every row, an upper bound).
-    """
-    looked_up = numel(indices) if rows is None else rows
-    d = self[-1] if self else 1
-    return looked_up * (norm_rule((d,), float(norm_type), out_shape=()) + 1 + d)
 
 
 def _loss_reduce(n: int, reduction: int) -> int:

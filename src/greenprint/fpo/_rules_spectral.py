@@ -12,8 +12,10 @@ Frameworks for the Fast Fourier Transform, 1992):
   ``5 n_i log2 n_i`` each), and the batch dimensions multiply it;
 * lengths that are not powers of two use the same formula with a fractional ``log2``
   (rounded down to an integer at the end);
-* normalisation (``norm="ortho"`` or the ``1/N`` of the inverse) adds one multiply per output
-  element.
+* normalisation (``norm="ortho"`` or the ``1/N`` of the inverse) multiplies each element the
+  transform produces by a real factor: 2 real FPO per complex element (a complex times a real),
+  1 per real element. An ``rfft`` scales its one-sided half (the other half of a two-sided
+  output is its mirror, a copy); an ``irfft`` its real output.
 
 These counts are real FPO on complex data, unlike the elementwise rules, which count one FPO
 per complex element (see the Limits in docs/fpo.md).
@@ -48,8 +50,24 @@ def fft_fpo(elements: int, points: int, cost: float) -> int:
     return int(cost * elements * math.log2(points))
 
 
-def _normalization(normalization: Any, out_shape: Any) -> int:
-    return 0 if normalization == _NO_NORMALIZATION else numel(first_shape(out_shape))
+def _normalization(normalization: Any, values: int) -> int:
+    """The scaling by ``1/n`` or ``1/sqrt(n)``: ``values`` real multiplies, none without it.
+
+    ``values`` counts real numbers: 2 per complex element, 1 per real one.
+    """
+    return 0 if normalization == _NO_NORMALIZATION else values
+
+
+def _one_sided(shape: tuple[int, ...], dims: Any) -> int:
+    """Complex elements of the one-sided transform of a real ``shape`` over ``dims``.
+
+    The last transformed dimension ``n`` keeps ``n // 2 + 1`` values.
+    """
+    if not shape or not dims:
+        return numel(shape)
+    last = list(dims)[-1] % len(shape)
+    n = shape[last]
+    return numel(shape) // n * (n // 2 + 1) if n else 0
 
 
 @register_rule("aten._fft_c2c")
@@ -62,8 +80,12 @@ def fft_c2c_rule(
     out_shape: Any = None,
     **kwargs: Any,
 ) -> int:
-    """Complex to complex: ``5 N log2 N`` per transform (+ the normalisation)."""
-    return fft_fpo(numel(self), _points(self, dim), 5.0) + _normalization(normalization, out_shape)
+    """Complex to complex: ``5 N log2 N`` per transform (+ the normalisation, 2 per element).
+
+    (The normalisation was 1 per complex element before: a complex times a real is 2.)
+    """
+    scale = _normalization(normalization, 2 * numel(first_shape(out_shape)))
+    return fft_fpo(numel(self), _points(self, dim), 5.0) + scale
 
 
 @register_rule("aten._fft_r2c")
@@ -78,9 +100,12 @@ def fft_r2c_rule(
 ) -> int:
     """Real to complex: ``2.5 N log2 N`` per transform of the real input (+ normalisation).
 
-    The two-sided output (``onesided=False``) is filled in by conjugate symmetry, a copy.
+    The normalisation scales the one-sided output, 2 per complex element (``n // 2 + 1`` per
+    transform of ``n``); a two-sided output (``onesided=False``) is filled in from it by
+    conjugate symmetry, a copy. (It was 1 per element of the output, two-sided or not.)
     """
-    return fft_fpo(numel(self), _points(self, dim), 2.5) + _normalization(normalization, out_shape)
+    scale = _normalization(normalization, 2 * _one_sided(self, dim))
+    return fft_fpo(numel(self), _points(self, dim), 2.5) + scale
 
 
 @register_rule("aten._fft_c2r")
@@ -93,6 +118,9 @@ def fft_c2r_rule(
     out_shape: Any = None,
     **kwargs: Any,
 ) -> int:
-    """Complex to real: ``2.5 N log2 N`` per transform of the real output (+ normalisation)."""
+    """Complex to real: ``2.5 N log2 N`` per transform of the real output (+ normalisation).
+
+    The normalisation scales the real output: 1 per element.
+    """
     out = first_shape(out_shape)
-    return fft_fpo(numel(out), _points(out, dim), 2.5) + _normalization(normalization, out_shape)
+    return fft_fpo(numel(out), _points(out, dim), 2.5) + _normalization(normalization, numel(out))

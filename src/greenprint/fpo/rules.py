@@ -17,6 +17,8 @@ from greenprint import _public
 from greenprint.fpo import (
     _rules_attention,
     _rules_decomp,
+    _rules_distance,
+    _rules_embedding,
     _rules_extra,
     _rules_linalg,
     _rules_loss_pool,
@@ -56,6 +58,8 @@ _public.publish(__name__, globals())
 _FAMILIES = (
     _rules_attention,
     _rules_decomp,
+    _rules_distance,
+    _rules_embedding,
     _rules_extra,
     _rules_linalg,
     _rules_loss_pool,

@@ -1,0 +1,127 @@
+"""Follow-ups to the s23 probe: cdist's two paths, FFT scaling, sparse EmbeddingBag (s23).
+
+Each expected count is derived beside it from the kernel torch runs (ATen's CPU kernels:
+``DistanceOpsKernel.cpp``, ``Distance.cpp``, ``EmbeddingBag.cpp``, ``mkl/SpectralOps.cpp``)
+under docs/fpo.md's conventions: one FPO per elementwise arithmetic op, compare or elementary
+function; a complex times a real is 2 real FPO.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+
+
+def _op(result, op: str, phase: str = "forward") -> int:
+    return result.by_op_phase[op][phase]
+
+
+# -- cdist: which kernel runs --------------------------------------------------------------------
+
+
+def test_cdist_p2_counts_the_kernel_that_dispatch_picks():
+    """``torch.cdist`` p = 2 takes the matrix-product path (``aten._euclidean_dist``) when
+    either input has more than 25 rows, unless ``compute_mode`` forbids it. 25 x 3 against
+    2 x 3: ``_cdist_forward``, 50 pairs of ``|a - b|`` squared and summed, ``4M + 1`` = 13:
+    650. 26 x 3: ``_euclidean_dist``: the norms ``3 * 78 + 2 * 6``, the ``(26, 5) x (5, 2)``
+    product ``2 * 26 * 5 * 2``, clamp and root ``2 * 52``: 866. The same 26 rows with
+    ``compute_mode="donot_use_mm_for_euclid_dist"``: the kernel again, 52 * 13 = 676."""
+    b = torch.randn(2, 3)
+    small = gp.count_fpo(torch.cdist, torch.randn(25, 3), b, backward=False)
+    assert small.by_op == {"aten._cdist_forward": 650}
+    large = torch.randn(26, 3)
+    mm = gp.count_fpo(torch.cdist, large, b, backward=False)
+    assert mm.by_op["aten._euclidean_dist"] == 234 + 12 + 520 + 104
+    kernel = gp.count_fpo(
+        lambda u, v: torch.cdist(u, v, compute_mode="donot_use_mm_for_euclid_dist"),
+        large,
+        b,
+        backward=False,
+    )
+    assert kernel.by_op == {"aten._cdist_forward": 676}
+
+
+# -- FFT normalisation ---------------------------------------------------------------------------
+
+
+def test_two_sided_fft_of_a_real_input_scales_its_one_sided_half():
+    """``torch.fft.fft`` of a real (4, 8), ``norm="ortho"``: a two-sided ``_fft_r2c``,
+    ``2.5 * 32 * 3`` = 240; the kernel computes and scales the one-sided half (4, 5), 2 real
+    multiplies per complex element, 40, and mirrors the rest (a copy): 280. It was 240 + 32,
+    one per element of the two-sided output."""
+    result = gp.count_fpo(
+        lambda x: torch.fft.fft(x, norm="ortho"), torch.randn(4, 8), backward=False
+    )
+    assert result.by_op == {"aten._fft_r2c": 280}
+
+
+def test_fft2_normalisation_counts_every_complex_output_twice():
+    """``ifft2`` of a complex (2, 4, 8): one transform of 32 points per batch,
+    ``5 * 64 * 5`` = 1,600, and the ``1/32`` on its 64 complex outputs, 2 each: 128."""
+    x = torch.randn(2, 4, 8, dtype=torch.complex64)
+    assert gp.count_fpo(torch.fft.ifft2, x, backward=False).by_op == {"aten._fft_c2c": 1600 + 128}
+
+
+# -- sparse EmbeddingBag -------------------------------------------------------------------------
+
+BAG_IDS, BAG_OFFSETS = [1, 2, 4, 4, 3, 0, 1], [0, 3, 5]  # 3 bags, 7 entries, two of them 4
+
+
+@pytest.mark.parametrize(
+    ("mode", "weighted", "backward"),
+    [
+        # the bags' gradients gathered per entry and made a sparse tensor: no arithmetic
+        # (it was 5 * 4 = 20, the dense scatter's adds less the padding entries)
+        ("sum", False, 0),
+        # 1 / bag_size per bag (3), times each of the 7 entries' 4 values (28), the padding
+        # entries included (they are dropped after): 31 (it was 20 + 12 = 32)
+        ("mean", False, 3 + 28),
+        # the per-sample weights multiply every entry's gradient: 28 (it was 20 + 20)
+        ("sum", True, 28),
+    ],
+)
+def test_sparse_embedding_bag_gradient_is_a_copy(mode, weighted, backward):
+    """``nn.EmbeddingBag(10, 4, sparse=True, padding_idx=4)``: ATen's
+    ``_embedding_bag_sparse_backward`` (``_embedding_bag_backward`` with ``sparse=True``)."""
+    bag = nn.EmbeddingBag(10, 4, mode=mode, sparse=True, padding_idx=4)
+    ids, offsets = torch.tensor(BAG_IDS), torch.tensor(BAG_OFFSETS)
+    if weighted:
+        result = gp.count_fpo(lambda w: bag(ids, offsets, per_sample_weights=w), torch.rand(7))
+    else:
+        result = gp.count_fpo(lambda: bag(ids, offsets))
+    assert result.unknown_ops == {}
+    assert _op(result, "aten._embedding_bag_backward", "backward") == backward
+
+
+def test_dense_embedding_bag_backward_still_skips_padding():
+    """The same bags, dense gradient, sum: each of the 5 entries that are not padding gets its
+    bag's gradient, 5 * 4 = 20 adds (``_embedding_bag_dense_backward_cpu_sum_mean`` skips
+    ``padding_idx``): the sparse rule leaves the dense one as it was."""
+    bag = nn.EmbeddingBag(10, 4, mode="sum", padding_idx=4)
+    ids, offsets = torch.tensor(BAG_IDS), torch.tensor(BAG_OFFSETS)
+    result = gp.count_fpo(lambda: bag(ids, offsets))
+    assert _op(result, "aten._embedding_bag_backward", "backward") == 20
+
+
+def test_distance_and_embedding_rules_live_in_their_own_modules():
+    """The split of ``_rules_misc``: the registry still has every moved rule, once."""
+    from greenprint.fpo.rules import RULES
+
+    moved = {
+        "aten._cdist_forward": "_rules_distance",
+        "aten._cdist_backward": "_rules_distance",
+        "aten._euclidean_dist": "_rules_distance",
+        "aten._pdist_forward": "_rules_distance",
+        "aten._pdist_backward": "_rules_distance",
+        "aten._embedding_bag": "_rules_embedding",
+        "aten._embedding_bag_backward": "_rules_embedding",
+        "aten._embedding_bag_sparse_backward": "_rules_embedding",
+        "aten.embedding_renorm_": "_rules_embedding",
+    }
+    for op, module in moved.items():
+        assert RULES[op].fn.__module__ == f"greenprint.fpo.{module}", op
