@@ -26,8 +26,10 @@ from greenprint._config import load_config
 from greenprint._environment import cached_git_state
 from greenprint._exceptions import ConfigError, MeterError
 from greenprint.meters import detect_meters
+from greenprint.meters._amd import AmdMeter, probe_amd
 from greenprint.meters._nvml import NvmlMeter, probe_nvml
-from greenprint.testing import FakeGPU, FakeGpuProcess, FakeNVML
+from greenprint.testing import FakeAmdGpu, FakeAMDSMI, FakeGPU, FakeGpuProcess, FakeNVML
+from greenprint.testing._amdsmi import AMDSMI_STATUS_FILE_ERROR, AMDSMI_STATUS_NO_PERM
 from greenprint.testing._nvml import NVML_ERROR_NO_PERMISSION, NVML_ERROR_NOT_SUPPORTED
 
 
@@ -183,6 +185,11 @@ def test_refused_readings_name_the_call_and_give_the_fix_that_helps(counter, pow
     assert status.usable and [g.index for g in gpus] == [1]
     assert f"GPU-0: {says}: not counted (run as root" in status.reason
     assert "failed to open" not in status.reason
+    meter = NvmlMeter.open(FakeNVML([gpu, FakeGPU()]), environ={})
+    try:  # and in the run's provenance (the GPU's energy is missing from the figure)
+        assert f"GPU-0: {says}: not counted (run as root" in meter.provenance
+    finally:
+        meter.close()
 
 
 def test_a_device_nvml_cannot_open_keeps_the_device_access_fix():
@@ -253,3 +260,113 @@ def test_a_share_by_process_count_says_so_and_a_gpu_of_its_own_says_nothing(tmp_
         "nvml:counter:GPU-0+GPU-1 (GPU-1 shared with 1 other process: this process tree's "
         "share by process count)"
     )
+
+
+# -- amdsmi: one GPU failing leaves the others read ---------------------------------------------
+#
+# amdsmi raises AmdSmiLibraryException (err_code, err_info) for a GPU whose call fails: a GPU
+# that is gone or whose sysfs files cannot be opened (AMDSMI_STATUS_FILE_ERROR, _IO), a counter
+# refused (AMDSMI_STATUS_NO_PERM); amdsmi_get_energy_count returns energy_accumulator x
+# counter_resolution uJ. One GPU's error must not take the other GPUs' counters with it, as
+# for NVML (commits 0aa9ec7, 7e83c63, c500197).
+
+_FILE_ERROR = "AMDSMI_STATUS_FILE_ERROR - Error opening file"
+
+
+def _two_amd_gpus() -> tuple[FakeAmdGpu, FakeAmdGpu, FakeAMDSMI]:
+    first, second = FakeAmdGpu(power_w=200.0), FakeAmdGpu(power_w=300.0)
+    return first, second, FakeAMDSMI([first, second])
+
+
+def test_an_amd_gpu_failing_to_open_leaves_the_other_measured():
+    first, second, amdsmi = _two_amd_gpus()
+    second.fail("amdsmi_get_gpu_asic_info", AMDSMI_STATUS_FILE_ERROR)
+    status, gpus = probe_amd(amdsmi, environ={})
+    assert status.usable and [g.index for g in gpus] == [0]
+    assert f"GPU-1 failed to open (amdsmi: {_FILE_ERROR}): not counted" in status.reason
+    clock = Clock()
+    meter = AmdMeter.open(amdsmi, environ={}, clock=clock)
+    try:
+        meter.start()
+        clock.t += 2.0
+        amdsmi.advance(2.0)
+        assert meter.read().machine_j == pytest.approx(400.0, rel=1e-6)  # GPU-0's counter
+        assert meter.provenance == (
+            f"amdsmi:counter:GPU-0 (GPU-1 failed to open (amdsmi: {_FILE_ERROR}): not counted)"
+        )
+    finally:
+        meter.close()
+    second.fail("amdsmi_get_gpu_asic_info", AMDSMI_STATUS_FILE_ERROR)
+    first.fail("amdsmi_get_gpu_asic_info", AMDSMI_STATUS_FILE_ERROR)
+    with pytest.raises(MeterError, match="Error opening file"):  # none left: amdsmi's error
+        AmdMeter.open(amdsmi, environ={})
+
+
+def test_an_amd_counter_refused_while_its_power_reads_is_power_sampled():
+    first, second, amdsmi = _two_amd_gpus()
+    second.fail("amdsmi_get_energy_count", AMDSMI_STATUS_NO_PERM)
+    clock = Clock()
+    meter = AmdMeter.open(amdsmi, environ={}, clock=clock)
+    try:
+        meter.start()
+        for _ in range(2):
+            clock.t += 1.0
+            amdsmi.advance(1.0)
+            reading = meter.read()
+        assert reading.machine_j == pytest.approx(400.0 + 600.0, rel=1e-6)
+        assert meter.provenance == (
+            "amdsmi:counter:GPU-0+amdsmi:power-sampling:GPU-1 (GPU-1 energy counter refused "
+            "(amdsmi: AMDSMI_STATUS_NO_PERM - Permission Denied): power sampled)"
+        )
+    finally:
+        meter.close()
+
+
+def test_an_amd_gpu_failing_mid_run_goes_on_at_its_mean_power_the_other_from_its_counter():
+    first, second, amdsmi = _two_amd_gpus()
+    clock = Clock()
+    meter = AmdMeter.open(amdsmi, environ={}, clock=clock)
+    try:
+        meter.start()
+        for _ in range(2):
+            clock.t += 1.0
+            amdsmi.advance(1.0)
+            meter.read()
+        second.fail("amdsmi_get_power_info", AMDSMI_STATUS_FILE_ERROR)  # gone
+        second.fail("amdsmi_get_energy_count", AMDSMI_STATUS_FILE_ERROR)
+        first.power_w = 100.0  # GPU-0 still read: its counter shows the change
+        for _ in range(2):
+            clock.t += 1.0
+            amdsmi.advance(1.0)
+            reading = meter.read()
+        # GPU-0: 2 s at 200 W then 2 s at 100 W; GPU-1: 2 s at 300 W, then its mean, 300 W
+        assert reading.machine_j == pytest.approx(600.0 + 1200.0, rel=1e-6)
+        text = meter.provenance
+        assert text.startswith("amdsmi:counter:GPU-0+amdsmi:then-mean-power:GPU-1 (GPU-1 ")
+        assert (
+            f"GPU-1 failed after 2 s (GPU-1: amdsmi_get_power_info failed: {_FILE_ERROR}): "
+            "its mean power so far (300 W) after" in text
+        )
+        first.fail("amdsmi_get_power_info", AMDSMI_STATUS_FILE_ERROR)  # the last one too
+        clock.t += 1.0
+        with pytest.raises(MeterError):  # the meter set goes on at the mean power, labelled
+            meter.read()
+    finally:
+        meter.close()
+
+
+def test_an_amd_gpu_failing_at_the_first_read_is_left_out_the_other_read():
+    first, second, amdsmi = _two_amd_gpus()
+    clock = Clock()
+    meter = AmdMeter.open(amdsmi, environ={}, clock=clock)
+    try:
+        second.fail("amdsmi_get_power_info", AMDSMI_STATUS_FILE_ERROR)
+        meter.start()
+        clock.t += 2.0
+        amdsmi.advance(2.0)
+        assert meter.read().machine_j == pytest.approx(400.0, rel=1e-6)
+        assert meter.provenance == (
+            f"amdsmi:counter:GPU-0 (GPU-1 failed to open (amdsmi: {_FILE_ERROR}): not counted)"
+        )
+    finally:
+        meter.close()

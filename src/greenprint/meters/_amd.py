@@ -37,6 +37,12 @@ entry; an empty value hides every GPU. Indices are amdsmi's enumeration order, w
 KFD topology order the runtime uses; UUIDs (``GPU-`` prefix optional) match amdsmi's UUID by its
 trailing hex digits.
 
+One GPU failing (an ``AmdSmiLibraryException`` of its own) beside GPUs that still answer does
+not fail the meter: at the start it is left out (``GPU-1 failed to open (amdsmi: ...): not
+counted``), mid-run it goes on at its own mean power so far (``amdsmi:then-mean-power:GPU-1``),
+the others read as before; a counter refused while the power reads is power-sampled. With no
+GPU left, amdsmi's error fails the meter as before.
+
 Per-process share: ``amdsmi_get_gpu_process_list`` gives each process's VRAM; the tracked tree
 gets the fraction its processes hold (of the process count when no VRAM is reported). When the
 list cannot be read or names no process of this PID namespace, ``process_j`` is ``None``.
@@ -62,9 +68,11 @@ from greenprint.meters._gpu_meter import (
     COUNTER,
     COUNTER_THEN_POWER,
     POWER_SAMPLING,
+    THEN_MEAN_POWER,
     GpuVendor,
     GpuVendorUnavailable,
     SummedGpuMeter,
+    failed_gpu,
     not_counted,
     open_vendor,
     vendor_origin,
@@ -270,6 +278,7 @@ class _AmdGpu:
     """One metered AMD GPU: where its energy comes from and the last readings."""
 
     __slots__ = (
+        "failed",
         "gfx",
         "handle",
         "index",
@@ -288,6 +297,7 @@ class _AmdGpu:
         "reason",
         "resolution_uj",
         "share",
+        "total_j",
         "uuid",
     )
 
@@ -324,6 +334,8 @@ class _AmdGpu:
         self.pending_j = 0.0
         self.switched = False  # the counter was dropped mid-run: power sampled since
         self.last_share: float | None = None  # the tree's share at the last process listing
+        self.total_j = 0.0  # its package's energy since the start, J (before its share)
+        self.failed = ""  # why and when it failed beside GPUs that still read, or ""
 
     @property
     def label(self) -> str:
@@ -332,6 +344,8 @@ class _AmdGpu:
     @property
     def source(self) -> str:
         """Where its energy comes from (see :func:`~greenprint.meters._gpu_meter.vendor_origin`)."""
+        if self.failed:
+            return THEN_MEAN_POWER
         if self.mode == "counter":
             return COUNTER
         return COUNTER_THEN_POWER if self.switched else POWER_SAMPLING
@@ -348,59 +362,106 @@ class _AmdGpu:
 
 
 def _open(module: Any, environ: Mapping[str, str]) -> tuple[list[_AmdGpu], list[str]]:
-    """Enumerate the visible, measurable GPUs (amdsmi already initialised)."""
+    """Enumerate the visible, measurable GPUs (amdsmi already initialised).
+
+    A GPU whose calls fail here with an error of its own (``AmdSmiLibraryException``: the GPU
+    gone, a refusal) while other GPUs answer is left out (``"GPU-1 failed to open (amdsmi:
+    ...): not counted"``, which the meter's provenance names), so that the others are still
+    read; when no visible GPU answers, the first error is amdsmi's, as before. A counter
+    refused (another error than ``NOT_SUPPORTED``/``NO_DATA``) while the power reads is
+    power-sampled, and said.
+    """
     handles = list(module.amdsmi_get_processor_handles())
-    uuids = [str(module.amdsmi_get_gpu_device_uuid(h)) for h in handles]
+    uuids: list[str] = []
+    broken: dict[int, Exception] = {}
+    for i, h in enumerate(handles):
+        try:
+            uuids.append(str(module.amdsmi_get_gpu_device_uuid(h)))
+        except module.AmdSmiException as e:  # matched by index only
+            uuids.append("")
+            broken[i] = e
     visible = parse_rocm_visible_devices(environ, uuids)
     gpus: list[_AmdGpu] = []
     skipped: list[str] = []
+    errors: list[Exception] = []
     for i in visible:
-        handle = handles[i]
-        asic = module.amdsmi_get_gpu_asic_info(handle)
-        name = str(asic.get("market_name") or "AMD GPU")
-        gfx = str(asic.get("target_graphics_version") or "")
         try:
-            vram_mb = float(module.amdsmi_get_gpu_vram_usage(handle)["vram_total"])
-        except (module.AmdSmiException, KeyError, TypeError, ValueError):
-            vram_mb = 0.0
-        power = _power_w(module.amdsmi_get_power_info(handle))
-        common: dict[str, Any] = {"uuid": uuids[i], "name": name, "gfx": gfx}
-        common["memory_gb"] = vram_mb / 1024
-        source, share, note = handle, 1.0, ""
-        if "MI250" in name.upper():
-            pair = i - 1 if i % 2 else i + 1
-            if i % 2 and not power:  # the second GCD: its package reads on the first
-                if pair in visible:
-                    skipped.append(f"GPU-{i} ({name}): counted in GPU-{pair} (one package)")
-                    continue
-                source, share, note = handles[pair], 0.5, "1/2 of package"
-                power = _power_w(module.amdsmi_get_power_info(source))
-            elif not i % 2 and pair < len(handles) and pair not in visible:
-                pair_power = _power_w(module.amdsmi_get_power_info(handles[pair]))
-                if not pair_power:
-                    share, note = 0.5, "1/2 of package"
-        mode, reason = "counter", ""
-        if gfx in UNRELIABLE_COUNTER_GFX:
-            mode, reason = "power", f"{gfx}: {UNRELIABLE_COUNTER_GFX[gfx]}"
-        else:
-            try:
-                _energy_count(module.amdsmi_get_energy_count(source))
-            except module.AmdSmiException as e:
-                if not _is(module, e, "NOT_SUPPORTED", "NO_DATA"):
-                    raise
-                mode, reason = "power", "no energy counter"
-            except MeterError:
-                mode, reason = "power", "no energy counter"
-        if mode == "power" and power is None:
-            skipped.append(not_counted(f"GPU-{i}", name))
+            if i in broken:
+                raise broken[i]
+            gpu = _open_one(module, handles, uuids, visible, i, skipped)
+        except module.AmdSmiException as e:
+            errors.append(e)
+            skipped.append(failed_gpu(f"GPU-{i}", _one_line(e), "amdsmi"))
             continue
-        gpu = _AmdGpu(
-            i, source, mode=mode, reason=reason, share=share, proc_handle=handle, **common
-        )
-        if note:
-            gpu.reason = f"{note}; {reason}" if reason else note
-        gpus.append(gpu)
+        if gpu is not None:
+            gpus.append(gpu)
+    if errors and not gpus:
+        raise errors[0]  # no GPU answers: amdsmi's own error says why
     return gpus, skipped
+
+
+def _open_one(
+    module: Any,
+    handles: Sequence[Any],
+    uuids: Sequence[str],
+    visible: Sequence[int],
+    i: int,
+    skipped: list[str],
+) -> _AmdGpu | None:
+    """GPU ``i`` ready to meter, or ``None`` with a line in ``skipped`` (see :func:`_open`).
+
+    Raises:
+        AmdSmiException: a call for it failed.
+    """
+    handle = handles[i]
+    asic = module.amdsmi_get_gpu_asic_info(handle)
+    name = str(asic.get("market_name") or "AMD GPU")
+    gfx = str(asic.get("target_graphics_version") or "")
+    try:
+        vram_mb = float(module.amdsmi_get_gpu_vram_usage(handle)["vram_total"])
+    except (module.AmdSmiException, KeyError, TypeError, ValueError):
+        vram_mb = 0.0
+    power = _power_w(module.amdsmi_get_power_info(handle))
+    common: dict[str, Any] = {"uuid": uuids[i], "name": name, "gfx": gfx}
+    common["memory_gb"] = vram_mb / 1024
+    source, share, note = handle, 1.0, ""
+    if "MI250" in name.upper():
+        pair = i - 1 if i % 2 else i + 1
+        if i % 2 and not power:  # the second GCD: its package reads on the first
+            if pair in visible:
+                skipped.append(f"GPU-{i} ({name}): counted in GPU-{pair} (one package)")
+                return None
+            source, share, note = handles[pair], 0.5, "1/2 of package"
+            power = _power_w(module.amdsmi_get_power_info(source))
+        elif not i % 2 and pair < len(handles) and pair not in visible:
+            pair_power = _power_w(module.amdsmi_get_power_info(handles[pair]))
+            if not pair_power:
+                share, note = 0.5, "1/2 of package"
+    mode, reason = "counter", ""
+    refused: Exception | None = None
+    if gfx in UNRELIABLE_COUNTER_GFX:
+        mode, reason = "power", f"{gfx}: {UNRELIABLE_COUNTER_GFX[gfx]}"
+    else:
+        try:
+            _energy_count(module.amdsmi_get_energy_count(source))
+        except module.AmdSmiException as e:
+            mode = "power"
+            if _is(module, e, "NOT_SUPPORTED", "NO_DATA"):
+                reason = "no energy counter"
+            else:  # refused (NO_PERM...): its power may still read
+                refused = e
+                reason = f"energy counter refused (amdsmi: {_one_line(e)}): power sampled"
+        except MeterError:
+            mode, reason = "power", "no energy counter"
+    if mode == "power" and power is None:
+        if refused is not None:
+            raise refused
+        skipped.append(not_counted(f"GPU-{i}", name))
+        return None
+    gpu = _AmdGpu(i, source, mode=mode, reason=reason, share=share, proc_handle=handle, **common)
+    if note:
+        gpu.reason = f"{note}; {reason}" if reason else note
+    return gpu
 
 
 def _shutdown(module: Any) -> None:
@@ -520,6 +581,7 @@ class AmdMeter(SummedGpuMeter):
             "amdsmi",
             [(g.label, g.source) for g in self._gpus],
             [f"{g.label} {g.reason}" for g in self._gpus if g.reason]
+            + [f"{g.label} {g.failed}" for g in self._gpus if g.failed]
             + [*self.left_out, self.unattributed, self.shared],
         )
 
@@ -533,38 +595,96 @@ class AmdMeter(SummedGpuMeter):
         return _power_w(self._call(gpu, "amdsmi_get_power_info"))
 
     def start(self) -> None:
-        """Read the baseline counters and powers."""
+        """Read the baseline counters and powers.
+
+        A GPU whose calls fail here beside GPUs that answer is left out for the run, named in
+        the provenance (``GPU-1 failed to open (amdsmi: ...): not counted``), as one failing
+        when the meter opened is.
+
+        Raises:
+            MeterError: every GPU failed (the first one's error).
+        """
         now = self._clock()
+        failed: list[tuple[_AmdGpu, MeterError]] = []
         for g in self._gpus:
-            g.last_power_w = self._power(g)
-            if g.mode == "counter":
-                g.last_count, g.resolution_uj = _energy_count(
-                    self._call(g, "amdsmi_get_energy_count")
-                )
+            try:
+                g.last_power_w = self._power(g)
+                if g.mode == "counter":
+                    g.last_count, g.resolution_uj = _energy_count(
+                        self._call(g, "amdsmi_get_energy_count")
+                    )
+            except MeterError as e:
+                failed.append((g, e))
             g.last_t = g.moved_t = now
-            g.still_s = g.pending_j = 0.0
+            g.still_s = g.pending_j = g.total_j = 0.0
+            g.failed = ""
+        if failed and len(failed) == len(self._gpus):
+            raise failed[0][1]
+        for g, err in failed:
+            logger.warning("%s failed at the start (%s); the other GPUs are read", g.label, err)
+            self._gpus.remove(g)
+            why = _one_line(err.__cause__) if err.__cause__ is not None else str(err)
+            self.left_out.append(failed_gpu(g.label, why, "amdsmi"))
         self._begin(now)
 
     def read(self) -> MeterReading:
         """Cumulative energy of the GPUs since :meth:`start`, in J.
 
+        A busy device (``RETRY``/``BUSY``) skips that GPU for this read; the next read covers
+        it. A GPU whose calls fail otherwise (it is gone, an error of its own) while others
+        still read continues at its own mean power so far, with its last process share; the
+        others go on being read, and the provenance names it
+        (``amdsmi:counter:GPU-0+amdsmi:then-mean-power:GPU-1 (GPU-1 failed after 12 s (...):
+        its mean power so far (300 W) after)``).
+
         Raises:
-            MeterError: an amdsmi call failed (GPU gone, driver unloaded...). A busy device
-                (``RETRY``/``BUSY``) skips that GPU for this read; the next read covers it.
+            MeterError: an amdsmi call failed (GPU gone, driver unloaded...) for every GPU
+                still read, or for one before any energy was read (no mean power to go on at).
         """
         now = self._clock()
         pids = self._tree_pids()
         shares: list[tuple[float, float | None]] = []
         for g in self._gpus:
-            try:
-                joules = self._step(g, now) * g.share
-            except MeterError as e:
-                if not _is(self._amdsmi, e.__cause__ or e, "RETRY", "BUSY"):
-                    raise
-                logger.debug("%s busy, read next time: %s", g.label, e)
-                continue
-            shares.append((joules, self._share(g, pids) if pids is not None else None))
+            share: float | None
+            if not g.failed:
+                last_t = g.last_t
+                try:
+                    package_j = self._step(g, now)
+                except MeterError as e:
+                    g.last_t = last_t  # this interval is not read: at its mean power if failed
+                    if _is(self._amdsmi, e.__cause__ or e, "RETRY", "BUSY"):
+                        logger.debug("%s busy, read next time: %s", g.label, e)
+                        continue
+                    if not self._fail_one(g, e):
+                        raise
+                else:
+                    g.total_j += package_j
+                    share = self._share(g, pids) if pids is not None else None
+            if g.failed:  # failed now or before: its mean power, its last share
+                package_j = g.last_power_w * max(now - g.last_t, 0.0) if g.last_power_w else 0.0
+                g.last_t = now
+                g.total_j += package_j
+                share = g.last_share if pids is not None else None
+            shares.append((package_j * g.share, share))
         return self._add(now, shares)
+
+    def _fail_one(self, g: _AmdGpu, err: MeterError) -> bool:
+        """Let ``g`` go on at its mean power so far, if other GPUs still read and it read some.
+
+        Returns:
+            False when the whole meter must fail instead (no other GPU left, or no energy read
+            yet to take a mean power from).
+        """
+        elapsed = g.last_t - self._t_start
+        if elapsed <= 1e-3 or not any(o is not g and not o.failed for o in self._gpus):
+            return False
+        g.last_power_w = g.total_j / elapsed
+        g.failed = (
+            f"failed after {elapsed:.0f} s ({err}): its mean power so far "
+            f"({g.last_power_w:.0f} W) after"
+        )
+        logger.warning("%s; the other GPUs go on being read", f"{g.label} {g.failed}")
+        return True
 
     def _step(self, g: _AmdGpu, now: float) -> float:
         """Energy of ``g``'s package since its last read, in J; drops a bad counter."""

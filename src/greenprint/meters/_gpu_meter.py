@@ -53,6 +53,7 @@ __all__ = [
     "THEN_MEAN_POWER",
     "VendorSumMeter",
     "failed_gpu",
+    "refused_gpu",
     "lost_gpu",
     "memory_share",
     "not_counted",
@@ -186,14 +187,24 @@ def lost_gpu(index: int, why: str) -> str:
 _FAILED = "failed to open"
 
 
-def failed_gpu(label: str, why: str) -> str:
+def failed_gpu(label: str, why: str, library: str = "NVML") -> str:
     """The line for a visible GPU whose library calls failed at the start, beside GPUs that work.
 
     Example:
         >>> failed_gpu("GPU-1", "GPU is lost")
         'GPU-1 failed to open (NVML: GPU is lost): not counted'
     """
-    return f"{label} {_FAILED} (NVML: {why}): not counted"
+    return f"{label} {_FAILED} ({library}: {why}): not counted"
+
+
+def refused_gpu(label: str, why: str, fix: str) -> str:
+    """The line for a visible GPU that opens but refuses its readings, with what helps.
+
+    Example:
+        >>> refused_gpu("GPU-0", "its power reading is refused (NVML: ...)", "run as root")
+        'GPU-0: its power reading is refused (NVML: ...): not counted (run as root)'
+    """
+    return f"{label}: {why}: not counted ({fix})"
 
 
 def _not_counted_line(line: str) -> bool:
@@ -201,6 +212,8 @@ def _not_counted_line(line: str) -> bool:
     if line.endswith(_NOT_COUNTED):
         return True
     if line.startswith("the GPU at ") and _LOST in line:
+        return True
+    if ": not counted (" in line:  # refused_gpu
         return True
     return f" {_FAILED} (" in line and line.endswith(": not counted")
 

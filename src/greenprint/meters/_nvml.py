@@ -72,6 +72,7 @@ from greenprint.meters._gpu_meter import (
     lost_gpu,
     not_counted,
     open_vendor,
+    refused_gpu,
     vendor_origin,
 )
 from greenprint.meters._status import GPUInfo, MeterStatus, vendor_text
@@ -374,7 +375,7 @@ def _open(nvml: Any, environ: Mapping[str, str]) -> tuple[list[_Gpu], list[str]]
             refusal = getattr(e, "greenprint_refusal", None)
             if refusal is not None:
                 why = refusal[0].split(": ", 1)[1]
-                skipped.append(f"{label}: {why}: not counted ({refusal[1]})")
+                skipped.append(refused_gpu(label, why, refusal[1]))
             else:
                 skipped.append(failed_gpu(label, str(e)))
             continue
