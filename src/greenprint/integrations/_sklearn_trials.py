@@ -1,0 +1,196 @@
+"""The trials of a search written to the ledger once it is done, one per row of ``cv_results_``.
+
+Private: :mod:`greenprint.integrations.sklearn` is the public module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from greenprint._lifecycle import status_for
+from greenprint._records import MetricPoint, RunRecord
+from greenprint.integrations._sklearn_common import (
+    _derived,
+    _plain,
+    _plain_params,
+    _refit_metric,
+    _refit_score,
+    trial_id,
+)
+from greenprint.integrations._sklearn_costs import (
+    _apportioned,
+    _last_rows,
+    _score_folds,
+    _summed,
+    _time_shares,
+    _with_parts,
+)
+from greenprint.integrations._sklearn_stopped import _write_stopped
+from greenprint.integrations._sklearn_timer import _scored_before_refit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.tracking import Run
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------- the summary
+def _write_trials(
+    sweep: Run,
+    search: Any,
+    name: str,
+    method: str,
+    stopped_by: BaseException | None,
+    earlier_best: Any = None,
+    scored_at: float | None = None,
+    candidates: Sequence[Mapping[str, Any]] = (),
+    iterations: Sequence[int] = (),
+) -> None:
+    """Write one trial run per candidate (and, for ``"apportion"``, its folds and the refit).
+
+    ``stopped_by``: what the search's fit raised, if it raised. A candidate it stopped before
+    scikit-learn scored it is ``interrupted`` by a Ctrl-C (``KeyboardInterrupt``) or a budget,
+    or by another candidate's fit that raised (``error_score="raise"``); ``failed`` otherwise
+    (with its fold's error where its own fold raised). Stopped during the
+    refit, every candidate was scored: each is written with its scores, as after a whole fit
+    (see :func:`_scored_before_refit`; ``earlier_best``: the search's ``best_params_`` before
+    this fit, if it was fitted before; ``scored_at``: when the candidates were all scored, s
+    since the epoch, which a refit stopped before scikit-learn timed it is measured from;
+    ``candidates``: each row's parameters as the search evaluated them, and ``iterations``
+    each row's call of ``evaluate_candidates`` (a halving search's iteration), for the trials
+    of a fit stopped before it set ``cv_results_``).
+    """
+    ledger = sweep.ledger
+    assert ledger is not None
+    if stopped_by is None:
+        results = getattr(search, "cv_results_", None)
+    else:
+        results = _scored_before_refit(search, stopped_by, earlier_best)
+    base = replace(sweep.record, metrics=(), error=None, fpo=None, param_count=None)
+    now = time.time()
+    if results is None:  # the fit failed: the trials of the folds measured, without scores
+        _write_stopped(sweep, search, name, stopped_by, earlier_best, candidates, iterations)
+        return
+    children: dict[str, list[RunRecord]] = {}
+    measured_final: RunRecord | None = None
+    for run in ledger.runs(study=sweep.study):
+        if run.role == "part" and run.parent_id is not None:
+            children.setdefault(run.parent_id, []).append(run)
+        if run.role == "final" and run.parent_id == sweep.id:
+            measured_final = run
+    best = _refit_score(search, results)
+    if measured_final is not None and best is not None and not measured_final.metrics:
+        # a callable refit: no best_score_ while the refit ran, its candidate's score now
+        points = [MetricPoint(key, best, None, now) for key in ("score", "cv_score")]
+        ledger.flush(measured_final.id, metrics=points)
+    refit = _refit_metric(search, results)
+    n_rows = len(results["params"])
+    n_splits = int(search.n_splits_)
+    refit_s = None  # a refit a Ctrl-C stopped set no refit_time_ (or an earlier fit's stands):
+    if stopped_by is not None and scored_at is not None:  # it ran from the candidates' end
+        refit_s = max((base.heartbeat_at or now) - scored_at, 0.0)
+    shares = _time_shares(search, results, refit_s) if method == "apportion" else None
+    if shares is None and not any(trial_id(sweep.id, row) in children for row in range(n_rows)):
+        # a search class whose _run_search takes no callback context measures no fold
+        logger.warning(
+            "greenprint: %s reported no fold fits to its callbacks; its trials get shares of "
+            "the search's measured cost instead (method='apportion')",
+            type(search).__name__,
+        )
+        shares = _time_shares(search, results, refit_s)
+    # a successive-halving search on samples: each candidate trained on its n_resources
+    on_samples = getattr(search, "resource", None) == "n_samples" and "n_resources" in results
+    rows: list[RunRecord] = []
+    for row in range(n_rows):
+        tid = trial_id(sweep.id, row)
+        params = _plain_params(results["params"][row])
+        for key in ("iter", "n_resources"):
+            if key in results:
+                params[key] = _plain(results[key][row])
+        score = float(results[f"mean_test_{refit}"][row])
+        metrics = [MetricPoint("score", score, None, now)]
+        for key, values in results.items():
+            if key.startswith(("mean_test_", "std_test_", "rank_test_", "mean_train_")):
+                metrics.append(MetricPoint(key, float(values[row]), None, now))
+        status = "finished" if math.isfinite(score) else "failed"
+        if shares is not None:
+            record = _apportioned(base, tid, f"{name}-c{row}", sweep, shares[row], params)
+        else:
+            record = _summed(
+                base, tid, f"{name}-c{row}", sweep.id, children.get(tid, []), status, params, ()
+            )
+        rows.append(
+            replace(
+                record,
+                status=status,
+                error=None if status == "finished" else "a fold failed to fit (error_score)",
+                metrics=tuple(metrics),
+                dataset_size=(
+                    int(results["n_resources"][row]) if on_samples else record.dataset_size
+                ),
+            )
+        )
+    for record in _candidates(rows, results, sweep.id, getattr(search, "resource", None)):
+        ledger.start_run(record)
+    for row in range(n_rows):
+        tid = trial_id(sweep.id, row)
+        folds = children.get(tid, [])
+        _score_folds(ledger, sweep, base, results, row, tid, folds, refit, n_splits, now, shares)
+    if shares is not None and getattr(search, "refit", False) and measured_final is None:
+        final = _apportioned(
+            base,
+            _derived(sweep.id, "refit"),
+            f"{name}-refit",
+            sweep,
+            shares[-1],
+            _plain_params(getattr(search, "best_params_", {})),
+        )
+        scores = (
+            (MetricPoint("score", best, None, now), MetricPoint("cv_score", best, None, now))
+            if best is not None
+            else ()
+        )
+        stopped, why = status_for(stopped_by)  # a refit stopped: as a measured one ends
+        ledger.start_run(replace(final, role="final", metrics=scores, status=stopped, error=why))
+
+
+def _candidates(
+    rows: list[RunRecord], results: Mapping[str, Any], sweep_id: str, resource: Any = None
+) -> list[RunRecord]:
+    """The runs of ``cv_results_``'s rows: one trial per candidate, its earlier rows its parts.
+
+    A search without iterations (no ``iter`` column): each row is a trial, as written. A
+    halving search evaluates a candidate once per iteration it reaches, a row each time: the
+    row of its last iteration is its trial, with the cost of every iteration it ran (its earlier
+    rows are its parts, ``role="part"``, with their folds), ``finished`` when that was the
+    search's last iteration, else ``pruned`` (eliminated there, as a scheduler's early stop of a
+    Ray Tune trial); ``failed`` when a fold failed to fit. So the best finished trials are the
+    candidates scored on the most resources, as ``best_score_`` is. ``resource``: the search's
+    (an estimator's parameter other than ``"n_samples"`` is in each row's params, at that
+    iteration's value).
+    """
+    if "iter" not in results:
+        return rows
+    iters = [int(i) for i in results["iter"]]
+    last_iter = max(iters, default=0)
+    trial_row = _last_rows(results["params"], iters, resource)
+    earlier: dict[int, list[RunRecord]] = {}
+    for row, last in enumerate(trial_row):
+        if last != row:
+            earlier.setdefault(last, []).append(rows[row])
+    out: list[RunRecord] = []
+    for row, record in enumerate(rows):
+        last = trial_row[row]
+        if last != row:  # an iteration of a candidate that went on: a part of its trial
+            out.append(replace(record, role="part", parent_id=trial_id(sweep_id, last)))
+            continue
+        status = record.status
+        if status == "finished" and iters[row] < last_iter:
+            status = "pruned"
+        out.append(replace(_with_parts(record, earlier.get(row, [])), status=status))
+    return out
