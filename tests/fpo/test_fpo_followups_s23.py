@@ -1,7 +1,9 @@
-"""Follow-ups to the s23 probe: cdist's two paths, FFT scaling, sparse EmbeddingBag (s23).
+"""Follow-ups to the s23 probe: cdist's two paths, FFT scaling, 3-D grid_sample, sparse
+EmbeddingBag (s23).
 
 Each expected count is derived beside it from the kernel torch runs (ATen's CPU kernels:
-``DistanceOpsKernel.cpp``, ``Distance.cpp``, ``EmbeddingBag.cpp``, ``mkl/SpectralOps.cpp``)
+``DistanceOpsKernel.cpp``, ``Distance.cpp``, ``mkl/SpectralOps.cpp``, ``GridSampler.cpp``,
+``EmbeddingBag.cpp``)
 under docs/fpo.md's conventions: one FPO per elementwise arithmetic op, compare or elementary
 function; a complex times a real is 2 real FPO.
 """
@@ -12,6 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import greenprint as gp  # noqa: E402
@@ -67,6 +70,62 @@ def test_fft2_normalisation_counts_every_complex_output_twice():
     assert gp.count_fpo(torch.fft.ifft2, x, backward=False).by_op == {"aten._fft_c2c": 1600 + 128}
 
 
+# -- grid_sample 3-D (5-D input) ---------------------------------------------------------------
+# x (1, 3, 4, 8, 8), grid (1, 2, 4, 4, 3): 32 locations, 96 output (gradient) elements. ATen's
+# scalar kernel (GridSampler.cpp, GridSampler.h): a coordinate is unnormalised
+# ``((x + 1) * size - 1) / 2`` (4; ``((x + 1) / 2) * (size - 1)`` with align_corners, 3), then
+# clipped: border ``min(size - 1, max(x, 0))`` 2; reflection ``reflect_coordinates`` (2 halvings,
+# subtract, fabs, fmod, divide, floor, ``span - extra + min``: 9) and the clip: 11.
+
+
+def _grid_3d(requires_grad=True):
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 4, 8, 8, requires_grad=requires_grad)
+    grid = (torch.rand(1, 2, 4, 4, 3) * 2 - 1).requires_grad_(requires_grad)
+    return x, grid
+
+
+@pytest.mark.parametrize(
+    ("mode", "padding", "align_corners", "expected"),
+    [
+        # 3 coordinates of 4, 3 floors, 8 weights of 5 (3 differences, 2 products): 55 per
+        # location; 8 products and 8 adds per output element
+        ("bilinear", "zeros", False, 32 * 55 + 96 * 16),
+        # reflection: 3 * (4 + 11) + 43 = 88 per location
+        ("bilinear", "reflection", False, 32 * 88 + 96 * 16),
+        # align_corners 3 + border 2 per coordinate, 3 nearbyint: 18 per location, a gather
+        ("nearest", "border", True, 32 * 18),
+    ],
+)
+def test_grid_sample_3d_forward_follows_the_scalar_kernel(mode, padding, align_corners, expected):
+    x, grid = _grid_3d(requires_grad=False)
+    result = gp.count_fpo(
+        lambda a, g: F.grid_sample(
+            a, g, mode=mode, padding_mode=padding, align_corners=align_corners
+        ),
+        x,
+        grid,
+        backward=False,
+    )
+    assert result.by_op == {"aten.grid_sampler_3d": expected}
+
+
+def test_grid_sample_3d_backward_computes_the_grids_gradient_always():
+    """``grid_sampler_3d_backward_cpu_impl``, trilinear, zeros: per location 3 coordinates with
+    their multiplier ``size / 2`` (5 each), floors and weights (43) and ``gix_mult * gix`` for
+    x, y, z (3): 61; per gradient element the input's gradient (8 corners, ``w * g`` and the add:
+    16) and the grid's (8 corners x 3 coordinates of ``value * (y1 - y) * (z1 - z) * g`` added:
+    2 differences, 3 products, 1 add: 144). Both need a gradient: 32 * 61 + 96 * 160 = 17,312
+    (it was 96 * 21 + 2 * 96 * 21 + 3 * 3 * 32 = 6,336). Only the grid: the input's part goes,
+    the grid's stays: 32 * 61 + 96 * 144 = 15,776."""
+    x, grid = _grid_3d()
+    both = gp.count_fpo(lambda a, g: F.grid_sample(a, g, align_corners=False), x, grid)
+    assert _op(both, "aten.grid_sampler_3d_backward", "backward") == 32 * 61 + 96 * 160
+    frozen = x.detach()
+    only_grid = gp.count_fpo(lambda g: F.grid_sample(frozen, g, align_corners=False), grid)
+    assert _op(only_grid, "aten.grid_sampler_3d_backward", "backward") == 32 * 61 + 96 * 144
+
+
 # -- sparse EmbeddingBag -------------------------------------------------------------------------
 
 BAG_IDS, BAG_OFFSETS = [1, 2, 4, 4, 3, 0, 1], [0, 3, 5]  # 3 bags, 7 entries, two of them 4
@@ -109,7 +168,7 @@ def test_dense_embedding_bag_backward_still_skips_padding():
 
 
 def test_distance_and_embedding_rules_live_in_their_own_modules():
-    """The split of ``_rules_misc``: the registry still has every moved rule, once."""
+    """The split of ``_rules_misc``: the registry has every moved rule."""
     from greenprint.fpo.rules import RULES
 
     moved = {
@@ -122,6 +181,9 @@ def test_distance_and_embedding_rules_live_in_their_own_modules():
         "aten._embedding_bag_backward": "_rules_embedding",
         "aten._embedding_bag_sparse_backward": "_rules_embedding",
         "aten.embedding_renorm_": "_rules_embedding",
+        "aten.grid_sampler_2d": "_rules_grid_sample",
+        "aten.grid_sampler_3d": "_rules_grid_sample",
+        "aten.grid_sampler_3d_backward": "_rules_grid_sample",
     }
     for op, module in moved.items():
         assert RULES[op].fn.__module__ == f"greenprint.fpo.{module}", op
