@@ -21,9 +21,11 @@ What it records:
   (``greenprint/energy_kwh``, ``greenprint/emissions_kg``) to every logger at the last step;
 * the validation metrics (``trainer.callback_metrics``) at each validation end, into the run (a
   value that is not finite, a diverged loss, as NaN: the run has no score, never a stale one);
-  a ``trainer.test()`` or ``trainer.validate()`` by the same Trainer after the fit adds its
-  metrics to the fit's ended run at its last step (the model the fit trained; the cost of that
-  evaluation is not measured);
+  a ``trainer.test()`` or ``trainer.validate()`` by the same Trainer after the fit, of the
+  module the fit trained, adds its metrics to the fit's ended run at its last step (the cost
+  of that evaluation is not measured); an evaluation of another module, by another Trainer,
+  or alone (``validate(ckpt_path=...)`` in a new process), and ``trainer.predict()``, record
+  nothing: no run, no scores (wrap one in ``gp.track(..., role="part")`` to count its cost);
 * the module's ``hparams`` and the Trainer's epochs and devices as the run's params;
 * with ``count_fpo=True``, the FPO of one training step (``training_step`` and the backward of its
   loss, counted once on a meta copy of the module: nothing is allocated), added to the run at
@@ -40,7 +42,12 @@ What it records:
 * a ``Trainer(fast_dev_run=...)`` fit, Lightning's "unit test" of the loops, is a run
   ``<name>-fast_dev_run`` with role ``part`` (whatever role was given) and the param
   ``trainer.fast_dev_run``: counted, never a trial; the next fit of the same module object in
-  this process takes it as its part (``contained`` false), else it is a part of no run.
+  this process takes it as its part (``contained`` false), else it is a part of no run. A
+  ``Trainer(overfit_batches=...)`` fit, the check that the model can overfit a few batches
+  (validated on those training batches: its score is no configuration's), is the same:
+  ``<name>-overfit_batches``, param ``trainer.overfit_batches``. ``limit_train_batches`` and
+  ``limit_val_batches`` alone train on part of the data: a trial, with them as params
+  (``trainer.limit_train_batches``, when not the whole set).
 
 Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo``, ``budget_s``, ``budget=gp.Budget(...)``):
 with ``on_exceed="stop"`` the callback stops the fit the way Lightning's ``EarlyStopping`` does,
@@ -189,6 +196,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._figures: LiveFigures | None = None
         self._step_fpo: FPOResult | int | None = None
         self._fit_trainer: weakref.ref[Any] | None = None  # the Trainer of the run's fit
+        self._fit_module: weakref.ref[Any] | None = None  # the module that fit trains
         self._logged: dict[str, tuple[int, float]] = {}  # each metric's last (step, value) logged
         self._resumes: str | None = None  # the run a checkpoint being resumed names
         self._first_rank = False  # the run is global rank 0's (the one a checkpoint names)
@@ -206,6 +214,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         state["_run"] = None
         state["_figures"] = None
         state["_fit_trainer"] = None
+        state["_fit_module"] = None
         state["_tuning"] = []
         return state
 
@@ -255,10 +264,11 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         params.update(options.pop("params", None) or {})
         name = self._name or type(pl_module).__name__
         dev_run = _dev_run(trainer)
-        if dev_run:  # Lightning's "unit test" of the loops: a part, never a trial
-            name = f"{name}-fast_dev_run"
+        if dev_run is not None:  # a debugging fit (its score is no trial's): a part
+            flag, value = dev_run
+            name = f"{name}-{flag}"
             options["role"] = "part"
-            params["trainer.fast_dev_run"] = dev_run
+            params[f"trainer.{flag}"] = value
         if int(getattr(trainer, "world_size", 1)) <= 1:
             run = track(name, params=params, **options).start()
         elif trainer.local_rank == 0:
@@ -279,6 +289,10 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self.last_run_id = run.id
         self._figures = LiveFigures(run)
         self._fit_trainer = weakref.ref(trainer)
+        try:
+            self._fit_module = weakref.ref(pl_module)
+        except TypeError:  # not weakly referenceable: no evaluation is known to be of it
+            self._fit_module = None
         self._logged = {}
         self._step_fpo = None  # counted again: this fit may train another module
         self._first_rank = int(getattr(trainer, "global_rank", 0) or 0) == 0
@@ -289,7 +303,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             _part_of(run, finder)
         if int(getattr(trainer, "world_size", 1)) > 1:
             return
-        if dev_run:  # the next fit of this module takes it as a part
+        if dev_run is not None:  # the next fit of this module takes it as a part
             _dev_runs_of(pl_module).append(run)
             return
         for checked in _dev_runs_of(pl_module, take=True):
@@ -400,7 +414,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         if self._run is None or trainer.sanity_checking:
             return
         if self._run.status != "running":
-            self._after_fit(trainer)
+            self._after_fit(trainer, pl_module)
             return
         metrics = metric_values(trainer.callback_metrics)
         if metrics:
@@ -413,7 +427,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         step (their cost is not measured: the run has ended), when the same Trainer tests.
         """
         if self._run is not None and self._run.status != "running":
-            self._after_fit(trainer)
+            self._after_fit(trainer, pl_module)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         """End the run ``finished`` (``interrupted`` by a budget), with the last metrics.
@@ -480,11 +494,22 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         if earlier is not None and run is not None and self._first_rank:
             continue_from(run, earlier, how="trainer.fit(ckpt_path=...)")
 
-    def _after_fit(self, trainer: Any) -> None:
-        """Append an evaluation by the fit's Trainer, after the fit, to the fit's ended run."""
+    def _after_fit(self, trainer: Any, pl_module: Any) -> None:
+        """Append an evaluation by the fit's Trainer, after the fit, to the fit's ended run.
+
+        Only of the module the fit trained: another module evaluated by that Trainer (a
+        baseline, the next configuration's model) is no score of this run.
+        """
         run = self._run
         fit_trainer = self._fit_trainer() if self._fit_trainer is not None else None
         if run is None or fit_trainer is None or fit_trainer is not trainer:
+            return
+        fit_module = self._fit_module() if self._fit_module is not None else None
+        if fit_module is None or fit_module is not pl_module:
+            logger.debug(
+                "greenprint: an evaluation of another module than run %s's fit: not its scores",
+                (run.id or "")[:8],
+            )
             return
         metrics = metric_values(fit_trainer.callback_metrics)
         append_metrics(run, metrics, step=fit_trainer.global_step)
@@ -626,12 +651,24 @@ def _mlflow_autologs(trainer: Any) -> list[Any]:
     return found
 
 
-def _dev_run(trainer: Any) -> int:
-    """The batches of a ``Trainer(fast_dev_run=...)`` fit (``True``: 1), else 0."""
+def _dev_run(trainer: Any) -> tuple[str, int | float] | None:
+    """The debugging flag of a fit and its value, ``None`` for a fit that is a training.
+
+    ``("fast_dev_run", n)``: Lightning's "unit test" of the loops, n batches (``True``: 1).
+    ``("overfit_batches", v)``: the check that the model can overfit a few batches (a
+    fraction, or a number of batches), validated on those same training batches: its score
+    says nothing of the configuration. ``limit_train_batches``/``limit_val_batches`` alone
+    are a training on part of the data (a trial, with those params; see
+    :func:`_trainer_params`).
+    """
     value = getattr(trainer, "fast_dev_run", False)
-    if isinstance(value, bool):
-        return int(value)
-    return value if isinstance(value, int) and value > 0 else 0
+    batches = int(value) if isinstance(value, bool) else value
+    if isinstance(batches, int) and batches > 0:
+        return "fast_dev_run", batches
+    overfit = getattr(trainer, "overfit_batches", 0)
+    if isinstance(overfit, (int, float)) and not isinstance(overfit, bool) and overfit > 0:
+        return "overfit_batches", overfit
+    return None
 
 
 #: Each module's ``fast_dev_run`` fits not yet taken by a fit of it (see :func:`_dev_runs_of`).
@@ -720,6 +757,12 @@ def _trainer_params(trainer: Any) -> dict[str, Any]:
         if value is not None and value != -1:
             out[f"trainer.{key}"] = value
     out["trainer.world_size"] = int(getattr(trainer, "world_size", 1))
+    if _dev_run(trainer) is None:  # else set by the debugging flag, named by it
+        for key in ("limit_train_batches", "limit_val_batches"):
+            value = getattr(trainer, key, None)  # a fraction (1.0: all) or a number of batches
+            whole = isinstance(value, float) and value == 1.0  # the int 1 is one batch
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not whole:
+                out[f"trainer.{key}"] = value
     return plain_params(out)
 
 
