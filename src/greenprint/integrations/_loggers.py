@@ -12,6 +12,7 @@ them in each UI, as MLflow's own ``system/`` metrics are grouped).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import threading
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from greenprint.integrations._dl import FIGURE_PREFIX, LiveFigures, refresh
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._records import RunRecord
+    from greenprint.ledger import Ledger
     from greenprint.tracking import Run
 
 __all__ = [
@@ -30,10 +32,13 @@ __all__ = [
     "StepFigures",
     "check_record",
     "check_running",
+    "inferred_role",
     "provenance_tags",
     "record_dict",
     "total_figures",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def check_running(run: object, where: str) -> Run:
@@ -147,12 +152,18 @@ def total_figures(record: RunRecord) -> dict[str, float]:
     return {FIGURE_PREFIX + key: value for key, value in figures.items() if math.isfinite(value)}
 
 
-def provenance_tags(record: RunRecord, *, prefix: str = "greenprint.") -> dict[str, str]:
+def provenance_tags(
+    record: RunRecord, *, prefix: str = "greenprint.", ledger: Ledger | None = None
+) -> dict[str, str]:
     """Who the run is and where its figures come from, as text tags.
 
-    ``run_id``, ``name``, ``study``, ``status``, ``role`` (when given), ``scope``, ``pue``,
+    ``run_id``, ``name``, ``study``, ``status``, ``role``, ``scope``, ``pue``,
     ``intensity_g_per_kwh``, ``version`` and ``provenance.<what>`` (``provenance.cpu`` is
     ``rapl`` or ``estimate:tdp``..., ``provenance.intensity`` the table row and year).
+
+    ``role`` is the one given; with none given, the role a report infers (see
+    :func:`inferred_role`), with ``role_inferred`` ``"true"``, when ``ledger`` (the run's)
+    is given and the role is known now; else no ``role`` tag.
     """
     tags = {
         "run_id": record.id,
@@ -165,11 +176,50 @@ def provenance_tags(record: RunRecord, *, prefix: str = "greenprint.") -> dict[s
     }
     if record.role is not None:
         tags["role"] = record.role
+    elif ledger is not None:
+        role = inferred_role(record, ledger)
+        if role is not None:
+            tags["role"] = role
+            tags["role_inferred"] = "true"
     if record.intensity_g_per_kwh is not None:
         tags["intensity_g_per_kwh"] = f"{record.intensity_g_per_kwh:g}"
     for what, source in sorted(record.provenance.items()):
         tags[f"provenance.{what}"] = str(source)
     return {prefix + key: value for key, value in tags.items()}
+
+
+def inferred_role(record: RunRecord, ledger: Ledger) -> str | None:
+    """The role a report will read for an ended run given none, if it is known now.
+
+    The report infers it (:func:`greenprint.analysis.resolve_roles`) from the run's place:
+    a top-level run is a trial, or a sweep when it has children and no score of its own; a
+    run under a sweep is a trial, under any other run a part. That place is read from
+    ``ledger``: the runs above this one and its children. ``None`` when it cannot be known
+    yet: a run above it, given no role, is still running (its own children and score are not
+    all there: a fold ending inside a running cross-validation could read as a sweep's
+    trial), the run is still running, or the ledger cannot be read.
+    """
+    from greenprint._exceptions import GreenprintError
+    from greenprint.analysis._roles import roles
+
+    if record.status in ("new", "running"):
+        return None
+    tree = [record]
+    seen = {record.id}
+    try:
+        parent = record.parent_id
+        while parent is not None and parent not in seen:
+            above = ledger.run(parent)
+            if above.role is None and above.status in ("new", "running"):
+                return None
+            tree.append(above)
+            seen.add(above.id)
+            parent = above.parent_id
+        tree.extend(r for r in ledger.runs(parent_id=record.id) if r.id not in seen)
+        return roles(tree)[record.id][0]
+    except GreenprintError as e:  # an unreadable ledger: no tag rather than a wrong one
+        logger.debug("greenprint: the role of run %s is not known: %s", record.id[:8], e)
+        return None
 
 
 def record_dict(record: RunRecord) -> dict[str, Any]:

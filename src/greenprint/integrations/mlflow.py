@@ -25,7 +25,10 @@ module logs what greenprint measures, under ``greenprint/`` names:
   (which shows each metric's value at its highest step) shows the totals; the
   provenance as tags (``greenprint.run_id``, ``greenprint.status``, ``greenprint.role``,
   ``greenprint.provenance.cpu`` = ``rapl`` or ``estimate:tdp``...), and the run record as the
-  JSON artifact ``greenprint/run.json``;
+  JSON artifact ``greenprint/run.json``; a run given no role is tagged with the one a report
+  infers for it (a trial, a sweep, a part), and ``greenprint.role_inferred`` = ``true``, when
+  its ledger says so at its end (under a run given no role that is still running, once that
+  run, followed by ``autolog`` too, ends);
 * :func:`log_run` does the same for a run that has ended (or a record read from a ledger), and
   :func:`log_report` logs a study's report (HTML and JSON) as artifacts.
 
@@ -45,12 +48,13 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import ConfigError
+from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._imports import require
 from greenprint.integrations._loggers import (
     StepFigures,
     check_record,
     check_running,
+    inferred_role,
     provenance_tags,
     record_dict,
     total_figures,
@@ -59,6 +63,7 @@ from greenprint.integrations._loggers import (
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._records import RunRecord
     from greenprint._types import LedgerSource
+    from greenprint.ledger import Ledger
     from greenprint.tracking import Run
 
 __all__ = ["ARTIFACT_PATH", "MlflowLogger", "autolog", "log_report", "log_run"]
@@ -178,14 +183,21 @@ class MlflowLogger:
                 self._pending.clear()
                 if self._writer is not None:
                     self._writer.shutdown(wait=True)
-                _log_record(self._client, self.run_id, run.record, step=self._next_step)
+                record = run.record
+                _log_record(
+                    self._client, self.run_id, record, step=self._next_step, ledger=run.ledger
+                )
+                if run.ledger is not None:
+                    _tag_children_roles(self._client, self.run_id, record, run.ledger)
 
 
 def log_run(run: Run | RunRecord, *, run_id: str | None = None, client: Any = None) -> None:
     """Log an ended greenprint run (or a ledger's record of one) into an MLflow run.
 
     Its totals as metrics, its provenance as tags and its record as the artifact
-    ``greenprint/run.json``, as :func:`autolog` does when a run ends.
+    ``greenprint/run.json``, as :func:`autolog` does when a run ends. A run given no role is
+    tagged with the one a report infers (``greenprint.role_inferred``) when it is a
+    :class:`~greenprint.Run` (its ledger says where it stands); a record is not.
 
     Args:
         run: a :class:`~greenprint.Run` that has ended, or a record from
@@ -198,7 +210,8 @@ def log_run(run: Run | RunRecord, *, run_id: str | None = None, client: Any = No
     """
     record = check_record(run, "greenprint.integrations.mlflow.log_run")
     client = _client(client)
-    _log_record(client, _run_id(client, run_id), record, step=0, quiet=False)
+    ledger = None if run is record else getattr(run, "ledger", None)  # a Run: its ledger
+    _log_record(client, _run_id(client, run_id), record, step=0, quiet=False, ledger=ledger)
 
 
 def log_report(
@@ -334,15 +347,76 @@ def _wait(pending: list[Future[Any]], run_id: str) -> None:
             logger.warning("greenprint: could not log figures to MLflow run %s: %s", run_id, e)
 
 
+def _tag_children_roles(client: Any, run_id: str, record: RunRecord, ledger: Ledger) -> None:
+    """Tag the role a report infers on the MLflow runs of ``record``'s children, now known.
+
+    A child that ended while this run (given no role) was running could not be told a trial
+    (of a sweep) from a part (of a trial) then: this run's own role was not known. Now it is;
+    the children given no role, whose MLflow runs (in this run's experiment, found by their
+    ``greenprint.run_id`` tag) carry no ``greenprint.role`` yet, get it, marked inferred.
+    A store that fails is logged as a warning.
+    """
+    from greenprint.analysis._roles import roles
+
+    children = [
+        c for c in ledger.runs(parent_id=record.id) if c.role is None and c.status != "running"
+    ]
+    own = record.role or inferred_role(record, ledger)
+    if not children or own is None or "'" in record.study:
+        return
+    tree = [record, *children]
+    parent = record.parent_id
+    try:
+        while parent is not None and parent not in {r.id for r in tree}:
+            above = ledger.run(parent)
+            tree.append(above)
+            parent = above.parent_id
+        read = roles(tree)
+    except GreenprintError as e:
+        logger.debug("greenprint: the roles of run %s's children: %s", record.id[:8], e)
+        return
+    wanted = {c.id: read[c.id][0] for c in children}
+    try:
+        experiment = client.get_run(run_id).info.experiment_id
+        token = None
+        while wanted:
+            page = client.search_runs(
+                [experiment],
+                filter_string=f"tags.`greenprint.study` = '{record.study}'",
+                max_results=1000,
+                page_token=token,
+            )
+            for each in page:
+                tags = each.data.tags
+                role = wanted.pop(tags.get("greenprint.run_id", ""), None)
+                if role is not None and "greenprint.role" not in tags:
+                    client.set_tag(each.info.run_id, "greenprint.role", role)
+                    client.set_tag(each.info.run_id, "greenprint.role_inferred", "true")
+            token = page.token
+            if not token:
+                break
+    except Exception as e:  # a tracking store that fails must not fail the run's end
+        logger.warning("greenprint: could not tag the roles of run %s's children: %s", run_id, e)
+
+
 def _log_record(
-    client: Any, run_id: str, record: RunRecord, *, step: int, quiet: bool = True
+    client: Any,
+    run_id: str,
+    record: RunRecord,
+    *,
+    step: int,
+    quiet: bool = True,
+    ledger: Ledger | None = None,
 ) -> None:
-    """Totals as metrics, provenance as tags, the record as ``greenprint/run.json``."""
+    """Totals as metrics, provenance as tags, the record as ``greenprint/run.json``.
+
+    ``ledger``: the run's, to tag the role a report infers for a run given none.
+    """
     from mlflow.entities import Metric, RunTag
 
     now_ms = int(time.time() * 1000)
     metrics = [Metric(k, v, now_ms, step) for k, v in total_figures(record).items()]
-    tags = [RunTag(k, v) for k, v in provenance_tags(record).items()]
+    tags = [RunTag(k, v) for k, v in provenance_tags(record, ledger=ledger).items()]
     try:
         client.log_batch(run_id, metrics=metrics, tags=tags, synchronous=True)
         client.log_dict(run_id, record_dict(record), f"{ARTIFACT_PATH}/run.json")
