@@ -478,7 +478,9 @@ def test_what_mlflow_shows_is_what_the_report_says(mlflow_search):
         assert "greenprint/fpo" not in metrics  # unknown, never 0
         parent = by_name["search"]["id"] if row["parent_id"] else None
         assert run["parent"] == parent
-        assert run["tags"].get("greenprint.role") == (None if row["role_inferred"] else row["role"])
+        # a given role is tagged; one the report infers too, marked inferred (6f0e315)
+        assert run["tags"].get("greenprint.role") == row["role"]
+        assert (run["tags"].get("greenprint.role_inferred") == "true") == bool(row["role_inferred"])
 
 
 def test_the_report_logged_into_mlflow_is_the_cli_report(mlflow_search):
