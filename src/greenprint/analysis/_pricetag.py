@@ -682,14 +682,21 @@ def price_tag(
 
 
 # ---------------------------------------------------------------------------------- internals
-def _unflushed_note(forest: RunForest) -> list[str]:
-    """A note for the lost runs that recorded nothing: killed before their first flush.
+#: What a run of each scope read, in the note on a lost run inside its measurement.
+_READ = {"process": "measured its own process tree and ", "machine": "measured the machine and "}
 
-    Such a run (no child in the set, no energy, no run time) reads 0 in every total, but it
-    ran: up to one flush interval of it is missing from the totals (the cost a kill -9 loses).
+
+def _unflushed_note(forest: RunForest) -> list[str]:
+    """Notes for the lost runs that recorded nothing: killed before their first flush.
+
+    Such a run (no child in the set, no energy, no run time) reads 0 of its own, but it ran.
+    Inside a run whose measurement went on after it (an ancestor that ended, not lost or
+    running, whose reading contains it: the process tree ``greenprint run`` or a parent
+    ``gp.track`` reads), its cost is in that run's, so in the totals; else up to one flush
+    interval of it is missing from them (the cost a kill -9 loses).
     """
     empty = [
-        run
+        pos
         for pos, run in enumerate(forest.runs)
         if run.status == "lost"
         and not forest.children[pos]
@@ -698,13 +705,55 @@ def _unflushed_note(forest: RunForest) -> list[str]:
     ]
     if not empty:
         return []
-    longest = max(run.flush_interval_s for run in empty)
-    ids = ", ".join(run.id[:8] for run in empty)
-    its, it = ("its", "it") if len(empty) == 1 else ("their", "each")
-    return [
-        f"{count_of(len(empty), 'lost run')} ({ids}) recorded no cost (killed before {its} "
-        f"first flush): up to one flush interval ({longest:g} s) of {it} is in no total"
-    ]
+    runs = forest.runs
+    missing: list[int] = []
+    inside: dict[int, int] = {}  # lost run -> the run whose measurement holds it
+    for pos in empty:
+        holder = _measured_on(forest, pos)
+        if holder is None:
+            missing.append(pos)
+        else:
+            inside[pos] = holder
+    notes = []
+    if missing:
+        longest = max(runs[p].flush_interval_s for p in missing)
+        ids = ", ".join(runs[p].id[:8] for p in missing)
+        its, it = ("its", "it") if len(missing) == 1 else ("their", "each")
+        notes.append(
+            f"{count_of(len(missing), 'lost run')} ({ids}) recorded no cost (killed before "
+            f"{its} first flush): up to one flush interval ({longest:g} s) of {it} is in no total"
+        )
+    if inside:
+        ids = ", ".join(runs[p].id[:8] for p in inside)
+        holders = list(dict.fromkeys(inside.values()))
+        what = ", ".join(f"{runs[h].id[:8]} ({runs[h].name!r})" for h in holders[:3])
+        what += ", ..." if len(holders) > 3 else ""
+        scopes = {runs[h].scope for h in holders}
+        read = _READ.get(scopes.pop(), "") if len(scopes) == 1 else ""
+        its, it, they = ("its", "it", "it") if len(inside) == 1 else ("their", "them", "they")
+        run_s = "run" if len(holders) == 1 else "runs"
+        notes.append(
+            f"{count_of(len(inside), 'lost run')} ({ids}) recorded no cost (killed before "
+            f"{its} first flush), but {its} cost is in the totals: {they} ran inside {run_s} "
+            f"{what}, which {read}went on after {it}"
+        )
+    return notes
+
+
+def _measured_on(forest: RunForest, pos: int) -> int | None:
+    """The nearest ancestor of run ``pos`` whose measurement contains it and went on after it.
+
+    Up the links inside their parent's reading (not a child that adds to its parent:
+    :meth:`RunForest.adds`), the first that ended (not ``lost`` or ``running``, whose reading
+    stopped at their last flush too); ``None`` if none.
+    """
+    runs, parents = forest.runs, forest.parents
+    at = pos
+    while not forest.adds(at) and (parent := parents[at]) is not None:
+        if runs[parent].status not in ("lost", "running"):
+            return parent
+        at = parent
+    return None
 
 
 def _owner_statuses(statuses: Sequence[str], owners: Sequence[int]) -> list[str]:

@@ -47,7 +47,8 @@ A distributed job's root is scored by the mean of every rank of every node, each
 same: a node or rank linked under it by the job hands it the scores of its ranks, not their mean.
 Analyses over "trials" (expected max performance, Pareto fronts, trial counts, E·D·H) take the
 ``trial`` runs only: never a part, a sweep, a baseline, the final run or a learning-curve run.
-The final run is the ``final`` run if there is one, else the best finished trial
+The final run is the ``final`` run if there is one (of several, the best finished one by the
+metric, of a tie the last started), else the best finished trial
 (:func:`choose_final`); a ``final`` run that did not finish (a retrain that failed) made no
 model: the best finished trial then, the rule saying so.
 
@@ -1486,9 +1487,11 @@ class FinalChoice:
 def choose_final(trials: StudyTrials, *, final: str | None = None) -> FinalChoice:
     """The final run: the one named, else the ``final`` run, else the best finished trial.
 
-    Among several ``final`` runs the last started finished one is taken (the text says how many
-    there were). When no ``final`` run finished (a retrain that failed, was interrupted or is
-    still running), there is no final model: the best finished trial is taken, and the text
+    Among several ``final`` runs (two model families, each retrained) the finished one with the
+    best score by the metric and its direction is taken; of a tie, or when none has a score,
+    the last started (the text says which rule and how many there were). When no ``final``
+    run finished (a retrain that failed, was interrupted or is still running), there is no
+    final model: the best finished trial is taken, and the text
     says what became of the ``final`` runs (the unfinished one stays the choice only when no
     trial can be ranked). The best trial is ranked by its score (own, or the mean of its
     parts'); of a tie, the one that used the least energy (its own with its parts', as the price
@@ -1514,10 +1517,7 @@ def choose_final(trials: StudyTrials, *, final: str | None = None) -> FinalChoic
     unfinished = ""
     if finals:
         runs = forest.runs
-        position = max(finals, key=lambda p: (runs[p].status == "finished", runs[p].started_at, p))
-        text = "the run with role 'final'"
-        if len(finals) > 1:  # no brackets: the report writes the rule in brackets
-            text = f"the last started of the {len(finals)} runs with role 'final'"
+        position, text = _best_final(trials, finals)
         if runs[position].status == "finished":
             return FinalChoice(position, "role", text)
         # no final model came out (a retrain that failed): the best trial is the result
@@ -1537,6 +1537,52 @@ def choose_final(trials: StudyTrials, *, final: str | None = None) -> FinalChoic
         though = f"it {how[0]}" if len(ended) == 1 else f"none finished: {listed}"
         return FinalChoice(position, "role", f"{text}, though {though}")
     return _best_trial(trials, "no run has role 'final'")
+
+
+def _best_final(trials: StudyTrials, finals: Sequence[int]) -> tuple[int, str]:
+    """Which of the ``final`` runs (positions) is the final model, and the rule in words.
+
+    The finished one with the best score by the metric and its direction (a study of two
+    model families, each retrained: the better retrain, not the last one run); of a tie, or
+    when none has a score, the last started. When none finished, the last started (whose
+    fate :func:`choose_final` words). The text has no brackets: the report writes it in some.
+    """
+    runs = trials.forest.runs
+    n = len(finals)
+    if n == 1:
+        return finals[0], "the run with role 'final'"
+    of = f"of the {n} runs with role 'final'"
+
+    def latest(positions: Sequence[int]) -> int:
+        return max(positions, key=lambda p: (runs[p].started_at, p))
+
+    finished = [p for p in finals if runs[p].status == "finished"]
+    if not finished or (len(finished) == 1 and latest(finals) in finished):
+        return latest(finals), f"the last started {of}"  # e.g. a retrain run again, finished
+    if len(finished) == 1:
+        return finished[0], f"the only finished one {of}"
+    metric = trials.metric
+    scored = [p for p in finished if not math.isnan(trials.scores[p].score)]
+    if metric is None or not scored:
+        that = " that finished" if len(finished) < n else ""
+        none = "" if metric is None else f", none with a value of {metric!r}"
+        return latest(finished), f"the last started {of}{that}{none}"
+    sign = 1.0 if trials.mode == "max" else -1.0
+    top = max(sign * trials.scores[p].score for p in scored)
+    best = [p for p in scored if sign * trials.scores[p].score == top]
+    better = "highest" if trials.mode == "max" else "lowest"
+    if len(best) == n:  # a retrain run again: the same score
+        text = f"the last started {of}, which tie on the {better} {metric}"
+    elif len(best) > 1:
+        text = f"the last started of the {len(best)} tied on the {better} {metric} {of}"
+    else:
+        text = f"the run with the {better} {metric} {of}"
+    left = []  # the runs the rule could not rank
+    if len(finished) < n:
+        left.append(f"{n - len(finished)} not finished")
+    if len(scored) < len(finished):
+        left.append(f"{len(finished) - len(scored)} with no value of it")
+    return latest(best), text + (f", {' and '.join(left)}" if left else "")
 
 
 #: How the final-run rule says a ``final`` run that did not finish ended.

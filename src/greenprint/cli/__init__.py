@@ -53,6 +53,12 @@ _NO_ARGS_IS_HELP: type[click.UsageError] | tuple[()] = getattr(
 _NO_SUCH_COMMAND: Any = getattr(click.exceptions, "NoSuchCommand", ())
 
 
+def _ledger_commands() -> list[str]:
+    """The names of ``greenprint ledger``'s commands (``ls``, ``show``, ``export``...)."""
+    ledger = importlib.import_module(COMMANDS["ledger"][0]).command
+    return list(ledger.commands) if isinstance(ledger, click.Group) else []
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -77,12 +83,19 @@ class _LazyGroup(click.Group):
 
         click suggests from ``self.commands``, which this group leaves empty (its commands are
         imported when invoked), so ``greenprint whatiff`` had no "Did you mean" where
-        ``greenprint ledger lss`` had one.
+        ``greenprint ledger lss`` had one. A command of ``greenprint ledger`` given without it
+        (``greenprint ls``) gets the command it is under: ``greenprint ledger ls``.
         """
         try:
             return super().resolve_command(ctx, args)
-        except _NO_SUCH_COMMAND as e:
-            if e.possibilities:
+        except click.UsageError as e:
+            name = args[0] if args else None
+            if name not in COMMANDS and name in _ledger_commands():
+                # `greenprint ls` (as `greenprint ledger ls`): the command it is under
+                raise click.UsageError(
+                    f"No such command {name!r}. Did you mean 'greenprint ledger {name}'?", ctx=ctx
+                ) from None
+            if not isinstance(e, _NO_SUCH_COMMAND) or e.possibilities:
                 raise
             raise _NO_SUCH_COMMAND(
                 e.command_name, possibilities=self.list_commands(ctx), ctx=ctx

@@ -178,26 +178,52 @@ def _main_metric(record: RunRecord, prefer: str | None = None) -> tuple[str, flo
 
 
 def _study_metrics(records: Sequence[RunRecord]) -> dict[str, str]:
-    """Each study's metric: the one most of its runs logged (first logged on a tie).
+    """Each study's metric: the one its report ranks by (``greenprint report``'s choice).
 
-    Bookkeeping such as ``epoch`` or ``learning_rate``, which every run of a Hugging Face
-    training logs, only when the study logged nothing else (as the report chooses).
+    A study whose runs logged one metric (predictions aside) has it, without importing the
+    report's code (numpy, 0.3-0.6 s); else :func:`greenprint.report._build.pick_metric` chooses,
+    as the report does (among metrics logged as often, a held-out ``val_loss`` or
+    ``eval_loss`` before the training ``train_loss`` or ``loss`` logged first). A study the
+    report cannot read (a parent cycle) has the metric most of its runs logged.
     """
+    from greenprint._exceptions import GreenprintError
+    from greenprint._prediction import is_reserved_metric
+
+    by_study: dict[str, list[RunRecord]] = {}
+    names: dict[str, set[str]] = {}
+    for r in records:
+        by_study.setdefault(r.study, []).append(r)
+        names.setdefault(r.study, set()).update(r.metric_names)
+    chosen = {}
+    for study, runs in by_study.items():
+        logged = {n for n in names[study] if not is_reserved_metric(n)}
+        if len(logged) <= 1:
+            if logged:
+                chosen[study] = logged.pop()
+            continue
+        from greenprint.report._build import pick_metric
+
+        try:
+            metric = pick_metric(runs, None, study)[0]
+        except GreenprintError:  # the report cannot read it: ls lists it all the same
+            metric = _most_logged(runs)
+        if metric is not None:
+            chosen[study] = metric
+    return chosen
+
+
+def _most_logged(records: Sequence[RunRecord]) -> str | None:
+    """The metric most of ``records`` logged, bookkeeping (``epoch``) only when nothing else."""
     from greenprint._metric_names import is_bookkeeping_metric
     from greenprint._prediction import is_reserved_metric
 
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, int] = {}
     for r in records:
-        names = counts.setdefault(r.study, {})
         for n in r.metric_names:
             if not is_reserved_metric(n):
-                names[n] = names.get(n, 0) + 1
-    chosen = {}
-    for study, names in counts.items():
-        scores = {n: c for n, c in names.items() if not is_bookkeeping_metric(n)} or names
-        if scores:
-            chosen[study] = max(scores, key=scores.__getitem__)
-    return chosen
+                counts[n] = counts.get(n, 0) + 1
+    scores = {n: c for n, c in counts.items() if not is_bookkeeping_metric(n)} or counts
+    return max(scores, key=scores.__getitem__) if scores else None
 
 
 def _dump(value: Any) -> str:
@@ -242,13 +268,15 @@ def ls_command(
     The table writes energy, CO2-eq and duration as the report does (12.3 Wh, 4.7 g, 1m 35s),
     and START on the local clock its header names (START (UTC+05:30)); --json gives the raw
     numbers (energy_kwh in kWh, emissions_kg in kg, started_at in s since the epoch) for
-    scripts. The metric is the one most of the study's runs logged, where the run logged it
-    (else the run's first).
+    scripts. The metric is the one the study's report ranks by (greenprint report's choice),
+    where the run logged it (else the run's first).
     """
     with _open(ledger) as led:
-        records = led.runs(study=study, status=list(statuses) or None)
+        records = led.runs(study=study)  # every status: the report's metric is the study's
         url = led.url
     metrics = _study_metrics(records)  # one metric per study's rows, where a run logged it
+    if statuses:
+        records = [r for r in records if r.status in statuses]
     if as_json:
         items = []
         for r in records:
