@@ -1,9 +1,9 @@
 """Follow-ups to the s23 probe: cdist's two paths, FFT scaling, 3-D grid_sample, sparse
-EmbeddingBag (s23).
+EmbeddingBag, nll_loss (s23).
 
 Each expected count is derived beside it from the kernel torch runs (ATen's CPU kernels:
 ``DistanceOpsKernel.cpp``, ``Distance.cpp``, ``mkl/SpectralOps.cpp``, ``GridSampler.cpp``,
-``EmbeddingBag.cpp``)
+``EmbeddingBag.cpp``, ``LossNLL.cpp``, ``LossNLL2d.cpp``)
 under docs/fpo.md's conventions: one FPO per elementwise arithmetic op, compare or elementary
 function; a complex times a real is 2 real FPO.
 """
@@ -187,3 +187,41 @@ def test_distance_and_embedding_rules_live_in_their_own_modules():
     }
     for op, module in moved.items():
         assert RULES[op].fn.__module__ == f"greenprint.fpo.{module}", op
+
+
+# -- nll_loss (cross_entropy's second half) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reduction", "weighted", "expected"),
+    [
+        # ``loss -= x[t]`` into the cascade sum: the negation and the add in one, 1 per target,
+        # and the mean's division (it was 2 per target + 1: a negation besides the sum)
+        ("mean", False, 4 + 1),
+        ("sum", False, 4),
+        # ``loss -= x[t] * w[t]`` and ``total += w[t]``: 3 per target (unchanged)
+        ("sum", True, 12),
+        # ``out[i] = -x[t] * w`` with ``w`` 1 without weights: 2 per target (it was 1)
+        ("none", False, 8),
+    ],
+)
+def test_nll_loss_forward_follows_the_kernel(reduction, weighted, expected):
+    """``F.nll_loss`` of (4, 5) log-probabilities, 4 targets: ATen's ``nll_loss_out_frame``."""
+    weight = torch.rand(5) if weighted else None
+    target = torch.tensor([0, 1, 2, 3])
+    result = gp.count_fpo(
+        lambda a: F.nll_loss(a, target, weight=weight, reduction=reduction),
+        torch.randn(4, 5),
+        backward=False,
+    )
+    assert result.by_op == {"aten.nll_loss_forward": expected}
+
+
+def test_nll_loss2d_unreduced_negates_and_weighs_each_pixel():
+    """``nll_loss2d_forward_out_frame`` with ``reduction="none"``: ``-x * w`` (``w`` 1) per
+    pixel, 2 * 8 = 16 (it was 8)."""
+    pixels = torch.tensor([[[0, 2], [2, 1]], [[1, 1], [1, 0]]])
+    result = gp.count_fpo(
+        lambda a: F.nll_loss(a, pixels, reduction="none"), torch.randn(2, 3, 2, 2), backward=False
+    )
+    assert result.by_op == {"aten.nll_loss2d_forward": 16}

@@ -362,30 +362,32 @@ def test_weighted_nll_loss_counted_from_its_kernel():
 def test_cross_entropy_skips_the_targets_equal_to_ignore_index():
     """A language model's loss on 6 tokens of a 7-word vocabulary, 2 of them padding labelled
     -100: log-softmax ``5 * 42 + 6`` = 216; ATen's ``nll_loss_forward`` skips the ignored
-    targets, so the 4 others cost 1 each (the picked log-probability negated) + the mean over
-    them (4 + 1): 9 (it counted 13, the 6 targets). Backward: log-softmax 4 per element, 168,
-    and ``-g / total`` for the 4 kept targets, 2 each: 8 (it counted 12). On meta the labels
-    have no values: every target counts (13 and 12), an upper bound. A segmentation loss
-    (``nll_loss2d``) of (2, 3, 2, 2) with 3 of its 8 pixels labelled 255 and ``ignore_index=255``:
-    5 kept pixels, 5 + 5 + 1 = 11, backward 10."""
+    targets, so the 4 others cost 1 each (``loss -= x[t]``: the picked log-probability
+    subtracted into the sum, negation and add in one) + the mean's division: 5 (9 when a
+    negation was counted besides the sum; 13 when the 6 targets were). Backward: log-softmax 4
+    per element, 168, and ``-g / total`` for the 4 kept targets, 2 each: 8 (it counted 12). On
+    meta the labels have no values: every target counts (7 and 12), an upper bound. A
+    segmentation loss (``nll_loss2d``, the same cascade sum) of (2, 3, 2, 2) with 3 of its 8
+    pixels labelled 255 and ``ignore_index=255``: 5 kept pixels, 5 + 1 = 6 (was 11), backward
+    10."""
     logits = torch.randn(6, 7, requires_grad=True)
     labels = torch.tensor([3, 1, -100, 6, -100, 0])
     cpu = gp.count_fpo(lambda a: F.cross_entropy(a, labels), logits)
     assert cpu.unknown_ops == {}
-    assert _op(cpu, "aten.nll_loss_forward", "forward") == 9
+    assert _op(cpu, "aten.nll_loss_forward", "forward") == 5
     assert _op(cpu, "aten.nll_loss_backward", "backward") == 8
-    assert (cpu.forward_total, cpu.backward_total) == (216 + 9, 168 + 8)
+    assert (cpu.forward_total, cpu.backward_total) == (216 + 5, 168 + 8)
     meta = gp.count_fpo(
         lambda a: F.cross_entropy(a, labels.to("meta")),
         torch.randn(6, 7, device="meta", requires_grad=True),
     )
-    assert _op(meta, "aten.nll_loss_forward", "forward") == 13
+    assert _op(meta, "aten.nll_loss_forward", "forward") == 7
     assert _op(meta, "aten.nll_loss_backward", "backward") == 12
     pixels = torch.tensor([[[0, 255], [2, 1]], [[255, 255], [1, 0]]])
     seg = gp.count_fpo(
         lambda a: F.nll_loss(a, pixels, ignore_index=255), torch.randn(2, 3, 2, 2).requires_grad_()
     )
-    assert _op(seg, "aten.nll_loss2d_forward", "forward") == 11
+    assert _op(seg, "aten.nll_loss2d_forward", "forward") == 6
     assert _op(seg, "aten.nll_loss2d_backward", "backward") == 10
 
 

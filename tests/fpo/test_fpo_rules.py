@@ -233,8 +233,10 @@ def test_losses():
     x, y = t(4, 5), t(4, 5)
     assert count(lambda: F.mse_loss(x, y)).total == 3 * 20 + 1
     target = torch.tensor([0, 1, 2, 3])
-    # log-softmax 5N + rows, then nll: pick and negate (1 per target) + mean (4 + 1)
-    assert count(lambda: F.cross_entropy(x, target)).total == 5 * 20 + 4 + 4 + 5
+    # log-softmax 5N + rows, then nll as ATen's kernel: ``loss -= x[t]`` (1 per target, the
+    # negation and the sum's add in one) + the mean's division: 4 + 1 (it was 4 + 5, a
+    # negation counted besides the sum)
+    assert count(lambda: F.cross_entropy(x, target)).total == 5 * 20 + 4 + 4 + 1
 
 
 def test_pooling():

@@ -58,15 +58,24 @@ def nll_loss_rule(
     kept: int | None = None,
     **kwargs: Any,
 ) -> int:
-    """Per target: negate the picked log-probability (1), times its class weight (1); reduced.
+    """ATen's ``nll_loss_out_frame`` / ``nll_loss2d_forward_out_frame``, per target.
 
-    Targets equal to ``ignore_index`` (-100 by default: padding tokens in language-model labels)
-    are skipped by ATen's kernels (``if (cur_target == ignore_index) continue``) and cost
-    nothing; how many are read from the target's values (on meta, which has none, every target
-    counts: an upper bound).
+    Summed or averaged: the kernel subtracts each picked log-probability from its cascade sum
+    (``loss_partial_sums[0] -= data``: the negation and the add are one op), 1 per target;
+    with class weights ``-= data * w`` and ``weight_partial_sums[0] += w``, 3; the mean divides
+    once (1). (It was 2 per target unweighted, a negation counted besides the sum; the carries
+    between the cascade's levels, about 1 add per 8 targets, are the reduction's and not
+    counted, as elsewhere: a reduction of n values costs n.) ``reduction="none"`` on a batch
+    (2-D or 4-D input): ``-input * w`` per target, ``w`` 1 without weights (a multiply all the
+    same), 2 (it was 1 unweighted). Targets equal to ``ignore_index`` (-100 by default:
+    padding tokens in language-model labels) are skipped by the kernels
+    (``if (cur_target == ignore_index) continue``) and cost nothing; how many are read from
+    the target's values (on meta, which has none, every target counts: an upper bound).
     """
     t = numel(target) if kept is None else kept
-    return t * (2 if weight is not None else 1) + _reduce(t, reduction)
+    if reduction == 0 and len(self) >= 2:
+        return 2 * t
+    return t * (3 if weight is not None else 1) + (1 if reduction == 1 else 0)
 
 
 @register_rule(
