@@ -207,8 +207,13 @@ def test_bicubic_taps_are_multiply_accumulates_as_in_every_dot_product():
 
     A 4-tap interpolation is ``sum(w_i * x_i)``, a dot product of length 4: 4 multiplies and 4
     adds into the accumulator, 8, as ``2mkn`` counts a product and n adds a reduction of n
-    values; so 40 per output element (before s9: 35, counting 3 adds per 4 taps). The same for
-    grid_sample's bicubic mode. (1, 1, 3, 3) -> (5, 5): 25 outputs, 1,000 FPO. The backward
+    values; so 40 per output element (before s9: 35, counting 3 adds per 4 taps). (1, 1, 3, 3)
+    -> (5, 5): 25 outputs, 1,000 FPO. grid_sample's bicubic mode runs a kernel of its own (ATen's
+    vectorised ``ApplyGridSample<Bicubic>``): per location 2 coordinates unnormalised (3 each),
+    2 floors, 2 fractions and the cubic coefficients of both axes (35 each): 80; per output
+    element 4 rows of 4 taps, each tap's position (2; clipping 0 with zeros padding), the row
+    ``c0 v0 + c1 v1 + c2 v2 + c3 v3`` as written (7), the column 7: 67. 25 * (80 + 67) = 3,675
+    (it was 25 * 6 + 25 * 40 = 1,150, counted as upsampling). The backward
     kernel scatters ``out_value * y_coeffs[j] * x_coeffs[i]`` into each of the 16 taps (two
     multiplies and an add): 48 per gradient element, 1,200 (it counted 1,000, the forward's).
     """
@@ -218,9 +223,9 @@ def test_bicubic_taps_are_multiply_accumulates_as_in_every_dot_product():
     )
     assert r.by_op["aten.upsample_bicubic2d"] == 25 * 40
     assert r.by_op["aten.upsample_bicubic2d_backward"] == 25 * 48
-    grid = torch.zeros(1, 5, 5, 2)  # 25 locations, 1 channel, zeros padding: 3 per coordinate
+    grid = torch.zeros(1, 5, 5, 2)  # 25 locations, 1 channel, zeros padding
     r = count(lambda: F.grid_sample(t(1, 1, 3, 3), grid, mode="bicubic", align_corners=False))
-    assert r.total == 25 * 2 * 3 + 25 * 40
+    assert r.total == 25 * 80 + 25 * 67
 
 
 # -- norms: the gradient of the weight alone recomputes the normalised input -------------------

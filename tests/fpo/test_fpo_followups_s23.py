@@ -126,6 +126,30 @@ def test_grid_sample_3d_backward_computes_the_grids_gradient_always():
     assert _op(only_grid, "aten.grid_sampler_3d_backward", "backward") == 32 * 61 + 96 * 144
 
 
+def test_bicubic_grid_sample_backward_follows_the_vectorised_kernel():
+    """x (1, 1, 3, 3), grid (1, 5, 5, 2) of zeros, bicubic, zeros padding, align_corners=False:
+    25 locations of 1 channel. ``ApplyGridSample<Bicubic>::backward`` per location: 2
+    coordinates unnormalised (3 each), 2 floors, ``x - floor(x)`` 4 times (2 for the
+    coefficients, 2 for their derivatives), the coefficients (2 * 35) and their derivatives
+    (2 * 32), ``gx * gx_mult`` and ``gy * gy_mult``: 148. Per gradient element, for each of
+    the 16 taps its position (2), ``gx -= v g cx' cy`` and ``gy`` alike (4 each): 10, and with
+    the input's gradient ``g cx cy`` scattered (3): 13. Both: 25 * 148 + 25 * 16 * 13 = 8,900;
+    the grid alone: 25 * 148 + 25 * 16 * 10 = 7,700 (the grid's gradient is always computed).
+    It was 25 * 6 + 25 * (40 + 80) = 3,150, counted from upsampling."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 3, 3, requires_grad=True)
+    grid = torch.zeros(1, 5, 5, 2, requires_grad=True)
+
+    def sample(a, g):
+        return F.grid_sample(a, g, mode="bicubic", align_corners=False)
+
+    both = gp.count_fpo(sample, x, grid)
+    assert _op(both, "aten.grid_sampler_2d_backward", "backward") == 25 * 148 + 25 * 16 * 13
+    frozen = x.detach()
+    grid_only = gp.count_fpo(lambda g: sample(frozen, g), grid)
+    assert _op(grid_only, "aten.grid_sampler_2d_backward", "backward") == 25 * 148 + 25 * 160
+
+
 # -- sparse EmbeddingBag -------------------------------------------------------------------------
 
 BAG_IDS, BAG_OFFSETS = [1, 2, 4, 4, 3, 0, 1], [0, 3, 5]  # 3 bags, 7 entries, two of them 4

@@ -118,11 +118,16 @@ def test_pdist_counts_each_pair_once():
     [
         # 16 locations, 48 outputs: coordinates 3 per dim (+ clipping: border 2), then (ATen's
         # vectorised CPU kernel) bilinear 10 per location (2 floors, 4 distances, 4 weights)
-        # and 7 per output (4 products, 3 adds); nearest 2 rounds per location
+        # and 7 per output (4 products, 3 adds); nearest 2 rounds per location; bicubic (the
+        # same kernel) 2 * 3 to unnormalise, 2 floors, 2 fractions, 70 coefficients: 80 per
+        # location; per output 4 rows of 4 taps, each tap its position (2) and both
+        # coordinates reflected and clipped (2 * 11), the row's 4 products and 3 adds: a row
+        # 4 * 24 + 7 = 103, with the column's 7: 419 (it was 16 * (6 + 12) + 48 * 40 = 2,208,
+        # counted as upsampling)
         ("bilinear", "zeros", 16 * (6 + 10) + 48 * 7),
         ("bilinear", "border", 16 * (6 + 4 + 10) + 48 * 7),
         ("nearest", "zeros", 16 * (6 + 2)),
-        ("bicubic", "reflection", 16 * (6 + 12) + 48 * 40),
+        ("bicubic", "reflection", 16 * 80 + 48 * 419),
     ],
 )
 def test_grid_sample_2d(mode, padding, expected):

@@ -1,10 +1,10 @@
 """FPO rules for ``F.grid_sample``: ``grid_sampler_2d``, ``grid_sampler_3d`` and their backward.
 
-2-D bilinear and nearest follow ATen's vectorised CPU kernel (``cpu/GridSamplerKernel.cpp``),
-3-D its scalar kernel (``GridSampler.cpp`` with the helpers of ``GridSampler.h``); 2-D bicubic
-and the 2-D fallback kernel are counted as upsampling with the same interpolation. One FPO per
-arithmetic op, compare, floor or rounding; corners outside the input (skipped by the kernels,
-data-dependent) are counted, an upper bound.
+2-D bilinear, nearest and bicubic follow ATen's vectorised CPU kernel
+(``cpu/GridSamplerKernel.cpp``), 3-D its scalar kernel (``GridSampler.cpp`` with the helpers of
+``GridSampler.h``); the 2-D fallback kernel is counted as upsampling with the same
+interpolation. One FPO per arithmetic op, compare, floor or rounding; corners outside the input
+(skipped by the kernels, data-dependent) are counted, an upper bound.
 """
 
 from __future__ import annotations
@@ -66,9 +66,51 @@ def _clip_2d(padding: int, align_corners: Any, gradient: bool) -> int:
     return 0
 
 
+_CUBIC_COEFFICIENTS = 35
+"""``get_cubic_coefficients`` of one axis: the four taps' weights from ``t = x - floor(x)``.
+
+Taps 0 and 3 ``((A x - 5A) x + 8A) x - 4A`` (9, with ``A`` times its constants computed as
+vector ops) after ``x = t + 1`` or ``2 - t`` (1): 10 each; taps 1 and 2
+``((A + 2) x - (A + 3)) x x + 1`` (7), tap 2 after ``x = 1 - t`` (1): 7 and 8.
+"""
+
+_CUBIC_GRADIENTS = 32
+"""``get_cubic_coefficients_grad`` of one axis: ``x`` from ``t`` (1) and 7 for each tap."""
+
+
+def _bicubic_2d(
+    locations: int, outputs: int, padding: int, align_corners: Any, backward: bool, input_grad: bool
+) -> int:
+    """2-D bicubic grid sampling as ATen's vectorised CPU kernel (``ApplyGridSample<Bicubic>``).
+
+    Forward, per location: the two coordinates unnormalised (not clipped: the kernel clips
+    each tap), 2 floors, ``x - floor(x)`` and ``y - floor(y)`` (2), the coefficients of both
+    axes (:data:`_CUBIC_COEFFICIENTS`, 70). Per output element, 4 rows of 4 taps: each tap's
+    position ``ix + k`` and ``iy + k`` (2) and its two coordinates clipped by the padding
+    (``compute_coordinates``, :func:`_clip_2d`; zeros 0), the row ``c0 v0 + c1 v1 + c2 v2 +
+    c3 v3`` (7); then the column across the 4 rows, 7: ``4 (15 + 8 clip) + 7``, 67 with zeros.
+    Backward, per location: as the forward with ``x - floor(x)`` taken twice more, the
+    coefficients' derivatives (:data:`_CUBIC_GRADIENTS`, 64) and ``gx * gx_mult``, ``gy *
+    gy_mult`` (2); per gradient element and tap (16) the tap's position (2), its value read
+    with its coordinates clipped (2 clip) and the grid's ``gx -= v g cx' cy`` and ``gy`` alike
+    (4 each); the input's gradient when asked for re-clips the tap (2 clip) and scatters
+    ``g cx cy`` (2 products, the add: 3). The clipping's own gradient is not applied by this
+    kernel (its multiplier is the scaling alone), so it costs as in the forward.
+    """
+    clip = _clip_2d(padding, align_corners, False)
+    unnormalise = 2 * _unnormalise(align_corners)
+    if not backward:
+        return locations * (unnormalise + 4 + 2 * _CUBIC_COEFFICIENTS) + outputs * (
+            4 * (15 + 8 * clip) + 7
+        )
+    per_location = unnormalise + 2 + 4 + 2 * (_CUBIC_COEFFICIENTS + _CUBIC_GRADIENTS) + 2
+    per_tap = 10 + 2 * clip + ((3 + 2 * clip) if input_grad else 0)
+    return locations * per_location + outputs * 16 * per_tap
+
+
 def _grid_2d_vectorised(mode: int) -> bool:
-    """Whether the 2-D rules below derive the mode from the CPU kernel (bicubic: not yet)."""
-    return int(mode) in (_BILINEAR, _NEAREST)
+    """Whether the 2-D rules below derive the mode from the vectorised CPU kernel (all do)."""
+    return int(mode) in (_BILINEAR, _NEAREST, _BICUBIC)
 
 
 @register_rule("aten.grid_sampler_2d")
@@ -87,11 +129,14 @@ def grid_sampler_2d_rule(
     parameters ``compute_interp_params``, 10 per location (2 floors, the four distances
     ``x - floor(x)``, ``1 - w``, ..., 4, the four corner weights, 4 products), then per output
     element ``nw*v + ne*v + sw*v + se*v``, 7. Nearest: 2 ``round`` per location, 0 per
-    element (a gather). Bicubic as :func:`grid_sampler_rule`.
+    element (a gather). Bicubic: :func:`_bicubic_2d` (it was counted as upsampling, 40 per
+    output element and 3 per coordinate).
     """
     if not _grid_2d_vectorised(interpolation_mode):
         return grid_sampler_rule(input, grid, interpolation_mode, padding_mode)
     locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
+    if int(interpolation_mode) == _BICUBIC:
+        return _bicubic_2d(locations, outputs, padding_mode, align_corners, False, False)
     coordinate = 2 * (_unnormalise(align_corners) + _clip_2d(padding_mode, align_corners, False))
     if int(interpolation_mode) == _NEAREST:
         return locations * (coordinate + 2)
@@ -118,8 +163,9 @@ def grid_sampler_2d_backward_rule(
     per gradient element the grid's ``gx += ((ne - nw) * s + (se - sw) * n) * g`` and ``gy``
     alike, 7 each, and for the input four ``w * g`` scattered with an add each, 8. Nearest: the
     grid's gradient is set to zero; the input's recomputes the locations (as the forward,
-    + 2 ``round``) and adds each gradient element into its pixel, 1. Bicubic as
-    :func:`grid_sampler_backward_rule`.
+    + 2 ``round``) and adds each gradient element into its pixel, 1. Bicubic:
+    :func:`_bicubic_2d` (it was counted from upsampling: 40 per gradient element for the
+    input, 80 for the grid, 6 per location).
     """
     if not _grid_2d_vectorised(interpolation_mode):
         return grid_sampler_backward_rule(
@@ -127,6 +173,8 @@ def grid_sampler_2d_backward_rule(
         )
     input_grad = True if output_mask is None else bool(list(output_mask)[0])
     locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
+    if int(interpolation_mode) == _BICUBIC:
+        return _bicubic_2d(locations, outputs, padding_mode, align_corners, True, input_grad)
     if int(interpolation_mode) == _NEAREST:
         if not input_grad:
             return 0
