@@ -280,7 +280,9 @@ def _study_with_final(home: Path, final_kwh: float, trials_kwh: float) -> None:
 
 @pytest.mark.parametrize(
     ("final_kwh", "trials_kwh", "said", "multiple"),
-    [(0.001, 129.133, "1/129,134", "129,134x"), (40.2, 59.8, "40.2%", "2x")],
+    # 40.2%: the study is 100/40.2 = 2.4876x its final model, said with the percent's three
+    # figures (it read "2x" until session 23's format_multiple)
+    [(0.001, 129.133, "1/129,134", "129,134x"), (40.2, 59.8, "40.2%", "2.49x")],
 )
 def test_the_final_model_share_is_said_in_one_form(
     tmp_path_factory, final_kwh, trials_kwh, said, multiple
