@@ -249,3 +249,27 @@ def test_nll_loss2d_unreduced_negates_and_weighs_each_pixel():
         lambda a: F.nll_loss(a, pixels, reduction="none"), torch.randn(2, 3, 2, 2), backward=False
     )
     assert result.by_op == {"aten.nll_loss2d_forward": 16}
+
+
+@pytest.mark.parametrize(
+    ("reduction", "weighted", "expected"),
+    [
+        # -(g / total) once (2), copied into the 4 targets' entries (it was 2 per target: 8)
+        ("mean", False, 2),
+        # -g once (1)
+        ("sum", False, 1),
+        # -(g / total) once and times w[t] per target: 2 + 4 (it was 3 per target: 12)
+        ("mean", True, 6),
+        # -w * g per target, w 1 without weights: 2 per target (unchanged)
+        ("none", False, 8),
+    ],
+)
+def test_nll_loss_backward_follows_the_kernel(reduction, weighted, expected):
+    """ATen's ``nll_loss_backward_out_frame`` for (4, 5) log-probabilities, 4 targets."""
+    weight = torch.rand(5) if weighted else None
+    target = torch.tensor([0, 1, 2, 3])
+    result = gp.count_fpo(
+        lambda a: F.nll_loss(a, target, weight=weight, reduction=reduction),
+        torch.randn(4, 5, requires_grad=True),
+    )
+    assert _op(result, "aten.nll_loss_backward", "backward") == expected

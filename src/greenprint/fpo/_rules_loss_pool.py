@@ -91,11 +91,20 @@ def nll_loss_backward_rule(
     kept: int | None = None,
     **kwargs: Any,
 ) -> int:
-    """Per target: ``-g * w / total_weight`` scattered into a zero gradient: 2 (3 with weights).
+    """ATen's ``nll_loss_backward_out_frame`` / ``nll_loss2d_backward_out_frame``.
 
-    Targets equal to ``ignore_index`` are skipped, as in the forward.
+    Summed or averaged: the kernel computes ``grad = -(g / total_weight)`` once (divide and
+    negate, 2; a sum only negates, 1) and writes it into each kept target's entry of a zeroed
+    gradient, times the class weight when there are weights (1 per target, else a copy).
+    ``reduction="none"`` on a batch: ``-w * g`` per target, ``w`` 1 without weights (2). (It
+    was 2 per target, 3 with weights, whatever the reduction: the scalar's division and
+    negation counted for every target.) Targets equal to ``ignore_index`` are skipped, as in
+    the forward.
     """
-    return (numel(target) if kept is None else kept) * (3 if weight is not None else 2)
+    t = numel(target) if kept is None else kept
+    if reduction == 0 and len(self) >= 2:
+        return 2 * t
+    return (2 if reduction == 1 else 1) + (t if weight is not None else 0)
 
 
 @register_rule("aten.mse_loss")
