@@ -3,7 +3,8 @@
 Each expected count is derived by hand beside it from the op's maths and the kernel torch runs
 (ATen's CPU kernels: ``DistanceOpsKernel.cpp``, ``Embedding.cpp``, ``EmbeddingBag.cpp``,
 ``LinearAlgebra.cpp``), under docs/fpo.md's conventions: one FPO per elementwise arithmetic
-op, compare or elementary function (``abs``, ``ceil``, ``pow``, a sign are 1 each), reducing n
+op, compare or elementary function (``abs``, ``ceil``, ``pow`` are 1 each; the distance
+kernels' ``sign``, built from ceil, floor, two max, two min and an add, is 7), reducing n
 values costs n, ``2mkn`` per product. Counted as a user counts: ``gp.count_fpo`` (forward and
 backward, seeded with ones), on CPU and, where it differs, on meta.
 """
