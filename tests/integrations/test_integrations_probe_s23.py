@@ -54,52 +54,10 @@ def _root_energy(runs: list[gp.RunRecord]) -> float:
 def lightning() -> Iterator[dict[str, object]]:
     _need("lightning", "lightning")
     _need("torch", "torch")
-    import lightning.pytorch as pl
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from greenprint.integrations.lightning import GreenprintCallback
-
-    class Regressor(pl.LightningModule):
-        def __init__(self, lr: float = 0.1) -> None:
-            super().__init__()
-            self.save_hyperparameters()
-            self.layer = torch.nn.Linear(4, 1)
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            loss = torch.nn.functional.mse_loss(self.layer(x), y)
-            self.log("train_loss", loss)
-            return loss
-
-        def validation_step(self, batch, batch_idx):
-            x, y = batch
-            self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
-
-    torch.manual_seed(0)
-    data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
-
-    def trainer(callback: object, **options: object) -> object:
-        return pl.Trainer(
-            accelerator="cpu",
-            callbacks=[callback],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            **options,
-        )
+    from integrations._lightning_kit import lightning_kit  # tests/integrations/_lightning_kit.py
 
     with one_thread():
-        yield {
-            "Regressor": Regressor,
-            "Callback": GreenprintCallback,
-            "trainer": trainer,
-            "loader": lambda: DataLoader(data, batch_size=16),
-        }
+        yield lightning_kit()
 
 
 def test_a_fast_dev_run_before_each_fit_is_no_trial(tmp_path: Path, lightning) -> None:

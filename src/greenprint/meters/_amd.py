@@ -73,6 +73,7 @@ from greenprint.meters._gpu_meter import (
     GpuVendorUnavailable,
     SummedGpuMeter,
     failed_gpu,
+    go_on_at_mean_power,
     not_counted,
     open_vendor,
     vendor_origin,
@@ -669,22 +670,8 @@ class AmdMeter(SummedGpuMeter):
         return self._add(now, shares)
 
     def _fail_one(self, g: _AmdGpu, err: MeterError) -> bool:
-        """Let ``g`` go on at its mean power so far, if other GPUs still read and it read some.
-
-        Returns:
-            False when the whole meter must fail instead (no other GPU left, or no energy read
-            yet to take a mean power from).
-        """
-        elapsed = g.last_t - self._t_start
-        if elapsed <= 1e-3 or not any(o is not g and not o.failed for o in self._gpus):
-            return False
-        g.last_power_w = g.total_j / elapsed
-        g.failed = (
-            f"failed after {elapsed:.0f} s ({err}): its mean power so far "
-            f"({g.last_power_w:.0f} W) after"
-        )
-        logger.warning("%s; the other GPUs go on being read", f"{g.label} {g.failed}")
-        return True
+        """:func:`~greenprint.meters._gpu_meter.go_on_at_mean_power` for ``g``."""
+        return go_on_at_mean_power(g, self._gpus, g.last_t - self._t_start, err)
 
     def _step(self, g: _AmdGpu, now: float) -> float:
         """Energy of ``g``'s package since its last read, in J; drops a bad counter."""

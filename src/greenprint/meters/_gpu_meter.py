@@ -316,6 +316,28 @@ def shared_note(label: str, fewest: int, most: int, basis: str) -> str:
     return f"{label} shared with {count} other {plural}: this process tree's share by {basis}"
 
 
+def go_on_at_mean_power(gpu: Any, gpus: Sequence[Any], elapsed: float, err: Exception) -> bool:
+    """Let ``gpu`` go on at its mean power so far, if other GPUs still read and it read some.
+
+    ``gpu`` (and each of ``gpus``) has ``failed``, ``last_power_w``, ``total_j`` (J) and
+    ``label``; ``elapsed``: seconds since the meter started to ``gpu``'s last good read. Sets
+    its mean power (W) and why it failed. Shared by the NVML and amdsmi meters.
+
+    Returns:
+        False when the whole meter must fail instead (no other GPU left, or no energy read
+        yet to take a mean power from).
+    """
+    if elapsed <= 1e-3 or not any(o is not gpu and not o.failed for o in gpus):
+        return False
+    gpu.last_power_w = gpu.total_j / elapsed
+    gpu.failed = (
+        f"failed after {elapsed:.0f} s ({err}): its mean power so far "
+        f"({gpu.last_power_w:.0f} W) after"
+    )
+    logger.warning("%s; the other GPUs go on being read", f"{gpu.label} {gpu.failed}")
+    return True
+
+
 class SummedGpuMeter(Meter):
     """The energy of several GPUs summed, with this process tree's share (see the module).
 

@@ -69,6 +69,7 @@ from greenprint.meters._gpu_meter import (
     GpuVendorUnavailable,
     SummedGpuMeter,
     failed_gpu,
+    go_on_at_mean_power,
     lost_gpu,
     not_counted,
     open_vendor,
@@ -641,22 +642,8 @@ class NvmlMeter(SummedGpuMeter):
         return delta / 1000.0
 
     def _fail_one(self, g: _Gpu, err: MeterError) -> bool:
-        """Let ``g`` go on at its mean power so far, if other GPUs still read and it read some.
-
-        Returns:
-            False when the whole meter must fail instead (no other GPU left, or no energy read
-            yet to take a mean power from).
-        """
-        elapsed = self._t_last - self._t_start
-        if elapsed <= 1e-3 or not any(o is not g and not o.failed for o in self._gpus):
-            return False
-        g.last_power_w = g.total_j / elapsed
-        g.failed = (
-            f"failed after {elapsed:.0f} s ({err}): its mean power so far "
-            f"({g.last_power_w:.0f} W) after"
-        )
-        logger.warning("%s; the other GPUs go on being read", f"{g.label} {g.failed}")
-        return True
+        """:func:`~greenprint.meters._gpu_meter.go_on_at_mean_power` for ``g``."""
+        return go_on_at_mean_power(g, self._gpus, self._t_last - self._t_start, err)
 
     def _counter(self, g: _Gpu, now: float, dt: float) -> int | None:
         """``g``'s energy counter in mJ, or ``None`` when it is dropped now for power sampling.
