@@ -202,23 +202,15 @@ def _read_toml_or_warn(path: Path) -> dict[str, Any] | None:
     """:func:`_read_toml`, or ``None`` with one warning when the file cannot be opened."""
     try:
         return _read_toml(path)
-    except _Unreadable as e:
+    except OSError as e:  # it exists, but cannot be opened or read (permission, I/O error)
         if path not in _WARNED_UNREADABLE:
             _WARNED_UNREADABLE.add(path)
             logger.warning(
                 "greenprint: cannot read config file %s (%s); its settings are not used",
                 path,
-                e.reason,
+                e.strerror or e,
             )
         return None
-
-
-class _Unreadable(Exception):
-    """A config file that exists but cannot be opened or read (permission, I/O error)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 #: Parsed config files by path, with the (mtime, size) they were parsed at: a run reads its
@@ -227,6 +219,12 @@ _PARSED: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML of ``path``.
+
+    Raises:
+        OSError: the file cannot be opened or read.
+        ConfigError: it is not valid TOML (or not UTF-8).
+    """
     # imported here: a directory without a config file never pays for tomllib (~1.5 ms of CPU)
     if sys.version_info >= (3, 11):
         import tomllib
@@ -240,8 +238,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return cached[1]
         with path.open("rb") as fh:
             table = tomllib.load(fh)
-    except OSError as e:
-        raise _Unreadable(e.strerror or str(e)) from e
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file {path}: {e}") from e
     _PARSED[path] = (stamp, table)
