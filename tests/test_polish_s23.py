@@ -78,3 +78,26 @@ def test_merge_leaves_its_input_as_it_found_it(tmp_path: Path) -> None:
     assert sorted(p.name for p in mine.parent.iterdir()) == listing == ["greenprint.db"]
     assert hashlib.sha256(mine.read_bytes()).hexdigest() == before
     assert {r.name for r in gp.Ledger(team).runs()} == {"team", "mine"}
+
+
+def test_a_run_saved_apart_from_a_vanished_ledger_says_why(tmp_path: Path) -> None:
+    """A run whose ledger file and folder were deleted while it ran is saved apart at exit; the
+    warning read 'could not be written to its ledger .../gone.db (None)': the reason was
+    never kept when the file could not be recreated. It now gives it."""
+    script = """
+import os, shutil, time
+import greenprint as gp
+with gp.track("victim", ledger="runs/gone.db", flush_interval_s=0.2, sample_interval_s=0.1):
+    shutil.rmtree("runs")
+    time.sleep(0.6)
+"""
+    (tmp_path / "runs").mkdir()
+    env = {**clean_env(), "TMPDIR": str(tmp_path)}
+    done = subprocess.run(
+        [BIN / "python", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    (saved,) = [line for line in done.stderr.splitlines() if "it is saved in" in line]
+    assert "(None)" not in saved, saved
+    assert "(the file is gone and cannot be recreated: " in saved, saved
+    assert list(tmp_path.glob("greenprint-unsaved-*.db")), done.stderr

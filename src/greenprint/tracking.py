@@ -1792,6 +1792,8 @@ class Run:
                 where,
                 e,
             )
+            with self._lock:  # the reason the run's final record gives if it is saved apart
+                self._write_error = f"the file is gone and cannot be recreated: {e}"
             return False
         self._ledger = ledger
         return True
