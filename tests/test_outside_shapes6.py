@@ -125,6 +125,8 @@ def test_the_lr_finders_training_is_a_part_of_the_fit_it_tuned(lr_find_home, stu
     and the study's energy is both runs' power x time. A ``LearningRateFinder`` given after
     greenprint's callback is run first all the same (Lightning orders its finders first)."""
     runs = {r.name: r for r in gp.Ledger(lr_find_home / "greenprint.db").runs(study=study)}
+    tested = runs.pop("regressor-test", None)  # lit-tuner's test after the fit (session 24)
+    assert (tested is not None) == (study == "lit-tuner")
     assert set(runs) == {"regressor", "regressor-lr_find"}
     fit, finder = runs["regressor"], runs["regressor-lr_find"]
     assert (finder.parent_id, finder.role, finder.contained, finder.status) == (
@@ -137,19 +139,29 @@ def test_the_lr_finders_training_is_a_part_of_the_fit_it_tuned(lr_find_home, stu
     assert finder.energy_kwh == pytest.approx(WATTS * finder.duration_s / 3.6e6, rel=0.05)
     report = _report(lr_find_home, "--study", study, "--no-plots", "--format", "json")
     total = report["price_tag"]["total"]
-    assert (total["runs"], total["trials"]) == (2, 1)
-    assert total["energy_kwh"] == pytest.approx(fit.energy_kwh + finder.energy_kwh, rel=1e-9)
+    tested_kwh = tested.energy_kwh if tested is not None else 0.0
+    assert (total["runs"], total["trials"]) == (2 + (tested is not None), 1)
+    assert total["energy_kwh"] == pytest.approx(
+        fit.energy_kwh + finder.energy_kwh + tested_kwh, rel=1e-9
+    )
     roles = {row["name"]: row["role"] for row in report["runs"]}
-    assert roles == {"regressor": "trial", "regressor-lr_find": "part"}
+    assert roles == {
+        "regressor": "trial",
+        "regressor-lr_find": "part",
+        **({"regressor-test": "part"} if tested is not None else {}),
+    }
     _export_reads_as_the_report(lr_find_home, study, report)
 
 
 def test_the_test_after_the_fit_scores_the_fits_run(lr_find_home):
     """``trainer.test`` after the tuned fit adds ``test_loss`` to the fit's run, not to the
-    finder's, and makes no run of its own."""
+    finder's; its cost is a run of its own (since session 24), a part of the fit's run
+    outside its measurement."""
     runs = {r.name: r for r in gp.Ledger(lr_find_home / "greenprint.db").runs(study="lit-tuner")}
     assert runs["regressor"].metric("test_loss")
     assert not runs["regressor-lr_find"].metric("test_loss")
+    tested, fit = runs["regressor-test"], runs["regressor"]
+    assert (tested.parent_id, tested.role, tested.contained) == (fit.id, "part", False)
 
 
 # ------------------------------------------------------------ HF: the retrain after a search

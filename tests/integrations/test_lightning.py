@@ -130,18 +130,25 @@ def test_a_fit_is_one_finished_run_with_figures_in_every_logger(tmp_path: Path) 
     assert all(float(r["greenprint/power_w"]) >= 0 for r in rows)
 
     # a test and a validation by this Trainer after the fit score the model it trained: on the
-    # fit's run, at its last step (they were dropped: the run had ended)
+    # fit's run, at its last step (they were dropped: the run had ended); each is measured, a
+    # run of its own, a part of the fit's outside its measurement (their cost was left out)
     module, held_out = trainer.lightning_module, _data(n=32, batch_size=32)
     (tested,) = trainer.test(module, held_out, verbose=False)
     (validated,) = trainer.validate(module, held_out, verbose=False)
-    (record,) = gp.Ledger(db).runs(study="lit")
+    runs = {r.name: r for r in gp.Ledger(db).runs(study="lit")}
+    record = runs.pop("reg")
     assert [(p.step, p.value) for p in record.metrics if p.name == "test_loss"] == [
         (trainer.global_step, pytest.approx(tested["test_loss"]))
     ]
     assert record.metric("val_loss") == pytest.approx(validated["val_loss"])
-    # another Trainer's test is not this fit's
+    assert {n: (r.role, r.parent_id, r.contained) for n, r in runs.items()} == {
+        "reg-test": ("part", record.id, False),
+        "reg-validate": ("part", record.id, False),
+    }
+    assert all(r.energy_kwh > 0 and r.status == "finished" for r in runs.values())
+    # another Trainer's test is not this fit's score (a run of its own, of the fit's module)
     _trainer(tmp_path, cb, logger=False).test(module, held_out, verbose=False)
-    (record,) = gp.Ledger(db).runs(study="lit")
+    record = next(r for r in gp.Ledger(db).runs(study="lit") if r.name == "reg")
     assert [p.name for p in record.metrics].count("test_loss") == 1
 
 
@@ -221,6 +228,7 @@ def test_a_fit_resumed_from_its_checkpoint_after_a_crash_is_one_training(tmp_pat
     assert {r.id: r.parent_id for r in gp.Ledger(db).runs(study="lit")} == {
         earlier.id: resumed.id,
         resumed.id: None,
+        other.last_evaluation_id: resumed.id,  # it evaluated the model that fit trained
         other.last_run_id: None,
     }
 

@@ -32,6 +32,7 @@ __all__ = [
     "NoMeters",
     "append_metrics",
     "continue_from",
+    "last_training",
     "metric_values",
     "plain_params",
     "refresh",
@@ -230,6 +231,14 @@ def continue_from(
 #: Each model's last training's run id, in this process (a module object, weakly: the entry goes
 #: with it): a later training of the same object continues it (:func:`trained_again`).
 _LAST_TRAINING: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def last_training(model: Any) -> str | None:
+    """The run id of ``model``'s last training in this process (``None``: none known)."""
+    try:
+        return _LAST_TRAINING.get(model)
+    except TypeError:  # not weakly referenceable, or unhashable
+        return None
 
 
 def trained_again(run: Run, model: Any, *, link: bool = True, schedule: str = "") -> None:

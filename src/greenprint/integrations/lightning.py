@@ -22,10 +22,24 @@ What it records:
 * the validation metrics (``trainer.callback_metrics``) at each validation end, into the run (a
   value that is not finite, a diverged loss, as NaN: the run has no score, never a stale one);
   a ``trainer.test()`` or ``trainer.validate()`` by the same Trainer after the fit, of the
-  module the fit trained, adds its metrics to the fit's ended run at its last step (the cost
-  of that evaluation is not measured); an evaluation of another module, by another Trainer,
-  or alone (``validate(ckpt_path=...)`` in a new process), and ``trainer.predict()``, record
-  nothing: no run, no scores (wrap one in ``gp.track(..., role="part")`` to count its cost);
+  module the fit trained, adds its metrics to the fit's ended run at its last step (an
+  evaluation of another module, or by another Trainer, is no score of that run);
+* each ``trainer.validate()``, ``trainer.test()`` and ``trainer.predict()`` outside a fit as a
+  run of its own, ``<name>-validate`` (``-test``, ``-predict``), from the loop's start to its
+  end, with the module's params and the evaluation's metrics (none for a prediction), so that
+  the study's price tag counts what evaluating a model cost. Of the model a known run trained,
+  it is a ``part`` of that run, recorded ``contained`` false (it ran after that run, outside
+  its measurement: the price tag adds it once): the fit this callback ran of that module, the
+  fit whose checkpoint it restored (``trainer.test(model, ckpt_path=...)``, in this process or
+  a new one: the checkpoint keeps the fit's run id), or the last fit of that module object in
+  this process (by any Trainer). Else it is a top-level run with role ``part`` (its cost
+  counted, never a trial: a checkpoint loaded by ``load_from_checkpoint``, a module evaluated
+  before it is trained), or the role given to the callback when that is ``final`` or
+  ``baseline`` (the reported model's test, a reference model's, which the report reads as
+  such); a ``part`` of no run is taken by the next fit of that module object in this process
+  (the validation of the untrained model before its training). Inside a run of yours
+  (``with gp.track(...)``), it is a part of that run. In a single process (with several, an
+  evaluation is not measured);
 * the module's ``hparams`` and the Trainer's epochs and devices as the run's params;
 * with ``count_fpo=True``, the FPO of one training step (``training_step`` and the backward of its
   loss, counted once on a meta copy of the module: nothing is allocated), added to the run at
@@ -113,6 +127,7 @@ from greenprint.integrations._dl import (
     NoMeters,
     append_metrics,
     continue_from,
+    last_training,
     metric_values,
     plain_params,
     refresh,
@@ -201,7 +216,12 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._resumes: str | None = None  # the run a checkpoint being resumed names
         self._first_rank = False  # the run is global rank 0's (the one a checkpoint names)
         self._tuning: list[Run] = []  # runs of finders before this fit (see :meth:`setup`)
+        self._evaluation: Run | None = None  # the run of a validate/test/predict outside a fit
+        self._evaluated: str | None = None  # the run that trained the module it evaluates
+        self._evaluated_module: weakref.ref[Any] | None = None  # the module it evaluates
         self.last_run_id: str | None = None
+        #: The id of the last ``validate``/``test``/``predict`` run, ``None`` before the first.
+        self.last_evaluation_id: str | None = None
 
     @property
     def run(self) -> Run | None:
@@ -216,6 +236,8 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         state["_fit_trainer"] = None
         state["_fit_module"] = None
         state["_tuning"] = []
+        state["_evaluation"] = None
+        state["_evaluated_module"] = None
         return state
 
     # ------------------------------------------------------------------ hooks
@@ -300,7 +322,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._continue()  # a checkpoint restored before this hook (the usual order)
         tuned, self._tuning = self._tuning, []
         for finder in tuned:
-            _part_of(run, finder)
+            _part_of(run.id, finder)
         if int(getattr(trainer, "world_size", 1)) > 1:
             return
         if dev_run is not None:  # the next fit of this module takes it as a part
@@ -312,7 +334,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
                 and checked.study == run.study
                 and _same_ledger(checked, run)
             ):
-                _part_of(run, checked)
+                _part_of(run.id, checked)
         trained_again(run, pl_module, link=not resuming, schedule="trainer.")  # a second fit
 
     def state_dict(self) -> dict[str, Any]:
@@ -405,29 +427,45 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
                 prog_bar=False,
             )
 
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start the run of a ``trainer.validate()`` (not of a fit's validation loop)."""
+        self._start_evaluation(trainer, pl_module)
+
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start the run of a ``trainer.test()``."""
+        self._start_evaluation(trainer, pl_module)
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start the run of a ``trainer.predict()``."""
+        self._start_evaluation(trainer, pl_module)
+
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Copy the validation metrics to the run (not during the sanity check).
 
-        A ``trainer.validate()`` after the fit, by the fit's Trainer, adds them to the fit's
-        ended run at its last step, as :meth:`on_test_end` does.
+        A ``trainer.validate()`` outside a fit ends its own run with them (see
+        :meth:`_end_evaluation`); after the fit, by the fit's Trainer, it adds them to the
+        fit's ended run at its last step, as :meth:`on_test_end` does.
         """
-        if self._run is None or trainer.sanity_checking:
+        if _evaluation_kind(trainer) is not None:
+            self._end_evaluation(trainer, pl_module)
             return
-        if self._run.status != "running":
-            self._after_fit(trainer, pl_module)
+        if self._run is None or trainer.sanity_checking or self._run.status != "running":
             return
         metrics = metric_values(trainer.callback_metrics)
         if metrics:
             self._log(trainer, metrics)
 
     def on_test_end(self, trainer: Any, pl_module: Any) -> None:
-        """Add the metrics of a ``trainer.test()`` after the fit to the fit's run.
+        """End the run of a ``trainer.test()`` with its metrics.
 
-        The test scores the model the fit trained: they go to its ended run at the fit's last
-        step (their cost is not measured: the run has ended), when the same Trainer tests.
+        A test of the model the fit trained, by the fit's Trainer, adds them to the fit's
+        ended run at its last step too (its scores).
         """
-        if self._run is not None and self._run.status != "running":
-            self._after_fit(trainer, pl_module)
+        self._end_evaluation(trainer, pl_module)
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        """End the run of a ``trainer.predict()``."""
+        self._end_evaluation(trainer, pl_module)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         """End the run ``finished`` (``interrupted`` by a budget), with the last metrics.
@@ -477,6 +515,8 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         if stage == "fit":
             self._stop_tuning("finished", None)  # the tuner's fit ends after its finder
             self._stop_if_running("finished", None)
+        else:  # an evaluation whose loop did not reach its end hook (no batch to run)
+            self._stop_evaluation("finished", None)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """End the run ``failed`` (``interrupted`` for ``KeyboardInterrupt``) with the error."""
@@ -485,8 +525,110 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             status, error = "interrupted", f"{type(exception).__name__} during fit"
         self._stop_tuning(status, error)
         self._stop_if_running(status, error)
+        self._stop_evaluation(status, error)
 
     # ------------------------------------------------------------------ internals
+    def _start_evaluation(self, trainer: Any, pl_module: Any) -> None:
+        """Start the run of a ``validate``/``test``/``predict`` outside a fit (see the module).
+
+        Called at the loop's start, after Lightning restored a checkpoint's callback state
+        (:meth:`load_state_dict`): the run of the fit that saved it is known by then.
+        """
+        kind = _evaluation_kind(trainer)
+        if kind is None:
+            return
+        self._stop_evaluation("failed", "a new evaluation started before this one ended")
+        if int(getattr(trainer, "world_size", 1) or 1) > 1:
+            logger.debug("greenprint: a trainer.%s() with several processes is not measured", kind)
+            return
+        _check_objects(trainer, pl_module)
+        from greenprint.tracking import track
+
+        options = dict(self._options)
+        given = options.pop("role", None)
+        options.pop("dataset_size", None)  # the training set's size: not what this runs on
+        params = _module_params(pl_module)
+        params.update(options.pop("params", None) or {})
+        name = f"{self._name or type(pl_module).__name__}-{kind}"
+        # a model's evaluation the user called final or baseline, unless a known run trained
+        # it (then a part of that run, once it ends: see _stop_evaluation)
+        role = given if kind != "predict" and given in ("final", "baseline") else "part"
+        try:
+            run = track(name, params=params, role=role, **options).start()
+        except GreenprintError as e:  # never stop the user's evaluation
+            logger.warning("greenprint: could not start the run of trainer.%s(): %s", kind, e)
+            return
+        self._evaluation = run
+        self._evaluated = self._trained_by(run, trainer, pl_module)
+        self._evaluated_module = _weak(pl_module)
+        self.last_evaluation_id = run.id
+
+    def _end_evaluation(self, trainer: Any, pl_module: Any) -> None:
+        """End the evaluation's run with its metrics; link it to the run that trained the model.
+
+        A validation or test by the fit's Trainer, of the module it trained, also adds its
+        metrics to the fit's ended run (its scores, at its last step).
+        """
+        kind = _evaluation_kind(trainer)
+        run = self._evaluation
+        metrics = metric_values(trainer.callback_metrics) if kind != "predict" else {}
+        if run is not None and run.status == "running" and metrics:
+            try:
+                run.log(step=trainer.global_step, **metrics)
+            except BudgetExceeded:  # a "stop" budget: the evaluation is over anyway
+                pass
+        self._stop_evaluation("finished", None)
+        if kind != "predict" and self._run is not None and self._run.status != "running":
+            self._after_fit(trainer, pl_module)
+
+    def _stop_evaluation(self, status: str, error: str | None) -> None:
+        """End the evaluation's run; of a model a known run trained, it becomes its part.
+
+        One of no known training, with role ``part``, waits for the next fit of its module
+        object in this process, which takes it as its part (see :meth:`on_fit_start`).
+        """
+        run, trained_by = self._evaluation, self._evaluated
+        module = self._evaluated_module() if self._evaluated_module is not None else None
+        self._evaluation = self._evaluated = self._evaluated_module = None
+        if run is None or run.status != "running":
+            return
+        run.stop(status=status, error=error)
+        if run.parent_id is not None:  # inside a run of the user's, which holds its cost
+            return
+        if trained_by is not None:
+            _part_of(trained_by, run)
+        elif run.role == "part" and module is not None:
+            _dev_runs_of(module).append(run)
+
+    def _trained_by(self, run: Run, trainer: Any, pl_module: Any) -> str | None:
+        """The id of the run that trained the model ``run`` evaluates, if known.
+
+        The fit whose checkpoint Lightning restored (its run id in the callback state), else
+        this callback's fit of this module by this Trainer, else the last fit of this module
+        object in this process. A run not in ``run``'s ledger, of another study, or still
+        running is none. Inside a run of the user's, none is looked for: that run holds it.
+        """
+        ledger = run.ledger
+        if ledger is None or run.parent_id is not None:
+            return None
+        candidates = [self._resumes]
+        fit_trainer = self._fit_trainer() if self._fit_trainer is not None else None
+        fit_module = self._fit_module() if self._fit_module is not None else None
+        if self._run is not None and fit_trainer is trainer and fit_module is pl_module:
+            candidates.append(self._run.id)
+        candidates.append(last_training(pl_module))
+        for run_id in candidates:
+            if not isinstance(run_id, str) or not run_id or run_id == run.id:
+                continue
+            try:
+                trained = ledger.run(run_id)
+            except GreenprintError as e:  # another ledger's run, or a deleted one
+                logger.debug("greenprint: run %s is not in the ledger: %s", run_id[:8], e)
+                continue
+            if trained.study == run.study and trained.status != "running":
+                return run_id
+        return None
+
     def _continue(self) -> None:
         """Make the run of the checkpoint's fit a part of this fit's run (global rank 0)."""
         earlier, self._resumes = self._resumes, None
@@ -695,20 +837,36 @@ def _same_ledger(one: Run, other: Run) -> bool:
     return bool(one.ledger.url_unmasked == other.ledger.url_unmasked)
 
 
-def _part_of(run: Run, finder: Run) -> None:
-    """Record ``finder``'s run (ended before ``run`` started) as a part outside ``run``."""
+def _part_of(parent_id: str | None, run: Run) -> None:
+    """Record ``run`` (ended before or after run ``parent_id``) as a part outside that run."""
     ledger = run.ledger
-    if ledger is None or not run.id or not finder.id:
+    if ledger is None or not parent_id or not run.id:
         return
     try:
-        ledger.flush(finder.id, fields={"parent_id": run.id, "role": "part", "contained": False})
+        ledger.flush(run.id, fields={"parent_id": parent_id, "role": "part", "contained": False})
     except GreenprintError as e:
         logger.warning(
             "greenprint: could not record run %s as a part of run %s: %s",
-            finder.id[:8],
             run.id[:8],
+            parent_id[:8],
             e,
         )
+
+
+def _evaluation_kind(trainer: Any) -> str | None:
+    """``"validate"``, ``"test"`` or ``"predict"`` while the Trainer runs one outside a fit."""
+    state = getattr(trainer, "state", None)
+    fn = getattr(state, "fn", None)
+    value = getattr(fn, "value", fn)
+    return value if value in ("validate", "test", "predict") else None
+
+
+def _weak(obj: Any) -> weakref.ref[Any] | None:
+    """A weak reference to ``obj``, ``None`` when it cannot be weakly referenced."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return None
 
 
 def _limited(trainer: Any, loader: Any, size: int) -> int:
