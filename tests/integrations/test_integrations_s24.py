@@ -202,3 +202,118 @@ def test_a_test_by_a_callback_given_role_final_is_the_final_model(lightning_home
     report = _report(lightning_home, "--study", "lit-final", "--no-plots", "--format", "json")
     assert report["price_tag"]["total"]["energy_kwh"] == pytest.approx(final.energy_kwh)
     assert [row["role"] for row in report["runs"]] == ["final"]
+
+
+# ------------------------------------------------------------------ W&B and TensorBoard roles
+#: A hand-written search given no roles (study ``search``: each trial with a TensorBoard writer
+#: and a W&B run of its own), a lone run (study ``lone``) and a search given ``role="sweep"``
+#: (study ``swept``), each followed in W&B (offline) and TensorBoard as their docs show.
+LOGGERS_SCRIPT = """
+import json
+import wandb
+from torch.utils.tensorboard import SummaryWriter
+import greenprint as gp
+from greenprint.integrations import tensorboard as gp_tensorboard
+from greenprint.integrations import wandb as gp_wandb
+
+where = {}
+
+
+def trial(name, study, **options):
+    settings = wandb.Settings(console="off", x_disable_stats=True)
+    with (
+        SummaryWriter(f"tb/{study}/{name}") as writer,
+        wandb.init(project="p", name=name, mode="offline", dir=".", settings=settings) as wb,
+        gp.track(name, study=study, sample_interval_s=0.05, **options) as run,
+    ):
+        gp_tensorboard.autolog(run, writer)
+        gp_wandb.autolog(run)
+        run.log(loss=options["params"]["lr"])
+    where[run.id] = {"tb": f"tb/{study}/{name}", "wandb": str(wb.dir)}
+
+
+with gp.track("search", study="search"):
+    for lr in (0.1, 0.01):
+        trial(f"lr{lr}", "search", params={"lr": lr})
+trial("lone", "lone", params={"lr": 0.5})
+with gp.track("search", study="swept", role="sweep"):
+    trial("lr0.2", "swept", params={"lr": 0.2})
+print(json.dumps(where))
+"""
+
+
+@pytest.fixture(scope="module")
+def loggers_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
+    """The script run once in an empty directory; each greenprint run's TensorBoard folder and
+    W&B files folder."""
+    need_installed("wandb", "wandb")
+    need_installed("tensorboard", "tensorboard")
+    need_installed("torch", "torch")
+    from _clean_env import clean_env
+
+    home = _empty(tmp_path_factory, "loggers")
+    (home / "search.py").write_text(LOGGERS_SCRIPT, encoding="utf-8")
+    env = clean_env()
+    env.update(WANDB_SILENT="true", WANDB_ERROR_REPORTING="false", WANDB_DISABLE_GIT="true")
+    done = run_in(home, sys.executable, "search.py", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _tensorboard_roles(logdir: Path) -> tuple[list[str], dict[str, str]]:
+    """The ``greenprint/role`` texts of a run's event files, and its string hparams."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    texts, hparams = [], {}
+    events = EventMultiplexer()
+    events.AddRunsFromDirectory(str(logdir))
+    events.Reload()
+    for run in events.Runs():
+        accumulated = events.GetAccumulator(run)
+        if "greenprint/role/text_summary" in accumulated.Tags()["tensors"]:
+            for event in accumulated.Tensors("greenprint/role/text_summary"):
+                texts.append(event.tensor_proto.string_val[0].decode())
+        try:
+            plugin = accumulated.PluginTagToContent("hparams")
+        except KeyError:  # no hparams in this folder's events
+            plugin = {}
+        if "_hparams_/session_start_info" in plugin:
+            start = plugin_data_pb2.HParamsPluginData.FromString(
+                plugin["_hparams_/session_start_info"]
+            )
+            for key, value in start.session_start_info.hparams.items():
+                if value.HasField("string_value"):
+                    hparams[key] = value.string_value
+    return texts, hparams
+
+
+def _wandb_summary(files_dir: Path) -> dict[str, object]:
+    from integrations.test_wandb import _read_run  # the reader of W&B's offline run files
+
+    return _read_run(files_dir.parent)[1]
+
+
+@pytest.mark.parametrize("study", ["search", "lone", "swept"])
+def test_wandb_and_tensorboard_show_the_role_the_report_reads(loggers_home, study):
+    """Before: a run given no role had no role in W&B or TensorBoard (MLflow tagged it). Now
+    each carries the report's role: W&B's summary ``greenprint/role`` with
+    ``greenprint/role_inferred`` true, TensorBoard's text ``greenprint/role`` ("trial
+    (inferred)") and hparam. A trial of a search given no role cannot be told a trial from a
+    part at its end: its W&B run has no role (documented), its TensorBoard text is written when
+    the search ends (no hparam)."""
+    home, where = loggers_home
+    report = _report(home, "--study", study, "--no-plots", "--format", "json")
+    roles = {row["id"]: row["role"] for row in report["runs"] if row["id"] in where}
+    assert roles and set(roles.values()) == {"trial"}
+    for run_id, role in roles.items():
+        texts, hparams = _tensorboard_roles(home / where[run_id]["tb"])
+        summary = _wandb_summary(home / where[run_id]["wandb"])
+        assert texts == [f"{role} (inferred)"]
+        if study == "search":  # inside a search given no role, still running at its end
+            assert "greenprint/role" not in summary and "greenprint/role" not in hparams
+        else:
+            assert summary["greenprint/role"] == role
+            assert summary["greenprint/role_inferred"] is True
+            assert hparams["greenprint/role"] == role
+        assert summary["greenprint/run_id"] == run_id

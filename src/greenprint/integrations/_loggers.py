@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError
@@ -35,6 +36,7 @@ __all__ = [
     "inferred_role",
     "provenance_tags",
     "record_dict",
+    "role_when_known",
     "total_figures",
 ]
 
@@ -220,6 +222,54 @@ def inferred_role(record: RunRecord, ledger: Ledger) -> str | None:
     except GreenprintError as e:  # an unreadable ledger: no tag rather than a wrong one
         logger.debug("greenprint: the role of run %s is not known: %s", record.id[:8], e)
         return None
+
+
+def role_when_known(run: Run, tag: Callable[[str], None]) -> bool:
+    """Call ``tag(role)`` with the role a report infers for ``run`` once a run above it ends.
+
+    For an ended run given no role whose role was not known at its end (:func:`inferred_role`:
+    a run above it, given no role, still running: a trial of a search in ``with
+    gp.track("search"):`` could be a sweep's trial or a trial's part). The nearest such run of
+    this process (the run ``run`` was nested in, or one above it) gets a listener: when it
+    stops, the role is read again from the ledger and given to ``tag`` (or waited for from the
+    next run above). Nothing when the run has a role, no ledger, or no run of this process
+    holds the answer back (a parent in another process: the role stays untagged).
+
+    ``tag`` runs on the thread that stops that run; an error in it is logged as a warning.
+
+    Returns:
+        Whether a listener waits for the role.
+    """
+    from greenprint._exceptions import GreenprintError
+
+    ledger = run.ledger
+    if ledger is None or run.role is not None:
+        return False
+    above = run._parent_run
+    while above is not None and (above.role is not None or above.status not in ("new", "running")):
+        above = above._parent_run
+    if above is None:
+        return False
+
+    def on_event(_: Run, event: str) -> None:
+        if event != "stop":
+            return
+        try:
+            record = ledger.run(run.id)
+        except GreenprintError as e:
+            logger.debug("greenprint: the role of run %s is not known: %s", run.id[:8], e)
+            return
+        role = inferred_role(record, ledger)
+        if role is None:
+            role_when_known(run, tag)  # a run further up still holds it back
+            return
+        try:
+            tag(role)
+        except Exception as e:  # a logger that fails must not fail the end of the run above
+            logger.warning("greenprint: could not tag the role of run %s: %s", run.id[:8], e)
+
+    above.add_listener(on_event)
+    return True
 
 
 def record_dict(record: RunRecord) -> dict[str, Any]:

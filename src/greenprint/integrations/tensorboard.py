@@ -26,6 +26,14 @@ Lightning's ``TensorBoardLogger.experiment``). What it writes, under ``greenprin
   ``greenprint/provenance``, and ``add_hparams`` with the run's params (or ``hparams=``) and
   its totals as the metrics, in the writer's own folder, so the HParams tab compares runs by
   their cost. The writer is flushed.
+* the run's role, as the report reads it: the text ``greenprint/role`` (``trial``, or
+  ``trial (inferred)`` for a run given no role, the role the report infers, as MLflow's
+  ``greenprint.role_inferred`` tag says) and, beside the run's params, the hparam
+  ``greenprint/role``, so the HParams tab can keep the trials alone. A run given no role
+  inside a run given none that is still going (the trials of ``with gp.track("search"):``)
+  cannot be told a trial from a part at its end: its ``greenprint/role`` text is written when
+  that outer run ends (the writer, even closed, writes it to a new event file in its folder),
+  without the hparam; give the search ``role="sweep"`` to have both at each trial's end.
 """
 
 from __future__ import annotations
@@ -44,14 +52,19 @@ from greenprint.integrations._loggers import (
     StepFigures,
     check_running,
     provenance_tags,
+    role_when_known,
     total_figures,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._records import RunRecord
+    from greenprint.ledger import Ledger
     from greenprint.tracking import Run
 
-__all__ = ["TensorBoardLogger", "autolog"]
+__all__ = ["ROLE_TAG", "TensorBoardLogger", "autolog"]
+
+#: The text tag and hparam of the run's role (given, or inferred: see the module).
+ROLE_TAG = "greenprint/role"
 
 logger = logging.getLogger(__name__)
 
@@ -155,15 +168,30 @@ class TensorBoardLogger:
             self._ended = True
             with self._lock:
                 record = run.record
-                self._write_totals(record, self._next_step)
+                step = self._next_step
+                if not self._write_totals(record, step, run.ledger):
+                    role_when_known(run, lambda role: self._write_role(role, step))
 
-    def _write_totals(self, record: RunRecord, step: int) -> None:
+    def _write_role(self, role: str, step: int) -> None:
+        """The role a report infers, known once a run above this one ended (text only)."""
+        with self._lock:
+            self.writer.add_text(ROLE_TAG, f"{role} (inferred)", step)
+            self.writer.flush()
+
+    def _write_totals(self, record: RunRecord, step: int, ledger: Ledger | None) -> bool:
+        """Write the run's totals, provenance and role; whether its role was known."""
         totals = total_figures(record)
-        tags = provenance_tags(record)
+        tags = provenance_tags(record, ledger=ledger)
         lines = ["| what | source |", "| --- | --- |"]
         lines += [f"| {k.removeprefix('greenprint.')} | {v} |" for k, v in tags.items()]
         self.writer.add_text("greenprint/provenance", "\n".join(lines), step)
+        role = tags.get("greenprint.role")
+        if role is not None:
+            inferred = " (inferred)" if tags.get("greenprint.role_inferred") == "true" else ""
+            self.writer.add_text(ROLE_TAG, role + inferred, step)
         params = self._hparams if self._hparams is not None else plain_params(record.params)
+        if params and role is not None:
+            params = {**params, ROLE_TAG: role}
         if params:
             # add_hparams writes the metrics' scalars itself: the totals, at this step, in the
             # writer's own folder ("."; its default is a new sub-folder per call)
@@ -174,6 +202,7 @@ class TensorBoardLogger:
             for tag, value in totals.items():
                 self.writer.add_scalar(tag, value, step, walltime=now)
         self.writer.flush()
+        return role is not None
 
 
 def _parameters(fn: Any) -> frozenset[str]:

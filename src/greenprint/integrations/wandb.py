@@ -28,7 +28,13 @@ What it logs, under ``greenprint/`` names:
   summary's ``greenprint/power_w`` is the mean over the run), who the run is and where
   its figures come from (``greenprint/run_id``, ``greenprint/status``, ``greenprint/role``,
   ``greenprint/provenance`` with ``cpu`` = ``rapl`` or ``estimate:tdp``...), and the run record
-  as the file ``greenprint-run.json`` in the W&B run's files.
+  as the file ``greenprint-run.json`` in the W&B run's files. ``greenprint/role`` is the role
+  given, else the one a report infers (a trial, a sweep, a part), with
+  ``greenprint/role_inferred`` true, as MLflow's ``greenprint.role_inferred`` tag: W&B's runs
+  table can then keep the trials alone. A run given no role inside a run given none that is
+  still going (the trials of ``with gp.track("search"):``) cannot be told a trial from a part
+  at its end, when its W&B run is written: it gets no ``greenprint/role`` (give the search
+  ``role="sweep"``, or :func:`log_run` it once the search has ended).
 
 End the greenprint run before the W&B run (``gp.track`` inside ``wandb.init``), or its totals
 come too late for W&B: a warning then says so. :func:`log_run` logs a run that has ended (or a
@@ -58,6 +64,7 @@ from greenprint.integrations._loggers import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._records import RunRecord
+    from greenprint.ledger import Ledger
     from greenprint.tracking import Run
 
 __all__ = ["RECORD_FILE", "WandbLogger", "autolog", "log_run"]
@@ -137,7 +144,7 @@ class WandbLogger:
             )
             return
         try:
-            _log_record(self.wandb_run, run.record)
+            _log_record(self.wandb_run, run.record, ledger=run.ledger)
         except Exception as e:  # W&B failing must not break the end of the user's run
             logger.warning("greenprint: could not log run %s to W&B: %s", run.id[:8], e)
 
@@ -146,7 +153,9 @@ def log_run(run: Run | RunRecord, wandb_run: Any = None) -> None:
     """Log an ended greenprint run (or a ledger's record of one) into a W&B run.
 
     Its totals and provenance into ``run.summary`` and its record as ``greenprint-run.json``,
-    as :func:`autolog` does when a run ends.
+    as :func:`autolog` does when a run ends. A run given no role gets the one a report infers
+    (``greenprint/role_inferred``) when it is a :class:`~greenprint.Run` (its ledger says
+    where it stands); a record is not.
 
     Args:
         run: a :class:`~greenprint.Run` that has ended, or a record from
@@ -157,7 +166,8 @@ def log_run(run: Run | RunRecord, wandb_run: Any = None) -> None:
         ConfigError: not a run or record, a run still going, or no W&B run.
     """
     record = check_record(run, "greenprint.integrations.wandb.log_run")
-    _log_record(_wandb_run(wandb_run), record)
+    ledger = None if run is record else getattr(run, "ledger", None)  # a Run: its ledger
+    _log_record(_wandb_run(wandb_run), record, ledger=ledger)
 
 
 def _wandb_run(wandb_run: Any) -> Any:
@@ -176,18 +186,22 @@ def _wandb_run(wandb_run: Any) -> Any:
     return wandb_run
 
 
-def _log_record(wandb_run: Any, record: RunRecord) -> None:
+def _log_record(wandb_run: Any, record: RunRecord, *, ledger: Ledger | None = None) -> None:
+    """Totals in a last row and the summary, who the run is, its record as a file.
+
+    ``ledger``: the run's, to give a run given no role the one a report infers.
+    """
     totals = total_figures(record)
     # a last history row with the totals: it commits a row still open (W&B would otherwise
     # write that row's figures over the summary's totals when the W&B run finishes)
     skip = {FIGURE_PREFIX + "power_w", FIGURE_PREFIX + "duration_s"}
     wandb_run.log({k: v for k, v in totals.items() if k not in skip})
     summary: dict[str, Any] = dict(totals)
-    tags = provenance_tags(record, prefix="")
+    tags = provenance_tags(record, prefix="", ledger=ledger)
     provenance = {k.partition(".")[2]: v for k, v in tags.items() if k.startswith("provenance.")}
     for key, value in tags.items():
         if not key.startswith("provenance."):
-            summary[FIGURE_PREFIX + key] = value
+            summary[FIGURE_PREFIX + key] = value == "true" if key == "role_inferred" else value
     summary[FIGURE_PREFIX + "provenance"] = provenance
     wandb_run.summary.update(summary)
     path = Path(wandb_run.dir) / RECORD_FILE
