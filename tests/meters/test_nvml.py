@@ -257,7 +257,10 @@ def test_gpu_without_energy_or_power_is_skipped_and_said():
 def test_probe_lists_gpus_and_shuts_down():
     nvml = FakeNVML([FakeGPU(name="Tesla V100", memory_gb=16.0), FakeGPU(energy_mj=None)])
     status, gpus = probe_nvml(nvml, environ={})
-    assert status.usable and status.reason == "GPU-0 energy counter; GPU-1 power sampling"
+    assert status.usable and status.reason == (
+        "GPU-0 energy counter; GPU-1 power sampling (no energy counter (NVML: Not Supported): "
+        "the total-energy counter arrives with Volta; power is sampled instead)"
+    )
     assert gpus[0].name == "Tesla V100" and gpus[0].memory_gb == 16.0
     assert gpus[0].has_energy_counter and not gpus[1].has_energy_counter
     assert nvml.init_count == 0

@@ -50,6 +50,7 @@ __all__ = [
     "HELD_LISTINGS",
     "POWER_SAMPLING",
     "SummedGpuMeter",
+    "TDP_ESTIMATE",
     "THEN_MEAN_POWER",
     "VendorSumMeter",
     "failed_gpu",
@@ -73,7 +74,9 @@ POWER_SAMPLING = "power-sampling"
 COUNTER_THEN_POWER = "counter-then-power-sampling"
 #: a GPU that failed mid-run beside GPUs that still read: its mean power so far continues
 THEN_MEAN_POWER = "then-mean-power"
-_SOURCES = (COUNTER, POWER_SAMPLING, COUNTER_THEN_POWER, THEN_MEAN_POWER)
+#: a GPU that failed at its first read beside GPUs that read: its TDP (full load) for the run
+TDP_ESTIMATE = "tdp-estimate"
+_SOURCES = (COUNTER, POWER_SAMPLING, COUNTER_THEN_POWER, THEN_MEAN_POWER, TDP_ESTIMATE)
 
 #: Failed process listings in a row for which a GPU keeps the share of its last listing; at the
 #: next one the meter cannot attribute for the rest of the run (``process_j`` is ``None``).
@@ -152,7 +155,8 @@ def vendor_origin(
     Args:
         vendor: ``"nvml"`` or ``"amdsmi"`` (a measured source for :class:`Provenance`).
         sources: ``(label, source)`` per GPU, ``source`` one of :data:`COUNTER`,
-            :data:`POWER_SAMPLING`, :data:`COUNTER_THEN_POWER`.
+            :data:`POWER_SAMPLING`, :data:`COUNTER_THEN_POWER`, :data:`THEN_MEAN_POWER`,
+            :data:`TDP_ESTIMATE`.
         notes: the detail's parts (why a GPU is sampled, since when, its share...).
 
     Example:

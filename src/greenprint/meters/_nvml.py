@@ -12,6 +12,11 @@ Per visible GPU:
   supported" (``NO_PERMISSION``) while its power reads, the detail saying so.
 * A GPU whose calls fail at the start (``GPU_IS_LOST``, a refusal of its own) beside GPUs that
   answer is left out, named in the provenance (``GPU-1 failed to open (...): not counted``).
+* **TDP estimate**: a GPU that opened but whose first read fails (``NVMLError_Unknown``,
+  ``GPU_IS_LOST``) beside GPUs that read is estimated for the run at its table TDP, full load
+  (nothing of it reads); the others stay measured: ``nvml:counter:GPU-0+nvml:tdp-estimate:GPU-1
+  (GPU-1 failed at its first read (...): estimated from its TDP, ... 400 W table:..., utilisation
+  unknown: full load)``. Every GPU failing so fails the meter: all are TDP-estimated.
 * **counter, then power sampling**: a counter that stops answering mid-run with an error that
   means "not available" (``NOT_SUPPORTED``, ``FUNCTION_NOT_FOUND``, ``NO_DATA``, ``NOT_READY``)
   while the GPU's power still reads is dropped for power sampling for the rest of the run; the
@@ -64,6 +69,7 @@ from greenprint.meters._gpu_meter import (
     COUNTER,
     COUNTER_THEN_POWER,
     POWER_SAMPLING,
+    TDP_ESTIMATE,
     THEN_MEAN_POWER,
     GpuVendor,
     GpuVendorUnavailable,
@@ -294,6 +300,7 @@ class _Gpu:
     """One metered GPU and its last counter (mJ) or power (W) reading."""
 
     __slots__ = (
+        "estimated",
         "failed",
         "handle",
         "has_counter",
@@ -303,6 +310,7 @@ class _Gpu:
         "last_share",
         "memory_gb",
         "name",
+        "no_counter",
         "proc_handle",
         "rule",
         "share",
@@ -331,6 +339,8 @@ class _Gpu:
         self.switched = ""  # why and when the counter was dropped mid-run, or ""
         self.total_j = 0.0  # its energy since the start, J (before its MIG share)
         self.failed = ""  # why and when it failed beside GPUs that still read, or ""
+        self.estimated = False  # failed at its first read: its TDP for the run (see start)
+        self.no_counter = ""  # NVML's answer to a GPU without an energy counter, or ""
 
     @property
     def label(self) -> str:
@@ -340,7 +350,7 @@ class _Gpu:
     def source(self) -> str:
         """Where its energy comes from (see :func:`~greenprint.meters._gpu_meter.vendor_origin`)."""
         if self.failed:
-            return THEN_MEAN_POWER
+            return TDP_ESTIMATE if self.estimated else THEN_MEAN_POWER
         if self.has_counter:
             return COUNTER
         return COUNTER_THEN_POWER if self.switched else POWER_SAMPLING
@@ -404,13 +414,14 @@ def _open_one(
     else:
         name = vendor_text(_nvml_call(nvml, "nvmlDeviceGetName", handle))
         memory_gb = float(_nvml_call(nvml, "nvmlDeviceGetMemoryInfo", handle).total) / 2**30
-    refused = ""
+    refused = no_counter = ""
     try:
         _nvml_call(nvml, "nvmlDeviceGetTotalEnergyConsumption", handle)
         has_counter = True
     except nvml.NVMLError as e:
         unavailable = _code(nvml, e, "NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
         has_counter = False
+        no_counter = str(e) if unavailable else ""
         try:
             _nvml_call(nvml, "nvmlDeviceGetPowerUsage", handle)
         except nvml.NVMLError as e2:
@@ -425,7 +436,7 @@ def _open_one(
         if not unavailable:  # the counter refused (not "not supported"): its power still reads
             refused = f"energy counter refused (NVML: {e}): power sampled"
     gpu = _Gpu(i, handle, uuid if mig is None else mig.uuid, name, memory_gb, has_counter)
-    gpu.rule = refused
+    gpu.rule, gpu.no_counter = refused, no_counter
     if mig is not None:
         gpu.share, gpu.proc_handle, gpu.tag = mig.share, mig.handle, mig.label
         gpu.rule = "; ".join(r for r in (mig.rule, refused) if r)
@@ -493,12 +504,26 @@ def probe_nvml(
             return MeterStatus("nvml", False, reason, "unset CUDA_VISIBLE_DEVICES"), ()
         reason = "; ".join(skipped) or "NVML found no visible NVIDIA GPU"
         return MeterStatus("nvml", False, reason, None), ()
-    parts = [
-        f"{g.label} {'energy counter' if g.has_counter else 'power sampling'}"
-        + (f" ({g.rule})" if g.rule else "")
-        for g in gpus
-    ]
+    parts = []
+    for g in gpus:
+        why = [no_counter_reason(g.no_counter)] if g.no_counter else []
+        why += [g.rule] if g.rule else []
+        how = "energy counter" if g.has_counter else "power sampling"
+        parts.append(f"{g.label} {how}" + (f" ({'; '.join(why)})" if why else ""))
     return MeterStatus("nvml", True, "; ".join(parts + skipped), None), infos
+
+
+def no_counter_reason(answer: str) -> str:
+    """Why a GPU whose energy counter NVML does not support is power-sampled.
+
+    Example:
+        >>> no_counter_reason("Not Supported")
+        'no energy counter (NVML: Not Supported): the total-energy counter arrives with Volta; power is sampled instead'
+    """  # noqa: E501
+    return (
+        f"no energy counter (NVML: {answer}): the total-energy counter arrives with Volta; "
+        "power is sampled instead"
+    )
 
 
 def _shutdown(nvml: Any) -> None:
@@ -576,15 +601,52 @@ class NvmlMeter(SummedGpuMeter):
             raise MeterError(f"{gpu.label}: {name} failed: {e}") from e
 
     def start(self) -> None:
-        """Read the baseline counters and powers."""
+        """Read the baseline counters and powers.
+
+        A GPU whose first read fails (``NVMLError_Unknown``, ``GPU_IS_LOST``: an error of its
+        own, after it opened) while other GPUs answer is estimated for the run at its table TDP
+        at full load (nothing of it can be read, its utilisation included), as the whole meter
+        would be; the others stay measured. The provenance says which and why
+        (``nvml:counter:GPU-0+nvml:tdp-estimate:GPU-1 (GPU-1 failed at its first read (...):
+        estimated from its TDP, NVIDIA A100-SXM4-40GB 400 W table:..., utilisation unknown:
+        full load)``).
+
+        Raises:
+            MeterError: every GPU failed at its first read (the first one's error): the meter
+                set then estimates them all (:meth:`estimate_if_unmeasured`).
+        """
         now = self._clock()
+        failed: list[tuple[_Gpu, MeterError]] = []
         for g in self._gpus:
-            g.total_j, g.failed = 0.0, ""
-            if g.has_counter:
-                g.last_mj = int(self._call(g, "nvmlDeviceGetTotalEnergyConsumption"))
-            else:
-                g.last_power_w = float(self._call(g, "nvmlDeviceGetPowerUsage")) / 1000.0
+            g.total_j, g.failed, g.estimated = 0.0, "", False
+            try:
+                if g.has_counter:
+                    g.last_mj = int(self._call(g, "nvmlDeviceGetTotalEnergyConsumption"))
+                else:
+                    g.last_power_w = float(self._call(g, "nvmlDeviceGetPowerUsage")) / 1000.0
+            except MeterError as e:
+                failed.append((g, e))
+        if failed and len(failed) == len(self._gpus):
+            raise failed[0][1]
+        for g, err in failed:
+            self._estimate_one(g, err)
         self._begin(now)
+
+    def _estimate_one(self, g: _Gpu, err: MeterError) -> None:
+        """Estimate ``g``, failed at its first read, from its table TDP at full load."""
+        from greenprint.meters._gpu_tdp import tdp_for
+
+        tdp_w, source = tdp_for(g.name.split(" MIG ", 1)[0])
+        if g.share != 1.0:  # a MIG device: its share is applied to the parent's power
+            source = f"{source} x {g.share:g}"
+        g.last_power_w = tdp_w
+        g.estimated = True
+        why = str(err).removeprefix(f"{g.label}: ")
+        g.failed = (
+            f"failed at its first read ({why}): estimated from its TDP, {g.name} "
+            f"{tdp_w * g.share:g} W {source}, utilisation unknown: full load"
+        )
+        logger.warning("%s %s; the other GPUs are measured", g.label, g.failed)
 
     def read(self) -> MeterReading:
         """Cumulative energy of the GPUs since :meth:`start`, in J.
@@ -613,9 +675,14 @@ class NvmlMeter(SummedGpuMeter):
                         raise
                 else:
                     share = self._share(g, pids) if pids is not None else None
-            if g.failed:  # failed now or before: its mean power, its last share
+            if g.failed:  # failed now or before: its mean power (or TDP), its last share
                 joules = g.last_power_w * dt
-                share = g.last_share if pids is not None else None
+                if pids is None:
+                    share = None
+                elif g.estimated:  # never read: its processes may still be listed
+                    share = self._share(g, pids)
+                else:
+                    share = g.last_share
             g.total_j += joules
             shares.append((joules * g.share, share))
         return self._add(now, shares)
