@@ -3,10 +3,11 @@
 Every expected figure here is derived by hand in the test's docstring or counted by a plain
 Python reference that performs the computation and counts each multiply and add it does (its
 values are checked against torch, so the reference is the op). Conventions, as docs/fpo.md
-states them: a multiply-accumulate is 2 FPO (``2mkn`` for a product), reducing n values costs
-n adds, one FPO per elementwise arithmetic op, compare or elementary function. A k-tap
-interpolation (k weights times k values, summed) is a dot product of length k: ``2k``, as
-``2mkn`` counts them; a lerp ``a + w (b - a)`` is its own 3-op formula.
+states them: a multiply-accumulate is 2 FPO (``2mkn`` for a product: the BLAS kernel's k
+multiply-adds into a zeroed accumulator), reducing n values costs n adds, one FPO per
+elementwise arithmetic op, compare or elementary function. Other kernels count as their source
+writes them (s24): a k-tap interpolation written ``out = t_0 * w_0; out += t_j * w_j`` (ATen's
+interpolation kernels) is ``2k - 1``; a lerp ``a + w (b - a)`` is its own 3-op formula.
 """
 
 from __future__ import annotations
@@ -104,42 +105,39 @@ def _aa_windows(size_in, size_out, mode, align_corners):
 
 
 def _aa_reference(x, size, mode, align_corners):
-    """Antialiased resize of (N, C, H, W) as a direct loop; returns (values, FPO it performed).
+    """Antialiased resize of (N, C, H, W) as ATen's separable loops; returns (values, FPO).
 
-    Per output element: one interpolation along W for each of the ``kh`` input rows of its
-    window (``kw`` multiply-accumulates: ``2kw``), then one along H over those ``kh`` results
-    (``2kh``). A dimension whose size does not change is copied (torch skips it): its window
-    is the one input, weight 1, no arithmetic.
+    One pass per dimension whose size changes (an unchanged one is skipped: torch copies it),
+    W first over every input row, then H over that result; each output of a pass is
+    ``out = t_0 * w_0`` then ``out += t_j * w_j`` over its window (``2k - 1`` for ``k`` taps).
+    Until s24 the count was a direct loop (``kh`` interpolations along W per output element,
+    ``2k`` each), which performs the same values with more arithmetic than the kernel does.
     """
     n, c, h, w = x.shape
     oh, ow = size
-    rows = _aa_windows(h, oh, mode, align_corners) if oh != h else [(i, None) for i in range(h)]
-    cols = _aa_windows(w, ow, mode, align_corners) if ow != w else [(i, None) for i in range(w)]
     xs, fpo = x.tolist(), 0
-    out = [[[[0.0] * ow for _ in range(oh)] for _ in range(c)] for _ in range(n)]
-    for b in range(n):
-        for ch in range(c):
-            for oy, (ylo, wy) in enumerate(rows):
-                for ox, (xlo, wx) in enumerate(cols):
-                    partial = []
-                    for j in range(len(wy) if wy is not None else 1):
-                        line = xs[b][ch][ylo + j]
-                        if wx is None:
-                            partial.append(line[xlo])
-                            continue
-                        acc = 0.0
-                        for i in range(len(wx)):
-                            acc += wx[i] * line[xlo + i]
-                            fpo += 2
-                        partial.append(acc)
-                    if wy is None:
-                        out[b][ch][oy][ox] = partial[0]
-                        continue
-                    acc = 0.0
-                    for j in range(len(wy)):
-                        acc += wy[j] * partial[j]
-                        fpo += 2
-                    out[b][ch][oy][ox] = acc
+
+    def interpolate(values, window):
+        nonlocal fpo
+        lo, weights = window
+        acc = values[lo] * weights[0]
+        fpo += 1
+        for j in range(1, len(weights)):
+            acc += values[lo + j] * weights[j]
+            fpo += 2
+        return acc
+
+    planes = [xs[b][ch] for b in range(n) for ch in range(c)]
+    if ow != w:
+        cols = _aa_windows(w, ow, mode, align_corners)
+        planes = [[[interpolate(row, col) for col in cols] for row in p] for p in planes]
+    if oh != h:
+        rows = _aa_windows(h, oh, mode, align_corners)
+        planes = [
+            [[interpolate([line[j] for line in p], r) for j in range(ow)] for r in rows]
+            for p in planes
+        ]
+    out = [[planes[b * c + ch] for ch in range(c)] for b in range(n)]
     return torch.tensor(out, dtype=torch.float64), fpo
 
 
@@ -189,26 +187,28 @@ def test_a_4x_antialiased_downsample_by_hand():
     """(1, 2, 8, 8) -> (2, 2) bilinear with antialias: scale 4, support 4.
 
     Each output index's window: center 4i + 2, inputs ``[int(4i - 1.5), int(4i + 6.5))``
-    clipped to [0, 8): 6 for i = 0 and 6 for i = 1 (``[2, 8)``). Per output element: 6
-    interpolations of 6 taps along W (12 each) and one of 6 along H (12): 84; 8 outputs: 672.
+    clipped to [0, 8): 6 for i = 0 and 6 for i = 1 (``[2, 8)``). ATen's separable kernel: along
+    W, each of the 8 input rows of both planes to 2 outputs of 6 taps (``2 * 6 - 1`` = 11):
+    2 * 8 * 22 = 352; along H, each of the 2 columns to 2 outputs of 11: 2 * 2 * 22 = 88; 440
+    (until s24: 672, a direct loop's 6 interpolations along W per output element, 12 each).
     """
     x = t(1, 2, 8, 8)
     r = count(lambda: F.interpolate(x, size=(2, 2), mode="bilinear", antialias=True))
-    assert r.total == 8 * (6 * 12 + 12) == 672
+    assert r.total == 2 * 8 * 2 * 11 + 2 * 2 * 2 * 11 == 440
     # the .vec overload (output size or scale factors; decomposed before counting) reads alike
     from greenprint.fpo.rules import RULES
 
     rule = RULES["aten._upsample_bilinear2d_aa"].fn
-    assert rule((1, 2, 8, 8), None, False, [0.25, 0.25], out_shape=(1, 2, 2, 2)) == 672
+    assert rule((1, 2, 8, 8), None, False, [0.25, 0.25], out_shape=(1, 2, 2, 2)) == 440
 
 
-def test_bicubic_taps_are_multiply_accumulates_as_in_every_dot_product():
+def test_bicubic_taps_are_counted_as_the_kernel_writes_them():
     """Bicubic: five 4-tap cubic interpolations per output element (4 along W, 1 along H).
 
-    A 4-tap interpolation is ``sum(w_i * x_i)``, a dot product of length 4: 4 multiplies and 4
-    adds into the accumulator, 8, as ``2mkn`` counts a product and n adds a reduction of n
-    values; so 40 per output element (before s9: 35, counting 3 adds per 4 taps). (1, 1, 3, 3)
-    -> (5, 5): 25 outputs, 1,000 FPO. grid_sample's bicubic mode runs a kernel of its own (ATen's
+    ATen's ``Interpolate`` writes a 4-tap interpolation ``out = t_0 * w_0; out += t_j * w_j``:
+    4 multiplies and 3 adds, 7, so 35 per output element (s9 to s23 counted 40, 8 per
+    interpolation as if the sum started from a zeroed accumulator). (1, 1, 3, 3) -> (5, 5): 25
+    outputs, 875 FPO. grid_sample's bicubic mode runs a kernel of its own (ATen's
     vectorised ``ApplyGridSample<Bicubic>``): per location 2 coordinates unnormalised (3 each),
     2 floors, 2 fractions and the cubic coefficients of both axes (35 each): 80; per output
     element 4 rows of 4 taps, each tap's position (2; clipping 0 with zeros padding), the row
@@ -221,7 +221,7 @@ def test_bicubic_taps_are_multiply_accumulates_as_in_every_dot_product():
     r = count(
         lambda: F.interpolate(x, size=(5, 5), mode="bicubic").backward(torch.ones(1, 1, 5, 5))
     )
-    assert r.by_op["aten.upsample_bicubic2d"] == 25 * 40
+    assert r.by_op["aten.upsample_bicubic2d"] == 25 * 35
     assert r.by_op["aten.upsample_bicubic2d_backward"] == 25 * 48
     grid = torch.zeros(1, 5, 5, 2)  # 25 locations, 1 channel, zeros padding
     r = count(lambda: F.grid_sample(t(1, 1, 3, 3), grid, mode="bicubic", align_corners=False))

@@ -127,11 +127,17 @@ def test_embedding_max_norm_renormalises_each_distinct_row_once():
     16 per row (14 before the scale's 2 were counted), 4 distinct rows of the 6 tokens: 64 (it
     was 84, a repeated token counted again). ``norm_type=1``: the norm is 2 per element, no
     root: 15 per row, 60. On meta the indices have no values: every token counts, 96 (an
-    upper bound)."""
+    upper bound). The rows are ones (2-norm 2, 1-norm 4), all over ``max_norm``: since s24
+    only the rows over it are counted as scaled (test_fpo_s24)."""
+
+    def over(embedding):
+        nn.init.ones_(embedding.weight)
+        return embedding
+
     ids = torch.tensor(TOKENS)
-    two = _count(nn.Embedding(10, 4, max_norm=1.0), ids)
+    two = _count(over(nn.Embedding(10, 4, max_norm=1.0)), ids)
     assert _op(two, "aten.embedding_renorm_") == 64
-    one = _count(nn.Embedding(10, 4, max_norm=1.0, norm_type=1.0), ids)
+    one = _count(over(nn.Embedding(10, 4, max_norm=1.0, norm_type=1.0)), ids)
     assert _op(one, "aten.embedding_renorm_") == 60
     meta = _count(nn.Embedding(10, 4, max_norm=1.0, device="meta"), ids.to("meta"))
     assert _op(meta, "aten.embedding_renorm_") == 96

@@ -366,8 +366,10 @@ def test_more_ops_by_hand(name):
 def test_embedding_max_norm_renormalises_the_looked_up_rows():
     """3 rows of 4: the norm (2 * 4 + 1), the compare, ``scale = max_norm / (norm + 1e-7)``
     (add, divide: 2) and ``row *= scale`` (4): 16 each, 48 (it was 14 each, 42: the scale's 2
-    missed; every row counted as over ``max_norm``, an upper bound)."""
+    missed). Every row is over ``max_norm`` here (a row of ones: norm 2): since s24 only the
+    rows over it are counted as scaled, read before the op."""
     embedding = nn.Embedding(10, 4, max_norm=1.0)
+    nn.init.ones_(embedding.weight)
     ids = torch.tensor([1, 2, 3])
     assert count(lambda: embedding(ids)).by_op["aten.embedding_renorm_"] == 48
 

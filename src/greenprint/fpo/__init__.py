@@ -48,10 +48,11 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   cross-entropy is log-softmax + nll; binary cross-entropy 9 per element.
 * Pooling: max pooling one compare per window element per output; average pooling one add per
   window element + one division per output; adaptive pooling uses the exact windows.
-* Interpolation per output element: nearest 0, linear 3, bilinear 9, trilinear 21 (lerps,
-  ``a + w (b - a)``, 3 each), bicubic 40 (five 4-tap dot products, 8 each); antialiased
-  resizes over the filter's exact window (stretched by the scale when downsampling), ``2k``
-  per k-tap interpolation; backward the same per gradient element (nearest: 1 add).
+* Interpolation per output element, as ATen's kernels write it (``t_0 w_0 + ... + t_{k-1}
+  w_{k-1}``, ``2k - 1`` per k-tap interpolation): nearest 0, linear 3, bilinear 9, trilinear
+  21, bicubic 35 (five 4-tap interpolations, 7 each); antialiased resizes in one pass per
+  resized dimension over the filter's exact window (stretched by the scale when
+  downsampling); backward: each tap's weights times the gradient added (nearest: 1 add).
 * Dropout 2 per element (mask multiply and rescale); drawing random numbers is 0.
 * Optimizers: whatever ops ``torch.optim`` runs (``add_``, ``lerp_``, ``addcdiv_``, foreach
   ops); the fused kernels count as the op-by-op versions do: Adam 13 per parameter element

@@ -324,6 +324,7 @@ class FPOCounter:
     _in_model: set[int]  # ids of the model's submodules (the model excluded)
     _last_seq: int
     _last_chain: tuple[str, ...]
+    _before: dict[str, Any] | None  # what a reads_before rule read for the op running now
 
     def _reset(self) -> None:
         self._op = {}
@@ -345,6 +346,7 @@ class FPOCounter:
         self._in_model = set()
         self._last_seq = -1
         self._last_chain = ()
+        self._before = None
         if self._model is not None:
             root = _uncompiled(self._model)
             if root is not self._model:  # torch.compile's wrapper: the model, named ""
@@ -517,8 +519,11 @@ class FPOCounter:
         s_out = _shapes(out, floating)
         if rule.grad_mask:
             s_kwargs["needs_input_grad"] = _needs_input_grad()
+        before, self._before = self._before, None
         try:
-            if rule.reads is not None and _has_values(args, kwargs):
+            if before is not None:
+                s_kwargs.update(before)
+            elif rule.reads is not None and not rule.reads_before and _has_values(args, kwargs):
                 s_kwargs.update(rule.reads(*args, **kwargs))
             value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
@@ -574,6 +579,24 @@ class FPOCounter:
             row[column] += fpo
             if recompute:
                 row[2] += fpo
+
+    def _read_before(self, func: Any, info: _OpInfo, args: Any, kwargs: Any) -> None:
+        """Keep what a ``reads_before`` rule reads from the op's inputs before the op runs.
+
+        An in-place op changes its inputs: ``embedding_renorm_`` scales the rows over
+        ``max_norm``, after which none is; so its rule reads them first. Kept in
+        ``self._before`` for :meth:`_count` of the same op (None for every other op).
+        """
+        rule = info.rule
+        self._before = None
+        if rule is None or rule.reads is None or not rule.reads_before:
+            return
+        if not _has_values(args, kwargs):
+            return
+        try:
+            self._before = dict(rule.reads(*args, **kwargs))
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+            raise FPOError(f"the FPO rule for {func} failed: {type(e).__name__}: {e}") from e
 
     def _recomputing(self) -> bool:
         """Whether the op running in backward (with grad enabled) re-runs a forward.
@@ -751,6 +774,7 @@ class _CountingMode(TorchDispatchMode):
                 result = func.decompose(*args, **kwargs)
             if result is not NotImplemented:
                 return result
+        counter._read_before(func, info, args, kwargs)
         out = func(*args, **kwargs)
         counter._count(func, info, args, kwargs, out)
         return out

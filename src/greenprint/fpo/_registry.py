@@ -57,6 +57,9 @@ class Rule:
         reads: for an op whose work depends on values (rows it skips): called with the op's
             real tensors (never on meta or fake tensors, which have no values), it returns
             keyword arguments for ``fn``; without them ``fn`` counts every element.
+        reads_before: ``reads`` is called before the op runs, so that it sees the inputs of
+            an in-place op as the kernel found them (``embedding_renorm_`` decides from the
+            rows' norms which rows to scale, then scales them); otherwise after it.
     """
 
     fn: RuleFn
@@ -64,6 +67,7 @@ class Rule:
     is_zero: bool = False
     grad_mask: bool = False
     reads: RuleFn | None = None
+    reads_before: bool = False
 
 
 RULES: dict[str, Rule] = {}
@@ -119,6 +123,7 @@ def register_rule(
     replace: bool = False,
     grad_mask: bool = False,
     reads: RuleFn | None = None,
+    reads_before: bool = False,
 ) -> Callable[[RuleFn], RuleFn]:
     """Register a shape-only FPO formula for one or more ops (a decorator).
 
@@ -134,6 +139,8 @@ def register_rule(
             op-by-op backward computes only the needed ones.
         reads: a function of the op's real tensors returning keyword arguments for the
             formula (see :class:`Rule`).
+        reads_before: call ``reads`` before the op runs, on the inputs an in-place op is
+            about to change (see :class:`Rule`).
 
     Returns:
         A decorator that registers the function and returns it unchanged, so rules can call
@@ -156,7 +163,12 @@ def register_rule(
                 raise FPOError(f"duplicate FPO rule for {name} (pass replace=True to override)")
         for name in names:
             RULES[name] = Rule(
-                fn=fn, matmul=matmul, is_zero=fn is zero, grad_mask=grad_mask, reads=reads
+                fn=fn,
+                matmul=matmul,
+                is_zero=fn is zero,
+                grad_mask=grad_mask,
+                reads=reads,
+                reads_before=reads_before,
             )
         return fn
 

@@ -1,10 +1,10 @@
-"""FPO rules for embeddings: ``nn.EmbeddingBag`` and ``Embedding(max_norm=...)``.
+"""FPO rules for embeddings: ``nn.Embedding``'s backward, ``nn.EmbeddingBag`` and ``max_norm``.
 
-Counted as ATen's CPU kernels (``EmbeddingBag.cpp``, ``Embedding.cpp``) compute them: one FPO
+Counted as ATen's CPU kernels (``Embedding.cpp``, ``EmbeddingBag.cpp``) compute them: one FPO
 per add, multiply, divide or compare. Work that depends on the indices' values (entries equal
-to ``padding_idx``, distinct rows) is read from real tensors; on meta or fake tensors, which
-have no values, every index counts (an upper bound). The lookup itself and the dense
-embedding's backward are in :mod:`greenprint.fpo._rules_pointwise`.
+to ``padding_idx``, distinct rows, rows over ``max_norm``) is read from real tensors; on meta or
+fake tensors, which have no values, every index counts (an upper bound). The lookup itself is
+a gather, 0 by rule (:mod:`greenprint.fpo._rules_pointwise`).
 """
 
 from __future__ import annotations
@@ -16,16 +16,51 @@ from greenprint.fpo._rules_nn import norm_rule
 
 __all__: list[str] = []
 
-# -- embedding bags ---------------------------------------------------------------------------
-
-_SUM, _MEAN, _MAX = 0, 1, 2
-
 
 def _padded_entries(indices: Any, padding_idx: Any) -> dict[str, int]:
     """How many of the (real) indices are ``padding_idx``: ``{"padded": n}`` (none: ``{}``)."""
     if padding_idx is None or isinstance(padding_idx, bool) or padding_idx < 0:
         return {}
     return {"padded": int((indices == padding_idx).sum())}
+
+
+# -- nn.Embedding's dense backward ------------------------------------------------------------
+
+
+def _dense_backward_padding(
+    grad: Any, indices: Any, num_weights: int = 0, padding_idx: int = -1, *a: Any, **k: Any
+) -> dict[str, int]:
+    """How many of the (real) indices are ``padding_idx``: ``{"padded": n}``."""
+    return _padded_entries(indices, padding_idx)
+
+
+@register_rule("aten.embedding_dense_backward", reads=_dense_backward_padding)
+def embedding_dense_backward_rule(
+    grad: tuple[int, ...],
+    indices: Any,
+    num_weights: int = 0,
+    padding_idx: int = -1,
+    scale_grad_by_freq: bool = False,
+    *,
+    padded: int = 0,
+    **kwargs: Any,
+) -> int:
+    """One add per gradient element of each looked-up row (summed into the weight's row).
+
+    ``D`` adds per index (``grad`` is ``(*indices, D)``); with ``scale_grad_by_freq`` each row
+    is first scaled by 1/count of its index: + ``D``. Indices equal to ``padding_idx`` are
+    skipped by the kernels (that row gets no gradient): ``padded`` of them, read from the
+    indices when they have values; on meta or fake tensors every index is counted (an upper
+    bound, ``D`` per padding token too many).
+    """
+    rows = max(0, numel(indices) - padded) if isinstance(indices, tuple) else 0
+    per_row = grad[-1] if grad else 1
+    return rows * per_row * (2 if scale_grad_by_freq else 1)
+
+
+# -- embedding bags ---------------------------------------------------------------------------
+
+_SUM, _MEAN, _MAX = 0, 1, 2
 
 
 def _bag_forward_padding(
@@ -244,12 +279,23 @@ def embedding_bag_psw_backward_rule(
 # -- max_norm ----------------------------------------------------------------------------------
 
 
-def _distinct_rows(self: Any, indices: Any, *args: Any, **kwargs: Any) -> dict[str, int]:
-    """How many distinct rows the (real) indices look up: ``{"rows": n}``."""
-    return {"rows": int(indices.unique().numel())}
+def _renormalised_rows(
+    self: Any, indices: Any, max_norm: Any = None, norm_type: Any = 2.0, *a: Any, **k: Any
+) -> dict[str, int]:
+    """The distinct rows the (real) indices look up, and how many of them are over ``max_norm``.
+
+    Read before the op runs (``reads_before``): the op scales the rows over ``max_norm`` in
+    place, after which none is. ``{"rows": distinct, "over": n}``; each row's norm as the
+    kernel takes it (``row.norm(norm_type)``, compared in double precision).
+    """
+    rows = indices.reshape(-1).unique()
+    if max_norm is None:
+        return {"rows": int(rows.numel())}
+    norms = self.index_select(0, rows).norm(p=float(norm_type), dim=-1)
+    return {"rows": int(rows.numel()), "over": int((norms.double() > float(max_norm)).sum())}
 
 
-@register_rule("aten.embedding_renorm_", reads=_distinct_rows)
+@register_rule("aten.embedding_renorm_", reads=_renormalised_rows, reads_before=True)
 def embedding_renorm_rule(
     self: tuple[int, ...],
     indices: tuple[int, ...],
@@ -257,20 +303,24 @@ def embedding_renorm_rule(
     norm_type: Any = 2.0,
     *args: Any,
     rows: int | None = None,
+    over: int | None = None,
     **kwargs: Any,
 ) -> int:
-    """Per distinct looked-up row of ``D``: its norm, the compare, the scale and the scaling.
+    """Per distinct looked-up row of ``D``: its norm and the compare; per row over it the scaling.
 
-    ATen's ``embedding_renorm_cpu_`` sorts the indices and renormalises each distinct row
-    once (a token repeated in the batch is not renormalised again): the row's
-    ``norm(norm_type)`` (p = 2 ``2D + 1``, as :func:`norm_rule` counts it), the compare with
-    ``max_norm``, and for a row over it ``scale = max_norm / (norm + 1e-7)`` (add, divide: 2)
-    and ``row *= scale`` (``D``): ``3D + 4`` for p = 2 (it was ``3D + 2``, the scale's 2
-    missed). The distinct rows are read from the indices when they have values; on meta or
-    fake tensors every index counts (an upper bound). Which rows are over ``max_norm`` depends
-    on the data, and the rule sees the weight after the op has renormalised it in place:
-    every row is counted as renormalised, an upper bound.
+    ATen's ``embedding_renorm_cpu_`` sorts the indices and visits each distinct row once (a
+    token repeated in the batch is not renormalised again): the row's ``norm(norm_type)``
+    (p = 2 ``2D + 1``, as :func:`norm_rule` counts it) and the compare with ``max_norm``; only
+    for a row over it, ``scale = max_norm / (norm + 1e-7)`` (add, divide: 2) and ``row *=
+    scale`` (``D``). So ``rows * (2D + 2) + over * (D + 2)`` for p = 2. Both are read from
+    real tensors before the op runs (it scales the rows in place, after which none is over
+    ``max_norm``); on meta or fake tensors, which have no values, every index counts as a
+    distinct row over ``max_norm`` (an upper bound). (Until s24 every distinct row was counted
+    as over ``max_norm``.)
     """
     looked_up = numel(indices) if rows is None else rows
+    renormalised = looked_up if over is None else over
     d = self[-1] if self else 1
-    return looked_up * (norm_rule((d,), float(norm_type), out_shape=()) + 1 + 2 + d)
+    return looked_up * (norm_rule((d,), float(norm_type), out_shape=()) + 1) + renormalised * (
+        2 + d
+    )

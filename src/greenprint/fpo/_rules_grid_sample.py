@@ -1,10 +1,14 @@
 """FPO rules for ``F.grid_sample``: ``grid_sampler_2d``, ``grid_sampler_3d`` and their backward.
 
 2-D bilinear, nearest and bicubic follow ATen's vectorised CPU kernel
-(``cpu/GridSamplerKernel.cpp``), 3-D its scalar kernel (``GridSampler.cpp`` with the helpers of
-``GridSampler.h``); the 2-D fallback kernel is counted as upsampling with the same
-interpolation. One FPO per arithmetic op, compare, floor or rounding; corners outside the input
-(skipped by the kernels, data-dependent) are counted, an upper bound.
+(``cpu/GridSamplerKernel.cpp``); 3-D and the 2-D scalar fallback kernel
+(``_grid_sampler_2d_cpu_fallback``, which ``grid_sampler_2d`` runs on float inputs whose
+offsets overflow the vectorised kernel's 32-bit gathers) follow ATen's scalar code
+(``GridSampler.cpp`` with the helpers of ``GridSampler.h``). One FPO per arithmetic op,
+compare, floor or rounding, counted as the kernel's source writes them (a sum of products
+written out, ``a*w + b*v``, is its multiplies and one add fewer; an accumulation into a zeroed
+``res += v * w`` adds every product); corners outside the input (skipped by the kernels,
+data-dependent) are counted, an upper bound.
 """
 
 from __future__ import annotations
@@ -16,27 +20,6 @@ from greenprint.fpo._registry import numel, register_rule
 __all__: list[str] = []
 
 _BILINEAR, _NEAREST, _BICUBIC = 0, 1, 2
-# per output element, as the interpolation rules count upsampling: linear in 2 or 3 dims, cubic
-_SAMPLE = {(_BILINEAR, 2): 9, (_BILINEAR, 3): 21, (_NEAREST, 2): 0, (_NEAREST, 3): 0}
-_SAMPLE_BICUBIC = 40
-_PADDING = {0: 0, 1: 2, 2: 6}  # zeros, border (clip: 2 compares), reflection, per coordinate
-
-
-def _grid_costs(
-    input: tuple[int, ...], grid: tuple[int, ...], mode: int, padding: int
-) -> tuple[int, int, int]:
-    """``(locations, output elements, per-element cost)`` of one grid sample.
-
-    A location costs 3 per coordinate to unnormalise (``((x + 1) * size - 1) / 2``) plus the
-    padding mode's clipping; each of the ``C`` output elements at a location costs what
-    upsampling with the same interpolation costs (bilinear 9, trilinear 21, bicubic 40,
-    nearest 0).
-    """
-    dims = grid[-1]
-    locations = numel(grid[:-1])
-    outputs = locations * input[1]
-    per = _SAMPLE_BICUBIC if mode == _BICUBIC else _SAMPLE.get((int(mode), dims), 0)
-    return locations, outputs, per
 
 
 def _unnormalise(align_corners: Any) -> int:
@@ -108,18 +91,53 @@ def _bicubic_2d(
     return locations * per_location + outputs * 16 * per_tap
 
 
-def _grid_2d_vectorised(mode: int) -> bool:
-    """Whether the 2-D rules below derive the mode from the vectorised CPU kernel (all do)."""
-    return int(mode) in (_BILINEAR, _NEAREST, _BICUBIC)
+_INT32_MAX = 2**31 - 1
 
 
-@register_rule("aten.grid_sampler_2d")
+def _gather_offset(tensor: Any) -> int:
+    """The largest offset the vectorised kernel gathers at in a ``(N, C, H, W)`` tensor."""
+    return (tensor.size(2) - 1) * tensor.stride(2) + (tensor.size(3) - 1) * tensor.stride(3)
+
+
+def _falls_back(input: Any, grid: Any, grad_output: Any = None) -> dict[str, bool]:
+    """Whether ``grid_sampler_2d(_backward)`` runs ATen's scalar fallback kernel on these tensors.
+
+    ``grid_sampler_2d_cpu`` (``GridSampler.cpp``): a float (not double) input whose largest
+    gather offset, ``(H - 1) sH + (W - 1) sW`` of the input (and, in the backward, of the
+    gradient) or ``sW * (lanes - 1)`` of the grid (``lanes`` floats per vector: 16 with
+    AVX-512, else 8), exceeds ``2^31 - 1`` goes to ``_grid_sampler_2d_cpu_fallback``, called
+    inside the op (the counter sees ``grid_sampler_2d``). Real CPU tensors only.
+    """
+    import torch
+
+    if input.device.type != "cpu" or input.dtype != torch.float32 or input.dim() != 4:
+        return {}
+    lanes = 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+    offset = max(_gather_offset(input), grid.stride(2) * (lanes - 1))
+    if grad_output is not None:
+        offset = max(offset, _gather_offset(grad_output))
+    return {"fallback": offset > _INT32_MAX}
+
+
+def _forward_falls_back(input: Any, grid: Any, *args: Any, **kwargs: Any) -> dict[str, bool]:
+    return _falls_back(input, grid)
+
+
+def _backward_falls_back(
+    grad_output: Any, input: Any, grid: Any, *args: Any, **kwargs: Any
+) -> dict[str, bool]:
+    return _falls_back(input, grid, grad_output)
+
+
+@register_rule("aten.grid_sampler_2d", reads=_forward_falls_back)
 def grid_sampler_2d_rule(
     input: tuple[int, ...],
     grid: tuple[int, ...],
     interpolation_mode: int = 0,
     padding_mode: int = 0,
     align_corners: Any = False,
+    *,
+    fallback: bool = False,
     **kwargs: Any,
 ) -> int:
     """2-D grid sampling as ATen's vectorised CPU kernel computes it (``GridSamplerKernel.cpp``).
@@ -128,12 +146,15 @@ def grid_sampler_2d_rule(
     3) and clipped by the padding mode (:func:`_clip_2d`). Bilinear: the interpolation
     parameters ``compute_interp_params``, 10 per location (2 floors, the four distances
     ``x - floor(x)``, ``1 - w``, ..., 4, the four corner weights, 4 products), then per output
-    element ``nw*v + ne*v + sw*v + se*v``, 7. Nearest: 2 ``round`` per location, 0 per
-    element (a gather). Bicubic: :func:`_bicubic_2d` (it was counted as upsampling, 40 per
-    output element and 3 per coordinate).
+    element ``nw*v + ne*v + sw*v + se*v`` as written, 7. Nearest: 2 ``round`` per location, 0
+    per element (a gather). Bicubic: :func:`_bicubic_2d`. When ATen runs its scalar fallback
+    instead (``fallback``, read from real tensors: see :func:`_falls_back`), as
+    :func:`grid_sampler_2d_fallback_rule`.
     """
-    if not _grid_2d_vectorised(interpolation_mode):
-        return grid_sampler_rule(input, grid, interpolation_mode, padding_mode)
+    if fallback:
+        return grid_sampler_2d_fallback_rule(
+            input, grid, interpolation_mode, padding_mode, align_corners
+        )
     locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
     if int(interpolation_mode) == _BICUBIC:
         return _bicubic_2d(locations, outputs, padding_mode, align_corners, False, False)
@@ -143,7 +164,7 @@ def grid_sampler_2d_rule(
     return locations * (coordinate + 10) + 7 * outputs
 
 
-@register_rule("aten.grid_sampler_2d_backward")
+@register_rule("aten.grid_sampler_2d_backward", reads=_backward_falls_back)
 def grid_sampler_2d_backward_rule(
     grad_output: tuple[int, ...],
     input: tuple[int, ...],
@@ -152,6 +173,8 @@ def grid_sampler_2d_backward_rule(
     padding_mode: int = 0,
     align_corners: Any = False,
     output_mask: Any = None,
+    *,
+    fallback: bool = False,
     **kwargs: Any,
 ) -> int:
     """2-D grid sampling's backward as ATen's vectorised CPU kernel computes it.
@@ -164,12 +187,12 @@ def grid_sampler_2d_backward_rule(
     alike, 7 each, and for the input four ``w * g`` scattered with an add each, 8. Nearest: the
     grid's gradient is set to zero; the input's recomputes the locations (as the forward,
     + 2 ``round``) and adds each gradient element into its pixel, 1. Bicubic:
-    :func:`_bicubic_2d` (it was counted from upsampling: 40 per gradient element for the
-    input, 80 for the grid, 6 per location).
+    :func:`_bicubic_2d`. The scalar fallback (``fallback``, see :func:`_falls_back`) as
+    :func:`grid_sampler_2d_fallback_backward_rule`.
     """
-    if not _grid_2d_vectorised(interpolation_mode):
-        return grid_sampler_backward_rule(
-            grad_output, input, grid, interpolation_mode, padding_mode, align_corners, output_mask
+    if fallback:
+        return grid_sampler_2d_fallback_backward_rule(
+            grad_output, input, grid, interpolation_mode, padding_mode, align_corners
         )
     input_grad = True if output_mask is None else bool(list(output_mask)[0])
     locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
@@ -186,69 +209,130 @@ def grid_sampler_2d_backward_rule(
     return locations * (coordinate + 10 + 2) + outputs * (14 + (8 if input_grad else 0))
 
 
+# -- ATen's scalar kernels: 2-D fallback and 3-D (GridSampler.cpp, GridSampler.h) -------------
+
+
+def _scalar_unnormalise(align_corners: Any) -> int:
+    """``grid_sampler_unnormalize`` of one coordinate: 3 with ``align_corners``, else 4.
+
+    ``((x + 1) / 2) * (size - 1)`` or ``((x + 1) * size - 1) / 2``; ``size - 1`` is integer
+    arithmetic.
+    """
+    return 3 if align_corners else 4
+
+
+def _scalar_clip(padding: int) -> int:
+    """``compute_coordinates`` of one coordinate: zeros 0, border 2, reflection 11.
+
+    Border: ``clip_coordinates``, a max and a min. Reflection: ``reflect_coordinates``
+    (``twice_low / 2``, ``span / 2``, ``in - min``, ``fabs``, ``fmod``, ``in / span``,
+    ``floor``, then ``span - extra + min``: 2, an upper bound as an even number of flips adds
+    only) 9, and the clip 2.
+    """
+    return {1: 2, 2: 11}.get(int(padding), 0)
+
+
+def _coordinate_3d(padding: int, align_corners: Any, gradient: bool) -> int:
+    """One grid coordinate to a source index (``grid_sampler_compute_source_index``).
+
+    Unnormalise (:func:`_scalar_unnormalise`; the gradient's version also sets ``size / 2``,
+    1), then :func:`_scalar_clip`. With the gradient, border: two compares and ``grad_in *
+    grad_clip`` (3); reflection: the ``fabs`` is a compare and a negation (10), the clip's
+    compares (2) and ``grad_in * grad_refl * grad_clip`` (2): 14. The 2-D fallback kernel uses
+    the same helpers.
+    """
+    unnormalise = _scalar_unnormalise(align_corners) + (1 if gradient else 0)
+    if not gradient:
+        return unnormalise + _scalar_clip(padding)
+    return unnormalise + {1: 3, 2: 14}.get(int(padding), 0)
+
+
+_CUBIC_INTERP_1D = _CUBIC_COEFFICIENTS + 7
+"""``cubic_interp1d`` (``UpSample.h``): ``get_cubic_upsample_coefficients`` (35, as
+:data:`_CUBIC_COEFFICIENTS`) and ``x0 * c0 + x1 * c1 + x2 * c2 + x3 * c3`` as written (7)."""
+
+
 @register_rule("aten._grid_sampler_2d_cpu_fallback")
-def grid_sampler_rule(
+def grid_sampler_2d_fallback_rule(
     input: tuple[int, ...],
     grid: tuple[int, ...],
     interpolation_mode: int = 0,
     padding_mode: int = 0,
+    align_corners: Any = False,
     *args: Any,
     **kwargs: Any,
 ) -> int:
-    """Per location ``(3 + padding) * dims``; per output element the interpolation's cost."""
-    locations, outputs, per = _grid_costs(input, grid, interpolation_mode, padding_mode)
-    coordinate = (3 + _PADDING.get(int(padding_mode), 0)) * grid[-1]
-    return locations * coordinate + outputs * per
+    """ATen's scalar 2-D kernel (``_grid_sampler_2d_cpu_fallback``, ``GridSampler.cpp``).
+
+    Per location (``L``) both coordinates through ``grid_sampler_compute_source_index``
+    (:func:`_coordinate_3d`), for every mode. Bilinear: 2 floors and the four corner weights
+    ``(ix_se - ix) * (iy_se - iy)`` (3 each): + 14; per output element (``L * C``) ``res =
+    0; res += v * w`` for the 4 corners: 8. Nearest: 2 ``nearbyint`` per location, 0 per
+    element. Bicubic: the coordinates unnormalised again (not clipped), 2 floors and the
+    fractions ``tx``, ``ty`` (2); per output element 4 rows of ``cubic_interp1d`` over 4 taps
+    and one over the rows (:data:`_CUBIC_INTERP_1D`, 42 each: the coefficients are computed
+    in every call), and per tap its position (``ix_nw - 1``, ``iy_nw - 1 + i``: 3) and its
+    coordinates clipped (``get_value_bounded``, :func:`_scalar_clip` each). (It was counted
+    as upsampling: 3 per coordinate + the padding, 9, 0 or 40 per output element.)
+    """
+    mode = int(interpolation_mode)
+    locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
+    per_location = 2 * _coordinate_3d(padding_mode, align_corners, False)
+    if mode == _NEAREST:
+        return locations * (per_location + 2)
+    if mode == _BICUBIC:
+        per_location += 2 * _scalar_unnormalise(align_corners) + 2 + 2
+        per_tap = 3 + 2 * _scalar_clip(padding_mode)
+        return locations * per_location + outputs * (16 * per_tap + 5 * _CUBIC_INTERP_1D)
+    return locations * (per_location + 2 + 12) + outputs * 8
 
 
 @register_rule("aten._grid_sampler_2d_cpu_fallback_backward")
-def grid_sampler_backward_rule(
+def grid_sampler_2d_fallback_backward_rule(
     grad_output: tuple[int, ...],
     input: tuple[int, ...],
     grid: tuple[int, ...],
     interpolation_mode: int = 0,
     padding_mode: int = 0,
     align_corners: Any = False,
-    output_mask: Any = None,
+    *args: Any,
     **kwargs: Any,
 ) -> int:
-    """The input's gradient and the grid's, each when asked for.
+    """The scalar 2-D kernel's backward (``_grid_sampler_2d_cpu_fallback_backward``).
 
-    grad_input: the interpolation's cost per gradient element (each weight times the
-    gradient, added into the input; nearest: one add); grad_grid: twice that per gradient
-    element (the weights' derivatives times the values and the gradient) + the coordinate
-    chain rule, 3 per coordinate per location.
+    It has no output mask: the input's gradient is always computed, and the grid's except for
+    nearest (zero-filled). Per location both coordinates with their gradient multipliers
+    (``grid_sampler_compute_source_index_set_grad``, :func:`_coordinate_3d`). Bilinear: 2
+    floors, the four weights (12) and ``gix_mult * gix``, ``giy_mult * giy`` (2); per gradient
+    element the input's ``w * g`` added into 4 corners (8) and the grid's ``gix -= v * (iy_se
+    - iy) * g`` and ``giy`` alike for each corner (4 each: 32): 40. Nearest: 2 ``nearbyint``;
+    1 per gradient element. Bicubic, per location: the coordinates unnormalised again with
+    their multipliers (``grid_sampler_unnormalize_set_grad``, + 1 each), 2 floors, ``tx``,
+    ``ty`` (2), both axes' coefficients (35 each) and their derivatives (32 each), the 2
+    multipliers; per gradient element and tap (16): its position written in both calls
+    (``ix_nw - 1 + i``, ``iy_nw - 1 + j``: 4 each), the input's ``g * cx * cy`` added (3)
+    and the grid's ``gix -= v * cx' * cy * g`` and ``giy`` (4 each), each call clipping both
+    coordinates (:func:`_scalar_clip`). (It was counted from upsampling.)
     """
-    locations, outputs, per = _grid_costs(input, grid, interpolation_mode, padding_mode)
-    mask = list(output_mask) if output_mask is not None else [True, True]
-    total = outputs * max(per, 1) if mask[0] else 0
-    if len(mask) > 1 and mask[1]:
-        total += 2 * outputs * per + 3 * grid[-1] * locations
-    return total
+    mode = int(interpolation_mode)
+    locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
+    per_location = 2 * _coordinate_3d(padding_mode, align_corners, True)
+    if mode == _NEAREST:
+        return locations * (per_location + 2) + outputs
+    if mode == _BICUBIC:
+        per_location += (
+            2 * (_scalar_unnormalise(align_corners) + 1)
+            + 2
+            + 2
+            + 2 * (_CUBIC_COEFFICIENTS + _CUBIC_GRADIENTS)
+            + 2
+        )
+        per_tap = 8 + 3 + 8 + 4 * _scalar_clip(padding_mode)
+        return locations * per_location + outputs * 16 * per_tap
+    return locations * (per_location + 2 + 12 + 2) + outputs * 40
 
 
-# -- 3-D: ATen's scalar kernel (GridSampler.cpp) ---------------------------------------------
-
-
-def _coordinate_3d(padding: int, align_corners: Any, gradient: bool) -> int:
-    """One grid coordinate to a source index (``grid_sampler_compute_source_index``).
-
-    Unnormalise: ``((x + 1) / 2) * (size - 1)`` with ``align_corners`` (3), else
-    ``((x + 1) * size - 1) / 2`` (4); the gradient's version also sets ``size / 2`` (1).
-    Border: ``clip_coordinates``, a max and a min (2); with the gradient two compares and
-    ``grad_in * grad_clip`` (3). Reflection: ``reflect_coordinates`` (``twice_low / 2``,
-    ``span / 2``, ``in - min``, ``fabs``, ``fmod``, ``in / span``, ``floor``, then
-    ``span - extra + min`` (2; an even number of flips adds only, 1): 9) and the clip (2): 11;
-    with the gradient the ``fabs`` is a compare and a negation (10), the clip's compares (2) and
-    ``grad_in * grad_refl * grad_clip`` (2): 14.
-    """
-    unnormalise = (3 if align_corners else 4) + (1 if gradient else 0)
-    if int(padding) == 1:
-        return unnormalise + (3 if gradient else 2)
-    if int(padding) == 2:
-        return unnormalise + (14 if gradient else 11)
-    return unnormalise
-
+# -- 3-D: ATen's scalar kernel (grid_sampler_3d_cpu_impl) ------------------------------------
 
 _TRILINEAR_LOCATION = 3 + 8 * 5  # 3 floors; 8 corner weights of 3 differences and 2 products
 

@@ -390,12 +390,15 @@ _UPSAMPLE_FORWARD = {
     "upsample_linear1d": 3,
     "upsample_bilinear2d": 9,
     "upsample_trilinear3d": 21,
-    "upsample_bicubic2d": 40,
+    "upsample_bicubic2d": 35,
 }
-"""FPO per output element: a linear interpolation ``a + w * (b - a)`` is 3; bilinear is three
-of them (9), trilinear seven (21); bicubic is five 4-tap cubic interpolations (four along W,
-one along H), each a dot product of 4 weights and 4 values: 8, as ``2mkn`` and the reductions
-count (40)."""
+"""FPO per output element, as ATen's CPU kernel (``upsample_generic_Nd_kernel_impl``) writes
+the interpolation along each dimension, ``output = t_0 * w_0; output += t_j * w_j``: ``2k -
+1`` for ``k`` taps (the 2-tap ``t0 * w0 + t1 * w1`` is 3). Linear 3; bilinear: two
+interpolations along W and one along H, 9; trilinear 21; bicubic: four 4-tap interpolations
+along W and one along H, 7 each, 35 (from s9 to s24 it was 40, 8 per 4-tap interpolation,
+counting an add into a zeroed accumulator the kernel does not perform). The weights are
+computed once per output row and column, not per element, and not counted."""
 
 
 def _upsample(cost: int) -> Any:
@@ -475,22 +478,25 @@ def _aa_windows(
 def _aa_fpo(
     planes: int, size_in: Any, size_out: Any, taps: int, align_corners: Any, scales: Any
 ) -> int:
-    """FPO of an antialiased 2-D resize of ``planes`` (N * C) planes, forward or backward.
+    """FPO of an antialiased 2-D resize of ``planes`` (N * C) planes, forward.
 
-    Per output element, with windows of ``kh`` rows and ``kw`` columns: one ``kw``-tap
-    interpolation along W for each of the ``kh`` rows (a dot product of the weights and the
-    values: ``2kw``) and one ``kh``-tap interpolation along H (``2kh``); an unchanged dimension
-    costs nothing (``kh = 1``). On a 4 x 4 window this is bicubic upsampling's 40 (on 2 x 2,
-    12: the kernel sums weighted taps, where bilinear upsampling's 9 is three lerps).
+    As ATen's CPU kernel runs it (``separable_upsample_generic_Nd_kernel_impl``): one pass per
+    dimension whose size changes, W first over every input row (``H_in`` rows of ``W_out``
+    outputs), then H over that result (``W_out`` columns of ``H_out`` outputs); an unchanged
+    dimension is skipped (both unchanged: a copy). Each output of a pass is
+    ``interpolate_aa_single_dim`` over its window of ``k`` inputs, ``output = t_0 * w_0;
+    output += t_j * w_j``: ``2k - 1``. So ``H_in * sum(2 kw - 1) + W_out * sum(2 kh - 1)`` per
+    plane. (Until s24 it was counted as a direct loop, ``kh`` interpolations along W for each
+    output element and ``2k`` per window: 672 FPO for a (1, 2, 8, 8) -> (2, 2) bilinear
+    downsample where the kernel performs 440.)
     """
     (h, w), (oh, ow) = (int(v) for v in size_in), (int(v) for v in size_out)
     scale_h, scale_w = scales
     rows = _aa_windows(h, oh, taps, align_corners, scale_h)
     cols = _aa_windows(w, ow, taps, align_corners, scale_w)
-    row_reads = sum(rows) if rows else oh  # sum of kh over the output rows
-    along_w = 2 * sum(cols)  # sum of 2kw over the output columns
-    along_h = 2 * sum(rows)
-    return planes * (row_reads * along_w + ow * along_h)
+    along_w = h * sum(2 * k - 1 for k in cols)
+    along_h = ow * sum(2 * k - 1 for k in rows)
+    return planes * (along_w + along_h)
 
 
 def _aa_backward_fpo(

@@ -433,44 +433,11 @@ def index_put_rule(
     return numel(values) if accumulate else 0
 
 
-def _padding_tokens(
-    grad: Any, indices: Any, num_weights: int = 0, padding_idx: int = -1, *a: Any, **k: Any
-) -> dict[str, int]:
-    """How many of the (real) indices are ``padding_idx``: ``{"padded": n}``."""
-    if padding_idx is None or padding_idx < 0:
-        return {}
-    return {"padded": int((indices == padding_idx).sum())}
-
-
-@register_rule("aten.embedding_dense_backward", reads=_padding_tokens)
-def embedding_dense_backward_rule(
-    grad: tuple[int, ...],
-    indices: Any,
-    num_weights: int = 0,
-    padding_idx: int = -1,
-    scale_grad_by_freq: bool = False,
-    *,
-    padded: int = 0,
-    **kwargs: Any,
-) -> int:
-    """One add per gradient element of each looked-up row (summed into the weight's row).
-
-    ``D`` adds per index (``grad`` is ``(*indices, D)``); with ``scale_grad_by_freq`` each row
-    is first scaled by 1/count of its index: + ``D``. Indices equal to ``padding_idx`` are
-    skipped by the kernels (that row gets no gradient): ``padded`` of them, read from the
-    indices when they have values; on meta or fake tensors every index is counted (an upper
-    bound, ``D`` per padding token too many).
-    """
-    rows = max(0, numel(indices) - padded) if isinstance(indices, tuple) else 0
-    per_row = grad[-1] if grad else 1
-    return rows * per_row * (2 if scale_grad_by_freq else 1)
-
-
 @register_rule(
     ["aten.col2im", "aten.unfold_backward"]
     + [f"aten.{kind}_pad{d}d_backward" for kind in ("reflection", "replication") for d in (1, 2, 3)]
 )
-def embedding_backward_rule(grad: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+def overlap_sum_backward_rule(grad: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
     """One add per gradient element: overlapping pieces are summed back.
 
     Unfolded patches, padding borders.

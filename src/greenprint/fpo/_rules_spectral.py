@@ -14,8 +14,12 @@ Frameworks for the Fast Fourier Transform, 1992):
   (rounded down to an integer at the end);
 * normalisation (``norm="ortho"`` or the ``1/N`` of the inverse) multiplies each element the
   transform produces by a real factor: 2 real FPO per complex element (a complex times a real),
-  1 per real element. An ``rfft`` scales its one-sided half (the other half of a two-sided
-  output is its mirror, a copy); an ``irfft`` its real output.
+  1 per real element. An ``irfft`` scales its real output. An ``rfft`` is counted as this
+  torch build's FFT library scales it (:func:`fft_backend`, ``mkl/SpectralOps.cpp``): MKL
+  (x86 builds) scales the one-sided half, ``n // 2 + 1`` complex values per transform of
+  ``n`` (2 each; the other half of a two-sided output is its mirror, a copy); pocketfft
+  (builds without MKL: macOS, Arm) scales the ``n`` real values of its packed result, before
+  they are unpacked into the one-sided output, ``n`` per transform.
 
 These counts are real FPO on complex data, unlike the elementwise rules, which count one FPO
 per complex element (see the Limits in docs/fpo.md).
@@ -23,6 +27,7 @@ per complex element (see the Limits in docs/fpo.md).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -48,6 +53,20 @@ def fft_fpo(elements: int, points: int, cost: float) -> int:
     if points <= 1 or elements <= 0:
         return 0
     return int(cost * elements * math.log2(points))
+
+
+@functools.lru_cache(maxsize=1)
+def fft_backend() -> str:
+    """The library this torch build runs CPU FFTs with: ``"mkl"`` or ``"pocketfft"``.
+
+    ATen compiles pocketfft in only when MKL is not enabled (``cmake/Dependencies.cmake``), so
+    an MKL build (``torch.backends.mkl.is_available()``, the x86 wheels) runs MKL and the
+    others (macOS, Linux on Arm) pocketfft. The two differ only in how an ``rfft`` applies its
+    normalisation (see :func:`fft_r2c_rule`). Counts on the meta device use this build's too.
+    """
+    import torch
+
+    return "mkl" if torch.backends.mkl.is_available() else "pocketfft"
 
 
 def _normalization(normalization: Any, values: int) -> int:
@@ -96,15 +115,25 @@ def fft_r2c_rule(
     onesided: bool = True,
     *,
     out_shape: Any = None,
+    backend: str | None = None,
     **kwargs: Any,
 ) -> int:
     """Real to complex: ``2.5 N log2 N`` per transform of the real input (+ normalisation).
 
-    The normalisation scales the one-sided output, 2 per complex element (``n // 2 + 1`` per
-    transform of ``n``); a two-sided output (``onesided=False``) is filled in from it by
-    conjugate symmetry, a copy. (It was 1 per element of the output, two-sided or not.)
+    The normalisation as the build's FFT library applies it (``backend``, by default
+    :func:`fft_backend`): MKL scales the one-sided output, 2 per complex element (``n // 2 +
+    1`` per transform of ``n``); pocketfft's ``r2c`` scales the ``n`` real values of each
+    last-axis transform's packed result (``rfftp::exec``'s ``copy_and_norm``; the other axes
+    of a multi-dimensional transform run with a factor of 1, unscaled), so 1 per real input
+    element. A two-sided output (``onesided=False``) is filled in from the one-sided half by
+    conjugate symmetry, a copy, in both.
     """
-    scale = _normalization(normalization, 2 * _one_sided(self, dim))
+    if normalization == _NO_NORMALIZATION:
+        scale = 0
+    elif (backend or fft_backend()) == "pocketfft":
+        scale = numel(self)
+    else:
+        scale = 2 * _one_sided(self, dim)
     return fft_fpo(numel(self), _points(self, dim), 2.5) + scale
 
 
