@@ -66,7 +66,11 @@ first sweep (the one the saved state names; where it names none, as when Tune's 
 before the first trial, the latest sweep of the same name in the study) and the sweeps that resumed
 it, or under none since it started. Neither a new experiment nor a restored one takes an earlier
 experiment's trials of the same names for its own. Earlier runs not in the ledger (another ledger,
-deleted): the experiment is recorded as a new one, as before, and a debug log says so.
+deleted): the experiment is recorded as a new one, as before, and a debug log says so. Tune names
+a restored experiment after the folder it restores: restored from a folder moved or copied since,
+the sweep keeps the first sweep's name and study (when the callback was given none), and the
+trial runs its workers write under the folder's name (``trainable`` given no study) are moved
+into that study as they are adopted: one study, not two.
 
 **Who writes the trial runs** (``trainable(..., write=...)``):
 
@@ -507,6 +511,9 @@ class _Resume:
     root: str | None = None  # the first driver's sweep, this one's parent
     sweeps: list[Any] = field(default_factory=list)  # earlier sweeps, by start
     earlier: dict[str, list[tuple[str | None, Any]]] = field(default_factory=dict)  # name -> runs
+    # the experiment's name now, where it is no longer the study's: a restore from a moved or
+    # copied folder (its name the experiment's), whose workers write their runs under it
+    moved: str | None = None
 
 
 class GreenprintTuneCallback(tune.Callback):
@@ -782,15 +789,45 @@ class GreenprintTuneCallback(tune.Callback):
                 state.error = _error_text(trial)
 
     def _start_sweep(self, experiment: str) -> None:
+        """Start the sweep run, named (and in the study named) after the experiment.
+
+        In the driver of ``Tuner.restore``, the experiment is the one the first driver ran:
+        with no ``name``/``study`` given, those of the first sweep (Tune's saved state names
+        it), also when the experiment's folder was moved or copied since (``Tuner.restore``
+        names the experiment after the folder it restores): the restored trials, whose workers
+        write their runs under the new name, are moved into that study as they are adopted.
+        """
         from greenprint.tracking import Run
 
-        self._sweep = Run(
-            self._name or experiment,
-            study=self._study or experiment,
-            ledger=self._ledger,
-            role="sweep",
-            **self._options,
-        ).start()
+        def sweep(name: str, study: str, ledger: Any) -> Any:
+            return Run(name, study=study, ledger=ledger, role="sweep", **self._options)
+
+        run = sweep(self._name or experiment, self._study or experiment, self._ledger)
+        first = self._first_sweep(run.ledger) if self._name is None or self._study is None else None
+        if first is not None and (first.name, first.study) != (run.name, run.study):
+            study = self._study or first.study
+            if study != experiment:
+                self._resume.moved = experiment
+            run = sweep(self._name or first.name, study, run.ledger)
+            logger.debug(
+                "greenprint: experiment %r restored from a folder of another name: sweep %r "
+                "in study %r, as the first driver's",
+                experiment,
+                run.name,
+                study,
+            )
+        self._sweep = run.start()
+
+    def _first_sweep(self, ledger: Any) -> Any:
+        """The first driver's sweep record, in the driver of ``Tuner.restore`` (else ``None``)."""
+        first = self._resume.restored_sweep
+        if ledger is None or first is None:
+            return None
+        try:
+            return ledger.run(first)
+        except GreenprintError as e:  # another ledger's, or deleted: as a new experiment
+            logger.debug("greenprint: the restored experiment's sweep is not in the ledger: %s", e)
+            return None
 
     def _contained(self, worker: str) -> bool | None:
         """Whether the worker process ``"<host> <pid>"`` is inside the sweep's process tree."""
@@ -803,6 +840,8 @@ class GreenprintTuneCallback(tune.Callback):
 
     def _link_fields(self, state: _TrialState) -> dict[str, Any]:
         fields_: dict[str, Any] = {"parent_id": self._sweep.id, "role": "trial"}
+        if self._resume.moved is not None:  # its worker wrote it under the folder's name
+            fields_["study"] = self._sweep.study
         contained = self._contained(state.worker)
         if contained is not None:
             fields_["contained"] = contained
@@ -852,10 +891,26 @@ class GreenprintTuneCallback(tune.Callback):
         cannot be read (a warning says so).
         """
         try:
-            return list(ledger.runs(study=self._sweep.study))
+            return self._workers_runs(ledger)
         except GreenprintError as e:
             logger.warning("greenprint: could not look for the trials' runs: %s", e)
             return []
+
+    def _workers_runs(self, ledger: Any) -> list[Any]:
+        """The sweep's study's runs, and those the workers wrote under a moved experiment's name.
+
+        Raises:
+            GreenprintError: the ledger cannot be read.
+        """
+        from greenprint._exceptions import UnknownStudyError
+
+        runs = list(ledger.runs(study=self._sweep.study))
+        if self._resume.moved is not None:
+            try:
+                runs += ledger.runs(study=self._resume.moved)
+            except UnknownStudyError:  # no run written under it (yet)
+                pass
+        return runs
 
     def _find_silent(self, ledger: Any, trials: list[Any], candidates: list[Any]) -> None:
         """Adopt the runs of trials that ended before their first result (a worker wrote them).
@@ -959,7 +1014,10 @@ class GreenprintTuneCallback(tune.Callback):
             ):
                 continue
             try:
-                ledger.flush(run.id, fields={"parent_id": sweep.id, "role": "part"})
+                fields_ = {"parent_id": sweep.id, "role": "part"}
+                if self._resume.moved is not None:  # written under the folder's name
+                    fields_["study"] = sweep.study
+                ledger.flush(run.id, fields=fields_)
             except GreenprintError as e:
                 logger.warning("greenprint: could not adopt trial run %s: %s", run.id, e)
 
@@ -972,7 +1030,7 @@ class GreenprintTuneCallback(tune.Callback):
         name = _trial_name(trial)
         known = {s.run_id for s in self._trials.values()}
         try:
-            runs = ledger.runs(study=self._sweep.study)
+            runs = self._workers_runs(ledger)
         except GreenprintError as e:
             logger.warning("greenprint: could not look for a retried trial's run: %s", e)
             return None
