@@ -125,8 +125,11 @@ def fft_r2c_rule(
     1`` per transform of ``n``); pocketfft's ``r2c`` scales the ``n`` real values of each
     last-axis transform's packed result (``rfftp::exec``'s ``copy_and_norm``; the other axes
     of a multi-dimensional transform run with a factor of 1, unscaled), so 1 per real input
-    element. A two-sided output (``onesided=False``) is filled in from the one-sided half by
-    conjugate symmetry, a copy, in both.
+    element. (For a length of 50 or more whose largest prime factor is large, pocketfft may
+    plan Bluestein's algorithm, which folds the factor into its last complex multiply over
+    ``n`` complex values: 2 per value, ``n`` more than counted.) A two-sided output
+    (``onesided=False``) is filled in from the one-sided half by conjugate symmetry, a copy,
+    in both.
     """
     if normalization == _NO_NORMALIZATION:
         scale = 0
