@@ -22,6 +22,10 @@ connection, which waited on the lock its own thread held (SQLite: 30 s of busy t
 for 120 s, then the records were given up and the runs read lost); an in-memory ledger's one
 connection cannot begin a transaction inside another.
 
+A process about to die of SIGTERM's default action (no handler of the user's) skips the
+interpreter's exit handlers: the registry's ``before_death`` hooks run first instead
+(:mod:`greenprint.tracking` saves apart the runs whose ledger did not take them, as at exit).
+
 The registry knows runs only as :class:`Stoppable` (anything with ``stop(status, error)``), so
 this module sits below :mod:`greenprint.tracking`, which lists its runs with ``active_runs()``.
 """
@@ -33,6 +37,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -107,6 +112,10 @@ class _Registry:
         # the main thread's depth of ledger write transactions, and a SIGTERM held meanwhile
         self._writing = 0
         self._held_sigterm: tuple[int, Any] | None = None
+        #: called after SIGTERM stopped the runs, when the process is about to die of it (no
+        #: handler of the user's): what interpreter exit would do and a signal's death skips
+        #: (:mod:`greenprint.tracking` saves apart the runs its ledger did not take)
+        self.before_death: list[Callable[[], None]] = []
 
     def add(self, run: Stoppable) -> None:
         with self._lock:
@@ -195,6 +204,8 @@ class _Registry:
         if callable(previous):
             previous(signum, frame)
         elif previous in (signal.SIG_DFL, None):
+            for hook in list(self.before_death):  # no atexit after a signal's default action
+                hook()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
         # SIG_IGN: the process goes on, as it would have without greenprint

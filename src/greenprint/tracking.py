@@ -3,8 +3,16 @@
 A run samples its meters on a background thread (every ``sample_interval_s``, 1 s by default),
 turns energy into CO2-eq interval by interval (so an hourly intensity series is integrated, not
 averaged), and flushes its cost so far, metrics and power samples to the ledger every
-``flush_interval_s`` (10 s by default) together with a heartbeat. A ``kill -9`` therefore loses at
-most one flush interval, and the ledger later reports the run as ``lost``.
+``flush_interval_s`` (10 s by default) together with a heartbeat, and once at its first sample
+(1 s in), so that a run killed early has its cost and heartbeat in the ledger. A ``kill -9``
+(the kernel's OOM killer, a node lost) therefore loses at most one flush interval of cost,
+metrics and power samples (10 s by default; the first sample interval, 1 s, for a run killed
+before its first sample), and the ledger later reports the run as ``lost`` with the cost of its
+last flush. A ledger that does not take a run's final record (a database another process keeps
+locked) holds the end of the run :data:`_FINAL_WRITE_S` and the interpreter's exit
+:data:`_EXIT_WRITE_S` at most: the record is written in the background when the ledger frees,
+else saved in a ledger file of its own at exit, with a warning saying where and the
+``greenprint ledger merge`` command that puts it back.
 
 How a run ends:
 
@@ -140,6 +148,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Longest wait, in s, for the sampler thread when a run stops (a meter read in progress returns
 #: within the meters' own deadline, 0.4 s), so that leaving ``with`` takes about a second at most.
 _SAMPLER_JOIN_S = 0.6
+
+#: Longest wait, in s, for the ledger to take a run's final record when the run ends (or what it
+#: recorded after its end): the write goes on in the background past it. A database another
+#: process keeps locked made the end of a run wait for SQLite's retries (about 150 s).
+_FINAL_WRITE_S = 2.0
+#: Longest wait, in s, at the interpreter's exit for the ledger to take every run kept unwritten;
+#: a run not written by then is saved in a ledger file of its own (:meth:`Run._spill`).
+_EXIT_WRITE_S = 3.0
 
 #: Least progress (a fraction of the run) between two predictions logged as metrics.
 _PREDICTION_LOG_EVERY = 0.01
@@ -457,6 +473,14 @@ class Run:
         # last write's error
         self._final_written = False
         self._write_error: str | None = None
+        # one flush at a time (the sampler's, the final one): the later writes the later state
+        self._flush_lock = threading.Lock()
+        # what flushes in progress took out of the pending lists (thread id -> fields, metrics,
+        # samples): a run saved apart while one is blocked on the ledger keeps them
+        self._in_flight: dict[int, tuple[dict[str, Any], list[MetricPoint], list[PowerSample]]]
+        self._in_flight = {}
+        self._writer: threading.Thread | None = None  # the thread of _write_final
+        self._write_result: bool | None = None  # its outcome (None: none yet)
         self._provenance: dict[str, str] = {}
         self._measured_process: str | None = None  # its provenance "process" (_process_key)
         self._environment: Any = None
@@ -514,7 +538,7 @@ class Run:
         """
         self._add_metrics(step, metrics)
         if self._ended_here():
-            self._flush_late()  # after the run's end: written at once (a test score of the model)
+            self._write_late()  # after the run's end: written at once (a test score of the model)
         elif self._guard is not None or self._guarded_up:
             self._enforce_budgets()
 
@@ -589,7 +613,7 @@ class Run:
             if "role" in fields:
                 self._role = self._pending_fields["role"] = role
         if self._ended_here():
-            self._flush_late()
+            self._write_late()
 
     def add_fpo(self, fpo: int | FPOResult) -> None:
         """Add floating-point operations done by this run (e.g. one training step's, per step).
@@ -621,7 +645,7 @@ class Run:
                         ops[op] = ops.get(op, 0) + calls
                 self._note_fpo_bound()
         if self._ended_here():
-            self._flush_late()
+            self._write_late()
         elif self._guard is not None or self._guarded_up:
             self._enforce_budgets()
 
@@ -663,6 +687,75 @@ class Run:
             return False
         _forget_unsaved(self)
         return True
+
+    def _write_late(self) -> None:
+        """Write what was recorded after the run's end, waiting :data:`_FINAL_WRITE_S` at most.
+
+        A ledger that does not answer by then (a database another process keeps locked) takes
+        it in the background, or at the interpreter's exit (:func:`_keep_unsaved`).
+        """
+        if self._ledger is None:
+            return
+        if self._write_final(_FINAL_WRITE_S) is not True:
+            _keep_unsaved(self)
+
+    def _write_final(self, wait_s: float, *, quiet: bool = False) -> bool | None:
+        """Write what the run kept on a thread of its own, waiting ``wait_s`` at most for it.
+
+        What is written: the run's final record if the ledger has not taken it yet, else what
+        was recorded after its end (:meth:`_flush_late`, again while more came meanwhile). A
+        write already under way is waited for, not started twice.
+
+        Args:
+            wait_s: longest wait, in s; the write goes on past it (SQLite retries a locked
+                database for about 150 s).
+            quiet: no warning when the write fails.
+
+        Returns:
+            True when written, False when the write failed (kept, for the next try), ``None``
+            when it was still under way after ``wait_s``.
+        """
+        if self._ledger is None:
+            return True
+        with self._lock:
+            writer = self._writer
+            if writer is None or not writer.is_alive():
+                self._write_result = None
+                writer = threading.Thread(
+                    target=self._write_kept,
+                    args=(quiet,),
+                    name=f"greenprint-write-{self.id[:8]}",
+                    daemon=True,  # never holds the interpreter's exit: saved apart instead
+                )
+                try:
+                    writer.start()
+                except RuntimeError:  # Python 3.12.0-1 at exit: no new thread; written here
+                    self._writer = None
+                    writer = None
+                else:
+                    self._writer = writer
+        if writer is None:
+            self._write_kept(quiet)
+            return self._write_result
+        writer.join(wait_s)
+        if writer.is_alive():
+            return None
+        return self._write_result
+
+    def _write_kept(self, quiet: bool) -> None:
+        """The body of :meth:`_write_final`'s thread (records its outcome; never raises)."""
+        try:
+            written = self._flush_late(quiet=quiet)
+            while written:  # recorded after the end while the final record was being written
+                with self._lock:
+                    more = bool(self._pending_fields or self._pending_metrics)
+                if not more:
+                    break
+                written = self._flush_late(quiet=quiet)
+        except Exception:  # pragma: no cover - _flush_late catches the ledger's errors
+            logger.exception("greenprint: writing run %s failed", self.id[:8])
+            written = False
+        self._write_result = written
 
     def _ended_here(self) -> bool:
         """Whether the run has ended in this process (its final record written).
@@ -908,10 +1001,28 @@ class Run:
             self._error = error
             self._pending_fields.update(status=status, ended_at=self._ended_at, error=error)
             self._record_prediction_error(status)
-        if self._flush():
-            self._final_written = True
-        else:  # a full disk, a database that stayed locked: tried again later, then kept apart
+        # on a thread of its own, waited for _FINAL_WRITE_S at most: a database another process
+        # keeps locked never holds the user's code (written when it frees, else saved apart)
+        written = self._write_final(_FINAL_WRITE_S)
+        if written is None:
+            where = getattr(self._ledger, "path", None) or getattr(self._ledger, "url", "")
+            with self._lock:
+                if self._write_error is None:
+                    self._write_error = (
+                        f"no answer within {_FINAL_WRITE_S:g} s: locked by another process?"
+                    )
+            logger.warning(
+                "greenprint: run %s: ledger %s did not take its final record within %g s "
+                "(another process holding a write lock?); written when it frees, else saved "
+                "apart at exit",
+                self.id[:8],
+                where,
+                _FINAL_WRITE_S,
+            )
+        if written is not True:  # a full disk, a locked database: tried again, then kept apart
             _keep_unsaved(self)
+            if self._final_written:  # written meanwhile (said so: _forget_unsaved)
+                _forget_unsaved(self)
         if self._node is not None:  # its FPO with its children's goes to its parent's figure
             node = self._node
             record = self.record if node.collecting() else None
@@ -1245,6 +1356,7 @@ class Run:
     def _loop(self) -> None:
         next_flush = time.time() + self._flush_s
         first = True
+        flushed = False  # the first sample is flushed at once (see the module docstring)
         while not self._stop_lock.acquire(timeout=self._sample_s):
             try:
                 if first:
@@ -1256,7 +1368,8 @@ class Run:
                         return
                 self._sample()
                 self._check_budgets()
-                if time.time() >= next_flush:
+                if not flushed or time.time() >= next_flush:
+                    flushed = True
                     self._flush()
                     self._notify("flush")
                     next_flush = time.time() + self._flush_s
@@ -1620,16 +1733,25 @@ class Run:
         """
         if self._ledger is None:
             return True
+        with self._flush_lock:
+            return self._flush_now(quiet=quiet)
+
+    def _flush_now(self, *, quiet: bool) -> bool:
+        """:meth:`_flush`, its caller holding the flush lock."""
+        if self._ledger is None:  # pragma: no cover - checked by _flush
+            return True
         if getattr(self._ledger, "_closed", False):
             self._reopen_ledger()
         replaced = getattr(self._ledger, "_file_replaced", None)
         if replaced is not None and replaced() and not self._recover_ledger():
             return False  # the pending data stays pending; the next flush tries again
+        key = threading.get_ident()
         with self._lock:
             fields = {**self._cost_fields(), **self._pending_fields}
             metrics, self._pending_metrics = self._pending_metrics, []
             samples, self._pending_samples = self._pending_samples, []
             pending_fields, self._pending_fields = self._pending_fields, {}
+            self._in_flight[key] = (pending_fields, metrics, samples)
         try:
             self._ledger.flush(self.id, fields=fields, metrics=metrics, samples=samples)
         except Exception as e:  # a full disk or a locked database must not stop the user's code
@@ -1645,7 +1767,10 @@ class Run:
                 self._pending_samples[:0] = samples
                 self._pending_fields = {**pending_fields, **self._pending_fields}
                 self._write_error = str(e)
+                self._in_flight.pop(key, None)
             return False
+        with self._lock:
+            self._in_flight.pop(key, None)
         if self._write_error is not None and self._state == "running":
             logger.warning("greenprint: run %s is written to the ledger again", self.id[:8])
         self._write_error = None
@@ -1693,13 +1818,17 @@ class Run:
             except Exception:  # an unreadable ledger: the samples kept here only
                 written = []
         with self._lock:
-            fields = {
-                **self._cost_fields(),
-                **self._pending_fields,
-                "ended_at": self._ended_at,
-            }
+            # what flushes blocked on the ledger took (a database another process keeps
+            # locked), then what is pending; later values over earlier ones
+            in_flight = list(self._in_flight.values())
+            fields = {**self._cost_fields()}
+            for taken, _, _ in in_flight:
+                fields.update(taken)
+            fields.update(self._pending_fields)
+            fields["ended_at"] = self._ended_at
             record = replace(self._base_record(), **fields, metrics=tuple(self._metrics))
-            samples = [*written, *self._pending_samples]
+            samples = [*written, *(s for _, _, batch in in_flight for s in batch)]
+            samples += self._pending_samples
             error = self._write_error
         path = Path(tempfile.gettempdir()) / f"greenprint-unsaved-{self.id}.db"
         try:
@@ -1956,10 +2085,13 @@ def _write_unsaved(*, into: Ledger | None = None, at_exit: bool = False) -> None
     if into is not None:
         url = into.url
         runs = [r for r in runs if r._ledger is not None and r._ledger.url == url]
+    # bounded: a database another process keeps locked never holds the exit (nor a new run)
+    deadline = time.monotonic() + (_EXIT_WRITE_S if at_exit else _FINAL_WRITE_S)
     for run in runs:
-        try:
-            written = run._flush_late(quiet=True)  # says so when written (_forget_unsaved)
-        except Exception:  # pragma: no cover - _flush_late catches the ledger's errors
+        wait_s = max(deadline - time.monotonic(), 0.0)
+        try:  # says so when written (_forget_unsaved)
+            written = run._write_final(wait_s, quiet=True) is True
+        except Exception:  # pragma: no cover - _write_final catches the ledger's errors
             written = False
         if not written and at_exit:
             with _UNSAVED_LOCK:
@@ -1990,6 +2122,8 @@ def _unsaved_at_exit() -> None:
 # with the first run): exit handlers run last-registered first, so this one runs after the
 # registry has ended the runs still live at exit, whose final records may fail too.
 atexit.register(_unsaved_at_exit)
+# SIGTERM's default action ends the process without running the exit handlers: saved apart then
+registry.before_death.append(_unsaved_at_exit)
 renew_after_fork(globals(), "_UNSAVED_LOCK")
 if hasattr(os, "register_at_fork"):  # a forked child writes its own runs, not its parent's
     os.register_at_fork(after_in_child=_UNSAVED.clear)
