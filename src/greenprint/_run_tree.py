@@ -7,7 +7,7 @@ processes included. Floating-point operations are not: each run counts its own (
 inside a learning-curve run, count operations that the trial itself never sees. A
 :class:`RunNode` per run keeps, in this process, which runs are nested in it, and sums their
 FPO by the rule the price tag and the report read a study with
-(:meth:`greenprint.analysis._common.RunForest.nested_sum`): a parent's own count contains the
+(:meth:`greenprint._forest.RunForest.nested_sum`): a parent's own count contains the
 counts of the runs inside it (an integration that counts a nested fit and adds it to the trial
 too, ``greener.compare``'s container that adds its variants' sum), so a run's FPO with its
 children's is ``max(own, sum of its children's)``, plus what its children on another host (or

@@ -189,6 +189,9 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
             for r in ranks
         )
 
+    def non_virtual(pos: int) -> list[int]:
+        return [c for c in forest.children[pos] if not forest.virtual[c]]
+
     for pos in reversed(forest.order):
         run = items[pos]
         parent = forest.parents[pos]
@@ -214,6 +217,23 @@ def reference_roles(forest: RunForest, metric: str | None) -> tuple[Any, ...]:
                     or any(items[c].role in ("trial", "sweep") for c in kids)
                 )
             ) or ranks_trial(pos)
+            # its one child lost inside its measurement while it went on (a script killed
+            # under `greenprint run`): one trial, unless the lost run is a search of its own
+            alone = forest.children[pos]
+            if is_sweep and len(alone) == 1 and run.status not in ("lost", "running"):
+                lost, inner = items[alone[0]], non_virtual(alone[0])
+                search = (
+                    bool(inner)
+                    and not all(items[c].role == "part" for c in inner)
+                    and any(items[c].role in ("trial", "sweep") for c in inner)
+                )
+                is_sweep = not (
+                    lost.status == "lost"
+                    and lost.role is None
+                    and not forest.virtual[alone[0]]
+                    and not forest.adds(alone[0])
+                    and not search
+                )
             role[pos] = "sweep" if is_sweep else "trial"
         elif container(parent) == "sweep" and not forest.virtual[pos]:
             # a sweep inside a sweep: children given role 'trial' (no params are drawn, so

@@ -79,6 +79,18 @@ def reference_roles(runs):
             tracked = any(by_id[c].role in ("trial", "sweep") for c in children.get(rid, ()))
             parts = all(by_id[c].role == "part" for c in children.get(rid, ()))
             sweep = children.get(rid) and not parts and (not has_score or tracked)
+            # its one child lost inside it while it went on (a script killed under
+            # `greenprint run`): one trial, unless the lost run is a search of its own
+            (kid, *more) = children.get(rid) or [None]
+            if sweep and kid is not None and not more and run.status not in ("lost", "running"):
+                lost = by_id[kid]
+                inner = children.get(kid, ())
+                search = (
+                    inner
+                    and not all(by_id[c].role == "part" for c in inner)
+                    and any(by_id[c].role in ("trial", "sweep") for c in inner)
+                )
+                sweep = not (lost.status == "lost" and lost.role is None and not search)
             return ("sweep" if sweep else "trial"), True
         if role(run.parent_id)[0] != "sweep":
             return "part", True

@@ -177,38 +177,43 @@ def _main_metric(record: RunRecord, prefer: str | None = None) -> tuple[str, flo
     return (name, value) if value is not None else None
 
 
-def _study_metrics(records: Sequence[RunRecord]) -> dict[str, str]:
-    """Each study's metric: the one its report ranks by (``greenprint report``'s choice).
+def _study_metrics(led: Any, shown: Sequence[RunRecord], *, whole: bool) -> dict[str, str | None]:
+    """The metric each study's report ranks by (``greenprint report``'s choice), where it matters.
 
-    A study whose runs logged one metric (predictions aside) has it, without importing the
-    report's code (numpy, 0.3-0.6 s); else :func:`greenprint.report._build.pick_metric` chooses,
-    as the report does (among metrics logged as often, a held-out ``val_loss`` or
-    ``eval_loss`` before the training ``train_loss`` or ``loss`` logged first). A study the
-    report cannot read (a parent cycle) has the metric most of its runs logged.
+    Only for a study with a run shown that logged two metrics or more (predictions aside): a
+    run that logged one shows it whatever the study's metric, so no other study is read again.
+    The choice is the report's own (:func:`greenprint._metric_choice.pick_metric`, pure Python:
+    no numpy), over every run of the study as the report reads them (of each metric, the points
+    a score is read from): ``shown`` when it is ``whole`` (no status filter), else the study
+    read again. A study the report cannot read (a parent cycle) has the metric most of its runs
+    logged.
+
+    Args:
+        led: the open ledger.
+        shown: the runs listed, read with their score points.
+        whole: whether ``shown`` holds every run of their studies.
     """
-    from greenprint._exceptions import GreenprintError
     from greenprint._prediction import is_reserved_metric
 
-    by_study: dict[str, list[RunRecord]] = {}
-    names: dict[str, set[str]] = {}
-    for r in records:
-        by_study.setdefault(r.study, []).append(r)
-        names.setdefault(r.study, set()).update(r.metric_names)
-    chosen = {}
-    for study, runs in by_study.items():
-        logged = {n for n in names[study] if not is_reserved_metric(n)}
-        if len(logged) <= 1:
-            if logged:
-                chosen[study] = logged.pop()
-            continue
-        from greenprint.report._build import pick_metric
+    wanted: list[str] = []
+    for r in shown:
+        if r.study not in wanted and sum(not is_reserved_metric(n) for n in r.metric_names) > 1:
+            wanted.append(r.study)
+    if not wanted:
+        return {}
+    from greenprint._exceptions import GreenprintError
+    from greenprint._metric_choice import pick_metric
 
+    chosen: dict[str, str | None] = {}
+    for study in wanted:
+        if whole:
+            runs = [r for r in shown if r.study == study]
+        else:
+            runs = led._read(study=study, points="score")
         try:
-            metric = pick_metric(runs, None, study)[0]
+            chosen[study] = pick_metric(runs, None, study)[0]
         except GreenprintError:  # the report cannot read it: ls lists it all the same
-            metric = _most_logged(runs)
-        if metric is not None:
-            chosen[study] = metric
+            chosen[study] = _most_logged(runs)
     return chosen
 
 
@@ -272,11 +277,12 @@ def ls_command(
     where the run logged it (else the run's first).
     """
     with _open(ledger) as led:
-        records = led.runs(study=study)  # every status: the report's metric is the study's
+        # the runs shown, each metric's points a score is read from (its last value, as the
+        # report reads it); their studies read whole again only to choose a metric that a
+        # run shown must choose between (:func:`_study_metrics`)
+        records = led._read(study=study, status=statuses or None, points="score")
+        metrics = _study_metrics(led, records, whole=not statuses)
         url = led.url
-    metrics = _study_metrics(records)  # one metric per study's rows, where a run logged it
-    if statuses:
-        records = [r for r in records if r.status in statuses]
     if as_json:
         items = []
         for r in records:
@@ -449,7 +455,7 @@ def _roles(
     the study), so both say the same role. The parent: the one recorded, or the run the report
     reads it under (``parent inferred``): a pool worker's run under the run open in the process
     it was started under, a reused worker's under the run its process had open
-    (:class:`~greenprint.analysis._common.RunForest`), a distributed job's rank under its
+    (:class:`~greenprint._forest.RunForest`), a distributed job's rank under its
     node's meter and another node's meter under the job's head, as the report's rows read them.
     ``contained``: the one recorded, but false for a run read as outside its parent's
     measurement though it recorded none (a child given its parent's id on another host, a node
@@ -457,8 +463,8 @@ def _roles(
     its node's meter).
     """
     from greenprint._exceptions import AnalysisError
-    from greenprint.analysis import resolve_roles
-    from greenprint.report._build import pick_metric
+    from greenprint._metric_choice import pick_metric
+    from greenprint._study_roles import resolve_roles
 
     by_study: dict[str, list[RunRecord]] = {}
     for record in records:
@@ -683,7 +689,7 @@ class _StudyRoles:
     def of(self, study: str) -> Any:
         """``resolve_roles`` of the runs of ``study`` (a :class:`StudyRoles`)."""
         if study not in self._read:
-            from greenprint.analysis import resolve_roles
+            from greenprint._study_roles import resolve_roles
 
             self._read[study] = resolve_roles(self._led.runs(study=study))
         return self._read[study]

@@ -1,0 +1,1963 @@
+"""The runs of a set arranged by nesting (:class:`RunForest`), and how a run's score is read.
+
+How every command reads a study: the report and the analyses, ``greenprint ledger`` (ls,
+export, set-role), a study's budget while it runs, the integrations that name a run's role.
+Pure Python at import (numpy and the sums of runs that read one process at the same time,
+``greenprint.analysis._stretches``, are imported by the methods that add up costs), so that
+reading a study's roles (:mod:`greenprint._study_roles`) and the metric its report ranks by
+(:mod:`greenprint._metric_choice`) loads no numpy: ``greenprint ledger ls`` chooses its metric
+with them. :mod:`greenprint.analysis._common` re-exports these names.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from greenprint._exceptions import AnalysisError, ConfigError
+from greenprint._format import count_of
+from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY, parse_ancestors, writer_place
+from greenprint._records import RunRecord
+from greenprint._validate import FPO_MAX
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from greenprint.analysis._stretches import StretchProfile
+
+__all__ = [
+    "LOWER_IS_BETTER_WORDS",
+    "KnownSums",
+    "Mode",
+    "Reduce",
+    "RunForest",
+    "SHARED_COSTS",
+    "ShareOut",
+    "SharedSums",
+    "TimeGroup",
+    "check_choice",
+    "check_mode",
+    "infinite_last",
+    "json_float",
+    "lower_is_better",
+    "resolve_mode",
+    "run_end",
+    "run_score",
+    "score_of",
+]
+
+Mode = Literal["max", "min"]
+Reduce = Literal["last", "best"]
+
+
+def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise :class:`ConfigError`."""
+    options = tuple(choices)
+    if not isinstance(value, str) or value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, options))}, not {value!r}")
+    return value
+
+
+def check_mode(mode: object) -> Mode:
+    """Validate an optimisation mode: ``"max"`` (higher is better) or ``"min"``."""
+    return "max" if check_choice(mode, "mode", ("max", "min")) == "max" else "min"
+
+
+#: Words that, in a metric's name, say that lower is better.
+LOWER_IS_BETTER_WORDS = frozenset(
+    {
+        "loss", "losses", "error", "errors", "err", "perplexity", "ppl", "nll", "rmse", "mse",
+        "mae", "mape", "smape", "msle", "rmsle", "wer", "cer", "ter", "bpc", "bpd", "regret",
+        "fid", "kid", "eer", "brier", "logloss", "xent", "crossentropy", "latency", "distance",
+    }
+)  # fmt: skip
+_NEGATED = frozenset({"neg", "negative", "negated"})
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a metric's name says lower is better (``val_loss``, ``test/error``, ``ppl``...).
+
+    The name is split into words (``_``, ``-``, ``/``, ``.``, spaces, camelCase); one of
+    :data:`LOWER_IS_BETTER_WORDS` means lower is better, unless the name starts with ``neg``
+    (scikit-learn's ``neg_log_loss`` is negated: higher is better).
+    """
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", metric)
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    if not words or words[0] in _NEGATED:
+        return False
+    return any(w in LOWER_IS_BETTER_WORDS for w in words)
+
+
+def resolve_mode(metric: str | None, mode: object = None) -> tuple[Mode, str | None]:
+    """The optimisation mode, and a note when it was inferred from the metric's name.
+
+    Args:
+        metric: the metric's name (``None``: no metric).
+        mode: ``"max"``, ``"min"``, or ``None`` to infer: a name that says lower is better
+            (:func:`lower_is_better`) is minimised, any other maximised.
+
+    Returns:
+        ``(mode, note)``; the note is ``None`` unless a metric was minimised by its name.
+
+    Raises:
+        ConfigError: an unknown ``mode``.
+    """
+    if mode is not None:
+        return check_mode(mode), None
+    if metric is not None and lower_is_better(metric):
+        return "min", (
+            f"{metric!r} is minimised: its name says lower is better "
+            "(to maximise it: --mode max, or mode='max' in Python)"
+        )
+    return "max", None
+
+
+def run_score(run: RunRecord, metric: str, *, mode: Mode = "max", reduce: Reduce = "last") -> float:
+    """The score of one run: its last logged value of ``metric``, or its best one.
+
+    Args:
+        run: the run.
+        metric: metric name, e.g. ``"accuracy"``.
+        mode: ``"max"`` if higher is better, ``"min"`` if lower is better (used by
+            ``reduce="best"``).
+        reduce: ``"last"`` takes the last logged value (the model the run ended with);
+            ``"best"`` the best finite value over all steps (the best checkpoint).
+
+    Returns:
+        The score, or NaN when the run never logged a (finite, for ``"best"``) value of it, or
+        when its last value is infinite: a training that diverged (a loss of ``inf``) produced
+        no model to score, as one whose loss went NaN (:func:`infinite_last` tells them apart).
+    """
+    check_choice(reduce, "reduce", ("last", "best"))
+    return score_of(run, metric, "last" if reduce == "last" else mode)
+
+
+def score_of(run: RunRecord, metric: str, how: Literal["last", "max", "min"]) -> float:
+    """:func:`run_score` with its options checked already: ``how`` is ``RunRecord.metric``'s mode.
+
+    For loops over many runs (a study's scores), which check their options once.
+    """
+    value: float | None = None
+    if how == "last":  # RunRecord.metric's last value, found from the end
+        for point in reversed(run.metrics):
+            if point.name == metric:
+                value = point.value
+                break
+    else:
+        value = run.metric(metric, mode=how)
+    if value is None:
+        return math.nan
+    value = float(value)
+    return math.nan if math.isinf(value) else value
+
+
+def infinite_last(run: RunRecord, metric: str) -> bool:
+    """Whether the last logged value of ``metric`` is infinite (the run diverged)."""
+    for point in reversed(run.metrics):
+        if point.name == metric:
+            return math.isinf(point.value)
+    return False
+
+
+def json_float(value: float | None) -> float | None:
+    """A float for JSON: NaN and infinities become ``None``."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class RunForest:
+    """The runs of a set arranged by nesting (``parent_id``), within that set only.
+
+    A run whose parent is not in the set is a root. A run with no child in the set is a leaf: a
+    trial, the unit of work of a study (a parent that only wraps trials is a container).
+
+    Runs of one distributed job (``job_id``) are linked into one tree even without a
+    ``parent_id`` (see :func:`greenprint._jobs.link_jobs`): the ranks of a node under its node
+    meter, the job's nodes under its head. Each link has a kind: ``"nested"`` (the child's
+    measurement is inside its parent's: the same process, or the parent's process tree on the
+    same host; every link recorded before jobs existed), ``"peer"`` (a rank under its node's
+    meter: energy, CO2-eq and time inside, FPO its own) or ``"remote"`` (a child on another host
+    or outside the parent's process tree, ``contained`` false: its cost adds to its parent's).
+
+    A run of another process recorded under a parent that had ended before it started (a
+    reused worker pool's process, which took its parent from the environment it was started
+    with) is read under the run its parent's process had open when it started (see
+    :func:`_reused_workers`), with a note.
+
+    Attributes:
+        runs: the runs, in the order given.
+        index: run id -> position in ``runs``.
+        children: position -> positions of its children.
+        roots: positions of the roots.
+        order: positions ordered children before parents (post-order).
+        parents: position -> its parent's position, or ``None`` for a root.
+        kinds: position -> the kind of its link to its parent (``"nested"`` for a root).
+        virtual: position -> whether that link comes from the job, not from ``parent_id``.
+        notes: caveats found while linking jobs (two node meters on one host...) or reused
+            workers' runs.
+    """
+
+    runs: tuple[RunRecord, ...]
+    index: Mapping[str, int]
+    children: tuple[tuple[int, ...], ...]
+    roots: tuple[int, ...]
+    order: tuple[int, ...]
+    parents: tuple[int | None, ...] = ()
+    kinds: tuple[str, ...] = ()
+    virtual: tuple[bool, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, runs: Iterable[RunRecord]) -> RunForest:
+        """Arrange runs by nesting.
+
+        Raises:
+            AnalysisError: a run is not a RunRecord, two runs share an id, or parents form a cycle.
+        """
+        items = tuple(runs)
+        count = len(items)
+        index = _index(items)
+        # Column by column in C where a run's fields decide alone, and no linking pass where no
+        # run has a parent or a job (a 100,000-run search: 60 -> 31 ms CPU); the first run in
+        # order that breaks a rule is still the one an error names.
+        parent_ids = list(map(_PARENT_ID, items))
+        parents: list[int | None] = (
+            [None] * count
+            if parent_ids.count(None) == count
+            else [index.get(p) if p is not None else None for p in parent_ids]
+        )
+        notes: list[str] = []
+        if parents.count(None) != count:
+            notes.extend(_reused_workers(items, parents))
+        notes.extend(_pool_workers(items, parents))
+        jobs = list(map(_JOB_ID, items)).count(None) != count
+        # runs of two hosts or more, some with a parent: a child given its parent by id on
+        # another machine (gp.track(parent=...)) recorded no containment, and is outside it
+        hosts = parents.count(None) != count and len(set(map(_HOST, items))) > 1
+        if jobs or hosts or False in set(map(_CONTAINED, items)):
+            kinds = [
+                "nested"  # the common case, decided without a call (see _link_kind)
+                if run.job_id is None
+                and run.contained is not False
+                and not (hosts and run.contained is None and parents[pos] is not None)
+                else _link_kind(run, items, parents[pos])
+                for pos, run in enumerate(items)
+            ]
+        else:
+            kinds = ["nested"] * count
+        explicit = list(parents)
+        if jobs:  # link_jobs links only a job's runs
+            from greenprint._jobs import link_jobs
+
+            notes.extend(link_jobs(items, parents, kinds))
+        kids: dict[int, list[int]] = {}  # position -> its children, for runs with any
+        if parents.count(None) == count:  # no run has a parent in the set (a search of trials)
+            roots = list(range(count))
+        else:
+            roots = []
+            for pos, parent in enumerate(parents):
+                if parent is None:
+                    roots.append(pos)
+                else:
+                    kids.setdefault(parent, []).append(pos)
+        order = _post_order(roots, kids) if kids else roots
+        if len(order) != count:
+            seen = set(order)
+            stuck = next(items[p].id for p in range(count) if p not in seen)
+            raise AnalysisError(f"the parents of run {stuck!r} form a cycle")
+        children: list[tuple[int, ...]] = [()] * count
+        for parent, below in kids.items():
+            children[parent] = tuple(below)
+        return cls(
+            runs=items,
+            index=index,
+            children=tuple(children),
+            roots=tuple(roots),
+            order=tuple(order),
+            parents=tuple(parents),
+            kinds=tuple(kinds),
+            virtual=(
+                tuple(p != e for p, e in zip(parents, explicit, strict=True))
+                if jobs
+                else (False,) * count  # only link_jobs links a run its parent_id does not
+            ),
+            notes=tuple(dict.fromkeys(notes)),
+        )
+
+    @cached_property
+    def inner_order(self) -> tuple[int, ...]:
+        """Positions of the runs with children, children before parents (as in ``order``)."""
+        children = self.children
+        return tuple(p for p in self.order if children[p])
+
+    def column(self, name: str) -> tuple[Any, ...]:
+        """Field ``name`` of every run, in order (kept: the analyses of a report ask again).
+
+        One pass over the runs (3 ms on 100,000), and every later ask is free.
+        """
+        columns = self._columns
+        found = columns.get(name)
+        if found is None:
+            found = columns[name] = tuple(map(operator.attrgetter(name), self.runs))
+        return found
+
+    @cached_property
+    def _columns(self) -> dict[str, tuple[Any, ...]]:
+        return {}
+
+    def is_leaf(self, pos: int) -> bool:
+        """Whether the run at ``pos`` has no child in the set (it is a trial)."""
+        return not self.children[pos]
+
+    @property
+    def leaves(self) -> tuple[int, ...]:
+        """Positions of the trials (runs without children in the set), in the order given."""
+        return tuple(p for p in range(len(self.runs)) if not self.children[p])
+
+    def adds(self, pos: int, *, fpo: bool = False) -> bool:
+        """Whether the run at ``pos`` adds to its parent's amount rather than being inside it.
+
+        A ``"remote"`` link always adds; a ``"peer"`` link adds FPO (a rank's operations are its
+        own) but not energy, CO2-eq or time (inside its node meter's machine reading).
+        """
+        kind = self.kinds[pos] if self.kinds else "nested"
+        return kind == "remote" or (fpo and kind == "peer")
+
+    def nested_sum(
+        self, values: Sequence[float | int | None], *, fpo: bool = False, shared: bool = False
+    ) -> tuple[list[Any], list[Any]]:
+        """Inclusive and exclusive amounts of a cost, without double counting.
+
+        A parent's recorded cost contains its children's, except a child that adds to it (a run
+        on another host or outside the parent's process tree; for FPO, a rank under its node
+        meter too: see :meth:`adds`). The effective own amount of a run is ``max(own, sum of
+        the inside children's inclusive amounts)`` (so children that add up to more than their
+        parent recorded are never lost), its exclusive amount is that minus those children's,
+        and its inclusive amount is its effective own amount plus the adding children's
+        inclusive amounts. An unknown (``None``) amount counts as 0 of its own. Summing
+        exclusive amounts over all runs equals summing inclusive amounts over the roots. Python
+        arithmetic is used, so integer amounts (FPO) stay exact.
+
+        With ``shared`` (energy, CO2-eq: amounts a meter reads for a whole process or machine
+        over a run's span), children that ran at the same time share their parent's amount
+        out instead: see :meth:`shared_sums`.
+
+        Args:
+            values: one amount per run (same order as ``runs``), ``None`` when unknown.
+            fpo: the amounts are FPO (a peer rank's add to its node meter's).
+            shared: share a parent's amount out over its concurrent children
+                (:meth:`shared_sums`); not for FPO or durations.
+
+        Returns:
+            ``(inclusive, exclusive)`` lists, one entry per run.
+
+        Raises:
+            AnalysisError: an amount is an integer above the largest float (about 1.8e308;
+                the message names the run). greenprint refuses to record such an FPO
+                (:func:`~greenprint._validate.check_fpo`); one in a ledger was written by an
+                older greenprint or by hand, and is corrupt (no computation counts that many
+                operations). It is refused rather than read as unknown: a price tag that
+                leaves it out would look complete and be wrong, and the fix is one SQL
+                statement, which the message gives; nothing in the ledger is changed.
+        """
+        inclusive, exclusive, _ = self._sums(values, fpo=fpo, shared=shared)
+        return inclusive, exclusive
+
+    def shared_sums(self, name: str) -> SharedSums:
+        """:meth:`nested_sum` of a cost that concurrent children share out (computed once).
+
+        For energy (``"energy_kwh"``) and CO2-eq (``"emissions_kg"``): a meter reads a whole
+        process (or machine) over a run's span, and cannot tell its threads apart. Children
+        that ran inside their parent *at the same time* (their spans overlap: ``started_at``
+        to ``ended_at``, or a running run's last heartbeat) each record the whole process's
+        amount over their span, so their sum counts the overlap more than once (trials of
+        ``study.optimize(n_jobs=4)``). The rule, parent by parent, over the children inside
+        it (:meth:`time_groups`):
+
+        * A child that ran *alone* (no other child at any moment of its span; also one with
+          no known span) measured the process alone: its amount is exact, and it keeps it.
+        * Children that ran at the same time form *groups* (spans chained by overlaps). When
+          all the children inside the parent add up to more than it recorded, and it recorded
+          more than 0, the parent's measurement is the truth for the whole: the groups share
+          out what it measured beyond its children that ran alone, ``own - kept``, and the
+          parent's exclusive part is 0 (its time around its children cannot be told from
+          theirs). One group takes all of it. Several groups take it in proportion to each
+          group's energy over its span at its members' mean power (``sum of its amounts x
+          length of its span / sum of its members' lengths``, between its largest amount and
+          its sum), never more than a group measured nor less than its largest member did.
+          Each member of a group is scaled by its group's factor, in proportion to what it
+          measured (n equal trials that ran together get 1/n each), its descendants with it.
+        * Floor: what the process spent over a group's span is at least what its largest
+          member measured (that member read the whole process over part of it). A parent that
+          measured less than that least (``own - kept`` below the sum of each group's largest
+          amount: a meter that lagged, data that disagree) cannot be the truth: each group
+          counts its largest amount, and the parent's sum (``kept`` plus those) is above its
+          own reading; :attr:`ShareOut.floored` says so.
+
+        * Threads of one process: children of one host that name the same process (a run of
+          scope ``"process"`` records the pid and start time of the process its meters read,
+          provenance ``"process"``) and ran at the same time (:meth:`thread_groups`) each read
+          that whole process over their span. Their time is cut at every start and end into
+          stretches; a stretch where ``k`` of them ran counts once, at the mean of their
+          powers (a run's amount over its span's length) times its length, split equally
+          among the ``k`` (:func:`stretch_shares`); a group counts at least what its largest
+          member read. Exact at constant power: each counts that power times its own share of
+          time, whatever the parent measured, and the parent keeps the rest (start-up under
+          ``greenprint run``, the sampler's time...). When they count more than the parent
+          measured beyond its other children (the power varied), each group of them is a group
+          of the rule above, weighed at and capped at its count and floored at its largest
+          member's amount. A parent that measured less than its children count (outlived, 0,
+          or below the floor) keeps 0 of its own: :attr:`ShareOut.short`. The runs inside
+          such a child (a trial's folds in its thread) count by what ran beside each of them:
+          the rate at which the child counts, stretch by stretch, averaged over each one's own
+          span (:attr:`ShareOut.profiles`, :meth:`_scale_down`). Other children (other
+          processes, other hosts, machine scope, runs recorded before runs named their
+          process) keep the rule above.
+        * Threads with no run around them: top-level runs (no parent in the set) of one host
+          that name the same process and ran at the same time (``study.optimize(n_jobs=2)``
+          with greenprint's Optuna callback and no ``gp.track(..., role="sweep")`` around it)
+          count each stretch of their time once in the same way (:func:`stretch_shares`, a
+          group at least its largest member's amount), each scaled to its count with its
+          descendants (:attr:`SharedSums.roots`). No run measured them all, so nothing caps
+          them: at constant power they count that power times the union of their spans.
+          Top-level runs in other processes or on other hosts, of machine scope, recorded
+          before runs named their process, or that ran one after another keep what they
+          measured, float for float.
+
+        So the rule is exact when the process drew constant power over each group's span and
+        the children fill their parent's life: what ran alone keeps its measurement, and each
+        group gets the process's energy over its span. Nothing is counted twice: a parent's
+        sum is never more than its children's, nor more than its own reading unless that is
+        below the floor. Children that ran one after another keep :meth:`nested_sum`'s rule
+        exactly (their sum wins, float for float), and so do those of a parent that ended
+        before one of them did (:meth:`outlived`: it did not measure what that child spent
+        after its end, so it is no truth for the whole). A running parent has not ended: a
+        live report shares its last flushed reading, which may lag its children's by a flush
+        interval (then the floor holds); figures settle when the runs end. Children that add
+        to their parent (:meth:`adds`), and what adds to a run inside it, are outside the
+        parent's measurement: never scaled, never compared with it. FPO (counted per run,
+        exactly) and durations (run-seconds: parallel runs add up) are never shared.
+
+        An amount that is not a finite number (infinite, NaN: a corrupt ledger, a hand-built
+        record) is no measurement: it reads as NaN, every sum that contains it (its own, its
+        ancestors', the totals) is NaN, nothing is shared out around it (its siblings keep
+        what they measured), and :attr:`SharedSums.nonfinite` names it. (Plain arithmetic
+        would hide it: ``max(1.0, nan)`` is ``1.0``, and an infinite child scaled its
+        siblings to 0.)
+
+        The lists are shared by every reader of the forest (price tag, EVP, Pareto, report):
+        do not mutate them.
+
+        Args:
+            name: the RunRecord field, ``"energy_kwh"`` or ``"emissions_kg"``.
+
+        Returns:
+            The :class:`SharedSums`.
+        """
+        found = self._shared.get(name)
+        if found is None:
+            values = self.column(name)
+            inclusive, exclusive, shares = self._sums(values, fpo=False, shared=True)
+            roots = shares.pop(_ROOTS, None)
+            found = self._shared[name] = SharedSums(
+                inclusive,
+                exclusive,
+                {
+                    p: (s.measured, s.shared)
+                    if not s.threads
+                    else (s.measured + s.threads_measured, s.shared + s.threads_shared)
+                    for p, s in shares.items()
+                },
+                shares,
+                _nonfinite(values),
+                roots,
+            )
+        return found
+
+    def cost_sums(self, name: str) -> list[Any]:
+        """Each run's ``name`` with its descendants', by the price tag's rule for that cost.
+
+        FPO: :attr:`fpo_sums`; energy and CO2-eq (:data:`SHARED_COSTS`): :meth:`shared_sums`;
+        anything else (durations): :meth:`nested_sum`. Shared with the forest's other readers:
+        do not mutate.
+        """
+        if name == "fpo":
+            return self.fpo_sums.inclusive
+        if name in SHARED_COSTS:
+            return self.shared_sums(name).inclusive
+        return self.nested_sum(self.column(name))[0]
+
+    @cached_property
+    def _shared(self) -> dict[str, SharedSums]:
+        return {}
+
+    @cached_property
+    def _remote(self) -> bool:
+        """Whether some run adds to its parent's energy (a ``"remote"`` link)."""
+        return "remote" in self.kinds
+
+    def concurrent(self, pos: int) -> bool:
+        """Whether two children inside the run at ``pos`` ran at the same time.
+
+        Inside: not a child that adds to it (:meth:`adds`). Each child's span runs from its
+        ``started_at`` to its ``ended_at`` (a running run's: :func:`run_end`). Two spans overlap
+        when they share some time: spans that only touch (one ends when the next starts), or a
+        span of no length, do not. A child with no start time (``started_at`` 0, a hand-built
+        :class:`~greenprint.RunRecord`'s default: every run greenprint records has its clock's)
+        has no known span and overlaps nothing. (Whether :meth:`time_groups` finds a group.)
+        """
+        return bool(self._groups(pos, self._inside_spans(pos))[1])
+
+    def time_groups(self, pos: int) -> tuple[list[int], list[TimeGroup]]:
+        """The children inside the run at ``pos``: those that ran alone, and groups of the rest.
+
+        A group is a set of children whose spans chain by overlaps (as :meth:`concurrent`
+        judges them: two of a group may not overlap, but a third overlaps both), so it spans
+        one stretch of time, from its first start to its last end; different groups, and a
+        child that ran alone, share no time. A child with no known span (no start time) or a
+        span of no length ran alone.
+
+        Returns:
+            ``(alone, groups)``: positions of the children that ran alone, in the order of
+            ``children[pos]``; the groups of two or more, in order of time, each with its
+            members in the order of ``children[pos]``.
+        """
+        return self._groups(pos, self._inside_spans(pos))
+
+    def _groups(
+        self, pos: int, spans: list[tuple[float, float, int]]
+    ) -> tuple[list[int], list[TimeGroup]]:
+        """:meth:`time_groups`, from the spans :meth:`_inside_spans` gave."""
+        groups: list[TimeGroup] = []
+        members: list[int] = []
+        first = latest = lengths = -math.inf
+        spans.sort()
+        for start, end, child in spans:
+            if not end > start:  # no time: shares none
+                continue
+            if start < latest:
+                members.append(child)
+                if end > latest:
+                    latest = end
+                lengths += end - start
+                continue
+            if len(members) > 1:
+                members.sort()
+                groups.append(TimeGroup(tuple(members), latest - first, lengths))
+            members, first, latest, lengths = [child], start, end, end - start
+        if len(members) > 1:
+            members.sort()
+            groups.append(TimeGroup(tuple(members), latest - first, lengths))
+        inside = self.children[pos]
+        if self._remote:
+            inside = tuple(c for c in inside if not self.adds(c))
+        if len(groups) == 1 and len(groups[0].members) == len(inside):  # all at once
+            return [], groups
+        grouped = {c for group in groups for c in group.members}
+        return [c for c in inside if c not in grouped], groups
+
+    def outlived(self, pos: int) -> bool:
+        """Whether a child inside the run at ``pos`` ended after it (the run has ended).
+
+        A main-thread run stopped while its worker threads' runs went on (threads not joined, a
+        signal): what they spent after the parent's ``ended_at`` is in no measurement of the
+        parent's. A child's end is its ``ended_at`` (a running one's: :func:`run_end`); a child
+        with no start time has no known span (see :meth:`concurrent`); a running parent has not
+        ended (its children's last heartbeats may lead its own by a flush).
+        """
+        return self._outlived(pos, self._inside_spans(pos))
+
+    def _outlived(self, pos: int, spans: list[tuple[float, float, int]]) -> bool:
+        """:meth:`outlived`, from the spans :meth:`_inside_spans` gave."""
+        parent_end = self.column("ended_at")[pos]
+        return parent_end is not None and any(end > parent_end for _, end, _ in spans)
+
+    def _inside_spans(self, pos: int) -> list[tuple[float, float, int]]:
+        """``(start, end, position)`` of each child inside the run at ``pos`` with a known start.
+
+        Inside: not a child that adds to it (:meth:`adds`: only a remote link adds energy). A
+        child's end is its ``ended_at`` (a running one's: :func:`run_end`); a child with no
+        start time (``started_at`` 0) has no known span and is left out.
+        """
+        starts, ends, runs = self._spans_columns
+        return [
+            (starts[child], run_end(runs[child]) if ends[child] is None else ends[child], child)
+            for child in self.children[pos]
+            if starts[child] > 0.0 and not (self._remote and self.adds(child))
+        ]
+
+    @cached_property
+    def _spans_columns(self) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[RunRecord, ...]]:
+        """``started_at`` and ``ended_at`` of every run, and the runs (:meth:`_inside_spans`)."""
+        return self.column("started_at"), self.column("ended_at"), self.runs
+
+    def _share_out(
+        self,
+        pos: int,
+        own: Any,
+        inside: Any,
+        inclusive: Sequence[Any],
+        far: Sequence[Any] | None,
+        threads: _Threads | None = None,
+    ) -> ShareOut | None:
+        """How the run at ``pos`` shares ``own`` out (:meth:`shared_sums`), or ``None``.
+
+        ``None`` when no two children inside it ran at the same time, or when one of them ended
+        after it did (:meth:`outlived`). ``inside``: its inside children's inclusive amounts
+        less what adds to them (``far``), summed; ``inclusive``: every run's inclusive amount,
+        its children's final. ``threads``: its children that read one process at the same
+        time, and what they count (:meth:`_thread_share`): each of their groups shares the
+        parent's measurement as a group of the rule does, weighed at its count, capped at it
+        and floored at its largest member's amount (never above its count).
+        """
+        if threads is not None and threads.everyone:  # every child in a threads' group
+            parent_end = self.column("ended_at")[pos]
+            if parent_end is not None and threads.latest > parent_end:
+                return None  # outlived: no truth for the whole
+            alone: list[int] = []
+            groups: list[TimeGroup] = []
+        else:
+            spans = self._inside_spans(pos)
+            if self._outlived(pos, spans):
+                return None  # no truth for the whole
+            if threads is not None:
+                spans = [span for span in spans if span[2] not in threads.factors]
+            alone, groups = self._groups(pos, spans)
+            if threads is not None:
+                alone = [c for c in alone if c not in threads.factors]
+            elif not groups:
+                return None
+
+        # a child's amount inside this parent's measurement
+        amount = inclusive.__getitem__ if far is None else _less(inclusive, far)
+        if threads is None and not alone and len(groups) == 1:  # one group (the usual case)
+            members = groups[0].members
+            largest = max(map(amount, members))
+            # the old rule, float for float (``inside`` as the caller summed it), or the floor
+            shared = own if own >= largest else largest
+            return ShareOut(
+                own=own,
+                kept=0,
+                alone=(),
+                together=members,
+                measured=inside,
+                shared=shared,
+                floored=own < largest,
+                factors=dict.fromkeys(members, shared / inside),
+            )
+        kept: Any = sum(map(amount, alone)) if alone else 0
+        measured = [sum(map(amount, group.members)) for group in groups]
+        largest_of = [max(map(amount, group.members)) for group in groups]
+        weights = [
+            min(max(m * group.span_s / group.lengths_s, low), m)
+            for m, low, group in zip(measured, largest_of, groups, strict=True)
+        ]
+        if threads is None:
+            amounts, floored = _fill(own - kept, weights, largest_of, measured)
+        else:  # the threads' groups beside them: weighed and capped at their count
+            counts = [count for _, count, _ in threads.groups]
+            amounts, floored = _fill(
+                own - kept,
+                weights + counts,
+                largest_of + [min(big, count) for _, count, big in threads.groups],
+                measured + counts,
+            )
+            amounts, threaded = amounts[: len(groups)], amounts[len(groups) :]
+        factors: dict[int, Any] = {}
+        for group, m, got in zip(groups, measured, amounts, strict=True):
+            factor = 1 if got == m else got / m  # got < m: m > 0 (a group of zeros: 1)
+            factors.update(dict.fromkeys(group.members, factor))
+        if threads is None:
+            return ShareOut(
+                own=own,
+                kept=kept,
+                alone=tuple(alone),
+                together=tuple(c for group in groups for c in group.members),
+                measured=measured[0] if len(measured) == 1 else sum(measured),
+                shared=amounts[0] if len(amounts) == 1 else sum(amounts),
+                floored=floored,
+                factors=factors,
+            )
+        for (members, count, _), got in zip(threads.groups, threaded, strict=True):
+            for child in members:  # its part of its group's count, the group scaled to got
+                factors[child] = threads.factors[child] * (1 if got == count else got / count)
+        return ShareOut(
+            own=own,
+            kept=kept,
+            alone=tuple(alone),
+            together=tuple(c for group in groups for c in group.members),
+            measured=sum(measured),
+            shared=sum(amounts),
+            floored=floored,
+            factors=factors,
+            threads=threads.members,
+            threads_measured=threads.measured,
+            threads_shared=sum(threaded),
+            threads_counted=threads.shared,
+            short=floored,
+            profiles=threads.profiles,
+        )
+
+    def thread_groups(self, pos: int) -> list[tuple[int, ...]]:
+        """Children inside the run at ``pos`` that read one process at the same time.
+
+        A run of scope ``"process"`` records which process its meters read (provenance
+        ``"process"``: the pid and start time of its tree's root, see
+        :mod:`greenprint.tracking`). Children of one host with the same process whose spans
+        chain by overlaps (as :meth:`concurrent` judges them) ran in threads of that process
+        and each read all of it over its span. Children with no known span, no process
+        recorded (runs recorded before runs said it), of machine scope, or that add to the
+        parent (:meth:`adds`) are in no group.
+
+        Returns:
+            The groups of two or more, in order of time, each with its members in the order
+            of ``children[pos]``.
+        """
+        return [tuple(sorted(child for _, _, child in chain)) for chain in self._chains(pos)]
+
+    def _chains(self, pos: int) -> list[list[tuple[float, float, int]]]:
+        """:meth:`thread_groups` as ``(start, end, position)`` of each member, by start.
+
+        Kept per run (energy and CO2-eq ask for the same); do not mutate.
+        """
+        if pos not in self._thread_parents:
+            return []
+        found = self._chains_found.get(pos)
+        if found is not None:
+            return found
+        keys = self._process_keys
+        spans = [s for s in self._inside_spans(pos) if keys[s[2]] is not None and s[1] > s[0]]
+        named = {keys[s[2]] for s in spans}
+        by_key: dict[Any, list[tuple[float, float, int]]]
+        if len(named) == 1:  # the usual case: one process
+            by_key = {named.pop(): spans}
+        else:
+            by_key = {}
+            for span in spans:
+                by_key.setdefault(keys[span[2]], []).append(span)
+        found = self._chains_found[pos] = _overlap_chains(by_key.values())
+        return found
+
+    @cached_property
+    def _chains_found(self) -> dict[int, list[list[tuple[float, float, int]]]]:
+        return {}
+
+    def _thread_share(
+        self, pos: int, inclusive: Sequence[Any], far: Sequence[Any] | None
+    ) -> _Threads | None:
+        """What the children of :meth:`thread_groups` count (:func:`stretch_shares`).
+
+        Each child's amount inside the parent (its inclusive amount less what adds to it) is
+        read over its span (:meth:`_count_chains`). ``None`` when no group of two remains.
+        """
+        counts, measured, groups, profiles = self._count_chains(self._chains(pos), inclusive, far)
+        if not counts:
+            return None
+        others = [c for c in self.children[pos] if c not in counts]  # inside, not in a group
+        if others and self._remote:
+            others = [c for c in others if not self.adds(c)]
+        if far is None:
+            below: Any = sum(counts.values())
+        else:
+            below = sum(counts[c] + far[c] for c in counts)
+        if others:
+            below += sum(map(inclusive.__getitem__, others))
+        return _Threads(
+            members=tuple(counts),
+            factors={c: counts[c] / measured[c] for c in counts},
+            measured=sum(measured.values()),
+            shared=sum(counts.values()),
+            below=below,
+            groups=tuple(groups),
+            latest=max(span[1] for chain in self._chains(pos) for span in chain),
+            everyone=not others,
+            profiles=profiles,
+        )
+
+    def _count_chains(
+        self,
+        chains: Sequence[Sequence[tuple[float, float, int]]],
+        inclusive: Sequence[Any],
+        far: Sequence[Any] | None,
+    ) -> tuple[
+        dict[int, Any],
+        dict[int, Any],
+        list[tuple[tuple[int, ...], Any, Any]],
+        dict[int, StretchProfile],
+    ]:
+        """What the runs of each chain (runs of one process that ran at once) count.
+
+        Each run's amount (its inclusive amount less what adds to it, ``far``) is read over
+        its span, each stretch of the chain's time counted once (:func:`stretch_shares`); a
+        run that read nothing (0) is no reading of the process and keeps its 0, and the runs
+        that read chain again by their own overlaps (two that a run of 0 joined but that never
+        ran at the same time are no group: each ran alone). A group counts at least what its
+        largest member read, its members scaled up alike (:func:`group_counts`).
+
+        Returns:
+            ``(counts, measured, groups, profiles)``: position -> what it counts, and what it
+            measured, for the runs in a group of two or more that read; each group's members,
+            count (summed) and largest amount; of each member with runs inside it whose rate
+            of counting changes over its span (another member started or ended within it),
+            that rate (:class:`~greenprint.analysis._stretches.StretchProfile`: the runs
+            inside it count by it, :meth:`_scale_down`).
+        """
+        amount = inclusive.__getitem__ if far is None else _less(inclusive, far)
+        counts: dict[int, Any] = {}
+        measured: dict[int, Any] = {}
+        groups: list[tuple[tuple[int, ...], Any, Any]] = []
+        from greenprint.analysis._stretches import group_counts, stretch_profile
+
+        profiles: dict[int, StretchProfile] = {}
+        read: list[Sequence[tuple[float, float, int]]] = []
+        for chain in chains:
+            amounts = [amount(child) for _, _, child in chain]
+            if 0 in amounts or min(amounts) < 0:  # a run that read nothing: no reading;
+                # the runs that read, chained by their own overlaps (not through it)
+                spans = [span for span, spent in zip(chain, amounts, strict=True) if spent > 0]
+                read += _overlap_chains([spans])
+            else:
+                read.append(chain)
+        for chain in read:
+            amounts = [amount(child) for _, _, child in chain]
+            members = [child for _, _, child in chain]
+            bounds = [(start, end) for start, end, _ in chain]
+            got = group_counts(bounds, amounts)
+            groups.append((tuple(members), sum(got), max(amounts)))
+            measured.update(zip(members, amounts, strict=True))
+            counts.update(zip(members, got, strict=True))
+            # members with runs inside: those count by the member's rate over their own span
+            holders = [span for span in chain if self.children[span[2]]]
+            if holders:
+                profile = stretch_profile(bounds, amounts)
+                starts = [start for start, _, _ in holders]
+                ends = [end for _, end, _ in holders]
+                for (_, _, child), varies in zip(
+                    holders, profile.varying(starts, ends), strict=True
+                ):
+                    if varies:
+                        profiles[child] = profile
+        return counts, measured, groups, profiles
+
+    @cached_property
+    def _root_chains(self) -> list[list[tuple[float, float, int]]]:
+        """Top-level runs that read one process at the same time, as :meth:`_chains` gives them.
+
+        Runs with no parent in the set (trials in threads with no run around them), of one
+        host and process (:attr:`_process_keys`), with a known span, whose spans chain by
+        overlaps. First, whether any two top-level runs overlap at all, whatever their
+        processes: one numpy pass over their spans sorted by start (100,000 trials one after
+        another: a few ms); only then are their processes looked at.
+        """
+        import numpy as np
+
+        roots = self.roots
+        if len(roots) < 2:
+            return []
+        starts, ends, runs = self._spans_columns
+        if len(roots) != len(runs):
+            starts = tuple(map(starts.__getitem__, roots))
+            ends = tuple(map(ends.__getitem__, roots))
+            runs = tuple(map(runs.__getitem__, roots))
+        last: Sequence[Any] = ends
+        if None in ends:  # running runs: their last heartbeat
+            last = [run_end(r) if e is None else e for e, r in zip(ends, runs, strict=True)]
+        # np.fromiter: a third of np.asarray's time on a tuple of floats (100,000: 2 ms)
+        begin = np.fromiter(starts, dtype=float, count=len(starts))
+        finish = np.fromiter(last, dtype=float, count=len(last))
+        order = np.argsort(begin, kind="stable")
+        order = order[((begin > 0.0) & (finish > begin))[order]]  # a known span, by start
+        if len(order) < 2:
+            return []
+        begin, finish = begin[order], finish[order]
+        if not bool((np.maximum.accumulate(finish[:-1]) > begin[1:]).any()):
+            return []  # one after another (sorted by start: a run overlaps an earlier one
+            # when it starts before the latest end so far)
+        keys = self._process_keys
+        by_key: dict[Any, list[tuple[float, float, int]]] = {}
+        for start, end, k in zip(begin.tolist(), finish.tolist(), order.tolist(), strict=True):
+            key = keys[roots[k]]
+            if key is not None:
+                by_key.setdefault(key, []).append((start, end, roots[k]))
+        return _overlap_chains(by_key.values())
+
+    def _root_share(self, inclusive: Sequence[Any], far: Sequence[Any] | None) -> ShareOut | None:
+        """What the top-level runs of :attr:`_root_chains` count (:attr:`SharedSums.roots`).
+
+        Each stretch of their time once (:meth:`_count_chains`); no run measured them all, so
+        nothing caps their count. A chain with an amount that is not a number is left as it
+        is (nothing is shared out around it). ``None`` when no group of two remains.
+        """
+        chains = self._root_chains
+        if not chains:
+            return None
+        chains = [c for c in chains if all(inclusive[p] == inclusive[p] for _, _, p in c)]
+        counts, measured, _, profiles = self._count_chains(chains, inclusive, far)
+        if not counts:
+            return None
+        return _threads_only(
+            None,
+            {c: counts[c] / measured[c] for c in counts},
+            tuple(counts),
+            sum(measured.values()),
+            sum(counts.values()),
+            profiles=profiles,
+        )
+
+    @cached_property
+    def _process_keys(self) -> tuple[Any, ...]:
+        """Each run's ``(host, process)`` when it read a process it names, else ``None``.
+
+        The process is the run's provenance ``"process"`` (scope ``"process"`` only). A study's
+        runs share a few provenance dictionaries: each is looked at once. Records built with
+        only the fields of the rule before runs named their process (a study budget's read of
+        the ledger, ``greenprint.ledger._study_cost``) have no provenance: no process known.
+        """
+        try:
+            provenances = self.column("provenance")
+        except AttributeError:  # a partial record: its provenance slot was never set
+            return (None,) * len(self.runs)
+        named: dict[int, Any] = {}
+        for dict_id, provenance in zip(map(id, provenances), provenances, strict=True):
+            if dict_id not in named:
+                named[dict_id] = provenance.get(_PROCESS) if provenance else None
+        if not any(named.values()):
+            return (None,) * len(provenances)
+        keys = tuple(map(named.__getitem__, map(id, provenances)))
+        scopes, hosts = self.column("scope"), self.column("host")
+        if set(scopes) == {"process"} and len(set(hosts)) == 1:  # one host: the key alone
+            return keys
+        return tuple(
+            None if key is None or scope != "process" else (host, key)
+            for key, scope, host in zip(keys, scopes, hosts, strict=True)
+        )
+
+    @cached_property
+    def _thread_parents(self) -> frozenset[int]:
+        """Positions of the runs with two children that read one process at the same time.
+
+        Whether :meth:`thread_groups` finds a group, for every run in one pass: the children
+        with a process, sorted by parent, process and start; two in a row of one parent and
+        process overlap when the first ends after the second starts (sorted by start, a span
+        that overlaps a later one overlaps the next one too).
+        """
+        import numpy as np
+
+        if not self.inner_order:
+            return frozenset()
+        keys = self._process_keys
+        if keys.count(None) == len(keys):
+            return frozenset()
+        starts, ends, runs = self._spans_columns
+        ids = {key: k for k, key in enumerate(set(keys))}  # a process -> a number
+        ids[None] = -1
+        key_ids = np.fromiter(map(ids.__getitem__, keys), dtype=np.int64, count=len(keys))
+        parents = np.asarray(self.parents, dtype=float)  # a root's None: NaN, never >= 0
+        begin = np.asarray(starts, dtype=float)
+        finish = np.asarray(
+            ends if None not in ends else [run_end(r) if e is None else e for e, r in zip(
+                ends, runs, strict=True)],
+            dtype=float,
+        )  # fmt: skip
+        known = (key_ids >= 0) & (parents >= 0) & (begin > 0.0) & (finish > begin)
+        if self._remote:
+            known &= np.fromiter((not self.adds(c) for c in range(len(keys))), dtype=bool)
+        rows = np.flatnonzero(known)
+        if len(rows) < 2:
+            return frozenset()
+        rows = rows[np.lexsort((begin[rows], key_ids[rows], parents[rows]))]
+        first, then = rows[:-1], rows[1:]
+        overlap = (
+            (parents[first] == parents[then])
+            & (key_ids[first] == key_ids[then])
+            & (finish[first] > begin[then])
+        )
+        return frozenset(parents[first[overlap]].astype(np.int64).tolist())
+
+    def _sums(
+        self, values: Sequence[float | int | None], *, fpo: bool, shared: bool
+    ) -> tuple[list[Any], list[Any], dict[int, ShareOut]]:
+        """:meth:`nested_sum`, and the runs whose concurrent children were scaled.
+
+        Returns:
+            ``(inclusive, exclusive, shares)``; ``shares``: position of a parent whose
+            concurrent children shared its measurement out -> how (:class:`ShareOut`).
+        """
+        import numpy as np
+
+        if shared and _nonfinite(values):  # no measurement: NaN, never shared (shared_sums)
+            values = [v if v is None or math.isfinite(v) else math.nan for v in values]
+        if not self.inner_order:
+            try:
+                as_float = np.asarray(values, dtype=float)
+            except OverflowError:  # an integer beyond every float
+                raise self._beyond_float(values, fpo=fpo) from None
+            if bool((as_float > 0).all()) and not (shared and self._root_chains):
+                # no run has children and every amount is known and positive (a search of
+                # trials, none in threads of one process at once): both are the amounts
+                # (100,000 runs: 3 ms where the loop takes 11)
+                return list(values), list(values), {}
+        # Every run as a leaf first, in one pass: its own amount, 0 when unknown or negative,
+        # with the arithmetic of the loop below; then the runs with children, children before
+        # parents. A leaf's inclusive amount is its exclusive one except for -0.0 (``-0.0 +
+        # 0`` is ``0.0``): a copy when no amount is zero.
+        exclusive: list[Any] = [0 if v is None or v < 0 else v - 0 for v in values]
+        inclusive: list[Any] = (
+            exclusive.copy()
+            if 0 not in exclusive
+            else [0 if v is None or v < 0 else v + 0 for v in values]
+        )
+        if fpo and exclusive and max(exclusive) > FPO_MAX:  # 100,000 runs: 1 ms
+            raise self._beyond_float(values, fpo=fpo)
+        children = self.children
+        scale: dict[int, ShareOut] = {}  # shared: parent -> how it shared its amount out
+        # shared: parents with children that read one process at the same time (threads)
+        threaded = self._thread_parents if shared else frozenset()
+        # shared, with children that add to their parent (other hosts): each run's inclusive
+        # amount from what adds to it or to a run inside it, which no scaling touches
+        far: list[Any] | None = [0] * len(values) if shared and self._remote else None
+        for pos in self.inner_order:
+            below = added = 0
+            for child in children[pos]:
+                if self.adds(child, fpo=fpo):
+                    added += inclusive[child]
+                else:
+                    below += inclusive[child]
+            own = values[pos]
+            if shared:
+                outside = 0  # what adds to the runs inside this one
+                if far is not None:
+                    outside = sum(far[c] for c in children[pos] if not self.adds(c))
+                    far[pos] = added + outside
+                if below != below or own != own or added != added:  # NaN: never shared
+                    inclusive[pos] = exclusive[pos] = math.nan
+                    continue
+                threads = self._thread_share(pos, inclusive, far) if pos in threaded else None
+                if threads is not None:  # runs of one process at once: each stretch once
+                    below = threads.below
+                if own is not None and below - outside > own > 0:
+                    # concurrent children share their parent's measurement out (not outlived)
+                    share = self._share_out(pos, own, below - outside, inclusive, far, threads)
+                    if share is not None:
+                        scale[pos] = share
+                        if not share.floored:
+                            inclusive[pos] = own + outside + added
+                        elif threads is None:
+                            inclusive[pos] = share.kept + share.shared + outside + added
+                        else:
+                            inclusive[pos] = (
+                                share.kept + share.shared + share.threads_shared + outside + added
+                            )
+                        exclusive[pos] = own - own
+                        continue
+                if threads is not None:  # the parent keeps the rest, never less than 0
+                    scale[pos] = _threads_only(
+                        own,
+                        threads.factors,
+                        threads.members,
+                        threads.measured,
+                        threads.shared,
+                        short=own is not None and below - outside > own,
+                        profiles=threads.profiles,
+                    )
+            total = below if own is None else max(own, below)
+            inclusive[pos] = total + added
+            exclusive[pos] = total - below
+        if shared:  # top-level runs in threads of one process: each stretch once
+            roots = self._root_share(inclusive, far)
+            if roots is not None:
+                scale[_ROOTS] = roots
+        if scale:
+            self._scale_down(inclusive, exclusive, scale, far)
+        return inclusive, exclusive, scale
+
+    def _scale_down(
+        self,
+        inclusive: list[Any],
+        exclusive: list[Any],
+        scale: Mapping[int, ShareOut],
+        far: list[Any] | None,
+    ) -> None:
+        """Scale the runs inside each parent in ``scale`` by their factors, in place.
+
+        Parents before children: a run inside a parent that shared its amount out has its
+        exclusive amount, and the part of its inclusive amount inside its own measurement,
+        multiplied by its factor there (1 for a child that ran alone) times the factors of the
+        runs above it; what adds to it (``far``) is kept. The top-level runs in threads
+        (``scale[_ROOTS]``) are multiplied by their own factors, their descendants with them.
+
+        A run in threads whose rate of counting changed over its span (another thread started
+        or ended within it: :attr:`ShareOut.profiles`) passes no single factor down: each run
+        inside it takes the rate's mean over its own span (a trial that ran while a sweep in
+        another thread ran too counts half of it, not its sweep's mean over a span it partly
+        ran alone); its descendants with it. Such a run's own part is what is left of its
+        count beyond theirs; where they would count more than it, they are scaled down to it
+        (its own part 0).
+        """
+        children = self.children
+        remote = self._remote
+        roots = scale.get(_ROOTS)  # top-level runs in threads: their own factors
+        # a run below a scaled parent (or a top-level run in threads) -> its factor
+        factor: dict[int, Any] = {} if roots is None else dict(roots.factors)
+        # a run counting by a rate that changed over the span of a run in threads (that run or
+        # one inside it) -> (the rate, the run's factor per unit of the rate's mean)
+        rated: dict[int, tuple[StretchProfile, Any]] = {}
+        self._prepare_rates(scale)
+        if roots is not None:
+            for root, rates in roots.profiles.items():
+                self._rate(rated, root, rates, factor[root])
+        # a run whose own part is what its count leaves beyond the runs inside it -> that part
+        rests: dict[int, Any] = {}
+        for pos in reversed(self.inner_order):  # parents before children
+            above = factor.get(pos)
+            share = scale.get(pos)
+            if share is None and above is None:
+                continue
+            own = {} if share is None else share.factors
+            profiles = {} if share is None else share.profiles
+            rate = rated.get(pos)
+            inside: list[int] = []
+            for child in children[pos]:
+                if remote and self.adds(child):
+                    continue
+                inside.append(child)
+                f = own.get(child)
+                if rate is None:
+                    base = above
+                else:  # the rate's mean over the child's span (worked out ahead)
+                    mean = rate[0].known.get(child)
+                    base = above if mean is None else rate[1] * mean
+                if f is None:
+                    if base is not None:
+                        factor[child] = base
+                        if rate is not None:
+                            rated[child] = rate
+                    continue
+                factor[child] = f if base is None else base * f
+                profile = profiles.get(child)
+                if profile is not None:
+                    self._rate(rated, child, profile, factor[child])
+                elif rate is not None:
+                    rated[child] = (rate[0], rate[1] * f)
+            if rate is not None and inside:  # their factors are final from here
+                rests[pos] = self._fit(pos, inside, factor, rated, inclusive, far)
+        for pos, f in factor.items():
+            rest = rests.get(pos)
+            exclusive[pos] = exclusive[pos] * f if rest is None else rest
+            if far is None or not far[pos]:
+                inclusive[pos] *= f
+            else:
+                inclusive[pos] = (inclusive[pos] - far[pos]) * f + far[pos]
+
+    def _prepare_rates(self, scale: Mapping[int, ShareOut]) -> None:
+        """Work out the rates' means over the spans of the runs that will ask for them.
+
+        Each run with a rate (:attr:`ShareOut.profiles`) and every run inside it, in one numpy
+        pass per rate (:meth:`~greenprint.analysis._stretches.StretchProfile.prepare`).
+        """
+        import numpy as np
+
+        asking: dict[int, tuple[StretchProfile, list[int]]] = {}
+        children = self.children
+        for share in scale.values():
+            for member, profile in share.profiles.items():
+                found = asking.setdefault(id(profile), (profile, []))[1]
+                stack = [member]
+                while stack:  # the member and every run inside it
+                    pos = stack.pop()
+                    found.append(pos)
+                    stack.extend(children[pos])
+        if not asking:
+            return
+        starts, ends = self._span_arrays
+        for profile, positions in asking.values():
+            at = np.asarray(positions, dtype=np.int64)
+            profile.prepare(positions, starts[at], ends[at])
+
+    @cached_property
+    def _span_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each run's start and end (a running run's last heartbeat), s; NaN where unknown."""
+        import numpy as np
+
+        starts, ends, runs = self._spans_columns
+        begin = np.fromiter(starts, dtype=float, count=len(starts))
+        last = [run_end(r) if e is None else e for e, r in zip(ends, runs, strict=True)]
+        finish = np.fromiter(last, dtype=float, count=len(last))
+        unknown = ~((begin > 0.0) & (finish > begin))
+        begin[unknown] = np.nan
+        finish[unknown] = np.nan
+        return begin, finish
+
+    def _rate(
+        self,
+        rated: dict[int, tuple[StretchProfile, Any]],
+        pos: int,
+        profile: StretchProfile,
+        factor: Any,
+    ) -> None:
+        """Record that the runs inside ``pos`` count by ``profile`` (``pos`` counts ``factor``)."""
+        mean = profile.known.get(pos)  # worked out ahead (_prepare_rates)
+        if mean:
+            rated[pos] = (profile, factor / mean)
+
+    def _fit(
+        self,
+        pos: int,
+        inside: Sequence[int],
+        factor: dict[int, Any],
+        rated: dict[int, tuple[StretchProfile, Any]],
+        inclusive: Sequence[Any],
+        far: Sequence[Any] | None,
+    ) -> Any:
+        """Scale the runs inside ``pos`` down to its count where, by its rate, they exceed it.
+
+        Returns:
+            What its count leaves beyond theirs: its own part (0 when they were scaled down).
+        """
+        get = factor.get
+        if far is None:
+            theirs = sum(inclusive[c] * get(c, 1) for c in inside)
+            mine = inclusive[pos] * factor[pos]
+        else:
+            theirs = sum((inclusive[c] - far[c]) * get(c, 1) for c in inside)
+            mine = (inclusive[pos] - far[pos]) * factor[pos]
+        if not theirs > mine:
+            return mine - theirs
+        ratio = mine / theirs
+        for child in inside:
+            factor[child] = get(child, 1) * ratio
+            found = rated.get(child)
+            if found is not None:
+                rated[child] = (found[0], found[1] * ratio)
+        return mine - mine
+
+    def _beyond_float(self, values: Sequence[float | int | None], *, fpo: bool) -> AnalysisError:
+        """The error of the first run whose amount is an integer above the largest float."""
+        pos, value = next(
+            (p, v) for p, v in enumerate(values) if v is not None and abs(v) > FPO_MAX
+        )
+        run = self.runs[pos]
+        said = (
+            f"run {run.id} ({run.name!r}) records {'an FPO' if fpo else 'an amount'} of "
+            f"{len(str(abs(int(value))))} digits, above the largest float "
+            f"({float(FPO_MAX):.3g})"
+        )
+        if not fpo:  # pragma: no cover - only FPO are integers
+            return AnalysisError(f"{said}: it cannot be analysed")
+        return AnalysisError(
+            f"{said}: no computation counts that many operations, the value is corrupt; make "
+            f"it unknown (UPDATE runs SET fpo = NULL WHERE id = '{run.id}') and report again"
+        )
+
+    def covered(self, known: Sequence[bool], *, fpo: bool = False) -> list[bool]:
+        """For each run, whether some ancestor whose amount contains it has ``known`` true.
+
+        The chain stops at a child that adds to its parent (see :meth:`adds`).
+        """
+        out = [False] * len(self.runs)
+        for pos in reversed(self.inner_order):  # parents before children; leaves set nothing
+            if out[pos] or known[pos]:
+                for child in self.children[pos]:
+                    if not self.adds(child, fpo=fpo):
+                        out[child] = True
+        return out
+
+    def known_sums(self, values: Sequence[float | int | None], *, fpo: bool = False) -> KnownSums:
+        """:meth:`nested_sum` of ``values``, with which runs are unknown and which sums complete.
+
+        The rule for an unknown (``None``) amount. A run with no amount of its own but with
+        children inside it (children that do not add to it: :meth:`adds`) counts as the sum of
+        those children (as :meth:`nested_sum` takes it), so it is not unknown itself; of its
+        children, those that are unknown are counted instead, each once. So a sweep container
+        whose trials all know their FPO, or a trial whose folds all counted theirs, is not
+        unknown. A run is *unknown* when it has no amount of its own, no ancestor whose amount
+        contains it knows its own (:meth:`covered`), and no child is inside it (a run whose
+        children all add to it, such as a node meter over its ranks, stays unknown). A run's
+        inclusive sum is *complete* (its amount with its descendants' is known) when its own
+        amount is known or it has children inside it whose sums are all complete, and the sum
+        of every run that adds to it, or to a run inside it, is complete too. A run inside a
+        parent that knows its own amount is not unknown, but its own sum is not complete
+        unless it or its children know theirs.
+
+        Args:
+            values: one amount per run (same order as ``runs``), ``None`` when unknown.
+            fpo: the amounts are FPO (a peer rank's add to its node meter's).
+
+        Returns:
+            The :class:`KnownSums`.
+
+        Raises:
+            AnalysisError: as :meth:`nested_sum`.
+        """
+        inclusive, exclusive = self.nested_sum(values, fpo=fpo)
+        known = [v is not None for v in values]
+        if not self.inner_order:  # no run has children: each is its own leaf of knowledge
+            unknown = [not k for k in known]
+            return KnownSums(inclusive, exclusive, unknown, known)
+        covered = self.covered(known, fpo=fpo)
+        unknown = [not k and not c for k, c in zip(known, covered, strict=True)]
+        children = self.children
+        links = set(self.kinds)
+        plain = "remote" not in links and not (fpo and "peer" in links)  # no child adds
+        if plain:  # every child is inside its parent: a parent is never unknown
+            for pos in self.inner_order:
+                unknown[pos] = False
+        elif True in unknown:
+            for pos in self.inner_order:
+                if unknown[pos] and not all(self.adds(c, fpo=fpo) for c in children[pos]):
+                    unknown[pos] = False  # a container: its unknown children are counted
+        if False not in known:  # every run counted its own
+            return KnownSums(inclusive, exclusive, unknown, known)
+        complete = known.copy()  # a leaf's: its own
+        if plain:  # 100,000 runs nested in 20,000 trials: 40 ms where the loop below takes 60
+            for pos in self.inner_order:  # children before parents
+                if not complete[pos]:
+                    complete[pos] = all(map(complete.__getitem__, children[pos]))
+            return KnownSums(inclusive, exclusive, unknown, complete)
+        remote = [True] * len(values)  # whether every run that adds to it or under it is known
+        for pos in self.inner_order:  # children before parents
+            whole = inside = True
+            contains = False
+            for child in children[pos]:
+                if self.adds(child, fpo=fpo):
+                    whole = whole and complete[child]
+                else:
+                    contains = True
+                    whole = whole and remote[child]
+                    inside = inside and complete[child]
+            remote[pos] = whole
+            complete[pos] = whole and (known[pos] or (contains and inside))
+        return KnownSums(inclusive, exclusive, unknown, complete)
+
+    @cached_property
+    def fpo_sums(self) -> KnownSums:
+        """:meth:`known_sums` of the runs' FPO (computed once: the report's readers share it).
+
+        Raises:
+            AnalysisError: an FPO above the largest float (see :meth:`nested_sum`).
+        """
+        return self.known_sums(self.column("fpo"), fpo=True)
+
+
+@dataclass(frozen=True)
+class KnownSums:
+    """Amounts of a forest's runs summed without double counting, and what is unknown.
+
+    See :meth:`RunForest.known_sums` for the rule. Every list has one entry per run, in the
+    order of ``RunForest.runs``; they are shared (:attr:`RunForest.fpo_sums`): do not mutate.
+
+    Attributes:
+        inclusive: each run's amount with its descendants' (:meth:`RunForest.nested_sum`).
+        exclusive: each run's own part of it (summed over all runs: the total).
+        unknown: whether the run counts as unknown (a leaf of what is not known: never a
+            container whose children inside it are summed instead, never a run inside a
+            parent that knows its own amount).
+        complete: whether the run's inclusive amount is known: counted from its own amount
+            or its children's, with every run that adds to it known.
+    """
+
+    inclusive: list[Any]
+    exclusive: list[Any]
+    unknown: list[bool]
+    complete: list[bool]
+
+
+class TimeGroup(NamedTuple):
+    """Children inside one parent whose spans chain by overlaps (:meth:`RunForest.time_groups`).
+
+    Attributes:
+        members: their positions (two or more).
+        span_s: the length of the stretch of time they cover, first start to last end, s.
+        lengths_s: their spans' lengths summed, s (more than ``span_s``: they overlap).
+    """
+
+    members: tuple[int, ...]
+    span_s: float
+    lengths_s: float
+
+
+class ShareOut(NamedTuple):
+    """How one parent shared its measurement out among its concurrent children.
+
+    See :meth:`RunForest.shared_sums` for the rule. Amounts are the parts inside the
+    parent's measurement (what adds to a child from another host is in none). A named tuple:
+    one is made per sharing parent (100,000 runs in 20,000 trials over parallel folds: 20,000),
+    where a frozen dataclass costs ten times as much to make.
+
+    Attributes:
+        own: the parent's own amount (``None`` for the top-level runs of
+            :attr:`SharedSums.roots`: no parent).
+        kept: the amounts of the children inside it that ran alone, summed (kept whole).
+        alone: positions of those children.
+        together: positions of the children in groups that ran at the same time.
+        measured: their amounts summed, as measured.
+        shared: what they were scaled to, summed: ``own - kept``, or the floor.
+        floored: whether the parent measured less than the least its children spent (``own
+            - kept`` below the sum of each group's largest amount): each group counts its
+            largest amount, and the parent's sum, ``kept + shared``, is above ``own``.
+        factors: position of each child in a group -> its factor (``shared`` over
+            ``measured`` for a single group); of each child in :attr:`threads`, its count
+            over what it measured.
+        threads: positions of the children that read one process at the same time
+            (:meth:`RunForest.thread_groups`): each stretch of their time counted once. They
+            are in neither ``alone`` nor ``together``, nor in ``kept``, ``measured`` or
+            ``shared`` (the groups of the rule above, whose ``own - kept`` leaves them out).
+        threads_measured: what they measured, summed.
+        threads_shared: what they count, summed: :attr:`threads_counted`, or less where
+            that was more than the parent measured beyond its other children (scaled to it).
+        threads_counted: what they count by :func:`stretch_shares`, summed.
+        short: the parent measured less than its children count (with the threads at their
+            count, or at their largest members' amounts: the floor): its own part would be
+            negative; it is 0 and the children's count stands.
+        profiles: of each child in :attr:`threads` with runs inside it whose rate of
+            counting changed over its span, that rate: the runs inside count by it over their
+            own spans (:meth:`RunForest._scale_down`).
+    """
+
+    own: Any
+    kept: Any
+    alone: tuple[int, ...]
+    together: tuple[int, ...]
+    measured: Any
+    shared: Any
+    floored: bool
+    factors: Mapping[int, Any]
+    threads: tuple[int, ...] = ()
+    threads_measured: Any = 0
+    threads_shared: Any = 0
+    threads_counted: Any = 0
+    short: bool = False
+    profiles: Mapping[int, StretchProfile] = MappingProxyType({})
+
+
+def _threads_only(
+    own: Any,
+    factors: Mapping[int, Any],
+    members: tuple[int, ...],
+    measured: Any,
+    counted: Any,
+    *,
+    short: bool = False,
+    profiles: Mapping[int, StretchProfile] = MappingProxyType({}),
+) -> ShareOut:
+    """A :class:`ShareOut` of threads alone, no group sharing a parent's measurement out.
+
+    ``members`` measured ``measured`` and count ``counted``, each by its factor.
+    """
+    return ShareOut(
+        own=own,
+        kept=0,
+        alone=(),
+        together=(),
+        measured=0,
+        shared=0,
+        floored=False,
+        factors=factors,
+        threads=members,
+        threads_measured=measured,
+        threads_shared=counted,
+        threads_counted=counted,
+        short=short,
+        profiles=profiles,
+    )
+
+
+@dataclass(frozen=True)
+class SharedSums:
+    """Energy or CO2-eq of a forest's runs, concurrent children sharing their parent's out.
+
+    See :meth:`RunForest.shared_sums` for the rule. The lists have one entry per run, in the
+    order of ``RunForest.runs``; they are shared: do not mutate.
+
+    Attributes:
+        inclusive: each run's amount with its descendants' (:meth:`RunForest.nested_sum`),
+            concurrent children scaled to their parent's measurement.
+        exclusive: each run's own part of it (summed over all runs: the total).
+        scaled: position of each parent whose concurrent children were scaled ->
+            ``(their amounts' sum as measured, what they were scaled to)``: the parent's own
+            amount less what its children that ran alone kept (or the floor: see
+            ``shares``), with its threads of one process at their count; what adds to them
+            from other hosts is in neither.
+        shares: the same parents -> how each shared its amount out (:class:`ShareOut`).
+        nonfinite: positions of the runs whose own amount is not a finite number (read as
+            NaN: every sum that contains one is NaN).
+        roots: how the top-level runs that read one process at the same time (threads with
+            no run around them: ``study.optimize(n_jobs=2)`` without a sweep run) count each
+            stretch of their time once (:class:`ShareOut`: ``threads``, ``factors``,
+            ``threads_measured``, ``threads_shared``; ``own`` is ``None``: no run measured
+            them all), or ``None`` when no two did.
+    """
+
+    inclusive: list[Any]
+    exclusive: list[Any]
+    scaled: Mapping[int, tuple[Any, Any]]
+    shares: Mapping[int, ShareOut] = field(default_factory=dict)
+    nonfinite: tuple[int, ...] = ()
+    roots: ShareOut | None = None
+
+
+#: Costs a meter reads for a whole process or machine over a run's span, which concurrent
+#: children share out (:meth:`RunForest.shared_sums`): energy and CO2-eq.
+SHARED_COSTS = frozenset({"energy_kwh", "emissions_kg"})
+
+#: Where :meth:`RunForest._sums` keeps the top-level runs' share among the parents' (no run
+#: has this position): :attr:`SharedSums.roots`.
+_ROOTS = -1
+
+#: The provenance key naming the process whose tree a run's meters read (``"pid 4242 started
+#: 1796133461.76"``, recorded by :mod:`greenprint.tracking` for scope ``"process"``).
+_PROCESS = "process"
+
+
+class _Threads(NamedTuple):
+    """A parent's children that read one process at the same time (:meth:`RunForest._thread_share`).
+
+    Attributes:
+        members: their positions.
+        factors: position -> what it counts over what it measured.
+        measured: what they measured, summed.
+        shared: what they count, summed.
+        below: the parent's inside children's inclusive amounts summed, these at their count.
+        groups: each group's members, count (summed) and largest amount measured.
+        latest: the last end of a member of a group, s.
+        everyone: whether every child inside the parent is in a group.
+        profiles: the members' rates of counting that change over their spans
+            (:meth:`RunForest._count_chains`).
+    """
+
+    members: tuple[int, ...]
+    factors: dict[int, Any]
+    measured: Any
+    shared: Any
+    below: Any
+    groups: tuple[tuple[tuple[int, ...], Any, Any], ...] = ()
+    latest: float = -math.inf
+    everyone: bool = False
+    profiles: Mapping[int, StretchProfile] = MappingProxyType({})
+
+
+def run_end(run: RunRecord) -> float:
+    """When a run ended (Unix time, s).
+
+    Its ``ended_at``, or for a run without one (running, or lost) the later of
+    ``started_at + duration_s`` and its last heartbeat.
+    """
+    if run.ended_at is not None:
+        return run.ended_at
+    return max(run.started_at + run.duration_s, run.heartbeat_at or run.started_at)
+
+
+def _nonfinite(values: Sequence[float | int | None]) -> tuple[int, ...]:
+    """Positions of the amounts that are infinite or NaN (``None``: unknown, not counted)."""
+    known: Sequence[Any] = values if None not in values else [v for v in values if v is not None]
+    if math.isfinite(sum(known, 0.0)):  # one pass in C: finite unless one is not (or overflow)
+        return ()
+    return tuple(p for p, v in enumerate(values) if v is not None and not math.isfinite(v))
+
+
+def _less(amounts: Sequence[Any], away: Sequence[Any]) -> Callable[[int], Any]:
+    """Position -> ``amounts[position] - away[position]``."""
+    return lambda pos: amounts[pos] - away[pos]
+
+
+def _fill(
+    room: Any, weights: Sequence[Any], floors: Sequence[Any], caps: Sequence[Any]
+) -> tuple[list[Any], bool]:
+    """Amounts summing to ``room``: ``clamp(level x weight, floor, cap)``, one level for all.
+
+    Each group's amount is ``level x weight`` within its ``floor`` and ``cap`` (a group at its
+    floor or cap leaves the rest to the others), the level chosen so that the amounts sum to
+    ``room``. The caller has ``room < sum(caps)``, ``0 <= floor <= weight <= cap``.
+
+    Returns:
+        ``(amounts, floored)``; ``floored``: ``room`` is below the floors' sum, and the
+        amounts are the floors.
+    """
+    least = sum(floors)
+    if room <= least:
+        return list(floors), room < least
+    if len(weights) == 1:
+        return [room], False
+    bounds = list(zip(weights, floors, caps, strict=True))
+
+    def total(level: float) -> Any:
+        return sum(min(max(level * w, low), cap) for w, low, cap in bounds)
+
+    # the amounts' sum grows piecewise linearly with the level, bending where a group leaves
+    # its floor or reaches its cap: find the piece where it reaches room
+    points = sorted({b / w for w, low, cap in bounds if w > 0 for b in (low, cap)})
+    first, last = 0, len(points)  # the first point where the sum reaches room, by bisection
+    while first < last:
+        middle = (first + last) // 2
+        if total(points[middle]) >= room:
+            last = middle
+        else:
+            first = middle + 1
+    lower = points[first - 1] if first else 0.0
+    upper = points[first] if first < len(points) else math.inf
+    fixed = free = 0
+    for w, low, cap in bounds:
+        if w <= 0 or cap / w <= lower:  # at its cap over the piece (a group of zeros: 0)
+            fixed += cap
+        elif low / w >= upper:  # at its floor over the piece
+            fixed += low
+        else:
+            free += w
+    if not free:  # only by rounding: the piece ends where the sum reaches room
+        return [min(max(upper * w, low), cap) for w, low, cap in bounds], False
+    level = (room - fixed) / free
+    return [min(max(level * w, low), cap) for w, low, cap in bounds], False
+
+
+def _overlap_chains(
+    spans_by_key: Iterable[list[tuple[float, float, int]]],
+) -> list[list[tuple[float, float, int]]]:
+    """Each list's spans that chain by overlaps, in chains of two or more, in order of time.
+
+    Each list is of one process's ``(start, end, position)`` spans of known length, sorted
+    here in place; two overlap when they share some time (one that ends when the next starts
+    does not).
+    """
+    found: list[list[tuple[float, float, int]]] = []
+    for spans in spans_by_key:
+        if len(spans) < 2:
+            continue
+        spans.sort()
+        chain: list[tuple[float, float, int]] = []
+        latest = -math.inf
+        for span in spans:
+            if span[0] < latest:
+                chain.append(span)
+                if span[1] > latest:
+                    latest = span[1]
+                continue
+            if len(chain) > 1:
+                found.append(chain)
+            chain, latest = [span], span[1]
+        if len(chain) > 1:
+            found.append(chain)
+    if len(found) > 1:
+        found.sort()
+    return found
+
+
+_ID = operator.attrgetter("id")
+_PARENT_ID = operator.attrgetter("parent_id")
+_JOB_ID = operator.attrgetter("job_id")
+_CONTAINED = operator.attrgetter("contained")
+_HOST = operator.attrgetter("host")
+
+
+def _post_order(roots: Sequence[int], kids: Mapping[int, list[int]]) -> list[int]:
+    """The positions under ``roots``, children before parents (iteratively: deep chains)."""
+    order: list[int] = []
+    for root in roots:
+        if root not in kids:  # a root without children (most runs of a big search)
+            order.append(root)
+            continue
+        stack: list[tuple[int, bool]] = [(root, False)]
+        while stack:
+            pos, expanded = stack.pop()
+            if expanded:
+                order.append(pos)
+                continue
+            stack.append((pos, True))
+            stack.extend((child, False) for child in reversed(kids.get(pos, ())))
+    return order
+
+
+_STARTED_AT = operator.attrgetter("started_at")
+_PROVENANCE = operator.attrgetter("provenance")
+_ENDED_AT = operator.attrgetter("ended_at")
+
+
+def _writer(run: RunRecord) -> str | None:
+    return run.provenance.get("writer")
+
+
+def _reused_workers(items: Sequence[RunRecord], parents: list[int | None]) -> list[str]:
+    """Re-parent, in place, the runs of a reused worker process recorded under a run that ended.
+
+    A worker process takes its parent run from the environment it was started with: a pool that
+    outlives the run it was started in (joblib's loky workers, reused by every later
+    ``Parallel`` call of the process) names that run for every later run it holds. A run of
+    another process that started after its recorded parent ended cannot be inside it: it is
+    read as a child of the run that the same process (the parent's ``writer``) had live when
+    it started, the innermost (the latest started), when there is one; else (or on another
+    host than its parent, whose clock may differ) it keeps its parent. Returns a note for the
+    report when any was re-parented.
+    """
+    ends = [end for p in set(parents) if p is not None and (end := items[p].ended_at) is not None]
+    if not ends or min(ends) >= max(map(_STARTED_AT, items)):
+        return []  # every parent ended after the last run started (a sweep around trials)
+    started = list(map(_STARTED_AT, items))
+    ended = list(map(_ENDED_AT, items))
+    stale = [
+        pos
+        for pos, p in enumerate(parents)
+        if p is not None and ended[p] is not None and started[pos] > ended[p]
+    ]
+    if not stale:
+        return []
+    by_writer: dict[str, list[int]] = {}
+    for pos, run in enumerate(items):
+        writer = _writer(run)
+        if writer is not None:
+            by_writer.setdefault(writer, []).append(pos)
+    open_at = _OpenRuns(by_writer, started, ended)
+    moved: dict[str, list[str]] = {}
+    for pos in stale:
+        old = parents[pos]
+        writer = None if old is None else _writer(items[old])
+        if old is None or writer is None or writer == _writer(items[pos]):
+            continue  # a parent given in its own process (parent=run) stays its parent
+        if items[old].host != items[pos].host:
+            continue  # another host's clock: no telling which came first
+        new = open_at.innermost(writer, started[pos], pos)
+        if new is not None:
+            parents[pos] = new
+            moved.setdefault(items[new].id, []).append(items[old].id)
+    if not moved:
+        return []
+    count = sum(map(len, moved.values()))
+    names = _first_ids({r for ids in moved.values() for r in ids})
+    into = _first_ids(moved)
+    return [
+        f"{count_of(count, 'run')} of a reused worker process (e.g. joblib's loky pool, "
+        f"started during an earlier run) named run {names} as their parent, which had ended "
+        f"before they started: read as children of run {into}, the run their parent's "
+        "process had open when they started; give such runs parent= to link them yourself"
+    ]
+
+
+class _OpenRuns:
+    """Which run of a group (a process's runs) was open at a time: the innermost, by bisection.
+
+    Each group's runs in start order, with the latest end among its runs up to each: a run's
+    open run is found by bisection, then walking back to the latest one still open (comparing
+    each run with every run of the process was quadratic: 1,000 searches of 100 trials in one
+    driver, 5 s).
+    """
+
+    def __init__(
+        self,
+        groups: Mapping[Any, Sequence[int]],
+        started: Sequence[float],
+        ended: Sequence[float | None],
+    ) -> None:
+        self._ended = ended
+        self._runs: dict[Any, list[tuple[float, int]]] = {}
+        self._reach: dict[Any, list[float]] = {}
+        for key, positions in groups.items():
+            runs = self._runs[key] = sorted((started[q], q) for q in positions)
+            ends = [math.inf if (end := ended[q]) is None else end for _, q in runs]
+            self._reach[key] = list(itertools.accumulate(ends, max))
+
+    def innermost(self, key: Any, at: float, skip: int) -> int | None:
+        """The latest-started run of group ``key`` open at ``at`` (not ``skip``), or ``None``."""
+        runs = self._runs.get(key)
+        if runs is None:
+            return None
+        reach, ended = self._reach[key], self._ended
+        for i in range(bisect.bisect_left(runs, (at, -1)) - 1, -1, -1):
+            if reach[i] < at:
+                return None  # every run it started before had ended
+            q = runs[i][1]
+            end = ended[q]
+            if q != skip and (end is None or end >= at):
+                return q
+        return None
+
+
+def _pool_workers(items: Sequence[RunRecord], parents: list[int | None]) -> list[str]:
+    """Link, in place, the runs of a worker process made before its parent process's run.
+
+    A pool made before a run (``multiprocessing.Pool()`` at the top of a script, then a search
+    around ``pool.map``) has workers that inherited no parent run: their runs are top-level,
+    yet the run open in the process they were started under read their process tree, so each
+    counted twice and a search of trials read as its trials beside an unscored run. A
+    top-level run that records the processes it was started under (provenance ``"ancestors"``;
+    reading its own process, not a distributed job's) is read as a child of the run open when it
+    started in the nearest of them that has one, the innermost (the latest started): on the
+    same host, boot and pid namespace, a run that read that process's tree (scope
+    ``"process"``, its own process). Returns a note for the report when any was linked.
+    """
+    provenances = list(map(_PROVENANCE, items))
+    distinct = {id(p): p for p in provenances}.values()  # a ledger's runs share their dicts
+    if not any(ANCESTORS_KEY in p for p in distinct):
+        return []  # no run records them (a ledger written before they were recorded)
+    places: dict[Any, tuple[int, int, str, int] | None] = {}
+
+    def place(writer: Any) -> tuple[int, int, str, int] | None:
+        found = places.get(writer, False)
+        if found is False:
+            found = places[writer] = writer_place(writer)
+        return found  # type: ignore[return-value]
+
+    lineages: dict[Any, tuple[tuple[int, int], ...]] = {}  # a process's runs share one text
+
+    def lineage(text: Any) -> tuple[tuple[int, int], ...]:
+        found = lineages.get(text)
+        if found is None:
+            found = lineages[text] = parse_ancestors(text)
+        return found
+
+    # first, per distinct provenance (hosts and scopes aside): whether any process a run was
+    # started under wrote a run of its own process (a search's 100,000 trials started under a
+    # shell: nothing is looked up, 0.04 s as without them, instead of 0.3)
+    readers: set[tuple[Any, ...]] = set()
+    under: set[tuple[Any, ...]] = set()
+    for prov in distinct:
+        if (own := own_tree_writer(prov, place)) is not None:
+            readers.add(own)
+        if ANCESTORS_KEY in prov and (where := place(prov.get(WRITER_KEY))) is not None:
+            under.update((*up, *where[2:]) for up in lineage(prov[ANCESTORS_KEY]))
+    if readers.isdisjoint(under):
+        return []
+    trees: dict[tuple[Any, ...], list[int]] = {}  # (host, boot, pidns, pid, tick) -> its runs
+    for pos, run in enumerate(items):
+        if run.scope != "process" or (own := own_tree_writer(provenances[pos], place)) is None:
+            continue
+        pid, tick, boot, pidns = own
+        trees.setdefault((run.host, boot, pidns, pid, tick), []).append(pos)
+    if not trees:
+        return []
+    open_at = _OpenRuns(trees, list(map(_STARTED_AT, items)), list(map(_ENDED_AT, items)))
+    linked: dict[str, list[str]] = {}
+    moved: dict[str, list[str]] = {}  # from a parent run of another process, further up
+    for pos, run in enumerate(items):
+        prov = provenances[pos]
+        if ANCESTORS_KEY not in prov:
+            continue
+        where = place(prov.get(WRITER_KEY))
+        if where is None or run.job_id is not None or run.scope != "process":
+            continue  # a job's runs are linked by the job; a machine's reading is not inside
+        old = parents[pos]
+        stop = None  # the process of the parent it names: no run up from there is nearer
+        if old is not None:
+            stop = place(_writer(items[old]))
+            if stop is None or stop[:2] == where[:2]:
+                continue  # a parent in its own process, or one of unknown process: kept
+        for pid, tick in lineage(prov[ANCESTORS_KEY]):
+            if stop is not None and (pid, tick) == stop[:2]:
+                break
+            new = open_at.innermost((run.host, where[2], where[3], pid, tick), run.started_at, pos)
+            if new is not None:
+                if old is None:
+                    parents[pos] = new
+                    linked.setdefault(items[new].id, []).append(run.id)
+                elif _below(parents, new, old):  # inside the parent it names: the nearer
+                    parents[pos] = new
+                    moved.setdefault(items[new].id, []).append(run.id)
+                break
+    notes = []
+    if linked:
+        count = sum(map(len, linked.values()))
+        notes.append(
+            f"{count_of(count, 'run')} of worker processes made before their parent process's "
+            f"run (e.g. a multiprocessing.Pool made before the search) named no parent run: "
+            f"read as children of run {_first_ids(linked)}, the run open in the process they "
+            "were started under, whose measurement holds theirs; give such runs parent= to "
+            "link them yourself"
+        )
+    if moved:
+        count = sum(map(len, moved.values()))
+        notes.append(
+            f"{count_of(count, 'run')} of worker processes made before their parent process's "
+            f"run (e.g. a multiprocessing.Pool made before the search, under greenprint run) "
+            f"named the run around the whole script as their parent: read as children of run "
+            f"{_first_ids(moved)}, the run inside it open in the process they were started "
+            "under; give such runs parent= to link them yourself"
+        )
+    return notes
+
+
+def own_tree_writer(
+    provenance: Mapping[str, Any],
+    place: Callable[[Any], tuple[int, int, str, int] | None] = writer_place,
+) -> tuple[int, int, str, int] | None:
+    """The writer's ``(pid, start tick, boot, pid namespace)`` if the run read its own tree.
+
+    Its ``"process"`` is its writer's pid, not ``pid=`` another's; else ``None``. ``place``
+    reads a writer identity (a caller's memo of :func:`writer_place`).
+    """
+    where = place(provenance.get(WRITER_KEY))
+    measured = provenance.get("process")
+    if where is None or not isinstance(measured, str) or measured.split()[1:2] != [str(where[0])]:
+        return None
+    return where
+
+
+def _below(parents: Sequence[int | None], pos: int, ancestor: int) -> bool:
+    """Whether the run at ``pos`` is ``ancestor`` or nested below it (by ``parents``)."""
+    seen = 0
+    at: int | None = pos
+    while at is not None and seen <= len(parents):
+        if at == ancestor:
+            return True
+        at, seen = parents[at], seen + 1
+    return False
+
+
+def _first_ids(ids: Iterable[str], shown: int = 3) -> str:
+    """Run ids for a note: the first ``shown`` (sorted, 8 characters each), then how many more.
+
+    A note names a few runs, not all: 2,000 searches in one driver named each of their sweeps.
+    """
+    every = sorted({i[:8] for i in ids})
+    more = f" and {len(every) - shown:,} more" if len(every) > shown else ""
+    return ", ".join(every[:shown]) + more
+
+
+def _index(items: Sequence[RunRecord]) -> dict[str, int]:
+    """Run id -> position.
+
+    Raises:
+        AnalysisError: a run is not a RunRecord, or two runs share an id (the first in order).
+    """
+    index: dict[str, int]
+    if all(issubclass(kind, RunRecord) for kind in set(map(type, items))):
+        index = dict(zip(map(_ID, items), range(len(items)), strict=True))
+        if len(index) == len(items):
+            return index
+    index = {}  # a run breaks a rule: the loop names the first that does
+    for pos, run in enumerate(items):
+        if not isinstance(run, RunRecord):
+            raise AnalysisError(f"expected RunRecord objects, got {type(run).__name__}")
+        if run.id in index:
+            raise AnalysisError(f"run id {run.id!r} appears twice")
+        index[run.id] = pos
+    return index
+
+
+def _link_kind(run: RunRecord, items: Sequence[RunRecord], parent: int | None) -> str:
+    """The kind of a recorded parent link (see :class:`RunForest`).
+
+    ``contained`` false: ``"remote"``, and so is a run of no job that recorded no containment
+    under a parent of another host (``gp.track(parent=...)`` given the id of a run on another
+    machine: that machine's measurement is not inside the parent's). A rank of a job linked by
+    id to its node's meter on the same host, not known to be nested in it (an integration's
+    part rank): ``"peer"``. Otherwise ``"nested"``.
+    """
+    if run.contained is False:
+        return "remote"
+    if parent is not None and run.contained is None and run.job_id is None:
+        host, above = run.host, items[parent].host
+        if host and above and host != above:
+            return "remote"
+    if parent is not None and run.contained is None and run.job_id is not None:
+        up = items[parent]
+        if up.job_id == run.job_id and up.node_meter and not run.node_meter and up.host == run.host:
+            return "peer"
+    return "nested"
