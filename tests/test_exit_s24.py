@@ -4,7 +4,7 @@ A real second process holds ``BEGIN EXCLUSIVE`` on the ledger's SQLite file from
 the run on (a ``sqlite3`` shell left open in a transaction, a backup tool, another job's long
 write). Before: leaving the ``with`` block waited for SQLite's retries (about 180 s measured:
 the sampler's blocked flush, then the final one) and the interpreter's exit for about 120 s
-more, before the run was saved apart. Now the end of the run waits 2 s for the ledger, the exit
+more, before the run was saved apart. Now the end of the run waits 5 s for the ledger, the exit
 3 s, and the run is saved in a ledger file of its own with one warning saying where and the
 ``greenprint ledger merge`` command that puts it back, every point and sample included. When
 the lock goes while the program still runs, the run is written in the background instead.
@@ -123,8 +123,8 @@ def test_a_locked_ledger_holds_the_end_and_the_exit_seconds_and_the_run_is_saved
     home = empty_home(tmp_path_factory, "locked-at-exit")
     done, wall_s, ended = _run(home)
     assert ended["status"] == "finished"
-    assert ended["end_s"] < 5.0, done.stderr  # leaving the with block: 2 s for the ledger
-    # the whole program (interpreter start, the run's 1.5 s, 2 s at its end, 3 s at exit)
+    assert ended["end_s"] < 8.0, done.stderr  # leaving the with block: 5 s for the ledger
+    # the whole program (interpreter start, the run's 1.5 s, 5 s at its end, 3 s at exit)
     assert wall_s < 30.0, done.stderr
     saved = home / "tmp" / f"greenprint-unsaved-{ended['id']}.db"
     assert saved.is_file(), done.stderr
@@ -149,8 +149,8 @@ def test_a_lock_that_goes_before_the_exit_lets_the_run_be_written_in_the_backgro
 ) -> None:
     home = empty_home(tmp_path_factory, "locked-then-free")
     done, _, ended = _run(home, "release")
-    assert ended["end_s"] < 5.0, done.stderr
-    assert "did not take its final record within 2 s" in done.stderr
+    assert ended["end_s"] < 8.0, done.stderr
+    assert "did not take its final record within 5 s" in done.stderr
     assert f"run {ended['id'][:8]} ('t') is in the ledger now" in done.stderr
     assert "saved in" not in done.stderr, done.stderr
     assert not list((home / "tmp").glob("greenprint-unsaved-*"))
@@ -274,7 +274,7 @@ def test_a_run_sigtermed_while_its_ledger_is_locked_is_saved_apart_before_the_pr
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """SIGTERM's default action skips the exit handlers: the run was neither written nor saved
-    (before, the handler waited about 180 s on the lock first). Now it waits 2 + 3 s and saves
+    (before, the handler waited about 180 s on the lock first). Now it waits 5 + 3 s and saves
     the run apart, interrupted, with every point, then the process dies of SIGTERM."""
     import signal
 
@@ -306,7 +306,7 @@ def test_a_run_sigtermed_while_its_ledger_is_locked_is_saved_apart_before_the_pr
         Path(paths[3]).touch()
         holder.wait(timeout=10)
     assert child.returncode == -signal.SIGTERM, stderr
-    assert died_s < 15.0, stderr
+    assert died_s < 20.0, stderr
     saved = home / "tmp" / f"greenprint-unsaved-{run_id}.db"
     assert saved.is_file(), stderr
     said = [line for line in stderr.splitlines() if "saved in" in line]

@@ -151,8 +151,10 @@ _SAMPLER_JOIN_S = 0.6
 
 #: Longest wait, in s, for the ledger to take a run's final record when the run ends (or what it
 #: recorded after its end): the write goes on in the background past it. A database another
-#: process keeps locked made the end of a run wait for SQLite's retries (about 150 s).
-_FINAL_WRITE_S = 2.0
+#: process keeps locked made the end of a run wait for SQLite's retries (about 180 s). Not
+#: shorter: a write that only waits its turn among busy writers (a search's workers sharing
+#: one file) should land before the user's code reads the ledger, without a warning.
+_FINAL_WRITE_S = 5.0
 #: Longest wait, in s, at the interpreter's exit for the ledger to take every run kept unwritten;
 #: a run not written by then is saved in a ledger file of its own (:meth:`Run._spill`).
 _EXIT_WRITE_S = 3.0
