@@ -951,7 +951,7 @@ def resolve_roles(
             # own lr): a run with no score of its own (or its best child's) whose children
             # vary a configuration within its own (they give its params its values), or
             # were given role 'trial'
-            role[pos] = "sweep" if _nested_sweep(forest, pos, metric) else "trial"
+            role[pos] = "sweep" if _nested_sweep(forest, pos, metric, virtual) else "trial"
         else:
             role[pos] = "part"
         hands[pos] = role[pos]
@@ -986,15 +986,19 @@ def resolve_roles(
     )
 
 
-def _nested_sweep(forest: RunForest, pos: int, metric: str | None) -> bool:
+def _nested_sweep(
+    forest: RunForest, pos: int, metric: str | None, virtual: Sequence[bool] | None = None
+) -> bool:
     """Whether the run at ``pos``, inside a sweep, is a sweep too (a search per model family).
 
-    It has children (not a job's links), not all given role ``part``, given role ``trial`` or
-    ``sweep`` (:func:`_holds_trials`), or varying a configuration within its own (they give its
-    params its values) while it logged no score of its own, or its best child's.
+    It has children (not a job's links: ``virtual``, the forest's by default), not all given
+    role ``part``, given role ``trial`` or ``sweep`` (:func:`_holds_trials`), or varying a
+    configuration within its own (they give its params its values) while it logged no score of
+    its own, or its best child's.
     """
     items = forest.runs
-    virtual = forest.virtual or (False,) * len(items)
+    if virtual is None:
+        virtual = forest.virtual or (False,) * len(items)
     kids = [c for c in forest.children[pos] if not virtual[c]]
     kid_runs = [items[c] for c in kids]
     run = items[pos]
