@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from greenprint._provenance import Provenance
-from greenprint.meters import detect_meters
+from greenprint.meters import ProcessTree, detect_meters
 from greenprint.meters._nvml import NvmlMeter, probe_nvml
-from greenprint.testing import FakeGPU, FakeNVML
+from greenprint.testing import FakeGPU, FakeGpuProcess, FakeNVML
 from greenprint.testing import _nvml as codes
 
 A100 = "NVIDIA A100-SXM4-40GB"  # the shipped table: 400 W (NVIDIA A100 SXM4)
@@ -131,6 +133,39 @@ def test_the_last_measured_gpu_failing_later_fails_the_meter_not_the_estimate_al
         assert reading.machine_j == pytest.approx(1200.0 + 600.0)  # the mean so far: 600 W
     finally:
         meters.close()
+
+
+def test_the_estimated_gpu_is_attributed_while_it_lists_its_processes_and_said_when_not():
+    """Its energy is a TDP estimate, but whose it is still follows NVML's process list: the
+    tree's share of it while the list reads; a GPU lost for every call cannot list, so the run
+    cannot attribute (the provenance says which GPU and why) rather than take a share of 0."""
+    me = os.getpid()
+    healthy = FakeGPU(name=A100, energy_mj=0, power_w=200.0, processes=[FakeGpuProcess(me, 2**30)])
+    failing = FakeGPU(name=A100, energy_mj=0, power_w=200.0, processes=[FakeGpuProcess(me, 2**30)])
+    nvml, clock = FakeNVML([healthy, failing]), Clock()
+    meter = NvmlMeter.open(nvml, environ={}, tree=ProcessTree(me), clock=clock)
+    try:
+        failing.fail("nvmlDeviceGetTotalEnergyConsumption", codes.NVML_ERROR_UNKNOWN)
+        meter.start()
+        clock.t += 1.0
+        nvml.advance(1.0)
+        reading = meter.read()
+        assert reading.process_j == pytest.approx(reading.machine_j) == pytest.approx(600.0)
+        failing.fail("nvmlDeviceGetComputeRunningProcesses", codes.NVML_ERROR_GPU_IS_LOST)
+        clock.t += 1.0
+        nvml.advance(1.0)
+        held = meter.read()  # its last share is kept for a few failed lists, as any GPU's
+        assert held.process_j == pytest.approx(1200.0)
+        for _ in range(3):
+            clock.t += 1.0
+            nvml.advance(1.0)
+            reading = meter.read()
+        assert reading.process_j is None
+        assert "GPU-1 not attributed after 4 s: process list failed 4 times in a row" in (
+            meter.provenance
+        )
+    finally:
+        meter.close()
 
 
 # -- 2. why a pre-Volta GPU is power-sampled -------------------------------------------------
