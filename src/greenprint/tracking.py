@@ -1356,9 +1356,8 @@ class Run:
         return fields
 
     def _loop(self) -> None:
-        next_flush = time.time() + self._flush_s
+        next_flush = time.time()  # the first sample is flushed at once (see the module docstring)
         first = True
-        flushed = False  # the first sample is flushed at once (see the module docstring)
         while not self._stop_lock.acquire(timeout=self._sample_s):
             try:
                 if first:
@@ -1370,8 +1369,7 @@ class Run:
                         return
                 self._sample()
                 self._check_budgets()
-                if not flushed or time.time() >= next_flush:
-                    flushed = True
+                if time.time() >= next_flush:
                     self._flush()
                     self._notify("flush")
                     next_flush = time.time() + self._flush_s
