@@ -311,10 +311,8 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self.last_run_id = run.id
         self._figures = LiveFigures(run)
         self._fit_trainer = weakref.ref(trainer)
-        try:
-            self._fit_module = weakref.ref(pl_module)
-        except TypeError:  # not weakly referenceable: no evaluation is known to be of it
-            self._fit_module = None
+        # None when not weakly referenceable: no evaluation is known to be of it
+        self._fit_module = _weak(pl_module)
         self._logged = {}
         self._step_fpo = None  # counted again: this fit may train another module
         self._first_rank = int(getattr(trainer, "global_rank", 0) or 0) == 0
