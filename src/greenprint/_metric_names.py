@@ -1,7 +1,8 @@
 """What a metric's name says about it: bookkeeping of the training schedule, never a score.
 
 Pure Python and light (no numpy): read by the report's choice of metric
-(``greenprint._metric_choice.pick_metric``) and by ``greenprint ledger ls``, which shows one metric a study.
+(``greenprint._metric_choice.pick_metric``) and by ``greenprint ledger ls``, which shows one
+metric a study.
 """
 
 from __future__ import annotations
