@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -397,13 +398,22 @@ def test_a_ledger_deleted_under_a_run_is_recreated_with_the_whole_run(tmp_path, 
     assert record.ended_at is not None
 
 
-def test_a_ledger_that_cannot_be_recreated_says_the_run_cannot_be_saved(tmp_path, caplog):
+def test_a_ledger_that_cannot_be_recreated_says_the_run_cannot_be_saved(
+    tmp_path, caplog, monkeypatch
+):
+    from greenprint import tracking
+
     folder = tmp_path / "runs"
     folder.mkdir()
     path = folder / "gone.db"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    # the run kept unwritten is saved apart in the temporary folder: this test's, not the
+    # machine's /tmp (where the interpreter's exit left one file per run of this test)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     caplog.set_level(logging.WARNING, logger="greenprint.tracking")
     fast = {"sample_interval_s": 0.1, "flush_interval_s": 0.2}
-    with gp.track("victim", ledger=str(path), meters=ConstantMeters(), **fast):
+    with gp.track("victim", ledger=str(path), meters=ConstantMeters(), **fast) as run:
         _remove_ledger(path)
         folder.rmdir()
         assert _wait_for(lambda: any("cannot be saved" in r.getMessage() for r in caplog.records))
@@ -411,3 +421,12 @@ def test_a_ledger_that_cannot_be_recreated_says_the_run_cannot_be_saved(tmp_path
         "cannot be saved" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records
     )
     assert not folder.exists()
+    # what the interpreter's exit does, while this test's temporary folder is in place
+    tracking._write_unsaved(at_exit=True)
+    spilled = temp / f"greenprint-unsaved-{run.id}.db"
+    saved = gp.Ledger(spilled)
+    try:
+        assert saved.run(run.id).status == "finished"
+    finally:
+        saved.close()
+    assert run not in tracking._UNSAVED
