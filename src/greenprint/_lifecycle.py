@@ -22,6 +22,11 @@ connection, which waited on the lock its own thread held (SQLite: 30 s of busy t
 for 120 s, then the records were given up and the runs read lost); an in-memory ledger's one
 connection cannot begin a transaction inside another.
 
+The runs ended together (by SIGTERM, an uncaught exception, the interpreter's exit) share one wait
+for their ledger (:meth:`_Registry.ending_wait_left`): three nested runs left open at exit, their
+ledger locked by another process, held the exit 5 s each (15 s) before they were saved apart;
+now 5 s in all, whatever their number.
+
 A process about to die of SIGTERM's default action (no handler of the user's) skips the
 interpreter's exit handlers: the registry's ``before_death`` hooks run first instead
 (:mod:`greenprint.tracking` saves apart the runs whose ledger did not take them, as at exit).
@@ -37,6 +42,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
@@ -112,6 +118,8 @@ class _Registry:
         # the main thread's depth of ledger write transactions, and a SIGTERM held meanwhile
         self._writing = 0
         self._held_sigterm: tuple[int, Any] | None = None
+        # the monotonic time, in s, when the registry began to end this process's runs together
+        self._ending_since: float | None = None
         #: called after SIGTERM stopped the runs, when the process is about to die of it (no
         #: handler of the user's): what interpreter exit would do and a signal's death skips
         #: (:mod:`greenprint.tracking` saves apart the runs its ledger did not take)
@@ -149,10 +157,41 @@ class _Registry:
                 if self._owners.get(id(run), pid) == pid
             ]
 
+    def ending_wait_left(self, wait_s: float) -> float | None:
+        """What is left, in s, of one wait of ``wait_s`` shared by the runs ended together.
+
+        While the registry ends this process's runs together (SIGTERM, an uncaught exception,
+        the interpreter's exit), a run ending waits for its ledger only what is left of
+        ``wait_s`` counted from when the first of them began to end (0 once it is spent), so
+        that N runs whose ledger is locked hold the process ``wait_s`` in all, not N times it.
+
+        Args:
+            wait_s: the longest wait of one run ending on its own, in s.
+
+        Returns:
+            The wait left, in s; ``None`` when no runs are being ended together (``wait_s``
+            applies as it is).
+        """
+        since = self._ending_since
+        if since is None:
+            return None
+        return max(since + wait_s - time.monotonic(), 0.0)
+
+    def _stop_together(self, stops: list[tuple[Stoppable, str, str | None]]) -> None:
+        """Stop each run with its status and error, sharing one wait (:meth:`ending_wait_left`)."""
+        first = self._ending_since is None  # else inside another ending (SIGTERM at exit)
+        if first:
+            self._ending_since = time.monotonic()
+        try:
+            for run, status, error in stops:
+                run.stop(status=status, error=error)
+        finally:
+            if first:
+                self._ending_since = None
+
     def stop_all(self, status: str, error: str | None) -> None:
         """Stop this process's runs (a forked child leaves its parent's runs to the parent)."""
-        for run, _ in reversed(self._own()):
-            run.stop(status=status, error=error)
+        self._stop_together([(run, status, error) for run, _ in reversed(self._own())])
 
     def _at_exit(self) -> None:
         """Interpreter exit: each run still open ends ``finished``, or ``interrupted`` if cut off.
@@ -161,11 +200,14 @@ class _Registry:
         a Ray worker whose driver died exits while its trial's thread sleeps or trains).
         """
         main = threading.main_thread()
-        for run, thread in reversed(self._own()):
-            if thread is not None and thread is not main and thread.is_alive():
-                run.stop(status="interrupted", error=_CUT_OFF)
-            else:
-                run.stop(status="finished", error=None)
+        self._stop_together(
+            [
+                (run, "interrupted", _CUT_OFF)
+                if thread is not None and thread is not main and thread.is_alive()
+                else (run, "finished", None)
+                for run, thread in reversed(self._own())
+            ]
+        )
 
     def _after_fork(self) -> None:
         """In a forked child: none of the parent's runs; a lock its other threads held, anew."""
@@ -175,6 +217,7 @@ class _Registry:
         self._threads = {}
         self._writing = 0
         self._held_sigterm = None
+        self._ending_since = None
 
     def _install(self) -> None:
         self._installed = True

@@ -10,9 +10,10 @@ metrics and power samples (10 s by default; the first sample interval, 1 s, for 
 before its first sample), and the ledger later reports the run as ``lost`` with the cost of its
 last flush. A ledger that does not take a run's final record (a database another process keeps
 locked) holds the end of the run :data:`_FINAL_WRITE_S` and the interpreter's exit
-:data:`_EXIT_WRITE_S` at most: the record is written in the background when the ledger frees,
-else saved in a ledger file of its own at exit, with a warning saying where and the
-``greenprint ledger merge`` command that puts it back.
+:data:`_EXIT_WRITE_S` at most (the runs still open that the exit or SIGTERM ends share one
+:data:`_FINAL_WRITE_S`, whatever their number): the record is written in the background when
+the ledger frees, else saved in a ledger file of its own at exit, with a warning saying where
+and the ``greenprint ledger merge`` command that puts it back.
 
 How a run ends:
 
@@ -150,7 +151,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 _SAMPLER_JOIN_S = 0.6
 
 #: Longest wait, in s, for the ledger to take a run's final record when the run ends (or what it
-#: recorded after its end): the write goes on in the background past it. A database another
+#: recorded after its end): the write goes on in the background past it. The runs that the
+#: process's end stops together (interpreter exit, SIGTERM, an uncaught exception) share one
+#: such wait (:meth:`greenprint._lifecycle._Registry.ending_wait_left`). A database another
 #: process keeps locked made the end of a run wait for SQLite's retries (about 180 s). Not
 #: shorter: a write that only waits its turn among busy writers (a search's workers sharing
 #: one file) should land before the user's code reads the ledger, without a warning.
@@ -1004,22 +1007,27 @@ class Run:
             self._pending_fields.update(status=status, ended_at=self._ended_at, error=error)
             self._record_prediction_error(status)
         # on a thread of its own, waited for _FINAL_WRITE_S at most: a database another process
-        # keeps locked never holds the user's code (written when it frees, else saved apart)
-        written = self._write_final(_FINAL_WRITE_S)
+        # keeps locked never holds the user's code (written when it frees, else saved apart);
+        # the runs the process's end stops (at exit, SIGTERM) share one such wait
+        left_s = registry.ending_wait_left(_FINAL_WRITE_S)
+        written = self._write_final(_FINAL_WRITE_S if left_s is None else left_s)
         if written is None:
             where = getattr(self._ledger, "path", None) or getattr(self._ledger, "url", "")
+            within = f"within {_FINAL_WRITE_S:g} s"
+            if left_s is not None:
+                within = (
+                    f"within the {_FINAL_WRITE_S:g} s shared by the runs ended with the process"
+                )
             with self._lock:
                 if self._write_error is None:
-                    self._write_error = (
-                        f"no answer within {_FINAL_WRITE_S:g} s: locked by another process?"
-                    )
+                    self._write_error = f"no answer {within}: locked by another process?"
             logger.warning(
-                "greenprint: run %s: ledger %s did not take its final record within %g s "
+                "greenprint: run %s: ledger %s did not take its final record %s "
                 "(another process holding a write lock?); written when it frees, else saved "
                 "apart at exit",
                 self.id[:8],
                 where,
-                _FINAL_WRITE_S,
+                within,
             )
         if written is not True:  # a full disk, a locked database: tried again, then kept apart
             _keep_unsaved(self)

@@ -1,0 +1,118 @@
+"""The end of a process and of its runs, as a user meets it (session 25).
+
+Nested runs still open when the interpreter exits, their ledger locked by another process (a
+``sqlite3`` shell left in a transaction, another job's long write): before, the exit waited
+5 s for each run's final record in turn (three nested runs: 15 s), then 3 s more, before
+saving them apart. Now the runs ended together share one wait, whatever their number.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from _clean_env import clean_env
+from _report_cli import GREENPRINT, empty_home, run_in
+from test_exit_s24 import HOLDER
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SQLite file locks of POSIX")
+
+#: Three nested runs started (never stopped), each with a point written, then a point each
+#: while another process holds the ledger's write lock; then the program ends.
+NESTED_OPEN = """
+import json, os, time
+import greenprint as gp
+
+def wait_for(path):
+    while not os.path.exists(path):
+        time.sleep(0.01)
+
+runs = []
+for i in range(3):
+    runs.append(gp.track(f"r{i}", study="s", ledger="greenprint.db",
+                         sample_interval_s=0.05, flush_interval_s=0.1).start())
+for run in runs:
+    run.log(loss=1.0, step=0)
+time.sleep(0.4)  # flushes that are written
+open("go", "w").close()
+wait_for("locked")
+for run in runs:
+    run.log(loss=0.5, step=1)
+time.sleep(0.3)  # flushes blocked on the lock
+print(json.dumps([run.id for run in runs]), flush=True)
+"""
+
+LIST = """
+import json, greenprint as gp
+led = gp.Ledger("greenprint.db", create=False)
+for r in led.runs():
+    print(json.dumps({"id": r.id, "status": r.status, "points": len(r.metrics),
+                      "parent": r.parent_id}))
+"""
+
+
+def _listed(home: Path) -> dict[str, dict]:
+    (home / "list.py").write_text(LIST, encoding="utf-8")
+    done = run_in(home, sys.executable, "list.py")
+    assert done.returncode == 0, done.stderr
+    return {r["id"]: r for r in map(json.loads, done.stdout.splitlines())}
+
+
+def test_nested_runs_open_at_exit_with_a_locked_ledger_share_one_wait_and_are_all_saved(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    home = empty_home(tmp_path_factory, "nested-at-exit")
+    (home / "holder.py").write_text(HOLDER, encoding="utf-8")
+    (home / "study.py").write_text(NESTED_OPEN, encoding="utf-8")
+    (home / "tmp").mkdir()
+    paths = [str(home / n) for n in ("greenprint.db", "go", "locked", "release")]
+    holder = subprocess.Popen([sys.executable, str(home / "holder.py"), *paths])
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "study.py"],
+            cwd=home,
+            env={**clean_env(), "TMPDIR": str(home / "tmp")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            began = time.monotonic()  # the program's last line: its exit from here on
+            _, stderr = child.communicate(timeout=90)
+            exit_s = time.monotonic() - began
+        finally:
+            child.kill()
+            child.wait()
+    finally:
+        Path(paths[3]).touch()
+        holder.wait(timeout=10)
+    assert child.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    ids = json.loads(line)
+    # before: 5 s per run (15 s), then 3 s; now 5 s shared by the three, then 3 s (and the
+    # three runs' samplers stopped and files written: a second or two on a busy machine)
+    assert exit_s < 12.5, (exit_s, stderr)
+    said = [line for line in stderr.splitlines() if "saved in" in line]
+    assert len(said) == 3, stderr  # every run not written is saved apart, each said once
+    for run_id in ids:
+        saved = home / "tmp" / f"greenprint-unsaved-{run_id}.db"
+        assert saved.is_file(), stderr
+        (command,) = [
+            m.group(1)
+            for m in map(re.compile(r"`(greenprint ledger merge [^`]+)`").search, said)
+            if m is not None and str(saved) in m.group(1)
+        ]
+        merged = run_in(home, GREENPRINT, *command.split()[1:])
+        assert merged.returncode == 0, merged.stderr
+    runs = _listed(home)
+    assert [runs[i]["status"] for i in ids] == ["finished"] * 3
+    assert [runs[i]["points"] for i in ids] == [2, 2, 2]  # the points logged under the lock too
+    assert [runs[i]["parent"] for i in ids] == [None, ids[0], ids[1]]
