@@ -177,21 +177,25 @@ def _main_metric(record: RunRecord, prefer: str | None = None) -> tuple[str, flo
     return (name, value) if value is not None else None
 
 
-def _study_metrics(led: Any, shown: Sequence[RunRecord], *, whole: bool) -> dict[str, str | None]:
+def _study_metrics(
+    led: Any, shown: Sequence[RunRecord], *, statuses: Sequence[str] = ()
+) -> dict[str, str | None]:
     """The metric each study's report ranks by (``greenprint report``'s choice), where it matters.
 
     Only for a study with a run shown that logged two metrics or more (predictions aside): a
     run that logged one shows it whatever the study's metric, so no other study is read again.
     The choice is the report's own (:func:`greenprint._metric_choice.pick_metric`, pure Python:
     no numpy), over every run of the study as the report reads them (of each metric, the points
-    a score is read from): ``shown`` when it is ``whole`` (no status filter), else the study
-    read again. A study the report cannot read (a parent cycle) has the metric most of its runs
-    logged.
+    a score is read from): ``shown``, and under a status filter the study's other runs, read
+    once (those of the other statuses; before, the whole study was read again: ``ledger ls
+    --study S --status finished`` read most of the study twice). A study the report cannot
+    read (a parent cycle) has the metric most of its runs logged.
 
     Args:
         led: the open ledger.
-        shown: the runs listed, read with their score points.
-        whole: whether ``shown`` holds every run of their studies.
+        shown: the runs listed, read with their score points, in the ledger's order.
+        statuses: the status filter ``shown`` was read with; empty: ``shown`` holds every run
+            of their studies.
     """
     from greenprint._prediction import is_reserved_metric
 
@@ -206,10 +210,18 @@ def _study_metrics(led: Any, shown: Sequence[RunRecord], *, whole: bool) -> dict
 
     chosen: dict[str, str | None] = {}
     for study in wanted:
-        if whole:
-            runs = [r for r in shown if r.study == study]
-        else:
-            runs = led._read(study=study, points="score")
+        runs = [r for r in shown if r.study == study]
+        if statuses:
+            # a run stored as running reads running or lost by its heartbeat's age, which may
+            # change between the two reads: read again whichever was shown, and kept once
+            rest = (set(RUN_STATUSES) - set(statuses)) | {"running", "lost"}
+            seen = {r.id for r in runs}
+            runs += [
+                r
+                for r in led._read(study=study, status=sorted(rest), points="score")
+                if r.id not in seen
+            ]
+            runs.sort(key=lambda r: (r.started_at, r.id))  # the ledger's order (Ledger.runs)
         try:
             chosen[study] = pick_metric(runs, None, study)[0]
         except GreenprintError:  # the report cannot read it: ls lists it all the same
@@ -278,10 +290,10 @@ def ls_command(
     """
     with _open(ledger) as led:
         # the runs shown, each metric's points a score is read from (its last value, as the
-        # report reads it); their studies read whole again only to choose a metric that a
-        # run shown must choose between (:func:`_study_metrics`)
+        # report reads it); the rest of their studies read only to choose a metric that a run
+        # shown must choose between (:func:`_study_metrics`)
         records = led._read(study=study, status=statuses or None, points="score")
-        metrics = _study_metrics(led, records, whole=not statuses)
+        metrics = _study_metrics(led, records, statuses=statuses)
         url = led.url
     if as_json:
         items = []
