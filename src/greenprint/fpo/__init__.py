@@ -49,10 +49,12 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
 * Pooling: max pooling one compare per window element per output; average pooling one add per
   window element + one division per output; adaptive pooling uses the exact windows.
 * Interpolation per output element, as ATen's kernels write it (``t_0 w_0 + ... + t_{k-1}
-  w_{k-1}``, ``2k - 1`` per k-tap interpolation): nearest 0, linear 3, bilinear 9, trilinear
-  21, bicubic 35 (five 4-tap interpolations, 7 each); antialiased resizes in one pass per
-  resized dimension over the filter's exact window (stretched by the scale when
-  downsampling); backward: each tap's weights times the gradient added (nearest: 1 add).
+  w_{k-1}``, ``2k - 1`` per k-tap interpolation): nearest 0, linear 3, bilinear 9 (7 in the
+  kernel a small output runs), trilinear 21, bicubic 35 (five 4-tap interpolations, 7 each);
+  antialiased resizes in one pass per resized dimension over the filter's exact window
+  (stretched by the scale when downsampling); backward: each tap's weights times the
+  gradient added (nearest: 1 add). Plus the weights, computed where the kernel computes them:
+  per output index along each axis in the forward, again inside the backward's loops.
 * Dropout 2 per element (mask multiply and rescale); drawing random numbers is 0.
 * Optimizers: whatever ops ``torch.optim`` runs (``add_``, ``lerp_``, ``addcdiv_``, foreach
   ops); the fused kernels count as the op-by-op versions do: Adam 13 per parameter element

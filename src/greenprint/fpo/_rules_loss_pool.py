@@ -7,6 +7,7 @@ rule's docstring gives its formula, ``N`` being the number of input elements.
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 from greenprint.fpo._registry import first_shape, numel, register_rule, zero
@@ -385,54 +386,200 @@ def adaptive_max_pool_rule(
 
 
 # -- interpolation ---------------------------------------------------------------------------
-
-_UPSAMPLE_FORWARD = {
-    "upsample_linear1d": 3,
-    "upsample_bilinear2d": 9,
-    "upsample_trilinear3d": 21,
-    "upsample_bicubic2d": 35,
-}
-"""FPO per output element, as ATen's CPU kernel (``upsample_generic_Nd_kernel_impl``) writes
-the interpolation along each dimension, ``output = t_0 * w_0; output += t_j * w_j``: ``2k -
-1`` for ``k`` taps (the 2-tap ``t0 * w0 + t1 * w1`` is 3). Linear 3; bilinear: two
-interpolations along W and one along H, 9; trilinear 21; bicubic: four 4-tap interpolations
-along W and one along H, 7 each, 35 (from s9 to s24 it was 40, 8 per 4-tap interpolation,
-counting an add into a zeroed accumulator the kernel does not perform). The weights are
-computed once per output row and column, not per element, and not counted."""
+#
+# Besides the per-element interpolation, ATen's CPU kernels compute each dimension's scale
+# (``area_pixel_compute_scale``) and, per output index along each dimension, its source index
+# and weights (``compute_source_index_and_lambda``, the cubic coefficients, the antialias
+# filter): O(output size along each axis), counted here as the source writes them (a compare, a
+# floor, a ceil: 1 each; integer index arithmetic and casts: 0).
 
 
-def _upsample(cost: int) -> Any:
-    def rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-        return cost * numel(first_shape(out_shape))
+def _f32(value: float) -> float:
+    """``value`` rounded to float32, as the kernels hold their scales and weights."""
+    return float(struct.unpack("f", struct.pack("f", value))[0])
 
-    rule.__doc__ = f"{cost} FPO per output element."
+
+def _scale_fpo(size_in: int, size_out: int, align_corners: Any, scale: Any) -> int:
+    """FPO of ``area_pixel_compute_scale``, once per dimension.
+
+    ``(in - 1) / (out - 1)`` with ``align_corners`` (1; 0 for one output), else
+    ``compute_scales_value``: ``1 / scale`` after the ``scale > 0`` compare when a scale factor
+    was given (2), ``in / out`` otherwise (1).
+    """
+    if align_corners:
+        return 1 if size_out > 1 else 0
+    return 2 if scale is not None else 1
+
+
+def _scale_value(size_in: int, size_out: int, align_corners: Any, scale: Any) -> float:
+    """The value ``area_pixel_compute_scale`` returns, in float32."""
+    if align_corners:
+        return _f32((size_in - 1) / (size_out - 1)) if size_out > 1 else 0.0
+    if scale is not None and scale > 0:
+        return _f32(1.0 / scale)
+    return _f32(_f32(float(size_in)) / size_out)
+
+
+def _lambda_fpo(size_in: int, size_out: int, align_corners: Any) -> int:
+    """``compute_source_index_and_lambda`` for one output index (linear modes).
+
+    Unchanged size: a copy, 0. Otherwise the source index (``area_pixel_compute_source_index``:
+    ``scale * i`` with ``align_corners``, 1; else ``scale * (i + 0.5) - 0.5`` and the ``< 0``
+    compare, 4), ``guard_index_and_lambda`` (the floor, ``x - index``, its clamp to [0, 1]: 4)
+    and ``lambda0 = 1 - lambda1`` (1): 6 with ``align_corners``, 9 without.
+    """
+    if size_in == size_out:
+        return 0
+    return 6 if align_corners else 9
+
+
+_CUBIC_COEFFICIENTS = 35
+"""``get_cubic_upsample_coefficients``: ``x1 + 1``, ``cubic_convolution2`` (9),
+``cubic_convolution1`` (7), ``1 - t``, ``cubic_convolution1``, ``x2 + 1``, ``cubic_convolution2``
+(``A + 2``, ``5 * A``, ... computed in the loop, as the source writes them)."""
+
+
+def _cubic_index_fpo(align_corners: Any) -> int:
+    """FPO of one output index of bicubic's forward weights: 40 or 42.
+
+    ``HelperInterpCubic::compute_indices_weights``: the source index (``scale * i``, 1;
+    ``scale * (i + 0.5) - 0.5``, 3: the cubic path has no ``< 0`` compare),
+    ``guard_index_and_lambda`` (4) and the coefficients (35).
+    """
+    return (1 if align_corners else 3) + 4 + _CUBIC_COEFFICIENTS
+
+
+def _interp_args(args: tuple[Any, ...], kwargs: dict[str, Any], dims: int) -> tuple[Any, list[Any]]:
+    """``(align_corners, scales)`` of an upsample op (or its backward, after ``input_size``).
+
+    ``scales`` has one entry per interpolated dimension (None: not given); the ``.vec``
+    overloads pass them as one list, ``scale_factors``.
+    """
+    align = args[0] if args else kwargs.get("align_corners", False)
+    rest = list(args[1:])
+    for key in ("scales_d", "scales_h", "scales_w", "scales", "scale_factors"):
+        if key in kwargs:
+            rest.append(kwargs[key])
+    if len(rest) == 1 and isinstance(rest[0], (list, tuple)):
+        rest = list(rest[0])
+    if len(rest) == 1 and rest[0] is None:
+        rest = []
+    scales = [*rest, *([None] * dims)][:dims] if len(rest) <= dims else rest[-dims:]
+    return bool(align), scales
+
+
+def _sizes(shape: Any, dims: int) -> list[int]:
+    return [int(v) for v in tuple(shape)[-dims:]]
+
+
+def _upsample_forward_fpo(
+    mode: str, dims: int, size_in: list[int], out: tuple[int, ...], align: bool, scales: list[Any]
+) -> int:
+    """FPO of a linear or bicubic upsample's forward on a contiguous CPU tensor.
+
+    As ATen's kernel that runs computes them (see :func:`_upsample_rule`).
+    """
+    size_out = _sizes(out, dims)
+    n = numel(out)
+    setup = sum(
+        _scale_fpo(i, o, align, s) for i, o, s in zip(size_in, size_out, scales, strict=True)
+    )
+    if mode == "bicubic":
+        return setup + sum(size_out) * _cubic_index_fpo(align) + 35 * n
+    if mode == "bilinear" and _bilinear_channels_last_kernel(out):
+        (h, w), (oh, ow) = size_in, size_out
+        batch = int(out[0]) if len(out) == 4 else 1
+        per_row = _lambda_fpo(h, oh, align)
+        per_pixel = _lambda_fpo(w, ow, align) + 4
+        return setup + batch * oh * (per_row + ow * per_pixel) + 7 * n
+    lambdas = sum(o * _lambda_fpo(i, o, align) for i, o in zip(size_in, size_out, strict=True))
+    return setup + lambdas + {1: 3, 2: 9, 3: 21}[dims] * n
+
+
+def _bilinear_channels_last_kernel(out: tuple[int, ...]) -> bool:
+    """Whether ``upsample_bilinear2d`` runs ATen's ``upsample_linear_channels_last`` kernel.
+
+    ``upsample_bilinear2d_kernel_impl_float`` takes it for a small output (``H_out + W_out <=
+    128``, ``_use_channels_last_kernel_2d``), for a channels-last input of more than 3
+    channels, and on one thread for 3 channels; otherwise the separable generic kernel. A
+    contiguous input is assumed (the rule sees shapes).
+    """
+    if len(out) != 4:
+        return False
+    if int(out[-2]) + int(out[-1]) <= 128:
+        return True
+    import torch
+
+    return int(out[1]) == 3 and torch.get_num_threads() == 1
+
+
+def _upsample_rule(mode: str, dims: int) -> Any:
+    def rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        align, scales = _interp_args(args[1:], kwargs, dims)
+        out = first_shape(out_shape)
+        return _upsample_forward_fpo(mode, dims, _sizes(self, dims), out, align, scales)
+
+    rule.__doc__ = (
+        f"``upsample_{mode}``'s forward as ATen's CPU kernel runs it. Generic kernel "
+        "(``upsample_non_separable_Nd_kernel_impl``): per dimension its scale (1 or 2) and per "
+        "output index its source index and weights (linear: 9, 6 with ``align_corners``, 0 "
+        "for an unchanged size; bicubic 42, 40), then per output element the interpolation "
+        "along each dimension, ``t0 * w0 + t1 * w1`` (linear 3, bilinear 9, trilinear 21; "
+        "bicubic 35). Bilinear on a small output (``H_out + W_out <= 128``) runs "
+        "``upsample_linear_channels_last`` instead: per batch and output row the row's "
+        "weights, per output pixel the column's weights and their 4 products ``h_i * w_j``, "
+        "then 7 per element (``x00 w00 + x01 w01 + x10 w10 + x11 w11``)."
+    )
     return rule
 
 
-_UPSAMPLE_BACKWARD = {
-    "upsample_linear1d": 4,
-    "upsample_bilinear2d": 12,
-    "upsample_trilinear3d": 32,
-    "upsample_bicubic2d": 48,
-}
-"""FPO per gradient element, as ATen's CPU backward kernels scatter it: each of the ``2^d``
-corners (bicubic: the 4 x 4 taps) gets ``weight_1 * ... * weight_d * g`` added into the input's
-gradient, ``d`` multiplies and an add: linear 2 x 2 = 4, bilinear 4 x 3 = 12, trilinear 8 x 4 =
-32, bicubic 16 x 3 = 48 (``out_value * y_coeffs[j] * x_coeffs[i]``). The forward's separable
-lerps share their products between corners; the scatter does not."""
+def _upsample_backward_rule(mode: str, dims: int) -> Any:
+    def rule(
+        grad_output: tuple[int, ...],
+        output_size: Any,
+        input_size: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> int:
+        align, scales = _interp_args(args, kwargs, dims)
+        size_in, size_out = _sizes(input_size, dims), _sizes(grad_output, dims)
+        n = numel(grad_output)
+        setup = sum(
+            _scale_fpo(i, o, align, s) for i, o, s in zip(size_in, size_out, scales, strict=True)
+        )
+        if mode == "bicubic":
+            if size_in == size_out:
+                return 0
+            per_pixel = 2 * ((1 if align else 3) + 2) + 2 * _CUBIC_COEFFICIENTS
+            return setup + size_out[0] * size_out[1] * per_pixel + 48 * n
+        lambdas, outer = 0, numel(tuple(grad_output)[: len(grad_output) - dims])
+        for i, o in zip(size_in, size_out, strict=True):
+            outer *= o
+            lambdas += outer * _lambda_fpo(i, o, align)
+        return setup + lambdas + {1: 4, 2: 12, 3: 32}[dims] * n
 
-
-def _upsample_backward(cost: int) -> Any:
-    def rule(grad_output: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-        return cost * numel(grad_output)
-
-    rule.__doc__ = f"{cost} FPO per gradient element (see ``_UPSAMPLE_BACKWARD``)."
+    rule.__doc__ = (
+        f"``upsample_{mode}_backward`` as ATen's CPU kernel runs it. Linear modes "
+        "(``cpu_upsample_linear_backward``): the scales once, then inside the loop over planes "
+        "each dimension's weights again at every index of the loops around it (bilinear: per "
+        "plane and output row the row's, per gradient element the column's), and per gradient "
+        "element each corner's ``w_1 ... w_d g`` added into the input's gradient (linear 4, "
+        "bilinear 12, trilinear 32). Bicubic (``upsample_bicubic2d_backward_out_frame``): "
+        "unchanged sizes are a copy (0); otherwise per output pixel both source indices, "
+        "floors and fractions and both coefficient sets (80, 76 with ``align_corners``), and "
+        "16 taps of ``g * y_j * x_i`` added (48) per gradient element."
+    )
     return rule
 
 
-for _name, _cost in _UPSAMPLE_FORWARD.items():
-    register_rule(f"aten.{_name}")(_upsample(_cost))
-    register_rule(f"aten.{_name}_backward")(_upsample_backward(_UPSAMPLE_BACKWARD[_name]))
+for _name, _mode, _dims in (
+    ("upsample_linear1d", "linear", 1),
+    ("upsample_bilinear2d", "bilinear", 2),
+    ("upsample_trilinear3d", "trilinear", 3),
+    ("upsample_bicubic2d", "bicubic", 2),
+):
+    register_rule(f"aten.{_name}")(_upsample_rule(_mode, _dims))
+    register_rule(f"aten.{_name}_backward")(_upsample_backward_rule(_mode, _dims))
 
 # -- antialiased interpolation: the filter is stretched by the scale when downsampling ---------
 
@@ -440,85 +587,146 @@ _AA_TAPS = {"bilinear": 2, "bicubic": 4, "lanczos": 6}
 """The filter's width in input samples at scale 1 (triangle, cubic, Lanczos-3)."""
 
 
-def _aa_windows(
-    size_in: int,
-    size_out: int,
-    taps: int,
-    align_corners: Any,
-    scale: Any,
-    skip_unchanged: bool = True,
-) -> list[int]:
-    """Inputs read by each output index along one dimension, as torch's antialiased kernels.
+def _aa_filter_fpo(mode: str, x: float) -> int:
+    """One call of the antialias filter (``HelperInterp*::aa_filter``) at ``x``.
 
-    ``scale`` is input / output (``1 / scale_factor`` when one is given, ``(in - 1) /
-    (out - 1)`` with ``align_corners``); when downsampling the filter is stretched to
-    ``support = taps / 2 * scale`` samples each side, so a 4x bilinear downsample reads about 8
-    inputs per output. Output ``i`` reads ``[int(c - support + 0.5), int(c + support + 0.5))``
-    clipped to the input, ``c = scale * (i + 0.5)``. A dimension whose size does not change is
-    copied by the forward (torch skips it): no window, returned as an empty list, unless
-    ``skip_unchanged`` is False (the backward weighs it too).
+    Bilinear: ``|x|``, ``x < 1``, ``1 - x``: 3 (2 outside). Bicubic (Keys, ``a = -0.5``):
+    ``|x|``, ``x < 1``, ``cubic_convolution1`` (7): 9; else ``x < 2``,
+    ``cubic_convolution2`` (9): 12; else 3. Lanczos-3: ``|x|``, ``x < 3``, then
+    ``sinc(x) * sinc(x / 3)``, each sinc its ``x == 0`` compare and, when not 0, ``x * pi``,
+    the sine and the division (4): 12 (6 at 0); else 2.
     """
-    if size_in == size_out and skip_unchanged:
-        return []
-    if align_corners:
-        ratio = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
-    else:
-        ratio = 1.0 / scale if scale is not None and scale > 0 else size_in / size_out
-    support = taps * 0.5 * ratio if ratio >= 1.0 else taps * 0.5
-    widest = 2 * math.ceil(support) + 1
-    windows = []
+    x = abs(x)
+    if mode == "bilinear":
+        return 3 if x < 1.0 else 2
+    if mode == "bicubic":
+        if x < 1.0:
+            return 2 + 7
+        return 3 + 9 if x < 2.0 else 3
+    if x < 3.0:
+        return 2 + 1 + (1 if x == 0.0 else 4) + (1 if x == 0.0 else 4) + 1
+    return 2
+
+
+def _aa_index_weights(
+    mode: str, size_in: int, size_out: int, scale: float, support: float, widest: int
+) -> list[tuple[int, int]]:
+    """Per output index ``(window length, FPO)`` of ``_compute_indices_min_size_weights_aa``.
+
+    In float32 as the kernel: ``center = scale * (i + 0.5)`` (2), ``invscale`` (the compare,
+    and ``1 / scale`` when ``scale >= 1``), the window's ends ``center -/+ support + 0.5`` (4);
+    per tap the filter's argument ``(j + xmin - center + 0.5) * invscale`` (3), the filter and
+    ``total_w += w`` (1); the ``total_w != 0`` compare and, when not 0, per tap ``w /=
+    total_w`` and ``wt_max = max(wt_max, w)`` (2).
+    """
+    out = []
+    invscale = _f32(1.0 / scale) if scale >= 1.0 else 1.0
     for i in range(size_out):
-        center = ratio * (i + 0.5)
-        first = max(int(center - support + 0.5), 0)
-        last = min(int(center + support + 0.5), size_in)
-        windows.append(min(max(last - first, 0), widest))
-    return windows
+        center = _f32(scale * (i + 0.5))
+        xmin = max(int(_f32(center - support) + 0.5), 0)
+        xsize = min(int(_f32(center + support) + 0.5), size_in) - xmin
+        xsize = min(max(xsize, 0), widest)
+        fpo = 7 + (1 if scale >= 1.0 else 0)
+        total = 0.0
+        for j in range(xsize):
+            x = _f32((_f32(float(j + xmin) - center) + 0.5) * invscale)
+            fpo += 3 + _aa_filter_fpo(mode, x) + 1
+            total = _f32(total + _aa_filter_value(mode, x))
+        fpo += 1 + (2 * xsize if total != 0.0 else 0)
+        out.append((xsize, fpo))
+    return out
+
+
+def _aa_filter_value(mode: str, x: float) -> float:
+    """The filter's value (float32), for ``total_w != 0``."""
+    x = abs(x)
+    if mode == "bilinear":
+        return _f32(1.0 - x) if x < 1.0 else 0.0
+    if mode == "bicubic":
+        a = -0.5
+        if x < 1.0:
+            return _f32(((a + 2) * x - (a + 3)) * x * x + 1)
+        if x < 2.0:
+            return _f32(((a * x - 5 * a) * x + 8 * a) * x - 4 * a)
+        return 0.0
+    if x >= 3.0:
+        return 0.0
+
+    def sinc(v: float) -> float:
+        return 1.0 if v == 0.0 else math.sin(v * math.pi) / (v * math.pi)
+
+    return _f32(sinc(x) * sinc(x / 3.0))
+
+
+def _aa_dimension(
+    mode: str, size_in: int, size_out: int, align_corners: Any, scale_arg: Any
+) -> tuple[list[tuple[int, int]], int]:
+    """One dimension's antialias weights: per index ``(window, FPO)``, and the setup FPO.
+
+    The setup is the scale and the support, ``(taps * 0.5) * scale`` when ``scale >= 1`` (the
+    compare, 2 multiplies), else ``taps * 0.5`` (the compare, 1), and ``ceil(support)`` for
+    the widest window (1).
+    """
+    taps = _AA_TAPS[mode]
+    scale = _scale_value(size_in, size_out, align_corners, scale_arg)
+    if scale >= 1.0:
+        support, setup = _f32(taps * 0.5 * scale), 4
+    else:
+        support, setup = taps * 0.5, 3
+    widest = 2 * math.ceil(support) + 1
+    setup += _scale_fpo(size_in, size_out, align_corners, scale_arg)
+    return _aa_index_weights(mode, size_in, size_out, scale, support, widest), setup
 
 
 def _aa_fpo(
-    planes: int, size_in: Any, size_out: Any, taps: int, align_corners: Any, scales: Any
+    planes: int, size_in: Any, size_out: Any, mode: str, align_corners: Any, scales: Any
 ) -> int:
     """FPO of an antialiased 2-D resize of ``planes`` (N * C) planes, forward.
 
-    As ATen's CPU kernel runs it (``separable_upsample_generic_Nd_kernel_impl``): one pass per
+    As ATen's CPU kernel runs it (``upsample_separable_Nd_kernel_impl``): one pass per
     dimension whose size changes, W first over every input row (``H_in`` rows of ``W_out``
     outputs), then H over that result (``W_out`` columns of ``H_out`` outputs); an unchanged
-    dimension is skipped (both unchanged: a copy). Each output of a pass is
-    ``interpolate_aa_single_dim`` over its window of ``k`` inputs, ``output = t_0 * w_0;
+    dimension is skipped (both unchanged: a copy). Each pass first computes its weights once
+    (``_compute_index_ranges_weights``: see :func:`_aa_dimension` and
+    :func:`_aa_index_weights`, + 1 per index for the running ``wt_max``). Each output of a pass
+    is ``interpolate_aa_single_dim`` over its window of ``k`` inputs, ``output = t_0 * w_0;
     output += t_j * w_j``: ``2k - 1``. So ``H_in * sum(2 kw - 1) + W_out * sum(2 kh - 1)`` per
-    plane. (Until s24 it was counted as a direct loop, ``kh`` interpolations along W for each
-    output element and ``2k`` per window: 672 FPO for a (1, 2, 8, 8) -> (2, 2) bilinear
-    downsample where the kernel performs 440.)
+    plane, + the weights. (Until s24 it was counted as a direct loop, ``kh`` interpolations
+    along W for each output element and ``2k`` per window: 672 FPO for a (1, 2, 8, 8) -> (2, 2)
+    bilinear downsample where the kernel performs 440; until s25 without the weights.)
     """
     (h, w), (oh, ow) = (int(v) for v in size_in), (int(v) for v in size_out)
     scale_h, scale_w = scales
-    rows = _aa_windows(h, oh, taps, align_corners, scale_h)
-    cols = _aa_windows(w, ow, taps, align_corners, scale_w)
-    along_w = h * sum(2 * k - 1 for k in cols)
-    along_h = ow * sum(2 * k - 1 for k in rows)
-    return planes * (along_w + along_h)
+    total = 0
+    if w != ow:
+        cols, setup = _aa_dimension(mode, w, ow, align_corners, scale_w)
+        total += setup + sum(f + 1 for _, f in cols) + planes * h * sum(2 * k - 1 for k, _ in cols)
+    if h != oh:
+        rows, setup = _aa_dimension(mode, h, oh, align_corners, scale_h)
+        total += setup + sum(f + 1 for _, f in rows) + planes * ow * sum(2 * k - 1 for k, _ in rows)
+    return total
 
 
 def _aa_backward_fpo(
-    planes: int, size_in: Any, size_out: Any, taps: int, align_corners: Any, scales: Any
+    planes: int, size_in: Any, size_out: Any, mode: str, align_corners: Any, scales: Any
 ) -> int:
-    """FPO of an antialiased 2-D resize's backward: ``3 kh kw`` per gradient element.
+    """FPO of an antialiased 2-D resize's backward: ``3 kh kw`` per gradient element + weights.
 
-    ATen's ``cpu_upsample_genNd_backward_aa`` adds ``wx[x] * wy[y] * g`` into every input of
+    ATen's ``upsample_separable_Nd_backward_aa`` adds ``wx[x] * wy[y] * g`` into every input of
     the output's ``kh x kw`` window (two multiplies and an add), not separably; it weighs an
-    unchanged dimension too (its window at scale 1: 2 taps for bilinear, clipped at the edges),
-    where the forward copies it.
+    unchanged dimension too (its window at scale 1). Its weights are computed inside the loops,
+    not stored: both scales and supports once (per parallel chunk of planes; once on one
+    thread), a row's weights per output row, a column's per output pixel (``H_out`` times each).
     """
     (h, w), (oh, ow) = (int(v) for v in size_in), (int(v) for v in size_out)
     scale_h, scale_w = scales
-    rows = _aa_windows(h, oh, taps, align_corners, scale_h, skip_unchanged=False)
-    cols = _aa_windows(w, ow, taps, align_corners, scale_w, skip_unchanged=False)
-    return planes * 3 * sum(rows) * sum(cols)
+    rows, setup_h = _aa_dimension(mode, h, oh, align_corners, scale_h)
+    cols, setup_w = _aa_dimension(mode, w, ow, align_corners, scale_w)
+    weights = setup_h + setup_w + sum(f for _, f in rows) + oh * sum(f for _, f in cols)
+    return weights + planes * 3 * sum(k for k, _ in rows) * sum(k for k, _ in cols)
 
 
 def _aa_rule(mode: str) -> Any:
-    taps = _AA_TAPS[mode]
-
     def rule(
         self: tuple[int, ...],
         output_size: Any,
@@ -533,7 +741,7 @@ def _aa_rule(mode: str) -> Any:
             scales_h, scales_w = ([*scales_h, None, None])[:2]
         size_out = first_shape(out_shape)[-2:] if out_shape is not None else output_size
         planes = numel(self[:-2])
-        return _aa_fpo(planes, self[-2:], size_out, taps, align_corners, (scales_h, scales_w))
+        return _aa_fpo(planes, self[-2:], size_out, mode, align_corners, (scales_h, scales_w))
 
     def backward(
         grad_output: tuple[int, ...],
@@ -544,20 +752,28 @@ def _aa_rule(mode: str) -> Any:
         scales_w: Any = None,
         **kwargs: Any,
     ) -> int:
+        if isinstance(scales_h, list):
+            scales_h, scales_w = ([*scales_h, None, None])[:2]
         planes = numel(tuple(input_size)[:-2])
         size_in = tuple(input_size)[-2:]
         scales = (scales_h, scales_w)
-        return _aa_backward_fpo(planes, size_in, output_size, taps, align_corners, scales)
+        return _aa_backward_fpo(planes, size_in, grad_output[-2:], mode, align_corners, scales)
 
-    rule.__doc__ = f"Antialiased {mode} resize: see :func:`_aa_fpo` ({taps}-sample filter)."
+    rule.__doc__ = f"Antialiased {mode} resize: see :func:`_aa_fpo`."
     backward.__doc__ = "Its backward, scattered per window element: :func:`_aa_backward_fpo`."
     return rule, backward
 
 
-for _mode in _AA_TAPS:
-    _forward, _backward = _aa_rule(_mode)
-    register_rule(f"aten._upsample_{_mode}2d_aa")(_forward)
-    register_rule(f"aten._upsample_{_mode}2d_aa_backward")(_backward)
+for _aa_mode in _AA_TAPS:
+    _forward, _backward = _aa_rule(_aa_mode)
+    register_rule(f"aten._upsample_{_aa_mode}2d_aa")(_forward)
+    register_rule(f"aten._upsample_{_aa_mode}2d_aa_backward")(_backward)
+
+
+def _nearest_backward(grad_output: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """1 FPO per gradient element (added into the input's gradient)."""
+    return numel(grad_output)
+
 
 register_rule(
     [
@@ -572,4 +788,4 @@ register_rule(
         for kind in ("upsample_nearest", "_upsample_nearest_exact")
         for d in ("1d", "2d", "3d")
     ]
-)(_upsample_backward(1))
+)(_nearest_backward)

@@ -1,0 +1,670 @@
+"""FPO counts session 24 left approximate (s25), proved from ATen's CPU kernels.
+
+Each expected count is that of a Python port of the kernel torch runs (``cpu/UpSampleKernel.cpp``,
+``cpu/UpSampleMoreKernel.cpp``, ``UpSampleBicubic2d.cpp`` and ``UpSample.h``), which counts every
+add, subtract, multiply, divide, compare, floor, ceil and elementary function it performs on
+floating-point values (integer index arithmetic and casts count 0), its values checked against
+torch's (so the port is the op). Conventions as docs/fpo.md states them.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+from integrations._frameworks import one_thread  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """torch on one thread, as the ports run (one parallel chunk)."""
+    with one_thread():
+        yield
+
+
+def _op(result, op: str, phase: str = "forward") -> int:
+    return result.by_op_phase[op][phase]
+
+
+# -- a float that counts the arithmetic done on it -----------------------------------------------
+
+
+class _C(float):
+    """A float whose every arithmetic op is counted in ``_C.ops``."""
+
+    ops = 0
+
+    @staticmethod
+    def of(value):
+        _C.ops += 1
+        return _C(value)
+
+    def __add__(self, other):
+        return _C.of(float(self) + float(other))
+
+    def __radd__(self, other):
+        return _C.of(float(other) + float(self))
+
+    def __sub__(self, other):
+        return _C.of(float(self) - float(other))
+
+    def __rsub__(self, other):
+        return _C.of(float(other) - float(self))
+
+    def __mul__(self, other):
+        return _C.of(float(self) * float(other))
+
+    def __rmul__(self, other):
+        return _C.of(float(other) * float(self))
+
+    def __truediv__(self, other):
+        return _C.of(float(self) / float(other))
+
+    def __rtruediv__(self, other):
+        return _C.of(float(other) / float(self))
+
+
+def _cmp(result: bool) -> bool:
+    """A floating-point compare (``<``, ``>=``, ``!=``, min/max): 1."""
+    _C.ops += 1
+    return result
+
+
+def _floor(x) -> int:
+    _C.ops += 1
+    return math.floor(float(x))
+
+
+def _min(a, b):
+    _C.ops += 1
+    return _C(min(float(a), float(b)))
+
+
+def _max(a, b):
+    _C.ops += 1
+    return _C(max(float(a), float(b)))
+
+
+def _abs(x):
+    _C.ops += 1
+    return _C(abs(float(x)))
+
+
+# -- UpSample.h, ported ----------------------------------------------------------------------
+
+
+def _scale(size_in, size_out, align_corners, scale):
+    """``area_pixel_compute_scale``."""
+    if align_corners:
+        return _C(size_in - 1) / (size_out - 1) if size_out > 1 else _C(0.0)
+    if scale is not None:  # compute_scales_value: scale.value() > 0. ? 1.0 / scale
+        assert _cmp(scale > 0)
+        return 1.0 / _C(scale)
+    return _C(size_in) / size_out
+
+
+def _source_index(scale, i, align_corners, cubic):
+    """``area_pixel_compute_source_index``: ``dst_index + 0.5`` is a float add."""
+    if align_corners:
+        return scale * i
+    src = scale * (_C(i) + 0.5) - 0.5
+    if cubic:
+        return src
+    return _C(0.0) if _cmp(src < 0) else src
+
+
+def _guard(real, size_in):
+    """``guard_index_and_lambda``: ``(index, lambda)``."""
+    index = min(_floor(real), size_in - 1)
+    return index, _min(_max(real - index, 0.0), 1.0)
+
+
+def _linear_index(scale, i, size_in, size_out, align_corners):
+    """``compute_source_index_and_lambda``: ``(i0, i1, lambda0, lambda1)``."""
+    if size_in == size_out:
+        return i, i, _C(1.0), _C(0.0)
+    i0, lambda1 = _guard(_source_index(scale, i, align_corners, False), size_in)
+    return i0, i0 + (1 if i0 < size_in - 1 else 0), 1.0 - lambda1, lambda1
+
+
+def _cubic_coefficients(t):
+    """``get_cubic_upsample_coefficients`` (A = -0.75, a runtime value): 35."""
+    a = _C(-0.75)
+
+    def conv1(x):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def conv2(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    x2 = 1.0 - t
+    return [conv2(t + 1.0), conv1(t), conv1(x2), conv2(x2 + 1.0)]
+
+
+def _cubic_index(scale, i, size_in, align_corners):
+    """``HelperInterpCubic::compute_indices_weights`` at one index: (indices, weights)."""
+    index, lam = _guard(_source_index(scale, i, align_corners, True), size_in)
+    weights = _cubic_coefficients(lam)
+    return [min(max(index + j - 1, 0), size_in - 1) for j in range(4)], weights
+
+
+# -- forward: upsample_non_separable_Nd_kernel_impl and upsample_linear_channels_last ----------
+
+
+def _generic_forward(x, size_out, mode, align_corners, scales):
+    """The generic kernel: weights per output index and dimension, then per element the
+    separable interpolation ``out = t0 * w0; out += t_j * w_j`` (2 taps: ``t0 * w0 + t1 *
+    w1``) from the last dimension outwards. ``(values, ops)``."""
+    _C.ops = 0
+    dims = len(size_out)
+    size_in = list(x.shape[2:])
+    taps = []  # per dimension, per output index: [(index, weight), ...]
+    for d in range(dims):
+        scale = _scale(size_in[d], size_out[d], align_corners, scales[d])
+        per_index = []
+        for i in range(size_out[d]):
+            if mode == "cubic":
+                indices, weights = _cubic_index(scale, i, size_in[d], align_corners)
+                per_index.append(list(zip(indices, weights, strict=True)))
+            else:
+                i0, i1, l0, l1 = _linear_index(scale, i, size_in[d], size_out[d], align_corners)
+                per_index.append([(i0, l0), (i1, l1)])
+        taps.append(per_index)
+    data = x.double().tolist()
+    out = torch.zeros(*x.shape[:2], *size_out, dtype=torch.float64)
+
+    def interp(plane, d, position):
+        result = None
+        for index, weight in taps[d][position[d]]:
+            value = plane[index]
+            t = interp(value, d + 1, position) if d + 1 < dims else _C(value)
+            result = t * weight if result is None else result + t * weight
+        return result
+
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for position in _positions(size_out):
+                out[(n, c, *position)] = float(interp(data[n][c], 0, position))
+    return out, _C.ops
+
+
+def _positions(sizes):
+    if not sizes:
+        yield ()
+        return
+    for i in range(sizes[0]):
+        for rest in _positions(sizes[1:]):
+            yield (i, *rest)
+
+
+def _channels_last_forward(x, size_out, align_corners, scales):
+    """``upsample_linear_channels_last`` (2-D): per batch and output row the row's weights, per
+    output pixel the column's and the 4 products, per element 7. ``(values, ops)``."""
+    _C.ops = 0
+    (h, w), (oh, ow) = x.shape[2:], size_out
+    scale_h = _scale(h, oh, align_corners, scales[0])
+    scale_w = _scale(w, ow, align_corners, scales[1])
+    data = x.double().tolist()
+    out = torch.zeros(*x.shape[:2], oh, ow, dtype=torch.float64)
+    for n in range(x.shape[0]):
+        for y in range(oh):
+            ih0, ih1, h0, h1 = _linear_index(scale_h, y, h, oh, align_corners)
+            for z in range(ow):
+                iw0, iw1, w0, w1 = _linear_index(scale_w, z, w, ow, align_corners)
+                w00, w01, w10, w11 = h0 * w0, h0 * w1, h1 * w0, h1 * w1
+                for c in range(x.shape[1]):
+                    p = data[n][c]
+                    v = _C(p[ih0][iw0]) * w00 + _C(p[ih0][iw1]) * w01
+                    v = v + _C(p[ih1][iw0]) * w10 + _C(p[ih1][iw1]) * w11
+                    out[n, c, y, z] = float(v)
+    return out, _C.ops
+
+
+_FORWARD_CASES = [
+    # (op, input shape, interpolate's keywords, the port, before s25)
+    ("upsample_linear1d", (2, 3, 5), {"size": 9, "mode": "linear"}, "generic", 162),
+    ("upsample_linear1d", (1, 2, 5), {"scale_factor": 2.5, "mode": "linear"}, "generic", 72),
+    (
+        "upsample_linear1d",
+        (1, 2, 6),
+        {"size": 4, "mode": "linear", "align_corners": True},
+        "generic",
+        24,
+    ),
+    (
+        "upsample_bilinear2d",
+        (1, 2, 3, 4),
+        {"size": (60, 70), "mode": "bilinear"},
+        "generic",
+        75_600,
+    ),
+    (
+        "upsample_bilinear2d",
+        (1, 1, 4, 3),
+        {"size": (70, 61), "mode": "bilinear", "align_corners": True},
+        "generic",
+        38_430,
+    ),
+    (
+        "upsample_bilinear2d",
+        (2, 2, 3, 4),
+        {"scale_factor": 1.5, "mode": "bilinear"},
+        "channels_last",
+        864,
+    ),
+    (
+        "upsample_bilinear2d",
+        (1, 3, 5, 6),
+        {"size": (3, 6), "mode": "bilinear", "align_corners": True},
+        "channels_last",
+        486,
+    ),
+    (
+        "upsample_trilinear3d",
+        (1, 2, 2, 3, 4),
+        {"scale_factor": 2, "mode": "trilinear"},
+        "generic",
+        8_064,
+    ),
+    (
+        "upsample_trilinear3d",
+        (1, 1, 3, 2, 4),
+        {"size": (2, 2, 7), "mode": "trilinear", "align_corners": True},
+        "generic",
+        588,
+    ),
+    ("upsample_bicubic2d", (1, 2, 4, 5), {"size": (7, 9), "mode": "bicubic"}, "cubic", 4_410),
+    (
+        "upsample_bicubic2d",
+        (1, 1, 4, 5),
+        {"scale_factor": 1.5, "mode": "bicubic", "align_corners": True},
+        "cubic",
+        1_470,
+    ),
+]
+
+
+def _scales(kwargs, dims):
+    factor = kwargs.get("scale_factor")
+    return [None if factor is None else float(factor)] * dims
+
+
+@pytest.mark.parametrize(("op", "shape", "kwargs", "kernel", "before"), _FORWARD_CASES)
+def test_upsample_forward_counts_the_weights_as_the_kernel_computes_them(
+    op, shape, kwargs, kernel, before
+):
+    """Each forward's count equals a port of the kernel that runs: the scale per dimension
+    (``in / out``, 1; ``1 / scale_factor`` after its ``> 0`` compare, 2; ``(in - 1) / (out -
+    1)`` with align_corners, 1), the weights per output index (linear 9, 6 with align_corners,
+    0 for an unchanged size; bicubic 42, 40) and the interpolation per element. Bilinear on a
+    small output (``H_out + W_out <= 128``) runs ``upsample_linear_channels_last``: the column's
+    weights and 4 products per output pixel, 7 per element. ``before``: the count until s25
+    (per element only: linear 3, bilinear and trilinear 9 and 21, bicubic 35)."""
+    torch.manual_seed(0)
+    x = torch.randn(*shape)
+    dims = len(shape) - 2
+    expected_values = F.interpolate(x, **kwargs)
+    size_out = list(expected_values.shape[2:])
+    align = kwargs.get("align_corners", False)
+    scales = _scales(kwargs, dims)
+    if kernel == "channels_last":
+        values, expected = _channels_last_forward(x, size_out, align, scales)
+    else:
+        mode = "cubic" if kernel == "cubic" else "linear"
+        values, expected = _generic_forward(x, size_out, mode, align, scales)
+    torch.testing.assert_close(values, expected_values.double(), rtol=1e-5, atol=1e-5)
+    result = gp.count_fpo(lambda a: F.interpolate(a, **kwargs), x, backward=False)
+    assert result.by_op == {f"aten.{op}": expected}
+    assert expected != before
+    meta = gp.count_fpo(lambda a: F.interpolate(a, **kwargs), x.to("meta"), backward=False)
+    assert meta.by_op == {f"aten.{op}": expected}
+
+
+def test_upsample_bilinear2d_forward_by_hand():
+    """(2, 2, 3, 4) -> (4, 6) with ``scale_factor=1.5`` (the channels-last kernel, 4 + 6 <= 128):
+    scales 2 + 2; per batch and row the row's weights (9), per pixel the column's (9) and 4
+    products: ``2 * 4 * (9 + 6 * 13)`` = 696; 7 per element, 96 elements, 672: 1,372 (it was
+    9 x 96 = 864)."""
+    x = torch.randn(2, 2, 3, 4)
+    result = gp.count_fpo(
+        lambda a: F.interpolate(a, scale_factor=1.5, mode="bilinear"), x, backward=False
+    )
+    assert result.by_op["aten.upsample_bilinear2d"] == 4 + 2 * 4 * (9 + 6 * 13) + 7 * 96 == 1_372
+
+
+# -- backward: cpu_upsample_linear_backward and upsample_bicubic2d_backward_out_frame -----------
+
+
+def _linear_backward(grad, size_in, align_corners, scales):
+    """``cpu_upsample_linear_backward`` (contiguous): the scales once, then for each plane the
+    weights of each dimension at every index of the loops around it, and per gradient element
+    each corner's ``w_1 ... w_d g`` added into the zeroed input gradient. ``(values, ops)``."""
+    _C.ops = 0
+    dims = len(size_in)
+    size_out = list(grad.shape[2:])
+    scale = [_scale(size_in[d], size_out[d], align_corners, scales[d]) for d in range(dims)]
+    g = grad.double().tolist()
+    gin = [[_zeros(size_in) for _ in range(grad.shape[1])] for _ in range(grad.shape[0])]
+
+    def walk(n, c, d, position, corners):
+        if d == dims:
+            value = g[n][c]
+            for p in position:
+                value = value[p]
+            for indices, weights in corners:
+                product = weights[0]
+                for w in weights[1:]:
+                    product = product * w
+                target = gin[n][c]
+                for i in indices[:-1]:
+                    target = target[i]
+                target[indices[-1]] = target[indices[-1]] + product * value
+            return
+        for o in range(size_out[d]):
+            i0, i1, l0, l1 = _linear_index(scale[d], o, size_in[d], size_out[d], align_corners)
+            extended = [
+                (indices + (i,), weights + (w,))
+                for indices, weights in corners
+                for i, w in ((i0, l0), (i1, l1))
+            ]
+            walk(n, c, d + 1, (*position, o), extended)
+
+    for n in range(grad.shape[0]):
+        for c in range(grad.shape[1]):
+            walk(n, c, 0, (), [((), ())])
+    return torch.tensor(gin, dtype=torch.float64), _C.ops
+
+
+def _zeros(sizes):
+    if len(sizes) == 1:
+        return [_C(0.0) for _ in range(sizes[0])]
+    return [_zeros(sizes[1:]) for _ in range(sizes[0])]
+
+
+def _bicubic_backward(grad, size_in, align_corners, scales):
+    """``upsample_bicubic2d_backward_out_frame``: unchanged sizes a copy; otherwise per output
+    pixel both source indices, floors, fractions and coefficient sets, and per gradient element
+    16 taps of ``g * y_j * x_i`` added (clamped to the input). ``(values, ops)``."""
+    _C.ops = 0
+    (h, w), (oh, ow) = size_in, grad.shape[2:]
+    g = grad.double().tolist()
+    gin = [[_zeros(size_in) for _ in range(grad.shape[1])] for _ in range(grad.shape[0])]
+    if (h, w) == (oh, ow):  # "Special case: input/output same size, just copy"
+        return grad.double(), _C.ops
+    scale_h = _scale(h, oh, align_corners, scales[0])
+    scale_w = _scale(w, ow, align_corners, scales[1])
+    for y in range(oh):
+        for z in range(ow):
+            real_x = _source_index(scale_w, z, align_corners, True)
+            input_x = _floor(real_x)
+            t_x = real_x - input_x
+            real_y = _source_index(scale_h, y, align_corners, True)
+            input_y = _floor(real_y)
+            t_y = real_y - input_y
+            cx, cy = _cubic_coefficients(t_x), _cubic_coefficients(t_y)
+            for n in range(grad.shape[0]):
+                for c in range(grad.shape[1]):
+                    value = g[n][c][y][z]
+                    plane = gin[n][c]
+                    for i in range(4):
+                        for j in range(4):
+                            col = max(min(input_x - 1 + i, w - 1), 0)
+                            row = max(min(input_y - 1 + j, h - 1), 0)
+                            plane[row][col] = plane[row][col] + value * cy[j] * cx[i]
+    return torch.tensor(gin, dtype=torch.float64), _C.ops
+
+
+_BACKWARD_CASES = [
+    # (op, input shape, interpolate's keywords, before s25)
+    ("upsample_linear1d", (2, 3, 5), {"size": 9, "mode": "linear"}, 216),
+    ("upsample_linear1d", (1, 2, 5), {"scale_factor": 2.5, "mode": "linear"}, 96),
+    ("upsample_bilinear2d", (1, 2, 3, 4), {"scale_factor": 2, "mode": "bilinear"}, 1_152),
+    (
+        "upsample_bilinear2d",
+        (2, 1, 5, 4),
+        {"size": (3, 4), "mode": "bilinear", "align_corners": True},
+        288,
+    ),
+    (
+        "upsample_trilinear3d",
+        (1, 2, 2, 3, 3),
+        {"size": (3, 3, 5), "mode": "trilinear"},
+        2_880,
+    ),
+    (
+        "upsample_trilinear3d",
+        (1, 1, 2, 3, 2),
+        {"scale_factor": 1.5, "mode": "trilinear", "align_corners": True},
+        1_152,
+    ),
+    ("upsample_bicubic2d", (1, 2, 4, 5), {"size": (6, 7), "mode": "bicubic"}, 4_032),
+    (
+        "upsample_bicubic2d",
+        (1, 1, 4, 5),
+        {"scale_factor": 1.5, "mode": "bicubic", "align_corners": True},
+        2_016,
+    ),
+    ("upsample_bicubic2d", (1, 2, 4, 5), {"size": (4, 5), "mode": "bicubic"}, 1_920),
+]
+
+
+@pytest.mark.parametrize(("op", "shape", "kwargs", "before"), _BACKWARD_CASES)
+def test_upsample_backward_counts_the_weights_as_the_kernel_computes_them(
+    op, shape, kwargs, before
+):
+    """Each backward's count equals a port of its kernel, whose gradient equals torch's. The
+    linear backward recomputes a dimension's weights at every index of the loops around it
+    (bilinear: the column's per gradient element), so the weights are O(gradient elements)
+    there; bicubic's both axes' per output pixel, and none when the sizes are unchanged (a
+    copy, which was counted 48 per element). ``before``: the count until s25 (per gradient
+    element only: linear 4, bilinear 12, trilinear 32, bicubic 48)."""
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    y = F.interpolate(x, **kwargs)
+    grad = torch.randn_like(y)
+    (expected_grad,) = torch.autograd.grad(y, x, grad)
+    dims = len(shape) - 2
+    align = kwargs.get("align_corners", False)
+    scales = _scales(kwargs, dims)
+    if "bicubic" in op:
+        values, expected = _bicubic_backward(grad, list(shape[2:]), align, scales)
+    else:
+        values, expected = _linear_backward(grad, list(shape[2:]), align, scales)
+    torch.testing.assert_close(values, expected_grad.double(), rtol=1e-5, atol=1e-5)
+    with gp.FPOCounter() as counter:
+        F.interpolate(x, **kwargs).backward(grad)
+    assert _op(counter.result, f"aten.{op}_backward", "backward") == expected
+    assert expected != before
+
+
+# -- antialiased: upsample_separable_Nd_kernel_impl and upsample_separable_Nd_backward_aa -------
+
+
+def _aa_filter(mode, x):
+    """``HelperInterp{Linear, Cubic, Lanczos}::aa_filter``."""
+    x = _abs(x)
+    if mode == "bilinear":
+        return 1.0 - x if _cmp(x < 1.0) else _C(0.0)
+    if mode == "bicubic":
+        a = _C(-0.5)  # constexpr in the source, its sums computed as written
+        if _cmp(x < 1.0):
+            return ((a + 2) * x - (a + 3)) * x * x + 1
+        if _cmp(x < 2.0):
+            return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+        return _C(0.0)
+
+    def sinc(v):
+        if _cmp(v == 0.0):
+            return _C(1.0)
+        v = v * math.pi
+        _C.ops += 1  # std::sin
+        return _C(math.sin(v)) / v
+
+    if _cmp(x < 3.0):
+        return sinc(x) * sinc(x / 3.0)
+    return _C(0.0)
+
+
+_AA_TAPS = {"bilinear": 2, "bicubic": 4, "lanczos": 6}
+
+
+def _f32(value):
+    """``value`` held in a float32 (``scalar_t``), as the kernel holds it; not an op."""
+    return _C(struct.unpack("f", struct.pack("f", float(value)))[0])
+
+
+def _aa_support(mode, scale):
+    """``support`` (a float32) and the widest window, as ``_compute_index_ranges_weights``
+    (and the backward, with ``ceilf``) computes them."""
+    taps = _AA_TAPS[mode]
+    support = _f32((_C(taps) * 0.5) * scale if _cmp(scale >= 1.0) else _C(taps) * 0.5)
+    _C.ops += 1  # ceil
+    return support, math.ceil(float(support)) * 2 + 1
+
+
+def _aa_weights(mode, i, size_in, scale, support, widest):
+    """``_compute_indices_min_size_weights_aa``: ``(xmin, weights, wt_max)``. Its float32
+    values rounded as the C++ types do (``center``, ``invscale``, the filter's argument,
+    ``total_w``): a tap exactly at the filter's edge is 0 only in float32."""
+    center = _f32(scale * (_C(i) + 0.5))
+    invscale = _f32(1.0 / scale) if _cmp(scale >= 1.0) else _C(1.0)
+    xmin = max(int(_f32(center - support) + 0.5), 0)
+    xsize = min(int(_f32(center + support) + 0.5), size_in) - xmin
+    xsize = min(max(xsize, 0), widest)
+    weights, total = [], _C(0.0)
+    for j in range(xsize):
+        w = _f32(_aa_filter(mode, _f32((_f32(_C(j + xmin) - center) + 0.5) * invscale)))
+        weights.append(w)
+        total = _f32(total + w)
+    wt_max = _C(0.0)
+    if _cmp(total != 0.0):
+        for j in range(xsize):
+            weights[j] = weights[j] / total
+            wt_max = _max(wt_max, weights[j])
+    return xmin, weights, wt_max
+
+
+def _aa_forward(x, size_out, mode, align_corners, scales):
+    """``upsample_separable_Nd_kernel_impl``: W first (if it changes), then H, each pass its
+    weights once (``_compute_index_ranges_weights``, with the running ``wt_max``) and per
+    output ``output = t0 * w0; output += t_j * w_j``. ``(values, ops)``."""
+    _C.ops = 0
+    planes = x.double().tolist()
+    h, w = x.shape[2:]
+    oh, ow = size_out
+
+    def weights(size_in, size_out_, scale_arg):
+        scale = _f32(_scale(size_in, size_out_, align_corners, scale_arg))
+        support, widest = _aa_support(mode, scale)
+        out, wt_max = [], _C(0.0)
+        for i in range(size_out_):
+            xmin, ws, wt_max_i = _aa_weights(mode, i, size_in, scale, support, widest)
+            wt_max = _max(wt_max, wt_max_i)
+            out.append((xmin, ws))
+        return out
+
+    def interpolate(values, xmin, ws):
+        result = _C(values[xmin]) * ws[0]
+        for j in range(1, len(ws)):
+            result = result + _C(values[xmin + j]) * ws[j]
+        return result
+
+    if w != ow:
+        cols = weights(w, ow, scales[1])
+        planes = [
+            [[[interpolate(row, *cols[z]) for z in range(ow)] for row in p] for p in batch]
+            for batch in planes
+        ]
+    if h != oh:
+        rows = weights(h, oh, scales[0])
+        planes = [
+            [
+                [[interpolate([r[z] for r in p], *rows[y]) for z in range(ow)] for y in range(oh)]
+                for p in batch
+            ]
+            for batch in planes
+        ]
+    return torch.tensor(planes, dtype=torch.float64), _C.ops
+
+
+def _aa_backward(grad, size_in, mode, align_corners, scales):
+    """``upsample_separable_Nd_backward_aa``: the scales and supports once, a row's weights per
+    output row, a column's per output pixel, then per plane ``wx[x] * wy[y] * g`` added into
+    every input of the window. ``(values, ops)``."""
+    _C.ops = 0
+    h, w = size_in
+    oh, ow = grad.shape[2:]
+    scale_h = _f32(_scale(h, oh, align_corners, scales[0]))
+    scale_w = _f32(_scale(w, ow, align_corners, scales[1]))
+    support_h, widest_h = _aa_support(mode, scale_h)
+    support_w, widest_w = _aa_support(mode, scale_w)
+    g = grad.double().tolist()
+    gin = [[_zeros(size_in) for _ in range(grad.shape[1])] for _ in range(grad.shape[0])]
+    for y in range(oh):
+        ymin, wy, _ = _aa_weights(mode, y, h, scale_h, support_h, widest_h)
+        for z in range(ow):
+            xmin, wx, _ = _aa_weights(mode, z, w, scale_w, support_w, widest_w)
+            for n in range(grad.shape[0]):
+                for c in range(grad.shape[1]):
+                    value, plane = g[n][c][y][z], gin[n][c]
+                    for j in range(len(wy)):
+                        for i in range(len(wx)):
+                            cell = plane[ymin + j][xmin + i]
+                            plane[ymin + j][xmin + i] = cell + wx[i] * wy[j] * value
+    return torch.tensor(gin, dtype=torch.float64), _C.ops
+
+
+_AA_CASES = [
+    # (mode, input shape, interpolate's keywords, before s25: forward, backward; now)
+    ("bilinear", (1, 2, 8, 8), {"size": (2, 2)}, 440, 864),  # 706, 1,252
+    ("bilinear", (1, 2, 5, 6), {"size": (3, 4)}, 264, 480),  # 505, 966
+    ("bilinear", (1, 1, 6, 7), {"size": (3, 7), "align_corners": True}, 133, 429),  # 267, 1,087
+    ("bicubic", (1, 2, 5, 6), {"scale_factor": 1.7}, 1_440, 5_148),  # 2,575, 10,605
+    ("bicubic", (2, 1, 9, 7), {"scale_factor": 0.5}, 882, 2_808),  # 1,678, 4,551
+    ("lanczos", (1, 1, 7, 9), {"size": (4, 5)}, 723, 2_886),  # 1,951, 6,220
+    ("lanczos", (1, 2, 3, 4), {"size": (5, 4), "align_corners": True}, 200, 1_350),  # 519, 3,029
+]
+
+
+@pytest.mark.parametrize(("mode", "shape", "kwargs", "before", "before_backward"), _AA_CASES)
+def test_antialiased_resize_counts_the_filter_weights(mode, shape, kwargs, before, before_backward):
+    """Forward and backward equal ports of the separable kernel and its backward, whose values
+    equal torch's: the filter evaluated per tap of every output index's window (bilinear 3 in
+    its support, bicubic 9 or 12, Lanczos 12), its argument (3) and sum (1), the normalisation
+    (2 per tap), the window's ends (4), the centre (2), ``invscale``; the backward computes the
+    column's weights again for every output pixel. ``before``: the count until s25, the
+    interpolation and the scatter only."""
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    interpolate = getattr(torch.ops.aten, f"_upsample_{mode}2d_aa")
+    size = kwargs.get("size")
+    factor = kwargs.get("scale_factor")
+    align = kwargs.get("align_corners", False)
+    scales = [factor, factor] if factor is not None else [None, None]
+
+    def resize(a):
+        if mode == "lanczos":  # not a mode of F.interpolate: the op, as torchvision calls it
+            return interpolate(a, list(size), align)
+        return F.interpolate(a, mode=mode, antialias=True, **kwargs)
+
+    y = resize(x)
+    size_out = list(y.shape[2:])
+    values, expected = _aa_forward(x.detach(), size_out, mode, align, scales)
+    torch.testing.assert_close(values, y.detach().double(), rtol=1e-4, atol=1e-5)
+    grad = torch.randn_like(y)
+    (expected_grad,) = torch.autograd.grad(y, x, grad)
+    grad_values, expected_backward = _aa_backward(grad, list(shape[2:]), mode, align, scales)
+    torch.testing.assert_close(grad_values, expected_grad.double(), rtol=1e-4, atol=1e-5)
+    with gp.FPOCounter() as counter:
+        resize(x).backward(grad)
+    op = f"aten._upsample_{mode}2d_aa"
+    assert _op(counter.result, op) == expected
+    assert _op(counter.result, f"{op}_backward", "backward") == expected_backward
+    assert (expected, expected_backward) != (before, before_backward)
