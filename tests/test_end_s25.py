@@ -195,3 +195,110 @@ def test_ledger_ls_with_a_status_reads_each_run_once_and_shows_the_study_metric(
     assert sorted(set(read)) == sorted(statuses)
     again = {run_id for run_id in read if read.count(run_id) > 1}
     assert again <= {run_id for run_id, s in statuses.items() if s == "lost"}, read
+
+
+# -- amdsmi: a GPU failing at its first read is estimated, not left out -------------------------
+
+_FILE_ERROR = "AMDSMI_STATUS_FILE_ERROR - Error opening file"
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand, in s."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize("call", ["amdsmi_get_power_info", "amdsmi_get_energy_count"])
+def test_an_amd_gpu_failing_at_its_first_read_is_estimated_from_its_tdp_the_other_measured(
+    call: str,
+) -> None:
+    """Before: the GPU was left out of the run (``GPU-1 failed to open (...): not counted``)
+    and its energy missing from the figures, 400 J of 1,000 here. Now it is its table TDP at
+    full load, as NVML does, and the provenance says so; the other GPU stays measured."""
+    import os
+
+    from greenprint._provenance import Provenance
+    from greenprint.meters import ProcessTree
+    from greenprint.meters._amd import AmdMeter
+    from greenprint.testing import FakeAmdGpu, FakeAmdProcess, FakeAMDSMI
+    from greenprint.testing._amdsmi import AMDSMI_STATUS_FILE_ERROR
+
+    me = os.getpid()
+    healthy = FakeAmdGpu(name="AMD Instinct MI210", gfx="gfx90a", power_w=200.0)
+    # the failing GPU holds this process's memory: its estimate is this process's too
+    failing = FakeAmdGpu(
+        name="AMD Instinct MI210", gfx="gfx90a", power_w=150.0, processes=[FakeAmdProcess(me)]
+    )
+    amdsmi, clock = FakeAMDSMI([healthy, failing]), _Clock()
+    meter = AmdMeter.open(amdsmi, environ={}, tree=ProcessTree(me, clock=clock), clock=clock)
+    try:
+        failing.fail(call, AMDSMI_STATUS_FILE_ERROR)  # it opened; at the run's start it fails
+        meter.start()
+        clock.t += 2.0
+        amdsmi.advance(2.0)
+        reading = meter.read()  # never raises
+        prov = meter.provenance
+        assert prov == (
+            "amdsmi:counter:GPU-0+amdsmi:tdp-estimate:GPU-1 (GPU-1 failed at its first read "
+            f"({call} failed: {_FILE_ERROR}): estimated from its TDP, AMD Instinct MI210 300 W "
+            "table:AMD Instinct MI210, utilisation unknown: full load)"
+        )
+        assert str(Provenance.parse(prov)) == prov
+        # GPU-0 from its counter (200 W x 2 s); GPU-1 at the table's 300 W x 2 s
+        assert reading.machine_j == pytest.approx(400.0 + 600.0, rel=1e-6)
+        assert reading.process_j == pytest.approx(600.0, rel=1e-6)  # GPU-1: all its VRAM
+        clock.t += 1.0
+        healthy.advance(1.0, power_w=100.0)
+        assert meter.read().machine_j == pytest.approx(1000.0 + 100.0 + 300.0, rel=1e-6)
+        assert meter.provenance == prov
+    finally:
+        meter.close()
+    assert amdsmi.init_count == 0
+
+
+def test_an_mi250_package_failing_at_its_first_read_is_estimated_at_the_packages_tdp() -> None:
+    """The two GCDs of an MI250X are metered once, through the first: its package's TDP
+    (560 W in the table) is the estimate, not a GCD's half."""
+    from greenprint.meters._amd import AmdMeter
+    from greenprint.testing import FakeAmdGpu, FakeAMDSMI
+    from greenprint.testing._amdsmi import AMDSMI_STATUS_FILE_ERROR
+
+    mi250 = {"name": "AMD Instinct MI250X", "gfx": "gfx90a", "power_field": "average_socket_power"}
+    first, second = FakeAmdGpu(power_w=400.0, **mi250), FakeAmdGpu(power_w=0.0, **mi250)
+    other = FakeAmdGpu(name="AMD Instinct MI210", gfx="gfx90a", power_w=200.0)
+    amdsmi, clock = FakeAMDSMI([first, second, other]), _Clock()
+    meter = AmdMeter.open(amdsmi, environ={}, clock=clock)
+    try:
+        first.fail("amdsmi_get_power_info", AMDSMI_STATUS_FILE_ERROR)
+        meter.start()
+        clock.t += 1.0
+        amdsmi.advance(1.0)
+        assert meter.read().machine_j == pytest.approx(560.0 + 200.0, rel=1e-6)
+        assert "amdsmi:tdp-estimate:GPU-0" in meter.provenance
+        assert "AMD Instinct MI250X 560 W table:AMD Instinct MI250X" in meter.provenance
+    finally:
+        meter.close()
+
+
+def test_every_amd_gpu_failing_at_its_first_read_still_fails_over_to_the_meter_sets_estimate():
+    from greenprint.meters import detect_meters
+    from greenprint.testing import FakeAmdGpu, FakeAMDSMI, FakeNVML
+    from greenprint.testing._amdsmi import AMDSMI_STATUS_FILE_ERROR
+
+    gpus = [FakeAmdGpu(name="AMD Instinct MI210", gfx="gfx90a") for _ in range(2)]
+    amdsmi, clock = FakeAMDSMI(gpus), _Clock()
+    meters = detect_meters(nvml=FakeNVML([]), amdsmi=amdsmi, environ={}, clock=clock)
+    try:
+        for gpu in gpus:
+            gpu.fail("amdsmi_get_power_info", AMDSMI_STATUS_FILE_ERROR)
+        meters.start()
+        clock.t += 1.0
+        reading = meters.read()["gpu"]
+        assert meters.provenance["gpu"].startswith("estimate:gpu-tdp:GPU-0+GPU-1 (")
+        assert reading.machine_j == pytest.approx(600.0)  # 2 x 300 W x 1 s
+    finally:
+        meters.close()

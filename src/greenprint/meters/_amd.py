@@ -38,10 +38,14 @@ KFD topology order the runtime uses; UUIDs (``GPU-`` prefix optional) match amds
 trailing hex digits.
 
 One GPU failing (an ``AmdSmiLibraryException`` of its own) beside GPUs that still answer does
-not fail the meter: at the start it is left out (``GPU-1 failed to open (amdsmi: ...): not
-counted``), mid-run it goes on at its own mean power so far (``amdsmi:then-mean-power:GPU-1``),
-the others read as before; a counter refused while the power reads is power-sampled. With no
-GPU left, amdsmi's error fails the meter as before.
+not fail the meter: when the meter opens it is left out (``GPU-1 failed to open (amdsmi: ...):
+not counted``); at its first read (the run's start: it opened, then fell off the bus) it is
+estimated for the run at its table TDP, full load, as NVML does (``amdsmi:tdp-estimate:GPU-1``,
+the detail saying why, with the TDP and its source; before, it was left out: its energy was
+missing from the figures); mid-run it goes on at its own mean power so far
+(``amdsmi:then-mean-power:GPU-1``); the others read as before. A counter refused while the power
+reads is power-sampled. With no GPU left, amdsmi's error fails the meter as before (every GPU
+failing at its first read: the meter set estimates them all).
 
 Per-process share: ``amdsmi_get_gpu_process_list`` gives each process's VRAM; the tracked tree
 gets the fraction its processes hold (of the process count when no VRAM is reported). When the
@@ -68,6 +72,7 @@ from greenprint.meters._gpu_meter import (
     COUNTER,
     COUNTER_THEN_POWER,
     POWER_SAMPLING,
+    TDP_ESTIMATE,
     THEN_MEAN_POWER,
     GpuVendor,
     GpuVendorUnavailable,
@@ -279,6 +284,7 @@ class _AmdGpu:
     """One metered AMD GPU: where its energy comes from and the last readings."""
 
     __slots__ = (
+        "estimated",
         "failed",
         "gfx",
         "handle",
@@ -337,6 +343,7 @@ class _AmdGpu:
         self.last_share: float | None = None  # the tree's share at the last process listing
         self.total_j = 0.0  # its package's energy since the start, J (before its share)
         self.failed = ""  # why and when it failed beside GPUs that still read, or ""
+        self.estimated = False  # failed at its first read: its TDP for the run (see start)
 
     @property
     def label(self) -> str:
@@ -346,7 +353,7 @@ class _AmdGpu:
     def source(self) -> str:
         """Where its energy comes from (see :func:`~greenprint.meters._gpu_meter.vendor_origin`)."""
         if self.failed:
-            return THEN_MEAN_POWER
+            return TDP_ESTIMATE if self.estimated else THEN_MEAN_POWER
         if self.mode == "counter":
             return COUNTER
         return COUNTER_THEN_POWER if self.switched else POWER_SAMPLING
@@ -598,12 +605,17 @@ class AmdMeter(SummedGpuMeter):
     def start(self) -> None:
         """Read the baseline counters and powers.
 
-        A GPU whose calls fail here beside GPUs that answer is left out for the run, named in
-        the provenance (``GPU-1 failed to open (amdsmi: ...): not counted``), as one failing
-        when the meter opened is.
+        A GPU whose first read fails (an error of its own, after it opened: it fell off the
+        bus) while other GPUs answer is estimated for the run at its table TDP at full load
+        (nothing of it can be read, its utilisation included), as the whole meter would be;
+        the others stay measured. The provenance says which and why
+        (``amdsmi:counter:GPU-0+amdsmi:tdp-estimate:GPU-1 (GPU-1 failed at its first read
+        (...): estimated from its TDP, AMD Instinct MI210 300 W table:..., utilisation unknown:
+        full load)``). Before, it was left out, and its energy missing from the figures.
 
         Raises:
-            MeterError: every GPU failed (the first one's error).
+            MeterError: every GPU failed (the first one's error): the meter set then estimates
+                them all (:meth:`estimate_if_unmeasured`).
         """
         now = self._clock()
         failed: list[tuple[_AmdGpu, MeterError]] = []
@@ -618,15 +630,28 @@ class AmdMeter(SummedGpuMeter):
                 failed.append((g, e))
             g.last_t = g.moved_t = now
             g.still_s = g.pending_j = g.total_j = 0.0
-            g.failed = ""
+            g.failed, g.estimated = "", False
         if failed and len(failed) == len(self._gpus):
             raise failed[0][1]
         for g, err in failed:
-            logger.warning("%s failed at the start (%s); the other GPUs are read", g.label, err)
-            self._gpus.remove(g)
-            why = _one_line(err.__cause__) if err.__cause__ is not None else str(err)
-            self.left_out.append(failed_gpu(g.label, why, "amdsmi"))
+            self._estimate_one(g, err)
         self._begin(now)
+
+    def _estimate_one(self, g: _AmdGpu, err: MeterError) -> None:
+        """Estimate ``g``, failed at its first read, from its table TDP at full load."""
+        from greenprint.meters._gpu_tdp import tdp_for
+
+        tdp_w, source = tdp_for(g.name)
+        if "MI250" in g.name.upper():  # tdp_for gives a GCD's half; g reads its package
+            tdp_w *= 2
+        g.last_power_w = tdp_w  # its package's power; g.share of it is metered
+        g.estimated = True
+        why = str(err).removeprefix(f"{g.label}: ")
+        g.failed = (
+            f"failed at its first read ({why}): estimated from its TDP, {g.name} "
+            f"{tdp_w * g.share:g} W {source}, utilisation unknown: full load"
+        )
+        logger.warning("%s %s; the other GPUs are measured", g.label, g.failed)
 
     def read(self) -> MeterReading:
         """Cumulative energy of the GPUs since :meth:`start`, in J.
@@ -661,11 +686,16 @@ class AmdMeter(SummedGpuMeter):
                 else:
                     g.total_j += package_j
                     share = self._share(g, pids) if pids is not None else None
-            if g.failed:  # failed now or before: its mean power, its last share
+            if g.failed:  # failed now or before: its mean power (or TDP), its last share
                 package_j = g.last_power_w * max(now - g.last_t, 0.0) if g.last_power_w else 0.0
                 g.last_t = now
                 g.total_j += package_j
-                share = g.last_share if pids is not None else None
+                if pids is None:
+                    share = None
+                elif g.estimated:  # never read: its processes may still be listed
+                    share = self._share(g, pids)
+                else:
+                    share = g.last_share
             shares.append((package_j * g.share, share))
         return self._add(now, shares)
 
