@@ -9,6 +9,7 @@ torch's (so the port is the op). Conventions as docs/fpo.md states them.
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 
@@ -668,3 +669,58 @@ def test_antialiased_resize_counts_the_filter_weights(mode, shape, kwargs, befor
     assert _op(counter.result, op) == expected
     assert _op(counter.result, f"{op}_backward", "backward") == expected_backward
     assert (expected, expected_backward) != (before, before_backward)
+
+
+# -- the FFT library a count assumed is in the result ---------------------------------------
+
+
+@pytest.mark.parametrize("library", ["mkl", "pocketfft"])
+def test_a_count_with_an_fft_says_which_fft_library_it_assumed(library, monkeypatch):
+    """An ``rfft(norm="ortho")`` of (4, 8) counts 280 FPO on an MKL build and 272 on a
+    pocketfft one (s24): the result now says which it assumed, in ``assumptions``, its JSON,
+    both tables' summaries and ``greenprint fpo``'s output; a count with no FFT assumes
+    nothing. The other library is selected by replacing the detection, as in s24's tests.
+    (Before s25 the result had no such field: the library was only in docs/fpo.md.)"""
+    from greenprint.fpo import _rules_spectral
+
+    monkeypatch.setattr(_rules_spectral, "fft_backend", lambda: library)
+    result = gp.count_fpo(
+        lambda a: torch.fft.rfft(a, norm="ortho"), torch.randn(4, 8), backward=False
+    )
+    assert result.total == {"mkl": 280, "pocketfft": 272}[library]
+    assert result.assumptions == {"fft_library": library}
+    assert result.to_dict()["assumptions"] == {"fft_library": library}
+    name = {"mkl": "MKL", "pocketfft": "pocketfft"}[library]
+    for table in (result.table(), result.table(by="op")):
+        assert f"CPU FFT library, {name}, runs it" in table
+    assert result.times(3).assumptions == {"fft_library": library}
+    x = torch.randn(8, requires_grad=True)
+    backward = gp.count_fpo(lambda a: torch.fft.fft(a).abs().sum(), x)
+    assert backward.assumptions == {"fft_library": library}
+    plain = gp.count_fpo(lambda a: a * 2, torch.randn(4, 8), backward=False)
+    assert plain.assumptions == {}
+    assert "FFT library" not in plain.table()
+    assert plain.to_dict()["assumptions"] == {}
+
+
+def test_the_fpo_command_prints_the_fft_library(tmp_path, monkeypatch, capsys):
+    """``greenprint fpo`` prints the table, and with ``--json`` the result's dict: both carry
+    the library of a model that runs an FFT (an FNet-style token mixer)."""
+    from greenprint.cli import main
+    from greenprint.fpo import _rules_spectral
+
+    (tmp_path / "fnet.py").write_text(
+        "import torch\n\n\n"
+        "class Mixer(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return torch.fft.fft2(x).real\n\n\n"
+        "def build():\n"
+        "    return Mixer()\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    library = _rules_spectral.fft_backend()
+    assert main(["fpo", "fnet.py:build", "--input-shape", "2,4,8"]) == 0
+    assert "CPU FFT library" in capsys.readouterr().out
+    assert main(["fpo", "fnet.py:build", "--input-shape", "2,4,8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["assumptions"] == {"fft_library": library}

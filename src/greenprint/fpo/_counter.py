@@ -165,7 +165,19 @@ class FPOCounter:
             by_op_phase=by_op_phase,
             by_module_phase=by_module_phase,
             complex_ops=dict(self._complex),
+            assumptions=self._assumptions(),
         )
+
+    def _assumptions(self) -> dict[str, str]:
+        """What the counts assumed (:attr:`FPOResult.assumptions`).
+
+        The FFT library, when an FFT op was counted.
+        """
+        if any(op.startswith("aten._fft_") for op in self._calls):
+            from greenprint.fpo import _rules_spectral
+
+            return {"fft_library": _rules_spectral.fft_backend()}
+        return {}
 
     @property
     def total(self) -> int:

@@ -52,6 +52,12 @@ class FPOResult:
             add is 2): the counts of these ops are too low. The FFTs and the common arithmetic
             (multiply, add, divide, sums, products: see ``greenprint.fpo._complex``) are
             counted in real FPO and are not listed.
+        assumptions: what a count assumed that the ops' shapes do not say, name -> value;
+            empty when nothing was assumed. ``"fft_library"`` (``"mkl"`` or ``"pocketfft"``)
+            when an FFT op was counted: the CPU FFT library of the torch build that counted,
+            which decides how an ``rfft``'s normalisation is counted (MKL: 2 per one-sided
+            complex value; pocketfft: 1 per real input value; see docs/fpo.md). A count made
+            on another build can differ there.
     """
 
     total: int
@@ -70,6 +76,7 @@ class FPOResult:
     steps: int = 1
     complex_ops: dict[str, int] = field(default_factory=dict)
     trainable_params: int | None = None
+    assumptions: dict[str, str] = field(default_factory=dict)
 
     @property
     def forward_by_module(self) -> dict[str, int]:
@@ -152,6 +159,7 @@ class FPOResult:
             "by_op_phase": {k: dict(v) for k, v in self.by_op_phase.items()},
             "by_module_phase": {k: dict(v) for k, v in self.by_module_phase.items()},
             "complex_ops": dict(self.complex_ops),
+            "assumptions": dict(self.assumptions),
         }
 
     def table(self, *, by: str = "module", depth: int | None = None) -> str:
@@ -296,6 +304,13 @@ class FPOResult:
             lines.append(
                 f"COMPLEX    {listed} (ops on complex tensors counted as if real, 1 FPO per "
                 "complex element; too low)"
+            )
+        library = self.assumptions.get("fft_library")
+        if library:
+            name = {"mkl": "MKL", "pocketfft": "pocketfft"}.get(library, library)
+            lines.append(
+                f"FFT        counted as this torch build's CPU FFT library, {name}, runs it "
+                "(an rfft's normalisation differs between MKL and pocketfft builds)"
             )
         return lines
 
