@@ -724,3 +724,55 @@ def test_the_fpo_command_prints_the_fft_library(tmp_path, monkeypatch, capsys):
     assert "CPU FFT library" in capsys.readouterr().out
     assert main(["fpo", "fnet.py:build", "--input-shape", "2,4,8", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["assumptions"] == {"fft_library": library}
+
+
+# -- pocketfft's Bluestein plan scales n complex values --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "bluestein"),
+    [(49, False), (53, False), (181, False), (191, True), (211, True), (256, False), (422, False)],
+)
+def test_pocketfft_plans_bluestein_as_its_constructor_does(n, bluestein):
+    """``pocketfft_r``'s constructor (``pocketfft_hdronly.h``), by hand: under 50, or ``p * p
+    <= n`` for the largest prime factor ``p``, FFTPACK (49, 256); otherwise Bluestein when
+    ``3 cost_guess(good_size_cmplx(2n - 1)) < 0.5 cost_guess(n)``, ``cost_guess`` the sum of
+    the prime factors (over 5 times 1.1) times ``n``. 53: ``0.5 * 1.1 * 53^2`` = 1,545 against
+    ``3 * (3 + 5 + 7.7) * 105`` = 4,946: FFTPACK. 181: 18,019 against ``3 * (3 + 24.2) *
+    363`` = 29,621: FFTPACK. 191: 20,065 against ``3 * 17 * 384`` = 19,584: Bluestein. 211:
+    24,487 against ``3 * 17 * 432`` = 22,032: Bluestein. 422 = 2 x 211: ``0.5 * (2 + 232.1) *
+    422`` = 49,395 against ``3 * (7.7 + 2 * 12.1) * 847`` = 81,058 (847 = 7 x 11 x 11, the
+    smallest such number from 843): FFTPACK."""
+    from greenprint.fpo._rules_spectral import pocketfft_bluestein
+
+    assert pocketfft_bluestein(n) is bluestein
+
+
+@pytest.mark.parametrize(("n", "bluestein"), [(53, False), (211, True)])
+def test_pocketfft_normalisation_under_bluestein(n, bluestein, monkeypatch):
+    """On a pocketfft build (selected by replacing the detection, as s24's tests do): an
+    ``rfft(norm="ortho")`` of (2, n) scales each transform's ``n`` packed real values (FFTPACK,
+    ``copy_and_norm``) or, under Bluestein, ``n`` complex values in ``fftblue::fft``'s last
+    multiply, ``special_mul(bk[m]) * fct``: 2n. ``irfft`` (its default ``1/n``) of (2, n // 2
+    + 1) to length n the same. For 211 each was 211 per transform low (before s25: 2 x 211
+    for both plans); MKL builds are unchanged."""
+    from greenprint.fpo import _rules_spectral
+
+    monkeypatch.setattr(_rules_spectral, "fft_backend", lambda: "pocketfft")
+    textbook = int(2.5 * 2 * n * math.log2(n))
+    per_transform = 2 * n if bluestein else n
+    forward = gp.count_fpo(
+        lambda a: torch.fft.rfft(a, norm="ortho"), torch.randn(2, n), backward=False
+    )
+    assert forward.by_op == {"aten._fft_r2c": textbook + 2 * per_transform}
+    inverse = gp.count_fpo(
+        lambda a: torch.fft.irfft(a, n=n),
+        torch.randn(2, n // 2 + 1, dtype=torch.cfloat),
+        backward=False,
+    )
+    assert inverse.by_op["aten._fft_c2r"] == textbook + 2 * per_transform
+    unscaled = gp.count_fpo(lambda a: torch.fft.rfft(a), torch.randn(2, n), backward=False)
+    assert unscaled.by_op == {"aten._fft_r2c": textbook}
+    monkeypatch.setattr(_rules_spectral, "fft_backend", lambda: "mkl")
+    mkl = gp.count_fpo(lambda a: torch.fft.rfft(a, norm="ortho"), torch.randn(2, n), backward=False)
+    assert mkl.by_op == {"aten._fft_r2c": textbook + 2 * 2 * (n // 2 + 1)}

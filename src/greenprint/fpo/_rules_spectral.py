@@ -19,7 +19,9 @@ Frameworks for the Fast Fourier Transform, 1992):
   (x86 builds) scales the one-sided half, ``n // 2 + 1`` complex values per transform of
   ``n`` (2 each; the other half of a two-sided output is its mirror, a copy); pocketfft
   (builds without MKL: macOS, Arm) scales the ``n`` real values of its packed result, before
-  they are unpacked into the one-sided output, ``n`` per transform.
+  they are unpacked into the one-sided output, ``n`` per transform, unless it plans Bluestein's
+  algorithm for ``n`` (:func:`pocketfft_bluestein`), which scales ``n`` complex values, ``2n``.
+  An ``irfft`` on pocketfft likewise: ``n`` per transform, ``2n`` under Bluestein.
 
 These counts are real FPO on complex data, unlike the elementwise rules, which count one FPO
 per complex element (see the Limits in docs/fpo.md).
@@ -67,6 +69,96 @@ def fft_backend() -> str:
     import torch
 
     return "mkl" if torch.backends.mkl.is_available() else "pocketfft"
+
+
+def _largest_prime_factor(n: int) -> int:
+    """The largest prime factor of ``n``: pocketfft's ``util::largest_prime_factor``."""
+    result = 1
+    while n % 2 == 0:
+        result, n = 2, n // 2
+    x = 3
+    while x * x <= n:
+        while n % x == 0:
+            result, n = x, n // x
+        x += 2
+    return n if n > 1 else result
+
+
+def _cost_guess(n: int) -> float:
+    """Pocketfft's ``util::cost_guess``.
+
+    The sum of ``n``'s prime factors (those over 5 times 1.1), times ``n``.
+    """
+    total, rest = 0.0, n
+    while rest % 2 == 0:
+        total, rest = total + 2, rest // 2
+    x = 3
+    while x * x <= rest:
+        while rest % x == 0:
+            total, rest = total + (x if x <= 5 else 1.1 * x), rest // x
+        x += 2
+    if rest > 1:
+        total += rest if rest <= 5 else 1.1 * rest
+    return total * n
+
+
+def _good_size_cmplx(n: int) -> int:
+    """The smallest 2-3-5-7-11-smooth number ``>= n``: ``util::good_size_cmplx``."""
+    if n <= 12:
+        return n
+    best = 2 * n
+    f11 = 1
+    while f11 < best:
+        f117 = f11
+        while f117 < best:
+            f1175 = f117
+            while f1175 < best:
+                x = f1175
+                while x < n:
+                    x *= 2
+                while True:
+                    if x < n:
+                        x *= 3
+                    elif x > n:
+                        best = min(best, x)
+                        if x & 1:
+                            break
+                        x >>= 1
+                    else:
+                        return n
+                f1175 *= 5
+            f117 *= 7
+        f11 *= 11
+    return best
+
+
+@functools.lru_cache(maxsize=1024)
+def pocketfft_bluestein(n: int) -> bool:
+    """Whether pocketfft plans a real transform of length ``n`` with Bluestein's algorithm.
+
+    ``pocketfft_r``'s constructor (``pocketfft_hdronly.h``): a length under 50, or whose
+    largest prime factor ``p`` has ``p * p <= n``, gets the FFTPACK plan; otherwise Bluestein's
+    when ``2 * 1.5 * cost_guess(good_size_cmplx(2n - 1)) < 0.5 * cost_guess(n)``: lengths with
+    a prime factor over about 160 (211: yes; 53: no).
+    """
+    if n < 50:
+        return False
+    p = _largest_prime_factor(n)
+    if p * p <= n:
+        return False
+    return 2 * _cost_guess(_good_size_cmplx(2 * n - 1)) * 1.5 < 0.5 * _cost_guess(n)
+
+
+def _pocketfft_scaling(transforms: int, n: int) -> int:
+    """The normalisation of ``transforms`` pocketfft real transforms of length ``n``.
+
+    The FFTPACK plan (``rfftp::exec``'s ``copy_and_norm``) multiplies the ``n`` real values of
+    the packed result, ``n``; the Bluestein plan (``fftblue::fft``) folds the factor into its
+    last complex multiply, ``c[m] = akf[m].special_mul(bk[m]) * fct``, over ``n`` complex
+    values: ``2n``. (Bluestein multiplies by the factor also when it is 1, as part of that
+    step, which the textbook ``2.5 N log2 N`` stands for: not counted.)
+    """
+    return transforms * (2 * n if pocketfft_bluestein(n) else n)
 
 
 def _normalization(normalization: Any, values: int) -> int:
@@ -125,16 +217,16 @@ def fft_r2c_rule(
     1`` per transform of ``n``); pocketfft's ``r2c`` scales the ``n`` real values of each
     last-axis transform's packed result (``rfftp::exec``'s ``copy_and_norm``; the other axes
     of a multi-dimensional transform run with a factor of 1, unscaled), so 1 per real input
-    element. (For a length of 50 or more whose largest prime factor is large, pocketfft may
-    plan Bluestein's algorithm, which folds the factor into its last complex multiply over
-    ``n`` complex values: 2 per value, ``n`` more than counted.) A two-sided output
-    (``onesided=False``) is filled in from the one-sided half by conjugate symmetry, a copy,
-    in both.
+    element; for a last-axis length it plans with Bluestein's algorithm
+    (:func:`pocketfft_bluestein`) 2 per element (:func:`_pocketfft_scaling`; until s25 1, ``n``
+    per transform low). A two-sided output (``onesided=False``) is filled in from the
+    one-sided half by conjugate symmetry, a copy, in both.
     """
     if normalization == _NO_NORMALIZATION:
         scale = 0
     elif (backend or fft_backend()) == "pocketfft":
-        scale = numel(self)
+        n = self[list(dim)[-1] % len(self)] if self and dim else 1
+        scale = _pocketfft_scaling(numel(self) // n if n else 0, n)
     else:
         scale = 2 * _one_sided(self, dim)
     return fft_fpo(numel(self), _points(self, dim), 2.5) + scale
@@ -148,11 +240,21 @@ def fft_c2r_rule(
     last_dim_size: Any = None,
     *,
     out_shape: Any = None,
+    backend: str | None = None,
     **kwargs: Any,
 ) -> int:
     """Complex to real: ``2.5 N log2 N`` per transform of the real output (+ normalisation).
 
-    The normalisation scales the real output: 1 per element.
+    The normalisation scales the real output: 1 per element; pocketfft's last-axis transform
+    (``c2r`` runs the other axes first with a factor of 1) under a Bluestein plan for the
+    output's length ``n`` scales ``n`` complex values, 2 per element (:func:`_pocketfft_scaling`;
+    until s25 1).
     """
     out = first_shape(out_shape)
-    return fft_fpo(numel(out), _points(out, dim), 2.5) + _normalization(normalization, numel(out))
+    textbook = fft_fpo(numel(out), _points(out, dim), 2.5)
+    if normalization == _NO_NORMALIZATION or not out or not dim:
+        return textbook + _normalization(normalization, numel(out))
+    if (backend or fft_backend()) == "pocketfft":
+        n = out[list(dim)[-1] % len(out)]
+        return textbook + _pocketfft_scaling(numel(out) // n if n else 0, n)
+    return textbook + numel(out)
