@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -238,41 +239,52 @@ def scale(sizes: list[int], repeat: int, *, postgres: bool = False) -> None:
     rows and doing nothing with them: no Python reader of the ledger can take less.
     """
     print(f"# load average before: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    print("| runs | step | wall (s) | CPU (s) | peak RSS (MB) | share of JSON | target |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | --- |")
-    steps = {
-        "floor": "sqlite3 alone: fetch the same rows (no decoding, no objects)",
-        "read": "read the ledger (Ledger.runs, every point)",
-        "json": "JSON report, end to end",
-        "json-read": "of which the report's own read of the ledger",
-        "html": "HTML report, end to end",
-        "json-chosen": "JSON report, the metric not given (chosen by the report)",
-    }
-    for size in sizes:
-        work = Path(tempfile.mkdtemp(prefix="gp-bench-scale-"))
-        ledger = work / "ledger.db"
-        make_ledger(ledger, size)
-        targets = {"json": "< 5 s, < 500 MB", "html": "< 10 s", "json-read": "a small part"}
-        measured = {
-            what: probe(what, ledger, work / "out", repeat)
-            for what in ("floor", "read", "json", "html")
+    works: list[Path] = []  # each ledger is 150 MB at 100,000 runs: removed at the end
+    try:
+        print("| runs | step | wall (s) | CPU (s) | peak RSS (MB) | share of JSON | target |")
+        print("| ---: | --- | ---: | ---: | ---: | ---: | --- |")
+        steps = {
+            "floor": "sqlite3 alone: fetch the same rows (no decoding, no objects)",
+            "read": "read the ledger (Ledger.runs, every point)",
+            "json": "JSON report, end to end",
+            "json-read": "of which the report's own read of the ledger",
+            "html": "HTML report, end to end",
+            "json-chosen": "JSON report, the metric not given (chosen by the report)",
         }
-        _print_rows(f"{size + 12:,}", measured, steps, targets if size >= 100_000 else {})
-    size = max(sizes)
-    if postgres:
-        postgres_scale(ledger, size, repeat, steps)
-    work = Path(tempfile.mkdtemp(prefix="gp-bench-series-"))
-    ledger = work / "ledger.db"
-    make_ledger(ledger, size, series=SERIES)
-    measured = {what: probe(what, ledger, work / "out", repeat) for what in PER_STUDY}
-    _print_rows(f"{size + 12:,}, {2 * SERIES + 3} points a run", measured, steps, {})
-    # a long training: few runs, thousands of steps each (the report reads the marks)
-    work = Path(tempfile.mkdtemp(prefix="gp-bench-long-"))
-    ledger = work / "ledger.db"
-    make_ledger(ledger, LONG_TRIALS, series=LONG_STEPS)
-    measured = {what: probe(what, ledger, work / "out", repeat) for what in PER_STUDY}
-    _print_rows(f"{LONG_TRIALS + 12:,}, {2 * LONG_STEPS + 3} points a run", measured, steps, {})
-    print(f"# load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        for size in sizes:
+            work = _work(works, "scale")
+            ledger = work / "ledger.db"
+            make_ledger(ledger, size)
+            targets = {"json": "< 5 s, < 500 MB", "html": "< 10 s", "json-read": "a small part"}
+            measured = {
+                what: probe(what, ledger, work / "out", repeat)
+                for what in ("floor", "read", "json", "html")
+            }
+            _print_rows(f"{size + 12:,}", measured, steps, targets if size >= 100_000 else {})
+        size = max(sizes)
+        if postgres:
+            postgres_scale(ledger, size, repeat, steps)
+        work = _work(works, "series")
+        ledger = work / "ledger.db"
+        make_ledger(ledger, size, series=SERIES)
+        measured = {what: probe(what, ledger, work / "out", repeat) for what in PER_STUDY}
+        _print_rows(f"{size + 12:,}, {2 * SERIES + 3} points a run", measured, steps, {})
+        # a long training: few runs, thousands of steps each (the report reads the marks)
+        work = _work(works, "long")
+        ledger = work / "ledger.db"
+        make_ledger(ledger, LONG_TRIALS, series=LONG_STEPS)
+        measured = {what: probe(what, ledger, work / "out", repeat) for what in PER_STUDY}
+        _print_rows(f"{LONG_TRIALS + 12:,}, {2 * LONG_STEPS + 3} points a run", measured, steps, {})
+        print(f"# load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    finally:
+        for work in works:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _work(works: list[Path], what: str) -> Path:
+    """A new temporary folder for one of :func:`scale`'s ledgers, kept in ``works``."""
+    works.append(Path(tempfile.mkdtemp(prefix=f"gp-bench-{what}-")))
+    return works[-1]
 
 
 def postgres_scale(ledger: Path, size: int, repeat: int, steps: dict[str, str]) -> None:

@@ -19,7 +19,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # one log for the session: pytest-xdist's workers inherit the controller's, whose session end
 # reads it (a worker's failed exit status does not reach the controller)
 _inherited_log = os.environ.get("GREENPRINT_NETWORK_GUARD_LOG")
-if os.environ.get("PYTEST_XDIST_WORKER") and _inherited_log:
+_own_guard_dir = not (os.environ.get("PYTEST_XDIST_WORKER") and _inherited_log)
+if not _own_guard_dir:
     _guard_log = Path(_inherited_log)
 else:
     _guard_log = Path(tempfile.mkdtemp(prefix="gp-guard-")) / "violations.log"
@@ -243,13 +244,17 @@ def pytest_warning_recorded(warning_message: warnings.WarningMessage) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the session if any process tried to reach a non-loopback address."""
-    if _guard_log.exists() and _guard_log.read_text().strip():
-        sys.stderr.write(
-            "\nNETWORK GUARD: connections outside loopback were attempted:\n"
-            + _guard_log.read_text()
-        )
+    """Fail the session if any process tried to reach a non-loopback address.
+
+    The process that made the log's folder (the controller, or a run without workers) removes
+    it once read: every ``pytest`` run left a ``gp-guard-*`` folder in the machine's /tmp.
+    """
+    text = _guard_log.read_text() if _guard_log.exists() else ""
+    if text.strip():
+        sys.stderr.write("\nNETWORK GUARD: connections outside loopback were attempted:\n" + text)
         session.exitstatus = 1
+    if _own_guard_dir:
+        shutil.rmtree(_guard_log.parent, ignore_errors=True)
 
 
 def require(condition: bool, reason: str) -> None:
