@@ -355,7 +355,8 @@ def test_an_amd_gpu_failing_mid_run_goes_on_at_its_mean_power_the_other_from_its
         meter.close()
 
 
-def test_an_amd_gpu_failing_at_the_first_read_is_left_out_the_other_read():
+def test_an_amd_gpu_failing_at_the_first_read_is_estimated_the_other_read():
+    """As NVML's: the failing GPU at its table TDP, full load, and the provenance says so."""
     first, second, amdsmi = _two_amd_gpus()
     clock = Clock()
     meter = AmdMeter.open(amdsmi, environ={}, clock=clock)
@@ -364,9 +365,12 @@ def test_an_amd_gpu_failing_at_the_first_read_is_left_out_the_other_read():
         meter.start()
         clock.t += 2.0
         amdsmi.advance(2.0)
-        assert meter.read().machine_j == pytest.approx(400.0, rel=1e-6)
+        # GPU-0: 2 s at 200 W read; GPU-1: 2 s at its MI300X's 750 W
+        assert meter.read().machine_j == pytest.approx(400.0 + 1500.0, rel=1e-6)
         assert meter.provenance == (
-            f"amdsmi:counter:GPU-0 (GPU-1 failed to open (amdsmi: {_FILE_ERROR}): not counted)"
+            "amdsmi:counter:GPU-0+amdsmi:tdp-estimate:GPU-1 (GPU-1 failed at its first read "
+            f"(amdsmi_get_power_info failed: {_FILE_ERROR}): estimated from its TDP, AMD "
+            "Instinct MI300X 750 W table:AMD Instinct MI300X, utilisation unknown: full load)"
         )
     finally:
         meter.close()

@@ -3,7 +3,7 @@
 1. One GPU failing at its *first* read (``NVMLError_Unknown``, ``GPU_IS_LOST``: it opened, then
    fell off the bus) no longer fails the whole NVML meter, which made every GPU a TDP estimate:
    the healthy GPUs stay measured, the failing one is estimated from its TDP, and the provenance
-   says which and why (amdsmi leaves such a GPU out; NVML estimates it).
+   says which and why (NVML and, since session 25, amdsmi estimate it).
 2. ``greenprint hardware`` says why a pre-Volta GPU is power-sampled.
 """
 
