@@ -32,12 +32,19 @@ __all__ = [
     "NoMeters",
     "append_metrics",
     "continue_from",
+    "end_evaluation",
     "last_training",
     "metric_values",
+    "part_of",
     "plain_params",
     "refresh",
+    "same_ledger",
     "share_node_run_id",
+    "take_waiting_parts",
     "trained_again",
+    "trained_run",
+    "waiting_parts",
+    "weak_ref",
 ]
 
 logger = logging.getLogger(__name__)
@@ -294,6 +301,119 @@ def trained_again(run: Run, model: Any, *, link: bool = True, schedule: str = ""
     if earlier.role is not None or record.role is not None:
         return
     _record(ledger, earlier_id, {"parent_id": run.id, "role": "part", "contained": False}, run.id)
+
+
+#: Each model's runs waiting for its next training to take them as parts, in this process (a
+#: Lightning ``fast_dev_run`` fit, an evaluation of a model no known run trained): see
+#: :func:`waiting_parts`.
+_WAITING: weakref.WeakKeyDictionary[Any, list[Run]] = weakref.WeakKeyDictionary()
+
+
+def waiting_parts(model: Any, *, take: bool = False) -> list[Run]:
+    """The runs about ``model`` that wait for its next training to take them as parts.
+
+    A Lightning ``fast_dev_run`` fit, or an evaluation of a model that no known run trained
+    (the untrained model validated before its training): appended to the list returned.
+    ``take``: hand them over (the list is emptied), for the training that starts now. A model
+    that cannot be weakly referenced keeps none: its runs stay parts of no run.
+    """
+    try:
+        runs = _WAITING.pop(model, []) if take else _WAITING.setdefault(model, [])
+    except TypeError:  # not weakly referenceable, or unhashable
+        return []
+    return runs
+
+
+def take_waiting_parts(run: Run, model: Any) -> None:
+    """Make the runs waiting for ``model``'s next training (:func:`waiting_parts`) parts of ``run``.
+
+    Only those still top-level, of ``run``'s study and ledger; each is recorded ``contained``
+    false (it ran before ``run``, outside its measurement: the price tag adds it once).
+    """
+    for waiting in waiting_parts(model, take=True):
+        if waiting.parent_id is None and waiting.study == run.study and same_ledger(waiting, run):
+            part_of(run.id, waiting)
+
+
+def weak_ref(obj: Any) -> weakref.ref[Any] | None:
+    """A weak reference to ``obj``, ``None`` when it cannot be weakly referenced."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return None
+
+
+def trained_run(run: Run, candidates: list[str | None]) -> str | None:
+    """The first of ``candidates`` that is an ended run of ``run``'s ledger and study.
+
+    For an evaluation outside a training (``run``): the runs that may have trained the model
+    it evaluates, most likely first. One not in the ledger (another ledger's, deleted), of
+    another study, still running, or ``run`` itself is passed over. Inside a run of the
+    user's (``run`` has a parent), none: that run holds the evaluation's cost.
+    """
+    ledger = run.ledger
+    if ledger is None or run.parent_id is not None:
+        return None
+    for run_id in candidates:
+        if not isinstance(run_id, str) or not run_id or run_id == run.id:
+            continue
+        try:
+            trained = ledger.run(run_id)
+        except GreenprintError as e:  # another ledger's run, or a deleted one
+            logger.debug("greenprint: run %s is not in the ledger: %s", run_id[:8], e)
+            continue
+        if trained.study == run.study and trained.status != "running":
+            return run_id
+    return None
+
+
+def end_evaluation(
+    run: Run | None, status: str, error: str | None, *, trained_by: str | None, model: Any
+) -> None:
+    """End the run of an evaluation outside a training; link it to the model's training.
+
+    Of a model a known run trained (``trained_by``), it becomes a ``part`` of that run,
+    ``contained`` false (it ran after it: the price tag adds it once). One of no known
+    training with role ``part`` waits for the next training of ``model`` in this process,
+    which takes it as its part (:func:`take_waiting_parts`). Inside a run of the user's, it
+    stays that run's part. A run not running (ended already) is left as it is.
+    """
+    if run is None or run.status != "running":
+        return
+    run.stop(status=status, error=error)
+    if run.parent_id is not None:  # inside a run of the user's, which holds its cost
+        return
+    if trained_by is not None:
+        part_of(trained_by, run)
+    elif run.role == "part" and model is not None:
+        waiting_parts(model).append(run)
+
+
+def same_ledger(one: Run, other: Run) -> bool:
+    """Whether two runs write to the same ledger."""
+    if one.ledger is None or other.ledger is None:
+        return False
+    return bool(one.ledger.url_unmasked == other.ledger.url_unmasked)
+
+
+def part_of(parent_id: str | None, run: Run) -> None:
+    """Record ``run`` (ended before or after run ``parent_id``) as a part outside that run.
+
+    ``contained`` false: it ran outside that run's measurement, so the price tag adds it once.
+    A ledger that cannot take it is logged as a warning, never raised into the framework.
+    """
+    ledger = run.ledger
+    if ledger is None or not parent_id or not run.id:
+        return
+    try:
+        ledger.flush(run.id, fields={"parent_id": parent_id, "role": "part", "contained": False})
+    except GreenprintError as e:
+        logger.warning(
+            "greenprint: could not record run %s as a part of run %s: %s",
+            run.id[:8],
+            parent_id[:8],
+            e,
+        )
 
 
 def _configured(params: Mapping[str, Any], schedule: str) -> dict[str, Any]:

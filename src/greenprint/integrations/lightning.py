@@ -38,8 +38,11 @@ What it records:
   ``baseline`` (the reported model's test, a reference model's, which the report reads as
   such); a ``part`` of no run is taken by the next fit of that module object in this process
   (the validation of the untrained model before its training). Inside a run of yours
-  (``with gp.track(...)``), it is a part of that run. In a single process (with several, an
-  evaluation is not measured);
+  (``with gp.track(...)``), it is a part of that run. With several processes (DDP), as the
+  fit: the node's local rank 0 meters the node (its run as above) and every other rank records
+  a part of it, ``<name>-test-rank<k>``, with no energy of its own; a strategy that starts new
+  processes for each call (``ddp_spawn``, ``ddp_fork``) knows no fit in them, so there the
+  evaluation is a top-level part (measured, never a trial), linked to no fit;
 * the module's ``hparams`` and the Trainer's epochs and devices as the run's params;
 * with ``count_fpo=True``, the FPO of one training step (``training_step`` and the backward of its
   loss, counted once on a meta copy of the module: nothing is allocated), added to the run at
@@ -127,13 +130,19 @@ from greenprint.integrations._dl import (
     NoMeters,
     append_metrics,
     continue_from,
+    end_evaluation,
     last_training,
     metric_values,
+    part_of,
     plain_params,
     refresh,
     share_node_run_id,
+    take_waiting_parts,
     trained_again,
+    trained_run,
+    waiting_parts,
 )
+from greenprint.integrations._dl import weak_ref as _weak
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.fpo import FPOResult
@@ -320,19 +329,13 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._continue()  # a checkpoint restored before this hook (the usual order)
         tuned, self._tuning = self._tuning, []
         for finder in tuned:
-            _part_of(run.id, finder)
+            part_of(run.id, finder)
         if int(getattr(trainer, "world_size", 1)) > 1:
             return
         if dev_run is not None:  # the next fit of this module takes it as a part
-            _dev_runs_of(pl_module).append(run)
+            waiting_parts(pl_module).append(run)
             return
-        for checked in _dev_runs_of(pl_module, take=True):
-            if (
-                checked.parent_id is None
-                and checked.study == run.study
-                and _same_ledger(checked, run)
-            ):
-                _part_of(run.id, checked)
+        take_waiting_parts(run, pl_module)  # its fast_dev_run, its evaluation before the fit
         trained_again(run, pl_module, link=not resuming, schedule="trainer.")  # a second fit
 
     def state_dict(self) -> dict[str, Any]:
@@ -536,9 +539,6 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         if kind is None:
             return
         self._stop_evaluation("failed", "a new evaluation started before this one ended")
-        if int(getattr(trainer, "world_size", 1) or 1) > 1:
-            logger.debug("greenprint: a trainer.%s() with several processes is not measured", kind)
-            return
         _check_objects(trainer, pl_module)
         from greenprint.tracking import track
 
@@ -551,8 +551,29 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         # a model's evaluation the user called final or baseline, unless a known run trained
         # it (then a part of that run, once it ends: see _stop_evaluation)
         role = given if kind != "predict" and given in ("final", "baseline") else "part"
+        world = int(getattr(trainer, "world_size", 1) or 1)
         try:
-            run = track(name, params=params, role=role, **options).start()
+            if world <= 1:
+                run = track(name, params=params, role=role, **options).start()
+            elif trainer.local_rank == 0:  # one meter per node, as the fit's
+                node_run: Run | None = None
+                try:
+                    node_run = track(
+                        name, params=params, role=role, pid=_node_root_pid(trainer), **options
+                    ).start()
+                finally:  # every rank takes part in the exchange, a run started or not
+                    _node_run_id(trainer, node_run.id if node_run is not None else None)
+                run = node_run
+            else:
+                options.pop("meters", None)  # one meter per node: this rank reads none
+                run = track(
+                    f"{name}-rank{trainer.global_rank}",
+                    params=params,
+                    role="part",
+                    parent=_node_run_id(trainer, None),
+                    meters=NoMeters(),
+                    **options,
+                ).start()
         except GreenprintError as e:  # never stop the user's evaluation
             logger.warning("greenprint: could not start the run of trainer.%s(): %s", kind, e)
             return
@@ -588,15 +609,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         run, trained_by = self._evaluation, self._evaluated
         module = self._evaluated_module() if self._evaluated_module is not None else None
         self._evaluation = self._evaluated = self._evaluated_module = None
-        if run is None or run.status != "running":
-            return
-        run.stop(status=status, error=error)
-        if run.parent_id is not None:  # inside a run of the user's, which holds its cost
-            return
-        if trained_by is not None:
-            _part_of(trained_by, run)
-        elif run.role == "part" and module is not None:
-            _dev_runs_of(module).append(run)
+        end_evaluation(run, status, error, trained_by=trained_by, model=module)
 
     def _trained_by(self, run: Run, trainer: Any, pl_module: Any) -> str | None:
         """The id of the run that trained the model ``run`` evaluates, if known.
@@ -606,8 +619,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         object in this process. A run not in ``run``'s ledger, of another study, or still
         running is none. Inside a run of the user's, none is looked for: that run holds it.
         """
-        ledger = run.ledger
-        if ledger is None or run.parent_id is not None:
+        if run.ledger is None or run.parent_id is not None:
             return None
         candidates = [self._resumes]
         fit_trainer = self._fit_trainer() if self._fit_trainer is not None else None
@@ -615,17 +627,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         if self._run is not None and fit_trainer is trainer and fit_module is pl_module:
             candidates.append(self._run.id)
         candidates.append(last_training(pl_module))
-        for run_id in candidates:
-            if not isinstance(run_id, str) or not run_id or run_id == run.id:
-                continue
-            try:
-                trained = ledger.run(run_id)
-            except GreenprintError as e:  # another ledger's run, or a deleted one
-                logger.debug("greenprint: run %s is not in the ledger: %s", run_id[:8], e)
-                continue
-            if trained.study == run.study and trained.status != "running":
-                return run_id
-        return None
+        return trained_run(run, candidates)
 
     def _continue(self) -> None:
         """Make the run of the checkpoint's fit a part of this fit's run (global rank 0)."""
@@ -811,60 +813,12 @@ def _dev_run(trainer: Any) -> tuple[str, int | float] | None:
     return None
 
 
-#: Each module's ``fast_dev_run`` fits not yet taken by a fit of it (see :func:`_dev_runs_of`).
-_DEV_RUNS: weakref.WeakKeyDictionary[Any, list[Run]] = weakref.WeakKeyDictionary()
-
-
-def _dev_runs_of(pl_module: Any, *, take: bool = False) -> list[Run]:
-    """The runs of ``pl_module``'s ``fast_dev_run`` fits that no fit of it has taken yet.
-
-    ``take``: hand them over (the list is emptied), for the fit that starts now. A module
-    that cannot be weakly referenced keeps none: its dev runs stay parts of no run.
-    """
-    try:
-        runs = _DEV_RUNS.pop(pl_module, []) if take else _DEV_RUNS.setdefault(pl_module, [])
-    except TypeError:  # not weakly referenceable, or unhashable
-        return []
-    return runs
-
-
-def _same_ledger(one: Run, other: Run) -> bool:
-    """Whether two runs write to the same ledger."""
-    if one.ledger is None or other.ledger is None:
-        return False
-    return bool(one.ledger.url_unmasked == other.ledger.url_unmasked)
-
-
-def _part_of(parent_id: str | None, run: Run) -> None:
-    """Record ``run`` (ended before or after run ``parent_id``) as a part outside that run."""
-    ledger = run.ledger
-    if ledger is None or not parent_id or not run.id:
-        return
-    try:
-        ledger.flush(run.id, fields={"parent_id": parent_id, "role": "part", "contained": False})
-    except GreenprintError as e:
-        logger.warning(
-            "greenprint: could not record run %s as a part of run %s: %s",
-            run.id[:8],
-            parent_id[:8],
-            e,
-        )
-
-
 def _evaluation_kind(trainer: Any) -> str | None:
     """``"validate"``, ``"test"`` or ``"predict"`` while the Trainer runs one outside a fit."""
     state = getattr(trainer, "state", None)
     fn = getattr(state, "fn", None)
     value = getattr(fn, "value", fn)
     return value if value in ("validate", "test", "predict") else None
-
-
-def _weak(obj: Any) -> weakref.ref[Any] | None:
-    """A weak reference to ``obj``, ``None`` when it cannot be weakly referenced."""
-    try:
-        return weakref.ref(obj)
-    except TypeError:
-        return None
 
 
 def _limited(trainer: Any, loader: Any, size: int) -> int:

@@ -72,6 +72,15 @@ the sweep keeps the first sweep's name and study (when the callback was given no
 trial runs its workers write under the folder's name (``trainable`` given no study) are moved
 into that study as they are adopted: one study, not two.
 
+**One experiment, one study**: the sweep's, the container of its trials. The trial runs take
+the study given to :class:`GreenprintTuneCallback`; given only to :func:`trainable`, the sweep
+takes that one (it moves there at the first trial's first result); given to neither, the
+experiment's name. A trial run its worker wrote under another study (a trainable given no
+study writes under the experiment's name) is moved into the sweep's study as it is adopted, and
+when the callback and the trainable name two different studies a warning says so, once:
+``greenprint report --study`` of either no longer shows a sweep without trials, or trials whose
+sweep is in another study.
+
 **Who writes the trial runs** (``trainable(..., write=...)``):
 
 * ``"auto"`` (default): the worker writes its run itself when it can reach the ledger, a
@@ -192,7 +201,11 @@ def trainable(
             location travels to the workers); ``None``: the configured ledger
             (``./greenprint.db`` of the driver's working directory by default). A relative path
             is made absolute here, on the driver (Tune changes a trial's working directory).
-        study: the study (default: the Tune experiment's name, as the callback's default).
+        study: the study (default: the Tune experiment's name, as the callback's default). The
+            experiment is one study, its sweep's: given a study and a callback given none, the
+            sweep moves into this one; given a study and a callback given another, the trials
+            are recorded in the callback's (a warning says so, once); given none and a callback
+            given one, the trials go into the callback's (see :class:`GreenprintTuneCallback`).
         write: who writes the trial runs: ``"auto"``, ``"worker"`` or ``"driver"`` (see the
             module).
         **run_options: passed to each trial's run: ``region``, ``intensity``, ``pue``,
@@ -511,9 +524,11 @@ class _Resume:
     root: str | None = None  # the first driver's sweep, this one's parent
     sweeps: list[Any] = field(default_factory=list)  # earlier sweeps, by start
     earlier: dict[str, list[tuple[str | None, Any]]] = field(default_factory=dict)  # name -> runs
-    # the experiment's name now, where it is no longer the study's: a restore from a moved or
-    # copied folder (its name the experiment's), whose workers write their runs under it
+    # the experiment's name, where it is not the sweep's study (a callback given a study, a
+    # restore from a moved or copied folder): a trainable given no study writes its runs there
     moved: str | None = None
+    # other studies the trial runs were written in (a trainable given a study of its own)
+    elsewhere: set[str] = field(default_factory=set)
 
 
 class GreenprintTuneCallback(tune.Callback):
@@ -524,7 +539,9 @@ class GreenprintTuneCallback(tune.Callback):
     Args:
         ledger: where the sweep (and, when the driver writes them, the trials) go; give the
             same ledger as to :func:`trainable` (``None``: the configured ledger).
-        study: the study (default: the experiment's name).
+        study: the study of the sweep and of its trials, which are moved into it as they are
+            adopted (default: the study given to :func:`trainable`, else the experiment's
+            name). A study given to :func:`trainable` that is another one warns, once.
         name: the sweep run's name (default: the experiment's name).
         time_attr: the result key that says how far a trial went, to tell a trial stopped at
             the end (``finished``) from one stopped early (``pruned``); use your scheduler's
@@ -564,11 +581,14 @@ class GreenprintTuneCallback(tune.Callback):
         self._paused: list[str] = []  # runs of trials' earlier stretches (paused, resumed)
         self._warn = WarnOnce()
         self._resume = _Resume()
+        self._experiment = ""  # the experiment's name, once the sweep starts
+        self._study_checked = False  # the study a trial run was written in was looked at
 
     def __getstate__(self) -> dict[str, Any]:
         """What Tune pickles with the run config (the settings; no run, no lock)."""
         state = dict(self.__dict__)
         state.update(_sweep=None, _trials={}, _paused=[], _warn=None, _resume=_Resume())
+        state.update(_experiment="", _study_checked=False)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -795,7 +815,9 @@ class GreenprintTuneCallback(tune.Callback):
         with no ``name``/``study`` given, those of the first sweep (Tune's saved state names
         it), also when the experiment's folder was moved or copied since (``Tuner.restore``
         names the experiment after the folder it restores): the restored trials, whose workers
-        write their runs under the new name, are moved into that study as they are adopted.
+        write their runs under the new name, are moved into that study as they are adopted, as
+        are those of a trainable given no study when the callback was given one (see
+        :meth:`_one_study`).
         """
         from greenprint.tracking import Run
 
@@ -805,17 +827,17 @@ class GreenprintTuneCallback(tune.Callback):
         run = sweep(self._name or experiment, self._study or experiment, self._ledger)
         first = self._first_sweep(run.ledger) if self._name is None or self._study is None else None
         if first is not None and (first.name, first.study) != (run.name, run.study):
-            study = self._study or first.study
-            if study != experiment:
-                self._resume.moved = experiment
-            run = sweep(self._name or first.name, study, run.ledger)
+            run = sweep(self._name or first.name, self._study or first.study, run.ledger)
             logger.debug(
                 "greenprint: experiment %r restored from a folder of another name: sweep %r "
                 "in study %r, as the first driver's",
                 experiment,
                 run.name,
-                study,
+                run.study,
             )
+        self._experiment = experiment
+        if run.study != experiment:  # a trainable given no study writes under the experiment's
+            self._resume.moved = experiment
         self._sweep = run.start()
 
     def _first_sweep(self, ledger: Any) -> Any:
@@ -839,20 +861,58 @@ class GreenprintTuneCallback(tune.Callback):
         return _jobs.tree_contains(sweep_tree, host=host, pid=int(pid))
 
     def _link_fields(self, state: _TrialState) -> dict[str, Any]:
-        fields_: dict[str, Any] = {"parent_id": self._sweep.id, "role": "trial"}
-        if self._resume.moved is not None:  # its worker wrote it under the folder's name
-            fields_["study"] = self._sweep.study
+        # the sweep's study: its worker may have written it under another (see _one_study)
+        fields_: dict[str, Any] = {
+            "parent_id": self._sweep.id,
+            "role": "trial",
+            "study": self._sweep.study,
+        }
         contained = self._contained(state.worker)
         if contained is not None:
             fields_["contained"] = contained
         return fields_
 
     def _adopt(self, state: _TrialState) -> None:
-        """Make a run the worker wrote a child of the sweep."""
+        """Make a run the worker wrote a child of the sweep, in the sweep's study."""
         ledger = self._sweep.ledger
         if ledger is None:
             return
+        if not self._study_checked:
+            self._study_checked = True
+            self._one_study(ledger.run(state.run_id).study)
         ledger.flush(state.run_id, fields=self._link_fields(state))
+
+    def _one_study(self, study: str) -> None:
+        """Keep the experiment in one study when its trial runs were written in ``study``.
+
+        The sweep is the container of the trials: they are recorded in its study. A trainable
+        given no study writes under the experiment's name (its default): moved into the
+        sweep's study as they are adopted. A trainable given a study of its own: with a
+        callback given none (and no earlier driver's sweep to follow), the sweep moves into
+        that study, the one the user named; with a callback given another, the two name two
+        studies for one experiment (a warning, once), and the trials are moved into the
+        sweep's, the callback's.
+        """
+        sweep = self._sweep
+        if study == sweep.study or study == self._experiment:
+            return
+        ledger = sweep.ledger
+        if self._study is None and not self._resume.restored and ledger is not None:
+            try:
+                ledger.flush(sweep.id, fields={"study": study})
+            except GreenprintError as e:
+                logger.warning("greenprint: could not move the sweep into study %r: %s", study, e)
+                return
+            sweep._study = study  # no setter: a run's study is fixed once it is written
+            self._resume.moved = self._experiment
+            return
+        self._resume.elsewhere.add(study)
+        self._warn(
+            "studies",
+            f"greenprint: trainable(study={study!r}) and the GreenprintTuneCallback's study "
+            f"{sweep.study!r} name two studies for one experiment; its trials are recorded "
+            f"in the sweep's study {sweep.study!r}: give both the same study, or only one",
+        )
 
     def _write_relayed(self, state: _TrialState, result: Mapping[str, Any]) -> None:
         """Write a run the worker keeps in memory from the record its result carries."""
@@ -864,6 +924,9 @@ class GreenprintTuneCallback(tune.Callback):
         data = json.loads(result[_RECORD])
         known = {f.name for f in fields(RunRecord)}
         values = {k: v for k, v in data.items() if k in known and k != "metrics"}
+        if not self._study_checked and isinstance(values.get("study"), str):
+            self._study_checked = True
+            self._one_study(values["study"])
         values.update(self._link_fields(state))
         step = result.get("training_iteration")
         now = time.time()
@@ -897,7 +960,10 @@ class GreenprintTuneCallback(tune.Callback):
             return []
 
     def _workers_runs(self, ledger: Any) -> list[Any]:
-        """The sweep's study's runs, and those the workers wrote under a moved experiment's name.
+        """The sweep's study's runs, and those the workers wrote under another study.
+
+        The experiment's name (a trainable given no study, where the sweep's study is another)
+        and a trainable's own study (see :meth:`_one_study`).
 
         Raises:
             GreenprintError: the ledger cannot be read.
@@ -905,9 +971,10 @@ class GreenprintTuneCallback(tune.Callback):
         from greenprint._exceptions import UnknownStudyError
 
         runs = list(ledger.runs(study=self._sweep.study))
-        if self._resume.moved is not None:
+        others = {self._resume.moved, *self._resume.elsewhere} - {None, self._sweep.study}
+        for study in sorted(s for s in others if s is not None):
             try:
-                runs += ledger.runs(study=self._resume.moved)
+                runs += ledger.runs(study=study)
             except UnknownStudyError:  # no run written under it (yet)
                 pass
         return runs
@@ -1014,9 +1081,7 @@ class GreenprintTuneCallback(tune.Callback):
             ):
                 continue
             try:
-                fields_ = {"parent_id": sweep.id, "role": "part"}
-                if self._resume.moved is not None:  # written under the folder's name
-                    fields_["study"] = sweep.study
+                fields_ = {"parent_id": sweep.id, "role": "part", "study": sweep.study}
                 ledger.flush(run.id, fields=fields_)
             except GreenprintError as e:
                 logger.warning("greenprint: could not adopt trial run %s: %s", run.id, e)

@@ -28,11 +28,27 @@ What it records:
   moves this callback first for those reporters to see the figures;
 * the metrics of each ``on_evaluate``, into the run, and those of the trainer's evaluations
   after ``train()`` returned (``trainer.evaluate()``, ``trainer.predict()``'s ``test_*``), into
-  the ended run at its last step (their cost is not measured); with
-  ``load_best_model_at_end``, the best
+  the ended run at its last step; with ``load_best_model_at_end``, the best
   checkpoint's evaluation again at the end of training, so that the run's last values are those
   of the model ``train()`` returns (and the params ``load_best_model_at_end`` and
   ``metric_for_best_model``); a value that is not finite is logged as NaN (no score);
+* each ``trainer.evaluate()`` and ``trainer.predict()`` outside a training as a run of its own,
+  ``<name>-evaluate`` (``-predict``), with the training's params and the call's metrics, so
+  that the study's price tag counts what evaluating cost (as Lightning's ``validate``/``test``/
+  ``predict``). Of the model a known run trained (this trainer's last training, else the last
+  training of that model object in this process) it is a ``part`` of that run, recorded
+  ``contained`` false (it ran after it, outside its measurement: the price tag adds it once);
+  else a top-level ``part`` (counted, never a trial), or the role given to the callback when
+  that is ``final`` or ``baseline`` (an evaluation's), and the next ``train()`` of that model
+  object in this process takes it as its part (the untrained model evaluated first). Inside a
+  run of yours, a part of that run. Attached, the wrapped ``evaluate``/``predict`` measure the
+  whole call; not attached, the run starts at the end of the first evaluation batch
+  (``on_prediction_step``) and ends at ``on_evaluate``/``on_predict``: it misses the time
+  before (the data loader's and the model's preparation, the first batch), and one that
+  raises ends ``failed`` at the next evaluation or training of the callback, or when the
+  program ends (``failed`` when that exception ends it). An
+  evaluation inside ``train()`` is in the training's run; a search's evaluations (each
+  trial's last) are not measured apart; with several processes, neither is an evaluation;
 * with ``count_fpo=True``, the FPO of the training (``run.fpo``): the forward and backward of
   each micro-batch trained (each micro-batch of a gradient accumulation; the gradient clipping
   and the optimizer are not counted, as for Lightning), as :func:`greenprint.count_fpo` counts
@@ -123,12 +139,13 @@ import logging
 import math
 import os
 import socket
+import sys
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from greenprint._budget import BudgetGuard
-from greenprint._exceptions import BudgetExceeded, ConfigError
+from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
 from greenprint._units import kg_to_g
@@ -144,11 +161,16 @@ from greenprint.integrations._dl import (
     NoMeters,
     append_metrics,
     continue_from,
+    end_evaluation,
+    last_training,
     metric_values,
     plain_params,
     refresh,
     share_node_run_id,
+    take_waiting_parts,
     trained_again,
+    trained_run,
+    weak_ref,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -237,7 +259,13 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._best: dict[str, Any] | None = None
         self._warn = WarnOnce()
         self._resume_path: Any = None  # resume_from_checkpoint of the wrapped train() call
+        self._evaluation: Run | None = None  # the run of an evaluate/predict outside a training
+        self._evaluated: str | None = None  # the run that trained the model it evaluates
+        self._evaluated_model: weakref.ref[Any] | None = None  # the model it evaluates
+        self._evaluating = 0  # depth of the wrapped evaluate()/predict() calls measured
         self.last_run_id: str | None = None
+        #: The id of the last ``evaluate``/``predict`` run, ``None`` before the first.
+        self.last_evaluation_id: str | None = None
 
     @property
     def run(self) -> Run | None:
@@ -250,9 +278,11 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
         First, so that reporters (W&B, MLflow...) that run after it see greenprint's figures in
         the logs; ``trainer.train`` is wrapped (on this trainer only) so that an exception ends
-        the run ``failed`` (``pruned`` for a pruned search trial) before it propagates, and
+        the run ``failed`` (``pruned`` for a pruned search trial) before it propagates,
         ``trainer.hyperparameter_search`` so that each trial records the search's objective
-        (``objective`` maximised, ``objective_loss`` minimised; see the module docstring).
+        (``objective`` maximised, ``objective_loss`` minimised; see the module docstring), and
+        ``trainer.evaluate`` and ``trainer.predict`` so that one called outside a training is
+        measured from its call to its return (its run ``<name>-evaluate``, ``-predict``).
 
         Args:
             trainer: a ``transformers.Trainer``.
@@ -277,6 +307,8 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         if self._attached is None:
             trainer.train = self._wrap_train(trainer.train)
             trainer.hyperparameter_search = self._wrap_search(trainer.hyperparameter_search)
+            trainer.evaluate = self._wrap_evaluation(trainer.evaluate, "evaluate")
+            trainer.predict = self._wrap_evaluation(trainer.predict, "predict")
             self._attached = trainer
         return self
 
@@ -296,6 +328,36 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             finally:
                 self._in_train -= 1
             self._stop_if_running("finished", None)
+            return result
+
+        return wrapped
+
+    def _wrap_evaluation(self, method: Callable[..., Any], kind: str) -> Callable[..., Any]:
+        """``trainer.evaluate`` (``predict``) measured as a run of its own outside a training.
+
+        Inside a training (an evaluation strategy's), a search, or an evaluation measured
+        already (``evaluate`` calls itself once per dataset of a dict), it is called as is.
+        """
+
+        @functools.wraps(method)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            trainer = self._attached
+            state = getattr(trainer, "state", None)
+            if trainer is None or not self._evaluates_alone(state):
+                return method(*args, **kwargs)
+            self._start_evaluation(kind, trainer.args, state, trainer.model)
+            self._evaluating += 1
+            try:
+                result = method(*args, **kwargs)
+            except BaseException as e:
+                status, error = status_for(e)
+                if status == "finished":  # SystemExit(0) inside evaluate()
+                    status, error = "interrupted", f"{type(e).__name__} during trainer.{kind}()"
+                self._stop_evaluation(status, error)
+                raise
+            finally:
+                self._evaluating -= 1
+            self._stop_evaluation("finished", None)
             return result
 
         return wrapped
@@ -335,14 +397,9 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         _check_args(args, state)
         # a run still going here was never ended: its train() raised and was caught
         self._stop_if_running("failed", "training ended without on_train_end (an exception)")
+        self._stop_evaluation("failed", "the evaluation ended without its end hook (an exception)")
         options = dict(self._options)
-        params = plain_params({key: getattr(args, key, None) for key in _ARGS})
-        # the Trainer trains max_steps optimizer steps when it is set (> 0) and then ignores
-        # num_train_epochs; else it trains num_train_epochs (max_steps -1): the one that rules
-        if isinstance(args.max_steps, int) and args.max_steps > 0:
-            params.pop("num_train_epochs", None)
-        else:
-            params.pop("max_steps", None)
+        params = _args_params(args)
         if getattr(args, "load_best_model_at_end", False):  # the run is scored as kept
             params["load_best_model_at_end"] = True
             params["metric_for_best_model"] = _best_metric_key(args)
@@ -396,6 +453,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         if search and getattr(state, "is_world_process_zero", True):
             self._continue_retried(run)
         if world <= 1 and not search and model is not None:  # a second train() continues
+            take_waiting_parts(run, model)  # its evaluation before this training
             trained_again(run, model, link=not resumed)
         self._end_fpo()
         if self._count_fpo and model is not None:
@@ -467,9 +525,12 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
         An evaluation after the training (``trainer.evaluate()`` once ``train()`` returned, or a
         search trial's, which the Trainer runs when none ran during training) goes to the
-        training's ended run, at its last step: the trained model's score. After a search, a
-        training of the same trainer also logs the search's objective of each evaluation.
+        training's ended run, at its last step: the trained model's score; one outside a
+        training is also logged on its own run (``<name>-evaluate``), which this hook ends
+        when :meth:`on_prediction_step` started it (not attached). After a search, a training
+        of the same trainer also logs the search's objective of each evaluation.
         """
+        self._evaluated_with(state, metrics)
         run = self._run
         if run is None or not metrics:
             return
@@ -486,8 +547,11 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
     def on_predict(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any):
         """Copy the metrics of ``trainer.predict()`` (``test_loss``...) to the training's run.
 
-        As an evaluation's: after the training, to its ended run at its last step.
+        As an evaluation's: after the training, to its ended run at its last step, and on the
+        prediction's own run (``<name>-predict``), which this hook ends when
+        :meth:`on_prediction_step` started it.
         """
+        self._evaluated_with(state, metrics)
         run = self._run
         if run is None or not metrics or state is not self._state:
             return
@@ -497,6 +561,20 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
                 self._log(run, args, state, control, values)
         elif values:
             append_metrics(run, values, step=state.global_step)
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any):
+        """Start the run of an ``evaluate()``/``predict()`` outside a training, not attached.
+
+        Without :meth:`attach` the callback first hears of an evaluation at the end of its
+        first batch: the run starts there (``on_evaluate``/``on_predict`` end it), so it
+        misses the time before (the data loader's and the model's preparation, the first
+        batch). Attached, the wrapped ``evaluate``/``predict`` measure the whole call.
+        """
+        evaluation = self._evaluation
+        if evaluation is not None and evaluation.status == "running":
+            return  # every batch after the first: nothing to do
+        if self._evaluates_alone(state):
+            self._start_evaluation(_calling_kind(), args, state, kwargs.get("model"))
 
     def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
         """Add the FPO of the micro-batch just trained (``count_fpo=True``), within a step."""
@@ -622,6 +700,91 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         if run is not None and run.status == "running":
             run.stop(status=status, error=error)
 
+    def _evaluates_alone(self, state: Any) -> bool:
+        """Whether an evaluation starting now is outside any training (its own run).
+
+        Not inside ``train()`` (an evaluation strategy's: in the training's run), nor inside a
+        search (a trial's last evaluation, which the search's objective reads), nor inside an
+        evaluation measured already.
+        """
+        if self._in_train or self._searching or self._evaluating:
+            return False
+        if self._attached is None and getattr(state, "is_hyper_param_search", False):
+            return False  # a search not attached: its trials' evaluations
+        for run in (self._run, self._evaluation):
+            if run is not None and run.status == "running":
+                return False
+        return True
+
+    def _start_evaluation(self, kind: str, args: Any, state: Any, model: Any) -> None:
+        """Start the run of a ``trainer.evaluate()``/``predict()`` outside a training.
+
+        Named ``<name>-evaluate`` (``-predict``), with the training's params; role ``part``
+        (``final`` or ``baseline`` given to the callback for an evaluation: the reported or a
+        reference model's score). With several processes it is not measured (a debug log
+        says so). A run that cannot start is a warning, never an error in the evaluation.
+        """
+        from greenprint.tracking import track
+
+        self._stop_evaluation("failed", "a new evaluation started before this one ended")
+        if _world_size(args) > 1:
+            logger.debug("greenprint: a trainer.%s() with several processes is not measured", kind)
+            return
+        options = dict(self._options)
+        given = options.pop("role", None)
+        options.pop("dataset_size", None)  # the training set's size: not what this runs on
+        params = _args_params(args) if isinstance(args, _transformers.TrainingArguments) else {}
+        params.update(options.pop("params", None) or {})
+        base = self._name or _explicit_run_name(args) or type(model).__name__
+        role = given if kind == "evaluate" and given in ("final", "baseline") else "part"
+        try:
+            run = track(f"{base}-{kind}", params=params, role=role, **options).start()
+        except GreenprintError as e:  # never stop the user's evaluation
+            logger.warning("greenprint: could not start the run of trainer.%s(): %s", kind, e)
+            return
+        self._evaluation = run
+        self._evaluated = self._trained_by(run, state, model)
+        self._evaluated_model = weak_ref(model)
+        self.last_evaluation_id = run.id
+
+    def _evaluated_with(self, state: Any, metrics: Any) -> None:
+        """Log an evaluation's metrics on its own run; end it when no wrapper will."""
+        run = self._evaluation
+        if run is None or run.status != "running":
+            return
+        values = metric_values(metrics) if isinstance(metrics, Mapping) else {}
+        if values:
+            try:
+                run.log(step=getattr(state, "global_step", None), **values)
+            except BudgetExceeded:  # a "stop" budget: the evaluation is over anyway
+                pass
+        if not self._evaluating:  # started by on_prediction_step: this is its end
+            self._stop_evaluation("finished", None)
+
+    def _stop_evaluation(self, status: str, error: str | None) -> None:
+        """End the evaluation's run; of a model a known run trained, it becomes its part.
+
+        One of no known training, with role ``part``, waits for the next ``train()`` of its
+        model object in this process, which takes it as its part (see :func:`end_evaluation`).
+        """
+        run, trained_by = self._evaluation, self._evaluated
+        model = self._evaluated_model() if self._evaluated_model is not None else None
+        self._evaluation = self._evaluated = self._evaluated_model = None
+        end_evaluation(run, status, error, trained_by=trained_by, model=model)
+
+    def _trained_by(self, run: Run, state: Any, model: Any) -> str | None:
+        """The id of the run that trained the model ``run`` evaluates, if known.
+
+        This callback's last training, when the evaluating trainer's state is that training's
+        (the same trainer, no training since), else the last training of this model object in
+        this process (any trainer). See :func:`~greenprint.integrations._dl.trained_run`.
+        """
+        candidates: list[str | None] = []
+        if self._run is not None and state is not None and state is self._state:
+            candidates.append(self._run.id)
+        candidates.append(last_training(model))
+        return trained_run(run, candidates)
+
     def _add_fpo(self, *, step_end: bool) -> None:
         """Add the FPO of the micro-batches trained since the last call to the run.
 
@@ -674,6 +837,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         state.update(
             _run=None, _figures=None, _attached=None, _objective=None, _state=None, _fpo=None
         )
+        state.update(_evaluation=None, _evaluated=None, _evaluated_model=None, _evaluating=0)
         return state
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -1095,6 +1259,39 @@ def _hardware_text(hardware: Mapping[str, Any] | None) -> str:
         names = [g.get("name", "GPU") if isinstance(g, Mapping) else str(g) for g in gpus]
         parts.append(f"{len(names)} x {names[0]}")
     return ", ".join(parts)
+
+
+def _args_params(args: Any) -> dict[str, Any]:
+    """The TrainingArguments recorded as a run's params (:data:`_ARGS`).
+
+    The Trainer trains ``max_steps`` optimizer steps when it is set (> 0) and then ignores
+    ``num_train_epochs``; else it trains ``num_train_epochs`` (``max_steps`` -1): the one that
+    rules is kept.
+    """
+    params = plain_params({key: getattr(args, key, None) for key in _ARGS})
+    steps = getattr(args, "max_steps", -1)
+    if isinstance(steps, int) and steps > 0:
+        params.pop("num_train_epochs", None)
+    else:
+        params.pop("max_steps", None)
+    return params
+
+
+def _calling_kind() -> str:
+    """``"predict"`` inside a ``Trainer.predict`` call, else ``"evaluate"``.
+
+    The nearest caller's frame that is a Trainer's ``evaluate`` or ``predict`` (a subclass's
+    too) says which: ``on_prediction_step`` does not (both run the same evaluation loop).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_name
+        if name in ("evaluate", "predict") and isinstance(
+            frame.f_locals.get("self"), _transformers.Trainer
+        ):
+            return name
+        frame = frame.f_back  # type: ignore[assignment]
+    return "evaluate"
 
 
 def _within_max_steps(args: Any, size: int) -> int:
