@@ -776,3 +776,376 @@ def test_pocketfft_normalisation_under_bluestein(n, bluestein, monkeypatch):
     monkeypatch.setattr(_rules_spectral, "fft_backend", lambda: "mkl")
     mkl = gp.count_fpo(lambda a: torch.fft.rfft(a, norm="ortho"), torch.randn(2, n), backward=False)
     assert mkl.by_op == {"aten._fft_r2c": textbook + 2 * 2 * (n // 2 + 1)}
+
+
+# -- grid_sample on CUDA: ATen's CUDA kernels (cuda/GridSampler.cu, GridSampler.cuh), ported ----
+
+
+def _cu_unnormalize(x, size, align_corners, with_grad=False):
+    """``grid_sampler_unnormalize(_set_grad)``: ``(value, multiplier)``."""
+    mult = None
+    if align_corners:
+        if with_grad:
+            mult = _C(size - 1) / 2
+        return ((x + 1.0) / 2) * (size - 1), mult
+    if with_grad:
+        mult = _C(size) / 2
+    return ((x + 1.0) * size - 1) / 2, mult
+
+
+def _cu_safe_downgrade(x):
+    """``safe_downgrade_to_int_range``: ``x > INT_MAX - 1 || x < INT_MIN || !isfinite(x)``."""
+    _cmp(x > 2**31 - 2)
+    _cmp(x < -(2**31))
+    _cmp(not math.isfinite(float(x)))
+    return x
+
+
+def _cu_compute_coordinates(x, size, padding):
+    """``compute_coordinates``: zeros none, border the clip (2); then the int-range check."""
+    if padding == 1:
+        x = _min(size - 1, _max(x, 0.0))
+    return _cu_safe_downgrade(x)
+
+
+def _cu_source_index(x, size, padding, align_corners, with_grad=False):
+    """``grid_sampler_compute_source_index(_set_grad)`` (zeros and border): ``(ix, mult)``."""
+    x, mult = _cu_unnormalize(x, size, align_corners, with_grad)
+    if padding == 1 and with_grad:  # clip_coordinates_set_grad: in <= 0, in >= max; * grad
+        assert not _cmp(x <= 0) and not _cmp(x >= size - 1)  # inside in these tests
+        mult = mult * 1.0
+    elif padding == 1:
+        x = _min(size - 1, _max(x, 0.0))
+    return _cu_safe_downgrade(x), mult
+
+
+def _cu_cubic_grad(t):
+    """``get_cubic_coefficients_grad`` (A = -0.75): 32."""
+    a = _C(-0.75)
+    x = -1 - t
+    c0 = (-3 * a * x - 10 * a) * x - 8 * a
+    x = -t
+    _C.ops += 1  # the negation
+    c1 = (-3 * (a + 2) * x - 2 * (a + 3)) * x
+    x = 1 - t
+    c2 = (3 * (a + 2) * x - 2 * (a + 3)) * x
+    x = 2 - t
+    c3 = (3 * a * x - 10 * a) * x + 8 * a
+    return [c0, c1, c2, c3]
+
+
+def _cu_grid_sample_2d(image, grid, mode, padding, align_corners, grad=None):
+    """``grid_sampler_2d_kernel`` (``grad`` None) or ``grid_sampler_2d_backward_kernel`` with the
+    input's gradient, in Python: ``(output or (grad_input, grad_grid), ops)``."""
+    _C.ops = 0
+    n_, c_, h, w = image.shape
+    _, oh, ow, _ = grid.shape
+    img, g = image.double().tolist(), grid.double().tolist()
+    out = torch.zeros(n_, c_, oh, ow, dtype=torch.float64)
+    gin = [[_zeros([h, w]) for _ in range(c_)] for _ in range(n_)]
+    ggrid = torch.zeros(n_, oh, ow, 2, dtype=torch.float64)
+    go = grad.double().tolist() if grad is not None else None
+    backward = grad is not None
+    skipped = _CU_SKIPPED
+    skipped.clear()
+
+    def value(plane, row, col):
+        return _C(plane[row][col]) if 0 <= row < h and 0 <= col < w else _C(0.0)
+
+    def bounded(plane, px, py):  # get_value_bounded
+        px = _cu_compute_coordinates(px, w, padding)
+        py = _cu_compute_coordinates(py, h, padding)
+        return value(plane, int(py), int(px))
+
+    def add_bounded(plane, px, py, delta):  # add_value_bounded
+        px = int(_cu_compute_coordinates(px, w, padding))
+        py = int(_cu_compute_coordinates(py, h, padding))
+        if 0 <= py < h and 0 <= px < w:
+            plane[py][px] = plane[py][px] + delta
+        else:  # safe_add_2d skips it: the rule counts every tap's add, an upper bound
+            skipped.append((px, py))
+
+    for b in range(n_):
+        for y in range(oh):
+            for z in range(ow):
+                x0, y0 = _C(g[b][y][z][0]), _C(g[b][y][z][1])
+                ix, gx_mult = _cu_source_index(x0, w, padding, align_corners, backward)
+                iy, gy_mult = _cu_source_index(y0, h, padding, align_corners, backward)
+                if mode == 0:
+                    ix_nw, iy_nw = _floor(ix), _floor(iy)
+                    ix_se, iy_se = ix_nw + 1, iy_nw + 1
+                    nw = (ix_se - ix) * (iy_se - iy)
+                    ne = (ix - ix_nw) * (iy_se - iy)
+                    sw = (ix_se - ix) * (iy - iy_nw)
+                    se = (ix - ix_nw) * (iy - iy_nw)
+                    corners = [(iy_nw, ix_nw, nw), (iy_nw, ix_se, ne)]
+                    corners += [(iy_se, ix_nw, sw), (iy_se, ix_se, se)]
+                    gix, giy = _C(0.0), _C(0.0)
+                    for ch in range(c_):
+                        plane = img[b][ch]
+                        if not backward:
+                            acc = _C(0.0)
+                            for row, col, wt in corners:
+                                acc = acc + value(plane, row, col) * wt
+                            out[b, ch, y, z] = float(acc)
+                            continue
+                        gout = go[b][ch][y][z]
+                        for row, col, wt in corners:  # safe_add_2d: an atomic add
+                            gin[b][ch][row][col] = gin[b][ch][row][col] + wt * gout
+                        v = [value(plane, row, col) for row, col, _ in corners]
+                        gix = gix - v[0] * (iy_se - iy) * gout
+                        giy = giy - v[0] * (ix_se - ix) * gout
+                        gix = gix + v[1] * (iy_se - iy) * gout
+                        giy = giy - v[1] * (ix - ix_nw) * gout
+                        gix = gix - v[2] * (iy - iy_nw) * gout
+                        giy = giy + v[2] * (ix_se - ix) * gout
+                        gix = gix + v[3] * (iy - iy_nw) * gout
+                        giy = giy + v[3] * (ix - ix_nw) * gout
+                    if backward:
+                        ggrid[b, y, z, 0] = float(gx_mult * gix)
+                        ggrid[b, y, z, 1] = float(gy_mult * giy)
+                elif mode == 1:
+                    col, row = _nearest(ix), _nearest(iy)
+                    for ch in range(c_):
+                        if backward:
+                            if 0 <= row < h and 0 <= col < w:
+                                cell = gin[b][ch][row][col]
+                                gin[b][ch][row][col] = cell + go[b][ch][y][z]
+                        else:
+                            out[b, ch, y, z] = float(value(img[b][ch], row, col))
+                else:
+                    ix, gx_mult = _cu_unnormalize(x0, w, align_corners, backward)
+                    iy, gy_mult = _cu_unnormalize(y0, h, align_corners, backward)
+                    ix_nw, iy_nw = _C(_floor(ix)), _C(_floor(iy))
+                    tx, ty = ix - ix_nw, iy - iy_nw
+                    if not backward:
+                        for ch in range(c_):
+                            plane = img[b][ch]
+                            rows = []
+                            for i in range(4):
+                                taps = [
+                                    bounded(plane, ix_nw - 1, iy_nw - 1 + i),
+                                    bounded(plane, ix_nw + 0, iy_nw - 1 + i),
+                                    bounded(plane, ix_nw + 1, iy_nw - 1 + i),
+                                    bounded(plane, ix_nw + 2, iy_nw - 1 + i),
+                                ]
+                                rows.append(_cubic_interp(taps, tx))
+                            out[b, ch, y, z] = float(_cubic_interp(rows, ty))
+                        continue
+                    cx, cy = _cubic_coefficients(tx), _cubic_coefficients(ty)
+                    cxg, cyg = _cu_cubic_grad(tx), _cu_cubic_grad(ty)
+                    gix, giy = _C(0.0), _C(0.0)
+                    for ch in range(c_):
+                        gout = go[b][ch][y][z]
+                        for i in range(4):
+                            for j in range(4):
+                                add_bounded(
+                                    gin[b][ch], ix_nw - 1 + i, iy_nw - 1 + j, gout * cx[i] * cy[j]
+                                )
+                                v = bounded(img[b][ch], ix_nw - 1 + i, iy_nw - 1 + j)
+                                gix = gix - v * cxg[i] * cy[j] * gout
+                                giy = giy - v * cyg[j] * cx[i] * gout
+                    ggrid[b, y, z, 0] = float(gx_mult * gix)
+                    ggrid[b, y, z, 1] = float(gy_mult * giy)
+    if backward:
+        return (torch.tensor(gin, dtype=torch.float64), ggrid), _C.ops
+    return out, _C.ops
+
+
+_CU_SKIPPED: list = []
+"""The taps whose atomic add the last ported backward skipped (outside the input)."""
+
+
+def _nearest(x):
+    """``::round`` (half away from zero): 1."""
+    _C.ops += 1
+    return int(math.floor(abs(float(x)) + 0.5) * (1 if float(x) >= 0 else -1))
+
+
+def _cubic_interp(taps, t):
+    """``cubic_interp1d``: the coefficients (35) and ``x0 c0 + x1 c1 + x2 c2 + x3 c3`` (7)."""
+    c = _cubic_coefficients(t)
+    return taps[0] * c[0] + taps[1] * c[1] + taps[2] * c[2] + taps[3] * c[3]
+
+
+@pytest.fixture
+def _cuda_kernels(monkeypatch):
+    """Count ``grid_sampler_*`` as on a CUDA tensor: the rule reads the device from the input
+    (``kernel_device``), replaced here, as s24's tests replace the FFT library's detection."""
+    from greenprint.fpo import _rules_grid_sample
+
+    monkeypatch.setattr(_rules_grid_sample, "kernel_device", lambda tensor: "cuda")
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize(("padding", "align_corners"), [(0, False), (1, True), (0, True)])
+def test_cuda_grid_sample_2d_counts_what_the_cuda_kernel_performs(
+    mode, padding, align_corners, _cuda_kernels
+):
+    """The forward and backward counts on CUDA equal a port of ATen's CUDA kernels, whose
+    values and gradients equal torch's (x (1, 2, 4, 5), grid (1, 3, 3, 2) inside the image, so
+    every corner is in bounds and no clip binds; a bicubic tap outside the input skips its
+    atomic add, which the rule counts, an upper bound as on the CPU). The CUDA kernels are
+    scalar, one thread per location, like the CPU fallback, with
+    ``safe_downgrade_to_int_range`` (3 compares) after every coordinate; the vectorised CPU
+    kernel counted before (s24) shares the corner products. Zeros without align_corners,
+    bilinear: forward ``9 (2 * 7 + 14) + 18 * 8`` = 396 (CPU 270), backward ``9 (2 * 8 + 16)
+    + 18 * 40`` = 1,008 (CPU 558)."""
+    torch.manual_seed(0)
+    image = torch.randn(1, 2, 4, 5, requires_grad=True)
+    grid = (torch.rand(1, 3, 3, 2) - 0.5).requires_grad_(True)
+    kwargs = {
+        "mode": ["bilinear", "nearest", "bicubic"][mode],
+        "padding_mode": ["zeros", "border"][padding],
+        "align_corners": align_corners,
+    }
+    values, expected = _cu_grid_sample_2d(
+        image.detach(), grid.detach(), mode, padding, align_corners
+    )
+    y = F.grid_sample(image, grid, **kwargs)
+    torch.testing.assert_close(values, y.detach().double(), rtol=1e-5, atol=1e-5)
+    gout = torch.randn_like(y)
+    (gin, ggrid), expected_backward = _cu_grid_sample_2d(
+        image.detach(), grid.detach(), mode, padding, align_corners, grad=gout
+    )
+    expected_backward += len(_CU_SKIPPED)  # bicubic, zeros: taps outside, counted anyway
+    torch_gin, torch_ggrid = torch.autograd.grad(y, (image, grid), gout)
+    torch.testing.assert_close(gin, torch_gin.double(), rtol=1e-4, atol=1e-5)
+    if mode != 1:
+        torch.testing.assert_close(ggrid, torch_ggrid.double(), rtol=1e-4, atol=1e-4)
+    with gp.FPOCounter() as counter:
+        F.grid_sample(image, grid, **kwargs).backward(gout)
+    assert _op(counter.result, "aten.grid_sampler_2d") == expected
+    assert _op(counter.result, "aten.grid_sampler_2d_backward", "backward") == expected_backward
+    if (mode, padding, align_corners) == (0, 0, False):
+        assert (expected, expected_backward) == (396, 1_008)
+
+
+def _cu_grid_sample_3d(image, grid, mode, padding, align_corners, grad=None):
+    """``grid_sampler_3d_kernel`` / ``grid_sampler_3d_backward_kernel`` (input's gradient
+    too), trilinear and nearest, in Python: ``(output or (grad_input, grad_grid), ops)``."""
+    _C.ops = 0
+    n_, c_, d, h, w = image.shape
+    _, od, oh, ow, _ = grid.shape
+    img, g = image.double().tolist(), grid.double().tolist()
+    backward = grad is not None
+    go = grad.double().tolist() if backward else None
+    out = torch.zeros(n_, c_, od, oh, ow, dtype=torch.float64)
+    gin = [[_zeros([d, h, w]) for _ in range(c_)] for _ in range(n_)]
+    ggrid = torch.zeros(n_, od, oh, ow, 3, dtype=torch.float64)
+    sizes = (w, h, d)
+    for b in range(n_):
+        for position in _positions([od, oh, ow]):
+            coords, mults = [], []
+            for axis in range(3):
+                x = _C(g[b][position[0]][position[1]][position[2]][axis])
+                value, mult = _cu_source_index(x, sizes[axis], padding, align_corners, backward)
+                coords.append(value)
+                mults.append(mult)
+            if mode == 1:
+                ix, iy, iz = (_nearest(v) for v in coords)
+                for ch in range(c_):
+                    if backward:
+                        cell = gin[b][ch][iz][iy][ix]
+                        gin[b][ch][iz][iy][ix] = (
+                            cell + go[b][ch][position[0]][position[1]][position[2]]
+                        )
+                    else:
+                        out[(b, ch, *position)] = img[b][ch][iz][iy][ix]
+                continue
+            low = [_floor(v) for v in coords]
+
+            def factor(axis, corner, low=low, coords=coords):
+                """``(i1 - i)`` for the low corner, ``(i - i0)`` for the high one: 1."""
+                if corner[axis] == 0:
+                    return (low[axis] + 1) - coords[axis]
+                return coords[axis] - low[axis]
+
+            corners = list(_positions([2, 2, 2]))  # (dz, dy, dx) -> (x, y, z) factors
+            weights = {}
+            for corner in corners:
+                fx, fy, fz = (factor(a, corner[::-1]) for a in range(3))
+                weights[corner] = fx * fy * fz
+            grads = [_C(0.0), _C(0.0), _C(0.0)]
+            for ch in range(c_):
+                plane = img[b][ch]
+                acc = _C(0.0)
+                for corner in corners:
+                    cz, cy, cx = (low[2] + corner[0], low[1] + corner[1], low[0] + corner[2])
+                    v = _C(plane[cz][cy][cx])
+                    if not backward:
+                        acc = acc + v * weights[corner]
+                        continue
+                    gout = go[b][ch][position[0]][position[1]][position[2]]
+                    cell = gin[b][ch][cz][cy][cx]
+                    gin[b][ch][cz][cy][cx] = cell + weights[corner] * gout
+                    for axis in range(3):
+                        others = [factor(a, corner[::-1]) for a in range(3) if a != axis]
+                        term = v * others[0] * others[1] * gout
+                        high = corner[::-1][axis] == 1
+                        grads[axis] = grads[axis] + term if high else grads[axis] - term
+                if not backward:
+                    out[(b, ch, *position)] = float(acc)
+            if backward:
+                for axis in range(3):
+                    ggrid[(b, *position, axis)] = float(mults[axis] * grads[axis])
+    if backward:
+        return (torch.tensor(gin, dtype=torch.float64), ggrid), _C.ops
+    return out, _C.ops
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+@pytest.mark.parametrize(("padding", "align_corners"), [(0, False), (1, True)])
+def test_cuda_grid_sample_3d_counts_what_the_cuda_kernel_performs(
+    mode, padding, align_corners, _cuda_kernels
+):
+    """3-D on CUDA: the CPU scalar kernel's arithmetic with ``safe_downgrade_to_int_range``
+    after each coordinate (3 per coordinate); the nearest backward rounds only when the input
+    needs a gradient. x (1, 2, 3, 4, 5), grid (1, 2, 2, 3, 3) inside the input, 12 locations,
+    24 output elements; trilinear zeros forward ``12 (3 * 7 + 43) + 24 * 16`` = 1,152 (CPU:
+    1,044), backward ``12 (3 * 8 + 46) + 24 * 160`` = 4,680 (CPU: 4,572)."""
+    torch.manual_seed(0)
+    image = torch.randn(1, 2, 3, 4, 5, requires_grad=True)
+    grid = ((torch.rand(1, 2, 2, 3, 3) - 0.5) * 1.2).requires_grad_(True)
+    kwargs = {
+        "mode": ["bilinear", "nearest"][mode],
+        "padding_mode": ["zeros", "border"][padding],
+        "align_corners": align_corners,
+    }
+    values, expected = _cu_grid_sample_3d(
+        image.detach(), grid.detach(), mode, padding, align_corners
+    )
+    y = F.grid_sample(image, grid, **kwargs)
+    torch.testing.assert_close(values, y.detach().double(), rtol=1e-5, atol=1e-5)
+    gout = torch.randn_like(y)
+    (gin, ggrid), expected_backward = _cu_grid_sample_3d(
+        image.detach(), grid.detach(), mode, padding, align_corners, grad=gout
+    )
+    torch_gin, torch_ggrid = torch.autograd.grad(y, (image, grid), gout)
+    torch.testing.assert_close(gin, torch_gin.double(), rtol=1e-4, atol=1e-5)
+    if mode == 0:
+        torch.testing.assert_close(ggrid, torch_ggrid.double(), rtol=1e-4, atol=1e-4)
+    with gp.FPOCounter() as counter:
+        F.grid_sample(image, grid, **kwargs).backward(gout)
+    assert _op(counter.result, "aten.grid_sampler_3d") == expected
+    assert _op(counter.result, "aten.grid_sampler_3d_backward", "backward") == expected_backward
+    if (mode, padding, align_corners) == (0, 0, False):
+        assert (expected, expected_backward) == (1_152, 4_680)
+
+
+def test_grid_sample_on_the_cpu_and_meta_keeps_the_cpu_kernels_counts():
+    """Without a CUDA tensor the rules count the CPU kernels, as before: x (1, 2, 4, 5), grid
+    (1, 3, 3, 2), bilinear zeros: ``9 (2 * 3 + 10) + 18 * 7`` = 270 forward (vectorised),
+    ``9 (2 * 3 + 12) + 18 * 22`` = 558 backward; on meta the same
+    (no device to read: the CPU build's kernels)."""
+    image = torch.randn(1, 2, 4, 5, requires_grad=True)
+    grid = torch.rand(1, 3, 3, 2) - 0.5
+    cpu = gp.count_fpo(lambda a: F.grid_sample(a, grid, align_corners=False), image)
+    assert _op(cpu, "aten.grid_sampler_2d") == 270
+    assert _op(cpu, "aten.grid_sampler_2d_backward", "backward") == 558
+    meta = gp.count_fpo(
+        lambda a: F.grid_sample(a, grid.to("meta"), align_corners=False),
+        torch.randn(1, 2, 4, 5, device="meta"),
+        backward=False,
+    )
+    assert _op(meta, "aten.grid_sampler_2d") == 270

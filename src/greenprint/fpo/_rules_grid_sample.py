@@ -4,7 +4,9 @@
 (``cpu/GridSamplerKernel.cpp``); 3-D and the 2-D scalar fallback kernel
 (``_grid_sampler_2d_cpu_fallback``, which ``grid_sampler_2d`` runs on float inputs whose
 offsets overflow the vectorised kernel's 32-bit gathers) follow ATen's scalar code
-(``GridSampler.cpp`` with the helpers of ``GridSampler.h``). One FPO per arithmetic op,
+(``GridSampler.cpp`` with the helpers of ``GridSampler.h``). On CUDA tensors the counts follow
+ATen's CUDA kernels (``cuda/GridSampler.cu`` and ``GridSampler.cuh``: scalar kernels, one
+thread per location, see :func:`_cuda_2d` and :func:`_cuda_3d`). One FPO per arithmetic op,
 compare, floor or rounding, counted as the kernel's source writes them (a sum of products
 written out, ``a*w + b*v``, is its multiplies and one add fewer; an accumulation into a zeroed
 ``res += v * w`` adds every product); corners outside the input (skipped by the kernels,
@@ -119,14 +121,131 @@ def _falls_back(input: Any, grid: Any, grad_output: Any = None) -> dict[str, boo
     return {"fallback": offset > _INT32_MAX}
 
 
-def _forward_falls_back(input: Any, grid: Any, *args: Any, **kwargs: Any) -> dict[str, bool]:
+def kernel_device(input: Any) -> str:
+    """The device whose kernels run: ``"cuda"`` for a CUDA (or ROCm) tensor, else ``"cpu"``."""
+    return "cuda" if input.device.type == "cuda" else "cpu"
+
+
+def _forward_falls_back(input: Any, grid: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    if kernel_device(input) == "cuda":
+        return {"device": "cuda"}
     return _falls_back(input, grid)
 
 
 def _backward_falls_back(
     grad_output: Any, input: Any, grid: Any, *args: Any, **kwargs: Any
-) -> dict[str, bool]:
+) -> dict[str, Any]:
+    if kernel_device(input) == "cuda":
+        return {"device": "cuda"}
     return _falls_back(input, grid, grad_output)
+
+
+def _device_3d(input: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"device": "cuda"} if kernel_device(input) == "cuda" else {}
+
+
+def _device_3d_backward(grad_output: Any, input: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _device_3d(input)
+
+
+_SAFE_DOWNGRADE = 3
+"""CUDA's ``safe_downgrade_to_int_range`` after every coordinate: ``x > INT_MAX - 1``, ``x <
+INT_MIN`` and ``isfinite`` (3 compares), which the CPU helpers do not have."""
+
+
+def _cuda_coordinate(padding: int, align_corners: Any, gradient: bool) -> int:
+    """One coordinate through CUDA's ``grid_sampler_compute_source_index(_set_grad)``.
+
+    The CPU scalar helper's count (:func:`_coordinate_3d`: the same unnormalise, clip and
+    reflection) + :data:`_SAFE_DOWNGRADE`.
+    """
+    return _coordinate_3d(padding, align_corners, gradient) + _SAFE_DOWNGRADE
+
+
+def _cuda_2d(
+    mode: int,
+    padding: int,
+    align_corners: Any,
+    locations: int,
+    outputs: int,
+    backward: bool,
+    input_grad: bool,
+) -> int:
+    """2-D grid sampling as ATen's CUDA kernels compute it.
+
+    ``grid_sampler_2d_kernel`` and ``grid_sampler_2d_backward_kernel`` (``cuda/GridSampler.cu``).
+    Per location both coordinates (:func:`_cuda_coordinate`). Forward: bilinear 2 floors and
+    the four weights ``(ix_se - ix) * (iy_se - iy)`` (12), per output element ``*out = 0;
+    *out += v * w`` for the 4 corners (8); nearest 2 ``round``; bicubic the coordinates
+    unnormalised again, 2 floors, ``tx``, ``ty``, per output element 5 ``cubic_interp1d``
+    (42 each: its coefficients and 4 taps) and per tap its position (3) and both coordinates
+    through ``compute_coordinates`` (the clip + :data:`_SAFE_DOWNGRADE` each). Backward (the
+    grid's gradient always, the input's when ``output_mask[0]``): bilinear 2 floors, 12, and
+    ``gix_mult * gix``, ``giy_mult * giy`` (2) per location; per gradient element per corner
+    the grid's ``gix -= v * (iy_se - iy) * g`` and ``giy`` (4 each: 32) and the input's ``w *
+    g`` added atomically (2 per corner: 8). Nearest: when the input's gradient is needed, 2
+    ``round`` per location and 1 add per element; else nothing past the coordinates. Bicubic:
+    + the coordinates unnormalised again with their multipliers, 2 floors, ``tx``, ``ty``,
+    both axes' coefficients (35 each) and derivatives (32 each), the 2 multipliers; per
+    gradient element and tap (16) the grid's: the tap's position (4), its value's coordinates
+    through ``compute_coordinates``, ``gix -= v * cx' * cy * g`` and ``giy`` (4 each); the
+    input's: the position again (4), ``g * cx * cy`` (2), the coordinates, the atomic add (1).
+    """
+    coordinate = _cuda_coordinate(padding, align_corners, backward)
+    per_location = 2 * coordinate
+    clip = _scalar_clip(padding) + _SAFE_DOWNGRADE
+    if not backward:
+        if mode == _NEAREST:
+            return locations * (per_location + 2)
+        if mode == _BICUBIC:
+            per_location += 2 * _scalar_unnormalise(align_corners) + 2 + 2
+            per_tap = 3 + 2 * clip
+            return locations * per_location + outputs * (16 * per_tap + 5 * _CUBIC_INTERP_1D)
+        return locations * (per_location + 2 + 12) + outputs * 8
+    if mode == _NEAREST:
+        return locations * (per_location + (2 if input_grad else 0)) + (
+            outputs if input_grad else 0
+        )
+    if mode == _BICUBIC:
+        per_location += (
+            2 * (_scalar_unnormalise(align_corners) + 1)
+            + 2
+            + 2
+            + 2 * (_CUBIC_COEFFICIENTS + _CUBIC_GRADIENTS)
+            + 2
+        )
+        per_tap = 4 + 2 * clip + 8 + ((4 + 2 + 2 * clip + 1) if input_grad else 0)
+        return locations * per_location + outputs * 16 * per_tap
+    return locations * (per_location + 2 + 12 + 2) + outputs * (32 + (8 if input_grad else 0))
+
+
+def _cuda_3d(
+    mode: int,
+    padding: int,
+    align_corners: Any,
+    locations: int,
+    outputs: int,
+    backward: bool,
+    input_grad: bool,
+) -> int:
+    """3-D grid sampling as ATen's CUDA kernels compute it.
+
+    The CPU scalar kernel's arithmetic (:func:`grid_sampler_3d_rule`,
+    :func:`grid_sampler_3d_backward_rule`) with each coordinate through
+    :func:`_cuda_coordinate`; the nearest backward rounds the locations and adds the gradient
+    only when the input's gradient is needed.
+    """
+    coordinates = 3 * _cuda_coordinate(padding, align_corners, backward)
+    if not backward:
+        if mode == _NEAREST:
+            return locations * (coordinates + 3)
+        return locations * (coordinates + _TRILINEAR_LOCATION) + 16 * outputs
+    if mode == _NEAREST:
+        if not input_grad:
+            return locations * coordinates
+        return locations * (coordinates + 3) + outputs
+    per_location = coordinates + _TRILINEAR_LOCATION + 3
+    return locations * per_location + outputs * (144 + (16 if input_grad else 0))
 
 
 @register_rule("aten.grid_sampler_2d", reads=_forward_falls_back)
@@ -138,6 +257,7 @@ def grid_sampler_2d_rule(
     align_corners: Any = False,
     *,
     fallback: bool = False,
+    device: str = "cpu",
     **kwargs: Any,
 ) -> int:
     """2-D grid sampling as ATen's vectorised CPU kernel computes it (``GridSamplerKernel.cpp``).
@@ -149,8 +269,13 @@ def grid_sampler_2d_rule(
     element ``nw*v + ne*v + sw*v + se*v`` as written, 7. Nearest: 2 ``round`` per location, 0
     per element (a gather). Bicubic: :func:`_bicubic_2d`. When ATen runs its scalar fallback
     instead (``fallback``, read from real tensors: see :func:`_falls_back`), as
-    :func:`grid_sampler_2d_fallback_rule`.
+    :func:`grid_sampler_2d_fallback_rule`. On CUDA (``device``, read from real tensors): as
+    ATen's CUDA kernel, :func:`_cuda_2d`.
     """
+    if device == "cuda":
+        locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
+        mode = int(interpolation_mode)
+        return _cuda_2d(mode, padding_mode, align_corners, locations, outputs, False, False)
     if fallback:
         return grid_sampler_2d_fallback_rule(
             input, grid, interpolation_mode, padding_mode, align_corners
@@ -175,6 +300,7 @@ def grid_sampler_2d_backward_rule(
     output_mask: Any = None,
     *,
     fallback: bool = False,
+    device: str = "cpu",
     **kwargs: Any,
 ) -> int:
     """2-D grid sampling's backward as ATen's vectorised CPU kernel computes it.
@@ -188,8 +314,13 @@ def grid_sampler_2d_backward_rule(
     grid's gradient is set to zero; the input's recomputes the locations (as the forward,
     + 2 ``round``) and adds each gradient element into its pixel, 1. Bicubic:
     :func:`_bicubic_2d`. The scalar fallback (``fallback``, see :func:`_falls_back`) as
-    :func:`grid_sampler_2d_fallback_backward_rule`.
+    :func:`grid_sampler_2d_fallback_backward_rule`. On CUDA: :func:`_cuda_2d`.
     """
+    if device == "cuda":
+        input_grad = True if output_mask is None else bool(list(output_mask)[0])
+        locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
+        mode = int(interpolation_mode)
+        return _cuda_2d(mode, padding_mode, align_corners, locations, outputs, True, input_grad)
     if fallback:
         return grid_sampler_2d_fallback_backward_rule(
             grad_output, input, grid, interpolation_mode, padding_mode, align_corners
@@ -337,13 +468,15 @@ def grid_sampler_2d_fallback_backward_rule(
 _TRILINEAR_LOCATION = 3 + 8 * 5  # 3 floors; 8 corner weights of 3 differences and 2 products
 
 
-@register_rule("aten.grid_sampler_3d")
+@register_rule("aten.grid_sampler_3d", reads=_device_3d)
 def grid_sampler_3d_rule(
     input: tuple[int, ...],
     grid: tuple[int, ...],
     interpolation_mode: int = 0,
     padding_mode: int = 0,
     align_corners: Any = False,
+    *,
+    device: str = "cpu",
     **kwargs: Any,
 ) -> int:
     """3-D grid sampling as ATen's CPU kernel (``grid_sampler_3d_cpu_impl``) computes it.
@@ -353,16 +486,19 @@ def grid_sampler_3d_rule(
     products): 43 per location; per output element (``L * C``) ``out += value * weight`` for
     the 8 corners: 16. Nearest: 3 ``nearbyint`` per location, 0 per element (a gather). (It
     was counted as trilinear upsampling: 9 per location, 21 per element, whatever the
-    padding.)
+    padding.) On CUDA: :func:`_cuda_3d`.
     """
     locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
+    if device == "cuda":
+        mode = int(interpolation_mode)
+        return _cuda_3d(mode, padding_mode, align_corners, locations, outputs, False, False)
     coordinates = 3 * _coordinate_3d(padding_mode, align_corners, False)
     if int(interpolation_mode) == _NEAREST:
         return locations * (coordinates + 3)
     return locations * (coordinates + _TRILINEAR_LOCATION) + 16 * outputs
 
 
-@register_rule("aten.grid_sampler_3d_backward")
+@register_rule("aten.grid_sampler_3d_backward", reads=_device_3d_backward)
 def grid_sampler_3d_backward_rule(
     grad_output: tuple[int, ...],
     input: tuple[int, ...],
@@ -371,6 +507,8 @@ def grid_sampler_3d_backward_rule(
     padding_mode: int = 0,
     align_corners: Any = False,
     output_mask: Any = None,
+    *,
+    device: str = "cpu",
     **kwargs: Any,
 ) -> int:
     """3-D grid sampling's backward as ATen's CPU kernel (``grid_sampler_3d_backward_cpu_impl``).
@@ -382,10 +520,13 @@ def grid_sampler_3d_backward_rule(
     grid's always (the kernel computes it whether asked or not): per corner and coordinate
     ``gix -= value * (y1 - y) * (z1 - z) * g`` (2 subtractions, 3 products, the add: 6), 144.
     Nearest: 3 ``nearbyint`` per location; the grid's gradient is zero-filled; the input's adds
-    each gradient element into its voxel (1).
+    each gradient element into its voxel (1). On CUDA: :func:`_cuda_3d`.
     """
     input_grad = True if output_mask is None else bool(list(output_mask)[0])
     locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * input[1]
+    if device == "cuda":
+        mode = int(interpolation_mode)
+        return _cuda_3d(mode, padding_mode, align_corners, locations, outputs, True, input_grad)
     coordinates = 3 * _coordinate_3d(padding_mode, align_corners, True)
     if int(interpolation_mode) == _NEAREST:
         return locations * (coordinates + 3) + (outputs if input_grad else 0)
