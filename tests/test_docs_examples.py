@@ -194,7 +194,8 @@ def _params() -> list[object]:
             why = f"not run by the test suite: {block.not_run}"
             marks = [pytest.mark.skip(reason=why)] if block.not_run else []
             if SLOW.search(block.code):
-                marks.append(pytest.mark.slow)
+                # pytest-timeout's 300 s (pyproject.toml) would stop it before its own timeout
+                marks += [pytest.mark.slow, pytest.mark.timeout(DEMO_TIMEOUT_S + 60)]
             params.append(pytest.param(block, id=block.id, marks=marks))
     return params
 
@@ -301,6 +302,7 @@ class DocDir:
     path: Path
     passed: dict[int, bool] = field(default_factory=dict)
     runs: dict[int, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+    started: set[int] = field(default_factory=set)
     doc: str = ""
     servers: Servers = field(default_factory=Servers)
 
@@ -311,6 +313,7 @@ class DocDir:
     def run(self, block: Block) -> subprocess.CompletedProcess[str]:
         """Run ``block`` here (a Python block in a child of its fork server, if it has one)
         and record how it went."""
+        self.started.add(block.line)
         done = run_block(block, self.path, self.servers.get(block, self.path))
         self.servers.done(block)
         self.passed[block.line] = done.returncode == 0
@@ -484,8 +487,9 @@ def run_block(
     else:
         command, stdin = ["bash", "-euxo", "pipefail", "-c", block.code], None
     timeout = DEMO_TIMEOUT_S if SLOW.search(block.code) else TIMEOUT_S
-    # its own process group, killed whole on a timeout: a shell's `greenprint demo` outlived
-    # the shell killed alone, and went on loading the machine of the tests after it
+    # its own process group, killed whole on a timeout (its own, or pytest-timeout's, which
+    # raises here): a shell's `greenprint demo` outlived the shell killed alone, and went on
+    # loading the machine of the tests after it
     with subprocess.Popen(
         command,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -498,7 +502,7 @@ def run_block(
     ) as process:
         try:
             out, err = process.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             raise
@@ -538,6 +542,9 @@ def _demo_run(workspace: Workspace) -> tuple[DocDir, subprocess.CompletedProcess
     assert len(DEMO_BLOCKS) == 1, "the README runs `greenprint demo` in one block"
     (block,) = DEMO_BLOCKS
     doc_dir = workspace.dir_for(block.doc)
+    if block.line in doc_dir.started and block.line not in doc_dir.runs:
+        # it was stopped (its test's timeout): a second demo would only take as long again
+        pytest.fail(f"{block.id} did not finish: see test_example_runs[{block.id}]")
     if block.line not in doc_dir.runs:  # selected alone (-k): the README's blocks up to it
         doc_dir.run_earlier(block)
         doc_dir.run(block)
@@ -547,6 +554,7 @@ def _demo_run(workspace: Workspace) -> tuple[DocDir, subprocess.CompletedProcess
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(DEMO_TIMEOUT_S + 120)  # alone (-k), it runs the README's blocks and the demo
 def test_readme_demo_runs_the_whole_study(workspace, require_component):
     """`greenprint demo` as the README runs it: 24 trials of 15 epochs, 4 learning-curve fractions.
 
