@@ -147,7 +147,8 @@ def test_hf_evaluation_of_a_model_no_run_trained_is_a_top_level_run(hf, tmp_path
     when the callback is given that role; a prediction is a part whatever the role."""
     db = tmp_path / "gp.db"
     trainer = _hf_trainer(hf, tmp_path)
-    cb = hf["Callback"]("ready", study="hf-final", ledger=db, role="final", **FAST)
+    meters = ConstantProcessPower(WATTS)
+    cb = hf["Callback"]("ready", study="hf-final", ledger=db, role="final", meters=meters, **FAST)
     cb.attach(trainer)
     metrics = trainer.evaluate()
     trainer.predict(hf["Tokens"](8, seed=3))
@@ -157,7 +158,8 @@ def test_hf_evaluation_of_a_model_no_run_trained_is_a_top_level_run(hf, tmp_path
     assert (evaluated.role, evaluated.parent_id, evaluated.status) == ("final", None, "finished")
     assert evaluated.metric("eval_loss") == pytest.approx(metrics["eval_loss"])
     assert (predicted.role, predicted.parent_id) == ("part", None)
-    assert evaluated.energy_kwh > 0 and predicted.energy_kwh > 0
+    _at_the_meters_power(evaluated)
+    _at_the_meters_power(predicted)
     tag = price_tag(gp.Ledger(db).runs(study="hf-final"))
     assert tag.total.energy_kwh == pytest.approx(evaluated.energy_kwh + predicted.energy_kwh)
     assert tag.total.trials == 0
