@@ -128,6 +128,8 @@ FORK_WHILE_A_THREAD_WAITS_TO_WRITE = (
     import greenprint as gp
 
     db, WAIT_S = sys.argv[1], 15
+    with gp.track("warm", ledger=gp.Ledger(db + ".warm")):
+        pass  # imports done here: a fork while the thread imported left the import locked
     led = gp.Ledger(db)
     holder = subprocess.Popen(  # another process of the study, writing for 1.5 s
         [sys.executable, "-c", "import sqlite3, sys, time\\n"
@@ -139,7 +141,10 @@ FORK_WHILE_A_THREAD_WAITS_TO_WRITE = (
     runs = []
     waiter = threading.Thread(target=lambda: runs.append(gp.track("thread", ledger=led).start()))
     waiter.start()  # its first write waits for the other process, in the store's write lock
-    time.sleep(0.3)
+    lock, t0 = led._store._write_lock, time.monotonic()
+    while time.monotonic() - t0 < 1 and lock.acquire(blocking=False):
+        lock.release()  # not yet held by the thread
+        time.sleep(0.005)
     pid = os.fork()
     if pid == 0:
         with gp.track("child", ledger=led) as run:
