@@ -28,7 +28,10 @@ How a block runs:
   Other blocks, pages in ``SUBPROCESS_PAGES`` and bash blocks run in a fresh process.
 * With a clean environment: no ``GREENPRINT_*`` variable (the network guard is kept), no
   ``greenprint.toml`` or ``pyproject.toml`` above the directory, the virtual environment's
-  ``bin`` first on ``PATH`` so that ``greenprint`` resolves.
+  ``bin`` first on ``PATH`` so that ``greenprint`` resolves; and ``OMP_NUM_THREADS=1`` unless
+  the suite was given one (:func:`example_env`): torch's two threads per example, beside the
+  suite's other workers on two cores, spun on each other (greener.md's comparison: 11-13 s
+  of CPU, 0.6-0.9 s on one thread).
 * Python blocks: the virtual environment's ``python``, reading the block on stdin and running
   it as ``__main__`` (the working directory on ``sys.path``, as in an interactive session;
   tracebacks give the Markdown file's line numbers). Bash blocks:
@@ -267,7 +270,7 @@ class Servers:
             # what the blocks of exactly this set import (a block that borrows the server
             # imports the rest itself)
             codes = [b.code for b in _suite_order() if self._key(b) == key]
-            server = ForkServer(cwd, clean_env(), heavy_imports(codes))
+            server = ForkServer(cwd, example_env(), heavy_imports(codes))
             if server.ready["project_modules"]:  # never share the project's state
                 server.close()
                 self._refused.add(key)
@@ -482,7 +485,7 @@ def run_block(
         stdin = instrument(block.code, block.line)
         if server is not None:
             argv = ["-c", str(ROOT / block.doc)]
-            return server.run(RUNNER, argv, stdin, cwd, clean_env(), TIMEOUT_S)
+            return server.run(RUNNER, argv, stdin, cwd, example_env(), TIMEOUT_S)
         command = [sys.executable, "-c", RUNNER, str(ROOT / block.doc)]
     else:
         command, stdin = ["bash", "-euxo", "pipefail", "-c", block.code], None
@@ -496,7 +499,7 @@ def run_block(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=cwd,
-        env=clean_env(),
+        env=example_env(),
         text=True,
         start_new_session=True,
     ) as process:
@@ -507,6 +510,21 @@ def run_block(
             process.communicate()
             raise
     return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def example_env() -> dict[str, str]:
+    """The examples' environment: :func:`clean_env`, with one OpenMP thread unless it says.
+
+    The suite runs its files in several workers on a machine of few cores (three on two for
+    ``make test``). An example's torch (and OpenBLAS) then started a thread per core, and the
+    threads of one small operation waited on each other spinning while another worker held
+    the core: greener.md's comparison took 11-13 s of CPU with two threads, 0.6-0.9 s with one
+    (on a loaded 2-vCPU VM). One thread is what the examples' arithmetic needs; what they
+    print and show does not depend on it (``greenprint demo`` sets one thread itself).
+    """
+    env = clean_env()
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
 
 
 def _tail(text: str, limit: int = 4000) -> str:
