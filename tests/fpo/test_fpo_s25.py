@@ -692,15 +692,48 @@ def test_a_count_with_an_fft_says_which_fft_library_it_assumed(library, monkeypa
     assert result.to_dict()["assumptions"] == {"fft_library": library}
     name = {"mkl": "MKL", "pocketfft": "pocketfft"}[library]
     for table in (result.table(), result.table(by="op")):
-        assert f"CPU FFT library, {name}, runs it" in table
+        assert f"FFT        counted as {name} runs it" in table
     assert result.times(3).assumptions == {"fft_library": library}
     x = torch.randn(8, requires_grad=True)
     backward = gp.count_fpo(lambda a: torch.fft.fft(a).abs().sum(), x)
     assert backward.assumptions == {"fft_library": library}
     plain = gp.count_fpo(lambda a: a * 2, torch.randn(4, 8), backward=False)
     assert plain.assumptions == {}
-    assert "FFT library" not in plain.table()
+    assert "FFT  " not in plain.table()
     assert plain.to_dict()["assumptions"] == {}
+
+
+def test_an_fft_on_a_cuda_tensor_is_counted_as_cufft_runs_it(monkeypatch):
+    """cuFFT normalises an ``rfft``'s one-sided output, as MKL does (ATen's
+    ``_fft_r2c_cufft``), whatever the build's CPU library: on a pocketfft build (Linux on Arm,
+    a GH200) a CUDA ``rfft(norm="ortho")`` of (4, 8) was counted 272, pocketfft's, and said
+    nothing of cuFFT. The CUDA tensor's library is selected by replacing the detection of the
+    tensor's device (no GPU here), as the grid sampler's CUDA tests do."""
+    from greenprint.fpo import _rules_spectral
+
+    monkeypatch.setattr(_rules_spectral, "fft_backend", lambda: "pocketfft")
+    monkeypatch.setattr(_rules_spectral, "fft_library", lambda input: "cufft")
+    x = torch.randn(4, 8)
+    result = gp.count_fpo(lambda a: torch.fft.rfft(a, norm="ortho"), x, backward=False)
+    assert result.total == 280
+    assert result.assumptions == {"fft_library": "cufft"}
+    assert "FFT        counted as cuFFT runs it" in result.table()
+    inverse = gp.count_fpo(
+        lambda a: torch.fft.irfft(a, n=8, norm="ortho"),
+        torch.randn(4, 5, dtype=torch.complex64),
+        backward=False,
+    )
+    assert inverse.assumptions == {"fft_library": "cufft"}
+    monkeypatch.setattr(_rules_spectral, "fft_library", _cpu_then_cuda())
+    both = gp.count_fpo(lambda a: torch.fft.rfft(a) + torch.fft.rfft(a), x, backward=False)
+    assert both.assumptions == {"fft_library": "cufft+pocketfft"}
+    assert "counted as cuFFT and pocketfft runs it" in both.table()
+
+
+def _cpu_then_cuda():
+    """A detection answering the build's CPU library, then cuFFT."""
+    answers = iter(["pocketfft", "cufft"])
+    return lambda input: next(answers)
 
 
 def test_the_fpo_command_prints_the_fft_library(tmp_path, monkeypatch, capsys):
@@ -721,7 +754,7 @@ def test_the_fpo_command_prints_the_fft_library(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     library = _rules_spectral.fft_backend()
     assert main(["fpo", "fnet.py:build", "--input-shape", "2,4,8"]) == 0
-    assert "CPU FFT library" in capsys.readouterr().out
+    assert "FFT        counted as " in capsys.readouterr().out
     assert main(["fpo", "fnet.py:build", "--input-shape", "2,4,8", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["assumptions"] == {"fft_library": library}
 

@@ -34,7 +34,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from greenprint._exceptions import FPOError, FPOInputError, UnknownOpError
-from greenprint.fpo import _complex
+from greenprint.fpo import _complex, _rules_spectral
 from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
 from greenprint.fpo._higher_order import run_higher_order
 from greenprint.fpo._registry import Rule, merged_rules
@@ -171,12 +171,11 @@ class FPOCounter:
     def _assumptions(self) -> dict[str, str]:
         """What the counts assumed (:attr:`FPOResult.assumptions`).
 
-        The FFT library, when an FFT op was counted.
+        The FFT library, when an FFT op was counted: the one its input ran on (``cufft`` for a
+        CUDA tensor, else the build's CPU library), ``+``-joined when both ran.
         """
-        if any(op.startswith("aten._fft_") for op in self._calls):
-            from greenprint.fpo import _rules_spectral
-
-            return {"fft_library": _rules_spectral.fft_backend()}
+        if self._fft_libraries:
+            return {"fft_library": "+".join(sorted(self._fft_libraries))}
         return {}
 
     @property
@@ -337,11 +336,13 @@ class FPOCounter:
     _last_seq: int
     _last_chain: tuple[str, ...]
     _before: dict[str, Any] | None  # what a reads_before rule read for the op running now
+    _fft_libraries: set[str]  # the FFT libraries the counted FFT ops ran on
 
     def _reset(self) -> None:
         self._op = {}
         self._module = {}
         self._calls = {}
+        self._fft_libraries = set()
         self._unknown = {}
         self._complex = {}
         self._matmul = 0
@@ -538,6 +539,8 @@ class FPOCounter:
             elif rule.reads is not None and not rule.reads_before and _has_values(args, kwargs):
                 s_kwargs.update(rule.reads(*args, **kwargs))
             value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
+            if name.startswith("aten._fft_"):
+                self._fft_libraries.add(s_kwargs.get("backend") or _rules_spectral.fft_backend())
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
             raise FPOError(f"the FPO rule for {func} failed: {type(e).__name__}: {e}") from e
         # complex tensors: real FPO per FPO the rule counts (0: not known, counted as if real)

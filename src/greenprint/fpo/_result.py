@@ -53,11 +53,13 @@ class FPOResult:
             (multiply, add, divide, sums, products: see ``greenprint.fpo._complex``) are
             counted in real FPO and are not listed.
         assumptions: what a count assumed that the ops' shapes do not say, name -> value;
-            empty when nothing was assumed. ``"fft_library"`` (``"mkl"`` or ``"pocketfft"``)
-            when an FFT op was counted: the CPU FFT library of the torch build that counted,
-            which decides how an ``rfft``'s normalisation is counted (MKL: 2 per one-sided
-            complex value; pocketfft: 1 per real input value; see docs/fpo.md). A count made
-            on another build can differ there.
+            empty when nothing was assumed. ``"fft_library"`` (``"mkl"``, ``"pocketfft"``,
+            ``"cufft"``, or two ``+``-joined) when an FFT op was counted: the library its
+            input ran on (cuFFT for a CUDA tensor, else the CPU FFT library of the torch build
+            that counted; meta tensors: the build's CPU library), which decides how an
+            ``rfft``'s normalisation is counted (MKL, cuFFT: 2 per one-sided complex value;
+            pocketfft: 1 per real input value; see docs/fpo.md). A count made on another
+            build can differ there.
     """
 
     total: int
@@ -307,10 +309,11 @@ class FPOResult:
             )
         library = self.assumptions.get("fft_library")
         if library:
-            name = {"mkl": "MKL", "pocketfft": "pocketfft"}.get(library, library)
+            names = {"mkl": "MKL", "pocketfft": "pocketfft", "cufft": "cuFFT"}
+            name = " and ".join(names.get(one, one) for one in library.split("+"))
             lines.append(
-                f"FFT        counted as this torch build's CPU FFT library, {name}, runs it "
-                "(an rfft's normalisation differs between MKL and pocketfft builds)"
+                f"FFT        counted as {name} runs it (an rfft's normalisation differs between "
+                "libraries: MKL and cuFFT scale the one-sided output, pocketfft its packed values)"
             )
         return lines
 

@@ -71,6 +71,21 @@ def fft_backend() -> str:
     return "mkl" if torch.backends.mkl.is_available() else "pocketfft"
 
 
+def fft_library(input: Any) -> str:
+    """The library an FFT of the tensor ``input`` runs on: ``"cufft"`` or :func:`fft_backend`.
+
+    ``"cufft"`` on a CUDA tensor (ROCm's hipFFT too: ATen's same ``cuda/SpectralOps.cpp``).
+    cuFFT normalises as MKL does: an ``rfft`` its one-sided slice, an ``irfft`` its real output
+    (``_fft_r2c_cufft``, ``_fft_c2r_cufft``).
+    """
+    return "cufft" if input.device.type == "cuda" else fft_backend()
+
+
+def _reads_library(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The FFT rules' ``backend``: the library the op's input runs on (:func:`fft_library`)."""
+    return {"backend": fft_library(self)}
+
+
 def _largest_prime_factor(n: int) -> int:
     """The largest prime factor of ``n``: pocketfft's ``util::largest_prime_factor``."""
     result = 1
@@ -181,7 +196,7 @@ def _one_sided(shape: tuple[int, ...], dims: Any) -> int:
     return numel(shape) // n * (n // 2 + 1) if n else 0
 
 
-@register_rule("aten._fft_c2c")
+@register_rule("aten._fft_c2c", reads=_reads_library)
 def fft_c2c_rule(
     self: tuple[int, ...],
     dim: Any,
@@ -199,7 +214,7 @@ def fft_c2c_rule(
     return fft_fpo(numel(self), _points(self, dim), 5.0) + scale
 
 
-@register_rule("aten._fft_r2c")
+@register_rule("aten._fft_r2c", reads=_reads_library)
 def fft_r2c_rule(
     self: tuple[int, ...],
     dim: Any,
@@ -212,15 +227,15 @@ def fft_r2c_rule(
 ) -> int:
     """Real to complex: ``2.5 N log2 N`` per transform of the real input (+ normalisation).
 
-    The normalisation as the build's FFT library applies it (``backend``, by default
-    :func:`fft_backend`): MKL scales the one-sided output, 2 per complex element (``n // 2 +
-    1`` per transform of ``n``); pocketfft's ``r2c`` scales the ``n`` real values of each
-    last-axis transform's packed result (``rfftp::exec``'s ``copy_and_norm``; the other axes
-    of a multi-dimensional transform run with a factor of 1, unscaled), so 1 per real input
-    element; for a last-axis length it plans with Bluestein's algorithm
-    (:func:`pocketfft_bluestein`) 2 per element (:func:`_pocketfft_scaling`; until s25 1, ``n``
-    per transform low). A two-sided output (``onesided=False``) is filled in from the
-    one-sided half by conjugate symmetry, a copy, in both.
+    The normalisation as the FFT library applies it (``backend``: :func:`fft_library` of the
+    input, on meta tensors :func:`fft_backend`): MKL and cuFFT scale the one-sided output, 2 per
+    complex element (``n // 2 + 1`` per transform of ``n``); pocketfft's ``r2c`` scales the
+    ``n`` real values of each last-axis transform's packed result (``rfftp::exec``'s
+    ``copy_and_norm``; the other axes of a multi-dimensional transform run with a factor of 1,
+    unscaled), so 1 per real input element; for a last-axis length it plans with Bluestein's
+    algorithm (:func:`pocketfft_bluestein`) 2 per element (:func:`_pocketfft_scaling`; until
+    s25 1, ``n`` per transform low). A two-sided output (``onesided=False``) is filled in from
+    the one-sided half by conjugate symmetry, a copy, in all three.
     """
     if normalization == _NO_NORMALIZATION:
         scale = 0
@@ -232,7 +247,7 @@ def fft_r2c_rule(
     return fft_fpo(numel(self), _points(self, dim), 2.5) + scale
 
 
-@register_rule("aten._fft_c2r")
+@register_rule("aten._fft_c2r", reads=_reads_library)
 def fft_c2r_rule(
     self: tuple[int, ...],
     dim: Any,
