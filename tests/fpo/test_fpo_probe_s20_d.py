@@ -410,7 +410,12 @@ class UNetBlock(nn.Module):
 
 @pytest.mark.parametrize(
     ("mode", "align_corners", "upsample"),
-    [("nearest", None, 32), ("bilinear", False, 9 * 512), ("bilinear", True, 9 * 512)],
+    [
+        ("nearest", None, 32),
+        # (2, 4, 8, 8): 8 + 8 <= 128, ATen's upsample_linear_channels_last (see the docstring)
+        ("bilinear", False, 2 * 2 + 2 * 8 * (9 + 8 * (9 + 4)) + 7 * 512),
+        ("bilinear", True, 2 * 1 + 2 * 8 * (6 + 8 * (6 + 4)) + 7 * 512),
+    ],
 )
 def test_a_diffusion_unet_block_counted_from_its_maths(mode, align_corners, upsample):
     """UNetBlock on x (2, 4, 4, 4), timesteps (3, 700), a context of (2, 5, 6).
@@ -423,10 +428,21 @@ def test_a_diffusion_unet_block_counted_from_its_maths(mode, align_corners, upsa
     ``2 * 10 * 6 * 4`` = 480 each, their biases 128 + 40 + 40; SDPA (b 2, h 2, 16 queries,
     5 keys, d 2) products ``2 * 4 * 16 * 5 * 4`` = 2,560 + scaling Q 128 and K 40 + softmax
     ``5 * 320`` = 4,328; out projection ``32 * 4 * 9`` = 1,152; the residual 128. The
-    upsampling to (2, 4, 8, 8), 512 elements: bilinear 9 per element (three lerps), the same
-    with ``align_corners`` either way; nearest 0 per element, and its source indices, computed
-    in floating point for each output row and column (``(i + offset) * scale``: 2 each,
-    ``2 * (8 + 8)`` = 32).
+    upsampling to (2, 4, 8, 8), 512 elements: nearest 0 per element, and its source indices,
+    computed in floating point for each output row and column (``(i + offset) * scale``: 2
+    each, ``2 * (8 + 8)`` = 32). Bilinear on an output of 8 + 8 <= 128 runs ATen's
+    ``upsample_linear_channels_last``: both scales (``1 / 2`` after the ``> 0`` compare, 2 each;
+    with ``align_corners`` ``(4 - 1) / (8 - 1)``, 1 each, the scale factor unused); per batch
+    and output row the row's source index and lambdas (``scale * (i + 0.5) - 0.5`` and its
+    ``< 0`` compare 4, floor, ``x - index`` clamped by a max and a min 4, ``1 - lambda`` 1: 9;
+    with ``align_corners`` ``scale * i``: 6); per output pixel the column's (9, 6) and the 4
+    corner weights ``h_i * w_j``; per element ``x00 w00 + x01 w01 + x10 w10 + x11 w11``, 7.
+    ``4 + 2 * 8 * (9 + 8 * 13) + 7 * 512`` = 5,396; ``2 + 2 * 8 * (6 + 8 * 10) + 3,584`` = 4,962
+    (9 per element, 4,608, until s25). Its backward (``cpu_upsample_linear_backward``, the
+    generic kernel) computes the scales once, then per plane (8) and output row the row's
+    lambdas, per gradient element the column's, and adds ``h_lambda * w_lambda * g`` into each
+    of the 4 corners (3 each, 12): ``4 + 8 * 8 * 9 + 512 * 9 + 12 * 512`` = 11,332, with
+    ``align_corners`` ``2 + 8 * 8 * 6 + 512 * 6 + 6,144`` = 9,602 (12 x 512 = 6,144 until s25).
     """
     torch.manual_seed(0)
     block = UNetBlock(mode, align_corners)
@@ -440,9 +456,14 @@ def test_a_diffusion_unet_block_counted_from_its_maths(mode, align_corners, upsa
     grad = gp.count_fpo(block, x, t, context)
     # backward of the upsampling: nearest 1 add per gradient element (512), bilinear 12 each
     # (ATen's kernel adds h_lambda * w_lambda * g into each of the 4 corners: 3 each; was 9)
+    # and the lambdas it recomputes inside its loops (see the docstring)
+    lam = 6 if align_corners else 9
+    scales = 2 if align_corners else 4
+    bilinear = scales + 8 * 8 * lam + 512 * lam + 12 * 512
+    assert bilinear == (9_602 if align_corners else 11_332) or mode == "nearest"
     assert grad.by_op.get("aten.upsample_nearest2d_backward", 0) + grad.by_op.get(
         "aten.upsample_bilinear2d_backward", 0
-    ) == (512 if mode == "nearest" else 12 * 512)
+    ) == (512 if mode == "nearest" else bilinear)
     _children_add_up(grad)
 
 

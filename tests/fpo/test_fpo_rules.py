@@ -259,7 +259,13 @@ def test_interpolation():
     assert r.by_op["aten.upsample_nearest2d_backward"] == 2 * 8 * 8  # gradients summed back
     x.requires_grad_(False)
     r = count(lambda: F.interpolate(x, scale_factor=2, mode="bilinear"))
-    assert r.total == 9 * 2 * 8 * 8
+    # an (8, 8) output (8 + 8 <= 128) runs ATen's upsample_linear_channels_last: both scales
+    # ``1 / 2`` after their ``> 0`` compare (2 each); per output row its source index and lambdas
+    # (``scale * (i + 0.5) - 0.5``, the ``< 0`` compare, floor, ``x - index`` clamped by a max
+    # and a min, ``1 - lambda``: 9); per output pixel the column's (9) and the 4 corner weights
+    # ``h_i * w_j`` (4); per element ``x00 w00 + x01 w01 + x10 w10 + x11 w11`` (7). It counted
+    # 9 per element (1,152) until s25.
+    assert r.total == 2 * 2 + 8 * (9 + 8 * (9 + 4)) + 7 * 2 * 8 * 8 == 1_804
 
 
 # -- attention ----------------------------------------------------------------------------------

@@ -338,25 +338,32 @@ def test_grid_sample_counts_the_fallback_when_aten_takes_it():
 
 def _bicubic_reference(image, size):
     """``upsample_bicubic2d`` (align_corners=False) as ATen's CPU kernel computes it, in Python:
-    per output index the source ``scale * (i + 0.5) - 0.5``, its floor, the fraction ``t``
-    and the 4 taps clamped into the input (computed once per row and column); per output
-    element four interpolations along W and one along H, each ``out = t_0 * w_0; out += t_j
-    * w_j`` (``Interpolate``), counted. Returns (values, FPO per element counted)."""
+    per dimension its scale ``in / out`` (``area_pixel_compute_scale``); per output index
+    (``HelperInterpCubic::compute_indices_weights``, once per row and column) the source
+    ``scale * (i + 0.5) - 0.5``, ``guard_index_and_lambda`` (the floor, ``t = real - floor``
+    clamped to [0, 1] by a max and a min), the cubic coefficients of ``t`` and the 4 taps
+    clamped into the input (integer arithmetic, 0); per output element four interpolations
+    along W and one along H, each ``out = t_0 * w_0; out += t_j * w_j`` (``Interpolate``),
+    counted. Returns (values, FPO of the weights, FPO per element)."""
     _, _, h, w = image.shape
     oh, ow = size
+    _Counted.ops = 0
 
     def weights(in_size, out_size):
-        scale = in_size / out_size
+        scale = _Counted(in_size) / out_size
         table = []
         for i in range(out_size):
-            real = scale * (i + 0.5) - 0.5
-            first = math.floor(real)
-            coefficients = [float(v) for v in _cubic_coefficients(_Counted(real - first))]
+            real = scale * (_Counted(i) + 0.5) - 0.5
+            first = min(math.floor(real), in_size - 1)
+            _Counted.ops += 3  # floorf, then std::max(t, 0) and std::min(t, 1): compares
+            t = _Counted(min(max(real - first, 0.0), 1.0))
+            coefficients = [float(v) for v in _cubic_coefficients(t)]
             taps = [min(max(first - 1 + j, 0), in_size - 1) for j in range(4)]
             table.append((taps, coefficients))
         return table
 
     rows, cols = weights(h, oh), weights(w, ow)
+    weight_ops = _Counted.ops
     _Counted.ops = 0
     plane = image[0, 0].tolist()
     out = torch.zeros(oh, ow, dtype=torch.float64)
@@ -371,37 +378,50 @@ def _bicubic_reference(image, size):
         for x, (tx, cx) in enumerate(cols):
             along_w = [interpolate([plane[r][c] for c in tx], cx) for r in ty]
             out[y, x] = float(interpolate(along_w, cy))
-    return out, _Counted.ops // (oh * ow)
+    return out, weight_ops, _Counted.ops // (oh * ow)
 
 
 def test_bicubic_upsampling_counts_35_per_element():
     """Per output element 5 interpolations of 4 taps, 4 multiplies and 3 adds each: 35 (it was
     40, 8 per interpolation, counting an add into a zeroed accumulator the kernel does not
-    perform). (1, 1, 4, 5) -> (7, 9): 63 elements, 2,205."""
+    perform). (1, 1, 4, 5) -> (7, 9): 63 elements, 2,205. Plus the weights (s25): the scales
+    ``4 / 7`` and ``5 / 9`` (1 each) and per output index, 7 rows and 9 columns, the source
+    index (3), its floor, fraction and clamp (4) and the coefficients (35): 42, so 2 + 16 x 42
+    = 674; 2,879 (2,205 until s25)."""
     torch.manual_seed(0)
     image = torch.randn(1, 1, 4, 5, dtype=torch.float64)
-    expected_values, per_element = _bicubic_reference(image, (7, 9))
+    expected_values, weight_ops, per_element = _bicubic_reference(image, (7, 9))
     values = F.interpolate(image, size=(7, 9), mode="bicubic", align_corners=False)
     torch.testing.assert_close(values[0, 0], expected_values)
     assert per_element == 35
+    assert weight_ops == 2 + (7 + 9) * (3 + 4 + 35) == 674
     result = gp.count_fpo(
         lambda a: F.interpolate(a, size=(7, 9), mode="bicubic"), image, backward=False
     )
-    assert result.by_op["aten.upsample_bicubic2d"] == 63 * 35 == 2_205
+    assert result.by_op["aten.upsample_bicubic2d"] == weight_ops + 63 * 35 == 2_879
 
 
 def test_antialiased_resize_counts_atens_separable_passes():
     """(1, 1, 3, 8) -> (3, 4) bilinear with antialias: only W changes (scale 2, support 2).
     Output ``i`` reads ``[int(2i - 0.5), min(int(2i + 3.5), 8))``: windows of 3, 4, 4, 3. ATen
     runs one pass, each of the 3 rows to 4 outputs of ``2k - 1``: 3 x (5 + 7 + 7 + 5) = 72 (it
-    was 84, ``2k`` per window)."""
+    was 84, ``2k`` per window). Plus the pass's weights, once (``_compute_index_ranges_weights``,
+    s25): the scale ``8 / 4`` (1), the support's compare and ``(2 * 0.5) * 2`` (3) and its
+    ceil (1): 5; per output index the centre ``2 (i + 0.5)`` (2), ``invscale``'s compare and
+    ``1 / 2`` (2), the window's ends (4), per tap its argument ``(j + xmin - c + 0.5) *
+    invscale`` (3), the triangle filter (``|x|``, ``x < 1``, ``1 - x``: 3, every tap here is
+    inside it, ``|x|`` <= 0.75) and ``total_w += w`` (1), then ``total_w != 0`` (1), per tap ``w
+    /= total_w`` and the running max (2), and ``wt_max`` across indices (1): ``10 + 9k``, so
+    37 + 46 + 46 + 37 = 166: 72 + 5 + 166 = 243 (72 until s25)."""
     image = torch.randn(1, 1, 3, 8)
     result = gp.count_fpo(
         lambda a: F.interpolate(a, size=(3, 4), mode="bilinear", antialias=True),
         image,
         backward=False,
     )
-    assert result.by_op["aten._upsample_bilinear2d_aa"] == 72
+    windows = (3, 4, 4, 3)
+    weights = 5 + sum(10 + 9 * k for k in windows)
+    assert result.by_op["aten._upsample_bilinear2d_aa"] == 72 + weights == 243
 
 
 # -- FFT normalisation: MKL and pocketfft scale an rfft differently ----------------------------
