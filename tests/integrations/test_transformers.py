@@ -127,7 +127,13 @@ def test_training_is_one_run_and_reporters_see_the_figures(tmp_path: Path) -> No
     # (they were dropped: the run had ended)
     tested = trainer.evaluate(Tokens(16, seed=2), metric_key_prefix="test")
     predicted = trainer.predict(Tokens(8, seed=3), metric_key_prefix="holdout").metrics
-    (record,) = gp.Ledger(db).runs(study="hf")
+    runs = gp.Ledger(db).runs(study="hf")
+    (record,) = [r for r in runs if r.name == "bert"]
+    # each measured as a part of the training (s25), its metrics still on the training's run
+    assert sorted(r.name for r in runs if r.parent_id == record.id) == [
+        "bert-evaluate",
+        "bert-predict",
+    ]
     assert [(p.step, p.value) for p in record.metrics if p.name == "test_loss"] == [
         (4, pytest.approx(tested["test_loss"]))
     ]
