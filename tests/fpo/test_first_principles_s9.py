@@ -319,13 +319,6 @@ def test_bicubic_taps_are_counted_as_the_kernel_writes_them():
     assert r.total == 25 * 80 + 25 * 67
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the rule counts bicubic backward's weights once per output pixel with a floor and a "
-    "fraction, 2 + 25 x 80 + 1,200 = 3,202; torch 2.13's upsample_bicubic2d_backward_out_frame "
-    "calls guard_index_and_lambda (4 per axis, not 2) inside its loop over planes: 84 per "
-    "plane and pixel, 3,302. Reported, not the test's to change.",
-)
 def test_bicubic_backward_computes_both_axes_weights_per_plane_and_pixel():
     """``upsample_bicubic2d_backward_out_frame`` (torch 2.13, ``UpSampleBicubic2d.cpp``): the
     scales once (``3 / 5``: 1 each), then per plane (1 here) and output pixel (25) both axes'

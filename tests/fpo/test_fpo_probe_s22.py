@@ -346,13 +346,6 @@ def test_bicubic_interpolation_forward_counts_its_weights_once_per_index():
     assert result.forward_total == 2 + (5 + 7) * (3 + 4 + 35) + 70 * 35 == 2_956
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the rule counts bicubic backward's weights once per output pixel with a floor and a "
-    "fraction (80: 2,800 here, 6,162 in all); torch 2.13's upsample_bicubic2d_backward_out_frame "
-    "loops over planes outside the pixels and calls guard_index_and_lambda (4 per axis, not 2): "
-    "84 per plane and pixel, 5,880 (9,242 in all). Reported, not the test's to change.",
-)
 def test_bicubic_interpolation_backward_recomputes_its_weights_per_plane():
     """``upsample_bicubic2d_backward_out_frame`` (torch 2.13, ``UpSampleBicubic2d.cpp``):
     the scales once (2), then ``parallel_for`` over the N * C planes, and inside each plane for

@@ -390,9 +390,14 @@ def _zeros(sizes):
 
 
 def _bicubic_backward(grad, size_in, align_corners, scales):
-    """``upsample_bicubic2d_backward_out_frame``: unchanged sizes a copy; otherwise per output
-    pixel both source indices, floors, fractions and coefficient sets, and per gradient element
-    16 taps of ``g * y_j * x_i`` added (clamped to the input). ``(values, ops)``."""
+    """``upsample_bicubic2d_backward_out_frame`` (torch 2.13): unchanged sizes a copy;
+    otherwise the scales once, then per plane (the ``parallel_for`` over N * C) and output
+    pixel both source indices, ``guard_index_and_lambda`` (``floor``, ``real - index``, a max
+    and a min, per axis) and coefficient sets, and per gradient element 16 taps of
+    ``g * y_j * x_i`` added (clamped to the input). ``(values, ops)``. (Until s25 this port
+    computed the weights once per pixel, outside the planes, with a floor and a fraction: the
+    rule's count then, 80 per pixel, which BB2 found short of the source's 84 per plane and
+    pixel.)"""
     _C.ops = 0
     (h, w), (oh, ow) = size_in, grad.shape[2:]
     g = grad.double().tolist()
@@ -401,19 +406,20 @@ def _bicubic_backward(grad, size_in, align_corners, scales):
         return grad.double(), _C.ops
     scale_h = _scale(h, oh, align_corners, scales[0])
     scale_w = _scale(w, ow, align_corners, scales[1])
-    for y in range(oh):
-        for z in range(ow):
-            real_x = _source_index(scale_w, z, align_corners, True)
-            input_x = _floor(real_x)
-            t_x = real_x - input_x
-            real_y = _source_index(scale_h, y, align_corners, True)
-            input_y = _floor(real_y)
-            t_y = real_y - input_y
-            cx, cy = _cubic_coefficients(t_x), _cubic_coefficients(t_y)
-            for n in range(grad.shape[0]):
-                for c in range(grad.shape[1]):
+
+    def guard(real, size):  # guard_index_and_lambda
+        index = min(_floor(real), size - 1)
+        return index, _min(_max(real - index, 0.0), 1.0)
+
+    for n in range(grad.shape[0]):
+        for c in range(grad.shape[1]):
+            plane = gin[n][c]
+            for y in range(oh):
+                for z in range(ow):
+                    input_x, t_x = guard(_source_index(scale_w, z, align_corners, True), w)
+                    input_y, t_y = guard(_source_index(scale_h, y, align_corners, True), h)
+                    cx, cy = _cubic_coefficients(t_x), _cubic_coefficients(t_y)
                     value = g[n][c][y][z]
-                    plane = gin[n][c]
                     for i in range(4):
                         for j in range(4):
                             col = max(min(input_x - 1 + i, w - 1), 0)

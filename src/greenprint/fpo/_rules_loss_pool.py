@@ -550,8 +550,10 @@ def _upsample_backward_rule(mode: str, dims: int) -> Any:
         if mode == "bicubic":
             if size_in == size_out:
                 return 0
-            per_pixel = 2 * ((1 if align else 3) + 2) + 2 * _CUBIC_COEFFICIENTS
-            return setup + size_out[0] * size_out[1] * per_pixel + 48 * n
+            # per plane and pixel: source index, guard_index_and_lambda's floor, subtract, max
+            # and min, per axis; both coefficient sets
+            per_pixel = 2 * ((1 if align else 3) + 4) + 2 * _CUBIC_COEFFICIENTS
+            return setup + n * per_pixel + 48 * n
         lambdas, outer = 0, numel(tuple(grad_output)[: len(grad_output) - dims])
         for i, o in zip(size_in, size_out, strict=True):
             outer *= o
@@ -565,9 +567,11 @@ def _upsample_backward_rule(mode: str, dims: int) -> Any:
         "plane and output row the row's, per gradient element the column's), and per gradient "
         "element each corner's ``w_1 ... w_d g`` added into the input's gradient (linear 4, "
         "bilinear 12, trilinear 32). Bicubic (``upsample_bicubic2d_backward_out_frame``): "
-        "unchanged sizes are a copy (0); otherwise per output pixel both source indices, "
-        "floors and fractions and both coefficient sets (80, 76 with ``align_corners``), and "
-        "16 taps of ``g * y_j * x_i`` added (48) per gradient element."
+        "unchanged sizes are a copy (0); otherwise, inside the loop over planes, per output "
+        "pixel both source indices, ``guard_index_and_lambda``'s floor, fraction and clamps "
+        "(4 per axis) and both coefficient sets (84, 80 with ``align_corners``; per pixel "
+        "only, 80, before s25), and 16 taps of ``g * y_j * x_i`` added (48) per gradient "
+        "element."
     )
     return rule
 
