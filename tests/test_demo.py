@@ -98,3 +98,59 @@ def test_baselines_are_seeded_and_not_charged_the_fpo_counters_start(tmp_path, m
         led.close()
     assert len(losses[0]) == 2 and losses[0] == losses[1]
     assert counted_in[0] == []  # counted before its run opened; train() then finds the count
+
+
+def test_fpo_per_epoch_counts_each_step_once_and_stays_exact(monkeypatch):
+    """An epoch's FPO is its steps' and its validation pass's, each counted once per model
+    structure and shape: a learning curve's or the final retrain's data (another size) counts
+    only its last, shorter batch again, and the totals are what counting the epoch gives."""
+    import functools
+
+    import torch
+
+    import greenprint.demo._models as models
+    import greenprint.fpo as fpo
+
+    monkeypatch.setattr(models, "_FPO_COUNTS", {})
+    g = torch.Generator().manual_seed(0)
+
+    def data(n):
+        return models.Data(
+            torch.rand(n, 64, generator=g),
+            torch.randint(0, 10, (n,), generator=g),
+            torch.rand(30, 64, generator=g),
+            torch.randint(0, 10, (30,), generator=g),
+        )
+
+    params = {"model": "cnn", "channels": 2, "batch": 32, "lr": 0.01, "wd": 1e-4}
+    steps: list[int] = []  # the batch size of each training step counted
+    count = fpo.training_fpo
+
+    def spy(model, x, n, **kw):
+        steps.append(int(x.shape[0]))
+        return count(model, x, n, **kw)
+
+    monkeypatch.setattr(fpo, "training_fpo", spy)
+
+    def direct(model, d):  # the epoch counted as a whole: every step, then validation
+        full, rest = divmod(d.n_train, 32)
+        opt = functools.partial(torch.optim.Adam, lr=0.01, weight_decay=1e-4)
+        loss = torch.nn.functional.cross_entropy
+        total = count(
+            model, d.x_train[:32], full, target=d.y_train[:32], loss_fn=loss, optimizer=opt
+        ).total
+        if rest:
+            total += count(
+                model, d.x_train[:rest], 1, target=d.y_train[:rest], loss_fn=loss, optimizer=opt
+            ).total
+        model.eval()
+        with torch.no_grad():
+            return total + fpo.count_fpo(model, d.x_val, backward=False).total
+
+    search, curve = data(100), data(70)
+    model = models.build_model(params)
+    assert models.fpo_per_epoch(model, params, search) == direct(model, search)
+    assert steps == [32, 4]
+    other = models.build_model(params)  # another trial of the same architecture
+    assert models.fpo_per_epoch(other, params, curve) == direct(other, curve)
+    assert steps == [32, 4, 6]  # only the new last batch (70 = 2 x 32 + 6) was counted

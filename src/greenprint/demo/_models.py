@@ -131,44 +131,55 @@ def fpo_per_epoch(model: nn.Module, params: Mapping[str, Any], data: Data) -> in
     batch = int(params["batch"])
     full, rest = divmod(data.n_train, batch)
     # A plain model's count depends on its layers (their repr: kinds and sizes), its dtypes,
-    # the batch, whether Adam decays weights, and the data's sizes; never on learning rates or
-    # weights. Trials of a search repeat architectures: each is counted once (the demo counted
-    # 78 times, 7 s). A pruned model (masks, hooks: its count follows its zeros) is counted.
+    # whether Adam decays weights, and the shape of what it is given; never on learning rates,
+    # weights or how many steps an epoch has. Trials of a search repeat architectures, and a
+    # learning curve or the final retrain changes only the last, shorter batch: each step and
+    # each validation pass is counted once (the demo counted 78 epochs, 7 s; then 27 distinct
+    # epochs, 54 training steps and 27 validation passes; the steps and passes repeat). A
+    # pruned model (masks, hooks: its count follows its zeros) is counted every time.
     plain = not any(
         m._forward_pre_hooks or m._forward_hooks or any(True for _ in m.buffers(recurse=False))
         for m in model.modules()
     )
-    key = (
+    model_key = (
         repr(model),
         tuple(sorted({str(p.dtype) for p in model.parameters()})),
-        batch,
         float(params.get("wd", 0.0)) != 0.0,
-        tuple(data.x_train.shape),
-        tuple(data.x_val.shape),
     )
-    known = _FPO_PER_EPOCH.get(key) if plain else None
-    if known is not None:
+
+    def counted(key: tuple[Any, ...], count: Callable[[], int]) -> int:
+        known = _FPO_COUNTS.get(key) if plain else None
+        if known is None:
+            known = count()
+            if plain:
+                _FPO_COUNTS[key] = known
         return known
-    loss = nn.functional.cross_entropy
+
+    def step(size: int) -> int:  # one training step: forward, loss, backward, Adam
+        x, y = data.x_train[:size], data.y_train[:size]
+        loss = nn.functional.cross_entropy
+        result = training_fpo(model, x, 1, target=y, loss_fn=loss, optimizer=_optimizer(params))
+        return int(result.total)
+
+    def validation() -> int:
+        model.eval()
+        with torch.no_grad():
+            total = count_fpo(model, data.x_val, backward=False).total
+        model.train()
+        return int(total)
+
     total = 0
     for size, steps in ((batch, full), (rest, 1 if rest else 0)):
         if steps:
-            x, y = data.x_train[:size], data.y_train[:size]
-            result = training_fpo(
-                model, x, steps, target=y, loss_fn=loss, optimizer=_optimizer(params)
-            )
-            total += result.total
-    model.eval()
-    with torch.no_grad():
-        total += count_fpo(model, data.x_val, backward=False).total
-    model.train()
-    if plain:
-        _FPO_PER_EPOCH[key] = int(total)
-    return int(total)
+            shape = (size, *data.x_train.shape[1:])
+            total += steps * counted(("step", *model_key, shape), functools.partial(step, size))
+    shape = tuple(data.x_val.shape)
+    return total + counted(("validation", *model_key, shape), validation)
 
 
-#: fpo_per_epoch's counts by model structure, batch, weight decay and data shapes.
-_FPO_PER_EPOCH: dict[tuple[Any, ...], int] = {}
+#: fpo_per_epoch's counts of one training step and of one validation pass, by model structure,
+#: dtypes, weight decay and input shape.
+_FPO_COUNTS: dict[tuple[Any, ...], int] = {}
 
 
 @dataclass
