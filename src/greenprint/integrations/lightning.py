@@ -307,15 +307,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             _node_run_id(trainer, run.id)  # every rank takes part in the exchange
         else:
             options.pop("role", None)
-            options.pop("meters", None)  # one meter per node: this rank reads none
-            run = track(
-                f"{name}-rank{trainer.global_rank}",
-                params=params,
-                role="part",
-                parent=_node_run_id(trainer, None),
-                meters=NoMeters(),
-                **options,
-            ).start()
+            run = _rank_run(trainer, name, params, options)
         self._run = run
         self.last_run_id = run.id
         self._figures = LiveFigures(run)
@@ -565,15 +557,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
                     _node_run_id(trainer, node_run.id if node_run is not None else None)
                 run = node_run
             else:
-                options.pop("meters", None)  # one meter per node: this rank reads none
-                run = track(
-                    f"{name}-rank{trainer.global_rank}",
-                    params=params,
-                    role="part",
-                    parent=_node_run_id(trainer, None),
-                    meters=NoMeters(),
-                    **options,
-                ).start()
+                run = _rank_run(trainer, name, params, options)
         except GreenprintError as e:  # never stop the user's evaluation
             logger.warning("greenprint: could not start the run of trainer.%s(): %s", kind, e)
             return
@@ -887,6 +871,25 @@ def _node_root_pid(trainer: Any) -> int:
     if launcher is not None and type(launcher).__name__ == "_SubprocessScriptLauncher":
         return os.getpid()
     return os.getppid()
+
+
+def _rank_run(trainer: Any, name: str, params: dict[str, Any], options: dict[str, Any]) -> Run:
+    """The started run of a rank that is not its node's local rank 0 (DDP).
+
+    A part of the node's run (its id from :func:`_node_run_id`'s exchange), reading no meter
+    (one meter per node: the node's run has them). ``options`` without a role.
+    """
+    from greenprint.tracking import track
+
+    options = {k: v for k, v in options.items() if k != "meters"}
+    return track(
+        f"{name}-rank{trainer.global_rank}",
+        params=params,
+        role="part",
+        parent=_node_run_id(trainer, None),
+        meters=NoMeters(),
+        **options,
+    ).start()
 
 
 def _node_run_id(trainer: Any, own_id: str | None) -> str | None:
