@@ -77,6 +77,7 @@ from greenprint.meters._gpu_meter import (
     GpuVendor,
     GpuVendorUnavailable,
     SummedGpuMeter,
+    estimate_from_tdp,
     failed_gpu,
     go_on_at_mean_power,
     not_counted,
@@ -644,14 +645,8 @@ class AmdMeter(SummedGpuMeter):
         tdp_w, source = tdp_for(g.name)
         if "MI250" in g.name.upper():  # tdp_for gives a GCD's half; g reads its package
             tdp_w *= 2
-        g.last_power_w = tdp_w  # its package's power; g.share of it is metered
-        g.estimated = True
-        why = str(err).removeprefix(f"{g.label}: ")
-        g.failed = (
-            f"failed at its first read ({why}): estimated from its TDP, {g.name} "
-            f"{tdp_w * g.share:g} W {source}, utilisation unknown: full load"
-        )
-        logger.warning("%s %s; the other GPUs are measured", g.label, g.failed)
+        # its package's power; g.share of it is metered
+        estimate_from_tdp(g, err, tdp_w, f"{tdp_w * g.share:g} W {source}")
 
     def read(self) -> MeterReading:
         """Cumulative energy of the GPUs since :meth:`start`, in J.

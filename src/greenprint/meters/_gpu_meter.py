@@ -342,6 +342,23 @@ def go_on_at_mean_power(gpu: Any, gpus: Sequence[Any], elapsed: float, err: Exce
     return True
 
 
+def estimate_from_tdp(gpu: Any, err: Exception, power_w: float, tdp_text: str) -> None:
+    """Let ``gpu``, failed at its first read, go on at ``power_w`` (its TDP), full load.
+
+    ``gpu`` has ``failed``, ``estimated``, ``last_power_w``, ``share``, ``name`` and ``label``;
+    ``power_w`` is what it draws (W) before its ``share`` is applied; ``tdp_text`` names the
+    share's TDP (W) and its source. Shared by the NVML and amdsmi meters.
+    """
+    gpu.last_power_w = power_w
+    gpu.estimated = True
+    why = str(err).removeprefix(f"{gpu.label}: ")
+    gpu.failed = (
+        f"failed at its first read ({why}): estimated from its TDP, {gpu.name} {tdp_text}, "
+        "utilisation unknown: full load"
+    )
+    logger.warning("%s %s; the other GPUs are measured", gpu.label, gpu.failed)
+
+
 class SummedGpuMeter(Meter):
     """The energy of several GPUs summed, with this process tree's share (see the module).
 

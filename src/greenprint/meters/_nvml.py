@@ -74,6 +74,7 @@ from greenprint.meters._gpu_meter import (
     GpuVendor,
     GpuVendorUnavailable,
     SummedGpuMeter,
+    estimate_from_tdp,
     failed_gpu,
     go_on_at_mean_power,
     lost_gpu,
@@ -639,14 +640,7 @@ class NvmlMeter(SummedGpuMeter):
         tdp_w, source = tdp_for(g.name.split(" MIG ", 1)[0])
         if g.share != 1.0:  # a MIG device: its share is applied to the parent's power
             source = f"{source} x {g.share:g}"
-        g.last_power_w = tdp_w
-        g.estimated = True
-        why = str(err).removeprefix(f"{g.label}: ")
-        g.failed = (
-            f"failed at its first read ({why}): estimated from its TDP, {g.name} "
-            f"{tdp_w * g.share:g} W {source}, utilisation unknown: full load"
-        )
-        logger.warning("%s %s; the other GPUs are measured", g.label, g.failed)
+        estimate_from_tdp(g, err, tdp_w, f"{tdp_w * g.share:g} W {source}")
 
     def read(self) -> MeterReading:
         """Cumulative energy of the GPUs since :meth:`start`, in J.
