@@ -29,11 +29,12 @@ from integrations._frameworks import need_installed
 
 #: An Optuna search measured by greenprint: 8 steps of 50 ms per trial, each reported.
 #: ``argv[1]``: "KILL" or "TERM" kills this process with that signal in the trial numbered
-#: ``argv[2]`` at step ``argv[3]`` (0: right after its suggest, before the run's first flush);
+#: ``argv[2]`` at step ``argv[3]`` (0: right after its suggest, before the run's first flush,
+#: once Optuna has its first heartbeat: a kill before that was a trial Optuna never retries);
 #: ``argv[4]``: "retry" gives the storage a heartbeat and RetryFailedTrialCallback(max_retry=2),
 #: "plain" a storage without either; ``argv[5]``: the number of trials to run.
 SEARCH = """
-import os, signal, sys, time, warnings
+import os, signal, sqlite3, sys, time, warnings
 warnings.simplefilter("ignore")
 import optuna
 from optuna.storages import RDBStorage, RetryFailedTrialCallback
@@ -48,6 +49,14 @@ if how == "retry":
                          failed_trial_callback=RetryFailedTrialCallback(max_retry=2))
 
 
+def heartbeat_recorded(trial):
+    # Optuna's heartbeat thread has written this trial's first beat: Optuna fails and retries
+    # only a trial with one (killed before it, the trial stays RUNNING for ever)
+    with sqlite3.connect("optuna.db", timeout=60) as db:
+        return db.execute("SELECT 1 FROM trial_heartbeats WHERE trial_id = ?",
+                          (trial._trial_id,)).fetchone() is not None
+
+
 def objective(trial):
     lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
     loss = 1.0
@@ -55,6 +64,9 @@ def objective(trial):
         if kill != "none" and trial.number == number and step == at:
             if at:  # mid-trial: its run has flushed its cost so far (every 0.1 s), busy box or not
                 time.sleep(1.0)
+            elif how == "retry":  # right after the suggest, once Optuna's thread has beaten
+                while not heartbeat_recorded(trial):
+                    time.sleep(0.002)
             os.kill(os.getpid(), getattr(signal, "SIG" + kill))
         t = time.time()
         while time.time() - t < 0.05:
