@@ -19,6 +19,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F  # noqa: E402
+from _counted import Counted as _Counted  # noqa: E402
 from torch import nn  # noqa: E402
 
 import greenprint as gp  # noqa: E402
@@ -96,40 +97,8 @@ def test_embedding_renorm_with_norm_type_1():
 # -- _grid_sampler_2d_cpu_fallback: ATen's scalar 2-D kernel ------------------------------------
 
 
-class _Counted(float):
-    """A float that counts every arithmetic op done on it (in ``_Counted.ops``)."""
-
-    ops = 0
-
-    @staticmethod
-    def _of(value):
-        _Counted.ops += 1
-        return _Counted(value)
-
-    def __add__(self, other):
-        return _Counted._of(float(self) + float(other))
-
-    def __radd__(self, other):
-        return _Counted._of(float(other) + float(self))
-
-    def __sub__(self, other):
-        return _Counted._of(float(self) - float(other))
-
-    def __rsub__(self, other):
-        return _Counted._of(float(other) - float(self))
-
-    def __mul__(self, other):
-        return _Counted._of(float(self) * float(other))
-
-    def __rmul__(self, other):
-        return _Counted._of(float(other) * float(self))
-
-    def __truediv__(self, other):
-        return _Counted._of(float(self) / float(other))
-
-
 def _floor(x):
-    return _Counted._of(math.floor(x))
+    return _Counted.of(math.floor(x))
 
 
 def _nearbyint(x):

@@ -18,6 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F  # noqa: E402
+from _counted import Counted as _C  # noqa: E402
 
 import greenprint as gp  # noqa: E402
 from integrations._frameworks import one_thread  # noqa: E402
@@ -35,41 +36,6 @@ def _op(result, op: str, phase: str = "forward") -> int:
 
 
 # -- a float that counts the arithmetic done on it -----------------------------------------------
-
-
-class _C(float):
-    """A float whose every arithmetic op is counted in ``_C.ops``."""
-
-    ops = 0
-
-    @staticmethod
-    def of(value):
-        _C.ops += 1
-        return _C(value)
-
-    def __add__(self, other):
-        return _C.of(float(self) + float(other))
-
-    def __radd__(self, other):
-        return _C.of(float(other) + float(self))
-
-    def __sub__(self, other):
-        return _C.of(float(self) - float(other))
-
-    def __rsub__(self, other):
-        return _C.of(float(other) - float(self))
-
-    def __mul__(self, other):
-        return _C.of(float(self) * float(other))
-
-    def __rmul__(self, other):
-        return _C.of(float(other) * float(self))
-
-    def __truediv__(self, other):
-        return _C.of(float(self) / float(other))
-
-    def __rtruediv__(self, other):
-        return _C.of(float(other) / float(self))
 
 
 def _cmp(result: bool) -> bool:
