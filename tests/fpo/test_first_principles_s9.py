@@ -237,25 +237,26 @@ def test_antialiased_interpolation_counts_the_stretched_window(mode, h, w, oh, o
     assert r.by_op_phase[f"{op}_backward"]["backward"] == weights + 2 * 3 * taps
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the rule computes antialias weights in float32 whatever the input's dtype; for a "
-    "float64 input ATen computes them in double (scalar_t), where (1, 2, 1, 10) -> (1, 8) "
-    "with align_corners has a tap at |x| = 1 - 2.2e-16, inside the triangle (3 FPO), that "
-    "float32 puts on its edge, 1.0 (2): 316 by the kernel, 315 counted. Reported, not the "
-    "test's to change.",
-)
 def test_antialiased_weights_of_a_float64_input_are_computed_in_double():
     """Scale ``9 / 7`` (align_corners, 10 -> 8), support ``9 / 7``: output 2's window holds 3
     taps (inputs 1 to 3), the last at ``(3 - 45 / 14 + 0.5) * 7 / 9``, 0.9999999999999998 in
     double (inside the filter), exactly 1.0 in float32. Only W changes: the forward's weights
-    counted in double."""
+    counted in double (since s25; the rule counted them in float32: 315), and in float32 for
+    the same resize of a float32 input, as its kernel computes them."""
     x = torch.randn(1, 2, 1, 10, dtype=torch.float64)
     _, expected = _aa_reference(x, (1, 8), "bilinear", True)
     r = count(
         lambda: F.interpolate(x, size=(1, 8), mode="bilinear", antialias=True, align_corners=True)
     )
     assert r.total == expected == 316
+    single = x.float()
+    _, expected_single = _aa_reference(single, (1, 8), "bilinear", True)
+    r = count(
+        lambda: F.interpolate(
+            single, size=(1, 8), mode="bilinear", antialias=True, align_corners=True
+        )
+    )
+    assert r.total == expected_single == 315
 
 
 def test_a_4x_antialiased_downsample_by_hand():

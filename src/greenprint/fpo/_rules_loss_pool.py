@@ -411,13 +411,23 @@ def _scale_fpo(size_in: int, size_out: int, align_corners: Any, scale: Any) -> i
     return 2 if scale is not None else 1
 
 
-def _scale_value(size_in: int, size_out: int, align_corners: Any, scale: Any) -> float:
-    """The value ``area_pixel_compute_scale`` returns, in float32."""
+def _same(value: float) -> float:
+    """``value`` as a double: the kernels of a float64 input hold their weights in double."""
+    return value
+
+
+def _scale_value(
+    size_in: int, size_out: int, align_corners: Any, scale: Any, round_: Any = _f32
+) -> float:
+    """The value ``area_pixel_compute_scale`` returns, rounded by ``round_``.
+
+    ``round_``: :func:`_f32` (float32), or :func:`_same` (double, a float64 input's kernel).
+    """
     if align_corners:
-        return _f32((size_in - 1) / (size_out - 1)) if size_out > 1 else 0.0
+        return round_((size_in - 1) / (size_out - 1)) if size_out > 1 else 0.0
     if scale is not None and scale > 0:
-        return _f32(1.0 / scale)
-    return _f32(_f32(float(size_in)) / size_out)
+        return round_(1.0 / scale)
+    return round_(round_(float(size_in)) / size_out)
 
 
 def _lambda_fpo(size_in: int, size_out: int, align_corners: Any) -> int:
@@ -613,45 +623,51 @@ def _aa_filter_fpo(mode: str, x: float) -> int:
 
 
 def _aa_index_weights(
-    mode: str, size_in: int, size_out: int, scale: float, support: float, widest: int
+    mode: str,
+    size_in: int,
+    size_out: int,
+    scale: float,
+    support: float,
+    widest: int,
+    round_: Any = _f32,
 ) -> list[tuple[int, int]]:
     """Per output index ``(window length, FPO)`` of ``_compute_indices_min_size_weights_aa``.
 
-    In float32 as the kernel: ``center = scale * (i + 0.5)`` (2), ``invscale`` (the compare,
-    and ``1 / scale`` when ``scale >= 1``), the window's ends ``center -/+ support + 0.5`` (4);
-    per tap the filter's argument ``(j + xmin - center + 0.5) * invscale`` (3), the filter and
-    ``total_w += w`` (1); the ``total_w != 0`` compare and, when not 0, per tap ``w /=
-    total_w`` and ``wt_max = max(wt_max, w)`` (2).
+    In float32 as the kernel (``round_``; double for a float64 input): ``center = scale * (i
+    + 0.5)`` (2), ``invscale`` (the compare, and ``1 / scale`` when ``scale >= 1``), the
+    window's ends ``center -/+ support + 0.5`` (4); per tap the filter's argument ``(j + xmin
+    - center + 0.5) * invscale`` (3), the filter and ``total_w += w`` (1); the ``total_w != 0``
+    compare and, when not 0, per tap ``w /= total_w`` and ``wt_max = max(wt_max, w)`` (2).
     """
     out = []
-    invscale = _f32(1.0 / scale) if scale >= 1.0 else 1.0
+    invscale = round_(1.0 / scale) if scale >= 1.0 else 1.0
     for i in range(size_out):
-        center = _f32(scale * (i + 0.5))
-        xmin = max(int(_f32(center - support) + 0.5), 0)
-        xsize = min(int(_f32(center + support) + 0.5), size_in) - xmin
+        center = round_(scale * (i + 0.5))
+        xmin = max(int(round_(center - support) + 0.5), 0)
+        xsize = min(int(round_(center + support) + 0.5), size_in) - xmin
         xsize = min(max(xsize, 0), widest)
         fpo = 7 + (1 if scale >= 1.0 else 0)
         total = 0.0
         for j in range(xsize):
-            x = _f32((_f32(float(j + xmin) - center) + 0.5) * invscale)
+            x = round_((round_(float(j + xmin) - center) + 0.5) * invscale)
             fpo += 3 + _aa_filter_fpo(mode, x) + 1
-            total = _f32(total + _aa_filter_value(mode, x))
+            total = round_(total + _aa_filter_value(mode, x, round_))
         fpo += 1 + (2 * xsize if total != 0.0 else 0)
         out.append((xsize, fpo))
     return out
 
 
-def _aa_filter_value(mode: str, x: float) -> float:
-    """The filter's value (float32), for ``total_w != 0``."""
+def _aa_filter_value(mode: str, x: float, round_: Any = _f32) -> float:
+    """The filter's value (rounded by ``round_``), for ``total_w != 0``."""
     x = abs(x)
     if mode == "bilinear":
-        return _f32(1.0 - x) if x < 1.0 else 0.0
+        return round_(1.0 - x) if x < 1.0 else 0.0
     if mode == "bicubic":
         a = -0.5
         if x < 1.0:
-            return _f32(((a + 2) * x - (a + 3)) * x * x + 1)
+            return round_(((a + 2) * x - (a + 3)) * x * x + 1)
         if x < 2.0:
-            return _f32(((a * x - 5 * a) * x + 8 * a) * x - 4 * a)
+            return round_(((a * x - 5 * a) * x + 8 * a) * x - 4 * a)
         return 0.0
     if x >= 3.0:
         return 0.0
@@ -659,31 +675,39 @@ def _aa_filter_value(mode: str, x: float) -> float:
     def sinc(v: float) -> float:
         return 1.0 if v == 0.0 else math.sin(v * math.pi) / (v * math.pi)
 
-    return _f32(sinc(x) * sinc(x / 3.0))
+    return round_(sinc(x) * sinc(x / 3.0))
 
 
 def _aa_dimension(
-    mode: str, size_in: int, size_out: int, align_corners: Any, scale_arg: Any
+    mode: str, size_in: int, size_out: int, align_corners: Any, scale_arg: Any, double: bool
 ) -> tuple[list[tuple[int, int]], int]:
     """One dimension's antialias weights: per index ``(window, FPO)``, and the setup FPO.
 
     The setup is the scale and the support, ``(taps * 0.5) * scale`` when ``scale >= 1`` (the
     compare, 2 multiplies), else ``taps * 0.5`` (the compare, 1), and ``ceil(support)`` for
-    the widest window (1).
+    the widest window (1). In float32, or in double for a float64 input (``double``): which
+    taps fall inside a filter's support can differ at its edge.
     """
     taps = _AA_TAPS[mode]
-    scale = _scale_value(size_in, size_out, align_corners, scale_arg)
+    round_ = _same if double else _f32
+    scale = _scale_value(size_in, size_out, align_corners, scale_arg, round_)
     if scale >= 1.0:
-        support, setup = _f32(taps * 0.5 * scale), 4
+        support, setup = round_(taps * 0.5 * scale), 4
     else:
         support, setup = taps * 0.5, 3
     widest = 2 * math.ceil(support) + 1
     setup += _scale_fpo(size_in, size_out, align_corners, scale_arg)
-    return _aa_index_weights(mode, size_in, size_out, scale, support, widest), setup
+    return _aa_index_weights(mode, size_in, size_out, scale, support, widest, round_), setup
 
 
 def _aa_fpo(
-    planes: int, size_in: Any, size_out: Any, mode: str, align_corners: Any, scales: Any
+    planes: int,
+    size_in: Any,
+    size_out: Any,
+    mode: str,
+    align_corners: Any,
+    scales: Any,
+    double: bool = False,
 ) -> int:
     """FPO of an antialiased 2-D resize of ``planes`` (N * C) planes, forward.
 
@@ -703,16 +727,22 @@ def _aa_fpo(
     scale_h, scale_w = scales
     total = 0
     if w != ow:
-        cols, setup = _aa_dimension(mode, w, ow, align_corners, scale_w)
+        cols, setup = _aa_dimension(mode, w, ow, align_corners, scale_w, double)
         total += setup + sum(f + 1 for _, f in cols) + planes * h * sum(2 * k - 1 for k, _ in cols)
     if h != oh:
-        rows, setup = _aa_dimension(mode, h, oh, align_corners, scale_h)
+        rows, setup = _aa_dimension(mode, h, oh, align_corners, scale_h, double)
         total += setup + sum(f + 1 for _, f in rows) + planes * ow * sum(2 * k - 1 for k, _ in rows)
     return total
 
 
 def _aa_backward_fpo(
-    planes: int, size_in: Any, size_out: Any, mode: str, align_corners: Any, scales: Any
+    planes: int,
+    size_in: Any,
+    size_out: Any,
+    mode: str,
+    align_corners: Any,
+    scales: Any,
+    double: bool = False,
 ) -> int:
     """FPO of an antialiased 2-D resize's backward: ``3 kh kw`` per gradient element + weights.
 
@@ -724,8 +754,8 @@ def _aa_backward_fpo(
     """
     (h, w), (oh, ow) = (int(v) for v in size_in), (int(v) for v in size_out)
     scale_h, scale_w = scales
-    rows, setup_h = _aa_dimension(mode, h, oh, align_corners, scale_h)
-    cols, setup_w = _aa_dimension(mode, w, ow, align_corners, scale_w)
+    rows, setup_h = _aa_dimension(mode, h, oh, align_corners, scale_h, double)
+    cols, setup_w = _aa_dimension(mode, w, ow, align_corners, scale_w, double)
     weights = setup_h + setup_w + sum(f for _, f in rows) + oh * sum(f for _, f in cols)
     return weights + planes * 3 * sum(k for k, _ in rows) * sum(k for k, _ in cols)
 
@@ -739,13 +769,15 @@ def _aa_rule(mode: str) -> Any:
         scales_w: Any = None,
         *,
         out_shape: Any = None,
+        double: bool = False,
         **kwargs: Any,
     ) -> int:
         if isinstance(scales_h, list):  # the .vec overload: scale_factors, output_size maybe None
             scales_h, scales_w = ([*scales_h, None, None])[:2]
         size_out = first_shape(out_shape)[-2:] if out_shape is not None else output_size
         planes = numel(self[:-2])
-        return _aa_fpo(planes, self[-2:], size_out, mode, align_corners, (scales_h, scales_w))
+        scales = (scales_h, scales_w)
+        return _aa_fpo(planes, self[-2:], size_out, mode, align_corners, scales, double)
 
     def backward(
         grad_output: tuple[int, ...],
@@ -754,6 +786,8 @@ def _aa_rule(mode: str) -> Any:
         align_corners: Any = False,
         scales_h: Any = None,
         scales_w: Any = None,
+        *,
+        double: bool = False,
         **kwargs: Any,
     ) -> int:
         if isinstance(scales_h, list):
@@ -761,17 +795,27 @@ def _aa_rule(mode: str) -> Any:
         planes = numel(tuple(input_size)[:-2])
         size_in = tuple(input_size)[-2:]
         scales = (scales_h, scales_w)
-        return _aa_backward_fpo(planes, size_in, grad_output[-2:], mode, align_corners, scales)
+        size_out = grad_output[-2:]
+        return _aa_backward_fpo(planes, size_in, size_out, mode, align_corners, scales, double)
 
     rule.__doc__ = f"Antialiased {mode} resize: see :func:`_aa_fpo`."
     backward.__doc__ = "Its backward, scattered per window element: :func:`_aa_backward_fpo`."
     return rule, backward
 
 
+def _reads_double(tensor: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The antialias rules' ``double``: whether ``tensor`` is float64.
+
+    Its kernel holds the weights in double (``scalar_t``). Read from real tensors; a count on
+    meta tensors assumes float32.
+    """
+    return {"double": str(tensor.dtype) == "torch.float64"}
+
+
 for _aa_mode in _AA_TAPS:
     _forward, _backward = _aa_rule(_aa_mode)
-    register_rule(f"aten._upsample_{_aa_mode}2d_aa")(_forward)
-    register_rule(f"aten._upsample_{_aa_mode}2d_aa_backward")(_backward)
+    register_rule(f"aten._upsample_{_aa_mode}2d_aa", reads=_reads_double)(_forward)
+    register_rule(f"aten._upsample_{_aa_mode}2d_aa_backward", reads=_reads_double)(_backward)
 
 
 def _nearest_backward(grad_output: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
