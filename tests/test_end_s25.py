@@ -302,3 +302,33 @@ def test_every_amd_gpu_failing_at_its_first_read_still_fails_over_to_the_meter_s
         assert reading.machine_j == pytest.approx(600.0)  # 2 x 300 W x 1 s
     finally:
         meters.close()
+
+
+# -- a run moved into another study (Ray Tune's sweep) -----------------------------------------
+def test_a_run_moved_into_another_study_is_read_and_budgeted_there(tmp_path: Path) -> None:
+    """Ray Tune's sweep learns its study only from its trials' first result. Before s25,
+    ray.py moved it by writing the ledger row and setting ``Run._study``: the run's study
+    budget went on guarding the old study's cost under the old name. ``Run._move_to_study``
+    moves all of it: the ledger row, ``run.study``, and the budget, now over on the new study's
+    earlier spending."""
+    import greenprint as gp
+    from tracking._meters import ConstantPowerMeters
+
+    db = str(tmp_path / "ledger.db")
+    late = {"sample_interval_s": 5.0, "flush_interval_s": 5.0}
+    with gp.track("earlier", study="B", ledger=db, meters=ConstantPowerMeters(), **late):
+        time.sleep(0.1)
+    spent = gp.Ledger(db).runs(study="B")[0].energy_kwh
+    budget = gp.Budget(kwh=spent / 2, per="study", on_exceed="stop")  # study B is over it
+    run = gp.track(
+        "sweep", study="A", ledger=db, budget=budget, meters=ConstantPowerMeters(), **late
+    ).start()
+    try:
+        run._move_to_study("B")
+        assert run.study == "B"
+        assert [r.name for r in gp.Ledger(db).runs(study="B")] == ["earlier", "sweep"]
+        assert gp.Ledger(db).studies() == ["B"]
+        stop = run.check_budgets()
+        assert stop is not None and "study 'B'" in str(stop), stop
+    finally:
+        run.stop()

@@ -1056,6 +1056,23 @@ class Run:
         """The study this run belongs to."""
         return self._study
 
+    def _move_to_study(self, study: str) -> None:
+        """Move this started run into ``study``: its ledger row, then what the run keeps of it.
+
+        For an integration whose container learns its study only after it started (Ray Tune's
+        sweep, once its trials' study is known). The run's study budget, if any, is then
+        checked against ``study``'s spending, read at once. Raises
+        :class:`~greenprint.GreenprintError` when the ledger cannot be written (the run keeps
+        its study).
+        """
+        if self._ledger is not None and self.id:
+            self._ledger.flush(self.id, fields={"study": study})
+        self._study = study
+        if self._guard is not None:
+            self._guard.study = study
+            if self._guard.needs_study:
+                self._read_study_cost()  # the new study's spending, not the old one's
+
     @property
     def duration_s(self) -> float:
         """Wall time in seconds so far (final once stopped)."""

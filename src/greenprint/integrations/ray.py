@@ -899,11 +899,10 @@ class GreenprintTuneCallback(tune.Callback):
         ledger = sweep.ledger
         if self._study is None and not self._resume.restored and ledger is not None:
             try:
-                ledger.flush(sweep.id, fields={"study": study})
+                sweep._move_to_study(study)
             except GreenprintError as e:
                 logger.warning("greenprint: could not move the sweep into study %r: %s", study, e)
                 return
-            sweep._study = study  # no setter: a run's study is fixed once it is written
             self._resume.moved = self._experiment
             return
         self._resume.elsewhere.add(study)
