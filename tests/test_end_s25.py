@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from _clean_env import clean_env
 from _report_cli import GREENPRINT, empty_home, run_in
-from test_exit_s24 import HOLDER
+from test_exit_s24 import locked_ledger
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SQLite file locks of POSIX")
 
@@ -68,16 +67,11 @@ def test_nested_runs_open_at_exit_with_a_locked_ledger_share_one_wait_and_are_al
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     home = empty_home(tmp_path_factory, "nested-at-exit")
-    (home / "holder.py").write_text(HOLDER, encoding="utf-8")
-    (home / "study.py").write_text(NESTED_OPEN, encoding="utf-8")
-    (home / "tmp").mkdir()
-    paths = [str(home / n) for n in ("greenprint.db", "go", "locked", "release")]
-    holder = subprocess.Popen([sys.executable, str(home / "holder.py"), *paths])
-    try:
+    with locked_ledger(home, NESTED_OPEN) as env:
         child = subprocess.Popen(
             [sys.executable, "study.py"],
             cwd=home,
-            env={**clean_env(), "TMPDIR": str(home / "tmp")},
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -91,9 +85,6 @@ def test_nested_runs_open_at_exit_with_a_locked_ledger_share_one_wait_and_are_al
         finally:
             child.kill()
             child.wait()
-    finally:
-        Path(paths[3]).touch()
-        holder.wait(timeout=10)
     assert child.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
     ids = json.loads(line)

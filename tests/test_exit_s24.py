@@ -17,6 +17,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,15 +80,33 @@ for r in led.runs():
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SQLite file locks of POSIX")
 
 
-def _run(home: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float, dict]:
-    """The script run with a holder of the ledger's lock: (its result, its wall time, its end)."""
+@contextmanager
+def locked_ledger(home: Path, study: str) -> Iterator[dict[str, str]]:
+    """``study`` written to ``home/study.py`` beside a process holding its ledger's lock.
+
+    Starts :data:`HOLDER` on ``home/greenprint.db``; yields the script's environment (a new
+    user's, its temporary folder ``home/tmp``); at the end tells the holder to release the
+    lock and waits for it.
+    """
     (home / "holder.py").write_text(HOLDER, encoding="utf-8")
-    (home / "study.py").write_text(SCRIPT, encoding="utf-8")
+    (home / "study.py").write_text(study, encoding="utf-8")
+    (home / "tmp").mkdir()
     paths = [str(home / n) for n in ("greenprint.db", "go", "locked", "release")]
     holder = subprocess.Popen([sys.executable, str(home / "holder.py"), *paths])
     try:
-        env = {**clean_env(), "TMPDIR": str(home / "tmp")}
-        (home / "tmp").mkdir()
+        yield {**clean_env(), "TMPDIR": str(home / "tmp")}
+    finally:
+        (home / "release").touch()
+        try:
+            holder.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - it polls every 10 ms
+            holder.kill()
+            holder.wait()
+
+
+def _run(home: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float, dict]:
+    """The script run with a holder of the ledger's lock: (its result, its wall time, its end)."""
+    with locked_ledger(home, SCRIPT) as env:
         began = time.monotonic()
         # before: about 300 s (180 s leaving the with block, 120 s at exit)
         done = subprocess.run(
@@ -98,13 +118,6 @@ def _run(home: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], floa
             timeout=120,
         )
         wall_s = time.monotonic() - began
-    finally:
-        Path(paths[3]).touch()
-        try:
-            holder.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover - it polls every 10 ms
-            holder.kill()
-            holder.wait()
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     return done, wall_s, json.loads(done.stdout.splitlines()[-1])
@@ -279,16 +292,11 @@ def test_a_run_sigtermed_while_its_ledger_is_locked_is_saved_apart_before_the_pr
     import signal
 
     home = empty_home(tmp_path_factory, "terminated-locked")
-    (home / "holder.py").write_text(HOLDER, encoding="utf-8")
-    (home / "study.py").write_text(TERMINATED, encoding="utf-8")
-    (home / "tmp").mkdir()
-    paths = [str(home / n) for n in ("greenprint.db", "go", "locked", "release")]
-    holder = subprocess.Popen([sys.executable, str(home / "holder.py"), *paths])
-    try:
+    with locked_ledger(home, TERMINATED) as env:
         child = subprocess.Popen(
             [sys.executable, "study.py"],
             cwd=home,
-            env={**clean_env(), "TMPDIR": str(home / "tmp")},
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -302,9 +310,6 @@ def test_a_run_sigtermed_while_its_ledger_is_locked_is_saved_apart_before_the_pr
         finally:
             child.kill()
         died_s = time.monotonic() - began
-    finally:
-        Path(paths[3]).touch()
-        holder.wait(timeout=10)
     assert child.returncode == -signal.SIGTERM, stderr
     assert died_s < 20.0, stderr
     saved = home / "tmp" / f"greenprint-unsaved-{run_id}.db"
