@@ -79,6 +79,7 @@ from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
 from greenprint._run_tree import RunNode
 from greenprint._suggest import did_you_mean
 from greenprint._validate import (
+    INT64_MAX,
     check_fpo,
     finite_number,
     mapping_of_names,
@@ -295,6 +296,23 @@ def track(
         role=role,
         node_meter=node_meter,
     )
+
+
+def _metric_step(step: object) -> int | None:
+    """A metric's step as an int the ledger stores (64 bits), or ``None``.
+
+    A NumPy or other integral scalar is taken as its int; a bool, a float or text is refused.
+
+    Raises:
+        ConfigError: the step is not an integer, or does not fit in 64 bits.
+    """
+    if step is None:
+        return None
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise ConfigError(f"a metric's step must be an integer, not {step!r:.60}")
+    if abs(int(step)) > INT64_MAX:
+        raise ConfigError(f"a metric's step must fit in 64 bits, not {int(step)}")
+    return int(step)
 
 
 def _metric_number(metric: str, value: Any) -> float:
@@ -527,21 +545,54 @@ class Run:
         return wrapper  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ public API
-    def log(self, step: int | None = None, **metrics: float) -> None:
+    def log(
+        self,
+        metrics: Mapping[str, Any] | int | None = None,
+        /,
+        step: int | None = None,
+        **values: Any,
+    ) -> None:
         """Record metric values, e.g. ``run.log(accuracy=0.93, step=10)``.
+
+        Names that are not Python identifiers go in one mapping, as other trackers take them:
+        ``run.log({"eval/loss": 0.31}, step=10)`` (keywords may be added beside it). The step
+        may also be the first argument, ``run.log(10, accuracy=0.93)``.
 
         Values are stored as floats (NaN and infinities are kept as such). A value is a number:
         a Python ``int``, ``float`` or ``bool``, a NumPy scalar, or a tensor or array of one
         value (a loss that requires grad is read detached). Text such as ``"0.5"`` is refused,
-        not parsed.
+        not parsed. Everything is checked when it is logged: a bad call records nothing and
+        changes nothing already recorded.
 
         Raises:
-            ConfigError: a value is not a number (the message names the metric and the type);
-                nothing of the call is recorded then.
+            ConfigError: a value is not a number (the message names the metric and the type),
+                a name is empty or not text, the step is not an integer of at most 64 bits,
+                a name is given twice, or the first argument is neither a mapping of metrics
+                nor a step (``run.log("acc", 0.9)``: use ``run.log(acc=0.9)``); nothing of the
+                call is recorded then.
             BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once, after
                 the values are recorded).
         """
-        self._add_metrics(step, metrics)
+        if isinstance(metrics, Mapping):
+            repeated = sorted(str(name) for name in values if name in metrics)
+            if repeated:
+                raise ConfigError(
+                    f"run.log(): metric {repeated[0]!r} given both in the mapping and as a keyword"
+                )
+            values = {**metrics, **values}
+        elif metrics is not None:
+            if isinstance(metrics, bool) or not isinstance(metrics, numbers.Integral):
+                shown = repr(metrics)
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                raise ConfigError(
+                    "run.log() takes metrics as keywords, run.log(accuracy=0.93, step=10), or "
+                    f"as one mapping, run.log({{'eval/loss': 0.31}}); not {type(metrics).__name__} "
+                    f"{shown} as its first argument"
+                )
+            if step is not None:
+                raise ConfigError(f"run.log() got two steps, {metrics!r:.40} and {step!r:.40}")
+            step = metrics
+        self._add_metrics(step, values)
         if self._ended_here():
             self._write_late()  # after the run's end: written at once (a test score of the model)
         elif self._guard is not None or self._guarded_up:
@@ -551,11 +602,16 @@ class Run:
         """:meth:`log` without the budget check: for an integration's own thread (a listener).
 
         Raises:
-            ConfigError: a value is not a number (nothing is recorded then).
+            ConfigError: a value is not a number, a name is empty or not text, or the step is
+                not an integer the ledger can store (nothing is recorded then: a point the
+                ledger would refuse would keep every later write of the run from landing).
         """
         now = time.time()
+        step = _metric_step(step)
         points = []
         for metric, value in metrics.items():
+            if not isinstance(metric, str) or not metric:
+                raise ConfigError(f"a metric name must be non-empty text, not {metric!r}")
             points.append(MetricPoint(metric, _metric_number(metric, value), step, now))
         with self._lock:
             self._metrics.extend(points)

@@ -1,0 +1,103 @@
+"""``run.log()`` as a new user calls it: other trackers' habits, and values the ledger refuses.
+
+Before session 26, ``run.log({"acc": 0.9})`` (wandb's form) and ``run.log("acc", 0.9)``
+recorded nothing and said nothing (the first argument was taken as the step), and a point the
+ledger refuses at write time (an empty name, a float step, a step beyond 64 bits) was accepted
+by ``log()`` and then kept every later write of the run from landing: the run, with every
+metric logged before, was read ``lost``. Each bad call now raises ``ConfigError`` at once and
+records nothing; what the run recorded before and after it is kept.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import greenprint as gp
+from _report_cli import run_in
+
+#: (the call, what the error says)
+_BAD_CALLS = {
+    "text name first, as mlflow's log_metric": (
+        lambda run: run.log("val_loss", 0.3),
+        "takes metrics as keywords",
+    ),
+    "a name alone": (lambda run: run.log("val_loss"), "not str 'val_loss'"),
+    "an empty name": (lambda run: run.log(**{"": 1.0}), "non-empty text"),
+    "a name that is not text": (lambda run: run.log({3: 1.0}), "non-empty text, not 3"),
+    "a float step": (lambda run: run.log(step=1.5, acc=1.0), "must be an integer, not 1.5"),
+    "a float first argument": (lambda run: run.log(1.5, acc=1.0), "not float 1.5"),
+    "a step beyond 64 bits": (lambda run: run.log(2**70, acc=1.0), "fit in 64 bits"),
+    "two steps": (lambda run: run.log(1, 2), "two steps, 1 and 2"),
+    "a name twice": (lambda run: run.log({"acc": 1.0}, acc=2.0), "'acc' given both"),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_CALLS))
+def test_a_bad_log_call_raises_at_once_and_the_run_keeps_everything_else(
+    home: Path, case: str
+) -> None:
+    call, says = _BAD_CALLS[case]
+    with gp.track("t", study="s") as run:
+        run.log(acc=0.5, step=1)
+        with pytest.raises(gp.ConfigError, match=says):
+            call(run)
+        run.log(acc=0.75, step=2)
+    (record,) = gp.Ledger("greenprint.db").runs()
+    assert record.status == "finished"
+    assert [(p.name, p.value, p.step) for p in record.metrics] == [
+        ("acc", 0.5, 1),
+        ("acc", 0.75, 2),
+    ]
+
+
+def test_a_mapping_logs_names_keywords_cannot_hold(home: Path) -> None:
+    with gp.track("t", study="s") as run:
+        run.log({"eval/loss": 0.31, "eval/accuracy": 0.9}, step=np.int64(10))
+        run.log({"train/loss": 0.5}, 11, lr=1e-3)
+        run.log(12, acc=0.91)  # the step first, as before
+        run.log(metrics=0.2)  # a metric that happens to be named like the parameter
+    (record,) = gp.Ledger("greenprint.db").runs()
+    points = [(p.name, p.value, p.step) for p in record.metrics]
+    assert points == [
+        ("eval/loss", 0.31, 10),
+        ("eval/accuracy", 0.9, 10),
+        ("train/loss", 0.5, 11),
+        ("lr", 1e-3, 11),
+        ("acc", 0.91, 12),
+        ("metrics", 0.2, None),
+    ]
+    assert type(record.metrics[0].step) is int
+
+
+SCRIPT = """
+import greenprint as gp
+
+with gp.track("search", study="s") as run:
+    run.log({"eval/loss": 0.4}, step=1)
+    for bad in (lambda: run.log({"acc": 0.9}, step=0.5), lambda: run.log(**{"": 1})):
+        try:
+            bad()
+        except gp.ConfigError as e:
+            print("refused:", e)
+    run.log({"eval/loss": 0.3}, step=2)
+"""
+
+
+def test_a_script_that_makes_bad_calls_keeps_its_run(home: Path) -> None:
+    """The new user's script, in an empty directory with a clean environment: the run is
+    ``finished`` with both good points, and ``greenprint ledger ls`` reads it so."""
+    (home / "search.py").write_text(SCRIPT, encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("refused:") == 2
+    assert "lost" not in done.stderr and "could not write" not in done.stderr
+    (record,) = gp.Ledger(home / "greenprint.db").runs()
+    assert record.status == "finished"
+    assert [(p.name, p.value, p.step) for p in record.metrics] == [
+        ("eval/loss", 0.4, 1),
+        ("eval/loss", 0.3, 2),
+    ]
