@@ -172,11 +172,17 @@ class FPOCounter:
         """What the counts assumed (:attr:`FPOResult.assumptions`).
 
         The FFT library, when an FFT op was counted: the one its input ran on (``cufft`` for a
-        CUDA tensor, else the build's CPU library), ``+``-joined when both ran.
+        CUDA tensor, else the build's CPU library), ``+``-joined when both ran. cuDNN's grid
+        sampler, when ``cudnn_grid_sampler`` (or its backward) was counted: its kernel is closed
+        source, so it is counted as ATen's CUDA ``grid_sampler_2d`` kernel, which computes the
+        same result (bilinear, zeros padding, ``align_corners=True``).
         """
+        assumptions: dict[str, str] = {}
         if self._fft_libraries:
-            return {"fft_library": "+".join(sorted(self._fft_libraries))}
-        return {}
+            assumptions["fft_library"] = "+".join(sorted(self._fft_libraries))
+        if self._cudnn_grid_sampler:
+            assumptions["cudnn_grid_sampler"] = _CUDNN_GRID_SAMPLER
+        return assumptions
 
     @property
     def total(self) -> int:
@@ -337,12 +343,14 @@ class FPOCounter:
     _last_chain: tuple[str, ...]
     _before: dict[str, Any] | None  # what a reads_before rule read for the op running now
     _fft_libraries: set[str]  # the FFT libraries the counted FFT ops ran on
+    _cudnn_grid_sampler: bool  # whether cuDNN's grid sampler (counted as ATen's CUDA one) ran
 
     def _reset(self) -> None:
         self._op = {}
         self._module = {}
         self._calls = {}
         self._fft_libraries = set()
+        self._cudnn_grid_sampler = False
         self._unknown = {}
         self._complex = {}
         self._matmul = 0
@@ -536,11 +544,17 @@ class FPOCounter:
         try:
             if before is not None:
                 s_kwargs.update(before)
-            elif rule.reads is not None and not rule.reads_before and _has_values(args, kwargs):
+            elif (
+                rule.reads is not None
+                and not rule.reads_before
+                and (_reads_metadata(rule.reads) or _has_values(args, kwargs))
+            ):
                 s_kwargs.update(rule.reads(*args, **kwargs))
             value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
             if name.startswith("aten._fft_"):
                 self._fft_libraries.add(s_kwargs.get("backend") or _rules_spectral.fft_backend())
+            elif name.startswith("aten.cudnn_grid_sampler"):
+                self._cudnn_grid_sampler = True
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
             raise FPOError(f"the FPO rule for {func} failed: {type(e).__name__}: {e}") from e
         # complex tensors: real FPO per FPO the rule counts (0: not known, counted as if real)
@@ -714,6 +728,20 @@ def _needs_input_grad() -> tuple[bool, ...] | None:
     if node is None:
         return None
     return tuple(fn is not None for fn, _ in node.next_functions)
+
+
+_CUDNN_GRID_SAMPLER = "counted as ATen's CUDA grid_sampler_2d kernel (cuDNN's is closed source)"
+"""What :attr:`FPOResult.assumptions` says of ``cudnn_grid_sampler`` (and its backward)."""
+
+
+def _reads_metadata(reads: Any) -> bool:
+    """Whether a rule's ``reads`` reads only metadata (dtype, strides, device), not values.
+
+    Such a reader (marked ``metadata_only = True``, as the upsampling rules' readers of the
+    dtype and the memory format are) is called on meta and fake tensors too, which carry
+    their metadata; a reader of values is called on real tensors only.
+    """
+    return bool(getattr(reads, "metadata_only", False))
 
 
 def _has_values(args: Any, kwargs: Any) -> bool:

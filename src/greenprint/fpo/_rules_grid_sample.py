@@ -532,3 +532,48 @@ def grid_sampler_3d_backward_rule(
         return locations * (coordinates + 3) + (outputs if input_grad else 0)
     per_location = coordinates + _TRILINEAR_LOCATION + 3
     return locations * per_location + outputs * (144 + (16 if input_grad else 0))
+
+
+# -- cuDNN: F.grid_sample's bilinear, zeros, align_corners=True on a 4-D CUDA input -----------
+
+
+@register_rule("aten.cudnn_grid_sampler")
+def cudnn_grid_sampler_rule(
+    self: tuple[int, ...], grid: tuple[int, ...], *args: Any, **kwargs: Any
+) -> int:
+    """The cuDNN grid sampler (``cudnn_grid_sampler``), counted as ATen's CUDA 2-D kernel.
+
+    ``grid_sampler`` (``GridSampler.cpp``) calls it for bilinear sampling with zeros padding
+    and ``align_corners=True`` when ``cond_cudnn_grid_sampler`` holds: a 4-D float, double
+    or half input and grid that cuDNN accepts (CUDA tensors, cuDNN enabled), indexable in 32
+    bits, with at most 1,024 channels. cuDNN's kernel is closed source; it computes what
+    ATen's CUDA ``grid_sampler_2d_kernel`` computes for those arguments, so it is counted as
+    that kernel (:func:`_cuda_2d`: bilinear, zeros, ``align_corners``): per location both
+    coordinates (3 to unnormalise, ``((x + 1) / 2) * (size - 1)``, and the 3 compares of
+    ``safe_downgrade_to_int_range``: 6 each), 2 floors and the four weights (12), per output
+    element 8: a (1, 2, 4, 5) input by a (1, 3, 3, 2) grid is ``9 * 26 + 18 * 8`` = 378. The
+    count says so (``FPOResult.assumptions["cudnn_grid_sampler"]``).
+    """
+    locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * self[1]
+    return _cuda_2d(_BILINEAR, 0, True, locations, outputs, False, False)
+
+
+@register_rule("aten.cudnn_grid_sampler_backward")
+def cudnn_grid_sampler_backward_rule(
+    self: tuple[int, ...],
+    grid: tuple[int, ...],
+    grad_output: tuple[int, ...],
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """The cuDNN grid sampler's backward, counted as ATen's CUDA 2-D backward kernel.
+
+    It returns both gradients (``grad_self, grad_grid``; autograd's formula calls it whenever
+    the output has a gradient), so it is counted as ``grid_sampler_2d_backward_kernel`` with
+    the input's gradient (:func:`_cuda_2d`, bilinear, zeros, ``align_corners``): per
+    location the coordinates with their multipliers (7 each), 2 floors, the four weights and
+    the two multiplier products (16), per gradient element the grid's 32 and the input's 8:
+    ``9 * 30 + 18 * 40`` = 990 for the forward's example.
+    """
+    locations, outputs = numel(grid[:-1]), numel(grid[:-1]) * self[1]
+    return _cuda_2d(_BILINEAR, 0, True, locations, outputs, True, True)

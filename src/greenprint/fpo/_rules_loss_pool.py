@@ -483,11 +483,18 @@ def _sizes(shape: Any, dims: int) -> list[int]:
 
 
 def _upsample_forward_fpo(
-    mode: str, dims: int, size_in: list[int], out: tuple[int, ...], align: bool, scales: list[Any]
+    mode: str,
+    dims: int,
+    size_in: list[int],
+    out: tuple[int, ...],
+    align: bool,
+    scales: list[Any],
+    channels_last: bool = False,
 ) -> int:
-    """FPO of a linear or bicubic upsample's forward on a contiguous CPU tensor.
+    """FPO of a linear or bicubic upsample's forward on a CPU tensor.
 
-    As ATen's kernel that runs computes them (see :func:`_upsample_rule`).
+    As ATen's kernel that runs computes them (see :func:`_upsample_rule`); ``channels_last``:
+    the input is contiguous in the channels-last memory format (``channels_last_3d`` for 5-D).
     """
     size_out = _sizes(out, dims)
     n = numel(out)
@@ -496,38 +503,95 @@ def _upsample_forward_fpo(
     )
     if mode == "bicubic":
         return setup + sum(size_out) * _cubic_index_fpo(align) + 35 * n
-    if mode == "bilinear" and _bilinear_channels_last_kernel(out):
-        (h, w), (oh, ow) = size_in, size_out
-        batch = int(out[0]) if len(out) == 4 else 1
-        per_row = _lambda_fpo(h, oh, align)
-        per_pixel = _lambda_fpo(w, ow, align) + 4
-        return setup + batch * oh * (per_row + ow * per_pixel) + 7 * n
+    if mode in ("bilinear", "trilinear") and _linear_channels_last_kernel(out, channels_last):
+        return (
+            setup
+            + _channels_last_weights(size_in, out, align, 4 if dims == 2 else 16)
+            + ((7 if dims == 2 else 15) * n)
+        )
     lambdas = sum(o * _lambda_fpo(i, o, align) for i, o in zip(size_in, size_out, strict=True))
     return setup + lambdas + {1: 3, 2: 9, 3: 21}[dims] * n
 
 
-def _bilinear_channels_last_kernel(out: tuple[int, ...]) -> bool:
-    """Whether ``upsample_bilinear2d`` runs ATen's ``upsample_linear_channels_last`` kernel.
+def _channels_last_weights(
+    size_in: list[int], out: tuple[int, ...], align: bool, corner_products: int
+) -> int:
+    """The weights ATen's channels-last linear kernels compute inside their loops.
 
-    ``upsample_bilinear2d_kernel_impl_float`` takes it for a small output (``H_out + W_out <=
-    128``, ``_use_channels_last_kernel_2d``), for a channels-last input of more than 3
-    channels, and on one thread for 3 channels; otherwise the separable generic kernel. A
-    contiguous input is assumed (the rule sees shapes).
+    ``cpu_upsample_linear_channels_last`` (forward) and
+    ``cpu_upsample_linear_backward_channels_last``: per batch and index of each output
+    dimension, that dimension's weights (:func:`_lambda_fpo`) at every index of the loops
+    around it (depth per batch, rows per batch and depth, columns per pixel), then per
+    output pixel the corners' products ``h_i w_j`` (4) or ``d_i h_j w_k`` (2 each, 16):
+    ``corner_products``.
     """
+    size_out = _sizes(out, len(size_in))
+    total, outer = 0, int(out[0])
+    for i, o in zip(size_in, size_out, strict=True):
+        outer *= o
+        total += outer * _lambda_fpo(i, o, align)
+    return total + outer * corner_products
+
+
+def _linear_channels_last_kernel(out: tuple[int, ...], channels_last: bool) -> bool:
+    """Whether ATen runs its channels-last linear kernel (``cpu_upsample_linear_channels_last``).
+
+    Bilinear (``upsample_bilinear2d_kernel_impl_float``, ``UpSampleKernel.cpp``): for a
+    channels-last input of more than 3 channels or a small output (``H_out + W_out <= 128``:
+    ``_use_vectorized_kernel_cond_2d``), and on one thread for 3 channels; trilinear
+    (``_use_vectorized_kernel_cond_3d``): for a ``channels_last_3d`` input of more than 3
+    channels only. Otherwise the generic kernel, whatever the memory format.
+    """
+    wide = int(out[1]) > 3
+    if len(out) == 5:
+        return channels_last and wide
     if len(out) != 4:
         return False
-    if int(out[-2]) + int(out[-1]) <= 128:
+    if (channels_last and wide) or int(out[-2]) + int(out[-1]) <= 128:
         return True
     import torch
 
     return int(out[1]) == 3 and torch.get_num_threads() == 1
 
 
+def _metadata_only(reads: Any) -> Any:
+    """Mark a rule's reader as reading metadata only (the counter calls it on meta tensors)."""
+    reads.metadata_only = True
+    return reads
+
+
+@_metadata_only
+def _reads_channels_last(tensor: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """An upsample's ``channels_last``: whether ATen's dispatch takes the channels-last path.
+
+    ``tensor`` (the input, or the backward's gradient) is contiguous in the channels-last
+    memory format (``channels_last_3d`` for 5-D), as ATen's dispatch asks
+    (``is_contiguous(at::MemoryFormat::ChannelsLast)``).
+
+    Memory formats are metadata: read from real, meta and fake tensors alike (a meta copy made
+    with ``.to("meta")`` keeps the strides; a meta tensor created contiguous counts as one).
+    """
+    import torch
+
+    dim = tensor.dim()
+    if dim not in (4, 5):
+        return {"channels_last": False}
+    fmt = torch.channels_last if dim == 4 else torch.channels_last_3d
+    return {"channels_last": bool(tensor.is_contiguous(memory_format=fmt))}
+
+
 def _upsample_rule(mode: str, dims: int) -> Any:
-    def rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    def rule(
+        self: tuple[int, ...],
+        *args: Any,
+        out_shape: Any = None,
+        channels_last: bool = False,
+        **kwargs: Any,
+    ) -> int:
         align, scales = _interp_args(args[1:], kwargs, dims)
         out = first_shape(out_shape)
-        return _upsample_forward_fpo(mode, dims, _sizes(self, dims), out, align, scales)
+        size_in = _sizes(self, dims)
+        return _upsample_forward_fpo(mode, dims, size_in, out, align, scales, channels_last)
 
     rule.__doc__ = (
         f"``upsample_{mode}``'s forward as ATen's CPU kernel runs it. Generic kernel "
@@ -535,10 +599,16 @@ def _upsample_rule(mode: str, dims: int) -> Any:
         "output index its source index and weights (linear: 9, 6 with ``align_corners``, 0 "
         "for an unchanged size; bicubic 42, 40), then per output element the interpolation "
         "along each dimension, ``t0 * w0 + t1 * w1`` (linear 3, bilinear 9, trilinear 21; "
-        "bicubic 35). Bilinear on a small output (``H_out + W_out <= 128``) runs "
-        "``upsample_linear_channels_last`` instead: per batch and output row the row's "
+        "bicubic 35). Bilinear on a small output (``H_out + W_out <= 128``) or a "
+        "channels-last input of more than 3 channels (``channels_last``, read from the "
+        "tensor's strides: :func:`_reads_channels_last`) runs "
+        "``cpu_upsample_linear_channels_last`` instead: per batch and output row the row's "
         "weights, per output pixel the column's weights and their 4 products ``h_i * w_j``, "
-        "then 7 per element (``x00 w00 + x01 w01 + x10 w10 + x11 w11``)."
+        "then 7 per element (``x00 w00 + x01 w01 + x10 w10 + x11 w11``); trilinear on a "
+        "``channels_last_3d`` input of more than 3 channels likewise, per batch and depth the "
+        "depth's weights, per row the row's, per pixel the column's and the 8 products "
+        "``d_i h_j w_k`` (16), then 15 per element (8 products, 7 adds). See "
+        ":func:`_linear_channels_last_kernel`."
     )
     return rule
 
@@ -549,6 +619,7 @@ def _upsample_backward_rule(mode: str, dims: int) -> Any:
         output_size: Any,
         input_size: Any,
         *args: Any,
+        channels_last: bool = False,
         **kwargs: Any,
     ) -> int:
         align, scales = _interp_args(args, kwargs, dims)
@@ -557,6 +628,10 @@ def _upsample_backward_rule(mode: str, dims: int) -> Any:
         setup = sum(
             _scale_fpo(i, o, align, s) for i, o, s in zip(size_in, size_out, scales, strict=True)
         )
+        if channels_last and mode in ("bilinear", "trilinear"):
+            products = 4 if dims == 2 else 16
+            weights = _channels_last_weights(size_in, tuple(grad_output), align, products)
+            return setup + weights + (8 if dims == 2 else 16) * n
         if mode == "bicubic":
             if size_in == size_out:
                 return 0
@@ -581,7 +656,12 @@ def _upsample_backward_rule(mode: str, dims: int) -> Any:
         "pixel both source indices, ``guard_index_and_lambda``'s floor, fraction and clamps "
         "(4 per axis) and both coefficient sets (84, 80 with ``align_corners``; per pixel "
         "only, 80, before s25), and 16 taps of ``g * y_j * x_i`` added (48) per gradient "
-        "element."
+        "element. A channels-last gradient (``channels_last``, read from its strides: "
+        ":func:`_reads_channels_last`) of bilinear or trilinear runs "
+        "``cpu_upsample_linear_backward_channels_last``: the weights as its forward "
+        "(:func:`_channels_last_weights`: per batch and row the row's, per pixel the "
+        "column's and the corners' products ``h_i w_j``, 4, or ``d_i h_j w_k``, 16), then per "
+        "gradient element and corner ``gin += w * g`` (bilinear 8, trilinear 16)."
     )
     return rule
 
@@ -592,8 +672,10 @@ for _name, _mode, _dims in (
     ("upsample_trilinear3d", "trilinear", 3),
     ("upsample_bicubic2d", "bicubic", 2),
 ):
-    register_rule(f"aten.{_name}")(_upsample_rule(_mode, _dims))
-    register_rule(f"aten.{_name}_backward")(_upsample_backward_rule(_mode, _dims))
+    register_rule(f"aten.{_name}", reads=_reads_channels_last)(_upsample_rule(_mode, _dims))
+    register_rule(f"aten.{_name}_backward", reads=_reads_channels_last)(
+        _upsample_backward_rule(_mode, _dims)
+    )
 
 # -- antialiased interpolation: the filter is stretched by the scale when downsampling ---------
 
@@ -803,11 +885,13 @@ def _aa_rule(mode: str) -> Any:
     return rule, backward
 
 
+@_metadata_only
 def _reads_double(tensor: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """The antialias rules' ``double``: whether ``tensor`` is float64.
 
-    Its kernel holds the weights in double (``scalar_t``). Read from real tensors; a count on
-    meta tensors assumes float32.
+    Its kernel holds the weights in double (``scalar_t``). The dtype is metadata: read from
+    real, meta and fake tensors alike (until s26 a meta count assumed float32), so a float64
+    count on the meta device equals the real one.
     """
     return {"double": str(tensor.dtype) == "torch.float64"}
 
