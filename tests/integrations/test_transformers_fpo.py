@@ -16,6 +16,7 @@ import pytest
 
 import greenprint as gp
 from greenprint import ConfigError
+from greenprint.analysis import price_tag
 from integrations._frameworks import need_installed, one_thread
 
 need_installed("transformers", "transformers")
@@ -25,6 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
+#: The constant power, in W, of the test meter in the torchrun test's processes.
+WATTS = 360.0
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -270,7 +273,13 @@ def test_each_trial_of_a_hyperparameter_search_counts_its_own_training(
     )
     per = _first_principles([_batch()], accumulation=1)[0]
     records = gp.Ledger(db).runs(study="hpo")
-    assert sorted((r.role, r.fpo) for r in records) == [("trial", 2 * per), ("trial", 2 * per)]
+    # each trial's objective evaluation after its training: a part of it, its forwards uncounted
+    assert sorted((r.role, r.fpo) for r in records) == [
+        ("part", None),
+        ("part", None),
+        ("trial", 2 * per),
+        ("trial", 2 * per),
+    ]
     assert all(not m._forward_pre_hooks for m in models)
 
 
@@ -404,6 +413,7 @@ import torch, transformers
 from transformers import Trainer, TrainingArguments
 sys.path[:0] = [{tests!r}, {integrations!r}]
 from integrations._hf import tiny_bert
+from tracking._meters import ConstantProcessPower
 from greenprint.fpo import count_fpo
 from greenprint.integrations.transformers import GreenprintCallback
 
@@ -425,8 +435,14 @@ args = TrainingArguments(output_dir="out", report_to="none", use_cpu=True, ddp_b
                          per_device_train_batch_size=4, max_steps=2, save_strategy="no",
                          disable_tqdm=True)
 trainer = Trainer(model=model, args=args, train_dataset=examples)
-GreenprintCallback("ddp", count_fpo=True, study="ddp", ledger="gp.db").attach(trainer)
+options = dict(study="ddp", ledger="gp.db", meters=ConstantProcessPower({watts!r}),
+               sample_interval_s=0.05, flush_interval_s=0.1)
+GreenprintCallback("ddp", count_fpo=True, **options).attach(trainer)
 trainer.train()
+trainer.evaluate(examples[:8])  # the trained model: a part of the training's node run
+# a callback not attached: measured from the first evaluation batch, on every process
+Trainer(model=model, args=args, callbacks=[GreenprintCallback("bare", **options)]).evaluate(
+    examples[:8])
 alone = [count_fpo(tiny_bert().train(), **b).total for b in trained]
 params = sum(p.numel() for p in model.parameters())
 with open(f"rank{{args.process_index}}.json", "w") as f:
@@ -453,7 +469,7 @@ def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
         port = str(free.getsockname()[1])
 
     here = Path(__file__).parent
-    script = DDP_SCRIPT.format(tests=str(here.parent), integrations=str(here))
+    script = DDP_SCRIPT.format(tests=str(here.parent), integrations=str(here), watts=WATTS)
     (tmp_path / "ddp.py").write_text(script)
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -462,13 +478,46 @@ def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    records = {r.name: r for r in gp.Ledger(tmp_path / "gp.db").runs(study="ddp")}
-    assert set(records) == {"ddp", "ddp-rank1"}
+    every = gp.Ledger(tmp_path / "gp.db").runs(study="ddp")
+    runs: dict[str, list[gp.RunRecord]] = {}
+    for record in sorted(every, key=lambda r: r.started_at):
+        runs.setdefault(record.name, []).append(record)
+    # the evaluations outside training were in no run with several processes
+    assert {name: len(each) for name, each in runs.items()} == {
+        "ddp": 1,
+        "ddp-rank1": 1,
+        "ddp-evaluate": 1,
+        "ddp-evaluate-rank1": 1,
+        "bare-evaluate": 1,
+        "bare-evaluate-rank1": 1,
+    }
+    records = {name: each[0] for name, each in runs.items()}
     for rank, name in enumerate(("ddp", "ddp-rank1")):
         seen = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert seen["world"] == 2 and len(seen["alone"]) == 2
         assert records[name].fpo == sum(seen["alone"]) + 2 * seen["params"]
         assert "fpo" not in records[name].provenance  # no op without a rule: exact
+
+    # one meter per node, as for training: the node's runs (local process 0) measured, each a
+    # part of the node's training run (it ran after it: contained false, added once); the
+    # other process's runs parts of them with no energy of their own. (No evaluation before
+    # train() here: under torchrun, transformers 5.25 then trains the model without its
+    # DistributedDataParallel wrapper, and the FPO above would lose the gradients' averaging.)
+    training = records["ddp"]
+    nodes = runs["ddp-evaluate"] + runs["bare-evaluate"]
+    for node in nodes:
+        assert node.started_at >= training.ended_at
+        assert (node.status, node.role) == ("finished", "part")
+        assert (node.parent_id, node.contained) == (training.id, False)
+        assert node.energy_kwh * 3.6e6 == pytest.approx(WATTS * node.duration_s, abs=WATTS * 0.05)
+        assert node.energy_kwh > 0 and node.metric("eval_loss") is not None
+    others = runs["ddp-evaluate-rank1"] + runs["bare-evaluate-rank1"]
+    assert sorted(r.parent_id for r in others) == sorted(n.id for n in nodes)
+    assert all(r.status == "finished" and r.energy_kwh == 0 for r in others)
+    tag = price_tag(every)
+    assert (tag.total.trials, tag.total.runs) == (1, len(every))
+    counted = training.energy_kwh + sum(n.energy_kwh for n in nodes)
+    assert tag.total.energy_kwh == pytest.approx(counted, rel=1e-9)
 
 
 def test_the_arithmetic_of_the_models_own_forward_is_counted(tmp_path: Path) -> None:

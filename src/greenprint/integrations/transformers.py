@@ -47,8 +47,14 @@ What it records:
   before (the data loader's and the model's preparation, the first batch), and one that
   raises ends ``failed`` at the next evaluation or training of the callback, or when the
   program ends (``failed`` when that exception ends it). An
-  evaluation inside ``train()`` is in the training's run; a search's evaluations (each
-  trial's last) are not measured apart; with several processes, neither is an evaluation;
+  evaluation inside ``train()`` is in the training's run. In ``trainer.hyperparameter_search``
+  with no evaluation during a trial's training, the search evaluates the trial after its
+  ``train()`` to compute its objective: that evaluation is ``<trial>-evaluate``, a ``part`` of
+  the trial's run (``contained`` false), with the trial's params: the trial's cost includes
+  its objective's, and the search keeps its trials. With several processes, one meter per node
+  as for training: the node's local process 0 records the evaluation's run (the launcher's
+  process tree), each other process a part of it with no energy of its own
+  (``<name>-evaluate-rank<k>``);
 * with ``count_fpo=True``, the FPO of the training (``run.fpo``): the forward and backward of
   each micro-batch trained (each micro-batch of a gradient accumulation; the gradient clipping
   and the optimizer are not counted, as for Lightning), as :func:`greenprint.count_fpo` counts
@@ -127,7 +133,8 @@ The model card gets ``co2_eq_emissions`` (in grams, as the Hugging Face Hub want
 
 Multi-process training (``torchrun``, ``accelerate launch``): one meter per node, as for
 Lightning: the node's local process 0 attributes the energy of the launcher's process tree, and
-the other processes record parts of its run (no energy of their own).
+the other processes record parts of its run (no energy of their own). The same for an
+``evaluate()``/``predict()`` outside training, which every process runs.
 """
 
 from __future__ import annotations
@@ -247,6 +254,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._fpo: _MicroBatchFPO | None = None  # counts the training's micro-batches
         self._log_figures = log_figures
         self._run: Run | None = None
+        self._run_name: str | None = None  # the run's name, without a process's suffix
         self._figures: LiveFigures | None = None
         self._attached: Any = None
         self._state: Any = None  # the TrainerState of the run's training (a new one per train())
@@ -443,6 +451,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
                 **options,
             ).start()
         self._run = run
+        self._run_name = name  # without a process's suffix: its evaluations' names
         self.last_run_id = run.id
         self._figures = LiveFigures(run)
         self._state = state  # the Trainer's state of this training: its later evaluations
@@ -455,6 +464,8 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         if world <= 1 and not search and model is not None:  # a second train() continues
             take_waiting_parts(run, model)  # its evaluation before this training
             trained_again(run, model, link=not resumed)
+        elif local == 0 and not search and model is not None:  # its later evaluations know it
+            trained_again(run, model, link=False)
         self._end_fpo()
         if self._count_fpo and model is not None:
             self._fpo = _MicroBatchFPO(model, warn=self._warn_once)
@@ -526,7 +537,8 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         An evaluation after the training (``trainer.evaluate()`` once ``train()`` returned, or a
         search trial's, which the Trainer runs when none ran during training) goes to the
         training's ended run, at its last step: the trained model's score; one outside a
-        training is also logged on its own run (``<name>-evaluate``), which this hook ends
+        training is also logged on its own run (``<name>-evaluate``, a trial's
+        ``<trial>-evaluate``), which this hook ends
         when :meth:`on_prediction_step` started it (not attached). After a search, a training
         of the same trainer also logs the search's objective of each evaluation.
         """
@@ -703,33 +715,51 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
     def _evaluates_alone(self, state: Any) -> bool:
         """Whether an evaluation starting now is outside any training (its own run).
 
-        Not inside ``train()`` (an evaluation strategy's: in the training's run), nor inside a
-        search (a trial's last evaluation, which the search's objective reads), nor inside an
-        evaluation measured already.
+        Not inside ``train()`` (an evaluation strategy's: in the training's run), nor inside an
+        evaluation measured already. Inside a search, only the evaluation the search runs
+        after a trial's training to compute its objective (:meth:`_searched_trial`).
         """
-        if self._in_train or self._searching or self._evaluating:
+        if self._in_train or self._evaluating:
             return False
-        if self._attached is None and getattr(state, "is_hyper_param_search", False):
-            return False  # a search not attached: its trials' evaluations
+        searching = self._searching or getattr(state, "is_hyper_param_search", False)
+        if searching and self._searched_trial(state) is None:
+            return False  # before the search's first trial (the Trainer evaluates none there)
         for run in (self._run, self._evaluation):
             if run is not None and run.status == "running":
                 return False
         return True
+
+    def _searched_trial(self, state: Any) -> Run | None:
+        """The ended run of the search trial whose objective an evaluation now computes.
+
+        With no evaluation during a trial's training, Hugging Face's search objective
+        (``run_hp_search_optuna``'s, Ray's) calls ``trainer.evaluate()`` once ``train()``
+        returned, on the trial's ``TrainerState``: that evaluation is the trial's (its cost a
+        part of the trial's run). ``None`` outside a search's trial.
+        """
+        run = self._run
+        if not getattr(state, "is_hyper_param_search", False) or state is not self._state:
+            return None
+        if run is None or run.status == "running":
+            return None
+        return run
 
     def _start_evaluation(self, kind: str, args: Any, state: Any, model: Any) -> None:
         """Start the run of a ``trainer.evaluate()``/``predict()`` outside a training.
 
         Named ``<name>-evaluate`` (``-predict``), with the training's params; role ``part``
         (``final`` or ``baseline`` given to the callback for an evaluation: the reported or a
-        reference model's score). With several processes it is not measured (a debug log
-        says so). A run that cannot start is a warning, never an error in the evaluation.
+        reference model's score). A search trial's objective evaluation is
+        ``<trial>-evaluate``, with the trial's params, a ``part`` whatever role was given. With
+        several processes, one meter per node as for training: the node's local process 0
+        attributes the launcher's process tree, the others record parts of its run
+        (``<name>-evaluate-rank<k>``, no energy of their own); every process must call this
+        (an exchange of the node's run id), as every process runs the evaluation loop. A run
+        that cannot start is a warning, never an error in the evaluation.
         """
         from greenprint.tracking import track
 
         self._stop_evaluation("failed", "a new evaluation started before this one ended")
-        if _world_size(args) > 1:
-            logger.debug("greenprint: a trainer.%s() with several processes is not measured", kind)
-            return
         options = dict(self._options)
         given = options.pop("role", None)
         options.pop("dataset_size", None)  # the training set's size: not what this runs on
@@ -737,8 +767,35 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         params.update(options.pop("params", None) or {})
         base = self._name or _explicit_run_name(args) or type(model).__name__
         role = given if kind == "evaluate" and given in ("final", "baseline") else "part"
+        trial = self._searched_trial(state)
+        if trial is not None:  # the search's evaluation of a trial: a part of the trial
+            base, role = self._run_name or trial.name, "part"
+            params = trial.params
+        name = f"{base}-{kind}"
+        world = _world_size(args)
+        local = int(getattr(args, "local_process_index", 0) or 0)
         try:
-            run = track(f"{base}-{kind}", params=params, role=role, **options).start()
+            if world <= 1:
+                run = track(name, params=params, role=role, **options).start()
+            elif local == 0:  # one meter per node, as the training's
+                node_run: Run | None = None
+                try:
+                    node_run = track(
+                        name, params=params, role=role, pid=os.getppid(), **options
+                    ).start()
+                finally:  # every process takes part in the exchange, a run started or not
+                    share_node_run_id(socket.gethostname(), 0, node_run.id if node_run else None)
+                run = node_run
+            else:
+                options.pop("meters", None)  # one meter per node: this process reads none
+                run = track(
+                    f"{name}-rank{getattr(args, 'process_index', local)}",
+                    params=params,
+                    role="part",
+                    parent=share_node_run_id(socket.gethostname(), local, None),
+                    meters=NoMeters(),
+                    **options,
+                ).start()
         except GreenprintError as e:  # never stop the user's evaluation
             logger.warning("greenprint: could not start the run of trainer.%s(): %s", kind, e)
             return
