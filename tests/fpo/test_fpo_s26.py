@@ -19,6 +19,9 @@ import torch.nn.functional as F  # noqa: E402
 from _counted import Counted as _C  # noqa: E402
 from test_fpo_s25 import (  # noqa: E402
     _CU_SKIPPED,
+    _aa_backward,
+    _aa_forward,
+    _bicubic_backward,
     _cu_grid_sample_2d,
     _generic_forward,
     _linear_index,
@@ -263,32 +266,57 @@ def test_channels_last_upsampling_counts_the_channels_last_kernels(shape, kwargs
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "port"),
     [
-        {"size": (70, 61), "mode": "nearest"},
-        {"size": (70, 61), "mode": "nearest-exact"},
-        {"size": (70, 61), "mode": "bicubic"},
-        {"size": (3, 4), "mode": "bilinear", "antialias": True},
-        {"size": (8, 9), "mode": "bicubic", "antialias": True},
-        {"scale_factor": 2, "mode": "nearest", "dims": 3},
+        ({"size": (7, 9), "mode": "bicubic"}, "bicubic"),
+        ({"size": (3, 4), "mode": "bilinear", "antialias": True}, "antialias"),
+        ({"scale_factor": 1.7, "mode": "bicubic", "antialias": True}, "antialias"),
     ],
 )
-def test_channels_last_inputs_other_kernels_count_as_contiguous(kwargs):
-    """The other resizes do the same arithmetic on a channels-last input: nearest is counted
-    from its decomposition (an index gather, its indices' arithmetic and the backward's adds,
-    whatever the memory format; ATen's channels-last nearest kernels copy and add as the
-    contiguous ones), bicubic runs the generic kernel for every float input and its backward
-    makes the gradient contiguous (``UpSampleBicubic2d.cpp``), antialiased resizes run the
-    separable kernel in the same passes (W, then H) and their backward on contiguous copies.
-    So a channels-last count equals the contiguous one, forward and backward."""
-    kwargs = dict(kwargs)
-    dims = kwargs.pop("dims", 2)
-    shape = (1, 4, 5, 6) if dims == 2 else (1, 4, 2, 3, 4)
-    fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
+def test_channels_last_bicubic_and_antialiased_resizes_run_the_contiguous_kernels(kwargs, port):
+    """Bicubic runs the generic kernel for every float input (``upsample_bicubic2d_kernel_impl``)
+    and its backward on contiguous copies (``upsample_bicubic2d_backward_out_frame``);
+    antialiased resizes run the separable kernel in the same passes, W then H, whatever the
+    layout (``separable_upsample_generic_Nd_kernel_impl``), and their backward on contiguous
+    copies (``cpu_upsample_genNd_backward_aa``). So the ports of those kernels (s25), run on a
+    channels-last input of 4 channels, give torch's values and the rules' counts unchanged."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 5, 6).to(memory_format=torch.channels_last).requires_grad_(True)
+    y = F.interpolate(x, **kwargs)
+    grad = torch.randn_like(y)
+    (expected_grad,) = torch.autograd.grad(y, x, grad)
+    align, scales = kwargs.get("align_corners", False), _scales(kwargs, 2)
+    size_out = list(y.shape[2:])
+    if port == "bicubic":
+        op = "aten.upsample_bicubic2d"
+        values, expected = _generic_forward(x.detach(), size_out, "cubic", align, scales)
+        grads, expected_backward = _bicubic_backward(grad, [5, 6], align, scales)
+    else:
+        op = f"aten._upsample_{kwargs['mode']}2d_aa"
+        values, expected = _aa_forward(x.detach(), size_out, kwargs["mode"], align, scales)
+        grads, expected_backward = _aa_backward(grad, [5, 6], kwargs["mode"], align, scales)
+    torch.testing.assert_close(values, y.detach().double(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grads, expected_grad.double(), rtol=1e-4, atol=1e-5)
+    with gp.FPOCounter() as counter:
+        F.interpolate(x, **kwargs).backward(grad)
+    assert _op(counter.result, op) == expected
+    assert _op(counter.result, f"{op}_backward", "backward") == expected_backward
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_channels_last_nearest_counts_as_contiguous(dims):
+    """Nearest is counted from its decomposition (an index gather: its indices' arithmetic,
+    the backward's adds), the same ops on either layout; ATen's channels-last nearest kernels
+    copy and add as the contiguous ones. Forward and backward counts are equal."""
+    shape, fmt = ((1, 4, 5, 6), torch.channels_last)
+    if dims == 3:
+        shape, fmt = (1, 4, 2, 3, 4), torch.channels_last_3d
     x = torch.randn(*shape)
     counts = []
     for tensor in (x, x.to(memory_format=fmt)):
-        result = gp.count_fpo(lambda a: F.interpolate(a, **kwargs), tensor.requires_grad_(True))
+        result = gp.count_fpo(
+            lambda a: F.interpolate(a, scale_factor=1.5, mode="nearest"), tensor.requires_grad_()
+        )
         assert not result.unknown_ops
         counts.append({op: v for op, v in result.by_op_phase.items() if any(v.values())})
     assert counts[0] == counts[1]
