@@ -29,14 +29,18 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 __all__ = [
+    "FPO_ASSUMPTIONS_KEY",
     "FPO_KEY",
     "MEASURED_SOURCES",
     "OBJECTIVES_KEY",
     "Provenance",
     "ProvenanceKind",
     "distinct_provenances",
+    "fpo_assumptions_of",
+    "fpo_assumptions_text",
     "fpo_lower_bound",
     "is_fpo_lower_bound",
+    "merge_fpo_assumptions",
     "objectives_of",
     "objectives_text",
     "parse_objectives",
@@ -204,6 +208,70 @@ def is_fpo_lower_bound(provenance: Mapping[str, str]) -> bool:
     """Whether a run's provenance says its FPO are a lower bound (:func:`fpo_lower_bound`)."""
     note = provenance.get(FPO_KEY)
     return isinstance(note, str) and note.startswith(_LOWER_BOUND)
+
+
+#: The key of a run's provenance that says what its counted FPO assumed that the ops' shapes do
+#: not say (:attr:`FPOResult.assumptions <greenprint.FPOResult>`), as ``name=value`` pairs
+#: sorted by name and joined by ``"; "``: ``"fft_library=mkl"`` for FFTs counted as MKL computes
+#: them (a count on a torch build with pocketfft differs there). Absent when the count assumed
+#: nothing (:func:`fpo_assumptions_text`, read back by :func:`fpo_assumptions_of`).
+FPO_ASSUMPTIONS_KEY = "fpo_assumptions"
+
+
+def merge_fpo_assumptions(*assumptions: Mapping[str, str]) -> dict[str, str]:
+    """What several FPO counts assumed together: every name, each name's values ``+``-joined.
+
+    A name that two counts assumed differently is both (``"mkl"`` and ``"cufft"``:
+    ``"cufft+mkl"``, as :class:`~greenprint.FPOCounter` writes an FFT library when both ran);
+    a value that is already such a join is split first, so a merge is idempotent.
+
+    Example:
+        >>> merge_fpo_assumptions({"fft_library": "mkl"}, {"fft_library": "cufft"}, {"b": "x"})
+        {'b': 'x', 'fft_library': 'cufft+mkl'}
+        >>> merge_fpo_assumptions({"fft_library": "cufft+mkl"}, {"fft_library": "mkl"})
+        {'fft_library': 'cufft+mkl'}
+    """
+    values: dict[str, set[str]] = {}
+    for one in assumptions:
+        for name, value in one.items():
+            values.setdefault(str(name), set()).update(p for p in str(value).split("+") if p)
+    return {name: "+".join(sorted(values[name])) for name in sorted(values) if values[name]}
+
+
+def fpo_assumptions_text(assumptions: Mapping[str, str]) -> str | None:
+    """The :data:`FPO_ASSUMPTIONS_KEY` provenance of a count's assumptions (``None``: none).
+
+    Example:
+        >>> fpo_assumptions_text({"fft_library": "mkl", "cudnn_grid_sampler": "cudnn"})
+        'cudnn_grid_sampler=cudnn; fft_library=mkl'
+        >>> fpo_assumptions_text({}) is None
+        True
+    """
+    if not assumptions:
+        return None
+    # the separators kept out of names and values, so that fpo_assumptions_of reads them back
+    return "; ".join(
+        f"{str(name).replace('=', '-').replace(';', ',')}={str(value).replace(';', ',')}"
+        for name, value in sorted(assumptions.items())
+    )
+
+
+def fpo_assumptions_of(provenance: Mapping[str, Any]) -> dict[str, str]:
+    """What a run's counted FPO assumed, name -> value, from its provenance (``{}``: nothing).
+
+    Example:
+        >>> fpo_assumptions_of({"fpo_assumptions": "fft_library=cufft+mkl"})
+        {'fft_library': 'cufft+mkl'}
+    """
+    text = provenance.get(FPO_ASSUMPTIONS_KEY)
+    if not isinstance(text, str) or not text:
+        return {}
+    found = {}
+    for item in text.split(";"):
+        name, sep, value = item.strip().partition("=")
+        if sep and name:
+            found[name] = value
+    return found
 
 
 #: The key of a search trial's provenance that says how its cost was found (scikit-learn's

@@ -23,7 +23,7 @@ from greenprint._format import (
     format_fpo,
     fpo_none_counted,
 )
-from greenprint._provenance import is_fpo_lower_bound
+from greenprint._provenance import FPO_ASSUMPTIONS_KEY, is_fpo_lower_bound
 
 __all__ = ["price_tag_html", "report_html", "run_html", "table_html"]
 
@@ -68,8 +68,11 @@ def run_html(run: Any) -> str:
     for component, kwh in run.energy_by_component.items():
         rows.append((f"energy: {component}", format_energy(kwh)))
     if run.fpo is not None:
-        least = "at least " if is_fpo_lower_bound(run.provenance) else ""  # said in provenance
-        rows.append(("FPO", least + format_fpo(run.fpo)))
+        provenance = run.provenance
+        least = "at least " if is_fpo_lower_bound(provenance) else ""  # said in provenance
+        assumed = provenance.get(FPO_ASSUMPTIONS_KEY)  # FFTs counted as MKL computes them...
+        shown = least + format_fpo(run.fpo) + (f" (assuming {assumed})" if assumed else "")
+        rows.append(("FPO", shown))
     latest: dict[str, float] = {}
     for point in run.metrics:
         latest[point.name] = point.value

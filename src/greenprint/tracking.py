@@ -74,7 +74,14 @@ from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY, ancestors, writer_identity
 from greenprint._prediction import Prediction, Predictor, metric_name
-from greenprint._provenance import FPO_KEY, Provenance, fpo_lower_bound
+from greenprint._provenance import (
+    FPO_ASSUMPTIONS_KEY,
+    FPO_KEY,
+    Provenance,
+    fpo_assumptions_text,
+    fpo_lower_bound,
+    merge_fpo_assumptions,
+)
 from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
 from greenprint._run_tree import RunNode
 from greenprint._suggest import did_you_mean
@@ -458,6 +465,8 @@ class Run:
         #: ops the FPO recorded from count results could not count in full (a lower bound)
         self._fpo_unknown_ops: dict[str, int] = {}
         self._fpo_complex_ops: dict[str, int] = {}
+        #: what the FPO recorded from count results assumed (FPOResult.assumptions, merged)
+        self._fpo_assumptions: dict[str, str] = {}
         self._param_count: int | None = None
         self._lock = threading.RLock()  # guards the run's state; never held around a meter read
         self._sample_lock = threading.Lock()  # one meter read at a time (sampler thread, stop())
@@ -622,7 +631,9 @@ class Run:
 
         ``fpo`` may be an :class:`~greenprint.FPOResult` (``gp.count_fpo(...)``): its total is
         recorded, and when it ran ops with no rule or on complex tensors the run's provenance
-        says that the figure is a lower bound (``provenance["fpo"]``); an int replaces that.
+        says that the figure is a lower bound (``provenance["fpo"]``); what the count assumed
+        (:attr:`~greenprint.FPOResult.assumptions`, such as the FFT library) is in
+        ``provenance["fpo_assumptions"]`` (``"fft_library=mkl"``). An int replaces both.
 
         Raises:
             ConfigError: an unknown field, ``params`` that is not a mapping with string keys, or
@@ -667,8 +678,10 @@ class Run:
                 setattr(self, f"_{key}", value)
                 self._pending_fields[key] = value
             if "fpo" in fields:  # a new total: exact unless its count result says otherwise
-                self._fpo_unknown_ops, self._fpo_complex_ops = (
-                    (dict(counted[1]), dict(counted[2])) if counted is not None else ({}, {})
+                self._fpo_unknown_ops, self._fpo_complex_ops, self._fpo_assumptions = (
+                    (dict(counted[1]), dict(counted[2]), dict(counted[3]))
+                    if counted is not None
+                    else ({}, {}, {})
                 )
                 self._note_fpo_bound()
             if "role" in fields:
@@ -682,7 +695,10 @@ class Run:
         ``fpo`` may be an :class:`~greenprint.FPOResult`: its total is added, and when it ran
         ops with no rule or on complex tensors the run's provenance says that its FPO are a
         lower bound (``provenance["fpo"]``: ``"counted; lower bound: 2 ops without a rule:
-        aten.bar, aten.foo"``), which the report reads as "at least".
+        aten.bar, aten.foo"``), which the report reads as "at least". What it assumed
+        (:attr:`~greenprint.FPOResult.assumptions`) is merged into
+        ``provenance["fpo_assumptions"]``: counts of FFTs on MKL and then on cuFFT read
+        ``"fft_library=cufft+mkl"``. An int adds to the total and keeps both notes.
 
         Raises:
             ConfigError: ``fpo`` is not a non-negative integer, or the run's total would be
@@ -698,12 +714,14 @@ class Run:
         with self._lock:
             self._fpo = check_fpo("fpo (the run's total)", (self._fpo or 0) + fpo)
             self._pending_fields["fpo"] = self._fpo
-            if counted is not None and (counted[1] or counted[2]):
+            if counted is not None and (counted[1] or counted[2] or counted[3]):
                 for ops, more in zip(
-                    (self._fpo_unknown_ops, self._fpo_complex_ops), counted[1:], strict=True
+                    (self._fpo_unknown_ops, self._fpo_complex_ops), counted[1:3], strict=True
                 ):
                     for op, calls in more.items():
                         ops[op] = ops.get(op, 0) + calls
+                if counted[3]:
+                    self._fpo_assumptions = merge_fpo_assumptions(self._fpo_assumptions, counted[3])
                 self._note_fpo_bound()
         if self._ended_here():
             self._write_late()
@@ -731,7 +749,7 @@ class Run:
         with self._lock:
             fields, self._pending_fields = self._pending_fields, {}
             metrics, self._pending_metrics = self._pending_metrics, []
-            if "fpo" in fields:  # whether the FPO are a lower bound now
+            if "fpo" in fields:  # whether the FPO are a lower bound now, what they assumed
                 fields["provenance"] = dict(self._provenance)
         try:
             self._ledger.flush(self.id, fields=fields, metrics=metrics)
@@ -828,12 +846,23 @@ class Run:
         return self._state == "stopped" and self._ended_at is not None and self._pid == os.getpid()
 
     def _note_fpo_bound(self) -> None:
-        """Say in the provenance whether the FPO are a lower bound (the caller holds the lock)."""
-        note = fpo_lower_bound(self._fpo_unknown_ops, self._fpo_complex_ops)
-        if note is not None:
-            self._provenance[FPO_KEY] = note
-        else:
-            self._provenance.pop(FPO_KEY, None)
+        """Say in the provenance whether the FPO are a lower bound and what they assumed.
+
+        ``provenance["fpo"]`` and ``provenance["fpo_assumptions"]``, each removed when there is
+        nothing to say (the caller holds the lock).
+        """
+        for key, note in self._fpo_notes().items():
+            if note is not None:
+                self._provenance[key] = note
+            else:
+                self._provenance.pop(key, None)
+
+    def _fpo_notes(self) -> dict[str, str | None]:
+        """The FPO's provenance entries: a lower bound's note, the count's assumptions."""
+        return {
+            FPO_KEY: fpo_lower_bound(self._fpo_unknown_ops, self._fpo_complex_ops),
+            FPO_ASSUMPTIONS_KEY: fpo_assumptions_text(self._fpo_assumptions),
+        }
 
     def add_listener(self, listener: Callable[[Run, str], None]) -> None:
         """Call ``listener(run, event)`` after each flush and once when the run has stopped.
@@ -1358,9 +1387,9 @@ class Run:
         # once (analysis/_common.py); found before the meters started (_begin)
         if self._scope == "process" and self._measured_process is not None:
             provenance["process"] = self._measured_process
-        note = fpo_lower_bound(self._fpo_unknown_ops, self._fpo_complex_ops)
-        if note is not None:  # FPO recorded before the run started
-            provenance[FPO_KEY] = note
+        for key, note in self._fpo_notes().items():
+            if note is not None:  # FPO recorded before the run started
+                provenance[key] = note
         writer = writer_identity()  # the process that writes the run: a reader on this machine
         if writer is not None:  # reads it lost at once when the process is gone
             provenance[WRITER_KEY] = writer
@@ -2268,8 +2297,10 @@ def _counted_once(group: list[tuple[float, Spent]], now: float) -> Spent:
     )
 
 
-def _fpo_result(value: object) -> tuple[int, dict[str, int], dict[str, int]] | None:
-    """``(total, unknown_ops, complex_ops)`` of an :class:`~greenprint.FPOResult`, else ``None``.
+def _fpo_result(
+    value: object,
+) -> tuple[int, dict[str, int], dict[str, int], dict[str, str]] | None:
+    """``(total, unknown_ops, complex_ops, assumptions)`` of an FPOResult, else ``None``.
 
     Without the counter imported nothing can be one: the check imports nothing.
     """
@@ -2279,7 +2310,12 @@ def _fpo_result(value: object) -> tuple[int, dict[str, int], dict[str, int]] | N
 
     if not isinstance(value, FPOResult):
         return None
-    return value.total, dict(value.unknown_ops), dict(value.complex_ops)
+    return (
+        value.total,
+        dict(value.unknown_ops),
+        dict(value.complex_ops),
+        {str(k): str(v) for k, v in (getattr(value, "assumptions", None) or {}).items()},
+    )
 
 
 def _process_key(pid: int) -> str | None:

@@ -28,7 +28,7 @@ from greenprint._format import (
     format_fpo,
     json_safe,
 )
-from greenprint._provenance import is_fpo_lower_bound
+from greenprint._provenance import FPO_ASSUMPTIONS_KEY, is_fpo_lower_bound
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint._validate import FPO_MAX
 from greenprint.cli._common import applied_intensity, ledger_option, study_option
@@ -421,8 +421,14 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     put("intensity", shown + source)
     put("CO2-eq", "-" if record.emissions_kg is None else format_emissions(record.emissions_kg))
     fpo_shown = _fpo_text(record.fpo)
+    said = []  # what the figure is: a lower bound, counted assuming an FFT library...
     if record.fpo is not None and is_fpo_lower_bound(record.provenance):
-        fpo_shown = f"at least {fpo_shown} (a lower bound: see provenance)"
+        fpo_shown = f"at least {fpo_shown}"
+        said.append("a lower bound: see provenance")
+    if record.fpo is not None and (assumed := record.provenance.get(FPO_ASSUMPTIONS_KEY)):
+        said.append(f"counted assuming {assumed}")
+    if said:
+        fpo_shown += f" ({'; '.join(said)})"
     put("FPO", fpo_shown)
     put("parameters", "-" if record.param_count is None else f"{record.param_count:,}")
     put("dataset size", "-" if record.dataset_size is None else f"{record.dataset_size:,}")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from greenprint._exceptions import ConfigError
 from greenprint._format import format_fpo
+from greenprint._provenance import merge_fpo_assumptions
 from greenprint.analysis import pareto_front
 from greenprint.analysis._common import json_float
 
@@ -506,11 +507,13 @@ INT8_KERNELS = ("quantized.", "aten.quantized_", "aten.quantize_per_", "aten.deq
 
 
 def counted_as(fpo: int, counts: Sequence[Any]) -> Any:
-    """``fpo`` as a count result carrying the ops ``counts`` could not count in full, or the int.
+    """``fpo`` as a count result carrying what ``counts`` could not count or assumed, or the int.
 
     ``counts``: the :class:`~greenprint.FPOResult` (or ints, which add nothing) that ``fpo`` was
     made of. When any ran ops with no rule or on complex tensors, ``run.add_fpo(counted_as(...))``
-    records ``fpo`` with the provenance that says it is a lower bound; else it records the int.
+    records ``fpo`` with the provenance that says it is a lower bound; when any assumed
+    something (:attr:`~greenprint.FPOResult.assumptions`: an FFT library), with what they all
+    assumed (merged: ``"mkl"`` and ``"cufft"`` read ``"cufft+mkl"``); else it records the int.
     """
     unknown: dict[str, int] = {}
     complex_ops: dict[str, int] = {}
@@ -521,6 +524,13 @@ def counted_as(fpo: int, counts: Sequence[Any]) -> Any:
                 if op.startswith(INT8_KERNELS):  # integer work, counted apart: no FPO missed
                     continue
                 ops[op] = ops.get(op, 0) + calls
-    if not (unknown or complex_ops):
+    assumptions = merge_fpo_assumptions(*(r.assumptions for r in results))
+    if not (unknown or complex_ops or assumptions):
         return fpo
-    return replace(results[0], total=fpo, unknown_ops=unknown, complex_ops=complex_ops)
+    return replace(
+        results[0],
+        total=fpo,
+        unknown_ops=unknown,
+        complex_ops=complex_ops,
+        assumptions=assumptions,
+    )

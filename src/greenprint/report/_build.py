@@ -19,9 +19,11 @@ from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY
 from greenprint._metric_choice import NO_SCORE_STATUSES, is_held_out, pick_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import (
+    FPO_ASSUMPTIONS_KEY,
     FPO_KEY,
     Provenance,
     distinct_provenances,
+    fpo_assumptions_of,
     is_apportioned,
     is_fpo_lower_bound,
     recorded_objectives,
@@ -419,6 +421,7 @@ def _assemble(
         trials.diverged_note,
         _budget_note(runs),
         _apportioned_note(runs),
+        _fpo_assumptions_note(runs),
     ):
         if note:
             notes.append(note)
@@ -682,6 +685,44 @@ def _apportioned_note(runs: Sequence[RunRecord]) -> str | None:
         "method='apportion') is not metered run by run: each is a share of its search's "
         "measured energy by its fit and score times (scikit-learn's cv_results_), and the "
         "shares add up to it; a run's own figure is an estimate"
+    )
+
+
+#: FFT libraries as :attr:`FPOResult.assumptions <greenprint.FPOResult>` names them -> as
+#: people write them.
+_FFT_LIBRARIES = {"mkl": "MKL", "pocketfft": "pocketfft", "cufft": "cuFFT"}
+
+
+def _fpo_assumptions_note(runs: Sequence[RunRecord]) -> str | None:
+    """What the study's counted FPO assumed, and for how many runs (once, for the whole study).
+
+    A count of an FFT depends on the library that ran it (an ``rfft``'s normalisation: MKL
+    and cuFFT 2 per one-sided complex value, pocketfft 1 per real input); the count records it
+    (:attr:`FPOResult.assumptions <greenprint.FPOResult>`), and a run given the count keeps it
+    in its provenance (``"fpo_assumptions"``). Each name and value is said with the number of
+    runs with FPO that assumed it, most runs first. ``None`` when no run's FPO assumed anything.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for provenance, many in distinct_provenances(
+        r.provenance for r in runs if r.fpo is not None and FPO_ASSUMPTIONS_KEY in r.provenance
+    ):
+        for pair in fpo_assumptions_of(provenance).items():
+            counts[pair] = counts.get(pair, 0) + many
+    if not counts:
+        return None
+    parts = []
+    for (name, value), many in sorted(counts.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0])):
+        if name == "fft_library":
+            libraries = value.split("+")
+            named = " and ".join(_FFT_LIBRARIES.get(one, one) for one in libraries)
+            verb = "compute" if len(libraries) > 1 else "computes"
+            what = f"count FFTs as {named} {verb} them ({name}={value})"
+        else:
+            what = f"assume {name}={value}"
+        parts.append(f"FPO of {count_of(many, 'run')} {what}")
+    return (
+        "; ".join(parts) + ": a count on another torch build or device can differ there (each "
+        "run's provenance has what its FPO assumed, fpo_assumptions)"
     )
 
 
