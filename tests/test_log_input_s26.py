@@ -101,3 +101,43 @@ def test_a_script_that_makes_bad_calls_keeps_its_run(home: Path) -> None:
         ("eval/loss", 0.4, 1),
         ("eval/loss", 0.3, 2),
     ]
+
+
+ARGV_SCRIPT = """
+import sys
+import greenprint as gp
+
+with gp.track("train", study="s") as run:
+    run.log(acc=0.9)
+print("arguments:", ascii(sys.argv[1:]))
+"""
+
+
+def test_a_script_given_an_argument_that_is_not_utf8_keeps_its_run(home: Path) -> None:
+    """``python train.py café.txt`` with the file name in Latin-1: Python reads the argument
+    with a lone surrogate, which the run's recorded command holds. Before, no write of the run
+    could land (UTF-8 cannot encode it) and the run was read ``lost``; its command is now
+    stored with the byte escaped."""
+    (home / "train.py").write_text(ARGV_SCRIPT, encoding="utf-8")
+    latin1 = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+    done = run_in(home, sys.executable, "train.py", latin1)
+    assert done.returncode == 0, done.stderr
+    assert "'caf\\udce9.txt'" in done.stdout  # the script was given the undecodable name
+    assert "lost" not in done.stderr and "could not write" not in done.stderr
+    (record,) = gp.Ledger(home / "greenprint.db").runs()
+    assert record.status == "finished"
+    assert [p.value for p in record.metrics] == [0.9]
+    assert "caf\\xe9.txt" in record.command  # shell-quoted: "train.py 'caf\\xe9.txt'"
+
+
+def test_a_name_utf8_cannot_hold_is_refused_where_it_is_given(home: Path) -> None:
+    bad = b"\xff".decode("utf-8", "surrogateescape")
+    with pytest.raises(gp.ConfigError, match="lone surrogate"):
+        gp.track(f"run-{bad}", study="s")
+    with gp.track("t", study="s") as run:
+        run.log(acc=0.5)
+        with pytest.raises(gp.ConfigError, match="metric name .* lone surrogate"):
+            run.log(**{f"acc-{bad}": 1.0})
+    (record,) = gp.Ledger("greenprint.db").runs()
+    assert record.status == "finished"
+    assert [p.name for p in record.metrics] == ["acc"]

@@ -33,6 +33,7 @@ __all__ = [
     "non_negative_int",
     "number_or_name",
     "optional_text",
+    "storable_text",
     "stored_count",
 ]
 
@@ -213,10 +214,32 @@ def optional_text(name: str, value: object) -> str | None:
     """Check a name-like argument (``name``, ``study``, ``command``): text or ``None``.
 
     Raises:
-        ConfigError: anything but a string or ``None``.
+        ConfigError: anything but a string or ``None``, or a string the ledger cannot store
+            (see :func:`storable_text`).
     """
     if value is not None and not isinstance(value, str):
         raise ConfigError(f"{name} must be a string, not {type(value).__name__} ({value!r})")
+    return value if value is None else storable_text(name, value)
+
+
+def storable_text(name: str, value: str) -> str:
+    """``value`` itself when UTF-8 can hold it, as the ledger stores text.
+
+    A lone surrogate cannot be encoded: Python puts one in a file name or argument that is not
+    valid UTF-8 (``os.fsdecode``, ``sys.argv``: "surrogateescape"). Refused where it is given,
+    it would otherwise keep every write of the run from landing (the run read ``lost``).
+
+    Raises:
+        ConfigError: ``value`` holds a lone surrogate.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConfigError(
+            f"{name} {value!r:.60} holds {value[e.start]!r}, a lone surrogate UTF-8 cannot "
+            "store (a file name or argument that is not UTF-8?); give it as valid text, e.g. "
+            "os.fsencode(text).decode('utf-8', 'replace')"
+        ) from None
     return value
 
 

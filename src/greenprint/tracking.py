@@ -92,6 +92,7 @@ from greenprint._validate import (
     mapping_of_names,
     non_negative_int,
     optional_text,
+    storable_text,
     stored_count,
 )
 from greenprint._version import __version__
@@ -621,6 +622,7 @@ class Run:
         for metric, value in metrics.items():
             if not isinstance(metric, str) or not metric:
                 raise ConfigError(f"a metric name must be non-empty text, not {metric!r}")
+            storable_text("metric name", metric)
             points.append(MetricPoint(metric, _metric_number(metric, value), step, now))
         with self._lock:
             self._metrics.extend(points)

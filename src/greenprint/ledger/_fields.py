@@ -154,6 +154,29 @@ def _bad(field: str, expected: str, value: Any) -> ConfigError:
     )
 
 
+def storable(text: str) -> str:
+    r"""``text`` as UTF-8 can hold it (the ledger stores UTF-8): lone surrogates escaped.
+
+    Python decodes a file name or argument that is not valid UTF-8 with surrogates
+    ("surrogateescape"): a run's command of ``python train.py`` given a Latin-1 file name would
+    otherwise keep every write of the run from landing. The original bytes are written as
+    ``\xff`` escapes; any other lone surrogate as ``\udXXX``. Valid text is returned as is.
+
+    Example:
+        >>> storable("train.py caf\udce9.txt")
+        'train.py caf\\xe9.txt'
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def encode_field(field: str, value: Any) -> Any:
     """Check one RunRecord field's value and return its stored form.
 
@@ -179,7 +202,7 @@ def encode_field(field: str, value: Any) -> Any:
     if kind == "str":
         if not isinstance(value, str):
             raise _bad(field, "a string", value)
-        return value
+        return storable(value)
     if kind == "status":
         if value not in RUN_STATUSES:
             raise ConfigError(
