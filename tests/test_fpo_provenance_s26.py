@@ -85,8 +85,9 @@ def test_counts_with_other_assumptions_merge_and_a_late_count_is_written(counted
     result, library = counted
     # the same model counted on a CUDA tensor (cuFFT) with a cuDNN grid sampler, as a GPU
     # machine's counter reports it
+    sampler = "counted as ATen's CUDA grid_sampler_2d kernel (cuDNN's is closed source)"
     on_gpu = dataclasses.replace(
-        result, assumptions={"fft_library": "cufft", "cudnn_grid_sampler": "cudnn"}
+        result, assumptions={"fft_library": "cufft", "cudnn_grid_sampler": sampler}
     )
     with gp.FPOCounter() as bessel:  # an op with no rule: a lower bound
         torch.special.bessel_j0(torch.randn(5)) * 2
@@ -98,7 +99,7 @@ def test_counts_with_other_assumptions_merge_and_a_late_count_is_written(counted
     assert run.provenance["fpo_assumptions"] == f"fft_library={library}"
     run.add_fpo(on_gpu)  # after the run's end (an evaluation on the GPU): written at once
     merged = "+".join(sorted(("cufft", library)))
-    expected = f"cudnn_grid_sampler=cudnn; fft_library={merged}"
+    expected = f"cudnn_grid_sampler={sampler}; fft_library={merged}"
     assert run.provenance["fpo_assumptions"] == expected
     record = gp.Ledger(ledger).run(run.id)
     assert record.fpo == 2 * result.total + bessel.result.total + 3
@@ -106,6 +107,12 @@ def test_counts_with_other_assumptions_merge_and_a_late_count_is_written(counted
     line = _show(ledger, run.id)
     assert "at least" in line
     assert line.endswith(f"(a lower bound: see provenance; counted assuming {expected})"), line
+    # the report names each assumption with its runs (a sentence after a colon)
+    assert (
+        f"FPO of 1 run assume cudnn_grid_sampler: {sampler}; FPO of 1 run count FFTs as "
+        f"{' and '.join(_NAMES[one] for one in merged.split('+'))} compute them "
+        f"(fft_library={merged}): a count on another"
+    ) in " ".join(build_report(ledger, "s").notes)
 
 
 def test_the_report_says_once_what_the_studys_fpo_assumed_in_every_format(counted, tmp_path):

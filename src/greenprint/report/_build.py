@@ -717,6 +717,8 @@ def _fpo_assumptions_note(runs: Sequence[RunRecord]) -> str | None:
             named = " and ".join(_FFT_LIBRARIES.get(one, one) for one in libraries)
             verb = "compute" if len(libraries) > 1 else "computes"
             what = f"count FFTs as {named} {verb} them ({name}={value})"
+        elif " " in value:  # a sentence ("counted as ATen's CUDA grid_sampler_2d kernel ...")
+            what = f"assume {name}: {value}"
         else:
             what = f"assume {name}={value}"
         parts.append(f"FPO of {count_of(many, 'run')} {what}")
