@@ -421,5 +421,5 @@ def _one(
         )
         run.add_fpo(fpo)
         if score is not None and math.isfinite(score):
-            run.log(None, **{metric: score})
+            run.log({metric: score})  # any name, "step" included
     return row, fpo
