@@ -54,8 +54,14 @@ What it records:
   from the fit's ``setup`` to the finder's end, with role ``part``: the next fit's run (with
   this callback) takes it as its part, recorded ``contained`` false (it ran before that run,
   outside its measurement: the price tag adds it once); never a trial of its own (with no such
-  fit, a part of no run: its cost is counted, no trial). In a single process; a finder that
-  runs after this callback's ``on_fit_start`` is inside the fit's run (measured there).
+  fit, a part of no run: its cost is counted, no trial). With several processes
+  (``strategy="ddp"``, torchrun), where each process runs the finder, one meter per node as
+  for the fit: local rank 0's run ``<name>-lr_find`` is the part of the node's fit, every
+  other rank's (``<name>-lr_find-rank<k>``, no energy of its own) a part of it. (Lightning
+  2.6's ``lr_find`` fails under ``ddp_spawn``/``ddp_fork``, its ``_TunerExitException``
+  raised in the started process, and ``scale_batch_size`` refuses any distributed
+  strategy.) A finder that runs after this callback's ``on_fit_start`` is inside the fit's
+  run (measured there).
 * a ``Trainer(fast_dev_run=...)`` fit, Lightning's "unit test" of the loops, is a run
   ``<name>-fast_dev_run`` with role ``part`` (whatever role was given) and the param
   ``trainer.fast_dev_run``: counted, never a trial; the next fit of the same module object in
@@ -261,9 +267,12 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         trains there too, then the fit goes on). Nothing measured that training. In a single
         process, when such a finder comes before this callback, a run ``<name>-lr_find`` starts
         here and ends when the finder is done (this callback's ``on_fit_start``, or the
-        ``teardown`` of the tuner's fit); the next fit's run takes it as a part.
+        ``teardown`` of the tuner's fit); the next fit's run takes it as a part. With several
+        processes (``strategy="ddp"``, torchrun: each process runs the finder), one meter per
+        node as for the fit: the node's local rank 0 records ``<name>-lr_find``, the other
+        ranks parts of it with no energy of their own.
         """
-        if stage != "fit" or int(getattr(trainer, "world_size", 1) or 1) > 1:
+        if stage != "fit":
             return
         finder = _finder_before(trainer, self)
         if finder is None:
@@ -276,9 +285,21 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         options.pop("role", None)  # a part: of the fit it tunes, once that fit starts
         params = {**_module_params(pl_module), **_trainer_params(trainer)}
         params.update(options.pop("params", None) or {})
-        name = self._name or type(pl_module).__name__
-        run = track(f"{name}-{finder}", params=params, role="part", **options)
-        self._tuning.append(run.start())
+        name = f"{self._name or type(pl_module).__name__}-{finder}"
+        if int(getattr(trainer, "world_size", 1) or 1) <= 1:
+            run = track(name, params=params, role="part", **options).start()
+        elif trainer.local_rank == 0:  # one meter per node, as the fit's
+            node_run: Run | None = None
+            try:
+                node_run = track(
+                    name, params=params, role="part", pid=_node_root_pid(trainer), **options
+                ).start()
+            finally:  # every rank takes part in the exchange, a run started or not
+                _node_run_id(trainer, node_run.id if node_run is not None else None)
+            run = node_run
+        else:
+            run = _rank_run(trainer, name, params, options)
+        self._tuning.append(run)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Start the run (local rank 0 meters its node; other ranks record parts).
@@ -320,8 +341,9 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         resuming = self._resumes is not None
         self._continue()  # a checkpoint restored before this hook (the usual order)
         tuned, self._tuning = self._tuning, []
-        for finder in tuned:
-            part_of(run.id, finder)
+        for finder in tuned:  # another rank's is a part of its node's finder run already
+            if int(getattr(trainer, "world_size", 1)) <= 1 or trainer.local_rank == 0:
+                part_of(run.id, finder)
         if int(getattr(trainer, "world_size", 1)) > 1:
             return
         if dev_run is not None:  # the next fit of this module takes it as a part
