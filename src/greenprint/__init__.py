@@ -46,13 +46,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint._budget import Budget
     from greenprint.fpo import FPOCounter, FPOResult, count_fpo, training_fpo
     from greenprint.ledger import Ledger
-    from greenprint.tracking import Run, track
+    from greenprint.tracking import Run, current_run, track
 
 # name -> module that defines it; imported on first attribute access (PEP 562): a budget
 # brings logging and validation, the others the tracker, the ledger or torch
 _LAZY = {
     "Budget": "greenprint._budget",
     "track": "greenprint.tracking",
+    "current_run": "greenprint.tracking",
     "Run": "greenprint.tracking",
     "Ledger": "greenprint.ledger",
     "count_fpo": "greenprint.fpo",
@@ -94,6 +95,7 @@ __all__ = [
     "UnknownStudyError",
     "__version__",
     "count_fpo",
+    "current_run",
     "track",
     "training_fpo",
 ]

@@ -65,6 +65,15 @@ class Stoppable(Protocol):
         """End the run with ``status``, recording ``error``; calling it again does nothing."""
 
 
+def _is_cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` is asyncio's ``CancelledError`` (read without importing asyncio)."""
+    return any(
+        cls.__name__ == "CancelledError"
+        and cls.__module__ in ("asyncio.exceptions", "concurrent.futures._base")
+        for cls in type(exc).__mro__
+    )
+
+
 def status_for(exc: BaseException | None) -> tuple[RunStatus, str | None]:
     """The final status and error text for a run ended by ``exc`` (``None``: normal end).
 
@@ -72,12 +81,15 @@ def status_for(exc: BaseException | None) -> tuple[RunStatus, str | None]:
     Ctrl-C: Lightning's ``Trainer`` answers one during ``fit`` with ``sys.exit(1)``, so a run
     around the fit (``gp.track``, an Optuna trial, a notebook cell, a search's candidate) ends
     ``interrupted`` (``"KeyboardInterrupt"``), as the fit's own run does, not ``failed`` with
-    ``"SystemExit: 1"``.
+    ``"SystemExit: 1"``. A coroutine cancelled (asyncio's ``CancelledError``: ``task.cancel()``,
+    ``asyncio.wait_for``'s timeout, the loop shutting down) ends ``interrupted`` too.
     """
     if exc is None:
         return "finished", None
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", "KeyboardInterrupt"
+    if _is_cancelled(exc):  # asyncio's task.cancel(), wait_for's timeout, the loop's shutdown
+        return "interrupted", "CancelledError"
     if isinstance(exc, SystemExit):
         if exc.code in (0, None):
             return "finished", None

@@ -52,6 +52,7 @@ from __future__ import annotations
 import atexit
 import contextvars
 import functools
+import inspect
 import json
 import logging
 import numbers
@@ -59,10 +60,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 
 from greenprint import _lineage
 from greenprint._accounting import CostAccount
@@ -103,7 +104,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.fpo import FPOResult
     from greenprint.ledger import Ledger
 
-__all__ = ["PARENT_ENV", "Run", "active_runs", "track"]
+__all__ = ["PARENT_ENV", "Run", "active_runs", "current_run", "track"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,11 @@ _EXIT_WRITE_S = 3.0
 _PREDICTION_LOG_EVERY = 0.01
 
 
+@overload
+def track(name: F, /) -> F: ...
+
+
+@overload
 def track(
     name: str | None = None,
     *,
@@ -201,11 +207,46 @@ def track(
     role: str | None = None,
     node_meter: bool | None = None,
     **unknown: NoReturn,
-) -> Run:
+) -> Run: ...
+
+
+def track(
+    name: str | Callable[..., Any] | None = None,
+    *,
+    study: str | None = None,
+    ledger: LedgerLike = None,
+    region: str | None = None,
+    intensity: IntensityLike = None,
+    pue: PUELike = None,
+    params: Mapping[str, Any] | None = None,
+    dataset_size: int | None = None,
+    parent: Run | str | None = None,
+    scope: Literal["process", "machine"] | None = None,
+    pid: int | None = None,
+    command: str | None = None,
+    sample_interval_s: float = 1.0,
+    flush_interval_s: float | None = None,
+    meters: MeterSetLike | None = None,
+    budget_kwh: float | None = None,
+    budget_kg: float | None = None,
+    budget_fpo: float | None = None,
+    budget_s: float | None = None,
+    on_exceed: OnExceed = "warn",
+    budget: Budget | Sequence[Budget] | None = None,
+    role: str | None = None,
+    node_meter: bool | None = None,
+    **unknown: NoReturn,
+) -> Any:
     """Track a run's energy, CO2-eq, time and metrics into a ledger.
 
     Use it as a context manager (``with gp.track("name") as run:``) or a decorator
-    (``@gp.track("name")``: each call of the function is a new run).
+    (``@gp.track("name")``, ``@gp.track(study="s")`` or bare ``@gp.track``: each call of the
+    function is a new run, named after the function unless a name is given). A decorated
+    ``async def`` function's run spans the coroutine awaited, not the call that creates it; a
+    generator function's (``def`` with ``yield``, or ``async def``) spans the iteration, from
+    the first value asked for to its end or ``close()`` (the consumer's work between values
+    included: the meters read the process over that time). A generator closed before its end,
+    a loop left with ``break``, ends ``finished``: its consumer had what it asked for.
 
     Args:
         name: the run's name (default: the decorated function's name, else the script's).
@@ -260,7 +301,8 @@ def track(
             name (a type checker flags it too).
 
     Returns:
-        A :class:`Run`, not yet started.
+        A :class:`Run`, not yet started; given a function (bare ``@gp.track``), that function
+        tracked.
 
     Raises:
         ConfigError: an unknown option (the message names the nearest one: ``studdy=``,
@@ -279,7 +321,10 @@ def track(
         raise ConfigError(
             f"unknown option(s) {sorted(unknown)} for a run{did_you_mean(unknown, _OPTIONS)}"
         )
-    return Run(
+    decorated = None
+    if callable(name) and not isinstance(name, str):  # bare @gp.track (or gp.track(fn, ...))
+        decorated, name = name, None
+    run = Run(
         name,
         study=study,
         ledger=ledger,
@@ -304,6 +349,64 @@ def track(
         role=role,
         node_meter=node_meter,
     )
+    return run if decorated is None else run(decorated)
+
+
+def _tracked_iteration(run: Run, generator: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """``generator`` delegated to (values sent and thrown in included), within ``run``.
+
+    The run starts at the first value asked for and ends with the iteration: ``finished`` at
+    its end or at ``close()`` (a loop left with ``break``: the consumer had what it asked
+    for), else as :func:`~greenprint._lifecycle.status_for` reads the exception.
+    """
+    run.start()
+    try:
+        result = yield from generator
+    except GeneratorExit:
+        run.stop(status="finished")
+        raise
+    except BaseException as e:
+        run.stop(*status_for(e))
+        raise
+    run.stop(status="finished")
+    return result
+
+
+def _tracked_async_generator(
+    fn: Callable[..., AsyncGenerator[Any, Any]], name: str, options: dict[str, Any]
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """``fn`` (an async generator function) with each iteration of its generators tracked.
+
+    :func:`_tracked_iteration` for async generators (``asend``/``athrow`` delegated by hand:
+    Python has no ``yield from`` there); the wrapper is an async generator function itself, as
+    frameworks that inspect it expect.
+    """
+
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        run = Run(name, **options).start()
+        generator = fn(*args, **kwargs)
+        try:
+            value = await generator.__anext__()
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    await generator.aclose()
+                    raise
+                except BaseException as e:  # thrown in by athrow(): the generator's to handle
+                    value = await generator.athrow(e)
+                else:
+                    value = await generator.asend(sent)
+        except StopAsyncIteration:
+            run.stop(status="finished")
+        except GeneratorExit:
+            run.stop(status="finished")
+            raise
+        except BaseException as e:
+            run.stop(*status_for(e))
+            raise
+
+    return wrapper
 
 
 def _metric_step(step: object) -> int | None:
@@ -545,14 +648,34 @@ class Run:
         return False
 
     def __call__(self, fn: F) -> F:
-        """Use the run as a decorator: every call of ``fn`` is tracked as a new run."""
+        """Use the run as a decorator: every call of ``fn`` is tracked as a new run.
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with Run(self._explicit_name or fn.__qualname__, **self._options):
-                return fn(*args, **kwargs)
+        A coroutine function's run spans the coroutine awaited; a generator function's (sync or
+        async) spans its iteration (see :func:`track`).
+        """
+        name = self._explicit_name or fn.__qualname__
+        options = self._options
+        wrapper: Callable[..., Any]
+        if inspect.iscoroutinefunction(fn):
 
-        return wrapper  # type: ignore[return-value]
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                with Run(name, **options):
+                    return await fn(*args, **kwargs)
+
+        elif inspect.isasyncgenfunction(fn):
+            wrapper = _tracked_async_generator(fn, name, options)
+        elif inspect.isgeneratorfunction(fn):
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:  # a generator function, as fn is
+                return (yield from _tracked_iteration(Run(name, **options), fn(*args, **kwargs)))
+
+        else:
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                with Run(name, **options):
+                    return fn(*args, **kwargs)
+
+        return functools.wraps(fn)(wrapper)  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ public API
     def log(
@@ -2239,6 +2362,24 @@ registry.before_death.append(_unsaved_at_exit)
 renew_after_fork(globals(), "_UNSAVED_LOCK")
 if hasattr(os, "register_at_fork"):  # a forked child writes its own runs, not its parent's
     os.register_at_fork(after_in_child=_UNSAVED.clear)
+
+
+def current_run() -> Run | None:
+    """The innermost run being measured here (this thread or asyncio task), or ``None``.
+
+    How a function decorated with ``@gp.track`` reaches its run::
+
+        @gp.track(study="sweep")
+        def train(lr):
+            ...
+            gp.current_run().log(accuracy=0.93)
+
+    A run stopped from elsewhere (another thread) is skipped: the one around it, if any, is
+    returned. A worker thread with no run of its own gets ``None`` (its runs nest in the main
+    thread's, but it does not log into them by accident).
+    """
+    run = _lineage.innermost()
+    return run if isinstance(run, Run) else None
 
 
 def active_runs() -> Iterator[Run]:

@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Literal, cast
 
 import click
 
@@ -272,7 +272,7 @@ def command(
         region=region,
         intensity=intensity,
         pue=pue,
-        scope=scope,  # type: ignore[arg-type]
+        scope=cast(Literal["process", "machine"] | None, scope),  # click checked it
         node_meter=node_meter,
         command=subprocess.list2cmdline(cmd),
         sample_interval_s=sample_s,
