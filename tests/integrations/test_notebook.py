@@ -94,6 +94,37 @@ def test_a_failing_cell_is_recorded_and_still_fails(shell, tmp_path: Path) -> No
     assert run.status == "failed" and "bad data" in (run.error or "")
 
 
+def test_a_cell_that_awaits_at_top_level_is_measured_while_it_runs(
+    shell, tmp_path: Path, capsys
+) -> None:
+    """A notebook cell may ``await`` at top level (IPython's autoawait); with ``%%greenprint``
+    it was a SyntaxError (the magic compiled the cell itself) and a failed run of 0 s."""
+    shell.run_cell("import asyncio")
+    result = shell.run_cell(
+        "%%greenprint --name fetch --study nb --ledger g.db\n"
+        "await asyncio.sleep(0.3)\n"
+        "answer = 21\n"
+        "answer * 2"
+    )
+    assert result.success and result.result == 42  # its value shown, as without the magic
+    failing = shell.run_cell(
+        "%%greenprint --name broken --study nb --ledger g.db\nawait asyncio.sleep(0)\n1 / 0"
+    )
+    assert isinstance(failing.error_in_exec, ZeroDivisionError)
+    fetch, broken = gp.Ledger(tmp_path / "g.db").runs(study="nb")
+    assert (fetch.name, fetch.status) == ("fetch", "finished")
+    assert fetch.duration_s >= 0.3
+    assert (broken.status, broken.error) == ("failed", "ZeroDivisionError: division by zero")
+    assert shell.user_ns["_greenprint_run"].id == broken.id
+    out = capsys.readouterr().out
+    assert f"run {fetch.id[:8]}" in out and f"run {broken.id[:8]}" in out
+    # loading the extension again does not rewrite the cells twice
+    shell.run_line_magic("load_ext", "greenprint.integrations.notebook")
+    shell.run_line_magic("reload_ext", "greenprint.integrations.notebook")
+    marked = [t for t in shell.input_transformers_cleanup if getattr(t, "greenprint", False)]
+    assert len(marked) == 1
+
+
 def test_bad_options_are_one_line_usage_errors(shell, tmp_path: Path) -> None:
     from IPython.core.error import UsageError
 

@@ -7,10 +7,11 @@ Load the extension once per kernel, then prefix a cell::
     %%greenprint --name train-small --study mnist --ledger greenprint.db
     model.fit(X, y)
 
-or one statement: ``%greenprint --name eval model.score(X_test, y_test)``. Options (all
-optional, before the code; values with spaces in quotes): ``--name`` (default ``cell``),
-``--study``, ``--ledger``, ``--role``, ``--region``, ``--pue``. ``--`` ends the options of the
-line magic.
+or one statement: ``%greenprint --name eval model.score(X_test, y_test)``. A cell may
+``await`` at top level, as any cell may (IPython's autoawait): IPython runs it on its event
+loop, and the run spans it. Options (all optional, before the code; values with spaces in
+quotes): ``--name`` (default ``cell``), ``--study``, ``--ledger``, ``--role``, ``--region``,
+``--pue``. ``--`` ends the options of the line magic.
 
 The cell runs as it would without the magic (its output and its last value shown, an exception
 raised as usual, so "Run all" stops there); the run ends ``finished``, ``failed`` (an
@@ -25,6 +26,7 @@ Needs IPython (``pip install 'greenprint[notebook]'``).
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 from typing import Any
 
@@ -107,8 +109,35 @@ class GreenprintMagics(Magics):
             raise UsageError(f"greenprint: unexpected {rest!r} after the options of %%greenprint")
         return self._track(options, cell)
 
-    def _track(self, options: dict[str, str], code: str) -> Any:
-        from greenprint._format import format_duration, format_emissions, format_energy
+    @line_magic("greenprint_begin")  # type: ignore[arg-type]
+    def greenprint_begin(self, line: str) -> None:
+        """Start the run of a ``%%greenprint`` cell with top-level ``await`` (not typed by hand).
+
+        The extension rewrites such a cell's first line into this (:func:`_async_cells`), so
+        that IPython runs the cell's code itself, as a coroutine on its event loop; the run
+        ends when the cell has run (IPython's ``post_run_cell`` event).
+        """
+        options, rest = parse_options(line)
+        if rest:
+            raise UsageError(f"greenprint: unexpected {rest!r} after the options of %%greenprint")
+        run = self._start(options)
+        shell = self.shell
+        assert shell is not None
+
+        def ended(result: Any) -> None:
+            shell.events.unregister("post_run_cell", ended)
+            error = result.error_before_exec or result.error_in_exec
+            if error is None:
+                run.stop()
+            else:
+                status, text = status_for(error)
+                run.stop(status=status, error=text)
+            self._ended(run)
+
+        shell.events.register("post_run_cell", ended)
+
+    def _start(self, options: dict[str, str]) -> Any:
+        """The run the magic's options describe, started (a bad option: a UsageError)."""
         from greenprint.tracking import Run
 
         settings: dict[str, Any] = dict(options)
@@ -123,6 +152,22 @@ class GreenprintMagics(Magics):
             run.start()
         except GreenprintError as e:
             raise UsageError(f"greenprint: {e}") from e
+        return run
+
+    def _ended(self, run: Any) -> None:
+        """Put the ended run in the namespace as ``_greenprint_run`` and print its cost."""
+        from greenprint._format import format_duration, format_emissions, format_energy
+
+        if self.shell is not None:
+            self.shell.user_ns["_greenprint_run"] = run
+        print(
+            f"greenprint: {run.name} {run.status}: {format_energy(run.energy_kwh)}, "
+            f"{format_emissions(run.emissions_kg)} in {format_duration(run.duration_s)} "
+            f"(run {run.id[:8]})"
+        )
+
+    def _track(self, options: dict[str, str], code: str) -> Any:
+        run = self._start(options)
         try:
             value = self._execute(code)
         except BaseException as e:
@@ -131,13 +176,7 @@ class GreenprintMagics(Magics):
             raise
         finally:
             run.stop()
-            if self.shell is not None:
-                self.shell.user_ns["_greenprint_run"] = run
-            print(
-                f"greenprint: {run.name} {run.status}: {format_energy(run.energy_kwh)}, "
-                f"{format_emissions(run.emissions_kg)} in {format_duration(run.duration_s)} "
-                f"(run {run.id[:8]})"
-            )
+            self._ended(run)
         return value
 
     def _execute(self, code: str) -> Any:
@@ -156,9 +195,51 @@ class GreenprintMagics(Magics):
         return eval(shell.compile(last, filename, "eval"), shell.user_ns)
 
 
+_CELL_MAGIC = re.compile(r"\s*%%greenprint(?:\s|$)")
+
+
+def _async_cells(shell: Any) -> Any:
+    """An input transformer: a ``%%greenprint`` cell whose code awaits at top level.
+
+    The cell magic runs a cell's code itself, synchronously, where ``await`` outside a function
+    is a ``SyntaxError`` (in Jupyter the kernel's event loop is already running, so the magic
+    cannot wait for a coroutine either). Such a cell's first line becomes
+    ``%greenprint_begin`` with the same options, which starts the run, and the rest of the cell
+    is left to IPython, which runs it as any cell with top-level ``await`` (its value shown,
+    its lines numbered as typed); the run ends when the cell has run. Other cells, and any
+    cell while IPython's ``autoawait`` is off, are left as they are.
+    """
+
+    def transform(lines: list[str]) -> list[str]:
+        if not lines or not _CELL_MAGIC.match(lines[0]) or not getattr(shell, "autoawait", False):
+            return lines
+        body = "".join(lines[1:])
+        try:
+            source = shell.transform_cell(body)
+            code = compile(
+                source, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+            )
+        except (SyntaxError, ValueError):
+            return lines  # the magic says what is wrong, as for any cell
+        if not code.co_flags & inspect.CO_COROUTINE:
+            return lines
+        options = lines[0].split("%%greenprint", 1)[1].strip()
+        return [f"get_ipython().run_line_magic('greenprint_begin', {options!r})\n", *lines[1:]]
+
+    transform.greenprint = True  # type: ignore[attr-defined]  # found again on a reload
+    return transform
+
+
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics (``%load_ext greenprint.integrations.notebook``)."""
+    """Register the magics (``%load_ext greenprint.integrations.notebook``).
+
+    And the input transformer that lets a ``%%greenprint`` cell ``await`` at top level
+    (:func:`_async_cells`), once per shell.
+    """
     ipython.register_magics(GreenprintMagics)
+    cleanup = getattr(ipython, "input_transformers_cleanup", None)
+    if cleanup is not None and not any(getattr(t, "greenprint", False) for t in cleanup):
+        cleanup.append(_async_cells(ipython))
 
 
 def unload_ipython_extension(ipython: Any) -> None:
