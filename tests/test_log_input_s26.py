@@ -141,3 +141,39 @@ def test_a_name_utf8_cannot_hold_is_refused_where_it_is_given(home: Path) -> Non
     (record,) = gp.Ledger("greenprint.db").runs()
     assert record.status == "finished"
     assert [p.name for p in record.metrics] == ["acc"]
+
+
+def test_params_from_the_configuration_objects_scripts_hold(home: Path) -> None:
+    """``params=args`` (argparse), a dataclass, or an object with ``to_dict()``/``model_dump()``
+    (Hugging Face's ``TrainingArguments``, pydantic): read as their fields. Before, each was
+    "params must be a mapping of names to values" and the user wrote ``vars(args)``."""
+    import argparse
+    import dataclasses
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--layers", type=int, default=2)
+
+    @dataclasses.dataclass
+    class Config:
+        lr: float = 0.2
+        widths: tuple[int, ...] = (64, 32)
+
+    class Arguments:  # as TrainingArguments: to_dict() masks what must not be stored
+        def to_dict(self) -> dict[str, object]:
+            return {"learning_rate": 3e-5, "hub_token": "<HUB_TOKEN>"}
+
+    with gp.track("argparse", study="s", params=parser.parse_args(["--lr", "0.3"])):
+        pass
+    with gp.track("dataclass", study="s") as run:
+        run.set(params=Config())
+    with gp.track("to_dict", study="s", params=Arguments()):
+        pass
+    with pytest.raises(gp.ConfigError, match="must be a mapping"):
+        gp.track("int", study="s", params=5)
+    runs = {r.name: r.params for r in gp.Ledger("greenprint.db").runs()}
+    assert runs == {
+        "argparse": {"lr": 0.3, "layers": 2},
+        "dataclass": {"lr": 0.2, "widths": [64, 32]},
+        "to_dict": {"learning_rate": 3e-5, "hub_token": "<HUB_TOKEN>"},
+    }

@@ -243,12 +243,46 @@ def storable_text(name: str, value: str) -> str:
     return value
 
 
+def _fields_of(config: object) -> object:
+    """A configuration object's fields as a dict (``config`` itself if it has none we read).
+
+    Its own ``model_dump()`` or ``to_dict()`` first (Hugging Face's ``TrainingArguments.to_dict``
+    masks its tokens), then a dataclass's fields, then an ``argparse.Namespace``'s.
+    """
+    import dataclasses
+
+    if isinstance(config, type):
+        return config
+    for method in ("model_dump", "to_dict"):
+        dump = getattr(config, method, None)
+        if callable(dump):
+            try:
+                return dump()
+            except Exception:  # not the method we hoped for: read as the other kinds
+                break
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        try:
+            return dataclasses.asdict(config)
+        except Exception:  # a field deepcopy cannot copy: its fields as they are
+            return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    if type(config).__name__ == "Namespace" and type(config).__module__ == "argparse":
+        return dict(vars(config))
+    return config
+
+
 def mapping_of_names(name: str, value: object) -> dict[str, Any]:
     """Check a mapping of names to values (``params``) and return a plain dict copy.
 
+    The configurations scripts hold their hyper-parameters in are read as their fields: an
+    ``argparse.Namespace`` (``vars()``), a dataclass instance (its fields, nested ones as
+    dicts), and an object with ``model_dump()`` (pydantic) or ``to_dict()``. A mapping
+    (``dict``, Hydra's ``DictConfig``) is copied as it is.
+
     Raises:
-        ConfigError: not a mapping, or a key that is not a string.
+        ConfigError: none of those, or a key that is not a string.
     """
+    if not isinstance(value, Mapping):
+        value = _fields_of(value)
     if not isinstance(value, Mapping):
         raise ConfigError(
             f"{name} must be a mapping of names to values (a dict), "

@@ -259,7 +259,9 @@ def track(
         intensity: grid intensity in g CO2-eq/kWh, or a path to an hourly CSV
             (``timestamp,g_per_kwh``); wins over ``region``.
         pue: data-centre power usage effectiveness (number in [1, 3] or preset name).
-        params: hyper-parameters to record.
+        params: hyper-parameters to record: a mapping, or a configuration object read as its
+            fields (an ``argparse.Namespace``, a dataclass, an object with ``to_dict()`` or
+            ``model_dump()``; likewise in :meth:`Run.set`).
         dataset_size: number of training examples.
         parent: the parent run (or its id); default: the enclosing run, else
             ``GREENPRINT_PARENT_RUN``.
