@@ -54,9 +54,14 @@ class Rule:
         grad_mask: the formula takes ``needs_input_grad``: for a backward op, which inputs of
             the forward op need a gradient (a tuple of bools, in the forward op's argument
             order), or None when the op runs outside a backward pass.
-        reads: for an op whose work depends on values (rows it skips): called with the op's
-            real tensors (never on meta or fake tensors, which have no values), it returns
-            keyword arguments for ``fn``; without them ``fn`` counts every element.
+        reads: for an op whose work depends on values (rows it skips) or on metadata the
+            shapes do not give (device, dtype, strides): called with the op's tensors, it
+            returns keyword arguments for ``fn``; without them ``fn`` counts every element (on
+            the CPU, contiguous, float32). A reader of values is called with real tensors only
+            (never meta or fake tensors, which have no values); a reader marked
+            ``reads.metadata_only = True`` reads only metadata and is called with meta and
+            fake tensors too (the upsampling and grid-sample readers: a fake CUDA tensor
+            counts the CUDA kernels; a meta tensor has no device and counts as on the CPU).
         reads_before: ``reads`` is called before the op runs, so that it sees the inputs of
             an in-place op as the kernel found them (``embedding_renorm_`` decides from the
             rows' norms which rows to scale, then scales them); otherwise after it.
@@ -138,7 +143,8 @@ def register_rule(
             backward op that computes every gradient whether needed or not, where the
             op-by-op backward computes only the needed ones.
         reads: a function of the op's real tensors returning keyword arguments for the
-            formula (see :class:`Rule`).
+            formula (see :class:`Rule`); set its ``metadata_only`` attribute to True when it
+            reads only metadata, so that it also runs on meta and fake tensors.
         reads_before: call ``reads`` before the op runs, on the inputs an in-place op is
             about to change (see :class:`Rule`).
 

@@ -59,7 +59,10 @@ class FPOResult:
             that counted; meta tensors: the build's CPU library), which decides how an
             ``rfft``'s normalisation is counted (MKL, cuFFT: 2 per one-sided complex value;
             pocketfft: 1 per real input value; see docs/fpo.md). A count made on another
-            build can differ there.
+            build can differ there. ``"cudnn_grid_sampler"`` when cuDNN's grid sampler (or
+            its backward) was counted: its kernel is closed source, so it is counted as ATen's
+            CUDA ``grid_sampler_2d`` kernel, which computes the same result (the value says
+            so); cuDNN's own count can differ.
     """
 
     total: int
@@ -307,14 +310,17 @@ class FPOResult:
                 f"COMPLEX    {listed} (ops on complex tensors counted as if real, 1 FPO per "
                 "complex element; too low)"
             )
-        library = self.assumptions.get("fft_library")
-        if library:
-            names = {"mkl": "MKL", "pocketfft": "pocketfft", "cufft": "cuFFT"}
-            name = " and ".join(names.get(one, one) for one in library.split("+"))
-            lines.append(
-                f"FFT        counted as {name} runs it (an rfft's normalisation differs between "
-                "libraries: MKL and cuFFT scale the one-sided output, pocketfft its packed values)"
-            )
+        for key, value in sorted(self.assumptions.items()):
+            if key == "fft_library":
+                names = {"mkl": "MKL", "pocketfft": "pocketfft", "cufft": "cuFFT"}
+                name = " and ".join(names.get(one, one) for one in value.split("+"))
+                lines.append(
+                    f"FFT        counted as {name} runs it (an rfft's normalisation differs "
+                    "between libraries: MKL and cuFFT scale the one-sided output, pocketfft its "
+                    "packed values)"
+                )
+            else:
+                lines.append(f"ASSUMED    {key}: {value}")
         return lines
 
 

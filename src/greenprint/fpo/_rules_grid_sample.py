@@ -148,6 +148,14 @@ def _device_3d_backward(grad_output: Any, input: Any, *args: Any, **kwargs: Any)
     return _device_3d(input)
 
 
+# The readers read the device, dtype and strides only (metadata): the counter calls them on
+# meta and fake tensors too (see ``Rule.reads``), so a fake CUDA tensor counts the CUDA kernels
+# (until s26 a count under FakeTensorMode on a "cuda" device counted the CPU kernels; a meta
+# tensor has no device to read and counts as on the CPU, whose fallback it never takes).
+for _reader in (_forward_falls_back, _backward_falls_back, _device_3d, _device_3d_backward):
+    setattr(_reader, "metadata_only", True)  # noqa: B010
+
+
 _SAFE_DOWNGRADE = 3
 """CUDA's ``safe_downgrade_to_int_range`` after every coordinate: ``x > INT_MAX - 1``, ``x <
 INT_MIN`` and ``isfinite`` (3 compares), which the CPU helpers do not have."""

@@ -570,14 +570,271 @@ def _reads_channels_last(tensor: Any, *args: Any, **kwargs: Any) -> dict[str, An
 
     Memory formats are metadata: read from real, meta and fake tensors alike (a meta copy made
     with ``.to("meta")`` keeps the strides; a meta tensor created contiguous counts as one).
+    ``device``: whose kernels run, ``"cuda"`` for a CUDA tensor, real or fake (a meta tensor
+    has no device to read: counted as on the CPU).
     """
     import torch
 
+    device = _kernel_device(tensor)
     dim = tensor.dim()
     if dim not in (4, 5):
-        return {"channels_last": False}
+        return {"channels_last": False, "device": device}
     fmt = torch.channels_last if dim == 4 else torch.channels_last_3d
-    return {"channels_last": bool(tensor.is_contiguous(memory_format=fmt))}
+    return {"channels_last": bool(tensor.is_contiguous(memory_format=fmt)), "device": device}
+
+
+# -- on CUDA tensors: ATen's CUDA kernels (cuda/UpSample*.cu, UpSample.cuh) --------------------
+#
+# One thread per output location (or element) computes its own source indices and weights, so
+# the weights are counted per thread, not per output index as on the CPU; the CUDA kernels'
+# index is a truncating cast (0 FPO) where the CPU's is a floor. The backward kernels add into
+# the zeroed input gradient with atomic adds (``fastAtomicAdd``, ``gpuAtomicAddNoReturn``): 1
+# FPO each. Launch shapes that decide how often a weight is recomputed follow the launch code
+# with a device's usual limits (1024 threads per block, 48 KiB of shared memory per block, warps
+# of 32); the counts were checked against Python ports of the kernels, not on a GPU.
+
+_CUDA_THREADS = 1024
+"""``maxThreadsPerBlock`` of the NVIDIA GPUs ATen's launch code asks (all since compute 2.0)."""
+_CUDA_SHARED = 48 * 1024
+"""``sharedMemPerBlock``, which sizes the antialiased forward's blocks (48 KiB on NVIDIA GPUs)."""
+_CUDA_WARP = 32
+_CUDA_MAX_GRID_Z = 65535
+
+
+def _kernel_device(tensor: Any) -> str:
+    """``"cuda"`` for a CUDA tensor (real or fake), else ``"cpu"``: see ``kernel_device``."""
+    from greenprint.fpo import _rules_grid_sample
+
+    return _rules_grid_sample.kernel_device(tensor)
+
+
+def _last_pow2(n: int) -> int:
+    """``lastPow2``: the largest power of 2 not above ``n`` (1 for ``n <= 1``)."""
+    return 1 << (max(int(n), 1).bit_length() - 1)
+
+
+def _cuda_lambda_fpo(align_corners: Any) -> int:
+    """One dimension's weights of one CUDA linear thread: 3, 6 without ``align_corners``.
+
+    ``area_pixel_compute_source_index`` (``scale * i``, 1; ``scale * (i + 0.5) - 0.5`` and the
+    ``< 0`` compare, 4), the index a cast (0), ``lambda1 = real - index`` and
+    ``lambda0 = 1 - lambda1`` (2). Computed for an unchanged dimension too.
+    """
+    return (1 if align_corners else 4) + 2
+
+
+def _cuda_cubic_index_fpo(align_corners: Any) -> int:
+    """One axis of a CUDA bicubic thread: the source index (1, or 3), ``floorf`` and ``t``."""
+    return (1 if align_corners else 3) + 2
+
+
+def _cuda_upsample_fpo(
+    mode: str,
+    dims: int,
+    size_in: list[int],
+    out: tuple[int, ...],
+    align: bool,
+    scales: list[Any],
+    channels_last: bool,
+    backward: bool,
+) -> int:
+    """FPO of a linear or bicubic upsample (or its backward, ``out`` the gradient) on CUDA.
+
+    The scales on the host (as on the CPU); an unchanged size is a copy (bilinear: 0, its
+    host code copies before the scales; the others compute the scales, then copy per thread).
+    Otherwise one thread per output location computes every dimension's weights
+    (:func:`_cuda_lambda_fpo`) and loops over the planes: linear 3, bilinear 9, trilinear 21
+    per element (``h0 (w0 a + w1 b) + h1 (w0 c + w1 d)``), bicubic 210 (``cubic_interp1d``
+    five times, each computing its 35 coefficients again and 7 for the taps). Bilinear on a
+    ``channels_last`` input of 16 channels or more runs ``upsample_bilinear2d_nhwc_out_frame``:
+    one thread per element, its weights included. Backward: linear 4, bilinear 12,
+    trilinear 32 per gradient element (each corner's weights times the gradient, and its
+    atomic add); bilinear's backward runs one thread per gradient element, either layout
+    (its weights per element); bicubic's both coefficient sets per location (70) and 16
+    taps of ``g * y_i * x_j`` added (48).
+    """
+    size_out = _sizes(out, dims)
+    n = numel(out)
+    locations = numel(tuple(size_out))
+    setup = sum(
+        _scale_fpo(i, o, align, s) for i, o, s in zip(size_in, size_out, scales, strict=True)
+    )
+    if size_in == size_out:
+        return 0 if mode == "bilinear" else setup
+    if mode == "bicubic":
+        weights = 2 * _cuda_cubic_index_fpo(align)
+        if backward:
+            return setup + locations * (weights + 2 * _CUBIC_COEFFICIENTS) + 48 * n
+        return setup + locations * weights + 5 * (_CUBIC_COEFFICIENTS + 7) * n
+    weights = dims * _cuda_lambda_fpo(align)
+    per_element = ({1: 4, 2: 12, 3: 32} if backward else {1: 3, 2: 9, 3: 21})[dims]
+    if mode == "bilinear" and (backward or (channels_last and int(out[1]) >= 16)):
+        return setup + n * (weights + per_element)
+    return setup + locations * weights + per_element * n
+
+
+def _nearest_windows(size_in: int, size_out: int, scale: float, exact: bool) -> int:
+    """How many gradient values one dimension's windows of the CUDA backward add up.
+
+    ``nearest_neighbor(_exact)_bw_compute_source_index``: the window of input index ``i`` is
+    ``[ceilf(i * s), ceilf((i + 1) * s))`` (``- 0.5`` for exact), capped at ``size_out``.
+    """
+
+    def bound(i: int) -> int:
+        value = _f32(_f32(i * scale) - 0.5) if exact else _f32(i * scale)
+        return min(math.ceil(value), size_out)
+
+    return sum(max(bound(i + 1) - bound(i), 0) for i in range(size_in))
+
+
+def _nearest_backward_cuda_fpo(
+    exact: bool,
+    dims: int,
+    grad_output: tuple[int, ...],
+    input_size: Any,
+    scales: list[Any],
+    channels_last: bool,
+) -> int:
+    """FPO of ``upsample_nearest{1,2,3}d_backward`` (and exact) on CUDA.
+
+    One thread per channel and input location (per element for a ``channels_last`` 2-D
+    gradient of 4 channels or more) computes both ends of each dimension's window,
+    ``ceilf(i * scale)`` (2, exact 3 with ``- 0.5``), then per plane sums the window into a
+    zeroed accumulator (1 per gradient value added: :func:`_nearest_windows`). The scales on
+    the host (1 each); 2-D of unchanged sizes: a copy.
+    """
+    per = 3 if exact else 2
+    size_in, size_out = _sizes(input_size, dims), _sizes(grad_output, dims)
+    setup = dims  # compute_scales_value_backwards<float>: the > 0 compare, or out / in
+    if dims == 2 and size_in == size_out:
+        return setup
+    adds = numel(tuple(grad_output)[:2])
+    for i, o, s in zip(size_in, size_out, scales, strict=True):
+        scale = _f32(s) if s is not None and s > 0 else _f32(_f32(float(o)) / i)
+        adds *= _nearest_windows(i, o, scale, exact)
+    threads = int(input_size[1]) * numel(tuple(size_in))
+    if dims == 2 and channels_last and int(input_size[1]) >= 4:
+        threads *= int(input_size[0])
+    return setup + threads * dims * 2 * per + adds
+
+
+def _cuda_aa_filter(mode: str, x: float, round_: Any) -> tuple[float, int]:
+    """``BilinearFilterFunctor`` / ``BicubicFilterFunctor`` at ``x``: ``(value, FPO)``.
+
+    ``x < 0`` and, when true, ``x = -x`` (1 + 1); bilinear ``x < 1``, ``1 - x`` (2, else 1);
+    bicubic ``x < 1``, ``((a + 2) x - (a + 3)) x x + 1`` (8), else ``x < 2``,
+    ``(((x - 5) x + 8) x - 4) a`` (8), else 2.
+    """
+    fpo = 1
+    if x < 0.0:
+        x, fpo = -x, 2
+    if mode == "bilinear":
+        return (round_(1.0 - x), fpo + 2) if x < 1.0 else (0.0, fpo + 1)
+    a = -0.5
+    if x < 1.0:
+        return round_(((a + 2) * x - (a + 3)) * x * x + 1), fpo + 8
+    if x < 2.0:
+        return round_((((x - 5) * x + 8) * x - 4) * a), fpo + 8
+    return 0.0, fpo + 2
+
+
+def _cuda_aa_support(mode: str, scale: float, round_: Any) -> tuple[float, int, int]:
+    """One dimension's antialias support: ``(support, interp_size, FPO)``.
+
+    ``scale >= 1`` (1), ``(size * 0.5) * scale`` (2, else ``size * 0.5``, 1), ``ceilf`` (1).
+    """
+    taps = _AA_TAPS[mode]
+    if scale >= 1.0:
+        support, fpo = round_(taps * 0.5 * scale), 4
+    else:
+        support, fpo = taps * 0.5, 3
+    return support, 2 * math.ceil(support) + 1, fpo
+
+
+def _cuda_aa_indices(
+    mode: str, size_in: int, size_out: int, scale: float, support: float, round_: Any
+) -> list[tuple[int, int]]:
+    """Per output index ``(window, FPO of its weights)``, as ``_compute_weights`` computes them.
+
+    The window (``_compute_weights_span``: ``center = scale * (i + 0.5)``, its ends ``center
+    -/+ support + 0.5``; counted per thread, not here); the weights: ``xmin - center`` (1),
+    ``invscale`` (the compare, and ``1 / scale`` when ``scale >= 1``), per tap the filter's
+    argument ``(j + xmin_m_center + 0.5) * invscale`` (3), the filter and ``total_w += w``
+    (1), then per tap the ``total_w != 0`` compare and, when not 0, ``w /= total_w`` (2).
+    """
+    out = []
+    invscale = round_(1.0 / scale) if scale >= 1.0 else 1.0
+    for i in range(size_out):
+        center = round_(scale * round_(i + 0.5))
+        xmin = max(int(round_(round_(center - support) + 0.5)), 0)
+        xsize = min(int(round_(round_(center + support) + 0.5)), size_in) - xmin
+        xmin_m_center = round_(xmin - center)
+        fpo, total = 2 + (1 if scale >= 1.0 else 0), 0.0
+        for j in range(max(xsize, 0)):
+            arg = round_(round_(round_(j + xmin_m_center) + 0.5) * invscale)
+            w, filter_fpo = _cuda_aa_filter(mode, arg, round_)
+            fpo += 3 + filter_fpo + 1
+            total = round_(total + w)
+        fpo += max(xsize, 0) * (2 if total != 0.0 else 1)
+        out.append((max(xsize, 0), fpo))
+    return out
+
+
+def _cuda_aa_fpo(
+    planes: int,
+    size_in: Any,
+    size_out: Any,
+    mode: str,
+    align_corners: Any,
+    scales: Any,
+    itemsize: int,
+    backward: bool,
+) -> int:
+    """FPO of an antialiased 2-D resize (or its backward) on CUDA.
+
+    ``upsample_gen2d_aa_out_frame`` (``_backward_out_frame``): blocks of 32 x ``block_y``
+    threads, one per output location, and ``min(65535, N * C)`` blocks along the planes, each
+    block computing its own weights. On the host the scales, both windows' widths (``scale
+    >= 1``, ``size * 0.5 * scale``, ``ceilf``) and, forward, the shared memory that sizes
+    ``block_y`` (``sharedMemPerBlock * 1.0 / sizeof(scalar_t) - width * 32``: 3; ``block_y``
+    the ``lastPow2`` of what fits, at most 8; backward always 8). Each thread: both supports
+    and widths again, both windows (``_compute_weights_span``: 6 each); the threads of a
+    block's first row compute their column's weights, those of its first column their row's
+    (:func:`_cuda_aa_indices`). Forward per element: the window's ``ysize`` rows each
+    interpolated along W (``2 xsize - 1``), then those along H (``2 ysize - 1``): no
+    dimension is skipped. Backward: ``wx * wy * g`` added into each input of the window
+    (``3 xsize ysize``); unchanged sizes are a copy per thread (the host's scales and widths
+    only). ``itemsize``: bytes per element (float32 4), for the shared memory.
+    """
+    (h, w), (oh, ow) = (int(v) for v in size_in), (int(v) for v in size_out)
+    double = itemsize == 8
+    round_ = _same if double else _f32
+    scale_h = _scale_value(h, oh, align_corners, scales[0], round_)
+    scale_w = _scale_value(w, ow, align_corners, scales[1], round_)
+    support_h, interp_h, sup_h = _cuda_aa_support(mode, scale_h, round_)
+    support_w, interp_w, sup_w = _cuda_aa_support(mode, scale_w, round_)
+    host = _scale_fpo(h, oh, align_corners, scales[0]) + _scale_fpo(w, ow, align_corners, scales[1])
+    host += sup_h + sup_w
+    if backward:
+        block_y = min(_CUDA_THREADS, 256) // _CUDA_WARP
+        if (h, w) == (oh, ow):
+            return host
+    else:
+        host += 3
+        numer = int(_CUDA_SHARED * 1.0 / itemsize - interp_w * _CUDA_WARP)
+        denom = interp_h * (_CUDA_WARP + 1)
+        block_y = min(min(_CUDA_THREADS, 256) // _CUDA_WARP, _last_pow2(numer // denom))
+    grid_x, grid_y = -(-ow // _CUDA_WARP), -(-oh // block_y)
+    grid_z = min(_CUDA_MAX_GRID_Z, planes)
+    rows = _cuda_aa_indices(mode, h, oh, scale_h, support_h, round_)
+    cols = _cuda_aa_indices(mode, w, ow, scale_w, support_w, round_)
+    threads = oh * ow * grid_z * (sup_h + sup_w + 12)
+    weights = grid_z * (grid_y * sum(f for _, f in cols) + grid_x * sum(f for _, f in rows))
+    if backward:
+        work = planes * 3 * sum(k for k, _ in rows) * sum(k for k, _ in cols)
+    else:
+        work = planes * sum(ky * (2 * kx - 1) + 2 * ky - 1 for ky, _ in rows for kx, _ in cols)
+    return host + threads + weights + work
 
 
 def _upsample_rule(mode: str, dims: int) -> Any:
@@ -586,11 +843,16 @@ def _upsample_rule(mode: str, dims: int) -> Any:
         *args: Any,
         out_shape: Any = None,
         channels_last: bool = False,
+        device: str = "cpu",
         **kwargs: Any,
     ) -> int:
         align, scales = _interp_args(args[1:], kwargs, dims)
         out = first_shape(out_shape)
         size_in = _sizes(self, dims)
+        if device == "cuda":
+            return _cuda_upsample_fpo(
+                mode, dims, size_in, out, align, scales, channels_last, backward=False
+            )
         return _upsample_forward_fpo(mode, dims, size_in, out, align, scales, channels_last)
 
     rule.__doc__ = (
@@ -608,7 +870,8 @@ def _upsample_rule(mode: str, dims: int) -> Any:
         "``channels_last_3d`` input of more than 3 channels likewise, per batch and depth the "
         "depth's weights, per row the row's, per pixel the column's and the 8 products "
         "``d_i h_j w_k`` (16), then 15 per element (8 products, 7 adds). See "
-        ":func:`_linear_channels_last_kernel`."
+        ":func:`_linear_channels_last_kernel`. On a CUDA tensor (``device``, read from real and "
+        "fake tensors): ATen's CUDA kernel, :func:`_cuda_upsample_fpo`."
     )
     return rule
 
@@ -620,10 +883,15 @@ def _upsample_backward_rule(mode: str, dims: int) -> Any:
         input_size: Any,
         *args: Any,
         channels_last: bool = False,
+        device: str = "cpu",
         **kwargs: Any,
     ) -> int:
         align, scales = _interp_args(args, kwargs, dims)
         size_in, size_out = _sizes(input_size, dims), _sizes(grad_output, dims)
+        if device == "cuda":
+            return _cuda_upsample_fpo(
+                mode, dims, size_in, tuple(grad_output), align, scales, channels_last, True
+            )
         n = numel(grad_output)
         setup = sum(
             _scale_fpo(i, o, align, s) for i, o, s in zip(size_in, size_out, scales, strict=True)
@@ -661,7 +929,8 @@ def _upsample_backward_rule(mode: str, dims: int) -> Any:
         "``cpu_upsample_linear_backward_channels_last``: the weights as its forward "
         "(:func:`_channels_last_weights`: per batch and row the row's, per pixel the "
         "column's and the corners' products ``h_i w_j``, 4, or ``d_i h_j w_k``, 16), then per "
-        "gradient element and corner ``gin += w * g`` (bilinear 8, trilinear 16)."
+        "gradient element and corner ``gin += w * g`` (bilinear 8, trilinear 16). On a CUDA "
+        "tensor (``device``): ATen's CUDA kernel, :func:`_cuda_upsample_fpo`."
     )
     return rule
 
@@ -852,6 +1121,8 @@ def _aa_rule(mode: str) -> Any:
         *,
         out_shape: Any = None,
         double: bool = False,
+        device: str = "cpu",
+        itemsize: int = 4,
         **kwargs: Any,
     ) -> int:
         if isinstance(scales_h, list):  # the .vec overload: scale_factors, output_size maybe None
@@ -859,6 +1130,10 @@ def _aa_rule(mode: str) -> Any:
         size_out = first_shape(out_shape)[-2:] if out_shape is not None else output_size
         planes = numel(self[:-2])
         scales = (scales_h, scales_w)
+        if device == "cuda" and mode in _CUDA_AA:
+            return _cuda_aa_fpo(
+                planes, self[-2:], size_out, mode, align_corners, scales, itemsize, False
+            )
         return _aa_fpo(planes, self[-2:], size_out, mode, align_corners, scales, double)
 
     def backward(
@@ -870,6 +1145,8 @@ def _aa_rule(mode: str) -> Any:
         scales_w: Any = None,
         *,
         double: bool = False,
+        device: str = "cpu",
+        itemsize: int = 4,
         **kwargs: Any,
     ) -> int:
         if isinstance(scales_h, list):
@@ -878,10 +1155,20 @@ def _aa_rule(mode: str) -> Any:
         size_in = tuple(input_size)[-2:]
         scales = (scales_h, scales_w)
         size_out = grad_output[-2:]
+        if device == "cuda" and mode in _CUDA_AA:
+            return _cuda_aa_fpo(
+                planes, size_in, size_out, mode, align_corners, scales, itemsize, True
+            )
         return _aa_backward_fpo(planes, size_in, size_out, mode, align_corners, scales, double)
 
-    rule.__doc__ = f"Antialiased {mode} resize: see :func:`_aa_fpo`."
-    backward.__doc__ = "Its backward, scattered per window element: :func:`_aa_backward_fpo`."
+    rule.__doc__ = (
+        f"Antialiased {mode} resize: see :func:`_aa_fpo`; on a CUDA tensor (``device``) "
+        ":func:`_cuda_aa_fpo` (bilinear and bicubic: Lanczos has no CUDA kernel)."
+    )
+    backward.__doc__ = (
+        "Its backward, scattered per window element: :func:`_aa_backward_fpo`; on a CUDA tensor "
+        ":func:`_cuda_aa_fpo`."
+    )
     return rule, backward
 
 
@@ -891,9 +1178,14 @@ def _reads_double(tensor: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
     Its kernel holds the weights in double (``scalar_t``). The dtype is metadata: read from
     real, meta and fake tensors alike (until s26 a meta count assumed float32), so a float64
-    count on the meta device equals the real one.
+    count on the meta device equals the real one. ``device`` and ``itemsize`` (bytes per
+    element, which size the CUDA forward's blocks) for the CUDA kernels, read likewise.
     """
-    return {"double": str(tensor.dtype) == "torch.float64"}
+    return {
+        "double": str(tensor.dtype) == "torch.float64",
+        "device": _kernel_device(tensor),
+        "itemsize": int(tensor.element_size()),
+    }
 
 
 for _aa_mode in _AA_TAPS:
@@ -902,11 +1194,48 @@ for _aa_mode in _AA_TAPS:
     register_rule(f"aten._upsample_{_aa_mode}2d_aa_backward", reads=_reads_double)(_backward)
 
 
-def _nearest_backward(grad_output: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-    """1 FPO per gradient element (added into the input's gradient)."""
-    return numel(grad_output)
+def _nearest_args(args: tuple[Any, ...], kwargs: dict[str, Any], dims: int) -> list[Any]:
+    """A nearest op's scales (after its sizes): one per dimension, None where not given."""
+    rest = list(args)
+    for key in ("scales_d", "scales_h", "scales_w", "scales", "scale_factors"):
+        if key in kwargs:
+            rest.append(kwargs[key])
+    if len(rest) == 1 and isinstance(rest[0], (list, tuple)):
+        rest = list(rest[0])
+    if len(rest) == 1 and rest[0] is None:
+        rest = []
+    return [*rest, *([None] * dims)][:dims] if len(rest) <= dims else rest[-dims:]
 
 
+def _nearest_backward_rule(exact: bool, dims: int) -> Any:
+    def backward(
+        grad_output: tuple[int, ...],
+        output_size: Any,
+        input_size: Any,
+        *args: Any,
+        channels_last: bool = False,
+        device: str = "cpu",
+        **kwargs: Any,
+    ) -> int:
+        if device != "cuda":
+            return numel(grad_output)
+        scales = _nearest_args(args, kwargs, dims)
+        return _nearest_backward_cuda_fpo(
+            exact, dims, grad_output, input_size, scales, channels_last
+        )
+
+    backward.__doc__ = (
+        "1 FPO per gradient element (added into the input's gradient); on a CUDA tensor "
+        "(``device``) the windows' ends too: :func:`_nearest_backward_cuda_fpo`."
+    )
+    return backward
+
+
+_CUDA_AA = ("bilinear", "bicubic")
+"""The antialiased modes with a CUDA kernel (``UpSampleBilinear2d.cu``)."""
+
+# The forward ops have a decomposition (``torch._decomp``: an index gather), which the counter
+# runs instead of the kernel on every device; their rule, 0, counts a copy.
 register_rule(
     [
         f"aten.{kind}{d}"
@@ -914,10 +1243,8 @@ register_rule(
         for d in ("1d", "2d", "3d")
     ]
 )(zero)
-register_rule(
-    [
-        f"aten.{kind}{d}_backward"
-        for kind in ("upsample_nearest", "_upsample_nearest_exact")
-        for d in ("1d", "2d", "3d")
-    ]
-)(_nearest_backward)
+for _exact, _kind in ((False, "upsample_nearest"), (True, "_upsample_nearest_exact")):
+    for _d in (1, 2, 3):
+        register_rule(f"aten.{_kind}{_d}d_backward", reads=_reads_channels_last)(
+            _nearest_backward_rule(_exact, _d)
+        )
