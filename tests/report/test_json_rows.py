@@ -77,6 +77,10 @@ _FIELD_VALUES: dict[str, Any] = {
     "local_rank": _PLAIN,
     "node_meter": _PLAIN,
     "contained": _PLAIN,
+    # what a run's FPO assumed: a few shared mappings (rows of one provenance share one)
+    "fpo_assumptions": st.one_of(
+        st.just({}), st.dictionaries(_TEXTS, _TEXTS, min_size=1, max_size=2)
+    ),
 }
 _NUMBER_FIELDS = (
     "score", "started_at", "duration_s", "energy_kwh", "emissions_kg", "pue",

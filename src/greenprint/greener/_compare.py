@@ -237,7 +237,7 @@ def compare(
             spent.append(fpo)
         container.set(params={"greener.notes": notes})
         # a parent's FPO contain its children's, a lower bound when any of theirs is one
-        total = sum(f if isinstance(f, int) else f.total for f in spent)
+        total = _total(spent)
         container.add_fpo(counted_as(total, spent))
     return finish(
         rows,
@@ -248,6 +248,20 @@ def compare(
         run_id=container.id if ledger is not False else None,
         study=container.study if ledger is not False else None,
     )
+
+
+def _total(counts: Sequence[Any]) -> int:
+    """The FPO of ``counts``: ints and count results (``FPOResult``, ``counted_as``'s)."""
+    return sum(c if isinstance(c, int) else int(c.total) for c in counts)
+
+
+def _trained(ctx: Context) -> list[Any]:
+    """The FPO a variant's training recorded (:attr:`Context.fpo`): count results and ints.
+
+    A count result is kept whole (what it could not count, what it assumed); any other
+    number a technique appended (a numpy integer) is read as an int.
+    """
+    return [c if hasattr(c, "unknown_ops") else int(c) for c in ctx.fpo]
 
 
 def _one(
@@ -268,7 +282,9 @@ def _one(
     """Apply, check, score and measure one variant in its own run: its row and FPO.
 
     The FPO as its run recorded them: an int, or a count result when they are a lower bound
-    (ops with no rule or on complex tensors: :func:`~greenprint.greener._result.counted_as`).
+    (ops with no rule or on complex tensors) or assumed something (an FFT library), its own
+    counts' or its training's (:attr:`Context.fpo`): see
+    :func:`~greenprint.greener._result.counted_as`.
     """
     import torch
 
@@ -317,8 +333,10 @@ def _one(
         except VariantSkipped as e:
             row = replace(base, status="skipped", reason=str(e))
             run.set(params={RESULT_KEY: row.to_dict()})
-            run.add_fpo(sum(ctx.fpo))
-            return row, sum(ctx.fpo)
+            counts = _trained(ctx)  # its training's, if any
+            trained = counted_as(_total(counts), counts)
+            run.add_fpo(trained)
+            return row, trained
         except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:
             if isinstance(e, ConfigError):
                 raise
@@ -332,8 +350,10 @@ def _one(
             reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
             row = replace(base, status="skipped", reason=reason)
             run.set(params={RESULT_KEY: row.to_dict()})
-            run.add_fpo(sum(ctx.fpo))
-            return row, sum(ctx.fpo)
+            counts = _trained(ctx)
+            trained = counted_as(_total(counts), counts)
+            run.add_fpo(trained)
+            return row, trained
         score = None
         evaluated_fpo = 0
         evaluated: Any = None  # the evaluation's count, with the ops it could not count
@@ -414,10 +434,12 @@ def _one(
             run_id=run.id,
         )
         run.set(params={RESULT_KEY: row.to_dict()})
-        # the evaluation's and the timed loop's counts: a lower bound, said so, when either
-        # ran ops with no rule or on complex tensors
+        # the evaluation's, the timed loop's and the training's counts: a lower bound, said
+        # so, when any ran ops with no rule or on complex tensors, with what they assumed
+        counts = _trained(ctx)
         fpo = counted_as(
-            evaluated_fpo + figures.run_fpo + sum(ctx.fpo), [evaluated, figures.run_fpo_count]
+            evaluated_fpo + figures.run_fpo + _total(counts),
+            [evaluated, figures.run_fpo_count, *counts],
         )
         run.add_fpo(fpo)
         if score is not None and math.isfinite(score):

@@ -8,7 +8,7 @@ import math
 import operator
 import shlex
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, GreenprintError, ReportError
@@ -26,6 +26,7 @@ from greenprint._provenance import (
     fpo_assumptions_of,
     is_apportioned,
     is_fpo_lower_bound,
+    merge_fpo_assumptions,
     recorded_objectives,
 )
 from greenprint._records import RunRecord
@@ -52,7 +53,7 @@ from greenprint.report._figures import (
     timeline_figure,
 )
 from greenprint.report._greener import greener_figure, greener_results
-from greenprint.report._model import Figure, Report, RunRow
+from greenprint.report._model import NOTHING_ASSUMED, Figure, Report, RunRow
 from greenprint.report._prediction import prediction_summary
 from greenprint.report._text import (
     compute_statement,
@@ -851,6 +852,7 @@ ROW_FIELD_ORDER = (
     "local_rank",
     "node_meter",
     "contained",
+    "fpo_assumptions",
 )
 
 
@@ -900,6 +902,26 @@ def _bounded_within(forest: RunForest, positions: Collection[int]) -> set[int]:
     return {p for p in positions if bounded.get(p)}
 
 
+def _assumed_within(
+    forest: RunForest, positions: Collection[int], own: Callable[[RunRecord], Mapping[str, str]]
+) -> dict[int, Mapping[str, str]]:
+    """Of ``positions`` (rows showing FPO with their children's), what those FPO assumed.
+
+    Their own counts' assumptions merged with those of every run inside them
+    (:func:`~greenprint._provenance.merge_fpo_assumptions`: ``mkl`` and ``cufft`` read
+    ``cufft+mkl``); a position none of them assumed anything is left out. ``own`` gives a
+    run's own (:data:`~greenprint.report._model.NOTHING_ASSUMED` when none).
+    """
+    runs, children = forest.runs, forest.children
+    merged: dict[int, Mapping[str, str]] = {}
+    for p in forest.inner_order:  # children before parents
+        parts = [merged[c] if c in merged else own(runs[c]) for c in children[p]]
+        parts = [part for part in (own(runs[p]), *parts) if part]
+        if parts:
+            merged[p] = parts[0] if len(parts) == 1 else merge_fpo_assumptions(*parts)
+    return {p: merged[p] for p in positions if p in merged}
+
+
 def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     forest = trials.forest
     roles = trials.roles
@@ -915,6 +937,22 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     counted_by_children = _fpo_with_children(forest)
     # a row showing its children's FPO reads "at least" when one of them counted in part
     bounded = _bounded_within(forest, counted_by_children) if counted_by_children else set()
+    # what a run's FPO assumed (an FFT library), read once per distinct provenance (a study's
+    # runs share a few); a row showing its children's FPO merges theirs
+    assumed_by: dict[int, Mapping[str, str]] = {}
+
+    def assumed(run: RunRecord) -> Mapping[str, str]:
+        provenance = run.provenance
+        if run.fpo is None or FPO_ASSUMPTIONS_KEY not in provenance:
+            return NOTHING_ASSUMED
+        found = assumed_by.get(id(provenance))
+        if found is None:
+            found = assumed_by[id(provenance)] = fpo_assumptions_of(provenance) or NOTHING_ASSUMED
+        return found
+
+    assumed_within = (
+        _assumed_within(forest, counted_by_children, assumed) if counted_by_children else {}
+    )
     lower_is_better = trials.mode == "min"
     runs, parents = forest.runs, forest.parents
     kinds = forest.kinds or ("nested",) * len(runs)
@@ -1009,6 +1047,13 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 # inside its parent's row (nested, a rank under its node's meter), or adding
                 # to it (another node of its job, a run outside its parent's measurement)
                 None if parent_id is None else kinds[position] != "remote",  # contained
+                # what its FPO assumed (as fpo: with its children's when fpo is their sum)
+                assumed_within.get(position)
+                or (
+                    assumed(run)
+                    if run.fpo is not None and FPO_ASSUMPTIONS_KEY in provenance
+                    else NOTHING_ASSUMED
+                ),
             )
         )
     return tuple(rows)

@@ -83,7 +83,8 @@ ROW_KEYS = (
     "score_source", "status", "score", "started_at", "duration_s", "energy_kwh", "emissions_kg",
     "fpo", "dataset_size", "param_count", "params", "energy_source", "pue",
     "intensity_g_per_kwh", "intensity_source", "score_per_kwh", "score_per_gflop", "error",
-    "fpo_lower_bound", "job_id", "node_rank", "local_rank", "node_meter", "contained",
+    "fpo_lower_bound", "fpo_assumptions", "job_id", "node_rank", "local_rank", "node_meter",
+    "contained",
 )  # fmt: skip
 
 _text = json.encoder.encode_basestring  # a JSON string, non-ASCII kept (ensure_ascii=False)
@@ -160,6 +161,8 @@ def rows_json(
         close = ""
         if key in _NUMBER_KEYS:
             slots.append((prefix, _texts(values, _num)))
+        elif key == "fpo_assumptions":
+            slots.append((prefix, _shared_objects(values, enc)))
         elif key != "params":
             slots.append((prefix, _texts(values, value)))
         elif params is not None:
@@ -213,10 +216,26 @@ def _columns(rows: Sequence[RunRow]) -> list[tuple[Any, ...]]:
          r.score_source, r.status, r.score, r.started_at, r.duration_s, r.energy_kwh,
          r.emissions_kg, r.fpo, r.dataset_size, r.param_count, r.params, r.energy_source, r.pue,
          r.intensity_g_per_kwh, r.intensity_source, r.score_per_kwh, r.score_per_gflop, r.error,
-         r.fpo_lower_bound, r.job_id, r.node_rank, r.local_rank, r.node_meter, r.contained)
+         r.fpo_lower_bound, r.fpo_assumptions, r.job_id, r.node_rank, r.local_rank,
+         r.node_meter, r.contained)
         for r in rows
     ]  # fmt: skip
     return list(zip(*by_row, strict=True))
+
+
+def _shared_objects(values: Sequence[Any], enc: Callable[[Any], str]) -> list[str]:
+    """The JSON text of each mapping, encoded once per distinct object.
+
+    The report's rows share a few (:attr:`RunRow.fpo_assumptions`: one per distinct
+    provenance, one empty mapping for all the rest), so the text is looked up by object:
+    100,000 runs cost a few ms, not an encoder call each.
+    """
+    first = values[0]
+    if all(value is first for value in values):
+        return [enc(dict(first))] * len(values)
+    texts = {id(value): value for value in values}
+    looked_up = {key: enc(dict(value)) for key, value in texts.items()}
+    return list(map(looked_up.__getitem__, map(id, values)))
 
 
 def _parameters(params: Sequence[Any]) -> list[tuple[str, tuple[Any, ...]]] | None:

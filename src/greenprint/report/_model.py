@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from greenprint.analysis import PriceTag
@@ -33,6 +34,9 @@ __all__ = [
     "RunRow",
     "Series",
 ]
+
+#: A run's FPO that assumed nothing (:attr:`RunRow.fpo_assumptions`): one shared, read-only.
+NOTHING_ASSUMED: Mapping[str, str] = MappingProxyType({})
 
 #: Identifier and version of the JSON layout (``docs/report-schema.json``). The number after
 #: the slash changes when a field is removed or changes meaning; new fields keep it.
@@ -220,6 +224,12 @@ class RunRow:
             not true sum to the price tag's energy, CO2-eq and time (save where a parent
             recorded less than the runs inside it: the price tag then counts theirs); the
             rows with no parent sum to its FPO (a row's ``fpo`` includes its children's).
+        fpo_assumptions: what its ``fpo`` assumed that the ops' shapes do not say, name ->
+            value (``{"fft_library": "mkl"}``: FFTs counted as MKL computes them; a count on
+            another torch build or device can differ), from its provenance's
+            ``fpo_assumptions``; when ``fpo`` is its children's sum, theirs merged too
+            (``"cufft+mkl"``); empty when nothing was assumed or ``fpo`` is unknown. Treat
+            it as read-only: rows with one provenance share it.
     """
 
     id: str
@@ -254,6 +264,7 @@ class RunRow:
     local_rank: int | None = None
     node_meter: bool | None = None
     contained: bool | None = None
+    fpo_assumptions: Mapping[str, str] = field(default_factory=lambda: NOTHING_ASSUMED)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -285,6 +296,7 @@ class RunRow:
             "score_per_gflop": json_float(self.score_per_gflop),
             "error": self.error,
             "fpo_lower_bound": self.fpo_lower_bound,
+            "fpo_assumptions": dict(self.fpo_assumptions),
             "job_id": self.job_id,
             "node_rank": self.node_rank,
             "local_rank": self.local_rank,
