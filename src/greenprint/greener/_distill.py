@@ -40,6 +40,10 @@ class DistillResult:
         examples: training examples seen per epoch.
         losses: mean loss of each epoch.
         provenance: where the energy and CO2-eq came from (the run's provenance).
+        fpo_count: ``fpo`` as the count result it was recorded with, when its counts ran ops
+            with no rule or on complex tensors (a lower bound) or assumed something (an FFT
+            library: :attr:`~greenprint.FPOResult.assumptions`); ``None`` when ``fpo`` is exact
+            and assumed nothing, or was not counted.
     """
 
     student: Any
@@ -52,6 +56,7 @@ class DistillResult:
     examples: int
     losses: tuple[float, ...]
     provenance: dict[str, str]
+    fpo_count: Any = None
 
 
 def check_distill_options(
@@ -193,10 +198,12 @@ def distill(
                 examples = seen
             losses.append(total / seen)
             run.log(distill_loss=losses[-1], step=epoch + 1)
-        fpo = None
+        fpo = fpo_count = None
         if fpo_per_example is not None:
             fpo = int(round(fpo_per_example * examples * epochs))
-            run.add_fpo(counted_as(fpo, counts))  # a lower bound, said so, when it is one
+            recorded = counted_as(fpo, counts)
+            run.add_fpo(recorded)  # a lower bound, said so, when it is one
+            fpo_count = None if isinstance(recorded, int) else recorded
         run.set(dataset_size=examples)
     student.eval()
     return DistillResult(
@@ -210,6 +217,7 @@ def distill(
         examples=examples,
         losses=tuple(losses),
         provenance=dict(run.provenance),
+        fpo_count=fpo_count,
     )
 
 

@@ -28,7 +28,7 @@ import copy
 import logging
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -551,7 +551,8 @@ def distilled(
             pue=ctx.pue,
         )
         if result.fpo is not None:
-            ctx.fpo.append(_distilled_count(result.fpo, result.provenance, result.run_id))
+            # the count result when it is a lower bound or assumed something, else the int
+            ctx.fpo.append(result.fpo if result.fpo_count is None else result.fpo_count)
         return Applied(model=result.student.eval(), training=(result,))
 
     return Variant(
@@ -559,62 +560,6 @@ def distilled(
         "distilled",
         f"student distilled from the model ({epochs} epoch(s), T={temperature:g}, alpha={alpha:g})",
         apply,
-    )
-
-
-def _distilled_count(fpo: int, provenance: Mapping[str, str], run_id: str) -> Any:
-    """A distillation's FPO as its run's provenance says them: the int, or a count result.
-
-    :class:`~greenprint.greener.DistillResult` keeps its FPO as an int and what its count
-    could not count or assumed in its run's provenance (``"fpo"``: ``"counted; lower bound:
-    2 ops without a rule: aten.a, aten.b"``; ``"fpo_assumptions"``: ``"fft_library=mkl"``).
-    Read back, they make an :class:`~greenprint.FPOResult` of ``fpo`` that
-    :func:`~greenprint.greener._result.counted_as` merges into the variant's run. The note
-    names at most five ops of each kind (``"... and 2 more"``): the others get placeholder
-    names, sorted after any op's, so a merged note still counts them (each as one call).
-
-    Args:
-        fpo: the distillation's FPO.
-        provenance: its run's provenance.
-        run_id: its run's id (in the placeholder names).
-
-    Returns:
-        ``fpo`` when the provenance says neither, else an ``FPOResult`` with total ``fpo``.
-    """
-    from greenprint._provenance import FPO_KEY, fpo_assumptions_of, is_fpo_lower_bound
-
-    assumptions = fpo_assumptions_of(provenance)
-    bound = is_fpo_lower_bound(provenance)
-    if not (assumptions or bound):
-        return fpo
-    ops: dict[str, dict[str, int]] = {"without a rule": {}, "on complex tensors": {}}
-    if bound:
-        text = provenance[FPO_KEY].partition(": ")[2]  # after "counted; lower bound"
-        for part in text.split("; "):
-            head, _, names = part.partition(": ")
-            kind = next((k for k in ops if k in head), None)
-            if kind is None:
-                continue
-            names, _, more = names.partition(" and ")
-            for name in names.split(", "):
-                if name:
-                    ops[kind][name] = 1
-            hidden = more.split(" ")[0]
-            for k in range(int(hidden) if hidden.isdigit() else 0):
-                ops[kind][f"~{run_id}:{k + 1}"] = 1  # "~" sorts after every op's name
-    from greenprint.fpo._result import FPOResult
-
-    return FPOResult(
-        total=fpo,
-        forward_total=0,
-        backward_total=0,
-        matmul_total=0,
-        params=0,
-        by_op={},
-        by_module={},
-        unknown_ops=ops["without a rule"],
-        complex_ops=ops["on complex tensors"],
-        assumptions=assumptions,
     )
 
 
