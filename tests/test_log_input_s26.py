@@ -33,6 +33,8 @@ _BAD_CALLS = {
     "a step beyond 64 bits": (lambda run: run.log(2**70, acc=1.0), "fit in 64 bits"),
     "two steps": (lambda run: run.log(1, 2), "two steps, 1 and 2"),
     "a name twice": (lambda run: run.log({"acc": 1.0}, acc=2.0), "'acc' given both"),
+    # PostgreSQL's text holds no NUL: the run was never written there, and read lost
+    "a NUL in a name": (lambda run: run.log(**{"acc\x00": 1.0}), "NUL character"),
 }
 
 
@@ -134,6 +136,8 @@ def test_a_name_utf8_cannot_hold_is_refused_where_it_is_given(home: Path) -> Non
     bad = b"\xff".decode("utf-8", "surrogateescape")
     with pytest.raises(gp.ConfigError, match="lone surrogate"):
         gp.track(f"run-{bad}", study="s")
+    with pytest.raises(gp.ConfigError, match="NUL character"):  # PostgreSQL refused it later
+        gp.track("run", study="s\x00")
     with gp.track("t", study="s") as run:
         run.log(acc=0.5)
         with pytest.raises(gp.ConfigError, match="metric name .* lone surrogate"):

@@ -223,15 +223,22 @@ def optional_text(name: str, value: object) -> str | None:
 
 
 def storable_text(name: str, value: str) -> str:
-    """``value`` itself when UTF-8 can hold it, as the ledger stores text.
+    r"""``value`` itself when every ledger can store it: UTF-8 text without a NUL character.
 
     A lone surrogate cannot be encoded: Python puts one in a file name or argument that is not
-    valid UTF-8 (``os.fsdecode``, ``sys.argv``: "surrogateescape"). Refused where it is given,
-    it would otherwise keep every write of the run from landing (the run read ``lost``).
+    valid UTF-8 (``os.fsdecode``, ``sys.argv``: "surrogateescape"). PostgreSQL's text cannot
+    hold a NUL (``"\x00"``), and a SQLite ledger is merged into PostgreSQL as it is. Refused
+    where it is given, either would otherwise keep every write of the run from landing (the
+    run read ``lost``).
 
     Raises:
-        ConfigError: ``value`` holds a lone surrogate.
+        ConfigError: ``value`` holds a lone surrogate or a NUL character.
     """
+    if "\x00" in value:
+        raise ConfigError(
+            f"{name} {value!r:.60} holds a NUL character ('\\x00'), which a PostgreSQL ledger "
+            "cannot store"
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:

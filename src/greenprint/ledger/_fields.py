@@ -155,17 +155,22 @@ def _bad(field: str, expected: str, value: Any) -> ConfigError:
 
 
 def storable(text: str) -> str:
-    r"""``text`` as UTF-8 can hold it (the ledger stores UTF-8): lone surrogates escaped.
+    r"""``text`` as every ledger can store it: lone surrogates and NUL characters escaped.
 
     Python decodes a file name or argument that is not valid UTF-8 with surrogates
     ("surrogateescape"): a run's command of ``python train.py`` given a Latin-1 file name would
-    otherwise keep every write of the run from landing. The original bytes are written as
-    ``\xff`` escapes; any other lone surrogate as ``\udXXX``. Valid text is returned as is.
+    otherwise keep every write of the run from landing (the ledger stores UTF-8). The original
+    bytes are written as ``\xff`` escapes, any other lone surrogate as ``\udXXX``, and a NUL
+    (which PostgreSQL's text cannot hold) as ``\x00``. Other text is returned as is.
 
     Example:
         >>> storable("train.py caf\udce9.txt")
         'train.py caf\\xe9.txt'
+        >>> storable("a\x00b")
+        'a\\x00b'
     """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
     try:
         text.encode("utf-8")
         return text
