@@ -278,7 +278,6 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         if finder is None:
             return
         _check_objects(trainer, pl_module)
-        from greenprint.tracking import track
 
         self._stop_tuning("finished", None)
         options = dict(self._options)
@@ -286,20 +285,7 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         params = {**_module_params(pl_module), **_trainer_params(trainer)}
         params.update(options.pop("params", None) or {})
         name = f"{self._name or type(pl_module).__name__}-{finder}"
-        if int(getattr(trainer, "world_size", 1) or 1) <= 1:
-            run = track(name, params=params, role="part", **options).start()
-        elif trainer.local_rank == 0:  # one meter per node, as the fit's
-            node_run: Run | None = None
-            try:
-                node_run = track(
-                    name, params=params, role="part", pid=_node_root_pid(trainer), **options
-                ).start()
-            finally:  # every rank takes part in the exchange, a run started or not
-                _node_run_id(trainer, node_run.id if node_run is not None else None)
-            run = node_run
-        else:
-            run = _rank_run(trainer, name, params, options)
-        self._tuning.append(run)
+        self._tuning.append(_metered_run(trainer, name, params, "part", options))
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Start the run (local rank 0 meters its node; other ranks record parts).
@@ -554,7 +540,6 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             return
         self._stop_evaluation("failed", "a new evaluation started before this one ended")
         _check_objects(trainer, pl_module)
-        from greenprint.tracking import track
 
         options = dict(self._options)
         given = options.pop("role", None)
@@ -565,21 +550,8 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         # a model's evaluation the user called final or baseline, unless a known run trained
         # it (then a part of that run, once it ends: see _stop_evaluation)
         role = given if kind != "predict" and given in ("final", "baseline") else "part"
-        world = int(getattr(trainer, "world_size", 1) or 1)
         try:
-            if world <= 1:
-                run = track(name, params=params, role=role, **options).start()
-            elif trainer.local_rank == 0:  # one meter per node, as the fit's
-                node_run: Run | None = None
-                try:
-                    node_run = track(
-                        name, params=params, role=role, pid=_node_root_pid(trainer), **options
-                    ).start()
-                finally:  # every rank takes part in the exchange, a run started or not
-                    _node_run_id(trainer, node_run.id if node_run is not None else None)
-                run = node_run
-            else:
-                run = _rank_run(trainer, name, params, options)
+            run = _metered_run(trainer, name, params, role, options)
         except GreenprintError as e:  # never stop the user's evaluation
             logger.warning("greenprint: could not start the run of trainer.%s(): %s", kind, e)
             return
@@ -893,6 +865,31 @@ def _node_root_pid(trainer: Any) -> int:
     if launcher is not None and type(launcher).__name__ == "_SubprocessScriptLauncher":
         return os.getpid()
     return os.getppid()
+
+
+def _metered_run(
+    trainer: Any, name: str, params: dict[str, Any], role: str, options: dict[str, Any]
+) -> Run:
+    """The started run of a finder or an evaluation, one meter per node as the fit's.
+
+    One process: a run of its own. Several (DDP): the node's local rank 0 meters the node's
+    process tree and shares its run's id; the other ranks record parts of it
+    (:func:`_rank_run`). ``options`` without a role.
+    """
+    from greenprint.tracking import track
+
+    if int(getattr(trainer, "world_size", 1) or 1) <= 1:
+        return track(name, params=params, role=role, **options).start()
+    if trainer.local_rank != 0:
+        return _rank_run(trainer, name, params, options)
+    node_run: Run | None = None
+    try:
+        node_run = track(
+            name, params=params, role=role, pid=_node_root_pid(trainer), **options
+        ).start()
+    finally:  # every rank takes part in the exchange, a run started or not
+        _node_run_id(trainer, node_run.id if node_run is not None else None)
+    return node_run
 
 
 def _rank_run(trainer: Any, name: str, params: dict[str, Any], options: dict[str, Any]) -> Run:
