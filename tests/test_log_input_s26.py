@@ -181,3 +181,21 @@ def test_params_from_the_configuration_objects_scripts_hold(home: Path) -> None:
         "dataclass": {"lr": 0.2, "widths": [64, 32]},
         "to_dict": {"learning_rate": 3e-5, "hub_token": "<HUB_TOKEN>"},
     }
+
+
+def test_a_sqlite_url_with_three_slashes_says_it_is_relative(home: Path) -> None:
+    """``sqlite:///tmp/x.db`` is SQLAlchemy's ``tmp/x.db`` under the working directory; a user
+    who meant ``/tmp/x.db`` got "no ledger at <cwd>/tmp/x.db" and nothing more."""
+    from _report_cli import GREENPRINT
+
+    with gp.track("t", study="s", ledger=home / "g.db"):
+        pass
+    url = f"sqlite://{home / 'g.db'}"  # three slashes: relative to the working directory
+    done = run_in(home, GREENPRINT, "report", "--ledger", url, "--format", "json")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"takes four: sqlite:///{home / 'g.db'}" in done.stderr
+    with pytest.raises(gp.LedgerError, match="three slashes is relative"):
+        gp.track("t", study="s", ledger=f"sqlite://{home / 'new.db'}")
+    # four slashes: the absolute path, as meant
+    done = run_in(home, GREENPRINT, "report", "--ledger", f"sqlite:///{home / 'g.db'}")
+    assert done.returncode == 0, done.stderr

@@ -35,12 +35,15 @@ class Target:
         path: the SQLite file, absolute; ``None`` for PostgreSQL and in-memory SQLite.
     """
 
-    __slots__ = ("_backend", "_path", "_url")
+    __slots__ = ("_backend", "_path", "_relative", "_url")
 
-    def __init__(self, backend: str, url: str, path: Path | None = None) -> None:
+    def __init__(
+        self, backend: str, url: str, path: Path | None = None, relative: str | None = None
+    ) -> None:
         self._backend = backend
         self._url = url
         self._path = path
+        self._relative = relative  # the path of a sqlite:/// URL given relative (messages)
 
     @property
     def backend(self) -> str:
@@ -79,6 +82,23 @@ class Target:
     def display(self) -> str:
         """A short name for messages: the file path, or the URL with the password masked."""
         return str(self.path) if self.path is not None else mask_url(self.url)
+
+    def _absolute_hint(self) -> str:
+        """What a ``sqlite:///`` URL meant, when the user likely meant an absolute path.
+
+        SQLAlchemy's ``sqlite:///tmp/x.db`` (three slashes) is ``tmp/x.db`` relative to the
+        working directory; the absolute ``/tmp/x.db`` takes four. Said when the file is missing
+        and the absolute reading's directory exists; else ``""``.
+        """
+        if self._relative is None:
+            return ""
+        absolute = Path("/" + self._relative)
+        if not absolute.parent.is_dir():
+            return ""
+        return (
+            f" (a sqlite:/// URL with three slashes is relative to the working directory; "
+            f"the absolute path {absolute} takes four: sqlite:///{absolute})"
+        )
 
     def prepare(self, *, create: bool, dry_run: bool = False) -> bool:
         """Check a SQLite path before opening it; create an empty file if allowed and missing.
@@ -125,12 +145,13 @@ class Target:
                 )
             return False
         if not create:
-            raise LedgerPathError(f"no ledger at {path}")
+            raise LedgerPathError(f"no ledger at {path}{self._absolute_hint()}")
         parent = path.parent
         if not parent.exists():
             raise LedgerPathError(
                 f"cannot create ledger {path}: directory {parent} does not exist; create it "
                 f"first (mkdir -p {shlex.quote(str(parent))}) or give a path in an existing one"
+                + self._absolute_hint()
             )
         if not parent.is_dir():
             raise LedgerPathError(f"cannot create ledger {path}: {parent} is not a directory")
@@ -181,7 +202,10 @@ def resolve_target(location: str | os.PathLike[str]) -> Target:
             database = database[1:]
         if database in ("", ":memory:"):
             return Target("sqlite", "sqlite://")
-        return _sqlite_file(Path(database))
+        target = _sqlite_file(Path(database))
+        if not database.startswith("/"):  # sqlite:///x.db: relative (said in messages)
+            target._relative = database
+        return target
     if scheme in _POSTGRES_SCHEMES:
         return Target("postgresql", "postgresql+psycopg://" + rest)
     raise LedgerPathError(
