@@ -199,3 +199,12 @@ def test_a_sqlite_url_with_three_slashes_says_it_is_relative(home: Path) -> None
     # four slashes: the absolute path, as meant
     done = run_in(home, GREENPRINT, "report", "--ledger", f"sqlite:///{home / 'g.db'}")
     assert done.returncode == 0, done.stderr
+
+
+def test_a_report_before_any_run_says_why_there_is_no_ledger(home: Path) -> None:
+    from _report_cli import GREENPRINT
+
+    done = run_in(home, GREENPRINT, "report")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no ledger at" in done.stderr and "nothing was recorded there yet" in done.stderr
+    assert not (home / "greenprint.db").exists()

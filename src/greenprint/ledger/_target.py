@@ -23,6 +23,13 @@ _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
+#: Why a ledger may be missing, said with "no ledger at PATH".
+_NOTHING_RECORDED = (
+    ": nothing was recorded there yet (gp.track(...) or `greenprint run -- CMD` writes it), or "
+    "the ledger is elsewhere (give its path or URL, or set GREENPRINT_LEDGER)"
+)
+
+
 class Target:
     """A resolved ledger location (immutable).
 
@@ -145,7 +152,9 @@ class Target:
                 )
             return False
         if not create:
-            raise LedgerPathError(f"no ledger at {path}{self._absolute_hint()}")
+            raise LedgerPathError(
+                f"no ledger at {path}{self._absolute_hint() or _NOTHING_RECORDED}"
+            )
         parent = path.parent
         if not parent.exists():
             raise LedgerPathError(
