@@ -138,6 +138,9 @@ def test_current_run_is_the_innermost_run_here(home: Path) -> None:
     assert gp.current_run() is None
     with gp.track("outer", study="s") as outer:
         assert gp.current_run() is outer
+        # printed in a REPL or a log: which run, and its cost so far (was "<...Run object at 0x>")
+        assert repr(outer).startswith("<Run 'outer' study='s' running ")
+        assert repr(outer).endswith(f"s, id {outer.id[:8]}>") and "CO2-eq" in repr(outer)
         with gp.track("inner", study="s") as inner:
             assert gp.current_run() is inner
         assert gp.current_run() is outer

@@ -1368,6 +1368,24 @@ class Run:
         with self._lock:
             return replace(self._base_record(), **self._cost_fields(), metrics=tuple(self._metrics))
 
+    def __repr__(self) -> str:
+        """One line: name, study, status, cost so far once started, id.
+
+        As a REPL or a log prints it: ``<Run 'resnet' study='cifar' finished 1.2 Wh,
+        0.58 g CO2-eq, 12 s, id 1a2b3c4d>``.
+        """
+        from greenprint._format import format_duration, format_emissions, format_energy
+
+        head = f"<Run {self.name!r} study={self._study!r} {self._status}"
+        if self._status != "new":
+            head += (
+                f" {format_energy(self.energy_kwh)}, {format_emissions(self.emissions_kg)}, "
+                f"{format_duration(self.duration_s)}"
+            )
+        if self.id:
+            head += f", id {self.id[:8]}"
+        return head + ">"
+
     def _repr_html_(self) -> str:
         """The run's figures as an HTML table, for notebooks (every name escaped)."""
         from greenprint._reprs import run_html
