@@ -1450,6 +1450,12 @@ class Run:
         registry.add(self)
         self._export_env()
         self._stop_lock.acquire()
+        # what the sampler thread imports, imported here, on the thread that starts the run: a
+        # process forked while another thread imports a module gets that module's import lock
+        # held by a thread it does not have (CPython), and its first import of the module waits
+        # for ever (a forked Pool worker ending its own run hung in its first import)
+        from greenprint import _environment  # noqa: F401
+
         self._thread = threading.Thread(
             target=self._loop, name=f"greenprint-sampler-{self.id[:8]}", daemon=True
         )
