@@ -30,7 +30,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.greener._pruner import CostAwarePruner, PruneDecision
     from greenprint.greener._result import GreenerResult, GreenerRow, break_even_inferences
     from greenprint.greener._variants import (
+        Applied,
+        Context,
         Variant,
+        VariantSkipped,
         distilled,
         dynamic_int8,
         half_precision,
@@ -55,7 +58,12 @@ _LAZY = {
     "DistillResult": "greenprint.greener._distill",
     "GreenerResult": "greenprint.greener._result",
     "GreenerRow": "greenprint.greener._result",
+    # your own technique (docs/greener.md): Variant(name, technique, description, apply), where
+    # apply(model_copy, context: Context) returns Applied(...) or raises VariantSkipped(reason)
+    "Applied": "greenprint.greener._variants",
+    "Context": "greenprint.greener._variants",
     "Variant": "greenprint.greener._variants",
+    "VariantSkipped": "greenprint.greener._variants",
     "break_even_inferences": "greenprint.greener._result",
     "compare": "greenprint.greener._compare",
     "distill": "greenprint.greener._distill",
@@ -69,6 +77,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "Applied",
+    "Context",
     "CostAwareOptunaPruner",
     "CostAwarePruner",
     "DistillResult",
@@ -78,6 +88,7 @@ __all__ = [
     "PruneDecision",
     "RegionPrice",
     "Variant",
+    "VariantSkipped",
     "WhatIf",
     "break_even_inferences",
     "compare",

@@ -113,7 +113,11 @@ def count_variant_fpo(
     products in int8 kernels are integer operations, not FPO), and the count result itself
     (its ops with no rule or on complex tensors: :func:`~greenprint.greener._result.counted_as`).
     A linear or convolution layer's FPO are ``2 * multiply-adds`` plus one per output element
-    for its bias; the multiply-adds scale with its share of nonzero weights.
+    for its bias; the multiply-adds scale with its share of nonzero weights. An int8 layer's
+    products leave the FPO for the integer ops; its bias additions, and the activations after
+    it, stay FPO as the float twin counts them, also where the int8 kernel runs them itself
+    (a dynamic int8 linear adds its bias in float inside the kernel; static int8 fuses a ReLU
+    into ``quantized.linear_relu``), so executed FPO are an upper bound of the float work.
     """
     import torch
 
@@ -156,8 +160,9 @@ def count_variant_fpo(
         notes.append("executed: products with zero weights skipped, as a sparse kernel would")
     if int8_modules:
         notes.append(
-            "executed: float work outside int8 kernels; int8 products as integer ops "
-            "(quantize/dequantize not counted)"
+            "executed: the float model's FPO less the int8 layers' products, counted as "
+            "integer ops (bias additions and activations stay FPO, also where an int8 kernel "
+            "fuses them; quantize/dequantize not counted)"
         )
     note = "; ".join(notes) or "executed = dense (dense kernels, no zero weights)"
     unknown = sorted(counted.unknown_ops)
