@@ -8,7 +8,11 @@ passes the wrapped command's exit status through.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
+import io
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -115,12 +119,9 @@ def cli() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return (and, as a script, exit with) the exit status."""
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        rv = cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="greenprint",
-            standalone_mode=False,
-        )
+        rv = cli.main(args=args, prog_name="greenprint", standalone_mode=False)
     except GreenprintError as e:
         click.echo(f"greenprint: error: {e}", err=True)
         return _exit(2, argv)
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit(e.exit_code, argv)
     except click.UsageError as e:
         # one line, like every other bad input: what is wrong and where the help is
-        where = e.ctx.command_path if e.ctx is not None else "greenprint"
+        where = e.ctx.command_path if e.ctx is not None else _command_path(args)
         message = e.format_message().rstrip(".")
         click.echo(f"greenprint: error: {message} (see '{where} --help')", err=True)
         return _exit(e.exit_code, argv)
@@ -142,7 +143,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.Abort:
         click.echo("Aborted.", err=True)
         return _exit(130, argv)
+    except UnicodeEncodeError as e:
+        # an argument that is not UTF-8 where text is needed (most are refused as they are
+        # parsed, naming their option: cli._common.TEXT): one line, not a traceback
+        from greenprint.cli._common import not_utf8
+
+        shown = [text for text in map(not_utf8, args) if text is not None]
+        if e.reason != "surrogates not allowed" or not shown:
+            raise
+        click.echo(
+            f"greenprint: error: {shown[0]} is not valid UTF-8 text (is the terminal's "
+            "encoding UTF-8?)",
+            err=True,
+        )
+        return _exit(2, argv)
+    except OSError as e:
+        # a full disk under standard output (greenprint ledger ls > out.txt) or a file written:
+        # one line, and no second error when Python flushes standard output at exit (a closed
+        # pipe is click's own: exit status 1, nothing printed)
+        if e.errno not in _WRITE_FAILED:
+            raise
+        if argv is None:  # the console script's own output, not a caller's
+            _drop_stdout()
+        where = e.filename if e.filename is not None else "standard output"
+        click.echo(f"greenprint: error: cannot write {where}: {e.strerror or e}", err=True)
+        return _exit(1, argv)
     return _exit(rv if isinstance(rv, int) else 0, argv)
+
+
+#: errno values of a write that failed for want of room (ENOSPC, EDQUOT, EFBIG) or on a device
+_WRITE_FAILED = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO") if hasattr(errno, name)
+)
+
+
+def _drop_stdout() -> None:
+    """Point standard output at the null device, after what it can still take is flushed.
+
+    Python flushes it again at exit, and a write that failed there printed "Exception ignored
+    ... OSError" and exit status 120 (the pattern the ``signal`` module's documentation gives
+    for a closed pipe).
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
+def _command_path(args: Sequence[str]) -> str:
+    """The command ``args`` invoke, as click names it in a usage error: ``greenprint ledger ls``.
+
+    click gives some usage errors no context (``greenprint whatif --run`` with no value: "Option
+    '--run' requires an argument"), which then pointed at ``greenprint --help`` rather than the
+    help of the command whose option it is.
+    """
+    path = ["greenprint"]
+    if args and args[0] in COMMANDS:
+        path.append(args[0])
+        if args[0] == "ledger" and len(args) > 1 and args[1] in _ledger_commands():
+            path.append(args[1])
+    return " ".join(path)
 
 
 def _exit(code: int, argv: Sequence[str] | None) -> int:

@@ -2,11 +2,55 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import click
 
 from greenprint.carbon._intensity import applied_intensity
 
-__all__ = ["applied_intensity", "ledger_option", "pue_option", "study_option"]
+__all__ = [
+    "TEXT",
+    "applied_intensity",
+    "ledger_option",
+    "not_utf8",
+    "pue_option",
+    "study_option",
+]
+
+
+def not_utf8(text: str) -> str | None:
+    r"""How ``text`` shows its bytes (``b'\xe9tude'``) when it is not valid UTF-8, else ``None``.
+
+    Python decodes an argument that is not UTF-8 (a terminal in Latin-1 typing ``étude``) with
+    lone surrogates, which no ledger can store or look up.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return repr(os.fsencode(text))
+    return None
+
+
+class _Utf8Text(click.types.StringParamType):
+    r"""Text that names something in a ledger (a study, a run id, a metric): valid UTF-8.
+
+    ``greenprint ledger ls --study $'\xe9tude'`` ended in a UnicodeEncodeError traceback from
+    the ledger's query; refused here, it is one line naming the option, exit status 2.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = super().convert(value, param, ctx)
+        shown = not_utf8(text) if isinstance(text, str) else None
+        if shown is not None:
+            self.fail(
+                f"{shown} is not valid UTF-8 text (is the terminal's encoding UTF-8?)", param, ctx
+            )
+        return text
+
+
+#: The type of an option whose value names something in a ledger: UTF-8 text.
+TEXT = _Utf8Text()
 
 ledger_option = click.option(
     "--ledger",
@@ -15,7 +59,7 @@ ledger_option = click.option(
     metavar="PATH|URL",
     help="Ledger file or database URL [default: GREENPRINT_LEDGER, config, ./greenprint.db].",
 )
-study_option = click.option("--study", default=None, help="Study name.")
+study_option = click.option("--study", type=TEXT, default=None, help="Study name.")
 pue_option = click.option(
     "--pue",
     default=None,

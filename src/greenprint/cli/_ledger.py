@@ -31,7 +31,7 @@ from greenprint._format import (
 from greenprint._provenance import FPO_ASSUMPTIONS_KEY, is_fpo_lower_bound
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint._validate import FPO_MAX
-from greenprint.cli._common import applied_intensity, ledger_option, study_option
+from greenprint.cli._common import TEXT, applied_intensity, ledger_option, study_option
 
 __all__ = ["command"]
 
@@ -344,7 +344,7 @@ def ls_command(
 
 
 @command.command(name="show")
-@click.argument("run_id")
+@click.argument("run_id", type=TEXT)
 @ledger_option
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
@@ -588,6 +588,7 @@ def _csv_cell(value: Any) -> Any:
 )
 @click.option(
     "--metric",
+    type=TEXT,
     default=None,
     help="The metric the study's report ranks by, which inferred roles are judged by "
     "[default, and for a study that logged no value of it: the one the report chooses].",
@@ -618,6 +619,8 @@ def export_command(
     with _open(ledger) as led:
         if out is not None and led.path is not None and _same_file(out, led.path):
             raise ConfigError(f"--out {out} is the ledger itself; choose another file")
+        if out is not None:
+            _refuse_a_database(out)
         records = led.runs(study=study)
         if fmt == "json":
             items = []
@@ -639,9 +642,40 @@ def export_command(
         return
     try:
         out.write_text(text, encoding="utf-8", newline="")
+    except FileNotFoundError as e:
+        folder = out.parent
+        raise ConfigError(
+            f"cannot write {out}: directory {folder} does not exist; create it first "
+            f"(mkdir -p {folder}) or give a path in an existing one"
+        ) from e
     except OSError as e:
         raise ConfigError(f"cannot write {out}: {e.strerror or e}") from e
     click.echo(f"wrote {count_of(len(records), 'run')} to {out}", err=True)
+
+
+#: The first bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _refuse_a_database(out: Path) -> None:
+    """Refuse to write an export over a SQLite database: another ledger's runs would be lost.
+
+    ``greenprint ledger export --ledger runs.db --out greenprint.db`` replaced the ledger
+    ``greenprint.db`` with CSV text, every run it held gone.
+
+    Raises:
+        ConfigError: ``out`` is an existing SQLite database file.
+    """
+    try:
+        with out.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError:  # not there (the usual case), or unreadable: writing it says why
+        return
+    if head == _SQLITE_HEADER:
+        raise ConfigError(
+            f"--out {out} is a SQLite database (a ledger?); an export would replace it: "
+            "choose another file, or remove it first"
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -653,10 +687,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 @command.command(name="set-role")
 @click.argument("role")
-@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@click.argument("run_ids", nargs=-1, type=TEXT, required=True, metavar="RUN_ID...")
 @click.option(
     "--part-of",
     "part_of",
+    type=TEXT,
     default=None,
     metavar="RUN_ID",
     help="Make the runs parts of this run, measured apart (their cost added to it once).",

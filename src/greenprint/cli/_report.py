@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from greenprint.cli._common import ledger_option
+from greenprint.cli._common import TEXT, ledger_option
 from greenprint.report._formats import FORMATS  # the registry: no plotting library imported
 
 __all__ = ["DEFAULT_OUT", "command"]
@@ -24,7 +24,9 @@ _FORMAT_HELP = (
 
 @click.command("report")
 @ledger_option
-@click.option("--study", default=None, help="Study name [default: the ledger's only study].")
+@click.option(
+    "--study", type=TEXT, default=None, help="Study name [default: the ledger's only study]."
+)
 @click.option("--format", "formats", multiple=True, metavar="FORMAT", help=_FORMAT_HELP)
 @click.option(
     "--out",
@@ -34,7 +36,9 @@ _FORMAT_HELP = (
     help=f"Output directory (created if needed) [default: ./{DEFAULT_OUT}; "
     f"./{DEFAULT_OUT}-STUDY when the ledger holds several studies].",
 )
-@click.option("--metric", default=None, help="Metric to rank runs by [default: the most logged].")
+@click.option(
+    "--metric", type=TEXT, default=None, help="Metric to rank runs by [default: the most logged]."
+)
 @click.option(
     "--mode",
     type=click.Choice(["max", "min"]),
@@ -42,7 +46,9 @@ _FORMAT_HELP = (
     help="Whether a higher (max) or lower (min) metric is better [default: min for a metric "
     "named like a loss, error, perplexity, rmse... (the report says so), else max].",
 )
-@click.option("--final", default=None, metavar="RUN_ID", help="The run behind the result.")
+@click.option(
+    "--final", type=TEXT, default=None, metavar="RUN_ID", help="The run behind the result."
+)
 @click.option(
     "--reduce",
     type=click.Choice(["last", "best"]),
@@ -52,6 +58,7 @@ _FORMAT_HELP = (
 )
 @click.option(
     "--training-type",
+    type=TEXT,
     default=None,
     metavar="TYPE",
     help="The model card's training_type (pre-training, fine-tuning...) [default: the "
@@ -59,6 +66,7 @@ _FORMAT_HELP = (
 )
 @click.option(
     "--group-by",
+    type=TEXT,
     default=None,
     metavar="PATH",
     help="Draw one EVP curve per family of trials, e.g. params.model [default: one curve].",

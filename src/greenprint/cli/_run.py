@@ -22,7 +22,7 @@ import click
 from greenprint import _process
 from greenprint._exceptions import ConfigError
 from greenprint._records import RUN_ROLES
-from greenprint.cli._common import applied_intensity, ledger_option, pue_option
+from greenprint.cli._common import TEXT, applied_intensity, ledger_option, pue_option
 
 __all__ = ["command", "format_price_tag"]
 
@@ -33,12 +33,14 @@ __all__ = ["command", "format_price_tag"]
 )
 @click.option(
     "--name",
+    type=TEXT,
     default=None,
     help="Run name [default: the program's name; for python or a shell, the script's "
     "(train.py) or python's -m module].",
 )
 @click.option(
     "--study",
+    type=TEXT,
     default=None,
     help="Study name [default: the parent run's, GREENPRINT_STUDY, config, 'default'].",
 )
@@ -220,6 +222,8 @@ def command(
             raise ConfigError(f"{option} needs a {what} name, not {given!r}")
     params = _params(param_texts)
     program = cmd[0]
+    if not program.strip():
+        raise ConfigError(f"command not found: {program!r} (an empty command name)")
     if shutil.which(program) is None:
         raise ConfigError(f"command not found: {program}{_script_hint(program)}")
     from greenprint._validate import finite_number
@@ -328,6 +332,8 @@ def _script_hint(program: str) -> str:
     """How to run ``program`` when it is a file here that is not a command (a script)."""
     import os
 
+    if os.path.isdir(program):
+        return f" ({program} is a directory)"
     if not os.path.isfile(program):
         return ""
     interpreter = {".py": "python", ".sh": "bash"}.get(os.path.splitext(program)[1])

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from greenprint.cli._common import applied_intensity, ledger_option
+from greenprint.cli._common import TEXT, applied_intensity, ledger_option
 
 __all__ = ["command"]
 
@@ -90,7 +90,9 @@ def _show(result: Any) -> None:
 
 
 @click.command("whatif")
-@click.option("--run", "run_id", required=True, metavar="ID", help="Run id (or unique prefix).")
+@click.option(
+    "--run", "run_id", type=TEXT, required=True, metavar="ID", help="Run id (or unique prefix)."
+)
 @ledger_option
 @click.option(
     "--regions",

@@ -1,0 +1,179 @@
+"""Session 27: the command line as a new user meets it, from the outside.
+
+Bad input is one line on stderr and exit status 2, nothing recorded is lost, and output that
+cannot be written ends in one line, not a traceback. Each test failed before its fix:
+
+* an option given without its value (``greenprint whatif --run``) said "see 'greenprint
+  --help'", the top-level help, not the help of the command whose option it is;
+* a study name, run id or metric that is not UTF-8 (a Latin-1 terminal typing ``étude``)
+  ended ``ledger ls``, ``ledger show``, ``ledger export``, ``whatif``, ``set-role`` and
+  ``report`` in a UnicodeEncodeError traceback from the ledger's query (``report
+  --training-type`` after writing part of the report);
+* ``greenprint ledger export --out other.db`` replaced the ledger ``other.db`` with CSV text,
+  every run in it gone; ``--out`` in a folder that does not exist said only "No such file or
+  directory";
+* ``greenprint run -- ./models`` (a directory) and ``greenprint run -- ''`` said "command not
+  found: ./models" and "command not found: " with no reason;
+* ``greenprint ledger ls > out.txt`` on a full disk ended in a traceback and "Exception
+  ignored ... OSError" (exit status 120).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _clean_env import clean_env
+from _report_cli import GREENPRINT
+from greenprint.cli import main
+
+#: How Python hands greenprint an argument that is not UTF-8: b"\xe9tude" (Latin-1 "étude")
+LATIN1_ETUDE = os.fsdecode(b"\xe9tude")
+
+
+def _ledger(path: Path, study: str = "s") -> str:
+    """A ledger at ``path`` holding one finished run of ``study``; its run id."""
+    with gp.track("train", study=study, ledger=str(path)) as run:
+        run.log(val_loss=0.5)
+    return run.id
+
+
+def _one_line(err: str) -> str:
+    """The one line of an error on stderr (asserting it is one, with no traceback)."""
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("greenprint: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["whatif", "--run"], "greenprint whatif"),
+        (["ledger", "ls", "--study"], "greenprint ledger ls"),
+        (["run", "--budget-s"], "greenprint run"),
+        (["report", "--format"], "greenprint report"),
+    ],
+)
+def test_an_option_without_its_value_points_at_its_commands_help(args, command, home, capsys):
+    assert main(args) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"Option '{args[-1]}' requires an argument" in line
+    assert line.endswith(f"(see '{command} --help')")
+
+
+def test_names_that_are_not_utf8_are_one_line_exit_2_and_nothing_is_written(home, capsys):
+    ledger = home / "runs.db"
+    run_id = _ledger(ledger)
+    before = ledger.read_bytes()
+    bad = os.fsdecode(b"\xff\xfe\xfd\xfc")  # a run id prefix that is not UTF-8
+    cases = [
+        (["ledger", "ls", "--study", LATIN1_ETUDE], "--study"),
+        (["ledger", "export", "--study", LATIN1_ETUDE], "--study"),
+        (["ledger", "export", "--metric", LATIN1_ETUDE], "--metric"),
+        (["ledger", "show", bad], "RUN_ID"),
+        (["whatif", "--run", bad], "--run"),
+        (["ledger", "set-role", "trial", run_id[:8], "--part-of", bad], "--part-of"),
+        (["report", "--training-type", LATIN1_ETUDE, "--out", "rep"], "--training-type"),
+        (["report", "--final", bad, "--out", "rep"], "--final"),
+        (["run", "-q", "--study", LATIN1_ETUDE, "--", "true"], "--study"),
+    ]  # fmt: skip
+    for args, option in cases:
+        at = 2 if args[0] == "ledger" else 1  # after the command's name
+        assert main([*args[:at], "--ledger", str(ledger), *args[at:]]) == 2, args
+        line = _one_line(capsys.readouterr().err)
+        assert f"Invalid value for '{option}'" in line, line
+        assert "is not valid UTF-8 text" in line and "b'\\x" in line, line  # its bytes shown
+    assert not (home / "rep").exists()  # refused before the report was begun
+    assert ledger.read_bytes() == before  # no run recorded, no role given
+
+
+def test_export_does_not_replace_another_ledger(home, capsys):
+    _ledger(home / "runs.db")
+    other_id = _ledger(home / "other.db", study="kept")
+    before = (home / "other.db").read_bytes()
+    args = ["ledger", "export", "--ledger", "runs.db"]
+    assert main([*args, "--out", "other.db"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "--out other.db is a SQLite database" in line and "remove it first" in line
+    assert (home / "other.db").read_bytes() == before
+    assert [r.id for r in gp.Ledger("other.db").runs()] == [other_id]
+
+    assert main([*args, "--out", "no-such-dir/runs.csv"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "directory no-such-dir does not exist" in line and "mkdir -p no-such-dir" in line
+
+    # a CSV already there is an export's own output: written again
+    (home / "runs.csv").write_text("old\n")
+    assert main([*args, "--out", "runs.csv"]) == 0
+    assert (home / "runs.csv").read_text().startswith("id,name,study,")
+
+
+def test_run_of_a_directory_or_an_empty_name_says_why(home, capsys):
+    (home / "models").mkdir()
+    assert main(["run", "-q", "--", "./models"]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        "greenprint: error: command not found: ./models (./models is a directory)"
+    )
+    assert main(["run", "-q", "--", ""]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        "greenprint: error: command not found: '' (an empty command name)"
+    )
+    assert not (home / "greenprint.db").exists()  # nothing ran, nothing recorded
+
+
+def test_output_that_cannot_be_written_is_one_line_not_a_traceback(home):
+    """A closed pipe (``| head -1``) ends quietly; a full disk says so in one line."""
+    args = [GREENPRINT, "intensity", "--list"]  # 457 lines; no ledger needed
+    reader = subprocess.Popen(
+        args, cwd=home, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()  # the reader is gone before greenprint writes
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=60) == 1
+    assert err == ""  # no traceback, no "Exception ignored"
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here (Linux has it): the full-disk half is not checked")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            args, cwd=home, env=clean_env(), stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "greenprint: error: cannot write standard output: No space left on device\n"
+    )
+
+
+def test_a_ledger_that_is_not_one_is_refused_and_left_as_it_was(home, capsys):
+    """A text file, a truncated SQLite file, another program's database: one line each."""
+    whole = home / "whole.db"
+    _ledger(whole)
+    con = sqlite3.connect(whole)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # its runs in the file, not the -wal
+    con.close()
+    cases = {
+        "notes.db": b"hello\n",
+        "truncated.db": whole.read_bytes()[:5000],
+    }
+    for name, data in cases.items():
+        (home / name).write_bytes(data)
+    con = sqlite3.connect(home / "app.db")
+    con.execute("CREATE TABLE users (name TEXT)")
+    con.commit()
+    con.close()
+    for name in (*cases, "app.db"):
+        before = (home / name).read_bytes()
+        for args in (["ledger", "ls"], ["run", "-q", "--name", "x"]):
+            extra = ["--", "true"] if args[0] == "run" else []
+            assert main([*args, "--ledger", name, *extra]) == 2, (name, args)
+            line = _one_line(capsys.readouterr().err)
+            assert str(home / name) in line, line
+        assert (home / name).read_bytes() == before, name
