@@ -177,3 +177,25 @@ def test_a_ledger_that_is_not_one_is_refused_and_left_as_it_was(home, capsys):
             line = _one_line(capsys.readouterr().err)
             assert str(home / name) in line, line
         assert (home / name).read_bytes() == before, name
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "says"),
+    [
+        (["ledger", "ls"], "--study", "[default: every study]"),
+        (["ledger", "ls"], "--status", "[default: every status]"),
+        (["ledger", "export"], "--study", "[default: every study]"),
+        (["fpo"], "--depth", "[default: every level]"),
+        (["greener"], "--region", "else the world average]"),
+        (["greener"], "--min-time S", "Seconds"),
+        (["run"], "--prometheus-port", "[default: no endpoint]"),
+    ],
+)
+def test_help_says_each_options_default_and_unit(command, option, says, capsys):
+    """``--study TEXT  Study name.`` in ``ledger ls --help`` did not say that without it every
+    study is listed; ``greener --region``, ``fpo --depth``, ``--prometheus-port`` gave no
+    default, ``greener --min-time FLOAT`` no unit in its metavar."""
+    assert main([*command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # the help's wrapping undone
+    entry = text[text.index(f" {option} ") :]
+    assert says in entry[:400], entry[:400]

@@ -59,7 +59,9 @@ ledger_option = click.option(
     metavar="PATH|URL",
     help="Ledger file or database URL [default: GREENPRINT_LEDGER, config, ./greenprint.db].",
 )
-study_option = click.option("--study", type=TEXT, default=None, help="Study name.")
+study_option = click.option(
+    "--study", type=TEXT, default=None, help="Study name [default: every study]."
+)
 pue_option = click.option(
     "--pue",
     default=None,

@@ -136,7 +136,7 @@ def _first_line(error: BaseException) -> str:
     "--depth",
     type=click.IntRange(min=0),
     default=None,
-    help="Deepest module nesting in the table (0: the model only).",
+    help="Deepest module nesting in the table (0: the model only) [default: every level].",
 )
 @click.option(
     "--device",

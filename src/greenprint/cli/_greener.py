@@ -209,13 +209,19 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
     help="Study to record into [default: GREENPRINT_STUDY, config, 'default'].",
 )
 @click.option("--name", default="greener", show_default=True, help="Name of the comparison run.")
-@click.option("--region", default=None, help="Grid region for CO2-eq (e.g. DE).")
+@click.option(
+    "--region",
+    default=None,
+    help="Grid region for CO2-eq, e.g. DE, US-CA, aws:eu-west-1 [default: as configured "
+    "(GREENPRINT_INTENSITY or GREENPRINT_REGION, config), else the world average].",
+)
 @pue_option
 @click.option(
     "--min-time",
     "min_time_s",
     type=float,
     default=1.0,
+    metavar="S",
     show_default=True,
     help="Seconds each variant's timed loop lasts at least.",
 )

@@ -274,7 +274,7 @@ def command() -> None:
     "statuses",
     multiple=True,
     type=click.Choice(RUN_STATUSES),
-    help="Only runs with this status (repeatable).",
+    help="Only runs with this status (repeatable) [default: every status].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def ls_command(

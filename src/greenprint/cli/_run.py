@@ -110,7 +110,8 @@ __all__ = ["command", "format_price_tag"]
     type=click.IntRange(0, 65535),
     default=None,
     metavar="PORT",
-    help="Serve the run's live figures at http://HOST:PORT/metrics while it runs.",
+    help="Serve the run's live figures at http://HOST:PORT/metrics while it runs (0: a free "
+    "port, printed) [default: no endpoint].",
 )
 @click.option(
     "--prometheus-host",
