@@ -12,10 +12,16 @@ cannot be written ends in one line, not a traceback. Each test failed before its
 * ``greenprint ledger export --out other.db`` replaced the ledger ``other.db`` with CSV text,
   every run in it gone; ``--out`` in a folder that does not exist said only "No such file or
   directory";
-* ``greenprint run -- ./models`` (a directory) and ``greenprint run -- ''`` said "command not
-  found: ./models" and "command not found: " with no reason;
+* ``greenprint run -- ./models`` (a directory), ``greenprint run -- ''``, ``greenprint run --
+  -q python train.py`` (an option after the ``--``) and ``greenprint run -- -- python train.py``
+  said "command not found: ./models", "command not found: ", "command not found: -q" with no
+  reason;
 * ``greenprint ledger ls > out.txt`` on a full disk ended in a traceback and "Exception
-  ignored ... OSError" (exit status 120).
+  ignored ... OSError" (exit status 120);
+* ``--help`` left some options' defaults unsaid (``ledger ls --study``: every study).
+
+The ledger that is not one (a text file, a truncated SQLite file, another program's database)
+was already refused and left as it was; that test keeps it so.
 """
 
 from __future__ import annotations
@@ -115,7 +121,7 @@ def test_export_does_not_replace_another_ledger(home, capsys):
     assert (home / "runs.csv").read_text().startswith("id,name,study,")
 
 
-def test_run_of_a_directory_or_an_empty_name_says_why(home, capsys):
+def test_run_of_a_directory_an_empty_name_or_an_option_says_why(home, capsys):
     (home / "models").mkdir()
     assert main(["run", "-q", "--", "./models"]) == 2
     assert _one_line(capsys.readouterr().err) == (
@@ -124,6 +130,15 @@ def test_run_of_a_directory_or_an_empty_name_says_why(home, capsys):
     assert main(["run", "-q", "--", ""]) == 2
     assert _one_line(capsys.readouterr().err) == (
         "greenprint: error: command not found: '' (an empty command name)"
+    )
+    assert main(["run", "--", "-q", "true"]) == 2  # greenprint's option after the '--'
+    assert _one_line(capsys.readouterr().err) == (
+        "greenprint: error: command not found: -q (-q is an option: greenprint run's options "
+        "go before the '--' that starts the command)"
+    )
+    assert main(["run", "-q", "--", "--", "true"]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        "greenprint: error: command not found: -- (a second '--': the first one starts the command)"
     )
     assert not (home / "greenprint.db").exists()  # nothing ran, nothing recorded
 

@@ -333,6 +333,13 @@ def _script_hint(program: str) -> str:
     """How to run ``program`` when it is a file here that is not a command (a script)."""
     import os
 
+    if program == "--":  # `greenprint run -- -- python train.py`
+        return " (a second '--': the first one starts the command)"
+    if program.startswith("-"):  # `greenprint run -- -q python train.py`
+        return (
+            f" ({program} is an option: greenprint run's options go before the '--' that "
+            "starts the command)"
+        )
     if os.path.isdir(program):
         return f" ({program} is a directory)"
     if not os.path.isfile(program):
