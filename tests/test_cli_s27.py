@@ -114,6 +114,10 @@ def test_export_does_not_replace_another_ledger(home, capsys):
     assert main([*args, "--out", "no-such-dir/runs.csv"]) == 2
     line = _one_line(capsys.readouterr().err)
     assert "directory no-such-dir does not exist" in line and "mkdir -p no-such-dir" in line
+    if os.path.isdir("/proc"):  # a folder that is there but takes no new file: not "create it"
+        assert main([*args, "--out", "/proc/runs.csv"]) == 2
+        line = _one_line(capsys.readouterr().err)
+        assert line == "greenprint: error: cannot write /proc/runs.csv: No such file or directory"
 
     # a CSV already there is an export's own output: written again
     (home / "runs.csv").write_text("old\n")

@@ -644,6 +644,8 @@ def export_command(
         out.write_text(text, encoding="utf-8", newline="")
     except FileNotFoundError as e:
         folder = out.parent
+        if folder.is_dir():  # /proc/x.csv: the folder is there and takes no new file
+            raise ConfigError(f"cannot write {out}: {e.strerror or e}") from e
         raise ConfigError(
             f"cannot write {out}: directory {folder} does not exist; create it first "
             f"(mkdir -p {folder}) or give a path in an existing one"
