@@ -111,3 +111,40 @@ def test_efficiency_by_hand_and_a_metric_nobody_logged_is_named():
     # nothing scored yet (no metric at all) and no runs stay empty lists, as before
     assert efficiencies([_run("c")], metric="accuracy") == []
     assert efficiencies([], metric="accuracy") == []
+
+
+def test_a_comparison_stopped_by_an_error_keeps_its_rows_and_the_report_says_so(tmp_path):
+    """A technique that raises what compare does not take as a skip (here a KeyError) ends the
+    comparison: the variants measured before stay in the ledger, and the report showed them as
+    a complete comparison (the baseline on the front), with no word of the failure or of the
+    variants that have no row."""
+    from greenprint import greener
+    from greenprint.report import build_report, render
+
+    def broken(m: nn.Module, context: greener.Context) -> greener.Applied:
+        raise KeyError("layer.weight")
+
+    torch.set_num_threads(1)
+    ledger = tmp_path / "greenprint.db"
+    variants = [
+        greener.prune_unstructured(0.5),
+        greener.Variant("broken", "custom", "raises", broken),
+        greener.half_precision("bfloat16"),
+    ]
+    with pytest.raises(KeyError):
+        greener.compare(
+            _mlp(), None, torch.randn(4, 16), variants, study="cut", ledger=ledger, **FAST
+        )
+    runs = {r.name: r for r in gp.Ledger(ledger).runs(study="cut")}
+    assert runs["greener"].status == "failed" and runs["greener:prune-50%"].status == "finished"
+    (result,) = greener.GreenerResult.from_records(runs.values())
+    assert [r.name for r in result.rows] == ["baseline", "prune-50%"]
+    # by hand: half of each layer's weights zero, half of the products skipped
+    assert result.row("prune-50%").fpo_executed == DENSE - PRODUCTS / 2
+    note = (
+        "the comparison ended failed (KeyError: 'layer.weight'): the rows are the variants "
+        "measured before; without a row: broken (failed); never measured: bf16"
+    )
+    assert result.notes[0] == note
+    md = render(build_report(ledger, "cut"), "md", plots=False)
+    assert note in md.replace("\\_", "_")

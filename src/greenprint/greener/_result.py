@@ -292,18 +292,57 @@ class GreenerResult:
             params = container.params
             mode: Literal["max", "min"] = "min" if params.get("greener.mode") == "min" else "max"
             notes = params.get("greener.notes")
+            kept = tuple(notes) if isinstance(notes, list) else ()
+            measured = [row for _, row in sorted(rows[cid], key=lambda t: t[0])]
+            stopped = _stopped_note(container, measured, runs)
             out.append(
                 finish(
-                    [row for _, row in sorted(rows[cid], key=lambda t: t[0])],
+                    measured,
                     metric=str(params.get("greener.metric", "score")),
                     mode=mode,
                     baseline=str(params.get("greener.baseline", "baseline")),
-                    notes=tuple(notes) if isinstance(notes, list) else (),
+                    notes=(stopped, *kept) if stopped else kept,
                     run_id=container.id,
                     study=container.study,
                 )
             )
         return out
+
+
+def _stopped_note(
+    container: RunRecord, measured: Sequence[GreenerRow], runs: Sequence[RunRecord]
+) -> str | None:
+    """What a comparison whose run did not finish left out, or ``None`` when it finished.
+
+    A comparison stopped by an error (a variant whose training raised, Ctrl-C, a killed
+    process) keeps the rows measured before; the note says how it ended, which variant's run
+    ended with it, and which variants were never measured (from ``greener.variants``).
+    """
+    if container.status == "finished":
+        return None
+    done = {row.name for row in measured}
+    cut = {  # the variants whose run began but left no row (the one the error ended)
+        name: r.status
+        for r in sorted(runs, key=lambda r: r.started_at)
+        if r.parent_id == container.id
+        and isinstance(name := r.params.get(VARIANT_KEY), str)
+        and name not in done
+    }
+    planned = container.params.get("greener.variants")
+    never = [
+        n
+        for n in (planned if isinstance(planned, list) else [])
+        if isinstance(n, str) and n not in done and n not in cut
+    ]
+    error = (container.error or "").strip().splitlines()
+    how = "is still running" if container.status == "running" else f"ended {container.status}"
+    note = f"the comparison {how}" + (f" ({error[0][:200]})" if error else "")
+    note += ": the rows are the variants measured before"
+    if cut:
+        note += "; without a row: " + ", ".join(f"{n} ({status})" for n, status in cut.items())
+    if never:
+        note += f"; never measured: {', '.join(never)}"
+    return note
 
 
 def finish(
