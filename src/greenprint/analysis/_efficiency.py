@@ -132,10 +132,12 @@ def efficiency(
         The :class:`Efficiency`.
 
     Raises:
-        AnalysisError: the run's score is infinite.
+        AnalysisError: the run's score is infinite, or it logged other metrics but not
+            ``metric`` (a name typed wrong; a run that logged none has no score).
         ConfigError: an unknown ``mode`` or ``reduce``.
     """
     mode = check_mode(mode)
+    _check_logged([run], metric)
     value = run_score(run, metric, mode=mode, reduce=reduce)
     score = None if math.isnan(value) else value
     gflop = None if run.fpo is None else run.fpo / FPO_PER_GFLOP
