@@ -18,6 +18,8 @@ cannot be written ends in one line, not a traceback. Each test failed before its
   reason;
 * ``greenprint ledger ls > out.txt`` on a full disk ended in a traceback and "Exception
   ignored ... OSError" (exit status 120);
+* ``greenprint run -- CMD 2>&1 | head``, the reader gone before the price tag: greenprint
+  exited 120, not with CMD's status;
 * ``--help`` left some options' defaults unsaid (``ledger ls --study``: every study).
 
 The ledger that is not one (a text file, a truncated SQLite file, another program's database)
@@ -169,6 +171,20 @@ def test_output_that_cannot_be_written_is_one_line_not_a_traceback(home):
     assert done.stderr == (
         "greenprint: error: cannot write standard output: No space left on device\n"
     )
+
+
+def test_run_whose_price_tag_meets_a_closed_pipe_exits_with_its_commands_status(home):
+    """``greenprint run -- CMD 2>&1 | head``: the reader gone before the price tag is printed.
+    greenprint exited 1 (click's closed pipe), then 120 (Python's flush at exit), not CMD's."""
+    run = subprocess.Popen(
+        [GREENPRINT, "run", "--name", "piped", "--", "sh", "-c", "exit 3"],
+        cwd=home, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert run.stderr is not None
+    run.stderr.close()  # the reader is gone before greenprint writes
+    assert run.wait(timeout=60) == 3
+    (record,) = gp.Ledger(home / "greenprint.db").runs()
+    assert (record.name, record.status, record.error) == ("piped", "failed", "exit status 3")
 
 
 def test_a_ledger_that_is_not_one_is_refused_and_left_as_it_was(home, capsys):

@@ -8,11 +8,8 @@ passes the wrapped command's exit status through.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import importlib
-import io
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -164,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if e.errno not in _WRITE_FAILED:
             raise
         if argv is None:  # the console script's own output, not a caller's
-            _drop_stdout()
+            from greenprint.cli._common import drop_stream
+
+            drop_stream(sys.stdout)
         where = e.filename if e.filename is not None else "standard output"
         click.echo(f"greenprint: error: cannot write {where}: {e.strerror or e}", err=True)
         return _exit(1, argv)
@@ -175,21 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 _WRITE_FAILED = frozenset(
     getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO") if hasattr(errno, name)
 )
-
-
-def _drop_stdout() -> None:
-    """Point standard output at the null device, after what it can still take is flushed.
-
-    Python flushes it again at exit, and a write that failed there printed "Exception ignored
-    ... OSError" and exit status 120 (the pattern the ``signal`` module's documentation gives
-    for a closed pipe).
-    """
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        sys.stdout.flush()
-    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
 
 
 def _command_path(args: Sequence[str]) -> str:

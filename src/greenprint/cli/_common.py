@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -12,11 +14,32 @@ from greenprint.carbon._intensity import applied_intensity
 __all__ = [
     "TEXT",
     "applied_intensity",
+    "drop_stream",
     "ledger_option",
     "not_utf8",
     "pue_option",
     "study_option",
 ]
+
+
+def drop_stream(stream: TextIO | None) -> None:
+    """Point ``stream`` (standard output or error) at the null device, after a write failed.
+
+    Python flushes both again at exit, and a write that fails there printed "Exception ignored
+    ... BrokenPipeError" (or OSError) and made the exit status 120, whatever greenprint meant to
+    return (the remedy the ``signal`` module's documentation gives for a closed pipe). What the
+    stream still takes is flushed first.
+    """
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        stream.flush()
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
 
 
 def not_utf8(text: str) -> str | None:

@@ -22,7 +22,13 @@ import click
 from greenprint import _process
 from greenprint._exceptions import ConfigError
 from greenprint._records import RUN_ROLES
-from greenprint.cli._common import TEXT, applied_intensity, ledger_option, pue_option
+from greenprint.cli._common import (
+    TEXT,
+    applied_intensity,
+    drop_stream,
+    ledger_option,
+    pue_option,
+)
 
 __all__ = ["command", "format_price_tag"]
 
@@ -495,7 +501,10 @@ def _run_command(
             status, error = "interrupted", stopped + _then(stopper.sent[-1], returncode)
         run.stop(status=status, error=error)
     if not quiet:
-        click.echo(format_price_tag(run, error=error), err=True)
+        try:
+            click.echo(format_price_tag(run, error=error), err=True)
+        except BrokenPipeError:  # `2>&1 | head`: the reader is gone; the run is recorded and
+            drop_stream(sys.stderr)  # greenprint exits with the command's status, not 120
     return _process.exit_status(returncode)
 
 
