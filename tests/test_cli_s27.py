@@ -11,7 +11,7 @@ cannot be written ends in one line, not a traceback. Each test failed before its
   --training-type`` after writing part of the report);
 * ``greenprint ledger export --out other.db`` replaced the ledger ``other.db`` with CSV text,
   every run in it gone; ``--out`` in a folder that does not exist said only "No such file or
-  directory";
+  directory"; ``--out -`` wrote a file named ``-``;
 * ``greenprint run -- ./models`` (a directory), ``greenprint run -- ''``, ``greenprint run --
   -q python train.py`` (an option after the ``--``) and ``greenprint run -- -- python train.py``
   said "command not found: ./models", "command not found: ", "command not found: -q" with no
@@ -120,6 +120,10 @@ def test_export_does_not_replace_another_ledger(home, capsys):
         assert main([*args, "--out", "/proc/runs.csv"]) == 2
         line = _one_line(capsys.readouterr().err)
         assert line == "greenprint: error: cannot write /proc/runs.csv: No such file or directory"
+
+    assert main([*args, "--out", "-"]) == 0  # '-': standard output, as for most tools
+    assert capsys.readouterr().out.startswith("id,name,study,")
+    assert not (home / "-").exists()
 
     # a CSV already there is an export's own output: written again
     (home / "runs.csv").write_text("old\n")

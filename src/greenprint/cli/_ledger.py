@@ -582,9 +582,9 @@ def _csv_cell(value: Any) -> Any:
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     default=None,
-    help="Write to this file instead of standard output.",
+    help="Write to this file instead of standard output (-: standard output).",
 )
 @click.option(
     "--metric",
@@ -616,6 +616,8 @@ def export_command(
     stretch of their time once, so their rows add up to more than its total (its note gives
     both figures).
     """
+    if out is not None and str(out) == "-":  # the usual name of standard output, not a file
+        out = None
     with _open(ledger) as led:
         if out is not None and led.path is not None and _same_file(out, led.path):
             raise ConfigError(f"--out {out} is the ledger itself; choose another file")
