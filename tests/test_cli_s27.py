@@ -3,6 +3,8 @@
 Bad input is one line on stderr and exit status 2, nothing recorded is lost, and output that
 cannot be written ends in one line, not a traceback. Each test failed before its fix:
 
+* a mistyped option near several (``--studdy``) read "No such option '--studdy'. (Did you
+  mean one of: '--status', '--study'?) (see ...)";
 * an option given without its value (``greenprint whatif --run``) said "see 'greenprint
   --help'", the top-level help, not the help of the command whose option it is;
 * a study name, run id or metric that is not UTF-8 (a Latin-1 terminal typing ``étude``)
@@ -74,6 +76,19 @@ def test_an_option_without_its_value_points_at_its_commands_help(args, command, 
     line = _one_line(capsys.readouterr().err)
     assert f"Option '{args[-1]}' requires an argument" in line
     assert line.endswith(f"(see '{command} --help')")
+
+
+def test_a_mistyped_option_gets_the_nearest_names_in_one_sentence(home, capsys):
+    """click's "No such option '--studdy'. (Did you mean one of: '--status', '--study'?)"
+    (sorted, a sentence in brackets, then the help's in brackets too)."""
+    assert main(["ledger", "ls", "--studdy", "x"]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        "greenprint: error: No such option '--studdy'. Did you mean '--study' or '--status'? "
+        "(see 'greenprint ledger ls --help')"
+    )
+    assert main(["run", "--budget", "3", "--", "true"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "Did you mean '--budget-s', '--budget-kg' or '--budget-kwh'?" in line, line
 
 
 def test_names_that_are_not_utf8_are_one_line_exit_2_and_nothing_is_written(home, capsys):

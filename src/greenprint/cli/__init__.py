@@ -132,6 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one line, like every other bad input: what is wrong and where the help is
         where = e.ctx.command_path if e.ctx is not None else _command_path(args)
         message = e.format_message().rstrip(".")
+        if isinstance(e, click.NoSuchOption) and len(e.possibilities or ()) > 1:
+            # click's "No such option '--studdy'. (Did you mean one of: '--status', '--study'?)":
+            # the nearest first, in the sentence's own words
+            *most, last = map(repr, e.possibilities or ())
+            near = f"{', '.join(most)} or {last}"
+            message = f"No such option {e.option_name!r}. Did you mean {near}?"
         click.echo(f"greenprint: error: {message} (see '{where} --help')", err=True)
         return _exit(e.exit_code, argv)
     except click.ClickException as e:
