@@ -10,6 +10,14 @@ Scripts written as users write them, run in an empty directory with a clean envi
   end, imported the module and waited for ever (1 hang in 5 of a plain fork + ``gp.track`` in
   the child, always when the fork falls in that import). Now the run imports it on the thread
   that starts it, and a run's threads import nothing.
+* **A signal at any point of a run.** Ctrl-C (``KeyboardInterrupt``) or SIGTERM landing in the
+  middle of a run's start or end left it written ``running`` (read ``lost``), current, and the
+  parent of every later run of the process; now both are held until the start or end is done.
+  A process whose first run was a worker thread's never installed greenprint's SIGTERM
+  handler: its main thread's runs read ``lost`` after a scheduler's SIGTERM.
+* **An exception whose ``__str__`` raises** came out of the ``with`` as that error, its run
+  recorded ``finished``.
+* **A ledger directory removed mid-run** said two warnings at every flush.
 """
 
 from __future__ import annotations
@@ -114,3 +122,179 @@ def test_a_child_forked_while_the_runs_thread_imports_ends_its_own_run(tmp_path_
     assert runs["child"]["status"] == "finished"
     assert runs["child"]["parent_id"] == runs["parent"]["id"] and runs["child"]["contained"]
     assert runs["parent"]["status"] == "finished"
+
+
+#: Short runs (a point logged in each), ``argv[1]`` (SIGINT, or SIGTERM with a handler of the
+#: script's own that leaves through ``sys.exit``, as training scripts install) raised at the
+#: k-th line greenprint runs in the main thread, for ``argv[2]`` values of k spread over one
+#: run's start, logging and end. Prints what each run raised, the run left current after it,
+#: the parent-run variables left in the environment and the threads left.
+SIGNAL_AT_EVERY_POINT = """
+import json, os, signal, sys, threading, time
+import greenprint as gp
+
+signum = getattr(signal, sys.argv[1])
+if sys.argv[1] == "SIGTERM":
+    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))
+target, count = None, 0
+
+
+def tracer(frame, event, arg):
+    global count, target
+    if event == "call":
+        return tracer if "greenprint" in frame.f_code.co_filename else None
+    if event == "line" and target is not None:
+        count += 1
+        if count == target:
+            target = None
+            signal.raise_signal(signum)
+    return tracer
+
+
+def one(name, at):
+    global count, target
+    count, target = 0, at
+    sys.settrace(tracer)
+    try:
+        with gp.track(name, study="s", ledger="greenprint.db", sample_interval_s=0.05) as run:
+            run.log(loss=0.5, step=1)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        caught = type(exc).__name__
+    else:
+        caught = None
+    finally:
+        sys.settrace(None)
+    return caught, count
+
+
+one("warm", 10**9)
+_, lines = one("count", 10**9)
+seen = {}
+for at in range(1, lines + 1, max(lines // int(sys.argv[2]), 1)):
+    caught, _ = one(f"at{at}", at)
+    left = gp.current_run()
+    seen[at] = [caught, None if left is None else left.name]
+time.sleep(0.2)
+print(json.dumps({"seen": seen, "threads": [t.name for t in threading.enumerate()],
+                  "env": sorted(k for k in os.environ if k.startswith("GREENPRINT_PARENT"))}))
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_at_any_point_of_a_run_leaves_it_ended_and_nothing_behind(
+    tmp_path_factory, signame
+):
+    """Ctrl-C (``KeyboardInterrupt``) or SIGTERM at any line of a run's start, logging or end:
+    the run is recorded ``interrupted`` (or ``finished``, once its body was done), or not at
+    all when it had not started; no run stays current, none is another's parent, no sampler
+    thread or parent-run variable is left. Before: a signal half-way through the start left
+    the run written ``running`` (read ``lost``: 13 of 50), current, and the parent of every
+    later run."""
+    home = empty_home(tmp_path_factory, f"signal-{signame}")
+    done = _script(home, SIGNAL_AT_EVERY_POINT, signame, "50")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    raised = "KeyboardInterrupt" if signame == "SIGINT" else "SystemExit"
+    assert all(caught == raised for caught, _ in out["seen"].values()), out["seen"]
+    assert [at for at, (_, left) in out["seen"].items() if left] == []
+    assert out["threads"] == ["MainThread"] and out["env"] == []
+    runs = _ledger(home)
+    assert len(runs) > 2 + 25  # most points were inside a run (the rest in gp.track's arguments)
+    assert {r["status"] for r in runs.values()} <= {"finished", "interrupted"}
+    assert [name for name, r in runs.items() if r["parent_id"]] == []
+    interrupted = [r for r in runs.values() if r["status"] == "interrupted"]
+    assert interrupted
+    assert {r["error"] for r in interrupted} == {signame.replace("SIGINT", "KeyboardInterrupt")}
+
+
+#: A first run in a worker thread, then a run of the main thread that gets SIGTERM.
+SIGTERM_AFTER_A_THREADS_RUN = """
+import os, signal, threading, time
+import greenprint as gp
+
+
+def trial():
+    with gp.track("in-a-thread", study="s", ledger="greenprint.db"):
+        pass
+
+
+thread = threading.Thread(target=trial)
+thread.start()
+thread.join()
+with gp.track("main", study="s", ledger="greenprint.db", sample_interval_s=0.05):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+"""
+
+
+def test_sigterm_after_a_first_run_in_a_thread_interrupts_the_main_threads_run(
+    tmp_path_factory,
+):
+    """greenprint's SIGTERM handler is installed from the main thread only: a process whose
+    first run was a worker thread's never had it, and a scheduler's SIGTERM left the main
+    thread's run ``lost`` instead of ``interrupted`` with its cost so far."""
+    home = empty_home(tmp_path_factory, "sigterm-thread-first")
+    done = _script(home, SIGTERM_AFTER_A_THREADS_RUN)
+    assert done.returncode == -15, done.stderr[-3000:]
+    runs = _ledger(home)
+    assert runs["in-a-thread"]["status"] == "finished"
+    assert runs["main"]["status"] == "interrupted" and runs["main"]["error"] == "SIGTERM"
+
+
+class _UnprintableError(Exception):
+    """An exception whose text cannot be made (a library's ``__str__`` with a bug in it)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ broke")
+
+
+def test_an_exception_whose_str_raises_fails_its_run_and_reaches_the_user(tmp_path):
+    """The run's end read the exception's text: ``RuntimeError('__str__ broke')`` came out of
+    the ``with`` instead of the user's exception, and the run, never ended there, was
+    recorded ``finished`` at exit. Now the user's exception comes out, the run ``failed`` with
+    the text Python's own traceback prints."""
+    import greenprint as gp
+
+    with pytest.raises(_UnprintableError):
+        with gp.track("unprintable", study="s", ledger=tmp_path / "greenprint.db") as run:
+            raise _UnprintableError()
+    assert run.status == "failed"
+    assert run.record.error == "_UnprintableError: <exception str() failed>"
+    assert _ledger(tmp_path)["unprintable"]["status"] == "failed"
+
+
+#: A run whose ledger's directory is removed mid-run, then made again 0.6 s (six flushes) later.
+LEDGER_DIRECTORY_GONE = """
+import os, shutil, time
+import greenprint as gp
+
+os.makedirs("logs")
+with gp.track("gone", study="s", ledger="logs/greenprint.db", sample_interval_s=0.05,
+              flush_interval_s=0.1) as run:
+    run.log(loss=1.0, step=0)
+    time.sleep(0.3)
+    shutil.rmtree("logs")
+    for step in range(1, 7):
+        run.log(loss=1.0 / (step + 1), step=step)
+        time.sleep(0.1)
+    os.makedirs("logs")
+    time.sleep(0.3)
+"""
+
+
+def test_a_ledger_directory_removed_mid_run_is_said_once_and_the_run_kept(tmp_path_factory):
+    """The run's ledger directory removed (a cleanup job, ``rm -rf logs``) while the run goes:
+    each flush (ten a second here, every 10 s by default: hours of them) said both warnings
+    again. Now each is said once, then that the run is in a ledger there again once the
+    directory is back, with every point logged."""
+    import greenprint as gp
+
+    home = empty_home(tmp_path_factory, "ledger-gone")
+    done = _script(home, LEDGER_DIRECTORY_GONE)
+    assert done.returncode == 0, done.stderr[-3000:]
+    warned = [line for line in done.stderr.splitlines() if line.startswith("greenprint:")]
+    assert sum("was deleted or replaced" in line for line in warned) == 1, warned
+    assert sum("cannot be recreated" in line for line in warned) == 1, warned
+    assert sum("is in a ledger at" in line for line in warned) == 1, warned
+    (run,) = gp.Ledger(home / "logs" / "greenprint.db", create=False).runs()
+    assert run.status == "finished" and [p.step for p in run.metrics] == list(range(7))

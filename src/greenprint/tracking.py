@@ -72,7 +72,7 @@ from greenprint._config import load_config
 from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
 from greenprint._forks import renew_after_fork
 from greenprint._jobs import JobInfo
-from greenprint._lifecycle import registry, status_for
+from greenprint._lifecycle import interrupts_held, registry, status_for
 from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY, ancestors, writer_identity
 from greenprint._prediction import Prediction, Predictor, metric_name
 from greenprint._provenance import (
@@ -634,6 +634,9 @@ class Run:
         self._guarded_up: tuple[Run, ...] = ()  # the runs it is nested in here that have budgets
         self._outer_stop: BudgetExceeded | None = None  # theirs, raised or returned here
         self._job = JobInfo()
+        # why the run's deleted ledger could not be made again, as last said (each flush tries
+        # again: a reason is said once, not at every flush; ten a second with a 0.1 s flush)
+        self._gone_said: str | None = None
 
     # ------------------------------------------------------------------ context manager / decorator
     def __enter__(self) -> Run:
@@ -1164,7 +1167,16 @@ class Run:
                 raise GreenprintError(
                     "a Run can be started only once; call gp.track(...) again for a new run"
                 )
-            self._begin()
+            # Ctrl-C or SIGTERM half-way through left a run written 'running' (read 'lost'),
+            # current for every later run
+            with interrupts_held() as held:
+                self._begin()
+        try:
+            held.deliver()  # KeyboardInterrupt now: the run has started, and ends interrupted
+        except BaseException as exc:
+            status, error = status_for(exc)
+            self.stop(status=status, error=error)
+            raise
         return self
 
     def stop(self, status: str = "finished", error: str | None = None) -> None:
@@ -1180,6 +1192,12 @@ class Run:
         """
         if status not in ("finished", "failed", "interrupted", "pruned"):
             raise ConfigError(f"unknown final status {status!r}")
+        with interrupts_held() as held:  # Ctrl-C or SIGTERM half-way through: 'lost'
+            self._stop(status, error)
+        held.deliver()
+
+    def _stop(self, status: str, error: str | None) -> None:
+        """:meth:`stop`'s work (SIGINT held)."""
         with self._lock:
             if self._state != "running":
                 return
@@ -1430,6 +1448,13 @@ class Run:
             else None
         )
         writer_identity()
+        # what the sampler thread imports, imported here, on the thread that starts the run
+        # (before the meters start: not the run's cost): a process forked while another thread
+        # imports a module gets that module's import lock held by a thread it does not have
+        # (CPython), and its first import of the module waits for ever (a forked child's own
+        # run hung at its end, importing it)
+        from greenprint import _environment  # noqa: F401
+
         self._meters.start()
         self._started_at = getattr(self._meters, "read_at", None) or time.time()
         self._pid = os.getpid()  # the process that ends it (not a forked child: see stop)
@@ -1450,12 +1475,6 @@ class Run:
         registry.add(self)
         self._export_env()
         self._stop_lock.acquire()
-        # what the sampler thread imports, imported here, on the thread that starts the run: a
-        # process forked while another thread imports a module gets that module's import lock
-        # held by a thread it does not have (CPython), and its first import of the module waits
-        # for ever (a forked Pool worker ending its own run hung in its first import)
-        from greenprint import _environment  # noqa: F401
-
         self._thread = threading.Thread(
             target=self._loop, name=f"greenprint-sampler-{self.id[:8]}", daemon=True
         )
@@ -2154,13 +2173,14 @@ class Run:
         if old is None:  # pragma: no cover - only called with a ledger
             return False
         where = getattr(old, "path", None) or old.url
-        logger.warning(
-            "greenprint: ledger file %s was deleted or replaced while run %s was running; "
-            "writing the run into a ledger at that path again (power samples written before "
-            "are lost)",
-            where,
-            self.id[:8],
-        )
+        if self._gone_said is None:  # said once: the next flushes try again, quietly
+            logger.warning(
+                "greenprint: ledger file %s was deleted or replaced while run %s was running; "
+                "writing the run into a ledger at that path again (power samples written "
+                "before are lost)",
+                where,
+                self.id[:8],
+            )
         with self._lock:
             record = replace(
                 self._base_record(), **self._cost_fields(), metrics=tuple(self._metrics)
@@ -2175,17 +2195,23 @@ class Run:
                 with self._lock:  # those metrics are in the record now
                     del self._pending_metrics[:in_record]
         except GreenprintError as e:
-            logger.warning(
-                "greenprint: run %s cannot be saved: its ledger %s is gone and cannot be "
-                "recreated: %s (retrying at the next flush)",
-                self.id[:8],
-                where,
-                e,
-            )
+            if str(e) != self._gone_said:  # a new reason: said; the same one was said already
+                logger.warning(
+                    "greenprint: run %s cannot be saved: its ledger %s is gone and cannot be "
+                    "recreated: %s (tried again at each flush; saved apart at its end if "
+                    "still not)",
+                    self.id[:8],
+                    where,
+                    e,
+                )
+            self._gone_said = str(e)
             with self._lock:  # the reason the run's final record gives if it is saved apart
                 self._write_error = f"the file is gone and cannot be recreated: {e}"
             return False
         self._ledger = ledger
+        if self._gone_said:  # it could not be, before
+            logger.warning("greenprint: run %s is in a ledger at %s again", self.id[:8], where)
+        self._gone_said = None
         return True
 
     def _notify(self, event: str) -> None:
