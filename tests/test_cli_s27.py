@@ -22,6 +22,7 @@ cannot be written ends in one line, not a traceback. Each test failed before its
   ignored ... OSError" (exit status 120);
 * ``greenprint run -- CMD 2>&1 | head``, the reader gone before the price tag: greenprint
   exited 120, not with CMD's status;
+* ``greenprint demo --trials abc``: "'abc' is not a valid integer range" (click's name);
 * ``--help`` left some options' defaults unsaid (``ledger ls --study``: every study).
 
 The ledger that is not one (a text file, a truncated SQLite file, another program's database)
@@ -89,6 +90,18 @@ def test_a_mistyped_option_gets_the_nearest_names_in_one_sentence(home, capsys):
     assert main(["run", "--budget", "3", "--", "true"]) == 2
     line = _one_line(capsys.readouterr().err)
     assert "Did you mean '--budget-s', '--budget-kg' or '--budget-kwh'?" in line, line
+
+
+def test_a_whole_number_option_given_text_says_it_wants_an_integer(home, capsys):
+    """click's IntRange said "'abc' is not a valid integer range" and ``--depth INTEGER
+    RANGE`` in the help."""
+    assert main(["demo", "--trials", "abc"]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        "greenprint: error: Invalid value for '--trials': 'abc' is not a valid integer "
+        "(see 'greenprint demo --help')"
+    )
+    assert main(["fpo", "--help"]) == 0
+    assert "--depth INTEGER " in capsys.readouterr().out
 
 
 def test_names_that_are_not_utf8_are_one_line_exit_2_and_nothing_is_written(home, capsys):

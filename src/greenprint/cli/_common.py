@@ -13,6 +13,7 @@ from greenprint.carbon._intensity import applied_intensity
 
 __all__ = [
     "TEXT",
+    "IntRange",
     "applied_intensity",
     "drop_stream",
     "ledger_option",
@@ -74,6 +75,17 @@ class _Utf8Text(click.types.StringParamType):
 
 #: The type of an option whose value names something in a ledger: UTF-8 text.
 TEXT = _Utf8Text()
+
+
+class IntRange(click.IntRange):
+    """click's IntRange, named as what it takes: an integer.
+
+    click's own said "'abc' is not a valid integer range" (``greenprint demo --trials abc``)
+    and showed ``--depth INTEGER RANGE`` in the help.
+    """
+
+    name = "integer"
+
 
 ledger_option = click.option(
     "--ledger",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from greenprint.cli._common import IntRange
+
 __all__ = ["command"]
 
 
@@ -31,14 +33,14 @@ __all__ = ["command"]
 )
 @click.option(
     "--trials",
-    type=click.IntRange(min=1),
+    type=IntRange(min=1),
     default=24,
     show_default=True,
     help="Trials of the random search (fewer: a shorter demo).",
 )
 @click.option(
     "--epochs",
-    type=click.IntRange(min=1),
+    type=IntRange(min=1),
     default=15,
     show_default=True,
     help="Epochs of a trial that is not pruned.",

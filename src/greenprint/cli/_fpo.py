@@ -23,6 +23,7 @@ import click
 
 from greenprint._exceptions import FPOInputError, GreenprintError
 from greenprint._imports import require
+from greenprint.cli._common import IntRange
 
 __all__ = ["command", "load_factory"]
 
@@ -134,7 +135,7 @@ def _first_line(error: BaseException) -> str:
 )
 @click.option(
     "--depth",
-    type=click.IntRange(min=0),
+    type=IntRange(min=0),
     default=None,
     help="Deepest module nesting in the table (0: the model only) [default: every level].",
 )

@@ -20,7 +20,7 @@ import click
 
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._imports import require
-from greenprint.cli._common import ledger_option, pue_option
+from greenprint.cli._common import IntRange, ledger_option, pue_option
 from greenprint.cli._fpo import load_factory
 
 __all__ = ["DEFAULT_VARIANTS", "KNOWN_VARIANTS", "command", "parse_variants"]
@@ -189,7 +189,7 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
 )
 @click.option(
     "--epochs",
-    type=click.IntRange(min=1),
+    type=IntRange(min=1),
     default=1,
     show_default=True,
     help="Distillation epochs.",
@@ -228,7 +228,7 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
 @click.option(
     "--threads",
     "num_threads",
-    type=click.IntRange(min=1),
+    type=IntRange(min=1),
     default=None,
     help="torch threads during each timed loop (default: torch's setting).",
 )

@@ -24,6 +24,7 @@ from greenprint._exceptions import ConfigError
 from greenprint._records import RUN_ROLES
 from greenprint.cli._common import (
     TEXT,
+    IntRange,
     applied_intensity,
     drop_stream,
     ledger_option,
@@ -113,7 +114,7 @@ __all__ = ["command", "format_price_tag"]
 )
 @click.option(
     "--prometheus-port",
-    type=click.IntRange(0, 65535),
+    type=IntRange(0, 65535),
     default=None,
     metavar="PORT",
     help="Serve the run's live figures at http://HOST:PORT/metrics while it runs (0: a free "
