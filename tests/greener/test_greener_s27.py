@@ -152,3 +152,18 @@ def test_a_comparison_stopped_by_an_error_keeps_its_rows_and_the_report_says_so(
     assert result.notes[0] == note
     md = render(build_report(ledger, "cut"), "md", plots=False)
     assert note in md.replace("\\_", "_")
+
+
+def test_a_student_or_smaller_model_that_is_no_module_is_refused_when_the_variant_is_made():
+    """``greener.smaller(model.state_dict())`` was accepted; compare() then measured the
+    baseline, recorded a failed comparison and raised ``AttributeError: 'collections.OrderedDict'
+    object has no attribute 'eval'``. A distilled variant given no batches (``[]``) failed the
+    same way, halfway. Both are ConfigErrors when the variant is made, before anything runs."""
+    from greenprint import greener
+
+    with pytest.raises(gp.ConfigError, match=r"OrderedDict: build the model and load_state_dict"):
+        greener.smaller(_mlp().state_dict(), name="sd")
+    with pytest.raises(gp.ConfigError, match="student must be a torch.nn.Module, not str"):
+        greener.distilled("student.pt", [(torch.randn(2, 16), torch.tensor([0, 1]))])
+    with pytest.raises(gp.ConfigError, match="no batches: data is empty"):
+        greener.distilled(_mlp(), [])

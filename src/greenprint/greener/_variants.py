@@ -207,6 +207,27 @@ def _check_amount(amount: object) -> float:
     return float(amount)
 
 
+def _check_module(label: str, model: object) -> None:
+    """Refuse a model that is not an ``nn.Module`` (a ``state_dict``, a path).
+
+    Checked when the variant is made, not once the comparison has measured the baseline.
+    """
+    from greenprint._imports import require
+
+    require("torch", extra="torch", purpose="greenprint.greener")
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        hint = ": build the model and load_state_dict() it first" if isinstance(model, dict) else ""
+        raise ConfigError(f"{label} must be a torch.nn.Module, not {type(model).__name__}{hint}")
+
+
+def _check_batches(data: object) -> None:
+    """Refuse distillation data that is visibly empty (a list or tuple with no batch)."""
+    if isinstance(data, (list, tuple)) and not data:
+        raise ConfigError("distilled got no batches: data is empty")
+
+
 def _check_fine_tune(fine_tune: object) -> Callable[[Any], Any] | None:
     if fine_tune is not None and not callable(fine_tune):
         raise ConfigError(f"fine_tune must be a function taking the model, not {fine_tune!r}")
@@ -528,9 +549,15 @@ def distilled(
         temperature: softening temperature of the teacher's and student's logits.
         alpha: weight of the distillation loss (``1 - alpha`` for the hard-label loss).
         lr: Adam's learning rate.
+
+    Raises:
+        ConfigError: ``student`` is not an ``nn.Module``, ``data`` is an empty list or tuple,
+            or a bad option.
     """
     from greenprint.greener._distill import check_distill_options
 
+    _check_module("student", student)
+    _check_batches(data)
     check_distill_options(epochs=epochs, temperature=temperature, alpha=alpha, lr=lr)
 
     def apply(model: nn.Module, ctx: Context) -> Applied:
@@ -579,8 +606,13 @@ def smaller(
             :class:`~greenprint.greener.DistillResult`): their energy is its extra training
             cost for the break-even.
         description: what it is, in words.
+
+    Raises:
+        ConfigError: ``model`` is not an ``nn.Module`` (a ``state_dict``...), or a
+            ``training`` item has no energy.
     """
-    training_costs(training)  # checked now, not halfway through a comparison
+    _check_module("model", model)  # checked now, not halfway through a comparison
+    training_costs(training)
     kept = tuple(training)
     own = model
 
