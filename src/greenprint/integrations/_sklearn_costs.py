@@ -145,7 +145,10 @@ def _score_folds(
                 )
             )
         elif fold in folds:
-            fields = {"status": status, "error": error} if failed else None
+            # a fit that raised under error_score ended its run failed with its own error
+            # (kept); a score that is not finite fails a fold that ended otherwise
+            own = folds[fold].status == "failed" and bool(folds[fold].error)
+            fields = {"status": status, "error": error} if failed and not own else None
             ledger.flush(folds[fold].id, fields=fields, metrics=metrics)
 
 

@@ -5,7 +5,9 @@ Private: :mod:`greenprint.integrations.sklearn` is the public module.
 
 from __future__ import annotations
 
+import re
 import sys
+from types import FrameType
 from typing import Any
 
 from greenprint._lifecycle import status_for
@@ -120,7 +122,13 @@ class _FoldCallback:
             run, around = entry
             raised = sys.exc_info()[1]
             if raised is None or raised is around:
-                run.stop()
+                # a fit that raised under a numeric error_score: scikit-learn handled it (its
+                # fold scores error_score), and the run says which error it was
+                failure = _fit_error()
+                if failure is None:
+                    run.stop()
+                else:
+                    run.stop(status="failed", error=failure)
             else:
                 status, error = status_for(raised)
                 run.stop(status=status, error=error)
@@ -134,3 +142,54 @@ def _position(search: Any, context: Any) -> tuple[int, int]:
     if parent is not None and parent.task_name == _HALVING_TASK:
         candidate += sum(search.n_candidates_[: int(parent.task_id)])
     return candidate, fold
+
+
+#: How far up from :meth:`_FoldCallback.on_fit_task_end` scikit-learn's ``_fit_and_score`` is
+#: looked for (it calls the callback context, which calls the callback: two frames today).
+_FIT_FRAMES = 6
+
+
+def _fit_error() -> str | None:
+    """The error of the fold fit ending now, when scikit-learn handled it (``error_score``).
+
+    With a numeric ``error_score`` (``np.nan``, the default, or ``0``), a fit that raises is
+    caught in ``_fit_and_score``, which scores the fold ``error_score`` and keeps the formatted
+    traceback in its ``result["fit_error"]`` (``None`` for a fit that worked) before it calls
+    the callbacks' ``on_fit_task_end``: nothing else tells a callback that the fit failed
+    (``cv_results_`` holds only the scores, and a score of ``0`` reads as a real one). Read
+    from that frame; ``None`` where no such frame is found (another scikit-learn, the refit).
+
+    Returns:
+        The exception's own line(s) (``"ValueError: ..."``, at most 2,000 characters), or
+        ``None``.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(_FIT_FRAMES):
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "_fit_and_score":
+            result = frame.f_locals.get("result")
+            text = result.get("fit_error") if isinstance(result, dict) else None
+            return _exception_lines(text) if isinstance(text, str) and text.strip() else None
+        frame = frame.f_back
+    return None
+
+
+def _exception_lines(traceback_text: str) -> str:
+    r"""The exception's own text at the end of a formatted traceback: what follows its frames.
+
+    ``"Traceback ...\n  File ..., line 3, in fit\n    code\nValueError: bad C"`` gives
+    ``"ValueError: bad C"``; a message of several lines is joined with spaces, and a class
+    named with its module's path (``sklearn.exceptions.NotFittedError: ...``) by its name.
+    """
+    lines = traceback_text.rstrip().splitlines()
+    last_frame = max((i for i, line in enumerate(lines) if line.startswith(" ")), default=-1)
+    own = " ".join(line.strip() for line in lines[last_frame + 1 :] if line.strip())
+    # the class as a run's error names it (``status_for``), not with its module's path
+    # (``sklearn.utils._param_validation.InvalidParameterError: ...``)
+    own = _QUALIFIED.sub(r"\1", own or lines[-1].strip())
+    return own[:2000]
+
+
+#: A traceback's exception line that names its class with the module's path.
+_QUALIFIED = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)(?=:|$)")

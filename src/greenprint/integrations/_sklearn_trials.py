@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from greenprint._lifecycle import status_for
+from greenprint._provenance import OBJECTIVES_KEY, objectives_text
 from greenprint._records import MetricPoint, RunRecord
 from greenprint.integrations._sklearn_common import (
     _derived,
@@ -105,6 +106,7 @@ def _write_trials(
         shares = _time_shares(search, results, refit_s)
     # a successive-halving search on samples: each candidate trained on its n_resources
     on_samples = getattr(search, "resource", None) == "n_samples" and "n_resources" in results
+    objective = _objective(refit)
     rows: list[RunRecord] = []
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
@@ -117,7 +119,11 @@ def _write_trials(
         for key, values in results.items():
             if key.startswith(("mean_test_", "std_test_", "rank_test_", "mean_train_")):
                 metrics.append(MetricPoint(key, float(values[row]), None, now))
-        status = "finished" if math.isfinite(score) else "failed"
+        # a fold whose fit raised (error_score) failed with its error, also when
+        # error_score is a number its scores then read as (error_score=0)
+        errors = [r.error for r in _by_fold(children.get(tid, [])) if r.status == "failed"]
+        failed = not math.isfinite(score) or bool(errors)
+        status = "failed" if failed else "finished"
         if shares is not None:
             record = _apportioned(base, tid, f"{name}-c{row}", sweep, shares[row], params)
         else:
@@ -128,8 +134,9 @@ def _write_trials(
             replace(
                 record,
                 status=status,
-                error=None if status == "finished" else "a fold failed to fit (error_score)",
+                error=_failed_fold(errors) if failed else None,
                 metrics=tuple(metrics),
+                provenance={**record.provenance, OBJECTIVES_KEY: objective},
                 dataset_size=(
                     int(results["n_resources"][row]) if on_samples else record.dataset_size
                 ),
@@ -157,6 +164,37 @@ def _write_trials(
         )
         stopped, why = status_for(stopped_by)  # a refit stopped: as a measured one ends
         ledger.start_run(replace(final, role="final", metrics=scores, status=stopped, error=why))
+
+
+def _objective(refit: str) -> str:
+    """The :data:`~greenprint._provenance.OBJECTIVES_KEY` provenance of a search's trials.
+
+    The search ranks its candidates by the mean test score of ``refit``'s scorer, highest
+    first: scikit-learn's scorers are all greater-is-better (an error is negated:
+    ``neg_root_mean_squared_error``, or ``make_scorer(..., greater_is_better=False)``). The
+    name a user gives it says nothing of that (``scoring={"rmse": ...}``: its
+    ``mean_test_rmse`` would read as lower-is-better, and ``greenprint report --metric
+    mean_test_rmse`` rank the worst candidate first); the direction recorded here is the one the
+    report takes.
+    """
+    return objectives_text([(f"mean_test_{refit}", "maximize")])
+
+
+def _by_fold(folds: Sequence[RunRecord]) -> list[RunRecord]:
+    """A candidate's measured fold runs in fold order (their ``fold`` param)."""
+
+    def fold_of(run: RunRecord) -> int:
+        fold = run.params.get("fold")
+        return fold if isinstance(fold, int) else -1
+
+    return sorted(folds, key=fold_of)
+
+
+def _failed_fold(errors: Sequence[str | None]) -> str:
+    """A failed candidate's error: its first failed fold's, where the fold run recorded one."""
+    why = "a fold failed to fit (error_score)"
+    first = next((e for e in errors if e), None)
+    return why if first is None else f"{why}: {first}"[:2000]
 
 
 def _candidates(

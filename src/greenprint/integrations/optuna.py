@@ -17,10 +17,11 @@ if it differs.
 Each trial is one run: name ``trial-<number>``, ``role="trial"``, study = the Optuna study's
 name, ``params`` = ``trial.params``, the objective value(s) as metrics (``value``, or
 ``values_0``, ``values_1``... for a multi-objective study, or the names given in
-``metric_names``), intermediate values (``trial.report(value, step)``) as that metric's steps,
-and status ``finished``/``pruned``/``failed``; its provenance names the study's objectives,
-each metric with its direction (``objectives``: ``"values_0: maximize; values_1: minimize"``),
-which ``greenprint report`` names beside the metric it ranks by. The trial gets the user attributes
+``metric_names``, else those of ``study.set_metric_names``), intermediate values
+(``trial.report(value, step)``) as that metric's steps, and status
+``finished``/``pruned``/``failed``; its provenance names the study's objectives, each metric
+with its direction (``objectives``: ``"values_0: maximize; values_1: minimize"``), which
+``greenprint report`` names beside the metric it ranks by. The trial gets the user attributes
 ``energy_kwh``, ``emissions_kg`` and ``greenprint_run_id`` (the last one when it starts).
 
 A trial killed mid-run (SIGKILL, an OOM kill, a node lost) keeps its configuration: at each
@@ -142,8 +143,9 @@ class GreenprintCallback:
             configured ledger, ``./greenprint.db`` by default).
         study: the greenprint study (default: the Optuna study's name; a study created
             without a name, ``no-name-<uuid>``, is refused: name one of them).
-        metric_names: names of the objective values, one per direction (default ``value``
-            for one objective, ``values_0``, ``values_1``... for several).
+        metric_names: names of the objective values, one per direction (default: the
+            study's own, ``study.set_metric_names([...])``, else ``value`` for one objective,
+            ``values_0``, ``values_1``... for several).
         **run_options: passed to each run: ``region``, ``intensity``, ``pue``, ``scope``,
             ``meters``, ``sample_interval_s``, ``flush_interval_s``, ``budget_kwh``,
             ``budget_kg``, ``budget_fpo``, ``budget_s``, ``on_exceed``, ``budget`` (see
@@ -378,7 +380,29 @@ class GreenprintCallback:
                     f"name(s) but study {study.study_name!r} has {n} objective(s)"
                 )
             return self._metric_names
+        named = _study_metric_names(study, n)
+        if named is not None:
+            return named
         return ("value",) if n == 1 else tuple(f"values_{i}" for i in range(n))
+
+
+def _study_metric_names(study: optuna.Study, n: int) -> tuple[str, ...] | None:
+    """The names the study gave its objectives (``study.set_metric_names``), if usable.
+
+    Optuna's dashboard and ``trials_dataframe`` show them in place of ``values_0``...: the
+    runs log the objective values under the same names. ``None`` when the study named none
+    (or not one distinct non-empty name per objective, or an Optuna before 3.2, without them).
+    """
+    try:
+        named = study.metric_names
+    except AttributeError:  # an Optuna without metric names
+        return None
+    if not isinstance(named, Sequence) or isinstance(named, str) or len(named) != n:
+        return None
+    names = tuple(named)
+    if not all(isinstance(m, str) and m.strip() for m in names) or len(set(names)) != n:
+        return None
+    return names
 
 
 def _continue_retried(run: Any, trial: Trial) -> None:

@@ -19,8 +19,12 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
   ``score`` (the mean test score of the metric that ranks, i.e. ``refit``'s; with several
   scorers and ``refit=False``, the first scorer's; the sweep's param ``score_metric`` names it,
   e.g. ``mean_test_f1``, whenever there are several), and ``mean_test_*``, ``std_test_*``,
-  ``rank_test_*`` (``mean_train_*`` with ``return_train_score``); status ``failed`` when a
-  fold failed to fit (``error_score``), ``interrupted`` (``KeyboardInterrupt``) for a
+  ``rank_test_*`` (``mean_train_*`` with ``return_train_score``); its provenance says that the
+  search maximised ``mean_test_<refit>`` (``objectives``: scikit-learn's scores are
+  higher-is-better, also one named ``rmse`` for ``neg_root_mean_squared_error``); status
+  ``failed`` when a fold failed to fit (a numeric ``error_score``, ``0`` too: the fold's run
+  ``failed`` with its fit's error, which the candidate's names; every fit failed, the search
+  raised: each candidate with its folds' error), ``interrupted`` (``KeyboardInterrupt``) for a
   candidate a Ctrl-C stopped before scikit-learn scored it (a Ctrl-C during the refit stops
   no candidate: each keeps its scores, and the refit's run is ``interrupted``), or by another
   candidate's fit that raised (``error_score="raise"``: that candidate is ``failed``); a fit that
@@ -61,6 +65,10 @@ Two ways of measuring, chosen by ``method``:
   the sweep's final reading (its meters read at its end, once the fit returned), so they sum
   to what the sweep measured, also for a search shorter than one meter sample. A fit that
   raises leaves no times to share by: the sweep holds the whole cost.
+
+Each run measures its own process (the sweep with its worker processes), in a job of several
+tasks too (``srun -n 3 python search.py``: local rank 0 would otherwise meter the whole
+machine), unless ``scope`` is given.
 
 ``"auto"`` (the default) takes ``"callbacks"`` when it can; :data:`METHOD` says which one the
 installed scikit-learn gets.
@@ -179,7 +187,8 @@ def track_search(
         raise ConfigError(
             "track_search needs a scikit-learn search (GridSearchCV, RandomizedSearchCV, "
             f"HalvingRandomSearchCV...), not {type(search).__name__}; for a single estimator "
-            "use gp.track() around its fit"
+            "or cross_validate, use gp.track() around it (it measures joblib's worker "
+            "processes too)"
         )
     if method not in ("auto", "callbacks", "apportion"):
         raise ConfigError(f"method must be 'auto', 'callbacks' or 'apportion', not {method!r}")
@@ -198,6 +207,11 @@ def track_search(
     options = check_run_options(run_options, where="track_search", ledger=ledger, study=study)
     name = name or f"{type(search).__name__}-{type(search.estimator).__name__}"
     size = _sample_count(X) if dataset_size is None else dataset_size
+    # each run measures its own process (the sweep: with its joblib workers), as outside a
+    # job, unless a scope is given: in a job of several tasks (``srun -n 3 python
+    # search.py``), local rank 0's runs would otherwise meter the whole machine, every fold
+    # in it the other workers' folds and the other tasks' searches
+    own_process = {} if "scope" in options else {"node_meter": False}
     sweep = Run(
         name,
         study=study,
@@ -210,6 +224,7 @@ def track_search(
             "method": chosen,
         },
         dataset_size=size,
+        **own_process,
         **options,
     )
     with sweep:
@@ -225,7 +240,7 @@ def track_search(
                 ledger_url=sweep.ledger.url_unmasked,
                 study=sweep.study,
                 name=name,
-                options={k: v for k, v in options.items() if k != "meters"},
+                options={**own_process, **{k: v for k, v in options.items() if k != "meters"}},
                 dataset_size=size,
             )
             search.set_callbacks(*previous, callback)
