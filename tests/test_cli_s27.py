@@ -10,7 +10,8 @@ cannot be written ends in one line, not a traceback. Each test failed before its
 * a study name, run id or metric that is not UTF-8 (a Latin-1 terminal typing ``étude``)
   ended ``ledger ls``, ``ledger show``, ``ledger export``, ``whatif``, ``set-role`` and
   ``report`` in a UnicodeEncodeError traceback from the ledger's query (``report
-  --training-type`` after writing part of the report);
+  --training-type`` after writing part of the report); under ``LC_ALL=C`` with
+  ``PYTHONUTF8=0`` a UTF-8 ``étude`` was such a name too;
 * ``greenprint ledger export --out other.db`` replaced the ledger ``other.db`` with CSV text,
   every run in it gone; ``--out`` in a folder that does not exist said only "No such file or
   directory"; ``--out -`` wrote a file named ``-``;
@@ -31,6 +32,7 @@ was already refused and left as it was; that test keeps it so.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -128,6 +130,32 @@ def test_names_that_are_not_utf8_are_one_line_exit_2_and_nothing_is_written(home
         assert "is not valid UTF-8 text" in line and "b'\\x" in line, line  # its bytes shown
     assert not (home / "rep").exists()  # refused before the report was begun
     assert ledger.read_bytes() == before  # no run recorded, no role given
+
+
+def test_utf8_names_under_an_ascii_locale_are_read_as_typed(home):
+    """``LC_ALL=C`` with ``PYTHONUTF8=0``: Python decodes ``étude`` as ASCII, its two bytes
+    escaped. ``ledger ls --study étude`` ended in a traceback; it finds the study now. ``run
+    --study étude`` (passed on in the command's environment, which is ASCII there) is one line
+    that says how to set a UTF-8 locale, not a traceback and a run recorded ``failed``."""
+    ledger = home / "runs.db"
+    _ledger(ledger, study="étude")
+    env = {**clean_env(), "LC_ALL": "C", "PYTHONUTF8": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    listed = subprocess.run(
+        [GREENPRINT, "ledger", "ls", "--ledger", "runs.db", "--study", "étude", "--json"],
+        cwd=home, env=env, capture_output=True,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr.decode(errors="replace")
+    assert [r["study"] for r in json.loads(listed.stdout)] == ["étude"]
+    before = ledger.read_bytes()
+    run = subprocess.run(
+        [GREENPRINT, "run", "-q", "--ledger", "runs.db", "--study", "étude", "--", "true"],
+        cwd=home, env=env, capture_output=True,
+    )  # fmt: skip
+    err = run.stderr.decode("ascii", errors="replace")
+    assert run.returncode == 2, err
+    assert _one_line(err).endswith("set PYTHONUTF8=1, or a UTF-8 locale such as LC_ALL=C.UTF-8")
+    assert ledger.read_bytes() == before  # no run recorded
 
 
 def test_export_does_not_replace_another_ledger(home, capsys):

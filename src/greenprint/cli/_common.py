@@ -60,17 +60,22 @@ class _Utf8Text(click.types.StringParamType):
     r"""Text that names something in a ledger (a study, a run id, a metric): valid UTF-8.
 
     ``greenprint ledger ls --study $'\xe9tude'`` ended in a UnicodeEncodeError traceback from
-    the ledger's query; refused here, it is one line naming the option, exit status 2.
+    the ledger's query; refused here, it is one line naming the option, exit status 2. Bytes
+    that are UTF-8 but were decoded otherwise (``LC_ALL=C`` with ``PYTHONUTF8=0``: ASCII, the
+    rest escaped) are read as the UTF-8 text they are (``étude``).
     """
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         text = super().convert(value, param, ctx)
         shown = not_utf8(text) if isinstance(text, str) else None
-        if shown is not None:
+        if shown is None:
+            return text
+        try:
+            return os.fsencode(text).decode("utf-8")
+        except UnicodeDecodeError:
             self.fail(
                 f"{shown} is not valid UTF-8 text (is the terminal's encoding UTF-8?)", param, ctx
             )
-        return text
 
 
 #: The type of an option whose value names something in a ledger: UTF-8 text.

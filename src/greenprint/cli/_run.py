@@ -228,6 +228,8 @@ def command(
     for option, given, what in (("--name", name, "run"), ("--study", study, "study")):
         if given is not None and not given.strip():  # as --ledger '' and --region '' are
             raise ConfigError(f"{option} needs a {what} name, not {given!r}")
+    if study is not None:
+        _check_environment_holds("--study", study)
     params = _params(param_texts)
     program = cmd[0]
     if not program.strip():
@@ -375,6 +377,27 @@ def _check_values(**values: str | None) -> None:
                 f"{option} VALUE -- CMD...",
                 ctx=click.get_current_context(),
             )
+
+
+def _check_environment_holds(option: str, text: str) -> None:
+    """Refuse ``text`` when the command's environment cannot carry it (the study is passed on).
+
+    Under ``LC_ALL=C`` with ``PYTHONUTF8=0`` Python's file-system encoding is ASCII, and
+    ``greenprint run --study étude`` ended in a UnicodeEncodeError traceback from setting
+    ``GREENPRINT_STUDY``, the run recorded ``failed``.
+
+    Raises:
+        ConfigError: ``text`` cannot be encoded in the file-system encoding.
+    """
+    encoding = sys.getfilesystemencoding()
+    try:
+        text.encode(encoding, errors="surrogateescape")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{option} {text!r} cannot be passed to the command's environment: Python's "
+            f"file-system encoding here is {encoding} (a C or POSIX locale without UTF-8 mode); "
+            "set PYTHONUTF8=1, or a UTF-8 locale such as LC_ALL=C.UTF-8"
+        ) from None
 
 
 def _check_prometheus_host(port: int | None) -> None:
