@@ -19,6 +19,8 @@ cannot be written ends in one line, not a traceback. Each test failed before its
   -q python train.py`` (an option after the ``--``) and ``greenprint run -- -- python train.py``
   said "command not found: ./models", "command not found: ", "command not found: -q" with no
   reason;
+* ``greenprint run -- python $'\\xe9t\\xe9.py'`` (a script whose file name is not UTF-8) did not
+  run the script: its default run name and recorded command were refused by the ledger;
 * ``greenprint ledger ls > out.txt`` on a full disk ended in a traceback and "Exception
   ignored ... OSError" (exit status 120);
 * ``greenprint run -- CMD 2>&1 | head``, the reader gone before the price tag: greenprint
@@ -36,6 +38,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,6 +159,19 @@ def test_utf8_names_under_an_ascii_locale_are_read_as_typed(home):
     assert run.returncode == 2, err
     assert _one_line(err).endswith("set PYTHONUTF8=1, or a UTF-8 locale such as LC_ALL=C.UTF-8")
     assert ledger.read_bytes() == before  # no run recorded
+
+
+def test_run_of_a_script_whose_file_name_is_not_utf8_runs_and_is_recorded(home, capsys):
+    """``greenprint run -- python $'\\xe9t\\xe9.py'`` (a Latin-1 file name): the run's default
+    name and command held lone surrogates, which the ledger refused, and the script did not run
+    at all; now it runs, named and recorded with the bytes escaped."""
+    script = os.fsdecode(b"\xe9t\xe9.py")
+    (home / script).write_text("print('ran')\n", encoding="utf-8")
+    assert main(["run", "-q", "--", sys.executable, script]) == 0
+    assert capsys.readouterr().err == ""
+    (record,) = gp.Ledger("greenprint.db").runs()
+    assert (record.name, record.status) == ("\\xe9t\\xe9.py", "finished")
+    assert record.command.endswith("\\xe9t\\xe9.py")
 
 
 def test_export_does_not_replace_another_ledger(home, capsys):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -280,7 +281,7 @@ def command(
                     )
                 )
     run = track(
-        name or _default_name(cmd),
+        name or _as_text(_default_name(cmd)),
         study=study,
         ledger=ledger,
         region=region,
@@ -288,7 +289,7 @@ def command(
         pue=pue,
         scope=cast(Literal["process", "machine"] | None, scope),  # click checked it
         node_meter=node_meter,
-        command=subprocess.list2cmdline(cmd),
+        command=_as_text(subprocess.list2cmdline(cmd)),
         sample_interval_s=sample_s,
         flush_interval_s=flush_s,
         role=role,
@@ -338,10 +339,25 @@ def _default_name(cmd: tuple[str, ...]) -> str:
     return program
 
 
+def _as_text(name: str) -> str:
+    r"""The default run name or the recorded command line, as text a ledger stores.
+
+    A script whose file name is not UTF-8 (``\xe9t\xe9.py`` from a Latin-1 system) gave the
+    run a name and a command with lone surrogates, which the ledger refused: ``greenprint run
+    -- python \xe9t\xe9.py`` did not run the script at all. UTF-8 bytes decoded otherwise
+    (``LC_ALL=C`` with ``PYTHONUTF8=0``) are read as UTF-8 (``été.py``); other bytes are written
+    as escapes (``\xe9t\xe9.py``), as ``gp.track`` records a script's command line. The command
+    itself runs with its arguments as they were given.
+    """
+    raw = os.fsencode(name)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="backslashreplace")
+
+
 def _script_hint(program: str) -> str:
     """How to run ``program`` when it is a file here that is not a command (a script)."""
-    import os
-
     if program == "--":  # `greenprint run -- -- python train.py`
         return " (a second '--': the first one starts the command)"
     if program.startswith("-"):  # `greenprint run -- -q python train.py`
