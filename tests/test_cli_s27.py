@@ -18,7 +18,8 @@ cannot be written ends in one line, not a traceback. Each test failed before its
 * ``greenprint run -- ./models`` (a directory), ``greenprint run -- ''``, ``greenprint run --
   -q python train.py`` (an option after the ``--``) and ``greenprint run -- -- python train.py``
   said "command not found: ./models", "command not found: ", "command not found: -q" with no
-  reason;
+  reason; a script whose ``#!`` interpreter is missing said "No such file or directory:
+  './train.sh'", naming the script that is there;
 * ``greenprint run -- python $'\\xe9t\\xe9.py'`` (a script whose file name is not UTF-8) did not
   run the script: its default run name and recorded command were refused by the ledger;
 * ``greenprint ledger ls > out.txt`` on a full disk ended in a traceback and "Exception
@@ -223,6 +224,26 @@ def test_run_of_a_directory_an_empty_name_or_an_option_says_why(home, capsys):
         "greenprint: error: command not found: -- (a second '--': the first one starts the command)"
     )
     assert not (home / "greenprint.db").exists()  # nothing ran, nothing recorded
+
+
+def test_run_of_a_script_that_cannot_start_says_why(home, capsys):
+    """A script whose ``#!`` interpreter is missing said "[Errno 2] No such file or directory:
+    './train.sh'", the script that is there; one without a ``#!`` line "[Errno 8] Exec format
+    error" with nothing to do about it."""
+    for name, text in {"train.sh": "#!/no/such/bash\necho x\n", "prep.sh": "echo x\n"}.items():
+        (home / name).write_text(text)
+        (home / name).chmod(0o755)
+    assert main(["run", "-q", "--", "./train.sh"]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        "greenprint: error: could not start ./train.sh: its interpreter /no/such/bash (its #! "
+        "line) does not exist; fix that line or run it with one that does (bash ./train.sh)"
+    )
+    assert main(["run", "-q", "--", "./prep.sh"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.endswith("a script without a #! line? run it with its interpreter: bash ./prep.sh)")
+    runs = gp.Ledger("greenprint.db").runs()  # each recorded, failed, with the same reason
+    assert [r.status for r in runs] == ["failed", "failed"]
+    assert "its interpreter /no/such/bash" in runs[0].error
 
 
 def test_output_that_cannot_be_written_is_one_line_not_a_traceback(home):

@@ -10,6 +10,7 @@ signal's name (``killed by SIGSEGV``) and greenprint exits with 128+N.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import re
@@ -356,6 +357,37 @@ def _as_text(name: str) -> str:
         return raw.decode("utf-8", errors="backslashreplace")
 
 
+def _start_failure(program: str, error: OSError) -> str:
+    """Why ``program``, found and executable, could not be started, as a user reads it.
+
+    A script whose ``#!`` interpreter is missing failed with "[Errno 2] No such file or
+    directory: './train.sh'", naming the script that is there; a file that is no program
+    ("[Errno 8] Exec format error") did not say what to do.
+    """
+    path = shutil.which(program)
+    guess = {".py": "python", ".sh": "bash"}.get(os.path.splitext(program)[1])
+    how = f"{guess} {program}" if guess else f"python {program}, bash {program}"
+    if isinstance(error, FileNotFoundError) and path is not None:
+        try:
+            with open(path, "rb") as f:
+                first = f.readline(256)
+        except OSError:
+            first = b""
+        if first.startswith(b"#!"):
+            words = first[2:].split()
+            interpreter = os.fsdecode(words[0]) if words else "(none)"
+            return (
+                f"its interpreter {interpreter} (its #! line) does not exist; fix that line "
+                f"or run it with one that does ({how})"
+            )
+    if error.errno == errno.ENOEXEC:
+        return (
+            f"{error.strerror}: it is not a program this machine runs (a script without a #! "
+            f"line? run it with its interpreter: {how})"
+        )
+    return error.strerror or str(error)
+
+
 def _script_hint(program: str) -> str:
     """How to run ``program`` when it is a file here that is not a command (a script)."""
     if program == "--":  # `greenprint run -- -- python train.py`
@@ -515,8 +547,9 @@ def _run_command(
         try:
             child = _process.start(cmd)
         except OSError as e:
-            run.stop(status="failed", error=f"could not start {program}: {e}")
-            raise ConfigError(f"could not start {program}: {e}") from e
+            why = _start_failure(program, e)
+            run.stop(status="failed", error=f"could not start {program}: {why}")
+            raise ConfigError(f"could not start {program}: {why}") from e
         relay.attach(child)
         if stopper is not None:
             stopper.attach(child, program)
