@@ -321,6 +321,7 @@ def test_a_ledger_that_is_not_one_is_refused_and_left_as_it_was(home, capsys):
         (["greener"], "--region", "else the world average]"),
         (["greener"], "--min-time S", "Seconds"),
         (["run"], "--prometheus-port", "[default: no endpoint]"),
+        (["report"], "--final", "[default: the run with role final, else the best finished"),
     ],
 )
 def test_help_says_each_options_default_and_unit(command, option, says, capsys):

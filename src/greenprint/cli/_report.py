@@ -47,7 +47,12 @@ _FORMAT_HELP = (
     "named like a loss, error, perplexity, rmse... (the report says so), else max].",
 )
 @click.option(
-    "--final", type=TEXT, default=None, metavar="RUN_ID", help="The run behind the result."
+    "--final",
+    type=TEXT,
+    default=None,
+    metavar="RUN_ID",
+    help="The run behind the result (full id or a unique prefix of 4+ characters) [default: "
+    "the run with role final, else the best finished trial by --metric].",
 )
 @click.option(
     "--reduce",
