@@ -13,6 +13,9 @@
 * In a job of several tasks (``srun -n 2 python search.py``) local rank 0's sweep, folds and
   refit each metered the whole machine: every fold the other worker's fold and the other
   task's search with it. Each now measures its own process, as outside a job.
+* An in-memory ledger (``gp.Ledger(":memory:")``) with ``n_jobs=2``: the folds measured in
+  joblib's worker processes were written to ledgers of their own, lost; the search is now
+  measured whole and shared out to its fits, with a warning that says why.
 * Optuna: the names a study gives its objectives (``study.set_metric_names``) name the runs'
   metrics (they were ``values_0``, ``values_1``).
 """
@@ -186,6 +189,41 @@ def test_in_a_job_of_several_tasks_each_run_of_a_search_measures_its_own_process
     track_search(search, X, y, ledger=db, study="machine", scope="machine", **FAST)
     (sweep,) = _by_role(db, "machine", "sweep")
     assert sweep.provenance.get("scope") == "machine"
+
+
+def test_an_in_memory_ledger_with_worker_processes_shares_out_the_measured_search(
+    digits, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``gp.Ledger(":memory:")`` and ``n_jobs=2``: before, each fold was measured in a joblib
+    worker and written to an in-memory ledger of that worker's own, lost, and the trials fell
+    back to shares of the search with a warning that the search 'reported no fold fits to
+    its callbacks'. Now the search is measured whole and shared out from the start (its
+    ``method`` param says ``apportion``), with a warning that says why; asked for
+    ``method="callbacks"``, a ConfigError before anything is fitted or written."""
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.tree import DecisionTreeClassifier
+
+    from greenprint._exceptions import ConfigError
+    from greenprint.integrations.sklearn import track_search
+
+    X, y = digits
+    ledger = gp.Ledger(":memory:")
+    search = GridSearchCV(
+        DecisionTreeClassifier(random_state=0), {"max_depth": [2, 3]}, cv=2, n_jobs=2
+    )
+    with pytest.raises(ConfigError, match="cannot write to an in-memory ledger"):
+        track_search(search, X, y, ledger=ledger, study="memory", method="callbacks", **FAST)
+    assert ledger.studies() == []  # nothing written
+    with caplog.at_level("WARNING", logger="greenprint"):
+        sweep = track_search(search, X, y, ledger=ledger, study="memory", **FAST)
+    assert "reported no fold fits" not in caplog.text
+    assert "cannot write to an in-memory ledger" in caplog.text
+    runs = ledger.runs(study="memory")
+    assert sweep.params["method"] == "apportion"
+    trials = [r for r in runs if r.role == "trial"]
+    assert len(trials) == 2 and all(r.provenance["trial"].startswith("apportioned") for r in trials)
+    assert sorted(r.role for r in runs) == ["final", *["part"] * 4, "sweep", "trial", "trial"]
+    ledger.close()
 
 
 def test_the_names_an_optuna_study_gives_its_objectives_name_the_metrics(tmp_path: Path) -> None:

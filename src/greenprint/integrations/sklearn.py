@@ -70,8 +70,10 @@ Each run measures its own process (the sweep with its worker processes), in a jo
 tasks too (``srun -n 3 python search.py``: local rank 0 would otherwise meter the whole
 machine), unless ``scope`` is given.
 
-``"auto"`` (the default) takes ``"callbacks"`` when it can; :data:`METHOD` says which one the
-installed scikit-learn gets.
+``"auto"`` (the default) takes ``"callbacks"`` when it can: not with an in-memory ledger
+(``":memory:"``) when joblib fits in worker processes (``n_jobs`` other than 1, not under the
+threading backend), which cannot write to it: then ``"apportion"``, with a warning.
+:data:`METHOD` says which one the installed scikit-learn gets.
 """
 
 from __future__ import annotations
@@ -117,6 +119,45 @@ def _has_callback_api() -> bool:
     except ImportError:
         return False
     return hasattr(BaseSearchCV, "set_callbacks")
+
+
+def _fits_in_processes(search: Any) -> bool:
+    """Whether joblib will fit ``search``'s candidates in worker processes, not in this one.
+
+    Its ``n_jobs``, else the one a ``joblib.parallel_config`` around the call sets, on a
+    backend of processes (loky, the default; not ``"threading"``).
+    """
+    from joblib.parallel import get_active_backend
+
+    backend, configured = get_active_backend()
+    n_jobs = search.n_jobs if search.n_jobs is not None else configured
+    if n_jobs is None or n_jobs == 1:
+        return False
+    return not getattr(backend, "uses_threads", False)
+
+
+def _in_memory(ledger: Any) -> bool:
+    """Whether ``ledger`` (as :func:`track_search` got it) is SQLite in memory (``:memory:``).
+
+    Such a ledger lives in this process only. ``None``: the enclosing run's, else the configured
+    one. ``False`` for a location that cannot be read here (the sweep's start says why).
+    """
+    from greenprint import _lineage
+    from greenprint._config import load_config
+    from greenprint.ledger import Ledger
+    from greenprint.ledger._target import resolve_target
+
+    try:
+        if isinstance(ledger, Ledger):
+            location: Any = ledger.url_unmasked
+        elif ledger is None:
+            location = _lineage.inherited_ledger() or load_config().ledger
+        else:
+            location = ledger
+        target = resolve_target(location)
+    except GreenprintError:
+        return False
+    return target.backend == "sqlite" and target.path is None
 
 
 #: The way ``method="auto"`` measures on the installed scikit-learn: ``"callbacks"`` or
@@ -173,8 +214,9 @@ def track_search(
 
     Raises:
         ConfigError: ``search`` is not a scikit-learn search, an unknown ``method`` or
-            ``"callbacks"`` where scikit-learn has no callback API, ``ledger=False``, or a bad
-            run option. Checked before anything is fitted or written.
+            ``"callbacks"`` where scikit-learn has no callback API (or with an in-memory
+            ledger and worker processes), ``ledger=False``, or a bad run option. Checked
+            before anything is fitted or written.
         LedgerError: the ledger cannot be used (closed, not a ledger).
         BudgetExceeded: the study is already over a ``"stop"`` budget given (nothing is
             fitted; the sweep ends ``interrupted`` with the reason).
@@ -200,6 +242,22 @@ def track_search(
         )
     if ledger is False:
         raise ConfigError("track_search writes trials to a ledger; ledger=False is not supported")
+    if chosen == "callbacks" and _fits_in_processes(search) and _in_memory(ledger):
+        # the folds would be measured in joblib's worker processes and written each to a
+        # ledger of its own process, lost: the search is measured whole and shared out
+        if method == "callbacks":
+            raise ConfigError(
+                "method='callbacks' measures each fit in joblib's worker processes, which "
+                "cannot write to an in-memory ledger (it lives in this process only); give a "
+                "ledger file or URL, n_jobs=1, or method='apportion'"
+            )
+        logger.warning(
+            "greenprint: %s fits in joblib's worker processes, which cannot write to an "
+            "in-memory ledger: its measured cost is shared out to its fits "
+            "(method='apportion'); give a ledger file or URL to measure each fit",
+            type(search).__name__,
+        )
+        chosen = "apportion"
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ConfigError(f"name must be a non-empty string, not {name!r}")
     if fit_params is not None and not isinstance(fit_params, Mapping):
