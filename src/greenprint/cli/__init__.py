@@ -176,9 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _exit(rv if isinstance(rv, int) else 0, argv)
 
 
-#: errno values of a write that failed for want of room (ENOSPC, EDQUOT, EFBIG) or on a device
+#: errno values of a write that failed for want of room: a full disk, a quota, a file too big
 _WRITE_FAILED = frozenset(
-    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO") if hasattr(errno, name)
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name)
 )
 
 
