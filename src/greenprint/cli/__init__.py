@@ -116,9 +116,15 @@ def cli() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return (and, as a script, exit with) the exit status."""
+    # the arguments, for the messages below; click reads sys.argv itself when argv is None (on
+    # Windows it expands wildcards there)
     args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        rv = cli.main(args=args, prog_name="greenprint", standalone_mode=False)
+        rv = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="greenprint",
+            standalone_mode=False,
+        )
     except GreenprintError as e:
         click.echo(f"greenprint: error: {e}", err=True)
         return _exit(2, argv)
