@@ -140,9 +140,11 @@ def test_utf8_names_under_an_ascii_locale_are_read_as_typed(home):
     """``LC_ALL=C`` with ``PYTHONUTF8=0``: Python decodes ``étude`` as ASCII, its two bytes
     escaped. ``ledger ls --study étude`` ended in a traceback; it finds the study now. ``run
     --study étude`` (passed on in the command's environment, which is ASCII there) is one line
-    that says how to set a UTF-8 locale, not a traceback and a run recorded ``failed``."""
+    that says how to set a UTF-8 locale, not a traceback and a run recorded ``failed``; so is
+    ``report --study étude``, whose folder's name ASCII cannot hold (a traceback from mkdir)."""
     ledger = home / "runs.db"
     _ledger(ledger, study="étude")
+    _ledger(ledger, study="baseline")  # two studies: a report's folder is named after its study
     env = {**clean_env(), "LC_ALL": "C", "PYTHONUTF8": "0"}
     env.pop("PYTHONIOENCODING", None)
     listed = subprocess.run(
@@ -160,6 +162,13 @@ def test_utf8_names_under_an_ascii_locale_are_read_as_typed(home):
     assert run.returncode == 2, err
     assert _one_line(err).endswith("set PYTHONUTF8=1, or a UTF-8 locale such as LC_ALL=C.UTF-8")
     assert ledger.read_bytes() == before  # no run recorded
+    report = subprocess.run(  # its folder, greenprint-report-étude, is an ASCII file name there
+        [GREENPRINT, "report", "--ledger", "runs.db", "--study", "étude", "--no-plots"],
+        cwd=home, env=env, capture_output=True,
+    )  # fmt: skip
+    err = report.stderr.decode("ascii", errors="replace")
+    assert report.returncode == 2, err
+    assert _one_line(err).endswith("set PYTHONUTF8=1, or a UTF-8 locale such as LC_ALL=C.UTF-8")
 
 
 def test_run_of_a_script_whose_file_name_is_not_utf8_runs_and_is_recorded(home, capsys):

@@ -157,6 +157,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # parsed, naming their option: cli._common.TEXT): one line, not a traceback
         from greenprint.cli._common import not_utf8
 
+        if e.encoding.replace("-", "").lower() != "utf8" and isinstance(e.object, str):
+            # LC_ALL=C with PYTHONUTF8=0: file names and the environment are ASCII, and
+            # `report --study étude` made the folder greenprint-report-étude
+            text = e.object[e.start : e.end]
+            click.echo(
+                f"greenprint: error: {text!r} (in {e.object!r:.80}) cannot be written in this "
+                f"locale's encoding, {e.encoding}; set PYTHONUTF8=1, or a UTF-8 locale such as "
+                "LC_ALL=C.UTF-8",
+                err=True,
+            )
+            return _exit(2, argv)
         shown = [text for text in map(not_utf8, args) if text is not None]
         if e.reason != "surrogates not allowed" or not shown:
             raise
