@@ -350,7 +350,10 @@ def _as_text(name: str) -> str:
     as escapes (``\xe9t\xe9.py``), as ``gp.track`` records a script's command line. The command
     itself runs with its arguments as they were given.
     """
-    raw = os.fsencode(name)
+    try:
+        raw = os.fsencode(name)
+    except UnicodeEncodeError:  # text the file-system encoding cannot hold: no bytes in it
+        return name
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
