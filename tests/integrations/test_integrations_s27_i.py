@@ -5,7 +5,8 @@
   ``finished``; when every fit failed (scikit-learn raises "All the N fits failed") each fold
   read ``finished`` and each candidate "the search failed before this candidate was scored";
   with ``np.nan`` the fit's error was lost ("the fit failed (error_score)"). Each fold run now
-  ends ``failed`` with its fit's error, and its candidate names it.
+  ends ``failed`` with its fit's error, and its candidate names it. A fold whose fit worked but
+  whose score is undefined (``roc_auc`` on a test fold of one class) said 'the fit failed'.
 * A scorer named for an error (``scoring={"rmse": "neg_root_mean_squared_error"}``) is
   negated by scikit-learn, higher is better; ``greenprint report --metric mean_test_rmse``
   ranked it lowest first (by its name), the worst candidate the best. The trials now record
@@ -123,6 +124,34 @@ def test_when_every_fit_fails_the_folds_and_candidates_fail_with_the_fits_error(
         assert trial.status == "failed"
         assert "'max_depth' parameter" in (trial.error or "")
         assert f"Got {trial.params['max_depth']} instead" in (trial.error or "")
+
+
+def test_a_fold_whose_score_is_undefined_is_not_said_to_have_failed_to_fit(tmp_path: Path) -> None:
+    """``scoring="roc_auc"`` and a last test fold of one class: the fits work, and that fold's
+    AUC is undefined (NaN; scikit-learn warns why), so is each candidate's mean. Before: the
+    fold read 'the fit failed (error_score)' and its candidate 'a fold failed to fit'. Now the
+    fold says its score is NaN though its fit did not raise, and the candidate points to it;
+    both stay ``failed`` (no score), the other folds ``finished``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from greenprint.integrations.sklearn import track_search
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = np.r_[np.tile([0, 1], 20), np.zeros(20, dtype=int)]  # the last third: one class
+    db = tmp_path / "g.db"
+    search = GridSearchCV(LogisticRegression(), {"C": [1.0]}, scoring="roc_auc", cv=KFold(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's: AUC undefined, non-finite scores
+        track_search(search, X, y, ledger=db, study="auc", **FAST)
+    assert np.isnan(search.cv_results_["split2_test_score"][0])
+    (trial,) = _by_role(db, "auc", "trial")
+    assert trial.status == "failed"
+    assert trial.error.startswith("a fold has no score: its score is NaN though its fit did not")
+    folds = {r.params["fold"]: r for r in _by_role(db, "auc", "part")}
+    assert [folds[k].status for k in range(3)] == ["finished", "finished", "failed"]
+    assert folds[2].error.startswith("no score: its score is NaN though its fit did not raise")
 
 
 def test_a_scorer_named_for_an_error_is_ranked_as_scikit_learn_ranks_it(tmp_path: Path) -> None:

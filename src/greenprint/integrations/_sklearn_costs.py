@@ -18,6 +18,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.tracking import Run
 
 
+#: The error of a measured fold scored NaN whose fit did not raise (a fit that raised ends its
+#: run with its own error, read where scikit-learn keeps it: tests/integrations/
+#: test_integrations_s27_i.py checks that it still does): its scorer raised, or found the
+#: score undefined (``roc_auc`` on a test fold of one class).
+NO_SCORE_MEASURED = (
+    "no score: its score is NaN though its fit did not raise (the scorer raised or found the "
+    "score undefined, e.g. roc_auc on a test fold of one class: scikit-learn's warning says why)"
+)
+
+#: The error of an apportioned fold scored ``error_score`` (nothing tells its fit from its score).
+NO_SCORE = "no score (error_score): its fit or its scoring failed"
+
+
 def _last_rows(params: Any, iters: list[int], resource: Any = None) -> list[int]:
     """For each row of a halving search, the row of the same candidate at its last iteration.
 
@@ -124,7 +137,7 @@ def _score_folds(
                 metrics.append(MetricPoint(metric, float(values[row]), None, now))
         failed = not math.isfinite(score)
         status = "failed" if failed else "finished"
-        error = "the fit failed (error_score)" if failed else None
+        error = (NO_SCORE_MEASURED if shares is None else NO_SCORE) if failed else None
         if shares is not None:
             record = _apportioned(
                 reading,

@@ -134,7 +134,7 @@ def _write_trials(
             replace(
                 record,
                 status=status,
-                error=_failed_fold(errors) if failed else None,
+                error=_failed_fold(errors, measured=shares is None) if failed else None,
                 metrics=tuple(metrics),
                 provenance={**record.provenance, OBJECTIVES_KEY: objective},
                 dataset_size=(
@@ -190,11 +190,19 @@ def _by_fold(folds: Sequence[RunRecord]) -> list[RunRecord]:
     return sorted(folds, key=fold_of)
 
 
-def _failed_fold(errors: Sequence[str | None]) -> str:
-    """A failed candidate's error: its first failed fold's, where the fold run recorded one."""
-    why = "a fold failed to fit (error_score)"
+def _failed_fold(errors: Sequence[str | None], *, measured: bool) -> str:
+    """A failed candidate's error: its first failed fold's, where the fold run recorded one.
+
+    No fold's fit raised (``errors`` empty), the folds measured (``measured``): a fold's score
+    is NaN though its fit did not raise (``roc_auc`` on a test fold of one class); apportioned
+    folds cannot tell a fit from its scoring.
+    """
     first = next((e for e in errors if e), None)
-    return why if first is None else f"{why}: {first}"[:2000]
+    if first is not None:
+        return f"a fold failed to fit (error_score): {first}"[:2000]
+    if measured:
+        return "a fold has no score: its score is NaN though its fit did not raise (see the fold)"
+    return "a fold failed to fit or to score (error_score)"
 
 
 def _candidates(
