@@ -14,7 +14,8 @@ cannot be written ends in one line, not a traceback. Each test failed before its
   ``PYTHONUTF8=0`` a UTF-8 ``étude`` was such a name too;
 * ``greenprint ledger export --out other.db`` replaced the ledger ``other.db`` with CSV text,
   every run in it gone; ``--out`` in a folder that does not exist said only "No such file or
-  directory"; ``--out -`` wrote a file named ``-``;
+  directory"; ``--out -`` wrote a file named ``-`` (and ``report``, ``greener``, ``demo
+  --out -`` a folder named ``-``);
 * ``greenprint run -- ./models`` (a directory), ``greenprint run -- ''``, ``greenprint run --
   -q python train.py`` (an option after the ``--``) and ``greenprint run -- -- python train.py``
   said "command not found: ./models", "command not found: ", "command not found: -q" with no
@@ -211,6 +212,18 @@ def test_export_does_not_replace_another_ledger(home, capsys):
     (home / "runs.csv").write_text("old\n")
     assert main([*args, "--out", "runs.csv"]) == 0
     assert (home / "runs.csv").read_text().startswith("id,name,study,")
+
+
+@pytest.mark.parametrize("command", ["report", "greener", "demo"])
+def test_out_dash_is_refused_where_a_folder_of_files_is_written(command, home, capsys):
+    """``greenprint report --format json --out -`` wrote the report into a new folder ``./-``."""
+    assert main([command, "--out", "-"]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        "greenprint: error: Invalid value for '--out': '-' (standard output) cannot hold the "
+        f"several files this command writes; give a folder's name (see 'greenprint {command} "
+        "--help')"
+    )
+    assert not (home / "-").exists()
 
 
 def test_run_of_a_directory_an_empty_name_or_an_option_says_why(home, capsys):

@@ -16,6 +16,7 @@ __all__ = [
     "IntRange",
     "applied_intensity",
     "drop_stream",
+    "folder_out",
     "ledger_option",
     "not_utf8",
     "pue_option",
@@ -41,6 +42,22 @@ def drop_stream(stream: TextIO | None) -> None:
             os.dup2(null, stream.fileno())
         finally:
             os.close(null)
+
+
+def folder_out(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ``--out DIR`` option's callback: ``-`` is refused, not made a folder named ``-``.
+
+    ``greenprint report --format json --out -`` (standard output, for most tools) wrote the
+    report into a new folder ``./-``.
+    """
+    if value is not None and value.strip() == "-":
+        raise click.BadParameter(
+            "'-' (standard output) cannot hold the several files this command writes; "
+            "give a folder's name",
+            ctx=ctx,
+            param=param,
+        )
+    return value
 
 
 def not_utf8(text: str) -> str | None:

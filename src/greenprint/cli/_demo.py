@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from greenprint.cli._common import IntRange
+from greenprint.cli._common import IntRange, folder_out
 
 __all__ = ["command"]
 
@@ -14,6 +14,7 @@ __all__ = ["command"]
     "--out",
     "out_dir",
     default="greenprint-report",
+    callback=folder_out,
     show_default=True,
     metavar="DIR",
     help="Where the report goes (created if needed).",

@@ -20,7 +20,7 @@ import click
 
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._imports import require
-from greenprint.cli._common import IntRange, ledger_option, pue_option
+from greenprint.cli._common import IntRange, folder_out, ledger_option, pue_option
 from greenprint.cli._fpo import load_factory
 
 __all__ = ["DEFAULT_VARIANTS", "KNOWN_VARIANTS", "command", "parse_variants"]
@@ -236,6 +236,7 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
     "--out",
     "out_dir",
     default=None,
+    callback=folder_out,
     metavar="DIR",
     help="Write greener.json and greener.md there (created if needed).",
 )

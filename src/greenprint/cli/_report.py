@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from greenprint.cli._common import TEXT, ledger_option
+from greenprint.cli._common import TEXT, folder_out, ledger_option
 from greenprint.report._formats import FORMATS  # the registry: no plotting library imported
 
 __all__ = ["DEFAULT_OUT", "command"]
@@ -32,6 +32,7 @@ _FORMAT_HELP = (
     "--out",
     "out_dir",
     default=None,
+    callback=folder_out,
     metavar="DIR",
     help=f"Output directory (created if needed) [default: ./{DEFAULT_OUT}; "
     f"./{DEFAULT_OUT}-STUDY when the ledger holds several studies].",
