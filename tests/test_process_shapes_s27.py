@@ -18,6 +18,8 @@ Scripts written as users write them, run in an empty directory with a clean envi
 * **An exception whose ``__str__`` raises** came out of the ``with`` as that error, its run
   recorded ``finished``.
 * **A ledger directory removed mid-run** said two warnings at every flush.
+* **Points logged in ``fork`` workers** to the run they inherited (``gp.current_run().log()``
+  in a ``Pool.map`` function) stayed in the worker's copy of the run, lost without a word.
 """
 
 from __future__ import annotations
@@ -298,3 +300,41 @@ def test_a_ledger_directory_removed_mid_run_is_said_once_and_the_run_kept(tmp_pa
     assert sum("is in a ledger at" in line for line in warned) == 1, warned
     (run,) = gp.Ledger(home / "logs" / "greenprint.db", create=False).runs()
     assert run.status == "finished" and [p.step for p in run.metrics] == list(range(7))
+
+
+#: A cross-validation whose folds run in ``fork`` workers that log their score to the run they
+#: inherited, a ``multiprocessing.Pool`` and a ``ProcessPoolExecutor``.
+FORKED_WORKERS_LOG = """
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+import greenprint as gp
+
+
+def fold(i):
+    gp.current_run().log(fold_score=i / 10, step=i)
+    return i
+
+
+if __name__ == "__main__":
+    fork = mp.get_context("fork")
+    with gp.track("cv", study="s", ledger="greenprint.db") as run:
+        with fork.Pool(2) as pool:
+            pool.map(fold, range(3))
+        with ProcessPoolExecutor(2, mp_context=fork) as pool:
+            list(pool.map(fold, range(3, 6)))
+"""
+
+
+def test_points_logged_in_forked_workers_to_the_inherited_run_are_recorded(tmp_path_factory):
+    """A ``fork`` worker holds a copy of the run that stands still at the fork: what it
+    logged stayed in the copy, lost without a word (the run recorded no point). Now each point
+    is written to the run's ledger by the worker."""
+    import greenprint as gp
+
+    home = empty_home(tmp_path_factory, "forked-log")
+    done = _script(home, FORKED_WORKERS_LOG)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "greenprint:" not in done.stderr
+    (run,) = gp.Ledger(home / "greenprint.db", create=False).runs()
+    assert run.status == "finished"
+    assert sorted((p.step, p.value) for p in run.metrics) == [(i, i / 10) for i in range(6)]

@@ -581,6 +581,8 @@ class Run:
         self._stop_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._state: Literal["new", "running", "stopped"] = "new"
+        self._pid = 0  # the process that started it (0: not started)
+        self._child_said = False  # a forked child's copy said it could not write (once)
         self._status = "new"
         self._prune_requested = False
         self._guard = guard
@@ -730,14 +732,47 @@ class Run:
             if step is not None:
                 raise ConfigError(f"run.log() got two steps, {metrics!r:.40} and {step!r:.40}")
             step = metrics
-        self._add_metrics(step, values)
-        if self._ended_here():
+        points = self._add_metrics(step, values)
+        if self._pid and self._pid != os.getpid():  # a forked child's copy (a Pool worker)
+            self._write_from_child(points)
+        elif self._ended_here():
             self._write_late()  # after the run's end: written at once (a test score of the model)
         elif self._guard is not None or self._guarded_up:
             self._enforce_budgets()
 
-    def _add_metrics(self, step: int | None, metrics: Mapping[str, Any]) -> None:
+    def _write_from_child(self, points: list[MetricPoint]) -> None:
+        """Write ``points`` logged in a forked child's copy of this run to its ledger at once.
+
+        A ``fork`` worker (``multiprocessing.Pool``, ``ProcessPoolExecutor``) that logs to the
+        run it inherited (``gp.current_run().log(...)``, a closure over ``run``) holds a copy
+        that stands still at the fork: its points stayed in the copy and were lost without a
+        word. The points are appended to the run's rows on a connection of this process; a
+        ledger that cannot take them is said once (never raised).
+        """
+        if self._ledger is None or not points:
+            return
+        from greenprint.ledger._store import shared_ledger
+
+        try:
+            shared_ledger(self._ledger.url_unmasked).flush(self.id, metrics=points)
+        except GreenprintError as e:
+            if not self._child_said:
+                self._child_said = True
+                logger.warning(
+                    "greenprint: points logged to run %s in a child process (pid %d) could "
+                    "not be written to its ledger: %s",
+                    self.id[:8],
+                    os.getpid(),
+                    e,
+                )
+        with self._lock:  # written: not the copy's to write again
+            self._pending_metrics = [p for p in self._pending_metrics if p not in points]
+
+    def _add_metrics(self, step: int | None, metrics: Mapping[str, Any]) -> list[MetricPoint]:
         """:meth:`log` without the budget check: for an integration's own thread (a listener).
+
+        Returns:
+            The points recorded.
 
         Raises:
             ConfigError: a value is not a number, a name is empty or not text, or the step is
@@ -755,6 +790,7 @@ class Run:
         with self._lock:
             self._metrics.extend(points)
             self._pending_metrics.extend(points)
+        return points
 
     def set(self, **fields: Any) -> None:
         """Record facts: ``params`` (merged), ``dataset_size``, ``fpo``, ``param_count``, ``role``.
