@@ -1484,12 +1484,15 @@ class Run:
             else None
         )
         writer_identity()
-        # what the sampler thread imports, imported here, on the thread that starts the run
-        # (before the meters start: not the run's cost): a process forked while another thread
-        # imports a module gets that module's import lock held by a thread it does not have
-        # (CPython), and its first import of the module waits for ever (a forked child's own
-        # run hung at its end, importing it)
-        from greenprint import _environment  # noqa: F401
+        # where the run runs (its git call), found here, on the thread that starts the run,
+        # before the meters start (not the run's cost): on the sampler thread, a process forked
+        # meanwhile (multiprocessing's fork) could get the module's import lock held by a thread
+        # it does not have (CPython: its own run hung at its end, importing it), and a git
+        # started there while the main thread forked a Pool's workers hung the pool's end
+        try:
+            self._collect_environment()
+        except Exception:  # never raise into user code for a missing host name or git
+            logger.exception("greenprint: could not record run %s's environment", self.id[:8])
 
         self._meters.start()
         self._started_at = getattr(self._meters, "read_at", None) or time.time()
@@ -1677,7 +1680,8 @@ class Run:
         while not self._stop_lock.acquire(timeout=self._sample_s):
             try:
                 if first:
-                    self._collect_environment()
+                    if self._environment is None:  # collected at the start: see _begin
+                        self._collect_environment()
                     first = False
                     self._warn_double_meter()
                 with self._lock:
