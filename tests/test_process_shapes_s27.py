@@ -353,3 +353,63 @@ def test_points_logged_in_forked_workers_to_the_inherited_run_are_recorded(tmp_p
     (run,) = gp.Ledger(home / "greenprint.db", create=False).runs()
     assert run.status == "finished"
     assert sorted((p.step, p.value) for p in run.metrics) == [(i, i / 10) for i in range(6)]
+
+
+#: A process's tree read while a forked child (never exec'd) runs a run of its own, busy for
+#: 0.4 s of CPU, then while a second child is killed (SIGKILL) half-way through its 0.4 s: the
+#: tree's CPU seconds and the kernel's (``getrusage`` of the process and its reaped children).
+FORKED_CHILD_CPU = """
+import json, os, resource, signal, time
+import greenprint as gp
+from greenprint.meters._attribution import ProcessTree
+
+
+def cpu_s():
+    me, kids = (resource.getrusage(who) for who in
+                (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def busy(seconds):
+    t = time.process_time()
+    while time.process_time() - t < seconds:
+        pass
+
+
+found = {}
+for how in ("own run", "killed"):
+    tree = ProcessTree()
+    first, kernel = tree.start(), cpu_s()
+    pid = os.fork()
+    if pid == 0:
+        if how == "own run":
+            with gp.track("child", study="s", ledger="greenprint.db"):
+                busy(0.4)
+        else:
+            busy(0.4)
+        os._exit(0)
+    time.sleep(0.25)
+    tree.sample()  # the child seen alive
+    if how == "killed":
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    last = tree.sample()
+    found[how] = [last.tree_cpu_s - first.tree_cpu_s, cpu_s() - kernel]
+    tree.close()
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and getrusage's")
+def test_a_forked_childs_cpu_is_in_its_parents_tree_once(tmp_path_factory):
+    """A child forked by a tracked process that never execs (its own ``gp.track`` run inside,
+    or killed half-way) is read while alive, then reaped: its CPU seconds count once in the
+    parent's tree (the share of the machine's energy the parent's run gets), not twice (seen
+    alive, then again in the parent's reaped-children time) and not zero, as the kernel
+    counts them."""
+    home = empty_home(tmp_path_factory, "forked-cpu")
+    done = _script(home, FORKED_CHILD_CPU)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for how, (tree_s, kernel_s) in json.loads(done.stdout.splitlines()[-1]).items():
+        assert kernel_s > 0.1, how
+        assert tree_s == pytest.approx(kernel_s, rel=0.1, abs=0.03), how
