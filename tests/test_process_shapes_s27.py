@@ -22,6 +22,8 @@ Scripts written as users write them, run in an empty directory with a clean envi
 * **An exception whose ``__str__`` raises** came out of the ``with`` as that error, its run
   recorded ``finished``.
 * **A ledger directory removed mid-run** said two warnings at every flush.
+* **A full disk at a run's start**: ``LedgerError`` as documented, but the run was left
+  ``running``, its meters open, and a ``stop()`` saved apart a run the ledger never had.
 * **Points logged in ``fork`` workers** to the run they inherited (``gp.current_run().log()``
   in a ``Pool.map`` function) stayed in the worker's copy of the run, lost without a word.
 """
@@ -413,3 +415,54 @@ def test_a_forked_childs_cpu_is_in_its_parents_tree_once(tmp_path_factory):
     for how, (tree_s, kernel_s) in json.loads(done.stdout.splitlines()[-1]).items():
         assert kernel_s > 0.1, how
         assert tree_s == pytest.approx(kernel_s, rel=0.1, abs=0.03), how
+
+
+#: A run into a ledger on a full disk (a 400 kB tmpfs filled up after a first run), then the
+#: run stopped as a user's ``finally`` would; argv[1]: the mount point.
+FULL_DISK_START = """
+import json, os, sys
+import greenprint as gp
+
+ledger = os.path.join(sys.argv[1], "greenprint.db")
+with gp.track("first", study="s", ledger=ledger):
+    pass
+try:
+    with open(os.path.join(sys.argv[1], "filler"), "wb") as f:
+        while True:
+            f.write(b"x" * 4096)
+            f.flush()
+except OSError:
+    pass
+run = gp.track("second", study="s", ledger=ledger)
+try:
+    run.start()
+except gp.GreenprintError as e:
+    raised = type(e).__name__
+run.stop()
+print(json.dumps([raised, run.status, gp.current_run() is None]))
+"""
+
+
+def test_a_run_the_full_disk_refused_at_its_start_is_not_left_running(tmp_path_factory):
+    """A ledger on a full disk refuses a new run: ``start`` raises ``LedgerError``, as
+    documented, but left the run ``running`` with its meters open; a ``stop()`` in the user's
+    ``finally`` then ended it ``finished`` and saved apart a run the ledger never had, with a
+    warning naming 'no run with id ...'. Now the run reads ``failed``, nothing is saved apart.
+    The disk is a tmpfs mounted in a user namespace of its own (``unshare``)."""
+    home = empty_home(tmp_path_factory, "full-disk")
+    (home / "script.py").write_text(FULL_DISK_START, encoding="utf-8")
+    disk = home / "disk"
+    disk.mkdir()
+    mount = f"mount -t tmpfs -o size=400k tmpfs {disk} && exec {sys.executable} script.py {disk}"
+    try:
+        done = subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", mount],
+            cwd=home, env=clean_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except FileNotFoundError:
+        pytest.skip("no unshare command to mount a small tmpfs")
+    if "mount" in done.stderr and done.returncode != 0 and not done.stdout:
+        pytest.skip(f"a tmpfs cannot be mounted here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == ["LedgerError", "failed", True]
+    assert "saved in" not in done.stderr and "no run with id" not in done.stderr

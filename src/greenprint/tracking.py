@@ -1505,7 +1505,19 @@ class Run:
         self._state = "running"
         if self._ledger is not None:
             _write_unsaved(into=self._ledger)  # runs it could not take: room again?
-            self._ledger.start_run(self._base_record())
+            try:
+                self._ledger.start_run(self._base_record())
+            except BaseException as e:  # a full disk, a locked or read-only ledger
+                # the run never started: not 'running' (a stop() then saved it apart as a
+                # finished run the ledger had never had), its meters not left open
+                self._state = "stopped"
+                self._status = "failed"
+                self._error = f"{type(e).__name__}: {e}"[:2000]
+                try:
+                    self._meters.close()
+                except Exception:  # a meter set of the user's own: its close must not hide e
+                    logger.exception("greenprint: closing run %s's meters failed", self.id[:8])
+                raise
         if self._guard is not None:
             self._guard.run_id = self.id
             if self._guard.needs_study:
