@@ -197,7 +197,39 @@ _base: dict[str, str | None] = {}
 def _inherited(key: str) -> str | None:
     """The process's own value of ``key``: not one exported by a run of this process."""
     with _exports_lock:
-        return _base.get(key) if _exports else os.environ.get(key)
+        value = _base.get(key) if _exports else os.environ.get(key)
+    return _uncarried(value)
+
+
+def _carried(value: str) -> str | None:
+    """``value`` as the environment can hold it, else ``None`` (a lone surrogate).
+
+    On POSIX the environment holds bytes, encoded in the locale's encoding: under ``LC_ALL=C``
+    (without UTF-8 mode) that is ASCII, which cannot hold a study named ``'étude'``. Such a value
+    goes as its UTF-8 bytes (as surrogate escapes, which :data:`os.environ` writes byte for
+    byte); :func:`_uncarried` reads them back in the child, whatever its locale.
+    """
+    if os.name == "nt":  # the environment holds text
+        return value
+    try:
+        os.fsencode(value)
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsdecode(value.encode("utf-8"))
+    except UnicodeError:  # a lone surrogate that is not an escape: nothing to carry it as
+        return None
+
+
+def _uncarried(value: str | None) -> str | None:
+    """A value :func:`_carried` put in the environment, as it was (its bytes read as UTF-8)."""
+    if value is None or os.name == "nt" or value.isascii():
+        return value
+    try:
+        return os.fsencode(value).decode("utf-8")
+    except UnicodeError:  # not UTF-8: another program's bytes, kept as the locale read them
+        return value
 
 
 def inherited_parent() -> str | None:
@@ -263,13 +295,18 @@ def inherited_ledger() -> str | None:
 
 
 def _put(values: dict[str, str | None], env: MutableMapping[str, str] | None = None) -> None:
-    """Set ``values`` in ``env`` (default ``os.environ``); a ``None`` value unsets its key."""
+    """Set ``values`` in ``env`` (default ``os.environ``); a ``None`` value unsets its key.
+
+    A value the environment cannot hold in the locale's encoding goes as its UTF-8 bytes
+    (:func:`_carried`); never an error in the user's code.
+    """
     target = os.environ if env is None else env
     for key, value in values.items():
-        if value is None:
+        carried = None if value is None else _carried(value)
+        if carried is None:
             target.pop(key, None)
         else:
-            target[key] = value
+            target[key] = carried
 
 
 def _values(

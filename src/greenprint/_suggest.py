@@ -1,8 +1,9 @@
 """Suggestions for names typed wrong: "did you mean 'study'?", the nearest first.
 
-One place for the rule (:func:`difflib.get_close_matches`, cutoff 0.6), used for run options
-(:class:`~greenprint.Run`, :func:`~greenprint.track`, the integrations' callbacks) and study
-names (:meth:`~greenprint.Ledger.runs`). ``difflib`` is imported when a name is wrong only.
+One place for the rule (:func:`difflib.get_close_matches`, cutoff 0.6, case ignored), used for
+run options (:class:`~greenprint.Run`, :func:`~greenprint.track`, the integrations' callbacks)
+and study names (:meth:`~greenprint.Ledger.runs`). ``difflib`` is imported when a name is wrong
+only.
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ __all__ = ["did_you_mean", "nearest"]
 
 
 def nearest(name: str, known: Collection[str], *, n: int = 1) -> list[str]:
-    """The names of ``known`` closest to ``name``, best first (empty when none is close)."""
+    """The names of ``known`` closest to ``name``, best first (empty when none is close).
+
+    Case does not count in the comparison (``cifar-sweep`` finds ``CIFAR-Sweep``); the names
+    returned are spelt as in ``known``.
+    """
     import difflib
 
-    return difflib.get_close_matches(name, sorted(known), n=n, cutoff=0.6)
+    spelt: dict[str, list[str]] = {}
+    for each in sorted(known):
+        spelt.setdefault(each.casefold(), []).append(each)
+    close = difflib.get_close_matches(name.casefold(), list(spelt), n=n, cutoff=0.6)
+    return [each for folded in close for each in spelt[folded]][:n]
 
 
 def did_you_mean(unknown: Collection[str], known: Collection[str]) -> str:

@@ -124,7 +124,7 @@ def default_flush_interval_s(sample_interval_s: float) -> float:
 #: Environment variable through which a child process inherits its parent run (see _lineage).
 PARENT_ENV = _lineage.PARENT_ENV
 
-_SETTABLE = frozenset({"params", "dataset_size", "fpo", "param_count", "role"})
+_SETTABLE = frozenset({"params", "dataset_size", "fpo", "param_count", "role", "name"})
 
 #: The keyword options of :func:`track` (and :class:`Run`).
 _OPTIONS = frozenset(
@@ -249,7 +249,8 @@ def track(
     a loop left with ``break``, ends ``finished``: its consumer had what it asked for.
 
     Args:
-        name: the run's name (default: the decorated function's name, else the script's).
+        name: the run's name (default: the decorated function's qualified name, its
+            ``<locals>`` left out: ``main.train``; else the script's).
         study: the study it belongs to (default: parent's, ``GREENPRINT_STUDY``, config,
             ``"default"``).
         ledger: a path, URL or :class:`~greenprint.Ledger`; ``None`` for the configured ledger
@@ -660,7 +661,10 @@ class Run:
         A coroutine function's run spans the coroutine awaited; a generator function's (sync or
         async) spans its iteration (see :func:`track`).
         """
-        name = self._explicit_name or fn.__qualname__
+        # a nested function's qualified name without its '<locals>' ('main.train')
+        name = self._explicit_name or ".".join(
+            part for part in fn.__qualname__.split(".") if part != "<locals>"
+        )
         options = self._options
         wrapper: Callable[..., Any]
         if inspect.iscoroutinefunction(fn):
@@ -795,6 +799,11 @@ class Run:
     def set(self, **fields: Any) -> None:
         """Record facts: ``params`` (merged), ``dataset_size``, ``fpo``, ``param_count``, ``role``.
 
+        ``name`` renames the run (``run.set(name=f"lr={lr}")`` once the script knows what names
+        it): :attr:`name` at once, and the ledger's record, written at once while the run is
+        running (a ledger that cannot take it now is a warning; the name is written with the
+        run's next write).
+
         ``fpo`` may be an :class:`~greenprint.FPOResult` (``gp.count_fpo(...)``): its total is
         recorded, and when it ran ops with no rule or on complex tensors the run's provenance
         says that the figure is a lower bound (``provenance["fpo"]``); what the count assumed
@@ -805,8 +814,9 @@ class Run:
             ConfigError: an unknown field, ``params`` that is not a mapping with string keys, or
                 a count that is not a non-negative integer, a ``dataset_size`` or ``param_count``
                 above 2**63 - 1 (stored in 64 bits), an ``fpo`` above the largest float
-                (about 1.8e308: ``_validate.FPO_MAX``), or an unknown ``role`` (the message
-                lists the roles); nothing is recorded then.
+                (about 1.8e308: ``_validate.FPO_MAX``), an unknown ``role`` (the message
+                lists the roles), or a ``name`` that is not a non-empty string the ledger can
+                store (no NUL, no lone surrogate); nothing is recorded then.
         """
         unknown = set(fields) - _SETTABLE
         if unknown:
@@ -836,6 +846,7 @@ class Run:
         if (fpo := counts.get("fpo")) is not None:
             check_fpo("fpo", fpo)
         role = check_role(fields["role"]) if "role" in fields else None
+        name = _new_name(fields["name"]) if "name" in fields else None
         with self._lock:  # everything checked first: a bad field changes nothing
             if params is not None:
                 self._params.update(params)
@@ -852,8 +863,31 @@ class Run:
                 self._note_fpo_bound()
             if "role" in fields:
                 self._role = self._pending_fields["role"] = role
+            if name is not None:
+                self.name = self._pending_fields["name"] = name
         if self._ended_here():
             self._write_late()
+        elif name is not None:
+            self._write_name(name)
+
+    def _write_name(self, name: str) -> None:
+        """Write a running run's new name to its ledger record now (kept pending on failure)."""
+        if self._ledger is None or self._state != "running" or self._pid != os.getpid():
+            return  # not started (written with its record), or a fork's copy of the run
+        try:
+            self._ledger.flush(self.id, fields={"name": name})
+        except GreenprintError as e:  # never into the user's code: the next flush tries again
+            logger.warning(
+                "greenprint: could not rename run %s to %r in the ledger now: %s (written with "
+                "the run's next write)",
+                self.id[:8],
+                name,
+                e,
+            )
+            return
+        with self._lock:  # written: unless renamed again meanwhile, nothing left to write
+            if self._pending_fields.get("name") == name:
+                del self._pending_fields["name"]
 
     def add_fpo(self, fpo: int | FPOResult) -> None:
         """Add floating-point operations done by this run (e.g. one training step's, per step).
@@ -2542,6 +2576,18 @@ def _counted_once(group: list[tuple[float, Spent]], now: float) -> Spent:
         sum(spent.fpo for _, spent in group),
         sum(spent.s for _, spent in group),
     )
+
+
+def _new_name(name: object) -> str:
+    """A name ``run.set(name=...)`` can give: a non-empty string the ledger can store.
+
+    Raises:
+        ConfigError: anything else (``gp.track``'s name check, and not empty).
+    """
+    checked = optional_text("name", name)
+    if checked is None or not checked.strip():
+        raise ConfigError(f"name must be a non-empty string, not {name!r}")
+    return checked
 
 
 def _fpo_result(

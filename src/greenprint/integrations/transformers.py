@@ -1656,18 +1656,15 @@ def _rename(run: Run, name: str) -> None:
     """Give a running run the name ``on_train_begin`` found (the ledger's record too).
 
     A run started at the ``train`` call is named before the Trainer knows everything that
-    names it (your ``hp_name``, a ``model_init`` model's class). A ledger that cannot take it
-    is a warning: the run keeps its first name there.
+    names it (your ``hp_name``, a ``model_init`` model's class). ``run.set(name=...)``: a
+    ledger that cannot take it now is a warning, and the name is written with the run's next
+    write.
     """
     if run.name == name:
         return
-    run.name = name
-    ledger = run.ledger
-    if ledger is None or not run.id:
-        return
     try:
-        ledger.flush(run.id, fields={"name": name})
-    except GreenprintError as e:
+        run.set(name=name)  # a ledger that cannot take it now: a warning, written later
+    except ConfigError as e:  # a name the ledger cannot store: the run keeps its first one
         logger.warning("greenprint: could not rename run %s to %r: %s", run.id[:8], name, e)
 
 

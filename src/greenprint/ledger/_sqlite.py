@@ -63,6 +63,12 @@ T = TypeVar("T")
 
 _POOL_SIZE = 5
 
+#: How long a transaction waits on a locked ledger before greenprint says so (once), s. The
+#: waiting itself goes on as before (:data:`BUSY_TIMEOUT_S` a statement, retried until
+#: :data:`RETRY_DEADLINE_S`).
+TELL_LOCKED_AFTER_S = 3.0
+_BUSY_TIMEOUT_MS = int(BUSY_TIMEOUT_S * 1000)
+
 
 def _ddl_runs() -> str:
     types = {
@@ -170,6 +176,7 @@ class SQLiteStore:
         # The writers of one process queue here rather than in SQLite's busy handler; an
         # in-memory ledger has a single connection, so every access queues.
         self._write_lock = threading.RLock()
+        self._told_locked = False  # that the ledger is locked by another process (said once)
         self._memory: sqlite3.Connection | None = None
         self._pid = os.getpid()
         _STORES.add(self)  # a forked child makes its locks anew (_after_fork)
@@ -188,19 +195,25 @@ class SQLiteStore:
             raise
 
     # ------------------------------------------------------------------ connections
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, wait_ms: int = _BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+        """A new connection whose busy timeout is ``wait_ms`` (its pragmas may wait on a lock)."""
         conn = sqlite3.connect(
             self._database,
-            timeout=BUSY_TIMEOUT_S,
+            timeout=wait_ms / 1000,
             check_same_thread=False,
             isolation_level=None,  # we emit BEGIN ourselves (transactional DDL)
         )
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: safe against process crashes
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: safe against process crashes
+        except BaseException:  # a ledger locked by another process past the wait
+            conn.close()
+            raise
         return conn
 
-    def _acquire(self) -> sqlite3.Connection:
+    def _acquire(self, wait_ms: int = _BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+        """An idle connection, else a new one that waits ``wait_ms`` for its first locks."""
         if self.target.memory:
             if self._memory is None:
                 self._memory = self._connect()
@@ -210,7 +223,7 @@ class SQLiteStore:
                 return self._idle.pop()
             except IndexError:  # none idle (or a handler on this thread took the last)
                 pass
-        return self._connect()
+        return self._connect(wait_ms)
 
     def _release(self, conn: sqlite3.Connection) -> None:
         if conn is self._memory:
@@ -236,28 +249,63 @@ class SQLiteStore:
             LedgerError: any other database error (the message names the ledger).
         """
         self._check_fork()
-        deadline = time.monotonic() + RETRY_DEADLINE_S
+        started = time.monotonic()
+        deadline = started + RETRY_DEADLINE_S
         delay_s = 0.005
         lock: Any = self._write_lock if write or self.target.memory else _NO_LOCK
         while True:
             try:
                 if lock is _NO_LOCK:
-                    return self._once(fn, write=write)
+                    return self._once(fn, write=write, started=started)
                 # SIGTERM's handler would write on another connection (an in-memory
                 # ledger: this one): it waits for this transaction to end, and for the
                 # lock to be let go (a sampler waiting on it to flush must stop first)
                 with write_section(), lock:
-                    return self._once(fn, write=write)
+                    return self._once(fn, write=write, started=started)
             except sqlite3.Error as e:
                 if _is_transient(e) and time.monotonic() < deadline:
+                    self._tell_locked(started, deadline)
                     logger.debug("ledger %s busy, retrying in %.3f s", self.target.display, delay_s)
                     time.sleep(delay_s * _jitter(0.5, 1.5))
                     delay_s = min(delay_s * 2, 0.5)
                     continue
                 raise self._translate(e) from e
 
-    def _once(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
-        conn = self._acquire()
+    def _tell_locked(self, started: float, deadline: float) -> None:
+        """Say once that the ledger is locked, when a transaction has waited for it a while.
+
+        Args:
+            started: when the transaction began (``time.monotonic()``), s.
+            deadline: when it stops retrying, s; a last try may wait :data:`BUSY_TIMEOUT_S` more.
+        """
+        now = time.monotonic()
+        if self._told_locked or now - started < TELL_LOCKED_AFTER_S:
+            return
+        self._told_locked = True
+        logger.warning(
+            "greenprint: ledger %s is locked by another process; waiting for it, at most %.0f s "
+            "more",
+            self.target.display,
+            max(deadline - now, 0.0) + BUSY_TIMEOUT_S,
+        )
+
+    def _busy_wait_ms(self, started: float) -> int:
+        """The busy timeout of a try begun now, ms.
+
+        Until the time to say the ledger is locked (:data:`TELL_LOCKED_AFTER_S` after
+        ``started``, while not said yet), else the usual (:data:`BUSY_TIMEOUT_S`).
+        """
+        if not self._told_locked and self.target.path is not None:
+            left_s = started + TELL_LOCKED_AFTER_S - time.monotonic()
+            if left_s > 0:
+                return max(int(left_s * 1000), 1)
+        return int(BUSY_TIMEOUT_S * 1000)
+
+    def _once(self, fn: Callable[[sqlite3.Connection], T], *, write: bool, started: float) -> T:
+        wait_ms = self._busy_wait_ms(started)
+        conn = self._acquire(wait_ms)
+        if wait_ms != _BUSY_TIMEOUT_MS:
+            conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
@@ -272,10 +320,20 @@ class SQLiteStore:
             if conn.in_transaction:
                 self._discard(conn)
             else:
+                self._usual_wait(conn, wait_ms)
                 self._release(conn)
             raise
+        self._usual_wait(conn, wait_ms)
         self._release(conn)
         return result
+
+    def _usual_wait(self, conn: sqlite3.Connection, wait_ms: int) -> None:
+        """Give ``conn`` back its usual busy timeout after a try with a shorter one."""
+        if wait_ms != _BUSY_TIMEOUT_MS:
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            except sqlite3.Error:  # pragma: no cover - a pragma that takes no lock
+                pass  # a shorter wait, retried until the deadline: never the transaction's error
 
     def _discard(self, conn: sqlite3.Connection) -> None:
         if conn is self._memory:
@@ -360,18 +418,25 @@ class SQLiteStore:
     def _set_wal(self) -> None:
         if self.target.path is None:
             return
-        deadline = time.monotonic() + RETRY_DEADLINE_S
+        started = time.monotonic()
+        deadline = started + RETRY_DEADLINE_S
         while True:
-            conn = self._acquire()
+            wait_ms = self._busy_wait_ms(started)
+            conn = self._acquire(wait_ms)
             try:
+                if wait_ms != _BUSY_TIMEOUT_MS:
+                    conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
                 mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
                 if str(mode).lower() != "wal":
                     conn.execute("PRAGMA journal_mode = WAL")
+                self._usual_wait(conn, wait_ms)
                 self._release(conn)
                 return
             except sqlite3.Error as e:
+                self._usual_wait(conn, wait_ms)
                 self._release(conn)
                 if "locked" in str(e).lower() and time.monotonic() < deadline:
+                    self._tell_locked(started, deadline)
                     time.sleep(_jitter(0.005, 0.05))
                     continue
                 raise LedgerError(f"cannot open ledger {self.target.display}: {e}") from e

@@ -231,8 +231,14 @@ class Ledger(BaseLedger):
         if not run_ids:
             raise ConfigError("set_role needs at least one run id")
         records = [self.run(run_id) for run_id in run_ids]
-        if len({r.id for r in records}) != len(records):
-            raise ConfigError("a run is given twice")
+        seen: set[str] = set()
+        for record in records:
+            if record.id in seen:
+                raise ConfigError(
+                    f"a run is given twice: run {record.id[:8]} ({record.name!r}); give each run "
+                    "once"
+                )
+            seen.add(record.id)
         parent = self.run(part_of) if part_of is not None else None
         changes = [(r, self._check_role(r, role, parent)) for r in records]
         encoded = [(r.id, {n: encode_field(n, v) for n, v in f.items()}) for r, f in changes]
@@ -292,25 +298,37 @@ class Ledger(BaseLedger):
     def resolve_id(self, run_id: str) -> str:
         """The full id of the run that ``run_id`` names (full id or unique prefix >= 4 chars).
 
+        Ids are lowercase hex; ``run_id`` may be in any case (``447D`` finds ``447d...``).
+
         Raises:
             UnknownRunError: no match, a prefix shorter than 4 characters, or several matches.
         """
         if not isinstance(run_id, str) or not run_id:
             raise UnknownRunError(f"a run id must be a non-empty string, got {run_id!r}")
+        given = run_id
         ids = self._live().find_ids(run_id, limit=6)
+        if not ids and run_id.lower() != run_id:
+            # an id copied in upper case (a report, a spreadsheet): ids are written lower case
+            run_id = run_id.lower()
+            ids = self._live().find_ids(run_id, limit=6)
         if len(ids) == 1 and (ids[0] == run_id or len(run_id) >= MIN_PREFIX_LEN):
             return ids[0]
         if not ids:
+            short = (
+                f" (a run id prefix needs at least {MIN_PREFIX_LEN} characters)"
+                if len(run_id) < MIN_PREFIX_LEN
+                else ""
+            )
             raise UnknownRunError(
-                f"no run with id {run_id!r} in ledger {self.url}" + self._named_hint(run_id)
+                f"no run with id {given!r} in ledger {self.url}{short}" + self._named_hint(given)
             )
         if len(run_id) < MIN_PREFIX_LEN:
             raise UnknownRunError(
-                f"run id prefix {run_id!r} is too short: give at least {MIN_PREFIX_LEN} characters"
+                f"run id prefix {given!r} is too short: give at least {MIN_PREFIX_LEN} characters"
             )
         shown = ", ".join(i[:12] for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
         raise UnknownRunError(
-            f"run id prefix {run_id!r} is ambiguous: it matches {shown}; give more characters"
+            f"run id prefix {given!r} is ambiguous: it matches {shown}; give more characters"
         )
 
     def _named_hint(self, name: str) -> str:
