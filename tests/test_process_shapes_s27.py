@@ -31,6 +31,7 @@ Scripts written as users write them, run in an empty directory with a clean envi
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -149,13 +150,24 @@ def test_a_child_forked_while_the_runs_thread_imports_ends_its_own_run(tmp_path_
 #: run's start, logging and end. Prints what each run raised, the run left current after it,
 #: the parent-run variables left in the environment and the threads left.
 SIGNAL_AT_EVERY_POINT = """
-import json, os, signal, sys, threading, time
+import inspect, json, os, signal, sys, threading, time
 import greenprint as gp
 
 signum = getattr(signal, sys.argv[1])
 if sys.argv[1] == "SIGTERM":
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))
-target, count = None, 0
+from greenprint._lifecycle import status_for
+
+target, count, unheld, ends = None, 0, set(), {}
+# Before the first line that holds the signals, a handler's exception leaves the method that
+# would hold them (the with statement's call of __exit__, stop's check of its argument): no
+# Python code can hold a signal there. These lines are noted, the others are asserted.
+_stop = gp.Run.stop.__code__
+_held_from = _stop.co_firstlineno + next(
+    n for n, text in enumerate(inspect.getsource(gp.Run.stop).splitlines())
+    if "interrupts_held()" in text
+)
+_exit = gp.Run.__exit__.__code__
 
 
 def tracer(frame, event, arg):
@@ -166,6 +178,9 @@ def tracer(frame, event, arg):
         count += 1
         if count == target:
             target = None
+            code = frame.f_code
+            if code is _exit or (code is _stop and frame.f_lineno < _held_from):
+                unheld.add(count)
             signal.raise_signal(signum)
     return tracer
 
@@ -179,6 +194,7 @@ def one(name, at):
             run.log(loss=0.5, step=1)
     except (KeyboardInterrupt, SystemExit) as exc:
         caught = type(exc).__name__
+        ends[at] = status_for(exc)
     else:
         caught = None
     finally:
@@ -192,6 +208,10 @@ seen = {}
 for at in range(1, lines + 1, max(lines // int(sys.argv[2]), 1)):
     caught, _ = one(f"at{at}", at)
     left = gp.current_run()
+    if at in unheld:  # see above: the run still ends (here, or at exit, 'interrupted')
+        if left is not None:
+            left.stop(*ends[at])
+        continue
     seen[at] = [caught, None if left is None else left.name]
 time.sleep(0.2)
 print(json.dumps({"seen": seen, "threads": [t.name for t in threading.enumerate()],
@@ -224,6 +244,89 @@ def test_a_signal_at_any_point_of_a_run_leaves_it_ended_and_nothing_behind(
     interrupted = [r for r in runs.values() if r["status"] == "interrupted"]
     assert interrupted
     assert {r["error"] for r in interrupted} == {signame.replace("SIGINT", "KeyboardInterrupt")}
+
+
+#: SIGINT at each line of a run's stop up to its work (the hold's set-up: the handlers' swap),
+#: each time in a new run; prints the lines after which a run was left running or current.
+SIGNAL_IN_THE_HOLDS_SET_UP = """
+import inspect, json, signal, sys, threading
+import greenprint as gp
+from greenprint import _lifecycle
+
+FUNCTIONS = {gp.Run.stop.__code__, _lifecycle.interrupts_held.__code__}
+FUNCTIONS |= {getattr(_lifecycle.InterruptsHeld, name).__code__
+              for name in ("__init__", "__enter__", "_swap")}
+FUNCTIONS.add(_lifecycle.registry.install_sigterm.__func__.__code__)
+stop = gp.Run.stop.__code__
+held_from = stop.co_firstlineno + next(
+    n for n, text in enumerate(inspect.getsource(gp.Run.stop).splitlines())
+    if "interrupts_held()" in text
+)
+target, count, where = None, 0, []
+
+
+def tracer(frame, event, arg):
+    global count, target
+    if event == "call":
+        return tracer if frame.f_code in FUNCTIONS else None
+    if event == "line" and target is not None:
+        count += 1
+        if count == target:
+            target = None
+            where.append((frame.f_code.co_name, frame.f_lineno))
+            signal.raise_signal(signal.SIGINT)
+    return tracer
+
+
+def one(at):
+    global count, target
+    run = gp.track(f"at{at}", study="s", ledger="greenprint.db", sample_interval_s=0.05).start()
+    count, target = 0, at
+    sys.settrace(tracer)
+    try:
+        run.stop()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.settrace(None)
+    return run
+
+
+one(10**9)
+lines = count
+left_behind, tried = [], 0
+for at in range(1, lines + 1):
+    where.clear()
+    run = one(at)
+    if not where or (where[-1][0] == "stop" and where[-1][1] < held_from):
+        if run.status == "running":
+            run.stop("interrupted", "KeyboardInterrupt")
+        continue  # not reached, or before the hold's first line (no code can hold it there)
+    tried += 1
+    if run.status == "running" or gp.current_run() is not None:
+        left_behind.append(where[-1])
+        run.stop()
+print(json.dumps({"tried": tried, "left_behind": left_behind,
+                  "handler": repr(signal.getsignal(signal.SIGINT)),
+                  "threads": [t.name for t in threading.enumerate()]}))
+"""
+
+
+def test_ctrl_c_while_a_runs_end_sets_up_its_hold_still_ends_the_run(tmp_path_factory):
+    """SIGINT at each line of ``Run.stop`` up to its work: in ``InterruptsHeld.__enter__``
+    before the handlers were swapped, its ``KeyboardInterrupt`` came out of the hold's set-up,
+    so that the run's end never ran: the run stayed ``running`` and current, its sampler alive
+    (a 50-point sweep of a run's lines hit it under load: 10 later runs nested in it). Now the
+    exception is kept and raised once the run has ended, or the run is ended before it goes
+    on; the handlers are put back each time."""
+    home = empty_home(tmp_path_factory, "signal-hold-set-up")
+    done = _script(home, SIGNAL_IN_THE_HOLDS_SET_UP)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["tried"] >= 8  # the hold's own lines, each tried
+    assert out["left_behind"] == []
+    assert out["handler"] == repr(signal.default_int_handler)
+    assert out["threads"] == ["MainThread"]
 
 
 #: A first run in a worker thread, then a run of the main thread that gets SIGTERM.

@@ -280,12 +280,16 @@ class _Registry:
         """
         if self._sigterm_installed or threading.current_thread() is not threading.main_thread():
             return
-        self._sigterm_installed = True
+        # marked installed last: a Ctrl-C half-way leaves it to be installed at the next call
+        # (which finds greenprint's own handler if it got that far: never its own previous)
         try:
-            self._previous_sigterm = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, self._on_sigterm)
+            previous = signal.getsignal(signal.SIGTERM)
+            if previous != self._on_sigterm:
+                self._previous_sigterm = previous
+                signal.signal(signal.SIGTERM, self._on_sigterm)
         except (ValueError, OSError):  # not allowed here (embedded interpreter)
             self._previous_sigterm = None
+        self._sigterm_installed = True
 
     def _excepthook(
         self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
@@ -348,30 +352,51 @@ class InterruptsHeld:
     or inside another hold (the outer one delivers).
     """
 
-    __slots__ = ("_previous", "_held", "_active")
+    __slots__ = ("_previous", "_held", "_active", "_raised")
 
     def __init__(self) -> None:
         self._previous: dict[int, Any] = {}
         self._held: list[tuple[int, Any]] = []
         self._active = False
+        self._raised: BaseException | None = None
 
     def __enter__(self) -> InterruptsHeld:
         global _holding
         if _holding is not None or threading.current_thread() is not threading.main_thread():
             return self
+        # A signal's handler may run before its signal is swapped (Ctrl-C while this runs): its
+        # KeyboardInterrupt (SystemExit...) escaped here, so that the run's end never ran and the
+        # run stayed 'running' and current. It is kept instead, raised by deliver(), and the
+        # swap is finished (a handler that raises again is kept the same way: a few signals).
+        try:
+            self._active = True  # first: __exit__ then puts back whatever was swapped
+            _holding = self
+            for _ in range(4):
+                try:
+                    self._swap()
+                    break
+                except BaseException as exc:
+                    if self._raised is None:
+                        self._raised = exc
+        except BaseException:  # before the loop took it: nothing left held, the caller ends it
+            self.__exit__()
+            raise
+        return self
+
+    def _swap(self) -> None:
+        """Replace each held signal's handler by :meth:`_note`, keeping the previous one first.
+
+        A signal between the two loses nothing: the handler is then swapped at a retry.
+        """
         registry.install_sigterm()  # first, so that it never takes this hold's as the previous
         for signum in _HELD_SIGNALS:
             try:
                 previous = signal.getsignal(signum)
-                if callable(previous):
-                    signal.signal(signum, self._note)
+                if callable(previous) and previous != self._note:
                     self._previous[signum] = previous
+                    signal.signal(signum, self._note)
             except (ValueError, OSError):  # not allowed here (an embedded interpreter)
                 pass
-        if self._previous:
-            self._active = True
-            _holding = self
-        return self
 
     def _note(self, signum: int, frame: Any) -> None:
         self._held.append((signum, frame))
@@ -395,6 +420,10 @@ class InterruptsHeld:
         SIGINT's raises ``KeyboardInterrupt`` by default; greenprint's SIGTERM ends the runs,
         then the process.
         """
+        raised, self._raised = self._raised, None
+        if raised is not None:  # a handler that ran before the hold took: it came first
+            self._held = []
+            raise raised
         held, self._held = self._held, []
         for signum, frame in held:
             self._previous[signum](signum, frame)

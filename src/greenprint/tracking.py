@@ -1262,8 +1262,19 @@ class Run:
         """
         if status not in ("finished", "failed", "interrupted", "pruned"):
             raise ConfigError(f"unknown final status {status!r}")
-        with interrupts_held() as held:  # Ctrl-C or SIGTERM half-way through: 'lost'
+        # Ctrl-C or SIGTERM half-way through left the run 'running' (read 'lost') and current
+        try:
+            held = interrupts_held()
+            held.__enter__()
+        except BaseException as exc:
+            # the signal's handler ran before the hold took (its KeyboardInterrupt, a handler's
+            # SystemExit): the run still ends, as that says, and the exception goes on
+            self._stop(*status_for(exc))
+            raise
+        try:
             self._stop(status, error)
+        finally:
+            held.__exit__()
         held.deliver()
 
     def _stop(self, status: str, error: str | None) -> None:
