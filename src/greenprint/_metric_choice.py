@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from greenprint._exceptions import AnalysisError
 from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
+from greenprint._provenance import objectives_of
 from greenprint._records import CUT_SHORT_STATUSES, RunRecord
 from greenprint._study_roles import StudyRoles, resolve_roles
 
@@ -107,6 +108,8 @@ def pick_metric(
         return trial_counts.get(m, 0)
 
     kept_by = _kept_by(counted)
+    # the objectives a search recorded (an Optuna study's values_0, values_1...)
+    declared = {m for run in counted for m, _ in objectives_of(run.provenance)}
     # a trial's best value of a metric it logged each epoch (best_val_acc beside val_acc): the
     # score of the model it kept, before its last epoch's
     best_of = {m: of for m in candidates if (of := _best_of(m)) is not None and of in counts}
@@ -154,10 +157,15 @@ def pick_metric(
             why += ", a held-out one before the training metrics logged as often"
         elif ties := [m for m in candidates if m != chosen and rank(m) == rank(chosen)]:
             # nothing told them apart: the first logged of those logged as often
-            why = (
-                f"the first logged of {len(ties) + 1} metrics logged by as many {who} (none "
-                "of them named as a search's objective, a sweep's or a kept model's)"
-            )
+            tied = {chosen, *ties}
+            if tied <= declared:  # a multi-objective search's objectives (values_0, values_1)
+                which = "all of them the search's objectives, in the order it named them"
+            elif tied & declared:
+                named_ones = ", ".join(m for m in candidates if m in tied & declared)
+                which = f"the search's objectives among them: {named_ones}"
+            else:
+                which = "none of them named as a search's objective, a sweep's or a kept model's"
+            why = f"the first logged of {len(ties) + 1} metrics logged by as many {who} ({which})"
         note = (
             f"runs ranked by {chosen!r}, {why} "
             f"(also logged: {', '.join(m for m in counts if m != chosen)}); choose another with "

@@ -14,9 +14,13 @@ __all__ = ["command"]
 UNIT = "g CO2-eq/kWh"
 
 
-def _saving(kg: float, pct: float | None) -> str:
+def _saving(kg: float, pct: float | None, unit_of: float | None = None) -> str:
+    """A saving as text; a zero one (the recorded region's) in ``unit_of``'s unit (kg CO2-eq)."""
+    from greenprint._format import format_emissions
     from greenprint.greener._whatif import saving_text
 
+    if kg == 0 and unit_of:
+        return saving_text(kg, pct, emissions=lambda v: format_emissions(v, unit_of=unit_of))
     return saving_text(kg, pct)
 
 
@@ -62,10 +66,14 @@ def _show(result: Any) -> None:
     click.echo("")
     width = max([len(r.region) for r in result.regions] + [6])
     click.echo(f"{'region':<{width}}  {UNIT:>13}  {'CO2-eq':>17}  {'saving vs recorded':>26}  name")
+    # a zero (the recorded region's saving) reads in its neighbours' unit, not "0 mg" beside µg
+    savings = [abs(r.saving_kg) for r in result.regions if r.saving_kg]
+    near = max(savings, default=None)
     for r in result.regions:
+        shown = format_emissions(r.emissions_kg, unit_of=None if r.emissions_kg else near)
         click.echo(
-            f"{r.region:<{width}}  {r.g_per_kwh:>13.1f}  {format_emissions(r.emissions_kg):>17}  "
-            f"{_saving(r.saving_kg, r.saving_pct):>26}  {r.name} ({r.year})"
+            f"{r.region:<{width}}  {r.g_per_kwh:>13.1f}  {shown:>17}  "
+            f"{_saving(r.saving_kg, r.saving_pct, near):>26}  {r.name} ({r.year})"
         )
     if result.best is not None:
         best = result.best
