@@ -150,7 +150,7 @@ def test_a_child_forked_while_the_runs_thread_imports_ends_its_own_run(tmp_path_
 #: run's start, logging and end. Prints what each run raised, the run left current after it,
 #: the parent-run variables left in the environment and the threads left.
 SIGNAL_AT_EVERY_POINT = """
-import inspect, json, os, signal, sys, threading, time
+import dis, inspect, json, os, signal, sys, threading, time
 import greenprint as gp
 
 signum = getattr(signal, sys.argv[1])
@@ -160,26 +160,43 @@ from greenprint._lifecycle import status_for
 
 target, count, unheld, ends = None, 0, set(), {}
 # Before the first line that holds the signals, a handler's exception leaves the method that
-# would hold them (the with statement's call of __exit__, stop's check of its argument): no
-# Python code can hold a signal there. These lines are noted, the others are asserted.
-_stop = gp.Run.stop.__code__
-_held_from = _stop.co_firstlineno + next(
-    n for n, text in enumerate(inspect.getsource(gp.Run.stop).splitlines())
-    if "interrupts_held()" in text
-)
-_exit = gp.Run.__exit__.__code__
+# would hold them (at its start: the with statement's call of __exit__, stop's check of its
+# argument): no Python code can hold a signal there. These points are noted, not asserted.
+def _held_from(method):  # a Run method's code, and the line its hold starts at
+    lines = inspect.getsource(method).splitlines()
+    at = next(n for n, text in enumerate(lines) if "interrupts_held()" in text)
+    return method.__code__, method.__code__.co_firstlineno + at
+
+
+_unheld = dict([_held_from(gp.Run.stop), _held_from(gp.Run.__exit__)])
+
+
+# A real signal's handler runs where the interpreter checks for one: at a function's start,
+# after a call returns, at a jump back. The tracer raises the signal there only: at a call
+# event, at a return event (the exception then comes out of the call, in the caller; not for
+# __enter__, which a with statement calls without a check after it) and before a
+# JUMP_BACKWARD. A raise by the tracer anywhere else ('try:' line's NOP, a with statement's
+# exit, the instruction after a call) is one no signal can make: it may skip every handler.
+JUMP_BACKWARD = dis.opmap["JUMP_BACKWARD"]
 
 
 def tracer(frame, event, arg):
     global count, target
     if event == "call":
-        return tracer if "greenprint" in frame.f_code.co_filename else None
-    if event == "line" and target is not None:
+        if "greenprint" not in frame.f_code.co_filename:
+            return None
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+    elif event == "opcode":
+        if frame.f_code.co_code[frame.f_lasti] != JUMP_BACKWARD:
+            return tracer
+    elif event != "return" or frame.f_code.co_name == "__enter__":
+        return tracer
+    if target is not None:
         count += 1
         if count == target:
             target = None
-            code = frame.f_code
-            if code is _exit or (code is _stop and frame.f_lineno < _held_from):
+            if (frame.f_lineno or 0) < _unheld.get(frame.f_code, 0):
                 unheld.add(count)
             signal.raise_signal(signum)
     return tracer
@@ -208,6 +225,9 @@ seen = {}
 for at in range(1, lines + 1, max(lines // int(sys.argv[2]), 1)):
     caught, _ = one(f"at{at}", at)
     left = gp.current_run()
+    if target is not None:  # this run had fewer points than the one counted: not reached
+        target = None
+        continue
     if at in unheld:  # see above: the run still ends (here, or at exit, 'interrupted')
         if left is not None:
             left.stop(*ends[at])
@@ -249,7 +269,7 @@ def test_a_signal_at_any_point_of_a_run_leaves_it_ended_and_nothing_behind(
 #: SIGINT at each line of a run's stop up to its work (the hold's set-up: the handlers' swap),
 #: each time in a new run; prints the lines after which a run was left running or current.
 SIGNAL_IN_THE_HOLDS_SET_UP = """
-import inspect, json, signal, sys, threading
+import inspect, json, linecache, signal, sys, threading
 import greenprint as gp
 from greenprint import _lifecycle
 
@@ -270,6 +290,9 @@ def tracer(frame, event, arg):
     if event == "call":
         return tracer if frame.f_code in FUNCTIONS else None
     if event == "line" and target is not None:
+        # a 'try:' line is no point (see SIGNAL_AT_EVERY_POINT)
+        if linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip() == "try:":
+            return tracer
         count += 1
         if count == target:
             target = None
@@ -303,7 +326,7 @@ for at in range(1, lines + 1):
             run.stop("interrupted", "KeyboardInterrupt")
         continue  # not reached, or before the hold's first line (no code can hold it there)
     tried += 1
-    if run.status == "running" or gp.current_run() is not None:
+    if run.status == "running" or gp.current_run() is not None or _lifecycle._holding:
         left_behind.append(where[-1])
         run.stop()
 print(json.dumps({"tried": tried, "left_behind": left_behind,

@@ -356,7 +356,7 @@ class InterruptsHeld:
 
     def __init__(self) -> None:
         self._previous: dict[int, Any] = {}
-        self._held: list[tuple[int, Any]] = []
+        self._held: list[tuple[int | None, Any]] = []
         self._active = False
         self._raised: BaseException | None = None
 
@@ -407,9 +407,21 @@ class InterruptsHeld:
             return
         self._active = False
         _holding = None
+        # A signal whose handler is back runs it at once: SIGINT's KeyboardInterrupt between
+        # two signals put back came out of the run's start, the run begun but never ended. It
+        # is kept after the held ones for deliver(), and the others are put back.
+        for _ in range(4):
+            try:
+                self._restore()
+                break
+            except BaseException as exc:
+                self._held.append((None, exc))
+
+    def _restore(self) -> None:
+        """Put back each handler :meth:`_swap` replaced (one replaced meanwhile is kept)."""
         for signum, previous in self._previous.items():
             try:
-                if signal.getsignal(signum) == self._note:  # else replaced meanwhile: kept
+                if signal.getsignal(signum) == self._note:
                     signal.signal(signum, previous)
             except (ValueError, OSError):
                 pass
@@ -426,6 +438,8 @@ class InterruptsHeld:
             raise raised
         held, self._held = self._held, []
         for signum, frame in held:
+            if signum is None:  # a handler that ran as its signal was put back: its exception
+                raise frame
             self._previous[signum](signum, frame)
 
 

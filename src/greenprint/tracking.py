@@ -643,7 +643,15 @@ class Run:
 
     # ------------------------------------------------------------------ context manager / decorator
     def __enter__(self) -> Run:
-        return self.start()
+        new = self._state == "new"
+        try:
+            return self.start()
+        except BaseException as exc:
+            # a signal's handler as start() returned (the interpreter checks after each call):
+            # the with statement never runs __exit__, so the run ends here
+            if new and self._state == "running":
+                self.stop(*status_for(exc))
+            raise
 
     def __exit__(
         self,
@@ -651,8 +659,19 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        status, error = status_for(exc)
-        self.stop(status=status, error=error)
+        # as stop(), with the status read from exc inside the hold: a signal's handler at the
+        # call of a function before the hold took came out of __exit__, the run never ended
+        try:
+            held = interrupts_held()
+            held.__enter__()
+        except BaseException as interrupt:
+            self._stop(*status_for(interrupt))
+            raise
+        try:
+            self._stop(*status_for(exc))
+        finally:
+            held.__exit__()
+        held.deliver()
         return False
 
     def __call__(self, fn: F) -> F:
@@ -1232,20 +1251,24 @@ class Run:
             GreenprintError: the run was already started.
             LedgerError: the ledger refused the new run.
         """
-        with self._lock:
-            if self._state != "new":
-                raise GreenprintError(
-                    "a Run can be started only once; call gp.track(...) again for a new run"
-                )
-            # Ctrl-C or SIGTERM half-way through left a run written 'running' (read 'lost'),
-            # current for every later run
-            with interrupts_held() as held:
-                self._begin()
+        begun = False
         try:
+            with self._lock:
+                if self._state != "new":
+                    raise GreenprintError(
+                        "a Run can be started only once; call gp.track(...) again for a new run"
+                    )
+                # Ctrl-C or SIGTERM half-way through left a run written 'running' (read
+                # 'lost'), current for every later run
+                with interrupts_held() as held:
+                    self._begin()
+                    begun = True
             held.deliver()  # KeyboardInterrupt now: the run has started, and ends interrupted
         except BaseException as exc:
-            status, error = status_for(exc)
-            self.stop(status=status, error=error)
+            # a held signal delivered, or one whose handler ran after the hold (the interpreter
+            # checks after each call: the lock's release, the hold's end)
+            if begun and self._state == "running":
+                self.stop(*status_for(exc))
             raise
         return self
 
