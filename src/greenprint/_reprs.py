@@ -66,7 +66,9 @@ def run_html(run: Any) -> str:
         ("CO2-eq", format_emissions(run.emissions_kg)),
     ]
     for component, kwh in run.energy_by_component.items():
-        rows.append((f"energy: {component}", format_energy(kwh)))
+        # a component at 0 in the unit of the whole ('0 µWh' beside '1.2 µWh')
+        zero_in = (run.energy_kwh or None) if kwh == 0 else None
+        rows.append((f"energy: {component}", format_energy(kwh, unit_of=zero_in)))
     if run.fpo is not None:
         provenance = run.provenance
         least = "at least " if is_fpo_lower_bound(provenance) else ""  # said in provenance

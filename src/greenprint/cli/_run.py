@@ -654,7 +654,9 @@ def format_price_tag(run: Any, *, error: str | None = None) -> str:
     )
     intensity = "-" if g_per_kwh is None else f"{g_per_kwh:.0f}"
     parts = [
-        f"{component} {format_energy(kwh)} [{prov.get(component, '?')}]"
+        # a component at 0 in its neighbours' unit ('gpu 0 µWh' beside 'cpu 1.2 µWh')
+        f"{component} {format_energy(kwh, unit_of=(run.energy_kwh or None) if kwh == 0 else None)}"
+        f" [{prov.get(component, '?')}]"
         for component, kwh in sorted(run.energy_by_component.items())
     ]
     ledger = run.ledger.url if run.ledger is not None else "(not recorded)"
