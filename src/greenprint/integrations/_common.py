@@ -213,3 +213,24 @@ def sized_dataset(loader: Any) -> int | None:
     except (TypeError, NotImplementedError):  # no __len__ (an IterableDataset raises TypeError)
         return None
     return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
+def ledger_target(ledger: Any) -> Any:
+    """The :class:`~greenprint.ledger._target.Target` a ``ledger=`` option names.
+
+    An open :class:`~greenprint.Ledger` (its full URL), a path or URL, or ``None``: the
+    enclosing run's ledger (inherited from a parent process), else the configured one.
+
+    Raises:
+        GreenprintError: a location that cannot be read (as :func:`resolve_target` says).
+    """
+    from greenprint import _lineage
+    from greenprint._config import load_config
+    from greenprint.ledger import Ledger
+    from greenprint.ledger._target import resolve_target
+
+    if isinstance(ledger, Ledger):
+        return resolve_target(ledger.url_unmasked)
+    if ledger is None:
+        return resolve_target(_lineage.inherited_ledger() or load_config().ledger)
+    return resolve_target(ledger)

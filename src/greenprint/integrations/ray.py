@@ -431,19 +431,9 @@ def _ledger_url(ledger: Any) -> str | None:
     """A location a worker can open: an absolute SQLite path or a URL; ``None``: no ledger."""
     if ledger is False:
         return None
-    from greenprint._config import load_config
-    from greenprint.ledger import Ledger
-    from greenprint.ledger._target import resolve_target
+    from greenprint.integrations._common import ledger_target
 
-    if isinstance(ledger, Ledger):
-        location: Any = ledger.url_unmasked
-    elif ledger is None:
-        from greenprint import _lineage
-
-        location = _lineage.inherited_ledger() or load_config().ledger
-    else:
-        location = ledger
-    target = resolve_target(location)
+    target = ledger_target(ledger)
     if target.backend == "sqlite" and target.path is None:
         return None  # an in-memory ledger: the driver writes (ledger given to the callback)
     return str(target.path) if target.path is not None else target.url

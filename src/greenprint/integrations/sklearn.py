@@ -142,19 +142,10 @@ def _in_memory(ledger: Any) -> bool:
     Such a ledger lives in this process only. ``None``: the enclosing run's, else the configured
     one. ``False`` for a location that cannot be read here (the sweep's start says why).
     """
-    from greenprint import _lineage
-    from greenprint._config import load_config
-    from greenprint.ledger import Ledger
-    from greenprint.ledger._target import resolve_target
+    from greenprint.integrations._common import ledger_target
 
     try:
-        if isinstance(ledger, Ledger):
-            location: Any = ledger.url_unmasked
-        elif ledger is None:
-            location = _lineage.inherited_ledger() or load_config().ledger
-        else:
-            location = ledger
-        target = resolve_target(location)
+        target = ledger_target(ledger)
     except GreenprintError:
         return False
     return target.backend == "sqlite" and target.path is None
