@@ -546,16 +546,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             run = track(name, params=params, pid=os.getppid(), **options).start()
             share_node_run_id(socket.gethostname(), 0, run.id)
             return run
-        options.pop("role", None)
-        options.pop("meters", None)  # one meter per node: this process reads none
-        return track(
-            f"{name}-rank{getattr(args, 'process_index', local)}",
-            params=params,
-            role="part",
-            parent=share_node_run_id(socket.gethostname(), local, None),
-            meters=NoMeters(),
-            **options,
-        ).start()
+        return _start_rank_part(name, args, local, params, options)
 
     def _start_at_call(self, trainer: Any, trial: Any) -> None:
         """Start the run of an attached trainer's ``train`` call, at the call.
@@ -939,15 +930,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
                     share_node_run_id(socket.gethostname(), 0, node_run.id if node_run else None)
                 run = node_run
             else:
-                options.pop("meters", None)  # one meter per node: this process reads none
-                run = track(
-                    f"{name}-rank{getattr(args, 'process_index', local)}",
-                    params=params,
-                    role="part",
-                    parent=share_node_run_id(socket.gethostname(), local, None),
-                    meters=NoMeters(),
-                    **options,
-                ).start()
+                run = _start_rank_part(name, args, local, params, options)
         except GreenprintError as e:  # never stop the user's evaluation
             logger.warning("greenprint: could not start the run of trainer.%s(): %s", kind, e)
             return
@@ -1650,6 +1633,27 @@ def _suggested_params(trial: Any) -> dict[str, Any]:
     if not isinstance(values, Mapping):
         return {}
     return plain_params({k: v for k, v in values.items() if isinstance(k, str) and k != "wandb"})
+
+
+def _start_rank_part(
+    name: str, args: Any, local: int, params: dict[str, Any], options: dict[str, Any]
+) -> Run:
+    """The run of a node's process other than its first: a part of the node's run.
+
+    Its parent is the id the node's first process shares (:func:`share_node_run_id`); it reads
+    no meter (one meter per node) and has no role of its own but ``part``.
+    """
+    from greenprint.tracking import track
+
+    rest = {key: value for key, value in options.items() if key not in ("role", "meters")}
+    return track(
+        f"{name}-rank{getattr(args, 'process_index', local)}",
+        params=params,
+        role="part",
+        parent=share_node_run_id(socket.gethostname(), local, None),
+        meters=NoMeters(),
+        **rest,
+    ).start()
 
 
 def _rename(run: Run, name: str) -> None:
