@@ -713,22 +713,32 @@ def test_greenprint_run_around_an_optuna_script(tmp_path_factory):
     assert "0.0%" not in statement and "0.0 s" not in statement, statement
 
 
-@pytest.mark.parametrize(
-    ("path", "why"),
-    [
-        ("params.nothing", "no curve per params.nothing: no trial has a value of params.nothing"),
-        ("study", "no curve per study: every trial is in one family (cifar)"),
-    ],
-)
-def test_a_group_by_that_makes_no_families_says_why(cli_study, tmp_path, path, why):
+def test_a_group_by_that_makes_no_families_says_why(cli_study, tmp_path):
     home, _ = cli_study
     done = run_in(home, GREENPRINT, "report", "--study", "cifar", "--format", "json",
-                  "--no-plots", "--out", str(tmp_path), "--group-by", path)  # fmt: skip
+                  "--no-plots", "--out", str(tmp_path), "--group-by", "study")  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    why = "no curve per study: every trial is in one family (cifar)"
     for key in ("evp_trials", "evp_energy"):
         figure = _figure(report, key)
         assert why in figure["notes"] and "one curve per" not in figure["caption"], key
+
+
+def test_a_group_by_key_no_trial_has_is_an_error_naming_the_keys_they_have(cli_study, tmp_path):
+    # a typo (params.modle) once gave a report whose EVP figures said "no curve per ...":
+    # now one line, exit status 2, the keys the trials have and the nearest one, nothing written
+    home, _ = cli_study
+    for path, nearest in (("params.modle", "params.model"), ("params.nothing", None)):
+        out = tmp_path / path
+        done = run_in(home, GREENPRINT, "report", "--study", "cifar", "--format", "json",
+                      "--no-plots", "--out", str(out), "--group-by", path)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert f"group_by {path!r}: no trial (nor any of its parts) has a value" in done.stderr
+        assert "the trials have params." in done.stderr and "params.model" in done.stderr
+        assert (f"did you mean {nearest!r}?" in done.stderr) == bool(nearest), done.stderr
+        assert not out.exists() or not any(out.iterdir())
 
 
 WRAPPED_OPTUNA_SCRIPT = """

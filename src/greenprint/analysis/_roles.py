@@ -584,12 +584,15 @@ def trial_family_labels(forest: RunForest, positions: Sequence[int], group_by: A
     trial too. Parts that disagree (or none that has it) leave it ``"(no <path>)"``.
 
     Raises:
-        ConfigError: ``group_by`` is neither a string nor callable.
+        ConfigError: ``group_by`` is neither a string nor callable, or a dotted path of which
+            no trial nor any of its parts has a value (a typo such as ``params.modle``: the
+            message lists the keys the trials have, the nearest first).
     """
     labels = family_labels([forest.runs[p] for p in positions], group_by)
     if callable(group_by):
         return labels
     missing = f"(no {group_by})"
+    looked: list[int] = list(positions)  # the trials and the parts read for a value
     for k, pos in enumerate(positions):
         if labels[k] != missing or not forest.children[pos]:
             continue
@@ -599,7 +602,39 @@ def trial_family_labels(forest: RunForest, positions: Sequence[int], group_by: A
             part = stack.pop()
             below.append(part)
             stack.extend(forest.children[part])
+        looked += below
         found = set(family_labels([forest.runs[p] for p in below], group_by)) - {missing}
         if len(found) == 1:
             labels[k] = found.pop()
+    if labels and all(label == missing for label in labels):
+        raise ConfigError(_no_value_of(group_by, [forest.runs[p] for p in looked]))
     return labels
+
+
+def _no_value_of(group_by: str, runs: Sequence[RunRecord]) -> str:
+    """Why no trial has a value of ``group_by``, with the paths they have (the nearest first)."""
+    from greenprint._suggest import nearest
+
+    head, *rest = group_by.split(".")
+    message = f"group_by {group_by!r}: no trial (nor any of its parts) has a value of it"
+    if not rest:
+        return message
+    paths: set[str] = set()
+    for run in runs:
+        value: Any = getattr(run, head, None)
+        for key in rest[:-1]:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, Mapping):
+            prefix = ".".join([head, *rest[:-1]])
+            paths.update(f"{prefix}.{key}" for key, v in value.items() if v is not None)
+    if not paths:
+        return message
+    prefix = group_by.rsplit(".", 1)[0] + "."
+    # the last key compared alone: the shared 'params.' would make any two paths look close
+    close = [prefix + key for key in nearest(rest[-1], [p[len(prefix) :] for p in paths])]
+    ordered = close + sorted(paths - set(close))
+    shown = ", ".join(ordered[:10])
+    if len(ordered) > 10:
+        shown += f" and {len(ordered) - 10} more"
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{message}; the trials have {shown}{hint}"
