@@ -15,6 +15,10 @@ from greenprint.report._prediction import html_section as prediction_section
 from greenprint.report._tables import (
     ROLE_MARKS_LEGEND,
     edh_sentence,
+    failure_heading,
+    failure_intro,
+    failure_items,
+    failures,
     final_sentence,
     headline,
     price_tag_role_table,
@@ -77,6 +81,8 @@ td.params { font-size: 0.9em; color: var(--muted); overflow-wrap: anywhere; min-
 #greener th, #greener td { padding: 4px 5px; }
 blockquote { margin: 0; padding: 10px 16px; border-left: 4px solid var(--accent);
              background: #f6faf7; }
+ul.failures li { margin-bottom: 6px; }
+ul.failures code { overflow-wrap: anywhere; }
 footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; }
 """
 
@@ -147,6 +153,31 @@ def _figure(figure: Figure, plots: FigureRenderer) -> str:
     )
 
 
+def _failures_section(report: Report) -> tuple[str, str]:
+    """Why runs failed, one item per error (its first line as code), and the nav's link text.
+
+    ``("", "")`` when no run failed or was interrupted.
+    """
+    found = failures(report)
+    if not found.runs:
+        return "", ""
+    heading = failure_heading(found)
+    items, after = failure_items(found, with_params=True)
+    lines = "".join(
+        "<li>"
+        + ("<em>no error recorded</em>" if error is None else f"<code>{esc(error)}</code>")
+        + f"<br>{esc(runs)}</li>"
+        for error, runs in items
+    )
+    return (
+        f'<section id="failed"><h2>{esc(heading)}</h2>'
+        f'<p class="muted">{esc(failure_intro(found))}</p><ul class="failures">{lines}</ul>'
+        + (f'<p class="muted">{esc(after)}</p>' if after else "")
+        + "</section>",
+        heading.split(" (", 1)[0],
+    )
+
+
 def render_html(report: Report, plots: FigureRenderer) -> str:
     """The report as one HTML document (UTF-8), every user string escaped."""
     tag = report.price_tag
@@ -171,6 +202,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
     # Every row is in the page (prints and full-page captures show them all); only a long
     # table scrolls in its own box, and only on screen.
     scroll = "scroll tall" if len(report.runs) > _SCROLL_ABOVE_ROWS else "scroll"
+    failed, heading = _failures_section(report)
     better = "higher" if report.mode == "max" else "lower"
     ranked = (
         f"ranked by <strong>{esc(report.metric)}</strong> ({better} is better)"
@@ -192,6 +224,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         '<nav><a href="#price-tag">Price tag</a><a href="#figures">Figures</a>'
         + ('<a href="#efficiency">Efficiency</a>' if report.efficiency else "")
         + ('<a href="#greener">Greener variants</a>' if report.greener else "")
+        + (f'<a href="#failed">{esc(heading)}</a>' if heading else "")
         + '<a href="#runs">Runs</a><a href="#model-card">Model card</a>'
         '<a href="#compute">Compute statement</a></nav></header>',
         '<section id="price-tag"><h2>Price tag</h2>',
@@ -209,6 +242,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         html_section(report.greener, esc),
         prediction_section(report.prediction, esc),
         whatif_section(report.whatif, esc),
+        failed,
         f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
         '<p class="muted">Every run of the study, each right under the run it ran in '
         "(top-level runs in start order); "

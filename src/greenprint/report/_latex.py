@@ -24,6 +24,10 @@ from greenprint.report._model import Report, RunRow
 from greenprint.report._plots import FigureRenderer, figure_file_name
 from greenprint.report._prediction import latex_section as prediction_section
 from greenprint.report._tables import (
+    failure_heading,
+    failure_intro,
+    failure_items,
+    failures,
     final_sentence,
     role_label,
     score_text,
@@ -209,6 +213,46 @@ def _runs_table(
     return header, units, out
 
 
+# An error's text is typeset in typewriter type, which TeX never breaks inside a word: a
+# long path or identifier may break after this many characters.
+_BREAK_EVERY = 30
+
+
+def _breakable(text: str) -> str:
+    r"""``text`` escaped, its words longer than :data:`_BREAK_EVERY` breakable (\allowbreak)."""
+    words = []
+    for word in text.split(" "):
+        chunks = [word[k : k + _BREAK_EVERY] for k in range(0, len(word), _BREAK_EVERY)]
+        words.append(r"\allowbreak{}".join(esc(chunk) for chunk in chunks))
+    return " ".join(words)
+
+
+def _failures_section(report: Report) -> list[str]:
+    """Why runs failed, one item per error: outside the part pasted into a paper.
+
+    No parameters: the LaTeX report shows none elsewhere.
+    """
+    found = failures(report)
+    if not found.runs:
+        return []
+    out = [
+        r"\section*{" + esc(failure_heading(found)) + "}",
+        esc(failure_intro(found)),
+        # ragged: typewriter spaces do not stretch, a justified line of them runs over
+        r"\begin{itemize}\raggedright",
+    ]
+    items, after = failure_items(found, with_params=False)
+    for error, runs in items:
+        head = (
+            r"\emph{no error recorded}" if error is None else r"\texttt{" + _breakable(error) + "}"
+        )
+        out.append(r"\item " + head + r"\newline " + esc(runs))
+    out.append(r"\end{itemize}")
+    if after is not None:
+        out.append(esc(after))
+    return [*out, ""]
+
+
 def render_latex(report: Report, plots: FigureRenderer) -> str:
     """The report as a LaTeX document; figures are ``figures/<id>.pdf`` (from write_report)."""
     study = esc(report.study)
@@ -333,6 +377,7 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
     out += prediction_section(report.prediction, esc)
     out += whatif_section(report.whatif, esc)
     out += ["% ---- END PAPER ----"]
+    out += _failures_section(report)
     if report.notes:  # how the study was read (roles inferred, the metric, scores), as in
         # the Markdown and HTML reports; outside the part pasted into a paper
         out += [r"\section*{Notes}", r"\begin{itemize}"]

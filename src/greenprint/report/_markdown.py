@@ -15,6 +15,10 @@ from greenprint.report._prediction import markdown_section as prediction_section
 from greenprint.report._tables import (
     ROLE_MARKS_LEGEND,
     edh_sentence,
+    failure_heading,
+    failure_intro,
+    failure_items,
+    failures,
     final_sentence,
     headline,
     price_tag_role_table,
@@ -42,6 +46,21 @@ def _no_plot(reason: str) -> str:
     if reason == PLOTS_HINT:
         return "*Plots need matplotlib:* `pip install 'greenprint[report]'`"
     return f"*{esc(reason)}*"
+
+
+def _failures_section(report: Report) -> list[str]:
+    """Why runs failed: one item per error (its first line in bold), then the runs it ended."""
+    found = failures(report)
+    if not found.runs:
+        return []
+    out = [f"## {failure_heading(found)}", "", esc(failure_intro(found)), ""]
+    items, after = failure_items(found)
+    for error, runs in items:
+        head = "*no error recorded*" if error is None else f"**{esc(error)}**"
+        out.append(f"- {head}: {esc(runs)}")
+    if after is not None:
+        out += ["", esc(after)]
+    return [*out, ""]
 
 
 def render_markdown(report: Report, plots: FigureRenderer) -> str:
@@ -96,6 +115,7 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
     out += markdown_section(report.greener, esc, _table)
     out += prediction_section(report.prediction, esc, _table)
     out += whatif_section(report.whatif, esc, _table)
+    out += _failures_section(report)
     out += [
         f"## Runs ({len(report.runs)})",
         "",
