@@ -27,6 +27,7 @@ from greenprint.fpo import (
     _rules_nn,
     _rules_pointwise,
     _rules_quant,
+    _rules_quantized,
     _rules_rnn,
     _rules_spectral,
 )
@@ -69,6 +70,7 @@ _FAMILIES = (
     _rules_nn,
     _rules_pointwise,
     _rules_quant,
+    _rules_quantized,
     _rules_rnn,
     _rules_spectral,
 )  # loaded for effect

@@ -5,10 +5,12 @@ Every variant goes through :func:`measure` the same way:
 1. the user's ``evaluate(model)`` gives the score;
 2. FPO are counted on one batch by greenprint's counter (:func:`greenprint.count_fpo`) on the
    variant's float twin (the same weights before int8 conversion or a dtype cast): the dense
-   FPO, and the FPO executed once weights pruned to zero are skipped (each weight of a linear or
+   FPO; and the FPO executed: the twin's (or an int8 variant's own, counted as its int8 model
+   runs: quantize and dequantize steps, the kernels' float scaling and bias) less the products
+   of weights pruned to zero, which a sparse kernel would skip (each weight of a linear or
    convolution layer takes part in the same number of multiply-adds, so a layer's product
-   shrinks exactly with its share of nonzero weights) and the products of int8 layers are
-   moved to integer operations;
+   shrinks exactly with its share of nonzero weights); the int8 layers' products are integer
+   operations;
 3. parameters (and nonzero ones) are counted and the ``state_dict`` saved with ``torch.save``
    to a temporary file to size it on disk;
 4. a few warm-up batches, then the timed loop (at least ``min_batches`` batches and
@@ -54,8 +56,11 @@ class _DropUnknownOps(logging.Filter):
 def unknown_ops_kept() -> Iterator[None]:
     """Keep the counter's "no FPO rule" warning off the terminal: the row's notes list them.
 
-    int8 kernels (``quantized.linear``...) have no FPO rule on purpose: their products are
-    integer operations, which :func:`count_variant_fpo` counts apart.
+    The static int8 kernels (``quantized.linear``...) have no registered FPO rule on purpose
+    (their tensors are quantized, which the counter reads as integer work):
+    :func:`count_variant_fpo` counts their float steps with
+    :data:`~greenprint.fpo._rules_quantized.STATIC_INT8_RULES`, their products apart as
+    integer operations.
     """
     counter_logger = logging.getLogger("greenprint.fpo._counter")
     drop = _DropUnknownOps()
@@ -105,25 +110,64 @@ def saved_size_bytes(model: nn.Module) -> int:
 
 
 def count_variant_fpo(
-    twin: nn.Module, inputs: tuple[Any, ...], int8_modules: frozenset[str]
+    twin: nn.Module,
+    inputs: tuple[Any, ...],
+    int8_modules: frozenset[str],
+    model: nn.Module | None = None,
 ) -> tuple[int, int, int, str, list[str], int, Any]:
-    """FPO of one batch of ``twin``: dense, executed, int8 ops, a note, unknown ops, kernels'.
+    """FPO of one batch: dense, executed, int8 ops, a note, unknown ops, kernels', the count.
 
-    Then the FPO the variant's kernels run on one batch (dense kernels multiply zeros too;
-    products in int8 kernels are integer operations, not FPO), and the count result itself
-    (its ops with no rule or on complex tensors: :func:`~greenprint.greener._result.counted_as`).
-    A linear or convolution layer's FPO are ``2 * multiply-adds`` plus one per output element
-    for its bias; the multiply-adds scale with its share of nonzero weights. An int8 layer's
-    products leave the FPO for the integer ops; its bias additions, and the activations after
-    it, stay FPO as the float twin counts them, also where the int8 kernel runs them itself
-    (a dynamic int8 linear adds its bias in float inside the kernel; static int8 fuses a ReLU
-    into ``quantized.linear_relu``), so executed FPO are an upper bound of the float work.
+    ``dense`` is the float ``twin``'s count. ``executed`` the FPO the variant's kernels run on
+    one batch, less the products of weights pruned to zero (dense kernels multiply zeros too; a
+    linear or convolution layer's FPO are ``2 * multiply-adds`` plus one per output element for
+    its bias, and each weight takes part in the same number of multiply-adds, so its products
+    shrink exactly with its share of nonzero weights). For a variant with int8 layers
+    (``int8_modules``) the int8 ``model`` itself is counted as it runs
+    (:mod:`greenprint.fpo._rules_quantized`): quantizing activations, the int8 kernels' float
+    scaling, bias and fused ReLU, dequantizing, the layers left in float and the activations;
+    the int8 layers' products are integer operations (``int8 ops``: the twin's products of
+    those layers, times their share of nonzero weights), not FPO. ``kernels'`` are the FPO of
+    one batch as the kernels run it (zero weights multiplied), and the count result its ops
+    with no rule come from (:func:`~greenprint.greener._result.counted_as`).
     """
+    counted, layers, outputs = _count_layers(twin, inputs)
+    dense = int(counted.total)
+    unknown = set(counted.unknown_ops)
+    int_ops = 0.0
+    for layer_name in int8_modules & layers.keys():
+        module = layers[layer_name]
+        int_ops += _products(counted, module, layer_name, outputs) * _density(module)
+    notes = []
+    if int8_modules and model is not None and model is not twin:
+        real, kernels_fpo, layers, outputs = _count_int8_model(model, inputs)
+        unknown |= set(real.unknown_ops)
+        skipped = _zero_weight_products(real, layers, outputs)
+        executed = int(round(kernels_fpo - skipped))
+        kernel, count = kernels_fpo, real
+        notes.append(
+            "executed: counted on the int8 model as it runs (quantize and dequantize steps, "
+            "the int8 kernels' float scaling and bias, float layers and activations); the int8 "
+            "layers' products are integer ops"
+        )
+    else:
+        skipped = _zero_weight_products(counted, layers, outputs)
+        executed = int(round(dense - skipped))
+        kernel, count = dense, counted
+    if skipped:
+        notes.insert(0, "executed: products with zero weights skipped, as a sparse kernel would")
+    note = "; ".join(notes) or "executed = dense (dense kernels, no zero weights)"
+    return dense, executed, int(round(int_ops)), note, sorted(unknown), kernel, count
+
+
+def _count_layers(
+    model: nn.Module, inputs: tuple[Any, ...], rules: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, nn.Module], dict[str, int]]:
+    """Count one forward of ``model``; its linear and convolution layers; their outputs' sizes."""
     import torch
 
     from greenprint.fpo import count_fpo
 
-    layers = dict(weighted_modules(twin))
+    layers = dict(weighted_modules(model))
     outputs: dict[str, int] = {}
     handles = []
     for layer_name, module in layers.items():
@@ -133,40 +177,65 @@ def count_variant_fpo(
 
         handles.append(module.register_forward_hook(hook))
     try:
-        with torch.no_grad(), unknown_ops_kept():
-            counted = count_fpo(twin, *inputs, backward=False)
+        with torch.no_grad(), unknown_ops_kept(), quiet_torch_ao():
+            counted = count_fpo(model, *inputs, backward=False, rules=rules)
     finally:
         for handle in handles:
             handle.remove()
-    dense = int(counted.total)
-    skipped = 0.0  # products a sparse kernel would not compute
-    int_ops = 0.0
-    in_int8 = 0  # products run by int8 kernels
-    for layer_name, module in layers.items():
-        layer_fpo = counted.by_module.get(layer_name, 0)
-        bias = outputs.get(layer_name, 0) if getattr(module, "bias", None) is not None else 0
-        products = max(layer_fpo - bias, 0)
-        weight = _weight(module)
-        density = float(torch.count_nonzero(weight)) / max(weight.numel(), 1)
-        if layer_name in int8_modules:
-            skipped += products
-            int_ops += products * density
-            in_int8 += products
-        else:
-            skipped += products * (1.0 - density)
-    executed = int(round(dense - skipped))
-    notes = []
-    if any(int(torch.count_nonzero(_weight(m))) < _weight(m).numel() for m in layers.values()):
-        notes.append("executed: products with zero weights skipped, as a sparse kernel would")
-    if int8_modules:
-        notes.append(
-            "executed: the float model's FPO less the int8 layers' products, counted as "
-            "integer ops (bias additions and activations stay FPO, also where an int8 kernel "
-            "fuses them; quantize/dequantize not counted)"
-        )
-    note = "; ".join(notes) or "executed = dense (dense kernels, no zero weights)"
-    unknown = sorted(counted.unknown_ops)
-    return dense, executed, int(round(int_ops)), note, unknown, dense - in_int8, counted
+    return counted, layers, outputs
+
+
+def _count_int8_model(
+    model: nn.Module, inputs: tuple[Any, ...]
+) -> tuple[Any, int, dict[str, nn.Module], dict[str, int]]:
+    """Count an int8 model as it runs: the count, its FPO, its float layers and their outputs.
+
+    The static int8 kernels' rules (:data:`~greenprint.fpo._rules_quantized.STATIC_INT8_RULES`)
+    apply to this count only: the counter reads 0 for an op whose tensors are all quantized, so
+    what their rules return is added here (unless the counter counted it itself).
+    """
+    from greenprint.fpo._registry import Rule
+    from greenprint.fpo._rules_quantized import STATIC_INT8_RULES
+
+    returned: dict[str, int] = {}
+
+    def kept(name: str, rule: Rule) -> Rule:
+        def fn(*args: Any, **kwargs: Any) -> Any:
+            value = rule.fn(*args, **kwargs)
+            returned[name] = returned.get(name, 0) + int(value)
+            return value
+
+        return Rule(fn=fn, reads=rule.reads)
+
+    rules = {name: kept(name, rule) for name, rule in STATIC_INT8_RULES.items()}
+    counted, layers, outputs = _count_layers(model, inputs, rules)
+    extra = sum(fpo for name, fpo in returned.items() if not counted.by_op.get(name))
+    return counted, int(counted.total) + extra, layers, outputs
+
+
+def _products(counted: Any, module: nn.Module, layer_name: str, outputs: dict[str, int]) -> int:
+    """A linear or convolution layer's products: its FPO less one per output for its bias."""
+    layer_fpo = counted.by_module.get(layer_name, 0)
+    bias = outputs.get(layer_name, 0) if getattr(module, "bias", None) is not None else 0
+    return int(max(layer_fpo - bias, 0))
+
+
+def _density(module: nn.Module) -> float:
+    """The layer's share of nonzero weights."""
+    import torch
+
+    weight = _weight(module)
+    return float(torch.count_nonzero(weight)) / max(weight.numel(), 1)
+
+
+def _zero_weight_products(
+    counted: Any, layers: dict[str, nn.Module], outputs: dict[str, int]
+) -> float:
+    """The products of the float layers' zero weights, which a sparse kernel would not compute."""
+    return sum(
+        _products(counted, module, layer_name, outputs) * (1.0 - _density(module))
+        for layer_name, module in layers.items()
+    )
 
 
 def _weight(module: nn.Module) -> torch.Tensor:
@@ -222,7 +291,7 @@ def measure(
     model = applied.model
     twin = applied.float_twin if applied.float_twin is not None else model
     dense, executed, int_ops, note, unknown, kernel, count = count_variant_fpo(
-        twin, inputs, applied.int8_modules
+        twin, inputs, applied.int8_modules, model
     )
     params = list(twin.parameters())
     param_count = sum(p.numel() for p in params)
@@ -258,8 +327,11 @@ def measure(
         energy_provenance=provenance_line(
             run.provenance, g_per_kwh=run.intensity_g_per_kwh, pue=run.pue
         ),
-        # the counted forward, then the warm-up and timed batches as the kernels run them
-        run_fpo=dense + kernel * (checked_batches + warmup_batches + len(times)),
+        # the counted forwards (the twin's; an int8 model's own too), then the warm-up and
+        # timed batches as the kernels run them
+        run_fpo=dense
+        + (kernel if applied.int8_modules and model is not twin else 0)
+        + kernel * (checked_batches + warmup_batches + len(times)),
         run_fpo_count=count,
     )
     return figures, unknown

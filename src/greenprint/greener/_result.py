@@ -99,7 +99,8 @@ class GreenerRow:
     FPO are per inference (one example): ``fpo_dense`` is what the dense float model of the
     same architecture computes; ``fpo_executed`` the floating-point work left once the variant's
     technique is taken into account (weights pruned to zero skipped, as a sparse kernel would;
-    matrix products run by int8 kernels removed, and counted as integer operations in
+    an int8 variant counted on its int8 model as it runs, quantize and dequantize steps and its
+    kernels' float scaling included, its matrix products counted as integer operations in
     ``int_ops``). ``fpo_note`` says which applies.
 
     Attributes:
@@ -537,11 +538,13 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
     return tuple(header), body
 
 
-#: The int8 kernels' ops (``quantized.linear_dynamic``, ``aten.quantized_max_pool2d``...) and
-#: the steps into and out of int8 (``aten.quantize_per_tensor``, ``aten.dequantize``...): no FPO
-#: rule on purpose. The kernels' products are integer operations the comparison counts apart
-#: (``int_ops``), and the quantize/dequantize steps are left out, as the comparison's note on
-#: each int8 row says: a count that ran them is no lower bound for them.
+#: The int8 kernels' ops (``quantized.linear``, ``aten.quantized_max_pool2d``...) and the steps
+#: into and out of int8 (``aten.quantize_per_tensor``, ``aten.dequantize``...). Those with no
+#: registered rule (the static int8 kernels, whose tensors are all quantized: see
+#: :data:`greenprint.fpo._rules_quantized.STATIC_INT8_RULES`) are not taken for a lower bound:
+#: their products are integer operations the comparison counts apart (``int_ops``); their float
+#: steps (bias, requantization) are counted with those rules in a variant's executed FPO and
+#: timed batches, not in the count of its ``evaluate``.
 INT8_KERNELS = ("quantized.", "aten.quantized_", "aten.quantize_per_", "aten.dequantize")
 
 

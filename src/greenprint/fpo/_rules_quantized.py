@@ -1,0 +1,205 @@
+"""FPO rules for int8 inference: quantize, dequantize, and the float steps of the int8 kernels.
+
+An int8 model (``torch.ao.quantization``'s dynamic or static quantization) still does floating
+point work: it quantizes float activations, its int8 kernels turn their int32 sums back into
+float or into int8 with float scales (and add a float bias), and it dequantizes its outputs.
+The counts follow the kernels of PyTorch's x86 CPU builds (FBGEMM, which the ``x86`` and
+``fbgemm`` quantized engines run), read from their source: ATen's ``qlinear_dynamic.cpp``,
+``qlinear.cpp``, ``QuantUtils.h`` and ``QuantizedOpKernels.cpp``; FBGEMM's
+``QuantUtilsAvx2.cc`` and ``PackAWithQuantRowOffset.cc``.
+
+Conventions as in docs/fpo.md: a float add, subtract, multiply, divide, compare (min, max) or
+rounding counts 1 (the float-to-int32 conversion that rounds, ``cvtps2dq``, is a rounding).
+Integer work is not FPO: the int8 products and their int32 sums, the zero-point offsets, integer
+clamps and saturating packs (``greenprint.greener`` counts the products apart, as integer
+operations), nor converting an int32 to float (no arithmetic).
+
+The static int8 kernels (``quantized.linear``, ``quantized.conv2d``...) are not registered here:
+see :data:`STATIC_INT8_RULES`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from greenprint.fpo._registry import Rule, first_shape, numel, register_rule, shapes_in, zero
+
+__all__ = ["STATIC_INT8_RULES"]
+
+#: per element of ``quantize_per_tensor`` (FBGEMM's ``Quantize``, not legacy): ``x * inv_scale``,
+#: the clip below int32's largest float (a min), the rounding conversion; the zero point is added
+#: and the result clamped on integers
+QUANTIZE_PER_ELEMENT = 3
+#: per element of a dynamic int8 linear's input: its min and max (``FindMinMax``, 2 compares), then
+#: quantized by ``QuantizeAvx2<uint8_t, LEGACY=true>``: ``x * inv_scale + zero_point`` (a fused
+#: multiply-add, 2), the clip (1) and the rounding conversion (1)
+DYNAMIC_INPUT_PER_ELEMENT = 6
+#: per call of a dynamic int8 linear: ATen's ``ChooseQuantizationParams`` on the input's min and
+#: max (22: ``min(min, 0)``, ``max(max, 0)`` and the ``min <= max`` check 3, the scale
+#: ``(max - min) / (qmax - qmin)`` 2, its checks ``== 0``, ``1 / scale``, ``isinf``, ``> 0`` and
+#: ``< SMALL_SCALE_THRESHOLD`` 5, the zero point from either end ``q - x / scale`` 2 + 2, their
+#: errors ``|q| - |x / scale|`` 2 + 2, the error compare 1, the nudge's two compares and
+#: ``nearbyint`` 3), the input's ``1 / scale`` (1) and the output multiplier ``act_scale *
+#: w_scale`` (1)
+DYNAMIC_PER_CALL = 24
+
+
+def _packed_weights(x: Any, packed: Any, *args: Any, **kwargs: Any) -> dict[str, bool]:
+    """What the packed weights hold: ``{"bias": bool, "per_channel": bool}`` (their ``unpack()``).
+
+    Read from the real call (a ``LinearPackedParamsBase`` or ``Conv*dPackedParamsBase``);
+    without it the rules assume a bias and the default qconfigs' weights (per tensor for
+    dynamic int8, per channel for the x86 engine's static int8).
+    """
+    weight, bias = packed.unpack()[:2]
+    return {
+        "bias": bias is not None,
+        "per_channel": str(weight.qscheme()).startswith("torch.per_channel"),
+    }
+
+
+def _dynamic(x: tuple[int, ...], out_shape: Any, bias: bool, per_channel: bool, relu: bool) -> int:
+    k = x[-1] if x else 0
+    rows = numel(x) // k if k else 0
+    outputs = numel(first_shape(out_shape))
+    # per output element: the int32 sum (offsets corrected on integers) converted, times the
+    # multiplier (per channel: act_scale * w_scale[j] computed per element), + bias, ReLU's max
+    per_output = 1 + int(per_channel) + int(bias) + int(relu)
+    return DYNAMIC_INPUT_PER_ELEMENT * rows * k + per_output * outputs + DYNAMIC_PER_CALL
+
+
+@register_rule(["quantized.linear_dynamic"], reads=_packed_weights)
+def linear_dynamic_rule(
+    x: tuple[int, ...],
+    *args: Any,
+    out_shape: Any = (),
+    bias: bool = True,
+    per_channel: bool = False,
+    **kwargs: Any,
+) -> int:
+    """Dynamic int8 ``nn.Linear`` (FBGEMM): ``6MK + 2MN + 24`` for ``M x K`` in, ``M x N`` out.
+
+    Per input element 6 (its min and max, then quantized to uint8: multiply-add, clip,
+    rounding; see ``DYNAMIC_INPUT_PER_ELEMENT``). The ``2MNK`` products are uint8 x int8 and
+    their sums int32: integer work. Per output element ``ReQuantizeForFloat`` converts the
+    corrected int32 sum, multiplies it by ``act_scale * w_scale`` (1) and adds the float bias
+    (1; without one 0); per-channel weights compute ``act_scale * w_scale[j]`` per element
+    (+1). Per call 24 (see ``DYNAMIC_PER_CALL``). Bias and scheme are read from the packed
+    weights of a real call.
+    """
+    return _dynamic(x, out_shape, bias, per_channel, relu=False)
+
+
+@register_rule(["quantized.linear_relu_dynamic"], reads=_packed_weights)
+def linear_relu_dynamic_rule(
+    x: tuple[int, ...],
+    *args: Any,
+    out_shape: Any = (),
+    bias: bool = True,
+    per_channel: bool = False,
+    **kwargs: Any,
+) -> int:
+    """As ``quantized.linear_dynamic``, + 1 per output element: the fused ReLU's float max."""
+    return _dynamic(x, out_shape, bias, per_channel, relu=True)
+
+
+@register_rule(["aten.quantize_per_tensor"])
+def quantize_per_tensor_rule(self: Any, *args: Any, **kwargs: Any) -> int:
+    """``3N + 1`` per tensor: ``x * inv_scale``, a clip and a rounding per element; ``1 / scale``.
+
+    FBGEMM's ``Quantize`` (not legacy): the product is clipped below int32's largest float (a
+    min) and converted with rounding; the zero point is added and the uint8/int8 range
+    clamped on integers (0). ``quantize_per_tensor.tensors`` counts each tensor.
+    """
+    return sum(QUANTIZE_PER_ELEMENT * numel(shape) + 1 for shape in shapes_in(self))
+
+
+def _quantized_inputs(self: Any, *args: Any, **kwargs: Any) -> dict[str, int]:
+    """Elements of the quantized tensors among the inputs: ``{"elements": n}``.
+
+    ``dequantize`` of a float tensor returns it unchanged (0 FPO); the dtype is metadata, read
+    from meta and fake tensors too.
+    """
+    tensors = self if isinstance(self, (list, tuple)) else [self]
+    return {"elements": sum(t.numel() for t in tensors if getattr(t, "is_quantized", False))}
+
+
+_quantized_inputs.metadata_only = True  # type: ignore[attr-defined]
+
+
+@register_rule(["aten.dequantize"], reads=_quantized_inputs)
+def dequantize_rule(
+    self: Any, *args: Any, out_shape: Any = (), elements: int | None = None, **kwargs: Any
+) -> int:
+    """``N``: ``scale * (q - zero_point)``, the subtraction on integers, one float multiply.
+
+    FBGEMM's ``Dequantize`` (ATen's ``dequantize_val`` likewise): ``q - zero_point`` in int32,
+    converted (0), times the scale (1). A float tensor passes through (0).
+    """
+    if elements is not None:
+        return elements
+    return sum(numel(shape) for shape in shapes_in(self))
+
+
+register_rule(
+    ["aten.quantized_max_pool1d", "aten.quantized_max_pool2d", "aten.quantized_max_pool3d"]
+)(zero)  # compares of uint8 values: integer work
+
+
+def _static(outputs: int, channels: int, bias: bool, per_channel: bool) -> int:
+    # per output element: the corrected int32 sum converted (0); with a float bias, the bias
+    # scaled to the sum's units (bias * 1/(act_scale*w_scale), or / per channel: 1) and added
+    # (1); times the requantization multiplier (1); rounded to int32 (1); the zero point added
+    # and clamped (a fused ReLU: clamped at the zero point) on integers (0)
+    per_output = 2 + 2 * int(bias)
+    # per call: act_scale * w_scale and its / out_scale per channel, or once per tensor with
+    # 1 / (act_scale * w_scale)
+    per_call = 2 * channels if per_channel else 3
+    return per_output * outputs + per_call
+
+
+def _static_linear(
+    x: Any, *args: Any, out_shape: Any = (), bias: bool = True, per_channel: bool = True, **kw: Any
+) -> int:
+    """Static int8 linear (FBGEMM ``ReQuantizeOutput``): ``(2 + 2b) MN`` + ``2N`` per channel.
+
+    Per output element: the int32 sum's float bias, scaled to its units and added (2, for a
+    bias), the requantization multiply (1) and the rounding to int32 (1); ``b`` is 1 with a
+    bias. Per call: ``act_scale * w_scale`` and ``/ out_scale`` per output channel (per-tensor
+    weights: 3). A fused ReLU clamps integers (0).
+    """
+    out = first_shape(out_shape)
+    return _static(numel(out), out[-1] if out else 1, bias, per_channel)
+
+
+def _static_conv(
+    x: Any, *args: Any, out_shape: Any = (), bias: bool = True, per_channel: bool = True, **kw: Any
+) -> int:
+    """Static int8 convolution: as the linear's, per output element and output channel.
+
+    FBGEMM's ``fbgemmConv`` ends with the same ``ReQuantizeOutput``; oneDNN, which the x86
+    engine runs for some convolutions (symmetric weights on a VNNI CPU), applies the same
+    scales and float bias in its epilogue.
+    """
+    out = first_shape(out_shape)
+    return _static(numel(out), out[1] if len(out) > 1 else 1, bias, per_channel)
+
+
+#: The static int8 kernels' rules, op -> :class:`~greenprint.fpo.rules.Rule`, for counts that
+#: apply them as per-count overrides (``count_fpo(model, x, rules=STATIC_INT8_RULES)``) and
+#: read what they return. Not registered: the counter counts an op's FPO only when a
+#: floating-point tensor is among its inputs or outputs (integer ops are 0), and these kernels
+#: take and return quantized tensors, so a registered rule would read 0 while the op dropped
+#: out of the ops with no rule (a silent undercount). ``greenprint.greener`` adds what these
+#: rules return to its count of an int8 variant.
+STATIC_INT8_RULES: dict[str, Rule] = {
+    **{
+        name: Rule(fn=_static_linear, reads=_packed_weights)
+        for name in ("quantized.linear", "quantized.linear_relu")
+    },
+    **{
+        f"quantized.conv{d}d{relu}": Rule(fn=_static_conv, reads=_packed_weights)
+        for d in (1, 2, 3)
+        for relu in ("", "_relu")
+    },
+}
