@@ -51,7 +51,10 @@ def _packed_weights(x: Any, packed: Any, *args: Any, **kwargs: Any) -> dict[str,
     without it the rules assume a bias and the default qconfigs' weights (per tensor for
     dynamic int8, per channel for the x86 engine's static int8).
     """
-    weight, bias = packed.unpack()[:2]
+    try:
+        weight, bias = packed.unpack()[:2]
+    except (RuntimeError, AttributeError, TypeError, ValueError):  # weights released (mobile)
+        return {}
     return {
         "bias": bias is not None,
         "per_channel": str(weight.qscheme()).startswith("torch.per_channel"),

@@ -138,7 +138,7 @@ def count_variant_fpo(
         module = layers[layer_name]
         int_ops += _products(counted, module, layer_name, outputs) * _density(module)
     notes = []
-    if int8_modules and model is not None and model is not twin:
+    if int8_modules and model is not None:
         real, kernels_fpo, layers, outputs = _count_int8_model(model, inputs)
         unknown |= set(real.unknown_ops)
         skipped = _zero_weight_products(real, layers, outputs)
@@ -330,7 +330,7 @@ def measure(
         # the counted forwards (the twin's; an int8 model's own too), then the warm-up and
         # timed batches as the kernels run them
         run_fpo=dense
-        + (kernel if applied.int8_modules and model is not twin else 0)
+        + (kernel if applied.int8_modules else 0)
         + kernel * (checked_batches + warmup_batches + len(times)),
         run_fpo_count=count,
     )
