@@ -14,10 +14,10 @@
    first write waiting on another process's, a study's workers sharing one ledger) hung for
    good on its first write to that ``Ledger`` object (``gp.track(..., ledger=led)`` in a
    ``multiprocessing`` fork worker, ``led`` a module's ledger): the lock was copied held, by a
-   thread the child does not have. Left (strict xfail): a fork while that thread is inside
-   its SQLite transaction (a sampler's flush) keeps the child's writes busy for 120 s, by
-   SQLite's own lock state copied with the memory. (Older than session 9; found checking
-   its fork safety.)
+   thread the child does not have. A fork while that thread is inside its SQLite transaction
+   (a sampler's flush) kept the child's writes busy for 120 s, by SQLite's own lock state
+   copied with the memory (a strict xfail until session 28: the fork now waits for the
+   transaction). (Older than session 9; found checking its fork safety.)
 """
 
 from __future__ import annotations
@@ -202,16 +202,12 @@ FORK_WHILE_A_THREAD_WRITES = (
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite's own lock state of the parent's connection, copied by fork mid-transaction, "
-    "holds every new connection of the child to that file busy (120 s of retries, then "
-    "LedgerError); closing the copied connection in the child is unsafe (its mutex may be "
-    "held too): left for the ledger's owner",
-)
 def test_a_child_forked_while_a_thread_is_in_a_transaction_writes_to_the_ledger(
     tmp_path: Path,
 ) -> None:
+    """SQLite's lock state of the parent's connection, copied by a fork mid-transaction, held
+    every connection of the child to that file busy (120 s of retries, then LedgerError). The
+    fork now waits for the transaction (1 s here) to end (ledger/_sqlite.py, _ForkGate)."""
     db = tmp_path / "g.db"
     done = _run_script(FORK_WHILE_A_THREAD_WRITES, db)
     assert done.stdout.split() == ["0"], done.stderr

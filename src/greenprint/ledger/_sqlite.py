@@ -302,6 +302,14 @@ class SQLiteStore:
         return int(BUSY_TIMEOUT_S * 1000)
 
     def _once(self, fn: Callable[[sqlite3.Connection], T], *, write: bool, started: float) -> T:
+        # a fork waits for the transaction to end (SQLite's lock state, copied mid-transaction,
+        # would hold the child's every connection to the file busy): see _ForkGate
+        with _FORK_GATE:
+            return self._once_inside(fn, write=write, started=started)
+
+    def _once_inside(
+        self, fn: Callable[[sqlite3.Connection], T], *, write: bool, started: float
+    ) -> T:
         wait_ms = self._busy_wait_ms(started)
         conn = self._acquire(wait_ms)
         if wait_ms != _BUSY_TIMEOUT_MS:
@@ -765,6 +773,79 @@ _NO_LOCK = _NoLock()
 #: This process's stores, whose locks a forked child makes anew.
 _STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
 
+#: How long a fork waits at most for this process's SQLite transactions to end, s. A flush is
+#: milliseconds; a merge or a report's read of a large study may take longer, and the fork then
+#: goes ahead (its child may find that ledger busy, as before the gate).
+FORK_WAIT_S = 5.0
+
+
+class _ForkGate:
+    """Forks wait for this process's SQLite transactions to end (at most :data:`FORK_WAIT_S`).
+
+    SQLite keeps each open file's lock state in the process (which connection holds which
+    lock), and ``fork`` copies it: forked while another thread was in a transaction (a run's
+    sampler flushing, as a ``multiprocessing`` pool or a DataLoader forks its workers), the
+    child sees that file locked by a connection it will never see let go, and every one of its
+    own connections to it waits busy (120 s of retries, then ``LedgerError``: the child's runs
+    saved apart, not in the ledger). So each transaction passes this gate; ``os.fork`` (its
+    ``before`` handler) closes it to new transactions and waits for those inside to end, then
+    forks; it opens again in the parent, and the child starts with none inside.
+
+    A transaction of the forking thread itself (a fork from a signal handler or a function run
+    inside one) is never waited for, and that thread's transactions pass while it forks.
+    Subprocesses (``subprocess``, ``posix_spawn``) run no fork handlers and are never delayed.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._inside: dict[int, int] = {}  # thread id -> its transactions inside the gate
+        self._forking: set[int] = set()  # the forking threads' ids, while they fork
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            while self._forking - {me} and me not in self._inside:
+                self._cond.wait()
+            self._inside[me] = self._inside.get(me, 0) + 1
+
+    def __exit__(self, *_: object) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            left = self._inside.get(me, 1) - 1
+            if left > 0:
+                self._inside[me] = left
+            else:
+                self._inside.pop(me, None)
+            self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        """Close the gate and wait for the other threads' transactions, at most FORK_WAIT_S."""
+        me = threading.get_ident()
+        deadline = time.monotonic() + FORK_WAIT_S
+        with self._cond:
+            self._forking.add(me)
+            while any(tid != me for tid in self._inside):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    logger.debug("greenprint: forking while a ledger transaction is in progress")
+                    break
+                self._cond.wait(left)
+
+    def after_fork_in_parent(self) -> None:
+        """Open the gate again."""
+        with self._cond:
+            self._forking.discard(threading.get_ident())
+            self._cond.notify_all()
+
+    def after_fork_in_child(self) -> None:
+        """The child's gate: open, nothing inside (the parent's threads are not here)."""
+        self._cond = threading.Condition(threading.Lock())
+        self._inside = {}
+        self._forking = set()
+
+
+_FORK_GATE = _ForkGate()
+
 
 def _after_fork() -> None:
     """In a forked child: every store's locks anew.
@@ -773,10 +854,15 @@ def _after_fork() -> None:
     in the child, but its hold on the store's write lock is: the child's first write to that
     store (a ``Ledger`` object it inherited) waited on it for good.
     """
+    _FORK_GATE.after_fork_in_child()
     for store in list(_STORES):
         store._pool_lock = threading.RLock()
         store._write_lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(
+        before=_FORK_GATE.before_fork,
+        after_in_parent=_FORK_GATE.after_fork_in_parent,
+        after_in_child=_after_fork,
+    )
