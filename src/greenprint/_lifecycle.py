@@ -106,6 +106,8 @@ def status_for(exc: BaseException | None) -> tuple[RunStatus, str | None]:
         return "interrupted", "KeyboardInterrupt"
     if _is_cancelled(exc):  # asyncio's task.cancel(), wait_for's timeout, the loop's shutdown
         return "interrupted", "CancelledError"
+    if _raised_on_sigterm(exc):
+        return "interrupted", "SIGTERM"
     if isinstance(exc, SystemExit):
         if exc.code in (0, None):
             return "finished", None
@@ -129,6 +131,22 @@ def _text(exc: BaseException) -> str:
         return str(exc)
     except Exception:
         return "<exception str() failed>"
+
+
+def _raised_on_sigterm(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of greenprint's SIGTERM handler (the user's, which it calls).
+
+    A run ending while its start had not registered it yet (SIGTERM while the start's hold was
+    being set up, the user's handler raising ``SystemExit(143)``) was ended by that exception,
+    not by greenprint's handler: it read ``failed`` with ``"SystemExit: 143"``.
+    """
+    handler = _Registry._on_sigterm.__code__
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is handler:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _handling_ctrl_c(exc: BaseException) -> bool:
