@@ -21,7 +21,7 @@ import pytest
 import greenprint as gp
 from greenprint.report import build_report, render, write_report
 from greenprint.report._escape import html_text, latex_text, markdown_text
-from greenprint.report._tables import ERROR_LINE_CHARS, FAILURE_GROUPS_SHOWN, failures
+from greenprint.report._failures import ERROR_LINE_CHARS, FAILURE_GROUPS_SHOWN, failures
 
 #: An error text with every character a format could read as markup, a tab.
 HOSTILE = "<b>boom</b> | `x` $y$ 50% {a_b} \\ & # ^ ~ **z** [l](u)\tend"

@@ -18,16 +18,13 @@ from collections.abc import Sequence
 from greenprint.analysis._pricetag import CostTotals
 from greenprint.report._efficiency import latex_section as efficiency_section
 from greenprint.report._escape import latex_text as esc
+from greenprint.report._failures import failure_heading, failure_intro, failure_items, failures
 from greenprint.report._greener import latex_section
 from greenprint.report._markdown import FIGURE_DIR
 from greenprint.report._model import Report, RunRow
 from greenprint.report._plots import FigureRenderer, figure_file_name
 from greenprint.report._prediction import latex_section as prediction_section
 from greenprint.report._tables import (
-    failure_heading,
-    failure_intro,
-    failure_items,
-    failures,
     final_sentence,
     role_label,
     score_text,

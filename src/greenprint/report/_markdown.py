@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from greenprint._format import count_of
 from greenprint.report._efficiency import markdown_section as efficiency_section
 from greenprint.report._escape import markdown_text as esc
+from greenprint.report._failures import failure_heading, failure_intro, failure_items, failures
 from greenprint.report._greener import markdown_section
 from greenprint.report._model import Report
 from greenprint.report._plots import PLOTS_HINT, FigureRenderer, figure_file_name
@@ -15,10 +16,6 @@ from greenprint.report._prediction import markdown_section as prediction_section
 from greenprint.report._tables import (
     ROLE_MARKS_LEGEND,
     edh_sentence,
-    failure_heading,
-    failure_intro,
-    failure_items,
-    failures,
     final_sentence,
     headline,
     price_tag_role_table,

@@ -1,0 +1,327 @@
+"""The failed-runs section every format shows: runs that ended with an error, grouped by it.
+
+Plain strings, as :mod:`greenprint.report._tables`' (each renderer escapes them); the Markdown,
+HTML and LaTeX reports and the notebook view of a report list what :func:`failure_items` gives.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from greenprint._format import count_of
+from greenprint.report._model import Report, RunRow
+from greenprint.report._tables import params_text
+
+__all__ = [
+    "ERROR_LINE_CHARS",
+    "FAILURE_GROUPS_SHOWN",
+    "FAILURE_RUNS_SHOWN",
+    "FailureGroup",
+    "Failures",
+    "failure_heading",
+    "failure_intro",
+    "failure_items",
+    "failures",
+]
+
+#: Error groups the failed-runs section lists (the rest are counted on one line), and runs
+#: named under each group (the rest are counted: "and 12 more").
+FAILURE_GROUPS_SHOWN = 10
+FAILURE_RUNS_SHOWN = 5
+#: Characters of an error's first line shown; ``greenprint ledger show`` and the JSON report
+#: have the whole text.
+ERROR_LINE_CHARS = 160
+#: The statuses of a run that ended with an error.
+_ERROR_STATUSES = ("failed", "interrupted")
+#: What a group of failed runs calls a run of each role (``"7 trials failed"``).
+_ROLE_NOUNS = {
+    "trial": "trial",
+    "baseline": "baseline",
+    "final": "final run",
+    "learning-curve": "learning-curve run",
+    "greener": "greener run",
+    "sweep": "sweep",
+}
+# A number in an error's text: errors alike but for their numbers ("Tried to allocate 2.00
+# GiB", "4.00 GiB") are one group, the numbers that differ shown as their range.
+_NUMBER = re.compile(r"(0x[0-9a-fA-F]+|\d+(?:\.\d+)?)")
+# The error of a run that only says how its command ended (greenprint run's "exit status 1"):
+# the exception a part inside it recorded says why.
+_ENDED = re.compile(r"exit status -?\d+|killed by \S+")
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Runs that ended with one error, as the failed-runs section lists them.
+
+    Attributes:
+        error: the error's first line (plain text), numbers that differ between the runs as
+            their range (``"1.00–7.00"``), shortened to :data:`ERROR_LINE_CHARS` with ``…``
+            (also when the error has more lines); ``None``: no run recorded an error.
+        runs: the runs, in start order.
+        from_part: for a run that recorded no error of its own, the name of its failed part
+            (fold, worker) whose error it shows, by run id.
+        shared_params: parameters every run of the group has alike and some other run of
+            their roles has not (``batch=512``); for a group of one run, its parameters;
+            empty past the :data:`FAILURE_GROUPS_SHOWN` groups listed.
+    """
+
+    error: str | None
+    runs: tuple[RunRow, ...]
+    from_part: Mapping[str, str]
+    shared_params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Failures:
+    """The runs of a study that ended with an error, grouped by that error.
+
+    Attributes:
+        groups: every group, most runs first (then the earliest started).
+        runs: the runs listed (trials, baselines, the final run...; parts show under their run,
+            a sweep under its failed trials), so ``sum(len(g.runs) for g in groups)``.
+        interrupted: how many of them were interrupted (the others failed).
+        failed_parts: whether a part (a fold, a worker) of the study failed.
+    """
+
+    groups: tuple[FailureGroup, ...]
+    runs: int
+    interrupted: int
+    failed_parts: bool
+
+
+def failures(report: Report) -> Failures:
+    """The runs that failed or were interrupted, grouped by the first line of their error.
+
+    Parts are not listed on their own: a run that recorded no error of its own, or only how
+    its command ended (``greenprint run``'s ``"exit status 1"``), shows its first failed
+    part's (in start order) where one has an error. A run whose failure is that of a listed
+    run inside it (a sweep around failed trials, a run that re-raised its nested run's error)
+    is left out.
+    """
+    by_id = {row.id: row for row in report.runs}
+    candidates = [
+        row for row in report.runs if row.status in _ERROR_STATUSES and row.role != "part"
+    ]
+    if not candidates:
+        return Failures((), 0, 0, False)
+    children: dict[str, list[RunRow]] = {}
+    for row in report.runs:
+        if row.parent_id is not None and row.parent_id in by_id:
+            children.setdefault(row.parent_id, []).append(row)
+    lines: dict[str, tuple[str, bool]] = {}  # error text -> (first line, more text)
+
+    def first_line(error: str | None) -> tuple[str, bool]:
+        if not error:
+            return "", False
+        found = lines.get(error)
+        if found is None:
+            found = lines[error] = _first_line(error)
+        return found
+
+    errors: dict[str, tuple[str, bool]] = {}
+    from_part: dict[str, str] = {}
+    for row in candidates:
+        own = first_line(row.error)
+        if not own[0] or _ENDED.fullmatch(own[0]):
+            part = _failed_part(row, children)
+            if part is not None:
+                own = first_line(part.error)
+                from_part[row.id] = part.name
+        errors[row.id] = own
+    # runs with a listed run inside them, and the first lines of those
+    inside: dict[str, set[str]] = {}
+    for row in candidates:
+        seen = {row.id}
+        parent = by_id.get(row.parent_id or "")
+        while parent is not None and parent.id not in seen:
+            seen.add(parent.id)
+            inside.setdefault(parent.id, set()).add(errors[row.id][0])
+            parent = by_id.get(parent.parent_id or "")
+
+    def explained(row: RunRow) -> bool:  # its failure is that of a listed run inside it
+        found = inside.get(row.id)
+        if found is None:
+            return False
+        line = errors[row.id][0]
+        return row.role == "sweep" or not line or line in found
+
+    listed = [row for row in candidates if not explained(row)]
+    pieces: dict[str, list[str]] = {}  # first line -> its text and numbers, alternately
+    grouped: dict[tuple[str, ...], list[RunRow]] = {}
+    for row in listed:
+        line = errors[row.id][0]
+        split = pieces.get(line)
+        if split is None:
+            split = pieces[line] = _NUMBER.split(line)
+        grouped.setdefault(tuple(split[0::2]), []).append(row)
+    order = sorted(grouped.values(), key=lambda rows: (-len(rows), rows[0].started_at))
+    by_role: dict[str, list[Mapping[str, Any]]] = {}
+    for row in report.runs:
+        if row.role != "part":
+            by_role.setdefault(row.role, []).append(row.params)
+    groups = []
+    for k, rows in enumerate(order):
+        text = _merged([pieces[line] for line in {errors[row.id][0]: None for row in rows}])
+        more = any(errors[row.id][1] for row in rows)
+        if len(text) > ERROR_LINE_CHARS:
+            text, more = text[: ERROR_LINE_CHARS - 1].rstrip(), True
+        # the parameters only of the groups shown (a study of 100,000 failed runs)
+        shown = k < FAILURE_GROUPS_SHOWN
+        groups.append(
+            FailureGroup(
+                error=(text + "…" if more else text) if text else None,
+                runs=tuple(rows),
+                from_part={row.id: from_part[row.id] for row in rows if row.id in from_part},
+                shared_params=_shared_params(rows, by_role) if shown else {},
+            )
+        )
+    failed_parts = any(row.role == "part" and row.status in _ERROR_STATUSES for row in report.runs)
+    interrupted = sum(row.status == "interrupted" for row in listed)
+    return Failures(tuple(groups), len(listed), interrupted, failed_parts)
+
+
+def _first_line(error: str) -> tuple[str, bool]:
+    r"""An error's first non-blank line, and whether more text follows it.
+
+    A lone surrogate (a file name that is not UTF-8) becomes a ``\udcff`` escape: no output
+    format can encode it.
+    """
+    line, _, rest = error.partition("\n")
+    line = line.strip()
+    if line and line.isprintable():  # a first line of text, no surrogate (most errors)
+        return (" ".join(line.split()) if "  " in line else line), bool(rest.strip())
+    text = error.encode("utf-8", "backslashreplace").decode("utf-8")
+    found = [line.strip() for line in text.splitlines() if line.strip()]
+    if not found:
+        return "", False
+    return " ".join(found[0].split()), len(found) > 1
+
+
+def _failed_part(row: RunRow, children: Mapping[str, Sequence[RunRow]]) -> RunRow | None:
+    """The first failed part inside ``row`` (depth first, in start order) that has an error."""
+    stack = [c for c in reversed(children.get(row.id, ())) if c.role == "part"]
+    seen: set[str] = set()
+    while stack:
+        part = stack.pop()
+        if part.id in seen:
+            continue
+        seen.add(part.id)
+        if part.status in _ERROR_STATUSES and part.error and part.error.strip():
+            return part
+        stack.extend(c for c in reversed(children.get(part.id, ())) if c.role == "part")
+    return None
+
+
+def _merged(pieces: Sequence[Sequence[str]]) -> str:
+    """Lines alike but for their numbers as one: a number that differs as its range.
+
+    ``pieces`` are the lines split by :data:`_NUMBER` (text and numbers, alternately).
+    """
+    out = []
+    for k, piece in enumerate(pieces[0]):
+        values = [p[k] for p in pieces]
+        if k % 2 == 0 or all(v == piece for v in values):
+            out.append(piece)
+        elif any(v.startswith("0x") for v in values):  # addresses: no range means anything
+            out.append("0x…")
+        else:
+            low, high = min(values, key=float), max(values, key=float)
+            out.append(low if float(low) == float(high) else f"{low}–{high}")
+    return "".join(out)
+
+
+_MISSING = object()
+
+
+def _shared_params(
+    rows: Sequence[RunRow], by_role: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> Mapping[str, Any]:
+    """The parameters all ``rows`` have alike that another run of their roles has not.
+
+    ``by_role``: the parameters of every run (parts aside), by role: a trial's are told
+    against the other trials'. For one run, all its parameters.
+    """
+    first = rows[0].params
+    if len(rows) == 1:
+        return first
+    shared = {
+        key: value
+        for key, value in first.items()
+        if all(row.params.get(key, _MISSING) == value for row in rows[1:])
+    }
+    roles = {row.role for row in rows}
+    # the group's own runs have the value: any run that has not is another
+    return {
+        key: value
+        for key, value in shared.items()
+        if any(params.get(key, _MISSING) != value for role in roles for params in by_role[role])
+    }
+
+
+def failure_heading(found: Failures) -> str:
+    """``"Failed runs (9)"``, ``"Failed and interrupted runs (9)"`` or ``"Interrupted runs"``."""
+    if found.interrupted == found.runs:
+        what = "Interrupted runs"
+    elif found.interrupted:
+        what = "Failed and interrupted runs"
+    else:
+        what = "Failed runs"
+    return f"{what} ({found.runs})"
+
+
+def failure_intro(found: Failures) -> str:
+    """What the failed-runs section lists and where the whole error texts are."""
+    text = (
+        "Each error's first line, most runs first (numbers that differ between the runs as "
+        "their range, … where the text goes on): greenprint ledger show ID prints a run's "
+        "whole error, the JSON report every run's."
+    )
+    if found.failed_parts:
+        text += (
+            " Parts (folds, workers) are listed under their run: a run that recorded no error "
+            "of its own, or only its command's exit status, shows its first failed part's."
+        )
+    return text
+
+
+def failure_items(
+    found: Failures, *, with_params: bool = True
+) -> tuple[list[tuple[str | None, str]], str | None]:
+    """The section's items, (error or ``None``, which runs) each, and the line after them.
+
+    ``"7 trials failed: trial-1 (d3c4e5f6), ... and 2 more; all with batch=512"``; the line
+    after the items counts the groups not shown (``None``: all shown). ``with_params=False``
+    leaves the parameters out (a report that shows no parameters elsewhere).
+    """
+    items = []
+    for group in found.groups[:FAILURE_GROUPS_SHOWN]:
+        nouns = Counter(_ROLE_NOUNS.get(row.role, f"{row.role} run") for row in group.runs)
+        counted = " and ".join(count_of(n, noun) for noun, n in nouns.items())
+        statuses = {row.status for row in group.runs}
+        verb = "failed or interrupted" if len(statuses) > 1 else statuses.pop()
+        names = []
+        for row in group.runs[:FAILURE_RUNS_SHOWN]:
+            part = group.from_part.get(row.id)
+            detail = f", the error of its part {part}" if part is not None else ""
+            names.append(f"{row.name} ({row.id[:8]}{detail})")
+        text = f"{counted} {verb}: " + ", ".join(names)
+        if len(group.runs) > FAILURE_RUNS_SHOWN:
+            text += f" and {len(group.runs) - FAILURE_RUNS_SHOWN} more"
+        if with_params and group.shared_params:
+            every = "all " if len(group.runs) > 1 else ""
+            text += f"; {every}with {params_text(group.shared_params)}"
+        items.append((group.error, text))
+    rest = found.groups[FAILURE_GROUPS_SHOWN:]
+    after = None
+    if rest:
+        runs = sum(len(g.runs) for g in rest)
+        after = (
+            f"… and {count_of(len(rest), 'other error')} ({count_of(runs, 'run')}): "
+            "the JSON report has every run's error."
+        )
+    return items, after
