@@ -20,6 +20,12 @@ inside it for energy but add their FPO (see :class:`~greenprint.analysis._common
   scaled to the rest, each in proportion to what it measured (a note says by how much; see
   :meth:`~greenprint.analysis._common.RunForest.shared_sums`). Durations still add up
   (run-seconds), and FPO, counted per run, are never scaled;
+* a child that ran on after its parent ended (a worker process left running when its main
+  process got SIGTERM or crashed) was inside its parent's measurement only until that end:
+  what it measured after the end of every run around it (its energy and CO2-eq prorated over
+  its span) adds, once, to the totals and to its own exclusive cost, with a note
+  (:func:`beyond_sums`; not for a thread of its parent's own process, nor a run that names
+  no process, whose amounts the rule above reads);
 * the by-status and by-role breakdowns add up to the totals too: each run's exclusive cost goes
   to its status and role, except a part's, which goes to the role of the run it is part of
   (its trial, baseline, final run...) and to that run's status or its own, whichever ended
@@ -46,12 +52,13 @@ counts every run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from greenprint._exceptions import AnalysisError
 from greenprint._format import (
@@ -78,7 +85,16 @@ from greenprint.analysis._common import (
 )
 from greenprint.analysis._roles import StudyRoles, StudyTrials, choose_final, study_trials
 
-__all__ = ["EDH", "CostTotals", "FinalRun", "PriceTag", "ProvenanceSummary", "price_tag"]
+__all__ = [
+    "EDH",
+    "BeyondSums",
+    "CostTotals",
+    "FinalRun",
+    "PriceTag",
+    "ProvenanceSummary",
+    "beyond_sums",
+    "price_tag",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -537,8 +553,11 @@ def price_tag(
     # in position order, as they always did, so every total is the same float.
     # energy and CO2-eq: concurrent children share their parent's measurement out
     energy, co2 = forest.shared_sums("energy_kwh"), forest.shared_sums("emissions_kg")
-    energy_in, energy_ex = energy.inclusive, energy.exclusive
-    co2_in, co2_ex = co2.inclusive, co2.exclusive
+    # and what runs spent after the runs around them ended (a worker that ran on after its
+    # main process was stopped): outside every measurement of theirs, it adds (beyond_sums)
+    energy_beyond, co2_beyond = beyond_sums(forest)
+    energy_in, energy_ex = energy_beyond.inclusive, energy_beyond.exclusive
+    co2_in, co2_ex = co2_beyond.inclusive, co2_beyond.exclusive
     time_in, time_ex = forest.nested_sum(forest.column("duration_s"))
     fpo = forest.fpo_sums  # the FPO rule (unknown, complete): RunForest.known_sums
     fpo_in, fpo_ex = fpo.inclusive, fpo.exclusive
@@ -547,8 +566,11 @@ def price_tag(
         notes.extend(job_notes(items))
     if "lost" in forest.column("status"):
         notes.extend(_unflushed_note(forest))
+    if energy_beyond.counted:
+        notes.append(_beyond_note(forest, energy_beyond.counted))
     if any(
-        energy_in[p] - _added(forest, p, energy_in) > items[p].energy_kwh * (1 + 1e-9) + 1e-12
+        energy_in[p] - _added(forest, p, energy_in) - _beyond(forest, p, energy_beyond.counted)
+        > items[p].energy_kwh * (1 + 1e-9) + 1e-12
         for p in forest.inner_order
         if p not in energy.shares  # shared out: a floored one has its own note
     ):
@@ -1379,3 +1401,256 @@ def _logged_metrics(runs: Sequence[RunRecord]) -> str:
         if p.value == p.value and not is_reserved_metric(p.name)
     }
     return ", ".join(map(repr, names)) or "none"
+
+
+# ------------------------------------------------------------- runs that outlived their parents
+class BeyondSums(NamedTuple):
+    """A shared cost's sums with what runs spent after the measurements around them ended.
+
+    Attributes:
+        inclusive: each run's amount with its descendants' (:attr:`SharedSums.inclusive`),
+            what runs spent beyond the measurements around them counted once.
+        exclusive: each run's own part (summed over all runs: the total); a run that ran on
+            after the runs around it ended holds what it spent after that end.
+        counted: position of each such run -> what it spent after that end (kWh or kg, as
+            the cost), each stretch of one reading once.
+    """
+
+    inclusive: list[Any]
+    exclusive: list[Any]
+    counted: dict[int, Any]
+
+
+def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
+    """Energy and CO2-eq (:meth:`RunForest.shared_sums`) with what runs spent after their parents.
+
+    A run inside its parent's measurement (``contained``: the same process, or the parent's
+    process tree on the same host) is in it only while the parent measured: a worker process
+    that ran on after its main process was stopped (SIGTERM to the main process only, a crash)
+    spent energy after the parent's end that no measurement of the parent's holds, and the
+    rule (``max(own, children's sum)``, or the parent's measurement shared out) counted it
+    nowhere. So, for each run whose link to its parent is inside it (:meth:`RunForest.adds`
+    false), the measurement around it ends at the latest end of the runs it is inside, up to
+    the first link that adds (a parent's process tree holds its children's processes: a
+    grandparent still measures a worker whose parent ended; see :func:`_outside_spans`).
+    What the run measured after that end is outside every measurement around it:
+
+    * how much: its amount prorated by time over its span, the part after that end (what
+      every record holds; exact at constant power); runs that read one process or one machine
+      (threads naming it, machine scope) and ran on at the same time count each stretch of
+      that time once (:func:`~greenprint.analysis._stretches.stretch_shares`);
+    * the rule reads the runs with only the rest (their amount less that part, their span
+      ending at that end), inside the measurements around them as the rule expects, and what
+      lies outside is added once: to the run's exclusive amount and to the inclusive amounts
+      of the run and of every run above it.
+
+    Nothing is counted twice: what a run spent outside is in no other run's measurement, and
+    the rest is in the rule's reading as before.
+
+    Args:
+        forest: the runs.
+
+    Returns:
+        Energy's sums and CO2-eq's (the forest's own lists, unchanged, when no run ran on
+        after the measurements around it: do not mutate them).
+    """
+    spans = _outside_spans(forest)
+    names = ("energy_kwh", "emissions_kg")
+    if not spans:
+        return tuple(  # type: ignore[return-value]
+            BeyondSums(sums.inclusive, sums.exclusive, {})
+            for sums in map(forest.shared_sums, names)
+        )
+    runs = forest.runs
+    outside: dict[str, dict[int, Any]] = {}
+    for name in names:
+        values = forest.column(name)
+        positions, intervals, amounts = [], [], []
+        for pos, (start, outside_from, end) in spans.items():
+            value = values[pos]
+            if value is None or not value > 0 or not math.isfinite(value):
+                continue
+            positions.append(pos)
+            intervals.append((outside_from, end))
+            amounts.append(value * ((end - outside_from) / (end - start)))
+        counted = _once_per_reading(forest, positions, intervals, amounts)
+        outside[name] = dict(zip(positions, counted, strict=True))
+    cut = list(runs)
+    for pos, (start, outside_from, end) in spans.items():
+        record = _copy_record(runs[pos])
+        for name in names:
+            value = getattr(record, name)
+            if pos in outside[name]:  # the rest: what it measured inside, in the rule
+                rest = value * ((outside_from - start) / (end - start))
+                object.__setattr__(record, name, rest)
+        object.__setattr__(record, "ended_at", outside_from)
+        cut[pos] = record
+    inside = RunForest.build(cut)
+    parents = forest.parents
+    found = []
+    for name in names:
+        sums = inside.shared_sums(name)
+        inclusive, exclusive = list(sums.inclusive), list(sums.exclusive)
+        for pos, amount in outside[name].items():
+            exclusive[pos] += amount
+            at: int | None = pos
+            while at is not None:
+                inclusive[at] += amount
+                at = parents[at]
+        found.append(BeyondSums(inclusive, exclusive, outside[name]))
+    return found[0], found[1]
+
+
+def _outside_spans(forest: RunForest) -> dict[int, tuple[float, float, float]]:
+    """Runs inside their parents that ran on after every run around them ended.
+
+    Position -> ``(start, outside_from, end)``: the run's span, and when the last measurement
+    around it ended. Only runs that name what they read: the process (provenance
+    ``"process"``, scope ``"process"``), or the machine (scope ``"machine"``); a run that names
+    neither (recorded before runs named their process) may be one of several threads that each
+    read one whole process, whose time after the end cannot be told apart: the rule's
+    ``max(own, children's sum)`` stands for it; so does it for a thread of its parent's own
+    process (RunForest counts threads that outlived their parent's run each stretch once, with
+    its measurement as a floor). A run's end is :func:`run_end` (its ``ended_at``, or a
+    running or lost run's last heartbeat); a parent's end is its ``ended_at``, or, for one
+    that recorded none, its last heartbeat when that is more than two of its flush intervals
+    before the child's end (it stopped flushing: killed with SIGKILL, lost); otherwise a
+    parent with no end is still measuring (a live run's children's heartbeats may lead its
+    own by a flush). A run with no start time (``started_at`` 0) has no known span and is
+    left out.
+    """
+    parents = forest.parents
+    if not parents or parents.count(None) == len(parents):
+        return {}
+    runs = forest.runs
+    ends: dict[int, float] = {}
+
+    def end_of(pos: int) -> float:
+        found = ends.get(pos)
+        if found is None:
+            found = ends[pos] = run_end(runs[pos])
+        return found
+
+    found: dict[int, tuple[float, float, float]] = {}
+    keys: tuple[Any, ...] | None = None
+    for pos, parent in enumerate(parents):
+        if parent is None or forest.adds(pos):
+            continue
+        run = runs[pos]
+        start = run.started_at
+        end = end_of(pos)
+        if not (start > 0 and end > start) or not end > end_of(parent):
+            continue  # quick: no later than its parent's last sign (most runs)
+        latest = -math.inf
+        at: int | None = pos
+        while at is not None and (up := parents[at]) is not None:
+            above = runs[up]
+            if above.ended_at is not None:
+                stop = above.ended_at
+            elif end > end_of(up) + 2 * _flush_interval(above):
+                stop = end_of(up)  # stopped flushing long before: lost
+            else:
+                latest = math.inf  # still measuring
+                break
+            latest = max(latest, stop)
+            at = None if forest.adds(up) else up
+        if not (math.isfinite(latest) and end > latest):
+            continue
+        if keys is None:
+            keys = forest._process_keys
+        if keys[pos] is None and run.scope != "machine":
+            continue  # what it read is not known (a thread's whole process?): the rule's sum
+        if keys[pos] is not None and keys[pos] == keys[parent]:
+            continue  # a thread of its parent's process: RunForest's rule for threads stands
+        found[pos] = (start, max(latest, start), end)
+    return found
+
+
+def _flush_interval(run: RunRecord) -> float:
+    """A run's flush interval in s (10 s where the record has none that is a finite number)."""
+    value = getattr(run, "flush_interval_s", None)
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 10.0
+
+
+def _once_per_reading(
+    forest: RunForest,
+    positions: Sequence[int],
+    intervals: Sequence[tuple[float, float]],
+    amounts: Sequence[Any],
+) -> list[Any]:
+    """What each run counts of what it spent outside, each stretch of one reading once.
+
+    Runs that read one process (threads of it, naming it in their provenance) or one machine
+    (scope ``"machine"``, one host) each read all of it: over the time they ran on together,
+    the stretch is counted once (:func:`stretch_shares`). Runs that read their own processes
+    keep their amounts.
+    """
+    from greenprint.analysis._stretches import stretch_shares
+
+    keys = forest._process_keys
+    groups: dict[Any, list[int]] = {}
+    for k, pos in enumerate(positions):
+        run = forest.runs[pos]
+        key = ("machine", run.host) if run.scope == "machine" else keys[pos]
+        if key is not None:
+            groups.setdefault(key, []).append(k)
+    out = list(amounts)
+    for members in groups.values():
+        if len(members) > 1:
+            shares = stretch_shares([intervals[k] for k in members], [amounts[k] for k in members])
+            for k, share in zip(members, shares, strict=True):
+                out[k] = share
+    return out
+
+
+def _beyond_note(forest: RunForest, counted: Mapping[int, Any]) -> str:
+    """The note on runs that ran on after the runs around them ended (:func:`beyond_sums`)."""
+    names = [repr(forest.runs[p].name) for p in list(counted)[:3]]
+    more = f" and {len(counted) - 3} more" if len(counted) > 3 else ""
+    kwh = math.fsum(float(v) for v in counted.values())
+    return (
+        f"{count_of(len(counted), 'run')} ({', '.join(names)}{more}) ran on after the run "
+        f"{'they are' if len(counted) > 1 else 'it is'} part of ended (a worker process left "
+        f"running when its main process was stopped or crashed): the {format_energy(kwh)} "
+        "they measured after that end (their energy prorated over their spans) is in no "
+        "measurement of the parent's, and is counted once beside it"
+    )
+
+
+def _beyond(forest: RunForest, position: int, counted: Mapping[int, Any]) -> Any:
+    """What the runs inside a run spent beyond the measurements around them (:func:`beyond_sums`).
+
+    Through links inside it: in its inclusive amount, never in its measurement.
+    """
+    if not counted:
+        return 0
+    return sum(
+        amount
+        for pos, amount in counted.items()
+        if pos != position and _below_inside(forest, pos, position)
+    )
+
+
+def _below_inside(forest: RunForest, pos: int, ancestor: int) -> bool:
+    """Whether the run at ``pos`` is below ``ancestor`` by links that do not add."""
+    while (up := forest.parents[pos]) is not None and not forest.adds(pos):
+        if up == ancestor:
+            return True
+        pos = up
+    return False
+
+
+def _copy_record(run: RunRecord) -> RunRecord:
+    """A copy of a record, field by field: a partial one too.
+
+    A study budget's read (``greenprint.ledger._study_cost``) sets only the fields the rule
+    reads; the unset ones stay unset.
+    """
+    copied: RunRecord = object.__new__(type(run))
+    for f in dataclasses.fields(run):
+        try:
+            value = getattr(run, f.name)
+        except AttributeError:
+            continue
+        object.__setattr__(copied, f.name, value)
+    return copied

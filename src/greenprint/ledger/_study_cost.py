@@ -21,6 +21,10 @@ memory: every run counted, none twice, by
   tree; none recorded by a child of another host than its parent's, given its id; a job's
   nodes under its head; for FPO, a node meter's peer ranks) are outside its measurement and
   add to it;
+* a nested run that ran on after the runs around it ended (a worker process left running when
+  its main process got SIGTERM or crashed) adds what it measured after that end, its energy
+  and CO2-eq prorated over its span (:func:`greenprint.analysis._pricetag.beyond_sums`): in
+  no measurement of its parent's, counted once;
 * the runs of ``exclude`` that are top-level (this process's live runs, whose cost the caller
   adds from memory, their nested runs' with it) are left out with every run nested in them,
   ended ones too (a live trial's ended folds are in its figure from memory: never counted
@@ -36,7 +40,8 @@ their own, each parent having recorded at least what its children did) need no t
 top-level run's own figures are its figures with its descendants', and the database sums them
 in one ``SELECT`` (100,000 runs: tens of ms). One ``EXISTS`` query tells the rest (a nested run
 with FPO of its own; children whose energy, CO2-eq or run time add up to more than their
-parent's; a run that adds to its parent or belongs to a distributed job; two top-level runs
+parent's; a run that adds to its parent, belongs to a distributed job or ended after its parent
+(:data:`_SQLITE_OUTLIVES`); two top-level runs
 of one host and process at the same time: see :data:`_SQLITE_SCAN`), and for those the
 columns the rule reads are fetched for the study's runs (no metrics; the provenance's JSON
 read once per distinct text) and the rule is applied to them. Both stores: SQLite through the
@@ -48,6 +53,7 @@ stores to, beside the price tag itself).
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from collections.abc import Collection, Iterable, Sequence
 from itertools import repeat
@@ -117,6 +123,7 @@ RULE_COLUMNS = (
     "contained",
     "scope",
     "provenance",
+    "flush_interval_s",
 )
 
 
@@ -158,6 +165,7 @@ def study_cost_by_rule(rows: Iterable[Sequence[Any]], exclude: Collection[str] =
     """
     from greenprint._exceptions import AnalysisError, LedgerError
     from greenprint.analysis._common import RunForest
+    from greenprint.analysis._pricetag import beyond_sums
 
     records = _partials(rows)
     ids = {r.id for r in records}
@@ -183,8 +191,8 @@ def study_cost_by_rule(rows: Iterable[Sequence[Any]], exclude: Collection[str] =
         return StudyCost(top_level=top_level)
     try:
         forest = RunForest.build(records)
-        energy = forest.shared_sums("energy_kwh").exclusive
-        co2 = forest.shared_sums("emissions_kg").exclusive
+        energy_sums, co2_sums = beyond_sums(forest)
+        energy, co2 = energy_sums.exclusive, co2_sums.exclusive
         fpo = forest.fpo_sums.exclusive
         _, duration = forest.nested_sum(forest.column("duration_s"))
     except AnalysisError as e:  # a cycle of parents: no tree to sum (the last figures stand)
@@ -220,6 +228,10 @@ def _partials(rows: Iterable[Sequence[Any]]) -> list[RunRecord]:
     for name in ("energy_kwh", "emissions_kg", "duration_s", "started_at"):
         figures = np.asarray(columns[name], dtype=float)  # NULL, SQLite's 'NaN' text: NaN
         columns[name] = np.where(np.isfinite(figures), figures, 0.0).tolist()
+    columns["flush_interval_s"] = [
+        float(v) if v is not None and math.isfinite(float(v)) else 10.0
+        for v in columns["flush_interval_s"]
+    ]
     for name in ("ended_at", "heartbeat_at"):
         columns[name] = [None if v is None else float(v) for v in columns[name]]
     fpo: list[Any] = [None if v is None else int(v) for v in columns["fpo"]]
@@ -359,13 +371,23 @@ _SQLITE_TOP = (
     "({r}.parent_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs AS q WHERE q.id = {r}.parent_id"
     " AND q.study = {r}.study))"
 )
+#: A nested run ``r`` whose end (as ``run_end``'s, never before its start) is after its parent
+#: ``p``'s: its ``ended_at``, or for a parent with none its last sign of life plus two flush
+#: intervals (the price tag's rule counts what the run spent after the runs around it ended:
+#: ``beyond_sums``; this finds every study it may touch, and a few more)
+_SQLITE_OUTLIVES = (
+    "(r.started_at > 0 AND "
+    + _SQLITE_END.format(r="r")
+    + " > COALESCE(p.ended_at, MAX(p.started_at + p.duration_s, COALESCE(p.heartbeat_at, "
+    "p.started_at)) + 2 * p.flush_interval_s))"
+)
 _SQLITE_SCAN = (
     "SELECT TOTAL(CASE WHEN k THEN e END), TOTAL(CASE WHEN k THEN g END), "
     "TOTAL(CASE WHEN k THEN CAST(f AS REAL) END), TOTAL(CASE WHEN k THEN d END), "
     "TOTAL(k), TOTAL(n), MAX(a), MAX(o) FROM (SELECT r.energy_kwh AS e, r.emissions_kg AS g, "
     "r.fpo AS f, r.duration_s AS d, p.id IS NULL{left_out} AS k, p.id IS NOT NULL AS n, "
     "(r.job_id IS NOT NULL OR (p.id IS NOT NULL AND (r.contained = 0 OR r.fpo IS NOT NULL "
-    "OR (r.contained IS NULL AND r.host <> p.host)))) "
+    "OR (r.contained IS NULL AND r.host <> p.host) OR " + _SQLITE_OUTLIVES + "))) "
     "AS a, (p.id IS NULL AND (SELECT b.started_at FROM runs AS b WHERE b.rowid > r.rowid AND "
     "+b.study = r.study AND "
     + _SQLITE_TOP.format(r="b")
@@ -468,6 +490,7 @@ def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCo
                 r.c.fpo.is_not(None),
                 # a child given its parent's id on another host: it adds (RunForest's rule)
                 sa.and_(r.c.contained.is_(None), r.c.host != p.c.host),
+                _outlives(r, p, nan_free),
             ),
         ),
     )
@@ -503,6 +526,27 @@ def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCo
         ids = conn.execute(sa.select(r.c.id).where(is_top, r.c.id.in_(left_out)))
         top_level = frozenset(row[0] for row in ids)
     return StudyCost(float(kwh), float(kg), float(fpo), float(s), int(runs), top_level)
+
+
+def _run_end(r: Any, nan_free: Any) -> Any:
+    """``run_end`` of the runs of alias ``r`` in SQLAlchemy Core, never before their start."""
+    import sqlalchemy as sa
+
+    start = r.c.started_at
+    beat = sa.func.coalesce(r.c.heartbeat_at, start)
+    timed = start + sa.func.coalesce(nan_free(r.c.duration_s), 0.0)
+    ended = sa.func.coalesce(r.c.ended_at, sa.case((timed > beat, timed), else_=beat))
+    return sa.case((ended > start, ended), else_=start)
+
+
+def _outlives(r: Any, p: Any, nan_free: Any) -> Any:
+    """:data:`_SQLITE_OUTLIVES` in SQLAlchemy Core: run ``r`` ran on after its parent ``p``."""
+    import sqlalchemy as sa
+
+    beat = sa.func.coalesce(p.c.heartbeat_at, p.c.started_at)
+    timed = p.c.started_at + sa.func.coalesce(nan_free(p.c.duration_s), 0.0)
+    last = sa.case((timed > beat, timed), else_=beat) + 2 * p.c.flush_interval_s
+    return sa.and_(r.c.started_at > 0, _run_end(r, nan_free) > sa.func.coalesce(p.c.ended_at, last))
 
 
 def _top_level_overlap(study: str, nan_free: Any) -> Any:
