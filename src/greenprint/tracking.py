@@ -60,6 +60,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
@@ -412,6 +413,35 @@ def _tracked_async_generator(
     return wrapper
 
 
+class _NeverStarted:
+    """What was logged to a run that has not started; said if it never does (see Run.log)."""
+
+    __slots__ = ("name", "started", "study", "values")
+    #: whether a run never started has been reported in this process (once: a loop of them)
+    told = False
+
+    def __init__(self, name: str, study: str) -> None:
+        self.name, self.study = name, study
+        self.values = 0
+        self.started = False
+
+    def tell(self) -> None:
+        """At exit, or when the run is collected: say that what was logged is not recorded."""
+        if self.started or not self.values or _NeverStarted.told:
+            return
+        _NeverStarted.told = True
+        logger.warning(
+            "greenprint: run %r (study %r) was never started: its %d logged value%s went "
+            "nowhere; measure and record a run with `with gp.track(...) as run:`, "
+            "`@gp.track`, or run.start() ... run.stop() (later runs never started are not "
+            "reported)",
+            self.name,
+            self.study,
+            self.values,
+            "" if self.values == 1 else "s",
+        )
+
+
 def _metric_step(step: object) -> int | None:
     """A metric's step as an int the ledger stores (64 bits), or ``None``.
 
@@ -582,6 +612,9 @@ class Run:
         self._stop_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._state: Literal["new", "running", "stopped"] = "new"
+        # said at exit (or when the run is collected) if values were logged to it and it was
+        # never started: nothing of it reaches the ledger (run = gp.track(...) without with)
+        self._unstarted: _NeverStarted | None = None
         self._pid = 0  # the process that started it (0: not started)
         self._child_said = False  # a forked child's copy said it could not write (once)
         self._status = "new"
@@ -756,6 +789,8 @@ class Run:
                 raise ConfigError(f"run.log() got two steps, {metrics!r:.40} and {step!r:.40}")
             step = metrics
         points = self._add_metrics(step, values)
+        if self._state == "new":
+            self._note_unstarted(len(points))
         if self._pid and self._pid != os.getpid():  # a forked child's copy (a Pool worker)
             self._write_from_child(points)
         elif self._ended_here():
@@ -814,6 +849,21 @@ class Run:
             self._metrics.extend(points)
             self._pending_metrics.extend(points)
         return points
+
+    def _note_unstarted(self, values: int) -> None:
+        """Count values logged before the run started; said if it never starts (once a process).
+
+        ``run = gp.track("x")`` then ``run.log(accuracy=0.9)``, as ``wandb.init()`` is used,
+        recorded nothing and said nothing: a run is measured and written only once started
+        (``with``, a decorator, or ``start()``/``stop()``).
+        """
+        with self._lock:
+            if self._state != "new":
+                return
+            if self._unstarted is None:
+                self._unstarted = _NeverStarted(self.name, self._study)
+                weakref.finalize(self, self._unstarted.tell)
+            self._unstarted.values += values
 
     def set(self, **fields: Any) -> None:
         """Record facts: ``params`` (merged), ``dataset_size``, ``fpo``, ``param_count``, ``role``.
@@ -1258,6 +1308,8 @@ class Run:
                     raise GreenprintError(
                         "a Run can be started only once; call gp.track(...) again for a new run"
                     )
+                if self._unstarted is not None:
+                    self._unstarted.started = True
                 # Ctrl-C or SIGTERM half-way through left a run written 'running' (read
                 # 'lost'), current for every later run
                 with interrupts_held() as held:
