@@ -14,7 +14,10 @@ CPU time of processes that exit between samples is kept:
   short-lived children that were never sampled (compilers under ``make``, data-loader workers)
   are counted in full;
 * a process whose parent is not in the tree (the root itself, or an orphan re-parented to init)
-  keeps the last CPU time seen for it;
+  keeps the last CPU time seen for it, and so does a child the kernel reaped (its parent
+  ignores SIGCHLD, ``SigIgn`` in ``/proc/<pid>/status``: its time reaches no one's reaped
+  children's times); what such a child spent after its last sample, or a child that started
+  and ended between two samples, is not seen (docs/hardware.md);
 * the cumulative tree CPU time never decreases.
 
 Processes started before :meth:`ProcessTree.start` count from their CPU time at the start. A
@@ -64,6 +67,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -231,9 +235,9 @@ class _ProcStat:
     __slots__ = ("_fd", "_prefix", "pid", "started_s")
 
     def __init__(self, pid: int, started_s: float, fd: int) -> None:
+        self._fd = fd  # first: a signal later in here still leaves it to close()
         self.pid = pid
         self.started_s = started_s
-        self._fd = fd
         self._prefix = b"%d (" % pid
 
     @classmethod
@@ -297,8 +301,13 @@ class _ProcStat:
         return int(self._fd >= 0)
 
     def close(self) -> None:
-        """Release the descriptor, if one is kept. Idempotent."""
-        fd, self._fd = self._fd, -1
+        """Release the descriptor, if one is kept. Idempotent.
+
+        Safe on a half-built handle (``__init__`` interrupted by a signal or Ctrl-C before its
+        descriptor was set), which ``__del__`` closes too: nothing to release there.
+        """
+        fd = getattr(self, "_fd", -1)
+        self._fd = -1
         if fd >= 0:
             try:
                 os.close(fd)
@@ -770,8 +779,10 @@ class ProcessTree:
                 reader.close()
             if pid == self.pid:
                 self._root_alive = False
-            if entry.ppid not in alive:
-                # nobody in the tree reaped it: keep the CPU time last seen
+            if entry.ppid not in alive or (self._procfs and _ignores_sigchld(entry.ppid)):
+                # nobody in the tree reaped it, or the kernel did (its parent ignores SIGCHLD:
+                # its time never reaches the parent's reaped children's): keep the CPU time
+                # last seen
                 self._departed_s += entry.used
         if self._root_alive:
             last_pid = _last_pid()
@@ -818,8 +829,8 @@ class _Children:
     __slots__ = ("_fds", "_listed", "_walks", "pid")
 
     def __init__(self, pid: int) -> None:
-        self.pid = pid
         self._fds: list[int] = []
+        self.pid = pid
         self._listed = -1  # threads when the list was read
         self._walks = 0
 
@@ -872,8 +883,9 @@ class _Children:
         return pids
 
     def close(self) -> None:
-        """Release the descriptors. Idempotent."""
-        fds, self._fds = self._fds, []
+        """Release the descriptors. Idempotent; safe on a half-built one (see ``_ProcStat``)."""
+        fds = getattr(self, "_fds", None) or []
+        self._fds = []
         for fd in fds:
             try:
                 os.close(fd)
@@ -882,6 +894,28 @@ class _Children:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _ignores_sigchld(pid: int) -> bool:
+    """Whether ``pid`` ignores SIGCHLD (``SigIgn`` of ``/proc/<pid>/status``; Linux).
+
+    Its children are then reaped by the kernel as they exit (``signal(SIGCHLD, SIG_IGN)``),
+    and their CPU time is added to no one's reaped children's times. ``False`` when the file
+    cannot be read. (A parent that set ``SA_NOCLDWAIT`` with a handler is reaped for too, but
+    ``/proc`` does not show that flag.)
+    """
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigIgn:"):
+                    return bool(int(line.split()[1], 16) >> (_SIGCHLD - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+#: SIGCHLD's number (17 on x86 and ARM Linux; 18 on MIPS, 20 on SPARC)
+_SIGCHLD = int(getattr(signal, "SIGCHLD", 17))
 
 
 def _pread_all(fd: int) -> bytes:
