@@ -25,7 +25,6 @@ torch = pytest.importorskip("torch")
 import greenprint as gp  # noqa: E402
 from conftest import require  # noqa: E402
 from greenprint import greener  # noqa: E402
-from greenprint.fpo._rules_quantized import STATIC_INT8_RULES  # noqa: E402
 from greenprint.fpo.rules import RULES  # noqa: E402
 from greenprint.greener._variants import Context, quiet_torch_ao  # noqa: E402
 
@@ -155,20 +154,26 @@ def test_static_int8_requantization_reproduces_the_kernel_and_counts_4_per_outpu
         assert torch.equal((out.int_repr().long() - out.q_zero_point()) * out.q_scale(),
                            out.dequantize().double())  # fmt: skip
     assert first_fpo == 4 * M * 64 + 2 * 64 and second_fpo == 4 * M * 2 + 2 * 2
-    linear_relu = STATIC_INT8_RULES["quantized.linear_relu"]
+    linear_relu = RULES["quantized.linear_relu"]
     assert linear_relu.fn(None, None, out_shape=(M, 64)) == first_fpo  # per channel, a bias
-    assert STATIC_INT8_RULES["quantized.linear"].fn(None, None, out_shape=(M, 2)) == second_fpo
+    assert RULES["quantized.linear"].fn(None, None, out_shape=(M, 2)) == second_fpo
     assert RULES["aten.quantize_per_tensor"].fn((M, 16), x_scale) == 3 * M * 16 + 1
     assert RULES["aten.dequantize"].fn((M, 2), out_shape=(M, 2)) == M * 2
     assert first_fpo + second_fpo + 3 * M * 16 + 1 + M * 2 == _static_by_hand(M)
 
 
-def test_the_docs_mlps_int8_rows_read_what_the_int8_models_run():
+def test_the_docs_mlps_int8_rows_read_what_the_int8_models_run(tmp_path):
     model = _mlp()
     x = torch.randn(M, 16)
+
+    def evaluate(m):  # one batch through the variant's model
+        m(x)
+        return 0.5
+
     result = greener.compare(
-        model, None, x, [greener.dynamic_int8(), greener.static_int8()], ledger=False,
-        min_time_s=0, min_batches=1, warmup_batches=0,
+        model, evaluate, x, [greener.dynamic_int8(), greener.static_int8()],
+        ledger=tmp_path / "int8.db", study="int8", min_time_s=0, min_batches=1,
+        warmup_batches=0,
     )  # fmt: skip
     dense = 2 * 16 * 64 + 64 + 64 + 2 * 64 * 2 + 2  # per inference: 2,434 float FPO
     products = 2 * 16 * 64 + 2 * 64 * 2  # the int8 layers' products: integer operations
@@ -181,3 +186,18 @@ def test_the_docs_mlps_int8_rows_read_what_the_int8_models_run():
     for row in (dynamic, static):
         assert "counted on the int8 model as it runs" in row.fpo_note, row.name
         assert "no FPO rule" not in " ".join(result.notes)
+    # each variant's run: its evaluation (one batch), the twin's and the int8 model's counted
+    # forwards, the checked and the timed batches; the evaluation's count of the static model
+    # has its kernels' requantization (it read 3,201 FPO, quantize and dequantize only, where
+    # the row's count read 20,229)
+    with gp.Ledger(tmp_path / "int8.db") as ledger:
+        runs = {r.name.rsplit(":", 1)[-1]: r for r in ledger.runs(study="int8")}
+    notes = " ".join(result.notes)
+    for row, by_hand in ((dynamic, _dynamic_by_hand(M)), (static, _static_by_hand(M))):
+        timed = row.measured_inferences // M
+        run = runs[row.name]
+        assert run.fpo == by_hand + dense * M + by_hand * (1 + 1 + timed), row.name
+        assert "fpo_lower_bound" not in run.provenance
+    assert "static-int8: the evaluation's FPO count its int8 model's float steps" in notes
+    assert "not FPO: quantized.linear, quantized.linear_relu" in notes
+    assert "not FPO: quantized.linear_dynamic" in notes

@@ -314,10 +314,11 @@ def test_an_int8_models_pooling_and_kernels_are_integer_work_not_missing_fpo(tmp
     assert row.status == "measured", row.reason
     notes = " ".join(result.notes)
     assert "no FPO rule" not in notes
-    assert "static-int8: the evaluation's int8 kernels and quantize/dequantize steps are " in notes
-    # the kernels with no registered rule are named; max pooling (compares of uint8 values: 0)
-    # and the quantize/dequantize steps (3 and 1 per element) are counted since session 28
-    kernels = notes.split("left out of its run's FPO: ")[1]
+    # since session 28 the int8 model's float steps are counted (quantize 3 and dequantize 1
+    # per element, the static kernels' requantization 4 per output element); the note names the
+    # kernels whose products are integer work; max pooling compares uint8 values (0, unnamed)
+    assert "static-int8: the evaluation's FPO count its int8 model's float steps " in notes
+    kernels = notes.split("integer work, not FPO: ")[1]
     assert "quantized.conv2d_relu" in kernels and "quantized.linear" in kernels
     assert "quantized_max_pool2d" not in notes and "quantize_per_tensor" not in notes
     with gp.Ledger(tmp_path / "pool.db") as led:

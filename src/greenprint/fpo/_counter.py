@@ -68,6 +68,12 @@ _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
 # tensors are counted in real FPO by greenprint.fpo._complex, the others as if real and listed
 # in FPOResult.complex_ops.
 _REAL_ON_COMPLEX = frozenset({"aten._fft_c2c", "aten._fft_r2c", "aten._fft_c2r"})
+# The int8 kernels' namespace (quantized.linear, quantized.conv2d_relu...): their tensors are
+# all quantized (quint8, qint8), yet they scale, add a float bias and requantize in floating
+# point, which their rules (greenprint.fpo._rules_quantized) count; so a rule of this namespace
+# counts whatever its tensors' dtypes. Any other op on quantized or integer tensors only (aten.relu
+# on quint8 clamps integers) is integer work: 0, listed in by_op.
+_INT8_KERNELS = "quantized."
 _NO_SEQ = 2**64 - 1  # AccumulateGrad nodes have no sequence number
 
 
@@ -571,7 +577,8 @@ class FPOCounter:
             self._matmul += int(products)  # FlopCounterMode's 2mkn, complex or not
             fpo = int(products) * (real_fpo or 1) + int(other) * (real_other or 1)
         else:
-            fpo = int(value) * (real_fpo or 1) if floating[0] else 0
+            counts = floating[0] or name.startswith(_INT8_KERNELS)
+            fpo = int(value) * (real_fpo or 1) if counts else 0
         if not fpo:
             return
         if not real_fpo:
@@ -755,6 +762,23 @@ def _has_values(args: Any, kwargs: Any) -> bool:
     )
 
 
+def _quantized(args: Any) -> bool:
+    """Whether a quantized tensor is among the op's positional arguments (or in a list of them).
+
+    A composite op with a rule is not decomposed on quantized tensors: torch's Python
+    decompositions do not take quantized dtypes (``interpolate`` on ``quint8`` raised "Invalid
+    dtype!" under the counter), while the op's own kernel calls the quantized backend's; its
+    rule counts it (0 on quantized tensors only, as integer work).
+    """
+    for value in args:
+        if isinstance(value, (list, tuple)):
+            if any(isinstance(v, torch.Tensor) and v.is_quantized for v in value):
+                return True
+        elif isinstance(value, torch.Tensor) and value.is_quantized:
+            return True
+    return False
+
+
 def _chain_of(name: str) -> tuple[str, ...]:
     """``"a.b.c"`` -> ``("a", "a.b", "a.b.c")``; ``""`` (the model) -> ``("",)``."""
     if name == "":
@@ -812,7 +836,7 @@ class _CountingMode(TorchDispatchMode):
             return run_higher_order(self, func, args, kwargs)
         counter = self.counter
         info = counter._op_info(func)
-        if info.decompose:
+        if info.decompose and not (info.rule is not None and _quantized(args)):
             with self:
                 result = func.decompose(*args, **kwargs)
             if result is not NotImplemented:

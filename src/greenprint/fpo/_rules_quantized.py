@@ -14,17 +14,19 @@ Integer work is not FPO: the int8 products and their int32 sums, the zero-point 
 clamps and saturating packs (``greenprint.greener`` counts the products apart, as integer
 operations), nor converting an int32 to float (no arithmetic).
 
-The static int8 kernels (``quantized.linear``, ``quantized.conv2d``...) are not registered here:
-see :data:`STATIC_INT8_RULES`.
+The int8 kernels' tensors are quantized (``quint8``, ``qint8``): the counter applies the rules of
+ops of the ``quantized`` namespace whatever their tensors' dtypes (the static kernels take and
+return only quantized tensors), while an ``aten`` op on quantized tensors only (``aten.relu`` on
+``quint8``, clamping integers) counts 0 as integer work.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from greenprint.fpo._registry import Rule, first_shape, numel, register_rule, shapes_in, zero
+from greenprint.fpo._registry import first_shape, numel, register_rule, shapes_in, zero
 
-__all__ = ["STATIC_INT8_RULES"]
+__all__: list[str] = []
 
 #: per element of ``quantize_per_tensor`` (FBGEMM's ``Quantize``, not legacy): ``x * inv_scale``,
 #: the clip below int32's largest float (a min), the rounding conversion; the zero point is added
@@ -188,21 +190,8 @@ def _static_conv(
     return _static(numel(out), out[1] if len(out) > 1 else 1, bias, per_channel)
 
 
-#: The static int8 kernels' rules, op -> :class:`~greenprint.fpo.rules.Rule`, for counts that
-#: apply them as per-count overrides (``count_fpo(model, x, rules=STATIC_INT8_RULES)``) and
-#: read what they return. Not registered: the counter counts an op's FPO only when a
-#: floating-point tensor is among its inputs or outputs (integer ops are 0), and these kernels
-#: take and return quantized tensors, so a registered rule would read 0 while the op dropped
-#: out of the ops with no rule (a silent undercount). ``greenprint.greener`` adds what these
-#: rules return to its count of an int8 variant.
-STATIC_INT8_RULES: dict[str, Rule] = {
-    **{
-        name: Rule(fn=_static_linear, reads=_packed_weights)
-        for name in ("quantized.linear", "quantized.linear_relu")
-    },
-    **{
-        f"quantized.conv{d}d{relu}": Rule(fn=_static_conv, reads=_packed_weights)
-        for d in (1, 2, 3)
-        for relu in ("", "_relu")
-    },
-}
+register_rule(["quantized.linear", "quantized.linear_relu"], reads=_packed_weights)(_static_linear)
+register_rule(
+    [f"quantized.conv{d}d{relu}" for d in (1, 2, 3) for relu in ("", "_relu")],
+    reads=_packed_weights,
+)(_static_conv)

@@ -54,14 +54,7 @@ class _DropUnknownOps(logging.Filter):
 
 @contextmanager
 def unknown_ops_kept() -> Iterator[None]:
-    """Keep the counter's "no FPO rule" warning off the terminal: the row's notes list them.
-
-    The static int8 kernels (``quantized.linear``...) have no registered FPO rule on purpose
-    (their tensors are quantized, which the counter reads as integer work):
-    :func:`count_variant_fpo` counts their float steps with
-    :data:`~greenprint.fpo._rules_quantized.STATIC_INT8_RULES`, their products apart as
-    integer operations.
-    """
+    """Keep the counter's "no FPO rule" warning off the terminal: the row's notes list them."""
     counter_logger = logging.getLogger("greenprint.fpo._counter")
     drop = _DropUnknownOps()
     counter_logger.addFilter(drop)
@@ -139,7 +132,10 @@ def count_variant_fpo(
         int_ops += _products(counted, module, layer_name, outputs) * _density(module)
     notes = []
     if int8_modules and model is not None:
-        real, kernels_fpo, layers, outputs = _count_int8_model(model, inputs)
+        # the counter applies the int8 rules itself, the static kernels' requantization too
+        # (their tensors are all quantized), as gp.count_fpo does for a user: they agree
+        real, layers, outputs = _count_layers(model, inputs)
+        kernels_fpo = int(real.total)
         unknown |= set(real.unknown_ops)
         skipped = _zero_weight_products(real, layers, outputs)
         executed = int(round(kernels_fpo - skipped))
@@ -160,7 +156,7 @@ def count_variant_fpo(
 
 
 def _count_layers(
-    model: nn.Module, inputs: tuple[Any, ...], rules: dict[str, Any] | None = None
+    model: nn.Module, inputs: tuple[Any, ...]
 ) -> tuple[Any, dict[str, nn.Module], dict[str, int]]:
     """Count one forward of ``model``; its linear and convolution layers; their outputs' sizes."""
     import torch
@@ -178,39 +174,11 @@ def _count_layers(
         handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad(), unknown_ops_kept(), quiet_torch_ao():
-            counted = count_fpo(model, *inputs, backward=False, rules=rules)
+            counted = count_fpo(model, *inputs, backward=False)
     finally:
         for handle in handles:
             handle.remove()
     return counted, layers, outputs
-
-
-def _count_int8_model(
-    model: nn.Module, inputs: tuple[Any, ...]
-) -> tuple[Any, int, dict[str, nn.Module], dict[str, int]]:
-    """Count an int8 model as it runs: the count, its FPO, its float layers and their outputs.
-
-    The static int8 kernels' rules (:data:`~greenprint.fpo._rules_quantized.STATIC_INT8_RULES`)
-    apply to this count only: the counter reads 0 for an op whose tensors are all quantized, so
-    what their rules return is added here (unless the counter counted it itself).
-    """
-    from greenprint.fpo._registry import Rule
-    from greenprint.fpo._rules_quantized import STATIC_INT8_RULES
-
-    returned: dict[str, int] = {}
-
-    def kept(name: str, rule: Rule) -> Rule:
-        def fn(*args: Any, **kwargs: Any) -> Any:
-            value = rule.fn(*args, **kwargs)
-            returned[name] = returned.get(name, 0) + int(value)
-            return value
-
-        return Rule(fn=fn, reads=rule.reads)
-
-    rules = {name: kept(name, rule) for name, rule in STATIC_INT8_RULES.items()}
-    counted, layers, outputs = _count_layers(model, inputs, rules)
-    extra = sum(fpo for name, fpo in returned.items() if not counted.by_op.get(name))
-    return counted, int(counted.total) + extra, layers, outputs
 
 
 def _products(counted: Any, module: nn.Module, layer_name: str, outputs: dict[str, int]) -> int:
