@@ -214,6 +214,11 @@ def test_latex_escaping_covers_every_special():
         r"\textbackslash{} \textless{}\textgreater{}\textbar{}"
     )
     assert latex_text("naïve 日本\n") == "naïve ?? "
+    # what TeX would typeset as quotes: a backtick as an opening quote, "''" as a closing
+    # double quote, ",," as a low one (an error "KeyError: ''", code quoted ``x``)
+    assert latex_text("``x`` '' a,,b --m") == (
+        r"\textasciigrave{}\textasciigrave{}x\textasciigrave{}\textasciigrave{} '{}' a,{},b -{}-m"
+    )
 
 
 def test_hostile_metric_name_plots(tmp_path):

@@ -26,6 +26,8 @@ _LATEX = {
     ">": r"\textgreater{}",
     "|": r"\textbar{}",
     '"': r"\textquotedbl{}",
+    # a backtick is an opening quote to TeX ("``x``" typeset as “x“): the grave itself
+    "`": r"\textasciigrave{}",
     "\n": " ",
     "\r": " ",
     "\t": " ",
@@ -46,6 +48,9 @@ _LATEX_UNICODE = {
     "\u2605": r"$\star$",
     "\u21b3": r"$\hookrightarrow$",
 }
+# Characters TeX joins with the same next one ("--" an en dash, "''" a closing double quote,
+# ",," a low double quote in T1): "{}" after the first keeps them apart.
+_LIGATURE_FIRST = frozenset("-',")
 # Characters pdflatex with T1 and utf8 input typesets; others become "?" (no compile error).
 _LATEX_MAX_CODEPOINT = 0x17F
 # Brackets are escaped, so parentheses and "!" can never form a link or an image.
@@ -63,13 +68,15 @@ def latex_text(text: object) -> str:
     Typographic quotes, dashes and a few symbols become LaTeX commands; other characters beyond
     Latin Extended-A (which a default pdflatex may lack glyphs for) become ``?`` so that the
     document always compiles. Hyphens stay hyphens: ``--metric`` is typeset as two, not as an
-    en dash (TeX's ``--`` ligature), so a command the report suggests reads as typed.
+    en dash (TeX's ``--`` ligature), so a command the report suggests reads as typed; so do
+    quotes and commas (``KeyError: ''`` is two quotes, not TeX's closing double quote, ``,,``
+    two commas, not a low quote) and backticks (a grave, not an opening quote).
     """
     out = []
     text = str(text)
     for i, ch in enumerate(text):
-        if ch == "-" and text[i + 1 : i + 2] == "-":
-            out.append("-{}")
+        if ch in _LIGATURE_FIRST and text[i + 1 : i + 2] == ch:
+            out.append(ch + "{}")
         elif ch in _LATEX:
             out.append(_LATEX[ch])
         elif ch in _LATEX_UNICODE:
