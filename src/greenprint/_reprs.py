@@ -3,8 +3,8 @@
 Jupyter calls an object's ``_repr_html_``; :class:`~greenprint.Run`,
 :class:`~greenprint.analysis.PriceTag` and :class:`~greenprint.report.Report` return
 :func:`run_html`, :func:`price_tag_html` and :func:`report_html`. This module sits below all
-three (it imports nothing of greenprint but the formatting and provenance helpers), so it
-types them as ``Any``. The
+three (it imports nothing of greenprint but the formatting and provenance helpers, and, when a
+report is shown, the report's failed-runs grouping), so it types them as ``Any``. The
 HTML is a fragment (no ``<style>`` that would restyle the notebook, no script, no URL), and every
 string that comes from the user (names, studies, statuses, provenance, notes) is escaped.
 """
@@ -138,7 +138,11 @@ def _totals_row(label: str, t: Any) -> list[Any]:
 
 
 def report_html(report: Any) -> str:
-    """A report as an HTML fragment: its price tag, then its first runs (final run starred).
+    """A report as an HTML fragment: its price tag, why runs failed, its first runs.
+
+    Failed, interrupted and lost runs are listed as the HTML report lists them (each error's
+    first line once, with the runs it ended), without that section's introduction; the runs
+    table stars the final run.
 
     A fragment, not the standalone HTML document: that document's stylesheet would restyle the
     whole notebook.
@@ -150,6 +154,7 @@ def report_html(report: Any) -> str:
     parts = [
         f"<div><strong>greenprint report: {esc(report.study)}</strong>{ranking}</div>",
         price_tag_html(report.price_tag),
+        _failures_html(report),
     ]
     metric = report.metric or "score"
     header = ["run", "role", "status", metric, "energy", "CO2-eq", "time", "params"]
@@ -173,6 +178,28 @@ def report_html(report: Any) -> str:
     if report.notes:
         parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>")
     return "".join(parts)
+
+
+def _failures_html(report: Any) -> str:
+    """Why runs failed, compactly: a caption, one line per error; ``""`` when none did."""
+    # here, not at the top: a report is built, so greenprint.report is imported already
+    from greenprint.report._failures import failure_heading, failure_items, failures
+
+    found = failures(report)
+    if not found.runs:
+        return ""
+    items, after = failure_items(found)
+    lines = "".join(
+        "<li>"
+        + (f"<em>{esc(note)}</em>" if error is None else f"<code>{esc(error)}</code>")
+        + f": {esc(runs)}</li>"
+        for error, note, runs in items
+    )
+    return (
+        f"<div><strong>{esc(failure_heading(found))}</strong> "
+        "(greenprint ledger show ID prints a run's whole error)</div>"
+        f'<ul style="margin-top:2px">{lines}</ul>' + (f"<p>{esc(after)}</p>" if after else "")
+    )
 
 
 def _params_text(params: Mapping[str, Any], limit: int = 300) -> str:

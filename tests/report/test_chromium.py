@@ -67,6 +67,13 @@ def test_html_report_renders_in_chromium(chromium_path, require_component, tmp_p
             assert f"{HOSTILE} trial-5" in text  # the hostile run name shown literally
             assert page.locator("script").count() == 0
             assert page.locator("#runs tbody tr").count() == len(report.runs)
+            # the failed trials' one error, once, linked from the nav, with the runs it ended
+            failed = [r for r in report.runs if r.status == "failed"]
+            assert len(failed) >= 2 and {r.error for r in failed} == {"boom"}
+            assert page.locator("#failed li").count() == 1
+            item = page.locator("#failed li").inner_text()
+            assert item.startswith(f"boom\n{len(failed)} trials failed: {HOSTILE} trial-")
+            assert page.locator('nav a[href="#failed"]').inner_text() == "Failed runs"
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:

@@ -14,6 +14,8 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
+import time
 from html.parser import HTMLParser
 
 import pytest
@@ -23,8 +25,9 @@ from greenprint.report import build_report, render, write_report
 from greenprint.report._escape import html_text, latex_text, markdown_text
 from greenprint.report._failures import ERROR_LINE_CHARS, FAILURE_GROUPS_SHOWN, failures
 
-#: An error text with every character a format could read as markup, a tab.
-HOSTILE = "<b>boom</b> | `x` $y$ 50% {a_b} \\ & # ^ ~ **z** [l](u)\tend"
+#: An error text with every character a format could read as markup, a tab; and what TeX
+#: would typeset as quotes (``q`` as “q“, '' as ”, ,, as „).
+HOSTILE = "<b>boom</b> | `x` $y$ 50% {a_b} \\ & # ^ ~ **z** [l](u)\tend ``q`` '' a,,b"
 #: Its first line as the reports show it (the tab a space, the surrogate's byte escaped).
 SHOWN = "ValueError: " + HOSTILE.replace("\t", " ") + " \\xff"
 LONG = "ValueError: " + "x" * 3000
@@ -190,6 +193,17 @@ def test_latex_lists_the_errors_and_compiles(sweep, require_component, tmp_path)
     # a 3000-character error breaks across lines, and typewriter lines are ragged
     overfull = re.findall(r"Overfull \\hbox.*\n(.*)", log)
     assert not [line for line in overfull if "lmtt" in line or "cmtt" in line], overfull
+    # the PDF shows the error as raised: backticks, two quotes, two commas (not TeX's quotes)
+    pdftotext = shutil.which("pdftotext")
+    require_component(pdftotext is not None, "pdftotext is not installed (poppler-utils)")
+    assert pdftotext is not None
+    text = subprocess.run(
+        [pdftotext, str(work / "report.pdf"), "-"], capture_output=True, text=True, timeout=60
+    ).stdout
+    flat = "".join(text.split())
+    start = flat.index("ValueError:<b>boom</b>")
+    shown = flat[start : flat.index("...", start)]  # \ldots
+    assert shown.endswith("end``q``’’a,,b\\xff"), shown
 
 
 def test_greenprint_run_of_a_failing_script_shows_the_scripts_exception(tmp_path, monkeypatch):
@@ -218,3 +232,91 @@ def test_greenprint_run_of_a_failing_script_shows_the_scripts_exception(tmp_path
     assert re.search(r"job-2 \([0-9a-f]{8}, the error of its part fit\)", part), part
     # the sweep around the first failed because of it; the second's own error says less
     assert "exit status 1" not in part and "job-1" not in part
+
+
+def test_the_notebook_view_of_a_report_lists_the_errors(sweep):
+    """A Jupyter cell whose last line is the report shows why runs failed, as the HTML does."""
+    report, _, _ = sweep
+    markup = report._repr_html_()
+    part = markup[markup.index("<strong>Failed and interrupted runs (") :]
+    part = part[: part.index("</ul>")]
+    assert part.count("<li>") == FAILURE_GROUPS_SHOWN
+    assert (
+        "<li><code>RuntimeError: CUDA out of memory. Tried to allocate 1.00–13.00 GiB (GPU 0; "
+        "79.15 GiB total)…</code>: 7 trials failed: trial-1 (" in part
+    )
+    assert f"<code>{html_text(SHOWN)}…</code>" in part and "<b>" not in markup
+    assert "… and 7 other errors (7 runs)" in markup
+    # before the runs table, as in the HTML report
+    assert markup.index("Failed and interrupted runs") < markup.index("runs (")
+
+
+#: A trial of a user's sweep (argv: ledger, trial name, sweep name or ""), the sweep around
+#: it, killed with SIGKILL once what they measured is flushed.
+KILLED = textwrap.dedent(
+    """
+    import contextlib, os, signal, sys, time
+    import greenprint as gp
+    db, name, sweep = sys.argv[1:]
+    kw = dict(study="k", ledger=db, sample_interval_s=0.2, flush_interval_s=0.4)
+    with contextlib.ExitStack() as stack:
+        ids = [stack.enter_context(gp.track(sweep, role="sweep", **kw)).id] if sweep else []
+        ids.append(stack.enter_context(gp.track(name, role="trial", params={"n": name}, **kw)).id)
+        led = gp.Ledger(db)
+        deadline = time.time() + 30
+        while time.time() < deadline and None in [led.run(i).heartbeat_at for i in ids]:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_lost_runs_are_listed_with_when_their_process_stopped(tmp_path):
+    """Runs whose process was killed -9 recorded no error: the section lists them as lost, with
+    the time they last wrote, so a user missing trials finds them there."""
+    db = str(tmp_path / "gp.db")
+    _track(db, "trial-c", "k", RuntimeError("NaN loss at step 40"), role="trial", lr=1.0)
+    before = time.time()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", KILLED, db, "trial-a", "search"]),
+        subprocess.Popen([sys.executable, "-c", KILLED, db, "trial-b", ""]),
+    ]
+    assert [proc.wait(timeout=120) for proc in procs] == [-9, -9]
+    led = gp.Ledger(db)
+    runs = {r.name: r for r in led.runs(study="k")}
+    assert {n: r.status for n, r in runs.items()} == {
+        "trial-c": "failed",
+        "search": "lost",
+        "trial-a": "lost",
+        "trial-b": "lost",
+    }
+    report = build_report(db, "k")
+    found = failures(report)
+    # the sweep is left out: its stop is that of the trial inside it
+    assert (found.runs, found.lost, found.interrupted) == (3, 2, 0)
+    lost = next(g for g in found.groups if g.error is None)
+    assert sorted(r.name for r in lost.runs) == ["trial-a", "trial-b"]  # in start order
+    assert lost.stopped_at is not None
+    beats = sorted(runs[n].heartbeat_at or 0.0 for n in ("trial-a", "trial-b"))
+    assert lost.stopped_at == pytest.approx(tuple(beats), abs=1e-3)
+    assert before < beats[0] <= beats[1] < time.time()
+    when = [time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(b)) for b in beats]
+    if when[0] == when[1]:
+        stopped = f"their processes stopped writing at {when[0]}"
+    else:
+        last = when[1].split(" ", 1)[1] if when[0][:10] == when[1][:10] else when[1]
+        stopped = f"their processes stopped writing between {when[0]} and {last}"
+    md = render(report, "md", plots=False)
+    part = _section(md, "## Failed and lost runs (3)", "## Runs")
+    item = next(line for line in part.splitlines() if line.startswith("- *lost"))
+    assert item.startswith(f"- *lost: no error recorded ({stopped})*: 2 trials lost: trial-")
+    assert "trial-a (" in item and "trial-b (" in item
+    assert "SIGKILL" in part and "search" not in part  # the intro says what lost means
+    assert "- **RuntimeError: NaN loss at step 40**: 1 trial failed: trial-c (" in part
+    html = render(report, "html", plots=False)
+    assert '<a href="#failed">Failed and lost runs</a>' in html
+    assert f"<em>lost: no error recorded ({html_text(stopped)})</em>" in html
+    assert f"<em>lost: no error recorded ({stopped})</em>: 2 trials lost" in report._repr_html_()
+    tex = render(report, "latex", plots=False)
+    assert r"\emph{lost: no error recorded (" + latex_text(stopped) + ")}" in tex

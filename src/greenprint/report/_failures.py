@@ -6,11 +6,13 @@ HTML and LaTeX reports and the notebook view of a report list what :func:`failur
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from greenprint._format import count_of
 from greenprint.report._model import Report, RunRow
@@ -21,6 +23,7 @@ __all__ = [
     "FAILURE_GROUPS_SHOWN",
     "FAILURE_RUNS_SHOWN",
     "FailureGroup",
+    "FailureItem",
     "Failures",
     "failure_heading",
     "failure_intro",
@@ -37,6 +40,10 @@ FAILURE_RUNS_SHOWN = 5
 ERROR_LINE_CHARS = 160
 #: The statuses of a run that ended with an error.
 _ERROR_STATUSES = ("failed", "interrupted")
+#: The statuses the section lists: those, and ``lost`` (its process stopped writing while it
+#: ran: killed with SIGKILL or by the out-of-memory killer, its machine down), which recorded
+#: no error but is as missing from the results.
+_LISTED_STATUSES = ("failed", "interrupted", "lost")
 #: What a group of failed runs calls a run of each role (``"7 trials failed"``).
 _ROLE_NOUNS = {
     "trial": "trial",
@@ -61,19 +68,25 @@ class FailureGroup:
     Attributes:
         error: the error's first line (plain text), numbers that differ between the runs as
             their range (``"1.00–7.00"``), shortened to :data:`ERROR_LINE_CHARS` with ``…``
-            (also when the error has more lines); ``None``: no run recorded an error.
+            (also when the error has more lines); ``None``: no run recorded an error (every
+            lost run, which is a group of its own).
         runs: the runs, in start order.
         from_part: for a run that recorded no error of its own, the name of its failed part
             (fold, worker) whose error it shows, by run id.
         shared_params: parameters every run of the group has alike and some other run of
             their roles has not (``batch=512``); for a group of one run, its parameters;
             empty past the :data:`FAILURE_GROUPS_SHOWN` groups listed.
+        stopped_at: for the group of lost runs, the earliest and the latest time their
+            processes last wrote to the ledger (start plus the run time recorded, which ends
+            at the last flush), seconds since the Unix epoch; ``None`` for other groups (or
+            lost runs with no finite time).
     """
 
     error: str | None
     runs: tuple[RunRow, ...]
     from_part: Mapping[str, str]
     shared_params: Mapping[str, Any]
+    stopped_at: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,22 +94,43 @@ class Failures:
     """The runs of a study that ended with an error, grouped by that error.
 
     Attributes:
-        groups: every group, most runs first (then the earliest started).
+        groups: every group, most runs first (then the earliest started); the lost runs'
+            group among the first :data:`FAILURE_GROUPS_SHOWN` (the last of them at worst).
         runs: the runs listed (trials, baselines, the final run...; parts show under their run,
             a sweep under its failed trials), so ``sum(len(g.runs) for g in groups)``.
-        interrupted: how many of them were interrupted (the others failed).
+        interrupted: how many of them were interrupted.
         failed_parts: whether a part (a fold, a worker) of the study failed.
+        lost: how many of them were lost (the others, neither interrupted nor lost, failed).
     """
 
     groups: tuple[FailureGroup, ...]
     runs: int
     interrupted: int
     failed_parts: bool
+    lost: int = 0
+
+
+class FailureItem(NamedTuple):
+    """One item of the failed-runs section, plain text (each renderer escapes it).
+
+    Attributes:
+        error: the error's first line (shown as code), ``None`` when the runs recorded none.
+        note: what is shown instead when ``error`` is ``None`` (``"no error recorded"``,
+            ``"lost: no error recorded (its process stopped writing at ...)"``), else ``None``.
+        runs: which runs (``"7 trials failed: trial-1 (d3c4e5f6), ... and 2 more; all with
+            batch=512"``).
+    """
+
+    error: str | None
+    note: str | None
+    runs: str
 
 
 def failures(report: Report) -> Failures:
-    """The runs that failed or were interrupted, grouped by the first line of their error.
+    """The runs that failed, were interrupted or were lost, grouped by their error's first line.
 
+    Lost runs (no error recorded: their process stopped writing) are one group of their own; a
+    lost run with a lost run inside it (one process killed) is left out, the innermost listed.
     Parts are not listed on their own: a run that recorded no error of its own, or only how
     its command ended (``greenprint run``'s ``"exit status 1"``), shows its first failed
     part's (in start order) where one has an error. A run whose failure is that of a listed
@@ -105,10 +139,10 @@ def failures(report: Report) -> Failures:
     """
     by_id = {row.id: row for row in report.runs}
     candidates = [
-        row for row in report.runs if row.status in _ERROR_STATUSES and row.role != "part"
+        row for row in report.runs if row.status in _LISTED_STATUSES and row.role != "part"
     ]
     if not candidates:
-        return Failures((), 0, 0, False)
+        return Failures((), 0, 0, False, 0)
     children: dict[str, list[RunRow]] = {}
     for row in report.runs:
         if row.parent_id is not None and row.parent_id in by_id:
@@ -126,6 +160,9 @@ def failures(report: Report) -> Failures:
     errors: dict[str, tuple[str, bool]] = {}
     from_part: dict[str, str] = {}
     for row in candidates:
+        if row.status == "lost":  # no error: its process stopped (a part's is not why)
+            errors[row.id] = ("", False)
+            continue
         own = first_line(row.error)
         if not own[0] or _ENDED.fullmatch(own[0]):
             part = _failed_part(row, children)
@@ -133,17 +170,22 @@ def failures(report: Report) -> Failures:
                 own = first_line(part.error)
                 from_part[row.id] = part.name
         errors[row.id] = own
-    # runs with a listed run inside them, and the first lines of those
+    # runs with a listed run inside them, and the first lines of those; with a lost run
     inside: dict[str, set[str]] = {}
+    lost_inside: set[str] = set()
     for row in candidates:
         seen = {row.id}
         parent = by_id.get(row.parent_id or "")
         while parent is not None and parent.id not in seen:
             seen.add(parent.id)
             inside.setdefault(parent.id, set()).add(errors[row.id][0])
+            if row.status == "lost":
+                lost_inside.add(parent.id)
             parent = by_id.get(parent.parent_id or "")
 
     def explained(row: RunRow) -> bool:  # its failure is that of a listed run inside it
+        if row.status == "lost":  # the stop of a lost run inside it (one process killed)
+            return row.id in lost_inside
         found = inside.get(row.id)
         if found is None:
             return False
@@ -152,37 +194,50 @@ def failures(report: Report) -> Failures:
 
     listed = [row for row in candidates if not explained(row)]
     pieces: dict[str, list[str]] = {}  # first line -> its text and numbers, alternately
-    grouped: dict[tuple[str, ...], list[RunRow]] = {}
+    grouped: dict[tuple[str, ...] | None, list[RunRow]] = {}  # None: the lost runs
     for row in listed:
+        if row.status == "lost":
+            grouped.setdefault(None, []).append(row)
+            continue
         line = errors[row.id][0]
         split = pieces.get(line)
         if split is None:
             split = pieces[line] = _NUMBER.split(line)
         grouped.setdefault(tuple(split[0::2]), []).append(row)
     order = sorted(grouped.values(), key=lambda rows: (-len(rows), rows[0].started_at))
+    lost_at = next((k for k, rows in enumerate(order) if rows[0].status == "lost"), None)
+    if lost_at is not None and lost_at >= FAILURE_GROUPS_SHOWN:  # always listed: the runs
+        order.insert(FAILURE_GROUPS_SHOWN - 1, order.pop(lost_at))  # missing without a word
     by_role: dict[str, list[Mapping[str, Any]]] = {}
     for row in report.runs:
         if row.role != "part":
             by_role.setdefault(row.role, []).append(row.params)
     groups = []
     for k, rows in enumerate(order):
+        # the parameters only of the groups shown (a study of 100,000 failed runs)
+        shared = _shared_params(rows, by_role) if k < FAILURE_GROUPS_SHOWN else {}
+        if rows[0].status == "lost":
+            ends = [row.started_at + row.duration_s for row in rows]
+            ends = [end for end in ends if math.isfinite(end)]
+            stopped = (min(ends), max(ends)) if ends else None
+            groups.append(FailureGroup(None, tuple(rows), {}, shared, stopped))
+            continue
         text = _merged([pieces[line] for line in {errors[row.id][0]: None for row in rows}])
         more = any(errors[row.id][1] for row in rows)
         if len(text) > ERROR_LINE_CHARS:
             text, more = text[: ERROR_LINE_CHARS - 1].rstrip(), True
-        # the parameters only of the groups shown (a study of 100,000 failed runs)
-        shown = k < FAILURE_GROUPS_SHOWN
         groups.append(
             FailureGroup(
                 error=(text + "…" if more else text) if text else None,
                 runs=tuple(rows),
                 from_part={row.id: from_part[row.id] for row in rows if row.id in from_part},
-                shared_params=_shared_params(rows, by_role) if shown else {},
+                shared_params=shared,
             )
         )
     failed_parts = any(row.role == "part" and row.status in _ERROR_STATUSES for row in report.runs)
     interrupted = sum(row.status == "interrupted" for row in listed)
-    return Failures(tuple(groups), len(listed), interrupted, failed_parts)
+    lost = sum(row.status == "lost" for row in listed)
+    return Failures(tuple(groups), len(listed), interrupted, failed_parts, lost)
 
 
 def _first_line(error: str) -> tuple[str, bool]:
@@ -264,14 +319,24 @@ def _shared_params(
 
 
 def failure_heading(found: Failures) -> str:
-    """``"Failed runs (9)"``, ``"Failed and interrupted runs (9)"`` or ``"Interrupted runs"``."""
-    if found.interrupted == found.runs:
-        what = "Interrupted runs"
-    elif found.interrupted:
-        what = "Failed and interrupted runs"
-    else:
-        what = "Failed runs"
-    return f"{what} ({found.runs})"
+    """``"Failed runs (9)"``, ``"Failed and interrupted runs (9)"``, ``"Lost runs (2)"``...
+
+    Named by the statuses of the runs listed: ``"Failed, interrupted and lost runs (12)"``.
+    """
+    failed = found.runs - found.interrupted - found.lost
+    words = [
+        word
+        for word, count in (
+            ("failed", failed),
+            ("interrupted", found.interrupted),
+            ("lost", found.lost),
+        )
+        if count
+    ]
+    if not words:  # nothing listed
+        words = ["failed"]
+    what = ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
+    return f"{what[0].upper()}{what[1:]} runs ({found.runs})"
 
 
 def failure_intro(found: Failures) -> str:
@@ -286,13 +351,40 @@ def failure_intro(found: Failures) -> str:
             " Parts (folds, workers) are listed under their run: a run that recorded no error "
             "of its own, or only its command's exit status, shows its first failed part's."
         )
+    if found.lost:
+        text += (
+            " A lost run recorded no error: its process stopped writing to the ledger while it "
+            "ran (killed with SIGKILL or by the out-of-memory killer, its machine down); it "
+            "keeps the cost it recorded up to then."
+        )
     return text
+
+
+def _when(at: float) -> str:
+    """A time as the report's date line gives it: local time, ``2026-12-04 14:05:33 UTC``."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(at))
+
+
+def _lost_note(group: FailureGroup) -> str:
+    """``"lost: no error recorded (its process stopped writing at 2026-12-04 14:05:33 UTC)"``."""
+    note = "lost: no error recorded"
+    if group.stopped_at is None:
+        return note
+    first, last = (_when(at) for at in group.stopped_at)
+    if len(group.runs) == 1:
+        return f"{note} (its process stopped writing at {first})"
+    if first == last:
+        return f"{note} (their processes stopped writing at {first})"
+    day, _, _ = first.partition(" ")
+    if last.startswith(day + " "):  # the same day: its date once
+        last = last[len(day) + 1 :]
+    return f"{note} (their processes stopped writing between {first} and {last})"
 
 
 def failure_items(
     found: Failures, *, with_params: bool = True
-) -> tuple[list[tuple[str | None, str]], str | None]:
-    """The section's items, (error or ``None``, which runs) each, and the line after them.
+) -> tuple[list[FailureItem], str | None]:
+    """The section's items (error or the note said instead, which runs), and the line after.
 
     ``"7 trials failed: trial-1 (d3c4e5f6), ... and 2 more; all with batch=512"``; the line
     after the items counts the groups not shown (``None``: all shown). ``with_params=False``
@@ -315,7 +407,12 @@ def failure_items(
         if with_params and group.shared_params:
             every = "all " if len(group.runs) > 1 else ""
             text += f"; {every}with {params_text(group.shared_params)}"
-        items.append((group.error, text))
+        if group.error is not None:
+            items.append(FailureItem(group.error, None, text))
+        elif group.runs[0].status == "lost":
+            items.append(FailureItem(None, _lost_note(group), text))
+        else:
+            items.append(FailureItem(None, "no error recorded", text))
     rest = found.groups[FAILURE_GROUPS_SHOWN:]
     after = None
     if rest:

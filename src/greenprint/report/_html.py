@@ -162,9 +162,9 @@ def _failures_section(report: Report) -> tuple[str, str]:
     items, after = failure_items(found, with_params=True)
     lines = "".join(
         "<li>"
-        + ("<em>no error recorded</em>" if error is None else f"<code>{esc(error)}</code>")
+        + (f"<em>{esc(note)}</em>" if error is None else f"<code>{esc(error)}</code>")
         + f"<br>{esc(runs)}</li>"
-        for error, runs in items
+        for error, note, runs in items
     )
     return (
         f'<section id="failed"><h2>{esc(heading)}</h2>'

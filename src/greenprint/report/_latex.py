@@ -239,9 +239,9 @@ def _failures_section(report: Report) -> list[str]:
         r"\begin{itemize}\raggedright",
     ]
     items, after = failure_items(found, with_params=False)
-    for error, runs in items:
+    for error, note, runs in items:
         head = (
-            r"\emph{no error recorded}" if error is None else r"\texttt{" + _breakable(error) + "}"
+            r"\emph{" + esc(note) + "}" if error is None else r"\texttt{" + _breakable(error) + "}"
         )
         out.append(r"\item " + head + r"\newline " + esc(runs))
     out.append(r"\end{itemize}")

@@ -52,8 +52,8 @@ def _failures_section(report: Report) -> list[str]:
         return []
     out = [f"## {failure_heading(found)}", "", esc(failure_intro(found)), ""]
     items, after = failure_items(found)
-    for error, runs in items:
-        head = "*no error recorded*" if error is None else f"**{esc(error)}**"
+    for error, note, runs in items:
+        head = f"*{esc(note)}*" if error is None else f"**{esc(error)}**"
         out.append(f"- {head}: {esc(runs)}")
     if after is not None:
         out += ["", esc(after)]
