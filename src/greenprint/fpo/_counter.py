@@ -34,7 +34,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from greenprint._exceptions import FPOError, FPOInputError, UnknownOpError
-from greenprint.fpo import _complex, _rules_spectral
+from greenprint.fpo import _complex, _rules_quantized, _rules_spectral
 from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
 from greenprint.fpo._higher_order import run_higher_order
 from greenprint.fpo._registry import Rule, merged_rules
@@ -71,9 +71,13 @@ _REAL_ON_COMPLEX = frozenset({"aten._fft_c2c", "aten._fft_r2c", "aten._fft_c2r"}
 # The int8 kernels' namespace (quantized.linear, quantized.conv2d_relu...): their tensors are
 # all quantized (quint8, qint8), yet they scale, add a float bias and requantize in floating
 # point, which their rules (greenprint.fpo._rules_quantized) count; so a rule of this namespace
-# counts whatever its tensors' dtypes. Any other op on quantized or integer tensors only (aten.relu
-# on quint8 clamps integers) is integer work: 0, listed in by_op.
+# counts whatever its tensors' dtypes. An aten op given a quantized tensor runs its QuantizedCPU
+# kernel: those that dequantize, compute in float and requantize (aten.sigmoid, avg_pool2d, cat...)
+# are counted by the rules of _rules_quantized.ON_QUANTIZED in place of the float rule; any other
+# op on quantized or integer tensors only (aten.relu on quint8 clamps integers) is integer work: 0,
+# listed in by_op.
 _INT8_KERNELS = "quantized."
+_ON_QUANTIZED = _rules_quantized.ON_QUANTIZED
 _NO_SEQ = 2**64 - 1  # AccumulateGrad nodes have no sequence number
 
 
@@ -538,6 +542,9 @@ class FPOCounter:
         entry = self._op.get(name)
         if entry is None:
             entry = self._op[name] = [0, 0, 0]
+        on_quantized = _ON_QUANTIZED.get(name)
+        if on_quantized is not None and _quantized(args):
+            rule = on_quantized  # the QuantizedCPU kernel's float steps, not the float kernel's
         if rule.is_zero:
             return
         floating = [False, False]  # any floating (or complex) tensor; any complex tensor
@@ -577,7 +584,7 @@ class FPOCounter:
             self._matmul += int(products)  # FlopCounterMode's 2mkn, complex or not
             fpo = int(products) * (real_fpo or 1) + int(other) * (real_other or 1)
         else:
-            counts = floating[0] or name.startswith(_INT8_KERNELS)
+            counts = floating[0] or rule is on_quantized or name.startswith(_INT8_KERNELS)
             fpo = int(value) * (real_fpo or 1) if counts else 0
         if not fpo:
             return

@@ -16,15 +16,33 @@ operations), nor converting an int32 to float (no arithmetic).
 
 The int8 kernels' tensors are quantized (``quint8``, ``qint8``): the counter applies the rules of
 ops of the ``quantized`` namespace whatever their tensors' dtypes (the static kernels take and
-return only quantized tensors), while an ``aten`` op on quantized tensors only (``aten.relu`` on
-``quint8``, clamping integers) counts 0 as integer work.
+return only quantized tensors). An ``aten`` op on quantized tensors runs ATen's QuantizedCPU
+kernel, not the float one: those that dequantize, compute in float and requantize, or scale an
+int32 sum by a float multiplier (``sigmoid``, ``hardsigmoid``, ``tanh``, ``gelu``,
+``leaky_relu``, ``avg_pool2d``, ``_adaptive_avg_pool2d``, ``mean``, ``upsample_bilinear2d``,
+``cat``) are counted by the rules of
+:data:`ON_QUANTIZED`, which the counter applies in place of the float rule when a quantized tensor
+is among the op's inputs; any other ``aten`` op on quantized tensors only (``aten.relu``,
+``clamp`` and ``hardtanh`` on ``quint8`` clamp integers; nearest upsampling and max pooling copy
+and compare them) counts 0 as integer work.
+
+The elementwise QuantizedCPU kernels (``cpu_kernel_vec``) run 32 ``quint8`` values at a time
+(AVX2): ``Vectorized<quint8>::dequantize`` is one fused multiply-add (2) or a subtract and a
+multiply (2) per element, ``Vectorized<quint8>::quantize`` ATen's ``QuantizeAvx2`` (the multiply by
+``1 / scale``, the clip, the rounding: 3, as ``quantize_per_tensor``). The scalar tail of each
+contiguous run a thread gets (fewer than 64 elements: ``dequantize_val`` 1, FBGEMM's scalar
+``Quantize`` 6) is counted as the vector path, so those counts do not depend on the thread count;
+where a kernel's tail is fixed by a dimension (the channels of a channels-last pooling, a layer
+norm's row), it is counted as the kernel runs it.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
-from greenprint.fpo._registry import first_shape, numel, register_rule, shapes_in, zero
+from greenprint.fpo._registry import Rule, first_shape, numel, register_rule, shapes_in, zero
 
 __all__: list[str] = []
 
@@ -195,3 +213,457 @@ register_rule(
     [f"quantized.conv{d}d{relu}" for d in (1, 2, 3) for relu in ("", "_relu")],
     reads=_packed_weights,
 )(_static_conv)
+
+
+#: int8 ops that do no float arithmetic at all: packing and unpacking int8 weights, reading a
+#: quantized tensor's integers or parameters, making one. Their rule is 0; a count that lists one
+#: with no rule (a user's registry without it) misses no FPO (``greener``'s ``counted_as``).
+INTEGER_INT8_OPS = frozenset(
+    {
+        "aten.int_repr",
+        "aten.q_scale",
+        "aten.q_zero_point",
+        "aten.qscheme",
+        "aten.q_per_channel_scales",
+        "aten.q_per_channel_zero_points",
+        "aten.q_per_channel_axis",
+        "aten._empty_affine_quantized",
+        "aten._empty_per_channel_affine_quantized",
+        "aten._make_per_tensor_quantized_tensor",
+        "aten._make_per_channel_quantized_tensor",
+        "quantized.linear_prepack",
+        "quantized.linear_unpack",
+        *(f"quantized.conv{d}d_{step}" for d in (1, 2, 3) for step in ("prepack", "unpack")),
+    }
+)
+register_rule(sorted(INTEGER_INT8_OPS))(zero)
+
+#: per element of the vectorised dequantize-compute-requantize kernels: ``dequantize`` (2) and
+#: ``quantize`` (3); see the module's docstring
+DEQUANTIZE_VEC = 2
+QUANTIZE_VEC = QUANTIZE_PER_ELEMENT
+#: FBGEMM's scalar ``Quantize<T, LEGACY=false>`` (``quantize_val``): ``1 / scale``, ``x *
+#: inv_scale``, ``nearbyint``, ``+ zero_point`` (a float add) and the clamp in double (2)
+QUANTIZE_SCALAR = 6
+#: float lanes of an AVX2 vector: the channel blocks of the channels-last pooling kernels
+FLOAT_LANES = 8
+#: ``quint8`` lanes of an AVX2 vector (4 float vectors): the blocks of the layer-norm kernel
+INT8_LANES = 32
+
+ON_QUANTIZED: dict[str, Rule] = {}
+"""``aten`` op name -> the rule of its QuantizedCPU kernel, applied when a quantized tensor is
+among the op's inputs (the float rule counts the float kernel)."""
+
+
+def on_quantized(
+    names: list[str], reads: Callable[..., dict[str, Any]] | None = None
+) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Register the rule of ``names``' QuantizedCPU kernels in :data:`ON_QUANTIZED`."""
+
+    def wrap(fn: Callable[..., int]) -> Callable[..., int]:
+        for name in names:
+            ON_QUANTIZED[name] = Rule(fn=fn, reads=reads)
+        return fn
+
+    return wrap
+
+
+def _metadata(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    fn.metadata_only = True  # type: ignore[attr-defined]
+    return fn
+
+
+@_metadata
+def _channels_last(x: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``{"channels_last": bool}``: whether the input takes the kernels' NHWC fast path."""
+    try:
+        return {
+            "channels_last": x.dim() == 4
+            and not x.is_contiguous()
+            and x.is_contiguous(memory_format=_torch().channels_last)
+        }
+    except (AttributeError, RuntimeError, TypeError):
+        return {}
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+@on_quantized(["aten.sigmoid"])
+def sigmoid_quantized_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``9N + 1``: ``qsigmoid_kernel`` (the x86 engines; QNNPACK's table lookup is not counted).
+
+    Per element: ``(q - zp) * scale`` (2), ``neg``, ``exp``, ``1 +``, ``reciprocal`` (4, the
+    kernel's vector steps), ``quantize`` to the fixed output scale 1/256 (3). Per call ``1 /
+    output_scale`` (1).
+    """
+    return (DEQUANTIZE_VEC + 4 + QUANTIZE_VEC) * numel(x) + 1
+
+
+@on_quantized(["aten.hardsigmoid"])
+def hardsigmoid_quantized_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``9N + 3``: ``qhardsigmoid_kernel``.
+
+    Per element: dequantize (a fused multiply-add, 2), ``min(max(x + 3, 0), 6) / 6`` (4, as the
+    float kernel), quantize to the fixed output scale 1/256 (3); per call ``scale * -zp`` (2) and
+    ``1 / output_scale`` (1).
+    """
+    return (DEQUANTIZE_VEC + 4 + QUANTIZE_VEC) * numel(x) + 3
+
+
+@on_quantized(["aten.tanh"])
+def tanh_quantized_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``6N + 3``: ``qtanh_kernel``.
+
+    Per element: dequantize (2), ``tanh`` (1, as the float rule), quantize to the fixed output
+    scale 2/256 (3); per call ``scale * -zp`` (2) and ``1 / output_scale`` (1).
+    """
+    return (DEQUANTIZE_VEC + 1 + QUANTIZE_VEC) * numel(x) + 3
+
+
+@on_quantized(["aten.gelu"])
+def gelu_quantized_rule(
+    x: tuple[int, ...], *args: Any, approximate: str = "none", **kwargs: Any
+) -> int:
+    """``10N + 3`` (tanh form ``14N + 3``): ``qgelu_kernel``, to the input's qparams.
+
+    Per element: dequantize (2), ``x * 0.5 * (1 + erf(x * M_SQRT1_2))`` (5; the tanh form ``0.5 *
+    x * (1 + tanh(beta * (x + kappa * x**3)))``, 9: as the float rule), quantize (3); per call
+    ``scale * -zp`` (2) and ``1 / output_scale`` (1).
+    """
+    form = 9 if (args[0] if args else approximate) == "tanh" else 5
+    return (DEQUANTIZE_VEC + form + QUANTIZE_VEC) * numel(x) + 3
+
+
+def _leaky(x: tuple[int, ...]) -> int:
+    # dequantize 2, the compare with 0 (the blend picks 1 or the slope: 0), the multiply, quantize
+    return (DEQUANTIZE_VEC + 2 + QUANTIZE_VEC) * numel(x) + 3
+
+
+@on_quantized(["aten.leaky_relu"])
+def leaky_relu_quantized_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``7N + 3``: ``leaky_qrelu_out_kernel``, to the input's qparams.
+
+    Per element: dequantize (2), ``x > 0`` (1), times 1 or the slope (1; the choice is a blend,
+    0), quantize (3); per call ``1 / out_scale`` (1) and ``scale * -zp`` (2).
+    """
+    return _leaky(x)
+
+
+@register_rule(["quantized.leaky_relu"])
+def qleaky_relu_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``7N + 3``: the kernel of ``aten.leaky_relu`` on ``quint8``, to the given qparams."""
+    return _leaky(x)
+
+
+@register_rule(["quantized.hardswish"])
+def qhardswish_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``10N + 3``: ``qhardswish_kernel``.
+
+    Per element: dequantize (2), ``x * min(max(x + 3, 0), 6) / 6`` (5, as the float kernel),
+    quantize (3); per call ``scale * -zp`` (2) and ``1 / out_scale`` (1).
+    """
+    return (DEQUANTIZE_VEC + 5 + QUANTIZE_VEC) * numel(x) + 3
+
+
+def _qadd(out_shape: Any, relu: bool) -> int:
+    # per output element: both inputs dequantized (2 + 2), the add, the fused ReLU's float max,
+    # quantize (3); per call 1 / out_scale and the two scale * -zp
+    per = 2 * DEQUANTIZE_VEC + 1 + int(relu) + QUANTIZE_VEC
+    return per * numel(first_shape(out_shape)) + 5
+
+
+@register_rule(["quantized.add.default", "quantized.add.out"])
+def qadd_rule(qa: Any, qb: Any, *args: Any, out_shape: Any = (), **kwargs: Any) -> int:
+    """``8N + 5`` for ``N`` output elements: ``qadd_kernel``.
+
+    Per element: both inputs dequantized (2 + 2), added (1), quantized (3); per call ``1 /
+    scale`` (1) and each input's ``scale * -zp`` (2 + 2).
+    """
+    return _qadd(out_shape, relu=False)
+
+
+@register_rule(["quantized.add_relu.default", "quantized.add_relu.out"])
+def qadd_relu_rule(qa: Any, qb: Any, *args: Any, out_shape: Any = (), **kwargs: Any) -> int:
+    """``9N + 5``: as ``quantized.add``, + the fused ReLU's float max per element."""
+    return _qadd(out_shape, relu=True)
+
+
+@_metadata
+def _add_scalar_branch(qa: Any, other: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``{"requantized": bool}``: whether adding ``other`` leaves the int8 range (then rescaled)."""
+    try:
+        info = _torch().iinfo(qa.int_repr().dtype) if qa.device.type != "meta" else None
+        q_min, q_max = (info.min, info.max) if info else (0, 255)
+        shift = qa.q_zero_point() - round(float(other) / qa.q_scale())
+    except (AttributeError, RuntimeError, TypeError, ValueError, ZeroDivisionError):
+        return {}
+    return {"requantized": not q_min <= shift <= q_max}
+
+
+@register_rule(
+    [f"quantized.{op}.{o}" for op in ("add", "add_relu") for o in ("Scalar", "Scalar_out")],
+    reads=_add_scalar_branch,
+)
+def qadd_scalar_rule(
+    qa: Any, *args: Any, out_shape: Any = (), requantized: bool = True, **kwargs: Any
+) -> int:
+    """``_add_scalar_out``: 2, or ``2N + 8`` when the sum leaves the int8 range.
+
+    ``c / scale`` rounded (2); when the shifted zero point stays in range, a copy with new
+    qparams (0); else the new scale (4: ``(q_max - (z - c_q)) / (q_max - q_min) * s``), ``1 /
+    scale`` and the multiplier (2) and ``requantize_from_int`` per element (multiply, round: 2).
+    The branch is read from the tensor (without it, the rescaling one).
+    """
+    if not requantized:
+        return 2
+    return 2 + 4 + 2 + 2 * numel(first_shape(out_shape))
+
+
+@register_rule(["quantized.mul.default", "quantized.mul.out"])
+@register_rule(["quantized.mul_relu.default", "quantized.mul_relu.out"])
+def qmul_rule(qa: Any, qb: Any, *args: Any, out_shape: Any = (), **kwargs: Any) -> int:
+    """``2N + 3``: ``qmul_kernel``, two tensors.
+
+    The zero-point-shifted int8 values are multiplied on integers (0), then
+    ``requantize_from_int`` (the int32 product times the multiplier, rounded: 2); per call ``1 /
+    scale`` and ``self_scale * other_scale * inv_scale`` (3). A fused ReLU clamps integers.
+    """
+    return 2 * numel(first_shape(out_shape)) + 3
+
+
+def _pool_args(out_shape: Any) -> tuple[int, int, int, int]:
+    out = first_shape(out_shape)
+    if len(out) == 3:
+        out = (1, *out)
+    b, c, h, w = out[-4:]
+    return b, c, h, w
+
+
+def _nhwc_channels(channels: int, per_block: int, per_tail: int) -> int:
+    """Float work over one pixel's channels: blocks of 8 in vectors, the rest one by one."""
+    blocks, tail = divmod(channels, FLOAT_LANES)
+    return blocks * per_block + tail * per_tail
+
+
+@on_quantized(["aten.avg_pool2d"], reads=_channels_last)
+def avg_pool2d_quantized_rule(
+    x: Any, *args: Any, out_shape: Any = (), channels_last: bool = False, **kwargs: Any
+) -> int:
+    """``4 out + 1`` (NCHW: ``avg_pool2d_out_frame``); channels last ``qavg_pool2d_nhwc_kernel``.
+
+    NCHW: per call ``input_scale / output_scale`` (1); per output element the integer window sum
+    (0), ``multiplier = scale_factor / divide_factor`` (1), ``sum * multiplier + zero_point`` (2)
+    and ``nearbyint`` (1). Channels last (AVX2): per output pixel ``input_scale / output_scale /
+    divide_factor`` (2); per element of the channel blocks of 8 ``QuantizeAvx2`` (3); per channel
+    past them ``acc * 1.0``, ``1 / multiplier`` and the scalar ``quantize_val`` (8).
+    """
+    b, c, h, w = _pool_args(out_shape)
+    if channels_last:
+        return b * h * w * (2 + _nhwc_channels(c, FLOAT_LANES * QUANTIZE_VEC, 2 + QUANTIZE_SCALAR))
+    return 4 * b * c * h * w + 1
+
+
+@on_quantized(["aten._adaptive_avg_pool2d"], reads=_channels_last)
+def adaptive_avg_pool2d_quantized_rule(
+    x: Any, *args: Any, out_shape: Any = (), channels_last: bool = False, **kwargs: Any
+) -> int:
+    """NCHW ``adaptive_avg_pool_single_out_frame``: ``7 out + 5 BC oH + 5 BC`` (``out`` elements).
+
+    The window bounds are computed in float: ``floor((float)(o * in) / out)`` and the ``ceil`` of
+    the next (2 + 2 per bound pair). Per channel (of the batch): the depth bounds (4) and ``1 /
+    kD`` (1); per output row the height bounds (4) and ``/ kH`` (1); per output element the width
+    bounds (4), ``/ kW`` (1), ``sum * kDHWr`` (1) and ``nearbyint`` (1); the output keeps the
+    input's qparams. Channels last (``_qadaptive_avg_pool_kernel``, AVX2), per batch element: the
+    depth bounds (4), per output row the height bounds (4), per output pixel the width bounds (4)
+    and ``input_scale / output_scale / size`` (2); per block of 8 channels ``1 / multiplier`` (1)
+    and FBGEMM's vector ``Quantize`` (``1 / scale`` 1 + 3 per element); per channel past them
+    ``1 / multiplier`` and the scalar ``quantize_val`` (7).
+    """
+    b, c, h, w = _pool_args(out_shape)
+    if channels_last:
+        pixel = 6 + _nhwc_channels(c, 2 + FLOAT_LANES * QUANTIZE_VEC, 1 + QUANTIZE_SCALAR)
+        return b * (4 + h * (4 + w * pixel))
+    return 7 * b * c * h * w + 5 * b * c * h + 5 * b * c
+
+
+@_metadata
+def _mean_path(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None, **kw: Any) -> Any:
+    """``{"fast": bool}``: whether ``mean_out_quantized_cpu`` takes its inner-dims path.
+
+    That is a contiguous input, the reduced dims the innermost ones, no other dtype; else it
+    dequantizes, means and requantizes.
+    """
+    try:
+        ndim = x.dim()
+        dims = sorted((d % ndim for d in (dim or range(ndim))), reverse=True) if ndim else []
+    except (AttributeError, TypeError):
+        return {}
+    inner = all(d == ndim - 1 - i for i, d in enumerate(dims))
+    return {"fast": bool(x.is_contiguous() and inner and (dtype is None or dtype == x.dtype))}
+
+
+@on_quantized(["aten.mean"], reads=_mean_path)
+def mean_quantized_rule(
+    x: tuple[int, ...], *args: Any, out_shape: Any = (), fast: bool = False, **kwargs: Any
+) -> int:
+    """``2M`` for ``M`` outputs on the innermost dims, else ``2N + 4M + 1``.
+
+    Innermost dims (``qmean_inner_dim_kernel``): the integer sum (0) ``/ N`` (1) and
+    ``nearbyint`` (1). Otherwise ``dequantize`` (N), the float mean (``N + M``, its rule),
+    ``quantize_per_tensor`` (``3M + 1``).
+    """
+    outputs = numel(first_shape(out_shape))
+    if fast:
+        return 2 * outputs
+    return 2 * numel(x) + 4 * outputs + 1
+
+
+@_metadata
+def _upsample_args(
+    x: Any, output_size: Any, align_corners: bool = False, *args: Any, **kw: Any
+) -> Any:
+    scales = [s for s in args if s is not None]
+    found = _channels_last(x)
+    found.update(align_corners=bool(align_corners), scales_given=len(scales))
+    return found
+
+
+@on_quantized(["aten.upsample_bilinear2d"], reads=_upsample_args)
+def upsample_bilinear2d_quantized_rule(
+    x: tuple[int, ...],
+    *args: Any,
+    out_shape: Any = (),
+    channels_last: bool = False,
+    align_corners: bool = False,
+    scales_given: int = 0,
+    **kwargs: Any,
+) -> int:
+    """NCHW ``upsample_bilinear2d_out_frame`` (the same size: a copy, 0).
+
+    Per call ``output_scale / input_scale`` (1) and each axis's ratio (1, and ``scale > 0`` when
+    a scale factor is given). Each source index (``area_pixel_compute_source_index``): ``scale *
+    (dst + 0.5) - 0.5`` and its ``max`` with 0 (4; ``align_corners``: ``scale * dst``, 1), then
+    ``lambda1 = src - floor`` and ``lambda0 = 1 - lambda1`` (2): per output column once, per
+    output row of each channel once. Per output element ``h0 * (w0 * a + w1 * b) + h1 * (w0 * c +
+    w1 * d) - zero_point`` (10) and the scalar ``quantize_val`` (6). Channels last
+    (``qupsample_bilinear2d_nhwc_kernel``): both indices per output pixel; per block of 8
+    channels the 10 per element and FBGEMM's vector ``Quantize`` (1 + 3 per element); per channel
+    past them 16.
+    """
+    b, c, oh, ow = _pool_args(out_shape)
+    if tuple(x[-2:]) == (oh, ow) and not channels_last:
+        return 0
+    index = (1 if align_corners else 4) + 2
+    per_call = 1 + 2 + (0 if align_corners else scales_given)
+    if channels_last:
+        block = 1 + FLOAT_LANES * (10 + QUANTIZE_VEC)
+        pixel = 2 * index + _nhwc_channels(c, block, 10 + QUANTIZE_SCALAR)
+        return per_call + b * oh * ow * pixel
+    return per_call + index * ow + index * b * c * oh + (10 + QUANTIZE_SCALAR) * b * c * oh * ow
+
+
+@_metadata
+def _cat_qparams(
+    tensors: Any, dim: int = 0, scale: Any = None, zero_point: Any = None, **kw: Any
+) -> Any:
+    """``{"fast": bool, "rescaled": [(elements, pixels) of the inputs rescaled]}``.
+
+    ``fast``: ``qcat_nhwc_kernel``'s path (dim 1, 4-d channels-last inputs); ``rescaled``: its
+    inputs whose qparams differ from the output's.
+    """
+    try:
+        tensors = list(tensors)
+        first = tensors[0]
+        out_scale = first.q_scale() if scale is None else float(scale)
+        out_zp = first.q_zero_point() if zero_point is None else int(zero_point)
+        ndim = first.dim()
+        fast = (dim % ndim == 1) and all(
+            t.dim() == 4 and t.is_contiguous(memory_format=_torch().channels_last) for t in tensors
+        )
+        rescaled = [
+            (t.numel(), t.shape[0] * t.shape[2] * t.shape[3])
+            for t in tensors
+            if fast and not (t.q_scale() == out_scale and t.q_zero_point() == out_zp)
+        ]
+    except (AttributeError, IndexError, RuntimeError, TypeError, ValueError, ZeroDivisionError):
+        return {}
+    return {"fast": fast, "rescaled": rescaled}
+
+
+def _qcat(out_shape: Any, fast: bool, rescaled: list[tuple[int, int]]) -> int:
+    if not fast:
+        # each input dequantized (1 per element), the float cat (0), quantize_per_tensor
+        return (1 + QUANTIZE_PER_ELEMENT) * numel(first_shape(out_shape)) + 1
+    # qcat_nhwc_kernel: an input with the output's qparams is copied (memcpy, 0); another is
+    # dequantized (2) and quantized (3) per element, with its scale * -zp per pixel (2)
+    return 1 + sum(5 * elements + 2 * pixels for elements, pixels in rescaled)
+
+
+@on_quantized(["aten.cat"], reads=_cat_qparams)
+def cat_quantized_rule(
+    tensors: Any, *args: Any, out_shape: Any = (), fast: bool = False, rescaled: Any = (), **kw: Any
+) -> int:
+    """``4N + 1`` for ``N`` output elements (``cat_quantized_cpu``), to the first input's qparams.
+
+    The generic path: each input dequantized (1 per element), the float cat,
+    ``quantize_per_tensor`` (3 per element + 1). Channels last along dim 1
+    (``qcat_nhwc_kernel``): the inputs with the output's qparams are copied (0), the others
+    5 per element (dequantize 2, quantize 3) + 2 per pixel; + 1 per call (``1 / scale``).
+    """
+    return _qcat(out_shape, fast, list(rescaled))
+
+
+register_rule(["quantized.cat"], reads=_cat_qparams)(cat_quantized_rule)
+
+
+@register_rule(["quantized.layer_norm"])
+def qlayer_norm_rule(x: tuple[int, ...], normalized_shape: Any, *args: Any, **kwargs: Any) -> int:
+    """``quantized_normalize_kernel`` (elementwise affine), rows of ``N = prod(normalized_shape)``.
+
+    Per row: the integer sums of ``q`` and ``q**2`` (0), the mean ``/ N`` and ``- zp`` (2), the
+    variance ``sumsq / N - mean**2`` clamped at 0 (4), ``scale / sqrt(var * scale * scale + eps)``
+    (5). Per element in blocks of 32: dequantize (2), ``(x - mean) * rstd * gamma + beta`` (4) and
+    the block quantized once per float vector of it (the kernel's ``quantize`` sits in the loop
+    over the block's 4 float vectors: 4 x 3); per element past the blocks ``dequantize_val`` (1),
+    the 4 and ``quantize_val`` (6). Per call ``1 / y_scale`` and ``1.0 * -zp`` (3).
+    """
+    n = math.prod(
+        int(d)
+        for d in (
+            normalized_shape if isinstance(normalized_shape, (list, tuple)) else [normalized_shape]
+        )
+    )
+    rows = numel(x) // n if n else 0
+    blocks, tail = divmod(n, INT8_LANES)
+    per_row = 11 + blocks * INT8_LANES * (DEQUANTIZE_VEC + 4 + 4 * QUANTIZE_VEC)
+    per_row += tail * (1 + 4 + QUANTIZE_SCALAR)
+    return rows * per_row + 3
+
+
+@register_rule(["quantized.batch_norm2d", "quantized.batch_norm2d_relu"])
+def qbatch_norm2d_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``q_batch_norm2d_impl`` on the channels-last copy of the input (``N x C x H x W``).
+
+    Per channel (``compute_fused_params``): ``1 / sqrt(var + eps)`` (3), ``alpha = inv_sigma *
+    weight * (in_scale / out_scale)`` (3), ``beta = (bias - mean * inv_sigma * weight) /
+    out_scale`` (4). Per pixel, channels in blocks of 32 (``q_batch_norm_kernel``): dequantize
+    with scale 1 (2), ``fmadd(alpha, x, beta)`` (2), quantize (3); a rest of 8 to 31 channels
+    runs one more block's dequantize and quantize over all 32 lanes (2 x 32 + 3 x 32) with the
+    multiply-add on its float vectors (2 x 8 each); each channel past that ``alpha * (q - zp) +
+    beta`` and ``lrintf`` (3). Per call ``1.0 * -zp`` (2). A fused ReLU clamps integers.
+    """
+    channels = x[1] if len(x) > 1 else 1
+    pixels = numel(x) // channels if channels else 0
+    blocks, rest = divmod(channels, INT8_LANES)
+    per_pixel = blocks * INT8_LANES * (DEQUANTIZE_VEC + 2 + QUANTIZE_VEC)
+    vectors, tail = divmod(rest, FLOAT_LANES)
+    if vectors:
+        per_pixel += INT8_LANES * (DEQUANTIZE_VEC + QUANTIZE_VEC) + vectors * FLOAT_LANES * 2
+    else:
+        tail = rest
+    per_pixel += 3 * tail
+    return pixels * per_pixel + 10 * channels + 2

@@ -538,14 +538,17 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
     return tuple(header), body
 
 
-#: The int8 kernels' ops (``quantized.linear``, ``aten.quantized_max_pool2d``...) and the steps
-#: into and out of int8 (``aten.quantize_per_tensor``, ``aten.dequantize``...). Those with no
-#: registered rule (the static int8 kernels, whose tensors are all quantized: see
-#: :data:`greenprint.fpo._rules_quantized.STATIC_INT8_RULES`) are not taken for a lower bound:
-#: their products are integer operations the comparison counts apart (``int_ops``); their float
-#: steps (bias, requantization) are counted with those rules in a variant's executed FPO and
-#: timed batches, not in the count of its ``evaluate``.
-INT8_KERNELS = ("quantized.", "aten.quantized_", "aten.quantize_per_", "aten.dequantize")
+def _integer_int8_ops() -> frozenset[str]:
+    """The int8 ops that do no float arithmetic at all (packing int8 weights, reading integers).
+
+    Listed with no rule, they miss no FPO, so a count is not made a lower bound for them. Every
+    other op with no rule, int8 or not, is: an int8 kernel with no rule (``quantized.softmax``,
+    ``quantized.mul.Scalar``...) dequantizes, computes in float and requantizes like those the
+    int8 rules count (``greenprint.fpo._rules_quantized``).
+    """
+    from greenprint.fpo._rules_quantized import INTEGER_INT8_OPS
+
+    return INTEGER_INT8_OPS
 
 
 def counted_as(fpo: int, counts: Sequence[Any]) -> Any:
@@ -560,10 +563,11 @@ def counted_as(fpo: int, counts: Sequence[Any]) -> Any:
     unknown: dict[str, int] = {}
     complex_ops: dict[str, int] = {}
     results = [c for c in counts if not isinstance(c, int) and c is not None]
+    integer_only = _integer_int8_ops() if results else frozenset()
     for result in results:
         for ops, more in ((unknown, result.unknown_ops), (complex_ops, result.complex_ops)):
             for op, calls in more.items():
-                if op.startswith(INT8_KERNELS):  # integer work, counted apart: no FPO missed
+                if op in integer_only:  # no float arithmetic: no FPO missed
                     continue
                 ops[op] = ops.get(op, 0) + calls
     assumptions = merge_fpo_assumptions(*(r.assumptions for r in results))
