@@ -233,11 +233,17 @@ def test_mean_upsampling_and_cat_of_quantized_tensors():
     # whatever the inputs' qparams
     other = _q(2, 4, 8, 8, scale=0.07, zp=120, seed=1)
     assert by_op(lambda t: torch.cat([t, other], 1), q)["aten.cat"] == 4 * 1024 + 1
-    # channels last along the channels: an input with the output's qparams is copied (0), the
-    # other dequantized and quantized (5 per element) with its scale * -zp per pixel (2)
-    a, b = (t.contiguous(memory_format=torch.channels_last) for t in (q, other))
+    # channels last along the channels: an input with the output's qparams is copied (0); the
+    # other is rescaled per pixel: 44 channels, a block of 32 (scale * -zp 2, 5 each), 8 more as
+    # a whole 32-lane block (2 + 5 x 32), 4 past them (dequantize_val 1 + quantize_val 6)
+    a = q.contiguous(memory_format=torch.channels_last)
+    b = _q(2, 44, 8, 8, scale=0.07, zp=120).contiguous(memory_format=torch.channels_last)
     cat = by_op(lambda t: torch.ops.quantized.cat([t, b], 1, S, Z), a)
-    assert cat["quantized.cat"] == 1 + 5 * 512 + 2 * 128
+    assert cat["quantized.cat"] == 1 + 128 * ((2 + 32 * 5) + (2 + 32 * 5) + 4 * 7)
+    # fewer than 8 channels: one by one (7 each)
+    small = _q(2, 4, 8, 8, scale=0.07, zp=120).contiguous(memory_format=torch.channels_last)
+    cat = by_op(lambda t: torch.ops.quantized.cat([t, small], 1, S, Z), a)
+    assert cat["quantized.cat"] == 1 + 128 * 4 * 7
 
 
 def test_layer_norm_and_batch_norm_count_their_float_steps():

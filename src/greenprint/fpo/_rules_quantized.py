@@ -570,7 +570,7 @@ def upsample_bilinear2d_quantized_rule(
 def _cat_qparams(
     tensors: Any, dim: int = 0, scale: Any = None, zero_point: Any = None, **kw: Any
 ) -> Any:
-    """``{"fast": bool, "rescaled": [(elements, pixels) of the inputs rescaled]}``.
+    """``{"fast": bool, "rescaled": [(channels, pixels) of the inputs rescaled]}``.
 
     ``fast``: ``qcat_nhwc_kernel``'s path (dim 1, 4-d channels-last inputs); ``rescaled``: its
     inputs whose qparams differ from the output's.
@@ -585,7 +585,7 @@ def _cat_qparams(
             t.dim() == 4 and t.is_contiguous(memory_format=_torch().channels_last) for t in tensors
         )
         rescaled = [
-            (t.numel(), t.shape[0] * t.shape[2] * t.shape[3])
+            (t.shape[1], t.shape[0] * t.shape[2] * t.shape[3])
             for t in tensors
             if fast and not (t.q_scale() == out_scale and t.q_zero_point() == out_zp)
         ]
@@ -599,8 +599,21 @@ def _qcat(out_shape: Any, fast: bool, rescaled: list[tuple[int, int]]) -> int:
         # each input dequantized (1 per element), the float cat (0), quantize_per_tensor
         return (1 + QUANTIZE_PER_ELEMENT) * numel(first_shape(out_shape)) + 1
     # qcat_nhwc_kernel: an input with the output's qparams is copied (memcpy, 0); another is
-    # dequantized (2) and quantized (3) per element, with its scale * -zp per pixel (2)
-    return 1 + sum(5 * elements + 2 * pixels for elements, pixels in rescaled)
+    # rescaled pixel by pixel over its channels
+    return 1 + sum(_qcat_pixel(channels) * pixels for channels, pixels in rescaled)
+
+
+def _qcat_pixel(channels: int) -> int:
+    """Float work of ``qcat_nhwc_kernel`` on one pixel of an input rescaled, by its channels."""
+    blocks, rest = divmod(channels, INT8_LANES)
+    # blocks of 32: scale * -zp once (2), dequantize (2) and quantize (3) per channel
+    work = (2 + blocks * INT8_LANES * (DEQUANTIZE_VEC + QUANTIZE_VEC)) if blocks else 0
+    if rest >= FLOAT_LANES:
+        # 8 to 31 more: scale * -zp (2), one 32-lane buffer dequantized and quantized whole
+        work += 2 + INT8_LANES * (DEQUANTIZE_VEC + QUANTIZE_VEC)
+        rest %= FLOAT_LANES
+    # past them one by one: dequantize_val (1) and quantize_val (6)
+    return work + rest * (1 + QUANTIZE_SCALAR)
 
 
 @on_quantized(["aten.cat"], reads=_cat_qparams)
@@ -612,7 +625,9 @@ def cat_quantized_rule(
     The generic path: each input dequantized (1 per element), the float cat,
     ``quantize_per_tensor`` (3 per element + 1). Channels last along dim 1
     (``qcat_nhwc_kernel``): the inputs with the output's qparams are copied (0), the others
-    5 per element (dequantize 2, quantize 3) + 2 per pixel; + 1 per call (``1 / scale``).
+    rescaled per pixel: channels in blocks of 32 dequantized (2) and quantized (3) each with
+    ``scale * -zp`` once (2); 8 to 31 more as one whole 32-lane block (2 + 5 x 32); each channel
+    past them ``dequantize_val`` and ``quantize_val`` (7); + 1 per call (``1 / scale``).
     """
     return _qcat(out_shape, fast, list(rescaled))
 
