@@ -224,11 +224,11 @@ def test_mean_upsampling_and_cat_of_quantized_tensors():
     # over dim 1: dequantize (N), the float mean (N + M), quantize_per_tensor (3M + 1)
     assert by_op(lambda t: t.mean(1), q)["aten.mean"] == 2 * 512 + 4 * 128 + 1
     # bilinear x2 (8x8 -> 16x16): per call out / in scale and each axis' 1 / scale factor and
-    # its > 0 check (5); each source index scale * (dst + 0.5) - 0.5, max 0, its two lambdas (6)
-    # per output column and per output row of each channel; per output element the blend (10)
-    # and quantize_val (6)
+    # its > 0 check (5); each source index scale * (dst + 0.5) - 0.5, max 0, its truncation to
+    # an index, its two lambdas (7) per output column and per output row of each channel; per
+    # output element the blend (10) and quantize_val (6)
     up = by_op(lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear"), q)
-    assert up["aten.upsample_bilinear2d"] == 5 + 6 * 16 + 6 * 8 * 16 + 16 * 8 * 256
+    assert up["aten.upsample_bilinear2d"] == 5 + 7 * 16 + 7 * 8 * 16 + 16 * 8 * 256
     # cat: each input dequantized (1 per element), quantize_per_tensor (3 per element + 1),
     # whatever the inputs' qparams
     other = _q(2, 4, 8, 8, scale=0.07, zp=120, seed=1)

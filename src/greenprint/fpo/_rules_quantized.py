@@ -547,9 +547,10 @@ def upsample_bilinear2d_quantized_rule(
     Per call ``output_scale / input_scale`` (1) and each axis's ratio (1, and ``scale > 0`` when
     a scale factor is given). Each source index (``area_pixel_compute_source_index``): ``scale *
     (dst + 0.5) - 0.5`` and its ``max`` with 0 (4; ``align_corners``: ``scale * dst``, 1), then
-    ``lambda1 = src - floor`` and ``lambda0 = 1 - lambda1`` (2): per output column once, per
-    output row of each channel once. Per output element ``h0 * (w0 * a + w1 * b) + h1 * (w0 * c +
-    w1 * d) - zero_point`` (10) and the scalar ``quantize_val`` (6). Channels last
+    the truncation to the source row or column (1, the floor), ``lambda1 = src - floor`` and
+    ``lambda0 = 1 - lambda1`` (2): per output column once, per output row of each channel once.
+    Per output element ``h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d) - zero_point`` (10) and
+    the scalar ``quantize_val`` (6). Channels last
     (``qupsample_bilinear2d_nhwc_kernel``): both indices per output pixel; per block of 8
     channels the 10 per element and FBGEMM's vector ``Quantize`` (1 + 3 per element); per channel
     past them 16.
@@ -557,7 +558,7 @@ def upsample_bilinear2d_quantized_rule(
     b, c, oh, ow = _pool_args(out_shape)
     if tuple(x[-2:]) == (oh, ow) and not channels_last:
         return 0
-    index = (1 if align_corners else 4) + 2
+    index = (1 if align_corners else 4) + 3
     per_call = 1 + 2 + (0 if align_corners else scales_given)
     if channels_last:
         block = 1 + FLOAT_LANES * (10 + QUANTIZE_VEC)
