@@ -176,6 +176,16 @@ def test_an_elementwise_int8_kernel_counts_its_float_steps(op):
     assert counted.by_op[op] == counted.total == emulated.total > 0  # before: 0, or no rule
 
 
+def test_adding_a_scalar_requantizes_only_when_the_sum_leaves_the_int8_range():
+    q = _q(2, 3, 8, 8)  # 384 elements
+    for c, rescaled in ((1.0, False), (100.0, True), (-100.0, True)):
+        counted = gp.count_fpo(lambda t, c=c: torch.ops.quantized.add(t, c), q, backward=False)
+        assert (torch.ops.quantized.add(q, c).q_scale() != S) is rescaled  # the kernel's branch
+        # c / scale rounded (2); in range a copy with a new zero point; else the new scale (4),
+        # 1 / scale and the multiplier (2), requantize_from_int per element (2)
+        assert counted.by_op["quantized.add"] == (2 + 4 + 2 + 2 * 384 if rescaled else 2)
+
+
 def test_average_pooling_counts_its_requantization():
     q = _q(2, 4, 8, 8)
     counted = gp.count_fpo(lambda t: F.avg_pool2d(t, 2), q, backward=False)
@@ -192,11 +202,11 @@ def test_average_pooling_counts_its_requantization():
     assert counted.by_op["aten.avg_pool2d"] == emulated.total == 4 * 2 * 4 * 16 + 1  # before: 0
 
     # channels last (NHWC kernel): per output pixel in_scale / out_scale / size (2); 12 channels,
-    # one vector block of 8 (QuantizeAvx2: 3 each) and 4 past it (acc * 1.0, 1 / multiplier and
-    # the scalar quantize_val 6: 8 each)
+    # one vector block of 8 (QuantizeAvx2: 3 each) and 4 past it (1 / multiplier and the scalar
+    # quantize_val 6: 7 each; the compiler folds acc * 1.0)
     nhwc = _q(2, 12, 8, 8).contiguous(memory_format=torch.channels_last)
     counted = gp.count_fpo(lambda t: F.avg_pool2d(t, 2), nhwc, backward=False)
-    assert counted.by_op["aten.avg_pool2d"] == 2 * 16 * (2 + 8 * 3 + 4 * 8)
+    assert counted.by_op["aten.avg_pool2d"] == 2 * 16 * (2 + 8 * 3 + 4 * 7)
 
 
 def test_adaptive_average_pooling_counts_its_window_arithmetic():

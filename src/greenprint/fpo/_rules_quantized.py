@@ -396,10 +396,14 @@ def qadd_relu_rule(qa: Any, qb: Any, *args: Any, out_shape: Any = (), **kwargs: 
 def _add_scalar_branch(qa: Any, other: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """``{"requantized": bool}``: whether adding ``other`` leaves the int8 range (then rescaled)."""
     try:
-        info = _torch().iinfo(qa.int_repr().dtype) if qa.device.type != "meta" else None
-        q_min, q_max = (info.min, info.max) if info else (0, 255)
+        torch = _torch()
+        q_min, q_max = {
+            torch.quint8: (0, 255),
+            torch.qint8: (-128, 127),
+            torch.qint32: (-(2**31), 2**31 - 1),
+        }[qa.dtype]
         shift = qa.q_zero_point() - round(float(other) / qa.q_scale())
-    except (AttributeError, RuntimeError, TypeError, ValueError, ZeroDivisionError):
+    except (AttributeError, KeyError, RuntimeError, TypeError, ValueError, ZeroDivisionError):
         return {}
     return {"requantized": not q_min <= shift <= q_max}
 
@@ -459,11 +463,11 @@ def avg_pool2d_quantized_rule(
     (0), ``multiplier = scale_factor / divide_factor`` (1), ``sum * multiplier + zero_point`` (2)
     and ``nearbyint`` (1). Channels last (AVX2): per output pixel ``input_scale / output_scale /
     divide_factor`` (2); per element of the channel blocks of 8 ``QuantizeAvx2`` (3); per channel
-    past them ``acc * 1.0``, ``1 / multiplier`` and the scalar ``quantize_val`` (8).
+    past them ``1 / multiplier`` and the scalar ``quantize_val`` (7; ``acc * 1.0`` is folded).
     """
     b, c, h, w = _pool_args(out_shape)
     if channels_last:
-        return b * h * w * (2 + _nhwc_channels(c, FLOAT_LANES * QUANTIZE_VEC, 2 + QUANTIZE_SCALAR))
+        return b * h * w * (2 + _nhwc_channels(c, FLOAT_LANES * QUANTIZE_VEC, 1 + QUANTIZE_SCALAR))
     return 4 * b * c * h * w + 1
 
 
