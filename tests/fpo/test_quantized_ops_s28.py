@@ -186,6 +186,16 @@ def test_adding_a_scalar_requantizes_only_when_the_sum_leaves_the_int8_range():
         assert counted.by_op["quantized.add"] == (2 + 4 + 2 + 2 * 384 if rescaled else 2)
 
 
+def test_clamping_quantized_values_quantizes_only_its_bounds():
+    q = _q(2, 3, 8, 8)
+    by_op = lambda f: gp.count_fpo(f, q, backward=False).by_op  # noqa: E731
+    # the int8 values are clamped on integers; each float bound is quantized once (6)
+    assert by_op(lambda t: t.clamp(-1, 1))["aten.clamp"] == 12
+    assert by_op(lambda t: t.clamp(min=-1))["aten.clamp"] == 6
+    assert by_op(F.relu6)["aten.hardtanh"] == 12
+    assert by_op(torch.relu)["aten.relu"] == 0  # compares with the zero point: integers
+
+
 def test_average_pooling_counts_its_requantization():
     q = _q(2, 4, 8, 8)
     counted = gp.count_fpo(lambda t: F.avg_pool2d(t, 2), q, backward=False)

@@ -22,9 +22,10 @@ int32 sum by a float multiplier (``sigmoid``, ``hardsigmoid``, ``tanh``, ``gelu`
 ``leaky_relu``, ``avg_pool2d``, ``_adaptive_avg_pool2d``, ``mean``, ``upsample_bilinear2d``,
 ``cat``) are counted by the rules of
 :data:`ON_QUANTIZED`, which the counter applies in place of the float rule when a quantized tensor
-is among the op's inputs; any other ``aten`` op on quantized tensors only (``aten.relu``,
-``clamp`` and ``hardtanh`` on ``quint8`` clamp integers; nearest upsampling and max pooling copy
-and compare them) counts 0 as integer work.
+is among the op's inputs (``clamp`` and ``hardtanh`` clamp the integers but quantize their float
+bounds once per call); any other ``aten`` op on quantized tensors only (``aten.relu`` on ``quint8``
+clamps integers, nearest upsampling and max pooling copy and compare them) counts 0 as integer
+work.
 
 The elementwise QuantizedCPU kernels (``cpu_kernel_vec``) run 32 ``quint8`` values at a time
 (AVX2): ``Vectorized<quint8>::dequantize`` is one fused multiply-add (2) or a subtract and a
@@ -336,6 +337,24 @@ def gelu_quantized_rule(
     """
     form = 9 if (args[0] if args else approximate) == "tanh" else 5
     return (DEQUANTIZE_VEC + form + QUANTIZE_VEC) * numel(x) + 3
+
+
+@on_quantized(["aten.clamp"])
+def clamp_quantized_rule(
+    x: Any, min: Any = None, max: Any = None, *args: Any, **kwargs: Any
+) -> int:
+    """6 per bound given: ``qclamp_kernel`` and its one-bound forms.
+
+    Each float bound is quantized once (``quantize_val``, 6); the int8 values are clamped on
+    integers (0).
+    """
+    return QUANTIZE_SCALAR * ((min is not None) + (max is not None))
+
+
+@on_quantized(["aten.hardtanh"])
+def hardtanh_quantized_rule(x: Any, *args: Any, **kwargs: Any) -> int:
+    """12: ``hardtanh_quantized_cpu`` is the clamp of both bounds (``relu6`` too)."""
+    return 2 * QUANTIZE_SCALAR
 
 
 def _leaky(x: tuple[int, ...]) -> int:
