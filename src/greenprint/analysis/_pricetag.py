@@ -24,8 +24,8 @@ inside it for energy but add their FPO (see :class:`~greenprint.analysis._common
   process got SIGTERM or crashed) was inside its parent's measurement only until that end:
   what it measured after the end of every run around it (its energy and CO2-eq prorated over
   its span) adds, once, to the totals and to its own exclusive cost, with a note
-  (:func:`beyond_sums`; not for a thread of its parent's own process, nor a run that names
-  no process, whose amounts the rule above reads);
+  (:func:`beyond_sums`; not for a thread of its parent's own process, a run that names no
+  process, nor a distributed job's runs, whose amounts the rules above read);
 * the by-status and by-role breakdowns add up to the totals too: each run's exclusive cost goes
   to its status and role, except a part's, which goes to the role of the run it is part of
   (its trial, baseline, final run...) and to that run's status or its own, whichever ended
@@ -552,10 +552,10 @@ def price_tag(
     # Field by field over the runs (RunForest.column), each figure in one pass; the sums run
     # in position order, as they always did, so every total is the same float.
     # energy and CO2-eq: concurrent children share their parent's measurement out
-    energy, co2 = forest.shared_sums("energy_kwh"), forest.shared_sums("emissions_kg")
     # and what runs spent after the runs around them ended (a worker that ran on after its
     # main process was stopped): outside every measurement of theirs, it adds (beyond_sums)
     energy_beyond, co2_beyond = beyond_sums(forest)
+    energy, co2 = energy_beyond.sums, co2_beyond.sums
     energy_in, energy_ex = energy_beyond.inclusive, energy_beyond.exclusive
     co2_in, co2_ex = co2_beyond.inclusive, co2_beyond.exclusive
     time_in, time_ex = forest.nested_sum(forest.column("duration_s"))
@@ -569,7 +569,7 @@ def price_tag(
     if energy_beyond.counted:
         notes.append(_beyond_note(forest, energy_beyond.counted))
     if any(
-        energy_in[p] - _added(forest, p, energy_in) - _beyond(forest, p, energy_beyond.counted)
+        energy_in[p] - _added(forest, p, energy_in) - energy_beyond.inside.get(p, 0)
         > items[p].energy_kwh * (1 + 1e-9) + 1e-12
         for p in forest.inner_order
         if p not in energy.shares  # shared out: a floored one has its own note
@@ -1414,11 +1414,17 @@ class BeyondSums(NamedTuple):
             after the runs around it ended holds what it spent after that end.
         counted: position of each such run -> what it spent after that end (kWh or kg, as
             the cost), each stretch of one reading once.
+        sums: the rule's sums of what lies inside (how parents shared their measurements
+            out, for the notes): the forest's own when no run ran on.
+        inside: position of each run -> what the runs below it (through links inside it) spent
+            after the measurements around them, in its inclusive amount (runs with any).
     """
 
     inclusive: list[Any]
     exclusive: list[Any]
     counted: dict[int, Any]
+    sums: SharedSums
+    inside: dict[int, Any]
 
 
 def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
@@ -1458,7 +1464,7 @@ def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
     names = ("energy_kwh", "emissions_kg")
     if not spans:
         return tuple(  # type: ignore[return-value]
-            BeyondSums(sums.inclusive, sums.exclusive, {})
+            BeyondSums(sums.inclusive, sums.exclusive, {}, sums, {})
             for sums in map(forest.shared_sums, names)
         )
     runs = forest.runs
@@ -1491,13 +1497,18 @@ def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
     for name in names:
         sums = inside.shared_sums(name)
         inclusive, exclusive = list(sums.inclusive), list(sums.exclusive)
+        below: dict[int, Any] = {}
         for pos, amount in outside[name].items():
             exclusive[pos] += amount
-            at: int | None = pos
-            while at is not None:
-                inclusive[at] += amount
-                at = parents[at]
-        found.append(BeyondSums(inclusive, exclusive, outside[name]))
+            inclusive[pos] += amount
+            at, through = pos, True
+            while (up := parents[at]) is not None:
+                inclusive[up] += amount
+                through = through and not forest.adds(at)
+                if through:
+                    below[up] = below.get(up, 0) + amount
+                at = up
+        found.append(BeyondSums(inclusive, exclusive, outside[name], sums, below))
     return found[0], found[1]
 
 
@@ -1511,13 +1522,14 @@ def _outside_spans(forest: RunForest) -> dict[int, tuple[float, float, float]]:
     read one whole process, whose time after the end cannot be told apart: the rule's
     ``max(own, children's sum)`` stands for it; so does it for a thread of its parent's own
     process (RunForest counts threads that outlived their parent's run each stretch once, with
-    its measurement as a floor). A run's end is :func:`run_end` (its ``ended_at``, or a
-    running or lost run's last heartbeat); a parent's end is its ``ended_at``, or, for one
-    that recorded none, its last heartbeat when that is more than two of its flush intervals
-    before the child's end (it stopped flushing: killed with SIGKILL, lost); otherwise a
-    parent with no end is still measuring (a live run's children's heartbeats may lead its
-    own by a flush). A run with no start time (``started_at`` 0) has no known span and is
-    left out.
+    its measurement as a floor), and for a run of a distributed job (a rank under its node's
+    meter, which reads the machine, ends with the job's rules). A run's end is
+    :func:`run_end` (its ``ended_at``, or a running or lost run's last heartbeat); a parent's
+    end is its ``ended_at``, or, for one that recorded none, its last heartbeat when that is
+    more than two of its flush intervals before the child's end (it stopped flushing: killed
+    with SIGKILL, lost); otherwise a parent with no end is still measuring (a live run's
+    children's heartbeats may lead its own by a flush). A run with no start time
+    (``started_at`` 0) has no known span and is left out.
     """
     parents = forest.parents
     if not parents or parents.count(None) == len(parents):
@@ -1537,6 +1549,8 @@ def _outside_spans(forest: RunForest) -> dict[int, tuple[float, float, float]]:
         if parent is None or forest.adds(pos):
             continue
         run = runs[pos]
+        if run.job_id is not None:
+            continue  # a distributed job's rank or node: the job's rules (RunForest, _jobs)
         start = run.started_at
         end = end_of(pos)
         if not (start > 0 and end > start) or not end > end_of(parent):
@@ -1615,29 +1629,6 @@ def _beyond_note(forest: RunForest, counted: Mapping[int, Any]) -> str:
         "they measured after that end (their energy prorated over their spans) is in no "
         "measurement of the parent's, and is counted once beside it"
     )
-
-
-def _beyond(forest: RunForest, position: int, counted: Mapping[int, Any]) -> Any:
-    """What the runs inside a run spent beyond the measurements around them (:func:`beyond_sums`).
-
-    Through links inside it: in its inclusive amount, never in its measurement.
-    """
-    if not counted:
-        return 0
-    return sum(
-        amount
-        for pos, amount in counted.items()
-        if pos != position and _below_inside(forest, pos, position)
-    )
-
-
-def _below_inside(forest: RunForest, pos: int, ancestor: int) -> bool:
-    """Whether the run at ``pos`` is below ``ancestor`` by links that do not add."""
-    while (up := forest.parents[pos]) is not None and not forest.adds(pos):
-        if up == ancestor:
-            return True
-        pos = up
-    return False
 
 
 def _copy_record(run: RunRecord) -> RunRecord:
