@@ -371,7 +371,11 @@ def _one(
                     f"{variant.name}: the evaluation ran ops with no FPO rule, not counted in "
                     f"its run's FPO: {', '.join(unknown)}"
                 )
-            int8 = sorted(op for op in counter.result.by_op if op.startswith("quantized."))
+            int8 = sorted(  # the int8 kernels that multiply: linear and convolution layers
+                op
+                for op in counter.result.by_op
+                if op.startswith(("quantized.linear", "quantized.conv"))
+            )
             if int8:
                 notes.append(
                     f"{variant.name}: the evaluation's FPO count its int8 model's float steps "
