@@ -53,7 +53,6 @@ stores to, beside the price tag itself).
 from __future__ import annotations
 
 import json
-import math
 from collections import deque
 from collections.abc import Collection, Iterable, Sequence
 from itertools import repeat
@@ -228,10 +227,8 @@ def _partials(rows: Iterable[Sequence[Any]]) -> list[RunRecord]:
     for name in ("energy_kwh", "emissions_kg", "duration_s", "started_at"):
         figures = np.asarray(columns[name], dtype=float)  # NULL, SQLite's 'NaN' text: NaN
         columns[name] = np.where(np.isfinite(figures), figures, 0.0).tolist()
-    columns["flush_interval_s"] = [
-        float(v) if v is not None and math.isfinite(float(v)) else 10.0
-        for v in columns["flush_interval_s"]
-    ]
+    flush = np.asarray(columns["flush_interval_s"], dtype=float)  # NULL: NaN
+    columns["flush_interval_s"] = np.where(np.isfinite(flush), flush, 10.0).tolist()
     for name in ("ended_at", "heartbeat_at"):
         columns[name] = [None if v is None else float(v) for v in columns[name]]
     fpo: list[Any] = [None if v is None else int(v) for v in columns["fpo"]]
