@@ -1024,9 +1024,12 @@ class RunForest:
         scale: dict[int, ShareOut] = {}  # shared: parent -> how it shared its amount out
         # shared: parents with children that read one process at the same time (threads)
         threaded = self._thread_parents if shared else frozenset()
-        # shared, with children that add to their parent (other hosts): each run's inclusive
-        # amount from what adds to it or to a run inside it, which no scaling touches
-        far: list[Any] | None = [0] * len(values) if shared and self._remote else None
+        # with children that add to their parent (other hosts; for FPO, a node meter's peer
+        # ranks): each run's inclusive amount from what adds to it or to a run inside it, in
+        # no measurement of the runs above (no scaling touches it, no parent's figure holds it)
+        links = set(self.kinds)
+        adding = "remote" in links or (fpo and "peer" in links)
+        far: list[Any] | None = [0] * len(values) if adding else None
         for pos in self.inner_order:
             below = added = 0
             for child in children[pos]:
@@ -1035,11 +1038,11 @@ class RunForest:
                 else:
                     below += inclusive[child]
             own = values[pos]
+            outside = 0  # what adds to the runs inside this one: not in its own figure
+            if far is not None:
+                outside = sum(far[c] for c in children[pos] if not self.adds(c, fpo=fpo))
+                far[pos] = added + outside
             if shared:
-                outside = 0  # what adds to the runs inside this one
-                if far is not None:
-                    outside = sum(far[c] for c in children[pos] if not self.adds(c))
-                    far[pos] = added + outside
                 if below != below or own != own or added != added:  # NaN: never shared
                     inclusive[pos] = exclusive[pos] = math.nan
                     continue
@@ -1071,7 +1074,15 @@ class RunForest:
                         short=own is not None and below - outside > own,
                         profiles=threads.profiles,
                     )
-            total = below if own is None else max(own, below)
+            # a run on another host under a run inside this one (a remote worker of a trial
+            # in the sweep's process) is in no figure of this run's: it adds, never maxed away
+            total: Any
+            if own is None:
+                total = below
+            elif far is None:
+                total = max(own, below)
+            else:
+                total = max(own, below - outside) + outside
             inclusive[pos] = total + added
             exclusive[pos] = total - below
         if shared:  # top-level runs in threads of one process: each stretch once

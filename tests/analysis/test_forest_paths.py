@@ -140,15 +140,26 @@ def reference_nested_sum(forest: RunForest, values: Any, fpo: bool) -> tuple[lis
     n = len(forest.runs)
     inclusive: list[Any] = [0] * n
     exclusive: list[Any] = [0] * n
+    # what adds to a run or to a run inside it (another host's run under a nested one): in no
+    # figure of the run's own, so it adds to it, never maxed away
+    far: list[Any] = [0] * n
+    adding = any(forest.adds(p, fpo=fpo) for p in range(n) if forest.parents[p] is not None)
     for pos in forest.order:
-        below = added = 0
+        below = added = outside = 0
         for child in forest.children[pos]:
             if forest.adds(child, fpo=fpo):
                 added += inclusive[child]
             else:
                 below += inclusive[child]
+                outside += far[child]
+        far[pos] = added + outside
         own = values[pos]
-        total = below if own is None else max(own, below)
+        if own is None:
+            total = below
+        elif not adding or not forest.children[pos]:  # a leaf: nothing inside it adds
+            total = max(own, below)
+        else:
+            total = max(own, below - outside) + outside
         inclusive[pos] = total + added
         exclusive[pos] = total - below
     return inclusive, exclusive

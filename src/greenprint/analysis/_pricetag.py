@@ -914,8 +914,21 @@ def _source_kind(source: str | None) -> int:
 
 
 def _added(forest: RunForest, position: int, amounts: list[Any]) -> Any:
-    """The part of a run's inclusive amount from children that add to it (other hosts...)."""
-    return sum(amounts[c] for c in forest.children[position] if forest.adds(c))
+    """The part of a run's inclusive amount outside its own measurement.
+
+    What its children that add to it spent (other hosts...), and what adds to the runs inside
+    it, at any depth (a remote worker of a trial that ran in the sweep's process): in no
+    figure of the run's own.
+    """
+    total: Any = 0
+    stack = list(forest.children[position])
+    while stack:
+        child = stack.pop()
+        if forest.adds(child):
+            total += amounts[child]
+        else:
+            stack.extend(forest.children[child])
+    return total
 
 
 #: A parent's concurrent children are noted as scaled when they measured more than this

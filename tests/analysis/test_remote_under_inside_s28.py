@@ -1,0 +1,64 @@
+"""A run on another host under a run inside its parent adds to the study, at any depth.
+
+A sweep's process runs its trials as nested runs (inside the sweep's measurement), and a trial
+sends work to another node whose run names the trial as its parent (``run.child_env()``
+passed to the remote launcher). The price tag read each run as ``max(own, inside children's
+sum)``, and the remote run's energy came up inside the trial's sum: under a sweep that
+measured more than its trial, it was maxed away (10 + 2 inside + 5 remote read 10, not 15).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _clean_env import clean_env
+from greenprint.analysis import price_tag
+from greenprint.ledger._study_cost import study_cost
+
+SWEEP = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    import greenprint as gp
+
+    def burn(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    REMOTE = "import greenprint as gp, time\\n" \\
+        "with gp.track('remote-worker', study='grid', ledger='greenprint.db'):\\n" \\
+        "    end = time.monotonic() + 0.6\\n" \\
+        "    while time.monotonic() < end: pass\\n"
+    with gp.track("sweep", study="grid", ledger="greenprint.db", sample_interval_s=0.05):
+        burn(0.6)  # the sweep's own work: it measures more than its trial
+        with gp.track("trial-0", study="grid", ledger="greenprint.db") as trial:
+            env = dict(trial.child_env(), GREENPRINT_HOST="node-b")  # as a launcher to node-b
+            subprocess.run([sys.executable, "-c", REMOTE], env=env, check=True)
+    """
+)
+
+
+def test_a_remote_run_under_a_trial_inside_the_sweep_adds_to_the_price_tag(tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, "-c", SWEEP], cwd=tmp_path, env=clean_env(), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with gp.Ledger(tmp_path / "greenprint.db", create=False) as led:
+        runs = {r.name: r for r in led.runs(study="grid")}
+        spent = study_cost(led, "grid")
+    sweep, trial, remote = runs["sweep"], runs["trial-0"], runs["remote-worker"]
+    assert trial.parent_id == sweep.id and trial.contained
+    assert remote.parent_id == trial.id and remote.host == "node-b" and not remote.contained
+    assert sweep.energy_kwh > trial.energy_kwh > 0 and remote.energy_kwh > 0
+    tag = price_tag(list(runs.values()))
+    # the sweep's measurement holds its trial; the other node's run is in no figure of either
+    assert tag.total.energy_kwh == pytest.approx(sweep.energy_kwh + remote.energy_kwh, rel=1e-9)
+    assert spent.energy_kwh == pytest.approx(tag.total.energy_kwh, rel=1e-9)
+    assert not any("less energy than their children" in note for note in tag.notes)
