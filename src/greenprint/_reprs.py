@@ -183,18 +183,13 @@ def report_html(report: Any) -> str:
 def _failures_html(report: Any) -> str:
     """Why runs failed, compactly: a caption, one line per error; ``""`` when none did."""
     # here, not at the top: a report is built, so greenprint.report is imported already
-    from greenprint.report._failures import failure_heading, failure_items, failures
+    from greenprint.report._failures import failure_heading, failure_items, failures, items_html
 
     found = failures(report)
     if not found.runs:
         return ""
     items, after = failure_items(found)
-    lines = "".join(
-        "<li>"
-        + (f"<em>{esc(note)}</em>" if error is None else f"<code>{esc(error)}</code>")
-        + f": {esc(runs)}</li>"
-        for error, note, runs in items
-    )
+    lines = items_html(items, ": ")
     return (
         f"<div><strong>{esc(failure_heading(found))}</strong> "
         "(greenprint ledger show ID prints a run's whole error)</div>"

@@ -6,6 +6,7 @@ HTML and LaTeX reports and the notebook view of a report list what :func:`failur
 
 from __future__ import annotations
 
+import html
 import math
 import re
 import time
@@ -422,3 +423,20 @@ def failure_items(
             "the JSON report has every run's error."
         )
     return items, after
+
+
+def items_html(items: Sequence[FailureItem], between: str) -> str:
+    """The items as HTML list items, every text escaped (the report's page, a notebook's view).
+
+    The error in ``<code>`` (or the note said instead in ``<em>``), then ``between`` and the runs.
+    """
+
+    def esc(text: object) -> str:
+        return html.escape(str(text), quote=True)
+
+    return "".join(
+        "<li>"
+        + (f"<em>{esc(note)}</em>" if error is None else f"<code>{esc(error)}</code>")
+        + f"{between}{esc(runs)}</li>"
+        for error, note, runs in items
+    )

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from greenprint._format import count_of
 from greenprint.report._efficiency import html_section as efficiency_section
 from greenprint.report._escape import html_text as esc
-from greenprint.report._failures import failure_heading, failure_intro, failure_items, failures
+from greenprint.report._failures import (
+    failure_heading,
+    failure_intro,
+    failure_items,
+    failures,
+    items_html,
+)
 from greenprint.report._greener import html_section
 from greenprint.report._model import Figure, Report
 from greenprint.report._plots import FigureRenderer
@@ -160,12 +166,7 @@ def _failures_section(report: Report) -> tuple[str, str]:
         return "", ""
     heading = failure_heading(found)
     items, after = failure_items(found, with_params=True)
-    lines = "".join(
-        "<li>"
-        + (f"<em>{esc(note)}</em>" if error is None else f"<code>{esc(error)}</code>")
-        + f"<br>{esc(runs)}</li>"
-        for error, note, runs in items
-    )
+    lines = items_html(items, "<br>")
     return (
         f'<section id="failed"><h2>{esc(heading)}</h2>'
         f'<p class="muted">{esc(failure_intro(found))}</p><ul class="failures">{lines}</ul>'
