@@ -1027,9 +1027,13 @@ class RunForest:
         # with children that add to their parent (other hosts; for FPO, a node meter's peer
         # ranks): each run's inclusive amount from what adds to it or to a run inside it, in
         # no measurement of the runs above (no scaling touches it, no parent's figure holds it)
+        # A run that adds to its parent here but recorded itself inside its own parent's
+        # measurement (a rank read under its training's rank 0, both in a sweep's process
+        # tree) is outside only the run it adds to: what it adds is far no higher.
         links = set(self.kinds)
         adding = "remote" in links or (fpo and "peer" in links)
         far: list[Any] | None = [0] * len(values) if adding else None
+        runs = self.runs
         for pos in self.inner_order:
             below = added = 0
             for child in children[pos]:
@@ -1040,8 +1044,15 @@ class RunForest:
             own = values[pos]
             outside = 0  # what adds to the runs inside this one: not in its own figure
             if far is not None:
-                outside = sum(far[c] for c in children[pos] if not self.adds(c, fpo=fpo))
-                far[pos] = added + outside
+                beyond = 0
+                for c in children[pos]:
+                    if not self.adds(c, fpo=fpo):
+                        outside += far[c]
+                    elif runs[c].contained is False:  # recorded outside its parent's tree
+                        beyond += inclusive[c]
+                    else:
+                        beyond += far[c]
+                far[pos] = beyond + outside
             if shared:
                 if below != below or own != own or added != added:  # NaN: never shared
                     inclusive[pos] = exclusive[pos] = math.nan
@@ -1079,7 +1090,7 @@ class RunForest:
             total: Any
             if own is None:
                 total = below
-            elif far is None:
+            elif not outside:  # nothing far inside it: the rule as always, float for float
                 total = max(own, below)
             else:
                 total = max(own, below - outside) + outside

@@ -12,7 +12,7 @@ string that comes from the user (names, studies, statuses, provenance, notes) is
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from greenprint._format import (
@@ -26,6 +26,11 @@ from greenprint._format import (
 from greenprint._provenance import FPO_ASSUMPTIONS_KEY, is_fpo_lower_bound
 
 __all__ = ["price_tag_html", "report_html", "run_html", "table_html"]
+
+#: A report's failed-runs fragment for :func:`report_html`, set by :mod:`greenprint.report`
+#: when it is imported (a Report exists only then): its grouping of errors lives there, and
+#: this module, below every other, imports nothing of the report package.
+failures_html: Callable[[Any], str] | None = None
 
 #: Runs a report lists in a notebook; the HTML report lists them all.
 MAX_REPORT_ROWS = 50
@@ -154,7 +159,7 @@ def report_html(report: Any) -> str:
     parts = [
         f"<div><strong>greenprint report: {esc(report.study)}</strong>{ranking}</div>",
         price_tag_html(report.price_tag),
-        _failures_html(report),
+        "" if failures_html is None else failures_html(report),
     ]
     metric = report.metric or "score"
     header = ["run", "role", "status", metric, "energy", "CO2-eq", "time", "params"]
@@ -178,23 +183,6 @@ def report_html(report: Any) -> str:
     if report.notes:
         parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>")
     return "".join(parts)
-
-
-def _failures_html(report: Any) -> str:
-    """Why runs failed, compactly: a caption, one line per error; ``""`` when none did."""
-    # here, not at the top: a report is built, so greenprint.report is imported already
-    from greenprint.report._failures import failure_heading, failure_items, failures, items_html
-
-    found = failures(report)
-    if not found.runs:
-        return ""
-    items, after = failure_items(found)
-    lines = items_html(items, ": ")
-    return (
-        f"<div><strong>{esc(failure_heading(found))}</strong> "
-        "(greenprint ledger show ID prints a run's whole error)</div>"
-        f'<ul style="margin-top:2px">{lines}</ul>' + (f"<p>{esc(after)}</p>" if after else "")
-    )
 
 
 def _params_text(params: Mapping[str, Any], limit: int = 300) -> str:

@@ -143,20 +143,22 @@ def reference_nested_sum(forest: RunForest, values: Any, fpo: bool) -> tuple[lis
     # what adds to a run or to a run inside it (another host's run under a nested one): in no
     # figure of the run's own, so it adds to it, never maxed away
     far: list[Any] = [0] * n
-    adding = any(forest.adds(p, fpo=fpo) for p in range(n) if forest.parents[p] is not None)
     for pos in forest.order:
         below = added = outside = 0
+        beyond = 0
         for child in forest.children[pos]:
             if forest.adds(child, fpo=fpo):
                 added += inclusive[child]
+                # outside its parent's tree by its record, else outside only this run
+                beyond += inclusive[child] if forest.runs[child].contained is False else far[child]
             else:
                 below += inclusive[child]
                 outside += far[child]
-        far[pos] = added + outside
+        far[pos] = beyond + outside
         own = values[pos]
         if own is None:
             total = below
-        elif not adding or not forest.children[pos]:  # a leaf: nothing inside it adds
+        elif not outside:  # nothing far inside it (a leaf, or no run adds)
             total = max(own, below)
         else:
             total = max(own, below - outside) + outside

@@ -52,13 +52,12 @@ counts every run.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from greenprint._exceptions import AnalysisError
 from greenprint._format import (
@@ -74,6 +73,7 @@ from greenprint._jobs import job_notes, job_status
 from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import Provenance, is_fpo_lower_bound
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
+from greenprint.analysis._beyond import BeyondSums, beyond_sums
 from greenprint.analysis._common import (
     Mode,
     Reduce,
@@ -1416,220 +1416,6 @@ def _logged_metrics(runs: Sequence[RunRecord]) -> str:
     return ", ".join(map(repr, names)) or "none"
 
 
-# ------------------------------------------------------------- runs that outlived their parents
-class BeyondSums(NamedTuple):
-    """A shared cost's sums with what runs spent after the measurements around them ended.
-
-    Attributes:
-        inclusive: each run's amount with its descendants' (:attr:`SharedSums.inclusive`),
-            what runs spent beyond the measurements around them counted once.
-        exclusive: each run's own part (summed over all runs: the total); a run that ran on
-            after the runs around it ended holds what it spent after that end.
-        counted: position of each such run -> what it spent after that end (kWh or kg, as
-            the cost), each stretch of one reading once.
-        sums: the rule's sums of what lies inside (how parents shared their measurements
-            out, for the notes): the forest's own when no run ran on.
-        inside: position of each run -> what the runs below it (through links inside it) spent
-            after the measurements around them, in its inclusive amount (runs with any).
-    """
-
-    inclusive: list[Any]
-    exclusive: list[Any]
-    counted: dict[int, Any]
-    sums: SharedSums
-    inside: dict[int, Any]
-
-
-def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
-    """Energy and CO2-eq (:meth:`RunForest.shared_sums`) with what runs spent after their parents.
-
-    A run inside its parent's measurement (``contained``: the same process, or the parent's
-    process tree on the same host) is in it only while the parent measured: a worker process
-    that ran on after its main process was stopped (SIGTERM to the main process only, a crash)
-    spent energy after the parent's end that no measurement of the parent's holds, and the
-    rule (``max(own, children's sum)``, or the parent's measurement shared out) counted it
-    nowhere. So, for each run whose link to its parent is inside it (:meth:`RunForest.adds`
-    false), the measurement around it ends at the latest end of the runs it is inside, up to
-    the first link that adds (a parent's process tree holds its children's processes: a
-    grandparent still measures a worker whose parent ended; see :func:`_outside_spans`).
-    What the run measured after that end is outside every measurement around it:
-
-    * how much: its amount prorated by time over its span, the part after that end (what
-      every record holds; exact at constant power); runs that read one process or one machine
-      (threads naming it, machine scope) and ran on at the same time count each stretch of
-      that time once (:func:`~greenprint.analysis._stretches.stretch_shares`);
-    * the rule reads the runs with only the rest (their amount less that part, their span
-      ending at that end), inside the measurements around them as the rule expects, and what
-      lies outside is added once: to the run's exclusive amount and to the inclusive amounts
-      of the run and of every run above it.
-
-    Nothing is counted twice: what a run spent outside is in no other run's measurement, and
-    the rest is in the rule's reading as before.
-
-    Args:
-        forest: the runs.
-
-    Returns:
-        Energy's sums and CO2-eq's (the forest's own lists, unchanged, when no run ran on
-        after the measurements around it: do not mutate them).
-    """
-    spans = _outside_spans(forest)
-    names = ("energy_kwh", "emissions_kg")
-    if not spans:
-        return tuple(  # type: ignore[return-value]
-            BeyondSums(sums.inclusive, sums.exclusive, {}, sums, {})
-            for sums in map(forest.shared_sums, names)
-        )
-    runs = forest.runs
-    outside: dict[str, dict[int, Any]] = {}
-    for name in names:
-        values = forest.column(name)
-        positions, intervals, amounts = [], [], []
-        for pos, (start, outside_from, end) in spans.items():
-            value = values[pos]
-            if value is None or not value > 0 or not math.isfinite(value):
-                continue
-            positions.append(pos)
-            intervals.append((outside_from, end))
-            amounts.append(value * ((end - outside_from) / (end - start)))
-        counted = _once_per_reading(forest, positions, intervals, amounts)
-        outside[name] = dict(zip(positions, counted, strict=True))
-    cut = list(runs)
-    for pos, (start, outside_from, end) in spans.items():
-        record = _copy_record(runs[pos])
-        for name in names:
-            value = getattr(record, name)
-            if pos in outside[name]:  # the rest: what it measured inside, in the rule
-                rest = value * ((outside_from - start) / (end - start))
-                object.__setattr__(record, name, rest)
-        object.__setattr__(record, "ended_at", outside_from)
-        cut[pos] = record
-    inside = RunForest.build(cut)
-    parents = forest.parents
-    found = []
-    for name in names:
-        sums = inside.shared_sums(name)
-        inclusive, exclusive = list(sums.inclusive), list(sums.exclusive)
-        below: dict[int, Any] = {}
-        for pos, amount in outside[name].items():
-            exclusive[pos] += amount
-            inclusive[pos] += amount
-            at, through = pos, True
-            while (up := parents[at]) is not None:
-                inclusive[up] += amount
-                through = through and not forest.adds(at)
-                if through:
-                    below[up] = below.get(up, 0) + amount
-                at = up
-        found.append(BeyondSums(inclusive, exclusive, outside[name], sums, below))
-    return found[0], found[1]
-
-
-def _outside_spans(forest: RunForest) -> dict[int, tuple[float, float, float]]:
-    """Runs inside their parents that ran on after every run around them ended.
-
-    Position -> ``(start, outside_from, end)``: the run's span, and when the last measurement
-    around it ended. Only runs that name what they read: the process (provenance
-    ``"process"``, scope ``"process"``), or the machine (scope ``"machine"``); a run that names
-    neither (recorded before runs named their process) may be one of several threads that each
-    read one whole process, whose time after the end cannot be told apart: the rule's
-    ``max(own, children's sum)`` stands for it; so does it for a thread of its parent's own
-    process (RunForest counts threads that outlived their parent's run each stretch once, with
-    its measurement as a floor), and for a run of a distributed job (a rank under its node's
-    meter, which reads the machine, ends with the job's rules). A run's end is
-    :func:`run_end` (its ``ended_at``, or a running or lost run's last heartbeat); a parent's
-    end is its ``ended_at``, or, for one that recorded none, its last heartbeat when that is
-    more than two of its flush intervals before the child's end (it stopped flushing: killed
-    with SIGKILL, lost); otherwise a parent with no end is still measuring (a live run's
-    children's heartbeats may lead its own by a flush). A run with no start time
-    (``started_at`` 0) has no known span and is left out.
-    """
-    parents = forest.parents
-    if not parents or parents.count(None) == len(parents):
-        return {}
-    runs = forest.runs
-    ended = forest.column("ended_at")
-
-    def end_of(pos: int) -> float:
-        end = ended[pos]
-        return run_end(runs[pos]) if end is None else end
-
-    found: dict[int, tuple[float, float, float]] = {}
-    keys: tuple[Any, ...] | None = None
-    for pos, parent in enumerate(parents):
-        if parent is None:
-            continue
-        end = end_of(pos)
-        if not end > end_of(parent):
-            continue  # quick: no later than its parent's last sign (most runs: 100,000, 6 ms)
-        run = runs[pos]
-        if forest.adds(pos) or run.job_id is not None:
-            continue  # adds anyway; or a distributed job's rank or node: the job's rules
-        start = run.started_at
-        if not (start > 0 and end > start):
-            continue
-        latest = -math.inf
-        at: int | None = pos
-        while at is not None and (up := parents[at]) is not None:
-            above = runs[up]
-            if above.ended_at is not None:
-                stop = above.ended_at
-            elif end > end_of(up) + 2 * _flush_interval(above):
-                stop = end_of(up)  # stopped flushing long before: lost
-            else:
-                latest = math.inf  # still measuring
-                break
-            latest = max(latest, stop)
-            at = None if forest.adds(up) else up
-        if not (math.isfinite(latest) and end > latest):
-            continue
-        if keys is None:
-            keys = forest._process_keys
-        if keys[pos] is None and run.scope != "machine":
-            continue  # what it read is not known (a thread's whole process?): the rule's sum
-        if keys[pos] is not None and keys[pos] == keys[parent]:
-            continue  # a thread of its parent's process: RunForest's rule for threads stands
-        found[pos] = (start, max(latest, start), end)
-    return found
-
-
-def _flush_interval(run: RunRecord) -> float:
-    """A run's flush interval in s (10 s where the record has none that is a finite number)."""
-    value = getattr(run, "flush_interval_s", None)
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 10.0
-
-
-def _once_per_reading(
-    forest: RunForest,
-    positions: Sequence[int],
-    intervals: Sequence[tuple[float, float]],
-    amounts: Sequence[Any],
-) -> list[Any]:
-    """What each run counts of what it spent outside, each stretch of one reading once.
-
-    Runs that read one process (threads of it, naming it in their provenance) or one machine
-    (scope ``"machine"``, one host) each read all of it: over the time they ran on together,
-    the stretch is counted once (:func:`stretch_shares`). Runs that read their own processes
-    keep their amounts.
-    """
-    from greenprint.analysis._stretches import stretch_shares
-
-    keys = forest._process_keys
-    groups: dict[Any, list[int]] = {}
-    for k, pos in enumerate(positions):
-        run = forest.runs[pos]
-        key = ("machine", run.host) if run.scope == "machine" else keys[pos]
-        if key is not None:
-            groups.setdefault(key, []).append(k)
-    out = list(amounts)
-    for members in groups.values():
-        if len(members) > 1:
-            shares = stretch_shares([intervals[k] for k in members], [amounts[k] for k in members])
-            for k, share in zip(members, shares, strict=True):
-                out[k] = share
-    return out
-
-
 def _beyond_note(forest: RunForest, counted: Mapping[int, Any]) -> str:
     """The note on runs that ran on after the runs around them ended (:func:`beyond_sums`)."""
     names = [repr(forest.runs[p].name) for p in list(counted)[:3]]
@@ -1642,19 +1428,3 @@ def _beyond_note(forest: RunForest, counted: Mapping[int, Any]) -> str:
         "they measured after that end (their energy prorated over their spans) is in no "
         "measurement of the parent's, and is counted once beside it"
     )
-
-
-def _copy_record(run: RunRecord) -> RunRecord:
-    """A copy of a record, field by field: a partial one too.
-
-    A study budget's read (``greenprint.ledger._study_cost``) sets only the fields the rule
-    reads; the unset ones stay unset.
-    """
-    copied: RunRecord = object.__new__(type(run))
-    for f in dataclasses.fields(run):
-        try:
-            value = getattr(run, f.name)
-        except AttributeError:
-            continue
-        object.__setattr__(copied, f.name, value)
-    return copied

@@ -23,7 +23,7 @@ memory: every run counted, none twice, by
   add to it;
 * a nested run that ran on after the runs around it ended (a worker process left running when
   its main process got SIGTERM or crashed) adds what it measured after that end, its energy
-  and CO2-eq prorated over its span (:func:`greenprint.analysis._pricetag.beyond_sums`): in
+  and CO2-eq prorated over its span (:func:`greenprint.analysis._beyond.beyond_sums`): in
   no measurement of its parent's, counted once;
 * the runs of ``exclude`` that are top-level (this process's live runs, whose cost the caller
   adds from memory, their nested runs' with it) are left out with every run nested in them,
@@ -163,8 +163,8 @@ def study_cost_by_rule(rows: Iterable[Sequence[Any]], exclude: Collection[str] =
         LedgerError: the runs' parents form a cycle (a hand-edited ledger).
     """
     from greenprint._exceptions import AnalysisError, LedgerError
+    from greenprint.analysis._beyond import beyond_sums
     from greenprint.analysis._common import RunForest
-    from greenprint.analysis._pricetag import beyond_sums
 
     records = _partials(rows)
     ids = {r.id for r in records}

@@ -440,3 +440,21 @@ def items_html(items: Sequence[FailureItem], between: str) -> str:
         + f"{between}{esc(runs)}</li>"
         for error, note, runs in items
     )
+
+
+def notebook_html(report: Report) -> str:
+    """Why runs failed, compactly, for a notebook's view of a report (``greenprint._reprs``).
+
+    A caption and one line per error; ``""`` when no run failed, was interrupted or is lost.
+    """
+    found = failures(report)
+    if not found.runs:
+        return ""
+    items, after = failure_items(found)
+    heading = html.escape(failure_heading(found), quote=True)
+    return (
+        f"<div><strong>{heading}</strong> "
+        "(greenprint ledger show ID prints a run's whole error)</div>"
+        f'<ul style="margin-top:2px">{items_html(items, ": ")}</ul>'
+        + (f"<p>{html.escape(after, quote=True)}</p>" if after else "")
+    )
