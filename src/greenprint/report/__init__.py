@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from greenprint import _public, _reprs
 from greenprint.report._build import build_report
-from greenprint.report._failures import notebook_html
+from greenprint.report._failures import notebook_html as _notebook_html
 from greenprint.report._formats import (
     FORMATS,
     ReportFormat,
@@ -57,4 +57,4 @@ _public.publish(__name__, globals())
 
 # a notebook's view of a report (Report._repr_html_, in greenprint._reprs) lists why runs
 # failed with this package's grouping of errors
-_reprs.failures_html = notebook_html
+_reprs.failures_html = _notebook_html
