@@ -267,6 +267,22 @@ def require(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture
+def fbgemm_engine() -> None:
+    """Skip (fail under ``CI=true``) unless torch's quantized engine runs FBGEMM's kernels.
+
+    The int8 FPO counts (``greenprint.fpo._rules_quantized``) follow the x86 and fbgemm
+    engines' kernels; qnnpack (ARM) adds a bias as int32, not in float.
+    """
+    import torch
+
+    require(
+        torch.backends.quantized.engine in ("x86", "fbgemm"),
+        f"the int8 counts follow FBGEMM's kernels; the engine here is "
+        f"{torch.backends.quantized.engine!r}",
+    )
+
+
+@pytest.fixture
 def require_component():
     """The :func:`require` helper as a fixture."""
     return require

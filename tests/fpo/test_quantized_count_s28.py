@@ -25,17 +25,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import greenprint as gp  # noqa: E402
-from conftest import require  # noqa: E402
 from greenprint.greener._variants import quiet_torch_ao  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _fbgemm() -> None:
-    require(
-        torch.backends.quantized.engine in ("x86", "fbgemm"),
-        f"the int8 counts follow FBGEMM's kernels; the engine here is "
-        f"{torch.backends.quantized.engine!r}",
-    )
+pytestmark = pytest.mark.usefixtures("fbgemm_engine")  # the counts follow FBGEMM's kernels
 
 
 def test_count_fpo_of_an_fx_static_int8_mlp_is_the_greener_rows_count():

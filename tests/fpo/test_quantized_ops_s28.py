@@ -26,19 +26,12 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 import greenprint as gp  # noqa: E402
-from conftest import require  # noqa: E402
 from greenprint.greener._result import counted_as  # noqa: E402
 
 S, Z = 0.05, 128  # the input's qparams
 
 
-@pytest.fixture(autouse=True)
-def _x86() -> None:
-    require(
-        torch.backends.quantized.engine in ("x86", "fbgemm"),
-        f"the counts follow the x86 quantized kernels; the engine here is "
-        f"{torch.backends.quantized.engine!r}",
-    )
+pytestmark = pytest.mark.usefixtures("fbgemm_engine")  # the x86 kernels' counts
 
 
 def _q(*shape: int, scale: float = S, zp: int = Z, seed: int = 0) -> torch.Tensor:

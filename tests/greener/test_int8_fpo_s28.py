@@ -23,7 +23,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import greenprint as gp  # noqa: E402
-from conftest import require  # noqa: E402
 from greenprint import greener  # noqa: E402
 from greenprint.fpo.rules import RULES  # noqa: E402
 from greenprint.greener._variants import Context, quiet_torch_ao  # noqa: E402
@@ -32,13 +31,7 @@ M = 64  # the batch
 DYNAMIC_PER_CALL = 24  # ChooseQuantizationParams (22), 1 / scale, act_scale * w_scale: scalars
 
 
-@pytest.fixture(autouse=True)
-def _fbgemm() -> None:
-    require(
-        torch.backends.quantized.engine in ("x86", "fbgemm"),
-        f"the int8 counts follow FBGEMM's kernels; the engine here is "
-        f"{torch.backends.quantized.engine!r}",
-    )
+pytestmark = pytest.mark.usefixtures("fbgemm_engine")  # the counts follow FBGEMM's kernels
 
 
 def _mlp() -> torch.nn.Module:
