@@ -1035,24 +1035,22 @@ class RunForest:
         far: list[Any] | None = [0] * len(values) if adding else None
         runs = self.runs
         for pos in self.inner_order:
-            below = added = 0
+            # outside: what adds to the runs inside this one (in no figure of its own);
+            # beyond: what adds to it that is outside the runs above it too
+            below = added = outside = beyond = 0
             for child in children[pos]:
                 if self.adds(child, fpo=fpo):
                     added += inclusive[child]
+                    if far is not None:  # recorded outside its parent's tree, or not
+                        contained = runs[child].contained
+                        beyond += inclusive[child] if contained is False else far[child]
                 else:
                     below += inclusive[child]
-            own = values[pos]
-            outside = 0  # what adds to the runs inside this one: not in its own figure
+                    if far is not None:
+                        outside += far[child]
             if far is not None:
-                beyond = 0
-                for c in children[pos]:
-                    if not self.adds(c, fpo=fpo):
-                        outside += far[c]
-                    elif runs[c].contained is False:  # recorded outside its parent's tree
-                        beyond += inclusive[c]
-                    else:
-                        beyond += far[c]
                 far[pos] = beyond + outside
+            own = values[pos]
             if shared:
                 if below != below or own != own or added != added:  # NaN: never shared
                     inclusive[pos] = exclusive[pos] = math.nan

@@ -568,11 +568,17 @@ def family_labels(runs: Sequence[RunRecord], group_by: Any) -> list[str]:
     labels = []
     missing = f"(no {group_by})"
     for run in runs:
-        value: Any = getattr(run, head, None)
-        for key in rest:
-            value = value.get(key) if isinstance(value, Mapping) else None
+        value = _value_at(run, head, rest)
         labels.append(missing if value is None else str(value))
     return labels
+
+
+def _value_at(run: RunRecord, head: str, keys: Sequence[str]) -> Any:
+    """``run.<head>.<key>...`` of a dotted path, ``None`` where a step has no value."""
+    value: Any = getattr(run, head, None)
+    for key in keys:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
 
 
 def trial_family_labels(forest: RunForest, positions: Sequence[int], group_by: Any) -> list[str]:
@@ -619,20 +625,17 @@ def _no_value_of(group_by: str, runs: Sequence[RunRecord]) -> str:
     message = f"group_by {group_by!r}: no trial (nor any of its parts) has a value of it"
     if not rest:
         return message
-    paths: set[str] = set()
+    keys: set[str] = set()  # the keys beside the last one of the path that have a value
     for run in runs:
-        value: Any = getattr(run, head, None)
-        for key in rest[:-1]:
-            value = value.get(key) if isinstance(value, Mapping) else None
+        value = _value_at(run, head, rest[:-1])
         if isinstance(value, Mapping):
-            prefix = ".".join([head, *rest[:-1]])
-            paths.update(f"{prefix}.{key}" for key, v in value.items() if v is not None)
-    if not paths:
+            keys.update(str(key) for key, v in value.items() if v is not None)
+    if not keys:
         return message
     prefix = group_by.rsplit(".", 1)[0] + "."
     # the last key compared alone: the shared 'params.' would make any two paths look close
-    close = [prefix + key for key in nearest(rest[-1], [p[len(prefix) :] for p in paths])]
-    ordered = close + sorted(paths - set(close))
+    close = [prefix + key for key in nearest(rest[-1], keys)]
+    ordered = close + sorted({prefix + key for key in keys} - set(close))
     shown = ", ".join(ordered[:10])
     if len(ordered) > 10:
         shown += f" and {len(ordered) - 10} more"
