@@ -119,7 +119,10 @@ def headline(report: Report) -> list[tuple[str, str]]:
 def ranking_text(report: Report) -> str:
     """How the runs are ranked: ``"ranked by accuracy (higher is better)"``, or why not."""
     if report.metric is None:
-        return "not ranked: no run logged a metric (log a score with run.log(accuracy=...))"
+        return (
+            "not ranked: no run logged a metric (log a score with run.log(accuracy=...); a "
+            "script run by greenprint run logs it in a gp.track run of its own)"
+        )
     better = "higher" if report.mode == "max" else "lower"
     return f"ranked by {report.metric} ({better} is better)"
 
