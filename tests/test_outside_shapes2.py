@@ -16,7 +16,8 @@ then read in all four report formats and both exports:
   two baselines started as ``greenprint run --role baseline -- python baseline.py`` and a final
   retrain as ``greenprint run --role final -- python final.py``, all in one study and no trial;
 * **Ray Tune with** ``FailureConfig(max_failures=1)``: a trainable that fails once and succeeds
-  when Tune retries it (slow: a local Ray cluster).
+  when Tune retries it (its test in ``integrations/test_ray_scripts.py``: its script shares a
+  driver and a local Ray cluster there).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import pytest
 import greenprint as gp
 from _clean_env import clean_env
 from _pg import postgres_server
-from _report_cli import GREENPRINT, run_in, run_ray_script
+from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
@@ -202,53 +203,6 @@ with gp.track("retrain", params={"C": 1.0}) as run:
     run.log(accuracy=float(model.score(Xte, yte)))
     run.set(dataset_size=len(Xtr))
 print(json.dumps(float(model.score(Xte, yte))))
-"""
-
-RAY_SCRIPT = """
-import json, os, sys, time
-import ray
-from ray import tune
-from greenprint.integrations.ray import GreenprintTuneCallback, trainable
-
-HERE = os.getcwd()
-
-
-def busy(seconds):
-    end = time.process_time() + seconds
-    while time.process_time() < end:
-        pass
-
-
-def train(config):
-    x = config["x"]
-    for i in range(3):
-        busy(0.05)
-        marker = os.path.join(HERE, f"failed-{x}")
-        # the first attempt of x=2 dies after its first result (its worker process is gone,
-        # no final write: its run reads lost at once), that of x=1 fails before any
-        if (x, i) in ((2, 1), (1, 0)) and not os.path.exists(marker):
-            open(marker, "w").close()
-            if x == 2:
-                os._exit(1)
-            raise ValueError("the data loader's worker died")
-        tune.report({"score": float(x * (i + 1))})
-
-
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-         _temp_dir=sys.argv[1], log_to_driver=False)  # a short path: Ray's sockets are there
-tuner = tune.Tuner(
-    trainable(train),
-    param_space={"x": tune.grid_search([1, 2, 3])},
-    # a worker per CPU, not per trial (~2 s of CPU each); a failed attempt's is not reused
-    tune_config=tune.TuneConfig(metric="score", mode="max", reuse_actors=True),
-    run_config=tune.RunConfig(
-        name="retry", storage_path=os.path.join(HERE, "results"), verbose=0,
-        callbacks=[GreenprintTuneCallback(study="retry")],
-        failure_config=tune.FailureConfig(max_failures=1)))
-grid = tuner.fit()
-print(json.dumps([{"x": r.config["x"], "score": (r.metrics or {}).get("score"),
-                   "error": r.error is not None} for r in grid]))
-ray.shutdown()
 """
 
 
@@ -604,32 +558,3 @@ def test_learning_curve_provenance_names_runs_not_trials(scaling_study):
     _, _, report = scaling_study
     curve = next(f for f in report["figures"] if f["id"] == "learning_curve")
     assert not any("of each trial" in line for line in curve["provenance"]), curve["provenance"]
-
-
-# ------------------------------------------------------------ Ray Tune, a retried trial
-@pytest.mark.slow  # a local Ray cluster: about 25 s
-def test_ray_trial_retried_after_a_failure_is_one_trial(tmp_path_factory):
-    """max_failures=1 and a trainable that fails once: Tune has three trials, all finished.
-    The failed attempt's cost stays in the price tag (inside the sweep), but it is not a
-    fourth trial scored as the worst in EVP."""
-    need_installed("ray.tune", "ray")
-    home = _empty(tmp_path_factory, "shapes2-ray")
-    done = run_ray_script(home, "tune_study.py", RAY_SCRIPT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.splitlines()[-1])
-    assert sorted(r["score"] for r in results) == [3.0, 6.0, 9.0]
-    assert not any(r["error"] for r in results)
-    report = _report(home, "--study", "retry", "--no-plots")
-    tag = report["price_tag"]
-    assert tag["total"]["trials"] == 3
-    assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {"finished": 3}
-    assert tag["by_status"]["failed"]["runs"] == 2  # the failed attempts, counted in the cost
-    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
-    mean = next(s for p in evp["panels"] for s in p["series"] if s["role"] == "mean")
-    assert mean["y"] == pytest.approx(expected_max_performance([3.0, 6.0, 9.0]).mean.tolist())
-    md = _text(home, "md")  # the retried attempt among the trials is marked
-    for k in ("00000", "00001"):
-        assert re.search(rf"\n\|   ↳ train\\_\w+\\_{k} \(part\) \| failed \|", md), md
-    sweep = next(r for r in _runs(home / "greenprint.db", "retry") if r.role == "sweep")
-    assert tag["total"]["energy_kwh"] == pytest.approx(sweep.energy_kwh, rel=1e-9)
-    _export_reads_as_the_report(home, "retry", report)

@@ -13,7 +13,8 @@ figure is power x time:
 * **Ray Tune's PopulationBasedTraining** with greenprint's Ray integration on a local Ray
   cluster: PBT pauses each trial every ``perturbation_interval`` steps and resumes it from a
   checkpoint (its own, or a better trial's it exploits), which calls the function trainable
-  again: a run per stretch of a trial, each named as the trial.
+  again: a run per stretch of a trial, each named as the trial (its test in
+  ``integrations/test_ray_scripts.py``: its script shares a driver and a local Ray cluster there).
 * **Two-stage fine-tuning with Hugging Face's Trainer**: ``Trainer(model=model, ...).train()``
   with the encoder frozen, then a new ``Trainer`` on the same model unfrozen.
 * **A hand-written search that retrains its best configuration** in a run of its own,
@@ -25,7 +26,6 @@ figure is power x time:
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
-from _report_cli import GREENPRINT, evp_curves, run_in, run_ray_script
+from _report_cli import GREENPRINT, evp_curves, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
@@ -171,90 +171,6 @@ def test_folds_inside_a_search_run_say_to_track_a_run_per_configuration(folds_ho
     note = _note(report, "configurations")
     said = note[note.index("15 trials are 3 configurations run 5 times each") :]
     assert "set-role" not in said and "one run per configuration" in said
-
-
-# ------------------------------------------------------------ Ray Tune's PBT
-PBT_SCRIPT = """
-import json, os, sys, tempfile, time
-import ray
-from ray import tune
-from ray.tune import Checkpoint
-from ray.tune.schedulers import PopulationBasedTraining
-from greenprint.integrations.ray import GreenprintTuneCallback, trainable
-
-HERE = os.getcwd()
-
-
-def train(config):
-    step, score = 0, 0.0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            with open(os.path.join(d, "state.json")) as f:
-                step, score = json.load(f)
-    while step < 4:
-        end = time.process_time() + 0.05
-        while time.process_time() < end:
-            pass
-        step, score = step + 1, score + config["lr"]
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "state.json"), "w") as f:
-                json.dump([step, score], f)
-            tune.report({"score": score}, checkpoint=Checkpoint.from_directory(d))
-
-
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-         _temp_dir=sys.argv[1], log_to_driver=False)  # a short path: Ray's sockets are there
-pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
-                              hyperparam_mutations={"lr": [0.1, 0.5, 1.0, 2.0]})
-tuner = tune.Tuner(
-    trainable(train),
-    param_space={"lr": tune.grid_search([0.1, 0.5, 1.0, 2.0])},
-    tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt,
-                                reuse_actors=True),  # a worker per CPU, not per stretch
-    run_config=tune.RunConfig(name="pbt", storage_path=os.path.join(HERE, "results"),
-                              verbose=0, callbacks=[GreenprintTuneCallback(study="pbt")]))
-grid = tuner.fit()
-print(json.dumps([{"name": os.path.basename(r.path), "error": r.error is not None}
-                  for r in grid]))
-ray.shutdown()
-"""
-
-
-@pytest.mark.slow  # a local Ray cluster and PBT's pauses: about 35 s on a slow 2-vCPU VM
-def test_ray_pbt_trials_resumed_from_checkpoints_are_one_trial_each(tmp_path_factory):
-    """Before: every stretch of a trial between PBT's pauses was a trial of its own (23 trials
-    for Tune's 4 in a probe of 8 steps), and the stretch resumed at the last step, which
-    returns at once, was never adopted: a trial with no score, read under the sweep as a pool
-    worker's run. Now each Tune trial is one trial, the run that reported its last result;
-    its other runs are parts of the sweep, their cost kept; the total is what the sweep
-    measured (a local cluster's workers are inside the driver's process tree)."""
-    need_installed("ray.tune", "ray")
-    home = _empty(tmp_path_factory, "pbt")
-    done = run_ray_script(home, "pbt.py", PBT_SCRIPT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.splitlines()[-1])
-    assert len(results) == 4 and not any(r["error"] for r in results)
-    report = _report(home, "--study", "pbt", "--no-plots", "--format", "json")
-    tag = report["price_tag"]
-    assert (tag["total"]["trials"], tag["by_status"]["finished"]["trials"]) == (4, 4)
-    runs = gp.Ledger(home / "greenprint.db").runs(study="pbt")
-    (sweep,) = [r for r in runs if r.role == "sweep"]
-    assert tag["total"]["runs"] == len(runs) > 5  # PBT paused the trials: more runs than 4
-    rows = {r["id"]: r for r in report["runs"]}
-    trials = [r for r in runs if rows[r.id]["role"] == "trial"]
-    assert sorted(r.name for r in trials) == sorted({r.name for r in runs if r is not sweep})
-    for run in runs:
-        if run is not sweep:
-            assert run.parent_id == sweep.id and run.role in ("trial", "part"), run
-    for trial in trials:  # the run that reported the trial's last result
-        scored = [r for r in runs if r.name == trial.name and r.metric("score") is not None]
-        last = max(scored, key=lambda r: max(p.time for p in r.metrics if p.name == "score"))
-        assert last.id == trial.id
-        assert rows[trial.id]["score"] == trial.metric("score")
-    assert not [n for n in report["notes"] if "worker processes" in n]
-    assert tag["total"]["energy_kwh"] == pytest.approx(sweep.energy_kwh, rel=1e-9)
-    _export_reads_as_the_report(home, "pbt", report)
 
 
 # ------------------------------------------------------------ Lightning, two-stage fine-tuning

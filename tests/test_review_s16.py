@@ -7,7 +7,8 @@ a script in a fresh empty directory with a clean environment, then read by ``gre
 
 * **Ray Tune, a trial's stretches** (PBT): a trial's later runs, found by the trial's name at the
   end, are made parts of the sweep. Trials may share a name (a ``trial_name_creator`` of
-  ``f"lr={t.config['lr']}"`` with two samples per learning rate): each is a trial still.
+  ``f"lr={t.config['lr']}"`` with two samples per learning rate): each is a trial still (its test in
+  ``integrations/test_ray_scripts.py``: its script shares a driver and a local Ray cluster there).
 * **Lightning (and Hugging Face), a model trained again**: a second ``trainer.fit``
   (``train()``) of the same model object makes the earlier run its part. A loop that reuses one
   model object across configurations (``for lr in ...: model.hparams.lr = lr;
@@ -26,7 +27,6 @@ rules must leave alone.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -34,10 +34,9 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
-from _report_cli import GREENPRINT, run_in, run_ray_script
+from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
-from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
 from integrations._frameworks import need_installed
 
 #: Where the constant-power meter of the tracker tests lives (the scripts import it).
@@ -58,77 +57,6 @@ def _script(home: Path, name: str, text: str) -> None:
 def _roles_note(report: dict) -> str:
     """Every note of the report, joined (the roles note holds the inferred rules' sentences)."""
     return "\n".join(report["notes"])
-
-
-# ------------------------------------------------------------ Ray Tune, trials of one name
-DUP_NAMES_SCRIPT = """
-import json, os, sys, time
-import ray
-from ray import tune
-from greenprint.integrations.ray import GreenprintTuneCallback, trainable
-
-HERE = os.getcwd()
-
-
-def train(config):
-    if config["copy"] == 2:
-        raise ValueError("diverged before its first result")
-    for step in range(3):
-        end = time.process_time() + 0.05
-        while time.process_time() < end:
-            pass
-        tune.report({"score": config["lr"] * (step + 1) + 0.01 * config["copy"]})
-
-
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-         _temp_dir=sys.argv[1], log_to_driver=False)  # a short path: Ray's sockets are there
-tuner = tune.Tuner(
-    trainable(train),
-    param_space={"lr": tune.grid_search([0.1, 1.0]), "copy": tune.grid_search([0, 1, 2])},
-    # one worker, not one per trial (~3 s of CPU each), the trials one after another; a failed
-    # trial's is not reused: two in all
-    tune_config=tune.TuneConfig(metric="score", mode="max",
-                                trial_name_creator=lambda t: f"lr={t.config['lr']}",
-                                reuse_actors=True, max_concurrent_trials=1),
-    run_config=tune.RunConfig(name="dup", storage_path=os.path.join(HERE, "results"),
-                              verbose=0, callbacks=[GreenprintTuneCallback(study="dup")]))
-grid = tuner.fit()
-print(json.dumps([{"copy": r.config["copy"], "error": r.error is not None} for r in grid]))
-ray.shutdown()
-"""
-
-
-@pytest.mark.slow  # a local Ray cluster: about 25 s
-def test_ray_trials_sharing_a_name_stay_trials_each(tmp_path_factory):
-    """Before: the tails of PBT's stretches were found by the trial's name, one trial id per
-    name, so every other trial of that name (a ``trial_name_creator`` by learning rate, three
-    configurations per rate) became a part of the sweep: 6 Tune trials read as 2, both the
-    failed ones, no final run. Now each Tune trial is a trial, scored by its own runs, the
-    two that failed before their first result failed."""
-    need_installed("ray.tune", "ray")
-    home = _empty(tmp_path_factory, "ray-dup")
-    done = run_ray_script(home, "dup.py", DUP_NAMES_SCRIPT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.splitlines()[-1])
-    assert sorted((r["copy"], r["error"]) for r in results) == [
-        (0, False), (0, False), (1, False), (1, False), (2, True), (2, True)
-    ]  # fmt: skip
-    report = _report(home, "--study", "dup", "--no-plots", "--format", "json")
-    tag = report["price_tag"]
-    assert tag["total"]["trials"] == 6
-    assert (tag["by_status"]["finished"]["trials"], tag["by_status"]["failed"]["trials"]) == (4, 2)
-    runs = gp.Ledger(home / "greenprint.db").runs(study="dup")
-    (sweep,) = [r for r in runs if r.role == "sweep"]
-    rows = {r["id"]: r for r in report["runs"]}
-    for run in runs:
-        if run is not sweep:
-            assert (run.parent_id, run.role, rows[run.id]["role"]) == (sweep.id, "trial", "trial")
-            copy = run.params["copy"]
-            assert run.status == ("failed" if copy == 2 else "finished"), run
-            if copy != 2:
-                assert rows[run.id]["score"] == pytest.approx(run.params["lr"] * 3 + 0.01 * copy)
-    assert (tag["final"]["name"], tag["final"]["score"]) == ("lr=1.0", pytest.approx(3.01))
-    _export_reads_as_the_report(home, "dup", report)
 
 
 # ------------------------------------------------------------ Lightning, one module fitted again

@@ -12,6 +12,9 @@ and ``greenprint ledger ls``.
   when it is ``final`` or ``baseline``.
 * W&B and TensorBoard now carry the role a report infers for a run given none, marked inferred,
   as MLflow's tags do (``greenprint.role_inferred``).
+
+The Ray Tune test of this session (an experiment restored from a moved folder) is in
+``test_ray_scripts.py``: its first script shares a driver and a local Ray cluster there.
 """
 
 from __future__ import annotations
@@ -317,94 +320,3 @@ def test_wandb_and_tensorboard_show_the_role_the_report_reads(loggers_home, stud
             assert summary["greenprint/role_inferred"] is True
             assert hparams["greenprint/role"] == role
         assert summary["greenprint/run_id"] == run_id
-
-
-# ------------------------------------------------------------------ Ray Tune: a moved restore
-#: An experiment given no name (Tune names it ``train_<date>``) and no study (greenprint's
-#: default: the experiment's name); x=1 fails once. ``restore.py`` resumes it, errored trial
-#: included, from the folder the user moved it to (``Tuner.restore`` names the experiment after
-#: the folder it restores: a copy synced from another machine, a folder renamed).
-RAY_SCRIPT = """
-import json, os, sys, time
-import ray
-from ray import tune
-from greenprint.integrations.ray import GreenprintTuneCallback, trainable
-
-HERE = os.getcwd()
-
-
-def train(config):
-    marker = os.path.join(config["folder"], "failed-once")
-    for i in range(3):
-        end = time.process_time() + 0.05
-        while time.process_time() < end:
-            pass
-        if config["x"] == 1 and i == 1 and not os.path.exists(marker):
-            open(marker, "w").close()
-            raise ValueError("x=1 fails once")
-        tune.report({"score": float(config["x"] * (i + 1))})
-
-
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-         _temp_dir=sys.argv[1], log_to_driver=False)  # a short path: Ray's sockets are there
-if @RESTORE@:
-    tuner = tune.Tuner.restore(os.path.join(HERE, "moved", "sweep"), trainable(train),
-                               resume_errored=True)
-else:
-    tuner = tune.Tuner(
-        trainable(train),
-        param_space={"x": tune.grid_search([1, 2]), "folder": HERE},
-        tune_config=tune.TuneConfig(metric="score", mode="max", reuse_actors=True,
-                                    max_concurrent_trials=1),
-        run_config=tune.RunConfig(storage_path=os.path.join(HERE, "results"), verbose=0,
-                                  callbacks=[GreenprintTuneCallback()]))
-grid = tuner.fit()
-print(json.dumps({"path": grid.experiment_path,
-                  "errors": sorted(r.error is not None for r in grid)}))
-ray.shutdown()
-"""
-
-
-@pytest.mark.slow  # a local Ray cluster started twice: about 40 s on a slow 2-vCPU VM
-def test_a_tune_experiment_restored_from_a_moved_folder_stays_one_study(tmp_path_factory):
-    """Before: the restored driver named its sweep and study after the new folder ("sweep"):
-    the study split in two, the first keeping x=1's failed attempt as a failed trial, the new
-    one a second sweep and x=1's finished run; ``greenprint report`` of the first study read
-    2 trials, one failed. Now the restored driver takes the first sweep's name and study (the
-    state Tune saved names it), moves the workers' runs into it: one study, 2 finished
-    trials, x=1's failed attempt a part of the first sweep, the restored sweep a part of it."""
-    from _report_cli import run_ray_script
-
-    need_installed("ray.tune", "ray")
-    home = _empty(tmp_path_factory, "ray-moved")
-    done = run_ray_script(home, "fit.py", RAY_SCRIPT.replace("@RESTORE@", "False"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    first = json.loads(done.stdout.strip().splitlines()[-1])
-    assert first["errors"] == [False, True]
-    experiment = Path(first["path"]).name  # train_<date>: Tune's name
-    (home / "moved").mkdir()
-    Path(first["path"]).rename(home / "moved" / "sweep")
-    done = run_ray_script(home, "restore.py", RAY_SCRIPT.replace("@RESTORE@", "True"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["errors"] == [False, False]
-
-    ledger = gp.Ledger(home / "greenprint.db")
-    assert ledger.studies() == [experiment]  # was [experiment, "sweep"]
-    runs = ledger.runs(study=experiment)
-    sweeps = sorted((r for r in runs if r.role == "sweep"), key=lambda r: r.started_at)
-    assert [s.name for s in sweeps] == [experiment, experiment]
-    assert (sweeps[1].parent_id, sweeps[1].contained) == (sweeps[0].id, False)
-    trials = {r.params["x"]: r for r in runs if r.role == "trial"}
-    assert {x: r.status for x, r in trials.items()} == {1: "finished", 2: "finished"}
-    assert trials[1].parent_id == sweeps[1].id and trials[2].parent_id == sweeps[0].id
-    (failed,) = [r for r in runs if r.role == "part"]
-    assert (failed.params["x"], failed.status, failed.parent_id) == (1, "failed", sweeps[0].id)
-
-    report = _report(home, "--study", experiment, "--no-plots", "--format", "json")
-    tag = report["price_tag"]
-    assert (tag["total"]["runs"], tag["total"]["trials"]) == (5, 2)
-    assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {"finished": 2}
-    _export_reads_as_the_report(home, experiment, report)
-    done = run_in(home, GREENPRINT, "ledger", "ls")
-    assert done.returncode == 0, done.stderr
-    assert " sweep " not in done.stdout  # no study, no sweep named after the moved folder

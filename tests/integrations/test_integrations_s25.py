@@ -6,11 +6,13 @@
   as Lightning's ``validate``/``test``/``predict`` are: a part of the run that trained the model
   when that is known, else a top-level part (counted, never a trial) that the model's next
   training takes as its part; the metrics still reach the training's run.
+
+The Ray Tune test of this session (one study whichever side names it) is in
+``test_ray_scripts.py``: its script shares a driver and a local Ray cluster there.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,88 +230,3 @@ def test_lightning_test_under_ddp_is_measured_once_per_node(tmp_path_factory):
     tag = price_tag(gp.Ledger(home / "gp.db").runs(study="ddp"))
     assert (tag.total.runs, tag.total.trials) == (2, 0)
     assert tag.total.energy_kwh == pytest.approx(node.energy_kwh, rel=1e-9)
-
-
-# ------------------------------------------------------------------ Ray Tune: one study
-#: Three experiments of 2 tiny trials each, on one local cluster: the callback given a study and
-#: the trainable none (``one``), the two given different studies (``cb-two``, ``fn-two``), the
-#: trainable given one and the callback none (``fn-only``). Prints each experiment's name and
-#: the warnings the driver gave.
-RAY_STUDIES = """
-import json, os, sys, time, warnings
-import ray
-from ray import tune
-from greenprint.integrations.ray import GreenprintTuneCallback, trainable
-
-
-def train(config):
-    for i in range(2):
-        end = time.process_time() + 0.02
-        while time.process_time() < end:
-            pass
-        tune.report({"score": float(config["x"] * (i + 1))})
-
-
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-         _temp_dir=sys.argv[1], log_to_driver=False)  # a short path: Ray's sockets are there
-out = {}
-for key, callback_study, trainable_study in (("one", "one", None), ("two", "cb-two", "fn-two"),
-                                              ("fn", None, "fn-only")):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        grid = tune.Tuner(
-            trainable(train, study=trainable_study),
-            param_space={"x": tune.grid_search([1, 2])},
-            tune_config=tune.TuneConfig(metric="score", mode="max", reuse_actors=True,
-                                        max_concurrent_trials=1),
-            run_config=tune.RunConfig(
-                name=f"exp-{key}", storage_path=os.path.join(os.getcwd(), "results"), verbose=0,
-                callbacks=[GreenprintTuneCallback(study=callback_study)])).fit()
-    out[key] = {"errors": [r.error is not None for r in grid],
-                "warnings": [str(w.message) for w in caught if "greenprint" in str(w.message)]}
-print(json.dumps(out))
-ray.shutdown()
-"""
-
-
-@pytest.mark.slow  # a local Ray cluster in a new process: 60 s on a 2-vCPU VM at load 5
-def test_a_tune_experiment_is_one_study_whichever_side_names_it(tmp_path_factory):
-    """Before: the sweep went to the callback's study (else the experiment's name) and the
-    trials to the trainable's (else the experiment's name): ``GreenprintTuneCallback(study=
-    "one")`` with ``trainable(fn)`` left study ``one`` a sweep with no trial (``greenprint
-    report`` read 0 trials) and the trials in a study ``exp-one`` whose sweep was elsewhere.
-    Now each experiment is one study: the callback's when it names one (the trials moved into
-    it; a trainable naming another warns once), else the trainable's (the sweep moves there);
-    each holds its sweep and its 2 finished trials, measured, and its price tag counts them."""
-    from _report_cli import empty_home, run_ray_script
-
-    need_installed("ray.tune", "ray")
-    home = empty_home(tmp_path_factory, "ray-studies")
-    done = run_ray_script(home, "tune.py", RAY_STUDIES)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {key: each["errors"] for key, each in out.items()} == {
-        "one": [False, False],
-        "two": [False, False],
-        "fn": [False, False],
-    }
-    (warned,) = out["two"]["warnings"]  # once, for the two trials
-    assert "fn-two" in warned and "cb-two" in warned and "two studies" in warned
-    assert out["one"]["warnings"] == [] and out["fn"]["warnings"] == []
-
-    ledger = gp.Ledger(home / "greenprint.db")
-    assert ledger.studies() == ["cb-two", "fn-only", "one"]  # was also exp-one, fn-two, exp-fn
-    for study, experiment in (("one", "exp-one"), ("cb-two", "exp-two"), ("fn-only", "exp-fn")):
-        runs = ledger.runs(study=study)
-        (sweep,) = [r for r in runs if r.role == "sweep"]
-        assert (sweep.name, sweep.status, sweep.parent_id) == (experiment, "finished", None)
-        trials = [r for r in runs if r.role == "trial"]
-        assert len(runs) == 3 and len(trials) == 2
-        for trial in trials:
-            assert (trial.parent_id, trial.status) == (sweep.id, "finished")
-            assert trial.energy_kwh > 0 and trial.metric("score") is not None
-        total = price_tag(runs).total  # what `greenprint report --study` reads
-        assert (total.runs, total.trials) == (3, 2)
-        # the sweep's tree holds the trials its local cluster ran (contained); others add
-        outside = sum(t.energy_kwh for t in trials if t.contained is False)
-        assert total.energy_kwh == pytest.approx(sweep.energy_kwh + outside, rel=1e-9)
