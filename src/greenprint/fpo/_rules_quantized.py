@@ -19,8 +19,8 @@ ops of the ``quantized`` namespace whatever their tensors' dtypes (the static ke
 return only quantized tensors). An ``aten`` op on quantized tensors runs ATen's QuantizedCPU
 kernel, not the float one: those that dequantize, compute in float and requantize, or scale an
 int32 sum by a float multiplier (``sigmoid``, ``hardsigmoid``, ``tanh``, ``gelu``,
-``leaky_relu``, ``avg_pool2d``, ``_adaptive_avg_pool2d``, ``mean``, ``upsample_bilinear2d``,
-``cat``) are counted by the rules of
+``leaky_relu``, ``avg_pool2d``, ``_adaptive_avg_pool2d``, ``avg_pool3d``,
+``_adaptive_avg_pool3d``, ``mean``, ``upsample_bilinear2d``, ``cat``) are counted by the rules of
 :data:`ON_QUANTIZED`, which the counter applies in place of the float rule when a quantized tensor
 is among the op's inputs (``clamp`` and ``hardtanh`` clamp the integers but quantize their float
 bounds once per call); any other ``aten`` op on quantized tensors only (``aten.relu`` on ``quint8``
@@ -706,3 +706,248 @@ def qbatch_norm2d_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
         tail = rest
     per_pixel += 3 * tail
     return pixels * per_pixel + 10 * channels + 2
+
+
+# q_batch_norm{1d,3d}_impl (and quantized.batch_norm, which picks one by the input's rank) run
+# the same q_batch_norm_kernel on a channels-last copy, over N x (L or D x H x W) pixels
+register_rule(
+    [f"quantized.batch_norm{d}{relu}" for d in ("", "1d", "3d") for relu in ("", "_relu")]
+)(qbatch_norm2d_rule)
+
+
+@register_rule(["quantized.softmax"])
+def qsoftmax_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``9N + 1``: ``qsoftmax_naive``, the x86 engines' kernel (QNNPACK's table lookup aside).
+
+    ``at::dequantize`` (N), the float ``softmax`` (5N, its rule), ``quantize_per_tensor`` to the
+    given qparams (``3N + 1``).
+    """
+    n = numel(x)
+    return n + 5 * n + QUANTIZE_PER_ELEMENT * n + 1
+
+
+@register_rule(["quantized.matmul"])
+def qmatmul_rule(
+    a: tuple[int, ...], b: tuple[int, ...], *args: Any, out_shape: Any = (), **kw: Any
+) -> int:
+    """``N_a + N_b + 2BMNK + 3BMN + 1``: ``qmatmul`` of x86 builds (no Ruy).
+
+    Both inputs dequantized (1 per element), the float ``matmul`` (``2MNK`` per matrix of the
+    batch), ``quantize_per_tensor`` of the ``B x M x N`` output (3 per element + 1).
+    """
+    out = numel(first_shape(out_shape))
+    k = a[-1] if a else 0
+    return numel(a) + numel(b) + 2 * out * k + QUANTIZE_PER_ELEMENT * out + 1
+
+
+def _elu_vectors(x: Any, *args: Any, **kwargs: Any) -> dict[str, int]:
+    """``{"branching": n}``: the 8-lane float vectors of ``qelu_kernel`` with a lane <= 0.
+
+    The kernel takes the ``expm1`` branch for a whole vector of 8 dequantized values when any
+    of them is not above 0 (``(value > 0).zero_mask()``). The values are read in memory order
+    (a contiguous or channels-last tensor), vectors from its start; the sign of ``fmadd(scale,
+    q, scale * -zp)`` is computed exactly (in double). Real tensors only.
+    """
+    torch = _torch()
+    try:
+        q = x.int_repr()
+        if (
+            not q.is_contiguous()
+            and q.dim() == 4
+            and q.is_contiguous(memory_format=torch.channels_last)
+        ):
+            q = q.permute(0, 2, 3, 1)
+        flat = q.reshape(-1).double()
+        scale = torch.tensor(x.q_scale(), dtype=torch.float32)
+        premul = scale * torch.tensor(-float(x.q_zero_point()), dtype=torch.float32)
+        positive = flat * scale.double() + premul.double() > 0
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return {}
+    pad = (-positive.numel()) % FLOAT_LANES
+    lanes = torch.cat([positive, torch.ones(pad, dtype=torch.bool)]).view(-1, FLOAT_LANES)
+    return {"branching": int((~lanes.all(dim=1)).sum())}
+
+
+def _qelu(x: tuple[int, ...], branching: int | None) -> int:
+    n = numel(x)
+    vectors = -(-n // FLOAT_LANES)
+    taken = vectors if branching is None else branching
+    # per element: dequantize (2), value > 0 (1), * scale_coef (1), quantize (3); per vector
+    # that branches, on its 8 lanes: * 1.0, * input_scale, expm1, * alpha and the compare of
+    # the blend (5); per call scale * -zp (2) and 1 / out_scale (1)
+    return (DEQUANTIZE_VEC + 1 + 1 + QUANTIZE_VEC) * n + 5 * FLOAT_LANES * taken + 3
+
+
+@register_rule(["quantized.elu"], reads=_elu_vectors)
+def qelu_rule(x: tuple[int, ...], *args: Any, branching: int | None = None, **kwargs: Any) -> int:
+    """``7N + 40V + 3``: ``qelu_kernel``, ``V`` the 8-lane vectors that take the ``expm1`` branch.
+
+    Per element: dequantize (2), ``value > 0`` (1), ``* scale`` (1; ELU's ``scale`` argument,
+    1 by default, is still multiplied), quantize to the given qparams (3). A vector of 8 with
+    any value <= 0 computes the negative part on all 8 lanes: ``* 1.0``, ``* input_scale``,
+    ``expm1``, ``* alpha`` and the blend's compare (5 each). Per call ``scale * -zp`` (2) and
+    ``1 / out_scale`` (1). ``V`` is read from the values (meta or fake tensors: every vector,
+    ``12N + 3`` for whole vectors, what inputs of both signs cost).
+    """
+    return _qelu(x, branching)
+
+
+@register_rule(["quantized.celu"], reads=_elu_vectors)
+def qcelu_rule(x: tuple[int, ...], *args: Any, branching: int | None = None, **kwargs: Any) -> int:
+    """As ``quantized.elu``, + 1: ``quantized_celu`` computes ``1 / alpha`` (the input scale)."""
+    return _qelu(x, branching) + 1
+
+
+@_metadata
+def _norm_layout(x: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``{"channels_last": bool, "threads": n}``: the group-norm kernel's path and threads.
+
+    ``quantized_group_norm_impl`` takes ``quantized_groupnorm_nhwc_kernel`` for an input
+    contiguous in channels-last format; its second implementation (``H x W >= 512``) adds
+    per-thread partial sums, ``torch.get_num_threads()`` of them.
+    """
+    torch = _torch()
+    try:
+        return {
+            "channels_last": bool(
+                x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+            ),
+            "threads": int(torch.get_num_threads()),
+        }
+    except (AttributeError, RuntimeError, TypeError):
+        return {}
+
+
+#: per group, the statistics of ``quantized_normalize_kernel`` and its NHWC twin: ``sum / N``,
+#: ``- zp`` (2), ``max(sumsq / N - mean * mean, 0)`` (4), ``scale / sqrt(var * scale * scale +
+#: eps)`` (5)
+NORM_STATS = 11
+#: the NHWC kernels' group-norm sizes at which they switch to per-thread partial sums
+NHWC_FEATURE_MAP_THRESHOLD = 512
+
+
+def _group_norm(x: tuple[int, ...], groups: int, channels_last: bool, threads: int) -> int:
+    if len(x) < 3 or not groups:
+        return 0
+    batch, channels = x[0], x[1]
+    pixels = numel(x) // (batch * channels) if batch and channels else 0
+    per_group = channels // groups
+    per_element = DEQUANTIZE_VEC + 2 + QUANTIZE_VEC  # dequantize, x * scale + bias, quantize
+    per_scalar = 1 + 2 + QUANTIZE_SCALAR  # dequantize_val, x * scale + bias, quantize_val
+    if not channels_last:
+        # quantized_normalize_kernel, per channel of a group: gamma_p = rstd * gamma (1); its
+        # values in vectors of 32: dequantize (2), (x - mean) * gamma_p + beta (3), quantize
+        # (3); a rest of 1 to 31 loaded into one vector: dequantized and quantized whole (2 +
+        # 3 per lane), the 3 on each float vector holding the rest
+        blocks, rest = divmod(pixels, INT8_LANES)
+        channel = 1 + blocks * INT8_LANES * (DEQUANTIZE_VEC + 3 + QUANTIZE_VEC)
+        if rest:
+            vectors = -(-rest // FLOAT_LANES)
+            channel += INT8_LANES * (DEQUANTIZE_VEC + QUANTIZE_VEC) + 3 * FLOAT_LANES * vectors
+        return batch * groups * (NORM_STATS + per_group * channel) + 3
+    blocks, rest = divmod(per_group, INT8_LANES)
+    if pixels < NHWC_FEATURE_MAP_THRESHOLD:
+        # per group: the statistics, per channel scale = rstd * gamma and bias = -scale * mean +
+        # beta (4); per pixel the group's channels in vectors of 32 and one by one
+        pixel = blocks * INT8_LANES * per_element + rest * per_scalar
+        return batch * groups * (NORM_STATS + 4 * per_group + pixels * pixel) + 3
+    # per element its float sums of x and x * x (2); per group the threads' partial sums (2
+    # per thread and channel) and the statistics; per channel scale and bias (4); per pixel
+    # all channels in vectors of 32 and one by one
+    blocks, rest = divmod(channels, INT8_LANES)
+    pixel = blocks * INT8_LANES * per_element + rest * per_scalar
+    statistics = batch * groups * (2 * threads * per_group + NORM_STATS)
+    return 2 * numel(x) + statistics + 4 * batch * channels + batch * pixels * pixel + 3
+
+
+@register_rule(["quantized.group_norm"], reads=_norm_layout)
+def qgroup_norm_rule(
+    x: tuple[int, ...],
+    num_groups: int = 1,
+    *args: Any,
+    channels_last: bool = False,
+    threads: int = 1,
+    **kwargs: Any,
+) -> int:
+    """``quantized_group_norm_impl``: groups of ``N = C / G x H x W`` values, ``M = B x G``.
+
+    Contiguous input (``quantized_normalize_kernel``, affine per channel): per group the
+    statistics (11: ``sum / N``, ``- zp``, ``max(sumsq / N - mean**2, 0)``, ``scale / sqrt(var *
+    scale * scale + eps)``; the sums are integer); per channel ``rstd * gamma`` (1), its ``H x
+    W`` values in vectors of 32: dequantize (2), ``(x - mean) * gamma_p + beta`` (3), quantize
+    (3); a rest of 1 to 31 values loaded into one vector, dequantized and quantized whole (5 x
+    32) and the 3 on each of its float vectors holding values. Channels-last input
+    (``quantized_groupnorm_nhwc_kernel``), ``H x W < 512``: per group the statistics, per
+    channel ``scale = rstd * gamma`` and ``bias = -scale * mean + beta`` (4), per pixel the
+    group's channels in vectors of 32 (7 each: dequantize, ``x * scale + bias``, quantize) and
+    one by one (9: ``dequantize_val``, 2, ``quantize_val``); ``H x W >= 512``: per element the
+    float sums of ``x`` and ``x * x`` (2), per group the threads' partial sums (2 per thread
+    and channel) and the statistics, per channel 4, per pixel all ``C`` channels as above.
+    Per call ``1 / y_scale`` and ``1.0 * -zp`` (3).
+    """
+    return _group_norm(x, int(num_groups), channels_last, threads)
+
+
+@register_rule(["quantized.instance_norm"], reads=_norm_layout)
+def qinstance_norm_rule(
+    x: tuple[int, ...], *args: Any, channels_last: bool = False, threads: int = 1, **kwargs: Any
+) -> int:
+    """``quantized_instance_norm_impl``: ``quantized.group_norm`` with one group per channel."""
+    return _group_norm(x, x[1] if len(x) > 1 else 1, channels_last, threads)
+
+
+def _pool3d_args(out_shape: Any) -> tuple[int, int, int, int, int]:
+    out = first_shape(out_shape)
+    if len(out) == 4:
+        out = (1, *out)
+    b, c, d, h, w = out[-5:]
+    return b, c, d, h, w
+
+
+@_metadata
+def _channels_last_3d(x: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``{"channels_last": bool}``: whether the input takes the kernel's NDHWC fast path.
+
+    ``_adaptive_avg_pool`` asks ``is_contiguous(ChannelsLast)`` or ``(ChannelsLast3d)``: the
+    first holds for 4-d (unbatched) inputs only, the second for 5-d ones.
+    """
+    torch = _torch()
+    try:
+        formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+        fmt = formats.get(x.dim())
+        return {"channels_last": fmt is not None and x.is_contiguous(memory_format=fmt)}
+    except (AttributeError, RuntimeError, TypeError):
+        return {}
+
+
+@on_quantized(["aten.avg_pool3d"])
+def avg_pool3d_quantized_rule(x: Any, *args: Any, out_shape: Any = (), **kwargs: Any) -> int:
+    """``q_avg_pool3d``: always ``qavg_pool3d_nhwc_kernel`` on a channels-last copy.
+
+    As the channels-last ``avg_pool2d``: per output voxel ``input_scale / output_scale /
+    divide_factor`` (2); per element of the channel blocks of 8 ``QuantizeAvx2`` (3); per
+    channel past them ``1 / multiplier`` and the scalar ``quantize_val`` (7).
+    """
+    b, c, d, h, w = _pool3d_args(out_shape)
+    return b * d * h * w * (2 + _nhwc_channels(c, FLOAT_LANES * QUANTIZE_VEC, 1 + QUANTIZE_SCALAR))
+
+
+@on_quantized(["aten._adaptive_avg_pool3d"], reads=_channels_last_3d)
+def adaptive_avg_pool3d_quantized_rule(
+    x: Any, *args: Any, out_shape: Any = (), channels_last: bool = False, **kwargs: Any
+) -> int:
+    """As ``_adaptive_avg_pool2d``'s rule with a depth: ``B C oD (5 + oH (5 + 7 oW))``.
+
+    Contiguous input (``adaptive_avg_pool_single_out_frame``): per channel of the batch and
+    output depth the depth bounds (4) and ``1 / kD`` (1); per output row the height bounds (4)
+    and ``/ kH`` (1); per output element the width bounds (4), ``/ kW`` (1), ``sum * kDHWr``
+    (1), ``nearbyint`` (1). Channels last 3-d (``_qadaptive_avg_pool_kernel``): per batch
+    element and output depth the depth bounds (4), per row 4, per output voxel the width bounds
+    (4) and the multiplier (2), per block of 8 channels ``1 / multiplier`` and FBGEMM's vector
+    ``Quantize`` (2 + 3 per element), per channel past them 7.
+    """
+    b, c, d, h, w = _pool3d_args(out_shape)
+    if channels_last:
+        pixel = 6 + _nhwc_channels(c, 2 + FLOAT_LANES * QUANTIZE_VEC, 1 + QUANTIZE_SCALAR)
+        return b * d * (4 + h * (4 + w * pixel))
+    return b * c * d * (5 + h * (5 + 7 * w))
