@@ -728,7 +728,9 @@ def test_the_fpo_command_prints_the_fft_library(tmp_path, monkeypatch, capsys):
     assert main(["fpo", "fnet.py:build", "--input-shape", "2,4,8"]) == 0
     assert "FFT        counted as " in capsys.readouterr().out
     assert main(["fpo", "fnet.py:build", "--input-shape", "2,4,8", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["assumptions"] == {"fft_library": library}
+    # the command counts on the meta device by default: the FFT counted as the CPU's (s29)
+    assumed = {"fft_library": library, "meta_device": "cpu"}
+    assert json.loads(capsys.readouterr().out)["assumptions"] == assumed
 
 
 # -- pocketfft's Bluestein plan scales n complex values --------------------------------------

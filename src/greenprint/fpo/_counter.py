@@ -185,13 +185,18 @@ class FPOCounter:
         CUDA tensor, else the build's CPU library), ``+``-joined when both ran. cuDNN's grid
         sampler, when ``cudnn_grid_sampler`` (or its backward) was counted: its kernel is closed
         source, so it is counted as ATen's CUDA ``grid_sampler_2d`` kernel, which computes the
-        same result (bilinear, zeros padding, ``align_corners=True``).
+        same result (bilinear, zeros padding, ``align_corners=True``). ``meta_device`` (``"cpu"``)
+        when an op whose count depends on the device (upsampling, grid sampling, an FFT: their
+        rules read the device) ran on meta tensors, which have none: counted as the CPU's
+        kernels.
         """
         assumptions: dict[str, str] = {}
         if self._fft_libraries:
             assumptions["fft_library"] = "+".join(sorted(self._fft_libraries))
         if self._cudnn_grid_sampler:
             assumptions["cudnn_grid_sampler"] = _CUDNN_GRID_SAMPLER
+        if self._meta_as_cpu:
+            assumptions["meta_device"] = "cpu"
         return assumptions
 
     @property
@@ -354,6 +359,7 @@ class FPOCounter:
     _before: dict[str, Any] | None  # what a reads_before rule read for the op running now
     _fft_libraries: set[str]  # the FFT libraries the counted FFT ops ran on
     _cudnn_grid_sampler: bool  # whether cuDNN's grid sampler (counted as ATen's CUDA one) ran
+    _meta_as_cpu: bool  # whether an op whose count depends on the device ran on meta tensors
 
     def _reset(self) -> None:
         self._op = {}
@@ -361,6 +367,7 @@ class FPOCounter:
         self._calls = {}
         self._fft_libraries = set()
         self._cudnn_grid_sampler = False
+        self._meta_as_cpu = False
         self._unknown = {}
         self._complex = {}
         self._matmul = 0
@@ -564,6 +571,12 @@ class FPOCounter:
             ):
                 s_kwargs.update(rule.reads(*args, **kwargs))
             value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
+            if (
+                not self._meta_as_cpu
+                and (name.startswith("aten._fft_") or getattr(rule.reads, "reads_device", False))
+                and _on_meta(args, kwargs)
+            ):
+                self._meta_as_cpu = True  # counted as the CPU's kernels: the result says so
             if name.startswith("aten._fft_"):
                 self._fft_libraries.add(s_kwargs.get("backend") or _rules_spectral.fft_backend())
             elif name.startswith("aten.cudnn_grid_sampler"):
@@ -766,6 +779,15 @@ def _has_values(args: Any, kwargs: Any) -> bool:
     return not any(
         isinstance(t, torch.Tensor) and (t.device.type == "meta" or isinstance(t, FakeTensor))
         for t in tree_leaves((args, kwargs))
+    )
+
+
+def _on_meta(args: Any, kwargs: Any) -> bool:
+    """Whether a tensor among the arguments is on the meta device (a fake one included)."""
+    from torch.utils._pytree import tree_leaves
+
+    return any(
+        isinstance(t, torch.Tensor) and t.device.type == "meta" for t in tree_leaves((args, kwargs))
     )
 
 

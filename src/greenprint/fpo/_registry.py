@@ -61,7 +61,9 @@ class Rule:
             (never meta or fake tensors, which have no values); a reader marked
             ``reads.metadata_only = True`` reads only metadata and is called with meta and
             fake tensors too (the upsampling and grid-sample readers: a fake CUDA tensor
-            counts the CUDA kernels; a meta tensor has no device and counts as on the CPU).
+            counts the CUDA kernels; a meta tensor has no device and counts as on the CPU, which
+            the result says when such a reader, marked ``reads.reads_device = True``, read
+            one: ``FPOResult.assumptions["meta_device"]``).
         reads_before: ``reads`` is called before the op runs, so that it sees the inputs of
             an in-place op as the kernel found them (``embedding_renorm_`` decides from the
             rows' norms which rows to scale, then scales them); otherwise after it.

@@ -63,6 +63,10 @@ class FPOResult:
             its backward) was counted: its kernel is closed source, so it is counted as ATen's
             CUDA ``grid_sampler_2d`` kernel, which computes the same result (the value says
             so); cuDNN's own count can differ.
+            ``"meta_device"`` (``"cpu"``) when an op whose count depends on the device
+            (upsampling, grid sampling, an FFT) ran on meta tensors, which have no device: it
+            was counted as the CPU's kernels run it (count on real or fake tensors of a
+            device for that device's kernels).
     """
 
     total: int
@@ -318,6 +322,12 @@ class FPOResult:
                     f"FFT        counted as {name} runs it (an rfft's normalisation differs "
                     "between libraries: MKL and cuFFT scale the one-sided output, pocketfft its "
                     "packed values)"
+                )
+            elif key == "meta_device":
+                lines.append(
+                    f"DEVICE     meta tensors, counted as the {value.upper()} kernels run them "
+                    "(upsampling, grid sampling and FFTs count by device; count on the device's "
+                    "tensors, or FakeTensorMode ones of it, for its kernels)"
                 )
             else:
                 lines.append(f"ASSUMED    {key}: {value}")

@@ -154,6 +154,9 @@ def _device_3d_backward(grad_output: Any, input: Any, *args: Any, **kwargs: Any)
 # tensor has no device to read and counts as on the CPU, whose fallback it never takes).
 for _reader in (_forward_falls_back, _backward_falls_back, _device_3d, _device_3d_backward):
     setattr(_reader, "metadata_only", True)  # noqa: B010
+    # the count depends on the device: a count that read a meta tensor's (none, the CPU's
+    # kernels) says so (FPOResult.assumptions["meta_device"])
+    setattr(_reader, "reads_device", True)  # noqa: B010
 
 
 _SAFE_DOWNGRADE = 3

@@ -583,6 +583,11 @@ def _reads_channels_last(tensor: Any, *args: Any, **kwargs: Any) -> dict[str, An
     return {"channels_last": bool(tensor.is_contiguous(memory_format=fmt)), "device": device}
 
 
+# the count depends on the device: a count that read a meta tensor's (none: the CPU's kernels)
+# says so (FPOResult.assumptions["meta_device"])
+_reads_channels_last.reads_device = True  # type: ignore[attr-defined]
+
+
 # -- on CUDA tensors: ATen's CUDA kernels (cuda/UpSample*.cu, UpSample.cuh) --------------------
 #
 # One thread per output location (or element) computes its own source indices and weights, so
@@ -1186,6 +1191,9 @@ def _reads_double(tensor: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         "device": _kernel_device(tensor),
         "itemsize": int(tensor.element_size()),
     }
+
+
+_reads_double.reads_device = True  # type: ignore[attr-defined]  # as _reads_channels_last
 
 
 for _aa_mode in _AA_TAPS:
