@@ -184,13 +184,40 @@ def test_group_and_instance_norm_count_their_float_steps():
     # bias (4); per pixel the group's 20 channels one by one (dequantize_val 1, x * s + b 2,
     # quantize_val 6)
     nhwc = _q(2, 40, 6, 6).contiguous(memory_format=torch.channels_last)
-    w40, b40 = torch.ones(40), torch.zeros(40)
-    counted = gp.count_fpo(
-        lambda t: torch.ops.quantized.group_norm(t, 2, w40, b40, 1e-5, 0.1, 128),
-        nhwc,
-        backward=False,
-    )
-    assert counted.by_op["quantized.group_norm"] == 2 * 2 * (11 + 4 * 20 + 36 * 20 * 9) + 3
+    w40, b40 = torch.rand(40) + 0.5, torch.randn(40)
+
+    def nhwc_norm(t):
+        return torch.ops.quantized.group_norm(t, 2, w40, b40, 1e-5, 0.1, 128)
+
+    assert (nhwc_norm(nhwc).int_repr().int() - _group_norm_nhwc(nhwc, w40, b40)).abs().max() <= 1
+    counted, total = _counts(nhwc_norm, lambda t: _group_norm_nhwc(t, w40, b40), nhwc)
+    assert counted.by_op["quantized.group_norm"] == total == 2 * 2 * (11 + 4 * 20 + 36 * 20 * 9) + 3
+
+
+def _group_norm_nhwc(q, weight, bias, groups=2, eps=1e-5, out_scale=0.1, out_zp=128):
+    # fewer than 32 channels per group: every value by the kernel's scalar loop
+    n, c = q.shape[:2]
+    per_group, ints = c // groups, q.int_repr()
+    size = per_group * ints[0, 0].numel()
+    # per call, whatever the path: 1 / y_scale and the vectors' premultiplied 1.0 * -zp (3)
+    torch.reciprocal(_t(out_scale)), _t(1.0) * _t(float(q.q_zero_point())).neg()
+    rows = ints.reshape(n, groups, size).reshape(n * groups, size).long()  # NCHW order: a group
+    total, squares = rows.sum(1).float(), (rows * rows).sum(1).float()
+    shifted = total / size
+    mean = shifted - q.q_zero_point()
+    var = torch.clamp_min(squares / size - shifted * shifted, 0)
+    xs = _t(q.q_scale())
+    rstd = (xs.double() / torch.sqrt((var * xs * xs).double() + eps)).float()
+    # per channel: scale = rstd * gamma, bias = -scale * mean + beta (4)
+    scale = rstd.view(n, groups, 1) * weight.view(1, groups, per_group)
+    shift = scale.neg() * mean.view(n, groups, 1) + bias.view(1, groups, per_group)
+    scale, shift = scale.reshape(n, c, 1, 1), shift.reshape(n, c, 1, 1)
+    # per value: dequantize_val with the fake scale 1 ((q - zp) on integers, * 1.0: 1),
+    # x * scale + bias (2), quantize_val (1 / scale, x * inv, nearbyint, + zp, the clamp: 6)
+    x = (ints.long() - q.q_zero_point()) * torch.ones(ints.shape)
+    y = x * scale + shift
+    inv = torch.reciprocal(torch.full(ints.shape, out_scale))
+    return torch.clamp_max(torch.clamp_min(torch.round(y * inv) + out_zp, 0), 255).int()
 
 
 def test_batch_norm_of_any_rank_runs_the_2d_kernel_per_pixel():
