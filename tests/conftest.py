@@ -130,22 +130,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 #: 78.9 -> 70.1 s, alternated; its wall time alone moved with the VM's load). Session 21: the
 #: files whose properties draw 100 examples now, by their CPU alone after/before (threads share
 #: 0.84, cost rules 0.6, concurrent 0.4, decoded columns 0.65, json rows 0.84). Session 29: the
-#: Ray scripts of review s16, outside shapes 2 and 7, integrations s24 and s25 share one driver
-#: and cluster in ``test_ray_scripts.py``: those files less their Ray test's time in the run of
-#: 567cb1e, the new file their sum by its CPU alone after/before (120.8 s x 69.9/108.2).
+#: Ray scripts of review s16, outside shapes 2, 4 and 7, outside reports, integrations s24 and
+#: s25 share one driver and cluster in ``test_ray_scripts.py``: those files less their Ray
+#: tests' time in the run of 567cb1e, the new file their sum by its CPU alone after/before
+#: (156.5 s x 74.9/146.8).
 LONG_FILES_S = {
     "integrations/test_ray.py": 176,
-    "integrations/test_ray_scripts.py": 78,
+    "integrations/test_ray_scripts.py": 80,
     "test_docs_examples.py": 179,
     "test_outside_shapes.py": 83,
     "test_review_s16.py": 41,
     "test_outside_shapes7.py": 54,
     "test_outside_shapes9.py": 60,
     "test_outside_shapes2.py": 35,
-    "test_outside_reports.py": 53,
+    "test_outside_reports.py": 34,
     "test_outside_shapes3.py": 43,
     "integrations/test_lightning.py": 43,
-    "test_outside_shapes4.py": 41,
+    "test_outside_shapes4.py": 25,
     "test_outside_shapes6.py": 35,
     "test_new_user_s18.py": 33,
     "test_distributed_searches.py": 31,

@@ -12,7 +12,9 @@ the ledger is ``./greenprint.db``), then read in all four report formats and bot
 * **Ray Tune on a local Ray cluster** (``greenprint.integrations.ray``): six trials of an ASHA
   search, each running three CV folds per iteration as child runs (``gp.track`` inside the
   trainable), one failing, some stopped early (pruned), and a retrain outside the tuner with
-  ``role="final"``;
+  ``role="final"`` (its tests in
+  ``integrations/test_ray_scripts.py``: its script shares a driver and a local Ray cluster
+  there);
 * **Lightning inside a hand-written loop**: trials ``gp.track(..., role="trial")`` each holding
   a ``Trainer.fit`` (the Lightning callback's run is the trial's part), two baselines, a
   learning curve at four training-set sizes (``role="learning-curve"``, each holding its fit),
@@ -33,7 +35,6 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
-from _clean_env import clean_env
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -88,72 +89,6 @@ POOL_FOLDS = {
     5: [0.33, 0.35, 0.31],
 }
 POOL_FAMILY = {0: "mlp", 1: "cnn", 2: "mlp", 3: "cnn", 4: "cnn", 5: "mlp"}
-
-RAY_SCRIPT = """
-import json, os, shutil, tempfile, time
-import ray
-from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-import greenprint as gp
-from greenprint.integrations.ray import GreenprintTuneCallback, trainable
-
-# x -> the loss scale: at iteration i fold f logs LOSS[x] / (i + 1) + 0.01 f and the trial
-# reports the mean of its folds; ASHA (max_t 4, grace 1, factor 2) stops the weak ones early
-LOSS = {1: 0.9, 2: 0.4, 3: 0.5, 4: 2.0, 5: 0.45, 6: 2.2}
-MODEL = {1: "mlp", 2: "cnn", 3: "mlp", 4: "cnn", 5: "mlp", 6: "cnn"}
-FAIL = 3  # fails in its first iteration, second fold: before it reports, so before any
-# decision of ASHA's (failing later, it could be stopped first when faster trials reported first)
-
-
-def busy(seconds):
-    end = time.process_time() + seconds
-    while time.process_time() < end:
-        pass
-
-
-def train(config):
-    x = config["x"]
-    for i in range(4):
-        losses = []
-        for f in range(3):
-            with gp.track(f"x{x}-it{i}-fold{f}") as fold:  # a child of the trial's run
-                busy(0.005)
-                if x == FAIL and (i, f) == (0, 1):
-                    raise ValueError(f"x={x} diverged")
-                loss = LOSS[x] / (i + 1) + 0.01 * f
-                fold.log(val_loss=loss)
-                losses.append(loss)
-        tune.report({"val_loss": sum(losses) / 3})
-
-
-if __name__ == "__main__":
-    scratch = tempfile.mkdtemp(prefix="gp-ray-")  # short: Ray's socket paths are limited
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             _temp_dir=scratch, log_to_driver=False)
-    tuner = tune.Tuner(
-        trainable(train),
-        param_space={"x": tune.grid_search(list(LOSS)),
-                     "model": tune.sample_from(lambda config: MODEL[config["x"]])},
-        tune_config=tune.TuneConfig(
-            metric="val_loss", mode="min",
-            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2),
-            reuse_actors=True),  # a worker per CPU, not per trial (~2 s of CPU each)
-        run_config=tune.RunConfig(
-            name="ray-exp", storage_path=os.path.abspath("tune"), verbose=0,
-            callbacks=[GreenprintTuneCallback()],
-            failure_config=tune.FailureConfig(max_failures=0)),
-    )
-    results = tuner.fit()
-    best = results.get_best_result()
-    ray.shutdown()
-    shutil.rmtree(scratch, ignore_errors=True)
-    with gp.track("retrain", study="ray-exp", role="final", params=best.config) as run:
-        busy(0.02)
-        run.log(val_loss=0.1)
-    print(json.dumps([{"x": r.config["x"], "error": r.error is not None,
-                       "iterations": (r.metrics or {}).get("training_iteration")}
-                      for r in results]))
-"""
 
 LIGHTNING_SCRIPT = """
 import warnings
@@ -315,24 +250,6 @@ def pool_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="module")
-def ray_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
-    """Ray Tune with ASHA, CV folds as child runs of each trial, and a final retrain."""
-    need_installed("ray.tune", "ray")
-    home = _empty(tmp_path_factory, "outside-ray")
-    # Ray's dashboard probes cloud metadata addresses unless it finds an autoscaler config in
-    # the home directory (see tests/integrations/test_ray.py): an empty one keeps it local
-    (home / "ray_bootstrap_config.yaml").write_text("{}\n", encoding="utf-8")
-    (home / "study.py").write_text(RAY_SCRIPT, encoding="utf-8")
-    env = clean_env()
-    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0")
-    done = run_in(home, sys.executable, "study.py", env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    tune_results = json.loads(done.stdout.splitlines()[-1])
-    return home, tune_results, _report(home, "--study", "ray-exp", "--group-by", "params.model",
-                                       "--no-plots")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
 def lightning_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """Lightning fits inside hand-written trials, baselines, a learning curve, a retrain, the
     whole script under ``greenprint run`` (no role: a sweep, inferred)."""
@@ -456,107 +373,6 @@ def test_pool_what_if_at_the_grid_it_ran_on_saves_nothing(pool_study):
     tex = _text(home, "latex")
     row = next(line for line in tex.splitlines() if line.startswith("WORLD &"))
     assert "e-" not in row and "-0.0" not in row, row
-
-
-# ------------------------------------------------------------------------------ Ray Tune
-def test_ray_trials_statuses_are_tunes_and_folds_are_parts(ray_study):
-    home, tune_results, report = ray_study
-    rows = _rows(report)
-    trials = {row["name"]: row for row in report["runs"] if row["is_trial"]}
-    assert len(trials) == 6
-    by_x: dict[int, dict] = {}
-    runs = _runs(home, "ray-exp")
-    for name, row in trials.items():
-        by_x[runs[name].params["x"]] = row
-    errored = {r["x"] for r in tune_results if r["error"]}
-    assert errored == {3} and by_x[3]["status"] == "failed"
-    # ASHA stopped early (pruned) every trial that did not reach max_t, the others finished
-    for r in tune_results:
-        if r["x"] in errored:
-            continue
-        expected = "finished" if r["iterations"] == 4 else "pruned"
-        assert by_x[r["x"]]["status"] == expected, r
-    tag = report["price_tag"]
-    counts: dict[str, int] = {}
-    for row in trials.values():
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    assert {s: v["trials"] for s, v in tag["by_status"].items() if v["trials"]} == counts
-    # every fold is a part (inferred) of its trial, whatever Tune did to the trial
-    folds = [row for name, row in rows.items() if "-fold" in name]
-    assert folds and all(r["role"] == "part" and r["role_inferred"] for r in folds)
-    assert tag["roles"]["counts"] == {"trial": 6, "part": len(folds), "final": 1, "sweep": 1}
-    final = tag["final"]
-    assert final["name"] == "retrain" and final["rule"] == "role"
-    for fmt in ("md", "html", "latex"):
-        text = _text(home, fmt).replace("&#x27;", "'")
-        assert "Final run retrain (the run with role 'final') scored val" in text, fmt
-
-
-def test_ray_evp_counts_the_failed_trial_as_the_worst_and_pareto_holds_trials(ray_study):
-    _, _, report = ray_study
-    trials = [row for row in report["runs"] if row["is_trial"]]
-    scored = [r["score"] for r in trials if r["status"] in ("finished", "pruned")]
-    every = [r["score"] if r["status"] in ("finished", "pruned") else max(scored) for r in trials]
-    evp = _figure(report, "evp_trials")
-    assert evp is not None
-    (mean,) = _series(evp, "mean")
-    reference = expected_max_performance(every, mode="min").mean.tolist()
-    assert sorted(mean["y"]) == pytest.approx(sorted(reference), abs=1e-12)
-    worst = f"counts as the worst {report['metric']} ({max(scored):g})"
-    assert f"1 of 6 trials had no score and {worst}" in evp["notes"]
-    pareto = _figure(report, "pareto")
-    assert pareto is not None
-    by_id = {row["id"]: row for row in report["runs"]}
-    plotted = {i for s in pareto["panels"][0]["series"] for i in s.get("run_ids", ())}
-    assert {by_id[i]["name"] for i in plotted if not by_id[i]["is_trial"]} == {"retrain"}
-    assert sum(by_id[i]["is_trial"] for i in plotted) == 5  # not the failed one
-
-
-def test_ray_exports_sum_to_the_price_tag(ray_study):
-    home, _, report = ray_study
-    rows = _export_csv(home, "ray-exp")
-    _roots_sum_to_the_price_tag(rows, report)
-    assert {r["role"] for r in rows if r["parent_id"] == ""} == {"sweep", "final"}
-
-
-def test_ray_run_times_read_as_recorded(ray_study):
-    """Every run time in the Markdown runs table and the final-run sentence is the recorded
-    duration to two significant digits (the trials took 0.1-0.3 s: '0.2 s' for 0.16 s, or
-    '0.1 s' for 0.051 s, is up to twice the time)."""
-    home, _, report = ray_study
-    md = _text(home, "md")
-    table = md[md.index("## Runs") :].split("\n\n", 2)[2]
-    by_id = {row["id"][:8]: row for row in report["runs"]}
-    checked = 0
-    for line in table.splitlines()[2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.split("|")]
-        shown, recorded = cells[7], by_id[cells[-2]]["duration_s"]
-        if recorded < 60:
-            assert shown.endswith(" s"), line
-            assert float(shown[:-2]) == pytest.approx(recorded, rel=0.05), line
-            checked += 1
-    assert checked == len(report["runs"])
-    final = report["price_tag"]["final"]
-    sentence = md[md.index("Final run retrain") :].split("\n", 1)[0]
-    found = re.search(r"and ([\d.e-]+) s of run time", sentence)
-    assert found and float(found.group(1)) == pytest.approx(final["duration_s"], rel=0.05)
-
-
-def test_ray_no_fpo_counted_never_reads_as_zero(ray_study):
-    """No run counted FPO: every status reads "FPO unknown" (the pruned trials, whose folds
-    hold their FPO, read '0 FPO' before b399d62)."""
-    home, _, report = ray_study
-    assert all(r["fpo"] is None for r in report["runs"])  # no run counted any
-    # nor does the JSON price tag read a 0 for any status or role ("fpo": 0 before)
-    tag = report["price_tag"]
-    groups = [*tag["by_status"].values(), *tag["by_role"].values()]
-    assert all(c["fpo"] is None or (c["fpo"], c["fpo_unknown"] > 0) == (0, True) for c in groups)
-    assert tag["by_status"]["pruned"]["fpo"] is None and tag["by_role"]["sweep"]["fpo"] is None
-    md = _text(home, "md")
-    assert f"FPO unknown (none of the {tag['total']['runs']} runs counted FPO)" in md
-    assert not re.search(r"(?<![\d.])0 FPO", md)
 
 
 # ------------------------------------------------------- Lightning inside hand-written trials

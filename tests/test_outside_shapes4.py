@@ -13,7 +13,9 @@ the truth of every energy figure is power x time:
 * **an Optuna RDB study resumed after a crash**: the first process (greenprint's Optuna
   callback, a ``sqlite:///optuna.db`` storage, no ``greenprint run`` around it) is killed with
   SIGKILL in the middle of a trial, the second ``load_study``-s and goes on;
-* **Ray Tune with** ``ASHAScheduler`` on a local Ray cluster, stopping trials early;
+* **Ray Tune with** ``ASHAScheduler`` on a local Ray cluster, stopping trials early (its test
+  in ``integrations/test_ray_scripts.py``: its script shares a driver and a local Ray cluster
+  there);
 * **the greener-techniques harness**: a baseline model, its dynamic-quantized and pruned
   variants through ``greenprint.greener.compare`` and ``greenprint greener``;
 * **``greenprint run`` around a script that spawns two workers** (``multiprocessing`` with
@@ -23,7 +25,6 @@ the truth of every energy figure is power x time:
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -251,60 +252,6 @@ if __name__ == "__main__":
 """
 
 
-RAY_SCRIPT = """
-import json, os, shutil, tempfile, time
-import ray
-from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from greenprint.integrations.ray import GreenprintTuneCallback, trainable
-from _meters import ConstantProcessPower  # on PYTHONPATH: Ray's workers import it too
-
-W = @WATTS@
-LOSS = {1: 0.9, 2: 0.4, 3: 2.0, 4: 2.2}  # x -> its loss scale: 3 and 4 come last, worst
-MODEL = {1: "mlp", 2: "cnn", 3: "mlp", 4: "cnn"}
-
-
-def busy(seconds):
-    end = time.process_time() + seconds
-    while time.process_time() < end:
-        pass
-
-
-def train(config):
-    for i in range(4):
-        busy(0.02)
-        tune.report({"val_loss": LOSS[config["x"]] / (i + 1)})
-
-
-if __name__ == "__main__":
-    scratch = tempfile.mkdtemp(prefix="gp-ray-")  # short: Ray's socket paths are limited
-    # one trial at a time, in one worker Tune reuses (a worker costs ~2 s of CPU to start):
-    # the trials' run times lie one after another inside the sweep's, which each run draws W
-    # for whatever runs beside it, so the trials' energy sums to less than the sweep's
-    ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1",
-             _temp_dir=scratch, log_to_driver=False)
-    tuner = tune.Tuner(
-        trainable(train, meters=ConstantProcessPower(W)),
-        param_space={"x": tune.grid_search(list(LOSS)),
-                     "model": tune.sample_from(lambda config: MODEL[config["x"]])},
-        tune_config=tune.TuneConfig(
-            metric="val_loss", mode="min",
-            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2),
-            reuse_actors=True),
-        run_config=tune.RunConfig(
-            name="asha", storage_path=os.path.abspath("tune"), verbose=0,
-            callbacks=[GreenprintTuneCallback(meters=ConstantProcessPower(W))]),
-    )
-    results = tuner.fit()
-    ray.shutdown()
-    shutil.rmtree(scratch, ignore_errors=True)
-    print(json.dumps([{"x": r.config["x"], "model": r.config["model"],
-                       "iterations": r.metrics["training_iteration"],
-                       "val_loss": r.metrics["val_loss"], "run": r.metrics["greenprint/run_id"]}
-                      for r in results]))
-"""
-
-
 # ------------------------------------------------------------------------------- helpers
 def _script(text: str) -> str:
     return text.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
@@ -398,26 +345,6 @@ def spawned_workers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, lis
     assert done.returncode == 0, done.stderr[-3000:]
     built = json.loads(done.stdout.splitlines()[-1])
     return home, built, _report(home, "--study", "mp", "--no-plots")
-
-
-@pytest.fixture(scope="module")
-def asha_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
-    """Ray Tune on a local Ray cluster, ASHA stopping trials early; every run (the driver's
-    sweep, each trial in its worker process) at a known constant power."""
-    need_installed("ray.tune", "ray")
-    home = _empty(tmp_path_factory, "shapes4-asha")
-    # Ray's dashboard probes cloud metadata addresses unless it finds an autoscaler config in
-    # the home directory (see tests/integrations/test_ray.py): an empty one keeps it local
-    (home / "ray_bootstrap_config.yaml").write_text("{}\n", encoding="utf-8")
-    (home / "study.py").write_text(_script(RAY_SCRIPT), encoding="utf-8")
-    env = clean_env()
-    path = [METERS_DIR, *filter(None, [env.get("PYTHONPATH")])]
-    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=os.pathsep.join(path))
-    done = run_in(home, sys.executable, "study.py", env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    built = json.loads(done.stdout.splitlines()[-1])
-    return home, built, _report(home, "--study", "asha", "--group-by", "params.model",
-                                "--no-plots")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- nested search
@@ -620,42 +547,3 @@ def test_spawned_workers_are_parts_of_one_trial_counted_once(spawned_workers):
     _in_every_format(home, "comprised 1 trial (1 finished) in 3 runs")
     _price_tag_lines_have_units(_text(home, "md"))
     _export_reads_as_the_report(home, "mp", report)
-
-
-# ------------------------------------------------------------------------------- Ray ASHA
-def test_asha_stopped_trials_are_pruned_and_their_cost_counted(asha_study):
-    """ASHA stops the weak trials early: each trial Tune stopped before max_t reads pruned,
-    the others finished, each scored by the last loss it reported (EVP per model from those);
-    every trial and the sweep drew a known power for its run time (power x time), the
-    sweep contains its trials (a local cluster), so the price tag is the sweep's own reading,
-    and the pruned trials' cost is in it (by status, their own readings)."""
-    home, built, report = asha_study
-    rows = {r["id"]: r for r in report["runs"]}
-    tag = report["price_tag"]
-    assert tag["roles"]["counts"] == {"sweep": 1, "trial": 4}
-    pruned = [t for t in built if t["iterations"] < 4]
-    assert pruned and len(pruned) < 4
-    for t in built:
-        row = rows[t["run"]]
-        assert row["status"] == ("pruned" if t["iterations"] < 4 else "finished"), t
-        assert row["params"] == {"x": t["x"], "model": t["model"]}
-        assert row["score"] == pytest.approx(t["val_loss"], rel=1e-12)
-    statuses = {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]}
-    assert statuses == {"finished": 4 - len(pruned), "pruned": len(pruned)}
-    sweep = next(r for r in report["runs"] if r["role"] == "sweep")
-    _at_constant_power(report, [r["name"] for r in report["runs"]])
-    assert tag["total"]["energy_kwh"] == pytest.approx(sweep["energy_kwh"], rel=1e-12)
-    assert sum(rows[t["run"]]["energy_kwh"] for t in built) < sweep["energy_kwh"]
-    pruned_kwh = sum(rows[t["run"]]["energy_kwh"] for t in pruned)
-    assert tag["by_status"]["pruned"]["energy_kwh"] == pytest.approx(pruned_kwh, rel=1e-9)
-    best = min((t for t in built if t["iterations"] == 4), key=lambda t: t["val_loss"])
-    assert (tag["final"]["run_id"], tag["final"]["rule"]) == (best["run"], "best-trial")
-    curves = _evp_curves(report)
-    for family in ("mlp", "cnn"):
-        members = [t["val_loss"] for t in built if t["model"] == family]
-        expected = expected_max_performance(members, mode="min").mean.tolist()
-        assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-12)
-    n = len(pruned)
-    _in_every_format(home, f"comprised 4 trials ({4 - n} finished, {n} pruned) in 5 runs")
-    _price_tag_lines_have_units(_text(home, "md"))
-    _export_reads_as_the_report(home, "asha", report)

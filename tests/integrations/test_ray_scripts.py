@@ -2,8 +2,9 @@
 
 Each study is a user's Tune script (``study.py``) in a folder of its own, with a clean
 environment (no ``GREENPRINT_*`` variable, no configuration), read back with ``greenprint
-report`` and both exports. The tests were written in other files (review s16, outside shapes 2
-and 7, integrations s24 and s25), each script run as ``python study.py``, its own driver
+report`` and both exports. The tests were written in other files (review s16, outside shapes 2,
+4 and 7, outside reports, integrations s24 and s25), each script run as ``python study.py``
+(outside shapes 4's on a 1-CPU cluster: here one trial at a time), its own driver
 starting its own local cluster: ~4.5 s of CPU for the cluster's daemons (GCS, raylet, the
 dashboard, agent, log and autoscaler monitors) and ~3 s for the driver to import Ray Tune, for a
 few seconds of trials. Here one driver (:data:`RUNNER`) starts one local cluster, as each
@@ -16,6 +17,7 @@ what it asserted. A study whose script raised fails its own test only (``error.t
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -25,18 +27,34 @@ import pytest
 import greenprint as gp
 from _report_cli import GREENPRINT, empty_home, run_in, run_ray_script
 from _report_cli import cli_report as _report
+from _report_cli import evp_curves as _evp_curves
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
+from _report_cli import in_every_format as _in_every_format
+from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
 from _report_cli import report_text as _text
+from _report_cli import roots_sum_to_the_price_tag as _roots_sum_to_the_price_tag
 from greenprint.analysis import expected_max_performance, price_tag
 from integrations._frameworks import need_installed
+from tracking._meters import READ_LAG_S
+
+#: Where the constant-power meter of the tracker tests lives (the scripts import it).
+METERS_DIR = str(Path(__file__).resolve().parent.parent / "tracking")
+
+#: The constant power the ASHA study's meters draw, in W: 1 s of run time is 1e-4 kWh.
+WATTS = 360.0
 
 #: One driver, one local cluster: every folder holding a ``study.py`` (by name) run there in
-#: turn, its output in ``stdout.txt``, what it raised in ``error.txt``.
+#: turn, its output in ``stdout.txt``, what it raised in ``error.txt``. The folder of the test
+#: meters (``tests/tracking``) is on its path and its cluster's (``PYTHONPATH``), as a script
+#: importing them is run (``ConstantProcessPower``: Ray's workers unpickle it).
 RUNNER = """
 import contextlib, os, runpy, sys, traceback
 import ray
 
 folders = sorted(os.path.abspath(d) for d in os.listdir() if os.path.isfile(f"{d}/study.py"))
+# the test meters (tests/tracking/_meters.py), importable by the driver and by Ray's workers
+sys.path.insert(0, @METERS@)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [@METERS@, os.environ.get("PYTHONPATH")]))
 ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
          _temp_dir=sys.argv[1], log_to_driver=False)  # a short path: Ray's sockets are there
 for folder in folders:
@@ -271,6 +289,121 @@ for key, callback_study, trainable_study in (("one", "one", None), ("two", "cb-t
 print(json.dumps(out))
 """
 
+# ------------------------------------------------------------ Ray Tune, ASHA with CV folds
+#: (outside reports) Six trials of an ASHA search, each running three CV folds per iteration as
+#: child runs (``gp.track`` inside the trainable), one failing, some stopped early (pruned),
+#: and a retrain outside the tuner with ``role="final"``.
+FOLDS_SCRIPT = """
+import json, os, time
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+import greenprint as gp
+from greenprint.integrations.ray import GreenprintTuneCallback, trainable
+
+# x -> the loss scale: at iteration i fold f logs LOSS[x] / (i + 1) + 0.01 f and the trial
+# reports the mean of its folds; ASHA (max_t 4, grace 1, factor 2) stops the weak ones early
+LOSS = {1: 0.9, 2: 0.4, 3: 0.5, 4: 2.0, 5: 0.45, 6: 2.2}
+MODEL = {1: "mlp", 2: "cnn", 3: "mlp", 4: "cnn", 5: "mlp", 6: "cnn"}
+FAIL = 3  # fails in its first iteration, second fold: before it reports, so before any
+# decision of ASHA's (failing later, it could be stopped first when faster trials reported first)
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def train(config):
+    x = config["x"]
+    for i in range(4):
+        losses = []
+        for f in range(3):
+            with gp.track(f"x{x}-it{i}-fold{f}") as fold:  # a child of the trial's run
+                busy(0.005)
+                if x == FAIL and (i, f) == (0, 1):
+                    raise ValueError(f"x={x} diverged")
+                loss = LOSS[x] / (i + 1) + 0.01 * f
+                fold.log(val_loss=loss)
+                losses.append(loss)
+        tune.report({"val_loss": sum(losses) / 3})
+
+
+if __name__ == "__main__":
+    tuner = tune.Tuner(
+        trainable(train),
+        param_space={"x": tune.grid_search(list(LOSS)),
+                     "model": tune.sample_from(lambda config: MODEL[config["x"]])},
+        tune_config=tune.TuneConfig(
+            metric="val_loss", mode="min",
+            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2),
+            reuse_actors=True),  # a worker per CPU, not per trial (~2 s of CPU each)
+        run_config=tune.RunConfig(
+            name="ray-exp", storage_path=os.path.abspath("tune"), verbose=0,
+            callbacks=[GreenprintTuneCallback()],
+            failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    results = tuner.fit()
+    best = results.get_best_result()
+    with gp.track("retrain", study="ray-exp", role="final", params=best.config) as run:
+        busy(0.02)
+        run.log(val_loss=0.1)
+    print(json.dumps([{"x": r.config["x"], "error": r.error is not None,
+                       "iterations": (r.metrics or {}).get("training_iteration")}
+                      for r in results]))
+"""
+
+# ------------------------------------------------------------ Ray Tune, ASHA at a known power
+#: (outside shapes 4) ASHA stopping trials early; every run (the driver's sweep, each trial in
+#: its worker process) at a known constant power (``ConstantProcessPower``).
+POWER_SCRIPT = """
+import json, os, time
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from greenprint.integrations.ray import GreenprintTuneCallback, trainable
+from _meters import ConstantProcessPower  # on the path: Ray's workers import it too
+
+W = @WATTS@
+LOSS = {1: 0.9, 2: 0.4, 3: 2.0, 4: 2.2}  # x -> its loss scale: 3 and 4 come last, worst
+MODEL = {1: "mlp", 2: "cnn", 3: "mlp", 4: "cnn"}
+
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def train(config):
+    for i in range(4):
+        busy(0.02)
+        tune.report({"val_loss": LOSS[config["x"]] / (i + 1)})
+
+
+if __name__ == "__main__":
+    tuner = tune.Tuner(
+        trainable(train, meters=ConstantProcessPower(W)),
+        param_space={"x": tune.grid_search(list(LOSS)),
+                     "model": tune.sample_from(lambda config: MODEL[config["x"]])},
+        tune_config=tune.TuneConfig(
+            metric="val_loss", mode="min",
+            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2),
+            # one trial at a time, in one worker Tune reuses (a worker costs ~3 s of CPU to
+            # start): the trials' run times lie one after another inside the sweep's, which
+            # each run draws W for whatever runs beside it, so the trials' energy sums to less
+            # than the sweep's
+            reuse_actors=True, max_concurrent_trials=1),
+        run_config=tune.RunConfig(
+            name="asha", storage_path=os.path.abspath("tune"), verbose=0,
+            callbacks=[GreenprintTuneCallback(meters=ConstantProcessPower(W))]),
+    )
+    results = tuner.fit()
+    print(json.dumps([{"x": r.config["x"], "model": r.config["model"],
+                       "iterations": r.metrics["training_iteration"],
+                       "val_loss": r.metrics["val_loss"], "run": r.metrics["greenprint/run_id"]}
+                      for r in results]))
+"""
+
 #: Each study's folder and script.
 SCRIPTS = {
     "dup": DUP_NAMES_SCRIPT,
@@ -278,6 +411,8 @@ SCRIPTS = {
     "pbt": PBT_SCRIPT,
     "restored": MOVED_SCRIPT,
     "studies": STUDIES_SCRIPT,
+    "folds": FOLDS_SCRIPT,
+    "power": POWER_SCRIPT.replace("@WATTS@", repr(WATTS)),
 }
 
 
@@ -289,7 +424,7 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, text in SCRIPTS.items():
         (home / name).mkdir()
         (home / name / "study.py").write_text(text, encoding="utf-8")
-    done = run_ray_script(home, "run.py", RUNNER)
+    done = run_ray_script(home, "run.py", RUNNER.replace("@METERS@", repr(METERS_DIR)))
     assert done.returncode == 0, done.stderr[-3000:]
     return home
 
@@ -467,3 +602,202 @@ def test_a_tune_experiment_is_one_study_whichever_side_names_it(studies):
         # the sweep's tree holds the trials its local cluster ran (contained); others add
         outside = sum(t.energy_kwh for t in trials if t.contained is False)
         assert total.energy_kwh == pytest.approx(sweep.energy_kwh + outside, rel=1e-9)
+
+
+# ------------------------------------------------------------ Ray Tune, ASHA with CV folds
+def _runs(home: Path, study: str) -> dict[str, gp.RunRecord]:
+    with gp.Ledger(home / "greenprint.db", create=False) as led:
+        return {r.name: r for r in led.runs(study=study)}
+
+
+def _rows(report: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in report["runs"]}
+
+
+def _figure(report: dict, key: str) -> dict | None:
+    return next((f for f in report["figures"] if f["id"] == key), None)
+
+
+def _series(figure: dict, role: str) -> list[dict]:
+    return [s for panel in figure["panels"] for s in panel["series"] if s["role"] == role]
+
+
+def _export_csv(home: Path, study: str) -> list[dict[str, str]]:
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, "--out", "runs.csv")
+    assert done.returncode == 0, done.stderr
+    with (home / "runs.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def ray_study(studies: Path) -> tuple[Path, list[dict], dict]:
+    """Ray Tune with ASHA, CV folds as child runs of each trial, and a final retrain."""
+    home, printed = _ran(studies, "folds")
+    tune_results = json.loads(printed)
+    return home, tune_results, _report(home, "--study", "ray-exp", "--group-by", "params.model",
+                                       "--no-plots")  # fmt: skip
+
+
+def test_ray_trials_statuses_are_tunes_and_folds_are_parts(ray_study):
+    home, tune_results, report = ray_study
+    rows = _rows(report)
+    trials = {row["name"]: row for row in report["runs"] if row["is_trial"]}
+    assert len(trials) == 6
+    by_x: dict[int, dict] = {}
+    runs = _runs(home, "ray-exp")
+    for name, row in trials.items():
+        by_x[runs[name].params["x"]] = row
+    errored = {r["x"] for r in tune_results if r["error"]}
+    assert errored == {3} and by_x[3]["status"] == "failed"
+    # ASHA stopped early (pruned) every trial that did not reach max_t, the others finished
+    for r in tune_results:
+        if r["x"] in errored:
+            continue
+        expected = "finished" if r["iterations"] == 4 else "pruned"
+        assert by_x[r["x"]]["status"] == expected, r
+    tag = report["price_tag"]
+    counts: dict[str, int] = {}
+    for row in trials.values():
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    assert {s: v["trials"] for s, v in tag["by_status"].items() if v["trials"]} == counts
+    # every fold is a part (inferred) of its trial, whatever Tune did to the trial
+    folds = [row for name, row in rows.items() if "-fold" in name]
+    assert folds and all(r["role"] == "part" and r["role_inferred"] for r in folds)
+    assert tag["roles"]["counts"] == {"trial": 6, "part": len(folds), "final": 1, "sweep": 1}
+    final = tag["final"]
+    assert final["name"] == "retrain" and final["rule"] == "role"
+    for fmt in ("md", "html", "latex"):
+        text = _text(home, fmt).replace("&#x27;", "'")
+        assert "Final run retrain (the run with role 'final') scored val" in text, fmt
+
+
+def test_ray_evp_counts_the_failed_trial_as_the_worst_and_pareto_holds_trials(ray_study):
+    _, _, report = ray_study
+    trials = [row for row in report["runs"] if row["is_trial"]]
+    scored = [r["score"] for r in trials if r["status"] in ("finished", "pruned")]
+    every = [r["score"] if r["status"] in ("finished", "pruned") else max(scored) for r in trials]
+    evp = _figure(report, "evp_trials")
+    assert evp is not None
+    (mean,) = _series(evp, "mean")
+    reference = expected_max_performance(every, mode="min").mean.tolist()
+    assert sorted(mean["y"]) == pytest.approx(sorted(reference), abs=1e-12)
+    worst = f"counts as the worst {report['metric']} ({max(scored):g})"
+    assert f"1 of 6 trials had no score and {worst}" in evp["notes"]
+    pareto = _figure(report, "pareto")
+    assert pareto is not None
+    by_id = {row["id"]: row for row in report["runs"]}
+    plotted = {i for s in pareto["panels"][0]["series"] for i in s.get("run_ids", ())}
+    assert {by_id[i]["name"] for i in plotted if not by_id[i]["is_trial"]} == {"retrain"}
+    assert sum(by_id[i]["is_trial"] for i in plotted) == 5  # not the failed one
+
+
+def test_ray_exports_sum_to_the_price_tag(ray_study):
+    home, _, report = ray_study
+    rows = _export_csv(home, "ray-exp")
+    _roots_sum_to_the_price_tag(rows, report)
+    assert {r["role"] for r in rows if r["parent_id"] == ""} == {"sweep", "final"}
+
+
+def test_ray_run_times_read_as_recorded(ray_study):
+    """Every run time in the Markdown runs table and the final-run sentence is the recorded
+    duration to two significant digits (the trials took 0.1-0.3 s: '0.2 s' for 0.16 s, or
+    '0.1 s' for 0.051 s, is up to twice the time)."""
+    home, _, report = ray_study
+    md = _text(home, "md")
+    table = md[md.index("## Runs") :].split("\n\n", 2)[2]
+    by_id = {row["id"][:8]: row for row in report["runs"]}
+    checked = 0
+    for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.split("|")]
+        shown, recorded = cells[7], by_id[cells[-2]]["duration_s"]
+        if recorded < 60:
+            assert shown.endswith(" s"), line
+            assert float(shown[:-2]) == pytest.approx(recorded, rel=0.05), line
+            checked += 1
+    assert checked == len(report["runs"])
+    final = report["price_tag"]["final"]
+    sentence = md[md.index("Final run retrain") :].split("\n", 1)[0]
+    found = re.search(r"and ([\d.e-]+) s of run time", sentence)
+    assert found and float(found.group(1)) == pytest.approx(final["duration_s"], rel=0.05)
+
+
+def test_ray_no_fpo_counted_never_reads_as_zero(ray_study):
+    """No run counted FPO: every status reads "FPO unknown" (the pruned trials, whose folds
+    hold their FPO, read '0 FPO' before b399d62)."""
+    home, _, report = ray_study
+    assert all(r["fpo"] is None for r in report["runs"])  # no run counted any
+    # nor does the JSON price tag read a 0 for any status or role ("fpo": 0 before)
+    tag = report["price_tag"]
+    groups = [*tag["by_status"].values(), *tag["by_role"].values()]
+    assert all(c["fpo"] is None or (c["fpo"], c["fpo_unknown"] > 0) == (0, True) for c in groups)
+    assert tag["by_status"]["pruned"]["fpo"] is None and tag["by_role"]["sweep"]["fpo"] is None
+    md = _text(home, "md")
+    assert f"FPO unknown (none of the {tag['total']['runs']} runs counted FPO)" in md
+    assert not re.search(r"(?<![\d.])0 FPO", md)
+
+
+# ------------------------------------------------------- Lightning inside hand-written trials
+
+
+# ------------------------------------------------------------ Ray Tune, ASHA at a known power
+def _at_constant_power(report: dict, names: list[str]) -> None:
+    """The runs named drew WATTS for their run time: energy is power x time, CO2-eq that
+    energy at the grid intensity."""
+    rows = _rows(report)
+    for name in names:
+        row = rows[name]
+        kwh = WATTS * row["duration_s"] / 3.6e6
+        lag = WATTS * READ_LAG_S / 3.6e6  # the meter's clock a moment after the run's stamp
+        assert row["energy_kwh"] == pytest.approx(kwh, rel=1e-3, abs=lag), name
+        co2 = row["energy_kwh"] * row["pue"] * row["intensity_g_per_kwh"] / 1000
+        assert row["emissions_kg"] == pytest.approx(co2, rel=1e-9), name
+
+
+@pytest.fixture(scope="module")
+def asha_study(studies: Path) -> tuple[Path, list[dict], dict]:
+    """Ray Tune on a local Ray cluster, ASHA stopping trials early; every run (the driver's
+    sweep, each trial in its worker process) at a known constant power."""
+    home, printed = _ran(studies, "power")
+    built = json.loads(printed)
+    return home, built, _report(home, "--study", "asha", "--group-by", "params.model",
+                                "--no-plots")  # fmt: skip
+
+
+def test_asha_stopped_trials_are_pruned_and_their_cost_counted(asha_study):
+    """ASHA stops the weak trials early: each trial Tune stopped before max_t reads pruned,
+    the others finished, each scored by the last loss it reported (EVP per model from those);
+    every trial and the sweep drew a known power for its run time (power x time), the
+    sweep contains its trials (a local cluster), so the price tag is the sweep's own reading,
+    and the pruned trials' cost is in it (by status, their own readings)."""
+    home, built, report = asha_study
+    rows = {r["id"]: r for r in report["runs"]}
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"sweep": 1, "trial": 4}
+    pruned = [t for t in built if t["iterations"] < 4]
+    assert pruned and len(pruned) < 4
+    for t in built:
+        row = rows[t["run"]]
+        assert row["status"] == ("pruned" if t["iterations"] < 4 else "finished"), t
+        assert row["params"] == {"x": t["x"], "model": t["model"]}
+        assert row["score"] == pytest.approx(t["val_loss"], rel=1e-12)
+    statuses = {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]}
+    assert statuses == {"finished": 4 - len(pruned), "pruned": len(pruned)}
+    sweep = next(r for r in report["runs"] if r["role"] == "sweep")
+    _at_constant_power(report, [r["name"] for r in report["runs"]])
+    assert tag["total"]["energy_kwh"] == pytest.approx(sweep["energy_kwh"], rel=1e-12)
+    assert sum(rows[t["run"]]["energy_kwh"] for t in built) < sweep["energy_kwh"]
+    pruned_kwh = sum(rows[t["run"]]["energy_kwh"] for t in pruned)
+    assert tag["by_status"]["pruned"]["energy_kwh"] == pytest.approx(pruned_kwh, rel=1e-9)
+    best = min((t for t in built if t["iterations"] == 4), key=lambda t: t["val_loss"])
+    assert (tag["final"]["run_id"], tag["final"]["rule"]) == (best["run"], "best-trial")
+    curves = _evp_curves(report)
+    for family in ("mlp", "cnn"):
+        members = [t["val_loss"] for t in built if t["model"] == family]
+        expected = expected_max_performance(members, mode="min").mean.tolist()
+        assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-12)
+    n = len(pruned)
+    _in_every_format(home, f"comprised 4 trials ({4 - n} finished, {n} pruned) in 5 runs")
+    _price_tag_lines_have_units(_text(home, "md"))
+    _export_reads_as_the_report(home, "asha", report)
