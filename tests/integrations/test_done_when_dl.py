@@ -3,6 +3,13 @@
 Two Trainer trials (one finishes; one crashes in its own program, without ``attach``, and is
 ended by greenprint's excepthook) and a Lightning fit of the final model land in one ledger with
 their roles and statuses, and the CLI's JSON report reads them right.
+
+Both programs run as ``python script.py ARGS`` in children of one fork server
+(``tests/_docs_fork.py``) that imported torch, Lightning and the Trainer once: each program
+spent 7-10 s of CPU importing them before a second of training (the file: about 20 -> 14 s of
+CPU). A child is what ``python script.py ARGS`` there is (its cwd, environment, ``sys.argv``,
+``__main__``, an uncaught exception through ``sys.excepthook`` and Python's exit status); never
+greenprint preloaded.
 """
 
 from __future__ import annotations
@@ -11,10 +18,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from _docs_fork import ForkServer
 from integrations._frameworks import need_installed
 
 need_installed("lightning", "lightning")  # looked up, not imported: the scripts below import them
@@ -87,28 +97,61 @@ trainer.fit(M(), data, data)
 """
 
 
-def _python(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "script.py"
-    path.write_text(script)
-    return subprocess.run(
-        [sys.executable, str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=tmp_path,
-        env={**os.environ, **OFFLINE, "OMP_NUM_THREADS": "1"},  # tiny models: one thread
-    )
+#: What both programs import that takes seconds: torch (and torch._dynamo, which the first
+#: optimizer step imports), Lightning, and the Trainer with the classes TRAINER takes from it
+#: (transformers loads them on first access).
+PRELOAD = [
+    ["torch"],
+    ["torch._dynamo"],
+    ["lightning.pytorch"],
+    ["transformers", "AutoModelForSequenceClassification", "BertConfig", "Trainer",
+     "TrainerCallback", "TrainingArguments"],
+]  # fmt: skip
+
+Program = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@contextmanager
+def _programs(tmp_path: Path) -> Iterator[Program]:
+    """``run(script, *args)``: ``script`` written to ``tmp_path/script.py`` and run there as
+    ``python script.py ARGS`` (one torch thread: tiny models), in a child of a fork server that
+    imported :data:`PRELOAD`, else (the server has threads, or imported a project module) in a
+    fresh process."""
+    env = {**os.environ, **OFFLINE, "OMP_NUM_THREADS": "1"}
+    server: ForkServer | None = ForkServer(tmp_path, env, PRELOAD)
+    if server.ready["project_modules"] or server.ready["threads"] != 1:
+        server.close()
+        server = None
+
+    def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "script.py").write_text(script)
+        if server is not None:
+            return server.run_script("script.py", list(args), tmp_path, env, timeout=240)
+        return subprocess.run(
+            [sys.executable, "script.py", *args],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=tmp_path,
+            env=env,
+        )
+
+    try:
+        yield run
+    finally:
+        if server is not None:
+            server.close()
 
 
 @pytest.mark.slow
 def test_lightning_fit_and_crashed_trainer_run_in_one_ledger_reported_right(
     tmp_path: Path,
 ) -> None:
-    crashed = _python(tmp_path, TRAINER, "hf-crash", "crash")
-    assert crashed.returncode == 1 and "RuntimeError: loss is NaN" in crashed.stderr
-    # the trial that finishes and the final fit in one program: Lightning imports transformers
-    # (torchmetrics does), so a second program would only import both again
-    done = _python(tmp_path, TRAINER + LIGHTNING, "hf-trial", "ok")
+    with _programs(tmp_path) as python:
+        crashed = python(TRAINER, "hf-crash", "crash")
+        assert crashed.returncode == 1 and "RuntimeError: loss is NaN" in crashed.stderr
+        # the trial that finishes and the final fit in one program
+        done = python(TRAINER + LIGHTNING, "hf-trial", "ok")
     assert done.returncode == 0, done.stderr[-2000:]
 
     done = subprocess.run(
