@@ -50,8 +50,11 @@ trial's record holds the whole process's energy over its span (a warning says so
 run names the process it read, so the price tag, the report and a study budget count each
 stretch of the trials' time once, split equally among the trials that ran in it (exact at
 constant power), with or without a sweep run around ``study.optimize`` (docs/analysis.md,
-"Price tag"). Process-parallel workers (several processes or machines on one RDB storage) each
-measure their own trials and write them to the same ledger. Each trial measures its own process
+"Price tag"). A ``meters=`` object given to the callback is shared by every trial's run: it is
+started once for the trials that run together and each run reads it from its own start, as
+it would meters of its own (:mod:`greenprint.integrations._optuna_meters`). Process-parallel
+workers (several processes or machines on one RDB storage) each measure their own trials and
+write them to the same ledger. Each trial measures its own process
 (``node_meter=False``) unless ``scope`` is given: workers started as the tasks of one job
 (``srun -n 3 python search.py``) are not ranks of one training, and local rank 0's trials
 would otherwise meter the whole machine, the other workers' trials in it (see
@@ -102,6 +105,7 @@ from greenprint._lifecycle import status_for  # noqa: E402
 from greenprint._provenance import OBJECTIVES_KEY, objectives_text  # noqa: E402
 from greenprint.integrations._common import WarnOnce, check_run_options  # noqa: E402
 from greenprint.integrations._dl import continue_from  # noqa: E402
+from greenprint.integrations._optuna_meters import SharedMeters  # noqa: E402
 
 __all__ = ["GreenprintCallback"]
 
@@ -150,7 +154,8 @@ class GreenprintCallback:
             ``meters``, ``sample_interval_s``, ``flush_interval_s``, ``budget_kwh``,
             ``budget_kg``, ``budget_fpo``, ``budget_s``, ``on_exceed``, ``budget`` (see
             :func:`greenprint.track`; a budget is each trial's, or the study's with
-            ``gp.Budget(per="study")``).
+            ``gp.Budget(per="study")``; one ``meters`` object serves every trial, each run
+            reading it from its own start, also trials in threads).
 
     Raises:
         ConfigError: an unknown or bad option, ``metric_names`` that are not distinct
@@ -172,6 +177,10 @@ class GreenprintCallback:
         )
         self._ledger = ledger
         self._study = study
+        # one meters= object for every trial's run: started once for the trials running
+        # together, each run reading it from its own start (n_jobs > 1 restarted it under them)
+        given = self._options.get("meters")
+        self._meters = SharedMeters(given) if given is not None else None
         self._metric_names = _check_metric_names(metric_names)
         self._lock = threading.Lock()
         self._running = 0
@@ -226,7 +235,7 @@ class GreenprintCallback:
                 role="trial",
                 parent=parent,
                 **self._node_meter(),
-                **self._options,
+                **self._run_options(),
             )
             recorder = _Recorder(trial, run, names[0])
             run.add_listener(recorder.on_event)
@@ -263,6 +272,17 @@ class GreenprintCallback:
         finally:
             with self._lock:
                 self._running -= 1
+
+    def _run_options(self) -> dict[str, Any]:
+        """The options of one trial's run: a ``meters=`` object as a view for that run.
+
+        The object is shared by every trial (see :class:`SharedMeters`): trials running at
+        the same time (``n_jobs > 1``) each read it from their own start, as they would each
+        read meters of their own.
+        """
+        if self._meters is None:
+            return self._options
+        return {**self._options, "meters": self._meters.view()}
 
     def _node_meter(self) -> dict[str, Any]:
         """``node_meter=False`` unless ``scope`` was given: a trial measures its own process.
