@@ -5,6 +5,9 @@
   again under that one, whose next reading went backwards (its meter taken for failed, an
   estimate instead): a 0.6 s trial at 100 W recorded 31 J, and the price tag 59 J of the
   process's 100 J. Each run now reads the object from its own start.
+* scikit-learn, several scorers and ``refit=False``: only the first scorer's direction was
+  recorded, so ``greenprint report --metric mean_test_rmse`` (a negated error, higher is
+  better) minimised it by its name and took the worst candidate for the best.
 """
 
 from __future__ import annotations
@@ -73,3 +76,39 @@ def test_one_meters_object_serves_trials_in_threads_each_from_its_own_start(
     assert tag.total.energy_kwh * 3.6e6 == pytest.approx(
         WATTS * _covered_s(runs), abs=WATTS * READ_LAG_S
     )
+
+
+def test_several_scorers_without_refit_are_each_ranked_as_scikit_learn_ranks_them(
+    tmp_path: Path,
+) -> None:
+    """``scoring={"r2": "r2", "rmse": "neg_root_mean_squared_error"}, refit=False``: every
+    scorer is higher-is-better, and the search ranked the candidates by each. Before, only
+    ``mean_test_r2`` (the first) recorded its direction: ``--metric mean_test_rmse`` was
+    minimised by its name and the worst candidate ranked first (``--mode max`` needed)."""
+    need_installed("sklearn", "sklearn")
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV
+
+    from greenprint.analysis import study_trials
+    from greenprint.integrations.sklearn import track_search, trial_id
+
+    X, y = load_diabetes(return_X_y=True)
+    db = tmp_path / "g.db"
+    search = GridSearchCV(
+        Ridge(),
+        {"alpha": [0.01, 1.0, 100.0]},
+        cv=2,
+        scoring={"r2": "r2", "rmse": "neg_root_mean_squared_error"},
+        refit=False,
+    )
+    sweep = track_search(search, X, y, ledger=db, study="no-refit", **FAST)
+    runs = gp.Ledger(db).runs(study="no-refit")
+    for metric in ("mean_test_rmse", "mean_test_r2", "score"):
+        trials = study_trials(runs, metric=metric)
+        assert trials.mode == "max", metric
+        scored = {r.id: trials.score_of(r.id).score for r in trials.runs}
+        best = max(scored, key=lambda run_id: scored[run_id])
+        scorer = "r2" if metric == "score" else metric.removeprefix("mean_test_")
+        first = list(search.cv_results_[f"rank_test_{scorer}"]).index(1)
+        assert best == trial_id(sweep.id, first), metric

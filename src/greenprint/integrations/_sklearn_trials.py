@@ -106,7 +106,7 @@ def _write_trials(
         shares = _time_shares(search, results, refit_s)
     # a successive-halving search on samples: each candidate trained on its n_resources
     on_samples = getattr(search, "resource", None) == "n_samples" and "n_resources" in results
-    objective = _objective(refit)
+    objective = _objective(search, results, refit)
     rows: list[RunRecord] = []
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
@@ -166,7 +166,7 @@ def _write_trials(
         ledger.start_run(replace(final, role="final", metrics=scores, status=stopped, error=why))
 
 
-def _objective(refit: str) -> str:
+def _objective(search: Any, results: Mapping[str, Any], refit: str) -> str:
     """The :data:`~greenprint._provenance.OBJECTIVES_KEY` provenance of a search's trials.
 
     The search ranks its candidates by the mean test score of ``refit``'s scorer, highest
@@ -175,9 +175,16 @@ def _objective(refit: str) -> str:
     name a user gives it says nothing of that (``scoring={"rmse": ...}``: its
     ``mean_test_rmse`` would read as lower-is-better, and ``greenprint report --metric
     mean_test_rmse`` rank the worst candidate first); the direction recorded here is the one the
-    report takes.
+    report takes. A search of several scorers that refits none by name (``refit=False``, or a
+    callable) ranks its candidates by each (``rank_test_<scorer>``) and chose none: each
+    scorer's ``mean_test_<scorer>`` is one of its objectives, maximised, ``refit``'s (the one
+    the trials' ``score`` holds) first. Else only ``refit``'s: the search optimised that one.
     """
-    return objectives_text([(f"mean_test_{refit}", "maximize")])
+    names = [refit]
+    if not isinstance(search.refit, str):
+        ranked = [k for k in results if k.startswith("mean_test_") and k != f"mean_test_{refit}"]
+        names += [key.removeprefix("mean_test_") for key in ranked]
+    return objectives_text([(f"mean_test_{name}", "maximize") for name in names])
 
 
 def _by_fold(folds: Sequence[RunRecord]) -> list[RunRecord]:

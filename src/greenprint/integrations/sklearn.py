@@ -21,7 +21,8 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
   e.g. ``mean_test_f1``, whenever there are several), and ``mean_test_*``, ``std_test_*``,
   ``rank_test_*`` (``mean_train_*`` with ``return_train_score``); its provenance says that the
   search maximised ``mean_test_<refit>`` (``objectives``: scikit-learn's scores are
-  higher-is-better, also one named ``rmse`` for ``neg_root_mean_squared_error``); status
+  higher-is-better, also one named ``rmse`` for ``neg_root_mean_squared_error``; with several
+  scorers and none named to refit, ``refit=False``, each scorer's ``mean_test_*``); status
   ``failed`` when a fold failed to fit (a numeric ``error_score``, ``0`` too: the fold's run
   ``failed`` with its fit's error, which the candidate's names; every fit failed, the search
   raised: each candidate with its folds' error), ``interrupted`` (``KeyboardInterrupt``) for a
