@@ -63,7 +63,8 @@ What it records:
   its objective's, and the search keeps its trials. With several processes, one meter per node
   as for training: the node's local process 0 records the evaluation's run (the launcher's
   process tree), each other process a part of it with no energy of its own
-  (``<name>-evaluate-rank<k>``);
+  (``<name>-evaluate-rank<k>``); an evaluation before the training is then a part of the
+  node's training run (``eval_on_start=True`` evaluates inside ``train()``: in its run);
 * with ``count_fpo=True``, the FPO of the training (``run.fpo``): the forward and backward of
   each micro-batch trained (each micro-batch of a gradient accumulation; the gradient clipping
   and the optimizer are not counted, as for Lightning), as :func:`greenprint.count_fpo` counts
@@ -508,6 +509,9 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             take_waiting_parts(run, model)  # its evaluation before this training
             trained_again(run, model, link=not resumed)
         elif local == 0 and not search and model is not None:  # its later evaluations know it
+            # the node's evaluation before this training (trainer.evaluate() before train():
+            # its node run, the other processes' runs its parts) is a part of the node's run
+            take_waiting_parts(run, model)
             trained_again(run, model, link=False)
         self._end_fpo()
         if self._count_fpo and model is not None:
