@@ -47,21 +47,27 @@ def _covered_s(runs: list[gp.RunRecord]) -> float:
     return covered
 
 
+@pytest.mark.parametrize("kind", ["own object", "MeterSet"])
 def test_one_meters_object_serves_trials_in_threads_each_from_its_own_start(
-    tmp_path: Path,
+    tmp_path: Path, kind: str
 ) -> None:
-    """``GreenprintCallback(meters=m)`` and ``n_jobs=2``: each trial records the process's
-    energy over its own span (``W`` x its time, its meter never taken for failed), the price
-    tag the process's over the time the trials covered, and the object is closed at the end.
-    Before: trial 0 (0.4 s) recorded about half of its energy, its meter 'went backwards'."""
+    """``GreenprintCallback(meters=m)`` and ``n_jobs=2``, ``m`` a user's own meter object or a
+    ``MeterSet``: each trial records the process's energy over its own span (``W`` x its time,
+    its meter never taken for failed), the price tag the process's over the time the trials
+    covered. Before: a trial's meter 'went backwards' when another trial started it again (own
+    object: trial 0 recorded about half of its energy), or a MeterSet restarted under a trial
+    read from the first trial's start on."""
     need_installed("optuna", "optuna")
     import optuna
 
     from greenprint.integrations.optuna import GreenprintCallback
+    from greenprint.meters._set import guard_meters
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     db = tmp_path / "g.db"
-    meters = ConstantProcessPower(WATTS)  # one start time: a user's own meter, not per thread
+    meters: object = ConstantProcessPower(WATTS)  # one start time, not one per thread
+    if kind == "MeterSet":
+        meters = guard_meters(meters)  # a MeterSet, as detect_meters() gives
 
     def objective(trial: optuna.Trial) -> float:
         time.sleep(0.4 if trial.number % 2 == 0 else 0.2)
