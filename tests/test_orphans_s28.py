@@ -122,22 +122,31 @@ def worlds(draw: st.DrawFn) -> list[dict]:
     its contained children's processes (its process tree on its host) over its span.
 
     A run is a root, a contained child (same host, started while its parent ran, its process
-    in its parent's tree) or a remote child (another host: outside every measurement of its
-    parent's). A run's process draws power only over its own span. Any run may run on past
-    the runs around it unless it has contained children (its energy is then not at constant
-    power over its span, which the record cannot tell: only leaves and runs whose children are
-    all remote may run on, as a worker does). Some parents recorded no end and stopped
-    flushing (killed with SIGKILL: lost) at their span's end.
+    in its parent's tree), a remote child (another host: outside every measurement of its
+    parent's; ``contained`` false as a child process told its parent records it, or none
+    recorded: ``gp.track(parent=id)`` on that host), or a rank of a distributed training its
+    parent's process spawned (``torch.multiprocessing.spawn``: contained, one job per parent;
+    the price tag links a job's ranks under their rank 0 when the parent holds other runs
+    too, outside rank 0's measurement but inside its parent's). A run's process draws power
+    only over its own span. Any run may run on past the runs around it unless it has
+    contained children or is a rank (its energy is then not at constant power over its span,
+    which the record cannot tell; a rank keeps its job's rules: only leaves and runs whose
+    children are all remote may run on, as a worker does). Some parents recorded no end and
+    stopped flushing (killed with SIGKILL: lost) at their span's end.
     """
     n = draw(st.integers(1, 8))
     links = []
     for k in range(n):
-        kind = draw(st.sampled_from(["root", "contained", "contained", "remote"])) if k else "root"
+        kind = (
+            draw(st.sampled_from(["root", "contained", "contained", "remote", "byid", "rank"]))
+            if k
+            else "root"
+        )
         parent = None if kind == "root" else draw(st.integers(0, k - 1))
         links.append((kind if parent is not None else "root", parent))
     has_contained = [False] * n
     for kind, parent in links:
-        if kind == "contained" and parent is not None:
+        if kind in ("contained", "rank") and parent is not None:
             has_contained[parent] = True
     runs: list[dict] = []
     for k, (kind, parent) in enumerate(links):
@@ -147,9 +156,9 @@ def worlds(draw: st.DrawFn) -> list[dict]:
         else:
             above = runs[parent]
             start = draw(st.integers(above["start"], above["end"] - 1))
-            host = above["host"] if kind == "contained" else f"host-{k}"
-        if has_contained[k] and kind == "contained":  # ends inside what measures it
-            end = draw(st.integers(start + 1, _reach(runs, parent)))
+            host = above["host"] if kind in ("contained", "rank") else f"host-{k}"
+        if kind == "rank" or (has_contained[k] and kind == "contained"):  # ends inside what
+            end = draw(st.integers(start + 1, _reach(runs, parent)))  # measures it
         else:
             end = start + draw(st.integers(1, 8))
         runs.append(
@@ -172,7 +181,7 @@ def _reach(runs: list[dict], pos: int | None) -> int:
     reach = 0
     while pos is not None:
         reach = max(reach, runs[pos]["end"])
-        pos = None if runs[pos]["kind"] != "contained" else runs[pos]["parent"]
+        pos = None if runs[pos]["kind"] not in ("contained", "rank") else runs[pos]["parent"]
     return reach
 
 
@@ -182,7 +191,7 @@ def _contained_below(runs: list[dict], k: int) -> list[int]:
     while todo:
         at = todo.pop()
         for j, r in enumerate(runs):
-            if r["parent"] == at and r["kind"] == "contained":
+            if r["parent"] == at and r["kind"] in ("contained", "rank"):
                 found.append(j)
                 todo.append(j)
     return found
@@ -199,6 +208,9 @@ def _records(runs: list[dict], study: str) -> list[gp.RunRecord]:
             energy += other["power"] * max(overlap, 0)
         start, end = T0 + run["start"] * UNIT_S, T0 + run["end"] * UNIT_S
         lost = run["lost"] and any(r["parent"] == k for r in runs)
+        kind, parent = run["kind"], run["parent"]
+        rank = kind == "rank"  # of its parent's job, numbered in order
+        local = sum(r["kind"] == "rank" and r["parent"] == parent for r in runs[:k])
         records.append(
             gp.RunRecord(
                 id=f"{study}-{run['id']}",
@@ -214,9 +226,13 @@ def _records(runs: list[dict], study: str) -> list[gp.RunRecord]:
                 host=run["host"],
                 scope="process",
                 energy_kwh=energy,
+                energy_cpu_kwh=energy,  # its meter's component: the provenance's measured
                 emissions_kg=energy * 0.4,
-                contained=None if run["parent"] is None else run["kind"] == "contained",
-                provenance={"cpu": "test", "process": f"pid {k + 100} started 1.00"},
+                contained=None if kind in ("root", "byid") else kind != "remote",
+                job_id=f"{study}-job{parent}" if rank else None,
+                node_rank=0 if rank else None,
+                local_rank=local if rank else None,
+                provenance={"cpu": "rapl", "process": f"pid {k + 100} started 1.00"},
             )
         )
     return records
@@ -248,6 +264,29 @@ def test_every_run_measured_once_whatever_ran_on(tmp_path, runs):
     assert spent.emissions_kg == pytest.approx(tag.total.emissions_kg, rel=1e-9, abs=1e-15)
     by_status = math.fsum(c.energy_kwh for c in tag.by_status.values())
     assert by_status == pytest.approx(tag.total.energy_kwh, rel=1e-9, abs=1e-15)
+    # the breakdown: each process's energy once, in the role of the run its cost belongs to
+    # (where no run inside its parent ran on into a reading further up: what it spent after
+    # its parent's end is in its grandparent's figure, by the rule)
+    by_role = math.fsum(c.energy_kwh for c in tag.by_role.values())
+    assert by_role == pytest.approx(tag.total.energy_kwh, rel=1e-9, abs=1e-15)
+    if all(
+        r["end"] <= runs[r["parent"]]["end"]
+        or _reach(runs, r["parent"]) == runs[r["parent"]]["end"]
+        for r in runs
+        if r["kind"] in ("contained", "rank")
+    ):
+        roles = tag.roles
+        owner = {run.name: roles.roles[roles.owners[p]] for p, run in enumerate(stored)}
+        for role, cost in tag.by_role.items():
+            spent = math.fsum(
+                r["power"] * (r["end"] - r["start"]) for r in runs if owner[r["id"]] == role
+            )
+            assert cost.energy_kwh == pytest.approx(spent, rel=1e-9, abs=1e-15), role
+    # where the energy came from: every counted kWh once (each meter's component)
+    source = tag.provenance
+    assert source.measured_kwh + source.estimated_kwh + source.unknown_kwh == pytest.approx(
+        tag.total.energy_kwh, rel=1e-9, abs=1e-15
+    )
 
 
 def test_the_sqlalchemy_read_counts_a_worker_that_ran_on(tmp_path):

@@ -334,6 +334,54 @@ class RunForest:
         kind = self.kinds[pos] if self.kinds else "nested"
         return kind == "remote" or (fpo and kind == "peer")
 
+    def adds_far(self, pos: int, *, fpo: bool = False) -> bool:
+        """Whether the run at ``pos`` adds to its parent and is outside the runs above it too.
+
+        Its record says its measurement is outside its recorded parent's: ``contained`` false
+        (another host, outside the parent's process tree), or no containment recorded by a run
+        of no job (a run given its parent by id on another host: the only way such a run adds,
+        see :func:`_link_kind`). What it spent is in no figure of any run above it (a remote
+        worker of a trial nested in a sweep's process adds to the sweep too). A run that adds
+        to its parent only because its job linked it there (a DDP rank read under its
+        training's rank 0, recorded inside the sweep's process tree) is outside that run
+        alone: it is inside the measurements above it. (:meth:`nested_sum`'s far rule.)
+        """
+        return self.adds(pos, fpo=fpo) and self._apart[pos]
+
+    @cached_property
+    def _apart(self) -> tuple[bool, ...]:
+        """Whether each run's own record puts it outside its recorded parent (:meth:`adds_far`)."""
+        return tuple(
+            contained is False or (contained is None and job is None)
+            for contained, job in zip(self.column("contained"), self.column("job_id"), strict=True)
+        )
+
+    def outside(self, pos: int, inclusive: Sequence[Any], far: Sequence[Any] | None) -> Any:
+        """The part of the run's inclusive amount at ``pos`` outside its own measurement.
+
+        What its children that add to it spent (:meth:`adds`: another host, a rank its job
+        linked under it), and what is far below the runs inside it (``far``: a remote worker
+        of a trial that ran in the sweep's process), in no figure of the run's own. So
+        ``inclusive[pos] - outside(pos, ...)`` is the amount its own measurement stands for:
+        the larger of what it recorded and what the runs inside it spent (scaled where its
+        concurrent children shared its measurement out).
+
+        Args:
+            pos: the run's position.
+            inclusive: every run's inclusive amount (:attr:`SharedSums.inclusive`, or a price
+                tag's with what ran on after its parent: :attr:`BeyondSums.inclusive`).
+            far: the same sums' :attr:`SharedSums.far` (``None``: no run adds energy).
+
+        Returns:
+            The amount (0 when nothing adds below the run).
+        """
+        if far is None:
+            return 0
+        total: Any = 0
+        for child in self.children[pos]:
+            total += inclusive[child] if self.adds(child) else far[child]
+        return total
+
     def nested_sum(
         self, values: Sequence[float | int | None], *, fpo: bool = False, shared: bool = False
     ) -> tuple[list[Any], list[Any]]:
@@ -371,7 +419,7 @@ class RunForest:
                 leaves it out would look complete and be wrong, and the fix is one SQL
                 statement, which the message gives; nothing in the ledger is changed.
         """
-        inclusive, exclusive, _ = self._sums(values, fpo=fpo, shared=shared)
+        inclusive, exclusive, _, _ = self._sums(values, fpo=fpo, shared=shared)
         return inclusive, exclusive
 
     def shared_sums(self, name: str) -> SharedSums:
@@ -468,7 +516,7 @@ class RunForest:
         found = self._shared.get(name)
         if found is None:
             values = self.column(name)
-            inclusive, exclusive, shares = self._sums(values, fpo=False, shared=True)
+            inclusive, exclusive, shares, far = self._sums(values, fpo=False, shared=True)
             roots = shares.pop(_ROOTS, None)
             found = self._shared[name] = SharedSums(
                 inclusive,
@@ -482,6 +530,7 @@ class RunForest:
                 shares,
                 _nonfinite(values),
                 roots,
+                far,
             )
         return found
 
@@ -987,12 +1036,13 @@ class RunForest:
 
     def _sums(
         self, values: Sequence[float | int | None], *, fpo: bool, shared: bool
-    ) -> tuple[list[Any], list[Any], dict[int, ShareOut]]:
-        """:meth:`nested_sum`, and the runs whose concurrent children were scaled.
+    ) -> tuple[list[Any], list[Any], dict[int, ShareOut], list[Any] | None]:
+        """:meth:`nested_sum`, the runs whose concurrent children were scaled, and what is far.
 
         Returns:
-            ``(inclusive, exclusive, shares)``; ``shares``: position of a parent whose
-            concurrent children shared its measurement out -> how (:class:`ShareOut`).
+            ``(inclusive, exclusive, shares, far)``; ``shares``: position of a parent whose
+            concurrent children shared its measurement out -> how (:class:`ShareOut`);
+            ``far``: :attr:`SharedSums.far` (``None`` when no run adds to its parent).
         """
         import numpy as np
 
@@ -1007,7 +1057,7 @@ class RunForest:
                 # no run has children and every amount is known and positive (a search of
                 # trials, none in threads of one process at once): both are the amounts
                 # (100,000 runs: 3 ms where the loop takes 11)
-                return list(values), list(values), {}
+                return list(values), list(values), {}, None
         # Every run as a leaf first, in one pass: its own amount, 0 when unknown or negative,
         # with the arithmetic of the loop below; then the runs with children, children before
         # parents. A leaf's inclusive amount is its exclusive one except for -0.0 (``-0.0 +
@@ -1033,7 +1083,7 @@ class RunForest:
         links = set(self.kinds)
         adding = "remote" in links or (fpo and "peer" in links)
         far: list[Any] | None = [0] * len(values) if adding else None
-        runs = self.runs
+        apart = self._apart if adding else ()
         for pos in self.inner_order:
             # outside: what adds to the runs inside this one (in no figure of its own);
             # beyond: what adds to it that is outside the runs above it too
@@ -1041,9 +1091,8 @@ class RunForest:
             for child in children[pos]:
                 if self.adds(child, fpo=fpo):
                     added += inclusive[child]
-                    if far is not None:  # recorded outside its parent's tree, or not
-                        contained = runs[child].contained
-                        beyond += inclusive[child] if contained is False else far[child]
+                    if far is not None:  # outside the runs above too (adds_far), or not
+                        beyond += inclusive[child] if apart[child] else far[child]
                 else:
                     below += inclusive[child]
                     if far is not None:
@@ -1100,7 +1149,7 @@ class RunForest:
                 scale[_ROOTS] = roots
         if scale:
             self._scale_down(inclusive, exclusive, scale, far)
-        return inclusive, exclusive, scale
+        return inclusive, exclusive, scale, far
 
     def _scale_down(
         self,
@@ -1127,6 +1176,7 @@ class RunForest:
         """
         children = self.children
         remote = self._remote
+        apart = self._apart if remote else ()
         roots = scale.get(_ROOTS)  # top-level runs in threads: their own factors
         # a run below a scaled parent (or a top-level run in threads) -> its factor
         factor: dict[int, Any] = {} if roots is None else dict(roots.factors)
@@ -1149,8 +1199,11 @@ class RunForest:
             rate = rated.get(pos)
             inside: list[int] = []
             for child in children[pos]:
-                if remote and self.adds(child):
-                    continue
+                if remote and self.adds(child) and (far is None or apart[child]):
+                    continue  # outside every measurement above: never scaled
+                # inside this run, or adding to it but inside the runs above (a rank its job
+                # linked under its training's rank 0, in the sweep's process tree): scaled
+                # with it, by the factor from above (it is in no share of this run's own)
                 inside.append(child)
                 f = own.get(child)
                 if rate is None:
@@ -1517,6 +1570,11 @@ class SharedSums:
             stretch of their time once (:class:`ShareOut`: ``threads``, ``factors``,
             ``threads_measured``, ``threads_shared``; ``own`` is ``None``: no run measured
             them all), or ``None`` when no two did.
+        far: each run's part of its inclusive amount that is outside the measurements of
+            the runs above it (what adds below it far: :meth:`RunForest.adds_far`, at any
+            depth; a remote worker of a trial in a sweep's process), never scaled; the rule's
+            own list, which :meth:`RunForest.outside` reads. ``None`` when no run adds to its
+            parent.
     """
 
     inclusive: list[Any]
@@ -1525,6 +1583,7 @@ class SharedSums:
     shares: Mapping[int, ShareOut] = field(default_factory=dict)
     nonfinite: tuple[int, ...] = ()
     roots: ShareOut | None = None
+    far: list[Any] | None = None
 
 
 #: Costs a meter reads for a whole process or machine over a run's span, which concurrent

@@ -149,8 +149,11 @@ def reference_nested_sum(forest: RunForest, values: Any, fpo: bool) -> tuple[lis
         for child in forest.children[pos]:
             if forest.adds(child, fpo=fpo):
                 added += inclusive[child]
-                # outside its parent's tree by its record, else outside only this run
-                beyond += inclusive[child] if forest.runs[child].contained is False else far[child]
+                # outside its recorded parent's tree by its record (contained False, or none
+                # recorded by a run of no job: another host's), else outside only this run
+                run = forest.runs[child]
+                apart = run.contained is False or (run.contained is None and run.job_id is None)
+                beyond += inclusive[child] if apart else far[child]
             else:
                 below += inclusive[child]
                 outside += far[child]

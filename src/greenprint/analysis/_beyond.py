@@ -32,8 +32,12 @@ class BeyondSums(NamedTuple):
             the cost), each stretch of one reading once.
         sums: the rule's sums of what lies inside (how parents shared their measurements
             out, for the notes): the forest's own when no run ran on.
-        inside: position of each run -> what the runs below it (through links inside it) spent
-            after the measurements around them, in its inclusive amount (runs with any).
+        inside: position of each run -> what the runs below it spent after the measurements
+            around them, in its inclusive amount and not in :meth:`RunForest.outside` of it
+            (reached through links inside it, and through no run that adds far: runs with any).
+        far: :attr:`SharedSums.far` of these sums: what is outside the measurements above
+            each run, with what runs below it spent after the measurements around them where
+            it came through a run that adds far (``None``: no run adds to its parent).
     """
 
     inclusive: list[Any]
@@ -41,6 +45,7 @@ class BeyondSums(NamedTuple):
     counted: dict[int, Any]
     sums: SharedSums
     inside: dict[int, Any]
+    far: list[Any] | None = None
 
 
 def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
@@ -80,7 +85,7 @@ def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
     names = ("energy_kwh", "emissions_kg")
     if not spans:
         return tuple(  # type: ignore[return-value]
-            BeyondSums(sums.inclusive, sums.exclusive, {}, sums, {})
+            BeyondSums(sums.inclusive, sums.exclusive, {}, sums, {}, sums.far)
             for sums in map(forest.shared_sums, names)
         )
     runs = forest.runs
@@ -113,18 +118,22 @@ def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
     for name in names:
         sums = inside.shared_sums(name)
         inclusive, exclusive = list(sums.inclusive), list(sums.exclusive)
+        far = None if sums.far is None else list(sums.far)
         below: dict[int, Any] = {}
         for pos, amount in outside[name].items():
             exclusive[pos] += amount
             inclusive[pos] += amount
-            at, through = pos, True
+            at, crossed = pos, False  # crossed: in the far amounts from here up
             while (up := parents[at]) is not None:
                 inclusive[up] += amount
-                through = through and not forest.adds(at)
-                if through:
+                if forest.adds(at):  # in outside(up) as what adds to it
+                    crossed = crossed or forest.adds_far(at)
+                elif not crossed:  # in no outside(up): what its own figure is compared with
                     below[up] = below.get(up, 0) + amount
+                if crossed and far is not None:
+                    far[up] += amount
                 at = up
-        found.append(BeyondSums(inclusive, exclusive, outside[name], sums, below))
+        found.append(BeyondSums(inclusive, exclusive, outside[name], sums, below, far))
     return found[0], found[1]
 
 

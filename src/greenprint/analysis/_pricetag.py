@@ -557,6 +557,7 @@ def price_tag(
     energy_beyond, co2_beyond = beyond_sums(forest)
     energy, co2 = energy_beyond.sums, co2_beyond.sums
     energy_in, energy_ex = energy_beyond.inclusive, energy_beyond.exclusive
+    energy_far = energy_beyond.far  # what is far below each run (None: no run adds)
     co2_in, co2_ex = co2_beyond.inclusive, co2_beyond.exclusive
     time_in, time_ex = forest.nested_sum(forest.column("duration_s"))
     fpo = forest.fpo_sums  # the FPO rule (unknown, complete): RunForest.known_sums
@@ -569,7 +570,7 @@ def price_tag(
     if energy_beyond.counted:
         notes.append(_beyond_note(forest, energy_beyond.counted))
     if any(
-        energy_in[p] - _added(forest, p, energy_in) - energy_beyond.inside.get(p, 0)
+        energy_in[p] - forest.outside(p, energy_in, energy_far) - energy_beyond.inside.get(p, 0)
         > items[p].energy_kwh * (1 + 1e-9) + 1e-12
         for p in forest.inner_order
         if p not in energy.shares  # shared out: a floored one has its own note
@@ -692,7 +693,7 @@ def price_tag(
         ended_at=ended,
         final=final_run,
         edh=_edh(forest, roles.trials, energy_in, co2_in, fpo_in, fpo.complete),
-        provenance=_provenance(forest, energy_in),
+        provenance=_provenance(forest, energy_in, energy_far),
         metric=metric,
         mode=mode,
         notes=tuple(notes),
@@ -913,24 +914,6 @@ def _source_kind(source: str | None) -> int:
     return _ESTIMATED if Provenance.parse(source).is_estimate else _MEASURED
 
 
-def _added(forest: RunForest, position: int, amounts: list[Any]) -> Any:
-    """The part of a run's inclusive amount outside its own measurement.
-
-    What its children that add to it spent (other hosts...), and what adds to the runs inside
-    it, at any depth (a remote worker of a trial that ran in the sweep's process): in no
-    figure of the run's own.
-    """
-    total: Any = 0
-    stack = list(forest.children[position])
-    while stack:
-        child = stack.pop()
-        if forest.adds(child):
-            total += amounts[child]
-        else:
-            stack.extend(forest.children[child])
-    return total
-
-
 #: A parent's concurrent children are noted as scaled when they measured more than this
 #: factor of its amount (below it, the scaling only corrects float rounding).
 _SCALED_NOTE_ABOVE = 1 + 1e-9
@@ -1003,7 +986,7 @@ def _shared_notes(
         p: share
         for p, share in energy.shares.items()
         if share.short
-        and energy.inclusive[p] - _added(forest, p, energy.inclusive)
+        and energy.inclusive[p] - forest.outside(p, energy.inclusive, energy.far)
         > share.own * _SCALED_NOTE_ABOVE
     }
     if short:
@@ -1104,7 +1087,9 @@ def _short_note(forest: RunForest, energy: SharedSums, shares: Mapping[int, Shar
     """Parents that measured less energy than their children in one process count."""
     names = [repr(forest.runs[p].name) for p in shares]
     own = math.fsum(s.own for s in shares.values())
-    count = math.fsum(energy.inclusive[p] - _added(forest, p, energy.inclusive) for p in shares)
+    count = math.fsum(
+        energy.inclusive[p] - forest.outside(p, energy.inclusive, energy.far) for p in shares
+    )
     if len(shares) == 1:
         return (
             f"run {names[0]} measured less energy ({own:.3g} kWh) than its children that ran "
@@ -1252,7 +1237,12 @@ def _what_they_read(forest: RunForest, positions: Sequence[int]) -> tuple[str, b
 
 
 def _lifted_mix(
-    forest: RunForest, position: int, own: float, parts: float, energy_in: list[Any]
+    forest: RunForest,
+    position: int,
+    own: float,
+    parts: float,
+    energy_in: list[Any],
+    energy_far: list[Any] | None,
 ) -> list[float]:
     """The measured, estimated and unknown kWh of what a run counts from its children.
 
@@ -1278,9 +1268,9 @@ def _lifted_mix(
             if kind != _ABSENT and kwh is not None:
                 mix[kind] += kwh
                 mine += kwh
-        inner = float(energy_in[child]) - float(_added(forest, child, energy_in))
+        inner = float(energy_in[child]) - float(forest.outside(child, energy_in, energy_far))
         if inner > mine and forest.children[child]:
-            below = _lifted_mix(forest, child, inner, mine, energy_in)
+            below = _lifted_mix(forest, child, inner, mine, energy_in, energy_far)
             mix = [a + b for a, b in zip(mix, below, strict=True)]
             mine += sum(below)
         mix[_UNKNOWN] += max(inner - mine, 0.0)
@@ -1300,18 +1290,13 @@ def _with_descendants(forest: RunForest, position: int) -> list[int]:
     return found
 
 
-def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
+def _provenance(
+    forest: RunForest, energy_in: list[Any], energy_far: list[Any] | None
+) -> ProvenanceSummary:
     measured = estimated = unknown = 0.0
     runs = forest.runs
     children = forest.children
-    counted = [
-        *forest.roots,
-        *(
-            p
-            for p in (range(len(runs)) if "remote" in forest.kinds else ())  # none adds else
-            if forest.parents[p] is not None and forest.adds(p)
-        ),
-    ]
+    counted = [*forest.roots, *_counted_apart(forest)]
     # A study's runs share a handful of provenance dictionaries (the ledger decodes each
     # distinct text once): the kinds of a run's components are looked up once per dictionary
     # and set of components present. The sums are taken run by run, component by component,
@@ -1344,12 +1329,12 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
                 else:
                     measured += kwh
                 parts += kwh
-        added = _added(forest, position, energy_in) if children[position] else 0
+        added = forest.outside(position, energy_in, energy_far) if children[position] else 0
         own = float(energy_in[position]) - float(added)
         if own > parts and children[position]:
             # a run that measured less than its children spent (killed before its first
             # flush...) counts their sum: that energy has their provenance, not unknown
-            lifted = _lifted_mix(forest, position, own, parts, energy_in)
+            lifted = _lifted_mix(forest, position, own, parts, energy_in, energy_far)
             if sum(lifted) > 0:
                 lifted_in.append(position)
             measured += lifted[_MEASURED]
@@ -1399,6 +1384,31 @@ def _provenance(forest: RunForest, energy_in: list[Any]) -> ProvenanceSummary:
         pue_values=tuple(sorted({float(r.pue) for r in forest.runs})),
         pue_sources=tuple(sorted(pue_sources)),
     )
+
+
+def _counted_apart(forest: RunForest) -> list[int]:
+    """The runs besides the roots whose energy is in no other counted run's own figure.
+
+    A run that adds to its parent (:meth:`~RunForest.adds`) is outside that parent's
+    measurement: counted on its own when the parent is counted (a root, or counted in turn) or
+    when it adds far (:meth:`~RunForest.adds_far`: outside every run above it, another host's
+    run under a trial in a sweep's process). A rank its job linked under its training's rank 0
+    inside a sweep's process tree is in the sweep's measurement, its components with it: not
+    counted again. The roots' and these runs' own figures (:meth:`~RunForest.outside` taken
+    off) sum to the total.
+    """
+    if "remote" not in forest.kinds:  # no run adds energy to its parent
+        return []
+    parents = forest.parents
+    counted = [p is None for p in parents]
+    found = []
+    for pos in reversed(forest.order):  # parents before children
+        up = parents[pos]
+        if up is not None and forest.adds(pos) and (counted[up] or forest.adds_far(pos)):
+            counted[pos] = True
+            found.append(pos)
+    found.sort()
+    return found
 
 
 def _logged_metrics(runs: Sequence[RunRecord]) -> str:
