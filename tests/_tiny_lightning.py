@@ -37,3 +37,32 @@ def quiet_trainer(callback: Any, *, max_epochs: int) -> pl.Trainer:
         enable_model_summary=False,
         callbacks=[callback],
     )
+
+
+class DDPRegressor(pl.LightningModule):
+    """One linear layer fitted by SGD, its training loss logged summed over ranks; each rank
+    ends its process group at the end of the fit.
+
+    Defined here, not in a test, so that ``ddp_spawn`` can pickle it by name to its ranks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x), y)
+        self.log("train_loss", loss, sync_dist=True)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def on_fit_end(self) -> None:
+        # each spawned rank ends its process group, as torch asks of every distributed program:
+        # Lightning does so at exit for NCCL only, and a rank that exits with gloo's threads
+        # alive can abort ("terminate called without an active exception", SIGABRT,
+        # pytorch/pytorch#190489)
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

@@ -537,61 +537,32 @@ def test_pytorch_lightning_alone_is_supported(tmp_path: Path) -> None:
     assert done.stdout.strip().splitlines()[-1] == "[('pl', 'finished')]"
 
 
-DDP_SCRIPT = """
-import os
-import torch
-import lightning.pytorch as pl
-from torch.utils.data import DataLoader, TensorDataset
-from greenprint.integrations.lightning import GreenprintCallback
-
-
-class M(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, i):
-        x, y = batch
-        loss = torch.nn.functional.mse_loss(self.layer(x), y)
-        self.log("train_loss", loss, sync_dist=True)
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    def on_fit_end(self):
-        # each spawned rank ends its process group, as torch asks of every distributed script:
-        # Lightning does so at exit for NCCL only, and a rank that exits with gloo's threads
-        # alive can abort ("terminate called without an active exception", SIGABRT,
-        # pytorch/pytorch#190489), which failed this test once in a whole-suite run
-        torch.distributed.destroy_process_group()
-
-
-if __name__ == "__main__":
-    ds = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
-    cb = GreenprintCallback("ddp", study="ddp", ledger=os.path.abspath("gp.db"), count_fpo=True,
-                            sample_interval_s=0.05, flush_interval_s=0.1)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp_spawn",
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[cb])
-    trainer.fit(M(), DataLoader(ds, batch_size=16))
-    print("energy", float(trainer.callback_metrics["greenprint/energy_kwh"]))
-"""
-
-
 @pytest.mark.slow
-def test_ddp_meters_once_per_node_and_other_ranks_are_parts(tmp_path: Path) -> None:
-    (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, "ddp.py"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env=_one_thread(),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    records = {r.name: r for r in gp.Ledger(tmp_path / "gp.db").runs(study="ddp")}
+def test_ddp_meters_once_per_node_and_other_ranks_are_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``strategy="ddp_spawn"`` on two CPU ranks (gloo): local rank 0 meters the node, rank 1 is
+    its part with no energy of its own, each counts its own FPO, and the logged energy is the
+    node's.
+
+    ``fit`` is called in this process, as a notebook or a function calls it (``ddp_spawn`` is
+    Lightning's strategy for them): the ranks are new processes (``spawn``) that import
+    Lightning and unpickle the Trainer, its callback and the module (``DDPRegressor``, defined
+    in a module of its own for that); this process is their launcher, as a script's would be. A
+    script as the launcher imported Lightning a third time (8 s of CPU of the test's 30).
+    """
+    from _tiny_lightning import DDPRegressor
+
+    # Lightning sets the master port in the launcher's environment: restored after the test
+    for key in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK", "RANK"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the spawned ranks: tiny models, one thread
+    db = tmp_path / "gp.db"
+    cb = GreenprintCallback("ddp", study="ddp", ledger=db, count_fpo=True, **FAST)
+    trainer = _trainer(tmp_path, cb, logger=False, devices=2, strategy="ddp_spawn")
+    ds = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+    trainer.fit(DDPRegressor(), DataLoader(ds, batch_size=16))
+    records = {r.name: r for r in gp.Ledger(db).runs(study="ddp")}
     assert set(records) == {"ddp", "ddp-rank1"}
     node, part = records["ddp"], records["ddp-rank1"]
     assert (node.status, node.role, node.parent_id) == ("finished", None, None)
@@ -600,8 +571,9 @@ def test_ddp_meters_once_per_node_and_other_ranks_are_parts(tmp_path: Path) -> N
     assert part.provenance.get("cpu") is None
     # each rank counted its own steps: 64 samples / 2 ranks / 16 per batch = 2 batches x 2 epochs
     assert node.fpo == part.fpo and node.fpo > 0
-    # the logged energy is summed over ranks: the node's, as metered by local rank 0
-    logged = float(done.stdout.split("energy")[-1])
+    # the logged energy is summed over ranks: the node's, as metered by local rank 0 (rank 0's
+    # figures come back to the launcher)
+    logged = float(trainer.callback_metrics["greenprint/energy_kwh"])
     assert 0 < logged <= node.energy_kwh
 
 
