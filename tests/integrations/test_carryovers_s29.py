@@ -10,15 +10,12 @@
   better) minimised it by its name and took the worst candidate for the best.
 * Hugging Face Trainer under DDP (torchrun): ``trainer.evaluate()`` before ``trainer.train()``
   stayed a top-level part beside the training (counted, but not in the training's cost); it
-  is now a part of the node's training run, as in one process.
+  is now a part of the node's training run, as in one process. (Asserted in the torchrun test
+  of ``test_transformers_fpo.py``: one framework start-up for both.)
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -125,75 +122,3 @@ def test_several_scorers_without_refit_are_each_ranked_as_scikit_learn_ranks_the
         scorer = "r2" if metric == "score" else metric.removeprefix("mean_test_")
         first = list(search.cv_results_[f"rank_test_{scorer}"]).index(1)
         assert best == trial_id(sweep.id, first), metric
-
-
-DDP_SCRIPT = """
-import sys
-import transformers
-from transformers import Trainer, TrainingArguments
-sys.path[:0] = [{tests!r}, {integrations!r}]
-from integrations._hf import Tokens, tiny_bert
-from tracking._meters import ConstantProcessPower
-from greenprint.integrations.transformers import GreenprintCallback
-
-transformers.logging.set_verbosity_error()
-args = TrainingArguments(output_dir="out", report_to="none", use_cpu=True, ddp_backend="gloo",
-                         per_device_train_batch_size=4, max_steps=1, save_strategy="no",
-                         disable_tqdm=True)
-options = dict(study="pre", ledger="gp.db", meters=ConstantProcessPower({watts!r}),
-               sample_interval_s=0.05, flush_interval_s=0.1)
-for name in ("attached", "bare"):
-    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=Tokens(8), eval_dataset=Tokens(8))
-    cb = GreenprintCallback(name, **options)
-    if name == "attached":
-        cb.attach(trainer)
-    else:
-        trainer.add_callback(cb)
-    trainer.evaluate()  # the untrained model, before its training
-    trainer.train()
-"""
-
-
-@pytest.mark.slow
-def test_an_evaluation_before_training_under_ddp_is_a_part_of_the_training(
-    tmp_path: Path,
-) -> None:
-    """torchrun, two CPU processes (gloo): ``trainer.evaluate()`` then ``trainer.train()``,
-    the callback attached or not. The node's evaluation run is a ``part`` of the node's
-    training run (``contained`` false: it ran before it, added once), the other process's its
-    part; the study is its trainings, each costing its evaluation too. Before: a top-level
-    part beside the training (``by_role`` had ``part``)."""
-    need_installed("transformers", "transformers")
-    need_installed("torch", "torch")
-    with socket.socket() as free:  # a port for the processes' rendezvous (loopback only)
-        free.bind(("127.0.0.1", 0))
-        port = str(free.getsockname()[1])
-    here = Path(__file__).parent
-    script = DDP_SCRIPT.format(tests=str(here.parent), integrations=str(here), watts=WATTS)
-    (tmp_path / "ddp.py").write_text(script)
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_addr", "127.0.0.1", "--master_port", port, "ddp.py"],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    runs = gp.Ledger(tmp_path / "gp.db").runs(study="pre")
-    by_name = {r.name: r for r in runs}
-    assert sorted(by_name) == sorted(
-        f"{name}{suffix}"
-        for name in ("attached", "bare")
-        for suffix in ("", "-rank1", "-evaluate", "-evaluate-rank1")
-    )
-    for name in ("attached", "bare"):
-        training, evaluation = by_name[name], by_name[f"{name}-evaluate"]
-        assert evaluation.ended_at <= training.started_at
-        assert (evaluation.role, evaluation.parent_id) == ("part", training.id)
-        assert evaluation.contained is False
-        assert by_name[f"{name}-evaluate-rank1"].parent_id == evaluation.id
-        assert evaluation.energy_kwh > 0
-    tag = price_tag(runs)
-    assert set(tag.by_role) == {"trial"} and tag.total.trials == 2
-    assert tag.by_role["trial"].energy_kwh == pytest.approx(
-        sum(r.energy_kwh for r in runs), rel=1e-9
-    )

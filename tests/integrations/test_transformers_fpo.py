@@ -447,6 +447,19 @@ alone = [count_fpo(tiny_bert().train(), **b).total for b in trained]
 params = sum(p.numel() for p in model.parameters())
 with open(f"rank{{args.process_index}}.json", "w") as f:
     json.dump({{"world": args.world_size, "alone": alone, "params": params}}, f)
+# an evaluation before training, in a study of its own: other models and Trainers (evaluating
+# the model above before its training would train it without its DistributedDataParallel)
+options["study"] = "pre"
+for name in ("attached", "bare"):
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=examples[:8],
+                      eval_dataset=examples[:8])
+    cb = GreenprintCallback(name, **options)
+    if name == "attached":
+        cb.attach(trainer)
+    else:
+        trainer.add_callback(cb)
+    trainer.evaluate()  # the untrained model, before its training
+    trainer.train()
 """
 
 
@@ -458,7 +471,9 @@ def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
     they train, its gradients' all-reduce inside the counted backward counts 0 FPO and is no
     op without a rule (the FPO is exact, not a lower bound), and nothing hangs or raises. Each
     micro-batch is what count_fpo counts alone plus DDP's averaging of the all-reduced
-    gradients (one division per parameter)."""
+    gradients (one division per parameter). The same processes then evaluate other models
+    before training them: each evaluation is a part of its training (before: a top-level part
+    beside it)."""
     import json
     import socket
     import subprocess
@@ -518,6 +533,30 @@ def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
     assert (tag.total.trials, tag.total.runs) == (1, len(every))
     counted = training.energy_kwh + sum(n.energy_kwh for n in nodes)
     assert tag.total.energy_kwh == pytest.approx(counted, rel=1e-9)
+
+    # trainer.evaluate() then trainer.train(), the callback attached or not: the node's
+    # evaluation run is a part of the node's training run (contained false: it ran before it,
+    # added once), the other process's its part; the study is its trainings, each costing its
+    # evaluation too. (Before: a top-level part beside the training, by_role had "part".)
+    before = gp.Ledger(tmp_path / "gp.db").runs(study="pre")
+    by_name = {r.name: r for r in before}
+    assert sorted(by_name) == sorted(
+        f"{name}{suffix}"
+        for name in ("attached", "bare")
+        for suffix in ("", "-rank1", "-evaluate", "-evaluate-rank1")
+    )
+    for name in ("attached", "bare"):
+        training, evaluation = by_name[name], by_name[f"{name}-evaluate"]
+        assert evaluation.ended_at <= training.started_at
+        assert (evaluation.role, evaluation.parent_id) == ("part", training.id)
+        assert evaluation.contained is False
+        assert by_name[f"{name}-evaluate-rank1"].parent_id == evaluation.id
+        assert evaluation.energy_kwh > 0
+    tag = price_tag(before)
+    assert set(tag.by_role) == {"trial"} and tag.total.trials == 2
+    assert tag.by_role["trial"].energy_kwh == pytest.approx(
+        sum(r.energy_kwh for r in before), rel=1e-9
+    )
 
 
 def test_the_arithmetic_of_the_models_own_forward_is_counted(tmp_path: Path) -> None:
