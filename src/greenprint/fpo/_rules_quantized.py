@@ -35,6 +35,11 @@ contiguous run a thread gets (fewer than 64 elements: ``dequantize_val`` 1, FBGE
 ``Quantize`` 6) is counted as the vector path, so those counts do not depend on the thread count;
 where a kernel's tail is fixed by a dimension (the channels of a channels-last pooling, a layer
 norm's row), it is counted as the kernel runs it.
+
+This module holds quantize and dequantize, the linear, convolution and matmul kernels (int8,
+transposed, fp16) and the 8-bit embedding bags; the elementwise kernels, pooling and the
+normalisations are in its sibling modules (``_rules_quantized_elementwise``, ``_pool``,
+``_norm``, sharing ``_rules_quantized_base``), which it loads.
 """
 
 from __future__ import annotations
@@ -215,6 +220,81 @@ register_rule(
     [f"quantized.conv{d}d{relu}" for d in (1, 2, 3) for relu in ("", "_relu")],
     reads=_packed_weights,
 )(_static_conv)
+# FBGEMM's transposed convolutions (fbgemmConv on a transposed conv_param_t) end with the same
+# ReQuantizeOutput, per output element and output channel
+register_rule([f"quantized.conv_transpose{d}d" for d in (1, 2, 3)], reads=_packed_weights)(
+    _static_conv
+)
+
+
+def _fp16_bias(x: Any, packed: Any, *args: Any, **kwargs: Any) -> dict[str, bool]:
+    """``{"bias": bool}``: whether the fp16 packed weights hold a bias (their ``unpack()``)."""
+    try:
+        return {"bias": packed.unpack()[1] is not None}
+    except (RuntimeError, AttributeError, TypeError, ValueError, IndexError):
+        return {}
+
+
+def _fp16_linear(x: tuple[int, ...], out_shape: Any, bias: bool, relu: bool) -> int:
+    outputs = numel(first_shape(out_shape))
+    return 2 * outputs * (x[-1] if x else 0) + (int(bias) + int(relu)) * outputs
+
+
+@register_rule(["quantized.linear_dynamic_fp16"], reads=_fp16_bias)
+def linear_dynamic_fp16_rule(
+    x: tuple[int, ...], *args: Any, out_shape: Any = (), bias: bool = True, **kwargs: Any
+) -> int:
+    """``2MNK + MN``: ``quantize_dynamic(..., dtype=torch.float16)``'s linear (FBGEMM).
+
+    ``cblas_gemm_compute`` multiplies the float input by the fp16 weights, widened to float in
+    registers (0), with float multiply-adds: ``2K`` per output element (``beta = 0``); then
+    ``output.add_(bias)`` (1 per output element; 0 without a bias, read from the packed weights).
+    Nothing is quantized: these are float products, counted in full.
+    """
+    return _fp16_linear(x, out_shape, bias, relu=False)
+
+
+@register_rule(["quantized.linear_relu_dynamic_fp16"], reads=_fp16_bias)
+def linear_relu_dynamic_fp16_rule(
+    x: tuple[int, ...], *args: Any, out_shape: Any = (), bias: bool = True, **kwargs: Any
+) -> int:
+    """As ``quantized.linear_dynamic_fp16``, + 1 per output element: the ReLU's float max."""
+    return _fp16_linear(x, out_shape, bias, relu=True)
+
+
+def _embedding_bag_byte(
+    weight: Any,
+    indices: Any,
+    offsets: Any = None,
+    scale_grad_by_freq: bool = False,
+    mode: int = 0,
+    pruned_weights: bool = False,
+    per_sample_weights: Any = None,
+    *args: Any,
+    out_shape: Any = (),
+    **kwargs: Any,
+) -> int:
+    """``3 D I`` (+ ``2 I`` with per-sample weights): FBGEMM's 8-bit ``EmbeddingSpMDM``.
+
+    Each of the ``I`` indices adds its row of ``D`` uint8 values to its bag's float sum: ``out
+    + bias`` and ``fma(scale, q, .)`` per value (3), with the row's float scale and bias; with
+    per-sample weights ``scale * w`` and ``bias * w`` per index (2). ATen asks the kernel for
+    no normalisation (``mode`` 1, mean, gives the sum too: read on PyTorch 2.13).
+    ``embedding_byte`` is one index per bag.
+    """
+    out = first_shape(out_shape)
+    width = out[-1] if out else 0
+    count = numel(indices) if isinstance(indices, (tuple, list)) else 0
+    return 3 * width * count + (2 * count if per_sample_weights is not None else 0)
+
+
+register_rule(
+    [
+        "quantized.embedding_byte",
+        "quantized.embedding_bag_byte",
+        "quantized.embedding_bag_byte_rowwise_offsets",
+    ]
+)(_embedding_bag_byte)
 
 
 #: int8 ops that do no float arithmetic at all: packing and unpacking int8 weights, reading a

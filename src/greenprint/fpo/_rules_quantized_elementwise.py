@@ -141,9 +141,18 @@ def qadd_relu_rule(qa: Any, qb: Any, *args: Any, out_shape: Any = (), **kwargs: 
     return _qadd(out_shape, relu=True)
 
 
+#: the overloads of ``quantized.add`` and ``quantized.mul`` that take a Python number
+_SCALAR_OVERLOADS = ("Scalar", "Scalar2", "Scalar_out")
+
+
 @_metadata
 def _add_scalar_branch(qa: Any, other: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """``{"requantized": bool}``: whether adding ``other`` leaves the int8 range (then rescaled)."""
+    """``{"requantized": bool}``: whether adding ``other`` leaves the int8 range (then rescaled).
+
+    The ``Scalar2`` overloads take the scalar first.
+    """
+    if not hasattr(qa, "dtype"):
+        qa, other = other, qa
     try:
         torch = _torch()
         q_min, q_max = {
@@ -158,7 +167,11 @@ def _add_scalar_branch(qa: Any, other: Any, *args: Any, **kwargs: Any) -> dict[s
 
 
 @register_rule(
-    [f"quantized.{op}.{o}" for op in ("add", "add_relu") for o in ("Scalar", "Scalar_out")],
+    [
+        *(f"quantized.{op}.{o}" for op in ("add", "add_relu") for o in _SCALAR_OVERLOADS),
+        # QFunctional.add_scalar's op and its fused and out forms: the same _add_scalar_out
+        *(f"quantized.add_scalar{form}" for form in ("", "_relu", "_out", "_relu_out")),
+    ],
     reads=_add_scalar_branch,
 )
 def qadd_scalar_rule(
@@ -186,6 +199,78 @@ def qmul_rule(qa: Any, qb: Any, *args: Any, out_shape: Any = (), **kwargs: Any) 
     scale`` and ``self_scale * other_scale * inv_scale`` (3). A fused ReLU clamps integers.
     """
     return 2 * numel(first_shape(out_shape)) + 3
+
+
+def _mul_scalar_sign(qa: Any, other: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``{"sign": -1, 0 or 1}``: the branch of ``_mul_scalar_out`` the scalar takes."""
+    if hasattr(other, "dtype") and not hasattr(qa, "dtype"):
+        qa, other = other, qa  # Scalar2: the scalar first
+    try:
+        value = float(other)
+    except (TypeError, ValueError, RuntimeError):
+        return {}
+    return {"sign": (value > 0) - (value < 0)}
+
+
+@register_rule(
+    [
+        *(f"quantized.{op}.{o}" for op in ("mul", "mul_relu") for o in _SCALAR_OVERLOADS),
+        *(f"quantized.mul_scalar{form}" for form in ("", "_relu", "_out", "_relu_out")),
+    ],
+    reads=_mul_scalar_sign,
+)
+def qmul_scalar_rule(qa: Any, *args: Any, sign: int = 1, **kwargs: Any) -> int:
+    """2, or 4 for a negative scalar: ``_mul_scalar_out`` (``QFunctional.mul_scalar``).
+
+    No float work per element: a positive scalar keeps the int8 values (a copy, a fused ReLU
+    clamps integers) with the scale ``c * scale`` (``c > 0`` and the multiply: 2); 0 sets them
+    to 0 (the compares ``> 0`` and ``== 0``: 2); a negative one flips them on integers with the
+    scale ``|c| * scale`` (the two compares, ``abs``, the multiply: 4). The sign is read from
+    the call (a traced scalar tensor too).
+    """
+    return 4 if sign < 0 else 2
+
+
+@register_rule(["quantized.sigmoid"])
+def qsigmoid_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``9N + 1``: ``nnq.Sigmoid``'s op runs ``qsigmoid_kernel`` to its given qparams.
+
+    As ``torch.sigmoid`` on ``quint8`` (the same kernel, there to the fixed scale 1/256):
+    ``(q - zp) * scale`` (2), ``neg``, ``exp``, ``1 +``, ``reciprocal`` (4), quantize (3); per
+    call ``1 / output_scale`` (1).
+    """
+    return sigmoid_quantized_rule(x)
+
+
+@register_rule(["quantized.relu6"])
+def qrelu6_rule(x: Any, *args: Any, **kwargs: Any) -> int:
+    """6: ``qrelu6_kernel`` (``nnq.ReLU6``, in place or not) quantizes 6.0 once (``quantize_val``).
+
+    The values are clamped between the zero point and the quantized 6 on integers (0).
+    """
+    return QUANTIZE_SCALAR
+
+
+@register_rule(["quantized.threshold"])
+def qthreshold_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """``6N + 3``: ``qthreshold_kernel``, to the input's qparams.
+
+    Per element: dequantize (2), ``x > threshold`` (1; the blend with ``value`` picks, 0),
+    quantize (3); per call ``scale * -zp`` (2) and ``1 / output_scale`` (1).
+    """
+    return (DEQUANTIZE_VEC + 1 + QUANTIZE_VEC) * numel(x) + 3
+
+
+@register_rule(["quantized.prelu"])
+def qprelu_rule(x: Any, *args: Any, out_shape: Any = (), **kwargs: Any) -> int:
+    """``2N + 9``: ``qprelu_out_kernel`` (``nnq.PReLU``), ``N`` output elements.
+
+    The values split at the zero point, shifted and multiplied by the quantized 1 or the
+    quantized slope on integers (0), then ``requantize_from_int`` (times the multiplier,
+    rounded: 2). Per call ``1 / out_scale`` (1), ``multiplier = in_scale * w_scale * inv`` (2)
+    and the quantized 1 (``quantize_val(w_scale, w_zp, 1.0)``: 6).
+    """
+    return 2 * numel(first_shape(out_shape)) + 1 + 2 + QUANTIZE_SCALAR
 
 
 @register_rule(["quantized.softmax"])

@@ -1,0 +1,235 @@
+"""``gp.count_fpo`` counts the int8 ops of ``torch.ao.nn.quantized`` modules that had no rule.
+
+Until this session ``nnq.Sigmoid`` (``quantized.sigmoid``), ``nnq.ReLU6`` (``quantized.relu6``),
+``nnq.PReLU`` (``quantized.prelu``), ``quantized.threshold``, ``QFunctional.add_scalar`` and
+``mul_scalar``, ``nnq.ConvTranspose1d``-``3d`` (``quantized.conv_transpose*d``), the fp16 dynamic
+linear (``quantize_dynamic(..., dtype=torch.float16)``: ``quantized.linear_dynamic_fp16``) and
+``nnq.Embedding``/``EmbeddingBag`` (``quantized.embedding_byte``, ``embedding_bag_byte``) were
+ops with no rule: a model using them got a lower-bound count.
+
+Each count is proved as in ``test_quantized_ops_s29``: the kernel's float steps emulated with
+plain float torch ops (counted by the float rules), the emulation giving the kernel's values,
+for the x86 engines (ATen's ``QuantizedOpKernels.cpp``, ``qmul.cpp``, ``qadd.cpp``,
+``qlinear_dynamic.cpp``, ``qembeddingbag.cpp``; FBGEMM's ``EmbeddingSpMDM``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.ao.nn.quantized as nnq  # noqa: E402
+
+import greenprint as gp  # noqa: E402
+
+S, Z = 0.05, 128  # the input's qparams
+
+pytestmark = pytest.mark.usefixtures("fbgemm_engine")  # the x86 kernels' counts
+
+
+def _q(*shape: int, seed: int = 0) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return torch.quantize_per_tensor(torch.randn(*shape), S, Z, torch.quint8)
+
+
+def _t(v: float) -> torch.Tensor:
+    return torch.tensor([v])
+
+
+def _quantize(y: torch.Tensor, inv: torch.Tensor, zp: int) -> torch.Tensor:
+    # QuantizeAvx2: x * inv_scale, the clip below int32's largest float, the rounding (3 FPO)
+    r = torch.round(torch.clamp_max(y * inv, 2147483520.0)).to(torch.int32)
+    return (r + zp).clamp(0, 255)
+
+
+def _requantize(ints: torch.Tensor, multiplier: torch.Tensor, zp: int) -> torch.Tensor:
+    # requantize_from_int: the int32 times the multiplier, rounded (2); + zp, clamp on integers
+    return (torch.round(ints.float() * multiplier).to(torch.int32) + zp).clamp(0, 255)
+
+
+def _counts(kernel, emulate, *inputs):
+    counted = gp.count_fpo(kernel, *inputs, backward=False)
+    emulated = gp.count_fpo(emulate, *inputs, backward=False)
+    assert counted.unknown_ops == {}  # each was an op with no rule
+    return counted, emulated.total
+
+
+def test_sigmoid_threshold_prelu_and_relu6_modules_count_their_float_steps():
+    q = _q(2, 4, 8, 8)  # 512 elements: whole vectors
+    n = q.numel()
+
+    sigmoid = nnq.Sigmoid(1 / 256, 0)  # its op: quantized.sigmoid to the given qparams
+
+    def sigmoid_emulated(t):
+        # (q - zp) * scale (2), neg, exp, 1 +, reciprocal (4), quantize (3); 1 / scale per call
+        x = (t.int_repr().float() - t.q_zero_point()) * t.q_scale()
+        return _quantize(
+            torch.reciprocal(1 + torch.exp(torch.neg(x))), torch.reciprocal(_t(1 / 256)), 0
+        )
+
+    assert (sigmoid(q).int_repr().int() - sigmoid_emulated(q)).abs().max() <= 1  # libm's exp
+    counted, emulated = _counts(sigmoid, sigmoid_emulated, q)
+    assert counted.by_op["quantized.sigmoid"] == emulated == 9 * n + 1
+
+    def threshold(t):
+        return torch.ops.quantized.threshold(t, 0.1, 0.5)
+
+    def threshold_emulated(t):
+        # dequantize fmadd(scale, q, scale * -zp) (2 + 2 per call), x > threshold (1), the
+        # blend (0), quantize to the input's qparams (3 + 1 per call)
+        premul = _t(S) * _t(float(Z)).neg()
+        x = torch.addcmul(premul, t.int_repr().float(), _t(S))
+        return _quantize(torch.where(x > 0.1, x, _t(0.5)), torch.reciprocal(_t(S)), Z)
+
+    assert torch.equal(threshold(q).int_repr().int(), threshold_emulated(q))
+    counted, emulated = _counts(threshold, threshold_emulated, q)
+    assert counted.by_op["quantized.threshold"] == emulated == 6 * n + 3
+
+    prelu = nnq.PReLU(0.07, 120, num_parameters=4)
+    prelu.set_weight(torch.quantize_per_tensor(torch.rand(4) * 0.5, 0.004, 3, torch.quint8))
+
+    def prelu_emulated(t):
+        # the values split at the zero point and multiplied by the quantized 1 or slope on
+        # integers (0); per call 1 / out_scale, in_scale * w_scale * inv (3) and the quantized 1
+        # (quantize_val: 1 / w_scale, * inv, nearbyint, + zp, the clamp's two compares: 6)
+        w = prelu.weight
+        inv_w = torch.reciprocal(_t(w.q_scale()))
+        one = torch.clamp_max(
+            torch.clamp_min(torch.round(_t(1.0) * inv_w) + w.q_zero_point(), 0), 255
+        )
+        inv = torch.reciprocal(_t(0.07))
+        multiplier = _t(t.q_scale()) * _t(w.q_scale()) * inv
+        x = t.int_repr().int() - t.q_zero_point()
+        slope = (w.int_repr().int() - w.q_zero_point()).view(1, 4, 1, 1)
+        ints = x.clamp_min(0) * (int(one) - w.q_zero_point()) + x.clamp_max(0) * slope
+        return _requantize(ints, multiplier, 120)
+
+    assert torch.equal(prelu(q).int_repr().int(), prelu_emulated(q))
+    counted, emulated = _counts(prelu, prelu_emulated, q)
+    assert counted.by_op["quantized.prelu"] == emulated == 2 * n + 9
+
+    # relu6 clamps integers between the zero point and the quantized 6.0 (quantize_val once: 6)
+    counted = gp.count_fpo(nnq.ReLU6(), q, backward=False)
+    assert counted.unknown_ops == {} and counted.by_op["quantized.relu6"] == 6
+
+
+def test_qfunctional_scalar_add_and_mul_count_their_branch():
+    q = _q(2, 3, 8, 8)  # 384 elements
+    f = nnq.QFunctional()
+    # add_scalar: the shifted zero point in range is a copy (c / scale rounded: 2); out of range
+    # the new scale, 1 / scale, the multiplier and requantize_from_int per element (2N + 8)
+    for c, expected in ((1.0, 2), (100.0, 2 * 384 + 8)):
+        counted = gp.count_fpo(lambda t, c=c: f.add_scalar(t, c), q, backward=False)
+        assert counted.unknown_ops == {} and counted.by_op["quantized.add_scalar"] == expected
+    # mul_scalar keeps or flips the int8 values on integers and computes the scale: c > 0 and
+    # c * scale (2); c == 0 two compares (2); c < 0 the compares, abs and the multiply (4)
+    for c, expected in ((2.0, 2), (0.0, 2), (-2.0, 4)):
+        out = f.mul_scalar(q, c)
+        assert out.q_scale() == pytest.approx(abs(c) * S if c else 1.0)  # the kernel's branch
+        counted = gp.count_fpo(lambda t, c=c: f.mul_scalar(t, c), q, backward=False)
+        assert counted.unknown_ops == {} and counted.by_op["quantized.mul_scalar"] == expected
+
+
+def test_transposed_int8_convolution_requantizes_each_output_as_the_convolution():
+    torch.manual_seed(0)
+    conv = nnq.ConvTranspose2d(4, 3, 3)
+    w = torch.randn(4, 3, 3, 3) * 0.2
+    weight = torch.quantize_per_tensor(w, float(w.abs().max()) / 127, 0, torch.qint8)
+    bias = torch.randn(3)
+    conv.set_weight_bias(weight, bias)  # per-tensor qint8 weights, a float bias
+    conv.scale, conv.zero_point = 0.2, 100
+    q = _q(2, 4, 6, 6)
+    # the int32 sums (integer work) computed apart, exactly, in float64
+    w_int = (weight.int_repr().double() - weight.q_zero_point()).float().double()
+    x_int = q.int_repr().double() - q.q_zero_point()
+    sums = torch.nn.functional.conv_transpose2d(x_int, w_int).round()
+
+    def requantize(s):
+        # per call act * w, 1 / (act * w), its / out_scale (3); per output element the bias
+        # scaled and added (2), the multiply and the rounding (2)
+        act_w = _t(S) * _t(weight.q_scale())
+        rcp, multiplier = torch.reciprocal(act_w), act_w / 0.2
+        raw = s + bias.view(1, 3, 1, 1).expand_as(s) * rcp
+        return (torch.round(raw * multiplier).to(torch.int32) + 100).clamp(0, 255)
+
+    assert (conv(q).int_repr().int() - requantize(sums.float())).abs().max() <= 1
+    counted = gp.count_fpo(conv, q, backward=False)
+    emulated = gp.count_fpo(requantize, sums.float(), backward=False).total
+    out = 2 * 3 * 8 * 8
+    assert counted.unknown_ops == {}
+    assert counted.by_op["quantized.conv_transpose2d"] == emulated == 4 * out + 3
+
+
+def test_fp16_dynamic_linear_counts_its_float_products_and_bias():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU())
+    fp16 = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.float16)
+    x = torch.randn(5, 16)
+    w16 = net[0].weight.detach().half().float()  # the weights as the kernel reads them
+
+    def emulated(t):
+        # cblas_gemm_compute: float multiply-adds over K (2MNK), then output.add_(bias) (MN)
+        return torch.matmul(t, w16.t()) + net[0].bias.detach()
+
+    torch.testing.assert_close(fp16[0](x), emulated(x), rtol=1e-5, atol=1e-5)
+    counted, total = _counts(fp16[0], emulated, x)
+    assert counted.by_op["quantized.linear_dynamic_fp16"] == total == 2 * 5 * 8 * 16 + 5 * 8
+    relu = gp.count_fpo(
+        lambda t: torch.ops.quantized.linear_relu_dynamic_fp16(
+            t, fp16[0]._packed_params._packed_params
+        ),
+        x,
+        backward=False,
+    )
+    assert relu.total == total + 5 * 8  # the fused ReLU's max per output element
+
+
+def test_int8_embedding_bags_count_each_row_they_add():
+    torch.manual_seed(0)
+    d = 12
+    packed = torch.ops.quantized.embedding_bag_byte_prepack(torch.randn(10, d))
+    rows = packed[:, :d].float()
+    scale_bias = packed[:, d:].contiguous().view(torch.float32)  # each row's float scale, bias
+    indices, offsets = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([0, 2])
+    weights = torch.rand(5)
+
+    def bag(p, per_sample=None):
+        return torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
+            p, indices, offsets, False, 0, False, per_sample
+        )
+
+    def bag_emulated(p, per_sample=None):
+        # per index, per value: out + bias, fma(scale, q, .) (3); with per-sample weights
+        # scale * w and bias * w per index (2)
+        bags = []
+        for start, end in ((0, 2), (2, 5)):
+            out = torch.zeros(d)
+            for j in range(start, end):
+                i = int(indices[j])
+                scale, bias = scale_bias[i, 0:1], scale_bias[i, 1:2]
+                if per_sample is not None:
+                    scale, bias = scale * per_sample[j], bias * per_sample[j]
+                out = torch.addcmul(out + bias, rows[i], scale)
+            bags.append(out)
+        return torch.stack(bags)
+
+    for per_sample, expected in ((None, 3 * d * 5), (weights, 3 * d * 5 + 2 * 5)):
+        assert torch.equal(bag(packed, per_sample), bag_emulated(packed, per_sample))
+        counted, emulated = _counts(
+            lambda p, w=per_sample: bag(p, w), lambda p, w=per_sample: bag_emulated(p, w), packed
+        )
+        assert counted.total == emulated == expected
+
+    # the modules: nnq.EmbeddingBag (embedding_bag_byte) and nnq.Embedding (embedding_byte,
+    # one index per bag), 3 per value of each row looked up
+    float_bag = torch.nn.EmbeddingBag(10, d, mode="sum")
+    float_bag.qconfig = torch.ao.quantization.float_qparams_weight_only_qconfig
+    qbag = nnq.EmbeddingBag.from_float(float_bag)
+    counted = gp.count_fpo(qbag, indices, offsets, backward=False)
+    assert counted.unknown_ops == {} and counted.by_op["quantized.embedding_bag_byte"] == 3 * d * 5
+    float_emb = torch.nn.Embedding(10, d)
+    float_emb.qconfig = torch.ao.quantization.float_qparams_weight_only_qconfig
+    qemb = nnq.Embedding.from_float(float_emb)
+    counted = gp.count_fpo(qemb, indices.view(1, 5), backward=False)
+    assert counted.unknown_ops == {} and counted.by_op["quantized.embedding_byte"] == 3 * d * 5
