@@ -159,6 +159,15 @@ def test_transposed_int8_convolution_requantizes_each_output_as_the_convolution(
     out = 2 * 3 * 8 * 8
     assert counted.unknown_ops == {}
     assert counted.by_op["quantized.conv_transpose2d"] == emulated == 4 * out + 3
+    # packing its weights is integer work: 0, and no op without a rule
+    packed = gp.count_fpo(
+        lambda t: torch.ops.quantized.conv_transpose2d_prepack(
+            t, None, [1, 1], [0, 0], [0, 0], [1, 1], 1
+        ),
+        weight,
+        backward=False,
+    )
+    assert packed.unknown_ops == {} and packed.total == 0
 
 
 def test_fp16_dynamic_linear_counts_its_float_products_and_bias():

@@ -315,7 +315,12 @@ INTEGER_INT8_OPS = frozenset(
         "aten._make_per_channel_quantized_tensor",
         "quantized.linear_prepack",
         "quantized.linear_unpack",
-        *(f"quantized.conv{d}d_{step}" for d in (1, 2, 3) for step in ("prepack", "unpack")),
+        *(
+            f"quantized.conv{kind}{d}d_{step}"
+            for kind in ("", "_transpose")
+            for d in (1, 2, 3)
+            for step in ("prepack", "unpack")
+        ),
     }
 )
 register_rule(sorted(INTEGER_INT8_OPS))(zero)
