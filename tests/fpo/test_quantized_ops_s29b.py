@@ -230,6 +230,26 @@ def test_int8_embedding_bags_count_each_row_they_add():
         )
         assert counted.total == emulated == expected
 
+    # 4-bit and 2-bit rows: the values unpacked from their bits on integers, the same float
+    # steps with the rows' fp16 scale and bias
+    for bits, prepack, op in (
+        (4, "embedding_bag_4bit_prepack", "embedding_bag_4bit_rowwise_offsets"),
+        (2, "embedding_bag_2bit_prepack", "embedding_bag_2bit_rowwise_offsets"),
+    ):
+        packed_n = getattr(torch.ops.quantized, prepack)(torch.randn(10, d))
+        per_byte, width = 8 // bits, d * bits // 8
+        raw = packed_n[:, :width].int()
+        nibbles = [(raw >> (bits * k)) & ((1 << bits) - 1) for k in range(per_byte)]
+        rows = torch.stack(nibbles, -1).reshape(10, d).float()  # bag_emulated reads these two
+        scale_bias = packed_n[:, width : width + 4].contiguous().view(torch.float16).float()
+
+        def run(p, op=op):
+            return getattr(torch.ops.quantized, op)(p, indices, offsets, False, 0, False, None)
+
+        assert torch.equal(run(packed_n), bag_emulated(packed_n))
+        counted, emulated = _counts(run, bag_emulated, packed_n)
+        assert counted.total == emulated == 3 * d * 5
+
     # the modules: nnq.EmbeddingBag (embedding_bag_byte) and nnq.Embedding (embedding_byte,
     # one index per bag), 3 per value of each row looked up
     float_bag = torch.nn.EmbeddingBag(10, d, mode="sum")
@@ -242,3 +262,58 @@ def test_int8_embedding_bags_count_each_row_they_add():
     qemb = nnq.Embedding.from_float(float_emb)
     counted = gp.count_fpo(qemb, indices.view(1, 5), backward=False)
     assert counted.unknown_ops == {} and counted.by_op["quantized.embedding_byte"] == 3 * d * 5
+
+
+def test_dynamic_convolution_quantizes_its_input_and_runs_the_static_kernel():
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 6, 6)
+    for conv, static in (
+        (nnqd.Conv2d(4, 3, 3), torch.ops.quantized.conv2d),
+        (nnqd.ConvTranspose2d(4, 3, 3), torch.ops.quantized.conv_transpose2d),
+    ):
+        # the input's scale and zero point as apply_dynamic chooses them (reduce_range, the
+        # modules' default), computed apart
+        scale, zp = torch._choose_qparams_per_tensor(x, True)
+
+        def emulated(t, conv=conv, static=static, scale=scale, zp=zp):
+            # at::quantize_per_tensor (3N + 1), the static kernel to the input's qparams,
+            # at::dequantize of its output (1 per element)
+            q = torch.quantize_per_tensor(t, scale, zp, torch.quint8)
+            return static(q, conv._packed_params, scale, zp).dequantize()
+
+        assert torch.equal(conv(x), emulated(x))
+        counted, total = _counts(conv, emulated, x)
+        # + the input's min and max (2 per element) and ChooseQuantizationParams (22)
+        assert counted.total == total + 2 * x.numel() + 22
+
+
+def test_cat_relu_counts_as_cat_and_its_channels_last_kernel_rescales_every_input():
+    qa, qb = _q(2, 40, 3, 3), _q(2, 3, 3, 3, seed=1)
+
+    def cat_relu(a, b):
+        return torch.ops.quantized.cat_relu([a, b], 1, 0.1, 128)
+
+    def emulated(a, b):
+        # each input dequantized (1 per element), the float cat, quantize_per_tensor (3N + 1);
+        # the ReLU clamps the quantized output at the zero point on integers (0)
+        y = torch.cat([a.dequantize(), b.dequantize()], 1)
+        return torch.quantize_per_tensor(y, 0.1, 128, torch.quint8).int_repr().clamp_min(128)
+
+    assert torch.equal(cat_relu(qa, qb).int_repr(), emulated(qa, qb))
+    counted, total = _counts(cat_relu, emulated, qa, qb)
+    assert counted.by_op["quantized.cat_relu"] == total == 4 * 2 * 43 * 9 + 1
+    # channels last along the channels (qcat_relu_nhwc): both inputs rescaled per pixel, though
+    # qa has the output's qparams; qa's 40 channels: a block of 32 (scale * -zp 2, dequantize,
+    # max, quantize: 6 each) and 8 as one whole 32-lane block (2 + 5 x 32 + the max on its
+    # float vector, 8); qb's 3 one by one (dequantize_val, max, quantize_val: 8 each)
+    nhwc = [t.contiguous(memory_format=torch.channels_last) for t in (qa, qb)]
+    # (the scalar loop's quantize_val and the vectors' rounding may differ on a tie)
+    assert (cat_relu(*nhwc).int_repr().int() - emulated(qa, qb).int()).abs().max() <= 1
+    pixels = 2 * 3 * 3
+    by_hand = 1 + pixels * ((2 + 32 * 6) + (2 + 32 * 5 + 8) + 3 * 8)
+    counted = gp.count_fpo(
+        lambda a, b: torch.ops.quantized.cat_relu([a, b], 1, S, Z), *nhwc, backward=False
+    )
+    assert counted.by_op["quantized.cat_relu"] == by_hand

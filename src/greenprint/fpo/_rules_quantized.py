@@ -37,7 +37,7 @@ where a kernel's tail is fixed by a dimension (the channels of a channels-last p
 norm's row), it is counted as the kernel runs it.
 
 This module holds quantize and dequantize, the linear, convolution and matmul kernels (int8,
-transposed, fp16) and the 8-bit embedding bags; the elementwise kernels, pooling and the
+transposed, fp16, dynamic) and the embedding bags; the elementwise kernels, pooling and the
 normalisations are in its sibling modules (``_rules_quantized_elementwise``, ``_pool``,
 ``_norm``, sharing ``_rules_quantized_base``), which it loads.
 """
@@ -61,6 +61,8 @@ __all__: list[str] = []
 #: quantized by ``QuantizeAvx2<uint8_t, LEGACY=true>``: ``x * inv_scale + zero_point`` (a fused
 #: multiply-add, 2), the clip (1) and the rounding conversion (1)
 DYNAMIC_INPUT_PER_ELEMENT = 6
+#: ATen's ``ChooseQuantizationParams`` on an input's min and max (see ``DYNAMIC_PER_CALL``)
+CHOOSE_QPARAMS = 22
 #: per call of a dynamic int8 linear: ATen's ``ChooseQuantizationParams`` on the input's min and
 #: max (22: ``min(min, 0)``, ``max(max, 0)`` and the ``min <= max`` check 3, the scale
 #: ``(max - min) / (qmax - qmin)`` 2, its checks ``== 0``, ``1 / scale``, ``isinf``, ``> 0`` and
@@ -68,7 +70,7 @@ DYNAMIC_INPUT_PER_ELEMENT = 6
 #: errors ``|q| - |x / scale|`` 2 + 2, the error compare 1, the nudge's two compares and
 #: ``nearbyint`` 3), the input's ``1 / scale`` (1) and the output multiplier ``act_scale *
 #: w_scale`` (1)
-DYNAMIC_PER_CALL = 24
+DYNAMIC_PER_CALL = CHOOSE_QPARAMS + 2
 
 
 def _packed_weights(x: Any, packed: Any, *args: Any, **kwargs: Any) -> dict[str, bool]:
@@ -227,6 +229,30 @@ register_rule([f"quantized.conv_transpose{d}d" for d in (1, 2, 3)], reads=_packe
 )
 
 
+def _dynamic_conv(
+    x: Any, *args: Any, out_shape: Any = (), bias: bool = True, per_channel: bool = True, **kw: Any
+) -> int:
+    """Dynamic int8 convolution: ``5 N_in + 23`` + the static kernel + ``N_out``.
+
+    ATen quantizes the float input to uint8 as a step of its own: its min and max (FBGEMM's
+    ``FindMinMax``, or oneDNN's ``min()`` and ``max()``: 2 per element),
+    ``ChooseQuantizationParams`` (22), ``at::quantize_per_tensor`` (``3N + 1``); then runs the
+    static kernel to the input's scale and zero point (as ``quantized.conv2d``) and
+    ``at::dequantize``-s its output (1 per element). Bias and weight scheme are read from the
+    packed weights.
+    """
+    inputs = numel(x) if isinstance(x, tuple) else 0
+    static = _static_conv(x, out_shape=out_shape, bias=bias, per_channel=per_channel)
+    quantize = QUANTIZE_PER_ELEMENT * inputs + 1
+    return 2 * inputs + CHOOSE_QPARAMS + quantize + static + numel(first_shape(out_shape))
+
+
+register_rule(
+    [f"quantized.conv{kind}{d}d_dynamic" for kind in ("", "_transpose") for d in (1, 2, 3)],
+    reads=_packed_weights,
+)(_dynamic_conv)
+
+
 def _fp16_bias(x: Any, packed: Any, *args: Any, **kwargs: Any) -> dict[str, bool]:
     """``{"bias": bool}``: whether the fp16 packed weights hold a bias (their ``unpack()``)."""
     try:
@@ -274,7 +300,7 @@ def _embedding_bag_byte(
     out_shape: Any = (),
     **kwargs: Any,
 ) -> int:
-    """``3 D I`` (+ ``2 I`` with per-sample weights): FBGEMM's 8-bit ``EmbeddingSpMDM``.
+    """``3 D I`` (+ ``2 I`` with per-sample weights): FBGEMM's ``EmbeddingSpMDM`` (8, 4, 2 bits).
 
     Each of the ``I`` indices adds its row of ``D`` uint8 values to its bag's float sum: ``out
     + bias`` and ``fma(scale, q, .)`` per value (3), with the row's float scale and bias; with
@@ -288,11 +314,17 @@ def _embedding_bag_byte(
     return 3 * width * count + (2 * count if per_sample_weights is not None else 0)
 
 
+# the 4-bit and 2-bit bags (EmbeddingSpMDMNBit; nnq.EmbeddingBag with quint4x2 weights) unpack
+# each value's bits on integers and take the same float steps with their fp16 scale and bias
 register_rule(
     [
         "quantized.embedding_byte",
         "quantized.embedding_bag_byte",
         "quantized.embedding_bag_byte_rowwise_offsets",
+        "quantized.embedding_4bit",
+        "quantized.embedding_bag_4bit",
+        "quantized.embedding_bag_4bit_rowwise_offsets",
+        "quantized.embedding_bag_2bit_rowwise_offsets",
     ]
 )(_embedding_bag_byte)
 

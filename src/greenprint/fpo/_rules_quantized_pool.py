@@ -155,6 +155,20 @@ def _cat_qparams(
     ``fast``: ``qcat_nhwc_kernel``'s path (dim 1, 4-d channels-last inputs); ``rescaled``: its
     inputs whose qparams differ from the output's.
     """
+    return _cat_layout(tensors, dim, scale, zero_point, relu=False)
+
+
+@_metadata
+def _cat_relu_qparams(
+    tensors: Any, dim: int = 0, scale: Any = None, zero_point: Any = None, **kw: Any
+) -> Any:
+    """As ``_cat_qparams``; with a fused ReLU the NHWC kernel rescales every input (no copy)."""
+    return _cat_layout(tensors, dim, scale, zero_point, relu=True)
+
+
+def _cat_layout(tensors: Any, dim: int, scale: Any, zero_point: Any, relu: bool) -> Any:
+    if hasattr(scale, "q_scale"):  # the _out forms: the output tensor's qparams
+        scale, zero_point = scale.q_scale(), scale.q_zero_point()
     try:
         tensors = list(tensors)
         first = tensors[0]
@@ -167,33 +181,42 @@ def _cat_qparams(
         rescaled = [
             (t.shape[1], t.shape[0] * t.shape[2] * t.shape[3])
             for t in tensors
-            if fast and not (t.q_scale() == out_scale and t.q_zero_point() == out_zp)
+            if fast and (relu or not (t.q_scale() == out_scale and t.q_zero_point() == out_zp))
         ]
     except (AttributeError, IndexError, RuntimeError, TypeError, ValueError, ZeroDivisionError):
         return {}
     return {"fast": fast, "rescaled": rescaled}
 
 
-def _qcat(out_shape: Any, fast: bool, rescaled: list[tuple[int, int]]) -> int:
+def _qcat(out_shape: Any, fast: bool, rescaled: list[tuple[int, int]], relu: bool = False) -> int:
     if not fast:
         # each input dequantized (1 per element), the float cat (0), quantize_per_tensor
         return (1 + QUANTIZE_PER_ELEMENT) * numel(first_shape(out_shape)) + 1
     # qcat_nhwc_kernel: an input with the output's qparams is copied (memcpy, 0); another is
     # rescaled pixel by pixel over its channels
-    return 1 + sum(_qcat_pixel(channels) * pixels for channels, pixels in rescaled)
+    return 1 + sum(_qcat_pixel(channels, relu) * pixels for channels, pixels in rescaled)
 
 
-def _qcat_pixel(channels: int) -> int:
-    """Float work of ``qcat_nhwc_kernel`` on one pixel of an input rescaled, by its channels."""
+def _qcat_pixel(channels: int, relu: bool = False) -> int:
+    """Float work of ``qcat_nhwc_kernel`` on one pixel of an input rescaled, by its channels.
+
+    A fused ReLU (``qcat_relu_nhwc``) adds the float max of each value computed in a float
+    vector (the whole 32 of a block, the float vectors holding values of a rest) and of each
+    value past them.
+    """
     blocks, rest = divmod(channels, INT8_LANES)
-    # blocks of 32: scale * -zp once (2), dequantize (2) and quantize (3) per channel
-    work = (2 + blocks * INT8_LANES * (DEQUANTIZE_VEC + QUANTIZE_VEC)) if blocks else 0
+    # blocks of 32: scale * -zp once (2), dequantize (2), the ReLU's max and quantize (3) per
+    # channel
+    per_lane = DEQUANTIZE_VEC + int(relu) + QUANTIZE_VEC
+    work = (2 + blocks * INT8_LANES * per_lane) if blocks else 0
     if rest >= FLOAT_LANES:
-        # 8 to 31 more: scale * -zp (2), one 32-lane buffer dequantized and quantized whole
+        # 8 to 31 more: scale * -zp (2), one 32-lane buffer dequantized and quantized whole,
+        # the ReLU on the float vectors holding values
         work += 2 + INT8_LANES * (DEQUANTIZE_VEC + QUANTIZE_VEC)
+        work += int(relu) * (rest // FLOAT_LANES) * FLOAT_LANES
         rest %= FLOAT_LANES
-    # past them one by one: dequantize_val (1) and quantize_val (6)
-    return work + rest * (1 + QUANTIZE_SCALAR)
+    # past them one by one: dequantize_val (1), the ReLU's max and quantize_val (6)
+    return work + rest * (1 + int(relu) + QUANTIZE_SCALAR)
 
 
 @on_quantized(["aten.cat"], reads=_cat_qparams)
@@ -212,7 +235,20 @@ def cat_quantized_rule(
     return _qcat(out_shape, fast, list(rescaled))
 
 
-register_rule(["quantized.cat"], reads=_cat_qparams)(cat_quantized_rule)
+register_rule(["quantized.cat", "quantized.cat_out"], reads=_cat_qparams)(cat_quantized_rule)
+
+
+@register_rule(["quantized.cat_relu", "quantized.cat_relu_out"], reads=_cat_relu_qparams)
+def qcat_relu_rule(
+    tensors: Any, *args: Any, out_shape: Any = (), fast: bool = False, rescaled: Any = (), **kw: Any
+) -> int:
+    """``4N + 1`` as ``quantized.cat`` (the ReLU clamps the quantized output on integers).
+
+    Channels last along dim 1 (``qcat_relu_nhwc``): every input is rescaled, none copied, as
+    ``quantized.cat``'s rescaled inputs, + the float max of each value computed in a float
+    vector and of each one past them.
+    """
+    return _qcat(out_shape, fast, list(rescaled), relu=True)
 
 
 def _pool3d_args(out_shape: Any) -> tuple[int, int, int, int, int]:

@@ -542,9 +542,9 @@ def _integer_int8_ops() -> frozenset[str]:
     """The int8 ops that do no float arithmetic at all (packing int8 weights, reading integers).
 
     Listed with no rule, they miss no FPO, so a count is not made a lower bound for them. Every
-    other op with no rule, int8 or not, is: an int8 kernel with no rule (``quantized.cat_relu``,
-    ``quantized.conv2d_dynamic``...) dequantizes, computes in float and requantizes like those
-    the int8 rules count (``greenprint.fpo._rules_quantized`` and its sibling modules).
+    other op with no rule, int8 or not, is: an int8 kernel with no rule (``quantized.clamp``,
+    ``quantized.linear_tanh``...) dequantizes, computes in float and requantizes like those the
+    int8 rules count (``greenprint.fpo._rules_quantized`` and its sibling modules).
     """
     from greenprint.fpo._rules_quantized import INTEGER_INT8_OPS
 
