@@ -40,9 +40,10 @@ What it records:
   (the validation of the untrained model before its training). Inside a run of yours
   (``with gp.track(...)``), it is a part of that run. With several processes (DDP), as the
   fit: the node's local rank 0 meters the node (its run as above) and every other rank records
-  a part of it, ``<name>-test-rank<k>``, with no energy of its own; a strategy that starts new
-  processes for each call (``ddp_spawn``, ``ddp_fork``) knows no fit in them, so there the
-  evaluation is a top-level part (measured, never a trial), linked to no fit;
+  a part of it, ``<name>-test-rank<k>``, with no energy of its own (an evaluation before the
+  fit: the node's run is a part of the node's fit); a strategy that starts new processes for
+  each call (``ddp_spawn``, ``ddp_fork``) knows no fit in them, so there the evaluation is a
+  top-level part (measured, never a trial), linked to no fit;
 * the module's ``hparams`` and the Trainer's epochs and devices as the run's params;
 * with ``count_fpo=True``, the FPO of one training step (``training_step`` and the backward of its
   loss, counted once on a meta copy of the module: nothing is allocated), added to the run at
@@ -330,13 +331,18 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         for finder in tuned:  # another rank's is a part of its node's finder run already
             if int(getattr(trainer, "world_size", 1)) <= 1 or trainer.local_rank == 0:
                 part_of(run.id, finder)
-        if int(getattr(trainer, "world_size", 1)) > 1:
-            return
+        several = int(getattr(trainer, "world_size", 1)) > 1
+        if several and trainer.local_rank != 0:
+            return  # another rank's runs are parts of its node's runs already
         if dev_run is not None:  # the next fit of this module takes it as a part
             waiting_parts(pl_module).append(run)
             return
-        take_waiting_parts(run, pl_module)  # its fast_dev_run, its evaluation before the fit
-        trained_again(run, pl_module, link=not resuming, schedule="trainer.")  # a second fit
+        # its fast_dev_run, its evaluation before the fit (with several processes the node's
+        # run, the other ranks' runs its parts): parts of this run (of the node's, under DDP)
+        take_waiting_parts(run, pl_module)
+        # a second fit continues the first (one process); under DDP only recorded, so that a
+        # later evaluation of this module by another Trainer knows the node's fit
+        trained_again(run, pl_module, link=not resuming and not several, schedule="trainer.")
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps: the fit's run id, for a fit resumed from it.
