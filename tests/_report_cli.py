@@ -27,7 +27,7 @@ GREENPRINT = str(BIN / "greenprint")
 
 
 def run_in(
-    directory: Path, *args: str, env: dict[str, str] | None = None
+    directory: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """``args`` run in ``directory`` with a new user's environment (``clean_env``) or ``env``.
 
@@ -38,7 +38,7 @@ def run_in(
     once).
     """
     if env is None:
-        done = run_script(directory, list(args), clean_env(), timeout=300)
+        done = run_script(directory, list(args), clean_env(), timeout=timeout)
         if done is not None:
             return done
     return subprocess.run(
@@ -47,16 +47,18 @@ def run_in(
         env=env or clean_env(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
 
 
-def run_ray_script(home: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
+def run_ray_script(
+    home: Path, name: str, text: str, *, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """``text`` written to ``home/name`` and run there as a new user runs a Ray Tune script.
 
     A clean environment with a home of its own (no cloud metadata probe, no usage stats), and
     Ray's temporary folder at a short path (its unix sockets live there), given to the script
-    as its first argument and removed after.
+    as its first argument and removed after. ``timeout``: the seconds it may take.
     """
     ray_home = home / "ray-home"
     ray_home.mkdir(exist_ok=True)
@@ -67,7 +69,7 @@ def run_ray_script(home: Path, name: str, text: str) -> subprocess.CompletedProc
                RAY_USAGE_STATS_REPORT_URL="http://127.0.0.1:9/")  # fmt: skip
     ray_tmp = tempfile.mkdtemp(prefix="gp-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
     try:
-        return run_in(home, sys.executable, name, ray_tmp, env=env)
+        return run_in(home, sys.executable, name, ray_tmp, env=env, timeout=timeout)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 

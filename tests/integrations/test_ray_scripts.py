@@ -19,18 +19,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 import greenprint as gp
-from _clean_env import clean_env
 from _report_cli import GREENPRINT, empty_home, run_in, run_ray_script
 from _report_cli import cli_report as _report
 from _report_cli import evp_curves as _evp_curves
@@ -432,21 +426,10 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, text in SCRIPTS.items():
         (home / name).mkdir()
         (home / name / "study.py").write_text(text, encoding="utf-8")
-    (home / "run.py").write_text(RUNNER.replace("@METERS@", repr(METERS_DIR)), encoding="utf-8")
-    # as run_ray_script runs a script (a clean environment, a home of its own, Ray's temporary
-    # folder at a short path), with more time: seven studies, ~100 s alone on a loaded 2-core VM
-    ray_home = home / "ray-home"
-    ray_home.mkdir()
-    (ray_home / "ray_bootstrap_config.yaml").write_text("{}\n")  # no cloud metadata probe
-    env = clean_env()
-    env.update(HOME=str(ray_home), RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0",
-               RAY_USAGE_STATS_REPORT_URL="http://127.0.0.1:9/")  # fmt: skip
-    ray_tmp = tempfile.mkdtemp(prefix="gp-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
-    try:
-        done = subprocess.run([sys.executable, "run.py", ray_tmp], cwd=home, env=env,
-                              capture_output=True, text=True, timeout=900)  # fmt: skip
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    # as run_ray_script runs any Ray script, with more time: seven studies, ~100 s alone on a
+    # loaded 2-core VM
+    runner = RUNNER.replace("@METERS@", repr(METERS_DIR))
+    done = run_ray_script(home, "run.py", runner, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return home
 
