@@ -317,3 +317,91 @@ def test_cat_relu_counts_as_cat_and_its_channels_last_kernel_rescales_every_inpu
         lambda a, b: torch.ops.quantized.cat_relu([a, b], 1, S, Z), *nhwc, backward=False
     )
     assert counted.by_op["quantized.cat_relu"] == by_hand
+
+
+def _packed_cells(layer):
+    # each (layer, direction)'s CellParamsBase holds its two packed linears in its state
+    return [p.param.__getstate__()[0][-1] for p in layer._all_weight_values]
+
+
+def _lstm_cell(x_gates, h, c, hh, linear):
+    gates = linear(h, hh).add_(x_gates)  # 4 per hidden value
+    i, f, g, o = gates.chunk(4, 1)
+    c = (f.sigmoid() * c).add_(i.sigmoid() * g.tanh())  # 3 sigmoid + tanh + 3
+    return o.sigmoid() * c.tanh(), c  # tanh, * (2)
+
+
+def _gru_cell(x_gates, h, hh, linear):
+    xr, xz, xn = x_gates.chunk(3, 1)
+    hr, hz, hn = linear(h, hh).chunk(3, 1)
+    r, z = hr.add_(xr).sigmoid(), hz.add_(xz).sigmoid()  # 2 sums, 2 sigmoids
+    n = xn.add(hn.mul_(r)).tanh()  # 3
+    return (h - n).mul_(z).add_(n)  # 3
+
+
+def test_dynamic_lstm_and_gru_count_their_linears_and_cells():
+    # quantize_dynamic's nn.LSTM and nn.GRU run aten.quantized_lstm / quantized_gru (one op):
+    # per layer and direction the input linear over the whole sequence, then per step the
+    # hidden linear and the cell's float math; the emulation runs those steps as ops
+    torch.manual_seed(0)
+    steps, batch, hidden = 5, 2, 16
+    x = torch.randn(steps, batch, 8)
+
+    def int8(t, packed):
+        return torch.ops.quantized.linear_dynamic(t, packed, True)  # reduce_range, as the layer
+
+    def fp16(t, packed):
+        return torch.ops.quantized.linear_dynamic_fp16(t, packed)
+
+    for dtype, linear in ((torch.qint8, int8), (torch.float16, fp16)):
+        lstm = torch.nn.Sequential(torch.nn.LSTM(8, hidden, num_layers=2))
+        qlstm = torch.ao.quantization.quantize_dynamic(lstm, {torch.nn.LSTM}, dtype=dtype)[0]
+        cells = _packed_cells(qlstm)
+
+        def lstm_emulated(t, cells=cells, linear=linear):
+            for ih, hh in cells:  # two layers, one direction
+                h = c = torch.zeros(batch, hidden)
+                outs = []
+                for x_gates in linear(t, ih).unbind(0):
+                    h, c = _lstm_cell(x_gates, h, c, hh, linear)
+                    outs.append(h)
+                t = torch.stack(outs)
+            return t
+
+        assert torch.equal(qlstm(x)[0], lstm_emulated(x))
+        counted, emulated = _counts(qlstm, lstm_emulated, x)
+        assert counted.by_op["aten.quantized_lstm"] == emulated > 0, dtype  # was no rule
+
+    gru = torch.nn.Sequential(torch.nn.GRU(8, hidden, bidirectional=True))
+    qgru = torch.ao.quantization.quantize_dynamic(gru, {torch.nn.GRU}, dtype=torch.qint8)[0]
+    (fw_ih, fw_hh), (bw_ih, bw_hh) = _packed_cells(qgru)
+
+    def gru_emulated(t):
+        outs = []
+        for ih, hh, order in ((fw_ih, fw_hh, 1), (bw_ih, bw_hh, -1)):
+            h, direction = torch.zeros(batch, hidden), []
+            for x_gates in linear_steps(int8(t, ih), order):
+                h = _gru_cell(x_gates, h, hh, int8)
+                direction.append(h)
+            outs.append(torch.stack(direction[::order]))
+        return torch.cat(outs, -1)
+
+    def linear_steps(gates, order):
+        return list(gates.unbind(0))[::order]
+
+    assert torch.equal(qgru(x)[0], gru_emulated(x))
+    counted, emulated = _counts(qgru, gru_emulated, x)
+    assert counted.by_op["aten.quantized_gru"] == emulated > 0
+
+    # the dynamic cells (nn.LSTMCell under quantize_dynamic): the input and hidden linears
+    # per call and the cell
+    cell = torch.nn.Sequential(torch.nn.LSTMCell(8, hidden))
+    qcell = torch.ao.quantization.quantize_dynamic(cell, {torch.nn.LSTMCell}, dtype=torch.qint8)[0]
+
+    def cell_emulated(t):
+        h = c = torch.zeros(batch, hidden)
+        return _lstm_cell(int8(t, qcell._packed_weight_ih), h, c, qcell._packed_weight_hh, int8)[0]
+
+    assert torch.equal(qcell(x[0])[0], cell_emulated(x[0]))
+    counted, emulated = _counts(qcell, cell_emulated, x[0])
+    assert counted.by_op["quantized.quantized_lstm_cell_dynamic"] == emulated > 0

@@ -38,8 +38,9 @@ norm's row), it is counted as the kernel runs it.
 
 This module holds quantize and dequantize, the linear, convolution and matmul kernels (int8,
 transposed, fp16, dynamic) and the embedding bags; the elementwise kernels, pooling and the
-normalisations are in its sibling modules (``_rules_quantized_elementwise``, ``_pool``,
-``_norm``, sharing ``_rules_quantized_base``), which it loads.
+normalisations and the dynamic recurrent layers are in its sibling modules
+(``_rules_quantized_elementwise``, ``_pool``, ``_norm``, ``_rnn``, sharing
+``_rules_quantized_base``), which it loads.
 """
 
 from __future__ import annotations
@@ -50,27 +51,18 @@ from greenprint.fpo import (  # the families register their rules when imported
     _rules_quantized_elementwise,
     _rules_quantized_norm,
     _rules_quantized_pool,
+    _rules_quantized_rnn,
 )
 from greenprint.fpo._registry import first_shape, numel, register_rule, shapes_in, zero
+from greenprint.fpo._rules_quantized_base import (
+    CHOOSE_QPARAMS,
+    DYNAMIC_INPUT_PER_ELEMENT,
+    DYNAMIC_PER_CALL,
+    QUANTIZE_PER_ELEMENT,
+)
 from greenprint.fpo._rules_quantized_base import ON_QUANTIZED as ON_QUANTIZED  # the counter's
-from greenprint.fpo._rules_quantized_base import QUANTIZE_PER_ELEMENT
 
 __all__: list[str] = []
-
-#: per element of a dynamic int8 linear's input: its min and max (``FindMinMax``, 2 compares), then
-#: quantized by ``QuantizeAvx2<uint8_t, LEGACY=true>``: ``x * inv_scale + zero_point`` (a fused
-#: multiply-add, 2), the clip (1) and the rounding conversion (1)
-DYNAMIC_INPUT_PER_ELEMENT = 6
-#: ATen's ``ChooseQuantizationParams`` on an input's min and max (see ``DYNAMIC_PER_CALL``)
-CHOOSE_QPARAMS = 22
-#: per call of a dynamic int8 linear: ATen's ``ChooseQuantizationParams`` on the input's min and
-#: max (22: ``min(min, 0)``, ``max(max, 0)`` and the ``min <= max`` check 3, the scale
-#: ``(max - min) / (qmax - qmin)`` 2, its checks ``== 0``, ``1 / scale``, ``isinf``, ``> 0`` and
-#: ``< SMALL_SCALE_THRESHOLD`` 5, the zero point from either end ``q - x / scale`` 2 + 2, their
-#: errors ``|q| - |x / scale|`` 2 + 2, the error compare 1, the nudge's two compares and
-#: ``nearbyint`` 3), the input's ``1 / scale`` (1) and the output multiplier ``act_scale *
-#: w_scale`` (1)
-DYNAMIC_PER_CALL = CHOOSE_QPARAMS + 2
 
 
 def _packed_weights(x: Any, packed: Any, *args: Any, **kwargs: Any) -> dict[str, bool]:
@@ -376,4 +368,5 @@ _FAMILIES = (
     _rules_quantized_elementwise,
     _rules_quantized_norm,
     _rules_quantized_pool,
+    _rules_quantized_rnn,
 )  # loaded for effect

@@ -1,8 +1,9 @@
 """Shared pieces of the int8 FPO rules: the AVX2 kernels' per-element costs and ``ON_QUANTIZED``.
 
 The rule families (``_rules_quantized``: quantize, linear and convolution, embeddings;
-``_rules_quantized_elementwise``; ``_rules_quantized_pool``; ``_rules_quantized_norm``) count
-with these constants; their conventions are those of :mod:`greenprint.fpo._rules_quantized`.
+``_rules_quantized_elementwise``; ``_rules_quantized_pool``; ``_rules_quantized_norm``;
+``_rules_quantized_rnn``) count with these constants; their conventions are those of
+:mod:`greenprint.fpo._rules_quantized`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ __all__: list[str] = []
 #: the clip below int32's largest float (a min), the rounding conversion; the zero point is added
 #: and the result clamped on integers
 QUANTIZE_PER_ELEMENT = 3
+#: per element of a dynamic int8 linear's input: its min and max (``FindMinMax``, 2 compares), then
+#: quantized by ``QuantizeAvx2<uint8_t, LEGACY=true>``: ``x * inv_scale + zero_point`` (a fused
+#: multiply-add, 2), the clip (1) and the rounding conversion (1)
+DYNAMIC_INPUT_PER_ELEMENT = 6
+#: ATen's ``ChooseQuantizationParams`` on an input's min and max (see ``DYNAMIC_PER_CALL``)
+CHOOSE_QPARAMS = 22
+#: per call of a dynamic int8 linear: ATen's ``ChooseQuantizationParams`` on the input's min and
+#: max (22: ``min(min, 0)``, ``max(max, 0)`` and the ``min <= max`` check 3, the scale
+#: ``(max - min) / (qmax - qmin)`` 2, its checks ``== 0``, ``1 / scale``, ``isinf``, ``> 0`` and
+#: ``< SMALL_SCALE_THRESHOLD`` 5, the zero point from either end ``q - x / scale`` 2 + 2, their
+#: errors ``|q| - |x / scale|`` 2 + 2, the error compare 1, the nudge's two compares and
+#: ``nearbyint`` 3), the input's ``1 / scale`` (1) and the output multiplier ``act_scale *
+#: w_scale`` (1)
+DYNAMIC_PER_CALL = CHOOSE_QPARAMS + 2
 #: per element of the vectorised dequantize-compute-requantize kernels: ``dequantize`` (2) and
 #: ``quantize`` (3); see the module's docstring
 DEQUANTIZE_VEC = 2
