@@ -79,21 +79,37 @@ LOWER_IS_BETTER_WORDS = frozenset(
         "fid", "kid", "eer", "brier", "logloss", "xent", "crossentropy", "latency", "distance",
     }
 )  # fmt: skip
+#: Words that negate the metric named after them (scikit-learn's ``neg_log_loss``).
 _NEGATED = frozenset({"neg", "negative", "negated"})
+#: Words that make a ``rank`` no rank to minimise: a reciprocal rank, a rank correlation.
+_NOT_A_RANK = frozenset({"reciprocal", "correlation", "corr", "coefficient"})
 
 
 def lower_is_better(metric: str) -> bool:
     """Whether a metric's name says lower is better (``val_loss``, ``test/error``, ``ppl``...).
 
-    The name is split into words (``_``, ``-``, ``/``, ``.``, spaces, camelCase); one of
-    :data:`LOWER_IS_BETTER_WORDS` means lower is better, unless the name starts with ``neg``
-    (scikit-learn's ``neg_log_loss`` is negated: higher is better).
+    The name is split into words (``_``, ``-``, ``/``, ``.``, spaces, camelCase). Lower is
+    better when it has a word of :data:`LOWER_IS_BETTER_WORDS`, or is a rank (a word ``rank``:
+    scikit-learn's ``rank_test_r2``, 1 the best; not a ``rank 1`` cut-off, a reciprocal rank
+    nor a rank correlation), that no negation word (``neg``, ``negative``, ``negated``) comes
+    before: scikit-learn's negated scorers are better higher wherever their name starts
+    (``neg_log_loss``, ``mean_test_neg_mean_squared_error``, ``test_neg_log_loss``), while a
+    ``loss_neg`` is a loss. A negated log-likelihood (``negative_log_likelihood``) is a loss.
     """
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", metric)
     words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
-    if not words or words[0] in _NEGATED:
-        return False
-    return any(w in LOWER_IS_BETTER_WORDS for w in words)
+    ranked = not _NOT_A_RANK.intersection(words)
+    for k, word in enumerate(words):
+        if word in _NEGATED:  # what follows is negated: better higher
+            rest = words[k + 1 :]
+            return "loglikelihood" in rest or any(
+                a == "log" and b == "likelihood" for a, b in zip(rest, rest[1:], strict=False)
+            )
+        if word in LOWER_IS_BETTER_WORDS:
+            return True
+        if word == "rank" and ranked and not (k + 1 < len(words) and words[k + 1].isdigit()):
+            return True
+    return False
 
 
 def resolve_mode(metric: str | None, mode: object = None) -> tuple[Mode, str | None]:
