@@ -96,10 +96,14 @@ class Efficiency:
 
 
 def score_per_cost(score: float | None, cost: float | None) -> float | None:
-    """``score / cost``, or ``None`` when either is unknown, NaN or infinite, or cost <= 0.
+    """``score / cost``, or ``None`` when unknown, NaN or infinite, cost <= 0 or score < 0.
+
+    A negative score (a negated error such as scikit-learn's ``neg_mean_squared_error``, an R²
+    below 0) per cost falls as the cost falls: the cheaper of two equal scores would read as
+    the less efficient, so it is no efficiency.
 
     Args:
-        score: the score (e.g. accuracy).
+        score: the score (e.g. accuracy), higher is better.
         cost: the cost in any unit (GFLOP, kWh, kg CO2-eq).
 
     Returns:
@@ -108,7 +112,7 @@ def score_per_cost(score: float | None, cost: float | None) -> float | None:
     if score is None or cost is None:
         return None
     score, cost = float(score), float(cost)
-    if not (math.isfinite(score) and math.isfinite(cost)) or cost <= 0:
+    if not (math.isfinite(score) and math.isfinite(cost)) or cost <= 0 or score < 0:
         return None
     return score / cost
 

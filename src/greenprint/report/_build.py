@@ -989,7 +989,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
         if known is None or lower_is_better:
             per_kwh = per_gflop = None
         else:
-            finite = -_INF < known < _INF
+            finite = 0.0 <= known < _INF  # a negative score per cost is no efficiency
             if finite and type(energy_kwh) is float and 0.0 < energy_kwh < _INF:
                 per_kwh = known / energy_kwh
             else:

@@ -269,11 +269,17 @@ def efficiency_section(
         return None, None
     if trials.mode == "min":
         return None, (
-            f"no efficiency table: {metric} is better lower, and a loss per kWh or per GFLOP "
-            "is no efficiency"
+            f"no efficiency table: {metric} is better lower, and a loss, an error or a rank "
+            "per kWh or per GFLOP is no efficiency"
         )
     index = forest.index
     scores = trials.scores
+    negative = sum(1 for p in trials.positions if scores[p].score < 0)
+    if negative:
+        return None, (
+            f"no efficiency table: {negative} of the trials' {metric} scores are below 0 (a "
+            "negated error?), and a negative score per kWh or per GFLOP falls as the cost falls"
+        )
     reasons: dict[int, list[str]] = {}
 
     def add(position: int | None, why: str) -> None:

@@ -197,10 +197,11 @@ class RunRow:
         intensity_g_per_kwh: grid intensity applied, g CO2-eq/kWh (``None`` if unknown); for
             a run priced by an hourly series, the series' energy-weighted mean over the run.
         intensity_source: where the intensity came from.
-        score_per_kwh: score per kWh (``None`` without a score or energy, or when a lower
-            score is better: a loss per kWh is no efficiency).
-        score_per_gflop: score per GFLOP (``None`` without a score or FPO, or when a lower
-            score is better).
+        score_per_kwh: score per kWh (``None`` without a score or energy, when a lower
+            score is better: a loss per kWh is no efficiency, or when the score is below 0:
+            a negated error per kWh falls as the cost falls).
+        score_per_gflop: score per GFLOP (``None`` without a score or FPO, when a lower
+            score is better, or when the score is below 0).
         error: the recorded error of a failed or interrupted run.
         is_final: whether it is the run behind the reported result.
         role: its role: ``trial``, ``part``, ``baseline``, ``final``, ``learning-curve`` or
