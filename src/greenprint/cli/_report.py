@@ -45,7 +45,8 @@ _FORMAT_HELP = (
     type=click.Choice(["max", "min"]),
     default=None,
     help="Whether a higher (max) or lower (min) metric is better [default: min for a metric "
-    "named like a loss, error, perplexity, rmse... (the report says so), else max].",
+    "named like a loss, error, perplexity, rmse... or a rank (the report says so), else max; "
+    "neg_... names are max].",
 )
 @click.option(
     "--final",
