@@ -475,14 +475,16 @@ def _roles(
     it was started under, a reused worker's under the run its process had open
     (:class:`~greenprint._forest.RunForest`), a distributed job's rank under its
     node's meter and another node's meter under the job's head, as the report's rows read them.
-    ``contained``: the one recorded, but false for a run read as outside its parent's
-    measurement though it recorded none (a child given its parent's id on another host, a node
-    adding to its job's head), true for a job's run inside its parent's reading (a rank under
-    its node's meter).
+    ``contained``: false exactly where the run's cost adds to the price tag's, outside every
+    measurement above it (:func:`~greenprint.report._build.adds_to_the_total`: a child given
+    its parent's id on another host, a node adding to its job's head, a rank under a root rank
+    0), true for a job's run inside a reading above it (a rank under its node's meter, a rank
+    its job linked under its rank 0 inside a sweep's process tree), else the one recorded.
     """
     from greenprint._exceptions import AnalysisError
     from greenprint._metric_choice import pick_metric
     from greenprint._study_roles import resolve_roles
+    from greenprint.report._build import adds_to_the_total
 
     by_study: dict[str, list[RunRecord]] = {}
     for record in records:
@@ -496,16 +498,19 @@ def _roles(
         read = resolve_roles(runs, metric=ranked)
         forest = read.forest
         kinds = forest.kinds or ("nested",) * len(forest.runs)
-        for run, role, inferred, parent, kind in zip(
-            forest.runs, read.roles, read.inferred, forest.parents, kinds, strict=True
+        adding = adds_to_the_total(forest)
+        for pos, (run, role, inferred, parent, kind) in enumerate(
+            zip(forest.runs, read.roles, read.inferred, forest.parents, kinds, strict=True)
         ):
             # the parent the report reads it under: a job's rank under its node's meter (its
             # cost inside it), another node's meter under the job's head (its cost adding)
             read_under = run.parent_id if parent is None else forest.runs[parent].id
             contained = run.contained
-            if parent is not None and kind == "remote":  # its cost adds to its parent's
+            if parent is not None and adding[pos]:  # its cost adds to the price tag's
                 contained = False
-            elif parent is not None and run.job_id:  # a rank inside its node meter's reading
+            elif parent is not None and (run.job_id or kind == "remote"):
+                # a rank inside its node meter's reading, or one its job linked under its
+                # training's rank 0 inside a sweep's process tree (in the sweep's reading)
                 contained = True
             resolved[run.id] = (role, inferred, read_under, read_under != run.parent_id, contained)
     return resolved
@@ -604,11 +609,12 @@ def export_command(
     and parent_id is the parent the report reads it under (parent_inferred: true where the
     ledger records another or none: a pool worker's run under the run open in the process that
     made the pool; a distributed job's rank under its node's meter, another node's meter under
-    the job's head), and contained is false where the report reads a run as outside its
-    parent's measurement (a part made with set-role --part-of; a child given its parent's id on
-    another host records none; a job's other node): its cost adds to its parent's. Summing the
-    rows with no parent among them and those with contained false gives the price tag's
-    energy and CO2-eq (where a parent
+    the job's head), and contained is false where the report adds a run's cost to the price
+    tag's, outside every measurement above it (a part made with set-role --part-of; a child
+    given its parent's id on another host records none; a job's other node; a DDP rank under a
+    rank 0 that no run around it measured), true for a rank under its rank 0 inside a sweep's
+    process tree (the sweep's reading holds it). Summing the rows with no parent among them
+    and those with contained false gives the price tag's energy and CO2-eq (where a parent
     recorded less than its children, the price tag takes their sum, or, when they ran at the
     same time inside it, shares its own amount out among them; its note says which), except
     for top-level runs that ran at the same time in threads of one process, each measuring all

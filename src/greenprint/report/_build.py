@@ -922,6 +922,28 @@ def _assumed_within(
     return {p: merged[p] for p in positions if p in merged}
 
 
+def adds_to_the_total(forest: RunForest) -> list[bool]:
+    """Whether each run's own cost adds to the price tag's, by position.
+
+    A root's does; a child's where it adds to its parent (:meth:`RunForest.adds`: another
+    host, another node of its job, a rank its job linked under its training's rank 0) and is
+    outside every measurement above it too: it adds far (:meth:`RunForest.adds_far`: another
+    host, outside the parent's process tree), or its parent's cost adds to the total (a rank 1
+    under a root rank 0). A rank its job linked under its rank 0 inside a sweep's process tree
+    is in the sweep's reading: it does not. So the rows with no parent and those whose cost
+    adds sum to the price tag's energy, CO2-eq and time where no parent recorded less than the
+    runs inside it (the rows' ``contained`` false; ``greenprint ledger export``'s too).
+    """
+    adding = [False] * len(forest.runs)
+    parents = forest.parents
+    for pos in reversed(forest.order):  # parents before children
+        parent = parents[pos]
+        adding[pos] = parent is None or (
+            forest.adds(pos) and (forest.adds_far(pos) or adding[parent])
+        )
+    return adding
+
+
 def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     forest = trials.forest
     roles = trials.roles
@@ -955,7 +977,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     )
     lower_is_better = trials.mode == "min"
     runs, parents = forest.runs, forest.parents
-    kinds = forest.kinds or ("nested",) * len(runs)
+    adding = adds_to_the_total(forest)
     for position, run in enumerate(runs):
         scored = scores[position]
         if run.status in NO_SCORE_STATUSES and scored.source != "none":
@@ -1044,9 +1066,11 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 run.node_rank,  # node_rank
                 run.local_rank,  # local_rank
                 run.node_meter,  # node_meter
-                # inside its parent's row (nested, a rank under its node's meter), or adding
-                # to it (another node of its job, a run outside its parent's measurement)
-                None if parent_id is None else kinds[position] != "remote",  # contained
+                # false where its cost adds to the price tag's (another host, another node
+                # of its job, a rank its job linked under a root rank 0); true inside a
+                # measurement above it (nested, a rank under its node's meter, a rank its
+                # job linked under its rank 0 inside a sweep's process tree)
+                None if parent_id is None else not adding[position],  # contained
                 # what its FPO assumed (as fpo: with its children's when fpo is their sum)
                 assumed_within.get(position)
                 or (

@@ -218,9 +218,12 @@ class RunRow:
         node_meter: whether it metered its node for its job (the whole machine, once: the
             ranks on that node measure their own process, inside its reading); ``None``
             outside a job.
-        contained: whether its energy, CO2-eq and time are inside its parent's row (a nested
-            run, a rank under its node's meter); ``False`` when they add to it (another node
-            of its job, or a run outside its parent's process tree or on another host);
+        contained: whether its energy, CO2-eq and time are inside a measurement above it (a
+            nested run, a rank under its node's meter, a rank its job linked under its
+            training's rank 0 inside a sweep's process tree: outside rank 0's row, inside the
+            sweep's); ``False`` when they add to the price tag's, outside every measurement
+            above it (another node of its job, a run outside its parent's process tree or on
+            another host, a rank linked under a rank 0 that no run around it measured);
             ``None`` for a run with no parent in the study. The rows whose ``contained`` is
             not true sum to the price tag's energy, CO2-eq and time (save where a parent
             recorded less than the runs inside it: the price tag then counts theirs); the
