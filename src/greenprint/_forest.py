@@ -365,6 +365,29 @@ class RunForest:
         return self.adds(pos, fpo=fpo) and self._apart[pos]
 
     @cached_property
+    def adds_to_the_total(self) -> tuple[bool, ...]:
+        """Whether each run's own cost adds to the price tag's, by position.
+
+        A root's does; a child's where it adds to its parent (:meth:`adds`: another host,
+        another node of its job, a rank its job linked under its training's rank 0) and is
+        outside every measurement above it too: it adds far (:meth:`adds_far`: another host,
+        outside the parent's process tree), or its parent's cost adds to the total (a rank 1
+        under a root rank 0). A rank its job linked under its rank 0 inside a sweep's process
+        tree is in the sweep's reading: it does not. So the rows with no parent and those whose
+        cost adds sum to the price tag's energy, CO2-eq and time where no parent recorded less
+        than the runs inside it (the report's rows' ``contained`` false, and
+        ``greenprint ledger export``'s).
+        """
+        adding = [False] * len(self.runs)
+        parents = self.parents
+        for pos in reversed(self.order):  # parents before children
+            parent = parents[pos]
+            adding[pos] = parent is None or (
+                self.adds(pos) and (self.adds_far(pos) or adding[parent])
+            )
+        return tuple(adding)
+
+    @cached_property
     def _apart(self) -> tuple[bool, ...]:
         """Whether each run's own record puts it outside its recorded parent (:meth:`adds_far`)."""
         return tuple(

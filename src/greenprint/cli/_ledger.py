@@ -476,7 +476,7 @@ def _roles(
     (:class:`~greenprint._forest.RunForest`), a distributed job's rank under its
     node's meter and another node's meter under the job's head, as the report's rows read them.
     ``contained``: false exactly where the run's cost adds to the price tag's, outside every
-    measurement above it (:func:`~greenprint.report._build.adds_to_the_total`: a child given
+    measurement above it (:attr:`~greenprint._forest.RunForest.adds_to_the_total`: a child given
     its parent's id on another host, a node adding to its job's head, a rank under a root rank
     0), true for a job's run inside a reading above it (a rank under its node's meter, a rank
     its job linked under its rank 0 inside a sweep's process tree), else the one recorded.
@@ -484,7 +484,6 @@ def _roles(
     from greenprint._exceptions import AnalysisError
     from greenprint._metric_choice import pick_metric
     from greenprint._study_roles import resolve_roles
-    from greenprint.report._build import adds_to_the_total
 
     by_study: dict[str, list[RunRecord]] = {}
     for record in records:
@@ -498,7 +497,7 @@ def _roles(
         read = resolve_roles(runs, metric=ranked)
         forest = read.forest
         kinds = forest.kinds or ("nested",) * len(forest.runs)
-        adding = adds_to_the_total(forest)
+        adding = forest.adds_to_the_total
         for pos, (run, role, inferred, parent, kind) in enumerate(
             zip(forest.runs, read.roles, read.inferred, forest.parents, kinds, strict=True)
         ):

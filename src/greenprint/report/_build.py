@@ -922,28 +922,6 @@ def _assumed_within(
     return {p: merged[p] for p in positions if p in merged}
 
 
-def adds_to_the_total(forest: RunForest) -> list[bool]:
-    """Whether each run's own cost adds to the price tag's, by position.
-
-    A root's does; a child's where it adds to its parent (:meth:`RunForest.adds`: another
-    host, another node of its job, a rank its job linked under its training's rank 0) and is
-    outside every measurement above it too: it adds far (:meth:`RunForest.adds_far`: another
-    host, outside the parent's process tree), or its parent's cost adds to the total (a rank 1
-    under a root rank 0). A rank its job linked under its rank 0 inside a sweep's process tree
-    is in the sweep's reading: it does not. So the rows with no parent and those whose cost
-    adds sum to the price tag's energy, CO2-eq and time where no parent recorded less than the
-    runs inside it (the rows' ``contained`` false; ``greenprint ledger export``'s too).
-    """
-    adding = [False] * len(forest.runs)
-    parents = forest.parents
-    for pos in reversed(forest.order):  # parents before children
-        parent = parents[pos]
-        adding[pos] = parent is None or (
-            forest.adds(pos) and (forest.adds_far(pos) or adding[parent])
-        )
-    return adding
-
-
 def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     forest = trials.forest
     roles = trials.roles
@@ -977,7 +955,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     )
     lower_is_better = trials.mode == "min"
     runs, parents = forest.runs, forest.parents
-    adding = adds_to_the_total(forest)
+    adding = forest.adds_to_the_total
     for position, run in enumerate(runs):
         scored = scores[position]
         if run.status in NO_SCORE_STATUSES and scored.source != "none":
