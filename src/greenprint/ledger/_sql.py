@@ -67,13 +67,25 @@ _TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_det
 _WRITE = "greenprint_write"
 
 
+#: How long a PostgreSQL connection may take to open, in seconds, unless the URL says
+#: (``?connect_timeout=N``): libpq's default is to wait for ever, and a host that accepts the
+#: TCP connection and never answers (a stuck server, a port of another service) hung every
+#: command and ``gp.track`` on it.
+CONNECT_TIMEOUT_S = 10
+
+
 def _create_engine(target: Target) -> Engine:
     if target.backend == "postgresql":
         require("psycopg", extra="postgres", purpose="a PostgreSQL ledger")  # SQLAlchemy's driver
         try:
-            return sa.create_engine(target.url, pool_pre_ping=True)
-        except sa.exc.ArgumentError as e:
-            raise LedgerPathError(f"bad ledger URL {target.display}: {e}") from e
+            url = sa.engine.make_url(target.url)
+            connect_args = {}
+            if "connect_timeout" not in url.query:
+                connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+            return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        except (sa.exc.ArgumentError, ValueError) as e:
+            # a message of SQLAlchemy's own may quote the whole URL: never its password
+            raise LedgerPathError(f"bad ledger URL {target.display}: {type(e).__name__}") from e
     if target.memory:
         engine = sa.create_engine(
             "sqlite://",
@@ -178,6 +190,12 @@ class SQLStore:
         if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
             return LedgerPathError(f"cannot write ledger {where}: {message}")
         if isinstance(error, sa.exc.OperationalError) and self.target.backend == "postgresql":
+            if "timeout expired" in lowered:
+                given = sa.engine.make_url(self.target.url).query.get("connect_timeout")
+                message += (
+                    f" (no answer from the server in {given or CONNECT_TIMEOUT_S} s per attempt: "
+                    "is it a PostgreSQL server? ?connect_timeout=SECONDS in the URL waits longer)"
+                )
             return LedgerPathError(f"cannot use ledger {where}: {message}")
         return LedgerError(f"ledger {where}: {message}")
 

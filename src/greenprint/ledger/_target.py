@@ -176,9 +176,21 @@ class Target:
         return True
 
 
+#: ``scheme://user:`` then the password as SQLAlchemy reads it (up to the first ``@``: a ``/``,
+#: ``?``, ``#`` or ``:`` in it is the password's), then any ``...@`` before the host's end: the
+#: rest of a password whose ``@`` was not written ``%40``.
+_USERINFO = re.compile(r"^[^:/@]*(?::[^@]*)?@")  # SQLAlchemy's ``user:password@``
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):[^@]*@(?:[^/?]*@)?")
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/@:?#]*):[^/@?#]*@", r"\1:***@", url)
+    """The URL with any password replaced by ``***``.
+
+    The password is what SQLAlchemy connects with (everything from the user's ``:`` to the first
+    ``@``, whatever ``/``, ``?`` or ``#`` it holds), and an unencoded ``@`` in it hides the rest of
+    it too: ``postgresql://bob:a@b@db/gp`` reads ``postgresql://bob:***@db/gp``.
+    """
+    return _PASSWORD.sub(r"\1:***@", url, count=1)
 
 
 def resolve_target(location: str | os.PathLike[str]) -> Target:
@@ -216,11 +228,40 @@ def resolve_target(location: str | os.PathLike[str]) -> Target:
             target._relative = database
         return target
     if scheme in _POSTGRES_SCHEMES:
+        _check_authority(text, rest)
         return Target("postgresql", "postgresql+psycopg://" + rest)
     raise LedgerPathError(
         f"unsupported ledger URL scheme {scheme!r}: use a file path, sqlite:///PATH or "
         "postgresql+psycopg://USER:PASSWORD@HOST/DBNAME"
     )
+
+
+def _check_authority(text: str, rest: str) -> None:
+    """Refuse a PostgreSQL URL whose host or port cannot be what the user meant.
+
+    Read as SQLAlchemy reads it (the user information ends at the first ``@``): an ``@`` left in
+    the host is a password's unencoded ``@`` (the driver named the host, the password's tail in
+    it, and failed after a DNS lookup of it), and a port that is not a number raised a bare
+    ``ValueError`` out of SQLAlchemy.
+
+    Raises:
+        LedgerPathError: one line, the password masked.
+    """
+    authority = re.split(r"[/?]", _USERINFO.sub("", rest, count=1), maxsplit=1)[0]
+    if "@" in authority:
+        raise LedgerPathError(
+            f"bad ledger URL {mask_url(text)}: more than one '@' before the host; write an '@' "
+            "of the user name or password as %40"
+        )
+    if authority.startswith("["):  # [IPv6]:port
+        after = authority[authority.find("]") + 1 :] if "]" in authority else "?"
+    else:
+        after = authority[authority.find(":") :] if ":" in authority else ""
+    if after and not (after.startswith(":") and after[1:].isdigit()):
+        raise LedgerPathError(
+            f"bad ledger URL {mask_url(text)}: the port after the host must be a number "
+            "(HOST:5432), or leave it out with its ':'"
+        )
 
 
 def _sqlite_file(path: Path) -> Target:

@@ -1,0 +1,85 @@
+"""A team's PostgreSQL ledger URL as users mistype it (session 29, H6).
+
+A user pointing ``--ledger`` at a shared PostgreSQL database met, for a typo in the port, a
+traceback (exit 1) instead of the one-line error of every other bad URL; for a password holding
+``/``, ``?``, ``#`` or an unencoded ``@``, that password (or its tail) printed in the error
+message; and for a host that accepts the connection and never answers, a command that hung for
+ever. No server is needed: the URLs are refused before connecting, or point at a loopback socket.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import require  # tests/conftest.py
+from greenprint._exceptions import LedgerPathError
+from greenprint.cli import main
+from greenprint.ledger import Ledger
+from greenprint.ledger import _sql as sql_module
+
+SECRET = "Zq7xSecret"
+
+
+def _psycopg() -> None:
+    require(importlib.util.find_spec("psycopg") is not None, "psycopg is not installed")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        # a port typo: was a ValueError traceback out of SQLAlchemy, exit 1
+        (f"postgresql+psycopg://alice:{SECRET}@localhost:54x2/team", "port"),
+        (f"postgresql+psycopg://alice:{SECRET}@localhost:/team", "port"),
+        # an '@' of the password not written %40: the error named host 'cret@localhost'
+        ("postgresql+psycopg://alice:Zq7x@Secret@localhost/team", "%40"),
+        # '/', '#', '?' in a password (SQLAlchemy's password ends at the first '@'): the error
+        # message printed the URL with the password whole (connection refused on port 1)
+        (f"postgresql+psycopg://alice:Zq7x/{SECRET}@127.0.0.1:1/team", "refused"),
+        (f"postgresql+psycopg://alice:Zq7x#{SECRET}@127.0.0.1:1/team", "refused"),
+        (f"postgres://alice:Zq7x?{SECRET}@127.0.0.1:1/team", "refused"),
+    ],
+    ids=["port-letters", "port-empty", "password-at", "password-slash", "password-hash", "query"],
+)
+def test_a_mistyped_url_is_one_line_exit_2_and_never_its_password(url, says, capsys):
+    _psycopg()
+    assert main(["ledger", "ls", "--ledger", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("greenprint: error: ") and err.count("\n") == 1, err
+    assert says in err.lower() and "Traceback" not in err
+    assert "Secret" not in err, err  # neither the password nor its tail
+    assert "alice:***@" in err
+
+
+def test_a_host_that_never_answers_fails_in_seconds_not_for_ever(monkeypatch):
+    """libpq waits for ever by default: a ledger on a stuck server hung ``gp.track`` and the CLI."""
+    _psycopg()
+    monkeypatch.setattr(sql_module, "CONNECT_TIMEOUT_S", 2)  # psycopg's least (10 s by default)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the TCP connection (the kernel does), never says a word
+    port = silent.getsockname()[1]
+    url = f"postgresql+psycopg://alice:{SECRET}@127.0.0.1:{port}/team?sslmode=disable"
+    outcome: list[BaseException | None] = []
+
+    def open_it() -> None:
+        try:
+            Ledger(url, create=False)
+            outcome.append(None)
+        except BaseException as e:  # handed to the test's thread
+            outcome.append(e)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=open_it, daemon=True)
+    worker.start()
+    worker.join(30)
+    silent.close()
+    assert outcome, "opening a ledger on a server that never answers still waits after 30 s"
+    assert isinstance(outcome[0], LedgerPathError), outcome[0]
+    message = str(outcome[0])
+    assert "timeout" in message and "connect_timeout" in message and SECRET not in message
+    assert time.monotonic() - started < 15
