@@ -192,3 +192,48 @@ def pdf_text(rep: Path, pdflatex: str, pdftotext: str) -> str:
     return subprocess.run(
         [pdftotext, "report.pdf", "-"], cwd=rep, capture_output=True, text=True, check=True
     ).stdout
+
+
+def rows_by_name(report: dict) -> dict[str, dict]:
+    """A JSON report's rows by run name."""
+    return {row["name"]: row for row in report["runs"]}
+
+
+def runs_by_name(home: Path, study: str) -> dict[str, object]:
+    """The study's runs in ``home/greenprint.db`` by name (RunRecords)."""
+    import greenprint as gp
+
+    with gp.Ledger(home / "greenprint.db", create=False) as led:
+        return {r.name: r for r in led.runs(study=study)}
+
+
+def figure_of(report: dict, key: str) -> dict | None:
+    """A JSON report's figure by id, or ``None``."""
+    return next((f for f in report["figures"] if f["id"] == key), None)
+
+
+def series_of(figure: dict, role: str) -> list[dict]:
+    """A figure's series of ``role``, from every panel."""
+    return [s for panel in figure["panels"] for s in panel["series"] if s["role"] == role]
+
+
+def export_csv(home: Path, study: str) -> list[dict[str, str]]:
+    """``greenprint ledger export`` of ``study`` as CSV, its rows."""
+    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, "--out", "runs.csv")
+    assert done.returncode == 0, done.stderr
+    with (home / "runs.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def at_constant_power(report: dict, names: list[str], watts: float, lag_s: float) -> None:
+    """The runs named drew ``watts`` for their run time: energy is power x time (within the
+    meter's read lag ``lag_s``: its clock a moment after the run's stamp), CO2-eq that energy
+    at the grid intensity."""
+    rows = rows_by_name(report)
+    for name in names:
+        row = rows[name]
+        kwh = watts * row["duration_s"] / 3.6e6
+        lag = watts * lag_s / 3.6e6
+        assert row["energy_kwh"] == pytest.approx(kwh, rel=1e-3, abs=lag), name
+        co2 = row["energy_kwh"] * row["pue"] * row["intensity_g_per_kwh"] / 1000
+        assert row["emissions_kg"] == pytest.approx(co2, rel=1e-9), name

@@ -25,7 +25,6 @@ the ledger is ``./greenprint.db``), then read in all four report formats and bot
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -34,8 +33,15 @@ from pathlib import Path
 
 import pytest
 
-import greenprint as gp
-from _report_cli import GREENPRINT, run_in
+from _report_cli import (
+    GREENPRINT,
+    export_csv,
+    figure_of,
+    rows_by_name,
+    run_in,
+    runs_by_name,
+    series_of,
+)
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import report_text as _text
@@ -212,31 +218,6 @@ for family, losses in {"mlp": [0.5, 0.4], "cnn": [0.3, 0.35]}.items():
 """
 
 
-# ------------------------------------------------------------------------------- helpers
-def _runs(home: Path, study: str) -> dict[str, gp.RunRecord]:
-    with gp.Ledger(home / "greenprint.db", create=False) as led:
-        return {r.name: r for r in led.runs(study=study)}
-
-
-def _rows(report: dict) -> dict[str, dict]:
-    return {row["name"]: row for row in report["runs"]}
-
-
-def _figure(report: dict, key: str) -> dict | None:
-    return next((f for f in report["figures"] if f["id"] == key), None)
-
-
-def _series(figure: dict, role: str) -> list[dict]:
-    return [s for panel in figure["panels"] for s in panel["series"] if s["role"] == role]
-
-
-def _export_csv(home: Path, study: str) -> list[dict[str, str]]:
-    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, "--out", "runs.csv")
-    assert done.returncode == 0, done.stderr
-    with (home / "runs.csv").open(encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 # ------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def pool_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
@@ -265,7 +246,7 @@ def lightning_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
 # ------------------------------------------------------------ processes and threads (CLI)
 def test_pool_trials_in_processes_and_threads_are_the_sweeps_trials(pool_study):
     home, report = pool_study
-    runs = _runs(home, "pool")
+    runs = runs_by_name(home, "pool")
     sweep = runs["sweep"]
     assert sweep.role == "sweep"
     for k in range(6):  # processes and threads alike: children of the `greenprint run` run
@@ -278,7 +259,7 @@ def test_pool_trials_in_processes_and_threads_are_the_sweeps_trials(pool_study):
         "failed": 1,
     }
     assert tag["roles"]["counts"] == {"trial": 6, "part": 17, "sweep": 1}
-    rows = _rows(report)
+    rows = rows_by_name(report)
     assert (rows["sweep"]["role"], rows["sweep"]["role_inferred"]) == ("sweep", False)
     for k, losses in POOL_FOLDS.items():
         row = rows[f"trial-{k}"]
@@ -298,9 +279,9 @@ def test_pool_evp_per_family_from_the_fold_means(pool_study):
     _, report = pool_study
     scores = {k: math.fsum(v) / 3 for k, v in POOL_FOLDS.items()}
     worst = max(scores.values())  # the failed trial counts as the study's worst
-    evp = _figure(report, "evp_trials")
+    evp = figure_of(report, "evp_trials")
     assert evp is not None
-    (mean,) = _series(evp, "mean")
+    (mean,) = series_of(evp, "mean")
     every = [scores.get(k, math.nan) for k in range(6)]
     assert mean["y"] == pytest.approx(
         expected_max_performance(every, mode="min").mean.tolist(), abs=1e-12
@@ -350,7 +331,7 @@ def test_pool_price_tag_says_fpo_unknown_once(pool_study):
 
 def test_pool_exports_sum_to_the_price_tag(pool_study):
     home, report = pool_study
-    rows = _export_csv(home, "pool")
+    rows = export_csv(home, "pool")
     _roots_sum_to_the_price_tag(rows, report)
     assert sum(r["role"] == "trial" for r in rows) == 6
     assert {r["role"] for r in rows if "fold" in r["name"]} == {"part"}
@@ -378,7 +359,7 @@ def test_pool_what_if_at_the_grid_it_ran_on_saves_nothing(pool_study):
 # ------------------------------------------------------- Lightning inside hand-written trials
 def test_lightning_trials_baselines_and_final_read_right(lightning_study):
     home, report = lightning_study
-    rows = _rows(report)
+    rows = rows_by_name(report)
     tag = report["price_tag"]
     assert tag["roles"]["counts"] == {
         "trial": 5,
@@ -400,9 +381,9 @@ def test_lightning_trials_baselines_and_final_read_right(lightning_study):
     final = tag["final"]
     assert final["name"] == "final" and final["score"] == rows["final-fit"]["score"]
     for key in ("evp_trials", "evp_energy", "pareto"):
-        figure = _figure(report, key)
+        figure = figure_of(report, key)
         assert figure is not None
-        labels = sorted(s["label"] for s in _series(figure, "baseline"))
+        labels = sorted(s["label"] for s in series_of(figure, "baseline"))
         assert [label.split(" (")[0] for label in labels] == [
             "baseline lstsq",
             "baseline predict-mean",
@@ -416,14 +397,14 @@ def test_lightning_trials_baselines_and_final_read_right(lightning_study):
 def test_lightning_learning_curve_is_drawn_from_the_learning_curve_runs(lightning_study):
     """Four runs given role 'learning-curve' at four sizes, each scored by its fit (a part)."""
     home, report = lightning_study
-    rows = _rows(report)
-    figure = _figure(report, "learning_curve")
+    rows = rows_by_name(report)
+    figure = figure_of(report, "learning_curve")
     assert figure is not None, [n for n in report["notes"] if "learning curve" in n]
-    (mean,) = _series(figure, "mean")
+    (mean,) = series_of(figure, "mean")
     sizes = [24, 48, 96, 192]
     assert mean["x"] == [float(n) for n in sizes]
     assert mean["y"] == pytest.approx([rows[f"lc-fit-{n}"]["score"] for n in sizes])
-    (energy,) = _series(figure, "energy")
+    (energy,) = series_of(figure, "energy")
     kwh = [rows[f"lc-{n}"]["energy_kwh"] for n in sizes]  # the learning-curve run's cost
     assert energy["y"] == pytest.approx([e / kwh[0] * energy["y"][0] for e in kwh])
     assert "from 4 runs with role 'learning-curve'" in figure["caption"]
@@ -447,8 +428,8 @@ def test_hf_trainer_trials_are_ranked_by_a_held_out_metric_not_the_training_loss
     report = _report(home, "--study", "hf", "--format", "json,md", "--no-plots")
     assert (report["metric"], report["mode"]) == ("eval_loss", "min")
     assert any(n.startswith("runs ranked by 'eval_loss'") for n in report["notes"])
-    rows = _rows(report)
-    runs = _runs(home, "hf")
+    rows = rows_by_name(report)
+    runs = runs_by_name(home, "hf")
     for k in range(3):
         evals = [p.value for p in runs[f"hf-{k}"].metrics if p.name == "eval_loss"]
         assert rows[f"trial-{k}"]["score"] == pytest.approx(evals[-1])
@@ -488,7 +469,7 @@ def test_a_plain_cv_loop_reads_as_trials_with_their_folds(tmp_path_factory):
     done = run_in(home, sys.executable, "cv.py")
     assert done.returncode == 0, done.stderr
     report = _report(home, "--study", "cv", "--format", "json,md", "--no-plots")
-    rows = _rows(report)
+    rows = rows_by_name(report)
     assert sorted(r["name"] for r in report["runs"] if r["is_trial"]) == [
         "lr-0.001",
         "lr-0.01",

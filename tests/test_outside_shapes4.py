@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from _clean_env import clean_env
-from _report_cli import GREENPRINT, run_in
+from _report_cli import GREENPRINT, at_constant_power, rows_by_name, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import evp_curves as _evp_curves
@@ -257,23 +257,6 @@ def _script(text: str) -> str:
     return text.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
 
 
-def _rows(report: dict) -> dict[str, dict]:
-    return {row["name"]: row for row in report["runs"]}
-
-
-def _at_constant_power(report: dict, names: list[str]) -> None:
-    """The runs named drew WATTS for their run time: energy is power x time, CO2-eq that
-    energy at the grid intensity."""
-    rows = _rows(report)
-    for name in names:
-        row = rows[name]
-        kwh = WATTS * row["duration_s"] / 3.6e6
-        lag = WATTS * READ_LAG_S / 3.6e6  # the meter's clock a moment after the run's stamp
-        assert row["energy_kwh"] == pytest.approx(kwh, rel=1e-3, abs=lag), name
-        co2 = row["energy_kwh"] * row["pue"] * row["intensity_g_per_kwh"] / 1000
-        assert row["emissions_kg"] == pytest.approx(co2, rel=1e-9), name
-
-
 # ------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def nested_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
@@ -353,7 +336,7 @@ def test_nested_grid_searches_are_parts_of_their_optuna_trials(nested_search):
     each from loky workers, its refit): four trials scored by Optuna's value, the search's
     runs their parts (the note says they were given roles inside a trial), the refit final."""
     home, built, report = nested_search
-    rows = _rows(report)
+    rows = rows_by_name(report)
     tag = report["price_tag"]
     # per trial: the sweep, 2 candidates, 6 folds, the refit
     assert tag["roles"]["counts"] == {"trial": 4, "part": 40, "final": 1}
@@ -381,7 +364,7 @@ def test_nested_grid_searches_are_parts_of_their_optuna_trials(nested_search):
         if members:
             expected = expected_max_performance(members, mode="max").mean.tolist()
             assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-12)
-    _at_constant_power(report, [f"trial-{k}" for k in range(4)] + ["final"])
+    at_constant_power(report, [f"trial-{k}" for k in range(4)] + ["final"], WATTS, READ_LAG_S)
     _in_every_format(home, "comprised 4 trials (4 finished) in 45 runs")
     _price_tag_lines_have_units(_text(home, "md"))
     _export_reads_as_the_report(home, "nested", report)
@@ -394,7 +377,7 @@ def test_a_trial_killed_mid_run_is_lost_counted_and_scores_nothing(resumed_study
     the price tag; the value it reported before dying is no score of a trial (it produced no
     model): not in the runs table, the JSON, EVP, nor the best trials."""
     home, built, report = resumed_study
-    rows = _rows(report)
+    rows = rows_by_name(report)
     tag = report["price_tag"]
     states = {t["number"]: t["state"] for t in built["trials"]}
     assert states == {0: "COMPLETE", 1: "COMPLETE", 2: "RUNNING", 3: "COMPLETE", 4: "COMPLETE",
@@ -412,7 +395,7 @@ def test_a_trial_killed_mid_run_is_lost_counted_and_scores_nothing(resumed_study
     # kill
     end = lost["started_at"] + lost["duration_s"]
     assert built["killed_at"] - 0.5 < end <= built["killed_at"]
-    _at_constant_power(report, [f"trial-{k}" for k in range(6) if k != 2])
+    at_constant_power(report, [f"trial-{k}" for k in range(6) if k != 2], WATTS, READ_LAG_S)
     # its energy: the power over its time up to its last meter sample (every 0.1 s), which
     # its last flush wrote with that energy (a flush's duration ends at its last sample)
     kwh, lag = WATTS * lost["duration_s"] / 3.6e6, WATTS * READ_LAG_S / 3.6e6
@@ -527,7 +510,7 @@ def test_spawned_workers_are_parts_of_one_trial_counted_once(spawned_workers):
     trial and no final run), scored by its parts' mean; their cost is inside the job's and
     counted once (the price tag is the job's own reading)."""
     home, built, report = spawned_workers
-    rows = _rows(report)
+    rows = rows_by_name(report)
     job = rows["job"]
     for worker in built:
         row = rows[f"shard-{worker['shard']}"]

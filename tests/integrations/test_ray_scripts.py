@@ -17,7 +17,6 @@ what it asserted. A study whose script raised fails its own test only (``error.t
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -25,9 +24,20 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
-from _report_cli import GREENPRINT, empty_home, run_in, run_ray_script
+from _report_cli import (
+    GREENPRINT,
+    at_constant_power,
+    empty_home,
+    figure_of,
+    rows_by_name,
+    run_in,
+    run_ray_script,
+    runs_by_name,
+    series_of,
+)
 from _report_cli import cli_report as _report
 from _report_cli import evp_curves as _evp_curves
+from _report_cli import export_csv as _export_csv
 from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
 from _report_cli import in_every_format as _in_every_format
 from _report_cli import price_tag_lines_have_units as _price_tag_lines_have_units
@@ -610,28 +620,6 @@ def test_a_tune_experiment_is_one_study_whichever_side_names_it(studies):
 
 
 # ------------------------------------------------------------ Ray Tune, ASHA with CV folds
-def _runs(home: Path, study: str) -> dict[str, gp.RunRecord]:
-    with gp.Ledger(home / "greenprint.db", create=False) as led:
-        return {r.name: r for r in led.runs(study=study)}
-
-
-def _rows(report: dict) -> dict[str, dict]:
-    return {row["name"]: row for row in report["runs"]}
-
-
-def _figure(report: dict, key: str) -> dict | None:
-    return next((f for f in report["figures"] if f["id"] == key), None)
-
-
-def _series(figure: dict, role: str) -> list[dict]:
-    return [s for panel in figure["panels"] for s in panel["series"] if s["role"] == role]
-
-
-def _export_csv(home: Path, study: str) -> list[dict[str, str]]:
-    done = run_in(home, GREENPRINT, "ledger", "export", "--study", study, "--out", "runs.csv")
-    assert done.returncode == 0, done.stderr
-    with (home / "runs.csv").open(encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
@@ -645,11 +633,11 @@ def ray_study(studies: Path) -> tuple[Path, list[dict], dict]:
 
 def test_ray_trials_statuses_are_tunes_and_folds_are_parts(ray_study):
     home, tune_results, report = ray_study
-    rows = _rows(report)
+    rows = rows_by_name(report)
     trials = {row["name"]: row for row in report["runs"] if row["is_trial"]}
     assert len(trials) == 6
     by_x: dict[int, dict] = {}
-    runs = _runs(home, "ray-exp")
+    runs = runs_by_name(home, "ray-exp")
     for name, row in trials.items():
         by_x[runs[name].params["x"]] = row
     errored = {r["x"] for r in tune_results if r["error"]}
@@ -681,14 +669,14 @@ def test_ray_evp_counts_the_failed_trial_as_the_worst_and_pareto_holds_trials(ra
     trials = [row for row in report["runs"] if row["is_trial"]]
     scored = [r["score"] for r in trials if r["status"] in ("finished", "pruned")]
     every = [r["score"] if r["status"] in ("finished", "pruned") else max(scored) for r in trials]
-    evp = _figure(report, "evp_trials")
+    evp = figure_of(report, "evp_trials")
     assert evp is not None
-    (mean,) = _series(evp, "mean")
+    (mean,) = series_of(evp, "mean")
     reference = expected_max_performance(every, mode="min").mean.tolist()
     assert sorted(mean["y"]) == pytest.approx(sorted(reference), abs=1e-12)
     worst = f"counts as the worst {report['metric']} ({max(scored):g})"
     assert f"1 of 6 trials had no score and {worst}" in evp["notes"]
-    pareto = _figure(report, "pareto")
+    pareto = figure_of(report, "pareto")
     assert pareto is not None
     by_id = {row["id"]: row for row in report["runs"]}
     plotted = {i for s in pareto["panels"][0]["series"] for i in s.get("run_ids", ())}
@@ -743,21 +731,7 @@ def test_ray_no_fpo_counted_never_reads_as_zero(ray_study):
     assert not re.search(r"(?<![\d.])0 FPO", md)
 
 
-# ------------------------------------------------------- Lightning inside hand-written trials
-
-
 # ------------------------------------------------------------ Ray Tune, ASHA at a known power
-def _at_constant_power(report: dict, names: list[str]) -> None:
-    """The runs named drew WATTS for their run time: energy is power x time, CO2-eq that
-    energy at the grid intensity."""
-    rows = _rows(report)
-    for name in names:
-        row = rows[name]
-        kwh = WATTS * row["duration_s"] / 3.6e6
-        lag = WATTS * READ_LAG_S / 3.6e6  # the meter's clock a moment after the run's stamp
-        assert row["energy_kwh"] == pytest.approx(kwh, rel=1e-3, abs=lag), name
-        co2 = row["energy_kwh"] * row["pue"] * row["intensity_g_per_kwh"] / 1000
-        assert row["emissions_kg"] == pytest.approx(co2, rel=1e-9), name
 
 
 @pytest.fixture(scope="module")
@@ -790,7 +764,7 @@ def test_asha_stopped_trials_are_pruned_and_their_cost_counted(asha_study):
     statuses = {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]}
     assert statuses == {"finished": 4 - len(pruned), "pruned": len(pruned)}
     sweep = next(r for r in report["runs"] if r["role"] == "sweep")
-    _at_constant_power(report, [r["name"] for r in report["runs"]])
+    at_constant_power(report, [r["name"] for r in report["runs"]], WATTS, READ_LAG_S)
     assert tag["total"]["energy_kwh"] == pytest.approx(sweep["energy_kwh"], rel=1e-12)
     assert sum(rows[t["run"]]["energy_kwh"] for t in built) < sweep["energy_kwh"]
     pruned_kwh = sum(rows[t["run"]]["energy_kwh"] for t in pruned)
