@@ -83,3 +83,15 @@ def test_a_host_that_never_answers_fails_in_seconds_not_for_ever(monkeypatch):
     message = str(outcome[0])
     assert "timeout" in message and "connect_timeout" in message and SECRET not in message
     assert time.monotonic() - started < 15
+
+
+def test_a_password_on_the_scripts_command_line_is_not_recorded(tmp_path):
+    """``python train.py --ledger postgresql://alice:pw@...`` (a script given its ledger) stored
+    the password in the run's ``command``: ``ledger show``, exports and reports printed it."""
+    import greenprint as gp
+
+    command = f"train.py --ledger 'postgresql+psycopg://alice:{SECRET}@db/team' --lr 0.1"
+    with gp.track("argv", ledger=tmp_path / "l.db", command=command) as run:
+        pass
+    stored = Ledger(tmp_path / "l.db").run(run.id).command
+    assert stored == "train.py --ledger 'postgresql+psycopg://alice:***@db/team' --lr 0.1"

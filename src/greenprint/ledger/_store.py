@@ -39,7 +39,7 @@ from greenprint.ledger._fields import (
     encode_record,
 )
 from greenprint.ledger._handles import close_handle, file_identity
-from greenprint.ledger._target import Target, mask_url, resolve_target
+from greenprint.ledger._target import Target, mask_passwords, mask_url, resolve_target
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger._merge_summary import MergeSummary
@@ -156,7 +156,7 @@ class Ledger(BaseLedger):
             LedgerError: a run with this id exists already, or the ledger cannot be written.
             ConfigError: a field of the record has a value of the wrong type.
         """
-        values = encode_record(record)
+        values = _masked(encode_record(record))
         points = [check_metric(p) for p in record.metrics]
         if not self._live().insert_run(values, points):
             raise LedgerError(f"a run with id {record.id!r} is already in ledger {self.url}")
@@ -191,6 +191,7 @@ class Ledger(BaseLedger):
                     "metrics are appended with flush(metrics=...), not set as a field"
                 )
             values[name] = encode_field(name, value)
+        values = _masked(values)
         points = [check_metric(p) for p in metrics]
         power = [check_sample(s) for s in samples]
         if not self._live().update_run(run_id, values, points, power):
@@ -504,6 +505,20 @@ def _records(
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord))
 #: ``RunRecord(*values)`` at a third of the cost (see :func:`greenprint._frozen.slot_constructor`).
 _make_record = slot_constructor(RunRecord)
+
+
+def _masked(values: dict[str, Any]) -> dict[str, Any]:
+    """Encoded run columns with the password of any URL in the recorded command masked.
+
+    A script given its ledger (or any database) as a URL on its command line recorded that
+    URL's password in the run's ``command``, which ``ledger show``, exports and reports print.
+    """
+    command = values.get("command")
+    if isinstance(command, str):
+        masked = mask_passwords(command)
+        if masked != command:
+            values = {**values, "command": masked}
+    return values
 
 
 def _open_store(target: Target, *, create: bool) -> SQLStore | SQLiteStore:

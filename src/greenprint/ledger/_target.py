@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from greenprint._exceptions import LedgerPathError, NotALedgerError
 from greenprint.ledger._handles import file_identity, is_open
 
-__all__ = ["SQLITE_HEADER", "Target", "mask_url", "resolve_target"]
+__all__ = ["SQLITE_HEADER", "Target", "mask_passwords", "mask_url", "resolve_target"]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
@@ -191,6 +191,21 @@ def mask_url(url: str) -> str:
     it too: ``postgresql://bob:a@b@db/gp`` reads ``postgresql://bob:***@db/gp``.
     """
     return _PASSWORD.sub(r"\1:***@", url, count=1)
+
+
+#: A URL's ``user:password@`` anywhere in a text: the password runs to the ``@`` (as in
+#: :func:`mask_url`), and stops at white space or a quote, where a command line's word ends.
+_PASSWORD_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*):[^@\s'\"]+@")
+
+
+def mask_passwords(text: str) -> str:
+    """``text`` with the password of each URL in it replaced by ``***``.
+
+    For a recorded command line: ``python train.py --ledger postgresql://bob:pw@db/gp`` is
+    stored as ``python train.py --ledger postgresql://bob:***@db/gp``, so that ``ledger show``,
+    exports and reports never print a password that a script was given on its command line.
+    """
+    return _PASSWORD_IN_TEXT.sub(r"\1:***@", text) if "://" in text else text
 
 
 def resolve_target(location: str | os.PathLike[str]) -> Target:
