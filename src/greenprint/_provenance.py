@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "FPO_ASSUMPTIONS_KEY",
     "FPO_KEY",
     "MEASURED_SOURCES",
+    "METRIC_DIRECTIONS_KEY",
     "OBJECTIVES_KEY",
     "Provenance",
     "ProvenanceKind",
@@ -41,8 +43,11 @@ __all__ = [
     "fpo_lower_bound",
     "is_fpo_lower_bound",
     "merge_fpo_assumptions",
+    "metric_directions_of",
+    "metric_directions_text",
     "objectives_of",
     "objectives_text",
+    "parse_metric_directions",
     "parse_objectives",
     "recorded_objectives",
 ]
@@ -369,3 +374,67 @@ def parse_objectives(text: object) -> tuple[tuple[str, str], ...]:
             return ()
         pairs.append((name, direction))
     return tuple(pairs)
+
+
+#: The key of a trial's provenance that records which way each metric it logged is better, where
+#: the code that logged them knows it, each with what said so: ``"mean_test_rmse: maximize
+#: (scikit-learn's scorer neg_root_mean_squared_error, the error negated)"`` (greenprint's
+#: scikit-learn integration: every scorer is greater-is-better, whatever the name a user gives
+#: it). No objective of the search (:data:`OBJECTIVES_KEY`): ranking by such a metric takes its
+#: recorded direction before the one its name says, and the search is not called one of
+#: several objectives for it.
+METRIC_DIRECTIONS_KEY = "metric_directions"
+
+#: One item of a metric_directions text: ``name: direction``, or ``name: direction (why)``.
+_DIRECTION_ITEM = re.compile(
+    r"(?P<name>.+?): (?P<direction>maximize|minimize)(?: \((?P<why>.*)\))?"
+)
+
+
+def metric_directions_text(directions: Sequence[tuple[str, str, str]]) -> str:
+    """The :data:`METRIC_DIRECTIONS_KEY` provenance of ``(metric, direction, why)`` triples.
+
+    ``why`` (what says so, ``""``: nothing said) is kept on one item: a ``";"`` in it is
+    written ``","``.
+
+    Example:
+        >>> metric_directions_text([("mean_test_rmse", "maximize", "a negated error")])
+        'mean_test_rmse: maximize (a negated error)'
+    """
+    items = []
+    for name, direction, why in directions:
+        why = " ".join(why.replace(";", ",").split())
+        items.append(f"{name}: {direction} ({why})" if why else f"{name}: {direction}")
+    return "; ".join(items)
+
+
+@functools.lru_cache(maxsize=256)
+def parse_metric_directions(text: object) -> tuple[tuple[str, str, str], ...]:
+    """The ``(metric, direction, why)`` triples of a :data:`METRIC_DIRECTIONS_KEY` text.
+
+    An item that does not read as one is left out (``()``: none did, or not a text).
+
+    Example:
+        >>> parse_metric_directions("mean_test_rmse: maximize (a negated error); score: maximize")
+        (('mean_test_rmse', 'maximize', 'a negated error'), ('score', 'maximize', ''))
+    """
+    if not isinstance(text, str) or not text:
+        return ()
+    found = []
+    for item in text.split("; "):
+        if (match := _DIRECTION_ITEM.fullmatch(item)) is not None:
+            found.append((match["name"], match["direction"], match["why"] or ""))
+    return tuple(found)
+
+
+def metric_directions_of(provenance: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each metric a run's provenance records a direction of: ``(direction, why)`` by name.
+
+    Example:
+        >>> metric_directions_of({"metric_directions": "loss: minimize (a test)"})
+        {'loss': ('minimize', 'a test')}
+    """
+    text = provenance.get(METRIC_DIRECTIONS_KEY)
+    if not isinstance(text, str):
+        return {}
+    return {name: (direction, why) for name, direction, why in parse_metric_directions(text)}

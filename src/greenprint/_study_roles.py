@@ -94,6 +94,7 @@ __all__ = [
     "TrialScore",
     "is_repeat_param",
     "resolve_roles",
+    "recorded_direction",
     "roles",
     "searched_direction",
 ]
@@ -233,6 +234,33 @@ def searched_direction(runs: Sequence[RunRecord], metric: str) -> Mode | None:
     if not found:
         return None
     return "min" if found.most_common(1)[0][0] == "minimize" else "max"
+
+
+def recorded_direction(runs: Sequence[RunRecord], metric: str) -> tuple[Mode, str | None] | None:
+    """The direction ``runs`` recorded for ``metric``, and what said so; ``None``: none did.
+
+    The search's own (:func:`searched_direction`: an objective it optimised), ``(mode,
+    None)``; else a direction the code that logged the metric knew
+    (:data:`~greenprint._provenance.METRIC_DIRECTIONS_KEY`: scikit-learn's scorers are all
+    greater-is-better, also one named ``rmse`` for ``neg_root_mean_squared_error``), ``(mode,
+    why)`` with what it recorded of why (``""``: nothing), the one most runs recorded.
+    """
+    from greenprint._provenance import distinct_provenances, metric_directions_of, objectives_of
+
+    searched: Counter[str] = Counter()
+    found: Counter[tuple[str, str]] = Counter()
+    for provenance, count in distinct_provenances(run.provenance for run in runs):
+        objective = dict(objectives_of(provenance)).get(metric)
+        if objective is not None:
+            searched[objective] += count
+        elif (recorded := metric_directions_of(provenance).get(metric)) is not None:
+            found[recorded] += count
+    if searched:  # as searched_direction
+        return ("min" if searched.most_common(1)[0][0] == "minimize" else "max"), None
+    if not found:
+        return None
+    direction, why = found.most_common(1)[0][0]
+    return ("min" if direction == "minimize" else "max"), why
 
 
 def _holds_trials(forest: RunForest, pos: int, kids: Sequence[int], metric: str | None) -> bool:

@@ -32,9 +32,9 @@ from greenprint._study_roles import (
     _less_repeat,
     _split_repeats,
     is_repeat_param,
+    recorded_direction,
     resolve_roles,
     roles,
-    searched_direction,
 )
 from greenprint._study_roles import _has_score as _has_score  # read by tests
 from greenprint.analysis._common import (
@@ -211,10 +211,13 @@ def study_trials(
     Args:
         runs: the runs, a built forest, or resolved roles.
         metric: the score's metric name (``None``: no scores).
-        mode: ``"max"`` or ``"min"``; ``None``: the direction the search that ran the trials
-            recorded (an Optuna study's, :func:`searched_direction`), else inferred from the
-            metric's name (a ``loss``, ``error``, ``perplexity``, ``rmse``... is minimised);
-            a note says so either way.
+        mode: ``"max"`` or ``"min"``; ``None``: the direction the runs recorded
+            (:func:`recorded_direction`: an objective of the search that ran the trials, an
+            Optuna study's; else the direction the code that logged the metric knew, a
+            scikit-learn scorer's, greater-is-better also for ``"rmse":
+            "neg_root_mean_squared_error"``), else inferred from the metric's name (a
+            ``loss``, ``error``, ``perplexity``, ``rmse``... is minimised); a note says so
+            either way.
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
         scored_statuses: statuses of the parts whose score counts in their parent's mean,
             and of the runs a mean of parts can score (a failed trial gets none from its
@@ -235,15 +238,11 @@ def study_trials(
         study = resolve_roles(runs, metric=metric)
     forest = study.forest
     if mode is None and metric is not None:
-        searched = searched_direction(forest.runs, metric)
-        if searched is not None and searched != resolved_mode:
-            resolved_mode = searched
-            done, other = ("minimised", "max") if searched == "min" else ("maximised", "min")
-            note = (
-                f"{metric!r} is {done}, as the search that ran the trials {done} it (the "
-                f"direction its trials recorded; to rank it the other way: --mode {other}, "
-                f"or mode='{other}' in Python)"
-            )
+        recorded = recorded_direction(forest.runs, metric)
+        if recorded is not None and recorded[0] != resolved_mode:
+            named = note is not None  # the name said lower is better
+            resolved_mode, why = recorded
+            note = _recorded_note(metric, resolved_mode, why, named=named)
     scored = set(scored_statuses)
     scores: list[TrialScore] = [TrialScore(math.nan, "none")] * len(forest.runs)
     diverged: list[int] = []  # runs whose last value is infinite (no score, as a NaN)
@@ -305,6 +304,29 @@ def study_trials(
         mode_note=note,
         reduce=reduce,
         diverged=tuple(sorted(diverged)),
+    )
+
+
+def _recorded_note(metric: str, mode: Mode, why: str | None, *, named: bool) -> str:
+    """Why ``metric`` is ranked ``mode``, a direction its runs recorded, not its name's.
+
+    ``why``: ``None`` for an objective of the search that ran the trials (an Optuna study's
+    direction), else what the code that logged the metric recorded of why (a scikit-learn
+    scorer); ``named``: whether the metric's name says lower is better.
+    """
+    done, other = ("minimised", "max") if mode == "min" else ("maximised", "min")
+    back = f"to rank it the other way: --mode {other}, or mode='{other}' in Python"
+    if why is None:
+        return (
+            f"{metric!r} is {done}, as the search that ran the trials {done} it (the "
+            f"direction its trials recorded; {back})"
+        )
+    better = "lower" if mode == "min" else "higher"
+    name = "its name says lower is better" if named else "its name says nothing of it"
+    said = f" ({why})" if why else ""
+    return (
+        f"{metric!r} is {done}: the runs that logged it recorded that {better} is better"
+        f"{said}, though {name} ({back})"
     )
 
 

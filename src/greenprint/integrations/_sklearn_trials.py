@@ -13,7 +13,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from greenprint._lifecycle import status_for
-from greenprint._provenance import OBJECTIVES_KEY, objectives_text
+from greenprint._provenance import (
+    METRIC_DIRECTIONS_KEY,
+    OBJECTIVES_KEY,
+    metric_directions_text,
+    objectives_text,
+)
 from greenprint._records import MetricPoint, RunRecord
 from greenprint.integrations._sklearn_common import (
     _derived,
@@ -106,7 +111,9 @@ def _write_trials(
         shares = _time_shares(search, results, refit_s)
     # a successive-halving search on samples: each candidate trained on its n_resources
     on_samples = getattr(search, "resource", None) == "n_samples" and "n_resources" in results
-    objective = _objective(search, results, refit)
+    recorded = {METRIC_DIRECTIONS_KEY: _directions(search, results)}
+    if objective := _objective(search, results, refit):
+        recorded[OBJECTIVES_KEY] = objective
     rows: list[RunRecord] = []
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
@@ -136,7 +143,7 @@ def _write_trials(
                 status=status,
                 error=_failed_fold(errors, measured=shares is None) if failed else None,
                 metrics=tuple(metrics),
-                provenance={**record.provenance, OBJECTIVES_KEY: objective},
+                provenance={**record.provenance, **recorded},
                 dataset_size=(
                     int(results["n_resources"][row]) if on_samples else record.dataset_size
                 ),
@@ -170,21 +177,63 @@ def _objective(search: Any, results: Mapping[str, Any], refit: str) -> str:
     """The :data:`~greenprint._provenance.OBJECTIVES_KEY` provenance of a search's trials.
 
     The search ranks its candidates by the mean test score of ``refit``'s scorer, highest
-    first: scikit-learn's scorers are all greater-is-better (an error is negated:
-    ``neg_root_mean_squared_error``, or ``make_scorer(..., greater_is_better=False)``). The
-    name a user gives it says nothing of that (``scoring={"rmse": ...}``: its
-    ``mean_test_rmse`` would read as lower-is-better, and ``greenprint report --metric
-    mean_test_rmse`` rank the worst candidate first); the direction recorded here is the one the
-    report takes. A search of several scorers that refits none by name (``refit=False``, or a
-    callable) ranks its candidates by each (``rank_test_<scorer>``) and chose none: each
-    scorer's ``mean_test_<scorer>`` is one of its objectives, maximised, ``refit``'s (the one
-    the trials' ``score`` holds) first. Else only ``refit``'s: the search optimised that one.
+    first, and keeps the best: ``mean_test_<refit>`` is its objective, maximised. A search of
+    several scorers that names none to refit (``refit=False``, or a callable) optimised none
+    of them (it ranked its candidates by each, ``rank_test_<scorer>``, and kept none by a
+    scorer): ``""``, no objective; each scorer's direction is in :func:`_directions`, which
+    ranking by it takes without calling the search one of several objectives. A search of
+    one scorer ranked its candidates by it: its objective, whatever ``refit`` is.
     """
-    names = [refit]
-    if not isinstance(search.refit, str):
-        ranked = [k for k in results if k.startswith("mean_test_") and k != f"mean_test_{refit}"]
-        names += [key.removeprefix("mean_test_") for key in ranked]
-    return objectives_text([(f"mean_test_{name}", "maximize") for name in names])
+    several = sum(key.startswith("mean_test_") for key in results) > 1
+    if several and not isinstance(search.refit, str):
+        return ""
+    return objectives_text([(f"mean_test_{refit}", "maximize")])
+
+
+def _directions(search: Any, results: Mapping[str, Any]) -> str:
+    """The :data:`~greenprint._provenance.METRIC_DIRECTIONS_KEY` provenance of a search's trials.
+
+    scikit-learn's scorers are all greater-is-better: the search ranks its candidates by each
+    highest first (an error is negated: ``neg_root_mean_squared_error``, or ``make_scorer(...,
+    greater_is_better=False)``). The name a user gives one says nothing of that
+    (``scoring={"rmse": ...}``: ``mean_test_rmse`` would read as lower-is-better, and
+    ``greenprint report --metric mean_test_rmse`` rank the worst candidate first). So each
+    scorer's ``mean_test_<scorer>`` (and ``mean_train_<scorer>``, and its folds' ``test_`` and
+    ``train_<scorer>``) is recorded maximised, with the scorer that says so; the report names
+    it where the name reads the other way.
+    """
+    found: list[tuple[str, str, str]] = []
+    scorers = [k.removeprefix("mean_test_") for k in results if k.startswith("mean_test_")]
+    train = any(key.startswith("mean_train_") for key in results)
+    for scorer in scorers:
+        why = _scorer_text(search.scoring, scorer)
+        for prefix in ("mean_test_", "test_", *(("mean_train_", "train_") if train else ())):
+            found.append((f"{prefix}{scorer}", "maximize", why))
+    return metric_directions_text(found)
+
+
+def _scorer_text(scoring: Any, name: str) -> str:
+    """What scorer ``name`` of a search's ``scoring`` is (a negated error says so)."""
+    spec = scoring.get(name, scoring) if isinstance(scoring, Mapping) else scoring
+    if spec is None:
+        return "scikit-learn's default scorer, the estimator's score method"
+    if isinstance(spec, list | tuple | set | frozenset):
+        spec = name  # a list of scorer names
+    if isinstance(spec, str):
+        negated = ", the error negated" if spec.startswith("neg_") else ""
+        return f"scikit-learn's scorer {spec}{negated}"
+    sign = getattr(spec, "_sign", None)
+    func = getattr(spec, "_score_func", None)
+    if isinstance(sign, int) and func is not None:
+        func_name = getattr(func, "__name__", None) or type(func).__name__
+        if sign < 0:
+            return (
+                f"scikit-learn's scorer make_scorer({func_name}, greater_is_better=False), "
+                "the error negated"
+            )
+        return f"scikit-learn's scorer make_scorer({func_name})"
+    what = getattr(spec, "__name__", None) or type(spec).__name__
+    return f"scikit-learn's scorer {what}: scikit-learn ranks every score higher first"
 
 
 def _by_fold(folds: Sequence[RunRecord]) -> list[RunRecord]:

@@ -19,10 +19,12 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
   ``score`` (the mean test score of the metric that ranks, i.e. ``refit``'s; with several
   scorers and ``refit=False``, the first scorer's; the sweep's param ``score_metric`` names it,
   e.g. ``mean_test_f1``, whenever there are several), and ``mean_test_*``, ``std_test_*``,
-  ``rank_test_*`` (``mean_train_*`` with ``return_train_score``); its provenance says that the
-  search maximised ``mean_test_<refit>`` (``objectives``: scikit-learn's scores are
-  higher-is-better, also one named ``rmse`` for ``neg_root_mean_squared_error``; with several
-  scorers and none named to refit, ``refit=False``, each scorer's ``mean_test_*``); status
+  ``rank_test_*`` (``mean_train_*`` with ``return_train_score``); its provenance says that
+  every scorer is higher-is-better (``metric_directions``: scikit-learn's scores are, also one
+  named ``rmse`` for ``neg_root_mean_squared_error``; each ``mean_test_*``, ``mean_train_*``
+  and the folds' ``test_*`` and ``train_*``, with its scorer) and that the search maximised
+  ``mean_test_<refit>`` (``objectives``; none with several scorers and none named to refit,
+  ``refit=False``: the search kept no candidate by a scorer); status
   ``failed`` when a fold failed to fit (a numeric ``error_score``, ``0`` too: the fold's run
   ``failed`` with its fit's error, which the candidate's names; every fit failed, the search
   raised: each candidate with its folds' error), ``interrupted`` (``KeyboardInterrupt``) for a
