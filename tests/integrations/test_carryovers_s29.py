@@ -7,7 +7,9 @@
   process's 100 J. Each run now reads the object from its own start.
 * scikit-learn, several scorers and ``refit=False``: only the first scorer's direction was
   recorded, so ``greenprint report --metric mean_test_rmse`` (a negated error, higher is
-  better) minimised it by its name and took the worst candidate for the best.
+  better) minimised it by its name and took the worst candidate for the best. Each scorer's
+  direction is now recorded as such (``metric_directions``; see
+  ``test_metric_directions_s29.py``), not as an objective of the search.
 * Hugging Face Trainer under DDP (torchrun): ``trainer.evaluate()`` before ``trainer.train()``
   stayed a top-level part beside the training (counted, but not in the training's cost); it
   is now a part of the node's training run, as in one process. (Asserted in the torchrun test

@@ -44,9 +44,10 @@ _FORMAT_HELP = (
     "--mode",
     type=click.Choice(["max", "min"]),
     default=None,
-    help="Whether a higher (max) or lower (min) metric is better [default: min for a metric "
-    "named like a loss, error, perplexity, rmse... or a rank (the report says so), else max; "
-    "neg_... names are max].",
+    help="Whether a higher (max) or lower (min) metric is better [default: the direction "
+    "the runs recorded (an Optuna study's objective, a scikit-learn scorer's), else min for a "
+    "metric named like a loss, error, perplexity, rmse... or a rank (the report says so), else "
+    "max; neg_... names are max].",
 )
 @click.option(
     "--final",
