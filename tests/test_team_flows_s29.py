@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import require  # tests/conftest.py
+from greenprint import _exceptions as gp_errors
 from greenprint._exceptions import LedgerPathError
 from greenprint.cli import main
 from greenprint.ledger import Ledger
@@ -95,3 +96,41 @@ def test_a_password_on_the_scripts_command_line_is_not_recorded(tmp_path):
         pass
     stored = Ledger(tmp_path / "l.db").run(run.id).command
     assert stored == "train.py --ledger 'postgresql+psycopg://alice:***@db/team' --lr 0.1"
+
+
+def _node_run(path, run_id, *, status="finished", energy_kwh=0.5, host="node-a"):
+    """One ended run in a node's own SQLite ledger (as gp.track leaves it)."""
+    from greenprint import RunRecord
+
+    with Ledger(path) as led:
+        led.start_run(RunRecord(id=run_id, name=run_id, study="s", host=host, started_at=1e9))
+        led.flush(run_id, fields={"status": status, "energy_kwh": energy_kwh, "ended_at": 1e9 + 60})
+
+
+def test_a_role_given_in_the_merged_ledger_survives_merging_the_node_files_again(tmp_path):
+    """merge, ``ledger set-role`` on the merged ledger (a failed attempt made a part of its
+    rerun), then the node files merged again with a new run: each role given was a conflict
+    ('role, parent_id, contained differ') and nothing was written, new runs included."""
+    a, b, merged = tmp_path / "a.db", tmp_path / "b.db", tmp_path / "all.db"
+    _node_run(a, "rerun", energy_kwh=0.5)
+    _node_run(b, "attempt", status="failed", energy_kwh=0.25, host="node-b")
+    with Ledger(merged) as led:
+        assert led.merge(a, b).added == 2
+        led.set_role("part", "attempt", part_of="rerun")
+    _node_run(a, "next", energy_kwh=1.0)  # the nodes go on
+    with Ledger(merged) as led:
+        summary = led.merge(a, b)
+        assert (summary.added, summary.unchanged, summary.roles_kept) == (1, 2, 1)
+        attempt = led.run("attempt")
+        assert (attempt.role, attempt.parent_id, attempt.contained) == ("part", "rerun", False)
+        assert sum(r.energy_kwh for r in led.runs()) == 1.75  # nothing counted twice or lost
+    _node_run(b, "attempt2", status="failed", host="node-b")
+    with Ledger(b) as led:  # another final cost is still a conflict, roles or not
+        led.flush("attempt2", fields={"energy_kwh": 9.0})
+    with Ledger(merged) as led:
+        led.merge(b)
+        led.set_role("baseline", "attempt2")
+    with Ledger(b) as led:
+        led.flush("attempt2", fields={"energy_kwh": 8.0})
+    with Ledger(merged) as led, pytest.raises(gp_errors.MergeConflictError, match="energy_kwh"):
+        led.merge(b)

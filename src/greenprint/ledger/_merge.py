@@ -12,6 +12,9 @@ their runs, metrics and power samples into one target ledger (SQLite or PostgreS
   newer state wins: its row replaces the older one and its metrics and samples are stored. Its
   samples may also all come after the older one's (a run saved apart when its ledger refused
   its last writes holds the samples that ledger lacks): the two are then stored end to end.
+* **A role given afterwards in the target** (``ledger set-role``: ``role``, and with
+  ``--part-of`` ``parent_id`` and ``contained``) stands: a run that differs from an input's copy
+  by those fields only, both ended, is left as the target holds it (``roles_kept``).
 * **Anything else that differs is a conflict**: :class:`~greenprint.ledger.MergeConflictError`
   names the runs and the fields that differ, and nothing is written (one transaction).
 
@@ -61,12 +64,16 @@ from greenprint.ledger._schema import samples as samples_t
 from greenprint.ledger._sql import SQLStore
 from greenprint.ledger._target import Target, resolve_target
 
-__all__ = ["IDENTITY_FIELDS", "MergeSummary", "merge_ledgers"]
+__all__ = ["IDENTITY_FIELDS", "ROLE_FIELDS", "MergeSummary", "merge_ledgers"]
 
 logger = logging.getLogger(__name__)
 
 #: Fields on which two copies of a run must agree for the newer one to count as its progress.
 IDENTITY_FIELDS = ("name", "study", "host", "started_at")
+
+#: The fields ``ledger set-role`` writes (``--part-of``: the parent and ``contained`` too): a
+#: role given afterwards in the target is kept when the inputs still hold the run as it ran.
+ROLE_FIELDS = frozenset({"role", "parent_id", "contained"})
 
 _MAX_LISTED = 10  # conflicting runs named in the message
 _CHUNK = 500  # ids per IN (...) list: under SQLite's and PostgreSQL's parameter limits
@@ -120,6 +127,20 @@ def _differing_fields(a: _Run, b: _Run) -> list[str]:
     if not _same_list(a.samples, b.samples):
         fields.append("samples")
     return fields
+
+
+def _role_given_in_target(old: _Run, run: _Run) -> bool:
+    """Whether the target's copy ``old`` differs from an input's only by a role given afterwards.
+
+    ``greenprint ledger set-role`` on the merged ledger (a baseline named, a failed attempt made
+    a part of its rerun), then the node files merged again with new runs: each such run was a
+    conflict, and the documented re-merge wrote nothing. Both copies must have ended (set-role
+    refuses a running run) and agree on everything else.
+    """
+    if "running" in (old.row["status"], run.row["status"]):
+        return False
+    differing = _differing_fields(old, run)
+    return bool(differing) and ROLE_FIELDS.issuperset(differing)
 
 
 def _continues(short: Sequence[_Sample], long: Sequence[_Sample]) -> bool:
@@ -429,12 +450,16 @@ def merge_ledgers(
         existing = _existing(conn, tgt.display, merged)
         new: list[_Run] = []
         replaced: list[_Run] = []
-        unchanged = 0
+        unchanged = roles_kept = 0
         found: list[tuple[str, str]] = []
         for run_id, run in merged.items():
             old = existing.get(run_id)
             if old is None:
                 new.append(run)
+                continue
+            if _role_given_in_target(old, run):
+                roles_kept += 1
+                unchanged += 1
                 continue
             kept = _combine(old, run, found)
             if kept is old:
@@ -451,6 +476,7 @@ def merge_ledgers(
             unchanged=unchanged,
             metrics=n_metrics,
             samples=n_samples,
+            roles_kept=roles_kept,
         )
 
     try:

@@ -18,6 +18,9 @@ class MergeSummary:
         unchanged: runs the target already held as they are (or in a newer state).
         metrics: metric points written.
         samples: power samples written.
+        roles_kept: of the ``unchanged``, runs whose role was given afterwards in the target
+            (``ledger set-role``, with ``--part-of`` their parent too) while the input holds the
+            role they ran with: the target's is kept.
     """
 
     added: int
@@ -25,3 +28,4 @@ class MergeSummary:
     unchanged: int
     metrics: int
     samples: int
+    roles_kept: int = 0
