@@ -94,6 +94,12 @@ def test_a_negated_scorer_beside_the_refit_one_ranks_the_best_candidate_first(
     (note,) = [n for n in built.notes if "'mean_test_my_error' is maximised" in n]
     assert "make_scorer(mean_absolute_error, greater_is_better=False)" in note
     assert not any("objectives" in n for n in built.notes), built.notes
+    # ranked the other way on purpose (--mode min): the report says the search maximised it
+    forced = build_report(db, "ridge", metric="mean_test_rmse", mode="min")
+    assert forced.mode == "min"
+    (note,) = [n for n in forced.notes if "the search maximised 'mean_test_rmse'" in n]
+    assert "ranks it lowest first" in note and "--mode max" in note, note
+    assert not any("objectives" in n for n in forced.notes), forced.notes
 
 
 def test_several_scorers_without_refit_are_no_search_of_several_objectives(

@@ -30,6 +30,7 @@ from greenprint._provenance import (
     recorded_objectives,
 )
 from greenprint._records import RunRecord
+from greenprint._study_roles import recorded_direction
 from greenprint._version import __version__
 from greenprint.analysis import PriceTag, StudyTrials, price_tag, score_per_cost, study_trials
 from greenprint.analysis._common import (
@@ -412,7 +413,9 @@ def _assemble(
     given_mode, mode = mode, trials.mode
     scores = {r.id: trials.scores[p].score for p, r in enumerate(forest.runs)}
     notes = [metric_note] if metric_note else []
-    if objectives_note := _objectives_note(forest, trials.positions, metric, mode, study):
+    if objectives_note := _objectives_note(
+        forest, trials.positions, metric, mode, study, given=given_mode is not None
+    ):
         notes.append(objectives_note)
     if scorer_note := _scorer_note(forest, trials.roles.positions("sweep"), metric):
         notes.append(scorer_note)
@@ -577,26 +580,39 @@ def _scorer_note(forest: RunForest, sweeps: Sequence[int], metric: str | None) -
 
 
 def _objectives_note(
-    forest: RunForest, positions: Sequence[int], metric: str | None, mode: Mode, study: str
+    forest: RunForest,
+    positions: Sequence[int],
+    metric: str | None,
+    mode: Mode,
+    study: str,
+    *,
+    given: bool = False,
 ) -> str | None:
     """What the search the trials ran in optimised, against what the report ranks by.
 
     The objectives (each metric and its direction) a search recorded in its trials'
     provenance (``objectives``: greenprint's Optuna callback), the most trials' record: a
     study of several objectives is ranked by one metric, and a metric can be ranked the other
-    way than the search's direction (Optuna minimises ``value`` by default). ``None`` when no
-    trial recorded them, or one objective ranked as its search did.
+    way than the search's direction (Optuna minimises ``value`` by default). With a mode
+    ``given`` by the user, a metric that is no objective is checked against the direction its
+    runs recorded for it (``metric_directions``: a scikit-learn scorer's, which ranks every
+    score highest first). ``None`` when no trial recorded either, or the metric is ranked as
+    recorded and the search had one objective.
     """
+    if metric is None:
+        return None
     provenances = forest.column("provenance")
     recorded = recorded_objectives(provenances[p] for p in positions).most_common(1)
-    if not recorded or metric is None:
-        return None
-    objectives = recorded[0][0]
+    objectives = recorded[0][0] if recorded else ()
     directions = dict(objectives)
     better = "higher" if mode == "max" else "lower"
     against = directions.get(metric)
+    if against is None and given:  # without a mode given, the ranking followed the record
+        found = recorded_direction([forest.runs[p] for p in positions], metric)
+        if found is not None:
+            against = "minimize" if found[0] == "min" else "maximize"
     wrong = against is not None and (against == "minimize") != (mode == "min")
-    if len(objectives) == 1 and not wrong:
+    if len(objectives) <= 1 and not wrong:
         return None
     flag = {"maximize": "max", "minimize": "min"}
     done = {"maximize": "maximised", "minimize": "minimised"}
