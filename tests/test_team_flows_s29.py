@@ -9,6 +9,7 @@ ever. No server is needed: the URLs are refused before connecting, or point at a
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import socket
 import threading
@@ -134,3 +135,37 @@ def test_a_role_given_in_the_merged_ledger_survives_merging_the_node_files_again
         led.flush("attempt2", fields={"energy_kwh": 8.0})
     with Ledger(merged) as led, pytest.raises(gp_errors.MergeConflictError, match="energy_kwh"):
         led.merge(b)
+
+
+def test_trials_run_one_after_another_under_an_exported_job_id_are_trials():
+    """``export GREENPRINT_JOB_ID=exp7`` in a batch script, then ``python trial.py`` three times
+    (lr 0.1, 0.2, then 0.3 failing): each process metered the node (a job's run with no rank),
+    one after another. The report read '1 trial (1 finished)', the failed trial a part of it."""
+    from greenprint import MetricPoint, RunRecord
+    from greenprint.analysis import price_tag
+
+    runs = [
+        RunRecord(
+            id=f"t{k}",
+            name=f"lr=0.{k}",
+            host="vm",
+            job_id="exp7",
+            node_meter=True,
+            scope="machine",
+            role="trial",
+            status="failed" if k == 3 else "finished",
+            started_at=10.0 * k,
+            ended_at=10.0 * k + 1.0,
+            energy_kwh=float(k),
+            params={"lr": k / 10},
+            metrics=(MetricPoint("loss", 1.0 + k),),
+        )
+        for k in (1, 2, 3)
+    ]
+    tag = price_tag(runs)
+    assert tag.total.trials == 3 and tag.total.energy_kwh == 6.0
+    assert (tag.by_status["finished"].trials, tag.by_status["finished"].energy_kwh) == (2, 3.0)
+    assert (tag.by_status["failed"].trials, tag.by_status["failed"].energy_kwh) == (1, 3.0)
+    # two of them at the same time: one's machine reading holds the other's run, as before
+    runs[1] = dataclasses.replace(runs[1], started_at=10.5, ended_at=11.5)
+    assert price_tag(runs).total.trials == 1

@@ -37,6 +37,7 @@ else the kernel's host name.
 
 from __future__ import annotations
 
+import heapq
 import os
 import sys
 import uuid
@@ -463,9 +464,38 @@ def _search_trials(runs: Sequence[Any], members: Sequence[int]) -> tuple[set[int
             if any(_process(runs[q]) != _process(runs[p]) for q in live):
                 return set(), 0  # one training's ranks, a trial each: one trial
             live.append(p)
-    if any(runs[p].node_meter for p in trials):
+    if _meter_overlaps(runs, members, [p for p in trials if runs[p].node_meter]):
         return set(), len(trials)
     return set(trials), 0
+
+
+def _meter_overlaps(runs: Sequence[Any], members: Sequence[int], meters: Sequence[int]) -> bool:
+    """Whether a trial that metered its node ran at the same time as another run of the job there.
+
+    Only then does its machine reading hold another process's run. Trials that metered the
+    node one after another (``GREENPRINT_JOB_ID`` exported in a batch script that then runs
+    ``python trial.py`` three times: each process a node meter with no rank) each read their
+    own stretch of the machine: they were read as the parts of one trial, a failed one among
+    them counted as finished.
+    """
+    if not meters:
+        return False
+    metering = set(meters)
+    by_host: dict[Any, list[int]] = {}
+    for p in members:
+        by_host.setdefault(runs[p].host, []).append(p)
+    for here in by_host.values():
+        if metering.isdisjoint(here):
+            continue
+        active: list[tuple[float, int]] = []  # (end, position) of the runs still going
+        for p in sorted(here, key=lambda q: runs[q].started_at):
+            start = runs[p].started_at
+            while active and active[0][0] <= start:
+                heapq.heappop(active)
+            if active and (p in metering or any(q in metering for _, q in active)):
+                return True
+            heapq.heappush(active, (_end(runs[p]), p))
+    return False
 
 
 #: Params that name a rank's process, not its training (compared without them, see below).
