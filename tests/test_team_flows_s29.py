@@ -169,3 +169,32 @@ def test_trials_run_one_after_another_under_an_exported_job_id_are_trials():
     # two of them at the same time: one's machine reading holds the other's run, as before
     runs[1] = dataclasses.replace(runs[1], started_at=10.5, ended_at=11.5)
     assert price_tag(runs).total.trials == 1
+
+
+def test_a_run_saved_apart_merged_twice_changes_nothing(tmp_path):
+    """A PostgreSQL server stopped mid-run: the run was saved apart and the warning gave
+    ``greenprint ledger merge LEDGER_URL greenprint-unsaved-<id>.db``. Run once, it stored the
+    run (its samples end to end); run again, it failed: '1 run(s) differ: samples differ'."""
+    from greenprint import MetricPoint, PowerSample, RunRecord
+
+    team, apart = tmp_path / "team.db", tmp_path / "greenprint-unsaved-r1.db"
+    record = RunRecord(id="r1", name="long", study="down", host="vm", started_at=1e9)
+    first = MetricPoint("loss", 1.0, time=1e9 + 1)
+    with Ledger(team) as led:  # the run's first flush, then the server went away
+        led.start_run(record)
+        fields = {"heartbeat_at": 1e9 + 1, "energy_kwh": 1e-4}
+        led.flush("r1", fields=fields, metrics=[first], samples=[PowerSample(1e9, 1e9 + 1, 10.0)])
+    with Ledger(apart) as led:  # what the tracker saved apart at its end
+        led.start_run(record)
+        led.flush(
+            "r1",
+            fields={"status": "finished", "ended_at": 1e9 + 4, "energy_kwh": 4e-4},
+            metrics=[first, MetricPoint("loss", 0.5, time=1e9 + 4)],
+            samples=[PowerSample(1e9 + 1, 1e9 + 2, 10.0), PowerSample(1e9 + 2, 1e9 + 4, 10.0)],
+        )
+    with Ledger(team) as led:
+        assert led.merge(apart).updated == 1
+        again = led.merge(apart)
+        assert (again.added, again.updated, again.unchanged) == (0, 0, 1)
+        assert [s.t0 - 1e9 for s in led.samples("r1")] == [0.0, 1.0, 2.0]
+        assert led.run("r1").status == "finished"

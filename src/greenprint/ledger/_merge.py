@@ -120,6 +120,10 @@ def _is_prefix(short: Sequence[Any], long: Sequence[Any]) -> bool:
     return len(short) <= len(long) and _same_list(short, long[: len(short)])
 
 
+def _is_suffix(short: Sequence[Any], long: Sequence[Any]) -> bool:
+    return len(short) <= len(long) and _same_list(short, long[len(long) - len(short) :])
+
+
 def _differing_fields(a: _Run, b: _Run) -> list[str]:
     fields = [name for name in FIELD_KINDS if not _same(a.row.get(name), b.row.get(name))]
     if not _same_list(a.metrics, b.metrics):
@@ -169,6 +173,12 @@ def _combine(a: _Run, b: _Run, conflicts: list[tuple[str, str]]) -> _Run:
     differing = _differing_fields(a, b)
     if not differing:
         return a
+    if differing == ["samples"]:
+        # a saved-apart run merged before: the target holds its samples end to end with the
+        # earlier ones, the file its later ones only; merging the file again was a conflict
+        longer, shorter = (a, b) if len(a.samples) >= len(b.samples) else (b, a)
+        if _is_suffix(shorter.samples, longer.samples):
+            return longer
     older, newer = (a, b) if a.last_seen <= b.last_seen else (b, a)
     if _progressed(older, newer):
         if _is_prefix(older.samples, newer.samples):
