@@ -108,7 +108,7 @@ def _node_run(path, run_id, *, status="finished", energy_kwh=0.5, host="node-a")
         led.flush(run_id, fields={"status": status, "energy_kwh": energy_kwh, "ended_at": 1e9 + 60})
 
 
-def test_a_role_given_in_the_merged_ledger_survives_merging_the_node_files_again(tmp_path):
+def test_a_role_given_in_the_merged_ledger_survives_merging_the_node_files_again(tmp_path, capsys):
     """merge, ``ledger set-role`` on the merged ledger (a failed attempt made a part of its
     rerun), then the node files merged again with a new run: each role given was a conflict
     ('role, parent_id, contained differ') and nothing was written, new runs included."""
@@ -125,6 +125,10 @@ def test_a_role_given_in_the_merged_ledger_survives_merging_the_node_files_again
         attempt = led.run("attempt")
         assert (attempt.role, attempt.parent_id, attempt.contained) == ("part", "rerun", False)
         assert sum(r.energy_kwh for r in led.runs()) == 1.75  # nothing counted twice or lost
+    from greenprint.cli import main
+
+    assert main(["ledger", "merge", str(merged), str(a), str(b)]) == 0  # the command says so
+    assert "3 already there, 1 of them with the role given here kept" in capsys.readouterr().out
     _node_run(b, "attempt2", status="failed", host="node-b")
     with Ledger(b) as led:  # another final cost is still a conflict, roles or not
         led.flush("attempt2", fields={"energy_kwh": 9.0})

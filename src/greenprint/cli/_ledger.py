@@ -831,8 +831,13 @@ def merge_command(out: str, inputs: tuple[str, ...]) -> None:
             for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 leftover.unlink(missing_ok=True)
         raise
+    kept = (
+        f", {summary.roles_kept} of them with the role given here kept"
+        if summary.roles_kept
+        else ""
+    )
     click.echo(
         f"merged {len(inputs)} ledger(s) into {_safe(url)}: {summary.added} run(s) added, "
-        f"{summary.updated} updated, {summary.unchanged} already there "
+        f"{summary.updated} updated, {summary.unchanged} already there{kept} "
         f"({summary.metrics} metric points, {summary.samples} power samples written)"
     )
