@@ -18,6 +18,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,50 +63,84 @@ def heavy_imports(codes: Iterable[str]) -> list[list[str]]:
 # The server: imports the page's heavy modules, answers "ready", then per request line (JSON:
 # env, cwd, argv, stdin/stdout/stderr paths) forks a child, answers "pid N" and, when the child
 # has ended, "exit STATUS" (subprocess's return code: -N for a signal). The child leaves the loop
-# and runs the request's code at the top level, as ``python -c`` runs it.
+# and runs the request's code at the top level, as ``python -c`` runs it. A request with
+# "serve" (more modules to import, a socket, a log) forks a server of more frameworks: the child
+# connects to the test's socket, imports them beside what this server holds and serves there (as
+# a server started with all of them would); this one answers "pid N" and goes on serving, and
+# waits for those children before it exits.
 SERVER = r"""
-import importlib, json, os, sys
+import gc, importlib, json, os, sys
 
 # the answers go to the test on a descriptor of their own; what the imports print (a framework's
 # banner: "[INFO] Running in WANDB offline mode") goes to the server's log with its stderr
 _answers = os.dup(1)
 os.dup2(2, 1)
-for _item in json.loads(sys.argv[1]):
-    try:
-        _module = importlib.import_module(_item[0])
-        for _name in _item[1:]:
-            if not hasattr(_module, _name):
-                importlib.import_module(_item[0] + "." + _name)
-    except Exception:
-        pass  # the example meets the same error itself
-# the preloaded objects out of the collector's reach: a child's every gc.collect() walked them
-# (the HF Trainer collects at each train() and evaluate(): 0.22 s of CPU each with torch,
-# transformers and optuna loaded; outside shapes 10: 69 -> 60 s of CPU, 3 runs each)
-import gc
-gc.collect()
-gc.freeze()
-_mine = sorted(m for m in sys.modules if m.split(".")[0] in ("greenprint", "_clean_env"))
-_threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
-_ready = {"ready": True, "project_modules": _mine, "threads": _threads}
-os.write(_answers, (json.dumps(_ready) + "\n").encode())
+_in = 0
+_preload = json.loads(sys.argv[1])
+while True:  # this server, then (in a child) each server of more frameworks forked from it
+    for _item in _preload:
+        try:
+            _module = importlib.import_module(_item[0])
+            for _name in _item[1:]:
+                if not hasattr(_module, _name):
+                    importlib.import_module(_item[0] + "." + _name)
+        except Exception:
+            pass  # the example meets the same error itself
+    # the preloaded objects out of the collector's reach: a child's every gc.collect() walked
+    # them (the HF Trainer collects at each train() and evaluate(): 0.22 s of CPU each with
+    # torch, transformers and optuna loaded; outside shapes 10: 69 -> 60 s of CPU, 3 runs each)
+    gc.collect()
+    gc.freeze()
+    _mine = sorted(m for m in sys.modules if m.split(".")[0] in ("greenprint", "_clean_env"))
+    _threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
+    _ready = {"ready": True, "project_modules": _mine, "threads": _threads}
+    os.write(_answers, (json.dumps(_ready) + "\n").encode())
 
-_buffer = b""
-while True:
-    while b"\n" not in _buffer:
-        _chunk = os.read(0, 65536)
-        if not _chunk:
-            sys.exit(0)  # the test process closed its end
-        _buffer += _chunk
-    _line, _buffer = _buffer.split(b"\n", 1)
-    _request = json.loads(_line)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    _pid = os.fork()
-    if _pid == 0:
+    _servers = []
+    _buffer = b""
+    while True:
+        while b"\n" not in _buffer:
+            _chunk = os.read(_in, 65536)
+            if not _chunk:  # the test process closed its end (its servers of ours first)
+                for _pid in _servers:
+                    os.waitpid(_pid, 0)
+                sys.exit(0)
+            _buffer += _chunk
+        _line, _buffer = _buffer.split(b"\n", 1)
+        _request = json.loads(_line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _pid = os.fork()
+        if _pid == 0:
+            break
+        os.write(_answers, f"pid {_pid}\n".encode())
+        if "serve" in _request:
+            _servers.append(_pid)
+            continue
+        _, _status = os.waitpid(_pid, 0)
+        os.write(_answers, f"exit {os.waitstatus_to_exitcode(_status)}\n".encode())
+    if "serve" not in _request:
         break
-    os.write(_answers, f"pid {_pid}\n".encode())
-    _, _status = os.waitpid(_pid, 0)
-    os.write(_answers, f"exit {os.waitstatus_to_exitcode(_status)}\n".encode())
+    # a server of more frameworks: the test's socket its requests and answers, its own log, and
+    # the directory and environment a server started fresh would have
+    import socket
+
+    os.close(_answers)
+    _null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(_null, 0)
+    os.close(_null)
+    _log = os.open(_request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(_log, 1)
+    os.dup2(_log, 2)
+    os.close(_log)
+    _socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    _socket.connect(_request["socket"])
+    _in = _answers = _socket.detach()
+    os.chdir(_request["cwd"])
+    os.environ.clear()
+    os.environ.update(_request["env"])
+    importlib.invalidate_caches()
+    _preload = _request["serve"]
 
 # the child: what `python -c CODE ARGS...` in cwd with env would be
 os.close(_answers)
@@ -151,26 +186,75 @@ exec(_code, _main.__dict__)
 
 
 class ForkServer:
-    """One page's server: started on first use, closed by :meth:`close`."""
+    """One page's server: started on first use, closed by :meth:`close`.
 
-    def __init__(self, cwd: Path, env: dict[str, str], preload: list[list[str]]) -> None:
+    With ``parent``, a server of more frameworks forked from that one (which holds a part of
+    ``preload``, such as torch for Lightning's or Transformers' server): it imports only what
+    the parent has not, in ``cwd`` with ``env`` as a new server would, and talks to the test
+    over a Unix socket; its parent must stay open until it is closed. torch with torch._dynamo
+    is then imported once for the docs' torch, Lightning and Transformers servers (~3.5 s of
+    CPU each time).
+    """
+
+    def __init__(
+        self,
+        cwd: Path,
+        env: dict[str, str],
+        preload: list[list[str]],
+        parent: ForkServer | None = None,
+    ) -> None:
         self._io = Path(tempfile.mkdtemp(prefix="gp-docs-fork-"))
-        self._log = open(self._io / "server.err", "wb")  # closed in close()
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", SERVER, json.dumps(preload)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            cwd=cwd,
-            env=env,
-        )
         self._buffer = b""
         self._count = 0
+        self.parent = parent
+        self.process: subprocess.Popen[bytes] | None = None
+        self._socket: socket.socket | None = None
+        if parent is None:
+            self._log = open(self._io / "server.err", "wb")  # closed in close()
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", SERVER, json.dumps(preload)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                cwd=cwd,
+                env=env,
+            )
+            self.pid = self.process.pid
+        else:
+            self._log = open(os.devnull, "wb")  # the server writes its own log
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+                listener.bind(str(self._io / "socket"))
+                listener.listen(1)
+                listener.settimeout(60)
+                request = {"serve": preload, "socket": str(self._io / "socket"), "cwd": str(cwd)}
+                request.update(env=env, log=str(self._io / "server.err"))
+                parent._send(request)
+                self.pid = int(parent._line(timeout=60).split()[1])
+                try:
+                    self._socket, _ = listener.accept()
+                except TimeoutError:
+                    os.kill(self.pid, signal.SIGKILL)
+                    raise
+            self._socket.settimeout(None)
         self.ready = json.loads(self._line(timeout=240))
 
+    def _fd(self) -> int:
+        if self._socket is not None:
+            return self._socket.fileno()
+        assert self.process is not None and self.process.stdout is not None
+        return self.process.stdout.fileno()
+
+    def _send(self, request: dict[str, Any]) -> None:
+        data = json.dumps(request).encode() + b"\n"
+        if self._socket is not None:
+            self._socket.sendall(data)
+            return
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
+
     def _line(self, timeout: float) -> str:
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
+        fd = self._fd()
         while b"\n" not in self._buffer:
             readable, _, _ = select.select([fd], [], [], timeout)
             if not readable:
@@ -212,9 +296,7 @@ class ForkServer:
         paths["stdin"].write_text(stdin)  # as subprocess encodes text input
         request = {**request, "cwd": str(cwd), "env": env}
         request.update({k: str(p) for k, p in paths.items()})
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(request).encode() + b"\n")
-        self.process.stdin.flush()
+        self._send(request)
         pid = int(self._line(timeout=60).split()[1])
         try:
             status = int(self._line(timeout=timeout).split()[1])
@@ -235,7 +317,14 @@ class ForkServer:
         )
 
     def close(self) -> None:
-        if self.process.poll() is None:
+        """End the server (close its servers of more frameworks first: it waits for them)."""
+        if self._socket is not None:
+            self._socket.shutdown(socket.SHUT_WR)  # the server reads the end of its requests
+            readable, _, _ = select.select([self._socket], [], [], 30)
+            if not readable or self._socket.recv(1):  # not ended in 30 s
+                os.kill(self.pid, signal.SIGKILL)
+            self._socket.close()
+        elif self.process is not None and self.process.poll() is None:
             assert self.process.stdin is not None
             self.process.stdin.close()
             try:
@@ -243,7 +332,7 @@ class ForkServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process.stdout is not None:
+        if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
         self._log.close()
         for path in self._io.iterdir():

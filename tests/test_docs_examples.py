@@ -25,6 +25,10 @@ How a block runs:
   heavy modules its block imports. Importing torch and torch._dynamo (~3.5 s), lightning
   (~10 s) or transformers (~9 s) per example was most of this file's time; one server per
   page still imported torch four times (the README, fpo.md, greener.md, integrations.md).
+  A server whose set holds a smaller shared set is forked from that set's server, which stays
+  open until it closes: Lightning's and Transformers' from torch's, so torch and torch._dynamo
+  are imported once, not three times (each server of them had imported torch itself: ~3.5 s of
+  CPU each; the blocks but the README demo, `-m "not slow"`: 90.0 -> 74.5 s of CPU).
   Other blocks, pages in ``SUBPROCESS_PAGES`` and bash blocks run in a fresh process.
 * With a clean environment: no ``GREENPRINT_*`` variable (the network guard is kept), no
   ``greenprint.toml`` or ``pyproject.toml`` above the directory, the virtual environment's
@@ -247,30 +251,51 @@ def _shared_keys() -> frozenset[tuple[str, ...]]:
     return frozenset(k for k, n in counts.items() if n >= 2)
 
 
+def parent_key(key: tuple[str, ...]) -> tuple[str, ...]:
+    """The server a server of ``key`` is forked from: the largest shared set within ``key``
+    (torch's for Lightning's and Transformers'), or () for a server started fresh."""
+    within = [k for k in _shared_keys() if set(k) < set(key)]
+    return max(within, key=lambda k: (len(k), k)) if within else ()
+
+
+def _lineage(key: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """``key``, the key of the server it is forked from, that one's, and so on."""
+    found = []
+    while key:
+        found.append(key)
+        key = parent_key(key)
+    return found
+
+
 class Servers:
     """The fork servers of the docs' blocks, one per :func:`server_key`, shared by the pages:
-    started on first use, each closed after the last block that uses it (in the suite's
-    order), the rest when the module ends (a selection of blocks, ``-k``)."""
+    started on first use, each closed after the last block that uses it or a server forked
+    from it (in the suite's order), the rest when the module ends (a selection of blocks,
+    ``-k``). A server whose set holds a smaller shared set is forked from that set's server
+    (:func:`parent_key`): torch is imported once for the torch, Lightning and Transformers
+    examples, not three times."""
 
     def __init__(self) -> None:
         self._servers: dict[tuple[str, ...], ForkServer] = {}
         self._refused: set[tuple[str, ...]] = set()
         self._last: dict[tuple[str, ...], Block] = {}
         for b in _suite_order():
-            if server_key(b):
-                self._last[server_key(b)] = b
+            for key in _lineage(server_key(b)):
+                self._last[key] = b
 
     def get(self, block: Block, cwd: Path) -> ForkServer | None:
         key = server_key(block)
-        if not key:
-            return None
+        return self._server(key, cwd) if key else None
+
+    def _server(self, key: tuple[str, ...], cwd: Path) -> ForkServer | None:
         if key in self._refused:
             return None
         if key not in self._servers:
             # what the blocks of exactly this set import (a block that borrows the server
             # imports the rest itself)
             codes = [b.code for b in _suite_order() if self._key(b) == key]
-            server = ForkServer(cwd, example_env(), heavy_imports(codes))
+            parent = self._server(parent_key(key), cwd) if parent_key(key) else None
+            server = ForkServer(cwd, example_env(), heavy_imports(codes), parent=parent)
             if server.ready["project_modules"]:  # never share the project's state
                 server.close()
                 self._refused.add(key)
@@ -283,15 +308,15 @@ class Servers:
         return _heavy_key(block.language, block.code)
 
     def done(self, block: Block) -> None:
-        """``block`` has run: its server is closed if no later block uses it."""
-        key = server_key(block)
-        if key in self._servers and self._last[key] == block:
-            self._servers.pop(key).close()
+        """``block`` has run: its server is closed if no later block uses it, and so is each
+        server it was forked from that no later block uses (after it: they wait for it)."""
+        for key in _lineage(server_key(block)):
+            if key in self._servers and self._last[key] == block:
+                self._servers.pop(key).close()
 
     def close(self) -> None:
-        for server in self._servers.values():
-            server.close()
-        self._servers.clear()
+        for key in reversed(list(self._servers)):  # forked servers before their parents
+            self._servers.pop(key).close()
 
 
 @dataclass
@@ -877,7 +902,49 @@ def test_fork_server_children_are_fresh_interpreters(tmp_path):
         assert done.returncode == 3  # and the server still serves
     finally:
         server.close()
-    assert server.process.returncode == 0
+    assert server.process is not None and server.process.returncode == 0
+
+
+def test_a_server_forked_from_another_serves_as_one_started_with_all_its_imports(tmp_path):
+    """Lightning's server forked from torch's (``parent=``): its children hold what both
+    imported, in the directory and exactly the environment each asks for; the first server
+    still serves its own children (without the second's imports) meanwhile, and each closes
+    with its children waited for."""
+    (tmp_path / "gp_docs_first.py").write_text("import os\nPID = os.getpid()\n")
+    (tmp_path / "second").mkdir()  # the second server's directory: what it imports is there
+    (tmp_path / "second" / "gp_docs_second.py").write_text("import os\nENV = dict(os.environ)\n")
+    first = ForkServer(tmp_path, clean_env(), [["gp_docs_first"]])
+    try:
+        preload = [["gp_docs_first"], ["gp_docs_second"]]
+        env = {**clean_env(), "GP_DOCS_SECOND": "1"}
+        second = ForkServer(tmp_path / "second", env, preload, parent=first)
+        try:
+            assert second.ready["ready"] is True and second.ready["project_modules"] == []
+            show = "\n".join(
+                [
+                    "import json, os, sys",
+                    "import gp_docs_first as a",
+                    "b = sys.modules.get('gp_docs_second')",
+                    "print(json.dumps([a.PID != os.getpid(), b and b.ENV.get('GP_DOCS_SECOND'),",
+                    "                  os.getcwd(), dict(os.environ)]))",
+                ]
+            )
+            done = second.run(show, ["-c"], "", tmp_path, clean_env(), 60)
+            assert done.returncode == 0, done.stderr
+            # imported once, in the first server (another process), and the second's import
+            # saw the environment it was started with; the child has exactly its own
+            assert json.loads(done.stdout) == [True, "1", str(tmp_path), clean_env()]
+            done = first.run(show, ["-c"], "", tmp_path, clean_env(), 60)
+            assert json.loads(done.stdout)[:2] == [True, None]  # not the second's import
+            done = second.run("import sys\nsys.exit(4)", ["-c"], "", tmp_path, clean_env(), 60)
+            assert done.returncode == 4
+        finally:
+            second.close()
+        done = first.run("print('still here')", ["-c"], "", tmp_path, clean_env(), 60)
+        assert (done.returncode, done.stdout) == (0, "still here\n")
+    finally:
+        first.close()
+    assert first.process is not None and first.process.returncode == 0
 
 
 def test_a_preload_printing_a_banner_does_not_break_the_fork_server(tmp_path):
