@@ -26,6 +26,11 @@ subsetter (which the PDF figures use): about 1 s of CPU of each such report's 3-
 report with ``--no-plots`` (it imports no matplotlib), nor one run where a ``matplotlibrc``
 would be read (its directory's, read when matplotlib is imported: the server's directory is
 empty).
+
+``torchrun``'s launcher (:func:`run_torchrun`, for the tests that launch a job with an
+environment of their own) runs in a child of a server that imported torch and
+``torch.distributed.run``: about 2.6 s of CPU of each launch's 12; the ranks are the new
+processes it starts, as ever.
 """
 
 from __future__ import annotations
@@ -162,6 +167,48 @@ def run_script(
             server.process.kill()
             server.close()
         raise
+
+
+#: The key and imports of the server of ``torchrun``'s launcher (no framework is named so):
+#: torch and the launcher's module, about 2.6 s of CPU of each launch's 12 (the ranks it starts
+#: are new processes of their own, as ``torchrun``'s are)
+TORCHRUN_KEY = ("torchrun",)
+TORCHRUN_PRELOAD = [["torch"], ["torch.distributed.run"]]
+
+
+def run_torchrun(
+    directory: Path, args: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``torchrun ARGS`` (the virtual environment's) in ``directory`` with ``env``: the
+    launcher in a child of a server that imported torch and the launcher's module, what the
+    ``torchrun`` script (``python .venv/bin/torchrun ARGS``, its shebang) would be there; its
+    ranks are the new ``python`` processes it starts, as ever. A fresh process when no server
+    can serve. The server's own environment is ``env`` without its ``GREENPRINT_*`` variables
+    (torch reads none at import): the launches of a file's jobs, each with its job's variables,
+    share it."""
+    script = str(BIN / "torchrun")
+    started = {k: v for k, v in env.items() if not k.startswith("GREENPRINT_")}
+    try:
+        server = _server(TORCHRUN_KEY, TORCHRUN_PRELOAD, started)
+    except LookupError:
+        server = None
+    if server is not None:
+        try:
+            done = server.run_script(script, args, directory, env, timeout)
+            done.args = [script, *args]
+            return done
+        except subprocess.TimeoutExpired:
+            raise
+        except BaseException:
+            if _servers.get(TORCHRUN_KEY, (None,))[0] is server:
+                _servers.pop(TORCHRUN_KEY)
+                assert server.process is not None
+                server.process.kill()
+                server.close()
+            raise
+    return subprocess.run(
+        [script, *args], cwd=directory, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _draws_a_report(directory: Path, args: list[str]) -> bool:

@@ -31,10 +31,11 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
-from _clean_env import BIN, clean_env
+from _clean_env import clean_env
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import report_text, run_in
+from _script_fork import run_torchrun
 from integrations._frameworks import need_installed
 
 #: The tiny BERT and token data of the Hugging Face tests (the scripts import them).
@@ -101,9 +102,10 @@ def _swept(home: Path, who: str, *, shared: bool = False, slow: bool = False) ->
     (home / "train.py").write_text(TRAIN, encoding="utf-8")
     env = _job_env(GREENPRINT_JOB_ID="sweep", GREENPRINT_SHARED_NODE="1" if shared else "0")
     port = str(_free_port())
-    cmd = [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1"]
-    cmd += ["--master-port", port, "train.py", who, *(["slow"] if slow else [])]
-    done = run_in(home, *cmd, env=env)
+    args = ["--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", port]
+    args += ["train.py", who, *(["slow"] if slow else [])]
+    # the launcher in a child of a server that imported torch once for the three jobs
+    done = run_torchrun(home, args, env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return _report(home, "--study", "sweep", "--format", "json", "--format", "md", "--no-plots")
 
