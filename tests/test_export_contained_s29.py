@@ -25,34 +25,11 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
+from _hand_built import measured_run
 from _report_cli import roots_sum_to_the_price_tag
 from greenprint.analysis import price_tag
 from greenprint.cli import main
 from greenprint.report import build_report
-
-T0 = 1_700_000_000.0
-
-
-def _run(name: str, parent: str | None, spent: float, span: tuple[int, int], **fields):
-    """A run's record: ``spent`` kWh over ``span`` (s from T0), measured by its CPU counter."""
-    start, end = span
-    return gp.RunRecord(
-        id=f"id-{name}",
-        name=name,
-        study=fields.pop("study", "ddp"),
-        parent_id=None if parent is None else f"id-{parent}",
-        status="finished",
-        started_at=T0 + start,
-        ended_at=T0 + end,
-        heartbeat_at=T0 + end,
-        duration_s=float(end - start),
-        host=fields.pop("host", "gpu-1"),
-        energy_kwh=spent,
-        energy_cpu_kwh=spent,
-        emissions_kg=spent * 0.4,
-        provenance={"cpu": "rapl", "process": f"pid {fields.pop('pid')} started 1.00"},
-        **fields,
-    )
 
 
 def _training(prefix: str, job: str, parent: str | None, start: int, pid: int, **more):
@@ -60,7 +37,7 @@ def _training(prefix: str, job: str, parent: str | None, start: int, pid: int, *
     in it) or on their own (``parent`` None: no containment recorded)."""
     inside = {} if parent is None else {"contained": True}
     return [
-        _run(
+        measured_run(
             f"{prefix}-rank{k}",
             parent,
             2.0 + k,
@@ -80,10 +57,10 @@ def _studies(path: Path) -> None:
     """Study "ddp": a sweep (its process tree: 1 + 2 x (2 + 3) kWh) of two trainings, the
     first's rank 0 with 5 kWh of work on node-b. Study "solo": one training on its own."""
     records = [
-        _run("sweep", None, 11.0, (0, 30), pid=1, role="sweep"),
+        measured_run("sweep", None, 11.0, (0, 30), pid=1, role="sweep"),
         *_training("lr0.05", "job-a", "sweep", 1, 2),
         *_training("lr0.01", "job-b", "sweep", 12, 4),
-        _run(
+        measured_run(
             "eval-on-node-b", "lr0.05-rank0", 5.0, (2, 8), pid=9, host="node-b", contained=False
         ),  # fmt: skip
         *_training("solo", "job-c", None, 0, 20, study="solo"),

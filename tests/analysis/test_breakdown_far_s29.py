@@ -24,40 +24,15 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
+from _hand_built import measured_run
 from greenprint.analysis import price_tag
 from greenprint.ledger._study_cost import study_cost
-
-T0 = 1_700_000_000.0
-
-
-def _run(
-    name: str, parent: str | None, spent: float, span: tuple[int, int], **fields
-) -> gp.RunRecord:
-    """A run's record: ``spent`` kWh over ``span`` (s from T0), measured by its CPU counter."""
-    start, end = span
-    return gp.RunRecord(
-        id=f"id-{name}",
-        name=name,
-        study="ddp",
-        parent_id=None if parent is None else f"id-{parent}",
-        status=fields.pop("status", "finished"),
-        started_at=T0 + start,
-        ended_at=T0 + end,
-        heartbeat_at=T0 + end,
-        duration_s=float(end - start),
-        host=fields.pop("host", "gpu-1"),
-        energy_kwh=spent,
-        energy_cpu_kwh=spent,
-        emissions_kg=spent * 0.4,
-        provenance={"cpu": "rapl", "process": f"pid {fields.pop('pid')} started 1.00"},
-        **fields,
-    )
 
 
 def _rank(name: str, job: str, local: int, spent: float, span: tuple[int, int], pid: int, **more):
     """A rank of a training spawned by the sweep's process: contained in the sweep's run."""
-    return _run(name, "sweep", spent, span, pid=pid, job_id=job, node_rank=0, local_rank=local,
-                contained=True, **more)  # fmt: skip
+    return measured_run(name, "sweep", spent, span, pid=pid, job_id=job, node_rank=0,
+                        local_rank=local, contained=True, **more)  # fmt: skip
 
 
 def _read(tmp_path: Path, records: list[gp.RunRecord]) -> tuple[list[gp.RunRecord], float]:
@@ -87,9 +62,11 @@ def test_ranks_under_rank_0_and_remote_work_count_once_in_their_roles(tmp_path):
         _rank("lr0.01-rank0", "job-b", 0, 2.0, (12, 22), 4, status="failed"),
         _rank("lr0.01-rank1", "job-b", 1, 3.0, (12, 22), 5, status="failed"),
     ]
-    remote = _run("eval-on-node-b", "lr0.05-rank0", 5.0, (2, 8), pid=9, host="node-b",
+    remote = measured_run("eval-on-node-b", "lr0.05-rank0", 5.0, (2, 8), pid=9, host="node-b",
                   contained=False)  # fmt: skip
-    sweep = _run("sweep", None, 1.0 + 10.0, (0, 30), pid=1, role="sweep")  # its process tree
+    sweep = measured_run(
+        "sweep", None, 1.0 + 10.0, (0, 30), pid=1, role="sweep"
+    )  # its process tree
     runs, read = _read(tmp_path, [sweep, *ranks, remote])
     tag = price_tag(runs)
     assert tag.roles.counts == {"sweep": 1, "trial": 2, "part": 3}
@@ -103,7 +80,7 @@ def test_ranks_under_rank_0_and_remote_work_count_once_in_their_roles(tmp_path):
     assert not any("less energy than their children" in n for n in tag.notes)
 
     # the sweep's run killed early: its last flush read 4.5 kWh of the 11 its tree spent
-    short = _run("sweep", None, 4.5, (0, 30), pid=1, role="sweep", status="lost")
+    short = measured_run("sweep", None, 4.5, (0, 30), pid=1, role="sweep", status="lost")
     tag = price_tag([short if r.name == "sweep" else r for r in runs])
     assert tag.total.energy_kwh == pytest.approx(10.0 + 5.0, rel=1e-12)  # the ranks' and node-b's
     assert any("less energy than their children" in n for n in tag.notes)  # was none
@@ -121,7 +98,7 @@ def test_two_trainings_at_once_whose_rank_0s_metered_the_machine(tmp_path):
         _rank("b-rank0", "job-b", 0, 10 + 40 + 24, (5, 15), 4, **machine),
         _rank("b-rank1", "job-b", 1, 20.0, (5, 15), 5),
     ]
-    sweep = _run("sweep", None, 20 + 80, (0, 20), pid=1, role="sweep")
+    sweep = measured_run("sweep", None, 20 + 80, (0, 20), pid=1, role="sweep")
     runs, read = _read(tmp_path, [sweep, *ranks])
     tag = price_tag(runs)
     # the sweep's reading holds every process of the machine: the truth, once (was 118.7)
