@@ -47,7 +47,8 @@ class Efficiency:
         energy_kwh: IT energy in kWh.
         emissions_kg: emissions in kg CO2-eq.
         fpo: floating-point operations (``None`` if unknown).
-        score_per_gflop: score per GFLOP (1e9 FPO).
+        score_per_gflop: score per GFLOP (1e9 FPO); each ratio ``None`` as
+            :func:`score_per_cost` gives it (an unknown or zero cost, a score below 0).
         score_per_kwh: score per kWh.
         score_per_kg: score per kg CO2-eq.
         role: the run's role in the set (``"trial"``, ``"baseline"``...; never ``"part"``
