@@ -378,12 +378,15 @@ class RunForest:
         than the runs inside it (the report's rows' ``contained`` false, and
         ``greenprint ledger export``'s).
         """
-        adding = [False] * len(self.runs)
         parents = self.parents
+        if "remote" not in self.kinds:  # no run adds energy to its parent: the roots alone
+            return tuple(parent is None for parent in parents)
+        adding = [False] * len(self.runs)
+        apart = self._apart
         for pos in reversed(self.order):  # parents before children
             parent = parents[pos]
             adding[pos] = parent is None or (
-                self.adds(pos) and (self.adds_far(pos) or adding[parent])
+                self.adds(pos) and (apart[pos] or adding[parent])  # adds far, or to an adder
             )
         return tuple(adding)
 

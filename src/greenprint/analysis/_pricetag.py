@@ -1395,20 +1395,16 @@ def _counted_apart(forest: RunForest) -> list[int]:
     run under a trial in a sweep's process). A rank its job linked under its training's rank 0
     inside a sweep's process tree is in the sweep's measurement, its components with it: not
     counted again. The roots' and these runs' own figures (:meth:`~RunForest.outside` taken
-    off) sum to the total.
+    off) sum to the total. (:attr:`~RunForest.adds_to_the_total` less the roots.)
     """
     if "remote" not in forest.kinds:  # no run adds energy to its parent
         return []
     parents = forest.parents
-    counted = [p is None for p in parents]
-    found = []
-    for pos in reversed(forest.order):  # parents before children
-        up = parents[pos]
-        if up is not None and forest.adds(pos) and (counted[up] or forest.adds_far(pos)):
-            counted[pos] = True
-            found.append(pos)
-    found.sort()
-    return found
+    return [
+        pos
+        for pos, adding in enumerate(forest.adds_to_the_total)
+        if adding and parents[pos] is not None
+    ]
 
 
 def _logged_metrics(runs: Sequence[RunRecord]) -> str:
