@@ -96,7 +96,6 @@ __all__ = [
     "resolve_roles",
     "recorded_direction",
     "roles",
-    "searched_direction",
 ]
 
 logger = logging.getLogger(__name__)
@@ -216,31 +215,14 @@ def _has_score(run: RunRecord, metric: str | None) -> bool:
     )
 
 
-def searched_direction(runs: Sequence[RunRecord], metric: str) -> Mode | None:
-    """The direction the search that ran ``runs`` optimised ``metric`` in, if they recorded it.
-
-    An Optuna study's directions, recorded by greenprint's callback in each trial's provenance
-    (:data:`~greenprint._provenance.OBJECTIVES_KEY`): ``"min"`` for Optuna's default
-    ``direction="minimize"`` of a metric named ``value``, whose name says nothing. The
-    direction most runs that name ``metric`` recorded; ``None`` when none did.
-    """
-    from greenprint._provenance import recorded_objectives
-
-    found: Counter[str] = Counter()
-    for objectives, count in recorded_objectives(run.provenance for run in runs).items():
-        direction = dict(objectives).get(metric)
-        if direction is not None:
-            found[direction] += count
-    if not found:
-        return None
-    return "min" if found.most_common(1)[0][0] == "minimize" else "max"
-
-
 def recorded_direction(runs: Sequence[RunRecord], metric: str) -> tuple[Mode, str | None] | None:
     """The direction ``runs`` recorded for ``metric``, and what said so; ``None``: none did.
 
-    The search's own (:func:`searched_direction`: an objective it optimised), ``(mode,
-    None)``; else a direction the code that logged the metric knew
+    The search's own, ``(mode, None)``: an objective it optimised, an Optuna study's
+    directions, recorded by greenprint's callback in each trial's provenance
+    (:data:`~greenprint._provenance.OBJECTIVES_KEY`; ``"min"`` for Optuna's default
+    ``direction="minimize"`` of a metric named ``value``, whose name says nothing). Else a
+    direction the code that logged the metric knew
     (:data:`~greenprint._provenance.METRIC_DIRECTIONS_KEY`: scikit-learn's scorers are all
     greater-is-better, also one named ``rmse`` for ``neg_root_mean_squared_error``), ``(mode,
     why)`` with what it recorded of why (``""``: nothing), the one most runs recorded.
@@ -255,7 +237,7 @@ def recorded_direction(runs: Sequence[RunRecord], metric: str) -> tuple[Mode, st
             searched[objective] += count
         elif (recorded := metric_directions_of(provenance).get(metric)) is not None:
             found[recorded] += count
-    if searched:  # as searched_direction
+    if searched:
         return ("min" if searched.most_common(1)[0][0] == "minimize" else "max"), None
     if not found:
         return None
