@@ -126,20 +126,26 @@ def test_elu_counts_the_expm1_branch_of_each_vector_that_takes_it():
     assert celu.by_op["quantized.celu"] == emulated + 1
 
 
-def _group_norm(q, groups, weight, bias, eps=1e-5, out_scale=0.1, out_zp=128):
-    n, c = q.shape[:2]
-    per_group = c // groups
-    ints = q.int_repr()
-    pixels = ints[0, 0].numel()
-    size = per_group * pixels
-    # per group: the integer sums (0), then 11 float steps
-    rows = ints.reshape(n * groups, size).long()
+def _group_statistics(q, rows, size, eps):
+    """Each group's mean (less the zero point) and 1 / std, as both group-norm kernels compute
+    them from one row of integer values per group: the integer sums (0), then 11 float steps."""
     total, squares = rows.sum(1).float(), (rows * rows).sum(1).float()
     shifted = total / size
     mean = shifted - q.q_zero_point()
     var = torch.clamp_min(squares / size - shifted * shifted, 0)
     xs = _t(q.q_scale())
     rstd = (xs.double() / torch.sqrt((var * xs * xs).double() + eps)).float()
+    return mean, rstd
+
+
+def _group_norm(q, groups, weight, bias, eps=1e-5, out_scale=0.1, out_zp=128):
+    n, c = q.shape[:2]
+    per_group = c // groups
+    ints = q.int_repr()
+    pixels = ints[0, 0].numel()
+    size = per_group * pixels
+    rows = ints.reshape(n * groups, size).long()
+    mean, rstd = _group_statistics(q, rows, size, eps)
     gamma = rstd.view(n, groups, 1) * weight.view(1, groups, per_group)  # per channel (1)
     gamma, mean = gamma.reshape(n * c, 1), mean.repeat_interleave(per_group).view(n * c, 1)
     # each channel's values in vectors of 32 lanes, the rest padded to one more
@@ -202,12 +208,7 @@ def _group_norm_nhwc(q, weight, bias, groups=2, eps=1e-5, out_scale=0.1, out_zp=
     # per call, whatever the path: 1 / y_scale and the vectors' premultiplied 1.0 * -zp (3)
     torch.reciprocal(_t(out_scale)), _t(1.0) * _t(float(q.q_zero_point())).neg()
     rows = ints.reshape(n, groups, size).reshape(n * groups, size).long()  # NCHW order: a group
-    total, squares = rows.sum(1).float(), (rows * rows).sum(1).float()
-    shifted = total / size
-    mean = shifted - q.q_zero_point()
-    var = torch.clamp_min(squares / size - shifted * shifted, 0)
-    xs = _t(q.q_scale())
-    rstd = (xs.double() / torch.sqrt((var * xs * xs).double() + eps)).float()
+    mean, rstd = _group_statistics(q, rows, size, eps)
     # per channel: scale = rstd * gamma, bias = -scale * mean + beta (4)
     scale = rstd.view(n, groups, 1) * weight.view(1, groups, per_group)
     shift = scale.neg() * mean.view(n, groups, 1) + bias.view(1, groups, per_group)
