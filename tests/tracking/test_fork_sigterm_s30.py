@@ -52,7 +52,8 @@ with gp.track("parent", study="s", ledger="greenprint.db"):
     os.read(read, 1)
     os.kill(pid, signal.SIGTERM)
     _, status = os.waitpid(pid, 0)
-print(json.dumps({"killed": killed, "child": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None}))
+child = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+print(json.dumps({"killed": killed, "child": child}))
 """
 
 
