@@ -527,7 +527,7 @@ def write_section() -> _WriteSection:
 class _ForkMask(threading.local):
     """The forking thread's signal mask before :meth:`_Registry._before_fork` blocked SIGTERM."""
 
-    blocked: set[signal.Signals] | None = None
+    blocked: set[int | signal.Signals] | None = None
 
 
 _fork_mask = _ForkMask()
