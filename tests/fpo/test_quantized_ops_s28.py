@@ -318,17 +318,21 @@ def test_an_fx_int8_model_with_pooling_sigmoid_and_add_counts_them():
 
 
 def test_an_int8_op_with_no_rule_makes_the_count_a_lower_bound():
-    # quantized.clamp (TorchScript's op; torch.clamp on quint8 runs aten.clamp, which has its
-    # rule) quantizes its float bounds: no rule yet (session 29 gave quantized.softmax and then
-    # quantized.threshold, this test's ops until then, their rules)
-    q = _q(4, 16)
-    counted = gp.count_fpo(lambda t: torch.ops.quantized.clamp(t, 0.0, 0.5), q, backward=False)
-    assert counted.unknown_ops == {"quantized.clamp": 1}
+    # quantized.linear_with_input_q_dq_qweight_dq_output_fp32 (FBGEMM's linear of a float
+    # input quantized to given qparams, its output dequantized) does float work: no rule yet
+    # (session 29 gave quantized.softmax and quantized.threshold, session 30 quantized.clamp,
+    # this test's ops until then, their rules)
+    op = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
+    w = torch.quantize_per_tensor(torch.randn(4, 16), 0.1, 0, torch.qint8)
+    prepacked = torch.ops.quantized.linear_prepack(w, None)
+    x = torch.randn(3, 16)
+    counted = gp.count_fpo(lambda t: op(t, 0.05, 128, prepacked), x, backward=False)
+    name = "quantized.linear_with_input_q_dq_qweight_dq_output_fp32"
+    assert counted.unknown_ops == {name: 1}
     recorded = counted_as(counted.total, [counted])
     assert not isinstance(recorded, int)  # before: the int, as if nothing were missed
-    assert recorded.unknown_ops == {"quantized.clamp": 1}
+    assert recorded.unknown_ops == {name: 1}
     # wholly integer int8 ops (packing weights) have a rule of 0: never a lower bound
-    w = torch.quantize_per_tensor(torch.randn(4, 16), 0.1, 0, torch.qint8)
     packed = gp.count_fpo(lambda t: torch.ops.quantized.linear_prepack(t, None), w, backward=False)
     assert packed.unknown_ops == {} and packed.total == 0
     assert counted_as(packed.total, [packed]) == 0

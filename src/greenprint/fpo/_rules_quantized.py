@@ -38,9 +38,9 @@ norm's row), it is counted as the kernel runs it.
 
 This module holds quantize and dequantize, the linear, convolution and matmul kernels (int8,
 transposed, fp16, dynamic) and the embedding bags; the elementwise kernels, pooling and the
-normalisations and the dynamic recurrent layers are in its sibling modules
-(``_rules_quantized_elementwise``, ``_pool``, ``_norm``, ``_rnn``, sharing
-``_rules_quantized_base``), which it loads.
+normalisations, the dynamic recurrent layers, and quantizing per channel or dynamically and
+packing embedding tables are in its sibling modules (``_rules_quantized_elementwise``, ``_pool``,
+``_norm``, ``_rnn``, ``_convert``, sharing ``_rules_quantized_base``), which it loads.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from __future__ import annotations
 from typing import Any
 
 from greenprint.fpo import (  # the families register their rules when imported
+    _rules_quantized_convert,
     _rules_quantized_elementwise,
     _rules_quantized_norm,
     _rules_quantized_pool,
@@ -339,6 +340,10 @@ INTEGER_INT8_OPS = frozenset(
         "aten._make_per_channel_quantized_tensor",
         "quantized.linear_prepack",
         "quantized.linear_unpack",
+        # returns its input, in training too (qdropout.cpp)
+        "quantized.dropout",
+        # copies the packed rows into a quantized tensor
+        "quantized.embedding_bag_unpack",
         *(
             f"quantized.conv{kind}{d}d_{step}"
             for kind in ("", "_transpose")
@@ -365,6 +370,7 @@ def qmatmul_rule(
 
 
 _FAMILIES = (
+    _rules_quantized_convert,
     _rules_quantized_elementwise,
     _rules_quantized_norm,
     _rules_quantized_pool,

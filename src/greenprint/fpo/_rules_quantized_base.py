@@ -2,8 +2,8 @@
 
 The rule families (``_rules_quantized``: quantize, linear and convolution, embeddings;
 ``_rules_quantized_elementwise``; ``_rules_quantized_pool``; ``_rules_quantized_norm``;
-``_rules_quantized_rnn``) count with these constants; their conventions are those of
-:mod:`greenprint.fpo._rules_quantized`.
+``_rules_quantized_rnn``; ``_rules_quantized_convert``) count with these constants; their
+conventions are those of :mod:`greenprint.fpo._rules_quantized`.
 """
 
 from __future__ import annotations

@@ -70,20 +70,25 @@ def gelu_quantized_rule(
 
 
 @on_quantized(["aten.clamp"])
+@register_rule(["quantized.clamp"])
 def clamp_quantized_rule(
     x: Any, min: Any = None, max: Any = None, *args: Any, **kwargs: Any
 ) -> int:
     """6 per bound given: ``qclamp_kernel`` and its one-bound forms.
 
     Each float bound is quantized once (``quantize_val``, 6); the int8 values are clamped on
-    integers (0).
+    integers (0). ``quantized.clamp`` (the TorchScript op) runs the same ``quantized_clamp``.
     """
     return QUANTIZE_SCALAR * ((min is not None) + (max is not None))
 
 
-@on_quantized(["aten.hardtanh"])
+@on_quantized(["aten.hardtanh", "aten.hardtanh_"])
 def hardtanh_quantized_rule(x: Any, *args: Any, **kwargs: Any) -> int:
-    """12: ``hardtanh_quantized_cpu`` is the clamp of both bounds (``relu6`` too)."""
+    """12: ``hardtanh_quantized_cpu`` is the clamp of both bounds (``relu6`` too).
+
+    The in-place form (``F.hardtanh(..., inplace=True)``, ``F.relu6(..., inplace=True)``)
+    clamps to a new tensor and copies its integers back (0).
+    """
     return 2 * QUANTIZE_SCALAR
 
 
