@@ -95,8 +95,11 @@ A second ``trainer.fit`` of the same module object in this process (two-stage fi
 more epochs on a fitted model) trains the weights the first left: its run takes the earlier
 fit's run as a ``part`` (``contained`` false), one training, not a trial per stage (top-level
 runs of one study and of one name and params, the Trainer's ``trainer.*`` ones aside: a stage
-may run more epochs; no role given, single-process fits; see
-:func:`~greenprint.integrations._dl.trained_again`).
+may run more epochs; no role given; see :func:`~greenprint.integrations._dl.trained_again`).
+Under DDP the same on each node (``strategy="ddp"``, torchrun: the ranks' processes live on
+from one fit to the next): the node's earlier fit run, its other ranks' runs still its parts,
+becomes a part of the node's later fit run. A strategy that starts new processes for each fit
+(``ddp_spawn``, ``ddp_fork``) knows no earlier DDP fit in them: there each is a trial of its own.
 
 Multi-process training (DDP): one meter per node. The node's local rank 0 runs the meters and
 attributes the energy of the whole process tree that launched the ranks; every other rank records
@@ -340,9 +343,10 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         # its fast_dev_run, its evaluation before the fit (with several processes the node's
         # run, the other ranks' runs its parts): parts of this run (of the node's, under DDP)
         take_waiting_parts(run, pl_module)
-        # a second fit continues the first (one process); under DDP only recorded, so that a
-        # later evaluation of this module by another Trainer knows the node's fit
-        trained_again(run, pl_module, link=not resuming and not several, schedule="trainer.")
+        # a second fit of this module continues the first: under DDP the node's earlier fit
+        # run (the other ranks' runs its parts) becomes a part of the node's run; a strategy
+        # that starts new processes for each fit (ddp_spawn) knows no earlier fit in them
+        trained_again(run, pl_module, link=not resuming, schedule="trainer.")
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps: the fit's run id, for a fit resumed from it.

@@ -1,0 +1,141 @@
+"""Session 30: a second Lightning ``fit`` of one module under DDP, as a user met it.
+
+Two-stage fine-tuning (``trainer.fit(model)``, then another Trainer's ``fit`` of the same
+module), or more epochs on more data (the same Trainer fitted again), with
+``strategy="ddp"``: in one process the later fit's run takes the earlier fit's as a ``part``
+(one training, one trial); under DDP each fit stayed a trial of its own (``trained_again``
+was told not to link with several processes), so the study read a trial per stage, the
+final model's trial at a fraction of what training it cost. Now the node's earlier fit run
+(rank 1's run still its part) is a part of the node's later one, as in one process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from greenprint.analysis import price_tag
+from integrations._frameworks import need_installed
+from tracking._meters import READ_LAG_S
+
+#: The constant power, in W, of the test meters.
+WATTS = 100.0
+
+#: Two CPU ranks, ``strategy="ddp"`` (Lightning starts rank 1 as a new run of this script),
+#: each rank's meter the test meter; one epoch of 2 batches per rank and fit. One module fitted
+#: by a Trainer, fine-tuned by another, then fitted again by that Trainer for one more epoch on
+#: more data; another module (another configuration) fitted by a third Trainer.
+SCRIPT = """
+import os, sys
+sys.path.insert(0, @METERS@)
+import torch
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+from greenprint.integrations.lightning import GreenprintCallback
+from _meters import ConstantProcessPower
+
+
+class M(pl.LightningModule):
+    def __init__(self, lr=0.1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, i):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+def trainer(name):
+    cb = GreenprintCallback(name, study="refit", ledger=os.path.abspath("gp.db"),
+                            meters=ConstantProcessPower(@WATTS@), sample_interval_s=0.05,
+                            flush_interval_s=0.1)
+    return pl.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp", logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[cb])
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(16, 4), torch.randn(16, 1)), batch_size=4)
+    more = DataLoader(TensorDataset(torch.randn(24, 4), torch.randn(24, 1)), batch_size=4)
+    model = M()
+    trainer("tune").fit(model, data)
+    tuner = trainer("tune")
+    tuner.fit(model, data)  # stage 2: the same module, another Trainer
+    tuner.fit_loop.max_epochs = 2
+    tuner.fit(model, more)  # one more epoch on more data, the same Trainer
+    trainer("other").fit(M(lr=0.01), data)  # another configuration: a training of its own
+    torch.distributed.destroy_process_group()
+"""
+
+
+@pytest.mark.slow  # 2 ranks, each importing Lightning: about 20 s on the loaded 2-vCPU VM
+def test_lightning_under_ddp_a_module_fitted_again_is_one_trial_costing_every_stage(
+    tmp_path: Path,
+) -> None:
+    """Three fits of one module under DDP (two Trainers) and one fit of another: two trials.
+    The last fit's node run is the module's trial, the earlier fits' node runs parts of it in
+    a chain (``contained`` false: each ran before the next, added once), each fit's rank 1 run
+    a part of its own fit's node run with no energy of its own; the other module's fit is a
+    trial of its own. The price tag's total is the sum of every row's measured energy, and the
+    module's trial costs its three node runs. Before: three trials of ``tune``, the last one
+    at about a third of what training the module cost."""
+    from _clean_env import clean_env
+
+    need_installed("lightning", "lightning")
+    meters_dir = str(Path(__file__).resolve().parent.parent / "tracking")
+    script = SCRIPT.replace("@METERS@", repr(meters_dir)).replace("@WATTS@", repr(WATTS))
+    (tmp_path / "refit.py").write_text(script, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "refit.py"],
+        cwd=tmp_path,
+        env={**clean_env(), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = gp.Ledger(tmp_path / "gp.db").runs(study="refit")
+    by_name: dict[str, list[gp.RunRecord]] = {}
+    for run in sorted(runs, key=lambda r: r.started_at):
+        by_name.setdefault(run.name, []).append(run)
+    assert {name: len(each) for name, each in by_name.items()} == {
+        "tune": 3,
+        "tune-rank1": 3,
+        "other": 1,
+        "other-rank1": 1,
+    }
+    assert all(r.status == "finished" for r in runs)
+    first, second, last = by_name["tune"]
+    assert (last.role, last.parent_id) == (None, None)
+    assert (second.role, second.parent_id, second.contained) == ("part", last.id, False)
+    assert (first.role, first.parent_id, first.contained) == ("part", second.id, False)
+    (other,) = by_name["other"]
+    assert (other.role, other.parent_id) == (None, None)
+    # each fit's rank 1 is a part of that fit's node run, metered by it alone
+    ranks = [*by_name["tune-rank1"], *by_name["other-rank1"]]
+    for node, rank in zip([first, second, last, other], ranks, strict=True):
+        assert (rank.role, rank.parent_id) == ("part", node.id), rank.name
+        assert node.ended_at is not None, node.name
+        assert node.started_at <= rank.started_at <= node.ended_at, rank.name
+        assert rank.energy_kwh == 0, rank.name
+        measured_j = node.energy_kwh * 3.6e6  # the node's meter, over the node run's span
+        assert measured_j == pytest.approx(WATTS * node.duration_s, abs=WATTS * READ_LAG_S)
+
+    tag = price_tag(runs)
+    assert set(tag.by_role) == {"trial"}
+    assert (tag.total.trials, tag.total.runs) == (2, len(runs))  # was 4 trials
+    every_kwh = sum(r.energy_kwh for r in runs)
+    assert tag.total.energy_kwh == pytest.approx(every_kwh, rel=1e-9)
+    tune_kwh = sum(r.energy_kwh for r in runs if r.name.startswith("tune"))
+    final = price_tag(runs, final=last.id).final
+    assert final is not None and final.energy_kwh == pytest.approx(tune_kwh, rel=1e-9)
+    assert final.energy_share == pytest.approx(tune_kwh / every_kwh, rel=1e-9)
