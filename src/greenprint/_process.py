@@ -33,6 +33,10 @@ elsewhere once its heartbeat is stale). Only the command itself gets
 the signal, not processes it started (it normally takes them down), and a set-user-ID program
 clears the setting. ``preexec_fn`` is not used: it is unsafe while greenprint's sampler thread
 runs. Elsewhere (macOS, Windows) no such guard exists.
+
+Standard error: ``greenprint run`` gives :func:`start` the pipe of a
+:class:`greenprint._stderr_tail.StderrTail` as the command's stderr when greenprint's is not a
+terminal (see that module).
 """
 
 from __future__ import annotations
@@ -132,7 +136,7 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def start(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
+def start(cmd: Sequence[str], *, stderr: int | None = None) -> subprocess.Popen[bytes]:
     """Start ``cmd`` as a child in this process group, with stdin/stdout/stderr inherited.
 
     On Linux the child gets the parent-death signal SIGTERM (see the module docstring); the
@@ -140,6 +144,8 @@ def start(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
 
     Args:
         cmd: the program and its arguments; the program is looked up on ``PATH``.
+        stderr: a file descriptor to give the command as its standard error (a
+            :class:`~greenprint._stderr_tail.StderrTail`'s pipe) instead of this process's.
 
     Returns:
         The child, whose pid is the command's.
@@ -148,7 +154,7 @@ def start(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
         OSError: the command could not be executed (not found, not executable, bad format).
     """
     if not sys.platform.startswith("linux") or not sys.executable:
-        return subprocess.Popen(list(cmd))
+        return subprocess.Popen(list(cmd), stderr=stderr)
     env_read, env_write = os.pipe()
     read_fd, write_fd = os.pipe()
     try:
@@ -156,6 +162,7 @@ def start(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
             [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), str(env_read)]
             + [str(write_fd), *cmd],
             pass_fds=(env_read, write_fd),
+            stderr=stderr,
         )
     except BaseException:
         os.close(read_fd)

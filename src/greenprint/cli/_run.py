@@ -4,7 +4,9 @@ Signals follow the rule in :mod:`greenprint._process`: Ctrl-C (SIGINT, and SIGQU
 terminal reaches the command once, straight from the terminal, and greenprint waits while it
 cleans up; SIGTERM and SIGHUP sent to greenprint are forwarded once each. On Linux the command
 gets SIGTERM if greenprint itself is killed. A command that dies of a signal is recorded by the
-signal's name (``killed by SIGSEGV``) and greenprint exits with 128+N.
+signal's name (``killed by SIGSEGV``) and greenprint exits with 128+N. A failed command's error
+goes on with the line of its stderr that says why (``exit status 1: ValueError: bad lr``), read
+through a relay when stderr is not a terminal (see :mod:`greenprint._stderr_tail`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from typing import Any, Literal, cast
 
 import click
 
-from greenprint import _process
+from greenprint import _process, _stderr_tail
 from greenprint._exceptions import ConfigError
 from greenprint._records import RUN_ROLES
 from greenprint.cli._common import (
@@ -210,7 +213,8 @@ def command(
     far. On Linux, if greenprint is killed the command gets SIGTERM. Over a budget
     (--budget-kwh, --budget-kg, --budget-s, or the study's: --study-budget-kwh...) the command
     gets SIGTERM, then SIGKILL after --budget-grace-s, and the run is recorded as interrupted
-    with the reason.
+    with the reason. A failed command's error ends with the line of its stderr that says why
+    (exit status 1: ValueError: bad lr) when stderr is not a terminal (a log file, a pipe).
 
     Example: greenprint run --study sweep --region DE -- python train.py --lr 0.1
     """
@@ -546,13 +550,19 @@ def _run_command(
 
     run.start()
     deadline: threading.Event | None = None
+    tail = _stderr_tail.StderrTail.open()
     with _process.SignalRelay() as relay:
         try:
-            child = _process.start(cmd)
+            child = _process.start(cmd, stderr=None if tail is None else tail.fd)
         except OSError as e:
+            if tail is not None:
+                tail.finish()
             why = _start_failure(program, e)
             run.stop(status="failed", error=f"could not start {program}: {why}")
             raise ConfigError(f"could not start {program}: {why}") from e
+        finally:
+            if tail is not None:
+                tail.started()
         relay.attach(child)
         if stopper is not None:
             stopper.attach(child, program)
@@ -571,7 +581,8 @@ def _run_command(
                 deadline.set()
             if stopper is not None:
                 stopper.close()
-        status, error = _outcome(returncode, relay.received)
+            said = tail.finish() if tail is not None else None
+        status, error = _outcome(returncode, relay.received, said)
         stopped = stopper.describe() if stopper is not None else None
         if stopper is not None and stopped is not None:  # even if the command then exits 0
             status, error = "interrupted", stopped + _then(stopper.sent[-1], returncode)
@@ -607,12 +618,21 @@ def _watch_time_budgets(run: Any, done: Any) -> None:
             return
 
 
-def _outcome(returncode: int, received: list[int]) -> tuple[str, str | None]:
+def _outcome(
+    returncode: int, received: list[int], stderr_tail: bytes | None = None
+) -> tuple[str, str | None]:
     """The run's final status and error text from the command's return code.
+
+    A failure (a non-zero exit status, or a death by a signal other than SIGKILL, which nothing
+    the command wrote explains) is followed by the line of its stderr that says why
+    (:func:`greenprint._stderr_tail.last_line`), passwords in URLs masked: ``"exit status 1:
+    ValueError: bad lr"``, as ``gp.track`` records the exception (``"ValueError: bad lr"``). An
+    interruption keeps the signal as its reason.
 
     Args:
         returncode: :attr:`subprocess.Popen.returncode` (negative: killed by that signal).
         received: the signals greenprint received while the command ran.
+        stderr_tail: the end of the command's stderr, ``None`` when it was not captured.
     """
     if returncode == 0:
         return "finished", None
@@ -621,6 +641,12 @@ def _outcome(returncode: int, received: list[int]) -> tuple[str, str | None]:
         return "interrupted", _process.signal_name(received[0]) + _then(received[0], returncode)
     if -returncode in _process.STOP_SIGNALS:
         return "interrupted", ended
+    if stderr_tail and -returncode != getattr(signal, "SIGKILL", 9):
+        from greenprint.ledger._target import mask_passwords
+
+        line = _stderr_tail.last_line(stderr_tail, mask=mask_passwords)
+        if line is not None:
+            return "failed", f"{ended}: {line}"
     return "failed", ended
 
 

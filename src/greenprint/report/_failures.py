@@ -57,9 +57,10 @@ _ROLE_NOUNS = {
 # A number in an error's text: errors alike but for their numbers ("Tried to allocate 2.00
 # GiB", "4.00 GiB") are one group, the numbers that differ shown as their range.
 _NUMBER = re.compile(r"(0x[0-9a-fA-F]+|\d+(?:\.\d+)?)")
-# The error of a run that only says how its command ended (greenprint run's "exit status 1"):
-# the exception a part inside it recorded says why.
-_ENDED = re.compile(r"exit status -?\d+|killed by \S+")
+# The error of a run that says how its command ended (greenprint run's "exit status 1", with
+# the last line of the command's stderr after it where one was captured: "exit status 1:
+# ValueError: bad lr"): the exception a part inside it recorded says why, in full.
+_ENDED = re.compile(r"(?:exit status -?\d+|killed by \S+)(?:: .*)?")
 
 
 @dataclass(frozen=True)
@@ -133,10 +134,10 @@ def failures(report: Report) -> Failures:
     Lost runs (no error recorded: their process stopped writing) are one group of their own; a
     lost run with a lost run inside it (one process killed) is left out, the innermost listed.
     Parts are not listed on their own: a run that recorded no error of its own, or only how
-    its command ended (``greenprint run``'s ``"exit status 1"``), shows its first failed
-    part's (in start order) where one has an error. A run whose failure is that of a listed
-    run inside it (a sweep around failed trials, a run that re-raised its nested run's error)
-    is left out.
+    its command ended (``greenprint run``'s ``"exit status 1"``, also followed by its stderr's
+    last line), shows its first failed part's (in start order) where one has an error. A run
+    whose failure is that of a listed run inside it (a sweep around failed trials, a run that
+    re-raised its nested run's error) is left out.
     """
     by_id = {row.id: row for row in report.runs}
     candidates = [
