@@ -160,6 +160,29 @@ def test_stderr_reaches_the_caller_byte_for_byte_and_as_it_is_written(tmp_path_f
 
 
 @posix_only
+def test_stdout_and_stderr_into_one_file_keep_the_order_they_were_written_in(tmp_path_factory):
+    """``> train.log 2>&1`` (Slurm's one output file): lines written alternately to stdout and
+    stderr are in the file in that order; a relayed stderr beside a direct stdout came late, an
+    error line even split in two by an output line."""
+    home = empty_home(tmp_path_factory, "merged")
+    (home / "cmd.py").write_text(
+        "import sys\n"
+        "for i in range(300):\n"
+        "    print(f'out {i}', flush=True)\n"
+        "    print(f'err {i}', file=sys.stderr, flush=True)\n"
+        "sys.exit('bad config')\n",
+        encoding="utf-8",
+    )
+    log = home / "train.log"
+    with log.open("wb") as out:
+        proc = _greenprint_run(home, "--", sys.executable, "cmd.py", stdout=out, stderr=out)
+        assert proc.wait(timeout=120) == 1
+    written = "".join(f"out {i}\nerr {i}\n" for i in range(300)) + "bad config\n"
+    assert log.read_text() == written
+    assert _only_run(home).error == "exit status 1: bad config"
+
+
+@posix_only
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_a_huge_stderr_costs_little_time_and_no_memory(tmp_path_factory):
     """128 MiB written to stderr: all of it in greenprint's stderr file, the command's writes

@@ -136,7 +136,9 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def start(cmd: Sequence[str], *, stderr: int | None = None) -> subprocess.Popen[bytes]:
+def start(
+    cmd: Sequence[str], *, stdout: int | None = None, stderr: int | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``cmd`` as a child in this process group, with stdin/stdout/stderr inherited.
 
     On Linux the child gets the parent-death signal SIGTERM (see the module docstring); the
@@ -144,6 +146,8 @@ def start(cmd: Sequence[str], *, stderr: int | None = None) -> subprocess.Popen[
 
     Args:
         cmd: the program and its arguments; the program is looked up on ``PATH``.
+        stdout: a file descriptor to give the command as its standard output instead of this
+            process's.
         stderr: a file descriptor to give the command as its standard error (a
             :class:`~greenprint._stderr_tail.StderrTail`'s pipe) instead of this process's.
 
@@ -154,7 +158,7 @@ def start(cmd: Sequence[str], *, stderr: int | None = None) -> subprocess.Popen[
         OSError: the command could not be executed (not found, not executable, bad format).
     """
     if not sys.platform.startswith("linux") or not sys.executable:
-        return subprocess.Popen(list(cmd), stderr=stderr)
+        return subprocess.Popen(list(cmd), stdout=stdout, stderr=stderr)
     env_read, env_write = os.pipe()
     read_fd, write_fd = os.pipe()
     try:
@@ -162,6 +166,7 @@ def start(cmd: Sequence[str], *, stderr: int | None = None) -> subprocess.Popen[
             [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), str(env_read)]
             + [str(write_fd), *cmd],
             pass_fds=(env_read, write_fd),
+            stdout=stdout,
             stderr=stderr,
         )
     except BaseException:

@@ -4,7 +4,8 @@ A failed command's run records the line of its stderr that says why (a Python sc
 exception line, ``ValueError: bad lr``: :func:`last_line`). When greenprint's stderr is not a
 terminal (a log file, a pipe, a scheduler's output file), the command writes into a pipe read by
 a small relay process that writes every chunk on to greenprint's stderr as it arrives, unchanged,
-and keeps the last :data:`TAIL_BYTES` bytes (:class:`StderrTail`). The relay is not greenprint:
+and keeps the last :data:`TAIL_BYTES` bytes (:class:`StderrTail`; the command's stdout too
+where it is the same file, to keep their order). The relay is not greenprint:
 it outlives a killed greenprint and processes the command left running, so that a write to
 stderr never fails because greenprint has gone (``kill -9`` of greenprint, whose command then
 cleans up on SIGTERM; a daemon the command started), and it ends when the last of them has closed
@@ -130,12 +131,27 @@ class StderrTail:
     (:func:`greenprint._process.start`'s ``stderr``), call :meth:`started` once it has started
     (or failed to), and :meth:`finish` once it has ended.
 
+    Where greenprint's stdout is the same file or pipe as its stderr (``> log 2>&1``, ``2>&1 |
+    tee log``), the command's stdout is the same pipe too: its output and its errors reach the
+    file in the order it wrote them (a relayed stderr beside a direct stdout came late, a stderr
+    line even split by stdout's), and the line recorded is the last of either.
+
     Attributes:
         fd: the write end of the pipe, for the command.
+        stdout_too: whether the command's stdout is the pipe too.
     """
 
-    def __init__(self, helper: subprocess.Popen[bytes], fd: int, control: int, report: int):
+    def __init__(
+        self,
+        helper: subprocess.Popen[bytes],
+        fd: int,
+        control: int,
+        report: int,
+        *,
+        stdout_too: bool = False,
+    ):
         self.fd = fd
+        self.stdout_too = stdout_too
         self._helper = helper
         self._control = control
         self._report = report
@@ -147,11 +163,17 @@ class StderrTail:
         if os.name != "posix" or not sys.executable:
             return None
         try:
-            os.fstat(2)  # closed (2>&-): the command gets none either
+            stderr = os.fstat(2)  # closed (2>&-): the command gets none either
             if os.isatty(2):
                 return None
         except OSError:
             return None
+        try:
+            stdout = os.fstat(1)
+        except OSError:
+            shared = False
+        else:
+            shared = (stdout.st_dev, stdout.st_ino) == (stderr.st_dev, stderr.st_ino)
         data_read, data_write = os.pipe()
         control_read, control_write = os.pipe()
         report_read, report_write = os.pipe()
@@ -169,7 +191,7 @@ class StderrTail:
         finally:
             for fd in (data_read, control_read, report_write):
                 os.close(fd)
-        return cls(helper, data_write, control_write, report_read)
+        return cls(helper, data_write, control_write, report_read, stdout_too=shared)
 
     def started(self) -> None:
         """Close this process's copy of the command's end of the pipe (the command has its own)."""

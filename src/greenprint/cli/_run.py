@@ -553,7 +553,11 @@ def _run_command(
     tail = _stderr_tail.StderrTail.open()
     with _process.SignalRelay() as relay:
         try:
-            child = _process.start(cmd, stderr=None if tail is None else tail.fd)
+            child = _process.start(
+                cmd,
+                stdout=tail.fd if tail is not None and tail.stdout_too else None,
+                stderr=None if tail is None else tail.fd,
+            )
         except OSError as e:
             if tail is not None:
                 tail.finish()
