@@ -253,7 +253,10 @@ def trained_again(run: Run, model: Any, *, link: bool = True, schedule: str = ""
 
     A second training of the same model object in this process (two-stage fine-tuning: the
     head with the backbone frozen, then the whole model; or more epochs on a trained model)
-    trains the weights the first left: one training, whose model is the last one's. The
+    trains the weights the first left: one training, whose model is the last one's. With
+    several processes (DDP: Lightning's ``strategy="ddp"``, a Hugging Face Trainer under
+    ``torchrun``) only each node's local rank 0 calls it, with the node's run: the node's
+    earlier training run, its other ranks' runs still its parts, is linked as below. The
     earlier training's run becomes a ``part`` of ``run``, ``contained`` false (it ran before,
     outside its measurement: the price tag adds it once), not a trial of its own. Only two
     top-level runs of one study (trainings inside a run of the user's are its parts already),
@@ -263,7 +266,8 @@ def trained_again(run: Run, model: Any, *, link: bool = True, schedule: str = ""
     cannot be weakly referenced is not followed.
 
     Args:
-        run: the running run of the training that starts now (a single process's).
+        run: the running run of the training that starts now: a single process's, or with
+            several processes the node's (local rank 0's, the other ranks' runs its parts).
         model: the model object it trains (a ``LightningModule``, a Hugging Face model).
         link: link the earlier training (``False``: only record this one, for a training
             resumed from a checkpoint, which is linked to the checkpoint's run instead).

@@ -142,8 +142,10 @@ trial, where Optuna lists the killed attempt ``FAIL`` and the retry as another t
 A second ``trainer.train()`` of the same model object in this process (two-stage fine-tuning: a
 new Trainer on the model the first trained) trains the weights the first left: its run takes
 the earlier training's run as a ``part`` (``contained`` false), one training, not a trial per
-stage (top-level runs of one study and of one name and params, no role given, a single
-process, no search; a ``model_init`` makes a new model each time: a training of its own).
+stage (top-level runs of one study and of one name and params, no role given, no search; a
+``model_init`` makes a new model each time: a training of its own). With several processes
+(``torchrun``, ``accelerate launch``) the same on each node: the node's earlier training run,
+its other processes' runs still its parts, becomes a part of the node's later training run.
 
 The model card gets ``co2_eq_emissions`` (in grams, as the Hugging Face Hub wants) through
 :meth:`GreenprintCallback.create_model_card`, or :func:`model_card_co2` for any run.
@@ -505,14 +507,14 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             self._continue(args, state)
         if search and getattr(state, "is_world_process_zero", True):
             self._continue_retried(run)
-        if world <= 1 and not search and model is not None:  # a second train() continues
-            take_waiting_parts(run, model)  # its evaluation before this training
-            trained_again(run, model, link=not resumed)
-        elif local == 0 and not search and model is not None:  # its later evaluations know it
-            # the node's evaluation before this training (trainer.evaluate() before train():
-            # its node run, the other processes' runs its parts) is a part of the node's run
+        if (world <= 1 or local == 0) and not search and model is not None:
+            # its evaluation before this training (trainer.evaluate() before train(); with
+            # several processes the node's run, the other processes' runs its parts) is a part
+            # of this run (of the node's); a second train() of this model continues the first:
+            # under DDP the node's earlier training run (its other processes' runs still its
+            # parts) becomes a part of the node's run
             take_waiting_parts(run, model)
-            trained_again(run, model, link=False)
+            trained_again(run, model, link=not resumed)
         self._end_fpo()
         if self._count_fpo and model is not None:
             self._fpo = _MicroBatchFPO(model, warn=self._warn_once)
