@@ -283,6 +283,8 @@ def test_a_command_cleaning_up_after_greenprint_was_killed_still_writes_to_stder
     (home / "cmd.py").write_text(
         "import signal, sys, time\n"
         "def cleanup(*_):\n"
+        # once: the parent-death SIGTERM comes once per greenprint thread it passes through
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         "    for i in range(3):\n"
         "        print(f'saving checkpoint {i}', file=sys.stderr)\n"
         "        time.sleep(0.05)\n"
