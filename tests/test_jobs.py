@@ -197,7 +197,9 @@ def test_a_node_that_stops_its_heartbeat_makes_the_job_lost_with_its_cost_so_far
     assert [r.host for r in lost] == ["node-b"] and lost[0].energy_kwh > 0
     assert _jobs.job_status([r.status for r in runs]) == "lost"
     tag = price_tag(runs)
-    assert tag.by_status["lost"].energy_kwh == pytest.approx(lost[0].energy_kwh)
+    # the job is one training, lost with its node: its trial and every node's cost under lost
+    assert set(tag.by_status) == {"lost"} and tag.by_status["lost"].trials == 1
+    assert tag.by_status["lost"].energy_kwh == pytest.approx(tag.total.energy_kwh)
     _exactly_once(runs)
     assert any("lost" in note and "slurm:4242" in note for note in tag.notes)
 

@@ -124,7 +124,9 @@ def worlds(draw: st.DrawFn) -> list[dict]:
     A run is a root, a contained child (same host, started while its parent ran, its process
     in its parent's tree), a remote child (another host: outside every measurement of its
     parent's; ``contained`` false as a child process told its parent records it, or none
-    recorded: ``gp.track(parent=id)`` on that host), or a rank of a distributed training its
+    recorded: ``gp.track(parent=id)`` on that host, also by a node of a distributed job: its
+    parent's job when its parent is a rank, else the job of its parent's ranks), or a rank of
+    a distributed training its
     parent's process spawned (``torch.multiprocessing.spawn``: contained, one job per parent;
     the price tag links a job's ranks under their rank 0 when the parent holds other runs
     too, outside rank 0's measurement but inside its parent's). A run's process draws power
@@ -138,7 +140,11 @@ def worlds(draw: st.DrawFn) -> list[dict]:
     links = []
     for k in range(n):
         kind = (
-            draw(st.sampled_from(["root", "contained", "contained", "remote", "byid", "rank"]))
+            draw(
+                st.sampled_from(
+                    ["root", "contained", "contained", "remote", "byid", "byid-node", "rank"]
+                )
+            )
             if k
             else "root"
         )
@@ -211,6 +217,10 @@ def _records(runs: list[dict], study: str) -> list[gp.RunRecord]:
         kind, parent = run["kind"], run["parent"]
         rank = kind == "rank"  # of its parent's job, numbered in order
         local = sum(r["kind"] == "rank" and r["parent"] == parent for r in runs[:k])
+        job = f"{study}-job{parent}" if rank else None
+        if kind == "byid-node":  # another node of its parent's job (session 30: read nested)
+            above = runs[parent]
+            job = f"{study}-job{above['parent'] if above['kind'] == 'rank' else parent}"
         records.append(
             gp.RunRecord(
                 id=f"{study}-{run['id']}",
@@ -228,10 +238,10 @@ def _records(runs: list[dict], study: str) -> list[gp.RunRecord]:
                 energy_kwh=energy,
                 energy_cpu_kwh=energy,  # its meter's component: the provenance's measured
                 emissions_kg=energy * 0.4,
-                contained=None if kind in ("root", "byid") else kind != "remote",
-                job_id=f"{study}-job{parent}" if rank else None,
-                node_rank=0 if rank else None,
-                local_rank=local if rank else None,
+                contained=None if kind in ("root", "byid", "byid-node") else kind != "remote",
+                job_id=job,
+                node_rank=0 if rank else 1 if job else None,
+                local_rank=local if rank else 0 if job else None,
                 provenance={"cpu": "rapl", "process": f"pid {k + 100} started 1.00"},
             )
         )

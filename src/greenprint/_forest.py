@@ -222,6 +222,10 @@ class RunForest:
         virtual: position -> whether that link comes from the job, not from ``parent_id``.
         notes: caveats found while linking jobs (two node meters on one host...) or reused
             workers' runs.
+        job_statuses: position of a job's head -> its job's status, where that is not the
+            head's own (:func:`greenprint._jobs.link_jobs`): a two-node training whose head
+            finished and whose other node failed is one failed training. The study reads the
+            head, its trial, with it (:meth:`column` ``"status"``).
     """
 
     runs: tuple[RunRecord, ...]
@@ -233,6 +237,7 @@ class RunForest:
     kinds: tuple[str, ...] = ()
     virtual: tuple[bool, ...] = ()
     notes: tuple[str, ...] = ()
+    job_statuses: Mapping[int, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, runs: Iterable[RunRecord]) -> RunForest:
@@ -273,10 +278,11 @@ class RunForest:
         else:
             kinds = ["nested"] * count
         explicit = list(parents)
+        job_statuses: dict[int, str] = {}
         if jobs:  # link_jobs links only a job's runs
             from greenprint._jobs import link_jobs
 
-            notes.extend(link_jobs(items, parents, kinds))
+            notes.extend(link_jobs(items, parents, kinds, statuses=job_statuses))
         kids: dict[int, list[int]] = {}  # position -> its children, for runs with any
         if parents.count(None) == count:  # no run has a parent in the set (a search of trials)
             roots = list(range(count))
@@ -309,6 +315,7 @@ class RunForest:
                 else (False,) * count  # only link_jobs links a run its parent_id does not
             ),
             notes=tuple(dict.fromkeys(notes)),
+            job_statuses=MappingProxyType(job_statuses),
         )
 
     @cached_property
@@ -320,12 +327,20 @@ class RunForest:
     def column(self, name: str) -> tuple[Any, ...]:
         """Field ``name`` of every run, in order (kept: the analyses of a report ask again).
 
-        One pass over the runs (3 ms on 100,000), and every later ask is free.
+        ``"status"`` is each run's status as the study reads it: its own, but a distributed
+        job's head reads its job's (:attr:`job_statuses`: ``failed`` where another node's run
+        failed). One pass over the runs (3 ms on 100,000), and every later ask is free.
         """
         columns = self._columns
         found = columns.get(name)
         if found is None:
-            found = columns[name] = tuple(map(operator.attrgetter(name), self.runs))
+            found = tuple(map(operator.attrgetter(name), self.runs))
+            if name == "status" and self.job_statuses:
+                statuses = list(found)
+                for pos, status in self.job_statuses.items():
+                    statuses[pos] = status
+                found = tuple(statuses)
+            columns[name] = found
         return found
 
     @cached_property
@@ -356,11 +371,13 @@ class RunForest:
         Its record says its measurement is outside its recorded parent's: ``contained`` false
         (another host, outside the parent's process tree), or no containment recorded by a run
         of no job (a run given its parent by id on another host: the only way such a run adds,
-        see :func:`_link_kind`). What it spent is in no figure of any run above it (a remote
-        worker of a trial nested in a sweep's process adds to the sweep too). A run that adds
-        to its parent only because its job linked it there (a DDP rank read under its
-        training's rank 0, recorded inside the sweep's process tree) is outside that run
-        alone: it is inside the measurements above it. (:meth:`nested_sum`'s far rule.)
+        see :func:`_link_kind`), or by a run of a job on another host than its recorded parent
+        (a node given its trial's id: ``gp.track(parent=trial_id)``; a machine's meters
+        measure nothing of another machine). What it spent is in no figure of any run above it
+        (a remote worker of a trial nested in a sweep's process adds to the sweep too). A run
+        that adds to its parent only because its job linked it there (a DDP rank read under its
+        training's rank 0, recorded inside the sweep's process tree) is outside that run alone:
+        it is inside the measurements above it. (:meth:`nested_sum`'s far rule.)
         """
         return self.adds(pos, fpo=fpo) and self._apart[pos]
 
@@ -393,9 +410,18 @@ class RunForest:
     @cached_property
     def _apart(self) -> tuple[bool, ...]:
         """Whether each run's own record puts it outside its recorded parent (:meth:`adds_far`)."""
+        hosts, index = self.column("host"), self.index
         return tuple(
-            contained is False or (contained is None and job is None)
-            for contained, job in zip(self.column("contained"), self.column("job_id"), strict=True)
+            contained is False
+            or (contained is None and (job is None or _elsewhere(hosts, pos, index.get(recorded))))
+            for pos, (contained, job, recorded) in enumerate(
+                zip(
+                    self.column("contained"),
+                    self.column("job_id"),
+                    self.column("parent_id"),
+                    strict=True,
+                )
+            )
         )
 
     def outside(self, pos: int, inclusive: Sequence[Any], far: Sequence[Any] | None) -> Any:
@@ -2062,18 +2088,30 @@ def _index(items: Sequence[RunRecord]) -> dict[str, int]:
     return index
 
 
+def _elsewhere(hosts: Sequence[str | None], pos: int, recorded: int | None) -> bool:
+    """Whether run ``pos`` ran on another host than its recorded parent (at ``recorded``).
+
+    Both hosts known (a run recorded before hosts were has none); ``False`` without a parent.
+    """
+    if recorded is None:
+        return False
+    host, there = hosts[pos], hosts[recorded]
+    return bool(host and there and host != there)
+
+
 def _link_kind(run: RunRecord, items: Sequence[RunRecord], parent: int | None) -> str:
     """The kind of a recorded parent link (see :class:`RunForest`).
 
-    ``contained`` false: ``"remote"``, and so is a run of no job that recorded no containment
-    under a parent of another host (``gp.track(parent=...)`` given the id of a run on another
-    machine: that machine's measurement is not inside the parent's). A rank of a job linked by
-    id to its node's meter on the same host, not known to be nested in it (an integration's
-    part rank): ``"peer"``. Otherwise ``"nested"``.
+    ``contained`` false: ``"remote"``, and so is a run that recorded no containment under a
+    parent of another host (``gp.track(parent=...)`` given the id of a run on another machine,
+    a rank of a job on another node given its trial's id: that machine's measurement is not
+    inside the parent's, whatever job the run is of; nothing records a measurement of a whole
+    job or cluster). A rank of a job linked by id to its node's meter on the same host, not
+    known to be nested in it (an integration's part rank): ``"peer"``. Otherwise ``"nested"``.
     """
     if run.contained is False:
         return "remote"
-    if parent is not None and run.contained is None and run.job_id is None:
+    if parent is not None and run.contained is None:
         host, above = run.host, items[parent].host
         if host and above and host != above:
             return "remote"

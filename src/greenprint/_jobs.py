@@ -285,7 +285,13 @@ def _overlap_s(a: Any, b: Any) -> float:
     return min(_end(a), _end(b)) - max(a.started_at, b.started_at)
 
 
-def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) -> list[str]:
+def link_jobs(
+    runs: Sequence[Any],
+    parents: list[int | None],
+    kinds: list[str],
+    *,
+    statuses: dict[int, str] | None = None,
+) -> list[str]:
     """Link the runs of each job into one tree, in place; returns notes for the price tag.
 
     ``parents[p]`` is the position of run ``p``'s parent (``None``: a root) and ``kinds[p]`` the
@@ -296,7 +302,19 @@ def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) 
     same host (the double-count hazard) is ``"nested"`` in it, so the machine counts once, and a
     note says so. The job's remaining roots become ``"remote"`` children of its head, the lowest
     (node rank, local rank, start): the job's root sums its nodes.
+
+    A training's head stands for the training, one job of several processes: it reads the
+    job's status (:func:`job_status`), that of its own run and of the other runs of its
+    training's last attempt (its nodes and ranks, linked to it by the job or by id; not the
+    runs nested in them, nor the attempts a restart took over from). A head that finished while
+    another node of its training failed is a failed training, as ``torchrun`` and SLURM end
+    such a job, with a note naming the run that failed; where it is not the head's own, that
+    status is put in ``statuses`` (head position -> status) when given. The ranks of a search's
+    trials that metered the node (read as one trial, with a note) keep their head's status.
     """
+    explicit = list(parents)
+    heads: list[tuple[int, list[int]]] = []  # each training's head and its last attempt's runs
+    before: set[int] = set()  # the runs of attempts a restart took over from
     groups: dict[str, list[int]] = {}
     for pos, run in enumerate(runs):
         job = getattr(run, "job_id", None)
@@ -350,6 +368,8 @@ def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) 
                 parents[pos], kinds[pos] = best, "peer"
         loose = [p for p in members if parents[p] is None]
         if len(loose) < 2:
+            if loose and not metered:  # one node's ranks under its meter, or nodes linked by id
+                heads.append((loose[0], loose))
             continue
         # a search's trials that metered the node stay one job (the note above says why)
         trainings = [(loose, loose)] if metered else _trainings(runs, loose)
@@ -358,14 +378,92 @@ def link_jobs(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) 
             for pos in training:
                 if pos != head:
                     parents[pos], kinds[pos] = head, "remote"
+            if not metered:
+                heads.append((head, last))
+                before.update(p for p in training if p not in last)
         if len(trainings) > 1:
             notes.append(
                 f"job {job}: its processes ran {len(trainings)} trainings one after another: "
                 "each read as a trial of its own, its ranks' runs as its parts (a run after a "
                 "failed or interrupted one with the same params is read as its restart)"
             )
-    _link_spawned(runs, parents, kinds)
+    heads.extend(_link_spawned(runs, parents, kinds))
+    notes.extend(_read_statuses(runs, parents, kinds, explicit, heads, before, statuses))
     return notes
+
+
+def _read_statuses(
+    runs: Sequence[Any],
+    parents: Sequence[int | None],
+    kinds: Sequence[str],
+    explicit: Sequence[int | None],
+    heads: Sequence[tuple[int, Sequence[int]]],
+    before: set[int],
+    out: dict[int, str] | None,
+) -> list[str]:
+    """Each training head's job status where it is not its own (into ``out``), with notes.
+
+    A head's training is its last attempt's runs (``heads``) and the runs of its job linked
+    below them: by the job (``parents`` differs from ``explicit``), as a peer rank, or as a
+    run outside its parent's measurement (another node given the head's id); never a run
+    nested in another (a fold inside a rank), nor one of ``before`` (an attempt a restart
+    took over from, which ended as it ended).
+    """
+    if not heads or not hasattr(runs[heads[0][0]], "status"):
+        return []  # a study budget's partial records: no status, none asked for
+    below: dict[int, list[int]] = {}
+    for pos, parent in enumerate(parents):
+        if parent is not None:
+            below.setdefault(parent, []).append(pos)
+    notes: list[str] = []
+    for head, last in heads:
+        job = runs[head].job_id
+        training = list(last)
+        seen = set(training)
+        for at in training:  # grows while read: the runs linked below each
+            for pos in below.get(at, ()):
+                linked = kinds[pos] in ("peer", "remote") or parents[pos] != explicit[pos]
+                if pos not in seen and pos not in before and linked and runs[pos].job_id == job:
+                    seen.add(pos)
+                    training.append(pos)
+        status = job_status(runs[p].status for p in training)
+        own = runs[head].status
+        if status == own:
+            continue
+        if out is not None:
+            out[head] = status
+        ended = sorted(
+            (p for p in training if runs[p].status == status),
+            key=lambda p: (runs[p].started_at, runs[p].id),
+        )
+        notes.append(_status_note(job, runs, head, ended, status))
+    return notes
+
+
+def _status_note(
+    job: str, runs: Sequence[Any], head: int, ended: Sequence[int], status: str
+) -> str:
+    """The note on a training read with another status than its head's own (see link_jobs)."""
+    named = []
+    for pos in ended[:3]:
+        run = runs[pos]
+        where = f" on host {run.host}" if run.host else ""
+        error = (getattr(run, "error", None) or "").strip().splitlines()
+        why = f": {error[0].strip()[:120]}" if error and status != "lost" else ""
+        named.append(f"{run.name!r} ({run.id[:8]}{where}{why})")
+    more = f" and {len(ended) - 3} more" if len(ended) > 3 else ""
+    one = len(ended) == 1
+    verb = {
+        "running": "is still running" if one else "are still running",
+        "lost": "was lost" if one else "were lost",
+        "pruned": "was pruned" if one else "were pruned",
+    }.get(status, status)
+    top = runs[head]
+    return (
+        f"job {job}: its {'run' if one else 'runs'} {', '.join(named)}{more} {verb} while "
+        f"its head {top.name!r} ({top.id[:8]}) {top.status}: the job, one training (or "
+        f"search), reads {status} (its head counted as {status}, with the whole job's cost)"
+    )
 
 
 def _trainings(runs: Sequence[Any], loose: Sequence[int]) -> list[tuple[list[int], list[int]]]:
@@ -561,7 +659,9 @@ def _head_order(run: Any) -> tuple[Any, ...]:
     )
 
 
-def _link_spawned(runs: Sequence[Any], parents: list[int | None], kinds: list[str]) -> None:
+def _link_spawned(
+    runs: Sequence[Any], parents: list[int | None], kinds: list[str]
+) -> list[tuple[int, list[int]]]:
     """Each job's ranks under their head, where a run outside the job holds other runs too.
 
     A script under ``greenprint run`` (or in a sweep's run) that spawns one training after
@@ -569,6 +669,9 @@ def _link_spawned(runs: Sequence[Any], parents: list[int | None], kinds: list[st
     Linked under its head (an ``"remote"`` link: each rank measured its own process), each
     training is one child of the run, as a job's roots are one tree under its head. The ranks
     of one job alone in a run stay its children: that run is their training.
+
+    Returns:
+        Each training linked so: its head and its ranks' positions.
     """
     held: dict[int, dict[str, list[int]]] = {}
     counts: dict[int, int] = {}
@@ -581,6 +684,7 @@ def _link_spawned(runs: Sequence[Any], parents: list[int | None], kinds: list[st
         outside = getattr(runs[parent], "job_id", None) != job  # its parent is not of its job
         if job is not None and kinds[pos] == "nested" and outside:
             held.setdefault(parent, {}).setdefault(job, []).append(pos)
+    linked: list[tuple[int, list[int]]] = []
     for parent, jobs in held.items():
         for here in jobs.values():
             if len(here) < 2 or len(here) == counts[parent]:
@@ -589,6 +693,8 @@ def _link_spawned(runs: Sequence[Any], parents: list[int | None], kinds: list[st
             for pos in here:
                 if pos != head:
                     parents[pos], kinds[pos] = head, "remote"
+            linked.append((head, here))
+    return linked
 
 
 #: A job's status from its runs': the first of these that any run has, else ``finished``.

@@ -150,9 +150,15 @@ def reference_nested_sum(forest: RunForest, values: Any, fpo: bool) -> tuple[lis
             if forest.adds(child, fpo=fpo):
                 added += inclusive[child]
                 # outside its recorded parent's tree by its record (contained False, or none
-                # recorded by a run of no job: another host's), else outside only this run
+                # recorded by a run of no job, or by a run of a job on another host than its
+                # recorded parent), else outside only this run
                 run = forest.runs[child]
-                apart = run.contained is False or (run.contained is None and run.job_id is None)
+                recorded = forest.index.get(run.parent_id) if run.parent_id else None
+                host = None if recorded is None else forest.runs[recorded].host
+                elsewhere = bool(run.host and host and run.host != host)
+                apart = run.contained is False or (
+                    run.contained is None and (run.job_id is None or elsewhere)
+                )
                 beyond += inclusive[child] if apart else far[child]
             else:
                 below += inclusive[child]
@@ -275,7 +281,9 @@ def reference_best_trial(trials: Any) -> int | None:
     for position in trials.positions:
         run = trials.forest.runs[position]
         score = trials.scores[position].score
-        if run.status != "finished" or math.isnan(score):
+        # as the study reads it: a job's head by its job's status (another node failed)
+        status = trials.forest.job_statuses.get(position, run.status)
+        if status != "finished" or math.isnan(score):
             continue
         key = (sign * score, energy[position], run.started_at, position)
         if best is None or key < best:

@@ -108,10 +108,11 @@ class StudyTrials:
 
     @property
     def by_status(self) -> dict[str, int]:
-        """Status -> number of trials."""
+        """Status -> number of trials (a job's trial by its job's status: RunForest.column)."""
         out: dict[str, int] = {}
-        for run in self.runs:
-            out[run.status] = out.get(run.status, 0) + 1
+        statuses = self.forest.column("status")
+        for p in self.positions:
+            out[statuses[p]] = out.get(statuses[p], 0) + 1
         return out
 
     @property
@@ -458,14 +459,14 @@ def choose_final(trials: StudyTrials, *, final: str | None = None) -> FinalChoic
     finals = trials.roles.positions("final")
     unfinished = ""
     if finals:
-        runs = forest.runs
+        runs, statuses = forest.runs, forest.column("status")  # a job's: its job's
         position, text = _best_final(trials, finals)
-        if runs[position].status == "finished":
+        if statuses[position] == "finished":
             return FinalChoice(position, "role", text)
         # no final model came out (a retrain that failed): the best trial is the result
         # no brackets in these texts: the report writes the rule in brackets after the name
         ordered = sorted(finals, key=lambda p: (runs[p].started_at, p))
-        how = [_UNFINISHED.get(runs[p].status, runs[p].status) for p in ordered]
+        how = [_UNFINISHED.get(statuses[p], statuses[p]) for p in ordered]
         ended = [f"{runs[p].name!r} {h}" for p, h in zip(ordered, how, strict=True)]
         listed = ", ".join(ended[:3]) + (", ..." if len(ended) > 3 else "")
         unfinished = (
@@ -498,7 +499,8 @@ def _best_final(trials: StudyTrials, finals: Sequence[int]) -> tuple[int, str]:
     def latest(positions: Sequence[int]) -> int:
         return max(positions, key=lambda p: (runs[p].started_at, p))
 
-    finished = [p for p in finals if runs[p].status == "finished"]
+    statuses = trials.forest.column("status")  # a job's head: its job's
+    finished = [p for p in finals if statuses[p] == "finished"]
     if not finished or (len(finished) == 1 and latest(finals) in finished):
         return latest(finals), f"the last started {of}"  # e.g. a retrain run again, finished
     if len(finished) == 1:

@@ -430,7 +430,7 @@ def _assemble(
         if note:
             notes.append(note)
     ranked = bool(trials.roles.positions("final")) or any(
-        forest.runs[p].status == "finished" and not math.isnan(trials.scores[p].score)
+        forest.column("status")[p] == "finished" and not math.isnan(trials.scores[p].score)
         for p in trials.positions
     )
     tag: PriceTag
@@ -972,9 +972,11 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
     lower_is_better = trials.mode == "min"
     runs, parents = forest.runs, forest.parents
     adding = forest.adds_to_the_total
+    statuses = forest.column("status")  # a job's head: its job's (another node failed)
     for position, run in enumerate(runs):
         scored = scores[position]
-        if run.status in NO_SCORE_STATUSES and scored.source != "none":
+        status = statuses[position]
+        if status in NO_SCORE_STATUSES and scored.source != "none":
             # a failed, interrupted or lost run produced no model: what it logged before it
             # ended is no score (a killed trial's last intermediate value read as its score,
             # while EVP, the best trials and the final run's choice left it out)
@@ -1032,7 +1034,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 parent_id,  # parent_id
                 depth[position],  # depth
                 role_of[position] == "trial",  # is_trial
-                run.status,  # status
+                status,  # status
                 known,  # score
                 run.started_at,  # started_at
                 run.duration_s,  # duration_s
