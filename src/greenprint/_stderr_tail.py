@@ -198,6 +198,7 @@ class StderrTail:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        self._helper.poll()  # reaped as soon as it has forked: no zombie in the measured tree
 
     def finish(self, wait_s: float = REPORT_WAIT_S) -> bytes | None:
         """The last :data:`TAIL_BYTES` bytes the command wrote on stderr, once it has ended.
