@@ -37,7 +37,7 @@ from greenprint._exceptions import FPOError, FPOInputError, UnknownOpError
 from greenprint.fpo import _complex, _rules_quantized, _rules_spectral
 from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
 from greenprint.fpo._higher_order import run_higher_order
-from greenprint.fpo._registry import Rule, merged_rules
+from greenprint.fpo._registry import ASSUMED, Rule, merged_rules
 from greenprint.fpo._result import PHASES, FPOResult
 
 __all__ = ["FPOCounter"]
@@ -188,7 +188,10 @@ class FPOCounter:
         same result (bilinear, zeros padding, ``align_corners=True``). ``meta_device`` (``"cpu"``)
         when an op whose count depends on the device (upsampling, grid sampling, an FFT: their
         rules read the device) ran on meta tensors, which have none: counted as the CPU's
-        kernels.
+        kernels. And what a rule's reader said its count assumed (``reads`` returning
+        :data:`~greenprint.fpo._registry.ASSUMED`): ``onednn_int8`` when an int8 linear or
+        convolution ran on oneDNN's kernels, counted as FBGEMM's; a name assumed with two
+        values reads both, ``+``-joined and sorted.
         """
         assumptions: dict[str, str] = {}
         if self._fft_libraries:
@@ -197,6 +200,8 @@ class FPOCounter:
             assumptions["cudnn_grid_sampler"] = _CUDNN_GRID_SAMPLER
         if self._meta_as_cpu:
             assumptions["meta_device"] = "cpu"
+        for name, values in self._assumed.items():
+            assumptions[name] = "+".join(sorted(values))
         return assumptions
 
     @property
@@ -360,6 +365,7 @@ class FPOCounter:
     _fft_libraries: set[str]  # the FFT libraries the counted FFT ops ran on
     _cudnn_grid_sampler: bool  # whether cuDNN's grid sampler (counted as ATen's CUDA one) ran
     _meta_as_cpu: bool  # whether an op whose count depends on the device ran on meta tensors
+    _assumed: dict[str, set[str]]  # what the rules' readers said their counts assumed
 
     def _reset(self) -> None:
         self._op = {}
@@ -368,6 +374,7 @@ class FPOCounter:
         self._fft_libraries = set()
         self._cudnn_grid_sampler = False
         self._meta_as_cpu = False
+        self._assumed = {}
         self._unknown = {}
         self._complex = {}
         self._matmul = 0
@@ -570,7 +577,11 @@ class FPOCounter:
                 and (_reads_metadata(rule.reads) or _has_values(args, kwargs))
             ):
                 s_kwargs.update(rule.reads(*args, **kwargs))
+            assumed = s_kwargs.pop(ASSUMED, None)
             value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
+            if assumed:
+                for assumed_name, assumed_value in dict(assumed).items():
+                    self._assumed.setdefault(str(assumed_name), set()).add(str(assumed_value))
             if (
                 not self._meta_as_cpu
                 and (name.startswith("aten._fft_") or getattr(rule.reads, "reads_device", False))

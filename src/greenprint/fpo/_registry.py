@@ -25,6 +25,7 @@ from typing import Any
 from greenprint._exceptions import FPOError
 
 __all__ = [
+    "ASSUMED",
     "RULES",
     "Rule",
     "RuleFn",
@@ -64,6 +65,10 @@ class Rule:
             counts the CUDA kernels; a meta tensor has no device and counts as on the CPU, which
             the result says when such a reader, marked ``reads.reads_device = True``, read
             one: ``FPOResult.assumptions["meta_device"]``).
+            A reader may also return, under the key :data:`ASSUMED`, what the count assumed
+            for this call (name -> value, as ``FPOResult.assumptions`` holds them): the
+            counter takes it out of ``fn``'s arguments and the result says it (the int8
+            readers' ``"onednn_int8"``, for weights that oneDNN's kernels ran).
         reads_before: ``reads`` is called before the op runs, so that it sees the inputs of
             an in-place op as the kernel found them (``embedding_renorm_`` decides from the
             rows' norms which rows to scale, then scales them); otherwise after it.
@@ -76,6 +81,9 @@ class Rule:
     reads: RuleFn | None = None
     reads_before: bool = False
 
+
+ASSUMED = "assumed"
+"""The key under which a rule's ``reads`` returns what the count assumed (see :class:`Rule`)."""
 
 RULES: dict[str, Rule] = {}
 """The one global registry. Counters read a merged copy; nothing here is mutated at count time."""

@@ -66,7 +66,11 @@ class FPOResult:
             ``"meta_device"`` (``"cpu"``) when an op whose count depends on the device
             (upsampling, grid sampling, an FFT) ran on meta tensors, which have no device: it
             was counted as the CPU's kernels run it (count on real or fake tensors of a
-            device for that device's kernels).
+            device for that device's kernels). ``"onednn_int8"`` when an int8 linear or
+            convolution ran on oneDNN's kernels (the ``onednn`` quantized engine; the ``x86``
+            engine's convolutions with symmetric weights on an AVX-512 VNNI CPU): it was
+            counted as FBGEMM runs it (the value says so), and oneDNN's float epilogue differs
+            (not derived: see docs/fpo.md).
     """
 
     total: int
@@ -328,6 +332,12 @@ class FPOResult:
                     f"DEVICE     meta tensors, counted as the {value.upper()} kernels run them "
                     "(upsampling, grid sampling and FFTs count by device; count on the device's "
                     "tensors, or FakeTensorMode ones of it, for its kernels)"
+                )
+            elif key == "onednn_int8":
+                lines.append(
+                    "INT8       int8 linears or convolutions ran on oneDNN's kernels, counted as "
+                    "FBGEMM runs them (oneDNN's float epilogue differs, not derived; weights "
+                    "packed under torch.backends.quantized.engine = 'fbgemm' run FBGEMM's)"
                 )
             else:
                 lines.append(f"ASSUMED    {key}: {value}")

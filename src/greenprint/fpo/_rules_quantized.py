@@ -6,7 +6,10 @@ float or into int8 with float scales (and add a float bias), and it dequantizes 
 The counts follow the kernels of PyTorch's x86 CPU builds (FBGEMM, which the ``x86`` and
 ``fbgemm`` quantized engines run), read from their source: ATen's ``qlinear_dynamic.cpp``,
 ``qlinear.cpp``, ``QuantUtils.h`` and ``QuantizedOpKernels.cpp``; FBGEMM's
-``QuantUtilsAvx2.cc`` and ``PackAWithQuantRowOffset.cc``.
+``QuantUtilsAvx2.cc`` and ``PackAWithQuantRowOffset.cc``. Linears and convolutions whose packed
+weights PyTorch runs on oneDNN's kernels instead (the ``onednn`` engine; the ``x86`` engine's
+convolutions with symmetric weights on an AVX-512 VNNI CPU) are counted as FBGEMM's too, and the
+count's assumptions say so (``"onednn_int8"``: ``_rules_quantized_base.runs_onednn``).
 
 Conventions as in docs/fpo.md: a float add, subtract, multiply, divide, compare (min, max) or
 rounding counts 1 (the float-to-int32 conversion that rounds, ``cvtps2dq``, is a rounding).
@@ -60,18 +63,21 @@ from greenprint.fpo._rules_quantized_base import (
     DYNAMIC_INPUT_PER_ELEMENT,
     DYNAMIC_PER_CALL,
     QUANTIZE_PER_ELEMENT,
+    onednn_assumed,
 )
 from greenprint.fpo._rules_quantized_base import ON_QUANTIZED as ON_QUANTIZED  # the counter's
 
 __all__: list[str] = []
 
 
-def _packed_weights(x: Any, packed: Any, *args: Any, **kwargs: Any) -> dict[str, bool]:
+def _packed_weights(x: Any, packed: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """What the packed weights hold: ``{"bias": bool, "per_channel": bool}`` (their ``unpack()``).
 
     Read from the real call (a ``LinearPackedParamsBase`` or ``Conv*dPackedParamsBase``);
     without it the rules assume a bias and the default qconfigs' weights (per tensor for
-    dynamic int8, per channel for the x86 engine's static int8).
+    dynamic int8, per channel for the x86 engine's static int8). When PyTorch runs the weights
+    on oneDNN's kernels (``_rules_quantized_base.runs_onednn``), the count, FBGEMM's, says so
+    (``FPOResult.assumptions["onednn_int8"]``).
     """
     try:
         weight, bias = packed.unpack()[:2]
@@ -80,6 +86,7 @@ def _packed_weights(x: Any, packed: Any, *args: Any, **kwargs: Any) -> dict[str,
     return {
         "bias": bias is not None,
         "per_channel": str(weight.qscheme()).startswith("torch.per_channel"),
+        **onednn_assumed(packed, weight),
     }
 
 
@@ -202,9 +209,12 @@ def _static_conv(
 ) -> int:
     """Static int8 convolution: as the linear's, per output element and output channel.
 
-    FBGEMM's ``fbgemmConv`` ends with the same ``ReQuantizeOutput``; oneDNN, which the x86
-    engine runs for some convolutions (symmetric weights on a VNNI CPU), applies the same
-    scales and float bias in its epilogue.
+    FBGEMM's ``fbgemmConv`` ends with the same ``ReQuantizeOutput``. The ``x86`` engine runs
+    some convolutions on oneDNN instead (symmetric weights on an AVX-512 VNNI CPU:
+    ``_rules_quantized_base.onednn_convolution``), whose epilogue works on 16-lane vectors
+    with the output channels padded to them and applies only the scales and zero points that
+    are not 1 and 0: not derived, so such a call is counted as FBGEMM's and the count's
+    assumptions say so (``"onednn_int8"``).
     """
     out = first_shape(out_shape)
     return _static(numel(out), out[1] if len(out) > 1 else 1, bias, per_channel)

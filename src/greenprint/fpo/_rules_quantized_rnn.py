@@ -25,6 +25,7 @@ from greenprint.fpo._rules_quantized_base import (
     DYNAMIC_INPUT_PER_ELEMENT,
     DYNAMIC_PER_CALL,
     _torch,
+    onednn_assumed,
 )
 
 __all__: list[str] = []
@@ -58,7 +59,8 @@ def _cell_params(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
     The params are the call's list of ``CellParamsBase`` (third argument of ``.input``, fourth of
     ``.data``); each says its kind (``quantized_dynamic``, ``quantized_fp16``) and holds its two
-    packed linears in its state.
+    packed linears in its state. With int8 weights that PyTorch runs on oneDNN's kernels (the
+    ``onednn`` engine's), the count, FBGEMM's, says so (``FPOResult.assumptions["onednn_int8"]``).
     """
     script_object = _torch().ScriptObject
     params = next(
@@ -68,6 +70,7 @@ def _cell_params(*args: Any, **kwargs: Any) -> dict[str, Any]:
     if params is None:
         return {}
     cells = []
+    assumed: dict[str, Any] = {}
     try:
         for param in params:
             state = param.__getstate__()[0]
@@ -75,9 +78,11 @@ def _cell_params(*args: Any, **kwargs: Any) -> dict[str, Any]:
             if ih is None or hh is None:
                 return {}
             cells.append((str(state[0]), ih, hh))
+            for packed in state[-1]:
+                assumed = assumed or onednn_assumed(packed)
     except (RuntimeError, AttributeError, TypeError, ValueError, IndexError):
         return {}
-    return {"cells": cells}
+    return {"cells": cells, **assumed}
 
 
 def _layers(
@@ -150,9 +155,14 @@ def quantized_gru_rule(*args: Any, out_shape: Any = (), cells: Any = None, **kwa
 
 
 def _cell_packed(x: Any, hx: Any, w_ih: Any, w_hh: Any, *args: Any, **kwargs: Any) -> Any:
-    """``{"ih": (bias, per_channel), "hh": ...}`` of a dynamic cell's two packed linears."""
+    """``{"ih": (bias, per_channel), "hh": ...}`` of a dynamic cell's two packed linears.
+
+    With weights that PyTorch runs on oneDNN's kernels, the count says so, as the layers'.
+    """
     ih, hh = _packed(w_ih), _packed(w_hh)
-    return {} if ih is None or hh is None else {"ih": ih, "hh": hh}
+    if ih is None or hh is None:
+        return {}
+    return {"ih": ih, "hh": hh, **(onednn_assumed(w_ih) or onednn_assumed(w_hh))}
 
 
 def _dynamic_cell(cell: str, x: tuple[int, ...], hx: Any, ih: Any, hh: Any) -> int:
