@@ -507,17 +507,24 @@ _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord))
 _make_record = slot_constructor(RunRecord)
 
 
+#: The run columns of free text that may quote a URL with its password.
+_MASKED_COLUMNS = ("command", "error")
+
+
 def _masked(values: dict[str, Any]) -> dict[str, Any]:
-    """Encoded run columns with the password of any URL in the recorded command masked.
+    """Encoded run columns with the password of any URL in the command or error masked.
 
     A script given its ledger (or any database) as a URL on its command line recorded that
     URL's password in the run's ``command``, which ``ledger show``, exports and reports print.
+    A run that failed on such a URL recorded it in its ``error`` (the exception's message:
+    ``OperationalError: connection to postgresql://bob:pw@db/gp failed``) the same way.
     """
-    command = values.get("command")
-    if isinstance(command, str):
-        masked = mask_passwords(command)
-        if masked != command:
-            values = {**values, "command": masked}
+    for column in _MASKED_COLUMNS:
+        text = values.get(column)
+        if isinstance(text, str):
+            masked = mask_passwords(text)
+            if masked != text:
+                values = {**values, column: masked}
     return values
 
 
