@@ -1809,6 +1809,14 @@ class Run:
     def _loop(self) -> None:
         next_flush = time.time()  # the first sample is flushed at once (see the module docstring)
         first = True
+        if self._guard is not None and self._guard.needs_study:
+            # the study's cost was read as the run started: a study already over budget is
+            # acted on now (warned, its callable called: greenprint run stops its command),
+            # not one sample interval later
+            try:
+                self._check_budgets()
+            except Exception:  # the sampler thread must never die silently
+                logger.exception("greenprint: checking run %s's budgets failed", self.id[:8])
         while not self._stop_lock.acquire(timeout=self._sample_s):
             try:
                 if first:
