@@ -38,6 +38,7 @@ __all__ = [
     "record_dict",
     "role_when_known",
     "total_figures",
+    "write_running_runs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -270,6 +271,30 @@ def role_when_known(run: Run, tag: Callable[[str], None]) -> bool:
 
     above.add_listener(on_event)
     return True
+
+
+def write_running_runs(ledger: Ledger) -> int:
+    """Write the cost so far of this process's running runs that write to ``ledger``.
+
+    A run writes its row at each flush (``flush_interval_s``, 10 s by default); a report read
+    between two flushes would take a running run's cost at the last one, less than its
+    children's that ended since (a search's report logged from inside the search). Each such
+    run reads its meters and writes its row now, as its sampler does at a flush.
+
+    Returns:
+        How many runs were written.
+    """
+    from greenprint.tracking import active_runs
+
+    target = ledger.url_unmasked
+    written = 0
+    for run in active_runs():
+        own = run._ledger  # opened when the run started; None: an in-memory run
+        if own is None or own.url_unmasked != target:
+            continue
+        refresh(run)
+        written += run._flush(quiet=True)
+    return written
 
 
 def record_dict(record: RunRecord) -> dict[str, Any]:

@@ -27,8 +27,9 @@ module logs what greenprint measures, under ``greenprint/`` names:
   ``greenprint.provenance.cpu`` = ``rapl`` or ``estimate:tdp``...), and the run record as the
   JSON artifact ``greenprint/run.json``; a run given no role is tagged with the one a report
   infers for it (a trial, a sweep, a part), and ``greenprint.role_inferred`` = ``true``, when
-  its ledger says so at its end (under a run given no role that is still running, once that
-  run, followed by ``autolog`` too, ends);
+  its ledger says so at its end (under a run given no role that is still running, once the
+  run above that holds it back ends, at any depth; a parent in another process only tags its
+  children, when it is followed by ``autolog`` too);
 * :func:`log_run` does the same for a run that has ended (or a record read from a ledger), and
   :func:`log_report` logs a study's report (HTML and JSON) as artifacts.
 
@@ -57,7 +58,9 @@ from greenprint.integrations._loggers import (
     inferred_role,
     provenance_tags,
     record_dict,
+    role_when_known,
     total_figures,
+    write_running_runs,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -184,11 +187,14 @@ class MlflowLogger:
                 if self._writer is not None:
                     self._writer.shutdown(wait=True)
                 record = run.record
-                _log_record(
+                role_known = _log_record(
                     self._client, self.run_id, record, step=self._next_step, ledger=run.ledger
                 )
                 if run.ledger is not None:
                     _tag_children_roles(self._client, self.run_id, record, run.ledger)
+            if not role_known:  # a run above, given no role, is still running: at its end
+                client, run_id = self._client, self.run_id
+                role_when_known(run, lambda role: _tag_role(client, run_id, role))
 
 
 def log_run(run: Run | RunRecord, *, run_id: str | None = None, client: Any = None) -> None:
@@ -228,7 +234,9 @@ def log_report(
     """Log a study's greenprint report into an MLflow run as artifacts.
 
     The report is :func:`greenprint.report.build_report`'s, rendered by
-    :func:`greenprint.report.write_report` (``report.html``, ``report.json``...).
+    :func:`greenprint.report.write_report` (``report.html``, ``report.json``...). The running
+    runs of this process that write to ``ledger`` (a search around this call) write their cost
+    so far first, so that the report counts it, not their cost at their last flush.
 
     Args:
         study: the study; ``None`` when the ledger holds one study.
@@ -277,6 +285,7 @@ def log_report(
     opened = not isinstance(ledger, Ledger)
     led = get_ledger(ledger, create=False)
     try:
+        write_running_runs(led)  # a search around this call: its cost so far, not its last flush
         report = build_report(led, study, **report_options)
         studies = led.studies()
     finally:
@@ -399,6 +408,19 @@ def _tag_children_roles(client: Any, run_id: str, record: RunRecord, ledger: Led
         logger.warning("greenprint: could not tag the roles of run %s's children: %s", run_id, e)
 
 
+def _tag_role(client: Any, run_id: str, role: str) -> None:
+    """Tag the role a report infers, known once a run above ended, unless tagged already.
+
+    The run above may have tagged it first, from the ledger (:func:`_tag_children_roles`).
+    """
+    from mlflow.entities import RunTag
+
+    if "greenprint.role" in client.get_run(run_id).data.tags:
+        return
+    tags = [RunTag("greenprint.role", role), RunTag("greenprint.role_inferred", "true")]
+    client.log_batch(run_id, tags=tags, synchronous=True)
+
+
 def _log_record(
     client: Any,
     run_id: str,
@@ -407,16 +429,20 @@ def _log_record(
     step: int,
     quiet: bool = True,
     ledger: Ledger | None = None,
-) -> None:
+) -> bool:
     """Totals as metrics, provenance as tags, the record as ``greenprint/run.json``.
 
     ``ledger``: the run's, to tag the role a report infers for a run given none.
+
+    Returns:
+        Whether the run's role was tagged (``False``: given none, and not known yet).
     """
     from mlflow.entities import Metric, RunTag
 
     now_ms = int(time.time() * 1000)
     metrics = [Metric(k, v, now_ms, step) for k, v in total_figures(record).items()]
-    tags = [RunTag(k, v) for k, v in provenance_tags(record, ledger=ledger).items()]
+    named = provenance_tags(record, ledger=ledger)
+    tags = [RunTag(k, v) for k, v in named.items()]
     try:
         client.log_batch(run_id, metrics=metrics, tags=tags, synchronous=True)
         client.log_dict(run_id, record_dict(record), f"{ARTIFACT_PATH}/run.json")
@@ -426,3 +452,4 @@ def _log_record(
         logger.warning(
             "greenprint: could not log run %s to MLflow run %s: %s", record.id[:8], run_id, e
         )
+    return "greenprint.role" in named
