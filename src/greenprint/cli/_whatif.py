@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from greenprint.cli._common import TEXT, applied_intensity, ledger_option
+from greenprint.cli._common import TEXT, ledger_option
 
 __all__ = ["command"]
 
@@ -47,14 +47,9 @@ def _show(result: Any) -> None:
     from greenprint._format import format_duration, format_emissions, format_energy
     from greenprint.cli._ledger import _safe
 
-    # an hourly series records its file's mean as the run's intensity: show what applied
-    g_per_kwh, applied_source = applied_intensity(
-        energy_kwh=result.energy_kwh,
-        pue=result.pue,
-        emissions_kg=result.emissions_kg,
-        recorded_g_per_kwh=result.intensity_g_per_kwh,
-        source=result.intensity_source or "unrecorded",
-    )
+    # for a run priced by an hourly series, whatif() gives the intensity that applied
+    g_per_kwh = result.intensity_g_per_kwh
+    applied_source = result.intensity_source or "unrecorded"
     intensity = "-" if g_per_kwh is None else f"{g_per_kwh:.5g} {UNIT}"
     source = _safe(applied_source, limit=120)
     click.echo(

@@ -159,8 +159,12 @@ class WhatIf:
         duration_s: the run's duration, s.
         started_at: its start, Unix seconds (UTC).
         emissions_kg: the CO2-eq the run recorded, kg.
-        intensity_g_per_kwh: the intensity it recorded (mean for an hourly series), or ``None``.
-        intensity_source: where that intensity came from.
+        intensity_g_per_kwh: the intensity its CO2-eq was computed at, g CO2-eq/kWh, or
+            ``None``; for a run priced by an hourly series, the series' energy-weighted mean
+            over the run (``emissions_kg * 1000 / facility_energy_kwh``), not the file's mean
+            that the run records.
+        intensity_source: where that intensity came from (``"mean over the run; csv:..."``
+            for an hourly series).
         regions: the run priced in each region asked for, in that order.
         hourly_source: the provenance of the hourly profile, or ``None`` without one.
         hours: the run started at each hour 0-23 of ``timezone``'s clock under the profile
@@ -538,6 +542,16 @@ def whatif(
             f"cloud regions are priced with the run's PUE ({record.pue:g}); the provider's "
             "own PUE may differ"
         )
+    # an hourly series records its file's mean as the run's intensity: give what applied
+    from greenprint.carbon._intensity import applied_intensity
+
+    g_per_kwh, intensity_source = applied_intensity(
+        energy_kwh=record.energy_kwh,
+        pue=record.pue,
+        emissions_kg=record.emissions_kg,
+        recorded_g_per_kwh=record.intensity_g_per_kwh,
+        source=record.provenance.get("intensity") or record.intensity_source,
+    )
     result = WhatIf(
         run_id=record.id,
         run_name=record.name,
@@ -547,8 +561,8 @@ def whatif(
         duration_s=record.duration_s,
         started_at=record.started_at,
         emissions_kg=record.emissions_kg,
-        intensity_g_per_kwh=record.intensity_g_per_kwh,
-        intensity_source=record.provenance.get("intensity") or record.intensity_source,
+        intensity_g_per_kwh=g_per_kwh,
+        intensity_source=intensity_source,
         regions=priced,
         timezone=zone_name,
         utc_offset_s=offset_s,
