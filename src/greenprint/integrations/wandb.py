@@ -84,14 +84,16 @@ def autolog(run: Run, wandb_run: Any = None) -> WandbLogger:
     Args:
         run: the running greenprint run (``with gp.track(...) as run``).
         wandb_run: the W&B run (what ``wandb.init()`` returned); default the current one,
-            ``wandb.run``.
+            ``wandb.run``, or, when that is not set (``wandb.init(reinit="create_new")``), the
+            one W&B run active in this process.
 
     Returns:
         The :class:`WandbLogger`: :meth:`~WandbLogger.figures` and :meth:`~WandbLogger.log`.
 
     Raises:
         ConfigError: ``run`` is not a running greenprint run, or there is no W&B run (or
-            ``wandb_run`` is not one, or it has finished).
+            ``wandb_run`` is not one, or it has finished, or it is not given and several W&B
+            runs are active).
     """
     return WandbLogger(run, wandb_run)
 
@@ -160,7 +162,7 @@ def log_run(run: Run | RunRecord, wandb_run: Any = None) -> None:
     Args:
         run: a :class:`~greenprint.Run` that has ended, or a record from
             :meth:`greenprint.Ledger.runs`.
-        wandb_run: the W&B run; default ``wandb.run``.
+        wandb_run: the W&B run; default ``wandb.run``, else the one active W&B run.
 
     Raises:
         ConfigError: not a run or record, a run still going, or no W&B run.
@@ -173,10 +175,18 @@ def log_run(run: Run | RunRecord, wandb_run: Any = None) -> None:
 def _wandb_run(wandb_run: Any) -> Any:
     if wandb_run is None:
         wandb_run = _wandb.run
-        if wandb_run is None:
+    if wandb_run is None:  # wandb.init(reinit="create_new") does not set wandb.run
+        active = _active_runs()
+        if len(active) > 1:
+            raise ConfigError(
+                f"{len(active)} W&B runs are active (wandb.init(reinit='create_new')) and "
+                "wandb.run is none of them: pass the one to follow as wandb_run="
+            )
+        if not active:
             raise ConfigError(
                 "no W&B run: call wandb.init() first, or pass the run it returned as wandb_run="
             )
+        wandb_run = active[0]
     if not isinstance(wandb_run, _wandb.Run):
         raise ConfigError(
             f"wandb_run must be a W&B run (from wandb.init()), not {type(wandb_run).__name__}"
@@ -184,6 +194,31 @@ def _wandb_run(wandb_run: Any) -> Any:
     if getattr(wandb_run, "_is_finished", False):
         raise ConfigError(f"W&B run {wandb_run.id} has finished; start one with wandb.init()")
     return wandb_run
+
+
+def _active_runs() -> list[Any]:
+    """This process's W&B runs not finished yet, oldest first (``[]``: none, or not known).
+
+    ``wandb.init(reinit="create_new")`` keeps its run out of ``wandb.run``; W&B lists it in its
+    setup singleton (``wandb.sdk.wandb_setup``, not a public API: read defensively).
+    """
+    import os
+
+    from wandb.sdk import wandb_setup
+
+    setup = getattr(wandb_setup, "_singleton", None)
+    if setup is None or getattr(setup, "_pid", os.getpid()) != os.getpid():
+        return []  # W&B not set up in this process (a fork's singleton is its parent's)
+    lock = getattr(setup, "_active_runs_lock", None)
+    try:
+        if lock is None:
+            runs = list(getattr(setup, "_active_runs", ()))
+        else:
+            with lock:
+                runs = list(getattr(setup, "_active_runs", ()))
+    except TypeError:  # pragma: no cover - another W&B version's layout
+        return []
+    return [r for r in runs if isinstance(r, _wandb.Run) and not getattr(r, "_is_finished", False)]
 
 
 def _log_record(wandb_run: Any, record: RunRecord, *, ledger: Ledger | None = None) -> None:
