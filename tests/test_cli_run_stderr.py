@@ -277,14 +277,15 @@ def test_a_process_the_command_left_running_writes_to_stderr_after_greenprint_en
 def test_a_command_cleaning_up_after_greenprint_was_killed_still_writes_to_stderr(
     tmp_path_factory,
 ):
-    """``kill -9`` of greenprint: the command gets SIGTERM (Linux) and its cleanup's lines
-    reach stderr, as they did when it wrote there itself (a relay in greenprint died with it)."""
+    """``kill -9`` of greenprint: the command gets SIGTERM (Linux), once, and its cleanup's
+    lines reach stderr, as they did when it wrote there itself (a relay in greenprint died with
+    it). A second SIGTERM would start the cleanup again in the middle of the first."""
     home = empty_home(tmp_path_factory, "killed")
     (home / "cmd.py").write_text(
         "import signal, sys, time\n"
         "def cleanup(*_):\n"
-        # once: the parent-death SIGTERM comes once per greenprint thread it passes through
-        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "    with open('sigterms', 'a') as f:\n"
+        "        f.write('SIGTERM\\n')\n"
         "    for i in range(3):\n"
         "        print(f'saving checkpoint {i}', file=sys.stderr)\n"
         "        time.sleep(0.05)\n"
@@ -301,6 +302,7 @@ def test_a_command_cleaning_up_after_greenprint_was_killed_still_writes_to_stder
     proc.kill()
     proc.wait(timeout=60)
     _wait_for(lambda: b"saving checkpoint 2\n" in err_file.read_bytes())
+    assert (home / "sigterms").read_text() == "SIGTERM\n"
     assert err_file.read_bytes() == b"started\n" + b"".join(
         b"saving checkpoint %d\n" % i for i in range(3)
     )

@@ -24,15 +24,22 @@ left running when it ended (a shell script's foreground job survives the shell's
 get SIGTERM, and SIGKILL after the same grace.
 
 Parent death: on Linux the command starts through a small trampoline (``python -I -S -c``,
-about 15 ms once per run) that sets the parent-death signal (``prctl(PR_SET_PDEATHSIG,
-SIGTERM)``), checks that greenprint is still its parent (closing the race with a parent that died
-first), and ``exec``-s the command in the same process with greenprint's environment. If
-greenprint is killed, even with ``kill -9``, the command gets SIGTERM instead of running on
-unmetered; the run then reads ``lost`` (at once on this machine: see ``greenprint._liveness``;
-elsewhere once its heartbeat is stale). Only the command itself gets
-the signal, not processes it started (it normally takes them down), and a set-user-ID program
-clears the setting. ``preexec_fn`` is not used: it is unsafe while greenprint's sampler thread
-runs. Elsewhere (macOS, Windows) no such guard exists.
+about 15 ms once per run) that starts a watcher, checks that greenprint is still its parent
+(closing the race with a parent that died first), and ``exec``-s the command in the same process
+with greenprint's environment. If greenprint is killed, even with ``kill -9``, the watcher sends
+the command SIGTERM, once, instead of it running on unmetered; the run then reads ``lost`` (at
+once on this machine: see ``greenprint._liveness``; elsewhere once its heartbeat is stale). The
+watcher is the trampoline forked twice, so that it is neither greenprint's child nor the
+command's (nothing in the measured process tree, nothing a shell command could ``wait`` for), in
+a session of its own with every file descriptor closed; it waits on pidfds of greenprint and of
+the command (Linux 5.3) and ends with the command. A pidfd is readable once every thread of the
+process has exited. The kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG)``), used where
+pidfds are missing, is not: it follows the thread that forked the command, so it came when that
+thread ended while greenprint lived on, and once more for each greenprint thread the command was
+handed to as they died one after another (two SIGTERMs in 13 runs of 20 after ``kill -9``, the
+second in the middle of the command's checkpoint). Only the command itself gets the signal, not
+processes it started (it normally takes them down). ``preexec_fn`` is not used: it is unsafe
+while greenprint's sampler thread runs. Elsewhere (macOS, Windows) no such guard exists.
 
 Standard error: ``greenprint run`` gives :func:`start` the pipe of a
 :class:`greenprint._stderr_tail.StderrTail` as the command's stderr when greenprint's is not a
@@ -87,18 +94,60 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # the command: standard library only, nothing read from the user's environment (-I -S). The
 # command gets greenprint's environment as sent through the pipe, not the trampoline's own
 # (which Python may have changed at start-up, e.g. coercing a C locale to LC_CTYPE=C.UTF-8).
+# guard() starts the watcher (see the module docstring): it forks twice, so that the watcher is
+# neither the command's child nor greenprint's, and the first fork is reaped before the exec.
 _TRAMPOLINE = """\
-import os, signal, sys
+import os, select, signal, sys
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 for name in ("SIGPIPE", "SIGXFSZ"):
     signal.signal(getattr(signal, name), signal.SIG_DFL)
-try:
-    import ctypes
-    ctypes.CDLL(None).prctl(%d, int(signal.SIGTERM), 0, 0, 0)
-except (ImportError, OSError, AttributeError):  # best effort: the command runs unguarded
-    pass
-if os.getppid() != int(sys.argv[1]):
+parent = int(sys.argv[1])
+
+def watch(greenprint, command):
+    os.setsid()  # out of the terminal's job: Ctrl-C, Ctrl-Z and a hangup do not reach it
+    low, high = sorted((greenprint, command))
+    os.closerange(0, low)  # the command's stdio and pipes: a reader waits for their end
+    os.closerange(low + 1, high)
+    os.closerange(high + 1, 1 << 20)
+    poller = select.poll()
+    poller.register(greenprint, select.POLLIN)
+    poller.register(command, select.POLLIN)
+    ended = {fd for fd, _ in poller.poll()}
+    if command not in ended:  # greenprint, every thread of it, has gone: the command has not
+        try:
+            signal.pidfd_send_signal(command, signal.SIGTERM)
+        except OSError:
+            pass
+
+def guard():
+    try:
+        fds = os.pidfd_open(parent), os.pidfd_open(os.getpid())
+    except (AttributeError, OSError):  # Linux < 5.3: no pidfd
+        return False
+    try:
+        middle = os.fork()
+        if not middle:
+            try:
+                if not os.fork():
+                    watch(*fds)
+                os._exit(0)
+            finally:
+                os._exit(1)
+        return os.waitpid(middle, 0)[1] == 0
+    except OSError:
+        return False
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+if not guard():  # the kernel's guard instead: SIGTERM once per greenprint thread it outlives
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(%d, int(signal.SIGTERM), 0, 0, 0)
+    except (ImportError, OSError, AttributeError):  # best effort: the command runs unguarded
+        pass
+if os.getppid() != parent:
     os._exit(128 + signal.SIGTERM)
 with os.fdopen(int(sys.argv[2]), "rb") as f:
     env = dict(item.split(b"=", 1) for item in f.read().split(b"\\0") if item)
