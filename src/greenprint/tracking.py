@@ -662,6 +662,10 @@ class Run:
         self._saved_env: dict[str, str | None] = {}
         self._ctx_token: contextvars.Token[tuple[Any, ...]] | None = None
         self._listeners: list[Callable[[Run, str], None]] = []
+        # (listener, kind of error, event) logged with a traceback already, and each listener's
+        # failures in all: the same failure again goes to the debug log (not one per flush)
+        self._listener_said: set[tuple[int, str, str]] = set()
+        self._listener_failures: dict[int, int] = {}
         self._host = ""
         self._contained: bool | None = None
         self._parent_here = False  # the parent is a run of this process (nested: contained)
@@ -967,7 +971,8 @@ class Run:
         aten.bar, aten.foo"``), which the report reads as "at least". What it assumed
         (:attr:`~greenprint.FPOResult.assumptions`) is merged into
         ``provenance["fpo_assumptions"]``: counts of FFTs on MKL and then on cuFFT read
-        ``"fft_library=cufft+mkl"``. An int adds to the total and keeps both notes.
+        ``"fft_library=cufft+mkl"``. An integer (Python's or numpy's) adds to the total and keeps
+        both notes.
 
         Raises:
             ConfigError: ``fpo`` is not a non-negative integer, or the run's total would be
@@ -978,8 +983,8 @@ class Run:
         counted = _fpo_result(fpo)
         if counted is not None:
             fpo = counted[0]
-        if not isinstance(fpo, int) or fpo < 0:
-            raise ConfigError(f"fpo must be a non-negative integer, not {fpo!r}")
+        # numpy's integers too (a count worked out with numpy), as run.set(fpo=...) takes them
+        fpo = non_negative_int("fpo", fpo)
         with self._lock:
             self._fpo = check_fpo("fpo (the run's total)", (self._fpo or 0) + fpo)
             self._pending_fields["fpo"] = self._fpo
@@ -1139,7 +1144,8 @@ class Run:
         ``event`` is ``"flush"`` (every ``flush_interval_s``, on the sampler thread) or
         ``"stop"`` (on the thread that stopped the run, after its final record is written). This
         is how the logger integrations (MLflow, TensorBoard) follow a run. A listener must be
-        quick and thread-safe; an exception it raises is logged, never raised into user code.
+        quick and thread-safe; an exception it raises is logged (with its traceback once per
+        kind of error and event, then at debug level), never raised into user code.
         """
         if not callable(listener):
             raise ConfigError(f"a run listener must be callable, not {listener!r}")
@@ -2400,8 +2406,41 @@ class Run:
         for listener in listeners:
             try:
                 listener(self, event)
-            except Exception:  # a listener's failure must not reach the user's code
-                logger.exception("greenprint: a listener of run %s failed (%s)", self.id[:8], event)
+            except Exception as e:  # a listener's failure must not reach the user's code
+                self._listener_failed(listener, event, e)
+        if event == "stop":
+            with self._lock:
+                counts = list(self._listener_failures.values())
+            for failures in counts:
+                if failures > 1:
+                    logger.warning(
+                        "greenprint: a listener of run %s failed %d times in all (each kind of "
+                        "error logged once above, the rest at debug level)",
+                        self.id[:8],
+                        failures,
+                    )
+
+    def _listener_failed(
+        self, listener: Callable[[Run, str], None], event: str, error: Exception
+    ) -> None:
+        """Log a listener's failure: with its traceback the first time, else at debug level.
+
+        Once per listener, kind of error and event: a listener that breaks for good would
+        otherwise log a traceback at every flush (every ``flush_interval_s``).
+        """
+        key = (id(listener), type(error).__qualname__, event)
+        with self._lock:
+            self._listener_failures[id(listener)] = self._listener_failures.get(id(listener), 0) + 1
+            first = key not in self._listener_said
+            self._listener_said.add(key)
+        if first:
+            logger.error(
+                "greenprint: a listener of run %s failed (%s)", self.id[:8], event, exc_info=error
+            )
+        else:
+            logger.debug(
+                "greenprint: a listener of run %s failed (%s) again: %s", self.id[:8], event, error
+            )
 
     def _export_env(self) -> None:
         self._saved_env = _lineage.export_env(*self._child_env(), ancestors=self._ancestor_ids())
