@@ -135,7 +135,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 #: tests' time in the run of 567cb1e, the new file their sum by its CPU alone after/before
 #: (156.5 s x 74.9/146.8); Lightning's and the Trainer's tests by their CPU alone after/before
 #: (fit in the test's process, a fork server: 47.8 -> 40.3 s, 16.5 -> 8.9 s); the carry-overs'
-#: file by its tests' times alone (a Lightning DDP group 28 s, scikit-learn 7 s).
+#: file by its tests' times alone (a Lightning DDP group 28 s, scikit-learn 7 s). Session 30: that
+#: DDP group moved to ``test_lightning_refit_ddp_s30.py``, one launch with the refit study's.
 LONG_FILES_S = {
     "integrations/test_ray.py": 176,
     "integrations/test_ray_scripts.py": 80,
@@ -148,7 +149,8 @@ LONG_FILES_S = {
     "test_outside_reports.py": 34,
     "test_outside_shapes3.py": 43,
     "integrations/test_lightning.py": 36,
-    "integrations/test_carryovers_s29.py": 36,
+    "integrations/test_lightning_refit_ddp_s30.py": 30,
+    "integrations/test_carryovers_s29.py": 8,
     "test_outside_shapes4.py": 25,
     "test_outside_shapes6.py": 35,
     "test_new_user_s18.py": 33,

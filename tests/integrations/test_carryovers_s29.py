@@ -17,13 +17,12 @@
 * Lightning under DDP (``strategy="ddp"``): the same for ``trainer.validate(model)`` or
   ``trainer.test(model)`` before ``trainer.fit(model)``, and for a ``fast_dev_run`` fit before
   the real one: each stayed a top-level part beside the fit; an evaluation by another Trainer
-  after the fit was linked to no fit.
+  after the fit was linked to no fit. (Asserted in ``test_lightning_refit_ddp_s30.py``: one
+  DDP launch for both sessions' Lightning scripts.)
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -130,120 +129,3 @@ def test_several_scorers_without_refit_are_each_ranked_as_scikit_learn_ranks_the
         scorer = "r2" if metric == "score" else metric.removeprefix("mean_test_")
         first = list(search.cv_results_[f"rank_test_{scorer}"]).index(1)
         assert best == trial_id(sweep.id, first), metric
-
-
-#: Two CPU ranks, ``strategy="ddp"`` (Lightning starts rank 1 as a new run of this script), each
-#: rank's meter the test meter: ``validate`` and ``test`` before a module's fit by its Trainer,
-#: a ``test`` after it by another Trainer; another module's ``fast_dev_run`` fit, then its fit.
-LIGHTNING_DDP = """
-import os, sys
-sys.path.insert(0, @METERS@)
-import torch
-import lightning.pytorch as pl
-from torch.utils.data import DataLoader, TensorDataset
-from greenprint.integrations.lightning import GreenprintCallback
-from _meters import ConstantProcessPower
-
-
-class M(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, i):
-        x, y = batch
-        return torch.nn.functional.mse_loss(self.layer(x), y)
-
-    def validation_step(self, batch, i):
-        x, y = batch
-        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y), sync_dist=True)
-
-    test_step = validation_step
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
-def trainer(name, **kwargs):
-    cb = GreenprintCallback(name, study="pre", ledger=os.path.abspath("gp.db"),
-                            meters=ConstantProcessPower(@WATTS@), sample_interval_s=0.05,
-                            flush_interval_s=0.1)
-    return pl.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp", logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[cb], **kwargs)
-
-
-if __name__ == "__main__":
-    torch.manual_seed(0)
-    data = DataLoader(TensorDataset(torch.randn(32, 4), torch.randn(32, 1)), batch_size=4)
-    model, fits = M(), trainer("val")
-    fits.validate(model, data)  # the untrained model, before its fit
-    fits.test(model, data)
-    fits.fit(model, data)
-    trainer("val").test(model, data)  # the trained model, by another Trainer
-    model = M()
-    trainer("dev", fast_dev_run=2).fit(model, data)
-    trainer("dev").fit(model, data)
-    torch.distributed.destroy_process_group()
-"""
-
-
-@pytest.mark.slow  # 2 ranks, each importing Lightning: about 30 s on the loaded 2-vCPU VM
-def test_lightning_under_ddp_what_ran_before_a_fit_is_a_part_of_the_nodes_fit(
-    tmp_path: Path,
-) -> None:
-    """``trainer.validate(model)`` and ``trainer.test(model)`` before ``trainer.fit(model)``,
-    and a ``fast_dev_run`` fit before a module's fit, under DDP: each node run (local rank 0)
-    is a ``part`` of the node's fit (``contained`` false: it ran before it, added once), rank
-    1's a part of it with no energy of its own; a test by another Trainer after the fit is a
-    part of that fit too. The study is its two fits, each costing what ran for it. Before:
-    top-level parts beside the fits (``by_role`` had ``part``), as in no single process."""
-    from _clean_env import clean_env
-
-    need_installed("lightning", "lightning")
-    meters_dir = str(Path(__file__).resolve().parent.parent / "tracking")
-    script = LIGHTNING_DDP.replace("@METERS@", repr(meters_dir)).replace("@WATTS@", repr(WATTS))
-    (tmp_path / "ddp.py").write_text(script, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "ddp.py"],
-        cwd=tmp_path,
-        env={**clean_env(), "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    runs = gp.Ledger(tmp_path / "gp.db").runs(study="pre")
-    by_name: dict[str, list[gp.RunRecord]] = {}
-    for run in sorted(runs, key=lambda r: r.started_at):
-        by_name.setdefault(run.name, []).append(run)
-    assert {name: len(each) for name, each in by_name.items()} == {
-        "val-validate": 1,
-        "val-validate-rank1": 1,
-        "val-test": 2,
-        "val-test-rank1": 2,
-        "val": 1,
-        "val-rank1": 1,
-        "dev-fast_dev_run": 1,
-        "dev-fast_dev_run-rank1": 1,
-        "dev": 1,
-        "dev-rank1": 1,
-    }
-    for fit_name, parts in (
-        ("val", [*by_name["val-validate"], *by_name["val-test"]]),
-        ("dev", by_name["dev-fast_dev_run"]),
-    ):
-        (fit,) = by_name[fit_name]
-        assert (fit.status, fit.role, fit.parent_id) == ("finished", None, None)
-        for part in parts:
-            assert (part.status, part.role) == ("finished", "part"), part.name
-            assert (part.parent_id, part.contained) == (fit.id, False), part.name
-            assert part.energy_kwh > 0, part.name  # the node's meter
-        ranks = [r for r in runs if r.name.startswith(f"{fit_name}-") and r.name.endswith("-rank1")]
-        assert sorted(r.parent_id for r in ranks) == sorted(r.id for r in [fit, *parts])
-        assert all(r.energy_kwh == 0 for r in ranks)  # one meter per node
-    before, after = by_name["val-test"]
-    assert before.ended_at <= by_name["val"][0].started_at <= after.started_at
-    tag = price_tag(runs)
-    assert set(tag.by_role) == {"trial"} and (tag.total.trials, tag.total.runs) == (2, len(runs))
-    assert tag.total.energy_kwh == pytest.approx(sum(r.energy_kwh for r in runs), rel=1e-9)

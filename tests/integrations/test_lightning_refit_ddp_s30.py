@@ -1,4 +1,7 @@
-"""Session 30: a second Lightning ``fit`` of one module under DDP, as a user met it.
+"""Lightning under DDP: a second ``fit`` of one module (session 30), and what ran before a fit
+(session 29, moved here from ``test_carryovers_s29.py``: one DDP launch for both).
+
+Session 30: a second Lightning ``fit`` of one module under DDP, as a user met it.
 
 Two-stage fine-tuning (``trainer.fit(model)``, then another Trainer's ``fit`` of the same
 module), or more epochs on more data (the same Trainer fitted again), with
@@ -26,9 +29,14 @@ from tracking._meters import READ_LAG_S
 WATTS = 100.0
 
 #: Two CPU ranks, ``strategy="ddp"`` (Lightning starts rank 1 as a new run of this script),
-#: each rank's meter the test meter; one epoch of 2 batches per rank and fit. One module fitted
-#: by a Trainer, fine-tuned by another, then fitted again by that Trainer for one more epoch on
-#: more data; another module (another configuration) fitted by a third Trainer.
+#: each rank's meter the test meter; one epoch of 2 batches per rank and fit. Two studies in one
+#: launch (each rank imports Lightning once, about 8 s of CPU):
+#:
+#: * ``pre`` (session 29): ``validate`` and ``test`` before a module's fit by its Trainer, a
+#:   ``test`` after it by another Trainer; another module's ``fast_dev_run`` fit, then its fit.
+#: * ``refit``: one module fitted by a Trainer, fine-tuned by another, then fitted again by that
+#:   Trainer for one more epoch on more data; another module (another configuration) fitted by
+#:   a third Trainer.
 SCRIPT = """
 import os, sys
 sys.path.insert(0, @METERS@)
@@ -49,37 +57,75 @@ class M(pl.LightningModule):
         x, y = batch
         return torch.nn.functional.mse_loss(self.layer(x), y)
 
+    def validation_step(self, batch, i):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y), sync_dist=True)
+
+    test_step = validation_step
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
 
-def trainer(name):
-    cb = GreenprintCallback(name, study="refit", ledger=os.path.abspath("gp.db"),
+def trainer(name, study, **kwargs):
+    cb = GreenprintCallback(name, study=study, ledger=os.path.abspath("gp.db"),
                             meters=ConstantProcessPower(@WATTS@), sample_interval_s=0.05,
                             flush_interval_s=0.1)
     return pl.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp", logger=False,
                       enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[cb])
+                      enable_model_summary=False, callbacks=[cb], **kwargs)
 
 
 if __name__ == "__main__":
     torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(32, 4), torch.randn(32, 1)), batch_size=4)
+    model, fits = M(), trainer("val", "pre")
+    fits.validate(model, data)  # the untrained model, before its fit
+    fits.test(model, data)
+    fits.fit(model, data)
+    trainer("val", "pre").test(model, data)  # the trained model, by another Trainer
+    model = M()
+    trainer("dev", "pre", fast_dev_run=2).fit(model, data)
+    trainer("dev", "pre").fit(model, data)
+
     data = DataLoader(TensorDataset(torch.randn(16, 4), torch.randn(16, 1)), batch_size=4)
     more = DataLoader(TensorDataset(torch.randn(24, 4), torch.randn(24, 1)), batch_size=4)
     model = M()
-    trainer("tune").fit(model, data)
-    tuner = trainer("tune")
+    trainer("tune", "refit").fit(model, data)
+    tuner = trainer("tune", "refit")
     tuner.fit(model, data)  # stage 2: the same module, another Trainer
     tuner.fit_loop.max_epochs = 2
     tuner.fit(model, more)  # one more epoch on more data, the same Trainer
-    trainer("other").fit(M(lr=0.01), data)  # another configuration: a training of its own
+    trainer("other", "refit").fit(M(lr=0.01), data)  # another configuration: its own training
     torch.distributed.destroy_process_group()
 """
 
 
-@pytest.mark.slow  # 2 ranks, each importing Lightning: about 20 s on the loaded 2-vCPU VM
+@pytest.fixture(scope="module")
+def ddp_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ledger of :data:`SCRIPT`, run once under DDP in an empty folder."""
+    from _clean_env import clean_env
+
+    need_installed("lightning", "lightning")
+    home = tmp_path_factory.mktemp("lightning-ddp")
+    meters_dir = str(Path(__file__).resolve().parent.parent / "tracking")
+    script = SCRIPT.replace("@METERS@", repr(meters_dir)).replace("@WATTS@", repr(WATTS))
+    (home / "ddp.py").write_text(script, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "ddp.py"],
+        cwd=home,
+        env={**clean_env(), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home / "gp.db"
+
+
+@pytest.mark.slow  # the launch: 2 ranks, each importing Lightning, about 25 s
 def test_lightning_under_ddp_a_module_fitted_again_is_one_trial_costing_every_stage(
-    tmp_path: Path,
+    ddp_ledger: Path,
 ) -> None:
     """Three fits of one module under DDP (two Trainers) and one fit of another: two trials.
     The last fit's node run is the module's trial, the earlier fits' node runs parts of it in
@@ -88,22 +134,7 @@ def test_lightning_under_ddp_a_module_fitted_again_is_one_trial_costing_every_st
     trial of its own. The price tag's total is the sum of every row's measured energy, and the
     module's trial costs its three node runs. Before: three trials of ``tune``, the last one
     at about a third of what training the module cost."""
-    from _clean_env import clean_env
-
-    need_installed("lightning", "lightning")
-    meters_dir = str(Path(__file__).resolve().parent.parent / "tracking")
-    script = SCRIPT.replace("@METERS@", repr(meters_dir)).replace("@WATTS@", repr(WATTS))
-    (tmp_path / "refit.py").write_text(script, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "refit.py"],
-        cwd=tmp_path,
-        env={**clean_env(), "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    runs = gp.Ledger(tmp_path / "gp.db").runs(study="refit")
+    runs = gp.Ledger(ddp_ledger).runs(study="refit")
     by_name: dict[str, list[gp.RunRecord]] = {}
     for run in sorted(runs, key=lambda r: r.started_at):
         by_name.setdefault(run.name, []).append(run)
@@ -139,3 +170,49 @@ def test_lightning_under_ddp_a_module_fitted_again_is_one_trial_costing_every_st
     final = price_tag(runs, final=last.id).final
     assert final is not None and final.energy_kwh == pytest.approx(tune_kwh, rel=1e-9)
     assert final.energy_share == pytest.approx(tune_kwh / every_kwh, rel=1e-9)
+
+
+@pytest.mark.slow  # the launch (the module's fixture)
+def test_lightning_under_ddp_what_ran_before_a_fit_is_a_part_of_the_nodes_fit(
+    ddp_ledger: Path,
+) -> None:
+    """``trainer.validate(model)`` and ``trainer.test(model)`` before ``trainer.fit(model)``,
+    and a ``fast_dev_run`` fit before a module's fit, under DDP: each node run (local rank 0)
+    is a ``part`` of the node's fit (``contained`` false: it ran before it, added once), rank
+    1's a part of it with no energy of its own; a test by another Trainer after the fit is a
+    part of that fit too. The study is its two fits, each costing what ran for it. Before:
+    top-level parts beside the fits (``by_role`` had ``part``), as in no single process."""
+    runs = gp.Ledger(ddp_ledger).runs(study="pre")
+    by_name: dict[str, list[gp.RunRecord]] = {}
+    for run in sorted(runs, key=lambda r: r.started_at):
+        by_name.setdefault(run.name, []).append(run)
+    assert {name: len(each) for name, each in by_name.items()} == {
+        "val-validate": 1,
+        "val-validate-rank1": 1,
+        "val-test": 2,
+        "val-test-rank1": 2,
+        "val": 1,
+        "val-rank1": 1,
+        "dev-fast_dev_run": 1,
+        "dev-fast_dev_run-rank1": 1,
+        "dev": 1,
+        "dev-rank1": 1,
+    }
+    for fit_name, parts in (
+        ("val", [*by_name["val-validate"], *by_name["val-test"]]),
+        ("dev", by_name["dev-fast_dev_run"]),
+    ):
+        (fit,) = by_name[fit_name]
+        assert (fit.status, fit.role, fit.parent_id) == ("finished", None, None)
+        for part in parts:
+            assert (part.status, part.role) == ("finished", "part"), part.name
+            assert (part.parent_id, part.contained) == (fit.id, False), part.name
+            assert part.energy_kwh > 0, part.name  # the node's meter
+        ranks = [r for r in runs if r.name.startswith(f"{fit_name}-") and r.name.endswith("-rank1")]
+        assert sorted(r.parent_id for r in ranks) == sorted(r.id for r in [fit, *parts])
+        assert all(r.energy_kwh == 0 for r in ranks)  # one meter per node
+    before, after = by_name["val-test"]
+    assert before.ended_at <= by_name["val"][0].started_at <= after.started_at
+    tag = price_tag(runs)
+    assert set(tag.by_role) == {"trial"} and (tag.total.trials, tag.total.runs) == (2, len(runs))
+    assert tag.total.energy_kwh == pytest.approx(sum(r.energy_kwh for r in runs), rel=1e-9)
