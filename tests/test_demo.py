@@ -154,3 +154,46 @@ def test_fpo_per_epoch_counts_each_step_once_and_stays_exact(monkeypatch):
     other = models.build_model(params)  # another trial of the same architecture
     assert models.fpo_per_epoch(other, params, curve) == direct(other, curve)
     assert steps == [32, 4, 6]  # only the new last batch (70 = 2 x 32 + 6) was counted
+
+
+def test_the_digits_are_scikit_learns_split_as_it_splits_them_without_importing_it(monkeypatch):
+    """Importing scikit-learn imports scipy.stats and pandas (about 1.3 s of CPU of every demo)
+    for the digits' data file and a stratified split: the demo reads the file and draws the
+    split itself, with scikit-learn unimportable, and gets the rows of scikit-learn's
+    ``train_test_split(..., stratify=y, random_state=seed)`` in its order (the figures as they
+    were), for the demo's splits and for label counts whose remainders tie."""
+    import sys
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from greenprint.demo import _digits
+    from greenprint.demo._study import _load_digits
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    for seed in (0, 1, 7):
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, "sklearn", None)  # `import sklearn...` now fails
+            data = _load_digits(seed)
+        rest_x, test_x, rest_y, test_y = train_test_split(
+            x, digits.target, test_size=0.2, stratify=digits.target, random_state=seed
+        )
+        parts = train_test_split(rest_x, rest_y, test_size=0.25, stratify=rest_y, random_state=seed)
+        want = (parts[0], parts[2], parts[1], parts[3], test_x, test_y)
+        got = (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test)
+        assert all(np.array_equal(g.numpy(), w) for g, w in zip(got, want, strict=True)), seed
+    rng = np.random.default_rng(0)
+    for seed in range(20):  # other sizes: remainders tie, and the ties are drawn
+        rows = rng.choice(len(x), size=int(rng.integers(60, 300)), replace=False)
+        size = float(rng.uniform(0.15, 0.5))
+        ours = _digits.train_test_split(x[rows], digits.target[rows], test_size=size, seed=seed)
+        theirs = train_test_split(
+            x[rows],
+            digits.target[rows],
+            test_size=size,
+            stratify=digits.target[rows],
+            random_state=seed,
+        )
+        assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True)), seed
