@@ -30,9 +30,9 @@ Where the cost comes from, at each ``trial.should_prune()``, in this order:
    calling thread's innermost active run and the active runs enclosing it, which
    :meth:`GreenprintCallback.track <greenprint.integrations.optuna.GreenprintCallback.track>`
    opened (``trial-<number>``), else the innermost active run: its ``energy_kwh`` so far
-   (``cost="energy"``; as of its last sample, every ``sample_interval_s``, 1 s by default: for
-   epochs much shorter than that use ``cost="fpo"`` or a shorter interval; it measures the runs
-   nested in it too) or its FPO with its parts' (``cost="fpo"``: what ``run.add_fpo`` or
+   (``cost="energy"``; its meters are read at each call, not only every ``sample_interval_s``,
+   so that epochs shorter than the interval are judged at the energy they spent; it measures
+   the runs nested in it too) or its FPO with its parts' (``cost="fpo"``: what ``run.add_fpo`` or
    ``run.set(fpo=...)`` recorded on it and on the runs nested in it, such as the folds of a
    cross-validation, summed as the price tag sums them, by
    :attr:`RunForest.fpo_sums <greenprint.analysis._common.RunForest.fpo_sums>`: the active
@@ -65,6 +65,7 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from greenprint import _lineage  # noqa: E402
 from greenprint._exceptions import ConfigError, LedgerError  # noqa: E402
 from greenprint.greener._pruner import CostAwarePruner, PruneDecision, Rule  # noqa: E402
+from greenprint.integrations._dl import refresh  # noqa: E402
 
 __all__ = ["COST_ATTR", "CostAwareOptunaPruner"]
 
@@ -201,6 +202,11 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
                 f"callbacks=[cb])), or set trial.set_user_attr({COST_ATTR!r}, cost_so_far)"
             )
         if self.cost == "energy":
+            # the meters read now: the sampler reads them every sample_interval_s (1 s by
+            # default), and epochs shorter than that were judged at the last sample's energy,
+            # 0 kWh for the whole first second: every trial equal, each judged against the
+            # others' final scores
+            refresh(run)
             value = float(run.energy_kwh)
         else:
             fpo, read, nested = _fpo_with_parts(run)

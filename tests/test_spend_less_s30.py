@@ -1,0 +1,100 @@
+"""Session 30: greenprint's "spend less" features as a new user meets them.
+
+An empty directory, a clean environment (``_clean_env.clean_env``), a script as a user writes
+it from docs/pruning.md, docs/greener.md and docs/fpo.md; the figures checked from first
+principles.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from _report_cli import empty_home, run_in
+
+#: The quick start of docs/pruning.md with the defaults a user starts from: the pruner's cost
+#: is energy, the callback samples its meters every second, and each epoch is a few tens of
+#: milliseconds of work (a small model on a small data set).
+ENERGY_SEARCH = """
+import json, time
+import optuna
+import greenprint as gp
+from greenprint.greener import CostAwareOptunaPruner
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+pruner = CostAwareOptunaPruner(n_startup_trials=2)
+judged = []
+
+
+def objective(trial):
+    kind = trial.suggest_categorical("kind", ["fast", "ahead", "slow"])
+    for epoch in range(1, 5):
+        end = time.perf_counter() + (0.04 if kind == "slow" else 0.02)
+        while time.perf_counter() < end:  # an epoch's work: the CPU busy
+            pass
+        score = 0.2 * epoch + (0.4 if kind == "ahead" else 0.0)
+        trial.report(score, epoch)
+        prune = trial.should_prune()
+        d = pruner.decision(trial.study, trial.number)
+        judged.append({"trial": trial.number, "epoch": epoch, "cost": d.cost,
+                       "reason": d.reason, "prune": prune})
+        if prune:
+            raise optuna.TrialPruned()
+    return score
+
+
+cb = GreenprintCallback(ledger="greenprint.db")
+study = optuna.create_study(study_name="short-epochs", direction="maximize", pruner=pruner)
+for kind in ("fast", "fast", "ahead", "slow"):
+    study.enqueue_trial({"kind": kind})
+study.optimize(cb.track(objective), n_trials=4, callbacks=[cb])
+energy = {r.name: r.energy_kwh for r in gp.Ledger("greenprint.db").runs(study="short-epochs")}
+print(json.dumps({"judged": judged, "energy": energy,
+                  "states": [t.state.name for t in study.trials]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def energy_search(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    home: Path = empty_home(tmp_path_factory, "short-epochs")
+    (home / "search.py").write_text(ENERGY_SEARCH, encoding="utf-8")
+    done = run_in(home, sys.executable, "search.py", timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_energy_pruner_judges_short_epochs_at_the_energy_they_spent(energy_search: dict) -> None:
+    """``CostAwareOptunaPruner()`` (cost="energy") with epochs shorter than the 1 s sample.
+
+    It read the trial run's energy as of its last sample: 0 kWh at every report of a trial
+    shorter than a second, so each trial was judged "at cost 0 kWh" against the others'
+    final scores. Its meters are now read at each ``should_prune()``.
+    """
+    judged = energy_search["judged"]
+    assert len(judged) >= 13  # 4 trials of 4 epochs, the slow one may be stopped early
+    for report in judged:
+        assert report["cost"] > 0, report
+        assert "at cost 0 kWh" not in report["reason"], report
+    for trial in {r["trial"] for r in judged}:
+        costs = [r["cost"] for r in judged if r["trial"] == trial]
+        assert costs == sorted(costs) and len(set(costs)) == len(costs), costs  # it grows
+        # the last report is at the end of the trial's last epoch: nearly its whole energy,
+        # which the ledger holds once the run has ended (its meters read a last time)
+        whole = energy_search["energy"][f"trial-{trial}"]
+        assert 0.5 * whole < costs[-1] <= whole * (1 + 1e-9), (trial, costs, whole)
+
+
+def test_trials_are_judged_at_equal_energy(energy_search: dict) -> None:
+    """Two trials score 0.2 per 20 ms epoch; trial 2 as fast, 0.4 ahead at every epoch; trial
+    3 at half their pace (40 ms an epoch). At cost 0 every reference read its final 0.8, so
+    trial 2 was stopped at its first report (0.6 < 0.8) and the search lost its best trial;
+    at equal energy it is ahead of all, and only the slow trial is stopped: at its first
+    report (about two fast epochs' energy) 0.2 is below the median of the others there."""
+    assert energy_search["states"] == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
+    (slow,) = [r for r in energy_search["judged"] if r["trial"] == 3]
+    assert slow["prune"] and slow["epoch"] == 1 and slow["cost"] > 0, slow
+    assert slow["reason"].startswith("0.2 < median 0."), slow
