@@ -578,14 +578,36 @@ class _Recorder:
                         logger.warning(
                             "greenprint: trial %d's params not recorded: %s", trial.number, e
                         )
-            for step, value in sorted(_intermediate_values(trial).items()):
-                if step in self._steps:
+            new = sorted(
+                (step, value)
+                for step, value in _intermediate_values(trial).items()
+                if step not in self._steps
+            )
+            logged = self._logged() if new else {}
+            for step, value in new:
+                self._steps.add(step)
+                if logged.get(int(step)) == value:  # the objective logged it itself
                     continue
                 if final:
                     _log(self._run, {self._metric: value}, step=int(step))
                 else:
                     self._run._add_metrics(int(step), {self._metric: value})
-                self._steps.add(step)
+
+    def _logged(self) -> dict[int, float]:
+        """Step -> value of the points of the trial's metric the run has already.
+
+        An objective that logs its score at each epoch (``run.log(step=epoch,
+        val_accuracy=score)``) and reports it to Optuna (``trial.report(score, epoch)``)
+        stored each point twice, the same step and value: once by itself, once from
+        Optuna's intermediate values.
+        """
+        run = self._run
+        with run._lock:
+            return {
+                p.step: p.value
+                for p in run._metrics
+                if p.name == self._metric and p.step is not None
+            }
 
 
 def _log(run: Any, values: dict[str, float], *, step: int | None = None) -> None:
