@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from _report_cli import empty_home, run_in
+from _report_cli import GREENPRINT, empty_home, run_in
 
 #: The quick start of docs/pruning.md with the defaults a user starts from: the pruner's cost
 #: is energy, the callback samples its meters every second, and each epoch is a few tens of
@@ -98,3 +98,87 @@ def test_trials_are_judged_at_equal_energy(energy_search: dict) -> None:
     (slow,) = [r for r in energy_search["judged"] if r["trial"] == 3]
     assert slow["prune"] and slow["epoch"] == 1 and slow["cost"] > 0, slow
     assert slow["reason"].startswith("0.2 < median 0."), slow
+
+
+#: A model pruned as docs/greener.md's techniques prune it (``torch.nn.utils.prune``: 50% of
+#: each layer's weights by magnitude, made permanent), counted as docs/fpo.md counts a model.
+PRUNED_MODELS = """
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+
+def dense():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def pruned():
+    model = dense()
+    for layer in (model[0], model[2]):
+        prune.l1_unstructured(layer, "weight", amount=0.5)
+        prune.remove(layer, "weight")
+    return model
+"""
+
+COUNT_PRUNED = """
+import json
+import torch
+import greenprint as gp
+from models import dense, pruned
+
+x = torch.randn(32, 64)
+for make in (dense, pruned):
+    counted = gp.count_fpo(make(), x, backward=False)
+    print(json.dumps({"total": counted.total, "table": counted.table(),
+                      "weights": counted.to_dict()["weights"],
+                      "zero_weights": counted.to_dict()["zero_weights"]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def pruned_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home: Path = empty_home(tmp_path_factory, "pruned-count")
+    (home / "models.py").write_text(PRUNED_MODELS, encoding="utf-8")
+    (home / "count.py").write_text(COUNT_PRUNED, encoding="utf-8")
+    return home
+
+
+def test_count_of_a_pruned_model_says_its_zeros_are_multiplied(pruned_home: Path) -> None:
+    """``gp.count_fpo`` of a model with half its weights pruned to 0 counts the dense FPO (the
+    dense kernels multiply the zeros too), as it should; its table read "params 9,610" and
+    nothing else, so a user could not tell the count from that of a sparse kernel. It now
+    says how many of the layer weights are 0 and that they were counted as multiplied."""
+    done = run_in(pruned_home, sys.executable, "count.py", timeout=120)
+    assert done.returncode == 0, done.stderr
+    dense, pruned = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
+    # first principles, a batch of 32: 2 * 64 * 128 products and adds + 128 biases, 128 ReLUs,
+    # 2 * 128 * 10 + 10: the same for both, since dense kernels run the zeros
+    per_example = 2 * 64 * 128 + 128 + 128 + 2 * 128 * 10 + 10
+    assert dense["total"] == pruned["total"] == 32 * per_example == 614_720
+    # l1_unstructured zeroes round(0.5 * n) of each layer's weights: 4,096 + 640 of 9,472
+    assert (pruned["weights"], pruned["zero_weights"]) == (64 * 128 + 128 * 10, 4_096 + 640)
+    assert (dense["weights"], dense["zero_weights"]) == (9_472, 0)
+    line = next(x for x in pruned["table"].splitlines() if x.startswith("zeros"))
+    assert "4,736 of 9,472 layer weights are 0 (50%)" in line, line
+    assert "counted as dense kernels run them, zeros multiplied" in line, line
+    assert "sparse kernel" in line and "FPO executed" in line, line
+    assert not any(x.startswith("zeros") for x in dense["table"].splitlines())
+
+
+def test_greenprint_fpo_of_a_pruned_model_on_the_cpu_says_so_too(pruned_home: Path) -> None:
+    """The CLI prints the same table: on the CPU (real weights) the zeros line is there; on
+    meta (the default: no values) the count cannot know and the JSON says null."""
+    done = run_in(
+        pruned_home, GREENPRINT, "fpo", "models:pruned", "--input-shape", "32,64",
+        "--device", "cpu",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "614,720 FPO" in done.stdout
+    assert "zeros      4,736 of 9,472 layer weights are 0 (50%)" in done.stdout, done.stdout
+    meta = run_in(pruned_home, GREENPRINT, "fpo", "models:pruned", "--input-shape", "32,64",
+                  "--json")  # fmt: skip
+    assert meta.returncode == 0, meta.stderr
+    counted = json.loads(meta.stdout)
+    assert counted["total"] == 614_720
+    assert counted["weights"] is None and counted["zero_weights"] is None

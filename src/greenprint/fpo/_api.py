@@ -6,6 +6,7 @@ import contextlib
 import copy
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -88,7 +89,38 @@ def count_fpo(
                 _backward_from(output, backward_from)
     finally:
         _restore_grads(saved)
-    return counter.result
+    result = counter.result
+    if module is not None:
+        weights = _zero_weights(module)
+        if weights is not None:
+            result = replace(result, weights=weights[0], zero_weights=weights[1])
+    return result
+
+
+def _zero_weights(model: torch.nn.Module) -> tuple[int, int] | None:
+    """``(weights, zeros)``: entries of ``model``'s layer weights and how many are exactly 0.
+
+    A layer weight is a module's ``weight`` tensor of 2 or more dimensions (linear,
+    convolution, embedding; a pruned one's masked weight too), shared ones once. ``None`` when
+    one is not a plain tensor with values (meta, a FakeTensor, a quantized packed weight) or
+    the model has none.
+    """
+    seen: dict[int, torch.Tensor] = {}
+    for sub in model.modules():
+        weight = getattr(sub, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.dim() < 2:
+            continue
+        if type(weight) not in (torch.Tensor, torch.nn.Parameter) or weight.is_meta:
+            return None
+        if weight.layout is not torch.strided or weight.is_quantized:
+            return None
+        seen.setdefault(id(weight), weight)
+    if not seen:
+        return None
+    with torch.no_grad():
+        total = sum(w.numel() for w in seen.values())
+        zeros = sum(w.numel() - int(torch.count_nonzero(w)) for w in seen.values())
+    return total, zeros
 
 
 def training_fpo(

@@ -11,6 +11,10 @@ from greenprint._format import format_fpo
 __all__ = ["PHASES", "FPOResult"]
 
 PHASES = ("forward", "backward", "optimizer")
+
+#: The share of a model's layer weights at 0 from which the table says they were multiplied
+#: (pruned models; a trained dense model has next to none, an embedding's padding row aside).
+ZERO_SHARE = 0.01
 """The phases an op can run in: outside autograd's backward, inside it, in an optimizer step."""
 
 
@@ -71,6 +75,14 @@ class FPOResult:
             engine's convolutions with symmetric weights on an AVX-512 VNNI CPU): it was
             counted as FBGEMM runs it (the value says so), and oneDNN's float epilogue differs
             (not derived: see docs/fpo.md).
+        weights: entries of the model's layer weights (each module's ``weight`` tensor of 2 or
+            more dimensions: linear, convolution, embedding), shared ones once, read by
+            :func:`count_fpo` on a real model; ``None`` when not read (meta or fake tensors, a
+            function, a live :class:`FPOCounter`).
+        zero_weights: how many of them are exactly 0 (pruned), ``None`` likewise. They are
+            counted as dense kernels run them: a zero weight's products are multiplied and
+            added as any other's (a sparse kernel would skip them; ``greener.compare``'s *FPO
+            executed* counts that), and the table says so.
     """
 
     total: int
@@ -90,6 +102,8 @@ class FPOResult:
     complex_ops: dict[str, int] = field(default_factory=dict)
     trainable_params: int | None = None
     assumptions: dict[str, str] = field(default_factory=dict)
+    weights: int | None = None
+    zero_weights: int | None = None
 
     @property
     def forward_by_module(self) -> dict[str, int]:
@@ -173,6 +187,8 @@ class FPOResult:
             "by_module_phase": {k: dict(v) for k, v in self.by_module_phase.items()},
             "complex_ops": dict(self.complex_ops),
             "assumptions": dict(self.assumptions),
+            "weights": self.weights,
+            "zero_weights": self.zero_weights,
         }
 
     def table(self, *, by: str = "module", depth: int | None = None) -> str:
@@ -303,6 +319,13 @@ class FPOResult:
         frozen = trainable is not None and trainable != self.params
         trained = f" ({trainable:,} trainable)" if frozen else ""
         lines.append(f"params     {self.params:,}{trained}")
+        if self.zero_weights and self.weights and self.zero_weights >= ZERO_SHARE * self.weights:
+            lines.append(
+                f"zeros      {self.zero_weights:,} of {self.weights:,} layer weights are 0 "
+                f"({self.zero_weights / self.weights:.0%}): counted as dense kernels run them, "
+                "zeros multiplied (a sparse kernel would skip their products: "
+                "greener.compare's FPO executed)"
+            )
         if self.steps != 1:
             lines.append(f"steps      {self.steps:,}")
         zero = self.zero_ops
