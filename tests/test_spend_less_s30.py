@@ -182,3 +182,61 @@ def test_greenprint_fpo_of_a_pruned_model_on_the_cpu_says_so_too(pruned_home: Pa
     counted = json.loads(meta.stdout)
     assert counted["total"] == 614_720
     assert counted["weights"] is None and counted["zero_weights"] is None
+
+
+#: docs/greener.md's command-line models, with a loader whose first batch is empty (a slice
+#: past the end of a data set, a filter that kept nothing).
+EMPTY_BATCH_MODELS = """
+import torch
+from torch import nn
+
+
+def trained():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2)).eval()
+
+
+def batches():
+    x = torch.randn(32, 16)
+    return [(x[32:], torch.zeros(0, dtype=torch.long)), (x, (x.sum(dim=1) > 0).long())]
+"""
+
+COMPARE_EMPTY = """
+import torch
+from greenprint import greener
+from models import trained
+
+try:
+    greener.compare(trained(), None, torch.randn(0, 16), [greener.prune_unstructured(0.5)],
+                    ledger=False, min_time_s=0.01)
+except Exception as e:
+    print(type(e).__name__, e)
+"""
+
+
+def test_an_empty_batch_is_one_line_that_names_it(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A first batch with no example: the CLI said ``models.py:trained failed on its data:
+    ZeroDivisionError: float division by zero`` (blaming the model) and ``greener.compare``
+    raised the ZeroDivisionError itself (the timed loop's inferences per second). Both now say
+    the batch has no example, before anything is measured or written."""
+    home: Path = empty_home(tmp_path_factory, "empty-batch")
+    (home / "models.py").write_text(EMPTY_BATCH_MODELS, encoding="utf-8")
+    (home / "compare.py").write_text(COMPARE_EMPTY, encoding="utf-8")
+    done = run_in(
+        home, GREENPRINT, "greener", "models.py:trained", "--data", "models.py:batches",
+        "--variants", "prune-50", "--min-time", "0.01", "--out", "out",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "greenprint: error: --data models.py:batches: batch 0 has no example (its first input "
+        "has shape (0, 16); the first dimension is the batch)"
+    ]
+    assert not (home / "out").exists() and not (home / "greenprint.db").exists()
+    script = run_in(home, sys.executable, "compare.py", timeout=120)
+    assert script.returncode == 0, script.stderr
+    assert script.stdout.strip() == (
+        "ConfigError example_inputs must be a batch of at least one example: its first input "
+        "has shape (0, 16)"
+    )

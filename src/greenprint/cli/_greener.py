@@ -137,6 +137,11 @@ def _batches(data: Any, target: str) -> tuple[list[tuple[tuple[Any, ...], Any]],
         inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
         if not inputs or not all(isinstance(x, torch.Tensor) for x in inputs):
             raise ConfigError(f"--data {target}: batch {k} inputs are not tensors")
+        if inputs[0].dim() == 0 or inputs[0].shape[0] == 0:
+            raise ConfigError(
+                f"--data {target}: batch {k} has no example (its first input has shape "
+                f"{tuple(inputs[0].shape)}; the first dimension is the batch)"
+            )
         out.append((inputs, targets))
     if not out:
         raise ConfigError(f"--data {target} returned no batch")

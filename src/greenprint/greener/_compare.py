@@ -63,6 +63,11 @@ def _as_inputs(example_inputs: Any) -> tuple[Any, ...]:
             "example_inputs must be a batch: a tensor whose first dimension is the batch, or a "
             f"tuple of positional inputs starting with one; got {type(example_inputs).__name__}"
         )
+    if inputs[0].shape[0] == 0:  # nothing to time: every figure per inference divides by 0
+        raise ConfigError(
+            "example_inputs must be a batch of at least one example: its first input has "
+            f"shape {tuple(inputs[0].shape)}"
+        )
     return inputs
 
 
