@@ -486,6 +486,8 @@ def test_points_logged_in_forked_workers_to_the_inherited_run_are_recorded(tmp_p
 #: A process's tree read while a forked child (never exec'd) runs a run of its own, busy for
 #: 0.4 s of CPU, then while a second child is killed (SIGKILL) half-way through its 0.4 s: the
 #: tree's CPU seconds and the kernel's (``getrusage`` of the process and its reaped children).
+#: Each child says on a pipe when it has been busy 0.15 s of CPU, and the tree is read then (a
+#: sleep of 0.25 s left the killed child under 0.1 s of CPU on a loaded machine).
 FORKED_CHILD_CPU = """
 import json, os, resource, signal, time
 import greenprint as gp
@@ -508,15 +510,20 @@ found = {}
 for how in ("own run", "killed"):
     tree = ProcessTree()
     first, kernel = tree.start(), cpu_s()
+    read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
         if how == "own run":
             with gp.track("child", study="s", ledger="greenprint.db"):
-                busy(0.4)
+                busy(0.15)
+                os.write(write, b"x")
+                busy(0.25)
         else:
-            busy(0.4)
+            busy(0.15)
+            os.write(write, b"x")
+            busy(0.25)
         os._exit(0)
-    time.sleep(0.25)
+    os.read(read, 1)  # the child busy 0.15 s of CPU so far
     tree.sample()  # the child seen alive
     if how == "killed":
         os.kill(pid, signal.SIGKILL)
