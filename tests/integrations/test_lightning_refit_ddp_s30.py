@@ -22,8 +22,12 @@ import pytest
 
 import greenprint as gp
 from greenprint.analysis import price_tag
+from integrations._ddp_reads import (
+    assert_ranks_are_parts_of_their_nodes,
+    assert_two_trials_the_stages_one,
+    runs_by_name,
+)
 from integrations._frameworks import need_installed
-from tracking._meters import READ_LAG_S
 
 #: The constant power, in W, of the test meters.
 WATTS = 100.0
@@ -135,9 +139,7 @@ def test_lightning_under_ddp_a_module_fitted_again_is_one_trial_costing_every_st
     module's trial costs its three node runs. Before: three trials of ``tune``, the last one
     at about a third of what training the module cost."""
     runs = gp.Ledger(ddp_ledger).runs(study="refit")
-    by_name: dict[str, list[gp.RunRecord]] = {}
-    for run in sorted(runs, key=lambda r: r.started_at):
-        by_name.setdefault(run.name, []).append(run)
+    by_name = runs_by_name(runs)
     assert {name: len(each) for name, each in by_name.items()} == {
         "tune": 3,
         "tune-rank1": 3,
@@ -153,23 +155,8 @@ def test_lightning_under_ddp_a_module_fitted_again_is_one_trial_costing_every_st
     assert (other.role, other.parent_id) == (None, None)
     # each fit's rank 1 is a part of that fit's node run, metered by it alone
     ranks = [*by_name["tune-rank1"], *by_name["other-rank1"]]
-    for node, rank in zip([first, second, last, other], ranks, strict=True):
-        assert (rank.role, rank.parent_id) == ("part", node.id), rank.name
-        assert node.ended_at is not None, node.name
-        assert node.started_at <= rank.started_at <= node.ended_at, rank.name
-        assert rank.energy_kwh == 0, rank.name
-        measured_j = node.energy_kwh * 3.6e6  # the node's meter, over the node run's span
-        assert measured_j == pytest.approx(WATTS * node.duration_s, abs=WATTS * READ_LAG_S)
-
-    tag = price_tag(runs)
-    assert set(tag.by_role) == {"trial"}
-    assert (tag.total.trials, tag.total.runs) == (2, len(runs))  # was 4 trials
-    every_kwh = sum(r.energy_kwh for r in runs)
-    assert tag.total.energy_kwh == pytest.approx(every_kwh, rel=1e-9)
-    tune_kwh = sum(r.energy_kwh for r in runs if r.name.startswith("tune"))
-    final = price_tag(runs, final=last.id).final
-    assert final is not None and final.energy_kwh == pytest.approx(tune_kwh, rel=1e-9)
-    assert final.energy_share == pytest.approx(tune_kwh / every_kwh, rel=1e-9)
+    assert_ranks_are_parts_of_their_nodes([first, second, last, other], ranks, WATTS)
+    assert_two_trials_the_stages_one(runs, last)  # was one trial a stage
 
 
 @pytest.mark.slow  # the launch (the module's fixture)
@@ -183,9 +170,7 @@ def test_lightning_under_ddp_what_ran_before_a_fit_is_a_part_of_the_nodes_fit(
     part of that fit too. The study is its two fits, each costing what ran for it. Before:
     top-level parts beside the fits (``by_role`` had ``part``), as in no single process."""
     runs = gp.Ledger(ddp_ledger).runs(study="pre")
-    by_name: dict[str, list[gp.RunRecord]] = {}
-    for run in sorted(runs, key=lambda r: r.started_at):
-        by_name.setdefault(run.name, []).append(run)
+    by_name = runs_by_name(runs)
     assert {name: len(each) for name, each in by_name.items()} == {
         "val-validate": 1,
         "val-validate-rank1": 1,

@@ -19,9 +19,12 @@ import pytest
 import greenprint as gp
 from _clean_env import clean_env
 from _script_fork import run_torchrun
-from greenprint.analysis import price_tag
+from integrations._ddp_reads import (
+    assert_ranks_are_parts_of_their_nodes,
+    assert_two_trials_the_stages_one,
+    runs_by_name,
+)
 from integrations._frameworks import need_installed
-from tracking._meters import READ_LAG_S
 
 #: The constant power, in W, of the test meters.
 WATTS = 100.0
@@ -103,9 +106,7 @@ def test_under_torchrun_a_model_trained_again_is_one_trial_costing_both_training
     assert done.returncode == 0, done.stderr[-3000:]
 
     runs = gp.Ledger(tmp_path / "gp.db").runs(study="retrain")
-    by_name: dict[str, list[gp.RunRecord]] = {}
-    for run in sorted(runs, key=lambda r: r.started_at):
-        by_name.setdefault(run.name, []).append(run)
+    by_name = runs_by_name(runs)
     assert {name: len(each) for name, each in by_name.items()} == {
         "tune": 2,
         "tune-rank1": 2,
@@ -120,21 +121,5 @@ def test_under_torchrun_a_model_trained_again_is_one_trial_costing_both_training
     assert (other.role, other.parent_id) == (None, None)
     # each training's rank 1 is a part of that training's node run, metered by it alone
     ranks = [*by_name["tune-rank1"], *by_name["other-rank1"]]
-    for node, rank in zip([first, last, other], ranks, strict=True):
-        assert (rank.role, rank.parent_id) == ("part", node.id), rank.name
-        assert node.ended_at is not None, node.name
-        assert node.started_at <= rank.started_at <= node.ended_at, rank.name
-        assert rank.energy_kwh == 0, rank.name
-        measured_j = node.energy_kwh * 3.6e6  # the node's meter, over the node run's span
-        assert measured_j == pytest.approx(WATTS * node.duration_s, abs=WATTS * READ_LAG_S)
-
-    tag = price_tag(runs)
-    assert set(tag.by_role) == {"trial"}
-    assert (tag.total.trials, tag.total.runs) == (2, len(runs))  # was 3 trials
-    every_kwh = sum(r.energy_kwh for r in runs)
-    assert every_kwh > 0
-    assert tag.total.energy_kwh == pytest.approx(every_kwh, rel=1e-9)
-    tune_kwh = sum(r.energy_kwh for r in runs if r.name.startswith("tune"))
-    final = price_tag(runs, final=last.id).final
-    assert final is not None and final.energy_kwh == pytest.approx(tune_kwh, rel=1e-9)
-    assert final.energy_share == pytest.approx(tune_kwh / every_kwh, rel=1e-9)
+    assert_ranks_are_parts_of_their_nodes([first, last, other], ranks, WATTS)
+    assert_two_trials_the_stages_one(runs, last)  # was one trial a stage
