@@ -747,16 +747,20 @@ class Run:
     # ------------------------------------------------------------------ public API
     def log(
         self,
-        metrics: Mapping[str, Any] | int | None = None,
+        metrics: Mapping[str, Any] | str | int | None = None,
         /,
+        *args: Any,
         step: int | None = None,
         **values: Any,
     ) -> None:
         """Record metric values, e.g. ``run.log(accuracy=0.93, step=10)``.
 
         Names that are not Python identifiers go in one mapping, as other trackers take them:
-        ``run.log({"eval/loss": 0.31}, step=10)`` (keywords may be added beside it). The step
-        may also be the first argument, ``run.log(10, accuracy=0.93)``.
+        ``run.log({"eval/loss": 0.31}, step=10)`` or ``run.log({"eval/loss": 0.31}, 10)``
+        (keywords may be added beside it). One metric may be given as a name and a value, as
+        MLflow's ``log_metric`` takes it: ``run.log("eval/loss", 0.31, step=10)`` (the step
+        then only as a keyword). The step may also be the first argument,
+        ``run.log(10, accuracy=0.93)``.
 
         Values are stored as floats (NaN and infinities are kept as such). A value is a number:
         a Python ``int``, ``float`` or ``bool``, a NumPy scalar, or a tensor or array of one
@@ -767,12 +771,27 @@ class Run:
         Raises:
             ConfigError: a value is not a number (the message names the metric and the type),
                 a name is empty or not text, the step is not an integer of at most 64 bits,
-                a name is given twice, or the first argument is neither a mapping of metrics
-                nor a step (``run.log("acc", 0.9)``: use ``run.log(acc=0.9)``); nothing of the
-                call is recorded then.
+                a name is given twice, a name comes without its value (``run.log("acc")``),
+                a third argument follows a name and its value (``run.log("acc", 0.9, 3)``:
+                the step is ``step=3``), or the first argument is neither a mapping of
+                metrics, a name nor a step; nothing of the call is recorded then.
             BudgetExceeded: a budget with ``on_exceed="stop"`` was crossed (raised once, after
                 the values are recorded).
         """
+        if isinstance(metrics, str):  # run.log("acc", 0.9, step=1): mlflow's log_metric
+            metrics = self._named_value(metrics, args, step)
+            args = ()
+        if len(args) > 1:
+            raise ConfigError(
+                f"run.log() takes at most two arguments, not {1 + len(args)}: metrics as "
+                "keywords, run.log(accuracy=0.93, step=10), or as one mapping and the step"
+            )
+        if args:
+            if step is not None:
+                raise ConfigError(f"run.log() got two steps, {args[0]!r:.40} and {step!r:.40}")
+            if not isinstance(metrics, Mapping):  # run.log(1, 2)
+                raise ConfigError(f"run.log() got two steps, {metrics!r:.40} and {args[0]!r:.40}")
+            step = args[0]
         if isinstance(metrics, Mapping):
             repeated = sorted(str(name) for name in values if name in metrics)
             if repeated:
@@ -801,6 +820,29 @@ class Run:
             self._write_late()  # after the run's end: written at once (a test score of the model)
         elif self._guard is not None or self._guarded_up:
             self._enforce_budgets()
+
+    @staticmethod
+    def _named_value(name: str, args: tuple[Any, ...], step: object) -> dict[str, Any]:
+        """``{name: value}`` for ``run.log(name, value)``, or why the call is not that form.
+
+        Raises:
+            ConfigError: no value follows the name, or more than the value does (a step given
+                by position: MLflow's ``log_metric(key, value, step)``; Lightning's third
+                argument is ``prog_bar``).
+        """
+        shown = name if name.isidentifier() else "..."
+        if not args:
+            raise ConfigError(
+                f"run.log({name!r:.40}) has no value: run.log({name!r:.40}, value) or "
+                f"run.log({shown}=value)"
+            )
+        if len(args) > 1:
+            at = f"step={args[1]!r:.20}" if step is None else f"step={step!r:.20}"
+            raise ConfigError(
+                f"run.log() takes a name, its value and the step as a keyword: "
+                f"run.log({name!r:.40}, value, {at}), not {1 + len(args)} arguments"
+            )
+        return {name: args[0]}
 
     def _write_from_child(self, points: list[MetricPoint]) -> None:
         """Write ``points`` logged in a forked child's copy of this run to its ledger at once.
@@ -1146,10 +1188,22 @@ class Run:
         is how the logger integrations (MLflow, TensorBoard) follow a run. A listener must be
         quick and thread-safe; an exception it raises is logged (with its traceback once per
         kind of error and event, then at debug level), never raised into user code.
+
+        A listener may be added before the run starts or while it runs, not after its end: it
+        would never be called (it missed the ``"stop"`` event, which is delivered once).
+
+        Raises:
+            ConfigError: ``listener`` is not callable, or the run has ended.
         """
         if not callable(listener):
             raise ConfigError(f"a run listener must be callable, not {listener!r}")
-        with self._lock:
+        with self._lock:  # _stop() ends the run under this lock, before it calls the listeners
+            if self._state == "stopped":
+                ended = "" if self._status == "running" else f" ({self._status})"  # ending now
+                raise ConfigError(
+                    f"run {self.name!r} has ended{ended}: a listener added now would never be "
+                    "called; add it inside the run's `with` block"
+                )
             self._listeners.append(listener)
 
     def prune(self) -> None:
