@@ -25,7 +25,7 @@ about one ulp.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import pairwise
@@ -493,7 +493,7 @@ def evp_by_budget(
         )
         from_parts = np.array([study.scores[p].source == "parts" for p in positions], dtype=bool)
         if np.isnan(scores).all():
-            raise AnalysisError(f"no trial has a value of metric {metric!r} to rank by")
+            raise AnalysisError(_no_value_of(metric, items, scored))
         if isinstance(costs, str):
             key = check_choice(costs.lower(), "costs", BUDGET_UNITS)
             attribute, label = BUDGET_UNITS[key]
@@ -576,6 +576,49 @@ def _trial_costs(forest: RunForest, positions: Sequence[int], attribute: str | N
     for pos in forest.order:  # children before parents: whether any descendant knows its cost
         below[pos] = any(values[c] is not None or below[c] for c in forest.children[pos])
     return [inclusive[p] if values[p] is not None or below[p] else None for p in positions]
+
+
+#: How many metric names the "no trial has a value of metric" message lists at most.
+_METRICS_LISTED = 10
+
+
+def _no_value_of(metric: str, runs: Sequence[Any], scored: Collection[str]) -> str:
+    """Why no trial has a score of ``metric``, with the metrics the runs logged (nearest first).
+
+    A name typed wrong (``accuracy`` for ``val_accuracy``) gets "did you mean" and the names
+    logged (greenprint's own ``greenprint.*`` left out); a metric only runs that are not scored
+    trials logged (the sweep around them, failed trials) says which runs those are.
+    """
+    from greenprint._prediction import is_reserved_metric
+    from greenprint._suggest import nearest
+
+    message = f"no trial has a value of metric {metric!r} to rank by"
+    holders = [r for r in runs if any(p.name == metric and p.value == p.value for p in r.metrics)]
+    if holders:  # logged, but by no trial whose status is scored
+        shown = ", ".join(f"{r.name!r} ({r.status})" for r in holders[:3])
+        more = f" and {len(holders) - 3} more" if len(holders) > 3 else ""
+        statuses = " or ".join(sorted(scored))
+        return (
+            f"no {statuses} trial has a value of metric {metric!r} to rank by; "
+            f"runs that logged it: {shown}{more}"
+        )
+    logged = list(
+        dict.fromkeys(
+            p.name
+            for r in runs
+            for p in r.metrics
+            if p.value == p.value and not is_reserved_metric(p.name)
+        )
+    )
+    if not logged:
+        return f"{message}; the runs logged no metric"
+    close = nearest(metric, logged, n=3) if isinstance(metric, str) else []
+    hint = "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
+    ordered = [*close, *(name for name in logged if name not in close)]
+    listing = ", ".join(map(repr, ordered[:_METRICS_LISTED]))
+    if len(ordered) > _METRICS_LISTED:
+        listing += f" and {len(ordered) - _METRICS_LISTED} more"
+    return f"{message}{hint}; metrics logged: {listing}"
 
 
 # ---------------------------------------------------------------------------------- internals
