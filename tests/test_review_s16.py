@@ -13,6 +13,10 @@ a script in a fresh empty directory with a clean environment, then read by ``gre
   (``train()``) of the same model object makes the earlier run its part. A loop that reuses one
   model object across configurations (``for lr in ...: model.hparams.lr = lr;
   Trainer(...).fit(model)``) is a search, not one training; a role given to a fit is kept.
+  Hugging Face's loop of ``TrainingArguments(learning_rate=lr)`` on one model object is one
+  training continued since session 30 (the TrainingArguments, how a training runs, are left
+  out of the comparison, as Lightning's ``trainer.*`` params: a fine-tune at another learning
+  rate by another Trainer is one training).
 * **Folds or seeds as top-level runs**: trials of one name and params but another ``fold``,
   ``seed`` or ``split`` value are named in a note as one configuration's repeats, and a trial
   with such runs made its parts is scored by the mean. A ``split`` of ``"val"`` and ``"test"``
@@ -176,7 +180,7 @@ from greenprint.integrations.transformers import GreenprintCallback
 from integrations._hf import Tokens, tiny_bert
 
 model = tiny_bert()
-for lr in (1e-4, 1e-2):  # a search over learning rates that reuses one model object
+for lr in (1e-4, 1e-2):  # a loop over learning rates that reuses one model object
     args = TrainingArguments(f"out-{lr}", num_train_epochs=1, learning_rate=lr,
                              per_device_train_batch_size=8, report_to=[], use_cpu=True,
                              eval_strategy="epoch", save_strategy="no",
@@ -186,22 +190,28 @@ for lr in (1e-4, 1e-2):  # a search over learning rates that reuses one model ob
 """
 
 
-def test_a_hf_search_reusing_one_model_object_is_a_search(tmp_path_factory):
+def test_a_hf_loop_reusing_one_model_object_is_one_training_continued(tmp_path_factory):
     """Two ``Trainer(model=model, args=TrainingArguments(learning_rate=lr)).train()`` of one
-    model object, one name: two configurations (their ``learning_rate`` params differ), two
-    trials. Before e0c17b0 the rule read one trial, the first learning rate a part of the
-    second."""
+    model object, one name: the second trains the weights the first left, one training (the
+    first a part of the second, contained false), one trial costing both, scored by the last.
+    e0c17b0 read two trials (every param compared); since session 30 the TrainingArguments are
+    left out of the comparison, as Lightning's ``trainer.*`` params: a fine-tune at another
+    learning rate is this same shape (tests/integrations/test_transformers_retrain_args_s30)."""
     need_installed("transformers", "transformers")
     home = _empty(tmp_path_factory, "hf-lr")
     tests_dir = str(Path(__file__).resolve().parent)
     (home / "lr.py").write_text(HF_LR_LOOP_SCRIPT.replace("@TESTS@", repr(tests_dir)))
     done = run_in(home, sys.executable, "lr.py")
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = _by_start(home, "hf-lr")
-    assert [r.params["learning_rate"] for r in runs] == [1e-4, 1e-2]
-    assert [(r.parent_id, r.role) for r in runs] == [(None, None)] * 2
+    first, last = _by_start(home, "hf-lr")
+    assert [r.params["learning_rate"] for r in (first, last)] == [1e-4, 1e-2]
+    assert (first.parent_id, first.role, first.contained) == (last.id, "part", False)
+    assert (last.parent_id, last.role) == (None, None)
     report = _report(home, "--study", "hf-lr", "--no-plots", "--format", "json")
-    assert report["price_tag"]["total"]["trials"] == 2
+    tag = report["price_tag"]
+    assert (tag["total"]["trials"], tag["final"]["run_id"]) == (1, last.id)
+    both = first.energy_kwh + last.energy_kwh
+    assert tag["final"]["energy_kwh"] == pytest.approx(both, rel=1e-9)
 
 
 # ------------------------------------------------------------ folds, seeds and splits as runs

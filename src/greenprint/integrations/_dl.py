@@ -248,7 +248,9 @@ def last_training(model: Any) -> str | None:
         return None
 
 
-def trained_again(run: Run, model: Any, *, link: bool = True, schedule: str = "") -> None:
+def trained_again(
+    run: Run, model: Any, *, link: bool = True, schedule: str | frozenset[str] = ""
+) -> None:
     """Record ``run`` as ``model``'s latest training; an earlier one becomes its part.
 
     A second training of the same model object in this process (two-stage fine-tuning: the
@@ -260,9 +262,12 @@ def trained_again(run: Run, model: Any, *, link: bool = True, schedule: str = ""
     earlier training's run becomes a ``part`` of ``run``, ``contained`` false (it ran before,
     outside its measurement: the price tag adds it once), not a trial of its own. Only two
     top-level runs of one study (trainings inside a run of the user's are its parts already),
-    of one name and params, neither given a role: a loop of configurations that reuses one
-    model object (``model.hparams.lr = lr`` then a fit, other params) is a search, and a
-    role given (a learning curve over epochs) is kept. Else nothing changes. A model that
+    of one name and of one configuration (their params, those that set the training's
+    schedule left out), neither given a role: a loop of configurations that reuses one
+    model object (``model.hparams.lr = lr`` then a fit, other params) is a search, one that
+    changes only the schedule (a Hugging Face ``learning_rate`` per ``Trainer``) is one
+    training continued, and a role given (a learning curve over epochs) is kept. Else
+    nothing changes. A model that
     cannot be weakly referenced is not followed.
 
     Args:
@@ -271,10 +276,12 @@ def trained_again(run: Run, model: Any, *, link: bool = True, schedule: str = ""
         model: the model object it trains (a ``LightningModule``, a Hugging Face model).
         link: link the earlier training (``False``: only record this one, for a training
             resumed from a checkpoint, which is linked to the checkpoint's run instead).
-        schedule: the prefix of params that set a training's schedule, not the model's
-            configuration (Lightning's ``"trainer."``: its epochs, precision, accumulation),
-            left out of the comparison: a second stage trained for more epochs continues the
-            first (``""``: every param compared).
+        schedule: the params that set how a training runs, not the model's configuration,
+            left out of the comparison: a prefix (Lightning's ``"trainer."``: its epochs,
+            precision, accumulation) or a set of names (Hugging Face's ``TrainingArguments``
+            fields: learning rate, epochs, ``max_steps``, seed, output folder). A second stage
+            trained for more epochs or at another learning rate continues the first (``""``:
+            every param compared).
     """
     try:
         earlier_id = _LAST_TRAINING.get(model)
@@ -420,11 +427,17 @@ def part_of(parent_id: str | None, run: Run) -> None:
         )
 
 
-def _configured(params: Mapping[str, Any], schedule: str) -> dict[str, Any]:
-    """``params`` without those whose name starts with ``schedule`` (none when it is ``""``)."""
-    if not schedule:
-        return dict(params)
-    return {k: v for k, v in params.items() if not k.startswith(schedule)}
+def _configured(params: Mapping[str, Any], schedule: str | frozenset[str]) -> dict[str, Any]:
+    """``params`` without those that set the schedule.
+
+    Those whose name starts with ``schedule`` (a prefix; none when it is ``""``), or whose name
+    is in it (a set of names).
+    """
+    if isinstance(schedule, str):
+        if not schedule:
+            return dict(params)
+        return {k: v for k, v in params.items() if not k.startswith(schedule)}
+    return {k: v for k, v in params.items() if k not in schedule}
 
 
 def _ended_fields(earlier: Any, how: str) -> dict[str, Any]:

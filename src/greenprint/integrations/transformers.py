@@ -142,8 +142,11 @@ trial, where Optuna lists the killed attempt ``FAIL`` and the retry as another t
 A second ``trainer.train()`` of the same model object in this process (two-stage fine-tuning: a
 new Trainer on the model the first trained) trains the weights the first left: its run takes
 the earlier training's run as a ``part`` (``contained`` false), one training, not a trial per
-stage (top-level runs of one study and of one name and params, no role given, no search; a
-``model_init`` makes a new model each time: a training of its own). With several processes
+stage: top-level runs of one study and of one name and of your own ``params`` (the
+``TrainingArguments``, a fine-tune's other learning rate, epochs, seed or output folder, left
+out: how it trains, not what), no role given, no search (a ``model_init`` makes a new model
+each time: a training of its own). A loop that re-uses one model object across learning
+rates continues one training, as the weights do. With several processes
 (``torchrun``, ``accelerate launch``) the same on each node: the node's earlier training run,
 its other processes' runs still its parts, becomes a part of the node's later training run.
 
@@ -158,6 +161,7 @@ the other processes record parts of its run (no energy of their own). The same f
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -227,6 +231,13 @@ _ARGS = (
     "weight_decay",
     "seed",
 )
+
+#: The params that set how a training runs, not the model's configuration: every
+#: TrainingArguments field (those recorded above, ``load_best_model_at_end``, and any of your
+#: ``params`` named as one). A later training of the same model that differs only in them (a
+#: fine-tune at another learning rate, for other epochs, into another folder) continues the
+#: earlier one (:func:`~greenprint.integrations._dl.trained_again`).
+_SCHEDULE = frozenset(field.name for field in dataclasses.fields(_transformers.TrainingArguments))
 
 
 class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,name-defined]
@@ -514,7 +525,7 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             # under DDP the node's earlier training run (its other processes' runs still its
             # parts) becomes a part of the node's run
             take_waiting_parts(run, model)
-            trained_again(run, model, link=not resumed)
+            trained_again(run, model, link=not resumed, schedule=_SCHEDULE)
         self._end_fpo()
         if self._count_fpo and model is not None:
             self._fpo = _MicroBatchFPO(model, warn=self._warn_once)
