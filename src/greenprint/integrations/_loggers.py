@@ -241,7 +241,7 @@ def role_when_known(run: Run, tag: Callable[[str], None]) -> bool:
     Returns:
         Whether a listener waits for the role.
     """
-    from greenprint._exceptions import GreenprintError
+    from greenprint._exceptions import ConfigError, GreenprintError
 
     ledger = run.ledger
     if ledger is None or run.role is not None:
@@ -269,7 +269,11 @@ def role_when_known(run: Run, tag: Callable[[str], None]) -> bool:
         except Exception as e:  # a logger that fails must not fail the end of the run above
             logger.warning("greenprint: could not tag the role of run %s: %s", run.id[:8], e)
 
-    above.add_listener(on_event)
+    try:
+        above.add_listener(on_event)
+    except ConfigError:  # it ended meanwhile, on another thread: its role is there to read
+        on_event(above, "stop")
+        return False
     return True
 
 
