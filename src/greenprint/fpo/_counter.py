@@ -862,11 +862,33 @@ def _padded_shape(value: torch.Tensor) -> tuple[int, ...]:
 
 
 class _CountingMode(TorchDispatchMode):
+    """The dispatch mode that counts: every op below autograd reaches ``__torch_dispatch__``.
+
+    torch wraps a mode's ``__torch_dispatch__`` in ``torch._disable_dynamo`` (so a
+    ``torch.compile`` running under the mode does not trace into it), and that wrapper imports
+    ``torch._dynamo`` on its first call: about 2 s of CPU (torch 2.13, CPU build) charged to
+    whichever run was active during a process's first count. The wrapping is done here instead,
+    by :meth:`__enter__`, and only once ``torch._dynamo`` has been imported: until then no
+    compiled code can be running, so the plain method behaves the same.
+    """
+
     supports_higher_order_operators = True  # torch.cond, while_loop: see _higher_order
 
     def __init__(self, counter: FPOCounter) -> None:
         super().__init__()
         self.counter = counter
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # not at class creation: see __enter__
+
+    def __enter__(self) -> _CountingMode:
+        if "torch._dynamo" in sys.modules and _CountingMode.__torch_dispatch__ is _COUNT_OP:
+            _CountingMode.__torch_dispatch__ = torch._disable_dynamo(  # type: ignore[method-assign]
+                _COUNT_OP, recursive=True
+            )
+        super().__enter__()
+        return self
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -885,3 +907,6 @@ class _CountingMode(TorchDispatchMode):
         out = func(*args, **kwargs)
         counter._count(func, info, args, kwargs, out)
         return out
+
+
+_COUNT_OP = _CountingMode.__torch_dispatch__  # unwrapped: see _CountingMode.__enter__
