@@ -90,11 +90,10 @@ def pick_metric(
                 trial_counts[name] = trial_counts.get(name, 0) + 1
     if metric is not None:
         if metric not in counts:
-            from greenprint._suggest import nearest
+            from greenprint._suggest import nearest, suggestion
 
             logged = ", ".join(repr(m) for m in counts) or "none"
-            close = nearest(metric, counts, n=2) if isinstance(metric, str) else []
-            hint = "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
+            hint = suggestion(nearest(metric, counts, n=2) if isinstance(metric, str) else [])
             raise AnalysisError(
                 f"no run of study {study!r} logged a value of metric {metric!r} to rank by"
                 f"{hint}; metrics logged: {logged}"

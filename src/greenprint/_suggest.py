@@ -8,9 +8,9 @@ only.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
-__all__ = ["did_you_mean", "nearest"]
+__all__ = ["did_you_mean", "nearest", "suggestion"]
 
 
 def nearest(name: str, known: Collection[str], *, n: int = 1) -> list[str]:
@@ -38,5 +38,9 @@ def did_you_mean(unknown: Collection[str], known: Collection[str]) -> str:
     Returns:
         The clause, one suggestion per unknown name that has a close one, or ``""``.
     """
-    close = [match for name in sorted(unknown) for match in nearest(name, known)]
-    return "; did you mean " + " or ".join(repr(n) for n in close) + "?" if close else ""
+    return suggestion([match for name in sorted(unknown) for match in nearest(name, known)])
+
+
+def suggestion(close: Sequence[str]) -> str:
+    """``"; did you mean 'a' or 'b'?"``: the clause naming ``close`` (``""`` when empty)."""
+    return "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""

@@ -590,7 +590,7 @@ def _no_value_of(metric: str, runs: Sequence[Any], scored: Collection[str]) -> s
     trials logged (the sweep around them, failed trials) says which runs those are.
     """
     from greenprint._prediction import is_reserved_metric
-    from greenprint._suggest import nearest
+    from greenprint._suggest import nearest, suggestion
 
     message = f"no trial has a value of metric {metric!r} to rank by"
     holders = [r for r in runs if any(p.name == metric and p.value == p.value for p in r.metrics)]
@@ -613,7 +613,7 @@ def _no_value_of(metric: str, runs: Sequence[Any], scored: Collection[str]) -> s
     if not logged:
         return f"{message}; the runs logged no metric"
     close = nearest(metric, logged, n=3) if isinstance(metric, str) else []
-    hint = "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
+    hint = suggestion(close)
     ordered = [*close, *(name for name in logged if name not in close)]
     listing = ", ".join(map(repr, ordered[:_METRICS_LISTED]))
     if len(ordered) > _METRICS_LISTED:

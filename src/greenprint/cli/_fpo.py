@@ -91,9 +91,11 @@ def _nearest(obj: Any, name: str) -> str:
     """``"; did you mean 'small_cnn'?"`` for a name typed wrong (public names of ``obj``)."""
     import difflib
 
+    from greenprint._suggest import suggestion
+
     names = [n for n in dir(obj) if not n.startswith("_")]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    return "; did you mean " + " or ".join(repr(n) for n in close) + "?" if close else ""
+    return suggestion(close)
 
 
 def _first_line(error: BaseException) -> str:

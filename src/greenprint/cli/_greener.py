@@ -41,14 +41,14 @@ def _did_you_mean(item: str) -> str:
     """``"; did you mean 'prune-ch-30'?"`` for a near miss of a known name, else ``""``."""
     import difflib
 
+    from greenprint._suggest import suggestion
+
     digits = re.findall(r"\d+", item)
     percent = digits[-1] if digits else None
     names = [*_FIXED_NAMES]
     names += [f"prune-{percent or 50}", f"prune-ch-{percent or 30}"]
     close = difflib.get_close_matches(item, names, n=2, cutoff=0.5)
-    if not close:
-        return ""
-    return "; did you mean " + " or ".join(repr(name) for name in close) + "?"
+    return suggestion(close)
 
 
 def parse_variants(spec: str) -> list[Any]:

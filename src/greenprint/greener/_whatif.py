@@ -444,6 +444,8 @@ def resolve_timezone(timezone: str | _dt.tzinfo | None) -> tuple[_dt.tzinfo, str
 def _zone_hint(name: str, known: set[str]) -> str:
     import difflib
 
+    from greenprint._suggest import suggestion
+
     by_lower = {k.lower(): k for k in known}
     if name.lower() in by_lower:  # names are case-sensitive on most file systems
         close = [by_lower[name.lower()]]
@@ -451,7 +453,7 @@ def _zone_hint(name: str, known: set[str]) -> str:
         close = [by_lower[k] for k in difflib.get_close_matches(name.lower(), by_lower, n=3)]
     if not close:  # a city alone ("Berlin"): the zones named after it
         close = sorted(k for k in known if k.lower().rsplit("/", 1)[-1] == name.lower())[:3]
-    hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
+    hint = suggestion(close)
     return f"{hint} (an IANA name such as 'Europe/Berlin' or 'America/New_York', or UTC)"
 
 

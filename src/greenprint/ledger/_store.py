@@ -631,10 +631,10 @@ def _unknown_study(study: str, known: list[str], url: str) -> str:
     """The "no study" message: the nearest names first, then at most a few of the others."""
     if not known:
         return f"no study {study!r} in ledger {url}; known: none (the ledger is empty)"
-    from greenprint._suggest import nearest
+    from greenprint._suggest import nearest, suggestion
 
     close = nearest(study, known, n=3) if isinstance(study, str) else []
-    hint = "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
+    hint = suggestion(close)
     shown = [*close, *(s for s in known if s not in close)][: max(_STUDIES_LISTED, len(close))]
     more = len(known) - len(shown)
     listing = ", ".join(map(repr, shown)) + (
