@@ -23,9 +23,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import greenprint as gp  # noqa: E402
+from _int8 import S, Z  # noqa: E402
+from _int8 import quantize as _quantize  # noqa: E402
+from _int8 import t as _t  # noqa: E402
 
-S, Z = 0.05, 128  # the input's qparams
+import greenprint as gp  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fbgemm_engine")  # the x86 kernels' counts
 
@@ -37,16 +39,6 @@ def _q(*shape: int, seed: int = 0, positive: int | None = None) -> torch.Tensor:
         x.view(-1)[:positive] = x.view(-1)[:positive].abs() + 0.1
         x.view(-1)[positive::8] = -1.0
     return torch.quantize_per_tensor(x, S, Z, torch.quint8)
-
-
-def _t(v: float) -> torch.Tensor:
-    return torch.tensor([v])
-
-
-def _quantize(y: torch.Tensor, inv: torch.Tensor, zp: int) -> torch.Tensor:
-    # QuantizeAvx2: x * inv_scale, the clip below int32's largest float, the rounding (3 FPO)
-    r = torch.round(torch.clamp_max(y * inv, 2147483520.0)).to(torch.int32)
-    return (r + zp).clamp(0, 255)
 
 
 def _dq(qf: torch.Tensor, scale: float, zp: int) -> torch.Tensor:

@@ -20,27 +20,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import torch.ao.nn.quantized as nnq  # noqa: E402
+from _int8 import S, Z  # noqa: E402
+from _int8 import q as _q  # noqa: E402
+from _int8 import quantize as _quantize  # noqa: E402
+from _int8 import t as _t  # noqa: E402
 
 import greenprint as gp  # noqa: E402
 
-S, Z = 0.05, 128  # the input's qparams
-
 pytestmark = pytest.mark.usefixtures("fbgemm_engine")  # the x86 kernels' counts
-
-
-def _q(*shape: int, seed: int = 0) -> torch.Tensor:
-    torch.manual_seed(seed)
-    return torch.quantize_per_tensor(torch.randn(*shape), S, Z, torch.quint8)
-
-
-def _t(v: float) -> torch.Tensor:
-    return torch.tensor([v])
-
-
-def _quantize(y: torch.Tensor, inv: torch.Tensor, zp: int) -> torch.Tensor:
-    # QuantizeAvx2: x * inv_scale, the clip below int32's largest float, the rounding (3 FPO)
-    r = torch.round(torch.clamp_max(y * inv, 2147483520.0)).to(torch.int32)
-    return (r + zp).clamp(0, 255)
 
 
 def _requantize(ints: torch.Tensor, multiplier: torch.Tensor, zp: int) -> torch.Tensor:

@@ -20,21 +20,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _int8 import S, Z  # noqa: E402
+from _int8 import q as _q  # noqa: E402
+from _int8 import t as _t  # noqa: E402
+
 import greenprint as gp  # noqa: E402
 
-S, Z = 0.05, 128  # the input's qparams
 FLT_MAX = torch.finfo(torch.float32).max
 
 pytestmark = pytest.mark.usefixtures("fbgemm_engine")  # the x86 kernels' counts
-
-
-def _q(*shape: int, seed: int = 0) -> torch.Tensor:
-    torch.manual_seed(seed)
-    return torch.quantize_per_tensor(torch.randn(*shape), S, Z, torch.quint8)
-
-
-def _t(v: float) -> torch.Tensor:
-    return torch.tensor([v])
 
 
 def _counts(kernel, emulate, *inputs):
