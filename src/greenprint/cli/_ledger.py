@@ -277,8 +277,15 @@ def command() -> None:
     help="Only runs with this status (repeatable) [default: every status].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--tree",
+    is_flag=True,
+    help="List each run under the run its study's report reads it under (folds under their "
+    "trial, trials under their sweep), with ROLE: the role the report gives it (trial, part, "
+    "sweep, baseline...; * where inferred, not given).",
+)
 def ls_command(
-    ledger: str | None, study: str | None, statuses: tuple[str, ...], as_json: bool
+    ledger: str | None, study: str | None, statuses: tuple[str, ...], as_json: bool, tree: bool
 ) -> None:
     """List runs: id, study, name, status, start, duration, energy, CO2-eq, main metric.
 
@@ -286,7 +293,8 @@ def ls_command(
     and START on the local clock its header names (START (UTC+05:30)); --json gives the raw
     numbers (energy_kwh in kWh, emissions_kg in kg, started_at in s since the epoch) for
     scripts. The metric is the one the study's report ranks by (greenprint report's choice),
-    where the run logged it (else the run's first).
+    where the run logged it (else the run's first). --tree nests the runs and adds their roles
+    (--json: depth, role and role_inferred).
     """
     with _open(ledger) as led:
         # the runs shown, each metric's points a score is read from (its last value, as the
@@ -295,9 +303,16 @@ def ls_command(
         records = led._read(study=study, status=statuses or None, points="score")
         metrics = _study_metrics(led, records, statuses=statuses)
         url = led.url
+        roles = _tree_roles(led, records, statuses=statuses) if tree else {}
+    listed: list[tuple[int, RunRecord]] = [(0, r) for r in records]
+    if tree:
+        from greenprint.cli._ledger_tree import depth_first
+
+        parents = {run_id: read[2] for run_id, read in roles.items()}
+        listed = depth_first([r.id for r in records], records, parents)
     if as_json:
         items = []
-        for r in records:
+        for depth, r in listed:
             main = _main_metric(r, metrics.get(r.study))
             items.append(
                 {
@@ -313,6 +328,9 @@ def ls_command(
                     "main_metric": {"name": main[0], "value": main[1]} if main else None,
                 }
             )
+            if tree:
+                role, inferred = roles[r.id][:2]
+                items[-1].update(depth=depth, role=role, role_inferred=inferred)
         click.echo(_dump(items))
         return
     if not records:
@@ -323,13 +341,14 @@ def ls_command(
     zones = {_zone(r.started_at) for r in records if _when(r.started_at) != "-"}
     when = _when if len(zones) <= 1 else _when_zoned
     rows = []
-    for r in records:
+    for depth, r in listed:
         main = _main_metric(r, metrics.get(r.study))
         rows.append(
             [
                 _safe(r.id[:8]),
                 _cell(r.study),
-                _cell(r.name),
+                "  " * depth + _cell(r.name),
+                *([_role_cell(*roles[r.id][:2])] if tree else []),
                 _safe(r.status),
                 when(r.started_at),
                 _duration(r.duration_s),
@@ -340,7 +359,46 @@ def ls_command(
         )
     start = f"START ({zones.pop()})" if len(zones) == 1 else "START"
     header = ["ID", "STUDY", "NAME", "STATUS", start, "DURATION", "ENERGY", "CO2-EQ", "METRIC"]
+    if tree:
+        header.insert(3, "ROLE")
     click.echo(_table(header, rows))
+    if tree and any(roles[r.id][1] for r in records):
+        click.echo(
+            "* inferred (no role given), as `greenprint report` reads the study; "
+            "give one with `greenprint ledger set-role ROLE RUN_ID...`"
+        )
+
+
+def _role_cell(role: str, inferred: bool) -> str:
+    """A run's role in ``ledger ls --tree``: ``trial*`` when inferred."""
+    return _safe(role) + ("*" if inferred else "")
+
+
+def _tree_roles(
+    led: Any, shown: Sequence[RunRecord], *, statuses: Sequence[str]
+) -> dict[str, tuple[str, bool, str | None, bool, bool | None]]:
+    """``_roles`` of the runs shown, each read within its whole study (as the report reads it).
+
+    Under a status filter the rest of each study is read too: a fold is a part because of the
+    trial above it, listed or not. A study the report cannot read (parents on a cycle, in a
+    hand-edited ledger) lists its runs under their recorded parents with their given roles.
+    """
+    from greenprint._exceptions import AnalysisError
+
+    by_study: dict[str, list[RunRecord]] = {}
+    for r in shown:
+        by_study.setdefault(r.study, []).append(r)
+    found: dict[str, tuple[str, bool, str | None, bool, bool | None]] = {}
+    for name, runs in by_study.items():
+        if statuses:
+            runs = led._read(study=name, points="score")
+        try:
+            found.update(_roles(runs, None))
+        except AnalysisError:
+            found.update(
+                (r.id, (r.role or "-", False, r.parent_id, False, r.contained)) for r in runs
+            )
+    return found
 
 
 @command.command(name="show")
