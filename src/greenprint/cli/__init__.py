@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -144,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             *most, last = map(repr, e.possibilities or ())
             near = f"{', '.join(most)} or {last}"
             message = f"No such option {e.option_name!r}. Did you mean {near}?"
+        elif e.ctx is not None and (hint := _extra_argument_hint(e.ctx, message)):
+            from greenprint.ledger._target import mask_passwords
+
+            message = mask_passwords(f"{message}. {hint}")  # a ledger URL given with its password
         click.echo(f"greenprint: error: {message} (see '{where} --help')", err=True)
         return _exit(e.exit_code, argv)
     except click.ClickException as e:
@@ -197,6 +202,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 _WRITE_FAILED = frozenset(
     getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name)
 )
+
+
+#: click's usage error for one argument a command takes no place for
+_EXTRA_ARGUMENT = re.compile(r"Got unexpected extra argument \((?P<arg>[^ ]+)\)")
+#: File names a ledger usually has (``greenprint.db``): given where a study was expected
+_LEDGER_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def _extra_argument_hint(ctx: click.Context, message: str) -> str | None:
+    """The option a stray argument was meant for: ``greenprint report sweep`` is ``--study``.
+
+    ``report``, ``ledger ls`` and ``ledger export`` take the study and the ledger as options
+    only; a new user gives them as arguments (``greenprint report sweep``, ``greenprint report
+    runs.db``) and was told only "Got unexpected extra argument (sweep)". A database URL or a
+    file name a ledger has (``.db``, ``.sqlite``) is the ledger's; anything else the study's.
+    """
+    found = _EXTRA_ARGUMENT.fullmatch(message)
+    if found is None:
+        return None
+    arg = found["arg"]
+    options = {p.name for p in ctx.command.params if isinstance(p, click.Option)}
+    if "ledger" in options and ("://" in arg or arg.lower().endswith(_LEDGER_SUFFIXES)):
+        return f"Did you mean '--ledger {arg}'?"
+    if "study" in options and not arg.startswith("-"):
+        return f"Did you mean '--study {arg}'?"
+    return None
 
 
 def _command_path(args: Sequence[str]) -> str:
