@@ -29,7 +29,10 @@ module logs what greenprint measures, under ``greenprint/`` names:
   infers for it (a trial, a sweep, a part), and ``greenprint.role_inferred`` = ``true``, when
   its ledger says so at its end (under a run given no role that is still running, once the
   run above that holds it back ends, at any depth; a parent in another process only tags its
-  children, when it is followed by ``autolog`` too);
+  children, when it is followed by ``autolog`` too); an MLflow run still running then is ended
+  ``KILLED`` when the greenprint run ended ``interrupted`` (SIGTERM: a scheduler's kill, whose
+  default action runs no exit hook of MLflow's, left it ``RUNNING`` for good), ``FAILED`` when
+  it ``failed``; a run that finishes leaves its MLflow run to its owner;
 * :func:`log_run` does the same for a run that has ended (or a record read from a ledger), and
   :func:`log_report` logs a study's report (HTML and JSON) as artifacts.
 
@@ -81,6 +84,9 @@ ARTIFACT_PATH = "greenprint"
 
 #: Queued logs kept to wait for at the end; past this, the oldest half is waited for (done).
 _MAX_PENDING = 64
+
+#: The MLflow status an MLflow run ends with when its greenprint run ends with this status.
+_MLFLOW_STATUS = {"interrupted": "KILLED", "failed": "FAILED"}
 
 
 def autolog(
@@ -192,6 +198,7 @@ class MlflowLogger:
                 )
                 if run.ledger is not None:
                     _tag_children_roles(self._client, self.run_id, record, run.ledger)
+                _end_mlflow_run(self._client, self.run_id, record.status)
             if not role_known:  # a run above, given no role, is still running: at its end
                 client, run_id = self._client, self.run_id
                 role_when_known(run, lambda role: _tag_role(client, run_id, role))
@@ -406,6 +413,38 @@ def _tag_children_roles(client: Any, run_id: str, record: RunRecord, ledger: Led
                 break
     except Exception as e:  # a tracking store that fails must not fail the run's end
         logger.warning("greenprint: could not tag the roles of run %s's children: %s", run_id, e)
+
+
+def _end_mlflow_run(client: Any, run_id: str, status: str) -> None:
+    """End the MLflow run, if still running, as its greenprint run ended: failed or interrupted.
+
+    ``interrupted`` is MLflow's ``KILLED``, ``failed`` its ``FAILED``; any other status leaves
+    the MLflow run to its owner (``mlflow.end_run()``, the end of ``with mlflow.start_run()``).
+    A job killed by its scheduler (SIGTERM's default action) runs no exit hook of MLflow's, and
+    its MLflow run stayed ``RUNNING`` for good. While this process's runs are ended together
+    (SIGTERM, an uncaught exception, the interpreter's exit) and the MLflow run is this thread's
+    active one, it is ended through ``mlflow.end_run``, which takes it off MLflow's stack of
+    active runs: MLflow's exit hook, after a SIGTERM handler of the user's that exits, marked
+    it ``FINISHED``, and the end of its ``with`` block ``FAILED``. A run already ended (by its
+    owner, before an outer greenprint run ended) keeps its status. A store that fails is logged
+    as a warning.
+    """
+    from greenprint._lifecycle import registry
+
+    ended_as = _MLFLOW_STATUS.get(status)
+    if ended_as is None:
+        return
+    try:
+        if client.get_run(run_id).info.status != "RUNNING":
+            return
+        active = _mlflow.active_run()
+        ending = registry.ending_wait_left(0.0) is not None  # the process's runs ended together
+        if ending and active is not None and active.info.run_id == run_id:
+            _mlflow.end_run(ended_as)  # off MLflow's stack: its exit hook leaves it as it is
+        else:
+            client.set_terminated(run_id, ended_as)
+    except Exception as e:  # a tracking store that fails must not fail the run's end
+        logger.warning("greenprint: could not end MLflow run %s as %s: %s", run_id, ended_as, e)
 
 
 def _tag_role(client: Any, run_id: str, role: str) -> None:
