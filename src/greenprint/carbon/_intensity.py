@@ -225,11 +225,17 @@ def applied_intensity(
 
     Returns:
         ``(g_per_kwh, provenance)``: the intensity (``None`` when unknown) and its source as
-        the CLI shows it.
+        the CLI shows it. Where no mean over the run can be taken, the file's mean as
+        recorded, its source saying why: the run drew no energy, or its energy or CO2-eq is
+        not a number (NaN or infinite).
     """
     if "csv:" not in source:
         return recorded_g_per_kwh, source
     facility_kwh = energy_kwh * pue
-    if facility_kwh > 0 and math.isfinite(emissions_kg):
+    if 0 < facility_kwh < math.inf and math.isfinite(emissions_kg):
         return emissions_kg * 1000.0 / facility_kwh, f"mean over the run; {source}"
-    return recorded_g_per_kwh, f"mean of the file, the run drew no energy; {source}"
+    if facility_kwh == 0:
+        return recorded_g_per_kwh, f"mean of the file, the run drew no energy; {source}"
+    return recorded_g_per_kwh, (
+        f"mean of the file, the run's energy or CO2-eq is not a number; {source}"
+    )

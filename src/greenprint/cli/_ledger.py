@@ -573,6 +573,25 @@ def _roles(
     return resolved
 
 
+def _priced_at(record: RunRecord) -> tuple[float | None, str]:
+    """The intensity an export gives for ``record``, g CO2-eq/kWh, and its source.
+
+    What the run's CO2-eq was computed at, as ``ledger show``, ``whatif`` and the report's
+    run rows give it: for a run priced by an hourly file (which records the file's plain
+    mean), the energy-weighted mean over the run, its source ``"mean over the run; csv:..."``,
+    so that ``energy_kwh * pue * intensity_g_per_kwh / 1000`` is the row's ``emissions_kg``;
+    a constant intensity as recorded. Where the setting came from stays in
+    ``provenance.intensity``.
+    """
+    return applied_intensity(
+        energy_kwh=record.energy_kwh,
+        pue=record.pue,
+        emissions_kg=record.emissions_kg,
+        recorded_g_per_kwh=record.intensity_g_per_kwh,
+        source=record.intensity_source,
+    )
+
+
 def _csv(records: Sequence[RunRecord], metric: str | None) -> str:
     base = [
         f.name for f in dataclasses.fields(RunRecord) if f.name not in ("metrics", *_JSON_FIELDS)
@@ -584,6 +603,7 @@ def _csv(records: Sequence[RunRecord], metric: str | None) -> str:
     extra: dict[str, list[str]] = {name: [] for name in (*_JSON_FIELDS, "metric")}
     for record in records:
         row: dict[str, Any] = {name: getattr(record, name) for name in base if name in _FIELDS}
+        row["intensity_g_per_kwh"], row["intensity_source"] = _priced_at(record)
         (
             row["role"],
             row["role_inferred"],
@@ -692,6 +712,7 @@ def export_command(
             resolved = _roles(records, metric)
             for record in records:
                 item = _record_dict(record)
+                item["intensity_g_per_kwh"], item["intensity_source"] = _priced_at(record)
                 role, role_inferred, parent_id, parent_inferred, contained = resolved[record.id]
                 item.update(role=role, role_inferred=role_inferred, parent_id=parent_id)
                 item["contained"] = contained
