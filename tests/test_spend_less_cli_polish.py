@@ -330,10 +330,11 @@ def test_a_bad_zone_is_one_line(ledger, hourly, capsys, zone, message):
     assert message in err
 
 
-def test_a_zone_is_checked_without_an_hourly_file_too(ledger, capsys):
-    code = main(["whatif", "--run", RUN.id, "--ledger", str(ledger), "--timezone", "Nowhere/X"])
-    assert "unknown time zone 'Nowhere/X'" in _one_line_error(capsys, code)
-    assert main(["whatif", "--run", RUN.id, "--ledger", str(ledger), "--timezone", "utc"]) == 0
+def test_a_zone_without_an_hourly_file_is_refused(ledger, capsys):
+    """--timezone only places the hourly profile's start hours: alone it did nothing (s31)."""
+    for zone in ("Nowhere/X", "utc"):
+        code = main(["whatif", "--run", RUN.id, "--ledger", str(ledger), "--timezone", zone])
+        assert "--timezone applies only with --hourly" in _one_line_error(capsys, code)
 
 
 def test_without_time_zone_data_the_error_says_what_to_install(ledger, hourly, tmp_path):

@@ -115,8 +115,8 @@ def _show(result: Any) -> None:
     "--timezone",
     default=None,
     metavar="ZONE",
-    help="Show start hours on this IANA time zone's clock (Europe/Berlin, America/New_York), "
-    "from this machine's time-zone data [default: UTC].",
+    help="With --hourly: show start hours on this IANA time zone's clock (Europe/Berlin, "
+    "America/New_York), from this machine's time-zone data [default: UTC].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(
@@ -147,6 +147,11 @@ def command(
         codes = [c.strip() for c in regions.split(",") if c.strip()]
         if not codes:
             raise ConfigError(f"--regions needs region codes separated by commas, not {regions!r}")
+    if timezone is not None and hourly is None:  # it places the hourly profile's hours only
+        raise click.UsageError(
+            "--timezone applies only with --hourly CSV: it puts the best start hour on that "
+            "zone's clock (the prices by region do not depend on it)"
+        )
     zone = None
     if timezone is not None:
         from greenprint.greener._whatif import resolve_timezone

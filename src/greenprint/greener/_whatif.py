@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import ConfigError, IntensityCSVError
+from greenprint._exceptions import AnalysisError, ConfigError, IntensityCSVError
 from greenprint._format import format_emissions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -520,11 +520,14 @@ def whatif(
         IntensityCSVError: a malformed CSV, or one that does not cover every hour of the day.
         ConfigError: a run that is neither a record nor an id, an empty region list, an
             unknown time zone or one this machine has no data for.
+        AnalysisError: a run with no energy to price (its energy or PUE is missing, NaN,
+            infinite or negative); the message names the run and its status.
     """
     from greenprint._records import RunRecord
 
     zone, zone_name = resolve_timezone(timezone)
     record = run if isinstance(run, RunRecord) else _read_run(run, ledger)
+    _check_priceable(record)
     offset_s, changes = _offset_s(zone, record.started_at)
     facility = record.energy_kwh * record.pue
     codes = DEFAULT_REGIONS if regions is None else regions
@@ -597,6 +600,32 @@ def whatif(
         hour_saving_pct=_pct(saving, actual_kg),
         notes=tuple(notes),
     )
+
+
+def _check_priceable(record: RunRecord) -> None:
+    """Refuse a run whose energy (or PUE) is no figure to price, saying what is wrong with it.
+
+    A run's energy can be NaN in a ledger (a record written with no reading) or missing from a
+    record built in Python; pricing it gave ``energy must be a finite number of kWh >= 0, not
+    nan``, which read as a mistake in the command.
+
+    Raises:
+        AnalysisError: the energy or PUE is missing, NaN, infinite or negative.
+    """
+    problems = []
+    for what, value, unit in (("energy", record.energy_kwh, " kWh"), ("PUE", record.pue, "")):
+        if value is None:
+            problems.append(f"its {what} was not recorded")
+        elif isinstance(value, float) and math.isnan(value):
+            problems.append(f"its {what} is NaN (no reading was recorded)")
+        elif not math.isfinite(value) or value < 0:
+            problems.append(f"its {what} is {value:g}{unit} (not a reading)")
+    if problems:
+        raise AnalysisError(
+            f"run {record.id[:12]} ({record.name!r}, {record.status}) has no energy to price: "
+            f"{' and '.join(problems)}; whatif prices the energy a run recorded (greenprint "
+            f"ledger show {record.id[:12]} shows its record)"
+        )
 
 
 def _read_run(run_id: object, ledger: LedgerSource) -> RunRecord:
