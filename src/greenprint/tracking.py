@@ -259,7 +259,7 @@ def track(
         region: grid region code for the carbon intensity (e.g. ``"DE"``, ``"US-CA"``,
             ``"aws:eu-west-1"``).
         intensity: grid intensity in g CO2-eq/kWh, or a path to an hourly CSV
-            (``timestamp,g_per_kwh``); wins over ``region``.
+            (``timestamp,g_per_kwh``); give it or ``region``, not both (ConfigError).
         pue: data-centre power usage effectiveness (number in [1, 3] or preset name).
         params: hyper-parameters to record: a mapping, or a configuration object read as its
             fields (an ``argparse.Namespace``, a dataclass, an object with ``to_dict()`` or
@@ -311,10 +311,10 @@ def track(
     Raises:
         ConfigError: an unknown option (the message names the nearest one: ``studdy=``,
             "did you mean 'study'?"), or an invalid argument or setting: PUE, intensity,
-            region, scope, an interval or budget that is not a finite number in range (bools
-            and text refused), a name,
-            study or command that is not text, ``params`` that is not a mapping with string
-            keys, a negative or non-integer ``dataset_size``, a ``parent`` that is neither a
+            region (or both an intensity and a region), scope, an interval or budget that
+            is not a finite number in range (bools and text refused), a name, study or
+            command that is not text, ``params`` that is not a mapping with string keys, a
+            negative or non-integer ``dataset_size``, a ``parent`` that is neither a
             run nor a run id, a ``pid`` of no running process, or a bad ``cpu_tdp_w`` setting.
             A bad budget, ``on_exceed`` or ``budget``, or a study budget with
             ``ledger=False``. All are checked before the ledger is opened, so nothing is

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from greenprint import IntensityCSVError, InvalidIntensityError, UnknownRegionError
+from greenprint import ConfigError, IntensityCSVError, InvalidIntensityError, UnknownRegionError
 from greenprint._config import load_config
 from greenprint.carbon import lookup_region, resolve_intensity
 
@@ -55,8 +55,10 @@ def test_resolution_order_step_by_step(project, monkeypatch):
     got = resolve_intensity(region="US-CA")
     assert got.region == "US-CA" and got.source.startswith("table:US-CA:2023")
 
-    got = resolve_intensity(intensity=42, region="US-CA")
+    got = resolve_intensity(intensity=42)
     assert (got.g_per_kwh, got.source) == (42.0, "argument")
+    with pytest.raises(ConfigError, match="not both"):  # the region would be ignored (s31)
+        resolve_intensity(intensity=42, region="US-CA")
 
 
 def test_config_none_reads_the_working_directory_like_load_config(project, monkeypatch):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from greenprint._config import Config, load_config
-from greenprint._exceptions import InvalidIntensityError, UnknownRegionError
+from greenprint._exceptions import ConfigError, InvalidIntensityError, UnknownRegionError
 from greenprint._validate import number_or_name
 from greenprint.carbon import _regions
 from greenprint.carbon._hourly import load_intensity_csv
@@ -88,7 +88,8 @@ def resolve_intensity(
 
     1. ``intensity``: a number of g CO2-eq/kWh, a string holding one, or the path of an hourly
        CSV (see :func:`load_intensity_csv`);
-    2. ``region``: a code for :func:`lookup_region`;
+    2. ``region``: a code for :func:`lookup_region` (give one of ``intensity`` and ``region``:
+       both is refused, as the region would be ignored);
     3. the configuration: environment variables first (``GREENPRINT_INTENSITY``, then
        ``GREENPRINT_REGION``), then the nearest ``greenprint.toml`` or ``pyproject.toml``
        ``[tool.greenprint]`` (``intensity``, then ``region``); a relative CSV path in a file is
@@ -110,7 +111,14 @@ def resolve_intensity(
             that is neither a number nor an existing file.
         IntensityCSVError: a malformed CSV (names file and line).
         UnknownRegionError: an unknown region (with suggestions).
+        ConfigError: both ``intensity`` and ``region`` given.
     """
+    if intensity is not None and region is not None:
+        shown = os.fspath(intensity) if isinstance(intensity, os.PathLike) else intensity
+        raise ConfigError(
+            f"give an intensity or a region, not both: the intensity {shown!r} alone would "
+            f"price the run, and the region {region!r} would be ignored"
+        )
     if intensity is not None:
         if isinstance(intensity, str):
             return _from_text(intensity, "argument", base=None)

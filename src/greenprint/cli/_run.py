@@ -60,16 +60,16 @@ __all__ = ["command", "format_price_tag"]
 @click.option(
     "--region",
     default=None,
-    help="Grid region, e.g. DE, US-CA, aws:eu-west-1; --intensity wins over it [default: as "
+    help="Grid region, e.g. DE, US-CA, aws:eu-west-1; not with --intensity [default: as "
     "configured (GREENPRINT_INTENSITY or GREENPRINT_REGION, config), else the world average].",
 )
 @click.option(
     "--intensity",
     default=None,
     metavar="G_PER_KWH|CSV",
-    help="Grid intensity in g CO2-eq/kWh, or an hourly CSV (timestamp,g_per_kwh) [default: "
-    "--region's, else as configured (GREENPRINT_INTENSITY or GREENPRINT_REGION, config), else "
-    "the world average].",
+    help="Grid intensity in g CO2-eq/kWh, or an hourly CSV (timestamp,g_per_kwh); not with "
+    "--region [default: --region's, else as configured (GREENPRINT_INTENSITY or "
+    "GREENPRINT_REGION, config), else the world average].",
 )
 @pue_option
 @click.option(
@@ -230,6 +230,11 @@ def command(
         prometheus_host=prometheus_host,
         prometheus_textfile_dir=prometheus_textfile_dir,
     )
+    if region is not None and intensity is not None:  # each alone prices the run
+        raise click.UsageError(
+            f"give --region or --intensity, not both: --intensity {intensity} alone would "
+            f"price the run, and --region {region} would be ignored"
+        )
     _check_prometheus_host(prometheus_port)
     for option, given, what in (("--name", name, "run"), ("--study", study, "study")):
         if given is not None and not given.strip():  # as --ledger '' and --region '' are
