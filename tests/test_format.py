@@ -65,11 +65,11 @@ def test_emissions_fpo_duration():
 def test_energy_round_trips_to_three_significant_digits(kwh):
     text = format_energy(kwh)
     number, unit = text.split()
-    factor = {"MWh": 1e3, "kWh": 1.0, "Wh": 1e-3, "mWh": 1e-6, "µWh": 1e-9}[unit]
+    factor = {"MWh": 1e3, "kWh": 1.0, "Wh": 1e-3, "mWh": 1e-6, "µWh": 1e-9, "nWh": 1e-12}[unit]
     value = float(number.replace(",", ""))
-    assert "e" not in number or kwh < 1e-12  # below a thousandth of a µWh: an exponent
-    assert math.isclose(value * factor, kwh, rel_tol=5e-3, abs_tol=1e-15)
-    assert kwh == 0 or 1 <= value < 1000 or unit in ("MWh", "µWh")
+    assert "e" not in number or kwh < 1e-15  # below a thousandth of a nWh: an exponent
+    assert math.isclose(value * factor, kwh, rel_tol=5e-3, abs_tol=1e-18)
+    assert kwh == 0 or 1 <= value < 1000 or unit in ("MWh", "nWh")
 
 
 def test_json_safe_writes_non_finite_floats_as_strings_throughout():

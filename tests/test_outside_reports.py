@@ -350,7 +350,15 @@ def test_pool_what_if_at_the_grid_it_ran_on_saves_nothing(pool_study):
     assert world["saving_kg"] == 0 and world["saving_pct"] == 0
     md = _text(home, "md")
     row = next(line for line in md.splitlines() if line.startswith("| WORLD "))
-    assert row.split(" | ")[3] == "0 mg CO2-eq (0.0 %)", row
+    # ... in the unit of the other rows' differences, not "0 mg" beside µg (session 31)
+    differences = [
+        line.split(" | ")[3]
+        for line in md.splitlines()
+        if line.startswith("| ") and " %) | " in line
+    ]
+    unit = row.split(" | ")[3].split()[1]
+    assert row.split(" | ")[3] == f"0 {unit} CO2-eq (0.0 %)", row
+    assert any(d.split()[1] == unit for d in differences if not d.startswith("0 ")), differences
     tex = _text(home, "latex")
     row = next(line for line in tex.splitlines() if line.startswith("WORLD &"))
     assert "e-" not in row and "-0.0" not in row, row

@@ -92,7 +92,16 @@ def format_multiple(multiple: float) -> str:
 
 #: The units energies (kWh), emissions (kg CO2-eq) and FPO are written in, largest first:
 #: (how many of the base unit one holds, its name).
-ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, "µWh"))
+#: Energy goes on to nWh as CO2-eq goes on to ng: a run of a few milliseconds (a test, a
+#: notebook cell) reads ``"10.3 nWh"``, not ``"0.0103 µWh"``.
+ENERGY_UNITS = (
+    (1e3, "MWh"),
+    (1.0, "kWh"),
+    (1e-3, "Wh"),
+    (1e-6, "mWh"),
+    (1e-9, "µWh"),
+    (1e-12, "nWh"),
+)
 EMISSION_UNITS = (
     (1e3, "t"),
     (1.0, "kg"),
@@ -113,10 +122,11 @@ FPO_UNITS = (
 
 
 def format_energy(kwh: float, *, digits: int = 3, unit_of: float | None = None) -> str:
-    """``0.0123`` kWh -> ``"12.3 Wh"``; picks MWh, kWh, Wh, mWh or µWh (``digits`` significant).
+    """``0.0123`` kWh -> ``"12.3 Wh"``; picks MWh, kWh, Wh, mWh, µWh or nWh (``digits`` figures).
 
     A tiny energy (a run's RAM, an example's share) reads ``"1.16 µWh"``, not ``"0.00116
-    mWh"``; none reads ``"0 mWh"``. ``unit_of`` (kWh): said in the unit that energy takes, for
+    mWh"``, and a run of a few milliseconds ``"10.3 nWh"``, not ``"0.0103 µWh"``; none reads
+    ``"0 mWh"``. ``unit_of`` (kWh): said in the unit that energy takes, for
     a part beside its whole (``format_energy(0.00000083, unit_of=0.0000258)`` -> ``"0.83 mWh"``).
     """
     if kwh == 0 and unit_of is None:

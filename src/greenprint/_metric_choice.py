@@ -10,6 +10,7 @@ without loading numpy or the analyses.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from greenprint._exceptions import AnalysisError
 from greenprint._metric_names import is_bookkeeping_metric
@@ -18,7 +19,16 @@ from greenprint._provenance import objectives_of
 from greenprint._records import CUT_SHORT_STATUSES, RunRecord
 from greenprint._study_roles import StudyRoles, resolve_roles
 
-__all__ = ["NO_METRIC_NOTE", "NO_SCORE_STATUSES", "is_held_out", "pick_metric"]
+if TYPE_CHECKING:
+    from greenprint._forest import RunForest
+
+__all__ = [
+    "NO_METRIC_NOTE",
+    "NO_SCORE_STATUSES",
+    "is_held_out",
+    "metrics_logged",
+    "pick_metric",
+]
 
 
 #: What a report without a logged score says instead of its rankings.
@@ -193,6 +203,18 @@ def _logged_names(run: RunRecord) -> list[str]:
     return [name for name in names if not is_reserved_metric(name)]
 
 
+def metrics_logged(forest: RunForest, positions: Sequence[int]) -> list[str]:
+    """The metrics the runs at ``positions`` logged a value of, each run's own else its parts'.
+
+    In logged order (the first run's first), greenprint's own left out; a run that logged no
+    metric stands for the metrics its child runs that did not fail logged (a trial scored by
+    its folds'), as :func:`pick_metric` counts a trial's. What a report lists when the scored
+    trials have no value of the metric it ranks by.
+    """
+    of = _names_with_parts(forest, lambda child: True)
+    return list(dict.fromkeys(name for pos in positions for name in of(pos)))
+
+
 def _trial_names(roles: StudyRoles) -> Callable[[int], list[str]]:
     """The metrics the run at a position stands for when choosing one: its own, else its parts'.
 
@@ -203,8 +225,18 @@ def _trial_names(roles: StudyRoles) -> Callable[[int], list[str]]:
     one metric a trial-level run happened to log. A trial that logged any metric keeps its own
     (an Optuna trial's ``accuracy`` over its scikit-learn folds' ``score``).
     """
-    forest = roles.forest
-    runs, children, role = forest.runs, forest.children, roles.roles
+    role = roles.roles
+    return _names_with_parts(roles.forest, lambda child: role[child] == "part")
+
+
+def _names_with_parts(
+    forest: RunForest, is_part: Callable[[int], bool]
+) -> Callable[[int], list[str]]:
+    """The metrics of the run at a position: its own, else those of its parts that did not fail.
+
+    ``is_part(child)``: whether the child run at that position is a part of its parent.
+    """
+    runs, children = forest.runs, forest.children
 
     def of(pos: int) -> list[str]:
         found = _logged_names(runs[pos])
@@ -212,7 +244,7 @@ def _trial_names(roles: StudyRoles) -> Callable[[int], list[str]]:
             return found
         merged: dict[str, None] = {}
         for child in children[pos]:
-            if role[child] == "part" and runs[child].status not in NO_SCORE_STATUSES:
+            if is_part(child) and runs[child].status not in NO_SCORE_STATUSES:
                 merged.update(dict.fromkeys(of(child)))
         return list(merged)
 

@@ -294,7 +294,8 @@ def ls_command(
     numbers (energy_kwh in kWh, emissions_kg in kg, started_at in s since the epoch) for
     scripts. The metric is the one the study's report ranks by (greenprint report's choice),
     where the run logged it (else the run's first). --tree nests the runs and adds their roles
-    (--json: depth, role and role_inferred).
+    (--json: depth, role and role_inferred). STATUS is each run's own; a report reads a
+    distributed job with its job's status, which ledger show gives beside the run's.
     """
     with _open(ledger) as led:
         # the runs shown, each metric's points a score is read from (its last value, as the
@@ -409,11 +410,14 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     """Show everything about one run (RUN_ID: full id or a unique prefix of 4+ characters).
 
     Energy, CO2-eq and FPO are written as the report writes them (12.3 Wh, 4.7 g CO2-eq,
-    3.1 PFPO); --json gives the raw numbers (kWh, kg, FPO) for scripts.
+    3.1 PFPO); --json gives the raw numbers (kWh, kg, FPO) for scripts. A run of a
+    distributed job whose job the report reads with another status says so beside its own
+    (finished (its job exp7 reads failed: ... failed)).
     """
     with _open(ledger) as led:
         record = led.run(run_id)
         power = led.samples(record.id)
+        job_read = None if as_json else _job_reading(led, record)
     if as_json:
         out = _record_dict(record)
         out["sample_count"] = len(power)
@@ -430,7 +434,12 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     section(f"run {record.id}")
     put("name", record.name)
     put("study", record.study)
-    put("status", record.status + (f" ({record.error})" if record.error else ""))
+    put(
+        "status",
+        record.status
+        + (f" ({record.error})" if record.error else "")
+        + (f" ({job_read})" if job_read else ""),
+    )
     put("role", record.role or "- (none given: a report infers it; ledger set-role gives it)")
     put(
         "parent",
@@ -506,6 +515,74 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
             values = [record.metric(name, mode=m) for m in ("last", "min", "max")]
             put(name, f"{count}  " + "  ".join(_num(v) for v in values))
     click.echo("\n".join(lines))
+
+
+#: How runs that ended so are said in ``show``'s job status, one and several (else the status).
+_ENDED_AS = {
+    "running": ("is still running", "are still running"),
+    "lost": ("was lost", "were lost"),
+    "pruned": ("was pruned", "were pruned"),
+}
+
+
+def _job_reading(led: Any, record: RunRecord) -> str | None:
+    """How the report reads the job of a run of a distributed job, where not as the run ended.
+
+    A report reads a job (a training over nodes) with its head's status, which is the job's:
+    a head that finished while another node's run failed reads ``failed``
+    (:attr:`~greenprint._forest.RunForest.job_statuses`). ``show`` of any run of that job
+    whose own status differs says so, naming the runs that ended as the job reads
+    (``its job exp7 reads failed: 'train-node-b' (1f0c2a9d, node 1) failed``); ``None`` for a
+    run outside a job, or one that ended as its job reads. Reads the run's study (its runs,
+    no metric points), as the report links its job.
+    """
+    if record.job_id is None:
+        return None
+    from greenprint._exceptions import AnalysisError
+    from greenprint._forest import RunForest
+
+    runs = led._read(study=record.study, points="score", metrics=())
+    try:
+        forest = RunForest.build(runs)
+    except AnalysisError:  # parents in a cycle: the report says so; show shows the run
+        return None
+    at = forest.index.get(record.id)
+    if at is None:  # pragma: no cover - the run was just read from this study
+        return None
+
+    def linked(pos: int) -> bool:
+        """Whether the run at ``pos`` is linked to its parent by its job (a node or rank)."""
+        parent = forest.parents[pos]
+        return (
+            parent is not None
+            and forest.runs[parent].job_id == record.job_id
+            and (forest.virtual[pos] or forest.kinds[pos] in ("peer", "remote"))
+        )
+
+    head = at
+    while linked(head):
+        head = forest.parents[head]  # type: ignore[assignment]  # linked: not None
+    status = forest.column("status")[head]
+    if status == record.status:
+        return None
+    training, stack = [], [head]  # the head and the runs its job links below it
+    while stack:
+        pos = stack.pop()
+        training.append(pos)
+        stack.extend(c for c in forest.children[pos] if linked(c))
+    ended = sorted(
+        (p for p in training if p != at and forest.runs[p].status == status),
+        key=lambda p: (forest.runs[p].started_at, forest.runs[p].id),
+    )
+    named = []
+    for pos in ended[:3]:
+        run = forest.runs[pos]
+        node = f"node {run.node_rank}" if run.node_rank is not None else f"host {run.host or '?'}"
+        named.append(f"{run.name!r} ({run.id[:8]}, {node})")
+    more = f" and {len(ended) - 3} more" if len(ended) > 3 else ""
+    verb = _ENDED_AS.get(status, (status, status))[len(ended) > 1]
+    why = f": {', '.join(named)}{more} {verb}" if named else ""
+    return f"its job {record.job_id} reads {status}{why}"
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:

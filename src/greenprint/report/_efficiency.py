@@ -48,7 +48,7 @@ MAX_FRONT_ROWS = 10
 _WHY_ORDER = ("final run", "best trial", "Pareto front", "baseline")
 
 #: A column's unit: mWh at the smallest (the LaTeX tables' units), FPO as the report writes them
-_ENERGY_UNITS = tuple(u for u in ENERGY_UNITS if u[1] != "µWh")
+_ENERGY_UNITS = tuple(u for u in ENERGY_UNITS if u[0] >= 1e-6)
 
 
 @dataclass(frozen=True)

@@ -200,10 +200,7 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     scored = columns.finished | columns.pruned
     scores = np.where(scored, columns.score, math.nan)[ended]
     if np.isnan(scores).all():
-        return [], [
-            f"no expected-max-performance curve: no finished or pruned trial has a value of "
-            f"{inputs.metric!r}"
-        ]
+        return [], [_no_score_note(inputs, columns.positions[scored & ended].tolist())]
     costs = columns.energy_kwh[ended]
     curves: dict[bool, EVPCurve] = {
         replacement: evp_by_budget(
@@ -363,6 +360,40 @@ _LEFT_OUT = {
     "greener": "the greener variants",
     "part": "the steps outside any trial",
 }
+
+
+#: How many metric names the note on a missing EVP curve lists at most.
+_METRICS_LISTED = 10
+
+
+def _no_score_note(inputs: FigureInputs, scored: Sequence[int]) -> str:
+    """Why no EVP curve: no scored trial (finished or pruned, at ``scored``) has the metric.
+
+    Names the metrics those trials did log (nearest to the metric first, at most
+    :data:`_METRICS_LISTED`), which ``--metric`` ranks by, as the CLI's unknown-metric error
+    lists them; or, where no trial finished or was pruned, how the trials ended.
+    """
+    from greenprint._metric_choice import metrics_logged
+    from greenprint._suggest import nearest
+
+    head = "no expected-max-performance curve"
+    if not scored:
+        statuses = Counter(inputs.forest.column("status")[p] for p in inputs.trials)
+        ended = ", ".join(f"{n} {status}" for status, n in statuses.most_common())
+        return (
+            f"{head}: no trial finished or was pruned ({ended}); a failed, interrupted or lost "
+            "trial has no score"
+        )
+    text = f"{head}: no finished or pruned trial has a value of {inputs.metric!r}"
+    logged = metrics_logged(inputs.forest, scored)
+    if not logged:  # none (or, ranked by a metric a finished run has, the others unread)
+        return text
+    close = nearest(inputs.metric, logged, n=3)
+    ordered = [*close, *(name for name in logged if name not in close)]
+    listing = ", ".join(map(repr, ordered[:_METRICS_LISTED]))
+    if len(ordered) > _METRICS_LISTED:
+        listing += f" and {len(ordered) - _METRICS_LISTED} more"
+    return f"{text}; metrics they logged: {listing} (rank by one with --metric, metric= in Python)"
 
 
 def _left_out(tag: PriceTag) -> str:

@@ -40,8 +40,15 @@ _TOP_RUNS = 10
 
 # Column units: (factor to divide by, unit), largest first; a column takes the unit of its
 # largest value, so its cells are bare numbers and the header carries the unit.
-# A tiny study's columns go on to µWh and ng, as the text does (never "2.62e-06" mg).
-_ENERGY_UNITS = ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, r"\textmu{}Wh"))
+# A tiny study's columns go on to nWh and ng, as the text does (never "2.62e-06" mg).
+_ENERGY_UNITS = (
+    (1e3, "MWh"),
+    (1.0, "kWh"),
+    (1e-3, "Wh"),
+    (1e-6, "mWh"),
+    (1e-9, r"\textmu{}Wh"),
+    (1e-12, "nWh"),
+)
 _MASS_UNITS = (
     (1e3, "t"),
     (1.0, "kg"),

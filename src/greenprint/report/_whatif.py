@@ -82,12 +82,26 @@ class WhatIfSection:
                 [
                     f"{r.region} ({r.name})",
                     f"{r.g_per_kwh:.1f}",
-                    format_emissions(r.emissions_kg),
-                    saving_text(r.saving_kg, r.saving_pct),
+                    self.amount(r.emissions_kg),
+                    saving_text(r.saving_kg, r.saving_pct, emissions=self.amount),
                     r.source,
                 ]
             )
         return header, rows
+
+    def amount(self, kg: float) -> str:
+        """CO2-eq (kg) as the table writes it: a zero in its neighbours' unit.
+
+        The recorded region's difference is zero: it read ``"0 mg CO2-eq"`` beside ``"4.51 ng
+        CO2-eq"``; it now reads ``"0 ng CO2-eq"`` (the unit of the largest difference, else of
+        the largest CO2-eq), as ``greenprint whatif`` prints it.
+        """
+        if kg != 0:
+            return format_emissions(kg)
+        near = max((abs(r.saving_kg) for r in self.regions), default=0.0) or max(
+            (r.emissions_kg for r in self.regions), default=0.0
+        )
+        return format_emissions(kg, unit_of=near or None)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -181,7 +195,7 @@ def latex_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> l
         return []
 
     def short(kg: float) -> str:
-        return format_emissions(kg).replace(" CO2-eq", "")
+        return section.amount(kg).replace(" CO2-eq", "")
 
     out = ["\\section*{What if it ran elsewhere?}", esc(_EXPLAIN), "", esc(section.sentence()), ""]
     out += [
