@@ -13,6 +13,7 @@ import torch
 
 from greenprint._exceptions import FPOInputError
 from greenprint.fpo._counter import FPOCounter
+from greenprint.fpo._no_dynamo import no_dynamo_import, plain_step
 from greenprint.fpo._result import FPOResult
 
 __all__ = ["count_fpo", "meta_copy", "training_fpo"]
@@ -284,21 +285,26 @@ def _step(
 
     With a counter, the optimizer is warmed up first (uncounted) and the step counted.
     """
-    opt = (
-        make_optimizer(p for p in model.parameters() if p.requires_grad) if make_optimizer else None
-    )
-    if opt is not None and counter is not None:
-        _warm_up(opt)
-    with counter if counter is not None else contextlib.nullcontext():
-        output = model(*batch, **keywords)
-        if loss_fn is not None:
-            loss = loss_fn(output, target) if target is not None else loss_fn(output)
-            loss.backward()
-        else:
-            _backward_from(output)
+    with no_dynamo_import():  # Optimizer.__init__, step and zero_grad: see _no_dynamo
+        opt = (
+            make_optimizer(p for p in model.parameters() if p.requires_grad)
+            if make_optimizer
+            else None
+        )
         if opt is not None:
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            plain_step(opt)
+        if opt is not None and counter is not None:
+            _warm_up(opt)
+        with counter if counter is not None else contextlib.nullcontext():
+            output = model(*batch, **keywords)
+            if loss_fn is not None:
+                loss = loss_fn(output, target) if target is not None else loss_fn(output)
+                loss.backward()
+            else:
+                _backward_from(output)
+            if opt is not None:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
 
 
 def meta_copy(model: torch.nn.Module) -> torch.nn.Module:

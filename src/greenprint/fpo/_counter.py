@@ -37,6 +37,7 @@ from greenprint._exceptions import FPOError, FPOInputError, UnknownOpError
 from greenprint.fpo import _complex, _rules_quantized, _rules_spectral
 from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
 from greenprint.fpo._higher_order import run_higher_order
+from greenprint.fpo._no_dynamo import no_dynamo_import
 from greenprint.fpo._registry import ASSUMED, Rule, merged_rules
 from greenprint.fpo._result import PHASES, FPOResult
 
@@ -146,6 +147,7 @@ class FPOCounter:
         self._mode: _CountingMode | None = None
         self._handles: list[Any] = []
         self._quiet: Any = None
+        self._no_dynamo: Any = None
         self._reset()
 
     # -- results ------------------------------------------------------------------------------
@@ -284,6 +286,8 @@ class FPOCounter:
         ]
         self._quiet = _quiet_compile_hooks_warning()
         self._flex = _eager_flex_attention()
+        self._no_dynamo = no_dynamo_import()  # meta kernels and optimizers: see _no_dynamo
+        self._no_dynamo.__enter__()
         self._mode = _CountingMode(self)
         self._mode.__enter__()
         return self
@@ -306,6 +310,9 @@ class FPOCounter:
             _remove_filter(quiet)
             flex, self._flex = self._flex, None
             _restore_flex_attention(flex)
+            no_dynamo, self._no_dynamo = self._no_dynamo, None
+            if no_dynamo is not None:
+                no_dynamo.__exit__(None, None, None)
         if self._unknown and exc_type is None:
             logger.warning(
                 "%d op(s) have no FPO rule and were not counted: %s",
