@@ -602,13 +602,13 @@ def test_cli_study_fpo_unknown_counts_and_units_in_sentences(cli_study):
     sentence = md[md.index("Final run retrain") :].split("\n", 1)[0]
     assert re.fullmatch(
         rf"Final run retrain \(the run with role 'final'\) scored val\\_loss = 0\.29 and cost "
-        rf"{number} (?:µ|m|k)?Wh of energy, {number} (?:ng|µg|mg|g|kg) CO2-eq, FPO unknown and "
+        rf"{number} (?:n|µ|m|k)?Wh of energy, {number} (?:ng|µg|mg|g|kg) CO2-eq, FPO unknown and "
         rf"{number} (?:s|min|h) of run time: (?:1/[\d,]+|[\d.]+%) of the whole study's energy "
-        rf"\({number} (?:µ|m|k)?Wh\)\.",
+        rf"\({number} (?:n|µ|m|k)?Wh\)\.",
         sentence,
     ), sentence
     # every number of the compute statement is followed by its unit (or is a count of things)
-    units = {"µWh", "mWh", "Wh", "kWh", "ng", "µg", "mg", "g", "kg", "s", "hours", "GFPO", "GB",
+    units = {"nWh", "µWh", "mWh", "Wh", "kWh", "ng", "µg", "mg", "g", "kg", "s", "hours", "GFPO", "GB",
              "CO2-eq/kWh"}  # fmt: skip
     counted = {"trials", "finished,", "failed,", "pruned)", "runs,", "runs", "logical"}
     for found in re.finditer(rf"(?<![\w.:]){number}(%?)\s*(\S*)", statement):

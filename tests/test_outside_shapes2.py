@@ -389,7 +389,7 @@ def _reads_as_optunas_trials(home: Path, trials: list[dict], report: dict) -> No
         assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, abs=1e-12)
     # against energy: each family's x is n times its own mean trial's energy, in the axis' unit
     (panel,) = next(f for f in report["figures"] if f["id"] == "evp_energy")["panels"]
-    per_kwh = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9}[panel["x_unit"]]
+    per_kwh = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9, "nWh": 1e12}[panel["x_unit"]]
     assert panel["x_label"] == f"energy ({panel['x_unit']})"
     xs = {s["label"]: s["x"] for s in panel["series"]}
     for family in ("mlp", "cnn"):
@@ -451,7 +451,7 @@ def test_a_search_killed_and_resumed_reads_its_lost_trial(crashed_search):
     # the timeline's energy curve ends at the price tag's total (not the resumed job's alone)
     timeline = next(f for f in report["figures"] if f["id"] == "timeline")
     energy = next(p for p in timeline["panels"] if p["y_label"].startswith("cumulative energy"))
-    per_kwh = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9}[energy["y_unit"]]
+    per_kwh = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9, "nWh": 1e12}[energy["y_unit"]]
     (curve,) = energy["series"]
     assert curve["y"][-1] == pytest.approx(tag["total"]["energy_kwh"] * per_kwh, rel=1e-6)
     # the job flushes at its first sample (1 s in), long before trial 3: it recorded energy,

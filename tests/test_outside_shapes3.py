@@ -432,7 +432,7 @@ def test_mlflow_nested_runs_read_as_a_sweep_of_trials(mlflow_search):
     power, energy = timeline["panels"]  # one process at a constant power: WATTS drawn once
     peak = max(v for s in power["series"] for v in s["y"] if v is not None)
     assert (power["y_unit"], peak) == ("W", pytest.approx(WATTS, rel=1e-3))  # not 2x nested
-    per_kwh = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9}[energy["y_unit"]]
+    per_kwh = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9, "nWh": 1e12}[energy["y_unit"]]
     last = energy["series"][0]["y"][-1]
     assert last == pytest.approx(tag["total"]["energy_kwh"] * per_kwh, rel=1e-9)
     for note in timeline["notes"]:  # 'one gap ... is drawn', not '1 gaps ... are drawn'

@@ -86,7 +86,7 @@ def test_evp_figures_match_the_analysis(built):
     # against energy: x = n * mean trial energy, in the panel's unit
     energy = energy_fig.panels[0]
     mean_kwh = np.mean([r.energy_kwh for r in report.runs if r.is_trial])
-    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6}[energy.x_unit]
+    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9, "nWh": 1e12}[energy.x_unit]
     np.testing.assert_allclose(energy.series[1].x, np.arange(1, 16) * mean_kwh * factor)
     assert any("worst score" in line for line in trials_fig.provenance)  # 3 trials without score
 
@@ -110,7 +110,7 @@ def test_timeline_integrates_the_samples(built):
     _, spec, report = built
     timeline = report.figure("timeline")
     energy = timeline.panels[1].series[0]
-    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6}[timeline.panels[1].y_unit]
+    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9, "nWh": 1e12}[timeline.panels[1].y_unit]
     # root runs' samples (children have none; the parent's contain them) add up to the total
     assert energy.y[-1] / factor == pytest.approx(spec.energy_kwh, rel=1e-9)
     power = {s.role: s for s in timeline.panels[0].series}
@@ -126,7 +126,7 @@ def test_timeline_above_the_sample_limit_uses_mean_power(study_ledger):
     timeline = report.figure("timeline")
     assert any("mean power" in n and "more than 2" in n for n in timeline.notes)
     energy = timeline.panels[1].series[0]
-    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6}[timeline.panels[1].y_unit]
+    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9, "nWh": 1e12}[timeline.panels[1].y_unit]
     assert energy.y[-1] / factor == pytest.approx(spec.energy_kwh, rel=1e-9)
 
 
@@ -294,7 +294,7 @@ def test_long_timelines_are_averaged_over_bins_keeping_the_energy():
     total, *_ = figure.panels[0].series
     assert len(total.x) == 1001  # 1000 bins instead of 3000 segments
     energy = figure.panels[1].series[0]
-    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6}[figure.panels[1].y_unit]
+    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9, "nWh": 1e12}[figure.panels[1].y_unit]
     assert energy.y[-1] / factor == pytest.approx(sum(r.energy_kwh for r in runs), rel=1e-9)
     assert any("mean over 1000 equal intervals" in n for n in figure.notes)
     assert any("1500 runs drawn at their mean power" in n for n in figure.notes)

@@ -144,7 +144,7 @@ def test_pareto_points_and_front_from_first_principles(rows, final):
         return
     assert figure is not None
     panel = figure.panels[0]
-    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6}[panel.x_unit]
+    factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9, "nWh": 1e12}[panel.x_unit]
     series = {s.role: s for s in panel.series}
     for status, group in points.items():
         if not group:

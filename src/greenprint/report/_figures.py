@@ -134,12 +134,20 @@ class TrialColumns:
 
 
 def energy_unit(max_kwh: float) -> tuple[float, str]:
-    """Display unit for energies up to ``max_kwh``: (factor to multiply kWh by, unit)."""
+    """Display unit for energies up to ``max_kwh``: (factor to multiply kWh by, unit).
+
+    Down to nWh, as the text writes energies (``_format.ENERGY_UNITS``): a study of short runs
+    (a notebook's, a test's) read ``1e-05 mWh`` on its axes beside ``10.3 nWh`` in its tables.
+    """
     if max_kwh >= 1.0:
         return 1.0, "kWh"
     if max_kwh >= 1e-3:
         return 1e3, "Wh"
-    return 1e6, "mWh"
+    if max_kwh >= 1e-6 or not max_kwh > 0:  # nothing measured: as before
+        return 1e6, "mWh"
+    if max_kwh >= 1e-9:
+        return 1e9, "µWh"
+    return 1e12, "nWh"
 
 
 def _time_unit(span_s: float) -> tuple[float, str]:
