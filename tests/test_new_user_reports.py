@@ -608,8 +608,8 @@ def test_cli_study_fpo_unknown_counts_and_units_in_sentences(cli_study):
         sentence,
     ), sentence
     # every number of the compute statement is followed by its unit (or is a count of things)
-    units = {"nWh", "µWh", "mWh", "Wh", "kWh", "ng", "µg", "mg", "g", "kg", "s", "hours", "GFPO", "GB",
-             "CO2-eq/kWh"}  # fmt: skip
+    units = {"nWh", "µWh", "mWh", "Wh", "kWh", "ng", "µg", "mg", "g", "kg", "s", "hours", "GFPO",
+             "GB", "CO2-eq/kWh"}  # fmt: skip
     counted = {"trials", "finished,", "failed,", "pruned)", "runs,", "runs", "logical"}
     for found in re.finditer(rf"(?<![\w.:]){number}(%?)\s*(\S*)", statement):
         value, percent, after = found.group(0), found.group(1), found.group(2)

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-from _hand_built import measured_run
 
 import greenprint as gp
+from _hand_built import measured_run
 from greenprint.report import build_report, write_report
 from greenprint.report._figures import energy_unit
 
