@@ -42,10 +42,14 @@ Where the cost comes from, at each ``trial.should_prune()``, in this order:
 
 The point (cost, latest intermediate value) joins the trial's curve in the pruner; a trial's
 state in the study (complete, pruned, failed) is read at each call, so completed trials become
-references. The curves live in the pruner object: trials of this process (threads included,
-``n_jobs > 1``) are compared with each other; workers in other processes sharing a storage each
-judge against their own trials. A trial that completed before the pruner saw it (another
-process, an earlier session) has no curve and is not a reference.
+references. The cost of each judged step is also stored with the trial in the study's storage
+(the system attribute ``greenprint_cost:<step>``), so a trial that completed out of the pruner's
+sight (in another worker process on the same storage, or in an earlier session of a study
+loaded with ``load_if_exists=True``) is a reference too, and counts towards
+``n_startup_trials``, from the pruner's next call on: its curve is rebuilt from those costs and
+its intermediate values. A completed trial with no stored costs (run under another pruner, or
+by a greenprint before 2026-12-05) cannot be placed on the cost axis and is no reference. Trials
+still running in other processes are not references (their curves are not read as they grow).
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ logger = logging.getLogger(__name__)
 
 #: The user attribute an objective may set to give the trial's cost so far itself.
 COST_ATTR = "greenprint_cost"
+
+#: The prefix of the system attributes that store a trial's cost at each judged step
+#: (``greenprint_cost:3`` -> the cost at step 3), for the pruners of other sessions.
+_STEP_COST_PREFIX = "greenprint_cost:"
 
 _ENDED = {
     TrialState.COMPLETE: "complete",
@@ -161,8 +169,7 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
                 nor is a trial whose nested runs have counted no FPO yet.
         """
         pruner = self.pruner_for(study)
-        if pruner.running(exclude=trial.number):  # others may have ended since the last call
-            self._sync(study, pruner)
+        self._sync(study, pruner)  # others may have ended since the last call, here or elsewhere
         step = trial.last_step
         if step is None:
             return False
@@ -180,6 +187,7 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
         cost = self._cost(trial, None if before is None else before.cost)
         if cost is None:  # the ledger could not be read, and nothing was known: not judged now
             return False
+        _store_cost(study, trial, step, cost)
         return pruner.report(trial.number, cost, float(score))
 
     def _cost(self, trial: FrozenTrial, known: float | None) -> float | None:
@@ -227,12 +235,64 @@ class CostAwareOptunaPruner(optuna.pruners.BasePruner):
 
     @staticmethod
     def _sync(study: optuna.Study, pruner: CostAwarePruner) -> None:
-        """Mark the trials that ended since the last call, as Optuna recorded them."""
+        """Mark the trials that ended since the last call, as Optuna recorded them.
+
+        A completed trial the pruner has not seen (another process, an earlier session) joins
+        as a reference when the study's storage holds its costs (:func:`_stored_points`).
+        """
         for other in study.get_trials(deepcopy=False, states=tuple(_ENDED)):
             status = pruner.status(other.number)
             ended = _ENDED[other.state]
-            if status is not None and status != ended:
+            if status is None:
+                if other.state == TrialState.COMPLETE:
+                    points = _stored_points(other)
+                    if points:
+                        pruner.restore(other.number, points)
+            elif status != ended:
                 pruner.finish(other.number, ended)  # type: ignore[arg-type]
+
+
+def _store_cost(study: optuna.Study, trial: FrozenTrial, step: int, cost: float) -> None:
+    """Store ``trial``'s cost at ``step`` in the study's storage, for other sessions' pruners.
+
+    One system attribute per step (``greenprint_cost:<step>``): a write as small as Optuna's
+    own ``trial.report``. A trial that is no longer running (a pruner called by hand on a
+    finished trial) is left as it is.
+    """
+    if trial.state != TrialState.RUNNING:
+        return
+    key = f"{_STEP_COST_PREFIX}{step}"
+    if trial.system_attrs.get(key) == cost:
+        return
+    study._storage.set_trial_system_attr(trial._trial_id, key, cost)
+
+
+def _stored_points(trial: FrozenTrial) -> list[tuple[float, float]]:
+    """The ``(cost, intermediate value)`` pairs stored with ``trial`` by :func:`_store_cost`.
+
+    Steps whose value or cost is missing or not a number are left out.
+    """
+    points = []
+    for key, cost in trial.system_attrs.items():
+        if not key.startswith(_STEP_COST_PREFIX):
+            continue
+        try:
+            step = int(key[len(_STEP_COST_PREFIX) :])
+        except ValueError:
+            continue
+        score = trial.intermediate_values.get(step)
+        if (
+            score is None
+            or isinstance(cost, bool)
+            or not isinstance(cost, (int, float))
+            or not math.isfinite(cost)
+            or cost < 0
+            or math.isinf(score)
+        ):
+            continue
+        points.append((float(cost), float(score), step))
+    points.sort(key=lambda point: (point[0], point[2]))
+    return [(cost, score) for cost, score, _ in points]
 
 
 def _trial_run(run: Any) -> Any:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -261,6 +261,44 @@ class CostAwarePruner:
             raise ConfigError(f"status must be 'complete', 'pruned' or 'failed', not {status!r}")
         with self._lock:
             self._curves.setdefault(trial_id, _Curve()).status = status
+
+    def restore(self, trial_id: Hashable, points: Iterable[tuple[float, float]]) -> bool:
+        """Add a trial that completed elsewhere (an earlier session, another worker) as a reference.
+
+        Its points are judged by no one: they are the ``(cost, score)`` pairs it reported, in
+        the order of cost, and the trial is recorded as complete, as if each had been given to
+        :meth:`report` and then :meth:`finish`. NaN scores are skipped, as :meth:`report` skips
+        them.
+
+        Args:
+            trial_id: the trial's id; a trial already known is left as it is.
+            points: ``(cost, score)`` pairs (cumulative costs, finite, ``>= 0``).
+
+        Returns:
+            Whether the trial was added (``False``: already known).
+
+        Raises:
+            ConfigError: a bad cost or an infinite score.
+        """
+        checked = []
+        for cost, score in points:
+            cost_value = finite_number("cost", cost, low=0.0, text=False)
+            if isinstance(score, bool) or not isinstance(score, (int, float)):
+                raise ConfigError(f"score must be a number, not {score!r}")
+            if math.isinf(score):
+                raise ConfigError(f"score must be finite (or NaN to skip), not {score!r}")
+            if not math.isnan(score):
+                checked.append((cost_value, float(score)))
+        checked.sort(key=lambda point: point[0])  # stable: equal costs keep their order
+        with self._lock:
+            if trial_id in self._curves:
+                return False
+            curve = _Curve()
+            for cost_value, score_value in checked:
+                curve.add(cost_value, score_value, self.direction == "maximize")
+            curve.status = "complete"
+            self._curves[trial_id] = curve
+            return True
 
     # ------------------------------------------------------------------ reading
     def decision(self, trial_id: Hashable) -> PruneDecision | None:
