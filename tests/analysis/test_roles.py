@@ -243,7 +243,11 @@ def test_the_final_run_rule():
     named = choose_final(study_trials(runs, metric="acc"), final="s")
     assert runs[named.position].id == "s" and named.rule == "given"
     with pytest.raises(AnalysisError, match="no finished trial.*role 'final'"):
-        price_tag([run("s"), run("t", "s", status="failed", acc=1.0)], metric="acc")
+        price_tag([run("s"), run("t", "s", status="failed", acc=1.0)], metric="accuracy")
+    # acc logged by a trial that failed: the price tag has no final run, and says why
+    tag = price_tag([run("s"), run("t", "s", status="failed", acc=1.0)], metric="acc")
+    assert tag.final is None
+    assert "final run is not identified (runs that logged it: 't' (failed))" in tag.notes[-1]
 
 
 @pytest.mark.parametrize(

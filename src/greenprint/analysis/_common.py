@@ -8,6 +8,7 @@ helpers the analyses share are here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from greenprint._forest import (
 )
 from greenprint._forest import _link_kind as _link_kind  # tests check a link's kind
 from greenprint._records import RunRecord
+from greenprint._suggest import did_you_mean
 from greenprint.analysis._stretches import stretch_shares
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "SharedSums",
     "TimeGroup",
     "check_choice",
+    "check_logged",
     "check_mode",
     "finite_or_raise",
     "frozen_array",
@@ -90,3 +93,29 @@ def frozen_array(array: Any) -> np.ndarray:
     out = np.ascontiguousarray(array)
     out.setflags(write=False)
     return out
+
+
+def check_logged(runs: Sequence[RunRecord], metric: str) -> None:
+    """Raise when ``metric`` is a name none of ``runs`` logged but they logged others.
+
+    A name typed wrong would otherwise give an empty result (no efficiency, no Pareto front),
+    read as "no run has a score".
+
+    Raises:
+        AnalysisError: no run logged ``metric``; the message lists the metrics they logged,
+            the nearest one first as "did you mean".
+    """
+    if not runs or any(metric in run.metric_names for run in runs):
+        return
+    logged = [  # greenprint's own (its predictions) are never a score
+        name
+        for name in dict.fromkeys(name for run in runs for name in run.metric_names)
+        if not name.startswith("greenprint.")
+    ]
+    if not logged:
+        return  # nothing scored yet: no entry, as for runs that logged no value of it
+    listed = ", ".join(repr(name) for name in logged)
+    raise AnalysisError(
+        f"none of the {len(runs)} run(s) logged metric {metric!r}{did_you_mean([metric], logged)}"
+        f" (metrics logged: {listed})"
+    )

@@ -19,10 +19,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenprint._exceptions import AnalysisError
 from greenprint._records import RunRecord
-from greenprint._suggest import did_you_mean
-from greenprint.analysis._common import Mode, Reduce, RunForest, check_mode, json_float, run_score
+from greenprint.analysis._common import (
+    Mode,
+    Reduce,
+    RunForest,
+    check_logged,
+    check_mode,
+    json_float,
+    run_score,
+)
 from greenprint.analysis._roles import ScoreSource, study_trials
 
 __all__ = ["FPO_PER_GFLOP", "Efficiency", "efficiencies", "efficiency", "score_per_cost"]
@@ -142,7 +148,7 @@ def efficiency(
         ConfigError: an unknown ``mode`` or ``reduce``.
     """
     mode = check_mode(mode)
-    _check_logged([run], metric)
+    check_logged([run], metric)
     value = run_score(run, metric, mode=mode, reduce=reduce)
     score = None if math.isnan(value) else value
     gflop = None if run.fpo is None else run.fpo / FPO_PER_GFLOP
@@ -159,31 +165,6 @@ def efficiency(
         score_per_kwh=score_per_cost(score, run.energy_kwh),
         score_per_kg=score_per_cost(score, run.emissions_kg),
         role=run.role or "trial",
-    )
-
-
-def _check_logged(runs: Sequence[RunRecord], metric: str) -> None:
-    """Raise when ``metric`` is a name none of ``runs`` logged but they logged others.
-
-    A name typed wrong would otherwise give an empty list, read as "no run has a score".
-
-    Raises:
-        AnalysisError: no run logged ``metric``; the message lists the metrics they logged,
-            the nearest one first as "did you mean".
-    """
-    if not runs or any(metric in run.metric_names for run in runs):
-        return
-    logged = [  # greenprint's own (its predictions) are never a score
-        name
-        for name in dict.fromkeys(name for run in runs for name in run.metric_names)
-        if not name.startswith("greenprint.")
-    ]
-    if not logged:
-        return  # nothing scored yet: no entry, as for runs that logged no value of it
-    listed = ", ".join(repr(name) for name in logged)
-    raise AnalysisError(
-        f"none of the {len(runs)} run(s) logged metric {metric!r}{did_you_mean([metric], logged)}"
-        f" (metrics logged: {listed})"
     )
 
 
@@ -228,7 +209,7 @@ def efficiencies(
     """
     mode = check_mode(mode)
     runs = list(runs)
-    _check_logged(runs, metric)
+    check_logged(runs, metric)
     study = study_trials(RunForest.build(runs), metric=metric, mode=mode, reduce=reduce)
     forest = study.forest
     fpo = forest.fpo_sums  # RunForest's rules, as the price tag's: one reading of a cost

@@ -469,6 +469,9 @@ def evp_by_budget(
     labels: list[str] | None = None
     given: Any = runs_or_scores
     items = list(given) if not isinstance(given, np.ndarray) else None
+    if items == [] or (isinstance(given, np.ndarray) and given.size == 0):
+        # not "give costs as one number per trial": an empty study has neither runs nor scores
+        raise AnalysisError("no runs or scores: evp_by_budget needs at least one trial")
     if items and all(isinstance(r, RunRecord) for r in items):
         if metric is None:
             raise AnalysisError("evp_by_budget on runs needs metric= (the score to rank by)")

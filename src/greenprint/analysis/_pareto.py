@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 
 from greenprint._exceptions import AnalysisError, ConfigError
 from greenprint._records import RunRecord
-from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice
+from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_logged
 from greenprint.analysis._evp import BUDGET_UNITS
 from greenprint.analysis._roles import study_trials
 
@@ -150,9 +150,14 @@ def pareto_runs(
 
     Raises:
         ConfigError: an unknown cost (the message lists the names) or mode.
+        AnalysisError: ``metric`` is a name none of ``runs`` logged while they logged others (a
+            name typed wrong: the message lists them, the nearest first); runs that logged no
+            metric give an empty front.
     """
     # the cost names evp_by_budget takes (aliases included, any case), but "trials"
     cost = _COSTS[check_choice(cost.lower() if isinstance(cost, str) else cost, "cost", _COSTS)]
+    runs = list(runs)
+    check_logged(runs, metric)
     study = study_trials(RunForest.build(runs), metric=metric, mode=mode, reduce=reduce)
     mode = study.mode
     forest = study.forest

@@ -537,7 +537,10 @@ def price_tag(
 
     Raises:
         AnalysisError: no runs, duplicate ids, a parent cycle, ``final`` not among the runs, or
-            a ``metric`` but no ``final`` run and no finished trial with a finite score.
+            a ``metric`` no run logged a value of (a name typed wrong: the message lists those
+            logged) and no ``final`` run. A metric logged only by trials that did not finish
+            (all stopped by a budget, failed or pruned) is no error: the price tag has no final
+            run, and a note says why.
         ConfigError: an unknown ``mode`` or ``reduce``.
     """
     forest = RunForest.build(runs) if trials is None else trials.forest
@@ -647,7 +650,7 @@ def price_tag(
         raise AnalysisError(f"final run {final!r} is not among the runs")
     choice = choose_final(trials, final=final)
     chosen = choice.position
-    if chosen is None and metric is not None:
+    if chosen is None and metric is not None and not _logged_by(items, metric):
         raise AnalysisError(
             f"no finished trial has a value of metric {metric!r} to rank by, and no run has "
             f"role 'final'; metrics logged: {_logged_metrics(items)}"
@@ -680,6 +683,11 @@ def price_tag(
             fpo_lower_bound=final_fpo is not None
             and any_bound
             and any(bound[p] for p in _with_descendants(forest, chosen)),
+        )
+    elif metric is not None:  # logged, but by no finished trial (stopped by a budget, failed)
+        notes.append(
+            f"no finished trial has a value of {metric!r} and no run has role 'final': the "
+            f"final run is not identified (runs that logged it: {_logged_by(items, metric)})"
         )
     else:
         notes.append("no metric given: the final run is not identified")
@@ -1405,6 +1413,16 @@ def _counted_apart(forest: RunForest) -> list[int]:
         for pos, adding in enumerate(forest.adds_to_the_total)
         if adding and parents[pos] is not None
     ]
+
+
+def _logged_by(runs: Sequence[RunRecord], metric: str) -> str:
+    """The runs that logged a value of ``metric``, with their statuses (``""``: none did).
+
+    ``'trial-3' (interrupted), 'trial-4' (failed)``: the first three, then how many more.
+    """
+    holders = [r for r in runs if any(p.name == metric and p.value == p.value for p in r.metrics)]
+    shown = ", ".join(f"{r.name!r} ({r.status})" for r in holders[:3])
+    return shown + (f" and {len(holders) - 3} more" if len(holders) > 3 else "")
 
 
 def _logged_metrics(runs: Sequence[RunRecord]) -> str:
