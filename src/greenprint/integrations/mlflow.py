@@ -33,7 +33,10 @@ module logs what greenprint measures, under ``greenprint/`` names:
   ``KILLED`` when the greenprint run ended ``interrupted`` (SIGTERM: a scheduler's kill, whose
   default action runs no exit hook of MLflow's, left it ``RUNNING`` for good), ``FAILED`` when
   it ``failed``; a run that finishes leaves its MLflow run to its owner;
-* :func:`log_run` does the same for a run that has ended (or a record read from a ledger), and
+* :func:`log_run` does the same for a run that has ended (or a record read from a ledger),
+  :func:`log_search` for a scikit-learn search of
+  :func:`greenprint.integrations.sklearn.track_search` into the runs ``mlflow.sklearn.autolog``
+  made of it (the sweep into the parent run, each candidate into its child run), and
   :func:`log_report` logs a study's report (HTML and JSON) as artifacts.
 
 Everything goes through an :class:`mlflow.MlflowClient` with the MLflow run's id, so it works
@@ -45,14 +48,16 @@ training or the greenprint run.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import ConfigError, GreenprintError
+from greenprint._exceptions import ConfigError, GreenprintError, UnknownRunError
 from greenprint._imports import require
 from greenprint.integrations._loggers import (
     StepFigures,
@@ -72,7 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger import Ledger
     from greenprint.tracking import Run
 
-__all__ = ["ARTIFACT_PATH", "MlflowLogger", "autolog", "log_report", "log_run"]
+__all__ = ["ARTIFACT_PATH", "MlflowLogger", "autolog", "log_report", "log_run", "log_search"]
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +232,127 @@ def log_run(run: Run | RunRecord, *, run_id: str | None = None, client: Any = No
     _log_record(client, _run_id(client, run_id), record, step=0, quiet=False, ledger=ledger)
 
 
+def log_search(
+    search: Any,
+    sweep: Run | RunRecord,
+    *,
+    run_id: str | None = None,
+    client: Any = None,
+    ledger: LedgerSource = None,
+) -> dict[str, str]:
+    """Log a scikit-learn search's cost into the MLflow runs ``mlflow.sklearn.autolog`` made.
+
+    For a search fitted by :func:`greenprint.integrations.sklearn.track_search` under
+    ``mlflow.sklearn.autolog()``: the parent run (the search's) gets the sweep's cost, as
+    :func:`log_run` logs it, and each child run autolog made for a row of ``cv_results_`` (the
+    best ``max_tuning_runs``, 5 by default; MLflow makes them for ``GridSearchCV`` and
+    ``RandomizedSearchCV``, not for a successive-halving search) gets the cost of that row's
+    trial. A child run is matched to its row by what autolog logged from that row: its metrics
+    (``mean_fit_time``, ``std_fit_time``, ``mean_score_time``, ``std_score_time``, the
+    scores), all equal, and its params; one that matches no row, or several, is left alone,
+    with a warning. Child runs without the fit times (not autolog's of a search) are not
+    looked at.
+
+    Args:
+        search: the fitted search (its ``cv_results_``).
+        sweep: the sweep run ``track_search`` returned, or its record from a ledger.
+        run_id: the parent MLflow run; default the active one, else MLflow's last active run
+            when it began while the sweep ran (the run autolog makes for a fit with no run
+            around it).
+        client: an :class:`mlflow.MlflowClient`; default one for the current tracking URI.
+        ledger: the ledger of the sweep's trials when ``sweep`` is a record (a path, URL or
+            :class:`~greenprint.Ledger`; ``None``: the configured one); a run's own otherwise.
+
+    Returns:
+        The greenprint run id logged into each MLflow child run, by the child run's id.
+
+    Raises:
+        ConfigError: ``search`` is not a fitted search; ``sweep`` is not a sweep of
+            ``track_search`` that has ended, or has another number of candidates than the
+            search (the search fitted again since); no such MLflow run, or no active run and
+            no run that began while the sweep ran.
+        LedgerError: the ledger cannot be read.
+    """
+    from greenprint.integrations._sklearn_common import trial_id
+    from greenprint.ledger import Ledger, get_ledger
+    from greenprint.tracking import Run
+
+    where = "greenprint.integrations.mlflow.log_search"
+    results = getattr(search, "cv_results_", None)
+    if not isinstance(results, Mapping) or "params" not in results:
+        raise ConfigError(
+            f"{where} takes a fitted scikit-learn search (GridSearchCV...: its cv_results_), "
+            f"not {type(search).__name__}"
+            + (" that has not been fitted" if hasattr(search, "param_grid") else "")
+        )
+    record = check_record(sweep, where)
+    if record.role != "sweep" or "search" not in record.params:
+        raise ConfigError(
+            f"{where} takes the sweep run track_search returned, not run {record.name!r} "
+            f"(role {record.role!r})"
+        )
+    n_rows = len(results["params"])
+    if record.params.get("n_candidates") != n_rows:
+        raise ConfigError(
+            f"sweep {record.name!r} has {record.params.get('n_candidates')} candidates and this "
+            f"search's cv_results_ {n_rows}: not the search it measured, or fitted again since"
+        )
+    client = _client(client)
+    parent = run_id
+    if run_id is None and _mlflow.active_run() is None:  # autolog's own run, if it is one
+        try:
+            last = _mlflow.last_active_run()
+        except _mlflow.exceptions.MlflowException:  # its store is not the current one
+            last = None
+        began_s = None if last is None else last.info.start_time / 1000
+        ended_s = record.ended_at if record.ended_at is not None else time.time()
+        if began_s is None or not record.started_at <= began_s <= ended_s:
+            raise ConfigError(
+                "no active MLflow run, and no MLflow run began while the search ran (the run "
+                "mlflow.sklearn.autolog makes for a fit with no run around it): pass run_id="
+            )
+        parent = last.info.run_id
+    parent = _run_id(client, parent)
+    rows = [_autolog_row(results, row) for row in range(n_rows)]
+    matched: dict[str, int] = {}
+    unmatched: list[str] = []
+    for child in _child_runs(client, parent):
+        metrics = child.data.metrics
+        if not _FIT_TIMES <= metrics.keys():
+            continue  # not a run autolog made for a candidate
+        found = [row for row, each in enumerate(rows) if _same_row(child, *each)]
+        if len(found) == 1:
+            matched[child.info.run_id] = found[0]
+        else:
+            unmatched.append(child.info.run_id)
+    if unmatched:
+        logger.warning(
+            "greenprint: %d MLflow child runs of run %s match no candidate of the search, or "
+            "several, and were left without its cost: %s",
+            len(unmatched),
+            parent,
+            ", ".join(unmatched),
+        )
+    opened = not isinstance(sweep, Run) and not isinstance(ledger, Ledger)
+    led = sweep.ledger if isinstance(sweep, Run) else get_ledger(ledger, create=False)
+    if led is None:
+        raise ConfigError(f"sweep {record.name!r} has no ledger (ledger=False): no trials to log")
+    logged: dict[str, str] = {}
+    try:
+        _log_record(client, parent, record, step=0, quiet=False, ledger=led)
+        for child_id, row in matched.items():
+            try:
+                trial = led.run(trial_id(record.id, row))
+            except UnknownRunError:  # the trials could not be written (a warning said so)
+                continue
+            _log_record(client, child_id, trial, step=0, quiet=False, ledger=led)
+            logged[child_id] = trial.id
+    finally:
+        if opened:
+            led.close()
+    return logged
+
+
 def log_report(
     study: str | None = None,
     ledger: LedgerSource = None,
@@ -361,6 +487,63 @@ def _wait(pending: list[Future[Any]], run_id: str) -> None:
             operation.result()
         except Exception as e:  # pragma: no cover - _log_metrics catches the store's errors
             logger.warning("greenprint: could not log figures to MLflow run %s: %s", run_id, e)
+
+
+#: The metrics ``mlflow.sklearn.autolog`` logs into each candidate's child run, always.
+_FIT_TIMES = frozenset({"mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time"})
+
+#: The longest param key and value MLflow logs as they are (longer ones it cuts short).
+_MAX_PARAM_KEY, _MAX_PARAM_VALUE = 250, 6000
+
+
+def _autolog_row(results: Mapping[str, Any], row: int) -> tuple[dict[str, float], dict[str, str]]:
+    """What ``mlflow.sklearn.autolog`` logs of a row of ``cv_results_`` into its child run.
+
+    Its metrics: every number of the row but the ``param_*`` and ``split*`` columns; its params:
+    the row's (``str`` of each value), beside the estimator's own.
+    """
+    figures = {
+        key: float(values[row])
+        for key, values in results.items()
+        if not key.startswith(("param", "split")) and isinstance(values[row], numbers.Number)
+    }
+    params = {
+        str(key): str(value)
+        for key, value in results["params"][row].items()
+        if len(str(key)) <= _MAX_PARAM_KEY and len(str(value)) <= _MAX_PARAM_VALUE
+    }
+    return figures, params
+
+
+def _same_row(child: Any, figures: dict[str, float], params: dict[str, str]) -> bool:
+    """Whether MLflow run ``child`` holds the metrics and params autolog logs of one row."""
+    metrics, logged = child.data.metrics, child.data.params
+    if not _FIT_TIMES <= figures.keys():
+        return False
+    for key, value in figures.items():
+        if key in metrics and not (
+            metrics[key] == value or (math.isnan(metrics[key]) and math.isnan(value))
+        ):
+            return False
+    return all(logged.get(key) == value for key, value in params.items())
+
+
+def _child_runs(client: Any, parent: str) -> list[Any]:
+    """The MLflow runs whose parent is ``parent`` (``mlflow.parentRunId``), in its experiment."""
+    experiment = client.get_run(parent).info.experiment_id
+    found: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
+            max_results=1000,
+            page_token=token,
+        )
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
 
 
 def _tag_children_roles(client: Any, run_id: str, record: RunRecord, ledger: Ledger) -> None:

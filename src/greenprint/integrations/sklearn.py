@@ -77,6 +77,10 @@ machine), unless ``scope`` is given.
 (``":memory:"``) when joblib fits in worker processes (``n_jobs`` other than 1, not under the
 threading backend), which cannot write to it: then ``"apportion"``, with a warning.
 :data:`METHOD` says which one the installed scikit-learn gets.
+
+Under ``mlflow.sklearn.autolog()``, :func:`greenprint.integrations.mlflow.log_search` puts the
+sweep's cost into the search's MLflow run and each trial's into the child run MLflow made of its
+candidate.
 """
 
 from __future__ import annotations
