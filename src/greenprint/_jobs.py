@@ -16,7 +16,11 @@ Each run of a job records:
   none of them 0, so none meters that host). A run gets a job key only in a
   distributed job (more than one process: ``WORLD_SIZE``, ``SLURM_NTASKS`` or ``SLURM_NPROCS``
   above 1, or such a ``torch.distributed`` group) or when ``GREENPRINT_JOB_ID`` is set, so a
-  sweep of runs one after another inside one batch job stays a sweep;
+  sweep of runs one after another inside one batch job stays a sweep. A SLURM or ``torchrun``
+  key names the attempt when the scheduler started the job again (:func:`restart_counts`):
+  ``slurm:4242/requeue-1`` after one requeue, ``torchrun:<id>/restart-2`` after two restarts of
+  the workers; each attempt is a job of its own, whose runs continue the earlier attempt's
+  (:func:`greenprint._resume.link_restarted`);
 * ``node_rank`` (``GREENPRINT_NODE_RANK``, ``SLURM_NODEID``, ``GROUP_RANK``, ``NODE_RANK``) and
   ``local_rank`` (``LOCAL_RANK``, ``SLURM_LOCALID``);
 * ``node_meter``: whether this run meters its node for the job. On a node the job has to itself,
@@ -63,6 +67,7 @@ __all__ = [
     "link_jobs",
     "node_host",
     "parent_tree_value",
+    "restart_counts",
     "tree_contains",
 ]
 
@@ -107,6 +112,28 @@ def _distributed(env: Mapping[str, str]) -> bool:
     return size is not None and size > 1
 
 
+def restart_counts(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """How many times this process's job was started again, by SLURM and by ``torchrun``.
+
+    SLURM's requeues of the job (``SLURM_RESTART_COUNT``) and ``torchrun``'s restarts of its
+    workers (``TORCHELASTIC_RESTART_COUNT``, ``--max-restarts``); 0 when unset or unreadable.
+    """
+    env = os.environ if environ is None else environ
+    requeues = _int(env, "SLURM_RESTART_COUNT")
+    restarts = _int(env, "TORCHELASTIC_RESTART_COUNT")
+    return max(requeues or 0, 0), max(restarts or 0, 0)
+
+
+def _attempt(key: str, env: Mapping[str, str]) -> str:
+    """A scheduler's job key naming the attempt when the job was started again."""
+    requeues, restarts = restart_counts(env)
+    if requeues:
+        key += f"/requeue-{requeues}"
+    if restarts:
+        key += f"/restart-{restarts}"
+    return key
+
+
 def job_key(environ: Mapping[str, str] | None = None) -> str | None:
     """The job key of this process (see the module), or ``None`` outside a distributed job."""
     env = os.environ if environ is None else environ
@@ -117,14 +144,15 @@ def job_key(environ: Mapping[str, str] | None = None) -> str | None:
         return _torch_job(env)
     array_job, array_task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
     if array_job and array_task:
-        return f"slurm:{array_job}_{array_task}"
+        return _attempt(f"slurm:{array_job}_{array_task}", env)
     if env.get("SLURM_JOB_ID"):
-        return f"slurm:{env['SLURM_JOB_ID']}"
+        return _attempt(f"slurm:{env['SLURM_JOB_ID']}", env)
     elastic = env.get("TORCHELASTIC_RUN_ID")
     if elastic:
         if elastic != "none":
-            return f"torchrun:{elastic}"
-        return f"torchrun:{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
+            return _attempt(f"torchrun:{elastic}", env)
+        master = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
+        return _attempt(f"torchrun:{master}", env)
     ray = sys.modules.get("ray")
     if ray is not None and getattr(ray, "is_initialized", lambda: False)():
         return f"ray:{ray.get_runtime_context().get_job_id()}"

@@ -1698,6 +1698,8 @@ class Run:
                 except Exception:  # a meter set of the user's own: its close must not hide e
                     logger.exception("greenprint: closing run %s's meters failed", self.id[:8])
                 raise
+            if self.parent_id is None:
+                self._continue_restarted()
         if self._guard is not None:
             self._guard.run_id = self.id
             if self._guard.needs_study:
@@ -1710,6 +1712,22 @@ class Run:
             target=self._loop, name=f"greenprint-sampler-{self.id[:8]}", daemon=True
         )
         self._thread.start()
+
+    def _continue_restarted(self) -> None:
+        """A top-level run of a job a scheduler started again continues the earlier attempt.
+
+        See :func:`greenprint._resume.link_restarted`; the ledger is read only in a restart.
+        """
+        from greenprint import _jobs
+
+        if not any(_jobs.restart_counts()):
+            return
+        from greenprint._resume import link_restarted
+
+        try:
+            link_restarted(self, job_id=self._job.job_id)
+        except Exception:  # never raise into user code: the run goes on as a run of its own
+            logger.exception("greenprint: linking run %s to its earlier attempt failed", self.id)
 
     def _join_job(self) -> None:
         """Record the run's job and containment; a node meter records the whole machine."""

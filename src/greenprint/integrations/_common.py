@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError, LedgerError
+from greenprint._resume import interrupted_at_heartbeat
 from greenprint._suggest import did_you_mean as _nearest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,20 +120,6 @@ def check_run_options(
         raise LedgerError(f"{where}: ledger {ledger.url} is closed; pass an open ledger")
     Run(name, **run_options)  # checks every option; writes nothing
     return dict(options)
-
-
-def interrupted_at_heartbeat(run: Any, error: str) -> dict[str, Any]:
-    """The fields that end ``run``, whose process died without a final write, ``interrupted``.
-
-    Ended at its last heartbeat (its start if it never beat), with ``error`` saying what
-    resumed it: a crashed training resumed from its checkpoint, a killed Ray driver's sweep or
-    trial attempt that ``Tuner.restore`` ran again. Its cost stays what it last flushed.
-    """
-    return {
-        "status": "interrupted",
-        "ended_at": run.heartbeat_at or run.started_at,
-        "error": error,
-    }
 
 
 def stopped_by_budget(status: str | None, error: str | None) -> bool:

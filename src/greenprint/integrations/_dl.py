@@ -18,9 +18,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import GreenprintError, UnknownRunError
-from greenprint._records import CUT_SHORT_STATUSES
+from greenprint._resume import continue_from, record_link
 from greenprint._units import JOULES_PER_KWH
-from greenprint.integrations._common import interrupted_at_heartbeat
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.meters._base import MeterReading
@@ -149,92 +148,6 @@ def refresh(run: Run) -> None:
         return
 
 
-def continue_from(
-    run: Run, earlier_id: object, *, how: str, resumed: str = "resumed it from a checkpoint"
-) -> None:
-    """Make the run of an earlier attempt of this training, which ``run`` resumes, its part.
-
-    A training resumed from a checkpoint in a new process (after a crash, a kill, a Ctrl-C) is
-    one training: ``run``, the attempt that ends it, stays what it is, and the earlier
-    attempt's run becomes a ``part`` of it with its status, error and cost. An earlier attempt
-    resumed already by one that failed before a checkpoint of its own: that one becomes the
-    part (it holds the first); by one that finished or is running (two trainings went on from
-    one checkpoint): nothing changes. It ran before ``run``, outside its measurement, so it is
-    recorded ``contained`` false and the price tag adds its cost once. An earlier run whose
-    process died without a final write (read ``lost``) ends ``interrupted``. One that is not in
-    ``run``'s ledger (another ledger, one deleted), is of another study, or is ``run`` or its
-    parent already: nothing changes, and a debug log says why (never an error: the training
-    goes on).
-
-    Args:
-        run: the running run of the resumed training.
-        earlier_id: the earlier attempt's run id, as the checkpoint recorded it.
-        how: how the training resumed, for the interrupted run's error
-            (``"trainer.fit(ckpt_path=...)"``).
-        resumed: what ``how`` did with the earlier attempt, for that error (an Optuna trial
-            retried after a kill "ran it again", from the start).
-    """
-    ledger = run.ledger
-    if not isinstance(earlier_id, str) or not earlier_id or ledger is None or not run.id:
-        logger.debug("greenprint: no earlier run to continue from (%r)", earlier_id)
-        return
-    try:
-        earlier = ledger.run(earlier_id)
-    except GreenprintError as e:  # another ledger's run, or a deleted one: as a new training
-        logger.debug("greenprint: the run the checkpoint names is not in the ledger: %s", e)
-        return
-    # the run a checkpoint names may have been resumed already: by an attempt that ended
-    # before a checkpoint of its own (failed, killed), which this one resumes in its place,
-    # or by another training that went on from the checkpoint (finished, or running now)
-    seen = {run.id}
-    while earlier.role == "part" and earlier.contained is False and earlier.parent_id:
-        if earlier.parent_id in seen or earlier.id in seen:
-            break
-        seen.add(earlier.id)
-        try:
-            above = ledger.run(earlier.parent_id)
-        except GreenprintError:
-            break
-        if above.study != run.study:
-            break
-        if above.status not in CUT_SHORT_STATUSES:
-            logger.debug(
-                "greenprint: run %s was resumed by run %s already (%s): run %s is a training "
-                "of its own",
-                earlier.id[:8],
-                above.id[:8],
-                above.status,
-                run.id[:8],
-            )
-            return
-        earlier = above
-    linked = earlier.parent_id == run.id or run.parent_id == earlier.id
-    if earlier.id == run.id or earlier.study != run.study or linked:
-        logger.debug(
-            "greenprint: run %s is not an earlier attempt of run %s (same run, another study, "
-            "or linked already)",
-            earlier.id[:8],
-            run.id[:8],
-        )
-        return
-    how = f"{how} {resumed}"
-    ended = _ended_fields(earlier, how)
-    wrapped = _wrapping_attempt(ledger, earlier, run.parent_id)
-    if wrapped is not None:
-        # the training ran inside the user's own run both times (``with gp.track("lr=0.1"):
-        # trainer.fit(...)``): that earlier run, which holds only the crashed training, is the
-        # earlier attempt, a part of the run that wraps this one (not a failed trial of its own
-        # beside it); the crashed training stays inside it
-        moved, fields = wrapped, {"parent_id": run.parent_id, "role": "part", "contained": False}
-        fields.update(_ended_fields(wrapped, how))
-        if ended:
-            _record(ledger, earlier.id, ended, run.id)
-    else:
-        moved, fields = earlier, {"parent_id": run.id, "role": "part", "contained": False}
-        fields.update(ended)
-    _record(ledger, moved.id, fields, run.id)
-
-
 #: Each model's last training's run id, in this process (a module object, weakly: the entry goes
 #: with it): a later training of the same object continues it (:func:`trained_again`).
 _LAST_TRAINING: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
@@ -311,7 +224,9 @@ def trained_again(
         return
     if earlier.role is not None or record.role is not None:
         return
-    _record(ledger, earlier_id, {"parent_id": run.id, "role": "part", "contained": False}, run.id)
+    record_link(
+        ledger, earlier_id, {"parent_id": run.id, "role": "part", "contained": False}, run.id
+    )
 
 
 #: Each model's runs waiting for its next training to take them as parts, in this process (a
@@ -438,66 +353,6 @@ def _configured(params: Mapping[str, Any], schedule: str | frozenset[str]) -> di
             return dict(params)
         return {k: v for k, v in params.items() if not k.startswith(schedule)}
     return {k: v for k, v in params.items() if k not in schedule}
-
-
-def _ended_fields(earlier: Any, how: str) -> dict[str, Any]:
-    """The fields ending an earlier attempt whose process died without a final write (``lost``).
-
-    ``interrupted`` at its last heartbeat, with an error that says so; none for any other status.
-    """
-    if earlier.status != "lost":
-        return {}
-    return interrupted_at_heartbeat(earlier, f"its process ended without a final write; {how}")
-
-
-def _record(ledger: Any, run_id: str, fields: dict[str, Any], resumed_by: str) -> None:
-    try:
-        ledger.flush(run_id, fields=fields)
-    except GreenprintError as e:
-        logger.warning(
-            "greenprint: could not record run %s as resumed by run %s: %s",
-            run_id[:8],
-            resumed_by[:8],
-            e,
-        )
-
-
-def _wrapping_attempt(ledger: Any, earlier: Any, parent_id: str | None) -> Any | None:
-    """The user's run that wrapped only the earlier training, when the resumed one is wrapped.
-
-    ``earlier`` (the crashed training's run) is the only child of a run that did not finish
-    (failed, interrupted, lost): the run a script opened around its ``fit`` or ``train``. The
-    resumed training is inside a run of its own (``parent_id``) beside it (both roots, or both
-    in one sweep). Then that wrapper is the earlier attempt of ``parent_id``'s run. A wrapper
-    already made a part of a wrapper that did not finish either (a training that crashed twice
-    before its next checkpoint) is climbed to that one. ``None`` otherwise: a wrapper that holds
-    other runs (a sweep), one that finished, a resumed training not wrapped.
-    """
-    if parent_id is None or earlier.parent_id is None or earlier.parent_id == parent_id:
-        return None
-    try:
-        outer = ledger.run(earlier.parent_id)
-        new_outer = ledger.run(parent_id)
-        inside = ledger.runs(study=outer.study, parent_id=outer.id)
-        if [r.id for r in inside] != [earlier.id] or outer.status not in CUT_SHORT_STATUSES:
-            return None
-        seen = {outer.id}
-        while (
-            outer.role == "part"
-            and outer.contained is False
-            and outer.parent_id not in (None, parent_id)
-        ):
-            above = ledger.run(outer.parent_id)
-            if above.status not in CUT_SHORT_STATUSES or above.id in seen:
-                return None
-            seen.add(above.id)
-            outer = above
-    except GreenprintError as e:
-        logger.debug("greenprint: the run around the earlier training was not read: %s", e)
-        return None
-    if outer.parent_id != new_outer.parent_id or outer.study != new_outer.study:
-        return None
-    return outer
 
 
 def share_node_run_id(node: object, local_rank: int, own_id: str | None) -> str | None:
