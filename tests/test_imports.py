@@ -72,7 +72,12 @@ def _walk(module: str, path: Path, known: set[str]) -> tuple[set[str], list[str]
             if isinstance(child, (ast.Import, ast.ImportFrom)):
                 edges.update(_targets(module, path, child, known))
                 text = " ".join(lines[child.lineno - 1 : child.end_lineno or child.lineno])
-                if in_function and ("cycle" in text.lower() or "circular" in text.lower()):
+                # what a comment says (not a module's name: greenprint._lifecycle)
+                said = " ".join(
+                    line.partition("#")[2]
+                    for line in lines[child.lineno - 1 : child.end_lineno or child.lineno]
+                ).lower()
+                if in_function and ("cycle" in said or "circular" in said):
                     disguised.append(f"{module}:{child.lineno}: {text.strip()}")
             inner = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             visit(child, in_function or inner)
@@ -191,4 +196,19 @@ def test_greenprint_fpo_refuses_a_malformed_shape_before_importing_torch(tmp_pat
     assert done.stdout.split() == ["2", "False"], done.stderr
     assert done.stderr.splitlines() == [
         "greenprint: error: bad shape '1;3': expected comma-separated integers like 1,3,224,224"
+    ]
+
+
+def test_a_disguised_cycle_is_what_a_comment_says_not_a_module_name(tmp_path):
+    """``from greenprint._lifecycle import registry`` in a function is no 'cycle' comment."""
+    source = tmp_path / "m.py"
+    source.write_text(
+        "def f():\n"
+        "    from greenprint._lifecycle import registry\n"
+        "    from greenprint.tracking import Run  # here: avoids an import cycle\n"
+    )
+    known = set(_modules())
+    _, disguised = _walk("greenprint.m", source, known)
+    assert disguised == [
+        "greenprint.m:3: from greenprint.tracking import Run  # here: avoids an import cycle"
     ]
