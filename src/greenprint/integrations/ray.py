@@ -41,9 +41,10 @@ child, and sets each trial's final status when the experiment ends:
   ``training_iteration``) as the furthest trial of the experiment (ASHA's ``max_t``, a
   ``MaximumIterationStopper``);
 * ``pruned``: Tune stopped it before that (a scheduler's early stop, a plateau stopper);
-* ``interrupted``: it had not ended when the experiment did (``time_budget_s``, Ctrl-C), or a
-  ``"stop"`` budget given to :func:`trainable` stopped it (error ``"BudgetExceeded: ..."``, as
-  in-process, also when the driver writes the trial).
+* ``interrupted``: it had not ended when the experiment did (``time_budget_s``, Ctrl-C; error
+  ``"the experiment ended before the trial"``, also for a trial whose first result the driver
+  had not seen yet), or a ``"stop"`` budget given to :func:`trainable` stopped it (error
+  ``"BudgetExceeded: ..."``, as in-process, also when the driver writes the trial).
 
 Tune itself does not tell these apart: a trial stopped by ASHA and one that ran to the end are
 both ``TERMINATED`` (ray-project/ray#54564), hence the rule above.
@@ -569,6 +570,10 @@ class GreenprintTuneCallback(tune.Callback):
         self._sweep: Any = None
         self._trials: dict[str, _TrialState] = {}
         self._paused: list[str] = []  # runs of trials' earlier stretches (paused, resumed)
+        # how each trial this driver started ended, as Tune told it ("complete", "error"): a
+        # trial started here and absent at the end was still running when the experiment ended
+        self._started: set[str] = set()
+        self._ended: dict[str, str] = {}
         self._warn = WarnOnce()
         self._resume = _Resume()
         self._experiment = ""  # the experiment's name, once the sweep starts
@@ -578,6 +583,7 @@ class GreenprintTuneCallback(tune.Callback):
         """What Tune pickles with the run config (the settings; no run, no lock)."""
         state = dict(self.__dict__)
         state.update(_sweep=None, _trials={}, _paused=[], _warn=None, _resume=_Resume())
+        state.update(_started=set(), _ended={})
         state.update(_experiment="", _study_checked=False)
         return state
 
@@ -629,6 +635,8 @@ class GreenprintTuneCallback(tune.Callback):
         """
         if self._sweep is None:
             self._start_sweep(_experiment_name(trial))
+        self._started.add(trial.trial_id)
+        self._ended.pop(trial.trial_id, None)  # started again (resumed): not ended yet
         names = self._resume.attempts.setdefault(_attempt_key(trial), [])
         if _trial_name(trial) not in names:
             names.append(_trial_name(trial))
@@ -680,6 +688,7 @@ class GreenprintTuneCallback(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Note that the trial ended without an error (its status is set at the end)."""
+        self._ended[trial.trial_id] = "complete"
         state = self._trials.get(trial.trial_id)
         if state is not None:
             state.ended = "complete"
@@ -712,6 +721,7 @@ class GreenprintTuneCallback(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Note that the trial failed (its worker raised, or died)."""
+        self._ended[trial.trial_id] = "error"
         state = self._trials.get(trial.trial_id)
         if state is not None:
             state.ended = "error"
@@ -746,8 +756,8 @@ class GreenprintTuneCallback(tune.Callback):
                         fields_["ended_at"] = current.heartbeat_at or time.time()
                 if stopped_by_budget(status, error):  # as the worker would have recorded it
                     fields_["error"] = error
-                elif status == "failed" and not current.error:
-                    fields_["error"] = error
+                elif status in ("failed", "interrupted") and not current.error and error:
+                    fields_["error"] = error  # interrupted: "the experiment ended before ..."
                 elif status != "failed" and current.error and status != current.status:
                     fields_["error"] = None
                 if fields_:
@@ -991,14 +1001,27 @@ class GreenprintTuneCallback(tune.Callback):
             # of trials sharing the name, the one whose config gave the run its params
             trial = next((t for t in named if _params(t.config) == run.params), named[-1])
             state = self._trials[trial.trial_id] = _TrialState(run.id)
-            status = str(getattr(trial, "status", ""))
-            state.ended = "error" if status == "ERROR" else "complete"
+            state.ended = self._silent_end(trial)
             if state.ended == "error":
                 state.error = _error_text(trial)
             try:
                 self._adopt(state)
             except GreenprintError as e:
                 logger.warning("greenprint: could not adopt trial run %s: %s", run.id, e)
+
+    def _silent_end(self, trial: Any) -> str | None:
+        """How a trial whose results this driver never saw ended: ``"error"``, ``"complete"``.
+
+        ``None``: this driver started it and Tune never said it ended, so it was still running
+        when the experiment ended (``time_budget_s``, Ctrl-C: Tune then marks it ``TERMINATED``
+        without calling :meth:`on_trial_complete`), and it is recorded ``interrupted``. A trial
+        another driver ran (an experiment restored) keeps the status Tune restored.
+        """
+        if str(getattr(trial, "status", "")) == "ERROR":
+            return "error"
+        if trial.trial_id in self._started and trial.trial_id not in self._ended:
+            return None
+        return "complete"
 
     def _segments_before(self, earlier: _TrialState) -> None:
         """Make the run of a trial's earlier stretch a ``part`` of the sweep.
