@@ -80,6 +80,27 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         home, "run", "--study", "cv", "--role", "baseline", "--", sys.executable, "baseline.py"
     )
     _greenprint(home, "run", "--", sys.executable, "sweep.py")
+    # a configuration whose first attempt failed, run again and linked afterwards (set-role
+    # --part-of): the failed attempt ran outside the second's measurement, its cost adds to it
+    (home / "attempt.py").write_text(
+        "import sys\nimport greenprint as gp\n"
+        "with gp.track('fit') as run:\n    run.log(accuracy=0.9)\n"
+        "sys.exit(int(sys.argv[1]))\n"
+    )
+    for code in ("3", "0"):
+        subprocess.run(
+            [sys.executable, "-m", "greenprint", "run", "--study", "retry", "--param", "lr=0.1",
+             "--", sys.executable, "attempt.py", code],
+            cwd=home, env=clean_env(), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    first, second = (
+        item["id"]
+        for item in json.loads(
+            _greenprint(home, "ledger", "ls", "--study", "retry", "--json").stdout
+        )
+        if item["name"] == "attempt.py"
+    )
+    _greenprint(home, "ledger", "set-role", "part", first, "--part-of", second)
     return home
 
 
@@ -174,3 +195,22 @@ def test_depth_first_lists_every_run_once_each_under_its_parent(parents: list[in
     roots = [item for d, item in listed if d == 0]
     plain = [i for i in ids if parent_of[i] is None or parent_of[i] not in where]
     assert [r for r in roots if r in plain] == plain  # the roots in the order given
+
+
+def test_tree_marks_a_run_whose_cost_adds_to_the_run_above_it(study: Path) -> None:
+    """The failed attempt's energy is not inside its later attempt's row: marked "+"."""
+    done = _greenprint(study, "ledger", "ls", "--study", "retry", "--tree")
+    rows = _rows(done.stdout)[1:]
+    named = [(row[2], row[3], row[4]) for row in rows[:4]]
+    assert named == [
+        ("attempt.py", "trial*", "finished"),
+        ("attempt.py", "part", "failed"),  # given by set-role: not inferred
+        ("fit", "part*", "finished"),  # inside the failed attempt's measurement
+        ("fit", "part*", "finished"),
+    ]
+    energy = done.stdout.splitlines()[0].index("ENERGY")
+    cells = [line[energy:].split()[0] for line in done.stdout.splitlines()[1:5]]
+    assert [cell.startswith("+") for cell in cells] == [False, True, False, False]
+    assert done.stdout.splitlines()[-1].startswith("+ adds to the run above it")
+    # without --tree nothing is marked
+    assert "+" not in _greenprint(study, "ledger", "ls", "--study", "retry").stdout

@@ -342,8 +342,11 @@ def ls_command(
     zones = {_zone(r.started_at) for r in records if _when(r.started_at) != "-"}
     when = _when if len(zones) <= 1 else _when_zoned
     rows = []
+    adding = False  # a run listed under another whose cost adds to it (--tree)
     for depth, r in listed:
         main = _main_metric(r, metrics.get(r.study))
+        adds = tree and depth > 0 and roles[r.id][4] is False
+        adding = adding or adds
         rows.append(
             [
                 _safe(r.id[:8]),
@@ -353,8 +356,8 @@ def ls_command(
                 _safe(r.status),
                 when(r.started_at),
                 _duration(r.duration_s),
-                _energy(r.energy_kwh),
-                _emissions(r.emissions_kg),
+                ("+" if adds else "") + _energy(r.energy_kwh),
+                ("+" if adds else "") + _emissions(r.emissions_kg),
                 f"{_cell(main[0])}={main[1]:.4g}" if main else "-",
             ]
         )
@@ -367,6 +370,12 @@ def ls_command(
         click.echo(
             "* inferred (no role given), as `greenprint report` reads the study; "
             "give one with `greenprint ledger set-role ROLE RUN_ID...`"
+        )
+    if adding:
+        click.echo(
+            "+ adds to the run above it: it ran outside that run's measurement (an earlier "
+            "attempt it resumed, a node on another host); a run's other parts are inside its "
+            "figures"
         )
 
 
