@@ -34,12 +34,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from greenprint._exceptions import FPOError, FPOInputError, UnknownOpError
-from greenprint.fpo import _complex, _rules_quantized, _rules_spectral
+from greenprint.fpo import _complex, _rules_quantized, _rules_quantized_base, _rules_spectral
 from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
 from greenprint.fpo._higher_order import run_higher_order
 from greenprint.fpo._no_dynamo import no_dynamo_import
 from greenprint.fpo._registry import ASSUMED, Rule, merged_rules
 from greenprint.fpo._result import PHASES, FPOResult
+from greenprint.fpo._rules_quantized_base import QNNPACK_INT8, QNNPACK_INT8_COUNTED
 
 __all__ = ["FPOCounter"]
 
@@ -78,7 +79,14 @@ _REAL_ON_COMPLEX = frozenset({"aten._fft_c2c", "aten._fft_r2c", "aten._fft_c2r"}
 # op on quantized or integer tensors only (aten.relu on quint8 clamps integers) is integer work: 0,
 # listed in by_op.
 _INT8_KERNELS = "quantized."
+# The int8 rules of ops that the quantized engine decides the kernel of (with the quantized.*
+# ones, and _ON_QUANTIZED's on quantized tensors): under "qnnpack" the count says they were
+# counted as the x86 kernels (_rules_quantized_base.qnnpack_engine)
+_INT8_ENGINE_OPS = frozenset({"aten.quantized_lstm", "aten.quantized_gru"})
 _ON_QUANTIZED = _rules_quantized.ON_QUANTIZED
+_EMPTY = _aten.empty.memory_format
+# what unknown_ops lists for a legacy int8 linear seen by its allocations (_legacy_int8_linear)
+_LEGACY_INT8_LINEAR = "aten.fbgemm_linear_int8_weight_fp32_activation"
 _NO_SEQ = 2**64 - 1  # AccumulateGrad nodes have no sequence number
 
 
@@ -399,6 +407,7 @@ class FPOCounter:
         self._last_seq = -1
         self._last_chain = ()
         self._before = None
+        self._allocated: list[int] | None = None
         if self._model is not None:
             root = _uncompiled(self._model)
             if root is not self._model:  # torch.compile's wrapper: the model, named ""
@@ -536,6 +545,33 @@ class FPOCounter:
 
     # -- counting -----------------------------------------------------------------------------
 
+    def _legacy_int8_linear(self, allocated: Any, args: Any, kwargs: Any) -> None:
+        """Note a legacy int8 linear in :attr:`FPOResult.unknown_ops`, from its allocations.
+
+        ``fbgemm_linear_int8_weight_fp32_activation`` is a composite op (autograd splits it
+        before the counter sees it) whose kernel calls FBGEMM directly, on raw pointers, so it
+        reaches the counter only as the allocation of its float output and then of its int32
+        buffer, both of the output's size, in C++ (a Python ``torch.empty`` passes
+        ``pin_memory``). The legacy quantized RNN cells
+        (``torch.quantized_lstm_cell``, ``quantized_gru_cell``, ``quantized_rnn_tanh_cell``,
+        ``quantized_rnn_relu_cell``) run two of them each. Its float work (quantizing the input,
+        scaling the int32 sums and adding the bias) is not counted: listed as an op with no
+        rule, the count is a lower bound and says so.
+        """
+        device, dtype = kwargs.get("device"), kwargs.get("dtype")
+        if getattr(device, "type", None) != "cpu" or not args:
+            return
+        size = list(args[0])
+        if dtype == torch.float32:
+            self._allocated = size  # perhaps its output; the buffer comes next
+        elif dtype == torch.int32 and allocated == size:
+            self._unknown[_LEGACY_INT8_LINEAR] = self._unknown.get(_LEGACY_INT8_LINEAR, 0) + 1
+            if self.strict:
+                raise UnknownOpError(
+                    f"no FPO rule for {_LEGACY_INT8_LINEAR} (strict=True): a legacy int8 "
+                    "linear, which calls FBGEMM directly (the counter sees only its allocations)"
+                )
+
     def _op_info(self, func: Any) -> _OpInfo:
         info = self._info.get(func)
         if info is None:
@@ -551,6 +587,9 @@ class FPOCounter:
 
     def _count(self, func: Any, info: _OpInfo, args: Any, kwargs: Any, out: Any) -> None:
         name, rule = info.name, info.rule
+        allocated, self._allocated = self._allocated, None
+        if func is _EMPTY and "pin_memory" not in kwargs:  # allocated by C++ code
+            self._legacy_int8_linear(allocated, args, kwargs)
         if rule is None:
             self._unknown[name] = self._unknown.get(name, 0) + 1
             if self.strict:
@@ -619,6 +658,8 @@ class FPOCounter:
             fpo = int(value) * (real_fpo or 1) if counts else 0
         if not fpo:
             return
+        if _engine_decides(name, rule is on_quantized) and _rules_quantized_base.qnnpack_engine():
+            self._assumed.setdefault(QNNPACK_INT8, set()).add(QNNPACK_INT8_COUNTED)
         if not real_fpo:
             self._complex[name] = self._complex.get(name, 0) + 1
         if self._forced_phase is not None:
@@ -807,6 +848,17 @@ def _on_meta(args: Any, kwargs: Any) -> bool:
     return any(
         isinstance(t, torch.Tensor) and t.device.type == "meta" for t in tree_leaves((args, kwargs))
     )
+
+
+def _engine_decides(name: str, on_quantized: bool) -> bool:
+    """Whether the quantized engine picks the kernel of the int8 op ``name``.
+
+    See :data:`_INT8_ENGINE_OPS`; the embeddings' and fp16 weights' kernels are FBGEMM's or
+    ATen's under every engine.
+    """
+    if on_quantized or name in _INT8_ENGINE_OPS:
+        return True
+    return name.startswith(_INT8_KERNELS) and "embedding" not in name and "_fp16" not in name
 
 
 def _quantized(args: Any) -> bool:

@@ -74,7 +74,11 @@ class FPOResult:
             convolution ran on oneDNN's kernels (the ``onednn`` quantized engine; the ``x86``
             engine's convolutions with symmetric weights on an AVX-512 VNNI CPU): it was
             counted as FBGEMM runs it (the value says so), and oneDNN's float epilogue differs
-            (not derived: see docs/fpo.md).
+            (not derived: see docs/fpo.md). ``"qnnpack_int8"`` when int8 ops whose kernel the
+            quantized engine picks (linears, convolutions, elementwise ops, pooling; not the
+            embeddings) were counted while ``torch.backends.quantized.engine`` was
+            ``"qnnpack"``: they were counted as the x86 kernels run them (the value says so),
+            and QNNPACK's own differ (not derived).
         weights: entries of the model's layer weights (each module's ``weight`` tensor of 2 or
             more dimensions: linear, convolution, embedding), shared ones once, read by
             :func:`count_fpo` on a real model; ``None`` when not read (meta or fake tensors, a
@@ -361,6 +365,13 @@ class FPOResult:
                     "INT8       int8 linears or convolutions ran on oneDNN's kernels, counted as "
                     "FBGEMM runs them (oneDNN's float epilogue differs, not derived; weights "
                     "packed under torch.backends.quantized.engine = 'fbgemm' run FBGEMM's)"
+                )
+            elif key == "qnnpack_int8":
+                lines.append(
+                    "INT8       int8 ops ran under the qnnpack engine, counted as the x86 "
+                    "kernels (FBGEMM's, ATen's) run them (QNNPACK's float work differs, not "
+                    "derived; set torch.backends.quantized.engine = 'x86' or 'fbgemm' before "
+                    "quantizing for the kernels counted)"
                 )
             else:
                 lines.append(f"ASSUMED    {key}: {value}")

@@ -174,8 +174,16 @@ def dequantize_rule(
 
 
 register_rule(
-    ["aten.quantized_max_pool1d", "aten.quantized_max_pool2d", "aten.quantized_max_pool3d"]
-)(zero)  # compares of uint8 values: integer work
+    [
+        "aten.quantized_max_pool1d",
+        "aten.quantized_max_pool2d",
+        "aten.quantized_max_pool3d",
+        # the quantized namespace's (PT2E/inductor x86 graphs, also on plain uint8 tensors):
+        # ATen's QMaxPool_arr_args runs the same kernels, quantized_max_pool1d/2d
+        "quantized.max_pool1d",
+        "quantized.max_pool2d",
+    ]
+)(zero)  # compares of uint8 values, the output keeping the input's qparams: integer work
 
 
 def _static(outputs: int, channels: int, bias: bool, per_channel: bool) -> int:

@@ -200,3 +200,28 @@ def avx512_vnni() -> bool:
         return bool(capabilities().get("avx512_vnni", False))
     except (RuntimeError, AttributeError, TypeError):
         return False
+
+
+#: The name under which a count's assumptions say that int8 ops were counted while the quantized
+#: engine was ``qnnpack``, and :data:`QNNPACK_INT8_COUNTED` what they were counted as
+QNNPACK_INT8 = "qnnpack_int8"
+QNNPACK_INT8_COUNTED = (
+    "counted as the x86 kernels (FBGEMM's, ATen's) run them (QNNPACK's float work differs, "
+    "not derived)"
+)
+
+
+def qnnpack_engine() -> bool:
+    """Whether the quantized engine (``torch.backends.quantized.engine``) is ``qnnpack`` now.
+
+    Under it PyTorch runs int8 linears and convolutions (packed for QNNPACK: the engine at
+    count time stands for the one at packing, as for :func:`runs_onednn`) and several other
+    int8 kernels (add, pooling, sigmoid, hardswish...) on QNNPACK's kernels, whose float work
+    differs from the x86 kernels the int8 rules count: QNNPACK quantizes a linear's bias once
+    per call and adds it to the int32 sum, so its requantization is about 2 FPO per output
+    element, not FBGEMM's 4 (not derived).
+    """
+    try:
+        return bool(_torch().backends.quantized.engine == "qnnpack")
+    except (RuntimeError, AttributeError):
+        return False
