@@ -96,3 +96,32 @@ def test_a_first_meta_count_and_training_fpo_do_not_import_torch_dynamo_and_coun
     assert seen["class_step_same"] is True
     assert seen["meta_after"] == [342, 438]
     assert seen["training_after"] == expected
+
+
+def test_an_optimizer_whose_factory_gave_it_a_step_of_its_own_keeps_it():
+    """``training_fpo`` gives the optimizer it makes a ``step`` that does not import
+    ``torch._dynamo``, unless the factory gave it one (a wrapper of the training's): that one
+    runs, for the warm-up and the counted step, and the count is SGD's (2 per parameter
+    element, 58 parameters: 116 a step)."""
+    import torch
+    from torch import nn
+
+    import greenprint as gp
+
+    calls = []
+
+    def factory(params):
+        opt = torch.optim.SGD(params, lr=0.1)
+        step = opt.step
+
+        def wrapped(*args, **kwargs):
+            calls.append(1)
+            return step(*args, **kwargs)
+
+        opt.step = wrapped
+        return opt
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    run = gp.training_fpo(model, torch.randn(3, 4), steps=1, optimizer=factory)
+    assert len(calls) == 2
+    assert run.optimizer_total == 116

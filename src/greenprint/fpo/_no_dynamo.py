@@ -175,12 +175,15 @@ def plain_step(opt: torch.optim.Optimizer) -> None:
     """Give ``opt`` a ``step`` of its own that does not import ``torch._dynamo``.
 
     Only when its class's ``step`` is torch's ``_use_grad_for_differentiable`` wrapper inside
-    its profiling wrapper; otherwise ``opt`` is left as it is. torch's wrapper sets the grad
+    its profiling wrapper and ``opt`` has no ``step`` of its own (a factory's wrapper); otherwise
+    ``opt`` is left as it is. torch's wrapper sets the grad
     mode to ``opt.defaults["differentiable"]`` around the step and marks a graph break before
     and after it (``torch._dynamo.graph_break()``, nothing outside a compiled frame); the
     ``step`` given keeps the first, and the profiling wrapper (``record_function`` and the step
     hooks) as torch's ``Optimizer.profile_hook_step`` makes it.
     """
+    if "step" in vars(opt):  # the factory gave it one: that is what a training step calls
+        return
     hooked = type(opt).step
     use_grad = getattr(hooked, "__wrapped__", None)
     if (
