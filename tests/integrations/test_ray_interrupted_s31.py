@@ -93,3 +93,8 @@ def test_a_trial_cut_before_its_first_result_reads_interrupted(
     assert (cut.status, cut.error) == ("interrupted", "the experiment ended before the trial")
     assert cut.metric("score") is None and cut.parent_id == sweep.id
     assert cut.ended_at is not None and cut.energy_kwh is not None
+    # the experiment did not run to its end: its sweep is interrupted too (it read finished)
+    assert (sweep.status, sweep.error) == (
+        "interrupted",
+        "the experiment ended before 1 of its 2 trials ended",
+    )

@@ -46,6 +46,10 @@ child, and sets each trial's final status when the experiment ends:
   had not seen yet), or a ``"stop"`` budget given to :func:`trainable` stopped it (error
   ``"BudgetExceeded: ..."``, as in-process, also when the driver writes the trial).
 
+The sweep run ends ``interrupted`` when the experiment ended before some of its trials (error
+``"the experiment ended before 2 of its 4 trials ended"``: those cut, and those never run),
+else ``finished``.
+
 Tune itself does not tell these apart: a trial stopped by ASHA and one that ran to the end are
 both ``TERMINATED`` (ray-project/ray#54564), hence the rule above.
 
@@ -766,7 +770,29 @@ class GreenprintTuneCallback(tune.Callback):
                 logger.warning(
                     "greenprint: could not set trial run %s's status: %s", state.run_id, e
                 )
-        self._sweep.stop()
+        cut = self._cut_short(trials)
+        if cut:  # time_budget_s, Ctrl-C, an experiment stopper: as its cut trials, interrupted
+            self._sweep.stop(
+                status="interrupted",
+                error=f"the experiment ended before {cut} of its {len(trials)} trials ended",
+            )
+        else:
+            self._sweep.stop()
+
+    def _cut_short(self, trials: list[Any]) -> int:
+        """How many of the experiment's trials had not ended when it ended.
+
+        Those this driver started that Tune never said ended (it marks them ``TERMINATED`` at
+        the end of an experiment cut short without calling :meth:`on_trial_complete`) and
+        those that never ran to an end (``PENDING``, ``PAUSED``). A trial of a restored
+        experiment that an earlier driver ran is not counted.
+        """
+        return sum(
+            1
+            for t in trials
+            if (t.trial_id in self._started and t.trial_id not in self._ended)
+            or str(getattr(t, "status", "")) in ("PENDING", "PAUSED")
+        )
 
     # ---------------------------------------------------------------- helpers
     def _note_result(self, state: _TrialState, trial: Any, result: Mapping[str, Any]) -> None:
