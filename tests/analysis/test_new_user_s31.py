@@ -21,7 +21,13 @@ import pytest
 
 import greenprint as gp
 from greenprint import AnalysisError, MetricPoint, RunRecord
-from greenprint.analysis import efficiencies, evp_by_budget, pareto_runs, price_tag
+from greenprint.analysis import (
+    efficiencies,
+    evp_by_budget,
+    learning_curve,
+    pareto_runs,
+    price_tag,
+)
 
 
 def _trial(k: int, status: str, kwh: float, metrics: dict[str, float]) -> RunRecord:
@@ -142,3 +148,18 @@ def test_evp_by_budget_of_an_empty_study_says_it_is_empty() -> None:
         with pytest.raises(AnalysisError) as info:
             evp_by_budget(empty, metric="accuracy")
         assert str(info.value) == "no runs or scores: evp_by_budget needs at least one trial"
+
+
+def test_learning_curve_with_a_metric_no_run_logged_names_those_logged() -> None:
+    # was: "no run carries both a dataset_size and a value of metric 'acc': set
+    # run.set(dataset_size=...) when tracking", though every run carried one
+    runs = [
+        replace(_trial(k, "finished", 0.01 * (k + 1), {"accuracy": 0.5 + k / 10}), dataset_size=n)
+        for k, n in enumerate([100, 200, 400])
+    ]
+    assert learning_curve(runs, metric="accuracy").dataset_size.tolist() == [100, 200, 400]
+    with pytest.raises(AnalysisError) as info:
+        learning_curve(runs, metric="acc")
+    assert (
+        str(info.value) == "none of the 3 run(s) logged metric 'acc' (metrics logged: 'accuracy')"
+    )

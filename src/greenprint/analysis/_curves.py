@@ -29,6 +29,7 @@ from greenprint.analysis._common import (
     Mode,
     Reduce,
     RunForest,
+    check_logged,
     check_mode,
     frozen_array,
     json_float,
@@ -152,11 +153,16 @@ def learning_curve(
         The :class:`LearningCurve`.
 
     Raises:
-        AnalysisError: no run carries both a dataset size and a score, a score is infinite,
+        AnalysisError: ``metric`` is a name none of ``runs`` logged while they logged others
+            (the message lists them, the nearest first), no run carries both a dataset size
+            and a score, a score is infinite,
             two runs share an id or parents form a cycle.
         ConfigError: an unknown ``mode`` or ``reduce``.
     """
     mode = check_mode(mode)
+    runs = list(runs)
+    if scores is None:  # a name typed wrong: not "set run.set(dataset_size=...)"
+        check_logged(runs, metric)
     study = study_trials(RunForest.build(runs), metric=metric, mode=mode, reduce=reduce)
     roles = study.roles.roles
     read = [s.score for s in study.scores]
