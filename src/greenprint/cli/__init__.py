@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "greenprint.cli._report",
         "Write a study's price-tag report (HTML/MD/LaTeX/JSON).",
     ),
-    "ledger": ("greenprint.cli._ledger", "List, show and export runs in a ledger."),
+    "ledger": ("greenprint.cli._ledger", "List, show, export and merge runs; give them roles."),
     "hardware": ("greenprint.cli._hardware", "Show this machine's hardware and usable meters."),
     "intensity": ("greenprint.cli._intensity", "Show the grid carbon intensity of a region."),
     "whatif": (

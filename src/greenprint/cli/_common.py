@@ -124,5 +124,5 @@ pue_option = click.option(
     default=None,
     metavar="PUE|PRESET",
     help="Data-centre PUE, a number in [1, 3] or a preset (google, aws, azure...) "
-    "[default: GREENPRINT_PUE, config, 1.0].",
+    "[default: the parent run's, GREENPRINT_PUE, config, 1.0].",
 )

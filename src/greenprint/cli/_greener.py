@@ -217,8 +217,9 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
 @click.option(
     "--region",
     default=None,
-    help="Grid region for CO2-eq, e.g. DE, US-CA, aws:eu-west-1 [default: as configured "
-    "(GREENPRINT_INTENSITY or GREENPRINT_REGION, config), else the world average].",
+    help="Grid region for CO2-eq, e.g. DE, US-CA, aws:eu-west-1 [default: the parent run's, "
+    "else as configured (GREENPRINT_INTENSITY or GREENPRINT_REGION, config), else the world "
+    "average].",
 )
 @pue_option
 @click.option(

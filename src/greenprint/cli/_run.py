@@ -60,15 +60,16 @@ __all__ = ["command", "format_price_tag"]
 @click.option(
     "--region",
     default=None,
-    help="Grid region, e.g. DE, US-CA, aws:eu-west-1; not with --intensity [default: as "
-    "configured (GREENPRINT_INTENSITY or GREENPRINT_REGION, config), else the world average].",
+    help="Grid region, e.g. DE, US-CA, aws:eu-west-1; not with --intensity [default: the "
+    "parent run's, else as configured (GREENPRINT_INTENSITY or GREENPRINT_REGION, config), "
+    "else the world average].",
 )
 @click.option(
     "--intensity",
     default=None,
     metavar="G_PER_KWH|CSV",
     help="Grid intensity in g CO2-eq/kWh, or an hourly CSV (timestamp,g_per_kwh); not with "
-    "--region [default: --region's, else as configured (GREENPRINT_INTENSITY or "
+    "--region [default: the parent run's, else as configured (GREENPRINT_INTENSITY or "
     "GREENPRINT_REGION, config), else the world average].",
 )
 @pue_option
