@@ -212,5 +212,9 @@ def test_tree_marks_a_run_whose_cost_adds_to_the_run_above_it(study: Path) -> No
     cells = [line[energy:].split()[0] for line in done.stdout.splitlines()[1:5]]
     assert [cell.startswith("+") for cell in cells] == [False, True, False, False]
     assert done.stdout.splitlines()[-1].startswith("+ adds to the run above it")
+    items = json.loads(
+        _greenprint(study, "ledger", "ls", "--study", "retry", "--tree", "--json").stdout
+    )
+    assert [item["contained"] is False for item in items] == [False, True, False, False]
     # without --tree nothing is marked
     assert "+" not in _greenprint(study, "ledger", "ls", "--study", "retry").stdout

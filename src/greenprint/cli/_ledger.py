@@ -294,7 +294,7 @@ def ls_command(
     numbers (energy_kwh in kWh, emissions_kg in kg, started_at in s since the epoch) for
     scripts. The metric is the one the study's report ranks by (greenprint report's choice),
     where the run logged it (else the run's first). --tree nests the runs and adds their roles
-    (--json: depth, role and role_inferred). STATUS is each run's own; a report reads a
+    (--json: depth, role, role_inferred and contained). STATUS is each run's own; a report reads a
     distributed job with its job's status, which ledger show gives beside the run's.
     """
     with _open(ledger) as led:
@@ -332,6 +332,9 @@ def ls_command(
             if tree:
                 role, inferred = roles[r.id][:2]
                 items[-1].update(depth=depth, role=role, role_inferred=inferred)
+                # false where the table marks its cost "+" (it adds to the run above it), as
+                # `ledger export`'s column
+                items[-1]["contained"] = roles[r.id][4]
         click.echo(_dump(items))
         return
     if not records:
@@ -374,8 +377,8 @@ def ls_command(
     if adding:
         click.echo(
             "+ adds to the run above it: it ran outside that run's measurement (an earlier "
-            "attempt it resumed, a node on another host); a run's other parts are inside its "
-            "figures"
+            "attempt it resumed, a part given with set-role --part-of, a node on another "
+            "host); a run's other parts are inside its figures"
         )
 
 
