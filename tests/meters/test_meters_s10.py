@@ -255,10 +255,13 @@ def test_a_child_that_cannot_be_read_makes_the_share_a_lower_bound(
     meters = MeterSet({"cpu": CpuEstimateMeter(tdp_w=100.0, provenance=TDP, tree=tree)}, tree=tree)
     meters.start()
     meters.read()
-    assert meters.attribution_notes == {
-        "cpu": f"process share a lower bound: 1 process of the tree could not be read ({why}), "
+    notes = meters.attribution_notes
+    assert set(notes) == {"cpu"}
+    # then, as for any run this short, the idle-floor share's resolution (test_short_runs_s31)
+    assert notes["cpu"].startswith(
+        f"process share a lower bound: 1 process of the tree could not be read ({why}), "
         "nor their children"
-    }
+    )
     meters.close()
 
 

@@ -7,6 +7,18 @@ machine's energy:
 * CPU: ``cpu_share = tree CPU seconds / machine busy CPU seconds`` over the interval;
 * RAM: ``ram_share = tree RSS / installed RAM`` at the sample.
 
+**Short runs.** ``/proc/stat`` and ``/proc/<pid>/stat`` count CPU time in clock ticks
+(:data:`TICK_S`, 10 ms), which a run of 5 ms reads as 0, 1 or 2 of them (its CPU energy read 0
+or twice the truth). So a process's own CPU time comes from its CPU clock (``clock_gettime``, in
+ns; this process's reaped children from ``getrusage``, in µs), the tick figure only where that
+cannot be read; and an interval's machine CPU seconds are ``cpus x dt`` (:attr:`ProcessTree.cpus`,
+wall seconds), not ``/proc/stat``'s total. Neither the tree nor the machine's busy time can
+exceed that (the tree's excess, read a moment after the clock, is the next interval's), and the
+machine was busy at least as long as the tree. The machine's busy time stays in ticks:
+:func:`resolution_note` says when a run is too short for it, and for CPU time of the tree read in
+ticks (:attr:`UsageSample.coarse_cpu_s`). An estimate's busy part, ``tree CPU s / cpus``, is then
+exact; only the idle floor's share and a measured counter's share rest on the ticks.
+
 CPU time of processes that exit between samples is kept:
 
 * a child reaped by a parent inside the tree shows up in that parent's ``children_user`` and
@@ -37,10 +49,12 @@ why, and a meter set counts the whole machine's energy instead of a share of 0.
 caches), and psutil is not imported:
 
 * the machine's CPU times: the ``cpu`` line of ``/proc/stat``;
-* each process of the tree: its ``/proc/<pid>/stat`` line alone (CPU times, reaped children's
-  times, parent, threads, start time and resident pages are all in it). The first
-  :data:`KEPT_OPEN` descriptors of a tree stay open; a kept descriptor is bound to its process
-  (once the process is reaped it reads ``ESRCH``, never another process that got the same pid).
+* each process of the tree: its ``/proc/<pid>/stat`` line (CPU times, reaped children's
+  times, parent, threads, start time and resident pages are all in it) and its CPU clock, read
+  just before it (one ``clock_gettime``, about 1 µs; for this process a ``getrusage`` too).
+  The first :data:`KEPT_OPEN` descriptors of a tree stay open; a kept descriptor is bound to its
+  process (once the process is reaped it reads ``ESRCH``, never another process that got the
+  same pid).
   Beyond that, files are opened per read and a reused pid is told by its start time;
 * descendants: the ``children`` file of each thread of each process of the tree
   (``/proc/<pid>/task/<tid>/children``), kept open between walks; the thread list is read again
@@ -76,6 +90,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows (the psutil path: not used there)
+    resource = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:  # pragma: no cover
     import psutil
 
@@ -83,7 +102,11 @@ __all__ = [
     "KEPT_OPEN",
     "ProcessTree",
     "UsageSample",
+    "ROUGH_BELOW_TICKS",
+    "ROUGH_RUN_S",
+    "TICK_S",
     "fresh_usage",
+    "resolution_note",
     "shared_tree",
     "share_between",
     "total_ram_bytes",
@@ -120,6 +143,30 @@ def _exists(pid: int) -> bool:
     return True
 
 
+def _fine_times(pid: int) -> tuple[float | None, float | None]:
+    """``pid``'s own and reaped children's CPU seconds at a resolution finer than a clock tick.
+
+    Own: the process's CPU clock (``CLOCK_PROCESS_CPUTIME_ID`` for this process, the clock id
+    ``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)`` for another: Linux lets any process read it),
+    the sum over its threads, ended ones too, in ns: the figure ``/proc/<pid>/stat`` truncates
+    to clock ticks. Reaped children's: ``getrusage(RUSAGE_CHILDREN)`` (µs), for this process
+    only. ``None`` for a figure that cannot be read so (a zombie's clock; a kernel or sandbox
+    without pid clocks): the caller keeps the tick figure. Read before the process's ``stat``
+    line, so that a ``stat`` still bound to the process after it proves that the pid was its.
+    """
+    if pid == os.getpid():
+        try:
+            own: float | None = time.clock_gettime(time.CLOCK_PROCESS_CPUTIME_ID)
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN) if resource else None
+        except OSError:  # pragma: no cover - both are there on Linux
+            return None, None
+        return own, None if usage is None else usage.ru_utime + usage.ru_stime
+    try:
+        return time.clock_gettime(((~pid) << 3) | _CPUCLOCK_SCHED), None
+    except (OSError, OverflowError):
+        return None, None
+
+
 def _procfs_available() -> bool:
     """Whether this is Linux with a readable ``/proc/<pid>/stat`` for this process."""
     return sys.platform.startswith("linux") and os.path.exists(f"/proc/{os.getpid()}/stat")
@@ -129,6 +176,12 @@ _PROCFS = _procfs_available()
 _CLK_TCK = float(os.sysconf("SC_CLK_TCK")) if _PROCFS else 100.0
 _PAGE_BYTES = float(os.sysconf("SC_PAGE_SIZE")) if _PROCFS else 4096.0
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+#: ``CPUCLOCK_SCHED``: the clock of a process's CPU time (all its threads, ended ones too) that
+#: ``clock_gettime`` reads, in ns, for a pid of Linux's ``MAKE_PROCESS_CPUCLOCK``
+_CPUCLOCK_SCHED = 2
+#: Machine CPU time (``/proc/stat``) and the CPU time ``/proc/<pid>/stat`` gives are in clock
+#: ticks: a figure read from them is exact to this many seconds (10 ms at ``USER_HZ`` 100)
+TICK_S = 1.0 / _CLK_TCK
 
 
 @dataclass(frozen=True)
@@ -151,7 +204,9 @@ class UsageSample:
         ram_share_s: cumulative ``ram_share * dt_s`` (trapezoid over the interval).
         busy_cpu_s: cumulative busy CPU seconds of the whole machine (all CPUs) since the start:
             ``cpu_share`` over several samples is the change of ``tree_cpu_s`` over the change
-            of this (see :func:`share_between`).
+            of this (see :func:`share_between`). Read in clock ticks (:data:`TICK_S`).
+        coarse_cpu_s: cumulative CPU seconds of the tree that were read only in clock ticks
+            (see :attr:`ProcessTree.coarse_cpu_s`).
 
     The cumulative integrals let an estimate turn power models into energy without missing an
     interval, however often it reads: e.g. CPU energy = ``idle_w * elapsed_s + (tdp_w - idle_w)
@@ -172,6 +227,7 @@ class UsageSample:
     tree_busy_s: float = 0.0
     ram_share_s: float = 0.0
     busy_cpu_s: float = 0.0
+    coarse_cpu_s: float = 0.0
 
 
 def share_between(prev: UsageSample, now: UsageSample, kind: str = "cpu") -> float:
@@ -198,6 +254,56 @@ def share_between(prev: UsageSample, now: UsageSample, kind: str = "cpu") -> flo
         if d_elapsed > 0:
             return _clamp01((now.ram_share_s - prev.ram_share_s) / d_elapsed)
     return now.cpu_share if kind == "cpu" else now.ram_share
+
+
+#: A CPU figure read in clock ticks is called rough over a run when it is under this many ticks
+#: (100 ms at ``USER_HZ`` 100): one tick more or less is then more than 10 % of it.
+ROUGH_BELOW_TICKS = 10
+#: The machine's busy time is called rough only over runs shorter than this, in s (ten ticks of
+#: wall time): the runs whose interval the ticks cannot resolve. (A longer run on a quiet machine
+#: can read few busy ticks too; its share is small then, and so is what a tick more moves.)
+ROUGH_RUN_S = ROUGH_BELOW_TICKS * TICK_S
+
+
+def resolution_note(base: UsageSample, now: UsageSample, *, estimate: bool) -> str:
+    """What the clock-tick resolution of CPU times leaves rough in a run's CPU share, or ``""``.
+
+    Over a run from sample ``base`` to sample ``now`` of one tree: the machine's busy CPU time
+    (``/proc/stat``) is read in ticks, so a run of a few ms cannot tell how busy the rest of the
+    machine was, and of a measured CPU energy (RAPL) the share is rough; of an estimate only the
+    idle floor's share is (the busy part is the tree's CPU seconds). CPU time of the tree read
+    in ticks (a child's reaped children) is rough too. Nothing is rough once each figure holds
+    :data:`ROUGH_BELOW_TICKS` ticks, nor the machine's busy time over a run of
+    :data:`ROUGH_RUN_S` or more.
+
+    Args:
+        base: the run's first sample.
+        now: its latest sample of the same series.
+        estimate: the CPU figure is an estimate (else a measured energy shared out).
+
+    Returns:
+        e.g. ``"idle-floor share rough: machine busy CPU time under 100 ms, read in 10 ms
+        ticks"``: the same words for every run, so that the provenances of a study of short
+        trials stay few distinct texts.
+    """
+    if now.seq <= base.seq or now.t < base.t:
+        return ""
+    rough = ROUGH_BELOW_TICKS * TICK_S
+    within = f"under {_ms(rough)}, read in {_ms(TICK_S)} ticks"
+    notes = []
+    busy_s = now.busy_cpu_s - base.busy_cpu_s
+    if busy_s < rough and now.elapsed_s - base.elapsed_s < ROUGH_RUN_S:
+        what = "idle-floor share" if estimate else "process share"
+        notes.append(f"{what} rough: machine busy CPU time {within}")
+    coarse_s = now.coarse_cpu_s - base.coarse_cpu_s
+    if coarse_s > 0 and now.tree_cpu_s - base.tree_cpu_s < rough:
+        notes.append(f"CPU time of child processes rough: {within}")
+    return "; ".join(notes)
+
+
+def _ms(seconds: float) -> str:
+    """``"10 ms"``, ``"100 ms"``, ``"4 ms"`` (a kernel of ``USER_HZ`` 250)."""
+    return f"{seconds * 1000:.3g} ms"
 
 
 # ---------------------------------------------------------------------------- reading processes
@@ -232,13 +338,27 @@ class _ProcStat:
     one, a read of a pid that now belongs to another process is told by its start time.
     """
 
-    __slots__ = ("_fd", "_prefix", "pid", "started_s")
+    __slots__ = ("_fd", "_prefix", "exact", "pid", "started_s")
 
     def __init__(self, pid: int, started_s: float, fd: int) -> None:
         self._fd = fd  # first: a signal later in here still leaves it to close()
         self.pid = pid
         self.started_s = started_s
         self._prefix = b"%d (" % pid
+        #: which figures of the last read are finer than a clock tick: 1 own, 2 reaped
+        self.exact = 0
+
+    def _refined(self, figures: _Figures, fine: tuple[float | None, float | None]) -> _Figures:
+        """``figures`` with the CPU times of :func:`_fine_times` where it read them."""
+        own_s, reaped_s = fine
+        own, reaped = figures[1], figures[2]
+        exact = 0
+        if own_s is not None:
+            own, exact = max(own, own_s), 1  # the tick figure: truncated, never above
+        if reaped_s is not None:
+            reaped, exact = max(reaped, reaped_s), exact | 2
+        self.exact = exact
+        return figures[0], own, reaped, figures[3], figures[4], figures[5]
 
     @classmethod
     def open(cls, pid: int, *, keep: bool) -> tuple[_ProcStat, _Figures] | None:
@@ -256,6 +376,7 @@ class _ProcStat:
             if e.errno == errno.ENOENT and _exists(pid):
                 raise _Unreadable(f"{path} hidden (/proc mounted with hidepid)") from e
             return None
+        fine = _fine_times(pid)
         try:
             figures = _parse_stat(os.pread(fd, 1024, 0), b"%d (" % pid)
         except OSError:
@@ -265,11 +386,13 @@ class _ProcStat:
             fd = -1
         if figures is None:
             return None
-        return cls(pid, figures[4], fd), figures
+        handle = cls(pid, figures[4], fd)
+        return handle, handle._refined(figures, fine)
 
     def read(self) -> _Figures | None:
         """The process's figures now; ``None`` once it is gone (reaped, or its pid reused)."""
         if self._fd >= 0:
+            fine = _fine_times(self.pid)
             try:
                 data = os.pread(self._fd, 1024, 0)
             except OSError as e:
@@ -281,7 +404,7 @@ class _ProcStat:
             if data is not None:
                 figures = _parse_stat(data, self._prefix)
                 if figures is not None:
-                    return figures
+                    return self._refined(figures, fine)
                 if not data:  # gone (kernels that read nothing for a reaped process)
                     self.close()
                     return None
@@ -293,6 +416,7 @@ class _ProcStat:
             return None
         if opened is None or opened[1][4] != self.started_s:
             return None
+        self.exact = opened[0].exact
         return opened[1]
 
     @property
@@ -322,6 +446,9 @@ class _PsutilProc:
     """One process read through psutil (macOS, Windows, Linux without ``/proc`` files)."""
 
     __slots__ = ("pid", "proc", "started_s")
+
+    #: psutil's CPU times are finer than a clock tick except on Linux (where it reads ``/proc``)
+    exact = 0 if sys.platform.startswith("linux") else 3
 
     def __init__(self, proc: psutil.Process, started_s: float) -> None:
         self.pid = proc.pid
@@ -471,6 +598,27 @@ def _machine_times(procfs: bool) -> tuple[float, float] | None:
         return None
 
 
+def _cpu_count(procfs: bool) -> float:
+    """Logical CPUs whose times the machine's CPU times add up; at least 1.
+
+    The ``cpuN`` lines of ``/proc/stat`` (a container's own where lxcfs shows it its CPUs), else
+    the online CPUs.
+    """
+    if procfs:
+        try:
+            with open("/proc/stat", "rb") as f:
+                n = sum(1 for line in f if line[:3] == b"cpu" and line[3:4].isdigit())
+            if n:
+                return float(n)
+        except OSError:
+            pass
+    try:
+        n = os.sysconf("SC_NPROCESSORS_ONLN")
+    except (AttributeError, OSError, ValueError):
+        n = os.cpu_count() or 1
+    return float(max(n, 1))
+
+
 def _last_pid() -> int | None:
     """The last process id the kernel handed out (Linux ``/proc/loadavg``), else ``None``."""
     data = _PROC_LOADAVG.read()
@@ -534,6 +682,8 @@ class ProcessTree:
         self._lock = threading.RLock()
         self._users = 0
         self._unreadable: dict[int, str] = {}
+        self._cpus = _cpu_count(self._procfs)
+        self._coarse_s = 0.0
         self.total_ram_bytes = total_ram_bytes(self._procfs)
         self.last = UsageSample(0, clock(), 0.0, 0.0, 0.0, 0.0, 0.0)
         _LIVE.add(self)
@@ -557,6 +707,22 @@ class ProcessTree:
         """
         with self._lock:
             return dict(self._unreadable)
+
+    @property
+    def cpus(self) -> float:
+        """Logical CPUs whose time the machine's CPU times add up (read again at :meth:`start`)."""
+        return self._cpus
+
+    @property
+    def coarse_cpu_s(self) -> float:
+        """CPU seconds counted since the start that were read only in clock ticks (:data:`TICK_S`).
+
+        0 while every CPU second counted came from a finer clock: on Linux, the CPU clock of
+        each process of the tree and this process's ``getrusage``. The reaped children of a
+        child (their time reaches it in clock ticks only), or a process whose clock cannot be
+        read, add to it.
+        """
+        return self._coarse_s
 
     @property
     def root_unreadable(self) -> str | None:
@@ -620,6 +786,8 @@ class ProcessTree:
         self._departed_s = 0.0
         self._tree_cpu_s = 0.0
         self._unreadable.clear()
+        self._coarse_s = 0.0
+        self._cpus = _cpu_count(self._procfs)
         self._machine = _machine_times(self._procfs) or (0.0, 0.0)
         self._root_alive = self._add(self.pid, existed=True) is not None
         if self.pid in self._unreadable:
@@ -647,20 +815,21 @@ class ProcessTree:
         machine = _machine_times(self._procfs)
         if machine is None:  # unreadable now: an interval of no machine time
             machine = self._machine
-        busy, total = machine
-        d_busy = busy - self._machine[0]
-        d_total = total - self._machine[1]
+        d_busy = machine[0] - self._machine[0]
         self._machine = machine
-        previous_cpu = self._tree_cpu_s
         pids, rss = self._scan(baseline=False)
-        d_tree = self._tree_cpu_s - previous_cpu
-        util = _clamp01(d_busy / d_total) if d_total > 0 else 0.0
-        if d_busy > 0:
-            share = _clamp01(d_tree / d_busy)
-        else:
-            share = 1.0 if d_tree > 0 else 0.0
         prev = self.last
         dt = max(now - prev.t, 0.0)
+        # The machine's CPU seconds over the interval are its CPUs times the wall seconds, not
+        # /proc/stat's total: that is in 10 ms ticks, and over a run of a few ms reads 0, 1 or 2
+        # of them. Neither the tree nor the machine can have used more (the tree's CPU time
+        # read a moment after the clock may: the excess is the next interval's); the machine
+        # was busy at least as long as the tree (its busy ticks can read less).
+        cap = self._cpus * dt
+        d_tree = min(max(self._tree_cpu_s - prev.tree_cpu_s, 0.0), cap)
+        d_busy = min(max(d_busy, d_tree), cap)
+        util = d_busy / cap if cap > 0 else 0.0
+        share = d_tree / d_busy if d_busy > 0 else 0.0
         ram_share = self._share_of_ram(rss)
         self.last = UsageSample(
             seq=prev.seq + 1,
@@ -669,14 +838,15 @@ class ProcessTree:
             machine_util=util,
             cpu_share=share,
             ram_share=ram_share,
-            tree_cpu_s=self._tree_cpu_s,
+            tree_cpu_s=prev.tree_cpu_s + d_tree,
             pids=pids,
             elapsed_s=prev.elapsed_s + dt,
             busy_s=prev.busy_s + util * dt,
             share_s=prev.share_s + share * dt,
             tree_busy_s=prev.tree_busy_s + util * share * dt,
             ram_share_s=prev.ram_share_s + 0.5 * (prev.ram_share + ram_share) * dt,
-            busy_cpu_s=prev.busy_cpu_s + max(d_busy, 0.0),
+            busy_cpu_s=prev.busy_cpu_s + d_busy,
+            coarse_cpu_s=self._coarse_s,
         )
         return self.last
 
@@ -754,6 +924,10 @@ class ProcessTree:
             slack_s = 2.0 / _CLK_TCK if self._procfs else 1.0
             existed = figures[4] < self._start_ref - slack_s
         self._procs[pid] = _Proc(handle, figures, existed=existed)
+        if not existed:
+            self._coarse_s += (0.0 if handle.exact & 1 else figures[1]) + (
+                0.0 if handle.exact & 2 else figures[2]
+            )
         return figures
 
     def _scan(self, *, baseline: bool) -> tuple[frozenset[int], float]:
@@ -765,6 +939,12 @@ class ProcessTree:
             if figures is None:
                 gone.append(pid)
                 continue
+            exact = entry.handle.exact
+            if exact != 3:  # a figure in ticks: what it adds is counted to the tick
+                if not exact & 1 and figures[1] > entry.own:
+                    self._coarse_s += figures[1] - entry.own
+                if not exact & 2 and figures[2] > entry.reaped:
+                    self._coarse_s += figures[2] - entry.reaped
             entry.own = max(entry.own, figures[1])
             entry.reaped = max(entry.reaped, figures[2])
             entry.ppid = figures[0]

@@ -45,8 +45,14 @@ from typing import TYPE_CHECKING, Any
 from greenprint._config import Config
 from greenprint._exceptions import MeterError
 from greenprint._provenance import MEASURED_SOURCES, Provenance
-from greenprint.meters._attribution import ProcessTree, shared_tree
+from greenprint.meters._attribution import (
+    ProcessTree,
+    UsageSample,
+    resolution_note,
+    shared_tree,
+)
 from greenprint.meters._base import Meter, MeterReading
+from greenprint.meters._counter import SharedEnergy
 from greenprint.meters._deadline import DEFAULT_READ_TIMEOUT_S, DeadlineWorker, MeterTimeoutError
 from greenprint.meters._estimate import (
     CpuEstimateMeter,
@@ -124,6 +130,23 @@ class _Continuation(Meter):
         self._estimate.close()
 
 
+def _cpu_share_part(meter: Meter) -> str | None:
+    """What of ``meter``'s process figure is the tree's share of the machine's busy CPU time.
+
+    ``"idle-floor"``: a CPU estimate's (its busy part is the tree's own CPU seconds);
+    ``"whole"``: a machine-wide counter shared out by that share (RAPL, hwmon, powermetrics);
+    ``None``: none of it (a meter of the caller's, a GPU's).
+    """
+    if isinstance(meter, _Continuation):
+        meter = meter._estimate
+    if isinstance(meter, CpuEstimateMeter):
+        return "idle-floor"
+    energy = getattr(meter, "_energy", None)  # the counters keep their figures in one
+    if isinstance(energy, SharedEnergy) and energy.tree is not None and energy.share == "cpu":
+        return "whole"
+    return None
+
+
 class MeterSet:
     """One meter per component, read together; reading never raises.
 
@@ -182,6 +205,7 @@ class MeterSet:
             c: self._noted(c, s.meter.provenance) for c, s in self._slots.items()
         }
         self._attributed: set[str] = set()  # components whose meter gave a process share
+        self._base_usage: UsageSample | None = None  # the tree's sample at start
         self._started = False
         self._attached = False
         self._closed = False
@@ -201,7 +225,7 @@ class MeterSet:
         """
         if self._attached:  # started again: let go of the earlier baseline
             self.tree.detach()
-        self.tree.attach()
+        self._base_usage = self.tree.attach()
         self._attached = True
         for slot in self._slots.values():  # shadows first: the primaries start last, together
             if slot.shadow is not None:
@@ -283,10 +307,12 @@ class MeterSet:
         cannot be read, ``"not attributed: ...: the whole machine's energy"`` (the device's for
         ``gpu``): :meth:`read` then gives no process figure (``process_j`` is ``None``), so a run
         counts the whole domain, an upper bound, rather than a share of 0.
+
+        ``cpu``, over a run too short for CPU times read in clock ticks (10 ms): what is rough,
+        ``"idle-floor share rough: machine busy CPU time under 100 ms, read in 10 ms ticks"``
+        (:func:`~greenprint.meters._attribution.resolution_note`).
         """
         note = self.tree.attribution_note()
-        if not note:
-            return {}
         notes = {}
         for comp in self.components:
             if comp not in self._attributed:
@@ -294,8 +320,15 @@ class MeterSet:
             if self.tree.root_unreadable is not None:
                 domain = "device" if comp == "gpu" else "machine"
                 notes[comp] = f"{note}: the whole {domain}'s energy"
-            else:
-                notes[comp] = note
+                continue
+            rough = ""
+            part = _cpu_share_part(self._slots[comp].meter) if comp == "cpu" else None
+            if part is not None and self._base_usage is not None:
+                rough = resolution_note(
+                    self._base_usage, self.tree.last, estimate=part == "idle-floor"
+                )
+            if note or rough:
+                notes[comp] = "; ".join(n for n in (note, rough) if n)
         return notes
 
     def _guarded(self, action: str) -> dict[str, Any]:
