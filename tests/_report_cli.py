@@ -25,6 +25,21 @@ from _script_fork import run_script
 #: The virtual environment's ``greenprint`` command.
 GREENPRINT = str(BIN / "greenprint")
 
+#: A script's first lines: ``import greenprint as gp`` and ``hourly.csv`` written, 48 hours from
+#: yesterday 00:00 UTC at 150 g/kWh at 00:00 up to 495 at 23:00 (its mean: 322.5 g/kWh), for a
+#: run priced hour by hour (``intensity="hourly.csv"``) whose recorded mean must not be the file's.
+HOURLY_CSV_SCRIPT = """\
+import time
+
+import greenprint as gp
+
+midnight = int(time.time()) // 86400 * 86400 - 86400  # yesterday, 00:00 UTC
+with open("hourly.csv", "w") as f:
+    f.write("timestamp,g_per_kwh\\n")
+    for hour in range(48):  # 150 g/kWh at 00:00 up to 495 at 23:00: the mean is 322.5
+        f.write(f"{midnight + 3600 * hour},{150 + 15 * (hour % 24)}\\n")
+"""
+
 
 def run_in(
     directory: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300

@@ -21,26 +21,20 @@ from pathlib import Path
 
 import pytest
 
-from _report_cli import GREENPRINT, empty_home, export_rows, run_in
+from _report_cli import GREENPRINT, HOURLY_CSV_SCRIPT, empty_home, export_rows, run_in
 from greenprint._records import RunRecord
 from greenprint.cli import main
 from greenprint.ledger import Ledger
 
-SCRIPT = """\
-import time
-
-import greenprint as gp
-
-midnight = int(time.time()) // 86400 * 86400 - 86400  # yesterday, 00:00 UTC
-with open("hourly.csv", "w") as f:
-    f.write("timestamp,g_per_kwh\\n")
-    for hour in range(48):  # 150 g/kWh at 00:00 up to 495 at 23:00: the mean is 322.5
-        f.write(f"{midnight + 3600 * hour},{150 + 15 * (hour % 24)}\\n")
+SCRIPT = (
+    HOURLY_CSV_SCRIPT
+    + """\
 with gp.track("hourly", study="s31", intensity="hourly.csv", pue=1.2) as run:
     sum(i * i for i in range(300_000))
 with gp.track("constant", study="s31", intensity=300) as run:
     sum(i * i for i in range(300_000))
 """
+)
 
 
 def test_export_gives_the_intensity_each_run_was_priced_at(

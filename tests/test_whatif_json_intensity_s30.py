@@ -17,22 +17,16 @@ import sys
 
 import pytest
 
-from _report_cli import GREENPRINT, empty_home, run_in
+from _report_cli import GREENPRINT, HOURLY_CSV_SCRIPT, empty_home, run_in
 
-SCRIPT = """\
-import time
-
-import greenprint as gp
-
-midnight = int(time.time()) // 86400 * 86400 - 86400  # yesterday, 00:00 UTC
-with open("hourly.csv", "w") as f:
-    f.write("timestamp,g_per_kwh\\n")
-    for hour in range(48):  # 150 g/kWh at 00:00 up to 495 at 23:00: the mean is 322.5
-        f.write(f"{midnight + 3600 * hour},{150 + 15 * (hour % 24)}\\n")
+SCRIPT = (
+    HOURLY_CSV_SCRIPT
+    + """\
 with gp.track("train", study="hourly", intensity="hourly.csv", pue=1.2) as run:
     sum(i * i for i in range(300_000))
 print(run.id)
 """
+)
 
 
 def test_whatif_json_gives_the_intensity_the_run_was_priced_at(
