@@ -53,7 +53,7 @@ import numbers
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -531,19 +531,24 @@ def _same_row(child: Any, figures: dict[str, float], params: dict[str, str]) -> 
 def _child_runs(client: Any, parent: str) -> list[Any]:
     """The MLflow runs whose parent is ``parent`` (``mlflow.parentRunId``), in its experiment."""
     experiment = client.get_run(parent).info.experiment_id
-    found: list[Any] = []
+    return list(_searched(client, experiment, f"tags.`mlflow.parentRunId` = '{parent}'"))
+
+
+def _searched(client: Any, experiment: str, filter_string: str) -> Iterator[Any]:
+    """The MLflow runs of ``experiment`` that ``filter_string`` finds, a page (1,000) at a time.
+
+    A page is fetched when the one before has been read: a caller that stops early fetches no
+    more.
+    """
     token = None
     while True:
         page = client.search_runs(
-            [experiment],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
-            max_results=1000,
-            page_token=token,
+            [experiment], filter_string=filter_string, max_results=1000, page_token=token
         )
-        found.extend(page)
+        yield from page
         token = page.token
         if not token:
-            return found
+            return
 
 
 def _tag_children_roles(client: Any, run_id: str, record: RunRecord, ledger: Ledger) -> None:
@@ -577,22 +582,13 @@ def _tag_children_roles(client: Any, run_id: str, record: RunRecord, ledger: Led
     wanted = {c.id: read[c.id][0] for c in children}
     try:
         experiment = client.get_run(run_id).info.experiment_id
-        token = None
-        while wanted:
-            page = client.search_runs(
-                [experiment],
-                filter_string=f"tags.`greenprint.study` = '{record.study}'",
-                max_results=1000,
-                page_token=token,
-            )
-            for each in page:
-                tags = each.data.tags
-                role = wanted.pop(tags.get("greenprint.run_id", ""), None)
-                if role is not None and "greenprint.role" not in tags:
-                    client.set_tag(each.info.run_id, "greenprint.role", role)
-                    client.set_tag(each.info.run_id, "greenprint.role_inferred", "true")
-            token = page.token
-            if not token:
+        for each in _searched(client, experiment, f"tags.`greenprint.study` = '{record.study}'"):
+            tags = each.data.tags
+            role = wanted.pop(tags.get("greenprint.run_id", ""), None)
+            if role is not None and "greenprint.role" not in tags:
+                client.set_tag(each.info.run_id, "greenprint.role", role)
+                client.set_tag(each.info.run_id, "greenprint.role_inferred", "true")
+            if not wanted:
                 break
     except Exception as e:  # a tracking store that fails must not fail the run's end
         logger.warning("greenprint: could not tag the roles of run %s's children: %s", run_id, e)
