@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,18 @@ exec(_code, _main.__dict__)
 """
 
 
+@dataclass
+class StartedChild:
+    """A child of a :class:`ForkServer` started and not yet waited for."""
+
+    #: Its process id
+    pid: int
+    #: ``sys.argv`` in the child
+    argv: list[str]
+    #: Its stdin, stdout and stderr files (``"stdin"``, ``"stdout"``, ``"stderr"``)
+    paths: dict[str, Path]
+
+
 class ForkServer:
     """One page's server: started on first use, closed by :meth:`close`.
 
@@ -287,10 +300,17 @@ class ForkServer:
         done.args = [sys.executable, path, *args]
         return done
 
-    def _run(
-        self, request: dict[str, Any], stdin: str, cwd: Path, env: dict[str, str], timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        argv = request["argv"]
+    def start_script(
+        self, path: str, args: list[str], cwd: Path, env: dict[str, str]
+    ) -> StartedChild:
+        """``python path ARGS`` in ``cwd`` started in a child and not waited for (its stdin
+        empty): its pid, to signal it as a test signals a process it started, and the file its
+        stdout goes to. End it with :meth:`wait`; the server serves nothing else until then."""
+        return self._start({"path": path, "argv": [path, *args]}, "", cwd, env)
+
+    def _start(
+        self, request: dict[str, Any], stdin: str, cwd: Path, env: dict[str, str]
+    ) -> StartedChild:
         self._count += 1
         paths = {k: self._io / f"{self._count}.{k}" for k in ("stdin", "stdout", "stderr")}
         paths["stdin"].write_text(stdin)  # as subprocess encodes text input
@@ -298,10 +318,17 @@ class ForkServer:
         request.update({k: str(p) for k, p in paths.items()})
         self._send(request)
         pid = int(self._line(timeout=60).split()[1])
+        return StartedChild(pid, list(request["argv"]), paths)
+
+    def wait(self, child: StartedChild, timeout: float) -> subprocess.CompletedProcess[str]:
+        """The end of a child of :meth:`start_script`: its exit status (``-N`` for a signal, as
+        :mod:`subprocess` gives), stdout and stderr. Killed after ``timeout`` s
+        (``subprocess.TimeoutExpired``)."""
+        argv, paths = child.argv, child.paths
         try:
             status = int(self._line(timeout=timeout).split()[1])
         except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(child.pid, signal.SIGKILL)
             self._line(timeout=60)
             raise subprocess.TimeoutExpired(
                 [sys.executable, "-c", "...", *argv[1:]],
@@ -315,6 +342,11 @@ class ForkServer:
         return subprocess.CompletedProcess(
             [sys.executable, "-c", "...", *argv[1:]], status, out, err
         )
+
+    def _run(
+        self, request: dict[str, Any], stdin: str, cwd: Path, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        return self.wait(self._start(request, stdin, cwd, env), timeout)
 
     def close(self) -> None:
         """End the server (close its servers of more frameworks first: it waits for them)."""

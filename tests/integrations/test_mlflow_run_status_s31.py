@@ -6,22 +6,22 @@ it stayed ``RUNNING`` for good: SIGTERM's default action skips MLflow's exit hoo
 else ends an MLflow run. Now the MLflow run, still running when its greenprint run ends
 ``interrupted`` or ``failed``, ends ``KILLED`` or ``FAILED``.
 
-Each case is a script run as a user runs it (a subprocess, MLflow's file store: no server),
-killed with SIGTERM where it says so; the MLflow run's status is read back with
-``MlflowClient``.
+Each case is a script run as a user runs it (``python job.py CASE``, in a child of a fork
+server that imported MLflow; MLflow's file store: no server), killed with SIGTERM where it says
+so; the MLflow run's status is read back with ``MlflowClient``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from _clean_env import clean_env
+from _docs_fork import ForkServer
 from integrations._frameworks import need_installed
 
 need_installed("mlflow", "mlflow")
@@ -97,13 +97,34 @@ def _env() -> dict[str, str]:
     env = clean_env()
     env["MLFLOW_ALLOW_FILE_STORE"] = "true"  # the file store, deprecated, is refused without it
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # what pytest-xdist's workers give (conftest), here too when the file runs alone: OpenBLAS,
+    # which MLflow's pandas loads, starts no thread in the fork server (the scripts do no math)
+    env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([METERS_DIR, *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 
+def _first_line(path: Path, timeout_s: float) -> str:
+    """The first line written to ``path`` (a child's stdout), once it is whole."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        if "\n" in text:
+            return text.split("\n", 1)[0]
+        time.sleep(0.02)
+    raise TimeoutError(f"no line from the script in {timeout_s} s")
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
-    """Each case run in a folder of its own, all at once; SIGTERM once it is training.
+    """Each case run in a folder of its own, one after another; SIGTERM once it is training.
+
+    Each case is ``python job.py CASE`` run in a child of a fork server that imported MLflow
+    (:mod:`_docs_fork`; about 1.7 s of CPU of each script's 2.5): what a fresh process there
+    would be (its cwd and environment, ``__main__``, SIGTERM's default action, a normal exit
+    with atexit handlers run, the exit status ``subprocess`` gives: ``-15`` for SIGTERM), and
+    greenprint imported fresh by the script itself. The server imports nothing of this project
+    and has one thread (a fork copies one).
 
     For each case: the exit status, stderr, the MLflow run's status and greenprint tags, and
     the greenprint run's status in the ledger.
@@ -120,48 +141,45 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, ob
         "failed-by-id",
         "finished-by-id",
     ]
-    procs: dict[str, tuple[Path, subprocess.Popen[str]]] = {}
-    for case in cases:
-        home = tmp_path_factory.mktemp(case)
-        (home / "job.py").write_text(SCRIPT, encoding="utf-8")
-        procs[case] = (
-            home,
-            subprocess.Popen(
-                [sys.executable, "job.py", case],
-                cwd=home,
-                env=_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
-        )
-    ids: dict[str, list[str]] = {}
-    for case, (_, proc) in procs.items():
-        assert proc.stdout is not None
-        if case.startswith("sigterm"):
-            line = proc.stdout.readline()  # training: the runs are going
-            ids[case] = line.split()
-            proc.send_signal(signal.SIGTERM)
+    server = ForkServer(tmp_path_factory.mktemp("server"), _env(), [["mlflow"]])
     found: dict[str, dict[str, object]] = {}
-    for case, (home, proc) in procs.items():
-        out, err = proc.communicate(timeout=120)
-        ids.setdefault(case, out.split())
-        assert len(ids[case]) == 2, (case, out, err[-3000:])
-        ml_id, gp_id = ids[case]
-        with pytest.MonkeyPatch.context() as env:  # the file store, read back here too
-            env.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-            ml_run = mlflow.MlflowClient(f"file:{home / 'mlruns'}").get_run(ml_id)
-        with gp.Ledger(home / "greenprint.db") as ledger:
-            record = ledger.run(gp_id)
-        found[case] = {
-            "rc": proc.returncode,
-            "stderr": err,
-            "mlflow": ml_run.info.status,
-            "tags": ml_run.data.tags,
-            "metrics": ml_run.data.metrics,
-            "greenprint": record.status,
-            "error": record.error,
-        }
+    try:
+        assert server.ready["project_modules"] == [], server.ready
+        # one thread but jemalloc's background thread (pyarrow's allocator, under MLflow's
+        # pandas), which jemalloc itself stops in a forked child
+        tasks = Path(f"/proc/{server.pid}/task")
+        threads = [
+            (t / "comm").read_text().strip() for t in tasks.iterdir() if t.name != str(server.pid)
+        ]
+        assert set(threads) <= {"jemalloc_bg_thd"}, threads
+        for case in cases:
+            home = tmp_path_factory.mktemp(case)
+            (home / "job.py").write_text(SCRIPT, encoding="utf-8")
+            child = server.start_script("job.py", [case], home, _env())
+            ids: list[str] = []
+            if case.startswith("sigterm"):
+                ids = _first_line(child.paths["stdout"], timeout_s=120).split()  # training
+                os.kill(child.pid, signal.SIGTERM)
+            done = server.wait(child, timeout=120)
+            ids = ids or done.stdout.split()
+            assert len(ids) == 2, (case, done.stdout, done.stderr[-3000:])
+            ml_id, gp_id = ids
+            with pytest.MonkeyPatch.context() as env:  # the file store, read back here too
+                env.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+                ml_run = mlflow.MlflowClient(f"file:{home / 'mlruns'}").get_run(ml_id)
+            with gp.Ledger(home / "greenprint.db") as ledger:
+                record = ledger.run(gp_id)
+            found[case] = {
+                "rc": done.returncode,
+                "stderr": done.stderr,
+                "mlflow": ml_run.info.status,
+                "tags": ml_run.data.tags,
+                "metrics": ml_run.data.metrics,
+                "greenprint": record.status,
+                "error": record.error,
+            }
+    finally:
+        server.close()
     return found
 
 
