@@ -94,7 +94,35 @@ def _share_text(summary: ProvenanceSummary) -> str:
 
 def _sources_text(sources: Mapping[str, Sequence[str]]) -> str:
     """``"cpu: rapl, estimate:tdp; ram: ..."`` (components with no source left out)."""
-    return "; ".join(f"{k}: {', '.join(v)}" for k, v in sources.items() if v)
+    return "; ".join(f"{k}: {', '.join(_folded(v))}" for k, v in sources.items() if v)
+
+
+def _folded(texts: Sequence[str]) -> list[str]:
+    """A component's sources, each once: one that is another with a note after it, that note.
+
+    The note is said of some runs. A study of short and long runs recorded
+    ``estimate:default-per-core (4 W/core x 2; ...)`` and the same text with ``(idle-floor share
+    rough: ...)`` after it (its runs under 100 ms), and the line gave the long text twice; it
+    now reads ``estimate:default-per-core (4 W/core x 2; ...) (some runs: idle-floor share
+    rough: ...)``.
+
+    Example:
+        >>> _folded(["rapl", "estimate:tdp (x)", "estimate:tdp (x) (rough)"])
+        ['rapl', 'estimate:tdp (x) (some runs: rough)']
+    """
+    given = set(texts)
+    notes: dict[str, list[str]] = {}
+    kept: list[str] = []
+    for text in texts:
+        base = next(
+            (b for b in given if text != b and text.startswith(b + " (") and text.endswith(")")),
+            None,
+        )
+        if base is None:
+            kept.append(text)
+        else:
+            notes.setdefault(base, []).append(text[len(base) + 2 : -1])
+    return [text + "".join(f" (some runs: {n})" for n in notes.get(text, ())) for text in kept]
 
 
 def energy_provenance(summary: ProvenanceSummary) -> tuple[str, ...]:
