@@ -41,6 +41,15 @@ with gp.track("search", study="sweep"):
             t.log("loss", 1.0 / (k + 1))
 """
 
+FOLDS = """
+import greenprint as gp
+for lr in (0.1, 0.3):
+    with gp.track(f"lr={lr}", study="folds", params={"lr": lr}):  # the trial logs no score
+        for fold in range(3):
+            with gp.track(f"fold{fold}") as f:
+                f.log("accuracy", lr + fold / 10)
+"""
+
 
 def _greenprint(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
@@ -80,6 +89,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         home, "run", "--study", "cv", "--role", "baseline", "--", sys.executable, "baseline.py"
     )
     _greenprint(home, "run", "--", sys.executable, "sweep.py")
+    (home / "folds.py").write_text(FOLDS)
+    _greenprint(home, "run", "--", sys.executable, "folds.py")
     # a configuration whose first attempt failed, run again and linked afterwards (set-role
     # --part-of): the failed attempt ran outside the second's measurement, its cost adds to it
     (home / "attempt.py").write_text(
@@ -218,3 +229,33 @@ def test_tree_marks_a_run_whose_cost_adds_to_the_run_above_it(study: Path) -> No
     assert [item["contained"] is False for item in items] == [False, True, False, False]
     # without --tree nothing is marked
     assert "+" not in _greenprint(study, "ledger", "ls", "--study", "retry").stdout
+
+
+def test_tree_gives_a_trial_scored_by_its_folds_their_mean_as_the_report_does(
+    study: Path,
+) -> None:
+    """A trial that logged no score of its own reads its folds' mean, said so, not "-"."""
+    done = _greenprint(study, "ledger", "ls", "--study", "folds", "--tree")
+    metric = done.stdout.splitlines()[0].index("METRIC")
+    cells = {line.split()[2]: line[metric:].strip() for line in done.stdout.splitlines()[1:9]}
+    # the folds of lr=0.3 logged 0.3, 0.4, 0.5: their mean, 0.4
+    assert cells["lr=0.3"] == "accuracy=0.4 (mean of 3 parts)"
+    assert cells["lr=0.1"] == "accuracy=0.2 (mean of 3 parts)"
+    items = json.loads(
+        _greenprint(study, "ledger", "ls", "--study", "folds", "--tree", "--json").stdout
+    )
+    trial = next(i for i in items if i["name"] == "lr=0.3")
+    assert trial["main_metric"] == {
+        "name": "accuracy", "value": pytest.approx(0.4), "source": "parts", "parts": 3,
+    }  # fmt: skip
+    fold = next(i for i in items if i["name"] == "fold2" and i["parent_id"] == trial["id"])
+    assert fold["main_metric"] == {"name": "accuracy", "value": pytest.approx(0.5)}
+    # the report reads the same score
+    out = study / "folds-report"
+    _greenprint(study, "report", "--study", "folds", "--format", "json", "--out", str(out))
+    report = json.loads(next(out.glob("*.json")).read_text())
+    row = next(r for r in report["runs"] if r["id"] == trial["id"])
+    assert (row["score"], row["score_source"]) == (trial["main_metric"]["value"], "parts")
+    # without --tree a run shows only what it logged
+    flat = _greenprint(study, "ledger", "ls", "--study", "folds").stdout
+    assert "mean of" not in flat

@@ -335,6 +335,14 @@ def ls_command(
                 # false where the table marks its cost "+" (it adds to the run above it), as
                 # `ledger export`'s column
                 items[-1]["contained"] = roles[r.id][4]
+                if main is None and (parts := roles[r.id][5]) is not None:
+                    # the score the report gives it: its parts' mean (e.g. folds)
+                    items[-1]["main_metric"] = {
+                        "name": parts[0],
+                        "value": parts[1],
+                        "source": "parts",
+                        "parts": parts[2],
+                    }
         click.echo(_dump(items))
         return
     if not records:
@@ -361,7 +369,7 @@ def ls_command(
                 _duration(r.duration_s),
                 ("+" if adds else "") + _energy(r.energy_kwh),
                 ("+" if adds else "") + _emissions(r.emissions_kg),
-                f"{_cell(main[0])}={main[1]:.4g}" if main else "-",
+                _metric_cell(main, roles[r.id][5] if tree else None),
             ]
         )
     start = f"START ({zones.pop()})" if len(zones) == 1 else "START"
@@ -382,6 +390,16 @@ def ls_command(
         )
 
 
+def _metric_cell(main: tuple[str, float] | None, parts: tuple[str, float, int] | None) -> str:
+    """The METRIC cell: the run's own value, else (--tree) its parts' mean, said so."""
+    if main is None and parts is not None and parts[1] == parts[1]:  # a mean, not NaN
+        from greenprint._format import count_of
+
+        name, value, count = parts
+        return f"{_cell(name)}={value:.4g} (mean of {count_of(count, 'part')})"
+    return f"{_cell(main[0])}={main[1]:.4g}" if main else "-"
+
+
 def _role_cell(role: str, inferred: bool) -> str:
     """A run's role in ``ledger ls --tree``: ``trial*`` when inferred."""
     return _safe(role) + ("*" if inferred else "")
@@ -389,7 +407,7 @@ def _role_cell(role: str, inferred: bool) -> str:
 
 def _tree_roles(
     led: Any, shown: Sequence[RunRecord], *, statuses: Sequence[str]
-) -> dict[str, tuple[str, bool, str | None, bool, bool | None]]:
+) -> dict[str, tuple[str, bool, str | None, bool, bool | None, tuple[str, float, int] | None]]:
     """``_roles`` of the runs shown, each read within its whole study (as the report reads it).
 
     Under a status filter the rest of each study is read too: a fold is a part because of the
@@ -401,15 +419,17 @@ def _tree_roles(
     by_study: dict[str, list[RunRecord]] = {}
     for r in shown:
         by_study.setdefault(r.study, []).append(r)
-    found: dict[str, tuple[str, bool, str | None, bool, bool | None]] = {}
+    found: dict[
+        str, tuple[str, bool, str | None, bool, bool | None, tuple[str, float, int] | None]
+    ] = {}
     for name, runs in by_study.items():
         if statuses:
             runs = led._read(study=name, points="score")
         try:
-            found.update(_roles(runs, None))
+            found.update(_roles(runs, None, scores=True))
         except AnalysisError:
             found.update(
-                (r.id, (r.role or "-", False, r.parent_id, False, r.contained)) for r in runs
+                (r.id, (r.role or "-", False, r.parent_id, False, r.contained, None)) for r in runs
             )
     return found
 
@@ -608,11 +628,15 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 
 def _roles(
-    records: Sequence[RunRecord], metric: str | None
-) -> dict[str, tuple[str, bool, str | None, bool, bool | None]]:
+    records: Sequence[RunRecord], metric: str | None, *, scores: bool = False
+) -> dict[str, tuple[str, bool, str | None, bool, bool | None, tuple[str, float, int] | None]]:
     """Each run's role and parent as its study's report reads them, by run id.
 
-    ``(role, role inferred, parent id, parent inferred, contained)``. The role given, or
+    ``(role, role inferred, parent id, parent inferred, contained, parts' score)``. The parts'
+    score (with ``scores``): ``(metric, the mean of its parts' values, how many)`` for a run the
+    report scores by its parts' mean (a trial whose folds logged the metric, not the trial),
+    else ``None``. The
+    role given, or
     inferred within the runs of its study (a run whose parent is in another study is a root
     there), a root run
     with children being a sweep when it logged no value of the metric the report ranks by
@@ -635,7 +659,9 @@ def _roles(
     by_study: dict[str, list[RunRecord]] = {}
     for record in records:
         by_study.setdefault(record.study, []).append(record)
-    resolved: dict[str, tuple[str, bool, str | None, bool, bool | None]] = {}
+    resolved: dict[
+        str, tuple[str, bool, str | None, bool, bool | None, tuple[str, float, int] | None]
+    ] = {}
     for study, runs in by_study.items():
         try:
             ranked = pick_metric(runs, metric, study)[0]
@@ -643,6 +669,7 @@ def _roles(
             ranked = pick_metric(runs, None, study)[0]
         read = resolve_roles(runs, metric=ranked)
         forest = read.forest
+        by_parts = _parts_scores(read, ranked) if scores else {}
         kinds = forest.kinds or ("nested",) * len(forest.runs)
         adding = forest.adds_to_the_total
         for pos, (run, role, inferred, parent, kind) in enumerate(
@@ -658,8 +685,41 @@ def _roles(
                 # a rank inside its node meter's reading, or one its job linked under its
                 # training's rank 0 inside a sweep's process tree (in the sweep's reading)
                 contained = True
-            resolved[run.id] = (role, inferred, read_under, read_under != run.parent_id, contained)
+            resolved[run.id] = (
+                role,
+                inferred,
+                read_under,
+                read_under != run.parent_id,
+                contained,
+                by_parts.get(pos),
+            )
     return resolved
+
+
+def _parts_scores(read: Any, metric: str | None) -> dict[int, tuple[str, float, int]]:
+    """Positions of the runs the report scores by their parts' mean and logged no ``metric``.
+
+    Position -> ``(metric, the mean, the number of parts' scores in it)``, as
+    :func:`greenprint.analysis.study_trials` scores them (a trial whose folds logged the
+    metric; a failed trial gets none). A run that logged the metric itself shows its own
+    value, as every other run.
+    """
+    from greenprint._exceptions import AnalysisError, ConfigError
+
+    if metric is None:
+        return {}
+    from greenprint.analysis._roles import study_trials
+
+    try:
+        scores = study_trials(read, metric=metric).scores
+    except (AnalysisError, ConfigError):  # an infinite score: the report refuses the study
+        return {}
+    runs = read.forest.runs
+    return {
+        pos: (metric, score.score, score.parts)
+        for pos, score in enumerate(scores)
+        if score.source == "parts" and runs[pos].metric(metric) is None
+    }
 
 
 def _priced_at(record: RunRecord) -> tuple[float | None, str]:
@@ -699,6 +759,7 @@ def _csv(records: Sequence[RunRecord], metric: str | None) -> str:
             row["parent_id"],
             row["parent_inferred"],
             row["contained"],
+            _,
         ) = resolved[record.id]
         for name in _JSON_FIELDS:
             flat: dict[str, Any] = {}
@@ -802,7 +863,7 @@ def export_command(
             for record in records:
                 item = _record_dict(record)
                 item["intensity_g_per_kwh"], item["intensity_source"] = _priced_at(record)
-                role, role_inferred, parent_id, parent_inferred, contained = resolved[record.id]
+                role, role_inferred, parent_id, parent_inferred, contained, _ = resolved[record.id]
                 item.update(role=role, role_inferred=role_inferred, parent_id=parent_id)
                 item["contained"] = contained
                 item["parent_inferred"] = parent_inferred
