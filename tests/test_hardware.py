@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _clean_env import clean_env
 from greenprint.cli import main
 from greenprint.hardware import HardwareInfo, detect_hardware, parse_cpuinfo
 from greenprint.testing import FakeGPU, FakeNVML, make_fake_rapl
@@ -110,11 +111,52 @@ def test_cli_text_with_a_configured_cpu_tdp(capsys, monkeypatch):
     monkeypatch.setenv("GREENPRINT_CPU_TDP_W", "35")
     assert main(["hardware"]) == 0
     out = capsys.readouterr().out
-    assert (
-        "CPU TDP   35 W configured (env:GREENPRINT_CPU_TDP_W), used instead of the shipped table"
-        in out
-    )
+    instead = "the per-core default" if detect_hardware().cpu_tdp_w is None else "the shipped table"
+    assert f"CPU TDP   35 W configured (env:GREENPRINT_CPU_TDP_W), used instead of {instead}" in out
     assert "cpu  estimate:configured-tdp (35 W, env:GREENPRINT_CPU_TDP_W)" in out
+
+
+def test_the_cpu_estimate_entry_gives_the_configured_tdp_not_the_one_it_replaces(tmp_path, capsys):
+    """With GREENPRINT_CPU_TDP_W set, the meters' estimate:cpu line said the table's TDP or
+    "default 4 W per logical CPU x 2 = 8 W" with "fix: ... set GREENPRINT_CPU_TDP_W", under
+    "CPU TDP 35 W configured" and "In use: estimate:configured-tdp (35 W...)": two TDPs for one
+    estimate, and a fix already applied. Text and JSON both give the 35 W now, with no fix.
+    """
+    env = dict(clean_env(), GREENPRINT_CPU_TDP_W="35")
+    text = subprocess.run(
+        [GREENPRINT, "hardware"], capture_output=True, text=True, env=env, cwd=tmp_path, check=True
+    ).stdout
+    (line,) = [ln for ln in text.splitlines() if ln.lstrip().startswith("estimate:cpu")]
+    assert "yes  35 W configured (env:GREENPRINT_CPU_TDP_W) for the CPUs this machine sees" in line
+    assert "idle floor 10% of TDP, scaled by CPU utilisation" in line  # the scaling is unchanged
+    assert "default 4 W per logical" not in text and "fix: if you know the power" not in text
+    report = json.loads(
+        subprocess.run(
+            [GREENPRINT, "hardware", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            check=True,
+        ).stdout
+    )
+    (entry,) = [m for m in report["meters"] if m["name"] == "estimate:cpu"]
+    assert entry["reason"].startswith("35 W configured (env:GREENPRINT_CPU_TDP_W)")
+    assert entry["fix"] is None
+    assert report["in_use"]["cpu"] == "estimate:configured-tdp (35 W, env:GREENPRINT_CPU_TDP_W)"
+    # unset, the entry is the detected one, fix included where the table lacks the CPU
+    plain = json.loads(
+        subprocess.run(
+            [GREENPRINT, "hardware", "--json"],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            cwd=tmp_path,
+            check=True,
+        ).stdout
+    )
+    (entry,) = [m for m in plain["meters"] if m["name"] == "estimate:cpu"]
+    assert not entry["reason"].startswith("35 W configured")
 
 
 def test_cli_json(capsys):
