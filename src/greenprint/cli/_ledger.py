@@ -266,7 +266,9 @@ def command() -> None:
     """List, show and export the runs in a ledger; give runs roles; merge ledgers into one."""
 
 
-@command.command(name="ls")
+@command.command(
+    name="ls", short_help="List runs: cost, status and score (--tree: nested, with roles)."
+)
 @ledger_option
 @study_option
 @click.option(
@@ -434,7 +436,9 @@ def _tree_roles(
     return found
 
 
-@command.command(name="show")
+@command.command(
+    name="show", short_help="Show everything about one run (its id, or 4+ characters of it)."
+)
 @click.argument("run_id", type=TEXT)
 @ledger_option
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
@@ -923,7 +927,9 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-@command.command(name="set-role")
+@command.command(
+    name="set-role", short_help="Give runs that have ended a role (baseline, final, part...)."
+)
 @click.argument("role")
 @click.argument("run_ids", nargs=-1, type=TEXT, required=True, metavar="RUN_ID...")
 @click.option(
@@ -1032,7 +1038,9 @@ def _refuse_trials_inside(led: Any, records: Sequence[RunRecord], studies: _Stud
             )
 
 
-@command.command(name="merge")
+@command.command(
+    name="merge", short_help="Merge ledgers (per-node SQLite files, or URLs) into OUT."
+)
 @click.argument("out")
 @click.argument("inputs", nargs=-1, required=True)
 def merge_command(out: str, inputs: tuple[str, ...]) -> None:

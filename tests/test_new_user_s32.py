@@ -1,0 +1,45 @@
+"""What a new user found reading ``make demo``'s output, the README and ``--help`` (session 32).
+
+Each test runs greenprint as a stranger does: in an empty directory with a clean environment
+(``_report_cli.run_in``), reading what the command prints.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from _clean_env import clean_env
+from _report_cli import GREENPRINT, empty_home, run_in
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_every_command_list_gives_each_summary_whole(
+    tmp_path_factory: pytest.TempPathFactory, columns: str
+):
+    """``greenprint ledger --help`` listed its commands with summaries cut short by click:
+    'List runs: id, study, name, status, start, duration, energy,...', 'Merge the ledgers INPUTS
+    (per-node SQLite files, or URLs)...', 'Give runs that have ended a ROLE afterwards, without
+    running...', 'Show everything about one run (RUN_ID: full id or a unique...'. Each group's
+    list gives every command with a whole summary, at 80 columns as at 200."""
+    home = empty_home(tmp_path_factory, "s32-help")
+    env_columns = {"COLUMNS": columns}
+    for group in ([], ["ledger"]):
+        done = run_in(home, GREENPRINT, *group, "--help", env={**clean_env(), **env_columns})
+        assert done.returncode == 0, done.stderr
+        listing = done.stdout.split("Commands:\n", 1)[1]
+        names = re.findall(r"^  (\S+)", listing, re.M)
+        assert len(names) >= 5, listing
+        assert "..." not in listing.replace("part...", ""), listing  # click's cut marks
+    ledger = run_in(home, GREENPRINT, "ledger", "--help", env={**clean_env(), **env_columns})
+    for name, summary in {
+        "ls": "List runs: cost, status and score (--tree: nested, with roles).",
+        "show": "Show everything about one run (its id, or 4+ characters of it).",
+        "merge": "Merge ledgers (per-node SQLite files, or URLs) into OUT.",
+        "set-role": "Give runs that have ended a role (baseline, final, part...).",
+        "export": "Export runs (all, or one study's) as CSV or JSON.",
+    }.items():
+        assert re.search(rf"^  {re.escape(name)} +{re.escape(summary)}$", ledger.stdout, re.M), (
+            ledger.stdout
+        )
