@@ -218,7 +218,7 @@ def test_demo_help_says_what_the_demo_does_and_how_long_it_takes():
     cores) and left out the final model, the greener variants and the pruner comparison."""
     text = _help("demo")
     assert "a few minutes" not in text
-    assert "65-110 s on a 2-vCPU machine" in text  # as README measured it
+    assert "40-110 s on a 2-vCPU machine" in text  # as README measured it
     for part in ("final model", "greener variants", "pruner comparison"):
         assert part in text, part
 

@@ -72,7 +72,8 @@ def command(
     and scored on a held-out test split, each run tracked into a fresh ledger; greener variants
     of the best CNN (int8, pruning, bf16, distillation) and a pruner comparison (Optuna's
     median pruner against greenprint's cost-aware one); then the report in HTML, Markdown,
-    LaTeX and JSON. 65-110 s on a 2-vCPU machine (one training thread), no download.
+    LaTeX and JSON. 40-110 s on a 2-vCPU machine (about 40 s of CPU on one training thread;
+    more when the machine is busy), no download.
     """
     from greenprint._exceptions import ConfigError
     from greenprint.demo import run_demo
