@@ -479,3 +479,29 @@ def test_summary_writes_the_units_the_reports_write():
     assert lines[2].endswith(
         "the final model cost 1/31 of the study's energy (0.83 mWh of 25.8 mWh)"
     )
+
+
+def test_a_total_its_components_sum_to_but_for_rounding_is_not_of_unknown_origin():
+    """The demo's report.json gave ``unknown_kwh: 1.7e-21`` and ``unknown_share: 7.8e-17``,
+    ``estimated_share: 0.9999999999999999``: each run's recorded energy and the sum of its
+    components rounded differently. A difference of a few ulps is no energy of unknown origin;
+    one that is real still is."""
+    cpu, ram = 0.1, 0.2
+    total = math.nextafter(cpu + ram, 1.0)  # one ulp above the components' sum
+    estimated = {"cpu": "estimate:tdp:65W", "ram": "estimate:ram:0.375W/GB"}
+    runs = [
+        _run("t1", kwh=total, energy_cpu_kwh=cpu, energy_ram_kwh=ram, provenance=estimated),
+        _run("t2", kwh=total, energy_cpu_kwh=cpu, energy_ram_kwh=ram, provenance=estimated),
+        _run("t3", kwh=total, energy_cpu_kwh=cpu, energy_ram_kwh=ram, parent="t2",
+             provenance=estimated),
+    ]  # fmt: skip
+    prov = price_tag(runs).provenance
+    assert prov.unknown_kwh == 0.0 and prov.unknown_share == 0.0
+    assert prov.estimated_share == 1.0 and prov.measured_share == 0.0
+    data = prov.to_dict()
+    assert data["unknown_kwh"] == 0.0 and data["estimated_share"] == 1.0
+    # a real gap is still unknown: 0.01 kWh the components do not account for
+    gap = price_tag(
+        [_run("t1", kwh=0.31, energy_cpu_kwh=cpu, energy_ram_kwh=ram, provenance=estimated)]
+    ).provenance
+    assert gap.unknown_kwh == pytest.approx(0.01)
