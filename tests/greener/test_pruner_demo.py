@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -63,9 +64,39 @@ def test_the_same_search_stopped_two_ways(tmp_path):
     assert first.startswith("the same random search of 6 trials (seed 0, up to 4 epochs)")
     assert rest[0].startswith("Optuna MedianPruner (per epoch): ")
     assert rest[1].startswith("CostAwarePruner (at equal FPO): ")
-    assert "FPO saved" in rest[2]
+    # in words, as a reader says it: '49.6 % less FPO, 37.5 % less energy, best score 0.0056
+    # lower' (it read '+49.6 % FPO saved', and '-0.2 % FPO saved' for 0.2 % more)
+    assert rest[2].startswith("cost-aware against median: ")
+    assert re.search(r": (\d+\.\d % (less|more)|the same) FPO, ", rest[2]), rest[2]
+    assert re.search(r", (\d+\.\d % (less|more)|the same) energy", rest[2]), rest[2]
+    words = rest[2].split(": ", 1)[1]
+    assert "saved" not in words and "+" not in words and "-" not in words, rest[2]
     led.close()
 
 
 # The demo's summary and report show the comparison: tests/test_docs_examples.py checks them
 # on the README quickstart's run (test_readme_demo_runs_the_whole_study).
+
+
+def test_the_comparison_says_less_or_more_in_words():
+    """The demo's closing lines read 'cost-aware against median: -0.2 % FPO saved, +4.3 % energy
+    saved, best score +0.0000' (its --trials 6 --epochs 5 run): a negative saving for 0.2 %
+    more. Each difference is said as less, more or the same."""
+    from greenprint.demo._pruning import PrunerComparison, PrunerOutcome
+
+    def outcome(label, kwh, fpo, best):
+        return PrunerOutcome(label, "s", 24, 10, kwh, kwh * 0.48, fpo, 10.0, best, "trial-1")
+
+    def last(median, cost):
+        return PrunerComparison(median, cost, trials=24, max_epochs=15, seed=0).lines()[-1]
+
+    median = outcome("median", 12.6e-6, 424 * 10**9, 0.9833)
+    assert last(median, outcome("cost", 7.9e-6, 214 * 10**9, 0.9778)) == (
+        "cost-aware against median: 49.5 % less FPO, 37.3 % less energy, best score 0.0055 lower"
+    )
+    assert last(median, outcome("cost", 13.2e-6, 425 * 10**9, 0.9833)) == (
+        "cost-aware against median: 0.2 % more FPO, 4.8 % more energy, the same best score"
+    )
+    assert last(median, outcome("cost", 12.6e-6, 424 * 10**9, 0.99)) == (
+        "cost-aware against median: the same FPO, the same energy, best score 0.0067 higher"
+    )

@@ -64,6 +64,20 @@ class PrunerOutcome:
         return dict(vars(self))
 
 
+def _less_or_more(saving_pct: float, what: str) -> str:
+    """A saving in words: '49.6 % less FPO', '0.2 % more energy' (not '-0.2 % energy saved')."""
+    if round(saving_pct, 1) == 0:
+        return f"the same {what}"
+    return f"{abs(saving_pct):.1f} % {'less' if saving_pct > 0 else 'more'} {what}"
+
+
+def _score_change(delta: float) -> str:
+    """The best score's change in words: 'best score 0.0056 lower', 'the same best score'."""
+    if round(delta, 4) == 0:
+        return "the same best score"
+    return f"best score {abs(delta):.4f} {'higher' if delta > 0 else 'lower'}"
+
+
 @dataclass(frozen=True)
 class PrunerComparison:
     """The two searches side by side.
@@ -111,10 +125,10 @@ class PrunerComparison:
         energy, fpo = self.energy_saving_pct, self.fpo_saving_pct
         if energy is not None and fpo is not None:
             a, b = self.median.best_score, self.cost_aware.best_score
-            delta = "" if a is None or b is None else f", best score {b - a:+.4f}"
+            delta = "" if a is None or b is None else f", {_score_change(b - a)}"
             out.append(
-                f"cost-aware against median: {fpo:+.1f} % FPO saved, {energy:+.1f} % energy "
-                f"saved{delta}"
+                f"cost-aware against median: {_less_or_more(fpo, 'FPO')}, "
+                f"{_less_or_more(energy, 'energy')}{delta}"
             )
         return out
 
