@@ -309,8 +309,10 @@ def runs_table(
     role_of = {row.id: row.role for row in report.runs}
     for row in tree_rows(report.runs) if rows is None else rows:
         mark = _ROLE_MARKS.get(row.role or "", "")
-        if mark and role_of.get(row.parent_id or "") == row.role:
-            mark = ""  # a greener comparison's variants: its mark says it once
+        if row.role == "greener" and role_of.get(row.parent_id or "") == "greener":
+            mark = ""  # a greener comparison's variants: its mark says it once (a sweep in a
+            # sweep, a search per model family or a script's search under greenprint run, is
+            # marked: it is no trial of the sweep around it)
         if row.role == "part" and role_of.get(row.parent_id or "") not in ("trial", "part"):
             # among a sweep's trials (an attempt Ray Tune retried) or under a baseline it reads
             # as one of them unless marked

@@ -1,0 +1,79 @@
+"""Issue 12 checked from outside (session 32): a search script run under ``greenprint run``.
+
+A new user's study, in an empty directory with a clean environment: ``greenprint run --study
+s32 -- python study.py`` around a script that tracks a baseline, a search (``role="sweep"``)
+of five trials with their cross-validation folds as child runs (one model family whose only
+trial fails, folds of one family counting FPO and the others not) and a final retrain. The
+reports must read it right:
+
+* the script's search is a sweep inside the command's run (itself read as a sweep): the runs
+  table marks it ``(sweep)``, as it marks the run around it (it was left unmarked, read as one
+  more trial of the command's run);
+* the E x D x H sentence gives FPO per example over the trials that counted FPO and says how
+  many of the trials those are (it read as the FPO of all five);
+* with ``--group-by params.model``, a family none of whose trials has a score (every trial
+  crashed) gets no EVP curve, and the note says why (it was drawn at the study's worst score,
+  a result that family never had).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from _report_cli import GREENPRINT, run_in
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from _report_cli import report_text as _text
+
+SCRIPT = """
+import greenprint as gp
+
+# model, C, fold accuracies (None: the fold raises); logreg's folds count their FPO
+TRIALS = [("logreg", 0.1, [0.90, 0.92, 0.94]), ("logreg", 1.0, [0.95, 0.93, 0.94]),
+          ("svc", 1.0, [0.97, 0.96, 0.98]), ("svc", 10.0, [0.96, 0.97, 0.95]),
+          ("mlp", 1.0, [None])]
+with gp.track("majority", role="baseline", params={"model": "majority"}) as run:
+    run.log(accuracy=0.1)
+with gp.track("search", role="sweep"):
+    for k, (model, c, scores) in enumerate(TRIALS):
+        try:
+            with gp.track(f"trial-{k}", role="trial", params={"model": model, "C": c},
+                          dataset_size=1000):
+                for f, score in enumerate(scores):
+                    with gp.track(f"trial-{k}-fold{f}", role="part",
+                                  params={"model": model, "C": c, "fold": f}) as fold:
+                        if score is None:
+                            raise ValueError(f"unknown model {model!r}")
+                        fold.log(accuracy=score)
+                        if model == "logreg":
+                            fold.add_fpo(1_000_000)
+        except ValueError:
+            pass
+with gp.track("final-model", role="final", params={"model": "svc", "C": 1.0}) as run:
+    run.log(test_accuracy=0.97)
+"""
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The study run under ``greenprint run``, and its report by family (every format)."""
+    home = _empty(tmp_path_factory, "s32-study")
+    (home / "study.py").write_text(SCRIPT)
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "s32", "--", "python", "study.py")
+    assert done.returncode == 0, done.stderr
+    report = _report(home, "--study", "s32", "--group-by", "params.model", "--no-plots")
+    return home, report
+
+
+def test_the_scripts_sweep_inside_the_commands_run_is_marked_a_sweep(study):
+    home, report = study
+    roles = {row["name"]: row["role"] for row in report["runs"]}
+    assert roles["study.py"] == roles["search"] == "sweep"
+    assert report["price_tag"]["total"]["trials"] == 5  # folds, baseline, final: no trials
+    md, html = _text(home, "md"), _text(home, "html")
+    assert "| study.py (sweep) |" in md
+    assert "|   ↳ search (sweep) |" in md  # was "↳ search |": a trial of the command's run
+    assert "↳ search (sweep)</td>" in html
+    assert "|     ↳ trial-0 |" in md  # its trials stay unmarked
