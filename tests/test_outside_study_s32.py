@@ -77,3 +77,14 @@ def test_the_scripts_sweep_inside_the_commands_run_is_marked_a_sweep(study):
     assert "|   ↳ search (sweep) |" in md  # was "↳ search |": a trial of the command's run
     assert "↳ search (sweep)</td>" in html
     assert "|     ↳ trial-0 |" in md  # its trials stay unmarked
+
+
+def test_fpo_per_example_says_over_how_many_trials(study):
+    home, report = study
+    edh = report["price_tag"]["edh"]
+    assert edh["trials"] == 5 and edh["dataset_size"] == 1000
+    # the 2 logreg trials' 6 folds counted 1 MFPO each: 6 MFPO over 2 x 1,000 examples
+    assert edh["fpo_per_example"] == 3000
+    said = "per example (3 kFPO, over the 2 of these 5 trials that counted FPO) x 1,000"
+    assert said in _text(home, "md")
+    assert said in _text(home, "html")

@@ -167,7 +167,18 @@ def edh_sentence(report: Report) -> str | None:
     edh = report.price_tag.edh
     if edh is None:
         return None
-    fpo = "" if edh.fpo_per_example is None else f" ({format_fpo(edh.fpo_per_example)})"
+    fpo = "" if edh.fpo_per_example is None else f" ({format_fpo(edh.fpo_per_example)}"
+    if fpo:
+        # FPO per example is over the trials that know their FPO (with their parts'): where
+        # that is some of them only, say so, else it reads as the E of all H trials
+        counted = sum(
+            1
+            for row in report.runs
+            if row.is_trial and (row.dataset_size or 0) > 0 and row.fpo is not None
+        )
+        if 0 < counted < edh.trials:
+            fpo += f", over the {counted} of these {edh.trials} trials that counted FPO"
+        fpo += ")"
     # a count as counts are written ('53,333', not '5.333e+04'); a mean says it is one
     sizes = (
         ""
