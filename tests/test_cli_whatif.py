@@ -162,3 +162,29 @@ def test_a_run_priced_by_an_hourly_file_shows_the_intensity_that_applied(tmp_pat
     out = capsys.readouterr().out
     assert "recorded  1.2 kg CO2-eq at 480 g CO2-eq/kWh (mean over the run; csv:hourly.csv)" in out
     assert "322.5" not in out
+
+
+def test_a_run_started_at_the_best_hour_saves_zero_in_the_unit_beside_it(hourly, tmp_path, capsys):
+    """Found as a new user (docs/whatif.md's example): a run of micrograms started at the best
+    hour read 'actual 00:29 UTC: 21 µg CO2-eq; saving 0 mg CO2-eq (0.0 %)', a zero in another
+    unit than the figures beside it, as the regions' table no longer does."""
+    path = tmp_path / "small.db"
+    small = RunRecord(
+        id="0123abcd99",
+        name="tiny",
+        status="finished",
+        started_at=DAY + 24 * 3600 + 60,  # 00:01 UTC: the best start hour, 00:00
+        duration_s=120.0,
+        energy_kwh=1e-7,
+        intensity_g_per_kwh=380.0,
+        intensity_source="table:DE:2023",
+        emissions_kg=3.8e-8,
+    )
+    with Ledger(path) as led:
+        led.start_run(small)
+    args = ["whatif", "--run", "0123", "--ledger", str(path), "--regions", "FR"]
+    assert main([*args, "--hourly", str(hourly)]) == 0
+    out = capsys.readouterr().out
+    (actual,) = [line for line in out.splitlines() if line.startswith("actual ")]
+    assert actual.startswith("actual      00:01 UTC: 15 µg CO2-eq; saving 0 µg CO2-eq (0.0 %)"), out
+    assert " mg " not in out, out

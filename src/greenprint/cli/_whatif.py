@@ -85,8 +85,9 @@ def _show(result: Any) -> None:
         click.echo(
             f"actual      {_hour(result.actual_start_hour, zone)}: "
             f"{format_emissions(result.actual_start_emissions_kg)}; saving "
-            f"{_saving(result.hour_saving_kg, result.hour_saving_pct)} by starting at "
-            f"{_hour(best.start_hour, zone)}"
+            # a zero saving (the run started at the best hour) in the unit of the figures beside
+            f"{_saving(result.hour_saving_kg, result.hour_saving_pct, best.emissions_kg)} by "
+            f"starting at {_hour(best.start_hour, zone)}"
         )
     for note in result.notes:
         click.echo(f"note: {_safe(note)}")
