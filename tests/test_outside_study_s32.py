@@ -88,3 +88,21 @@ def test_fpo_per_example_says_over_how_many_trials(study):
     said = "per example (3 kFPO, over the 2 of these 5 trials that counted FPO) x 1,000"
     assert said in _text(home, "md")
     assert said in _text(home, "html")
+
+
+def test_a_family_whose_every_trial_failed_gets_no_curve(study):
+    _, report = study
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    labels = [s["label"] for panel in evp["panels"] for s in panel["series"]]
+    assert "logreg (2)" in labels and "svc (2)" in labels
+    assert not [label for label in labels if label.startswith("mlp")]
+    (note,) = [n for n in evp["notes"] if n.startswith("one curve per params.model")]
+    assert note == (
+        "one curve per params.model (with replacement): logreg (2 trials), svc (2 trials); "
+        "no curve for mlp (1 trial, none with a score: failed, interrupted, lost or never "
+        "logged it)"
+    )
+    # the whole search's curve still counts the failed trial as the worst score
+    assert "1 of 5 trials had no score and counts as the worst accuracy (0.92)" in evp["notes"]
+    energy = next(f for f in report["figures"] if f["id"] == "evp_energy")
+    assert not [s for p in energy["panels"] for s in p["series"] if s["label"].startswith("mlp")]

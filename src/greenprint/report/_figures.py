@@ -242,7 +242,9 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     low_bound, high_bound = min(observed), max(observed)
     notes.append("the shaded band is ±1 standard deviation, clipped to the observed scores")
 
-    family_curves = _family_curves(inputs, positions, scores, costs, grid, dodge.fill_value)
+    family_curves, unscored = _family_curves(
+        inputs, positions, scores, costs, grid, dodge.fill_value
+    )
     if inputs.group_by is not None and not family_curves:
         notes.append(_no_family_note(inputs))
     if family_curves:
@@ -250,6 +252,16 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
             f"one curve per {inputs.group_by} (with replacement): "
             + ", ".join(
                 f"{name} ({count_of(curve.n_trials, 'trial')})" for name, curve in family_curves
+            )
+            + (
+                "; no curve for "
+                + ", ".join(
+                    f"{name} ({count_of(n, 'trial')}, none with a score: failed, "
+                    "interrupted, lost or never logged it)"
+                    for name, n in unscored
+                )
+                if unscored
+                else ""
             )
         )
     baselines = _baseline_scores(inputs)
@@ -479,27 +491,32 @@ def _family_curves(
     costs: np.ndarray,
     grid: np.ndarray | None,
     fill_value: float | None = None,
-) -> list[tuple[str, EVPCurve]]:
+) -> tuple[list[tuple[str, EVPCurve]], list[tuple[str, int]]]:
     """One EVP curve (with replacement, against energy) per family of trials, if grouped.
 
     ``positions`` are the trials' (in ``forest.runs``), ``scores`` and ``costs`` theirs. A
     trial without a score counts as ``fill_value`` (the whole study's worst score) in its
-    family's curve too, as the figure's note says.
+    family's curve too, as the figure's note says. A family none of whose trials has a score
+    (a model whose every trial crashed) gets no curve: drawn at the study's worst score it
+    would read as a result that family never had. Returns the curves and, for the families
+    left out so, their names and trial counts.
     """
     if not inputs.families or inputs.group_by is None:
-        return []
+        return [], []
     label_of = dict(zip(inputs.trials, inputs.families, strict=True))
     labels = [label_of[p] for p in positions.tolist()]
     names = list(dict.fromkeys(labels))
     if len(names) < 2 or len(names) > _MAX_FAMILIES:
-        return []
+        return [], []
     out = []
+    unscored = []
     array = np.array(labels)
     for name in names:
         keep = array == name
-        if np.isnan(scores[keep]).all() and fill_value is None:
-            continue
         n_family = int(keep.sum())
+        if np.isnan(scores[keep]).all():
+            unscored.append((name, n_family))
+            continue
         budgets = None if grid is None else np.unique(np.minimum(grid, n_family))
         curve = evp_by_budget(
             scores[keep],
@@ -512,7 +529,7 @@ def _family_curves(
             fill_value=fill_value,
         )
         out.append((name, curve))
-    return out
+    return out, unscored
 
 
 def _baseline_scores(inputs: FigureInputs) -> list[tuple[str, float]]:
