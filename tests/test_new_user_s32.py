@@ -43,3 +43,29 @@ def test_every_command_list_gives_each_summary_whole(
         assert re.search(rf"^  {re.escape(name)} +{re.escape(summary)}$", ledger.stdout, re.M), (
             ledger.stdout
         )
+
+
+COMMANDS = [
+    ["run"], ["report"], ["fpo"], ["hardware"], ["intensity"], ["whatif"], ["greener"],
+    ["demo"], ["ledger", "ls"], ["ledger", "show"], ["ledger", "export"], ["ledger", "merge"],
+    ["ledger", "set-role"],
+]  # fmt: skip
+
+
+def test_no_help_page_is_one_wall_of_text(tmp_path_factory: pytest.TempPathFactory):
+    """``greenprint ledger export --help`` was one sentence of about 260 words (role_inferred,
+    parent_inferred, contained and the sum that gives the price tag, in nested parentheses).
+    Each field has its paragraph now, and no command's description has a paragraph of over
+    120 words (run's, the longest, has 118)."""
+    home = empty_home(tmp_path_factory, "s32-walls")
+    env = {**clean_env(), "COLUMNS": "200"}
+    for command in COMMANDS:
+        done = run_in(home, GREENPRINT, *command, "--help", env=env)
+        assert done.returncode == 0, done.stderr
+        description = done.stdout.split("\nOptions:", 1)[0]
+        paragraphs = [p.split() for p in description.split("\n\n")]
+        longest = max(len(p) for p in paragraphs)
+        assert longest <= 120, (command, longest)
+    export = run_in(home, GREENPRINT, "ledger", "export", "--help", env=env).stdout
+    starts = [p.strip().split(":", 1)[0] for p in export.split("\n\n")]
+    assert {"role", "parent_id", "contained"} <= set(starts), export

@@ -834,24 +834,24 @@ def export_command(
 ) -> None:
     """Export runs (all, or one study's) as CSV or JSON.
 
-    Each run carries parent_id and its role (role_inferred: true when it was inferred from the
-    exported runs' nesting: no role was given, or a run given one inside a trial is its part;
-    inferred as the study's report infers it, by --metric or the metric the report chooses),
-    and parent_id is the parent the report reads it under (parent_inferred: true where the
-    ledger records another or none: a pool worker's run under the run open in the process that
-    made the pool; a distributed job's rank under its node's meter, another node's meter under
-    the job's head), and contained is false where the report adds a run's cost to the price
-    tag's, outside every measurement above it (a part made with set-role --part-of; a child
-    given its parent's id on another host records none; a job's other node; a DDP rank under a
-    rank 0 that no run around it measured), true for a rank under its rank 0 inside a sweep's
-    process tree (the sweep's reading holds it). Summing the rows with no parent among them
-    and those with contained false gives the price tag's energy and CO2-eq (where a parent
-    recorded less than its children, the price tag takes their sum, or, when they ran at the
-    same time inside it, shares its own amount out among them; its note says which), except
-    for top-level runs that ran at the same time in threads of one process, each measuring all
-    of it (study.optimize(n_jobs=2) with no run around the trials): the price tag counts each
-    stretch of their time once, so their rows add up to more than its total (its note gives
-    both figures).
+    Each run is exported as its study's report reads it:
+
+    role: the role the report gives the run; role_inferred is true where none was given (roles
+    are inferred from the nesting, judged by --metric or the metric the report chooses).
+
+    parent_id: the run the report reads it under; parent_inferred is true where the ledger
+    records another parent or none (a pool worker's run, a distributed job's rank).
+
+    contained: false where the report adds the run's cost to the price tag outside every
+    measurement above it (a part made with set-role --part-of, a child on another host, a
+    job's other node); true where a measurement above it already holds its cost.
+
+    Summing the rows with no parent among them and those with contained false gives the price
+    tag's energy and CO2-eq, except for top-level runs that ran at the same time in threads of
+    one process, each measuring all of it: the price tag counts each stretch of their time
+    once, so their rows add up to more than its total. Where a parent recorded less than the
+    runs inside it, the price tag takes their sum, or shares its own amount out among them.
+    The price tag's notes name both cases (docs/ledger.md, "Export").
     """
     if out is not None and str(out) == "-":  # the usual name of standard output, not a file
         out = None
