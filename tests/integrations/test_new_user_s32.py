@@ -1,0 +1,170 @@
+"""Session 32: the integrations as a new user meets them, following docs/integrations.md.
+
+A model fitted twice with a role given. The Lightning docs' first example gives its callback
+``role="final"``; "A module fitted again" then says a second ``fit`` of the same module is one
+training. Both together (the same callback, its Trainer's ``max_epochs`` raised and the module
+fitted again, as a user fine-tunes the model they report) left two runs of role ``final``:
+``trained_again`` linked only runs given no role. The report took the final run of the lowest
+``val_loss`` of the two and priced the final model at the last fit alone (24% of the study's
+energy in the user's script, whose model both fits trained). A first stage given no role then a
+last one given ``role="final"`` read as a trial beside the final model. Now a later training
+given no role, or ``trial``, ``final`` or ``baseline``, continues an earlier one given none or
+the same (the earlier becomes its ``part``, ``contained`` false); a learning curve's points
+(``role="learning-curve"``) and an earlier role the later does not repeat stay apart.
+
+Each script runs in an empty directory with a clean environment, its runs measured by a
+constant-power meter, so the truth of each energy figure is power x time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _report_cli import GREENPRINT, run_in
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from _report_cli import export_reads_as_the_report as _export_reads_as_the_report
+from integrations._frameworks import need_installed
+
+#: Where the constant-power meter of the tracker tests lives (the scripts import it).
+METERS_DIR = str(Path(__file__).resolve().parents[1] / "tracking")
+
+#: The constant power of the scripts' meter, in W.
+WATTS = 360.0
+
+#: One module per study, fitted twice (a Trainer per fit, one epoch each, the second for 2):
+#: ``final-twice`` (the docs' callback with ``role="final"`` on both fits, the same Trainer),
+#: ``then-final`` (stage 1 given no role, stage 2 ``role="final"``), ``curve`` (each fit a point
+#: of a learning curve over epochs, the same name) and ``final-then-none`` (stage 1 ``final``,
+#: stage 2 no role).
+LIGHTNING_SCRIPT = """
+import sys
+sys.path.insert(0, @METERS@)
+import torch
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+
+from greenprint.integrations.lightning import GreenprintCallback
+from _meters import ConstantProcessPower
+
+torch.manual_seed(0)
+data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
+train, val = DataLoader(data, batch_size=16), DataLoader(data, batch_size=32)
+
+
+class Regressor(pl.LightningModule):
+    def __init__(self, lr=0.1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(8, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+def callback(study, role):
+    return GreenprintCallback("regressor", study=study, ledger="greenprint.db", role=role,
+                              meters=ConstantProcessPower(@WATTS@))
+
+
+def trainer(cb, epochs):
+    return pl.Trainer(max_epochs=epochs, accelerator="cpu", callbacks=[cb], logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False)
+
+
+model = Regressor()
+t = trainer(callback("final-twice", "final"), 1)
+t.fit(model, train, val)
+t.fit_loop.max_epochs = 2  # more epochs on the fitted model
+t.fit(model, train, val)
+
+for study, roles in (("then-final", (None, "final")), ("curve", ("learning-curve",) * 2),
+                     ("final-then-none", ("final", None))):
+    model = Regressor()
+    for epochs, role in zip((1, 2), roles):
+        trainer(callback(study, role), epochs).fit(model, train, val)
+print("done")
+"""
+
+
+@pytest.fixture(scope="module")
+def fitted_twice(tmp_path_factory):
+    """The Lightning script run once in an empty directory."""
+    need_installed("lightning", "lightning")
+    home = _empty(tmp_path_factory, "fitted-twice")
+    script = LIGHTNING_SCRIPT.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
+    (home / "fit.py").write_text(script, encoding="utf-8")
+    done = run_in(home, sys.executable, "fit.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "greenprint:" not in done.stderr
+    return home
+
+
+def _stages(home: Path, study: str) -> list[gp.RunRecord]:
+    runs = gp.Ledger(home / "greenprint.db").runs(study=study)
+    return sorted(runs, key=lambda r: r.started_at)
+
+
+def _root_energy_kwh(home: Path, study: str) -> float:
+    """The study's energy as sqlite3 reads the ledger: runs with no parent, and parts recorded
+    outside their parent's measurement (``contained`` false)."""
+    with sqlite3.connect(home / "greenprint.db") as db:
+        (total,) = db.execute(
+            "SELECT sum(energy_kwh) FROM runs WHERE study = ? "
+            "AND (parent_id IS NULL OR contained = 0)",
+            (study,),
+        ).fetchone()
+    return float(total)
+
+
+@pytest.mark.parametrize("study", ["final-twice", "then-final"])
+def test_a_final_model_fitted_twice_is_one_final_run_costing_both_fits(fitted_twice, study):
+    """Before: two runs (two of role final, or a trial and the final run), the report's final
+    model the second fit alone. Now the first fit is the final run's part: the study has no
+    trial, one final run scored by its last fit, and the final model costs the whole study."""
+    home = fitted_twice
+    first, second = _stages(home, study)
+    assert (first.parent_id, first.role, first.contained) == (second.id, "part", False)
+    assert (second.parent_id, second.role, second.status) == (None, "final", "finished")
+    report = _report(home, "--study", study, "--no-plots", "--format", "json")
+    tag = report["price_tag"]
+    assert (tag["total"]["runs"], tag["total"]["trials"]) == (2, 0)
+    assert (tag["final"]["run_id"], tag["final"]["rule"]) == (second.id, "role")
+    assert tag["final"]["score"] == second.metric("val_loss")
+    both = first.energy_kwh + second.energy_kwh
+    assert tag["total"]["energy_kwh"] == pytest.approx(_root_energy_kwh(home, study), rel=1e-9)
+    assert tag["total"]["energy_kwh"] == pytest.approx(both, rel=1e-9)
+    assert tag["final"]["energy_kwh"] == pytest.approx(both, rel=1e-9)
+    assert both == pytest.approx(WATTS * (first.duration_s + second.duration_s) / 3.6e6, rel=0.05)
+    _export_reads_as_the_report(home, study, report)
+    listed = run_in(home, GREENPRINT, "ledger", "ls", "--tree", "--study", study)
+    assert listed.returncode == 0, listed.stderr
+    assert "final*" not in listed.stdout and "part*" not in listed.stdout
+
+
+def test_a_learning_curve_over_epochs_keeps_its_points(fitted_twice):
+    """One module fitted for 1 then 2 epochs, each fit given role 'learning-curve' under one
+    name: two points of the curve, linked to nothing, as before."""
+    runs = _stages(fitted_twice, "curve")
+    assert [(r.parent_id, r.role) for r in runs] == [(None, "learning-curve")] * 2
+
+
+def test_an_earlier_role_the_later_fit_does_not_repeat_is_kept(fitted_twice):
+    """Stage 1 given role 'final', stage 2 none: the role given is not overridden (nothing
+    linked), as before."""
+    runs = _stages(fitted_twice, "final-then-none")
+    assert [(r.parent_id, r.role) for r in runs] == [(None, "final"), (None, None)]
