@@ -120,11 +120,20 @@ def _optimizer(params: Mapping[str, Any]) -> Callable[..., torch.optim.Optimizer
     )
 
 
-def fpo_per_epoch(model: nn.Module, params: Mapping[str, Any], data: Data) -> int:
+def fpo_per_epoch(
+    model: nn.Module,
+    params: Mapping[str, Any],
+    data: Data,
+    *,
+    steps: bool = True,
+    validation: bool = True,
+) -> int:
     """FPO of one epoch: every training step and one validation pass.
 
     Training steps (forward, loss, backward, Adam) are counted by greenprint's FPO counter on a
     meta copy of the model (nothing is run); the validation pass on the model itself.
+    ``steps=False`` or ``validation=False`` leaves that part out (the final model trains its
+    epochs unscored, then is scored once).
     """
     from greenprint.fpo import count_fpo, training_fpo
 
@@ -161,7 +170,7 @@ def fpo_per_epoch(model: nn.Module, params: Mapping[str, Any], data: Data) -> in
         result = training_fpo(model, x, 1, target=y, loss_fn=loss, optimizer=_optimizer(params))
         return int(result.total)
 
-    def validation() -> int:
+    def validation_pass() -> int:
         model.eval()
         with torch.no_grad():
             total = count_fpo(model, data.x_val, backward=False).total
@@ -169,12 +178,14 @@ def fpo_per_epoch(model: nn.Module, params: Mapping[str, Any], data: Data) -> in
         return int(total)
 
     total = 0
-    for size, steps in ((batch, full), (rest, 1 if rest else 0)):
-        if steps:
+    for size, count in ((batch, full), (rest, 1 if rest else 0)) if steps else ():
+        if count:
             shape = (size, *data.x_train.shape[1:])
-            total += steps * counted(("step", *model_key, shape), functools.partial(step, size))
+            total += count * counted(("step", *model_key, shape), functools.partial(step, size))
+    if not validation:
+        return total
     shape = tuple(data.x_val.shape)
-    return total + counted(("validation", *model_key, shape), validation)
+    return total + counted(("validation", *model_key, shape), validation_pass)
 
 
 #: fpo_per_epoch's counts of one training step and of one validation pass, by model structure,
@@ -238,11 +249,14 @@ def train(
     pruner: MedianPruner | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     score_name: str = "val_accuracy",
+    score_each_epoch: bool = True,
 ) -> TrialOutcome:
     """Train with Adam, logging ``score_name`` and ``train_loss`` after every epoch.
 
     ``score_name`` is the accuracy on ``data.x_val`` (``test_accuracy`` for the final model,
-    whose ``x_val`` is the held-out test split).
+    whose ``x_val`` is the held-out test split). ``score_each_epoch=False`` (the final model):
+    ``train_loss`` after every epoch and the score once, after the last, so that the test split
+    is scored once, as a test split is, and never watched along the training.
 
     FPO are added to the run as the epochs go (``run.add_fpo``), so a pruned trial records
     exactly what it did. With a pruner, a trial below the median is marked pruned and stopped
@@ -252,7 +266,7 @@ def train(
         FloatingPointError: the training loss became NaN or infinite (the run is then failed).
     """
     torch.manual_seed(seed)
-    per_epoch = fpo_per_epoch(model, params, data)
+    per_epoch = fpo_per_epoch(model, params, data, validation=score_each_epoch)
     optimizer = _optimizer(params)(model.parameters())
     batch = int(params["batch"])
     generator = torch.Generator().manual_seed(seed)
@@ -271,9 +285,12 @@ def train(
         mean_loss = total_loss / data.n_train
         if not math.isfinite(mean_loss):
             raise FloatingPointError(f"training loss is {mean_loss} at epoch {epoch}")
+        run.add_fpo(per_epoch)
+        if not score_each_epoch:
+            run.log(step=epoch, train_loss=mean_loss)
+            continue
         score = _accuracy(model, data)
         scores.append(score)
-        run.add_fpo(per_epoch)
         run.log(step=epoch, train_loss=mean_loss, **{score_name: score})
         if on_epoch is not None:
             on_epoch(epoch, score)
@@ -281,4 +298,8 @@ def train(
         if pruner is not None and epoch < epochs and pruner.should_prune(epoch, score):
             run.prune()
             return TrialOutcome(scores, pruned=True, epochs=epoch)
-    return TrialOutcome(scores, pruned=False, epochs=len(scores))
+    if not score_each_epoch:  # scored once, after the last epoch
+        run.add_fpo(fpo_per_epoch(model, params, data, steps=False))
+        scores.append(_accuracy(model, data))
+        run.log(step=epochs, **{score_name: scores[-1]})
+    return TrialOutcome(scores, pruned=False, epochs=epochs)

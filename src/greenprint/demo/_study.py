@@ -348,7 +348,11 @@ def _study(
             dataset_size=final_data.n_train,
             param_count=sum(p.numel() for p in model.parameters()),
         )
-        train(model, config, final_data, run, seed=seed, score_name=TEST_METRIC)
+        # scored once, after training: the test split is never watched along the way
+        train(
+            model, config, final_data, run, seed=seed, score_name=TEST_METRIC,
+            score_each_epoch=False,
+        )  # fmt: skip
     score = run.record.metric(TEST_METRIC)
     show.done(
         f"{'final-retrain':<22} {run.status:<9} {TEST_METRIC}={score:.3f}  "
