@@ -106,3 +106,17 @@ def test_a_family_whose_every_trial_failed_gets_no_curve(study):
     assert "1 of 5 trials had no score and counts as the worst accuracy (0.92)" in evp["notes"]
     energy = next(f for f in report["figures"] if f["id"] == "evp_energy")
     assert not [s for p in energy["panels"] for s in p["series"] if s["label"].startswith("mlp")]
+
+
+def test_the_final_runs_row_shows_its_held_out_score(study):
+    """The retrain logged test_accuracy only: its row shows that score, named, not "-"."""
+    home, report = study
+    assert report["final_scores"] == {"test_accuracy": 0.97}
+    (final,) = [row for row in report["runs"] if row["is_final"]]
+    assert final["name"] == "final-model" and final["score"] is None  # no accuracy of its own
+    md = _text(home, "md")
+    assert "|   ↳ final-model ★ | finished | 0.97 (test\\_accuracy) |" in md
+    assert "finished</span></td><td class=num>0.97 (test_accuracy)</td>" in _text(home, "html")
+    tex = _text(home, "latex")
+    assert r"final-model $\star$ & finished & 0.97 (test\_accuracy) & " in tex
+    assert r"$\star$ marks the final run (its score is of its own held-out split, named" in tex

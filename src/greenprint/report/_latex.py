@@ -25,6 +25,7 @@ from greenprint.report._model import Report, RunRow
 from greenprint.report._plots import FigureRenderer, figure_file_name
 from greenprint.report._prediction import latex_section as prediction_section
 from greenprint.report._tables import (
+    final_score_text,
     final_sentence,
     role_label,
     score_text,
@@ -203,7 +204,8 @@ def _runs_table(
             [
                 esc(row.name) + mark,
                 esc(row.status),
-                esc(score_text(row.score)) + (r"$^{\circ}$" if scored_by_parts(row) else ""),
+                esc(final_score_text(report, row) or score_text(row.score))
+                + (r"$^{\circ}$" if scored_by_parts(row) else ""),
                 _num(row.energy_kwh, energy[0]),
                 _num(row.emissions_kg, mass[0]),
                 "unknown"  # not counted, as the price tag writes it (not "-")
@@ -331,6 +333,8 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
                 if tag.total.trials == 1
                 else f"none of the {tag.total.trials} trials has a score"
             )
+        if best and shown and any(final_score_text(report, r) for r in best):
+            what += " (its score is of its own held-out split, named in its row)"
         from_parts = sum(1 for r in report.runs if r.is_trial and r.score_source == "parts")
         if best and from_parts:  # what the Markdown and HTML notes say: fold means
             which = (

@@ -22,6 +22,7 @@ __all__ = [
     "ROLE_LABELS",
     "ROLE_MARKS_LEGEND",
     "edh_sentence",
+    "final_score_text",
     "final_sentence",
     "headline",
     "params_text",
@@ -42,6 +43,23 @@ __all__ = [
 def score_text(value: float | None) -> str:
     """A score with 4 significant digits, ``"-"`` when there is none."""
     return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def final_score_text(report: Report, row: RunRow) -> str | None:
+    """The score cell of the final run scored on its own split only: ``"0.9911 (test_accuracy)"``.
+
+    A retrain scored on a held-out split logs no value of the metric the trials are ranked by;
+    its row in a runs table shows that held-out score, named, rather than ``-`` (which reads as
+    a final model with no score). The held-out score named after the metric first
+    (``test_accuracy`` for ``accuracy``), else the first logged. ``None`` for any other row.
+    """
+    if not row.is_final or row.score is not None or not report.final_scores:
+        return None
+    metric = report.metric or ""
+    name, value = next(
+        (s for s in report.final_scores if metric and metric in s[0]), report.final_scores[0]
+    )
+    return f"{score_text(value)} ({name})"
 
 
 def params_text(params: Mapping[str, Any], *, limit: int | None = 80) -> str:
@@ -331,7 +349,8 @@ def runs_table(
         cells = [
             run_label(row) + (" ★" if row.is_final else "") + mark,
             row.status,
-            score_text(row.score) + (_PARTS_MEAN_MARK if scored_by_parts(row) else ""),
+            final_score_text(report, row)
+            or score_text(row.score) + (_PARTS_MEAN_MARK if scored_by_parts(row) else ""),
             format_energy(row.energy_kwh),
             format_emissions(row.emissions_kg).replace(" CO2-eq", ""),
             # not counted: "unknown", as the price tag and the totals write it (not "-")
