@@ -168,3 +168,86 @@ def test_an_earlier_role_the_later_fit_does_not_repeat_is_kept(fitted_twice):
     linked), as before."""
     runs = _stages(fitted_twice, "final-then-none")
     assert [(r.parent_id, r.role) for r in runs] == [(None, "final"), (None, None)]
+
+
+# ------------------------------------------------------------ Optuna's ask-and-tell
+#: Ask-and-tell as docs/integrations.md now writes it: the trial's work through ``cb.track``,
+#: the trial ``tell`` returns given to the callback; trial 1 raises (told FAIL), trial 3 is
+#: pruned. Optuna minimises (its default).
+ASK_AND_TELL_SCRIPT = """
+import sys
+sys.path.insert(0, @METERS@)
+import optuna
+from greenprint.integrations.optuna import GreenprintCallback
+from _meters import ConstantProcessPower
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+cb = GreenprintCallback(ledger="greenprint.db", meters=ConstantProcessPower(@WATTS@))
+study = optuna.create_study(study_name="ask-and-tell", sampler=optuna.samplers.RandomSampler(0))
+
+
+def work(trial):
+    x = trial.suggest_float("x", -10, 10)
+    trial.report((x - 2) ** 2 + 1, 0)
+    if trial.number == 1:
+        raise RuntimeError("diverged")
+    if trial.number == 3:
+        raise optuna.TrialPruned()
+    sum(i * i for i in range(20000))
+    return (x - 2) ** 2
+
+
+measured = cb.track(work)
+for _ in range(5):
+    trial = study.ask()
+    try:
+        value = measured(trial)
+    except optuna.TrialPruned:
+        done = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    except RuntimeError:
+        done = study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        done = study.tell(trial, value)
+    cb(study, done)
+print("best", study.best_trial.number, repr(study.best_value))
+"""
+
+
+def test_ask_and_tell_through_the_callback_records_each_trial_and_its_direction(
+    tmp_path_factory,
+):
+    """Before, the docs' ask-and-tell recipe was a plain ``gp.track`` per trial with
+    ``run.log(value=...)``: no direction recorded, so the report maximised ``value`` and took
+    the worst trial of a minimising study for the final run. Through ``cb.track`` each trial
+    is a run of role trial with its status (failed, pruned), params, value and the study's
+    direction, and the final run is Optuna's best trial."""
+    need_installed("optuna", "optuna")
+    home = _empty(tmp_path_factory, "ask-and-tell")
+    script = ASK_AND_TELL_SCRIPT.replace("@METERS@", repr(METERS_DIR))
+    (home / "at.py").write_text(script.replace("@WATTS@", repr(WATTS)), encoding="utf-8")
+    done = run_in(home, sys.executable, "at.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "greenprint:" not in done.stderr
+    best_number, best_value = done.stdout.split()[1:3]
+    runs = {r.name: r for r in gp.Ledger(home / "greenprint.db").runs(study="ask-and-tell")}
+    assert sorted(runs) == [f"trial-{n}" for n in range(5)]
+    assert {n: (r.role, r.status) for n, r in runs.items()} == {
+        "trial-0": ("trial", "finished"),
+        "trial-1": ("trial", "failed"),
+        "trial-2": ("trial", "finished"),
+        "trial-3": ("trial", "pruned"),
+        "trial-4": ("trial", "finished"),
+    }
+    assert runs["trial-1"].error.startswith("RuntimeError: diverged")
+    assert all(set(r.params) == {"x"} for r in runs.values())
+    assert {r.provenance.get("objectives") for r in runs.values()} == {"value: minimize"}
+    best = runs[f"trial-{best_number}"]
+    assert best.metric("value") == float(best_value)
+    report = _report(home, "--study", "ask-and-tell", "--no-plots", "--format", "json")
+    tag = report["price_tag"]
+    assert (report["metric"], report["mode"]) == ("value", "min")
+    assert (tag["final"]["run_id"], tag["final"]["rule"]) == (best.id, "best-trial")
+    assert (tag["total"]["runs"], tag["total"]["trials"]) == (5, 5)
+    assert tag["roles"]["inferred"] == 0
+    total = _root_energy_kwh(home, "ask-and-tell")
+    assert tag["total"]["energy_kwh"] == pytest.approx(total, rel=1e-9)
