@@ -41,6 +41,18 @@ EXPLAIN = (
 )
 
 
+def _explain(result: GreenerResult) -> str:
+    """EXPLAIN, with the size of the batch the latency is of ('one batch of 128 inputs')."""
+    sizes = {r.batch_size for r in result.rows if r.measured and r.batch_size > 0}
+    if len(sizes) != 1:
+        return EXPLAIN
+    (size,) = sizes
+    inputs = "input" if size == 1 else "inputs"
+    return EXPLAIN.replace(
+        "median latency of one batch,", f"median latency of one batch of {size:,} {inputs},"
+    )
+
+
 def greener_results(runs: Sequence[RunRecord]) -> tuple[GreenerResult, ...]:
     """The comparisons recorded among a study's runs, oldest first."""
     if not any(r.role == "greener" for r in runs):
@@ -147,7 +159,7 @@ def markdown_section(
     out: list[str] = []
     for result in results:
         header, rows = table_cells(result)
-        out += [f"## {esc(_title(result))}", "", esc(EXPLAIN), ""]
+        out += [f"## {esc(_title(result))}", "", esc(_explain(result)), ""]
         out += table(header, rows)
         out += [""] + [f"- {esc(line)}" for line in _details(result)]
         out += ["", "Provenance:", ""] + [f"- {esc(p)}" for p in result.provenance]
@@ -174,7 +186,7 @@ def html_section(results: Sequence[GreenerResult], esc: Callable[[str], str]) ->
         notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
         parts.append(
             f'<section id="greener{"" if k == 0 else f"-{k + 1}"}"><h2>{esc(_title(result))}</h2>'
-            f'<p class="muted">{esc(EXPLAIN)}</p>'
+            f'<p class="muted">{esc(_explain(result))}</p>'
             f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>"
             f"<ul>{details}</ul><p><strong>Provenance.</strong></p>"
@@ -198,7 +210,7 @@ def latex_section(results: Sequence[GreenerResult], esc: Callable[[str], str]) -
         cols = "l" + "r" * (len(keep) - 1)
         out += [
             f"\\section*{{{esc(_title(result))}}}",
-            esc(EXPLAIN.replace("◆", "DIAMOND")).replace("DIAMOND", "$\\diamond$"),
+            esc(_explain(result).replace("◆", "DIAMOND")).replace("DIAMOND", "$\\diamond$"),
             "",
             "\\begin{table}[h]\\centering\\small",
             _FIT + f"\\begin{{tabular}}{{{cols}}}",
