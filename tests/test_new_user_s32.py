@@ -7,6 +7,7 @@ Each test runs greenprint as a stranger does: in an empty directory with a clean
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 
@@ -69,3 +70,38 @@ def test_no_help_page_is_one_wall_of_text(tmp_path_factory: pytest.TempPathFacto
     export = run_in(home, GREENPRINT, "ledger", "export", "--help", env=env).stdout
     starts = [p.strip().split(":", 1)[0] for p in export.split("\n\n")]
     assert {"role", "parent_id", "contained"} <= set(starts), export
+
+
+STUDY = """\
+import greenprint as gp
+
+with gp.track("base", study="s", role="baseline") as run:
+    run.log(accuracy=0.5)
+for k, lr in enumerate((0.1, 0.01)):
+    with gp.track(f"trial-{k}", study="s", params={"lr": lr}) as run:
+        sum(i * i for i in range(200_000))
+        run.log(accuracy=0.8 + k / 10)
+"""
+
+
+def test_the_html_reports_links_reach_every_section(tmp_path_factory: pytest.TempPathFactory):
+    """The HTML report's links under its title (Price tag, Figures, Efficiency, Greener
+    variants, Runs, Model card, Compute statement) left out 'What if it ran elsewhere?' and
+    'Notes', which every demo report has: a reader of the long page found them by scrolling.
+    Every section has its link, in the page's order."""
+    home = empty_home(tmp_path_factory, "s32-nav")
+    (home / "study.py").write_text(STUDY, encoding="utf-8")
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr
+    done = run_in(
+        home, GREENPRINT, "report", "--study", "s", "--format", "html", "--no-plots",
+        "--out", "rep",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page = (home / "rep" / "report.html").read_text(encoding="utf-8")
+    nav = re.search(r"<nav>(.*?)</nav>", page, re.S)
+    assert nav is not None
+    links = re.findall(r'<a href="#([^"]+)">', nav.group(1))
+    sections = re.findall(r'<section id="([^"]+)"><h2>', page)
+    assert {"whatif", "notes"} <= set(sections), sections
+    assert links == sections, (links, sections)

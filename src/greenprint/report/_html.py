@@ -207,6 +207,9 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         if report.metric is not None
         else esc(ranking_text(report))
     )
+    # the sections a study may lack, drawn first: the header's links name those it has
+    predictions = prediction_section(report.prediction, esc)
+    whatif = whatif_section(report.whatif, esc)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -222,9 +225,13 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         '<nav><a href="#price-tag">Price tag</a><a href="#figures">Figures</a>'
         + ('<a href="#efficiency">Efficiency</a>' if report.efficiency else "")
         + ('<a href="#greener">Greener variants</a>' if report.greener else "")
+        + ('<a href="#predictions">Cost predictions</a>' if predictions else "")
+        + ('<a href="#whatif">What if</a>' if whatif else "")
         + (f'<a href="#failed">{esc(heading)}</a>' if heading else "")
         + '<a href="#runs">Runs</a><a href="#model-card">Model card</a>'
-        '<a href="#compute">Compute statement</a></nav></header>',
+        '<a href="#compute">Compute statement</a>'
+        + ('<a href="#notes">Notes</a>' if report.notes else "")
+        + "</nav></header>",
         '<section id="price-tag"><h2>Price tag</h2>',
         f'<div class="cards">{cards}</div>',
         f"<p>{esc(final_sentence(report))}</p>",
@@ -238,8 +245,8 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         "</section>",
         efficiency_section(report.efficiency, esc),
         html_section(report.greener, esc),
-        prediction_section(report.prediction, esc),
-        whatif_section(report.whatif, esc),
+        predictions,
+        whatif,
         failed,
         f'<section id="runs"><h2>Runs ({len(report.runs)})</h2>',
         '<p class="muted">Every run of the study, each right under the run it ran in '
