@@ -120,3 +120,57 @@ def test_the_final_runs_row_shows_its_held_out_score(study):
     tex = _text(home, "latex")
     assert r"final-model $\star$ & finished & 0.97 (test\_accuracy) & " in tex
     assert r"$\star$ marks the final run (its score is of its own held-out split, named" in tex
+
+
+FIT = """
+import sys
+import greenprint as gp
+
+for f, loss in enumerate(map(float, sys.argv[1:])):  # the command's folds: its parts
+    with gp.track(f"fold{f}", params={"fold": f}) as run:
+        run.log(loss=loss)
+"""
+
+FINAL = """
+import greenprint as gp
+
+with gp.track("fit") as run:  # the retrain's score, in a run of its own inside the command's
+    run.log(test_loss=0.031)
+try:
+    with gp.track("export"):  # a helper that fails: no failed trial
+        raise RuntimeError("no exporter installed")
+except RuntimeError:
+    pass
+"""
+
+
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each trial a ``greenprint run`` of a script whose folds are child runs; the final run a
+    ``greenprint run --role final`` whose script logs its test loss in a run inside it."""
+    home = _empty(tmp_path_factory, "s32-commands")
+    (home / "fit.py").write_text(FIT)
+    (home / "final.py").write_text(FINAL)
+    for name, losses in (("lr-0.1", ["0.30", "0.32", "0.34"]), ("lr-1", ["0.20", "0.22", "0.24"])):
+        done = run_in(home, GREENPRINT, "run", "-q", "--study", "cmd", "--name", name,
+                      "--param", f"lr={name[3:]}", "--", "python", "fit.py", *losses)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    done = run_in(home, GREENPRINT, "run", "-q", "--study", "cmd", "--role", "final",
+                  "--name", "retrain", "--", "python", "final.py")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return home
+
+
+@pytest.mark.parametrize("given", [(), ("--metric", "loss")], ids=["metric-chosen", "metric-given"])
+def test_a_final_command_is_scored_by_the_run_its_script_scored_in(commands, given):
+    """The retrain's test loss is its part's: the sentence, its row and the compute statement
+    say it (they said nothing of its score: the final run's own metrics only were read)."""
+    report = _report(commands, "--study", "cmd", "--no-plots", *given)
+    assert report["price_tag"]["total"]["trials"] == 2
+    assert report["price_tag"]["by_status"]["failed"]["trials"] == 0  # the helper: no trial
+    assert report["price_tag"]["final"]["rule_text"] == "the run with role 'final'"
+    assert report["final_scores"] == {"test_loss": 0.031}
+    md = _text(commands, "md")
+    assert "Final run retrain (the run with role 'final') scored test\\_loss = 0.031 (not " in md
+    assert "| retrain ★ | finished | 0.031 (test\\_loss) |" in md
+    assert "(run “retrain”, test_loss = 0.031)" in report["compute_statement"]

@@ -375,12 +375,28 @@ def _final_scores(
     A final model retrained on all the data is scored on a test split the trials never saw
     (the demo's ``test_accuracy``): the number a paper reports, which the report must state
     although the trials are ranked by another metric. Each held-out metric's last finite value.
+    A final run that logged none of its own but whose finished parts did (``greenprint run
+    --role final -- python final.py``, the script scoring its model in a ``gp.track`` run of
+    its own, inside the command's) has their mean, per metric, as a trial has its folds'.
     """
     final = next((r for r in runs if r.id == final_id), None)
     if final is None or (metric is not None and final.metric(metric) is not None):
         return ()
+    found = _held_out(final, metric)
+    if found:
+        return tuple(found.items())
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        if run.parent_id == final_id and run.status == "finished":
+            for name, value in _held_out(run, metric).items():
+                values.setdefault(name, []).append(value)
+    return tuple((name, math.fsum(v) / len(v)) for name, v in values.items())
+
+
+def _held_out(run: RunRecord, metric: str | None) -> dict[str, float]:
+    """The run's held-out metrics (not ``metric``, not greenprint's own): last finite values."""
     found: dict[str, float] = {}
-    for point in final.metrics:
+    for point in run.metrics:
         name = point.name
         if (
             name != metric
@@ -389,7 +405,7 @@ def _final_scores(
             and math.isfinite(point.value)
         ):
             found[name] = point.value
-    return tuple(found.items())
+    return found
 
 
 def _assemble(
@@ -520,7 +536,8 @@ def _assemble(
     held_out = _final_scores(runs, final_id, metric)
     if not held_out and run_of is not None and final_id is not None and tag.final is not None:
         if tag.final.score is None:  # a metric given: the runs were read with its points only
-            held_out = _final_scores((run_of(final_id),), final_id, metric)
+            parts = [run_of(r.id) for r in runs if r.parent_id == final_id]
+            held_out = _final_scores((run_of(final_id), *parts), final_id, metric)
     pareto = next((f for f in figures if f.id == "pareto"), None)
     front_ids = (
         ()
