@@ -1,5 +1,6 @@
 """greenprint.hardware and `greenprint hardware`: detection, statuses with fixes, text and JSON."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -157,6 +158,34 @@ def test_the_cpu_estimate_entry_gives_the_configured_tdp_not_the_one_it_replaces
     )
     (entry,) = [m for m in plain["meters"] if m["name"] == "estimate:cpu"]
     assert not entry["reason"].startswith("35 W configured")
+
+
+def test_a_run_records_the_cpu_estimate_with_the_configured_tdp(tmp_path, monkeypatch):
+    """A run measured with GREENPRINT_CPU_TDP_W=35 recorded, in its hardware (``ledger show``'s
+    'meter estimate:cpu'), "default 4 W per logical CPU x 2 = 8 W" beside its provenance
+    'cpu: estimate:configured-tdp (35 W, ...)': the status now says the 35 W it used."""
+    import greenprint as gp
+
+    monkeypatch.setenv("GREENPRINT_CPU_TDP_W", "35")
+    monkeypatch.chdir(tmp_path)
+    with gp.track("t", ledger=tmp_path / "l.db") as run:
+        pass
+    (record,) = gp.Ledger(tmp_path / "l.db", create=False).runs()
+    assert record.provenance["cpu"].startswith("estimate:configured-tdp (35 W")
+    (status,) = [m for m in record.hardware["meters"] if m["name"] == "estimate:cpu"]
+    assert status["reason"].startswith(
+        "35 W configured (env:GREENPRINT_CPU_TDP_W) for the CPUs this machine sees, used "
+        "instead of "
+    )
+    assert status["fix"] is None
+    assert run.status == "finished"
+    # unset: the status as detected (the table's TDP or the per-core default)
+    monkeypatch.delenv("GREENPRINT_CPU_TDP_W")
+    with gp.track("u", ledger=tmp_path / "l.db"):
+        pass
+    plain = next(r for r in gp.Ledger(tmp_path / "l.db", create=False).runs() if r.name == "u")
+    (status,) = [m for m in plain.hardware["meters"] if m["name"] == "estimate:cpu"]
+    assert status == dataclasses.asdict(detect_hardware().meter("estimate:cpu"))
 
 
 def test_cli_json(capsys):

@@ -1650,12 +1650,15 @@ class Run:
             for node in self._node.ancestors()
             if node.run._guard is not None and node.run._pid == os.getpid()
         )
+        from greenprint.meters._discovery import with_configured_tdp
+        from greenprint.meters._estimate import configured_cpu_tdp
         from greenprint.meters._set import detect_meters, guard_meters
 
         given = self._options.get("meters")
         pid = self._options.get("pid")
         self._meters = detect_meters(pid=pid) if given is None else guard_meters(given, pid=pid)
-        self._hardware = detect_hardware().to_dict()
+        # the estimate:cpu status as the meters take it: a configured TDP, not the table's
+        self._hardware = with_configured_tdp(detect_hardware(), configured_cpu_tdp()).to_dict()
         # what the provenance names that does not depend on the meters' readings, found before
         # they start: a process's first run was charged psutil's import (0.07-0.2 s) otherwise
         self._measured_process = (

@@ -18,9 +18,13 @@ def _detect() -> tuple[HardwareInfo, dict[str, Provenance]]:
     """The hardware and, per component, where the meter chosen for it gets its figures."""
     from greenprint.hardware import detect_hardware  # keep --help fast
     from greenprint.meters import detect_meters
+    from greenprint.meters._discovery import with_configured_tdp
+    from greenprint.meters._estimate import configured_cpu_tdp
 
     hw = detect_hardware()
     meters = detect_meters(hardware=hw)
+    # its estimate:cpu entry gives the configured TDP, as the meters take it (not the table's)
+    hw = with_configured_tdp(hw, configured_cpu_tdp())
     try:
         in_use = {component: meters.meter(component).origin for component in meters.components}
     finally:
@@ -30,42 +34,8 @@ def _detect() -> tuple[HardwareInfo, dict[str, Provenance]]:
 
 def _as_dict(hw: HardwareInfo, in_use: dict[str, Provenance]) -> dict[str, Any]:
     report = hw.to_dict()
-    _configured_estimate(report)
     report["in_use"] = {component: str(origin) for component, origin in in_use.items()}
     return report
-
-
-def _instead(table_tdp_w: float | None) -> str:
-    """What a configured CPU TDP replaces: the shipped table's figure, or the per-core default."""
-    return "the shipped table" if table_tdp_w is not None else "the per-core default"
-
-
-def _configured_estimate(report: dict[str, Any]) -> None:
-    """Let the estimate:cpu entry say the configured TDP it uses, not the table's or the default.
-
-    The hardware is detected (and cached) without the configuration: its estimate:cpu entry
-    gives the shipped table's TDP or the per-core default, with the fix "set
-    GREENPRINT_CPU_TDP_W". With ``cpu_tdp_w`` set, the CPU estimate (in use, or RAPL's fallback)
-    takes that figure instead, so the entry gives it and no fix.
-    """
-    from greenprint.meters._estimate import configured_cpu_tdp
-
-    configured = configured_cpu_tdp()
-    if configured is None:
-        return
-    watts, source = configured
-    instead = _instead(report.get("cpu_tdp_w"))
-    for meter in report["meters"]:
-        if meter["name"] != "estimate:cpu" or not meter["usable"]:
-            continue
-        reason = str(meter["reason"])
-        at = reason.find("idle floor")  # how the TDP becomes power: kept as it was
-        scaling = f"; {reason[at:]}" if at >= 0 else ""
-        meter["reason"] = (
-            f"{watts:g} W configured ({source}) for the CPUs this machine sees, used instead of "
-            f"{instead}{scaling}"
-        )
-        meter["fix"] = None
 
 
 def hardware_report() -> dict[str, Any]:
@@ -105,9 +75,11 @@ def _text(hw: HardwareInfo, in_use: dict[str, Provenance]) -> str:
 
         configured = configured_cpu_tdp()
     if configured is not None:
+        from greenprint.meters._discovery import configured_instead
+
         watts, source = configured
         lines.append(
-            f"CPU TDP   {watts:g} W configured ({source}), used instead of {_instead(hw.cpu_tdp_w)}"
+            f"CPU TDP   {watts:g} W configured ({source}), used instead of {configured_instead(hw)}"
         )
     elif hw.cpu_tdp_w is not None:
         row = hw.cpu_tdp_origin.source

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from greenprint._provenance import Provenance
@@ -44,11 +44,13 @@ from greenprint.meters._where import (
 
 __all__ = [
     "HardwareInfo",
+    "configured_instead",
     "cpu_estimate_for",
     "cpu_model_name",
     "detect_hardware",
     "parse_cpuinfo",
     "ram_estimate_for",
+    "with_configured_tdp",
 ]
 
 logger = logging.getLogger(__name__)
@@ -375,6 +377,45 @@ def _gpu_statuses(
     else:
         gpu_est = no_gpu_found()
     return nvml_status, gpus + amd_gpus, amd_status, gpu_est
+
+
+def configured_instead(hardware: HardwareInfo) -> str:
+    """What a configured CPU TDP replaces here: the shipped table's figure, or the default."""
+    return "the shipped table" if hardware.cpu_tdp_w is not None else "the per-core default"
+
+
+def with_configured_tdp(
+    hardware: HardwareInfo, configured: tuple[float, str] | None
+) -> HardwareInfo:
+    """``hardware`` with its estimate:cpu status giving the configured TDP, when one is set.
+
+    Detection (cached) reads no configuration: its estimate:cpu status gives the shipped
+    table's TDP or the per-core default, with the fix "set GREENPRINT_CPU_TDP_W". With
+    ``cpu_tdp_w`` set, the CPU estimate (the meter in use, or RAPL's fallback) takes that
+    figure instead, so the status says it, with no fix; how the TDP becomes power (the idle
+    floor, a CPU quota) is kept as detected.
+
+    Args:
+        hardware: the detected hardware.
+        configured: ``(W, source)`` from
+            :func:`~greenprint.meters._estimate.configured_cpu_tdp`, or ``None``.
+    """
+    if configured is None:
+        return hardware
+    watts, source = configured
+    statuses = []
+    for status in hardware.meters:
+        if status.name == "estimate:cpu" and status.usable:
+            at = status.reason.find("idle floor")
+            scaling = f"; {status.reason[at:]}" if at >= 0 else ""
+            status = MeterStatus(
+                status.name,
+                True,
+                f"{watts:g} W configured ({source}) for the CPUs this machine sees, used "
+                f"instead of {configured_instead(hardware)}{scaling}",
+            )
+        statuses.append(status)
+    return replace(hardware, meters=tuple(statuses))
 
 
 def cpu_estimate_for(
