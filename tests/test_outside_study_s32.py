@@ -18,6 +18,9 @@ reports must read it right:
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -120,6 +123,36 @@ def test_the_final_runs_row_shows_its_held_out_score(study):
     tex = _text(home, "latex")
     assert r"final-model $\star$ & finished & 0.97 (test\_accuracy) & " in tex
     assert r"$\star$ marks the final run (its score is of its own held-out split, named" in tex
+
+
+def test_every_float_of_the_paper_part_has_a_caption_and_it_compiles(study, require_component):
+    """Pasted into a two-column paper, each table and figure floats: each needs its caption
+    (the what-if table had none, and floated away from its section with no word of what it is).
+    """
+    home, _ = study
+    tex = _text(home, "latex")
+    body = tex[tex.index("\n", tex.index("BEGIN PAPER")) + 1 : tex.index("% ---- END PAPER")]
+    floats = re.findall(r"\\begin\{(table|figure)\*?\}(.*?)\\end\{\1\*?\}", body, re.S)
+    assert len(floats) >= 5 and [kind for kind, _ in floats].count("table") >= 4
+    assert all("\\caption{" in inside for _, inside in floats)
+    assert "\\caption{What if it ran elsewhere: the study's energy priced at" in body
+    pdflatex = shutil.which("pdflatex")
+    require_component(pdflatex is not None, "pdflatex is not installed (texlive-latex-recommended)")
+    assert pdflatex is not None
+    work = home / "paper"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(home / "rep", work)
+    (work / "paper.tex").write_text(
+        "\\documentclass[twocolumn]{article}\n\\usepackage[T1]{fontenc}\n"
+        "\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
+        + body
+        + "\n\\end{document}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+                          cwd=work, capture_output=True, text=True, errors="replace",
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
 
 
 FIT = """

@@ -200,6 +200,14 @@ def latex_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> l
     out = ["\\section*{What if it ran elsewhere?}", esc(_EXPLAIN), "", esc(section.sentence()), ""]
     out += [
         "\\begin{table}[h]\\centering\\footnotesize\\setlength{\\tabcolsep}{3pt}",
+        # a float with a caption: in a two-column paper it may float away from its section
+        "\\caption{"
+        + esc(
+            "What if it ran elsewhere: the study's energy priced at other grids' carbon "
+            "intensity (g CO2-eq/kWh, tables shipped with greenprint), the CO2-eq it would "
+            "have emitted there and what that saves (negative: it would emit more)."
+        )
+        + "}",
         "\\begin{tabular}{@{}lrrr@{}}",
         "\\toprule",
         " & ".join(esc(h) for h in ("Region", "g CO2-eq/kWh", "CO2-eq", "Saved")) + " \\\\",
