@@ -105,3 +105,24 @@ def test_the_html_reports_links_reach_every_section(tmp_path_factory: pytest.Tem
     sections = re.findall(r'<section id="([^"]+)"><h2>', page)
     assert {"whatif", "notes"} <= set(sections), sections
     assert links == sections, (links, sections)
+
+
+def test_report_help_names_what_the_report_holds(tmp_path_factory: pytest.TempPathFactory):
+    """``greenprint report --help`` listed the price tag by status, EVP, the Pareto front, the
+    learning curve, power over time, the model card and the compute statement: not the price
+    tag by role, the efficiency table, the greener variants, the what-if table nor the runs,
+    which the demo's report has (its sections' links: Efficiency, Greener variants, What if,
+    Runs)."""
+    home = empty_home(tmp_path_factory, "s32-report-help")
+    done = run_in(home, GREENPRINT, "report", "--help", env={**clean_env(), "COLUMNS": "200"})
+    text = " ".join(done.stdout.split("Options:", 1)[0].split())
+    for part in (
+        "by run status and by role",
+        "efficiency (score per mWh and per GFPO)",
+        "greener variants",
+        "in other regions",
+        "every run",
+        "model-card block",
+        "compute statement",
+    ):
+        assert part in text, (part, text)

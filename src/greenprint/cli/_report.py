@@ -95,9 +95,11 @@ def command(
 ) -> None:
     """Write the price-tag report of a study: HTML, Markdown, LaTeX and JSON.
 
-    The report holds the study's cost by run status (failed and pruned trials included), the
-    expected best score against trials and energy, score against energy with the Pareto front,
-    the learning curve, power over time, a model-card block and a compute statement.
+    The report holds the study's cost by run status and by role (failed and pruned trials
+    included), the expected best score against trials and energy, score against energy with
+    the Pareto front, the learning curve, power over time, efficiency (score per mWh and per
+    GFPO), greener variants when the study measured some, what its energy would have emitted
+    in other regions, every run, a model-card block and a compute statement.
 
     Without --out the report goes to ./greenprint-report, or, when the ledger holds several
     studies, to ./greenprint-report-STUDY, so that one study's report never replaces
