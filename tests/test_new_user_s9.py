@@ -180,6 +180,8 @@ def test_the_demo_names_its_greener_variants_as_the_report_does(tmp_path):
         name = f"{BEST_CNN}:{row.name}"
         assert name in names
         assert re.search(rf"\d+/\d+ {re.escape(name)} ", line), line
+        # the latency says of how large a batch (it read '1.57 ms/batch': session 32)
+        assert row.batch_size == 128 and " ms per batch of 128" in line, line
 
 
 def test_the_what_if_table_never_breaks_a_figure_from_its_unit(tmp_path):

@@ -92,8 +92,8 @@ def run_greener(
         mark = "  (front)" if row.on_front else ""
         show.done(
             f"{name:<32} {metric}={row.score:.3f}  "
-            f"{format_energy(row.energy_kwh_per_1000)} per 1,000 inferences  "  # type: ignore[arg-type]
-            f"{row.latency_s * 1e3:.3g} ms/batch{mark}"  # type: ignore[operator]
+            f"{format_energy(row.energy_kwh_per_1000):>8} per 1,000 inferences  "  # type: ignore[arg-type]
+            f"{row.latency_s * 1e3:.3g} ms per batch of {row.batch_size}{mark}"  # type: ignore[operator]
         )
     return result
 
