@@ -251,3 +251,165 @@ def test_ask_and_tell_through_the_callback_records_each_trial_and_its_direction(
     assert tag["roles"]["inferred"] == 0
     total = _root_energy_kwh(home, "ask-and-tell")
     assert tag["total"]["energy_kwh"] == pytest.approx(total, rel=1e-9)
+
+
+# ------------------------------------------------------------ a training inside a trial's run
+#: An Optuna study whose trials each fit a Lightning module (greenprint's Lightning callback on
+#: the Trainer, given no role), pruned by a Lightning callback of the user's that raises
+#: ``optuna.TrialPruned`` (trial 1 always, trial 2 fails in its fit); then two fits inside a
+#: sweep run of the user's (study ``pl-sweep``) and a Hugging Face training inside a
+#: ``gp.track(..., role="trial")`` (study ``hf-trial``).
+NESTED_SCRIPT = """
+import sys
+sys.path.insert(0, @METERS@)
+import optuna
+import torch
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+from transformers import (AutoModelForSequenceClassification, BertConfig, Trainer,
+                          TrainingArguments)
+
+import greenprint as gp
+from greenprint.integrations.lightning import GreenprintCallback as FitCallback
+from greenprint.integrations.optuna import GreenprintCallback
+from greenprint.integrations.transformers import GreenprintCallback as HFCallback
+from _meters import ConstantProcessPower
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+torch.manual_seed(0)
+data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
+train, val = DataLoader(data, batch_size=16), DataLoader(data, batch_size=32)
+
+
+class Regressor(pl.LightningModule):
+    def __init__(self, lr=0.1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(8, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.hparams.lr > 1:
+            raise FloatingPointError("diverged")
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+class Pruning(pl.Callback):
+    def __init__(self, trial):
+        self.trial = trial
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and self.trial.number == 1:
+            raise optuna.TrialPruned()
+
+
+def fit(lr, *callbacks):
+    cb = FitCallback("fit", meters=ConstantProcessPower(@WATTS@))
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", callbacks=[cb, *callbacks],
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(Regressor(lr), train, val)
+    return trainer.callback_metrics["val_loss"].item()
+
+
+def objective(trial):
+    lr = {0: 0.01, 1: 0.1, 2: 10.0}[trial.number]
+    trial.suggest_float("lr", lr, lr)
+    return fit(lr, Pruning(trial))
+
+
+cb = GreenprintCallback(ledger="greenprint.db", meters=ConstantProcessPower(@WATTS@))
+study = optuna.create_study(study_name="pl-optuna")
+study.optimize(cb.track(objective), n_trials=3, callbacks=[cb], catch=(FloatingPointError,))
+
+with gp.track("search", study="pl-sweep", ledger="greenprint.db", role="sweep",
+              meters=ConstantProcessPower(@WATTS@)):
+    for lr in (0.01, 0.1):
+        fit(lr)
+
+config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32, num_labels=2)
+rows = [{"input_ids": torch.randint(0, 50, (8,)), "labels": torch.tensor(i % 2)}
+        for i in range(16)]
+args = TrainingArguments(output_dir="hf", report_to="none", use_cpu=True, max_steps=1,
+                         per_device_train_batch_size=8, save_strategy="no", disable_tqdm=True)
+with gp.track("lr=5e-5", study="hf-trial", ledger="greenprint.db", role="trial",
+              meters=ConstantProcessPower(@WATTS@)) as run:
+    trainer = Trainer(model=AutoModelForSequenceClassification.from_config(config), args=args,
+                      train_dataset=rows)
+    HFCallback("bert", meters=ConstantProcessPower(@WATTS@)).attach(trainer)
+    trainer.train()
+    run.log(accuracy=0.5)
+print("states", *(t.state.name for t in study.trials))
+"""
+
+
+@pytest.fixture(scope="module")
+def nested_home(tmp_path_factory):
+    """The nested-trainings script run once in an empty directory."""
+    need_installed("lightning", "lightning")
+    need_installed("transformers", "transformers")
+    need_installed("optuna", "optuna")
+    home = _empty(tmp_path_factory, "nested")
+    script = NESTED_SCRIPT.replace("@METERS@", repr(METERS_DIR)).replace("@WATTS@", repr(WATTS))
+    (home / "nested.py").write_text(script, encoding="utf-8")
+    done = run_in(home, sys.executable, "nested.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "greenprint:" not in done.stderr
+    assert done.stdout.split()[-3:] == ["COMPLETE", "PRUNED", "FAIL"]
+    return home
+
+
+def test_a_fit_inside_an_optuna_trial_is_said_to_be_its_part(nested_home):
+    """Before, each trial's Lightning fit had no role (``part*`` in ``ledger ls --tree``, the
+    report's note of roles inferred for 3 of 6 runs). Now each fit is a ``part`` of its trial,
+    with the trial's status (pruned, failed with the error), and no role is inferred."""
+    home = nested_home
+    runs = gp.Ledger(home / "greenprint.db").runs(study="pl-optuna")
+    trials = {r.name: r for r in runs if r.role == "trial"}
+    fits = {r.parent_id: r for r in runs if r.name == "fit"}
+    assert len(runs) == 6 and sorted(trials) == ["trial-0", "trial-1", "trial-2"]
+    got = {n: (t.status, fits[t.id].role, fits[t.id].status) for n, t in trials.items()}
+    assert got == {
+        "trial-0": ("finished", "part", "finished"),
+        "trial-1": ("pruned", "part", "pruned"),
+        "trial-2": ("failed", "part", "failed"),
+    }
+    assert fits[trials["trial-2"].id].error.startswith("FloatingPointError: diverged")
+    assert trials["trial-0"].metric("value") == fits[trials["trial-0"].id].metric("val_loss")
+    report = _report(home, "--study", "pl-optuna", "--no-plots", "--format", "json")
+    tag = report["price_tag"]
+    assert tag["roles"]["inferred"] == 0 and tag["roles"]["counts"] == {"trial": 3, "part": 3}
+    assert (tag["final"]["run_id"], tag["final"]["rule"]) == (trials["trial-0"].id, "best-trial")
+    total = _root_energy_kwh(home, "pl-optuna")
+    assert tag["total"]["energy_kwh"] == pytest.approx(total, rel=1e-9)
+    listed = run_in(home, GREENPRINT, "ledger", "ls", "--tree", "--study", "pl-optuna")
+    assert listed.returncode == 0, listed.stderr
+    assert "*" not in listed.stdout
+
+
+def test_fits_inside_a_sweep_are_its_trials_and_a_training_inside_a_trial_its_part(
+    nested_home,
+):
+    """The sweep's two fits are said to be trials; the Hugging Face training inside a run
+    given role 'trial' is its part; nothing is inferred."""
+    led = gp.Ledger(nested_home / "greenprint.db")
+    sweep = led.runs(study="pl-sweep")
+    assert sorted((r.name, r.role) for r in sweep) == [
+        ("fit", "trial"),
+        ("fit", "trial"),
+        ("search", "sweep"),
+    ]
+    (trial,) = (r for r in led.runs(study="hf-trial") if r.parent_id is None)
+    (training,) = (r for r in led.runs(study="hf-trial") if r.parent_id == trial.id)
+    assert (trial.role, training.role, training.name) == ("trial", "part", "bert")
+    for study in ("pl-sweep", "hf-trial"):
+        report = _report(nested_home, "--study", study, "--no-plots", "--format", "json")
+        assert report["price_tag"]["roles"]["inferred"] == 0

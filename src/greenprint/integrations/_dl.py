@@ -148,6 +148,34 @@ def refresh(run: Run) -> None:
         return
 
 
+#: The roles of a run of this process whose trainings, run inside it, are its parts: a trial's
+#: fit (an Optuna trial's, a cross-validation fold's), the final model's, a learning-curve
+#: point's (a sweep's children are its trials).
+_HOLDS_PARTS = ("trial", "part", "final", "baseline", "learning-curve")
+
+
+def role_inside(options: Mapping[str, Any]) -> str | None:
+    """The role of a training's run: the one given, else the one its enclosing run makes it.
+
+    A training given no role inside a run that holds parts (an Optuna trial's run, a run of
+    yours given ``role="trial"`` or ``"final"``, a fold) is a ``part`` of it, and one inside a
+    ``sweep`` is a ``trial``: said, not left for the report to infer (it read ``part*`` in
+    ``greenprint ledger ls --tree``, the report's note asked for ``set-role``, and MLflow, W&B
+    and TensorBoard tagged it inferred), as the evaluations beside it were. ``None`` when
+    nothing encloses it here (a top-level training), its enclosing run has no role, or a
+    ``parent`` is given.
+    """
+    given = options.get("role")
+    if given is not None or options.get("parent") is not None:
+        return given
+    from greenprint import _lineage
+
+    role = getattr(_lineage.enclosing(), "role", None)
+    if role in _HOLDS_PARTS:
+        return "part"
+    return "trial" if role == "sweep" else None
+
+
 #: The roles of a training whose later stages continue it (:func:`trained_again`): none given,
 #: or one that names the model trained (a stage given ``role="final"`` then fitted again is
 #: still that final model); a learning curve's points, parts and sweeps keep their runs apart.

@@ -147,6 +147,7 @@ from greenprint.integrations._dl import (
     part_of,
     plain_params,
     refresh,
+    role_inside,
     share_node_run_id,
     take_waiting_parts,
     trained_again,
@@ -312,6 +313,9 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             name = f"{name}-{flag}"
             options["role"] = "part"
             params[f"trainer.{flag}"] = value
+        role = role_inside(options)  # a fit inside a trial's run is its part, said
+        if role is not None:
+            options["role"] = role
         if int(getattr(trainer, "world_size", 1)) <= 1:
             run = track(name, params=params, **options).start()
         elif trainer.local_rank == 0:

@@ -197,6 +197,7 @@ from greenprint.integrations._dl import (
     metric_values,
     plain_params,
     refresh,
+    role_inside,
     share_node_run_id,
     take_waiting_parts,
     trained_again,
@@ -558,6 +559,9 @@ class GreenprintCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
 
         world = _world_size(args)
         local = int(getattr(args, "local_process_index", 0) or 0)
+        role = role_inside(options)  # a training inside a trial's run is its part, said
+        if role is not None:
+            options = {**options, "role": role}
         if world <= 1:
             return track(name, params=params, **options).start()
         if local == 0:
