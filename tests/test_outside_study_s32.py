@@ -207,3 +207,15 @@ def test_a_final_command_is_scored_by_the_run_its_script_scored_in(commands, giv
     assert "Final run retrain (the run with role 'final') scored test\\_loss = 0.031 (not " in md
     assert "| retrain ★ | finished | 0.031 (test\\_loss) |" in md
     assert "(run “retrain”, test_loss = 0.031)" in report["compute_statement"]
+
+
+def test_a_final_run_named_with_the_flag_says_so(commands):
+    """``--final ID`` (a trial, over the run with role final): the sentence says the rule, as
+    the note does (it read "(chosen)", by no one named)."""
+    report = _report(commands, "--study", "cmd", "--no-plots", "--format", "json")
+    (trial,) = [row["id"] for row in report["runs"] if row["name"] == "lr-1"]
+    report = _report(commands, "--study", "cmd", "--no-plots", "--final", trial[:8])
+    assert report["price_tag"]["final"]["rule"] == "given"
+    md = _text(commands, "md")
+    assert "Final run lr-1 (the run named as final) scored loss = 0.22 and cost " in md
+    assert "- final run: lr-1, the run named as final\n" in md

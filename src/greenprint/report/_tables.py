@@ -158,10 +158,10 @@ def final_sentence(report: Report) -> str:
             "The final run is not identified (no finished trial has a score and no run has "
             "role 'final')."
         )
-    how = (
-        "chosen"
-        if final.chosen
-        else (final.rule_text or f"the best finished run by {final.metric}")
+    # the rule in words ("the run named as final": --final, final= in Python), as the note
+    # says it; "chosen" alone did not say by whom
+    how = final.rule_text or (
+        "chosen" if final.chosen else f"the best finished run by {final.metric}"
     )
     score = "" if final.score is None else f" scored {final.metric} = {final.score:.4g} and"
     if final.score is None and report.final_scores:  # a retrain scored on a test split
