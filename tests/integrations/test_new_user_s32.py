@@ -347,6 +347,13 @@ with gp.track("lr=5e-5", study="hf-trial", ledger="greenprint.db", role="trial",
     HFCallback("bert", meters=ConstantProcessPower(@WATTS@)).attach(trainer)
     trainer.train()
     run.log(accuracy=0.5)
+
+model = AutoModelForSequenceClassification.from_config(config)  # the final model, two stages
+for stage in ("head", "all"):
+    trainer = Trainer(model=model, args=args, train_dataset=rows)
+    HFCallback("bert", study="hf-final-twice", ledger="greenprint.db", role="final",
+               meters=ConstantProcessPower(@WATTS@)).attach(trainer)
+    trainer.train()
 print("states", *(t.state.name for t in study.trials))
 """
 
@@ -413,3 +420,19 @@ def test_fits_inside_a_sweep_are_its_trials_and_a_training_inside_a_trial_its_pa
     for study in ("pl-sweep", "hf-trial"):
         report = _report(nested_home, "--study", study, "--no-plots", "--format", "json")
         assert report["price_tag"]["roles"]["inferred"] == 0
+
+
+def test_a_hugging_face_model_trained_twice_with_role_final_is_one_final_run(nested_home):
+    """The Hugging Face side of the first test: a model trained by a Trainer whose callback is
+    given role 'final', then by a new Trainer (its callback 'final' too): the first training
+    is the final run's part (contained false), the final model costs both."""
+    home = nested_home
+    first, second = _stages(home, "hf-final-twice")
+    assert (first.parent_id, first.role, first.contained) == (second.id, "part", False)
+    assert (second.parent_id, second.role) == (None, "final")
+    report = _report(home, "--study", "hf-final-twice", "--no-plots", "--format", "json")
+    tag = report["price_tag"]
+    assert (tag["total"]["trials"], tag["final"]["run_id"]) == (0, second.id)
+    both = first.energy_kwh + second.energy_kwh
+    assert tag["final"]["energy_kwh"] == pytest.approx(both, rel=1e-9)
+    assert tag["total"]["energy_kwh"] == pytest.approx(_root_energy_kwh(home, "hf-final-twice"))
