@@ -34,6 +34,7 @@ from greenprint._exceptions import (
     LedgerPathError,
     NotALedgerError,
 )
+from greenprint._forks import renew_after_fork
 from greenprint._lifecycle import write_section
 from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
@@ -196,7 +197,12 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ connections
     def _connect(self, wait_ms: int = _BUSY_TIMEOUT_MS) -> sqlite3.Connection:
-        """A new connection whose busy timeout is ``wait_ms`` (its pragmas may wait on a lock)."""
+        """A new connection whose busy timeout is ``wait_ms`` (its pragmas may wait on a lock).
+
+        In a forked child, the connections it inherited are closed first (:func:`_after_fork`).
+        """
+        if _INHERITED:
+            _close_inherited()
         conn = sqlite3.connect(
             self._database,
             timeout=wait_ms / 1000,
@@ -237,7 +243,9 @@ class SQLiteStore:
     def _check_fork(self) -> None:
         if os.getpid() != self._pid:  # a forked child must not share the parent's connections
             with self._pool_lock:
-                self._idle = []  # dropped, not closed (as SQLAlchemy's dispose(close=False))
+                # the parent's, taken at the fork (_after_fork): closed before the child's first
+                _INHERITED.extend(self._idle)
+                self._idle = []
             self._pid = os.getpid()
 
     # ------------------------------------------------------------------ transactions
@@ -847,17 +855,61 @@ class _ForkGate:
 _FORK_GATE = _ForkGate()
 
 
+#: The connections a forked child inherited from its parent's pools, until its first own one.
+_INHERITED: list[sqlite3.Connection] = []
+_INHERITED_LOCK = threading.Lock()
+renew_after_fork(globals(), "_INHERITED_LOCK")
+
+
+def _close_inherited() -> None:
+    """Close the connections this forked child inherited (before it opens one of its own).
+
+    See :func:`_after_fork`. Closing one in the child releases none of the parent's locks
+    (POSIX locks belong to a process); like any close, it checkpoints and deletes the WAL only
+    when no other connection holds its shared lock on the file (the parent's do while it lives).
+    """
+    with _INHERITED_LOCK:
+        inherited = list(_INHERITED)
+        _INHERITED.clear()
+    for conn in inherited:
+        try:
+            conn.close()
+        except sqlite3.Error as e:  # pragma: no cover - a close that fails leaves it to exit
+            logger.debug("greenprint: closing a connection inherited at a fork: %s", e)
+
+
 def _after_fork() -> None:
-    """In a forked child: every store's locks anew.
+    """In a forked child: every store's locks anew, its parent's connections set aside.
 
     A thread of the parent inside a transaction at the fork (a run's sampler flushing) is not
     in the child, but its hold on the store's write lock is: the child's first write to that
     store (a ``Ledger`` object it inherited) waited on it for good.
+
+    SQLite keeps, per process, one record of each open file: the locks its connections hold
+    on it and the mapping of its WAL index (``-shm``), and a new connection to the file joins
+    that record. A child's new connections joined the one copied from its parent: a record
+    that says the process holds the shared locks every WAL connection holds for as long as it
+    is open (on the database file, and on the WAL index's "dead man's switch"), which the
+    kernel gave the parent, not the child. Once the parent ended (SIGTERM to the main process
+    of a ``multiprocessing`` pool, a crash), the child's connections held no lock at all: the
+    next process to open the ledger took itself for the first (it truncated the WAL index
+    under the child's mapping: the child died of SIGBUS in its next write, its runs read
+    ``lost``), and one closing it took itself for the last (it checkpointed and deleted the
+    WAL: what the child wrote after that went to a deleted file, its runs' ends never in the
+    ledger). So the parent's pooled connections are taken out of the pools here and closed
+    before the child opens its first own connection (:meth:`SQLiteStore._connect`): the
+    record then goes with them, and the child's connections take their locks themselves.
+    Not here: a child that never opens the ledger leaves them alone (closing takes SQLite's
+    process-wide mutexes, which a thread of the parent's, using SQLite outside greenprint, may
+    have held at the fork: only a child that uses SQLite itself could wait on them). A
+    connection in use at the fork (the gate stopped waiting for it) is in no pool: it stays.
     """
     _FORK_GATE.after_fork_in_child()
     for store in list(_STORES):
         store._pool_lock = threading.RLock()
         store._write_lock = threading.RLock()
+        _INHERITED.extend(store._idle)  # (an in-memory ledger's one connection is not pooled)
+        store._idle = []
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
