@@ -126,3 +126,22 @@ def test_report_help_names_what_the_report_holds(tmp_path_factory: pytest.TempPa
         "compute statement",
     ):
         assert part in text, (part, text)
+
+
+def test_report_of_a_ledger_of_several_studies_names_the_option_to_choose_one(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """A new user's second study in ./greenprint.db: `greenprint report` refuses to guess, in
+    one line that names --study (it said only 'choose one:'), and writes nothing."""
+    home = empty_home(tmp_path_factory, "s32-studies")
+    for study in ("mnist", "cifar"):
+        script = f"import greenprint as gp\nwith gp.track('r', study={study!r}) as r:\n"
+        (home / f"{study}.py").write_text(script + "    r.log(accuracy=0.5)\n")
+        assert run_in(home, sys.executable, f"{study}.py").returncode == 0
+    done = run_in(home, GREENPRINT, "report", "--format", "md")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "holds 2 studies; choose one with --study: 'cifar', 'mnist'" in done.stderr
+    assert not list(home.glob("greenprint-report*"))
+    done = run_in(home, GREENPRINT, "report", "--format", "md", "--study", "cifar")
+    assert done.returncode == 0, done.stderr

@@ -115,8 +115,16 @@ def command(
         check_out_dir(out_dir)  # unwritable output: one line, before any work
     led = get_ledger(ledger, create=False)
     try:
+        studies = led.studies()
+        if study is None and len(studies) > 1:
+            from greenprint._exceptions import ReportError
+
+            raise ReportError(  # build_report's refusal, in the command's words
+                f"ledger {led.url} holds {len(studies)} studies; choose one with --study: "
+                + ", ".join(repr(s) for s in studies)
+            )
         if out_dir is None:
-            out_dir = _default_out(led.studies(), study)
+            out_dir = _default_out(studies, study)
             check_out_dir(out_dir)
         report = build_report(
             led,
