@@ -7,10 +7,11 @@ fitted again, as a user fine-tunes the model they report) left two runs of role 
 ``trained_again`` linked only runs given no role. The report took the final run of the lowest
 ``val_loss`` of the two and priced the final model at the last fit alone (24% of the study's
 energy in the user's script, whose model both fits trained). A first stage given no role then a
-last one given ``role="final"`` read as a trial beside the final model. Now a later training
-given no role, or ``trial``, ``final`` or ``baseline``, continues an earlier one given none or
-the same (the earlier becomes its ``part``, ``contained`` false); a learning curve's points
-(``role="learning-curve"``) and an earlier role the later does not repeat stay apart.
+last one given ``role="final"`` still reads as a trial beside the final model (it may be a
+search's best configuration trained on). Now a later training given the same role as the
+earlier, none or ``trial``, ``final`` or ``baseline``, continues it (the earlier becomes its
+``part``, ``contained`` false); a learning curve's points (``role="learning-curve"``) and two
+roles that differ stay apart.
 
 Each script runs in an empty directory with a clean environment, its runs measured by a
 constant-power meter, so the truth of each energy figure is power x time.
@@ -131,12 +132,11 @@ def _root_energy_kwh(home: Path, study: str) -> float:
     return float(total)
 
 
-@pytest.mark.parametrize("study", ["final-twice", "then-final"])
-def test_a_final_model_fitted_twice_is_one_final_run_costing_both_fits(fitted_twice, study):
-    """Before: two runs (two of role final, or a trial and the final run), the report's final
-    model the second fit alone. Now the first fit is the final run's part: the study has no
-    trial, one final run scored by its last fit, and the final model costs the whole study."""
-    home = fitted_twice
+def test_a_final_model_fitted_twice_is_one_final_run_costing_both_fits(fitted_twice):
+    """Before: two runs of role final, the report's final model the second fit alone. Now the
+    first fit is the final run's part: the study has no trial, one final run scored by its
+    last fit, and the final model costs the whole study."""
+    home, study = fitted_twice, "final-twice"
     first, second = _stages(home, study)
     assert (first.parent_id, first.role, first.contained) == (second.id, "part", False)
     assert (second.parent_id, second.role, second.status) == (None, "final", "finished")
@@ -163,11 +163,14 @@ def test_a_learning_curve_over_epochs_keeps_its_points(fitted_twice):
     assert [(r.parent_id, r.role) for r in runs] == [(None, "learning-curve")] * 2
 
 
-def test_an_earlier_role_the_later_fit_does_not_repeat_is_kept(fitted_twice):
-    """Stage 1 given role 'final', stage 2 none: the role given is not overridden (nothing
-    linked), as before."""
-    runs = _stages(fitted_twice, "final-then-none")
-    assert [(r.parent_id, r.role) for r in runs] == [(None, "final"), (None, None)]
+@pytest.mark.parametrize(
+    ("study", "roles"), [("final-then-none", ("final", None)), ("then-final", (None, "final"))]
+)
+def test_two_roles_that_differ_are_kept(fitted_twice, study, roles):
+    """Stage 1 given role 'final' and stage 2 none, or stage 1 none (a search's trial, maybe
+    its best configuration) and stage 2 'final': nothing linked, as before."""
+    runs = _stages(fitted_twice, study)
+    assert [(r.parent_id, r.role) for r in runs] == [(None, roles[0]), (None, roles[1])]
 
 
 # ------------------------------------------------------------ Optuna's ask-and-tell

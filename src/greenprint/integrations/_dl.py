@@ -176,9 +176,10 @@ def role_inside(options: Mapping[str, Any]) -> str | None:
     return "trial" if role == "sweep" else None
 
 
-#: The roles of a training whose later stages continue it (:func:`trained_again`): none given,
-#: or one that names the model trained (a stage given ``role="final"`` then fitted again is
-#: still that final model); a learning curve's points, parts and sweeps keep their runs apart.
+#: The roles of a training whose later stages, given the same, continue it
+#: (:func:`trained_again`): none given, or one that names the model trained (a stage given
+#: ``role="final"`` then fitted again is still that final model); a learning curve's points,
+#: parts and sweeps keep their runs apart.
 _MODEL_ROLES = (None, "trial", "final", "baseline")
 
 #: Each model's last training's run id, in this process (a module object, weakly: the entry goes
@@ -209,15 +210,15 @@ def trained_again(
     outside its measurement: the price tag adds it once), not a trial of its own. Only two
     top-level runs of one study (trainings inside a run of the user's are its parts already),
     of one name and of one configuration (their params, those that set the training's
-    schedule left out), the later one given no role or a role that names the model
-    (``trial``, ``final``, ``baseline``) and the earlier one none or the same: a loop of
-    configurations that reuses one model object (``model.hparams.lr = lr`` then a fit, other
-    params) is a search, one that changes only the schedule (a Hugging Face
-    ``learning_rate`` per ``Trainer``) is one training continued, a model given
-    ``role="final"`` and fitted twice (or a first stage given no role, then the final stage)
-    is one final model costing both stages, and any other role given (each point of a
-    learning curve over epochs, a ``part``, a ``sweep``), or an earlier role the later does
-    not repeat, is kept. Else nothing changes. A model that cannot be weakly referenced is
+    schedule left out), both given no role or the same role that names the model
+    (``trial``, ``final``, ``baseline``): a loop of configurations that reuses one model
+    object (``model.hparams.lr = lr`` then a fit, other params) is a search, one that changes
+    only the schedule (a Hugging Face ``learning_rate`` per ``Trainer``) is one training
+    continued, a model given ``role="final"`` and fitted twice is one final model costing
+    both stages, and any other role given (each point of a learning curve over epochs, a
+    ``part``, a ``sweep``), or two roles that differ, are kept (a trial given no role whose
+    model is trained on with ``role="final"`` may be a search's best configuration, which
+    stays one of its trials). Else nothing changes. A model that cannot be weakly referenced is
     not followed.
 
     Args:
@@ -253,14 +254,14 @@ def trained_again(
     if earlier.parent_id is not None or earlier.study != run.study:
         return
     # one configuration trained on: a loop of configurations reusing one model object (other
-    # params or names: a search) is not one training, nor are runs given another role (each
-    # point of a learning curve over epochs), or an earlier role the later does not repeat
+    # params or names: a search) is not one training, nor are runs given other roles (each
+    # point of a learning curve over epochs), or two roles that differ
     record = run.record
     if earlier.name != record.name or _configured(earlier.params, schedule) != _configured(
         record.params, schedule
     ):
         return
-    if record.role not in _MODEL_ROLES or earlier.role not in (None, record.role):
+    if record.role not in _MODEL_ROLES or earlier.role != record.role:
         return
     record_link(
         ledger, earlier_id, {"parent_id": run.id, "role": "part", "contained": False}, run.id

@@ -95,8 +95,8 @@ A second ``trainer.fit`` of the same module object in this process (two-stage fi
 more epochs on a fitted model) trains the weights the first left: its run takes the earlier
 fit's run as a ``part`` (``contained`` false), one training, not a trial per stage (top-level
 runs of one study and of one name and params, the Trainer's ``trainer.*`` ones aside: a stage
-may run more epochs; no role given, or the later fit's ``trial``, ``final`` or ``baseline``
-repeated or given only to it; see :func:`~greenprint.integrations._dl.trained_again`).
+may run more epochs; no role given, or the same ``trial``, ``final`` or ``baseline`` given to
+both; see :func:`~greenprint.integrations._dl.trained_again`).
 Under DDP the same on each node (``strategy="ddp"``, torchrun: the ranks' processes live on
 from one fit to the next): the node's earlier fit run, its other ranks' runs still its parts,
 becomes a part of the node's later fit run. A strategy that starts new processes for each fit

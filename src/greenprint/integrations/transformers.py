@@ -144,8 +144,8 @@ new Trainer on the model the first trained) trains the weights the first left: i
 the earlier training's run as a ``part`` (``contained`` false), one training, not a trial per
 stage: top-level runs of one study and of one name and of your own ``params`` (the
 ``TrainingArguments``, a fine-tune's other learning rate, epochs, seed or output folder, left
-out: how it trains, not what), no role given (or the later training's ``trial``, ``final``
-or ``baseline``, repeated or given only to it), no search (a ``model_init`` makes a new model
+out: how it trains, not what), no role given (or the same ``trial``, ``final`` or
+``baseline`` given to both), no search (a ``model_init`` makes a new model
 each time: a training of its own). A loop that re-uses one model object across learning
 rates continues one training, as the weights do. With several processes
 (``torchrun``, ``accelerate launch``) the same on each node: the node's earlier training run,
