@@ -306,6 +306,25 @@ def test_the_report_says_score_is_the_refit_scorer(scorers_home):
     """The ranking note names the scorer the trials' ``score`` holds."""
     _, _, report = scorers_home
     assert any("'score' is scikit-learn's mean_test_f1" in n for n in report["notes"])
+    assert any("the search's refit scorer;" in n for n in report["notes"])
+
+
+def test_with_refit_false_the_report_says_score_is_the_first_scorer(tmp_path_factory):
+    """``refit=False`` of two scorers: no scorer refits, ``score`` holds the first's mean
+    (scikit-learn's order); the note called it "the search's refit scorer", which there is
+    none of."""
+    need_installed("sklearn", "sklearn")
+    script = MULTI_SCORER_SCRIPT.replace('refit="f1"', "refit=False").replace(
+        "print(search.best_score_)", ""
+    )
+    home, done = _searched(tmp_path_factory, "no-refit", script)
+    assert done.returncode == 0, done.stderr
+    report = _report(home)
+    (sweep,) = [r for r in report["runs"] if r["role"] == "sweep"]
+    assert (sweep["params"]["score_metric"], sweep["params"]["refit"]) == ("mean_test_acc", False)
+    (note,) = [n for n in report["notes"] if "'score' is scikit-learn's" in n]
+    assert "mean_test_acc (the search's first scorer, as it refit by none of them;" in note
+    assert "refit scorer" not in note
 
 
 CTRL_C_OPTUNA_SCRIPT = (

@@ -334,5 +334,7 @@ def track_search(
         scorer = _refit_metric(search)
         if scorer != "score":  # several scorers: which one the trials' ``score`` is
             facts["score_metric"] = f"mean_test_{scorer}"
+            if not isinstance(search.refit, str):  # no scorer refits: score is the first's
+                facts["refit"] = False if search.refit is False else "callable"
         sweep.set(params=facts)
     return sweep

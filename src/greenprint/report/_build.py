@@ -591,10 +591,20 @@ def _scorer_note(forest: RunForest, sweeps: Sequence[int], metric: str | None) -
     )
     if not named:
         return None
+    # refit=False (or a callable refit) names no scorer: the trials' score is the first's
+    refits = {
+        "first" if "refit" in forest.runs[p].params else "refit"
+        for p in sweeps
+        if forest.runs[p].params.get("score_metric")
+    }
+    which = {
+        frozenset({"refit"}): "the search's refit scorer",
+        frozenset({"first"}): "the search's first scorer, as it refit by none of them",
+    }.get(frozenset(refits), "the search's refit scorer, else its first")
     return (
-        f"'score' is scikit-learn's {' or '.join(named)} (the search's refit scorer, each "
-        "candidate's mean over its folds); the other scorers' means are logged as "
-        "mean_test_<scorer>: rank by one with --metric"
+        f"'score' is scikit-learn's {' or '.join(named)} ({which}; each candidate's mean over "
+        "its folds); the other scorers' means are logged as mean_test_<scorer>: rank by one "
+        "with --metric"
     )
 
 
