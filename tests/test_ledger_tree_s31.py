@@ -91,6 +91,14 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _greenprint(home, "run", "--", sys.executable, "sweep.py")
     (home / "folds.py").write_text(FOLDS)
     _greenprint(home, "run", "--", sys.executable, "folds.py")
+    # the final retrain, scored on a held-out split by the script's own run inside it
+    (home / "final.py").write_text(
+        "import greenprint as gp\n"
+        "with gp.track('test-eval') as run:\n    run.log(test_accuracy=0.875)\n"
+    )
+    _greenprint(
+        home, "run", "--study", "folds", "--role", "final", "--", sys.executable, "final.py"
+    )
     # a configuration whose first attempt failed, run again and linked afterwards (set-role
     # --part-of): the failed attempt ran outside the second's measurement, its cost adds to it
     (home / "attempt.py").write_text(
@@ -256,6 +264,12 @@ def test_tree_gives_a_trial_scored_by_its_folds_their_mean_as_the_report_does(
     report = json.loads(next(out.glob("*.json")).read_text())
     row = next(r for r in report["runs"] if r["id"] == trial["id"])
     assert (row["score"], row["score_source"]) == (trial["main_metric"]["value"], "parts")
+    # the final run logged nothing: its part's held-out score, as the report states it
+    final = next(i for i in items if i["role"] == "final")
+    assert final["main_metric"] == {
+        "name": "test_accuracy", "value": 0.875, "source": "parts", "parts": 1,
+    }  # fmt: skip
+    assert "test_accuracy=0.875 (mean of 1 part)" in done.stdout
     # without --tree a run shows only what it logged
     flat = _greenprint(study, "ledger", "ls", "--study", "folds").stdout
     assert "mean of" not in flat

@@ -706,24 +706,43 @@ def _parts_scores(read: Any, metric: str | None) -> dict[int, tuple[str, float, 
     Position -> ``(metric, the mean, the number of parts' scores in it)``, as
     :func:`greenprint.analysis.study_trials` scores them (a trial whose folds logged the
     metric; a failed trial gets none). A run that logged the metric itself shows its own
-    value, as every other run.
+    value, as every other run. A final run that logged nothing has its finished parts' mean of
+    the first held-out metric they logged (``test_accuracy``), as the report states it.
     """
+    import math
+
     from greenprint._exceptions import AnalysisError, ConfigError
+    from greenprint._prediction import is_reserved_metric
 
     if metric is None:
         return {}
     from greenprint.analysis._roles import study_trials
+    from greenprint.report._build import _held_out
 
     try:
         scores = study_trials(read, metric=metric).scores
     except (AnalysisError, ConfigError):  # an infinite score: the report refuses the study
         return {}
     runs = read.forest.runs
-    return {
+    found = {
         pos: (metric, score.score, score.parts)
         for pos, score in enumerate(scores)
         if score.source == "parts" and runs[pos].metric(metric) is None
     }
+    for pos in read.positions("final"):
+        if pos not in found and not any(not is_reserved_metric(n) for n in runs[pos].metric_names):
+            # a final run that logged nothing, scored by its finished parts on a held-out split
+            # (greenprint run --role final -- python final.py, the script's own run scoring
+            # it): their mean, as the report's sentence on the final model gives it
+            values: dict[str, list[float]] = {}
+            for kid in read.forest.children[pos]:
+                if runs[kid].status == "finished":
+                    for name, value in _held_out(runs[kid], metric).items():
+                        values.setdefault(name, []).append(value)
+            if values:
+                name, held = next(iter(values.items()))
+                found[pos] = (name, math.fsum(held) / len(held), len(held))
+    return found
 
 
 def _priced_at(record: RunRecord) -> tuple[float | None, str]:
