@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from _clean_env import clean_env
-from _report_cli import GREENPRINT, empty_home, run_in
+from _report_cli import GREENPRINT, cli_report, empty_home, report_text, run_in
 
 
 @pytest.mark.parametrize("columns", ["80", "200"])
@@ -145,3 +145,50 @@ def test_report_of_a_ledger_of_several_studies_names_the_option_to_choose_one(
     assert not list(home.glob("greenprint-report*"))
     done = run_in(home, GREENPRINT, "report", "--format", "md", "--study", "cifar")
     assert done.returncode == 0, done.stderr
+
+
+OPTUNA_TWICE = """\
+import optuna
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+cb = GreenprintCallback(study="tune")
+
+
+def objective(trial):
+    x = trial.suggest_float("x", -10, 10)
+    return (x - 2) ** 2
+
+
+study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=int(__import__("sys").argv[1])))
+study.optimize(cb.track(objective), n_trials=3, callbacks=[cb])
+"""
+
+
+def test_a_search_run_twice_names_its_final_run_apart_from_its_namesake(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """An in-memory Optuna study re-created by running the script again: the greenprint study
+    holds two trial-0..trial-2 (both searches cost energy, both are counted). The report's
+    'final run: trial-1' did not say which of the two: each place it names the final run
+    gives its id too."""
+    from integrations._frameworks import need_installed
+
+    need_installed("optuna", "optuna")
+    home = empty_home(tmp_path_factory, "s32-twice")
+    (home / "tune.py").write_text(OPTUNA_TWICE, encoding="utf-8")
+    for seed in ("1", "2"):
+        done = run_in(home, sys.executable, "tune.py", seed)
+        assert done.returncode == 0, done.stderr
+    report = cli_report(home)
+    final = next(r for r in report["runs"] if r["is_final"])
+    named = f"{final['name']} (run {final['id'][:8]})"
+    assert f"final run: {named}, " in " ".join(report["notes"])
+    assert (
+        f"The final model (run “{final['name']}” (run {final['id'][:8]})"
+        in (report["compute_statement"])
+    )
+    assert f"Final run {named} (" in report_text(home, "md")
+    # the namesake the id tells it from: the other search's trial of that name
+    (other,) = [r for r in report["runs"] if r["name"] == final["name"] and not r["is_final"]]
+    assert other["id"][:8] != final["id"][:8]

@@ -61,6 +61,7 @@ from greenprint.report._text import (
     energy_provenance,
     hardware_descriptions,
     model_card_emissions,
+    run_id_if_named_alike,
 )
 from greenprint.report._whatif import whatif_section
 
@@ -474,7 +475,8 @@ def _assemble(
             )
     final_id = tag.final.run_id if tag.final is not None else None
     if tag.final is not None:
-        notes.append(f"final run: {tag.final.name}, {tag.final.rule_text}")
+        named = run_id_if_named_alike(tag.final.name, tag.final.run_id, (r.name for r in runs))
+        notes.append(f"final run: {tag.final.name}{named}, {tag.final.rule_text}")
     energy_lines = energy_provenance(tag.provenance)
     inputs = FigureInputs(
         runs=runs,

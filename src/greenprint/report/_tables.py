@@ -15,7 +15,7 @@ from greenprint._format import (
     format_share,
 )
 from greenprint.report._model import Report, RunRow
-from greenprint.report._text import fpo_text
+from greenprint.report._text import fpo_text, run_id_if_named_alike
 
 __all__ = [
     "RANK_HEADER",
@@ -168,8 +168,9 @@ def final_sentence(report: Report) -> str:
         scored = ", ".join(f"{name} = {value:.4g}" for name, value in report.final_scores)
         score = f" scored {scored} (not {final.metric}, the trials' metric) and"
     fpo = fpo_text(final.fpo, lower_bound=final.fpo_lower_bound)
+    named = run_id_if_named_alike(final.name, final.run_id, (row.name for row in report.runs))
     text = (
-        f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)} of "
+        f"Final run {final.name}{named} ({how}){score} cost {format_energy(final.energy_kwh)} of "
         f"energy, {format_emissions(final.emissions_kg)}, {fpo} and "
         f"{format_duration(final.duration_s)} of run time"
     )

@@ -37,6 +37,15 @@ __all__ = [
 ]
 
 
+def run_id_if_named_alike(name: str, run_id: str, names: Iterable[str]) -> str:
+    """`` (run 1f6d7f61)`` when another run of ``names`` has the name ``name``, else ``""``.
+
+    A search run twice into one study (an in-memory Optuna study re-created each time) has two
+    ``trial-1``: "final run: trial-1" did not say which.
+    """
+    return f" (run {run_id[:8]})" if sum(1 for n in names if n == name) > 1 else ""
+
+
 def fpo_text(
     fpo: int | None, unknown: int = 0, lower_bound: int | bool = 0, *, none_of: int = 0
 ) -> str:
@@ -423,8 +432,9 @@ def compute_statement(
             else ""
         )
         fpo_final = fpo_text(final.fpo, lower_bound=final.fpo_lower_bound)
+        named = run_id_if_named_alike(final.name, final.run_id, (r.name for r in runs))
         text.append(
-            f"The final model (run “{final.name}”{score}) alone used "
+            f"The final model (run “{final.name}”{named}{score}) alone used "
             f"{format_energy(final.energy_kwh)} of energy, "
             f"{format_emissions(final.emissions_kg)}, {fpo_final} and "
             f"{format_duration(final.duration_s)} of run time{share}."
