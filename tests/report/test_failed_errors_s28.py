@@ -231,7 +231,11 @@ def test_greenprint_run_of_a_failing_script_shows_the_scripts_exception(tmp_path
     )
     assert re.search(r"job-2 \([0-9a-f]{8}, the error of its part fit\)", part), part
     # the sweep around the first failed because of it; the second's own error says less
-    assert "exit status 1" not in part and "job-1" not in part
+    items = "\n".join(line for line in part.splitlines() if line.startswith("- "))
+    assert "exit status 1" not in part and "job-1" not in items
+    # the price tag counts it as failed: the lead says so, by name
+    assert "The price tag counts 4 runs as failed: the 2 listed here, and 1 part of " in part
+    assert "fit (in job-2); and 1 run around listed runs that ended with them: job-1." in part
 
 
 def test_the_notebook_view_of_a_report_lists_the_errors(sweep):
@@ -312,7 +316,9 @@ def test_lost_runs_are_listed_with_when_their_process_stopped(tmp_path):
     item = next(line for line in part.splitlines() if line.startswith("- *lost"))
     assert item.startswith(f"- *lost: no error recorded ({stopped})*: 2 trials lost: trial-")
     assert "trial-a (" in item and "trial-b (" in item
-    assert "SIGKILL" in part and "search" not in part  # the intro says what lost means
+    items = "\n".join(line for line in part.splitlines() if line.startswith("- "))
+    assert "SIGKILL" in part and "search" not in items  # the intro says what lost means
+    assert "counts 4 runs as failed or lost: the 3 listed here, and 1 run around" in part
     assert "- **RuntimeError: NaN loss at step 40**: 1 trial failed: trial-c (" in part
     html = render(report, "html", plots=False)
     assert '<a href="#failed">Failed and lost runs</a>' in html

@@ -12,10 +12,11 @@ import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from greenprint._format import count_of
+from greenprint._jobs import job_status
 from greenprint.report._model import Report, RunRow
 from greenprint.report._tables import params_text
 
@@ -29,7 +30,9 @@ __all__ = [
     "failure_heading",
     "failure_intro",
     "failure_items",
+    "failure_tally",
     "failures",
+    "failures_json",
 ]
 
 #: Error groups the failed-runs section lists (the rest are counted on one line), and runs
@@ -53,7 +56,11 @@ _ROLE_NOUNS = {
     "learning-curve": "learning-curve run",
     "greener": "greener run",
     "sweep": "sweep",
+    "part": "part",
 }
+#: Failed parts named in the line that says which runs inside or around the listed ones the
+#: price tag counts too (the rest are counted: "and 3 more").
+TALLY_NAMES_SHOWN = 5
 # A number in an error's text: errors alike but for their numbers ("Tried to allocate 2.00
 # GiB", "4.00 GiB") are one group, the numbers that differ shown as their range.
 _NUMBER = re.compile(r"(0x[0-9a-fA-F]+|\d+(?:\.\d+)?)")
@@ -103,6 +110,21 @@ class Failures:
         interrupted: how many of them were interrupted.
         failed_parts: whether a part (a fold, a worker) of the study failed.
         lost: how many of them were lost (the others, neither interrupted nor lost, failed).
+        parts: how many of them are parts (a fold, a worker, a helper such as an export)
+            that failed inside a run that did not (its trial, the final run...), listed with
+            the run they are in (``owners``).
+        owners: for each part listed, by run id, the run it is part of (``None``: a part
+            of no run, a step of the study).
+        counted: the runs the price tag's table by status counts as failed, interrupted or
+            lost (``by_status``): the listed runs, and the runs inside or around them
+            whose cost is their failure's (``with_listed``).
+        statuses: those of the price tag's statuses that ``counted`` sums, in its order.
+        with_listed: the runs the price tag counts that the section does not list: the
+            parts of a listed run (a failed trial's folds, finished or not: their cost is
+            the trial's failure's), and runs around listed ones that ended with them (a
+            sweep around failed trials, a run that re-raised its nested run's error, a lost
+            run around a lost one), each with the run it is part of (``None``: not a part, or
+            a part of no run); ``None`` when they could not be told apart.
     """
 
     groups: tuple[FailureGroup, ...]
@@ -110,6 +132,11 @@ class Failures:
     interrupted: int
     failed_parts: bool
     lost: int = 0
+    parts: int = 0
+    owners: Mapping[str, RunRow | None] = field(default_factory=dict)
+    counted: int = 0
+    statuses: tuple[str, ...] = ()
+    with_listed: tuple[tuple[RunRow, RunRow | None], ...] | None = ()
 
 
 class FailureItem(NamedTuple):
@@ -133,18 +160,52 @@ def failures(report: Report) -> Failures:
 
     Lost runs (no error recorded: their process stopped writing) are one group of their own; a
     lost run with a lost run inside it (one process killed) is left out, the innermost listed.
-    Parts are not listed on their own: a run that recorded no error of its own, or only how
-    its command ended (``greenprint run``'s ``"exit status 1"``, also followed by its stderr's
-    last line), shows its first failed part's (in start order) where one has an error. A run
-    whose failure is that of a listed run inside it (a sweep around failed trials, a run that
-    re-raised its nested run's error) is left out.
+    A part (a fold, a worker) of a run that failed too is not listed on its own: a run that
+    recorded no error of its own, or only how its command ended (``greenprint run``'s
+    ``"exit status 1"``, also followed by its stderr's last line), shows its first failed
+    part's (in start order) where one has an error. A part that failed inside a run that did
+    not (a helper ``gp.track("export")`` that raised inside a finished final run, a fold of a
+    finished trial) is listed, as a part, with the run it is in: the price tag counts its cost
+    as a failure's. A run whose failure is that of a listed run inside it (a sweep around
+    failed trials, a run that re-raised its nested run's error) is left out; it is among
+    ``with_listed``, as are the parts of listed runs, so that the listed runs and those add up
+    to what the price tag's table by status counts as failed, interrupted or lost.
     """
     by_id = {row.id: row for row in report.runs}
-    candidates = [
-        row for row in report.runs if row.status in _LISTED_STATUSES and row.role != "part"
-    ]
+    owner_of: dict[str, RunRow | None] = {}  # a part's run (None: a part of no run)
+
+    def owner(row: RunRow) -> RunRow | None:
+        if row.id in owner_of:
+            return owner_of[row.id]
+        seen = {row.id}
+        at = by_id.get(row.parent_id or "")
+        while at is not None and at.role == "part" and at.id not in seen:
+            seen.add(at.id)
+            at = by_id.get(at.parent_id or "")
+        found = None if at is None or at.id in seen else at
+        owner_of[row.id] = found
+        return found
+
+    def counted_status(row: RunRow) -> str:  # as the price tag's table by status counts it
+        run = owner(row) if row.role == "part" else None
+        return row.status if run is None else job_status((run.status, row.status))
+
+    candidates = []
+    parts: dict[str, RunRow | None] = {}  # the parts listed: their run, by id
+    for row in report.runs:
+        if row.status not in _LISTED_STATUSES:
+            continue
+        if row.role != "part":
+            candidates.append(row)
+            continue
+        run = owner(row)
+        if run is None or run.status not in _LISTED_STATUSES:  # failed inside a run that not
+            candidates.append(row)
+            parts[row.id] = run
+    tag_statuses = tuple(s for s in report.price_tag.by_status if s in _LISTED_STATUSES)
+    counted = sum(report.price_tag.by_status[s].runs for s in tag_statuses)
     if not candidates:
-        return Failures((), 0, 0, False, 0)
+        return Failures((), 0, 0, False, 0, counted=counted, statuses=tag_statuses)
     children: dict[str, list[RunRow]] = {}
     for row in report.runs:
         if row.parent_id is not None and row.parent_id in by_id:
@@ -178,7 +239,11 @@ def failures(report: Report) -> Failures:
     for row in candidates:
         seen = {row.id}
         parent = by_id.get(row.parent_id or "")
+        # a part's failure is that of the parts around it at most, not of its run (which
+        # did not fail) or of a sweep around that
         while parent is not None and parent.id not in seen:
+            if row.id in parts and parent.role != "part":
+                break
             seen.add(parent.id)
             inside.setdefault(parent.id, set()).add(errors[row.id][0])
             if row.status == "lost":
@@ -212,8 +277,7 @@ def failures(report: Report) -> Failures:
         order.insert(FAILURE_GROUPS_SHOWN - 1, order.pop(lost_at))  # missing without a word
     by_role: dict[str, list[Mapping[str, Any]]] = {}
     for row in report.runs:
-        if row.role != "part":
-            by_role.setdefault(row.role, []).append(row.params)
+        by_role.setdefault(row.role, []).append(row.params)
     groups = []
     for k, rows in enumerate(order):
         # the parameters only of the groups shown (a study of 100,000 failed runs)
@@ -239,7 +303,27 @@ def failures(report: Report) -> Failures:
     failed_parts = any(row.role == "part" and row.status in _ERROR_STATUSES for row in report.runs)
     interrupted = sum(row.status == "interrupted" for row in listed)
     lost = sum(row.status == "lost" for row in listed)
-    return Failures(tuple(groups), len(listed), interrupted, failed_parts, lost)
+    listed_ids = {row.id for row in listed}
+    owners = {row.id: parts[row.id] for row in listed if row.id in parts}
+    # the runs the price tag counts as failed, interrupted or lost that are not listed
+    others = tuple(
+        (row, owner(row) if row.role == "part" else None)
+        for row in report.runs
+        if row.id not in listed_ids and counted_status(row) in _LISTED_STATUSES
+    )
+    with_listed = others if len(listed) + len(others) == counted else None
+    return Failures(
+        tuple(groups),
+        len(listed),
+        interrupted,
+        failed_parts,
+        lost,
+        parts=len(owners),
+        owners=owners,
+        counted=counted,
+        statuses=tag_statuses,
+        with_listed=with_listed,
+    )
 
 
 def _first_line(error: str) -> tuple[str, bool]:
@@ -350,8 +434,13 @@ def failure_intro(found: Failures) -> str:
     )
     if found.failed_parts:
         text += (
-            " Parts (folds, workers) are listed under their run: a run that recorded no error "
-            "of its own, or only its command's exit status, shows its first failed part's."
+            " A run that recorded no error of its own, or only its command's exit status, "
+            "shows its first failed part's (a fold, a worker)."
+        )
+    if found.parts:
+        text += (
+            " A part (a fold, a worker, a helper run such as an export) that failed inside a "
+            "run that did not is listed with the run it is in."
         )
     if found.lost:
         text += (
@@ -359,7 +448,94 @@ def failure_intro(found: Failures) -> str:
             "ran (killed with SIGKILL or by the out-of-memory killer, its machine down); it "
             "keeps the cost it recorded up to then."
         )
+    tally = failure_tally(found)
+    return text if tally is None else f"{tally} {text}"
+
+
+def _statuses_text(statuses: Sequence[str]) -> str:
+    """``"failed"``, ``"failed or lost"``, ``"failed, interrupted or lost"``."""
+    words = list(statuses) or ["failed"]
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
+
+
+def _names_in(pairs: Sequence[tuple[RunRow, RunRow | None]]) -> str:
+    """The first :data:`TALLY_NAMES_SHOWN` runs, with the run they are in, and how many more.
+
+    ``"fold1, fold2 (in trial-2), export (in final-model) and 3 more"``.
+    """
+    shown: dict[str | None, list[str]] = {}  # the run they are in (its id) -> names
+    where: dict[str | None, str] = {}
+    for row, run in pairs[:TALLY_NAMES_SHOWN]:
+        key = None if run is None else run.id
+        shown.setdefault(key, []).append(row.name)
+        where[key] = "" if run is None else f" (in {run.name})"
+    text = ", ".join(", ".join(names) + where[key] for key, names in shown.items())
+    if len(pairs) > TALLY_NAMES_SHOWN:
+        text += f" and {len(pairs) - TALLY_NAMES_SHOWN} more"
     return text
+
+
+def failure_tally(found: Failures) -> str | None:
+    """How the runs listed add up to the runs the price tag counts as failed (or lost...).
+
+    ``"The price tag counts 5 runs as failed: the 3 listed here, and 2 parts of listed runs,
+    whose cost counts as their run's failure: fold1, fold2 (in trial-2)."``; ``None`` when the
+    listed runs are all it counts.
+    """
+    more = found.counted - found.runs
+    if more <= 0:  # all it counts (fewer: a report whose runs were changed after its price tag)
+        return None
+    text = (
+        f"The price tag counts {count_of(found.counted, 'run')} as "
+        f"{_statuses_text(found.statuses)}: "
+        + ("the 1 listed here" if found.runs == 1 else f"the {found.runs} listed here")
+    )
+    if found.with_listed is None:  # not told apart: say what they can be
+        return (
+            text + f", and {more} more inside or around them (their parts: folds, workers), "
+            "whose cost counts as their failure."
+        )
+    parts = [(row, run) for row, run in found.with_listed if row.role == "part"]
+    runs = [(row, run) for row, run in found.with_listed if row.role != "part"]
+    pieces = []
+    if parts:
+        pieces.append(
+            f"{count_of(len(parts), 'part')} of listed runs, whose cost counts as their run's "
+            f"failure: {_names_in(parts)}"
+        )
+    if runs:
+        pieces.append(
+            f"{count_of(len(runs), 'run')} around listed runs that ended with them: "
+            f"{_names_in(runs)}"
+        )
+    return text + ", and " + "; and ".join(pieces) + "."
+
+
+def failures_json(report: Report) -> dict[str, Any]:
+    """The failed-runs section as the JSON report gives it: every group's runs, by id.
+
+    ``heading`` (``None``: no run failed, was interrupted or is lost), ``runs`` (listed),
+    ``counted`` (what the price tag counts as ``statuses``), ``groups`` (``error``'s first line
+    and the ids of its runs; ``error`` ``None`` for the lost runs or runs that recorded none),
+    ``parts`` (each listed part's id -> the id of the run it failed inside), ``with_listed``
+    (the ids of the runs the price tag counts with the listed ones; ``None``: not told apart)
+    and ``tally`` (the sentence that adds them up, ``None`` when the listed are all).
+    """
+    found = failures(report)
+    return {
+        "heading": failure_heading(found) if found.runs else None,
+        "runs": found.runs,
+        "counted": found.counted,
+        "statuses": list(found.statuses),
+        "groups": [
+            {"error": group.error, "runs": [row.id for row in group.runs]} for group in found.groups
+        ],
+        "parts": {k: None if run is None else run.id for k, run in found.owners.items()},
+        "with_listed": None
+        if found.with_listed is None
+        else [row.id for row, _ in found.with_listed],
+        "tally": failure_tally(found),
+    }
 
 
 def _when(at: float) -> str:
@@ -402,6 +578,9 @@ def failure_items(
         for row in group.runs[:FAILURE_RUNS_SHOWN]:
             part = group.from_part.get(row.id)
             detail = f", the error of its part {part}" if part is not None else ""
+            run = found.owners.get(row.id)
+            if run is not None:  # a part that failed inside a run that did not
+                detail += f", in {run.name}"
             names.append(f"{row.name} ({row.id[:8]}{detail})")
         text = f"{counted} {verb}: " + ", ".join(names)
         if len(group.runs) > FAILURE_RUNS_SHOWN:
@@ -453,9 +632,11 @@ def notebook_html(report: Report) -> str:
         return ""
     items, after = failure_items(found)
     heading = html.escape(failure_heading(found), quote=True)
+    tally = failure_tally(found)  # the price tag above counts more: which
     return (
         f"<div><strong>{heading}</strong> "
         "(greenprint ledger show ID prints a run's whole error)</div>"
-        f'<ul style="margin-top:2px">{items_html(items, ": ")}</ul>'
+        + (f"<div>{html.escape(tally, quote=True)}</div>" if tally else "")
+        + f'<ul style="margin-top:2px">{items_html(items, ": ")}</ul>'
         + (f"<p>{html.escape(after, quote=True)}</p>" if after else "")
     )

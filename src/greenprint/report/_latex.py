@@ -233,6 +233,35 @@ def _breakable(text: str) -> str:
     return " ".join(words)
 
 
+# Running text outside the paper (notes, the failed-runs section) is set ragged right, so a
+# word never has to stretch a line; a word longer than this (an identifier, a path, a URL: no
+# hyphenation point TeX knows) may break after _ / . = : or, failing those, every
+# :data:`_BREAK_EVERY` characters, so none runs into the margin however long.
+_LONG_WORD = 20
+_BREAK_AFTER = frozenset("_/.=:")
+
+
+def _loose(text: str) -> str:
+    r"""``text`` escaped, its words longer than :data:`_LONG_WORD` breakable (\allowbreak).
+
+    A break is allowed after each ``_``, ``/``, ``.``, ``=`` or ``:`` inside such a word (not
+    at its end), and every :data:`_BREAK_EVERY` characters between those.
+    """
+    words = []
+    for word in text.split(" "):
+        if len(word) <= _LONG_WORD:
+            words.append(esc(word))
+            continue
+        chunks, start = [], 0
+        for k, ch in enumerate(word):
+            if k + 1 - start >= _BREAK_EVERY or (ch in _BREAK_AFTER and k + 1 < len(word)):
+                chunks.append(word[start : k + 1])
+                start = k + 1
+        chunks.append(word[start:])
+        words.append(r"\allowbreak{}".join(esc(chunk) for chunk in chunks if chunk))
+    return " ".join(words)
+
+
 def _failures_section(report: Report) -> list[str]:
     """Why runs failed, one item per error: outside the part pasted into a paper.
 
@@ -243,7 +272,7 @@ def _failures_section(report: Report) -> list[str]:
         return []
     out = [
         r"\section*{" + esc(failure_heading(found)) + "}",
-        esc(failure_intro(found)),
+        r"{\raggedright " + _loose(failure_intro(found)) + r"\par}",
         # ragged: typewriter spaces do not stretch, a justified line of them runs over
         r"\begin{itemize}\raggedright",
     ]
@@ -252,10 +281,10 @@ def _failures_section(report: Report) -> list[str]:
         head = (
             r"\emph{" + esc(note) + "}" if error is None else r"\texttt{" + _breakable(error) + "}"
         )
-        out.append(r"\item " + head + r"\newline " + esc(runs))
+        out.append(r"\item " + head + r"\newline " + _loose(runs))
     out.append(r"\end{itemize}")
     if after is not None:
-        out.append(esc(after))
+        out.append(r"{\raggedright " + _loose(after) + r"\par}")
     return [*out, ""]
 
 
@@ -388,8 +417,9 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
     out += _failures_section(report)
     if report.notes:  # how the study was read (roles inferred, the metric, scores), as in
         # the Markdown and HTML reports; outside the part pasted into a paper
-        out += [r"\section*{Notes}", r"\begin{itemize}"]
-        out += [r"\item " + esc(note) for note in report.notes]
+        # ragged, long words breakable: identifiers and paths never run into the margin
+        out += [r"\section*{Notes}", r"\begin{itemize}\raggedright"]
+        out += [r"\item " + _loose(note) for note in report.notes]
         out += [r"\end{itemize}", ""]
     out += [r"\end{document}", ""]
     return "\n".join(out)

@@ -436,6 +436,9 @@ class Report:
 
         ``with_runs=False`` leaves out ``runs`` (the last key), for writers that stream them.
         """
+        # the failed-runs section's grouping reads the rows built here (a module above this)
+        from greenprint.report._failures import failures_json
+
         document = {
             "schema": self.schema,
             "study": self.study,
@@ -459,6 +462,7 @@ class Report:
             "prediction": None if self.prediction is None else self.prediction.to_dict(),
             "whatif": None if self.whatif is None else self.whatif.to_dict(),
             "efficiency": None if self.efficiency is None else self.efficiency.to_dict(),
+            "failures": failures_json(self),
         }
         if with_runs:
             document["runs"] = [r.to_dict() for r in self.runs]
