@@ -22,7 +22,7 @@ import pytest
 import greenprint as gp
 from greenprint.report import build_report, render, write_report
 from greenprint.report._escape import html_text, latex_text
-from greenprint.report._failures import TALLY_NAMES_SHOWN
+from greenprint.report._failure_text import TALLY_NAMES_SHOWN
 
 SCHEMA_PATH = Path(__file__).parents[2] / "docs" / "report-schema.json"
 

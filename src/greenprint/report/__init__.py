@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from greenprint import _public, _reprs
 from greenprint.report._build import build_report
-from greenprint.report._failures import notebook_html as _notebook_html
+from greenprint.report._failure_text import notebook_html as _notebook_html
 from greenprint.report._formats import (
     FORMATS,
     ReportFormat,

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from greenprint._format import count_of
 from greenprint.report._efficiency import html_section as efficiency_section
 from greenprint.report._escape import html_text as esc
-from greenprint.report._failures import (
+from greenprint.report._failure_text import (
     failure_heading,
     failure_intro,
     failure_items,
-    failures,
     items_html,
 )
+from greenprint.report._failures import failures
 from greenprint.report._greener import html_section
 from greenprint.report._model import Figure, Report
 from greenprint.report._plots import FigureRenderer

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from greenprint.analysis._pricetag import CostTotals
 from greenprint.report._efficiency import latex_section as efficiency_section
 from greenprint.report._escape import latex_text as esc
-from greenprint.report._failures import failure_heading, failure_intro, failure_items, failures
+from greenprint.report._failure_text import failure_heading, failure_intro, failure_items
+from greenprint.report._failures import failures
 from greenprint.report._greener import latex_section
 from greenprint.report._markdown import FIGURE_DIR
 from greenprint.report._model import Report, RunRow

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from greenprint._format import count_of
 from greenprint.report._efficiency import markdown_section as efficiency_section
 from greenprint.report._escape import markdown_text as esc
-from greenprint.report._failures import failure_heading, failure_intro, failure_items, failures
+from greenprint.report._failure_text import failure_heading, failure_intro, failure_items
+from greenprint.report._failures import failures
 from greenprint.report._greener import markdown_section
 from greenprint.report._model import Report
 from greenprint.report._plots import PLOTS_HINT, FigureRenderer, figure_file_name

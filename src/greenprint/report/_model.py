@@ -437,7 +437,7 @@ class Report:
         ``with_runs=False`` leaves out ``runs`` (the last key), for writers that stream them.
         """
         # the failed-runs section's grouping reads the rows built here (a module above this)
-        from greenprint.report._failures import failures_json
+        from greenprint.report._failure_text import failures_json
 
         document = {
             "schema": self.schema,
