@@ -829,6 +829,23 @@ def _unique_times(times: np.ndarray) -> np.ndarray:
     return ordered[keep]
 
 
+def _below_its_runs(forest: RunForest, positions: Sequence[int]) -> np.ndarray:
+    """Whether each run recorded less energy than the runs inside it (their sum, kWh).
+
+    The price tag counts such a run at its inside runs' sum (``max(own, children's sum)``):
+    a job killed after a flush whose trials ran on and flushed later.
+    """
+    runs, children = forest.runs, forest.children
+    below = np.zeros(len(positions), dtype=bool)
+    for k, p in enumerate(positions):
+        inside = [c for c in children[p] if not forest.adds(c)]
+        if inside:
+            own = runs[p].energy_kwh or 0.0
+            theirs = math.fsum(runs[c].energy_kwh or 0.0 for c in inside)
+            below[k] = own > 0.0 and theirs > own * (1.0 + 1e-9)
+    return below
+
+
 def _mean_power_rows(runs: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
     """Each run drawn at its mean power over its span, and which runs can be.
 
@@ -883,23 +900,32 @@ def timeline_figure(
     where = list(forest.roots)  # the positions of the runs drawn
     roots = [forest.runs[p] for p in where]
     mean_rows, drawn = _mean_power_rows(roots)
-    hollow = 0  # top-level runs drawn as the runs inside them
-    if not drawn.all():
+    hollow = 0  # top-level runs that recorded nothing, drawn as the runs inside them
+    under = 0  # top-level runs that recorded less than the runs inside them, drawn as those
+    below = _below_its_runs(forest, where)
+    if not drawn.all() or below.any():
         positions: list[int] = []
         batch = list(forest.roots)
-        recorded = drawn
-        while batch:  # a run that recorded nothing is drawn as its children (theirs likewise)
+        recorded = drawn & ~below
+        # a run that recorded nothing, or less than the runs inside it (killed after a flush,
+        # they ran on: the price tag counts their sum), is drawn as them (theirs likewise)
+        while batch:
             inner: list[int] = []
             for p, ok in zip(batch, recorded, strict=True):
                 inside = () if ok else [c for c in forest.children[p] if not forest.adds(c)]
                 if inside:
-                    hollow += forest.parents[p] is None
+                    if forest.parents[p] is None:
+                        if (forest.runs[p].energy_kwh or 0.0) > 0.0:
+                            under += 1
+                        else:
+                            hollow += 1
                     inner.extend(inside)
                 else:
                     positions.append(p)
             batch = inner
             recorded = _mean_power_rows([forest.runs[p] for p in batch])[1]
-        if hollow:
+            recorded &= ~_below_its_runs(forest, batch)
+        if hollow or under:
             where = positions
             roots = [forest.runs[p] for p in where]
             mean_rows, drawn = _mean_power_rows(roots)
@@ -1004,6 +1030,12 @@ def timeline_figure(
         notes.append(
             f"{count_of(hollow, 'top-level run')} recorded no energy (killed before its first "
             "flush, or not flushed yet): drawn as the runs inside it, which the price tag counts"
+        )
+    if under:
+        notes.append(
+            f"{count_of(under, 'top-level run')} recorded less energy than the runs inside it "
+            "(killed after a flush while they ran on): drawn as those runs, whose sum the price "
+            "tag counts"
         )
     if averaged:
         why = (
