@@ -162,7 +162,8 @@ def test_a_lightning_fit_with_count_fpo(tmp_path: Path) -> None:
     runs = gp.Ledger(db).runs(study="lit")
     _same(curve, learning_curve(runs, metric="score"))
     fits = sorted((r for r in runs if r.name == "fit"), key=lambda r: r.fpo)
-    assert [r.role for r in runs if r.name == "fit"] == [None, None]  # parts by inference
+    # parts of their learning-curve runs, given by the callback (7c5cd21), not inferred
+    assert [r.role for r in runs if r.name == "fit"] == ["part", "part"]
     # 2 and 4 batches of 16 examples, the same FPO per step
     assert fits[1].fpo == 2 * fits[0].fpo > 0
     np.testing.assert_array_equal(curve.fpo_mean, [fits[0].fpo, fits[1].fpo])
