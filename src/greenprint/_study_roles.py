@@ -56,6 +56,11 @@ metric, of a tie the last started), else the best finished trial
 (:func:`choose_final`); a ``final`` run that did not finish (a retrain that failed) made no
 model: the best finished trial then, the rule saying so.
 
+In a study given no role, trials of one configuration that differ only by their training-set
+size (``dataset_size``, and a ``fraction`` of the data), beside trials that vary a
+configuration at one size (a search), are a learning curve: role ``learning-curve``
+(:func:`greenprint._size_curves.size_curves`, :attr:`StudyRoles.learning_curve`).
+
 A finished run with no params, no score and no child beside trials that have both (a search
 script's ``gp.track("load-data")`` before its trials) is a step of the study, not a trial: a
 ``part`` (:attr:`StudyRoles.steps`), whose cost is its own at the top level, its sweep's inside
@@ -130,7 +135,9 @@ _INFERENCE_RULES = (
     "do not vary a configuration (it has params they share, or they differ by a seed or fold "
     "only: its folds, seeds or fit), or its children were all given role 'part', or its one "
     "child was lost inside its measurement while it went on (a script killed under greenprint "
-    "run: one trial)"
+    "run: one trial); in a study given no role, runs of one configuration that differ only by "
+    "their dataset_size, beside trials that vary a configuration at one size, are a learning "
+    "curve"
 )
 
 
@@ -355,6 +362,18 @@ def _repeats_only(kids: Sequence[RunRecord]) -> bool:
     )
 
 
+def _named_role(name: str) -> str | None:
+    """``"baseline"`` or ``"final"``: a word of ``name`` says so (:attr:`StudyRoles.named_like`)."""
+    lower = name.lower()
+    if not any(w in lower for w in _NAMED_HINTS):
+        return None
+    words = set(re.split(r"[^a-z0-9]+", lower))
+    for role, says in _NAMED_ROLES.items():
+        if words & says:
+            return role
+    return None
+
+
 def _scored_names(run: RunRecord, metric: str | None) -> list[str]:
     if metric is not None:
         return [metric]
@@ -411,6 +430,13 @@ class StudyRoles:
             and hold a run: its one run, which was lost inside their measurement while they
             went on (``greenprint run`` around a script whose one run was killed), is their
             part (:func:`_holds_its_lost_run`).
+        learning_curve: positions of the runs read as a learning curve (role
+            ``learning-curve``, inferred): runs of one configuration that differ only by their
+            training-set size, beside a search at one size
+            (:func:`greenprint._size_curves.size_curves`).
+        size_curves: groups of trials (positions) that run one configuration at several
+            training-set sizes but stay trials, as nothing tells them from a search over the
+            size (no search beside them, or two groups or more): the note says so.
     """
 
     forest: RunForest
@@ -422,6 +448,8 @@ class StudyRoles:
     repeat_trials: tuple[int, ...] = ()
     steps: tuple[int, ...] = ()
     lost_inside: tuple[int, ...] = ()
+    learning_curve: tuple[int, ...] = ()
+    size_curves: tuple[tuple[int, ...], ...] = ()
 
     @property
     def repeats(self) -> int:
@@ -538,6 +566,10 @@ class StudyRoles:
                 "(gp.track(..., role='learning-curve'), or afterwards greenprint ledger "
                 "set-role learning-curve RUN_ID...)"
             )
+        if self.learning_curve:
+            texts.append(self._learning_curve_text())
+        if self.size_curves and not self.sizes_only:
+            texts.append(self._size_curves_text())
         if reruns := self.reruns:
             shown = ", ".join(f"{a[:8]} then {b[:8]}" for a, b in reruns[:3])
             more = ", ..." if len(reruns) > 3 else ""
@@ -568,6 +600,53 @@ class StudyRoles:
         if self.repeats:
             texts.append(self._repeats_text(scores))
         return "; ".join(texts)
+
+    def _sizes_of(self, positions: Iterable[int]) -> str:
+        """``"dataset_size 449 to 1,797"`` of the runs at ``positions``."""
+        sizes = [self.forest.runs[p].dataset_size or 0 for p in positions]
+        return f"dataset_size {min(sizes):,} to {max(sizes):,}"
+
+    def _learning_curve_text(self) -> str:
+        """The note on :attr:`learning_curve`: how they were read, and how to read them apart."""
+        runs, curve = self.forest.runs, self.learning_curve
+        names = ", ".join(repr(runs[p].name) for p in curve[:4]) + (
+            ", ..." if len(curve) > 4 else ""
+        )
+        ids = " ".join(runs[p].id[:8] for p in curve)
+        return (
+            f"{len(curve)} runs ({names}) share one configuration and differ only by their "
+            f"training-set size ({self._sizes_of(curve)}), beside trials that vary their "
+            "configuration at one size (a search): read as a learning curve "
+            "(role learning-curve, inferred): never a trial, nor the final run; if they are "
+            f"trials of the search, give them role='trial' (greenprint ledger set-role trial {ids})"
+        )
+
+    def _size_curves_text(self) -> str:
+        """The note on :attr:`size_curves`: read as trials, and how to give the role."""
+        runs, groups = self.forest.runs, self.size_curves
+        members = [p for g in groups for p in g]
+        first = groups[0]
+        example = ", ".join(repr(runs[p].name) for p in first[:3]) + (
+            ", ..." if len(first) > 3 else ""
+        )
+        what = (
+            "one configuration"
+            if len(groups) == 1
+            else f"{len(groups)} configurations (a grid over the size and another param, or "
+            "a learning curve of each)"
+        )
+        why = (
+            "nothing tells them from trials of a search over the size"
+            if len(groups) == 1
+            else "a search over the size reads the same"
+        )
+        return (
+            f"{count_of(len(members), 'trial')} run {what} at several training-set sizes "
+            f"({self._sizes_of(members)}; e.g. {example}): read as trials, as {why}; if they "
+            "are a learning curve, give them role='learning-curve' (gp.track(..., "
+            "role='learning-curve'), or afterwards greenprint ledger set-role learning-curve "
+            "RUN_ID...)"
+        )
 
     def _lost_inside_text(self) -> str:
         """The note on :attr:`lost_inside`: what happened, and how the runs are read."""
@@ -642,14 +721,8 @@ class StudyRoles:
         if not hints:
             return found
         for p in inferred:
-            lower = names[p].lower()
-            if not any(w in lower for w in hints):
-                continue
-            words = set(re.split(r"[^a-z0-9]+", lower))
-            for role, says in _NAMED_ROLES.items():
-                if words & says:
-                    found.setdefault(role, []).append(names[p])
-                    break
+            if (role := _named_role(names[p])) is not None:
+                found.setdefault(role, []).append(names[p])
         return found
 
     @cached_property
@@ -703,10 +776,11 @@ class StudyRoles:
     def retrained(self) -> tuple[tuple[int, int], ...]:
         """Inferred trials that look like the final model retrained with a trial's params.
 
-        ``(retrain, trial)`` positions: a finished trial with params and no child that logged
-        no value of the ranked metric (:attr:`metric`) but another score (a ``test_acc``),
-        started after a trial with the same params, scored by the metric, had ended (the
-        latest such): a hand-written search that retrains its best configuration,
+        ``(retrain, trial)`` positions: a finished trial with params that logged no value of
+        the ranked metric (:attr:`metric`), nor did any of its parts (an export helper that
+        failed, a test evaluation: runs inside it), but another score (a ``test_acc``, its own
+        or a part's), started after a trial with the same params, scored by the metric, had
+        ended (the latest such): a hand-written search that retrains its best configuration,
         ``gp.track("best-model", params=best)``, without ``role="final"``. It stays a trial
         (counted as the worst score): the note says how to give it its role. ``()`` when no
         metric ranks the study.
@@ -719,13 +793,23 @@ class StudyRoles:
         unscored = []
         for p in trials:  # a loop, not _has_score's generator: 100,000 scored trials in 25 ms
             run = runs[p]
-            if children[p] or run.status != "finished" or not run.params:
+            if run.status != "finished" or not run.params:
                 continue
             for point in run.metrics:
                 if point.name == metric and math.isfinite(point.value):
                     break
             else:
-                if any(math.isfinite(m.value) and not _not_a_score(m.name) for m in run.metrics):
+                # its parts (an export helper, a test evaluation) scored it by no metric either
+                if any(_has_score(runs[c], metric) for c in children[p]):
+                    continue  # most often: a trial scored by its folds
+                held = [runs[q] for q in self._below(p)] if children[p] else []
+                if any(_has_score(r, metric) for r in held):
+                    continue
+                if any(
+                    math.isfinite(m.value) and not _not_a_score(m.name)
+                    for r in (run, *held)
+                    for m in r.metrics
+                ):
                     unscored.append(p)
         if not unscored:
             return ()
@@ -745,6 +829,16 @@ class StudyRoles:
                 found.append((p, max(before, key=lambda q: (runs[q].started_at, q))))
         return tuple(found)
 
+    def _below(self, pos: int) -> list[int]:
+        """The positions of every run nested below the run at ``pos`` (its parts)."""
+        children, found = self.forest.children, []
+        stack = list(children[pos])
+        while stack:
+            q = stack.pop()
+            found.append(q)
+            stack.extend(children[q])
+        return found
+
     def _retrained_text(self, pairs: Sequence[tuple[int, int]]) -> str:
         """The note on :attr:`retrained`."""
         runs = self.forest.runs
@@ -752,7 +846,13 @@ class StudyRoles:
             ", ..." if len(pairs) > 3 else ""
         )
         logged = sorted(
-            {m.name for p, _ in pairs for m in runs[p].metrics if not _not_a_score(m.name)}
+            {
+                m.name
+                for p, _ in pairs
+                for q in (p, *self._below(p))
+                for m in runs[q].metrics
+                if not _not_a_score(m.name) and math.isfinite(m.value)
+            }
         )
         first, trial = pairs[0]
         read = (
@@ -983,6 +1083,15 @@ def resolve_roles(
         up = parents[pos]
         if up is not None:
             owner[pos] = owner[up]  # a step of a sweep: its overhead
+    # one configuration run at several training-set sizes beside a search: a learning curve
+    from greenprint._size_curves import size_curves  # it imports this module's helpers
+
+    curve, unread = size_curves(forest, role, inferred)
+    for pos in curve:
+        role[pos] = "learning-curve"
+    if curve:  # a point of the curve around its folds or seeds is no trial holding its repeats
+        repeat_trials = [p for p in repeat_trials if p not in curve]
+        lost_inside = [p for p in lost_inside if p not in curve]
     return StudyRoles(
         forest=forest,
         roles=tuple(role),
@@ -993,6 +1102,8 @@ def resolve_roles(
         repeat_trials=tuple(sorted(repeat_trials)),
         steps=steps,
         lost_inside=tuple(sorted(lost_inside)),
+        learning_curve=curve,
+        size_curves=unread,
     )
 
 

@@ -123,7 +123,9 @@ def add_run(
 
 def make_study(path, *, hostile=False, study="sweep"):
     """A small study: 2 baselines, 8 search trials (finished, pruned, failed), one parent with
-    2 nested trials, 3 learning-curve runs, a NaN score."""
+    2 nested trials, 3 learning-curve runs, a NaN score. No run is given a role: the learning
+    curve's runs (one configuration at 3 sizes beside the search at one) read as one, not as
+    trials (before session 32 they were 3 more trials)."""
     led = gp.Ledger(path)
     spec = Spec()
     t = T0
@@ -235,6 +237,7 @@ def make_study(path, *, hostile=False, study="sweep"):
             fpo=int(fraction * 10**12),
             params={"fraction": fraction},
             dataset_size=int(1000 * fraction),
+            trial=False,  # no role given: one configuration at 3 sizes beside the search
         )
         t += 20 * fraction + 1
     led.close()

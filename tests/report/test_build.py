@@ -66,7 +66,7 @@ def test_evp_figures_match_the_analysis(built):
     assert trials_fig is not None and energy_fig is not None
     series = {s.role: s for s in trials_fig.panels[0].series}
     n = series["mean"].x
-    assert n == tuple(float(k) for k in range(1, 16))  # 15 trials
+    assert n == tuple(float(k) for k in range(1, 13))  # 12 trials (not the learning curve)
     scored = [
         r.score if r.status in ("finished", "pruned") and r.score is not None else math.nan
         for r in report.runs
@@ -87,7 +87,7 @@ def test_evp_figures_match_the_analysis(built):
     energy = energy_fig.panels[0]
     mean_kwh = np.mean([r.energy_kwh for r in report.runs if r.is_trial])
     factor = {"kWh": 1.0, "Wh": 1e3, "mWh": 1e6, "µWh": 1e9, "nWh": 1e12}[energy.x_unit]
-    np.testing.assert_allclose(energy.series[1].x, np.arange(1, 16) * mean_kwh * factor)
+    np.testing.assert_allclose(energy.series[1].x, np.arange(1, 13) * mean_kwh * factor)
     assert any("worst score" in line for line in trials_fig.provenance)  # 3 trials without score
 
 
