@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from greenprint._forest import RunForest
-from greenprint._study_roles import (
+from greenprint._run_params import (
     _named_role,
     _repeat_value,
     _split_repeats,

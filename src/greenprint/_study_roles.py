@@ -78,9 +78,8 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -90,6 +89,14 @@ from greenprint._format import count_of
 from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._records import CUT_SHORT_STATUSES, RUN_ROLES, RunRecord
+from greenprint._run_params import _NAMED_HINTS as _NAMED_HINTS
+from greenprint._run_params import REPEAT_PARAMS as REPEAT_PARAMS
+from greenprint._run_params import _named_role as _named_role
+from greenprint._run_params import _repeat_value as _repeat_value
+from greenprint._run_params import _split_repeats as _split_repeats
+from greenprint._run_params import _vary_params as _vary_params
+from greenprint._run_params import is_repeat_param as is_repeat_param
+from greenprint._size_curves import size_curves
 
 __all__ = [
     "REPEAT_PARAMS",
@@ -118,14 +125,6 @@ _CONTAINERS = ("sweep", "greener")
 #: final model or a learning curve beside configurations of its own)
 _BESIDE_TRIALS = ("baseline", "final", "learning-curve")
 
-#: Words of a run's name that say it is a baseline or the final run (a note, never a role).
-_NAMED_ROLES = {
-    "baseline": frozenset({"baseline", "baselines", "dummy", "majority"}),
-    "final": frozenset({"final", "retrain", "retrained", "refit"}),
-}
-
-_NAMED_HINTS = tuple(sorted(set().union(*_NAMED_ROLES.values())))
-
 _INFERENCE_RULES = (
     "a top-level run is a trial; runs inside a trial are its parts; a top-level run with child "
     "runs and no score (or with children given role 'trial', or given role 'baseline', "
@@ -139,44 +138,6 @@ _INFERENCE_RULES = (
     "their dataset_size, beside trials that vary a configuration at one size, are a learning "
     "curve"
 )
-
-
-#: Param names that index a repetition of one configuration, never a configuration: a random
-#: seed, a cross-validation fold or split. Children that differ by these only are repeats of
-#: their parent's configuration (its seeds, its folds), not trials of their own.
-REPEAT_PARAMS = frozenset(
-    {"seed", "random_seed", "random_state", "fold", "cv_fold", "fold_index", "fold_idx", "split"}
-)
-
-
-def is_repeat_param(name: str) -> bool:
-    """Whether a param indexes a repetition (``seed``, ``fold``, ``data_seed``...), see above."""
-    lower = name.lower()
-    return lower in REPEAT_PARAMS or lower.endswith("_seed")
-
-
-def _repeat_value(value: Any) -> bool:
-    """Whether a repeat param's value indexes a repetition: a number (a seed, a fold's index).
-
-    A name is none: a ``split`` of ``"val"`` or ``"test"`` says which data a run scored, so
-    runs that differ by it are no repeats of one configuration (the notes on top-level runs
-    and the mean of a trial's repeats made its parts, :attr:`StudyRoles.repeated`).
-    """
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _split_repeats(params: Mapping[str, Any]) -> tuple[list[tuple[str, Any]], ...]:
-    """A run's params as its configuration and its repetition, each sorted by name.
-
-    The repetition holds the params indexing one (:func:`is_repeat_param`) that are numbers
-    (:func:`_repeat_value`: a seed, a fold's index); every other param is the configuration.
-    One rule for the top-level repeats (:attr:`StudyRoles.repeated`) and for the repeats made
-    a trial's parts (:func:`_repeat_of`).
-    """
-    parts: tuple[list[tuple[str, Any]], list[tuple[str, Any]]] = ([], [])
-    for name, value in sorted(params.items()):
-        parts[is_repeat_param(name) and _repeat_value(value)].append((name, value))
-    return parts
 
 
 def _runs_its_params(run: RunRecord, kids: Sequence[RunRecord]) -> bool:
@@ -335,24 +296,6 @@ def _not_a_score(name: str) -> bool:
     return is_reserved_metric(name) or is_bookkeeping_metric(name)
 
 
-def _vary_params(kids: Sequence[RunRecord], *, repeats: bool = False) -> bool:
-    """Whether the children's params take two values or more for some name (or differ in names).
-
-    A param indexing a repetition (:func:`is_repeat_param`) counts only with ``repeats``.
-    """
-    seen: dict[str, Any] = {}
-    names = {
-        tuple(sorted(k for k in kid.params if repeats or not is_repeat_param(k))) for kid in kids
-    }
-    if len(names) > 1:
-        return True
-    for kid in kids:
-        for key, value in kid.params.items():
-            if (repeats or not is_repeat_param(key)) and seen.setdefault(key, value) != value:
-                return True
-    return False
-
-
 def _repeats_only(kids: Sequence[RunRecord]) -> bool:
     """Whether every child has a param indexing a repetition, and they vary by those only."""
     return (
@@ -360,18 +303,6 @@ def _repeats_only(kids: Sequence[RunRecord]) -> bool:
         and all(any(is_repeat_param(k) for k in kid.params) for kid in kids)
         and not _vary_params(kids)
     )
-
-
-def _named_role(name: str) -> str | None:
-    """``"baseline"`` or ``"final"``: a word of ``name`` says so (:attr:`StudyRoles.named_like`)."""
-    lower = name.lower()
-    if not any(w in lower for w in _NAMED_HINTS):
-        return None
-    words = set(re.split(r"[^a-z0-9]+", lower))
-    for role, says in _NAMED_ROLES.items():
-        if words & says:
-            return role
-    return None
 
 
 def _scored_names(run: RunRecord, metric: str | None) -> list[str]:
@@ -1084,8 +1015,6 @@ def resolve_roles(
         if up is not None:
             owner[pos] = owner[up]  # a step of a sweep: its overhead
     # one configuration run at several training-set sizes beside a search: a learning curve
-    from greenprint._size_curves import size_curves  # it imports this module's helpers
-
     curve, unread = size_curves(forest, role, inferred)
     for pos in curve:
         role[pos] = "learning-curve"
