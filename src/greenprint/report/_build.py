@@ -45,6 +45,7 @@ from greenprint.analysis._roles import TrialScore, trial_family_labels
 from greenprint.carbon._intensity import applied_intensity
 from greenprint.report._curve_runs import one_run_curve_notes, one_run_curves
 from greenprint.report._efficiency import efficiency_section
+from greenprint.report._failure_text import failures_json
 from greenprint.report._figures import (
     FigureInputs,
     evp_figures,
@@ -551,7 +552,7 @@ def _assemble(
     )
     if efficiency_note:
         notes.append(efficiency_note)
-    return Report(
+    report = Report(
         study=study,
         ledger=ledger_url,
         generated_at=time.time(),
@@ -576,6 +577,8 @@ def _assemble(
         whatif=whatif_section(runs, tag, forest=forest),
         efficiency=efficiency,
     )
+    # the failed-runs section's JSON: its grouping reads the report's rows
+    return dataclasses.replace(report, failures=failures_json(report))
 
 
 def _scorer_note(forest: RunForest, sweeps: Sequence[int], metric: str | None) -> str | None:

@@ -393,6 +393,9 @@ class Report:
             sentence and the compute statement.
         efficiency: score per unit of cost of the final run, the best trial, the Pareto front
             and the baselines (``None``: no metric, or a metric that is better lower).
+        failures: the failed-runs section as the JSON report gives it
+            (:func:`~greenprint.report._failure_text.failures_json`, set by ``build_report``;
+            ``None``: a report built without it, whose JSON then has no ``failures``).
     """
 
     study: str
@@ -415,6 +418,7 @@ class Report:
     whatif: WhatIfSection | None = None
     final_scores: tuple[tuple[str, float], ...] = ()
     efficiency: EfficiencySection | None = None
+    failures: Mapping[str, Any] | None = None
 
     @property
     def final(self) -> RunRow | None:
@@ -436,9 +440,6 @@ class Report:
 
         ``with_runs=False`` leaves out ``runs`` (the last key), for writers that stream them.
         """
-        # the failed-runs section's grouping reads the rows built here (a module above this)
-        from greenprint.report._failure_text import failures_json
-
         document = {
             "schema": self.schema,
             "study": self.study,
@@ -462,8 +463,9 @@ class Report:
             "prediction": None if self.prediction is None else self.prediction.to_dict(),
             "whatif": None if self.whatif is None else self.whatif.to_dict(),
             "efficiency": None if self.efficiency is None else self.efficiency.to_dict(),
-            "failures": failures_json(self),
         }
+        if self.failures is not None:
+            document["failures"] = dict(self.failures)
         if with_runs:
             document["runs"] = [r.to_dict() for r in self.runs]
         return document
