@@ -237,3 +237,35 @@ def test_latex_notes_and_failures_never_run_into_the_margin(require_component, t
     end = tex[: tex.index("END PAPER")].count("\n") + 1
     over = re.findall(r"Overfull \\hbox \((.*?)\) in paragraph at lines (\d+)--\d+\n(.*)", log)
     assert not [o for o in over if int(o[1]) > end], over
+
+
+@pytest.mark.slow
+def test_the_papers_compute_paragraphs_never_run_into_a_columns_margin(require_component, tmp_path):
+    """The compute statement and the final-run sentence, pasted into a two-column paper: long
+    run names, hardware and metric names ran 79-156 pt into the margin (no hyphenation point
+    TeX knows); their long words may now break, and no line of theirs is overfull."""
+    pdflatex = shutil.which("pdflatex")
+    require_component(pdflatex is not None, "pdflatex is not installed")
+    assert pdflatex is not None
+    db = str(tmp_path / "gp.db")
+    _long_study(db)
+    files = write_report(build_report(db, "long"), tmp_path / "out", plots=False)
+    tex = files["latex"].read_text(encoding="utf-8")
+    tex = tex.replace(r"\documentclass{article}", r"\documentclass[twocolumn]{article}", 1)
+    paper = tmp_path / "out" / "paper.tex"
+    paper.write_text(tex, encoding="utf-8")
+    done = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+        cwd=paper.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    log = (paper.parent / "paper.log").read_text(encoding="utf-8", errors="replace")
+    lines = tex.splitlines()
+    first = lines.index(r"\section*{Compute and emissions}") + 1
+    last = next(k for k in range(first, len(lines)) if lines[k].startswith(r"\begin{table"))
+    assert "resnet50" in "".join(lines[first:last])  # the long names are there
+    over = re.findall(r"Overfull \\hbox \((.*?)\) in paragraph at lines (\d+)--(\d+)", log)
+    assert not [o for o in over if first < int(o[1]) <= last], over

@@ -308,9 +308,10 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         r"\begin{document}",
         "% ---- BEGIN PAPER: paste from here (needs \\usepackage{booktabs,graphicx}) ----",
         r"\section*{Compute and emissions}",
-        esc(report.compute_statement),
+        # long words (a run's or a host's name, a hardware string) may break: no overfull line
+        _loose(report.compute_statement),
         "",
-        esc(final_sentence(report)),
+        _loose(final_sentence(report)),
         "",
         "% one column of a two-column paper (scaled down only if it would not fit)",
         r"\begin{table}[t]",
