@@ -830,18 +830,21 @@ def _unique_times(times: np.ndarray) -> np.ndarray:
 
 
 def _below_its_runs(forest: RunForest, positions: Sequence[int]) -> np.ndarray:
-    """Whether each run recorded less energy than the runs inside it (their sum, kWh).
+    """Whether the price tag counts each run above what it recorded: at the runs inside it.
 
-    The price tag counts such a run at its inside runs' sum (``max(own, children's sum)``):
-    a job killed after a flush whose trials ran on and flushed later.
+    A job killed after a flush whose trials ran on and flushed later: its children, each
+    measured alone, keep what they measured (:meth:`RunForest.shared_sums`), and their sum is
+    above the job's reading. Children that ran at the same time (threads of one process, each
+    reading all of it) share out their parent's reading instead: never below it.
     """
-    runs, children = forest.runs, forest.children
+    shared = forest.shared_sums("energy_kwh")
+    runs, children, inclusive = forest.runs, forest.children, shared.inclusive
     below = np.zeros(len(positions), dtype=bool)
     for k, p in enumerate(positions):
         inside = [c for c in children[p] if not forest.adds(c)]
-        if inside:
+        if inside and p not in shared.scaled:
             own = runs[p].energy_kwh or 0.0
-            theirs = math.fsum(runs[c].energy_kwh or 0.0 for c in inside)
+            theirs = math.fsum(inclusive[c] for c in inside)
             below[k] = own > 0.0 and theirs > own * (1.0 + 1e-9)
     return below
 
