@@ -211,6 +211,22 @@ def _long_study(db: str) -> None:
             pass
 
 
+def _overfull(pdflatex: str, tex: Path) -> list[tuple[str, int]]:
+    """``pdflatex tex`` (it must compile): each overfull line's excess and its paragraph's first
+    source line."""
+    done = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
+        cwd=tex.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    log = tex.with_suffix(".log").read_text(encoding="utf-8", errors="replace")
+    found = re.findall(r"Overfull \\hbox \((.*?)\) in paragraph at lines (\d+)--\d+", log)
+    return [(excess, int(line)) for excess, line in found]
+
+
 @pytest.mark.slow
 def test_latex_notes_and_failures_never_run_into_the_margin(require_component, tmp_path):
     """``pdflatex report.tex``: no overfull line after END PAPER (the notes, the failed-runs
@@ -225,18 +241,9 @@ def test_latex_notes_and_failures_never_run_into_the_margin(require_component, t
     tex = files["latex"].read_text(encoding="utf-8")
     notes = _section(tex, r"\section*{Notes}", r"\end{itemize}")
     assert "model card training" in notes and "heldout" in notes  # the notes that ran over
-    done = subprocess.run(
-        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
-        cwd=files["latex"].parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout[-2000:]
-    log = (files["latex"].parent / "report.log").read_text(encoding="utf-8", errors="replace")
     end = tex[: tex.index("END PAPER")].count("\n") + 1
-    over = re.findall(r"Overfull \\hbox \((.*?)\) in paragraph at lines (\d+)--\d+\n(.*)", log)
-    assert not [o for o in over if int(o[1]) > end], over
+    over = _overfull(pdflatex, files["latex"])
+    assert not [o for o in over if o[1] > end], over
 
 
 @pytest.mark.slow
@@ -254,18 +261,9 @@ def test_the_papers_compute_paragraphs_never_run_into_a_columns_margin(require_c
     tex = tex.replace(r"\documentclass{article}", r"\documentclass[twocolumn]{article}", 1)
     paper = tmp_path / "out" / "paper.tex"
     paper.write_text(tex, encoding="utf-8")
-    done = subprocess.run(
-        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
-        cwd=paper.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout[-2000:]
-    log = (paper.parent / "paper.log").read_text(encoding="utf-8", errors="replace")
+    over = _overfull(pdflatex, paper)
     lines = tex.splitlines()
     first = lines.index(r"\section*{Compute and emissions}") + 1
     last = next(k for k in range(first, len(lines)) if lines[k].startswith(r"\begin{table"))
     assert "resnet50" in "".join(lines[first:last])  # the long names are there
-    over = re.findall(r"Overfull \\hbox \((.*?)\) in paragraph at lines (\d+)--(\d+)", log)
-    assert not [o for o in over if first < int(o[1]) <= last], over
+    assert not [o for o in over if first < o[1] <= last], over
