@@ -717,7 +717,7 @@ def _parts_scores(read: Any, metric: str | None) -> dict[int, tuple[str, float, 
     if metric is None:
         return {}
     from greenprint.analysis._roles import study_trials
-    from greenprint.report._build import _held_out
+    from greenprint.report._build import held_out_of_parts
 
     try:
         scores = study_trials(read, metric=metric).scores
@@ -734,12 +734,8 @@ def _parts_scores(read: Any, metric: str | None) -> dict[int, tuple[str, float, 
             # a final run that logged nothing, scored by its finished parts on a held-out split
             # (greenprint run --role final -- python final.py, the script's own run scoring
             # it): their mean, as the report's sentence on the final model gives it
-            values: dict[str, list[float]] = {}
-            for kid in read.forest.children[pos]:
-                if runs[kid].status == "finished":
-                    for name, value in _held_out(runs[kid], metric).items():
-                        values.setdefault(name, []).append(value)
-            if values:
+            kids = (runs[kid] for kid in read.forest.children[pos])
+            if values := held_out_of_parts(kids, metric):
                 name, held = next(iter(values.items()))
                 found[pos] = (name, math.fsum(held) / len(held), len(held))
     return found

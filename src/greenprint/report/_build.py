@@ -8,7 +8,7 @@ import math
 import operator
 import shlex
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, GreenprintError, ReportError
@@ -387,12 +387,22 @@ def _final_scores(
     found = _held_out(final, metric)
     if found:
         return tuple(found.items())
+    values = held_out_of_parts((run for run in runs if run.parent_id == final_id), metric)
+    return tuple((name, math.fsum(v) / len(v)) for name, v in values.items())
+
+
+def held_out_of_parts(parts: Iterable[RunRecord], metric: str | None) -> dict[str, list[float]]:
+    """The held-out values (:func:`_held_out`) of the finished ``parts``, by metric name.
+
+    What a final run that logged none of its own is scored by, their mean per metric (the
+    report's sentence on the final model, ``ledger ls --tree``'s METRIC cell).
+    """
     values: dict[str, list[float]] = {}
-    for run in runs:
-        if run.parent_id == final_id and run.status == "finished":
+    for run in parts:
+        if run.status == "finished":
             for name, value in _held_out(run, metric).items():
                 values.setdefault(name, []).append(value)
-    return tuple((name, math.fsum(v) / len(v)) for name, v in values.items())
+    return values
 
 
 def _held_out(run: RunRecord, metric: str | None) -> dict[str, float]:
