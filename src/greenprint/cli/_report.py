@@ -116,13 +116,10 @@ def command(
     led = get_ledger(ledger, create=False)
     try:
         studies = led.studies()
-        if study is None and len(studies) > 1:
-            from greenprint._exceptions import ReportError
+        if study is None and len(studies) > 1:  # build_report's refusal, in the command's words
+            from greenprint.report._build import several_studies
 
-            raise ReportError(  # build_report's refusal, in the command's words
-                f"ledger {led.url} holds {len(studies)} studies; choose one with --study: "
-                + ", ".join(repr(s) for s in studies)
-            )
+            raise several_studies(led.url, studies, how=" with --study")
         if out_dir is None:
             out_dir = _default_out(studies, study)
             check_out_dir(out_dir)

@@ -359,8 +359,16 @@ def _pick_study(led: Ledger, study: str | None) -> str:
         return str(known[0])
     if not known:
         raise ReportError(f"ledger {led.url} holds no runs: nothing to report")
-    raise ReportError(
-        f"ledger {led.url} holds {len(known)} studies; choose one: "
+    raise several_studies(led.url, known)
+
+
+def several_studies(url: str, known: Sequence[str], *, how: str = "") -> ReportError:
+    """The refusal to guess which of a ledger's studies to report.
+
+    ``how``: how to choose, in the caller's words (``" with --study"``: the command's).
+    """
+    return ReportError(
+        f"ledger {url} holds {len(known)} studies; choose one{how}: "
         + ", ".join(repr(s) for s in known)
     )
 
