@@ -45,15 +45,15 @@ def _offset(seconds: float) -> str:
 
 def _show(result: Any) -> None:
     from greenprint._format import format_duration, format_emissions, format_energy
-    from greenprint.cli._ledger import _safe
+    from greenprint.cli._cells import safe
 
     # for a run priced by an hourly series, whatif() gives the intensity that applied
     g_per_kwh = result.intensity_g_per_kwh
     applied_source = result.intensity_source or "unrecorded"
     intensity = "-" if g_per_kwh is None else f"{g_per_kwh:.5g} {UNIT}"
-    source = _safe(applied_source, limit=120)
+    source = safe(applied_source, limit=120)
     click.echo(
-        f"run       {_safe(result.run_name, limit=40)} ({result.run_id[:12]}): "
+        f"run       {safe(result.run_name, limit=40)} ({result.run_id[:12]}): "
         f"{format_energy(result.energy_kwh)} x PUE {result.pue:g} = "
         f"{format_energy(result.facility_energy_kwh)} over {format_duration(result.duration_s)}"
     )
@@ -72,9 +72,9 @@ def _show(result: Any) -> None:
         )
     if result.best is not None:
         best = result.best
-        zone = _safe(result.timezone, limit=60)
+        zone = safe(result.timezone, limit=60)
         click.echo("")
-        click.echo(f"hourly profile: {_safe(result.hourly_source, limit=100)}")
+        click.echo(f"hourly profile: {safe(result.hourly_source, limit=100)}")
         if result.timezone != "UTC":
             click.echo(f"time zone   {zone} ({_offset(result.utc_offset_s)} when the run started)")
         click.echo(
@@ -90,7 +90,7 @@ def _show(result: Any) -> None:
             f"starting at {_hour(best.start_hour, zone)}"
         )
     for note in result.notes:
-        click.echo(f"note: {_safe(note)}")
+        click.echo(f"note: {safe(note)}")
 
 
 @click.command("whatif")

@@ -1,0 +1,247 @@
+"""``greenprint ledger export``: runs as CSV or JSON rows, each as its study's report reads it.
+
+Role, parent and containment are the report's (:func:`._ledger_roles.roles_as_read`), so that
+summing the rows gives the price tag; a CSV cell a spreadsheet would run as a formula is quoted.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from greenprint._exceptions import ConfigError
+from greenprint._format import count_of, json_safe
+from greenprint._records import RunRecord
+from greenprint.cli._cells import json_text, open_ledger, record_dict
+from greenprint.cli._common import TEXT, applied_intensity, ledger_option, study_option
+from greenprint.cli._ledger_roles import roles_as_read
+
+__all__ = ["export_command"]
+
+_JSON_FIELDS = ("hardware", "env", "params", "provenance")
+_FIELDS = frozenset(f.name for f in dataclasses.fields(RunRecord))
+
+
+#: A CSV cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}", inner, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = json.dumps(json_safe(value))
+    else:
+        out[prefix] = value
+
+
+def _priced_at(record: RunRecord) -> tuple[float | None, str]:
+    """The intensity an export gives for ``record``, g CO2-eq/kWh, and its source.
+
+    What the run's CO2-eq was computed at, as ``ledger show``, ``whatif`` and the report's
+    run rows give it: for a run priced by an hourly file (which records the file's plain
+    mean), the energy-weighted mean over the run, its source ``"mean over the run; csv:..."``,
+    so that ``energy_kwh * pue * intensity_g_per_kwh / 1000`` is the row's ``emissions_kg``;
+    a constant intensity as recorded. Where the setting came from stays in
+    ``provenance.intensity``.
+    """
+    return applied_intensity(
+        energy_kwh=record.energy_kwh,
+        pue=record.pue,
+        emissions_kg=record.emissions_kg,
+        recorded_g_per_kwh=record.intensity_g_per_kwh,
+        source=record.intensity_source,
+    )
+
+
+def _csv(records: Sequence[RunRecord], metric: str | None) -> str:
+    base = [
+        f.name for f in dataclasses.fields(RunRecord) if f.name not in ("metrics", *_JSON_FIELDS)
+    ]
+    base.insert(base.index("role") + 1, "role_inferred")
+    base.insert(base.index("parent_id") + 1, "parent_inferred")
+    resolved = roles_as_read(records, metric)
+    rows: list[dict[str, Any]] = []
+    extra: dict[str, list[str]] = {name: [] for name in (*_JSON_FIELDS, "metric")}
+    for record in records:
+        row: dict[str, Any] = {name: getattr(record, name) for name in base if name in _FIELDS}
+        row["intensity_g_per_kwh"], row["intensity_source"] = _priced_at(record)
+        (
+            row["role"],
+            row["role_inferred"],
+            row["parent_id"],
+            row["parent_inferred"],
+            row["contained"],
+            _,
+        ) = resolved[record.id]
+        for name in _JSON_FIELDS:
+            flat: dict[str, Any] = {}
+            _flatten(name, getattr(record, name), flat)
+            row.update(flat)
+            extra[name].extend(k for k in flat if k not in extra[name])
+        for metric in record.metric_names:
+            key = f"metric.{metric}"
+            row[key] = record.metric(metric)
+            if key not in extra["metric"]:
+                extra["metric"].append(key)
+        rows.append(row)
+    columns = base + [c for group in extra.values() for c in sorted(group)]
+    buffer = io.StringIO()
+    # RFC 4180 line ends: the writer quotes any field holding \r or \n, so a name with a bare
+    # carriage return cannot end a row early in a spreadsheet
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\r\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows and never runs.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a formula to
+    Excel, LibreOffice and Google Sheets; as OWASP recommends, such text gets a leading single
+    quote (``'=HYPERLINK(...)``). Numbers are left as they are, negative ones included, and so
+    is text that is itself a plain number (``"-3.5"``), which no spreadsheet runs.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+@click.command(name="export")
+@ledger_option
+@study_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="CSV: one row per run, flattened columns. JSON: runs with metrics and power samples.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    default=None,
+    help="Write to this file instead of standard output (-: standard output).",
+)
+@click.option(
+    "--metric",
+    type=TEXT,
+    default=None,
+    help="The metric the study's report ranks by, which inferred roles are judged by "
+    "[default, and for a study that logged no value of it: the one the report chooses].",
+)
+def export_command(
+    ledger: str | None, study: str | None, fmt: str, out: Path | None, metric: str | None
+) -> None:
+    """Export runs (all, or one study's) as CSV or JSON.
+
+    Each run is exported as its study's report reads it:
+
+    role: the role the report gives the run; role_inferred is true where none was given (roles
+    are inferred from the nesting, judged by --metric or the metric the report chooses).
+
+    parent_id: the run the report reads it under; parent_inferred is true where the ledger
+    records another parent or none (a pool worker's run, a distributed job's rank).
+
+    contained: false where the report adds the run's cost to the price tag outside every
+    measurement above it (a part made with set-role --part-of, a child on another host, a
+    job's other node); true where a measurement above it already holds its cost.
+
+    Summing the rows with no parent among them and those with contained false gives the price
+    tag's energy and CO2-eq, except for top-level runs that ran at the same time in threads of
+    one process, each measuring all of it: the price tag counts each stretch of their time
+    once, so their rows add up to more than its total. Where a parent recorded less than the
+    runs inside it, the price tag takes their sum, or shares its own amount out among them.
+    The price tag's notes name both cases (docs/ledger.md, "Export").
+    """
+    if out is not None and str(out) == "-":  # the usual name of standard output, not a file
+        out = None
+    with open_ledger(ledger) as led:
+        if out is not None and led.path is not None and _same_file(out, led.path):
+            raise ConfigError(f"--out {out} is the ledger itself; choose another file")
+        if out is not None:
+            _refuse_a_database(out)
+        records = led.runs(study=study)
+        if fmt == "json":
+            items = []
+            resolved = roles_as_read(records, metric)
+            for record in records:
+                item = record_dict(record)
+                item["intensity_g_per_kwh"], item["intensity_source"] = _priced_at(record)
+                role, role_inferred, parent_id, parent_inferred, contained, _ = resolved[record.id]
+                item.update(role=role, role_inferred=role_inferred, parent_id=parent_id)
+                item["contained"] = contained
+                item["parent_inferred"] = parent_inferred
+                item["samples"] = [dataclasses.asdict(s) for s in led.samples(record.id)]
+                items.append(item)
+            text = json_text(
+                {"ledger": led.url, "schema_version": led.schema_version, "runs": items}
+            )
+            text += "\n"
+        else:
+            text = _csv(records, metric)
+    if out is None:
+        click.echo(text, nl=False, color=True)  # data: never strip what looks like ANSI
+        return
+    try:
+        out.write_text(text, encoding="utf-8", newline="")
+    except FileNotFoundError as e:
+        folder = out.parent
+        if folder.is_dir():  # /proc/x.csv: the folder is there and takes no new file
+            raise ConfigError(f"cannot write {out}: {e.strerror or e}") from e
+        raise ConfigError(
+            f"cannot write {out}: directory {folder} does not exist; create it first "
+            f"(mkdir -p {folder}) or give a path in an existing one"
+        ) from e
+    except OSError as e:
+        raise ConfigError(f"cannot write {out}: {e.strerror or e}") from e
+    click.echo(f"wrote {count_of(len(records), 'run')} to {out}", err=True)
+
+
+#: The first bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _refuse_a_database(out: Path) -> None:
+    """Refuse to write an export over a SQLite database: another ledger's runs would be lost.
+
+    ``greenprint ledger export --ledger runs.db --out greenprint.db`` replaced the ledger
+    ``greenprint.db`` with CSV text, every run it held gone.
+
+    Raises:
+        ConfigError: ``out`` is an existing SQLite database file.
+    """
+    try:
+        with out.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError:  # not there (the usual case), or unreadable: writing it says why
+        return
+    if head == _SQLITE_HEADER:
+        raise ConfigError(
+            f"--out {out} is a SQLite database (a ledger?); an export would replace it: "
+            "choose another file, or remove it first"
+        )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
