@@ -1,0 +1,186 @@
+"""FPO rules for losses: nll, mse, smooth L1, Huber, L1, binary cross-entropy, and their backward.
+
+Conventions as in :mod:`greenprint.fpo._rules_nn`: a reduction of n elements costs n FPO; each
+rule's docstring gives its formula, ``N`` being the number of input elements.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from greenprint.fpo._registry import numel, register_rule
+
+__all__: list[str] = []
+
+
+# -- losses ----------------------------------------------------------------------------------
+
+
+def _reduce(n: int, reduction: int) -> int:
+    """Cost of reducing n per-element losses: 0 (none), n (sum), n + 1 (mean)."""
+    return 0 if reduction == 0 else n + (1 if reduction == 1 else 0)
+
+
+def _counted_targets(
+    self: Any,
+    target: Any,
+    weight: Any = None,
+    reduction: int = 1,
+    ignore_index: int = -100,
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, int]:
+    """How many targets ATen's NLL kernels compute (not ``ignore_index``): ``{"kept": n}``."""
+    return {"kept": int((target != ignore_index).sum())}
+
+
+def _counted_targets_backward(
+    grad_output: Any,
+    self: Any,
+    target: Any,
+    weight: Any = None,
+    reduction: int = 1,
+    ignore_index: int = -100,
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, int]:
+    return _counted_targets(self, target, weight, reduction, ignore_index)
+
+
+@register_rule(["aten.nll_loss_forward", "aten.nll_loss2d_forward"], reads=_counted_targets)
+def nll_loss_rule(
+    self: tuple[int, ...],
+    target: tuple[int, ...],
+    weight: Any = None,
+    reduction: int = 1,
+    *args: Any,
+    kept: int | None = None,
+    **kwargs: Any,
+) -> int:
+    """ATen's ``nll_loss_out_frame`` / ``nll_loss2d_forward_out_frame``, per target.
+
+    Summed or averaged: the kernel subtracts each picked log-probability from its cascade sum
+    (``loss_partial_sums[0] -= data``: the negation and the add are one op), 1 per target;
+    with class weights ``-= data * w`` and ``weight_partial_sums[0] += w``, 3; the mean divides
+    once (1). (It was 2 per target unweighted, a negation counted besides the sum; the carries
+    between the cascade's levels, about 1 add per 8 targets, are the reduction's and not
+    counted, as elsewhere: a reduction of n values costs n.) ``reduction="none"`` on a batch
+    (2-D or 4-D input): ``-input * w`` per target, ``w`` 1 without weights (a multiply all the
+    same), 2 (it was 1 unweighted). Targets equal to ``ignore_index`` (-100 by default:
+    padding tokens in language-model labels) are skipped by the kernels
+    (``if (cur_target == ignore_index) continue``) and cost nothing; how many are read from
+    the target's values (on meta, which has none, every target counts: an upper bound).
+    """
+    t = numel(target) if kept is None else kept
+    if reduction == 0 and len(self) >= 2:
+        return 2 * t
+    return t * (3 if weight is not None else 1) + (1 if reduction == 1 else 0)
+
+
+@register_rule(
+    ["aten.nll_loss_backward", "aten.nll_loss2d_backward"], reads=_counted_targets_backward
+)
+def nll_loss_backward_rule(
+    grad_output: tuple[int, ...],
+    self: tuple[int, ...],
+    target: tuple[int, ...],
+    weight: Any = None,
+    reduction: int = 1,
+    *args: Any,
+    kept: int | None = None,
+    **kwargs: Any,
+) -> int:
+    """ATen's ``nll_loss_backward_out_frame`` / ``nll_loss2d_backward_out_frame``.
+
+    Summed or averaged: the kernel computes ``grad = -(g / total_weight)`` once (divide and
+    negate, 2; a sum only negates, 1) and writes it into each kept target's entry of a zeroed
+    gradient, times the class weight when there are weights (1 per target, else a copy).
+    ``reduction="none"`` on a batch: ``-w * g`` per target, ``w`` 1 without weights (2). (It
+    was 2 per target, 3 with weights, whatever the reduction: the scalar's division and
+    negation counted for every target.) Targets equal to ``ignore_index`` are skipped, as in
+    the forward.
+    """
+    t = numel(target) if kept is None else kept
+    if reduction == 0 and len(self) >= 2:
+        return 2 * t
+    return (2 if reduction == 1 else 1) + (t if weight is not None else 0)
+
+
+@register_rule("aten.mse_loss")
+def mse_loss_rule(self: tuple[int, ...], target: Any, reduction: int = 1, **kw: Any) -> int:
+    """2N (subtract, square), reduced."""
+    n = numel(self)
+    return 2 * n + _reduce(n, reduction)
+
+
+@register_rule("aten.mse_loss_backward")
+def mse_loss_backward_rule(
+    grad_output: Any, self: tuple[int, ...], target: Any, reduction: int = 1, **kw: Any
+) -> int:
+    """3N ``2 * (x - t) * g``, + N for the mean's division."""
+    n = numel(self)
+    return 3 * n + (n if reduction == 1 else 0)
+
+
+@register_rule(["aten.smooth_l1_loss", "aten.huber_loss", "aten.l1_loss"])
+def smooth_l1_rule(
+    self: tuple[int, ...], target: Any, reduction: int = 1, *a: Any, **k: Any
+) -> int:
+    """5N (subtract, abs, compare, square-and-scale or shift), reduced."""
+    n = numel(self)
+    return 5 * n + _reduce(n, reduction)
+
+
+@register_rule(["aten.smooth_l1_loss_backward", "aten.huber_loss_backward"])
+def smooth_l1_backward_rule(grad_output: Any, self: tuple[int, ...], *a: Any, **k: Any) -> int:
+    """4N."""
+    return 4 * numel(self)
+
+
+@register_rule("aten.binary_cross_entropy")
+def bce_rule(
+    self: tuple[int, ...], target: Any, weight: Any = None, *args: Any, **kwargs: Any
+) -> int:
+    """9N, + N with weights, reduced (mean by default).
+
+    torch's formula ``(t - 1) * max(log(1 - x), -100) - t * max(log(x), -100)``: t - 1,
+    1 - x, two logs, two clamps, two products, the subtraction.
+    """
+    n = numel(self)
+    reduction = args[-1] if args and isinstance(args[-1], int) else kwargs.get("reduction", 1)
+    return 9 * n + (n if weight is not None else 0) + _reduce(n, reduction)
+
+
+@register_rule("aten.binary_cross_entropy_with_logits")
+def bce_with_logits_rule(
+    self: tuple[int, ...],
+    target: Any,
+    weight: Any = None,
+    pos_weight: Any = None,
+    reduction: int = 1,
+    **kwargs: Any,
+) -> int:
+    """9N as :func:`bce_rule`; with ``pos_weight`` + 3N + one subtract per ``pos_weight`` element.
+
+    ``(1 - t) * x - log_sigmoid(x)``: log-sigmoid 6 (as ``log_sigmoid_forward``), 1 - t, the
+    product, the subtraction. ``pos_weight`` scales the log-sigmoid term by ``(pos_weight - 1)
+    * target + 1``: the subtract on ``pos_weight``, then a multiply, an add and the scaling
+    multiply per element.
+    """
+    n = numel(self)
+    extra = 3 * n + numel(pos_weight) if pos_weight is not None else 0
+    return bce_rule(self, target, weight, reduction=reduction) + extra
+
+
+@register_rule("aten.binary_cross_entropy_backward")
+def bce_backward_rule(
+    grad_output: Any,
+    self: tuple[int, ...],
+    target: Any = None,
+    weight: Any = None,
+    reduction: int = 1,
+    **kwargs: Any,
+) -> int:
+    """6N: ``g * (x - t) / max((1 - x) * x, eps)``; + N with weights, + N for the mean."""
+    n = numel(self)
+    return 6 * n + (n if weight is not None else 0) + (n if reduction == 1 else 0)
