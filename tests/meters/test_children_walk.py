@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from greenprint.meters import _attribution
+from greenprint.meters import _attribution, _tree_walk
 from greenprint.meters._attribution import ProcessTree, _descendant_pids
 
 
@@ -75,7 +75,8 @@ def test_a_child_started_by_another_thread_is_found():
 
 
 def test_without_children_files_psutil_walks(monkeypatch):
-    monkeypatch.setattr(_attribution, "_PROC_CHILDREN", False)
+    # where _descendant_pids looks it up (the walk moved out of _attribution)
+    monkeypatch.setattr(_tree_walk, "_PROC_CHILDREN", False)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         assert child.pid in _descendant_pids(psutil.Process().pid)
