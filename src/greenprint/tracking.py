@@ -84,7 +84,8 @@ from greenprint._provenance import (
     fpo_lower_bound,
     merge_fpo_assumptions,
 )
-from greenprint._records import MetricPoint, PowerSample, RunRecord, check_role
+from greenprint._records import MetricPoint, PowerSample, check_role
+from greenprint._run_state import RunState
 from greenprint._run_tree import RunNode
 from greenprint._suggest import did_you_mean
 from greenprint._validate import (
@@ -97,7 +98,6 @@ from greenprint._validate import (
     storable_text,
     stored_count,
 )
-from greenprint._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._types import IntensityLike, LedgerLike, MeterSetLike, PUELike
@@ -107,6 +107,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["PARENT_ENV", "Run", "active_runs", "current_run", "track"]
 
+#: The runs' logger: the modules of the run's concerns (greenprint._run_*) log under this name.
 logger = logging.getLogger(__name__)
 
 #: Seconds between two ledger writes of a run when none is given (and its sample interval is
@@ -490,11 +491,14 @@ def _metric_number(metric: str, value: Any) -> float:
     )
 
 
-class Run:
+class Run(RunState):
     """One tracked run. Create it with :func:`track`; see the module docstring for its life.
 
     Live figures (``energy_kwh``, ``emissions_kg``, ``duration_s``...) can be read while the run
     goes and keep their final values after it ends. A run is started once.
+
+    Its concerns are mixins, one module each (listed in :mod:`greenprint._run_state`); the
+    checks of its arguments and settings, and its parent, are here.
     """
 
     def __init__(self, name: str | None = None, **options: Any) -> None:
@@ -1492,16 +1496,6 @@ class Run:
         self._notify("stop")
 
     # ------------------------------------------------------------------ live figures
-    @property
-    def status(self) -> str:
-        """``"new"`` before start, ``"running"``, then the final status."""
-        return self._status
-
-    @property
-    def study(self) -> str:
-        """The study this run belongs to."""
-        return self._study
-
     def _move_to_study(self, study: str) -> None:
         """Move this started run into ``study``: its ledger row, then what the run keeps of it.
 
@@ -1520,69 +1514,6 @@ class Run:
                 self._read_study_cost()  # the new study's spending, not the old one's
 
     @property
-    def duration_s(self) -> float:
-        """Wall time in seconds so far (final once stopped)."""
-        if not self._started_at:
-            return 0.0
-        end = self._ended_at if self._ended_at is not None else time.time()
-        return max(end - self._started_at, 0.0)
-
-    @property
-    def energy_by_component(self) -> dict[str, float]:
-        """IT energy in kWh per measured component (``"cpu"``, ``"gpu"``, ``"ram"``)."""
-        with self._lock:
-            return self._account.energy_by_component if self._account else {}
-
-    @property
-    def energy_kwh(self) -> float:
-        """IT energy in kWh (before PUE), attributed per ``scope``."""
-        with self._lock:
-            return self._account.energy_kwh if self._account else 0.0
-
-    @property
-    def emissions_kg(self) -> float:
-        """CO2-eq in kg: energy x PUE x grid intensity, integrated interval by interval."""
-        with self._lock:
-            return self._account.emissions_kg if self._account else 0.0
-
-    @property
-    def fpo(self) -> int | None:
-        """Floating-point operations recorded with :meth:`set` or :meth:`add_fpo`, or ``None``."""
-        return self._fpo
-
-    @property
-    def role(self) -> str | None:
-        """The run's role in its study as given (``None``: to be inferred when analysed)."""
-        return self._role
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """Hyper-parameters recorded so far."""
-        return dict(self._params)
-
-    @property
-    def metrics(self) -> list[MetricPoint]:
-        """Every metric value logged so far."""
-        with self._lock:
-            return list(self._metrics)
-
-    @property
-    def provenance(self) -> dict[str, str]:
-        """Where each figure comes from: meters per component, intensity, PUE, scope."""
-        with self._lock:
-            return dict(self._provenance)
-
-    @property
-    def intensity_g_per_kwh(self) -> float:
-        """The grid intensity in g CO2-eq/kWh (representative value for a series)."""
-        return self._intensity.g_per_kwh
-
-    @property
-    def pue(self) -> float:
-        """The power usage effectiveness applied."""
-        return self._pue.value
-
-    @property
     def ledger(self) -> Ledger | None:
         """The :class:`~greenprint.Ledger` written to, or ``None`` for an in-memory run.
 
@@ -1592,45 +1523,7 @@ class Run:
             self._ledger = _open_ledger(self._ledger_location)
         return self._ledger
 
-    @property
-    def record(self) -> RunRecord:
-        """A snapshot of the run as the ledger stores it.
-
-        While the run is running, its ``duration_s`` is the time up to its last meter sample, the
-        time its energy covers (as a flush writes it), not the time so far of :attr:`duration_s`.
-        """
-        with self._lock:
-            return replace(self._base_record(), **self._cost_fields(), metrics=tuple(self._metrics))
-
-    def __repr__(self) -> str:
-        """One line: name, study, status, cost so far once started, id.
-
-        As a REPL or a log prints it: ``<Run 'resnet' study='cifar' finished 1.2 Wh,
-        0.58 g CO2-eq, 12 s, id 1a2b3c4d>``.
-        """
-        from greenprint._format import format_duration, format_emissions, format_energy
-
-        head = f"<Run {self.name!r} study={self._study!r} {self._status}"
-        if self._status != "new":
-            head += (
-                f" {format_energy(self.energy_kwh)}, {format_emissions(self.emissions_kg)}, "
-                f"{format_duration(self.duration_s)}"
-            )
-        if self.id:
-            head += f", id {self.id[:8]}"
-        return head + ">"
-
-    def _repr_html_(self) -> str:
-        """The run's figures as an HTML table, for notebooks (every name escaped)."""
-        from greenprint._reprs import run_html
-
-        return run_html(self)
-
     # ------------------------------------------------------------------ internals
-    @property
-    def _last_sample_t(self) -> float:
-        return self._account.last_t if self._account is not None else 0.0
-
     def _begin(self) -> None:
         from greenprint.hardware import detect_hardware
 
@@ -1834,58 +1727,6 @@ class Run:
                     f"on {self._host} (local rank 0)"
                 )
         return provenance
-
-    def _base_record(self) -> RunRecord:
-        env = self._environment
-        return RunRecord(
-            id=self.id,
-            name=self.name,
-            study=self._study,
-            parent_id=self.parent_id,
-            status=self._status,
-            started_at=self._started_at,
-            heartbeat_at=self._last_sample_t,
-            flush_interval_s=self._flush_s,
-            host=env.host if env else self._host,
-            command=env.command if env else (self._options.get("command") or ""),
-            git_commit=env.git_commit if env else None,
-            git_dirty=env.git_dirty if env else None,
-            python_version=env.python_version if env else sys.version.split()[0],
-            greenprint_version=__version__,
-            torch_version=env.torch_version if env else None,
-            hardware=self._hardware,
-            env=env.env if env else {},
-            params=dict(self._params),
-            dataset_size=self._dataset_size,
-            fpo=self._fpo,
-            param_count=self._param_count,
-            role=self._role,
-            scope=self._scope,
-            pue=self._pue.value,
-            intensity_g_per_kwh=self._intensity.g_per_kwh,
-            intensity_source=self._intensity.source,
-            provenance=dict(self._provenance),
-            error=self._error,
-            job_id=self._job.job_id,
-            node_rank=self._job.node_rank,
-            local_rank=self._job.local_rank,
-            node_meter=self._job.node_meter if self._job.job_id or self._job.node_meter else None,
-            contained=self._contained,
-        )
-
-    def _cost_fields(self) -> dict[str, Any]:
-        fields = self._account.fields() if self._account is not None else {}
-        if self._ended_at is None and self._started_at and self._last_sample_t:
-            # a live run's cost as of its last meter sample, which its energy covers: a flush
-            # that comes later (a busy machine, a budget check) must not add time without
-            # energy; a run killed before its end keeps that consistent pair
-            fields["duration_s"] = max(self._last_sample_t - self._started_at, 0.0)
-        else:
-            fields["duration_s"] = self.duration_s
-        fields["heartbeat_at"] = self._last_sample_t
-        fields["provenance"] = dict(self._provenance)
-        fields["status"] = self._status
-        return fields
 
     def _loop(self) -> None:
         next_flush = time.time()  # the first sample is flushed at once (see the module docstring)
