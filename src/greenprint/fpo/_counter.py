@@ -19,75 +19,55 @@ forward inside the backward pass: those ops count as backward and, separately, a
 
 from __future__ import annotations
 
-import bisect
 import logging
-import re
-import sys
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from greenprint._exceptions import FPOError, FPOInputError, UnknownOpError
 from greenprint.fpo import _complex, _rules_quantized, _rules_quantized_base, _rules_spectral
 from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
-from greenprint.fpo._higher_order import run_higher_order
+from greenprint.fpo._counting_mode import _CountingMode
+from greenprint.fpo._module_chains import _ModuleChains, _uncompiled
 from greenprint.fpo._no_dynamo import no_dynamo_import
+from greenprint.fpo._op_args import (
+    _INT8_KERNELS,
+    _engine_decides,
+    _has_values,
+    _needs_input_grad,
+    _on_meta,
+    _quantized,
+    _reads_metadata,
+    _shapes,
+)
 from greenprint.fpo._registry import ASSUMED, Rule, merged_rules
 from greenprint.fpo._result import PHASES, FPOResult
 from greenprint.fpo._rules_quantized_base import QNNPACK_INT8, QNNPACK_INT8_COUNTED
+from greenprint.fpo._torch_switches import (
+    _eager_flex_attention,
+    _quiet_compile_hooks_warning,
+    _remove_filter,
+    _restore_flex_attention,
+)
 
 __all__ = ["FPOCounter"]
 
 logger = logging.getLogger(__name__)
 
 _aten = torch.ops.aten
-# Metadata queries FlopCounterMode lets fall through (NotImplemented); we do the same.
-_PASSTHROUGH = {
-    _aten.sym_is_contiguous.default,
-    _aten.is_contiguous.default,
-    _aten.is_contiguous.memory_format,
-    _aten.is_strides_like_format.default,
-    _aten.is_non_overlapping_and_dense.default,
-    _aten.size.default,
-    _aten.sym_size.default,
-    _aten.stride.default,
-    _aten.sym_stride.default,
-    _aten.storage_offset.default,
-    _aten.sym_storage_offset.default,
-    _aten.numel.default,
-    _aten.sym_numel.default,
-    _aten.dim.default,
-    torch.ops.prim.layout.default,
-}
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
 # Rules that count real FPO on complex data (the FFTs); the common arithmetic ops on complex
 # tensors are counted in real FPO by greenprint.fpo._complex, the others as if real and listed
 # in FPOResult.complex_ops.
 _REAL_ON_COMPLEX = frozenset({"aten._fft_c2c", "aten._fft_r2c", "aten._fft_c2r"})
-# The int8 kernels' namespace (quantized.linear, quantized.conv2d_relu...): their tensors are
-# all quantized (quint8, qint8), yet they scale, add a float bias and requantize in floating
-# point, which their rules (greenprint.fpo._rules_quantized) count; so a rule of this namespace
-# counts whatever its tensors' dtypes. An aten op given a quantized tensor runs its QuantizedCPU
-# kernel: those that dequantize, compute in float and requantize (aten.sigmoid, avg_pool2d, cat...)
-# are counted by the rules of _rules_quantized.ON_QUANTIZED in place of the float rule; any other
-# op on quantized or integer tensors only (aten.relu on quint8 clamps integers) is integer work: 0,
-# listed in by_op.
-_INT8_KERNELS = "quantized."
-# The int8 rules of ops that the quantized engine decides the kernel of (with the quantized.*
-# ones, and _ON_QUANTIZED's on quantized tensors): under "qnnpack" the count says they were
-# counted as the x86 kernels (_rules_quantized_base.qnnpack_engine)
-_INT8_ENGINE_OPS = frozenset({"aten.quantized_lstm", "aten.quantized_gru"})
 _ON_QUANTIZED = _rules_quantized.ON_QUANTIZED
 _EMPTY = _aten.empty.memory_format
 # what unknown_ops lists for a legacy int8 linear seen by its allocations (_legacy_int8_linear)
 _LEGACY_INT8_LINEAR = "aten.fbgemm_linear_int8_weight_fp32_activation"
-_NO_SEQ = 2**64 - 1  # AccumulateGrad nodes have no sequence number
 
 
 @dataclass(frozen=True)
@@ -97,19 +77,7 @@ class _OpInfo:
     decompose: bool
 
 
-class _Interval:
-    """One module call: the sequence numbers [start, end) its forward created."""
-
-    __slots__ = ("chain", "end", "parent", "start")
-
-    def __init__(self, start: int, chain: tuple[str, ...], parent: int) -> None:
-        self.start = start
-        self.end = _NO_SEQ
-        self.chain = chain
-        self.parent = parent
-
-
-class FPOCounter:
+class FPOCounter(_ModuleChains):
     """Count the FPO of everything that runs inside a ``with`` block (a context manager).
 
     Works on real, meta and FakeTensor tensors. Not re-entrant; entering again starts a new
@@ -366,16 +334,6 @@ class FPOCounter:
     _recompute: int  # backward FPO that re-ran forward ops (activation checkpointing)
     _forced_phase: int | None
     _optimizer_depth: int
-    _stack: list[int]  # indices into _intervals of the module calls running forward
-    _intervals: list[_Interval]
-    _starts: list[int]
-    _names: dict[torch.nn.Module, str]
-    _taken: set[str]
-    _param_chain: dict[int, tuple[str, ...]]
-    _top: dict[torch.nn.Module, None]  # top-level modules that ran (ordered set)
-    _in_model: set[int]  # ids of the model's submodules (the model excluded)
-    _last_seq: int
-    _last_chain: tuple[str, ...]
     _before: dict[str, Any] | None  # what a reads_before rule read for the op running now
     _fft_libraries: set[str]  # the FFT libraries the counted FFT ops ran on
     _cudnn_grid_sampler: bool  # whether cuDNN's grid sampler (counted as ATen's CUDA one) ran
@@ -425,61 +383,7 @@ class FPOCounter:
                     seen[id(p)] = p.numel()
         return sum(seen.values())
 
-    # -- module naming and tracking -----------------------------------------------------------
-
-    def _name_tree(self, root: torch.nn.Module, prefix: str) -> None:
-        for sub_name, module in root.named_modules():
-            if module in self._names:
-                continue
-            name = prefix if not sub_name else (f"{prefix}.{sub_name}" if prefix else sub_name)
-            self._names[module] = name
-            self._taken.add(name)
-            chain = _chain_of(name)
-            if prefix == "" and name:  # under the model, whose name is ""
-                chain = ("", *chain)
-            for p in module.parameters(recurse=False):
-                self._param_chain.setdefault(id(p), chain)
-
-    def _name_of(self, module: torch.nn.Module, parent: str | None) -> str:
-        name = self._names.get(module)
-        if name is not None:
-            return name
-        base = type(module).__name__ if not parent else f"{parent}.{type(module).__name__}"
-        name, i = base, 1
-        while name in self._taken:
-            i += 1
-            name = f"{base}#{i}"
-        self._name_tree(module, name)
-        return name
-
-    def _pre_hook(self, module: torch.nn.Module, args: Any) -> None:
-        parent = self._intervals[self._stack[-1]] if self._stack else None
-        if parent is None:
-            self._top.setdefault(module, None)
-        parent_name = parent.chain[-1] if parent is not None and parent.chain else None
-        name = self._name_of(module, parent_name)
-        if parent is None:
-            chain = _chain_of(name)
-            if id(module) in self._in_model and torch._C._current_graph_task_id() != -1:
-                chain = ("", *chain)  # a submodule re-run in backward (checkpointing)
-        elif name in parent.chain:  # a module calling itself
-            chain = parent.chain
-        else:
-            # Containers whose forward never runs (ModuleList, ModuleDict) are in the name:
-            # add the prefixes of the static name that lie under the calling module.
-            under = "" if parent_name in ("", None) else f"{parent_name}."
-            between = tuple(
-                n for n in _chain_of(name)[:-1] if n.startswith(under) and n not in parent.chain
-            )
-            chain = (*parent.chain, *between, name)
-        start = torch._C._autograd._get_sequence_nr()
-        self._intervals.append(_Interval(start, chain, self._stack[-1] if self._stack else -1))
-        self._starts.append(start)
-        self._stack.append(len(self._intervals) - 1)
-
-    def _post_hook(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if self._stack:
-            self._intervals[self._stack.pop()].end = torch._C._autograd._get_sequence_nr()
+    # -- optimizer steps ----------------------------------------------------------------------
 
     def _optimizer_pre_hook(
         self, optimizer: Any, args: Any, kwargs: Any
@@ -515,33 +419,6 @@ class FPOCounter:
 
     def _optimizer_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._optimizer_depth = max(0, self._optimizer_depth - 1)
-
-    def _backward_chain(self) -> tuple[str, ...]:
-        """The module chain of the autograd node running now (empty when outside any module)."""
-        if self._stack:  # a forward recomputed inside backward (activation checkpointing)
-            return self._intervals[self._stack[-1]].chain
-        node = torch._C._current_autograd_node()
-        if node is None:
-            return ()
-        seq = node._sequence_nr()
-        if seq == self._last_seq:
-            return self._last_chain
-        if seq == _NO_SEQ:  # AccumulateGrad: attribute to the parameter's module
-            variable = getattr(node, "variable", None)
-            chain = self._param_chain.get(id(variable), ()) if variable is not None else ()
-        else:
-            chain = self._chain_at(seq)
-        self._last_seq, self._last_chain = seq, chain
-        return chain
-
-    def _chain_at(self, seq: int) -> tuple[str, ...]:
-        i = bisect.bisect_right(self._starts, seq) - 1
-        while i >= 0:
-            interval = self._intervals[i]
-            if interval.start <= seq < interval.end:
-                return interval.chain
-            i = interval.parent
-        return ()
 
     # -- counting -----------------------------------------------------------------------------
 
@@ -730,242 +607,5 @@ class FPOCounter:
         return pack.startswith("_recomputation_hook.")
 
 
-# torch warns, for every compiled model called while global module hooks exist, that the hooks
-# fire once more for the compiled wrapper: true of the counter's hooks, which only track the
-# module stack, so the warning says nothing to a user counting FPO.
-_COMPILE_HOOKS_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
-
-
-def _quiet_compile_hooks_warning() -> Any:
-    """Add a filter ignoring torch's warning about global hooks; return it (None if present).
-
-    Only this one entry is added, and :func:`_remove_filter` removes only it: the filters and
-    ``warnings.showwarning`` the user's code sets while counting stay as that code left them
-    (``warnings.catch_warnings`` would restore the whole state of before the count).
-    """
-    entry = ("ignore", re.compile(_COMPILE_HOOKS_WARNING, re.I), Warning, None, 0)
-    if entry in warnings.filters:  # the user's own: theirs to keep
-        return None
-    warnings.filterwarnings("ignore", message=_COMPILE_HOOKS_WARNING)
-    return warnings.filters[0]
-
-
-#: torch's switch that makes ``flex_attention`` called outside ``torch.compile`` run its
-#: higher-order op eagerly instead of compiling a wrapper around it (which refuses to trace
-#: under a dispatch mode: "torch.compile with fullgraph=True found no compiled frames").
-_FLEX_EAGER = "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"
-
-
-def _eager_flex_attention() -> tuple[Any, Any] | None:
-    """Make eager ``flex_attention`` run its op while counting: (its module, the old value).
-
-    The op then reaches the counter, which counts its dense implementation (see
-    ``_higher_order``): what eager ``flex_attention`` computes on a CPU. ``None`` when the
-    module was not imported (no model here uses it) or has no such switch.
-    """
-    module = sys.modules.get("torch.nn.attention.flex_attention")
-    if module is None or not hasattr(module, _FLEX_EAGER):
-        return None
-    old = getattr(module, _FLEX_EAGER)
-    setattr(module, _FLEX_EAGER, True)
-    return module, old
-
-
-def _restore_flex_attention(saved: tuple[Any, Any] | None) -> None:
-    """Put back what :func:`_eager_flex_attention` changed."""
-    if saved is not None:
-        module, old = saved
-        setattr(module, _FLEX_EAGER, old)
-
-
-def _remove_filter(entry: Any) -> None:
-    """Remove ``entry`` (the very object) from ``warnings.filters``, if it is still there."""
-    if entry is None:
-        return
-    filters = cast(list[Any], warnings.filters)  # a list (typeshed says Sequence)
-    for i, item in enumerate(filters):
-        if item is entry:
-            del filters[i]
-            mutated = getattr(warnings, "_filters_mutated", None)  # clears the "once" caches
-            if callable(mutated):
-                mutated()
-            return
-
-
-def _uncompiled(model: torch.nn.Module) -> torch.nn.Module:
-    """The module ``torch.compile`` wrapped (``OptimizedModule._orig_mod``), else ``model``.
-
-    Inside the counter a compiled module runs its eager code; its modules are named as the
-    uncompiled model's (``"0"``, not ``"_orig_mod.0"``).
-    """
-    inner = getattr(model, "_orig_mod", None)
-    if type(model).__name__ == "OptimizedModule" and isinstance(inner, torch.nn.Module):
-        return inner
-    return model
-
-
-def _needs_input_grad() -> tuple[bool, ...] | None:
-    """Which inputs of the autograd node running now need a gradient (None outside backward).
-
-    A node's ``next_functions`` has None where its forward op's input needs no gradient (data,
-    a frozen weight).
-    """
-    node = torch._C._current_autograd_node()
-    if node is None:
-        return None
-    return tuple(fn is not None for fn, _ in node.next_functions)
-
-
 _CUDNN_GRID_SAMPLER = "counted as ATen's CUDA grid_sampler_2d kernel (cuDNN's is closed source)"
 """What :attr:`FPOResult.assumptions` says of ``cudnn_grid_sampler`` (and its backward)."""
-
-
-def _reads_metadata(reads: Any) -> bool:
-    """Whether a rule's ``reads`` reads only metadata (dtype, strides, device), not values.
-
-    Such a reader (marked ``metadata_only = True``, as the upsampling rules' readers of the
-    dtype and the memory format are) is called on meta and fake tensors too, which carry
-    their metadata; a reader of values is called on real tensors only.
-    """
-    return bool(getattr(reads, "metadata_only", False))
-
-
-def _has_values(args: Any, kwargs: Any) -> bool:
-    """Whether every tensor among the arguments has values (none is meta or fake)."""
-    from torch._subclasses.fake_tensor import FakeTensor
-    from torch.utils._pytree import tree_leaves
-
-    return not any(
-        isinstance(t, torch.Tensor) and (t.device.type == "meta" or isinstance(t, FakeTensor))
-        for t in tree_leaves((args, kwargs))
-    )
-
-
-def _on_meta(args: Any, kwargs: Any) -> bool:
-    """Whether a tensor among the arguments is on the meta device (a fake one included)."""
-    from torch.utils._pytree import tree_leaves
-
-    return any(
-        isinstance(t, torch.Tensor) and t.device.type == "meta" for t in tree_leaves((args, kwargs))
-    )
-
-
-def _engine_decides(name: str, on_quantized: bool) -> bool:
-    """Whether the quantized engine picks the kernel of the int8 op ``name``.
-
-    See :data:`_INT8_ENGINE_OPS`; the embeddings' and fp16 weights' kernels are FBGEMM's or
-    ATen's under every engine.
-    """
-    if on_quantized or name in _INT8_ENGINE_OPS:
-        return True
-    return name.startswith(_INT8_KERNELS) and "embedding" not in name and "_fp16" not in name
-
-
-def _quantized(args: Any) -> bool:
-    """Whether a quantized tensor is among the op's positional arguments (or in a list of them).
-
-    A composite op with a rule is not decomposed on quantized tensors: torch's Python
-    decompositions do not take quantized dtypes (``interpolate`` on ``quint8`` raised "Invalid
-    dtype!" under the counter), while the op's own kernel calls the quantized backend's; its
-    rule counts it (0 on quantized tensors only, as integer work).
-    """
-    for value in args:
-        if isinstance(value, (list, tuple)):
-            if any(isinstance(v, torch.Tensor) and v.is_quantized for v in value):
-                return True
-        elif isinstance(value, torch.Tensor) and value.is_quantized:
-            return True
-    return False
-
-
-def _chain_of(name: str) -> tuple[str, ...]:
-    """``"a.b.c"`` -> ``("a", "a.b", "a.b.c")``; ``""`` (the model) -> ``("",)``."""
-    if name == "":
-        return ("",)
-    parts = name.split(".")
-    return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
-
-
-def _shapes(value: Any, floating: list[bool]) -> Any:
-    """Tensors -> shapes (tuples), lists/tuples -> lists.
-
-    Notes in ``floating`` whether any tensor is floating or complex (``[0]``) and whether any
-    is complex (``[1]``).
-    """
-    if isinstance(value, torch.Tensor):
-        if value.is_complex():
-            floating[0] = floating[1] = True
-        elif value.is_floating_point():
-            floating[0] = True
-        try:
-            return value.shape
-        except RuntimeError:
-            if not value.is_nested:
-                raise
-            return _padded_shape(value)
-    if isinstance(value, (list, tuple)):
-        return [_shapes(v, floating) for v in value]
-    return value
-
-
-def _padded_shape(value: torch.Tensor) -> tuple[int, ...]:
-    """A strided nested tensor's shape once padded: ``(B, *largest component size)``.
-
-    Nested tensors (``nn.TransformerEncoder`` in eval with a padding mask) have no shape; they
-    are counted as the padded batch the slow path computes on.
-    """
-    sizes = value._nested_tensor_size()
-    if sizes.numel() == 0:
-        return (int(sizes.shape[0]),)
-    return (int(sizes.shape[0]), *(int(n) for n in sizes.amax(dim=0).tolist()))
-
-
-class _CountingMode(TorchDispatchMode):
-    """The dispatch mode that counts: every op below autograd reaches ``__torch_dispatch__``.
-
-    torch wraps a mode's ``__torch_dispatch__`` in ``torch._disable_dynamo`` (so a
-    ``torch.compile`` running under the mode does not trace into it), and that wrapper imports
-    ``torch._dynamo`` on its first call: about 2 s of CPU (torch 2.13, CPU build) charged to
-    whichever run was active during a process's first count. The wrapping is done here instead,
-    by :meth:`__enter__`, and only once ``torch._dynamo`` has been imported: until then no
-    compiled code can be running, so the plain method behaves the same.
-    """
-
-    supports_higher_order_operators = True  # torch.cond, while_loop: see _higher_order
-
-    def __init__(self, counter: FPOCounter) -> None:
-        super().__init__()
-        self.counter = counter
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # not at class creation: see __enter__
-
-    def __enter__(self) -> _CountingMode:
-        if "torch._dynamo" in sys.modules and _CountingMode.__torch_dispatch__ is _COUNT_OP:
-            _CountingMode.__torch_dispatch__ = torch._disable_dynamo(  # type: ignore[method-assign]
-                _COUNT_OP, recursive=True
-            )
-        super().__enter__()
-        return self
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if func in _PASSTHROUGH:
-            return NotImplemented
-        if isinstance(func, torch._ops.HigherOrderOperator):
-            return run_higher_order(self, func, args, kwargs)
-        counter = self.counter
-        info = counter._op_info(func)
-        if info.decompose and not (info.rule is not None and _quantized(args)):
-            with self:
-                result = func.decompose(*args, **kwargs)
-            if result is not NotImplemented:
-                return result
-        counter._read_before(func, info, args, kwargs)
-        out = func(*args, **kwargs)
-        counter._count(func, info, args, kwargs, out)
-        return out
-
-
-_COUNT_OP = _CountingMode.__torch_dispatch__  # unwrapped: see _CountingMode.__enter__
