@@ -3,6 +3,7 @@
 :class:`greenprint.tracking.Run` is this state with one mixin per concern, each in a module of
 its own, and each a :class:`RunState`:
 
+* :mod:`greenprint._run_persistence`: ledger writes, the runs kept unsaved, saved apart at exit;
 
 :class:`RunState` declares the attributes ``Run.__init__`` sets (for the type checker: nothing
 is set here) and, under ``TYPE_CHECKING``, the methods one concern calls on another (each
