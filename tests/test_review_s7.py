@@ -239,9 +239,10 @@ def test_runs_of_one_process_name_it_the_same_way_whatever_the_boot_time_read(
 
     import psutil
 
-    from greenprint import tracking
+    from greenprint import _run_provenance, tracking
 
-    monkeypatch.setattr(tracking, "_own_process_key", None)
+    # the cached key is a global of the module _process_key lives in (re-exported by tracking)
+    monkeypatch.setattr(_run_provenance, "_own_process_key", None)
     first = tracking._process_key(os.getpid())
     assert first is not None and first.startswith(f"pid {os.getpid()} started ")
     real = psutil.Process.create_time
