@@ -77,6 +77,7 @@ from greenprint._liveness import writer_identity
 from greenprint._prediction import Prediction, Predictor, metric_name
 from greenprint._provenance import merge_fpo_assumptions
 from greenprint._records import MetricPoint, PowerSample, check_role
+from greenprint._run_listeners import RunListeners
 from greenprint._run_persistence import (
     _FINAL_WRITE_S,
     RunPersistence,
@@ -485,6 +486,7 @@ def _metric_number(metric: str, value: Any) -> float:
 class Run(
     RunPersistence,
     RunProvenance,
+    RunListeners,
 ):
     """One tracked run. Create it with :func:`track`; see the module docstring for its life.
 
@@ -1050,32 +1052,6 @@ class Run(
         final at its end, is not changed.
         """
         return self._state == "stopped" and self._ended_at is not None and self._pid == os.getpid()
-
-    def add_listener(self, listener: Callable[[Run, str], None]) -> None:
-        """Call ``listener(run, event)`` after each flush and once when the run has stopped.
-
-        ``event`` is ``"flush"`` (every ``flush_interval_s``, on the sampler thread) or
-        ``"stop"`` (on the thread that stopped the run, after its final record is written). This
-        is how the logger integrations (MLflow, TensorBoard) follow a run. A listener must be
-        quick and thread-safe; an exception it raises is logged (with its traceback once per
-        kind of error and event, then at debug level), never raised into user code.
-
-        A listener may be added before the run starts or while it runs, not after its end: it
-        would never be called (it missed the ``"stop"`` event, which is delivered once).
-
-        Raises:
-            ConfigError: ``listener`` is not callable, or the run has ended.
-        """
-        if not callable(listener):
-            raise ConfigError(f"a run listener must be callable, not {listener!r}")
-        with self._lock:  # _stop() ends the run under this lock, before it calls the listeners
-            if self._state == "stopped":
-                ended = "" if self._status == "running" else f" ({self._status})"  # ending now
-                raise ConfigError(
-                    f"run {self.name!r} has ended{ended}: a listener added now would never be "
-                    "called; add it inside the run's `with` block"
-                )
-            self._listeners.append(listener)
 
     def prune(self) -> None:
         """Mark the run as pruned (early-stopped); it ends ``pruned`` instead of ``finished``."""
@@ -1906,48 +1882,6 @@ class Run(
                     self._pending_samples.append(sample)
         finally:
             self._sample_lock.release()
-
-    def _notify(self, event: str) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(self, event)
-            except Exception as e:  # a listener's failure must not reach the user's code
-                self._listener_failed(listener, event, e)
-        if event == "stop":
-            with self._lock:
-                counts = list(self._listener_failures.values())
-            for failures in counts:
-                if failures > 1:
-                    logger.warning(
-                        "greenprint: a listener of run %s failed %d times in all (each kind of "
-                        "error logged once above, the rest at debug level)",
-                        self.id[:8],
-                        failures,
-                    )
-
-    def _listener_failed(
-        self, listener: Callable[[Run, str], None], event: str, error: Exception
-    ) -> None:
-        """Log a listener's failure: with its traceback the first time, else at debug level.
-
-        Once per listener, kind of error and event: a listener that breaks for good would
-        otherwise log a traceback at every flush (every ``flush_interval_s``).
-        """
-        key = (id(listener), type(error).__qualname__, event)
-        with self._lock:
-            self._listener_failures[id(listener)] = self._listener_failures.get(id(listener), 0) + 1
-            first = key not in self._listener_said
-            self._listener_said.add(key)
-        if first:
-            logger.error(
-                "greenprint: a listener of run %s failed (%s)", self.id[:8], event, exc_info=error
-            )
-        else:
-            logger.debug(
-                "greenprint: a listener of run %s failed (%s) again: %s", self.id[:8], event, error
-            )
 
     def _export_env(self) -> None:
         self._saved_env = _lineage.export_env(*self._child_env(), ancestors=self._ancestor_ids())
