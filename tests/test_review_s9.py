@@ -207,7 +207,7 @@ def test_a_child_forked_while_a_thread_is_in_a_transaction_writes_to_the_ledger(
 ) -> None:
     """SQLite's lock state of the parent's connection, copied by a fork mid-transaction, held
     every connection of the child to that file busy (120 s of retries, then LedgerError). The
-    fork now waits for the transaction (1 s here) to end (ledger/_sqlite.py, _ForkGate)."""
+    fork now waits for the transaction (1 s here) to end (ledger/_sqlite_forks.py, ForkGate)."""
     db = tmp_path / "g.db"
     done = _run_script(FORK_WHILE_A_THREAD_WRITES, db)
     assert done.stdout.split() == ["0"], done.stderr

@@ -1,4 +1,4 @@
-"""A fork waits for the process's SQLite transactions to end (ledger/_sqlite.py, _ForkGate).
+"""A fork waits for the process's SQLite transactions to end (ledger/_sqlite_forks.py, ForkGate).
 
 SQLite keeps each open file's lock state in the process, and ``fork`` copies it: a worker
 forked while another thread of its parent was inside a transaction (a run's sampler flushing,
@@ -90,10 +90,10 @@ def test_workers_forked_while_another_thread_writes_the_ledger_record_their_runs
 FORK_BESIDE_A_LONG_TRANSACTION = """
 import os, sys, threading, time
 import greenprint as gp
-from greenprint.ledger import _sqlite
+from greenprint.ledger import _sqlite_forks
 
 db = sys.argv[1]
-_sqlite.FORK_WAIT_S = 0.3  # the bound under test, small here (5 s by default)
+_sqlite_forks.FORK_WAIT_S = 0.3  # the bound under test, small here (5 s by default)
 led = gp.Ledger(db)
 inside = threading.Event()
 

@@ -34,7 +34,6 @@ from greenprint._exceptions import (
     LedgerPathError,
     NotALedgerError,
 )
-from greenprint._forks import renew_after_fork
 from greenprint._lifecycle import write_section
 from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
@@ -52,6 +51,13 @@ from greenprint.ledger._rows import (
     decoded_columns,
     read_points,
     rows_in_batches,
+)
+from greenprint.ledger._sqlite_forks import (
+    FORK_GATE,
+    INHERITED,
+    close_inherited,
+    set_aside,
+    watch_store,
 )
 from greenprint.ledger._study_cost import StudyCost, sqlite_study_cost
 from greenprint.ledger._target import Target
@@ -180,7 +186,7 @@ class SQLiteStore:
         self._told_locked = False  # that the ledger is locked by another process (said once)
         self._memory: sqlite3.Connection | None = None
         self._pid = os.getpid()
-        _STORES.add(self)  # a forked child makes its locks anew (_after_fork)
+        watch_store(self)  # a forked child makes its locks anew (_sqlite_forks)
         # the file this store holds open: no handle of this process on it is closed meanwhile
         # (closing one would release this store's locks: see _handles)
         identity = None if target.path is None else file_identity(target.path)
@@ -199,10 +205,11 @@ class SQLiteStore:
     def _connect(self, wait_ms: int = _BUSY_TIMEOUT_MS) -> sqlite3.Connection:
         """A new connection whose busy timeout is ``wait_ms`` (its pragmas may wait on a lock).
 
-        In a forked child, the connections it inherited are closed first (:func:`_after_fork`).
+        In a forked child, the connections it inherited are closed first
+        (:func:`~greenprint.ledger._sqlite_forks.close_inherited`).
         """
-        if _INHERITED:
-            _close_inherited()
+        if INHERITED:
+            close_inherited()
         conn = sqlite3.connect(
             self._database,
             timeout=wait_ms / 1000,
@@ -240,11 +247,24 @@ class SQLiteStore:
                 return
         conn.close()
 
+    def after_fork_in_child(self) -> list[sqlite3.Connection]:
+        """In a forked child: the store's locks anew; its parent's pooled connections, taken out.
+
+        A thread of the parent inside a transaction at the fork is not in the child, but its
+        hold on the write lock is. The connections returned are closed before the child opens
+        its first own (:mod:`~greenprint.ledger._sqlite_forks`); an in-memory ledger's one
+        connection is not pooled.
+        """
+        self._pool_lock = threading.RLock()
+        self._write_lock = threading.RLock()
+        idle, self._idle = self._idle, []
+        return idle
+
     def _check_fork(self) -> None:
         if os.getpid() != self._pid:  # a forked child must not share the parent's connections
             with self._pool_lock:
-                # the parent's, taken at the fork (_after_fork): closed before the child's first
-                _INHERITED.extend(self._idle)
+                # the parent's, taken at the fork: closed before the child's first
+                set_aside(self._idle)
                 self._idle = []
             self._pid = os.getpid()
 
@@ -311,8 +331,8 @@ class SQLiteStore:
 
     def _once(self, fn: Callable[[sqlite3.Connection], T], *, write: bool, started: float) -> T:
         # a fork waits for the transaction to end (SQLite's lock state, copied mid-transaction,
-        # would hold the child's every connection to the file busy): see _ForkGate
-        with _FORK_GATE:
+        # would hold the child's every connection to the file busy): see _sqlite_forks.ForkGate
+        with FORK_GATE:
             return self._once_inside(fn, write=write, started=started)
 
     def _once_inside(
@@ -777,144 +797,3 @@ class _NoLock:
 
 
 _NO_LOCK = _NoLock()
-
-#: This process's stores, whose locks a forked child makes anew.
-_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
-
-#: How long a fork waits at most for this process's SQLite transactions to end, s. A flush is
-#: milliseconds; a merge or a report's read of a large study may take longer, and the fork then
-#: goes ahead (its child may find that ledger busy, as before the gate).
-FORK_WAIT_S = 5.0
-
-
-class _ForkGate:
-    """Forks wait for this process's SQLite transactions to end (at most :data:`FORK_WAIT_S`).
-
-    SQLite keeps each open file's lock state in the process (which connection holds which
-    lock), and ``fork`` copies it: forked while another thread was in a transaction (a run's
-    sampler flushing, as a ``multiprocessing`` pool or a DataLoader forks its workers), the
-    child sees that file locked by a connection it will never see let go, and every one of its
-    own connections to it waits busy (120 s of retries, then ``LedgerError``: the child's runs
-    saved apart, not in the ledger). So each transaction passes this gate; ``os.fork`` (its
-    ``before`` handler) closes it to new transactions and waits for those inside to end, then
-    forks; it opens again in the parent, and the child starts with none inside.
-
-    A transaction of the forking thread itself (a fork from a signal handler or a function run
-    inside one) is never waited for, and that thread's transactions pass while it forks.
-    Subprocesses (``subprocess``, ``posix_spawn``) run no fork handlers and are never delayed.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._inside: dict[int, int] = {}  # thread id -> its transactions inside the gate
-        self._forking: set[int] = set()  # the forking threads' ids, while they fork
-
-    def __enter__(self) -> None:
-        me = threading.get_ident()
-        with self._cond:
-            while self._forking - {me} and me not in self._inside:
-                self._cond.wait()
-            self._inside[me] = self._inside.get(me, 0) + 1
-
-    def __exit__(self, *_: object) -> None:
-        me = threading.get_ident()
-        with self._cond:
-            left = self._inside.get(me, 1) - 1
-            if left > 0:
-                self._inside[me] = left
-            else:
-                self._inside.pop(me, None)
-            self._cond.notify_all()
-
-    def before_fork(self) -> None:
-        """Close the gate and wait for the other threads' transactions, at most FORK_WAIT_S."""
-        me = threading.get_ident()
-        deadline = time.monotonic() + FORK_WAIT_S
-        with self._cond:
-            self._forking.add(me)
-            while any(tid != me for tid in self._inside):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    logger.debug("greenprint: forking while a ledger transaction is in progress")
-                    break
-                self._cond.wait(left)
-
-    def after_fork_in_parent(self) -> None:
-        """Open the gate again."""
-        with self._cond:
-            self._forking.discard(threading.get_ident())
-            self._cond.notify_all()
-
-    def after_fork_in_child(self) -> None:
-        """The child's gate: open, nothing inside (the parent's threads are not here)."""
-        self._cond = threading.Condition(threading.Lock())
-        self._inside = {}
-        self._forking = set()
-
-
-_FORK_GATE = _ForkGate()
-
-
-#: The connections a forked child inherited from its parent's pools, until its first own one.
-_INHERITED: list[sqlite3.Connection] = []
-_INHERITED_LOCK = threading.Lock()
-renew_after_fork(globals(), "_INHERITED_LOCK")
-
-
-def _close_inherited() -> None:
-    """Close the connections this forked child inherited (before it opens one of its own).
-
-    See :func:`_after_fork`. Closing one in the child releases none of the parent's locks
-    (POSIX locks belong to a process); like any close, it checkpoints and deletes the WAL only
-    when no other connection holds its shared lock on the file (the parent's do while it lives).
-    """
-    with _INHERITED_LOCK:
-        inherited = list(_INHERITED)
-        _INHERITED.clear()
-    for conn in inherited:
-        try:
-            conn.close()
-        except sqlite3.Error as e:  # pragma: no cover - a close that fails leaves it to exit
-            logger.debug("greenprint: closing a connection inherited at a fork: %s", e)
-
-
-def _after_fork() -> None:
-    """In a forked child: every store's locks anew, its parent's connections set aside.
-
-    A thread of the parent inside a transaction at the fork (a run's sampler flushing) is not
-    in the child, but its hold on the store's write lock is: the child's first write to that
-    store (a ``Ledger`` object it inherited) waited on it for good.
-
-    SQLite keeps, per process, one record of each open file: the locks its connections hold
-    on it and the mapping of its WAL index (``-shm``), and a new connection to the file joins
-    that record. A child's new connections joined the one copied from its parent: a record
-    that says the process holds the shared locks every WAL connection holds for as long as it
-    is open (on the database file, and on the WAL index's "dead man's switch"), which the
-    kernel gave the parent, not the child. Once the parent ended (SIGTERM to the main process
-    of a ``multiprocessing`` pool, a crash), the child's connections held no lock at all: the
-    next process to open the ledger took itself for the first (it truncated the WAL index
-    under the child's mapping: the child died of SIGBUS in its next write, its runs read
-    ``lost``), and one closing it took itself for the last (it checkpointed and deleted the
-    WAL: what the child wrote after that went to a deleted file, its runs' ends never in the
-    ledger). So the parent's pooled connections are taken out of the pools here and closed
-    before the child opens its first own connection (:meth:`SQLiteStore._connect`): the
-    record then goes with them, and the child's connections take their locks themselves.
-    Not here: a child that never opens the ledger leaves them alone (closing takes SQLite's
-    process-wide mutexes, which a thread of the parent's, using SQLite outside greenprint, may
-    have held at the fork: only a child that uses SQLite itself could wait on them). A
-    connection in use at the fork (the gate stopped waiting for it) is in no pool: it stays.
-    """
-    _FORK_GATE.after_fork_in_child()
-    for store in list(_STORES):
-        store._pool_lock = threading.RLock()
-        store._write_lock = threading.RLock()
-        _INHERITED.extend(store._idle)  # (an in-memory ledger's one connection is not pooled)
-        store._idle = []
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(
-        before=_FORK_GATE.before_fork,
-        after_in_parent=_FORK_GATE.after_fork_in_parent,
-        after_in_child=_after_fork,
-    )
