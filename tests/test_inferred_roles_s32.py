@@ -17,7 +17,7 @@ run (an export helper that fails). No run was given a role. It read:
 Now runs of one configuration that differ only by their size, beside a search at one size, read
 as a learning curve (role ``learning-curve``, inferred, with a note that says how to read them
 as trials), and a retrain whose parts scored nothing by the ranked metric is named by the
-retrain note. A search over the size itself, a study given roles, and two configurations each
+retrain note. A search over the size itself, runs given role trial, and two configurations each
 run at several sizes read as before (the last with a note).
 """
 
@@ -195,15 +195,17 @@ def test_a_retrain_scored_by_an_evaluation_inside_it_is_named(home: Path):
     assert "1 trial ('final-model') logged no 'val_acc' but test_acc" in note
 
 
-def test_a_study_given_roles_reads_the_curve_as_trials_as_before(home: Path):
-    """The baselines given role='baseline', the rest none: the lc runs stay trials (13), the
-    final run lc-1.0 as before; no learning curve inferred."""
+def test_a_study_given_some_roles_reads_the_curve_given_none(home: Path):
+    """The baselines given role='baseline', the rest none: the lc runs, given no role, are the
+    learning curve all the same (session 33; before, any role given kept them trials: 13, the
+    final run lc-1.0), the final run the search's best trial-7; a role given is kept."""
     report = _study(home, "given")
     tag = report["price_tag"]
-    assert tag["total"]["trials"] == 13
-    assert tag["final"]["name"] == "lc-1.0"
-    assert "learning-curve" not in tag["by_role"]
-    assert "share one configuration" not in " ".join(report["notes"])
+    assert tag["total"]["trials"] == 9  # the search's 8 and final-model
+    assert tag["final"]["name"] == "trial-7"
+    assert tag["by_role"]["learning-curve"]["runs"] == 4
+    assert tag["by_role"]["baseline"]["runs"] == 2
+    assert "share one configuration" in _roles_note(report)
 
 
 def test_a_curve_of_the_searchs_params_keeps_the_searchs_trial_at_its_size(home: Path):
@@ -269,13 +271,16 @@ def test_a_curve_point_around_its_folds_is_no_trial_holding_repeats():
     assert study.repeat_trials == () and "hold child runs" not in (study.note or "")
 
 
-def test_the_curve_needs_a_study_given_no_role_and_sizes_proportional():
-    """One run given a role (a baseline): the study reads as given, the curve as trials. A
-    param that varies otherwise than the size (not proportional): no curve."""
+def test_the_curve_needs_runs_given_no_role_and_sizes_proportional():
+    """A run given a role (a baseline) beside them: the curve all the same; the curve's runs
+    given role 'trial' stay trials. A param that varies otherwise than the size (not
+    proportional): no curve."""
     curve = [_run(f"lc{f}", size=int(1000 * f), params={"lr": 2, "fraction": f}) for f in (0.5, 1)]
     assert resolve_roles(_search() + curve).counts["learning-curve"] == 2
     given = [*_search(), *curve, gp.RunRecord(id="b", name="b", role="baseline")]
-    assert "learning-curve" not in resolve_roles(given).counts
+    assert resolve_roles(given).counts["learning-curve"] == 2
+    trials = [_run(r.id, size=r.dataset_size, params=r.params, role="trial") for r in curve]
+    assert "learning-curve" not in resolve_roles(_search() + trials).counts
     odd = [_run(f"x{k}", size=s, params={"lr": 2, "k": k}) for k, s in ((1, 500), (5, 1000))]
     assert "learning-curve" not in resolve_roles(_search() + odd).counts
     # sizes only on runs named like a baseline or the final run: nothing to read

@@ -185,7 +185,7 @@ def test_a_search_run_twice_names_its_final_run_apart_from_its_namesake(
     named = f"{final['name']} (run {final['id'][:8]})"
     assert f"final run: {named}, " in " ".join(report["notes"])
     assert (
-        f"The final model (run “{final['name']}” (run {final['id'][:8]})"
+        f"The final model (run “{final['name']}”, id {final['id'][:8]},"
         in (report["compute_statement"])
     )
     assert f"Final run {named} (" in report_text(home, "md")

@@ -111,8 +111,7 @@ def price_tag_html(tag: Any) -> str:
         )
     lines = []
     if tag.final is not None:
-        score = "" if tag.final.score is None else f" ({tag.final.metric}={tag.final.score:.4g})"
-        lines.append(f"final run {tag.final.name}{score}: {tag.final.describe()}")
+        lines.append(f"final run {tag.final.label()}: {tag.final.describe()}")
     share = tag.provenance.measured_share
     if share is not None:
         lines.append(f"energy measured by hardware counters: {share:.0%}")

@@ -1,9 +1,10 @@
-"""A learning curve written by hand, read from a study given no role (its runs' sizes).
+"""A learning curve written by hand, read from runs given no role (their sizes).
 
-Runs of one configuration that differ only by their training-set size (``dataset_size``, and a
-``fraction`` of the data), beside a search at one size, are a learning curve: role
-``learning-curve`` (:func:`size_curves`, read by :func:`~greenprint._study_roles.resolve_roles`;
-the note is :attr:`~greenprint._study_roles.StudyRoles.learning_curve`'s).
+Runs given no role, of one configuration, that differ only by their training-set size
+(``dataset_size``, and a ``fraction`` of the data), beside a search at one size (its trials given
+their role or not), are a learning curve: role ``learning-curve`` (:func:`size_curves`, read by
+:func:`~greenprint._study_roles.resolve_roles`; the note is
+:attr:`~greenprint._study_roles.StudyRoles.learning_curve`'s).
 """
 
 from __future__ import annotations
@@ -63,30 +64,31 @@ def size_curves(
 
     Returns ``(curve, unread)``: the positions read as a learning curve (role
     ``learning-curve``), and the groups of such trials left trials, for the note
-    (:attr:`StudyRoles.size_curves`). Only in a study given no role at all (one given roles
-    reads as given). A group is two runs or more read as trials, of one parent, not named like
+    (:attr:`StudyRoles.size_curves`). A group is two runs or more given no role (a role given
+    is kept: a study given roles reads as given) read as trials, of one parent, not named like
     a baseline or the final run (:func:`_named_role`), each with a ``dataset_size``, two sizes
     or more among them, and the same params but a seed or fold (:func:`is_repeat_param`) and
     at most one number proportional to the size (a ``fraction`` of the data, ``n_samples``:
     within 5%): a learning curve written by hand, ``gp.track(f"lc-{f}", params={**best,
     "fraction": f}, dataset_size=int(n * f))``. It is read as one when it is the only group
-    and the other trials (the same, not named like a baseline or final run) hold a search: two
-    or more that vary a configuration, all at one size (or none given). A search that varies
+    and the other trials (the same, not named like a baseline or final run, given role
+    ``trial`` or not: an integration's search, Optuna's or scikit-learn's, beside a curve
+    written by hand) hold a search: two or more that vary a configuration, all at one size (or
+    none given). A search that varies
     the size itself (other trials at two sizes or more: the size is one of its params) stays
     trials, with no note; so does a group's run at the search's size with the search's param
     names (it may be the search's own trial of that configuration). Two groups or more (a grid
     over the size and another param, or learning curves of several models), or one beside no
     search (a search over the size only), stay trials, and the note says so.
     """
-    if not all(inferred):
-        return (), ()
     runs, parents = forest.runs, forest.parents
     column = forest.column("dataset_size")
     trials = [p for p, r in enumerate(role) if r == "trial"]
     if len({column[p] for p in trials if column[p]}) < 2:
         return (), ()  # most studies: no size, or one (a search that records its data's)
     trials = [p for p in trials if _named_role(runs[p].name) is None]
-    sized = [p for p in trials if (column[p] or 0) > 0]
+    # a curve is read among the runs given no role only: a trial given its role stays one
+    sized = [p for p in trials if (column[p] or 0) > 0 and inferred[p]]
     if len({column[p] for p in sized}) < 2:
         return (), ()  # the other sizes were a baseline's or the final run's
     # The trials left out of every group must be at one size: a run at another size than most

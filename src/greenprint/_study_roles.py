@@ -56,9 +56,10 @@ metric, of a tie the last started), else the best finished trial
 (:func:`choose_final`); a ``final`` run that did not finish (a retrain that failed) made no
 model: the best finished trial then, the rule saying so.
 
-In a study given no role, trials of one configuration that differ only by their training-set
-size (``dataset_size``, and a ``fraction`` of the data), beside trials that vary a
-configuration at one size (a search), are a learning curve: role ``learning-curve``
+Runs given no role, read as trials, of one configuration that differ only by their
+training-set size (``dataset_size``, and a ``fraction`` of the data), beside trials (given role
+``trial`` or not: an Optuna search and a curve written by hand) that vary a configuration at one
+size (a search), are a learning curve: role ``learning-curve``
 (:func:`greenprint._size_curves.size_curves`, :attr:`StudyRoles.learning_curve`).
 
 A finished run with no params, no score and no child beside trials that have both (a search
@@ -134,9 +135,8 @@ _INFERENCE_RULES = (
     "do not vary a configuration (it has params they share, or they differ by a seed or fold "
     "only: its folds, seeds or fit), or its children were all given role 'part', or its one "
     "child was lost inside its measurement while it went on (a script killed under greenprint "
-    "run: one trial); in a study given no role, runs of one configuration that differ only by "
-    "their dataset_size, beside trials that vary a configuration at one size, are a learning "
-    "curve"
+    "run: one trial); runs given no role, of one configuration, that differ only by their "
+    "dataset_size, beside trials that vary a configuration at one size, are a learning curve"
 )
 
 

@@ -185,6 +185,8 @@ class FinalRun:
         score_source: ``"own"``, ``"parts"`` (the mean of its parts' scores) or ``"none"``.
         fpo_lower_bound: ``True`` when its FPO are a lower bound (it, or a run inside it,
             counted ops with no rule or on complex tensors).
+        name_shared: ``True`` when another run of the study has its name (a search run twice
+            into one study: two ``trial-3``): the texts name it with its id too.
     """
 
     run_id: str
@@ -206,12 +208,25 @@ class FinalRun:
     rule_text: str = ""
     score_source: str = "own"
     fpo_lower_bound: bool = False
+    name_shared: bool = False
 
     @property
     def study_multiple(self) -> float | None:
         """How many times the final run's energy the whole study cost (``1 / energy_share``)."""
         share = self.energy_share
         return 1.0 / share if share else None
+
+    def label(self) -> str:
+        """Its name, with its id when another run has that name, and its score.
+
+        ``"trial-3 (val_acc=0.9312)"``; ``"trial-3 (run 1dc72494, val_acc=0.9312)"`` in a study
+        of a search run twice. 4 significant digits, as the reports and ``ledger ls`` write a
+        score.
+        """
+        said = [f"run {self.run_id[:8]}"] if self.name_shared else []
+        if self.score is not None:
+            said.append(f"{self.metric}={self.score:.4g}")
+        return self.name + (f" ({', '.join(said)})" if said else "")
 
     def describe(self) -> str:
         """One sentence, e.g. ``"the final model cost 1/37 of the study's energy (...)"``."""
@@ -495,10 +510,7 @@ class PriceTag:
             "elapsed",
         ]
         if self.final is not None:
-            score = (  # 4 significant digits, as the reports and ``ledger ls`` write a score
-                "" if self.final.score is None else f" ({self.final.metric}={self.final.score:.4g})"
-            )
-            lines.append(f"final run {self.final.name}{score}: {self.final.describe()}")
+            lines.append(f"final run {self.final.label()}: {self.final.describe()}")
         share = self.provenance.measured_share
         if share is not None:
             lines.append(f"energy measured by hardware counters: {share:.0%}")
@@ -683,6 +695,7 @@ def price_tag(
             fpo_lower_bound=final_fpo is not None
             and any_bound
             and any(bound[p] for p in _with_descendants(forest, chosen)),
+            name_shared=forest.column("name").count(run.name) > 1,
         )
     elif metric is not None:  # logged, but by no finished trial (stopped by a budget, failed)
         notes.append(

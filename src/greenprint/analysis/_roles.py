@@ -560,6 +560,8 @@ def _best_trial(trials: StudyTrials, why: str) -> FinalChoice:
     else:
         best = (started[tied[0]], tied[0])
     better = "highest" if trials.mode == "max" else "lowest"
+    if len(trials.positions) == 1:  # one training: no trial it was chosen among
+        return FinalChoice(best[1], "best-trial", f"the study's one trial, as {why}")
     return FinalChoice(
         best[1],
         "best-trial",

@@ -57,6 +57,7 @@ from greenprint.report._figures import (
 from greenprint.report._greener import greener_figure, greener_results
 from greenprint.report._model import NOTHING_ASSUMED, Figure, Report, RunRow
 from greenprint.report._prediction import prediction_summary
+from greenprint.report._searches_again import searches_run_again
 from greenprint.report._text import (
     compute_statement,
     energy_provenance,
@@ -493,6 +494,8 @@ def _assemble(
                 "the final run is not identified"
             )
     final_id = tag.final.run_id if tag.final is not None else None
+    if again := searches_run_again(forest, trials.positions):
+        notes.append(again)
     if tag.final is not None:
         named = run_id_if_named_alike(tag.final.name, tag.final.run_id, (r.name for r in runs))
         notes.append(f"final run: {tag.final.name}{named}, {tag.final.rule_text}")

@@ -196,6 +196,11 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     positions = columns.positions[ended]
     if not positions.size:
         return [], ["no expected-max-performance curve: no trial has ended"]
+    if len(columns.positions) == 1:  # one training: the curve is its one score
+        return [], [
+            "no expected-max-performance curve: the study has one trial (one training, no "
+            "search): the best of n trials drawn from it is its own score"
+        ]
     grid = None
     if positions.size > _EVP_GRID_ABOVE:
         grid = np.unique(

@@ -432,7 +432,9 @@ def compute_statement(
             else ""
         )
         fpo_final = fpo_text(final.fpo, lower_bound=final.fpo_lower_bound)
-        named = run_id_if_named_alike(final.name, final.run_id, (r.name for r in runs))
+        # a search run twice into one study has two runs of its name: its id tells which
+        alike = run_id_if_named_alike(final.name, final.run_id, (r.name for r in runs))
+        named = f", id {final.run_id[:8]}" if alike else ""
         text.append(
             f"The final model (run “{final.name}”{named}{score}) alone used "
             f"{format_energy(final.energy_kwh)} of energy, "
