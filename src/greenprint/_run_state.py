@@ -7,6 +7,7 @@ its own, and each a :class:`RunState`:
 * :mod:`greenprint._run_predictions`: progress and the predicted totals;
 * :mod:`greenprint._run_budgets`: budgets, checked and acted on;
 * :mod:`greenprint._run_persistence`: ledger writes, the runs kept unsaved, saved apart at exit;
+* :mod:`greenprint._run_lineage`: the parent, the job, what child processes inherit;
 * :mod:`greenprint._run_provenance`: where each figure comes from;
 * :mod:`greenprint._run_listeners`: the listeners called at each flush and at the end.
 

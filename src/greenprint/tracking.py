@@ -53,7 +53,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-import json
 import logging
 import numbers
 import os
@@ -61,7 +60,6 @@ import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 
@@ -76,6 +74,7 @@ from greenprint._liveness import writer_identity
 from greenprint._prediction import Predictor
 from greenprint._records import MetricPoint, PowerSample, check_role
 from greenprint._run_budgets import RunBudgets
+from greenprint._run_lineage import RunLineage, _carbon_given, _inherited_setting
 from greenprint._run_listeners import RunListeners
 from greenprint._run_metrics import RunMetrics, _NeverStarted
 from greenprint._run_persistence import (
@@ -97,7 +96,6 @@ from greenprint._validate import finite_number, mapping_of_names, optional_text,
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._types import IntensityLike, LedgerLike, MeterSetLike, PUELike
-    from greenprint.carbon import PUE, Intensity
     from greenprint.ledger import Ledger
 
 __all__ = ["PARENT_ENV", "Run", "active_runs", "current_run", "track"]
@@ -397,6 +395,7 @@ class Run(
     RunPredictions,
     RunBudgets,
     RunPersistence,
+    RunLineage,
     RunProvenance,
     RunListeners,
 ):
@@ -902,47 +901,6 @@ class Run(
         )
         self._thread.start()
 
-    def _continue_restarted(self) -> None:
-        """A top-level run of a job a scheduler started again continues the earlier attempt.
-
-        See :func:`greenprint._resume.link_restarted`; the ledger is read only in a restart.
-        """
-        from greenprint import _jobs
-
-        if not any(_jobs.restart_counts()):
-            return
-        from greenprint._resume import link_restarted
-
-        try:
-            link_restarted(self, job_id=self._job.job_id)
-        except Exception:  # never raise into user code: the run goes on as a run of its own
-            logger.exception("greenprint: linking run %s to its earlier attempt failed", self.id)
-
-    def _join_job(self) -> None:
-        """Record the run's job and containment; a node meter records the whole machine."""
-        from greenprint import _jobs
-
-        self._host = _jobs.node_host()
-        self._contained = None
-        if self.parent_id is not None:
-            if self._parent_here:
-                self._contained = True  # nested in this process
-            elif self.parent_id == _lineage.inherited_parent():
-                self._contained = _jobs.tree_contains(
-                    _lineage.inherited_tree(), host=self._host, pid=self._options.get("pid")
-                )
-        self._job = _jobs.job_info(
-            node_meter=self._options.get("node_meter"), nested=bool(self._contained)
-        )
-        if self._job.node_meter and not self._scope_given:
-            self._scope = "machine"
-        if self._job.node_meter and self._scope != "machine":
-            self._job = replace(self._job, node_meter=False)  # scope="process" was asked for
-        elif self._job.job_id is not None and self._scope == "machine" and not self._contained:
-            # a machine-scope run of a job meters its node, whatever its rank: two of them on
-            # one host are the double-count hazard, warned about and counted once
-            self._job = replace(self._job, node_meter=True)
-
     def _resolve_parent(self) -> str | None:
         """The parent given, else the enclosing run (in a worker thread, the main thread's).
 
@@ -961,11 +919,6 @@ class Run(
             self._parent_run = enclosing if isinstance(enclosing, Run) else None
             return str(enclosing.id)
         return _lineage.inherited_parent()
-
-    def _measures_process(self) -> bool:
-        """Whether this run measures this process: machine scope, or its own process tree."""
-        pid = self._options.get("pid")
-        return self._scope == "machine" or pid is None or pid == os.getpid()
 
     def _loop(self) -> None:
         next_flush = time.time()  # the first sample is flushed at once (see the module docstring)
@@ -1068,105 +1021,6 @@ class Run(
                     self._pending_samples.append(sample)
         finally:
             self._sample_lock.release()
-
-    def _export_env(self) -> None:
-        self._saved_env = _lineage.export_env(*self._child_env(), ancestors=self._ancestor_ids())
-
-    def _ancestor_ids(self) -> frozenset[str]:
-        """The ids of this run's ancestors known in this process (its parent's, and so on)."""
-        ids: set[str] = set()
-        run: Run | None = self
-        while run is not None and run.parent_id and run.parent_id not in ids:
-            ids.add(run.parent_id)
-            run = run._parent_run
-        return frozenset(ids)
-
-    def child_env(self) -> dict[str, str]:
-        """The environment for a child process of this run, with this run as its parent.
-
-        ``subprocess.run(cmd, env=run.child_env())``: the child's runs (``gp.track`` there,
-        ``greenprint run``) are this run's children. Without it a child inherits the
-        process-wide environment, which names this run while it is the innermost run live in
-        the process; while runs of other threads are live too (a thread pool of trials), it
-        names their closest common run (a sweep around them), or none, since a child cannot
-        tell which thread started it.
-
-        Returns:
-            A copy of ``os.environ`` with this run's id, study, ledger and process tree in the
-            ``GREENPRINT_PARENT_*`` variables.
-
-        Raises:
-            GreenprintError: the run has not started, or has ended.
-        """
-        if self._state != "running":
-            raise GreenprintError(
-                f"run {self.name!r} is {self._state}: child_env() names a running run; call it "
-                "inside the run (with gp.track(...) as run:)"
-            )
-        return _lineage.child_environ(*self._child_env())
-
-    def _child_env(self) -> tuple[str, str, str | None, str, str | None]:
-        """What a child process inherits from this run.
-
-        Its id, study, ledger URL, process tree, and the intensity, region and PUE it was given
-        (JSON, ``None`` when none).
-        """
-        url = None
-        if self._ledger is not None:
-            url = getattr(self._ledger, "url_unmasked", self._ledger.url)
-        from greenprint._jobs import parent_tree_value
-
-        root = self._options.get("pid") or os.getpid()
-        carbon = json.dumps(self._carbon_given, sort_keys=True) if self._carbon_given else None
-        tree = parent_tree_value(self._scope, root, self._host)
-        return self.id, self._study, url, tree, carbon
-
-    def _release(self) -> None:
-        _lineage.restore_env(self._saved_env)
-        self._saved_env = {}
-        if self._ctx_token is not None:
-            _lineage.leave(self, self._ctx_token)
-            self._ctx_token = None
-        registry.discard(self)
-
-
-def _carbon_given(options: Mapping[str, Any]) -> dict[str, str]:
-    """The ``intensity``, ``region`` and ``pue`` options given, as text a child can resolve.
-
-    A number as Python writes a float (a NumPy scalar's too); a file's path (an hourly CSV)
-    absolute, so that a child in another folder finds it.
-    """
-    given = {}
-    for key in ("intensity", "region", "pue"):
-        value = options.get(key)
-        if value is None:
-            continue
-        if isinstance(value, os.PathLike) or (
-            key == "intensity" and isinstance(value, str) and os.path.isfile(value)
-        ):
-            value = os.path.abspath(os.fspath(value))
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            value = repr(float(value))  # numpy's repr is 'np.float64(56.0)', no number
-        given[key] = str(value)
-    return given
-
-
-_T = TypeVar("_T", "Intensity", "PUE")
-
-
-def _inherited_setting(resolve: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
-    """``resolve(*args, **kwargs)`` of what the enclosing run was given, its source saying so.
-
-    ``None`` (with a warning) when it cannot be resolved here (a CSV the child cannot read, a
-    value the parent's greenprint wrote differently): the run then resolves its own, never
-    raising for its parent's setting.
-    """
-    try:
-        setting = resolve(*args, **kwargs)
-    except GreenprintError as e:
-        logger.warning("greenprint: the enclosing run's carbon setting does not apply here: %s", e)
-        return None
-    return replace(setting, source=f"parent run -> {setting.source}")
 
 
 def current_run() -> Run | None:
