@@ -720,7 +720,7 @@ def test_two_users_into_one_postgresql_study_read_as_one_study(tmp_path_factory)
 
 def test_cli_param_values_read_as_the_command_line_writes_them():
     """``--param`` numbers and booleans are recorded as such, anything else as its text."""
-    from greenprint.cli._run import _params
+    from greenprint.cli._run_args import parsed_params as _params
 
     given = ("lr=0.1", "wd=1e-4", "layers=3", "neg=-2", "half=.5", "amp=true", "ddp=False",
              "model=cnn", "id=007", "n=1_000", "x=nan", "empty=", "eq=a=b", " pad =1")  # fmt: skip
