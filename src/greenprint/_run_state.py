@@ -3,6 +3,7 @@
 :class:`greenprint.tracking.Run` is this state with one mixin per concern, each in a module of
 its own, and each a :class:`RunState`:
 
+* :mod:`greenprint._run_lifecycle`: start and stop (``with``, ``start()``, ``stop()``);
 * :mod:`greenprint._run_sampler`: the sampler thread, which reads the meters and flushes;
 * :mod:`greenprint._run_metrics`: what the user records (``log``, ``set``, ``add_fpo``);
 * :mod:`greenprint._run_predictions`: progress and the predicted totals;
