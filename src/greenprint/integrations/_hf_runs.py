@@ -1,0 +1,197 @@
+"""A Hugging Face training's run: started at the ``train`` call or at ``on_train_begin``.
+
+:class:`_TrainingRuns`, a base of the callback: the run's options and params, its start (one
+meter per node, the node's other processes its parts), what ``on_train_begin`` adds to a run
+started at the call, the run of a checkpoint's training taken as a part of a resumed one,
+and the run's end.
+
+Private: :mod:`greenprint.integrations.transformers` is the public module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from greenprint._exceptions import ConfigError
+from greenprint._imports import require
+from greenprint.integrations._dl import (
+    LiveFigures,
+    continue_from,
+    plain_params,
+    role_inside,
+    share_node_run_id,
+)
+from greenprint.integrations._hf_args import (
+    RUN_FILE,
+    _args_params,
+    _best_metric_key,
+    _checkpoint_folder,
+    _explicit_run_name,
+    _rename,
+    _start_rank_part,
+    _world_size,
+)
+from greenprint.integrations._hf_search import _suggested_params, _trial_name_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.tracking import Run
+
+
+#: Its messages keep the logger name they had in one module.
+logger = logging.getLogger("greenprint.integrations.transformers")
+
+_PURPOSE = "greenprint.integrations.transformers"
+_transformers = require("transformers", extra="transformers", purpose=_PURPOSE)
+
+
+class _TrainingRuns:
+    """The run of a training: its start, what ``on_train_begin`` completes, its end."""
+
+    _options: dict[str, Any]
+    _name: str | None
+    _run: Run | None
+    _run_name: str | None
+    _figures: LiveFigures | None
+    _resume_path: Any
+    _early_run: Run | None
+    _early_trial: Any
+    last_run_id: str | None
+
+    if TYPE_CHECKING:  # pragma: no cover - the callback's other bases
+
+        def _end_fpo(self) -> None: ...
+
+        def _retrains_best(self, args: Any) -> bool: ...
+
+        def _stop_evaluation(self, status: str, error: str | None) -> None: ...
+
+    def _run_options(self, args: Any, *, starts: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The ``track`` options and the params of a training's run, from its arguments.
+
+        ``starts``: for a run that starts now (``False``: one started at the ``train`` call,
+        whose role is set already).
+        """
+        options = dict(self._options)
+        if not starts:
+            options.pop("role", None)
+        params = _args_params(args)
+        if getattr(args, "load_best_model_at_end", False):  # the run is scored as kept
+            params["load_best_model_at_end"] = True
+            params["metric_for_best_model"] = _best_metric_key(args)
+        params.update(options.pop("params", None) or {})
+        return options, params
+
+    def _start_run(
+        self, name: str, params: dict[str, Any], options: dict[str, Any], args: Any
+    ) -> Run:
+        """Start a training's run: one meter per node, the node's other processes its parts.
+
+        Every process must call it with several processes (an exchange of the node's run id).
+        """
+        from greenprint.tracking import track
+
+        world = _world_size(args)
+        local = int(getattr(args, "local_process_index", 0) or 0)
+        role = role_inside(options)  # a training inside a trial's run is its part, said
+        if role is not None:
+            options = {**options, "role": role}
+        if world <= 1:
+            return track(name, params=params, **options).start()
+        if local == 0:
+            run = track(name, params=params, pid=os.getppid(), **options).start()
+            share_node_run_id(socket.gethostname(), 0, run.id)
+            return run
+        return _start_rank_part(name, args, local, params, options)
+
+    def _start_at_call(self, trainer: Any, trial: Any) -> None:
+        """Start the run of an attached trainer's ``train`` call, at the call.
+
+        The Trainer makes the model (``model_init``: for a real model, its loading from disk and
+        onto the GPU), sets a search trial's hyper-parameters (``_hp_search_setup``), frees
+        memory (a garbage collection), builds the data loader and the optimizer before it
+        calls ``on_train_begin``: that time and energy are the training's. What is known now
+        is recorded now: the name (a search trial's ``trial-<number>``; your ``hp_name``'s
+        and a ``model_init`` model's class are set at ``on_train_begin``), the role, and the
+        params outside a search (a trial's are set at ``on_train_begin``, once the Trainer
+        has set them). A training that raises before ``on_train_begin`` ends ``failed`` with
+        what was known (a trial's params that Optuna suggested by then).
+        """
+        self._stop_if_running("failed", "training ended without on_train_end (an exception)")
+        self._stop_evaluation("failed", "the evaluation ended without its end hook (an exception)")
+        args = trainer.args
+        if not isinstance(args, _transformers.TrainingArguments):
+            return  # on_train_begin says so (ConfigError), as without attach
+        search = trial is not None
+        options, params = self._run_options(args, starts=True)
+        model = getattr(trainer, "model", None)
+        name = self._name or _explicit_run_name(args)
+        name = name or (type(model).__name__ if model is not None else "training")
+        if search:
+            params = plain_params(self._options.get("params") or {})  # args: the last trial's
+            name = _trial_name_of(trial) or name
+            options.setdefault("role", "trial")
+        elif "role" not in options and self._retrains_best(args):
+            options["role"] = "final"  # the retrain with the search's best hyper-parameters
+        run = self._start_run(name, params, options, args)
+        self._run = self._early_run = run
+        self._early_trial = trial
+        self._run_name = name
+        self.last_run_id = run.id
+        self._figures = LiveFigures(run)  # its power since the run began
+
+    def _complete_run(
+        self,
+        run: Run,
+        name: str,
+        params: dict[str, Any],
+        dataset_size: int | None,
+        args: Any,
+    ) -> None:
+        """Record on a run started at the ``train`` call what ``on_train_begin`` knows."""
+        fields: dict[str, Any] = {"params": params}
+        if dataset_size is not None:
+            fields["dataset_size"] = dataset_size
+        run.set(**fields)  # checked as track(params=...) checks them at on_train_begin
+        local = int(getattr(args, "local_process_index", 0) or 0)
+        if _world_size(args) > 1 and local != 0:
+            name = f"{name}-rank{getattr(args, 'process_index', local)}"
+        _rename(run, name)
+
+    def _continue(self, args: Any, state: Any) -> None:
+        """Make the run of the checkpoint's training a part of this run (a resumed training)."""
+        # the checkpoint given by its path, else (resume_from_checkpoint=True) the latest in
+        # output_dir; never output_dir's of the same step for a path given: another training's
+        if isinstance(self._resume_path, (str, os.PathLike)):
+            folder: str | None = os.fspath(self._resume_path)
+        else:
+            folder = _checkpoint_folder(args, state)
+        if folder is None:
+            return
+        try:
+            with open(os.path.join(folder, RUN_FILE), encoding="utf-8") as f:
+                earlier = json.load(f).get("run_id")
+        except (OSError, ValueError, AttributeError) as e:
+            logger.debug("greenprint: no run id read beside checkpoint %s: %s", folder, e)
+            return
+        if self._run is not None:
+            continue_from(self._run, earlier, how="trainer.train(resume_from_checkpoint=...)")
+
+    def _stop_if_running(self, status: str, error: str | None) -> None:
+        self._end_fpo()
+        run = self._run
+        early, trial = self._early_run, self._early_trial
+        self._early_run = self._early_trial = None
+        if run is None or run.status != "running":
+            return
+        if early is run and trial is not None:  # a trial that ended before on_train_begin
+            suggested = _suggested_params(trial)
+            if suggested:
+                try:
+                    run.set(params=suggested)
+                except ConfigError:  # pragma: no cover - Optuna's params are plain values
+                    pass
+        run.stop(status=status, error=error)
