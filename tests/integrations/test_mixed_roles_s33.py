@@ -189,6 +189,8 @@ def test_a_curve_by_hand_beside_an_optuna_search_is_a_learning_curve(
     assert "Final run trial-4 (the finished trial with the highest value" in md
     assert "| lc-1.0 (learning curve) | finished |" in md
     assert "trials drawn from the 8 trials of the study" in md
+    # no trial recorded a dataset size: the E x D x H line says why it is missing
+    assert "E x D x H is not given: none of the 8 trials recorded a dataset size" in md
     # as the note says: given role 'trial', they are trials again (a given role is kept)
     done = run_in(home, GREENPRINT, "ledger", "set-role", "trial", *ids.split())
     assert done.returncode == 0, done.stderr
@@ -242,7 +244,7 @@ def test_an_in_memory_optuna_study_run_twice_is_said_to_be_two(
     assert "4 names recorded twice or more, e.g. 'trial-0' 2 times" in again
     assert "the study's 8 trials" in again and "load_if_exists=True" in again
     assert "the study holds one search run 2 times" in md
-    assert f"Final run {final['name']} (run {short}) (" in md
+    assert f"Final run {final['name']} (run {short}; the " in md  # one bracket, not two
     assert f"(run “{final['name']}”, id {short}, value = " in report["compute_statement"]
 
 

@@ -169,8 +169,10 @@ def final_sentence(report: Report) -> str:
         score = f" scored {scored} (not {final.metric}, the trials' metric) and"
     fpo = fpo_text(final.fpo, lower_bound=final.fpo_lower_bound)
     named = run_id_if_named_alike(final.name, final.run_id, (row.name for row in report.runs))
+    # one bracket: "trial-3 (run 1dc72494; the finished trial ...)", not two in a row
+    how = f"{named.strip()[1:-1]}; {how}" if named else how
     text = (
-        f"Final run {final.name}{named} ({how}){score} cost {format_energy(final.energy_kwh)} of "
+        f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)} of "
         f"energy, {format_emissions(final.emissions_kg)}, {fpo} and "
         f"{format_duration(final.duration_s)} of run time"
     )
@@ -182,10 +184,26 @@ def final_sentence(report: Report) -> str:
 
 
 def edh_sentence(report: Report) -> str | None:
-    """Green AI's Cost = E x D x H for the trials that carry a dataset size, if any."""
+    """Green AI's Cost = E x D x H for the trials that carry a dataset size, if any.
+
+    Trials none of which recorded a dataset size get a sentence saying why there is no line
+    (the line alone went missing); a study with no trial gets none.
+    """
     edh = report.price_tag.edh
     if edh is None:
-        return None
+        # trials none of which recorded a dataset size: the line is missing for a reason
+        trials = sum(1 for row in report.runs if row.is_trial)
+        if not trials:
+            return None
+        which = (
+            "the study's one trial did not record"
+            if trials == 1
+            else f"none of the {trials} trials recorded"
+        )
+        return (
+            f"E x D x H is not given: {which} a dataset size (D, the examples a trial trains "
+            "on: run.set(dataset_size=...), or dataset_size= where an integration takes it)."
+        )
     fpo = "" if edh.fpo_per_example is None else f" ({format_fpo(edh.fpo_per_example)}"
     if fpo:
         # FPO per example is over the trials that know their FPO (with their parts'): where
