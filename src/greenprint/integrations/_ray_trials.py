@@ -1,0 +1,100 @@
+"""What the Ray Tune callback knows of one trial, and how the trial ended.
+
+:class:`_TrialState` per trial on the driver; a trial's experiment, name and configuration key
+(across its attempts); whether its own stopping criteria were met; its error; and its final
+status by the rule of :mod:`greenprint.integrations.ray` (finished, pruned, failed,
+interrupted).
+
+Private: :mod:`greenprint.integrations.ray` is the public module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class _TrialState:
+    """What the callback knows of one trial."""
+
+    run_id: str
+    worker: str = ""
+    stopped_by_tune: bool = False
+    criteria_met: bool = False
+    progress: float = 0.0
+    ended: str | None = None  # "complete" or "error"
+    error: str | None = None
+    written: bool = False  # the driver wrote (relay mode) or re-parented the run
+    relayed: bool = False  # the driver writes the run (the worker keeps it in memory)
+    steps: int = 0
+    budget_error: str | None = None  # "BudgetExceeded: ..." of a "stop" budget in the worker
+
+
+def _experiment_name(trial: Any) -> str:
+    for getter in (
+        lambda: trial.storage.experiment_dir_name,
+        lambda: trial.experiment_dir_name,
+    ):
+        try:
+            name = getter()
+        except AttributeError:
+            continue
+        if isinstance(name, str) and name:
+            return name
+    return "ray-tune"
+
+
+def _trial_name(trial: Any) -> str:
+    """The trial's name, the name of its run."""
+    return str(getattr(trial, "trial_name", None) or str(trial))
+
+
+def _attempt_key(trial: Any) -> str:
+    """What names a configuration across its attempts: its experiment tag, else its id."""
+    tag = getattr(trial, "experiment_tag", None)
+    return tag if isinstance(tag, str) and tag else f"id:{trial.trial_id}"
+
+
+def _criteria_met(trial: Any, result: Mapping[str, Any]) -> bool:
+    """Whether the trial's own stopping criteria (``RunConfig(stop={...})``) are met."""
+    criteria = getattr(trial, "stopping_criterion", None) or {}
+    for key, limit in criteria.items():
+        value = result.get(key)
+        try:
+            if value is not None and value >= limit:
+                return True
+        except TypeError:
+            continue
+    return False
+
+
+def _error_text(trial: Any) -> str:
+    for attr in ("error_msg", "error_message"):
+        text = getattr(trial, attr, None)
+        if isinstance(text, str) and text:
+            return text.strip().splitlines()[-1][:2000]
+    return "Ray Tune marked the trial ERROR"
+
+
+def _final_status(state: _TrialState, furthest: float) -> tuple[str, str | None]:
+    """The trial's status by the rule in the module docstring.
+
+    A trial whose worker raised a ``"stop"`` budget's :class:`~greenprint.BudgetExceeded` is
+    recorded as the worker records it, ``interrupted`` with that reason, whatever Tune says
+    (``ERROR`` for the exception, ``TERMINATED`` when the trainable caught it). Tune's error
+    text does not say which exception ended a trial, so one that caught the stop and then
+    raised another is recorded so too (in-process it would be ``failed``).
+    """
+    if state.budget_error is not None:
+        return "interrupted", state.budget_error
+    if state.ended == "error":
+        return "failed", state.error or "Ray Tune marked the trial ERROR"
+    if state.ended is None:
+        return "interrupted", "the experiment ended before the trial"
+    if not state.stopped_by_tune or state.criteria_met:
+        return "finished", None
+    if state.progress >= furthest:
+        return "finished", None
+    return "pruned", None
