@@ -6,8 +6,9 @@ process gets SIGTERM (``kill PID``, a scheduler preempting the head) or crashes 
 workers run on, the main run ends at T and the workers' runs go on to T+Δ. The price tag (and
 a study budget's read of the ledger, its SQL) counted the workers as inside the main run
 (``max(own, children's sum)``), so what they spent after T was counted nowhere. Now it adds:
-the workers' energy prorated over their spans, the part after T, counted once
-(:func:`greenprint.analysis._pricetag.beyond_sums`).
+what the workers measured after T, counted once: their energy split at T by their power
+samples (session 33; prorated over their spans, exact at constant power only, for a run with
+none) (:func:`greenprint.analysis._beyond.beyond_sums`).
 """
 
 from __future__ import annotations
@@ -46,18 +47,10 @@ _SCRIPT = textwrap.dedent(
         while time.monotonic() < end:
             pass
 
-    def light(seconds):  # a tenth of a CPU: as much after the main process's end as before
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            busy = time.process_time() + 0.001
-            while time.process_time() < busy:
-                pass
-            time.sleep(0.009)
-
     def worker(k, ledger):
         with gp.track(f"worker-{k}", study="orphans", ledger=ledger, role="part", **FAST):
             Path(f"started-{k}").touch()
-            light(2.0)
+            burn(2.0)
 
     if __name__ == "__main__":
         ledger = sys.argv[1]
@@ -74,14 +67,13 @@ _SCRIPT = textwrap.dedent(
 def test_workers_left_running_after_sigterm_are_counted(tmp_path):
     """The user's case: SIGTERM to the main process only, its fork workers' runs go on.
 
-    The main process computes (a CPU); its workers draw a tenth of a CPU each, so that what
-    they draw is the same after the main process's end as before it: the part after the end
-    is their energy prorated by time, exact at constant power. Workers that burnt a CPU each
-    beside the main process on a 2-CPU machine drew up to 2.3 times as much after its end as
-    before (the CPUs were theirs then), so the proration put too much of their energy
-    before the end, where the main run's reading of its tree caps it; the total then fell
-    short of the workers' own readings, and of the rule before this one (6 of 20 runs on
-    session 32's 2-CPU machine, by 1 to 9 %).
+    The main process and its workers burn a CPU each. On a 2-CPU machine the workers draw up
+    to 2.3 times as much after the main process's end as before (the CPUs are theirs then):
+    prorated by time, too much of their energy fell before the end, where the main run's
+    reading of its tree caps it, and the total fell short of the workers' own readings (6 of
+    20 runs on session 32's machine, by 1 to 9 %; session 32 made the workers draw a tenth of
+    a CPU to keep the premise). Split at the end by their power samples, what they drew after
+    it is what they measured: the total is at least every run's own reading, under any load.
     """
     (tmp_path / "script.py").write_text(_SCRIPT)
     ledger = str(tmp_path / "g.db")
@@ -106,18 +98,21 @@ def test_workers_left_running_after_sigterm_are_counted(tmp_path):
             time.sleep(0.05)
         runs = led.runs(study="orphans")
         spent = study_cost(led, "orphans")
+        samples = {r.id: led.samples(r.id) for r in runs}
+        tag = price_tag(runs, samples_of=led.samples)
     (main,) = [r for r in runs if r.name == "main"]
     workers = [r for r in runs if r.name != "main"]
     assert main.status == "interrupted" and main.ended_at is not None
     assert len(workers) == 2
     assert all(w.contained and w.parent_id == main.id and w.status == "finished" for w in workers)
     assert all(w.ended_at > main.ended_at + 0.5 for w in workers)  # they ran on
-    after = [
-        w.energy_kwh * (w.ended_at - main.ended_at) / (w.ended_at - w.started_at) for w in workers
-    ]
-    tag = price_tag(runs)
-    # what was measured, once: the main run's tree until its end, each worker's after it
-    assert tag.total.energy_kwh == pytest.approx(main.energy_kwh + sum(after), rel=1e-9)
+    # what was measured, once: the main run's tree until its end (or the workers' readings
+    # before it, if more), each worker's samples after it
+    split = [_split_at(samples[w.id], main.ended_at) for w in workers]
+    inside = max(main.energy_kwh, math.fsum(b for b, _ in split))
+    assert tag.total.energy_kwh == pytest.approx(inside + math.fsum(a for _, a in split), rel=1e-9)
+    own = math.fsum(w.energy_kwh for w in workers)
+    assert tag.total.energy_kwh >= max(main.energy_kwh, own) * (1 - 1e-12)
     assert math.fsum(c.energy_kwh for c in tag.by_status.values()) == pytest.approx(
         tag.total.energy_kwh, rel=1e-9
     )
@@ -127,6 +122,17 @@ def test_workers_left_running_after_sigterm_are_counted(tmp_path):
     forest = RunForest.build(runs)
     before = sum(forest.shared_sums("energy_kwh").exclusive)
     assert tag.total.energy_kwh > before * (1 + 1e-6)
+
+
+def _split_at(samples: list[gp.PowerSample], at: float) -> tuple[float, float]:
+    """kWh a run's samples hold before and after ``at`` (one straddling it split by time)."""
+    before = after = 0.0
+    for s in samples:
+        kwh = s.energy_kwh
+        cut = min(max(at, s.t0), s.t1)
+        before += kwh * (cut - s.t0) / (s.t1 - s.t0)
+        after += kwh * (s.t1 - cut) / (s.t1 - s.t0)
+    return before, after
 
 
 # ------------------------------------------------------------------ random trees, brute force

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from greenprint._records import RunRecord
+from greenprint._records import PowerSample, RunRecord
 from greenprint.analysis._common import RunForest, SharedSums, run_end
 
-__all__ = ["BeyondSums", "beyond_sums"]
+__all__ = ["BeyondSums", "SamplesOf", "beyond_sums", "split_by_samples"]
+
+#: A run's power samples by its id (``Ledger.samples``; a run that recorded none: empty).
+SamplesOf = Callable[[str], Sequence[PowerSample]]
 
 
 class BeyondSums(NamedTuple):
@@ -38,6 +41,10 @@ class BeyondSums(NamedTuple):
         far: :attr:`SharedSums.far` of these sums: what is outside the measurements above
             each run, with what runs below it spent after the measurements around them where
             it came through a run that adds far (``None``: no run adds to its parent).
+        sampled: the positions in :attr:`counted` split at that end by their power samples
+            (:func:`split_by_samples`); the others were prorated by time over their spans.
+        samples_read: whether the runs' samples were given to read (``samples_of``): without
+            them every run is prorated by time.
     """
 
     inclusive: list[Any]
@@ -46,9 +53,13 @@ class BeyondSums(NamedTuple):
     sums: SharedSums
     inside: dict[int, Any]
     far: list[Any] | None = None
+    sampled: frozenset[int] = frozenset()
+    samples_read: bool = False
 
 
-def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
+def beyond_sums(
+    forest: RunForest, samples_of: SamplesOf | None = None
+) -> tuple[BeyondSums, BeyondSums]:
     """Energy and CO2-eq (:meth:`RunForest.shared_sums`) with what runs spent after their parents.
 
     A run inside its parent's measurement (``contained``: the same process, or the parent's
@@ -62,10 +73,13 @@ def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
     grandparent still measures a worker whose parent ended; see :func:`_outside_spans`).
     What the run measured after that end is outside every measurement around it:
 
-    * how much: its amount prorated by time over its span, the part after that end (what
-      every record holds; exact at constant power); runs that read one process or one machine
-      (threads naming it, machine scope) and ran on at the same time count each stretch of
-      that time once (:func:`~greenprint.analysis._stretches.stretch_shares`);
+    * how much: its amount split at that end by what it measured, its power samples
+      (``samples_of``; :func:`split_by_samples`: exact, whatever its power did, such as a
+      worker that drew twice as much once its main process had died); for a run with no
+      samples (or none given), its amount prorated by time over its span, the part after that
+      end (what every record holds; exact at constant power); runs that read one process or
+      one machine (threads naming it, machine scope) and ran on at the same time count each
+      stretch of that time once (:func:`~greenprint.analysis._stretches.stretch_shares`);
     * the rule reads the runs with only the rest (their amount less that part, their span
       ending at that end), inside the measurements around them as the rule expects, and what
       lies outside is added once: to the run's exclusive amount and to the inclusive amounts
@@ -76,6 +90,9 @@ def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
 
     Args:
         forest: the runs.
+        samples_of: a run's power samples by its id (``Ledger.samples``), read only for the
+            runs that ran on after the runs around them ended; ``None``: every such run is
+            prorated by time.
 
     Returns:
         Energy's sums and CO2-eq's (the forest's own lists, unchanged, when no run ran on
@@ -89,32 +106,45 @@ def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
             for sums in map(forest.shared_sums, names)
         )
     runs = forest.runs
+    # each run's (before, after) shares of its energy and of its CO2-eq at that end
+    split: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {}
+    sampled = set()
+    for pos, (start, outside_from, end) in spans.items():
+        found = None
+        if samples_of is not None and any(_positive(getattr(runs[pos], name)) for name in names):
+            found = split_by_samples(samples_of(runs[pos].id), outside_from)
+        if found is not None:
+            split[pos] = found
+            sampled.add(pos)
+        else:
+            by_time = ((outside_from - start) / (end - start), (end - outside_from) / (end - start))
+            split[pos] = (by_time, by_time)
     outside: dict[str, dict[int, Any]] = {}
-    for name in names:
+    for k, name in enumerate(names):
         values = forest.column(name)
         positions, intervals, amounts = [], [], []
-        for pos, (start, outside_from, end) in spans.items():
+        for pos, (_, outside_from, end) in spans.items():
             value = values[pos]
-            if value is None or not value > 0 or not math.isfinite(value):
+            if not _positive(value):
                 continue
             positions.append(pos)
             intervals.append((outside_from, end))
-            amounts.append(value * ((end - outside_from) / (end - start)))
+            amounts.append(value * split[pos][k][1])
         counted = _once_per_reading(forest, positions, intervals, amounts)
         outside[name] = dict(zip(positions, counted, strict=True))
     cut = list(runs)
-    for pos, (start, outside_from, end) in spans.items():
+    for pos, (_, outside_from, _) in spans.items():
         record = _copy_record(runs[pos])
-        for name in names:
+        for k, name in enumerate(names):
             value = getattr(record, name)
             if pos in outside[name]:  # the rest: what it measured inside, in the rule
-                rest = value * ((outside_from - start) / (end - start))
-                object.__setattr__(record, name, rest)
+                object.__setattr__(record, name, value * split[pos][k][0])
         object.__setattr__(record, "ended_at", outside_from)
         cut[pos] = record
     inside = RunForest.build(cut)
     parents = forest.parents
-    found = []
+    found_sums = []
+    read = samples_of is not None
     for name in names:
         sums = inside.shared_sums(name)
         inclusive, exclusive = list(sums.inclusive), list(sums.exclusive)
@@ -133,8 +163,86 @@ def beyond_sums(forest: RunForest) -> tuple[BeyondSums, BeyondSums]:
                 if crossed and far is not None:
                     far[up] += amount
                 at = up
-        found.append(BeyondSums(inclusive, exclusive, outside[name], sums, below, far))
-    return found[0], found[1]
+        counted_here = outside[name]
+        found_sums.append(
+            BeyondSums(
+                inclusive,
+                exclusive,
+                counted_here,
+                sums,
+                below,
+                far,
+                frozenset(p for p in sampled if p in counted_here),
+                read,
+            )
+        )
+    return found_sums[0], found_sums[1]
+
+
+def split_by_samples(
+    samples: Sequence[PowerSample], at: float
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """What a run measured before and after an instant, as shares of its energy and CO2-eq.
+
+    Each sample's energy is its power (W, its components summed) times its interval; a
+    sample that ends by ``at`` is before it, one that starts at or after it is after, and one
+    that straddles it is split by time within that sample only (its power was constant over
+    it, as far as the run knows). CO2-eq weighs each part by its sample's grid intensity
+    (an hourly series: its hour's), or, where a sample with energy has no intensity, as the
+    energy is.
+
+    Args:
+        samples: the run's power samples (W over ``[t0, t1]``, s since the epoch).
+        at: the instant, s since the epoch.
+
+    Returns:
+        ``((energy before, after), (CO2-eq before, after))``, each pair's shares adding up to
+        1; ``None`` when the samples hold no energy (none, or no positive finite power over a
+        positive interval): nothing to split by.
+    """
+    before: list[float] = []
+    after: list[float] = []
+    weighted: list[tuple[float, float]] = []
+    intensities = True
+    for sample in samples:
+        length = sample.t1 - sample.t0
+        joules = sample.power_w * length
+        if not (length > 0 and _positive(joules)):
+            continue
+        if sample.t1 <= at:
+            late = 0.0
+        elif sample.t0 >= at:
+            late = joules
+        else:
+            late = joules * ((sample.t1 - at) / length)
+        early = joules - late
+        before.append(early)
+        after.append(late)
+        intensity = sample.intensity_g_per_kwh
+        if intensity is None or not (math.isfinite(intensity) and intensity >= 0):
+            intensities = False
+        elif intensities:
+            weighted.append((early * intensity, late * intensity))
+    energy = _shares(math.fsum(before), math.fsum(after))
+    if energy is None:
+        return None
+    if not intensities:
+        return energy, energy
+    co2 = _shares(math.fsum(w for w, _ in weighted), math.fsum(w for _, w in weighted))
+    return energy, (energy if co2 is None else co2)
+
+
+def _shares(before: float, after: float) -> tuple[float, float] | None:
+    """``before`` and ``after`` as shares of their sum (``None``: the sum is not positive)."""
+    whole = before + after
+    if not _positive(whole):
+        return None
+    return before / whole, after / whole
+
+
+def _positive(value: Any) -> bool:
+    """Whether ``value`` is a positive finite number (``None``, NaN, 0: not)."""
+    return value is not None and value > 0 and math.isfinite(value)
 
 
 def _outside_spans(forest: RunForest) -> dict[int, tuple[float, float, float]]:

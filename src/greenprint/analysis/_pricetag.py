@@ -22,8 +22,9 @@ inside it for energy but add their FPO (see :class:`~greenprint.analysis._common
   (run-seconds), and FPO, counted per run, are never scaled;
 * a child that ran on after its parent ended (a worker process left running when its main
   process got SIGTERM or crashed) was inside its parent's measurement only until that end:
-  what it measured after the end of every run around it (its energy and CO2-eq prorated over
-  its span) adds, once, to the totals and to its own exclusive cost, with a note
+  what it measured after the end of every run around it (its energy and CO2-eq split there
+  by its power samples, ``samples_of``; prorated by time over its span where it has none)
+  adds, once, to the totals and to its own exclusive cost, with a note saying which
   (:func:`beyond_sums`; not for a thread of its parent's own process, a run that names no
   process, nor a distributed job's runs, whose amounts the rules above read);
 * the by-status and by-role breakdowns add up to the totals too: each run's exclusive cost goes
@@ -73,7 +74,7 @@ from greenprint._jobs import job_notes, job_status
 from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import Provenance, is_fpo_lower_bound
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
-from greenprint.analysis._beyond import BeyondSums, beyond_sums
+from greenprint.analysis._beyond import BeyondSums, SamplesOf, beyond_sums
 from greenprint.analysis._common import (
     Mode,
     Reduce,
@@ -526,6 +527,7 @@ def price_tag(
     final: str | None = None,
     reduce: Reduce = "last",
     trials: StudyTrials | None = None,
+    samples_of: SamplesOf | None = None,
 ) -> PriceTag:
     """The price tag of a set of runs (a study): every run counted, none twice.
 
@@ -543,6 +545,12 @@ def price_tag(
         reduce: ``"last"`` (default) or ``"best"`` logged value of a run's metric.
         trials: :func:`study_trials` of these same runs with the same ``metric``, ``mode``
             and ``reduce``, when the caller has it already (``runs`` is then not read again).
+        samples_of: a run's power samples by its id (``ledger.samples``): a run that ran on
+            after the runs around it ended (a worker left running when its main process was
+            stopped) is split at that end by what it measured, its samples; without them (or
+            for a run that recorded none), its energy and CO2-eq are prorated by time over
+            its span (exact at constant power), and a note says which. Read only for such
+            runs.
 
     Returns:
         The :class:`PriceTag`.
@@ -569,7 +577,7 @@ def price_tag(
     # energy and CO2-eq: concurrent children share their parent's measurement out
     # and what runs spent after the runs around them ended (a worker that ran on after its
     # main process was stopped): outside every measurement of theirs, it adds (beyond_sums)
-    energy_beyond, co2_beyond = beyond_sums(forest)
+    energy_beyond, co2_beyond = beyond_sums(forest, samples_of)
     energy, co2 = energy_beyond.sums, co2_beyond.sums
     energy_in, energy_ex = energy_beyond.inclusive, energy_beyond.exclusive
     energy_far = energy_beyond.far  # what is far below each run (None: no run adds)
@@ -583,7 +591,7 @@ def price_tag(
     if "lost" in forest.column("status"):
         notes.extend(_unflushed_note(forest))
     if energy_beyond.counted:
-        notes.append(_beyond_note(forest, energy_beyond.counted))
+        notes.append(_beyond_note(forest, energy_beyond))
     if any(
         energy_in[p] - forest.outside(p, energy_in, energy_far) - energy_beyond.inside.get(p, 0)
         > items[p].energy_kwh * (1 + 1e-9) + 1e-12
@@ -1462,15 +1470,35 @@ def _logged_metrics(runs: Sequence[RunRecord]) -> str:
     return ", ".join(map(repr, names)) or "none"
 
 
-def _beyond_note(forest: RunForest, counted: Mapping[int, Any]) -> str:
-    """The note on runs that ran on after the runs around them ended (:func:`beyond_sums`)."""
+def _beyond_note(forest: RunForest, beyond: BeyondSums) -> str:
+    """The note on runs that ran on after the runs around them ended (:func:`beyond_sums`).
+
+    It says how what they measured after that end was found: split there by their power
+    samples, or prorated by time over their spans (no samples given, or none recorded).
+    """
+    counted = beyond.counted
     names = [repr(forest.runs[p].name) for p in list(counted)[:3]]
     more = f" and {len(counted) - 3} more" if len(counted) > 3 else ""
     kwh = math.fsum(float(v) for v in counted.values())
+    sampled = len(beyond.sampled)
+    if sampled == len(counted):
+        how = "split at that end by their power samples"
+    elif not beyond.samples_read:
+        how = (
+            "their energy prorated over their spans, exact at constant power; "
+            "price_tag(..., samples_of=ledger.samples) splits it by their power samples"
+        )
+    elif not sampled:
+        how = "their energy prorated over their spans: they recorded no power samples"
+    else:
+        how = (
+            f"split at that end by the power samples of {sampled}, prorated over their "
+            f"spans for the {len(counted) - sampled} that recorded none"
+        )
     return (
         f"{count_of(len(counted), 'run')} ({', '.join(names)}{more}) ran on after the run "
         f"{'they are' if len(counted) > 1 else 'it is'} part of ended (a worker process left "
         f"running when its main process was stopped or crashed): the {format_energy(kwh)} "
-        "they measured after that end (their energy prorated over their spans) is in no "
+        f"they measured after that end ({how}) is in no "
         "measurement of the parent's, and is counted once beside it"
     )

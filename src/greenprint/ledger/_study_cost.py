@@ -23,8 +23,10 @@ memory: every run counted, none twice, by
   add to it;
 * a nested run that ran on after the runs around it ended (a worker process left running when
   its main process got SIGTERM or crashed) adds what it measured after that end, its energy
-  and CO2-eq prorated over its span (:func:`greenprint.analysis._beyond.beyond_sums`): in
-  no measurement of its parent's, counted once;
+  and CO2-eq split there by its power samples (table ``samples``, read for such runs only),
+  prorated over its span where it recorded none
+  (:func:`greenprint.analysis._beyond.beyond_sums`): in no measurement of its parent's,
+  counted once;
 * the runs of ``exclude`` that are top-level (this process's live runs, whose cost the caller
   adds from memory, their nested runs' with it) are left out with every run nested in them,
   ended ones too (a live trial's ended folds are in its figure from memory: never counted
@@ -54,7 +56,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -62,7 +64,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite3
 
-    from greenprint._records import RunRecord
+    from greenprint._records import PowerSample, RunRecord
+
+    #: A run's power samples by its id (``greenprint.analysis._beyond.SamplesOf``).
+    SamplesOf = Callable[[str], Sequence[PowerSample]]
 
 __all__ = [
     "RULE_COLUMNS",
@@ -126,12 +131,19 @@ RULE_COLUMNS = (
 )
 
 
-def study_cost_of_records(records: Iterable[RunRecord], exclude: Collection[str] = ()) -> StudyCost:
+def study_cost_of_records(
+    records: Iterable[RunRecord],
+    exclude: Collection[str] = (),
+    samples_of: SamplesOf | None = None,
+) -> StudyCost:
     """The rule of this module over a study's records (all of them, as ``ledger.runs(study=)``).
 
     Args:
         records: every run of one study.
         exclude: ids of runs to leave out, with the runs nested in them (see the module).
+        samples_of: a run's power samples by its id (``ledger.samples``), for a run that ran
+            on after the runs around it ended (``None``: prorated by time, as the price tag
+            given none).
 
     Returns:
         The sums, and which of ``exclude`` are top-level runs of the study.
@@ -140,10 +152,14 @@ def study_cost_of_records(records: Iterable[RunRecord], exclude: Collection[str]
         LedgerError: the runs' parents form a cycle (a hand-edited ledger).
     """
     rows = ([getattr(r, name) for name in RULE_COLUMNS] for r in records)
-    return study_cost_by_rule(rows, exclude)
+    return study_cost_by_rule(rows, exclude, samples_of)
 
 
-def study_cost_by_rule(rows: Iterable[Sequence[Any]], exclude: Collection[str] = ()) -> StudyCost:
+def study_cost_by_rule(
+    rows: Iterable[Sequence[Any]],
+    exclude: Collection[str] = (),
+    samples_of: SamplesOf | None = None,
+) -> StudyCost:
     """The rule over rows of :data:`RULE_COLUMNS`, one per run of the study (the rule path).
 
     Each row becomes a partial :class:`~greenprint.RunRecord` (the fields RunForest reads; a
@@ -155,6 +171,8 @@ def study_cost_by_rule(rows: Iterable[Sequence[Any]], exclude: Collection[str] =
     Args:
         rows: the runs' :data:`RULE_COLUMNS` values, any order of runs.
         exclude: ids of runs to leave out.
+        samples_of: a run's power samples by its id, read only for a run that ran on after
+            the runs around it ended (:func:`~greenprint.analysis._beyond.beyond_sums`).
 
     Returns:
         The sums, and which of ``exclude`` are top-level runs of the study.
@@ -190,7 +208,7 @@ def study_cost_by_rule(rows: Iterable[Sequence[Any]], exclude: Collection[str] =
         return StudyCost(top_level=top_level)
     try:
         forest = RunForest.build(records)
-        energy_sums, co2_sums = beyond_sums(forest)
+        energy_sums, co2_sums = beyond_sums(forest, samples_of)
         energy, co2 = energy_sums.exclusive, co2_sums.exclusive
         fpo = forest.fpo_sums.exclusive
         _, duration = forest.nested_sum(forest.column("duration_s"))
@@ -426,6 +444,24 @@ _SQLITE_MORE_THAN_PARENT = (
     + ")"
 )
 _SQLITE_RULE_ROWS = "SELECT " + ", ".join(RULE_COLUMNS) + " FROM runs WHERE study = ?"
+#: A run's power samples (as ``SQLiteStore.select_samples``: by ``t0``, then by insertion)
+_SQLITE_SAMPLES = (
+    "SELECT t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh FROM samples WHERE run_id = ? "
+    "ORDER BY t0, seq"
+)
+
+
+def _sqlite_samples(conn: sqlite3.Connection) -> SamplesOf:
+    """A run's power samples by its id, read in the caller's transaction (SQLite)."""
+    from greenprint._records import PowerSample
+
+    def samples_of(run_id: str) -> list[PowerSample]:
+        return [
+            PowerSample(t0, t1, *(None if v is None else float(v) for v in powers))  # 'NaN'
+            for t0, t1, *powers in conn.execute(_SQLITE_SAMPLES, (run_id,))  # text: NaN
+        ]
+
+    return samples_of
 
 
 def sqlite_study_cost(conn: sqlite3.Connection, study: str, left_out: list[str]) -> StudyCost:
@@ -442,7 +478,8 @@ def sqlite_study_cost(conn: sqlite3.Connection, study: str, left_out: list[str])
         or (overlap and conn.execute(_SQLITE_THREADS, [study]).fetchone()[0])
         or (overlap and _started_under_a_run(conn.execute(_SQLITE_PROCESSES, [study])))
     ):
-        return study_cost_by_rule(conn.execute(_SQLITE_RULE_ROWS, [study]).fetchall(), left_out)
+        every = conn.execute(_SQLITE_RULE_ROWS, [study]).fetchall()
+        return study_cost_by_rule(every, left_out, _sqlite_samples(conn))
     top_level: frozenset[str] = frozenset()
     if left_out:
         rows = conn.execute(_SQLITE_TOP_LEVEL_IDS.format(marks=marks), [*left_out, study])
@@ -515,7 +552,7 @@ def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCo
     ):
         columns = [runs_t.c[name] for name in RULE_COLUMNS]
         rows = conn.execute(sa.select(*columns).where(runs_t.c.study == study)).all()
-        return study_cost_by_rule(rows, left_out)
+        return study_cost_by_rule(rows, left_out, _sqlalchemy_samples(conn))
     top_level: frozenset[str] = frozenset()
     if left_out:
         parent_here = sa.exists().where(p.c.id == r.c.parent_id, p.c.study == r.c.study)
@@ -523,6 +560,23 @@ def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCo
         ids = conn.execute(sa.select(r.c.id).where(is_top, r.c.id.in_(left_out)))
         top_level = frozenset(row[0] for row in ids)
     return StudyCost(float(kwh), float(kg), float(fpo), float(s), int(runs), top_level)
+
+
+def _sqlalchemy_samples(conn: Any) -> SamplesOf:
+    """A run's power samples by its id, read in the caller's transaction (SQLAlchemy Core)."""
+    import sqlalchemy as sa
+
+    from greenprint._records import PowerSample
+    from greenprint.ledger._schema import samples as samples_t
+
+    c = samples_t.c
+    columns = (c.t0, c.t1, c.cpu_w, c.gpu_w, c.ram_w, c.intensity_g_per_kwh)
+
+    def samples_of(run_id: str) -> list[PowerSample]:
+        query = sa.select(*columns).where(c.run_id == run_id).order_by(c.t0, c.seq)
+        return [PowerSample(*row) for row in conn.execute(query)]
+
+    return samples_of
 
 
 def _run_end(r: Any, nan_free: Any) -> Any:

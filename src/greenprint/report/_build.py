@@ -476,10 +476,16 @@ def _assemble(
     if final is not None or ranked:
         # the mode as given: the price tag notes a mode inferred from the metric's name
         tag = price_tag(
-            runs, metric=metric, mode=given_mode, final=final, reduce=reduce, trials=trials
+            runs,
+            metric=metric,
+            mode=given_mode,
+            final=final,
+            reduce=reduce,
+            trials=trials,
+            samples_of=samples_of,
         )
     else:
-        tag = price_tag(runs, mode=mode, reduce=reduce)
+        tag = price_tag(runs, mode=mode, reduce=reduce, samples_of=samples_of)
         tag = dataclasses.replace(
             tag,
             metric=metric,
