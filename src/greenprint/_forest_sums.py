@@ -11,7 +11,7 @@ was shared out among its children), :class:`TimeGroup`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -251,3 +251,8 @@ def _nonfinite(values: Sequence[float | int | None]) -> tuple[int, ...]:
     if math.isfinite(sum(known, 0.0)):  # one pass in C: finite unless one is not (or overflow)
         return ()
     return tuple(p for p, v in enumerate(values) if v is not None and not math.isfinite(v))
+
+
+def _less(amounts: Sequence[Any], away: Sequence[Any]) -> Callable[[int], Any]:
+    """Position -> ``amounts[position] - away[position]``."""
+    return lambda pos: amounts[pos] - away[pos]
