@@ -115,20 +115,12 @@ the callback derives from that package's ``Callback``.
 from __future__ import annotations
 
 import logging
-import math
-import os
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from greenprint._budget import BudgetGuard
-from greenprint._exceptions import (
-    BudgetExceeded,
-    ConfigError,
-    GreenprintError,
-    MissingDependencyError,
-)
-from greenprint._imports import is_available, require
+from greenprint._exceptions import BudgetExceeded, ConfigError
 from greenprint._lifecycle import status_for
 from greenprint.integrations._common import (
     check_run_options,
@@ -138,23 +130,34 @@ from greenprint.integrations._common import (
 from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
-    NoMeters,
-    append_metrics,
     continue_from,
-    end_evaluation,
-    last_training,
     metric_values,
     part_of,
-    plain_params,
     refresh,
     role_inside,
-    share_node_run_id,
     take_waiting_parts,
     trained_again,
-    trained_run,
     waiting_parts,
 )
 from greenprint.integrations._dl import weak_ref as _weak
+from greenprint.integrations._pl_evaluations import _EvaluationRuns
+from greenprint.integrations._pl_fpo import _StepFPO
+from greenprint.integrations._pl_trainer import (
+    _check_objects,
+    _dev_run,
+    _evaluation_kind,
+    _finder_before,
+    _limited,
+    _metered_run,
+    _mlflow_autologs,
+    _module_params,
+    _node_root_pid,
+    _node_run_id,
+    _pl,
+    _rank_run,
+    _same,
+    _trainer_params,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.fpo import FPOResult
@@ -162,30 +165,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["GreenprintCallback"]
 
-_PURPOSE = "greenprint.integrations.lightning"
-
 logger = logging.getLogger(__name__)
 
 
-def _lightning() -> Any:
-    """``lightning.pytorch`` if installed, else ``pytorch_lightning``.
-
-    Raises:
-        MissingDependencyError: neither is installed; names ``greenprint[lightning]``.
-    """
-    if is_available("lightning"):
-        return require(
-            "lightning.pytorch", extra="lightning", purpose=_PURPOSE, package="lightning"
-        )
-    if is_available("pytorch_lightning"):
-        return require("pytorch_lightning", extra="lightning", purpose=_PURPOSE)
-    raise MissingDependencyError("lightning", "lightning", _PURPOSE)
-
-
-_pl = _lightning()
-
-
-class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
+class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: ignore[misc,name-defined]
     """Record each ``Trainer.fit`` as a greenprint run (see the module docstring).
 
     Args:
@@ -544,83 +527,6 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._stop_evaluation(status, error)
 
     # ------------------------------------------------------------------ internals
-    def _start_evaluation(self, trainer: Any, pl_module: Any) -> None:
-        """Start the run of a ``validate``/``test``/``predict`` outside a fit (see the module).
-
-        Called at the loop's start, after Lightning restored a checkpoint's callback state
-        (:meth:`load_state_dict`): the run of the fit that saved it is known by then.
-        """
-        kind = _evaluation_kind(trainer)
-        if kind is None:
-            return
-        self._stop_evaluation("failed", "a new evaluation started before this one ended")
-        _check_objects(trainer, pl_module)
-
-        options = dict(self._options)
-        given = options.pop("role", None)
-        options.pop("dataset_size", None)  # the training set's size: not what this runs on
-        params = _module_params(pl_module)
-        params.update(options.pop("params", None) or {})
-        name = f"{self._name or type(pl_module).__name__}-{kind}"
-        # a model's evaluation the user called final or baseline, unless a known run trained
-        # it (then a part of that run, once it ends: see _stop_evaluation)
-        role = given if kind != "predict" and given in ("final", "baseline") else "part"
-        try:
-            run = _metered_run(trainer, name, params, role, options)
-        except GreenprintError as e:  # never stop the user's evaluation
-            logger.warning("greenprint: could not start the run of trainer.%s(): %s", kind, e)
-            return
-        self._evaluation = run
-        self._evaluated = self._trained_by(run, trainer, pl_module)
-        self._evaluated_module = _weak(pl_module)
-        self.last_evaluation_id = run.id
-
-    def _end_evaluation(self, trainer: Any, pl_module: Any) -> None:
-        """End the evaluation's run with its metrics; link it to the run that trained the model.
-
-        A validation or test by the fit's Trainer, of the module it trained, also adds its
-        metrics to the fit's ended run (its scores, at its last step).
-        """
-        kind = _evaluation_kind(trainer)
-        run = self._evaluation
-        metrics = metric_values(trainer.callback_metrics) if kind != "predict" else {}
-        if run is not None and run.status == "running" and metrics:
-            try:
-                run.log(step=trainer.global_step, **metrics)
-            except BudgetExceeded:  # a "stop" budget: the evaluation is over anyway
-                pass
-        self._stop_evaluation("finished", None)
-        if kind != "predict" and self._run is not None and self._run.status != "running":
-            self._after_fit(trainer, pl_module)
-
-    def _stop_evaluation(self, status: str, error: str | None) -> None:
-        """End the evaluation's run; of a model a known run trained, it becomes its part.
-
-        One of no known training, with role ``part``, waits for the next fit of its module
-        object in this process, which takes it as its part (see :meth:`on_fit_start`).
-        """
-        run, trained_by = self._evaluation, self._evaluated
-        module = self._evaluated_module() if self._evaluated_module is not None else None
-        self._evaluation = self._evaluated = self._evaluated_module = None
-        end_evaluation(run, status, error, trained_by=trained_by, model=module)
-
-    def _trained_by(self, run: Run, trainer: Any, pl_module: Any) -> str | None:
-        """The id of the run that trained the model ``run`` evaluates, if known.
-
-        The fit whose checkpoint Lightning restored (its run id in the callback state), else
-        this callback's fit of this module by this Trainer, else the last fit of this module
-        object in this process. A run not in ``run``'s ledger, of another study, or still
-        running is none. Inside a run of the user's, none is looked for: that run holds it.
-        """
-        if run.ledger is None or run.parent_id is not None:
-            return None
-        candidates = [self._resumes]
-        fit_trainer = self._fit_trainer() if self._fit_trainer is not None else None
-        fit_module = self._fit_module() if self._fit_module is not None else None
-        if self._run is not None and fit_trainer is trainer and fit_module is pl_module:
-            candidates.append(self._run.id)
-        candidates.append(last_training(pl_module))
-        return trained_run(run, candidates)
 
     def _continue(self) -> None:
         """Make the run of the checkpoint's fit a part of this fit's run (global rank 0)."""
@@ -628,26 +534,6 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         run = self._run
         if earlier is not None and run is not None and self._first_rank:
             continue_from(run, earlier, how="trainer.fit(ckpt_path=...)")
-
-    def _after_fit(self, trainer: Any, pl_module: Any) -> None:
-        """Append an evaluation by the fit's Trainer, after the fit, to the fit's ended run.
-
-        Only of the module the fit trained: another module evaluated by that Trainer (a
-        baseline, the next configuration's model) is no score of this run.
-        """
-        run = self._run
-        fit_trainer = self._fit_trainer() if self._fit_trainer is not None else None
-        if run is None or fit_trainer is None or fit_trainer is not trainer:
-            return
-        fit_module = self._fit_module() if self._fit_module is not None else None
-        if fit_module is None or fit_module is not pl_module:
-            logger.debug(
-                "greenprint: an evaluation of another module than run %s's fit: not its scores",
-                (run.id or "")[:8],
-            )
-            return
-        metrics = metric_values(fit_trainer.callback_metrics)
-        append_metrics(run, metrics, step=fit_trainer.global_step)
 
     def _stop_if_running(self, status: str, error: str | None) -> None:
         run = self._run
@@ -684,247 +570,3 @@ class GreenprintCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
         if stop:
             trainer.should_stop = True
-
-    def _count_step(self, pl_module: Any, batch: Any) -> FPOResult | int:
-        """FPO of one training step on ``batch``, counted on a meta copy of ``pl_module``.
-
-        The count's result, so that the run's provenance says when it is a lower bound (ops
-        with no rule, or on complex tensors); 0 when nothing was counted.
-
-        By default ``training_step`` runs on the copy (forward and loss) and its loss is
-        back-propagated; with ``fpo_inputs`` (or ``example_input_array``), the module's forward
-        on those inputs and ``count_fpo``'s backward (from the output's loss when it carries
-        one, else from every floating output, seeded with ones). The optimizer is not counted.
-        A step that cannot run on meta tensors logs a warning and counts as 0 (the run keeps no
-        FPO).
-        """
-        import warnings
-
-        import torch
-
-        from greenprint.fpo import FPOCounter, count_fpo
-        from greenprint.fpo._api import _to_meta, meta_copy
-
-        trainer = pl_module._trainer
-        pl_module._trainer = None  # the copy must not deep-copy the Trainer
-        try:
-            model: Any = meta_copy(pl_module)
-        finally:
-            pl_module._trainer = trainer
-        example = getattr(pl_module, "example_input_array", None)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # self.log() on the copy warns: no trainer
-                if self._fpo_inputs is not None or example is not None:
-                    inputs = self._fpo_inputs(batch) if self._fpo_inputs is not None else example
-                    inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-                    counted = count_fpo(model, *_tree_map(_to_meta, inputs))
-                    return counted if counted.total else 0
-                counter = FPOCounter(model)
-                with counter:
-                    out = model.training_step(_tree_map(_to_meta, batch), 0)
-                    loss = out.get("loss") if isinstance(out, Mapping) else out
-                    if isinstance(loss, torch.Tensor) and loss.requires_grad:
-                        loss.backward()
-                return counter.result if counter.result.total else 0
-        except (GreenprintError, RuntimeError, TypeError, ValueError, NotImplementedError) as e:
-            # a figure, not a reason to stop training: say why it is missing
-            logger.warning(
-                "greenprint: could not count the FPO of a training step on meta tensors "
-                "(%s: %s); pass fpo_inputs=batch -> inputs",
-                type(e).__name__,
-                e,
-            )
-            return 0
-
-
-def _check_objects(trainer: Any, pl_module: Any) -> None:
-    if not isinstance(trainer, _pl.Trainer):
-        raise ConfigError(
-            f"GreenprintCallback needs a {_pl.__name__}.Trainer, not {type(trainer).__name__}"
-        )
-    if not isinstance(pl_module, _pl.LightningModule):
-        raise ConfigError(
-            f"GreenprintCallback needs a {_pl.__name__}.LightningModule, "
-            f"not {type(pl_module).__name__}"
-        )
-
-
-#: Lightning's finders that train the model in their ``on_fit_start``: class name -> run suffix.
-_FINDERS = {"LearningRateFinder": "lr_find", "BatchSizeFinder": "scale_batch_size"}
-
-
-def _finder_before(trainer: Any, callback: Any) -> str | None:
-    """The run suffix of a finder among the Trainer's callbacks before ``callback``, if any."""
-    for each in getattr(trainer, "callbacks", None) or ():
-        if each is callback:
-            return None
-        for kind, suffix in _FINDERS.items():
-            finder = getattr(_pl.callbacks, kind, None)
-            if isinstance(finder, type) and isinstance(each, finder):
-                return suffix
-    return None
-
-
-def _mlflow_autologs(trainer: Any) -> list[Any]:
-    """The metrics loggers of ``mlflow.pytorch.autolog()``'s callbacks on ``trainer``.
-
-    MLflow's autolog is no Lightning logger: it adds a callback of its own that logs
-    ``trainer.callback_metrics`` (greenprint's figures among them) at each epoch's end, at
-    the epoch's number, through a ``BatchMetricsLogger`` (``record_metrics(metrics, step)``,
-    ``flush()``). None when MLflow's autolog is off.
-    """
-    found = []
-    for each in getattr(trainer, "callbacks", None) or ():
-        kind = type(each)
-        if kind.__module__.startswith("mlflow.") and kind.__name__.endswith("MlflowPLCallback"):
-            metrics = getattr(each, "metrics_logger", None)
-            if callable(getattr(metrics, "record_metrics", None)) and callable(
-                getattr(metrics, "flush", None)
-            ):
-                found.append(metrics)
-    return found
-
-
-def _dev_run(trainer: Any) -> tuple[str, int | float] | None:
-    """The debugging flag of a fit and its value, ``None`` for a fit that is a training.
-
-    ``("fast_dev_run", n)``: Lightning's "unit test" of the loops, n batches (``True``: 1).
-    ``("overfit_batches", v)``: the check that the model can overfit a few batches (a
-    fraction, or a number of batches), validated on those same training batches: its score
-    says nothing of the configuration. ``limit_train_batches``/``limit_val_batches`` alone
-    are a training on part of the data (a trial, with those params; see
-    :func:`_trainer_params`).
-    """
-    value = getattr(trainer, "fast_dev_run", False)
-    batches = int(value) if isinstance(value, bool) else value
-    if isinstance(batches, int) and batches > 0:
-        return "fast_dev_run", batches
-    overfit = getattr(trainer, "overfit_batches", 0)
-    if isinstance(overfit, (int, float)) and not isinstance(overfit, bool) and overfit > 0:
-        return "overfit_batches", overfit
-    return None
-
-
-def _evaluation_kind(trainer: Any) -> str | None:
-    """``"validate"``, ``"test"`` or ``"predict"`` while the Trainer runs one outside a fit."""
-    state = getattr(trainer, "state", None)
-    fn = getattr(state, "fn", None)
-    value = getattr(fn, "value", fn)
-    return value if value in ("validate", "test", "predict") else None
-
-
-def _limited(trainer: Any, loader: Any, size: int) -> int:
-    """``size`` examples, or those of the batches ``limit_train_batches`` keeps of an epoch.
-
-    ``trainer.num_training_batches`` (each rank's, after the limit) below the loader's length:
-    that many batches of ``loader.batch_size`` on each rank, at most ``size``.
-    """
-    batches = getattr(trainer, "num_training_batches", None)
-    batch_size = getattr(loader, "batch_size", None)
-    try:
-        full = len(loader)
-    except TypeError:  # no length: no limit to read
-        return size
-    if not isinstance(batches, int) or not isinstance(batch_size, int) or batches >= full:
-        return size
-    world = int(getattr(trainer, "world_size", 1) or 1)
-    return max(1, min(size, batches * batch_size * world))
-
-
-def _same(logged: tuple[int, float] | None, now: tuple[int, float]) -> bool:
-    """Whether a metric's (step, value) is the one logged last (NaN equal to NaN)."""
-    if logged is None or logged[0] != now[0]:
-        return False
-    return logged[1] == now[1] or (math.isnan(logged[1]) and math.isnan(now[1]))
-
-
-def _tree_map(fn: Callable[[Any], Any], value: Any) -> Any:
-    """``fn`` applied to every leaf of nested tuples, lists and dicts."""
-    if isinstance(value, (tuple, list)):
-        return type(value)(_tree_map(fn, v) for v in value)
-    if isinstance(value, Mapping):
-        return {k: _tree_map(fn, v) for k, v in value.items()}
-    return fn(value)
-
-
-def _module_params(pl_module: Any) -> dict[str, Any]:
-    hparams = getattr(pl_module, "hparams", None)
-    return plain_params(hparams if isinstance(hparams, Mapping) else {})
-
-
-def _trainer_params(trainer: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in ("max_epochs", "max_steps", "accumulate_grad_batches", "precision"):
-        value = getattr(trainer, key, None)
-        if value is not None and value != -1:
-            out[f"trainer.{key}"] = value
-    out["trainer.world_size"] = int(getattr(trainer, "world_size", 1))
-    if _dev_run(trainer) is None:  # else set by the debugging flag, named by it
-        for key in ("limit_train_batches", "limit_val_batches"):
-            value = getattr(trainer, key, None)  # a fraction (1.0: all) or a number of batches
-            whole = isinstance(value, float) and value == 1.0  # the int 1 is one batch
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not whole:
-                out[f"trainer.{key}"] = value
-    return plain_params(out)
-
-
-def _node_root_pid(trainer: Any) -> int:
-    """The process whose tree holds every rank on this node.
-
-    Lightning's ``ddp`` launcher runs rank 0 in the script's process and starts the others as
-    its children; ``ddp_spawn`` and external launchers (torchrun, SLURM) start every rank as a
-    child of one launcher process.
-    """
-    launcher = getattr(trainer.strategy, "launcher", None)
-    if launcher is not None and type(launcher).__name__ == "_SubprocessScriptLauncher":
-        return os.getpid()
-    return os.getppid()
-
-
-def _metered_run(
-    trainer: Any, name: str, params: dict[str, Any], role: str, options: dict[str, Any]
-) -> Run:
-    """The started run of a finder or an evaluation, one meter per node as the fit's.
-
-    One process: a run of its own. Several (DDP): the node's local rank 0 meters the node's
-    process tree and shares its run's id; the other ranks record parts of it
-    (:func:`_rank_run`). ``options`` without a role.
-    """
-    from greenprint.tracking import track
-
-    if int(getattr(trainer, "world_size", 1) or 1) <= 1:
-        return track(name, params=params, role=role, **options).start()
-    if trainer.local_rank != 0:
-        return _rank_run(trainer, name, params, options)
-    node_run: Run | None = None
-    try:
-        node_run = track(
-            name, params=params, role=role, pid=_node_root_pid(trainer), **options
-        ).start()
-    finally:  # every rank takes part in the exchange, a run started or not
-        _node_run_id(trainer, node_run.id if node_run is not None else None)
-    return node_run
-
-
-def _rank_run(trainer: Any, name: str, params: dict[str, Any], options: dict[str, Any]) -> Run:
-    """The started run of a rank that is not its node's local rank 0 (DDP).
-
-    A part of the node's run (its id from :func:`_node_run_id`'s exchange), reading no meter
-    (one meter per node: the node's run has them). ``options`` without a role.
-    """
-    from greenprint.tracking import track
-
-    options = {k: v for k, v in options.items() if k != "meters"}
-    return track(
-        f"{name}-rank{trainer.global_rank}",
-        params=params,
-        role="part",
-        parent=_node_run_id(trainer, None),
-        meters=NoMeters(),
-        **options,
-    ).start()
-
-
-def _node_run_id(trainer: Any, own_id: str | None) -> str | None:
-    return share_node_run_id(int(trainer.node_rank), int(trainer.local_rank), own_id)
