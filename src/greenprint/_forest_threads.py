@@ -31,8 +31,9 @@ __all__ = ["ForestThreads"]
 class ForestThreads:
     """Which children of a run, or which top-level runs, read one process at the same time.
 
-    A mixin of :class:`~greenprint._forest.RunForest` (its fields and the methods declared here
-    under ``TYPE_CHECKING`` are RunForest's, or :class:`~greenprint._forest_shares.ForestShares`').
+    A mixin of :class:`~greenprint._forest.RunForest`: its fields and the methods declared here
+    under ``TYPE_CHECKING`` are RunForest's, or
+    :class:`~greenprint._forest_shares.ForestShares`'.
     """
 
     if TYPE_CHECKING:  # RunForest's fields and what the other parts define
