@@ -580,7 +580,7 @@ class Run(
         # again: a reason is said once, not at every flush; ten a second with a 0.1 s flush)
         self._gone_said: str | None = None
 
-    # ------------------------------------------------------------------ context manager / decorator
+    # ------------------------------------------------------------------ decorator
     def __call__(self, fn: F) -> F:
         """Use the run as a decorator: every call of ``fn`` is tracked as a new run.
 
@@ -619,7 +619,7 @@ class Run(
         """Mark the run as pruned (early-stopped); it ends ``pruned`` instead of ``finished``."""
         self._prune_requested = True
 
-    # ------------------------------------------------------------------ live figures
+    # ------------------------------------------------------------------ internals
     def _move_to_study(self, study: str) -> None:
         """Move this started run into ``study``: its ledger row, then what the run keeps of it.
 
@@ -637,7 +637,6 @@ class Run(
             if self._guard.needs_study:
                 self._read_study_cost()  # the new study's spending, not the old one's
 
-    # ------------------------------------------------------------------ internals
     def _resolve_parent(self) -> str | None:
         """The parent given, else the enclosing run (in a worker thread, the main thread's).
 
