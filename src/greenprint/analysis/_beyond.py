@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from greenprint._records import PowerSample, RunRecord
@@ -45,6 +45,11 @@ class BeyondSums(NamedTuple):
             (:func:`split_by_samples`); the others were prorated by time over their spans.
         samples_read: whether the runs' samples were given to read (``samples_of``): without
             them every run is prorated by time.
+        cut: the runs the rule read (``None`` when no run ran on): each run in
+            :attr:`spans` with only what it measured before that end (its energy and CO2-eq
+            less what it spent after, its ``ended_at`` that end); positions as the forest's.
+        spans: position of each run that ran on -> ``(start, outside_from, end)``: its span
+            and the end of the last measurement around it (s since the epoch).
     """
 
     inclusive: list[Any]
@@ -55,6 +60,8 @@ class BeyondSums(NamedTuple):
     far: list[Any] | None = None
     sampled: frozenset[int] = frozenset()
     samples_read: bool = False
+    cut: RunForest | None = None
+    spans: Mapping[int, tuple[float, float, float]] | None = None
 
 
 def beyond_sums(
@@ -174,6 +181,8 @@ def beyond_sums(
                 far,
                 frozenset(p for p in sampled if p in counted_here),
                 read,
+                inside,
+                spans,
             )
         )
     return found_sums[0], found_sums[1]

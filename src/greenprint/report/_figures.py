@@ -30,6 +30,7 @@ from greenprint.analysis import (
     pareto_front,
     resolve_roles,
 )
+from greenprint.analysis._beyond import BeyondSums, beyond_sums
 from greenprint.analysis._common import Mode, Reduce, RunForest
 from greenprint.analysis._curves import curve_of, curve_points
 from greenprint.report._model import Figure, Panel, Series, SeriesKind
@@ -854,6 +855,93 @@ def _below_its_runs(forest: RunForest, positions: Sequence[int]) -> np.ndarray:
     return below
 
 
+def _sample_rows(samples: Sequence[PowerSample]) -> np.ndarray:
+    """A run's power samples as rows ``(t0, t1, cpu, gpu, ram, other)`` (s, W)."""
+    return np.array(
+        [
+            (s.t0, s.t1, s.cpu_w or 0.0, s.gpu_w or 0.0, s.ram_w or 0.0, 0.0)
+            for s in samples
+            if s.t1 > s.t0
+        ],
+        dtype=float,
+    ).reshape(-1, 6)
+
+
+def _clip_rows(
+    rows: np.ndarray, *, until: float | None = None, since: float | None = None
+) -> np.ndarray:
+    """Rows cut to the time before ``until`` or after ``since``.
+
+    A row straddling it is cut there, at its power (as
+    :func:`~greenprint.analysis._beyond.split_by_samples` splits a sample).
+    """
+    rows = rows.copy()
+    if until is not None:
+        rows = rows[rows[:, 0] < until]
+        rows[:, 1] = np.minimum(rows[:, 1], until)
+    if since is not None:
+        rows = rows[rows[:, 1] > since]
+        rows[:, 0] = np.maximum(rows[:, 0], since)
+    return rows
+
+
+def _cut_rows(
+    rows: np.ndarray,
+    where: Sequence[int],
+    spans: Mapping[int, tuple[float, float, float]],
+    whole: Sequence[RunRecord],
+    cut: Sequence[RunRecord],
+) -> None:
+    """Rows at mean power of runs that ran on, in place: up to the end of the runs around them.
+
+    Each such row spans the run's start to that end, at what it measured before it (its cut
+    record's energy, by component as its whole record's).
+    """
+    for k, p in enumerate(where):
+        if p not in spans:
+            continue
+        start, until, _ = spans[p]
+        energy, before = whole[p].energy_kwh, cut[k].energy_kwh
+        if not (energy and before and until > start):
+            continue
+        row = _mean_power_rows([whole[p]])[0][0]
+        row[2:] *= (before / energy) * (row[1] - row[0]) / (until - start)
+        row[1] = until
+        rows[k] = row
+
+
+def _beyond_rows(
+    beyond: BeyondSums,
+    runs: Sequence[RunRecord],
+    samples_of: Callable[[str], list[PowerSample]] | None,
+) -> list[np.ndarray]:
+    """What runs that ran on measured after the runs around them ended, as rows (s, W).
+
+    Each at what the price tag counts of it (:attr:`BeyondSums.counted`): its samples after
+    that end where the price tag split it by them (``samples_of`` given), else its mean power
+    after it, by component as its record; scaled to that amount (runs that read one process
+    or machine count each stretch once).
+    """
+    out: list[np.ndarray] = []
+    spans = beyond.spans or {}
+    for p, kwh in beyond.counted.items():
+        if not kwh > 0:
+            continue
+        _, since, end = spans[p]
+        rows = None
+        if samples_of is not None and p in beyond.sampled:
+            rows = _clip_rows(_sample_rows(samples_of(runs[p].id)), since=since)
+        if rows is None or not rows.size:
+            rows = _mean_power_rows([runs[p]])[0][:1].copy()
+            rows[0, 0], rows[0, 1] = since, end
+        joules = float(np.sum((rows[:, 1] - rows[:, 0]) * rows[:, 2:].sum(axis=1)))
+        if not joules > 0:
+            continue
+        rows[:, 2:] *= kwh * JOULES_PER_KWH / joules
+        out.append(rows)
+    return out
+
+
 def _mean_power_rows(runs: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
     """Each run drawn at its mean power over its span, and which runs can be.
 
@@ -903,8 +991,19 @@ def timeline_figure(
     sum) is drawn as those runs, likewise, with a note. Top-level runs in threads of one
     process (each read all of it) are drawn at what the price tag counts of them, each stretch
     of their time once (:attr:`~greenprint.analysis._common.SharedSums.roots`), with a note.
+    A run inside another that ran on after the runs around it ended (a worker process left
+    running when its main process was stopped) is drawn as the price tag counts it
+    (:func:`~greenprint.analysis._beyond.beyond_sums`): inside the runs around it up to that
+    end, and after it at what the price tag counts (its samples there, or its mean power),
+    with a note.
     """
-    forest = inputs.forest
+    # runs that ran on after the runs around them ended (workers left running when their main
+    # process was stopped): the price tag reads the runs with only what they measured before
+    # that end (beyond.cut), and counts what they measured after it once (beyond.counted);
+    # drawn alike, what is inside from the cut runs, the rest after it
+    beyond = beyond_sums(inputs.forest, samples_of)[0]
+    forest = beyond.cut if beyond.counted and beyond.cut is not None else inputs.forest
+    spans = (beyond.spans or {}) if forest is not inputs.forest else {}
     where = list(forest.roots)  # the positions of the runs drawn
     roots = [forest.runs[p] for p in where]
     mean_rows, drawn = _mean_power_rows(roots)
@@ -937,6 +1036,8 @@ def timeline_figure(
             where = positions
             roots = [forest.runs[p] for p in where]
             mean_rows, drawn = _mean_power_rows(roots)
+    if spans:  # a run drawn that ran on: its row up to that end, at what it measured before it
+        _cut_rows(mean_rows, where, spans, inputs.forest.runs, roots)
     # top-level runs in threads of one process each read all of it: drawn at what the price
     # tag counts of them (each stretch of their time once), their power scaled alike
     threads = forest.shared_sums("energy_kwh").roots
@@ -953,23 +1054,21 @@ def timeline_figure(
         for k, run in enumerate(roots):
             found = samples_of(run.id)
             if found:
-                sampled = np.array(
-                    [
-                        (s.t0, s.t1, s.cpu_w or 0.0, s.gpu_w or 0.0, s.ram_w or 0.0, 0.0)
-                        for s in found
-                        if s.t1 > s.t0
-                    ],
-                    dtype=float,
-                ).reshape(-1, 6)
+                sampled = _sample_rows(found)
+                if where[k] in spans:  # up to the end of the runs around it
+                    sampled = _clip_rows(sampled, until=spans[where[k]][1])
                 sampled[:, 2:] *= scale[k]
                 parts.append(sampled)
             elif drawn[k]:
                 averaged += 1
                 parts.append(mean_rows[k : k + 1])
+        parts.extend(_beyond_rows(beyond, inputs.forest.runs, samples_of))
         data = np.concatenate(parts) if parts else np.zeros((0, 6))
     else:
         data = mean_rows[drawn]
         averaged = int(data.shape[0])
+        if spans:
+            data = np.concatenate([data, *_beyond_rows(beyond, inputs.forest.runs, None)])
     rows = data.shape[0]
     if not rows:
         return None, "no power timeline: no run recorded energy over a positive duration"
@@ -1044,6 +1143,21 @@ def timeline_figure(
             f"{count_of(under, 'top-level run')} recorded less energy than the runs inside it "
             "(killed after a flush while they ran on): drawn as those runs, whose sum the price "
             "tag counts"
+        )
+    if spans:
+        ran_on = len(beyond.counted)
+        how = (
+            "by their power samples"
+            if len(beyond.sampled) == ran_on and use_samples
+            else "at their mean power after it"
+            if not beyond.sampled or not use_samples
+            else f"by the power samples of {len(beyond.sampled)}, at mean power for the rest"
+        )
+        notes.append(
+            f"{count_of(ran_on, 'run')} ran on after the run "
+            f"{'they are' if ran_on > 1 else 'it is'} part of ended (a worker process left "
+            "running when its main process was stopped or crashed): drawn inside it up to that "
+            f"end, and after it {how}, at what the price tag counts"
         )
     if averaged:
         why = (
