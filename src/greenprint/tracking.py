@@ -93,7 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["PARENT_ENV", "Run", "active_runs", "current_run", "track"]
 
-#: The runs' logger: the modules of the run's concerns (greenprint._run_*) log under this name.
+#: The runs' logger: the modules of Run's concerns (listed in greenprint._run_state) log here too.
 logger = logging.getLogger(__name__)
 
 #: Seconds between two ledger writes of a run when none is given (and its sample interval is
