@@ -1,0 +1,231 @@
+"""Reading a study from the ledger for a report.
+
+Which study, its runs, and the runs of other studies measured inside them (or holding them).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from greenprint._exceptions import GreenprintError, ReportError
+from greenprint._format import count_of
+from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY
+from greenprint._prediction import is_reserved_metric
+from greenprint._provenance import (
+    distinct_provenances,
+)
+from greenprint._records import RunRecord
+from greenprint.analysis._common import (
+    RunForest,
+    own_tree_writer,
+)
+from greenprint.report._model import RunRow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.ledger import Ledger
+
+
+__all__ = ["several_studies"]
+
+
+_STARTED_AT = operator.attrgetter("started_at")
+
+logger = logging.getLogger(__name__)
+
+
+def _other_studies_inside(
+    led: Ledger, study: str, runs: Sequence[RunRecord], rows: Sequence[RunRow]
+) -> list[str]:
+    """Notes naming top-level runs of one study measured inside runs of another.
+
+    A pool made before a search (``multiprocessing.Pool``) whose worker's ``gp.track`` gives
+    no ``study=`` (or another): the workers' runs land in that study (``default``), top-level,
+    while the search's run read their process tree. The search's study then reads the search
+    as an unscored trial, nothing says where its trials went, and the workers' study's total
+    is inside the search's too. Such runs are found by the rule that reads a pool's workers'
+    runs inside the run open in their parent process
+    (:class:`~greenprint.analysis._common.RunForest`), applied to this study's candidates and
+    the other studies' top-level runs; a note per other study names them and the runs that
+    hold their cost. They are not linked across studies (never guessed): the price tag stays
+    this study's runs'.
+
+    Other studies are read only when the ledger holds other studies and this study has either
+    side's candidate: a top-level run that read its own process's tree, has no child and
+    logged no metric (the search read as an unscored trial), or top-level runs that the report
+    reads as roots, of at least two processes started under one process that wrote no run of
+    this study (a pool's workers, whose parent's run is elsewhere). Any other study's report
+    reads nothing more.
+    """
+    try:  # the ledger's study names first: one indexed query (13 ms for 100,000 runs) where
+        # looking for candidates among the study's runs takes 0.2 s
+        others = [name for name in led.studies() if name != study]
+        if not others:
+            return []
+        ids = {run.id for run in runs}
+        parents = {run.parent_id for run in runs}
+        readers = [  # the cheap tests first
+            run
+            for run in runs
+            if run.scope == "process"
+            and run.job_id is None
+            and run.id not in parents
+            and (run.parent_id is None or run.parent_id not in ids)
+            and all(is_reserved_metric(point.name) for point in run.metrics)
+            and _read_own_tree(run)
+        ]
+        workers = _orphan_workers(runs, rows)
+        if not readers and not workers:
+            return []
+        found = [
+            run
+            for other in others
+            for run in led._read(study=other, parent_id=None, points="score")
+            if (readers and ANCESTORS_KEY in run.provenance)
+            or (workers and run.scope == "process" and _read_own_tree(run))
+        ]
+        forest = RunForest.build([*readers, *workers, *found]) if found else None
+    except GreenprintError as e:  # another study's corrupt row: this study's report stands
+        logger.debug("greenprint: the other studies were not read for the note: %s", e)
+        return []
+    if forest is None:
+        return []
+    inside: dict[tuple[str, str], list[str]] = {}  # (worker's study, holder's) -> names
+    holders: dict[tuple[str, str], set[str]] = {}
+    for pos, run in enumerate(forest.runs):
+        parent = forest.parents[pos]
+        if parent is None or forest.runs[parent].study == run.study:
+            continue
+        holder = forest.runs[parent]
+        if study not in (run.study, holder.study):
+            continue
+        inside.setdefault((run.study, holder.study), []).append(run.name)
+        holders.setdefault((run.study, holder.study), set()).add(holder.id[:8])
+    notes = []
+    for (theirs, held_by), names in inside.items():
+        by = sorted(holders[theirs, held_by])
+        listed = sorted(set(names))
+        shown = ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
+        runs_by = f"{'run' if len(by) == 1 else 'runs'} {', '.join(by[:3])}" + (
+            f" and {len(by) - 3} more" if len(by) > 3 else ""
+        )
+        if held_by == study:
+            notes.append(
+                f"{count_of(len(names), 'top-level run')} of study {theirs!r} ({shown}) ran in "
+                f"worker processes inside {runs_by} of this study (e.g. a multiprocessing.Pool "
+                "made before the search, whose workers' gp.track gave no study=): this study's "
+                "energy holds their cost, so adding both studies' totals counts it twice, and "
+                f"they are not read as this study's trials; give the workers' gp.track "
+                f"study={study!r} (or parent=) to read them as its trials"
+            )
+        else:
+            notes.append(
+                f"{count_of(len(names), 'top-level run')} of this study ({shown}) ran in worker "
+                f"processes inside {runs_by} of study {held_by!r}, which measured their process "
+                "tree (e.g. a multiprocessing.Pool made before a search, whose workers' "
+                f"gp.track gave no study=): study {held_by!r}'s energy holds their cost too, so "
+                "adding both studies' totals counts it twice; if they are its trials, give the "
+                f"workers' gp.track study={held_by!r}"
+            )
+    return notes
+
+
+_PROVENANCE = operator.attrgetter("provenance")
+
+
+def _orphan_workers(runs: Sequence[RunRecord], rows: Sequence[RunRow]) -> list[RunRecord]:
+    """Root runs of processes that ran at once under one process that wrote no run here.
+
+    Top-level runs the report reads as roots (no parent found in the study), grouped by the
+    process each was started under (the first of its ancestors), where two of different
+    processes overlap in time: a pool's workers whose parent's run is elsewhere (not a shell
+    loop's scripts, one after another). Text comparisons only.
+    """
+    distinct = distinct_provenances(map(_PROVENANCE, runs))
+    if not any(isinstance(p.get(ANCESTORS_KEY), str) for p, _ in distinct):
+        return []  # no run recorded the process it was started under (each object read once)
+    roots = {row.id for row in rows if row.parent_id is None}
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for run in runs:
+        up = run.provenance.get(ANCESTORS_KEY)
+        if not isinstance(up, str) or run.scope != "process" or run.job_id is not None:
+            continue
+        if run.id in roots:
+            groups.setdefault((run.host, up.split(";", 1)[0].strip()), []).append(run)
+    pools = []
+    for key, group in groups.items():
+        if len(group) < 2:
+            continue
+        group.sort(key=_STARTED_AT)  # in start order already: one pass
+        reach, by = -math.inf, None  # the latest end so far, and its process
+        for run in group:
+            writer = run.provenance.get(WRITER_KEY)
+            if run.started_at < reach and writer != by:
+                pools.append((key, group))
+                break
+            ended = math.inf if run.ended_at is None else run.ended_at
+            if ended > reach:
+                reach, by = ended, writer
+    if not pools:
+        return []
+    wrote = {  # "pid N tick T" of each process that wrote a run of the study, by host
+        (run.host, " ".join(text.split()[:4]))
+        for run in runs
+        if isinstance(text := run.provenance.get(WRITER_KEY), str)
+    }
+    return [run for key, group in pools if key not in wrote for run in group]
+
+
+def _read_own_tree(run: RunRecord) -> bool:
+    """Whether ``run`` read its own process's tree (not ``pid=`` another process's)."""
+    return own_tree_writer(run.provenance) is not None
+
+
+def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[RunRecord, ...]:
+    """The study's runs with the metric points a report reads.
+
+    Of each metric only the points a score, a role or the choice of metric is read from
+    (``points="score"``). A metric given by name: only its points and greenprint's reserved
+    ones are read at all (the report reads no other metric then: roles and scores are judged
+    by it, predictions by the reserved ones), so a study that logged a loss and a learning rate
+    at every step is not fetched whole (100,000 runs of 43 points: a tenth of the points).
+    When no run logged a value of that metric, the study is read again with every metric, so
+    the error lists the metrics that were logged; so it is when no finished or pruned run did
+    (only failed runs did: the note on the missing EVP curve lists what the trials logged).
+    """
+    if metric is None or is_reserved_metric(metric):
+        return tuple(led._read(study=study, points="score"))
+    runs = tuple(led._read(study=study, points="score", metrics=(metric,)))
+    for run in runs:
+        if run.status in ("finished", "pruned"):
+            for p in run.metrics:
+                if p.name == metric and p.value == p.value:
+                    return runs
+    return tuple(led._read(study=study, points="score"))
+
+
+def _pick_study(led: Ledger, study: str | None) -> str:
+    if study is not None:
+        if not isinstance(study, str) or not study:
+            raise ReportError(f"a study name must be a non-empty string, not {study!r}")
+        return study
+    known = led.studies()
+    if len(known) == 1:
+        return str(known[0])
+    if not known:
+        raise ReportError(f"ledger {led.url} holds no runs: nothing to report")
+    raise several_studies(led.url, known)
+
+
+def several_studies(url: str, known: Sequence[str], *, how: str = "") -> ReportError:
+    """The refusal to guess which of a ledger's studies to report.
+
+    ``how``: how to choose, in the caller's words (``" with --study"``: the command's).
+    """
+    return ReportError(
+        f"ledger {url} holds {len(known)} studies; choose one{how}: "
+        + ", ".join(repr(s) for s in known)
+    )

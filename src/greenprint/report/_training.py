@@ -1,0 +1,107 @@
+"""What the model card says of the final run: its held-out scores and its training type."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from greenprint._exceptions import ConfigError
+from greenprint._metric_choice import is_held_out
+from greenprint._prediction import is_reserved_metric
+from greenprint._records import RunRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+
+__all__ = ["UNKNOWN_TRAINING_TYPE", "held_out_of_parts"]
+
+
+def _final_scores(
+    runs: Sequence[RunRecord], final_id: str | None, metric: str | None
+) -> tuple[tuple[str, float], ...]:
+    """The held-out scores the final run logged when it has none of ``metric``.
+
+    A final model retrained on all the data is scored on a test split the trials never saw
+    (the demo's ``test_accuracy``): the number a paper reports, which the report must state
+    although the trials are ranked by another metric. Each held-out metric's last finite value.
+    A final run that logged none of its own but whose finished parts did (``greenprint run
+    --role final -- python final.py``, the script scoring its model in a ``gp.track`` run of
+    its own, inside the command's) has their mean, per metric, as a trial has its folds'.
+    """
+    final = next((r for r in runs if r.id == final_id), None)
+    if final is None or (metric is not None and final.metric(metric) is not None):
+        return ()
+    found = _held_out(final, metric)
+    if found:
+        return tuple(found.items())
+    values = held_out_of_parts((run for run in runs if run.parent_id == final_id), metric)
+    return tuple((name, math.fsum(v) / len(v)) for name, v in values.items())
+
+
+def held_out_of_parts(parts: Iterable[RunRecord], metric: str | None) -> dict[str, list[float]]:
+    """The held-out values (:func:`_held_out`) of the finished ``parts``, by metric name.
+
+    What a final run that logged none of its own is scored by, their mean per metric (the
+    report's sentence on the final model, ``ledger ls --tree``'s METRIC cell).
+    """
+    values: dict[str, list[float]] = {}
+    for run in parts:
+        if run.status == "finished":
+            for name, value in _held_out(run, metric).items():
+                values.setdefault(name, []).append(value)
+    return values
+
+
+def _held_out(run: RunRecord, metric: str | None) -> dict[str, float]:
+    """The run's held-out metrics (not ``metric``, not greenprint's own): last finite values."""
+    found: dict[str, float] = {}
+    for point in run.metrics:
+        name = point.name
+        if (
+            name != metric
+            and is_held_out(name)
+            and not is_reserved_metric(name)
+            and math.isfinite(point.value)
+        ):
+            found[name] = point.value
+    return found
+
+
+#: The model card's ``training_type`` when neither the caller nor the study gives one.
+UNKNOWN_TRAINING_TYPE = "unknown"
+
+
+def _training_type(
+    runs: Sequence[RunRecord], given: str | None, final_id: str | None
+) -> tuple[str, str | None]:
+    """The model card's ``training_type``: given, else the study's, else unknown (with a note)."""
+    if given is not None:
+        if not isinstance(given, str) or not given.strip():
+            raise ConfigError(f"training_type must be a non-empty string, not {given!r}")
+        return given.strip(), None
+    found: dict[str, None] = {}
+    final_value = None
+    for run in runs:
+        value = run.params.get("training_type")
+        if isinstance(value, str) and value.strip():
+            found[value.strip()] = None
+            if run.id == final_id:
+                final_value = value.strip()
+    if len(found) == 1:
+        return next(iter(found)), None
+    if final_value is not None:
+        return final_value, (
+            f"model card training_type {final_value!r} is the final run's; the study's runs "
+            f"set {', '.join(repr(v) for v in found)}"
+        )
+    if found:
+        return UNKNOWN_TRAINING_TYPE, (
+            f"model card training_type unknown: the study's runs set several "
+            f"({', '.join(repr(v) for v in found)}); choose with --training-type"
+        )
+    return UNKNOWN_TRAINING_TYPE, (
+        "model card training_type unknown: give it with greenprint report --training-type "
+        "(pre-training, fine-tuning...) or a run parameter training_type"
+    )
