@@ -11,12 +11,13 @@ may share a host name, but not a pid namespace). A pid and a start tick name one
 boot: a pid used again belongs to a process that started later.
 
 The start time is the kernel's own, in ticks since boot, not the Unix time that
-``tracking._process_key`` writes (``"pid N started T"``): that one is the boot time plus the
-ticks, and the kernel recomputes the boot time from the clock on each read, so a step of the
-clock (NTP, a resumed VM) between the run's start and a reader would name one live process two
-ways, and a live run would read ``lost``. The kernel shows the tick shifted by the *reader's*
-time namespace (``unshare --time --boottime``, a checkpoint restored): a process whose boot
-time is shifted neither records an identity nor checks one (its ticks are not its neighbours').
+``_run_provenance._process_key`` writes (``"pid N started T"``): that one is the boot time
+plus the ticks, and the kernel recomputes the boot time from the clock on each read, so a step
+of the clock (NTP, a resumed VM) between the run's start and a reader would name one live
+process two ways, and a live run would read ``lost``. The kernel shows the tick shifted by the
+*reader's* time namespace (``unshare --time --boottime``, a checkpoint restored): a process
+whose boot time is shifted neither records an identity nor checks one (its ticks are not its
+neighbours').
 
 A reader on the same host, boot and pid namespace (and with ``/proc`` of its own pid namespace)
 looks the pid up once per read (:class:`Processes`): no such process, a zombie, or a process
