@@ -1,0 +1,144 @@
+"""How a price tag sums a group of runs: by status, by role, the final run's, E·D·H.
+
+The positions of each status or role (:func:`_positions_of`; a part's cost under its run's
+status or its own, whichever ended worse: :func:`_owner_statuses`), the values at a group's
+positions taken in one pass (:func:`_picker`), when a group's 0 FPO means unknown
+(:func:`_knows_fpo`, :func:`_unknown_if_none_knows`), a run with every run inside it
+(:func:`_with_descendants`), a share (:func:`_ratio`) and Green AI's E·D·H over the trials
+(:func:`_edh`). :func:`~greenprint.analysis._pricetag.price_tag` sums with them, in position
+order, so every total is the same float.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from greenprint._jobs import job_status
+from greenprint.analysis._common import RunForest
+from greenprint.analysis._pricetag_model import EDH, CostTotals
+
+
+def _owner_statuses(statuses: Sequence[str], owners: Sequence[int]) -> list[str]:
+    """The status each run's cost counts under in the price tag's table by status.
+
+    A run's own; a part's (its owner elsewhere): its owner's or its own, whichever ended worse
+    (:func:`greenprint._jobs.job_status`'s order: lost, failed, interrupted, running, pruned,
+    finished).
+    """
+    worse: dict[tuple[str, str], str] = {}
+    out = []
+    for p, o in enumerate(owners):
+        own = statuses[p]
+        if o != p:
+            pair = (statuses[o], own)
+            own = worse.get(pair) or worse.setdefault(pair, job_status(pair))
+        out.append(own)
+    return out
+
+
+def _knows_fpo(forest: RunForest) -> list[bool]:
+    """For each run, whether its own part of the FPO is a known amount.
+
+    It is when the run counted its FPO (0 included), lies inside a run that counted its own,
+    or is a container whose children inside it all know theirs. A run that counted none (one
+    of the ``fpo_unknown``) or a container over children whose FPO is unknown (counted under
+    their own group) knows nothing: its 0 is unknown.
+    """
+    own = [v is not None for v in forest.column("fpo")]
+    covered = forest.covered(own, fpo=True)
+    complete = forest.fpo_sums.complete
+    return [o or c or k for o, c, k in zip(own, covered, complete, strict=True)]
+
+
+def _unknown_if_none_knows(
+    cost: CostTotals, positions: Sequence[int], knows: list[bool]
+) -> CostTotals:
+    """``cost`` with ``fpo_known=False`` when its 0 FPO means unknown: no run of it knows."""
+    if cost.fpo == 0 and cost.fpo_known and not any(knows[p] for p in positions):
+        return replace(cost, fpo_known=False)
+    return cost
+
+
+def _picker(positions: Sequence[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """A function that takes the values at ``positions`` (in that order) from a sequence."""
+    if isinstance(positions, range) and positions == range(positions.stop):
+        return lambda values: values
+    if len(positions) == 1:
+        only = positions[0]
+        return lambda values: (values[only],)
+    if not positions:
+        return lambda values: ()
+    return operator.itemgetter(*positions)
+
+
+def _positions_of(keys: Sequence[str]) -> dict[str, list[int]]:
+    """Key -> the positions that have it, in order."""
+    found: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        found.setdefault(key, []).append(position)
+    return found
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return float(part) / float(whole) if whole > 0 else None
+
+
+def _edh(
+    forest: RunForest,
+    trial_positions: tuple[int, ...],
+    energy_in: list[Any],
+    co2_in: list[Any],
+    fpo_in: list[Any],
+    fpo_known: list[bool],
+) -> EDH | None:
+    """E·D·H over the trials (their parts' cost included); ``None`` if none has a size.
+
+    ``fpo_known``: whether each run's FPO with its parts' is known (``KnownSums.complete``).
+    """
+    sizes_of = forest.column("dataset_size")
+    covered = [p for p in trial_positions if (sizes_of[p] or 0) > 0]
+    if not covered:
+        return None
+    trials = trial_positions
+    pick = _picker(covered)  # the values at ``covered``, in order (sums as before)
+    sizes = list(map(int, pick(sizes_of)))
+    examples = float(sum(sizes))
+    energy = float(sum(pick(energy_in)))
+    emissions = float(sum(pick(co2_in)))
+    if fpo_known.count(False):
+        with_fpo = [p for p in covered if fpo_known[p]]
+        fpo_examples = float(sum(int(sizes_of[p]) for p in with_fpo))
+    else:  # every run knows its FPO
+        with_fpo, fpo_examples = covered, examples
+    missing = len(trials) - len(covered)
+    note = None
+    if missing:
+        note = f"{missing} of {len(trials)} trials have no dataset_size and are not in E*D*H"
+    return EDH(
+        trials=len(covered),
+        trials_total=len(trials),
+        dataset_size=examples / len(covered),
+        dataset_size_min=min(sizes),
+        dataset_size_max=max(sizes),
+        energy_kwh_per_example=energy / examples,
+        emissions_kg_per_example=emissions / examples,
+        fpo_per_example=(
+            sum(map(int, _picker(with_fpo)(fpo_in))) / fpo_examples if with_fpo else None
+        ),
+        energy_kwh_per_trial=energy / len(covered),
+        energy_kwh=energy,
+        note=note,
+    )
+
+
+def _with_descendants(forest: RunForest, position: int) -> list[int]:
+    """``position`` and the positions of every run inside it."""
+    found, stack = [], [position]
+    while stack:
+        p = stack.pop()
+        found.append(p)
+        stack.extend(forest.children[p])
+    return found
