@@ -188,7 +188,8 @@ def test_a_search_run_twice_names_its_final_run_apart_from_its_namesake(
         f"The final model (run “{final['name']}”, id {final['id'][:8]},"
         in (report["compute_statement"])
     )
-    assert f"Final run {named} (" in report_text(home, "md")
+    # one bracket: "Final run trial-2 (run c3f41d3c; the finished trial ...)"
+    assert f"Final run {final['name']} (run {final['id'][:8]}; " in report_text(home, "md")
     # the namesake the id tells it from: the other search's trial of that name
     (other,) = [r for r in report["runs"] if r["name"] == final["name"] and not r["is_final"]]
     assert other["id"][:8] != final["id"][:8]
