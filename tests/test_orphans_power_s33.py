@@ -28,6 +28,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -273,6 +274,32 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+def kill_the_main_process(home: Path, ledger: str | Path) -> None:
+    """Run :data:`_SCRIPT` in ``home`` on ``ledger``, SIGTERM its main process once both
+    workers started (the main process only, as ``kill PID`` does), and wait until the main
+    run and both workers' runs have ended in the ledger."""
+    (home / "script.py").write_text(_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, "script.py", str(ledger)], cwd=home, env=clean_env(), text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not all((home / f"started-{k}").exists() for k in range(2)):
+            assert proc.poll() is None and time.monotonic() < deadline, "workers never started"
+            time.sleep(0.02)
+        time.sleep(1.0)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 60
+    with gp.Ledger(ledger) as led:
+        while len([r for r in led.runs(study="orphans") if r.ended_at is not None]) < 3:
+            assert time.monotonic() < deadline, "the workers' runs never ended"
+            time.sleep(0.05)
+
+
 def _integrate(samples: list[gp.PowerSample], at: float) -> tuple[float, float]:
     """Joules a run's samples hold before and after ``at`` (a straddling one split by time)."""
     before = after = 0.0
@@ -289,27 +316,9 @@ def test_real_workers_that_draw_more_once_their_main_process_died(tmp_path):
     each, notice (their parent changes) and burn a CPU each from then on. The price tag is the
     main run's reading (or the workers' before its end, if more) plus what their samples hold
     after it, and at least every run's own."""
-    (tmp_path / "script.py").write_text(_SCRIPT)
     ledger = str(tmp_path / "g.db")
-    proc = subprocess.Popen(
-        [sys.executable, "script.py", ledger], cwd=tmp_path, env=clean_env(), text=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not all((tmp_path / f"started-{k}").exists() for k in range(2)):
-            assert proc.poll() is None and time.monotonic() < deadline, "workers never started"
-            time.sleep(0.02)
-        time.sleep(1.0)
-        os.kill(proc.pid, signal.SIGTERM)  # the main process only, as `kill PID` does
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    deadline = time.monotonic() + 60
+    kill_the_main_process(tmp_path, ledger)
     with gp.Ledger(ledger) as led:
-        while len([r for r in led.runs(study="orphans") if r.ended_at is not None]) < 3:
-            assert time.monotonic() < deadline, "the workers' runs never ended"
-            time.sleep(0.05)
         runs = led.runs(study="orphans")
         samples = {r.id: led.samples(r.id) for r in runs}
         tag = price_tag(runs, samples_of=led.samples)

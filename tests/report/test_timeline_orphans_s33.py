@@ -15,18 +15,12 @@ with SIGTERM (its script).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 import greenprint as gp
-from _clean_env import clean_env
 from _report_cli import GREENPRINT, empty_home, run_in
-from test_orphans_power_s33 import _SCRIPT, TRUTH_J, J, _hand_built
+from test_orphans_power_s33 import TRUTH_J, J, _hand_built, kill_the_main_process
 
 from .test_timeline_killed_s32 import _timeline_end
 
@@ -66,27 +60,9 @@ def test_the_hand_built_study_ends_at_the_price_tags_108_joules(
 def test_real_workers_killed_with_their_main_process_end_at_the_price_tag(tmp_path) -> None:
     """SIGTERM to the main process (a whole CPU); its fork workers burn a CPU each once it is
     gone (tests/test_orphans_power_s33.py's script): the curve ends at the price tag's total."""
-    (tmp_path / "script.py").write_text(_SCRIPT)
     ledger = tmp_path / "greenprint.db"
-    proc = subprocess.Popen(
-        [sys.executable, "script.py", str(ledger)], cwd=tmp_path, env=clean_env(), text=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not all((tmp_path / f"started-{k}").exists() for k in range(2)):
-            assert proc.poll() is None and time.monotonic() < deadline, "workers never started"
-            time.sleep(0.02)
-        time.sleep(1.0)
-        os.kill(proc.pid, signal.SIGTERM)  # the main process only, as `kill PID` does
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    deadline = time.monotonic() + 60
+    kill_the_main_process(tmp_path, ledger)  # SIGTERM to the main process only
     with gp.Ledger(ledger) as led:
-        while len([r for r in led.runs(study="orphans") if r.ended_at is not None]) < 3:
-            assert time.monotonic() < deadline, "the workers' runs never ended"
-            time.sleep(0.05)
         runs = led.runs(study="orphans")
     main = next(r for r in runs if r.name == "main")
     assert all(r.ended_at > main.ended_at + 1.0 for r in runs if r is not main)  # they ran on
