@@ -53,7 +53,8 @@ from greenprint.ledger._schema import metric_marks as marks_t
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
-from greenprint.ledger._study_cost import StudyCost, sqlalchemy_study_cost
+from greenprint.ledger._study_cost import StudyCost
+from greenprint.ledger._study_cost_sql import sqlalchemy_study_cost
 from greenprint.ledger._target import Target
 
 __all__ = ["SQLStore"]
