@@ -66,6 +66,26 @@ def _below_its_runs(forest: RunForest, positions: Sequence[int]) -> np.ndarray:
     return below
 
 
+def _lifted_by_its_threads(forest: RunForest, positions: Sequence[int]) -> np.ndarray:
+    """How much more than its reading the price tag counts of each top-level run drawn.
+
+    1.0 for a run drawn as it measured. Children that ran at the same time in one process
+    (threads, each reading all of it) share out their parent's reading; where they count more
+    than it measured (a meter that lagged, a process whose power varied), the price tag counts
+    them (:meth:`RunForest.shared_sums`), its own part 0: a parent of 20 J whose two threads
+    read 23 and 20 J counts 23 J.
+    """
+    shared = forest.shared_sums("energy_kwh")
+    lifted = np.ones(len(positions))
+    for k, p in enumerate(positions):
+        if forest.parents[p] is None and p in shared.scaled:
+            own = forest.runs[p].energy_kwh or 0.0
+            counted = float(shared.inclusive[p])
+            if own > 0.0 and counted > own * (1.0 + 1e-9):
+                lifted[k] = counted / own
+    return lifted
+
+
 def _sample_rows(samples: Sequence[PowerSample]) -> np.ndarray:
     """A run's power samples as rows ``(t0, t1, cpu, gpu, ram, other)`` (s, W)."""
     return np.array(
@@ -256,6 +276,13 @@ def timeline_figure(
     if threads is not None:
         for k, p in enumerate(where):
             scale[k] = threads.factors.get(p, 1.0)
+    in_threads = scale != 1.0
+    # a top-level run whose runs inside ran at the same time (threads of one process, each
+    # reading all of it) count more than it measured (a meter that lagged): the price tag
+    # counts their count, so it is drawn at that, its power scaled alike
+    lifted = _lifted_by_its_threads(forest, where)
+    scale *= lifted
+    if threads is not None or (lifted != 1.0).any():
         mean_rows[:, 2:] *= scale[:, None]
     use_samples = len(roots) <= max_sampled_runs
     if use_samples:
@@ -339,10 +366,16 @@ def timeline_figure(
             label = name.upper() if name != "other" else "not by component"
             power_series.append(Series(label, "step", x, stepped(power[name]), role=name))
     notes = []
-    if bool((scale != 1.0).any()):
+    if bool(in_threads.any()):
         notes.append(
-            f"{count_of(int((scale != 1.0).sum()), 'top-level run')} in threads of one process "
+            f"{count_of(int(in_threads.sum()), 'top-level run')} in threads of one process "
             "drawn at the share the price tag counts (each measured the whole process)"
+        )
+    if bool((lifted != 1.0).any()):
+        notes.append(
+            f"{count_of(int((lifted != 1.0).sum()), 'top-level run')} measured less energy than "
+            "the runs inside it that ran at the same time in one process (threads, each reading "
+            "all of it) count: drawn at their count, which the price tag counts"
         )
     if hollow:
         notes.append(
