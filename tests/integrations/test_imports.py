@@ -49,3 +49,29 @@ def test_a_missing_framework_names_the_extra(module: str) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("E "), done.stdout
     assert f"pip install 'greenprint[{extra}]'" in done.stdout
+
+
+PUBLIC_INTEGRATIONS = [
+    *MODULES,
+    "greenprint.integrations.lightning",
+    "greenprint.integrations.transformers",
+]
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_INTEGRATIONS))
+def test_every_integration_export_reads_as_its_public_modules(module: str) -> None:
+    """A function or class an integration exports reads as the module it is imported from
+    (``help()``, reprs, pickles), wherever it is defined: transformers' ``model_card_co2`` read
+    ``greenprint.integrations._hf_model_card`` once the module was split."""
+    import importlib
+
+    from conftest import require  # tests/conftest.py
+    from greenprint._imports import is_available
+
+    framework = MODULES.get(module, ("lightning" if "lightning" in module else "transformers",))
+    require(is_available(framework[0]), f"{framework[0]} is not installed")
+    mod = importlib.import_module(module)
+    for name in mod.__all__:
+        value = getattr(mod, name)
+        if callable(value) and hasattr(value, "__module__"):
+            assert value.__module__ == module, f"{module}.{name}: {value.__module__}"

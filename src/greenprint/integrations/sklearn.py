@@ -99,6 +99,7 @@ from sklearn.model_selection._search import BaseSearchCV  # noqa: E402
 
 from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
 from greenprint._lifecycle import status_for  # noqa: E402
+from greenprint._public import publish  # noqa: E402
 from greenprint.integrations._common import check_run_options  # noqa: E402
 from greenprint.integrations._sklearn_common import (  # noqa: E402
     _plain,
@@ -338,3 +339,7 @@ def track_search(
                 facts["refit"] = False if search.refit is False else "callable"
         sweep.set(params=facts)
     return sweep
+
+
+# the names re-exported from private modules read as this module's (reprs, help, pickles)
+publish(__name__, globals())

@@ -226,6 +226,8 @@ from greenprint.integrations._hf_search import (  # noqa: E402
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.tracking import Run
 
+from greenprint._public import publish  # noqa: E402
+
 __all__ = ["GreenprintCallback", "add_co2_to_model_card", "model_card_co2"]
 
 logger = logging.getLogger(__name__)
@@ -660,3 +662,7 @@ class GreenprintCallback(  # type: ignore[misc]
 
     def _warn_once(self, key: str, message: str) -> None:
         self._warn(key, message, stacklevel=5)
+
+
+# the names re-exported from private modules read as this module's (reprs, help, pickles)
+publish(__name__, globals())
