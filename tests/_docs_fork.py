@@ -269,8 +269,7 @@ class ForkServer:
     def _line(self, timeout: float) -> str:
         fd = self._fd()
         while b"\n" not in self._buffer:
-            readable, _, _ = select.select([fd], [], [], timeout)
-            if not readable:
+            if not _readable(fd, timeout):
                 raise TimeoutError
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -352,8 +351,8 @@ class ForkServer:
         """End the server (close its servers of more frameworks first: it waits for them)."""
         if self._socket is not None:
             self._socket.shutdown(socket.SHUT_WR)  # the server reads the end of its requests
-            readable, _, _ = select.select([self._socket], [], [], 30)
-            if not readable or self._socket.recv(1):  # not ended in 30 s
+            if not _readable(self._socket.fileno(), 30) or self._socket.recv(1):  # not ended
+                # in 30 s
                 os.kill(self.pid, signal.SIGKILL)
             self._socket.close()
         elif self.process is not None and self.process.poll() is None:
@@ -370,3 +369,16 @@ class ForkServer:
         for path in self._io.iterdir():
             path.unlink()
         self._io.rmdir()
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has something to read within ``timeout`` s.
+
+    ``poll``, not ``select``: a pytest worker of the whole suite may hold more than 1,024
+    descriptors (ledgers the tests' runs opened), and ``select`` refuses a descriptor above
+    ``FD_SETSIZE`` (``ValueError: filedescriptor out of range in select()``: 15 errors in one
+    run of the suite at 392475a).
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(max(timeout, 0.0) * 1000))

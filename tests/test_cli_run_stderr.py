@@ -53,7 +53,9 @@ def _read_until(fd: int, wanted: bytes, timeout_s: float = 60.0) -> bytes:
     while wanted not in got:
         left_s = deadline - time.monotonic()
         assert left_s > 0, f"{wanted!r} not read within {timeout_s} s: {got[-200:]!r}"
-        if select.select([fd], [], [], left_s)[0]:
+        poller = select.poll()  # not select(): a worker may hold over 1,024 descriptors
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        if poller.poll(left_s * 1000):
             chunk = os.read(fd, 65536)
             assert chunk, f"end of output before {wanted!r}: {got[-200:]!r}"
             got += chunk
