@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from greenprint._frozen import slot_constructor
 from greenprint._prediction import RESERVED_METRIC_PREFIX
-from greenprint._records import MetricPoint
+from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger._fields import FIELD_KINDS, ColumnDecoder
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "points_by_run",
     "read_points",
     "score_points_by_run",
+    "sqlite_samples",
 ]
 
 #: The ``runs`` columns a read selects, in this order (every stored RunRecord field).
@@ -299,3 +300,22 @@ class _KeptPoints:
             else point(name_of(source[1], source[1]), value, source[3], source[4])
             for _, (_, source, value) in sorted(kept.items())
         ]
+
+
+#: A run's power samples, by ``t0`` then by insertion (SQLite; the store's read and a study
+#: budget's, in its own transaction).
+_SQLITE_SAMPLES = (
+    "SELECT t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh FROM samples WHERE run_id = ? "
+    "ORDER BY t0, seq"
+)
+
+
+def sqlite_samples(conn: Any, run_id: str) -> list[PowerSample]:
+    """A run's power samples read on the ``sqlite3`` connection ``conn`` (W over ``[t0, t1]``).
+
+    A power stored as SQLite's text ``'NaN'`` reads as NaN; an absent one as ``None``.
+    """
+    return [
+        PowerSample(t0, t1, *(None if v is None else float(v) for v in powers))
+        for t0, t1, *powers in conn.execute(_SQLITE_SAMPLES, (run_id,))
+    ]

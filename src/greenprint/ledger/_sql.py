@@ -54,7 +54,7 @@ from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
 from greenprint.ledger._study_cost import StudyCost
-from greenprint.ledger._study_cost_sql import sqlalchemy_study_cost
+from greenprint.ledger._study_cost_sql import sqlalchemy_samples, sqlalchemy_study_cost
 from greenprint.ledger._target import Target
 
 __all__ = ["SQLStore"]
@@ -507,22 +507,7 @@ class SQLStore:
         """A run's power samples ordered by ``t0`` (then by insertion)."""
 
         def do(conn: Connection) -> list[PowerSample]:
-            query = (
-                sa.select(samples_t)
-                .where(samples_t.c.run_id == run_id)
-                .order_by(samples_t.c.t0, samples_t.c.seq)
-            )
-            return [
-                PowerSample(
-                    t0=s.t0,
-                    t1=s.t1,
-                    cpu_w=s.cpu_w,
-                    gpu_w=s.gpu_w,
-                    ram_w=s.ram_w,
-                    intensity_g_per_kwh=s.intensity_g_per_kwh,
-                )
-                for s in conn.execute(query)
-            ]
+            return sqlalchemy_samples(conn)(run_id)
 
         return self.transaction(do, write=False)
 

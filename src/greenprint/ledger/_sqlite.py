@@ -51,6 +51,7 @@ from greenprint.ledger._rows import (
     decoded_columns,
     read_points,
     rows_in_batches,
+    sqlite_samples,
 )
 from greenprint.ledger._sqlite_forks import (
     FORK_GATE,
@@ -100,10 +101,6 @@ def _bind_float(value: Any) -> Any:
         return None
     value = float(value)
     return "NaN" if math.isnan(value) else value
-
-
-def _read_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def _columns(values: Mapping[str, Any]) -> list[str]:
@@ -682,21 +679,7 @@ class SQLiteStore:
         """A run's power samples ordered by ``t0`` (then by insertion)."""
 
         def do(conn: sqlite3.Connection) -> list[PowerSample]:
-            query = (
-                "SELECT t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh FROM samples "
-                "WHERE run_id = ? ORDER BY t0, seq"
-            )
-            return [
-                PowerSample(
-                    t0=t0,
-                    t1=t1,
-                    cpu_w=_read_float(cpu),
-                    gpu_w=_read_float(gpu),
-                    ram_w=_read_float(ram),
-                    intensity_g_per_kwh=_read_float(intensity),
-                )
-                for t0, t1, cpu, gpu, ram, intensity in conn.execute(query, (run_id,))
-            ]
+            return sqlite_samples(conn, run_id)
 
         return self.transaction(do, write=False)
 

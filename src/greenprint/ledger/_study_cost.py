@@ -57,6 +57,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -443,24 +444,13 @@ _SQLITE_MORE_THAN_PARENT = (
     + ")"
 )
 _SQLITE_RULE_ROWS = "SELECT " + ", ".join(RULE_COLUMNS) + " FROM runs WHERE study = ?"
-#: A run's power samples (as ``SQLiteStore.select_samples``: by ``t0``, then by insertion)
-_SQLITE_SAMPLES = (
-    "SELECT t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh FROM samples WHERE run_id = ? "
-    "ORDER BY t0, seq"
-)
 
 
 def _sqlite_samples(conn: sqlite3.Connection) -> SamplesOf:
     """A run's power samples by its id, read in the caller's transaction (SQLite)."""
-    from greenprint._records import PowerSample
+    from greenprint.ledger._rows import sqlite_samples
 
-    def samples_of(run_id: str) -> list[PowerSample]:
-        return [
-            PowerSample(t0, t1, *(None if v is None else float(v) for v in powers))  # 'NaN'
-            for t0, t1, *powers in conn.execute(_SQLITE_SAMPLES, (run_id,))  # text: NaN
-        ]
-
-    return samples_of
+    return partial(sqlite_samples, conn)
 
 
 def sqlite_study_cost(conn: sqlite3.Connection, study: str, left_out: list[str]) -> StudyCost:

@@ -5,7 +5,7 @@ The same queries as the SQLite read through ``sqlite3`` in :mod:`greenprint.ledg
 SQLAlchemy Core: the scan of the study's runs (:func:`sqlalchemy_study_cost`), whether children
 add up to more than their parent (:func:`_more_than_parent`), whether two top-level runs
 overlap (:func:`_top_level_overlap`), whether a nested run ran on after its parent
-(:func:`_outlives`, :func:`_run_end`), and a run's power samples (:func:`_sqlalchemy_samples`).
+(:func:`_outlives`, :func:`_run_end`), and a run's power samples (:func:`sqlalchemy_samples`).
 SQLAlchemy is imported when a read runs, never at import.
 """
 
@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 from greenprint.ledger._study_cost import RULE_COLUMNS, StudyCost, study_cost_by_rule
 
 if TYPE_CHECKING:  # pragma: no cover
-    from greenprint.ledger._study_cost import SamplesOf
+    from collections.abc import Callable
 
-__all__ = ["sqlalchemy_study_cost"]
+    from greenprint._records import PowerSample
+
+__all__ = ["sqlalchemy_samples", "sqlalchemy_study_cost"]
 
 
 def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCost:
@@ -86,7 +88,7 @@ def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCo
     ):
         columns = [runs_t.c[name] for name in RULE_COLUMNS]
         rows = conn.execute(sa.select(*columns).where(runs_t.c.study == study)).all()
-        return study_cost_by_rule(rows, left_out, _sqlalchemy_samples(conn))
+        return study_cost_by_rule(rows, left_out, sqlalchemy_samples(conn))
     top_level: frozenset[str] = frozenset()
     if left_out:
         parent_here = sa.exists().where(p.c.id == r.c.parent_id, p.c.study == r.c.study)
@@ -96,7 +98,7 @@ def sqlalchemy_study_cost(conn: Any, study: str, left_out: list[str]) -> StudyCo
     return StudyCost(float(kwh), float(kg), float(fpo), float(s), int(runs), top_level)
 
 
-def _sqlalchemy_samples(conn: Any) -> SamplesOf:
+def sqlalchemy_samples(conn: Any) -> Callable[[str], list[PowerSample]]:
     """A run's power samples by its id, read in the caller's transaction (SQLAlchemy Core)."""
     import sqlalchemy as sa
 
