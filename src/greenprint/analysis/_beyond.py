@@ -148,12 +148,12 @@ def beyond_sums(
                 object.__setattr__(record, name, value * split[pos][k][0])
         object.__setattr__(record, "ended_at", outside_from)
         cut[pos] = record
-    inside = RunForest.build(cut)
+    cut_forest = RunForest.build(cut)
     parents = forest.parents
     found_sums = []
     read = samples_of is not None
     for name in names:
-        sums = inside.shared_sums(name)
+        sums = cut_forest.shared_sums(name)
         inclusive, exclusive = list(sums.inclusive), list(sums.exclusive)
         far = None if sums.far is None else list(sums.far)
         below: dict[int, Any] = {}
@@ -181,7 +181,7 @@ def beyond_sums(
                 far,
                 frozenset(p for p in sampled if p in counted_here),
                 read,
-                inside,
+                cut_forest,
                 spans,
             )
         )
