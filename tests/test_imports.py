@@ -12,9 +12,12 @@ cycle is a circle in disguise and fails too. The one dynamic import upwards is
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import greenprint
 from _clean_env import clean_env
@@ -157,18 +160,23 @@ def test_no_function_level_import_that_dodges_a_cycle():
     assert disguised == []
 
 
+def _reaches(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
 def test_the_lower_floors_never_import_the_tracker():
     graph, _ = _graph()
 
     def reaches(start: str) -> set[str]:
-        seen: set[str] = set()
-        todo = [start]
-        while todo:
-            for nxt in graph.get(todo.pop(), ()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        return seen
+        return _reaches(graph, start)
 
     for floor in ("greenprint._lifecycle", "greenprint.hardware", "greenprint.meters"):
         assert "greenprint.tracking" not in reaches(floor), floor
@@ -178,6 +186,73 @@ def test_the_lower_floors_never_import_the_tracker():
     for module in [m for m in graph if m.startswith("greenprint.analysis._")]:
         assert not [m for m in reaches(module) if m.startswith(upper)], module
     assert "greenprint.hardware" not in reaches("greenprint.meters._estimate")
+
+
+def test_the_ledger_never_imports_the_analysis_or_the_report():
+    """The ledger is a floor below the analysis and the report, which read it (DESIGN.md): no
+    module of ``greenprint.ledger`` imports them, directly or through another module. A study
+    budget's read (``greenprint.ledger._study_cost``) applies the price tag's rule with the run
+    forest's modules (``greenprint._forest*``), which sit below both; it imported
+    ``greenprint.analysis._beyond`` and ``_common``, and through the forest ``_stretches``."""
+    graph, _ = _graph()
+    upper = ("greenprint.analysis", "greenprint.report")
+    ledger = [m for m in graph if m == "greenprint.ledger" or m.startswith("greenprint.ledger.")]
+    assert "greenprint.ledger._study_cost" in ledger
+    found = {m: sorted(n for n in _reaches(graph, m) if n.startswith(upper)) for m in ledger}
+    assert {m: up for m, up in found.items() if up} == {}
+    for module in [m for m in graph if m.startswith("greenprint._forest")]:
+        assert not [m for m in _reaches(graph, module) if m.startswith(upper)], module
+
+
+def test_a_study_budgets_read_loads_no_analysis_or_report(tmp_path: Path):
+    """Reading a study's cost from the ledger, with a worker that ran on after its main run was
+    stopped (the read's whole rule: the run forest, the worker's energy split at that end by its
+    power samples), in a fresh process, loads no module of ``greenprint.analysis`` or
+    ``greenprint.report`` (it loaded all 16 of the analysis package's: a budgeted run's sampler
+    thread imported the price tag), on either store; and gives the price tag's total."""
+    from _hand_built import T0, measured_run
+    from greenprint.analysis import price_tag
+
+    j = 1 / 3.6e6  # kWh per joule
+    path = tmp_path / "g.db"
+    with greenprint.Ledger(path) as led:
+        for name, parent, spent, span, pid in (
+            ("main", None, 61 * j, (0, 10), 100),
+            ("worker", "main", 40 * j, (2, 16), 101),
+        ):
+            fields = {"status": "interrupted"} if parent is None else {"contained": True}
+            record = measured_run(name, parent, spent, span, pid=pid, **fields)
+            led.start_run(record)
+            samples = [  # 2 W up to the main run's end, 4 W after: 16 J and 24 J
+                greenprint.PowerSample(t0=T0 + t, t1=T0 + t + 1, cpu_w=2.0 if t < 10 else 4.0)
+                for t in range(*span)
+            ]
+            led.flush(record.id, samples=samples if parent else [])
+        tag = price_tag(led.runs(study="ddp"), samples_of=led.samples)
+    assert tag.total.energy_kwh == pytest.approx((61 + 24) * j, rel=1e-12)
+    code = (
+        "import json, sys\nimport greenprint.ledger\n"
+        "from greenprint.ledger._sql import SQLStore\n"
+        "from greenprint.ledger._study_cost import read_study_cost, study_cost\n"
+        "from greenprint.ledger._target import resolve_target\n"
+        "with greenprint.ledger.Ledger('g.db') as led:\n"
+        "    native = study_cost(led, 'ddp')\n"
+        "store = SQLStore(resolve_target('g.db'), create=False)\n"
+        "sql = read_study_cost(store, 'ddp')\nstore.close()\n"
+        "upper = ('greenprint.analysis', 'greenprint.report')\n"
+        "print(json.dumps({'kwh': [native.energy_kwh, sql.energy_kwh],\n"
+        "    'loaded': sorted(m for m in sys.modules if m.startswith(upper)),\n"
+        "    'rule': 'greenprint._forest_beyond' in sys.modules}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["loaded"] == []
+    assert got["rule"]  # the read applied the rule, the worker split by its samples
+    assert got["kwh"] == [pytest.approx(tag.total.energy_kwh, rel=1e-12)] * 2
 
 
 def test_greenprint_fpo_refuses_a_malformed_shape_before_importing_torch(tmp_path: Path):

@@ -2,7 +2,7 @@
 
 A ``multiprocessing`` worker's run is inside its main run's measurement (the main run reads
 its process tree) until the main run ends; what the worker measured after that end is counted
-once beside it (:func:`greenprint.analysis._beyond.beyond_sums`). That part was its energy
+once beside it (:func:`greenprint._forest_beyond.beyond_sums`). That part was its energy
 prorated by time over its span: exact at constant power only. Workers get more of the machine
 once their main process is gone (1.4 to 2.3 times the power on a 2-CPU machine), so the
 proration put too much of their energy before the end, inside the main run's reading, and the
@@ -36,8 +36,8 @@ import greenprint as gp
 from _clean_env import clean_env
 from _hand_built import T0, measured_run
 from _report_cli import GREENPRINT, empty_home, run_in
+from greenprint._forest_beyond import split_by_samples
 from greenprint.analysis import price_tag
-from greenprint.analysis._beyond import split_by_samples
 from greenprint.analysis._common import RunForest
 from greenprint.ledger._study_cost import read_study_cost, study_cost, study_cost_of_records
 

@@ -8,7 +8,7 @@ a study budget's read of the ledger, its SQL) counted the workers as inside the 
 (``max(own, children's sum)``), so what they spent after T was counted nowhere. Now it adds:
 what the workers measured after T, counted once: their energy split at T by their power
 samples (session 33; prorated over their spans, exact at constant power only, for a run with
-none) (:func:`greenprint.analysis._beyond.beyond_sums`).
+none) (:func:`greenprint._forest_beyond.beyond_sums`).
 """
 
 from __future__ import annotations

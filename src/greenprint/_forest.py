@@ -3,7 +3,7 @@
 How every command reads a study: the report and the analyses, ``greenprint ledger`` (ls,
 export, set-role), a study's budget while it runs, the integrations that name a run's role.
 Pure Python at import (numpy and the sums of runs that read one process at the same time,
-``greenprint.analysis._stretches``, are imported by the methods that add up costs), so that
+``greenprint._forest_stretches``, are imported by the methods that add up costs), so that
 reading a study's roles (:mod:`greenprint._study_roles`) and the metric its report ranks by
 (:mod:`greenprint._metric_choice`) loads no numpy: ``greenprint ledger ls`` chooses its metric
 with them. :mod:`greenprint.analysis._common` re-exports these names.

@@ -36,7 +36,7 @@ from greenprint._validate import FPO_MAX
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from greenprint.analysis._stretches import StretchProfile
+    from greenprint._forest_stretches import StretchProfile
 
 __all__ = ["ForestShares"]
 
@@ -481,7 +481,7 @@ class ForestShares:
         """Work out the rates' means over the spans of the runs that will ask for them.
 
         Each run with a rate (:attr:`ShareOut.profiles`) and every run inside it, in one numpy
-        pass per rate (:meth:`~greenprint.analysis._stretches.StretchProfile.prepare`).
+        pass per rate (:meth:`~greenprint._forest_stretches.StretchProfile.prepare`).
         """
         import numpy as np
 

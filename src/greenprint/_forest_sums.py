@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from greenprint._records import RunRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from greenprint.analysis._stretches import StretchProfile
+    from greenprint._forest_stretches import StretchProfile
 
 __all__ = [
     "KnownSums",

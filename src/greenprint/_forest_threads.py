@@ -6,9 +6,9 @@ all of it over its span. Which runs did (:meth:`ForestThreads.thread_groups`, fo
 at once :attr:`~ForestThreads._thread_parents`; top-level runs with no run around them:
 :attr:`~ForestThreads._root_chains`), and what each counts when each stretch of their time
 counts once (:meth:`~ForestThreads._count_chains`, with
-:func:`greenprint.analysis._stretches.group_counts`). :meth:`RunForest.shared_sums
+:func:`greenprint._forest_stretches.group_counts`). :meth:`RunForest.shared_sums
 <greenprint._forest.RunForest.shared_sums>` reads them. Pure Python at import, as
-:mod:`greenprint._forest`: numpy and :mod:`greenprint.analysis._stretches` are imported by the
+:mod:`greenprint._forest`: numpy and :mod:`greenprint._forest_stretches` are imported by the
 methods that use them.
 """
 
@@ -23,7 +23,7 @@ from greenprint._forest_sums import _PROCESS, ShareOut, _less, _Threads, _thread
 from greenprint._records import RunRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from greenprint.analysis._stretches import StretchProfile
+    from greenprint._forest_stretches import StretchProfile
 
 __all__ = ["ForestThreads"]
 
@@ -155,14 +155,14 @@ class ForestThreads:
             measured, for the runs in a group of two or more that read; each group's members,
             count (summed) and largest amount; of each member with runs inside it whose rate
             of counting changes over its span (another member started or ended within it),
-            that rate (:class:`~greenprint.analysis._stretches.StretchProfile`: the runs
+            that rate (:class:`~greenprint._forest_stretches.StretchProfile`: the runs
             inside it count by it, :meth:`_scale_down`).
         """
         amount = inclusive.__getitem__ if far is None else _less(inclusive, far)
         counts: dict[int, Any] = {}
         measured: dict[int, Any] = {}
         groups: list[tuple[tuple[int, ...], Any, Any]] = []
-        from greenprint.analysis._stretches import group_counts, stretch_profile
+        from greenprint._forest_stretches import group_counts, stretch_profile
 
         profiles: dict[int, StretchProfile] = {}
         read: list[Sequence[tuple[float, float, int]]] = []

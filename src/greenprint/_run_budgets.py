@@ -32,12 +32,12 @@ logger = logging.getLogger("greenprint.tracking")
 def _counted_once(group: list[tuple[float, Spent]], now: float) -> Spent:
     """What live runs that read one process since their starts spent, each stretch once.
 
-    Energy and CO2-eq by :func:`~greenprint.analysis._stretches.group_counts` (each stretch
+    Energy and CO2-eq by :func:`~greenprint._forest_stretches.group_counts` (each stretch
     once, at least the largest reading) over the runs that read some (a run that read nothing
     yet is no reading of the process), as the ledger's read counts them; FPO and run time
     summed.
     """
-    from greenprint.analysis._stretches import group_counts
+    from greenprint._forest_stretches import group_counts
 
     figures = []
     for field in ("kwh", "kg"):
@@ -247,7 +247,7 @@ class RunBudgets(RunState):
         now = time.time()
         # runs that read one process (threads of it: Optuna n_jobs=2 with no sweep run) each
         # read all of it since their start: each stretch of their time is counted once, as the
-        # ledger's read counts them (greenprint.analysis._stretches)
+        # ledger's read counts them (greenprint._forest_stretches)
         reads: dict[Any, list[tuple[float, Spent]]] = {}
         for run in _active_runs():
             if run._study == self._study and (run.parent_id is None or run.id in roots):

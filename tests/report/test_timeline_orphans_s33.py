@@ -3,7 +3,7 @@
 A study's main process got SIGTERM and its ``multiprocessing`` workers (child runs, contained)
 ran on: the price tag counts the main run's reading (what the workers measured before its end
 is inside it) and, once, what each worker measured after that end, by its own power samples
-(:func:`greenprint.analysis._beyond.beyond_sums`). The timeline drew the main run as its
+(:func:`greenprint._forest_beyond.beyond_sums`). The timeline drew the main run as its
 workers (their sum was above its reading) and its energy curve ended at the workers' whole
 readings: 78 J (21.67 mWh) where the price tag says 108 J, with a note that the price tag
 counted their sum, which it did not. Now it draws what the price tag counts: the main run up to

@@ -36,9 +36,9 @@ from greenprint._forest import (
     score_of,
 )
 from greenprint._forest import _link_kind as _link_kind  # tests check a link's kind
+from greenprint._forest_stretches import stretch_shares
 from greenprint._records import RunRecord
 from greenprint._suggest import did_you_mean
-from greenprint.analysis._stretches import stretch_shares
 
 __all__ = [
     "LOWER_IS_BETTER_WORDS",

@@ -57,7 +57,7 @@ The parts: :func:`price_tag` is here; what it hands back is in
 in :mod:`~greenprint.analysis._pricetag_sums`; where the energy came from in
 :mod:`~greenprint.analysis._pricetag_provenance`; the notes beside the figures in
 :mod:`~greenprint.analysis._pricetag_notes`; what runs spent after their main run ended in
-:mod:`~greenprint.analysis._beyond`.
+:mod:`~greenprint._forest_beyond`.
 """
 
 from __future__ import annotations
@@ -67,10 +67,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from greenprint._exceptions import AnalysisError
+from greenprint._forest_beyond import BeyondSums, SamplesOf, beyond_sums
 from greenprint._jobs import job_notes
 from greenprint._provenance import is_fpo_lower_bound
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
-from greenprint.analysis._beyond import BeyondSums, SamplesOf, beyond_sums
 from greenprint.analysis._common import Mode, Reduce, RunForest, run_end
 from greenprint.analysis._final_run import FinalRun, _logged_by, _logged_metrics
 from greenprint.analysis._pricetag_model import EDH, CostTotals, PriceTag, ProvenanceSummary

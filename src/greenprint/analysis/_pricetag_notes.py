@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from greenprint._forest_beyond import BeyondSums
 from greenprint._format import count_of, format_energy
-from greenprint.analysis._beyond import BeyondSums
 from greenprint.analysis._common import RunForest, SharedSums, ShareOut
 
 #: What a run of each scope read, in the note on a lost run inside its measurement.

@@ -4,7 +4,7 @@ A study budget (``gp.Budget(..., per="study")``) compares the cost of the study 
 re-read every flush interval on the run's sampler thread. The cost is the price tag's total
 (:func:`greenprint.analysis.price_tag`) over the study's runs, less those this process adds from
 memory: every run counted, none twice, by
-:class:`~greenprint.analysis._common.RunForest`'s rule (no second copy of it here):
+:class:`~greenprint._forest.RunForest`'s rule (no second copy of it here):
 
 * a run nested in another run of the study is inside its parent's measurement, and the study
   sums its *top-level* runs (no parent, or a parent that is not a run of the study: a part of
@@ -25,7 +25,7 @@ memory: every run counted, none twice, by
   its main process got SIGTERM or crashed) adds what it measured after that end, its energy
   and CO2-eq split there by its power samples (table ``samples``, read for such runs only),
   prorated over its span where it recorded none
-  (:func:`greenprint.analysis._beyond.beyond_sums`): in no measurement of its parent's,
+  (:func:`greenprint._forest_beyond.beyond_sums`): in no measurement of its parent's,
   counted once;
 * the runs of ``exclude`` that are top-level (this process's live runs, whose cost the caller
   adds from memory, their nested runs' with it) are left out with every run nested in them,
@@ -67,7 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from greenprint._records import PowerSample, RunRecord
 
-    #: A run's power samples by its id (``greenprint.analysis._beyond.SamplesOf``).
+    #: A run's power samples by its id (``greenprint._forest_beyond.SamplesOf``).
     SamplesOf = Callable[[str], Sequence[PowerSample]]
 
 __all__ = [
@@ -172,7 +172,7 @@ def study_cost_by_rule(
         rows: the runs' :data:`RULE_COLUMNS` values, any order of runs.
         exclude: ids of runs to leave out.
         samples_of: a run's power samples by its id, read only for a run that ran on after
-            the runs around it ended (:func:`~greenprint.analysis._beyond.beyond_sums`).
+            the runs around it ended (:func:`~greenprint._forest_beyond.beyond_sums`).
 
     Returns:
         The sums, and which of ``exclude`` are top-level runs of the study.
@@ -181,8 +181,8 @@ def study_cost_by_rule(
         LedgerError: the runs' parents form a cycle (a hand-edited ledger).
     """
     from greenprint._exceptions import AnalysisError, LedgerError
-    from greenprint.analysis._beyond import beyond_sums
-    from greenprint.analysis._common import RunForest
+    from greenprint._forest import RunForest
+    from greenprint._forest_beyond import beyond_sums
 
     records = _partials(rows)
     ids = {r.id for r in records}

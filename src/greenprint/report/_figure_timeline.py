@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from greenprint._forest_beyond import BeyondSums, beyond_sums
 from greenprint._format import count_of
 from greenprint._records import PowerSample, RunRecord
 from greenprint._units import JOULES_PER_KWH
-from greenprint.analysis._beyond import BeyondSums, beyond_sums
 from greenprint.analysis._common import RunForest
 from greenprint.report._figure_inputs import FigureInputs, _time_unit, _tuple, energy_unit
 from greenprint.report._model import Figure, Panel, Series
@@ -104,7 +104,7 @@ def _clip_rows(
     """Rows cut to the time before ``until`` or after ``since``.
 
     A row straddling it is cut there, at its power (as
-    :func:`~greenprint.analysis._beyond.split_by_samples` splits a sample).
+    :func:`~greenprint._forest_beyond.split_by_samples` splits a sample).
     """
     rows = rows.copy()
     if until is not None:
@@ -224,7 +224,7 @@ def timeline_figure(
     of their time once (:attr:`~greenprint.analysis._common.SharedSums.roots`), with a note.
     A run inside another that ran on after the runs around it ended (a worker process left
     running when its main process was stopped) is drawn as the price tag counts it
-    (:func:`~greenprint.analysis._beyond.beyond_sums`): inside the runs around it up to that
+    (:func:`~greenprint._forest_beyond.beyond_sums`): inside the runs around it up to that
     end, and after it at what the price tag counts (its samples there, or its mean power),
     with a note.
     """

@@ -2,9 +2,9 @@
 
 A worker process left running when its main process got SIGTERM or crashed spent energy after
 its parent's end that no measurement of the parent's holds (see :func:`beyond_sums`). Used by
-the price tag (:mod:`greenprint.analysis._pricetag`) and by a study budget's read of the ledger
-(:mod:`greenprint.ledger._study_cost`), which must not import the price tag's module (the
-ledger's layer stays below the tracker's: tests/test_imports.py).
+the price tag (:mod:`greenprint.analysis._pricetag`), its report's timeline, and a study budget's
+read of the ledger (:mod:`greenprint.ledger._study_cost`): beside the run forest, below both, as
+the ledger never imports the analysis layer (tests/test_imports.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from greenprint._forest import RunForest
+from greenprint._forest_sums import SharedSums, run_end
 from greenprint._records import PowerSample, RunRecord
-from greenprint.analysis._common import RunForest, SharedSums, run_end
 
 __all__ = ["BeyondSums", "SamplesOf", "beyond_sums", "split_by_samples"]
 
@@ -86,7 +87,7 @@ def beyond_sums(
       samples (or none given), its amount prorated by time over its span, the part after that
       end (what every record holds; exact at constant power); runs that read one process or
       one machine (threads naming it, machine scope) and ran on at the same time count each
-      stretch of that time once (:func:`~greenprint.analysis._stretches.stretch_shares`);
+      stretch of that time once (:func:`~greenprint._forest_stretches.stretch_shares`);
     * the rule reads the runs with only the rest (their amount less that part, their span
       ending at that end), inside the measurements around them as the rule expects, and what
       lies outside is added once: to the run's exclusive amount and to the inclusive amounts
@@ -341,7 +342,7 @@ def _once_per_reading(
     the stretch is counted once (:func:`stretch_shares`). Runs that read their own processes
     keep their amounts.
     """
-    from greenprint.analysis._stretches import stretch_shares
+    from greenprint._forest_stretches import stretch_shares
 
     keys = forest._process_keys
     groups: dict[Any, list[int]] = {}

@@ -1,6 +1,6 @@
 """Runs that read one process at the same time (its threads): each stretch of time once.
 
-See :func:`stretch_shares`, and ``RunForest.shared_sums`` (``greenprint.analysis._common``),
+See :func:`stretch_shares`, and ``RunForest.shared_sums`` (:mod:`greenprint._forest`),
 which applies it to a parent's children that name the same process.
 """
 
