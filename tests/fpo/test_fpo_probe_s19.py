@@ -239,8 +239,9 @@ def test_a_closure_passed_to_the_optimizer_counts_as_forward_and_backward_of_the
 
     Per closure call, Linear(4, 2) on (3, 4): forward ``3*2*(2*4 + 1)`` = 54; MSE loss 2 per
     element (subtract, square) + the sum's 6 adds + the mean's division = 19; backward: the
-    loss's ``2 (x - y) g / n`` 4 per element = 24, the layer's grad_weight ``2*3*4*2`` 48 +
-    bias 6 = 54. SGD's update ``p - lr*g`` is 2 per parameter element: 20.
+    loss's ``(2 / n) (x - y) g`` 3 per element = 18 (ATen folds the 1 / n into the scalar; it
+    was counted 4, 24), the layer's grad_weight ``2*3*4*2`` 48 + bias 6 = 54. SGD's update
+    ``p - lr*g`` is 2 per parameter element: 20.
     """
     model = nn.Linear(4, 2)
     x, y = torch.randn(3, 4), torch.randn(3, 2)
@@ -258,12 +259,12 @@ def test_a_closure_passed_to_the_optimizer_counts_as_forward_and_backward_of_the
         optimizer.step(closure)
     result, k = counter.result, len(calls)
     assert result.unknown_ops == {}
-    assert (result.forward_total, result.backward_total) == (73 * k, 78 * k)
+    assert (result.forward_total, result.backward_total) == (73 * k, 72 * k)
     assert result.by_module[""] == (54 + 54) * k
     if name == "SGD":
         assert k == 1 and result.optimizer_total == 20
     else:  # LBFGS's own arithmetic (directions, dot products) between the calls
-        assert k > 1 and result.optimizer_total == result.total - (73 + 78) * k > 0
+        assert k > 1 and result.optimizer_total == result.total - (73 + 72) * k > 0
 
 
 # -- Hugging Face transformers, built from configs ----------------------------------------------

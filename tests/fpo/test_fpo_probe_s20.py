@@ -252,9 +252,9 @@ def test_count_fpo_back_propagates_from_the_loss_or_what_backward_from_picks():
     ``backward_from=lambda out: out["last_hidden_state"]`` (a token-level task): the body's
     280 only. With a loss in the output (a Hugging Face model given labels) the backward
     starts from the loss, as ``loss.backward()`` in training: the MSE backward
-    ``2 (p - y) / N * g`` 4 per element (32), tanh 24, the pooler's 128 + 8, the body's 240 +
-    40 = 472. Before, the two other outputs were seeded with ones too, and each seed added to
-    the gradient the loss sent there: 8 + 40 adds, 520.
+    ``(2 / N) (p - y) g`` 3 per element (24; ATen folds the 1 / N into the scalar), tanh 24,
+    the pooler's 128 + 8, the body's 240 + 40 = 464. Before, the two other outputs were seeded
+    with ones too, and each seed added to the gradient the loss sent there: 8 + 40 adds.
     """
     x = torch.randn(2, 5, 3)
     model = _Encoder()
@@ -266,7 +266,7 @@ def test_count_fpo_back_propagates_from_the_loss_or_what_backward_from_picks():
     with_loss = gp.count_fpo(model, x, labels=labels)
     with gp.FPOCounter(model) as counter:
         model(x, labels=labels)["loss"].backward()
-    assert with_loss.backward_total == counter.result.backward_total == 32 + 24 + 136 + 280
+    assert with_loss.backward_total == counter.result.backward_total == 24 + 24 + 136 + 280
     assert with_loss.forward_total == counter.result.forward_total
     with pytest.raises(gp.FPOInputError, match="backward_from must be a function"):
         gp.count_fpo(model, x, backward_from="loss")

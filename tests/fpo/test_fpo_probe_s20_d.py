@@ -312,15 +312,16 @@ def test_a_vit_block_forward_backward_and_training_step_counted_from_its_maths()
     assert c.by_module["mlp.1"] == 1_600 + 3_520
     _children_add_up(c)
     # a training step with AdamW: the same forward and backward, an MSE loss on (2, 5, 8):
-    # ``(y - t)^2`` 2 per element + the mean 80 + 1 = 241, backward ``2 (y - t) g / N`` 4 per
-    # element = 320; the update: AdamW with weight decay 14 per parameter element (1,312 of
-    # them) + 1 per parameter tensor (16) for its step count
+    # ``(y - t)^2`` 2 per element + the mean 80 + 1 = 241, backward ``(2 / N) (y - t) g`` 3 per
+    # element = 240 (ATen folds the mean's 1 / N into the scalar; it was counted 4, 320); the
+    # update: AdamW with weight decay 14 per parameter element (1,312 of them) + 1 per
+    # parameter tensor (16) for its step count
     run = gp.training_fpo(
         model, x, steps=10, target=torch.zeros(2, 5, 8), loss_fn=F.mse_loss, optimizer="adamw"
     )
     assert run.params == 1_312
     assert run.optimizer_total // run.steps == 14 * 1_312 + 16
-    assert run.total // run.steps == c.total + 241 + 320 + 14 * 1_312 + 16
+    assert run.total // run.steps == c.total + 241 + 240 + 14 * 1_312 + 16
 
 
 class WindowAttention(nn.Module):
@@ -604,9 +605,10 @@ def test_per_sample_gradients_with_vmap_grad_and_functional_call_count_what_vmap
     add 15; the loss ``(y - t)^2`` 30 and each sample's mean ``15 + 5``. Backward (autograd
     inside ``grad``): ``y - t`` 15, times ``2 / 3`` 15, times the per-sample gradient 15; the
     weight gradients as one batched product ``2 * 5 * 3 * 1 * 4`` = 120; the bias gradients
-    15. A Python loop over the samples runs the unbatched ops instead: 76 per sample
-    (``addmm`` 27, ``mse_loss`` 2 * 3 + 4, its fused backward 4 per element 12, grad_weight 24,
-    bias 3), 380.
+    15. A Python loop over the samples runs the unbatched ops instead: 73 per sample
+    (``addmm`` 27, ``mse_loss`` 2 * 3 + 4, its fused backward ``(2 / 3) (y - t) g`` 3 per
+    element 9, the same three ops as the batched backward's (it was counted 4 per element, 12:
+    76 per sample), grad_weight 24, bias 3), 365.
     """
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
@@ -625,7 +627,7 @@ def test_per_sample_gradients_with_vmap_grad_and_functional_call_count_what_vmap
     with gp.FPOCounter() as loop_counter:
         for i in range(5):
             torch.func.grad(loss)(params, x[i], y[i])
-    assert loop_counter.result.total == 5 * 76
+    assert loop_counter.result.total == 5 * 73
 
 
 # -- an EMA of the weights in the training step ----------------------------------------------------

@@ -117,24 +117,70 @@ def mse_loss_rule(self: tuple[int, ...], target: Any, reduction: int = 1, **kw: 
 def mse_loss_backward_rule(
     grad_output: Any, self: tuple[int, ...], target: Any, reduction: int = 1, **kw: Any
 ) -> int:
-    """3N ``2 * (x - t) * g``, + N for the mean's division."""
+    """3N: ATen's ``mse_backward_cpu_kernel``, ``norm * (x - t) * g`` per element.
+
+    The mean's ``1 / N`` is folded into ``norm`` (``2 / N`` instead of 2, computed once on
+    the host), so the mean costs nothing per element: 3N for every reduction. (It was 4N for
+    the mean, a division per element that the kernel does not perform.)
+    """
+    return 3 * numel(self)
+
+
+def _beta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+    """The loss's ``beta`` (smooth L1) or ``delta`` (Huber): the argument after ``reduction``.
+
+    1.0, the default of both, when not given.
+    """
+    if args:
+        return float(args[0])
+    return float(kwargs.get("beta", kwargs.get("delta", 1.0)))
+
+
+@register_rule("aten.l1_loss")
+def l1_loss_rule(self: tuple[int, ...], target: Any, reduction: int = 1, **k: Any) -> int:
+    """2N (``abs(x - t)``: subtract, abs), reduced: ATen's ``l1_loss_out``.
+
+    (A composite op: autograd and the meta device run its ``sub`` and ``abs``; the rule
+    counts it where the op itself is dispatched. It was 5N, the smooth L1 kernel's count.)
+    """
     n = numel(self)
-    return 3 * n + (n if reduction == 1 else 0)
+    return 2 * n + _reduce(n, reduction)
 
 
-@register_rule(["aten.smooth_l1_loss", "aten.huber_loss", "aten.l1_loss"])
+@register_rule(["aten.smooth_l1_loss", "aten.huber_loss"])
 def smooth_l1_rule(
     self: tuple[int, ...], target: Any, reduction: int = 1, *a: Any, **k: Any
 ) -> int:
-    """5N (subtract, abs, compare, square-and-scale or shift), reduced."""
+    """8N, reduced: ATen's vectorised ``smooth_l1_kernel`` / ``huber_kernel``.
+
+    Both sides of the branch are computed on every vector and blended: smooth L1 ``z = |x -
+    t|`` (2), ``0.5 * z * z / beta`` (3), ``z - 0.5 * beta`` (2: the product of the two
+    constants is written in the loop), ``z >= beta`` (1); Huber ``0.5 * z * z`` (2),
+    ``delta * (z - 0.5 * delta)`` (3), the same 2 and 1. Smooth L1 with ``beta = 0`` is ATen's
+    L1 loss, 2N. (It was 5N: one side of the branch, as the scalar tail loop runs it.)
+    """
     n = numel(self)
-    return 5 * n + _reduce(n, reduction)
+    if _beta(a, k) <= 0.0:  # smooth L1 only: Huber's delta must be positive
+        return l1_loss_rule(self, target, reduction)
+    return 8 * n + _reduce(n, reduction)
 
 
 @register_rule(["aten.smooth_l1_loss_backward", "aten.huber_loss_backward"])
-def smooth_l1_backward_rule(grad_output: Any, self: tuple[int, ...], *a: Any, **k: Any) -> int:
-    """4N."""
-    return 4 * numel(self)
+def smooth_l1_backward_rule(
+    grad_output: Any, self: tuple[int, ...], target: Any, reduction: int = 1, *a: Any, **k: Any
+) -> int:
+    """7N: ATen's vectorised ``smooth_l1_backward_cpu_kernel`` / ``huber_backward_cpu_kernel``.
+
+    ``x = input - target`` (1), ``x > 0`` for the sign (1), ``|x|`` (1), ``x / beta`` (Huber:
+    ``sign * delta``) (1), ``|x| >= beta`` (1), then ``norm * blend * g`` (2); the mean's
+    ``1 / N`` is folded into ``norm``. (It was 4N.) Smooth L1 with ``beta = 0`` runs ATen's
+    ``l1_loss_backward_out``, ``sgn(x - t) * g`` (3N; the mean divides the 0-d ``g`` first,
+    + 1).
+    """
+    n = numel(self)
+    if _beta(a, k) <= 0.0:
+        return 3 * n + (1 if reduction == 1 else 0)
+    return 7 * n
 
 
 @register_rule("aten.binary_cross_entropy")
