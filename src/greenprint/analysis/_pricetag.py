@@ -96,6 +96,7 @@ __all__ = [
     "PriceTag",
     "ProvenanceSummary",
     "beyond_sums",
+    "forest_price_tag",
     "price_tag",
 ]
 
@@ -147,6 +148,52 @@ def price_tag(
         ConfigError: an unknown ``mode`` or ``reduce``.
     """
     forest = RunForest.build(runs) if trials is None else trials.forest
+    return forest_price_tag(
+        forest,
+        metric=metric,
+        mode=mode,
+        final=final,
+        reduce=reduce,
+        trials=trials,
+        samples_of=samples_of,
+    )
+
+
+def forest_price_tag(
+    forest: RunForest,
+    *,
+    metric: str | None = None,
+    mode: Mode | None = None,
+    final: str | None = None,
+    reduce: Reduce = "last",
+    trials: StudyTrials | None = None,
+    samples_of: SamplesOf | None = None,
+    beyond: tuple[BeyondSums, BeyondSums] | None = None,
+) -> PriceTag:
+    """:func:`price_tag` of runs already arranged, with what ran on when the caller has it.
+
+    The report builds its study's forest once and reads :func:`beyond_sums` of it once, for
+    the price tag and for its timeline, which draws what they count (the power samples of the
+    runs that ran on after the runs around them ended are then read once, not by each).
+
+    Args:
+        forest: the runs' :class:`RunForest` (``trials.forest`` when ``trials`` is given).
+        metric: as :func:`price_tag`'s.
+        mode: as :func:`price_tag`'s.
+        final: as :func:`price_tag`'s.
+        reduce: as :func:`price_tag`'s.
+        trials: :func:`study_trials` of ``forest``, as :func:`price_tag`'s.
+        samples_of: as :func:`price_tag`'s; not read when ``beyond`` is given.
+        beyond: ``beyond_sums(forest, samples_of)`` (energy, CO2-eq) when the caller has it;
+            ``None``: read here.
+
+    Returns:
+        The :class:`PriceTag`, as :func:`price_tag`'s of ``forest.runs``.
+
+    Raises:
+        AnalysisError: as :func:`price_tag`.
+        ConfigError: as :func:`price_tag`.
+    """
     items = forest.runs
     if not items:
         raise AnalysisError("no runs: the price tag needs at least one run")
@@ -160,7 +207,7 @@ def price_tag(
     # energy and CO2-eq: concurrent children share their parent's measurement out
     # and what runs spent after the runs around them ended (a worker that ran on after its
     # main process was stopped): outside every measurement of theirs, it adds (beyond_sums)
-    energy_beyond, co2_beyond = beyond_sums(forest, samples_of)
+    energy_beyond, co2_beyond = beyond_sums(forest, samples_of) if beyond is None else beyond
     energy, co2 = energy_beyond.sums, co2_beyond.sums
     energy_in, energy_ex = energy_beyond.inclusive, energy_beyond.exclusive
     energy_far = energy_beyond.far  # what is far below each run (None: no run adds)

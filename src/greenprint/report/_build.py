@@ -14,11 +14,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import AnalysisError, ConfigError, ReportError
+from greenprint._forest_beyond import beyond_sums
 from greenprint._gc import gc_paused
 from greenprint._metric_choice import pick_metric
 from greenprint._records import RunRecord
 from greenprint._version import __version__
-from greenprint.analysis import PriceTag, price_tag, study_trials
+from greenprint.analysis import PriceTag, study_trials
 from greenprint.analysis._common import (
     Mode,
     Reduce,
@@ -26,6 +27,7 @@ from greenprint.analysis._common import (
     check_choice,
     check_mode,
 )
+from greenprint.analysis._pricetag import forest_price_tag
 from greenprint.analysis._roles import trial_family_labels
 from greenprint.report._curve_runs import one_run_curve_notes, one_run_curves
 from greenprint.report._efficiency import efficiency_section
@@ -219,20 +221,35 @@ def _assemble(
         forest.column("status")[p] == "finished" and not math.isnan(trials.scores[p].score)
         for p in trials.positions
     )
+    # what runs that ran on after the runs around them ended (workers left running when their
+    # main process was stopped) spent after that end: read once, for the price tag and the
+    # timeline, which draws what it counts; the power samples the split read (those runs',
+    # a few) are kept for the timeline, which draws them, so each is read once
+    kept: dict[str, Any] = {}
+
+    def read_and_keep(run_id: str) -> Any:
+        found = kept[run_id] = samples_of(run_id)
+        return found
+
+    def samples_once(run_id: str) -> Any:
+        found = kept.get(run_id)
+        return samples_of(run_id) if found is None else found
+
+    beyond = beyond_sums(forest, read_and_keep)
     tag: PriceTag
     if final is not None or ranked:
         # the mode as given: the price tag notes a mode inferred from the metric's name
-        tag = price_tag(
-            runs,
+        tag = forest_price_tag(
+            forest,
             metric=metric,
             mode=given_mode,
             final=final,
             reduce=reduce,
             trials=trials,
-            samples_of=samples_of,
+            beyond=beyond,
         )
     else:
-        tag = price_tag(runs, mode=mode, reduce=reduce, samples_of=samples_of)
+        tag = forest_price_tag(forest, mode=mode, reduce=reduce, beyond=beyond)
         tag = dataclasses.replace(
             tag,
             metric=metric,
@@ -293,7 +310,9 @@ def _assemble(
             if not drawn and any(c.kind == "learning" for c in curves):
                 notes = [n for n in notes if not n.startswith("no learning curve:")]
             notes.extend(one_run_curve_notes(forest, curves, metric, drawn=drawn))
-    figure, why = timeline_figure(inputs, samples_of, max_sampled_runs=max_sampled_runs)
+    figure, why = timeline_figure(
+        inputs, samples_once, max_sampled_runs=max_sampled_runs, beyond=beyond[0]
+    )
     if figure is not None:
         figures.append(figure)
     elif why:

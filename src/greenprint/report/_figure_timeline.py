@@ -210,6 +210,7 @@ def timeline_figure(
     samples_of: Callable[[str], list[PowerSample]],
     *,
     max_sampled_runs: int,
+    beyond: BeyondSums | None = None,
 ) -> tuple[Figure | None, str | None]:
     """Power (W) and cumulative energy over the study's wall-clock time.
 
@@ -226,13 +227,15 @@ def timeline_figure(
     running when its main process was stopped) is drawn as the price tag counts it
     (:func:`~greenprint._forest_beyond.beyond_sums`): inside the runs around it up to that
     end, and after it at what the price tag counts (its samples there, or its mean power),
-    with a note.
+    with a note. ``beyond``: ``beyond_sums(inputs.forest, samples_of)[0]`` when the caller
+    has it (the report: the price tag's); ``None``: read here.
     """
     # runs that ran on after the runs around them ended (workers left running when their main
     # process was stopped): the price tag reads the runs with only what they measured before
     # that end (beyond.cut), and counts what they measured after it once (beyond.counted);
     # drawn alike, what is inside from the cut runs, the rest after it
-    beyond = beyond_sums(inputs.forest, samples_of)[0]
+    if beyond is None:
+        beyond = beyond_sums(inputs.forest, samples_of)[0]
     forest = beyond.cut if beyond.counted and beyond.cut is not None else inputs.forest
     spans = (beyond.spans or {}) if forest is not inputs.forest else {}
     where = list(forest.roots)  # the positions of the runs drawn
