@@ -713,10 +713,11 @@ def test_einsum_paths_by_hand(equation, shapes, expected):
 def test_cross_entropy_with_label_smoothing_by_hand():
     """(1 - eps) * nll + eps / C * smooth, N = 3 rows, C = 5 classes, mean reduction.
 
-    log-softmax 5NC + N; nll: ATen's kernel subtracts each picked value into the sum
-    (``loss -= x[t]``, negation and add in one) N, the mean's division 1 (it counted a negation
-    besides the sum: 2N + 1); smooth = -sum_c logp: NC adds + N negations, its mean N + 1; the
-    two scalings and the add: 3. 6NC + 4N + 5 = 107 (it was 6NC + 5N + 5 = 110).
+    log-softmax 6NC + N (``x - max - log(sum)``: two subtractions per element, s34; it was
+    5NC + N); nll: ATen's kernel subtracts each picked value into the sum (``loss -= x[t]``,
+    negation and add in one) N, the mean's division 1 (it counted a negation besides the sum:
+    2N + 1); smooth = -sum_c logp: NC adds + N negations, its mean N + 1; the two scalings and
+    the add: 3. 7NC + 4N + 5 = 122 (it was 6NC + 4N + 5 = 107, and 6NC + 5N + 5 = 110).
     Backward: the two scalings (2) and the mean's division (1) on scalars; nll ``-(g / N)``
     once (2), copied into the picked entries (it counted 2N, the scalar's division and
     negation per target); the smooth term's negation N (its sum's gradient is a broadcast);
@@ -726,7 +727,7 @@ def test_cross_entropy_with_label_smoothing_by_hand():
     n, c = 3, 5
     x = t(n, c, grad=True)
     r = count(lambda: F.cross_entropy(x, torch.tensor([0, 1, 4]), label_smoothing=0.1).backward())
-    assert r.forward_total == 6 * n * c + 4 * n + 5 == 107
+    assert r.forward_total == 7 * n * c + 4 * n + 5 == 122
     assert r.backward_total == 5 * n * c + n + 5 == 83
 
 

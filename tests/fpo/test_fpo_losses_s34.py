@@ -1,4 +1,5 @@
-"""Regression losses (MSE, smooth L1, Huber) against ports of ATen's CPU kernels (audit s34).
+"""Regression losses (MSE, smooth L1, Huber) and log-softmax (cross-entropy's first half) with
+the softmax backward kernels, against ports of ATen's CPU kernels (audit s34).
 
 Each port below is ATen's vectorised CPU kernel (``BinaryOpsKernel.cpp``: ``mse_kernel``,
 ``smooth_l1_kernel``, ``huber_kernel``; ``PointwiseOpsKernel.cpp``: ``mse_backward_cpu_kernel``,
@@ -15,10 +16,14 @@ nothing per element; the forward's reduction is ``sum`` (N adds into a zeroed ac
 
 Before s34 the rules counted the MSE backward 4N for the mean (a division per element that the
 kernel does not perform), smooth L1 and Huber 5N forward and 4N backward (one side of the
-branch): 3N, 8N and 7N here. FlopCounterMode counts none of these ops (0).
+branch): 3N, 8N and 7N here. FlopCounterMode counts none of these ops (0). Log-softmax
+(``LogSoftmaxKernelImpl.h``) computes ``x - max - log(sum)`` as two subtractions, kept apart
+for accuracy: 6 per element + the log per row (it was counted 5 + 1).
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -225,3 +230,92 @@ def test_smooth_l1_with_beta_zero_is_atens_l1_loss(reduction):
     with gp.FPOCounter() as c:
         F.smooth_l1_loss(x, t, reduction=reduction, beta=0.0)
     assert c.result.forward_total == 24 + reduce
+
+
+# -- log-softmax, and the softmax backward kernels ------------------------------------------------
+
+
+def _exp(v: float) -> Counted:
+    Counted.ops += 1
+    return Counted(math.exp(float(v)))
+
+
+def _log(v: float) -> Counted:
+    Counted.ops += 1
+    return Counted(math.log(float(v)))
+
+
+def _max(a: float, b: float) -> Counted:
+    """``blendv(max, x, x > max)`` / ``vec::maximum``: one compare."""
+    Counted.ops += 1
+    return Counted(max(float(a), float(b)))
+
+
+def log_softmax_row(row):
+    """``LogSoftmaxKernelImpl.h`` along one row (the last dimension's kernel and the other
+    dimensions' chunked one compute the same): the max from ``-inf`` (1 per element), ``sum +=
+    exp(x - max)`` into a zeroed sum (3), ``log(sum)`` once, then ``x - max - log_sum`` (2: the
+    kernel keeps the two subtractions apart, for accuracy): 6 per element + 1."""
+    peak = Counted(-math.inf)
+    for x in row:
+        peak = _max(peak, x)
+    total = Counted(0.0)
+    for x in row:
+        total = total + _exp(x - peak)
+    log_sum = _log(total)
+    return [x - peak - log_sum for x in row]
+
+
+def softmax_backward_row(g, y, log):
+    """``_vec_host_softmax_backward_lastdim``: softmax ``sum = sum(g * y)`` (2 per element),
+    ``(g - sum) * y`` (2); log-softmax ``sum = sum(g)`` (1), ``g - exp(y) * sum`` (3)."""
+    total = Counted(0.0)
+    if log:
+        for a in g:
+            total = total + a
+        return [a - _exp(b) * total for a, b in zip(g, y, strict=True)]
+    for a, b in zip(g, y, strict=True):
+        total = total + a * b
+    return [(a - total) * b for a, b in zip(g, y, strict=True)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    dim=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_log_softmax_and_the_softmax_backwards_equal_the_ported_kernels(shape, dim, seed):
+    """Log-softmax 6 per element + 1 per row (it was counted 5 + 1: one final subtraction);
+    the backward kernels 4 per element, as the rules count them."""
+    dim = dim % len(shape)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    g = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    rows = x.movedim(dim, -1).reshape(-1, shape[dim]).tolist()
+    grad_rows = g.movedim(dim, -1).reshape(-1, shape[dim]).tolist()
+    for log in (True, False):
+        xg = x.clone().requires_grad_()
+        with gp.FPOCounter() as c:
+            out = torch.log_softmax(xg, dim) if log else torch.softmax(xg, dim)
+            out.backward(g)
+        y_rows = out.detach().movedim(dim, -1).reshape(-1, shape[dim]).tolist()
+        Counted.ops = 0
+        grads = [
+            softmax_backward_row([Counted(v) for v in gr], [Counted(v) for v in yr], log)
+            for gr, yr in zip(grad_rows, y_rows, strict=True)
+        ]
+        backward_ops = Counted.ops
+        expected = torch.tensor(grads, dtype=torch.float64).reshape(
+            *[s for i, s in enumerate(shape) if i != dim], shape[dim]
+        )
+        torch.testing.assert_close(xg.grad.movedim(dim, -1), expected)
+        name = "aten._log_softmax" if log else "aten._softmax"
+        assert c.result.by_op_phase[f"{name}_backward_data"]["backward"] == backward_ops
+        if log:
+            Counted.ops = 0
+            values = [log_softmax_row([Counted(v) for v in row]) for row in rows]
+            forward = torch.tensor(values, dtype=torch.float64).reshape(expected.shape)
+            torch.testing.assert_close(out.detach().movedim(dim, -1), forward)
+            assert c.result.by_op_phase[name]["forward"] == Counted.ops
+            assert Counted.ops == 6 * x.numel() + len(rows)

@@ -427,7 +427,8 @@ def test_weighted_nll_loss_counted_from_its_kernel():
 
 def test_cross_entropy_skips_the_targets_equal_to_ignore_index():
     """A language model's loss on 6 tokens of a 7-word vocabulary, 2 of them padding labelled
-    -100: log-softmax ``5 * 42 + 6`` = 216; ATen's ``nll_loss_forward`` skips the ignored
+    -100: log-softmax ``6 * 42 + 6`` = 258 (216 before s34 counted ``x - max - log(sum)``'s
+    two subtractions); ATen's ``nll_loss_forward`` skips the ignored
     targets, so the 4 others cost 1 each (``loss -= x[t]``: the picked log-probability
     subtracted into the sum, negation and add in one) + the mean's division: 5 (9 when a
     negation was counted besides the sum; 13 when the 6 targets were). Backward: log-softmax 4
@@ -443,7 +444,7 @@ def test_cross_entropy_skips_the_targets_equal_to_ignore_index():
     assert cpu.unknown_ops == {}
     assert _op(cpu, "aten.nll_loss_forward", "forward") == 5
     assert _op(cpu, "aten.nll_loss_backward", "backward") == 2
-    assert (cpu.forward_total, cpu.backward_total) == (216 + 5, 168 + 2)
+    assert (cpu.forward_total, cpu.backward_total) == (258 + 5, 168 + 2)
     meta = gp.count_fpo(
         lambda a: F.cross_entropy(a, labels.to("meta")),
         torch.randn(6, 7, device="meta", requires_grad=True),

@@ -32,8 +32,9 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   1, sigmoid and tanh 3, silu 6, gelu 11 (tanh form 16).
 * Reductions: n FPO to reduce n elements (sum, prod, max, argmax, cumsum); mean adds one
   division per output element; var 4 per element + 2 per output; logsumexp 4 per element.
-* Softmax 5 per element (max, subtract, exp, sum, divide); log-softmax 5 per element + 1 per
-  row; their backward 4 per element.
+* Softmax 5 per element (max, subtract, exp, sum, divide); log-softmax 6 per element (max,
+  subtract, exp, sum, then ``x - max - log(sum)``: two subtractions) + 1 per row; their
+  backward 4 per element.
 * Norms: layer/group/batch norm (training) 5 per element + 4 per normalised slice, + 1 per
   element each for weight and bias; batch norm in eval 2 per element (+ affine); RMS norm 3
   per element + 3 per row + 1 for the weight; backward 9 per element (+1 with a weight) for

@@ -224,8 +224,14 @@ def masked_softmax_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int
 
 @register_rule(["aten._log_softmax", "aten.log_softmax"])
 def log_softmax_rule(self: tuple[int, ...], dim: int = -1, *args: Any, **kwargs: Any) -> int:
-    """5N + 1 per row: max, subtract, exp, sum, subtract per element; one log per row."""
-    return 5 * numel(self) + _rows(self, dim)
+    """6N + 1 per row: ATen's ``log_softmax`` kernels (``LogSoftmaxKernelImpl.h``).
+
+    Per element the max (a compare), ``x - max``, ``exp`` and the sum's add, then ``x - max -
+    log_sum`` (two subtractions, kept in that order for accuracy: the kernel does not add
+    ``max + log_sum`` first); per row the ``log`` of the sum. Along the last dimension or
+    another, the same. (It was 5N + 1 per row, one final subtraction.)
+    """
+    return 6 * numel(self) + _rows(self, dim)
 
 
 @register_rule(
