@@ -71,7 +71,7 @@ from greenprint._forest_beyond import BeyondSums, SamplesOf, beyond_sums
 from greenprint._jobs import job_notes
 from greenprint._provenance import is_fpo_lower_bound
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
-from greenprint.analysis._common import Mode, Reduce, RunForest, run_end
+from greenprint.analysis._common import Mode, Reduce, RunForest, check_logged, run_end
 from greenprint.analysis._final_run import FinalRun, _logged_by, _logged_metrics
 from greenprint.analysis._pricetag_model import EDH, CostTotals, PriceTag, ProvenanceSummary
 from greenprint.analysis._pricetag_notes import _beyond_note, _shared_notes, _unflushed_note
@@ -142,7 +142,8 @@ def price_tag(
     Raises:
         AnalysisError: no runs, duplicate ids, a parent cycle, ``final`` not among the runs, or
             a ``metric`` no run logged a value of (a name typed wrong: the message lists those
-            logged) and no ``final`` run. A metric logged only by trials that did not finish
+            logged), with no ``final`` run, or with one while the runs logged other metrics.
+            A metric logged only by trials that did not finish
             (all stopped by a budget, failed or pruned) is no error: the price tag has no final
             run, and a note says why.
         ConfigError: an unknown ``mode`` or ``reduce``.
@@ -305,6 +306,10 @@ def forest_price_tag(
             f"no finished trial has a value of metric {metric!r} to rank by, and no run has "
             f"role 'final'; metrics logged: {_logged_metrics(items)}"
         )
+    if chosen is not None and metric is not None:
+        # a final run by its role (or final=): a name typed wrong would go through with it
+        # unscored, the roles judged by a metric no run has (pareto_runs' check)
+        check_logged(items, metric)
     final_run = None
     if chosen is not None:
         run = items[chosen]
