@@ -28,8 +28,8 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   function (exp, log, sqrt, rsqrt, tanh, sigmoid, erf, sin, ...); ``add`` with ``alpha != 1``
   2; ``addcmul``/``addcdiv`` 3 (2 when value is 1); ``lerp`` 3; composite activations count the
   elementary ops of their formula: relu 1, silu 2, leaky_relu 2, hardtanh 2, hardsigmoid 4,
-  hardswish 5, mish 5, softplus 5, gelu 5 (tanh approximation 9), elu 6; their backward: relu
-  1, sigmoid and tanh 3, silu 6, gelu 11 (tanh form 16).
+  hardswish 5, mish 4, softplus 6, gelu 5 (tanh approximation 9), elu 6; their backward: relu
+  1, sigmoid and tanh 3, silu 6, softplus 7, gelu 11 (tanh form 18).
 * Reductions: n FPO to reduce n elements (sum, prod, max, argmax, cumsum); mean adds one
   division per output element; var 4 per element + 2 per output; logsumexp 4 per element.
 * Softmax 5 per element (max, subtract, exp, sum, divide); log-softmax 6 per element (max,

@@ -114,11 +114,12 @@ register_rule(_ops("hardsigmoid", "hypot"))(
         4, "hardsigmoid (add 3, two compares, divide by 6), hypot (two squares, add, sqrt)"
     )
 )
-register_rule([*_ops("hardswish"), "aten.softplus"])(
+register_rule(_ops("hardswish"))(_per_element(5, "hardswish (add 3, max, min, mul, div 6)"))
+register_rule("aten.softplus")(
     _per_element(
-        5,
-        "hardswish (add 3, max, min, mul, div 6), softplus (mul beta, compare, exp, log1p,"
-        " div beta)",
+        6,
+        "ATen's vectorised kernel blendv(log1p(exp(x * beta)) / beta, x, x * beta > threshold):"
+        " x * beta written twice (2), exp, log1p, div beta, compare (it was 5, the product once)",
     )
 )
 register_rule(_ops("mish"))(
@@ -185,9 +186,10 @@ def elu_backward_rule(
 
 register_rule(["aten.softplus_backward"])(
     _per_element(
-        6,
+        7,
         "ATen's kernel: z = exp(x * beta), x * beta > threshold ? g : g * z / (z + 1): the"
-        " product, exp, compare, multiply, add and divide",
+        " product x * beta written twice (2), exp, compare, multiply, add and divide (it was 6,"
+        " the product once)",
     )
 )
 register_rule(["aten.log_sigmoid_backward"])(
