@@ -78,3 +78,9 @@ def test_set_role_makes_a_command_given_no_configuration_the_trial(tmp_path):
     (command_id,) = [row["id"] for row in rows if row["name"] == "fit.py"]
     _greenprint(tmp_path, "ledger", "set-role", "trial", command_id[:8])
     assert _tree(tmp_path, "s") == [("fit.py", "trial", False), ("fit", "part", True)]
+
+
+def test_run_help_says_what_param_makes_of_the_command(tmp_path):
+    text = " ".join(_greenprint(tmp_path, "run", "--help").split())
+    assert "Example: greenprint run --study sweep --region DE --param lr=0.1 -- python" in text
+    assert "the script's one scored run is the trial and this one a sweep around it" in text

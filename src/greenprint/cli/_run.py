@@ -122,7 +122,9 @@ __all__ = ["command", "format_price_tag"]
     multiple=True,
     metavar="KEY=VALUE",
     help="A hyper-parameter of the run, e.g. --param lr=0.1 --param model=cnn (repeat it); "
-    "integers, decimals and true/false are recorded as such, the rest as text.",
+    "integers, decimals and true/false are recorded as such, the rest as text. With one, "
+    "the run is the trial that a gp.track run of its script scores, as its part (without, "
+    "the script's one scored run is the trial and this one a sweep around it).",
 )
 @click.option(
     "--prometheus-port",
@@ -223,7 +225,7 @@ def command(
     with the reason. A failed command's error ends with the line of its stderr that says why
     (exit status 1: ValueError: bad lr) when stderr is not a terminal (a log file, a pipe).
 
-    Example: greenprint run --study sweep --region DE -- python train.py --lr 0.1
+    Example: greenprint run --study sweep --region DE --param lr=0.1 -- python train.py --lr 0.1
     """
     from greenprint.tracking import track
 
