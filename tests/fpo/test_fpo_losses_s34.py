@@ -319,3 +319,37 @@ def test_log_softmax_and_the_softmax_backwards_equal_the_ported_kernels(shape, d
             torch.testing.assert_close(out.detach().movedim(dim, -1), forward)
             assert c.result.by_op_phase[name]["forward"] == Counted.ops
             assert Counted.ops == 6 * x.numel() + len(rows)
+
+
+def logsumexp_row(row):
+    """ATen's ``logsumexp_out_impl`` on one row: ``amax`` (1 per element), the max's
+    ``abs() == INFINITY`` test (2, once), ``sum(exp(x - max))`` (3 per element), ``log`` and
+    the max added back (2): 4 per element + 4."""
+    peak = Counted(-math.inf)
+    for x in row:
+        peak = _max(peak, x)
+    if _cmp(_abs(peak) == math.inf):
+        peak = Counted(0.0)
+    total = Counted(0.0)
+    for x in row:
+        total = total + _exp(x - peak)
+    return _log(total) + peak
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    dim=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_logsumexp_equals_the_ported_function(shape, dim, seed):
+    """4 per element + 4 per output (it was + 2: the infinity test was not counted)."""
+    dim = dim % len(shape)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    with gp.FPOCounter() as c:
+        out = torch.logsumexp(x, dim)
+    rows = x.movedim(dim, -1).reshape(-1, shape[dim]).tolist()
+    Counted.ops = 0
+    values = [logsumexp_row([Counted(v) for v in row]) for row in rows]
+    torch.testing.assert_close(out.reshape(-1), torch.tensor(values, dtype=torch.float64))
+    assert c.result.by_op["aten.logsumexp"] == Counted.ops == 4 * x.numel() + 4 * len(rows)

@@ -31,7 +31,8 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   hardswish 5, mish 4, softplus 6, gelu 5 (tanh approximation 9), elu 6; their backward: relu
   1, sigmoid and tanh 3, silu 6, softplus 7, gelu 11 (tanh form 18).
 * Reductions: n FPO to reduce n elements (sum, prod, max, argmax, cumsum); mean adds one
-  division per output element; var 4 per element + 2 per output; logsumexp 4 per element.
+  division per output element; var 4 per element + 2 per output; logsumexp 4 per element + 4 per
+  output.
 * Softmax 5 per element (max, subtract, exp, sum, divide); log-softmax 6 per element (max,
   subtract, exp, sum, then ``x - max - log(sum)``: two subtractions) + 1 per row; their
   backward 4 per element.

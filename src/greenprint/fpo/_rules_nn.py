@@ -169,8 +169,13 @@ def allclose_rule(self: tuple[int, ...], other: tuple[int, ...], *args: Any, **k
 
 @register_rule("aten.logsumexp")
 def logsumexp_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kw: Any) -> int:
-    """4N + 2 per output: max, subtract, exp, sum; then log and add the max back."""
-    return 4 * numel(self) + 2 * _reduced_outputs(out_shape)
+    """4N + 4 per output: ATen's ``logsumexp_out_impl``.
+
+    Per element the max (``amax``), ``x - max``, ``exp`` and the sum; per output the max's
+    ``abs() == INFINITY`` test (2: an infinite max is zeroed before it is subtracted), the
+    ``log`` and the max added back. (It was 4N + 2 per output, without the test.)
+    """
+    return 4 * numel(self) + 4 * _reduced_outputs(out_shape)
 
 
 @register_rule(["aten.sort", "aten.argsort"])
