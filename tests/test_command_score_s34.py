@@ -84,3 +84,12 @@ def test_run_help_says_what_param_makes_of_the_command(tmp_path):
     text = " ".join(_greenprint(tmp_path, "run", "--help").split())
     assert "Example: greenprint run --study sweep --region DE --param lr=0.1 -- python" in text
     assert "the script's one scored run is the trial and this one a sweep around it" in text
+
+
+def test_a_report_of_unscored_commands_says_how_to_score_them(tmp_path):
+    (tmp_path / "train.py").write_text("print('training')\n")
+    _greenprint(tmp_path, "run", "-q", "--study", "s", "--", sys.executable, "train.py")
+    _greenprint(tmp_path, "report", "--study", "s", "--format", "md", "--out", "r", "--no-plots")
+    report = " ".join((tmp_path / "r" / "report.md").read_text().split())
+    assert "not ranked: no run logged a metric" in report
+    assert "logs it in a gp.track run of its own, and the command's --param makes" in report

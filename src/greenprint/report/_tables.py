@@ -139,7 +139,8 @@ def ranking_text(report: Report) -> str:
     if report.metric is None:
         return (
             "not ranked: no run logged a metric (log a score with run.log(accuracy=...); a "
-            "script run by greenprint run logs it in a gp.track run of its own)"
+            "script run by greenprint run logs it in a gp.track run of its own, and the "
+            "command's --param makes the command the trial that run scores)"
         )
     better = "higher" if report.mode == "max" else "lower"
     return f"ranked by {report.metric} ({better} is better)"
