@@ -31,13 +31,14 @@ __all__ = [
 #: What the section says about its table, in every format.
 EXPLAIN = (
     "Each variant was made from a copy of the model and measured the same way: score, median "
-    "latency of one batch, throughput, energy and CO2-eq of 1,000 inferences (the tracked "
-    "measurement loop), FPO of one inference (dense, and executed by the technique: zero "
-    "weights skipped, int8 products as integer operations), parameters (nonzero), size of the "
-    "saved state_dict. Break-even: after how many inferences the variant's extra training "
-    "energy (distillation, fine-tuning) is paid back by its saving per inference against the "
-    "baseline (never: it saves nothing). ◆ marks the Pareto front (score against energy per "
-    "inference)."
+    "latency of one batch, throughput in inferences per second over the whole timed loop (a "
+    "busy machine's pauses lower it, where the median latency leaves them out), energy and "
+    "CO2-eq of 1,000 inferences (the tracked measurement loop), FPO of one inference (dense, "
+    "and executed by the technique: zero weights skipped, int8 products as integer "
+    "operations), parameters (nonzero), size of the saved state_dict. Break-even: after how "
+    "many inferences the variant's extra training energy (distillation, fine-tuning) is paid "
+    "back by its saving per inference against the baseline (never: it saves nothing). ◆ marks"
+    " the Pareto front (score against energy per inference)."
 )
 
 
