@@ -218,12 +218,12 @@ FORK_WHILE_A_THREAD_OPENS_A_SHARED_LEDGER = (
         """
     import os, sys, threading, time
     import greenprint as gp
-    from greenprint.ledger import _handles, _store
+    from greenprint.ledger import _handles, _shared
 
     db, WAIT_S = sys.argv[1], 15
     # another thread opening the process's shared ledger (a first gp.track: its schema check)
     # or counting an open file holds these module locks at the fork, as this thread does here
-    _store._SHARED_LOCK.acquire()
+    _shared._SHARED_LOCK.acquire()
     _handles._lock.acquire()
     pid = os.fork()
     if pid == 0:
@@ -231,7 +231,7 @@ FORK_WHILE_A_THREAD_OPENS_A_SHARED_LEDGER = (
             pass
         os._exit(0 if run.status == "finished" else 3)
     _handles._lock.release()
-    _store._SHARED_LOCK.release()
+    _shared._SHARED_LOCK.release()
     """
     )
     + _FORK_WAIT
@@ -242,7 +242,7 @@ FORK_WHILE_A_THREAD_OPENS_A_SHARED_LEDGER = (
 def test_a_child_forked_while_a_thread_holds_the_shared_ledgers_lock_tracks_a_run(
     tmp_path: Path,
 ) -> None:
-    """The shared ledgers' lock and the open files' count lock (ledger/_store.py,
+    """The shared ledgers' lock and the open files' count lock (ledger/_shared.py,
     ledger/_handles.py), held by another thread of the parent at the fork, were copied held:
     the child's first gp.track into a path waited for good (killed after 15 s here)."""
     db = tmp_path / "g.db"

@@ -234,12 +234,14 @@ class RunLifecycle(RunState):
                 logger.exception("greenprint: closing run %s's meters failed", self.id[:8])
         self._release()
         self._notify("stop")
+        # done with its ledger once it took everything (a shared one may be closed then)
+        self._ledger_done = True
 
     def _begin(self) -> None:
         from greenprint.hardware import detect_hardware
 
         if self._ledger is None and self._ledger_location is not None:
-            self._ledger = _open_ledger(self._ledger_location)  # before anything is started
+            self._ledger = _open_ledger(self._ledger_location, self)  # before anything starts
         self.id = _new_run_id()
         self.parent_id = self._resolve_parent()
         self._join_job()

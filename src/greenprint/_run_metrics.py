@@ -271,10 +271,11 @@ class RunMetrics(RunState):
         """
         if self._ledger is None or not points:
             return
-        from greenprint.ledger._store import shared_ledger
+        from greenprint.ledger._shared import ledger_in_use
 
         try:
-            shared_ledger(self._ledger.url_unmasked).flush(self.id, metrics=points)
+            with ledger_in_use(self._ledger.url_unmasked) as ledger:
+                ledger.flush(self.id, metrics=points)
         except GreenprintError as e:
             if not self._child_said:
                 self._child_said = True

@@ -72,11 +72,15 @@ def _ledger_location(ledger: LedgerLike, configured: str) -> Ledger | str | os.P
     return ledger
 
 
-def _open_ledger(location: Ledger | str | os.PathLike[str]) -> Ledger:
-    from greenprint.ledger import Ledger
-    from greenprint.ledger._store import shared_ledger
+def _open_ledger(location: Ledger | str | os.PathLike[str], run: RunState) -> Ledger:
+    """The ledger ``run`` writes to: ``location`` if a ledger, else the shared one.
 
-    return location if isinstance(location, Ledger) else shared_ledger(location)
+    ``run`` is the shared ledger's holder: kept open while :meth:`RunPersistence._needs_ledger`.
+    """
+    from greenprint.ledger import Ledger
+    from greenprint.ledger._shared import shared_ledger
+
+    return location if isinstance(location, Ledger) else shared_ledger(location, holder=run)
 
 
 class RunPersistence(RunState):
@@ -86,11 +90,37 @@ class RunPersistence(RunState):
     def ledger(self) -> Ledger | None:
         """The :class:`~greenprint.Ledger` written to, or ``None`` for an in-memory run.
 
-        The ledger is opened when the run starts (here, if asked for before that).
+        The ledger is opened when the run starts (here, if asked for before that). A shared
+        ledger closed since the run ended (no run needed it, and others were opened since:
+        :mod:`greenprint.ledger._shared`) is opened again.
         """
+        from greenprint.ledger._shared import closed_here, shared_ledger
+
         if self._ledger is None and self._ledger_location is not None:
-            self._ledger = _open_ledger(self._ledger_location)
+            self._ledger = _open_ledger(self._ledger_location, self)
+        elif self._ledger is not None and closed_here(self._ledger):
+            try:
+                self._ledger = shared_ledger(self._ledger.url_unmasked, holder=self)
+            except GreenprintError:  # its file gone: the closed one, which says it is closed
+                pass
         return self._ledger
+
+    def _needs_ledger(self) -> bool:
+        """Whether the run's shared ledger must stay open (see :mod:`greenprint.ledger._shared`).
+
+        True from its start until it has ended and its ledger took everything: its final
+        record, what it recorded after its end, a run kept unsaved; a write after that takes
+        the ledger again (:func:`~greenprint.ledger._shared.ledger_in_use`). Read by another
+        thread without the run's locks: any doubt reads true (the ledger stays open).
+        """
+        if not self._ledger_done or not self._final_written:
+            return True
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            return True
+        if self._pending_fields or self._pending_metrics or self._in_flight:
+            return True
+        return any(run is self for run in list(_UNSAVED))
 
     def _flush_late(self, *, quiet: bool = False) -> bool:
         """Write what was recorded after the run's end: those values only.
@@ -104,6 +134,8 @@ class RunPersistence(RunState):
         """
         if self._ledger is None:
             return True
+        from greenprint.ledger._shared import ledger_in_use
+
         if not self._final_written:
             if not self._flush(quiet=quiet):
                 return False
@@ -115,8 +147,10 @@ class RunPersistence(RunState):
             metrics, self._pending_metrics = self._pending_metrics, []
             if "fpo" in fields:  # whether the FPO are a lower bound now, what they assumed
                 fields["provenance"] = dict(self._provenance)
-        try:
-            self._ledger.flush(self.id, fields=fields, metrics=metrics)
+        try:  # a shared ledger closed since the run's end (no run needed it): opened again
+            with ledger_in_use(self._ledger) as ledger:
+                self._ledger = ledger
+                ledger.flush(self.id, fields=fields, metrics=metrics)
         except Exception as e:  # never raise into the user's code for the ledger
             if not quiet:
                 logger.warning(
@@ -262,14 +296,14 @@ class RunPersistence(RunState):
         was meant to be. An in-memory ledger (gone with its object), or one that cannot be
         opened, stays as it is: the write then fails and the run is kept (:func:`_keep_unsaved`).
         """
-        from greenprint.ledger._store import shared_ledger
+        from greenprint.ledger._shared import shared_ledger
 
         old = self._ledger
         target = getattr(old, "_target", None)
         if old is None or target is None or target.memory:
             return
         try:
-            self._ledger = shared_ledger(old.url_unmasked)
+            self._ledger = shared_ledger(old.url_unmasked, holder=self)
         except GreenprintError:
             return
 
@@ -365,7 +399,7 @@ class RunPersistence(RunState):
             run cannot be saved) when none can be opened or written there.
         """
         from greenprint._exceptions import UnknownRunError
-        from greenprint.ledger._store import shared_ledger
+        from greenprint.ledger._shared import shared_ledger
 
         old = self._ledger
         if old is None:  # pragma: no cover - only called with a ledger
@@ -385,7 +419,7 @@ class RunPersistence(RunState):
             )
             in_record = len(self._pending_metrics)
         try:
-            ledger = shared_ledger(old.url_unmasked)
+            ledger = shared_ledger(old.url_unmasked, holder=self)
             try:
                 ledger.resolve_id(self.id)  # a restored copy may hold the run already
             except UnknownRunError:

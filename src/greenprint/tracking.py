@@ -549,6 +549,9 @@ class Run(
         # last write's error
         self._final_written = False
         self._write_error: str | None = None
+        # whether the run has ended here (its last step done): its shared ledger may be closed
+        # once it took everything (RunPersistence._needs_ledger)
+        self._ledger_done = False
         # one flush at a time (the sampler's, the final one): the later writes the later state
         self._flush_lock = threading.Lock()
         # what flushes in progress took out of the pending lists (thread id -> fields, metrics,

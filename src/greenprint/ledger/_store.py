@@ -19,7 +19,6 @@ from greenprint._exceptions import (
     UnknownRunError,
     UnknownStudyError,
 )
-from greenprint._forks import renew_after_fork
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
 from greenprint._records import (
@@ -38,7 +37,7 @@ from greenprint.ledger._fields import (
     encode_field,
     encode_record,
 )
-from greenprint.ledger._handles import close_handle, file_identity
+from greenprint.ledger._handles import file_identity
 from greenprint.ledger._target import Target, mask_passwords, mask_url, resolve_target
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger._sql import SQLStore
     from greenprint.ledger._sqlite import SQLiteStore
 
-__all__ = ["Ledger", "MIN_PREFIX_LEN", "get_ledger", "shared_ledger"]
+__all__ = ["Ledger", "MIN_PREFIX_LEN", "get_ledger"]
 
 MIN_PREFIX_LEN = 4
 
@@ -99,6 +98,7 @@ class Ledger(BaseLedger):
         target = resolve_target(url_or_path)
         self._target: Target = target
         self._closed = False
+        self._unneeded = False  # closed by greenprint as no run needed it (_close_unneeded)
         self._close_lock = threading.Lock()
         created = target.prepare(create=create)
         try:
@@ -446,6 +446,13 @@ class Ledger(BaseLedger):
                 self._closed = True
                 self._store.close()
 
+    def _close_unneeded(self) -> None:
+        """Close a shared ledger that no run needs (``ledger._shared``): its errors say so."""
+        with self._close_lock:
+            if not self._closed:
+                self._unneeded = True
+        self.close()
+
     # ------------------------------------------------------------------ merge
     def merge(self, *others: str | os.PathLike[str] | Ledger) -> MergeSummary:
         """Copy the runs, metrics and power samples of other ledgers into this one.
@@ -478,7 +485,13 @@ class Ledger(BaseLedger):
     # ------------------------------------------------------------------ internals
     def _live(self) -> SQLStore | SQLiteStore:
         if self._closed:
-            raise LedgerError(f"ledger {self.url} is closed")
+            why = (
+                " (by greenprint: a run's ledger, closed once the run had ended and other "
+                "ledgers were opened since; run.ledger or gp.Ledger(path) opens it again)"
+                if self._unneeded
+                else ""
+            )
+            raise LedgerError(f"ledger {self.url} is closed{why}")
         return self._store
 
 
@@ -575,52 +588,6 @@ def get_ledger(ledger: None | str | os.PathLike[str] | Ledger, *, create: bool =
     if isinstance(ledger, Ledger):
         return ledger
     return Ledger(ledger, create=create)
-
-
-# Ledgers opened by shared_ledger, by process and target URL, with the identity (device, inode)
-# of the file they were opened on (None for PostgreSQL) and a handle on that file: while it is
-# open the inode cannot be reused, so a replaced file is always told apart from the original.
-_SHARED: dict[tuple[int, str], tuple[tuple[int, int] | None, Any, Ledger]] = {}
-_SHARED_LOCK = threading.Lock()
-# a parent's thread may have held it at the fork (opening a ledger: a schema check, a migration)
-renew_after_fork(globals(), "_SHARED_LOCK")
-
-
-def _pin(path: Path | None) -> Any:
-    if path is None:
-        return None
-    try:
-        return path.open("rb")
-    except OSError:
-        return None
-
-
-def shared_ledger(location: str | os.PathLike[str]) -> Ledger:
-    """An open ledger for ``location``, shared by every caller in this process.
-
-    Runs tracked one after another into the same ledger reuse one connection pool and its
-    compiled statements instead of opening the database for each run. A file ledger is reopened
-    when the file at its path is no longer the one that was opened (deleted or replaced); an
-    in-memory ledger is never shared. Callers must not close the returned ledger.
-
-    Raises:
-        LedgerPathError, NotALedgerError, SchemaVersionError: as :class:`Ledger` does.
-    """
-    target = resolve_target(location)
-    if target.memory:
-        return Ledger(location)
-    key = (os.getpid(), target.url)
-    with _SHARED_LOCK:
-        cached = _SHARED.get(key)
-        if cached is not None:
-            identity, pin, ledger = cached
-            if not ledger._closed and file_identity(target.path) == identity:
-                return ledger
-            if pin is not None:  # not while a store has the file open: its locks go with it
-                close_handle(identity, pin)
-        ledger = Ledger(location)
-        _SHARED[key] = (file_identity(target.path), _pin(target.path), ledger)
-        return ledger
 
 
 #: How many study names the "no study" message lists at most (a ledger may hold hundreds).
