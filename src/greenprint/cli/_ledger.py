@@ -303,14 +303,20 @@ def merge_command(out: str, inputs: tuple[str, ...]) -> None:
     modified.
     """
     from greenprint.ledger import Ledger
+    from greenprint.ledger._merge import read_inputs, write_merged
     from greenprint.ledger._target import resolve_target
 
-    path = resolve_target(out).path
+    target = resolve_target(out)
+    # every input read (and checked against the others) before OUT is opened: an input that
+    # cannot be merged leaves OUT as it was, also an empty PostgreSQL database, in which
+    # opening OUT makes greenprint's tables
+    merged = read_inputs(target, inputs)
+    path = target.path
     fresh = path is not None and not path.exists()
     try:
         led = Ledger(out)
         try:
-            summary = led.merge(*inputs)
+            summary = write_merged(led, merged)
             url = led.url
         finally:
             led.close()

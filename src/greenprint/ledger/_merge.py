@@ -64,7 +64,15 @@ from greenprint.ledger._schema import samples as samples_t
 from greenprint.ledger._sql import SQLStore
 from greenprint.ledger._target import Target, resolve_target
 
-__all__ = ["IDENTITY_FIELDS", "ROLE_FIELDS", "MergeSummary", "merge_ledgers"]
+__all__ = [
+    "IDENTITY_FIELDS",
+    "ROLE_FIELDS",
+    "MergeInputs",
+    "MergeSummary",
+    "merge_ledgers",
+    "read_inputs",
+    "write_merged",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -418,6 +426,45 @@ def _existing(conn: Connection, shown: str, merged: dict[str, _Run]) -> dict[str
     return {r.row["id"]: r for r in runs}
 
 
+@dataclasses.dataclass(frozen=True)
+class MergeInputs:
+    """The runs of a merge's inputs, read and combined: what :func:`write_merged` writes."""
+
+    runs: dict[str, _Run]
+    count: int  # how many ledgers were read
+
+
+def read_inputs(
+    target: Target, sources: Sequence[str | os.PathLike[str] | BaseLedger]
+) -> MergeInputs:
+    """Read and combine every input of a merge into ``target``, writing nothing anywhere.
+
+    ``greenprint ledger merge`` reads its inputs with this before it opens OUT, so an input that
+    cannot be merged (not a ledger, a newer schema, a server that is down, two inputs that
+    conflict) leaves OUT as it was: no file made, no tables made in an empty PostgreSQL database.
+
+    Raises:
+        MergeConflictError: a run differs between two inputs other than by progress.
+        ConfigError: a source is the target itself, or the target is an in-memory ledger.
+        LedgerPathError, NotALedgerError, SchemaVersionError: a source cannot be read.
+    """
+    if target.memory:
+        raise ConfigError("merge into a SQLite file or a PostgreSQL ledger, not into :memory:")
+    merged: dict[str, _Run] = {}
+    conflicts: list[tuple[str, str]] = []
+    for source in sources:
+        src_target = _target_of(source)
+        if src_target == target:
+            raise ConfigError(f"cannot merge ledger {target.display} into itself")
+        _, runs = _read_input(source)
+        for run in runs:
+            seen = merged.get(run.row["id"])
+            merged[run.row["id"]] = run if seen is None else _combine(seen, run, conflicts)
+    if conflicts:
+        raise _conflict_error(conflicts, target.display)
+    return MergeInputs(merged, len(sources))
+
+
 def merge_ledgers(
     target: BaseLedger, sources: Sequence[str | os.PathLike[str] | BaseLedger]
 ) -> MergeSummary:
@@ -436,21 +483,21 @@ def merge_ledgers(
         ConfigError: a source is the target itself, or the target is an in-memory ledger.
         LedgerPathError, NotALedgerError, SchemaVersionError: a source cannot be read.
     """
+    return write_merged(target, read_inputs(_target_of(target), sources))
+
+
+def write_merged(target: BaseLedger, inputs: MergeInputs) -> MergeSummary:
+    """Write the runs :func:`read_inputs` read into ``target``, in one transaction.
+
+    Raises:
+        MergeConflictError: a run differs from the target's copy other than by progress (or a
+            role given there); nothing is written.
+        ConfigError: the target is an in-memory ledger.
+    """
     tgt = _target_of(target)
     if tgt.memory:
         raise ConfigError("merge into a SQLite file or a PostgreSQL ledger, not into :memory:")
-    merged: dict[str, _Run] = {}
-    conflicts: list[tuple[str, str]] = []
-    for source in sources:
-        src_target = _target_of(source)
-        if src_target == tgt:
-            raise ConfigError(f"cannot merge ledger {tgt.display} into itself")
-        _, runs = _read_input(source)
-        for run in runs:
-            seen = merged.get(run.row["id"])
-            merged[run.row["id"]] = run if seen is None else _combine(seen, run, conflicts)
-    if conflicts:
-        raise _conflict_error(conflicts, tgt.display)
+    merged = inputs.runs
     # The target's own store is the stdlib SQLite one for files: merge through SQLAlchemy.
     store = target._live()  # type: ignore[attr-defined]
     own = isinstance(store, SQLStore)
@@ -496,7 +543,7 @@ def merge_ledgers(
             sql_store.close()
     logger.info(
         "merged %d ledger(s) into %s: %d runs added, %d updated, %d unchanged",
-        len(sources),
+        inputs.count,
         tgt.display,
         summary.added,
         summary.updated,
