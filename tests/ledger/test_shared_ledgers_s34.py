@@ -273,3 +273,28 @@ def test_a_run_still_writing_its_end_keeps_its_ledger_open(tmp_path: Path) -> No
         (record,) = led.runs()
     assert (record.status, [p.value for p in record.metrics]) == ("finished", [1.0])
     _assert_swept(tmp_path, range(30))
+
+
+def _open_on(path: Path) -> int:
+    """How many of this process's descriptors are on ``path`` or its WAL files."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed since
+            continue
+        count += target.startswith(str(path))
+    return count
+
+
+def test_a_connection_in_use_when_its_ledger_closes_is_closed_when_returned(
+    tmp_path: Path,
+) -> None:
+    """A ledger closed while one of its connections is in a transaction (another thread's
+    read, here the transaction itself closing it) put that connection back in its pool when the
+    transaction ended: open for good, with its 3 descriptors (database, WAL, WAL index)."""
+    path = tmp_path / "g.db"
+    led = gp.Ledger(path)
+    assert _open_on(path) == 3
+    led._store.transaction(lambda conn: led.close(), write=False)
+    assert _open_on(path) == 0

@@ -135,6 +135,7 @@ class SQLiteStore:
         self.target = target
         self._database = ":memory:" if target.path is None else str(target.path)
         self._idle: list[sqlite3.Connection] = []
+        self._closed = False  # close() was called: a connection returned then is closed
         # re-entrant: a signal handler on the thread inside _acquire/_release (SIGTERM ending
         # its runs writes their records) takes it again instead of waiting on itself for good
         self._pool_lock = threading.RLock()
@@ -200,7 +201,7 @@ class SQLiteStore:
         if conn is self._memory:
             return
         with self._pool_lock:
-            if len(self._idle) < _POOL_SIZE:
+            if not self._closed and len(self._idle) < _POOL_SIZE:
                 self._idle.append(conn)
                 return
         conn.close()
@@ -452,6 +453,7 @@ class SQLiteStore:
     def close(self) -> None:
         """Close every pooled connection (a connection in use closes when it is returned)."""
         with self._pool_lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
