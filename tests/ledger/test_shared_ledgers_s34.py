@@ -231,9 +231,10 @@ def test_a_ledger_file_replaced_after_its_ledger_was_closed_is_told_apart(
 
 
 def test_a_run_still_writing_its_end_keeps_its_ledger_open(tmp_path: Path) -> None:
-    """Another process keeps the run's ledger locked past the 5 s its end waits: the run ends
-    with its final record unwritten (kept, written in the background). 30 other ledgers used
-    meanwhile do not close its ledger under that write: the record lands once the lock goes."""
+    """Another process keeps the run's ledger locked past the 5 s its end waits (until told to
+    let go): the run ends with its final record unwritten (kept, written in the background). 30
+    other ledgers used meanwhile do not close its ledger under that write: the record lands
+    once the lock goes."""
     lines = _run(
         """
         import subprocess, time
@@ -245,21 +246,21 @@ def test_a_run_still_writing_its_end_keeps_its_ledger_open(tmp_path: Path) -> No
         long.log(loss=1.0)
         locker = subprocess.Popen(
             [sys.executable, "-c", (
-                "import sqlite3, sys, time\\n"
+                "import sqlite3, sys\\n"
                 "c = sqlite3.connect(sys.argv[1], isolation_level=None)\\n"
                 "c.execute('BEGIN IMMEDIATE')\\n"
                 "print('locked', flush=True)\\n"
-                "time.sleep(8)\\n"
+                "sys.stdin.readline()\\n"
                 "c.execute('COMMIT')\\n"
             ), db],
-            stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         assert locker.stdout.readline().strip() == "locked"
         first = long.ledger
         long.stop()  # waits 5 s, then leaves the write to the background
         sweep(0, 30)
         print("kept open", not closed_here(first) and not first._closed)
-        locker.wait()
+        locker.communicate("go\\n")  # the lock goes: the write waiting in the background lands
         deadline = time.monotonic() + 20
         while long._writer is not None and long._writer.is_alive():
             assert time.monotonic() < deadline
