@@ -7,9 +7,11 @@ their runs, metrics and power samples into one target ledger (SQLite or PostgreS
   merging the same files twice changes nothing.
 * **A run that progressed** is the expected difference: a node file copied while its run was
   still ``running`` and the same run later finished (or sent later heartbeats). When the two
-  rows agree on the run's identity (``name``, ``study``, ``host``, ``started_at``), the older one
-  is stored as ``running`` and its metrics and power samples are a prefix of the newer one's, the
-  newer state wins: its row replaces the older one and its metrics and samples are stored. Its
+  rows agree on the run's identity (``host``, ``started_at``), the older one is stored as
+  ``running`` and its metrics and power samples are a prefix of the newer one's, the newer state
+  wins: its row replaces the older one and its metrics and samples are stored. Its name and
+  study may differ: a running run is renamed (``run.set(name=...)``) or moved into its sweep's
+  study (Ray Tune's callback adopting a trial) while it runs. Its
   samples may also all come after the older one's (a run saved apart when its ledger refused
   its last writes holds the samples that ledger lacks): the two are then stored end to end.
 * **A role given afterwards in the target** (``ledger set-role``: ``role``, and with
@@ -77,7 +79,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Fields on which two copies of a run must agree for the newer one to count as its progress.
-IDENTITY_FIELDS = ("name", "study", "host", "started_at")
+#: Not its name or study: both change while a run runs (``run.set(name=...)``, a Ray Tune trial
+#: or sweep moved into the experiment's study), and a node file merged before such a change and
+#: again after it was a conflict, its run's final state never merged.
+IDENTITY_FIELDS = ("host", "started_at")
 
 #: The fields ``ledger set-role`` writes (``--part-of``: the parent and ``contained`` too): a
 #: role given afterwards in the target is kept when the inputs still hold the run as it ran.
