@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from greenprint._format import count_of
 from greenprint.cli._common import TEXT, folder_out, ledger_option
 from greenprint.report._formats import FORMATS  # the registry: no plotting library imported
 
@@ -140,6 +141,15 @@ def command(
     click.echo(report.price_tag.summary())
     for name, path in written.items():
         click.echo(f"{name:6} {path}")
+    running = report.price_tag.by_status.get("running")
+    if running is not None:
+        # figures as of the runs' last flush: a report made mid-study is not its final word
+        click.echo(
+            f"note: {count_of(running.runs, 'run')} still running: priced as of "
+            f"{'its' if running.runs == 1 else 'their'} last flush to the ledger; report again "
+            "when the study has ended",
+            err=True,
+        )
     if replaced is not None and replaced != report.study:
         click.echo(
             f"note: replaced the report of study {replaced!r} in {out_dir} (give --out DIR to "

@@ -61,6 +61,7 @@ from greenprint.report._build_notes import (
     _budget_note,
     _fpo_assumptions_note,
     _objectives_note,
+    _running_note,
     _scorer_note,
 )
 from greenprint.report._run_rows import ROW_FIELD_ORDER as ROW_FIELD_ORDER
@@ -212,6 +213,7 @@ def _assemble(
         trials.score_note,
         trials.diverged_note,
         _budget_note(runs),
+        _running_note(runs),
         _apportioned_note(runs),
         _fpo_assumptions_note(runs),
     ):

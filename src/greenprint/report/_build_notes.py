@@ -1,12 +1,13 @@
 """The report's notes on the study.
 
-Its scorers and objectives, budgets that stopped runs, apportioned energy and the FPO counts'
-assumptions.
+Its scorers and objectives, budgets that stopped runs, runs still running, apportioned energy
+and the FPO counts' assumptions.
 """
 
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -149,6 +150,37 @@ def _budget_note(runs: Sequence[RunRecord]) -> str | None:
     return (
         f"{count} stopped by a budget (status interrupted; {spent} is in the price tag): "
         f"{reasons}{more}"
+    )
+
+
+def _running_note(runs: Sequence[RunRecord]) -> str | None:
+    """Which runs were still running when the report was read: its figures are not final.
+
+    A running run's cost, duration and metrics are what it last wrote to the ledger (every
+    ``flush_interval_s``), so a report made while a study goes on prices it as of then and its
+    totals will grow. Runs inside a running run are left to it.
+    """
+    running = {r.id: r for r in runs if r.status == "running"}
+    if not running:
+        return None
+    shown = sorted(
+        (r for r in running.values() if r.parent_id not in running), key=lambda r: r.started_at
+    )
+    names = ", ".join(f"{r.name} ({r.id[:8]})" for r in shown[:3])
+    more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+    written = [r.heartbeat_at for r in shown if r.heartbeat_at is not None]
+    when = (
+        f" (the latest at {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(max(written)))})"
+        if written
+        else ""
+    )
+    one = len(shown) == 1
+    return (
+        f"{count_of(len(shown), 'run')} {'was' if one else 'were'} still running when this "
+        f"report was made: {names}{more}; {'its' if one else 'their'} cost, time and scores are "
+        f"what {'it' if one else 'they'} had written to the ledger by {'its' if one else 'their'} "
+        f"last flush{when}, so the totals will grow: report again when "
+        f"{'it ends' if one else 'they end'}"
     )
 
 
