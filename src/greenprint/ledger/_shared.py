@@ -23,8 +23,10 @@ is kept, so a replaced file is always told apart from the original. The pin is c
 :func:`~greenprint.ledger._handles.close_handle` (after the ledger's own connections: closing a
 descriptor of a file releases every lock the process holds on it).
 
-One lock guards the entries, the holders' counts and every close, so a ledger in use is never
-closed under its user, whatever thread asks. Entries are kept per process: a forked child opens
+One lock guards the entries, the holders' counts and every close, so a ledger that a run or a
+:func:`ledger_in_use` block needs is never closed under it, whatever thread asks (a ``Ledger``
+object the user kept from ``run.ledger`` is not counted: it may be closed once its run no
+longer needs it, and its errors then say so). Entries are kept per process: a forked child opens
 ledgers of its own and leaves the ones it inherited from its parent as they are (the parent's
 runs, copied into the child, still name them).
 """
