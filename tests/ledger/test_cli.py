@@ -78,7 +78,8 @@ def test_ls_table(ledger_path, capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["ID", "STUDY", "NAME", "STATUS"]
-    assert len(lines) == 4
+    # three runs, and under them the line on the one still running (its row: its last flush)
+    assert len(lines) == 5 and lines[4].startswith("running: DURATION, ENERGY, CO2-EQ and METRIC")
     assert lines[1].startswith("aaaa1111 ") and "baseline" in lines[1] and "finished" in lines[1]
     # 0.0123 kWh and 0.0047 kg, in the report's units
     assert "12.3 Wh" in lines[1] and "4.7 g" in lines[1] and "accuracy=0.91" in lines[1]

@@ -3,7 +3,8 @@
 A new user who ran ``greenprint report`` during a training got a price tag, a compute statement
 ('used 1.2 mWh ... They ran for 1.0 s in total') and a model-card block of what the run had
 flushed to the ledger 1 s in, 3 s into it, with nothing but 'running' in the status table to
-say that the figures would grow (session 34). The notes, and a line on stderr, now say so.
+say that the figures would grow (session 34). The notes, and a line on stderr, now say so;
+``greenprint ledger ls`` too, under its table.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ with gp.track("long", study="live") as run:
 """
 
 
-def _report(home):
+def _greenprint(home, *args):
     return subprocess.run(
-        [sys.executable, "-m", "greenprint", "report", "--format", "md", "--no-plots"],
+        [sys.executable, "-m", "greenprint", *args],
         cwd=home,
         env=clean_env(),
         capture_output=True,
@@ -50,7 +51,11 @@ def test_a_report_of_a_study_still_running_says_its_totals_will_grow(tmp_path):
                     break
             assert time.monotonic() < deadline, "the run never flushed"
             time.sleep(0.2)
-        done = _report(tmp_path)
+        listed = _greenprint(tmp_path, "ledger", "ls")
+        assert "running: DURATION, ENERGY, CO2-EQ and METRIC as of the run's last flush" in (
+            listed.stdout
+        )
+        done = _greenprint(tmp_path, "report", "--format", "md", "--no-plots")
         assert done.returncode == 0, done.stderr
         assert "note: 1 run still running: priced as of its last flush to the ledger" in (
             done.stderr
@@ -63,7 +68,8 @@ def test_a_report_of_a_study_still_running_says_its_totals_will_grow(tmp_path):
     finally:
         training.communicate(b"\n", timeout=60)
     assert training.returncode == 0
-    done = _report(tmp_path)
+    assert "as of the run's last flush" not in _greenprint(tmp_path, "ledger", "ls").stdout
+    done = _greenprint(tmp_path, "report", "--format", "md", "--no-plots")
     assert done.returncode == 0, done.stderr
     assert "still running" not in done.stderr
     assert "still running" not in (tmp_path / "greenprint-report" / "report.md").read_text()

@@ -165,6 +165,12 @@ def ls_command(
             "attempt it resumed, a part given with set-role --part-of, a node on another "
             "host); a run's other parts are inside its figures"
         )
+    if any(r.status == "running" for _, r in listed):
+        # a running run's row is what it last flushed (1.0 s into a run 3 s old): not its end
+        click.echo(
+            "running: DURATION, ENERGY, CO2-EQ and METRIC as of the run's last flush to the "
+            "ledger (every flush interval, 10 s by default); they grow until it ends"
+        )
 
 
 def _metric_cell(main: tuple[str, float] | None, parts: tuple[str, float, int] | None) -> str:
