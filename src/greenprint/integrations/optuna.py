@@ -100,7 +100,12 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, Trial, TrialState  # noqa: E402
 
 from greenprint import _lineage  # noqa: E402
-from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError  # noqa: E402
+from greenprint._exceptions import (  # noqa: E402
+    BudgetExceeded,
+    ConfigError,
+    GreenprintError,
+    UnknownRunError,
+)
 from greenprint._lifecycle import status_for  # noqa: E402
 from greenprint._provenance import OBJECTIVES_KEY, objectives_text  # noqa: E402
 from greenprint.integrations._common import WarnOnce, check_run_options  # noqa: E402
@@ -444,6 +449,27 @@ def _continue_retried(run: Any, trial: Trial) -> None:
     ledger = run.ledger
     if retried is None or ledger is None:
         return
+    try:
+        ledger.run(earlier)
+    except UnknownRunError:
+        # the killed attempt ran on another machine whose worker writes a ledger of its own:
+        # nothing links the two until the ledgers are merged, and the report would read the
+        # configuration as two trials, the killed one a lost trial of its own
+        logger.warning(
+            "greenprint: trial %d retries trial %d, whose run %s is not in ledger %s (a worker "
+            "with a ledger of its own, on another machine?): the two read as two trials until "
+            "linked; once the ledgers are merged: greenprint ledger set-role part %s "
+            "--part-of %s --ledger MERGED",
+            trial.number,
+            retried,
+            earlier[:8],
+            ledger.url,
+            earlier[:8],
+            run.id[:8],
+        )
+        return
+    except GreenprintError:
+        pass  # continue_from says why at debug level
     how = f"Optuna's retry of trial {retried} (as trial {trial.number})"
     continue_from(run, earlier, how=how, resumed="ran it again")
     try:
