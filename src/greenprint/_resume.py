@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -263,8 +264,30 @@ def link_restarted(
         and restart_counts(r.env or {}) < attempt
         and (not params or not r.params or _plain(r.params) == params)
     ]
+    requeues, restarts = attempt
+    if requeues:
+        how = f"SLURM requeue (SLURM_RESTART_COUNT={requeues})"
+    else:
+        how = f"torchrun restart (TORCHELASTIC_RESTART_COUNT={restarts})"
     if not earlier:
-        logger.debug("greenprint: run %s restarts %s: no earlier attempt recorded", run.id[:8], job)
+        # A ledger per node, the job started again on another node (SLURM seldom requeues a
+        # job where it ran): the earlier attempt is in the other node's ledger, and once the
+        # two are merged the training reads as two trials, the attempt cut short one of them.
+        logger.warning(
+            "greenprint: run %s (%r, study %r) is a %s of job %s, but no earlier attempt of it "
+            "is in ledger %s (a ledger per node, the job started again on another node?): it "
+            "reads as a training of its own; once the ledgers are merged, make that attempt its "
+            "part: greenprint ledger set-role part EARLIER_ID --part-of %s --ledger MERGED "
+            "(greenprint ledger ls --ledger MERGED --study %s lists it)",
+            run.id[:8],
+            run.name,
+            run.study,
+            how,
+            ":".join(part for part in job if part),
+            ledger.url,
+            run.id[:8],
+            shlex.quote(run.study),
+        )
         return
     last = max(earlier, key=lambda r: (r.started_at, r.id))
     if job_id is not None and last.job_id == job_id:
@@ -275,11 +298,6 @@ def link_restarted(
             job_id,
         )
         return
-    requeues, restarts = attempt
-    if requeues:
-        how = f"SLURM requeue (SLURM_RESTART_COUNT={requeues})"
-    else:
-        how = f"torchrun restart (TORCHELASTIC_RESTART_COUNT={restarts})"
     continue_from(run, last.id, how=how, resumed="ran it again", gone=True)
 
 
