@@ -163,7 +163,9 @@ def main() -> None:
     what = {
         "aten.convolution": "2 x conv MACs (no conv has a bias)",
         "aten.addmm": "fc: 2 x MACs + 1,000 bias adds",
-        "aten._native_batch_norm_legit_no_training": "eval BN: 4 per element + 2 per channel",
+        "aten._native_batch_norm_legit_no_training": (
+            "eval BN: x * alpha + beta, 2 per element + 6 per channel"
+        ),
         "aten.relu_": "1 per element",
         "aten.add": "16 residual adds, 1 per element",
         "aten.max_pool2d_with_indices": "a compare per tap inside the input (3x3, padding 1)",

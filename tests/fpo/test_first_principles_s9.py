@@ -360,29 +360,31 @@ def test_group_and_batch_norm_weight_gradient_without_an_input_gradient():
     """As layer norm: grad_weight alone is 4N, grad_bias N.
 
     GroupNorm(2, 4) on (3, 4, 5): N = 60 -> 240 + 60. BatchNorm2d(3) training on (2, 3, 4, 5):
-    N = 120 -> 480 + 120.
+    N = 120 -> ATen's CPU kernel computes the sum and the dot product ``sum(g (x - mean))``
+    whatever is asked (4 per element) and the weight's gradient ``dotp * invstd`` per channel:
+    480 + 3 (s34; it was 480 + 120).
     """
     gn = torch.nn.GroupNorm(2, 4)
     r = count(lambda: gn(t(3, 4, 5)).backward(torch.ones(3, 4, 5)))
     assert r.by_op["aten.native_group_norm_backward"] == 4 * 60 + 60
     bn = torch.nn.BatchNorm2d(3)
     r = count(lambda: bn(t(2, 3, 4, 5)).backward(torch.ones(2, 3, 4, 5)))
-    assert r.by_op["aten.native_batch_norm_backward"] == 4 * 120 + 120
+    assert r.by_op["aten.native_batch_norm_backward"] == 4 * 120 + 3
 
 
 @pytest.mark.parametrize("affine", [True, False])
 def test_batch_norm_eval_backward_by_hand(affine):
     """Eval: y = (x - mean) * rstd * w + b with the running statistics (constants).
 
-    grad_input = g * rstd * w: 1 per element, + 1 with a weight (not 2 without one);
-    grad_weight = sum(g * (x - mean) * rstd): subtract, two multiplies, accumulate, 4 per
-    element (x_hat is not computed for the input's gradient in eval); grad_bias = sum(g): 1.
-    (2, 3, 4, 5): N = 120. affine: 240 + 480 + 120 = 840 (before s9: 600); without: 120
-    (before s9: 240).
+    ATen's CPU kernel (s34): ``rstd = 1 / sqrt(var + eps)`` per channel (3), then whatever is
+    asked the sum of g and ``sum((x - mean) * g)`` (4 per element); grad_input ``g * rstd *
+    w`` 2 per element (``w = 1`` without affine); grad_weight ``dotp * rstd`` 1 per channel.
+    (2, 3, 4, 5): N = 120, C = 3. affine: 480 + 9 + 240 + 3 = 732 (840 from s9 to s34);
+    without: 729 (120).
     """
     bn = torch.nn.BatchNorm2d(3, affine=affine).eval()
     r = count(lambda: bn(t(2, 3, 4, 5, grad=True)).backward(torch.ones(2, 3, 4, 5)))
-    assert r.by_op["aten.native_batch_norm_backward"] == (840 if affine else 120)
+    assert r.by_op["aten.native_batch_norm_backward"] == (732 if affine else 729)
 
 
 # -- embedding, vector norm ------------------------------------------------------------------

@@ -75,24 +75,26 @@ def test_mobilenet_depthwise_separable_total_by_hand(device):
       pw1 8->16, 1x1, 8x8:                     2*2*(16*8)*64    = 32,768
       dw2 16 groups, 3x3, stride 2, 4x4:       2*2*(16*1*9)*16  =  9,216
       pw2 16->32, 1x1, 4x4:                    2*2*(32*16)*16   = 32,768   sum 148,480
-    Batch norm (training, running stats): 7 per element + 11 per channel, over the five conv
-    outputs of 1024, 1024, 2048, 512, 1024 elements (5632) and 8, 8, 16, 16, 32 channels (80):
-    7*5632 + 11*80 = 40,304. ReLU: 5,632. AdaptiveAvgPool2d(1) runs as a mean: 1024 adds + 64
-    divisions = 1,088. Linear 32->10: 2*2*32*10 + 20 bias = 1,300. Forward: 196,804.
+    Batch norm (training, running stats, ATen's CPU kernel): 7 per element + 18 per channel,
+    over the five conv outputs of 1024, 1024, 2048, 512, 1024 elements (5632) and 8, 8, 16, 16,
+    32 channels (80): 7*5632 + 18*80 = 40,864 (40,304 before s34's audit of the kernel).
+    ReLU: 5,632. AdaptiveAvgPool2d(1) runs as a mean: 1024 adds + 64 divisions = 1,088.
+    Linear 32->10: 2*2*32*10 + 20 bias = 1,300. Forward: 197,364.
 
     Backward: Linear: two products 2*1,280 + bias grad 20 = 2,580; the mean's backward divides
-    the expanded gradient: 1,024; ReLU: 5,632; batch norm: 13 per element + 2 per channel =
-    13*5632 + 2*80 = 73,376; convolutions: grad_weight of every conv and grad_input of all but
-    the stem (the image needs no gradient), each the forward's products:
-    55,296 + 2*(18,432 + 32,768 + 9,216 + 32,768) = 241,664. Backward: 324,276.
+    the expanded gradient: 1,024; ReLU: 5,632; batch norm (contiguous gradients from ReLU):
+    10 per element + 5 per channel = 10*5632 + 5*80 = 56,720 (73,376 before s34);
+    convolutions: grad_weight of every conv and grad_input of all but the stem (the image
+    needs no gradient), each the forward's products:
+    55,296 + 2*(18,432 + 32,768 + 9,216 + 32,768) = 241,664. Backward: 307,620.
     """
     torch.manual_seed(0)
     model = zoo.mobilenet_tiny().to(device)
     result = gp.count_fpo(model, torch.randn(2, 3, 16, 16, device=device), strict=True)
-    assert result.forward_total == 148_480 + 40_304 + 5_632 + 1_088 + 1_300 == 196_804
-    assert result.backward_total == 2_580 + 1_024 + 5_632 + 73_376 + 241_664 == 324_276
+    assert result.forward_total == 148_480 + 40_864 + 5_632 + 1_088 + 1_300 == 197_364
+    assert result.backward_total == 2_580 + 1_024 + 5_632 + 56_720 + 241_664 == 307_620
     assert result.matmul_total == 148_480 + 2 * 1_280 + 1_280 + 241_664
-    assert result.by_module[""] == result.total == 521_080
+    assert result.by_module[""] == result.total == 504_984
     assert result.unknown_ops == {}
 
 
