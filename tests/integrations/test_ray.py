@@ -215,6 +215,32 @@ def test_driver_writes_trials_when_workers_cannot_reach_the_ledger(
     assert [p.step for p in trials[2].metrics if p.name == "score"] == [1, 2, 3, 4]
 
 
+def test_driver_records_a_trial_that_failed_before_its_first_result(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    """write="driver" (as for a worker on another host than a SQLite ledger's): a trial that
+    raised before its first result carried no record to the driver, and was in no ledger (s34:
+    Tune ran 6 trials, 1 ERROR; the report read 5, all finished). The driver now records it:
+    failed, with the worker's error and its params, under the sweep, its cost not measured."""
+    ledger = tmp_path / "driver.db"
+    fn = trainable(_train, ledger=ledger, study="ray-study", write="driver")
+    results = _fit(tmp_path, fn, ledger, [2, 3], concurrent=1)  # x=3 raises before a result
+    assert sorted(r.error is not None for r in results) == [False, True]
+
+    runs = gp.Ledger(ledger).runs(study="ray-study")
+    sweep = next(r for r in runs if r.role == "sweep")
+    trials = {r.params["x"]: r for r in runs if r.role == "trial"}
+    assert sorted(trials) == [2, 3] and len(runs) == 3
+    failed = trials[3]
+    assert failed.status == "failed" and failed.parent_id == sweep.id
+    assert failed.error == "ValueError: trial x=3 fails at iteration 0"
+    assert failed.energy_kwh == 0 and "not measured" in failed.provenance["cost"]
+    assert failed.started_at <= failed.ended_at <= sweep.ended_at
+    tag = price_tag(runs)
+    assert tag.total.trials == len(results) == 2
+    assert tag.by_status["failed"].trials == 1 and tag.by_status["finished"].trials == 1
+
+
 #: x -> CPU seconds the trial burns before its first report (0: it sleeps as long instead);
 #: the busy trial runs first
 REUSE_BUSY = {1: 0.6, 2: 0.0, 3: 0.0}

@@ -57,6 +57,7 @@ class _TrialLedger:
     _resume: _Resume
     _paused: list[str]
     _started: set[str]
+    _attempt_times: dict[str, tuple[float, float | None]]
     _ended: dict[str, str]
     _warn: WarnOnce
     _experiment: str
@@ -219,6 +220,16 @@ class _TrialLedger:
                 self._adopt(state)
             except GreenprintError as e:
                 logger.warning("greenprint: could not adopt trial run %s: %s", run.id, e)
+        for trials_named in silent.values():  # failed before its first result, in no ledger
+            for t in trials_named:
+                if (
+                    t.trial_id not in self._trials
+                    and t.trial_id in self._started
+                    and self._silent_end(t) == "error"
+                ):
+                    recorded = self._record_unwritten(ledger, t, "trial")
+                    if recorded is not None:
+                        self._trials[t.trial_id] = recorded
 
     def _silent_end(self, trial: Any) -> str | None:
         """How a trial whose results this driver never saw ended: ``"error"``, ``"complete"``.
@@ -308,6 +319,55 @@ class _TrialLedger:
                 ledger.flush(run.id, fields=fields_)
             except GreenprintError as e:
                 logger.warning("greenprint: could not adopt trial run %s: %s", run.id, e)
+
+    def _record_unwritten(self, ledger: Any, trial: Any, role: str) -> _TrialState | None:
+        """A run for an attempt that failed before its first result and that no worker wrote.
+
+        Where the driver writes the trials' runs (``write="driver"``, or a worker on another
+        host than a SQLite ledger's) a worker keeps its run in memory and its results carry it:
+        an attempt that raised before its first result carried none, so it was in no ledger
+        and the study had a trial fewer than Tune ran (Tune: 6 trials, 1 of them ``ERROR``; the
+        report: 5 trials, all finished). It is recorded from what the driver knows: the trial's
+        name, params and error, ``failed``, in the sweep's study under the sweep, from the
+        attempt's start to its failure as Tune told them; its cost was not measured (0, its
+        provenance says so). ``None``
+        when the ledger refuses it (a warning).
+        """
+        from greenprint._records import RunRecord
+        from greenprint._run_lifecycle import _new_run_id
+
+        now = time.time()
+        started, ended = self._attempt_times.get(trial.trial_id, (now, None))
+        ended = now if ended is None else ended
+        location = getattr(getattr(trial, "temporary_state", None), "location", None)
+        host = getattr(location, "hostname", None)
+        error = _error_text(trial)
+        record = RunRecord(
+            id=_new_run_id(),
+            name=_trial_name(trial),
+            study=self._sweep.study,
+            parent_id=self._sweep.id,
+            role=role,
+            status="failed",
+            started_at=started,
+            ended_at=ended,
+            heartbeat_at=ended,
+            duration_s=max(0.0, ended - started),
+            host=host if isinstance(host, str) else "",
+            params=_params(getattr(trial, "config", None) or {}),
+            error=error,
+            contained=False,
+            provenance={
+                "cost": "not measured: the trial failed before its first result, which would "
+                "have carried its run to the driver that writes it"
+            },
+        )
+        try:
+            ledger.start_run(record)
+        except GreenprintError as e:
+            logger.warning("greenprint: could not record failed trial %s: %s", record.name, e)
+            return None
+        return _TrialState(record.id, ended="error", error=error, written=True, relayed=True)
 
     def _silent_attempt(self, ledger: Any, trial: Any) -> _TrialState | None:
         """The run of an attempt that failed before its first result, or ``None``.

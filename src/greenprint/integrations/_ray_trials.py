@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -75,6 +76,15 @@ def _error_text(trial: Any) -> str:
         text = getattr(trial, attr, None)
         if isinstance(text, str) and text:
             return text.strip().splitlines()[-1][:2000]
+    # Tune 2.x keeps the error in the trial's error file on the driver (each failure appended:
+    # "Failure # 1 (occurred at ...)", then the worker's traceback, its last line the error)
+    try:
+        path = getattr(trial, "error_file", None)
+        lines = Path(path).read_text(errors="replace").strip().splitlines() if path else []
+    except (OSError, TypeError, ValueError):
+        lines = []
+    if lines and not lines[-1].startswith("Failure # "):
+        return lines[-1].strip()[:2000]
     return "Ray Tune marked the trial ERROR"
 
 

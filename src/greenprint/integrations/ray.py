@@ -299,6 +299,10 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
         # trial started here and absent at the end was still running when the experiment ended
         self._started: set[str] = set()
         self._ended: dict[str, str] = {}
+        # when each trial's latest attempt started and, if it failed, ended (s since the epoch):
+        # the times of a run the driver records for an attempt that failed before its first
+        # result, which no worker wrote (_TrialLedger._record_unwritten)
+        self._attempt_times: dict[str, tuple[float, float | None]] = {}
         self._warn = WarnOnce()
         self._resume = _Resume()
         self._experiment = ""  # the experiment's name, once the sweep starts
@@ -308,7 +312,7 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
         """What Tune pickles with the run config (the settings; no run, no lock)."""
         state = dict(self.__dict__)
         state.update(_sweep=None, _trials={}, _paused=[], _warn=None, _resume=_Resume())
-        state.update(_started=set(), _ended={})
+        state.update(_started=set(), _ended={}, _attempt_times={})
         state.update(_experiment="", _study_checked=False)
         return state
 
@@ -362,6 +366,7 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
             self._start_sweep(_experiment_name(trial))
         self._started.add(trial.trial_id)
         self._ended.pop(trial.trial_id, None)  # started again (resumed): not ended yet
+        self._attempt_times[trial.trial_id] = (time.time(), None)
         names = self._resume.attempts.setdefault(_attempt_key(trial), [])
         if _trial_name(trial) not in names:
             names.append(_trial_name(trial))
@@ -425,12 +430,15 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
         (its cost stays in the price tag) instead of a trial: the trial is one configuration,
         recorded by the attempt that ends it, not one more trial counted as the worst score.
         """
+        self._attempt_failed(trial)
         state = self._trials.pop(trial.trial_id, None)
         ledger = None if self._sweep is None else self._sweep.ledger
         if ledger is None:
             return
         if state is None:  # it failed before its first result: its worker wrote it
             state = self._silent_attempt(ledger, trial)
+            if state is None and trial.trial_id in self._started:  # nobody did: the driver
+                state = self._record_unwritten(ledger, trial, "part")
             if state is None:
                 return
         try:
@@ -447,6 +455,7 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Note that the trial failed (its worker raised, or died)."""
         self._ended[trial.trial_id] = "error"
+        self._attempt_failed(trial)
         state = self._trials.get(trial.trial_id)
         if state is not None:
             state.ended = "error"
@@ -516,6 +525,11 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
         )
 
     # ---------------------------------------------------------------- helpers
+    def _attempt_failed(self, trial: Any) -> None:
+        """Note when the trial's latest attempt failed (for a run recorded by the driver)."""
+        started, _ = self._attempt_times.get(trial.trial_id, (time.time(), None))
+        self._attempt_times[trial.trial_id] = (started, time.time())
+
     def _note_result(self, state: _TrialState, trial: Any, result: Mapping[str, Any]) -> None:
         """Note what a trial's result tells of its end, as its status is judged at the end.
 
