@@ -381,12 +381,17 @@ class ForestShares:
             total: Any
             if own is None:
                 total = below
+                exclusive[pos] = total - below
             elif not outside:  # nothing far inside it: the rule as always, float for float
                 total = max(own, below)
+                exclusive[pos] = total - below
             else:
-                total = max(own, below - outside) + outside
+                inside = below - outside
+                total = max(own, inside) + outside
+                # its own part from what it measured, not total - below: (a - b) + b can round
+                # past a, and a parent that measured no more than its children held -1e-16
+                exclusive[pos] = max(own, inside) - inside
             inclusive[pos] = total + added
-            exclusive[pos] = total - below
         if shared:  # top-level runs in threads of one process: each stretch once
             roots = self._root_share(inclusive, far)
             if roots is not None:

@@ -959,3 +959,38 @@ def test_real_threads_beside_runs_alone_share_exactly_what_the_search_measured(
     assert live_got["trial-0"] + live_got["trial-1"] == pytest.approx(0.02, rel=1e-9)
     assert 0 < live_got["trial-0"] < 0.02 and 0 < live_got["trial-1"] < 0.02
     assert live_sums.inclusive[0] == pytest.approx(0.03, rel=1e-9)
+
+
+def test_a_parent_that_measured_less_than_its_children_has_no_negative_part_s34() -> None:
+    """Found by the property above (seed 13): a parent that measured 0 around a child whose
+    remote runs add to it. Its own part was ``(inside + outside) - below``, which rounds to
+    -1.1e-16 kg; it is what it measured beyond what is inside it, exactly 0."""
+    spec = [
+        ("r0", None, 0.0, 0.0, None),
+        ("r1", "r0", 5.0, 0.5, None),
+        ("r3", "r0", 0.25, 0.025, None),
+        ("r4", "r1", 0.25, 0.1, False),
+        ("r5", "r1", 0.25, 0.1, False),
+    ]
+    runs = [
+        RunRecord(
+            id=rid,
+            name=rid,
+            parent_id=parent,
+            status="finished",
+            started_at=0.0,
+            ended_at=0.0,
+            duration_s=0.0,
+            energy_kwh=energy,
+            emissions_kg=co2,
+            contained=contained,
+        )
+        for rid, parent, energy, co2, contained in spec
+    ]
+    forest = RunForest.build(runs)
+    for name in ("energy_kwh", "emissions_kg"):
+        sums = forest.shared_sums(name)
+        assert min(sums.exclusive) >= 0.0
+        assert sums.exclusive[0] == 0.0
+        total = math.fsum(sums.inclusive[r] for r in forest.roots)
+        assert math.fsum(sums.exclusive) == pytest.approx(total, rel=1e-12)
