@@ -113,8 +113,8 @@ def test_an_unknown_study_names_the_nearest_first_and_lists_a_few(home):
             led.runs(study="cifar-swep")
         message = str(err.value)
         assert message.startswith(
-            f"no study 'cifar-swep' in ledger {led.url}; did you mean 'cifar-sweep'?; "
-            "known: 'cifar-sweep', 'study-00', "
+            f"no study 'cifar-swep' in ledger {led.url}; did you mean 'cifar-sweep'? "
+            "Its studies: 'cifar-sweep', 'study-00', "
         )
         assert message.count("'study-") == 9 and message.endswith(
             " and 21 more (Ledger.studies() lists them all)"
@@ -122,7 +122,7 @@ def test_an_unknown_study_names_the_nearest_first_and_lists_a_few(home):
         with pytest.raises(gp.UnknownStudyError) as err:  # nothing close: the first ten
             led.runs(study="zzz")
         assert "did you mean" not in str(err.value)
-        assert "known: 'cifar-sweep', 'study-00', 'study-01'," in str(err.value)
+        assert "; its studies: 'cifar-sweep', 'study-00', 'study-01'," in str(err.value)
 
 
 # 4. a ledger in a folder that does not exist ----------------------------------------------------

@@ -189,7 +189,7 @@ def test_bad_input_raises_specific_errors(tmp_path, study_ledger):
     with pytest.raises(gp.LedgerPathError):
         build_report(tmp_path / "missing.db", "sweep")
     assert not (tmp_path / "missing.db").exists()
-    with pytest.raises(gp.UnknownStudyError, match="known: 'sweep'"):
+    with pytest.raises(gp.UnknownStudyError, match="its studies: 'sweep'"):
         build_report(path, "nope")
     with pytest.raises(gp.AnalysisError, match="metrics logged: 'accuracy'"):
         build_report(path, "sweep", metric="loss")

@@ -98,7 +98,7 @@ def test_bad_input_is_one_line_and_exit_2(study_ledger, tmp_path, capsys, args, 
 def test_unknown_study_lists_the_known_ones(study_ledger, capsys, tmp_path):
     path, _ = study_ledger
     assert main(["report", "--ledger", str(path), "--study", "x", "--out", str(tmp_path)]) == 2
-    assert "known: 'sweep'" in _error_line(capsys)
+    assert "; its studies: 'sweep'" in _error_line(capsys)
 
 
 def test_missing_ledger_is_not_created(tmp_path, capsys, monkeypatch):

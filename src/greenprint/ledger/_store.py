@@ -597,7 +597,7 @@ _STUDIES_LISTED = 10
 def _unknown_study(study: str, known: list[str], url: str) -> str:
     """The "no study" message: the nearest names first, then at most a few of the others."""
     if not known:
-        return f"no study {study!r} in ledger {url}; known: none (the ledger is empty)"
+        return f"no study {study!r} in ledger {url}: the ledger is empty (no run yet)"
     from greenprint._suggest import nearest, suggestion
 
     close = nearest(study, known, n=3) if isinstance(study, str) else []
@@ -607,4 +607,6 @@ def _unknown_study(study: str, known: list[str], url: str) -> str:
     listing = ", ".join(map(repr, shown)) + (
         f" and {more} more (Ledger.studies() lists them all)" if more else ""
     )
-    return f"no study {study!r} in ledger {url}{hint}; known: {listing}"
+    if hint:  # "...; did you mean 'a'? Its studies: ..." (one clause each, no "?;")
+        return f"no study {study!r} in ledger {url}{hint} Its studies: {listing}"
+    return f"no study {study!r} in ledger {url}; its studies: {listing}"
