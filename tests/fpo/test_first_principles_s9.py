@@ -339,21 +339,26 @@ def test_bicubic_backward_computes_both_axes_weights_per_plane_and_pixel():
 
 
 def test_layer_norm_weight_gradient_without_an_input_gradient_recomputes_x_hat():
-    """grad_weight = sum(g * x_hat), x_hat = (x - mean) * rstd: 4 per element on its own.
+    """grad_weight = sum(g * x_hat), x_hat = a x + b: 4 per element on its own.
 
-    With the input's gradient, x_hat is recomputed there (2 per element, inside its 9) and
-    grad_weight adds 2 (multiply, accumulate); without it (a norm on data that needs no
-    gradient) nothing else computes x_hat. (2, 3, 5) normalised over 5 with weight and bias:
-    forward 5N + 4 rows + N + N = 150 + 24 + 60 = 234; backward grad_weight 4N = 120,
-    grad_bias N = 30. Before s9 the backward counted 90 (x_hat never computed).
+    ATen's CPU kernel (s34; tests/fpo/test_fpo_layer_norm_s34.py ports it). (2, 3, 5)
+    normalised over 5 with weight and bias, 6 rows of 5 float32 values, shorter than a vector
+    of 8: per row the scalar Welford (6 per value: 30), the 8 lanes merged in (9 each: 72),
+    ``m2 / N``, ``rstd`` (3) and ``-mean`` (1), 107; then 4 per element: 6 * 107 + 120 = 762
+    (it was 234). Backward without the input's gradient (a norm on data that needs no
+    gradient): ``1 / N`` once, ``b = -a mean`` per row (2), ``g (a x + b)`` into the weight's
+    buffer (4 per element), ``g`` into the bias's (1), the threads' buffers summed per column
+    (2 per thread): 1 + 12 + 120 + 30 + 10 T (it was 150); with it, + ``b``, ``c`` per row
+    (11, less 2: its two sums start from their first values) + 10 per element.
     """
+    threads = torch.get_num_threads()
     ln = torch.nn.LayerNorm(5)
     r = count(lambda: ln(t(2, 3, 5)).backward(torch.ones(2, 3, 5)))
-    assert r.by_op_phase["aten.native_layer_norm"]["forward"] == 234
-    assert r.by_op["aten.native_layer_norm_backward"] == 4 * 30 + 30
-    # with the input's gradient: 9N + N (weight) + 2 per row, 2N, N
+    assert r.by_op_phase["aten.native_layer_norm"]["forward"] == 762
+    assert r.by_op["aten.native_layer_norm_backward"] == 1 + 12 + 120 + 30 + 10 * threads
     r = count(lambda: ln(t(2, 3, 5, grad=True)).backward(torch.ones(2, 3, 5)))
-    assert r.by_op["aten.native_layer_norm_backward"] == 10 * 30 + 2 * 6 + 2 * 30 + 30
+    with_input = 1 + 12 + 120 + 30 + 10 * threads + 6 * 9 + 10 * 30
+    assert r.by_op["aten.native_layer_norm_backward"] == with_input
 
 
 def test_group_and_batch_norm_weight_gradient_without_an_input_gradient():

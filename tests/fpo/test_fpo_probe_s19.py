@@ -18,6 +18,7 @@ from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 import greenprint as gp  # noqa: E402
+from greenprint.fpo._rules_nn import layer_norm_backward_fpo, layer_norm_forward_fpo  # noqa: E402
 from integrations._frameworks import one_thread  # noqa: E402
 
 
@@ -271,7 +272,9 @@ def test_a_closure_passed_to_the_optimizer_counts_as_forward_and_backward_of_the
 
 B, S, E, FF, L, H = 2, 6, 32, 64, 2, 2  # batch, tokens, hidden, intermediate, layers, heads
 T, SCORES = B * S, B * H * S * S  # token positions; attention scores per layer
-LAYER_NORM = 7 * T * E + 4 * T  # 5 per element + weight + bias, 4 per row (docs/fpo.md)
+# ATen's CPU kernel (s34; it was 7 * T * E + 4 * T): Welford moments of each row of E float32
+# values in vectors of 8 (6 per value + the merges), rstd and -mean, 4 per element
+LAYER_NORM = layer_norm_forward_fpo(T * E, T, 8)
 
 
 def _bert(impl):
@@ -303,8 +306,9 @@ def _bert_eval_fpo(impl):
 
 
 def test_bert_with_a_padding_mask_eager_and_sdpa_counted_from_its_maths():
-    """docs/fpo.md gives the two counts and says why they differ: 442,704 (eager) and 443,952
-    (sdpa), ``L (2 T E - SCORES)`` = 1,248 apart; the padded positions cost as much as tokens."""
+    """docs/fpo.md gives the two counts and says why they differ: 456,744 (eager) and 457,992
+    (sdpa), ``L (2 T E - SCORES)`` = 1,248 apart; the padded positions cost as much as tokens
+    (442,704 and 443,952 before s34 counted the layer norms as ATen's kernel runs them)."""
     ids = torch.randint(0, 100, (B, S))
     mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
     counts = {}
@@ -313,10 +317,10 @@ def test_bert_with_a_padding_mask_eager_and_sdpa_counted_from_its_maths():
             result = gp.count_fpo(_bert(impl), ids, attention_mask=mask, backward=False)
         assert result.unknown_ops == {} and result.total == _bert_eval_fpo(impl)
         counts[impl] = result.total
-    assert counts == {"eager": 442_704, "sdpa": 443_952}
+    assert counts == {"eager": 456_744, "sdpa": 457_992}
     assert counts["sdpa"] - counts["eager"] == L * (2 * T * E - SCORES) == 1_248
     text = " ".join((Path(__file__).parents[2] / "docs" / "fpo.md").read_text().split())
-    assert "is 443,952 FPO with sdpa and 442,704 with eager in eval, 1,248 apart" in text
+    assert "is 457,992 FPO with sdpa and 456,744 with eager in eval, 1,248 apart" in text
 
 
 def test_gpt2_training_step_forward_counted_from_its_maths():
@@ -448,35 +452,45 @@ def test_transformer_encoder_layer_norm_first_training_step_counted_from_its_mat
     """TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first, norm_first), train mode,
     key padding mask, input without grad, forward and backward.
 
-    Forward: two layer norms (``7n + 4t`` each), the attention (above, masked) with dropout on
+    Forward: two layer norms (ATen's kernel, :func:`layer_norm_forward_fpo`; ``7n + 4t`` each
+    before s34), the attention (above, masked) with dropout on
     the probabilities (2 per score), dropout1/dropout/dropout2 (2 per element), the two
     residual adds (``n`` each), linear1 ``t ff (2e + 1)``, relu ``t ff``, linear2
     ``t e (2ff + 1)``.
-    Backward: norm1 weight 4 + bias 1 per element (its input needs no grad); the attention's
+    Backward (one thread): norm1's weight and bias gradients only (its input needs no grad:
+    :func:`layer_norm_backward_fpo`; 5 per element before s34); the attention's
     in-projection grad_input and grad_weight ``2 t e 3e`` each + bias ``t 3e``, + ``2 t 3e``
     where the q, k, v slices' gradients are summed into the packed projection's; the four
     products ``2 b h s^2 (e/h)`` each; softmax backward 4 per score, dropout 1 per score (CPU:
     one multiply by the saved scaled mask), the scalings' ``2 t e``; out-projection ``2 t e e``
-    twice + ``t e``; dropouts 1 per element; norm2 input grad ``10 n + 2t``, weight ``2n``, bias
-    ``n``, + ``n`` adding the residual's gradient; linear1 grad_input, grad_weight
+    twice + ``t e``; dropouts 1 per element; norm2's three gradients (``13 n + 2 t`` before
+    s34), + ``n`` adding the residual's gradient; linear1 grad_input, grad_weight
     ``2 t e ff`` each + ``t ff``; relu ``t ff``; linear2 the same products + ``t e``.
     """
     layer = nn.TransformerEncoderLayer(
         e, h, ff, dropout=0.1, batch_first=True, norm_first=True
     ).train()
     result = gp.count_fpo(layer, torch.randn(b, s, e), src_key_padding_mask=PADDED)
-    norm = 7 * n + 4 * t
+    norm = layer_norm_forward_fpo(n, t, 8)
     forward = 2 * norm + _mha_forward(masked=True) + 2 * scores + 2 * n + 2 * t * ff + 2 * n
     forward += 2 * n + t * ff * (2 * e + 1) + t * ff + t * e * (2 * ff + 1)
     attention = 2 * (2 * t * e * 3 * e) + t * 3 * e + 2 * t * 3 * e
     attention += 4 * 2 * scores * (e // h) + 4 * scores + scores + 2 * t * e
     attention += 2 * (2 * t * e * e) + t * e
-    backward = 5 * n + attention + n + (10 * n + 2 * t + 2 * n + n) + n
+    norms = _encoder_norms_backward(threads=1)
+    backward = norms + attention + n + n
     backward += t * ff + 2 * (2 * t * e * ff) + t * ff + t * ff + 2 * (2 * t * e * ff) + t * e
     backward += n
     assert result.unknown_ops == {}
     assert (result.forward_total, result.backward_total) == (forward, backward)
-    assert (forward, backward) == (15_520, 27_400)
+    assert (forward, backward) == (18_760, 27_704)
+
+
+def _encoder_norms_backward(threads: int) -> int:
+    """The norm-first layer's two layer-norm backwards: norm1's weight and bias gradients (its
+    input needs none), norm2's three; the threads' partial sums ``2 T e`` per norm."""
+    norm1 = layer_norm_backward_fpo(n, t, threads, input_grad=False)
+    return norm1 + layer_norm_backward_fpo(n, t, threads)
 
 
 @pytest.mark.parametrize(
@@ -566,13 +580,15 @@ def test_depthwise_separable_block_batch_norm_in_training_and_in_eval():
 
 def test_group_norm_layer_norm_embedding_and_embedding_bag_counted_from_their_maths():
     """GroupNorm(3, 6) on (2, 6, 4, 4): 192 elements, 6 groups: forward ``7N + 4G``, backward
-    ``13N + 2G``. LayerNorm(8) on (3, 5, 8): ``7N + 4`` per row, backward ``13N + 2`` per row.
+    ``13N + 2G``. LayerNorm(8) on (3, 5, 8), as ATen's kernel (s34; it was ``7N + 4`` per
+    row, backward ``13N + 2``): 222 per row, backward ``1 + 11`` per row ``+ 15N + 2 * 8``
+    (one thread).
     Embedding: the lookup 0, backward 1 add per gradient element. EmbeddingBag(mode="mean"):
     1 add per looked-up element + 1 division per output element, backward alike."""
     gn = gp.count_fpo(nn.GroupNorm(3, 6), torch.randn(2, 6, 4, 4, requires_grad=True))
     assert (gn.forward_total, gn.backward_total) == (7 * 192 + 4 * 6, 13 * 192 + 2 * 6)
     ln = gp.count_fpo(nn.LayerNorm(8), torch.randn(3, 5, 8, requires_grad=True))
-    assert (ln.forward_total, ln.backward_total) == (7 * 120 + 4 * 15, 13 * 120 + 2 * 15)
+    assert (ln.forward_total, ln.backward_total) == (15 * 222, 1 + 15 * 11 + 15 * 120 + 2 * 8)
     embedding = gp.count_fpo(nn.Embedding(10, 4), torch.tensor([[1, 2, 2], [3, 1, 0]]))
     assert (embedding.forward_total, embedding.backward_total) == (0, 6 * 4)
     bag = nn.EmbeddingBag(10, 4, mode="mean")
@@ -597,8 +613,8 @@ def test_einsum_and_broadcast_matmul_counted_from_their_maths():
 def test_frozen_layers_count_no_weight_gradients():
     """Conv, BN, conv and LayerNorm frozen, a Linear(5, 3) head trained, on (2, 3, 5, 5): the
     backward is the head's grad_weight ``2 * 20 * 5 * 3`` and bias ``20 * 3`` only (no layer
-    below it needs a gradient). A frozen LayerNorm between trained layers: input grad
-    ``10 N + 2`` per row, no weight or bias grad."""
+    below it needs a gradient). A frozen LayerNorm between trained layers: input grad only
+    (ATen's kernel: ``1 / N``, 7 per value, 9 per row; it was ``10 N + 2`` per row)."""
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
         nn.Conv2d(4, 2, 3, padding=1), nn.LayerNorm(5), nn.Linear(5, 3),
@@ -610,7 +626,10 @@ def test_frozen_layers_count_no_weight_gradients():
     assert result.backward_by_module["5"] == result.backward_total
     norm = nn.LayerNorm(5).requires_grad_(False)
     result = gp.count_fpo(norm, torch.randn(6, 5, requires_grad=True))
-    assert result.backward_total == 10 * 30 + 2 * 6
+    assert result.backward_total == 1 + 10 * 30 + 9 * 6
+    assert result.backward_total == layer_norm_backward_fpo(
+        30, 6, 1, weight_grad=False, bias_grad=False
+    )
 
 
 def test_checkpointing_autocast_and_a_training_run():
@@ -661,8 +680,9 @@ def test_checkpointing_autocast_and_a_training_run():
 def test_the_fpo_command_counts_a_transformer_layer_as_proved(tmp_path):
     """A new user's ``model.py`` with an ``nn.TransformerEncoderLayer(8, 2, 16, batch_first,
     norm_first)`` factory, counted by ``greenprint fpo --backward`` in an empty directory:
-    the training-mode count proved above without the padding mask's 100 adds, forward 15,420,
-    backward 27,400."""
+    the training-mode count proved above without the padding mask's 100 adds, forward 18,660,
+    backward 27,704 on one thread (+ 32 per further thread of the command's torch: the two layer
+    norms' per-thread weight and bias sums, ``2 T e`` each; 15,420 and 27,400 before s34)."""
     import json
     import subprocess
 
@@ -680,7 +700,13 @@ def test_the_fpo_command_counts_a_transformer_layer_as_proved(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     counted = json.loads(done.stdout)
-    assert (counted["forward_total"], counted["backward_total"]) == (15_520 - 100, 27_400)
+    threads = subprocess.run(
+        [str(BIN / "python"), "-c", "import torch; print(torch.get_num_threads())"],
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    extra = _encoder_norms_backward(int(threads.stdout)) - _encoder_norms_backward(1)
+    assert extra == 32 * (int(threads.stdout) - 1)
+    assert (counted["forward_total"], counted["backward_total"]) == (18_760 - 100, 27_704 + extra)
     assert counted["unknown_ops"] == {}
 
 

@@ -290,13 +290,16 @@ def test_a_vit_block_forward_backward_and_training_step_counted_from_its_maths()
     """ViTBlock on (2, 3, 8, 8): 4 patches + the cls token, 10 tokens of 8.
 
     Forward: patch conv ``2 * 2 * 8 * 3 * 16 * 4`` = 6,144 + bias 64; position add 80; each
-    LayerNorm ``5 * 80 + 4 * 10 + 80 + 80`` = 600; qkv ``10 * 24 * 17`` = 4,080; SDPA (b 2,
+    LayerNorm (ATen's kernel, s34; 600 before) per row of 8 float32 values, one vector: Welford
+    48, its chunk merged 65, the 8 lanes 72, ``m2 / N``, rstd 3, ``-mean``: 190, ``* 10`` +
+    4 per element = 2,220; qkv ``10 * 24 * 17`` = 4,080; SDPA (b 2,
     h 2, s 5, d 4) products ``2 * 4 * 25 * 8`` = 1,600 + scaling Q and K 160 + softmax
     ``5 * 100``: 2,260; proj ``10 * 8 * 17`` = 1,360; two residual adds 160; MLP
     ``10 * 32 * 17`` = 5,440, GELU ``5 * 320`` = 1,600, ``10 * 8 * 65`` = 5,200. Backward
     (the images need no gradient): MLP out grad_input and grad_weight 5,120 each + bias 80,
-    GELU ``11 * 320``, MLP in 5,120 + 5,120 + 320; each LayerNorm ``9 * 80 + 80 + 2 * 10``
-    (input) + 160 (weight) + 80 (bias) = 1,060; the two residual gradients summed, 80 each;
+    GELU ``11 * 320``, MLP in 5,120 + 5,120 + 320; each LayerNorm (one thread) ``1 / N``, per
+    row 2 + 11 - 2, per element 4 (weight) + 1 (bias) + 10 (input), the threads' sums 2 per
+    column = 1,327 (1,060 before s34); the two residual gradients summed, 80 each;
     proj 1,280 + 1,280 + 80; SDPA four products of 800, softmax ``4 * 100``, the scalings
     160: 3,760; qkv 3,840 + 3,840 + 240; the position gradient summed over the batch 80, the
     cls token's 16; the patch conv's grad_weight 6,144 + bias 64.
@@ -304,9 +307,9 @@ def test_a_vit_block_forward_backward_and_training_step_counted_from_its_maths()
     torch.manual_seed(0)
     model, x = ViTBlock(), torch.randn(2, 3, 8, 8)
     c = gp.count_fpo(model, x)
-    forward = 6_208 + 80 + 600 + 4_080 + 2_260 + 1_360 + 160 + 600 + 5_440 + 1_600 + 5_200
-    backward = 10_320 + 3_520 + 10_560 + 1_060 + 160 + 2_640 + 3_760 + 7_920 + 1_060 + 96 + 6_208
-    assert (c.forward_total, c.backward_total) == (forward, backward) == (27_588, 47_304)
+    forward = 6_208 + 80 + 2_220 + 4_080 + 2_260 + 1_360 + 160 + 2_220 + 5_440 + 1_600 + 5_200
+    backward = 10_320 + 3_520 + 10_560 + 1_327 + 160 + 2_640 + 3_760 + 7_920 + 1_327 + 96 + 6_208
+    assert (c.forward_total, c.backward_total) == (forward, backward) == (30_828, 47_838)
     assert c.unknown_ops == {} and c.by_module[""] == c.total
     assert c.by_module["patch"] == 2 * 6_208 and c.by_module["qkv"] == 4_080 + 7_920
     assert c.by_module["mlp.1"] == 1_600 + 3_520

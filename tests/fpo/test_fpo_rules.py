@@ -195,9 +195,11 @@ def test_softmax_and_log_softmax_with_backward():
 def test_layer_norm_by_hand():
     x = t(2, 3, 8)
     n, rows = 48, 6
-    assert count(lambda: F.layer_norm(x, (8,))).total == 5 * n + 4 * rows
+    # ATen's CPU kernel (s34): per row of 8 float32 values (one vector) Welford 48, the chunk's
+    # merge 65, the 8 lanes' 72, m2 / N, rstd 3, -mean 1; 4 per element, affine or not
+    assert count(lambda: F.layer_norm(x, (8,))).total == rows * 190 + 4 * n
     ln = torch.nn.LayerNorm(8)
-    assert count(lambda: ln(x)).total == 5 * n + 4 * rows + 2 * n
+    assert count(lambda: ln(x)).total == rows * 190 + 4 * n
 
 
 def test_batch_norm_train_and_eval():

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from greenprint.fpo._registry import first_shape, numel, register_rule
+from greenprint.fpo._rules_nn import cpu_lanes, layer_norm_forward_fpo
 
 __all__: list[str] = []
 
@@ -122,8 +123,8 @@ def native_multi_head_attention_rule(
 
 
 def _layer_norm(n: int, rows: int) -> int:
-    """Layer norm with weight and bias: ``5N + 4`` per row, ``+ N`` each for weight and bias."""
-    return 7 * n + 4 * rows
+    """Layer norm of float32 rows, as ``native_layer_norm`` counts it (ATen's CPU kernel)."""
+    return layer_norm_forward_fpo(n, rows, cpu_lanes(4))
 
 
 @register_rule("aten._transformer_encoder_layer_fwd")
@@ -153,7 +154,7 @@ def transformer_encoder_layer_rule(
     """The fused ``nn.TransformerEncoderLayer`` (eval, no grad): its slow path's count.
 
     Self-attention as :func:`multi_head_attention_fpo` without weights; two residual adds
-    (``N`` each); two layer norms (``7N + 4`` per row each); the feed-forward block
+    (``N`` each); two layer norms (as ``native_layer_norm``); the feed-forward block
     ``linear(E -> F)``, ReLU (1 per element) or GELU (5), ``linear(F -> E)``. ``N`` is the
     number of elements of ``src`` and a row is one token (``N / E`` rows).
     """

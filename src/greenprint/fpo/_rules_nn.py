@@ -7,6 +7,7 @@ Each rule's docstring gives its formula; ``N`` is the number of input elements.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -272,19 +273,132 @@ def _stats(n: int, groups: int) -> int:
     return 5 * n + 4 * groups
 
 
-@register_rule("aten.native_layer_norm")
+# -- layer norm: ATen's CPU kernels (native/cpu/layer_norm_kernel.cpp, cpu/moments_utils.h) ------
+
+#: ``RowwiseMoments``' Welford chunks: ``kChunkSize`` vectors each
+_WELFORD_CHUNK = 16
+
+
+def cpu_lanes(itemsize: int = 4) -> int:
+    """Values of ``itemsize`` bytes in one of ATen's AVX2 vectors (``Vectorized<T>::size()``).
+
+    The counts take ATen's AVX2 kernels (32-byte vectors: 8 floats, 4 doubles), whatever the
+    machine, so that a count does not depend on where it ran (as the int8 rules'
+    ``FLOAT_LANES``); an AVX-512 build merges the moments of 16-float vectors instead, a few
+    FPO more or less per row. Half and bfloat16 count as float (their kernels compute in it).
+    """
+    return 32 // max(4, int(itemsize))
+
+
+def _ceil_log2(x: int) -> int:
+    """``utils::CeilLog2``: 1 up to 2, else ``ceil(log2(x))``."""
+    return 1 if x <= 2 else (x - 1).bit_length()
+
+
+@functools.lru_cache(maxsize=256)
+def rowwise_moments_fpo(n: int, lanes: int) -> int:
+    """``RowwiseMoments(X, N)``: the mean and variance of ``N`` values, as ATen computes them.
+
+    Welford over the ``N // V`` whole vectors of ``V`` lanes, in chunks of 16 vectors, each
+    value ``delta = x - m1; m1 += delta * c; m2 += delta * (x - m1)`` (6); every chunk's
+    moments merged into a cascade of stacks (``AddMomentsVec``: ``8V``, + the division ``m0_add
+    / n`` when ``n`` is not 0), the stacks merged at the end; the tail of ``N mod V`` values by
+    scalar Welford (6 each); the ``V`` lanes merged into it (``AddMoments``: 8 + the division);
+    ``m2 / N`` (1).
+    """
+    vectors = n // lanes
+    chunks = -(-vectors // _WELFORD_CHUNK)
+    depth = _ceil_log2(chunks)
+    counts = [0] * depth
+    ops = 6 * n + 1
+
+    def merge(added: int, level: int) -> int:
+        total = counts[level] + added
+        counts[level] = total
+        return 8 * lanes + (1 if total else 0)
+
+    for i in range(chunks):
+        ops += merge(min(_WELFORD_CHUNK, vectors - i * _WELFORD_CHUNK), 0)
+        mask, j = i + 1, 1
+        while j < depth and not mask & 1:
+            ops += merge(counts[j - 1], j)
+            counts[j - 1] = 0
+            mask >>= 1
+            j += 1
+    for i in range(1, depth):
+        ops += merge(counts[i], 0)
+    seen = n - vectors * lanes
+    for _ in range(lanes):
+        seen += vectors
+        ops += 8 + (1 if seen else 0)
+    return ops
+
+
+def layer_norm_forward_fpo(n: int, rows: int, lanes: int, reduced: bool = False) -> int:
+    """``LayerNormKernelImpl`` over ``rows`` rows of ``n / rows`` values (see the rule)."""
+    if not rows or not n:
+        return 0
+    per_row = rowwise_moments_fpo(n // rows, lanes) + 3 + (2 if reduced else 1)
+    return rows * per_row + 4 * n
+
+
+@functools.lru_cache(maxsize=1)
+def _reduced_dtypes() -> tuple[Any, ...]:
+    import torch
+
+    return (torch.bfloat16, torch.float16)
+
+
+def _reads_ln(input: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """A layer norm's ``lanes``, ``reduced`` and ``threads``.
+
+    ``lanes``: see :func:`cpu_lanes`; ``reduced``: half or bfloat16, whose kernel computes
+    ``bias = -rstd * mean``; ``threads``: ``torch.get_num_threads()``, the backward sums one
+    partial weight and bias gradient per thread.
+    """
+    try:
+        import torch
+
+        reduced = input.dtype in _reduced_dtypes()
+        lanes = cpu_lanes(4 if reduced else input.element_size())
+        return {"lanes": lanes, "reduced": reduced, "threads": int(torch.get_num_threads())}
+    except (ImportError, AttributeError, RuntimeError, TypeError):
+        return {}
+
+
+_reads_ln.metadata_only = True  # type: ignore[attr-defined]
+
+
+def _reads_ln_backward(grad_out: Any, input: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`_reads_ln` of the backward's input."""
+    return _reads_ln(input)
+
+
+_reads_ln_backward.metadata_only = True  # type: ignore[attr-defined]
+
+
+@register_rule("aten.native_layer_norm", reads=_reads_ln)
 def layer_norm_rule(
     input: tuple[int, ...],
     normalized_shape: Any,
     weight: Any = None,
     bias: Any = None,
     *args: Any,
+    lanes: int = 8,
+    reduced: bool = False,
+    threads: int = 1,
     **kwargs: Any,
 ) -> int:
-    """5N + 4 per row for the statistics and normalisation, + N for weight, + N for bias."""
+    """``LayerNormKernelImpl``, as ATen's CPU kernel runs it.
+
+    Per row of ``N`` values its moments (:func:`rowwise_moments_fpo`: 6 per value + the merges
+    of the Welford chunks and vector lanes), ``rstd = 1 / sqrt(var + eps)`` (3) and ``bias =
+    -mean`` (1), then ``(x + bias) * rstd * gamma + beta`` (4 per element, affine or not: the
+    kernel multiplies by 1 and adds 0 without them).
+    """
     n = numel(input)
     rows = n // max(1, numel(tuple(normalized_shape)))
-    return _stats(n, rows) + _affine(n, weight, bias)
+    return layer_norm_forward_fpo(n, rows, lanes, reduced)
 
 
 @register_rule("aten._fused_rms_norm")
@@ -316,7 +430,7 @@ def _norm_backward(n: int, groups: int, weight: Any, mask: Any) -> int:
     return total
 
 
-@register_rule("aten.native_layer_norm_backward")
+@register_rule("aten.native_layer_norm_backward", reads=_reads_ln_backward)
 def layer_norm_backward_rule(
     grad_out: tuple[int, ...],
     input: tuple[int, ...],
@@ -326,15 +440,61 @@ def layer_norm_backward_rule(
     weight: Any = None,
     bias: Any = None,
     output_mask: Any = None,
+    *args: Any,
+    lanes: int = 8,
+    reduced: bool = False,
+    threads: int = 1,
     **kwargs: Any,
 ) -> int:
-    """See :func:`_norm_backward` (weight and bias grads only when they exist)."""
+    """``LayerNormBackwardKernelImpl``, rows of ``N`` values, ``T`` threads.
+
+    Per call ``1 / N``. Per row: the weight's gradient ``g * (a * x + b)`` into a per-thread
+    buffer (4 per value, ``b = -a * mean`` 2); the bias's ``g`` into another (1 per value); the
+    input's: ``ds = sum(g * x * w)`` and ``db = sum(g * w)`` (5 per value - 2: each reduction
+    of ``N`` values starts from its first; 3 - 2 without a weight), ``b`` and ``c`` (11), then
+    ``a * g * w + b * x + c`` (5 per value, 4 without a weight). With a weight or bias
+    gradient, the threads' buffers summed per column (``2T`` for each of the ``N`` columns:
+    both sums run whichever is asked).
+    """
     n = numel(input)
     rows = n // max(1, numel(tuple(normalized_shape)))
     mask = list(output_mask) if output_mask is not None else [True, True, True]
-    if bias is None and len(mask) > 2:
-        mask[2] = False
-    return _norm_backward(n, rows, weight, mask)
+    mask += [False] * (3 - len(mask))
+    return layer_norm_backward_fpo(
+        n,
+        rows,
+        threads,
+        weight=weight is not None,
+        input_grad=bool(mask[0]),
+        weight_grad=bool(mask[1]) and weight is not None,
+        bias_grad=bool(mask[2]) and bias is not None,
+    )
+
+
+def layer_norm_backward_fpo(
+    n: int,
+    rows: int,
+    threads: int,
+    *,
+    weight: bool = True,
+    input_grad: bool = True,
+    weight_grad: bool = True,
+    bias_grad: bool = True,
+) -> int:
+    """``LayerNormBackwardKernelImpl`` over ``rows`` rows of ``n / rows`` values (see the rule)."""
+    if not rows or not n:
+        return 0
+    size = n // rows
+    total = 1
+    if weight_grad:
+        total += rows * 2 + 4 * n
+    if bias_grad:
+        total += n
+    if weight_grad or bias_grad:
+        total += 2 * threads * size
+    if input_grad:
+        total += rows * (11 - 2) + (10 if weight else 7) * n
+    return total
 
 
 @register_rule("aten._fused_rms_norm_backward")
