@@ -188,3 +188,34 @@ def test_a_run_started_at_the_best_hour_saves_zero_in_the_unit_beside_it(hourly,
     (actual,) = [line for line in out.splitlines() if line.startswith("actual ")]
     assert actual.startswith("actual      00:01 UTC: 15 µg CO2-eq; saving 0 µg CO2-eq (0.0 %)"), out
     assert " mg " not in out, out
+
+
+def test_the_actual_start_reads_the_minute_it_started_not_the_next_hour(hourly, tmp_path, capsys):
+    """Found as a new user (docs/whatif.md's example run at 06:59:50 UTC): the text read
+    'actual 07:00 UTC' (rounded) while its CO2-eq was priced in the 06:00 hour of the profile."""
+    path = tmp_path / "edge.db"
+    run = RunRecord(
+        id="5555abcd99",
+        name="tiny",
+        status="finished",
+        started_at=DAY + 6 * 3600 + 59 * 60 + 50.2,  # 06:59:50.2 UTC
+        duration_s=0.6,
+        energy_kwh=1e-7,
+        intensity_g_per_kwh=380.0,
+        intensity_source="table:DE:2023",
+        emissions_kg=3.8e-8,
+    )
+    with Ledger(path) as led:
+        led.start_run(run)
+    args = ["whatif", "--run", "5555", "--ledger", str(path), "--regions", "FR"]
+    assert main([*args, "--hourly", str(hourly)]) == 0
+    out = capsys.readouterr().out
+    (actual,) = [line for line in out.splitlines() if line.startswith("actual ")]
+    # profile hour 6 is 150 + 60 = 210 g/kWh: 1e-7 kWh x 210 g/kWh = 21 µg, all in 06:59
+    assert actual.startswith("actual      06:59 UTC: 21 µg CO2-eq;"), out
+    # the same start on a half-hour zone's clock: 06:59:50 UTC is 12:29 in Asia/Kolkata
+    assert main([*args, "--hourly", str(hourly), "--timezone", "Asia/Kolkata"]) == 0
+    out = capsys.readouterr().out
+    (actual,) = [line for line in out.splitlines() if line.startswith("actual ")]
+    assert actual.startswith("actual      12:29 Asia/Kolkata: 21 µg CO2-eq;"), out
+    assert "best start  06:00 Asia/Kolkata (00:30 UTC)" in out, out

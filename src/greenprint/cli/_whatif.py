@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
@@ -25,7 +26,10 @@ def _saving(kg: float, pct: float | None, unit_of: float | None = None) -> str:
 
 
 def _hour(hours: float, zone: str) -> str:
-    minutes = round(hours * 60) % (24 * 60)
+    """Hours since midnight as a clock shows them: 06:59:50 is 06:59, never the next hour."""
+    # truncated, as a clock reads (rounding put a run started at 06:59:50, priced in the
+    # 06:00 hour, at "07:00"); the small epsilon keeps 6.9999999999 from float sums at 07:00
+    minutes = math.floor(hours * 60 + 1e-6) % (24 * 60)
     return f"{minutes // 60:02d}:{minutes % 60:02d} {zone}"
 
 
