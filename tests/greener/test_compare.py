@@ -275,3 +275,14 @@ def test_the_greener_table_writes_fpo_as_the_report_does():
         ("2.43 kFPO", "2.43 kFPO"),
         ("2.43 kFPO", "130 FPO (+2,304 int8 ops)"),
     ]
+
+
+def test_batches_given_as_static_int8s_count_read_in_one_short_line():
+    """Found as a new user: `static_int8(calibration_batches=[x, ...])` (the name reads like
+    the batches) raised an error that printed every tensor of the list, hundreds of lines."""
+    batches = [torch.randn(256, 64) for _ in range(7)]
+    with pytest.raises(gp.ConfigError) as info:
+        greener.static_int8(calibration_batches=batches)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 250, message
+    assert "not a list" in message and "compare(..., calibration=[...])" in message

@@ -290,8 +290,16 @@ def static_int8(*, name: str = "static-int8", calibration_batches: int | None = 
         or not isinstance(calibration_batches, int)
         or calibration_batches < 1
     ):
+        # a list of batches given here (the name reads like it) printed every tensor in it
+        given = (
+            repr(calibration_batches)
+            if isinstance(calibration_batches, (int, float, str, type(None)))
+            else f"a {type(calibration_batches).__name__}"
+        )
         raise ConfigError(
-            f"calibration_batches must be an integer >= 1, not {calibration_batches!r}"
+            f"calibration_batches must be an integer >= 1 (how many of the calibration "
+            f"batches to use), not {given[:60]}; give the batches themselves to "
+            f"compare(..., calibration=[...])"
         )
 
     def apply(model: nn.Module, ctx: Context) -> Applied:
