@@ -235,3 +235,15 @@ def test_without_torch_the_command_and_compare_name_the_extra():
         "greenprint: error: greenprint greener needs torch, which is not installed: "
         "pip install 'greenprint[torch]'\n"
     )
+
+
+def test_epochs_without_a_student_is_refused_before_anything_runs(module, tmp_path, capsys):
+    """Found as a new user: `greenprint greener ... --epochs 3` without `--student` measured
+    every variant, trained nothing and said nothing; now one line, exit 2, nothing recorded."""
+    ledger = tmp_path / "l.db"
+    argv = [f"{module}:trained", "--data", f"{module}:batches", "--epochs", "3"]
+    code, out, err = _run(capsys, *argv, "--ledger", str(ledger), "--min-time", "0")
+    assert code == 2 and out == ""
+    assert err.startswith("greenprint: error: --epochs applies only with --student"), err
+    assert err.count("\n") == 1, err
+    assert not ledger.exists() or gp.Ledger(ledger).runs() == []

@@ -162,6 +162,25 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
     return right / total
 
 
+def _check_epochs_need_a_student(student_target: str | None) -> None:
+    """Refuse ``--epochs`` without ``--student``: there is nothing to train for that many epochs.
+
+    It ran every variant and trained nothing, saying nothing, so a user who meant a
+    fine-tuning or a distillation read a table without one.
+    """
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    if student_target is None and ctx.get_parameter_source("epochs") not in (
+        None,
+        ParameterSource.DEFAULT,
+    ):
+        raise click.UsageError(
+            "--epochs applies only with --student MODULE:FACTORY (the distillation's epochs)",
+            ctx=ctx,
+        )
+
+
 @click.command("greener")
 @click.argument("target", metavar="MODULE:FACTORY")
 @click.option(
@@ -283,6 +302,7 @@ def command(
         if given is not None and not given.strip():  # as greenprint run's
             raise ConfigError(f"{option} needs a {what} name, not {given!r}")
     min_time_s = finite_number("--min-time", min_time_s, low=0.0, unit="s")
+    _check_epochs_need_a_student(student_target)
     if pue is not None:  # a bad PUE: one line before any model is built, as run's --pue
         from greenprint.carbon._pue import resolve_pue
 
