@@ -247,3 +247,9 @@ def test_epochs_without_a_student_is_refused_before_anything_runs(module, tmp_pa
     assert err.startswith("greenprint: error: --epochs applies only with --student"), err
     assert err.count("\n") == 1, err
     assert not ledger.exists() or gp.Ledger(ledger).runs() == []
+
+
+def test_the_help_says_epochs_are_the_students(capsys):
+    assert main(["greener", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--epochs INTEGER Epochs of the distillation of --student (needs it)." in out, out

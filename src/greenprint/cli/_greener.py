@@ -216,7 +216,7 @@ def _check_epochs_need_a_student(student_target: str | None) -> None:
     type=IntRange(min=1),
     default=1,
     show_default=True,
-    help="Distillation epochs.",
+    help="Epochs of the distillation of --student (needs it).",
 )
 @click.option("--metric", default="accuracy", show_default=True, help="Name of the score.")
 @click.option(
