@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from greenprint._exceptions import ConfigError, LedgerError
+from greenprint._exceptions import ConfigError, GreenprintError, LedgerError
 from greenprint._resume import interrupted_at_heartbeat
 from greenprint._suggest import did_you_mean as _nearest
 
@@ -19,7 +19,12 @@ __all__ = [
     "SET_BY_INTEGRATION",
     "WarnOnce",
     "check_run_options",
+    "default_ledger",
     "interrupted_at_heartbeat",
+    "ledger_now",
+    "options_now",
+    "pin_ledger_option",
+    "pinned_ledger",
     "sized_dataset",
     "stopped_by_budget",
 ]
@@ -221,3 +226,62 @@ def ledger_target(ledger: Any) -> Any:
     if ledger is None:
         return resolve_target(_lineage.inherited_ledger() or load_config().ledger)
     return resolve_target(ledger)
+
+
+def pinned_ledger(ledger: Any) -> Any:
+    """``ledger`` as the runs made later must open it, wherever the current directory is then.
+
+    An integration makes its runs long after it is set up (each trial, each fit), and a
+    script may change directory in between (Hydra runs each job in a folder of its own; an
+    objective that ``os.chdir``s into its trial's output folder). A relative SQLite path
+    (``"greenprint.db"``, ``sqlite:///runs/gp.db``) is made absolute against the current
+    directory now, where the user named it; anything else is returned as given (``None``,
+    ``False``, a :class:`~greenprint.Ledger`, a PostgreSQL URL, an in-memory ledger, or a
+    location :func:`check_run_options` refuses).
+    """
+    from greenprint.ledger import Ledger
+    from greenprint.ledger._target import resolve_target
+
+    if ledger is None or ledger is False or isinstance(ledger, Ledger):
+        return ledger
+    try:
+        target = resolve_target(ledger)
+    except GreenprintError:
+        return ledger
+    if target.backend == "sqlite" and target.path is not None:
+        return str(target.path)
+    return ledger
+
+
+def default_ledger() -> Any:
+    """The configured ledger (``./greenprint.db`` unless set), pinned now."""
+    from greenprint._config import load_config
+
+    return pinned_ledger(load_config().ledger)
+
+
+def ledger_now(ledger: Any, default: Any) -> Any:
+    """The ``ledger=`` of a run made now by an integration set up earlier.
+
+    The ledger the integration was given (pinned when it was set up); else, as for a run
+    given none, the ledger of the run it is made in (or inherited from a parent process);
+    else ``default``: the configured ledger pinned when the integration was set up.
+    """
+    if ledger is not None:
+        return ledger
+    from greenprint import _lineage
+
+    return _lineage.inherited_ledger() or default
+
+
+def options_now(options: Mapping[str, Any], default: Any) -> dict[str, Any]:
+    """A copy of an integration's run ``options`` with the ``ledger`` of :func:`ledger_now`."""
+    return {**options, "ledger": ledger_now(options.get("ledger"), default)}
+
+
+def pin_ledger_option(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with its ``ledger``, if any, pinned (:func:`pinned_ledger`)."""
+    out = dict(options)
+    if "ledger" in out:
+        out["ledger"] = pinned_ledger(out["ledger"])
+    return out

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from greenprint._exceptions import BudgetExceeded, GreenprintError
 from greenprint._imports import require
 from greenprint._lifecycle import status_for
+from greenprint.integrations._common import options_now
 from greenprint.integrations._dl import (
     end_evaluation,
     last_training,
@@ -51,6 +52,7 @@ class _EvaluationRuns:
     """The run of an ``evaluate()``/``predict()`` outside a training."""
 
     _options: dict[str, Any]
+    _default_ledger: Any  # the configured ledger, pinned when the callback was made
     _name: str | None
     _run: Run | None
     _run_name: str | None
@@ -154,7 +156,7 @@ class _EvaluationRuns:
         from greenprint.tracking import track
 
         self._stop_evaluation("failed", "a new evaluation started before this one ended")
-        options = dict(self._options)
+        options = options_now(self._options, self._default_ledger)
         given = options.pop("role", None)
         options.pop("dataset_size", None)  # the training set's size: not what this runs on
         params = _args_params(args) if isinstance(args, _transformers.TrainingArguments) else {}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError
 from greenprint._imports import require
+from greenprint.integrations._common import options_now
 from greenprint.integrations._dl import (
     LiveFigures,
     continue_from,
@@ -52,6 +53,7 @@ class _TrainingRuns:
     """The run of a training: its start, what ``on_train_begin`` completes, its end."""
 
     _options: dict[str, Any]
+    _default_ledger: Any  # the configured ledger, pinned when the callback was made
     _name: str | None
     _run: Run | None
     _run_name: str | None
@@ -75,7 +77,7 @@ class _TrainingRuns:
         ``starts``: for a run that starts now (``False``: one started at the ``train`` call,
         whose role is set already).
         """
-        options = dict(self._options)
+        options = options_now(self._options, self._default_ledger)
         if not starts:
             options.pop("role", None)
         params = _args_params(args)

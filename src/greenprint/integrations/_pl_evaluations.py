@@ -14,6 +14,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import BudgetExceeded, GreenprintError
+from greenprint.integrations._common import options_now
 from greenprint.integrations._dl import (
     append_metrics,
     end_evaluation,
@@ -41,6 +42,7 @@ class _EvaluationRuns:
     """The run of a ``validate``/``test``/``predict`` outside a fit."""
 
     _options: dict[str, Any]
+    _default_ledger: Any  # the configured ledger, pinned when the callback was made
     _name: str | None
     _run: Run | None
     _fit_trainer: weakref.ref[Any] | None
@@ -63,7 +65,7 @@ class _EvaluationRuns:
         self._stop_evaluation("failed", "a new evaluation started before this one ended")
         _check_objects(trainer, pl_module)
 
-        options = dict(self._options)
+        options = options_now(self._options, self._default_ledger)
         given = options.pop("role", None)
         options.pop("dataset_size", None)  # the training set's size: not what this runs on
         params = _module_params(pl_module)

@@ -124,6 +124,9 @@ from greenprint._exceptions import BudgetExceeded, ConfigError
 from greenprint._lifecycle import status_for
 from greenprint.integrations._common import (
     check_run_options,
+    default_ledger,
+    options_now,
+    pin_ledger_option,
     sized_dataset,
     warn_fpo_budget_uncounted,
 )
@@ -206,6 +209,10 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
         self._options = check_run_options(
             track_options, where="GreenprintCallback", name=name, allowed=None
         )
+        # a relative ledger path is where the user named it, not in a folder a script moves to
+        # before a later fit (Hydra's job folders)
+        self._options = pin_ledger_option(self._options)
+        self._default_ledger = default_ledger()
         warn_fpo_budget_uncounted(BudgetGuard.from_options(self._options, study=""), count_fpo)
         self._name = name
         self._count_fpo = count_fpo
@@ -269,7 +276,7 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
         _check_objects(trainer, pl_module)
 
         self._stop_tuning("finished", None)
-        options = dict(self._options)
+        options = options_now(self._options, self._default_ledger)
         options.pop("role", None)  # a part: of the fit it tunes, once that fit starts
         params = {**_module_params(pl_module), **_trainer_params(trainer)}
         params.update(options.pop("params", None) or {})
@@ -286,7 +293,7 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
 
         self._stop_tuning("finished", None)
         self._stop_if_running("failed", "a new fit started before this one ended")
-        options = dict(self._options)
+        options = options_now(self._options, self._default_ledger)
         params = {**_module_params(pl_module), **_trainer_params(trainer)}
         params.update(options.pop("params", None) or {})
         name = self._name or type(pl_module).__name__

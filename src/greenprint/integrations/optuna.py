@@ -108,7 +108,13 @@ from greenprint._exceptions import (  # noqa: E402
 )
 from greenprint._lifecycle import status_for  # noqa: E402
 from greenprint._provenance import OBJECTIVES_KEY, objectives_text  # noqa: E402
-from greenprint.integrations._common import WarnOnce, check_run_options  # noqa: E402
+from greenprint.integrations._common import (  # noqa: E402
+    WarnOnce,
+    check_run_options,
+    default_ledger,
+    ledger_now,
+    pinned_ledger,
+)
 from greenprint.integrations._dl import continue_from  # noqa: E402
 from greenprint.integrations._optuna_meters import SharedMeters  # noqa: E402
 
@@ -180,7 +186,9 @@ class GreenprintCallback:
         self._options = check_run_options(
             run_options, where="GreenprintCallback", ledger=ledger, study=study
         )
-        self._ledger = ledger
+        # a relative path is where the user named it, not in a folder a trial moved to
+        self._ledger = pinned_ledger(ledger)
+        self._default_ledger = default_ledger() if ledger is None else None
         self._study = study
         # one meters= object for every trial's run: started once for the trials running
         # together, each run reading it from its own start (n_jobs > 1 restarted it under them)
@@ -236,7 +244,7 @@ class GreenprintCallback:
             run = Run(
                 f"trial-{trial.number}",
                 study=study_name,
-                ledger=self._ledger,
+                ledger=ledger_now(self._ledger, self._default_ledger),
                 role="trial",
                 parent=parent,
                 **self._node_meter(),

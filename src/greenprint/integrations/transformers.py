@@ -181,6 +181,8 @@ from greenprint._lifecycle import status_for  # noqa: E402
 from greenprint.integrations._common import (  # noqa: E402
     WarnOnce,
     check_run_options,
+    default_ledger,
+    pin_ledger_option,
     sized_dataset,
     warn_fpo_budget_uncounted,
 )
@@ -274,6 +276,10 @@ class GreenprintCallback(  # type: ignore[misc]
         self._options = check_run_options(
             track_options, where="GreenprintCallback", name=name, allowed=None
         )
+        # a relative ledger path is where the user named it, not in a folder a script moves to
+        # before a later training (Hydra's job folders)
+        self._options = pin_ledger_option(self._options)
+        self._default_ledger = default_ledger()
         guard = BudgetGuard.from_options(self._options, study="")
         warn_fpo_budget_uncounted(guard, count_fpo)
         #: a "stop" budget is set: processes of one training agree on stopping at each step
