@@ -286,3 +286,25 @@ def test_batches_given_as_static_int8s_count_read_in_one_short_line():
     message = str(info.value)
     assert "\n" not in message and len(message) < 250, message
     assert "not a list" in message and "compare(..., calibration=[...])" in message
+
+
+def test_the_score_column_names_the_metric_and_its_direction(small, tmp_path):
+    """Found as a new user: the table's column read 'score' whatever `metric=` named (the
+    CLI's --metric too), so a reader of the table or the report did not know what was scored."""
+    ledger = tmp_path / "m.db"
+    x = _x()
+    result = greener.compare(
+        small, models.accuracy, x, [greener.prune_unstructured(0.3)], study="m",
+        ledger=ledger, metric="accuracy", min_time_s=0.01,
+    )  # fmt: skip
+    assert str(result).splitlines()[0].split()[:3] == ["variant", "score", "(accuracy)"]
+    assert "| variant | score (accuracy) |" in render(build_report(ledger, "m"), "md")
+
+    def error(m):
+        return 1.0 - models.accuracy(m)
+
+    lower = greener.compare(
+        small, error, x, [greener.prune_unstructured(0.3)], ledger=False, metric="error",
+        mode="min", min_time_s=0.01,
+    )  # fmt: skip
+    assert "score (error, lower is better)" in str(lower).splitlines()[0]

@@ -487,6 +487,11 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
     )
     t_factor, t_unit = _column_unit((r.training_energy_kwh * 1e3 for r in measured), "Wh")
     header = list(TABLE_HEADER)
+    # which score, and its direction: "score" alone left a newcomer guessing what was scored
+    named = result.metric if result.metric and result.metric != "score" else ""
+    direction = "lower is better" if result.mode == "min" else ""
+    if named or direction:
+        header[1] = f"score ({', '.join(part for part in (named, direction) if part)})"
     header[4] = f"energy ({e_unit}/1000)"
     header[5] = f"CO2-eq ({c_unit}/1000)"
     header[10] = f"training ({t_unit})"
