@@ -579,14 +579,20 @@ def test_depthwise_separable_block_batch_norm_in_training_and_in_eval():
 
 
 def test_group_norm_layer_norm_embedding_and_embedding_bag_counted_from_their_maths():
-    """GroupNorm(3, 6) on (2, 6, 4, 4): 192 elements, 6 groups: forward ``7N + 4G``, backward
-    ``13N + 2G``. LayerNorm(8) on (3, 5, 8), as ATen's kernel (s34; it was ``7N + 4`` per
+    """GroupNorm(3, 6) on (2, 6, 4, 4): 192 elements, 6 groups of 32 values, as ATen's kernel
+    (s34; it was ``7N + 4G``, backward ``13N + 2G``): per group the moments (layer norm's: 330)
+    and ``rstd`` (4), per channel scale and bias (4), ``scale x + bias`` 2N: 2,436; backward
+    ``3N - 2`` per channel (``ds``, ``db``), ``1 / (D HxW)``, per group the lanes' sums (2 x 8)
+    and ``c2``, ``c3`` (11), per channel 10 (``sum(ds w)``, ``sum(db w)`` 4, ``c1`` 1, the
+    weight's gradient 4, the bias's 1), ``4N`` (``c1 g + c2 x + c3``): 1,603.
+    LayerNorm(8) on (3, 5, 8), as ATen's kernel (s34; it was ``7N + 4`` per
     row, backward ``13N + 2``): 222 per row, backward ``1 + 11`` per row ``+ 15N + 2 * 8``
     (one thread).
     Embedding: the lookup 0, backward 1 add per gradient element. EmbeddingBag(mode="mean"):
     1 add per looked-up element + 1 division per output element, backward alike."""
     gn = gp.count_fpo(nn.GroupNorm(3, 6), torch.randn(2, 6, 4, 4, requires_grad=True))
-    assert (gn.forward_total, gn.backward_total) == (7 * 192 + 4 * 6, 13 * 192 + 2 * 6)
+    assert gn.forward_total == 6 * (330 + 4) + 4 * 12 + 2 * 192 == 2_436
+    assert gn.backward_total == (3 * 192 - 2 * 12) + 1 + 6 * 27 + 10 * 12 + 4 * 192 == 1_603
     ln = gp.count_fpo(nn.LayerNorm(8), torch.randn(3, 5, 8, requires_grad=True))
     assert (ln.forward_total, ln.backward_total) == (15 * 222, 1 + 15 * 11 + 15 * 120 + 2 * 8)
     embedding = gp.count_fpo(nn.Embedding(10, 4), torch.tensor([[1, 2, 2], [3, 1, 0]]))

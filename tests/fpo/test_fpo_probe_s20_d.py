@@ -424,8 +424,10 @@ class UNetBlock(nn.Module):
 def test_a_diffusion_unet_block_counted_from_its_maths(mode, align_corners, upsample):
     """UNetBlock on x (2, 4, 4, 4), timesteps (3, 700), a context of (2, 5, 6).
 
-    Forward: each GroupNorm(2, 4) over 128 elements in 4 slices ``5 * 128 + 4 * 4 + 128 + 128``
-    = 912; SiLU 2 per element over 128 + 16 + 128; each conv ``2 * 2 * 4 * 4 * 9 * 16`` =
+    Forward: each GroupNorm(2, 4) over 128 elements in 4 groups of 32 values, as ATen's kernel
+    (s34): per group the moments (layer norm's ``RowwiseMoments``: 330) and ``rstd`` (4), per
+    channel scale and bias (4 x 8), ``scale * x + bias`` (2 x 128) = 1,624 (912 until s34);
+    SiLU 2 per element over 128 + 16 + 128; each conv ``2 * 2 * 4 * 4 * 9 * 16`` =
     9,216 + bias 128; the timestep embedding: ``-log(10^4) * arange`` 4, ``/ half`` 4, exp 4,
     ``t * freqs`` 8, sin 8, cos 8 = 36; its Linear(8, 4) ``2 * 4 * 17`` = 136, added to h 128;
     the residual 128; cross-attention: q projection ``2 * 32 * 4 * 4`` = 1,024, k and v
@@ -452,7 +454,7 @@ def test_a_diffusion_unet_block_counted_from_its_maths(mode, align_corners, upsa
     block = UNetBlock(mode, align_corners)
     x, t, context = torch.randn(2, 4, 4, 4), torch.tensor([3, 700]), torch.randn(2, 5, 6)
     c = gp.count_fpo(block, x, t, context, backward=False)
-    convs = 2 * (912 + 2 * 128 + 9_344)
+    convs = 2 * (1_624 + 2 * 128 + 9_344)
     time = 36 + 2 * 16 + 136 + 128
     attention = 1_024 + 480 + 480 + 208 + 4_328 + 1_152 + 128
     assert c.total == convs + time + 128 + attention + upsample

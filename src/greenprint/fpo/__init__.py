@@ -36,15 +36,16 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
 * Softmax 5 per element (max, subtract, exp, sum, divide); log-softmax 6 per element (max,
   subtract, exp, sum, then ``x - max - log(sum)``: two subtractions) + 1 per row; their
   backward 4 per element.
-* Norms: group norm (training) 5 per element + 4 per normalised slice, + 1 per element each
-  for weight and bias; RMS norm 3 per element + 3 per row + 1 for the weight; backward 9 per
-  element (+1 with a weight) for the input gradient, 2 for the weight (4 without an input
-  gradient: the normalised input is recomputed), 1 for the bias. Batch norm and layer norm
-  as ATen's CPU kernels run them, affine or not: batch norm training 7 per element + 9 per
-  channel (+ 9 running statistics), eval 2 per element (``x * alpha + beta``) + 6 per
+* Norms: RMS norm 3 per element + 3 per row + 1 for the weight. Batch norm, layer norm and
+  group norm as ATen's CPU kernels run them, affine or not: batch norm training 7 per element
+  + 9 per channel (+ 9 running statistics), eval 2 per element (``x * alpha + beta``) + 6 per
   channel, backward 4 per element whatever is asked + 6 (channels-last kernel 10) for the
   input gradient; layer norm Welford moments (6 per element + their merges per row) and 4
-  per element, backward 10 per element for the input gradient, 4 and 1 for weight and bias.
+  per element, backward 10 per element for the input gradient, 4 and 1 for weight and bias;
+  group norm layer norm's moments per group + 4, then 2 per element (+ 4 per channel with a
+  weight or bias; channels-last: sums of ``x`` and ``x * x``, 5 per element + 4 per channel),
+  backward 3 per element whatever is asked + 4 for the input gradient (channels-last 7 or
+  8 with it), 4 and 1 per channel and sample for weight and bias.
 * Attention besides its two products: scaling Q and K (1 per element of each), the mask add (1
   per score), softmax (5 per score), dropout (2 per score); backward: softmax backward (4 per
   score), the scalings and dropout (2 per score; 1 on CPU, whose dropout makes the rescaled

@@ -520,7 +520,76 @@ def rms_norm_backward_rule(
     return total
 
 
-@register_rule("aten.native_group_norm")
+# -- group norm: ATen's CPU kernels (native/cpu/group_norm_kernel.cpp) ---------------------------
+#
+# ``GroupNormKernelImpl`` picks its kernel by ``X.suggest_memory_format()`` (read from the strides,
+# which meta and fake tensors carry too): contiguous, or channels-last (2-D or 3-D), the latter in
+# two forms by the positions per channel ``HxW`` (forward: under 1024 per group, else per-thread
+# partial sums over all channels; backward: under 2048). ``M = N G`` groups of ``D = C / G``
+# channels; vectors are AVX2's (:func:`cpu_lanes`); a horizontal sum of a vector's ``V`` lanes is
+# ``V - 1`` adds; a reduction of ``n`` values that starts from its first (``map2_reduce_all``,
+# ``reduce_all``) ``n - 1``; an accumulator that starts from zero 1 per value added.
+
+#: ``GroupNormKernelImplChannelsLastInternal`` takes its per-thread form from this ``HxW``
+_GN_FORWARD_CL_THRESHOLD = 1024
+#: ``GroupNormBackwardKernelImplChannelsLastInternal`` likewise
+_GN_BACKWARD_CL_THRESHOLD = 2048
+
+
+def _gn_channels_last(x: Any) -> bool:
+    """Whether ``x`` takes group norm's channels-last kernels (``suggest_memory_format``)."""
+    try:
+        from torch._prims_common import suggest_memory_format
+
+        return bool(suggest_memory_format(x) != _torch_module().contiguous_format)
+    except (ImportError, AttributeError, RuntimeError, TypeError, ValueError):
+        return False
+
+
+def _reads_gn(input: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """A group norm's ``lanes``, ``threads`` (see :func:`_reads_ln`) and ``channels_last``."""
+    read = _reads_ln(input)
+    if read:
+        read["channels_last"] = _gn_channels_last(input)
+    return read
+
+
+_reads_gn.metadata_only = True  # type: ignore[attr-defined]
+
+
+def _reads_gn_backward(grad_out: Any, input: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`_reads_gn` of the backward's input (whose layout picks the kernel)."""
+    return _reads_gn(input)
+
+
+_reads_gn_backward.metadata_only = True  # type: ignore[attr-defined]
+
+
+def group_norm_forward_fpo(
+    n: int,
+    c: int,
+    hxw: int,
+    group: int,
+    *,
+    affine: bool,
+    channels_last: bool = False,
+    lanes: int = 8,
+    threads: int = 1,
+) -> int:
+    """``GroupNormKernelImpl`` over ``(n, c, hxw)`` in ``group`` groups (see the rule)."""
+    total, groups, nc = n * c * hxw, n * group, n * c
+    if not total or not group:
+        return 0
+    d = c // group
+    if not channels_last:
+        per_group = rowwise_moments_fpo(d * hxw, lanes) + 4
+        return groups * per_group + (4 * nc + 2 * total if affine else 2 * total)
+    if hxw < _GN_FORWARD_CL_THRESHOLD:
+        return 1 + 3 * total + groups * (2 * (lanes - 1) + 8) + 4 * nc + 2 * total
+    return 1 + 3 * total + 2 * threads * nc + 8 * groups + 4 * nc + 2 * total
+
+
+@register_rule("aten.native_group_norm", reads=_reads_gn)
 def group_norm_rule(
     input: tuple[int, ...],
     weight: Any,
@@ -530,14 +599,70 @@ def group_norm_rule(
     hxw: int,
     group: int,
     *args: Any,
+    lanes: int = 8,
+    threads: int = 1,
+    channels_last: bool = False,
     **kwargs: Any,
 ) -> int:
-    """5N + 4 per (sample, group) + N for weight + N for bias."""
-    total = numel(input)
-    return _stats(total, n * group) + _affine(total, weight, bias)
+    """``GroupNormKernelImpl``, as ATen's CPU kernels run it (``M`` groups of ``D`` channels).
+
+    Contiguous: per group its moments over ``D x HxW`` values (:func:`rowwise_moments_fpo`, as
+    layer norm's), ``rstd = 1 / sqrt(max(var, 0) + eps)`` (4); without weight and bias ``(x -
+    mean) * rstd``, 2 per element; with either, per channel ``scale = rstd * w`` (1) and ``bias =
+    -scale * mean + b`` (3), then ``scale * x + bias``, 2 per element. Channels-last, under 1024
+    positions: ``s = 1 / (D HxW)`` once; per group the sums of ``x`` and ``x * x`` into zeroed
+    vectors (3 per element), both summed across their lanes (``2 (V - 1)``), ``mean * s``,
+    ``max(sq * s - mean * mean, 0)``, ``1 / sqrt(... + eps)`` (8); the scale and bias (4 per
+    channel) and ``x * scale + bias`` (2 per element), affine or not. From 1024 on: the same
+    sums into per-thread buffers of all channels (3 per element), the ``T`` threads' buffers
+    summed (2 per channel and thread), 8 per group, 4 per channel, 2 per element.
+    """
+    return group_norm_forward_fpo(
+        int(n),
+        int(c),
+        int(hxw),
+        int(group),
+        affine=weight is not None or bias is not None,
+        channels_last=channels_last,
+        lanes=lanes,
+        threads=threads,
+    )
 
 
-@register_rule("aten.native_group_norm_backward")
+def group_norm_backward_fpo(
+    n: int,
+    c: int,
+    hxw: int,
+    group: int,
+    *,
+    input_grad: bool = True,
+    weight_grad: bool = True,
+    bias_grad: bool = True,
+    channels_last: bool = False,
+    lanes: int = 8,
+    threads: int = 1,
+) -> int:
+    """``GroupNormBackwardKernelImpl`` over ``(n, c, hxw)`` in ``group`` groups (see the rule)."""
+    total, groups, nc = n * c * hxw, n * group, n * c
+    if not total or not group:
+        return 0
+    d = c // group
+    params = (4 * nc if weight_grad else 0) + (nc if bias_grad else 0)
+    if not channels_last:
+        ops = 3 * total - 2 * nc
+        if input_grad:
+            ops += 1 + groups * (2 * lanes + 11) + 5 * nc + 4 * total
+        return ops + params
+    if hxw < _GN_BACKWARD_CL_THRESHOLD:
+        blocks = -(-d // lanes)
+        return 1 + 7 * total + 3 * nc + groups * (2 * lanes * blocks + 11) + params
+    ops = 1 + 3 * total + 6 * threads * nc
+    if input_grad:
+        ops += 5 * total + 11 * n * hxw * group
+    return ops + params
+
+
+@register_rule("aten.native_group_norm_backward", reads=_reads_gn_backward)
 def group_norm_backward_rule(
     grad_out: tuple[int, ...],
     input: tuple[int, ...],
@@ -549,10 +674,43 @@ def group_norm_backward_rule(
     hxw: int,
     group: int,
     output_mask: Any = None,
+    *args: Any,
+    lanes: int = 8,
+    threads: int = 1,
+    channels_last: bool = False,
     **kwargs: Any,
 ) -> int:
-    """See :func:`_norm_backward`."""
-    return _norm_backward(numel(input), n * group, weight, output_mask)
+    """``GroupNormBackwardKernelImpl``, ``M`` groups of ``D`` channels, ``T`` threads.
+
+    Contiguous: whatever is asked, per channel ``ds = sum(g * x)`` and ``db = sum(g)`` over its
+    ``HxW`` positions (3 per element - 2 per channel: each reduction starts from its first
+    value). The input grad: ``s = 1 / (D HxW)`` once; per group ``sum(ds * w)`` and ``sum(db *
+    w)`` into zeroed vectors (4 per channel) summed across their lanes from zero (``2V``),
+    ``c2`` and ``c3`` (11); per channel ``c1 = rstd * w`` (1); ``c1 g + c2 x + c3``, 4 per
+    element (with or without a weight: it multiplies by 1). The weight grad ``(ds - db * mean)
+    * rstd`` into a zeroed sum, 4 per channel and sample; the bias grad ``db`` summed, 1.
+    Channels-last under 2048 positions: per group ``g * x`` and ``g`` into zeroed vectors (3 per
+    element), per block of ``V`` channels both times ``w`` (1 per channel each), summed across
+    the lanes (``V - 1``) and added (1), ``c2``, ``c3`` (11), ``c1`` (1 per channel), 4 per
+    element (the kernel computes the input grad whatever is asked); from 2048 on: the sums into
+    per-thread buffers of all channels (3 per element), summed over the ``T`` threads with and
+    without ``w`` (6 per channel and thread), per position and group ``c2``, ``c3`` (11), ``c1``
+    and the input grad (5 per element); the weight and bias grads as contiguous.
+    """
+    mask = list(output_mask) if output_mask is not None else [True, True, True]
+    mask += [False] * (3 - len(mask))
+    return group_norm_backward_fpo(
+        int(n),
+        int(c),
+        int(hxw),
+        int(group),
+        input_grad=bool(mask[0]),
+        weight_grad=bool(mask[1]),
+        bias_grad=bool(mask[2]),
+        channels_last=channels_last,
+        lanes=lanes,
+        threads=threads,
+    )
 
 
 # -- batch norm: ATen's CPU kernels (native/Normalization.cpp, native/cpu/batch_norm_kernel.cpp) --
