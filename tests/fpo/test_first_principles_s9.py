@@ -365,9 +365,10 @@ def test_group_and_batch_norm_weight_gradient_without_an_input_gradient():
     """The weight's and bias's gradients alone, as ATen's CPU kernels compute them.
 
     GroupNorm(2, 4) on (3, 4, 5), N = 60, 12 channels of 5 values: the kernel computes ``ds =
-    sum(g x)`` and ``db = sum(g)`` per channel whatever is asked (3N - 2 per channel: 156), the
-    weight's gradient ``(ds - db mean) rstd`` summed over the samples (4 per channel: 48), the
-    bias's ``db`` summed (12): 216 (s34; it was 240 + 60). BatchNorm2d(3) training on (2, 3, 4, 5):
+    sum(g x)`` and ``db = sum(g)`` per channel whatever is asked (3 per element less 2 per
+    channel: 156), the weight's gradient ``(ds - db mean) rstd`` summed over the samples (4 per
+    channel: 48), the bias's ``db`` summed (12): 216 (s34; it was 240 + 60).
+    BatchNorm2d(3) training on (2, 3, 4, 5):
     N = 120 -> ATen's CPU kernel computes the sum and the dot product ``sum(g (x - mean))``
     whatever is asked (4 per element) and the weight's gradient ``dotp * invstd`` per channel:
     480 + 3 (s34; it was 480 + 120).

@@ -582,9 +582,9 @@ def test_group_norm_layer_norm_embedding_and_embedding_bag_counted_from_their_ma
     """GroupNorm(3, 6) on (2, 6, 4, 4): 192 elements, 6 groups of 32 values, as ATen's kernel
     (s34; it was ``7N + 4G``, backward ``13N + 2G``): per group the moments (layer norm's: 330)
     and ``rstd`` (4), per channel scale and bias (4), ``scale x + bias`` 2N: 2,436; backward
-    ``3N - 2`` per channel (``ds``, ``db``), ``1 / (D HxW)``, per group the lanes' sums (2 x 8)
-    and ``c2``, ``c3`` (11), per channel 10 (``sum(ds w)``, ``sum(db w)`` 4, ``c1`` 1, the
-    weight's gradient 4, the bias's 1), ``4N`` (``c1 g + c2 x + c3``): 1,603.
+    3 per element less 2 per channel (``ds``, ``db``), ``1 / (D HxW)``, per group the lanes'
+    sums (2 x 8) and ``c2``, ``c3`` (11), per channel 10 (``sum(ds w)``, ``sum(db w)`` 4, ``c1``
+    1, the weight's gradient 4, the bias's 1), ``4N`` (``c1 g + c2 x + c3``): 1,603.
     LayerNorm(8) on (3, 5, 8), as ATen's kernel (s34; it was ``7N + 4`` per
     row, backward ``13N + 2``): 222 per row, backward ``1 + 11`` per row ``+ 15N + 2 * 8``
     (one thread).

@@ -220,7 +220,7 @@ def test_group_norm_and_its_backward():
     # ATen's kernel (s34): per group of 18 values the moments (246) and rstd (4), per channel
     # scale and bias (4), scale * x + bias (2N); it was 5N + 4 per group + 2N
     assert r.forward_total == 4 * (246 + 4) + 4 * 8 + 2 * n == 1_176
-    # ds, db (3N - 2 per channel); grad_input 1 + per group 2 * 8 + 11, per channel 4 + 1, 4N;
+    # ds, db (3N less 2 per channel); grad_input 1 + per group 2 * 8 + 11, per channel 4 + 1, 4N;
     # grad_weight 4 per channel, grad_bias 1 (it was 10N + 2 per group + 2N + N)
     assert r.backward_total == (3 * n - 2 * 8) + 1 + 4 * 27 + 5 * 8 + 4 * n + 4 * 8 + 8 == 677
 
