@@ -35,7 +35,7 @@ from _counted import Counted  # noqa: E402
 from test_fpo_layer_norm_s34 import rowwise_moments  # noqa: E402
 
 import greenprint as gp  # noqa: E402
-from greenprint.fpo._rules_nn import cpu_lanes  # noqa: E402
+from greenprint.fpo._rules_norm import cpu_lanes  # noqa: E402
 
 
 def _sqrt(v: float) -> Counted:

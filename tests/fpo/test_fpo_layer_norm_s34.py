@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch")
 from _counted import Counted  # noqa: E402
 
 import greenprint as gp  # noqa: E402
-from greenprint.fpo._rules_nn import cpu_lanes  # noqa: E402
+from greenprint.fpo._rules_norm import cpu_lanes  # noqa: E402
 
 
 def _sqrt(v: float) -> Counted:

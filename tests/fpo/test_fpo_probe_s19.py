@@ -18,7 +18,7 @@ from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 import greenprint as gp  # noqa: E402
-from greenprint.fpo._rules_nn import layer_norm_backward_fpo, layer_norm_forward_fpo  # noqa: E402
+from greenprint.fpo._rules_norm import layer_norm_backward_fpo, layer_norm_forward_fpo  # noqa: E402
 from integrations._frameworks import one_thread  # noqa: E402
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from greenprint.fpo._registry import first_shape, numel, register_rule
-from greenprint.fpo._rules_nn import cpu_lanes, layer_norm_forward_fpo
+from greenprint.fpo._rules_norm import cpu_lanes, layer_norm_forward_fpo
 
 __all__: list[str] = []
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from greenprint import _public
 from greenprint.fpo import (
     _rules_attention,
+    _rules_batch_norm,
     _rules_decomp,
     _rules_distance,
     _rules_embedding,
@@ -27,6 +28,7 @@ from greenprint.fpo import (
     _rules_loss,
     _rules_misc,
     _rules_nn,
+    _rules_norm,
     _rules_pointwise,
     _rules_pool,
     _rules_quant,
@@ -62,6 +64,7 @@ _public.publish(__name__, globals())
 
 _FAMILIES = (
     _rules_attention,
+    _rules_batch_norm,
     _rules_decomp,
     _rules_distance,
     _rules_embedding,
@@ -73,6 +76,7 @@ _FAMILIES = (
     _rules_loss,
     _rules_misc,
     _rules_nn,
+    _rules_norm,
     _rules_pointwise,
     _rules_pool,
     _rules_quant,
