@@ -98,7 +98,7 @@ def test_a_live_run_writes_on_while_many_ledgers_come_and_go(tmp_path: Path) -> 
     """A run's ledger is never closed under it: it writes its metrics and its end while 40
     other ledgers are used (in a thread: not its children), and a metric logged after its end,
     once 40 more were used and its ledger was closed, reaches the ledger (opened anew), as
-    ``run.ledger`` reads it."""
+    ``run.ledger`` and the ledger object kept from it before read it."""
     lines = _run(
         """
         from greenprint.ledger._shared import closed_here
@@ -114,10 +114,7 @@ def test_a_live_run_writes_on_while_many_ledgers_come_and_go(tmp_path: Path) -> 
             print("open while live", not first._closed, long.ledger is first)
         sweep(40, 80)
         print("closed once ended", closed_here(first))
-        try:
-            first.runs()
-        except gp.LedgerError as e:
-            print(e)
+        print("kept reads", [r.name for r in first.runs()])  # opened again, not an error
         long.log(late=7.0)  # written at once, into its ledger opened anew
         with gp.Ledger(os.path.join(d, "long.db"), create=False) as led:
             print("late", [p.name for p in led.run(long.id).metrics])
@@ -127,9 +124,8 @@ def test_a_live_run_writes_on_while_many_ledgers_come_and_go(tmp_path: Path) -> 
     )
     assert lines[0] == "open while live True True"
     assert lines[1] == "closed once ended True"
-    # a ledger object kept from the run says who closed it, and how to open it again
-    assert "is closed (by greenprint: a run's ledger, closed once the run had ended" in lines[2]
-    assert "run.ledger or gp.Ledger(path) opens it again" in lines[2]
+    # a ledger object kept from the run reads on: opened again at its next use
+    assert lines[2] == "kept reads ['long']"
     assert lines[3] == "late ['loss', 'loss', 'late']"
     assert lines[4] == "reads ['long']"
     with gp.Ledger(tmp_path / "long.db", create=False) as led:
@@ -299,3 +295,55 @@ def test_a_connection_in_use_when_its_ledger_closes_is_closed_when_returned(
     assert _open_on(path) == 3
     led._store.transaction(lambda conn: led.close(), write=False)
     assert _open_on(path) == 0
+
+
+def test_a_ledger_kept_from_run_ledger_reads_on_in_a_thread_pool(tmp_path: Path) -> None:
+    """``led = run.ledger`` then reads a moment later, in 12 threads each writing ledgers of its
+    own: the ledger was often closed between (other threads opened 8 since) and the read raised
+    'ledger ... is closed' (measured: 1 to 5 reads of 120 failed); now it is opened again. One
+    whose file was deleted meanwhile says it was closed and cannot be opened again."""
+    lines = _run(
+        """
+        import time
+        errors, reads = [], [0]
+
+        def worker(k):
+            for i in range(10):
+                path = os.path.join(d, f"t{k}.{i}.db")
+                with gp.track(f"r{k}.{i}", ledger=path) as run:
+                    run.log(score=i, step=1)
+                led = run.ledger
+                time.sleep(0.05)  # the user's own work: other threads open ledgers meanwhile
+                try:
+                    (record,) = led.runs()
+                    assert [p.value for p in record.metrics] == [i]
+                    reads[0] += 1
+                except Exception as e:
+                    errors.append(repr(e))
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        print("reads", reads[0], "errors", errors[:1])
+
+        with gp.track("gone", ledger=os.path.join(d, "gone.db")) as run:
+            pass
+        led = run.ledger
+        sweep(0, 2 * len(threads))
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(os.path.join(d, "gone.db" + suffix)):
+                os.remove(os.path.join(d, "gone.db" + suffix))
+        try:
+            led.runs()
+        except gp.LedgerError as e:
+            print(e)
+        print("not created", not os.path.exists(os.path.join(d, "gone.db")))
+        """,
+        tmp_path,
+    )
+    assert lines[0] == "reads 120 errors []"
+    assert "gone.db was closed by greenprint (its run had ended" in lines[1]
+    assert "cannot be opened again" in lines[1]
+    assert lines[2] == "not created True"

@@ -26,9 +26,10 @@ descriptor of a file releases every lock the process holds on it).
 One lock guards the entries, the holders' counts and every close, so a ledger that a run or a
 :func:`ledger_in_use` block needs is never closed under it, whatever thread asks (a ``Ledger``
 object the user kept from ``run.ledger`` is not counted: it may be closed once its run no
-longer needs it, and its errors then say so). Entries are kept per process: a forked child opens
-ledgers of its own and leaves the ones it inherited from its parent as they are (the parent's
-runs, copied into the child, still name them).
+longer needs it, and its next use opens it again, the user's to keep: ``Ledger._reopen``).
+Entries are kept per process: a forked child opens ledgers of its own and leaves the ones it
+inherited from its parent as they are (the parent's runs, copied into the child, still name
+them).
 """
 
 from __future__ import annotations

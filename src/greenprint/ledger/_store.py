@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import (
     ConfigError,
+    GreenprintError,
     LedgerError,
     UnknownRunError,
     UnknownStudyError,
@@ -447,7 +448,7 @@ class Ledger(BaseLedger):
                 self._store.close()
 
     def _close_unneeded(self) -> None:
-        """Close a shared ledger that no run needs (``ledger._shared``): its errors say so."""
+        """Close a shared ledger that no run needs (``ledger._shared``): its next use reopens it."""
         with self._close_lock:
             if not self._closed:
                 self._unneeded = True
@@ -485,14 +486,38 @@ class Ledger(BaseLedger):
     # ------------------------------------------------------------------ internals
     def _live(self) -> SQLStore | SQLiteStore:
         if self._closed:
-            why = (
-                " (by greenprint: a run's ledger, closed once the run had ended and other "
-                "ledgers were opened since; run.ledger or gp.Ledger(path) opens it again)"
-                if self._unneeded
-                else ""
-            )
-            raise LedgerError(f"ledger {self.url} is closed{why}")
+            if self._unneeded:
+                return self._reopen()
+            raise LedgerError(f"ledger {self.url} is closed")
         return self._store
+
+    def _reopen(self) -> SQLStore | SQLiteStore:
+        """The store of a ledger greenprint closed (``ledger._shared``: no run needed it), anew.
+
+        The user's ``led = run.ledger`` reads on: it raised 'closed' once other ledgers were
+        opened since (in a thread pool, between two of its reads). Opened again here, on the
+        file now at its path, it is the user's to keep (it is not counted among the shared).
+
+        Raises:
+            LedgerError: the ledger cannot be opened again (its file deleted: a LedgerPathError).
+        """
+        with self._close_lock:
+            if self._closed and self._unneeded:
+                try:
+                    self._target.prepare(create=False)
+                    store = _open_store(self._target, create=False)
+                except GreenprintError as e:
+                    raise LedgerError(
+                        f"ledger {self.url} was closed by greenprint (its run had ended and "
+                        f"other ledgers were opened since) and cannot be opened again: {e}"
+                    ) from e
+                self._store = store
+                self._identity = file_identity(self._target.path)
+                self._unneeded = False
+                self._closed = False
+            if self._closed:  # closed by its user meanwhile
+                raise LedgerError(f"ledger {self.url} is closed")
+            return self._store
 
 
 def _records(
