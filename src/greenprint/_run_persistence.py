@@ -100,7 +100,7 @@ class RunPersistence(RunState):
             self._ledger = _open_ledger(self._ledger_location, self)
         elif self._ledger is not None and closed_here(self._ledger):
             try:
-                self._ledger = shared_ledger(self._ledger.url_unmasked, holder=self)
+                self._ledger = shared_ledger(self._ledger.url_unmasked, holder=self, create=False)
             except GreenprintError:  # its file gone: the closed one, which says it is closed
                 pass
         return self._ledger

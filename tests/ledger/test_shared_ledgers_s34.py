@@ -347,3 +347,47 @@ def test_a_ledger_kept_from_run_ledger_reads_on_in_a_thread_pool(tmp_path: Path)
     assert "gone.db was closed by greenprint (its run had ended" in lines[1]
     assert "cannot be opened again" in lines[1]
     assert lines[2] == "not created True"
+
+
+def test_a_late_metric_does_not_create_again_a_ledger_deleted_while_closed(
+    tmp_path: Path,
+) -> None:
+    """A run's ledger closed after its end (8 others used since) and then deleted: a metric
+    logged on the run later, and ``run.ledger``, created an empty ledger at the path (the
+    metric then failed on it: 'no run with id ...'); now nothing is created, the warning says
+    there is no ledger there, and ``run.ledger``'s reads say it cannot be opened again."""
+    source = _COMMON + textwrap.dedent(
+        """
+        path = os.path.join(d, "gone.db")
+        with gp.track("gone", ledger=path) as run:
+            run.log(score=1.0, step=1)
+        sweep(0, 12)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+        run.log(late=2.0)  # never raises into the user's code
+        try:
+            run.ledger.runs()
+        except gp.LedgerError as e:
+            print("reads:", e)
+        print("created", os.path.exists(path))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", source, str(tmp_path)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("reads: ledger sqlite:")
+    assert "gone.db was closed by greenprint" in lines[0]
+    assert "cannot be opened again: no ledger at" in lines[0]
+    assert lines[1] == "created False"
+    assert "could not write run" in done.stderr
+    assert "no ledger at" in done.stderr
+    assert "no run with id" not in done.stderr
+    _assert_swept(tmp_path, range(12))

@@ -111,7 +111,7 @@ renew_after_fork(globals(), "_SHARED_LOCK", threading.RLock)
 
 
 def shared_ledger(
-    location: str | os.PathLike[str], *, holder: LedgerHolder | None = None
+    location: str | os.PathLike[str], *, holder: LedgerHolder | None = None, create: bool = True
 ) -> Ledger:
     """An open ledger for ``location``, shared by every caller in this process.
 
@@ -124,6 +124,8 @@ def shared_ledger(
     Args:
         location: a path or URL, as :class:`Ledger` takes it.
         holder: the run that keeps the ledger (``None``: a caller that uses it at once).
+        create: whether a missing file is created (``False``: a ledger opened again, whose
+            file was deleted since, is not created again, empty).
 
     Raises:
         LedgerPathError, NotALedgerError, SchemaVersionError: as :class:`Ledger` does.
@@ -132,7 +134,7 @@ def shared_ledger(
     if target.memory:
         return Ledger(location)
     with _SHARED_LOCK:
-        return _shared(target, location, holder)
+        return _shared(target, location, holder, create=create)
 
 
 @contextmanager
@@ -150,7 +152,8 @@ def ledger_in_use(ledger: Ledger | str | os.PathLike[str]) -> Iterator[Ledger]:
         if not isinstance(ledger, Ledger):
             ledger = _shared(resolve_target(ledger), ledger, None)
         elif ledger._closed and not ledger._target.memory:
-            ledger = _shared(ledger._target, ledger.url_unmasked, None)
+            # the file it was opened on, gone since (deleted): not created again, empty
+            ledger = _shared(ledger._target, ledger.url_unmasked, None, create=False)
         entries = _SHARED.get(os.getpid())
         entry = None if entries is None else entries.get(ledger.url_unmasked)
         if entry is not None and entry.ledger is not ledger:
@@ -170,8 +173,10 @@ def closed_here(ledger: object) -> bool:
     return isinstance(ledger, Ledger) and ledger._unneeded
 
 
-def _shared(target: Target, location: str | os.PathLike[str], holder: Any) -> Ledger:
-    """:func:`shared_ledger`, the caller holding the lock."""
+def _shared(
+    target: Target, location: str | os.PathLike[str], holder: Any, *, create: bool = True
+) -> Ledger:
+    """:func:`shared_ledger`, the caller holding the lock (``create``: as :class:`Ledger`)."""
     entries = _SHARED.setdefault(os.getpid(), OrderedDict())
     entry = entries.get(target.url)
     if entry is not None:
@@ -185,7 +190,7 @@ def _shared(target: Target, location: str | os.PathLike[str], holder: Any) -> Le
         del entries[target.url]
         if entry.pin is not None:
             close_handle(entry.identity, entry.pin)
-    ledger = Ledger(location)
+    ledger = Ledger(location, create=create)
     entry = _Entry(ledger, file_identity(target.path), _pin(target.path))
     if holder is not None:
         entry.holders.add(holder)
