@@ -391,3 +391,28 @@ def test_a_late_metric_does_not_create_again_a_ledger_deleted_while_closed(
     assert "no ledger at" in done.stderr
     assert "no run with id" not in done.stderr
     _assert_swept(tmp_path, range(12))
+
+
+def test_a_run_given_a_ledger_kept_from_an_earlier_run_writes_into_it(tmp_path: Path) -> None:
+    """``gp.track(ledger=first.ledger)`` once 12 other ledgers were used since ``first`` ended
+    (its ledger closed here) raised 'ledger ... is closed' into the user's code; now the run is
+    written into that ledger."""
+    lines = _run(
+        """
+        with gp.track("first", ledger=os.path.join(d, "main.db")) as first:
+            pass
+        kept = first.ledger
+        sweep(0, 12)
+        with gp.track("second", ledger=kept) as run:
+            run.log(score=0.5, step=1)
+        print([r.name for r in kept.runs()])
+        """,
+        tmp_path,
+    )
+    assert lines == ["['first', 'second']"]
+    with gp.Ledger(tmp_path / "main.db", create=False) as led:
+        assert sorted((r.name, r.status) for r in led.runs()) == [
+            ("first", "finished"),
+            ("second", "finished"),
+        ]
+    _assert_swept(tmp_path, range(12))
