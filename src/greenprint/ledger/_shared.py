@@ -186,10 +186,10 @@ def _shared(
                 entry.holders.add(holder)
             return entry.ledger
         # closed by its user, or its file deleted or replaced: the runs still holding it find
-        # out at their next write; not its pin while a store has the file open (its locks)
+        # out at their next write; _Entry.close then closes its pin only (the ledger closed
+        # already, or not by name: the new file's WAL), not while a store has the file open
         del entries[target.url]
-        if entry.pin is not None:
-            close_handle(entry.identity, entry.pin)
+        entry.close()
     ledger = Ledger(location, create=create)
     entry = _Entry(ledger, file_identity(target.path), _pin(target.path))
     if holder is not None:
