@@ -28,7 +28,10 @@ def test_break_even_by_hand():
     # 2 Wh of distillation, 3 mWh -> 1 mWh per inference: 2e-3 / 2e-6 = 1,000 inferences
     assert break_even_inferences(2e-3, 3e-6, 1e-6) == pytest.approx(1000.0)
     assert break_even_inferences(0.0, 3e-6, 1e-6) == 0.0  # nothing to pay back
-    assert break_even_inferences(0.0, 1e-6, 3e-6) == 0.0
+    # no training but costs more per inference: behind from the first inference, never even
+    # (it read 0.0, "pays back at once", in greener.json while the table read "never")
+    assert break_even_inferences(0.0, 1e-6, 3e-6) is None
+    assert break_even_inferences(0.0, 1e-6, 1e-6) is None  # saves nothing: never
     assert break_even_inferences(1e-3, 1e-6, 1e-6) is None  # saves nothing: never
     assert break_even_inferences(1e-3, 1e-6, 2e-6) is None  # costs more: never
 
@@ -70,10 +73,12 @@ def test_finish_computes_front_and_break_even_by_hand():
         _row("int8", 0.89, 1.0),  # no training: pays at once
         _row("student", 0.85, 0.5, training_wh=30.0),  # 30 Wh / (2 - 0.5) mWh = 20,000
         _row("slow", 0.88, 4.0, training_wh=1.0),  # costs more per inference: never
+        _row("bf16", 0.90, 2.5),  # no training, costs more per inference: never
         GreenerRow(name="skipped", technique="x", status="skipped", reason="why"),
     ]
     result = finish(rows, metric="accuracy", mode="max", baseline="baseline")
     assert result.row("int8").break_even_inferences == 0.0
+    assert result.row("bf16").break_even_inferences is None
     assert result.row("student").break_even_inferences == pytest.approx(20_000.0)
     assert result.row("slow").break_even_inferences is None
     assert result.row("baseline").break_even_inferences is None

@@ -64,7 +64,9 @@ def break_even_inferences(
 
     Returns:
         ``extra_training_kwh / (base - variant)`` inferences; ``0.0`` when there is no extra
-        training; ``None`` when the variant saves nothing per inference (it never pays back).
+        training and the variant saves energy per inference (it is ahead from the first);
+        ``None`` when the variant saves nothing per inference, trained or not: it never pays
+        back (without training it costs as much or more from the first inference on).
 
     Raises:
         ConfigError: a negative or non-finite energy.
@@ -73,6 +75,8 @@ def break_even_inferences(
         >>> round(break_even_inferences(0.002, 3e-6, 1e-6))  # 2 Wh / (3 - 1) mWh
         1000
         >>> break_even_inferences(0.002, 1e-6, 1e-6) is None  # saves nothing: never
+        True
+        >>> break_even_inferences(0.0, 1e-6, 3e-6) is None  # no training, costs more: never
         True
     """
     for label, value in (
@@ -84,11 +88,11 @@ def break_even_inferences(
             raise ConfigError(f"{label} must be a number of kWh, not {value!r}")
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"{label} must be a finite number >= 0 kWh, not {value!r}")
-    if extra_training_kwh == 0:
-        return 0.0
     saving = float(base_kwh_per_inference) - float(variant_kwh_per_inference)
     if saving <= 0:
         return None
+    if extra_training_kwh == 0:
+        return 0.0
     return float(extra_training_kwh) / saving
 
 
@@ -131,7 +135,8 @@ class GreenerRow:
         training_emissions_kg: its CO2-eq, kg.
         training_run_ids: the runs that spent it.
         break_even_inferences: inferences after which the training pays for itself against
-            the baseline (``0`` without training; ``None``: never, or not measured).
+            the baseline (``0`` without training when it saves per inference; ``None``: it
+            never pays back, as it saves nothing per inference, or it was not measured).
         on_front: whether it is on the Pareto front (score against energy per inference).
         run_id: the run that measured it (``None`` if not recorded).
         notes: caveats (precision, storage, kernels).
@@ -432,11 +437,15 @@ def _size(n: int | None) -> str:
 
 
 def break_even_text(row: GreenerRow) -> str:
-    """``"0 (no training)"``, ``"12,345"``, ``"never"`` or ``"-"``."""
+    """A row's break-even in words: ``"0"``, ``"12,345"``, ``"never"`` or ``"-"``.
+
+    ``"0"``: no training, a saving from the first inference; ``"-"``: not measured. The
+    baseline's own row is the caller's to show as ``"-"``.
+    """
     if not row.measured or row.energy_kwh_per_1000 is None:
         return "-"
     if row.break_even_inferences is None:
-        return "never" if row.training_energy_kwh > 0 else "-"
+        return "never"
     if row.break_even_inferences == 0:
         return "0"
     return f"{math.ceil(row.break_even_inferences):,}"
@@ -530,14 +539,8 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
                 params,
                 _size(r.size_bytes),
                 _num(r.training_energy_kwh * 1e3 / t_factor) if r.training_energy_kwh else "0",
-                # no training to pay back, but no saving either: "never", as the legend says,
-                # not 0 (which reads as "pays off at once")
-                "never"
-                if r.break_even_inferences == 0
-                and base_kwh is not None
-                and r.energy_kwh_per_1000 is not None
-                and r.energy_kwh_per_1000 >= base_kwh
-                else break_even_text(r),
+                # the reference itself, or no reference measured: nothing to break even with
+                "-" if r.name == result.baseline or base_kwh is None else break_even_text(r),
             )
         )
     return tuple(header), body
