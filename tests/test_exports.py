@@ -197,7 +197,7 @@ DOCTESTED = [
     "greenprint.greener._result",
     "greenprint.greener._whatif",
     "greenprint.hardware",
-    "greenprint.meters._amd",
+    "greenprint.meters._amd_smi",
     "greenprint.meters._gpu_meter",
     "greenprint.meters._gpu_tdp",
     "greenprint.meters._nvml",
