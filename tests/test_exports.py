@@ -200,7 +200,7 @@ DOCTESTED = [
     "greenprint.meters._amd_smi",
     "greenprint.meters._gpu_meter",
     "greenprint.meters._gpu_tdp",
-    "greenprint.meters._nvml",
+    "greenprint.meters._nvml_devices",
     "greenprint.meters._tdp",
     "greenprint.testing._amdsmi",
     "greenprint.testing._nvml",

@@ -30,7 +30,7 @@ from greenprint.meters._gpu_estimate import (
     find_unmetered_gpus,
 )
 from greenprint.meters._hwmon import HwmonMeter, energy_delta_uj, probe_hwmon_cpu
-from greenprint.meters._nvml import ORDER_NOTE
+from greenprint.meters._nvml_devices import ORDER_NOTE
 from greenprint.meters._tdp import chip_cores
 from greenprint.testing import make_fake_hwmon
 

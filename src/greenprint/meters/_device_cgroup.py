@@ -2,7 +2,7 @@
 
 The driver's listing (``/proc/driver/nvidia/gpus/*/information``) names every GPU of the
 machine; a job may open only some of them. With NVML, a GPU a device cgroup denies answers
-``NVML_ERROR_NO_PERMISSION`` (see :func:`greenprint.meters._nvml.open_handles`); without it,
+``NVML_ERROR_NO_PERMISSION`` (see :func:`greenprint.meters._nvml_devices.open_handles`); without it,
 this module reads what the kernel and the container runtime leave readable, GPU by GPU through
 its device file ``/dev/nvidiaN`` (character device 195:N, ``N`` the listing's ``Device Minor``):
 

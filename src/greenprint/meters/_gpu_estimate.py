@@ -145,7 +145,8 @@ def visible_nvidia_proc_gpus(
     from 0 in PCI order, which ``CUDA_VISIBLE_DEVICES`` picks from by index or UUID (as NVML's
     path does). CUDA numbers them so with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``; by default it puts
     the fastest first, so where the GPUs left are of different models and an index picks one,
-    the note says the index may name another GPU (:data:`~greenprint.meters._nvml.ORDER_NOTE`).
+    the note says the index may name another GPU
+    (:data:`~greenprint.meters._nvml_devices.ORDER_NOTE`).
 
     Returns:
         ``([(cuda_index, gpu)...], note)``: ``note`` names the GPUs counted and why (``"counted
@@ -153,7 +154,11 @@ def visible_nvidia_proc_gpus(
         /dev/nvidia2; CUDA_VISIBLE_DEVICES unset)"``), ``""`` when the driver lists none.
     """
     from greenprint.meters._device_cgroup import allowed_minors
-    from greenprint.meters._nvml import ORDER_NOTE, parse_cuda_visible_devices, picks_by_index
+    from greenprint.meters._nvml_devices import (
+        ORDER_NOTE,
+        parse_cuda_visible_devices,
+        picks_by_index,
+    )
 
     listed = nvidia_proc_gpus(root)
     if not listed:
