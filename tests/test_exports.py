@@ -198,6 +198,7 @@ DOCTESTED = [
     "greenprint.greener._whatif",
     "greenprint.hardware",
     "greenprint.meters._amd_smi",
+    "greenprint.meters._gpu_lines",
     "greenprint.meters._gpu_meter",
     "greenprint.meters._gpu_tdp",
     "greenprint.meters._nvml_devices",

@@ -79,13 +79,12 @@ from greenprint.meters._amd_smi import (
 from greenprint.meters._attribution import ProcessTree
 from greenprint.meters._base import MeterReading
 from greenprint.meters._counter import GPU_COUNTER_MODULUS, MAX_PLAUSIBLE_GPU_W, unwrap
+from greenprint.meters._gpu_lines import estimate_from_tdp, go_on_at_mean_power
 from greenprint.meters._gpu_meter import (
     GpuVendor,
     GpuVendorUnavailable,
     SummedGpuMeter,
-    estimate_from_tdp,
     failed_gpu,
-    go_on_at_mean_power,
     not_counted,
     open_vendor,
     vendor_origin,

@@ -64,13 +64,12 @@ from greenprint.meters._counter import (
     MAX_PLAUSIBLE_GPU_W,
     counter_step,
 )
+from greenprint.meters._gpu_lines import estimate_from_tdp, go_on_at_mean_power
 from greenprint.meters._gpu_meter import (
     GpuVendor,
     GpuVendorUnavailable,
     SummedGpuMeter,
-    estimate_from_tdp,
     failed_gpu,
-    go_on_at_mean_power,
     not_counted,
     open_vendor,
     refused_gpu,
