@@ -461,7 +461,7 @@ class AmdMeter(SummedGpuMeter):
         return self._add(now, shares)
 
     def _fail_one(self, g: _AmdGpu, err: MeterError) -> bool:
-        """:func:`~greenprint.meters._gpu_meter.go_on_at_mean_power` for ``g``."""
+        """:func:`~greenprint.meters._gpu_lines.go_on_at_mean_power` for ``g``."""
         return go_on_at_mean_power(g, self._gpus, g.last_t - self._t_start, err)
 
     def _step(self, g: _AmdGpu, now: float) -> float:

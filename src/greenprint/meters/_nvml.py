@@ -411,7 +411,7 @@ class NvmlMeter(SummedGpuMeter):
         return delta / 1000.0
 
     def _fail_one(self, g: _Gpu, err: MeterError) -> bool:
-        """:func:`~greenprint.meters._gpu_meter.go_on_at_mean_power` for ``g``."""
+        """:func:`~greenprint.meters._gpu_lines.go_on_at_mean_power` for ``g``."""
         return go_on_at_mean_power(g, self._gpus, self._t_last - self._t_start, err)
 
     def _counter(self, g: _Gpu, now: float, dt: float) -> int | None:

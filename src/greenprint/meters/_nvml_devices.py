@@ -174,7 +174,7 @@ def open_handles(nvml: Any) -> tuple[list[Any], list[str], list[str]]:
 
     A GPU that has fallen off the bus (``NVML_ERROR_GPU_IS_LOST`` from
     ``nvmlDeviceGetHandleByIndex``, an Xid 79) is left out too, so that the others are still
-    metered; its line ends ``": not counted"`` (:func:`~greenprint.meters._gpu_meter.lost_gpu`)
+    metered; its line ends ``": not counted"`` (:func:`~greenprint.meters._gpu_lines.lost_gpu`)
     and the meter's provenance names it. Every GPU lost is NVML's error, as before.
 
     Returns:
