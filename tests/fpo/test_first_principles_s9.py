@@ -487,6 +487,9 @@ def test_attention_forward_and_backward_by_hand(
     Backward (dO given): dP = dO V^T (2Sdv), dV = P^T dO (2Sdv), softmax backward 4S, dQ = dS K
     (2Sd), dK = dS^T Q (2Sd), the two scalings again, dropout S (torch's CPU dropout divides
     the mask by 1 - p once, in the forward, so its gradient is one multiply by that mask);
+    softmax is ``_safe_softmax``, ATen's softmax (5S less 1 per query row: the max and the sum
+    start from their first values, ``1 / sum`` once per row) and a compare with ``-inf`` per
+    score (S), its backward 4S less 1 per row (s35; 5S and 4S before);
     grouped-query attention sums each K and V gradient over its group's query heads
     (b h sk (d + dv) adds). Without dropout, CPU runs its fused flash kernel (counted by the
     same formula, outside ``matmul_total``); with dropout, the math path op by op.
@@ -511,8 +514,12 @@ def test_attention_forward_and_backward_by_hand(
     regroup = batch * heads * sk * (d + dv) if group > 1 else 0
     assert not r.unknown_ops
     forward_dropout, backward_dropout = (2 * s, s) if dropout else (0, 0)
-    assert r.forward_total == 2 * s * (d + dv) + scalings + masked + 5 * s + forward_dropout
-    assert r.backward_total == 4 * s * (d + dv) + 4 * s + scalings + backward_dropout + regroup
+    rows = batch * heads * sq
+    softmax, softmax_backward = 6 * s - rows, 4 * s - rows
+    assert r.forward_total == 2 * s * (d + dv) + scalings + masked + softmax + forward_dropout
+    assert r.backward_total == (
+        4 * s * (d + dv) + softmax_backward + scalings + backward_dropout + regroup
+    )
 
 
 # -- proofs: recurrent layers -----------------------------------------------------------------
@@ -724,22 +731,23 @@ def test_einsum_paths_by_hand(equation, shapes, expected):
 def test_cross_entropy_with_label_smoothing_by_hand():
     """(1 - eps) * nll + eps / C * smooth, N = 3 rows, C = 5 classes, mean reduction.
 
-    log-softmax 6NC + N (``x - max - log(sum)``: two subtractions per element, s34; it was
-    5NC + N); nll: ATen's kernel subtracts each picked value into the sum (``loss -= x[t]``,
-    negation and add in one) N, the mean's division 1 (it counted a negation besides the sum:
-    2N + 1); smooth = -sum_c logp: NC adds + N negations, its mean N + 1; the two scalings and
-    the add: 3. 7NC + 4N + 5 = 122 (it was 6NC + 4N + 5 = 107, and 6NC + 5N + 5 = 110).
-    Backward: the two scalings (2) and the mean's division (1) on scalars; nll ``-(g / N)``
-    once (2), copied into the picked entries (it counted 2N, the scalar's division and
-    negation per target); the smooth term's negation N (its sum's gradient is a broadcast);
-    the two gradients of log p added, NC; log-softmax backward 4NC. 5NC + N + 5 = 83 (it was
-    5NC + 3N + 3 = 87).
+    log-softmax 6NC - N (``x - max - log(sum)``: two subtractions per element, s34; along the
+    last dimension the max and the sum start from their first values, s35; it was 6NC + N,
+    and 5NC + N before s34); nll: ATen's kernel subtracts each picked value into the sum
+    (``loss -= x[t]``, negation and add in one) N, the mean's division 1 (it counted a negation
+    besides the sum: 2N + 1); smooth = -sum_c logp: NC adds + N negations, its mean N + 1; the two
+    scalings and the add: 3. 7NC + 2N + 5 = 116 (it was 7NC + 4N + 5 = 122, 6NC + 4N + 5 = 107, and
+    6NC + 5N + 5 = 110). Backward: the two scalings (2) and the mean's division (1) on scalars; nll
+    ``-(g / N)`` once (2), copied into the picked entries (it counted 2N, the scalar's division and
+    negation per target); the smooth term's negation N (its sum's gradient is a broadcast); the two
+    gradients of log p added, NC; log-softmax backward 4NC - N (its sum from the first value, s35).
+    5NC + 5 = 80 (it was 5NC + N + 5 = 83, and 5NC + 3N + 3 = 87).
     """
     n, c = 3, 5
     x = t(n, c, grad=True)
     r = count(lambda: F.cross_entropy(x, torch.tensor([0, 1, 4]), label_smoothing=0.1).backward())
-    assert r.forward_total == 7 * n * c + 4 * n + 5 == 122
-    assert r.backward_total == 5 * n * c + n + 5 == 83
+    assert r.forward_total == 7 * n * c + 2 * n + 5 == 116
+    assert r.backward_total == 5 * n * c + 5 == 80
 
 
 # -- torch.compile, reduced precision --------------------------------------------------------

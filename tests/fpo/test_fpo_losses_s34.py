@@ -18,7 +18,9 @@ Before s34 the rules counted the MSE backward 4N for the mean (a division per el
 kernel does not perform), smooth L1 and Huber 5N forward and 4N backward (one side of the
 branch): 3N, 8N and 7N here. FlopCounterMode counts none of these ops (0). Log-softmax
 (``LogSoftmaxKernelImpl.h``) computes ``x - max - log(sum)`` as two subtractions, kept apart
-for accuracy: 6 per element + the log per row (it was counted 5 + 1).
+for accuracy: 6 per element + the log per row (it was counted 5 + 1); along the last
+dimension its max and sum start from their first values, 2 fewer per row (s35, with the
+softmax ports of ``test_fpo_softmax_s35``).
 """
 
 from __future__ import annotations
@@ -251,31 +253,43 @@ def _max(a: float, b: float) -> Counted:
     return Counted(max(float(a), float(b)))
 
 
-def log_softmax_row(row):
-    """``LogSoftmaxKernelImpl.h`` along one row (the last dimension's kernel and the other
-    dimensions' chunked one compute the same): the max from ``-inf`` (1 per element), ``sum +=
-    exp(x - max)`` into a zeroed sum (3), ``log(sum)`` once, then ``x - max - log_sum`` (2: the
-    kernel keeps the two subtractions apart, for accuracy): 6 per element + 1."""
-    peak = Counted(-math.inf)
-    for x in row:
-        peak = _max(peak, x)
-    total = Counted(0.0)
-    for x in row:
-        total = total + _exp(x - peak)
+def log_softmax_row(row, last):
+    """``LogSoftmaxKernelImpl.h`` along one row: the max (1 per element), ``sum += exp(x -
+    max)`` (3), ``log(sum)`` once, then ``x - max - log_sum`` (2: the kernel keeps the two
+    subtractions apart, for accuracy). Along another dimension the max starts from ``-inf``
+    and the sum from 0: 6 per element + 1; along the last (``vec::reduce_all``,
+    ``map_reduce_all``) both start from their first values: 6 per element - 1 (s35; the port
+    counted the last dimension as another until then)."""
+    if last:
+        peak = row[0]
+        for x in row[1:]:
+            peak = _max(peak, x)
+        exps = [_exp(x - peak) for x in row]
+        total = exps[0]
+        for e in exps[1:]:
+            total = total + e
+    else:
+        peak = Counted(-math.inf)
+        for x in row:
+            peak = _max(peak, x)
+        total = Counted(0.0)
+        for x in row:
+            total = total + _exp(x - peak)
     log_sum = _log(total)
     return [x - peak - log_sum for x in row]
 
 
-def softmax_backward_row(g, y, log):
-    """``_vec_host_softmax_backward_lastdim``: softmax ``sum = sum(g * y)`` (2 per element),
-    ``(g - sum) * y`` (2); log-softmax ``sum = sum(g)`` (1), ``g - exp(y) * sum`` (3)."""
-    total = Counted(0.0)
+def softmax_backward_row(g, y, log, last):
+    """Softmax ``sum = sum(g * y)``, ``(g - sum) * y`` (2); log-softmax ``sum = sum(g)``, ``g
+    - exp(y) * sum`` (3). The sum into 0 along another dimension (``_vec_softmax_backward``:
+    4 per element), from its first term along the last (``_vec_host_softmax_backward_lastdim``,
+    ``map2_reduce_all`` / ``reduce_all``: 4 per element - 1 per row, s35)."""
+    terms = list(g) if log else [a * b for a, b in zip(g, y, strict=True)]
+    total = terms[0] if last else Counted(0.0) + terms[0]
+    for term in terms[1:]:
+        total = total + term
     if log:
-        for a in g:
-            total = total + a
         return [a - _exp(b) * total for a, b in zip(g, y, strict=True)]
-    for a, b in zip(g, y, strict=True):
-        total = total + a * b
     return [(a - total) * b for a, b in zip(g, y, strict=True)]
 
 
@@ -286,9 +300,11 @@ def softmax_backward_row(g, y, log):
     seed=st.integers(0, 2**16),
 )
 def test_log_softmax_and_the_softmax_backwards_equal_the_ported_kernels(shape, dim, seed):
-    """Log-softmax 6 per element + 1 per row (it was counted 5 + 1: one final subtraction);
-    the backward kernels 4 per element, as the rules count them."""
+    """Log-softmax 6 per element - 1 per row along the last dimension, + 1 along another (it
+    was counted 5 + 1: one final subtraction, then 6 + 1 everywhere until s35); the backward
+    kernels 4 per element, less 1 per row along the last dimension, as the rules count them."""
     dim = dim % len(shape)
+    last = dim == len(shape) - 1
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(*shape, generator=gen, dtype=torch.float64)
     g = torch.randn(*shape, generator=gen, dtype=torch.float64)
@@ -302,7 +318,7 @@ def test_log_softmax_and_the_softmax_backwards_equal_the_ported_kernels(shape, d
         y_rows = out.detach().movedim(dim, -1).reshape(-1, shape[dim]).tolist()
         Counted.ops = 0
         grads = [
-            softmax_backward_row([Counted(v) for v in gr], [Counted(v) for v in yr], log)
+            softmax_backward_row([Counted(v) for v in gr], [Counted(v) for v in yr], log, last)
             for gr, yr in zip(grad_rows, y_rows, strict=True)
         ]
         backward_ops = Counted.ops
@@ -314,11 +330,11 @@ def test_log_softmax_and_the_softmax_backwards_equal_the_ported_kernels(shape, d
         assert c.result.by_op_phase[f"{name}_backward_data"]["backward"] == backward_ops
         if log:
             Counted.ops = 0
-            values = [log_softmax_row([Counted(v) for v in row]) for row in rows]
+            values = [log_softmax_row([Counted(v) for v in row], last) for row in rows]
             forward = torch.tensor(values, dtype=torch.float64).reshape(expected.shape)
             torch.testing.assert_close(out.detach().movedim(dim, -1), forward)
             assert c.result.by_op_phase[name]["forward"] == Counted.ops
-            assert Counted.ops == 6 * x.numel() + len(rows)
+            assert Counted.ops == 6 * x.numel() + (-1 if last else 1) * len(rows)
 
 
 def logsumexp_row(row):

@@ -272,6 +272,7 @@ def test_a_closure_passed_to_the_optimizer_counts_as_forward_and_backward_of_the
 
 B, S, E, FF, L, H = 2, 6, 32, 64, 2, 2  # batch, tokens, hidden, intermediate, layers, heads
 T, SCORES = B * S, B * H * S * S  # token positions; attention scores per layer
+ROWS = B * H * S  # rows of scores per layer: ATen's softmax is 5 per score less 1 per row (s35)
 # ATen's CPU kernel (s34; it was 7 * T * E + 4 * T): Welford moments of each row of E float32
 # values in vectors of 8 (6 per value + the merges), rstd and -mean, 4 per element
 LAYER_NORM = layer_norm_forward_fpo(T * E, T, 8)
@@ -293,22 +294,28 @@ def _bert_eval_fpo(impl):
     layer: Q, K, V projections ``3 T E (2E + 1)``; ``QK^T`` and ``PV`` ``2 * 2 b h s^2 d``
     (``d = E/H``); the scaling: eager multiplies the scores (1 per score), sdpa's math path
     scales Q and K (1 per element of each, ``2 T E``); the padding mask added (1 per score);
-    softmax 5 per score; the output projection ``T E (2E + 1)``, residual add ``T E``, layer
+    softmax: eager ATen's ``_softmax``, 5 per score less 1 per row (its max and sum start
+    from their first values, ``1 / sum`` once per row), sdpa's math path ``_safe_softmax``,
+    the same and a compare with ``-inf`` per score (5 per score for both before s35); the
+    output projection ``T E (2E + 1)``, residual add ``T E``, layer
     norm; the feed-forward ``T FF (2E + 1)``, GELU (erf form) 5 per element,
     ``T E (2 FF + 1)``, residual add, layer norm.
     """
     embeddings = 2 * T * E + LAYER_NORM
     scaling = SCORES if impl == "eager" else 2 * T * E
     attention = 3 * T * E * (2 * E + 1) + 2 * 2 * SCORES * (E // H) + scaling + SCORES
-    attention += 5 * SCORES + T * E * (2 * E + 1) + T * E + LAYER_NORM
+    softmax = 5 * SCORES - ROWS if impl == "eager" else 6 * SCORES - ROWS
+    attention += softmax + T * E * (2 * E + 1) + T * E + LAYER_NORM
     feed_forward = T * FF * (2 * E + 1) + 5 * T * FF + T * E * (2 * FF + 1) + T * E + LAYER_NORM
     return embeddings + L * (attention + feed_forward)
 
 
 def test_bert_with_a_padding_mask_eager_and_sdpa_counted_from_its_maths():
-    """docs/fpo.md gives the two counts and says why they differ: 456,744 (eager) and 457,992
-    (sdpa), ``L (2 T E - SCORES)`` = 1,248 apart; the padded positions cost as much as tokens
-    (442,704 and 443,952 before s34 counted the layer norms as ATen's kernel runs them)."""
+    """docs/fpo.md gives the two counts and says why they differ: 456,696 (eager) and 458,232
+    (sdpa), ``2 L T E`` = 1,536 apart (sdpa scales Q and K, ``2 T E``, where eager scales the
+    scores; its ``_safe_softmax`` compares each score with ``-inf``); the padded positions
+    cost as much as tokens (456,744 and 457,992 before s35 counted softmax 5 per score;
+    442,704 and 443,952 before s34 counted the layer norms as ATen's kernel runs them)."""
     ids = torch.randint(0, 100, (B, S))
     mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
     counts = {}
@@ -317,10 +324,10 @@ def test_bert_with_a_padding_mask_eager_and_sdpa_counted_from_its_maths():
             result = gp.count_fpo(_bert(impl), ids, attention_mask=mask, backward=False)
         assert result.unknown_ops == {} and result.total == _bert_eval_fpo(impl)
         counts[impl] = result.total
-    assert counts == {"eager": 456_744, "sdpa": 457_992}
-    assert counts["sdpa"] - counts["eager"] == L * (2 * T * E - SCORES) == 1_248
+    assert counts == {"eager": 456_696, "sdpa": 458_232}
+    assert counts["sdpa"] - counts["eager"] == L * 2 * T * E == 1_536
     text = " ".join((Path(__file__).parents[2] / "docs" / "fpo.md").read_text().split())
-    assert "is 457,992 FPO with sdpa and 456,744 with eager in eval, 1,248 apart" in text
+    assert "is 458,232 FPO with sdpa and 456,696 with eager in eval, 1,536 apart" in text
 
 
 def test_gpt2_training_step_forward_counted_from_its_maths():
@@ -329,7 +336,8 @@ def test_gpt2_training_step_forward_counted_from_its_maths():
     Token + position embeddings (1 add per element), dropout 2 per element (the embeddings',
     the attention probabilities', the two residual branches'); per layer: layer norm,
     ``c_attn`` ``T 3E (2E + 1)``, the two products, scores scaled (1) and masked (1),
-    softmax 5 per score, ``c_proj`` ``T E (2E + 1)``, residual add, layer norm, ``c_fc``
+    softmax 5 per score less 1 per row (s35), ``c_proj`` ``T E (2E + 1)``, residual add,
+    layer norm, ``c_fc``
     ``T 4E (2E + 1)``, GPT-2's GELU written in Python 8 ops per element (``x^3`` one pow,
     ``0.044715 *``, ``x +``, ``sqrt(2/pi) *``, tanh, ``1 +``, ``0.5 * x``, the product), ``c_proj``
     ``T E (2 * 4E + 1)``, residual add; the final layer norm and the tied head ``2 T E V``.
@@ -345,7 +353,7 @@ def test_gpt2_training_step_forward_counted_from_its_maths():
     result = gp.count_fpo(model, ids, attention_mask=mask)
     dropout = 2 * T * E
     layer = LAYER_NORM + T * 3 * E * (2 * E + 1) + 2 * 2 * SCORES * (E // H) + 2 * SCORES
-    layer += 5 * SCORES + 2 * SCORES + T * E * (2 * E + 1) + dropout + T * E
+    layer += 5 * SCORES - ROWS + 2 * SCORES + T * E * (2 * E + 1) + dropout + T * E
     layer += LAYER_NORM + T * 4 * E * (2 * E + 1) + 8 * T * 4 * E + T * E * (2 * 4 * E + 1)
     layer += dropout + T * E
     expected = T * E + dropout + L * layer + LAYER_NORM + 2 * T * E * 100
@@ -362,15 +370,19 @@ def test_a_llama_decoder_with_grouped_query_attention_counted_from_its_maths():
     (square, mean's N adds + T divisions, ``+ eps`` and rsqrt per row, two multiplies); the
     projections ``2 T E (E + 2 * 16 + E)``; rotary on Q and K, ``x cos + rotate_half(x) sin``:
     2 multiplies and an add per element, a negation per half; attention: ``QK^T`` and ``PV``
-    ``2 b h s^2 d`` each over the 4 query heads, causal mask 1 and softmax 5 per score, sdpa's
-    math path scaling Q and K repeated to the query heads (``2 T E``), eager the scores
-    (1 per score); two residual adds; gate, up and down projections ``2 T E FF`` each, SiLU 2
-    and the gating multiply 1 per element of ``T FF``. The final norm and the head
+    ``2 b h s^2 d`` each over the 4 query heads, causal mask 1 per score, softmax 5 per score
+    less 1 per row (eager's ``_softmax``) or 6 less 1 (sdpa's ``_safe_softmax``, a compare
+    with ``-inf`` per score more; s35, 5 per score for both before), sdpa's math path scaling
+    Q and K repeated to the query heads (``2 T E``), eager the scores (1 per score); two
+    residual adds; gate, up and down projections ``2 T E FF`` each, SiLU 4 (ATen's kernel
+    ``x / (1 + exp(-x))``; 2 before s35) and the gating multiply 1 per element of ``T FF``.
+    The final norm and the head
     ``2 T E V``.
     """
     transformers = pytest.importorskip("transformers")
     heads, kv_heads, d, vocab = 4, 2, 8, 100
     q_elems, k_elems, n_scores = B * heads * S * d, B * kv_heads * S * d, B * heads * S * S
+    rows = B * heads * S
     rms = 4 * T * E + 3 * T
 
     def rotary(elements):
@@ -387,13 +399,14 @@ def test_a_llama_decoder_with_grouped_query_attention_counted_from_its_maths():
         with torch.no_grad():
             result = gp.count_fpo(model, torch.randint(0, vocab, (B, S)), backward=False)
         scaling = 2 * T * E if impl == "sdpa" else n_scores
-        attention = 2 * 2 * n_scores * d + scaling + n_scores + 5 * n_scores
+        softmax = 6 * n_scores - rows if impl == "sdpa" else 5 * n_scores - rows
+        attention = 2 * 2 * n_scores * d + scaling + n_scores + softmax
         layer = 2 * rms + 2 * T * E * (E + 2 * kv_heads * d + E) + rotary(q_elems)
-        layer += rotary(k_elems) + attention + 2 * T * E + 3 * 2 * T * E * FF + 3 * T * FF
+        layer += rotary(k_elems) + attention + 2 * T * E + 3 * 2 * T * E * FF + 5 * T * FF
         assert result.unknown_ops == {}
         assert result.total == 216 + L * layer + rms + 2 * T * E * vocab
         counts[impl] = result.total
-    assert counts["sdpa"] - counts["eager"] == L * (2 * T * E - n_scores) == 960
+    assert counts["sdpa"] - counts["eager"] == L * 2 * T * E == 1_536  # 960 before s35
 
 
 def test_gru_on_cpu_and_on_meta_differ_by_the_per_step_weight_gradient_sums():
@@ -414,6 +427,7 @@ def test_gru_on_cpu_and_on_meta_differ_by_the_per_step_weight_gradient_sums():
 
 b, s, e, h, ff = 2, 5, 8, 2, 16  # batch, tokens, model dimension, heads, feed-forward
 t, scores = b * s, b * h * s * s
+rows = b * h * s  # rows of scores: softmax is 5 per score less 1 per row (s35)
 n = t * e  # elements of a (b, s, e) activation
 PADDED = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])  # key padding: True = ignore
 
@@ -422,9 +436,11 @@ def _mha_forward(*, masked: bool) -> int:
     """nn.MultiheadAttention(8, 2) on (2, 5, 8), from its maths: in-projection
     ``t 3e (2e + 1)``, out-projection ``t e (2e + 1)``; the attention as SDPA's math path:
     ``QK^T`` and ``PV`` ``2 * 2 b h s^2 (e/h)`` = ``4 b s^2 e``, Q and K scaled (``2 t e``),
-    the mask added (1 per score), softmax 5 per score."""
+    the mask added (1 per score), ``_safe_softmax`` 6 per score less 1 per row (ATen's softmax
+    and a compare with ``-inf``; 5 per score before s35)."""
     projections = t * 3 * e * (2 * e + 1) + t * e * (2 * e + 1)
-    return projections + 4 * b * s * s * e + 2 * t * e + (scores if masked else 0) + 5 * scores
+    softmax = 6 * scores - rows
+    return projections + 4 * b * s * s * e + 2 * t * e + (scores if masked else 0) + softmax
 
 
 def test_multihead_attention_fast_path_with_a_key_padding_mask_counts_the_slow_paths_maths():
@@ -445,7 +461,7 @@ def test_multihead_attention_fast_path_with_a_key_padding_mask_counts_the_slow_p
             torch.backends.mha.set_fastpath_enabled(True)
     assert "aten._native_multi_head_attention" in fast.by_op
     assert "aten._native_multi_head_attention" not in slow.by_op
-    assert fast.total == slow.total == _mha_forward(masked=True) == 7_800
+    assert fast.total == slow.total == _mha_forward(masked=True) == 7_880  # 7,800 before s35
 
 
 def test_transformer_encoder_layer_norm_first_training_step_counted_from_its_maths():
@@ -461,7 +477,8 @@ def test_transformer_encoder_layer_norm_first_training_step_counted_from_its_mat
     :func:`layer_norm_backward_fpo`; 5 per element before s34); the attention's
     in-projection grad_input and grad_weight ``2 t e 3e`` each + bias ``t 3e``, + ``2 t 3e``
     where the q, k, v slices' gradients are summed into the packed projection's; the four
-    products ``2 b h s^2 (e/h)`` each; softmax backward 4 per score, dropout 1 per score (CPU:
+    products ``2 b h s^2 (e/h)`` each; softmax backward 4 per score less 1 per row (s35),
+    dropout 1 per score (CPU:
     one multiply by the saved scaled mask), the scalings' ``2 t e``; out-projection ``2 t e e``
     twice + ``t e``; dropouts 1 per element; norm2's three gradients (``13 n + 2 t`` before
     s34), + ``n`` adding the residual's gradient; linear1 grad_input, grad_weight
@@ -475,7 +492,7 @@ def test_transformer_encoder_layer_norm_first_training_step_counted_from_its_mat
     forward = 2 * norm + _mha_forward(masked=True) + 2 * scores + 2 * n + 2 * t * ff + 2 * n
     forward += 2 * n + t * ff * (2 * e + 1) + t * ff + t * e * (2 * ff + 1)
     attention = 2 * (2 * t * e * 3 * e) + t * 3 * e + 2 * t * 3 * e
-    attention += 4 * 2 * scores * (e // h) + 4 * scores + scores + 2 * t * e
+    attention += 4 * 2 * scores * (e // h) + 4 * scores - rows + scores + 2 * t * e
     attention += 2 * (2 * t * e * e) + t * e
     norms = _encoder_norms_backward(threads=1)
     backward = norms + attention + n + n
@@ -483,7 +500,7 @@ def test_transformer_encoder_layer_norm_first_training_step_counted_from_its_mat
     backward += n
     assert result.unknown_ops == {}
     assert (result.forward_total, result.backward_total) == (forward, backward)
-    assert (forward, backward) == (18_760, 27_704)
+    assert (forward, backward) == (18_840, 27_684)  # (18,760, 27,704) before s35
 
 
 def _encoder_norms_backward(threads: int) -> int:
@@ -508,16 +525,19 @@ def test_sdpa_forward_and_backward_counted_from_its_maths(kwargs, mask):
 
     Forward: ``QK^T`` and ``PV`` ``2 b h s^2 d`` each, Q and K scaled (1 per element each),
     the mask added (1 per score, causal included: the full score matrix, as FlopCounterMode),
-    softmax 5 per score. Backward: ``dV = P^T dO``, ``dP = dO V^T``, ``dQ = dS K``,
-    ``dK = dS^T Q``: four products; softmax backward 4 per score; the scalings' backward.
+    ``_safe_softmax`` 6 per score less 1 per row. Backward: ``dV = P^T dO``, ``dP = dO V^T``,
+    ``dQ = dS K``, ``dK = dS^T Q``: four products; softmax backward 4 per score less 1 per row;
+    the scalings' backward. (Softmax 5 and 4 per score before s35.)
     """
     bb, hh, ss, dd = 2, 3, 5, 4
     q, k, v = (torch.randn(bb, hh, ss, dd, requires_grad=True) for _ in range(3))
     attention = torch.nn.functional.scaled_dot_product_attention
     result = gp.count_fpo(lambda q, k, v: attention(q, k, v, **kwargs), q, k, v)
     product, n_scores, elements = 2 * bb * hh * ss * ss * dd, bb * hh * ss * ss, bb * hh * ss * dd
-    assert result.forward_total == 2 * product + 2 * elements + mask * n_scores + 5 * n_scores
-    assert result.backward_total == 4 * product + 4 * n_scores + 2 * elements
+    n_rows = bb * hh * ss
+    softmax = 6 * n_scores - n_rows
+    assert result.forward_total == 2 * product + 2 * elements + mask * n_scores + softmax
+    assert result.backward_total == 4 * product + 4 * n_scores - n_rows + 2 * elements
 
 
 def test_sdpa_dropout_in_training_costs_two_per_score_forward_and_one_backward_on_cpu():
@@ -686,9 +706,10 @@ def test_checkpointing_autocast_and_a_training_run():
 def test_the_fpo_command_counts_a_transformer_layer_as_proved(tmp_path):
     """A new user's ``model.py`` with an ``nn.TransformerEncoderLayer(8, 2, 16, batch_first,
     norm_first)`` factory, counted by ``greenprint fpo --backward`` in an empty directory:
-    the training-mode count proved above without the padding mask's 100 adds, forward 18,660,
-    backward 27,704 on one thread (+ 32 per further thread of the command's torch: the two layer
-    norms' per-thread weight and bias sums, ``2 T e`` each; 15,420 and 27,400 before s34)."""
+    the training-mode count proved above without the padding mask's 100 adds, forward 18,740,
+    backward 27,684 on one thread (+ 32 per further thread of the command's torch: the two layer
+    norms' per-thread weight and bias sums, ``2 T e`` each; 18,660 and 27,704 before s35 counted
+    softmax 5 and 4 per score; 15,420 and 27,400 before s34)."""
     import json
     import subprocess
 
@@ -712,7 +733,7 @@ def test_the_fpo_command_counts_a_transformer_layer_as_proved(tmp_path):
     )  # fmt: skip
     extra = _encoder_norms_backward(int(threads.stdout)) - _encoder_norms_backward(1)
     assert extra == 32 * (int(threads.stdout) - 1)
-    assert (counted["forward_total"], counted["backward_total"]) == (18_760 - 100, 27_704 + extra)
+    assert (counted["forward_total"], counted["backward_total"]) == (18_840 - 100, 27_684 + extra)
     assert counted["unknown_ops"] == {}
 
 

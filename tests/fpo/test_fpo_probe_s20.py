@@ -378,8 +378,9 @@ def test_isin_histograms_and_masked_softmax_are_counted_from_their_maths():
     ``histogramdd`` of 50 points in 2 dimensions, bins (3, 4): the edges' op finds the range
     (2 per element, 200), the counting op finds it again (200) and per point ``4 D + 1`` = 9
     (450); density over 12 cells ``2*12 + (3 + 12) + (4 + 12)`` = 55.
-    ``_masked_softmax`` (the fused attention paths' softmax): 5 per element, as softmax over
-    the full matrix (a mask only masks); its backward 4 per element.
+    ``_masked_softmax`` (the fused attention paths' softmax): as its CPU kernel skips the
+    masked values (s35; 5 per element before, as softmax over the full matrix); its backward
+    4 per unmasked element (4 per element before).
     """
     x = torch.randn(100)
     assert _ops(lambda: torch.isin(x, torch.randn(7)))[0]["aten.isin"] == 700
@@ -418,4 +419,13 @@ def test_isin_histograms_and_masked_softmax_are_counted_from_their_maths():
     mask = torch.rand(2, 3, 4) > 0.5
     found, unknown = _ops(lambda: torch._masked_softmax(scores, mask, -1, None).sum().backward())
     assert unknown == {}
-    assert (found["aten._masked_softmax"], found["aten._masked_softmax_backward"]) == (120, 96)
+    # host_softmax with a mask (s35; 5 and 4 per element before, whatever the mask): the max,
+    # exp and subtraction over the U unmasked values (3U, less the first of each row's max),
+    # every value summed and scaled (2N), per row ``sum == 0`` and ``1 / sum`` (the latter not
+    # for a fully masked row); backward 4 per unmasked value (test_fpo_softmax_s35)
+    unmasked = int((~mask).sum())
+    rows = 6
+    assert (found["aten._masked_softmax"], found["aten._masked_softmax_backward"]) == (
+        3 * unmasked + 2 * 24 + rows,
+        4 * unmasked,
+    )

@@ -294,22 +294,24 @@ def test_a_vit_block_forward_backward_and_training_step_counted_from_its_maths()
     48, its chunk merged 65, the 8 lanes 72, ``m2 / N``, rstd 3, ``-mean``: 190, ``* 10`` +
     4 per element = 2,220; qkv ``10 * 24 * 17`` = 4,080; SDPA (b 2,
     h 2, s 5, d 4) products ``2 * 4 * 25 * 8`` = 1,600 + scaling Q and K 160 + softmax
-    ``5 * 100``: 2,260; proj ``10 * 8 * 17`` = 1,360; two residual adds 160; MLP
+    (``_safe_softmax``: ATen's softmax ``5 * 100 - 20`` rows and the ``-inf`` compare 100;
+    ``5 * 100`` before s35) 580: 2,340; proj ``10 * 8 * 17`` = 1,360; two residual adds 160; MLP
     ``10 * 32 * 17`` = 5,440, GELU ``5 * 320`` = 1,600, ``10 * 8 * 65`` = 5,200. Backward
     (the images need no gradient): MLP out grad_input and grad_weight 5,120 each + bias 80,
     GELU ``11 * 320``, MLP in 5,120 + 5,120 + 320; each LayerNorm (one thread) ``1 / N``, per
     row 2 + 11 - 2, per element 4 (weight) + 1 (bias) + 10 (input), the threads' sums 2 per
     column = 1,327 (1,060 before s34); the two residual gradients summed, 80 each;
-    proj 1,280 + 1,280 + 80; SDPA four products of 800, softmax ``4 * 100``, the scalings
-    160: 3,760; qkv 3,840 + 3,840 + 240; the position gradient summed over the batch 80, the
-    cls token's 16; the patch conv's grad_weight 6,144 + bias 64.
+    proj 1,280 + 1,280 + 80; SDPA four products of 800, softmax ``4 * 100 - 20`` (``4 *
+    100`` before s35), the scalings 160: 3,740; qkv 3,840 + 3,840 + 240; the position
+    gradient summed over the batch 80, the cls token's 16; the patch conv's grad_weight 6,144 + bias
+    64.
     """
     torch.manual_seed(0)
     model, x = ViTBlock(), torch.randn(2, 3, 8, 8)
     c = gp.count_fpo(model, x)
-    forward = 6_208 + 80 + 2_220 + 4_080 + 2_260 + 1_360 + 160 + 2_220 + 5_440 + 1_600 + 5_200
-    backward = 10_320 + 3_520 + 10_560 + 1_327 + 160 + 2_640 + 3_760 + 7_920 + 1_327 + 96 + 6_208
-    assert (c.forward_total, c.backward_total) == (forward, backward) == (30_828, 47_838)
+    forward = 6_208 + 80 + 2_220 + 4_080 + 2_340 + 1_360 + 160 + 2_220 + 5_440 + 1_600 + 5_200
+    backward = 10_320 + 3_520 + 10_560 + 1_327 + 160 + 2_640 + 3_740 + 7_920 + 1_327 + 96 + 6_208
+    assert (c.forward_total, c.backward_total) == (forward, backward) == (30_908, 47_818)
     assert c.unknown_ops == {} and c.by_module[""] == c.total
     assert c.by_module["patch"] == 2 * 6_208 and c.by_module["qkv"] == 4_080 + 7_920
     assert c.by_module["mlp.1"] == 1_600 + 3_520
@@ -364,16 +366,18 @@ def test_swin_window_attention_counted_from_its_maths():
 
     Forward: qkv ``16 * 12 * 9`` = 1,728; scaling q 64; the two products, ``2 * 8 * 4 * 4 * 2``
     = 512 each; the bias add 128 (rolls, window views and the table gather: 0); softmax
-    ``5 * 128`` = 640; proj ``16 * 4 * 9`` = 576. Backward (the input is data): proj 512 + 512
-    + bias 64; the two products' backward, two products each: 4 * 512; softmax ``4 * 128``;
+    ``5 * 128 - 32`` rows = 608 (ATen's kernel: the max and the sum start from their first
+    values, ``1 / sum`` once per row; 640 before s35); proj ``16 * 4 * 9`` = 576. Backward (the
+    input is data): proj 512 + 512 + bias 64; the two products' backward, two products each: 4
+    * 512; softmax ``4 * 128 - 32`` (512 before s35);
     the bias gradient summed over the 4 windows 128 and scattered into the table (index_put
     with accumulation, 1 add per gathered entry: 32); the scaling 64; qkv grad_weight
     ``2 * 16 * 4 * 12`` = 1,536 + bias 192.
     """
     torch.manual_seed(0)
     c = gp.count_fpo(WindowAttention(), torch.randn(1, 4, 4, 4))
-    assert c.forward_total == 1_728 + 64 + 1_024 + 128 + 640 + 576 == 4_160
-    assert c.backward_total == 1_088 + 2_048 + 512 + 128 + 32 + 64 + 1_728 == 5_600
+    assert c.forward_total == 1_728 + 64 + 1_024 + 128 + 608 + 576 == 4_128
+    assert c.backward_total == 1_088 + 2_048 + 480 + 128 + 32 + 64 + 1_728 == 5_568
     assert c.by_op["aten.index_put"] == 32 and c.unknown_ops == {}
     _children_add_up(c)
 
@@ -427,13 +431,15 @@ def test_a_diffusion_unet_block_counted_from_its_maths(mode, align_corners, upsa
     Forward: each GroupNorm(2, 4) over 128 elements in 4 groups of 32 values, as ATen's kernel
     (s34): per group the moments (layer norm's ``RowwiseMoments``: 330) and ``rstd`` (4), per
     channel scale and bias (4 x 8), ``scale * x + bias`` (2 x 128) = 1,624 (912 until s34);
-    SiLU 2 per element over 128 + 16 + 128; each conv ``2 * 2 * 4 * 4 * 9 * 16`` =
+    SiLU 4 per element (ATen's kernel ``x / (1 + exp(-x))``; 2 before s35) over 128 + 16 +
+    128; each conv ``2 * 2 * 4 * 4 * 9 * 16`` =
     9,216 + bias 128; the timestep embedding: ``-log(10^4) * arange`` 4, ``/ half`` 4, exp 4,
     ``t * freqs`` 8, sin 8, cos 8 = 36; its Linear(8, 4) ``2 * 4 * 17`` = 136, added to h 128;
     the residual 128; cross-attention: q projection ``2 * 32 * 4 * 4`` = 1,024, k and v
     ``2 * 10 * 6 * 4`` = 480 each, their biases 128 + 40 + 40; SDPA (b 2, h 2, 16 queries,
     5 keys, d 2) products ``2 * 4 * 16 * 5 * 4`` = 2,560 + scaling Q 128 and K 40 + softmax
-    ``5 * 320`` = 4,328; out projection ``32 * 4 * 9`` = 1,152; the residual 128. The
+    (``_safe_softmax``: ATen's ``5 * 320 - 64`` rows and the ``-inf`` compare 320; ``5 *
+    320`` before s35) = 4,584; out projection ``32 * 4 * 9`` = 1,152; the residual 128. The
     upsampling to (2, 4, 8, 8), 512 elements: nearest 0 per element, and its source indices,
     computed in floating point for each output row and column (``(i + offset) * scale``: 2
     each, ``2 * (8 + 8)`` = 32). Bilinear on an output of 8 + 8 <= 128 runs ATen's
@@ -454,9 +460,9 @@ def test_a_diffusion_unet_block_counted_from_its_maths(mode, align_corners, upsa
     block = UNetBlock(mode, align_corners)
     x, t, context = torch.randn(2, 4, 4, 4), torch.tensor([3, 700]), torch.randn(2, 5, 6)
     c = gp.count_fpo(block, x, t, context, backward=False)
-    convs = 2 * (1_624 + 2 * 128 + 9_344)
-    time = 36 + 2 * 16 + 136 + 128
-    attention = 1_024 + 480 + 480 + 208 + 4_328 + 1_152 + 128
+    convs = 2 * (1_624 + 4 * 128 + 9_344)
+    time = 36 + 4 * 16 + 136 + 128
+    attention = 1_024 + 480 + 480 + 208 + 4_584 + 1_152 + 128
     assert c.total == convs + time + 128 + attention + upsample
     assert c.unknown_ops == {}
     grad = gp.count_fpo(block, x, t, context)
@@ -506,8 +512,8 @@ def test_a_mixture_of_experts_counts_the_tokens_each_expert_ran():
 
     Per token an expert costs ``8 * (2 * 4 + 1)`` + ReLU 8 + ``4 * (2 * 8 + 1)`` = 148; the
     router ``2 * 6 * 4 * 4`` = 192, topk 1 compare per logit (24), softmax over the 2 chosen
-    ``5 * 12`` = 60; weighting the expert outputs 1 per element and summing them back 1 per
-    element (``12 * 4`` each); bincount counts integers (0).
+    ``5 * 12 - 6`` rows = 54 (60 before s35); weighting the expert outputs 1 per element and
+    summing them back 1 per element (``12 * 4`` each); bincount counts integers (0).
     """
     torch.manual_seed(0)
     moe, x = TopKMoE(), torch.randn(6, 4)
@@ -517,7 +523,7 @@ def test_a_mixture_of_experts_counts_the_tokens_each_expert_ran():
     assert int(load.sum()) == 12  # 6 tokens x 2 choices, spread unevenly over the experts
     for e, tokens in enumerate(load.tolist()):
         assert c.by_module.get(f"experts.{e}", 0) == 148 * tokens  # a dense count: 148 * 6
-    assert c.total == 192 + 24 + 60 + 148 * 12 + 48 + 48 == 2_148
+    assert c.total == 192 + 24 + 54 + 148 * 12 + 48 + 48 == 2_142
     assert c.unknown_ops == {}
     _children_add_up(c)
 
@@ -578,15 +584,17 @@ class SwiGLUBlock(nn.Module):
 def test_rms_norm_and_swiglu_counted_from_their_maths():
     """SwiGLUBlock on (2, 3, 8): 6 rows. RMSNorm ``x * rsqrt(mean(x^2) + eps) * w``: square
     48, mean 48 + 6, + eps 6, rsqrt 6, two multiplies 96: 210 (3 per element + 3 per row + 1
-    for the weight, docs/fpo.md). W1 and W3 ``2 * 6 * 8 * 16`` = 1,536 each, SiLU 2 per
-    element (192), the gate's multiply 96, W2 1,536, the residual 48. Backward (the input is
-    data; the norm's weight is trained): W2's two products 3,072; the gate's multiply 2 * 96;
-    SiLU's backward 6 per element (576); W1 and W3 3,072 each; their gradients into n summed
+    for the weight, docs/fpo.md). W1 and W3 ``2 * 6 * 8 * 16`` = 1,536 each, SiLU 4 per
+    element (ATen's kernel ``x / (1 + exp(-x))``: 384; 2 per element, 192, before s35), the
+    gate's multiply 96, W2 1,536, the residual 48. Backward (the input is data; the norm's
+    weight is trained): W2's two products 3,072; the gate's multiply 2 * 96; SiLU's backward,
+    autograd's decomposition ``math_silu_backward`` (sigmoid 1, ``1 - s``, three multiplies and
+    an add: 6 per element, 576); W1 and W3 3,072 each; their gradients into n summed
     (48); the norm weight's gradient ``sum(g * x_hat)`` 96."""
     torch.manual_seed(0)
     c = gp.count_fpo(SwiGLUBlock(), torch.randn(2, 3, 8))
     assert c.by_module["norm"] == 210 + 96
-    assert c.forward_total == 210 + 3 * 1_536 + 192 + 96 + 48 == 5_154
+    assert c.forward_total == 210 + 3 * 1_536 + 384 + 96 + 48 == 5_346
     assert c.backward_total == 3_072 + 192 + 576 + 2 * 3_072 + 48 + 96 == 10_128
     # the input needing a gradient: nn.RMSNorm runs as its decomposition, each op's backward
     # counts: ``out = x_hat * w``: ``g * w`` 48, the weight's ``sum(g * x_hat)`` 96;

@@ -298,23 +298,26 @@ def test_a_decoder_layer_with_cross_attention_training_step_counted_from_its_mat
 
     Forward. Self-attention: the packed in-projection ``T x 3E`` outputs of ``2E + 1`` = 36 * 9
     = 324; SDPA (as proved in s19/s20) ``2 b h T T (d + d)`` = 144, scaling Q and K 24, the
-    mask 18 (1 per score), softmax 5 * 18 = 90; out-projection 12 * 9 = 108: 708. Cross-
-    attention: q from the target 12 * 9 = 108, k and v from the memory in one product
-    ``S x 2E`` = 40 * 9 = 360; SDPA ``2 b h T S (d + d)`` = 240, scaling Q 12 and K 20,
-    softmax 5 * 30 = 150; out-projection 108: 998. Feed-forward 24 * 9 + 24 (relu) + 12 * 17 =
-    444. Three residual adds 36, three layer norms as ATen's kernel (s34) runs them, per row of
-    4 float32 values (shorter than a vector of 8) the scalar Welford 24, the 8 lanes merged in
-    72, ``m2 / N``, rstd 3, ``-mean``, then 4 per element: 3 * (3 * 101 + 48) = 1,053 (288
-    before). Total 3,239 (2,474 before s34).
+    mask 18 (1 per score), softmax (``_safe_softmax``: ATen's 5 per score less 1 per row and
+    a compare with ``-inf`` per score, s35; 5 per score before) 6 * 18 - 6 = 102; out-projection
+    12 * 9 = 108: 720 (708 before s35). Cross-attention: q from the target 12 * 9 = 108, k and
+    v from the memory in one product ``S x 2E`` = 40 * 9 = 360; SDPA ``2 b h T S (d + d)`` =
+    240, scaling Q 12 and K 20, softmax 6 * 30 - 6 = 174; out-projection 108: 1,022 (998).
+    Feed-forward 24 * 9 + 24 (relu) + 12 * 17 = 444. Three residual adds 36, three layer norms as
+    ATen's kernel (s34) runs them, per row of 4 float32 values (shorter than a vector of 8) the
+    scalar Welford 24, the 8 lanes merged in 72, ``m2 / N``, rstd 3, ``-mean``, then 4 per element:
+    3 * (3 * 101 + 48) = 1,053 (288 before). Total 3,275 (3,239 before s35, 2,474 before s34).
 
     Backward. Layer norms (one thread) 3 * (1 + 3 * 11 + 12 * 15 + 2 * 4) = 666 (486 before
     s34); the products' gradients
     (``2mkn`` each for the input and the weight): out-projections 2 * 192, self in-projection
     weight 288 (the target needs no gradient), cross q 192, kv 320 + its input 320, linear1
     384, linear2 384: 2,272; bias sums 12 + 36 + 12 + 40 + 12 + 24 + 12 = 148; SDPA backward
-    (four products, softmax 4 per score, the scalings) 384 + 632 = 1,016; relu 24; gradients
+    (four products, softmax 4 per score less 1 per row, the scalings) 384 + 620 = 1,004 (1,016
+    before s35); relu 24; gradients
     summed where a tensor is used twice: q, k and v of the packed projection 2 * 36, k and v of
-    the memory's 40, the two residual branches 2 * 12: 136. Total 4,262 (4,082 before s34). The
+    the memory's 40, the two residual branches 2 * 12: 136. Total 4,250 (4,262 before s35,
+    4,082 before s34). The
     meta device counts the same."""
     torch.manual_seed(0)
     layer = nn.TransformerDecoderLayer(4, 2, 8, dropout=0.0, batch_first=True)
@@ -322,9 +325,9 @@ def test_a_decoder_layer_with_cross_attention_training_step_counted_from_its_mat
     mask = nn.Transformer.generate_square_subsequent_mask(3)
     cpu = gp.count_fpo(layer, tgt, memory, tgt_mask=mask)
     assert cpu.unknown_ops == {}
-    assert (cpu.forward_total, cpu.backward_total) == (3239, 4262)
-    assert cpu.forward_by_module["self_attn"] == 708
-    assert cpu.forward_by_module["multihead_attn"] == 998
+    assert (cpu.forward_total, cpu.backward_total) == (3275, 4250)
+    assert cpu.forward_by_module["self_attn"] == 720
+    assert cpu.forward_by_module["multihead_attn"] == 1022
     with torch.device("meta"):
         meta_layer = nn.TransformerDecoderLayer(4, 2, 8, dropout=0.0, batch_first=True)
     meta = gp.count_fpo(
@@ -333,7 +336,7 @@ def test_a_decoder_layer_with_cross_attention_training_step_counted_from_its_mat
         torch.empty(1, 5, 4, device="meta", requires_grad=True),
         tgt_mask=mask.to("meta"),
     )
-    assert (meta.forward_total, meta.backward_total) == (3239, 4262)
+    assert (meta.forward_total, meta.backward_total) == (3275, 4250)
 
 
 # -- losses ---------------------------------------------------------------------------------------

@@ -225,28 +225,31 @@ def test_multihead_attention_with_kdim_vdim_and_weights_forward_and_backward():
     (2, 6, 3), values (2, 6, 5), ``need_weights=True`` (the explicit path, not SDPA).
     Projections (a matmul and a bias add each): q 8 tokens 2 * 8 * 8 * 8 = 1,024 + 64, k 12
     tokens 2 * 12 * 3 * 8 = 576 + 96, v 2 * 12 * 5 * 8 = 960 + 96; 4 heads of d = 4: q scaled
-    64, scores 2 * 4 * 4 * 6 * 4 = 768, softmax 5 * 96 = 480, times V 768; the out-projection
-    ``addmm`` 2 * 8 * 8 * 8 + 64 = 1,088; the weights averaged over the 2 heads 96 + 48.
-    Forward 6,128. Backward: every matmul twice (grad input and weight) 2 * 2,560 + 2 * 1,024,
-    the bias gradients 64 + 96 + 96 + 64, the two score products twice 3,072, softmax 4 * 96,
-    the scaling 64; the weights' mean is not on the loss's path: 11,008."""
+    64, scores 2 * 4 * 4 * 6 * 4 = 768, softmax 5 * 96 - 16 rows = 464 (ATen's kernel; 480
+    before s35), times V 768; the out-projection ``addmm`` 2 * 8 * 8 * 8 + 64 = 1,088; the
+    weights averaged over the 2 heads 96 + 48. Forward 6,112 (6,128 before s35). Backward:
+    every matmul twice (grad input and weight) 2 * 2,560 + 2 * 1,024, the bias gradients 64 +
+    96 + 96 + 64, the two score products twice 3,072, softmax 4 * 96 - 16, the scaling 64; the
+    weights' mean is not on the loss's path: 10,992 (11,008)."""
     torch.manual_seed(0)
     mha = nn.MultiheadAttention(8, 2, kdim=3, vdim=5, batch_first=True)
     result = _count(lambda q, k, v: mha(q, k, v)[0], _leaf(2, 4, 8), _leaf(2, 6, 3), _leaf(2, 6, 5))
-    assert (result.forward_total, result.backward_total) == (6_128, 11_008)
+    assert (result.forward_total, result.backward_total) == (6_112, 10_992)
 
 
 def test_sdpa_grouped_query_attention_on_cpu_flash_and_math_agree():
     """``scaled_dot_product_attention(q, k, v, enable_gqa=True)``, q (2, 6, 5, 4), k and v
     (2, 2, 7, 4): 6 query heads share 2 key heads, 5 queries, 7 keys. The two products over
     the query heads 2 * 2 * 6 * 5 * 7 * 4 = 3,360 each; Q and K scaled as the math path does
-    it, K after its heads are repeated: 240 + 336; softmax 5 * 420. Forward 9,396 on CPU's
-    flash kernel as on meta's math path. Backward: four products 13,440, softmax 4 * 420,
-    the scalings 576, the repeated heads' gradients summed back (k and v, 336 each): 16,368."""
+    it, K after its heads are repeated: 240 + 336; softmax (``_safe_softmax``: ATen's 5 per
+    score less 1 per row, a compare with ``-inf`` per score) 6 * 420 - 60 = 2,460. Forward
+    9,756 on CPU's flash kernel as on meta's math path (9,396 before s35: softmax 5 * 420).
+    Backward: four products 13,440, softmax 4 * 420 - 60, the scalings 576, the repeated
+    heads' gradients summed back (k and v, 336 each): 16,308 (16,368)."""
     for device in ("cpu", "meta"):
         q, k = _leaf(2, 6, 5, 4, device=device), _leaf(2, 2, 7, 4, device=device)
         v = _leaf(2, 2, 7, 4, device=device)
         result = _count(
             lambda a, b, c: F.scaled_dot_product_attention(a, b, c, enable_gqa=True), q, k, v
         )
-        assert (result.forward_total, result.backward_total) == (9_396, 16_368)
+        assert (result.forward_total, result.backward_total) == (9_756, 16_308)

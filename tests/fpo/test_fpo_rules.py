@@ -133,7 +133,7 @@ def test_conv_matmul_total_equals_flopcountermode_with_the_grouped_backward_fix(
         (torch.relu, 1),
         (torch.exp, 1),
         (torch.sigmoid, 1),
-        (F.silu, 2),
+        (F.silu, 4),  # ATen's kernel x / (1 + exp(-x)) (s35; it was 2)
         (F.gelu, 5),
         (lambda x: F.gelu(x, approximate="tanh"), 9),
         (F.leaky_relu, 2),
@@ -180,13 +180,26 @@ def test_reductions():
 
 
 def test_softmax_and_log_softmax_with_backward():
+    # ATen's kernels along the last dimension (s35, proved in test_fpo_softmax_s35): the max
+    # and the sum start from their first values, 1 / sum once per row: 5N - rows (it was 5N);
+    # the backward's sum from its first product: 4N - rows (it was 4N)
     x = t(3, 8, grad=True)
     r = count(lambda: torch.softmax(x, -1).backward(torch.ones(3, 8)))
-    assert (r.forward_total, r.backward_total) == (5 * 24, 4 * 24)
+    assert (r.forward_total, r.backward_total) == (5 * 24 - 3, 4 * 24 - 3)
     x.grad = None
     r = count(lambda: torch.log_softmax(x, -1).backward(torch.ones(3, 8)))
-    # log-softmax: x - max - log(sum), two subtractions per element (6, s34; it was 5)
-    assert (r.forward_total, r.backward_total) == (6 * 24 + 3, 4 * 24)
+    # log-softmax: x - max - log(sum), two subtractions per element (6, s34; it was 5), the
+    # log per row, the max and the sum from their first values: 6N - rows (6N + rows before)
+    assert (r.forward_total, r.backward_total) == (6 * 24 - 3, 4 * 24 - 3)
+    x.grad = None
+    # along another dimension: softmax's max from its first value, its sum from 0 and a
+    # divide per element (5N - columns); log-softmax's max from -inf and its sum from 0 (6N +
+    # columns); the backwards' sums from 0 (4N)
+    r = count(lambda: torch.softmax(x, 0).backward(torch.ones(3, 8)))
+    assert (r.forward_total, r.backward_total) == (5 * 24 - 8, 4 * 24)
+    x.grad = None
+    r = count(lambda: torch.log_softmax(x, 0).backward(torch.ones(3, 8)))
+    assert (r.forward_total, r.backward_total) == (6 * 24 + 8, 4 * 24)
 
 
 # -- normalisation ------------------------------------------------------------------------------
@@ -240,10 +253,10 @@ def test_losses():
     x, y = t(4, 5), t(4, 5)
     assert count(lambda: F.mse_loss(x, y)).total == 3 * 20 + 1
     target = torch.tensor([0, 1, 2, 3])
-    # log-softmax 6N + rows (s34; it was 5N), then nll as ATen's kernel: ``loss -= x[t]`` (1
-    # per target, the negation and the sum's add in one) + the mean's division: 4 + 1 (it was
-    # 4 + 5, a negation counted besides the sum)
-    assert count(lambda: F.cross_entropy(x, target)).total == 6 * 20 + 4 + 4 + 1
+    # log-softmax 6N - rows along the last dimension (s35; 6N + rows in s34, 5N before), then
+    # nll as ATen's kernel: ``loss -= x[t]`` (1 per target, the negation and the sum's add in
+    # one) + the mean's division: 4 + 1 (it was 4 + 5, a negation counted besides the sum)
+    assert count(lambda: F.cross_entropy(x, target)).total == 6 * 20 - 4 + 4 + 1
 
 
 def test_pooling():
@@ -302,8 +315,10 @@ def test_cpu_flash_attention_counts_the_same_as_the_meta_math_path(kwargs):
     assert "aten._scaled_dot_product_flash_attention_for_cpu" in cpu.by_op
     assert cpu.matmul_total == 0 < meta.matmul_total  # FlopCounterMode misses the CPU kernel
     if not kwargs:  # by hand: two products, scale Q and K, softmax, the output sum
-        scores = 2 * 4 * 6 * 6
-        assert cpu.forward_total == 2 * (2 * scores * 8) + 2 * 384 + 5 * scores + 384
+        scores, rows = 2 * 4 * 6 * 6, 2 * 4 * 6
+        # _safe_softmax: ATen's softmax (5 per score less 1 per row) and the -inf compare
+        softmax = 6 * scores - rows  # 5 * scores before s35
+        assert cpu.forward_total == 2 * (2 * scores * 8) + 2 * 384 + softmax + 384
 
 
 # -- recurrent layers ---------------------------------------------------------------------------

@@ -63,14 +63,17 @@ def test_fused_multi_head_attention_by_hand():
 
     In-projection of q, k, v: 3 * (2*21*16*16 + 336 bias) = 33,264.
     Attention: the two products 2 * (2*B*L*S*E) = 9,408; scaling q and k 336 + 336; softmax
-    5 per score over P = B*h*L*S = 588 scores: 2,940. Sum 13,020.
-    Out-projection: 2*21*16*16 + 336 = 11,088. Total 57,372.
+    as the slow path's (CPU flash attention, counted as the math path's ``_safe_softmax``:
+    ATen's softmax, 5 per score less 1 per row, and a compare with ``-inf`` per score) over
+    P = B*h*L*S = 588 scores in R = B*h*L = 84 rows: 6 * 588 - 84 = 3,444 (5 per score,
+    2,940, before s35). Sum 13,524.
+    Out-projection: 2*21*16*16 + 336 = 11,088. Total 57,876 (57,372 before s35).
     """
     mha = nn.MultiheadAttention(16, 4, batch_first=True).eval()
     with torch.no_grad():
         r = count(lambda: mha(X, X, X, need_weights=False))
     assert r.calls == {MHA_OP: 1}  # the fast path ran
-    assert r.total == 33_264 + 13_020 + 11_088 == 57_372
+    assert r.total == 33_264 + 13_524 + 11_088 == 57_876
     assert r.unknown_ops == {}
 
 
@@ -78,12 +81,13 @@ def test_fused_attention_with_weights_by_hand():
     """need_weights=True (averaged over the heads): the explicit path's count.
 
     As above but the attention is: scale q only (336), the two products (9,408), softmax
-    (2,940), and the mean over the heads (588 adds + 3*7*7 = 147 divisions): 13,419.
+    (``_softmax``, 5 * 588 - 84 = 2,856; 2,940 before s35), and the mean over the heads (588
+    adds + 3*7*7 = 147 divisions): 13,335.
     """
     mha = nn.MultiheadAttention(16, 4, batch_first=True).eval()
     with torch.no_grad():
         r = count(lambda: mha(X, X, X))
-    assert r.total == 33_264 + 336 + 9_408 + 2_940 + 588 + 147 + 11_088
+    assert r.total == 33_264 + 336 + 9_408 + 2_856 + 588 + 147 + 11_088
 
 
 @pytest.mark.parametrize("mask", sorted(MASKS))
@@ -114,18 +118,18 @@ def test_fused_attention_is_outside_matmul_total_as_flopcountermode_does_not_cou
 def test_fused_encoder_layer_by_hand():
     """d_model 16, 4 heads, feed-forward 40, ReLU, on (3, 7, 16): 21 rows, N = 336.
 
-    Self-attention as test_fused_multi_head_attention_by_hand: 57,372. Feed-forward:
+    Self-attention as test_fused_multi_head_attention_by_hand: 57,876. Feed-forward:
     linear 16->40 (2*21*16*40 + 840 = 27,720), ReLU 840, linear 40->16 (2*21*40*16 + 336 =
     27,216). Two residual adds 672. Two layer norms as ATen's CPU kernel runs them (s34; 7 per
     element + 4 per row before, 4,872): per row of 16 float32 values, two vectors of 8, the
     Welford 96, its chunk merged 65, the 8 lanes 72, ``m2 / N``, rstd 3, ``-mean``: 238; then
-    4 per element: 2 * (21 * 238 + 1,344) = 12,684. Total 126,504.
+    4 per element: 2 * (21 * 238 + 1,344) = 12,684. Total 127,008 (126,504 before s35).
     """
     layer = nn.TransformerEncoderLayer(16, 4, 40, batch_first=True).eval()
     with torch.no_grad():
         r = count(lambda: layer(X))
     assert r.calls == {LAYER_OP: 1}
-    assert r.total == 57_372 + 27_720 + 840 + 27_216 + 672 + 12_684 == 126_504
+    assert r.total == 57_876 + 27_720 + 840 + 27_216 + 672 + 12_684 == 127_008
 
 
 @pytest.mark.parametrize("mask", ["none", "src_key_padding_mask", "src_mask"])

@@ -128,27 +128,31 @@ def test_checkpointed_blocks_total_by_hand(device, use_reentrant):
 def test_mixture_of_experts_total_by_hand(device):
     """zoo.moe_tiny on (2, 5, 16): T = 10 tokens, 4 experts, top-2, hidden 32, seeded with ones.
 
-    Forward: router 2*10*16*4 = 1,280; softmax 5*40 = 200; top-k 40 compares; the weights'
-    sum and division 20 + 20; histc 5*20 = 100 and the offsets' cumsum 4 (sorting and index
-    math are integer: 0); the grouped products over the 20 (token, expert) rows: gate-up
-    2*20*16*64 = 40,960 and down 2*20*32*16 = 20,480; SiLU 2*640 and its product with up 640;
-    the routing weights 320 and adding back per token 320. Forward 65,664.
+    Forward: router 2*10*16*4 = 1,280; softmax 5*40 - 10 rows = 190 (ATen's kernel, s35; 200
+    before); top-k 40 compares; the weights' sum and division 20 + 20; histc 5*20 = 100 and
+    the offsets' cumsum 4 (sorting and index math are integer: 0); the grouped products over
+    the 20 (token, expert) rows: gate-up 2*20*16*64 = 40,960 and down 2*20*32*16 = 20,480;
+    SiLU 4*640 (ATen's kernel ``x / (1 + exp(-x))``, s35; 2*640 before) and its product with
+    up 640; the routing weights 320 and adding back per token 320. Forward 66,934 (65,664
+    before s35).
 
     Backward: the weighting: 320 (grad y) + 320 + 320 (grad weights: product and sum), the
     weights' gather back 20; down's grouped products 20,480 (rows) + 20,480 (experts); SiLU * up
     640 + 640; SiLU 6 per element 3,840; gate-up's experts 40,960 (the gathered tokens need no
     gradient); the normalisation's division 140 (numerator 20; denominator: two divisions, a
     multiply, a negation 80, summed over the top-k 20; the two gradient paths added 20); softmax
-    backward 4*40 = 160; the router's weight 1,280. Backward 89,600.
+    backward 4*40 - 10 = 150 (160 before s35); the router's weight 1,280. Backward 89,590.
+    (Softmax and SiLU as the float32 kernels run them: the bfloat16 kernels start the max
+    from ``-inf`` and merge vector lanes, a few FPO per row more, not counted.)
     """
     torch.manual_seed(0)
     model = zoo.moe_tiny().to(device)
     x = torch.randn(2, 5, 16, device=device, dtype=torch.bfloat16)
     result = gp.count_fpo(model, x, strict=True)
     grouped = 40_960 + 20_480
-    assert result.forward_total == 1_280 + 200 + 40 + 40 + 104 + grouped + 1_920 + 640 == 65_664
-    backward = 960 + 20 + 2 * 20_480 + 1_280 + 3_840 + 40_960 + 140 + 160 + 1_280
-    assert result.backward_total == backward == 89_600
+    assert result.forward_total == 1_280 + 190 + 40 + 40 + 104 + grouped + 3_200 + 640 == 66_934
+    backward = 960 + 20 + 2 * 20_480 + 1_280 + 3_840 + 40_960 + 140 + 150 + 1_280
+    assert result.backward_total == backward == 89_590
     assert result.calls["aten._grouped_mm"] == 5
     assert result.matmul_total == 2 * 1_280  # FlopCounterMode counts the router only
     assert result.by_module[""] == result.total
@@ -160,13 +164,16 @@ def test_transformer_encoder_in_eval_runs_the_fused_layers_total_by_hand():
     (d_model 16, 4 heads, feed-forward 32, ReLU), 12 tokens, N = 192 elements each.
 
     Per layer: in-projections 3 * (2*12*16*16 + 192) = 19,008; attention products
-    2 * (2*2*6*6*16) = 4,608, scaling q and k 384, softmax 5 * 288 scores = 1,440;
+    2 * (2*2*6*6*16) = 4,608, scaling q and k 384, softmax as the slow path's CPU flash
+    attention counted as the math path's ``_safe_softmax`` (ATen's softmax, 5 per score less 1
+    per row, and a compare with ``-inf`` per score) over 288 scores in 48 rows = 1,680 (5 *
+    288 = 1,440 before s35);
     out-projection 6,144 + 192 = 6,336; feed-forward 2*12*16*32 + 384 = 12,672, ReLU 384,
     2*12*32*16 + 192 = 12,480; residuals 384; two layer norms as ATen's CPU kernel runs them
     (s34; 2 * (7*192 + 4*12) = 2,784 before): per row of 16 float32 values 238 (Welford 96,
     the chunk's merge 65, the 8 lanes' 72, ``m2 / N``, rstd 3, ``-mean``), + 4 per element:
-    2 * (12*238 + 768) = 7,248. 64,944 per layer, 129,888 in all, as the slow path counts with
-    the fast path off.
+    2 * (12*238 + 768) = 7,248. 65,184 per layer, 130,368 in all (64,944 and 129,888 before
+    s35), as the slow path counts with the fast path off.
     """
     torch.manual_seed(0)
     model = zoo.transformer_encoder_tiny().eval()
@@ -180,12 +187,12 @@ def test_transformer_encoder_in_eval_runs_the_fused_layers_total_by_hand():
             torch.backends.mha.set_fastpath_enabled(True)
     assert fused.calls == {"aten._transformer_encoder_layer_fwd": 2}
     assert fused.unknown_ops == {}
-    assert fused.total == slow.total == 2 * 64_944 == 129_888
+    assert fused.total == slow.total == 2 * 65_184 == 130_368
     assert fused.by_module == {
-        "": 129_888,
-        "layers": 129_888,
-        "layers.0": 64_944,
-        "layers.1": 64_944,
+        "": 130_368,
+        "layers": 130_368,
+        "layers.0": 65_184,
+        "layers.1": 65_184,
     }
     # FlopCounterMode does not count the fused layer; its products are outside matmul_total
     assert fused.matmul_total == 0 and slow.matmul_total == 98_304

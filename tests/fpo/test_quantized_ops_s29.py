@@ -67,8 +67,9 @@ def test_softmax_and_matmul_dequantize_run_the_float_op_and_quantize():
 
     assert torch.equal(softmax(q).int_repr(), softmax_emulated(q).int_repr())
     counted, emulated = _counts(softmax, softmax_emulated, q)
-    # dequantize N, softmax 5N, quantize 3N + 1
-    assert counted.by_op["quantized.softmax"] == counted.total == emulated == 9 * 64 + 1
+    # dequantize N, softmax 5N - rows (ATen's last-dimension kernel, s35; it was 5N), quantize
+    # 3N + 1
+    assert counted.by_op["quantized.softmax"] == counted.total == emulated == 9 * 64 + 1 - 4
 
     a, b = _q(2, 3, 4, 5), _q(2, 3, 5, 6, seed=1)
 

@@ -27,15 +27,19 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
 * Elementwise: 1 FPO per output element for each arithmetic op, compare, min/max and elementary
   function (exp, log, sqrt, rsqrt, tanh, sigmoid, erf, sin, ...); ``add`` with ``alpha != 1``
   2; ``addcmul``/``addcdiv`` 3 (2 when value is 1); ``lerp`` 3; composite activations count the
-  elementary ops of their formula: relu 1, silu 2, leaky_relu 2, hardtanh 2, hardsigmoid 4,
+  elementary ops of their formula: relu 1, silu 4, leaky_relu 2, hardtanh 2, hardsigmoid 4,
   hardswish 5, mish 4, softplus 6, gelu 5 (tanh approximation 9), elu 6; their backward: relu
-  1, sigmoid and tanh 3, silu 6, softplus 7, gelu 11 (tanh form 18).
+  1, sigmoid and tanh 3, silu 6 (autograd's decomposition), softplus 7, gelu 11 (tanh form
+  20).
 * Reductions: n FPO to reduce n elements (sum, prod, max, argmax, cumsum); mean adds one
   division per output element; var 4 per element + 2 per output; logsumexp 4 per element + 4 per
   output.
-* Softmax 5 per element (max, subtract, exp, sum, divide); log-softmax 6 per element (max,
-  subtract, exp, sum, then ``x - max - log(sum)``: two subtractions) + 1 per row; their
-  backward 4 per element.
+* Softmax as ATen's CPU kernels run it: 5 per element (max, subtract, exp, sum, scale) less 1
+  per row (the max and the sum start from their first values; ``1 / sum`` once per row);
+  log-softmax 6 per element (max, subtract, exp, sum, then ``x - max - log(sum)``: two
+  subtractions) less 1 per row along the last dimension, + 1 per row along another; their
+  backward 4 per element, less 1 per row along the last dimension. The math attention path's
+  ``_safe_softmax`` + 1 compare per element; the masked softmax skips masked elements.
 * Norms: RMS norm 3 per element + 3 per row + 1 for the weight. Batch norm, layer norm and
   group norm as ATen's CPU kernels run them, affine or not: batch norm training 7 per element
   + 9 per channel (+ 9 running statistics), eval 2 per element (``x * alpha + beta``) + 6 per
@@ -47,8 +51,9 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   backward 3 per element whatever is asked + 4 for the input gradient (channels-last 7 or
   8 with it), 4 and 1 per channel and sample for weight and bias.
 * Attention besides its two products: scaling Q and K (1 per element of each), the mask add (1
-  per score), softmax (5 per score), dropout (2 per score); backward: softmax backward (4 per
-  score), the scalings and dropout (2 per score; 1 on CPU, whose dropout makes the rescaled
+  per score), softmax (``_safe_softmax``: 6 per score less 1 per query row), dropout (2 per
+  score); backward: softmax backward (4 per score less 1 per query row), the scalings and
+  dropout (2 per score; 1 on CPU, whose dropout makes the rescaled
   mask in the forward). The fused GPU backward overloads also recompute the probabilities
   (2 per score) and, as in FlopCounterMode, the score product.
 * Losses: mse 2 per element (+ the reduction); nll 1 per target (+1 with class weights);

@@ -46,19 +46,25 @@ def _attention_core(
     dimensions and ``P = B * heads * L * S`` the number of scores. Both products are
     ``2 B L S E`` each.
 
-    * ``need_weights=False`` (scaled-dot-product attention): scale Q and K (one multiply per
-      element of each), the mask add (``P``, when masked), softmax (``5P``).
+    * ``need_weights=False`` (scaled-dot-product attention, counted as its math path): scale Q
+      and K (one multiply per element of each), the mask add (``P``, when masked),
+      ``_safe_softmax`` (``6P - R`` for ``R = B * heads * L`` rows: ATen's softmax and a
+      compare with ``-inf`` per score).
     * ``need_weights=True`` (the explicit path that returns the weights): scale Q (one per
-      element), the mask add (``P``, fused into ``baddbmm``), softmax (``5P``), and, when the
-      weights are averaged over the heads, the mean (``P`` adds + ``B L S`` divisions).
+      element), the mask add (``P``, fused into ``baddbmm``), softmax (``5P - R``), and, when
+      the weights are averaged over the heads, the mean (``P`` adds + ``B L S`` divisions).
+
+    (Softmax was ``5P`` in both in earlier versions.)
     """
     length, embed = q[-2], q[-1]
     source = k[-2]
     batch = numel(q) // max(1, length * embed)
     scores = batch * heads * length * source
-    total = 2 * (2 * batch * length * source * embed) + 5 * scores + (scores if masked else 0)
+    rows = batch * heads * length if scores else 0
+    total = 2 * (2 * batch * length * source * embed) + 5 * scores - rows
+    total += scores if masked else 0
     if not need_weights:
-        return total + numel(q) + numel(k)
+        return total + scores + numel(q) + numel(k)
     total += numel(q)
     if average_weights:
         total += scores + batch * length * source

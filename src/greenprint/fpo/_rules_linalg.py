@@ -376,20 +376,29 @@ def attention_extras(
     """What attention does besides its two products, as the math path writes it.
 
     Scale Q and K by sqrt(scale) (one multiply per element of each), add the mask (one per
-    score, with a mask or ``is_causal``), softmax (5 per score), dropout (2 per score).
+    score, with a mask or ``is_causal``), ``_safe_softmax`` (6 per score less 1 per query row:
+    ATen's softmax and a compare with ``-inf``; 5 per score in earlier versions), dropout (2
+    per score).
     """
     s = _scores(q, k)
+    rows = q[0] * q[1] * q[2]
     k_elems = q[0] * q[1] * k[2] * k[3]  # K broadcast to the query's heads (GQA)
-    return numel(q) + k_elems + (s if masked else 0) + 5 * s + (2 * s if dropout_p else 0)
+    softmax = 6 * s - rows if s else 0
+    return numel(q) + k_elems + (s if masked else 0) + softmax + (2 * s if dropout_p else 0)
 
 
 def attention_backward_extras(
     q: tuple[int, ...], k: tuple[int, ...], *, dropout_p: Any = 0.0
 ) -> int:
-    """Softmax backward (4 per score), the two scalings' backward, dropout's backward."""
+    """Softmax backward, the two scalings' backward, dropout's backward.
+
+    The softmax backward along the scores' last dimension is 4 per score less 1 per query row
+    (ATen's kernel sums ``g y`` from its first product; 4 per score in earlier versions).
+    """
     s = _scores(q, k)
+    rows = q[0] * q[1] * q[2] if s else 0
     k_elems = q[0] * q[1] * k[2] * k[3]
-    return 4 * s + numel(q) + k_elems + (2 * s if dropout_p else 0)
+    return 4 * s - rows + numel(q) + k_elems + (2 * s if dropout_p else 0)
 
 
 @register_rule("aten._scaled_dot_product_flash_attention", matmul=True)

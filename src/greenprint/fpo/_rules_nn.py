@@ -205,47 +205,140 @@ def select_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
 
 
 # -- softmax ---------------------------------------------------------------------------------
+#
+# ATen's CPU kernels (``SoftMax.cpp``, ``native/cpu/SoftMaxKernel.cpp``,
+# ``LogSoftmaxKernelImpl.h``), counted one FPO per add, multiply, divide, compare, exp or log on
+# the values that reach the result (a vector's padding lanes, which ``Vec::set`` drops, are not
+# counted; a horizontal reduction of ``V`` lanes is ``V - 1``, so a reduction of ``n`` values
+# that starts from its first value is ``n - 1`` whatever the vector width). Along the last
+# dimension the kernels reduce with ``vec::reduce_all`` (max and sum start from the first value);
+# along another dimension they run per column with the max from the first value (softmax) or
+# from ``-inf`` (log-softmax), the sums from 0.
 
 
-@register_rule(["aten._softmax", "aten._safe_softmax", "aten.softmax"])
-def softmax_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-    """5N: max, subtract, exp, sum, divide per element."""
-    return 5 * numel(self)
+def _last_dim(shape: tuple[int, ...], dim: Any) -> bool:
+    """Whether ``dim`` is the last dimension (a 0-d input is viewed as one of size 1)."""
+    if len(shape) <= 1 or not isinstance(dim, int):
+        return True
+    return dim % len(shape) == len(shape) - 1
 
 
-@register_rule("aten._masked_softmax")
-def masked_softmax_rule(self: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-    """5N, as softmax over every element: the mask selects (as ``where``, 0), it saves nothing.
+def softmax_fpo(shape: tuple[int, ...], dim: Any = -1) -> int:
+    """``5N - rows``: the max (``n - 1`` compares), ``exp(x - max)`` (2), the sum, the scaling.
 
-    ``_masked_softmax(x, mask)`` (the fused attention paths' softmax) is softmax over the
-    unmasked elements of each row, masked ones 0. The CPU kernel skips the masked elements,
-    but greenprint counts attention over the full score matrix whatever the mask (a causal or
-    padding mask only masks, docs/fpo.md), as FlopCounterMode does, and as the unfused path
-    counts ``softmax`` after adding the mask: so this op counts the same. Its backward
-    ``_masked_softmax_backward``: 4N, as softmax's.
+    The last dimension (``_vec_softmax_lastdim``): the sum starts from its first value (``n -
+    1``), ``1 / sum`` once per row and a multiply per element: ``5n - 1`` per row. Another
+    dimension (``_vec_softmax``, per column): the sum adds into 0 (``n``), then a divide per
+    element: ``5n - 1`` too.
     """
-    return 5 * numel(self)
+    n = numel(shape)
+    return 5 * n - _rows(shape, dim if isinstance(dim, int) else -1) if n else 0
+
+
+@register_rule(["aten._softmax", "aten.softmax"])
+def softmax_rule(self: tuple[int, ...], dim: Any = -1, *args: Any, **kwargs: Any) -> int:
+    """``5N - rows`` (see :func:`softmax_fpo`); 5N in earlier versions."""
+    return softmax_fpo(self, dim)
+
+
+@register_rule("aten._safe_softmax")
+def safe_softmax_rule(self: tuple[int, ...], dim: Any = -1, *args: Any, **kwargs: Any) -> int:
+    """``6N - rows``: ``at::softmax`` (``5N - rows``) and ``self.eq(-inf)`` (N compares).
+
+    ``_safe_softmax`` (the math attention path's softmax, ``attention.cpp``) then reduces the
+    boolean compares with ``all`` and selects 0 for rows that are all ``-inf`` (``where``): no
+    float arithmetic. 5N in earlier versions.
+    """
+    return softmax_fpo(self, dim) + numel(self)
+
+
+def _masked_rows_unmasked(
+    x: Any, mask: Any, dim: Any = None, mask_type: Any = None, *args: Any, **kwargs: Any
+) -> dict[str, int]:
+    """``{"unmasked": U}``: how many elements the mask leaves in (real tensors only).
+
+    ``masked_softmax_cpu`` broadcasts a 2-D mask over a 4-D input: ``mask_type`` 0, an ``(L,
+    L)`` attention mask, per query row; 1, a ``(B, L)`` padding mask, per batch; any other
+    mask has the input's shape.
+    """
+    if mask.dim() == 2 and x.dim() == 4 and mask_type in (0, 1):
+        if mask_type == 0:
+            mask = mask.view(1, 1, *mask.shape)
+        else:
+            mask = mask.view(mask.shape[0], 1, 1, mask.shape[1])
+        mask = mask.expand(x.shape)
+    return {"unmasked": int((~mask.bool()).sum())}
+
+
+@register_rule("aten._masked_softmax", reads=_masked_rows_unmasked)
+def masked_softmax_rule(
+    self: tuple[int, ...], *args: Any, unmasked: Any = None, **kwargs: Any
+) -> int:
+    """``3U + 2N + rows``: ``host_softmax`` with a mask, ``U`` elements left in by the mask.
+
+    Per row of ``n`` values, ``u`` of them unmasked: the max over the unmasked (``u - 1``
+    compares), ``exp(x - max)`` for them (``2u``), the sum of every ``z`` (masked ones are 0:
+    ``n`` adds), ``sum == 0`` (1), ``1 / sum`` (1, not for a row with nothing unmasked, which
+    is NaN) and a multiply per element (``n``). ``U`` is read from the mask (on meta or fake
+    tensors every element counts as unmasked: ``5N + rows``, an upper bound). 5N in earlier
+    versions, as softmax over every element.
+    """
+    n = numel(self)
+    if not n:
+        return 0
+    dim = args[1] if len(args) > 1 and isinstance(args[1], int) else -1
+    u = n if unmasked is None else unmasked
+    return 3 * u + 2 * n + _rows(self, dim)
 
 
 @register_rule(["aten._log_softmax", "aten.log_softmax"])
 def log_softmax_rule(self: tuple[int, ...], dim: int = -1, *args: Any, **kwargs: Any) -> int:
-    """6N + 1 per row: ATen's ``log_softmax`` kernels (``LogSoftmaxKernelImpl.h``).
+    """``6N - rows`` along the last dimension, ``6N + rows`` along another.
 
     Per element the max (a compare), ``x - max``, ``exp`` and the sum's add, then ``x - max -
     log_sum`` (two subtractions, kept in that order for accuracy: the kernel does not add
-    ``max + log_sum`` first); per row the ``log`` of the sum. Along the last dimension or
-    another, the same. (It was 5N + 1 per row, one final subtraction.)
+    ``max + log_sum`` first); per row the ``log`` of the sum. Along the last dimension
+    (``serial_vec_log_softmax_lastdim_range``) the max and the sum start from their first
+    values (``n - 1`` each): ``6n - 1`` per row; along another (``serial_vec_logsoftmax_range``)
+    the max starts from ``-inf`` and the sum from 0: ``6n + 1`` per column. (``6N + rows``
+    everywhere in earlier versions; 5N + 1 per row before s34.)
     """
-    return 6 * numel(self) + _rows(self, dim)
+    n = numel(self)
+    rows = _rows(self, dim)
+    return 6 * n - rows if _last_dim(self, dim) else 6 * n + rows
 
 
-@register_rule(
-    [
-        "aten._softmax_backward_data",
-        "aten._log_softmax_backward_data",
-        "aten._masked_softmax_backward",
-    ]
-)
-def softmax_backward_rule(grad: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-    """4N: softmax ``y * (g - sum(g * y))``; log-softmax ``g - exp(y) * sum(g)``."""
-    return 4 * numel(grad)
+@register_rule(["aten._softmax_backward_data", "aten._log_softmax_backward_data"])
+def softmax_backward_rule(
+    grad: tuple[int, ...], output: Any = None, dim: Any = -1, *args: Any, **kwargs: Any
+) -> int:
+    """``4N - rows`` along the last dimension, ``4N`` along another.
+
+    Softmax ``y (g - sum(g y))``: the products and their sum (``2n - 1`` along the last
+    dimension, ``vec::map2_reduce_all`` starting from the first product; ``2n`` along another,
+    into a zeroed buffer), then a subtract and a multiply per element. Log-softmax ``g - exp(y)
+    sum(g)``: the sum (``n - 1``, or ``n``), then 3 per element. (4N everywhere in earlier
+    versions.)
+    """
+    n = numel(grad)
+    return 4 * n - _rows(grad, dim) if _last_dim(grad, dim) else 4 * n
+
+
+def _masked_backward_unmasked(
+    grad: Any, output: Any, mask: Any, *args: Any, **kwargs: Any
+) -> dict[str, int]:
+    """``{"unmasked": U}``: the elements of the (input-shaped) mask left in (real tensors)."""
+    return {"unmasked": int((~mask.bool()).sum())}
+
+
+@register_rule("aten._masked_softmax_backward", reads=_masked_backward_unmasked)
+def masked_softmax_backward_rule(
+    grad: tuple[int, ...], *args: Any, unmasked: Any = None, **kwargs: Any
+) -> int:
+    """``4U``: ``host_softmax_backward`` with a mask skips the masked elements.
+
+    Per unmasked element ``sum += g y`` (2, into 0) and ``y (g - sum)`` (2); a masked one is
+    set to 0. ``U`` read from the mask (on meta every element counts: 4N). 4N in earlier
+    versions.
+    """
+    return 4 * (numel(grad) if unmasked is None else unmasked)

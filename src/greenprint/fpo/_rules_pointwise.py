@@ -101,11 +101,17 @@ def lerp_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     return 3 * numel(first_shape(out_shape))
 
 
-register_rule([*_ops("xlogy", "silu", "leaky_relu", "hardtanh"), "aten._prelu_kernel"])(
+register_rule([*_ops("xlogy", "leaky_relu", "hardtanh"), "aten._prelu_kernel"])(
     _per_element(
         2,
-        "xlogy (log, mul), silu (sigmoid, mul), leaky_relu and prelu (compare, mul),"
-        " hardtanh (two compares)",
+        "xlogy (log, mul), leaky_relu and prelu (compare, mul), hardtanh (two compares)",
+    )
+)
+register_rule(_ops("silu"))(
+    _per_element(
+        4,
+        "ATen's kernel x / (1 + exp(-x)): negate, exp, add, divide (2 in earlier versions,"
+        " as sigmoid and a multiply)",
     )
 )
 register_rule(_ops("logit"))(_per_element(3, "logit (sub, div, log)"))
@@ -140,16 +146,18 @@ def gelu_rule(*args: Any, out_shape: Any = None, approximate: str = "none", **kw
 def gelu_backward_rule(
     *args: Any, out_shape: Any = None, approximate: str = "none", **kw: Any
 ) -> int:
-    """d/dx GELU times the grad: 11 FPO per element (erf form), 18 for the tanh form.
+    """d/dx GELU times the grad: 11 FPO per element (erf form), 20 for the tanh form.
 
-    As ATen's CPU kernel computes it.
+    As ATen's vectorised CPU kernel (``GeluBackwardKernelImpl``) computes it.
     erf form: the cdf ``0.5 (1 + erf(x / sqrt 2))`` 4, the pdf ``k exp(-x^2 / 2)`` 4,
-    ``dy (cdf + x pdf)`` 3. tanh form: ``x^2``, ``x^3 = x^2 x``, ``kappa x^3``, ``+ x``,
-    ``* beta``, tanh (6); ``left = x / 2``, ``right = 1 + t``, ``right / 2`` (3);
-    ``1 - t^2`` (2); ``beta (1 + 3 kappa x^2)`` (3, the constant ``3 kappa`` folded);
-    ``left * (1 - t^2) * inner'`` (2); the sum and the product with ``dy`` (2).
+    ``dy (cdf + x pdf)`` 3. tanh form: ``x^2`` (1), ``x^3 = x * x * x`` (2: the vectorised
+    kernel does not reuse ``x^2``), ``kappa x^3``, ``+ x``, ``* beta``, tanh (4); ``left = x /
+    2``, ``right = 1 + t``, ``right / 2`` (3); ``1 - t^2`` (2); ``beta (1 + 3 kappa x^2)`` (4:
+    the constants' product ``3 kappa`` is written in the loop); ``left * (1 - t^2) * inner'``
+    (2); the sum and the product with ``dy`` (2). (18 in earlier versions, from the scalar
+    form with ``3 kappa`` folded.)
     """
-    return (18 if approximate == "tanh" else 11) * numel(first_shape(out_shape))
+    return (20 if approximate == "tanh" else 11) * numel(first_shape(out_shape))
 
 
 # activation backward: FPO per element of the gradient
@@ -200,7 +208,11 @@ register_rule(["aten.log_sigmoid_backward"])(
     )
 )
 register_rule(["aten.silu_backward"])(
-    _per_element(6, "silu: g * s * (1 + x * (1 - s)) with s = sigmoid(x)")
+    _per_element(
+        9,
+        "ATen's kernel: s = 1 / (1 + exp(-x)) (4), g * s * (1 + x * (1 - s)) (5); 6 in"
+        " earlier versions, s as one op",
+    )
 )
 register_rule(["aten.hardswish_backward"])(
     _per_element(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from greenprint.fpo._registry import first_shape, numel, register_rule
+from greenprint.fpo._rules_nn import softmax_fpo
 from greenprint.fpo._rules_quantized_base import (
     DEQUANTIZE_VEC,
     FLOAT_LANES,
@@ -279,14 +280,14 @@ def qprelu_rule(x: Any, *args: Any, out_shape: Any = (), **kwargs: Any) -> int:
 
 
 @register_rule(["quantized.softmax"])
-def qsoftmax_rule(x: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-    """``9N + 1``: ``qsoftmax_naive``, the x86 engines' kernel (QNNPACK's table lookup aside).
+def qsoftmax_rule(x: tuple[int, ...], dim: Any = -1, *args: Any, **kwargs: Any) -> int:
+    """``9N + 1 - rows``: ``qsoftmax_naive``, the x86 engines' kernel (QNNPACK's aside).
 
-    ``at::dequantize`` (N), the float ``softmax`` (5N, its rule), ``quantize_per_tensor`` to the
-    given qparams (``3N + 1``).
+    ``at::dequantize`` (N), the float ``softmax`` (``5N - rows``, its rule: 5N in earlier
+    versions), ``quantize_per_tensor`` to the given qparams (``3N + 1``).
     """
     n = numel(x)
-    return n + 5 * n + QUANTIZE_PER_ELEMENT * n + 1
+    return n + softmax_fpo(x, dim) + QUANTIZE_PER_ELEMENT * n + 1
 
 
 def _elu_vectors(x: Any, *args: Any, **kwargs: Any) -> dict[str, int]:
