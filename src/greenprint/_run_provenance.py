@@ -111,6 +111,7 @@ class RunProvenance(RunState):
         for key, note in self._fpo_notes().items():
             if note is not None:  # FPO recorded before the run started
                 provenance[key] = note
+        provenance.update(self._pruned_notes)  # Run.prune(step=..., by=...) before it started
         writer = writer_identity()  # the process that writes the run: a reader on this machine
         if writer is not None:  # reads it lost at once when the process is gone
             provenance[WRITER_KEY] = writer

@@ -86,6 +86,7 @@ class RunState:
     _child_said: bool
     _status: str
     _prune_requested: bool
+    _pruned_notes: dict[str, str]
     _error: str | None
     id: str
     parent_id: str | None

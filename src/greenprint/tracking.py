@@ -69,6 +69,7 @@ from greenprint._exceptions import BudgetExceeded, ConfigError
 from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._prediction import Predictor
+from greenprint._pruned import pruned_provenance
 from greenprint._records import MetricPoint, PowerSample, check_role
 from greenprint._run_budgets import RunBudgets
 from greenprint._run_lifecycle import RunLifecycle
@@ -521,6 +522,7 @@ class Run(
         self._child_said = False  # a forked child's copy said it could not write (once)
         self._status = "new"
         self._prune_requested = False
+        self._pruned_notes: dict[str, str] = {}  # where and why it was pruned (prune(step=...))
         self._guard = guard
         self._stop_owned = False  # check_budgets() was called: the caller stops, nothing raises
         if guard is not None:
@@ -618,9 +620,37 @@ class Run(
         return functools.wraps(fn)(wrapper)  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ public API
-    def prune(self) -> None:
-        """Mark the run as pruned (early-stopped); it ends ``pruned`` instead of ``finished``."""
+    def prune(self, *, step: float | None = None, by: str | None = None) -> None:
+        """Mark the run as pruned (early-stopped); it ends ``pruned`` instead of ``finished``.
+
+        Args:
+            step: the step it was stopped at, its last reported step (an epoch, an
+                iteration), >= 0; recorded in its provenance as ``pruned_at_step``.
+            by: what stopped it (``"MedianPruner"``, ``"patience 3 on val_loss"``); recorded
+                as ``pruned_by``.
+
+        The report's "Pruned trials" section reads both: at which steps trials were stopped
+        against the steps of finished ones, and what they would have cost run to the end
+        (docs/pruning.md). A run pruned without ``step`` is read at its last logged step.
+
+        Raises:
+            ConfigError: a ``step`` that is not a finite number >= 0, or an empty ``by``.
+        """
+        notes = pruned_provenance(step=step, by=by)
         self._prune_requested = True
+        self._note_pruned(notes)
+
+    def _note_pruned(self, notes: dict[str, str]) -> None:
+        """Put where and why the run was pruned in its provenance (written with its next flush).
+
+        Integrations call it with :func:`~greenprint._pruned.pruned_provenance`'s entries.
+        """
+        if not notes:
+            return
+        with self._lock:
+            self._pruned_notes.update(notes)
+            if self._state != "new":  # else _begin's provenance takes them
+                self._provenance.update(notes)
 
     # ------------------------------------------------------------------ internals
     def _move_to_study(self, study: str) -> None:

@@ -194,6 +194,34 @@ def test_asha_study_every_trial_its_status_and_one_price_tag(
     assert sum(v.energy_kwh for v in tag.by_status.values()) == pytest.approx(tag.total.energy_kwh)
     assert tag.by_status["failed"].trials == 2 and tag.by_status["pruned"].trials >= 1
 
+    # when and by what the pruned ones were stopped: ASHA cut them at their first rung
+    # (training_iteration 1, as Tune's results say), the finished ones went to max_t (4)
+    last = {
+        r.config["x"]: r.metrics["training_iteration"]
+        for r in results
+        if "training_iteration" in r.metrics  # x=3 failed before its first result
+    }
+    for x in (4, 5):
+        provenance = by_x[x].provenance
+        assert provenance["pruned_at_step"] == str(last[x]) == "1"
+        assert provenance["full_steps"] == "4" == str(last[2])
+        assert provenance["pruned_by"] == "Ray Tune"
+        assert provenance["step_unit"] == "training_iteration"
+    for x in (2, 6):
+        assert "pruned_at_step" not in by_x[x].provenance
+    from greenprint.report import build_report
+
+    pruning = build_report(ledger, "ray-study").pruning
+    assert pruning is not None and [r.step for r in pruning.rows] == [1.0, 1.0]
+    assert pruning.full_steps == 4 and not pruning.from_zero
+    assert pruning.unit == "training_iteration"
+    # run to max_t, each would have cost 4 times its first iteration's energy: 3 times more
+    saved = sum(by_x[x].energy_kwh * 3 for x in (4, 5))
+    assert pruning.saved_energy_kwh == pytest.approx(saved, rel=1e-9)
+    assert "Stopped at training_iteration 1 (median); a trial run to the end reached " in " ".join(
+        pruning.lines()
+    )
+
 
 def test_driver_writes_trials_when_workers_cannot_reach_the_ledger(
     ray_cluster: Any, tmp_path: Path

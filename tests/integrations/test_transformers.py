@@ -303,6 +303,12 @@ def test_hyperparameter_search_trials_are_trials_pruned_and_failed_too(
     for record in (records[0], records[1], records[3]):
         assert record.metric("objective_loss") == record.metric("eval_loss") is not None
     assert all(r.energy_kwh > 0 for r in records)
+    # when and by what trial 1 was pruned: the last step the Trainer reported to Optuna
+    # (trial.report(objective, global_step): the steps of the run's objective_loss)
+    reported = [p.step for p in records[1].metrics if p.name == "objective_loss"]
+    assert reported and records[1].provenance["pruned_at_step"] == str(max(reported))
+    assert records[1].provenance["pruned_by"] == "Optuna PruneSecond"
+    assert "pruned_at_step" not in records[0].provenance
 
 
 def _has(module: str) -> bool:

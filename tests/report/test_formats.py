@@ -82,10 +82,13 @@ def test_html_is_one_self_contained_file(written):
     role_rows = roles + 2 if roles > 1 else 0  # the price tag by role: header, roles, total
     assert report.efficiency is not None  # accuracy: a score per kWh means something
     efficiency_rows = len(report.efficiency.rows) + 1
+    assert report.pruning is not None  # 2 pruned trials: their table, header and rows
+    pruned_rows = len(report.pruning.rows) + 1
     assert (
         html.count("<tr")
         == (len(report.runs) + 1 + len(report.price_tag.by_status) + 2 + whatif_rows + role_rows)
         + efficiency_rows
+        + pruned_rows
     )
 
 
@@ -193,7 +196,7 @@ def test_hostile_strings_are_escaped_everywhere(hostile):
     assert markdown_text(HOSTILE) in md
     assert "<script>" not in md
     # every table's rows that hold the name have as many cell bars as its header (a bar in the
-    # name escaped): the runs table and the efficiency table
+    # name escaped): the runs table, the efficiency table and the pruned trials' table
     unescaped = lambda line: len(re.findall(r"(?<!\\)\|", line))  # noqa: E731
     tables = re.findall(r"(?:^\|.*\n)+", md, re.M)
     checked = 0
@@ -202,7 +205,7 @@ def test_hostile_strings_are_escaped_everywhere(hostile):
         rows = [line for line in rows if "\\<script" in line]
         assert all(unescaped(line) == unescaped(header) for line in rows)
         checked += bool(rows)
-    assert checked == 2
+    assert checked == 3  # the runs, the efficiency and the pruned trials
     data = json.loads(files["json"].read_text(encoding="utf-8"))
     assert data["study"] == f"study {HOSTILE}"
     assert data["runs"][0]["params"]["model"] == "majority"

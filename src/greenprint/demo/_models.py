@@ -296,7 +296,7 @@ def train(
             on_epoch(epoch, score)
         # never after the last epoch: the trial ran in full, stopping it would save nothing
         if pruner is not None and epoch < epochs and pruner.should_prune(epoch, score):
-            run.prune()
+            run.prune(step=epoch, by="demo MedianPruner")
             return TrialOutcome(scores, pruned=True, epochs=epoch)
     if not score_each_epoch:  # scored once, after the last epoch
         run.add_fpo(fpo_per_epoch(model, params, data, steps=False))

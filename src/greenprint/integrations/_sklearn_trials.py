@@ -19,6 +19,7 @@ from greenprint._provenance import (
     metric_directions_text,
     objectives_text,
 )
+from greenprint._pruned import pruned_provenance
 from greenprint._records import MetricPoint, RunRecord
 from greenprint.integrations._sklearn_common import (
     _derived,
@@ -149,7 +150,8 @@ def _write_trials(
                 ),
             )
         )
-    for record in _candidates(rows, results, sweep.id, getattr(search, "resource", None)):
+    resource = getattr(search, "resource", None)
+    for record in _candidates(rows, results, sweep.id, resource, type(search).__name__):
         ledger.start_run(record)
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
@@ -262,7 +264,11 @@ def _failed_fold(errors: Sequence[str | None], *, measured: bool) -> str:
 
 
 def _candidates(
-    rows: list[RunRecord], results: Mapping[str, Any], sweep_id: str, resource: Any = None
+    rows: list[RunRecord],
+    results: Mapping[str, Any],
+    sweep_id: str,
+    resource: Any = None,
+    by: str | None = None,
 ) -> list[RunRecord]:
     """The runs of ``cv_results_``'s rows: one trial per candidate, its earlier rows its parts.
 
@@ -274,7 +280,8 @@ def _candidates(
     Ray Tune trial); ``failed`` when a fold failed to fit. So the best finished trials are the
     candidates scored on the most resources, as ``best_score_`` is. ``resource``: the search's
     (an estimator's parameter other than ``"n_samples"`` is in each row's params, at that
-    iteration's value).
+    iteration's value). A pruned candidate's provenance says where it stopped
+    (:func:`_halving_notes`); ``by``: the search's class name.
     """
     if "iter" not in results:
         return rows
@@ -292,7 +299,31 @@ def _candidates(
             out.append(replace(record, role="part", parent_id=trial_id(sweep_id, last)))
             continue
         status = record.status
+        provenance = record.provenance
         if status == "finished" and iters[row] < last_iter:
             status = "pruned"
-        out.append(replace(_with_parts(record, earlier.get(row, [])), status=status))
+            provenance = {**provenance, **_halving_notes(results, row, iters, last_iter, by)}
+        trial = replace(record, status=status, provenance=provenance)
+        out.append(_with_parts(trial, earlier.get(row, [])))
     return out
+
+
+def _halving_notes(
+    results: Mapping[str, Any], row: int, iters: list[int], last_iter: int, by: str | None
+) -> dict[str, str]:
+    """Where a halving search eliminated a candidate: the resources of its last iteration.
+
+    ``pruned_at_step`` is the ``n_resources`` it was last scored on, ``full_steps`` those of
+    the search's last iteration (what a candidate kept to the end is scored on), ``step_unit``
+    the search's resource; a search's cost per candidate grows with its resources, so the
+    report scales a pruned candidate's cost by their ratio. Without ``n_resources``
+    (scikit-learn before 0.24), the iteration counted from 1 against the last one.
+    """
+    resources = results.get("n_resources")
+    if resources is not None:
+        step = float(resources[row])
+        full = max(float(r) for r, i in zip(resources, iters, strict=True) if i == last_iter)
+        unit = "resources"
+    else:
+        step, full, unit = float(iters[row] + 1), float(last_iter + 1), "iterations"
+    return pruned_provenance(step=step, by=by or "successive halving", full_steps=full, unit=unit)

@@ -19,7 +19,9 @@ name, ``params`` = ``trial.params``, the objective value(s) as metrics (``value`
 ``values_0``, ``values_1``... for a multi-objective study, or the names given in
 ``metric_names``, else those of ``study.set_metric_names``), intermediate values
 (``trial.report(value, step)``) as that metric's steps, and status
-``finished``/``pruned``/``failed``; its provenance names the study's objectives, each metric
+``finished``/``pruned``/``failed`` (a pruned trial's provenance says when and why:
+``pruned_at_step``, its last reported step, and ``pruned_by``, ``"Optuna MedianPruner"``);
+its provenance names the study's objectives, each metric
 with its direction (``objectives``: ``"values_0: maximize; values_1: minimize"``), which
 ``greenprint report`` names beside the metric it ranks by. The trial gets the user attributes
 ``energy_kwh``, ``emissions_kg`` and ``greenprint_run_id`` (the last one when it starts).
@@ -117,6 +119,7 @@ from greenprint.integrations._common import (  # noqa: E402
 )
 from greenprint.integrations._dl import continue_from  # noqa: E402
 from greenprint.integrations._optuna_meters import SharedMeters  # noqa: E402
+from greenprint.integrations._pruned_trials import optuna_pruned_notes  # noqa: E402
 
 __all__ = ["GreenprintCallback"]
 
@@ -348,6 +351,8 @@ class GreenprintCallback:
         recorder.record(final=True)
         if values is not None:
             _log(run, dict(zip(names, values, strict=True)))
+        if status == "pruned":  # when (its last reported step) and by which pruner
+            run._note_pruned(optuna_pruned_notes(trial))
         run.stop(status=status, error=error)
         with self._lock:
             self._measured[(study_name, trial.number)] = (run.id, run.ledger, run.status)
@@ -386,8 +391,13 @@ class GreenprintCallback:
             # caught BudgetExceeded and returned): the run keeps that reason
             return
         error = None if status != "failed" else f"Optuna marked the trial {trial.state.name}"
+        fields: dict[str, Any] = {"status": status, "error": error}
         try:
-            ledger.flush(run_id, fields={"status": status, "error": error})
+            if status == "pruned":  # when and by which pruner, beside what the run recorded
+                notes = optuna_pruned_notes(trial, study)
+                if notes:
+                    fields["provenance"] = {**ledger.run(run_id).provenance, **notes}
+            ledger.flush(run_id, fields=fields)
         except GreenprintError as e:  # the record stays as measured; never stop the study
             logger.warning("greenprint: could not update trial %d's status: %s", trial.number, e)
 

@@ -40,7 +40,10 @@ child, and sets each trial's final status when the experiment ends:
   (``RunConfig(stop={...})``) or once it had gone as far (``time_attr``, by default
   ``training_iteration``) as the furthest trial of the experiment (ASHA's ``max_t``, a
   ``MaximumIterationStopper``);
-* ``pruned``: Tune stopped it before that (a scheduler's early stop, a plateau stopper);
+* ``pruned``: Tune stopped it before that (a scheduler's early stop, a plateau stopper); its
+  provenance says how far it went (``pruned_at_step``: its last ``time_attr``, ``full_steps``:
+  the furthest trial's, ``step_unit``: ``time_attr``; ``pruned_by``: ``"Ray Tune"``, as Tune
+  does not tell callbacks which scheduler stopped it);
 * ``interrupted``: it had not ended when the experiment did (``time_budget_s``, Ctrl-C; error
   ``"the experiment ended before the trial"``, also for a trial whose first result the driver
   had not seen yet), or a ``"stop"`` budget given to :func:`trainable` stopped it (error
@@ -126,6 +129,7 @@ require("ray.tune", extra="ray", purpose="greenprint.integrations.ray", package=
 from ray import tune  # noqa: E402
 
 from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
+from greenprint._pruned import pruned_provenance  # noqa: E402
 from greenprint.integrations._common import (  # noqa: E402
     WarnOnce,
     check_run_options,
@@ -494,6 +498,10 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
                     fields_["error"] = error  # interrupted: "the experiment ended before ..."
                 elif status != "failed" and current.error and status != current.status:
                     fields_["error"] = None
+                if status == "pruned":  # how far it went, against the furthest trial
+                    notes = self._pruned_notes(state, furthest)
+                    if any(current.provenance.get(k) != v for k, v in notes.items()):
+                        fields_["provenance"] = {**current.provenance, **notes}
                 if fields_:
                     ledger.flush(state.run_id, fields=fields_)
             except GreenprintError as e:
@@ -529,6 +537,16 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
         """Note when the trial's latest attempt failed (for a run recorded by the driver)."""
         started, _ = self._attempt_times.get(trial.trial_id, (time.time(), None))
         self._attempt_times[trial.trial_id] = (started, time.time())
+
+    def _pruned_notes(self, state: _TrialState, furthest: float) -> dict[str, str]:
+        """A pruned trial's provenance: its last ``time_attr`` against the furthest trial's.
+
+        Tune does not tell callbacks which scheduler or stopper stopped a trial: ``pruned_by``
+        reads ``"Ray Tune"``.
+        """
+        step = state.progress if state.progress > 0 else None
+        full = furthest if furthest > 0 else None
+        return pruned_provenance(step=step, by="Ray Tune", full_steps=full, unit=self._time_attr)
 
     def _note_result(self, state: _TrialState, trial: Any, result: Mapping[str, Any]) -> None:
         """Note what a trial's result tells of its end, as its status is judged at the end.

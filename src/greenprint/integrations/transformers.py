@@ -224,6 +224,7 @@ from greenprint.integrations._hf_search import (  # noqa: E402
     _SearchRecords,
     _trial_name,
 )
+from greenprint.integrations._pruned_trials import optuna_pruned_notes  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.tracking import Run
@@ -387,6 +388,10 @@ class GreenprintCallback(  # type: ignore[misc]
                 status, error = status_for(e)
                 if status == "finished":  # SystemExit(0) inside train()
                     status, error = "interrupted", f"{type(e).__name__} during training"
+                if status == "pruned" and self._run is not None:  # the Optuna backend's pruner
+                    searched = getattr(trainer, "_trial", None)
+                    if hasattr(searched, "should_prune"):  # an Optuna trial, not Ray's dict
+                        self._run._note_pruned(optuna_pruned_notes(searched))
                 self._stop_if_running(status, error)
                 raise
             finally:

@@ -43,6 +43,7 @@ from greenprint.report._figures import (
 from greenprint.report._greener import greener_figure, greener_results
 from greenprint.report._model import Figure, Report
 from greenprint.report._prediction import prediction_summary
+from greenprint.report._pruned import pruned_summary
 from greenprint.report._searches_again import searches_run_again
 from greenprint.report._text import (
     compute_statement,
@@ -347,6 +348,10 @@ def _assemble(
     )
     if efficiency_note:
         notes.append(efficiency_note)
+    run_rows = _rows(trials, final_id)
+    pruning = pruned_summary(
+        [forest.runs[p] for p in trials.positions], {r.id: r for r in run_rows}, tag
+    )
     report = Report(
         study=study,
         ledger=ledger_url,
@@ -356,7 +361,7 @@ def _assemble(
         mode=mode,
         reduce=reduce,
         price_tag=tag,
-        runs=_rows(trials, final_id),
+        runs=run_rows,
         figures=tuple(figures),
         hardware=hardware,
         model_card=model_card_emissions(
@@ -371,6 +376,7 @@ def _assemble(
         prediction=prediction_summary(runs),
         whatif=whatif_section(runs, tag, forest=forest),
         efficiency=efficiency,
+        pruning=pruning,
     )
     # the failed-runs section's JSON: its grouping reads the report's rows
     return dataclasses.replace(report, failures=failures_json(report))

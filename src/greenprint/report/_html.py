@@ -19,6 +19,7 @@ from greenprint.report._greener import html_section
 from greenprint.report._model import Figure, Report
 from greenprint.report._plots import FigureRenderer
 from greenprint.report._prediction import html_section as prediction_section
+from greenprint.report._pruned import html_section as pruned_section
 from greenprint.report._tables import (
     ROLE_MARKS_LEGEND,
     edh_sentence,
@@ -208,6 +209,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         else esc(ranking_text(report))
     )
     # the sections a study may lack, drawn first: the header's links name those it has
+    pruned = pruned_section(report.pruning, esc)
     predictions = prediction_section(report.prediction, esc)
     whatif = whatif_section(report.whatif, esc)
     parts = [
@@ -225,6 +227,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         '<nav><a href="#price-tag">Price tag</a><a href="#figures">Figures</a>'
         + ('<a href="#efficiency">Efficiency</a>' if report.efficiency else "")
         + ('<a href="#greener">Greener variants</a>' if report.greener else "")
+        + ('<a href="#pruned">Pruned trials</a>' if pruned else "")
         + ('<a href="#predictions">Cost predictions</a>' if predictions else "")
         + ('<a href="#whatif">What if</a>' if whatif else "")
         + (f'<a href="#failed">{esc(heading)}</a>' if heading else "")
@@ -245,6 +248,7 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         "</section>",
         efficiency_section(report.efficiency, esc),
         html_section(report.greener, esc),
+        pruned,
         predictions,
         whatif,
         failed,

@@ -25,6 +25,7 @@ from greenprint.report._markdown import FIGURE_DIR
 from greenprint.report._model import Report, RunRow
 from greenprint.report._plots import FigureRenderer, figure_file_name
 from greenprint.report._prediction import latex_section as prediction_section
+from greenprint.report._pruned import latex_section as pruned_section
 from greenprint.report._tables import (
     final_score_text,
     final_sentence,
@@ -413,6 +414,7 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         ]
     out += efficiency_section(report.efficiency, esc)
     out += latex_section(report.greener, esc)
+    out += pruned_section(report.pruning, esc)
     out += prediction_section(report.prediction, esc)
     out += whatif_section(report.whatif, esc)
     out += ["% ---- END PAPER ----"]

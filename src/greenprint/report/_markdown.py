@@ -14,6 +14,7 @@ from greenprint.report._greener import markdown_section
 from greenprint.report._model import Report
 from greenprint.report._plots import PLOTS_HINT, FigureRenderer, figure_file_name
 from greenprint.report._prediction import markdown_section as prediction_section
+from greenprint.report._pruned import markdown_section as pruned_section
 from greenprint.report._tables import (
     ROLE_MARKS_LEGEND,
     edh_sentence,
@@ -111,6 +112,7 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
         out.append("")
     out += efficiency_section(report.efficiency, esc, _table)
     out += markdown_section(report.greener, esc, _table)
+    out += pruned_section(report.pruning, esc, _table)
     out += prediction_section(report.prediction, esc, _table)
     out += whatif_section(report.whatif, esc, _table)
     out += _failures_section(report)

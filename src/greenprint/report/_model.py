@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.greener._result import GreenerResult
     from greenprint.report._efficiency import EfficiencySection
     from greenprint.report._prediction import PredictionSummary
+    from greenprint.report._pruned import PrunedSummary
     from greenprint.report._whatif import WhatIfSection
 
 __all__ = [
@@ -393,6 +394,8 @@ class Report:
             sentence and the compute statement.
         efficiency: score per unit of cost of the final run, the best trial, the Pareto front
             and the baselines (``None``: no metric, or a metric that is better lower).
+        pruning: the pruned trials: where they stopped against the finished ones, what they
+            cost and (an estimate) what stopping them saved (``None``: no trial was pruned).
         failures: the failed-runs section as the JSON report gives it
             (:func:`~greenprint.report._failure_text.failures_json`, set by ``build_report``;
             ``None``: a report built without it, whose JSON then has no ``failures``).
@@ -419,6 +422,7 @@ class Report:
     final_scores: tuple[tuple[str, float], ...] = ()
     efficiency: EfficiencySection | None = None
     failures: Mapping[str, Any] | None = None
+    pruning: PrunedSummary | None = None
 
     @property
     def final(self) -> RunRow | None:
@@ -463,6 +467,7 @@ class Report:
             "prediction": None if self.prediction is None else self.prediction.to_dict(),
             "whatif": None if self.whatif is None else self.whatif.to_dict(),
             "efficiency": None if self.efficiency is None else self.efficiency.to_dict(),
+            "pruning": None if self.pruning is None else self.pruning.to_dict(),
         }
         if self.failures is not None:
             document["failures"] = dict(self.failures)

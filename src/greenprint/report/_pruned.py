@@ -1,0 +1,393 @@
+"""The pruned-trials section of a report: when trials were stopped, what they cost and saved.
+
+Each pruned trial records where it stopped (:mod:`greenprint._pruned`: its ``pruned_at_step``,
+else its last logged step) and what stopped it (``pruned_by``). :func:`pruned_summary` sets
+them against the finished trials: the step a trial run to its end reaches is the furthest
+finished trial's last logged step (or the ``full_steps`` a stopper recorded, a halving search's
+last resources, the furthest Ray Tune trial, whichever is further). The pruned trials' cost is
+the price tag's ``pruned`` entry, with its share of the study. What they would have cost run to
+the end is an **estimate**: each pruned trial's cost scaled by ``full / done`` (steps are
+counted from 1; a study whose steps start at 0 counts step ``s`` as ``s + 1`` steps done), so
+what pruning saved is ``cost * (full / done - 1)`` summed over them. It assumes a step costs
+the same throughout a trial (a trial whose later epochs cost more saved more).
+
+The ``*_section`` functions render it for HTML, Markdown and LaTeX; the JSON report holds
+:meth:`PrunedSummary.to_dict` under ``"pruning"``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from greenprint._format import count_of, format_emissions, format_energy, format_fpo
+from greenprint._pruned import first_step, last_step, pruned_at
+from greenprint._records import RunRecord
+from greenprint.analysis import PriceTag
+from greenprint.analysis._common import json_float
+
+__all__ = [
+    "PrunedRow",
+    "PrunedSummary",
+    "html_section",
+    "latex_section",
+    "markdown_section",
+    "pruned_summary",
+]
+
+#: Most pruned trials listed in the section's table (the JSON lists them all).
+MAX_ROWS = 30
+
+
+def _step(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+def _pct(share: float) -> str:
+    return f"{100.0 * share:.1f}%"
+
+
+@dataclass(frozen=True)
+class PrunedRow:
+    """One pruned trial.
+
+    Attributes:
+        run_id: its run's id.
+        name: its run's name.
+        step: the step it was stopped at (``None``: it recorded and logged no step).
+        step_recorded: whether ``step`` was recorded when it was pruned (else: its last
+            logged step).
+        by: what stopped it (``None``: not recorded).
+        energy_kwh: its energy (with its parts'), kWh.
+        emissions_kg: its CO2-eq, kg.
+        fpo: its FPO (``None``: unknown).
+        scale: ``full / done``, what a run to the end would have cost against what it cost
+            (``None``: no step to scale by).
+    """
+
+    run_id: str
+    name: str
+    step: float | None
+    step_recorded: bool
+    by: str | None
+    energy_kwh: float
+    emissions_kg: float
+    fpo: int | None
+    scale: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "run_id": self.run_id,
+            "name": self.name,
+            "step": json_float(self.step),
+            "step_recorded": self.step_recorded,
+            "by": self.by,
+            "energy_kwh": json_float(self.energy_kwh),
+            "emissions_kg": json_float(self.emissions_kg),
+            "fpo": self.fpo,
+            "scale": json_float(self.scale),
+        }
+
+
+@dataclass(frozen=True)
+class PrunedSummary:
+    """What a study's pruned trials cost, and what stopping them early saved.
+
+    Attributes:
+        trials: the study's trials.
+        finished: its finished trials.
+        rows: the pruned trials, in start order.
+        by: what stopped them, each stopper once, most trials first.
+        unit: what a step counts, when the stoppers recorded one (``"training_iteration"``,
+            ``"resources"``); ``None``: the logged step.
+        full_steps: the step a trial run to its end reaches (``None``: unknown, no finished
+            trial logged a step and no stopper recorded one).
+        from_zero: whether steps start at 0 (step ``s`` is ``s + 1`` steps done).
+        energy_kwh: the pruned trials' energy (the price tag's ``pruned`` entry), kWh.
+        emissions_kg: their CO2-eq, kg.
+        fpo: their FPO (``None``: unknown).
+        study_energy_kwh: the study's energy, kWh.
+        study_emissions_kg: the study's CO2-eq, kg.
+        study_fpo: the study's FPO (``None``: unknown).
+        saved_energy_kwh: estimated energy a run to the end of the pruned trials that have a
+            step would have spent beyond what they spent, kWh (``None``: no estimate).
+        saved_emissions_kg: the same in CO2-eq, kg.
+        saved_fpo: the same in FPO (``None``: unknown, or one of them counted none).
+        estimated: how many pruned trials the estimate covers (those with a step).
+    """
+
+    trials: int
+    finished: int
+    rows: tuple[PrunedRow, ...]
+    by: tuple[str, ...]
+    unit: str | None
+    full_steps: float | None
+    from_zero: bool
+    energy_kwh: float
+    emissions_kg: float
+    fpo: int | None
+    study_energy_kwh: float
+    study_emissions_kg: float
+    study_fpo: int | None
+    saved_energy_kwh: float | None
+    saved_emissions_kg: float | None
+    saved_fpo: int | None
+    estimated: int
+
+    @property
+    def steps(self) -> list[float]:
+        """The steps the pruned trials were stopped at (those that have one)."""
+        return [r.step for r in self.rows if r.step is not None]
+
+    def lines(self) -> list[str]:
+        """The section's sentences: when, what it cost, what it saved (every number with a unit)."""
+        n = len(self.rows)
+        unit = self.unit or "step"
+        by = f" by {', '.join(self.by)}" if self.by else ""
+        out = [f"{n} of {count_of(self.trials, 'trial')} pruned{by}."]
+        steps = self.steps
+        if steps:
+            median = statistics.median(steps)
+            where = f"Stopped at {unit} {_step(median)} (median"
+            low, high = min(steps), max(steps)
+            where += f"; {_step(low)} to {_step(high)})" if low < high else ")"
+            if self.full_steps is not None:
+                where += f"; a trial run to the end reached {unit} {_step(self.full_steps)}"
+            if self.from_zero:
+                where += f" ({unit}s counted from 0)"
+            out.append(where + ".")
+        else:
+            out.append("No pruned trial recorded or logged a step: when they stopped is unknown.")
+        spent = (
+            f"They spent {format_energy(self.energy_kwh)} "
+            f"({_pct(self.energy_kwh / self.study_energy_kwh)} of the study's energy)"
+            if self.study_energy_kwh > 0
+            else f"They spent {format_energy(self.energy_kwh)}"
+        )
+        spent += f", {format_emissions(self.emissions_kg)}"
+        if self.fpo is not None:
+            spent += f" and {format_fpo(self.fpo)}"
+            if self.study_fpo:
+                spent += f" ({_pct(self.fpo / self.study_fpo)} of its FPO)"
+        out.append(spent + ".")
+        if self.saved_energy_kwh is None or self.saved_emissions_kg is None:
+            if self.full_steps is None:
+                out.append(
+                    "No estimate of the saving: no finished trial logged a step to compare with."
+                )
+            return out
+        would = self.energy_kwh + self.saved_energy_kwh
+        saved = (
+            f"{format_energy(self.saved_energy_kwh)}, {format_emissions(self.saved_emissions_kg)}"
+        )
+        would_text = format_energy(would)
+        if self.saved_fpo is not None and self.fpo is not None:
+            saved += f" and {format_fpo(self.saved_fpo)}"
+            would_text += f" and {format_fpo(self.fpo + self.saved_fpo)}"
+        covered = "" if self.estimated == n else f" ({self.estimated} of them, with a step)"
+        without = self.study_energy_kwh + self.saved_energy_kwh
+        share = f" ({_pct(self.saved_energy_kwh / without)} of the study's energy without pruning)"
+        out.append(
+            f"Run to the end, they{covered} would have cost about {would_text}: pruning saved "
+            f"about {saved}{share if without > 0 else ''}. An estimate: each pruned trial's "
+            f"cost scaled by {unit}s of a full trial / {unit}s it ran."
+        )
+        return out
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Header and cells of the per-trial table (at most :data:`MAX_ROWS` rows)."""
+        header = ["trial", "stopped at", "by", "energy", "FPO", "run to the end (estimate)"]
+        rows = []
+        for r in self.rows[:MAX_ROWS]:
+            step = _step(r.step) + ("" if r.step is None or r.step_recorded else " (logged)")
+            full = "-" if r.scale is None else format_energy(r.energy_kwh * r.scale)
+            fpo = "-" if r.fpo is None else format_fpo(r.fpo)
+            rows.append([r.name, step, r.by or "-", format_energy(r.energy_kwh), fpo, full])
+        return header, rows
+
+    def more(self) -> str | None:
+        """The line under a cut table, else ``None``."""
+        hidden = len(self.rows) - MAX_ROWS
+        return f"... and {hidden} more (report.json lists them all)" if hidden > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        steps = self.steps
+        return {
+            "trials": self.trials,
+            "finished": self.finished,
+            "pruned": len(self.rows),
+            "by": list(self.by),
+            "unit": self.unit,
+            "steps": {
+                "median": json_float(statistics.median(steps)) if steps else None,
+                "min": json_float(min(steps)) if steps else None,
+                "max": json_float(max(steps)) if steps else None,
+                "full": json_float(self.full_steps),
+                "from_zero": self.from_zero,
+            },
+            "energy_kwh": json_float(self.energy_kwh),
+            "emissions_kg": json_float(self.emissions_kg),
+            "fpo": self.fpo,
+            "energy_share": (
+                json_float(self.energy_kwh / self.study_energy_kwh)
+                if self.study_energy_kwh > 0
+                else None
+            ),
+            "fpo_share": (
+                json_float(self.fpo / self.study_fpo)
+                if self.fpo is not None and self.study_fpo
+                else None
+            ),
+            "estimate": {
+                "trials": self.estimated,
+                "saved_energy_kwh": json_float(self.saved_energy_kwh),
+                "saved_emissions_kg": json_float(self.saved_emissions_kg),
+                "saved_fpo": self.saved_fpo,
+                "method": "each pruned trial's cost scaled by steps of a full trial / steps it ran",
+            },
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+def pruned_summary(
+    trials: Sequence[RunRecord], rows: Mapping[str, Any], tag: PriceTag
+) -> PrunedSummary | None:
+    """The study's pruned trials against its finished ones; ``None`` when none was pruned.
+
+    Args:
+        trials: the study's trials (role ``trial``).
+        rows: the report's rows (:class:`~greenprint.report.RunRow`) by run id: a trial's
+            cost with its parts' (not imported here: the report model imports this module).
+        tag: the study's price tag (the pruned trials' cost, the study's).
+    """
+    pruned = [r for r in trials if r.status == "pruned"]
+    if not pruned:
+        return None
+    finished = [r for r in trials if r.status == "finished"]
+    where = [pruned_at(r) for r in pruned]
+    finished_steps = [s for r in finished if (s := last_step(r)) is not None]
+    fulls = finished_steps + [w.full_steps for w in where if w.full_steps is not None]
+    full = max(fulls) if fulls else None
+    units = {w.unit for w in where}
+    unit = units.pop() if len(units) == 1 else None
+    # steps counted from 0 (range(epochs)): a trial that logged or stopped at step 0; steps of
+    # a recorded unit (Ray Tune's training_iteration, a halving search's resources) are not
+    # the logged steps: only theirs say
+    firsts = [w.step for w in where if w.step is not None]
+    if unit is None:
+        firsts += [s for r in (*pruned, *finished) if (s := first_step(r)) is not None]
+    from_zero = bool(firsts) and min(firsts) == 0
+    offset = 1.0 if from_zero else 0.0
+    out_rows = []
+    for run, w in zip(pruned, where, strict=True):
+        row = rows.get(run.id)
+        scale = None
+        if w.step is not None and full is not None and w.step + offset > 0:
+            scale = max((full + offset) / (w.step + offset), 1.0)
+        out_rows.append(
+            PrunedRow(
+                run_id=run.id,
+                name=run.name,
+                step=w.step,
+                step_recorded=w.recorded,
+                by=w.by,
+                energy_kwh=row.energy_kwh if row is not None else run.energy_kwh,
+                emissions_kg=row.emissions_kg if row is not None else run.emissions_kg,
+                fpo=row.fpo if row is not None else run.fpo,
+                scale=scale,
+            )
+        )
+    counts: dict[str, int] = {}
+    for w in where:
+        if w.by:
+            counts[w.by] = counts.get(w.by, 0) + 1
+    spent = tag.by_status.get("pruned")
+    energy = spent.energy_kwh if spent is not None else sum(r.energy_kwh for r in out_rows)
+    emissions = spent.emissions_kg if spent is not None else sum(r.emissions_kg for r in out_rows)
+    fpo = (spent.fpo if spent.fpo_known else None) if spent is not None else None
+    scaled = [r for r in out_rows if r.scale is not None]
+    saved_e = saved_c = None
+    saved_f: int | None = None
+    if scaled:
+        saved_e = sum(r.energy_kwh * (r.scale - 1.0) for r in scaled if r.scale)
+        saved_c = sum(r.emissions_kg * (r.scale - 1.0) for r in scaled if r.scale)
+        if all(r.fpo is not None for r in scaled):
+            saved_f = round(sum((r.fpo or 0) * ((r.scale or 1.0) - 1.0) for r in scaled))
+    total = tag.total
+    return PrunedSummary(
+        trials=len(trials),
+        finished=len(finished),
+        rows=tuple(out_rows),
+        by=tuple(sorted(counts, key=lambda b: (-counts[b], b))),
+        unit=unit,
+        full_steps=full,
+        from_zero=from_zero,
+        energy_kwh=energy,
+        emissions_kg=emissions,
+        fpo=fpo,
+        study_energy_kwh=total.energy_kwh,
+        study_emissions_kg=total.emissions_kg,
+        study_fpo=total.fpo if total.fpo_known else None,
+        saved_energy_kwh=saved_e,
+        saved_emissions_kg=saved_c,
+        saved_fpo=saved_f,
+        estimated=len(scaled),
+    )
+
+
+_EXPLAIN = (
+    "Trials stopped early (by a pruner, a scheduler, a halving search): where they stopped, "
+    "against the furthest finished trial, what they cost, and what running them to the end "
+    "would have cost (docs/pruning.md)."
+)
+
+
+def markdown_section(
+    summary: PrunedSummary | None,
+    esc: Callable[[str], str],
+    table: Callable[[Sequence[str], Sequence[Sequence[str]]], list[str]],
+) -> list[str]:
+    """The section as Markdown lines (``esc`` escapes text, ``table`` draws a table)."""
+    if summary is None:
+        return []
+    out = ["## Pruned trials", "", esc(_EXPLAIN), ""]
+    out += [esc(" ".join(summary.lines())), ""]
+    header, rows = summary.table()
+    out += table(header, rows)
+    more = summary.more()
+    out += ["", esc(more)] if more else []
+    return [*out, ""]
+
+
+def html_section(summary: PrunedSummary | None, esc: Callable[[str], str]) -> str:
+    """The section as HTML (every user string escaped with ``esc``)."""
+    if summary is None:
+        return ""
+    header, rows = summary.table()
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in rows
+    )
+    more = summary.more()
+    return (
+        '<section id="pruned"><h2>Pruned trials</h2>'
+        f'<p class="muted">{esc(_EXPLAIN)}</p>'
+        f"<p>{esc(' '.join(summary.lines()))}</p>"
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+        + (f'<p class="muted">{esc(more)}</p>' if more else "")
+        + "</section>"
+    )
+
+
+def latex_section(summary: PrunedSummary | None, esc: Callable[[str], str]) -> list[str]:
+    """The section as LaTeX lines (the sentences; the per-trial table is in the JSON)."""
+    if summary is None:
+        return []
+    return ["\\section*{Pruned trials}", esc(_EXPLAIN), "", esc(" ".join(summary.lines())), ""]
