@@ -525,17 +525,18 @@ def test_attention_forward_and_backward_by_hand(
 # -- proofs: recurrent layers -----------------------------------------------------------------
 
 _GATES = {torch.nn.LSTM: 4, torch.nn.GRU: 3, torch.nn.RNN: 1}
-_ELEMENTWISE = {torch.nn.LSTM: 13, torch.nn.GRU: 10, torch.nn.RNN: 2}
+_ELEMENTWISE = {torch.nn.LSTM: 22, torch.nn.GRU: 16, torch.nn.RNN: 2}
 
 
 def _recurrent_step(cls, inp, hidden, bias):
     """FPO of one token through one layer and direction, by hand.
 
     Pre-activations of the G gates: ``W_ih x`` (2 G H I) + ``W_hh h`` (2 G H H), + the two
-    biases (2 G H). Elementwise, per hidden unit: LSTM 13 (add the two products 4, activations
-    4, ``c' = f c + i g`` 3, ``tanh(c')`` 1, ``h' = o tanh(c')`` 1); GRU 10 (r and z: add 2,
-    sigmoid 2; ``n = tanh(x_n + b + r (h_n + b))``: multiply, add, tanh 3; ``h' = n + z (h -
-    n)`` 3); RNN 2 (add, tanh).
+    biases (2 G H). Elementwise, per hidden unit: LSTM 22 (add the two products 4, activations
+    13: three sigmoids of 4, ATen's kernel ``(1 + exp(-x)).reciprocal()``, and a tanh; ``c' =
+    f c + i g`` 3, ``tanh(c')`` 1, ``h' = o tanh(c')`` 1); GRU 16 (r and z: add 2, sigmoid 8;
+    ``n = tanh(x_n + b + r (h_n + b))``: multiply, add, tanh 3; ``h' = n + z (h - n)`` 3); RNN 2
+    (add, tanh). (LSTM 13 and GRU 10 before s35 counted a sigmoid as 1.)
     """
     gates = _GATES[cls]
     return (
@@ -969,11 +970,11 @@ def test_cudnn_rnn_on_a_packed_batch_counts_every_token():
     """cuDNN's fused RNN on packed sequences (lengths 5 and 2: batch_sizes [2, 2, 1, 1, 1]).
 
     The input is the 7 packed tokens; each costs ``_recurrent_step`` forward (as the CPU's
-    op-by-op packed LSTM counts: 2,156). Before s9 the rule took ``7 // 2 = 3`` steps of the
-    full batch: 6 tokens, 1,848. Backward, by hand as the LSTM backward above with T * B
-    replaced by the 7 tokens, B by the 2 sequences (each one's first step has no dh_{t-1}
-    product and no dc_prev) and T by the 5 steps the weight gradients are summed over:
-    4,300. The CUDA kernel cannot run here: the rule is called as the schema lays the
+    op-by-op packed LSTM counts: 2,408; 2,156 before s35 counted a sigmoid 1). Before s9 the rule
+    took ``7 // 2 = 3`` steps of the full batch: 6 tokens, 1,848. Backward, by hand as the LSTM
+    backward above with T * B replaced by the 7 tokens, B by the 2 sequences (each one's first step
+    has no dh_{t-1} product and no dc_prev) and T by the 5 steps the weight gradients are summed
+    over: 4,300. The CUDA kernel cannot run here: the rule is called as the schema lays the
     arguments out.
     """
     from greenprint.fpo.rules import RULES
@@ -989,7 +990,7 @@ def test_cudnn_rnn_on_a_packed_batch_counts_every_token():
         args = [common.get(a.name) for a in schema.arguments if not a.kwarg_only]
         return RULES[f"aten.{name}"].fn(*args, out_shape=None)
 
-    assert call("_cudnn_rnn") == 7 * _recurrent_step(torch.nn.LSTM, i, h, True) == 2156
+    assert call("_cudnn_rnn") == 7 * _recurrent_step(torch.nn.LSTM, i, h, True) == 2408
     tokens, sequences, steps = 7, 2, 5
     backward = (
         4 * g4 * tokens * i  # dx and dW_ih, every token

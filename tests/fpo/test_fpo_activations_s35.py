@@ -1,19 +1,22 @@
-"""SiLU, GELU (both forms), and the sigmoid and tanh backwards against ports of ATen's CPU
-kernels that count every operation (audit s35).
+"""Sigmoid, SiLU, GLU, GELU (both forms), and the sigmoid and tanh backwards against ports of
+ATen's CPU kernels that count every operation (audit s35).
 
-Each port is the vectorised lambda of ATen's kernel (``native/cpu/Activation.cpp``:
-``silu_kernel``, ``silu_backward_kernel``, ``GeluKernelImpl``, ``GeluBackwardKernelImpl``;
-``native/cpu/BinaryOpsKernel.cpp``: ``sigmoid_backward_kernel``, ``tanh_backward_kernel``)
-written out with :class:`Counted` floats, ``exp``, ``erf`` and ``tanh`` counted 1 each by the
-helpers and a negation 1 (as ``aten.neg``). As docs/fpo.md counts every kernel, the vectorised
-form is the one counted (a tensor's whole vectors run it), so a product of constants written
-inside the lambda (``kThreeVec * kKappaVec``) counts, and ``x * x * x`` is two multiplies even
-where ``x * x`` was computed just before. Values are checked against torch's; counts equal the
-counter's on CPU tensors and on meta copies.
+Each port is the vectorised lambda of ATen's kernel (``native/cpu/UnaryOpsKernel.cpp``:
+``sigmoid_kernel``; ``native/cpu/Activation.cpp``: ``glu_kernel``, ``glu_backward_kernel`` with
+``GatedLinearUnit.cpp``'s sigmoid and product, ``silu_kernel``, ``silu_backward_kernel``,
+``GeluKernelImpl``, ``GeluBackwardKernelImpl``; ``native/cpu/BinaryOpsKernel.cpp``:
+``sigmoid_backward_kernel``, ``tanh_backward_kernel``) written out with :class:`Counted` floats,
+``exp``, ``erf`` and ``tanh`` counted 1 each by the helpers and a negation 1 (as ``aten.neg``). As
+docs/fpo.md counts every kernel, the vectorised form is the one counted (a tensor's whole vectors
+run it), so a product of constants written inside the lambda (``kThreeVec * kKappaVec``) counts, and
+``x * x * x`` is two multiplies even where ``x * x`` was computed just before. Values are checked
+against torch's; counts equal the counter's on CPU tensors and on meta copies.
 
 Before s35 the rules counted SiLU 2 (a sigmoid and a multiply), its backward 6 (the sigmoid as
-one op), GELU's tanh-form backward 18 (the scalar form, ``3 kappa`` folded): the kernels run 4,
-9 and 20.
+one op), GELU's tanh-form backward 18 (the scalar form, ``3 kappa`` folded), the sigmoid 1 (as
+one elementary function), GLU 2 and its backward 6: the kernels run 4, 9, 20, 4 (``(1 +
+exp(-x)).reciprocal()``), 5 and 9. SiLU's backward as autograd runs it, its CompositeImplicit
+decomposition (a sigmoid, ``1 - s``, three multiplies, an add), is 9 too (6 before).
 """
 
 from __future__ import annotations
@@ -47,6 +50,23 @@ ALPHA = Counted(math.sqrt(0.5))  # M_SQRT1_2
 BETA_ERF = Counted(2 / math.sqrt(math.pi) * math.sqrt(0.5) * 0.5)  # M_2_SQRTPI M_SQRT1_2 0.5
 BETA_TANH = Counted(math.sqrt(2) * 2 / math.sqrt(math.pi) * 0.5)  # M_SQRT2 M_2_SQRTPI 0.5
 KAPPA, THREE, MINUS_HALF = Counted(0.044715), Counted(3.0), Counted(-0.5)
+
+
+def sigmoid(x):
+    """``(1 + exp(-x)).reciprocal()``: 4."""
+    return ONE / (ONE + _exp(_neg(x)))
+
+
+def glu(a, b):
+    """``a * (1 / (1 + exp(-b)))``: 5."""
+    return a * (ONE / (ONE + _exp(_neg(b))))
+
+
+def glu_backward(g, a, b):
+    """``s`` by the sigmoid kernel (4), ``(1 - s) * s * a * g`` (4), ``s * g`` (1): 9 per
+    output-gradient element, the two halves of the input gradient."""
+    s = sigmoid(b)
+    return (ONE - s) * s * a * g, s * g
 
 
 def silu(x):
@@ -149,6 +169,7 @@ CASES = {
 
 
 AUTOGRAD_BACKWARD = {"silu": RULES["aten.sigmoid"].fn((1,), out_shape=(1,)) + 5}
+assert AUTOGRAD_BACKWARD["silu"] == 9  # as the fused kernel's
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -186,3 +207,24 @@ def test_sigmoid_and_tanh_backward_equal_the_ported_kernels(port, op, forward):
     values, ops = _port(port, G, y)
     torch.testing.assert_close(op(G, y), values)
     assert ops == 3 * X.numel() == _counts(op, G, y)
+
+
+def test_sigmoid_and_glu_equal_the_ported_kernels():
+    values, ops = _port(sigmoid, X)
+    torch.testing.assert_close(torch.sigmoid(X), values)
+    assert ops == 4 * X.numel() == _counts(torch.sigmoid, X)
+    x = torch.cat([X, G])  # a = X, b = G along the last dimension
+    values, ops = _port(glu, X, G)
+    torch.testing.assert_close(F.glu(x, -1), values)
+    assert ops == 5 * X.numel() == _counts(lambda t: F.glu(t, -1), x)
+    Counted.ops = 0
+    halves = [
+        glu_backward(*(Counted(v) for v in vs))
+        for vs in zip(G.tolist(), X.tolist(), G.tolist(), strict=True)
+    ]
+    ops = Counted.ops
+    grad_b = torch.tensor([h[0] for h in halves], dtype=torch.float64)
+    grad_a = torch.tensor([h[1] for h in halves], dtype=torch.float64)
+    got = torch.ops.aten.glu_backward(G, x, -1)
+    torch.testing.assert_close(got, torch.cat([grad_a, grad_b]))
+    assert ops == 9 * X.numel() == _counts(lambda g, t: torch.ops.aten.glu_backward(g, t, -1), G, x)

@@ -588,14 +588,15 @@ def test_rms_norm_and_swiglu_counted_from_their_maths():
     element (ATen's kernel ``x / (1 + exp(-x))``: 384; 2 per element, 192, before s35), the
     gate's multiply 96, W2 1,536, the residual 48. Backward (the input is data; the norm's
     weight is trained): W2's two products 3,072; the gate's multiply 2 * 96; SiLU's backward,
-    autograd's decomposition ``math_silu_backward`` (sigmoid 1, ``1 - s``, three multiplies and
-    an add: 6 per element, 576); W1 and W3 3,072 each; their gradients into n summed
+    autograd's decomposition ``math_silu_backward`` (sigmoid 4, ATen's kernel ``(1 + exp(-x))
+    .reciprocal()``, ``1 - s``, three multiplies and an add: 9 per element, 864; 576 before
+    s35 counted the sigmoid 1); W1 and W3 3,072 each; their gradients into n summed
     (48); the norm weight's gradient ``sum(g * x_hat)`` 96."""
     torch.manual_seed(0)
     c = gp.count_fpo(SwiGLUBlock(), torch.randn(2, 3, 8))
     assert c.by_module["norm"] == 210 + 96
     assert c.forward_total == 210 + 3 * 1_536 + 384 + 96 + 48 == 5_346
-    assert c.backward_total == 3_072 + 192 + 576 + 2 * 3_072 + 48 + 96 == 10_128
+    assert c.backward_total == 3_072 + 192 + 864 + 2 * 3_072 + 48 + 96 == 10_416
     # the input needing a gradient: nn.RMSNorm runs as its decomposition, each op's backward
     # counts: ``out = x_hat * w``: ``g * w`` 48, the weight's ``sum(g * x_hat)`` 96;
     # ``x_hat = x * r``: ``g' * r`` 48, ``sum(g' * x)`` per row 96; ``r = rsqrt(v)``:

@@ -138,12 +138,14 @@ def test_mixture_of_experts_total_by_hand(device):
 
     Backward: the weighting: 320 (grad y) + 320 + 320 (grad weights: product and sum), the
     weights' gather back 20; down's grouped products 20,480 (rows) + 20,480 (experts); SiLU * up
-    640 + 640; SiLU 6 per element 3,840; gate-up's experts 40,960 (the gathered tokens need no
-    gradient); the normalisation's division 140 (numerator 20; denominator: two divisions, a
-    multiply, a negation 80, summed over the top-k 20; the two gradient paths added 20); softmax
-    backward 4*40 - 10 = 150 (160 before s35); the router's weight 1,280. Backward 89,590.
-    (Softmax and SiLU as the float32 kernels run them: the bfloat16 kernels start the max
-    from ``-inf`` and merge vector lanes, a few FPO per row more, not counted.)
+    640 + 640; SiLU's backward (autograd's decomposition: sigmoid 4, ``1 - s``, three
+    multiplies, an add) 9 per element 5,760 (6 per element, 3,840, before s35); gate-up's experts
+    40,960 (the gathered tokens need no gradient); the normalisation's division 140 (numerator 20;
+    denominator: two divisions, a multiply, a negation 80, summed over the top-k 20; the two
+    gradient paths added 20); softmax backward 4*40 - 10 = 150 (160 before s35); the router's weight
+    1,280. Backward 91,510 (89,600 before s35). (Softmax and SiLU as the float32 kernels run them:
+    the bfloat16 kernels start the max from ``-inf`` and merge vector lanes, a few FPO per row more,
+    not counted.)
     """
     torch.manual_seed(0)
     model = zoo.moe_tiny().to(device)
@@ -151,8 +153,8 @@ def test_mixture_of_experts_total_by_hand(device):
     result = gp.count_fpo(model, x, strict=True)
     grouped = 40_960 + 20_480
     assert result.forward_total == 1_280 + 190 + 40 + 40 + 104 + grouped + 3_200 + 640 == 66_934
-    backward = 960 + 20 + 2 * 20_480 + 1_280 + 3_840 + 40_960 + 140 + 150 + 1_280
-    assert result.backward_total == backward == 89_590
+    backward = 960 + 20 + 2 * 20_480 + 1_280 + 5_760 + 40_960 + 140 + 150 + 1_280
+    assert result.backward_total == backward == 91_510
     assert result.calls["aten._grouped_mm"] == 5
     assert result.matmul_total == 2 * 1_280  # FlopCounterMode counts the router only
     assert result.by_module[""] == result.total

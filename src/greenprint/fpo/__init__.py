@@ -25,11 +25,12 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   pooling, interpolation, cumulative ops, optimizer updates run inside the counter, and fused
   kernels FlopCounterMode misses (CPU flash attention, the fused CPU LSTM layer).
 * Elementwise: 1 FPO per output element for each arithmetic op, compare, min/max and elementary
-  function (exp, log, sqrt, rsqrt, tanh, sigmoid, erf, sin, ...); ``add`` with ``alpha != 1``
+  function (exp, log, sqrt, rsqrt, tanh, erf, sin, ...); sigmoid 4 (its kernel's negation, exp,
+  add and reciprocal); ``add`` with ``alpha != 1``
   2; ``addcmul``/``addcdiv`` 3 (2 when value is 1); ``lerp`` 3; composite activations count the
   elementary ops of their formula: relu 1, silu 4, leaky_relu 2, hardtanh 2, hardsigmoid 4,
   hardswish 5, mish 4, softplus 6, gelu 5 (tanh approximation 9), elu 6; their backward: relu
-  1, sigmoid and tanh 3, silu 6 (autograd's decomposition), softplus 7, gelu 11 (tanh form
+  1, sigmoid and tanh 3, silu 9 (autograd's decomposition), softplus 7, gelu 11 (tanh form
   20).
 * Reductions: n FPO to reduce n elements (sum, prod, max, argmax, cumsum); mean adds one
   division per output element; var 4 per element + 2 per output; logsumexp 4 per element + 4 per

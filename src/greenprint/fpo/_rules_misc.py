@@ -175,18 +175,23 @@ def isin_rule(
 
 @register_rule("aten.glu")
 def glu_rule(self: tuple[int, ...], dim: int = -1, *, out_shape: Any = None, **kw: Any) -> int:
-    """``a * sigmoid(b)`` over the two halves: 2 per output element (sigmoid, multiply)."""
-    return 2 * numel(first_shape(out_shape))
+    """``a * (1 / (1 + exp(-b)))`` over the two halves: 5 per output element.
+
+    ATen's kernel (``glu_kernel``): negate, exp, add, divide, multiply (2 in earlier versions,
+    the sigmoid as one op).
+    """
+    return 5 * numel(first_shape(out_shape))
 
 
 @register_rule("aten.glu_backward")
 def glu_backward_rule(grad_output: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
-    """6 per element of the output gradient ``g``, with ``s = sigmoid(b)``.
+    """9 per element of the output gradient ``g``, with ``s = sigmoid(b)``.
 
-    ``grad_a = g * s`` (sigmoid, multiply: 2); ``grad_b = g * a * s * (1 - s)`` (subtract and
-    three multiplies: 4).
+    ATen's ``glu_backward_cpu_out``: ``s`` by the sigmoid kernel (4), ``grad_a = s * g`` (1),
+    ``grad_b = (1 - s) * s * a * g`` (``glu_backward_kernel``: 4). (6 in earlier versions, the
+    sigmoid as one op.)
     """
-    return 6 * numel(grad_output)
+    return 9 * numel(grad_output)
 
 
 @register_rule(_inplace("celu"))

@@ -1,10 +1,10 @@
 """FPO rules for elementwise ops, activations, optimizer updates, and the "0 by rule" ops.
 
 Conventions (FPO per output element unless stated): one arithmetic op, compare, min/max, or
-elementary function (exp, log, sqrt, rsqrt, sin, tanh, erf, sigmoid, ...) is 1; composite
-activations count the elementary ops of their defining formula (see each rule's docstring).
-Random number generation, index arithmetic and pure data movement are 0, and are registered
-here explicitly so that "0 by rule" differs from "no rule".
+elementary function (exp, log, sqrt, rsqrt, sin, tanh, erf, ...) is 1 (sigmoid, which ATen computes
+as ``(1 + exp(-x)).reciprocal()``, is 4); composite activations count the elementary ops of their
+defining formula (see each rule's docstring). Random number generation, index arithmetic and pure
+data movement are 0, and are registered here explicitly so that "0 by rule" differs from "no rule".
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _first_arg_numel(args: tuple[Any, ...], out_shape: Any) -> int:
 
 _ONE = """
     mul div neg reciprocal abs sign sgn exp exp2 expm1 log log2 log10 log1p sqrt rsqrt sin cos
-    tan asin acos atan sinh cosh tanh asinh acosh atanh atan2 erf erfc erfinv sigmoid pow floor
+    tan asin acos atan sinh cosh tanh asinh acosh atanh atan2 erf erfc erfinv pow floor
     ceil round trunc frac fmod remainder relu threshold eq ne lt le gt ge clamp_min clamp_max
     lgamma digamma polygamma igamma igammac heaviside copysign float_power true_divide
     floor_divide nan_to_num deg2rad rad2deg
@@ -115,6 +115,13 @@ register_rule(_ops("silu"))(
     )
 )
 register_rule(_ops("logit"))(_per_element(3, "logit (sub, div, log)"))
+register_rule(_ops("sigmoid"))(
+    _per_element(
+        4,
+        "ATen's kernel (1 + exp(-x)).reciprocal(): negate, exp, add, reciprocal (1 in earlier"
+        " versions, as one elementary function)",
+    )
+)
 register_rule(_ops("hardsigmoid", "hypot"))(
     _per_element(
         4, "hardsigmoid (add 3, two compares, divide by 6), hypot (two squares, add, sqrt)"

@@ -9,11 +9,12 @@ then per step ``linear_hh`` of ``B`` rows and the cell's elementwise steps). Eac
 packed weights' ``apply_dynamic``: the int8 one counted as ``quantized.linear_dynamic`` (its
 input's min, max and quantization 6 per element, per output element the multiplier, the float
 bias and per-channel scales, 24 per call), the fp16 one as ``quantized.linear_dynamic_fp16``
-(``2MNK`` + the bias). The cells, per hidden value and step: LSTM 13 (the gates' sum 4, three
-sigmoids, two tanh, ``f * c + i * g`` 3, ``o * tanh(c)`` 1), GRU 10 (two sums, two sigmoids,
-``r * h_n`` and its sum, tanh, ``(h - n) * z + n`` 3), a tanh or ReLU cell 2 (the sum, the
-nonlinearity); each float op 1 per element as its float rule. Conventions as in
-:mod:`greenprint.fpo._rules_quantized`.
+(``2MNK`` + the bias). The cells, per hidden value and step: LSTM 22 (the gates' sum 4, three
+sigmoids of 4, two tanh, ``f * c + i * g`` 3, ``o * tanh(c)`` 1), GRU 16 (two sums, two
+sigmoids of 4, ``r * h_n`` and its sum, tanh, ``(h - n) * z + n`` 3), a tanh or ReLU cell 2
+(the sum, the nonlinearity); each float op as its float rule (a sigmoid 4, ATen's kernel
+``(1 + exp(-x)).reciprocal()``: LSTM 13 and GRU 10 in earlier versions, the sigmoid as 1).
+Conventions as in :mod:`greenprint.fpo._rules_quantized`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from greenprint.fpo._rules_quantized_base import (
 __all__: list[str] = []
 
 #: per hidden value and step, the cells' elementwise float ops
-CELL_FPO = {"lstm": 13, "gru": 10, "rnn": 2}
+CELL_FPO = {"lstm": 22, "gru": 16, "rnn": 2}
 #: gates per cell: the linears' output width is ``GATES * hidden_size``
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -138,7 +139,7 @@ def _recurrent(cell: str, args: tuple[Any, ...], cells: list[Any] | None) -> int
 
 @register_rule(["aten.quantized_lstm"], reads=_cell_params)
 def quantized_lstm_rule(*args: Any, out_shape: Any = (), cells: Any = None, **kwargs: Any) -> int:
-    """``quantize_dynamic``'s ``nn.LSTM``: the linears and 13 per hidden value and step.
+    """``quantize_dynamic``'s ``nn.LSTM``: the linears and 22 per hidden value and step.
 
     Per layer and direction the input linear over the whole sequence, per step the hidden
     linear and the cell (see the module docstring). The weights' kind (int8 or fp16), bias and
@@ -150,7 +151,7 @@ def quantized_lstm_rule(*args: Any, out_shape: Any = (), cells: Any = None, **kw
 
 @register_rule(["aten.quantized_gru"], reads=_cell_params)
 def quantized_gru_rule(*args: Any, out_shape: Any = (), cells: Any = None, **kwargs: Any) -> int:
-    """``quantize_dynamic``'s ``nn.GRU``: as ``aten.quantized_lstm``, 10 per value and step."""
+    """``quantize_dynamic``'s ``nn.GRU``: as ``aten.quantized_lstm``, 16 per value and step."""
     return _recurrent("gru", args, cells)
 
 

@@ -15,8 +15,10 @@ direction, ``T`` steps, batch ``B``, input size ``I``, hidden size ``H`` and ``G
   then skips the input-gradient product ``dgates @ W_ih``, which the fused kernels compute
   anyway. It assumes, as in a language model, that the initial state needs no gradient.
 
-``e_f``/``e_b``/``c`` are the gate nonlinearities and cell updates: LSTM 13/23/1, GRU 10/17/1,
-RNN-tanh 2/4/0, RNN-ReLU 2/2/0. A packed batch (cuDNN, sequences of different lengths) counts
+``e_f``/``e_b``/``c`` are the gate nonlinearities and cell updates: LSTM 22/23/1, GRU 16/17/1,
+RNN-tanh 2/4/0, RNN-ReLU 2/2/0 (a sigmoid is 4 forward, ATen's kernel ``(1 + exp(-x))
+.reciprocal()``, its backward 3 from the output: LSTM 13 and GRU 10 forward in earlier
+versions, the sigmoid as 1). A packed batch (cuDNN, sequences of different lengths) counts
 its tokens in place of ``T*B``, its sequences in place of ``B`` where a term is per sequence,
 and its longest sequence as ``T``.
 """
@@ -30,7 +32,7 @@ from greenprint.fpo._registry import numel, register_rule
 __all__ = ["rnn_layer_backward_fpo", "rnn_layer_forward_fpo"]
 
 # gates -> (e_f, e_b, c); G = 1 is RNN-tanh unless the mode says ReLU
-_ELEMENTWISE = {4: (13, 23, 1), 3: (10, 17, 1), 1: (2, 4, 0)}
+_ELEMENTWISE = {4: (22, 23, 1), 3: (16, 17, 1), 1: (2, 4, 0)}
 _RELU = (2, 2, 0)
 _CUDNN_GATES = {0: 1, 1: 1, 2: 4, 3: 3}  # cuDNN modes: RNN_RELU, RNN_TANH, LSTM, GRU
 
