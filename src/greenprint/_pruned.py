@@ -22,6 +22,7 @@ in a plain ``gp.track``), on its last logged step.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from greenprint._exceptions import ConfigError
@@ -35,8 +36,8 @@ __all__ = [
     "PRUNED_STEP_KEY",
     "STEP_UNIT_KEY",
     "PrunedAt",
-    "first_step",
     "last_step",
+    "logged_steps",
     "pruned_at",
     "pruned_provenance",
 ]
@@ -102,24 +103,21 @@ def _number(text: str | None) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def _steps(run: RunRecord) -> list[int]:
-    return [
+def logged_steps(runs: Iterable[RunRecord]) -> Iterator[int]:
+    """The steps of the runs' logged metrics, greenprint's own left out (one pass, no list)."""
+    reserved = RESERVED_METRIC_PREFIX
+    return (
         p.step
+        for run in runs
         for p in run.metrics
-        if p.step is not None and not p.name.startswith(RESERVED_METRIC_PREFIX)
-    ]
+        if p.step is not None and not p.name.startswith(reserved)
+    )
 
 
 def last_step(run: RunRecord) -> float | None:
     """The largest step of the run's logged metrics (greenprint's own left out), or ``None``."""
-    steps = _steps(run)
-    return float(max(steps)) if steps else None
-
-
-def first_step(run: RunRecord) -> float | None:
-    """The smallest step of the run's logged metrics (greenprint's own left out), or ``None``."""
-    steps = _steps(run)
-    return float(min(steps)) if steps else None
+    last = max(logged_steps((run,)), default=None)
+    return None if last is None else float(last)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from greenprint._format import count_of, format_emissions, format_energy, format_fpo
-from greenprint._pruned import first_step, last_step, pruned_at
+from greenprint._pruned import logged_steps, pruned_at
 from greenprint._records import RunRecord
 from greenprint.analysis import PriceTag
 from greenprint.analysis._common import json_float
@@ -271,8 +271,12 @@ def pruned_summary(
         return None
     finished = [r for r in trials if r.status == "finished"]
     where = [pruned_at(r) for r in pruned]
-    finished_steps = [s for r in finished if (s := last_step(r)) is not None]
-    fulls = finished_steps + [w.full_steps for w in where if w.full_steps is not None]
+    # the furthest step of a finished trial: one pass over their points (100,000 trials of a
+    # search: a max per trial took 0.3 s of the report)
+    finished_last = max(logged_steps(finished), default=None)
+    fulls = [w.full_steps for w in where if w.full_steps is not None]
+    if finished_last is not None:
+        fulls.append(float(finished_last))
     full = max(fulls) if fulls else None
     units = {w.unit for w in where}
     unit = units.pop() if len(units) == 1 else None
@@ -281,7 +285,9 @@ def pruned_summary(
     # the logged steps: only theirs say
     firsts = [w.step for w in where if w.step is not None]
     if unit is None:
-        firsts += [s for r in (*pruned, *finished) if (s := first_step(r)) is not None]
+        first = min(logged_steps((*pruned, *finished)), default=None)
+        if first is not None:
+            firsts.append(float(first))
     from_zero = bool(firsts) and min(firsts) == 0
     offset = 1.0 if from_zero else 0.0
     out_rows = []
