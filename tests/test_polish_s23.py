@@ -81,9 +81,11 @@ def test_merge_leaves_its_input_as_it_found_it(tmp_path: Path) -> None:
 
 
 def test_a_run_saved_apart_from_a_vanished_ledger_says_why(tmp_path: Path) -> None:
-    """A run whose ledger file and folder were deleted while it ran is saved apart at exit; the
+    """A run whose ledger file and folder were deleted while it ran is saved apart; the
     warning read 'could not be written to its ledger .../gone.db (None)': the reason was
-    never kept when the file could not be recreated. It now gives it."""
+    never kept when the file could not be recreated. It now gives it. (Since session 35 the
+    run goes on in its ledger's fallback file, ``greenprint-unsaved-<key>.db``, at once,
+    not only at exit: the warning that says so gives the reason.)"""
     script = """
 import os, shutil, time
 import greenprint as gp
@@ -97,7 +99,7 @@ with gp.track("victim", ledger="runs/gone.db", flush_interval_s=0.2, sample_inte
         [BIN / "python", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    (saved,) = [line for line in done.stderr.splitlines() if "it is saved in" in line]
+    (saved,) = [line for line in done.stderr.splitlines() if "they are saved in" in line]
     assert "(None)" not in saved, saved
-    assert "(the file is gone and cannot be recreated: " in saved, saved
+    assert f"(cannot create it: directory {tmp_path / 'runs'} does not exist" in saved, saved
     assert list(tmp_path.glob("greenprint-unsaved-*.db")), done.stderr

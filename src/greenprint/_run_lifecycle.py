@@ -24,6 +24,7 @@ from greenprint._accounting import CostAccount
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._lifecycle import interrupts_held, registry, status_for
 from greenprint._liveness import writer_identity
+from greenprint._run_fallback import fallback_ledger, written_to
 from greenprint._run_metrics import _NeverStarted
 from greenprint._run_persistence import (
     _FINAL_WRITE_S,
@@ -38,6 +39,8 @@ from greenprint._run_tree import RunNode
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
+
+    from greenprint.ledger import Ledger
 
 __all__ = ["RunLifecycle"]
 
@@ -237,11 +240,29 @@ class RunLifecycle(RunState):
         # done with its ledger once it took everything (a shared one may be closed then)
         self._ledger_done = True
 
+    def _start_in_ledger(self, ledger: Ledger) -> None:
+        """Write the run's first record into ``ledger``, or into its fallback.
+
+        A ledger this process wrote a run to that refuses it now (a full disk, a server
+        stopped, a file replaced) is a failure of the measurement: the run is made in the
+        ledger's fallback file instead (:mod:`greenprint._run_fallback`), never an error in the
+        user's code. Any other ledger's error is raised.
+        """
+        try:
+            ledger.start_run(self._base_record())
+        except GreenprintError as e:
+            ledger = self._ledger = fallback_ledger(ledger, self, e)
+            ledger.start_run(self._base_record())
+        written_to(ledger)
+
     def _begin(self) -> None:
         from greenprint.hardware import detect_hardware
 
         if self._ledger is None and self._ledger_location is not None:
-            self._ledger = _open_ledger(self._ledger_location, self)  # before anything starts
+            try:  # before anything starts
+                self._ledger = _open_ledger(self._ledger_location, self)
+            except GreenprintError as e:  # one this process wrote to, failing: its fallback
+                self._ledger = fallback_ledger(self._ledger_location, self, e)
         self.id = _new_run_id()
         self.parent_id = self._resolve_parent()
         self._join_job()
@@ -295,7 +316,7 @@ class RunLifecycle(RunState):
         if self._ledger is not None:
             _write_unsaved(into=self._ledger)  # runs it could not take: room again?
             try:
-                self._ledger.start_run(self._base_record())
+                self._start_in_ledger(self._ledger)
             except BaseException as e:  # a full disk, a locked or read-only ledger
                 # the run never started: not 'running' (a stop() then saved it apart as a
                 # finished run the ledger had never had), its meters not left open

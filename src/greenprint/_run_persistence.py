@@ -26,9 +26,11 @@ from greenprint._exceptions import GreenprintError
 from greenprint._forks import renew_after_fork
 from greenprint._lifecycle import registry
 from greenprint._records import PowerSample
+from greenprint._run_fallback import fallback_ledger, known_good
 from greenprint._run_state import RunState
 
 if TYPE_CHECKING:  # pragma: no cover
+    from greenprint._records import RunRecord
     from greenprint._types import LedgerLike
     from greenprint.ledger import Ledger
 
@@ -54,7 +56,8 @@ def _ledger_location(ledger: LedgerLike, configured: str) -> Ledger | str | os.P
     """Where the run will write: an open ledger, a path or URL, or ``None`` (no ledger).
 
     A path is checked as opening it would (a directory, a missing parent, a file that is not a
-    ledger), but a missing ledger file is not created yet.
+    ledger), but a missing ledger file is not created yet. A ledger this process already wrote a
+    run to is not refused: the run falls back as it starts (:mod:`greenprint._run_fallback`).
 
     Raises:
         LedgerPathError, NotALedgerError: the path cannot be a ledger.
@@ -68,7 +71,11 @@ def _ledger_location(ledger: LedgerLike, configured: str) -> Ledger | str | os.P
         ledger = _lineage.inherited_ledger() or configured
     if isinstance(ledger, Ledger):
         return ledger
-    resolve_target(ledger).prepare(create=True, dry_run=True)
+    try:
+        resolve_target(ledger).prepare(create=True, dry_run=True)
+    except GreenprintError:
+        if not known_good(ledger):  # the user's input; one this process wrote to failing
+            raise  # mid-study is a measurement's failure: the run falls back as it starts
     return ledger
 
 
@@ -386,6 +393,34 @@ class RunPersistence(RunState):
             "; LEDGER_URL: the ledger's URL above, with its password" if hidden else "",
         )
 
+    def _move_to_fallback(
+        self, old: Ledger, record: RunRecord, in_record: int, error: GreenprintError
+    ) -> bool:
+        """Write the whole run into its ledger's fallback file (:mod:`greenprint._run_fallback`).
+
+        For a run whose ledger, one this process wrote to, is gone and cannot be made again
+        (its folder deleted): the run goes on in the file the process's next runs for that
+        ledger are made in, instead of being saved apart only at its end.
+
+        Returns:
+            Whether the run is in the fallback file now.
+        """
+        from greenprint._exceptions import UnknownRunError
+
+        try:
+            ledger = fallback_ledger(old, self, error)
+            try:
+                ledger.resolve_id(self.id)
+            except UnknownRunError:
+                ledger.start_run(record)
+                with self._lock:  # those metrics are in the record now
+                    del self._pending_metrics[:in_record]
+        except GreenprintError:
+            return False
+        self._ledger = ledger
+        self._gone_said = None
+        return True
+
     def _recover_ledger(self) -> bool:
         """Write the run into a new ledger at the path of one whose file was deleted or replaced.
 
@@ -405,14 +440,6 @@ class RunPersistence(RunState):
         if old is None:  # pragma: no cover - only called with a ledger
             return False
         where = getattr(old, "path", None) or old.url
-        if self._gone_said is None:  # said once: the next flushes try again, quietly
-            logger.warning(
-                "greenprint: ledger file %s was deleted or replaced while run %s was running; "
-                "writing the run into a ledger at that path again (power samples written "
-                "before are lost)",
-                where,
-                self.id[:8],
-            )
         with self._lock:
             record = replace(
                 self._base_record(), **self._cost_fields(), metrics=tuple(self._metrics)
@@ -427,6 +454,15 @@ class RunPersistence(RunState):
                 with self._lock:  # those metrics are in the record now
                     del self._pending_metrics[:in_record]
         except GreenprintError as e:
+            if self._gone_said is None:  # said once: the next flushes try again, quietly
+                logger.warning(
+                    "greenprint: ledger file %s was deleted or replaced while run %s was "
+                    "running (power samples written before are lost with it)",
+                    where,
+                    self.id[:8],
+                )
+            if self._move_to_fallback(old, record, in_record, e):
+                return True
             if str(e) != self._gone_said:  # a new reason: said; the same one was said already
                 logger.warning(
                     "greenprint: run %s cannot be saved: its ledger %s is gone and cannot be "
@@ -440,6 +476,14 @@ class RunPersistence(RunState):
             with self._lock:  # the reason the run's final record gives if it is saved apart
                 self._write_error = f"the file is gone and cannot be recreated: {e}"
             return False
+        if self._gone_said is None:
+            logger.warning(
+                "greenprint: ledger file %s was deleted or replaced while run %s was running; "
+                "the run is written into a ledger at that path again (power samples written "
+                "before are lost)",
+                where,
+                self.id[:8],
+            )
         self._ledger = ledger
         if self._gone_said:  # it could not be, before
             logger.warning("greenprint: run %s is in a ledger at %s again", self.id[:8], where)

@@ -31,6 +31,7 @@ from ray import tune  # noqa: E402
 from greenprint import _jobs  # noqa: E402
 from greenprint._exceptions import BudgetExceeded, GreenprintError  # noqa: E402
 from greenprint._lifecycle import status_for  # noqa: E402
+from greenprint._run_fallback import vouch  # noqa: E402
 
 #: Its messages keep the logger name they had in one module.
 logger = logging.getLogger("greenprint.integrations.ray")
@@ -119,6 +120,8 @@ class _TrialRun:
             spec.write == "auto" and not _worker_can_write(spec.ledger, spec.driver_host)
         )
         ledger: Any = False if self._driver_writes or spec.ledger is None else spec.ledger
+        # checked on the driver: failing here, mid-search, its trials fall back, never fail
+        vouch(ledger)
         self.run = Run(
             name,
             study=spec.study or experiment,

@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Any
 
 from greenprint._lifecycle import status_for
+from greenprint._run_fallback import vouch
 from greenprint.integrations._sklearn_common import (
     _EVALUATION_TASK,
     _HALVING_TASK,
@@ -77,6 +78,9 @@ class _FoldCallback:
         from greenprint.tracking import Run
 
         task = context.task_name
+        # checked where the search was set up: failing here (a joblib worker), mid-search, its
+        # fits fall back, never fail (greenprint._run_fallback)
+        vouch(self.ledger_url)
         if task == _EVALUATION_TASK:
             row, fold = _position(estimator, context)
             run = Run(
