@@ -735,10 +735,12 @@ def test_cross_entropy_with_label_smoothing_by_hand():
     log-softmax 6NC - N (``x - max - log(sum)``: two subtractions per element, s34; along the
     last dimension the max and the sum start from their first values, s35; it was 6NC + N,
     and 5NC + N before s34); nll: ATen's kernel subtracts each picked value into the sum
-    (``loss -= x[t]``, negation and add in one) N, the mean's division 1 (it counted a negation
+    (``loss -= x[t]``, negation and add in one) N, its cascade's carries after the first target
+    14 and its 8 partial sums added up 8 (s35), the mean's division 1 (it counted a negation
     besides the sum: 2N + 1); smooth = -sum_c logp: NC adds + N negations, its mean N + 1; the two
-    scalings and the add: 3. 7NC + 2N + 5 = 116 (it was 7NC + 4N + 5 = 122, 6NC + 4N + 5 = 107, and
-    6NC + 5N + 5 = 110). Backward: the two scalings (2) and the mean's division (1) on scalars; nll
+    scalings and the add: 3. 7NC + 2N + 27 = 138 (116 before s35 counted the log-softmax's
+    first values and the nll's cascade; it was 7NC + 4N + 5 = 122, 6NC + 4N + 5 = 107, and 6NC
+    + 5N + 5 = 110). Backward: the two scalings (2) and the mean's division (1) on scalars; nll
     ``-(g / N)`` once (2), copied into the picked entries (it counted 2N, the scalar's division and
     negation per target); the smooth term's negation N (its sum's gradient is a broadcast); the two
     gradients of log p added, NC; log-softmax backward 4NC - N (its sum from the first value, s35).
@@ -747,7 +749,7 @@ def test_cross_entropy_with_label_smoothing_by_hand():
     n, c = 3, 5
     x = t(n, c, grad=True)
     r = count(lambda: F.cross_entropy(x, torch.tensor([0, 1, 4]), label_smoothing=0.1).backward())
-    assert r.forward_total == 7 * n * c + 2 * n + 5 == 116
+    assert r.forward_total == 7 * n * c + 2 * n + 5 + 14 + 8 == 138
     assert r.backward_total == 5 * n * c + 5 == 80
 
 

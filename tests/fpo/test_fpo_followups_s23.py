@@ -220,11 +220,14 @@ def test_distance_and_embedding_rules_live_in_their_own_modules():
     ("reduction", "weighted", "expected"),
     [
         # ``loss -= x[t]`` into the cascade sum: the negation and the add in one, 1 per target,
-        # and the mean's division (it was 2 per target + 1: a negation besides the sum)
-        ("mean", False, 4 + 1),
-        ("sum", False, 4),
-        # ``loss -= x[t] * w[t]`` and ``total += w[t]``: 3 per target (unchanged)
-        ("sum", True, 12),
+        # the cascade's carries after the first target (7 levels, 2 adds each: 14), its 8
+        # partial sums added up (8; s35 counted these two, test_fpo_nll_s35), and the mean's
+        # division (it was 2 per target + 1: a negation besides the sum)
+        ("mean", False, 4 + 14 + 8 + 1),
+        ("sum", False, 4 + 14 + 8),
+        # ``loss -= x[t] * w[t]`` and ``total += w[t]``: 3 per target, the carries, the loss's
+        # and the weights' partial sums added up (16)
+        ("sum", True, 12 + 14 + 16),
         # ``out[i] = -x[t] * w`` with ``w`` 1 without weights: 2 per target (it was 1)
         ("none", False, 8),
     ],

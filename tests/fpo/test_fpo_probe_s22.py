@@ -420,14 +420,16 @@ def test_kl_divergence_both_target_forms_counted_as_torch_decomposes_them():
 
 def test_weighted_nll_loss_counted_from_its_kernel():
     """``F.nll_loss`` with class weights on (4, 5), mean: ATen's ``nll_loss_out_frame`` per
-    sample adds the weight to the total weight (1) and subtracts ``x[t] * w[t]`` (2): 12, then
-    divides by the total weight: 13. The backward's kernel computes ``-(g / total)`` once
-    (divide, negate: 2) and per sample multiplies it by ``w[t]`` (1): 6 (it was 12, the
+    sample adds the weight to the total weight (1) and subtracts ``x[t] * w[t]`` (2): 12; after
+    the first sample its cascade sum carries each of its 7 levels up, for the loss and the
+    weights (14), and adds up the two sets of 8 partial sums (16; s35 counted these: 13 until
+    then); then divides by the total weight: 43. The backward's kernel computes ``-(g / total)``
+    once (divide, negate: 2) and per sample multiplies it by ``w[t]`` (1): 6 (it was 12, the
     division and negation counted per sample)."""
     x = torch.randn(4, 5, requires_grad=True)
     target, weight = torch.tensor([0, 1, 2, 3]), torch.rand(5)
     result = gp.count_fpo(lambda a: F.nll_loss(a, target, weight=weight), x)
-    assert (result.forward_total, result.backward_total) == (13, 6)
+    assert (result.forward_total, result.backward_total) == (12 + 14 + 16 + 1, 6)
 
 
 def test_cross_entropy_skips_the_targets_equal_to_ignore_index():
@@ -436,32 +438,34 @@ def test_cross_entropy_skips_the_targets_equal_to_ignore_index():
     max and the sum from their first values; ``6 * 42 + 6`` = 258 before s35, and 216 before
     s34 counted ``x - max - log(sum)``'s two subtractions); ATen's ``nll_loss_forward`` skips
     the ignored targets, so the 4 others cost 1 each (``loss -= x[t]``: the picked log-probability
-    subtracted into the sum, negation and add in one) + the mean's division: 5 (9 when a
-    negation was counted besides the sum; 13 when the 6 targets were). Backward: log-softmax 4
-    per element less 1 per row, 162 (168 before s35), and ``-(g / total)`` computed once (2)
-    and copied into the 4 kept targets' entries: 2 (it counted 2 per kept target, 8, and 12 before
-    the ignored ones were skipped). On meta the labels have no values: every target counts (7 and
-    2), an upper bound. A segmentation loss (``nll_loss2d``, the same kernels) of (2, 3, 2, 2) with
-    3 of its 8 pixels labelled 255 and ``ignore_index=255``: 5 kept pixels, 5 + 1 = 6 (was 11),
-    backward 2 (was 10)."""
+    subtracted into the sum, negation and add in one), the cascade's carries after the first
+    (kept) target 14 and its 8 partial sums added up 8 (s35), + the mean's division: 27 (5
+    before s35; 9 when a negation was counted besides the sum; 13 when the 6 targets were).
+    Backward: log-softmax 4 per element less 1 per row, 162 (168 before s35), and ``-(g / total)``
+    computed once (2) and copied into the 4 kept targets' entries: 2 (it counted 2 per kept target,
+    8, and 12 before the ignored ones were skipped). On meta the labels have no values: every target
+    counts (29 and 2), an upper bound. A segmentation loss (``nll_loss2d``, the same kernels) of (2,
+    3, 2, 2) with 3 of its 8 pixels labelled 255 and ``ignore_index=255``: 5 kept pixels, the first
+    one's carries and the final sum, 5 + 14 + 8 + 1 = 28 (6 before s35, 11 before s22), backward 2
+    (was 10)."""
     logits = torch.randn(6, 7, requires_grad=True)
     labels = torch.tensor([3, 1, -100, 6, -100, 0])
     cpu = gp.count_fpo(lambda a: F.cross_entropy(a, labels), logits)
     assert cpu.unknown_ops == {}
-    assert _op(cpu, "aten.nll_loss_forward", "forward") == 5
+    assert _op(cpu, "aten.nll_loss_forward", "forward") == 4 + 14 + 8 + 1
     assert _op(cpu, "aten.nll_loss_backward", "backward") == 2
-    assert (cpu.forward_total, cpu.backward_total) == (246 + 5, 162 + 2)
+    assert (cpu.forward_total, cpu.backward_total) == (246 + 27, 162 + 2)
     meta = gp.count_fpo(
         lambda a: F.cross_entropy(a, labels.to("meta")),
         torch.randn(6, 7, device="meta", requires_grad=True),
     )
-    assert _op(meta, "aten.nll_loss_forward", "forward") == 7
+    assert _op(meta, "aten.nll_loss_forward", "forward") == 6 + 14 + 8 + 1
     assert _op(meta, "aten.nll_loss_backward", "backward") == 2
     pixels = torch.tensor([[[0, 255], [2, 1]], [[255, 255], [1, 0]]])
     seg = gp.count_fpo(
         lambda a: F.nll_loss(a, pixels, ignore_index=255), torch.randn(2, 3, 2, 2).requires_grad_()
     )
-    assert _op(seg, "aten.nll_loss2d_forward", "forward") == 6
+    assert _op(seg, "aten.nll_loss2d_forward", "forward") == 5 + 14 + 8 + 1
     assert _op(seg, "aten.nll_loss2d_backward", "backward") == 2
 
 

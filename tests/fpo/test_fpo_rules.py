@@ -255,8 +255,10 @@ def test_losses():
     target = torch.tensor([0, 1, 2, 3])
     # log-softmax 6N - rows along the last dimension (s35; 6N + rows in s34, 5N before), then
     # nll as ATen's kernel: ``loss -= x[t]`` (1 per target, the negation and the sum's add in
-    # one) + the mean's division: 4 + 1 (it was 4 + 5, a negation counted besides the sum)
-    assert count(lambda: F.cross_entropy(x, target)).total == 6 * 20 - 4 + 4 + 1
+    # one), its cascade's carries after the first target (14) and 8 partial sums added up (8,
+    # s35) + the mean's division: 4 + 14 + 8 + 1 (it was 4 + 1, and 4 + 5 with a negation
+    # counted besides the sum)
+    assert count(lambda: F.cross_entropy(x, target)).total == 6 * 20 - 4 + 4 + 14 + 8 + 1
 
 
 def test_pooling():

@@ -57,7 +57,8 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   dropout (2 per score; 1 on CPU, whose dropout makes the rescaled
   mask in the forward). The fused GPU backward overloads also recompute the probabilities
   (2 per score) and, as in FlopCounterMode, the score product.
-* Losses: mse 2 per element (+ the reduction); nll 1 per target (+1 with class weights);
+* Losses: mse 2 per element (+ the reduction); nll 1 per target (3 with class weights) + its
+  cascade sum's carries and final adds;
   cross-entropy is log-softmax + nll; binary cross-entropy 9 per element.
 * Pooling: max pooling one compare per window element per output; average pooling one add per
   window element + one division per output; adaptive pooling uses the exact windows.

@@ -21,6 +21,23 @@ def _reduce(n: int, reduction: int) -> int:
     return 0 if reduction == 0 else n + (1 if reduction == 1 else 0)
 
 
+_CASCADE_LEVELS = 8  # ATen's ``cascade_sum_num_levels``
+_LEVEL_STEP = 16  # ``1 << level_power``, ``level_power = max(4, ceil(log2 n) / 8)``: 4 below 2**40
+
+
+def cascade_carries(n: int) -> int:
+    """The carries of ATen's NLL cascade sum over ``n`` targets, every one kept.
+
+    ``nll_loss_out_frame`` and ``nll_loss2d_forward_out_frame`` sum the picked values into
+    ``loss_partial_sums[0]`` and, after the target at flat position ``i``, carry level ``j``
+    into level ``j + 1`` (``partial[j + 1] += partial[j]`` for the loss and the weights'
+    sums alike, 2 adds) while the ``j``-th group of 4 bits of ``i`` is 0, for ``j`` up to 6:
+    ``i = 0`` carries 7 times, every 16th position once more per power of 16 it is a multiple
+    of. So ``sum over k = 1..7 of ceil(n / 16**k)`` carries.
+    """
+    return sum(-(-n // _LEVEL_STEP**k) for k in range(1, _CASCADE_LEVELS)) if n > 0 else 0
+
+
 def _counted_targets(
     self: Any,
     target: Any,
@@ -30,8 +47,16 @@ def _counted_targets(
     *args: Any,
     **kwargs: Any,
 ) -> dict[str, int]:
-    """How many targets ATen's NLL kernels compute (not ``ignore_index``): ``{"kept": n}``."""
-    return {"kept": int((target != ignore_index).sum())}
+    """What ATen's NLL kernels compute: ``{"kept": n, "carries": c}``.
+
+    ``kept``: the targets not equal to ``ignore_index``; ``carries``: the cascade sum's carries
+    between its levels that the kept targets trigger (see :func:`cascade_carries`), read from
+    their positions in the flattened target.
+    """
+    kept = (target != ignore_index).reshape(-1)
+    positions = kept.nonzero().reshape(-1)
+    carries = sum(int((positions % (_LEVEL_STEP**k) == 0).sum()) for k in range(1, _CASCADE_LEVELS))
+    return {"kept": int(kept.sum()), "carries": carries}
 
 
 def _counted_targets_backward(
@@ -55,26 +80,33 @@ def nll_loss_rule(
     reduction: int = 1,
     *args: Any,
     kept: int | None = None,
+    carries: int | None = None,
     **kwargs: Any,
 ) -> int:
     """ATen's ``nll_loss_out_frame`` / ``nll_loss2d_forward_out_frame``, per target.
 
-    Summed or averaged: the kernel subtracts each picked log-probability from its cascade sum
-    (``loss_partial_sums[0] -= data``: the negation and the add are one op), 1 per target;
-    with class weights ``-= data * w`` and ``weight_partial_sums[0] += w``, 3; the mean divides
-    once (1). (It was 2 per target unweighted, a negation counted besides the sum; the carries
-    between the cascade's levels, about 1 add per 8 targets, are the reduction's and not
-    counted, as elsewhere: a reduction of n values costs n.) ``reduction="none"`` on a batch
+    Summed or averaged (and a 1-D input whatever the reduction): the kernel subtracts each
+    picked log-probability from its cascade sum (``loss_partial_sums[0] -= data``: the
+    negation and the add are one op), 1 per target; with class weights ``-= data * w`` and
+    ``weight_partial_sums[0] += w``, 3; the cascade's carries between its 8 levels, 2 adds each
+    (:func:`cascade_carries`: 14 after the first target, 2 more after every 16th, ...); then
+    its 8 partial sums added into 0 (8; with weights the weights' 8 too, 16); the mean divides
+    once (1). (Before s35 the carries and the final sums were not counted; it was 2 per target
+    unweighted before s34, a negation counted besides the sum.) ``reduction="none"`` on a batch
     (2-D or 4-D input): ``-input * w`` per target, ``w`` 1 without weights (a multiply all the
     same), 2 (it was 1 unweighted). Targets equal to ``ignore_index`` (-100 by default:
     padding tokens in language-model labels) are skipped by the kernels
-    (``if (cur_target == ignore_index) continue``) and cost nothing; how many are read from
-    the target's values (on meta, which has none, every target counts: an upper bound).
+    (``if (cur_target == ignore_index) continue``, before the carries) and cost nothing; how
+    many, and which carries the others trigger, are read from the target's values (on meta,
+    which has none, every target counts: an upper bound).
     """
     t = numel(target) if kept is None else kept
     if reduction == 0 and len(self) >= 2:
         return 2 * t
-    return t * (3 if weight is not None else 1) + (1 if reduction == 1 else 0)
+    weighted = weight is not None
+    carried = cascade_carries(numel(target)) if carries is None else carries
+    final = _CASCADE_LEVELS * (2 if weighted else 1)
+    return t * (3 if weighted else 1) + 2 * carried + final + (1 if reduction == 1 else 0)
 
 
 @register_rule(
