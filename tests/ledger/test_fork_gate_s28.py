@@ -93,7 +93,7 @@ import greenprint as gp
 from greenprint.ledger import _sqlite_forks
 
 db = sys.argv[1]
-_sqlite_forks.FORK_WAIT_S = 0.3  # the bound under test, small here (5 s by default)
+_sqlite_forks.FORK_WAIT_S = 0.3  # the bound under test, small here (120 s by default)
 led = gp.Ledger(db)
 inside = threading.Event()
 

@@ -64,6 +64,7 @@ from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
 from greenprint.ledger._sql import SQLStore
+from greenprint.ledger._sqlite_forks import FORK_GATE
 from greenprint.ledger._target import Target, resolve_target
 
 __all__ = [
@@ -263,25 +264,31 @@ def _snapshot(path: Path) -> Iterator[Target]:
         raise LedgerPathError(f"no ledger at {path}")
     with tempfile.TemporaryDirectory(prefix="greenprint-merge-") as tmp:
         copy = Path(tmp) / "snapshot.db"
-        try:
-            src = _reader(path)
-        except sqlite3.Error as e:
-            raise LedgerPathError(f"cannot read ledger {path}: {e}") from e
-        try:
-            dst = sqlite3.connect(copy)
-            try:
-                src.backup(dst)
-            finally:
-                dst.close()
-        except sqlite3.DatabaseError as e:
-            if "not a database" in str(e):
-                raise NotALedgerError(
-                    f"{path} is not a greenprint ledger (not a SQLite database); left untouched"
-                ) from e
-            raise LedgerPathError(f"cannot read ledger {path}: {e}") from e
-        finally:
-            src.close()
+        with FORK_GATE:  # a fork waits for the copy (_sqlite_forks.ForkGate)
+            _copy(path, copy)
         yield resolve_target(copy)
+
+
+def _copy(path: Path, copy: Path) -> None:
+    """Copy the SQLite ledger at ``path`` to ``copy`` with SQLite's backup."""
+    try:
+        src = _reader(path)
+    except sqlite3.Error as e:
+        raise LedgerPathError(f"cannot read ledger {path}: {e}") from e
+    try:
+        dst = sqlite3.connect(copy)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    except sqlite3.DatabaseError as e:
+        if "not a database" in str(e):
+            raise NotALedgerError(
+                f"{path} is not a greenprint ledger (not a SQLite database); left untouched"
+            ) from e
+        raise LedgerPathError(f"cannot read ledger {path}: {e}") from e
+    finally:
+        src.close()
 
 
 def _reader(path: Path) -> sqlite3.Connection:

@@ -53,6 +53,7 @@ from greenprint.ledger._schema import metric_marks as marks_t
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
 from greenprint.ledger._schema import samples as samples_t
+from greenprint.ledger._sqlite_forks import FORK_GATE
 from greenprint.ledger._study_cost import StudyCost
 from greenprint.ledger._study_cost_sql import sqlalchemy_samples, sqlalchemy_study_cost
 from greenprint.ledger._target import Target
@@ -142,12 +143,15 @@ class SQLStore:
         unlocked: contextlib.nullcontext[None] = contextlib.nullcontext()
         self._write_lock = lock if target.backend == "sqlite" else unlocked
         self._read_lock = lock if target.memory else unlocked
+        # SQLite: a fork waits for every call of this store to end (_sqlite_forks.ForkGate)
+        self._gate: Any = FORK_GATE if target.backend == "sqlite" else unlocked
         self._pid = os.getpid()
         _STORES.add(self)  # a forked child makes its lock anew (_after_fork)
         try:
             self.schema_version = self._open(create=create)
         except BaseException:
-            self._engine.dispose()
+            with self._gate:
+                self._engine.dispose()
             raise
 
     # ------------------------------------------------------------------ transactions
@@ -174,7 +178,7 @@ class SQLStore:
         held: Any = write_section() if write or self.target.memory else contextlib.nullcontext()
         while True:
             try:
-                with held, lock, engine.begin() as conn:
+                with held, lock, self._gate, engine.begin() as conn:
                     return fn(conn)
             except sa.exc.DBAPIError as e:
                 if _is_transient(e) and time.monotonic() < deadline:
@@ -260,7 +264,8 @@ class SQLStore:
         deadline = time.monotonic() + RETRY_DEADLINE_S
         while True:
             try:
-                pragma()
+                with self._gate:
+                    pragma()
                 return
             except sqlite3.Error as e:
                 if "locked" in str(e).lower() and time.monotonic() < deadline:
@@ -300,7 +305,8 @@ class SQLStore:
 
     def close(self) -> None:
         """Release every pooled connection."""
-        self._engine.dispose()
+        with self._gate:
+            self._engine.dispose()
 
     # ------------------------------------------------------------------ writes
     def insert_run(self, values: Mapping[str, Any], points: Sequence[MetricPoint]) -> bool:

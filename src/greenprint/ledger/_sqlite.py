@@ -56,7 +56,10 @@ from greenprint.ledger._rows import (
 from greenprint.ledger._sqlite_forks import (
     FORK_GATE,
     INHERITED,
+    ORPHANS,
     close_inherited,
+    close_orphans,
+    orphan,
     set_aside,
     watch_store,
 )
@@ -134,7 +137,7 @@ class SQLiteStore:
         check_sqlite_library(target.display)
         self.target = target
         self._database = ":memory:" if target.path is None else str(target.path)
-        self._idle: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []  # changed in place (see _close_collected)
         self._closed = False  # close() was called: a connection returned then is closed
         # re-entrant: a signal handler on the thread inside _acquire/_release (SIGTERM ending
         # its runs writes their records) takes it again instead of waiting on itself for good
@@ -144,7 +147,14 @@ class SQLiteStore:
         self._write_lock = threading.RLock()
         self._told_locked = False  # that the ledger is locked by another process (said once)
         self._memory: sqlite3.Connection | None = None
+        self._memory_held: list[sqlite3.Connection] = []  # the same, for _close_collected
         self._pid = os.getpid()
+        # a store nobody closed: its connections closed inside the fork gate when collected
+        # (dropped there, they would close on whatever thread, while another may fork); not
+        # at exit, where they close as the interpreter ends, as before
+        weakref.finalize(
+            self, _close_collected, self._database, self._idle, self._memory_held
+        ).atexit = False
         watch_store(self)  # a forked child makes its locks anew (_sqlite_forks)
         # the file this store holds open: no handle of this process on it is closed meanwhile
         # (closing one would release this store's locks: see _handles)
@@ -164,11 +174,12 @@ class SQLiteStore:
     def _connect(self, wait_ms: int = _BUSY_TIMEOUT_MS) -> sqlite3.Connection:
         """A new connection whose busy timeout is ``wait_ms`` (its pragmas may wait on a lock).
 
-        In a forked child, the connections it inherited are closed first
+        Called inside :data:`~greenprint.ledger._sqlite_forks.FORK_GATE`, as every SQLite call
+        here. In a forked child, the connections to this file it inherited are closed first
         (:func:`~greenprint.ledger._sqlite_forks.close_inherited`).
         """
         if INHERITED:
-            close_inherited()
+            close_inherited(self._database)
         conn = sqlite3.connect(
             self._database,
             timeout=wait_ms / 1000,
@@ -189,6 +200,7 @@ class SQLiteStore:
         if self.target.memory:
             if self._memory is None:
                 self._memory = self._connect()
+                self._memory_held.append(self._memory)
             return self._memory
         with self._pool_lock:
             try:
@@ -206,25 +218,26 @@ class SQLiteStore:
                 return
         conn.close()
 
-    def after_fork_in_child(self) -> list[sqlite3.Connection]:
+    def after_fork_in_child(self) -> tuple[str, list[sqlite3.Connection]]:
         """In a forked child: the store's locks anew; its parent's pooled connections, taken out.
 
         A thread of the parent inside a transaction at the fork is not in the child, but its
         hold on the write lock is. The connections returned are closed before the child opens
-        its first own (:mod:`~greenprint.ledger._sqlite_forks`); an in-memory ledger's one
-        connection is not pooled.
+        its first own to this file (:mod:`~greenprint.ledger._sqlite_forks`); an in-memory
+        ledger's one connection is not pooled.
         """
         self._pool_lock = threading.RLock()
         self._write_lock = threading.RLock()
-        idle, self._idle = self._idle, []
-        return idle
+        idle = list(self._idle)
+        self._idle.clear()
+        return self._database, idle
 
     def _check_fork(self) -> None:
         if os.getpid() != self._pid:  # a forked child must not share the parent's connections
             with self._pool_lock:
                 # the parent's, taken at the fork: closed before the child's first
-                set_aside(self._idle)
-                self._idle = []
+                set_aside(self._database, list(self._idle))
+                self._idle.clear()
             self._pid = os.getpid()
 
     # ------------------------------------------------------------------ transactions
@@ -289,9 +302,11 @@ class SQLiteStore:
         return int(BUSY_TIMEOUT_S * 1000)
 
     def _once(self, fn: Callable[[sqlite3.Connection], T], *, write: bool, started: float) -> T:
-        # a fork waits for the transaction to end (SQLite's lock state, copied mid-transaction,
-        # would hold the child's every connection to the file busy): see _sqlite_forks.ForkGate
+        # a fork waits for the transaction to end (a mutex of SQLite's, or its lock state,
+        # copied mid-transaction, would hang the child's SQLite calls): _sqlite_forks.ForkGate
         with FORK_GATE:
+            if ORPHANS:  # connections of stores collected unclosed
+                close_orphans()
             return self._once_inside(fn, write=write, started=started)
 
     def _once_inside(
@@ -416,25 +431,28 @@ class SQLiteStore:
         started = time.monotonic()
         deadline = started + RETRY_DEADLINE_S
         while True:
-            wait_ms = self._busy_wait_ms(started)
-            conn = self._acquire(wait_ms)
             try:
-                if wait_ms != _BUSY_TIMEOUT_MS:
-                    conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
-                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                self._usual_wait(conn, wait_ms)
-                self._release(conn)
+                with FORK_GATE:  # a fork waits for it, as for a transaction
+                    self._set_wal_once(self._busy_wait_ms(started))
                 return
             except sqlite3.Error as e:
-                self._usual_wait(conn, wait_ms)
-                self._release(conn)
                 if "locked" in str(e).lower() and time.monotonic() < deadline:
                     self._tell_locked(started, deadline)
                     time.sleep(_jitter(0.005, 0.05))
                     continue
                 raise LedgerError(f"cannot open ledger {self.target.display}: {e}") from e
+
+    def _set_wal_once(self, wait_ms: int) -> None:
+        conn = self._acquire(wait_ms)
+        try:
+            if wait_ms != _BUSY_TIMEOUT_MS:
+                conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            self._usual_wait(conn, wait_ms)
+            self._release(conn)
 
     def _create_if_empty(self, conn: sqlite3.Connection) -> tuple[set[str], int | None]:
         """Create the schema unless someone did meanwhile; the layout now (as ``_inspect``)."""
@@ -454,12 +472,15 @@ class SQLiteStore:
         """Close every pooled connection (a connection in use closes when it is returned)."""
         with self._pool_lock:
             self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-        if self._memory is not None:
-            self._memory.close()
-            self._memory = None
+            idle = list(self._idle)
+            self._idle.clear()
+        with FORK_GATE:  # a fork waits for the closes (each takes SQLite's mutexes)
+            for conn in idle:
+                conn.close()
+            if self._memory is not None:
+                self._memory.close()
+                self._memory = None
+                self._memory_held.clear()
         self._release_file()  # once: close() may be called again
 
     # ------------------------------------------------------------------ writes
@@ -684,6 +705,29 @@ class SQLiteStore:
             return sqlite_samples(conn, run_id)
 
         return self.transaction(do, write=False)
+
+
+def _close_collected(
+    database: str, idle: list[sqlite3.Connection], memory: list[sqlite3.Connection]
+) -> None:
+    """The connections of a store collected unclosed, closed inside the fork gate.
+
+    A finalizer, run by the garbage collector on any thread: while a fork waits at the gate
+    (which this must not wait for: it may run inside a lock a fork handler takes), they are
+    left to the next SQLite call (:func:`~greenprint.ledger._sqlite_forks.orphan`).
+    """
+    if not idle and not memory:
+        return
+    if not FORK_GATE.enter_now():
+        orphan(database, idle)
+        orphan(database, memory)
+        return
+    try:
+        for held in (idle, memory):
+            while held:
+                held.pop().close()
+    finally:
+        FORK_GATE.__exit__()
 
 
 def _marks_worth_reading(conn: sqlite3.Connection) -> bool:

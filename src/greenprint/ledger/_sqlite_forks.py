@@ -1,11 +1,14 @@
-"""SQLite ledgers across ``fork``: forks wait for transactions; children close what they inherit.
+"""SQLite ledgers across ``fork``: no greenprint thread is inside SQLite when the process forks.
 
-A process that forks (a ``multiprocessing`` pool, a DataLoader's workers) while a thread is
-inside a SQLite transaction hands its child a lock state that no thread of the child will ever
-let go; a child that opens the ledger through connections copied from its parent shares a lock
-record that the kernel gave the parent only. :class:`ForkGate` makes a fork wait for the
-transactions of this process (at most :data:`FORK_WAIT_S`), and :func:`after_fork` sets the
-parent's pooled connections of every store aside in the child, to be closed
+SQLite keeps process-wide state (its memory and file-list mutexes, each open file's lock
+record) that ``fork`` copies as it stands: a child forked while another thread of its parent
+was inside SQLite (a run's sampler flushing, a ledger opened or closed on another thread, as a
+``multiprocessing`` pool or a DataLoader forks its workers) may get a mutex held by a thread
+it does not have, and its first SQLite call waits on it for good. Python's ``sqlite3`` does
+nothing about fork. So every SQLite call of greenprint's (each transaction, and opening,
+setting up, closing and pooling connections) passes :data:`FORK_GATE`, which ``os.fork`` (its
+``before`` handler) closes, waiting for the calls inside to end; :func:`after_fork` then sets
+the parent's pooled connections of every store aside in the child, to be closed
 (:func:`close_inherited`) before the child opens its first connection of its own.
 """
 
@@ -28,6 +31,8 @@ __all__ = [
     "ForkGate",
     "ForkedStore",
     "close_inherited",
+    "close_orphans",
+    "orphan",
     "set_aside",
     "watch_store",
 ]
@@ -38,8 +43,8 @@ logger = logging.getLogger("greenprint.ledger._sqlite")
 class ForkedStore(Protocol):
     """A store whose locks a forked child makes anew (:class:`~._sqlite.SQLiteStore`)."""
 
-    def after_fork_in_child(self) -> list[sqlite3.Connection]:
-        """Make its locks anew; return the parent's pooled connections, taken out of its pool."""
+    def after_fork_in_child(self) -> tuple[str, list[sqlite3.Connection]]:
+        """Make its locks anew; its database, and the parent's pooled connections taken out."""
         ...  # pragma: no cover
 
 
@@ -52,40 +57,54 @@ def watch_store(store: ForkedStore) -> None:
     _STORES.add(store)
 
 
-#: How long a fork waits at most for this process's SQLite transactions to end, s. A flush is
-#: milliseconds; a merge or a report's read of a large study may take longer, and the fork then
-#: goes ahead (its child may find that ledger busy, as before the gate).
-FORK_WAIT_S = 5.0
+#: How long a fork waits at most for this process's SQLite calls to end, s. A flush is
+#: milliseconds, the read of a 100,000-run report about 1.3 s; a call that waits on a ledger
+#: another process has locked waits at most ``BUSY_TIMEOUT_S`` (30 s) before it leaves the gate
+#: to retry. Past this bound the fork goes ahead with a warning (its child may then wait for
+#: good if it uses SQLite): a bound, so that a lock this file does not know of never hangs the
+#: parent instead.
+FORK_WAIT_S = 120.0
 
 
 class ForkGate:
-    """Forks wait for this process's SQLite transactions to end (at most :data:`FORK_WAIT_S`).
+    """Forks wait for this process's SQLite calls to end (at most :data:`FORK_WAIT_S`).
 
-    SQLite keeps each open file's lock state in the process (which connection holds which
-    lock), and ``fork`` copies it: forked while another thread was in a transaction (a run's
-    sampler flushing, as a ``multiprocessing`` pool or a DataLoader forks its workers), the
-    child sees that file locked by a connection it will never see let go, and every one of its
-    own connections to it waits busy (120 s of retries, then ``LedgerError``: the child's runs
-    saved apart, not in the ledger). So each transaction passes this gate; ``os.fork`` (its
-    ``before`` handler) closes it to new transactions and waits for those inside to end, then
-    forks; it opens again in the parent, and the child starts with none inside.
+    Every SQLite call of greenprint's passes the gate (``with FORK_GATE:``): a transaction,
+    and opening, setting up, closing or pooling a connection. ``os.fork`` (its ``before``
+    handler) closes it to new calls and waits for those inside to end, then forks; it opens
+    again in the parent, and the child starts with none inside. Without it, a child forked
+    while a thread was inside SQLite waited for good on a mutex that thread held (4 of 200
+    forks beside two threads opening and closing ledgers), or saw the ledger locked by a
+    transaction it would never see end (6 of 30 workers beside a thread writing).
 
-    A transaction of the forking thread itself (a fork from a signal handler or a function run
-    inside one) is never waited for, and that thread's transactions pass while it forks.
-    Subprocesses (``subprocess``, ``posix_spawn``) run no fork handlers and are never delayed.
+    A thread already inside passes again (re-entrant), and the forking thread's own calls pass
+    while it forks (a fork from a signal handler, or from a function run inside a transaction
+    of its own, is never waited for: it would wait on itself). The gate's own lock is
+    re-entrant too: a finalizer run by the garbage collector inside it on the same thread
+    passes. Subprocesses (``subprocess``, ``posix_spawn``) run no fork handlers and are never
+    delayed.
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._inside: dict[int, int] = {}  # thread id -> its transactions inside the gate
+        self._cond = threading.Condition(threading.RLock())
+        self._inside: dict[int, int] = {}  # thread id -> its calls inside the gate
         self._forking: set[int] = set()  # the forking threads' ids, while they fork
 
     def __enter__(self) -> None:
         me = threading.get_ident()
         with self._cond:
-            while self._forking - {me} and me not in self._inside:
+            while self._forking and me not in self._inside and self._forking != {me}:
                 self._cond.wait()
             self._inside[me] = self._inside.get(me, 0) + 1
+
+    def enter_now(self) -> bool:
+        """Enter as ``__enter__`` does, unless that would wait (a fork in progress): ``False``."""
+        me = threading.get_ident()
+        with self._cond:
+            if self._forking and me not in self._inside and self._forking != {me}:
+                return False
+            self._inside[me] = self._inside.get(me, 0) + 1
+            return True
 
     def __exit__(self, *_: object) -> None:
         me = threading.get_ident()
@@ -95,10 +114,11 @@ class ForkGate:
                 self._inside[me] = left
             else:
                 self._inside.pop(me, None)
-            self._cond.notify_all()
+                if self._forking:  # a fork waits for the last one out
+                    self._cond.notify_all()
 
     def before_fork(self) -> None:
-        """Close the gate and wait for the other threads' transactions, at most FORK_WAIT_S."""
+        """Close the gate and wait for the other threads' calls, at most FORK_WAIT_S."""
         me = threading.get_ident()
         deadline = time.monotonic() + FORK_WAIT_S
         with self._cond:
@@ -106,7 +126,11 @@ class ForkGate:
             while any(tid != me for tid in self._inside):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    logger.debug("greenprint: forking while a ledger transaction is in progress")
+                    logger.warning(
+                        "greenprint: forking while another thread has been inside SQLite for "
+                        "%.0f s; the child may wait for good if it uses SQLite",
+                        FORK_WAIT_S,
+                    )
                     break
                 self._cond.wait(left)
 
@@ -118,7 +142,7 @@ class ForkGate:
 
     def after_fork_in_child(self) -> None:
         """The child's gate: open, nothing inside (the parent's threads are not here)."""
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(threading.RLock())
         self._inside = {}
         self._forking = set()
 
@@ -126,22 +150,23 @@ class ForkGate:
 FORK_GATE = ForkGate()
 
 
-#: The connections a forked child inherited from its parent's pools, until its first own one.
-INHERITED: list[sqlite3.Connection] = []
+#: The connections a forked child inherited from its parent's pools, by database, each file's
+#: until the child's first own connection to it.
+INHERITED: dict[str, list[sqlite3.Connection]] = {}
 _INHERITED_LOCK = threading.Lock()
 renew_after_fork(globals(), "_INHERITED_LOCK")
 
 
-def close_inherited() -> None:
-    """Close the connections this forked child inherited (before it opens one of its own).
+def close_inherited(database: str) -> None:
+    """Close the connections to ``database`` this forked child inherited (before its own).
 
-    See :func:`_after_fork`. Closing one in the child releases none of the parent's locks
-    (POSIX locks belong to a process); like any close, it checkpoints and deletes the WAL only
-    when no other connection holds its shared lock on the file (the parent's do while it lives).
+    Called inside :data:`FORK_GATE` (by ``SQLiteStore._connect``). See :func:`_after_fork`.
+    Closing one in the child releases none of the parent's locks (POSIX locks belong to a
+    process); like any close, it checkpoints and deletes the WAL only when no other connection
+    holds its shared lock on the file (the parent's do while it keeps the file open).
     """
     with _INHERITED_LOCK:
-        inherited = list(INHERITED)
-        INHERITED.clear()
+        inherited = INHERITED.pop(database, [])
     for conn in inherited:
         try:
             conn.close()
@@ -149,10 +174,40 @@ def close_inherited() -> None:
             logger.debug("greenprint: closing a connection inherited at a fork: %s", e)
 
 
-def set_aside(connections: list[sqlite3.Connection]) -> None:
-    """Set aside the parent's connections a store of a forked child held: closed before its own."""
-    with _INHERITED_LOCK:
-        INHERITED.extend(connections)
+def set_aside(database: str, connections: list[sqlite3.Connection]) -> None:
+    """Set aside a child's inherited connections to ``database``: closed before its own."""
+    if connections:
+        with _INHERITED_LOCK:
+            INHERITED.setdefault(database, []).extend(connections)
+
+
+#: The connections of stores collected unclosed (with their database), until the next SQLite
+#: call closes them.
+ORPHANS: list[tuple[str, sqlite3.Connection]] = []
+
+
+def orphan(database: str, connections: list[sqlite3.Connection]) -> None:
+    """A store of ``database`` collected unclosed: its ``connections`` closed at the next call.
+
+    A finalizer (``weakref.finalize``), run by the garbage collector on whatever thread, at
+    any point: it makes no SQLite call (a connection dropped there would close outside
+    :data:`FORK_GATE`) and never waits (it may run inside a lock a fork handler takes).
+    """
+    ORPHANS.extend((database, conn) for conn in connections)
+    connections.clear()
+
+
+def close_orphans() -> None:
+    """Close the connections of stores collected unclosed (called inside :data:`FORK_GATE`)."""
+    while ORPHANS:
+        try:
+            _, conn = ORPHANS.pop()
+        except IndexError:  # another thread took the last one
+            return
+        try:
+            conn.close()
+        except sqlite3.Error as e:  # pragma: no cover - a close that fails leaves it to exit
+            logger.debug("greenprint: closing a connection of a collected ledger: %s", e)
 
 
 def _after_fork() -> None:
@@ -173,17 +228,25 @@ def _after_fork() -> None:
     under the child's mapping: the child died of SIGBUS in its next write, its runs read
     ``lost``), and one closing it took itself for the last (it checkpointed and deleted the
     WAL: what the child wrote after that went to a deleted file, its runs' ends never in the
-    ledger). So the parent's pooled connections are taken out of the pools here and closed
-    before the child opens its first own connection (:meth:`~._sqlite.SQLiteStore._connect`): the
-    record then goes with them, and the child's connections take their locks themselves.
-    Not here: a child that never opens the ledger leaves them alone (closing takes SQLite's
-    process-wide mutexes, which a thread of the parent's, using SQLite outside greenprint, may
-    have held at the fork: only a child that uses SQLite itself could wait on them). A
-    connection in use at the fork (the gate stopped waiting for it) is in no pool: it stays.
+    ledger). So the parent's pooled connections are taken out of the pools here and, file by
+    file, closed before the child opens its first own connection to that file
+    (:meth:`~._sqlite.SQLiteStore._connect`): the record then goes with them, and the child's
+    connections take their locks themselves. Not here, and not those of files the child does
+    not open: they stay open, unused, for the child's life. Closing the last connection of
+    the child's copied record to a file the parent had closed since the fork checkpointed and
+    deleted its WAL and WAL index while the parent opened the file again (a thread of it
+    tracking runs into a dozen ledgers, which greenprint opens and closes as runs need them):
+    the parent's next connection failed with "disk I/O error" (2 of 7 scripts of 300 forks).
+    A connection in use at the fork (the gate stopped waiting for it) is in no pool: it stays.
+    The connections of the parent's stores collected unclosed (:data:`ORPHANS`) go with them.
     """
     FORK_GATE.after_fork_in_child()
     for store in list(_STORES):
-        INHERITED.extend(store.after_fork_in_child())
+        database, idle = store.after_fork_in_child()
+        INHERITED.setdefault(database, []).extend(idle)
+    for database, conn in ORPHANS:
+        INHERITED.setdefault(database, []).append(conn)
+    ORPHANS.clear()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
