@@ -8,6 +8,7 @@ import click
 
 from greenprint._format import format_emissions
 from greenprint._provenance import FPO_ASSUMPTIONS_KEY, is_fpo_lower_bound
+from greenprint._pruned import pruned_at
 from greenprint._records import RunRecord
 from greenprint.cli._cells import (
     duration_text,
@@ -64,6 +65,7 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
         "status",
         record.status
         + (f" ({record.error})" if record.error else "")
+        + (f" ({pruned})" if (pruned := _pruned_text(record)) else "")
         + (f" ({job_read})" if job_read else ""),
     )
     put("role", record.role or "- (none given: a report infers it; ledger set-role gives it)")
@@ -156,6 +158,33 @@ def put_meters(put: Any, meters: list[Any]) -> None:
         put(f"meter {meter.get('name', '?')}", state + reason)
         if meter.get("fix") and not meter.get("usable"):
             put("", f"fix: {meter['fix']}")
+
+
+def _pruned_text(record: RunRecord) -> str | None:
+    """Where and by what a pruned run was stopped, from its provenance (docs/pruning.md).
+
+    ``at step 7, by Optuna MedianPruner``; a step it did not record is its last logged one
+    (``at step 7, its last logged step``); a recorded unit is named
+    (``at 200 resources of 800, by HalvingGridSearchCV``). ``None`` for a run that was not
+    pruned, or a pruned one that recorded and logged no step and no stopper.
+    """
+    if record.status != "pruned":
+        return None
+
+    def step_text(value: float) -> str:
+        return f"{int(value):,}" if value.is_integer() else f"{value:.4g}"
+
+    where = pruned_at(record)
+    said = []
+    if where.step is not None:
+        step = step_text(where.step)
+        at = f"at {step} {where.unit}" if where.unit else f"at step {step}"
+        if where.full_steps is not None:
+            at += f" of {step_text(where.full_steps)}"
+        said.append(at if where.recorded else f"{at}, its last logged step")
+    if where.by:
+        said.append(f"by {where.by}")
+    return ", ".join(said) or None
 
 
 #: How runs that ended so are said in ``show``'s job status, one and several (else the status).

@@ -1,0 +1,95 @@
+"""What a new user met following the day's pages (session 35): pruned trials, the fallback ledger.
+
+Each test runs greenprint as a stranger does: a script of theirs and the CLI in an empty
+directory with a clean environment (``_report_cli.run_in``), reading what the command prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from _report_cli import GREENPRINT, empty_home, run_in
+
+PRUNED_SCRIPT = """\
+import greenprint as gp
+
+with gp.track("patience", study="s35") as run:  # early stopping of the user's own
+    for epoch in range(8):
+        run.log(val_loss=1.0 / (epoch + 1), step=epoch)
+    run.prune(step=7, by="patience 3 on val_loss")
+with gp.track("logged", study="s35") as run:  # pruned without a step: its last logged one
+    run.log(val_loss=0.5, step=4)
+    run.prune()
+with gp.track("bare", study="s35") as run:  # nothing to say where
+    run.prune()
+"""
+
+
+def _ids(home) -> dict[str, str]:
+    done = run_in(home, GREENPRINT, "ledger", "ls", "--json")
+    assert done.returncode == 0, done.stderr
+    return {r["name"]: r["id"] for r in json.loads(done.stdout)}
+
+
+def _status_line(home, run_id: str) -> str:
+    done = run_in(home, GREENPRINT, "ledger", "show", run_id[:8])
+    assert done.returncode == 0, done.stderr
+    return next(line.strip() for line in done.stdout.splitlines() if "status" in line)
+
+
+def test_ledger_show_says_where_and_by_what_a_run_was_pruned(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """``greenprint ledger show`` of a pruned run read ``status pruned``, its step and stopper
+    only as raw provenance keys far below (``pruned_at_step 7``, ``pruned_by ...``, after the
+    meters). Its status line now says it: ``pruned (at step 7, by patience 3 on val_loss)``,
+    a step read from the logged metrics says so, a run that says nothing is ``pruned``."""
+    home = empty_home(tmp_path_factory, "s35-show")
+    (home / "train.py").write_text(PRUNED_SCRIPT)
+    done = run_in(home, sys.executable, "train.py")
+    assert done.returncode == 0, done.stderr
+    ids = _ids(home)
+    assert _status_line(home, ids["patience"]).split(None, 1)[1] == (
+        "pruned (at step 7, by patience 3 on val_loss)"
+    )
+    assert _status_line(home, ids["logged"]).split(None, 1)[1] == (
+        "pruned (at step 4, its last logged step)"
+    )
+    assert _status_line(home, ids["bare"]).split(None, 1)[1] == "pruned"
+
+
+HALVING_SCRIPT = """\
+from sklearn.datasets import load_digits
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.model_selection import HalvingGridSearchCV
+from sklearn.neighbors import KNeighborsClassifier
+
+from greenprint.integrations.sklearn import track_search
+
+X, y = load_digits(return_X_y=True)
+search = HalvingGridSearchCV(
+    KNeighborsClassifier(), {"n_neighbors": [1, 3, 5, 7]}, factor=2, min_resources=200, cv=2
+)
+track_search(search, X, y, study="halving")
+"""
+
+
+def test_ledger_show_names_a_halving_searchs_resources(tmp_path_factory: pytest.TempPathFactory):
+    """A candidate a halving search dropped is shown with its unit and the full amount:
+    ``pruned (at 200 resources of 800, by HalvingGridSearchCV)``."""
+    pytest.importorskip("sklearn")
+    home = empty_home(tmp_path_factory, "s35-halving")
+    (home / "search.py").write_text(HALVING_SCRIPT)
+    done = run_in(home, sys.executable, "search.py")
+    assert done.returncode == 0, done.stderr
+    listed = run_in(home, GREENPRINT, "ledger", "ls", "--json", "--status", "pruned")
+    pruned = json.loads(listed.stdout)
+    assert pruned, listed.stdout
+    statuses = {_status_line(home, r["id"]).split(None, 1)[1] for r in pruned}
+    assert statuses <= {
+        "pruned (at 200 resources of 800, by HalvingGridSearchCV)",
+        "pruned (at 400 resources of 800, by HalvingGridSearchCV)",
+    }, statuses
