@@ -422,7 +422,7 @@ def test_a_ledger_that_cannot_be_recreated_says_the_run_cannot_be_saved(
     (said,) = [r.getMessage() for r in caplog.records if "cannot take runs" in r.getMessage()]
     assert str(path) in said
     assert not folder.exists()
-    (spilled,) = temp.glob("greenprint-unsaved-*.db")
+    (spilled,) = temp.glob("greenprint-*/greenprint-unsaved-*.db")
     assert f"they are saved in {spilled}" in said
     saved = gp.Ledger(spilled)
     try:

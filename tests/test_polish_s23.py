@@ -102,4 +102,4 @@ with gp.track("victim", ledger="runs/gone.db", flush_interval_s=0.2, sample_inte
     (saved,) = [line for line in done.stderr.splitlines() if "they are saved in" in line]
     assert "(None)" not in saved, saved
     assert f"(cannot create it: directory {tmp_path / 'runs'} does not exist" in saved, saved
-    assert list(tmp_path.glob("greenprint-unsaved-*.db")), done.stderr
+    assert list(tmp_path.glob("greenprint-*/greenprint-unsaved-*.db")), done.stderr

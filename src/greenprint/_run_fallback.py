@@ -4,13 +4,15 @@ A ledger this process has already written a run to is known good: when it cannot
 written as a later run starts (its folder deleted, its disk full, its file replaced by one that
 is not a ledger, its database server stopped), that is a failure of the measurement, not bad
 input, and it never raises into the user's code. The run is made in a *fallback ledger*
-instead: a SQLite file in the temporary folder, one per ledger (and user), shared by the
-processes of a search (``greenprint-unsaved-<key>.db``), written as the run goes, as its
-ledger would have been. One warning says so, once per ledger until it takes runs again,
+instead: a SQLite file in the user's own folder of the temporary folder, one per ledger (and
+user), shared by the processes of a search (``greenprint-<uid>/greenprint-unsaved-<key>.db``,
+:func:`fallback_path`), written as the run goes, as its ledger would have been. One warning
+says so, once per ledger (and process) until it takes runs again,
 naming the file and the ``greenprint ledger merge`` command that puts the runs back. Each
 later run tries its ledger first: when it takes one again, one line says so; at the
 interpreter's exit, one line per fallback file that took runs since then says how many it
-holds and repeats the command.
+holds and repeats the command; ``greenprint ledger ls`` and ``report`` say it too while the
+ledger lacks the file's runs (:func:`waiting`).
 
 A ledger never written by this process that cannot be opened is the user's input (a path that
 is a directory, a missing folder, a file that is not a ledger, a wrong URL): its specific
@@ -39,7 +41,15 @@ from greenprint._forks import renew_after_fork
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger import Ledger
 
-__all__ = ["fallback_ledger", "is_fallback", "known_good", "vouch", "written_to"]
+__all__ = [
+    "fallback_ledger",
+    "fallback_path",
+    "is_fallback",
+    "known_good",
+    "vouch",
+    "waiting",
+    "written_to",
+]
 
 #: The run's messages keep the logger name they had in one module: "greenprint.tracking".
 logger = logging.getLogger("greenprint.tracking")
@@ -67,8 +77,9 @@ class _Fallback:
         return f"`greenprint ledger merge {into} {shlex.quote(str(self.path))}`{tail}"
 
 
-# process id -> the URLs (with passwords) of the ledgers this process wrote a run to
-_KNOWN: dict[int, set[str]] = {}
+# the URLs (with passwords) of the ledgers this process, or the process it was forked from,
+# wrote a run to: a forked worker (multiprocessing's fork Pool) runs the same study
+_KNOWN: set[str] = set()
 # process id -> ledger URL -> its fallback
 _FALLBACKS: dict[int, dict[str, _Fallback]] = {}
 _LOCK = threading.Lock()
@@ -91,9 +102,10 @@ def _url(location: Any) -> str | None:
 def known_good(location: Any) -> bool:
     """Whether ``location`` names a ledger a run was written to, mid-study now.
 
-    A ledger this process wrote a run to, one vouched for (:func:`vouch`), or the ledger of
-    the run this process was started under (``GREENPRINT_PARENT_LEDGER``: a parent process's
-    run is in it: ``greenprint run``'s command, a worker started inside a run).
+    A ledger this process (or the one it was forked from) wrote a run to, one vouched for
+    (:func:`vouch`), or the ledger of the run this process was started under
+    (``GREENPRINT_PARENT_LEDGER``: a parent process's run is in it: ``greenprint run``'s
+    command, a worker started inside a run).
     """
     from greenprint import _lineage
 
@@ -101,7 +113,7 @@ def known_good(location: Any) -> bool:
     if url is None:
         return False
     with _LOCK:
-        if url in _KNOWN.get(os.getpid(), ()):
+        if url in _KNOWN:
             return True
     inherited = _lineage.inherited_parent() and _lineage.inherited_ledger()
     return bool(inherited) and _url(inherited) == url
@@ -122,7 +134,7 @@ def vouch(location: Any) -> None:
     if url is None or resolve_target(url).memory:
         return
     with _LOCK:
-        _KNOWN.setdefault(os.getpid(), set()).add(url)
+        _KNOWN.add(url)
 
 
 def is_fallback(ledger: Any) -> bool:
@@ -140,7 +152,7 @@ def written_to(ledger: Ledger) -> None:
         return
     url = ledger.url_unmasked
     with _LOCK:
-        _KNOWN.setdefault(os.getpid(), set()).add(url)
+        _KNOWN.add(url)
         fallback = _FALLBACKS.get(os.getpid(), {}).get(url)
         if fallback is None or fallback.since_said is None:
             return
@@ -172,9 +184,6 @@ def fallback_ledger(location: Any, holder: Any, error: BaseException) -> Ledger:
             fallback file itself), a :class:`~greenprint.Ledger` its user closed, or the
             fallback file cannot be opened either (said).
     """
-    import hashlib
-    import tempfile
-
     from greenprint.ledger import Ledger
     from greenprint.ledger._shared import shared_ledger
     from greenprint.ledger._target import resolve_target
@@ -184,30 +193,30 @@ def fallback_ledger(location: Any, holder: Any, error: BaseException) -> Ledger:
         raise error
     if isinstance(location, Ledger) and location._closed and not location._unneeded:
         raise error  # closed by its user, then given to a run: the user's to open again
-    with _LOCK:
-        fallbacks = _FALLBACKS.setdefault(os.getpid(), {})
-        fallback = fallbacks.get(url)
-        if fallback is None:
-            # one file per ledger and user: a search's worker processes share it (SQLite
-            # takes several writers), one merge puts them all back
-            user = os.getuid() if hasattr(os, "getuid") else 0
-            key = hashlib.sha256(f"{user}:{url}".encode()).hexdigest()[:8]
-            path = Path(tempfile.gettempdir()) / f"greenprint-unsaved-{key}.db"
-            target = location._target if isinstance(location, Ledger) else resolve_target(url)
-            hidden = target.path is None and target.display != url  # a password masked
-            fallback = fallbacks[url] = _Fallback(path, target.display, hidden)
+    target = location._target if isinstance(location, Ledger) else resolve_target(url)
+    path: Path | None = None
     try:
-        ledger = shared_ledger(fallback.path, holder=holder)
-    except GreenprintError as e:
+        # one file per ledger and user: a search's worker processes share it (SQLite takes
+        # several writers), one merge puts them all back; its folder checked each time (a
+        # temporary folder's cleaner may have taken it)
+        path = fallback_path(url)
+        ledger = shared_ledger(path, holder=holder)
+    except (GreenprintError, OSError) as e:
         logger.warning(
-            "greenprint: ledger %s cannot take a run (%s), and neither can %s (%s)",
-            fallback.display,
+            "greenprint: ledger %s cannot take a run (%s), and neither can a fallback file in "
+            "%s (%s)",
+            target.display,
             _reason(error),
-            fallback.path,
+            "the temporary folder" if path is None else path.parent,
             e,
         )
         raise error from e
     with _LOCK:
+        fallbacks = _FALLBACKS.setdefault(os.getpid(), {})
+        fallback = fallbacks.get(url)
+        if fallback is None or fallback.path != path:
+            hidden = target.path is None and target.display != url  # a password masked
+            fallback = fallbacks[url] = _Fallback(path, target.display, hidden)
         fallback.runs += 1
         say = fallback.since_said is None
         if say:
@@ -222,6 +231,118 @@ def fallback_ledger(location: Any, holder: Any, error: BaseException) -> Ledger:
             fallback.command(),
         )
     return ledger
+
+
+def _user() -> int:
+    return os.getuid() if hasattr(os, "getuid") else 0
+
+
+# the private folder of this process when the user's usual one cannot be trusted
+_OWN_FOLDER: list[Path] = []
+
+
+def _private_folder() -> Path:
+    """The user's own folder for fallback files in the temporary folder, made if missing.
+
+    ``greenprint-<uid>`` in ``TMPDIR``, readable by its user only (0700): the temporary folder
+    is shared by a machine's users, and a run's record (its command, host, parameters) is
+    theirs. A search's processes share it. A path of that name that is not a folder of this
+    user's own, readable by them only (another user made it, or a link), is never written to:
+    a new private folder of this process's own is made then (``mkdtemp``).
+
+    Raises:
+        OSError: the temporary folder takes no folder (read-only, full).
+    """
+    import stat
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / f"greenprint-{_user()}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = folder.lstat()
+    ours = not hasattr(os, "getuid") or info.st_uid == _user()
+    if stat.S_ISDIR(info.st_mode) and ours:
+        if info.st_mode & 0o077:
+            folder.chmod(0o700)
+        return folder
+    with _LOCK:
+        if _OWN_FOLDER and _OWN_FOLDER[0].is_dir():
+            return _OWN_FOLDER[0]
+        own = Path(tempfile.mkdtemp(prefix=f"greenprint-{_user()}-"))
+        _OWN_FOLDER[:] = [own]
+    logger.warning(
+        "greenprint: %s is not a folder of this user's own; this process's fallback files go to %s",
+        folder,
+        own,
+    )
+    return own
+
+
+def _name(url: str) -> str:
+    import hashlib
+
+    key = hashlib.sha256(f"{_user()}:{url}".encode()).hexdigest()[:8]
+    return f"greenprint-unsaved-{key}.db"
+
+
+def fallback_path(url: str) -> Path:
+    """The fallback file of the ledger at ``url`` for this user (its folder made if missing).
+
+    Raises:
+        OSError: the temporary folder takes no folder.
+    """
+    return _private_folder() / _name(url)
+
+
+def waiting(ledger: Ledger) -> str | None:
+    """A line saying that runs meant for ``ledger`` wait in its fallback file, if some do.
+
+    For the commands that read a ledger (``ledger ls``, ``report``): a user who missed the
+    warnings learns there that the ledger lacks runs, and the command that puts them in it.
+    The runs waiting are those of this user's fallback file for the ledger that the ledger
+    lacks, or holds unfinished (``running``, ``lost``) where the file has their end. Never
+    raises; nothing is made (the folder, the file) where there is none.
+    """
+    import stat
+    import tempfile
+
+    from greenprint.ledger import Ledger as _Ledger
+
+    try:
+        folder = Path(tempfile.gettempdir()) / f"greenprint-{_user()}"
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != _user()):
+            return None  # not this user's: never read
+        path = folder / _name(ledger.url_unmasked)
+        if ledger._target.memory or not path.is_file() or ledger.path == path:
+            return None
+        kept = _Ledger(path, create=False)
+        try:
+            runs = kept.runs()
+        finally:
+            kept.close()
+        count = 0
+        for run in runs:
+            try:
+                there = ledger.run(run.id)
+            except GreenprintError:  # not in the ledger
+                count += 1
+                continue
+            if there.status in ("running", "lost") and run.status not in ("running", "lost"):
+                count += 1
+    except Exception:  # a hint only: an unreadable file, a ledger gone meanwhile
+        logger.debug("greenprint: could not read the fallback file of %s", ledger.url)
+        return None
+    if not count:
+        return None
+    hidden = ledger.path is None and ledger.url != ledger.url_unmasked
+    command = _Fallback(path, str(ledger.path or ledger.url), hidden).command()
+    return (
+        f"note: {count} run(s) meant for this ledger wait in {path} (its ledger could not take "
+        f"them when they ran): {command} puts them in it"
+    )
 
 
 def _reason(error: BaseException) -> str:

@@ -113,7 +113,7 @@ def _check_fallback(home: Path, temp: Path, stderr: str, first: list[str], then:
     command that warning gives brings the ledger to 4."""
     moved = home / "moved" / "gp.db"
     assert _names(moved) == first
-    (fallback,) = temp.glob("greenprint-unsaved-*.db")
+    (fallback,) = temp.glob("greenprint-*/greenprint-unsaved-*.db")
     assert _names(fallback) == then
     ledger = home / "runs" / "gp.db"
     said = [line for line in stderr.splitlines() if "cannot take runs" in line]
@@ -153,7 +153,7 @@ def test_lightning_fits_go_on_when_their_ledger_folder_goes_away(tmp_path_factor
     assert "fitted 4" in done.stdout, done.stderr
     moved = home / "moved" / "gp.db"
     first = _names(moved)
-    (fallback,) = temp.glob("greenprint-unsaved-*.db")
+    (fallback,) = temp.glob("greenprint-*/greenprint-unsaved-*.db")
     then = _names(fallback)
     assert len(first) == len(then) == 2, (first, then)
     _check_fallback(home, temp, done.stderr, first, then)

@@ -96,7 +96,7 @@ def test_runs_go_on_in_a_fallback_while_the_postgres_server_is_down(own_server, 
     with gp.track("t4", study="s", ledger=url) as run:
         run.log(score=3.0)
     assert _names(url) == ["t0", "t1", "t4"]
-    (fallback,) = temp.glob("greenprint-unsaved-*.db")
+    (fallback,) = temp.glob("greenprint-*/greenprint-unsaved-*.db")
     assert _names(fallback) == ["t2", "t3"]
     (down,) = _said(caplog, "cannot take runs")  # once, not for each run
     assert f"they are saved in {fallback} until it can (the study goes on)" in down
@@ -148,7 +148,7 @@ def test_a_script_goes_on_when_its_ledger_disk_fills(tmp_path):
     assert "ran 4" in done.stdout
     ledger = tmp_path / "runs" / "gp.db"
     assert _names(ledger) == ["t0", "t1"]
-    (fallback,) = temp.glob("greenprint-unsaved-*.db")
+    (fallback,) = temp.glob("greenprint-*/greenprint-unsaved-*.db")
     assert _names(fallback) == ["t2", "t3"]
     lines = [line for line in done.stderr.splitlines() if line.startswith("greenprint:")]
     assert len(lines) == 2, done.stderr  # the fall-back, and the count at exit
@@ -186,7 +186,7 @@ def test_a_ledger_replaced_by_another_file_mid_study_is_left_alone(tmp_path, tem
             pass
     assert hashlib.sha256(ledger.read_bytes()).hexdigest() == notes
     assert _names(tmp_path / "kept.db") == ["t0", "t1"]
-    (fallback,) = temp.glob("greenprint-unsaved-*.db")
+    (fallback,) = temp.glob("greenprint-*/greenprint-unsaved-*.db")
     assert _names(fallback) == ["t2", "t3"]
     (line,) = _said(caplog, "cannot take runs")
     assert "is not a greenprint ledger" in line

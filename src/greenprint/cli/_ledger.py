@@ -74,6 +74,8 @@ def ls_command(
     (--json: depth, role, role_inferred and contained). STATUS is each run's own; a report reads a
     distributed job with its job's status, which ledger show gives beside the run's.
     """
+    from greenprint._run_fallback import waiting
+
     with open_ledger(ledger) as led:
         # the runs shown, each metric's points a score is read from (its last value, as the
         # report reads it); the rest of their studies read only to choose a metric that a run
@@ -82,6 +84,9 @@ def ls_command(
         metrics = _study_metrics(led, records, statuses=statuses)
         url = led.url
         roles = _tree_roles(led, records, statuses=statuses) if tree else {}
+        note = waiting(led)
+    if note is not None:  # runs its ledger could not take, in its fallback file
+        click.echo(note, err=True)
     listed: list[tuple[int, RunRecord]] = [(0, r) for r in records]
     if tree:
         from greenprint.cli._ledger_tree import depth_first

@@ -106,6 +106,7 @@ def command(
     studies, to ./greenprint-report-STUDY, so that one study's report never replaces
     another's; a report of another study found in the folder is replaced with a note.
     """
+    from greenprint._run_fallback import waiting
     from greenprint.ledger import get_ledger
     from greenprint.report import build_report, resolve_formats, write_report
     from greenprint.report._formats import check_out_dir
@@ -134,6 +135,7 @@ def command(
             training_type=training_type,
             group_by=group_by,
         )
+        note = waiting(led)  # runs its ledger could not take, in its fallback file
     finally:
         led.close()
     replaced = _reported_study(Path(out_dir)) if default else None
@@ -150,6 +152,8 @@ def command(
             "when the study has ended",
             err=True,
         )
+    if note is not None:
+        click.echo(note, err=True)
     if replaced is not None and replaced != report.study:
         click.echo(
             f"note: replaced the report of study {replaced!r} in {out_dir} (give --out DIR to "
