@@ -204,9 +204,25 @@ def test_a_postgresql_server_down_at_the_end_costs_no_wait_and_the_run_is_saved_
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     ended = json.loads(done.stdout.splitlines()[-1])
     assert ended["status"] == "finished" and ended["end_s"] < 5.0
-    assert "`greenprint ledger merge LEDGER_URL " in done.stderr, done.stderr
-    assert "LEDGER_URL: the ledger's URL above, with its password" in done.stderr
+    assert '`greenprint ledger merge "$LEDGER_URL" ' in done.stderr, done.stderr
+    assert "set LEDGER_URL to the ledger's URL above, with its password" in done.stderr
     saved = home / f"greenprint-unsaved-{ended['id']}.db"
+    # the command as printed, pasted in another folder: without LEDGER_URL one line, exit 2,
+    # nothing written (it read a bare LEDGER_URL: the run merged into a new file ./LEDGER_URL,
+    # exit 0); with it, the run goes into the ledger it names
+    command = re.search(r"`(greenprint ledger merge [^`]+)`", done.stderr).group(1)
+    elsewhere = home / "elsewhere"
+    elsewhere.mkdir()
+    pasted = run_in(elsewhere, "bash", "-c", command)
+    assert pasted.returncode == 2, pasted.stderr
+    assert pasted.stderr.strip().splitlines() == [
+        "greenprint: error: the ledger path is empty (an unset shell variable?)"
+    ]
+    assert list(elsewhere.iterdir()) == []
+    into = f"sqlite:///{home / 'into.db'}"
+    pasted = run_in(elsewhere, "bash", "-c", command, env={**clean_env(), "LEDGER_URL": into})
+    assert pasted.returncode == 0 and "1 run(s) added" in pasted.stdout, pasted.stderr
+    assert list(elsewhere.iterdir()) == []
     (home / "greenprint.db").unlink(missing_ok=True)
     saved.rename(home / "greenprint.db")
     t1 = _runs(home)["t1"]

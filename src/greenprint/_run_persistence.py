@@ -376,9 +376,10 @@ class RunPersistence(RunState):
             return
         import shlex
 
-        # the command as it can be run; a URL's password is not printed: a placeholder then
+        # the command as it can be run; a URL's password is not printed: a shell variable then
+        # (a bare LEDGER_URL, copied as printed, merged into a new file ./LEDGER_URL, exit 0)
         hidden = ledger is not None and ledger.path is None and ledger.url != ledger.url_unmasked
-        into = "LEDGER_URL" if hidden else shlex.quote(str(where))
+        into = '"$LEDGER_URL"' if hidden else shlex.quote(str(where))
         logger.warning(
             "greenprint: run %s (%r) could not be written to its ledger %s (%s); it is saved "
             "in %s: `greenprint ledger merge %s %s` puts it in the ledger (it reads 'lost' "
@@ -390,7 +391,7 @@ class RunPersistence(RunState):
             path,
             into,
             shlex.quote(str(path)),
-            "; LEDGER_URL: the ledger's URL above, with its password" if hidden else "",
+            "; set LEDGER_URL to the ledger's URL above, with its password" if hidden else "",
         )
 
     def _move_to_fallback(

@@ -224,7 +224,8 @@ def resolve_target(location: str | os.PathLike[str]) -> Target:
         raise LedgerPathError(f"a ledger is a path or URL, not {type(location).__name__}")
     text = location.strip()
     if not text:
-        raise LedgerPathError("the ledger path is empty")
+        # "$LEDGER_URL" of a merge command greenprint printed, the variable not set
+        raise LedgerPathError("the ledger path is empty (an unset shell variable?)")
     if text == ":memory:":
         return Target("sqlite", "sqlite://")
     match = _SCHEME.match(text)
