@@ -395,10 +395,10 @@ def test_a_report_read_through_the_marks_equals_the_read_of_every_point(
 
 def marks_read(store: Any) -> bool:
     """Whether the store's score read goes through the marks."""
-    from greenprint.ledger import _sql, _sqlite
+    from greenprint.ledger import _sql, _sqlite, _sqlite_reads
 
     if isinstance(store, _sqlite.SQLiteStore):
-        return bool(store.transaction(_sqlite._marks_worth_reading, write=False))
+        return bool(store.transaction(_sqlite_reads._marks_worth_reading, write=False))
     return bool(store.transaction(_sql._marks_worth_reading, write=False))
 
 

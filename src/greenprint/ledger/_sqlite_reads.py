@@ -1,0 +1,220 @@
+"""The reads of a SQLite ledger: runs column by column, their points, a study's cost, samples.
+
+Split out of :mod:`greenprint.ledger._sqlite`: :class:`SQLiteReads` is the read half of
+:class:`~greenprint.ledger._sqlite.SQLiteStore` (which supplies ``transaction`` and ``target``:
+each read is one read transaction, inside the fork gate and the store's retries). The values
+runs usually share are read once (``NULLIF`` against the first run's); a report's read takes of
+each metric only the points it ranks by (the marks, see :mod:`greenprint.ledger._marks`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from greenprint._prediction import RESERVED_METRIC_PREFIX
+from greenprint._records import MetricPoint, PowerSample
+from greenprint.ledger._fields import CorruptValueError
+from greenprint.ledger._marks import MARKS_WORTH_READING, marked_points_sql
+from greenprint.ledger._rows import (
+    METRIC_COLUMNS,
+    REPEATED_COLUMNS,
+    RUN_COLUMNS,
+    SCAN_ALL_METRICS_SHARE,
+    PointsRead,
+    decoded_columns,
+    read_points,
+    rows_in_batches,
+    sqlite_samples,
+)
+from greenprint.ledger._study_cost import StudyCost, sqlite_study_cost
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.ledger._target import Target
+
+__all__ = ["SQLiteReads"]
+
+T = TypeVar("T")
+
+_SELECT_REPEATED = "SELECT " + ", ".join(REPEATED_COLUMNS) + " FROM runs"
+
+_SELECT_RUNS_SHARING = (
+    "SELECT "
+    + ", ".join(f"NULLIF({c}, ?)" if c in REPEATED_COLUMNS else c for c in RUN_COLUMNS)
+    + " FROM runs"
+)
+
+_SELECT_METRICS = "SELECT " + ", ".join(METRIC_COLUMNS) + " FROM metrics"
+
+
+class SQLiteReads:
+    """The reads of :class:`~greenprint.ledger._sqlite.SQLiteStore`, each one transaction."""
+
+    target: Target
+
+    if TYPE_CHECKING:  # supplied by SQLiteStore
+
+        def transaction(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T: ...
+
+    # ------------------------------------------------------------------ reads
+    def find_ids(self, prefix: str, *, limit: int) -> list[str]:
+        """The run id equal to ``prefix``, else up to ``limit`` ids starting with it."""
+
+        def do(conn: sqlite3.Connection) -> list[str]:
+            exact = conn.execute("SELECT id FROM runs WHERE id = ?", (prefix,)).fetchone()
+            if exact is not None:
+                return [exact[0]]
+            rows = conn.execute(
+                "SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
+                (len(prefix), prefix, limit),
+            )
+            return [row[0] for row in rows]
+
+        return self.transaction(do, write=False)
+
+    def find_named(self, name: str, *, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` runs named ``name``: (id, study) pairs (an unknown id's hint).
+
+        A scan of ``runs`` (no index on names): on the error path only.
+        """
+
+        def do(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = conn.execute(
+                "SELECT id, study FROM runs WHERE name = ? ORDER BY started_at, id LIMIT ?",
+                (name, limit),
+            )
+            return [(row[0], row[1]) for row in rows]
+
+        return self.transaction(do, write=False)
+
+    def select_runs(
+        self,
+        *,
+        run_id: str | None = None,
+        study: str | None = None,
+        statuses: Sequence[str] | None = None,
+        parent_id: str | None = None,
+        top_level: bool = False,
+        points: PointsRead = "all",
+        metrics: Sequence[str] | None = None,
+    ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
+        """The matching runs' values column by column, decoded, and their metrics by run id.
+
+        See :mod:`greenprint.ledger._rows` (shared with the SQLAlchemy store): the values are
+        those of the RunRecord fields (:func:`~greenprint.ledger._rows.decoded_columns`).
+        ``points="score"``: only the points a report reads
+        (:func:`~greenprint.ledger._rows.score_points_by_run`). ``metrics``: only the points of
+        these metric names and of greenprint's reserved ones (``None``: of every metric).
+        """
+        conditions: list[str] = []
+        params: list[Any] = []
+        if run_id is not None:
+            conditions.append("id = ?")
+            params.append(run_id)
+        if study is not None:
+            conditions.append("study = ?")
+            params.append(study)
+        if statuses is not None:
+            wanted = list(statuses)
+            conditions.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+            params.extend(wanted)
+        if top_level:
+            conditions.append("parent_id IS NULL")
+        elif parent_id is not None:
+            conditions.append("parent_id = ?")
+            params.append(parent_id)
+        where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
+
+        def do(
+            conn: sqlite3.Connection,
+        ) -> tuple[dict[str, list[Any]], dict[str, list[MetricPoint]]]:
+            first = conn.execute(_SELECT_REPEATED + where + " LIMIT 1", params).fetchone()
+            if first is None:
+                return {name: [] for name in RUN_COLUMNS}, {}
+            # the values runs usually share read as NULL where they equal the first run's
+            selected = conn.execute(_SELECT_RUNS_SHARING + where, [*first, *params])
+            try:
+                columns = decoded_columns(selected, dict(zip(REPEATED_COLUMNS, first, strict=True)))
+            except CorruptValueError as e:  # names the run and column: and the ledger
+                raise e.in_ledger(self.target.display) from e.__cause__
+            ids = columns["id"]
+            if not ids:
+                return columns, {}
+            every_run = not where or len(ids) >= SCAN_ALL_METRICS_SHARE * _count_runs(conn)
+            if points == "score" and _marks_worth_reading(conn):
+                runs, names = "1 = 1", "1 = 1"
+                by_run: list[Any] = []
+                if not every_run:
+                    runs, by_run = f"k.run_id IN (SELECT id FROM runs{where})", params
+                if metrics is not None:
+                    names = f"k.name IN ({', '.join('?' * len(metrics))})"
+                wanted = list(metrics or ())
+                selected = conn.execute(
+                    marked_points_sql(runs, names), [*by_run, *wanted, *by_run, *by_run, *wanted]
+                )
+                return columns, read_points(rows_in_batches(selected), ids, points)
+            named, by_name = "", []
+            if metrics is not None:  # the names, and greenprint's reserved ones (their prefix)
+                named = f"(name IN ({', '.join('?' * len(metrics))}) OR substr(name, 1, ?) = ?)"
+                by_name = [*metrics, len(RESERVED_METRIC_PREFIX), RESERVED_METRIC_PREFIX]
+            if every_run:
+                selected = conn.execute(
+                    _SELECT_METRICS + (f" WHERE {named}" if named else "") + " ORDER BY seq",
+                    by_name,
+                )
+            else:
+                selected = conn.execute(
+                    _SELECT_METRICS
+                    + f" WHERE run_id IN (SELECT id FROM runs{where})"
+                    + (f" AND {named}" if named else "")
+                    + " ORDER BY seq",
+                    [*params, *by_name],
+                )
+            return columns, read_points(rows_in_batches(selected), ids, points)
+
+        return self.transaction(do, write=False)
+
+    def select_study_cost(self, study: str, exclude: Sequence[str]) -> StudyCost:
+        """The cost of a study's runs but ``exclude``'s, by the price tag's rule, in one read.
+
+        See :mod:`greenprint.ledger._study_cost` (the rule, and the queries of both stores).
+        """
+
+        def do(conn: sqlite3.Connection) -> StudyCost:
+            return sqlite_study_cost(conn, study, list(exclude))
+
+        return self.transaction(do, write=False)
+
+    def select_studies(self) -> list[str]:
+        """Distinct study names."""
+
+        def do(conn: sqlite3.Connection) -> list[str]:
+            return [r[0] for r in conn.execute("SELECT DISTINCT study FROM runs")]
+
+        return self.transaction(do, write=False)
+
+    def select_samples(self, run_id: str) -> list[PowerSample]:
+        """A run's power samples ordered by ``t0`` (then by insertion)."""
+
+        def do(conn: sqlite3.Connection) -> list[PowerSample]:
+            return sqlite_samples(conn, run_id)
+
+        return self.transaction(do, write=False)
+
+
+def _marks_worth_reading(conn: sqlite3.Connection) -> bool:
+    """Whether the ledger's points are many per mark (see ``_marks.MARKS_WORTH_READING``).
+
+    Both counts from the tables' largest row ids (no scan): rows deleted since leave them
+    high, which at worst reads every point, as before schema 5.
+    """
+    points, marks = conn.execute(
+        "SELECT (SELECT max(seq) FROM metrics), (SELECT max(rowid) FROM metric_marks)"
+    ).fetchone()
+    return bool(points and marks and points >= MARKS_WORTH_READING * marks)
+
+
+def _count_runs(conn: sqlite3.Connection) -> int:
+    """How many runs the ledger holds (a scan of its smallest index)."""
+    return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
