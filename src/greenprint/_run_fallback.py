@@ -42,8 +42,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger import Ledger
 
 __all__ = [
+    "can_fall_back",
     "fallback_ledger",
     "fallback_path",
+    "held",
     "is_fallback",
     "known_good",
     "vouch",
@@ -82,6 +84,8 @@ class _Fallback:
 _KNOWN: set[str] = set()
 # process id -> ledger URL -> its fallback
 _FALLBACKS: dict[int, dict[str, _Fallback]] = {}
+# the URLs of the ledgers whose fallback file could not take a run either (said once)
+_NEITHER_SAID: set[str] = set()
 _LOCK = threading.Lock()
 renew_after_fork(globals(), "_LOCK")
 
@@ -137,6 +141,20 @@ def vouch(location: Any) -> None:
         _KNOWN.add(url)
 
 
+def can_fall_back(location: Any) -> bool:
+    """Whether a run meant for ``location`` that it cannot take is a measurement's failure.
+
+    True for a ledger written mid-study (:func:`known_good`), not a fallback file itself, nor
+    a :class:`~greenprint.Ledger` its user closed and then gave to a run (the user's to open
+    again): the run falls back (:func:`fallback_ledger`) and never raises into the user's code.
+    """
+    from greenprint.ledger import Ledger
+
+    if _url(location) is None or not known_good(location) or is_fallback(location):
+        return False
+    return not (isinstance(location, Ledger) and location._closed and not location._unneeded)
+
+
 def is_fallback(ledger: Any) -> bool:
     """Whether ``ledger`` is a fallback file of this process."""
     path = getattr(ledger, "path", None)
@@ -148,11 +166,18 @@ def is_fallback(ledger: Any) -> bool:
 
 def written_to(ledger: Ledger) -> None:
     """A run was started in ``ledger``: known good now, and said so if it had failed before."""
-    if ledger._target.memory or is_fallback(ledger):
+    if ledger._target.memory:
+        return
+    if is_fallback(ledger):  # its ledger's runs are written again: said again if refused
+        with _LOCK:
+            for url, kept in _FALLBACKS.get(os.getpid(), {}).items():
+                if kept.path == ledger.path:
+                    _NEITHER_SAID.discard(url)
         return
     url = ledger.url_unmasked
     with _LOCK:
         _KNOWN.add(url)
+        _NEITHER_SAID.discard(url)
         fallback = _FALLBACKS.get(os.getpid(), {}).get(url)
         if fallback is None or fallback.since_said is None:
             return
@@ -188,11 +213,9 @@ def fallback_ledger(location: Any, holder: Any, error: BaseException) -> Ledger:
     from greenprint.ledger._shared import shared_ledger
     from greenprint.ledger._target import resolve_target
 
-    url = _url(location)
-    if url is None or not known_good(location) or is_fallback(location):
+    if not can_fall_back(location):
         raise error
-    if isinstance(location, Ledger) and location._closed and not location._unneeded:
-        raise error  # closed by its user, then given to a run: the user's to open again
+    url = _url(location) or ""  # read by can_fall_back
     target = location._target if isinstance(location, Ledger) else resolve_target(url)
     path: Path | None = None
     try:
@@ -202,14 +225,7 @@ def fallback_ledger(location: Any, holder: Any, error: BaseException) -> Ledger:
         path = fallback_path(url)
         ledger = shared_ledger(path, holder=holder)
     except (GreenprintError, OSError) as e:
-        logger.warning(
-            "greenprint: ledger %s cannot take a run (%s), and neither can a fallback file in "
-            "%s (%s)",
-            target.display,
-            _reason(error),
-            "the temporary folder" if path is None else path.parent,
-            e,
-        )
+        _say_neither(url, target.display, error, e, path)
         raise error from e
     with _LOCK:
         fallbacks = _FALLBACKS.setdefault(os.getpid(), {})
@@ -342,6 +358,42 @@ def waiting(ledger: Ledger) -> str | None:
     return (
         f"note: {count} run(s) meant for this ledger wait in {path} (its ledger could not take "
         f"them when they ran): {command} puts them in it"
+    )
+
+
+def held(location: Any, error: BaseException, again: BaseException) -> None:
+    """Say (once per ledger) that a run is kept in memory: its fallback file refused it too.
+
+    Args:
+        location: the run's ledger (an open :class:`~greenprint.Ledger`).
+        error: why the ledger could not take the run.
+        again: why its fallback file could not either.
+    """
+    url = _url(location)
+    if url is None:  # pragma: no cover - can_fall_back read it
+        return
+    with _LOCK:
+        fallback = _FALLBACKS.get(os.getpid(), {}).get(url)
+    path = None if fallback is None else fallback.path
+    display = getattr(location, "_target", None)
+    _say_neither(url, getattr(display, "display", url), error, again, path)
+
+
+def _say_neither(
+    url: str, display: str, error: BaseException, again: BaseException, path: Path | None
+) -> None:
+    with _LOCK:  # once, not at each run, until a fallback file takes runs again
+        if url in _NEITHER_SAID:
+            return
+        _NEITHER_SAID.add(url)
+    logger.warning(
+        "greenprint: ledger %s cannot take a run (%s), and neither can a fallback file in %s "
+        "(%s); the run goes on, kept in memory, written when its ledger can take it (saved "
+        "apart at exit if not)",
+        display,
+        _reason(error),
+        "the temporary folder" if path is None else path.parent,
+        _reason(again),
     )
 
 

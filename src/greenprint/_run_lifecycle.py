@@ -24,7 +24,7 @@ from greenprint._accounting import CostAccount
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._lifecycle import interrupts_held, registry, status_for
 from greenprint._liveness import writer_identity
-from greenprint._run_fallback import fallback_ledger, written_to
+from greenprint._run_fallback import can_fall_back, fallback_ledger, held, written_to
 from greenprint._run_metrics import _NeverStarted
 from greenprint._run_persistence import (
     _FINAL_WRITE_S,
@@ -246,13 +246,26 @@ class RunLifecycle(RunState):
         A ledger this process wrote a run to that refuses it now (a full disk, a server
         stopped, a file replaced) is a failure of the measurement: the run is made in the
         ledger's fallback file instead (:mod:`greenprint._run_fallback`), never an error in the
-        user's code. Any other ledger's error is raised.
+        user's code. If the fallback file cannot take it either (a full disk that the temporary
+        folder is on too), the run goes on, kept in memory: each flush tries to write it into
+        ``ledger`` again, and at the interpreter's exit it is saved apart as a run its ledger
+        refused (:mod:`greenprint._run_persistence`). Any other ledger's error is raised.
         """
         try:
             ledger.start_run(self._base_record())
         except GreenprintError as e:
-            ledger = self._ledger = fallback_ledger(ledger, self, e)
-            ledger.start_run(self._base_record())
+            if not can_fall_back(ledger):
+                raise
+            try:
+                fallback = fallback_ledger(ledger, self, e)
+                fallback.start_run(self._base_record())
+            except GreenprintError as again:  # said by fallback_ledger, or here
+                held(ledger, e, again)
+                with self._lock:
+                    self._row_missing = True
+                    self._write_error = str(e)
+                return
+            ledger = self._ledger = fallback
         written_to(ledger)
 
     def _begin(self) -> None:

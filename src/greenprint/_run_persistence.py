@@ -26,7 +26,7 @@ from greenprint._exceptions import GreenprintError
 from greenprint._forks import renew_after_fork
 from greenprint._lifecycle import registry
 from greenprint._records import PowerSample
-from greenprint._run_fallback import fallback_ledger, known_good
+from greenprint._run_fallback import fallback_ledger, known_good, written_to
 from greenprint._run_state import RunState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,6 +92,10 @@ def _open_ledger(location: Ledger | str | os.PathLike[str], run: RunState) -> Le
 
 class RunPersistence(RunState):
     """Write a run to its ledger; keep what the ledger did not take, and save it apart."""
+
+    #: The run's row is not in its ledger yet: neither the ledger nor its fallback file took
+    #: it as it started (:meth:`greenprint._run_lifecycle.RunLifecycle._start_in_ledger`)
+    _row_missing: bool = False
 
     @property
     def ledger(self) -> Ledger | None:
@@ -264,6 +268,15 @@ class RunPersistence(RunState):
         replaced = getattr(self._ledger, "_file_replaced", None)
         if replaced is not None and replaced() and not self._recover_ledger():
             return False  # the pending data stays pending; the next flush tries again
+        if self._row_missing:  # the run's first record first, as it starts
+            try:
+                self._ledger.start_run(self._base_record())
+            except Exception as e:  # still refused: kept, tried again at the next flush
+                with self._lock:
+                    self._write_error = str(e)
+                return False
+            self._row_missing = False
+            written_to(self._ledger)
         key = threading.get_ident()
         with self._lock:
             fields = {**self._cost_fields(), **self._pending_fields}

@@ -264,3 +264,62 @@ def _restart_between(server: PgServer, url: str) -> None:
     with gp.track("t1", study="s", ledger=url):
         pass
     assert _names(url) == ["t0", "t1"]
+
+
+# -- a full disk that the temporary folder is on too -----------------------------------------
+
+#: t0 and t1 written; then no file of the process may grow (RLIMIT_FSIZE of 1 byte: the kernel
+#: refuses each write, EFBIG, as a full disk does), the ledger's and the fallback file's alike,
+#: as when the temporary folder is on the ledger's full disk; t2 and t3 run; room comes back
+#: (the limit raised again) and t4 runs.
+FULL_EVERYWHERE = """
+import resource, signal, tempfile
+import greenprint as gp
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write fails (EFBIG)
+tempfile.gettempdir()  # read before the disk fills, as a process that imported torch did
+for name in ("t0", "t1"):
+    with gp.track(name, study="s", ledger="runs/gp.db") as run:
+        run.log(loss=1.0, step=0)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+for name in ("t2", "t3"):
+    with gp.track(name, study="s", ledger="runs/gp.db") as run:
+        for step in range(5):
+            run.log(loss=1 / (step + 1), step=step)
+    print(name, "ran")
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+with gp.track("t4", study="s", ledger="runs/gp.db") as run:
+    pass
+print("t4 ran")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE: Linux")
+def test_runs_are_kept_in_memory_when_the_fallback_file_is_refused_too(tmp_path):
+    (tmp_path / "runs").mkdir()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_EVERYWHERE],
+        capture_output=True,
+        text=True,
+        env={**clean_env(), "TMPDIR": str(temp)},
+        cwd=tmp_path,
+        check=False,
+        timeout=120,
+    )
+    # before: LedgerError 'ledger ...: database or disk is full' raised as t2 started
+    assert done.returncode == 0, done.stderr
+    assert "t2 ran\nt3 ran\nt4 ran" in done.stdout, done.stderr
+    said = [line for line in done.stderr.splitlines() if "neither can a fallback file" in line]
+    assert len(said) == 1, done.stderr  # once, not for each run
+    assert "the run goes on, kept in memory, written when its ledger can take it" in said[0]
+    ledger = gp.Ledger(tmp_path / "runs" / "gp.db", create=False)
+    try:
+        runs = {r.name: r for r in ledger.runs()}
+    finally:
+        ledger.close()
+    assert sorted(runs) == ["t0", "t1", "t2", "t3", "t4"]
+    assert runs["t3"].status == "finished"
+    assert [p.step for p in runs["t3"].metrics] == [0, 1, 2, 3, 4]
+    assert not list(temp.glob("greenprint-*/*.db"))
