@@ -620,7 +620,9 @@ class Run(
         return functools.wraps(fn)(wrapper)  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ public API
-    def prune(self, *, step: float | None = None, by: str | None = None) -> None:
+    def prune(
+        self, *, step: float | None = None, by: str | None = None, metric: str | None = None
+    ) -> None:
         """Mark the run as pruned (early-stopped); it ends ``pruned`` instead of ``finished``.
 
         Args:
@@ -628,15 +630,20 @@ class Run(
                 iteration), >= 0; recorded in its provenance as ``pruned_at_step``.
             by: what stopped it (``"MedianPruner"``, ``"patience 3 on val_loss"``); recorded
                 as ``pruned_by``.
+            metric: the metric whose logged steps ``step`` counts (``"val_loss"``, logged
+                at each epoch), when the run logs others at steps of their own (a loss at
+                each global step): the report then reads finished trials' steps of it alone;
+                recorded as ``step_metric``.
 
         The report's "Pruned trials" section reads both: at which steps trials were stopped
         against the steps of finished ones, and what they would have cost run to the end
         (docs/pruning.md). A run pruned without ``step`` is read at its last logged step.
 
         Raises:
-            ConfigError: a ``step`` that is not a finite number >= 0, or an empty ``by``.
+            ConfigError: a ``step`` that is not a finite number >= 0, or an empty ``by`` or
+                ``metric``.
         """
-        notes = pruned_provenance(step=step, by=by)
+        notes = pruned_provenance(step=step, by=by, metric=metric)
         self._prune_requested = True
         self._note_pruned(notes)
 

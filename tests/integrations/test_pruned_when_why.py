@@ -135,7 +135,12 @@ def test_all_four_formats_say_it(median_study, tmp_path: Path) -> None:
     assert '<a href="#pruned">Pruned trials</a>' in html
     data = json.loads(files["json"].read_text(encoding="utf-8"))
     assert data["pruning"] == json.loads(json.dumps(report.pruning.to_dict()))
-    assert [r["name"] for r in data["pruning"]["rows"]] == [r.name for r in report.pruning.rows]
+    by_id = {r["id"]: r for r in data["runs"]}  # a row's name and cost: its run's
+    rows = data["pruning"]["rows"]
+    assert [by_id[r["run_id"]]["name"] for r in rows] == [r.name for r in report.pruning.rows]
+    assert [by_id[r["run_id"]]["energy_kwh"] for r in rows] == [
+        r.energy_kwh for r in report.pruning.rows
+    ]
 
 
 def test_a_study_without_pruned_trials_has_no_section(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ name, ``params`` = ``trial.params``, the objective value(s) as metrics (``value`
 ``metric_names``, else those of ``study.set_metric_names``), intermediate values
 (``trial.report(value, step)``) as that metric's steps, and status
 ``finished``/``pruned``/``failed`` (a pruned trial's provenance says when and why:
-``pruned_at_step``, its last reported step, and ``pruned_by``, ``"Optuna MedianPruner"``);
+``pruned_at_step``, its last reported step, and ``pruned_by``, ``"Optuna MedianPruner"``;
+every trial's, its ``last_step`` and ``step_metric``, the metric its steps are logged as);
 its provenance names the study's objectives, each metric
 with its direction (``objectives``: ``"values_0: maximize; values_1: minimize"``), which
 ``greenprint report`` names beside the metric it ranks by. The trial gets the user attributes
@@ -119,7 +120,10 @@ from greenprint.integrations._common import (  # noqa: E402
 )
 from greenprint.integrations._dl import continue_from  # noqa: E402
 from greenprint.integrations._optuna_meters import SharedMeters  # noqa: E402
-from greenprint.integrations._pruned_trials import optuna_pruned_notes  # noqa: E402
+from greenprint.integrations._pruned_trials import (  # noqa: E402
+    optuna_pruned_notes,
+    optuna_step_notes,
+)
 
 __all__ = ["GreenprintCallback"]
 
@@ -351,8 +355,11 @@ class GreenprintCallback:
         recorder.record(final=True)
         if values is not None:
             _log(run, dict(zip(names, values, strict=True)))
-        if status == "pruned":  # when (its last reported step) and by which pruner
-            run._note_pruned(optuna_pruned_notes(trial))
+        # its last reported step, on every trial: a finished one's is what a pruned one is set
+        # against; a pruned one's says when, and by which pruner
+        run._note_pruned(optuna_step_notes(trial, names[0]))
+        if status == "pruned":
+            run._note_pruned(optuna_pruned_notes(trial, metric=names[0]))
         run.stop(status=status, error=error)
         with self._lock:
             self._measured[(study_name, trial.number)] = (run.id, run.ledger, run.status)
@@ -394,7 +401,7 @@ class GreenprintCallback:
         fields: dict[str, Any] = {"status": status, "error": error}
         try:
             if status == "pruned":  # when and by which pruner, beside what the run recorded
-                notes = optuna_pruned_notes(trial, study)
+                notes = optuna_pruned_notes(trial, study, self._names(study)[0])
                 if notes:
                     fields["provenance"] = {**ledger.run(run_id).provenance, **notes}
             ledger.flush(run_id, fields=fields)
