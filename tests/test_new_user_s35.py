@@ -93,3 +93,39 @@ def test_ledger_show_names_a_halving_searchs_resources(tmp_path_factory: pytest.
         "pruned (at 200 resources of 800, by HalvingGridSearchCV)",
         "pruned (at 400 resources of 800, by HalvingGridSearchCV)",
     }, statuses
+
+
+def test_run_prune_misused_says_so_in_one_line(tmp_path):
+    """``run.prune()`` after the run ended changed nothing in the ledger but the run object's
+    provenance (a finished run kept ``finished`` with a ``pruned_at_step`` in memory only), and a
+    second call with another step or stopper silently replaced the first's. Both raise now,
+    naming what was recorded; a repeat that says nothing new is harmless; bad values raise
+    ``ConfigError`` at the call."""
+    import greenprint as gp
+
+    db = tmp_path / "gp.db"
+    with gp.track("patience", study="s35", ledger=db) as run:
+        with pytest.raises(gp.ConfigError, match=r"^step must be a finite number >= 0, not -1$"):
+            run.prune(step=-1)
+        with pytest.raises(gp.ConfigError, match=r"^by must be a non-empty string, not 3$"):
+            run.prune(by=3)  # type: ignore[arg-type]
+        run.prune(step=3, by="patience 3 on val_loss")
+        run.prune(step=3)  # the same again: nothing new, nothing lost
+        with pytest.raises(gp.GreenprintError) as twice:
+            run.prune(step=4, by="patience 3 on val_loss")
+        assert str(twice.value) == (
+            "run.prune(step=4): run 'patience' was pruned at step 3 already; a run is pruned once"
+        )
+    assert run.status == "pruned" and run.provenance["pruned_at_step"] == "3"
+    with gp.track("finished", study="s35", ledger=db) as done:
+        pass
+    with pytest.raises(gp.GreenprintError) as late:
+        done.prune(step=5)
+    assert str(late.value) == (
+        "run.prune() after run 'finished' ended (finished): its status is final; call it "
+        "before the run ends (inside its with block)"
+    )
+    assert done.status == "finished" and "pruned_at_step" not in done.provenance
+    with gp.Ledger(db) as led:
+        statuses = {r.name: (r.status, r.provenance.get("pruned_at_step")) for r in led.runs()}
+    assert statuses == {"patience": ("pruned", "3"), "finished": ("finished", None)}

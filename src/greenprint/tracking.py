@@ -65,7 +65,7 @@ from greenprint import _lineage
 from greenprint._accounting import CostAccount
 from greenprint._budget import Budget, BudgetGuard, OnExceed
 from greenprint._config import load_config
-from greenprint._exceptions import BudgetExceeded, ConfigError
+from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
 from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._prediction import Predictor
@@ -639,12 +639,24 @@ class Run(
         against the steps of finished ones, and what they would have cost run to the end
         (docs/pruning.md). A run pruned without ``step`` is read at its last logged step.
 
+        A run is pruned once: calling it again with nothing new does nothing.
+
         Raises:
             ConfigError: a ``step`` that is not a finite number >= 0, or an empty ``by`` or
                 ``metric``.
+            GreenprintError: the run has ended (its status is final), or it was pruned
+                already at another step, by another stopper or on another metric.
         """
         notes = pruned_provenance(step=step, by=by, metric=metric)
-        self._prune_requested = True
+        with self._lock:
+            if self._state == "stopped":
+                raise GreenprintError(
+                    f"run.prune() after run {self.name!r} ended ({self.status}): its status is "
+                    "final; call it before the run ends (inside its with block)"
+                )
+            if self._prune_requested:
+                _check_pruned_once(self.name, self._pruned_notes, notes)
+            self._prune_requested = True
         self._note_pruned(notes)
 
     def _note_pruned(self, notes: dict[str, str]) -> None:
@@ -695,6 +707,32 @@ class Run(
             self._parent_run = enclosing if isinstance(enclosing, Run) else None
             return str(enclosing.id)
         return _lineage.inherited_parent()
+
+
+#: What ``run.prune`` records, by provenance key: the argument that gave it, and how it reads.
+_PRUNED_SAID = {
+    "pruned_at_step": ("step={}", "at step {}"),
+    "pruned_by": ("by={!r}", "by {!r}"),
+    "step_metric": ("metric={!r}", "on metric {!r}"),
+}
+
+
+def _check_pruned_once(name: str, recorded: Mapping[str, str], notes: Mapping[str, str]) -> None:
+    """Raise when a second ``run.prune`` would move what the first recorded.
+
+    A second call that says nothing new (the same step, or no step) is harmless; one that gives
+    another step, stopper or metric would silently replace the first's.
+    """
+    moved = [
+        key for key in _PRUNED_SAID if key in notes and recorded.get(key, notes[key]) != notes[key]
+    ]
+    if not moved:
+        return
+    given = ", ".join(_PRUNED_SAID[k][0].format(notes[k]) for k in moved)
+    before = " ".join(_PRUNED_SAID[k][1].format(recorded[k]) for k in moved)
+    raise GreenprintError(
+        f"run.prune({given}): run {name!r} was pruned {before} already; a run is pruned once"
+    )
 
 
 def current_run() -> Run | None:
