@@ -103,13 +103,36 @@ def _url(location: Any) -> str | None:
         return None
 
 
+#: The ledgers written mid-study, for the processes this one starts (a spawned or forkserver
+#: Pool's workers: macOS's default, and Linux's from Python 3.14): keys of their URLs, never
+#: the URLs (a password)
+KNOWN_ENV = "GREENPRINT_STUDY_LEDGERS"
+
+
+def _key(url: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _know(url: str) -> None:
+    """``url`` is a ledger written mid-study, here and in the processes started from now."""
+    with _LOCK:
+        if url in _KNOWN:
+            return
+        _KNOWN.add(url)
+        keys = set(filter(None, os.environ.get(KNOWN_ENV, "").split(",")))
+        keys.add(_key(url))
+        os.environ[KNOWN_ENV] = ",".join(sorted(keys))
+
+
 def known_good(location: Any) -> bool:
     """Whether ``location`` names a ledger a run was written to, mid-study now.
 
-    A ledger this process (or the one it was forked from) wrote a run to, one vouched for
-    (:func:`vouch`), or the ledger of the run this process was started under
-    (``GREENPRINT_PARENT_LEDGER``: a parent process's run is in it: ``greenprint run``'s
-    command, a worker started inside a run).
+    A ledger this process, or the one it was forked or started from (:data:`KNOWN_ENV`), wrote
+    a run to, one vouched for (:func:`vouch`), or the ledger of the run this process was
+    started under (``GREENPRINT_PARENT_LEDGER``: a parent process's run is in it: ``greenprint
+    run``'s command, a worker started inside a run).
     """
     from greenprint import _lineage
 
@@ -119,6 +142,8 @@ def known_good(location: Any) -> bool:
     with _LOCK:
         if url in _KNOWN:
             return True
+    if _key(url) in os.environ.get(KNOWN_ENV, "").split(","):  # from the process that started it
+        return True
     inherited = _lineage.inherited_parent() and _lineage.inherited_ledger()
     return bool(inherited) and _url(inherited) == url
 
@@ -137,8 +162,7 @@ def vouch(location: Any) -> None:
     url = _url(location)
     if url is None or resolve_target(url).memory:
         return
-    with _LOCK:
-        _KNOWN.add(url)
+    _know(url)
 
 
 def can_fall_back(location: Any) -> bool:
@@ -175,8 +199,8 @@ def written_to(ledger: Ledger) -> None:
                     _NEITHER_SAID.discard(url)
         return
     url = ledger.url_unmasked
+    _know(url)
     with _LOCK:
-        _KNOWN.add(url)
         _NEITHER_SAID.discard(url)
         fallback = _FALLBACKS.get(os.getpid(), {}).get(url)
         if fallback is None or fallback.since_said is None:

@@ -2,9 +2,11 @@
 
 Found by scripts in empty folders with a clean environment:
 
-* a study's forked workers (multiprocessing's fork ``Pool``) whose parent process wrote to the
-  ledger raised ``LedgerPathError`` into the trial when the ledger's folder was gone: what the
-  parent knew of the ledger was kept per process id, so a forked child knew nothing;
+* a study's workers (multiprocessing's ``Pool``, forked or spawned) whose parent process wrote
+  to the ledger raised ``LedgerPathError`` into the trial when the ledger's folder was gone:
+  what the parent knew of the ledger was kept per process id, so a child knew nothing (now
+  inherited by a forked child, and by a started one through ``GREENPRINT_STUDY_LEDGERS``,
+  keys of the URLs);
 * the fallback file was made in the temporary folder, which every user of the machine shares,
   readable by all (0644: a run's command, host and parameters), under a name any user can
   compute (``sha256("<uid>:<url>")``): a folder or link of another user's at that name was
@@ -70,7 +72,7 @@ def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # -- a study's forked workers ----------------------------------------------------------------
 
 FORKED_STUDY = """
-import multiprocessing as mp, os
+import multiprocessing as mp, os, sys
 import greenprint as gp
 
 def trial(i):
@@ -86,17 +88,21 @@ if __name__ == "__main__":
     with gp.track("t0", study="s", ledger="runs/gp.db"):
         pass
     os.rename("runs", "moved")  # the ledger's folder moved away mid-study
-    with mp.get_context("fork").Pool(2) as pool:
+    with mp.get_context(sys.argv[1]).Pool(2) as pool:
         print(pool.map(trial, [1, 2, 3]))
 """
 
 
+# fork: Linux's default to Python 3.13; spawn: macOS's, and forkserver Linux's from 3.14
+@pytest.mark.parametrize("start", ["fork", "spawn"])
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork: Linux")
-def test_forked_workers_of_a_study_go_on_in_the_fallback_file(tmp_path):
+def test_a_pools_workers_of_a_study_go_on_in_the_fallback_file(tmp_path, start):
     temp = tmp_path / "tmp"
     temp.mkdir()
+    script = tmp_path / "search.py"
+    script.write_text(FORKED_STUDY)
     done = subprocess.run(
-        [sys.executable, "-c", FORKED_STUDY],
+        [sys.executable, str(script), start],
         capture_output=True,
         text=True,
         env={**clean_env(), "TMPDIR": str(temp)},
