@@ -312,6 +312,10 @@ def merge_command(out: str, inputs: tuple[str, ...]) -> None:
     finished in another keeps its finished state. Any other difference between two copies of a
     run is a conflict: it is named, exit status 2, and nothing is written. INPUTS are not
     modified.
+
+    An input may be a file greenprint saved runs in when their ledger could not take them
+    (greenprint-unsaved-*.db): the warning that named it, and ledger ls or report of that
+    ledger, give the merge command to paste.
     """
     from greenprint.ledger import Ledger
     from greenprint.ledger._merge import read_inputs, write_merged

@@ -99,8 +99,10 @@ def command(
     The report holds the study's cost by run status and by role (failed and pruned trials
     included), the expected best score against trials and energy, score against energy with
     the Pareto front, the learning curve, power over time, efficiency (score per mWh and per
-    GFPO), greener variants when the study measured some, what its energy would have emitted
-    in other regions, every run, a model-card block and a compute statement.
+    GFPO), greener variants when the study measured some, its pruned trials (where and by
+    what they were stopped, what they cost, and an estimate of what pruning saved), what its
+    energy would have emitted in other regions, every run, a model-card block and a compute
+    statement.
 
     Without --out the report goes to ./greenprint-report, or, when the ledger holds several
     studies, to ./greenprint-report-STUDY, so that one study's report never replaces
