@@ -167,12 +167,17 @@ def reference_nested_sum(forest: RunForest, values: Any, fpo: bool) -> tuple[lis
         own = values[pos]
         if own is None:
             total = below
+            exclusive[pos] = total - below
         elif not outside:  # nothing far inside it (a leaf, or no run adds)
             total = max(own, below)
+            exclusive[pos] = total - below
         else:
-            total = max(own, below - outside) + outside
+            inside = below - outside
+            total = max(own, inside) + outside
+            # its own part is what it measured beyond what is inside it: never (a - b) + b - a,
+            # which rounds (to -1e-16 for a parent that measured 0, to 2e-280 for one of 1e-280)
+            exclusive[pos] = max(own, inside) - inside
         inclusive[pos] = total + added
-        exclusive[pos] = total - below
     return inclusive, exclusive
 
 
