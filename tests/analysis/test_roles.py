@@ -469,7 +469,7 @@ def test_a_trial_takes_the_family_its_parts_share():
     import dataclasses
 
     from greenprint.analysis._common import RunForest
-    from greenprint.analysis._roles import trial_family_labels
+    from greenprint.analysis._families import trial_family_labels
 
     def with_params(record, **params):
         return dataclasses.replace(record, params=params)

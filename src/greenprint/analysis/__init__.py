@@ -39,6 +39,7 @@ from greenprint.analysis._evp import (
     evp_by_budget,
     expected_max_performance,
 )
+from greenprint.analysis._final_run import FinalChoice, choose_final
 from greenprint.analysis._pareto import hypervolume, pareto_front, pareto_runs
 from greenprint.analysis._pricetag import (
     EDH,
@@ -49,11 +50,9 @@ from greenprint.analysis._pricetag import (
     price_tag,
 )
 from greenprint.analysis._roles import (
-    FinalChoice,
     StudyRoles,
     StudyTrials,
     TrialScore,
-    choose_final,
     resolve_roles,
     roles,
     study_trials,

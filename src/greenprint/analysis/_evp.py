@@ -46,7 +46,8 @@ from greenprint.analysis._common import (
     json_float,
 )
 from greenprint.analysis._evp_kernels import evp_sorted
-from greenprint.analysis._roles import study_trials, trial_family_labels
+from greenprint.analysis._families import trial_family_labels
+from greenprint.analysis._roles import study_trials
 
 __all__ = [
     "BUDGET_UNITS",

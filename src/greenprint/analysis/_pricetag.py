@@ -72,7 +72,7 @@ from greenprint._jobs import job_notes
 from greenprint._provenance import is_fpo_lower_bound
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_logged, run_end
-from greenprint.analysis._final_run import FinalRun, _logged_by, _logged_metrics
+from greenprint.analysis._final_run import FinalRun, _logged_by, _logged_metrics, choose_final
 from greenprint.analysis._pricetag_model import EDH, CostTotals, PriceTag, ProvenanceSummary
 from greenprint.analysis._pricetag_notes import _beyond_note, _shared_notes, _unflushed_note
 from greenprint.analysis._pricetag_provenance import _provenance
@@ -86,7 +86,7 @@ from greenprint.analysis._pricetag_sums import (
     _unknown_if_none_knows,
     _with_descendants,
 )
-from greenprint.analysis._roles import StudyTrials, choose_final, study_trials
+from greenprint.analysis._roles import StudyTrials, study_trials
 
 __all__ = [
     "EDH",

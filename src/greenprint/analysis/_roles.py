@@ -7,7 +7,7 @@ scored the same way, recursively); :class:`TrialScore` says which. A distributed
 scored by the mean of every rank of every node, each weighing the same. Analyses over "trials"
 take the ``trial`` runs only. The final run is the ``final`` run if there is one (of several,
 the best finished one by the metric, of a tie the last started), else the best finished trial
-(:func:`choose_final`).
+(:func:`~greenprint.analysis._final_run.choose_final`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
-from greenprint._exceptions import ConfigError
 from greenprint._format import count_of
 from greenprint._frozen import slot_constructor
 from greenprint._records import RunRecord
@@ -48,17 +45,13 @@ from greenprint.analysis._common import (
 )
 
 __all__ = [
-    "FinalChoice",
     "ScoreSource",
     "StudyRoles",
     "StudyTrials",
     "TrialScore",
-    "choose_final",
-    "family_labels",
     "resolve_roles",
     "roles",
     "study_trials",
-    "trial_family_labels",
 ]
 
 
@@ -408,262 +401,3 @@ def _scores_of_parts(
         elif not linked_only and not math.isnan(scores[c].score):
             values.append(scores[c].score)
     return values
-
-
-# ----------------------------------------------------------------------------------- final
-@dataclass(frozen=True)
-class FinalChoice:
-    """Which run is the final one, and the rule that chose it.
-
-    Attributes:
-        position: its position in the set (``None``: none could be chosen).
-        rule: ``"given"`` (named by the caller), ``"role"`` (the run with role ``final``) or
-            ``"best-trial"`` (the best finished trial by the metric); ``None`` with no run.
-        text: the rule in words, for the report.
-    """
-
-    position: int | None
-    rule: Literal["given", "role", "best-trial"] | None
-    text: str
-
-
-def choose_final(trials: StudyTrials, *, final: str | None = None) -> FinalChoice:
-    """The final run: the one named, else the ``final`` run, else the best finished trial.
-
-    Among several ``final`` runs (two model families, each retrained) the finished one with the
-    best score by the metric and its direction is taken; of a tie, or when none has a score,
-    the last started (the text says which rule and how many there were). When no ``final``
-    run finished (a retrain that failed, was interrupted or is still running), there is no
-    final model: the best finished trial is taken, and the text
-    says what became of the ``final`` runs (the unfinished one stays the choice only when no
-    trial can be ranked). The best trial is ranked by its score (own, or the mean of its
-    parts'); of a tie, the one that used the least energy (its own with its parts', as the price
-    tag counts it: the cheaper of equal results), then the earliest started (the report's best
-    trials table and efficiency section break ties alike); a sweep, a part, a baseline or a
-    learning-curve run is never chosen by a rule.
-
-    Args:
-        trials: the study's trials and scores (:func:`study_trials`).
-        final: the id of a run the caller names (wins over every rule).
-
-    Returns:
-        The :class:`FinalChoice` (``position`` ``None`` when no rule applies).
-
-    Raises:
-        KeyError: ``final`` is not among the runs.
-    """
-    forest = trials.forest
-    if final is not None:
-        position = forest.index[final]
-        return FinalChoice(position, "given", "the run named as final")
-    finals = trials.roles.positions("final")
-    unfinished = ""
-    if finals:
-        runs, statuses = forest.runs, forest.column("status")  # a job's: its job's
-        position, text = _best_final(trials, finals)
-        if statuses[position] == "finished":
-            return FinalChoice(position, "role", text)
-        # no final model came out (a retrain that failed): the best trial is the result
-        # no brackets in these texts: the report writes the rule in brackets after the name
-        ordered = sorted(finals, key=lambda p: (runs[p].started_at, p))
-        how = [_UNFINISHED.get(statuses[p], statuses[p]) for p in ordered]
-        ended = [f"{runs[p].name!r} {h}" for p, h in zip(ordered, how, strict=True)]
-        listed = ", ".join(ended[:3]) + (", ..." if len(ended) > 3 else "")
-        unfinished = (
-            f"{runs[ordered[0]].name!r}, the run with role 'final', {how[0]}"
-            if len(ended) == 1
-            else f"no run with role 'final' finished: {listed}"
-        )
-        best = _best_trial(trials, unfinished)
-        if best.position is not None:
-            return best
-        though = f"it {how[0]}" if len(ended) == 1 else f"none finished: {listed}"
-        return FinalChoice(position, "role", f"{text}, though {though}")
-    return _best_trial(trials, "no run has role 'final'")
-
-
-def _best_final(trials: StudyTrials, finals: Sequence[int]) -> tuple[int, str]:
-    """Which of the ``final`` runs (positions) is the final model, and the rule in words.
-
-    The finished one with the best score by the metric and its direction (a study of two
-    model families, each retrained: the better retrain, not the last one run); of a tie, or
-    when none has a score, the last started. When none finished, the last started (whose
-    fate :func:`choose_final` words). The text has no brackets: the report writes it in some.
-    """
-    runs = trials.forest.runs
-    n = len(finals)
-    if n == 1:
-        return finals[0], "the run with role 'final'"
-    of = f"of the {n} runs with role 'final'"
-
-    def latest(positions: Sequence[int]) -> int:
-        return max(positions, key=lambda p: (runs[p].started_at, p))
-
-    statuses = trials.forest.column("status")  # a job's head: its job's
-    finished = [p for p in finals if statuses[p] == "finished"]
-    if not finished or (len(finished) == 1 and latest(finals) in finished):
-        return latest(finals), f"the last started {of}"  # e.g. a retrain run again, finished
-    if len(finished) == 1:
-        return finished[0], f"the only finished one {of}"
-    metric = trials.metric
-    scored = [p for p in finished if not math.isnan(trials.scores[p].score)]
-    if metric is None or not scored:
-        that = " that finished" if len(finished) < n else ""
-        none = "" if metric is None else f", none with a value of {metric!r}"
-        return latest(finished), f"the last started {of}{that}{none}"
-    sign = 1.0 if trials.mode == "max" else -1.0
-    top = max(sign * trials.scores[p].score for p in scored)
-    best = [p for p in scored if sign * trials.scores[p].score == top]
-    better = "highest" if trials.mode == "max" else "lowest"
-    if len(best) == n:  # a retrain run again: the same score
-        text = f"the last started {of}, which tie on the {better} {metric}"
-    elif len(best) > 1:
-        text = f"the last started of the {len(best)} tied on the {better} {metric} {of}"
-    else:
-        text = f"the run with the {better} {metric} {of}"
-    left = []  # the runs the rule could not rank
-    if len(finished) < n:
-        left.append(f"{n - len(finished)} not finished")
-    if len(scored) < len(finished):
-        left.append(f"{len(finished) - len(scored)} with no value of it")
-    return latest(best), text + (f", {' and '.join(left)}" if left else "")
-
-
-#: How the final-run rule says a ``final`` run that did not finish ended.
-_UNFINISHED = {"running": "is still running", "lost": "was lost"}
-
-
-def _best_trial(trials: StudyTrials, why: str) -> FinalChoice:
-    """The best finished trial by the metric (:func:`choose_final`), ``why`` no final run."""
-    forest = trials.forest
-    if trials.metric is None:
-        return FinalChoice(None, None, f"{why} and no metric ranks the trials")
-    # The best score first, then the least energy, then the earliest start among the trials
-    # that have it: the smallest (sign * score, energy, started_at, position), as a scan
-    # comparing those keys finds (scores compare as == and < do in a tuple; NaN scores are left
-    # out), without a key per trial (100,000 trials: 27 -> 12 ms CPU); the energies are read
-    # for a tie only.
-    statuses = forest.column("status")
-    finished = [p for p in trials.positions if statuses[p] == "finished"]
-    values = np.array([trials.scores[p].score for p in finished], dtype=float)
-    scored = values[~np.isnan(values)]
-    if not scored.size:
-        return FinalChoice(
-            None, None, f"no finished trial has a value of {trials.metric!r} to rank by"
-        )
-    top = scored.max() if trials.mode == "max" else scored.min()
-    started = forest.column("started_at")
-    tied = [finished[k] for k in np.flatnonzero(values == top).tolist()]
-    if len(tied) > 1:
-        energy = forest.cost_sums("energy_kwh")
-        best = min((energy[p], started[p], p) for p in tied)[1:]
-    else:
-        best = (started[tied[0]], tied[0])
-    better = "highest" if trials.mode == "max" else "lowest"
-    if len(trials.positions) == 1:  # one training: no trial it was chosen among
-        return FinalChoice(best[1], "best-trial", f"the study's one trial, as {why}")
-    return FinalChoice(
-        best[1],
-        "best-trial",
-        f"the finished trial with the {better} {trials.metric}, as {why}",
-    )
-
-
-def family_labels(runs: Sequence[RunRecord], group_by: Any) -> list[str]:
-    """One family label per run, from a dotted path (``"params.model"``) or a function of a run.
-
-    A run without the value gets ``"(no <path>)"``.
-
-    Raises:
-        ConfigError: ``group_by`` is neither a string nor callable, or its first name is no
-            field of a run (``"model"`` for ``"params.model"``: no run could have a value).
-    """
-    if callable(group_by):
-        return [str(group_by(run)) for run in runs]
-    if not isinstance(group_by, str) or not group_by:
-        raise ConfigError(
-            f"group_by must be a dotted path such as 'params.model' or a function, not {group_by!r}"
-        )
-    head, *rest = group_by.split(".")
-    if not hasattr(RunRecord, head):
-        if any(isinstance(run.params, Mapping) and head in run.params for run in runs):
-            hint = f"did you mean 'params.{group_by}'?"
-        else:
-            hint = "give a dotted path into a run such as 'params.model', 'host' or 'status'"
-        raise ConfigError(f"group_by {group_by!r}: a run has no field {head!r}; {hint}")
-    labels = []
-    missing = f"(no {group_by})"
-    for run in runs:
-        value = _value_at(run, head, rest)
-        labels.append(missing if value is None else str(value))
-    return labels
-
-
-def _value_at(run: RunRecord, head: str, keys: Sequence[str]) -> Any:
-    """``run.<head>.<key>...`` of a dotted path, ``None`` where a step has no value."""
-    value: Any = getattr(run, head, None)
-    for key in keys:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return value
-
-
-def trial_family_labels(forest: RunForest, positions: Sequence[int], group_by: Any) -> list[str]:
-    """One family label per trial (positions in ``forest``), as :func:`family_labels` gives it.
-
-    A trial that has no value of a dotted path takes the one its parts share: a trial that is
-    ``greenprint run --role trial -- python train.py --model cnn`` records no params itself,
-    while the script's run inside it (its part) records ``params.model``, and it scores the
-    trial too. Parts that disagree (or none that has it) leave it ``"(no <path>)"``.
-
-    Raises:
-        ConfigError: ``group_by`` is neither a string nor callable, or a dotted path of which
-            no trial nor any of its parts has a value (a typo such as ``params.modle``: the
-            message lists the keys the trials have, the nearest first).
-    """
-    labels = family_labels([forest.runs[p] for p in positions], group_by)
-    if callable(group_by):
-        return labels
-    missing = f"(no {group_by})"
-    looked: list[int] = list(positions)  # the trials and the parts read for a value
-    for k, pos in enumerate(positions):
-        if labels[k] != missing or not forest.children[pos]:
-            continue
-        below: list[int] = []
-        stack = list(forest.children[pos])
-        while stack:
-            part = stack.pop()
-            below.append(part)
-            stack.extend(forest.children[part])
-        looked += below
-        found = set(family_labels([forest.runs[p] for p in below], group_by)) - {missing}
-        if len(found) == 1:
-            labels[k] = found.pop()
-    if labels and all(label == missing for label in labels):
-        raise ConfigError(_no_value_of(group_by, [forest.runs[p] for p in looked]))
-    return labels
-
-
-def _no_value_of(group_by: str, runs: Sequence[RunRecord]) -> str:
-    """Why no trial has a value of ``group_by``, with the paths they have (the nearest first)."""
-    from greenprint._suggest import nearest
-
-    head, *rest = group_by.split(".")
-    message = f"group_by {group_by!r}: no trial (nor any of its parts) has a value of it"
-    if not rest:
-        return message
-    keys: set[str] = set()  # the keys beside the last one of the path that have a value
-    for run in runs:
-        value = _value_at(run, head, rest[:-1])
-        if isinstance(value, Mapping):
-            keys.update(str(key) for key, v in value.items() if v is not None)
-    if not keys:
-        return message
-    prefix = group_by.rsplit(".", 1)[0] + "."
-    # the last key compared alone: the shared 'params.' would make any two paths look close
-    close = [prefix + key for key in nearest(rest[-1], keys)]
-    ordered = close + sorted({prefix + key for key in keys} - set(close))
-    shown = ", ".join(ordered[:10])
-    if len(ordered) > 10:
-        shown += f" and {len(ordered) - 10} more"
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{message}; the trials have {shown}{hint}"

@@ -27,8 +27,8 @@ from greenprint.analysis._common import (
     check_choice,
     check_mode,
 )
+from greenprint.analysis._families import trial_family_labels
 from greenprint.analysis._pricetag import forest_price_tag
-from greenprint.analysis._roles import trial_family_labels
 from greenprint.report._curve_runs import one_run_curve_notes, one_run_curves
 from greenprint.report._efficiency import efficiency_section
 from greenprint.report._failure_text import failures_json
