@@ -4,12 +4,13 @@ A run stopped early (status ``pruned``) records, in its provenance (no schema ch
 provenance is a dict of strings written with every flush):
 
 * ``pruned_at_step``: the step it was stopped at, its last reported step (Optuna's
-  ``FrozenTrial.last_step``, Ray Tune's ``training_iteration``, a halving search's resources);
+  ``FrozenTrial.last_step``, Ray Tune's ``training_iteration``, a halving search's resources
+  summed over the iterations it was fitted in);
 * ``pruned_by``: what stopped it (``"Optuna MedianPruner"``, ``"Ray Tune"``,
   ``"HalvingGridSearchCV"``);
 * ``full_steps``: the step a trial run to its end reaches, where the stopper knows it (a
-  halving search's last ``n_resources``, the furthest Ray Tune trial); the report otherwise
-  takes the furthest finished trial's last step;
+  halving search's ``n_resources`` summed over all its iterations, the furthest Ray Tune
+  trial); the report otherwise takes the furthest finished trial's last step;
 * ``step_unit``: what a step counts when it is not the logged step (``"training_iteration"``,
   ``"n_samples"``);
 * ``step_metric``: the metric whose steps ``pruned_at_step`` counts, where the run also logs

@@ -156,9 +156,12 @@ def test_a_study_without_pruned_trials_has_no_section(tmp_path: Path) -> None:
 
 
 def test_halving_search_records_the_resources_it_eliminated_at(tmp_path: Path) -> None:
-    """HalvingGridSearchCV: 8 candidates on 60 examples, 4 on 120, 2 on 240. A candidate
-    eliminated after the iteration on 60 (120) records 60 (120) against 240, and the report's
-    saving is each pruned trial's energy times 240 / its resources - 1."""
+    """HalvingGridSearchCV: 8 candidates on 60 examples, 4 on 120, 2 on 240. A candidate is
+    fitted again at each iteration it reaches and its run's cost holds them all: one
+    eliminated after the iteration on 60 (120) records 60 (60 + 120 = 180) against
+    60 + 120 + 240 = 420, and the report's saving is each pruned trial's energy times
+    420 / that - 1 (240 / 120 left out the iteration on 60 that a candidate kept to the end
+    also ran: 2 where it is 2.33)."""
     need("sklearn", "sklearn")
     from sklearn.datasets import load_digits
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401
@@ -181,21 +184,23 @@ def test_halving_search_records_the_resources_it_eliminated_at(tmp_path: Path) -
         # its params say the iteration it was last scored in, as cv_results_ has it
         resources = search.n_resources_[run.params["iter"]]
         assert run.params["n_resources"] == resources
-        assert run.provenance["pruned_at_step"] == str(resources)
-        assert run.provenance["full_steps"] == "240"
+        done = sum(search.n_resources_[: run.params["iter"] + 1])
+        assert run.provenance["pruned_at_step"] == str(done)
+        assert run.provenance["full_steps"] == "420"
         assert run.provenance["pruned_by"] == "HalvingGridSearchCV"
-        assert run.provenance["step_unit"] == "resources"
-    assert sorted(int(r.provenance["pruned_at_step"]) for r in pruned) == [60] * 4 + [120] * 2
+        assert run.provenance["step_unit"] == "cumulative resources"
+    assert sorted(int(r.provenance["pruned_at_step"]) for r in pruned) == [60] * 4 + [180] * 2
     s = build_report(db, "halving").pruning
-    assert s is not None and s.unit == "resources" and s.full_steps == 240
+    assert s is not None and s.unit == "cumulative resources" and s.full_steps == 420
     assert not s.from_zero
-    saved = sum(r.energy_kwh * (240 / int(r.provenance["pruned_at_step"]) - 1) for r in pruned)
     rows = {r.run_id: r for r in s.rows}
-    assert sum(rows[r.id].energy_kwh for r in pruned) == pytest.approx(
-        sum(r.energy_kwh for r in pruned)
+    # a pruned trial's energy holds its earlier iterations' (its parts)
+    saved = sum(
+        rows[r.id].energy_kwh * (420 / int(r.provenance["pruned_at_step"]) - 1) for r in pruned
     )
     assert s.saved_energy_kwh == pytest.approx(saved, rel=1e-9)
     text = " ".join(s.lines())
     assert "6 of 8 trials pruned by HalvingGridSearchCV." in text
-    assert "Stopped at resources 60 (median; 60 to 120); a trial run to the end reached " in text
-    assert "resources 240." in text
+    assert "Stopped at cumulative resources 60 (median; 60 to 180); a trial run to the " in text
+    assert "end reached cumulative resources 420." in text
+    assert "scaled by cumulative resources of a full trial / cumulative resources it ran" in text

@@ -293,6 +293,7 @@ def _candidates(
         if last != row:
             earlier.setdefault(last, []).append(rows[row])
     out: list[RunRecord] = []
+    resources = _iteration_resources(results, iters)
     for row, record in enumerate(rows):
         last = trial_row[row]
         if last != row:  # an iteration of a candidate that went on: a part of its trial
@@ -302,28 +303,43 @@ def _candidates(
         provenance = record.provenance
         if status == "finished" and iters[row] < last_iter:
             status = "pruned"
-            provenance = {**provenance, **_halving_notes(results, row, iters, last_iter, by)}
+            notes = _halving_notes(resources, iters[row], last_iter, by)
+            provenance = {**provenance, **notes}
         trial = replace(record, status=status, provenance=provenance)
         out.append(_with_parts(trial, earlier.get(row, [])))
     return out
 
 
-def _halving_notes(
-    results: Mapping[str, Any], row: int, iters: list[int], last_iter: int, by: str | None
-) -> dict[str, str]:
-    """Where a halving search eliminated a candidate: the resources of its last iteration.
-
-    ``pruned_at_step`` is the ``n_resources`` it was last scored on, ``full_steps`` those of
-    the search's last iteration (what a candidate kept to the end is scored on), ``step_unit``
-    the search's resource; a search's cost per candidate grows with its resources, so the
-    report scales a pruned candidate's cost by their ratio. Without ``n_resources``
-    (scikit-learn before 0.24), the iteration counted from 1 against the last one.
-    """
+def _iteration_resources(results: Mapping[str, Any], iters: list[int]) -> list[float] | None:
+    """Each iteration's ``n_resources`` (by iteration), ``None`` without them (before 0.24)."""
     resources = results.get("n_resources")
+    if resources is None:
+        return None
+    by_iter: dict[int, float] = {}
+    for r, i in zip(resources, iters, strict=True):
+        by_iter[i] = max(by_iter.get(i, 0.0), float(r))
+    return [by_iter.get(i, 0.0) for i in range(max(iters, default=0) + 1)]
+
+
+def _halving_notes(
+    resources: list[float] | None, it: int, last_iter: int, by: str | None
+) -> dict[str, str]:
+    """Where a halving search eliminated a candidate: the resources it was fitted on.
+
+    A candidate is fitted again at each iteration it reaches, on that iteration's
+    ``n_resources``: its run's cost (with its earlier iterations' as parts) is that of every
+    iteration up to the one it was eliminated after. So ``pruned_at_step`` is the resources
+    of those iterations summed (60 + 120 = 180 for one eliminated after the iteration on 120),
+    ``full_steps`` those of every iteration (60 + 120 + 240 + 480 = 900: what a candidate kept
+    to the end is fitted on), ``step_unit`` ``"cumulative resources"``; the report scales a
+    pruned candidate's cost by their ratio (900 / 180 = 5; the ratio of the last iterations'
+    resources, 480 / 120 = 4, left out the cost of the iterations before). Without
+    ``n_resources`` (scikit-learn before 0.24), the iteration counted from 1 against the last.
+    ``resources``: :func:`_iteration_resources`'s; ``it``: the candidate's last iteration.
+    """
     if resources is not None:
-        step = float(resources[row])
-        full = max(float(r) for r, i in zip(resources, iters, strict=True) if i == last_iter)
-        unit = "resources"
+        step, full = sum(resources[: it + 1]), sum(resources[: last_iter + 1])
+        unit = "cumulative resources"
     else:
-        step, full, unit = float(iters[row] + 1), float(last_iter + 1), "iterations"
+        step, full, unit = float(it + 1), float(last_iter + 1), "iterations"
     return pruned_provenance(step=step, by=by or "successive halving", full_steps=full, unit=unit)

@@ -112,7 +112,7 @@ class PrunedSummary:
         rows: the pruned trials, in start order.
         by: what stopped them, each stopper once, most trials first.
         unit: what a step counts, when the stoppers recorded one (``"training_iteration"``,
-            ``"resources"``); ``None``: the logged step.
+            ``"cumulative resources"``); ``None``: the logged step.
         full_steps: the step a trial run to its end reaches (``None``: unknown, no finished
             trial logged a step and no stopper recorded one).
         from_zero: whether steps start at 0 (step ``s`` is ``s + 1`` steps done).
@@ -156,6 +156,7 @@ class PrunedSummary:
         """The section's sentences: when, what it cost, what it saved (every number with a unit)."""
         n = len(self.rows)
         unit = self.unit or "step"
+        units = unit if unit.endswith("s") else f"{unit}s"  # not "resourcess"
         by = f" by {', '.join(self.by)}" if self.by else ""
         out = [f"{n} of {count_of(self.trials, 'trial')} pruned{by}."]
         steps = self.steps
@@ -167,7 +168,7 @@ class PrunedSummary:
             if self.full_steps is not None:
                 where += f"; a trial run to the end reached {unit} {_step(self.full_steps)}"
             if self.from_zero:
-                where += f" ({unit}s counted from 0)"
+                where += f" ({units} counted from 0)"
             out.append(where + ".")
         else:
             out.append("No pruned trial recorded or logged a step: when they stopped is unknown.")
@@ -228,7 +229,7 @@ class PrunedSummary:
         out.append(
             f"Run to the end, {they} would have cost about {would_text}: pruning saved "
             f"about {saved}{share}. An estimate: each pruned trial's "
-            f"cost scaled by {unit}s of a full trial / {unit}s it ran."
+            f"cost scaled by {units} of a full trial / {units} it ran."
         )
         return out
 
