@@ -74,8 +74,10 @@ class _Fallback:
         """The command that puts the file's runs into the ledger, as it can be run."""
         import shlex
 
-        into = "LEDGER_URL" if self.hidden else shlex.quote(self.display)
-        tail = " (LEDGER_URL: the ledger's URL, with its password)" if self.hidden else ""
+        # a URL's password is not printed: a shell variable then (a bare LEDGER_URL, pasted as
+        # printed, merged the runs into a new file ./LEDGER_URL, exit 0)
+        into = '"$LEDGER_URL"' if self.hidden else shlex.quote(self.display)
+        tail = " (set LEDGER_URL to the ledger's URL, with its password)" if self.hidden else ""
         return f"`greenprint ledger merge {into} {shlex.quote(str(self.path))}`{tail}"
 
 

@@ -100,11 +100,20 @@ def test_runs_go_on_in_a_fallback_while_the_postgres_server_is_down(own_server, 
     assert _names(fallback) == ["t2", "t3"]
     (down,) = _said(caplog, "cannot take runs")  # once, not for each run
     assert f"they are saved in {fallback} until it can (the study goes on)" in down
-    assert f"`greenprint ledger merge LEDGER_URL {fallback}`" in down
-    assert "LEDGER_URL: the ledger's URL, with its password" in down
+    command = f'greenprint ledger merge "$LEDGER_URL" {fallback}'
+    assert f"`{command}` (set LEDGER_URL to the ledger's URL, with its password)" in down
     (back,) = _said(caplog, "takes runs again")
     assert f"the 2 run(s) made while it could not are in {fallback}" in back
-    _merge(url, fallback)
+    # the command as printed, pasted in another folder with LEDGER_URL set (it printed a bare
+    # LEDGER_URL: pasted, the runs went into a new file ./LEDGER_URL, exit 0)
+    elsewhere = temp / "elsewhere"
+    elsewhere.mkdir()
+    pasted = subprocess.run(
+        ["bash", "-c", command], cwd=elsewhere, env={**clean_env(), "LEDGER_URL": url},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert pasted.returncode == 0 and "2 run(s) added" in pasted.stdout, pasted.stderr
+    assert list(elsewhere.iterdir()) == []
     assert _names(url) == ["t0", "t1", "t2", "t3", "t4"]
 
 
