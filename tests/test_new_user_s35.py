@@ -129,3 +129,41 @@ def test_run_prune_misused_says_so_in_one_line(tmp_path):
     with gp.Ledger(db) as led:
         statuses = {r.name: (r.status, r.provenance.get("pruned_at_step")) for r in led.runs()}
     assert statuses == {"patience": ("pruned", "3"), "finished": ("finished", None)}
+
+
+STUDY_SCRIPT = """\
+import greenprint as gp
+
+for name, stop_at in (("t0", None), ("t1", None), ("t2", 3)):
+    with gp.track(name, study="patience") as run:
+        for epoch in range(10):
+            run.log(val_accuracy=0.1 * epoch, step=epoch)
+            if epoch == stop_at:
+                run.prune(step=epoch, by="patience 3")
+                break
+"""
+
+
+def test_the_pruned_section_reads_as_sentences_with_units(tmp_path_factory):
+    """A study that counted no FPO read ``They spent 208 µWh (26.2% of the study's energy),
+    99.8 µg CO2-eq.`` (a list cut short), and the table's ``stopped at`` column gave bare
+    numbers beside ``run to the end (estimate)``, which holds an energy. Now: ``... energy) and
+    99.8 µg CO2-eq.``, ``stopped at (step)``, ``energy run to the end (estimate)``, in Markdown
+    and HTML alike."""
+    import html
+
+    home = empty_home(tmp_path_factory, "s35-section")
+    (home / "train.py").write_text(STUDY_SCRIPT)
+    done = run_in(home, sys.executable, "train.py")
+    assert done.returncode == 0, done.stderr
+    done = run_in(home, GREENPRINT, "report", "--format", "md,html", "--no-plots", "--out", "rep")
+    assert done.returncode == 0, done.stderr
+    md = (home / "rep" / "report.md").read_text(encoding="utf-8")
+    page = html.unescape((home / "rep" / "report.html").read_text(encoding="utf-8"))
+    spent = r"They spent [\d.]+ \S*Wh \([\d.]+% of the study's energy\) and [\d.]+ \S+ CO2-eq\."
+    assert re.search(spent, md) and re.search(spent, page), md
+    header = ["trial", "stopped at (step)", "by", "energy", "FPO"]
+    header.append("energy run to the end (estimate)")
+    assert "| " + " | ".join(header) + " |" in md
+    assert "".join(f"<th>{h}</th>" for h in header) in page
+    assert "| t2 | 3 | patience 3 |" in md

@@ -178,9 +178,12 @@ class PrunedSummary:
             if self.study_energy_kwh > 0
             else f"They spent {format_energy(self.energy_kwh)}"
         )
-        spent += f", {format_emissions(self.emissions_kg)}"
-        if self.fpo is not None:
-            spent += f" and {format_fpo(self.fpo)}"
+        # "1 Wh (10%) and 2 g CO2-eq", "1 Wh (10%), 2 g CO2-eq and 3 MFPO (5% of its FPO)"
+        emissions = format_emissions(self.emissions_kg)
+        if self.fpo is None:
+            spent += f" and {emissions}"
+        else:
+            spent += f", {emissions} and {format_fpo(self.fpo)}"
             if self.study_fpo:
                 spent += f" ({_pct(self.fpo / self.study_fpo)} of its FPO)"
         out.append(spent + ".")
@@ -235,7 +238,14 @@ class PrunedSummary:
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Header and cells of the per-trial table (at most :data:`MAX_ROWS` rows)."""
-        header = ["trial", "stopped at", "by", "energy", "FPO", "run to the end (estimate)"]
+        header = [
+            "trial",
+            f"stopped at ({self.unit or 'step'})",
+            "by",
+            "energy",
+            "FPO",
+            "energy run to the end (estimate)",
+        ]
         rows = []
         for r in self.rows[:MAX_ROWS]:
             step = _step(r.step) + ("" if r.step is None or r.step_recorded else " (logged)")
