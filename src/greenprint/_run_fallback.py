@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "can_fall_back",
+    "counted",
     "fallback_ledger",
     "fallback_path",
     "held",
@@ -259,10 +260,10 @@ def fallback_ledger(location: Any, holder: Any, error: BaseException) -> Ledger:
         if fallback is None or fallback.path != path:
             hidden = target.path is None and target.display != url  # a password masked
             fallback = fallbacks[url] = _Fallback(path, target.display, hidden)
-        fallback.runs += 1
         say = fallback.since_said is None
-        if say:
-            fallback.since_said = fallback.told = fallback.runs
+        if say:  # the run it is for is counted as it starts there (:func:`counted`)
+            fallback.since_said = fallback.runs
+            fallback.told = fallback.runs + 1
     if say:
         logger.warning(
             "greenprint: ledger %s cannot take runs (%s); they are saved in %s until it can "
@@ -385,6 +386,20 @@ def waiting(ledger: Ledger) -> str | None:
         f"note: {count} run(s) meant for this ledger wait in {path} (its ledger could not take "
         f"them when they ran): {command} puts them in it"
     )
+
+
+def counted(ledger: Any) -> None:
+    """A run was started in ``ledger``, a fallback file of this process: counted.
+
+    Each run once, as it starts there: one that fell back, one nested in a run made there (a
+    trial's parts take their parent's ledger), one moved there mid-run. The lines that say how
+    many runs the file holds read the count.
+    """
+    path = getattr(ledger, "path", None)
+    with _LOCK:
+        for fallback in _FALLBACKS.get(os.getpid(), {}).values():
+            if fallback.path == path:
+                fallback.runs += 1
 
 
 def held(location: Any, error: BaseException, again: BaseException) -> None:

@@ -24,7 +24,14 @@ from greenprint._accounting import CostAccount
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._lifecycle import interrupts_held, registry, status_for
 from greenprint._liveness import writer_identity
-from greenprint._run_fallback import can_fall_back, fallback_ledger, held, written_to
+from greenprint._run_fallback import (
+    can_fall_back,
+    counted,
+    fallback_ledger,
+    held,
+    is_fallback,
+    written_to,
+)
 from greenprint._run_metrics import _NeverStarted
 from greenprint._run_persistence import (
     _FINAL_WRITE_S,
@@ -253,12 +260,15 @@ class RunLifecycle(RunState):
         """
         try:
             ledger.start_run(self._base_record())
+            if is_fallback(ledger):  # made there by _begin, or a part of a run made there
+                counted(ledger)
         except GreenprintError as e:
             if not can_fall_back(ledger):
                 raise
             try:
                 fallback = fallback_ledger(ledger, self, e)
                 fallback.start_run(self._base_record())
+                counted(fallback)
             except GreenprintError as again:  # said by fallback_ledger, or here
                 held(ledger, e, again)
                 with self._lock:

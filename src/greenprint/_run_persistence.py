@@ -26,7 +26,7 @@ from greenprint._exceptions import GreenprintError
 from greenprint._forks import renew_after_fork
 from greenprint._lifecycle import registry
 from greenprint._records import PowerSample
-from greenprint._run_fallback import fallback_ledger, known_good, written_to
+from greenprint._run_fallback import counted, fallback_ledger, known_good, written_to
 from greenprint._run_state import RunState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -427,6 +427,7 @@ class RunPersistence(RunState):
                 ledger.resolve_id(self.id)
             except UnknownRunError:
                 ledger.start_run(record)
+                counted(ledger)
                 with self._lock:  # those metrics are in the record now
                     del self._pending_metrics[:in_record]
         except GreenprintError:
@@ -465,6 +466,7 @@ class RunPersistence(RunState):
                 ledger.resolve_id(self.id)  # a restored copy may hold the run already
             except UnknownRunError:
                 ledger.start_run(record)
+                counted(ledger)
                 with self._lock:  # those metrics are in the record now
                     del self._pending_metrics[:in_record]
         except GreenprintError as e:

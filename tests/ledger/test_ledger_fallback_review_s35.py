@@ -206,6 +206,8 @@ def test_ls_and_report_say_runs_wait_in_the_fallback_until_merged(tmp_path):
             text=True, check=False, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+    # the line at exit counts the trials' parts made in the file too (before: 2 of its 6)
+    assert "greenprint: 6 run(s) meant for ledger" in done.stderr, done.stderr
     failed = tmp_path / "fail"
     (failed / "away").rename(failed / "runs")  # the folder back
     (fallback,) = temp.glob("greenprint-*/greenprint-unsaved-*.db")
