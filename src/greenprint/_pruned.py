@@ -207,17 +207,21 @@ class PrunedAt:
     metric: str | None = None
 
 
-def pruned_at(run: RunRecord) -> PrunedAt:
+def pruned_at(run: RunRecord, logged: tuple[int | None, int | None] | None = None) -> PrunedAt:
     """Where ``run`` stopped: its recorded ``pruned_at_step``, else its last logged step.
 
-    The last logged step is its ``step_metric``'s when it recorded one.
+    The last logged step is its ``step_metric``'s when it recorded one. ``logged``: the run's
+    :func:`step_bounds` of that metric, when the caller has them already.
     """
     provenance = run.provenance
     step = _number(provenance.get(PRUNED_STEP_KEY))
     recorded = step is not None
     metric = provenance.get(STEP_METRIC_KEY) or None
     if step is None:
-        step = last_step(run, metric)
+        if logged is None:
+            step = last_step(run, metric)
+        else:
+            step = None if logged[1] is None else float(logged[1])
     return PrunedAt(
         step=step,
         recorded=recorded,

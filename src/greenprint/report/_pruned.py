@@ -27,7 +27,13 @@ from typing import Any
 
 from greenprint._format import count_of, format_emissions, format_energy, format_fpo
 from greenprint._frozen import slot_constructor
-from greenprint._pruned import pruned_at, reported_last_step, step_bounds
+from greenprint._pruned import (
+    LAST_STEP_KEY,
+    STEP_METRIC_KEY,
+    pruned_at,
+    reported_last_step,
+    step_bounds,
+)
 from greenprint._records import RunRecord
 from greenprint.analysis import PriceTag
 from greenprint.analysis._common import json_float
@@ -314,7 +320,10 @@ def pruned_summary(
     if not pruned:
         return None
     finished = [r for r in trials if r.status == "finished"]
-    where = [pruned_at(r) for r in pruned]
+    # each pruned run's logged steps, in one pass: its last (where it recorded none) and its
+    # first (whether steps count from 0)
+    bounds = [step_bounds((r,), r.provenance.get(STEP_METRIC_KEY) or None) for r in pruned]
+    where = [pruned_at(r, b) for r, b in zip(pruned, bounds, strict=True)]
     # the furthest step of a finished trial, of the metric whose steps the pruned trials count
     # when they recorded one (Optuna's epochs, not a loss logged at each of 10,000s of global
     # steps); its recorded last_step where an integration recorded one (a report reads only
@@ -325,7 +334,7 @@ def pruned_summary(
     recorded_last = None
     recorded, unrecorded = [], []
     for r in finished:
-        last = reported_last_step(r)
+        last = reported_last_step(r) if LAST_STEP_KEY in r.provenance else None
         if last is None:
             unrecorded.append(r)
         else:
@@ -348,7 +357,11 @@ def pruned_summary(
     # step of a study counted from 1 does not make every other trial's steps count from 0
     first = None
     if unit is None:
-        starts = (first_logged, step_bounds(recorded, metric)[0], step_bounds(pruned, metric)[0])
+        pruned_firsts = [
+            b[0] if w.metric == metric else step_bounds((r,), metric)[0]
+            for r, w, b in zip(pruned, where, bounds, strict=True)
+        ]
+        starts = (first_logged, step_bounds(recorded, metric)[0], *pruned_firsts)
         first = min((f for f in starts if f is not None), default=None)
     if first is not None:
         from_zero = first == 0
