@@ -204,3 +204,24 @@ def test_a_study_with_no_energy_measured_reports_without_dividing_by_zero(tmp_pa
         "No estimate of the saving: the study recorded no energy (no meter measured it) and "
         "its trials counted no FPO."
     )
+
+
+def test_a_trial_pruned_past_every_finished_one_is_said_to_have_gone_further(tmp_path) -> None:
+    """Epochs as a hyper-parameter: finished trials of 5 epochs, one stopped at epoch 8 of 12.
+    It read 'Stopped at step 5 (median; 2 to 8); a trial run to the end reached step 5.'
+    and nothing of the trial at 8, counted at no saving."""
+    db = tmp_path / "g.db"
+    _user_trial(db, "short-a", epochs=5, loss=False)
+    _user_trial(db, "short-b", epochs=5, loss=False)
+    _user_trial(db, "long", epochs=12, stop_at=8, loss=False)
+    _user_trial(db, "early", epochs=12, stop_at=2, loss=False)
+    s = build_report(db, "loop").pruning
+    assert s is not None and s.full_steps == 5
+    rows = {r.name: r for r in s.rows}
+    assert rows["long"].scale == 1.0 and rows["early"].scale == 2.5
+    assert s.saved_fpo == 3_000  # early: 2 of 5 epochs at 1,000 FPO
+    text = " ".join(s.lines())
+    assert (
+        "a trial run to the end reached step 5; 1 pruned trial went further than any finished "
+        "one and counted as run to the end (no saving)."
+    ) in text

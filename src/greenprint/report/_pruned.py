@@ -175,6 +175,13 @@ class PrunedSummary:
                 where += f"; a trial run to the end reached {unit} {_step(self.full_steps)}"
             if self.from_zero:
                 where += f" ({units} counted from 0)"
+            if self.full_steps is not None and high > self.full_steps:
+                # a search over the number of epochs: a trial stopped past every finished one
+                further = sum(1 for s in steps if s > self.full_steps)
+                where += (
+                    f"; {count_of(further, 'pruned trial')} went further than any finished "
+                    "one and counted as run to the end (no saving)"
+                )
             out.append(where + ".")
         else:
             out.append("No pruned trial recorded or logged a step: when they stopped is unknown.")
