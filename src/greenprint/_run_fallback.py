@@ -29,6 +29,7 @@ and saved apart at its end (:mod:`greenprint._run_persistence`).
 from __future__ import annotations
 
 import atexit
+import hashlib  # here, not in _key: a process's first run would pay its import (~1 ms)
 import logging
 import os
 import threading
@@ -113,8 +114,6 @@ KNOWN_ENV = "GREENPRINT_STUDY_LEDGERS"
 
 
 def _key(url: str) -> str:
-    import hashlib
-
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
@@ -324,8 +323,6 @@ def _private_folder() -> Path:
 
 
 def _name(url: str) -> str:
-    import hashlib
-
     key = hashlib.sha256(f"{_user()}:{url}".encode()).hexdigest()[:8]
     return f"greenprint-unsaved-{key}.db"
 
