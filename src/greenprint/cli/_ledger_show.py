@@ -39,7 +39,8 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     Energy, CO2-eq and FPO are written as the report writes them (12.3 Wh, 4.7 g CO2-eq,
     3.1 PFPO); --json gives the raw numbers (kWh, kg, FPO) for scripts. A run of a
     distributed job whose job the report reads with another status says so beside its own
-    (finished (its job exp7 reads failed: ... failed)).
+    (finished (its job exp7 reads failed: ... failed)); a pruned run, where and by what it was
+    stopped (pruned (at step 7, by Optuna MedianPruner)).
     """
     with open_ledger(ledger) as led:
         record = led.run(run_id)
