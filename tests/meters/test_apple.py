@@ -239,13 +239,18 @@ def test_an_override_that_names_no_program_is_unusable_and_never_raises(
 
 # -- the meter against a fake process ---------------------------------------------------------
 def test_meter_sums_the_replayed_samples(tmp_path):
-    command = make_fake_powermetrics(tmp_path, M2, behaviour="once", interval_s=0.02)
+    gate = tmp_path / "go"  # the samples come once both meters started (a meter counts from
+    # its start: under load the first samples could arrive between the two starts)
+    command = make_fake_powermetrics(
+        tmp_path, M2, behaviour="once", interval_s=0.02, start_when=gate
+    )
     clock = Clock()  # frozen: no extrapolation, no stall
     source = PowermetricsSource(command.split(), clock=clock)
     cpu, gpu = PowermetricsMeter("cpu", source), PowermetricsMeter("gpu", source)
     try:
         cpu.start()
         gpu.start()
+        gate.touch()
         _wait_for(source, 3)
         expected = parse_powermetrics_plist(M2)[0]
         assert cpu.read().machine_j == pytest.approx(sum(s.cpu_j for s in expected))
@@ -258,14 +263,20 @@ def test_meter_sums_the_replayed_samples(tmp_path):
 
 
 def test_between_samples_energy_is_extrapolated_and_never_goes_back(tmp_path):
+    gate = tmp_path / "go"  # the sample comes once the meter started (it counts from there)
     command = make_fake_powermetrics(
-        tmp_path, [powermetrics_plist(cpu_mw=2000.0)], behaviour="once", interval_s=0.02
+        tmp_path,
+        [powermetrics_plist(cpu_mw=2000.0)],
+        behaviour="once",
+        interval_s=0.02,
+        start_when=gate,
     )
     clock = Clock()
     source = PowermetricsSource(command.split(), clock=clock, interval_ms=1000)
     meter = PowermetricsMeter("cpu", source)
     try:
         meter.start()
+        gate.touch()
         _wait_for(source, 1)
         assert meter.read().machine_j == pytest.approx(2.0)
         clock.t += 0.5

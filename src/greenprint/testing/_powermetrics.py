@@ -29,7 +29,10 @@ NOT_ROOT_MESSAGE = "powermetrics must be invoked as the superuser"
 _SCRIPT = """\
 import os, signal, sys, time
 behaviour, interval_s, die_after = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+gate = sys.argv[4] if len(sys.argv) > 4 else ""
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while gate and not os.path.exists(gate):  # a test's meters start before the first sample
+    time.sleep(0.005)
 if behaviour == "not-root":
     sys.stderr.write({message!r} + "\\n")
     sys.exit(1)
@@ -119,6 +122,7 @@ def make_fake_powermetrics(
     interval_s: float = 0.05,
     behaviour: str = "loop",
     die_after: int = 2,
+    start_when: str | os.PathLike[str] | None = None,
 ) -> str:
     """Write a fake ``powermetrics`` script into ``directory`` and return the command to run it.
 
@@ -131,6 +135,9 @@ def make_fake_powermetrics(
             as the real one without root), ``"silent"`` (alive, never writes), ``"die"`` (exit
             with status 70 after ``die_after`` samples).
         die_after: samples sent before ``"die"`` exits.
+        start_when: a path: the script writes nothing (and does not exit) until it exists, so
+            that a test can start its meters before the first sample, however loaded the
+            machine (``None``: it starts at once).
 
     Returns:
         The command line, for ``GREENPRINT_POWERMETRICS``.
@@ -145,4 +152,6 @@ def make_fake_powermetrics(
     script = base / "fake_powermetrics.py"
     script.write_text(_SCRIPT.format(message=NOT_ROOT_MESSAGE, data=str(data)))
     argv = [sys.executable, str(script), behaviour, repr(float(interval_s)), str(die_after)]
+    if start_when is not None:
+        argv.append(str(start_when))
     return shlex.join(argv)
