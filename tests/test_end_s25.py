@@ -9,6 +9,7 @@ saving them apart. Now the runs ended together share one wait, whatever their nu
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -94,7 +95,7 @@ def test_nested_runs_open_at_exit_with_a_locked_ledger_share_one_wait_and_are_al
     said = [line for line in stderr.splitlines() if "saved in" in line]
     assert len(said) == 3, stderr  # every run not written is saved apart, each said once
     for run_id in ids:
-        saved = home / "tmp" / f"greenprint-unsaved-{run_id}.db"
+        saved = home / "tmp" / f"greenprint-{os.getuid()}" / f"greenprint-unsaved-{run_id}.db"
         assert saved.is_file(), stderr
         (command,) = [
             m.group(1)

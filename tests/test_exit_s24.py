@@ -13,6 +13,7 @@ the lock goes while the program still runs, the run is written in the background
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -139,7 +140,7 @@ def test_a_locked_ledger_holds_the_end_and_the_exit_seconds_and_the_run_is_saved
     assert ended["end_s"] < 8.0, done.stderr  # leaving the with block: 5 s for the ledger
     # the whole program (interpreter start, the run's 1.5 s, 5 s at its end, 3 s at exit)
     assert wall_s < 30.0, done.stderr
-    saved = home / "tmp" / f"greenprint-unsaved-{ended['id']}.db"
+    saved = home / "tmp" / f"greenprint-{os.getuid()}" / f"greenprint-unsaved-{ended['id']}.db"
     assert saved.is_file(), done.stderr
     said = [line for line in done.stderr.splitlines() if "saved in" in line]
     assert len(said) == 1, done.stderr  # one line: where, and the command that merges it
@@ -166,7 +167,7 @@ def test_a_lock_that_goes_before_the_exit_lets_the_run_be_written_in_the_backgro
     assert "did not take its final record within 5 s" in done.stderr
     assert f"run {ended['id'][:8]} ('t') is in the ledger now" in done.stderr
     assert "saved in" not in done.stderr, done.stderr
-    assert not list((home / "tmp").glob("greenprint-unsaved-*"))
+    assert not list((home / "tmp").glob("**/greenprint-unsaved-*"))
     run = _runs(home)[ended["id"]]
     assert (run["status"], run["points"]) == ("finished", 150)
     assert run["energy_kwh"] == pytest.approx(ended["energy_kwh"], rel=1e-12)
@@ -312,7 +313,7 @@ def test_a_run_sigtermed_while_its_ledger_is_locked_is_saved_apart_before_the_pr
         died_s = time.monotonic() - began
     assert child.returncode == -signal.SIGTERM, stderr
     assert died_s < 20.0, stderr
-    saved = home / "tmp" / f"greenprint-unsaved-{run_id}.db"
+    saved = home / "tmp" / f"greenprint-{os.getuid()}" / f"greenprint-unsaved-{run_id}.db"
     assert saved.is_file(), stderr
     said = [line for line in stderr.splitlines() if "saved in" in line]
     assert len(said) == 1 and "`greenprint ledger merge " in said[0], stderr

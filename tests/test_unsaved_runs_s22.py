@@ -14,6 +14,7 @@ ledger as it ended.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -121,8 +122,11 @@ def test_a_run_still_refused_at_exit_is_saved_apart_and_merged_back_as_the_warni
     ended = json.loads(done.stdout.splitlines()[-1])
     before = _runs(home)["t1"]
     assert before["status"] == "lost"  # until it is merged: a ledger row that never ended
-    saved = temp / f"greenprint-unsaved-{ended['id']}.db"
+    saved = temp / f"greenprint-{os.getuid()}" / f"greenprint-unsaved-{ended['id']}.db"
     assert saved.is_file(), done.stderr
+    # in the user's own folder, as the fallback files: the shared temporary folder's other
+    # users can neither read the run's record nor plant a file at its name (it was 0644 in /tmp)
+    assert saved.parent.stat().st_mode & 0o777 == 0o700
     command = re.search(r"`(greenprint ledger merge [^`]+)`", done.stderr)
     assert command is not None, done.stderr
     assert command.group(1) == f"greenprint ledger merge {home / 'greenprint.db'} {saved}"
@@ -206,7 +210,7 @@ def test_a_postgresql_server_down_at_the_end_costs_no_wait_and_the_run_is_saved_
     assert ended["status"] == "finished" and ended["end_s"] < 5.0
     assert '`greenprint ledger merge "$LEDGER_URL" ' in done.stderr, done.stderr
     assert "set LEDGER_URL to the ledger's URL above, with its password" in done.stderr
-    saved = home / f"greenprint-unsaved-{ended['id']}.db"
+    saved = home / f"greenprint-{os.getuid()}" / f"greenprint-unsaved-{ended['id']}.db"
     # the command as printed, pasted in another folder: without LEDGER_URL one line, exit 2,
     # nothing written (it read a bare LEDGER_URL: the run merged into a new file ./LEDGER_URL,
     # exit 0); with it, the run goes into the ledger it names

@@ -283,8 +283,8 @@ def _user() -> int:
 _OWN_FOLDER: list[Path] = []
 
 
-def _private_folder() -> Path:
-    """The user's own folder for fallback files in the temporary folder, made if missing.
+def private_folder() -> Path:
+    """The user's own folder for fallback files (and runs saved apart at exit) in ``TMPDIR``.
 
     ``greenprint-<uid>`` in ``TMPDIR``, readable by its user only (0700): the temporary folder
     is shared by a machine's users, and a run's record (its command, host, parameters) is
@@ -333,7 +333,7 @@ def fallback_path(url: str) -> Path:
     Raises:
         OSError: the temporary folder takes no folder.
     """
-    return _private_folder() / _name(url)
+    return private_folder() / _name(url)
 
 
 def waiting(ledger: Ledger) -> str | None:

@@ -362,7 +362,16 @@ class RunPersistence(RunState):
             samples = [*written, *(s for _, _, batch in in_flight for s in batch)]
             samples += self._pending_samples
             error = self._write_error
-        path = Path(tempfile.gettempdir()) / f"greenprint-unsaved-{self.id}.db"
+        # in the user's own folder (0700) of the shared temporary folder, as the fallback files:
+        # a run's record (its command, host, parameters) is theirs, and a name any user can
+        # compute in /tmp is one another user can plant first
+        from greenprint._run_fallback import private_folder
+
+        try:
+            folder = private_folder()
+        except OSError:  # the temporary folder takes no folder: the file alone, as before
+            folder = Path(tempfile.gettempdir())
+        path = folder / f"greenprint-unsaved-{self.id}.db"
         try:
             path.unlink(missing_ok=True)  # an earlier process's copy of the same run id
             saved = Ledger(path)
