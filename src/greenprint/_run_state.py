@@ -11,7 +11,8 @@ its own, and each a :class:`RunState`:
 * :mod:`greenprint._run_persistence`: ledger writes, the runs kept unsaved, saved apart at exit;
 * :mod:`greenprint._run_lineage`: the parent, the job, what child processes inherit;
 * :mod:`greenprint._run_provenance`: where each figure comes from;
-* :mod:`greenprint._run_listeners`: the listeners called at each flush and at the end.
+* :mod:`greenprint._run_listeners`: the listeners called at each flush and at the end;
+* :mod:`greenprint._run_pruning`: ``prune()``, and where and by what the run was stopped.
 
 :class:`RunState` declares the attributes ``Run.__init__`` sets (for the type checker: nothing
 is set here) and, under ``TYPE_CHECKING``, the methods one concern calls on another (each

@@ -65,11 +65,10 @@ from greenprint import _lineage
 from greenprint._accounting import CostAccount
 from greenprint._budget import Budget, BudgetGuard, OnExceed
 from greenprint._config import load_config
-from greenprint._exceptions import BudgetExceeded, ConfigError, GreenprintError
+from greenprint._exceptions import BudgetExceeded, ConfigError
 from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._prediction import Predictor
-from greenprint._pruned import pruned_provenance
 from greenprint._records import MetricPoint, PowerSample, check_role
 from greenprint._run_budgets import RunBudgets
 from greenprint._run_lifecycle import RunLifecycle
@@ -83,6 +82,7 @@ from greenprint._run_persistence import _write_unsaved as _write_unsaved  # re-e
 from greenprint._run_predictions import RunPredictions
 from greenprint._run_provenance import RunProvenance
 from greenprint._run_provenance import _process_key as _process_key  # re-exported
+from greenprint._run_pruning import RunPruning
 from greenprint._run_sampler import RunSampler
 from greenprint._run_tree import RunNode
 from greenprint._suggest import did_you_mean
@@ -382,6 +382,7 @@ def _tracked_async_generator(
 
 class Run(
     RunLifecycle,
+    RunPruning,
     RunMetrics,
     RunPredictions,
     RunBudgets,
@@ -619,58 +620,6 @@ class Run(
 
         return functools.wraps(fn)(wrapper)  # type: ignore[return-value]
 
-    # ------------------------------------------------------------------ public API
-    def prune(
-        self, *, step: float | None = None, by: str | None = None, metric: str | None = None
-    ) -> None:
-        """Mark the run as pruned (early-stopped); it ends ``pruned`` instead of ``finished``.
-
-        Args:
-            step: the step it was stopped at, its last reported step (an epoch, an
-                iteration), >= 0; recorded in its provenance as ``pruned_at_step``.
-            by: what stopped it (``"MedianPruner"``, ``"patience 3 on val_loss"``); recorded
-                as ``pruned_by``.
-            metric: the metric whose logged steps ``step`` counts (``"val_loss"``, logged
-                at each epoch), when the run logs others at steps of their own (a loss at
-                each global step): the report then reads finished trials' steps of it alone;
-                recorded as ``step_metric``.
-
-        The report's "Pruned trials" section reads both: at which steps trials were stopped
-        against the steps of finished ones, and what they would have cost run to the end
-        (docs/pruning.md). A run pruned without ``step`` is read at its last logged step.
-
-        A run is pruned once: calling it again with nothing new does nothing.
-
-        Raises:
-            ConfigError: a ``step`` that is not a finite number >= 0, or an empty ``by`` or
-                ``metric``.
-            GreenprintError: the run has ended (its status is final), or it was pruned
-                already at another step, by another stopper or on another metric.
-        """
-        notes = pruned_provenance(step=step, by=by, metric=metric)
-        with self._lock:
-            if self._state == "stopped":
-                raise GreenprintError(
-                    f"run.prune() after run {self.name!r} ended ({self.status}): its status is "
-                    "final; call it before the run ends (inside its with block)"
-                )
-            if self._prune_requested:
-                _check_pruned_once(self.name, self._pruned_notes, notes)
-            self._prune_requested = True
-        self._note_pruned(notes)
-
-    def _note_pruned(self, notes: dict[str, str]) -> None:
-        """Put where and why the run was pruned in its provenance (written with its next flush).
-
-        Integrations call it with :func:`~greenprint._pruned.pruned_provenance`'s entries.
-        """
-        if not notes:
-            return
-        with self._lock:
-            self._pruned_notes.update(notes)
-            if self._state != "new":  # else _begin's provenance takes them
-                self._provenance.update(notes)
-
     # ------------------------------------------------------------------ internals
     def _move_to_study(self, study: str) -> None:
         """Move this started run into ``study``: its ledger row, then what the run keeps of it.
@@ -707,32 +656,6 @@ class Run(
             self._parent_run = enclosing if isinstance(enclosing, Run) else None
             return str(enclosing.id)
         return _lineage.inherited_parent()
-
-
-#: What ``run.prune`` records, by provenance key: the argument that gave it, and how it reads.
-_PRUNED_SAID = {
-    "pruned_at_step": ("step={}", "at step {}"),
-    "pruned_by": ("by={!r}", "by {!r}"),
-    "step_metric": ("metric={!r}", "on metric {!r}"),
-}
-
-
-def _check_pruned_once(name: str, recorded: Mapping[str, str], notes: Mapping[str, str]) -> None:
-    """Raise when a second ``run.prune`` would move what the first recorded.
-
-    A second call that says nothing new (the same step, or no step) is harmless; one that gives
-    another step, stopper or metric would silently replace the first's.
-    """
-    moved = [
-        key for key in _PRUNED_SAID if key in notes and recorded.get(key, notes[key]) != notes[key]
-    ]
-    if not moved:
-        return
-    given = ", ".join(_PRUNED_SAID[k][0].format(notes[k]) for k in moved)
-    before = " ".join(_PRUNED_SAID[k][1].format(recorded[k]) for k in moved)
-    raise GreenprintError(
-        f"run.prune({given}): run {name!r} was pruned {before} already; a run is pruned once"
-    )
 
 
 def current_run() -> Run | None:
