@@ -326,29 +326,59 @@ def amp_update_scale_rule(scale: Any, *args: Any, **kwargs: Any) -> int:
     return 2 * numel(first_shape(scale))
 
 
-def _adam(params: Any, weight_decay: float, amsgrad: bool, decay_cost: int) -> int:
+def _adam(
+    params: Any,
+    weight_decay: float,
+    amsgrad: bool,
+    decay_cost: int,
+    maximize: bool,
+    grad_scale: Any,
+) -> int:
     per = 13 + (decay_cost if weight_decay else 0) + (1 if amsgrad else 0)
+    per += (1 if maximize else 0) + (1 if grad_scale is not None else 0)
     return per * sum(numel(s) for s in shapes_in(params))
 
 
 @register_rule(["aten._fused_adam", "aten._fused_adam_"])
 def fused_adam_rule(
-    params: Any, *args: Any, weight_decay: float = 0.0, amsgrad: bool = False, **kwargs: Any
+    params: Any,
+    *args: Any,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    maximize: bool = False,
+    grad_scale: Any = None,
+    **kwargs: Any,
 ) -> int:
-    """Adam step, as the op-by-op implementation counts: 13 FPO per parameter element.
+    """Adam step, ATen's FusedAdamKernel (CPU): 13 FPO per parameter element.
 
-    First moment (lerp) 3, second moment (mul, addcmul) 4, denominator (sqrt, divide, add
-    eps) 3, update (addcdiv) 3; L2 weight decay ``g + wd * p`` +2; AMSGrad (maximum) +1.
+    First moment ``exp_avg.lerp_(g, 1 - beta1)`` 3 (``fmadd(w, g - m, m)``; the weight's test
+    and ``w - 1`` are on the constant), second moment ``v * beta2 + (1 - beta2) * g * g`` 4,
+    denominator ``sqrt(v) / sqrt(bc2) + eps`` 3, update ``p + (-step_size) * m / denom`` 3;
+    L2 weight decay ``g + p * wd`` +2; AMSGrad (maximum) +1; ``maximize`` (``g * -1``) +1,
+    as the op-by-op steps' ``neg``; a ``GradScaler``'s ``grad_scale`` (``g / scale``) +1
+    (the op-by-op steps unscale in ``_amp_foreach_non_finite_check_and_unscale_`` instead;
+    with a fused optimizer the scaler runs that too, with a scale of 1, to find infs).
+    Before s35 ``maximize`` and ``grad_scale`` were not counted.
     """
-    return _adam(params, weight_decay, amsgrad, 2)
+    return _adam(params, weight_decay, amsgrad, 2, maximize, grad_scale)
 
 
 @register_rule(["aten._fused_adamw", "aten._fused_adamw_"])
 def fused_adamw_rule(
-    params: Any, *args: Any, weight_decay: float = 0.0, amsgrad: bool = False, **kwargs: Any
+    params: Any,
+    *args: Any,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    maximize: bool = False,
+    grad_scale: Any = None,
+    **kwargs: Any,
 ) -> int:
-    """AdamW step: Adam's 13 FPO per element; decoupled weight decay ``p *= 1 - lr*wd`` +1."""
-    return _adam(params, weight_decay, amsgrad, 1)
+    """AdamW step: Adam's 13 FPO per element, ATen's FusedAdamKernel in its ADAMW mode.
+
+    Decoupled weight decay ``p *= 1 - lr * wd`` +1; ``maximize`` +1 and ``grad_scale`` +1, as
+    :func:`fused_adam_rule`.
+    """
+    return _adam(params, weight_decay, amsgrad, 1, maximize, grad_scale)
 
 
 @register_rule(["aten._fused_adagrad", "aten._fused_adagrad_"])
@@ -382,14 +412,21 @@ def fused_sgd_rule(
     dampening: float = 0.0,
     nesterov: bool = False,
     is_first_step: bool = False,
+    maximize: bool = False,
+    grad_scale: Any = None,
     **kwargs: Any,
 ) -> int:
-    """SGD step, as the op-by-op implementation counts: ``p -= lr * g`` is 2 FPO per element.
+    """SGD step, ATen's FusedSGDKernel (CPU): ``p += g * -lr`` is 2 FPO per element.
 
-    Momentum ``buf = m * buf + (1 - dampening) * g`` +2 (+1 with dampening; nothing on the
-    first step, which copies g), Nesterov +2, weight decay +2.
+    Momentum ``buf = buf * m + g * (1 - dampening)`` +2 (+1 with dampening: the kernel
+    multiplies by ``1 - dampening`` always, a multiply by 1 not counted, as ``add``'s
+    ``alpha`` of 1; nothing on the first step, which copies g), Nesterov ``g + buf * m`` +2
+    (with momentum), weight decay ``g + p * wd`` +2, ``maximize`` (``g * -1``) +1, a
+    ``GradScaler``'s ``grad_scale`` (``g / scale``) +1. Before s35 ``maximize`` and
+    ``grad_scale`` were not counted.
     """
-    per = 2 + (2 if nesterov else 0) + (2 if weight_decay else 0)
+    per = 2 + (2 if nesterov and momentum else 0) + (2 if weight_decay else 0)
+    per += (1 if maximize else 0) + (1 if grad_scale is not None else 0)
     if momentum and not is_first_step:
         per += 2 + (1 if dampening else 0)
     return per * sum(numel(s) for s in shapes_in(params))
