@@ -50,6 +50,9 @@ __all__ = [
     "held",
     "is_fallback",
     "known_good",
+    "merge_command",
+    "password_masked",
+    "private_folder",
     "vouch",
     "waiting",
     "written_to",
@@ -74,13 +77,29 @@ class _Fallback:
 
     def command(self) -> str:
         """The command that puts the file's runs into the ledger, as it can be run."""
-        import shlex
-
-        # a URL's password is not printed: a shell variable then (a bare LEDGER_URL, pasted as
-        # printed, merged the runs into a new file ./LEDGER_URL, exit 0)
-        into = '"$LEDGER_URL"' if self.hidden else shlex.quote(self.display)
         tail = " (set LEDGER_URL to the ledger's URL, with its password)" if self.hidden else ""
-        return f"`greenprint ledger merge {into} {shlex.quote(str(self.path))}`{tail}"
+        return merge_command(self.display, self.path, hidden=self.hidden) + tail
+
+
+def merge_command(into: str, path: Path, *, hidden: bool) -> str:
+    """```greenprint ledger merge INTO FILE``` (in backquotes), as it can be pasted in a shell.
+
+    ``hidden``: ``into`` is a URL whose password is masked; the command then reads
+    ``"$LEDGER_URL"`` (a bare LEDGER_URL, pasted as printed, merged the runs into a new file
+    ./LEDGER_URL, exit 0), and the caller says to set it.
+    """
+    import shlex
+
+    ledger = '"$LEDGER_URL"' if hidden else shlex.quote(into)
+    return f"`greenprint ledger merge {ledger} {shlex.quote(str(path))}`"
+
+
+def password_masked(ledger: Any) -> bool:
+    """Whether ``ledger`` (an open :class:`~greenprint.Ledger`) shows its URL without a password.
+
+    A command printed for it must not hold the URL (:func:`merge_command`'s ``hidden``).
+    """
+    return ledger.path is None and ledger.url != ledger.url_unmasked
 
 
 # the URLs (with passwords) of the ledgers this process, or the process it was forked from,
@@ -283,6 +302,20 @@ def _user() -> int:
 _OWN_FOLDER: list[Path] = []
 
 
+def _usual_folder() -> Path:
+    """``TMPDIR/greenprint-<uid>``: the user's folder of fallback files, where it should be."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"greenprint-{_user()}"
+
+
+def _own_folder(info: os.stat_result) -> bool:
+    """Whether ``info`` (an ``lstat``) is a folder of this user's own, not a link."""
+    import stat
+
+    return stat.S_ISDIR(info.st_mode) and (not hasattr(os, "getuid") or info.st_uid == _user())
+
+
 def private_folder() -> Path:
     """The user's own folder for fallback files (and runs saved apart at exit) in ``TMPDIR``.
 
@@ -295,17 +328,15 @@ def private_folder() -> Path:
     Raises:
         OSError: the temporary folder takes no folder (read-only, full).
     """
-    import stat
     import tempfile
 
-    folder = Path(tempfile.gettempdir()) / f"greenprint-{_user()}"
+    folder = _usual_folder()
     try:
         folder.mkdir(mode=0o700)
     except FileExistsError:
         pass
     info = folder.lstat()
-    ours = not hasattr(os, "getuid") or info.st_uid == _user()
-    if stat.S_ISDIR(info.st_mode) and ours:
+    if _own_folder(info):
         if info.st_mode & 0o077:
             folder.chmod(0o700)
         return folder
@@ -345,15 +376,11 @@ def waiting(ledger: Ledger) -> str | None:
     lacks, or holds unfinished (``running``, ``lost``) where the file has their end. Never
     raises; nothing is made (the folder, the file) where there is none.
     """
-    import stat
-    import tempfile
-
     from greenprint.ledger import Ledger as _Ledger
 
     try:
-        folder = Path(tempfile.gettempdir()) / f"greenprint-{_user()}"
-        info = folder.lstat()
-        if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != _user()):
+        folder = _usual_folder()
+        if not _own_folder(folder.lstat()):
             return None  # not this user's: never read
         path = folder / _name(ledger.url_unmasked)
         if ledger._target.memory or not path.is_file() or ledger.path == path:
@@ -377,8 +404,7 @@ def waiting(ledger: Ledger) -> str | None:
         return None
     if not count:
         return None
-    hidden = ledger.path is None and ledger.url != ledger.url_unmasked
-    command = _Fallback(path, str(ledger.path or ledger.url), hidden).command()
+    command = _Fallback(path, str(ledger.path or ledger.url), password_masked(ledger)).command()
     return (
         f"note: {count} run(s) meant for this ledger wait in {path} (its ledger could not take "
         f"them when they ran): {command} puts them in it"

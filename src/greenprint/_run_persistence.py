@@ -26,7 +26,14 @@ from greenprint._exceptions import GreenprintError
 from greenprint._forks import renew_after_fork
 from greenprint._lifecycle import registry
 from greenprint._records import PowerSample
-from greenprint._run_fallback import counted, fallback_ledger, known_good, written_to
+from greenprint._run_fallback import (
+    counted,
+    fallback_ledger,
+    known_good,
+    merge_command,
+    password_masked,
+    written_to,
+)
 from greenprint._run_state import RunState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -396,23 +403,17 @@ class RunPersistence(RunState):
                 record.energy_kwh,
             )
             return
-        import shlex
-
-        # the command as it can be run; a URL's password is not printed: a shell variable then
-        # (a bare LEDGER_URL, copied as printed, merged into a new file ./LEDGER_URL, exit 0)
-        hidden = ledger is not None and ledger.path is None and ledger.url != ledger.url_unmasked
-        into = '"$LEDGER_URL"' if hidden else shlex.quote(str(where))
+        # the command as it can be run; a URL's password is not printed (a shell variable)
+        hidden = ledger is not None and password_masked(ledger)
         logger.warning(
             "greenprint: run %s (%r) could not be written to its ledger %s (%s); it is saved "
-            "in %s: `greenprint ledger merge %s %s` puts it in the ledger (it reads 'lost' "
-            "there until then)%s",
+            "in %s: %s puts it in the ledger (it reads 'lost' there until then)%s",
             self.id[:8],
             self.name,
             where,
             error,
             path,
-            into,
-            shlex.quote(str(path)),
+            merge_command(str(where), path, hidden=hidden),
             "; set LEDGER_URL to the ledger's URL above, with its password" if hidden else "",
         )
 
