@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
     "EMISSION_UNITS",
     "ENERGY_UNITS",
     "FPO_UNITS",
+    "and_list",
     "count_of",
     "format_duration",
     "format_emissions",
@@ -183,6 +185,16 @@ def format_duration(seconds: float) -> str:
 def count_of(count: int, noun: str) -> str:
     """``"1 run"``, ``"3 runs"``: a count and its noun, plural but for one."""
     return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def and_list(words: Sequence[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``: words listed as a sentence lists them.
+
+    Example:
+        >>> and_list(["1 Wh", "2 g CO2-eq", "3 MFPO"])
+        '1 Wh, 2 g CO2-eq and 3 MFPO'
+    """
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def json_safe(value: Any) -> Any:

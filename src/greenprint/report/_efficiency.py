@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenprint._format import ENERGY_UNITS, FPO_UNITS, format_energy, format_fpo
+from greenprint._format import ENERGY_UNITS, FPO_UNITS, and_list, format_energy, format_fpo
 from greenprint._provenance import FPO_KEY, is_fpo_lower_bound
 from greenprint.analysis._common import RunForest, json_float, lower_is_better
 from greenprint.analysis._efficiency import FPO_PER_GFLOP, score_per_cost
@@ -154,7 +154,7 @@ class EfficiencySection:
         baselines = sum(1 for r in self.rows if "baseline" in r.why)
         if baselines:
             shown.append("the baseline" if baselines == 1 else "the baselines")
-        what = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+        what = and_list(shown)
         other = sorted({r.metric for r in self.rows if r.metric != self.metric})
         scores = f"Scores are {self.metric}" + (
             f" ({', '.join(other)} for the final run, scored on its own split)" if other else ""

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from greenprint._format import count_of
+from greenprint._format import and_list, count_of
 from greenprint.report._failures import (
     FAILURE_GROUPS_SHOWN,
     FAILURE_RUNS_SHOWN,
@@ -84,7 +84,7 @@ def failure_heading(found: Failures) -> str:
     ]
     if not words:  # nothing listed
         words = ["failed"]
-    what = ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
+    what = and_list(words)
     return f"{what[0].upper()}{what[1:]} runs ({found.runs})"
 
 

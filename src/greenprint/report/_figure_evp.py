@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from greenprint._format import count_of, format_energy
+from greenprint._format import and_list, count_of, format_energy
 from greenprint.analysis import (
     EVPCurve,
     PriceTag,
@@ -289,7 +289,7 @@ def _left_out(tag: PriceTag) -> str:
         return "The energy axis counts the trials, the whole study"
     left = sum(cost.energy_kwh for _, cost in others)
     named = [f"{_LEFT_OUT.get(role, role)} ({format_energy(c.energy_kwh)})" for role, c in others]
-    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    listed = and_list(named)
     return (
         f"The energy axis counts the trials only: it leaves out {format_energy(left)} of the "
         f"study's {format_energy(tag.total.energy_kwh)}, {listed} (see the price tag by role)"

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenprint._format import count_of, format_emissions, format_energy, format_fpo
+from greenprint._format import and_list, count_of, format_emissions, format_energy, format_fpo
 from greenprint._frozen import slot_constructor
 from greenprint._pruned import (
     LAST_STEP_KEY,
@@ -226,10 +226,7 @@ class PrunedSummary:
                 "it) and its trials counted no FPO."
             )
             return out
-        # "1 Wh, 2 g CO2-eq and 3 MFPO"
-        saved = ", ".join(saved_parts[:-1]) + " and " + saved_parts[-1]
-        if len(saved_parts) == 1:
-            saved = saved_parts[0]
+        saved = and_list(saved_parts)  # "1 Wh, 2 g CO2-eq and 3 MFPO"
         would_text = " and ".join(would_parts)
         they = (
             "they"
