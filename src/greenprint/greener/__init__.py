@@ -29,17 +29,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.greener._optuna_pruner import CostAwareOptunaPruner
     from greenprint.greener._pruner import CostAwarePruner, PruneDecision
     from greenprint.greener._result import GreenerResult, GreenerRow, break_even_inferences
+    from greenprint.greener._students import distilled, smaller
     from greenprint.greener._variants import (
         Applied,
         Context,
         Variant,
         VariantSkipped,
-        distilled,
         dynamic_int8,
         half_precision,
         prune_structured,
         prune_unstructured,
-        smaller,
         static_int8,
     )
     from greenprint.greener._whatif import HourOption, RegionPrice, WhatIf, whatif
@@ -67,12 +66,12 @@ _LAZY = {
     "break_even_inferences": "greenprint.greener._result",
     "compare": "greenprint.greener._compare",
     "distill": "greenprint.greener._distill",
-    "distilled": "greenprint.greener._variants",
+    "distilled": "greenprint.greener._students",
     "dynamic_int8": "greenprint.greener._variants",
     "half_precision": "greenprint.greener._variants",
     "prune_structured": "greenprint.greener._variants",
     "prune_unstructured": "greenprint.greener._variants",
-    "smaller": "greenprint.greener._variants",
+    "smaller": "greenprint.greener._students",
     "static_int8": "greenprint.greener._variants",
 }
 
