@@ -17,6 +17,8 @@ here; its parts are modules of their own:
   that sums a cost and shares a parent's reading out among children that ran at once;
 * :mod:`greenprint._forest_threads`: :class:`~greenprint._forest_threads.ForestThreads`, runs
   that read one process at the same time;
+* :mod:`greenprint._forest_known`: :class:`~greenprint._forest_known.ForestKnown`, the rule for
+  an amount some runs did not record (which are unknown, which sums are complete);
 * :mod:`greenprint._forest_sums`: what the sums hand back (:class:`KnownSums`,
   :class:`SharedSums`, :class:`ShareOut`, :class:`TimeGroup`) and :func:`run_end`;
 * :mod:`greenprint._run_scores`: a run's score and the options that say how it is read.
@@ -32,6 +34,7 @@ from types import MappingProxyType
 from typing import Any
 
 from greenprint._exceptions import AnalysisError
+from greenprint._forest_known import ForestKnown
 from greenprint._forest_links import (
     _CONTAINED,
     _HOST,
@@ -96,7 +99,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class RunForest(ForestShares, ForestThreads):
+class RunForest(ForestShares, ForestThreads, ForestKnown):
     """The runs of a set arranged by nesting (``parent_id``), within that set only.
 
     A run whose parent is not in the set is a root. A run with no child in the set is a leaf: a
@@ -545,92 +548,3 @@ class RunForest(ForestShares, ForestThreads):
             f"{said}: no computation counts that many operations, the value is corrupt; make "
             f"it unknown (UPDATE runs SET fpo = NULL WHERE id = '{run.id}') and report again"
         )
-
-    def covered(self, known: Sequence[bool], *, fpo: bool = False) -> list[bool]:
-        """For each run, whether some ancestor whose amount contains it has ``known`` true.
-
-        The chain stops at a child that adds to its parent (see :meth:`adds`).
-        """
-        out = [False] * len(self.runs)
-        for pos in reversed(self.inner_order):  # parents before children; leaves set nothing
-            if out[pos] or known[pos]:
-                for child in self.children[pos]:
-                    if not self.adds(child, fpo=fpo):
-                        out[child] = True
-        return out
-
-    def known_sums(self, values: Sequence[float | int | None], *, fpo: bool = False) -> KnownSums:
-        """:meth:`nested_sum` of ``values``, with which runs are unknown and which sums complete.
-
-        The rule for an unknown (``None``) amount. A run with no amount of its own but with
-        children inside it (children that do not add to it: :meth:`adds`) counts as the sum of
-        those children (as :meth:`nested_sum` takes it), so it is not unknown itself; of its
-        children, those that are unknown are counted instead, each once. So a sweep container
-        whose trials all know their FPO, or a trial whose folds all counted theirs, is not
-        unknown. A run is *unknown* when it has no amount of its own, no ancestor whose amount
-        contains it knows its own (:meth:`covered`), and no child is inside it (a run whose
-        children all add to it, such as a node meter over its ranks, stays unknown). A run's
-        inclusive sum is *complete* (its amount with its descendants' is known) when its own
-        amount is known or it has children inside it whose sums are all complete, and the sum
-        of every run that adds to it, or to a run inside it, is complete too. A run inside a
-        parent that knows its own amount is not unknown, but its own sum is not complete
-        unless it or its children know theirs.
-
-        Args:
-            values: one amount per run (same order as ``runs``), ``None`` when unknown.
-            fpo: the amounts are FPO (a peer rank's add to its node meter's).
-
-        Returns:
-            The :class:`KnownSums`.
-
-        Raises:
-            AnalysisError: as :meth:`nested_sum`.
-        """
-        inclusive, exclusive = self.nested_sum(values, fpo=fpo)
-        known = [v is not None for v in values]
-        if not self.inner_order:  # no run has children: each is its own leaf of knowledge
-            unknown = [not k for k in known]
-            return KnownSums(inclusive, exclusive, unknown, known)
-        covered = self.covered(known, fpo=fpo)
-        unknown = [not k and not c for k, c in zip(known, covered, strict=True)]
-        children = self.children
-        links = set(self.kinds)
-        plain = "remote" not in links and not (fpo and "peer" in links)  # no child adds
-        if plain:  # every child is inside its parent: a parent is never unknown
-            for pos in self.inner_order:
-                unknown[pos] = False
-        elif True in unknown:
-            for pos in self.inner_order:
-                if unknown[pos] and not all(self.adds(c, fpo=fpo) for c in children[pos]):
-                    unknown[pos] = False  # a container: its unknown children are counted
-        if False not in known:  # every run counted its own
-            return KnownSums(inclusive, exclusive, unknown, known)
-        complete = known.copy()  # a leaf's: its own
-        if plain:  # 100,000 runs nested in 20,000 trials: 40 ms where the loop below takes 60
-            for pos in self.inner_order:  # children before parents
-                if not complete[pos]:
-                    complete[pos] = all(map(complete.__getitem__, children[pos]))
-            return KnownSums(inclusive, exclusive, unknown, complete)
-        remote = [True] * len(values)  # whether every run that adds to it or under it is known
-        for pos in self.inner_order:  # children before parents
-            whole = inside = True
-            contains = False
-            for child in children[pos]:
-                if self.adds(child, fpo=fpo):
-                    whole = whole and complete[child]
-                else:
-                    contains = True
-                    whole = whole and remote[child]
-                    inside = inside and complete[child]
-            remote[pos] = whole
-            complete[pos] = whole and (known[pos] or (contains and inside))
-        return KnownSums(inclusive, exclusive, unknown, complete)
-
-    @cached_property
-    def fpo_sums(self) -> KnownSums:
-        """:meth:`known_sums` of the runs' FPO (computed once: the report's readers share it).
-
-        Raises:
-            AnalysisError: an FPO above the largest float (see :meth:`nested_sum`).
-        """
-        return self.known_sums(self.column("fpo"), fpo=True)
