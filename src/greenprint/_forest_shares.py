@@ -5,11 +5,11 @@ behind :meth:`RunForest.nested_sum <greenprint._forest.RunForest.nested_sum>` an
 :meth:`RunForest.shared_sums <greenprint._forest.RunForest.shared_sums>`, whose docstring gives
 the rule), and, for energy and CO2-eq, the sharing of a parent's measurement among children that
 ran at the same time: their spans and groups (:meth:`~ForestShares.time_groups`,
-:meth:`~ForestShares.outlived`), what each group gets (:meth:`~ForestShares._share_out`,
-:func:`_fill`), and the scaling of the runs inside each parent, by a factor or by a rate that
-changed over a run's span (:meth:`~ForestShares._scale_down`). Threads of one process are
-:mod:`greenprint._forest_threads`'. Pure Python at import, as :mod:`greenprint._forest`: numpy
-is imported by the methods that use it.
+:meth:`~ForestShares.outlived`), what each group gets (:meth:`~ForestShares._share_out`, with
+:func:`~greenprint._forest_sums._fill`), and the scaling of the runs inside each parent, by a
+factor or by a rate that changed over a run's span (:meth:`~ForestShares._scale_down`). Threads
+of one process are :mod:`greenprint._forest_threads`'. Pure Python at import, as
+:mod:`greenprint._forest`: numpy is imported by the methods that use it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from greenprint._forest_sums import (
     _ROOTS,
     ShareOut,
     TimeGroup,
+    _fill,
     _less,
     _nonfinite,
     _Threads,
@@ -563,52 +564,3 @@ class ForestShares:
             if found is not None:
                 rated[child] = (found[0], found[1] * ratio)
         return mine - mine
-
-
-def _fill(
-    room: Any, weights: Sequence[Any], floors: Sequence[Any], caps: Sequence[Any]
-) -> tuple[list[Any], bool]:
-    """Amounts summing to ``room``: ``clamp(level x weight, floor, cap)``, one level for all.
-
-    Each group's amount is ``level x weight`` within its ``floor`` and ``cap`` (a group at its
-    floor or cap leaves the rest to the others), the level chosen so that the amounts sum to
-    ``room``. The caller has ``room < sum(caps)``, ``0 <= floor <= weight <= cap``.
-
-    Returns:
-        ``(amounts, floored)``; ``floored``: ``room`` is below the floors' sum, and the
-        amounts are the floors.
-    """
-    least = sum(floors)
-    if room <= least:
-        return list(floors), room < least
-    if len(weights) == 1:
-        return [room], False
-    bounds = list(zip(weights, floors, caps, strict=True))
-
-    def total(level: float) -> Any:
-        return sum(min(max(level * w, low), cap) for w, low, cap in bounds)
-
-    # the amounts' sum grows piecewise linearly with the level, bending where a group leaves
-    # its floor or reaches its cap: find the piece where it reaches room
-    points = sorted({b / w for w, low, cap in bounds if w > 0 for b in (low, cap)})
-    first, last = 0, len(points)  # the first point where the sum reaches room, by bisection
-    while first < last:
-        middle = (first + last) // 2
-        if total(points[middle]) >= room:
-            last = middle
-        else:
-            first = middle + 1
-    lower = points[first - 1] if first else 0.0
-    upper = points[first] if first < len(points) else math.inf
-    fixed = free = 0
-    for w, low, cap in bounds:
-        if w <= 0 or cap / w <= lower:  # at its cap over the piece (a group of zeros: 0)
-            fixed += cap
-        elif low / w >= upper:  # at its floor over the piece
-            fixed += low
-        else:
-            free += w
-    if not free:  # only by rounding: the piece ends where the sum reaches room
-        return [min(max(upper * w, low), cap) for w, low, cap in bounds], False
-    level = (room - fixed) / free
-    return [min(max(level * w, low), cap) for w, low, cap in bounds], False

@@ -4,7 +4,8 @@
 :class:`ShareOut` (:meth:`~greenprint._forest.RunForest.shared_sums`: how a parent's reading
 was shared out among its children), :class:`TimeGroup`
 (:meth:`~greenprint._forest.RunForest.time_groups`), a parent's threads of one process
-(:class:`_Threads`), :data:`SHARED_COSTS`, and :func:`run_end`. Pure Python at import, as
+(:class:`_Threads`), :data:`SHARED_COSTS`, :func:`run_end`, and :func:`_fill` (the amounts of
+groups that share a reading: one level for all, within floors and caps). Pure Python at import, as
 :mod:`greenprint._forest`, which re-exports the public names.
 """
 
@@ -256,3 +257,52 @@ def _nonfinite(values: Sequence[float | int | None]) -> tuple[int, ...]:
 def _less(amounts: Sequence[Any], away: Sequence[Any]) -> Callable[[int], Any]:
     """Position -> ``amounts[position] - away[position]``."""
     return lambda pos: amounts[pos] - away[pos]
+
+
+def _fill(
+    room: Any, weights: Sequence[Any], floors: Sequence[Any], caps: Sequence[Any]
+) -> tuple[list[Any], bool]:
+    """Amounts summing to ``room``: ``clamp(level x weight, floor, cap)``, one level for all.
+
+    Each group's amount is ``level x weight`` within its ``floor`` and ``cap`` (a group at its
+    floor or cap leaves the rest to the others), the level chosen so that the amounts sum to
+    ``room``. The caller has ``room < sum(caps)``, ``0 <= floor <= weight <= cap``.
+
+    Returns:
+        ``(amounts, floored)``; ``floored``: ``room`` is below the floors' sum, and the
+        amounts are the floors.
+    """
+    least = sum(floors)
+    if room <= least:
+        return list(floors), room < least
+    if len(weights) == 1:
+        return [room], False
+    bounds = list(zip(weights, floors, caps, strict=True))
+
+    def total(level: float) -> Any:
+        return sum(min(max(level * w, low), cap) for w, low, cap in bounds)
+
+    # the amounts' sum grows piecewise linearly with the level, bending where a group leaves
+    # its floor or reaches its cap: find the piece where it reaches room
+    points = sorted({b / w for w, low, cap in bounds if w > 0 for b in (low, cap)})
+    first, last = 0, len(points)  # the first point where the sum reaches room, by bisection
+    while first < last:
+        middle = (first + last) // 2
+        if total(points[middle]) >= room:
+            last = middle
+        else:
+            first = middle + 1
+    lower = points[first - 1] if first else 0.0
+    upper = points[first] if first < len(points) else math.inf
+    fixed = free = 0
+    for w, low, cap in bounds:
+        if w <= 0 or cap / w <= lower:  # at its cap over the piece (a group of zeros: 0)
+            fixed += cap
+        elif low / w >= upper:  # at its floor over the piece
+            fixed += low
+        else:
+            free += w
+    if not free:  # only by rounding: the piece ends where the sum reaches room
+        return [min(max(upper * w, low), cap) for w, low, cap in bounds], False
+    level = (room - fixed) / free
+    return [min(max(level * w, low), cap) for w, low, cap in bounds], False
