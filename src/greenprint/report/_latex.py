@@ -29,6 +29,7 @@ from greenprint.report._pruned import latex_section as pruned_section
 from greenprint.report._tables import (
     final_score_text,
     final_sentence,
+    role_energy_shares,
     role_label,
     score_text,
     scored_by_parts,
@@ -185,6 +186,23 @@ def _price_tag_table(
     )
 
 
+def _role_shares(report: Report) -> str:
+    r"""Each role's share of the energy, for the caption of the price tag by role.
+
+    The Markdown and HTML tables give it a column; one more column made the LaTeX table wider
+    than a paper's column (by 17 pt), so the caption gives them: ``"; shares of the energy:
+    trials (the search) 56.5\%, baselines 4.1\%, ..."``, rounded to add up to 100 as in
+    the other formats.
+    """
+    shares = role_energy_shares(report)[:-1]  # the roles', not the total's
+    if not shares:
+        return ""
+    roles = report.price_tag.by_role
+    return "; shares of the energy: " + ", ".join(
+        f"{esc(role_label(role))} {share:.1f}\\%" for role, share in zip(roles, shares, strict=True)
+    )
+
+
 def _runs_table(
     report: Report, rows: Sequence[RunRow]
 ) -> tuple[list[str], list[str], list[list[str]]]:
@@ -333,7 +351,10 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             r"\begin{table}[t]",
             r"\centering\footnotesize\setlength{\tabcolsep}{3pt}",
             r"\caption{The same price tag by role: the search's trials (with their parts), "
-            r"and the runs around the search" + _at_least(role_rows, tag.total) + ".}",
+            r"and the runs around the search"
+            + _role_shares(report)
+            + _at_least(role_rows, tag.total)
+            + ".}",
             f"\\label{{tab:gp-price-tag-roles-{key}}}",
         ]
         out += _tabular(

@@ -7,12 +7,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from greenprint._format import (
+    count_of,
     format_duration,
     format_emissions,
     format_energy,
     format_fpo,
     format_multiple,
     format_share,
+    percent_shares,
 )
 from greenprint.report._model import Report, RunRow
 from greenprint.report._text import fpo_text, run_id_if_named_alike
@@ -223,9 +225,11 @@ def edh_sentence(report: Report) -> str | None:
         if edh.dataset_size_min == edh.dataset_size_max
         else f" (a mean: {edh.dataset_size_min:,} to {edh.dataset_size_max:,})"
     )
+    size = f"{edh.dataset_size:,.0f}"
+    examples = "example" if size == "1" else "examples"  # "1 example per trial x 1 trial"
     text = (
         f"E x D x H: {format_energy(edh.energy_kwh_per_example)} per example{fpo} x "
-        f"{edh.dataset_size:,.0f} examples per trial{sizes} x {edh.trials} trials = "
+        f"{size} {examples} per trial{sizes} x {count_of(edh.trials, 'trial')} = "
         f"{format_energy(edh.energy_kwh)}"
     )
     whole = report.price_tag.total.energy_kwh
@@ -300,10 +304,13 @@ def price_tag_role_table(report: Report) -> tuple[list[str], list[list[str]]] | 
     if len(tag.by_role) < 2:
         return None
     header = ["role", "runs", "energy", "CO2-eq", "FPO", "run time", "energy share"]
-    whole = tag.total.energy_kwh
+    shares = [f"{share:.1f} %" for share in role_energy_shares(report)]
     rows = []
-    for role, cost in [*tag.by_role.items(), ("total", tag.total)]:
-        share = "-" if not whole > 0 else f"{100 * cost.energy_kwh / whole:.1f} %"
+    for (role, cost), share in zip(
+        [*tag.by_role.items(), ("total", tag.total)],
+        shares or ["-"] * (len(tag.by_role) + 1),
+        strict=True,
+    ):
         rows.append(
             [
                 "total" if role == "total" else role_label(role),
@@ -316,6 +323,16 @@ def price_tag_role_table(report: Report) -> tuple[list[str], list[list[str]]] | 
             ]
         )
     return header, rows
+
+
+def role_energy_shares(report: Report) -> list[float]:
+    """Each role's percent of the study's energy, then the total's (100), as every format shows.
+
+    Rounded to one decimal so that the roles' add up to the 100.0 shown under them
+    (:func:`~greenprint._format.percent_shares`); empty when the study used no energy.
+    """
+    shares = percent_shares([cost.energy_kwh for cost in report.price_tag.by_role.values()])
+    return [] if shares is None else [*shares, 100.0]
 
 
 #: What the runs table writes after a run's name for each role that is not a trial or a part

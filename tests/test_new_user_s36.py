@@ -1,0 +1,133 @@
+"""What a new user found wrong in session 36, reading the README and docs/ with every number.
+
+* The price tag by role (every format) gave shares that did not add up to the 100.0 % printed
+  under them: the demo's read 56.5 + 4.1 + 6.0 + 10.7 + 22.8 = 100.1 %, each rounded alone.
+* The LaTeX report's price tag by role gave no shares, where docs/report.md says every format
+  gives each role its share of the energy (Markdown and HTML did): its caption gives them (a
+  column more is wider than a paper's column).
+* The E x D x H sentence of a study of one trial read "x 1 trials" (the README's own report
+  quickstart, one trial with a dataset size), and of one example per trial "1 examples".
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from greenprint._format import percent_shares
+from greenprint.report import build_report, render
+
+T0 = 1_700_000_000.0
+
+# Wh per role: rounded one by one the shares read 10.5 + 20.5 + 30.5 + 38.6 = 100.1 %; of
+# the three equal remainders (0.6) the two larger parts take the units missing
+ROLES = [
+    ("trial-1", "trial", 10.46),
+    ("majority", "baseline", 20.46),
+    ("retrain", "final", 30.46),
+    ("curve-0.5", "learning-curve", 38.62),
+]
+
+
+def _study(path: Path, plan: list[tuple[str, str, float]], *, dataset_size: int = 100) -> None:
+    with gp.Ledger(path) as led:
+        for k, (name, role, wh) in enumerate(plan):
+            run_id = f"id-{name}"
+            led.start_run(
+                gp.RunRecord(
+                    id=run_id,
+                    name=name,
+                    study="s",
+                    role=role,
+                    started_at=T0 + 10 * k,
+                    params={"lr": 0.1},
+                    dataset_size=dataset_size,
+                )
+            )
+            led.flush(
+                run_id,
+                fields={
+                    "status": "finished",
+                    "ended_at": T0 + 10 * k + 5,
+                    "heartbeat_at": T0 + 10 * k + 5,
+                    "duration_s": 5.0,
+                    "energy_kwh": wh / 1000,
+                    "emissions_kg": wh / 1000 * 0.4,
+                },
+                metrics=[gp.MetricPoint("accuracy", 0.9)],
+            )
+
+
+def test_percent_shares_add_up_to_100_and_stay_within_a_unit_of_the_exact_share():
+    exact = [56.461, 4.079, 6.010, 10.690, 22.760]  # the demo's energy by role, in %
+    assert [round(x, 1) for x in exact] == [56.5, 4.1, 6.0, 10.7, 22.8]  # 100.1 one by one
+    shares = percent_shares(exact)
+    assert shares == [56.5, 4.1, 6.0, 10.7, 22.7]
+    assert sum(Decimal(str(s)) for s in shares) == 100
+    assert all(abs(s - x) < 0.1 for s, x in zip(shares, exact, strict=True))
+    assert percent_shares([1, 1, 1], decimals=0) == [34.0, 33.0, 33.0]
+    assert percent_shares([0.0, 0.0]) is None  # no energy: no share to give
+    assert percent_shares([1.0, float("nan")]) is None
+
+
+def _md_shares(md: str) -> dict[str, str]:
+    rows = {}
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 7 and cells[-1].endswith(" %"):
+            rows[cells[0]] = cells[-1]
+    return rows
+
+
+def test_the_price_tag_by_role_shows_shares_that_add_up_to_its_total_in_every_format(tmp_path):
+    _study(tmp_path / "s.db", ROLES)
+    report = build_report(tmp_path / "s.db", "s", metric="accuracy")
+    md = render(report, "md", plots=False)
+    shares = _md_shares(md)
+    assert shares == {
+        "trials (the search)": "10.4 %",
+        "baselines": "20.5 %",
+        "final model": "30.5 %",
+        "learning curve": "38.6 %",
+        "total": "100.0 %",
+    }
+    html = render(report, "html", plots=False)
+    for share in shares.values():
+        assert f"<td class=num>{share}</td>" in html
+    tex = render(report, "latex", plots=False)
+    paper = tex[tex.index("BEGIN PAPER") : tex.index("END PAPER")]
+    (caption,) = re.findall(r"\\caption\{The same price tag by role[^\n]*", paper)
+    # in its caption: a column more made the table wider than a paper's column
+    assert caption.endswith(
+        "; shares of the energy: trials (the search) 10.4\\%, baselines 20.5\\%, "
+        "final model 30.5\\%, learning curve 38.6\\%.}"
+    )
+    given = [Decimal(s) for s in re.findall(r"([\d.]+)\\%", caption)]
+    assert sum(given) == Decimal("100.0")
+
+
+@pytest.mark.parametrize(
+    ("plan", "size", "sentence"),
+    [
+        (ROLES[:1], 100, "x 100 examples per trial x 1 trial = 10.5 Wh."),
+        (ROLES[:1], 1, "x 1 example per trial x 1 trial = 10.5 Wh."),
+        (
+            [("t1", "trial", 1.0), ("t2", "trial", 3.0)],
+            100,
+            "x 100 examples per trial x 2 trials = 4 Wh.",
+        ),
+    ],
+)
+def test_the_edh_sentence_counts_one_trial_and_one_example_in_the_singular(
+    tmp_path, plan, size, sentence
+):
+    """The README's report quickstart (one trial with a dataset size) read "x 1 trials"."""
+    _study(tmp_path / "s.db", plan, dataset_size=size)
+    report = build_report(tmp_path / "s.db", "s", metric="accuracy")
+    for fmt in ("md", "html"):
+        (line,) = re.findall(r"E x D x H: [^\n<]*", render(report, fmt, plots=False))
+        assert line.endswith(sentence), line
