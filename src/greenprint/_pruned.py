@@ -20,15 +20,17 @@ provenance is a dict of strings written with every flush):
 
 Beside them, an integration that knows a trial's last reported step writes it on every trial
 it ends, finished ones included: ``last_step`` (Optuna's ``FrozenTrial.last_step``). A report
-reads of each metric only a few points (its first, last, best and worst:
-:func:`~greenprint.ledger._rows.score_points_by_run`), and Optuna's objective value, logged
-once more without a step when the trial ends, is its last point: a finished trial's furthest
-step is read from ``last_step`` where it has one (:func:`reported_last_step`).
+reads of each metric only a few points (its first, last, best and worst, and the first at its
+largest step: :func:`~greenprint.ledger._rows.score_points_by_run`, the ledger's
+``metric_marks``); a finished trial's furthest step is read from ``last_step`` where it has one
+(:func:`reported_last_step`), else from those points.
 
 Integrations write them (:func:`pruned_provenance`), and so does
 :meth:`greenprint.Run.prune` with its ``step`` and ``by``. :func:`pruned_at` reads them back,
 and falls back, for a run that recorded no step (an older greenprint, a ``TrialPruned`` raised
-in a plain ``gp.track``), on its last logged step.
+in a plain ``gp.track``, ``run.prune()`` without ``step``), on its largest logged step, however
+it logged after it (a best value logged again without a step, or at a lower one: a ledger of
+schema 5 read such a run at the step of another point it kept).
 """
 
 from __future__ import annotations

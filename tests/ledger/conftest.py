@@ -84,6 +84,12 @@ def v4_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
     return old_ledger(4, backend, ledger_url, tmp_path)
 
 
+@pytest.fixture
+def v5_url(backend: str, ledger_url: str, tmp_path: Path) -> str:
+    """The committed version-5 ledger (see :func:`old_ledger`)."""
+    return old_ledger(5, backend, ledger_url, tmp_path)
+
+
 def make_record(run_id: str, **overrides: Any) -> RunRecord:
     """A run with every field set to something distinctive (recent heartbeat: not lost)."""
     now = time.time()

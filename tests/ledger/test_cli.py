@@ -181,7 +181,7 @@ def test_export_json_with_samples_to_a_file(ledger_path, tmp_path, capsys):
     assert main(argv) == 0
     assert "wrote 2 runs" in capsys.readouterr().err
     data = json.loads(out.read_text())
-    assert data["schema_version"] == 5
+    assert data["schema_version"] == 6
     assert [r["name"] for r in data["runs"]] == ["baseline", "wide"]
     assert data["runs"][0]["samples"][0]["cpu_w"] == 15.0
     assert data["runs"][0]["metrics"][0]["name"] == "accuracy"

@@ -1,10 +1,11 @@
 """``metric_marks``: the database keeps, for each run's metric, where its report values are.
 
-The marks (first point, first not NaN, first largest and smallest finite value, last point:
-``ledger._marks``) are kept by triggers on ``metrics``. Proved against a brute-force reading of
-the ``metrics`` table after random inserts in flush batches, deletions and updates (hypothesis,
-on SQLite and on a real PostgreSQL), after concurrent writers, a migration from an older schema
-and a merge; and a report's read through the marks equals its read of every point.
+The marks (first point, first not NaN, first largest and smallest finite value, last point,
+first point holding the largest step: ``ledger._marks``) are kept by triggers on ``metrics``.
+Proved against a brute-force reading of the ``metrics`` table after random inserts in flush
+batches, deletions and updates (hypothesis, on SQLite and on a real PostgreSQL), after
+concurrent writers, a migration from an older schema and a merge; and a report's read
+through the marks equals its read of every point.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 import greenprint as gp
 from greenprint._prediction import metric_name
+from greenprint._pruned import step_bounds
 from greenprint.ledger._marks import MARK_COLUMNS, SQLITE_TRIGGERS, marked_points_sql
 from greenprint.ledger._rows import score_points_by_run
 from greenprint.ledger._sqlite import CREATE_STATEMENTS
@@ -31,18 +33,21 @@ PREDICTED = metric_name("predicted_energy_kwh")
 
 
 def brute_marks(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], tuple[Any, ...]]:
-    """The marks of ``(seq, run_id, name, value)`` rows, read the way the reader reads values.
+    """The marks of ``(seq, run_id, name, value, step)`` rows, read as the reader reads values.
 
     Returns:
-        ``(run_id, name)`` -> ``(first_seq, valid_seq, high_seq, high, low_seq, low, last_seq)``.
+        ``(run_id, name)`` -> ``(first_seq, valid_seq, high_seq, high, low_seq, low, last_seq,
+        step_seq, max_step)``.
     """
     out: dict[tuple[str, str], list[Any]] = {}
-    for seq, run_id, name, stored in sorted(rows):
+    for seq, run_id, name, stored, step in sorted(rows):
         value = float(stored)  # SQLite's text 'NaN' included
         marks = out.get((run_id, name))
         if marks is None:
-            marks = out[(run_id, name)] = [seq, None, None, None, None, None, seq]
+            marks = out[(run_id, name)] = [seq, None, None, None, None, None, seq, None, None]
         marks[6] = seq
+        if step is not None and (marks[8] is None or step > marks[8]):
+            marks[7], marks[8] = seq, step
         if value != value:
             continue
         if marks[1] is None:
@@ -69,7 +74,7 @@ def _same(stored: dict[Any, tuple[Any, ...]], brute: dict[Any, tuple[Any, ...]])
     assert stored.keys() == brute.keys()
     for key, marks in brute.items():
         got = stored[key]
-        # the seqs exactly; the values as the floats they are (0.0 equals -0.0)
+        # the seqs and steps exactly; the values as the floats they are (0.0 equals -0.0)
         assert got[:3] + got[4:5] + got[6:] == marks[:3] + marks[4:5] + marks[6:], key
         assert got[3] == marks[3] and got[5] == marks[5], key
 
@@ -79,7 +84,9 @@ _value = st.one_of(
     st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 0.5, 0.5, 1.0, -2.0, 1e308]),
     st.floats(-3, 3),
 )
-_point = st.tuples(st.sampled_from(["r1", "r2"]), st.sampled_from(["acc", "loss"]), _value)
+# a step: none (a value logged without one), or one of a few, repeated, rising and falling
+_step = st.one_of(st.none(), st.integers(0, 6))
+_point = st.tuples(st.sampled_from(["r1", "r2"]), st.sampled_from(["acc", "loss"]), _value, _step)
 _operation = st.one_of(
     st.tuples(st.just("insert"), st.lists(_point, min_size=1, max_size=8)),
     st.tuples(st.just("delete"), st.integers(0, 40)),
@@ -93,8 +100,8 @@ def _apply_sqlite(conn: sqlite3.Connection, operations: list[Any]) -> None:
         kind = operation[0]
         if kind == "insert":  # one flush: a transaction of several rows
             conn.executemany(
-                "INSERT INTO metrics (run_id, name, step, value, time) VALUES (?, ?, 0, ?, 0)",
-                [(r, n, "NaN" if v != v else v) for r, n, v in operation[1]],
+                "INSERT INTO metrics (run_id, name, step, value, time) VALUES (?, ?, ?, ?, 0)",
+                [(r, n, s, "NaN" if v != v else v) for r, n, v, s in operation[1]],
             )
         else:
             seqs = [s for (s,) in conn.execute("SELECT seq FROM metrics ORDER BY seq")]
@@ -104,10 +111,10 @@ def _apply_sqlite(conn: sqlite3.Connection, operations: list[Any]) -> None:
             if kind == "delete":
                 conn.execute("DELETE FROM metrics WHERE seq = ?", (seq,))
             else:
-                r, n, v = operation[2]
+                r, n, v, s = operation[2]
                 conn.execute(
-                    "UPDATE metrics SET run_id = ?, name = ?, value = ? WHERE seq = ?",
-                    (r, n, "NaN" if v != v else v, seq),
+                    "UPDATE metrics SET run_id = ?, name = ?, value = ?, step = ? WHERE seq = ?",
+                    (r, n, "NaN" if v != v else v, s, seq),
                 )
         conn.commit()
 
@@ -122,7 +129,7 @@ def test_sqlite_triggers_keep_the_marks_of_every_point(operations: list[Any]) ->
     for statement in (*CREATE_STATEMENTS, *SQLITE_TRIGGERS):
         conn.execute(statement)
     _apply_sqlite(conn, operations)
-    rows = list(conn.execute("SELECT seq, run_id, name, value FROM metrics"))
+    rows = list(conn.execute("SELECT seq, run_id, name, value, step FROM metrics"))
     brute = brute_marks(rows)
     stale = set(conn.execute("SELECT run_id, name FROM metric_marks_stale"))
     stored = stored_marks(conn.execute("SELECT * FROM metric_marks"))
@@ -139,12 +146,14 @@ def test_sqlite_triggers_keep_the_marks_of_every_point(operations: list[Any]) ->
 
 
 def _figures(points: Sequence[Any]) -> dict[str, tuple[Any, ...]]:
-    """Each metric's last value, largest and smallest finite ones and first valid step."""
+    """Each metric's last value, largest and smallest finite ones, first valid point's step
+    and largest step (where a pruned run stopped: ``_pruned.step_bounds``)."""
     record = gp.RunRecord(id="r", name="r", metrics=tuple(points))
     return {
         name: (
             *(repr(record.metric(name, mode=mode)) for mode in ("last", "max", "min")),
             next((p.step for p in points if p.name == name and p.value == p.value), None),
+            step_bounds((record,), name)[1],
         )
         for name in record.metric_names
     }
@@ -164,7 +173,7 @@ def test_postgresql_trigger_keeps_the_marks_of_every_point(pg_server: Any) -> No
     _two_runs(url)
     engine = sa.create_engine(url)
     insert = sa.text(
-        "INSERT INTO metrics (run_id, name, step, value, time) VALUES (:r, :n, 0, :v, 0)"
+        "INSERT INTO metrics (run_id, name, step, value, time) VALUES (:r, :n, :s, :v, 0)"
     )
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -176,7 +185,9 @@ def test_postgresql_trigger_keeps_the_marks_of_every_point(pg_server: Any) -> No
         for operation in operations:
             with engine.begin() as conn:  # one transaction each, as a flush
                 if operation[0] == "insert":
-                    conn.execute(insert, [{"r": r, "n": n, "v": v} for r, n, v in operation[1]])
+                    conn.execute(
+                        insert, [{"r": r, "n": n, "v": v, "s": s} for r, n, v, s in operation[1]]
+                    )
                     continue
                 seqs = list(conn.execute(sa.text("SELECT seq FROM metrics ORDER BY seq")).scalars())
                 if not seqs:
@@ -185,15 +196,16 @@ def test_postgresql_trigger_keeps_the_marks_of_every_point(pg_server: Any) -> No
                 if operation[0] == "delete":
                     conn.execute(sa.text("DELETE FROM metrics WHERE seq = :s"), {"s": seq})
                 else:
-                    r, n, v = operation[2]
+                    r, n, v, s = operation[2]
                     conn.execute(
                         sa.text(
-                            "UPDATE metrics SET run_id = :r, name = :n, value = :v WHERE seq = :s"
+                            "UPDATE metrics SET run_id = :r, name = :n, value = :v, step = :t "
+                            "WHERE seq = :s"
                         ),
-                        {"r": r, "n": n, "v": v, "s": seq},
+                        {"r": r, "n": n, "v": v, "t": s, "s": seq},
                     )
         with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT seq, run_id, name, value FROM metrics")).all()
+            rows = conn.execute(sa.text("SELECT seq, run_id, name, value, step FROM metrics")).all()
             stored = conn.execute(sa.text("SELECT * FROM metric_marks")).all()
         _same(stored_marks(stored), brute_marks(rows))
 
@@ -231,13 +243,13 @@ def test_concurrent_writers_leave_the_marks_of_every_point(ledger_url: str) -> N
 
 
 def _tables(url: str) -> tuple[list[Any], list[Any]]:
-    """The ``(seq, run_id, name, value)`` rows of ``metrics`` and every ``metric_marks`` row."""
+    """The ``(seq, run_id, name, value, step)`` rows of ``metrics`` and every marks row."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(url if "://" in url else f"sqlite:///{url}")
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT seq, run_id, name, value FROM metrics")).all()
+            rows = conn.execute(sa.text("SELECT seq, run_id, name, value, step FROM metrics")).all()
             marks = conn.execute(
                 sa.text(f"SELECT run_id, name, {', '.join(MARK_COLUMNS)} FROM metric_marks")
             ).all()
@@ -261,22 +273,58 @@ def test_the_v4_fixture_is_committed_and_version_4() -> None:
         conn.close()
 
 
-@pytest.mark.parametrize("fixture", ["v3_url", "v4_url"])
+def test_the_v5_fixture_is_committed_and_version_5() -> None:
+    from .fixtures.make_v4 import V4_METRICS
+    from .fixtures.make_v5 import V5_METRICS, V5_PATH
+
+    conn = sqlite3.connect(f"file:{V5_PATH}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (5,)
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(metric_marks)")]
+        assert columns == ["run_id", "name", *MARK_COLUMNS[:7]]  # no step marks
+        count = conn.execute("SELECT count(*) FROM metrics").fetchone()[0]
+        assert count == len(V4_METRICS) + len(V5_METRICS)
+        # schema 5's marks of the pruned trials: none holds its furthest step (20, 7)
+        marked = conn.execute(
+            "SELECT max(m.step) FROM metric_marks AS k JOIN metrics AS m ON m.seq IN "
+            "(k.first_seq, k.valid_seq, k.high_seq, k.low_seq, k.last_seq) "
+            "WHERE k.run_id LIKE '9a7e%' GROUP BY k.run_id ORDER BY k.run_id"
+        ).fetchall()
+        assert marked == [(24,), (24,), (4,), (4,)]
+    finally:
+        conn.close()
+
+
+def test_a_v5_ledger_migrated_reads_its_pruned_runs_at_their_furthest_step(v5_url: str) -> None:
+    """Schema 5 read the fixture's pruned trials (no step recorded; a point without a step or
+    at a lower one after their last step) as stopped at step 4, the step of their worst value;
+    migrated, at steps 20 and 7 of 24."""
+    from greenprint.report import build_report
+
+    from .fixtures.make_v5 import FULL_STEPS, STUDY
+
+    with gp.Ledger(v5_url) as led:
+        assert led.schema_version == 6
+        s = build_report(led, STUDY).pruning
+    assert s is not None and s.full_steps == FULL_STEPS
+    assert {r.name: (r.step, r.step_recorded) for r in s.rows} == {
+        "stopped-long": (20.0, False),
+        "stopped-short": (7.0, False),
+    }
+    assert s.saved_fpo == 4_000 + 17_000  # 1,000 FPO an epoch short of 24
+
+
+@pytest.mark.parametrize("fixture", ["v3_url", "v4_url", "v5_url"])
 def test_a_migrated_ledger_has_the_marks_of_its_points(
     fixture: str, backend: str, request: pytest.FixtureRequest
 ) -> None:
     """The v3 fixture (a point a run) and the v4 one (long series with NaN, an infinity, ties,
-    -0.0, reserved metrics) migrated to schema 5; the v4 one's report is read through the
-    marks and equals the report of every point."""
-    import dataclasses
-    import json
-
-    from greenprint.report import build_report
-    from greenprint.report._build import _assemble
-
+    -0.0, reserved metrics) migrated to schema 6, and the v5 one (those, with schema 5's marks,
+    and runs whose last point has no step or a lower one); the v4 and v5 ones' reports are read
+    through the marks and equal the report of every point."""
     url = request.getfixturevalue(fixture)
     with gp.Ledger(url) as led:
-        assert led.schema_version == 5
+        assert led.schema_version == 6
         runs = led.runs()
         rows, marks = _tables(url)
         assert rows and len(marks) == len({(r[1], r[2]) for r in rows})
@@ -285,25 +333,36 @@ def test_a_migrated_ledger_has_the_marks_of_its_points(
         if fixture == "v3_url":
             return
         assert marks_read(led._store)
-        study = runs[0].study
-        for options in ({}, {"metric": "loss"}, {"metric": "loss", "reduce": "best"}):
-            built = build_report(led, study, **options)
-            every = _assemble(
-                tuple(runs),
-                study=study,
-                ledger_url=led.url,
-                metric=options.get("metric"),
-                mode=None,
-                final=None,
-                reduce=options.get("reduce", "last"),
-                training_type=None,
-                samples_of=led.samples,
-                max_sampled_runs=300,
-            )
-            every = dataclasses.replace(every, generated_at=built.generated_at)
-            assert json.dumps(built.to_dict(), sort_keys=True) == json.dumps(
-                every.to_dict(), sort_keys=True
-            ), options
+        for study, named in sorted({(r.study, r.metric_names[0]) for r in runs if r.metrics}):
+            for options in ({}, {"metric": named}, {"metric": named, "reduce": "best"}):
+                _same_report(led, runs, study, options)
+
+
+def _same_report(led: gp.Ledger, runs: list[Any], study: str, options: dict[str, Any]) -> None:
+    """``build_report`` of ``study`` (read through the marks) equals the report of every point."""
+    import dataclasses
+    import json
+
+    from greenprint.report import build_report
+    from greenprint.report._build import _assemble
+
+    built = build_report(led, study, **options)
+    every = _assemble(
+        tuple(r for r in runs if r.study == study),
+        study=study,
+        ledger_url=led.url,
+        metric=options.get("metric"),
+        mode=None,
+        final=None,
+        reduce=options.get("reduce", "last"),
+        training_type=None,
+        samples_of=led.samples,
+        max_sampled_runs=300,
+    )
+    every = dataclasses.replace(every, generated_at=built.generated_at)
+    assert json.dumps(built.to_dict(), sort_keys=True) == json.dumps(
+        every.to_dict(), sort_keys=True
+    ), options
 
 
 def test_a_merge_keeps_the_marks_of_the_runs_it_replaces(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def columns(url: str) -> dict[str, dict[str, tuple[str, bool]]]:
 
 def test_migrations_cover_every_version():
     assert len(_schema.MIGRATIONS) == _schema.SCHEMA_VERSION - 1
-    assert _schema.SCHEMA_VERSION == 5
+    assert _schema.SCHEMA_VERSION == 6
 
 
 def test_the_v1_fixture_is_committed_and_version_1():
@@ -56,7 +56,7 @@ def test_the_v1_fixture_is_committed_and_version_1():
 
 def test_v1_is_migrated_with_every_row_preserved(v1_url, backend, ledger_url):
     with Ledger(v1_url) as led:
-        assert led.schema_version == 5
+        assert led.schema_version == 6
         by_id = {r.id: r for r in led.runs()}
         assert set(by_id) == {r["id"] for r in V1_RUNS}
         for row in V1_RUNS:
@@ -117,7 +117,7 @@ def test_v1_is_migrated_with_every_row_preserved(v1_url, backend, ledger_url):
             for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))
         ]
     engine.dispose()
-    assert versions == [1, 2, 3, 4, 5]
+    assert versions == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_migrated_ledger_has_the_same_schema_as_a_new_one(v1_url, backend, tmp_path, request):
@@ -146,7 +146,7 @@ def test_a_failed_migration_leaves_the_ledger_unchanged(v1_url, backend, monkeyp
     assert "scope" not in before["runs"] and "samples" not in before
     # the transactional DDL was rolled back: the real migration still works afterwards
     with Ledger(v1_url) as led:
-        assert led.schema_version == 5 and len(led.runs()) == len(V1_RUNS)
+        assert led.schema_version == 6 and len(led.runs()) == len(V1_RUNS)
 
 
 def test_a_newer_schema_is_refused_untouched(ledger_url, backend):
@@ -210,7 +210,7 @@ def test_the_v2_fixture_is_committed_and_version_2():
 
 def test_v2_is_migrated_with_every_row_preserved_and_roles_not_given(v2_url, backend):
     with Ledger(v2_url) as led:
-        assert led.schema_version == 5
+        assert led.schema_version == 6
         by_id = {r.id: r for r in led.runs()}
         assert set(by_id) == {r["id"] for r in V2_RUNS}
         for row in V2_RUNS:
@@ -243,7 +243,7 @@ def test_v2_is_migrated_with_every_row_preserved_and_roles_not_given(v2_url, bac
             for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))
         ]
     engine.dispose()
-    assert versions == [1, 2, 3, 4, 5]
+    assert versions == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_migrated_v2_ledger_has_the_same_schema_as_a_new_one(v2_url, backend, tmp_path, request):
@@ -291,7 +291,7 @@ def test_v3_is_migrated_with_jobs_unknown_and_price_tag_unchanged(v3_url, backen
     from .fixtures.make_v3 import V3_ROLES
 
     with Ledger(v3_url) as led:
-        assert led.schema_version == 5
+        assert led.schema_version == 6
         runs = led.runs()
         assert {r.id for r in runs} == {r["id"] for r in V2_RUNS}
         for run in runs:

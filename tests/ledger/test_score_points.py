@@ -2,8 +2,9 @@
 
 A run that logs its loss at every step has thousands of points; ``build_report`` reads, of each
 metric of each run, its first point, its first that is not NaN, the first holding its finite
-maximum and minimum, and its last (``ledger._rows.score_points_by_run``), and every point of
-greenprint's reserved metrics. Proved here twice: on random point sequences (hypothesis), the
+maximum and minimum, its last and the first holding its largest step
+(``ledger._rows.score_points_by_run``), and every point of greenprint's reserved metrics.
+Proved here twice: on random point sequences (hypothesis), the
 kept points give every per-run figure the analyses read; and on a ledger of long series built
 through the public API, the report equals the one built from every point, for each choice a
 user makes (metric given or chosen, last or best, max or min, families), on both stores.
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 
 import greenprint as gp
 from greenprint._prediction import metric_name
+from greenprint._pruned import step_bounds
 from greenprint.ledger._rows import _BUFFERED_POINTS, score_points_by_run
 from greenprint.report import build_report
 from greenprint.report._build import _assemble
@@ -86,12 +88,43 @@ def test_kept_points_give_every_figure_of_all_points(
         assert [repr(p) for p in few.metrics if p.name == PREDICTED] == [
             repr(p) for p in full.metrics if p.name == PREDICTED
         ]
-        # a run of few points keeps them all; a longer one at most five a metric
+        # a run of few points keeps them all; a longer one at most six a metric
         if len(logged) <= _BUFFERED_POINTS:
             assert len(few.metrics) == len(logged)
         for name in full.metric_names:
             if name != PREDICTED and len(logged) > _BUFFERED_POINTS:
-                assert sum(p.name == name for p in few.metrics) <= 5
+                assert sum(p.name == name for p in few.metrics) <= 6
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["acc", "loss", PREDICTED]),
+            _values,
+            st.one_of(st.none(), st.integers(0, 40)),
+        ),
+        max_size=60,
+    )
+)
+def test_kept_points_hold_each_metrics_largest_step(
+    logged: list[tuple[str, float, int | None]],
+) -> None:
+    """Steps in any order, some points without one (a best value logged again at the end, a
+    step counter restarted): each metric's largest step, and the run's, are those of all its
+    points (where a pruned run stopped: ``_pruned.step_bounds``)."""
+    rows = [
+        ("r", name, "NaN" if value != value else value, step, T0 + k)
+        for k, (name, value, step) in enumerate(logged)
+    ]
+    kept = score_points_by_run(rows, ["r"]).get("r", [])
+    full = gp.RunRecord(
+        id="r", name="r", metrics=tuple(gp.MetricPoint(n, v, s, T0) for n, v, s in logged)
+    )
+    few = dataclasses.replace(full, metrics=tuple(kept))
+    for name in full.metric_names:
+        assert step_bounds((few,), name)[1] == step_bounds((full,), name)[1]
+    assert step_bounds((few,))[1] == step_bounds((full,))[1]
 
 
 def _series(rng: random.Random, name: str, steps: int, *, top: float, nan: bool) -> list[float]:

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 #: The ledger schema this greenprint writes (its history and migrations: ``_schema``). The one
 #: definition: the SQLAlchemy schema and the standard-library SQLite path both import it.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # field -> (kind, nullable). Kinds: "str", "status", "role", "float", "int", "bigint", "bool",
 # "json".

@@ -1,16 +1,19 @@
 """The ``metric_marks`` table: where each run's metric holds the values a report reads.
 
 A run that logs its loss at every step of a long training has thousands of points; a report
-reads of each of its metrics five: the first point, the first that is not NaN, the first holding
-its largest finite value, the first holding its smallest and the last
-(:func:`~greenprint.ledger._rows.score_points_by_run` keeps exactly these). Schema 5 keeps, for
-each ``(run_id, name)``, the ``seq`` of those five points in ``metric_marks``, so that a report
-fetches them by primary key instead of scanning every point (100,000 runs of 43 points: 3.95
-million rows scanned became 564,000 fetched).
+reads of each of its metrics six: the first point, the first that is not NaN, the first holding
+its largest finite value, the first holding its smallest, the last, and the first holding its
+largest step (:func:`~greenprint.ledger._rows.score_points_by_run` keeps exactly these). Schema
+5 kept, for each ``(run_id, name)``, the ``seq`` of the first five points in ``metric_marks``,
+so that a report fetches them by primary key instead of scanning every point (100,000 runs of
+43 points: 3.95 million rows scanned became 564,000 fetched); schema 6 adds the sixth (a run
+that logged its loss at steps 1 to 7 and once more without a step read as stopped at the step
+of its best or worst value, not at step 7: see :mod:`greenprint._pruned`).
 
 The database keeps the table itself, with triggers on ``metrics``: every insert (greenprint's
 flushes, :meth:`~greenprint.Ledger.merge`, an ``INSERT`` by hand) folds its row into the marks
-with an upsert whose every update is a minimum or a maximum over ``(value, seq)``, so the
+with an upsert whose every update is a minimum or a maximum over ``(value, seq)`` (or
+``(step, seq)``), so the
 result does not depend on the order in which concurrent writers commit. A deleted or updated
 row that was a mark: on PostgreSQL, the marks of its ``(run_id, name)`` are computed again from
 the rows left (its triggers run once the statement is done); on SQLite, which runs them as each
@@ -43,7 +46,8 @@ __all__ = [
 
 #: The columns of ``metric_marks`` after ``run_id`` and ``name``: the ``seq`` of the first
 #: point, of the first that is not NaN, of the first holding the largest finite value (and that
-#: value), of the first holding the smallest (and that value), and of the last.
+#: value), of the first holding the smallest (and that value), of the last, and of the first
+#: holding the largest step (and that step; both NULL while no point has a step: schema 6).
 MARK_COLUMNS: tuple[str, ...] = (
     "first_seq",
     "valid_seq",
@@ -52,6 +56,8 @@ MARK_COLUMNS: tuple[str, ...] = (
     "low_seq",
     "low",
     "last_seq",
+    "step_seq",
+    "max_step",
 )
 
 #: The columns of ``metric_marks`` that locate a point (a ``seq`` of ``metrics``).
@@ -78,12 +84,14 @@ def _sqlite_row(r: str) -> str:
     return (
         f"{r}.run_id, {r}.name, {r}.seq, CASE WHEN {valid} THEN {r}.seq END, "
         f"CASE WHEN {finite} THEN {r}.seq END, CASE WHEN {finite} THEN {r}.value END, "
-        f"CASE WHEN {finite} THEN {r}.seq END, CASE WHEN {finite} THEN {r}.value END, {r}.seq"
+        f"CASE WHEN {finite} THEN {r}.seq END, CASE WHEN {finite} THEN {r}.value END, {r}.seq, "
+        f"CASE WHEN {r}.step IS NOT NULL THEN {r}.seq END, {r}.step"
     )
 
 
 # Unqualified names are the stored marks, excluded.* the row folded in. Every result is a
-# minimum or a maximum over (value, seq): folding rows in any order gives the same marks.
+# minimum or a maximum over (value, seq) or (step, seq): folding rows in any order gives the
+# same marks. (SQLite's SET reads every column as it was before the update.)
 _SQLITE_FOLD = (
     "ON CONFLICT (run_id, name) DO UPDATE SET "
     "first_seq = min(first_seq, excluded.first_seq), "
@@ -100,12 +108,19 @@ _SQLITE_FOLD = (
     "ELSE low_seq END, "
     "low = CASE WHEN excluded.low IS NULL THEN low "
     "WHEN low IS NULL OR excluded.low < low THEN excluded.low ELSE low END, "
-    "last_seq = max(last_seq, excluded.last_seq)"
+    "last_seq = max(last_seq, excluded.last_seq), "
+    "step_seq = CASE WHEN excluded.max_step IS NULL THEN step_seq "
+    "WHEN max_step IS NULL OR excluded.max_step > max_step "
+    "OR (excluded.max_step = max_step AND excluded.step_seq < step_seq) THEN excluded.step_seq "
+    "ELSE step_seq END, "
+    "max_step = CASE WHEN excluded.max_step IS NULL THEN max_step "
+    "WHEN max_step IS NULL OR excluded.max_step > max_step THEN excluded.max_step "
+    "ELSE max_step END"
 )
 
 _INSERT_MARKS = "INSERT INTO metric_marks (run_id, name, " + ", ".join(MARK_COLUMNS) + ") "
 
-#: The marks of every row of ``metrics`` (a ledger migrated to schema 5).
+#: The marks of every row of ``metrics`` (a ledger migrated to schema 6).
 SQLITE_FILL = (
     _INSERT_MARKS + f"SELECT {_sqlite_row('m')} FROM metrics AS m WHERE true {_SQLITE_FOLD}"
 )
@@ -145,7 +160,8 @@ SQLITE_TRIGGERS: tuple[str, ...] = (
     "DELETE FROM metric_marks WHERE run_id = OLD.run_id AND name = OLD.name; "
     "INSERT OR IGNORE INTO metric_marks_stale (run_id, name) VALUES (OLD.run_id, OLD.name); "
     "END",
-    "CREATE TRIGGER metric_marks_update AFTER UPDATE OF run_id, name, value ON metrics BEGIN "
+    "CREATE TRIGGER metric_marks_update AFTER UPDATE OF run_id, name, value, step ON metrics "
+    "BEGIN "
     "INSERT OR IGNORE INTO metric_marks_stale (run_id, name) "
     f"SELECT OLD.run_id, OLD.name WHERE {_SQLITE_OLD_IS_MARK}; "
     "DELETE FROM metric_marks WHERE run_id = OLD.run_id AND name = OLD.name "
@@ -160,10 +176,12 @@ _PG_AGGREGATE = (
     f"(array_agg(seq ORDER BY value DESC, seq) FILTER (WHERE {_PG_FINITE}))[1], "
     f"max(value) FILTER (WHERE {_PG_FINITE}), "
     f"(array_agg(seq ORDER BY value, seq) FILTER (WHERE {_PG_FINITE}))[1], "
-    f"min(value) FILTER (WHERE {_PG_FINITE}), max(seq) FROM metrics"
+    f"min(value) FILTER (WHERE {_PG_FINITE}), max(seq), "
+    "(array_agg(seq ORDER BY step DESC, seq) FILTER (WHERE step IS NOT NULL))[1], max(step) "
+    "FROM metrics"
 )
 
-#: The marks of every row of ``metrics`` (a ledger migrated to schema 5).
+#: The marks of every row of ``metrics`` (a ledger migrated to schema 6).
 POSTGRESQL_FILL = _INSERT_MARKS + _PG_AGGREGATE + " GROUP BY run_id, name"
 
 _PG_NEW_FINITE = "NEW.value NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)"
@@ -187,7 +205,9 @@ BEGIN
             CASE WHEN {_PG_NEW_FINITE} THEN NEW.value END,
             CASE WHEN {_PG_NEW_FINITE} THEN NEW.seq END,
             CASE WHEN {_PG_NEW_FINITE} THEN NEW.value END,
-            NEW.seq
+            NEW.seq,
+            CASE WHEN NEW.step IS NOT NULL THEN NEW.seq END,
+            NEW.step
         ) ON CONFLICT (run_id, name) DO UPDATE SET
             first_seq = LEAST(metric_marks.first_seq, EXCLUDED.first_seq),
             valid_seq = LEAST(metric_marks.valid_seq, EXCLUDED.valid_seq),
@@ -203,7 +223,13 @@ BEGIN
                     AND EXCLUDED.low_seq < metric_marks.low_seq) THEN EXCLUDED.low_seq
                 ELSE metric_marks.low_seq END,
             low = LEAST(metric_marks.low, EXCLUDED.low),
-            last_seq = GREATEST(metric_marks.last_seq, EXCLUDED.last_seq);
+            last_seq = GREATEST(metric_marks.last_seq, EXCLUDED.last_seq),
+            step_seq = CASE WHEN EXCLUDED.max_step IS NULL THEN metric_marks.step_seq
+                WHEN metric_marks.max_step IS NULL OR EXCLUDED.max_step > metric_marks.max_step
+                OR (EXCLUDED.max_step = metric_marks.max_step
+                    AND EXCLUDED.step_seq < metric_marks.step_seq) THEN EXCLUDED.step_seq
+                ELSE metric_marks.step_seq END,
+            max_step = GREATEST(metric_marks.max_step, EXCLUDED.max_step);
     END IF;
     RETURN NULL;
 END
@@ -217,8 +243,8 @@ $$
 #: keeps writing points without a grant on ``metric_marks``.
 POSTGRESQL_STATEMENTS: tuple[str, ...] = (
     _PG_FUNCTION.strip(),
-    "CREATE TRIGGER metric_marks_change AFTER INSERT OR DELETE OR UPDATE OF run_id, name, value "
-    "ON metrics FOR EACH ROW EXECUTE FUNCTION greenprint_metric_marks()",
+    "CREATE TRIGGER metric_marks_change AFTER INSERT OR DELETE OR UPDATE OF run_id, name, value, "
+    "step ON metrics FOR EACH ROW EXECUTE FUNCTION greenprint_metric_marks()",
 )
 
 

@@ -185,15 +185,18 @@ def score_points_by_run(
 
     A run that logs its loss at every step of a long training has thousands of points; a
     report reads of each metric its last value, its best finite value in either direction,
-    whether it has a value that is not NaN and the order in which the names were first
-    logged. So of each metric of a run this keeps, in logged order, its first point, its first
-    that is not NaN, the first holding its finite maximum, the first holding its finite
-    minimum and its last (at most five); and every point of greenprint's reserved metrics
+    whether it has a value that is not NaN, the order in which the names were first logged
+    and its furthest step (where a pruned run stopped). So of each metric of a run this keeps,
+    in logged order, its first point, its first that is not NaN, the first holding its finite
+    maximum, the first holding its finite minimum, its last and the first holding its largest
+    step (at most six: the last may have no step, or a lower one, when a run logs its best
+    value again at its end); and every point of greenprint's reserved metrics
     (predictions, read whole). A run of at most :data:`_BUFFERED_POINTS` points keeps them all
     (nothing to gain: most runs of a search log a few). On the kept points,
-    :meth:`RunRecord.metric` (``last``, ``max``, ``min``), :attr:`RunRecord.metric_names` and
-    every score, role and choice of metric of :mod:`greenprint.analysis` and the report equal
-    those of all the run's points.
+    :meth:`RunRecord.metric` (``last``, ``max``, ``min``), :attr:`RunRecord.metric_names`,
+    each metric's largest step (:func:`greenprint._pruned.step_bounds`) and every score, role
+    and choice of metric of :mod:`greenprint.analysis` and the report equal those of all the
+    run's points.
 
     Args:
         rows: ``metrics`` rows (:data:`METRIC_COLUMNS`) in logged (``seq``) order; rows of other
@@ -216,7 +219,7 @@ def score_points_by_run(
         if found is None:
             kept = streamed.get(rid)
             if kept is not None:
-                kept.add(name, value, row)
+                kept.add(name, value, step, row)
                 continue
             if rid not in wanted:
                 continue
@@ -228,7 +231,7 @@ def score_points_by_run(
         if len(found) > _BUFFERED_POINTS:
             started = streamed[rid] = _KeptPoints()
             for made in found:
-                started.add(made.name, made.value, made)
+                started.add(made.name, made.value, made.step, made)
             del buffered[rid]
     by_run = buffered
     for rid, kept in streamed.items():
@@ -244,25 +247,29 @@ _BUFFERED_POINTS = 16
 class _KeptPoints:
     """The points of one run that :func:`score_points_by_run` keeps, fed in logged order.
 
-    Each is fed as its name, its value and its source: the ``metrics`` row (its point is made
-    only if it is kept) or the point already made while the run was held whole.
+    Each is fed as its name, its value, its step and its source: the ``metrics`` row (its
+    point is made only if it is kept) or the point already made while the run was held whole.
     """
 
-    __slots__ = ("count", "marks", "reserved")
+    __slots__ = ("count", "marks", "reserved", "steps")
 
     def __init__(self) -> None:
         self.count = 0
-        # metric name -> [first, first not NaN, first finite max, first finite min, last],
-        # each (position in the run, source, value)
+        # metric name -> [first, first not NaN, first finite max, first finite min, last,
+        # first largest step], each (position in the run, source, value), and the largest step
         self.marks: dict[str, list[Any]] = {}
+        self.steps: dict[str, int] = {}
         self.reserved: list[tuple[int, Sequence[Any] | MetricPoint, float]] = []
 
-    def add(self, name: str, value: Any, source: Sequence[Any] | MetricPoint) -> None:
-        """Feed the run's next point: its metric name, its value and its source.
+    def add(
+        self, name: str, value: Any, step: int | None, source: Sequence[Any] | MetricPoint
+    ) -> None:
+        """Feed the run's next point: its metric name, its value, its step and its source.
 
         Args:
             name: the metric's name.
             value: its value as stored (SQLite's text ``'NaN'``, an integer: read as floats).
+            step: its step (``None``: logged without one).
             source: the ``metrics`` row (``run_id, name, value, step, time``) or the point.
         """
         k = self.count
@@ -275,9 +282,14 @@ class _KeptPoints:
             return
         marks = self.marks.get(name)
         if marks is None:
-            marks = self.marks[name] = [item, None, None, None, item]
+            marks = self.marks[name] = [item, None, None, None, item, None]
         else:
             marks[4] = item
+        if step is not None:
+            furthest = self.steps.get(name)
+            if furthest is None or step > furthest:
+                self.steps[name] = step
+                marks[5] = item
         if value != value:  # NaN
             return
         if marks[1] is None:

@@ -11,8 +11,12 @@ Schema history:
       measurement read as inside its parent's, as before).
     * **5**: the ``metric_marks`` table and the triggers on ``metrics`` that keep it
       (:mod:`greenprint.ledger._marks`): where each run's metric holds its first, first valid,
-      largest, smallest and last value, so that a report does not scan every point. Migrated
-      ledgers get the marks of the points they hold.
+      largest, smallest and last value, so that a report does not scan every point.
+    * **6**: ``metric_marks.step_seq`` and ``metric_marks.max_step``: the first point holding a
+      metric's largest step, and that step (a run that logged a point without a step, or at a
+      lower step, after its last step was read at the step of another mark). The marks of
+      every metric are computed again from the points held, and the triggers made anew: a
+      migrated ledger, from schema 4 or 5, has the marks of schema 6.
 
 A migration is a function of an open connection, run inside the transaction that also records the
 new version, so a failed migration leaves the ledger as it was. Migrations define the tables they
@@ -161,6 +165,8 @@ metric_marks = sa.Table(
     sa.Column("low_seq", sa.BigInteger, nullable=True),
     sa.Column("low", sa.Double, nullable=True),
     sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("step_seq", sa.BigInteger, nullable=True),
+    sa.Column("max_step", sa.BigInteger, nullable=True),
 )
 
 samples = sa.Table(
@@ -256,7 +262,12 @@ def _v3_to_v4(conn: Connection) -> None:
 
 
 def _v4_to_v5(conn: Connection) -> None:
-    """v5 adds ``metric_marks``, filled from the points held, and the triggers that keep it."""
+    """v5 adds ``metric_marks``, as schema 5 had it, left empty.
+
+    Schema 5 filled it and created the triggers that keep it; here the migration to v6, which
+    follows in the same transaction, does both with the current schema's marks (schema 5's
+    triggers are not kept: this greenprint never leaves a ledger at version 5).
+    """
     frozen = sa.MetaData()
     sa.Table(
         "metric_marks",
@@ -271,12 +282,48 @@ def _v4_to_v5(conn: Connection) -> None:
         sa.Column("low", sa.Double, nullable=True),
         sa.Column("last_seq", sa.BigInteger, nullable=False),
     ).create(conn)
-    conn.exec_driver_sql(SQLITE_FILL if conn.dialect.name == "sqlite" else POSTGRESQL_FILL)
+
+
+#: Schema 5's objects that keep ``metric_marks``, dropped by the v6 migration (they may be
+#: absent: a v4 ledger's v5 migration makes none).
+_V5_MARK_OBJECTS = {
+    "sqlite": (
+        "DROP TRIGGER IF EXISTS metric_marks_insert",
+        "DROP TRIGGER IF EXISTS metric_marks_delete",
+        "DROP TRIGGER IF EXISTS metric_marks_update",
+        "DROP TABLE IF EXISTS metric_marks_stale",
+    ),
+    "postgresql": ("DROP TRIGGER IF EXISTS metric_marks_change ON metrics",),
+}
+
+
+def _v5_to_v6(conn: Connection) -> None:
+    """v6 adds the mark of each metric's largest step: every mark computed again, new triggers.
+
+    The marks are computed from the points held, not only the new columns: a schema 5 metric
+    that was stale (SQLite: a mark deleted by hand) gets its marks back too.
+    """
+    name = conn.dialect.name
+    if name not in _V5_MARK_OBJECTS:  # pragma: no cover - the two stores greenprint has
+        raise NotImplementedError(f"metric marks on {name}")
+    int_type = sa.BigInteger().compile(dialect=conn.dialect)
+    for statement in _V5_MARK_OBJECTS[name]:
+        conn.exec_driver_sql(statement)
+    conn.exec_driver_sql(f"ALTER TABLE metric_marks ADD COLUMN step_seq {int_type}")
+    conn.exec_driver_sql(f"ALTER TABLE metric_marks ADD COLUMN max_step {int_type}")
+    conn.exec_driver_sql("DELETE FROM metric_marks")
+    conn.exec_driver_sql(SQLITE_FILL if name == "sqlite" else POSTGRESQL_FILL)
     _create_mark_triggers(conn)
 
 
 # MIGRATIONS[i] takes a ledger from version i + 1 to version i + 2.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _v1_to_v2,
+    _v2_to_v3,
+    _v3_to_v4,
+    _v4_to_v5,
+    _v5_to_v6,
+]
 
 
 def migrate(conn: Connection, from_version: int) -> int:

@@ -53,7 +53,8 @@ CREATE_STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX ix_samples_run_id ON samples (run_id)",
     "CREATE TABLE metric_marks (\n\trun_id TEXT NOT NULL, \n\tname TEXT NOT NULL, \n\tfirst_seq "
     "BIGINT NOT NULL, \n\tvalid_seq BIGINT, \n\thigh_seq BIGINT, \n\thigh DOUBLE, \n\tlow_seq "
-    "BIGINT, \n\tlow DOUBLE, \n\tlast_seq BIGINT NOT NULL, \n\tPRIMARY KEY (run_id, name)\n)",
+    "BIGINT, \n\tlow DOUBLE, \n\tlast_seq BIGINT NOT NULL, \n\tstep_seq BIGINT, \n\tmax_step "
+    "BIGINT, \n\tPRIMARY KEY (run_id, name)\n)",
 )
 
 

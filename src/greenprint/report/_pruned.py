@@ -330,9 +330,9 @@ def pruned_summary(
     where = [pruned_at(r, b) for r, b in zip(pruned, bounds, strict=True)]
     # the furthest step of a finished trial, of the metric whose steps the pruned trials count
     # when they recorded one (Optuna's epochs, not a loss logged at each of 10,000s of global
-    # steps); its recorded last_step where an integration recorded one (a report reads only
-    # some points of a metric: Optuna's value ends on a point without a step), else the
-    # furthest of its points read. One pass over the points (100,000 trials of a search).
+    # steps); its recorded last_step where an integration recorded one, else the furthest of
+    # its points read (a read keeps each metric's point of largest step: schema 6). One pass
+    # over the points (100,000 trials of a search).
     metrics = {w.metric for w in where if w.metric is not None}
     metric = metrics.pop() if len(metrics) == 1 else None
     recorded_last = None
