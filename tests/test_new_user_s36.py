@@ -131,3 +131,64 @@ def test_the_edh_sentence_counts_one_trial_and_one_example_in_the_singular(
     for fmt in ("md", "html"):
         (line,) = re.findall(r"E x D x H: [^\n<]*", render(report, fmt, plots=False))
         assert line.endswith(sentence), line
+
+
+def _share_rows(table: str) -> list[tuple[int, str, Decimal]]:
+    """(indent level, label, share) of each row of an FPO table, the header left out."""
+    out = []
+    for line in table.splitlines()[1:]:
+        if not line.strip():
+            break
+        label = line.split("  ")[0] if not line.startswith(" ") else line.strip().split()[0]
+        level = (len(line) - len(line.lstrip(" "))) // 2
+        out.append((level, label, Decimal(line.rsplit(None, 1)[-1].rstrip("%"))))
+    return out
+
+
+def test_the_fpo_tables_shares_add_up_to_100_and_each_row_to_the_rows_under_it():
+    """docs/fpo.md's model: its eight modules' shares read 100.1% (0.572% and 0.358% both
+    rounded up), its ops' 99.9%, where the page says the table's rows add up to the total."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1, groups=2), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    )  # fmt: skip
+    c = gp.count_fpo(model, torch.randn(8, 3, 32, 32))
+    assert c.total == 45_793_040  # as docs/fpo.md shows it
+    rows = _share_rows(c.table(depth=1))
+    assert rows[0][0] == 0 and rows[0][2] == 100
+    modules = [share for level, _, share in rows if level == 1]
+    assert modules == [Decimal(x) for x in "31.5 4.9 0.6 0.3 62.1 0.3 0.3 0.0".split()]
+    assert sum(modules) == 100
+    ops = [share for _, _, share in _share_rows(c.table(by="op"))]
+    assert sum(ops) == 100 and ops == sorted(ops, reverse=True)  # largest first, still
+
+    # nested, with a module's own ops, a loss outside the model and the optimizer
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(7, 7), nn.Linear(7, 7)
+
+        def forward(self, x):
+            return self.b(self.a(x)) + x.tanh()  # its own ops: the tanh and the add
+
+    net = nn.Sequential(Block(), nn.Sequential(nn.Linear(7, 3), nn.ReLU()), nn.Linear(3, 3))
+    counted = gp.training_fpo(
+        net, torch.randn(5, 7), loss_fn=lambda out: out.square().mean(), steps=1
+    )
+    table = counted.table()
+    assert "(own ops)" in table and "(optimizer)" in table
+    rows = _share_rows(table)
+    assert sum(share for level, _, share in rows if level == 0) == 100
+    for k, (level, label, share) in enumerate(rows):
+        under = []
+        for deeper, _, part in rows[k + 1 :]:
+            if deeper <= level:
+                break
+            if deeper == level + 1:
+                under.append(part)
+        assert not under or sum(under) == share, (label, share, under)

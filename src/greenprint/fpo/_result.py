@@ -223,7 +223,9 @@ class FPOResult:
     def __str__(self) -> str:
         return self.table()
 
-    def _pct(self, value: int) -> str:
+    def _pct(self, value: int, tenths: int | None = None) -> str:
+        if tenths is not None:  # apportioned: see _apportion
+            return f"{tenths / 10:.1f}%"
         return f"{100 * value / self.total:.1f}%" if self.total else "-"
 
     def _module_rows(self, depth: int | None) -> list[list[str]]:
@@ -240,11 +242,22 @@ class FPOResult:
         header = ["module", "forward", "backward", "total", "share"]
         rows = [header[:3] + ["recompute"] + header[3:] if recompute else header]
 
-        def row(label: str, phases: dict[str, int] | None, fpo: int) -> list[str]:
+        # each row's share in tenths of a percent, the rows under a row apportioned its share,
+        # so that they add up to it as their FPO do (each rounded alone, the docs' example
+        # model's eight modules read 100.1%)
+        tenths: dict[Any, int] = {}
+
+        def share_out(units: int | None, parts: list[tuple[Any, int]], whole: int) -> None:
+            if units is not None and whole > 0 and sum(fpo for _, fpo in parts) == whole:
+                split = _apportion(units, [fpo for _, fpo in parts])
+                tenths.update(zip([key for key, _ in parts], split, strict=True))
+
+        def row(label: str, phases: dict[str, int] | None, fpo: int, key: Any) -> list[str]:
             def cell(phase: str) -> str:
                 return "-" if phases is None else format_fpo(phases.get(phase, 0))
 
-            cells = [label, cell("forward"), cell("backward"), format_fpo(fpo), self._pct(fpo)]
+            share = self._pct(fpo, tenths.get(key))
+            cells = [label, cell("forward"), cell("backward"), format_fpo(fpo), share]
             if recompute:
                 cells.insert(3, cell("recompute"))
             return cells
@@ -252,21 +265,35 @@ class FPOResult:
         children = _children(list(self.by_module))
         below_some = {c for below in children.values() for c in below}
         top = [name for name in self.by_module if name not in below_some]
+        rest = self.total - self.optimizer_total - sum(self.by_module[name] for name in top)
+        share_out(
+            1000,
+            [(name, self.by_module[name]) for name in top]
+            + ([("(outside)", rest)] if rest > 0 else [])
+            + ([("(optimizer)", self.optimizer_total)] if self.optimizer_total else []),
+            self.total,
+        )
         for name in _tree_order(top, children):
             fpo = self.by_module[name]
             level = 0 if name == "" else name.count(".") + 1
             if depth is not None and level > depth:
                 continue
             label = "  " * level + (name.rsplit(".", 1)[-1] if name else "(model)")
-            rows.append(row(label, self.by_module_phase.get(name, {}), fpo))
+            rows.append(row(label, self.by_module_phase.get(name, {}), fpo, name))
             below = children.get(name, [])
             shown = [c for c in below if depth is None or c.count(".") + 1 <= depth]
             if shown:
                 phases = _minus(self.by_module_phase.get(name, {}), below, self.by_module_phase)
                 own = fpo - sum(self.by_module[c] for c in below)
+                share_out(
+                    tenths.get(name),
+                    [(c, self.by_module[c]) for c in shown]
+                    + ([(("own", name), own)] if own > 0 else []),
+                    fpo,
+                )
                 if own > 0:
                     indent = "  " * (min(c.count(".") + 1 for c in shown))
-                    rows.append(row(indent + "(own ops)", phases, own))
+                    rows.append(row(indent + "(own ops)", phases, own, ("own", name)))
         # the modules with no module above them: the model, or (no model given) those named
         # by class
         outside = {
@@ -275,19 +302,20 @@ class FPOResult:
             "recompute": self.recompute_total,
         }
         outside = _minus(outside, top, self.by_module_phase)
-        rest = self.total - self.optimizer_total - sum(self.by_module[name] for name in top)
         if rest > 0:
             label = "(outside the model)" if "" in self.by_module else "(outside any module)"
-            rows.append(row(label, outside, rest))
+            rows.append(row(label, outside, rest, "(outside)"))
         if self.optimizer_total:
-            rows.append(row("(optimizer)", None, self.optimizer_total))
+            rows.append(row("(optimizer)", None, self.optimizer_total, "(optimizer)"))
         return rows
 
     def _op_rows(self) -> list[list[str]]:
         rows = [["op", "calls", "forward", "backward", "optimizer", "total", "share"]]
-        for op, fpo in sorted(self.by_op.items(), key=lambda kv: -kv[1]):
-            if fpo == 0:
-                continue
+        ops = [(op, fpo) for op, fpo in sorted(self.by_op.items(), key=lambda kv: -kv[1]) if fpo]
+        counted = sum(fpo for _, fpo in ops)
+        # the shares add up to 100.0% as the ops' FPO add up to the total (else each alone)
+        tenths = _apportion(1000, [fpo for _, fpo in ops]) if counted == self.total else None
+        for k, (op, fpo) in enumerate(ops):
             phase = self.by_op_phase.get(op, {})
             rows.append(
                 [
@@ -297,7 +325,7 @@ class FPOResult:
                     format_fpo(phase.get("backward", 0)),
                     format_fpo(phase.get("optimizer", 0)),
                     format_fpo(fpo),
-                    self._pct(fpo),
+                    self._pct(fpo, None if tenths is None else tenths[k]),
                 ]
             )
         return rows
@@ -376,6 +404,27 @@ class FPOResult:
             else:
                 lines.append(f"ASSUMED    {key}: {value}")
         return lines
+
+
+def _apportion(units: int, parts: list[int]) -> list[int]:
+    """``units`` split in proportion to ``parts``, the units left over to the largest remainders.
+
+    Hamilton's method in exact integers, so that the shares add up to ``units`` (tenths of a
+    percent each rounded alone read 1,001 of 1,000); of equal remainders the larger part first.
+
+    Example:
+        >>> _apportion(1000, [14417920, 2228592, 262144, 163840, 28442624, 131072, 131328, 15520])
+        [315, 49, 6, 3, 621, 3, 3, 0]
+    """
+    whole = sum(parts)
+    if whole <= 0:
+        return [0] * len(parts)
+    floors = [units * part // whole for part in parts]
+    remainders = [units * part % whole for part in parts]
+    order = sorted(range(len(parts)), key=lambda k: (-remainders[k], -parts[k]))
+    for k in order[: units - sum(floors)]:
+        floors[k] += 1
+    return floors
 
 
 def _children(names: list[str]) -> dict[str, list[str]]:
