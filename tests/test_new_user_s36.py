@@ -192,3 +192,31 @@ def test_the_fpo_tables_shares_add_up_to_100_and_each_row_to_the_rows_under_it()
             if deeper == level + 1:
                 under.append(part)
         assert not under or sum(under) == share, (label, share, under)
+
+
+def test_whatif_docs_name_the_units_its_text_prints(tmp_path, capsys):
+    """docs/whatif.md said the saving reads in "mg, g, kg or t"; the page's own example prints
+    µg (a run of 146 µWh: "56.7 µg CO2-eq (85 %)"), and a shorter one ng."""
+    from greenprint.cli import main
+
+    with gp.Ledger(tmp_path / "l.db") as led:
+        led.start_run(
+            gp.RunRecord(
+                id="abcd1234ef",
+                name="train",
+                status="finished",
+                started_at=T0,
+                duration_s=0.3,
+                energy_kwh=146e-9,
+                pue=1.2,
+                intensity_g_per_kwh=380.95,
+                intensity_source="table:DE:2023",
+                emissions_kg=146e-9 * 1.2 * 380.95 / 1000,
+            )
+        )
+    args = ["whatif", "--run", "abcd", "--ledger", str(tmp_path / "l.db"), "--regions", "FR"]
+    assert main(args) == 0
+    (fr,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FR ")]
+    assert "9.82 µg CO2-eq" in fr and "56.9 µg CO2-eq (85 %)" in fr
+    page = (Path(__file__).parents[1] / "docs" / "whatif.md").read_text(encoding="utf-8")
+    assert "saving in CO2-eq (from ng to t, as it fits" in page
