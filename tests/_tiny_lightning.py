@@ -26,8 +26,8 @@ class Regressor(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def quiet_trainer(callback: Any, *, max_epochs: int) -> pl.Trainer:
-    """A CPU trainer with no logger, checkpoint, progress bar or summary, and ``callback``."""
+def quiet_trainer(*callbacks: Any, max_epochs: int) -> pl.Trainer:
+    """A CPU trainer with no logger, checkpoint, progress bar or summary, and ``callbacks``."""
     return pl.Trainer(
         max_epochs=max_epochs,
         accelerator="cpu",
@@ -35,7 +35,7 @@ def quiet_trainer(callback: Any, *, max_epochs: int) -> pl.Trainer:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[callback],
+        callbacks=list(callbacks),
     )
 
 

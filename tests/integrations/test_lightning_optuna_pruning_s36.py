@@ -34,6 +34,7 @@ def study_ledger(tmp_path_factory):
     import torch
     from optuna_integration import PyTorchLightningPruningCallback
 
+    from _tiny_lightning import quiet_trainer
     from greenprint.integrations.lightning import GreenprintCallback as LightningCallback
     from greenprint.integrations.optuna import GreenprintCallback
 
@@ -64,14 +65,8 @@ def study_ledger(tmp_path_factory):
         lr = trial.suggest_float("lr", 1e-6, 1.0, log=True)
         torch.manual_seed(0)
         pruning = PyTorchLightningPruningCallback(trial, monitor="val_loss")
-        trainer = pl.Trainer(
-            max_epochs=EPOCHS,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[LightningCallback(sample_interval_s=0.05), pruning],
+        trainer = quiet_trainer(
+            LightningCallback(sample_interval_s=0.05), pruning, max_epochs=EPOCHS
         )
         loader = torch.utils.data.DataLoader(data, batch_size=16)
         trainer.fit(Regressor(lr), loader, loader)
